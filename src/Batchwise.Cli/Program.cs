@@ -1,0 +1,20 @@
+using System.CommandLine;
+using Batchwise.Cli.Commands;
+
+namespace Batchwise.Cli;
+
+/// <summary>The batchwise command.</summary>
+public static class Program
+{
+    /// <summary>Entry point.</summary>
+    public static Task<int> Main(string[] args) => CreateRoot().Parse(args).InvokeAsync();
+
+    /// <summary>The root command with every subcommand (each owned by a file under Commands/).</summary>
+    public static RootCommand CreateRoot()
+    {
+        var root = new RootCommand("Batchwise: does batching make my ONNX model faster here, by how much, why, and what is the fastest way to run it?");
+        root.Options.Add(CommonOptions.Verbose);
+        root.Subcommands.Add(ZooCommand.Create());
+        return root;
+    }
+}

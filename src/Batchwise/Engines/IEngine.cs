@@ -1,0 +1,99 @@
+using Batchwise.Onnx;
+
+namespace Batchwise.Engines;
+
+/// <summary>An inference engine: loads an ONNX model into a session. Bench, explain, serve and compare know only this.</summary>
+public interface IEngine
+{
+    /// <summary>Short name used on the command line (ort, cuda).</summary>
+    string Name { get; }
+
+    /// <summary>What runs: engine and library versions, device name (recorded with every result).</summary>
+    EngineDescription Describe(EngineOptions options);
+
+    /// <summary>Loads a model; fails at load (not at run) on anything the engine cannot execute.</summary>
+    IEngineSession Load(OnnxModel model, EngineOptions options);
+}
+
+/// <summary>A loaded model. Thread-safe: several threads may run prepared executions at once.</summary>
+public interface IEngineSession : IDisposable
+{
+    /// <summary>Graph inputs.</summary>
+    IReadOnlyList<TensorSpec> Inputs { get; }
+
+    /// <summary>Graph outputs.</summary>
+    IReadOnlyList<TensorSpec> Outputs { get; }
+
+    /// <summary>Runs one batch: inputs in <see cref="Inputs"/> order, outputs in <see cref="Outputs"/> order.</summary>
+    IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default);
+
+    /// <summary>Binds fixed inputs for repeated runs at one shape (compiling for that shape if needed): the bench path.</summary>
+    IPreparedRun Prepare(IReadOnlyList<Tensor> inputs);
+
+    /// <summary>Device telemetry now (utilisation, memory), or null where the engine has no device to report.</summary>
+    DeviceSample? SampleDevice() => null;
+}
+
+/// <summary>One execution context with bound inputs; one thread uses it at a time.</summary>
+public interface IPreparedRun : IDisposable
+{
+    /// <summary>Runs once; returns the execution time in seconds as the engine measures it (CUDA events on a GPU, the wall clock on a CPU).</summary>
+    double Run();
+
+    /// <summary>The outputs of the last run.</summary>
+    IReadOnlyList<Tensor> ReadOutputs();
+}
+
+/// <summary>A point-in-time device reading.</summary>
+/// <param name="UtilizationPercent">Busy share of the last sampling period, 0-100.</param>
+/// <param name="MemoryUsedBytes">Device memory in use.</param>
+/// <param name="MemoryTotalBytes">Device memory in all.</param>
+public sealed record DeviceSample(double UtilizationPercent, long MemoryUsedBytes, long MemoryTotalBytes);
+
+/// <summary>What ran: for the context of every result.</summary>
+/// <param name="Engine">Engine name (ort, cuda).</param>
+/// <param name="Version">Engine library version(s).</param>
+/// <param name="Device">Device name (CPU model or GPU name).</param>
+/// <param name="Details">Anything else worth recording (execution provider, library versions).</param>
+public sealed record EngineDescription(string Engine, string Version, string Device, IReadOnlyDictionary<string, string> Details);
+
+/// <summary>Numeric precision an engine computes in.</summary>
+public enum Precision
+{
+    /// <summary>32-bit float.</summary>
+    Fp32,
+
+    /// <summary>16-bit float (tensor cores on a GPU).</summary>
+    Fp16,
+}
+
+/// <summary>Options for loading a model; each engine rejects, with a clear error, what it does not support.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>Arithmetic precision.</summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
+
+    /// <summary>Threads inside one operator (ONNX Runtime); 0 = engine default.</summary>
+    public int IntraOpThreads { get; init; }
+
+    /// <summary>Threads across operators (ONNX Runtime); 0 = engine default.</summary>
+    public int InterOpThreads { get; init; }
+
+    /// <summary>ONNX Runtime graph optimisation level: disabled, basic, extended, all.</summary>
+    public string GraphOptimization { get; init; } = "all";
+
+    /// <summary>ONNX Runtime execution provider: cpu, cuda, tensorrt, openvino.</summary>
+    public string ExecutionProvider { get; init; } = "cpu";
+
+    /// <summary>GPU ordinal.</summary>
+    public int DeviceId { get; init; }
+
+    /// <summary>Allow TF32 tensor-core math for fp32 (GPU engines).</summary>
+    public bool AllowTf32 { get; init; }
+
+    /// <summary>Capture and replay CUDA graphs (GPU engines).</summary>
+    public bool UseCudaGraph { get; init; } = true;
+
+    /// <summary>Record per-layer timings (where the engine supports it).</summary>
+    public bool Profile { get; init; }
+}

@@ -1,0 +1,87 @@
+using System.Runtime.InteropServices;
+using Batchwise.Onnx;
+
+namespace Batchwise.Engines;
+
+/// <summary>A dense host tensor: element type, shape and the bytes, pinned so engines can copy without staging.</summary>
+public sealed class Tensor
+{
+    /// <summary>Wraps existing bytes (must be pinned if an engine is to use them without copying).</summary>
+    public Tensor(ElementType elementType, long[] shape, byte[] data)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(data);
+        var expected = ElementCountOf(shape) * elementType.SizeOf();
+        if (data.LongLength != expected)
+        {
+            throw new BatchwiseException($"Tensor of {elementType.ShortName()} {ShapeText(shape)} needs {expected} bytes, got {data.LongLength}", "Check the data matches the shape.");
+        }
+
+        ElementType = elementType;
+        Shape = shape;
+        Data = data;
+    }
+
+    /// <summary>Element type.</summary>
+    public ElementType ElementType { get; }
+
+    /// <summary>Shape (row-major).</summary>
+    public long[] Shape { get; }
+
+    /// <summary>The raw little-endian bytes.</summary>
+    public byte[] Data { get; }
+
+    /// <summary>Number of elements.</summary>
+    public long ElementCount => ElementCountOf(Shape);
+
+    /// <summary>Allocates a zero tensor on the pinned object heap.</summary>
+    public static Tensor Zeros(ElementType type, long[] shape) =>
+        new(type, shape, GC.AllocateArray<byte>(checked((int)(ElementCountOf(shape) * type.SizeOf())), pinned: true));
+
+    /// <summary>Creates a tensor from typed values.</summary>
+    public static Tensor From<T>(ElementType type, long[] shape, ReadOnlySpan<T> values)
+        where T : unmanaged
+    {
+        var t = Zeros(type, shape);
+        MemoryMarshal.AsBytes(values).CopyTo(t.Data);
+        return t;
+    }
+
+    /// <summary>The data as typed elements.</summary>
+    public Span<T> AsSpan<T>()
+        where T : unmanaged => MemoryMarshal.Cast<byte, T>(Data.AsSpan());
+
+    /// <summary>The values as float64, whatever the element type (for comparisons and reports).</summary>
+    public double[] ToDoubles()
+    {
+        var n = (int)ElementCount;
+        var result = new double[n];
+        switch (ElementType)
+        {
+            case ElementType.Float: { var s = AsSpan<float>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.Float16: { var s = AsSpan<Half>(); for (var i = 0; i < n; i++) { result[i] = (double)s[i]; } break; }
+            case ElementType.BFloat16: { var s = AsSpan<ushort>(); for (var i = 0; i < n; i++) { result[i] = BitConverter.Int32BitsToSingle(s[i] << 16); } break; }
+            case ElementType.Double: AsSpan<double>().CopyTo(result); break;
+            case ElementType.Int64: { var s = AsSpan<long>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.Int32: { var s = AsSpan<int>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.Int16: { var s = AsSpan<short>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.UInt16: { var s = AsSpan<ushort>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.UInt32: { var s = AsSpan<uint>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.UInt64: { var s = AsSpan<ulong>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.Int8: { var s = AsSpan<sbyte>(); for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            case ElementType.UInt8 or ElementType.Bool: { var s = Data; for (var i = 0; i < n; i++) { result[i] = s[i]; } break; }
+            default: throw new BatchwiseException($"Cannot read {ElementType} values", "Use a numeric tensor.");
+        }
+
+        return result;
+    }
+
+    /// <summary>Number of elements of a shape.</summary>
+    public static long ElementCountOf(IReadOnlyList<long> shape) => shape.Aggregate(1L, (a, b) => checked(a * b));
+
+    /// <summary>Shape as text, e.g. [8, 3, 224, 224].</summary>
+    public static string ShapeText(IEnumerable<long> shape) => "[" + string.Join(", ", shape) + "]";
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{ElementType.ShortName()} {ShapeText(Shape)}";
+}

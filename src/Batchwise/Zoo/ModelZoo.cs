@@ -1,0 +1,90 @@
+using System.Globalization;
+using Batchwise.Onnx;
+
+namespace Batchwise.Zoo;
+
+/// <summary>One built-in model: a name, what it is, and how to build it from options.</summary>
+/// <param name="Name">Name used as zoo:NAME.</param>
+/// <param name="Description">One line: the architecture it follows.</param>
+/// <param name="Options">Accepted options with their defaults (e.g. size=224).</param>
+/// <param name="Build">Builds the model from parsed options.</param>
+public sealed record ZooEntry(string Name, string Description, IReadOnlyDictionary<string, string> Options, Func<ZooOptions, OnnxModel> Build);
+
+/// <summary>Options given as zoo:NAME?key=value&amp;key=value, with their defaults filled in.</summary>
+public sealed class ZooOptions
+{
+    private readonly Dictionary<string, string> _values;
+
+    /// <summary>Creates options from key/values.</summary>
+    public ZooOptions(IReadOnlyDictionary<string, string> values) => _values = new Dictionary<string, string>(values, StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>An integer option, at least <paramref name="min"/>.</summary>
+    public int Int(string key, int min = 1)
+    {
+        var text = _values[key];
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min
+            ? v
+            : throw new BatchwiseException($"Zoo option '{key}={text}' is not an integer of at least {min}", $"Write e.g. {key}={Math.Max(min, 1)}.");
+    }
+
+    /// <summary>A string option.</summary>
+    public string Text(string key) => _values[key];
+}
+
+/// <summary>The built-in models: built in code with seeded random weights and a dynamic batch axis.</summary>
+public static class ModelZoo
+{
+    /// <summary>Prefix that marks a zoo model wherever a model is expected.</summary>
+    public const string Prefix = "zoo:";
+
+    private static readonly List<ZooEntry> Registry =
+    [
+        new("mlp", "A small multi-layer perceptron (Gemm, Relu, Softmax) for quick checks", new Dictionary<string, string> { ["features"] = "64", ["hidden"] = "256", ["classes"] = "10", ["seed"] = "0" }, Mlp.Build),
+    ];
+
+    /// <summary>Every built-in model.</summary>
+    public static IReadOnlyList<ZooEntry> Entries => Registry;
+
+    /// <summary>Adds a model to the zoo (each architecture file registers itself here).</summary>
+    internal static void Add(ZooEntry entry) => Registry.Add(entry);
+
+    /// <summary>Builds zoo:NAME?options (the prefix is optional here).</summary>
+    public static OnnxModel Build(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var text = spec.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase) ? spec[Prefix.Length..] : spec;
+        var q = text.IndexOf('?', StringComparison.Ordinal);
+        var name = q < 0 ? text : text[..q];
+        var entry = Registry.FirstOrDefault(e => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase))
+            ?? throw new BatchwiseException($"No zoo model named '{name}'", $"Use one of: {string.Join(", ", Registry.Select(e => e.Name))} (batchwise zoo list).");
+        var values = new Dictionary<string, string>(entry.Options, StringComparer.OrdinalIgnoreCase);
+        if (q >= 0)
+        {
+            foreach (var pair in text[(q + 1)..].Split('&', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var eq = pair.IndexOf('=', StringComparison.Ordinal);
+                var key = eq < 0 ? pair : pair[..eq];
+                if (eq < 0 || !values.ContainsKey(key))
+                {
+                    var known = entry.Options.Count == 0 ? "none" : string.Join(", ", entry.Options.Select(o => $"{o.Key}={o.Value}"));
+                    throw new BatchwiseException($"Zoo model '{entry.Name}' has no option '{pair}'", $"Options (with defaults): {known}.");
+                }
+
+                values[key] = pair[(eq + 1)..];
+            }
+        }
+
+        return entry.Build(new ZooOptions(values));
+    }
+}
+
+/// <summary>Loads a model from a file path or zoo:NAME.</summary>
+public static class ModelSource
+{
+    /// <summary>Loads <paramref name="spec"/>: zoo:NAME[?options] or a path to a .onnx file.</summary>
+    public static OnnxModel Load(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        return spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase) ? ModelZoo.Build(spec) : OnnxModel.Load(spec);
+    }
+}
