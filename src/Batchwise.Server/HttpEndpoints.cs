@@ -1,0 +1,420 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text.Json;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Batchwise.Server;
+
+/// <summary>The Open Inference Protocol over HTTP/REST, with Triton's binary tensor data extension.</summary>
+internal static class HttpEndpoints
+{
+    /// <summary>The header that gives the JSON part's length when binary tensor data follows it.</summary>
+    public const string HeaderLength = "Inference-Header-Content-Length";
+
+    public static void Map(IEndpointRouteBuilder app, ModelRepository models)
+    {
+        app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
+        {
+            w.WriteString("name", InferenceServer.Name);
+            w.WriteString("version", InferenceServer.Version);
+            w.WriteStartArray("extensions");
+            foreach (var e in InferenceServer.Extensions)
+            {
+                w.WriteStringValue(e);
+            }
+
+            w.WriteEndArray();
+        }));
+        app.MapGet("/v2/health/live", ctx => Status(ctx, 200));
+        app.MapGet("/v2/health/ready", ctx => Status(ctx, models.IsReady ? 200 : 400));
+        app.MapGet("/v2/models/{name}", ctx => Guard(ctx, () => MetadataAsync(ctx, models.Find(Route(ctx, "name")))));
+        app.MapGet("/v2/models/{name}/versions/{version}", ctx => Guard(ctx, () => MetadataAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
+        app.MapGet("/v2/models/{name}/ready", ctx => Guard(ctx, () => Status(ctx, models.Find(Route(ctx, "name")).IsReady ? 200 : 400)));
+        app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => Status(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")).IsReady ? 200 : 400)));
+        app.MapGet("/v2/models/{name}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name")))));
+        app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
+        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name")))));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
+    }
+
+    /// <summary>Writes the protocol's error object.</summary>
+    public static Task WriteErrorAsync(HttpContext ctx, int status, string message, int? retryAfter = null)
+    {
+        if (ctx.Response.HasStarted)
+        {
+            return Task.CompletedTask;
+        }
+
+        if (retryAfter is { } s)
+        {
+            ctx.Response.Headers.RetryAfter = s.ToString(CultureInfo.InvariantCulture);
+        }
+
+        return WriteJsonAsync(ctx, status, w => w.WriteString("error", message));
+    }
+
+    private static string Route(HttpContext ctx, string key) => (string)ctx.Request.RouteValues[key]!;
+
+    private static Task Status(HttpContext ctx, int status)
+    {
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentLength = 0;
+        return Task.CompletedTask;
+    }
+
+    private static async Task Guard(HttpContext ctx, Func<Task> handler)
+    {
+        try
+        {
+            await handler().ConfigureAwait(false);
+        }
+        catch (InferenceError e)
+        {
+            await WriteErrorAsync(ctx, e.HttpStatus, e.Message, e.RetryAfterSeconds).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException e)
+        {
+            var message = e.StatusCode == StatusCodes.Status413PayloadTooLarge
+                ? $"The request body is larger than the server's limit ({ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes); raise --max-body-size or send smaller batches"
+                : e.Message;
+            await WriteErrorAsync(ctx, e.StatusCode, message).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; its queued work was dropped and nobody reads the answer.
+        }
+    }
+
+    private static Task MetadataAsync(HttpContext ctx, ServedModel model) => WriteJsonAsync(ctx, 200, w =>
+    {
+        w.WriteString("name", model.Name);
+        w.WriteStartArray("versions");
+        w.WriteStringValue(model.Version);
+        w.WriteEndArray();
+        w.WriteString("platform", model.Platform);
+        WriteSpecs(w, "inputs", model.Inputs);
+        WriteSpecs(w, "outputs", model.Outputs);
+    });
+
+    private static void WriteSpecs(Utf8JsonWriter w, string key, IReadOnlyList<TensorSpec> specs)
+    {
+        w.WriteStartArray(key);
+        foreach (var s in specs)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", s.Name);
+            w.WriteString("datatype", s.ElementType.ProtocolName());
+            w.WriteStartArray("shape");
+            foreach (var d in ServedModel.ProtocolShape(s))
+            {
+                w.WriteNumberValue(d);
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+
+    /// <summary>Triton's model configuration endpoint (perf_analyzer reads max_batch_size from it).</summary>
+    private static Task ConfigAsync(HttpContext ctx, ServedModel model) => WriteJsonAsync(ctx, 200, w =>
+    {
+        w.WriteString("name", model.Name);
+        w.WriteString("platform", model.Platform);
+        w.WriteString("backend", model.Engine);
+        w.WriteNumber("max_batch_size", model.MaxBatchSize);
+        foreach (var (key, specs) in new[] { ("input", model.Inputs), ("output", model.Outputs) })
+        {
+            w.WriteStartArray(key);
+            foreach (var s in specs)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", s.Name);
+                w.WriteString("data_type", "TYPE_" + s.ElementType.ProtocolName());
+                w.WriteStartArray("dims");
+                foreach (var dim in ServedModel.ProtocolShape(s).Skip(model.MaxBatchSize > 0 ? 1 : 0))
+                {
+                    w.WriteNumberValue(dim);
+                }
+
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
+        if (model.Config.DynamicBatching is { } d)
+        {
+            w.WriteStartObject("dynamic_batching");
+            w.WriteNumber("max_queue_delay_microseconds", d.MaxQueueDelayMicroseconds);
+            w.WriteStartArray("preferred_batch_size");
+            foreach (var p in model.Batcher.PreferredBatchSizes)
+            {
+                w.WriteNumberValue(p);
+            }
+
+            w.WriteEndArray();
+            w.WriteNumber("priority_levels", model.Batcher.PriorityLevels);
+            w.WriteNumber("default_priority_level", model.Batcher.ResolvedDefaultPriority);
+            w.WriteNumber("default_timeout_microseconds", d.DefaultTimeoutMicroseconds);
+            w.WriteNumber("max_queue_size", model.Batcher.MaxQueueSize);
+            w.WriteEndObject();
+        }
+
+        w.WriteStartArray("instance_group");
+        w.WriteStartObject();
+        w.WriteNumber("count", model.Batcher.InstanceCount);
+        w.WriteString("kind", model.Engine == "ort" ? "KIND_CPU" : "KIND_GPU");
+        w.WriteEndObject();
+        w.WriteEndArray();
+    });
+
+    private static async Task InferAsync(HttpContext ctx, ServedModel model)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        var headerLength = body.Length;
+        if (ctx.Request.Headers.TryGetValue(HeaderLength, out var lengthText))
+        {
+            if (!int.TryParse(lengthText, NumberStyles.None, CultureInfo.InvariantCulture, out headerLength) || headerLength > body.Length)
+            {
+                throw InferenceError.BadRequest($"{HeaderLength} is '{lengthText}', but the body has {body.Length} bytes");
+            }
+        }
+
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body.AsMemory(0, headerLength));
+        }
+        catch (JsonException e)
+        {
+            throw InferenceError.BadRequest($"The request is not valid JSON: {e.Message}");
+        }
+
+        using (doc)
+        {
+            var request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model);
+            var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted).ConfigureAwait(false);
+            await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<byte[]> ReadBodyAsync(HttpContext ctx)
+    {
+        if (ctx.Request.ContentLength is { } length)
+        {
+            var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+            if (limit is { } l && length > l)
+            {
+                throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
+            }
+
+            var buffer = new byte[length];
+            await ctx.Request.Body.ReadExactlyAsync(buffer, ctx.RequestAborted).ConfigureAwait(false);
+            return buffer;
+        }
+
+        using var ms = new MemoryStream();
+        await ctx.Request.Body.CopyToAsync(ms, ctx.RequestAborted).ConfigureAwait(false);
+        return ms.ToArray();
+    }
+
+    private sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary)> Outputs, int Priority, TimeSpan? Timeout);
+
+    private static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw InferenceError.BadRequest("The request must be a JSON object with an \"inputs\" array");
+        }
+
+        string? id = root.TryGetProperty("id", out var idElement) && idElement.ValueKind == JsonValueKind.String ? idElement.GetString() : null;
+        var binaryOutput = false;
+        var priority = 0;
+        TimeSpan? timeout = null;
+        if (root.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object)
+        {
+            binaryOutput = parameters.TryGetProperty("binary_data_output", out var b) && b.ValueKind == JsonValueKind.True;
+            if (parameters.TryGetProperty("priority", out var p))
+            {
+                priority = p.ValueKind == JsonValueKind.Number && p.TryGetInt32(out var v) ? v : throw InferenceError.BadRequest("Parameter 'priority' must be an integer");
+            }
+
+            if (parameters.TryGetProperty("timeout", out var t))
+            {
+                timeout = t.ValueKind == JsonValueKind.Number && t.TryGetInt64(out var us) && us >= 0
+                    ? (us == 0 ? null : TimeSpan.FromMicroseconds(us))
+                    : throw InferenceError.BadRequest("Parameter 'timeout' must be a non-negative integer (microseconds)");
+            }
+        }
+
+        if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
+        {
+            throw InferenceError.BadRequest("The request has no \"inputs\" array");
+        }
+
+        var parsed = new List<NamedTensor>();
+        var offset = 0;
+        foreach (var input in inputs.EnumerateArray())
+        {
+            var name = input.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("An input has no \"name\"");
+            var type = TensorCodec.ParseDatatype(name, input.TryGetProperty("datatype", out var dt) && dt.ValueKind == JsonValueKind.String ? dt.GetString() : null);
+            if (!input.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
+            {
+                throw InferenceError.BadRequest($"Input '{name}' has no \"shape\" array");
+            }
+
+            var shape = shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var v) ? v : throw InferenceError.BadRequest($"Input '{name}' has a shape that is not a list of integers")).ToArray();
+            long? binarySize = null;
+            if (input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
+            {
+                binarySize = bs.ValueKind == JsonValueKind.Number && bs.TryGetInt64(out var v) && v >= 0 ? v : throw InferenceError.BadRequest($"Input '{name}': binary_data_size must be a non-negative integer");
+            }
+
+            Tensor tensor;
+            if (binarySize is { } size)
+            {
+                if (offset + size > binary.Length)
+                {
+                    throw InferenceError.BadRequest($"Input '{name}' claims {size} bytes of binary data at offset {offset}, but only {binary.Length - offset} follow the JSON header");
+                }
+
+                tensor = TensorCodec.FromBytes(name, type, shape, binary.Span.Slice(offset, (int)size));
+                offset += (int)size;
+            }
+            else if (input.TryGetProperty("data", out var data))
+            {
+                tensor = TensorCodec.FromJson(name, type, shape, data);
+            }
+            else
+            {
+                throw InferenceError.BadRequest($"Input '{name}' has neither \"data\" nor a binary_data_size parameter");
+            }
+
+            parsed.Add(new NamedTensor(name, tensor));
+        }
+
+        if (offset != binary.Length)
+        {
+            throw InferenceError.BadRequest($"The body has {binary.Length} bytes of binary data after the JSON header, but the inputs' binary_data_size add up to {offset}");
+        }
+
+        var outputs = new List<(int, bool)>();
+        if (root.TryGetProperty("outputs", out var requested) && requested.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var o in requested.EnumerateArray())
+            {
+                var name = o.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("A requested output has no \"name\"");
+                var binaryData = binaryOutput;
+                if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
+                {
+                    if (op.TryGetProperty("classification", out _))
+                    {
+                        throw InferenceError.BadRequest($"Output '{name}': the classification extension is not supported yet; request the raw output");
+                    }
+
+                    if (op.TryGetProperty("binary_data", out var bd))
+                    {
+                        binaryData = bd.ValueKind == JsonValueKind.True;
+                    }
+                }
+
+                outputs.Add((model.OutputIndex(name), binaryData));
+            }
+        }
+        else
+        {
+            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput)));
+        }
+
+        return new ParsedRequest(id, parsed, outputs, priority, timeout);
+    }
+
+    private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> outputs)
+    {
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("model_name", model.Name);
+            w.WriteString("model_version", model.Version);
+            if (request.Id is not null)
+            {
+                w.WriteString("id", request.Id);
+            }
+
+            w.WriteStartArray("outputs");
+            foreach (var (index, binary) in request.Outputs)
+            {
+                var t = outputs[index];
+                w.WriteStartObject();
+                w.WriteString("name", model.Outputs[index].Name);
+                w.WriteString("datatype", t.ElementType.ProtocolName());
+                w.WriteStartArray("shape");
+                foreach (var d in t.Shape)
+                {
+                    w.WriteNumberValue(d);
+                }
+
+                w.WriteEndArray();
+                if (binary)
+                {
+                    w.WriteStartObject("parameters");
+                    w.WriteNumber("binary_data_size", t.Data.Length);
+                    w.WriteEndObject();
+                }
+                else
+                {
+                    w.WritePropertyName("data");
+                    TensorCodec.WriteJson(w, t);
+                }
+
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        var binaries = request.Outputs.Where(o => o.Binary).Select(o => outputs[o.Index].Data).ToList();
+        ctx.Response.StatusCode = 200;
+        if (binaries.Count == 0)
+        {
+            ctx.Response.ContentType = "application/json";
+            ctx.Response.ContentLength = buffer.WrittenCount;
+            await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+
+        ctx.Response.ContentType = "application/octet-stream";
+        ctx.Response.Headers[HeaderLength] = buffer.WrittenCount.ToString(CultureInfo.InvariantCulture);
+        ctx.Response.ContentLength = buffer.WrittenCount + binaries.Sum(b => (long)b.Length);
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+        foreach (var b in binaries)
+        {
+            await ctx.Response.Body.WriteAsync(b, ctx.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> body)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            body(w);
+            w.WriteEndObject();
+        }
+
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json";
+        ctx.Response.ContentLength = buffer.WrittenCount;
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+    }
+}

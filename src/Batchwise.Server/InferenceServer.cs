@@ -1,0 +1,157 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+
+namespace Batchwise.Server;
+
+/// <summary>Where and how the server listens.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>Address to bind: an IP, localhost, or 0.0.0.0 / * for every interface.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>HTTP/REST port (0: any free port).</summary>
+    public int HttpPort { get; init; } = 8000;
+
+    /// <summary>gRPC port (0: any free port).</summary>
+    public int GrpcPort { get; init; } = 8001;
+
+    /// <summary>Largest request body (HTTP) or message (gRPC), in bytes.</summary>
+    public long MaxBodySize { get; init; } = 64L << 20;
+
+    /// <summary>How long a stop waits for requests in flight before cutting them off.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>The inference server: the models of a repository over HTTP/REST and gRPC, with /metrics.</summary>
+public sealed class InferenceServer : IAsyncDisposable
+{
+    /// <summary>Server name reported by GET /v2.</summary>
+    public const string Name = "batchwise";
+
+    /// <summary>Protocol extensions this server implements.</summary>
+    public static readonly IReadOnlyList<string> Extensions = ["binary_tensor_data", "model_configuration"];
+
+    private readonly WebApplication _app;
+    private readonly ModelRepository _models;
+    private int _stopped;
+
+    private InferenceServer(WebApplication app, ModelRepository models, Uri http, Uri grpc)
+    {
+        _app = app;
+        _models = models;
+        HttpAddress = http;
+        GrpcAddress = grpc;
+    }
+
+    /// <summary>Server version reported by GET /v2.</summary>
+    public static string Version => typeof(InferenceServer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
+    /// <summary>The HTTP/REST base address actually bound.</summary>
+    public Uri HttpAddress { get; }
+
+    /// <summary>The gRPC address actually bound.</summary>
+    public Uri GrpcAddress { get; }
+
+    /// <summary>The models served.</summary>
+    public ModelRepository Models => _models;
+
+    /// <summary>Binds the ports and starts serving <paramref name="models"/> (which the server then owns).</summary>
+    public static async Task<InferenceServer> StartAsync(ModelRepository models, ServerOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(models);
+        ArgumentNullException.ThrowIfNull(options);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
+        ListenOptions? http = null, grpc = null;
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = options.MaxBodySize;
+            k.AddServerHeader = false;
+            http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1AndHttp2);
+            grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2);
+        });
+        builder.Services.AddGrpc(o =>
+        {
+            o.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, options.MaxBodySize);
+            o.MaxSendMessageSize = null;
+        });
+        builder.Services.AddSingleton(models);
+        var app = builder.Build();
+        app.MapGrpcService<GrpcInferenceEndpoint>();
+        app.MapMetrics("/metrics", models.Metrics.Registry);
+        HttpEndpoints.Map(app, models);
+        app.Lifetime.ApplicationStopping.Register(models.MarkStopping);
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}: {e.Message}", "Pick free ports with --http-port and --grpc-port (0 picks any).", e);
+        }
+
+        var host = options.Host is "0.0.0.0" or "*" ? "127.0.0.1" : options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host;
+        return new InferenceServer(app, models, new Uri($"http://{host}:{http!.IPEndPoint!.Port}"), new Uri($"http://{host}:{grpc!.IPEndPoint!.Port}"));
+    }
+
+    /// <summary>Completes when the host is asked to stop (SIGTERM, Ctrl+C, or <see cref="StopAsync"/>).</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
+
+    /// <summary>Stops taking connections, lets requests in flight finish (up to the drain timeout), then drains every model's queue.</summary>
+    public async Task StopAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return;
+        }
+
+        _models.MarkStopping();
+        await _app.StopAsync().ConfigureAwait(false);
+        await _models.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private static ListenOptions Listen(KestrelServerOptions k, string host, int port, HttpProtocols protocols)
+    {
+        ListenOptions? result = null;
+        void Configure(ListenOptions o)
+        {
+            o.Protocols = protocols;
+            result = o;
+        }
+
+        if (host is "0.0.0.0" or "*")
+        {
+            k.Listen(IPAddress.Any, port, Configure);
+        }
+        else if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            k.Listen(IPAddress.Loopback, port, Configure);
+        }
+        else if (IPAddress.TryParse(host, out var ip))
+        {
+            k.Listen(ip, port, Configure);
+        }
+        else
+        {
+            throw new BatchwiseException($"--host '{host}' is not an IP address", "Use 127.0.0.1 (default), localhost, 0.0.0.0 or an address of this machine.");
+        }
+
+        return result!;
+    }
+}

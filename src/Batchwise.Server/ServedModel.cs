@@ -1,0 +1,287 @@
+using System.Diagnostics;
+using Batchwise.Batching;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Grpc.Core;
+
+namespace Batchwise.Server;
+
+/// <summary>A named input tensor of a request, as a protocol front end decoded it.</summary>
+public sealed record NamedTensor(string Name, Tensor Tensor);
+
+/// <summary>One model being served: its engine sessions (one per instance) behind a dynamic batcher.</summary>
+public sealed class ServedModel : IAsyncDisposable
+{
+    private readonly IEngineSession[] _sessions;
+    private readonly DynamicBatcher _batcher;
+    private readonly ServerMetrics _metrics;
+    private readonly Dictionary<string, int> _inputIndex;
+    private readonly Dictionary<string, int> _outputIndex;
+
+    private ServedModel(string name, ModelConfig config, int maxBatchSize, string engine, IEngineSession[] sessions, ServerMetrics metrics, TimeProvider time)
+    {
+        Name = name;
+        Config = config;
+        MaxBatchSize = maxBatchSize;
+        Engine = engine;
+        _sessions = sessions;
+        _metrics = metrics;
+        Inputs = sessions[0].Inputs;
+        Outputs = sessions[0].Outputs;
+        _inputIndex = Inputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
+        _outputIndex = Outputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
+        Batcher = config.ToBatcherOptions(maxBatchSize);
+        _batcher = new DynamicBatcher(Batcher, ExecuteAsync, time);
+    }
+
+    /// <summary>The name clients use.</summary>
+    public string Name { get; }
+
+    /// <summary>The served version.</summary>
+    public string Version => Config.Version;
+
+    /// <summary>The serving settings.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The batcher settings in force.</summary>
+    public BatcherOptions Batcher { get; }
+
+    /// <summary>Largest batch a request may carry (0: the model has no batch axis).</summary>
+    public int MaxBatchSize { get; }
+
+    /// <summary>The engine that runs the model.</summary>
+    public string Engine { get; }
+
+    /// <summary>Platform string reported in metadata (Triton's name for ONNX Runtime, else batchwise_ENGINE).</summary>
+    public string Platform => Engine == "ort" ? "onnxruntime_onnx" : "batchwise_" + Engine;
+
+    /// <summary>Model inputs.</summary>
+    public IReadOnlyList<TensorSpec> Inputs { get; }
+
+    /// <summary>Model outputs.</summary>
+    public IReadOnlyList<TensorSpec> Outputs { get; }
+
+    /// <summary>True once loaded and until the server starts to stop.</summary>
+    public bool IsReady { get; private set; } = true;
+
+    /// <summary>Requests queued now.</summary>
+    public int QueueLength => _batcher.QueueLength;
+
+    /// <summary>Loads the model on its engine, one session per instance, and warms each up once.</summary>
+    public static ServedModel Load(string name, OnnxModel model, ModelConfig config, ServerMetrics metrics, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(config);
+        var axis = model.FindBatchAxis();
+        var maxBatch = config.MaxBatchSize ?? (axis.IsBatchable ? 32 : 0);
+        if (maxBatch > 0 && !axis.IsBatchable)
+        {
+            throw new BatchwiseException($"Model '{name}' cannot be batched: {axis.Reason}", "Set max_batch_size 0 in its config.json, or re-export it with a dynamic first dimension.");
+        }
+
+        var engine = EngineRegistry.Create(config.Engine);
+        var options = config.ToEngineOptions();
+        config.ToBatcherOptions(maxBatch);
+        var sessions = new IEngineSession[Math.Max(1, config.InstanceCount)];
+        try
+        {
+            for (var i = 0; i < sessions.Length; i++)
+            {
+                sessions[i] = engine.Load(model, options);
+                WarmUp(sessions[i], maxBatch);
+            }
+        }
+        catch
+        {
+            foreach (var s in sessions)
+            {
+                s?.Dispose();
+            }
+
+            throw;
+        }
+
+        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System);
+    }
+
+    /// <summary>Shape as the protocol reports it: dynamic dimensions are -1.</summary>
+    public static long[] ProtocolShape(TensorSpec spec) => spec.Shape.Select(d => d.Value ?? -1).ToArray();
+
+    /// <summary>Checks a version string: empty means the served one.</summary>
+    public void CheckVersion(string? version)
+    {
+        if (!string.IsNullOrEmpty(version) && version != Version)
+        {
+            throw InferenceError.NotFound($"Model '{Name}' has no version '{version}'; it serves version {Version}");
+        }
+    }
+
+    /// <summary>The position of a named output, or a 400 naming the outputs there are.</summary>
+    public int OutputIndex(string name) =>
+        _outputIndex.TryGetValue(name, out var i) ? i : throw InferenceError.BadRequest($"Model '{Name}' has no output '{name}'; its outputs are {string.Join(", ", Outputs.Select(o => o.Name))}");
+
+    /// <summary>Validates the inputs against the model, queues them and returns the outputs in model order.</summary>
+    public async Task<IReadOnlyList<Tensor>> InferAsync(IReadOnlyList<NamedTensor> inputs, int priority, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        _metrics.Requests.WithLabels(Name, Version).Inc();
+        var start = Stopwatch.GetTimestamp();
+        try
+        {
+            var ordered = Order(inputs);
+            if (priority < 0 || priority > Batcher.PriorityLevels)
+            {
+                throw InferenceError.BadRequest($"Priority {priority} is outside 1..{Batcher.PriorityLevels} for model '{Name}'");
+            }
+
+            Task<BatchedResult> pending;
+            try
+            {
+                pending = _batcher.SubmitAsync(ordered, priority, timeout, cancellationToken);
+            }
+            finally
+            {
+                _metrics.QueueLength.WithLabels(Name, Version).Set(_batcher.QueueLength);
+            }
+
+            var result = await pending.ConfigureAwait(false);
+            _metrics.QueueSeconds.WithLabels(Name, Version).Observe(result.QueueTime.TotalSeconds);
+            _metrics.RequestSeconds.WithLabels(Name, Version).Observe(Stopwatch.GetElapsedTime(start).TotalSeconds);
+            return result.Outputs;
+        }
+        catch (Exception e)
+        {
+            var (error, reason) = Classify(e, cancellationToken);
+            _metrics.Failures.WithLabels(Name, Version, reason).Inc();
+            if (error is null)
+            {
+                throw;
+            }
+
+            throw error;
+        }
+    }
+
+    /// <summary>Marks the model not ready (the server is stopping).</summary>
+    internal void MarkStopping() => IsReady = false;
+
+    /// <summary>Sends what is queued, waits for executions, and releases the sessions.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        IsReady = false;
+        await _batcher.DisposeAsync().ConfigureAwait(false);
+        foreach (var s in _sessions)
+        {
+            s.Dispose();
+        }
+    }
+
+    private static (InferenceError? Error, string Reason) Classify(Exception e, CancellationToken cancellationToken) => e switch
+    {
+        InferenceError ie => (null, ie.HttpStatus == 400 ? "invalid" : "rejected"),
+        BatchRejectedException { Reason: RejectionReason.QueueFull } r => (new InferenceError(503, StatusCode.Unavailable, r.OneLine, r) { RetryAfterSeconds = 1 }, "queue_full"),
+        BatchRejectedException { Reason: RejectionReason.ShuttingDown } r => (new InferenceError(503, StatusCode.Unavailable, r.OneLine, r) { RetryAfterSeconds = 1 }, "shutting_down"),
+        BatchRejectedException { Reason: RejectionReason.Timeout } r => (new InferenceError(504, StatusCode.DeadlineExceeded, r.OneLine, r), "timeout"),
+        OperationCanceledException when cancellationToken.IsCancellationRequested => (null, "cancelled"),
+        BatchwiseException b => (new InferenceError(500, StatusCode.Internal, b.OneLine, b), "internal"),
+        _ => (new InferenceError(500, StatusCode.Internal, $"{e.GetType().Name}: {e.Message}", e), "internal"),
+    };
+
+    private static void WarmUp(IEngineSession session, int maxBatch)
+    {
+        // One run at batch 1 so the first request does not pay for lazy initialisation; skipped when a
+        // non-batch dimension is dynamic (no shape to warm up with).
+        var tensors = new List<Tensor>();
+        foreach (var spec in session.Inputs)
+        {
+            var dims = spec.Shape.Select((d, i) => d.Value ?? (i == 0 && maxBatch > 0 ? 1 : -1)).ToArray();
+            if (dims.Any(d => d < 0) || spec.ElementType is ElementType.String or ElementType.Undefined)
+            {
+                return;
+            }
+
+            tensors.Add(Tensor.Zeros(spec.ElementType, dims));
+        }
+
+        session.Run(tensors);
+    }
+
+    private Tensor[] Order(IReadOnlyList<NamedTensor> inputs)
+    {
+        var ordered = new Tensor[Inputs.Count];
+        foreach (var input in inputs)
+        {
+            if (!_inputIndex.TryGetValue(input.Name, out var i))
+            {
+                throw InferenceError.BadRequest($"Model '{Name}' has no input '{input.Name}'; its inputs are {string.Join(", ", Inputs)}");
+            }
+
+            if (ordered[i] is not null)
+            {
+                throw InferenceError.BadRequest($"Input '{input.Name}' is given twice");
+            }
+
+            Check(Inputs[i], input.Tensor);
+            ordered[i] = input.Tensor;
+        }
+
+        for (var i = 0; i < ordered.Length; i++)
+        {
+            if (ordered[i] is null)
+            {
+                throw InferenceError.BadRequest($"Input '{Inputs[i].Name}' is missing; model '{Name}' takes {string.Join(", ", Inputs)}");
+            }
+        }
+
+        return ordered;
+    }
+
+    private void Check(TensorSpec spec, Tensor t)
+    {
+        if (t.ElementType != spec.ElementType)
+        {
+            throw InferenceError.BadRequest($"Input '{spec.Name}' has datatype {t.ElementType.ProtocolName()}; model '{Name}' expects {spec.ElementType.ProtocolName()}");
+        }
+
+        var expected = "[" + string.Join(", ", ProtocolShape(spec)) + "]";
+        if (t.Shape.Length != spec.Shape.Count)
+        {
+            throw InferenceError.BadRequest($"Input '{spec.Name}' has shape {Tensor.ShapeText(t.Shape)}; model '{Name}' expects {expected} (-1: any size)");
+        }
+
+        for (var d = 0; d < t.Shape.Length; d++)
+        {
+            var want = spec.Shape[d].Value;
+            if (t.Shape[d] < 0 || (want is { } w && t.Shape[d] != w))
+            {
+                throw InferenceError.BadRequest($"Input '{spec.Name}' has shape {Tensor.ShapeText(t.Shape)}; model '{Name}' expects {expected} (-1: any size)");
+            }
+        }
+
+        if (MaxBatchSize > 0 && (t.Shape[0] < 1 || t.Shape[0] > MaxBatchSize))
+        {
+            throw InferenceError.BadRequest($"Input '{spec.Name}' has batch size {t.Shape[0]}; model '{Name}' takes 1 to {MaxBatchSize} (max_batch_size)");
+        }
+    }
+
+    private async Task<IReadOnlyList<Tensor>> ExecuteAsync(int instance, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken)
+    {
+        var labels = (Name, Version);
+        _metrics.InFlight.WithLabels(labels.Name, labels.Version).Inc();
+        _metrics.QueueLength.WithLabels(labels.Name, labels.Version).Set(_batcher.QueueLength);
+        var start = Stopwatch.GetTimestamp();
+        try
+        {
+            // Engine runs are synchronous; keep them off the batching loop and the request threads.
+            var session = _sessions[instance];
+            var outputs = await Task.Run(() => session.Run(inputs, cancellationToken), cancellationToken).ConfigureAwait(false);
+            _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(Stopwatch.GetElapsedTime(start).TotalSeconds);
+            _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(inputs[0].Shape.Length > 0 && MaxBatchSize > 0 ? inputs[0].Shape[0] : 1);
+            return outputs;
+        }
+        finally
+        {
+            _metrics.InFlight.WithLabels(labels.Name, labels.Version).Dec();
+        }
+    }
+}
