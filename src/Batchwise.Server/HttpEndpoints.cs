@@ -15,6 +15,9 @@ internal static class HttpEndpoints
     /// <summary>The header that gives the JSON part's length when binary tensor data follows it.</summary>
     public const string HeaderLength = "Inference-Header-Content-Length";
 
+    // Error messages quote names with ' and must read as written, not as \u0027.
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static void Map(IEndpointRouteBuilder app, ModelRepository models)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
@@ -339,7 +342,7 @@ internal static class HttpEndpoints
     private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> outputs)
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
             w.WriteStartObject();
             w.WriteString("model_name", model.Name);
@@ -405,7 +408,7 @@ internal static class HttpEndpoints
     private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> body)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
             w.WriteStartObject();
             body(w);

@@ -75,7 +75,7 @@ public sealed class InferenceServer : IAsyncDisposable
         {
             k.Limits.MaxRequestBodySize = options.MaxBodySize;
             k.AddServerHeader = false;
-            http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1AndHttp2);
+            http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1);
             grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2);
         });
         builder.Services.AddGrpc(o =>

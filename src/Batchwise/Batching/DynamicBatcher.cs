@@ -37,6 +37,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private TaskCompletionSource _wake = NewSignal();
     private TaskCompletionSource? _idleWaiter;
     private int _queued;
+    private long _batchesLaunched;
     private int _executing;
     private volatile bool _stopping;
 
@@ -71,6 +72,9 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     /// <summary>Batches executing now.</summary>
     public int ExecutionsInFlight => Volatile.Read(ref _executing);
+
+    /// <summary>Batches sent to an instance so far.</summary>
+    public long BatchesLaunched => Interlocked.Read(ref _batchesLaunched);
 
     /// <summary>
     /// Queues a request (inputs in model order, each with the same size on axis 0 when batching). Throws
@@ -390,6 +394,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
         var instance = _freeInstances.Pop();
         Interlocked.Increment(ref _executing);
+        Interlocked.Increment(ref _batchesLaunched);
         _ = Task.Run(() => ExecuteAsync(instance, batch));
     }
 

@@ -1,0 +1,135 @@
+using System.CommandLine;
+using System.Globalization;
+using Batchwise.Server;
+
+namespace Batchwise.Cli.Commands;
+
+/// <summary>`batchwise serve MODEL` or `batchwise serve --models DIR`: the Open Inference Protocol over HTTP and gRPC.</summary>
+public static class ServeCommand
+{
+    /// <summary>Creates the serve command.</summary>
+    public static Command Create()
+    {
+        var model = new Argument<string?>("model") { Description = "One model to serve: a .onnx file (served under its file name) or zoo:NAME", Arity = ArgumentArity.ZeroOrOne };
+        var models = new Option<string?>("--models") { Description = "A model repository: one subfolder per model holding model.onnx and an optional config.json" };
+        var name = new Option<string?>("--name") { Description = "Name to serve the single model under (default: file name without extension, or the zoo name)" };
+        var host = new Option<string>("--host") { Description = "Address to listen on (0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var httpPort = new Option<int>("--http-port") { Description = "HTTP/REST port (0: any free port)", DefaultValueFactory = _ => 8000 };
+        var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC port (0: any free port)", DefaultValueFactory = _ => 8001 };
+        var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body or gRPC message, in bytes", DefaultValueFactory = _ => 64L << 20 };
+        var maxBatch = new Option<int?>("--max-batch-size") { Description = "Single model: largest (merged) batch; default 32 when the model has a dynamic batch axis, else 0" };
+        var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
+        var preferred = new Option<string?>("--preferred-batch-size") { Description = "Single model: batch sizes sent at once when reached, e.g. 8,16" };
+        var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
+        var instances = new Option<int>("--instances") { Description = "Single model: executions in flight at once (one engine session each)", DefaultValueFactory = _ => 1 };
+        var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
+        var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
+        var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
+        var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
+        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
+        {
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
+        };
+        command.SetGuardedAction(async (parse, ct) =>
+        {
+            var single = parse.GetValue(model);
+            var folder = parse.GetValue(models);
+            if ((single is null) == (folder is null))
+            {
+                throw new BatchwiseException(single is null ? "Nothing to serve" : "Give either a model or --models, not both", "Use `batchwise serve model.onnx`, `batchwise serve zoo:resnet18` or `batchwise serve --models DIR`.");
+            }
+
+            ModelRepository repository;
+            if (folder is not null)
+            {
+                repository = ModelRepository.LoadDirectory(folder);
+            }
+            else
+            {
+                var config = new ModelConfig
+                {
+                    MaxBatchSize = parse.GetValue(maxBatch),
+                    DynamicBatching = parse.GetValue(noBatching) ? null : new DynamicBatchingConfig
+                    {
+                        MaxQueueDelayMicroseconds = parse.GetValue(delay),
+                        PreferredBatchSize = ParseSizes(parse.GetValue(preferred)),
+                        MaxQueueSize = parse.GetValue(queue),
+                    },
+                    InstanceCount = parse.GetValue(instances),
+                    Engine = parse.GetValue(engine)!,
+                    Precision = parse.GetValue(precision)!,
+                    IntraOpThreads = parse.GetValue(threads),
+                };
+                repository = new ModelRepository();
+                try
+                {
+                    repository.Add(parse.GetValue(name) ?? ModelRepository.NameOf(single!), single!, config);
+                }
+                catch
+                {
+                    await repository.DisposeAsync().ConfigureAwait(false);
+                    throw;
+                }
+            }
+
+            var options = new ServerOptions
+            {
+                Host = parse.GetValue(host)!,
+                HttpPort = parse.GetValue(httpPort),
+                GrpcPort = parse.GetValue(grpcPort),
+                MaxBodySize = parse.GetValue(maxBody),
+            };
+            InferenceServer server;
+            try
+            {
+                server = await InferenceServer.StartAsync(repository, options, ct).ConfigureAwait(false);
+            }
+            catch
+            {
+                await repository.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+
+            await using (server.ConfigureAwait(false))
+            {
+                foreach (var m in server.Models.Models)
+                {
+                    var b = m.Batcher;
+                    var batching = b.MaxBatchSize > 0
+                        ? $"dynamic batching up to {b.MaxBatchSize}, max queue delay {b.MaxQueueDelay.TotalMicroseconds:F0} us" + (b.PreferredBatchSizes.Count > 0 ? $", preferred {string.Join(",", b.PreferredBatchSizes)}" : string.Empty)
+                        : m.MaxBatchSize > 0 ? $"no dynamic batching (requests up to batch {m.MaxBatchSize} run alone)" : "no batch axis";
+                    Console.WriteLine($"model {m.Name} v{m.Version}: {m.Engine}, {b.InstanceCount} instance(s), {batching}; inputs {string.Join(", ", m.Inputs)}");
+                }
+
+                Console.WriteLine($"serving HTTP on {server.HttpAddress} (GET /v2, POST /v2/models/NAME/infer, /metrics), gRPC on {server.GrpcAddress}; Ctrl+C or SIGTERM drains and stops");
+                try
+                {
+                    await server.WaitForShutdownAsync(ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Ctrl+C or SIGTERM: fall through to a graceful drain.
+                }
+
+                Console.WriteLine("stopping: draining requests in flight");
+                await server.StopAsync().ConfigureAwait(false);
+                Console.WriteLine("stopped");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static int[]? ParseSizes(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0 ? v : throw new BatchwiseException($"--preferred-batch-size '{text}' is not a list of positive integers", "Write e.g. --preferred-batch-size 8,16."))
+            .ToArray();
+    }
+}

@@ -1,0 +1,330 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Server.Protocol;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace Batchwise.Server.Load;
+
+/// <summary>A model input as a server's metadata describes it (-1: any size).</summary>
+/// <param name="Name">Input name.</param>
+/// <param name="Datatype">Protocol datatype (FP32, INT64, ...).</param>
+/// <param name="Shape">Declared shape.</param>
+public sealed record InputDescription(string Name, string Datatype, long[] Shape);
+
+/// <summary>How one inference call ended: success, or the kind of failure (HTTP status, gRPC code, exception).</summary>
+/// <param name="Ok">True on success.</param>
+/// <param name="Error">Failure kind, e.g. http_503, grpc_Unavailable, HttpRequestException.</param>
+public readonly record struct CallOutcome(bool Ok, string? Error);
+
+/// <summary>A client of any Open Inference Protocol server: reads model metadata and sends one prepared request repeatedly.</summary>
+public abstract class InferenceClient : IDisposable
+{
+    /// <summary>Opens a client for <paramref name="protocol"/> (http or grpc) at <paramref name="url"/>.</summary>
+    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout) => protocol.ToLowerInvariant() switch
+    {
+        "http" => new HttpInferenceClient(url, requestTimeout),
+        "grpc" => new GrpcInferenceClient(url, requestTimeout),
+        _ => throw new BatchwiseException($"Unknown protocol '{protocol}'", "Use --protocol http or --protocol grpc."),
+    };
+
+    /// <summary>The model's inputs, from its metadata.</summary>
+    public abstract Task<IReadOnlyList<InputDescription>> GetInputsAsync(string model, CancellationToken cancellationToken);
+
+    /// <summary>Builds the request once (inputs in binary form) for repeated sends.</summary>
+    public abstract void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs);
+
+    /// <summary>Sends the prepared request once.</summary>
+    public abstract Task<CallOutcome> InferAsync(CancellationToken cancellationToken);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases connections.</summary>
+    protected abstract void Dispose(bool disposing);
+
+    /// <summary>Turns a connection failure into a user-facing error.</summary>
+    protected static BatchwiseException Unreachable(Uri url, Exception e) =>
+        new($"Cannot reach the inference server at {url}: {e.Message}", "Check the URL and that the server is running (`batchwise serve ...`); gRPC needs its own port (8001 by default).", e);
+}
+
+/// <summary>HTTP/REST with Triton's binary tensor data extension (inputs and outputs as raw bytes after the JSON header).</summary>
+internal sealed class HttpInferenceClient : InferenceClient
+{
+    private readonly HttpClient _http;
+    private readonly Uri _url;
+    private byte[] _body = [];
+    private int _headerLength;
+    private string _path = string.Empty;
+
+    public HttpInferenceClient(Uri url, TimeSpan timeout)
+    {
+        _url = url;
+        _http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) })
+        {
+            BaseAddress = url,
+            Timeout = timeout,
+        };
+    }
+
+    public override async Task<IReadOnlyList<InputDescription>> GetInputsAsync(string model, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.GetAsync(new Uri($"v2/models/{Uri.EscapeDataString(model)}", UriKind.Relative), cancellationToken).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            throw Unreachable(_url, e);
+        }
+
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new BatchwiseException($"GET /v2/models/{model} answered {(int)response.StatusCode}: {text}", "Check the model name (GET /v2/models/NAME must describe it).");
+            }
+
+            try
+            {
+                using var doc = JsonDocument.Parse(text);
+                return doc.RootElement.GetProperty("inputs").EnumerateArray()
+                    .Select(i => new InputDescription(i.GetProperty("name").GetString()!, i.GetProperty("datatype").GetString()!, i.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray()))
+                    .ToList();
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                throw new BatchwiseException($"GET /v2/models/{model} did not return model metadata: {e.Message}", "Point the load generator at an Open Inference Protocol server.", e);
+            }
+        }
+    }
+
+    public override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
+    {
+        _path = $"v2/models/{Uri.EscapeDataString(model)}/infer";
+        using var json = new MemoryStream();
+        using (var w = new Utf8JsonWriter(json))
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("inputs");
+            foreach (var (name, t) in inputs)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", name);
+                w.WriteString("datatype", t.ElementType.ProtocolName());
+                w.WriteStartArray("shape");
+                foreach (var d in t.Shape)
+                {
+                    w.WriteNumberValue(d);
+                }
+
+                w.WriteEndArray();
+                w.WriteStartObject("parameters");
+                w.WriteNumber("binary_data_size", t.Data.Length);
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteStartObject("parameters");
+            w.WriteBoolean("binary_data_output", true);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+
+        _headerLength = (int)json.Length;
+        foreach (var (_, t) in inputs)
+        {
+            json.Write(t.Data);
+        }
+
+        _body = json.ToArray();
+    }
+
+    public override async Task<CallOutcome> InferAsync(CancellationToken cancellationToken)
+    {
+        using var content = new ByteArrayContent(_body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        content.Headers.Add(HttpEndpoints.HeaderLength, _headerLength.ToString(CultureInfo.InvariantCulture));
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_path, UriKind.Relative)) { Content = content };
+        try
+        {
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
+            return response.IsSuccessStatusCode ? new CallOutcome(true, null) : new CallOutcome(false, $"http_{(int)response.StatusCode}");
+        }
+        catch (HttpRequestException e)
+        {
+            return new CallOutcome(false, e.GetType().Name);
+        }
+        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return new CallOutcome(false, "client_timeout");
+        }
+    }
+
+    protected override void Dispose(bool disposing) => _http.Dispose();
+}
+
+/// <summary>gRPC (inference.GRPCInferenceService) with raw_input_contents.</summary>
+internal sealed class GrpcInferenceClient : InferenceClient
+{
+    private readonly GrpcChannel _channel;
+    private readonly GRPCInferenceService.GRPCInferenceServiceClient _client;
+    private readonly Uri _url;
+    private readonly TimeSpan _timeout;
+    private ModelInferRequest _request = new();
+
+    public GrpcInferenceClient(Uri url, TimeSpan timeout)
+    {
+        _url = url;
+        _timeout = timeout;
+        _channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
+            MaxReceiveMessageSize = null,
+            MaxSendMessageSize = null,
+        });
+        _client = new GRPCInferenceService.GRPCInferenceServiceClient(_channel);
+    }
+
+    public override async Task<IReadOnlyList<InputDescription>> GetInputsAsync(string model, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var m = await _client.ModelMetadataAsync(new ModelMetadataRequest { Name = model }, deadline: DateTime.UtcNow + _timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return m.Inputs.Select(i => new InputDescription(i.Name, i.Datatype, i.Shape.ToArray())).ToList();
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unimplemented)
+        {
+            throw Unreachable(_url, e);
+        }
+        catch (RpcException e)
+        {
+            throw new BatchwiseException($"ModelMetadata for '{model}' failed: {e.Status.StatusCode} {e.Status.Detail}", "Check the model name.", e);
+        }
+    }
+
+    public override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
+    {
+        var request = new ModelInferRequest { ModelName = model };
+        foreach (var (name, t) in inputs)
+        {
+            var input = new ModelInferRequest.Types.InferInputTensor { Name = name, Datatype = t.ElementType.ProtocolName() };
+            input.Shape.AddRange(t.Shape);
+            request.Inputs.Add(input);
+            request.RawInputContents.Add(ByteString.CopyFrom(t.Data));
+        }
+
+        _request = request;
+    }
+
+    public override async Task<CallOutcome> InferAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _client.ModelInferAsync(_request, deadline: DateTime.UtcNow + _timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return new CallOutcome(true, null);
+        }
+        catch (RpcException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The load point ended", e, cancellationToken);
+        }
+        catch (RpcException e)
+        {
+            return new CallOutcome(false, $"grpc_{e.StatusCode}");
+        }
+    }
+
+    protected override void Dispose(bool disposing) => _channel.Dispose();
+}
+
+/// <summary>Builds request inputs from model metadata: -1 dimensions become the batch size (first) or what --shape gives.</summary>
+public static class LoadInputs
+{
+    /// <summary>Random tensors (seeded) for each input.</summary>
+    public static IReadOnlyList<(string Name, Tensor Tensor)> Generate(IReadOnlyList<InputDescription> inputs, int batchSize, IReadOnlyDictionary<string, long[]> shapes, int seed = 0)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(shapes);
+        var rng = new Random(seed);
+        var result = new List<(string, Tensor)>();
+        foreach (var input in inputs)
+        {
+            if (string.Equals(input.Datatype, "BYTES", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new BatchwiseException($"Input '{input.Name}' is BYTES; generating string inputs is not supported yet", "Load-test a model with numeric inputs.");
+            }
+
+            var type = ElementTypes.FromProtocolName(input.Datatype);
+            long[] shape;
+            if (shapes.TryGetValue(input.Name, out var given))
+            {
+                shape = given;
+            }
+            else
+            {
+                shape = input.Shape.Select((d, i) => d >= 0 ? d : i == 0 ? batchSize : -1).ToArray();
+                if (shape.Any(d => d < 0))
+                {
+                    throw new BatchwiseException($"Input '{input.Name}' has dynamic dimensions beyond the first ({Tensor.ShapeText(input.Shape)})", $"Give its shape: --shape {input.Name}:{string.Join(",", shape.Select(d => d < 0 ? 16 : d))}.");
+                }
+            }
+
+            var t = Tensor.Zeros(type, shape);
+            var n = (int)t.ElementCount;
+            switch (type)
+            {
+                case ElementType.Float: { var s = t.AsSpan<float>(); for (var i = 0; i < n; i++) { s[i] = (float)rng.NextDouble(); } break; }
+                case ElementType.Double: { var s = t.AsSpan<double>(); for (var i = 0; i < n; i++) { s[i] = rng.NextDouble(); } break; }
+                case ElementType.Float16: { var s = t.AsSpan<Half>(); for (var i = 0; i < n; i++) { s[i] = (Half)rng.NextDouble(); } break; }
+                case ElementType.Int64: { var s = t.AsSpan<long>(); for (var i = 0; i < n; i++) { s[i] = rng.Next(0, 10); } break; }
+                case ElementType.Int32: { var s = t.AsSpan<int>(); for (var i = 0; i < n; i++) { s[i] = rng.Next(0, 10); } break; }
+                case ElementType.Bool or ElementType.UInt8 or ElementType.Int8: { for (var i = 0; i < n; i++) { t.Data[i] = (byte)rng.Next(0, 2); } break; }
+                default: rng.NextBytes(t.Data); break;
+            }
+
+            result.Add((input.Name, t));
+        }
+
+        return result;
+    }
+
+    /// <summary>Parses --shape NAME:d1,d2,... values.</summary>
+    public static IReadOnlyDictionary<string, long[]> ParseShapes(IEnumerable<string> specs)
+    {
+        ArgumentNullException.ThrowIfNull(specs);
+        var result = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        foreach (var spec in specs)
+        {
+            var colon = spec.LastIndexOf(':');
+            long[]? dims = null;
+            if (colon > 0)
+            {
+                dims = spec[(colon + 1)..].Split(',', 'x').Select(s => long.TryParse(s.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : -1).ToArray();
+            }
+
+            if (dims is null || dims.Length == 0 || dims.Any(d => d < 0))
+            {
+                throw new BatchwiseException($"--shape '{spec}' is not NAME:d1,d2,...", "Write e.g. --shape input:1,3,224,224.");
+            }
+
+            result[spec[..colon]] = dims;
+        }
+
+        return result;
+    }
+
+    internal static string Describe(IReadOnlyList<(string Name, Tensor Tensor)> inputs) =>
+        new StringBuilder().AppendJoin(", ", inputs.Select(i => $"{i.Name}: {i.Tensor}")).ToString();
+}

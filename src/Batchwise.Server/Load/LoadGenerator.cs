@@ -1,0 +1,301 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Batchwise.Engines;
+
+namespace Batchwise.Server.Load;
+
+/// <summary>What to load and how: one point per concurrency level or per request rate.</summary>
+public sealed record LoadOptions
+{
+    /// <summary>Server base URL (the gRPC port for grpc).</summary>
+    public required Uri Url { get; init; }
+
+    /// <summary>Model name.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>http or grpc.</summary>
+    public string Protocol { get; init; } = "http";
+
+    /// <summary>Closed-loop points: clients each with one request outstanding.</summary>
+    public IReadOnlyList<int> Concurrency { get; init; } = [];
+
+    /// <summary>Open-loop points: Poisson arrivals at these rates (requests per second).</summary>
+    public IReadOnlyList<double> RequestRates { get; init; } = [];
+
+    /// <summary>Batch size put in the first (dynamic) dimension.</summary>
+    public int BatchSize { get; init; } = 1;
+
+    /// <summary>Explicit input shapes by name.</summary>
+    public IReadOnlyDictionary<string, long[]> Shapes { get; init; } = new Dictionary<string, long[]>();
+
+    /// <summary>Load applied and discarded before each point.</summary>
+    public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>One measurement window.</summary>
+    public TimeSpan Window { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Windows that must agree for a point to be stable.</summary>
+    public int StableWindows { get; init; } = 3;
+
+    /// <summary>Most windows measured per point before it is reported as unstable.</summary>
+    public int MaxWindows { get; init; } = 6;
+
+    /// <summary>Largest relative spread (max-min)/mean of throughput and p50 latency across the stable windows.</summary>
+    public double StabilityThreshold { get; init; } = 0.10;
+
+    /// <summary>Per-request timeout.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Open loop: most requests outstanding; arrivals beyond it count as errors (client_overflow).</summary>
+    public int MaxOutstanding { get; init; } = 2048;
+
+    /// <summary>Seed for input data and arrivals.</summary>
+    public int Seed { get; init; }
+}
+
+/// <summary>Latency percentiles in milliseconds.</summary>
+public sealed record LatencyMs(double P50, double P90, double P95, double P99, double Mean, double Max);
+
+/// <summary>One measured point of a sweep.</summary>
+/// <param name="Concurrency">Clients (closed loop), or null.</param>
+/// <param name="RequestRate">Offered requests per second (open loop), or null.</param>
+/// <param name="RequestsPerSecond">Successful requests per second over the reported windows.</param>
+/// <param name="InferencesPerSecond">Successful samples per second (requests x batch size).</param>
+/// <param name="Requests">Successful requests in the reported windows.</param>
+/// <param name="Errors">Failed requests in the reported windows.</param>
+/// <param name="ErrorKinds">Failures by kind (http_503, grpc_Unavailable, client_overflow, ...).</param>
+/// <param name="Latency">Latency of successful requests.</param>
+/// <param name="Stable">True when the last windows agree within the threshold.</param>
+/// <param name="ThroughputSpreadPercent">(max-min)/mean of the windows' throughput, in percent.</param>
+/// <param name="WindowsMeasured">Windows measured in all (warm-up excluded).</param>
+/// <param name="SecondsMeasured">Length of the reported windows.</param>
+public sealed record LoadPoint(int? Concurrency, double? RequestRate, double RequestsPerSecond, double InferencesPerSecond, long Requests, long Errors, IReadOnlyDictionary<string, long> ErrorKinds, LatencyMs Latency, bool Stable, double ThroughputSpreadPercent, int WindowsMeasured, double SecondsMeasured);
+
+/// <summary>A whole sweep with its context.</summary>
+public sealed record LoadReport(string Url, string Model, string Protocol, int BatchSize, string Inputs, string Date, string Machine, string Cpu, int Cores, IReadOnlyList<LoadPoint> Points);
+
+/// <summary>
+/// perf_analyzer-style load: closed loop (N clients, each sending its next request when the last returns) or open
+/// loop (Poisson arrivals at a fixed rate, latency counted from the scheduled arrival so queueing is not hidden).
+/// </summary>
+public sealed class LoadGenerator
+{
+    private readonly LoadOptions _options;
+
+    /// <summary>Creates a generator.</summary>
+    public LoadGenerator(LoadOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Concurrency.Count == 0 == (options.RequestRates.Count == 0))
+        {
+            throw new BatchwiseException("Give either --concurrency or --request-rate", "e.g. --concurrency 1,8,32 or --request-rate 50,100.");
+        }
+
+        if (options.Concurrency.Any(c => c < 1) || options.RequestRates.Any(r => r <= 0 || double.IsNaN(r)))
+        {
+            throw new BatchwiseException("Concurrency and request rates must be positive", "e.g. --concurrency 1,8,32.");
+        }
+
+        if (options.StableWindows < 1 || options.MaxWindows < options.StableWindows || options.Window <= TimeSpan.Zero)
+        {
+            throw new BatchwiseException("Measurement windows are inconsistent", "Use a positive --duration.");
+        }
+
+        _options = options;
+    }
+
+    /// <summary>Runs every point; <paramref name="progress"/> hears each one as it completes.</summary>
+    public async Task<LoadReport> RunAsync(Action<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout);
+        var metadata = await client.GetInputsAsync(_options.Model, cancellationToken).ConfigureAwait(false);
+        var inputs = LoadInputs.Generate(metadata, _options.BatchSize, _options.Shapes, _options.Seed);
+        client.Prepare(_options.Model, inputs);
+        var probe = await client.InferAsync(cancellationToken).ConfigureAwait(false);
+        if (!probe.Ok)
+        {
+            throw new BatchwiseException($"A first request to '{_options.Model}' failed ({probe.Error})", "Send one request by hand (curl POST /v2/models/NAME/infer) to see the server's error.");
+        }
+
+        var points = new List<LoadPoint>();
+        foreach (var c in _options.Concurrency)
+        {
+            var point = await MeasureAsync(client, c, null, cancellationToken).ConfigureAwait(false);
+            points.Add(point);
+            progress?.Invoke(Describe(point));
+        }
+
+        foreach (var r in _options.RequestRates)
+        {
+            var point = await MeasureAsync(client, null, r, cancellationToken).ConfigureAwait(false);
+            points.Add(point);
+            progress?.Invoke(Describe(point));
+        }
+
+        return new LoadReport(_options.Url.ToString(), _options.Model, _options.Protocol, _options.BatchSize, LoadInputs.Describe(inputs), DateTimeOffset.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, points);
+    }
+
+    /// <summary>One line for a point.</summary>
+    public static string Describe(LoadPoint p) =>
+        $"{(p.Concurrency is { } c ? $"concurrency {c}" : $"rate {p.RequestRate:F1}/s")}: {p.InferencesPerSecond:F1} infer/s, p50 {p.Latency.P50:F2} ms, p90 {p.Latency.P90:F2} ms, p99 {p.Latency.P99:F2} ms, {p.Errors} errors{(p.Stable ? string.Empty : $" (unstable: throughput spread {p.ThroughputSpreadPercent:F0}%)")}";
+
+    private async Task<LoadPoint> MeasureAsync(InferenceClient client, int? concurrency, double? rate, CancellationToken cancellationToken)
+    {
+        var samples = new ConcurrentQueue<Sample>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var origin = Stopwatch.GetTimestamp();
+        var driver = concurrency is { } n
+            ? Task.WhenAll(Enumerable.Range(0, n).Select(_ => Task.Run(() => ClosedLoopAsync(client, samples, origin, stop.Token), CancellationToken.None)))
+            : Task.Run(() => OpenLoopAsync(client, rate!.Value, samples, origin, stop.Token), CancellationToken.None);
+
+        // Warm-up, then windows until the last few agree (or the most windows were measured).
+        var windows = new List<WindowStats>();
+        var measureStart = _options.Warmup.TotalSeconds;
+        try
+        {
+            await Task.Delay(_options.Warmup, cancellationToken).ConfigureAwait(false);
+            var drained = new List<Sample>();
+            while (windows.Count < _options.MaxWindows)
+            {
+                await Task.Delay(_options.Window, cancellationToken).ConfigureAwait(false);
+                var end = measureStart + ((windows.Count + 1) * _options.Window.TotalSeconds);
+                var start = end - _options.Window.TotalSeconds;
+                while (samples.TryDequeue(out var s))
+                {
+                    drained.Add(s);
+                }
+
+                windows.Add(new WindowStats(start, end, drained.Where(s => s.End > start && s.End <= end).ToList()));
+                if (windows.Count >= _options.StableWindows && Spread(windows.TakeLast(_options.StableWindows), w => w.Throughput) <= _options.StabilityThreshold
+                    && Spread(windows.TakeLast(_options.StableWindows), w => w.P50) <= _options.StabilityThreshold)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await driver.ConfigureAwait(false);
+        }
+
+        var reported = windows.TakeLast(_options.StableWindows).ToList();
+        var all = reported.SelectMany(w => w.Samples).ToList();
+        var ok = all.Where(s => s.Error is null).Select(s => s.LatencySeconds * 1000).Order().ToList();
+        var seconds = reported.Sum(w => w.End - w.Start);
+        var errors = all.Where(s => s.Error is not null).GroupBy(s => s.Error!).ToDictionary(g => g.Key, g => (long)g.Count(), StringComparer.Ordinal);
+        var spread = Spread(reported, w => w.Throughput);
+        var stable = spread <= _options.StabilityThreshold && Spread(reported, w => w.P50) <= _options.StabilityThreshold;
+        var latency = new LatencyMs(Percentile.OfSorted(ok, 50), Percentile.OfSorted(ok, 90), Percentile.OfSorted(ok, 95), Percentile.OfSorted(ok, 99), ok.Count > 0 ? ok.Average() : double.NaN, ok.Count > 0 ? ok[^1] : double.NaN);
+        var rps = ok.Count / seconds;
+        return new LoadPoint(concurrency, rate, rps, rps * _options.BatchSize, ok.Count, errors.Values.Sum(), errors, latency, stable, spread * 100, windows.Count, seconds);
+    }
+
+    private static double Spread(IEnumerable<WindowStats> windows, Func<WindowStats, double> value)
+    {
+        var values = windows.Select(value).Where(v => !double.IsNaN(v)).ToList();
+        if (values.Count == 0)
+        {
+            return double.PositiveInfinity;
+        }
+
+        var mean = values.Average();
+        return mean > 0 ? (values.Max() - values.Min()) / mean : 0;
+    }
+
+    private static double Seconds(long origin, long timestamp) => (timestamp - origin) / (double)Stopwatch.Frequency;
+
+    private static async Task ClosedLoopAsync(InferenceClient client, ConcurrentQueue<Sample> samples, long origin, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            var start = Stopwatch.GetTimestamp();
+            CallOutcome outcome;
+            try
+            {
+                outcome = await client.InferAsync(stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+
+            var end = Stopwatch.GetTimestamp();
+            samples.Enqueue(new Sample(Seconds(origin, end), Seconds(start, end), outcome.Error));
+        }
+    }
+
+    private async Task OpenLoopAsync(InferenceClient client, double rate, ConcurrentQueue<Sample> samples, long origin, CancellationToken stop)
+    {
+        var rng = new Random(_options.Seed + 1);
+        var outstanding = 0;
+        var inFlight = new List<Task>();
+        var next = 0.0;
+        while (!stop.IsCancellationRequested)
+        {
+            // Exponential gaps: a Poisson process at the given rate.
+            next += -Math.Log(1 - rng.NextDouble()) / rate;
+            var wait = next - Seconds(origin, Stopwatch.GetTimestamp());
+            if (wait > 0.001)
+            {
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(wait), stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+
+            var scheduled = next;
+            if (Interlocked.Increment(ref outstanding) > _options.MaxOutstanding)
+            {
+                Interlocked.Decrement(ref outstanding);
+                samples.Enqueue(new Sample(Seconds(origin, Stopwatch.GetTimestamp()), 0, "client_overflow"));
+                continue;
+            }
+
+            inFlight.Add(Task.Run(
+                async () =>
+                {
+                    try
+                    {
+                        var outcome = await client.InferAsync(stop).ConfigureAwait(false);
+                        var end = Seconds(origin, Stopwatch.GetTimestamp());
+                        samples.Enqueue(new Sample(end, end - scheduled, outcome.Error));
+                    }
+                    catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                    {
+                        // Cut off at the end of the point.
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref outstanding);
+                    }
+                },
+                CancellationToken.None));
+            if (inFlight.Count > 4096)
+            {
+                inFlight.RemoveAll(t => t.IsCompleted);
+            }
+        }
+
+        await Task.WhenAll(inFlight).ConfigureAwait(false);
+    }
+
+    private readonly record struct Sample(double End, double LatencySeconds, string? Error);
+
+    private sealed class WindowStats(double start, double end, List<Sample> samples)
+    {
+        public double Start { get; } = start;
+
+        public double End { get; } = end;
+
+        public List<Sample> Samples { get; } = samples;
+
+        public double Throughput => Samples.Count(s => s.Error is null) / (End - Start);
+
+        public double P50 => Percentile.OfSorted(Samples.Where(s => s.Error is null).Select(s => s.LatencySeconds).Order().ToList(), 50);
+    }
+}
