@@ -49,6 +49,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
             var input = request.Inputs[i];
             var type = TensorCodec.ParseDatatype(input.Name, input.Datatype);
             var shape = input.Shape.ToArray();
+            model.CheckInput(input.Name, type, shape);
             if (raw && input.Contents is not null)
             {
                 throw InferenceError.BadRequest($"Input '{input.Name}' sets contents while the request uses raw_input_contents; use one or the other");

@@ -81,6 +81,8 @@ internal static class HttpEndpoints
         }
         catch (BadHttpRequestException e)
         {
+            // The rest of the body is never read, so the connection cannot carry another request.
+            ctx.Response.Headers.Connection = "close";
             var message = e.StatusCode == StatusCodes.Status413PayloadTooLarge
                 ? $"The request body is larger than the server's limit ({ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes); raise --max-body-size or send smaller batches"
                 : e.Message;
@@ -257,6 +259,34 @@ internal static class HttpEndpoints
             }
         }
 
+        var outputs = new List<(int, bool)>();
+        if (root.TryGetProperty("outputs", out var requested) && requested.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var o in requested.EnumerateArray())
+            {
+                var name = o.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("A requested output has no \"name\"");
+                var binaryData = binaryOutput;
+                if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
+                {
+                    if (op.TryGetProperty("classification", out _))
+                    {
+                        throw InferenceError.BadRequest($"Output '{name}': the classification extension is not supported yet; request the raw output");
+                    }
+
+                    if (op.TryGetProperty("binary_data", out var bd))
+                    {
+                        binaryData = bd.ValueKind == JsonValueKind.True;
+                    }
+                }
+
+                outputs.Add((model.OutputIndex(name), binaryData));
+            }
+        }
+        else
+        {
+            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput)));
+        }
+
         if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
         {
             throw InferenceError.BadRequest("The request has no \"inputs\" array");
@@ -274,6 +304,7 @@ internal static class HttpEndpoints
             }
 
             var shape = shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var v) ? v : throw InferenceError.BadRequest($"Input '{name}' has a shape that is not a list of integers")).ToArray();
+            model.CheckInput(name, type, shape);
             long? binarySize = null;
             if (input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
             {
@@ -306,34 +337,6 @@ internal static class HttpEndpoints
         if (offset != binary.Length)
         {
             throw InferenceError.BadRequest($"The body has {binary.Length} bytes of binary data after the JSON header, but the inputs' binary_data_size add up to {offset}");
-        }
-
-        var outputs = new List<(int, bool)>();
-        if (root.TryGetProperty("outputs", out var requested) && requested.ValueKind == JsonValueKind.Array)
-        {
-            foreach (var o in requested.EnumerateArray())
-            {
-                var name = o.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("A requested output has no \"name\"");
-                var binaryData = binaryOutput;
-                if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
-                {
-                    if (op.TryGetProperty("classification", out _))
-                    {
-                        throw InferenceError.BadRequest($"Output '{name}': the classification extension is not supported yet; request the raw output");
-                    }
-
-                    if (op.TryGetProperty("binary_data", out var bd))
-                    {
-                        binaryData = bd.ValueKind == JsonValueKind.True;
-                    }
-                }
-
-                outputs.Add((model.OutputIndex(name), binaryData));
-            }
-        }
-        else
-        {
-            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput)));
         }
 
         return new ParsedRequest(id, parsed, outputs, priority, timeout);

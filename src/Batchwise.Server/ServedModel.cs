@@ -221,7 +221,7 @@ public sealed class ServedModel : IAsyncDisposable
                 throw InferenceError.BadRequest($"Input '{input.Name}' is given twice");
             }
 
-            Check(Inputs[i], input.Tensor);
+            Check(Inputs[i], input.Tensor.ElementType, input.Tensor.Shape);
             ordered[i] = input.Tensor;
         }
 
@@ -236,31 +236,42 @@ public sealed class ServedModel : IAsyncDisposable
         return ordered;
     }
 
-    private void Check(TensorSpec spec, Tensor t)
+    /// <summary>Checks an input's name, datatype and shape before its data is decoded; throws a 400 naming the problem.</summary>
+    public void CheckInput(string name, ElementType type, long[] shape)
     {
-        if (t.ElementType != spec.ElementType)
+        if (!_inputIndex.TryGetValue(name, out var i))
         {
-            throw InferenceError.BadRequest($"Input '{spec.Name}' has datatype {t.ElementType.ProtocolName()}; model '{Name}' expects {spec.ElementType.ProtocolName()}");
+            throw InferenceError.BadRequest($"Model '{Name}' has no input '{name}'; its inputs are {string.Join(", ", Inputs)}");
+        }
+
+        Check(Inputs[i], type, shape);
+    }
+
+    private void Check(TensorSpec spec, ElementType type, long[] shape)
+    {
+        if (type != spec.ElementType)
+        {
+            throw InferenceError.BadRequest($"Input '{spec.Name}' has datatype {type.ProtocolName()}; model '{Name}' expects {spec.ElementType.ProtocolName()}");
         }
 
         var expected = "[" + string.Join(", ", ProtocolShape(spec)) + "]";
-        if (t.Shape.Length != spec.Shape.Count)
+        if (shape.Length != spec.Shape.Count)
         {
-            throw InferenceError.BadRequest($"Input '{spec.Name}' has shape {Tensor.ShapeText(t.Shape)}; model '{Name}' expects {expected} (-1: any size)");
+            throw InferenceError.BadRequest($"Input '{spec.Name}' has shape {Tensor.ShapeText(shape)}; model '{Name}' expects {expected} (-1: any size)");
         }
 
-        for (var d = 0; d < t.Shape.Length; d++)
+        for (var d = 0; d < shape.Length; d++)
         {
             var want = spec.Shape[d].Value;
-            if (t.Shape[d] < 0 || (want is { } w && t.Shape[d] != w))
+            if (shape[d] < 0 || (want is { } w && shape[d] != w))
             {
-                throw InferenceError.BadRequest($"Input '{spec.Name}' has shape {Tensor.ShapeText(t.Shape)}; model '{Name}' expects {expected} (-1: any size)");
+                throw InferenceError.BadRequest($"Input '{spec.Name}' has shape {Tensor.ShapeText(shape)}; model '{Name}' expects {expected} (-1: any size)");
             }
         }
 
-        if (MaxBatchSize > 0 && (t.Shape[0] < 1 || t.Shape[0] > MaxBatchSize))
+        if (MaxBatchSize > 0 && (shape[0] < 1 || shape[0] > MaxBatchSize))
         {
-            throw InferenceError.BadRequest($"Input '{spec.Name}' has batch size {t.Shape[0]}; model '{Name}' takes 1 to {MaxBatchSize} (max_batch_size)");
+            throw InferenceError.BadRequest($"Input '{spec.Name}' has batch size {shape[0]}; model '{Name}' takes 1 to {MaxBatchSize} (max_batch_size)");
         }
     }
 

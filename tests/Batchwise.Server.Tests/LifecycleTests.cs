@@ -1,0 +1,181 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Server.Protocol;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace Batchwise.Server.Tests;
+
+/// <summary>Queue limits, client disconnects and drain, against a server whose engine runs only when the test opens a gate.</summary>
+public sealed class LifecycleTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task A_full_queue_answers_503_with_retry_after_over_http_and_unavailable_over_grpc()
+    {
+        var (server, engine, model) = await StartAsync(maxQueueSize: 1);
+        await using var _ = server;
+        using var http = new HttpClient { BaseAddress = server.HttpAddress };
+        engine.Close();
+        var running = PostAsync(http, 1f, Ct);
+        await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        var queued = PostAsync(http, 2f, Ct);
+        await Until(() => model.QueueLength == 1);
+
+        using var rejected = await PostAsync(http, 3f, Ct);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, rejected.StatusCode);
+        Assert.Equal("1", rejected.Headers.GetValues("Retry-After").Single());
+        Assert.Contains("queue is full", await rejected.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+
+        using var channel = GrpcChannel.ForAddress(server.GrpcAddress);
+        var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+        var request = new ModelInferRequest { ModelName = "gated" };
+        var input = new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32" };
+        input.Shape.AddRange([1, 64]);
+        request.Inputs.Add(input);
+        request.RawInputContents.Add(ByteString.CopyFrom(new byte[256]));
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await client.ModelInferAsync(request, cancellationToken: Ct));
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+
+        engine.Open();
+        using var first = await running;
+        using var second = await queued;
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_client_that_disconnects_takes_its_queued_work_with_it()
+    {
+        var (server, engine, model) = await StartAsync(maxQueueSize: 8);
+        await using var _ = server;
+        using var http = new HttpClient { BaseAddress = server.HttpAddress };
+        engine.Close();
+        var running = PostAsync(http, 1f, Ct);
+        await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var abandoned = PostAsync(http, 2f, cts.Token);
+        await Until(() => model.QueueLength == 1);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => abandoned);
+        await Until(() => model.QueueLength == 0);
+
+        engine.Open();
+        using var first = await running;
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.DoesNotContain(2f, engine.Seen);
+        var metrics = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative), Ct);
+        Assert.Contains("reason=\"cancelled\"} 1", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Stopping_drains_requests_in_flight_and_queued_before_it_returns()
+    {
+        var (server, engine, model) = await StartAsync(maxQueueSize: 8);
+        using var http = new HttpClient { BaseAddress = server.HttpAddress };
+        engine.Close();
+        var running = PostAsync(http, 1f, Ct);
+        await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        var queued = PostAsync(http, 2f, Ct);
+        await Until(() => model.QueueLength == 1);
+
+        var stopping = server.StopAsync();
+        await Until(() => !model.IsReady);
+        Assert.False(stopping.IsCompleted, "stop waits for the requests in flight");
+        engine.Open();
+        using var first = await running;
+        using var second = await queued;
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        await stopping.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.Contains(2f, engine.Seen);
+        await server.DisposeAsync();
+    }
+
+    private static async Task<(InferenceServer Server, GatedEngine Engine, ServedModel Model)> StartAsync(int maxQueueSize)
+    {
+        var engine = new GatedEngine();
+        var name = "gated-" + Guid.NewGuid().ToString("N");
+        EngineRegistry.Register(name, () => engine);
+        var models = new ModelRepository();
+        var model = models.Add("gated", "zoo:mlp", new ModelConfig
+        {
+            MaxBatchSize = 1,
+            Engine = name,
+            DynamicBatching = new DynamicBatchingConfig { MaxQueueSize = maxQueueSize },
+        });
+        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 }, Ct);
+        while (engine.Started.Wait(0))
+        {
+            // Forget the warm-up run.
+        }
+
+        return (server, engine, model);
+    }
+
+    private static Task<HttpResponseMessage> PostAsync(HttpClient http, float marker, CancellationToken cancellationToken)
+    {
+        var data = Enumerable.Repeat(marker, 64).ToArray();
+        var body = JsonSerializer.Serialize(new { inputs = new[] { new { name = "input", shape = new[] { 1, 64 }, datatype = "FP32", data } } });
+        return http.PostAsync(new Uri("/v2/models/gated/infer", UriKind.Relative), new StringContent(body, Encoding.UTF8, "application/json"), cancellationToken);
+    }
+
+    /// <summary>Waits (bounded) for a server-side state the test cannot be told about directly.</summary>
+    private static async Task Until(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not reached within 10 s");
+            await Task.Delay(5, Ct);
+        }
+    }
+
+    /// <summary>An engine whose runs block while the gate is closed; it records the first input value of each run.</summary>
+    private sealed class GatedEngine : IEngine
+    {
+        private readonly ManualResetEventSlim _gate = new(true);
+
+        public SemaphoreSlim Started { get; } = new(0);
+
+        public ConcurrentBag<float> Seen { get; } = [];
+
+        public string Name => "gated";
+
+        public void Close() => _gate.Reset();
+
+        public void Open() => _gate.Set();
+
+        public EngineDescription Describe(EngineOptions options) => new(Name, "test", "none", new Dictionary<string, string>());
+
+        public IEngineSession Load(OnnxModel model, EngineOptions options) => new Session(this, model);
+
+        private sealed class Session(GatedEngine engine, OnnxModel model) : IEngineSession
+        {
+            public IReadOnlyList<TensorSpec> Inputs { get; } = model.Inputs;
+
+            public IReadOnlyList<TensorSpec> Outputs { get; } = model.Outputs;
+
+            public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
+            {
+                var rows = inputs[0].Shape[0];
+                engine.Seen.Add(inputs[0].AsSpan<float>()[0]);
+                engine.Started.Release();
+                engine._gate.Wait(TimeSpan.FromSeconds(30), cancellationToken);
+                return [Tensor.Zeros(ElementType.Float, [rows, 10])];
+            }
+
+            public IPreparedRun Prepare(IReadOnlyList<Tensor> inputs) => throw new NotSupportedException();
+
+            public void Dispose()
+            {
+            }
+        }
+    }
+}
