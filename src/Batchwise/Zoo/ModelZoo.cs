@@ -52,6 +52,9 @@ public static class ModelZoo
         new("mlp", "A small multi-layer perceptron (Gemm, Relu, Softmax) for quick checks", new Dictionary<string, string> { ["features"] = "64", ["hidden"] = "256", ["classes"] = "10", ["seed"] = "0" }, Mlp.Build),
         ResNet.Resnet18,
         ResNet.Resnet50,
+        MobileNetV2.Entry,
+        YoloV8.Entry,
+        Bert.Entry,
     ];
 
     /// <summary>Every built-in model.</summary>

@@ -11,11 +11,16 @@ public sealed class ZooModelTests
     {
         "zoo:resnet18?size=64",
         "zoo:resnet50?size=64",
+        "zoo:mobilenetv2?size=64",
+        "zoo:yolov8n?size=64",
+        "zoo:bert?seq=16&layers=2",
     };
 
     [Theory]
     [InlineData("resnet18", 11_689_512)]
     [InlineData("resnet50", 25_557_032)]
+    [InlineData("mobilenetv2", 3_504_872)]
+    [InlineData("bert", 108_891_648)] // Hugging Face BertModel (bert-base-uncased) without its pooler; 110 M with it.
     public void Parameter_count_matches_the_published_architecture(string name, long published)
     {
         var model = ModelZoo.BuildStructure(name);
