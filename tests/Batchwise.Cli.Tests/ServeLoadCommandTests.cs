@@ -1,0 +1,24 @@
+namespace Batchwise.Cli.Tests;
+
+public sealed class ServeLoadCommandTests
+{
+    [Theory]
+    [InlineData(new[] { "serve" }, "Nothing to serve")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--models", "/tmp" }, "not both")]
+    [InlineData(new[] { "serve", "--models", "/no/such/folder" }, "Model repository '/no/such/folder' not found")]
+    [InlineData(new[] { "serve", "zoo:nope" }, "No zoo model named 'nope'")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--preferred-batch-size", "4,x" }, "--preferred-batch-size '4,x'")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--host", "example", "--http-port", "0", "--grpc-port", "0" }, "--host 'example' is not an IP address")]
+    [InlineData(new[] { "load", "ftp://x", "--model", "m", "-c", "1" }, "is not an http(s) URL")]
+    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m" }, "Give either --concurrency or --request-rate")]
+    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1,a" }, "--concurrency '1,a'")]
+    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--protocol", "smtp" }, "Unknown protocol 'smtp'")]
+    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--duration", "1" }, "Cannot reach the inference server")]
+    public async Task Bad_input_is_one_line_and_exit_code_2(string[] args, string message)
+    {
+        var (code, _, err) = await CliRunner.RunAsync(args);
+        Assert.Equal(2, code);
+        Assert.Contains(message, err.ReplaceLineEndings(" "), StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", err, StringComparison.Ordinal);
+    }
+}

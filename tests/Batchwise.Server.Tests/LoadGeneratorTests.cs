@@ -1,0 +1,80 @@
+using Batchwise.Server.Load;
+
+namespace Batchwise.Server.Tests;
+
+public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    [Theory]
+    [InlineData("http")]
+    [InlineData("grpc")]
+    public async Task A_closed_loop_point_measures_throughput_and_latency_without_errors(string protocol)
+    {
+        var url = protocol == "http" ? fixture.Server.HttpAddress : fixture.Server.GrpcAddress;
+        var generator = new LoadGenerator(new LoadOptions
+        {
+            Url = url,
+            Model = "mlp",
+            Protocol = protocol,
+            Concurrency = [2],
+            Warmup = TimeSpan.FromMilliseconds(100),
+            Window = TimeSpan.FromMilliseconds(150),
+            MaxWindows = 3,
+        });
+        var report = await generator.RunAsync(cancellationToken: TestContext.Current.CancellationToken);
+        var point = Assert.Single(report.Points);
+        Assert.Equal(2, point.Concurrency);
+        Assert.True(point.Requests > 0);
+        Assert.Equal(0, point.Errors);
+        Assert.True(point.RequestsPerSecond > 0);
+        Assert.True(point.Latency.P50 > 0 && point.Latency.P50 <= point.Latency.P99);
+        Assert.Equal("input: float32 [1, 64]", report.Inputs);
+    }
+
+    [Fact]
+    public async Task An_open_loop_point_offers_poisson_arrivals_at_the_rate()
+    {
+        var generator = new LoadGenerator(new LoadOptions
+        {
+            Url = fixture.Server.HttpAddress,
+            Model = "mlp",
+            RequestRates = [100],
+            BatchSize = 2,
+            Warmup = TimeSpan.FromMilliseconds(100),
+            Window = TimeSpan.FromMilliseconds(300),
+            MaxWindows = 3,
+        });
+        var point = Assert.Single((await generator.RunAsync(cancellationToken: TestContext.Current.CancellationToken)).Points);
+        Assert.Equal(100, point.RequestRate);
+        Assert.Equal(0, point.Errors);
+        Assert.InRange(point.RequestsPerSecond, 30, 300);
+        Assert.Equal(2 * point.RequestsPerSecond, point.InferencesPerSecond, 6);
+    }
+
+    [Fact]
+    public async Task An_unknown_model_fails_with_a_clear_error()
+    {
+        var generator = new LoadGenerator(new LoadOptions { Url = fixture.Server.HttpAddress, Model = "nope", Concurrency = [1] });
+        var e = await Assert.ThrowsAsync<BatchwiseException>(() => generator.RunAsync(cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("404", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Dynamic_dimensions_beyond_the_batch_need_a_shape()
+    {
+        var inputs = new[] { new InputDescription("tokens", "INT64", [-1, -1]) };
+        var e = Assert.Throws<BatchwiseException>(() => LoadInputs.Generate(inputs, 1, new Dictionary<string, long[]>()));
+        Assert.Contains("--shape tokens:", e.Hint, StringComparison.Ordinal);
+        var given = LoadInputs.Generate(inputs, 1, LoadInputs.ParseShapes(["tokens:1,128"]));
+        Assert.Equal(new long[] { 1, 128 }, given[0].Tensor.Shape);
+    }
+
+    [Fact]
+    public void Percentiles_interpolate_between_ranks()
+    {
+        double[] sorted = [1, 2, 3, 4];
+        Assert.Equal(2.5, Percentile.OfSorted(sorted, 50));
+        Assert.Equal(1, Percentile.OfSorted(sorted, 0));
+        Assert.Equal(4, Percentile.OfSorted(sorted, 100));
+        Assert.Equal(3.97, Percentile.OfSorted(sorted, 99), 6);
+    }
+}
