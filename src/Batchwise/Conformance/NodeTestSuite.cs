@@ -104,6 +104,34 @@ public static class NodeTestSuite
         return cases;
     }
 
+    /// <summary>
+    /// Writes a case in the node-test layout (NAME/model.onnx, NAME/test_data_set_0/input_N.pb, output_N.pb), e.g. to keep a
+    /// model and inputs where two engines disagree as a regression case.
+    /// </summary>
+    public static NodeTestCase WriteCase(string directory, string name, Onnx.OnnxModel model, IReadOnlyList<Engines.Tensor> inputs, IReadOnlyList<Engines.Tensor> outputs)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(outputs);
+        var folder = Path.Combine(directory, name);
+        var data = Path.Combine(folder, "test_data_set_0");
+        System.IO.Directory.CreateDirectory(data);
+        model.Save(Path.Combine(folder, "model.onnx"));
+        var inputSpecs = model.Inputs;
+        var outputSpecs = model.Outputs;
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            File.WriteAllBytes(Path.Combine(data, $"input_{i}.pb"), Onnx.TensorProtos.FromTensor(inputs[i], i < inputSpecs.Count ? inputSpecs[i].Name : string.Empty).ToByteArray());
+        }
+
+        for (var i = 0; i < outputs.Count; i++)
+        {
+            File.WriteAllBytes(Path.Combine(data, $"output_{i}.pb"), Onnx.TensorProtos.FromTensor(outputs[i], i < outputSpecs.Count ? outputSpecs[i].Name : string.Empty).ToByteArray());
+        }
+
+        return new NodeTestCase(name, folder, ReadOps(Path.Combine(folder, "model.onnx")), [data]);
+    }
+
     /// <summary>The operator types in a model file (recursing into subgraphs), without validating it.</summary>
     internal static IReadOnlyList<string> ReadOps(string modelPath)
     {
