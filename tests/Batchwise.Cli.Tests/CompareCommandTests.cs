@@ -104,3 +104,30 @@ public sealed class CompareCommandTests
         Assert.Contains("'pixels'", err, StringComparison.Ordinal);
     }
 }
+
+public sealed class CompareInputsTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("bw-compare-inputs-").FullName;
+
+    [Fact]
+    public async Task Inputs_from_npy_files_are_used_instead_of_random_ones()
+    {
+        var x = Batchwise.Engines.Tensor.From<float>(Batchwise.Onnx.ElementType.Float, [3, 64], Enumerable.Range(0, 192).Select(i => i / 100f).ToArray());
+        Batchwise.Comparison.InputFiles.WriteNpy(Path.Combine(_dir, "input.npy"), x);
+        var (code, output, err) = await CliRunner.RunAsync("compare", "zoo:mlp", "--engines", "ort,ort", "--inputs", _dir);
+        Assert.True(code == 0, err);
+        Assert.Contains("input: float32 [3, 64]", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_input_file_of_the_wrong_type_is_a_user_error()
+    {
+        var x = Batchwise.Engines.Tensor.From<long>(Batchwise.Onnx.ElementType.Int64, [1, 64], new long[64]);
+        Batchwise.Comparison.InputFiles.WriteNpy(Path.Combine(_dir, "input.npy"), x);
+        var (code, _, err) = await CliRunner.RunAsync("compare", "zoo:mlp", "--engines", "ort,ort", "--inputs", _dir);
+        Assert.Equal(2, code);
+        Assert.Contains("holds int64", err, StringComparison.Ordinal);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}

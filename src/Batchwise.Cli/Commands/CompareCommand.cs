@@ -40,9 +40,11 @@ public static class CompareCommand
         var rtol = new Option<double>("--rtol") { Description = "Relative tolerance: pass when |a-b| <= atol + rtol*|b| everywhere (b the reference)", DefaultValueFactory = _ => 1e-4 };
         var atol = new Option<double>("--atol") { Description = "Absolute tolerance", DefaultValueFactory = _ => 1e-5 };
         var json = new Option<string?>("--json") { Description = "Also write the result as JSON to this file" };
+        var precision = new Option<Precision>("--precision") { Description = "Precision of the candidate engine (the reference runs fp32), e.g. fp16 on cuda", DefaultValueFactory = _ => Precision.Fp32 };
+        var tf32 = new Option<bool>("--tf32") { Description = "Let the candidate engine use TF32 tensor cores for fp32 (GPU engines)" };
         var command = new Command("compare", "Run the same inputs through two engines or two model variants and compare every output (exit 3 when past tolerance)")
         {
-            models, engines, batchSize, shapes, seed, distribution, inputs, rtol, atol, json,
+            models, engines, batchSize, shapes, seed, distribution, inputs, rtol, atol, precision, tf32, json,
         };
 
         command.SetGuardedAction((parse, ct) =>
@@ -59,7 +61,8 @@ public static class CompareCommand
             var candidateEngine = EngineRegistry.Create(engineNames[^1]);
             var referenceModel = ModelSource.Load(modelSpecs[0]);
             var candidateModel = modelSpecs.Length == 2 ? ModelSource.Load(modelSpecs[1]) : referenceModel;
-            var options = new EngineOptions();
+            var referenceOptions = new EngineOptions();
+            var candidateOptions = new EngineOptions { Precision = parse.GetValue(precision), AllowTf32 = parse.GetValue(tf32) };
 
             var shapeOverrides = SeededInputs.ParseShapes(parse.GetValue(shapes) ?? []);
             var inputDir = parse.GetValue(inputs);
@@ -74,8 +77,8 @@ public static class CompareCommand
                 tensors = SeededInputs.Generate(referenceModel, resolved, parse.GetValue(seed), parse.GetValue(distribution));
             }
 
-            var reference = new ComparisonSide(referenceEngine, referenceModel, options);
-            var candidate = new ComparisonSide(candidateEngine, candidateModel, options);
+            var reference = new ComparisonSide(referenceEngine, referenceModel, referenceOptions);
+            var candidate = new ComparisonSide(candidateEngine, candidateModel, candidateOptions);
             var result = ModelComparison.Run(reference, candidate, tensors, tolerance, ct);
 
             Print(reference, candidate, result, tolerance);
@@ -85,7 +88,7 @@ public static class CompareCommand
                 WriteJson(jsonPath, new
                 {
                     Reference = new { Model = referenceModel.Path ?? modelSpecs[0], Engine = result.Reference },
-                    Candidate = new { Model = candidateModel.Path ?? modelSpecs[^1], Engine = result.Candidate },
+                    Candidate = new { Model = candidateModel.Path ?? modelSpecs[^1], Engine = result.Candidate, Precision = candidateOptions.Precision, candidateOptions.AllowTf32 },
                     Seed = inputDir is null ? parse.GetValue(seed) : (int?)null,
                     InputsFrom = inputDir ?? "seeded random",
                     result.Inputs,

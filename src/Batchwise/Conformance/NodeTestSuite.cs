@@ -21,7 +21,10 @@ public static class NodeTestSuite
     /// <summary>Where the Debian/Ubuntu package libonnx-testdata installs the node tests.</summary>
     public const string DebianDirectory = "/usr/share/libonnx-testdata/data/node";
 
-    /// <summary>The folders searched when none is given, in order: the Debian package, then the Python onnx package in known site-packages folders.</summary>
+    /// <summary>
+    /// The folders searched when none is given, in order: the Debian package, then onnx/backend/test/data/node in the
+    /// site-packages of PYTHONPATH, $VIRTUAL_ENV, $CONDA_PREFIX, the prefix of each python3 on PATH, ~/.local, /usr/local, /usr and /opt/conda.
+    /// </summary>
     public static IReadOnlyList<string> DefaultCandidates()
     {
         var candidates = new List<string> { DebianDirectory };
@@ -32,6 +35,15 @@ public static class NodeTestSuite
             if (!string.IsNullOrEmpty(value))
             {
                 roots.Add(Path.Combine(value, "lib"));
+            }
+        }
+
+        // A python3 on PATH inside a virtual environment (e.g. /opt/torch/.venv/bin) has its packages in ../lib.
+        foreach (var bin in (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (File.Exists(Path.Combine(bin, "python3")) && Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(bin)) is { } prefix)
+            {
+                roots.Add(Path.Combine(prefix, "lib"));
             }
         }
 
