@@ -50,6 +50,19 @@ public sealed class ConformanceCommandTests : IDisposable
         Assert.Contains("1 cases", output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Copy_to_writes_the_selected_cases_which_then_run_from_there()
+    {
+        var target = Path.Combine(_dir, "copied");
+        var (code, output, err) = await CliRunner.RunAsync("conformance", _dir, "--ops", "Relu", "--copy-to", target);
+        Assert.True(code == 0, err);
+        Assert.Contains("copied 1 cases", output, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(target, "test_relu_ok", "test_data_set_0", "output_0.pb")));
+        var (again, rerun, _) = await CliRunner.RunAsync("conformance", target);
+        Assert.Equal(0, again);
+        Assert.Contains("ran 1, passed 1", rerun, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("--filter", "(", "is not a regular expression")]
     [InlineData("--ops", "Conv;Relu", "neither an operator name nor a preset")]
