@@ -13,7 +13,7 @@ internal static class MobileNetV2
 
     public static ZooEntry Entry { get; } = new(
         "mobilenetv2",
-        "MobileNetV2 (torchvision): inverted residuals, depthwise Conv (group=C), Clip(0,6) as ReLU6, 3.5 M parameters, 0.30 GMACs at 224",
+        "MobileNetV2 (torchvision): inverted residuals, depthwise Conv, ReLU6",
         new Dictionary<string, string> { ["size"] = "224", ["classes"] = "1000", ["seed"] = "0" },
         Build);
 

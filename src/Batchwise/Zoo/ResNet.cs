@@ -10,13 +10,13 @@ internal static class ResNet
 
     public static ZooEntry Resnet18 { get; } = new(
         "resnet18",
-        "ResNet-18 (torchvision): basic blocks, Conv+BatchNormalization+Relu, 11.7 M parameters, 1.8 GMACs at 224",
+        "ResNet-18 (torchvision): basic blocks of Conv+BatchNormalization+Relu",
         new Dictionary<string, string> { ["size"] = "224", ["classes"] = "1000", ["seed"] = "0" },
         o => Build(o, "resnet18", Resnet18Blocks, bottleneck: false));
 
     public static ZooEntry Resnet50 { get; } = new(
         "resnet50",
-        "ResNet-50 v1.5 (torchvision): bottleneck blocks, Conv+BatchNormalization+Relu, 25.6 M parameters, 4.1 GMACs at 224",
+        "ResNet-50 v1.5 (torchvision): bottleneck blocks of Conv+BatchNormalization+Relu",
         new Dictionary<string, string> { ["size"] = "224", ["classes"] = "1000", ["seed"] = "0" },
         o => Build(o, "resnet50", Resnet50Blocks, bottleneck: true));
 
