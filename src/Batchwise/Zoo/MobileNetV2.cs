@@ -37,7 +37,8 @@ internal static class MobileNetV2
         x = g.ConvBnAct(x, inChannels, 1280, 1, 1, Activation.Relu6, $"features.{index}");
         x = g.Node("GlobalAveragePool", [x]);
         x = g.Node("Flatten", [x], GraphBuilder.Attr("axis", 1L));
-        var logits = g.Rename(g.Gemm(x, 1280, classes, "classifier.1"), "logits");
+        // Spread the logits as a trained classifier's are (see ResNet), so softmax outputs are peaked.
+        var logits = g.Rename(g.Gemm(x, 1280, classes, "classifier.1", gain: 16f), "logits");
         g.Output(logits, ElementType.Float, "batch", (long)classes);
         return g.Build("mobilenetv2");
     }

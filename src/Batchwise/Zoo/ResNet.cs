@@ -45,7 +45,7 @@ internal static class ResNet
 
         x = g.Node("GlobalAveragePool", [x]);
         x = g.Node("Flatten", [x], GraphBuilder.Attr("axis", 1L));
-        var logits = g.Rename(g.Gemm(x, inChannels, classes, "fc"), "logits");
+        var logits = g.Rename(g.Gemm(x, inChannels, classes, "fc", ClassifierGain), "logits");
         g.Output(logits, ElementType.Float, "batch", (long)classes);
         return g.Build(name);
     }
@@ -53,6 +53,10 @@ internal static class ResNet
     // The last BatchNormalization of each residual branch gets a small scale, so the sum over 8-16 blocks keeps
     // activations near unit scale with random weights (torchvision's zero_init_residual, not quite zero).
     private const float ResidualGamma = 0.3f;
+
+    // Pooled features of a random network are small (mean square ~0.2); this spreads the logits (std ~2.5) as a trained
+    // classifier's are, so softmax gives a peaked distribution rather than a near-uniform one.
+    private const float ClassifierGain = 30f;
 
     private static string BasicBlock(GraphBuilder g, string x, long inChannels, long width, int stride, string prefix)
     {
