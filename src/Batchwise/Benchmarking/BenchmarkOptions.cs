@@ -20,7 +20,7 @@ public sealed record BenchmarkOptions
     /// <summary>Warm-up before measuring each point (every thread runs at least once, whatever this is).</summary>
     public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Time budget for the whole sweep; no new point starts after it; null = none.</summary>
+    /// <summary>Time budget for the whole sweep: no new point starts after it (the first always runs); null = none.</summary>
     public TimeSpan? MaxTime { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>Seed of the random inputs.</summary>

@@ -96,7 +96,7 @@ public sealed class BenchmarkRunner
                         return StopReason.Cancelled;
                     }
 
-                    if (options.MaxTime is { } budget && total.Elapsed >= budget)
+                    if (options.MaxTime is { } budget && points.Count > 0 && total.Elapsed >= budget)
                     {
                         notes.Add(string.Create(CultureInfo.InvariantCulture, $"the time budget (--max-time {budget.TotalSeconds:0.#} s) ran out after {points.Count} of {planned} points; b={batch} and beyond were not measured"));
                         return StopReason.TimeBudget;
