@@ -12,6 +12,7 @@ public sealed class ConformanceCommandTests : IDisposable
 
     public ConformanceCommandTests()
     {
+        EngineRegistry.Register("refuses-everything", () => new RefusingEngine());
         var x = Tensor.From<float>(ElementType.Float, [4], [-1, 0, 1, 2]);
         NodeTestSuite.WriteCase(_dir, "test_relu_ok", Unary("Relu"), [x], [Tensor.From<float>(ElementType.Float, [4], [0, 0, 1, 2])]);
         NodeTestSuite.WriteCase(_dir, "test_neg_wrong", Unary("Neg"), [x], [x]);
@@ -76,6 +77,15 @@ public sealed class ConformanceCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task A_run_where_no_case_ran_does_not_pass()
+    {
+        var (code, output, _) = await CliRunner.RunAsync("conformance", _dir, "--filter", "relu", "--engine", "refuses-everything");
+        Assert.Equal(3, code);
+        Assert.Contains("unsupported 1", output, StringComparison.Ordinal);
+        Assert.Contains("no case ran", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_missing_folder_is_a_user_error()
     {
         var (code, _, err) = await CliRunner.RunAsync("conformance", Path.Combine(_dir, "nope"));
@@ -93,4 +103,14 @@ public sealed class ConformanceCommandTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>An engine that refuses every model at load, as an engine lacking an operator does.</summary>
+    private sealed class RefusingEngine : IEngine
+    {
+        public string Name => "refuses-everything";
+
+        public EngineDescription Describe(EngineOptions options) => new(Name, "0", "none", new Dictionary<string, string>());
+
+        public IEngineSession Load(OnnxModel model, EngineOptions options) => throw new BatchwiseException($"Operator {model.Graph.Node[0].OpType} is not supported by {Name}");
+    }
 }

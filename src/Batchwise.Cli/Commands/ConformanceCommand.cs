@@ -29,7 +29,7 @@ public static class ConformanceCommand
         var json = new Option<string?>("--json") { Description = "Also write every case's result as JSON to this file" };
         var list = new Option<bool>("--list") { Description = "List the selected cases and their operators without running them" };
         var copyTo = new Option<string?>("--copy-to") { Description = "Copy the selected cases into this folder without running them (to carry them to a machine without the test data)" };
-        var command = new Command("conformance", "Run ONNX's backend node tests through an engine; report ran/passed/failed/unsupported/skipped per operator (exit 3 when a case fails)")
+        var command = new Command("conformance", "Run ONNX's backend node tests through an engine; report ran/passed/failed/unsupported/skipped per operator (exit 3 when a case fails or none ran)")
         {
             directory, engine, ops, filter, rtol, atol, json, list, copyTo,
         };
@@ -97,6 +97,13 @@ public static class ConformanceCommand
                     Date = DateTimeOffset.UtcNow,
                     Host = new { HostInfo.MachineName, HostInfo.CpuName, HostInfo.OperatingSystem, HostInfo.Runtime },
                 });
+            }
+
+            if (report.Total.Ran == 0)
+            {
+                // Nothing was verified: say so and do not pass.
+                Console.WriteLine("no case ran: every selected case was unsupported by the engine or skipped");
+                return Task.FromResult(CasesFailed);
             }
 
             return Task.FromResult(report.Total.Failed == 0 ? 0 : CasesFailed);
