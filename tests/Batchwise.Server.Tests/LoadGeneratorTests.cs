@@ -67,14 +67,4 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
         var given = LoadInputs.Generate(inputs, 1, LoadInputs.ParseShapes(["tokens:1,128"]));
         Assert.Equal(new long[] { 1, 128 }, given[0].Tensor.Shape);
     }
-
-    [Fact]
-    public void Percentiles_interpolate_between_ranks()
-    {
-        double[] sorted = [1, 2, 3, 4];
-        Assert.Equal(2.5, Percentile.OfSorted(sorted, 50));
-        Assert.Equal(1, Percentile.OfSorted(sorted, 0));
-        Assert.Equal(4, Percentile.OfSorted(sorted, 100));
-        Assert.Equal(3.97, Percentile.OfSorted(sorted, 99), 6);
-    }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Batchwise.Benchmarking;
 using Batchwise.Engines;
 
 namespace Batchwise.Server.Load;
@@ -40,7 +41,7 @@ public sealed record LoadOptions
     /// <summary>Most windows measured per point before it is reported as unstable.</summary>
     public int MaxWindows { get; init; } = 6;
 
-    /// <summary>Largest relative spread (max-min)/mean of throughput and p50 latency across the stable windows.</summary>
+    /// <summary>Tolerance of perf_analyzer's stability rule: each of the last windows' throughput and p50 latency within this fraction of their mean.</summary>
     public double StabilityThreshold { get; init; } = 0.10;
 
     /// <summary>Per-request timeout.</summary>
@@ -53,9 +54,6 @@ public sealed record LoadOptions
     public int Seed { get; init; }
 }
 
-/// <summary>Latency percentiles in milliseconds.</summary>
-public sealed record LatencyMs(double P50, double P90, double P95, double P99, double Mean, double Max);
-
 /// <summary>One measured point of a sweep.</summary>
 /// <param name="Concurrency">Clients (closed loop), or null.</param>
 /// <param name="RequestRate">Offered requests per second (open loop), or null.</param>
@@ -64,12 +62,12 @@ public sealed record LatencyMs(double P50, double P90, double P95, double P99, d
 /// <param name="Requests">Successful requests in the reported windows.</param>
 /// <param name="Errors">Failed requests in the reported windows.</param>
 /// <param name="ErrorKinds">Failures by kind (http_503, grpc_Unavailable, client_overflow, ...).</param>
-/// <param name="Latency">Latency of successful requests.</param>
+/// <param name="Latency">Latency of successful requests, in milliseconds.</param>
 /// <param name="Stable">True when the last windows agree within the threshold.</param>
 /// <param name="ThroughputSpreadPercent">(max-min)/mean of the windows' throughput, in percent.</param>
 /// <param name="WindowsMeasured">Windows measured in all (warm-up excluded).</param>
 /// <param name="SecondsMeasured">Length of the reported windows.</param>
-public sealed record LoadPoint(int? Concurrency, double? RequestRate, double RequestsPerSecond, double InferencesPerSecond, long Requests, long Errors, IReadOnlyDictionary<string, long> ErrorKinds, LatencyMs Latency, bool Stable, double ThroughputSpreadPercent, int WindowsMeasured, double SecondsMeasured);
+public sealed record LoadPoint(int? Concurrency, double? RequestRate, double RequestsPerSecond, double InferencesPerSecond, long Requests, long Errors, IReadOnlyDictionary<string, long> ErrorKinds, LatencyPercentiles Latency, bool Stable, double ThroughputSpreadPercent, int WindowsMeasured, double SecondsMeasured);
 
 /// <summary>A whole sweep with its context.</summary>
 public sealed record LoadReport(string Url, string Model, string Protocol, int BatchSize, string Inputs, string Date, string Machine, string Cpu, int Cores, IReadOnlyList<LoadPoint> Points);
@@ -166,8 +164,7 @@ public sealed class LoadGenerator
                 }
 
                 windows.Add(new WindowStats(start, end, drained.Where(s => s.End > start && s.End <= end).ToList()));
-                if (windows.Count >= _options.StableWindows && Spread(windows.TakeLast(_options.StableWindows), w => w.Throughput) <= _options.StabilityThreshold
-                    && Spread(windows.TakeLast(_options.StableWindows), w => w.P50) <= _options.StabilityThreshold)
+                if (IsStable(windows))
                 {
                     break;
                 }
@@ -181,27 +178,20 @@ public sealed class LoadGenerator
 
         var reported = windows.TakeLast(_options.StableWindows).ToList();
         var all = reported.SelectMany(w => w.Samples).ToList();
-        var ok = all.Where(s => s.Error is null).Select(s => s.LatencySeconds * 1000).Order().ToList();
+        var ok = all.Where(s => s.Error is null).Select(s => s.LatencySeconds * 1000).ToList();
         var seconds = reported.Sum(w => w.End - w.Start);
         var errors = all.Where(s => s.Error is not null).GroupBy(s => s.Error!).ToDictionary(g => g.Key, g => (long)g.Count(), StringComparer.Ordinal);
-        var spread = Spread(reported, w => w.Throughput);
-        var stable = spread <= _options.StabilityThreshold && Spread(reported, w => w.P50) <= _options.StabilityThreshold;
-        var latency = new LatencyMs(Percentile.OfSorted(ok, 50), Percentile.OfSorted(ok, 90), Percentile.OfSorted(ok, 95), Percentile.OfSorted(ok, 99), ok.Count > 0 ? ok.Average() : double.NaN, ok.Count > 0 ? ok[^1] : double.NaN);
+        var spread = Statistics.Spread(reported.Select(w => w.Throughput).ToList());
         var rps = ok.Count / seconds;
-        return new LoadPoint(concurrency, rate, rps, rps * _options.BatchSize, ok.Count, errors.Values.Sum(), errors, latency, stable, spread * 100, windows.Count, seconds);
+        return new LoadPoint(concurrency, rate, rps, rps * _options.BatchSize, ok.Count, errors.Values.Sum(), errors, Statistics.Summarize(ok), IsStable(windows), spread * 100, windows.Count, seconds);
     }
 
-    private static double Spread(IEnumerable<WindowStats> windows, Func<WindowStats, double> value)
-    {
-        var values = windows.Select(value).Where(v => !double.IsNaN(v)).ToList();
-        if (values.Count == 0)
-        {
-            return double.PositiveInfinity;
-        }
-
-        var mean = values.Average();
-        return mean > 0 ? (values.Max() - values.Min()) / mean : 0;
-    }
+    /// <summary>perf_analyzer's rule (shared with bench): the last windows agree on throughput and on p50 latency.</summary>
+    private bool IsStable(List<WindowStats> windows) =>
+        windows.Count >= _options.StableWindows
+        && windows.TakeLast(_options.StableWindows).All(w => w.P50 > 0)
+        && Statistics.IsStable(windows.Select(w => w.Throughput).ToList(), _options.StabilityThreshold, _options.StableWindows)
+        && Statistics.IsStable(windows.Select(w => w.P50).ToList(), _options.StabilityThreshold, _options.StableWindows);
 
     private static double Seconds(long origin, long timestamp) => (timestamp - origin) / (double)Stopwatch.Frequency;
 
@@ -296,6 +286,13 @@ public sealed class LoadGenerator
 
         public double Throughput => Samples.Count(s => s.Error is null) / (End - Start);
 
-        public double P50 => Percentile.OfSorted(Samples.Where(s => s.Error is null).Select(s => s.LatencySeconds).Order().ToList(), 50);
+        public double P50
+        {
+            get
+            {
+                var ok = Samples.Where(s => s.Error is null).Select(s => s.LatencySeconds).Order().ToList();
+                return ok.Count == 0 ? 0 : Statistics.PercentileOfSorted(ok, 50);
+            }
+        }
     }
 }
