@@ -182,6 +182,12 @@ internal static class HttpEndpoints
 
     private static async Task InferAsync(HttpContext ctx, ServedModel model)
     {
+        var encoding = ctx.Request.Headers.ContentEncoding.ToString();
+        if (encoding.Length > 0 && !string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
+        {
+            throw InferenceError.BadRequest($"Content-Encoding '{encoding}' is not supported yet; send the request uncompressed");
+        }
+
         var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
         var headerLength = body.Length;
         if (ctx.Request.Headers.TryGetValue(HeaderLength, out var lengthText))

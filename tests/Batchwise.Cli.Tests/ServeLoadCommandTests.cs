@@ -6,6 +6,7 @@ public sealed class ServeLoadCommandTests
     [InlineData(new[] { "serve" }, "Nothing to serve")]
     [InlineData(new[] { "serve", "zoo:mlp", "--models", "/tmp" }, "not both")]
     [InlineData(new[] { "serve", "--models", "/no/such/folder" }, "Model repository '/no/such/folder' not found")]
+    [InlineData(new[] { "serve", "--models", "/tmp", "--instances", "2" }, "--instances applies to a single model")]
     [InlineData(new[] { "serve", "zoo:nope" }, "No zoo model named 'nope'")]
     [InlineData(new[] { "serve", "zoo:mlp", "--preferred-batch-size", "4,x" }, "--preferred-batch-size '4,x'")]
     [InlineData(new[] { "serve", "zoo:mlp", "--host", "example", "--http-port", "0", "--grpc-port", "0" }, "--host 'example' is not an IP address")]

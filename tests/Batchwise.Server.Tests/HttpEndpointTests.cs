@@ -159,6 +159,16 @@ public sealed class HttpEndpointTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [Fact]
+    public async Task A_compressed_request_is_refused_with_400()
+    {
+        using var content = new ByteArrayContent([0x1f, 0x8b]);
+        content.Headers.ContentEncoding.Add("gzip");
+        using var response = await _http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), content, Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("Content-Encoding 'gzip' is not supported yet", await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Infer_on_an_unknown_model_is_404()
     {
         using var doc = await PostJsonAsync("/v2/models/resnet/infer", "{\"inputs\":[]}", HttpStatusCode.NotFound);

@@ -42,6 +42,13 @@ public static class ServeCommand
             ModelRepository repository;
             if (folder is not null)
             {
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads];
+                var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
+                if (misplaced is not null)
+                {
+                    throw new BatchwiseException($"{misplaced.Name} applies to a single model, not to a repository", $"Set it per model in {Path.Combine(folder, "NAME", ModelConfig.FileName)}.");
+                }
+
                 repository = ModelRepository.LoadDirectory(folder);
             }
             else
