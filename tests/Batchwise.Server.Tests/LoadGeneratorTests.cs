@@ -5,9 +5,10 @@ namespace Batchwise.Server.Tests;
 public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<ServerFixture>
 {
     [Theory]
-    [InlineData("http")]
-    [InlineData("grpc")]
-    public async Task A_closed_loop_point_measures_throughput_and_latency_without_errors(string protocol)
+    [InlineData("http", false)]
+    [InlineData("http", true)]
+    [InlineData("grpc", false)]
+    public async Task A_closed_loop_point_measures_throughput_and_latency_without_errors(string protocol, bool jsonData)
     {
         var url = protocol == "http" ? fixture.Server.HttpAddress : fixture.Server.GrpcAddress;
         var generator = new LoadGenerator(new LoadOptions
@@ -15,6 +16,7 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
             Url = url,
             Model = "mlp",
             Protocol = protocol,
+            JsonData = jsonData,
             Concurrency = [2],
             Warmup = TimeSpan.FromMilliseconds(100),
             Window = TimeSpan.FromMilliseconds(150),

@@ -26,11 +26,12 @@ public static class LoadCommand
         var batch = new Option<int>("--batch-size", "-b") { Description = "Batch size of each request (fills a dynamic first dimension)", DefaultValueFactory = _ => 1 };
         var shape = new Option<string[]>("--shape") { Description = "Shape of an input with dynamic dimensions: NAME:d1,d2,... (repeatable)", AllowMultipleArgumentsPerToken = true };
         var timeout = new Option<double>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 30 };
+        var dataFormat = new Option<string>("--data-format") { Description = "HTTP tensor encoding: binary (Triton's binary tensor data extension) or json (for servers without it)", DefaultValueFactory = _ => "binary" };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON (schema: LoadReport, snake_case)" };
         var csv = new Option<bool>("--csv") { Description = "Print one CSV row per point" };
         var command = new Command("load", "Load an Open Inference Protocol server (ours, Triton, KServe) and report throughput and latency percentiles")
         {
-            url, model, protocol, concurrency, rate, duration, warmup, stability, batch, shape, timeout, json, csv,
+            url, model, protocol, dataFormat, concurrency, rate, duration, warmup, stability, batch, shape, timeout, json, csv,
         };
         command.SetGuardedAction(async (parse, ct) =>
         {
@@ -51,9 +52,16 @@ public static class LoadCommand
                 throw new BatchwiseException("--duration and --batch-size must be positive and --warmup not negative", "e.g. --duration 6 --batch-size 1.");
             }
 
+            var format = parse.GetValue(dataFormat)!.ToLowerInvariant();
+            if (format is not ("binary" or "json"))
+            {
+                throw new BatchwiseException($"--data-format '{format}' is not binary or json", "Use --data-format binary (default) or json.");
+            }
+
             var options = new LoadOptions
             {
                 Url = uri,
+                JsonData = format == "json",
                 Model = parse.GetValue(model)!,
                 Protocol = parse.GetValue(protocol)!,
                 Concurrency = ParseList(parse.GetValue(concurrency), "--concurrency", s => int.Parse(s, NumberStyles.None, CultureInfo.InvariantCulture)),

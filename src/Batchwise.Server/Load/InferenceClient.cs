@@ -25,10 +25,10 @@ public readonly record struct CallOutcome(bool Ok, string? Error);
 /// <summary>A client of any Open Inference Protocol server: reads model metadata and sends one prepared request repeatedly.</summary>
 public abstract class InferenceClient : IDisposable
 {
-    /// <summary>Opens a client for <paramref name="protocol"/> (http or grpc) at <paramref name="url"/>.</summary>
-    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout) => protocol.ToLowerInvariant() switch
+    /// <summary>Opens a client for <paramref name="protocol"/> (http or grpc) at <paramref name="url"/>; HTTP sends binary tensor data unless <paramref name="jsonData"/>.</summary>
+    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout, bool jsonData = false) => protocol.ToLowerInvariant() switch
     {
-        "http" => new HttpInferenceClient(url, requestTimeout),
+        "http" => new HttpInferenceClient(url, requestTimeout, jsonData),
         "grpc" => new GrpcInferenceClient(url, requestTimeout),
         _ => throw new BatchwiseException($"Unknown protocol '{protocol}'", "Use --protocol http or --protocol grpc."),
     };
@@ -57,18 +57,23 @@ public abstract class InferenceClient : IDisposable
         new($"Cannot reach the inference server at {url}: {e.Message}", "Check the URL and that the server is running (`batchwise serve ...`); gRPC needs its own port (8001 by default).", e);
 }
 
-/// <summary>HTTP/REST with Triton's binary tensor data extension (inputs and outputs as raw bytes after the JSON header).</summary>
+/// <summary>
+/// HTTP/REST, by default with Triton's binary tensor data extension (inputs and outputs as raw bytes after the JSON
+/// header); with JSON data for servers without that extension.
+/// </summary>
 internal sealed class HttpInferenceClient : InferenceClient
 {
     private readonly HttpClient _http;
     private readonly Uri _url;
+    private readonly bool _jsonData;
     private byte[] _body = [];
     private int _headerLength;
     private string _path = string.Empty;
 
-    public HttpInferenceClient(Uri url, TimeSpan timeout)
+    public HttpInferenceClient(Uri url, TimeSpan timeout, bool jsonData)
     {
         _url = url;
+        _jsonData = jsonData;
         _http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) })
         {
             BaseAddress = url,
@@ -130,23 +135,39 @@ internal sealed class HttpInferenceClient : InferenceClient
                 }
 
                 w.WriteEndArray();
-                w.WriteStartObject("parameters");
-                w.WriteNumber("binary_data_size", t.Data.Length);
-                w.WriteEndObject();
+                if (_jsonData)
+                {
+                    w.WritePropertyName("data");
+                    TensorCodec.WriteJson(w, t);
+                }
+                else
+                {
+                    w.WriteStartObject("parameters");
+                    w.WriteNumber("binary_data_size", t.Data.Length);
+                    w.WriteEndObject();
+                }
+
                 w.WriteEndObject();
             }
 
             w.WriteEndArray();
-            w.WriteStartObject("parameters");
-            w.WriteBoolean("binary_data_output", true);
-            w.WriteEndObject();
+            if (!_jsonData)
+            {
+                w.WriteStartObject("parameters");
+                w.WriteBoolean("binary_data_output", true);
+                w.WriteEndObject();
+            }
+
             w.WriteEndObject();
         }
 
         _headerLength = (int)json.Length;
-        foreach (var (_, t) in inputs)
+        if (!_jsonData)
         {
-            json.Write(t.Data);
+            foreach (var (_, t) in inputs)
+            {
+                json.Write(t.Data);
+            }
         }
 
         _body = json.ToArray();
@@ -155,8 +176,16 @@ internal sealed class HttpInferenceClient : InferenceClient
     public override async Task<CallOutcome> InferAsync(CancellationToken cancellationToken)
     {
         using var content = new ByteArrayContent(_body);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        content.Headers.Add(HttpEndpoints.HeaderLength, _headerLength.ToString(CultureInfo.InvariantCulture));
+        if (_jsonData)
+        {
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        }
+        else
+        {
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+            content.Headers.Add(HttpEndpoints.HeaderLength, _headerLength.ToString(CultureInfo.InvariantCulture));
+        }
+
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_path, UriKind.Relative)) { Content = content };
         try
         {

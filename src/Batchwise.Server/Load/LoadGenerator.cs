@@ -17,6 +17,9 @@ public sealed record LoadOptions
     /// <summary>http or grpc.</summary>
     public string Protocol { get; init; } = "http";
 
+    /// <summary>HTTP: send tensors as JSON arrays instead of binary tensor data (for servers without that extension).</summary>
+    public bool JsonData { get; init; }
+
     /// <summary>Closed-loop points: clients each with one request outstanding.</summary>
     public IReadOnlyList<int> Concurrency { get; init; } = [];
 
@@ -105,7 +108,7 @@ public sealed class LoadGenerator
     /// <summary>Runs every point; <paramref name="progress"/> hears each one as it completes.</summary>
     public async Task<LoadReport> RunAsync(Action<string>? progress = null, CancellationToken cancellationToken = default)
     {
-        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout);
+        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout, _options.JsonData);
         var metadata = await client.GetInputsAsync(_options.Model, cancellationToken).ConfigureAwait(false);
         var inputs = LoadInputs.Generate(metadata, _options.BatchSize, _options.Shapes, _options.Seed);
         client.Prepare(_options.Model, inputs);
