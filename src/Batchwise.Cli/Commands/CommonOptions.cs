@@ -69,6 +69,9 @@ public static class CommonOptions
     public static void WriteError(string message)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+
+        // Spectre wraps at the console width (80 when redirected); an error must stay on one line.
+        console.Profile.Width = 4096;
         console.MarkupLine($"[red]error:[/] {Markup.Escape(message.ReplaceLineEndings(" "))}");
     }
 }
