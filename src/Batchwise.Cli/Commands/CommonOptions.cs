@@ -70,8 +70,9 @@ public static class CommonOptions
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-        // Spectre wraps at the console width (80 when redirected); an error must stay on one line.
-        console.Profile.Width = 4096;
-        console.MarkupLine($"[red]error:[/] {Markup.Escape(message.ReplaceLineEndings(" "))}");
+        // Spectre wraps at the console width (80 when redirected); an error stays one line however long it is.
+        var text = message.ReplaceLineEndings(" ");
+        console.Profile.Width = Math.Max(console.Profile.Width, text.Length + 16);
+        console.MarkupLine($"[red]error:[/] {Markup.Escape(text)}");
     }
 }
