@@ -75,7 +75,7 @@ public static class ExplainCommand
                 measured = MeasuredSweep.Run(eng, options, onnx, batches, size, seconds, Log, ct);
             }
 
-            var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, Log));
+            var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);
             Print(explanation, fromCache, cachePath);
             if (parse.GetValue(report) is { } reportPath)
             {
@@ -89,6 +89,7 @@ public static class ExplainCommand
                     ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
                     ["runtime"] = HostInfo.Runtime,
                     ["measured sweep"] = parse.GetValue(bench) is { } bf ? $"from {bf}" : measured.Count > 0 ? $"short sweep, {seconds.ToString(CultureInfo.InvariantCulture)} s per batch size" : "none (--no-measure)",
+                    ["load average"] = explanation.LoadAverage is { } la ? la.ToString("N1", CultureInfo.InvariantCulture) : "not recorded",
                     ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
                 };
                 HtmlReport.WriteExplain(reportPath, explanation, context);
@@ -156,33 +157,33 @@ public static class ExplainCommand
     private static void Print(Explanation e, bool fromCache, string cachePath)
     {
         var console = AnsiConsole.Console;
-        console.MarkupLine($"[bold]{Markup.Escape(e.ModelName)}[/]  {Markup.Escape(e.Input)}  ({e.FlopsPerSample / 1e9:N3} GFLOPs per sample)");
+        console.MarkupLine($"[bold]{Markup.Escape(e.ModelName)}[/]  {Markup.Escape(e.Input)}  ({Units.Flops(e.FlopsPerSample)} per sample)");
         console.MarkupLine($"device: {Markup.Escape(e.Ceilings.Summary())} [grey]({(fromCache ? "cached" : "measured now")}: {Markup.Escape(cachePath)})[/]");
 
-        var curve = new Table().AddColumns("batch", "predicted /s", "measured /s", "error", "predicted ms", "measured ms", "compute / memory / overhead");
+        var curve = new Table().AddColumns("batch", "predicted /s", "measured /s", "error", "predicted latency", "measured latency", "compute / memory / overhead");
         foreach (var p in e.Predicted)
         {
             var m = e.Measured.FirstOrDefault(x => x.BatchSize == p.BatchSize);
             curve.AddRow(
                 p.BatchSize.ToString(CultureInfo.InvariantCulture),
-                F($"{p.Throughput:N1}"),
-                m is null ? "-" : F($"{m.Throughput:N1}"),
+                Units.Rate(p.Throughput),
+                m is null ? "-" : Units.Rate(m.Throughput),
                 m is null ? "-" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%}"),
-                F($"{p.Seconds * 1e3:N2}"),
-                m is null ? "-" : F($"{m.LatencyMedianSeconds * 1e3:N2}"),
+                Units.Duration(p.Seconds),
+                m is null ? "-" : Units.Duration(m.LatencyMedianSeconds),
                 F($"{p.SecondsBoundBy(Bound.Compute) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Memory) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Launch) / p.Seconds:P0}"));
         }
 
         console.Write(curve);
         int b0 = e.Predicted[0].BatchSize, b1 = e.Predicted[^1].BatchSize;
-        var layers = new Table().AddColumns("layer", "op", F($"GFLOPs b={b0}"), F($"MB b={b0}"), F($"FLOP/B b={b0}"), F($"FLOP/B b={b1}"), F($"M / N / K b={b0}"), "fills at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1}"));
+        var layers = new Table().AddColumns("layer", "op", F($"FLOPs b={b0}"), F($"bytes b={b0}"), F($"FLOP/B b={b0}"), F($"FLOP/B b={b1}"), F($"M / N / K b={b0}"), "fills at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1}"));
         foreach (var r in e.TopLayers)
         {
             layers.AddRow(
                 Markup.Escape(r.AtFirst.Work.Name),
                 Markup.Escape(r.AtFirst.Work.OpType),
-                F($"{r.AtFirst.Work.Flops / 1e9:N3}"),
-                F($"{r.AtFirst.Work.Bytes / 1e6:N2}"),
+                Units.Flops(r.AtFirst.Work.Flops),
+                Units.Bytes(r.AtFirst.Work.Bytes),
                 F($"{r.AtFirst.Work.Intensity:N1}"),
                 F($"{r.AtLast.Work.Intensity:N1}"),
                 r.AtFirst.Work.GemmText,

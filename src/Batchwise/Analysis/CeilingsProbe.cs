@@ -15,7 +15,7 @@ public interface ICeilingsProbe
 
 /// <summary>
 /// Ceilings from small models built in code and run through the engine itself, so they include what the
-/// engine adds: a large MatMul (GEMM rate), MatMuls of growing N (where the rate saturates), a large Add
+/// engine adds: a large MatMul (GEMM rate), 3x3 convolutions of growing N (convolution rate, where it saturates), a large Add
 /// (memory bandwidth), and chains of tiny Adds (per-run and per-op overhead). Works for any engine; a GPU
 /// engine may register a probe of its own with <see cref="DeviceCeilingsSource.Register"/>.
 /// </summary>
@@ -50,21 +50,23 @@ public sealed class CeilingsProbe : ICeilingsProbe
         var peak = 2.0 * s * s * s / peakSeconds;
         log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"GEMM {s}x{s}x{s}: {peak / 1e9:N1} GFLOP/s"));
 
-        // Saturation: rate of a 512x512 weight against N = 8 .. 2048 rows (the weight stays in cache, so
-        // a low rate is under-filled compute, not memory).
-        const int W = 512;
+        // Convolution rate and saturation: a 3x3 convolution, 128 -> 128 channels (M = 128, K = 1152), over
+        // growing images, so N = H x W runs from 16 to 4096; the weights stay in cache, so a low rate at small
+        // N is under-filled compute, not memory. Convolutions are most of the FLOPs of vision models, and an
+        // engine's convolution path (im2col or direct, layout changes) rarely reaches its GEMM rate.
+        const int C = 128;
         var curve = new List<(double N, double Flops)>();
-        foreach (var n in new[] { 8, 32, 128, 512, 2048 })
+        foreach (var side in new[] { 4, 8, 16, 32, 64 })
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var t = TimeModel(engine, options, MatMulModel(n, W, W), [n, W], cancellationToken, SecondsPerMeasurement / 2);
-            curve.Add((n, 2.0 * n * W * W / t));
+            var t = TimeModel(engine, options, ConvModel(C, side), [1, C, side, side], cancellationToken, SecondsPerMeasurement / 2);
+            curve.Add((side * side, 2.0 * C * C * 9 * side * side / t));
         }
 
-        peak = Math.Max(peak, curve.Max(c => c.Flops));
-        details["gemm_curve"] = string.Join(" ", curve.Select(c => string.Create(CultureInfo.InvariantCulture, $"N={c.N}:{c.Flops / 1e9:F1}")));
-        log?.Invoke("GEMM rate by N (GFLOP/s): " + details["gemm_curve"]);
-        var (saturationN, saturationSource) = FitSaturation(curve, peak, DerivedSaturationN());
+        var convPeak = curve.Max(c => c.Flops);
+        details["conv_curve"] = string.Join(" ", curve.Select(c => string.Create(CultureInfo.InvariantCulture, $"N={c.N}:{c.Flops / 1e9:F1}")));
+        log?.Invoke("Conv 3x3 128->128 rate by N = H x W (GFLOP/s): " + details["conv_curve"]);
+        var (saturationN, saturationSource) = FitSaturation(curve, convPeak, DerivedSaturationN());
         details["derived_saturation_n"] = DerivedSaturationN().ToString(CultureInfo.InvariantCulture);
 
         // Bandwidth: c = a + b over tensors far larger than the caches.
@@ -86,6 +88,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
             Device = description.Device,
             Machine = HostInfo.MachineName,
             PeakFlops = peak,
+            PeakConvFlops = convPeak,
             BandwidthBytesPerSecond = bandwidth,
             RunOverheadSeconds = perRun,
             OpOverheadSeconds = perOp,
@@ -173,6 +176,16 @@ public sealed class CeilingsProbe : ICeilingsProbe
         var y = g.Rename(g.Node("MatMul", [x, w]), "y");
         g.Output(y, ElementType.Float, n, m);
         return g.Build("ceilings_gemm");
+    }
+
+    private static OnnxModel ConvModel(long channels, long side)
+    {
+        var g = new GraphBuilder("ceilings_conv", 1);
+        var x = g.Input("x", ElementType.Float, 1L, channels, side, side);
+        var w = g.Weight("w", [channels, channels, 3, 3], 0.01f);
+        var y = g.Rename(g.Node("Conv", [x, w], GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L)), "y");
+        g.Output(y, ElementType.Float, 1L, channels, side, side);
+        return g.Build("ceilings_conv");
     }
 
     private static OnnxModel AddModel(long elements)

@@ -12,7 +12,7 @@ namespace Batchwise.Analysis;
 public sealed record DeviceCeilings
 {
     /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew.</summary>
-    public const int CurrentSchema = 1;
+    public const int CurrentSchema = 2;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -28,6 +28,9 @@ public sealed record DeviceCeilings
 
     /// <summary>Peak fp32 GEMM rate, FLOP/s (2 FLOPs per multiply-add).</summary>
     public required double PeakFlops { get; init; }
+
+    /// <summary>Best fp32 convolution rate through the engine, FLOP/s, where measured (engines whose convolutions do not reach the GEMM rate); null: use <see cref="PeakFlops"/>.</summary>
+    public double? PeakConvFlops { get; init; }
 
     /// <summary>Peak fp16 GEMM rate, FLOP/s, where measured (GPU tensor cores); null where not.</summary>
     public double? PeakFlopsFp16 { get; init; }
@@ -69,10 +72,13 @@ public sealed record DeviceCeilings
     /// <summary>Effective GEMM rate at a given N: peak x min(1, N / SaturationN).</summary>
     public double EffectiveFlops(double n) => n <= 0 ? PeakFlops : PeakFlops * Math.Min(1.0, n / SaturationN);
 
+    /// <summary>Peak rate for an operator: the convolution rate for Conv where measured, else the GEMM rate.</summary>
+    public double PeakFor(string opType) => opType is "Conv" or "ConvTranspose" && PeakConvFlops is > 0 ? PeakConvFlops.Value : PeakFlops;
+
     /// <summary>One line for tables and logs.</summary>
     public string Summary() => string.Create(
         CultureInfo.InvariantCulture,
-        $"{Device} via {Engine}: {PeakFlops / 1e9:N1} GFLOP/s fp32 GEMM, {BandwidthBytesPerSecond / 1e9:N1} GB/s memory, {RunOverheadSeconds * 1e6:N1} µs per run + {OpOverheadSeconds * 1e6:N2} µs per op, GEMM saturates at N ≈ {SaturationN:N0}");
+        $"{Device} via {Engine}: {PeakFlops / 1e9:N1} GFLOP/s fp32 GEMM{(PeakConvFlops is { } conv ? $", {conv / 1e9:N1} conv" : "")}, {BandwidthBytesPerSecond / 1e9:N1} GB/s memory, {RunOverheadSeconds * 1e6:N1} µs per run + {OpOverheadSeconds * 1e6:N2} µs per op, GEMM saturates at N ≈ {SaturationN:N0}");
 }
 
 /// <summary>Per-machine cache of measured <see cref="DeviceCeilings"/>: one JSON file per machine, engine and device.</summary>

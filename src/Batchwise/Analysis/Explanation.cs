@@ -50,6 +50,12 @@ public sealed record Explanation
     /// <summary>The verdict: plain sentences with numbers.</summary>
     public required IReadOnlyList<string> Verdict { get; init; }
 
+    /// <summary>The host's 1-minute load average after the measurement (Linux), or null.</summary>
+    public double? LoadAverage { get; init; }
+
+    /// <summary>Logical cores of the host measured.</summary>
+    public int LogicalCores { get; init; } = Environment.ProcessorCount;
+
     /// <summary>Total FLOPs per sample.</summary>
     public double FlopsPerSample => Predicted[0].Layers.Sum(l => l.Work.Flops) / Predicted[0].BatchSize;
 
@@ -70,7 +76,8 @@ public static class Explainer
     /// <param name="measured">Measured points, or empty.</param>
     /// <param name="top">How many costly layers to list.</param>
     /// <param name="smallerInput">The same model at a smaller input, for the input-size lever (optional).</param>
-    public static Explanation Explain(ModelWork work, DeviceCeilings ceilings, IReadOnlyList<int> batchSizes, IReadOnlyList<MeasuredPoint> measured, int top = 10, (InputSize From, InputSize To, ModelWork Work)? smallerInput = null)
+    /// <param name="loadAverage">The host's load average while measuring (optional; a busy host is called out).</param>
+    public static Explanation Explain(ModelWork work, DeviceCeilings ceilings, IReadOnlyList<int> batchSizes, IReadOnlyList<MeasuredPoint> measured, int top = 10, (InputSize From, InputSize To, ModelWork Work)? smallerInput = null, double? loadAverage = null)
     {
         ArgumentNullException.ThrowIfNull(work);
         ArgumentNullException.ThrowIfNull(ceilings);
@@ -114,6 +121,7 @@ public static class Explainer
             TopLayers = rows,
             Error = error,
             Verdict = [],
+            LoadAverage = measured.Count > 0 ? loadAverage : null,
         };
         return explanation with { Verdict = Verdict(explanation, predictor, smallerInput) };
     }
@@ -125,12 +133,12 @@ public static class Explainer
         var last = e.Predicted[^1];
         var lines = new List<string>();
         var gain = last.Throughput / first.Throughput;
-        lines.Add(F($"Predicted: {first.Throughput:N1}/s at b={first.BatchSize}, {last.Throughput:N1}/s at b={last.BatchSize} ({gain:N2}x); knee at b={e.PredictedKnee}."));
+        lines.Add(F($"Predicted: {Units.Rate(first.Throughput)}/s at b={first.BatchSize}, {Units.Rate(last.Throughput)}/s at b={last.BatchSize} ({gain:N2}x); knee at b={e.PredictedKnee}."));
         if (e.Measured.Count > 0)
         {
             var m0 = e.Measured[0];
             var m1 = e.Measured[^1];
-            lines.Add(F($"Measured: {m0.Throughput:N1}/s at b={m0.BatchSize}, {m1.Throughput:N1}/s at b={m1.BatchSize} ({m1.Throughput / m0.Throughput:N2}x); knee at b={e.MeasuredKnee}."));
+            lines.Add(F($"Measured: {Units.Rate(m0.Throughput)}/s at b={m0.BatchSize}, {Units.Rate(m1.Throughput)}/s at b={m1.BatchSize} ({m1.Throughput / m0.Throughput:N2}x); knee at b={e.MeasuredKnee}."));
         }
 
         // Why: where the big GEMMs stand against the device's parallel width at batch 1.
@@ -157,12 +165,15 @@ public static class Explainer
             var share = gemmFlops / Math.Max(1, totalFlops);
             if (minN >= c.SaturationN)
             {
-                lines.Add(F($"At b=1 the largest GEMMs ({big.Count} layers, {share:P0} of FLOPs with the rest) already have N = {n1:N0} per sample, past this device's ~{c.SaturationN:N0}: they fill it without batching, so batching can only spread the per-run overhead and weight reads — at most {gain:N2}x predicted."));
+                lines.Add(F($"At b=1 the largest GEMMs ({big.Count} layers holding half the GEMM FLOPs; GEMMs are {share:P0} of all FLOPs) already have N = {n1:N0} per sample (smallest {minN:N0}), past this device's ~{c.SaturationN:N0}: they fill it without batching, so batching can only spread the per-run overhead and weight reads — at most {gain:N2}x predicted."));
+            }
+            else if (n1 >= c.SaturationN)
+            {
+                lines.Add(F($"At b=1 most of the largest GEMMs (median N = {n1:N0} per sample) already fill this device's ~{c.SaturationN:N0}; only the smallest (N = {minN:N0}) leave compute idle, until b≈{predictor.SaturationBatch(minN)}: batching gives little — at most {gain:N2}x predicted."));
             }
             else
             {
-                var satBatch = predictor.SaturationBatch(minN);
-                lines.Add(F($"At b=1 the largest GEMMs have N = {n1:N0} per sample (smallest {minN:N0}), below this device's ~{c.SaturationN:N0}: they leave compute idle until b≈{satBatch}, which is why batching helps — up to {gain:N2}x predicted."));
+                lines.Add(F($"At b=1 the largest GEMMs have N = {n1:N0} per sample (smallest {minN:N0}), below this device's ~{c.SaturationN:N0}: they leave compute idle until b≈{predictor.SaturationBatch(n1)}, which is why batching helps — up to {gain:N2}x predicted."));
             }
         }
         else
@@ -189,6 +200,11 @@ public static class Explainer
             var small = predictor.Predict(last.BatchSize, s.Work.At(last.BatchSize));
             var smallFirst = predictor.Predict(first.BatchSize, s.Work.At(first.BatchSize));
             lines.Add(F($"Input {s.From}→{s.To}: ~{small.Throughput / last.Throughput:N1}x at b={last.BatchSize}, ~{smallFirst.Throughput / first.Throughput:N1}x at b={first.BatchSize} (predicted)."));
+        }
+
+        if (e.LoadAverage is { } load && load > e.LogicalCores)
+        {
+            lines.Add(F($"The machine was busy while measuring (load average {load:N1} on {e.LogicalCores} logical cores): other processes took CPU time, so measured throughput is below what this device does alone, while the ceilings (best of many short runs) catch its quiet moments."));
         }
 
         // Honesty: say where the model is off.

@@ -50,6 +50,20 @@ public static class MeasuredSweep
         return points;
     }
 
+    /// <summary>The host's 1-minute load average (from /proc/loadavg), or null where unknown.</summary>
+    public static double? LoadAverage()
+    {
+        try
+        {
+            var text = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg") : null;
+            return text is not null && double.TryParse(text.Split(' ')[0], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Linear-interpolated percentile of sorted samples.</summary>
     public static double Percentile(IReadOnlyList<double> sorted, double q)
     {

@@ -92,7 +92,7 @@ public sealed class ThroughputPredictor
     {
         ArgumentNullException.ThrowIfNull(work);
         var efficiency = work.GemmN is { } n ? Math.Min(1.0, n / Ceilings.SaturationN) : 1.0;
-        var compute = work.Flops / (Ceilings.PeakFlops * efficiency);
+        var compute = work.Flops / (Ceilings.PeakFor(work.OpType) * efficiency);
         var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
         return new LayerPrediction(work, compute, memory, Ceilings.OpOverheadSeconds, efficiency);
     }

@@ -49,7 +49,7 @@ public static class HtmlReport
         Head(html, $"Batchwise explain — {e.ModelName}");
         html.Append("<h1>Why batching ").Append(Gain(e) >= 1.3 ? "helps" : "barely helps").Append(": ").Append(Enc(e.ModelName)).Append("</h1>\n");
         html.Append("<p class=\"sub\">").Append(Enc(e.Input)).Append(" · ").Append(Enc(e.Ceilings.Device)).Append(" via ").Append(Enc(e.Ceilings.Engine))
-            .Append(" · ").Append(Enc(F($"{e.FlopsPerSample / 1e9:N2} GFLOPs per sample"))).Append("</p>\n");
+            .Append(" · ").Append(Enc(Units.Flops(e.FlopsPerSample) + " per sample")).Append("</p>\n");
         if (e.Error is { IsOff: true })
         {
             html.Append("<p class=\"warn\"><b>The prediction is off by more than ").Append(Enc(F($"{PredictionError.Tolerance:P0}"))).Append(" here</b> — see the last line of the verdict. The measured curve is the truth; the prediction explains where time goes.</p>\n");
@@ -75,28 +75,28 @@ public static class HtmlReport
             return new[]
             {
                 p.BatchSize.ToString(CultureInfo.InvariantCulture),
-                F($"{p.Throughput:N1}"),
-                m is null ? "–" : F($"{m.Throughput:N1}"),
+                Units.Rate(p.Throughput),
+                m is null ? "–" : Units.Rate(m.Throughput),
                 m is null ? "–" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%}"),
-                F($"{p.Seconds * 1e3:N2}"),
-                m is null ? "–" : F($"{m.LatencyMedianSeconds * 1e3:N2}"),
+                Units.Duration(p.Seconds),
+                m is null ? "–" : Units.Duration(m.LatencyMedianSeconds),
                 F($"{p.SecondsBoundBy(Bound.Compute) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Memory) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Launch) / p.Seconds:P0}"),
             };
         });
-        Table(html, ["batch", "predicted /s", "measured /s", "error", "predicted ms", "measured ms (median)", "compute / memory / overhead"], rows);
+        Table(html, ["batch", "predicted /s", "measured /s", "error", "predicted latency", "measured latency (median)", "compute / memory / overhead"], rows);
 
         html.Append("<h2>The layers that cost most</h2>\n");
         var b0 = e.Predicted[0].BatchSize;
         var b1 = e.Predicted[^1].BatchSize;
         Table(
             html,
-            ["layer", "op", F($"GFLOPs (b={b0})"), F($"MB (b={b0})"), F($"FLOP/B (b={b0})"), F($"FLOP/B (b={b1})"), F($"M / N / K (b={b0})"), "fills device at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1}")],
+            ["layer", "op", F($"FLOPs (b={b0})"), F($"bytes (b={b0})"), F($"FLOP/B (b={b0})"), F($"FLOP/B (b={b1})"), F($"M / N / K (b={b0})"), "fills device at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1}")],
             e.TopLayers.Select(r => new[]
             {
                 r.AtFirst.Work.Name,
                 r.AtFirst.Work.OpType,
-                F($"{r.AtFirst.Work.Flops / 1e9:N3}"),
-                F($"{r.AtFirst.Work.Bytes / 1e6:N2}"),
+                Units.Flops(r.AtFirst.Work.Flops),
+                Units.Bytes(r.AtFirst.Work.Bytes),
                 F($"{r.AtFirst.Work.Intensity:N1}"),
                 F($"{r.AtLast.Work.Intensity:N1}"),
                 r.AtFirst.Work.GemmText,
@@ -111,6 +111,7 @@ public static class HtmlReport
         Table(html, ["ceiling", "value"], new[]
         {
             new[] { "fp32 GEMM peak", F($"{c.PeakFlops / 1e9:N1} GFLOP/s") },
+            new[] { "fp32 convolution peak", c.PeakConvFlops is { } cv ? F($"{cv / 1e9:N1} GFLOP/s") : "as GEMM" },
             new[] { "fp16 GEMM peak", c.PeakFlopsFp16 is { } h ? F($"{h / 1e9:N1} GFLOP/s") : "not measured" },
             new[] { "memory bandwidth", F($"{c.BandwidthBytesPerSecond / 1e9:N1} GB/s") },
             new[] { "ridge point", F($"{c.RidgeIntensity:N1} FLOP/byte") },
@@ -138,13 +139,13 @@ public static class HtmlReport
         {
             html.Append("<h2>").Append(Enc(s.Name)).Append("</h2>\n");
             var best = s.Points.Count > 0 ? s.Points.Max(p => p.Throughput) : 0;
-            Table(html, ["batch", "throughput /s", "vs b=first", "latency median ms", "latency p90 ms", "runs"], s.Points.Select(p => new[]
+            Table(html, ["batch", "throughput /s", "vs b=first", "latency median", "latency p90", "runs"], s.Points.Select(p => new[]
             {
                 p.BatchSize.ToString(CultureInfo.InvariantCulture),
-                F($"{p.Throughput:N1}"),
+                Units.Rate(p.Throughput),
                 F($"{p.Throughput / s.Points[0].Throughput:N2}x"),
-                F($"{p.LatencyMedianSeconds * 1e3:N3}"),
-                F($"{p.LatencyP90Seconds * 1e3:N3}"),
+                Units.Duration(p.LatencyMedianSeconds),
+                Units.Duration(p.LatencyP90Seconds),
                 p.Runs.ToString(CultureInfo.InvariantCulture),
             }));
             if (s.Points.Count > 0)
@@ -189,9 +190,9 @@ public static class HtmlReport
         {
             var line = plot.Add.Scatter(predicted.Select(p => Math.Log2(p.BatchSize)).ToArray(), predicted.Select(p => p.Throughput).ToArray(), Predicted);
             line.LegendText = "predicted (roofline)";
-            line.LinePattern = LinePattern.Dashed;
-            line.LineWidth = 2;
-            line.MarkerSize = 6;
+            line.LineWidth = 1.5f;
+            line.MarkerShape = MarkerShape.OpenSquare;
+            line.MarkerSize = 8;
             batches.UnionWith(predicted.Select(p => p.BatchSize));
         }
 
@@ -213,7 +214,7 @@ public static class HtmlReport
             median.LineWidth = 2;
             var p90 = plot.Add.Scatter(s.Points.Select(p => Math.Log2(p.BatchSize)).ToArray(), s.Points.Select(p => p.LatencyP90Seconds * 1e3).ToArray(), Extra);
             p90.LegendText = $"{s.Name} p90";
-            p90.LinePattern = LinePattern.Dotted;
+            p90.MarkerShape = MarkerShape.OpenCircle;
             batches.UnionWith(s.Points.Select(p => p.BatchSize));
         }
 
@@ -221,8 +222,9 @@ public static class HtmlReport
         {
             var line = plot.Add.Scatter(predicted.Select(p => Math.Log2(p.BatchSize)).ToArray(), predicted.Select(p => p.Seconds * 1e3).ToArray(), Predicted);
             line.LegendText = "predicted";
-            line.LinePattern = LinePattern.Dashed;
-            line.LineWidth = 2;
+            line.LineWidth = 1.5f;
+            line.MarkerShape = MarkerShape.OpenSquare;
+            line.MarkerSize = 8;
             batches.UnionWith(predicted.Select(p => p.BatchSize));
         }
 
@@ -241,9 +243,20 @@ public static class HtmlReport
         var lo = Math.Min(0.1, layers.Count > 0 ? layers.Min(l => l.Work.Intensity) / 2 : 0.1);
         var hi = Math.Max(c.RidgeIntensity * 20, layers.Count > 0 ? layers.Max(l => l.Work.Intensity) * 2 : 100);
         var xs = Enumerable.Range(0, 121).Select(i => Math.Log10(lo) + ((Math.Log10(hi) - Math.Log10(lo)) * i / 120)).ToArray();
-        var roof = plot.Add.ScatterLine(xs, xs.Select(x => Math.Log10(Math.Min(c.PeakFlops, Math.Pow(10, x) * c.BandwidthBytesPerSecond) / 1e9)).ToArray(), Color.FromHex("#333333"));
-        roof.LineWidth = 2.5f;
-        roof.LegendText = F($"roof: {c.PeakFlops / 1e9:N0} GFLOP/s, {c.BandwidthBytesPerSecond / 1e9:N1} GB/s");
+        var peaks = new List<(double Flops, string Name)> { (c.PeakFlops, "GEMM") };
+        if (c.PeakConvFlops is { } conv)
+        {
+            peaks.Add((conv, "conv"));
+        }
+
+        peaks = peaks.OrderByDescending(p => p.Flops).ToList();
+        for (var i = 0; i < peaks.Count; i++)
+        {
+            var (peak, name) = peaks[i];
+            var roof = plot.Add.ScatterLine(xs, xs.Select(x => Math.Log10(Math.Min(peak, Math.Pow(10, x) * c.BandwidthBytesPerSecond) / 1e9)).ToArray(), i == 0 ? Color.FromHex("#333333") : Color.FromHex("#999999"));
+            roof.LineWidth = i == 0 ? 2.5f : 1.5f;
+            roof.LegendText = i == 0 ? F($"roof: {peak / 1e9:N0} GFLOP/s {name}, {c.BandwidthBytesPerSecond / 1e9:N1} GB/s") : F($"{name} ceiling: {peak / 1e9:N0} GFLOP/s");
+        }
 
         void Points(IEnumerable<LayerPrediction> ls, Color color, string label)
         {
@@ -262,6 +275,9 @@ public static class HtmlReport
         Points(e.TopLayers.Select(r => r.AtLast), Predicted, F($"layers at b={e.Predicted[^1].BatchSize} (predicted)"));
         LogTicks(plot.Axes.Bottom);
         LogTicks(plot.Axes.Left);
+        plot.Axes.AutoScale();
+        var limits = plot.Axes.GetLimits();
+        plot.Axes.SetLimitsY(limits.Bottom - 0.1, limits.Top + 0.35);
         plot.ShowLegend(Alignment.LowerRight);
         return Svg(plot);
     }
@@ -318,7 +334,7 @@ public static class HtmlReport
         {
             MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
             IntegerTicksOnly = true,
-            LabelFormatter = v => F($"{Math.Pow(10, v):G3}"),
+            LabelFormatter = v => Math.Pow(10, v) is var x && x >= 1 ? F($"{x:N0}") : F($"{x:0.###}"),
         };
     }
 
