@@ -237,6 +237,17 @@ public static class DeviceCeilingsSource
         }
     }
 
+    /// <summary>The cache file for this machine, the engine, its device and the settings that change the ceilings (version, threads, provider).</summary>
+    public static string CachePath(IEngine engine, EngineOptions options, CeilingsCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(cache);
+        var description = engine.Describe(options);
+        var settings = string.Create(CultureInfo.InvariantCulture, $"v{description.Version};threads={options.IntraOpThreads};ep={options.ExecutionProvider};dev={options.DeviceId};opt={options.GraphOptimization}");
+        return cache.PathFor(HostInfo.MachineName, engine.Name, description.Device, settings);
+    }
+
     /// <summary>Cached ceilings for this machine, engine, device and settings, measuring them when absent or when <paramref name="recalibrate"/>.</summary>
     public static (DeviceCeilings Ceilings, bool FromCache, string CachePath) Get(
         IEngine engine, EngineOptions options, CeilingsCache cache, bool recalibrate, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -245,8 +256,7 @@ public static class DeviceCeilingsSource
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(cache);
         var description = engine.Describe(options);
-        var settings = string.Create(CultureInfo.InvariantCulture, $"v{description.Version};threads={options.IntraOpThreads};ep={options.ExecutionProvider};dev={options.DeviceId};opt={options.GraphOptimization}");
-        var path = cache.PathFor(HostInfo.MachineName, engine.Name, description.Device, settings);
+        var path = CachePath(engine, options, cache);
         if (!recalibrate && cache.TryRead(path) is { } cached)
         {
             return (cached, true, path);

@@ -104,30 +104,30 @@ public sealed class ModelWork
         switch (node.OpType)
         {
             case "Conv" or "ConvTranspose" when ins.Count >= 2 && ins[1] is { Length: >= 3 } w && output is { Length: >= 3 }:
-            {
-                // Implicit GEMM: M = output channels, N = batch x spatial outputs, K = in-channels/group x kernel.
-                var kernel = w.Skip(2).Aggregate(1L, (a, b) => a * b);
-                long m = output[1], n = outElements / output[1], k = w[1] * kernel;
-                var bias = ins.Count > 2 && ins[2] is not null ? outElements : 0;
-                if (node.OpType == "ConvTranspose")
                 {
-                    // Each input element scatters into Cout/group x kernel outputs.
-                    var input = ins[0] is { } pooled ? Engines.Tensor.ElementCountOf(pooled) : 0;
-                    return ((2.0 * input * w[1] * kernel) + bias, w[1], input / Math.Max(1, w[0]), w[0]);
+                    // Implicit GEMM: M = output channels, N = batch x spatial outputs, K = in-channels/group x kernel.
+                    var kernel = w.Skip(2).Aggregate(1L, (a, b) => a * b);
+                    long m = output[1], n = outElements / output[1], k = w[1] * kernel;
+                    var bias = ins.Count > 2 && ins[2] is not null ? outElements : 0;
+                    if (node.OpType == "ConvTranspose")
+                    {
+                        // Each input element scatters into Cout/group x kernel outputs.
+                        var input = ins[0] is { } pooled ? Engines.Tensor.ElementCountOf(pooled) : 0;
+                        return ((2.0 * input * w[1] * kernel) + bias, w[1], input / Math.Max(1, w[0]), w[0]);
+                    }
+
+                    return ((2.0 * m * n * k) + bias, m, n, k);
                 }
 
-                return ((2.0 * m * n * k) + bias, m, n, k);
-            }
-
             case "MatMul" or "Gemm" when ins.Count >= 2 && ins[0] is { Length: >= 1 } a && ins[1] is { Length: >= 1 } && output is { Length: >= 1 }:
-            {
-                var transA = node.OpType == "Gemm" && node.Attribute.Any(at => at.Name == "transA" && at.I != 0);
-                var k = a.Length == 1 ? a[0] : transA ? a[^2] : a[^1];
-                var m = output[^1];
-                var n = outElements / Math.Max(1, m);
-                var bias = node.OpType == "Gemm" && ins.Count > 2 && ins[2] is not null ? outElements : 0;
-                return ((2.0 * m * n * k) + bias, m, n, k);
-            }
+                {
+                    var transA = node.OpType == "Gemm" && node.Attribute.Any(at => at.Name == "transA" && at.I != 0);
+                    var k = a.Length == 1 ? a[0] : transA ? a[^2] : a[^1];
+                    var m = output[^1];
+                    var n = outElements / Math.Max(1, m);
+                    var bias = node.OpType == "Gemm" && ins.Count > 2 && ins[2] is not null ? outElements : 0;
+                    return ((2.0 * m * n * k) + bias, m, n, k);
+                }
 
             case "MaxPool" or "AveragePool" or "GlobalAveragePool" or "GlobalMaxPool" or "ReduceMean" or "ReduceSum" or "ReduceMax":
                 return (ins.Count > 0 && ins[0] is { } x ? Engines.Tensor.ElementCountOf(x) : outElements, null, null, null);

@@ -1,0 +1,42 @@
+using Batchwise.Analysis;
+using Batchwise.Zoo;
+
+namespace Batchwise.Tests.Analysis;
+
+public sealed class ModelWorkTests
+{
+    [Fact]
+    public void Mlp_gemm_has_features_as_k_hidden_as_m_and_batch_as_n()
+    {
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:mlp?features=64&hidden=32&classes=10"), null);
+        var fc1 = work.At(4).First(l => l.OpType == "Gemm");
+        Assert.Equal(32, fc1.GemmM);
+        Assert.Equal(4, fc1.GemmN);
+        Assert.Equal(64, fc1.GemmK);
+        Assert.Equal((2.0 * 4 * 32 * 64) + (4 * 32), fc1.Flops);
+
+        // Weights (32x64 + 32 floats) once; input 4x64 and output 4x32 floats.
+        Assert.Equal(4.0 * ((32 * 64) + 32 + (4 * 64) + (4 * 32)), fc1.Bytes);
+    }
+
+    [Fact]
+    public void Resnet50_at_224_costs_the_published_4_1_gmacs()
+    {
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null);
+        var macs = work.At(1).Sum(l => l.IsGemm ? l.Flops / 2 : 0);
+        Assert.InRange(macs, 4.0e9, 4.2e9);
+        var stem = work.At(2).First(l => l.OpType == "Conv");
+        Assert.Equal(64, stem.GemmM);
+        Assert.Equal(2 * 112 * 112, stem.GemmN);
+        Assert.Equal(3 * 7 * 7, stem.GemmK);
+    }
+
+    [Fact]
+    public void Input_size_changes_the_spatial_n_of_a_dynamic_model()
+    {
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        var fixedSize = Record.Exception(() => ModelWork.Analyze(model, new InputSize(32, 32)));
+        Assert.IsType<BatchwiseException>(fixedSize);
+        Assert.Contains("fixed size", fixedSize.Message, StringComparison.Ordinal);
+    }
+}
