@@ -28,6 +28,14 @@ public sealed class ZooModelTests
         Assert.InRange(count, published * 0.99, published * 1.01);
     }
 
+    [Fact]
+    public void Yolov8n_has_the_published_weights_plus_its_anchor_constants()
+    {
+        var model = ModelZoo.BuildStructure("yolov8n");
+        var anchorConstants = 3 * ((80 * 80) + (40 * 40) + (20 * 20)); // x, y and stride of 8400 anchors
+        Assert.InRange(model.LearnedParameterCount() - anchorConstants, 3_157_200 * 0.99, 3_157_200 * 1.01);
+    }
+
     [Theory]
     [MemberData(nameof(SmallModels))]
     public void Runs_in_onnx_runtime_at_batch_1_and_2_with_finite_outputs(string spec)
