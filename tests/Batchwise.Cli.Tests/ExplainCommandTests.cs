@@ -45,7 +45,7 @@ public sealed class ExplainCommandTests : IDisposable
         Assert.Contains("Measured:", output, StringComparison.Ordinal);
         Assert.Contains("Prediction error:", output, StringComparison.Ordinal);
         var verdict = output.ReplaceLineEndings(" ");
-        Assert.Contains("N = 1 per sample", verdict, StringComparison.Ordinal); // a fully connected layer's N is the batch
+        Assert.Contains("rows (M) = 1 per sample", verdict, StringComparison.Ordinal); // a fully connected layer's rows are the batch
         Assert.Contains("b≈64", verdict, StringComparison.Ordinal); // so it fills N = 64 at b = 64
     }
 
@@ -66,10 +66,24 @@ public sealed class ExplainCommandTests : IDisposable
     public async Task Explain_uses_a_bench_file_instead_of_measuring()
     {
         var bench = Path.Combine(_dir, "bench.json");
-        await File.WriteAllTextAsync(bench, """{ "results": [ { "batch_size": 1, "throughput": 1234.5 }, { "batch_size": 8, "throughput": 4321 } ] }""", TestContext.Current.CancellationToken);
+        var (benchCode, _, benchErr) = await CliRunner.RunAsync("bench", "zoo:mlp", "--batch-sizes", "1,8", "--duration", "0.1", "--warmup", "0.05", "--json", bench);
+        Assert.True(benchCode == 0, benchErr);
+        var measured = BenchFile.Read(bench).Points;
         var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--bench", bench);
         Assert.True(code == 0, err);
-        Assert.Contains("Measured: 1,234/s at b=1, 4,321/s at b=8", output.ReplaceLineEndings(" "), StringComparison.Ordinal);
+        Assert.Contains($"Measured: {Units.Rate(measured[0].Throughput)}/s at b=1, {Units.Rate(measured[1].Throughput)}/s at b=8", output.ReplaceLineEndings(" "), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Bench_writes_an_html_report()
+    {
+        var report = Path.Combine(_dir, "bench.html");
+        var (code, output, err) = await CliRunner.RunAsync("bench", "zoo:mlp", "--batch-sizes", "1,2", "--duration", "0.1", "--warmup", "0", "--report", report);
+        Assert.True(code == 0, err);
+        Assert.Contains($"wrote {report}", output, StringComparison.Ordinal);
+        var html = await File.ReadAllTextAsync(report, TestContext.Current.CancellationToken);
+        Assert.Contains("<svg", html, StringComparison.Ordinal);
+        Assert.Contains("concurrency 1", html, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -68,11 +68,16 @@ public static class ExplainCommand
             IReadOnlyList<MeasuredPoint> measured = [];
             if (parse.GetValue(bench) is { } benchFile)
             {
-                measured = BenchFile.Read(benchFile);
+                var contents = BenchFile.Read(benchFile);
+                measured = contents.Points;
+                if (!string.Equals(contents.Engine, eng.Name, StringComparison.OrdinalIgnoreCase) || contents.Device != ceilings.Device)
+                {
+                    CommonOptions.WriteError($"warning: {benchFile} was measured with {contents.Engine} on {contents.Device}; the prediction is for {eng.Name} on {ceilings.Device}");
+                }
             }
             else if (!parse.GetValue(noMeasure))
             {
-                measured = MeasuredSweep.Run(eng, options, onnx, batches, size, seconds, Log, ct);
+                measured = MeasuredSweep.Run(eng, options, onnx, spec, batches, size, seconds, Log, ct);
             }
 
             var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);

@@ -2,83 +2,69 @@ using System.Text.Json;
 
 namespace Batchwise.Analysis;
 
-/// <summary>
-/// Reads the measured points out of a `batchwise bench --json` file: every object that carries a batch
-/// size and a throughput (names in snake_case or camelCase), wherever it sits in the document.
-/// </summary>
+/// <summary>Reads the measured points of a `batchwise bench --json` file (schema batchwise.bench, docs/bench-schema.md).</summary>
 public static class BenchFile
 {
-    private static readonly string[] BatchNames = ["batch_size", "batchSize", "BatchSize", "batch"];
-    private static readonly string[] ThroughputNames = ["throughput", "throughput_per_second", "throughputPerSecond", "samples_per_second", "Throughput"];
-    private static readonly string[] MedianNames = ["latency_p50_ms", "p50_ms", "latency_median_ms", "median_ms"];
-    private static readonly string[] P90Names = ["latency_p90_ms", "p90_ms"];
+    /// <summary>What a bench file holds for explain: its points at the lowest concurrency, and what measured them.</summary>
+    /// <param name="Points">One point per batch size.</param>
+    /// <param name="Engine">Engine name recorded in the file.</param>
+    /// <param name="Device">Device recorded in the file.</param>
+    /// <param name="Model">Model source recorded in the file.</param>
+    public sealed record Contents(IReadOnlyList<MeasuredPoint> Points, string Engine, string Device, string Model);
 
-    /// <summary>Reads a bench JSON file into measured points, one per batch size (the best throughput where a size repeats).</summary>
-    public static IReadOnlyList<MeasuredPoint> Read(string path)
+    /// <summary>Reads a bench JSON file.</summary>
+    public static Contents Read(string path)
     {
+        const string Hint = "Pass a file written by `batchwise bench MODEL --json FILE.json`, or leave out --bench to run a short sweep.";
         if (!File.Exists(path))
         {
-            throw new BatchwiseException($"Bench result '{path}' not found", "Write one with `batchwise bench MODEL --json FILE.json`, or leave out --bench to run a short sweep.");
+            throw new BatchwiseException($"Bench result '{path}' not found", Hint);
         }
 
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            var points = new List<MeasuredPoint>();
-            Collect(doc.RootElement, points);
-            if (points.Count == 0)
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("schema", out var schema) || schema.GetString() != Reports.BenchmarkJson.SchemaName)
             {
-                throw new BatchwiseException($"'{path}' holds no measured batch sizes (no objects with a batch size and a throughput)", "Pass a file written by `batchwise bench --json`.");
+                throw new BatchwiseException($"'{path}' is not a bench result (no \"schema\": \"{Reports.BenchmarkJson.SchemaName}\")", Hint);
             }
 
-            return points.GroupBy(p => p.BatchSize).Select(g => g.MaxBy(p => p.Throughput)!).OrderBy(p => p.BatchSize).ToList();
+            if (root.TryGetProperty("schema_version", out var version) && version.GetInt32() > Reports.BenchmarkJson.SchemaVersion)
+            {
+                throw new BatchwiseException($"'{path}' uses bench schema version {version.GetInt32()}; this Batchwise reads up to {Reports.BenchmarkJson.SchemaVersion}", "Update Batchwise, or re-run the bench with this version.");
+            }
+
+            var raw = new List<(int Concurrency, MeasuredPoint Point)>();
+            foreach (var p in root.GetProperty("points").EnumerateArray())
+            {
+                var latency = p.GetProperty("latency_ms");
+                raw.Add((p.GetProperty("concurrency").GetInt32(), new MeasuredPoint(
+                    p.GetProperty("batch_size").GetInt32(),
+                    p.GetProperty("throughput_samples_per_s").GetDouble(),
+                    latency.GetProperty("p50").GetDouble() / 1e3,
+                    latency.GetProperty("p90").GetDouble() / 1e3,
+                    latency.GetProperty("count").GetInt32())));
+            }
+
+            if (raw.Count == 0)
+            {
+                throw new BatchwiseException($"'{path}' holds no measured points", "Run the bench until at least one batch size is measured.");
+            }
+
+            var lowest = raw.Min(r => r.Concurrency);
+            var points = raw.Where(r => r.Concurrency == lowest).Select(r => r.Point).GroupBy(p => p.BatchSize).Select(g => g.Last()).OrderBy(p => p.BatchSize).ToList();
+            var engine = root.TryGetProperty("engine", out var e) ? e : default;
+            var model = root.TryGetProperty("model", out var m) && m.TryGetProperty("source", out var src) ? src.GetString() ?? "?" : "?";
+            return new Contents(
+                points,
+                engine.ValueKind == JsonValueKind.Object && engine.TryGetProperty("name", out var n) ? n.GetString() ?? "?" : "?",
+                engine.ValueKind == JsonValueKind.Object && engine.TryGetProperty("device", out var d) ? d.GetString() ?? "?" : "?",
+                model);
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
-            throw new BatchwiseException($"'{path}' is not JSON: {e.Message}", "Pass a file written by `batchwise bench --json`.", e);
+            throw new BatchwiseException($"'{path}' is not a readable bench result: {e.Message}", Hint, e);
         }
-    }
-
-    private static void Collect(JsonElement e, List<MeasuredPoint> points)
-    {
-        if (e.ValueKind == JsonValueKind.Array)
-        {
-            foreach (var item in e.EnumerateArray())
-            {
-                Collect(item, points);
-            }
-        }
-        else if (e.ValueKind == JsonValueKind.Object)
-        {
-            var batch = Number(e, BatchNames);
-            var throughput = Number(e, ThroughputNames);
-            if (batch is >= 1 && throughput is > 0)
-            {
-                var b = (int)batch.Value;
-                var median = Number(e, MedianNames) is { } ms ? ms / 1e3 : b / throughput.Value;
-                var p90 = Number(e, P90Names) is { } p ? p / 1e3 : median;
-                var runs = (int)(Number(e, ["runs", "samples", "count", "iterations"]) ?? 0);
-                points.Add(new MeasuredPoint(b, throughput.Value, median, p90, runs));
-                return;
-            }
-
-            foreach (var prop in e.EnumerateObject())
-            {
-                Collect(prop.Value, points);
-            }
-        }
-    }
-
-    private static double? Number(JsonElement e, string[] names)
-    {
-        foreach (var n in names)
-        {
-            if (e.TryGetProperty(n, out var v) && v.ValueKind == JsonValueKind.Number)
-            {
-                return v.GetDouble();
-            }
-        }
-
-        return null;
     }
 }

@@ -60,15 +60,19 @@ public sealed record Explanation
     public double FlopsPerSample => Predicted[0].Layers.Sum(l => l.Work.Flops) / Predicted[0].BatchSize;
 
     /// <summary>Knee of the predicted curve.</summary>
-    public int PredictedKnee => Knee.Of(Predicted.Select(p => (p.BatchSize, p.Throughput)).ToList());
+    public int PredictedKnee => Explainer.KneeOf(Predicted.Select(p => (p.BatchSize, p.Throughput)).ToList());
 
     /// <summary>Knee of the measured curve, or null.</summary>
-    public int? MeasuredKnee => Measured.Count == 0 ? null : Knee.Of(Measured.Select(p => (p.BatchSize, p.Throughput)).ToList());
+    public int? MeasuredKnee => Measured.Count == 0 ? null : Explainer.KneeOf(Measured.Select(p => (p.BatchSize, p.Throughput)).ToList());
 }
 
 /// <summary>Builds an <see cref="Explanation"/> from a model's work, the device's ceilings and (optionally) a measured sweep.</summary>
 public static class Explainer
 {
+    /// <summary>The knee of a curve (the smallest batch within 90% of the best throughput), as bench finds it.</summary>
+    public static int KneeOf(IEnumerable<(int BatchSize, double Throughput)> curve) =>
+        Batchwise.Benchmarking.Knee.Find(curve)?.KneeBatchSize ?? throw new ArgumentException("An empty curve has no knee", nameof(curve));
+
     /// <summary>Predicts the curve, ranks the layers, compares with the measurement and writes the verdict.</summary>
     /// <param name="work">The model's layers.</param>
     /// <param name="ceilings">The device.</param>
@@ -94,7 +98,7 @@ public static class Explainer
         var first = predicted[0];
         var last = predicted[^1];
         var rows = last.Layers
-            .Select((l, i) => new LayerRow(first.Layers[i], l, l.Seconds / last.Seconds, first.Layers[i].Work.GemmN is { } n ? predictor.SaturationBatch(n / first.BatchSize) : null))
+            .Select((l, i) => new LayerRow(first.Layers[i], l, l.Seconds / last.Seconds, first.Layers[i].Work.ParallelSize is { } n ? predictor.SaturationBatch(n / first.BatchSize) : null))
             .OrderByDescending(r => r.AtLast.Seconds)
             .Take(Math.Max(1, top))
             .ToList();
@@ -107,8 +111,8 @@ public static class Explainer
             error = new PredictionError(
                 Err(m[0]),
                 Err(m[^1]),
-                Knee.Of(predicted.Where(p => m.Any(x => x.BatchSize == p.BatchSize)).Select(p => (p.BatchSize, p.Throughput)).ToList()),
-                Knee.Of(m.Select(p => (p.BatchSize, p.Throughput)).ToList()));
+                Explainer.KneeOf(predicted.Where(p => m.Any(x => x.BatchSize == p.BatchSize)).Select(p => (p.BatchSize, p.Throughput)).ToList()),
+                Explainer.KneeOf(m.Select(p => (p.BatchSize, p.Throughput)).ToList()));
         }
 
         var explanation = new Explanation
@@ -142,7 +146,7 @@ public static class Explainer
         }
 
         // Why: where the big GEMMs stand against the device's parallel width at batch 1.
-        var gemms = first.Layers.Where(l => l.Work.GemmN is not null && l.Work.Flops > 0).OrderByDescending(l => l.Work.Flops).ToList();
+        var gemms = first.Layers.Where(l => l.Work.ParallelSize is not null && l.Work.Flops > 0).OrderByDescending(l => l.Work.Flops).ToList();
         var totalFlops = first.Layers.Sum(l => l.Work.Flops);
         if (gemms.Count > 0)
         {
@@ -160,20 +164,22 @@ public static class Explainer
                 }
             }
 
-            var n1 = big.Select(g => g.Work.GemmN!.Value / first.BatchSize).Order().ElementAt(big.Count / 2);
-            var minN = big.Min(g => g.Work.GemmN!.Value / first.BatchSize);
+            // N for convolutions; for MatMul and Gemm the batch-scaled dimension is the rows (batch x sequence).
+            var dim = big.Count(g => g.Work.OpType is "Conv" or "ConvTranspose") * 2 >= big.Count ? "N" : "rows (M)";
+            var n1 = big.Select(g => g.Work.ParallelSize!.Value / first.BatchSize).Order().ElementAt(big.Count / 2);
+            var minN = big.Min(g => g.Work.ParallelSize!.Value / first.BatchSize);
             var share = gemmFlops / Math.Max(1, totalFlops);
             if (minN >= c.SaturationN)
             {
-                lines.Add(F($"At b=1 the largest GEMMs ({big.Count} layers holding half the GEMM FLOPs; GEMMs are {share:P0} of all FLOPs) already have N = {n1:N0} per sample (smallest {minN:N0}), past this device's ~{c.SaturationN:N0}: they fill it without batching, so batching can only spread the per-run overhead and weight reads — at most {gain:N2}x predicted."));
+                lines.Add(F($"At b=1 the largest GEMMs ({big.Count} layers holding half the GEMM FLOPs; GEMMs are {share:P0} of all FLOPs) already have {dim} = {n1:N0} per sample (smallest {minN:N0}), past this device's ~{c.SaturationN:N0}: they fill it without batching, so batching can only spread the per-run overhead and weight reads — at most {gain:N2}x predicted."));
             }
             else if (n1 >= c.SaturationN)
             {
-                lines.Add(F($"At b=1 most of the largest GEMMs (median N = {n1:N0} per sample) already fill this device's ~{c.SaturationN:N0}; only the smallest (N = {minN:N0}) leave compute idle, until b≈{predictor.SaturationBatch(minN)}: batching gives little — at most {gain:N2}x predicted."));
+                lines.Add(F($"At b=1 most of the largest GEMMs (median {dim} = {n1:N0} per sample) already fill this device's ~{c.SaturationN:N0}; only the smallest ({dim} = {minN:N0}) leave compute idle, until b≈{predictor.SaturationBatch(minN)}: batching gives little — at most {gain:N2}x predicted."));
             }
             else
             {
-                lines.Add(F($"At b=1 the largest GEMMs have N = {n1:N0} per sample (smallest {minN:N0}), below this device's ~{c.SaturationN:N0}: they leave compute idle until b≈{predictor.SaturationBatch(n1)}, which is why batching helps — up to {gain:N2}x predicted."));
+                lines.Add(F($"At b=1 the largest GEMMs have {dim} = {n1:N0} per sample (smallest {minN:N0}), below this device's ~{c.SaturationN:N0}: they leave compute idle until b≈{predictor.SaturationBatch(n1)}, which is why batching helps — up to {gain:N2}x predicted."));
             }
         }
         else

@@ -59,6 +59,16 @@ public static class InputShapes
         return model.Inputs.Select((spec, i) => Engines.Tensor.Zeros(spec.ElementType, shapes[i])).ToList();
     }
 
+    /// <summary>The input size as bench shape bindings (INPUT:batch,D1,D2,...), so a sweep runs at the shapes explain costs.</summary>
+    public static Benchmarking.ShapeBindings Bindings(OnnxModel model, InputSize? size)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var shapes = For(model, 1, size);
+        var batchable = model.FindBatchAxis().IsBatchable;
+        return Benchmarking.ShapeBindings.Parse(model.Inputs.Select((spec, i) =>
+            spec.Name + ":" + string.Join(',', shapes[i].Select((d, k) => k == 0 && batchable ? "batch" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)))));
+    }
+
     /// <summary>The spatial (H, W) or sequence length a model runs at with this size, for reports.</summary>
     public static string Describe(OnnxModel model, InputSize? size)
     {

@@ -1,4 +1,5 @@
-using System.Diagnostics;
+using System.Globalization;
+using Batchwise.Benchmarking;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 
@@ -12,42 +13,62 @@ namespace Batchwise.Analysis;
 /// <param name="Runs">Runs measured.</param>
 public sealed record MeasuredPoint(int BatchSize, double Throughput, double LatencyMedianSeconds, double LatencyP90Seconds, int Runs);
 
-/// <summary>
-/// A short measured sweep for explain when no bench result is given: per batch size, two warm-up runs,
-/// then runs until the time budget is spent (at least three); throughput from the median latency.
-/// </summary>
+/// <summary>The measured side of explain: a short sweep through the bench runner, or the points of a bench result.</summary>
 public static class MeasuredSweep
 {
-    /// <summary>Measures each batch size for about <paramref name="secondsPerBatch"/> seconds.</summary>
+    /// <summary>
+    /// A short sweep with <see cref="BenchmarkRunner"/> at concurrency 1: about <paramref name="secondsPerBatch"/>
+    /// of measurement (three windows) per batch size after a warm-up of a third of that; unstable points are kept
+    /// (explain wants the shape of the curve, and says when the host was busy).
+    /// </summary>
     public static IReadOnlyList<MeasuredPoint> Run(
-        IEngine engine, EngineOptions options, OnnxModel model, IReadOnlyList<int> batchSizes, InputSize? size, double secondsPerBatch, Action<string>? log = null, CancellationToken cancellationToken = default)
+        IEngine engine, EngineOptions options, OnnxModel model, string source, IReadOnlyList<int> batchSizes, InputSize? size, double secondsPerBatch, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(engine);
-        ArgumentNullException.ThrowIfNull(batchSizes);
-        using var session = engine.Load(model, options);
-        var points = new List<MeasuredPoint>();
-        foreach (var b in batchSizes)
+        ArgumentNullException.ThrowIfNull(model);
+        var bench = new BenchmarkOptions
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var run = session.Prepare(InputShapes.Zeros(model, b, size));
-            run.Run();
-            run.Run();
-            var samples = new List<double>();
-            var start = Stopwatch.GetTimestamp();
-            while (samples.Count < 3 || Stopwatch.GetElapsedTime(start).TotalSeconds < secondsPerBatch)
+            BatchSizes = batchSizes,
+            Duration = TimeSpan.FromSeconds(secondsPerBatch),
+            Warmup = TimeSpan.FromSeconds(Math.Min(1, secondsPerBatch / 3)),
+            MaxWindows = 3,
+            MaxTime = null,
+            Shapes = size is null ? ShapeBindings.None : InputShapes.Bindings(model, size),
+        };
+        bench.Validate();
+        var result = new BenchmarkRunner(engine, options).Run(model, source, bench, p =>
+        {
+            if (p.SoFar is { } soFar && log is not null)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                samples.Add(run.Run());
+                var point = soFar.Points[^1];
+                log(string.Create(CultureInfo.InvariantCulture, $"b={point.BatchSize}: {Units.Rate(point.Throughput)}/s, median {Units.Duration(point.LatencyMs.P50 / 1e3)}{(point.Stable ? string.Empty : $" (unstable, spread {point.Spread:P0})")}"));
             }
-
-            samples.Sort();
-            var median = Percentile(samples, 0.5);
-            var point = new MeasuredPoint(b, b / median, median, Percentile(samples, 0.9), samples.Count);
-            log?.Invoke($"b={b}: {point.Throughput:N1}/s, median {median * 1e3:N2} ms over {samples.Count} runs");
-            points.Add(point);
+        }, cancellationToken);
+        if (result.StopReason == StopReason.Cancelled)
+        {
+            throw new OperationCanceledException(cancellationToken);
         }
 
-        return points;
+        var points = FromBench(result);
+        return points.Count > 0 ? points : throw new BatchwiseException($"The sweep of '{model.Name}' measured nothing ({string.Join("; ", result.Notes)})", "Try smaller --batch-sizes or a longer --duration.");
+    }
+
+    /// <summary>The points of a bench result at its lowest concurrency, one per batch size.</summary>
+    public static IReadOnlyList<MeasuredPoint> FromBench(BenchmarkResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        if (result.Points.Count == 0)
+        {
+            return [];
+        }
+
+        var concurrency = result.Points.Min(p => p.Concurrency);
+        return result.Points
+            .Where(p => p.Concurrency == concurrency)
+            .GroupBy(p => p.BatchSize)
+            .Select(g => g.Last())
+            .OrderBy(p => p.BatchSize)
+            .Select(p => new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count))
+            .ToList();
     }
 
     /// <summary>The host's 1-minute load average (from /proc/loadavg), or null where unknown.</summary>
@@ -56,26 +77,11 @@ public static class MeasuredSweep
         try
         {
             var text = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg") : null;
-            return text is not null && double.TryParse(text.Split(' ')[0], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : null;
+            return text is not null && double.TryParse(text.Split(' ')[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : null;
         }
         catch (IOException)
         {
             return null;
         }
-    }
-
-    /// <summary>Linear-interpolated percentile of sorted samples.</summary>
-    public static double Percentile(IReadOnlyList<double> sorted, double q)
-    {
-        ArgumentNullException.ThrowIfNull(sorted);
-        if (sorted.Count == 0)
-        {
-            return double.NaN;
-        }
-
-        var pos = q * (sorted.Count - 1);
-        var lo = (int)Math.Floor(pos);
-        var hi = Math.Min(lo + 1, sorted.Count - 1);
-        return sorted[lo] + ((sorted[hi] - sorted[lo]) * (pos - lo));
     }
 }

@@ -17,26 +17,29 @@ public enum Bound
 
 /// <summary>
 /// One layer's work at one batch and input size: what the predictor needs from the cost model.
-/// <see cref="GemmN"/> is the batch-scaled GEMM dimension (batch x out-H x out-W for a convolution, batch
-/// rows for a fully connected layer); <see cref="GemmM"/> the output channels or features.
+/// <see cref="ParallelSize"/> is the GEMM dimension that grows with the batch and spreads the work over the
+/// device's compute units: N (batch x out-H x out-W) for a convolution, the rows (batch x sequence, times
+/// the batched count) for a MatMul or Gemm.
 /// </summary>
 /// <param name="Name">Node name.</param>
 /// <param name="OpType">ONNX operator.</param>
 /// <param name="Flops">Floating-point operations (2 per multiply-add).</param>
 /// <param name="Bytes">Bytes read and written (weights and activations).</param>
-/// <param name="GemmM">GEMM M, for Conv, MatMul and Gemm.</param>
-/// <param name="GemmN">GEMM N (batch-scaled), for Conv, MatMul and Gemm.</param>
-/// <param name="GemmK">GEMM K (reduction), for Conv, MatMul and Gemm.</param>
-public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, long? GemmM = null, long? GemmN = null, long? GemmK = null)
+/// <param name="Gemm">The GEMM view M/N/K for Conv, MatMul and Gemm.</param>
+/// <param name="ParallelSize">The batch-scaled GEMM dimension, for Conv, MatMul and Gemm.</param>
+/// <param name="LaunchesKernel">False for views (Reshape, Flatten) that engines run without a kernel.</param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true)
 {
     /// <summary>FLOPs per byte moved.</summary>
     public double Intensity => Bytes > 0 ? Flops / Bytes : 0;
 
     /// <summary>True for layers that run as a GEMM (Conv, MatMul, Gemm).</summary>
-    public bool IsGemm => GemmN is not null;
+    public bool IsGemm => ParallelSize is not null;
 
-    /// <summary>M/N/K as text, or "-".</summary>
-    public string GemmText => IsGemm ? string.Create(CultureInfo.InvariantCulture, $"{GemmM:N0} / {GemmN:N0} / {GemmK:N0}") : "-";
+    /// <summary>M / N / K as text (with the batched count), or "-".</summary>
+    public string GemmText => Gemm is { } g
+        ? string.Create(CultureInfo.InvariantCulture, $"{(g.BatchCount > 1 ? $"{g.BatchCount:N0} x " : string.Empty)}{g.M:N0} / {g.N:N0} / {g.K:N0}")
+        : "-";
 }
 
 /// <summary>Predicted time of one layer.</summary>
@@ -91,10 +94,10 @@ public sealed class ThroughputPredictor
     public LayerPrediction Predict(LayerWork work)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var efficiency = work.GemmN is { } n ? Math.Min(1.0, n / Ceilings.SaturationN) : 1.0;
+        var efficiency = work.ParallelSize is { } n ? Math.Min(1.0, n / Ceilings.SaturationN) : 1.0;
         var compute = work.Flops / (Ceilings.PeakFor(work.OpType) * efficiency);
         var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
-        return new LayerPrediction(work, compute, memory, Ceilings.OpOverheadSeconds, efficiency);
+        return new LayerPrediction(work, compute, memory, work.LaunchesKernel ? Ceilings.OpOverheadSeconds : 0, efficiency);
     }
 
     /// <summary>Predicts one run of every layer at one batch size.</summary>
@@ -112,26 +115,6 @@ public sealed class ThroughputPredictor
         return batchSizes.Select(b => Predict(b, layersAt(b))).ToList();
     }
 
-    /// <summary>The smallest batch at which a GEMM with <paramref name="nPerSample"/> (its N at batch 1) fills the device.</summary>
+    /// <summary>The smallest batch at which a GEMM with <paramref name="nPerSample"/> (its batch-scaled size at batch 1) fills the device.</summary>
     public int SaturationBatch(long nPerSample) => nPerSample <= 0 ? int.MaxValue : (int)Math.Min(int.MaxValue, Math.Max(1, Math.Ceiling(Ceilings.SaturationN / nPerSample)));
-}
-
-/// <summary>Where doubling the batch stops paying.</summary>
-public static class Knee
-{
-    /// <summary>Share of the best throughput at which a batch size counts as the knee.</summary>
-    public const double Fraction = 0.9;
-
-    /// <summary>The smallest batch size whose throughput is within 90% of the best on the curve.</summary>
-    public static int Of(IReadOnlyList<(int BatchSize, double Throughput)> curve)
-    {
-        ArgumentNullException.ThrowIfNull(curve);
-        if (curve.Count == 0)
-        {
-            throw new ArgumentException("An empty curve has no knee", nameof(curve));
-        }
-
-        var best = curve.Max(p => p.Throughput);
-        return curve.OrderBy(p => p.BatchSize).First(p => p.Throughput >= Fraction * best).BatchSize;
-    }
 }

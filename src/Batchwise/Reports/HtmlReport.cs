@@ -40,6 +40,43 @@ public static class HtmlReport
         Write(path, RenderBench(title, series, context, explanation));
     }
 
+    /// <summary>Writes the report of a `batchwise bench` sweep: one series per concurrency, with the sweep's context.</summary>
+    public static void WriteBench(string path, Batchwise.Benchmarking.BenchmarkResult result, Explanation? explanation = null)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var series = result.Points
+            .GroupBy(p => p.Concurrency)
+            .OrderBy(g => g.Key)
+            .Select(g => new BenchSeries(
+                F($"concurrency {g.Key}"),
+                g.GroupBy(p => p.BatchSize).Select(b => b.Last()).OrderBy(p => p.BatchSize)
+                    .Select(p => new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count)).ToList()))
+            .ToList();
+        var c = result.Context;
+        var context = new Dictionary<string, string>
+        {
+            ["model"] = c.Model.Source,
+            ["engine"] = $"{c.Engine.Engine} {c.Engine.Version}",
+            ["device"] = c.Engine.Device,
+            ["machine"] = F($"{c.MachineName}, {c.Cpu}, {c.LogicalCores} logical cores, {c.OperatingSystem}"),
+            ["runtime"] = c.Runtime,
+            ["batchwise"] = c.BatchwiseVersion,
+            ["date"] = F($"{c.DateUtc:yyyy-MM-dd HH:mm} UTC"),
+            ["stop reason"] = result.StopReason.ToString(),
+        };
+        foreach (var (note, i) in result.Notes.Select((n, i) => (n, i)))
+        {
+            context[F($"note {i + 1}")] = note;
+        }
+
+        foreach (var k in result.Knees)
+        {
+            context[F($"knee (concurrency {k.Concurrency})")] = k.Verdict;
+        }
+
+        WriteBench(path, $"bench: {c.Model.Name} on {c.Engine.Device} via {c.Engine.Engine}", series, context, explanation);
+    }
+
     /// <summary>The explain report as HTML text.</summary>
     public static string RenderExplain(Explanation e, IReadOnlyDictionary<string, string> context)
     {
@@ -150,8 +187,8 @@ public static class HtmlReport
             }));
             if (s.Points.Count > 0)
             {
-                html.Append("<p>Knee: b=").Append(Knee.Of(s.Points.Select(p => (p.BatchSize, p.Throughput)).ToList()).ToString(CultureInfo.InvariantCulture))
-                    .Append(" (first batch within ").Append(F($"{Knee.Fraction:P0}")).Append(" of the best, ").Append(F($"{best:N1}/s")).Append(").</p>\n");
+                html.Append("<p>Knee: b=").Append(Explainer.KneeOf(s.Points.Select(p => (p.BatchSize, p.Throughput))).ToString(CultureInfo.InvariantCulture))
+                    .Append(" (first batch within ").Append(F($"{Batchwise.Benchmarking.Knee.DefaultThreshold:P0}")).Append(" of the best, ").Append(F($"{best:N1}/s")).Append(").</p>\n");
             }
         }
 

@@ -60,8 +60,8 @@ public sealed class ExplainerTests
     public void Top_layers_are_ranked_by_predicted_time_at_the_largest_batch()
     {
         var work = ModelWork.FromLayers("two", "x", [
-            (new LayerWork("small", "Conv", 1e6, 1e3, 8, 10_000, 8), 0),
-            (new LayerWork("big", "Conv", 1e9, 1e3, 8, 10_000, 8), 0),
+            ModelWork.Layer("small", "Conv", 1e6, 1e3, 0, new GemmShape(8, 10_000, 8)),
+            ModelWork.Layer("big", "Conv", 1e9, 1e3, 0, new GemmShape(8, 10_000, 8)),
         ]);
         var e = Explainer.Explain(work, Synthetic.Device(), [1, 4], [], top: 1);
         Assert.Equal("big", Assert.Single(e.TopLayers).AtLast.Work.Name);

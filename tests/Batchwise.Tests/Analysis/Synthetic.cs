@@ -23,5 +23,5 @@ internal static class Synthetic
 
     /// <summary>A model of one GEMM whose N per sample is <paramref name="nPerSample"/>: 1 GFLOP and 1 MB of activations per sample, 1 MB of weights.</summary>
     public static ModelWork OneGemm(long nPerSample, double flopsPerSample = 1e9, double activationBytes = 1e6, double weightBytes = 1e6) =>
-        ModelWork.FromLayers("one-gemm", "x [1, 8]", [(new LayerWork("gemm", "MatMul", flopsPerSample, activationBytes + weightBytes, 64, nPerSample, 64), weightBytes)]);
+        ModelWork.FromLayers("one-gemm", "x [1, 8]", [ModelWork.Layer("conv", "Conv", flopsPerSample, activationBytes, weightBytes, new GemmShape(64, nPerSample, 64))]);
 }

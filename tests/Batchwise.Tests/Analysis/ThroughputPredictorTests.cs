@@ -10,7 +10,7 @@ public sealed class ThroughputPredictorTests
     public void Compute_bound_layer_takes_flops_over_peak_plus_op_overhead()
     {
         // 1 GFLOP at 100 GFLOP/s = 10 ms; 1 MB at 10 GB/s = 0.1 ms.
-        var p = _predictor.Predict(new LayerWork("conv", "Conv", 1e9, 1e6, 64, 10_000, 576));
+        var p = _predictor.Predict(new LayerWork("conv", "Conv", 1e9, 1e6, new GemmShape(64, 10_000, 576), 10_000));
         Assert.Equal(Bound.Compute, p.Bound);
         Assert.Equal(0.010, p.ComputeSeconds, 9);
         Assert.Equal(0.0001, p.MemorySeconds, 9);
@@ -38,7 +38,7 @@ public sealed class ThroughputPredictorTests
     [Fact]
     public void Gemm_with_small_n_runs_at_n_over_saturation_of_peak()
     {
-        var small = _predictor.Predict(new LayerWork("fc", "Gemm", 1e9, 1e3, 64, 100, 64));
+        var small = _predictor.Predict(new LayerWork("fc", "Gemm", 1e9, 1e3, new GemmShape(100, 64, 64), 100));
         Assert.Equal(0.1, small.Efficiency, 12);
         Assert.Equal(0.100, small.ComputeSeconds, 9);
     }
@@ -53,7 +53,7 @@ public sealed class ThroughputPredictorTests
         Assert.True(curve[1].Throughput > 1.9 * curve[0].Throughput);
         Assert.True(curve[3].Throughput > 1.9 * curve[2].Throughput);
         Assert.True(curve[6].Throughput < 1.05 * curve[4].Throughput);
-        Assert.Equal(16, Knee.Of(curve.Select(p => (p.BatchSize, p.Throughput)).ToList()));
+        Assert.Equal(16, Explainer.KneeOf(curve.Select(p => (p.BatchSize, p.Throughput))));
     }
 
     [Fact]
@@ -82,15 +82,16 @@ public sealed class ThroughputPredictorTests
         var work = Synthetic.OneGemm(nPerSample: 10, activationBytes: 1e6, weightBytes: 4e6);
         Assert.Equal(5e6, work.At(1)[0].Bytes);
         Assert.Equal(12e6, work.At(8)[0].Bytes);
-        Assert.Equal(80, work.At(8)[0].GemmN);
+        Assert.Equal(80, work.At(8)[0].ParallelSize);
+        Assert.Equal(new GemmShape(64, 80, 64), work.At(8)[0].Gemm);
         Assert.Equal(8e9, work.At(8)[0].Flops);
     }
 
     [Fact]
-    public void Knee_is_first_batch_within_90_percent_of_the_best()
+    public void Views_add_no_per_op_overhead()
     {
-        Assert.Equal(8, Knee.Of([(1, 100), (2, 180), (4, 300), (8, 380), (16, 400), (32, 395)]));
-        Assert.Equal(1, Knee.Of([(1, 100), (2, 101)]));
+        var p = _predictor.Predict(new LayerWork("flatten", "Flatten", 0, 0, LaunchesKernel: false));
+        Assert.Equal(0, p.Seconds);
     }
 
     [Fact]

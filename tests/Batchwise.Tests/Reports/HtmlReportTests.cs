@@ -91,9 +91,9 @@ public sealed partial class HtmlReportTests : IDisposable
     {
         var device = Synthetic.Device();
         var work = ModelWork.FromLayers("synthetic", "x [1, 3, 32, 32]", [
-            (new LayerWork("gemm", "MatMul", 1e9, 2e6, 64, 100, 64), 1e6),
-            (new LayerWork("conv", "Conv", 5e8, 4e6, 32, 1024, 288), 1e5),
-            (new LayerWork("add", "Add", 1e5, 1e6), 0),
+            ModelWork.Layer("gemm", "MatMul", 1e9, 1e6, 1e6, new GemmShape(100, 64, 64)),
+            ModelWork.Layer("conv", "Conv", 5e8, 3.9e6, 1e5, new GemmShape(32, 1024, 288)),
+            ModelWork.Layer("add", "Add", 1e5, 1e6, 0),
         ]);
         var predicted = new ThroughputPredictor(device).Predict([1, 2, 4, 8, 16], work.At);
         var measured = predicted.Select(p => new MeasuredPoint(p.BatchSize, p.Throughput * 0.6, p.Seconds / 0.6, p.Seconds / 0.5, 20)).ToList();
