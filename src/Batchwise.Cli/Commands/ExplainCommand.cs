@@ -23,13 +23,14 @@ public static class ExplainCommand
         var noMeasure = new Option<bool>("--no-measure") { Description = "Predict only: run no measured sweep" };
         var duration = new Option<double>("--duration") { Description = "Seconds to measure each batch size in the short sweep", DefaultValueFactory = _ => 1.0 };
         var top = new Option<int>("--top") { Description = "How many of the most costly layers to list", DefaultValueFactory = _ => 10 };
+        var json = new Option<string?>("--json") { Description = "Write the explanation as JSON (schema batchwise.explain, docs/explain.md)" };
         var report = new Option<string?>("--report") { Description = "Write a self-contained HTML report (plots, roofline, tables) to this file" };
         var recalibrate = new Option<bool>("--recalibrate") { Description = "Measure the device ceilings again instead of using the cached ones" };
         var threads = new Option<int>("--threads") { Description = "Threads inside one operator (ONNX Runtime); 0 = engine default", DefaultValueFactory = _ => 0 };
 
         var command = new Command("explain", "Why batching helps or not: per-layer FLOPs, bytes and GEMM sizes against the device's measured ceilings, predicted beside measured throughput, and a verdict")
         {
-            model, engine, batchSizes, inputSize, bench, noMeasure, duration, top, report, recalibrate, threads,
+            model, engine, batchSizes, inputSize, bench, noMeasure, duration, top, json, report, recalibrate, threads,
         };
 
         command.SetGuardedAction((parse, ct) =>
@@ -82,21 +83,27 @@ public static class ExplainCommand
 
             var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);
             Print(explanation, fromCache, cachePath);
+            var description = eng.Describe(options);
+            var context = new Dictionary<string, string>
+            {
+                ["model"] = spec,
+                ["input"] = explanation.Input,
+                ["engine"] = $"{description.Engine} {description.Version}",
+                ["device"] = description.Device,
+                ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
+                ["runtime"] = HostInfo.Runtime,
+                ["measured sweep"] = parse.GetValue(bench) is { } bf ? $"from {bf}" : measured.Count > 0 ? $"short sweep, {seconds.ToString(CultureInfo.InvariantCulture)} s per batch size" : "none (--no-measure)",
+                ["load average"] = explanation.LoadAverage is { } la ? la.ToString("N1", CultureInfo.InvariantCulture) : "not recorded",
+                ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
+            };
+            if (parse.GetValue(json) is { } jsonPath)
+            {
+                ExplanationJson.Write(jsonPath, explanation, context);
+                Console.WriteLine($"wrote {jsonPath}");
+            }
+
             if (parse.GetValue(report) is { } reportPath)
             {
-                var description = eng.Describe(options);
-                var context = new Dictionary<string, string>
-                {
-                    ["model"] = spec,
-                    ["input"] = explanation.Input,
-                    ["engine"] = $"{description.Engine} {description.Version}",
-                    ["device"] = description.Device,
-                    ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
-                    ["runtime"] = HostInfo.Runtime,
-                    ["measured sweep"] = parse.GetValue(bench) is { } bf ? $"from {bf}" : measured.Count > 0 ? $"short sweep, {seconds.ToString(CultureInfo.InvariantCulture)} s per batch size" : "none (--no-measure)",
-                    ["load average"] = explanation.LoadAverage is { } la ? la.ToString("N1", CultureInfo.InvariantCulture) : "not recorded",
-                    ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
-                };
                 HtmlReport.WriteExplain(reportPath, explanation, context);
                 Console.WriteLine($"wrote {reportPath}");
             }

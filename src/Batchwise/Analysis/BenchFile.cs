@@ -44,7 +44,8 @@ public static class BenchFile
                     p.GetProperty("throughput_samples_per_s").GetDouble(),
                     latency.GetProperty("p50").GetDouble() / 1e3,
                     latency.GetProperty("p90").GetDouble() / 1e3,
-                    latency.GetProperty("count").GetInt32())));
+                    latency.GetProperty("count").GetInt32(),
+                    latency.TryGetProperty("min", out var min) ? min.GetDouble() / 1e3 : double.NaN)));
             }
 
             if (raw.Count == 0)

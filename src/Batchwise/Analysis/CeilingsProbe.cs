@@ -25,7 +25,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
     public double SecondsPerMeasurement { get; init; } = 0.6;
 
     /// <summary>Square size of the peak-rate GEMM.</summary>
-    public int PeakGemmSize { get; init; } = 1024;
+    public int PeakGemmSize { get; init; } = 512;
 
     /// <summary>Elements per operand of the bandwidth Add (three tensors of 4 bytes each are moved).</summary>
     public int BandwidthElements { get; init; } = 8 * 1024 * 1024;
@@ -43,6 +43,10 @@ public sealed class CeilingsProbe : ICeilingsProbe
             ["logical_cores"] = HostInfo.LogicalCores.ToString(CultureInfo.InvariantCulture),
             ["intra_op_threads"] = options.IntraOpThreads.ToString(CultureInfo.InvariantCulture),
         };
+        if (MeasuredSweep.LoadAverage() is { } load)
+        {
+            details["load_average"] = load.ToString("F2", CultureInfo.InvariantCulture);
+        }
 
         // Peak GEMM rate: the best of a large square MatMul and the largest N of the saturation curve.
         var s = PeakGemmSize;
@@ -102,9 +106,10 @@ public sealed class CeilingsProbe : ICeilingsProbe
     }
 
     /// <summary>
-    /// Fits effective rate = peak x min(1, N / Nsat) to a measured rate-by-N curve: each point below 90% of
-    /// peak gives Nsat = N / efficiency; the median of those is the answer. A curve already flat at its
-    /// smallest N saturates at (or before) that N.
+    /// Fits effective rate = peak x min(1, N / Nsat) to a measured rate-by-N curve: each point of smaller N than
+    /// the curve's best that runs below 90% of peak gives Nsat = N / efficiency; the median of those is the
+    /// answer. Points past the best are ignored (a rate that falls at large N is caches or contention, not
+    /// idle compute units). A curve already flat at its smallest N saturates at (or before) that N.
     /// </summary>
     public static (double SaturationN, string Source) FitSaturation(IReadOnlyList<(double N, double Flops)> curve, double peak, double fallback)
     {
@@ -114,10 +119,12 @@ public sealed class CeilingsProbe : ICeilingsProbe
             return (fallback, "derived");
         }
 
-        var estimates = curve.Where(c => c.Flops < 0.9 * peak && c.Flops > 0).Select(c => c.N / (c.Flops / peak)).Order().ToList();
+        var ordered = curve.OrderBy(c => c.N).ToList();
+        var bestN = ordered.MaxBy(c => c.Flops).N;
+        var estimates = ordered.Where(c => c.N < bestN && c.Flops < 0.9 * peak && c.Flops > 0).Select(c => Math.Min(bestN, c.N / (c.Flops / peak))).Order().ToList();
         if (estimates.Count == 0)
         {
-            return (curve.Min(c => c.N), "measured (flat from the smallest N)");
+            return (ordered[0].N, "measured (flat from the smallest N)");
         }
 
         var median = estimates.Count % 2 == 1 ? estimates[estimates.Count / 2] : (estimates[(estimates.Count / 2) - 1] + estimates[estimates.Count / 2]) / 2;

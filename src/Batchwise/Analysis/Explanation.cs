@@ -14,7 +14,9 @@ public sealed record LayerRow(LayerPrediction AtFirst, LayerPrediction AtLast, d
 /// <param name="AtLast">Relative throughput error at the largest batch.</param>
 /// <param name="PredictedKnee">Knee of the predicted curve.</param>
 /// <param name="MeasuredKnee">Knee of the measured curve.</param>
-public sealed record PredictionError(double AtFirst, double AtLast, int PredictedKnee, int MeasuredKnee)
+/// <param name="BestRunAtFirst">Relative error against the fastest measured run at the smallest batch (NaN where unknown).</param>
+/// <param name="BestRunAtLast">Relative error against the fastest measured run at the largest batch (NaN where unknown).</param>
+public sealed record PredictionError(double AtFirst, double AtLast, int PredictedKnee, int MeasuredKnee, double BestRunAtFirst = double.NaN, double BestRunAtLast = double.NaN)
 {
     /// <summary>Relative error above which explain says plainly that the model is off.</summary>
     public const double Tolerance = 0.30;
@@ -107,12 +109,14 @@ public static class Explainer
         if (measured.Count > 0)
         {
             var m = measured.OrderBy(p => p.BatchSize).ToList();
-            double Err(MeasuredPoint p) => (predicted.First(x => x.BatchSize == p.BatchSize).Throughput - p.Throughput) / p.Throughput;
+            double Err(MeasuredPoint p, double measuredThroughput) => (predicted.First(x => x.BatchSize == p.BatchSize).Throughput - measuredThroughput) / measuredThroughput;
             error = new PredictionError(
-                Err(m[0]),
-                Err(m[^1]),
+                Err(m[0], m[0].Throughput),
+                Err(m[^1], m[^1].Throughput),
                 Explainer.KneeOf(predicted.Where(p => m.Any(x => x.BatchSize == p.BatchSize)).Select(p => (p.BatchSize, p.Throughput)).ToList()),
-                Explainer.KneeOf(m.Select(p => (p.BatchSize, p.Throughput)).ToList()));
+                Explainer.KneeOf(m.Select(p => (p.BatchSize, p.Throughput)).ToList()),
+                Err(m[0], m[0].BestRunThroughput),
+                Err(m[^1], m[^1].BestRunThroughput));
         }
 
         var explanation = new Explanation
@@ -208,6 +212,13 @@ public static class Explainer
             lines.Add(F($"Input {s.From}→{s.To}: ~{small.Throughput / last.Throughput:N1}x at b={last.BatchSize}, ~{smallFirst.Throughput / first.Throughput:N1}x at b={first.BatchSize} (predicted)."));
         }
 
+        if (c.Details.TryGetValue("load_average", out var calibrationLoadText)
+            && double.TryParse(calibrationLoadText, NumberStyles.Float, CultureInfo.InvariantCulture, out var calibrationLoad)
+            && calibrationLoad > e.LogicalCores)
+        {
+            lines.Add(F($"The ceilings were measured on a busy machine (load average {calibrationLoad:N1} on {e.LogicalCores} logical cores); run explain --recalibrate when it is quiet for firmer numbers."));
+        }
+
         if (e.LoadAverage is { } load && load > e.LogicalCores)
         {
             lines.Add(F($"The machine was busy while measuring (load average {load:N1} on {e.LogicalCores} logical cores): other processes took CPU time, so measured throughput is below what this device does alone, while the ceilings (best of many short runs) catch its quiet moments."));
@@ -217,6 +228,11 @@ public static class Explainer
         if (e.Error is { } err)
         {
             var text = F($"Prediction error: {err.AtFirst:+0%;-0%} at b={e.Measured[0].BatchSize}, {err.AtLast:+0%;-0%} at b={e.Measured[^1].BatchSize}; knee predicted b={err.PredictedKnee}, measured b={err.MeasuredKnee}.");
+            if (double.IsFinite(err.BestRunAtFirst) && double.IsFinite(err.BestRunAtLast))
+            {
+                text += F($" Against the fastest run of each batch size: {err.BestRunAtFirst:+0%;-0%} and {err.BestRunAtLast:+0%;-0%}.");
+            }
+
             if (err.IsOff)
             {
                 var worst = Math.Abs(err.AtFirst) >= Math.Abs(err.AtLast) ? (err.AtFirst, e.Measured[0].BatchSize) : (err.AtLast, e.Measured[^1].BatchSize);

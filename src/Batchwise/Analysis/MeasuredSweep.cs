@@ -11,7 +11,12 @@ namespace Batchwise.Analysis;
 /// <param name="LatencyMedianSeconds">Median run latency.</param>
 /// <param name="LatencyP90Seconds">90th-percentile run latency.</param>
 /// <param name="Runs">Runs measured.</param>
-public sealed record MeasuredPoint(int BatchSize, double Throughput, double LatencyMedianSeconds, double LatencyP90Seconds, int Runs);
+/// <param name="LatencyMinSeconds">The fastest run (what the device does when nothing else competes for it); NaN where unknown.</param>
+public sealed record MeasuredPoint(int BatchSize, double Throughput, double LatencyMedianSeconds, double LatencyP90Seconds, int Runs, double LatencyMinSeconds = double.NaN)
+{
+    /// <summary>Samples per second of the fastest run; NaN where unknown.</summary>
+    public double BestRunThroughput => BatchSize / LatencyMinSeconds;
+}
 
 /// <summary>The measured side of explain: a short sweep through the bench runner, or the points of a bench result.</summary>
 public static class MeasuredSweep
@@ -67,7 +72,7 @@ public static class MeasuredSweep
             .GroupBy(p => p.BatchSize)
             .Select(g => g.Last())
             .OrderBy(p => p.BatchSize)
-            .Select(p => new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count))
+            .Select(p => new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3))
             .ToList();
     }
 

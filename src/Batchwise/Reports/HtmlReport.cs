@@ -115,12 +115,13 @@ public static class HtmlReport
                 Units.Rate(p.Throughput),
                 m is null ? "–" : Units.Rate(m.Throughput),
                 m is null ? "–" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%}"),
+                m is null || !double.IsFinite(m.LatencyMinSeconds) ? "–" : Units.Rate(m.BestRunThroughput),
                 Units.Duration(p.Seconds),
                 m is null ? "–" : Units.Duration(m.LatencyMedianSeconds),
                 F($"{p.SecondsBoundBy(Bound.Compute) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Memory) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Launch) / p.Seconds:P0}"),
             };
         });
-        Table(html, ["batch", "predicted /s", "measured /s", "error", "predicted latency", "measured latency (median)", "compute / memory / overhead"], rows);
+        Table(html, ["batch", "predicted /s", "measured /s", "error", "fastest run /s", "predicted latency", "measured latency (median)", "compute / memory / overhead"], rows);
 
         html.Append("<h2>The layers that cost most</h2>\n");
         var b0 = e.Predicted[0].BatchSize;
@@ -221,6 +222,14 @@ public static class HtmlReport
             line.LineWidth = 2;
             line.MarkerSize = 7;
             batches.UnionWith(pts.Select(p => p.BatchSize));
+        }
+
+        foreach (var s in measured.Where(s => s.Points.Count > 0 && s.Points.All(p => double.IsFinite(p.LatencyMinSeconds))).Take(1))
+        {
+            var best = plot.Add.ScatterPoints(s.Points.Select(p => Math.Log2(p.BatchSize)).ToArray(), s.Points.Select(p => p.BestRunThroughput).ToArray(), Extra);
+            best.LegendText = measured.Count == 1 ? "fastest run" : $"{s.Name}: fastest run";
+            best.MarkerShape = MarkerShape.OpenTriangleUp;
+            best.MarkerSize = 8;
         }
 
         if (predicted is { Count: > 0 })

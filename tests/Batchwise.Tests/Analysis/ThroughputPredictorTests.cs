@@ -105,6 +105,14 @@ public sealed class ThroughputPredictorTests
     }
 
     [Fact]
+    public void Saturation_fit_ignores_a_rate_that_falls_at_large_n()
+    {
+        // Under-filled at 16 (half of peak), full from 64, slower again at 4096 (caches): Nsat = 32.
+        var (fitted, _) = CeilingsProbe.FitSaturation([(16, 50e9), (64, 100e9), (1024, 98e9), (4096, 30e9)], 100e9, 999);
+        Assert.Equal(32, fitted, 6);
+    }
+
+    [Fact]
     public void Saturation_fit_of_a_flat_curve_is_its_smallest_n()
     {
         var (fitted, _) = CeilingsProbe.FitSaturation([(8, 100e9), (64, 101e9)], 101e9, 999);
