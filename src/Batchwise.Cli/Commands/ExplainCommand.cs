@@ -169,6 +169,12 @@ public static class ExplainCommand
     private static void Print(Explanation e, bool fromCache, string cachePath)
     {
         var console = AnsiConsole.Console;
+        if (Console.IsOutputRedirected)
+        {
+            // Going to a file or pipe: no terminal width to respect, so do not wrap the tables.
+            console.Profile.Width = Math.Max(console.Profile.Width, 160);
+        }
+
         console.MarkupLine($"[bold]{Markup.Escape(e.ModelName)}[/]  {Markup.Escape(e.Input)}  ({Units.Flops(e.FlopsPerSample)} per sample)");
         console.MarkupLine($"device: {Markup.Escape(e.Ceilings.Summary())} [grey]({(fromCache ? "cached" : "measured now")}: {Markup.Escape(cachePath)})[/]");
 
