@@ -57,6 +57,45 @@ public sealed class ZooModelTests
         }
     }
 
+    [Theory]
+    [InlineData("zoo:resnet18?size=64")]
+    [InlineData("zoo:mobilenetv2?size=64")]
+    public void Classifier_softmax_is_peaked_not_uniform_nor_one_hot(string spec)
+    {
+        using var session = new OrtEngine().Load(ModelZoo.Build(spec), new EngineOptions());
+        var logits = session.Run([RandomInput(session.Inputs[0], 1)])[0].ToDoubles();
+        var max = logits.Max();
+        var top1 = 1 / logits.Sum(v => Math.Exp(v - max));
+        Assert.InRange(top1, 10.0 / logits.Length, 0.99);
+    }
+
+    [Theory]
+    [InlineData("zoo:yolov8n?size=100", "divisible by 32")]
+    [InlineData("zoo:bert?seq=600", "seq=512")]
+    [InlineData("zoo:bert?hidden=100", "divisible by heads")]
+    [InlineData("zoo:resnet50?size=big", "size=big")]
+    public void Invalid_options_are_explained(string spec, string expected)
+    {
+        var e = Assert.Throws<BatchwiseException>(() => ModelZoo.BuildStructure(spec));
+        Assert.Contains(expected, e.OneLine, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Zoo_models_use_only_operators_the_gpu_engine_implements()
+    {
+        string[] gpuOperators =
+        [
+            "Conv", "BatchNormalization", "Relu", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "MaxPool", "GlobalAveragePool", "Flatten",
+            "Gemm", "MatMul", "Concat", "Split", "Slice", "Resize", "Reshape", "Transpose", "Softmax", "LayerNormalization", "Gather", "Cast",
+            "Unsqueeze", "Erf", "Pow", "Sqrt", "ReduceMean", "Shape", "Constant", "Identity", "Expand", "Where",
+        ];
+        foreach (var e in ModelZoo.Entries)
+        {
+            var used = ModelZoo.BuildStructure(e.Name).Graph.Node.Select(n => n.OpType).Distinct();
+            Assert.Empty(used.Except(gpuOperators));
+        }
+    }
+
     [Fact]
     public void Same_seed_gives_the_same_weights_and_another_seed_does_not()
     {
