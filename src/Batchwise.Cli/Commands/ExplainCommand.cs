@@ -194,11 +194,11 @@ public static class ExplainCommand
 
         console.Write(curve);
         int b0 = e.Predicted[0].BatchSize, b1 = e.Predicted[^1].BatchSize;
-        var layers = new Table().AddColumns("layer", "op", F($"FLOPs b={b0}"), F($"bytes b={b0}"), F($"FLOP/B b={b0}"), F($"FLOP/B b={b1}"), F($"M / N / K b={b0}"), "fills at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1}"));
+        var layers = new Table().AddColumns("layer", "op", F($"FLOPs b={b0}"), F($"bytes b={b0}"), F($"FLOP/B b={b0}"), F($"FLOP/B b={b1}"), F($"M / N / K b={b0}"), "fills at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1} (all alike)"));
         foreach (var r in e.TopLayers)
         {
             layers.AddRow(
-                Markup.Escape(r.AtFirst.Work.Name),
+                Markup.Escape(r.Label),
                 Markup.Escape(r.AtFirst.Work.OpType),
                 Units.Flops(r.AtFirst.Work.Flops),
                 Units.Bytes(r.AtFirst.Work.Bytes),

@@ -7,7 +7,12 @@ namespace Batchwise.Analysis;
 /// <param name="AtLast">Prediction at the largest batch.</param>
 /// <param name="ShareAtLast">Share of the run's predicted time at the largest batch.</param>
 /// <param name="SaturationBatch">Batch at which the layer's GEMM N fills the device (null for non-GEMM layers).</param>
-public sealed record LayerRow(LayerPrediction AtFirst, LayerPrediction AtLast, double ShareAtLast, int? SaturationBatch);
+/// <param name="Alike">Layers of the same operator, shape and cost that this row stands for (1 = just this one); the share counts them all.</param>
+public sealed record LayerRow(LayerPrediction AtFirst, LayerPrediction AtLast, double ShareAtLast, int? SaturationBatch, int Alike = 1)
+{
+    /// <summary>The layer's name, with how many alike layers it stands for.</summary>
+    public string Label => Alike > 1 ? string.Create(CultureInfo.InvariantCulture, $"{AtFirst.Work.Name} (x{Alike})") : AtFirst.Work.Name;
+}
 
 /// <summary>How far the prediction is from the measurement (positive: predicted faster than measured).</summary>
 /// <param name="AtFirst">Relative throughput error at the smallest batch.</param>
@@ -99,9 +104,17 @@ public static class Explainer
         var predicted = predictor.Predict(batches, work.At);
         var first = predicted[0];
         var last = predicted[^1];
+        // Layers of one shape (a ResNet stage repeats its blocks) make one row, so the table shows distinct work.
         var rows = last.Layers
-            .Select((l, i) => new LayerRow(first.Layers[i], l, l.Seconds / last.Seconds, first.Layers[i].Work.ParallelSize is { } n ? predictor.SaturationBatch(n / first.BatchSize) : null))
-            .OrderByDescending(r => r.AtLast.Seconds)
+            .Select((l, i) => (Last: l, First: first.Layers[i]))
+            .GroupBy(x => (x.Last.Work.OpType, x.Last.Work.GemmText, Math.Round(x.Last.Work.Flops), Math.Round(x.Last.Work.Bytes)))
+            .Select(g => new LayerRow(
+                g.First().First,
+                g.First().Last,
+                g.Sum(x => x.Last.Seconds) / last.Seconds,
+                g.First().First.Work.ParallelSize is { } n ? predictor.SaturationBatch(n / first.BatchSize) : null,
+                g.Count()))
+            .OrderByDescending(r => r.ShareAtLast)
             .Take(Math.Max(1, top))
             .ToList();
 

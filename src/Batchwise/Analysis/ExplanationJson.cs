@@ -127,6 +127,7 @@ public static class ExplanationJson
             w.WriteStartObject();
             w.WriteString("name", l.Name);
             w.WriteString("op", l.OpType);
+            w.WriteNumber("alike", r.Alike);
             w.WriteNumber("flops_at_first", l.Flops);
             w.WriteNumber("bytes_at_first", l.Bytes);
             w.WriteNumber("intensity_at_first", l.Intensity);

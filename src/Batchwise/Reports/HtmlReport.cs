@@ -128,10 +128,10 @@ public static class HtmlReport
         var b1 = e.Predicted[^1].BatchSize;
         Table(
             html,
-            ["layer", "op", F($"FLOPs (b={b0})"), F($"bytes (b={b0})"), F($"FLOP/B (b={b0})"), F($"FLOP/B (b={b1})"), F($"M / N / K (b={b0})"), "fills device at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1}")],
+            ["layer", "op", F($"FLOPs (b={b0})"), F($"bytes (b={b0})"), F($"FLOP/B (b={b0})"), F($"FLOP/B (b={b1})"), F($"M / N / K (b={b0})"), "fills device at b", F($"bound b={b0}"), F($"bound b={b1}"), F($"share b={b1} (all alike)")],
             e.TopLayers.Select(r => new[]
             {
-                r.AtFirst.Work.Name,
+                r.Label,
                 r.AtFirst.Work.OpType,
                 Units.Flops(r.AtFirst.Work.Flops),
                 Units.Bytes(r.AtFirst.Work.Bytes),

@@ -66,4 +66,19 @@ public sealed class ExplainerTests
         var e = Explainer.Explain(work, Synthetic.Device(), [1, 4], [], top: 1);
         Assert.Equal("big", Assert.Single(e.TopLayers).AtLast.Work.Name);
     }
+
+    [Fact]
+    public void Layers_of_one_shape_make_one_row_whose_share_counts_them_all()
+    {
+        var work = ModelWork.FromLayers("repeats", "x", [
+            ModelWork.Layer("block1", "Conv", 1e9, 1e3, 0, new GemmShape(8, 10_000, 8)),
+            ModelWork.Layer("block2", "Conv", 1e9, 1e3, 0, new GemmShape(8, 10_000, 8)),
+            ModelWork.Layer("head", "Conv", 1.5e9, 1e3, 0, new GemmShape(16, 10_000, 8)),
+        ]);
+        var e = Explainer.Explain(work, Synthetic.Device(), [1], []);
+        Assert.Equal(2, e.TopLayers.Count);
+        Assert.Equal("block1 (x2)", e.TopLayers[0].Label);
+        Assert.Equal(2e9 / 3.5e9, e.TopLayers[0].ShareAtLast, 2);
+        Assert.Equal("head", e.TopLayers[1].Label);
+    }
 }
