@@ -27,6 +27,9 @@ public sealed class CeilingsProbe : ICeilingsProbe
     /// <summary>Square size of the peak-rate GEMM.</summary>
     public int PeakGemmSize { get; init; } = 512;
 
+    /// <summary>Image sides of the saturation curve's 3x3 convolutions (N = side squared); a GPU needs larger ones, e.g. 16 to 512.</summary>
+    public IReadOnlyList<int> ConvSides { get; init; } = [4, 8, 16, 32, 64];
+
     /// <summary>Elements per operand of the bandwidth Add (three tensors of 4 bytes each are moved).</summary>
     public int BandwidthElements { get; init; } = 8 * 1024 * 1024;
 
@@ -60,7 +63,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
         // engine's convolution path (im2col or direct, layout changes) rarely reaches its GEMM rate.
         const int C = 128;
         var curve = new List<(double N, double Flops)>();
-        foreach (var side in new[] { 4, 8, 16, 32, 64 })
+        foreach (var side in ConvSides)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var t = TimeModel(engine, options, ConvModel(C, side), [1, C, side, side], cancellationToken, SecondsPerMeasurement / 2);
@@ -72,6 +75,19 @@ public sealed class CeilingsProbe : ICeilingsProbe
         log?.Invoke("Conv 3x3 128->128 rate by N = H x W (GFLOP/s): " + details["conv_curve"]);
         var (saturationN, saturationSource) = FitSaturation(curve, convPeak, DerivedSaturationN());
         details["derived_saturation_n"] = DerivedSaturationN().ToString(CultureInfo.InvariantCulture);
+
+        // FP16 GEMM where the engine computes in fp16 (a GPU engine on tensor cores); engines that do not say so at load.
+        double? fp16 = null;
+        try
+        {
+            var half = TimeModel(engine, options with { Precision = Precision.Fp16 }, MatMulModel(s, s, s), [s, s], cancellationToken);
+            fp16 = 2.0 * s * s * s / half;
+            log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"fp16 GEMM {s}x{s}x{s}: {fp16 / 1e9:N1} GFLOP/s"));
+        }
+        catch (BatchwiseException refused)
+        {
+            details["fp16"] = "not measured: " + refused.Message;
+        }
 
         // Bandwidth: c = a + b over tensors far larger than the caches.
         var e = BandwidthElements;
@@ -93,6 +109,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
             Machine = HostInfo.MachineName,
             PeakFlops = peak,
             PeakConvFlops = convPeak,
+            PeakFlopsFp16 = fp16,
             BandwidthBytesPerSecond = bandwidth,
             RunOverheadSeconds = perRun,
             OpOverheadSeconds = perOp,
@@ -121,6 +138,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
 
         var ordered = curve.OrderBy(c => c.N).ToList();
         var bestN = ordered.MaxBy(c => c.Flops).N;
+        var rising = bestN == ordered[^1].N && ordered.Count > 1 && ordered[^2].Flops < 0.9 * ordered[^1].Flops;
         var estimates = ordered.Where(c => c.N < bestN && c.Flops < 0.9 * peak && c.Flops > 0).Select(c => Math.Min(bestN, c.N / (c.Flops / peak))).Order().ToList();
         if (estimates.Count == 0)
         {
@@ -128,7 +146,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
         }
 
         var median = estimates.Count % 2 == 1 ? estimates[estimates.Count / 2] : (estimates[(estimates.Count / 2) - 1] + estimates[estimates.Count / 2]) / 2;
-        return (Math.Clamp(median, 1, 1e7), "measured");
+        return (Math.Clamp(median, 1, 1e7), rising ? "measured (a lower bound: the rate still rises at the largest N measured)" : "measured");
     }
 
     /// <summary>

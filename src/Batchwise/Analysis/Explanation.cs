@@ -209,7 +209,7 @@ public static class Explainer
         // Levers.
         if (c.PeakFlopsFp16 is { } fp16 && fp16 > 0)
         {
-            var fp16Ceilings = c with { PeakFlops = fp16 };
+            var fp16Ceilings = c with { PeakFlops = fp16, PeakConvFlops = c.PeakConvFlops * fp16 / c.PeakFlops };
             var half = new ThroughputPredictor(fp16Ceilings).Predict(last.BatchSize, last.Layers.Select(l => l.Work with { Bytes = l.Work.Bytes / 2 }).ToList());
             lines.Add(F($"FP16 would give ~{half.Throughput / last.Throughput:N1}x at b={last.BatchSize} ({fp16 / 1e12:N1} TFLOP/s fp16 vs {c.PeakFlops / 1e12:N1} fp32, half the bytes)."));
         }

@@ -80,7 +80,7 @@ public sealed class CeilingsTests : IDisposable
     [Fact]
     public void Engine_probe_measures_positive_ceilings_on_this_cpu()
     {
-        var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 18 };
+        var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 18, ConvSides = [4, 8, 16] };
         var c = probe.Measure(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
         Assert.True(c.PeakFlops > 1e8, $"peak {c.PeakFlops}");
         Assert.True(c.PeakConvFlops > 1e8, $"conv {c.PeakConvFlops}");
@@ -90,6 +90,8 @@ public sealed class CeilingsTests : IDisposable
         Assert.InRange(c.SaturationN, 1, 1e7);
         Assert.Equal("ort", c.Engine);
         Assert.Contains("conv_curve", c.Details.Keys);
+        Assert.Null(c.PeakFlopsFp16); // ONNX Runtime refuses --precision fp16, so there is no fp16 ceiling
+        Assert.StartsWith("not measured", c.Details["fp16"], StringComparison.Ordinal);
     }
 
     private sealed class CountingProbe : ICeilingsProbe

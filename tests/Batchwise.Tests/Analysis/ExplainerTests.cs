@@ -81,4 +81,13 @@ public sealed class ExplainerTests
         Assert.Equal(2e9 / 3.5e9, e.TopLayers[0].ShareAtLast, 2);
         Assert.Equal("head", e.TopLayers[1].Label);
     }
+
+    [Fact]
+    public void Fp16_ceiling_turns_the_fp16_lever_into_a_number()
+    {
+        // Compute-bound at the largest batch: twice the rate and half the bytes give about 2x.
+        var device = Synthetic.Device() with { PeakFlopsFp16 = 200e9 };
+        var e = Explainer.Explain(Synthetic.OneGemm(100_000, activationBytes: 1e3, weightBytes: 1e3), device, [1, 8], []);
+        Assert.Contains(e.Verdict, l => l.StartsWith("FP16 would give ~2.0x", StringComparison.Ordinal));
+    }
 }

@@ -113,6 +113,14 @@ public sealed class ThroughputPredictorTests
     }
 
     [Fact]
+    public void Saturation_fit_of_a_still_rising_curve_says_it_is_a_lower_bound()
+    {
+        var (fitted, source) = CeilingsProbe.FitSaturation([(16, 10e9), (64, 40e9), (256, 100e9)], 100e9, 999);
+        Assert.InRange(fitted, 159, 161);
+        Assert.Contains("lower bound", source, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Saturation_fit_of_a_flat_curve_is_its_smallest_n()
     {
         var (fitted, _) = CeilingsProbe.FitSaturation([(8, 100e9), (64, 101e9)], 101e9, 999);
