@@ -3,6 +3,7 @@
 # finishes in a few minutes), `batchwise explain` with a short measured sweep; then one markdown table of
 # predicted against measured throughput at the smallest and largest batch and the knees.
 #   bench/explain-cpu.sh [OUT_DIR]        (needs dotnet and python3; writes OUT_DIR/*.json and OUT_DIR/table.md)
+# On a shared machine, run it as root under `nice -n -15` and read the load column: the verdicts say when the host was busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/batchwise-explain-cpu}
