@@ -27,6 +27,9 @@ public sealed class CeilingsProbe : ICeilingsProbe
     /// <summary>Square size of the peak-rate GEMM.</summary>
     public int PeakGemmSize { get; init; } = 512;
 
+    /// <summary>Channels in and out of the saturation curve's 3x3 convolutions.</summary>
+    public int ConvChannels { get; init; } = 128;
+
     /// <summary>Image sides of the saturation curve's 3x3 convolutions (N = side squared); a GPU needs larger ones, e.g. 16 to 512.</summary>
     public IReadOnlyList<int> ConvSides { get; init; } = [4, 8, 16, 32, 64];
 
@@ -61,18 +64,18 @@ public sealed class CeilingsProbe : ICeilingsProbe
         // growing images, so N = H x W runs from 16 to 4096; the weights stay in cache, so a low rate at small
         // N is under-filled compute, not memory. Convolutions are most of the FLOPs of vision models, and an
         // engine's convolution path (im2col or direct, layout changes) rarely reaches its GEMM rate.
-        const int C = 128;
+        var channels = ConvChannels;
         var curve = new List<(double N, double Flops)>();
         foreach (var side in ConvSides)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var t = TimeModel(engine, options, ConvModel(C, side), [1, C, side, side], cancellationToken, SecondsPerMeasurement / 2);
-            curve.Add((side * side, 2.0 * C * C * 9 * side * side / t));
+            var t = TimeModel(engine, options, ConvModel(channels, side), [1, channels, side, side], cancellationToken, SecondsPerMeasurement / 2);
+            curve.Add((side * side, 2.0 * channels * channels * 9 * side * side / t));
         }
 
         var convPeak = curve.Max(c => c.Flops);
         details["conv_curve"] = string.Join(" ", curve.Select(c => string.Create(CultureInfo.InvariantCulture, $"N={c.N}:{c.Flops / 1e9:F1}")));
-        log?.Invoke("Conv 3x3 128->128 rate by N = H x W (GFLOP/s): " + details["conv_curve"]);
+        log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"Conv 3x3 {ConvChannels}->{ConvChannels} rate by N = H x W (GFLOP/s): ") + details["conv_curve"]);
         var (saturationN, saturationSource) = FitSaturation(curve, convPeak, DerivedSaturationN());
         details["derived_saturation_n"] = DerivedSaturationN().ToString(CultureInfo.InvariantCulture);
 
