@@ -16,6 +16,7 @@ public static class Program
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(ZooCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(ExplainCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());
         return root;
