@@ -15,6 +15,7 @@ public static class Program
         var root = new RootCommand("Batchwise: does batching make my ONNX model faster here, by how much, why, and what is the fastest way to run it?");
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(ZooCommand.Create());
+        root.Subcommands.Add(OptimizeCommand.Create());
         return root;
     }
 }
