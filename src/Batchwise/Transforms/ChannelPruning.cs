@@ -7,8 +7,9 @@ namespace Batchwise.Transforms;
 /// Structured L1 filter pruning: removes the output channels of convolutions with the smallest L1 norms, with consistent
 /// surgery downstream. Channels flow through BatchNormalization, activations, pooling, Resize and depthwise convolutions;
 /// channels joined by an elementwise Add/Mul (residual connections, SiLU) form one group, pruned together (scored by the
-/// sum of its convolutions' normalized L1 norms) or not at all; a group that reaches anything else (Concat, Split,
-/// Reshape, Flatten+Gemm, a graph output) is kept whole.
+/// sum of its convolutions' normalized L1 norms) or not at all; a channel Concat read only by convolutions passes each
+/// input's kept channels on at that input's offset; a group that reaches anything else (Split, Reshape, Flatten+Gemm,
+/// a Concat read by other operators, a graph output) is kept whole.
 /// </summary>
 public sealed class ChannelPruning : IModelTransform
 {
@@ -87,6 +88,7 @@ public sealed class ChannelPruning : IModelTransform
         var depthwise = new List<OnnxProto.NodeProto>();
         var sinks = new List<OnnxProto.NodeProto>();
         var norms = new List<OnnxProto.NodeProto>();
+        var concats = new List<OnnxProto.NodeProto>();
         foreach (var n in graph.Node)
         {
             var data = n.Input.Count > 0 ? n.Input[0] : string.Empty;
@@ -148,6 +150,14 @@ public sealed class ChannelPruning : IModelTransform
                 }
             }
 
+            // A channel Concat is a new channel space made of its inputs' channels; it is rewritten only when convolutions alone read it (checked below).
+            if (n.OpType == "Concat" && n.Domain.Length == 0 && Channels(n.Output[0], out _) && (GraphSurgery.Int(n, "axis", 0) is 1 or -3)
+                && n.Input.All(i => !inits.ContainsKey(i) && Channels(i, out _)))
+            {
+                concats.Add(n);
+                continue;
+            }
+
             // Anything else constrains: the channels it reads and writes stay as they are.
             blocked.UnionWith(n.Input.Where(i => i.Length > 0));
             blocked.UnionWith(n.Output);
@@ -155,6 +165,19 @@ public sealed class ChannelPruning : IModelTransform
 
         blocked.UnionWith(graph.Output.Select(o => o.Name));
         blocked.UnionWith(graph.Input.Select(i => i.Name));
+
+        var sinkSet = sinks.ToHashSet();
+        var readers = GraphSurgery.Consumers(graph);
+        foreach (var c in concats.ToList())
+        {
+            var ok = !blocked.Contains(c.Output[0]) && readers.TryGetValue(c.Output[0], out var r)
+                && r.All(x => sinkSet.Contains(x) && x.Input[0] == c.Output[0] && !x.Input.Skip(1).Contains(c.Output[0]));
+            if (!ok)
+            {
+                blocked.UnionWith(c.Input);
+                concats.Remove(c);
+            }
+        }
 
         // Sinks read input channels of a group; a sink whose input is not a prunable group is simply left alone.
         var blockedRoots = blocked.Select(Find).ToHashSet(StringComparer.Ordinal);
@@ -197,7 +220,29 @@ public sealed class ChannelPruning : IModelTransform
             prunedGroups++;
         }
 
-        int[]? KeptFor(string value) => keptByGroup.GetValueOrDefault(Find(value));
+        // A Concat keeps, per input, that input's kept channels shifted by the input's offset.
+        var keptByConcat = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        foreach (var c in concats)
+        {
+            var kept = new List<int>();
+            var offset = 0;
+            var changed = false;
+            foreach (var i in c.Input)
+            {
+                Channels(i, out var ci);
+                var k = keptByGroup.GetValueOrDefault(Find(i));
+                changed |= k is not null;
+                kept.AddRange((k ?? Enumerable.Range(0, (int)ci)).Select(x => x + offset));
+                offset += (int)ci;
+            }
+
+            if (changed)
+            {
+                keptByConcat[c.Output[0]] = [.. kept];
+            }
+        }
+
+        int[]? KeptFor(string value) => keptByConcat.GetValueOrDefault(value) ?? keptByGroup.GetValueOrDefault(Find(value));
 
         foreach (var s in sources)
         {

@@ -67,6 +67,21 @@ public sealed class ChannelPruningTests
         Assert.InRange(groupsAfter, groupsBefore * 0.7, groupsBefore * 0.8);
     }
 
+    [Fact]
+    public void Concat_read_by_a_conv_passes_each_inputs_kept_channels_on()
+    {
+        var (_, result) = TransformTestModels.CleanedUp("zoo:yolov8n?size=64");
+        new ChannelPruning(0.25).Apply(result);
+        var w = Weights(result);
+
+        // SPPF: cv1 (128 channels) -> three chained MaxPools -> Concat of the four -> cv2. One group, pruned to 96, read four times.
+        Assert.Equal(96L, w[Key(w, "model.9.cv1.weight")][0]);
+        Assert.Equal(4 * 96L, w[Key(w, "model.9.cv2.weight")][1]);
+
+        // C2f cv1 feeds a Split: a constraint, kept whole.
+        Assert.Equal(32L, w[Key(w, "model.2.cv1.weight")][0]);
+    }
+
     [Theory]
     [InlineData(0.0)]
     [InlineData(1.0)]
