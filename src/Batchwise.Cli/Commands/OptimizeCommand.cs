@@ -161,7 +161,7 @@ public static class OptimizeCommand
         }
     }
 
-    private static string Ms(SpeedPoint? p) => p is null ? "-" : p.Error is not null ? Markup.Escape(p.Error.Length > 40 ? p.Error[..40] + "…" : p.Error) : p.MedianMs.ToString("F2", CultureInfo.InvariantCulture);
+    private static string Ms(SpeedPoint? p) => p is null ? "-" : p.Error is not null ? Markup.Escape(p.Error.Length > 40 ? p.Error[..40] + "…" : p.Error) : p.MedianMs.ToString(p.MedianMs < 1 ? "F4" : "F2", CultureInfo.InvariantCulture);
 
     private static string Rate(SpeedPoint? p) => p is null || p.Error is not null ? "-" : p.Throughput.ToString("F1", CultureInfo.InvariantCulture);
 

@@ -40,15 +40,39 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
             throw new BatchwiseException($"--int8: '{model.Name}' has no Conv, Gemm or MatMul with float32 weights to quantize", "Quantize a float32 model (not one already converted to fp16 or int8).");
         }
 
+        // A Relu that alone reads a quantized output is absorbed: quantizing its output with zero point 0 saturates
+        // negatives to zero, which is the Relu (as ONNX Runtime's own quantizer does). The op then writes the Relu's output.
+        var absorbed = new Dictionary<OnnxProto.NodeProto, OnnxProto.NodeProto>();
+        string OutputOf(OnnxProto.NodeProto n)
+        {
+            var y = n.Output[0];
+            if (!graphOutputs.Contains(y) && consumers.TryGetValue(y, out var r) && r.Count == 1 && r[0].OpType == "Relu" && r[0].Domain.Length == 0
+                && !graphOutputs.Contains(r[0].Output[0]))
+            {
+                absorbed[n] = r[0];
+                return r[0].Output[0];
+            }
+
+            return y;
+        }
+
         // Activations: each target's data input, and its output when something else reads it (so ONNX Runtime sees DQ -> op -> Q).
         var activations = new HashSet<string>(StringComparer.Ordinal);
         foreach (var n in targets)
         {
             activations.Add(n.Input[0]);
-            if (consumers.ContainsKey(n.Output[0]))
+            var y = OutputOf(n);
+            if (consumers.ContainsKey(y))
             {
-                activations.Add(n.Output[0]);
+                activations.Add(y);
             }
+        }
+
+        // Residual Adds of two quantized activations: quantizing their output too lets ONNX Runtime run QLinearAdd.
+        var adds = graph.Node.Where(n => n.OpType == "Add" && n.Domain.Length == 0 && n.Input.Count == 2 && n.Input.All(activations.Contains) && consumers.ContainsKey(n.Output[0])).ToList();
+        foreach (var n in adds)
+        {
+            activations.Add(OutputOf(n));
         }
 
         var ranges = new RangeCollector(Method).Collect(model, Calibration.Samples(model), activations);
@@ -58,6 +82,13 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
             throw new BatchwiseException($"--int8: no float32 values were seen for '{missing[0]}' during calibration", "Quantize a float32 model.");
         }
 
+        foreach (var (n, relu) in absorbed)
+        {
+            n.Output[0] = relu.Output[0];
+            graph.Node.Remove(relu);
+        }
+
+        consumers = GraphSurgery.Consumers(graph);
         var names = GraphSurgery.Names(graph);
         var added = new List<OnnxProto.NodeProto>();
         var scales = new Dictionary<string, float>(StringComparer.Ordinal);
@@ -136,7 +167,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         GraphSurgery.TopologicalSort(graph);
         new DeadNodeRemoval().Apply(model);
         model.Validate();
-        return $"{targets.Count} nodes quantized (weights int8 per channel, {activations.Count} activations uint8 per tensor, {Method.ToString().ToLowerInvariant()} ranges from {Calibration.Description})";
+        return $"{targets.Count} nodes quantized (weights int8 per channel, {activations.Count} activations uint8 per tensor, {adds.Count} residual Adds, {absorbed.Count} Relus absorbed; {Method.ToString().ToLowerInvariant()} ranges from {Calibration.Description})";
 
     }
 

@@ -31,7 +31,11 @@ internal static partial class OrtFailure
         var i = text.IndexOf("Status Message:", StringComparison.Ordinal);
         text = i >= 0 ? text[(i + "Status Message:".Length)..] : text;
         var nl = text.IndexOfAny(['\r', '\n']);
-        return (nl < 0 ? text : text[..nl]).Trim();
+        text = (nl < 0 ? text : text[..nl]).Trim();
+
+        // Drop ONNX Runtime's prefixes ("[ErrorCode:Fail] Node (x) Op (Add) "): the caller names the node itself.
+        text = ErrorCode().Replace(text, string.Empty);
+        return InferenceNode().Replace(text, string.Empty).Trim();
     }
 
     /// <summary>The full text of an exception chain.</summary>
@@ -45,6 +49,9 @@ internal static partial class OrtFailure
 
         return string.Join(" | ", parts);
     }
+
+    [GeneratedRegex(@"^\[ErrorCode:\w+\]\s*")]
+    private static partial Regex ErrorCode();
 
     [GeneratedRegex(@"running (\w+) node\. Name:'([^']*)'")]
     private static partial Regex RunningNode();

@@ -62,6 +62,20 @@ public sealed class PrecisionTransformTests
         Assert.True(a.Cosine >= 0.98, $"cosine {a.Cosine}");
     }
 
+    [Fact]
+    public void Int8_absorbs_relus_and_quantizes_residual_adds_so_ort_can_fuse_them()
+    {
+        var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        new Int8Quantization(CalibrationData.Parse("random:2")).Apply(result);
+
+        Assert.Equal(0, TransformTestModels.Count(result, "Relu"));
+        var producers = Batchwise.Transforms.GraphSurgery.Producers(result.Graph);
+        var adds = result.Graph.Node.Where(n => n.OpType == "Add").ToList();
+        Assert.Equal(8, adds.Count);
+        Assert.All(adds, a => Assert.All(a.Input, i => Assert.Equal("DequantizeLinear", producers[i].OpType)));
+        Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.98);
+    }
+
     [Theory]
     [InlineData(CalibrationMethod.Percentile)]
     [InlineData(CalibrationMethod.Entropy)]
