@@ -15,6 +15,9 @@ public static class Program
         var root = new RootCommand("Batchwise: does batching make my ONNX model faster here, by how much, why, and what is the fastest way to run it?");
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(ZooCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(CompareCommand.Create());
+        root.Subcommands.Add(ConformanceCommand.Create());
         root.Subcommands.Add(OptimizeCommand.Create());
         return root;
     }
