@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 
@@ -45,7 +44,7 @@ public sealed class CalibrationData
                 throw new BatchwiseException($"--calibration '{spec}': N must be an integer from 1 to 10000", "Write e.g. --calibration random:16.");
             }
 
-            return new CalibrationData($"{n} random samples (seeded normal)", m => Enumerable.Range(0, n).Select(i => SeededInputs.Create(m, 1, seed: 1000 + i)));
+            return new CalibrationData($"{n} random samples (seeded, uniform [-1, 1))", m => Enumerable.Range(0, n).Select(i => SeededInputs.Create(m, 1, seed: 1000 + i)));
         }
 
         if (!Directory.Exists(spec))
@@ -71,52 +70,27 @@ public sealed class CalibrationData
     }
 }
 
-/// <summary>Reads float32 .npy files (numpy.save), C order.</summary>
+/// <summary>Reads a calibration sample (.npy, via the benchmark's reader) and checks it fits the model input; a missing batch axis is added.</summary>
 internal static class Npy
 {
     public static Tensor Read(string path, TensorSpec expected)
     {
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 10 || bytes[0] != 0x93 || Encoding.ASCII.GetString(bytes, 1, 5) != "NUMPY")
+        var t = Benchmarking.NpyReader.Read(path);
+        if (t.ElementType != expected.ElementType)
         {
-            throw new BatchwiseException($"'{path}' is not a .npy file", "Save samples with numpy.save.");
+            throw new BatchwiseException($"'{path}' holds {t.ElementType.ShortName()}; input '{expected.Name}' is {expected.ElementType.ShortName()}", $"Save with numpy.save(path, x.astype(numpy.{expected.ElementType.ShortName()})).");
         }
 
-        int headerLength, start;
-        if (bytes[6] == 1)
-        {
-            headerLength = BitConverter.ToUInt16(bytes, 8);
-            start = 10;
-        }
-        else
-        {
-            headerLength = (int)BitConverter.ToUInt32(bytes, 8);
-            start = 12;
-        }
-
-        var header = Encoding.ASCII.GetString(bytes, start, headerLength);
-        if (!header.Contains("'<f4'", StringComparison.Ordinal) || header.Contains("'fortran_order': True", StringComparison.Ordinal))
-        {
-            throw new BatchwiseException($"'{path}' is not a C-ordered float32 array (header {header.Trim()})", "Save with numpy.save(path, x.astype(numpy.float32)).");
-        }
-
-        var shapeText = header[(header.IndexOf("'shape': (", StringComparison.Ordinal) + 10)..];
-        shapeText = shapeText[..shapeText.IndexOf(')', StringComparison.Ordinal)];
-        var shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToList();
+        var shape = t.Shape.ToList();
         if (shape.Count == expected.Shape.Count - 1)
         {
             shape.Insert(0, 1);
         }
 
         var ok = shape.Count == expected.Shape.Count && expected.Shape.Select((d, i) => d.Value is null || d.Value == shape[i]).All(x => x);
-        if (!ok)
-        {
-            throw new BatchwiseException($"'{path}' has shape ({shapeText}); input '{expected.Name}' is {expected.ShapeText}", "Save samples shaped like the model input.");
-        }
-
-        var data = GC.AllocateArray<byte>(bytes.Length - start - headerLength, pinned: true);
-        Array.Copy(bytes, start + headerLength, data, 0, data.Length);
-        return new Tensor(ElementType.Float, [.. shape], data);
+        return ok
+            ? new Tensor(t.ElementType, [.. shape], t.Data)
+            : throw new BatchwiseException($"'{path}' has shape {Tensor.ShapeText(t.Shape)}; input '{expected.Name}' is {expected.ShapeText}", "Save samples shaped like the model input.");
     }
 }
 

@@ -36,10 +36,10 @@ public sealed class ChannelPruning : IModelTransform
     public double Ratio { get; }
 
     /// <summary>Cost before the last <see cref="Apply"/>.</summary>
-    public ModelCost? Before { get; private set; }
+    public CostSummary? Before { get; private set; }
 
     /// <summary>Cost after the last <see cref="Apply"/>.</summary>
-    public ModelCost? After { get; private set; }
+    public CostSummary? After { get; private set; }
 
     /// <inheritdoc/>
     public string Name => "prune";
@@ -49,7 +49,7 @@ public sealed class ChannelPruning : IModelTransform
     {
         ArgumentNullException.ThrowIfNull(model);
         var graph = model.Graph;
-        Before = ModelCost.Of(model);
+        Before = CostSummary.Of(model);
         var shapes = ModelProbe.Run(model, SeededInputs.Create(model, 1)).ToDictionary(p => p.Key, p => p.Value.Shape, StringComparer.Ordinal);
         var inits = GraphSurgery.Initializers(graph);
         var uses = graph.Node.SelectMany(n => n.Input).GroupBy(i => i, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
@@ -291,7 +291,7 @@ public sealed class ChannelPruning : IModelTransform
 
         graph.ValueInfo.Clear();
         model.Validate();
-        After = ModelCost.Of(model);
+        After = CostSummary.Of(model);
         return $"pruned {Ratio:P0} of the channels in {prunedGroups} channel groups ({constrainedGroups} kept whole by Concat/Split/Reshape/Gemm/output constraints); "
             + $"parameters {Before.Parameters:N0} -> {After.Parameters:N0}, conv MACs {Before.ConvMacs:N0} -> {After.ConvMacs:N0} at batch 1";
     }

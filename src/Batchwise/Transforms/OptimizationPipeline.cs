@@ -126,8 +126,8 @@ public sealed record TransformStep(string Name, string Summary, double Seconds);
 public sealed record OptimizationReport(
     string Model,
     IReadOnlyList<TransformStep> Steps,
-    ModelCost? Before,
-    ModelCost? After,
+    CostSummary? Before,
+    CostSummary? After,
     IReadOnlyList<OutputAgreement> Agreement,
     string? AgreementError,
     IReadOnlyList<SpeedPoint> SpeedBefore,
@@ -190,11 +190,11 @@ public static class OptimizationPipeline
             agreementError = e.Message;
         }
 
-        ModelCost? before = null, after = null;
+        CostSummary? before = null, after = null;
         try
         {
-            before = ModelCost.Of(original);
-            after = ModelCost.Of(result);
+            before = CostSummary.Of(original);
+            after = CostSummary.Of(result);
         }
         catch (BatchwiseException)
         {

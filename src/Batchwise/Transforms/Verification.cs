@@ -1,3 +1,5 @@
+using Batchwise.Benchmarking;
+using Batchwise.Comparison;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 
@@ -47,51 +49,16 @@ public static class Verification
         var originalOutputs = original.Outputs;
         for (var i = 0; i < actual.Count && i < expected.Count; i++)
         {
-            var a = expected[i].ToDoubles();
-            var b = actual[i].ToDoubles();
-            if (a.Length != b.Length)
+            var c = TensorComparison.Compare(originalOutputs[i].Name, actual[i], expected[i], new Tolerance(1e-3, 1e-5));
+            if (c.Problem is not null)
             {
-                throw new BatchwiseException($"Output '{originalOutputs[i].Name}' changed shape: {Tensor.ShapeText(expected[i].Shape)} before, {Tensor.ShapeText(actual[i].Shape)} after", "This transform must not change output shapes; report it as a bug.");
+                throw new BatchwiseException($"Output '{originalOutputs[i].Name}': {c.Problem}", "This transform must not change output shapes; report it as a bug.");
             }
 
-            agreements.Add(Agreement(originalOutputs[i].Name, a, b, expected[i].Shape));
+            agreements.Add(new OutputAgreement(c.Name, c.MaxAbsError, c.MeanAbsError, c.Cosine, c.TopK?.Top1));
         }
 
         return agreements;
-    }
-
-    /// <summary>Max/mean absolute error, cosine and (for [batch, classes] outputs) top-1 agreement.</summary>
-    public static OutputAgreement Agreement(string name, double[] expected, double[] actual, long[] shape)
-    {
-        ArgumentNullException.ThrowIfNull(expected);
-        ArgumentNullException.ThrowIfNull(actual);
-        ArgumentNullException.ThrowIfNull(shape);
-        double max = 0, sum = 0, dot = 0, na = 0, nb = 0;
-        for (var j = 0; j < expected.Length; j++)
-        {
-            var d = Math.Abs(expected[j] - actual[j]);
-            max = Math.Max(max, double.IsNaN(d) ? double.PositiveInfinity : d);
-            sum += d;
-            dot += expected[j] * actual[j];
-            na += expected[j] * expected[j];
-            nb += actual[j] * actual[j];
-        }
-
-        var cosine = na == 0 && nb == 0 ? 1 : na == 0 || nb == 0 ? 0 : dot / Math.Sqrt(na * nb);
-        double? top1 = null;
-        if (shape.Length == 2 && shape[1] > 1)
-        {
-            var (rows, cols) = ((int)shape[0], (int)shape[1]);
-            var agree = 0;
-            for (var r = 0; r < rows; r++)
-            {
-                agree += ArgMax(expected, r * cols, cols) == ArgMax(actual, r * cols, cols) ? 1 : 0;
-            }
-
-            top1 = rows == 0 ? null : (double)agree / rows;
-        }
-
-        return new OutputAgreement(name, max, expected.Length == 0 ? 0 : sum / expected.Length, cosine, top1);
     }
 
     /// <summary>Times a model on ONNX Runtime CPU at each batch size: warm-up, then runs until <paramref name="secondsPerPoint"/> have passed (at least 5 runs).</summary>
@@ -120,8 +87,8 @@ public static class Verification
                 samples.Add(run.Run() * 1000);
             }
 
-            samples.Sort();
-            points.Add(new SpeedPoint(b, Quantile(samples, 0.5), Quantile(samples, 0.9), samples.Count));
+            var summary = Statistics.Summarize(samples);
+            points.Add(new SpeedPoint(b, summary.P50, summary.P90, summary.Count));
         }
 
         return points;
@@ -129,26 +96,4 @@ public static class Verification
 
     private static long BatchFor(OnnxModel model, long batchSize) =>
         model.Inputs.FirstOrDefault()?.Shape.FirstOrDefault() is { Value: { } fixedBatch } ? fixedBatch : batchSize;
-
-    private static double Quantile(List<double> sorted, double q)
-    {
-        var position = q * (sorted.Count - 1);
-        var lo = (int)Math.Floor(position);
-        var hi = Math.Min(lo + 1, sorted.Count - 1);
-        return sorted[lo] + ((position - lo) * (sorted[hi] - sorted[lo]));
-    }
-
-    private static int ArgMax(double[] v, int offset, int count)
-    {
-        var best = offset;
-        for (var i = offset + 1; i < offset + count; i++)
-        {
-            if (v[i] > v[best])
-            {
-                best = i;
-            }
-        }
-
-        return best - offset;
-    }
 }

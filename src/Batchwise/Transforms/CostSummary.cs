@@ -8,10 +8,10 @@ namespace Batchwise.Transforms;
 /// <param name="ConvMacs">MACs of Conv nodes.</param>
 /// <param name="TotalMacs">MACs of Conv, Gemm and MatMul nodes.</param>
 /// <param name="SizeBytes">Serialized model size.</param>
-public sealed record ModelCost(long Parameters, long ConvMacs, long TotalMacs, long SizeBytes)
+public sealed record CostSummary(long Parameters, long ConvMacs, long TotalMacs, long SizeBytes)
 {
     /// <summary>Counts a model's parameters and MACs at batch 1 (dynamic non-batch axes at <paramref name="dynamicSize"/>).</summary>
-    public static ModelCost Of(OnnxModel model, long dynamicSize = SeededInputs.DefaultDynamicSize)
+    public static CostSummary Of(OnnxModel model, long dynamicSize = SeededInputs.DefaultDynamicSize)
     {
         ArgumentNullException.ThrowIfNull(model);
         var inputs = SeededInputs.Create(model, 1, dynamicSize: dynamicSize);
@@ -51,7 +51,7 @@ public sealed record ModelCost(long Parameters, long ConvMacs, long TotalMacs, l
             }
         }
 
-        return new ModelCost(CountParameters(model), conv, total, model.Proto.CalculateSize());
+        return new CostSummary(CountParameters(model), conv, total, model.Proto.CalculateSize());
     }
 
     /// <summary>Learned weights whatever their precision: float initializers of rank 1 or more and quantized weights (DequantizeLinear's data), without BatchNormalization statistics or quantization scales and zero points.</summary>
