@@ -37,7 +37,7 @@ public static class Verification
         IReadOnlyList<Tensor> expected, actual;
         using (var session = new OrtEngine().Load(original, new EngineOptions()))
         {
-            expected = session.Run(inputs);
+            expected = session.Run(inputs.Select((t, i) => As(t, original.Inputs[i].ElementType)).ToList());
         }
 
         using (var session = new OrtEngine().Load(result, new EngineOptions()))
@@ -92,6 +92,24 @@ public static class Verification
         }
 
         return points;
+    }
+
+    // The same values in another float type (a float16-input result is compared with its float32 original on identical data).
+    private static Tensor As(Tensor t, ElementType type)
+    {
+        if (t.ElementType == type || !t.ElementType.IsFloatingPoint() || !type.IsFloatingPoint())
+        {
+            return t;
+        }
+
+        var values = t.ToDoubles();
+        return type switch
+        {
+            ElementType.Float => Tensor.From<float>(type, t.Shape, Array.ConvertAll(values, v => (float)v)),
+            ElementType.Float16 => Tensor.From<Half>(type, t.Shape, Array.ConvertAll(values, v => (Half)v)),
+            ElementType.Double => Tensor.From<double>(type, t.Shape, values),
+            _ => t,
+        };
     }
 
     private static long BatchFor(OnnxModel model, long batchSize) =>
