@@ -5,11 +5,12 @@ set -u
 BW=${BW:-src/Batchwise.Cli/bin/Release/net10.0/Batchwise.Cli}
 OUT=${OUT:-bench/results/optimize-cpu}
 SECONDS_PER_POINT=${SECONDS_PER_POINT:-2}
+THREADS=${THREADS:-1}
 mkdir -p "$OUT" /tmp/bw-optimize-bench
 run() { # name model args...
   local name=$1 model=$2; shift 2
   echo "== $name: $model $*"
-  "$BW" optimize "$model" -o "/tmp/bw-optimize-bench/$name.onnx" --verify-batch-sizes 1,16 --bench-seconds "$SECONDS_PER_POINT" --json "$OUT/$name.json" "$@" 2>&1 | grep -vE '^\S+\.\.\.$'
+  "$BW" optimize "$model" -o "/tmp/bw-optimize-bench/$name.onnx" --verify-batch-sizes 1,16 --bench-seconds "$SECONDS_PER_POINT" --threads "$THREADS" --json "$OUT/$name.json" "$@" 2>&1 | grep -vE '^\S+\.\.\.$'
 }
 R50='zoo:resnet50?size=160'
 YOLO='zoo:yolov8n?size=320'

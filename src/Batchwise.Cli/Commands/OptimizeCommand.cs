@@ -36,12 +36,13 @@ public static class OptimizeCommand
         var prune = new Option<double?>("--prune") { Description = "Structured L1 pruning: share of conv channels to remove (0-1), e.g. 0.25" };
         var batchSizes = new Option<string>("--verify-batch-sizes") { Description = "Batch sizes for the before/after bench", DefaultValueFactory = _ => "1,8,16" };
         var benchSeconds = new Option<double>("--bench-seconds") { Description = "Measurement time per bench point", DefaultValueFactory = _ => 1.0 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads for the verification bench (0 = one per core)" };
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip verification (output agreement and before/after bench)" };
         var json = new Option<string?>("--json") { Description = "Also write the report as JSON to this file" };
 
         var command = new Command("optimize", "Transform a model (input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both")
         {
-            model, output, inputSize, dynamicBatch, fp16, keepIo, int8, calibration, method, int8Dynamic, prune, batchSizes, benchSeconds, noVerify, json,
+            model, output, inputSize, dynamicBatch, fp16, keepIo, int8, calibration, method, int8Dynamic, prune, batchSizes, benchSeconds, threads, noVerify, json,
         };
 
         command.SetGuardedAction(parse =>
@@ -58,6 +59,7 @@ public static class OptimizeCommand
                 Int8Dynamic = parse.GetValue(int8Dynamic),
                 Prune = parse.GetValue(prune),
                 Verify = !parse.GetValue(noVerify),
+                Threads = parse.GetValue(threads),
                 VerifyBatchSizes = ParseBatchSizes(parse.GetValue(batchSizes)!),
                 BenchSeconds = parse.GetValue(benchSeconds) is var s && s > 0 ? s : throw new BatchwiseException($"--bench-seconds must be positive, got {parse.GetValue(benchSeconds)}", "Write e.g. --bench-seconds 1."),
             };
@@ -143,7 +145,7 @@ public static class OptimizeCommand
 
         if (report.SpeedAfter.Count > 0)
         {
-            var speed = new Table().Title($"ONNX Runtime CPU ({Markup.Escape(report.Engine.Version)}, {Markup.Escape(report.Engine.Device)}), median latency").AddColumns("batch", "before ms", "before samples/s", "after ms", "after samples/s", "speed-up");
+            var speed = new Table().Title($"ONNX Runtime CPU ({Markup.Escape(report.Engine.Version)}, {Markup.Escape(report.Engine.Device)}, intra-op threads {Markup.Escape(report.Engine.Details.GetValueOrDefault("intra_op_threads", "0"))}), median latency, runs interleaved").AddColumns("batch", "before ms", "before samples/s", "after ms", "after samples/s", "speed-up");
             for (var i = 0; i < report.SpeedAfter.Count; i++)
             {
                 var after = report.SpeedAfter[i];

@@ -292,7 +292,7 @@ public sealed class ChannelPruning : IModelTransform
         graph.ValueInfo.Clear();
         model.Validate();
         After = CostSummary.Of(model);
-        return $"pruned {Ratio:P0} of the channels in {prunedGroups} channel groups ({constrainedGroups} kept whole by Concat/Split/Reshape/Gemm/output constraints); "
+        return $"pruned {Ratio:P0} of the channels in {prunedGroups} channel groups ({constrainedGroups} kept whole by Split/Reshape/Gemm/output constraints); "
             + $"parameters {Before.Parameters:N0} -> {After.Parameters:N0}, conv MACs {Before.ConvMacs:N0} -> {After.ConvMacs:N0} at batch 1";
     }
 

@@ -40,6 +40,9 @@ public sealed record OptimizeOptions
     /// <summary>Batch sizes for the before/after bench.</summary>
     public IReadOnlyList<long> VerifyBatchSizes { get; init; } = [1, 8, 16];
 
+    /// <summary>ONNX Runtime intra-op threads for the bench (0 = its default, one per core).</summary>
+    public int Threads { get; init; }
+
     /// <summary>Measurement time per bench point, seconds.</summary>
     public double BenchSeconds { get; init; } = 1.0;
 
@@ -64,6 +67,11 @@ public sealed record OptimizeOptions
         if (!Int8 && Calibration is not null)
         {
             throw new BatchwiseException("--calibration is only used with --int8", "Add --int8, or drop --calibration.");
+        }
+
+        if (Threads < 0)
+        {
+            throw new BatchwiseException($"--threads must be 0 (ONNX Runtime's default) or more, got {Threads}", "Write e.g. --threads 1.");
         }
 
         if (VerifyBatchSizes.Count == 0 || VerifyBatchSizes.Any(b => b < 1))
@@ -166,7 +174,7 @@ public static class OptimizationPipeline
             throw new BatchwiseException($"The optimized model does not run in ONNX Runtime{(node is null ? string.Empty : $" at {node}")}: {OrtFailure.Detail(e)}", "This is a Batchwise bug; run without the last option and report it with --verbose output.", e);
         }
 
-        var engine = new OrtEngine().Describe(new EngineOptions());
+        var engine = new OrtEngine().Describe(new EngineOptions { IntraOpThreads = options.Threads });
         if (!options.Verify)
         {
             return (result, new OptimizationReport(original.Name, steps, null, null, [], "verification skipped", [], [], engine, DateTimeOffset.UtcNow));
@@ -201,10 +209,18 @@ public static class OptimizationPipeline
             // The original may not run at the probe size (e.g. fixed spatial size changed by --input-size); costs are then omitted.
         }
 
-        progress?.Invoke("benchmarking the original...");
-        var speedBefore = SafeBench(original, options);
-        progress?.Invoke("benchmarking the result...");
-        var speedAfter = SafeBench(result, options);
+        progress?.Invoke("benchmarking the original and the result (interleaved runs)...");
+        IReadOnlyList<SpeedPoint> speedBefore, speedAfter;
+        try
+        {
+            (speedBefore, speedAfter) = Verification.BenchInterleaved(original, result, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads });
+        }
+        catch (BatchwiseException)
+        {
+            // One of the two cannot run at some batch size the other can: bench them one after the other.
+            speedBefore = SafeBench(original, options);
+            speedAfter = SafeBench(result, options);
+        }
         return (result, new OptimizationReport(original.Name, steps, before, after, agreement, agreementError, speedBefore, speedAfter, engine, DateTimeOffset.UtcNow));
     }
 
@@ -212,7 +228,7 @@ public static class OptimizationPipeline
     {
         try
         {
-            return Verification.Bench(model, options.VerifyBatchSizes, options.BenchSeconds);
+            return Verification.Bench(model, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads });
         }
         catch (BatchwiseException e)
         {

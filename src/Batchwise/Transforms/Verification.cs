@@ -94,6 +94,84 @@ public static class Verification
         return points;
     }
 
+    /// <summary>
+    /// Times the original and the result at each batch size with their runs interleaved (A, B, A, B, ...) after a warm-up of
+    /// each, so that both see the same machine load: on a shared CPU, load that changes between two back-to-back benches
+    /// would otherwise show up as a speed-up or a slow-down.
+    /// </summary>
+    public static (IReadOnlyList<SpeedPoint> Before, IReadOnlyList<SpeedPoint> After) BenchInterleaved(OnnxModel original, OnnxModel result, IEnumerable<long> batchSizes, double secondsPerPoint = 1.0, EngineOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(original);
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(batchSizes);
+        var before = new List<SpeedPoint>();
+        var after = new List<SpeedPoint>();
+        using var a = new OrtEngine().Load(original, options ?? new EngineOptions());
+        using var b = new OrtEngine().Load(result, options ?? new EngineOptions());
+        foreach (var batch in batchSizes)
+        {
+            var runA = TryPrepare(original, a, batch, out var errorA);
+            var runB = TryPrepare(result, b, batch, out var errorB);
+            try
+            {
+                var samplesA = new List<double>();
+                var samplesB = new List<double>();
+                runA?.Run();
+                runB?.Run();
+                runA?.Run();
+                runB?.Run();
+                var start = System.Diagnostics.Stopwatch.GetTimestamp();
+                while ((runA is not null || runB is not null)
+                    && (Math.Max(samplesA.Count, samplesB.Count) < 5 || (System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds < 2 * secondsPerPoint && Math.Max(samplesA.Count, samplesB.Count) < 1000)))
+                {
+                    if (runA is not null)
+                    {
+                        samplesA.Add(runA.Run() * 1000);
+                    }
+
+                    if (runB is not null)
+                    {
+                        samplesB.Add(runB.Run() * 1000);
+                    }
+                }
+
+                before.Add(Point(batch, samplesA, errorA));
+                after.Add(Point(batch, samplesB, errorB));
+            }
+            finally
+            {
+                runA?.Dispose();
+                runB?.Dispose();
+            }
+        }
+
+        return (before, after);
+    }
+
+    private static IPreparedRun? TryPrepare(OnnxModel model, IEngineSession session, long batch, out string? error)
+    {
+        var axis = model.FindBatchAxis();
+        if (!axis.IsBatchable && batch != BatchFor(model, batch))
+        {
+            error = $"fixed batch ({axis.Reason})";
+            return null;
+        }
+
+        error = null;
+        return session.Prepare(SeededInputs.Create(model, batch, seed: 1));
+    }
+
+    private static SpeedPoint Point(long batch, List<double> samples, string? error)
+    {
+        if (error is not null || samples.Count == 0)
+        {
+            return new SpeedPoint(batch, 0, 0, 0, error ?? "not run");
+        }
+
+        var summary = Statistics.Summarize(samples);
+        return new SpeedPoint(batch, summary.P50, summary.P90, summary.Count);
+    }
+
     // The same values in another float type (a float16-input result is compared with its float32 original on identical data).
     private static Tensor As(Tensor t, ElementType type)
     {
