@@ -49,6 +49,7 @@ public sealed class OptimizeCommandTests : IDisposable
     [InlineData("--input-size", "abc", "WIDTHxHEIGHT")]
     [InlineData("--calibration-method", "magic", "Unknown --calibration-method")]
     [InlineData("--verify-batch-sizes", "1,x", "not a positive integer")]
+    [InlineData("--threads", "-1", "--threads must be 0")]
     public async Task Bad_option_values_give_one_line_errors_and_exit_2(string option, string value, string expected)
     {
         var (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", Path.Combine(_dir.FullName, "x.onnx"), option, value);
