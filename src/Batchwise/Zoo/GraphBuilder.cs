@@ -5,18 +5,24 @@ using OnnxProto = Onnx;
 namespace Batchwise.Zoo;
 
 /// <summary>Builds ONNX graphs in code with seeded random weights (the model zoo's tool).</summary>
-public sealed class GraphBuilder
+public sealed partial class GraphBuilder
 {
     private readonly OnnxProto.GraphProto _graph;
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private int _counter;
+    private ulong _state;
 
-    /// <summary>Starts a graph with a name and a weight seed.</summary>
-    public GraphBuilder(string name, int seed = 0)
+    /// <summary>Starts a graph with a name and a weight seed; without <paramref name="withWeights"/>, float weights get shapes but no data (for counting, not running).</summary>
+    public GraphBuilder(string name, int seed = 0, bool withWeights = true)
     {
         _graph = new OnnxProto.GraphProto { Name = name };
         Random = new Random(seed);
+        _state = 0x9E3779B97F4A7C15UL ^ (ulong)(uint)seed * 0xBF58476D1CE4E5B9UL;
+        WithWeights = withWeights;
     }
+
+    /// <summary>False when float weights are declared with shapes only (a structure for shape inference and cost counting).</summary>
+    public bool WithWeights { get; }
 
     /// <summary>The seeded generator for weights.</summary>
     public Random Random { get; }
@@ -33,16 +39,26 @@ public sealed class GraphBuilder
     public void Output(string name, ElementType type, params object[] dims) => _graph.Output.Add(ValueInfo(name, type, dims));
 
     /// <summary>Adds a float initializer with values uniform in [-scale, scale].</summary>
-    public string Weight(string name, long[] shape, float scale)
+    public string Weight(string name, long[] shape, float scale) => Uniform(name, shape, -scale, scale);
+
+    /// <summary>Adds a float initializer with values uniform in [<paramref name="low"/>, <paramref name="high"/>).</summary>
+    public string Uniform(string name, long[] shape, float low, float high)
     {
-        var n = Engines.Tensor.ElementCountOf(shape);
-        var values = new float[n];
-        for (var i = 0; i < n; i++)
+        ArgumentNullException.ThrowIfNull(shape);
+        var t = new OnnxProto.TensorProto { Name = Unique(name), DataType = (int)ElementType.Float };
+        t.Dims.AddRange(shape);
+        if (WithWeights)
         {
-            values[i] = (float)((Random.NextDouble() * 2 - 1) * scale);
+            var n = checked((int)Engines.Tensor.ElementCountOf(shape));
+            var bytes = new byte[n * sizeof(float)];
+            Fill(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan()), low, high);
+
+            // The array is never touched again, so the proto can own it without a copy (BERT-base holds 440 MB).
+            t.RawData = UnsafeByteOperations.UnsafeWrap(bytes);
         }
 
-        return Initializer(name, shape, values);
+        _graph.Initializer.Add(t);
+        return t.Name;
     }
 
     /// <summary>Adds a float initializer with given values.</summary>

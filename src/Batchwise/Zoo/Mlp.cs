@@ -8,7 +8,7 @@ internal static class Mlp
     public static OnnxModel Build(ZooOptions o)
     {
         int features = o.Int("features"), hidden = o.Int("hidden"), classes = o.Int("classes");
-        var g = new GraphBuilder("mlp", o.Int("seed", 0));
+        var g = o.CreateBuilder("mlp");
         var x = g.Input("input", ElementType.Float, "batch", (long)features);
         var w1 = g.Weight("fc1.weight", [hidden, features], 1f / MathF.Sqrt(features));
         var b1 = g.Weight("fc1.bias", [hidden], 0.1f);

@@ -15,8 +15,18 @@ public sealed class ZooOptions
 {
     private readonly Dictionary<string, string> _values;
 
-    /// <summary>Creates options from key/values.</summary>
-    public ZooOptions(IReadOnlyDictionary<string, string> values) => _values = new Dictionary<string, string>(values, StringComparer.OrdinalIgnoreCase);
+    /// <summary>Creates options from key/values; without <paramref name="withWeights"/> models are built as structure only (weights have shapes, no data).</summary>
+    public ZooOptions(IReadOnlyDictionary<string, string> values, bool withWeights = true)
+    {
+        _values = new Dictionary<string, string>(values, StringComparer.OrdinalIgnoreCase);
+        WithWeights = withWeights;
+    }
+
+    /// <summary>False when the model is built for counting only (no weight data).</summary>
+    public bool WithWeights { get; }
+
+    /// <summary>A graph builder seeded from the `seed` option (0 when the model has none).</summary>
+    public GraphBuilder CreateBuilder(string graphName) => new(graphName, _values.ContainsKey("seed") ? Int("seed", 0) : 0, WithWeights);
 
     /// <summary>An integer option, at least <paramref name="min"/>.</summary>
     public int Int(string key, int min = 1)
@@ -40,6 +50,11 @@ public static class ModelZoo
     private static readonly List<ZooEntry> Registry =
     [
         new("mlp", "A small multi-layer perceptron (Gemm, Relu, Softmax) for quick checks", new Dictionary<string, string> { ["features"] = "64", ["hidden"] = "256", ["classes"] = "10", ["seed"] = "0" }, Mlp.Build),
+        ResNet.Resnet18,
+        ResNet.Resnet50,
+        MobileNetV2.Entry,
+        YoloV8.Entry,
+        Bert.Entry,
     ];
 
     /// <summary>Every built-in model.</summary>
@@ -49,7 +64,13 @@ public static class ModelZoo
     internal static void Add(ZooEntry entry) => Registry.Add(entry);
 
     /// <summary>Builds zoo:NAME?options (the prefix is optional here).</summary>
-    public static OnnxModel Build(string spec)
+    public static OnnxModel Build(string spec) => Build(spec, withWeights: true);
+
+    /// <summary>Builds zoo:NAME?options as structure only: every node and weight shape, no weight data. For shape inference, parameter and cost counts; engines cannot run it.</summary>
+    public static OnnxModel BuildStructure(string spec) => Build(spec, withWeights: false);
+
+    /// <summary>The entry named by zoo:NAME?options and its options with defaults filled in.</summary>
+    public static (ZooEntry Entry, ZooOptions Options) Resolve(string spec, bool withWeights = true)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var text = spec.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase) ? spec[Prefix.Length..] : spec;
@@ -74,7 +95,13 @@ public static class ModelZoo
             }
         }
 
-        return entry.Build(new ZooOptions(values));
+        return (entry, new ZooOptions(values, withWeights));
+    }
+
+    private static OnnxModel Build(string spec, bool withWeights)
+    {
+        var (entry, options) = Resolve(spec, withWeights);
+        return entry.Build(options);
     }
 }
 
