@@ -77,7 +77,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
         _uploadStream = CudaDriver.CreateStream();
-        _initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t => new HostTensor(HostTensor.FromProto(t).Type, t.Dims.ToArray(), HostTensor.FromProto(t).Ints, HostTensor.FromProto(t).Floats) { IsInitializer = true }, StringComparer.Ordinal);
+        _initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t =>
+        {
+            var h = HostTensor.FromProto(t);
+            return new HostTensor(h.Type, h.Shape, h.Ints, h.Floats) { IsInitializer = true };
+        }, StringComparer.Ordinal);
         _hostInputs = GraphCompiler.HostValueInputs(model);
         Inputs = model.Inputs;
         Outputs = model.Outputs;

@@ -75,7 +75,7 @@ internal sealed class HostTensor
 
     public double[] AsDoubles() => IsFloat ? (double[])Floats!.Clone() : Ints!.Select(v => (double)v).ToArray();
 
-    public HostTensor WithShape(long[] shape) => new(Type, shape, Ints, Floats) { IsInitializer = IsInitializer };
+    public HostTensor WithShape(long[] shape) => new(Type, shape, Ints, Floats);
 
     /// <summary>Converts to another element type with ONNX Cast semantics (truncation toward zero for float to int).</summary>
     public HostTensor CastTo(ElementType type)

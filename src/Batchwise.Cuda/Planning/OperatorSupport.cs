@@ -79,9 +79,15 @@ internal static class OperatorSupport
         }
     }
 
+    private static readonly HashSet<ElementType> Types =
+    [
+        ElementType.Float, ElementType.Double, ElementType.Int64, ElementType.Int32, ElementType.Int16, ElementType.Int8,
+        ElementType.UInt8, ElementType.UInt16, ElementType.UInt32, ElementType.UInt64, ElementType.Bool,
+    ];
+
     private static void CheckType(ElementType t, string what)
     {
-        if (t is ElementType.Float16 or ElementType.BFloat16 or ElementType.String or ElementType.Undefined)
+        if (!Types.Contains(t))
         {
             throw new BatchwiseException($"The cuda engine does not support {t.ShortName()} tensors yet ({what})", "Use a float32 model (--precision fp16 converts it on the GPU in a later version), or --engine ort.");
         }
@@ -141,6 +147,12 @@ internal static class OperatorSupport
                     Reject($"auto_pad '{ap}'");
                 }
 
+                break;
+            case "Cast" when !Types.Contains((ElementType)attrs.Int("to", 1)):
+                Reject($"casting to {((ElementType)attrs.Int("to", 1)).ShortName()}");
+                break;
+            case "Constant" when attrs.Get("value") is { } value && !Types.Contains((ElementType)value.T.DataType):
+                Reject($"a {((ElementType)value.T.DataType).ShortName()} value");
                 break;
             case "Gelu" when attrs.String("approximate", "none") is not ("none" or "tanh"):
                 Reject("approximate other than none or tanh");
