@@ -32,7 +32,13 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 BATCHWISE_REPORT_DIR="$OUT"
 PY=$(command -v python3 || true)
 if [ -n "$PY" ]; then
   NODE=$("$PY" -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "node"))' 2>/dev/null || true)
-  [ -n "$NODE" ] && export BATCHWISE_ONNX_NODE_TESTS="$NODE"
+  if [ -z "$NODE" ] || [ ! -d "$NODE" ]; then
+    # Wheels without the backend test data: generate it from the onnx package's own test cases.
+    "$PY" -m onnx.backend.test.cmd_tools generate-data -o "$WORK/onnx-data" > "$WORK/generate.log" 2>&1
+    echo "onnx node test data generated: $(ls "$WORK/onnx-data/node" 2>/dev/null | wc -l) cases ($(tail -1 "$WORK/generate.log"))" >> "$OUT/devices.txt"
+    NODE="$WORK/onnx-data/node"
+  fi
+  [ -d "$NODE" ] && export BATCHWISE_ONNX_NODE_TESTS="$NODE"
   PYTHONUNBUFFERED=1 "$PY" - "$WORK/resnet50.onnx" >> "$OUT/devices.txt" 2>&1 <<'PYEOF'
 import sys, torch, torchvision
 model = torchvision.models.resnet50(weights=None).eval()
@@ -49,15 +55,15 @@ fi
 PHASES=${PHASES:-tests nodes bench}
 : > "$OUT/gpu-tests.log"
 if [[ " $PHASES " == *" tests "* ]]; then
-  timeout "${TESTS_LIMIT:-240}" "$TESTS" -parallel none -class- '*NodeGpuTests' -method- '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
+  timeout "${TESTS_LIMIT:-240}" "$TESTS" -parallelMode none -class- '*NodeGpuTests' -method- '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
   echo "gpu tests exit $?" >> "$OUT/gpu-tests.log"
 fi
 if [[ " $PHASES " == *" nodes "* ]]; then
-  timeout "${NODES_LIMIT:-180}" "$TESTS" -parallel none -class '*NodeGpuTests' -noColor >> "$OUT/gpu-tests.log" 2>&1
+  timeout "${NODES_LIMIT:-180}" "$TESTS" -parallelMode none -class '*NodeGpuTests' -noColor >> "$OUT/gpu-tests.log" 2>&1
   echo "node tests exit $?" >> "$OUT/gpu-tests.log"
 fi
 if [[ " $PHASES " == *" bench "* ]]; then
-  BATCHWISE_CUDA_BENCH=1 timeout "${BENCH_LIMIT:-240}" "$TESTS" -parallel none -method '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
+  BATCHWISE_CUDA_BENCH=1 timeout "${BENCH_LIMIT:-240}" "$TESTS" -parallelMode none -method '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
   echo "throughput exit $?" >> "$OUT/gpu-tests.log"
 fi
 

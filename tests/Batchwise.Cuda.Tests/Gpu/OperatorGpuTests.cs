@@ -12,7 +12,7 @@ public sealed class OperatorGpuTests
     {
         ["conv_groups_dilation_stride"] = () => One("Conv", [1, 8, 17, 19], [1, 8, 9, 10], g => [g.Weight("w", [8, 2, 3, 3], 0.3f), g.Weight("b", [8], 0.3f)], Attr("group", 4L), Attr("dilations", 2L, 1L), Attr("strides", 2L, 2L), Attr("pads", 2L, 1L, 2L, 1L)),
         ["conv_asymmetric_pads"] = () => One("Conv", [2, 3, 10, 10], [2, 4, 11, 10], g => [g.Weight("w", [4, 3, 3, 3], 0.3f)], Attr("pads", 1L, 0L, 2L, 2L)),
-        ["conv_same_upper_1d"] = () => One("Conv", [2, 3, 15], [2, 5, 8], g => [g.Weight("w", [5, 3, 4], 0.3f), g.Weight("b", [5], 0.3f)], Attr("auto_pad", "SAME_UPPER"), Attr("strides", 2L)),
+        ["conv_same_upper_1d"] = () => One("Conv", [2, 3, 15], [2, 5, 8], g => [g.Weight("w", [5, 3, 4], 0.3f), g.Weight("b", [5], 0.3f)], Attr("auto_pad", "SAME_UPPER"), Attr("strides", [2L])),
         ["depthwise_conv"] = () => One("Conv", [2, 16, 14, 14], [2, 16, 14, 14], g => [g.Weight("w", [16, 1, 3, 3], 0.3f)], Attr("group", 16L), Attr("pads", 1L, 1L, 1L, 1L)),
         ["batchnorm"] = () => One("BatchNormalization", [2, 4, 5, 5], [2, 4, 5, 5], g => [g.Weight("s", [4], 1f), g.Weight("b", [4], 1f), g.Weight("m", [4], 1f), g.Initializer("v", [4], [0.5f, 1f, 2f, 0.1f])], Attr("epsilon", 1e-3f)),
         ["maxpool_ceil_pads"] = () => One("MaxPool", [1, 3, 11, 11], [1, 3, 6, 6], _ => [], Attr("kernel_shape", 3L, 3L), Attr("strides", 2L, 2L), Attr("pads", 1L, 1L, 1L, 1L), Attr("ceil_mode", 1L)),
@@ -26,7 +26,7 @@ public sealed class OperatorGpuTests
         ["softmax_axis1"] = () => One("Softmax", [2, 5, 3], [2, 5, 3], _ => [], Attr("axis", 1L)),
         ["softmax_last"] = () => One("Softmax", [4, 100], [4, 100], _ => []),
         ["layernorm"] = () => One("LayerNormalization", [2, 3, 64], [2, 3, 64], g => [g.Weight("s", [64], 1f), g.Weight("b", [64], 1f)], Attr("epsilon", 1e-5f)),
-        ["reduce_mean_keepdims"] = () => One("ReduceMean", [2, 3, 4], [2, 1, 4], _ => [], Attr("axes", 1L)),
+        ["reduce_mean_keepdims"] = () => One("ReduceMean", [2, 3, 4], [2, 1, 4], g => [g.Int64s("axes", [1])]),
         ["resize_nearest_asymmetric"] = () => One("Resize", [1, 2, 4, 5], [1, 2, 8, 10], g => [string.Empty, g.Initializer("scales", [4], [1, 1, 2, 2])], Attr("mode", "nearest"), Attr("coordinate_transformation_mode", "asymmetric"), Attr("nearest_mode", "floor")),
         ["resize_linear_half_pixel"] = () => One("Resize", [1, 2, 4, 5], [1, 2, 7, 9], g => [string.Empty, string.Empty, g.Int64s("sizes", [1, 2, 7, 9])], Attr("mode", "linear")),
         ["resize_linear_align_corners"] = () => One("Resize", [1, 1, 3, 3], [1, 1, 6, 6], g => [string.Empty, g.Initializer("scales", [4], [1, 1, 2, 2])], Attr("mode", "linear"), Attr("coordinate_transformation_mode", "align_corners")),
