@@ -17,6 +17,9 @@ public static class Program
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(ZooCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(CompareCommand.Create());
+        root.Subcommands.Add(ConformanceCommand.Create());
         return root;
     }
 }

@@ -14,6 +14,34 @@ public sealed class ZooCommandTests
     }
 
     [Fact]
+    public async Task Zoo_list_shows_parameters_and_macs_of_each_model()
+    {
+        var (code, output, _) = await CliRunner.RunAsync("zoo", "list");
+        Assert.Equal(0, code);
+        var resnet50 = output.Split('\n').First(l => l.Contains("resnet50", StringComparison.Ordinal));
+        Assert.Contains("25.6 M", resnet50, StringComparison.Ordinal);
+        Assert.Contains("4.09", resnet50, StringComparison.Ordinal);
+        Assert.Contains("108.9 M", output.Split('\n').First(l => l.Contains("bert", StringComparison.Ordinal)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Zoo_export_takes_options_in_the_zoo_spec()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            var (code, output, _) = await CliRunner.RunAsync("zoo", "export", "zoo:resnet18?size=96", "-o", path);
+            Assert.Equal(0, code);
+            Assert.Contains("[batch, 3, 96, 96]", output, StringComparison.Ordinal);
+            Assert.Equal("[batch, 3, 96, 96]", Batchwise.Onnx.OnnxModel.Load(path).Inputs[0].ShapeText);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public async Task Zoo_export_writes_a_loadable_model()
     {
         var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.onnx");

@@ -69,6 +69,10 @@ public static class CommonOptions
     public static void WriteError(string message)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        console.MarkupLine($"[red]error:[/] {Markup.Escape(message.ReplaceLineEndings(" "))}");
+
+        // Spectre wraps at the console width (80 when redirected); an error stays one line however long it is.
+        var text = message.ReplaceLineEndings(" ");
+        console.Profile.Width = Math.Max(console.Profile.Width, text.Length + 16);
+        console.MarkupLine($"[red]error:[/] {Markup.Escape(text)}");
     }
 }

@@ -1,4 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
+using Batchwise.Analysis;
+using Batchwise.Onnx;
 using Batchwise.Zoo;
 using Spectre.Console;
 
@@ -15,10 +18,20 @@ public static class ZooCommand
         var list = new Command("list", "List the built-in models and their options");
         list.SetGuardedAction(_ =>
         {
-            var table = new Table().AddColumns("name", "architecture", "options (defaults)");
+            var table = new Table().AddColumns("name", "architecture", "options (defaults)", "parameters", "GMACs (b=1)");
+            table.Columns[3].RightAligned();
+            table.Columns[4].RightAligned();
             foreach (var e in ModelZoo.Entries)
             {
-                table.AddRow(e.Name, Markup.Escape(e.Description), Markup.Escape(string.Join(" ", e.Options.Select(o => $"{o.Key}={o.Value}"))));
+                // Built as structure only (shapes, no weight data): counting BERT-base takes milliseconds.
+                var structure = ModelZoo.BuildStructure(e.Name);
+                var macs = CostModel.Compute(structure, 1).Macs;
+                table.AddRow(
+                    e.Name,
+                    Markup.Escape(e.Description),
+                    Markup.Escape(string.Join(" ", e.Options.Select(o => $"{o.Key}={o.Value}"))),
+                    FormatCount(structure.LearnedParameterCount()),
+                    (macs / 1e9).ToString(macs < 1e8 ? "0.0000" : "0.00", CultureInfo.InvariantCulture));
             }
 
             AnsiConsole.Write(table);
@@ -34,7 +47,7 @@ public static class ZooCommand
             var model = ModelZoo.Build(parse.GetValue(name)!);
             var path = parse.GetValue(output)!;
             model.Save(path);
-            Console.WriteLine($"wrote {path}: {model.Graph.Node.Count} nodes, {model.ParameterCount:N0} parameters, inputs {string.Join(", ", model.Inputs)}");
+            Console.WriteLine($"wrote {path}: {model.Graph.Node.Count} nodes, {model.LearnedParameterCount():N0} parameters, inputs {string.Join(", ", model.Inputs)}, outputs {string.Join(", ", model.Outputs)}");
             return 0;
         });
 
@@ -42,4 +55,8 @@ public static class ZooCommand
         zoo.Subcommands.Add(export);
         return zoo;
     }
+
+    private static string FormatCount(long n) => n >= 1_000_000
+        ? (n / 1e6).ToString("0.0", CultureInfo.InvariantCulture) + " M"
+        : (n / 1e3).ToString("0.0", CultureInfo.InvariantCulture) + " k";
 }

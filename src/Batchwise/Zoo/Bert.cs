@@ -10,7 +10,7 @@ internal static class Bert
 
     public static ZooEntry Entry { get; } = new(
         "bert",
-        "BERT-base-style encoder: input_ids + attention_mask (int64) -> last_hidden_state; Gather embeddings, LayerNormalization, multi-head attention (MatMul, Softmax, additive mask), GELU (Erf); 110 M parameters",
+        "BERT-base-style encoder: input_ids, attention_mask -> last_hidden_state",
         new Dictionary<string, string> { ["seq"] = "128", ["layers"] = "12", ["hidden"] = "768", ["heads"] = "12", ["vocab"] = "30522", ["seed"] = "0" },
         Build);
 

@@ -71,10 +71,10 @@ public sealed partial class GraphBuilder
         return Activate(y, activation);
     }
 
-    /// <summary>Fully connected layer as Gemm (weight [out, in], transB=1) with bias.</summary>
-    public string Gemm(string x, long inFeatures, long outFeatures, string name = "fc")
+    /// <summary>Fully connected layer as Gemm (weight [out, in], transB=1) with bias; <paramref name="gain"/> scales the output variance.</summary>
+    public string Gemm(string x, long inFeatures, long outFeatures, string name = "fc", float gain = 1f)
     {
-        var w = Weight(name + ".weight", [outFeatures, inFeatures], MathF.Sqrt(3f / inFeatures));
+        var w = Weight(name + ".weight", [outFeatures, inFeatures], MathF.Sqrt(3f * gain / inFeatures));
         var b = Weight(name + ".bias", [outFeatures], 1f / MathF.Sqrt(inFeatures));
         return Node("Gemm", [x, w, b], Attr("transB", 1L));
     }

@@ -13,7 +13,7 @@ internal static class MobileNetV2
 
     public static ZooEntry Entry { get; } = new(
         "mobilenetv2",
-        "MobileNetV2 (torchvision): inverted residuals, depthwise Conv (group=C), Clip(0,6) as ReLU6, 3.5 M parameters, 0.30 GMACs at 224",
+        "MobileNetV2 (torchvision): inverted residuals, depthwise Conv, ReLU6",
         new Dictionary<string, string> { ["size"] = "224", ["classes"] = "1000", ["seed"] = "0" },
         Build);
 
@@ -37,7 +37,8 @@ internal static class MobileNetV2
         x = g.ConvBnAct(x, inChannels, 1280, 1, 1, Activation.Relu6, $"features.{index}");
         x = g.Node("GlobalAveragePool", [x]);
         x = g.Node("Flatten", [x], GraphBuilder.Attr("axis", 1L));
-        var logits = g.Rename(g.Gemm(x, 1280, classes, "classifier.1"), "logits");
+        // Spread the logits as a trained classifier's are (see ResNet), so softmax outputs are peaked.
+        var logits = g.Rename(g.Gemm(x, 1280, classes, "classifier.1", gain: 16f), "logits");
         g.Output(logits, ElementType.Float, "batch", (long)classes);
         return g.Build("mobilenetv2");
     }

@@ -10,13 +10,13 @@ internal static class ResNet
 
     public static ZooEntry Resnet18 { get; } = new(
         "resnet18",
-        "ResNet-18 (torchvision): basic blocks, Conv+BatchNormalization+Relu, 11.7 M parameters, 1.8 GMACs at 224",
+        "ResNet-18 (torchvision): basic blocks of Conv+BatchNormalization+Relu",
         new Dictionary<string, string> { ["size"] = "224", ["classes"] = "1000", ["seed"] = "0" },
         o => Build(o, "resnet18", Resnet18Blocks, bottleneck: false));
 
     public static ZooEntry Resnet50 { get; } = new(
         "resnet50",
-        "ResNet-50 v1.5 (torchvision): bottleneck blocks, Conv+BatchNormalization+Relu, 25.6 M parameters, 4.1 GMACs at 224",
+        "ResNet-50 v1.5 (torchvision): bottleneck blocks of Conv+BatchNormalization+Relu",
         new Dictionary<string, string> { ["size"] = "224", ["classes"] = "1000", ["seed"] = "0" },
         o => Build(o, "resnet50", Resnet50Blocks, bottleneck: true));
 
@@ -45,7 +45,7 @@ internal static class ResNet
 
         x = g.Node("GlobalAveragePool", [x]);
         x = g.Node("Flatten", [x], GraphBuilder.Attr("axis", 1L));
-        var logits = g.Rename(g.Gemm(x, inChannels, classes, "fc"), "logits");
+        var logits = g.Rename(g.Gemm(x, inChannels, classes, "fc", ClassifierGain), "logits");
         g.Output(logits, ElementType.Float, "batch", (long)classes);
         return g.Build(name);
     }
@@ -53,6 +53,10 @@ internal static class ResNet
     // The last BatchNormalization of each residual branch gets a small scale, so the sum over 8-16 blocks keeps
     // activations near unit scale with random weights (torchvision's zero_init_residual, not quite zero).
     private const float ResidualGamma = 0.3f;
+
+    // Pooled features of a random network are small (mean square ~0.2); this spreads the logits (std ~2.5) as a trained
+    // classifier's are, so softmax gives a peaked distribution rather than a near-uniform one.
+    private const float ClassifierGain = 30f;
 
     private static string BasicBlock(GraphBuilder g, string x, long inChannels, long width, int stride, string prefix)
     {

@@ -9,7 +9,7 @@ internal static class YoloV8
 
     public static ZooEntry Entry { get; } = new(
         "yolov8n",
-        "YOLOv8n-style detector: Conv+BN+SiLU, C2f (Split/Concat), SPPF, Resize+Concat neck, DFL detect head -> [batch, 4+classes, anchors]; 3.2 M parameters, 8.7 GFLOPs at 640",
+        "YOLOv8n-style detector: C2f, SPPF, upsample+concat neck, DFL head -> [batch, 84, anchors]",
         new Dictionary<string, string> { ["size"] = "640", ["classes"] = "80", ["seed"] = "0" },
         Build);
 

@@ -28,6 +28,14 @@ public sealed class ZooModelTests
         Assert.InRange(count, published * 0.99, published * 1.01);
     }
 
+    [Fact]
+    public void Yolov8n_has_the_published_weights_plus_its_anchor_constants()
+    {
+        var model = ModelZoo.BuildStructure("yolov8n");
+        var anchorConstants = 3 * ((80 * 80) + (40 * 40) + (20 * 20)); // x, y and stride of 8400 anchors
+        Assert.InRange(model.LearnedParameterCount() - anchorConstants, 3_157_200 * 0.99, 3_157_200 * 1.01);
+    }
+
     [Theory]
     [MemberData(nameof(SmallModels))]
     public void Runs_in_onnx_runtime_at_batch_1_and_2_with_finite_outputs(string spec)
@@ -46,6 +54,45 @@ public sealed class ZooModelTests
                 Assert.All(values, v => Assert.True(double.IsFinite(v), $"{spec}: non-finite output {v}"));
                 Assert.True(values.Max() - values.Min() > 1e-6, $"{spec}: output is constant");
             }
+        }
+    }
+
+    [Theory]
+    [InlineData("zoo:resnet18?size=64")]
+    [InlineData("zoo:mobilenetv2?size=64")]
+    public void Classifier_softmax_is_peaked_not_uniform_nor_one_hot(string spec)
+    {
+        using var session = new OrtEngine().Load(ModelZoo.Build(spec), new EngineOptions());
+        var logits = session.Run([RandomInput(session.Inputs[0], 1)])[0].ToDoubles();
+        var max = logits.Max();
+        var top1 = 1 / logits.Sum(v => Math.Exp(v - max));
+        Assert.InRange(top1, 10.0 / logits.Length, 0.99);
+    }
+
+    [Theory]
+    [InlineData("zoo:yolov8n?size=100", "divisible by 32")]
+    [InlineData("zoo:bert?seq=600", "seq=512")]
+    [InlineData("zoo:bert?hidden=100", "divisible by heads")]
+    [InlineData("zoo:resnet50?size=big", "size=big")]
+    public void Invalid_options_are_explained(string spec, string expected)
+    {
+        var e = Assert.Throws<BatchwiseException>(() => ModelZoo.BuildStructure(spec));
+        Assert.Contains(expected, e.OneLine, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Zoo_models_use_only_operators_the_gpu_engine_implements()
+    {
+        string[] gpuOperators =
+        [
+            "Conv", "BatchNormalization", "Relu", "Sigmoid", "Mul", "Add", "Sub", "Div", "Clip", "MaxPool", "GlobalAveragePool", "Flatten",
+            "Gemm", "MatMul", "Concat", "Split", "Slice", "Resize", "Reshape", "Transpose", "Softmax", "LayerNormalization", "Gather", "Cast",
+            "Unsqueeze", "Erf", "Pow", "Sqrt", "ReduceMean", "Shape", "Constant", "Identity", "Expand", "Where",
+        ];
+        foreach (var e in ModelZoo.Entries)
+        {
+            var used = ModelZoo.BuildStructure(e.Name).Graph.Node.Select(n => n.OpType).Distinct();
+            Assert.Empty(used.Except(gpuOperators));
         }
     }
 

@@ -1,0 +1,390 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Security.Cryptography;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Benchmarking;
+
+/// <summary>
+/// Runs a benchmark sweep on any engine: for each batch size x concurrency, warm-up, then measurement windows
+/// until three agree (perf_analyzer's rule), from dedicated threads that each own a prepared run.
+/// </summary>
+public sealed class BenchmarkRunner
+{
+    /// <summary>How often the coordinator checks progress and samples memory and device telemetry.</summary>
+    private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(25);
+
+    private readonly IEngine _engine;
+    private readonly EngineOptions _engineOptions;
+
+    /// <summary>Creates a runner for an engine and its options.</summary>
+    public BenchmarkRunner(IEngine engine, EngineOptions engineOptions)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(engineOptions);
+        _engine = engine;
+        _engineOptions = engineOptions;
+    }
+
+    /// <summary>The version recorded with results.</summary>
+    public static string BatchwiseVersion =>
+        typeof(BenchmarkRunner).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(BenchmarkRunner).Assembly.GetName().Version?.ToString() ?? "unknown";
+
+    /// <summary>
+    /// Measures <paramref name="model"/> (<paramref name="source"/> is how the user named it). Cancelling stops
+    /// cleanly: the result holds the points finished so far.
+    /// </summary>
+    public BenchmarkResult Run(OnnxModel model, string source, BenchmarkOptions options, Action<BenchmarkProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var total = Stopwatch.StartNew();
+        var date = DateTimeOffset.UtcNow;
+        var axis = model.FindBatchAxis();
+        var notes = new List<string>();
+        var batchSizes = PlanBatchSizes(model, axis, options, notes);
+
+        // Resolve shapes and check data before loading: a missing --shape fails fast.
+        options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]);
+        var generator = new InputGenerator(model, options.Seed, options.Data);
+        var context = new BenchmarkContext(
+            date, BatchwiseVersion, HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, HostInfo.OperatingSystem, HostInfo.Runtime,
+            _engine.Describe(_engineOptions), _engineOptions,
+            new ModelInfo(model.Name, source ?? model.Path ?? model.Name, Sha256(model), model.Inputs, axis, generator.Describe()),
+            options);
+
+        using var session = _engine.Load(model, _engineOptions);
+        var points = new List<BenchmarkPoint>();
+        var planned = batchSizes.Count * options.Concurrency.Count;
+        return Snapshot(Sweep());
+
+        BenchmarkResult Snapshot(StopReason stop)
+        {
+            var knees = options.Concurrency
+                .Select(c => Knee.Find(points.Where(p => p.Concurrency == c).Select(p => (p.BatchSize, p.Throughput)), c))
+                .OfType<KneeResult>()
+                .ToList();
+            return new BenchmarkResult(context, points.ToList(), knees, notes.ToList(), stop, total.Elapsed.TotalSeconds);
+        }
+
+        StopReason Sweep()
+        {
+            foreach (var batch in batchSizes)
+            {
+                IReadOnlyList<long[]> shapes;
+                IReadOnlyList<Tensor> inputs;
+                try
+                {
+                    shapes = options.Shapes.Resolve(model.Inputs, axis, batch);
+                    inputs = generator.Generate(shapes);
+                }
+                catch (Exception e) when (points.Count > 0 && IsCapacityFailure(e))
+                {
+                    notes.Add(StoppedAt(batch, e));
+                    return StopReason.BatchFailed;
+                }
+
+                foreach (var concurrency in options.Concurrency)
+                {
+                    if (cancellationToken.IsCancellationRequested)
+                    {
+                        notes.Add($"stopped by Ctrl+C after {points.Count} of {planned} points; what was measured is kept");
+                        return StopReason.Cancelled;
+                    }
+
+                    if (options.MaxTime is { } budget && points.Count > 0 && total.Elapsed >= budget)
+                    {
+                        notes.Add(string.Create(CultureInfo.InvariantCulture, $"the time budget (--max-time {budget.TotalSeconds:0.#} s) ran out after {points.Count} of {planned} points; b={batch} and beyond were not measured"));
+                        return StopReason.TimeBudget;
+                    }
+
+                    var index = points.Count;
+                    void Report(string phase, BenchmarkResult? sweep) => progress?.Invoke(new BenchmarkProgress(index, planned, batch, concurrency, phase, sweep));
+                    BenchmarkPoint? measured;
+                    try
+                    {
+                        measured = MeasurePoint(session, inputs, shapes, batch, concurrency, options, Report, cancellationToken);
+                    }
+                    catch (Exception e) when (points.Count > 0 && IsCapacityFailure(e))
+                    {
+                        notes.Add(StoppedAt(batch, e));
+                        return StopReason.BatchFailed;
+                    }
+
+                    if (measured is null)
+                    {
+                        notes.Add($"stopped by Ctrl+C after {points.Count} of {planned} points; the point in progress (b={batch}, c={concurrency}) was dropped");
+                        return StopReason.Cancelled;
+                    }
+
+                    points.Add(measured);
+                    Report("done", Snapshot(StopReason.Completed));
+                }
+            }
+
+            return StopReason.Completed;
+        }
+    }
+
+    private static List<int> PlanBatchSizes(OnnxModel model, BatchAxis axis, BenchmarkOptions options, List<string> notes)
+    {
+        if (axis.IsBatchable)
+        {
+            return options.PlannedBatchSizes().ToList();
+        }
+
+        var d0 = model.Inputs.FirstOrDefault()?.Shape.FirstOrDefault();
+        var fixedBatch = d0 is { IsDynamic: false } d ? (int)d.Value!.Value : 1;
+        const string HowTo = "re-export it with a dynamic batch axis (e.g. torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}))";
+        if (options.BatchSizes is { } given && given.Any(b => b != fixedBatch))
+        {
+            throw new BatchwiseException($"Batching is impossible for '{model.Name}': {axis.Reason}", $"To measure other batch sizes, {HowTo}; or drop --batch-sizes to measure b={fixedBatch} only.");
+        }
+
+        notes.Add($"batching is impossible for this file: {axis.Reason}; only b={fixedBatch} was measured. To measure larger batches, {HowTo}");
+        return [fixedBatch];
+    }
+
+    private static bool IsCapacityFailure(Exception e) => e is OutOfMemoryException or OverflowException or InsufficientMemoryException or BatchwiseException;
+
+    private static string StoppedAt(int batch, Exception e) =>
+        $"the sweep stopped at b={batch}: {(e is BatchwiseException b ? b.Message : e.GetType().Name + ": " + e.Message)} (out of memory, or the engine refused this size); larger batches were not tried";
+
+    private static string Sha256(OnnxModel model)
+    {
+        var bytes = model.Path is { } path && File.Exists(path) ? File.ReadAllBytes(path) : model.ToBytes();
+        return Convert.ToHexStringLower(SHA256.HashData(bytes));
+    }
+
+    private static BenchmarkPoint? MeasurePoint(
+        IEngineSession session, IReadOnlyList<Tensor> inputs, IReadOnlyList<long[]> shapes, int batch, int concurrency,
+        BenchmarkOptions options, Action<string, BenchmarkResult?> report, CancellationToken cancellationToken)
+    {
+        var state = new PointState();
+        var workers = new List<Worker>(concurrency);
+        var threads = new List<Thread>(concurrency);
+        try
+        {
+            for (var i = 0; i < concurrency; i++)
+            {
+                workers.Add(new Worker(session.Prepare(inputs), state));
+            }
+
+            foreach (var (worker, i) in workers.Select((w, i) => (w, i)))
+            {
+                var thread = new Thread(worker.Loop) { IsBackground = true, Name = $"bench b={batch} #{i}" };
+                threads.Add(thread);
+                thread.Start();
+            }
+
+            var monitor = new PointMonitor(session, state, workers, cancellationToken);
+            report("warm-up", null);
+            var warmupStart = Stopwatch.GetTimestamp();
+            if (!monitor.WaitUntil(() => Stopwatch.GetElapsedTime(warmupStart) >= options.Warmup && workers.All(w => w.Completed > 0)))
+            {
+                return null;
+            }
+
+            var warmupRuns = monitor.Completed();
+            monitor.ResetPeaks();
+            var windows = new List<Window>();
+            while (true)
+            {
+                var start = Stopwatch.GetTimestamp();
+                var cpuStart = ProcessCpuSeconds();
+                var before = monitor.Completed();
+                if (!monitor.WaitUntil(() => Stopwatch.GetElapsedTime(start) >= options.Window && monitor.Completed() > before))
+                {
+                    return null;
+                }
+
+                var end = Stopwatch.GetTimestamp();
+                var runs = monitor.Completed() - before;
+                var seconds = Stopwatch.GetElapsedTime(start, end).TotalSeconds;
+                windows.Add(new Window(start, end, runs, runs * batch / seconds, ProcessCpuSeconds() - cpuStart));
+                report($"window {windows.Count}", null);
+                if (Statistics.IsStable(windows.Select(w => w.Throughput).ToList(), options.StabilityTolerance) || windows.Count >= options.MaxWindows)
+                {
+                    break;
+                }
+            }
+
+            state.Stop = true;
+            foreach (var thread in threads)
+            {
+                thread.Join();
+            }
+
+            monitor.ThrowIfFailed();
+            return Summarize(batch, concurrency, shapes, options, windows, workers, monitor, (int)warmupRuns);
+        }
+        finally
+        {
+            state.Stop = true;
+            foreach (var thread in threads)
+            {
+                thread.Join();
+            }
+
+            foreach (var worker in workers)
+            {
+                worker.Run.Dispose();
+            }
+        }
+    }
+
+    private static BenchmarkPoint Summarize(
+        int batch, int concurrency, IReadOnlyList<long[]> shapes, BenchmarkOptions options, List<Window> windows, List<Worker> workers, PointMonitor monitor, int warmupRuns)
+    {
+        // Report the last three windows (the ones the stability rule judged), as perf_analyzer does.
+        var span = windows.Skip(Math.Max(0, windows.Count - 3)).ToList();
+        var (from, to) = (span[0].Start, span[^1].End);
+        var seconds = span.Sum(w => Stopwatch.GetElapsedTime(w.Start, w.End).TotalSeconds);
+        var runs = span.Sum(w => w.Runs);
+        var throughput = runs * batch / seconds;
+        var samples = new List<double>();
+        foreach (var w in workers)
+        {
+            for (var i = 0; i < w.Ends.Count; i++)
+            {
+                if (w.Ends[i] > from && w.Ends[i] <= to)
+                {
+                    samples.Add(w.Latencies[i] * 1000);
+                }
+            }
+        }
+
+        var spans = span.Select(w => w.Throughput).ToList();
+        var stable = Statistics.IsStable(spans, options.StabilityTolerance);
+        var cpu = span.Sum(w => w.CpuSeconds) / (seconds * Environment.ProcessorCount);
+        return new BenchmarkPoint(
+            batch, concurrency, shapes, stable, Statistics.Spread(spans), windows.Select(w => w.Throughput).ToList(),
+            throughput, runs / seconds, 1000 / throughput, Statistics.Summarize(samples), cpu, monitor.PeakWorkingSet,
+            monitor.DeviceUtilization, monitor.DeviceMemoryPeak, warmupRuns, seconds, samples);
+    }
+
+    private static double ProcessCpuSeconds()
+    {
+        using var process = Process.GetCurrentProcess();
+        return process.TotalProcessorTime.TotalSeconds;
+    }
+
+    private sealed record Window(long Start, long End, long Runs, double Throughput, double CpuSeconds);
+
+    /// <summary>Shared between the coordinator and the workers of one point.</summary>
+    private sealed class PointState
+    {
+        private volatile bool _stop;
+
+        public bool Stop
+        {
+            get => _stop;
+            set => _stop = value;
+        }
+
+        public ManualResetEventSlim Failed { get; } = new();
+    }
+
+    /// <summary>One dedicated thread's loop over its own prepared run; it alone writes its sample lists.</summary>
+    private sealed class Worker(IPreparedRun run, PointState state)
+    {
+        private long _completed;
+
+        public IPreparedRun Run { get; } = run;
+
+        public List<double> Latencies { get; } = new(4096);
+
+        public List<long> Ends { get; } = new(4096);
+
+        public Exception? Error { get; private set; }
+
+        public long Completed => Interlocked.Read(ref _completed);
+
+        public void Loop()
+        {
+            try
+            {
+                while (!state.Stop)
+                {
+                    var seconds = Run.Run();
+                    Ends.Add(Stopwatch.GetTimestamp());
+                    Latencies.Add(seconds);
+                    Interlocked.Increment(ref _completed);
+                }
+            }
+            catch (Exception e)
+            {
+                Error = e;
+                state.Failed.Set();
+            }
+        }
+    }
+
+    /// <summary>The coordinator's view: waits for conditions while sampling memory and device telemetry.</summary>
+    private sealed class PointMonitor(IEngineSession session, PointState state, List<Worker> workers, CancellationToken cancellationToken)
+    {
+        private double _deviceUtilizationSum;
+        private int _deviceSamples;
+
+        public long PeakWorkingSet { get; private set; }
+
+        public long? DeviceMemoryPeak { get; private set; }
+
+        public double? DeviceUtilization => _deviceSamples == 0 ? null : _deviceUtilizationSum / _deviceSamples;
+
+        public long Completed() => workers.Sum(w => w.Completed);
+
+        public void ResetPeaks()
+        {
+            PeakWorkingSet = 0;
+            DeviceMemoryPeak = null;
+            (_deviceUtilizationSum, _deviceSamples) = (0, 0);
+        }
+
+        /// <summary>Polls until the condition holds (true), or Ctrl+C (false); rethrows a worker's failure.</summary>
+        public bool WaitUntil(Func<bool> condition)
+        {
+            var handles = new[] { cancellationToken.WaitHandle, state.Failed.WaitHandle };
+            while (true)
+            {
+                Sample();
+                ThrowIfFailed();
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    return false;
+                }
+
+                if (condition())
+                {
+                    return true;
+                }
+
+                WaitHandle.WaitAny(handles, Tick);
+            }
+        }
+
+        public void ThrowIfFailed()
+        {
+            var error = workers.Select(w => w.Error).FirstOrDefault(e => e is not null);
+            if (error is not null)
+            {
+                throw error is BatchwiseException ? error : new BatchwiseException($"A run failed: {error.GetType().Name}: {error.Message}", "Run with --verbose for details.", error);
+            }
+        }
+
+        private void Sample()
+        {
+            PeakWorkingSet = Math.Max(PeakWorkingSet, Environment.WorkingSet);
+            if (session.SampleDevice() is { } device)
+            {
+                _deviceUtilizationSum += device.UtilizationPercent;
+                _deviceSamples++;
+                DeviceMemoryPeak = Math.Max(DeviceMemoryPeak ?? 0, device.MemoryUsedBytes);
+            }
+        }
+    }
+}

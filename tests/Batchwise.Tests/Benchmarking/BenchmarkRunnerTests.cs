@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using Batchwise.Benchmarking;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Tests.Benchmarking;
+
+public sealed class BenchmarkRunnerTests
+{
+    private static readonly BenchmarkOptions Quick = new()
+    {
+        Duration = TimeSpan.FromMilliseconds(90),
+        Warmup = TimeSpan.Zero,
+        MaxWindows = 4,
+    };
+
+    [Fact]
+    public void Mlp_sweep_measures_every_point_with_consistent_statistics()
+    {
+        var runner = new BenchmarkRunner(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [1, 4], Concurrency = [1, 2] }, cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.Equal(StopReason.Completed, result.StopReason);
+        Assert.Equal([(1, 1), (1, 2), (4, 1), (4, 2)], result.Points.Select(p => (p.BatchSize, p.Concurrency)));
+        foreach (var p in result.Points)
+        {
+            Assert.True(p.Throughput > 0);
+            Assert.InRange(p.WindowThroughputs.Count, 3, 4);
+            Assert.Equal(p.LatencySamplesMs.Count, p.LatencyMs.Count);
+            Assert.True(p.LatencyMs.Count > 0);
+            Assert.True(p.LatencyMs.P50 <= p.LatencyMs.P99);
+            Assert.Equal(1000 / p.Throughput, p.TimePerSampleMs, 9);
+            Assert.Equal(p.BatchesPerSecond * p.BatchSize, p.Throughput, 6);
+            Assert.True(p.PeakWorkingSetBytes > 0);
+            Assert.True(p.WarmupRuns >= p.Concurrency);
+            Assert.Equal([p.BatchSize, 64L], p.InputShapes[0]);
+            Assert.Null(p.DeviceUtilizationPercent);
+        }
+
+        Assert.Equal([1, 2], result.Knees.Select(k => k.Concurrency));
+        Assert.Equal("ort", result.Context.Engine.Engine);
+        Assert.Equal(64, result.Context.Model.Sha256.Length);
+    }
+
+    [Fact]
+    public void Engine_failure_at_a_larger_batch_stops_the_sweep_there_and_keeps_the_rest()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(failFromBatch: 4), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { MaxBatchSize = 16 }, cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.Equal(StopReason.BatchFailed, result.StopReason);
+        Assert.Equal([1, 2], result.Points.Select(p => p.BatchSize));
+        Assert.Contains(result.Notes, n => n.Contains("stopped at b=4", StringComparison.Ordinal) && n.Contains("out of memory", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Failure_at_the_first_batch_is_an_error()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(failFromBatch: 1), new EngineOptions());
+        Assert.Throws<BatchwiseException>(() => runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick, cancellationToken: TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public void Fake_engine_latency_is_what_the_engine_reports()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [2] }, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.All(result.Points[0].LatencySamplesMs, s => Assert.Equal(FakeEngine.ReportedSeconds * 1000, s, 9));
+    }
+
+    [Fact]
+    public void Cancelled_sweep_returns_what_was_measured()
+    {
+        using var cts = new CancellationTokenSource();
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [1, 2, 4] }, p =>
+        {
+            if (p.Phase == "done" && p.BatchSize == 2)
+            {
+                cts.Cancel();
+            }
+        }, cts.Token);
+
+        Assert.Equal(StopReason.Cancelled, result.StopReason);
+        Assert.Equal([1, 2], result.Points.Select(p => p.BatchSize));
+        Assert.Contains(result.Notes, n => n.Contains("Ctrl+C", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Cancelling_mid_point_drops_that_point()
+    {
+        using var cts = new CancellationTokenSource();
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [1, 2] }, p =>
+        {
+            if (p.Phase == "window 1" && p.BatchSize == 2)
+            {
+                cts.Cancel();
+            }
+        }, cts.Token);
+
+        Assert.Equal([1], result.Points.Select(p => p.BatchSize));
+        Assert.Equal(StopReason.Cancelled, result.StopReason);
+        Assert.Contains(result.Notes, n => n.Contains("(b=2, c=1) was dropped", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Time_budget_stops_before_the_next_point_after_the_first()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [1, 2, 4], MaxTime = TimeSpan.FromMilliseconds(1) }, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Equal(StopReason.TimeBudget, result.StopReason);
+        Assert.Equal([1], result.Points.Select(p => p.BatchSize));
+        Assert.Contains(result.Notes, n => n.Contains("--max-time", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Fixed_batch_model_runs_its_batch_only_and_says_why()
+    {
+        var runner = new BenchmarkRunner(new OrtEngine(), new EngineOptions());
+        var result = runner.Run(TestModels.FixedBatch(), "fixed.onnx", Quick, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Equal([1], result.Points.Select(p => p.BatchSize));
+        var note = Assert.Single(result.Notes);
+        Assert.Contains("batching is impossible for this file", note, StringComparison.Ordinal);
+        Assert.Contains("first dimension fixed at 1", note, StringComparison.Ordinal);
+        Assert.Contains("re-export it with a dynamic batch axis", note, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Fixed_batch_model_with_other_batch_sizes_is_an_error()
+    {
+        var runner = new BenchmarkRunner(new OrtEngine(), new EngineOptions());
+        var e = Assert.Throws<BatchwiseException>(() => runner.Run(TestModels.FixedBatch(), "fixed.onnx", Quick with { BatchSizes = [1, 2] }, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("Batching is impossible", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Dynamic_dimension_without_shape_fails_before_loading()
+    {
+        var engine = new FakeEngine();
+        var runner = new BenchmarkRunner(engine, new EngineOptions());
+        var e = Assert.Throws<BatchwiseException>(() => runner.Run(TestModels.Tokens(), "tokens", Quick, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("'input_ids'", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0, engine.Loads);
+    }
+
+    [Fact]
+    public void Token_model_runs_with_a_symbol_binding()
+    {
+        var runner = new BenchmarkRunner(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
+        var options = Quick with { BatchSizes = [2], Shapes = ShapeBindings.Parse(["seq=16"]) };
+        var result = runner.Run(TestModels.Tokens(), "tokens", options, cancellationToken: TestContext.Current.CancellationToken);
+        var point = Assert.Single(result.Points);
+        Assert.Equal([2L, 16L], point.InputShapes[0]);
+        Assert.Contains("vocabulary", result.Context.Model.InputData["input_ids"], StringComparison.Ordinal);
+        Assert.Equal("ones (mask)", result.Context.Model.InputData["attention_mask"]);
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(1.5)]
+    public void Bad_tolerance_is_rejected(double tolerance)
+    {
+        Assert.Throws<BatchwiseException>(() => (Quick with { StabilityTolerance = tolerance }).Validate());
+    }
+
+    [Fact]
+    public void Default_batch_sizes_are_powers_of_two_up_to_the_limit()
+    {
+        Assert.Equal([1, 2, 4, 8, 16, 32], new BenchmarkOptions { MaxBatchSize = 40 }.PlannedBatchSizes());
+    }
+
+    /// <summary>An engine whose runs take about 0.2 ms and report a fixed time; Prepare fails from a batch size on.</summary>
+    private sealed class FakeEngine(int failFromBatch = int.MaxValue) : IEngine
+    {
+        public const double ReportedSeconds = 0.000123;
+
+        public int Loads { get; private set; }
+
+        public string Name => "fake";
+
+        public EngineDescription Describe(EngineOptions options) => new("fake", "0", "nothing", new Dictionary<string, string>());
+
+        public IEngineSession Load(OnnxModel model, EngineOptions options)
+        {
+            Loads++;
+            return new Session(model, failFromBatch);
+        }
+
+        private sealed class Session(OnnxModel model, int failFromBatch) : IEngineSession
+        {
+            public IReadOnlyList<TensorSpec> Inputs => model.Inputs;
+
+            public IReadOnlyList<TensorSpec> Outputs => model.Outputs;
+
+            public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default) => [];
+
+            public IPreparedRun Prepare(IReadOnlyList<Tensor> inputs) =>
+                inputs[0].Shape[0] >= failFromBatch
+                    ? throw new BatchwiseException($"fake engine out of memory at b={inputs[0].Shape[0]}")
+                    : new Run();
+
+            public void Dispose()
+            {
+            }
+        }
+
+        private sealed class Run : IPreparedRun
+        {
+            double IPreparedRun.Run()
+            {
+                // Busy for about 0.2 ms so runs stay countable; the reported time is fixed.
+                var start = Stopwatch.GetTimestamp();
+                while (Stopwatch.GetElapsedTime(start).TotalMilliseconds < 0.2)
+                {
+                    Thread.SpinWait(20);
+                }
+
+                return ReportedSeconds;
+            }
+
+            public IReadOnlyList<Tensor> ReadOutputs() => [];
+
+            public void Dispose()
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using System.Text.Json;
+using Batchwise.Benchmarking;
+using Batchwise.Engines;
+using Batchwise.Reports;
+using Batchwise.Zoo;
+
+namespace Batchwise.Tests.Reports;
+
+public sealed class BenchmarkReportTests
+{
+    private static readonly Lazy<BenchmarkResult> Result = new(() =>
+        new BenchmarkRunner(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 }).Run(
+            ModelZoo.Build("zoo:mlp"),
+            "zoo:mlp",
+            new BenchmarkOptions { BatchSizes = [1, 2], Duration = TimeSpan.FromMilliseconds(60), Warmup = TimeSpan.Zero, MaxWindows = 3, Seed = 42 }));
+
+    [Fact]
+    public void Json_has_every_documented_field()
+    {
+        using var doc = JsonDocument.Parse(BenchmarkJson.ToJson(Result.Value));
+        var root = doc.RootElement;
+        Assert.Equal("batchwise.bench", root.GetProperty("schema").GetString());
+        Assert.Equal(1, root.GetProperty("schema_version").GetInt32());
+        Assert.True(DateTimeOffset.TryParse(root.GetProperty("date_utc").GetString(), out _));
+        Assert.EndsWith("Z", root.GetProperty("date_utc").GetString(), StringComparison.Ordinal);
+        foreach (var field in new[] { "name", "cpu", "logical_cores", "os", "runtime" })
+        {
+            Assert.True(root.GetProperty("machine").TryGetProperty(field, out _), $"machine.{field}");
+        }
+
+        var engine = root.GetProperty("engine");
+        Assert.Equal("ort", engine.GetProperty("name").GetString());
+        Assert.False(string.IsNullOrEmpty(engine.GetProperty("version").GetString()));
+        Assert.Equal(1, engine.GetProperty("options").GetProperty("intra_op_threads").GetInt32());
+        Assert.Equal("cpu", engine.GetProperty("details").GetProperty("execution_provider").GetString());
+
+        var model = root.GetProperty("model");
+        Assert.Equal("zoo:mlp", model.GetProperty("source").GetString());
+        Assert.Equal(64, model.GetProperty("sha256").GetString()!.Length);
+        Assert.True(model.GetProperty("batchable").GetBoolean());
+        Assert.Equal("batch", model.GetProperty("inputs")[0].GetProperty("shape")[0].GetString());
+
+        var options = root.GetProperty("options");
+        Assert.Equal(42, options.GetProperty("seed").GetInt32());
+        Assert.Equal([1, 2], options.GetProperty("batch_sizes").EnumerateArray().Select(e => e.GetInt32()));
+
+        var points = root.GetProperty("points");
+        Assert.Equal(2, points.GetArrayLength());
+        foreach (var p in points.EnumerateArray())
+        {
+            foreach (var field in new[] { "batch_size", "concurrency", "input_shapes", "stable", "spread", "window_throughputs", "throughput_samples_per_s", "batches_per_s", "time_per_sample_ms", "cpu_utilization", "peak_working_set_bytes", "device_utilization_percent", "device_memory_used_bytes", "warmup_runs", "measured_seconds" })
+            {
+                Assert.True(p.TryGetProperty(field, out _), field);
+            }
+
+            var latency = p.GetProperty("latency_ms");
+            foreach (var field in new[] { "count", "mean", "stddev", "ci95", "min", "p50", "p90", "p95", "p99", "max" })
+            {
+                Assert.True(latency.TryGetProperty(field, out _), "latency_ms." + field);
+            }
+
+            Assert.Equal(latency.GetProperty("count").GetInt32(), p.GetProperty("latency_samples_ms").GetArrayLength());
+        }
+
+        var knee = root.GetProperty("knees")[0];
+        Assert.Equal(1, knee.GetProperty("concurrency").GetInt32());
+        Assert.False(string.IsNullOrEmpty(knee.GetProperty("verdict").GetString()));
+        Assert.Equal(1, knee.GetProperty("steps").GetArrayLength());
+        Assert.Equal("completed", root.GetProperty("stop_reason").GetString());
+        Assert.Equal(JsonValueKind.Array, root.GetProperty("notes").ValueKind);
+    }
+
+    [Fact]
+    public void Csv_has_the_documented_header_and_one_row_per_point()
+    {
+        var lines = BenchmarkCsv.ToCsv(Result.Value).TrimEnd().Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        Assert.Equal(string.Join(',', BenchmarkCsv.Columns), lines[0]);
+        Assert.StartsWith("schema_version,date_utc,model,", lines[0], StringComparison.Ordinal);
+        Assert.Equal(3, lines.Length);
+        var header = lines[0].Split(',');
+        var row = lines[1].Split(',');
+        Assert.Equal(header.Length, row.Length);
+        Assert.Equal("1", row[Array.IndexOf(header, "batch_size")]);
+        Assert.Equal("2", lines[2].Split(',')[Array.IndexOf(header, "batch_size")]);
+    }
+
+    [Fact]
+    public void Writing_into_a_missing_folder_is_a_clear_error()
+    {
+        var e = Assert.Throws<BatchwiseException>(() => BenchmarkJson.Write(Result.Value, "/nonexistent-folder/x.json"));
+        Assert.Contains("does not exist", e.Message, StringComparison.Ordinal);
+    }
+}
