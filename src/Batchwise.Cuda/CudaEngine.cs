@@ -29,6 +29,7 @@ public sealed class CudaEngine : IEngine
             ["compute_capability"] = info.ComputeCapability,
             ["precision"] = options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
+            ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
         };
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
     }
@@ -65,6 +66,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     private readonly string _busId;
     private CudnnHandle? _cudnn;
     private CublasLtObject? _lt;
+    private readonly bool _useCudaGraph;
     private bool _disposed;
 
     public CudaSession(OnnxModel model, EngineOptions options)
@@ -76,6 +78,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         ComputeCapability = (CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
+        _useCudaGraph = options.UseCudaGraph;
         _uploadStream = CudaDriver.CreateStream();
         _initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t =>
         {
@@ -118,7 +121,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
         _context.MakeCurrent();
         var plan = PlanFor(inputs);
-        var context = _idle.GetOrAdd(plan, _ => []).TryTake(out var idle) ? idle : new Planning.ExecutionContext(plan);
+        var context = _idle.GetOrAdd(plan, _ => []).TryTake(out var idle) ? idle : new Planning.ExecutionContext(plan, _useCudaGraph);
         return new CudaPreparedRun(this, plan, context, inputs);
     }
 

@@ -57,6 +57,12 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuModuleLoadData(out IntPtr module, void* image);
     [LibraryImport(Lib)] internal static partial int cuModuleUnload(IntPtr module);
     [LibraryImport(Lib)] private static partial int cuModuleGetFunction(out IntPtr function, IntPtr module, byte* name);
+    [LibraryImport(Lib, EntryPoint = "cuStreamBeginCapture_v2")] private static partial int cuStreamBeginCapture(IntPtr stream, int mode);
+    [LibraryImport(Lib)] private static partial int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
+    [LibraryImport(Lib)] private static partial int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
+    [LibraryImport(Lib)] private static partial int cuGraphLaunch(IntPtr exec, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Lib)] internal static partial int cuGraphExecDestroy(IntPtr exec);
     [LibraryImport(Lib)] private static partial int cuLaunchKernel(IntPtr f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, uint sharedBytes, IntPtr stream, void** args, void** extra);
 
     /// <summary>Initialises the driver once; throws a one-line "no NVIDIA GPU" error where there is none.</summary>
@@ -275,6 +281,45 @@ internal static unsafe partial class CudaDriver
         }
     }
 
+    /// <summary>
+    /// Records what <paramref name="enqueue"/> puts on the stream into a CUDA graph and instantiates it. Capture is
+    /// thread-local, so other threads' CUDA calls go on meanwhile.
+    /// </summary>
+    public static CudaGraphExec Capture(CudaStream stream, Action enqueue)
+    {
+        Check(cuStreamBeginCapture(stream.Handle, 1), "cuStreamBeginCapture");
+        IntPtr graph;
+        try
+        {
+            enqueue();
+        }
+        finally
+        {
+            // End the capture whatever happened, so the stream is usable again.
+            var end = cuStreamEndCapture(stream.Handle, out graph);
+            if (end != 0 && graph != IntPtr.Zero)
+            {
+                cuGraphDestroy(graph);
+            }
+
+            Check(end, "cuStreamEndCapture");
+        }
+
+        try
+        {
+            Check(cuGraphInstantiateWithFlags(out var exec, graph, 0), "cuGraphInstantiateWithFlags");
+            var h = new CudaGraphExec();
+            h.Set(exec);
+            return h;
+        }
+        finally
+        {
+            cuGraphDestroy(graph);
+        }
+    }
+
+    public static void Launch(CudaGraphExec graph, CudaStream stream) => Check(cuGraphLaunch(graph.Handle, stream.Handle), "cuGraphLaunch");
+
     public static void Launch(IntPtr function, uint gridX, uint blockX, uint sharedBytes, IntPtr stream, void** args, string name) =>
         Check(cuLaunchKernel(function, gridX, 1, 1, blockX, 1, 1, sharedBytes, stream, args, null), $"cuLaunchKernel({name})");
 }
@@ -376,6 +421,23 @@ internal sealed class CudaEvent : SafeHandle
     internal void Set(IntPtr p) => SetHandle(p);
 
     protected override bool ReleaseHandle() => CudaDriver.cuEventDestroy(handle) == 0;
+}
+
+/// <summary>An instantiated CUDA graph.</summary>
+internal sealed class CudaGraphExec : SafeHandle
+{
+    public CudaGraphExec()
+        : base(IntPtr.Zero, true)
+    {
+    }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    internal void Set(IntPtr p) => SetHandle(p);
+
+    protected override bool ReleaseHandle() => CudaDriver.cuGraphExecDestroy(handle) == 0;
 }
 
 /// <summary>A loaded CUDA module (a CUBIN from NVRTC).</summary>

@@ -357,11 +357,12 @@ internal static class KernelSource
     /// Max or average pooling over N-d windows (N = 1 to 3) of an [N, C, spatial...] tensor; windows clipped at the padded
     /// borders as ONNX Runtime does.
     /// </summary>
-    public static string Pool(bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad)
+    public static string Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad)
     {
         var r = inSpatial.Length;
         var sb = new StringBuilder();
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append("(float* __restrict__ y, const float* __restrict__ x)\n{\n");
+        var ct = CType(type);
+        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(ct).Append("* __restrict__ y, const ").Append(ct).Append("* __restrict__ x)\n{\n");
         var outCount = nc * outSpatial.Aggregate(1L, (a, b) => a * b);
         var inPlane = inSpatial.Aggregate(1L, (a, b) => a * b);
         sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
@@ -371,7 +372,7 @@ internal static class KernelSource
             sb.Append("    i64 o").Append(d).Append(" = r % ").Append(L(outSpatial[d])).Append("; r /= ").Append(L(outSpatial[d])).Append(";\n");
         }
 
-        sb.Append("    const float* xp = x + r * ").Append(L(inPlane)).Append(";\n");
+        sb.Append("    const ").Append(ct).Append("* xp = x + r * ").Append(L(inPlane)).Append(";\n");
         var inStrides = Strides(inSpatial);
         for (var d = 0; d < r; d++)
         {
@@ -391,7 +392,7 @@ internal static class KernelSource
         }
 
         var offset = string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {L(inStrides[d])}"));
-        sb.Append(indent).Append("float v = xp[").Append(offset).Append("];\n");
+        sb.Append(indent).Append("float v = (float)xp[").Append(offset).Append("];\n");
         sb.Append(indent).Append(max ? "a = v > a ? v : a;\n" : "a += v; n++;\n");
         for (var d = r - 1; d >= 0; d--)
         {
@@ -413,7 +414,7 @@ internal static class KernelSource
             }
         }
 
-        sb.Append("    y[i] = a;\n}\n");
+        sb.Append("    y[i] = (").Append(ct).Append(")a;\n}\n");
         return sb.ToString();
     }
 
@@ -483,14 +484,14 @@ internal static class KernelSource
             var s = F(scales[d]);
             var o = $"(float)o{d}";
             var inD = inShape[d];
-            var outD = outShape[d];
+            var resized = inD * scales[d]; // ONNX's length_resized: in * scale, not rounded (equals the output size when sizes are given)
             var coord = coordinateMode switch
             {
                 "asymmetric" => $"{o} / {s}",
-                "align_corners" => outD == 1 ? "0.f" : $"{o} * {F((inD - 1) / (double)(outD - 1))}",
-                "pytorch_half_pixel" => outD > 1 ? $"({o} + 0.5f) / {s} - 0.5f" : "0.f",
+                "align_corners" => resized == 1 ? "0.f" : $"{o} * {F((inD - 1) / (resized - 1))}",
+                "pytorch_half_pixel" => resized > 1 ? $"({o} + 0.5f) / {s} - 0.5f" : "0.f",
                 "tf_half_pixel_for_nn" => $"({o} + 0.5f) / {s}",
-                "half_pixel_symmetric" => $"{F(inD / 2.0 * (1 - outD / (scales[d] * inD)))} + ({o} + 0.5f) / {s} - 0.5f",
+                "half_pixel_symmetric" => $"{F(inD / 2.0 * (1 - outShape[d] / resized))} + ({o} + 0.5f) / {s} - 0.5f",
                 _ => $"({o} + 0.5f) / {s} - 0.5f",
             };
             sb.Append("    float f").Append(d).Append(" = ").Append(coord).Append(";\n");

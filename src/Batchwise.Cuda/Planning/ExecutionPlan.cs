@@ -256,10 +256,14 @@ internal sealed unsafe class ExecutionContext : IDisposable
     private readonly IntPtr[] _params;
     private readonly CudaEvent _start;
     private readonly CudaEvent _end;
+    private readonly bool _useGraph;
+    private CudaGraphExec? _graph;
+    private int _runs;
 
-    public ExecutionContext(ExecutionPlan plan)
+    public ExecutionContext(ExecutionPlan plan, bool useCudaGraph)
     {
         _plan = plan;
+        _useGraph = useCudaGraph;
         Stream = CudaDriver.CreateStream();
         _arena = CudaDriver.Allocate(plan.Memory.ArenaBytes);
         _workspace = plan.WorkspaceBytes > 0 ? CudaDriver.Allocate(plan.WorkspaceBytes) : null;
@@ -327,18 +331,52 @@ internal sealed unsafe class ExecutionContext : IDisposable
         return (void**)((byte*)_params[step] + (k.Buffers.Length * 8));
     }
 
-    /// <summary>Enqueues every step between two events and waits; returns the GPU time in seconds.</summary>
+    /// <summary>Why graph capture was given up for this context, if it was.</summary>
+    public string? GraphProblem { get; private set; }
+
+    /// <summary>True once the plan replays as one CUDA graph.</summary>
+    public bool UsesGraph => _graph is not null;
+
+    /// <summary>
+    /// Enqueues every step between two events and waits; returns the GPU time in seconds. With CUDA graphs on, the first
+    /// run goes step by step (libraries finish their lazy set-up), the second captures the steps and later runs replay them.
+    /// </summary>
     public double Run()
     {
+        if (_useGraph && _graph is null && GraphProblem is null && _runs >= 1)
+        {
+            try
+            {
+                _graph = CudaDriver.Capture(Stream, EnqueueSteps);
+            }
+            catch (CudaException e)
+            {
+                GraphProblem = e.Message;
+            }
+        }
+
+        _runs++;
         CudaDriver.Record(_start, Stream);
+        if (_graph is not null)
+        {
+            CudaDriver.Launch(_graph, Stream);
+        }
+        else
+        {
+            EnqueueSteps();
+        }
+
+        CudaDriver.Record(_end, Stream);
+        return CudaDriver.ElapsedSeconds(_start, _end);
+    }
+
+    private void EnqueueSteps()
+    {
         var steps = _plan.Steps;
         for (var i = 0; i < steps.Count; i++)
         {
             steps[i].Enqueue(this, i);
         }
-
-        CudaDriver.Record(_end, Stream);
-        return CudaDriver.ElapsedSeconds(_start, _end);
     }
 
     public void Dispose()
@@ -351,6 +389,7 @@ internal sealed unsafe class ExecutionContext : IDisposable
             }
         }
 
+        _graph?.Dispose();
         Cudnn?.Dispose();
         CublasLt?.Dispose();
         _start.Dispose();

@@ -346,7 +346,6 @@ internal sealed partial class GraphCompiler
 
     private void LowerPool(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs, bool max)
     {
-        RequireFloat(x);
         var r = x.Shape.Length - 2;
         if (r < 1 || r > 3)
         {
@@ -383,7 +382,7 @@ internal sealed partial class GraphCompiler
         }
 
         var y = Output(node, 0, x.Type, new[] { x.Shape[0], x.Shape[1] }.Concat(outSpatial).ToArray());
-        Kernel(KernelSource.Pool(max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0), y.Count, Dev(y), Dev(x));
+        Kernel(KernelSource.Pool(x.Type, max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0), y.Count, Dev(y), Dev(x));
     }
 
     private void LowerReduce(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
