@@ -28,10 +28,27 @@ internal sealed partial class GraphCompiler
     /// <summary>Node inputs whose values (not just shapes) decide output shapes: they must be known on the host.</summary>
     private static readonly Dictionary<string, int[]> ShapeInputs = new(StringComparer.Ordinal)
     {
-        ["Reshape"] = [1], ["Expand"] = [1], ["Unsqueeze"] = [1], ["Squeeze"] = [1], ["Split"] = [1], ["Slice"] = [1, 2, 3, 4],
-        ["Pad"] = [1, 2, 3], ["Resize"] = [1, 2, 3], ["Upsample"] = [1], ["ConstantOfShape"] = [0], ["Range"] = [0, 1, 2],
-        ["Clip"] = [1, 2], ["ReduceMean"] = [1], ["ReduceSum"] = [1], ["ReduceMax"] = [1], ["ReduceMin"] = [1], ["ReduceProd"] = [1],
-        ["ReduceL2"] = [1], ["ReduceL1"] = [1], ["ReduceSumSquare"] = [1], ["Dropout"] = [1, 2],
+        ["Reshape"] = [1],
+        ["Expand"] = [1],
+        ["Unsqueeze"] = [1],
+        ["Squeeze"] = [1],
+        ["Split"] = [1],
+        ["Slice"] = [1, 2, 3, 4],
+        ["Pad"] = [1, 2, 3],
+        ["Resize"] = [1, 2, 3],
+        ["Upsample"] = [1],
+        ["ConstantOfShape"] = [0],
+        ["Range"] = [0, 1, 2],
+        ["Clip"] = [1, 2],
+        ["ReduceMean"] = [1],
+        ["ReduceSum"] = [1],
+        ["ReduceMax"] = [1],
+        ["ReduceMin"] = [1],
+        ["ReduceProd"] = [1],
+        ["ReduceL2"] = [1],
+        ["ReduceL1"] = [1],
+        ["ReduceSumSquare"] = [1],
+        ["Dropout"] = [1, 2],
     };
 
     private readonly OnnxModel _model;
