@@ -111,6 +111,12 @@ internal static class KernelSource
     {
         var sb = new StringBuilder();
         var n = Count(outShape);
+
+        // 32-bit index arithmetic where every index fits: division by a constant is then a multiply and a shift,
+        // where 64-bit division is a long software routine.
+        var small = n < int.MaxValue && inShapes.All(s => Count(s) < int.MaxValue);
+        var ix = small ? "unsigned" : "i64";
+        string Lit(long v) => small ? v.ToString(CultureInfo.InvariantCulture) + "u" : L(v);
         sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(CType(outType)).Append("* __restrict__ y");
         for (var i = 0; i < inTypes.Count; i++)
         {
@@ -118,8 +124,8 @@ internal static class KernelSource
         }
 
         sb.Append(")\n{\n");
-        sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(L(n)).Append(") return;\n");
+        sb.Append("    ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        sb.Append("    if (i >= ").Append(Lit(n)).Append(") return;\n");
         var outStrides = Strides(outShape);
         for (var k = 0; k < inShapes.Count; k++)
         {
@@ -150,8 +156,8 @@ internal static class KernelSource
                         continue;
                     }
 
-                    var coord = d == 0 ? $"(i / {L(outStrides[0])})" : $"((i / {L(outStrides[d])}) % {L(outShape[d])})";
-                    terms.Add(strides[d] == 1 ? coord : $"{coord} * {L(strides[d])}");
+                    var coord = d == 0 ? $"(i / {Lit(outStrides[0])})" : $"((i / {Lit(outStrides[d])}) % {Lit(outShape[d])})";
+                    terms.Add(strides[d] == 1 ? coord : $"{coord} * {Lit(strides[d])}");
                 }
 
                 index = terms.Count == 0 ? "0" : string.Join(" + ", terms);
@@ -172,14 +178,21 @@ internal static class KernelSource
     {
         (shape, srcStrides, dstStrides) = Collapse(shape, srcStrides, dstStrides);
         var t = MoveType(elementSize);
+
+        // 32-bit index arithmetic when every offset is non-negative and fits (negative-step slices stay 64-bit).
+        var srcMax = srcBase + shape.Select((d, k) => (d - 1) * srcStrides[k]).Sum();
+        var dstMax = dstBase + shape.Select((d, k) => (d - 1) * dstStrides[k]).Sum();
+        var small = srcBase >= 0 && dstBase >= 0 && srcStrides.All(x => x >= 0) && dstStrides.All(x => x >= 0) && srcMax < int.MaxValue && dstMax < int.MaxValue && Count(shape) < int.MaxValue;
+        var ix = small ? "unsigned" : "i64";
+        string Lit(long v) => small ? v.ToString(CultureInfo.InvariantCulture) + "u" : L(v);
         var sb = new StringBuilder();
         sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(t).Append("* __restrict__ dst, const ").Append(t).Append("* __restrict__ src)\n{\n");
-        sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(L(Count(shape))).Append(") return;\n");
-        sb.Append("    i64 r = i; i64 s = ").Append(L(srcBase)).Append("; i64 d = ").Append(L(dstBase)).Append(";\n");
+        sb.Append("    ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        sb.Append("    if (i >= ").Append(Lit(Count(shape))).Append(") return;\n");
+        sb.Append("    ").Append(ix).Append(" r = i; ").Append(ix).Append(" s = ").Append(Lit(srcBase)).Append("; ").Append(ix).Append(" d = ").Append(Lit(dstBase)).Append(";\n");
         for (var k = shape.Length - 1; k >= 0; k--)
         {
-            sb.Append("    { i64 c = r % ").Append(L(shape[k])).Append("; r /= ").Append(L(shape[k])).Append("; s += c * ").Append(L(srcStrides[k])).Append("; d += c * ").Append(L(dstStrides[k])).Append("; }\n");
+            sb.Append("    { ").Append(ix).Append(" c = r % ").Append(Lit(shape[k])).Append("; r /= ").Append(Lit(shape[k])).Append("; s += c * ").Append(Lit(srcStrides[k])).Append("; d += c * ").Append(Lit(dstStrides[k])).Append("; }\n");
         }
 
         sb.Append("    dst[d] = src[s];\n}\n");

@@ -303,7 +303,13 @@ internal sealed partial class GraphCompiler
         var inSpatial = x.Shape.Skip(2).ToArray();
         var (pb, pe) = AutoPads(attrs.String("auto_pad", "NOTSET"), inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
         var outSpatial = Enumerable.Range(0, r).Select(d => ((inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1)) / strides[d]) + 1).ToArray();
-        var y = Output(node, 0, x.Type, new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray());
+        var outName = node.Output[0];
+        if (FoldBatchNorm(node, w, b) is { } folded)
+        {
+            (w, b, outName) = folded;
+        }
+
+        var y = Output(outName, x.Type, new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray());
 
         // cuDNN pads symmetrically: asymmetric pads become an explicit Pad into a temporary first.
         var input = x;
@@ -342,6 +348,48 @@ internal sealed partial class GraphCompiler
         }
 
         Emit(new ConvStep(_node, Dev(input), Dev(w), b is null ? -1 : Dev(b), Dev(y), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws));
+    }
+
+    /// <summary>
+    /// BatchNormalization folded into the convolution before it (the conv's only consumer, constant parameters):
+    /// W' = W * s and b' = (b - mean) * s + beta per output channel, s = gamma / sqrt(var + epsilon).
+    /// </summary>
+    private (PlanValue W, PlanValue B, string Output)? FoldBatchNorm(OnnxProto.NodeProto conv, PlanValue w, PlanValue? b)
+    {
+        var name = conv.Output[0];
+        if (w.Constant is null || (b is not null && b.Constant is null) || w.Type != ElementType.Float || _graphOutputs.Contains(name)
+            || !_consumers.TryGetValue(name, out var users) || users.Count != 1 || users[0].OpType != "BatchNormalization" || users[0].Input[0] != name)
+        {
+            return null;
+        }
+
+        var bn = users[0];
+        var p = bn.Input.Skip(1).Take(4).Select(n => _values.TryGetValue(n, out var v) ? v.Constant : null).ToArray();
+        var m = w.Shape[0];
+        if (p.Length != 4 || p.Any(t => t is null || t.Count != m) || bn.Output.Count(o => o.Length > 0) != 1)
+        {
+            return null;
+        }
+
+        var eps = new NodeAttributes(bn).Float("epsilon", 1e-5);
+        var per = w.Count / m;
+        var weights = w.Constant.AsDoubles();
+        var bias = new double[m];
+        for (var c = 0; c < m; c++)
+        {
+            var scale = p[0]![c] / Math.Sqrt(p[3]![c] + eps);
+            for (var j = 0; j < per; j++)
+            {
+                weights[(c * per) + j] = (float)(weights[(c * per) + j] * scale);
+            }
+
+            bias[c] = (float)((((b?.Constant![c]) ?? 0) - p[2]![c]) * scale + p[1]![c]);
+        }
+
+        _folded.Add(bn);
+        var wt = HostTensor.OfFloats(ElementType.Float, w.Shape, weights);
+        var bt = HostTensor.OfFloats(ElementType.Float, [m], bias);
+        return (new PlanValue(ElementType.Float, w.Shape, wt), new PlanValue(ElementType.Float, [m], bt), bn.Output[0]);
     }
 
     private void LowerPool(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs, bool max)

@@ -57,6 +57,9 @@ internal sealed partial class GraphCompiler
     private readonly List<PlanBuffer> _buffers = [];
     private readonly List<PlanStep> _steps = [];
     private readonly Dictionary<HostTensor, int> _constantBuffers = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<OnnxProto.NodeProto> _folded = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<string, List<OnnxProto.NodeProto>> _consumers = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _graphOutputs = new(StringComparer.Ordinal);
     private long _workspace;
     private string _node = string.Empty;
 
@@ -134,6 +137,25 @@ internal sealed partial class GraphCompiler
 
         foreach (var node in _model.Graph.Node)
         {
+            foreach (var input in node.Input.Where(i => i.Length > 0))
+            {
+                if (!_consumers.TryGetValue(input, out var list))
+                {
+                    _consumers[input] = list = [];
+                }
+
+                list.Add(node);
+            }
+        }
+
+        _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));
+        foreach (var node in _model.Graph.Node)
+        {
+            if (_folded.Contains(node))
+            {
+                continue;
+            }
+
             _node = string.IsNullOrEmpty(node.Name) ? $"{node.OpType} (output '{node.Output.FirstOrDefault()}')" : $"{node.OpType} '{node.Name}'";
             var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
             try
@@ -219,11 +241,13 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>A new arena buffer for a node output.</summary>
-    private PlanValue Output(OnnxProto.NodeProto node, int index, ElementType type, long[] shape)
+    private PlanValue Output(OnnxProto.NodeProto node, int index, ElementType type, long[] shape) => Output(node.Output[index], type, shape);
+
+    private PlanValue Output(string name, ElementType type, long[] shape)
     {
-        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * type.SizeOf(), node.Output[index]);
+        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * type.SizeOf(), name);
         var v = new PlanValue(type, shape, null, b.Id);
-        _values[node.Output[index]] = v;
+        _values[name] = v;
         return v;
     }
 

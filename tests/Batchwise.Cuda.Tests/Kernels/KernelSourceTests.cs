@@ -11,9 +11,9 @@ public sealed class KernelSourceTests
         var src = KernelSource.Elementwise(ElementType.Float, [ElementType.Float, ElementType.Float], [2, 3, 4], [[2, 3, 4], [1, 3, 1]], ElementwiseOps.Expression("Add", [ElementType.Float, ElementType.Float], (_, d) => d));
 
         Assert.Contains("const float x0 = p0[i];", src, StringComparison.Ordinal);
-        Assert.Contains("const float x1 = p1[((i / 4LL) % 3LL)];", src, StringComparison.Ordinal);
+        Assert.Contains("const float x1 = p1[((i / 4u) % 3u)];", src, StringComparison.Ordinal);
         Assert.Contains("y[i] = (float)(x0 + x1);", src, StringComparison.Ordinal);
-        Assert.Contains("if (i >= 24LL) return;", src, StringComparison.Ordinal);
+        Assert.Contains("if (i >= 24u) return;", src, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -25,6 +25,18 @@ public sealed class KernelSourceTests
         Assert.Contains("x0 * 0.25f", src, StringComparison.Ordinal);
         Assert.Contains("const long long x1 = p1[0];", scalar, StringComparison.Ordinal);
         Assert.Contains("bool* __restrict__ y", scalar, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Index_arithmetic_is_32_bit_where_it_fits_and_64_bit_beyond()
+    {
+        var small = KernelSource.ViewCopy(4, [8, 16], [1, 8], 0, [16, 1], 0);
+        var negative = KernelSource.ViewCopy(4, [8], [-1], 7, [1], 0);
+        var huge = KernelSource.Elementwise(ElementType.Float, [ElementType.Float], [3L << 30], [[3L << 30]], "x0");
+
+        Assert.Contains("unsigned i = ", small, StringComparison.Ordinal);
+        Assert.Contains("i64 i = ", negative, StringComparison.Ordinal);
+        Assert.Contains("i64 i = ", huge, StringComparison.Ordinal);
     }
 
     [Fact]
