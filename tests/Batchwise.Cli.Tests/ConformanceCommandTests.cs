@@ -12,6 +12,7 @@ public sealed class ConformanceCommandTests : IDisposable
 
     public ConformanceCommandTests()
     {
+        EngineRegistry.Register("refuses-everything", () => new RefusingEngine());
         var x = Tensor.From<float>(ElementType.Float, [4], [-1, 0, 1, 2]);
         NodeTestSuite.WriteCase(_dir, "test_relu_ok", Unary("Relu"), [x], [Tensor.From<float>(ElementType.Float, [4], [0, 0, 1, 2])]);
         NodeTestSuite.WriteCase(_dir, "test_neg_wrong", Unary("Neg"), [x], [x]);
@@ -50,6 +51,19 @@ public sealed class ConformanceCommandTests : IDisposable
         Assert.Contains("1 cases", output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Copy_to_writes_the_selected_cases_which_then_run_from_there()
+    {
+        var target = Path.Combine(_dir, "copied");
+        var (code, output, err) = await CliRunner.RunAsync("conformance", _dir, "--ops", "Relu", "--copy-to", target);
+        Assert.True(code == 0, err);
+        Assert.Contains("copied 1 cases", output, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(target, "test_relu_ok", "test_data_set_0", "output_0.pb")));
+        var (again, rerun, _) = await CliRunner.RunAsync("conformance", target);
+        Assert.Equal(0, again);
+        Assert.Contains("ran 1, passed 1", rerun, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("--filter", "(", "is not a regular expression")]
     [InlineData("--ops", "Conv;Relu", "neither an operator name nor a preset")]
@@ -60,6 +74,15 @@ public sealed class ConformanceCommandTests : IDisposable
         var (code, _, err) = await CliRunner.RunAsync("conformance", _dir, option, value);
         Assert.Equal(2, code);
         Assert.Contains(message, err.ReplaceLineEndings(" "), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_run_where_no_case_ran_does_not_pass()
+    {
+        var (code, output, _) = await CliRunner.RunAsync("conformance", _dir, "--filter", "relu", "--engine", "refuses-everything");
+        Assert.Equal(3, code);
+        Assert.Contains("unsupported 1", output, StringComparison.Ordinal);
+        Assert.Contains("no case ran", output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -80,4 +103,14 @@ public sealed class ConformanceCommandTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>An engine that refuses every model at load, as an engine lacking an operator does.</summary>
+    private sealed class RefusingEngine : IEngine
+    {
+        public string Name => "refuses-everything";
+
+        public EngineDescription Describe(EngineOptions options) => new(Name, "0", "none", new Dictionary<string, string>());
+
+        public IEngineSession Load(OnnxModel model, EngineOptions options) => throw new BatchwiseException($"Operator {model.Graph.Node[0].OpType} is not supported by {Name}");
+    }
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Batchwise.Benchmarking;
 using Batchwise.Comparison;
 using Batchwise.Engines;
 using Batchwise.Zoo;
@@ -33,10 +34,10 @@ public static class CompareCommand
         };
         var engines = new Option<string>("--engines", "-e") { Description = "Engine, or reference,candidate engines (e.g. ort,cuda); the first is the reference", DefaultValueFactory = _ => "ort" };
         var batchSize = new Option<int>("--batch-size", "-b") { Description = "Size of a dynamic first dimension", DefaultValueFactory = _ => 1 };
-        var shapes = new Option<string[]>("--shape") { Description = "Sizes for other dynamic dimensions: INPUT:DxDxD (whole shape) or SYMBOL:D; repeatable", AllowMultipleArgumentsPerToken = true };
+        var shapes = new Option<string[]>("--shape") { Description = "Size of another dynamic dimension: SYMBOL=SIZE (seq=128) or INPUT:DIMS with `batch` for the batch axis (input_ids:batch,128); repeatable" };
         var seed = new Option<int>("--seed") { Description = "Seed for the random inputs", DefaultValueFactory = _ => 0 };
-        var distribution = new Option<InputDistribution>("--distribution") { Description = "Float inputs: normal (N(0,1)) or uniform ([0,1))", DefaultValueFactory = _ => InputDistribution.Normal };
-        var inputs = new Option<string?>("--inputs") { Description = "Folder of inputs instead of random ones: NAME.npy or NAME.pb per input (input_N.* by position)" };
+        var input = new Option<string[]>("--input") { Description = "Real data for an input from a .npy file: NAME=FILE.npy (one sample, or [k, ...] samples repeated along the batch); repeatable" };
+        var inputs = new Option<string?>("--inputs") { Description = "Folder of input data: NAME.npy or NAME.pb per input (input_N.* by position); inputs without a file get random data" };
         var rtol = new Option<double>("--rtol") { Description = "Relative tolerance: pass when |a-b| <= atol + rtol*|b| everywhere (b the reference)", DefaultValueFactory = _ => 1e-4 };
         var atol = new Option<double>("--atol") { Description = "Absolute tolerance", DefaultValueFactory = _ => 1e-5 };
         var json = new Option<string?>("--json") { Description = "Also write the result as JSON to this file" };
@@ -44,7 +45,7 @@ public static class CompareCommand
         var tf32 = new Option<bool>("--tf32") { Description = "Let the candidate engine use TF32 tensor cores for fp32 (GPU engines)" };
         var command = new Command("compare", "Run the same inputs through two engines or two model variants and compare every output (exit 3 when past tolerance)")
         {
-            models, engines, batchSize, shapes, seed, distribution, inputs, rtol, atol, precision, tf32, json,
+            models, engines, batchSize, shapes, seed, input, inputs, rtol, atol, precision, tf32, json,
         };
 
         command.SetGuardedAction((parse, ct) =>
@@ -64,24 +65,27 @@ public static class CompareCommand
             var referenceOptions = new EngineOptions();
             var candidateOptions = new EngineOptions { Precision = parse.GetValue(precision), AllowTf32 = parse.GetValue(tf32) };
 
-            var shapeOverrides = SeededInputs.ParseShapes(parse.GetValue(shapes) ?? []);
+            var bindings = ShapeBindings.Parse(parse.GetValue(shapes) ?? []);
+            var data = new Dictionary<string, Tensor>(InputGenerator.ReadDataFiles(parse.GetValue(input) ?? []), StringComparer.Ordinal);
             var inputDir = parse.GetValue(inputs);
-            IReadOnlyList<Tensor> tensors;
             if (inputDir is not null)
             {
-                tensors = InputFiles.Load(inputDir, referenceModel.Inputs);
+                foreach (var (name, tensor) in InputFiles.Load(inputDir, referenceModel.Inputs))
+                {
+                    data.TryAdd(name, tensor);
+                }
             }
-            else
-            {
-                var resolved = SeededInputs.ResolveShapes(referenceModel, parse.GetValue(batchSize), shapeOverrides);
-                tensors = SeededInputs.Generate(referenceModel, resolved, parse.GetValue(seed), parse.GetValue(distribution));
-            }
+
+            var generator = new InputGenerator(referenceModel, parse.GetValue(seed), data);
+            var resolved = bindings.Resolve(referenceModel.Inputs, referenceModel.FindBatchAxis(), parse.GetValue(batchSize));
+            var tensors = generator.Generate(resolved);
+            var filled = generator.Describe();
 
             var reference = new ComparisonSide(referenceEngine, referenceModel, referenceOptions);
             var candidate = new ComparisonSide(candidateEngine, candidateModel, candidateOptions);
             var result = ModelComparison.Run(reference, candidate, tensors, tolerance, ct);
 
-            Print(reference, candidate, result, tolerance);
+            Print(reference, candidate, result, tolerance, filled);
             var jsonPath = parse.GetValue(json);
             if (jsonPath is not null)
             {
@@ -89,9 +93,9 @@ public static class CompareCommand
                 {
                     Reference = new { Model = referenceModel.Path ?? modelSpecs[0], Engine = result.Reference },
                     Candidate = new { Model = candidateModel.Path ?? modelSpecs[^1], Engine = result.Candidate, Precision = candidateOptions.Precision, candidateOptions.AllowTf32 },
-                    Seed = inputDir is null ? parse.GetValue(seed) : (int?)null,
-                    InputsFrom = inputDir ?? "seeded random",
+                    Seed = parse.GetValue(seed),
                     result.Inputs,
+                    InputData = filled,
                     Tolerance = tolerance,
                     result.Outputs,
                     result.Notes,
@@ -131,11 +135,11 @@ public static class CompareCommand
         }
     }
 
-    private static void Print(ComparisonSide reference, ComparisonSide candidate, ModelComparisonResult result, Tolerance tolerance)
+    private static void Print(ComparisonSide reference, ComparisonSide candidate, ModelComparisonResult result, Tolerance tolerance, IReadOnlyDictionary<string, string> filled)
     {
         Console.WriteLine($"reference: {reference.Label} ({result.Reference.Version}, {result.Reference.Device})");
         Console.WriteLine($"candidate: {candidate.Label} ({result.Candidate.Version}, {result.Candidate.Device})");
-        Console.WriteLine($"inputs:    {string.Join("; ", result.Inputs)}");
+        Console.WriteLine($"inputs:    {string.Join("; ", result.Inputs.Zip(reference.Model.Inputs, (text, spec) => $"{text}, {filled.GetValueOrDefault(spec.Name, "?")}"))}");
         var table = new PlainTable("output", "shape", "max abs", "max rel", "mean abs", "cosine", "top-1/5", "mismatches", "result");
         foreach (var o in result.Outputs)
         {

@@ -28,9 +28,10 @@ public static class ConformanceCommand
         var atol = new Option<double>("--atol") { Description = "Absolute tolerance (ONNX backend-test default)", DefaultValueFactory = _ => Tolerance.OnnxBackendTest.Atol };
         var json = new Option<string?>("--json") { Description = "Also write every case's result as JSON to this file" };
         var list = new Option<bool>("--list") { Description = "List the selected cases and their operators without running them" };
-        var command = new Command("conformance", "Run ONNX's backend node tests through an engine; report ran/passed/failed/unsupported/skipped per operator (exit 3 when a case fails)")
+        var copyTo = new Option<string?>("--copy-to") { Description = "Copy the selected cases into this folder without running them (to carry them to a machine without the test data)" };
+        var command = new Command("conformance", "Run ONNX's backend node tests through an engine; report ran/passed/failed/unsupported/skipped per operator (exit 3 when a case fails or none ran)")
         {
-            directory, engine, ops, filter, rtol, atol, json, list,
+            directory, engine, ops, filter, rtol, atol, json, list, copyTo,
         };
 
         command.SetGuardedAction((parse, ct) =>
@@ -68,6 +69,13 @@ public static class ConformanceCommand
                 return Task.FromResult(0);
             }
 
+            if (parse.GetValue(copyTo) is { } target)
+            {
+                var bytes = NodeTestSuite.Copy(cases, target);
+                Console.WriteLine($"copied {cases.Count} cases ({bytes / 1048576.0:F1} MiB) to {target}; run them with: batchwise conformance {target} --engine E");
+                return Task.FromResult(0);
+            }
+
             var verbose = parse.GetValue(CommonOptions.Verbose);
             var runner = new ConformanceRunner(EngineRegistry.Create(parse.GetValue(engine)!), new EngineOptions(), tolerance);
             Console.WriteLine($"running {cases.Count} node test cases from {dir} on {parse.GetValue(engine)!} (rtol {CompareCommand.Number(tolerance.Rtol)}, atol {CompareCommand.Number(tolerance.Atol)})");
@@ -89,6 +97,13 @@ public static class ConformanceCommand
                     Date = DateTimeOffset.UtcNow,
                     Host = new { HostInfo.MachineName, HostInfo.CpuName, HostInfo.OperatingSystem, HostInfo.Runtime },
                 });
+            }
+
+            if (report.Total.Ran == 0)
+            {
+                // Nothing was verified: say so and do not pass.
+                Console.WriteLine("no case ran: every selected case was unsupported by the engine or skipped");
+                return Task.FromResult(CasesFailed);
             }
 
             return Task.FromResult(report.Total.Failed == 0 ? 0 : CasesFailed);

@@ -93,6 +93,42 @@ public static class ModelComparison
             notes);
     }
 
+    /// <summary>Converts a tensor's values to another element type (to feed the same data to an fp16 and an fp32 variant).</summary>
+    public static Tensor CastTo(Tensor tensor, ElementType target)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (tensor.ElementType == target)
+        {
+            return tensor;
+        }
+
+        var values = tensor.ToDoubles();
+        var result = Tensor.Zeros(target, (long[])tensor.Shape.Clone());
+        for (var i = 0; i < values.Length; i++)
+        {
+            var v = values[i];
+            switch (target)
+            {
+                case ElementType.Float: result.AsSpan<float>()[i] = (float)v; break;
+                case ElementType.Float16: result.AsSpan<Half>()[i] = (Half)v; break;
+                case ElementType.BFloat16: result.AsSpan<ushort>()[i] = (ushort)(BitConverter.SingleToUInt32Bits((float)v) >> 16); break;
+                case ElementType.Double: result.AsSpan<double>()[i] = v; break;
+                case ElementType.Int64: result.AsSpan<long>()[i] = (long)v; break;
+                case ElementType.Int32: result.AsSpan<int>()[i] = (int)v; break;
+                case ElementType.Int16: result.AsSpan<short>()[i] = (short)v; break;
+                case ElementType.UInt16: result.AsSpan<ushort>()[i] = (ushort)v; break;
+                case ElementType.UInt32: result.AsSpan<uint>()[i] = (uint)v; break;
+                case ElementType.UInt64: result.AsSpan<ulong>()[i] = (ulong)v; break;
+                case ElementType.Int8: result.AsSpan<sbyte>()[i] = (sbyte)v; break;
+                case ElementType.UInt8: result.Data[i] = (byte)v; break;
+                case ElementType.Bool: result.Data[i] = v != 0 ? (byte)1 : (byte)0; break;
+                default: throw new BatchwiseException($"Cannot convert values to {target}", "Use numeric model inputs.");
+            }
+        }
+
+        return result;
+    }
+
     private static List<Tensor> MapInputs(IReadOnlyList<TensorSpec> referenceSpecs, IReadOnlyList<TensorSpec> candidateSpecs, IReadOnlyList<Tensor> inputs, string candidateName, List<string> notes)
     {
         if (inputs.Count != referenceSpecs.Count)
@@ -118,7 +154,7 @@ public static class ModelComparison
             if (spec.ElementType != tensor.ElementType && spec.ElementType is not (ElementType.Undefined or ElementType.String))
             {
                 notes.Add($"input '{spec.Name}' cast from {tensor.ElementType.ShortName()} to {spec.ElementType.ShortName()} for '{candidateName}'");
-                tensor = SeededInputs.Cast(tensor, spec.ElementType);
+                tensor = CastTo(tensor, spec.ElementType);
             }
 
             result.Add(tensor);

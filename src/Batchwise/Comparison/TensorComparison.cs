@@ -43,11 +43,14 @@ public sealed record TopKAgreement(long Rows, long Classes, double Top1, double?
 /// <item>Cosine = a·b / (‖a‖‖b‖); 1 when both are all zeros, 0 when only one is.</item>
 /// <item>Mismatches = elements with |a−b| &gt; Atol + Rtol·|b| (numpy.allclose); NaN matches NaN and an infinity matches
 /// the same infinity. Passed = shapes equal and no mismatches.</item>
-/// <item>TopK: for float outputs of rank 2 ([batch, classes]) or 3 ([batch, tokens, classes]) with at least 2 classes.</item>
+/// <item>TopK: for float outputs of rank 2 ([batch, classes]), or rank 3 ([batch, tokens, classes]) named like logits,
+/// probabilities or scores, with at least 2 classes.</item>
 /// </list>
 /// </remarks>
 public sealed record TensorComparison
 {
+    private static readonly string[] ClassifierNames = ["logit", "prob", "score", "softmax", "class"];
+
     /// <summary>Output name.</summary>
     public required string Name { get; init; }
 
@@ -185,16 +188,25 @@ public sealed record TensorComparison
             WorstIndex = worst,
             WorstReference = worst >= 0 ? b[worst] : 0,
             WorstCandidate = worst >= 0 ? a[worst] : 0,
-            TopK = IsClassifierLike(reference) && candidate.ElementType.IsFloatingPoint() ? TopKOf(a, b, reference.Shape[^1]) : null,
+            TopK = IsClassifierLike(name, reference) && candidate.ElementType.IsFloatingPoint() ? TopKOf(a, b, reference.Shape[^1]) : null,
             Passed = mismatches == 0,
         };
     }
 
-    /// <summary>True for float outputs shaped [batch, classes] or [batch, tokens, classes] with at least 2 classes.</summary>
-    public static bool IsClassifierLike(Tensor output)
+    /// <summary>
+    /// True for float outputs shaped [batch, classes], or [batch, tokens, classes] when the name says so (logits, probabilities, scores),
+    /// with at least 2 classes. Other rank-3 outputs (hidden states, detection heads) are not classifiers.
+    /// </summary>
+    public static bool IsClassifierLike(string name, Tensor output)
     {
+        ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(output);
-        return output.ElementType.IsFloatingPoint() && output.Shape.Length is 2 or 3 && output.Shape[^1] >= 2 && output.ElementCount > 0;
+        if (!output.ElementType.IsFloatingPoint() || output.ElementCount == 0 || output.Shape.Length is not (2 or 3) || output.Shape[^1] < 2)
+        {
+            return false;
+        }
+
+        return output.Shape.Length == 2 || ClassifierNames.Any(n => name.Contains(n, StringComparison.OrdinalIgnoreCase));
     }
 
     private static TopKAgreement TopKOf(double[] a, double[] b, long classes)

@@ -100,6 +100,10 @@ public sealed class ConformanceRunner
     public ConformanceReport Run(string directory, IReadOnlyList<NodeTestCase> cases, Action<CaseResult>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(cases);
+
+        // Describe first: an engine that cannot start here (no GPU, a missing library) says so once, up front,
+        // rather than as one "unsupported" per case.
+        var description = _engine.Describe(_options);
         var results = new List<CaseResult>(cases.Count);
         foreach (var testCase in cases)
         {
@@ -109,7 +113,7 @@ public sealed class ConformanceRunner
             progress?.Invoke(result);
         }
 
-        return new ConformanceReport(_engine.Describe(_options), directory, _tolerance, results);
+        return new ConformanceReport(description, directory, _tolerance, results);
     }
 
     /// <summary>Runs one case.</summary>

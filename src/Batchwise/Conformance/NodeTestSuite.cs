@@ -144,6 +144,32 @@ public static class NodeTestSuite
         return new NodeTestCase(name, folder, ReadOps(Path.Combine(folder, "model.onnx")), [data]);
     }
 
+    /// <summary>Copies cases (their folders, whole) under <paramref name="target"/>; returns the bytes copied.</summary>
+    public static long Copy(IEnumerable<NodeTestCase> cases, string target)
+    {
+        ArgumentNullException.ThrowIfNull(cases);
+        long bytes = 0;
+        try
+        {
+            foreach (var testCase in cases)
+            {
+                foreach (var file in System.IO.Directory.GetFiles(testCase.Directory, "*", SearchOption.AllDirectories))
+                {
+                    var destination = Path.Combine(target, testCase.Name, Path.GetRelativePath(testCase.Directory, file));
+                    System.IO.Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+                    File.Copy(file, destination, overwrite: true);
+                    bytes += new FileInfo(file).Length;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BatchwiseException($"Cannot copy node tests to '{target}': {e.Message}", "Choose a writable folder.", e);
+        }
+
+        return bytes;
+    }
+
     /// <summary>The operator types in a model file (recursing into subgraphs), without validating it.</summary>
     internal static IReadOnlyList<string> ReadOps(string modelPath)
     {

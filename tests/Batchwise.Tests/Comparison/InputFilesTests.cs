@@ -1,3 +1,4 @@
+using Batchwise.Benchmarking;
 using Batchwise.Comparison;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -15,7 +16,7 @@ public sealed class InputFilesTests : IDisposable
         var t = Tensor.From<long>(ElementType.Int64, [2, 3], [1, 2, 3, 4, 5, 6]);
         var path = Path.Combine(_dir, "a.npy");
         InputFiles.WriteNpy(path, t);
-        var back = InputFiles.ReadNpy(path);
+        var back = NpyReader.Read(path);
         Assert.Equal(ElementType.Int64, back.ElementType);
         Assert.Equal(t.Shape, back.Shape);
         Assert.Equal(t.Data, back.Data);
@@ -23,21 +24,19 @@ public sealed class InputFilesTests : IDisposable
     }
 
     [Fact]
-    public void Inputs_are_found_by_name_then_by_position_and_checked_against_the_model()
+    public void Inputs_are_found_by_name_before_position()
     {
         var model = ModelZoo.Build("mlp");
-        var x = Tensor.From<float>(ElementType.Float, [1, 64], new float[64]);
-        File.WriteAllBytes(Path.Combine(_dir, "input_0.pb"), Google.Protobuf.MessageExtensions.ToByteArray(TensorProtos.FromTensor(x)));
-        Assert.Equal([1L, 64], Assert.Single(InputFiles.Load(_dir, model.Inputs)).Shape);
+        var zeros = Tensor.From<float>(ElementType.Float, [1, 64], new float[64]);
+        File.WriteAllBytes(Path.Combine(_dir, "input_0.pb"), Google.Protobuf.MessageExtensions.ToByteArray(TensorProtos.FromTensor(zeros)));
+        Assert.Equal([1L, 64], InputFiles.Load(_dir, model.Inputs)["input"].Shape);
 
-        InputFiles.WriteNpy(Path.Combine(_dir, "input.npy"), Tensor.From<float>(ElementType.Float, [1, 63], new float[63]));
-        var e = Assert.Throws<BatchwiseException>(() => InputFiles.Load(_dir, model.Inputs));
-        Assert.Contains("input.npy", e.Message, StringComparison.Ordinal);
-        Assert.Contains("[1, 63]", e.Message, StringComparison.Ordinal);
+        InputFiles.WriteNpy(Path.Combine(_dir, "input.npy"), Tensor.From<float>(ElementType.Float, [2, 64], new float[128]));
+        Assert.Equal([2L, 64], InputFiles.Load(_dir, model.Inputs)["input"].Shape);
     }
 
     [Fact]
-    public void A_missing_input_file_lists_what_was_looked_for()
+    public void A_folder_without_any_input_file_lists_what_was_looked_for()
     {
         var e = Assert.Throws<BatchwiseException>(() => InputFiles.Load(_dir, ModelZoo.Build("mlp").Inputs));
         Assert.Contains("input.npy", e.Message, StringComparison.Ordinal);

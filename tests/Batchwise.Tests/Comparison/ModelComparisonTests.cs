@@ -1,3 +1,4 @@
+using Batchwise.Benchmarking;
 using Batchwise.Comparison;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -13,7 +14,7 @@ public sealed class ModelComparisonTests
     public void One_model_on_the_same_engine_twice_agrees_exactly()
     {
         var model = ModelZoo.Build("mlp");
-        var inputs = SeededInputs.Generate(model, [[8, 64]], seed: 0);
+        var inputs = new InputGenerator(model, 0).Generate([[8, 64]]);
         var side = new ComparisonSide(new OrtEngine(), model, new EngineOptions());
         var result = ModelComparison.Run(side, side, inputs, Tolerance);
         Assert.True(result.Passed);
@@ -30,7 +31,7 @@ public sealed class ModelComparisonTests
     {
         var a = ModelZoo.Build("mlp?seed=0");
         var b = ModelZoo.Build("mlp?seed=1");
-        var inputs = SeededInputs.Generate(a, [[8, 64]], seed: 0);
+        var inputs = new InputGenerator(a, 0).Generate([[8, 64]]);
         var result = ModelComparison.Run(new ComparisonSide(new OrtEngine(), a, new EngineOptions()), new ComparisonSide(new OrtEngine(), b, new EngineOptions()), inputs, Tolerance);
         Assert.False(result.Passed);
         Assert.True(result.Outputs[0].MaxAbsError > 1e-3);
@@ -42,7 +43,7 @@ public sealed class ModelComparisonTests
     {
         var fp32 = Identity(ElementType.Float);
         var fp16 = Identity(ElementType.Float16);
-        var inputs = SeededInputs.Generate(fp32, [[2, 3]], seed: 0);
+        var inputs = new InputGenerator(fp32, 0).Generate([[2, 3]]);
         var result = ModelComparison.Run(new ComparisonSide(new OrtEngine(), fp32, new EngineOptions()), new ComparisonSide(new OrtEngine(), fp16, new EngineOptions()), inputs, new Tolerance(1e-3, 1e-3));
         Assert.True(result.Passed);
         Assert.True(result.Outputs[0].MaxAbsError > 0, "fp16 rounding should show");
@@ -53,10 +54,50 @@ public sealed class ModelComparisonTests
     public void A_candidate_with_an_input_the_reference_lacks_is_a_user_error()
     {
         var reference = ModelZoo.Build("mlp");
-        var candidate = SeededInputsTests.EmbeddingModel(5);
-        var inputs = SeededInputs.Generate(reference, [[1, 64]], seed: 0);
+        var candidate = EmbeddingModel(5);
+        var inputs = new InputGenerator(reference, 0).Generate([[1, 64]]);
         var e = Assert.Throws<BatchwiseException>(() => ModelComparison.Run(new ComparisonSide(new OrtEngine(), reference, new EngineOptions()), new ComparisonSide(new OrtEngine(), candidate, new EngineOptions()), inputs, Tolerance));
         Assert.Contains("'input_ids'", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CastTo_converts_values_between_element_types()
+    {
+        var t = Tensor.From<float>(ElementType.Float, [3], [1.5f, -2f, 0.1f]);
+        var h = ModelComparison.CastTo(t, ElementType.Float16);
+        Assert.Equal(ElementType.Float16, h.ElementType);
+        Assert.Equal([1.5, -2, (double)(Half)0.1f], h.ToDoubles());
+        Assert.Same(t, ModelComparison.CastTo(t, ElementType.Float));
+    }
+
+    [Fact]
+    public void Token_ids_generated_for_an_embedding_model_run_on_onnx_runtime_and_agree_with_themselves()
+    {
+        var model = EmbeddingModel(vocabulary: 7);
+        var shapes = ShapeBindings.Parse(["seq=16"]).Resolve(model.Inputs, model.FindBatchAxis(), 2);
+        var inputs = new InputGenerator(model, 3).Generate(shapes);
+        Assert.All(inputs[0].AsSpan<long>().ToArray(), v => Assert.InRange(v, 0, 6));
+        var side = new ComparisonSide(new OrtEngine(), model, new EngineOptions());
+        var result = ModelComparison.Run(side, side, inputs, Tolerance);
+        Assert.True(result.Passed);
+        Assert.Equal("float32 [2, 16, 4]", result.Outputs[0].Reference);
+        Assert.Null(result.Outputs[0].TopK); // hidden states are not class scores
+    }
+
+    /// <summary>input_ids [batch, seq] → Gather(embedding [vocabulary, 4]) → Mul by the mask (cast to float, unsqueezed).</summary>
+    private static OnnxModel EmbeddingModel(long vocabulary)
+    {
+        var g = new GraphBuilder("embed", seed: 1);
+        var ids = g.Input("input_ids", ElementType.Int64, "batch", "seq");
+        var mask = g.Input("attention_mask", ElementType.Int64, "batch", "seq");
+        var table = g.Weight("embedding", [vocabulary, 4], 1f);
+        var gathered = g.Node("Gather", [table, ids], GraphBuilder.Attr("axis", 0L));
+        var maskF = g.Node("Cast", [mask], GraphBuilder.Attr("to", (long)ElementType.Float));
+        var axes = g.Int64s("axes", [2]);
+        var mask3 = g.Node("Unsqueeze", [maskF, axes]);
+        var y = g.Rename(g.Node("Mul", [gathered, mask3]), "hidden");
+        g.Output(y, ElementType.Float, "batch", "seq", 4L);
+        return g.Build("embed");
     }
 
     private static OnnxModel Identity(ElementType type)

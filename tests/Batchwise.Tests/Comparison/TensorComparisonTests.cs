@@ -115,6 +115,11 @@ public sealed class TensorComparisonTests
 
         var image = Tensor.Zeros(ElementType.Float, [1, 3, 4, 4]);
         Assert.Null(TensorComparison.Compare("y", image, image, Tight).TopK);
+
+        // Rank 3: token logits count per token; hidden states do not count.
+        var tokens = Floats([1, 2, 3], 1, 2, 3, 3, 2, 1);
+        Assert.Equal(2, TensorComparison.Compare("logits", tokens, tokens, Tight).TopK!.Rows);
+        Assert.Null(TensorComparison.Compare("last_hidden_state", tokens, tokens, Tight).TopK);
     }
 
     [Fact]
