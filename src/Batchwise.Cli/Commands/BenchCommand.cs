@@ -30,6 +30,7 @@ public static class BenchCommand
         var maxWindows = new Option<string>("--max-windows") { Description = "Windows measured at most before a point is reported unstable", DefaultValueFactory = _ => "10" };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON (schema: docs/bench-schema.md), raw latency samples included" };
         var csv = new Option<string?>("--csv") { Description = "Write one CSV row per point" };
+        var report = new Option<string?>("--report") { Description = "Write a self-contained HTML report (throughput and latency plots, tables) to this file" };
         var intra = new Option<string>("--intra-op-threads") { Description = "Threads inside one operator (0 = engine default)", DefaultValueFactory = _ => "0" };
         var inter = new Option<string>("--inter-op-threads") { Description = "Threads across operators (0 = engine default)", DefaultValueFactory = _ => "0" };
         var graphOpt = new Option<string>("--graph-optimization") { Description = "Graph optimisation level: disabled, basic, extended, all", DefaultValueFactory = _ => "all" };
@@ -41,11 +42,12 @@ public static class BenchCommand
 
         var command = new Command("bench", "Measure throughput and latency across batch sizes and concurrency, and find where batching stops paying")
         {
-            model, engine, batchSizes, maxBatch, concurrency, shape, input, duration, warmup, maxTime, seed, tolerance, maxWindows, json, csv,
+            model, engine, batchSizes, maxBatch, concurrency, shape, input, duration, warmup, maxTime, seed, tolerance, maxWindows, json, csv, report,
             intra, inter, graphOpt, ep, precision, device, noCudaGraph, profile,
         };
 
-        command.SetGuardedAction((parse, cancellationToken) =>
+        // The sweep runs off the invoking thread: System.CommandLine hooks Ctrl+C only once the action has returned its task.
+        command.SetGuardedAction((parse, cancellationToken) => Task.Run(() =>
         {
             var engineOptions = new EngineOptions
             {
@@ -75,6 +77,12 @@ public static class BenchCommand
             options.Validate();
             var jsonPath = parse.GetValue(json);
             var csvPath = parse.GetValue(csv);
+            var reportPath = parse.GetValue(report);
+            if (reportPath is not null)
+            {
+                ReportFile.CheckWritable(reportPath, "--report");
+            }
+
             if (jsonPath is not null)
             {
                 ReportFile.CheckWritable(jsonPath, "--json");
@@ -101,6 +109,11 @@ public static class BenchCommand
                 {
                     BenchmarkCsv.Write(r, csvPath);
                 }
+
+                if (reportPath is not null)
+                {
+                    HtmlReport.WriteBench(reportPath, r);
+                }
             }
 
             var result = RunWithProgress(runner, onnx, spec, options, Save, cancellationToken);
@@ -112,13 +125,13 @@ public static class BenchCommand
             }
 
             BenchmarkTable.Write(AnsiConsole.Console, result);
-            foreach (var path in new[] { jsonPath, csvPath }.OfType<string>())
+            foreach (var path in new[] { jsonPath, csvPath, reportPath }.OfType<string>())
             {
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}");
             }
 
-            return Task.FromResult(result.StopReason == StopReason.Cancelled ? 130 : 0);
-        });
+            return result.StopReason == StopReason.Cancelled ? 130 : 0;
+        }, CancellationToken.None));
         return command;
     }
 

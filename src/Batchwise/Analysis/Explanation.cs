@@ -1,0 +1,275 @@
+using System.Globalization;
+
+namespace Batchwise.Analysis;
+
+/// <summary>One costly layer as explain shows it: its work at batch 1 and how its time behaves as the batch grows.</summary>
+/// <param name="AtFirst">Prediction at the smallest batch.</param>
+/// <param name="AtLast">Prediction at the largest batch.</param>
+/// <param name="ShareAtLast">Share of the run's predicted time at the largest batch.</param>
+/// <param name="SaturationBatch">Batch at which the layer's GEMM N fills the device (null for non-GEMM layers).</param>
+/// <param name="Alike">Layers of the same operator, shape and cost that this row stands for (1 = just this one); the share counts them all.</param>
+public sealed record LayerRow(LayerPrediction AtFirst, LayerPrediction AtLast, double ShareAtLast, int? SaturationBatch, int Alike = 1)
+{
+    /// <summary>The layer's name, with how many alike layers it stands for.</summary>
+    public string Label => Alike > 1 ? string.Create(CultureInfo.InvariantCulture, $"{AtFirst.Work.Name} (x{Alike})") : AtFirst.Work.Name;
+}
+
+/// <summary>How far the prediction is from the measurement (positive: predicted faster than measured).</summary>
+/// <param name="AtFirst">Relative throughput error at the smallest batch.</param>
+/// <param name="AtLast">Relative throughput error at the largest batch.</param>
+/// <param name="PredictedKnee">Knee of the predicted curve.</param>
+/// <param name="MeasuredKnee">Knee of the measured curve.</param>
+/// <param name="BestRunAtFirst">Relative error against the fastest measured run at the smallest batch (NaN where unknown).</param>
+/// <param name="BestRunAtLast">Relative error against the fastest measured run at the largest batch (NaN where unknown).</param>
+public sealed record PredictionError(double AtFirst, double AtLast, int PredictedKnee, int MeasuredKnee, double BestRunAtFirst = double.NaN, double BestRunAtLast = double.NaN)
+{
+    /// <summary>Relative error above which explain says plainly that the model is off.</summary>
+    public const double Tolerance = 0.30;
+
+    /// <summary>True when either throughput error passes <see cref="Tolerance"/>.</summary>
+    public bool IsOff => Math.Abs(AtFirst) > Tolerance || Math.Abs(AtLast) > Tolerance;
+}
+
+/// <summary>Why batching helps or not for one model on one device: prediction, measurement, costly layers, verdict.</summary>
+public sealed record Explanation
+{
+    /// <summary>Model name.</summary>
+    public required string ModelName { get; init; }
+
+    /// <summary>Input shapes at batch 1.</summary>
+    public required string Input { get; init; }
+
+    /// <summary>The device's ceilings used.</summary>
+    public required DeviceCeilings Ceilings { get; init; }
+
+    /// <summary>Predicted run at each batch size.</summary>
+    public required IReadOnlyList<BatchPrediction> Predicted { get; init; }
+
+    /// <summary>Measured points (empty when nothing was measured).</summary>
+    public required IReadOnlyList<MeasuredPoint> Measured { get; init; }
+
+    /// <summary>The layers that cost most, most costly first.</summary>
+    public required IReadOnlyList<LayerRow> TopLayers { get; init; }
+
+    /// <summary>Prediction error, where there is a measurement.</summary>
+    public PredictionError? Error { get; init; }
+
+    /// <summary>The verdict: plain sentences with numbers.</summary>
+    public required IReadOnlyList<string> Verdict { get; init; }
+
+    /// <summary>The host's 1-minute load average after the measurement (Linux), or null.</summary>
+    public double? LoadAverage { get; init; }
+
+    /// <summary>Logical cores of the host measured.</summary>
+    public int LogicalCores { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Total FLOPs per sample.</summary>
+    public double FlopsPerSample => Predicted[0].Layers.Sum(l => l.Work.Flops) / Predicted[0].BatchSize;
+
+    /// <summary>Knee of the predicted curve.</summary>
+    public int PredictedKnee => Explainer.KneeOf(Predicted.Select(p => (p.BatchSize, p.Throughput)).ToList());
+
+    /// <summary>Knee of the measured curve, or null.</summary>
+    public int? MeasuredKnee => Measured.Count == 0 ? null : Explainer.KneeOf(Measured.Select(p => (p.BatchSize, p.Throughput)).ToList());
+}
+
+/// <summary>Builds an <see cref="Explanation"/> from a model's work, the device's ceilings and (optionally) a measured sweep.</summary>
+public static class Explainer
+{
+    /// <summary>The knee of a curve (the smallest batch within 90% of the best throughput), as bench finds it.</summary>
+    public static int KneeOf(IEnumerable<(int BatchSize, double Throughput)> curve) =>
+        Batchwise.Benchmarking.Knee.Find(curve)?.KneeBatchSize ?? throw new ArgumentException("An empty curve has no knee", nameof(curve));
+
+    /// <summary>Predicts the curve, ranks the layers, compares with the measurement and writes the verdict.</summary>
+    /// <param name="work">The model's layers.</param>
+    /// <param name="ceilings">The device.</param>
+    /// <param name="batchSizes">Batch sizes to predict (the measured ones are added).</param>
+    /// <param name="measured">Measured points, or empty.</param>
+    /// <param name="top">How many costly layers to list.</param>
+    /// <param name="smallerInput">The same model at a smaller input, for the input-size lever (optional).</param>
+    /// <param name="loadAverage">The host's load average while measuring (optional; a busy host is called out).</param>
+    public static Explanation Explain(ModelWork work, DeviceCeilings ceilings, IReadOnlyList<int> batchSizes, IReadOnlyList<MeasuredPoint> measured, int top = 10, (InputSize From, InputSize To, ModelWork Work)? smallerInput = null, double? loadAverage = null)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        ArgumentNullException.ThrowIfNull(ceilings);
+        ArgumentNullException.ThrowIfNull(batchSizes);
+        ArgumentNullException.ThrowIfNull(measured);
+        var batches = batchSizes.Concat(measured.Select(m => m.BatchSize)).Distinct().Order().ToList();
+        if (batches.Count == 0 || batches[0] < 1)
+        {
+            throw new BatchwiseException("No batch sizes to explain", "Pass --batch-sizes 1,2,4,8 (positive integers).");
+        }
+
+        var predictor = new ThroughputPredictor(ceilings);
+        var predicted = predictor.Predict(batches, work.At);
+        var first = predicted[0];
+        var last = predicted[^1];
+        // Layers of one shape (a ResNet stage repeats its blocks) make one row, so the table shows distinct work.
+        var rows = last.Layers
+            .Select((l, i) => (Last: l, First: first.Layers[i]))
+            .GroupBy(x => (x.Last.Work.OpType, x.Last.Work.GemmText, Math.Round(x.Last.Work.Flops), Math.Round(x.Last.Work.Bytes)))
+            .Select(g => new LayerRow(
+                g.First().First,
+                g.First().Last,
+                g.Sum(x => x.Last.Seconds) / last.Seconds,
+                g.First().First.Work.ParallelSize is { } n ? predictor.SaturationBatch(n / first.BatchSize) : null,
+                g.Count()))
+            .OrderByDescending(r => r.ShareAtLast)
+            .Take(Math.Max(1, top))
+            .ToList();
+
+        PredictionError? error = null;
+        if (measured.Count > 0)
+        {
+            var m = measured.OrderBy(p => p.BatchSize).ToList();
+            double Err(MeasuredPoint p, double measuredThroughput) => (predicted.First(x => x.BatchSize == p.BatchSize).Throughput - measuredThroughput) / measuredThroughput;
+            error = new PredictionError(
+                Err(m[0], m[0].Throughput),
+                Err(m[^1], m[^1].Throughput),
+                Explainer.KneeOf(predicted.Where(p => m.Any(x => x.BatchSize == p.BatchSize)).Select(p => (p.BatchSize, p.Throughput)).ToList()),
+                Explainer.KneeOf(m.Select(p => (p.BatchSize, p.Throughput)).ToList()),
+                Err(m[0], m[0].BestRunThroughput),
+                Err(m[^1], m[^1].BestRunThroughput));
+        }
+
+        var explanation = new Explanation
+        {
+            ModelName = work.ModelName,
+            Input = work.InputDescription,
+            Ceilings = ceilings,
+            Predicted = predicted,
+            Measured = measured.OrderBy(p => p.BatchSize).ToList(),
+            TopLayers = rows,
+            Error = error,
+            Verdict = [],
+            LoadAverage = measured.Count > 0 ? loadAverage : null,
+        };
+        return explanation with { Verdict = Verdict(explanation, predictor, smallerInput) };
+    }
+
+    private static List<string> Verdict(Explanation e, ThroughputPredictor predictor, (InputSize From, InputSize To, ModelWork Work)? smallerInput)
+    {
+        var c = e.Ceilings;
+        var first = e.Predicted[0];
+        var last = e.Predicted[^1];
+        var lines = new List<string>();
+        var gain = last.Throughput / first.Throughput;
+        lines.Add(F($"Predicted: {Units.Rate(first.Throughput)}/s at b={first.BatchSize}, {Units.Rate(last.Throughput)}/s at b={last.BatchSize} ({gain:N2}x); knee at b={e.PredictedKnee}."));
+        if (e.Measured.Count > 0)
+        {
+            var m0 = e.Measured[0];
+            var m1 = e.Measured[^1];
+            lines.Add(F($"Measured: {Units.Rate(m0.Throughput)}/s at b={m0.BatchSize}, {Units.Rate(m1.Throughput)}/s at b={m1.BatchSize} ({m1.Throughput / m0.Throughput:N2}x); knee at b={e.MeasuredKnee}."));
+        }
+
+        // Why: where the big GEMMs stand against the device's parallel width at batch 1.
+        var gemms = first.Layers.Where(l => l.Work.ParallelSize is not null && l.Work.Flops > 0).OrderByDescending(l => l.Work.Flops).ToList();
+        var totalFlops = first.Layers.Sum(l => l.Work.Flops);
+        if (gemms.Count > 0)
+        {
+            // The GEMMs that together hold half of the GEMM FLOPs, starting from the largest.
+            var gemmFlops = gemms.Sum(g => g.Work.Flops);
+            var big = new List<LayerPrediction>();
+            double acc = 0;
+            foreach (var g in gemms)
+            {
+                big.Add(g);
+                acc += g.Work.Flops;
+                if (acc >= gemmFlops / 2)
+                {
+                    break;
+                }
+            }
+
+            // N for convolutions; for MatMul and Gemm the batch-scaled dimension is the rows (batch x sequence).
+            var dim = big.Count(g => g.Work.OpType is "Conv" or "ConvTranspose") * 2 >= big.Count ? "N" : "rows (M)";
+            var n1 = big.Select(g => g.Work.ParallelSize!.Value / first.BatchSize).Order().ElementAt(big.Count / 2);
+            var minN = big.Min(g => g.Work.ParallelSize!.Value / first.BatchSize);
+            var share = gemmFlops / Math.Max(1, totalFlops);
+            if (minN >= c.SaturationN)
+            {
+                lines.Add(F($"At b=1 the largest GEMMs ({big.Count} layers holding half the GEMM FLOPs; GEMMs are {share:P0} of all FLOPs) already have {dim} = {n1:N0} per sample (smallest {minN:N0}), past this device's ~{c.SaturationN:N0}: they fill it without batching, so batching can only spread the per-run overhead and weight reads — at most {gain:N2}x predicted."));
+            }
+            else if (n1 >= c.SaturationN)
+            {
+                lines.Add(F($"At b=1 most of the largest GEMMs (median {dim} = {n1:N0} per sample) already fill this device's ~{c.SaturationN:N0}; only the smallest ({dim} = {minN:N0}) leave compute idle, until b≈{predictor.SaturationBatch(minN)}: batching gives little — at most {gain:N2}x predicted."));
+            }
+            else
+            {
+                lines.Add(F($"At b=1 the largest GEMMs have {dim} = {n1:N0} per sample (smallest {minN:N0}), below this device's ~{c.SaturationN:N0}: they leave compute idle until b≈{predictor.SaturationBatch(n1)}, which is why batching helps — up to {gain:N2}x predicted."));
+            }
+        }
+        else
+        {
+            lines.Add("The model has no Conv, MatMul or Gemm layers: it is bound by memory traffic and per-op overhead, which batching amortises only by spreading the per-run cost.");
+        }
+
+        lines.Add(F($"Time at b={first.BatchSize}: {Shares(first)}; at b={last.BatchSize}: {Shares(last)}."));
+
+        // Levers.
+        if (c.PeakFlopsFp16 is { } fp16 && fp16 > 0)
+        {
+            var fp16Ceilings = c with { PeakFlops = fp16, PeakConvFlops = c.PeakConvFlops * fp16 / c.PeakFlops };
+            var half = new ThroughputPredictor(fp16Ceilings).Predict(last.BatchSize, last.Layers.Select(l => l.Work with { Bytes = l.Work.Bytes / 2 }).ToList());
+            lines.Add(F($"FP16 would give ~{half.Throughput / last.Throughput:N1}x at b={last.BatchSize} ({fp16 / 1e12:N1} TFLOP/s fp16 vs {c.PeakFlops / 1e12:N1} fp32, half the bytes)."));
+        }
+        else
+        {
+            lines.Add(F($"FP16: no fp16 GEMM ceiling on {c.Device} via {c.Engine} — ONNX Runtime's CPU kernels gain little from fp16; on a GPU with tensor cores expect ~2x or more for compute-bound layers."));
+        }
+
+        if (smallerInput is { } s)
+        {
+            var small = predictor.Predict(last.BatchSize, s.Work.At(last.BatchSize));
+            var smallFirst = predictor.Predict(first.BatchSize, s.Work.At(first.BatchSize));
+            lines.Add(F($"Input {s.From}→{s.To}: ~{small.Throughput / last.Throughput:N1}x at b={last.BatchSize}, ~{smallFirst.Throughput / first.Throughput:N1}x at b={first.BatchSize} (predicted)."));
+        }
+
+        if (c.Details.TryGetValue("load_average", out var calibrationLoadText)
+            && double.TryParse(calibrationLoadText, NumberStyles.Float, CultureInfo.InvariantCulture, out var calibrationLoad)
+            && calibrationLoad > e.LogicalCores)
+        {
+            lines.Add(F($"The ceilings were measured on a busy machine (load average {calibrationLoad:N1} on {e.LogicalCores} logical cores); run explain --recalibrate when it is quiet for firmer numbers."));
+        }
+
+        if (e.LoadAverage is { } load && load > e.LogicalCores)
+        {
+            lines.Add(F($"The machine was busy while measuring (load average {load:N1} on {e.LogicalCores} logical cores): other processes took CPU time, so measured throughput is below what this device does alone, while the ceilings (best of many short runs) catch its quiet moments."));
+        }
+
+        // Honesty: say where the model is off.
+        if (e.Error is { } err)
+        {
+            var text = F($"Prediction error: {err.AtFirst:+0%;-0%} at b={e.Measured[0].BatchSize}, {err.AtLast:+0%;-0%} at b={e.Measured[^1].BatchSize}; knee predicted b={err.PredictedKnee}, measured b={err.MeasuredKnee}.");
+            if (double.IsFinite(err.BestRunAtFirst) && double.IsFinite(err.BestRunAtLast))
+            {
+                text += F($" Against the fastest run of each batch size: {err.BestRunAtFirst:+0%;-0%} and {err.BestRunAtLast:+0%;-0%}.");
+            }
+
+            if (err.IsOff)
+            {
+                var worst = Math.Abs(err.AtFirst) >= Math.Abs(err.AtLast) ? (err.AtFirst, e.Measured[0].BatchSize) : (err.AtLast, e.Measured[^1].BatchSize);
+                text += F($" The model is off by more than {PredictionError.Tolerance:P0} (worst {Math.Abs(worst.Item1):P0} at b={worst.Item2}, predicted {(worst.Item1 > 0 ? "faster" : "slower")} than measured): ");
+                text += worst.Item1 > 0
+                    ? "the roofline assumes every layer runs at the device's best GEMM rate or bandwidth, which small, oddly shaped or memory-layout-changing layers do not reach; on a shared CPU other processes also take cycles. Trust the measured curve and use the prediction only for where the time goes."
+                    : "this engine does better than the ceilings suggest — caches hold the activations of small layers, so bytes rarely go to DRAM, and fused operators skip the per-op cost. Trust the measured curve.";
+            }
+            else
+            {
+                text += F($" Within {PredictionError.Tolerance:P0}: the roofline account above is a fair explanation of this curve.");
+            }
+
+            lines.Add(text);
+        }
+
+        return lines;
+    }
+
+    private static string Shares(BatchPrediction p)
+    {
+        var total = p.Seconds;
+        return F($"{p.SecondsBoundBy(Bound.Compute) / total:P0} compute-bound, {p.SecondsBoundBy(Bound.Memory) / total:P0} memory-bound, {p.SecondsBoundBy(Bound.Launch) / total:P0} overhead");
+    }
+
+    private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,127 @@
+using Batchwise.Onnx;
+
+namespace Batchwise.Analysis;
+
+/// <summary>
+/// Every layer's work for one model at one input size, at any batch size: FLOPs, bytes and GEMM M/N/K
+/// per layer, scaled by the batch (activations and N grow with it, weights do not).
+/// </summary>
+public sealed class ModelWork
+{
+    private readonly IReadOnlyList<LayerTemplate> _layers;
+
+    private ModelWork(string modelName, string inputDescription, IReadOnlyList<LayerTemplate> layers)
+    {
+        ModelName = modelName;
+        InputDescription = inputDescription;
+        _layers = layers;
+    }
+
+    /// <summary>The model's name.</summary>
+    public string ModelName { get; }
+
+    /// <summary>Input shapes at batch 1, for reports.</summary>
+    public string InputDescription { get; }
+
+    /// <summary>Number of layers (graph nodes).</summary>
+    public int LayerCount => _layers.Count;
+
+    /// <summary>A layer's GEMM at batch 2 when only batch 1 is given: N doubles for a convolution, the rows otherwise.</summary>
+    private static GemmShape? Doubled(LayerWork w) => w.Gemm is not { } g ? null
+        : w.OpType is "Conv" or "ConvTranspose" ? g with { N = 2 * g.N }
+        : g with { M = 2 * g.M };
+
+    /// <summary>The GEMM view at a batch: each dimension that doubled from batch 1 to batch 2 scales with the batch.</summary>
+    private static GemmShape? ScaleGemm(LayerTemplate l, int batchSize)
+    {
+        if (l.GemmAtBatchOne is not { } g)
+        {
+            return null;
+        }
+
+        var two = l.GemmAtBatchTwo ?? g;
+        long Scale(long one, long twice) => twice == 2 * one && one > 0 ? one * batchSize : one;
+        return g with { M = Scale(g.M, two.M), N = Scale(g.N, two.N), K = Scale(g.K, two.K), BatchCount = Scale(g.BatchCount, two.BatchCount) };
+    }
+
+    /// <summary>One layer at batch 1: fixed bytes (weights) and per-sample FLOPs, activation bytes and N.</summary>
+    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel);
+
+    /// <summary>Every layer's work at <paramref name="batchSize"/>.</summary>
+    public IReadOnlyList<LayerWork> At(int batchSize) => _layers
+        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel))
+        .ToList();
+
+    /// <summary>Builds from per-layer work at batch 1 and the weights each layer reads (for tests and other cost models).</summary>
+    public static ModelWork FromLayers(string modelName, string inputDescription, IEnumerable<(LayerWork AtBatchOne, double WeightBytes)> layers)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        return new ModelWork(modelName, inputDescription, layers
+            .Select(l => new LayerTemplate(l.AtBatchOne.Name, l.AtBatchOne.OpType, l.AtBatchOne.Flops, Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), l.WeightBytes, l.AtBatchOne.Gemm, Doubled(l.AtBatchOne), l.AtBatchOne.ParallelSize, l.AtBatchOne.LaunchesKernel))
+            .ToList());
+    }
+
+    /// <summary>
+    /// Analyses a model at an input size with <see cref="CostModel"/> (static shape inference, so no run is
+    /// needed): the costs at batch 1 and 2 give each layer's fixed part (weights) and per-sample part.
+    /// </summary>
+    public static ModelWork Analyze(OnnxModel model, InputSize? size)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var dims = SymbolValues(model, size);
+        var one = CostModel.Compute(model, 1, dims);
+        var batchable = model.FindBatchAxis().IsBatchable;
+        var two = batchable ? CostModel.Compute(model, 2, dims) : one;
+        var layers = new List<LayerTemplate>(one.Nodes.Count);
+        for (var i = 0; i < one.Nodes.Count; i++)
+        {
+            NodeCost a = one.Nodes[i], b = two.Nodes[i];
+            var activationPerSample = batchable ? (double)(b.ActivationBytesRead + b.ActivationBytesWritten - a.ActivationBytesRead - a.ActivationBytesWritten) : a.ActivationBytesRead + a.ActivationBytesWritten;
+            var fixedActivation = (a.ActivationBytesRead + a.ActivationBytesWritten) - activationPerSample;
+            layers.Add(new LayerTemplate(
+                a.Name,
+                a.OpType,
+                a.Flops,
+                activationPerSample,
+                a.WeightBytes + Math.Max(0, fixedActivation),
+                a.Gemm,
+                b.Gemm,
+                ParallelPerSample(a),
+                a.LaunchesKernel));
+        }
+
+        return new ModelWork(model.Name, InputShapes.Describe(model, size), layers);
+    }
+
+    /// <summary>
+    /// The GEMM dimension that grows with the batch, per sample: N (batch x out-H x out-W) for a convolution,
+    /// the rows M x the batched count for a MatMul or Gemm (batch x sequence when the right operand is a weight).
+    /// </summary>
+    private static long? ParallelPerSample(NodeCost c) => c.Gemm is not { } g ? null
+        : c.OpType is "Conv" or "ConvTranspose" ? g.N
+        : g.M * g.BatchCount;
+
+    /// <summary>One layer's work from explicit numbers at batch 1 (for tests and engines with cost models of their own).</summary>
+    public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string opType, double flops, double activationBytes, double weightBytes, GemmShape? gemm = null, long? parallel = null) =>
+        (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount)), weightBytes);
+
+    /// <summary>Values for the model's symbolic dimensions other than the batch, from the input size.</summary>
+    private static Dictionary<string, long> SymbolValues(OnnxModel model, InputSize? size)
+    {
+        var shapes = InputShapes.For(model, 1, size);
+        var dims = new Dictionary<string, long>(StringComparer.Ordinal);
+        for (var i = 0; i < model.Inputs.Count; i++)
+        {
+            var spec = model.Inputs[i];
+            for (var d = 1; d < spec.Shape.Count; d++)
+            {
+                if (spec.Shape[d] is { IsDynamic: true, Symbol: { Length: > 0 } symbol })
+                {
+                    dims[symbol] = shapes[i][d];
+                }
+            }
+        }
+
+        return dims;
+    }
+}

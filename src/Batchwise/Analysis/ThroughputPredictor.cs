@@ -1,0 +1,120 @@
+using System.Globalization;
+
+namespace Batchwise.Analysis;
+
+/// <summary>What limits a layer's time: arithmetic, memory traffic, or the fixed cost of dispatching it.</summary>
+public enum Bound
+{
+    /// <summary>FLOPs at the (size-dependent) GEMM rate take longest.</summary>
+    Compute,
+
+    /// <summary>Bytes at the memory bandwidth take longest.</summary>
+    Memory,
+
+    /// <summary>The per-op dispatch or kernel-launch cost exceeds both.</summary>
+    Launch,
+}
+
+/// <summary>
+/// One layer's work at one batch and input size: what the predictor needs from the cost model.
+/// <see cref="ParallelSize"/> is the GEMM dimension that grows with the batch and spreads the work over the
+/// device's compute units: N (batch x out-H x out-W) for a convolution, the rows (batch x sequence, times
+/// the batched count) for a MatMul or Gemm.
+/// </summary>
+/// <param name="Name">Node name.</param>
+/// <param name="OpType">ONNX operator.</param>
+/// <param name="Flops">Floating-point operations (2 per multiply-add).</param>
+/// <param name="Bytes">Bytes read and written (weights and activations).</param>
+/// <param name="Gemm">The GEMM view M/N/K for Conv, MatMul and Gemm.</param>
+/// <param name="ParallelSize">The batch-scaled GEMM dimension, for Conv, MatMul and Gemm.</param>
+/// <param name="LaunchesKernel">False for views (Reshape, Flatten) that engines run without a kernel.</param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true)
+{
+    /// <summary>FLOPs per byte moved.</summary>
+    public double Intensity => Bytes > 0 ? Flops / Bytes : 0;
+
+    /// <summary>True for layers that run as a GEMM (Conv, MatMul, Gemm).</summary>
+    public bool IsGemm => ParallelSize is not null;
+
+    /// <summary>M / N / K as text (with the batched count), or "-".</summary>
+    public string GemmText => Gemm is { } g
+        ? string.Create(CultureInfo.InvariantCulture, $"{(g.BatchCount > 1 ? $"{g.BatchCount:N0} x " : string.Empty)}{g.M:N0} / {g.N:N0} / {g.K:N0}")
+        : "-";
+}
+
+/// <summary>Predicted time of one layer.</summary>
+/// <param name="Work">The layer's work.</param>
+/// <param name="ComputeSeconds">FLOPs over the effective GEMM rate at this N.</param>
+/// <param name="MemorySeconds">Bytes over the bandwidth.</param>
+/// <param name="OverheadSeconds">Per-op dispatch (CPU) or launch (GPU) cost.</param>
+/// <param name="Efficiency">Fraction of peak rate available at this N: min(1, N / SaturationN); 1 for non-GEMM layers.</param>
+public sealed record LayerPrediction(LayerWork Work, double ComputeSeconds, double MemorySeconds, double OverheadSeconds, double Efficiency)
+{
+    /// <summary>max(compute, memory) + overhead: the roofline time plus dispatch.</summary>
+    public double Seconds => Math.Max(ComputeSeconds, MemorySeconds) + OverheadSeconds;
+
+    /// <summary>What dominates.</summary>
+    public Bound Bound => OverheadSeconds >= Math.Max(ComputeSeconds, MemorySeconds) ? Bound.Launch
+        : ComputeSeconds >= MemorySeconds ? Bound.Compute : Bound.Memory;
+
+    /// <summary>Achieved FLOP/s under the prediction (for the roofline plot).</summary>
+    public double AttainedFlops => Seconds > 0 ? Work.Flops / Seconds : 0;
+}
+
+/// <summary>Predicted time of one run at one batch size.</summary>
+/// <param name="BatchSize">Samples per run.</param>
+/// <param name="RunOverheadSeconds">Fixed cost of a run.</param>
+/// <param name="Layers">Every layer's prediction.</param>
+public sealed record BatchPrediction(int BatchSize, double RunOverheadSeconds, IReadOnlyList<LayerPrediction> Layers)
+{
+    /// <summary>Predicted latency of one run.</summary>
+    public double Seconds => RunOverheadSeconds + Layers.Sum(l => l.Seconds);
+
+    /// <summary>Predicted samples per second.</summary>
+    public double Throughput => BatchSize / Seconds;
+
+    /// <summary>Seconds spent in layers of each bound, plus run overhead counted as launch.</summary>
+    public double SecondsBoundBy(Bound bound) => Layers.Where(l => l.Bound == bound).Sum(l => l.Seconds) + (bound == Bound.Launch ? RunOverheadSeconds : 0);
+}
+
+/// <summary>
+/// Roofline prediction: each layer takes max(FLOPs / effective peak, bytes / bandwidth) plus a per-op
+/// overhead, where the effective peak of a GEMM is peak x min(1, N / SaturationN) (a GEMM whose N is
+/// smaller than the device's parallel width leaves compute units idle); a run adds a fixed overhead.
+/// </summary>
+public sealed class ThroughputPredictor
+{
+    /// <summary>A predictor for one device.</summary>
+    public ThroughputPredictor(DeviceCeilings ceilings) => Ceilings = ceilings ?? throw new ArgumentNullException(nameof(ceilings));
+
+    /// <summary>The device's ceilings.</summary>
+    public DeviceCeilings Ceilings { get; }
+
+    /// <summary>Predicts one layer.</summary>
+    public LayerPrediction Predict(LayerWork work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var efficiency = work.ParallelSize is { } n ? Math.Min(1.0, n / Ceilings.SaturationN) : 1.0;
+        var compute = work.Flops / (Ceilings.PeakFor(work.OpType) * efficiency);
+        var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
+        return new LayerPrediction(work, compute, memory, work.LaunchesKernel ? Ceilings.OpOverheadSeconds : 0, efficiency);
+    }
+
+    /// <summary>Predicts one run of every layer at one batch size.</summary>
+    public BatchPrediction Predict(int batchSize, IReadOnlyList<LayerWork> layers)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        return new BatchPrediction(batchSize, Ceilings.RunOverheadSeconds, layers.Select(Predict).ToList());
+    }
+
+    /// <summary>Predicts a throughput curve: <paramref name="layersAt"/> gives the layers' work at a batch size.</summary>
+    public IReadOnlyList<BatchPrediction> Predict(IEnumerable<int> batchSizes, Func<int, IReadOnlyList<LayerWork>> layersAt)
+    {
+        ArgumentNullException.ThrowIfNull(batchSizes);
+        ArgumentNullException.ThrowIfNull(layersAt);
+        return batchSizes.Select(b => Predict(b, layersAt(b))).ToList();
+    }
+
+    /// <summary>The smallest batch at which a GEMM with <paramref name="nPerSample"/> (its batch-scaled size at batch 1) fills the device.</summary>
+    public int SaturationBatch(long nPerSample) => nPerSample <= 0 ? int.MaxValue : (int)Math.Min(int.MaxValue, Math.Max(1, Math.Ceiling(Ceilings.SaturationN / nPerSample)));
+}

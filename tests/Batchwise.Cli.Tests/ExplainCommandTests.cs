@@ -1,0 +1,119 @@
+using Batchwise.Analysis;
+using Batchwise.Engines;
+
+namespace Batchwise.Cli.Tests;
+
+/// <summary>explain end to end on small zoo models, with synthetic ceilings in a private cache so no calibration runs.</summary>
+public sealed class ExplainCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("bw-explain-cli-").FullName;
+    private readonly string? _oldCache = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
+
+    public ExplainCommandTests()
+    {
+        Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", _dir);
+        var cache = CeilingsCache.Default();
+        var engine = new OrtEngine();
+        cache.Write(DeviceCeilingsSource.CachePath(engine, new EngineOptions(), cache), new DeviceCeilings
+        {
+            Engine = "ort",
+            Device = "test CPU",
+            Machine = HostInfo.MachineName,
+            PeakFlops = 50e9,
+            PeakConvFlops = 40e9,
+            BandwidthBytesPerSecond = 10e9,
+            RunOverheadSeconds = 5e-6,
+            OpOverheadSeconds = 1e-6,
+            SaturationN = 64,
+            MeasuredAt = DateTimeOffset.UtcNow,
+        });
+    }
+
+    public void Dispose()
+    {
+        Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", _oldCache);
+        Directory.Delete(_dir, true);
+    }
+
+    [Fact]
+    public async Task Explain_mlp_prints_curve_layers_and_a_verdict_with_numbers()
+    {
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--batch-sizes", "1,4,16", "--duration", "0.02");
+        Assert.True(code == 0, err);
+        Assert.Contains("test CPU via ort", output, StringComparison.Ordinal);
+        Assert.Contains("Verdict", output, StringComparison.Ordinal);
+        Assert.Contains("Measured:", output, StringComparison.Ordinal);
+        Assert.Contains("Prediction error:", output, StringComparison.Ordinal);
+        var verdict = output.ReplaceLineEndings(" ");
+        Assert.Contains("rows (M) = 1 per sample", verdict, StringComparison.Ordinal); // a fully connected layer's rows are the batch
+        Assert.Contains("b≈64", verdict, StringComparison.Ordinal); // so it fills N = 64 at b = 64
+    }
+
+    [Fact]
+    public async Task Explain_small_resnet_writes_an_html_report()
+    {
+        var report = Path.Combine(_dir, "r18.html");
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=64", "--batch-sizes", "1,2", "--duration", "0.02", "--top", "3", "--report", report);
+        Assert.True(code == 0, err);
+        Assert.Contains($"wrote {report}", output, StringComparison.Ordinal);
+        var html = await File.ReadAllTextAsync(report, TestContext.Current.CancellationToken);
+        Assert.Contains("<svg", html, StringComparison.Ordinal);
+        Assert.Contains("resnet18", html, StringComparison.Ordinal);
+        Assert.Contains("Input 64→32", output.ReplaceLineEndings(" "), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Explain_uses_a_bench_file_instead_of_measuring()
+    {
+        var bench = Path.Combine(_dir, "bench.json");
+        var (benchCode, _, benchErr) = await CliRunner.RunAsync("bench", "zoo:mlp", "--batch-sizes", "1,8", "--duration", "0.1", "--warmup", "0.05", "--json", bench);
+        Assert.True(benchCode == 0, benchErr);
+        var measured = BenchFile.Read(bench).Points;
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--bench", bench);
+        Assert.True(code == 0, err);
+        Assert.Contains($"Measured: {Units.Rate(measured[0].Throughput)}/s at b=1, {Units.Rate(measured[1].Throughput)}/s at b=8", output.ReplaceLineEndings(" "), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Bench_writes_an_html_report()
+    {
+        var report = Path.Combine(_dir, "bench.html");
+        var (code, output, err) = await CliRunner.RunAsync("bench", "zoo:mlp", "--batch-sizes", "1,2", "--duration", "0.1", "--warmup", "0", "--report", report);
+        Assert.True(code == 0, err);
+        Assert.Contains($"wrote {report}", output, StringComparison.Ordinal);
+        var html = await File.ReadAllTextAsync(report, TestContext.Current.CancellationToken);
+        Assert.Contains("<svg", html, StringComparison.Ordinal);
+        Assert.Contains("concurrency 1", html, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Predict_only_runs_no_sweep()
+    {
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:bert?seq=8&layers=1", "--no-measure", "--batch-sizes", "1,2");
+        Assert.True(code == 0, err);
+        Assert.DoesNotContain("Measured:", output, StringComparison.Ordinal);
+        Assert.Contains("Predicted:", output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--batch-sizes", "0", "Batch size '0'")]
+    [InlineData("--input-size", "big", "Input size 'big'")]
+    [InlineData("--top", "0", "--top 0")]
+    [InlineData("--bench", "/nonexistent/bench.json", "not found")]
+    public async Task Bad_options_are_one_line_errors(string option, string value, string expected)
+    {
+        var (code, _, err) = await CliRunner.RunAsync("explain", "zoo:mlp", option, value, "--no-measure");
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err.ReplaceLineEndings(" "), StringComparison.Ordinal);
+        Assert.StartsWith("error:", err, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", err, StringComparison.Ordinal); // no stack trace without --verbose
+    }
+
+    [Fact]
+    public async Task Missing_model_is_a_one_line_error()
+    {
+        var (code, _, err) = await CliRunner.RunAsync("explain", "/nonexistent/model.onnx", "--no-measure");
+        Assert.Equal(2, code);
+        Assert.Contains("not found", err, StringComparison.Ordinal);
+    }
+}

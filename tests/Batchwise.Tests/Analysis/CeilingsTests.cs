@@ -1,0 +1,116 @@
+using Batchwise.Analysis;
+using Batchwise.Engines;
+
+namespace Batchwise.Tests.Analysis;
+
+public sealed class CeilingsTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"bw-ceilings-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir))
+        {
+            Directory.Delete(_dir, true);
+        }
+    }
+
+    [Fact]
+    public void Cache_round_trips_every_field()
+    {
+        var cache = new CeilingsCache(_dir);
+        var path = cache.PathFor("host", "ort", "cpu");
+        var original = Synthetic.Device() with { PeakConvFlops = 50e9, Details = new Dictionary<string, string> { ["k"] = "v" } };
+        cache.Write(path, original);
+        var read = cache.TryRead(path);
+        Assert.NotNull(read);
+        Assert.Equal(original.PeakFlops, read!.PeakFlops);
+        Assert.Equal(original.PeakConvFlops, read.PeakConvFlops);
+        Assert.Equal(original.BandwidthBytesPerSecond, read.BandwidthBytesPerSecond);
+        Assert.Equal(original.SaturationN, read.SaturationN);
+        Assert.Equal(original.RunOverheadSeconds, read.RunOverheadSeconds);
+        Assert.Equal(original.OpOverheadSeconds, read.OpOverheadSeconds);
+        Assert.Equal(original.MeasuredAt, read.MeasuredAt);
+        Assert.Equal("v", read.Details["k"]);
+    }
+
+    [Fact]
+    public void Damaged_or_old_cache_files_read_as_absent()
+    {
+        var cache = new CeilingsCache(_dir);
+        var path = cache.PathFor("host", "ort", "cpu");
+        Assert.Null(cache.TryRead(path));
+        Directory.CreateDirectory(_dir);
+        File.WriteAllText(path, "{ not json");
+        Assert.Null(cache.TryRead(path));
+        cache.Write(path, Synthetic.Device() with { Schema = DeviceCeilings.CurrentSchema - 1 });
+        Assert.Null(cache.TryRead(path));
+    }
+
+    [Fact]
+    public void Cache_files_differ_per_machine_engine_device_and_settings()
+    {
+        var cache = new CeilingsCache(_dir);
+        var paths = new[]
+        {
+            cache.PathFor("a", "ort", "cpu"), cache.PathFor("b", "ort", "cpu"), cache.PathFor("a", "cuda", "cpu"),
+            cache.PathFor("a", "ort", "gpu"), cache.PathFor("a", "ort", "cpu", "threads=1"),
+        };
+        Assert.Equal(paths.Length, paths.Distinct().Count());
+    }
+
+    [Fact]
+    public void Source_measures_once_then_reads_the_cache_until_recalibrated()
+    {
+        var cache = new CeilingsCache(_dir);
+        var probe = new CountingProbe();
+        DeviceCeilingsSource.Register("counting-test", () => probe);
+        var engine = new OrtEngine();
+        var (first, fromCache1, path) = DeviceCeilingsSource.Get(new NamedEngine(engine, "counting-test"), new EngineOptions(), cache, recalibrate: false);
+        var (second, fromCache2, _) = DeviceCeilingsSource.Get(new NamedEngine(engine, "counting-test"), new EngineOptions(), cache, recalibrate: false);
+        var (_, fromCache3, _) = DeviceCeilingsSource.Get(new NamedEngine(engine, "counting-test"), new EngineOptions(), cache, recalibrate: true);
+        Assert.False(fromCache1);
+        Assert.True(fromCache2);
+        Assert.False(fromCache3);
+        Assert.Equal(2, probe.Calls);
+        Assert.Equal(first.PeakFlops, second.PeakFlops);
+        Assert.True(File.Exists(path));
+    }
+
+    [Fact]
+    public void Engine_probe_measures_positive_ceilings_on_this_cpu()
+    {
+        var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 18, ConvSides = [4, 8, 16] };
+        var c = probe.Measure(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
+        Assert.True(c.PeakFlops > 1e8, $"peak {c.PeakFlops}");
+        Assert.True(c.PeakConvFlops > 1e8, $"conv {c.PeakConvFlops}");
+        Assert.True(c.BandwidthBytesPerSecond > 1e8, $"bandwidth {c.BandwidthBytesPerSecond}");
+        Assert.InRange(c.RunOverheadSeconds, 0, 0.01);
+        Assert.InRange(c.OpOverheadSeconds, 0, 0.001);
+        Assert.InRange(c.SaturationN, 1, 1e7);
+        Assert.Equal("ort", c.Engine);
+        Assert.Contains("conv_curve", c.Details.Keys);
+        Assert.Null(c.PeakFlopsFp16); // ONNX Runtime refuses --precision fp16, so there is no fp16 ceiling
+        Assert.StartsWith("not measured", c.Details["fp16"], StringComparison.Ordinal);
+    }
+
+    private sealed class CountingProbe : ICeilingsProbe
+    {
+        public int Calls { get; private set; }
+
+        public DeviceCeilings Measure(IEngine engine, EngineOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
+        {
+            Calls++;
+            return Synthetic.Device() with { Engine = engine.Name };
+        }
+    }
+
+    private sealed class NamedEngine(IEngine inner, string name) : IEngine
+    {
+        public string Name => name;
+
+        public EngineDescription Describe(EngineOptions options) => inner.Describe(options);
+
+        public IEngineSession Load(Batchwise.Onnx.OnnxModel model, EngineOptions options) => inner.Load(model, options);
+    }
+}

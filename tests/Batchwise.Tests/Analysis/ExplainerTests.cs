@@ -1,0 +1,93 @@
+using Batchwise.Analysis;
+
+namespace Batchwise.Tests.Analysis;
+
+public sealed class ExplainerTests
+{
+    [Fact]
+    public void Verdict_says_batching_helps_when_n_is_below_saturation()
+    {
+        var e = Explainer.Explain(Synthetic.OneGemm(100), Synthetic.Device(), [1, 2, 4, 8, 16, 32], []);
+        Assert.Contains(e.Verdict, l => l.Contains("below this device's ~1,000", StringComparison.Ordinal) && l.Contains("b≈10", StringComparison.Ordinal));
+        Assert.Null(e.Error);
+        Assert.Equal(16, e.PredictedKnee);
+    }
+
+    [Fact]
+    public void Verdict_says_batch_one_already_fills_the_device_when_n_is_large()
+    {
+        var e = Explainer.Explain(Synthetic.OneGemm(102_400), Synthetic.Device(saturationN: 20_000), [1, 8], []);
+        Assert.Contains(e.Verdict, l => l.Contains("N = 102,400", StringComparison.Ordinal) && l.Contains("past this device's ~20,000", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Prediction_within_30_percent_is_called_fair()
+    {
+        var device = Synthetic.Device();
+        var work = Synthetic.OneGemm(100);
+        var predicted = new ThroughputPredictor(device).Predict([1, 8], work.At);
+        var measured = predicted.Select(p => new MeasuredPoint(p.BatchSize, p.Throughput * 0.9, p.Seconds / 0.9, p.Seconds, 10)).ToList();
+        var e = Explainer.Explain(work, device, [1, 8], measured);
+        Assert.NotNull(e.Error);
+        Assert.False(e.Error!.IsOff);
+        Assert.Equal(0.1 / 0.9, e.Error.AtFirst, 6);
+        Assert.Contains(e.Verdict, l => l.Contains("Within 30", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Prediction_off_by_more_than_30_percent_says_so_in_words()
+    {
+        var device = Synthetic.Device();
+        var work = Synthetic.OneGemm(100);
+        var predicted = new ThroughputPredictor(device).Predict([1, 8], work.At);
+        var measured = predicted.Select(p => new MeasuredPoint(p.BatchSize, p.Throughput / 2, p.Seconds * 2, p.Seconds * 2, 10)).ToList();
+        var e = Explainer.Explain(work, device, [1, 8], measured);
+        Assert.True(e.Error!.IsOff);
+        Assert.Contains(e.Verdict, l => l.Contains("off by more than 30", StringComparison.Ordinal) && l.Contains("predicted faster", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Busy_host_is_called_out()
+    {
+        var device = Synthetic.Device();
+        var work = Synthetic.OneGemm(100);
+        var measured = new[] { new MeasuredPoint(1, 10, 0.1, 0.1, 3) };
+        var e = Explainer.Explain(work, device, [1], measured, loadAverage: 1000);
+        Assert.Contains(e.Verdict, l => l.Contains("busy while measuring", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Top_layers_are_ranked_by_predicted_time_at_the_largest_batch()
+    {
+        var work = ModelWork.FromLayers("two", "x", [
+            ModelWork.Layer("small", "Conv", 1e6, 1e3, 0, new GemmShape(8, 10_000, 8)),
+            ModelWork.Layer("big", "Conv", 1e9, 1e3, 0, new GemmShape(8, 10_000, 8)),
+        ]);
+        var e = Explainer.Explain(work, Synthetic.Device(), [1, 4], [], top: 1);
+        Assert.Equal("big", Assert.Single(e.TopLayers).AtLast.Work.Name);
+    }
+
+    [Fact]
+    public void Layers_of_one_shape_make_one_row_whose_share_counts_them_all()
+    {
+        var work = ModelWork.FromLayers("repeats", "x", [
+            ModelWork.Layer("block1", "Conv", 1e9, 1e3, 0, new GemmShape(8, 10_000, 8)),
+            ModelWork.Layer("block2", "Conv", 1e9, 1e3, 0, new GemmShape(8, 10_000, 8)),
+            ModelWork.Layer("head", "Conv", 1.5e9, 1e3, 0, new GemmShape(16, 10_000, 8)),
+        ]);
+        var e = Explainer.Explain(work, Synthetic.Device(), [1], []);
+        Assert.Equal(2, e.TopLayers.Count);
+        Assert.Equal("block1 (x2)", e.TopLayers[0].Label);
+        Assert.Equal(2e9 / 3.5e9, e.TopLayers[0].ShareAtLast, 2);
+        Assert.Equal("head", e.TopLayers[1].Label);
+    }
+
+    [Fact]
+    public void Fp16_ceiling_turns_the_fp16_lever_into_a_number()
+    {
+        // Compute-bound at the largest batch: twice the rate and half the bytes give about 2x.
+        var device = Synthetic.Device() with { PeakFlopsFp16 = 200e9 };
+        var e = Explainer.Explain(Synthetic.OneGemm(100_000, activationBytes: 1e3, weightBytes: 1e3), device, [1, 8], []);
+        Assert.Contains(e.Verdict, l => l.StartsWith("FP16 would give ~2.0x", StringComparison.Ordinal));
+    }
+}

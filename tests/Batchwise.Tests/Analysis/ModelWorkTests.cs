@@ -1,0 +1,49 @@
+using Batchwise.Analysis;
+using Batchwise.Zoo;
+
+namespace Batchwise.Tests.Analysis;
+
+public sealed class ModelWorkTests
+{
+    [Fact]
+    public void Mlp_gemm_rows_grow_with_the_batch()
+    {
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:mlp?features=64&hidden=32&classes=10"), null);
+        var fc1 = work.At(4).First(l => l.OpType == "Gemm");
+        Assert.Equal(new GemmShape(4, 32, 64), fc1.Gemm); // M = batch rows, N = features out, K = features in
+        Assert.Equal(4, fc1.ParallelSize);
+        Assert.Equal((2.0 * 4 * 32 * 64) + (4 * 32), fc1.Flops);
+
+        // Weights (32x64 + 32 floats) once; input 4x64 and output 4x32 floats.
+        Assert.Equal(4.0 * ((32 * 64) + 32 + (4 * 64) + (4 * 32)), fc1.Bytes);
+    }
+
+    [Fact]
+    public void Resnet50_at_224_costs_the_published_4_1_gmacs()
+    {
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null);
+        var macs = work.At(1).Sum(l => l.IsGemm ? l.Flops / 2 : 0);
+        Assert.InRange(macs, 4.0e9, 4.2e9);
+        var stem = work.At(2).First(l => l.OpType == "Conv");
+        Assert.Equal(new GemmShape(64, 2 * 112 * 112, 3 * 7 * 7), stem.Gemm);
+        Assert.Equal(2 * 112 * 112, stem.ParallelSize);
+    }
+
+    [Fact]
+    public void Sequence_length_sets_the_rows_of_a_transformer()
+    {
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:bert?seq=16&layers=1"), null);
+        var projection = work.At(3).First(l => l.OpType == "MatMul" && l.Gemm!.BatchCount == 1);
+        Assert.Equal(3 * 16, projection.ParallelSize);
+        Assert.Equal(3 * 16, projection.Gemm!.M);
+    }
+
+    [Fact]
+    public void Input_size_cannot_change_a_fixed_size_model()
+    {
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        var fixedSize = Record.Exception(() => ModelWork.Analyze(model, new InputSize(32, 32)));
+        Assert.IsType<BatchwiseException>(fixedSize);
+        Assert.Contains("fixed size", fixedSize.Message, StringComparison.Ordinal);
+    }
+}

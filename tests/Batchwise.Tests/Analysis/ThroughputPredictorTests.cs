@@ -1,0 +1,129 @@
+using Batchwise.Analysis;
+
+namespace Batchwise.Tests.Analysis;
+
+public sealed class ThroughputPredictorTests
+{
+    private readonly ThroughputPredictor _predictor = new(Synthetic.Device());
+
+    [Fact]
+    public void Compute_bound_layer_takes_flops_over_peak_plus_op_overhead()
+    {
+        // 1 GFLOP at 100 GFLOP/s = 10 ms; 1 MB at 10 GB/s = 0.1 ms.
+        var p = _predictor.Predict(new LayerWork("conv", "Conv", 1e9, 1e6, new GemmShape(64, 10_000, 576), 10_000));
+        Assert.Equal(Bound.Compute, p.Bound);
+        Assert.Equal(0.010, p.ComputeSeconds, 9);
+        Assert.Equal(0.0001, p.MemorySeconds, 9);
+        Assert.Equal(0.010 + 1e-6, p.Seconds, 9);
+        Assert.Equal(1.0, p.Efficiency);
+    }
+
+    [Fact]
+    public void Memory_bound_layer_takes_bytes_over_bandwidth()
+    {
+        // 1 MFLOP = 10 µs of compute; 100 MB at 10 GB/s = 10 ms.
+        var p = _predictor.Predict(new LayerWork("add", "Add", 1e6, 100e6));
+        Assert.Equal(Bound.Memory, p.Bound);
+        Assert.Equal(0.010 + 1e-6, p.Seconds, 9);
+    }
+
+    [Fact]
+    public void Tiny_layer_is_launch_bound()
+    {
+        var p = new ThroughputPredictor(Synthetic.Device(opOverhead: 20e-6)).Predict(new LayerWork("relu", "Relu", 1e3, 8e3));
+        Assert.Equal(Bound.Launch, p.Bound);
+        Assert.Equal(20e-6 + 0.8e-6, p.Seconds, 12);
+    }
+
+    [Fact]
+    public void Gemm_with_small_n_runs_at_n_over_saturation_of_peak()
+    {
+        var small = _predictor.Predict(new LayerWork("fc", "Gemm", 1e9, 1e3, new GemmShape(100, 64, 64), 100));
+        Assert.Equal(0.1, small.Efficiency, 12);
+        Assert.Equal(0.100, small.ComputeSeconds, 9);
+    }
+
+    [Fact]
+    public void Throughput_grows_until_n_fills_the_device_then_stays_flat()
+    {
+        // N per sample 100, device full at N = 1,000: each doubling pays until b = 10, nothing after.
+        var work = Synthetic.OneGemm(nPerSample: 100);
+        var curve = _predictor.Predict([1, 2, 4, 8, 16, 32, 64], work.At);
+        Assert.Equal(10, _predictor.SaturationBatch(100));
+        Assert.True(curve[1].Throughput > 1.9 * curve[0].Throughput);
+        Assert.True(curve[3].Throughput > 1.9 * curve[2].Throughput);
+        Assert.True(curve[6].Throughput < 1.05 * curve[4].Throughput);
+        Assert.Equal(16, Explainer.KneeOf(curve.Select(p => (p.BatchSize, p.Throughput))));
+    }
+
+    [Fact]
+    public void Model_that_fills_the_device_at_batch_one_gains_almost_nothing()
+    {
+        var work = Synthetic.OneGemm(nPerSample: 100_000);
+        var curve = _predictor.Predict([1, 64], work.At);
+        Assert.InRange(curve[1].Throughput / curve[0].Throughput, 1.0, 1.05);
+    }
+
+    [Fact]
+    public void Launch_bound_model_gains_nearly_linearly_from_batching()
+    {
+        // 1 kFLOP per sample but 1 ms of fixed cost per run: the run overhead dominates until huge batches.
+        var device = Synthetic.Device(runOverhead: 1e-3);
+        var work = Synthetic.OneGemm(nPerSample: 10_000, flopsPerSample: 1e3, activationBytes: 1e2, weightBytes: 1e2);
+        var curve = new ThroughputPredictor(device).Predict([1, 8], work.At);
+        Assert.Equal(Bound.Launch, curve[0].Layers[0].Bound);
+        Assert.True(curve[0].SecondsBoundBy(Bound.Launch) / curve[0].Seconds > 0.99);
+        Assert.InRange(curve[1].Throughput / curve[0].Throughput, 7.9, 8.0);
+    }
+
+    [Fact]
+    public void Weights_are_read_once_per_run_while_activations_grow_with_the_batch()
+    {
+        var work = Synthetic.OneGemm(nPerSample: 10, activationBytes: 1e6, weightBytes: 4e6);
+        Assert.Equal(5e6, work.At(1)[0].Bytes);
+        Assert.Equal(12e6, work.At(8)[0].Bytes);
+        Assert.Equal(80, work.At(8)[0].ParallelSize);
+        Assert.Equal(new GemmShape(64, 80, 64), work.At(8)[0].Gemm);
+        Assert.Equal(8e9, work.At(8)[0].Flops);
+    }
+
+    [Fact]
+    public void Views_add_no_per_op_overhead()
+    {
+        var p = _predictor.Predict(new LayerWork("flatten", "Flatten", 0, 0, LaunchesKernel: false));
+        Assert.Equal(0, p.Seconds);
+    }
+
+    [Fact]
+    public void Saturation_fit_recovers_the_n_that_generated_the_curve()
+    {
+        const double peak = 200e9, nsat = 300;
+        var curve = new[] { 16.0, 64, 256, 1024, 4096 }.Select(n => (n, peak * Math.Min(1, n / nsat))).ToList();
+        var (fitted, source) = CeilingsProbe.FitSaturation(curve, peak, 999);
+        Assert.Equal(nsat, fitted, 6);
+        Assert.Equal("measured", source);
+    }
+
+    [Fact]
+    public void Saturation_fit_ignores_a_rate_that_falls_at_large_n()
+    {
+        // Under-filled at 16 (half of peak), full from 64, slower again at 4096 (caches): Nsat = 32.
+        var (fitted, _) = CeilingsProbe.FitSaturation([(16, 50e9), (64, 100e9), (1024, 98e9), (4096, 30e9)], 100e9, 999);
+        Assert.Equal(32, fitted, 6);
+    }
+
+    [Fact]
+    public void Saturation_fit_of_a_still_rising_curve_says_it_is_a_lower_bound()
+    {
+        var (fitted, source) = CeilingsProbe.FitSaturation([(16, 10e9), (64, 40e9), (256, 100e9)], 100e9, 999);
+        Assert.InRange(fitted, 159, 161);
+        Assert.Contains("lower bound", source, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Saturation_fit_of_a_flat_curve_is_its_smallest_n()
+    {
+        var (fitted, _) = CeilingsProbe.FitSaturation([(8, 100e9), (64, 101e9)], 101e9, 999);
+        Assert.Equal(8, fitted);
+    }
+}
