@@ -29,6 +29,7 @@ public static class OptimizeCommand
         var dynamicBatch = new Option<bool>("--dynamic-batch") { Description = "Make a batch-1 export batchable (dynamic first axis, Reshape constants rewritten)" };
         var fp16 = new Option<bool>("--fp16") { Description = "Convert to float16; Softmax, LayerNormalization, reductions and Resize coordinates stay float32" };
         var keepIo = new Option<bool>("--keep-io-fp32") { Description = "With --fp16: keep float32 inputs and outputs (Casts inside the model)", DefaultValueFactory = _ => true };
+        var fp16Cpu = new Option<bool>("--fp16-ort-cpu-kernels") { Description = "With --fp16: also keep in float32 every operator ONNX Runtime's CPU provider has no float16 kernel for (found by loading the model)" };
         var int8 = new Option<bool>("--int8") { Description = "Static int8 quantization (QDQ): per-channel int8 weights, per-tensor uint8 activations" };
         var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N" };
         var method = new Option<string>("--calibration-method") { Description = "How activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", DefaultValueFactory = _ => "minmax" };
@@ -42,7 +43,7 @@ public static class OptimizeCommand
 
         var command = new Command("optimize", "Transform a model (input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both")
         {
-            model, output, inputSize, dynamicBatch, fp16, keepIo, int8, calibration, method, int8Dynamic, prune, batchSizes, benchSeconds, threads, noVerify, json,
+            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, prune, batchSizes, benchSeconds, threads, noVerify, json,
         };
 
         command.SetGuardedAction(parse =>
@@ -53,6 +54,7 @@ public static class OptimizeCommand
                 DynamicBatch = parse.GetValue(dynamicBatch),
                 Fp16 = parse.GetValue(fp16),
                 KeepIoFp32 = parse.GetValue(keepIo),
+                Fp16OrtCpuKernels = parse.GetValue(fp16Cpu),
                 Int8 = parse.GetValue(int8),
                 Calibration = parse.GetValue(calibration),
                 CalibrationMethod = ParseMethod(parse.GetValue(method)!),

@@ -27,13 +27,63 @@ public sealed class Fp16Conversion : IModelTransform
     /// <summary>Operators forced to stay float32, in addition to those off the allow-list.</summary>
     public IReadOnlySet<string> KeepFp32Ops { get; init; } = new HashSet<string>(StringComparer.Ordinal);
 
+    /// <summary>Also keep in float32 every operator that ONNX Runtime's CPU provider has no float16 kernel for (found by loading the converted model), instead of leaving ORT to insert its own Casts.</summary>
+    public bool MatchOrtCpuKernels { get; init; }
+
     /// <inheritdoc/>
     public string Name => "fp16";
+
+    /// <summary>Operators of a float16 model that ONNX Runtime's CPU provider runs in float32: it loads the model and looks for the Casts its InsertCastTransformer adds around operators that lack a float16 kernel.</summary>
+    public static SortedSet<string> OrtCpuFloat32Ops(OnnxModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"batchwise-fp16-check-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            using (var so = new Microsoft.ML.OnnxRuntime.SessionOptions { OptimizedModelFilePath = path, GraphOptimizationLevel = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_BASIC })
+            using (new Microsoft.ML.OnnxRuntime.InferenceSession(model.ToBytes(), so))
+            {
+            }
+
+            var optimized = OnnxModel.Load(path);
+            var inserted = optimized.Graph.Node.Where(n => n.OpType == "Cast" && n.Name.StartsWith("InsertedPrecisionFreeCast", StringComparison.Ordinal)).SelectMany(n => n.Output).ToHashSet(StringComparer.Ordinal);
+            return new SortedSet<string>(optimized.Graph.Node.Where(n => n.OpType != "Cast" && n.Input.Any(inserted.Contains)).Select(n => n.OpType), StringComparer.Ordinal);
+        }
+        catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
+        {
+            throw new BatchwiseException($"ONNX Runtime cannot load the float16 model: {OrtFailure.Detail(e)}", "Run without --fp16 and report this with --verbose.", e);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 
     /// <inheritdoc/>
     public string Apply(OnnxModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (MatchOrtCpuKernels)
+        {
+            // Convert a copy, ask ORT which operators it would run in float32, keep those in float32 and repeat
+            // (an operator between two float32 ones may then be the next to lack a kernel), then convert for real.
+            var demoted = new SortedSet<string>(KeepFp32Ops, StringComparer.Ordinal);
+            for (var round = 0; round < 8; round++)
+            {
+                var trial = OnnxModel.FromProto(model.Proto.Clone(), model.Name);
+                new Fp16Conversion { KeepIoFp32 = KeepIoFp32, KeepFp32Ops = demoted }.Apply(trial);
+                var more = OrtCpuFloat32Ops(trial);
+                if (more.IsSubsetOf(demoted))
+                {
+                    break;
+                }
+
+                demoted.UnionWith(more);
+            }
+
+            return new Fp16Conversion { KeepIoFp32 = KeepIoFp32, KeepFp32Ops = demoted }.Apply(model) + "; matched to ONNX Runtime CPU float16 kernels";
+        }
+
         var graph = model.Graph;
         if (model.Opset < 13)
         {
@@ -190,6 +240,8 @@ public sealed class Fp16Conversion : IModelTransform
         GraphSurgery.TopologicalSort(graph);
         new DeadNodeRemoval().Apply(model);
         model.Validate();
-        return $"{halfNodes} nodes in float16, {floatNodes} kept in float32 ({(kept.Count == 0 ? "none" : string.Join(", ", kept))}), {casts.Count} Casts inserted; inputs/outputs {(KeepIoFp32 ? "float32" : "float16")}";
+        var ortFloat32 = OrtCpuFloat32Ops(model);
+        var ortNote = ortFloat32.Count == 0 ? "ONNX Runtime CPU has float16 kernels for all of them" : $"ONNX Runtime CPU has no float16 kernel for {string.Join(", ", ortFloat32)} (runs them in float32 with its own Casts)";
+        return $"{ortNote}; {halfNodes} nodes in float16, {floatNodes} kept in float32 ({(kept.Count == 0 ? "none" : string.Join(", ", kept))}), {casts.Count} Casts inserted; inputs/outputs {(KeepIoFp32 ? "float32" : "float16")}";
     }
 }

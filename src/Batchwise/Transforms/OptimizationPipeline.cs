@@ -19,6 +19,9 @@ public sealed record OptimizeOptions
     /// <summary>With <see cref="Fp16"/>: keep float32 inputs and outputs.</summary>
     public bool KeepIoFp32 { get; init; } = true;
 
+    /// <summary>With <see cref="Fp16"/>: keep in float32 what ONNX Runtime's CPU provider has no float16 kernel for.</summary>
+    public bool Fp16OrtCpuKernels { get; init; }
+
     /// <summary>Static int8 QDQ quantization.</summary>
     public bool Int8 { get; init; }
 
@@ -107,7 +110,7 @@ public sealed record OptimizeOptions
 
         if (Fp16)
         {
-            transforms.Add(new Fp16Conversion { KeepIoFp32 = KeepIoFp32 });
+            transforms.Add(new Fp16Conversion { KeepIoFp32 = KeepIoFp32, MatchOrtCpuKernels = Fp16OrtCpuKernels });
         }
 
         return transforms;

@@ -39,6 +39,20 @@ public sealed class PrecisionTransformTests
     }
 
     [Fact]
+    public void Fp16_finds_by_loading_which_ops_ort_cpu_runs_in_float32_and_can_keep_them_there()
+    {
+        var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        var plain = OnnxModel.FromProto(result.Proto.Clone(), "plain");
+        var summary = new Fp16Conversion().Apply(plain);
+        var demoted = Fp16Conversion.OrtCpuFloat32Ops(plain);
+        Assert.Contains(demoted.Count == 0 ? "has float16 kernels for all" : "no float16 kernel for " + string.Join(", ", demoted), summary, StringComparison.Ordinal);
+
+        new Fp16Conversion { MatchOrtCpuKernels = true }.Apply(result);
+        Assert.Empty(Fp16Conversion.OrtCpuFloat32Ops(result));
+        Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.999);
+    }
+
+    [Fact]
     public void Fp16_without_keep_io_gives_float16_inputs_and_outputs()
     {
         var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
