@@ -12,11 +12,17 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 var model = ModelZoo.Build(args.Length > 0 ? args[0] : "zoo:resnet18?size=112");
 var bytes = model.ToBytes();
 var input = model.Inputs[0];
+if (model.Inputs.Count != 1 || input.Shape.Count != 4 || input.Shape[2].Value is null || input.Shape[3].Value is null)
+{
+    Console.Error.WriteLine($"{model.Name}: this profile takes an image model with one fixed-size NCHW input (zoo:resnet18, zoo:mobilenetv2, zoo:yolov8n)");
+    return 2;
+}
+
 foreach (var b in new[] { 1, 4 })
 {
     using var so = new SessionOptions { IntraOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-    so.EnableProfiling = true;
     so.ProfileOutputPathPrefix = Path.Combine(Path.GetTempPath(), $"batchwise-ort-profile-b{b}");
+    so.EnableProfiling = true;
     using var session = new InferenceSession(bytes, so);
     var shape = new[] { b, 3, (int)input.Shape[2].Value!, (int)input.Shape[3].Value! };
     var t = new DenseTensor<float>(shape);
@@ -39,4 +45,7 @@ foreach (var b in new[] { 1, 4 })
     var runs = Runs + 3;
     Console.WriteLine($"b={b}: best run {best:F2} ms = {best / b:F2} ms/sample; kernel time per sample by op (ms):");
     foreach (var (op, v) in byOp.OrderByDescending(x => x.Value.Us)) Console.WriteLine($"  {op,-28} {v.Us / 1e3 / runs / b,8:F3}  ({v.N / runs} kernels/run)");
+    File.Delete(file);
 }
+
+return 0;
