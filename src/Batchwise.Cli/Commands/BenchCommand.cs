@@ -46,7 +46,8 @@ public static class BenchCommand
             intra, inter, graphOpt, ep, precision, device, noCudaGraph, profile,
         };
 
-        command.SetGuardedAction((parse, cancellationToken) =>
+        // The sweep runs off the invoking thread: System.CommandLine hooks Ctrl+C only once the action has returned its task.
+        command.SetGuardedAction((parse, cancellationToken) => Task.Run(() =>
         {
             var engineOptions = new EngineOptions
             {
@@ -129,8 +130,8 @@ public static class BenchCommand
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}");
             }
 
-            return Task.FromResult(result.StopReason == StopReason.Cancelled ? 130 : 0);
-        });
+            return result.StopReason == StopReason.Cancelled ? 130 : 0;
+        }, CancellationToken.None));
         return command;
     }
 

@@ -15,7 +15,7 @@ public static class BenchmarkTable
         var c = result.Context;
         console.MarkupLine(Markup.Escape($"model {c.Model.Source} ({c.Model.Name}, sha256 {c.Model.Sha256[..12]}) inputs {string.Join(", ", c.Model.Inputs)}"));
         console.MarkupLine(Markup.Escape($"engine {c.Engine.Engine} {c.Engine.Version} on {c.Engine.Device} ({c.LogicalCores} logical cores), {string.Join(", ", c.Engine.Details.Select(d => $"{d.Key}={d.Value}"))}"));
-        var table = Create(result);
+        var table = Create(result, console.Profile.Width);
         console.Write(table);
         foreach (var knee in result.Knees)
         {
@@ -30,70 +30,60 @@ public static class BenchmarkTable
         }
     }
 
-    /// <summary>The table of points.</summary>
-    public static Table Create(BenchmarkResult result)
+    /// <summary>The table of points; narrower than <see cref="FullWidth"/> columns, only the essential columns.</summary>
+    public static Table Create(BenchmarkResult result, int width = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(result);
-        var hasDevice = result.Points.Any(p => p.DeviceUtilizationPercent is not null || p.DeviceMemoryUsedBytes is not null);
-        var table = new Table().Border(TableBorder.Rounded);
-        table.AddColumn(new TableColumn("batch").RightAligned());
-        table.AddColumn(new TableColumn("conc").RightAligned());
-        table.AddColumn(new TableColumn("samples/s").RightAligned());
+        var ic = CultureInfo.InvariantCulture;
+        var full = width >= FullWidth;
         var smallest = result.Points.Count == 0 ? 1 : result.Points.Min(q => q.BatchSize);
-        table.AddColumn(new TableColumn($"vs b={smallest}").RightAligned());
-        table.AddColumn(new TableColumn("ms/sample").RightAligned());
-        table.AddColumn(new TableColumn("p50 ms").RightAligned());
-        table.AddColumn(new TableColumn("p90 ms").RightAligned());
-        table.AddColumn(new TableColumn("p99 ms").RightAligned());
-        table.AddColumn(new TableColumn("sd ms").RightAligned());
-        table.AddColumn(new TableColumn("CPU").RightAligned());
-        table.AddColumn(new TableColumn("peak mem").RightAligned());
-        if (hasDevice)
+        var hasDevice = result.Points.Any(p => p.DeviceUtilizationPercent is not null || p.DeviceMemoryUsedBytes is not null);
+        var severalConcurrencies = result.Points.Select(p => p.Concurrency).Distinct().Count() > 1;
+        var columns = new List<(string Header, bool Show, Func<BenchmarkPoint, string> Cell)>
         {
-            table.AddColumn(new TableColumn("device").RightAligned());
-            table.AddColumn(new TableColumn("dev mem").RightAligned());
+            ("batch", true, p => BatchCell(result, p)),
+            ("conc", full || severalConcurrencies, p => p.Concurrency.ToString(ic)),
+            ("samples/s", true, p => Number(p.Throughput)),
+            ($"vs b={smallest}", true, p => string.Create(ic, $"{p.Throughput / Baseline(result, p).Throughput:0.00}x")),
+            ("ms/sample", true, p => Number(p.TimePerSampleMs)),
+            ("p50 ms", true, p => Number(p.LatencyMs.P50)),
+            ("p90 ms", full, p => Number(p.LatencyMs.P90)),
+            ("p99 ms", true, p => Number(p.LatencyMs.P99)),
+            ("sd ms", full, p => Number(p.LatencyMs.StdDev)),
+            ("CPU", full, p => string.Create(ic, $"{p.CpuUtilization * 100:0}%")),
+            ("peak mem", full, p => Bytes(p.PeakWorkingSetBytes)),
+            ("device", hasDevice, p => p.DeviceUtilizationPercent is { } u ? string.Create(ic, $"{u:0}%") : "-"),
+            ("dev mem", hasDevice, p => p.DeviceMemoryUsedBytes is { } m ? Bytes(m) : "-"),
+            ("stable", true, p => p.Stable ? string.Create(ic, $"ok ±{p.Spread * 50:0.0}%") : string.Create(ic, $"[yellow]UNSTABLE ±{p.Spread * 50:0}%[/]")),
+        };
+        var shown = columns.Where(c => c.Show).ToList();
+        var table = new Table().Border(full ? TableBorder.Rounded : TableBorder.Simple);
+        foreach (var (header, _, _) in shown)
+        {
+            table.AddColumn(header == "stable" ? new TableColumn(header) : new TableColumn(header).RightAligned());
         }
 
-        table.AddColumn(new TableColumn("stable"));
-        var ic = CultureInfo.InvariantCulture;
         foreach (var p in result.Points)
         {
-            var baseline = result.Points.Where(q => q.Concurrency == p.Concurrency).MinBy(q => q.BatchSize)!;
-            var knee = result.Knees.FirstOrDefault(k => k.Concurrency == p.Concurrency);
-            var batch = p.BatchSize.ToString(ic);
-            if (knee?.KneeBatchSize == p.BatchSize && result.Points.Count(q => q.Concurrency == p.Concurrency) > 1)
-            {
-                batch = $"[bold green]{batch} knee[/]";
-            }
-
-            var l = p.LatencyMs;
-            var cells = new List<string>
-            {
-                batch,
-                p.Concurrency.ToString(ic),
-                Number(p.Throughput),
-                string.Create(ic, $"{p.Throughput / baseline.Throughput:0.00}x"),
-                Number(p.TimePerSampleMs),
-                Number(l.P50),
-                Number(l.P90),
-                Number(l.P99),
-                Number(l.StdDev),
-                string.Create(ic, $"{p.CpuUtilization * 100:0}%"),
-                Bytes(p.PeakWorkingSetBytes),
-            };
-            if (hasDevice)
-            {
-                cells.Add(p.DeviceUtilizationPercent is { } u ? string.Create(ic, $"{u:0}%") : "-");
-                cells.Add(p.DeviceMemoryUsedBytes is { } m ? Bytes(m) : "-");
-            }
-
-            cells.Add(p.Stable
-                ? string.Create(ic, $"ok ±{p.Spread * 50:0.0}%")
-                : string.Create(ic, $"[yellow]UNSTABLE ±{p.Spread * 50:0}%[/]"));
-            table.AddRow(cells.ToArray());
+            table.AddRow(shown.Select(c => c.Cell(p)).ToArray());
         }
 
         return table;
+    }
+
+    /// <summary>Console width from which every column is shown.</summary>
+    public const int FullWidth = 120;
+
+    private static BenchmarkPoint Baseline(BenchmarkResult result, BenchmarkPoint p) =>
+        result.Points.Where(q => q.Concurrency == p.Concurrency).MinBy(q => q.BatchSize)!;
+
+    private static string BatchCell(BenchmarkResult result, BenchmarkPoint p)
+    {
+        var batch = p.BatchSize.ToString(CultureInfo.InvariantCulture);
+        var knee = result.Knees.FirstOrDefault(k => k.Concurrency == p.Concurrency);
+        return knee?.KneeBatchSize == p.BatchSize && result.Points.Count(q => q.Concurrency == p.Concurrency) > 1
+            ? $"[bold green]{batch} knee[/]"
+            : batch;
     }
 
     /// <summary>A number with about four significant digits.</summary>

@@ -75,6 +75,13 @@ public sealed class BenchmarkRunner
         {
             foreach (var batch in batchSizes)
             {
+                var forecast = MemoryForecast.Predict(points.Select(p => (p.BatchSize, p.PeakWorkingSetBytes)).ToList(), batch);
+                if (forecast is { } predicted && predicted > MemoryForecast.Headroom * MemoryForecast.AvailableBytes)
+                {
+                    notes.Add(string.Create(CultureInfo.InvariantCulture, $"the sweep stopped before b={batch}: its peak memory is predicted at {predicted / 1e9:0.0} GB (linear in the batch from the last two sizes), beyond {MemoryForecast.Headroom * 100:0}% of the {MemoryForecast.AvailableBytes / 1e9:0.0} GB available"));
+                    return StopReason.BatchFailed;
+                }
+
                 IReadOnlyList<long[]> shapes;
                 IReadOnlyList<Tensor> inputs;
                 try
@@ -107,7 +114,7 @@ public sealed class BenchmarkRunner
                     BenchmarkPoint? measured;
                     try
                     {
-                        measured = MeasurePoint(session, inputs, shapes, batch, concurrency, options, Report, cancellationToken);
+                        measured = MeasurePoint(session, inputs, shapes, batch, concurrency, options, Report, () => options.MaxTime is { } t && total.Elapsed >= t, cancellationToken);
                     }
                     catch (Exception e) when (points.Count > 0 && IsCapacityFailure(e))
                     {
@@ -162,7 +169,7 @@ public sealed class BenchmarkRunner
 
     private static BenchmarkPoint? MeasurePoint(
         IEngineSession session, IReadOnlyList<Tensor> inputs, IReadOnlyList<long[]> shapes, int batch, int concurrency,
-        BenchmarkOptions options, Action<string, BenchmarkResult?> report, CancellationToken cancellationToken)
+        BenchmarkOptions options, Action<string, BenchmarkResult?> report, Func<bool> overBudget, CancellationToken cancellationToken)
     {
         var state = new PointState();
         var workers = new List<Worker>(concurrency);
@@ -208,6 +215,12 @@ public sealed class BenchmarkRunner
                 windows.Add(new Window(start, end, runs, runs * batch / seconds, ProcessCpuSeconds() - cpuStart));
                 report($"window {windows.Count}", null);
                 if (Statistics.IsStable(windows.Select(w => w.Throughput).ToList(), options.StabilityTolerance) || windows.Count >= options.MaxWindows)
+                {
+                    break;
+                }
+
+                // Out of time: three windows are enough to report the point (flagged unstable if it is).
+                if (windows.Count >= 3 && overBudget())
                 {
                     break;
                 }

@@ -55,7 +55,7 @@ public static class Knee
         var c = CultureInfo.InvariantCulture;
         if (points.Count == 1)
         {
-            return string.Create(c, $"only b={baseline.BatchSize} was measured ({baseline.Throughput:G4} samples/s); nothing to compare");
+            return string.Create(c, $"only b={baseline.BatchSize} was measured ({baseline.Throughput:#,0.###} samples/s); nothing to compare");
         }
 
         var last = points[^1];

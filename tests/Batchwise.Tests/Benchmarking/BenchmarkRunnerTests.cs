@@ -116,6 +116,27 @@ public sealed class BenchmarkRunnerTests
     }
 
     [Fact]
+    public void Time_budget_cuts_an_unstable_point_at_three_windows()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var options = Quick with { BatchSizes = [1], MaxWindows = 10, StabilityTolerance = 1e-9, MaxTime = TimeSpan.FromMilliseconds(1) };
+        var point = Assert.Single(runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", options, cancellationToken: TestContext.Current.CancellationToken).Points);
+        Assert.Equal(3, point.WindowThroughputs.Count);
+        Assert.False(point.Stable);
+    }
+
+    [Fact]
+    public void Unstable_point_measures_up_to_max_windows()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var options = Quick with { BatchSizes = [1], MaxWindows = 5, StabilityTolerance = 1e-9, Duration = TimeSpan.FromMilliseconds(60) };
+        var point = Assert.Single(runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", options, cancellationToken: TestContext.Current.CancellationToken).Points);
+        Assert.Equal(5, point.WindowThroughputs.Count);
+        Assert.False(point.Stable);
+        Assert.True(point.Spread > 0);
+    }
+
+    [Fact]
     public void Fixed_batch_model_runs_its_batch_only_and_says_why()
     {
         var runner = new BenchmarkRunner(new OrtEngine(), new EngineOptions());

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Runs the CUDA engine's checks on a GPU machine from a carried self-contained publish; builds nothing.
+#
+# Here (with the .NET SDK), from the repository root:
+#   dotnet publish src/Batchwise.Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true -p:TrimMode=partial -o /tmp/pub/cli
+#   dotnet publish tests/Batchwise.Cuda.Tests -c Release -r linux-x64 --self-contained -o /tmp/pub/tests
+#   mkdir -p .device && tar -cJf .device/cuda.tar.xz -C /tmp/pub . && cp bench/device/run.sh .device/
+# There (the GPU machine, no SDK needed): bash .device/run.sh   (logs and reports go to $OUT, default ./device-out)
+#
+# It runs: `batchwise devices`; the GPU tests (each operator and every zoo model against ONNX Runtime on the CPU,
+# a torchvision ResNet-50 exported with PyTorch when python3 has torch, ONNX's backend node tests when python3 has onnx);
+# and timings of the zoo models (fp32, and fp32 with TF32). With the generic commands present in the publish it also runs
+# `batchwise compare` and `batchwise bench --engine cuda`.
+set -uo pipefail
+OUT=${OUT:-$PWD/device-out}
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=${WORK:-/tmp/batchwise-device}
+mkdir -p "$OUT" "$WORK"
+tar -xJf "$HERE/cuda.tar.xz" -C "$WORK"
+CLI="$WORK/cli/Batchwise.Cli"
+TESTS="$WORK/tests/Batchwise.Cuda.Tests"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 BATCHWISE_REPORT_DIR="$OUT"
+
+{
+  echo "# device"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
+  echo
+  echo "# batchwise devices"
+  "$CLI" devices 2>&1
+} > "$OUT/devices.txt"
+
+PY=$(command -v python3 || true)
+REPO=$(pwd)
+if [ -n "$PY" ]; then
+  NODE=$("$PY" -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "node"))' 2>/dev/null || true)
+  if [ -z "$NODE" ] || [ ! -d "$NODE" ]; then
+    # Wheels without the backend test data: generate it from the onnx package's own test cases.
+    "$PY" -m onnx.backend.test.cmd_tools generate-data -o "$WORK/onnx-data" > "$WORK/generate.log" 2>&1
+    { echo "onnx node test data generated: $(ls "$WORK/onnx-data/node" 2>/dev/null | wc -l) cases"; tail -5 "$WORK/generate.log"; } >> "$OUT/devices.txt"
+    NODE="$WORK/onnx-data/node"
+  fi
+  [ -d "$NODE" ] && export BATCHWISE_ONNX_NODE_TESTS="$NODE"
+  # torchvision exports (random weights, dynamic batch) with PyTorch's own output as a node-test case.
+  PYTHONUNBUFFERED=1 "$PY" "$REPO/bench/peers/export_torchvision.py" -o "$WORK/peers" >> "$OUT/devices.txt" 2>&1
+  [ -f "$WORK/peers/test_resnet50/model.onnx" ] && export BATCHWISE_TORCHVISION_MODEL="$WORK/peers/test_resnet50/model.onnx"
+fi
+
+# PHASES picks what runs; each phase has its own time limit so one stuck phase cannot eat the others' logs.
+# Correctness runs first and sequentially (ONNX Runtime's CPU threads and the timings must not share the machine).
+PHASES=${PHASES:-tests cli bench}
+: > "$OUT/gpu-tests.log"
+: > "$OUT/cli.txt"
+if [[ " $PHASES " == *" tests "* ]]; then
+  timeout "${TESTS_LIMIT:-180}" "$TESTS" -parallelMode none -class- '*NodeGpuTests' -method- '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
+  echo "gpu tests exit $?" >> "$OUT/gpu-tests.log"
+fi
+if [[ " $PHASES " == *" nodes "* ]]; then
+  timeout "${NODES_LIMIT:-180}" "$TESTS" -parallelMode none -class '*NodeGpuTests' -noColor >> "$OUT/gpu-tests.log" 2>&1
+  echo "node tests exit $?" >> "$OUT/gpu-tests.log"
+fi
+if [[ " $PHASES " == *" cli "* ]]; then
+  {
+    # The installed onnx package's cases (generated when its wheel has none), and the carried Debian libonnx-testdata
+    # 1.12 cases for the listed operators (.device/node) where present.
+    for dir in ${BATCHWISE_ONNX_NODE_TESTS:-} "$HERE/node"; do
+      [ -d "$dir" ] && [ -n "$(ls "$dir")" ] || continue
+      echo "## batchwise conformance $dir --engine cuda --ops cuda-issue-3"
+      timeout 200 "$CLI" conformance "$dir" --engine cuda --ops cuda-issue-3 --json "$OUT/conformance-$(basename "$(dirname "$dir")").json" 2>&1; echo "exit $?"
+    done
+    if [ -d "$WORK/peers" ]; then
+      echo "## batchwise conformance $WORK/peers --engine cuda --atol 1e-4 (torchvision exports vs PyTorch's output)"
+      timeout 60 "$CLI" conformance "$WORK/peers" --engine cuda --atol 1e-4 2>&1; echo "exit $?"
+    fi
+    for m in zoo:resnet50 zoo:mobilenetv2 zoo:yolov8n zoo:bert ${BATCHWISE_TORCHVISION_MODEL:-}; do
+      echo "## batchwise compare $m --engines ort,cuda -b 4"
+      timeout 90 "$CLI" compare "$m" --engines ort,cuda -b 4 2>&1; echo "exit $?"
+    done
+  } >> "$OUT/cli.txt"
+fi
+if [[ " $PHASES " == *" bench "* ]]; then
+  {
+    for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:resnet50 -b 1,8,64,256 --no-cuda-graph" "zoo:mobilenetv2 -b 1,8,64,256" "zoo:yolov8n?size=640 -b 1,8,32" "zoo:bert -b 1,8,32"; do
+      echo "## batchwise bench $spec --engine cuda --duration 1.5s --warmup 0.5s"
+      # shellcheck disable=SC2086
+      timeout 120 "$CLI" bench $spec --engine cuda --duration 1.5s --warmup 0.5s 2>&1; echo "exit $?"
+    done
+  } >> "$OUT/cli.txt"
+  BATCHWISE_CUDA_BENCH=1 timeout "${BENCH_LIMIT:-150}" "$TESTS" -parallelMode none -method '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
+  echo "throughput exit $?" >> "$OUT/gpu-tests.log"
+  if [ -n "$PY" ]; then
+    timeout 120 "$PY" "$REPO/bench/peers/torch_bench.py" --models resnet50 --variants fp32 --batch-sizes 1,8,64,256 --windows 3 --window-seconds 0.5 > "$OUT/torch.jsonl" 2>&1
+  fi
+fi
+ls -la "$OUT"

@@ -1,0 +1,171 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Batchwise.Transforms;
+using Batchwise.Zoo;
+using Spectre.Console;
+
+namespace Batchwise.Cli.Commands;
+
+/// <summary>`batchwise optimize MODEL -o OUT.onnx [--input-size WxH] [--dynamic-batch] [--fp16] [--int8 --calibration ...] [--int8-dynamic] [--prune R]`.</summary>
+public static class OptimizeCommand
+{
+    /// <summary>JSON options for --json (snake_case, stable names).</summary>
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>Creates the optimize command.</summary>
+    public static Command Create()
+    {
+        var model = new Argument<string>("model") { Description = "Model: a .onnx file or zoo:NAME[?options]" };
+        var output = new Option<string>("--output", "-o") { Description = "Where to write the optimized .onnx file", Required = true };
+        var inputSize = new Option<string?>("--input-size") { Description = "Static spatial size WIDTHxHEIGHT for image inputs (fully convolutional models), e.g. 320x320" };
+        var dynamicBatch = new Option<bool>("--dynamic-batch") { Description = "Make a batch-1 export batchable (dynamic first axis, Reshape constants rewritten)" };
+        var fp16 = new Option<bool>("--fp16") { Description = "Convert to float16; Softmax, LayerNormalization, reductions and Resize coordinates stay float32" };
+        var keepIo = new Option<bool>("--keep-io-fp32") { Description = "With --fp16: keep float32 inputs and outputs (Casts inside the model)", DefaultValueFactory = _ => true };
+        var int8 = new Option<bool>("--int8") { Description = "Static int8 quantization (QDQ): per-channel int8 weights, per-tensor uint8 activations" };
+        var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N" };
+        var method = new Option<string>("--calibration-method") { Description = "How activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", DefaultValueFactory = _ => "minmax" };
+        var int8Dynamic = new Option<bool>("--int8-dynamic") { Description = "Dynamic int8 quantization of MatMul/Gemm weights (transformers); no calibration" };
+        var prune = new Option<double?>("--prune") { Description = "Structured L1 pruning: share of conv channels to remove (0-1), e.g. 0.25" };
+        var batchSizes = new Option<string>("--verify-batch-sizes") { Description = "Batch sizes for the before/after bench", DefaultValueFactory = _ => "1,8,16" };
+        var benchSeconds = new Option<double>("--bench-seconds") { Description = "Measurement time per bench point", DefaultValueFactory = _ => 1.0 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads for the verification bench (0 = one per core)" };
+        var noVerify = new Option<bool>("--no-verify") { Description = "Skip verification (output agreement and before/after bench)" };
+        var json = new Option<string?>("--json") { Description = "Also write the report as JSON to this file" };
+
+        var command = new Command("optimize", "Transform a model (input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both")
+        {
+            model, output, inputSize, dynamicBatch, fp16, keepIo, int8, calibration, method, int8Dynamic, prune, batchSizes, benchSeconds, threads, noVerify, json,
+        };
+
+        command.SetGuardedAction(parse =>
+        {
+            var options = new OptimizeOptions
+            {
+                InputSize = parse.GetValue(inputSize),
+                DynamicBatch = parse.GetValue(dynamicBatch),
+                Fp16 = parse.GetValue(fp16),
+                KeepIoFp32 = parse.GetValue(keepIo),
+                Int8 = parse.GetValue(int8),
+                Calibration = parse.GetValue(calibration),
+                CalibrationMethod = ParseMethod(parse.GetValue(method)!),
+                Int8Dynamic = parse.GetValue(int8Dynamic),
+                Prune = parse.GetValue(prune),
+                Verify = !parse.GetValue(noVerify),
+                Threads = parse.GetValue(threads),
+                VerifyBatchSizes = ParseBatchSizes(parse.GetValue(batchSizes)!),
+                BenchSeconds = parse.GetValue(benchSeconds) is var s && s > 0 ? s : throw new BatchwiseException($"--bench-seconds must be positive, got {parse.GetValue(benchSeconds)}", "Write e.g. --bench-seconds 1."),
+            };
+            options.CreateTransforms(); // check the combination before loading a large model
+            var path = parse.GetValue(output)!;
+            var jsonPath = parse.GetValue(json);
+            CheckWritable(path, "--output");
+            if (jsonPath is not null)
+            {
+                CheckWritable(jsonPath, "--json");
+            }
+
+            var original = ModelSource.Load(parse.GetValue(model)!);
+            var (result, report) = OptimizationPipeline.Run(original, options, line => Console.Error.WriteLine(line));
+            result.Save(path);
+            Print(report, path);
+            if (jsonPath is not null)
+            {
+                File.WriteAllText(jsonPath, JsonSerializer.Serialize(report, Json));
+                Console.WriteLine($"wrote {jsonPath}");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static CalibrationMethod ParseMethod(string text) => text.ToLowerInvariant() switch
+    {
+        "minmax" or "min-max" => CalibrationMethod.MinMax,
+        "percentile" => CalibrationMethod.Percentile,
+        "entropy" or "kl" => CalibrationMethod.Entropy,
+        _ => throw new BatchwiseException($"Unknown --calibration-method '{text}'", "Use minmax, percentile or entropy."),
+    };
+
+    private static long[] ParseBatchSizes(string text) =>
+        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(t => long.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var b) && b > 0 ? b : throw new BatchwiseException($"--verify-batch-sizes: '{t}' is not a positive integer", "Write e.g. --verify-batch-sizes 1,8,16."))
+            .ToArray();
+
+    private static void CheckWritable(string path, string option)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null && !Directory.Exists(dir))
+        {
+            throw new BatchwiseException($"{option}: folder '{dir}' does not exist", "Create the folder first or choose another path.");
+        }
+    }
+
+    private static void Print(OptimizationReport report, string path)
+    {
+        var steps = new Table().Title($"optimize {Markup.Escape(report.Model)} -> {Markup.Escape(path)}").AddColumns("transform", "what changed", "seconds");
+        foreach (var s in report.Steps)
+        {
+            steps.AddRow(s.Name, Markup.Escape(s.Summary), s.Seconds.ToString("F2", CultureInfo.InvariantCulture));
+        }
+
+        AnsiConsole.Write(steps);
+        if (report.Before is { } b && report.After is { } a)
+        {
+            var cost = new Table().Title("cost at batch 1").AddColumns("", "before", "after", "change");
+            cost.AddRow("parameters", $"{b.Parameters:N0}", $"{a.Parameters:N0}", Change(b.Parameters, a.Parameters));
+            cost.AddRow("conv MACs", $"{b.ConvMacs:N0}", $"{a.ConvMacs:N0}", Change(b.ConvMacs, a.ConvMacs));
+            cost.AddRow("all MACs (conv, gemm, matmul)", $"{b.TotalMacs:N0}", $"{a.TotalMacs:N0}", Change(b.TotalMacs, a.TotalMacs));
+            cost.AddRow("file size (bytes)", $"{b.SizeBytes:N0}", $"{a.SizeBytes:N0}", Change(b.SizeBytes, a.SizeBytes));
+            AnsiConsole.Write(cost);
+        }
+
+        if (report.AgreementError is not null)
+        {
+            AnsiConsole.MarkupLine($"[yellow]outputs not compared:[/] {Markup.Escape(report.AgreementError)}");
+        }
+        else if (report.Agreement.Count > 0)
+        {
+            var agreement = new Table().Title("agreement with the original (same seeded inputs, batch 4)").AddColumns("output", "max abs err", "mean abs err", "cosine", "top-1 agreement");
+            foreach (var x in report.Agreement)
+            {
+                agreement.AddRow(Markup.Escape(x.Output), x.MaxAbsError.ToString("G3", CultureInfo.InvariantCulture), x.MeanAbsError.ToString("G3", CultureInfo.InvariantCulture), x.Cosine.ToString("F6", CultureInfo.InvariantCulture), x.Top1Agreement is { } t ? t.ToString("P0", CultureInfo.InvariantCulture) : "-");
+            }
+
+            AnsiConsole.Write(agreement);
+        }
+
+        if (report.SpeedAfter.Count > 0)
+        {
+            var speed = new Table().Title($"ONNX Runtime CPU ({Markup.Escape(report.Engine.Version)}, {Markup.Escape(report.Engine.Device)}, intra-op threads {Markup.Escape(report.Engine.Details.GetValueOrDefault("intra_op_threads", "0"))}), median latency, runs interleaved").AddColumns("batch", "before ms", "before samples/s", "after ms", "after samples/s", "speed-up");
+            for (var i = 0; i < report.SpeedAfter.Count; i++)
+            {
+                var after = report.SpeedAfter[i];
+                var before = i < report.SpeedBefore.Count ? report.SpeedBefore[i] : null;
+                speed.AddRow(
+                    after.BatchSize.ToString(CultureInfo.InvariantCulture),
+                    Ms(before),
+                    Rate(before),
+                    Ms(after),
+                    Rate(after),
+                    before is { Error: null, MedianMs: > 0 } && after is { Error: null, MedianMs: > 0 } ? $"{before.MedianMs / after.MedianMs:F2}x" : "-");
+            }
+
+            AnsiConsole.Write(speed);
+        }
+    }
+
+    private static string Ms(SpeedPoint? p) => p is null ? "-" : p.Error is not null ? Markup.Escape(p.Error.Length > 40 ? p.Error[..40] + "…" : p.Error) : p.MedianMs.ToString(p.MedianMs < 1 ? "F4" : "F2", CultureInfo.InvariantCulture);
+
+    private static string Rate(SpeedPoint? p) => p is null || p.Error is not null ? "-" : p.Throughput.ToString("F1", CultureInfo.InvariantCulture);
+
+    private static string Change(long before, long after) => before == 0 ? "-" : $"{(after - before) * 100.0 / before:+0.0;-0.0;0.0}%";
+}

@@ -1,0 +1,160 @@
+using System.Runtime.InteropServices;
+
+namespace Batchwise.Cuda.Interop;
+
+/// <summary>cuBLASLt: (batched, strided) matrix multiplication with fp32 compute, TF32 only when asked.</summary>
+internal static unsafe partial class CublasLt
+{
+    private const string Lib = "batchwise_cublaslt";
+
+    public const int CUDA_R_32F = 0;
+    public const int CUDA_R_16F = 2;
+    public const int CUBLAS_COMPUTE_32F = 68;
+    public const int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
+    public const int CUBLAS_OP_N = 0;
+    public const int CUBLAS_OP_T = 1;
+    private const int DescComputeType = 0;
+    private const int DescTransA = 3;
+    private const int DescTransB = 4;
+    private const int LayoutBatchCount = 5;
+    private const int LayoutStridedBatchOffset = 6;
+    private const int PreferenceMaxWorkspaceBytes = 1;
+
+    /// <summary>cublasLtMatmulHeuristicResult_t: the algorithm (opaque 64 bytes), its workspace, state and waves.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct HeuristicResult
+    {
+        public fixed ulong Algo[8];
+        public nuint WorkspaceSize;
+        public int State;
+        public float WavesCount;
+        public fixed int Reserved[4];
+    }
+
+    [LibraryImport(Lib)] private static partial nuint cublasLtGetVersion();
+    [LibraryImport(Lib)] private static partial IntPtr cublasLtGetStatusName(int status);
+    [LibraryImport(Lib)] private static partial IntPtr cublasLtGetStatusString(int status);
+    [LibraryImport(Lib)] private static partial int cublasLtCreate(out IntPtr handle);
+    [LibraryImport(Lib)] internal static partial int cublasLtDestroy(IntPtr handle);
+    [LibraryImport(Lib)] private static partial int cublasLtMatmulDescCreate(out IntPtr desc, int computeType, int scaleType);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatmulDescDestroy(IntPtr desc);
+    [LibraryImport(Lib)] private static partial int cublasLtMatmulDescSetAttribute(IntPtr desc, int attribute, void* value, nuint size);
+    [LibraryImport(Lib)] private static partial int cublasLtMatrixLayoutCreate(out IntPtr layout, int type, ulong rows, ulong cols, long ld);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatrixLayoutDestroy(IntPtr layout);
+    [LibraryImport(Lib)] private static partial int cublasLtMatrixLayoutSetAttribute(IntPtr layout, int attribute, void* value, nuint size);
+    [LibraryImport(Lib)] private static partial int cublasLtMatmulPreferenceCreate(out IntPtr pref);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatmulPreferenceDestroy(IntPtr pref);
+    [LibraryImport(Lib)] private static partial int cublasLtMatmulPreferenceSetAttribute(IntPtr pref, int attribute, void* value, nuint size);
+    [LibraryImport(Lib)] private static partial int cublasLtMatmulAlgoGetHeuristic(IntPtr handle, IntPtr desc, IntPtr a, IntPtr b, IntPtr c, IntPtr d, IntPtr pref, int requested, HeuristicResult* results, out int returned);
+    [LibraryImport(Lib)] private static partial int cublasLtMatmul(IntPtr handle, IntPtr desc, void* alpha, ulong a, IntPtr aDesc, ulong b, IntPtr bDesc, void* beta, ulong c, IntPtr cDesc, ulong d, IntPtr dDesc, void* algo, ulong workspace, nuint workspaceBytes, IntPtr stream);
+
+    public static void Check(int status, string call)
+    {
+        if (status != 0)
+        {
+            string text;
+            try
+            {
+                text = $"{Marshal.PtrToStringUTF8(cublasLtGetStatusName(status))}: {Marshal.PtrToStringUTF8(cublasLtGetStatusString(status))}";
+            }
+            catch (EntryPointNotFoundException)
+            {
+                text = "CUBLAS_STATUS_" + status;
+            }
+
+            throw new CudaException("cuBLASLt", call, status, text);
+        }
+    }
+
+    public static string Version()
+    {
+        NativeLibraries.Load(NativeLibraries.CublasLt);
+        var v = (long)cublasLtGetVersion();
+        return $"{v / 10000}.{v % 10000 / 100}.{v % 100}";
+    }
+
+    public static CublasLtObject Create()
+    {
+        NativeLibraries.Load(NativeLibraries.CublasLt);
+        Check(cublasLtCreate(out var h), "cublasLtCreate");
+        return new CublasLtObject(h, CublasLtObject.Kind.Handle);
+    }
+
+    public static CublasLtObject MatmulDesc(int computeType, bool transA, bool transB)
+    {
+        Check(cublasLtMatmulDescCreate(out var d, computeType, CUDA_R_32F), "cublasLtMatmulDescCreate");
+        var desc = new CublasLtObject(d, CublasLtObject.Kind.MatmulDesc);
+        var ta = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+        var tb = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+        Check(cublasLtMatmulDescSetAttribute(d, DescTransA, &ta, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)");
+        Check(cublasLtMatmulDescSetAttribute(d, DescTransB, &tb, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSB)");
+        return desc;
+    }
+
+    /// <summary>A column-major matrix layout, optionally batched with a stride between matrices (0 broadcasts one matrix).</summary>
+    public static CublasLtObject Layout(int type, long rows, long cols, long ld, int batch = 1, long batchStride = 0)
+    {
+        Check(cublasLtMatrixLayoutCreate(out var l, type, (ulong)rows, (ulong)cols, ld), "cublasLtMatrixLayoutCreate");
+        var layout = new CublasLtObject(l, CublasLtObject.Kind.Layout);
+        if (batch > 1)
+        {
+            Check(cublasLtMatrixLayoutSetAttribute(l, LayoutBatchCount, &batch, sizeof(int)), "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)");
+            Check(cublasLtMatrixLayoutSetAttribute(l, LayoutStridedBatchOffset, &batchStride, sizeof(long)), "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)");
+        }
+
+        return layout;
+    }
+
+    /// <summary>The best algorithm the heuristics offer within a workspace limit.</summary>
+    public static HeuristicResult BestAlgorithm(CublasLtObject handle, CublasLtObject desc, CublasLtObject a, CublasLtObject b, CublasLtObject c, CublasLtObject d, long maxWorkspace)
+    {
+        Check(cublasLtMatmulPreferenceCreate(out var p), "cublasLtMatmulPreferenceCreate");
+        using var pref = new CublasLtObject(p, CublasLtObject.Kind.Preference);
+        var ws = (ulong)maxWorkspace;
+        Check(cublasLtMatmulPreferenceSetAttribute(p, PreferenceMaxWorkspaceBytes, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
+        HeuristicResult result;
+        Check(cublasLtMatmulAlgoGetHeuristic(handle.Handle, desc.Handle, a.Handle, b.Handle, c.Handle, d.Handle, p, 1, &result, out var returned), "cublasLtMatmulAlgoGetHeuristic");
+        if (returned == 0)
+        {
+            throw new CudaException("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
+        }
+
+        return result;
+    }
+
+    public static void Matmul(CublasLtObject handle, CublasLtObject desc, float alpha, ulong a, CublasLtObject aDesc, ulong b, CublasLtObject bDesc, float beta, ulong c, CublasLtObject cDesc, ulong d, CublasLtObject dDesc, HeuristicResult* algo, ulong workspace, long workspaceBytes, IntPtr stream) =>
+        Check(cublasLtMatmul(handle.Handle, desc.Handle, &alpha, a, aDesc.Handle, b, bDesc.Handle, &beta, c, cDesc.Handle, d, dDesc.Handle, algo->Algo, workspace, (nuint)workspaceBytes, stream), "cublasLtMatmul");
+}
+
+/// <summary>A cuBLASLt handle, matmul descriptor, matrix layout or preference.</summary>
+internal sealed class CublasLtObject : SafeHandle
+{
+    public CublasLtObject(IntPtr h, Kind kind)
+        : base(IntPtr.Zero, true)
+    {
+        SetHandle(h);
+        ObjectKind = kind;
+    }
+
+    public enum Kind
+    {
+        Handle,
+        MatmulDesc,
+        Layout,
+        Preference,
+    }
+
+    public Kind ObjectKind { get; }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    protected override bool ReleaseHandle() => ObjectKind switch
+    {
+        Kind.Handle => CublasLt.cublasLtDestroy(handle) == 0,
+        Kind.MatmulDesc => CublasLt.cublasLtMatmulDescDestroy(handle) == 0,
+        Kind.Layout => CublasLt.cublasLtMatrixLayoutDestroy(handle) == 0,
+        _ => CublasLt.cublasLtMatmulPreferenceDestroy(handle) == 0,
+    };
+}

@@ -1,0 +1,480 @@
+using System.Runtime.InteropServices;
+
+namespace Batchwise.Cuda.Interop;
+
+/// <summary>The CUDA driver API (libcuda.so.1): devices, the primary context, memory, streams, events, modules, launches.</summary>
+internal static unsafe partial class CudaDriver
+{
+    private const string Lib = "batchwise_cuda";
+
+    public const int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+    public const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+    public const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+    public const int CU_DEVICE_ATTRIBUTE_CLOCK_RATE = 13;
+    public const int CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE = 36;
+    public const int CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH = 37;
+    public const int CU_DEVICE_ATTRIBUTE_PCI_BUS_ID = 33;
+    public const int CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID = 34;
+    public const int CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID = 50;
+    public const uint CU_STREAM_NON_BLOCKING = 1;
+    public const uint CU_EVENT_DEFAULT = 0;
+    public const uint CU_EVENT_DISABLE_TIMING = 2;
+    public const uint CU_MEMHOSTALLOC_PORTABLE = 1;
+
+    private static int _initialized;
+    private static BatchwiseException? _initError;
+
+    [LibraryImport(Lib)] private static partial int cuInit(uint flags);
+    [LibraryImport(Lib)] private static partial int cuDriverGetVersion(out int version);
+    [LibraryImport(Lib)] private static partial int cuGetErrorName(int error, out IntPtr name);
+    [LibraryImport(Lib)] private static partial int cuGetErrorString(int error, out IntPtr text);
+    [LibraryImport(Lib)] private static partial int cuDeviceGetCount(out int count);
+    [LibraryImport(Lib)] private static partial int cuDeviceGet(out int device, int ordinal);
+    [LibraryImport(Lib)] private static partial int cuDeviceGetName(byte* name, int length, int device);
+    [LibraryImport(Lib)] private static partial int cuDeviceGetAttribute(out int value, int attribute, int device);
+    [LibraryImport(Lib, EntryPoint = "cuDeviceTotalMem_v2")] private static partial int cuDeviceTotalMem(out nuint bytes, int device);
+    [LibraryImport(Lib)] private static partial int cuDevicePrimaryCtxRetain(out IntPtr context, int device);
+    [LibraryImport(Lib, EntryPoint = "cuDevicePrimaryCtxRelease_v2")] internal static partial int cuDevicePrimaryCtxRelease(int device);
+    [LibraryImport(Lib)] private static partial int cuCtxSetCurrent(IntPtr context);
+    [LibraryImport(Lib, EntryPoint = "cuMemGetInfo_v2")] private static partial int cuMemGetInfo(out nuint free, out nuint total);
+    [LibraryImport(Lib, EntryPoint = "cuMemAlloc_v2")] private static partial int cuMemAlloc(out ulong pointer, nuint bytes);
+    [LibraryImport(Lib, EntryPoint = "cuMemFree_v2")] internal static partial int cuMemFree(ulong pointer);
+    [LibraryImport(Lib)] private static partial int cuMemHostAlloc(out IntPtr pointer, nuint bytes, uint flags);
+    [LibraryImport(Lib)] internal static partial int cuMemFreeHost(IntPtr pointer);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")] private static partial int cuMemcpyHtoDAsync(ulong dst, void* src, nuint bytes, IntPtr stream);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoHAsync_v2")] private static partial int cuMemcpyDtoHAsync(void* dst, ulong src, nuint bytes, IntPtr stream);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoDAsync_v2")] private static partial int cuMemcpyDtoDAsync(ulong dst, ulong src, nuint bytes, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuMemsetD8Async(ulong dst, byte value, nuint count, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuMemsetD32Async(ulong dst, uint value, nuint count, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuStreamCreate(out IntPtr stream, uint flags);
+    [LibraryImport(Lib, EntryPoint = "cuStreamDestroy_v2")] internal static partial int cuStreamDestroy(IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuStreamSynchronize(IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuEventCreate(out IntPtr evt, uint flags);
+    [LibraryImport(Lib, EntryPoint = "cuEventDestroy_v2")] internal static partial int cuEventDestroy(IntPtr evt);
+    [LibraryImport(Lib)] private static partial int cuEventRecord(IntPtr evt, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuEventSynchronize(IntPtr evt);
+    [LibraryImport(Lib)] private static partial int cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
+    [LibraryImport(Lib)] private static partial int cuModuleLoadData(out IntPtr module, void* image);
+    [LibraryImport(Lib)] internal static partial int cuModuleUnload(IntPtr module);
+    [LibraryImport(Lib)] private static partial int cuModuleGetFunction(out IntPtr function, IntPtr module, byte* name);
+    [LibraryImport(Lib, EntryPoint = "cuStreamBeginCapture_v2")] private static partial int cuStreamBeginCapture(IntPtr stream, int mode);
+    [LibraryImport(Lib)] private static partial int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
+    [LibraryImport(Lib)] private static partial int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
+    [LibraryImport(Lib)] private static partial int cuGraphLaunch(IntPtr exec, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Lib)] internal static partial int cuGraphExecDestroy(IntPtr exec);
+    [LibraryImport(Lib)] private static partial int cuLaunchKernel(IntPtr f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, uint sharedBytes, IntPtr stream, void** args, void** extra);
+
+    /// <summary>Initialises the driver once; throws a one-line "no NVIDIA GPU" error where there is none.</summary>
+    public static void Initialize()
+    {
+        if (Volatile.Read(ref _initialized) == 1)
+        {
+            return;
+        }
+
+        lock (typeof(CudaDriver))
+        {
+            if (_initError is not null)
+            {
+                throw _initError;
+            }
+
+            if (_initialized == 1)
+            {
+                return;
+            }
+
+            try
+            {
+                NativeLibraries.Load(NativeLibraries.Driver);
+            }
+            catch (BatchwiseException e)
+            {
+                _initError = new BatchwiseException($"no NVIDIA GPU found ({e.Message})", "Run on a machine with an NVIDIA GPU and driver, or use --engine ort.", e);
+                throw _initError;
+            }
+
+            var status = cuInit(0);
+            if (status != 0)
+            {
+                _initError = new BatchwiseException($"no NVIDIA GPU found (cuInit failed: {ErrorText(status)})", "Check nvidia-smi works and CUDA_VISIBLE_DEVICES, or use --engine ort.");
+                throw _initError;
+            }
+
+            Check(cuDeviceGetCount(out var count), "cuDeviceGetCount");
+            if (count == 0)
+            {
+                _initError = new BatchwiseException("no NVIDIA GPU found (the driver reports 0 devices)", "Check CUDA_VISIBLE_DEVICES, or use --engine ort.");
+                throw _initError;
+            }
+
+            Volatile.Write(ref _initialized, 1);
+        }
+    }
+
+    /// <summary>Throws naming the call and the driver's own error name and text.</summary>
+    public static void Check(int status, string call)
+    {
+        if (status != 0)
+        {
+            throw new CudaException("CUDA driver", call, status, ErrorText(status));
+        }
+    }
+
+    private static string ErrorText(int status)
+    {
+        try
+        {
+            var name = cuGetErrorName(status, out var n) == 0 ? Marshal.PtrToStringUTF8(n) : null;
+            var text = cuGetErrorString(status, out var t) == 0 ? Marshal.PtrToStringUTF8(t) : null;
+            return $"{name ?? "CUDA_ERROR_" + status}: {text ?? "unknown error"}";
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BatchwiseException)
+        {
+            return "CUresult " + status;
+        }
+    }
+
+    public static int DriverVersion()
+    {
+        Check(cuDriverGetVersion(out var v), "cuDriverGetVersion");
+        return v;
+    }
+
+    public static int DeviceCount()
+    {
+        Initialize();
+        Check(cuDeviceGetCount(out var c), "cuDeviceGetCount");
+        return c;
+    }
+
+    public static int Device(int ordinal)
+    {
+        Initialize();
+        var count = DeviceCount();
+        if (ordinal < 0 || ordinal >= count)
+        {
+            throw new BatchwiseException($"GPU {ordinal} does not exist; this machine has {count} (0 to {count - 1})", "Pick another --device.");
+        }
+
+        Check(cuDeviceGet(out var d, ordinal), "cuDeviceGet");
+        return d;
+    }
+
+    public static string DeviceName(int device)
+    {
+        var buffer = stackalloc byte[256];
+        Check(cuDeviceGetName(buffer, 256, device), "cuDeviceGetName");
+        return Marshal.PtrToStringUTF8((IntPtr)buffer) ?? "?";
+    }
+
+    public static int Attribute(int device, int attribute)
+    {
+        Check(cuDeviceGetAttribute(out var v, attribute, device), "cuDeviceGetAttribute");
+        return v;
+    }
+
+    public static long TotalMemory(int device)
+    {
+        Check(cuDeviceTotalMem(out var b, device), "cuDeviceTotalMem");
+        return (long)b;
+    }
+
+    public static string PciBusId(int device) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Attribute(device, CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID):x8}:{Attribute(device, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID):x2}:{Attribute(device, CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID):x2}.0");
+
+    public static IntPtr RetainPrimaryContext(int device)
+    {
+        Check(cuDevicePrimaryCtxRetain(out var ctx, device), "cuDevicePrimaryCtxRetain");
+        return ctx;
+    }
+
+    public static void SetCurrent(IntPtr context) => Check(cuCtxSetCurrent(context), "cuCtxSetCurrent");
+
+    public static (long Free, long Total) MemoryInfo()
+    {
+        Check(cuMemGetInfo(out var f, out var t), "cuMemGetInfo");
+        return ((long)f, (long)t);
+    }
+
+    public static DeviceMemory Allocate(long bytes)
+    {
+        var status = cuMemAlloc(out var p, (nuint)Math.Max(bytes, 1));
+        if (status == 2)
+        {
+            var (free, total) = MemoryInfo();
+            throw new BatchwiseException($"Out of GPU memory: {bytes / 1048576.0:F1} MiB asked, {free / 1048576.0:F0} of {total / 1048576.0:F0} MiB free", "Use a smaller batch size or input.");
+        }
+
+        Check(status, "cuMemAlloc");
+        var handle = new DeviceMemory();
+        handle.Set(p, bytes);
+        return handle;
+    }
+
+    public static PinnedHostMemory AllocatePinned(long bytes)
+    {
+        Check(cuMemHostAlloc(out var p, (nuint)Math.Max(bytes, 1), CU_MEMHOSTALLOC_PORTABLE), "cuMemHostAlloc");
+        var handle = new PinnedHostMemory(bytes);
+        handle.Set(p);
+        return handle;
+    }
+
+    public static void CopyToDevice(ulong dst, void* src, long bytes, CudaStream stream) => Check(cuMemcpyHtoDAsync(dst, src, (nuint)bytes, stream.Handle), "cuMemcpyHtoDAsync");
+
+    public static void CopyToHost(void* dst, ulong src, long bytes, CudaStream stream) => Check(cuMemcpyDtoHAsync(dst, src, (nuint)bytes, stream.Handle), "cuMemcpyDtoHAsync");
+
+    public static void CopyDeviceToDevice(ulong dst, ulong src, long bytes, IntPtr stream) => Check(cuMemcpyDtoDAsync(dst, src, (nuint)bytes, stream), "cuMemcpyDtoDAsync");
+
+    public static void MemsetD8(ulong dst, byte value, long count, IntPtr stream) => Check(cuMemsetD8Async(dst, value, (nuint)count, stream), "cuMemsetD8Async");
+
+    public static void MemsetD32(ulong dst, uint value, long count, IntPtr stream) => Check(cuMemsetD32Async(dst, value, (nuint)count, stream), "cuMemsetD32Async");
+
+    public static CudaStream CreateStream()
+    {
+        Check(cuStreamCreate(out var s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        var h = new CudaStream();
+        h.Set(s);
+        return h;
+    }
+
+    public static void Synchronize(CudaStream stream) => Check(cuStreamSynchronize(stream.Handle), "cuStreamSynchronize");
+
+    public static CudaEvent CreateEvent(bool timing = true)
+    {
+        Check(cuEventCreate(out var e, timing ? CU_EVENT_DEFAULT : CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+        var h = new CudaEvent();
+        h.Set(e);
+        return h;
+    }
+
+    public static void Record(CudaEvent evt, CudaStream stream) => Check(cuEventRecord(evt.Handle, stream.Handle), "cuEventRecord");
+
+    public static double ElapsedSeconds(CudaEvent start, CudaEvent end)
+    {
+        Check(cuEventSynchronize(end.Handle), "cuEventSynchronize");
+        Check(cuEventElapsedTime(out var ms, start.Handle, end.Handle), "cuEventElapsedTime");
+        return ms / 1000.0;
+    }
+
+    public static CudaModule LoadModule(byte[] image)
+    {
+        IntPtr m;
+        fixed (byte* p = image)
+        {
+            Check(cuModuleLoadData(out m, p), "cuModuleLoadData");
+        }
+
+        var h = new CudaModule();
+        h.Set(m);
+        return h;
+    }
+
+    public static IntPtr GetFunction(CudaModule module, string name)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(name + "\0");
+        fixed (byte* p = bytes)
+        {
+            Check(cuModuleGetFunction(out var f, module.Handle, p), $"cuModuleGetFunction({name})");
+            return f;
+        }
+    }
+
+    /// <summary>
+    /// Records what <paramref name="enqueue"/> puts on the stream into a CUDA graph and instantiates it. Capture is
+    /// thread-local, so other threads' CUDA calls go on meanwhile.
+    /// </summary>
+    public static CudaGraphExec Capture(CudaStream stream, Action enqueue)
+    {
+        Check(cuStreamBeginCapture(stream.Handle, 1), "cuStreamBeginCapture");
+        IntPtr graph;
+        try
+        {
+            enqueue();
+        }
+        finally
+        {
+            // End the capture whatever happened, so the stream is usable again.
+            var end = cuStreamEndCapture(stream.Handle, out graph);
+            if (end != 0 && graph != IntPtr.Zero)
+            {
+                cuGraphDestroy(graph);
+            }
+
+            Check(end, "cuStreamEndCapture");
+        }
+
+        try
+        {
+            Check(cuGraphInstantiateWithFlags(out var exec, graph, 0), "cuGraphInstantiateWithFlags");
+            var h = new CudaGraphExec();
+            h.Set(exec);
+            return h;
+        }
+        finally
+        {
+            cuGraphDestroy(graph);
+        }
+    }
+
+    public static void Launch(CudaGraphExec graph, CudaStream stream) => Check(cuGraphLaunch(graph.Handle, stream.Handle), "cuGraphLaunch");
+
+    public static void Launch(IntPtr function, uint gridX, uint blockX, uint sharedBytes, IntPtr stream, void** args, string name) =>
+        Check(cuLaunchKernel(function, gridX, 1, 1, blockX, 1, 1, sharedBytes, stream, args, null), $"cuLaunchKernel({name})");
+}
+
+/// <summary>A failed call into an NVIDIA library: the library, the call and the library's own error text.</summary>
+public sealed class CudaException : BatchwiseException
+{
+    /// <summary>Creates the exception.</summary>
+    public CudaException(string library, string call, int status, string text)
+        : base($"{library} call {call} failed with {text}", "Run with --verbose for the stack; check the driver and library versions with `batchwise devices`.")
+    {
+        Library = library;
+        Call = call;
+        Status = status;
+    }
+
+    /// <summary>The library (CUDA driver, cuDNN, cuBLASLt, NVRTC, NVML).</summary>
+    public string Library { get; }
+
+    /// <summary>The function that failed.</summary>
+    public string Call { get; }
+
+    /// <summary>The library's status code.</summary>
+    public int Status { get; }
+}
+
+/// <summary>A device allocation (cuMemAlloc); the handle value is the device pointer.</summary>
+internal sealed class DeviceMemory : SafeHandle
+{
+    public DeviceMemory()
+        : base(IntPtr.Zero, true)
+    {
+    }
+
+    public ulong Pointer => (ulong)handle;
+
+    public long Bytes { get; private set; }
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    internal void Set(ulong pointer, long bytes)
+    {
+        SetHandle((IntPtr)(long)pointer);
+        Bytes = bytes;
+    }
+
+    protected override bool ReleaseHandle() => CudaDriver.cuMemFree((ulong)handle) == 0;
+}
+
+/// <summary>Page-locked host memory (cuMemHostAlloc) for asynchronous copies.</summary>
+internal sealed class PinnedHostMemory : SafeHandle
+{
+    public PinnedHostMemory(long bytes)
+        : base(IntPtr.Zero, true)
+    {
+        Bytes = bytes;
+    }
+
+    public long Bytes { get; }
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    public unsafe Span<byte> Span => new((void*)handle, checked((int)Bytes));
+
+    internal void Set(IntPtr p) => SetHandle(p);
+
+    protected override bool ReleaseHandle() => CudaDriver.cuMemFreeHost(handle) == 0;
+}
+
+/// <summary>A CUDA stream.</summary>
+internal sealed class CudaStream : SafeHandle
+{
+    public CudaStream()
+        : base(IntPtr.Zero, true)
+    {
+    }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    internal void Set(IntPtr p) => SetHandle(p);
+
+    protected override bool ReleaseHandle() => CudaDriver.cuStreamDestroy(handle) == 0;
+}
+
+/// <summary>A CUDA event (timing enabled unless asked otherwise).</summary>
+internal sealed class CudaEvent : SafeHandle
+{
+    public CudaEvent()
+        : base(IntPtr.Zero, true)
+    {
+    }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    internal void Set(IntPtr p) => SetHandle(p);
+
+    protected override bool ReleaseHandle() => CudaDriver.cuEventDestroy(handle) == 0;
+}
+
+/// <summary>An instantiated CUDA graph.</summary>
+internal sealed class CudaGraphExec : SafeHandle
+{
+    public CudaGraphExec()
+        : base(IntPtr.Zero, true)
+    {
+    }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    internal void Set(IntPtr p) => SetHandle(p);
+
+    protected override bool ReleaseHandle() => CudaDriver.cuGraphExecDestroy(handle) == 0;
+}
+
+/// <summary>A loaded CUDA module (a CUBIN from NVRTC).</summary>
+internal sealed class CudaModule : SafeHandle
+{
+    public CudaModule()
+        : base(IntPtr.Zero, true)
+    {
+    }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    internal void Set(IntPtr p) => SetHandle(p);
+
+    protected override bool ReleaseHandle() => CudaDriver.cuModuleUnload(handle) == 0;
+}
+
+/// <summary>A retained primary context of one device; released on dispose.</summary>
+internal sealed class PrimaryContext : SafeHandle
+{
+    public PrimaryContext(int device)
+        : base(IntPtr.Zero, true)
+    {
+        Device = device;
+        SetHandle(CudaDriver.RetainPrimaryContext(device));
+    }
+
+    public int Device { get; }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    /// <summary>Makes the context current on the calling thread (each thread that calls CUDA must).</summary>
+    public void MakeCurrent() => CudaDriver.SetCurrent(handle);
+
+    protected override bool ReleaseHandle() => CudaDriver.cuDevicePrimaryCtxRelease(Device) == 0;
+}

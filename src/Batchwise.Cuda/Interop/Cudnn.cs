@@ -1,0 +1,236 @@
+using System.Runtime.InteropServices;
+
+namespace Batchwise.Cuda.Interop;
+
+/// <summary>cuDNN 9 (legacy API): convolution forward with tensor, filter and convolution descriptors.</summary>
+internal static unsafe partial class Cudnn
+{
+    private const string Lib = "batchwise_cudnn";
+
+    public const int CUDNN_DATA_FLOAT = 0;
+    public const int CUDNN_DATA_HALF = 2;
+    public const int CUDNN_TENSOR_NCHW = 0;
+    public const int CUDNN_TENSOR_NHWC = 1;
+    public const int CUDNN_CROSS_CORRELATION = 1;
+    public const int CUDNN_DEFAULT_MATH = 0;
+    public const int CUDNN_TENSOR_OP_MATH = 1;
+    public const int CUDNN_FMA_MATH = 3;
+
+    /// <summary>cudnnConvolutionFwdAlgoPerf_t.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ConvolutionFwdAlgoPerf
+    {
+        public int Algo;
+        public int Status;
+        public float Time;
+        public nuint Memory;
+        public int Determinism;
+        public int MathType;
+        public int Reserved0;
+        public int Reserved1;
+        public int Reserved2;
+    }
+
+    [LibraryImport(Lib)] private static partial nuint cudnnGetVersion();
+    [LibraryImport(Lib)] private static partial IntPtr cudnnGetErrorString(int status);
+    [LibraryImport(Lib)] private static partial int cudnnCreate(out IntPtr handle);
+    [LibraryImport(Lib)] internal static partial int cudnnDestroy(IntPtr handle);
+    [LibraryImport(Lib)] private static partial int cudnnSetStream(IntPtr handle, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cudnnCreateTensorDescriptor(out IntPtr desc);
+    [LibraryImport(Lib)] internal static partial int cudnnDestroyTensorDescriptor(IntPtr desc);
+    [LibraryImport(Lib)] private static partial int cudnnSetTensorNdDescriptor(IntPtr desc, int dataType, int nbDims, int* dims, int* strides);
+    [LibraryImport(Lib)] private static partial int cudnnCreateFilterDescriptor(out IntPtr desc);
+    [LibraryImport(Lib)] internal static partial int cudnnDestroyFilterDescriptor(IntPtr desc);
+    [LibraryImport(Lib)] private static partial int cudnnSetFilterNdDescriptor(IntPtr desc, int dataType, int format, int nbDims, int* dims);
+    [LibraryImport(Lib)] private static partial int cudnnCreateConvolutionDescriptor(out IntPtr desc);
+    [LibraryImport(Lib)] internal static partial int cudnnDestroyConvolutionDescriptor(IntPtr desc);
+    [LibraryImport(Lib)] private static partial int cudnnSetConvolutionNdDescriptor(IntPtr desc, int arrayLength, int* pads, int* strides, int* dilations, int mode, int computeType);
+    [LibraryImport(Lib)] private static partial int cudnnSetConvolutionGroupCount(IntPtr desc, int groups);
+    [LibraryImport(Lib)] private static partial int cudnnSetConvolutionMathType(IntPtr desc, int mathType);
+    [LibraryImport(Lib)] private static partial int cudnnGetConvolutionNdForwardOutputDim(IntPtr conv, IntPtr x, IntPtr w, int nbDims, int* dims);
+    [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardAlgorithm_v7(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int requested, out int returned, ConvolutionFwdAlgoPerf* results);
+    [LibraryImport(Lib)] private static partial int cudnnFindConvolutionForwardAlgorithmEx(IntPtr handle, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, IntPtr y, ulong yData, int requested, out int returned, ConvolutionFwdAlgoPerf* results, ulong workspace, nuint workspaceBytes);
+    [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardWorkspaceSize(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int algo, out nuint bytes);
+    [LibraryImport(Lib)] private static partial int cudnnConvolutionForward(IntPtr handle, float* alpha, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* beta, IntPtr y, ulong yData);
+    [LibraryImport(Lib)] private static partial int cudnnAddTensor(IntPtr handle, float* alpha, IntPtr a, ulong aData, float* beta, IntPtr c, ulong cData);
+
+    public static void Check(int status, string call)
+    {
+        if (status != 0)
+        {
+            throw new CudaException("cuDNN", call, status, Marshal.PtrToStringUTF8(cudnnGetErrorString(status)) ?? "CUDNN_STATUS_" + status);
+        }
+    }
+
+    public static string Version()
+    {
+        NativeLibraries.Load(NativeLibraries.Cudnn);
+        var v = (long)cudnnGetVersion();
+        return $"{v / 10000}.{v % 10000 / 100}.{v % 100}";
+    }
+
+    public static CudnnHandle Create(CudaStream stream)
+    {
+        NativeLibraries.Load(NativeLibraries.Cudnn);
+        Check(cudnnCreate(out var h), "cudnnCreate");
+        var handle = new CudnnHandle(h);
+        Check(cudnnSetStream(h, stream.Handle), "cudnnSetStream");
+        return handle;
+    }
+
+    public static void SetStream(CudnnHandle handle, IntPtr stream) => Check(cudnnSetStream(handle.Handle, stream), "cudnnSetStream");
+
+    /// <summary>A packed (row-major) tensor descriptor; cuDNN wants at least 4 dimensions, so lower ranks get trailing 1s.</summary>
+    public static CudnnDescriptor Tensor(int dataType, IReadOnlyList<long> shape)
+    {
+        Check(cudnnCreateTensorDescriptor(out var d), "cudnnCreateTensorDescriptor");
+        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Tensor);
+        var n = Math.Max(4, shape.Count);
+        var dims = stackalloc int[n];
+        var strides = stackalloc int[n];
+        for (var i = 0; i < n; i++)
+        {
+            dims[i] = i < shape.Count ? checked((int)shape[i]) : 1;
+        }
+
+        strides[n - 1] = 1;
+        for (var i = n - 2; i >= 0; i--)
+        {
+            strides[i] = strides[i + 1] * dims[i + 1];
+        }
+
+        Check(cudnnSetTensorNdDescriptor(d, dataType, n, dims, strides), "cudnnSetTensorNdDescriptor");
+        return desc;
+    }
+
+    public static CudnnDescriptor Filter(int dataType, IReadOnlyList<long> shape)
+    {
+        Check(cudnnCreateFilterDescriptor(out var d), "cudnnCreateFilterDescriptor");
+        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Filter);
+        var n = Math.Max(4, shape.Count);
+        var dims = stackalloc int[n];
+        for (var i = 0; i < n; i++)
+        {
+            dims[i] = i < shape.Count ? checked((int)shape[i]) : 1;
+        }
+
+        Check(cudnnSetFilterNdDescriptor(d, dataType, CUDNN_TENSOR_NCHW, n, dims), "cudnnSetFilterNdDescriptor");
+        return desc;
+    }
+
+    public static CudnnDescriptor Convolution(int[] pads, int[] strides, int[] dilations, int groups, int mathType)
+    {
+        Check(cudnnCreateConvolutionDescriptor(out var d), "cudnnCreateConvolutionDescriptor");
+        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Convolution);
+        fixed (int* p = pads, s = strides, dl = dilations)
+        {
+            Check(cudnnSetConvolutionNdDescriptor(d, pads.Length, p, s, dl, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT), "cudnnSetConvolutionNdDescriptor");
+        }
+
+        Check(cudnnSetConvolutionGroupCount(d, groups), "cudnnSetConvolutionGroupCount");
+        Check(cudnnSetConvolutionMathType(d, mathType), "cudnnSetConvolutionMathType");
+        return desc;
+    }
+
+    public static void SetMathType(CudnnDescriptor conv, int mathType) => Check(cudnnSetConvolutionMathType(conv.Handle, mathType), "cudnnSetConvolutionMathType");
+
+    public static int[] OutputDims(CudnnDescriptor conv, CudnnDescriptor x, CudnnDescriptor w, int rank)
+    {
+        var dims = new int[rank];
+        fixed (int* d = dims)
+        {
+            Check(cudnnGetConvolutionNdForwardOutputDim(conv.Handle, x.Handle, w.Handle, rank, d), "cudnnGetConvolutionNdForwardOutputDim");
+        }
+
+        return dims;
+    }
+
+    /// <summary>The heuristics' algorithms, best first.</summary>
+    public static ConvolutionFwdAlgoPerf[] ForwardAlgorithms(CudnnHandle handle, CudnnDescriptor x, CudnnDescriptor w, CudnnDescriptor conv, CudnnDescriptor y)
+    {
+        var results = new ConvolutionFwdAlgoPerf[16];
+        int returned;
+        fixed (ConvolutionFwdAlgoPerf* r = results)
+        {
+            Check(cudnnGetConvolutionForwardAlgorithm_v7(handle.Handle, x.Handle, w.Handle, conv.Handle, y.Handle, results.Length, out returned, r), "cudnnGetConvolutionForwardAlgorithm_v7");
+        }
+
+        return results[..returned];
+    }
+
+    /// <summary>Times the algorithms on the given buffers (cudnnFindConvolutionForwardAlgorithmEx), fastest first.</summary>
+    public static ConvolutionFwdAlgoPerf[] FindForwardAlgorithms(CudnnHandle handle, CudnnDescriptor x, ulong xData, CudnnDescriptor w, ulong wData, CudnnDescriptor conv, CudnnDescriptor y, ulong yData, ulong workspace, long workspaceBytes)
+    {
+        var results = new ConvolutionFwdAlgoPerf[16];
+        int returned;
+        fixed (ConvolutionFwdAlgoPerf* r = results)
+        {
+            Check(cudnnFindConvolutionForwardAlgorithmEx(handle.Handle, x.Handle, xData, w.Handle, wData, conv.Handle, y.Handle, yData, results.Length, out returned, r, workspace, (nuint)workspaceBytes), "cudnnFindConvolutionForwardAlgorithmEx");
+        }
+
+        return results[..returned];
+    }
+
+    public static long WorkspaceSize(CudnnHandle handle, CudnnDescriptor x, CudnnDescriptor w, CudnnDescriptor conv, CudnnDescriptor y, int algo)
+    {
+        Check(cudnnGetConvolutionForwardWorkspaceSize(handle.Handle, x.Handle, w.Handle, conv.Handle, y.Handle, algo, out var b), "cudnnGetConvolutionForwardWorkspaceSize");
+        return (long)b;
+    }
+
+    public static void ConvolutionForward(CudnnHandle handle, CudnnDescriptor x, ulong xData, CudnnDescriptor w, ulong wData, CudnnDescriptor conv, int algo, ulong workspace, long workspaceBytes, float beta, CudnnDescriptor y, ulong yData)
+    {
+        var alpha = 1f;
+        Check(cudnnConvolutionForward(handle.Handle, &alpha, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, y.Handle, yData), "cudnnConvolutionForward");
+    }
+
+    public static void AddTensor(CudnnHandle handle, CudnnDescriptor a, ulong aData, CudnnDescriptor c, ulong cData)
+    {
+        var alpha = 1f;
+        var beta = 1f;
+        Check(cudnnAddTensor(handle.Handle, &alpha, a.Handle, aData, &beta, c.Handle, cData), "cudnnAddTensor");
+    }
+}
+
+/// <summary>A cuDNN library handle.</summary>
+internal sealed class CudnnHandle : SafeHandle
+{
+    public CudnnHandle(IntPtr h)
+        : base(IntPtr.Zero, true) => SetHandle(h);
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnDestroy(handle) == 0;
+}
+
+/// <summary>A cuDNN tensor, filter or convolution descriptor.</summary>
+internal sealed class CudnnDescriptor : SafeHandle
+{
+    public CudnnDescriptor(IntPtr h, Kind kind)
+        : base(IntPtr.Zero, true)
+    {
+        SetHandle(h);
+        DescriptorKind = kind;
+    }
+
+    public enum Kind
+    {
+        Tensor,
+        Filter,
+        Convolution,
+    }
+
+    public Kind DescriptorKind { get; }
+
+    public IntPtr Handle => handle;
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    protected override bool ReleaseHandle() => DescriptorKind switch
+    {
+        Kind.Tensor => Cudnn.cudnnDestroyTensorDescriptor(handle) == 0,
+        Kind.Filter => Cudnn.cudnnDestroyFilterDescriptor(handle) == 0,
+        _ => Cudnn.cudnnDestroyConvolutionDescriptor(handle) == 0,
+    };
+}

@@ -1,0 +1,104 @@
+using System.Runtime.InteropServices;
+
+namespace Batchwise.Cuda.Interop;
+
+/// <summary>NVML: device utilisation, memory, names and the driver version for telemetry.</summary>
+internal static unsafe partial class Nvml
+{
+    private const string Lib = "batchwise_nvml";
+    private static int _initialized;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Utilization
+    {
+        public uint Gpu;
+        public uint Memory;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Memory
+    {
+        public ulong Total;
+        public ulong Free;
+        public ulong Used;
+    }
+
+    [LibraryImport(Lib, EntryPoint = "nvmlInit_v2")] private static partial int nvmlInit();
+    [LibraryImport(Lib)] private static partial IntPtr nvmlErrorString(int result);
+    [LibraryImport(Lib)] private static partial int nvmlSystemGetDriverVersion(byte* version, uint length);
+    [LibraryImport(Lib, EntryPoint = "nvmlDeviceGetHandleByPciBusId_v2")] private static partial int nvmlDeviceGetHandleByPciBusId(byte* busId, out IntPtr device);
+    [LibraryImport(Lib, EntryPoint = "nvmlDeviceGetHandleByIndex_v2")] private static partial int nvmlDeviceGetHandleByIndex(uint index, out IntPtr device);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetUtilizationRates(IntPtr device, out Utilization utilization);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetMemoryInfo(IntPtr device, out Memory memory);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetName(IntPtr device, byte* name, uint length);
+
+    public static void Check(int status, string call)
+    {
+        if (status != 0)
+        {
+            throw new CudaException("NVML", call, status, Marshal.PtrToStringUTF8(nvmlErrorString(status)) ?? "NVML_ERROR_" + status);
+        }
+    }
+
+    /// <summary>Initialises NVML once (it stays initialised for the process: NVML's own reference count makes a shutdown per user pointless).</summary>
+    public static void Initialize()
+    {
+        if (Interlocked.CompareExchange(ref _initialized, 1, 0) == 0)
+        {
+            try
+            {
+                NativeLibraries.Load(NativeLibraries.Nvml);
+                Check(nvmlInit(), "nvmlInit_v2");
+            }
+            catch
+            {
+                _initialized = 0;
+                throw;
+            }
+        }
+    }
+
+    public static string DriverVersion()
+    {
+        Initialize();
+        var buffer = stackalloc byte[96];
+        Check(nvmlSystemGetDriverVersion(buffer, 96), "nvmlSystemGetDriverVersion");
+        return Marshal.PtrToStringUTF8((IntPtr)buffer) ?? "?";
+    }
+
+    /// <summary>The NVML device with a PCI bus id (as the CUDA driver reports it), or by index when the id is not found.</summary>
+    public static IntPtr DeviceByPciBusId(string busId, int fallbackIndex)
+    {
+        Initialize();
+        var bytes = System.Text.Encoding.ASCII.GetBytes(busId + "\0");
+        fixed (byte* b = bytes)
+        {
+            if (nvmlDeviceGetHandleByPciBusId(b, out var d) == 0)
+            {
+                return d;
+            }
+        }
+
+        Check(nvmlDeviceGetHandleByIndex((uint)fallbackIndex, out var byIndex), "nvmlDeviceGetHandleByIndex_v2");
+        return byIndex;
+    }
+
+    public static Utilization UtilizationOf(IntPtr device)
+    {
+        Check(nvmlDeviceGetUtilizationRates(device, out var u), "nvmlDeviceGetUtilizationRates");
+        return u;
+    }
+
+    public static Memory MemoryOf(IntPtr device)
+    {
+        Check(nvmlDeviceGetMemoryInfo(device, out var m), "nvmlDeviceGetMemoryInfo");
+        return m;
+    }
+
+    public static string NameOf(IntPtr device)
+    {
+        var buffer = stackalloc byte[96];
+        Check(nvmlDeviceGetName(device, buffer, 96), "nvmlDeviceGetName");
+        return Marshal.PtrToStringUTF8((IntPtr)buffer) ?? "?";
+    }
+}

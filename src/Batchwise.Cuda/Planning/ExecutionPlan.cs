@@ -1,0 +1,401 @@
+using System.Runtime.InteropServices;
+using Batchwise.Cuda.Interop;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>A tensor during planning: type, concrete shape, its value when known on the host, and its device buffer.</summary>
+internal sealed class PlanValue
+{
+    public PlanValue(ElementType type, long[] shape, HostTensor? constant = null, int buffer = -1)
+    {
+        Type = type;
+        Shape = shape;
+        Constant = constant;
+        Buffer = buffer;
+    }
+
+    public ElementType Type { get; }
+
+    public long[] Shape { get; }
+
+    public HostTensor? Constant { get; }
+
+    public int Buffer { get; set; }
+
+    public long Count => Engines.Tensor.ElementCountOf(Shape);
+
+    public long Bytes => Count * Type.SizeOf();
+}
+
+/// <summary>A device buffer of the plan: in the arena (placed by the memory plan) or a constant uploaded once.</summary>
+internal sealed class PlanBuffer
+{
+    public PlanBuffer(int id, long bytes, string label, HostTensor? constant = null)
+    {
+        Id = id;
+        Bytes = bytes;
+        Label = label;
+        Constant = constant;
+    }
+
+    public int Id { get; }
+
+    public long Bytes { get; }
+
+    public string Label { get; }
+
+    public HostTensor? Constant { get; }
+
+    public int FirstStep { get; set; } = int.MaxValue;
+
+    public int LastStep { get; set; } = -1;
+
+    /// <summary>Inputs and outputs live for the whole run (inputs are bound once and reused run after run).</summary>
+    public bool WholeRun { get; set; }
+
+    public long Offset { get; set; }
+
+    public bool IsArena => Constant is null;
+}
+
+/// <summary>One thing a plan does on the stream.</summary>
+internal abstract class PlanStep
+{
+    protected PlanStep(string node, int[] buffers)
+    {
+        Node = node;
+        Buffers = buffers;
+    }
+
+    /// <summary>The ONNX node (op and name) it comes from, for errors and profiles.</summary>
+    public string Node { get; }
+
+    /// <summary>Every buffer it reads or writes (-1 for none).</summary>
+    public int[] Buffers { get; }
+
+    public abstract void Enqueue(ExecutionContext context, int index);
+}
+
+/// <summary>A launch of a generated kernel whose parameters are device pointers to plan buffers.</summary>
+internal sealed class KernelStep : PlanStep
+{
+    public KernelStep(string node, string source, long threads, int block, int[] buffers)
+        : base(node, buffers)
+    {
+        Source = source;
+        Block = block;
+        Grid = checked((uint)Math.Max(1, (threads + block - 1) / block));
+    }
+
+    public string Source { get; }
+
+    public int Block { get; }
+
+    public uint Grid { get; }
+
+    public string FunctionName { get; set; } = string.Empty;
+
+    public IntPtr Function { get; set; }
+
+    public override unsafe void Enqueue(ExecutionContext context, int index) =>
+        CudaDriver.Launch(Function, Grid, (uint)Block, 0, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
+}
+
+/// <summary>A convolution through cuDNN, with the bias added by cudnnAddTensor.</summary>
+internal sealed class ConvStep : PlanStep, IDisposable
+{
+    public ConvStep(string node, int x, int w, int bias, int y, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, CudnnDescriptor? biasDesc, int algo, long workspaceBytes)
+        : base(node, [x, w, bias, y])
+    {
+        (XDesc, WDesc, ConvDesc, YDesc, BiasDesc, Algo, WorkspaceBytes) = (xDesc, wDesc, convDesc, yDesc, biasDesc, algo, workspaceBytes);
+    }
+
+    public CudnnDescriptor XDesc { get; }
+
+    public CudnnDescriptor WDesc { get; }
+
+    public CudnnDescriptor ConvDesc { get; }
+
+    public CudnnDescriptor YDesc { get; }
+
+    public CudnnDescriptor? BiasDesc { get; }
+
+    public int Algo { get; }
+
+    public long WorkspaceBytes { get; }
+
+    public override void Enqueue(ExecutionContext context, int index)
+    {
+        var handle = context.Cudnn;
+        Cudnn.ConvolutionForward(handle, XDesc, context.Pointer(Buffers[0]), WDesc, context.Pointer(Buffers[1]), ConvDesc, Algo, context.Workspace, WorkspaceBytes, 0f, YDesc, context.Pointer(Buffers[3]));
+        if (BiasDesc is not null)
+        {
+            Cudnn.AddTensor(handle, BiasDesc, context.Pointer(Buffers[2]), YDesc, context.Pointer(Buffers[3]));
+        }
+    }
+
+    public void Dispose()
+    {
+        XDesc.Dispose();
+        WDesc.Dispose();
+        ConvDesc.Dispose();
+        YDesc.Dispose();
+        BiasDesc?.Dispose();
+    }
+}
+
+/// <summary>A (batched) matrix product through cuBLASLt: D = alpha * op(A) op(B) + beta * D, in column-major terms.</summary>
+internal sealed class MatmulStep : PlanStep, IDisposable
+{
+    private readonly IntPtr _algo;
+
+    public unsafe MatmulStep(string node, int a, int b, int d, CublasLtObject desc, CublasLtObject aLayout, CublasLtObject bLayout, CublasLtObject dLayout, CublasLt.HeuristicResult algo, float alpha, float beta)
+        : base(node, [a, b, d])
+    {
+        (Desc, ALayout, BLayout, DLayout, Alpha, Beta) = (desc, aLayout, bLayout, dLayout, alpha, beta);
+        _algo = (IntPtr)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
+        *(CublasLt.HeuristicResult*)_algo = algo;
+        WorkspaceBytes = (long)algo.WorkspaceSize;
+    }
+
+    public CublasLtObject Desc { get; }
+
+    public CublasLtObject ALayout { get; }
+
+    public CublasLtObject BLayout { get; }
+
+    public CublasLtObject DLayout { get; }
+
+    public float Alpha { get; }
+
+    public float Beta { get; }
+
+    public long WorkspaceBytes { get; }
+
+    public override unsafe void Enqueue(ExecutionContext context, int index)
+    {
+        var d = context.Pointer(Buffers[2]);
+        CublasLt.Matmul(context.CublasLt, Desc, Alpha, context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, Beta, d, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
+    }
+
+    public unsafe void Dispose()
+    {
+        Desc.Dispose();
+        ALayout.Dispose();
+        BLayout.Dispose();
+        DLayout.Dispose();
+        NativeMemory.Free((void*)_algo);
+    }
+}
+
+/// <summary>A graph output: read from a device buffer, or a value that folded to a constant.</summary>
+internal sealed record PlanOutput(ElementType Type, long[] Shape, int Buffer, HostTensor? Constant);
+
+/// <summary>
+/// What runs for one set of input shapes: the steps in order, the buffers and their memory plan, constants on the device
+/// and the compiled module. Shared by every execution context of that shape; each context brings its own arena.
+/// </summary>
+internal sealed class ExecutionPlan : IDisposable
+{
+    private readonly List<IDisposable> _owned = [];
+
+    public ExecutionPlan(IReadOnlyList<PlanStep> steps, IReadOnlyList<PlanBuffer> buffers, int[] inputBuffers, IReadOnlyList<PlanOutput> outputs, MemoryPlan memory, long workspaceBytes)
+    {
+        Steps = steps;
+        Buffers = buffers;
+        InputBuffers = inputBuffers;
+        Outputs = outputs;
+        Memory = memory;
+        WorkspaceBytes = workspaceBytes;
+    }
+
+    public IReadOnlyList<PlanStep> Steps { get; }
+
+    public IReadOnlyList<PlanBuffer> Buffers { get; }
+
+    /// <summary>The arena buffer of each graph input, or -1 where its value was folded into the plan or is unused.</summary>
+    public int[] InputBuffers { get; }
+
+    public IReadOnlyList<PlanOutput> Outputs { get; }
+
+    public MemoryPlan Memory { get; }
+
+    public long WorkspaceBytes { get; }
+
+    /// <summary>Device pointers of constant buffers (by buffer id), shared across contexts.</summary>
+    public Dictionary<int, ulong> ConstantPointers { get; } = [];
+
+    public bool UsesCudnn => Steps.Any(s => s is ConvStep);
+
+    public bool UsesCublasLt => Steps.Any(s => s is MatmulStep);
+
+    public void Own(IDisposable d) => _owned.Add(d);
+
+    public void Dispose()
+    {
+        foreach (var s in Steps.OfType<IDisposable>())
+        {
+            s.Dispose();
+        }
+
+        foreach (var d in _owned)
+        {
+            d.Dispose();
+        }
+    }
+}
+
+/// <summary>One execution context of a plan: its own stream, arena, workspace, library handles and kernel parameters.</summary>
+internal sealed unsafe class ExecutionContext : IDisposable
+{
+    private readonly ExecutionPlan _plan;
+    private readonly DeviceMemory _arena;
+    private readonly DeviceMemory? _workspace;
+    private readonly ulong[] _pointers;
+    private readonly IntPtr[] _params;
+    private readonly CudaEvent _start;
+    private readonly CudaEvent _end;
+    private readonly bool _useGraph;
+    private CudaGraphExec? _graph;
+    private int _runs;
+
+    public ExecutionContext(ExecutionPlan plan, bool useCudaGraph)
+    {
+        _plan = plan;
+        _useGraph = useCudaGraph;
+        Stream = CudaDriver.CreateStream();
+        _arena = CudaDriver.Allocate(plan.Memory.ArenaBytes);
+        _workspace = plan.WorkspaceBytes > 0 ? CudaDriver.Allocate(plan.WorkspaceBytes) : null;
+        WorkspaceBytes = plan.WorkspaceBytes;
+        _pointers = new ulong[plan.Buffers.Count];
+        foreach (var b in plan.Buffers)
+        {
+            _pointers[b.Id] = b.IsArena ? _arena.Pointer + (ulong)b.Offset : plan.ConstantPointers[b.Id];
+        }
+
+        if (plan.UsesCudnn)
+        {
+            Cudnn = Interop.Cudnn.Create(Stream);
+        }
+
+        if (plan.UsesCublasLt)
+        {
+            CublasLt = Interop.CublasLt.Create();
+        }
+
+        // Kernel parameters are fixed for the context's life: one block per launch holding the pointer values and the
+        // array of addresses cuLaunchKernel reads (what a CUDA graph will capture unchanged).
+        _params = new IntPtr[plan.Steps.Count];
+        for (var i = 0; i < plan.Steps.Count; i++)
+        {
+            if (plan.Steps[i] is not KernelStep k)
+            {
+                continue;
+            }
+
+            var n = k.Buffers.Length;
+            var block = (byte*)NativeMemory.AllocZeroed((nuint)(n * 16 + 8));
+            var values = (ulong*)block;
+            var addresses = (void**)(block + (n * 8));
+            for (var j = 0; j < n; j++)
+            {
+                values[j] = k.Buffers[j] < 0 ? 0 : _pointers[k.Buffers[j]];
+                addresses[j] = &values[j];
+            }
+
+            _params[i] = (IntPtr)block;
+        }
+
+        _start = CudaDriver.CreateEvent();
+        _end = CudaDriver.CreateEvent();
+    }
+
+    public CudaStream Stream { get; }
+
+    public CudnnHandle Cudnn { get; } = null!;
+
+    public CublasLtObject CublasLt { get; } = null!;
+
+    public ulong Workspace => _workspace?.Pointer ?? 0;
+
+    public long WorkspaceBytes { get; }
+
+    public ExecutionPlan Plan => _plan;
+
+    public ulong Pointer(int buffer) => buffer < 0 ? 0 : _pointers[buffer];
+
+    public void** KernelParams(int step)
+    {
+        var k = (KernelStep)_plan.Steps[step];
+        return (void**)((byte*)_params[step] + (k.Buffers.Length * 8));
+    }
+
+    /// <summary>Why graph capture was given up for this context, if it was.</summary>
+    public string? GraphProblem { get; private set; }
+
+    /// <summary>True once the plan replays as one CUDA graph.</summary>
+    public bool UsesGraph => _graph is not null;
+
+    /// <summary>
+    /// Enqueues every step between two events and waits; returns the GPU time in seconds. With CUDA graphs on, the first
+    /// run goes step by step (libraries finish their lazy set-up), the second captures the steps and later runs replay them.
+    /// </summary>
+    public double Run()
+    {
+        if (_useGraph && _graph is null && GraphProblem is null && _runs >= 1)
+        {
+            try
+            {
+                _graph = CudaDriver.Capture(Stream, EnqueueSteps);
+            }
+            catch (CudaException e)
+            {
+                GraphProblem = e.Message;
+            }
+        }
+
+        _runs++;
+        CudaDriver.Record(_start, Stream);
+        if (_graph is not null)
+        {
+            CudaDriver.Launch(_graph, Stream);
+        }
+        else
+        {
+            EnqueueSteps();
+        }
+
+        CudaDriver.Record(_end, Stream);
+        return CudaDriver.ElapsedSeconds(_start, _end);
+    }
+
+    private void EnqueueSteps()
+    {
+        var steps = _plan.Steps;
+        for (var i = 0; i < steps.Count; i++)
+        {
+            steps[i].Enqueue(this, i);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in _params)
+        {
+            if (p != IntPtr.Zero)
+            {
+                NativeMemory.Free((void*)p);
+            }
+        }
+
+        _graph?.Dispose();
+        Cudnn?.Dispose();
+        CublasLt?.Dispose();
+        _start.Dispose();
+        _end.Dispose();
+        _arena.Dispose();
+        _workspace?.Dispose();
+        Stream.Dispose();
+    }
+}

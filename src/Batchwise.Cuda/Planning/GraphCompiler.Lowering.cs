@@ -1,0 +1,740 @@
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Lowering of each operator to device steps.</summary>
+internal sealed partial class GraphCompiler
+{
+    private const long MaxConvWorkspace = 256L << 20;
+    private const long MatmulWorkspace = 32L << 20;
+
+    private void Lower(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var op = node.OpType;
+        var opset = _model.Opset;
+        switch (op)
+        {
+            case "Identity" or "Dropout":
+                Alias(node, 0, ins[0]!, ins[0]!.Shape);
+                return;
+            case "Reshape":
+                Alias(node, 0, ins[0]!, Shapes.ReshapeTarget(ins[0]!.Shape, opset >= 5 ? Const(ins[1], "shape").AsLongs() : attrs.Ints("shape")!, attrs.Int("allowzero", 0) != 0));
+                return;
+            case "Flatten":
+                Alias(node, 0, ins[0]!, HostEvaluator.FlattenShape(ins[0]!.Shape, attrs.Int("axis", 1)));
+                return;
+            case "Squeeze":
+                Alias(node, 0, ins[0]!, Shapes.Squeeze(ins[0]!.Shape, opset >= 13 ? ins.ElementAtOrDefault(1)?.Constant?.AsLongs() : attrs.Ints("axes")));
+                return;
+            case "Unsqueeze":
+                Alias(node, 0, ins[0]!, Shapes.Unsqueeze(ins[0]!.Shape, opset >= 13 ? Const(ins[1], "axes").AsLongs() : attrs.Ints("axes")!));
+                return;
+            case "Conv":
+                LowerConv(node, ins, attrs);
+                return;
+            case "MaxPool" or "AveragePool":
+                LowerPool(node, ins[0]!, attrs, op == "MaxPool");
+                return;
+            case "GlobalAveragePool" or "GlobalMaxPool":
+                {
+                    var x = ins[0]!;
+                    var reduced = x.Shape.Select((_, d) => d >= 2).ToArray();
+                    var y = Output(node, 0, x.Type, x.Shape.Select((s, d) => d >= 2 ? 1 : s).ToArray());
+                    Kernel(KernelSource.Reduce(x.Type, op == "GlobalMaxPool" ? "max" : "mean", x.Shape, reduced), y.Count, Dev(y), Dev(x));
+                    return;
+                }
+
+            case "Gemm":
+                LowerGemm(node, ins, attrs);
+                return;
+            case "MatMul":
+                LowerMatMul(node, ins[0]!, ins[1]!);
+                return;
+            case "Concat":
+                LowerConcat(node, ins.Where(v => v is not null).ToArray()!, attrs.Int("axis", 0));
+                return;
+            case "Split":
+                LowerSplit(node, ins, attrs);
+                return;
+            case "Slice":
+                LowerSlice(node, ins, attrs);
+                return;
+            case "Transpose":
+                {
+                    var x = ins[0]!;
+                    var perm = attrs.Ints("perm") ?? Enumerable.Range(0, x.Shape.Length).Reverse().Select(i => (long)i).ToArray();
+                    var inStrides = KernelSource.Strides(x.Shape);
+                    var y = Output(node, 0, x.Type, perm.Select(p => x.Shape[p]).ToArray());
+                    ViewCopy(x, y.Shape, perm.Select(p => inStrides[p]).ToArray(), 0, y, KernelSource.Strides(y.Shape), 0);
+                    return;
+                }
+
+            case "Expand":
+                {
+                    var x = ins[0]!;
+                    var shape = Shapes.Broadcast(x.Shape, Const(ins[1], "shape").AsLongs());
+                    var y = Output(node, 0, x.Type, shape);
+                    ViewCopy(x, shape, Shapes.BroadcastStrides(x.Shape, shape), 0, y, KernelSource.Strides(shape), 0);
+                    return;
+                }
+
+            case "Gather":
+                {
+                    var (data, idx) = (ins[0]!, ins[1]!);
+                    var a = Shapes.Axis(attrs.Int("axis", 0), data.Shape.Length);
+                    var y = Output(node, 0, data.Type, data.Shape.Take(a).Concat(idx.Shape).Concat(data.Shape.Skip(a + 1)).ToArray());
+                    var outer = Shapes.Product(data.Shape.Take(a));
+                    var inner = Shapes.Product(data.Shape.Skip(a + 1));
+                    Kernel(KernelSource.Gather(data.Type.SizeOf(), idx.Type, outer, data.Shape[a], inner, idx.Count), y.Count, Dev(y), Dev(data), Dev(idx));
+                    return;
+                }
+
+            case "Softmax" or "LogSoftmax":
+                {
+                    var x = ins[0]!;
+                    RequireFloat(x);
+                    var rank = x.Shape.Length;
+                    var a = Shapes.Axis(attrs.Int("axis", opset >= 13 ? -1 : 1), rank);
+                    var y = Output(node, 0, x.Type, x.Shape);
+                    long axisSize, inner;
+                    if (opset >= 13)
+                    {
+                        (axisSize, inner) = (x.Shape[a], Shapes.Product(x.Shape.Skip(a + 1)));
+                    }
+                    else
+                    {
+                        (axisSize, inner) = (Shapes.Product(x.Shape.Skip(a)), 1);
+                    }
+
+                    var rows = axisSize == 0 ? 0 : x.Count / axisSize;
+                    WarpKernel(KernelSource.Softmax(rows, axisSize, inner, op == "LogSoftmax"), rows, Dev(y), Dev(x));
+                    return;
+                }
+
+            case "LayerNormalization":
+                {
+                    var x = ins[0]!;
+                    RequireFloat(x);
+                    var a = Shapes.Axis(attrs.Int("axis", -1), x.Shape.Length);
+                    var rows = Shapes.Product(x.Shape.Take(a));
+                    var cols = Shapes.Product(x.Shape.Skip(a));
+                    var scale = ins[1]!;
+                    var bias = ins.ElementAtOrDefault(2);
+                    if (cols % scale.Count != 0 || (bias is not null && cols % bias.Count != 0))
+                    {
+                        throw new BatchwiseException("LayerNormalization scale/bias must cover the normalised dimensions", "Use scale and bias of the normalised shape.");
+                    }
+
+                    var y = Output(node, 0, x.Type, x.Shape);
+                    var statShape = x.Shape.Select((s, d) => d < a ? s : 1).ToArray();
+                    var mean = node.Output.Count > 1 && node.Output[1].Length > 0 ? Dev(Output(node, 1, ElementType.Float, statShape)) : -1;
+                    var inv = node.Output.Count > 2 && node.Output[2].Length > 0 ? Dev(Output(node, 2, ElementType.Float, statShape)) : -1;
+                    WarpKernel(KernelSource.LayerNorm(rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
+                    return;
+                }
+
+            case "ReduceMean" or "ReduceSum" or "ReduceMax" or "ReduceMin" or "ReduceProd" or "ReduceL2" or "ReduceL1" or "ReduceSumSquare":
+                LowerReduce(node, ins, attrs);
+                return;
+            case "Pad":
+                LowerPad(node, ins, attrs);
+                return;
+            case "Resize" or "Upsample":
+                LowerResize(node, ins, attrs);
+                return;
+            case "ConstantOfShape" or "Range" or "Constant" or "Shape" or "Size":
+                throw new BatchwiseException($"{op} needs its inputs on the host", "This is a bug in the cuda engine's planner.");
+            default:
+                if (ElementwiseOps.Handles(op))
+                {
+                    LowerElementwise(node, ins, attrs);
+                    return;
+                }
+
+                throw new BatchwiseException($"The cuda engine does not support operator {op}", "Use --engine ort.");
+        }
+    }
+
+    private static HostTensor Const(PlanValue? v, string what) =>
+        v?.Constant ?? throw new BatchwiseException($"its '{what}' input must be known when the plan is built (a constant or computed from shapes)", "Make the input a constant or initializer.");
+
+    private static void RequireFloat(PlanValue v)
+    {
+        if (v.Type != ElementType.Float)
+        {
+            throw new BatchwiseException($"{v.Type.ShortName()} input is not supported (float32 only)", "Use float32 tensors.");
+        }
+    }
+
+    private void LowerElementwise(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var op = node.OpType;
+        var inputs = new List<PlanValue>();
+        var shapes = new List<long[]>();
+        Func<string, double, double> attr = (name, fallback) => attrs.Float(name, fallback);
+        ElementType? castTo = null;
+        switch (op)
+        {
+            case "BatchNormalization":
+                {
+                    // Per-channel vectors broadcast as [C, 1, ...] against [N, C, spatial...].
+                    var x = ins[0]!;
+                    inputs.Add(x);
+                    shapes.Add(x.Shape);
+                    for (var k = 1; k <= 4; k++)
+                    {
+                        var p = ins[k]!;
+                        inputs.Add(p);
+                        shapes.Add(x.Shape.Select((s, d) => d == 1 ? p.Count : 1).ToArray());
+                    }
+
+                    break;
+                }
+
+            case "Clip":
+                {
+                    inputs.Add(ins[0]!);
+                    shapes.Add(ins[0]!.Shape);
+                    if (_model.Opset >= 11)
+                    {
+                        var lo = ins.ElementAtOrDefault(1)?.Constant;
+                        var hi = ins.ElementAtOrDefault(2)?.Constant;
+                        attr = (name, fallback) => name switch
+                        {
+                            "min" => lo is null ? double.NegativeInfinity : lo[0],
+                            "max" => hi is null ? double.PositiveInfinity : hi[0],
+                            _ => fallback,
+                        };
+                    }
+                    else
+                    {
+                        attr = (name, fallback) => name switch
+                        {
+                            "min" => attrs.Float("min", double.NegativeInfinity),
+                            "max" => attrs.Float("max", double.PositiveInfinity),
+                            _ => fallback,
+                        };
+                    }
+
+                    break;
+                }
+
+            case "Cast":
+                castTo = (ElementType)attrs.Int("to", 1);
+                inputs.Add(ins[0]!);
+                shapes.Add(ins[0]!.Shape);
+                break;
+            default:
+                foreach (var v in ins.Where(v => v is not null))
+                {
+                    inputs.Add(v!);
+                    shapes.Add(v!.Shape);
+                }
+
+                if (op == "Mod")
+                {
+                    attr = (name, fallback) => name == "fmod" ? attrs.Int("fmod", 0) : fallback;
+                }
+
+                break;
+        }
+
+        var outShape = op == "BatchNormalization" ? inputs[0].Shape : Shapes.Broadcast(shapes.ToArray());
+        var rank = outShape.Length;
+        var aligned = shapes.Select(s => Shapes.RightAlign(s, rank)).ToList();
+        var types = inputs.Select(v => v.Type).ToList();
+        var outType = ElementwiseOps.OutputType(op, types, castTo);
+        var mode = op switch
+        {
+            "Gelu" => attrs.String("approximate", "none"),
+            "BitShift" => attrs.String("direction", "LEFT"),
+            _ => null,
+        };
+        var expression = op == "Cast" && outType == ElementType.Bool ? "x0 != 0" : ElementwiseOps.Expression(op, types, attr, mode);
+        var y = Output(node, 0, outType, outShape);
+        var buffers = new[] { Dev(y) }.Concat(inputs.Select(Dev)).ToArray();
+        Kernel(KernelSource.Elementwise(outType, types, outShape, aligned, expression), y.Count, buffers);
+    }
+
+    private (long[] Begin, long[] End) AutoPads(string autoPad, long[] inSpatial, long[] kernel, long[] strides, long[] dilations, long[]? pads)
+    {
+        var r = inSpatial.Length;
+        var begin = new long[r];
+        var end = new long[r];
+        for (var d = 0; d < r; d++)
+        {
+            if (autoPad is "SAME_UPPER" or "SAME_LOWER")
+            {
+                var outD = (inSpatial[d] + strides[d] - 1) / strides[d];
+                var total = Math.Max(0, ((outD - 1) * strides[d]) + ((kernel[d] - 1) * dilations[d]) + 1 - inSpatial[d]);
+                begin[d] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
+                end[d] = total - begin[d];
+            }
+            else if (autoPad == "NOTSET" && pads is not null)
+            {
+                begin[d] = pads[d];
+                end[d] = pads[d + r];
+            }
+        }
+
+        return (begin, end);
+    }
+
+    private void LowerConv(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var w = ins[1]!;
+        var b = ins.ElementAtOrDefault(2);
+        RequireFloat(x);
+        var r = x.Shape.Length - 2;
+        if (r < 1 || r > 3)
+        {
+            throw new BatchwiseException($"Conv of rank {x.Shape.Length} is not supported (1-d to 3-d)", "Use 1-d to 3-d convolutions.");
+        }
+
+        var kernel = attrs.Ints("kernel_shape") ?? w.Shape.Skip(2).ToArray();
+        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
+        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
+        var groups = attrs.Int("group", 1);
+        var inSpatial = x.Shape.Skip(2).ToArray();
+        var (pb, pe) = AutoPads(attrs.String("auto_pad", "NOTSET"), inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
+        var outSpatial = Enumerable.Range(0, r).Select(d => ((inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1)) / strides[d]) + 1).ToArray();
+        var outName = node.Output[0];
+        if (FoldBatchNorm(node, w, b) is { } folded)
+        {
+            (w, b, outName) = folded;
+        }
+
+        var y = Output(outName, x.Type, new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray());
+
+        // cuDNN pads symmetrically: asymmetric pads become an explicit Pad into a temporary first.
+        var input = x;
+        var pads = pb;
+        if (!pb.SequenceEqual(pe))
+        {
+            var padded = Temp(x.Type, new[] { x.Shape[0], x.Shape[1] }.Concat(inSpatial.Select((s, d) => s + pb[d] + pe[d])).ToArray());
+            Kernel(KernelSource.Pad(x.Type, x.Shape, padded.Shape, new long[] { 0, 0 }.Concat(pb).ToArray(), "constant", 0), padded.Count, Dev(padded), Dev(x));
+            input = padded;
+            pads = new long[r];
+        }
+
+        // 1-d convolutions run as 2-d with a height of 1 (cuDNN wants at least 4-d descriptors).
+        long[] Lift(long[] s) => r == 1 ? [s[0], s[1], 1, s[2]] : s;
+        int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
+        var xDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, Lift(input.Shape));
+        var wDesc = Cudnn.Filter(Cudnn.CUDNN_DATA_FLOAT, Lift(w.Shape));
+        var yDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, Lift(y.Shape));
+        var mathType = _target.AllowTf32 ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
+        var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
+        var handle = _target.PlanningCudnn;
+        var algos = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc);
+        var chosen = algos.FirstOrDefault(a => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (_target.AllowTf32 || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH));
+        if (chosen.Status != 0 || algos.Length == 0 || !algos.Any(a => a.Status == 0))
+        {
+            throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
+        }
+
+        Cudnn.SetMathType(convDesc, chosen.MathType);
+        var ws = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
+        ReserveWorkspace(ws);
+        CudnnDescriptor? biasDesc = null;
+        if (b is not null)
+        {
+            biasDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, Lift(new long[] { 1, b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray()));
+        }
+
+        Emit(new ConvStep(_node, Dev(input), Dev(w), b is null ? -1 : Dev(b), Dev(y), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws));
+    }
+
+    /// <summary>
+    /// BatchNormalization folded into the convolution before it (the conv's only consumer, constant parameters):
+    /// W' = W * s and b' = (b - mean) * s + beta per output channel, s = gamma / sqrt(var + epsilon).
+    /// </summary>
+    private (PlanValue W, PlanValue B, string Output)? FoldBatchNorm(OnnxProto.NodeProto conv, PlanValue w, PlanValue? b)
+    {
+        var name = conv.Output[0];
+        if (w.Constant is null || (b is not null && b.Constant is null) || w.Type != ElementType.Float || _graphOutputs.Contains(name)
+            || !_consumers.TryGetValue(name, out var users) || users.Count != 1 || users[0].OpType != "BatchNormalization" || users[0].Input[0] != name)
+        {
+            return null;
+        }
+
+        var bn = users[0];
+        var p = bn.Input.Skip(1).Take(4).Select(n => _values.TryGetValue(n, out var v) ? v.Constant : null).ToArray();
+        var m = w.Shape[0];
+        if (p.Length != 4 || p.Any(t => t is null || t.Count != m) || bn.Output.Count(o => o.Length > 0) != 1)
+        {
+            return null;
+        }
+
+        var eps = new NodeAttributes(bn).Float("epsilon", 1e-5);
+        var per = w.Count / m;
+        var weights = w.Constant.AsDoubles();
+        var bias = new double[m];
+        for (var c = 0; c < m; c++)
+        {
+            var scale = p[0]![c] / Math.Sqrt(p[3]![c] + eps);
+            for (var j = 0; j < per; j++)
+            {
+                weights[(c * per) + j] = (float)(weights[(c * per) + j] * scale);
+            }
+
+            bias[c] = (float)((((b?.Constant![c]) ?? 0) - p[2]![c]) * scale + p[1]![c]);
+        }
+
+        _folded.Add(bn);
+        var wt = HostTensor.OfFloats(ElementType.Float, w.Shape, weights);
+        var bt = HostTensor.OfFloats(ElementType.Float, [m], bias);
+        return (new PlanValue(ElementType.Float, w.Shape, wt), new PlanValue(ElementType.Float, [m], bt), bn.Output[0]);
+    }
+
+    private void LowerPool(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs, bool max)
+    {
+        var r = x.Shape.Length - 2;
+        if (r < 1 || r > 3)
+        {
+            throw new BatchwiseException($"pooling of rank {x.Shape.Length} is not supported (1-d to 3-d)", "Use 1-d to 3-d pooling.");
+        }
+
+        var kernel = attrs.Ints("kernel_shape")!;
+        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
+        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
+        var inSpatial = x.Shape.Skip(2).ToArray();
+        var autoPad = attrs.String("auto_pad", "NOTSET");
+        var (pb, pe) = AutoPads(autoPad, inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
+        var ceil = attrs.Int("ceil_mode", 0) != 0;
+        var outSpatial = new long[r];
+        for (var d = 0; d < r; d++)
+        {
+            var span = inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1);
+            if (autoPad is "SAME_UPPER" or "SAME_LOWER")
+            {
+                outSpatial[d] = (inSpatial[d] + strides[d] - 1) / strides[d];
+            }
+            else if (ceil)
+            {
+                outSpatial[d] = (long)Math.Ceiling(span / (double)strides[d]) + 1;
+                if ((outSpatial[d] - 1) * strides[d] >= inSpatial[d] + pb[d])
+                {
+                    outSpatial[d]--;
+                }
+            }
+            else
+            {
+                outSpatial[d] = (span / strides[d]) + 1;
+            }
+        }
+
+        var y = Output(node, 0, x.Type, new[] { x.Shape[0], x.Shape[1] }.Concat(outSpatial).ToArray());
+        Kernel(KernelSource.Pool(x.Type, max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0), y.Count, Dev(y), Dev(x));
+    }
+
+    private void LowerReduce(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var rank = x.Shape.Length;
+        var axesFromInput = _model.Opset >= 18 || (node.OpType == "ReduceSum" && _model.Opset >= 13);
+        var axes = axesFromInput ? ins.ElementAtOrDefault(1)?.Constant?.AsLongs() : attrs.Ints("axes");
+        var keep = attrs.Int("keepdims", 1) != 0;
+        var reduced = new bool[rank];
+        if (axes is null || axes.Length == 0)
+        {
+            if (attrs.Int("noop_with_empty_axes", 0) != 0)
+            {
+                Alias(node, 0, x, x.Shape);
+                return;
+            }
+
+            Array.Fill(reduced, true);
+        }
+        else
+        {
+            foreach (var a in axes)
+            {
+                reduced[Shapes.Axis(a, rank)] = true;
+            }
+        }
+
+        var outShape = keep ? x.Shape.Select((s, d) => reduced[d] ? 1 : s).ToArray() : x.Shape.Where((_, d) => !reduced[d]).ToArray();
+        var y = Output(node, 0, x.Type, outShape);
+        var kind = node.OpType switch
+        {
+            "ReduceMean" => "mean",
+            "ReduceSum" => "sum",
+            "ReduceMax" => "max",
+            "ReduceMin" => "min",
+            "ReduceProd" => "prod",
+            "ReduceL2" => "l2",
+            "ReduceL1" => "l1",
+            _ => "sumsquare",
+        };
+        Kernel(KernelSource.Reduce(x.Type, kind, x.Shape, reduced), y.Count, Dev(y), Dev(x));
+    }
+
+    private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, long axis)
+    {
+        var rank = parts[0].Shape.Length;
+        var a = Shapes.Axis(axis, rank);
+        var shape = (long[])parts[0].Shape.Clone();
+        shape[a] = parts.Sum(p => p.Shape[a]);
+        var y = Output(node, 0, parts[0].Type, shape);
+        var outer = Shapes.Product(shape.Take(a));
+        var inner = Shapes.Product(shape.Skip(a + 1));
+        long offset = 0;
+        foreach (var p in parts)
+        {
+            var block = p.Shape[a] * inner;
+            ViewCopy(p, [outer, block], [block, 1], 0, y, [shape[a] * inner, 1], offset * inner);
+            offset += p.Shape[a];
+        }
+    }
+
+    private void LowerSplit(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var a = Shapes.Axis(attrs.Int("axis", 0), x.Shape.Length);
+        var n = node.Output.Count;
+        var sizes = _model.Opset >= 13 ? ins.ElementAtOrDefault(1)?.Constant?.AsLongs() : attrs.Ints("split");
+        if (sizes is null || sizes.Length == 0)
+        {
+            var parts = attrs.Has("num_outputs") ? attrs.Int("num_outputs", n) : n;
+            var each = (x.Shape[a] + parts - 1) / parts;
+            sizes = Enumerable.Range(0, (int)parts).Select(i => Math.Min(each, x.Shape[a] - (i * each))).ToArray();
+        }
+
+        var outer = Shapes.Product(x.Shape.Take(a));
+        var inner = Shapes.Product(x.Shape.Skip(a + 1));
+        long offset = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var shape = (long[])x.Shape.Clone();
+            shape[a] = sizes[i];
+            if (node.Output[i].Length > 0)
+            {
+                var y = Output(node, i, x.Type, shape);
+                var block = sizes[i] * inner;
+                ViewCopy(x, [outer, block], [x.Shape[a] * inner, 1], offset * inner, y, [block, 1], 0);
+            }
+
+            offset += sizes[i];
+        }
+    }
+
+    private void LowerSlice(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        long[] starts, ends;
+        long[]? axes, steps;
+        if (_model.Opset >= 10)
+        {
+            (starts, ends, axes, steps) = (Const(ins[1], "starts").AsLongs(), Const(ins[2], "ends").AsLongs(), ins.ElementAtOrDefault(3)?.Constant?.AsLongs(), ins.ElementAtOrDefault(4)?.Constant?.AsLongs());
+        }
+        else
+        {
+            (starts, ends, axes, steps) = (attrs.Ints("starts")!, attrs.Ints("ends")!, attrs.Ints("axes"), null);
+        }
+
+        var (outShape, st, sp) = Shapes.Slice(x.Shape, starts, ends, axes, steps);
+        var inStrides = KernelSource.Strides(x.Shape);
+        var y = Output(node, 0, x.Type, outShape);
+        ViewCopy(x, outShape, inStrides.Select((s, d) => s * sp[d]).ToArray(), st.Select((s, d) => s * inStrides[d]).Sum(), y, KernelSource.Strides(outShape), 0);
+    }
+
+    private void LowerPad(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var rank = x.Shape.Length;
+        long[] pads;
+        double value;
+        if (_model.Opset >= 11)
+        {
+            pads = Const(ins[1], "pads").AsLongs();
+            value = ins.ElementAtOrDefault(2)?.Constant is { } v && v.Count > 0 ? v[0] : 0;
+            if (ins.ElementAtOrDefault(3)?.Constant is { } axesT)
+            {
+                var axes = axesT.AsLongs().Select(a => Shapes.Axis(a, rank)).ToArray();
+                var full = new long[2 * rank];
+                for (var i = 0; i < axes.Length; i++)
+                {
+                    full[axes[i]] = pads[i];
+                    full[axes[i] + rank] = pads[i + axes.Length];
+                }
+
+                pads = full;
+            }
+        }
+        else
+        {
+            pads = attrs.Ints("pads")!;
+            value = attrs.Float("value", 0);
+        }
+
+        var outShape = x.Shape.Select((s, d) => s + pads[d] + pads[d + rank]).ToArray();
+        var y = Output(node, 0, x.Type, outShape);
+        Kernel(KernelSource.Pad(x.Type, x.Shape, outShape, pads.Take(rank).ToArray(), attrs.String("mode", "constant"), value), y.Count, Dev(y), Dev(x));
+    }
+
+    private void LowerResize(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var rank = x.Shape.Length;
+        double[]? scales = null;
+        long[]? sizes = null;
+        if (node.OpType == "Upsample" || _model.Opset < 11)
+        {
+            scales = node.OpType == "Upsample" && _model.Opset < 9 ? attrs.Floats("scales") : Const(ins[1], "scales").AsDoubles();
+        }
+        else
+        {
+            var s = ins.ElementAtOrDefault(2)?.Constant;
+            if (s is not null && s.Count > 0)
+            {
+                scales = s.AsDoubles();
+            }
+
+            var z = ins.ElementAtOrDefault(3)?.Constant;
+            if (z is not null && z.Count > 0)
+            {
+                sizes = z.AsLongs();
+            }
+        }
+
+        var axes = attrs.Ints("axes")?.Select(a => Shapes.Axis(a, rank)).ToArray() ?? Enumerable.Range(0, rank).ToArray();
+        var fullScales = Enumerable.Repeat(1.0, rank).ToArray();
+        var outShape = (long[])x.Shape.Clone();
+        for (var i = 0; i < axes.Length; i++)
+        {
+            var d = axes[i];
+            if (sizes is not null)
+            {
+                outShape[d] = sizes[i];
+                fullScales[d] = sizes[i] / (double)x.Shape[d];
+            }
+            else if (scales is not null)
+            {
+                fullScales[d] = scales[i];
+                outShape[d] = (long)Math.Floor(x.Shape[d] * scales[i]);
+            }
+        }
+
+        var mode = attrs.String("mode", "nearest");
+        mode = mode is "linear" or "bilinear" ? "linear" : mode;
+        var coordinate = node.OpType == "Upsample" || _model.Opset < 11 ? "asymmetric" : attrs.String("coordinate_transformation_mode", "half_pixel");
+        var nearest = _model.Opset < 11 ? "floor" : attrs.String("nearest_mode", "round_prefer_floor");
+        if (node.OpType == "Upsample" || _model.Opset < 11)
+        {
+            nearest = "floor";
+        }
+
+        var y = Output(node, 0, x.Type, outShape);
+        Kernel(KernelSource.Resize(x.Type, x.Shape, outShape, fullScales, mode, coordinate, nearest), y.Count, Dev(y), Dev(x));
+    }
+
+    private void LowerGemm(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var (a, b, c) = (ins[0]!, ins[1]!, ins.ElementAtOrDefault(2));
+        RequireFloat(a);
+        var transA = attrs.Int("transA", 0) != 0;
+        var transB = attrs.Int("transB", 0) != 0;
+        var m = transA ? a.Shape[1] : a.Shape[0];
+        var k = transA ? a.Shape[0] : a.Shape[1];
+        var n = transB ? b.Shape[0] : b.Shape[1];
+        var y = Output(node, 0, a.Type, [m, n]);
+        var beta = (float)attrs.Float("beta", 1.0);
+        if (c is not null && beta != 0)
+        {
+            ViewCopy(c, [m, n], Shapes.BroadcastStrides(c.Shape, [m, n]), 0, y, [n, 1], 0);
+        }
+        else
+        {
+            beta = 0;
+        }
+
+        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta);
+    }
+
+    private void LowerMatMul(OnnxProto.NodeProto node, PlanValue a, PlanValue b)
+    {
+        RequireFloat(a);
+        var aShape = a.Shape.Length == 1 ? new[] { 1L, a.Shape[0] } : a.Shape;
+        var bShape = b.Shape.Length == 1 ? new[] { b.Shape[0], 1L } : b.Shape;
+        var (m, k) = (aShape[^2], aShape[^1]);
+        var n = bShape[^1];
+        if (bShape[^2] != k)
+        {
+            throw new BatchwiseException($"MatMul inner dimensions differ: {Tensor.ShapeText(a.Shape)} x {Tensor.ShapeText(b.Shape)}", "Check the model's shapes.");
+        }
+
+        var aBatch = aShape[..^2];
+        var bBatch = bShape[..^2];
+        var batchShape = Shapes.Broadcast(aBatch, bBatch);
+        var outShape = batchShape.Concat(new[] { m, n }).ToArray();
+        var yShape = batchShape.ToList();
+        if (a.Shape.Length > 1)
+        {
+            yShape.Add(m);
+        }
+
+        if (b.Shape.Length > 1)
+        {
+            yShape.Add(n);
+        }
+
+        var y = Output(node, 0, a.Type, yShape.ToArray());
+        var batch = Shapes.Product(batchShape);
+        var aCount = Shapes.Product(aBatch);
+        var bCount = Shapes.Product(bBatch);
+        if (bCount == 1)
+        {
+            // [..., M, K] x [K, N]: one GEMM with M' = batch * M.
+            var av = aCount == batch ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
+            EmitMatmul(av, b, y, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, 0);
+            return;
+        }
+
+        var aOp = aCount == batch ? a : aCount == 1 ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
+        var bOp = Broadcasted(b, batchShape.Concat(new[] { k, n }).ToArray());
+        var aStride = aCount == 1 ? 0 : m * k;
+        EmitMatmul(aOp, bOp, y, (int)m, (int)n, (int)k, false, false, k, n, checked((int)batch), aStride, k * n, 1, 0);
+        _ = outShape;
+    }
+
+    /// <summary>Materialises a broadcast operand (only where strides cannot express it).</summary>
+    private PlanValue Broadcasted(PlanValue v, long[] shape)
+    {
+        var aligned = Shapes.RightAlign(v.Shape, shape.Length);
+        if (aligned.SequenceEqual(shape))
+        {
+            return v;
+        }
+
+        var t = Temp(v.Type, shape);
+        ViewCopy(v, shape, Shapes.BroadcastStrides(v.Shape, shape), 0, t, KernelSource.Strides(shape), 0);
+        return t;
+    }
+
+    /// <summary>
+    /// Row-major Y[M,N] = alpha op(A) op(B) + beta Y, through column-major cuBLASLt as Y^T = op(B)^T op(A)^T:
+    /// the row-major buffers read as their own transposes, so B goes first.
+    /// </summary>
+    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta)
+    {
+        var handle = _target.PlanningCublasLt;
+        var compute = _target.AllowTf32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32 : CublasLt.CUBLAS_COMPUTE_32F;
+        var desc = CublasLt.MatmulDesc(compute, transB, transA);
+        var bRows = transB ? k : n;
+        var bCols = transB ? n : k;
+        var aRows = transA ? m : k;
+        var aCols = transA ? k : m;
+        var bl = CublasLt.Layout(CublasLt.CUDA_R_32F, bRows, bCols, ldb, batch, strideB);
+        var al = CublasLt.Layout(CublasLt.CUDA_R_32F, aRows, aCols, lda, batch, strideA);
+        var dl = CublasLt.Layout(CublasLt.CUDA_R_32F, n, m, n, batch, (long)m * n);
+        var algo = CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace);
+        ReserveWorkspace(MatmulWorkspace);
+        Emit(new MatmulStep(_node, Dev(b), Dev(a), Dev(y), desc, bl, al, dl, algo, alpha, beta));
+    }
+}

@@ -1,0 +1,302 @@
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>What the compiler needs from the device: compute capability and library handles to choose algorithms.</summary>
+internal interface IPlanTarget
+{
+    int ComputeCapability { get; }
+
+    bool AllowTf32 { get; }
+
+    CudnnHandle PlanningCudnn { get; }
+
+    CublasLtObject PlanningCublasLt { get; }
+}
+
+/// <summary>
+/// Builds an <see cref="ExecutionPlan"/> for concrete input shapes: shapes are computed node by node, everything computable
+/// on the host folds to constants (shape subgraphs, constant weights), the rest becomes kernel, cuDNN and cuBLASLt steps,
+/// and a static memory plan places the intermediate buffers.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>Node inputs whose values (not just shapes) decide output shapes: they must be known on the host.</summary>
+    private static readonly Dictionary<string, int[]> ShapeInputs = new(StringComparer.Ordinal)
+    {
+        ["Reshape"] = [1],
+        ["Expand"] = [1],
+        ["Unsqueeze"] = [1],
+        ["Squeeze"] = [1],
+        ["Split"] = [1],
+        ["Slice"] = [1, 2, 3, 4],
+        ["Pad"] = [1, 2, 3],
+        ["Resize"] = [1, 2, 3],
+        ["Upsample"] = [1],
+        ["ConstantOfShape"] = [0],
+        ["Range"] = [0, 1, 2],
+        ["Clip"] = [1, 2],
+        ["ReduceMean"] = [1],
+        ["ReduceSum"] = [1],
+        ["ReduceMax"] = [1],
+        ["ReduceMin"] = [1],
+        ["ReduceProd"] = [1],
+        ["ReduceL2"] = [1],
+        ["ReduceL1"] = [1],
+        ["ReduceSumSquare"] = [1],
+        ["Dropout"] = [1, 2],
+    };
+
+    private readonly OnnxModel _model;
+    private readonly IPlanTarget _target;
+    private readonly Dictionary<string, PlanValue> _values = new(StringComparer.Ordinal);
+    private readonly List<PlanBuffer> _buffers = [];
+    private readonly List<PlanStep> _steps = [];
+    private readonly Dictionary<HostTensor, int> _constantBuffers = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<OnnxProto.NodeProto> _folded = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<string, List<OnnxProto.NodeProto>> _consumers = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _graphOutputs = new(StringComparer.Ordinal);
+    private long _workspace;
+    private string _node = string.Empty;
+
+    public GraphCompiler(OnnxModel model, IPlanTarget target)
+    {
+        _model = model;
+        _target = target;
+    }
+
+    /// <summary>Graph inputs whose values the plan needs on the host (they become part of the plan's cache key).</summary>
+    public static HashSet<string> HostValueInputs(OnnxModel model)
+    {
+        var need = new HashSet<string>(StringComparer.Ordinal);
+        var nodes = model.Graph.Node;
+        foreach (var n in nodes)
+        {
+            if (ShapeInputs.TryGetValue(n.OpType, out var positions))
+            {
+                foreach (var p in positions.Where(p => p < n.Input.Count && n.Input[p].Length > 0))
+                {
+                    need.Add(n.Input[p]);
+                }
+            }
+        }
+
+        // Whatever feeds a host value must be on the host too (Shape needs only its input's shape).
+        for (var i = nodes.Count - 1; i >= 0; i--)
+        {
+            var n = nodes[i];
+            if (n.OpType != "Shape" && n.OpType != "Size" && n.Output.Any(need.Contains))
+            {
+                foreach (var input in n.Input.Where(x => x.Length > 0))
+                {
+                    need.Add(input);
+                }
+            }
+        }
+
+        var graphInputs = model.Inputs.Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
+        need.IntersectWith(graphInputs);
+        return need;
+    }
+
+    /// <summary>Compiles for the given inputs (their shapes, and their values where <see cref="HostValueInputs"/> needs them).</summary>
+    public ExecutionPlan Compile(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs)
+    {
+        var specs = _model.Inputs;
+        var inputBuffers = new int[specs.Count];
+        for (var i = 0; i < specs.Count; i++)
+        {
+            var t = inputs[i];
+            if (t.ElementType != specs[i].ElementType)
+            {
+                throw new BatchwiseException($"Input '{specs[i].Name}' must be {specs[i].ElementType.ShortName()}, got {t.ElementType.ShortName()}", "Pass tensors of the model's input types.");
+            }
+
+            if (hostValueInputs.Contains(specs[i].Name))
+            {
+                _values[specs[i].Name] = new PlanValue(t.ElementType, t.Shape, HostTensor.FromTensor(t));
+                inputBuffers[i] = -1;
+            }
+            else
+            {
+                var b = NewBuffer(t.ElementCount * t.ElementType.SizeOf(), "input " + specs[i].Name);
+                b.WholeRun = true;
+                _values[specs[i].Name] = new PlanValue(t.ElementType, t.Shape, null, b.Id);
+                inputBuffers[i] = b.Id;
+            }
+        }
+
+        foreach (var (name, value) in initializers)
+        {
+            _values.TryAdd(name, new PlanValue(value.Type, value.Shape, value));
+        }
+
+        foreach (var node in _model.Graph.Node)
+        {
+            foreach (var input in node.Input.Where(i => i.Length > 0))
+            {
+                if (!_consumers.TryGetValue(input, out var list))
+                {
+                    _consumers[input] = list = [];
+                }
+
+                list.Add(node);
+            }
+        }
+
+        _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));
+        foreach (var node in _model.Graph.Node)
+        {
+            if (_folded.Contains(node))
+            {
+                continue;
+            }
+
+            _node = string.IsNullOrEmpty(node.Name) ? $"{node.OpType} (output '{node.Output.FirstOrDefault()}')" : $"{node.OpType} '{node.Name}'";
+            var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
+            try
+            {
+                var folded = HostEvaluator.TryEvaluate(node, ins, _model.Opset);
+                if (folded is not null)
+                {
+                    for (var i = 0; i < folded.Length && i < node.Output.Count; i++)
+                    {
+                        _values[node.Output[i]] = new PlanValue(folded[i].Type, folded[i].Shape, folded[i]);
+                    }
+
+                    continue;
+                }
+
+                Lower(node, ins, new NodeAttributes(node));
+            }
+            catch (BatchwiseException e) when (e is not CudaException && !e.Message.Contains(_node, StringComparison.Ordinal))
+            {
+                throw new BatchwiseException($"{_node}: {e.Message}", e.Hint, e);
+            }
+            catch (Exception e) when (e is IndexOutOfRangeException or ArgumentException or InvalidOperationException or OverflowException or KeyNotFoundException or NullReferenceException)
+            {
+                throw new BatchwiseException($"{_node}: cannot plan it for input shapes {string.Join(", ", ins.Select(v => v is null ? "-" : Tensor.ShapeText(v.Shape)))} ({e.Message})", "Check the model with onnx.checker; run with --verbose for the stack.", e);
+            }
+        }
+
+        var outputs = new List<PlanOutput>();
+        foreach (var o in _model.Graph.Output)
+        {
+            var v = _values[o.Name];
+            if (v.Constant is null)
+            {
+                _buffers[v.Buffer].WholeRun = true;
+            }
+
+            outputs.Add(new PlanOutput(v.Type, v.Shape, v.Constant is null ? v.Buffer : -1, v.Constant));
+        }
+
+        foreach (var b in _buffers.Where(b => b.WholeRun))
+        {
+            b.FirstStep = 0;
+            b.LastStep = Math.Max(_steps.Count, 1);
+        }
+
+        var arena = _buffers.Where(b => b.IsArena).ToList();
+        foreach (var b in arena.Where(b => b.LastStep < 0))
+        {
+            b.FirstStep = b.LastStep = 0; // never touched (an unused input): still give it room
+        }
+
+        var memory = MemoryPlan.Build(arena.Select(b => new BufferLifetime(b.Bytes, b.FirstStep, b.LastStep)).ToList());
+        for (var i = 0; i < arena.Count; i++)
+        {
+            arena[i].Offset = memory.Offsets[i];
+        }
+
+        return new ExecutionPlan(_steps, _buffers, inputBuffers, outputs, memory, _workspace);
+    }
+
+    private PlanBuffer NewBuffer(long bytes, string label, HostTensor? constant = null)
+    {
+        var b = new PlanBuffer(_buffers.Count, bytes, label, constant);
+        _buffers.Add(b);
+        return b;
+    }
+
+    /// <summary>The device buffer holding a value (constants are uploaded once per plan or session).</summary>
+    private int Dev(PlanValue v)
+    {
+        if (v.Constant is null)
+        {
+            return v.Buffer;
+        }
+
+        if (!_constantBuffers.TryGetValue(v.Constant, out var id))
+        {
+            id = NewBuffer(v.Constant.Count * v.Constant.Type.SizeOf(), "constant", v.Constant).Id;
+            _constantBuffers[v.Constant] = id;
+        }
+
+        return id;
+    }
+
+    /// <summary>A new arena buffer for a node output.</summary>
+    private PlanValue Output(OnnxProto.NodeProto node, int index, ElementType type, long[] shape) => Output(node.Output[index], type, shape);
+
+    private PlanValue Output(string name, ElementType type, long[] shape)
+    {
+        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * type.SizeOf(), name);
+        var v = new PlanValue(type, shape, null, b.Id);
+        _values[name] = v;
+        return v;
+    }
+
+    private PlanValue Temp(ElementType type, long[] shape)
+    {
+        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * type.SizeOf(), "temp for " + _node);
+        return new PlanValue(type, shape, null, b.Id);
+    }
+
+    private void Alias(OnnxProto.NodeProto node, int index, PlanValue source, long[] shape)
+    {
+        if (Tensor.ElementCountOf(shape) != source.Count)
+        {
+            throw new BatchwiseException($"cannot view {Tensor.ShapeText(source.Shape)} as {Tensor.ShapeText(shape)}", "Check the model's shapes.");
+        }
+
+        _values[node.Output[index]] = source.Constant is not null
+            ? new PlanValue(source.Type, shape, source.Constant.WithShape(shape))
+            : new PlanValue(source.Type, shape, null, source.Buffer);
+    }
+
+    private void Emit(PlanStep step)
+    {
+        var index = _steps.Count;
+        foreach (var id in step.Buffers.Where(b => b >= 0))
+        {
+            var b = _buffers[id];
+            b.FirstStep = Math.Min(b.FirstStep, index);
+            b.LastStep = Math.Max(b.LastStep, index);
+        }
+
+        _steps.Add(step);
+    }
+
+    private void Kernel(string source, long threads, params int[] buffers) =>
+        Emit(new KernelStep(_node, source, Math.Max(1, threads), KernelSource.BlockSize, buffers));
+
+    private void WarpKernel(string source, long rows, params int[] buffers) =>
+        Emit(new KernelStep(_node, source, Math.Max(1, rows) * 32, KernelSource.BlockSize, buffers));
+
+    private void ViewCopy(PlanValue src, long[] shape, long[] srcStrides, long srcBase, PlanValue dst, long[] dstStrides, long dstBase)
+    {
+        if (Tensor.ElementCountOf(shape) == 0)
+        {
+            return;
+        }
+
+        Kernel(KernelSource.ViewCopy(src.Type.SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+    }
+
+    internal void ReserveWorkspace(long bytes) => _workspace = Math.Max(_workspace, bytes);
+}

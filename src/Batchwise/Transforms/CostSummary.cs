@@ -1,0 +1,67 @@
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Transforms;
+
+/// <summary>Parameters and multiply-accumulates of a model at batch 1, from the shapes ONNX Runtime computes.</summary>
+/// <param name="Parameters">Learned weights (float initializers of rank 1 or more).</param>
+/// <param name="ConvMacs">MACs of Conv nodes.</param>
+/// <param name="TotalMacs">MACs of Conv, Gemm and MatMul nodes.</param>
+/// <param name="SizeBytes">Serialized model size.</param>
+public sealed record CostSummary(long Parameters, long ConvMacs, long TotalMacs, long SizeBytes)
+{
+    /// <summary>Counts a model's parameters and MACs at batch 1 (dynamic non-batch axes at <paramref name="dynamicSize"/>).</summary>
+    public static CostSummary Of(OnnxModel model, long dynamicSize = SeededInputs.DefaultDynamicSize)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var inputs = SeededInputs.Create(model, 1, dynamicSize: dynamicSize);
+        var shapes = ModelProbe.Run(model, inputs).ToDictionary(p => p.Key, p => p.Value.Shape, StringComparer.Ordinal);
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            shapes[model.Inputs[i].Name] = inputs[i].Shape;
+        }
+
+        foreach (var t in model.Graph.Initializer)
+        {
+            shapes[t.Name] = [.. t.Dims];
+        }
+
+        long conv = 0, total = 0;
+        foreach (var n in model.Graph.Node)
+        {
+            if (!shapes.TryGetValue(n.Output[0], out var y))
+            {
+                continue;
+            }
+
+            var outElements = Tensor.ElementCountOf(y);
+            switch (n.OpType)
+            {
+                case "Conv" when shapes.TryGetValue(n.Input[1], out var w):
+                    var macs = outElements * w.Skip(1).Aggregate(1L, (a, b) => a * b);
+                    conv += macs;
+                    total += macs;
+                    break;
+                case "Gemm" when shapes.TryGetValue(n.Input[0], out var a):
+                    total += outElements * (GraphSurgery.Int(n, "transA", 0) == 1 ? a[0] : a[^1]);
+                    break;
+                case "MatMul" or "MatMulInteger" when shapes.TryGetValue(n.Input[0], out var a):
+                    total += outElements * a[^1];
+                    break;
+            }
+        }
+
+        return new CostSummary(CountParameters(model), conv, total, model.Proto.CalculateSize());
+    }
+
+    /// <summary>Learned weights whatever their precision: float initializers of rank 1 or more and quantized weights (DequantizeLinear's data), without BatchNormalization statistics or quantization scales and zero points.</summary>
+    public static long CountParameters(OnnxModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var graph = model.Graph;
+        var excluded = graph.Node.Where(n => n.OpType == "BatchNormalization").SelectMany(n => n.Input.Skip(3))
+            .Concat(graph.Node.Where(n => n.OpType is "QuantizeLinear" or "DequantizeLinear" or "MatMulInteger").SelectMany(n => n.OpType == "MatMulInteger" ? n.Input.Skip(2) : n.Input.Skip(1)))
+            .ToHashSet(StringComparer.Ordinal);
+        return graph.Initializer.Where(t => t.Dims.Count > 0 && !excluded.Contains(t.Name)).Sum(t => t.ElementCount());
+    }
+}

@@ -1,0 +1,212 @@
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Transforms;
+
+/// <summary>Static int8 quantization in QDQ form: QuantizeLinear/DequantizeLinear pairs that ONNX Runtime fuses into int8 kernels (QLinearConv, QGemm, QLinearMatMul). Weights of Conv, Gemm and MatMul: per-channel symmetric int8; biases int32 at scale s_x·s_w; activations: per-tensor asymmetric uint8 from calibrated ranges.</summary>
+public sealed class Int8Quantization(CalibrationData calibration, CalibrationMethod method = CalibrationMethod.MinMax) : IModelTransform
+{
+    private static readonly HashSet<string> Quantizable = new(StringComparer.Ordinal) { "Conv", "Gemm", "MatMul" };
+
+    /// <summary>Where calibration inputs come from.</summary>
+    public CalibrationData Calibration { get; } = calibration;
+
+    /// <summary>How ranges are chosen.</summary>
+    public CalibrationMethod Method { get; } = method;
+
+    /// <inheritdoc/>
+    public string Name => "int8";
+
+    /// <inheritdoc/>
+    public string Apply(OnnxModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (model.Opset < 13)
+        {
+            throw new BatchwiseException($"--int8 needs opset 13 or newer (per-channel DequantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it with onnx.version_converter.convert_version(model, 17).");
+        }
+
+        var graph = model.Graph;
+        var inits = GraphSurgery.Initializers(graph);
+        var consumers = GraphSurgery.Consumers(graph);
+        var graphOutputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+
+        // The nodes to quantize: Conv/Gemm/MatMul with a float32 weight initializer.
+        var targets = graph.Node.Where(n => Quantizable.Contains(n.OpType) && n.Domain.Length == 0 && n.Input.Count > 1
+            && inits.TryGetValue(n.Input[1], out var w) && GraphSurgery.TypeOf(w) == ElementType.Float && WeightAxis(n, w) >= 0
+            && !inits.ContainsKey(n.Input[0])).ToList();
+        if (targets.Count == 0)
+        {
+            throw new BatchwiseException($"--int8: '{model.Name}' has no Conv, Gemm or MatMul with float32 weights to quantize", "Quantize a float32 model (not one already converted to fp16 or int8).");
+        }
+
+        // A Relu that alone reads a quantized output is absorbed: quantizing its output with zero point 0 saturates
+        // negatives to zero, which is the Relu (as ONNX Runtime's own quantizer does). The op then writes the Relu's output.
+        var absorbed = new Dictionary<OnnxProto.NodeProto, OnnxProto.NodeProto>();
+        string OutputOf(OnnxProto.NodeProto n)
+        {
+            var y = n.Output[0];
+            if (!graphOutputs.Contains(y) && consumers.TryGetValue(y, out var r) && r.Count == 1 && r[0].OpType == "Relu" && r[0].Domain.Length == 0
+                && !graphOutputs.Contains(r[0].Output[0]))
+            {
+                absorbed[n] = r[0];
+                return r[0].Output[0];
+            }
+
+            return y;
+        }
+
+        // Activations: each target's data input, and its output when something else reads it (so ONNX Runtime sees DQ -> op -> Q).
+        var activations = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var n in targets)
+        {
+            activations.Add(n.Input[0]);
+            var y = OutputOf(n);
+            if (consumers.ContainsKey(y))
+            {
+                activations.Add(y);
+            }
+        }
+
+        // Residual Adds of two quantized activations: quantizing their output too lets ONNX Runtime run QLinearAdd.
+        var adds = graph.Node.Where(n => n.OpType == "Add" && n.Domain.Length == 0 && n.Input.Count == 2 && n.Input.All(activations.Contains) && consumers.ContainsKey(n.Output[0])).ToList();
+        foreach (var n in adds)
+        {
+            activations.Add(OutputOf(n));
+        }
+
+        var ranges = new RangeCollector(Method).Collect(model, Calibration.Samples(model), activations);
+        var missing = activations.Where(a => !ranges.ContainsKey(a)).ToList();
+        if (missing.Count > 0)
+        {
+            throw new BatchwiseException($"--int8: no float32 values were seen for '{missing[0]}' during calibration", "Quantize a float32 model.");
+        }
+
+        foreach (var (n, relu) in absorbed)
+        {
+            n.Output[0] = relu.Output[0];
+            graph.Node.Remove(relu);
+        }
+
+        consumers = GraphSurgery.Consumers(graph);
+        var names = GraphSurgery.Names(graph);
+        var added = new List<OnnxProto.NodeProto>();
+        var scales = new Dictionary<string, float>(StringComparer.Ordinal);
+        var sourceOf = new Dictionary<string, string>(StringComparer.Ordinal);
+
+        // Activations: one Q/DQ pair per value, every reader rewired to the dequantized value (graph outputs keep the float value).
+        foreach (var a in activations)
+        {
+            var (min, max) = ranges[a];
+            min = Math.Min(min, 0);
+            max = Math.Max(max, 0);
+            var scale = max > min ? (max - min) / 255f : 1f;
+            var zeroPoint = (byte)Math.Clamp(MathF.Round(-min / scale), 0, 255);
+            scales[a] = scale;
+            var s = GraphSurgery.Unique(names, a + "_scale");
+            var z = GraphSurgery.Unique(names, a + "_zero_point");
+            graph.Initializer.Add(GraphSurgery.FloatTensor(s, [], [scale]));
+            graph.Initializer.Add(GraphSurgery.RawTensor<byte>(z, ElementType.UInt8, [], [zeroPoint]));
+            var q = GraphSurgery.Unique(names, a + "_quantized");
+            var dq = GraphSurgery.Unique(names, a + "_dequantized");
+            sourceOf[dq] = a;
+            foreach (var reader in consumers.GetValueOrDefault(a) ?? [])
+            {
+                for (var i = 0; i < reader.Input.Count; i++)
+                {
+                    if (reader.Input[i] == a)
+                    {
+                        reader.Input[i] = dq;
+                    }
+                }
+            }
+
+            added.Add(GraphSurgery.Node("QuantizeLinear", GraphSurgery.Unique(names, a + "_QuantizeLinear"), [a, s, z], [q]));
+            added.Add(GraphSurgery.Node("DequantizeLinear", GraphSurgery.Unique(names, a + "_DequantizeLinear"), [q, s, z], [dq]));
+        }
+
+        // Weights per channel, biases in int32.
+        foreach (var n in targets)
+        {
+            var w = inits[n.Input[1]];
+            var axis = WeightAxis(n, w);
+            var (qw, wScales) = QuantizeWeight(w, axis, names, out var wScaleName, out var wZeroName);
+            graph.Initializer.Add(qw);
+            graph.Initializer.Add(GraphSurgery.FloatTensor(wScaleName, [wScales.Length], wScales));
+            graph.Initializer.Add(GraphSurgery.RawTensor<sbyte>(wZeroName, ElementType.Int8, [wScales.Length], new sbyte[wScales.Length]));
+            var wdq = GraphSurgery.Unique(names, w.Name + "_dequantized");
+            added.Add(GraphSurgery.Node("DequantizeLinear", GraphSurgery.Unique(names, w.Name + "_DequantizeLinear"), [qw.Name, wScaleName, wZeroName], [wdq], GraphSurgery.IntAttr("axis", axis)));
+            n.Input[1] = wdq;
+
+            var biasIndex = 2;
+            if (n.OpType != "MatMul" && n.Input.Count > biasIndex && inits.TryGetValue(n.Input[biasIndex], out var bias) && bias.Dims.Count == 1 && bias.Dims[0] == wScales.Length
+                && scales.TryGetValue(sourceOf.GetValueOrDefault(n.Input[0], n.Input[0]), out var xScale))
+            {
+                var b = bias.ToFloats();
+                var bScales = wScales.Select(ws => ws * xScale).ToArray();
+                var qb = new int[b.Length];
+                for (var c = 0; c < b.Length; c++)
+                {
+                    qb[c] = bScales[c] > 0 ? (int)Math.Clamp(Math.Round(b[c] / bScales[c]), int.MinValue, int.MaxValue) : 0;
+                }
+
+                var qbName = GraphSurgery.Unique(names, bias.Name + "_quantized");
+                var bsName = GraphSurgery.Unique(names, bias.Name + "_scale");
+                var bzName = GraphSurgery.Unique(names, bias.Name + "_zero_point");
+                graph.Initializer.Add(GraphSurgery.RawTensor<int>(qbName, ElementType.Int32, [b.Length], qb));
+                graph.Initializer.Add(GraphSurgery.FloatTensor(bsName, [b.Length], bScales));
+                graph.Initializer.Add(GraphSurgery.RawTensor<int>(bzName, ElementType.Int32, [b.Length], new int[b.Length]));
+                var bdq = GraphSurgery.Unique(names, bias.Name + "_dequantized");
+                added.Add(GraphSurgery.Node("DequantizeLinear", GraphSurgery.Unique(names, bias.Name + "_DequantizeLinear"), [qbName, bsName, bzName], [bdq], GraphSurgery.IntAttr("axis", 0)));
+                n.Input[biasIndex] = bdq;
+            }
+        }
+
+        graph.Node.AddRange(added);
+        graph.ValueInfo.Clear();
+        GraphSurgery.TopologicalSort(graph);
+        new DeadNodeRemoval().Apply(model);
+        model.Validate();
+        return $"{targets.Count} nodes quantized (weights int8 per channel, {activations.Count} activations uint8 per tensor, {adds.Count} residual Adds, {absorbed.Count} Relus absorbed; {Method.ToString().ToLowerInvariant()} ranges from {Calibration.Description})";
+
+    }
+
+    /// <summary>The output-channel axis of a weight: 0 for Conv and Gemm with transB=1, 1 for MatMul [in, out] and Gemm without transB; -1 when not quantizable.</summary>
+    internal static int WeightAxis(OnnxProto.NodeProto node, OnnxProto.TensorProto weight) => node.OpType switch
+    {
+        "Conv" when weight.Dims.Count >= 3 => 0,
+        "Gemm" when weight.Dims.Count == 2 && GraphSurgery.Int(node, "transA", 0) == 0 => GraphSurgery.Int(node, "transB", 0) == 1 ? 0 : 1,
+        "MatMul" when weight.Dims.Count == 2 => 1,
+        _ => -1,
+    };
+
+    /// <summary>Symmetric int8 per channel along <paramref name="axis"/>: scale = max|w|/127, values in [-127, 127].</summary>
+    internal static (OnnxProto.TensorProto Quantized, float[] Scales) QuantizeWeight(OnnxProto.TensorProto w, int axis, HashSet<string> names, out string scaleName, out string zeroName)
+    {
+        var values = w.ToFloats();
+        var dims = w.Dims.ToArray();
+        var channels = (int)dims[axis];
+        var inner = (int)dims.Skip(axis + 1).Aggregate(1L, (a, b) => a * b);
+        var scales = new float[channels];
+        for (var i = 0; i < values.Length; i++)
+        {
+            var c = i / inner % channels;
+            scales[c] = Math.Max(scales[c], Math.Abs(values[i]));
+        }
+
+        for (var c = 0; c < channels; c++)
+        {
+            scales[c] = scales[c] > 0 ? scales[c] / 127f : 1f;
+        }
+
+        var q = new sbyte[values.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            q[i] = (sbyte)Math.Clamp(MathF.Round(values[i] / scales[i / inner % channels]), -127, 127);
+        }
+
+        scaleName = GraphSurgery.Unique(names, w.Name + "_scale");
+        zeroName = GraphSurgery.Unique(names, w.Name + "_zero_point");
+        return (GraphSurgery.RawTensor<sbyte>(GraphSurgery.Unique(names, w.Name + "_quantized"), ElementType.Int8, dims, q), scales);
+    }
+}

@@ -1,0 +1,238 @@
+using System.Diagnostics;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Transforms;
+
+/// <summary>What `batchwise optimize` should do to a model.</summary>
+public sealed record OptimizeOptions
+{
+    /// <summary>Static spatial size WxH for image inputs, or null.</summary>
+    public string? InputSize { get; init; }
+
+    /// <summary>Make a batch-1 export batchable.</summary>
+    public bool DynamicBatch { get; init; }
+
+    /// <summary>Convert to float16.</summary>
+    public bool Fp16 { get; init; }
+
+    /// <summary>With <see cref="Fp16"/>: keep float32 inputs and outputs.</summary>
+    public bool KeepIoFp32 { get; init; } = true;
+
+    /// <summary>Static int8 QDQ quantization.</summary>
+    public bool Int8 { get; init; }
+
+    /// <summary>Calibration data for <see cref="Int8"/>: DIR or random:N.</summary>
+    public string? Calibration { get; init; }
+
+    /// <summary>How activation ranges are chosen.</summary>
+    public CalibrationMethod CalibrationMethod { get; init; } = CalibrationMethod.MinMax;
+
+    /// <summary>Dynamic int8 quantization of MatMul/Gemm.</summary>
+    public bool Int8Dynamic { get; init; }
+
+    /// <summary>Share of conv channels to prune, or null.</summary>
+    public double? Prune { get; init; }
+
+    /// <summary>Run verification (agreement and before/after bench).</summary>
+    public bool Verify { get; init; } = true;
+
+    /// <summary>Batch sizes for the before/after bench.</summary>
+    public IReadOnlyList<long> VerifyBatchSizes { get; init; } = [1, 8, 16];
+
+    /// <summary>ONNX Runtime intra-op threads for the bench (0 = its default, one per core).</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Measurement time per bench point, seconds.</summary>
+    public double BenchSeconds { get; init; } = 1.0;
+
+    /// <summary>Checks the combination and builds the transforms in the order they run: clean-up, input size, dynamic batch, pruning, precision, clean-up.</summary>
+    public IReadOnlyList<IModelTransform> CreateTransforms()
+    {
+        if (Fp16 && (Int8 || Int8Dynamic))
+        {
+            throw new BatchwiseException("--fp16 and --int8/--int8-dynamic together are not supported yet", "Choose one precision: --fp16, --int8 or --int8-dynamic.");
+        }
+
+        if (Int8 && Int8Dynamic)
+        {
+            throw new BatchwiseException("--int8 and --int8-dynamic are alternatives", "Use --int8 (static, calibrated; convolutional models) or --int8-dynamic (MatMul-heavy models).");
+        }
+
+        if (Int8 && Calibration is null)
+        {
+            throw new BatchwiseException("--int8 needs calibration data", "Add --calibration DIR (a folder of .npy samples) or --calibration random:32.");
+        }
+
+        if (!Int8 && Calibration is not null)
+        {
+            throw new BatchwiseException("--calibration is only used with --int8", "Add --int8, or drop --calibration.");
+        }
+
+        if (Threads < 0)
+        {
+            throw new BatchwiseException($"--threads must be 0 (ONNX Runtime's default) or more, got {Threads}", "Write e.g. --threads 1.");
+        }
+
+        if (VerifyBatchSizes.Count == 0 || VerifyBatchSizes.Any(b => b < 1))
+        {
+            throw new BatchwiseException($"--verify-batch-sizes must be positive integers, got {string.Join(",", VerifyBatchSizes)}", "Write e.g. --verify-batch-sizes 1,8,16.");
+        }
+
+        var transforms = new List<IModelTransform> { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval() };
+        if (InputSize is not null)
+        {
+            transforms.Add(StaticInputSize.Parse(InputSize));
+        }
+
+        if (DynamicBatch)
+        {
+            transforms.Add(new DynamicBatch());
+        }
+
+        if (Prune is { } ratio)
+        {
+            transforms.Add(new ChannelPruning(ratio));
+        }
+
+        if (Int8)
+        {
+            transforms.Add(new Int8Quantization(CalibrationData.Parse(Calibration!), CalibrationMethod));
+        }
+
+        if (Int8Dynamic)
+        {
+            transforms.Add(new Int8DynamicQuantization());
+        }
+
+        if (Fp16)
+        {
+            transforms.Add(new Fp16Conversion { KeepIoFp32 = KeepIoFp32 });
+        }
+
+        return transforms;
+    }
+}
+
+/// <summary>One transform as it ran.</summary>
+/// <param name="Name">Transform name.</param>
+/// <param name="Summary">What it changed.</param>
+/// <param name="Seconds">How long it took.</param>
+public sealed record TransformStep(string Name, string Summary, double Seconds);
+
+/// <summary>Everything `batchwise optimize` did and measured.</summary>
+/// <param name="Model">The input model.</param>
+/// <param name="Steps">Transforms in order.</param>
+/// <param name="Before">Cost of the original.</param>
+/// <param name="After">Cost of the result.</param>
+/// <param name="Agreement">Output agreement, original vs result.</param>
+/// <param name="AgreementError">Why outputs could not be compared, when they could not.</param>
+/// <param name="SpeedBefore">Original's speed per batch size.</param>
+/// <param name="SpeedAfter">Result's speed per batch size.</param>
+/// <param name="Engine">What ran the verification.</param>
+/// <param name="Date">When.</param>
+public sealed record OptimizationReport(
+    string Model,
+    IReadOnlyList<TransformStep> Steps,
+    CostSummary? Before,
+    CostSummary? After,
+    IReadOnlyList<OutputAgreement> Agreement,
+    string? AgreementError,
+    IReadOnlyList<SpeedPoint> SpeedBefore,
+    IReadOnlyList<SpeedPoint> SpeedAfter,
+    EngineDescription Engine,
+    DateTimeOffset Date);
+
+/// <summary>Runs the transforms on a copy of the model, proves ONNX Runtime loads the result, and verifies it against the original.</summary>
+public static class OptimizationPipeline
+{
+    /// <summary>Transforms <paramref name="original"/> (left unchanged) and returns the result and the report.</summary>
+    public static (OnnxModel Result, OptimizationReport Report) Run(OnnxModel original, OptimizeOptions options, Action<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(original);
+        ArgumentNullException.ThrowIfNull(options);
+        var transforms = options.CreateTransforms();
+        var result = OnnxModel.FromProto(original.Proto.Clone(), original.Name);
+        var steps = new List<TransformStep>();
+        foreach (var t in transforms)
+        {
+            progress?.Invoke($"{t.Name}...");
+            var start = Stopwatch.GetTimestamp();
+            var summary = t.Apply(result);
+            steps.Add(new TransformStep(t.Name, summary, Stopwatch.GetElapsedTime(start).TotalSeconds));
+        }
+
+        // Every result must load in ONNX Runtime; a transform that produced an invalid graph fails here, not in the user's server.
+        try
+        {
+            using var session = new OrtEngine().Load(result, new EngineOptions());
+            session.Run(SeededInputs.Create(result, 1));
+        }
+        catch (BatchwiseException e)
+        {
+            var node = OrtFailure.NodeIn(OrtFailure.AllMessages(e));
+            throw new BatchwiseException($"The optimized model does not run in ONNX Runtime{(node is null ? string.Empty : $" at {node}")}: {OrtFailure.Detail(e)}", "This is a Batchwise bug; run without the last option and report it with --verbose output.", e);
+        }
+
+        var engine = new OrtEngine().Describe(new EngineOptions { IntraOpThreads = options.Threads });
+        if (!options.Verify)
+        {
+            return (result, new OptimizationReport(original.Name, steps, null, null, [], "verification skipped", [], [], engine, DateTimeOffset.UtcNow));
+        }
+
+        progress?.Invoke("verifying outputs...");
+        IReadOnlyList<OutputAgreement> agreement = [];
+        string? agreementError = null;
+        var shapesBefore = string.Join(", ", original.Inputs.Select(i => i.ShapeText));
+        var shapesAfter = string.Join(", ", result.Inputs.Select(i => i.ShapeText));
+        try
+        {
+            agreement = Verification.Compare(original, result);
+        }
+        catch (BatchwiseException) when (options.InputSize is not null)
+        {
+            agreementError = $"the original takes {shapesBefore}, the result {shapesAfter}; outputs are compared only where both accept the same input";
+        }
+        catch (BatchwiseException e)
+        {
+            agreementError = e.Message;
+        }
+
+        CostSummary? before = null, after = null;
+        try
+        {
+            before = CostSummary.Of(original);
+            after = CostSummary.Of(result);
+        }
+        catch (BatchwiseException)
+        {
+            // The original may not run at the probe size (e.g. fixed spatial size changed by --input-size); costs are then omitted.
+        }
+
+        progress?.Invoke("benchmarking the original and the result (interleaved runs)...");
+        IReadOnlyList<SpeedPoint> speedBefore, speedAfter;
+        try
+        {
+            (speedBefore, speedAfter) = Verification.BenchInterleaved(original, result, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads });
+        }
+        catch (BatchwiseException)
+        {
+            // One of the two cannot run at some batch size the other can: bench them one after the other.
+            speedBefore = SafeBench(original, options);
+            speedAfter = SafeBench(result, options);
+        }
+        return (result, new OptimizationReport(original.Name, steps, before, after, agreement, agreementError, speedBefore, speedAfter, engine, DateTimeOffset.UtcNow));
+    }
+
+    private static IReadOnlyList<SpeedPoint> SafeBench(OnnxModel model, OptimizeOptions options)
+    {
+        try
+        {
+            return Verification.Bench(model, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads });
+        }
+        catch (BatchwiseException e)
+        {
+            return options.VerifyBatchSizes.Select(b => new SpeedPoint(b, 0, 0, 0, e.Message)).ToList();
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using System.Text.Json;
+
+namespace Batchwise.Cli.Tests;
+
+public sealed class OptimizeCommandTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("bw-optimize-");
+
+    public void Dispose() => _dir.Delete(recursive: true);
+
+    [Fact]
+    public async Task Optimize_writes_a_loadable_model_a_report_and_json()
+    {
+        var output = Path.Combine(_dir.FullName, "mlp-int8.onnx");
+        var json = Path.Combine(_dir.FullName, "report.json");
+        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--int8-dynamic", "--verify-batch-sizes", "1,4", "--bench-seconds", "0.05", "--json", json);
+
+        Assert.True(code == 0, stderr);
+        Assert.Contains("int8-dynamic", stdout, StringComparison.Ordinal);
+        Assert.Contains("cosine", stdout, StringComparison.Ordinal);
+        Assert.Contains("speed-up", stdout, StringComparison.Ordinal);
+        var model = Batchwise.Onnx.OnnxModel.Load(output);
+        Assert.Contains(model.Graph.Node, n => n.OpType == "MatMulInteger");
+
+        using var doc = JsonDocument.Parse(await File.ReadAllTextAsync(json));
+        var root = doc.RootElement;
+        Assert.Equal("mlp", root.GetProperty("model").GetString());
+        Assert.Equal(4, root.GetProperty("steps").GetArrayLength());
+        var agreement = root.GetProperty("agreement")[0];
+        Assert.True(agreement.GetProperty("cosine").GetDouble() > 0.99);
+        Assert.Equal(1.0, agreement.GetProperty("top1_agreement").GetDouble(), 3);
+        Assert.Equal(2, root.GetProperty("speed_after").GetArrayLength());
+        Assert.True(root.GetProperty("speed_after")[1].GetProperty("throughput").GetDouble() > 0);
+    }
+
+    [Fact]
+    public async Task Optimize_prunes_a_convnet_and_reports_macs_before_and_after()
+    {
+        var output = Path.Combine(_dir.FullName, "r18.onnx");
+        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:resnet18?size=32", "-o", output, "--prune", "0.5", "--verify-batch-sizes", "1", "--bench-seconds", "0.05");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("conv MACs", stdout, StringComparison.Ordinal);
+        Assert.Matches(@"conv MACs\s*│[^│]+│[^│]+│\s*-\d", stdout);
+    }
+
+    [Theory]
+    [InlineData("--prune", "1.5", "between 0 and 1")]
+    [InlineData("--prune", "0", "between 0 and 1")]
+    [InlineData("--input-size", "abc", "WIDTHxHEIGHT")]
+    [InlineData("--calibration-method", "magic", "Unknown --calibration-method")]
+    [InlineData("--verify-batch-sizes", "1,x", "not a positive integer")]
+    [InlineData("--threads", "-1", "--threads must be 0")]
+    public async Task Bad_option_values_give_one_line_errors_and_exit_2(string option, string value, string expected)
+    {
+        var (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", Path.Combine(_dir.FullName, "x.onnx"), option, value);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+        AssertOneError(stderr);
+    }
+
+    [Fact]
+    public async Task Unknown_calibration_folder_is_a_one_line_error()
+    {
+        var (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", Path.Combine(_dir.FullName, "x.onnx"), "--int8", "--calibration", "/no/such/dir");
+        Assert.Equal(2, code);
+        Assert.Contains("--calibration directory '/no/such/dir' not found", stderr, StringComparison.Ordinal);
+        AssertOneError(stderr);
+    }
+
+    // The console wraps long lines at its width; one error means one "error:" and no stack trace.
+    private static void AssertOneError(string stderr)
+    {
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(stderr, "error:"));
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Int8_without_calibration_and_fp16_with_int8_are_refused()
+    {
+        var output = Path.Combine(_dir.FullName, "x.onnx");
+        var (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--int8");
+        Assert.Equal(2, code);
+        Assert.Contains("needs calibration data", stderr, StringComparison.Ordinal);
+        (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--fp16", "--int8", "--calibration", "random:2");
+        Assert.Equal(2, code);
+        Assert.Contains("not supported yet", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public async Task Input_size_on_a_model_with_a_fixed_grid_names_the_node_and_exits_2()
+    {
+        var output = Path.Combine(_dir.FullName, "yolo.onnx");
+        var (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:yolov8n?size=64", "-o", output, "--input-size", "96x96", "--no-verify");
+        Assert.Equal(2, code);
+        Assert.Contains("--input-size 96x96 is not possible", stderr, StringComparison.Ordinal);
+        Assert.Matches("(Add|Sub|Mul|Concat) '", stderr);
+        Assert.False(File.Exists(output));
+    }
+}

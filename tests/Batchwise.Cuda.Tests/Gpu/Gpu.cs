@@ -1,0 +1,94 @@
+using Batchwise.Cuda.Interop;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>GPU test support: skipping where there is no GPU, comparing against ONNX Runtime, writing reports.</summary>
+internal static class Gpu
+{
+    /// <summary>Skips the calling test with the reason when no NVIDIA GPU is usable.</summary>
+    public static void Require()
+    {
+        try
+        {
+            CudaDriver.Initialize();
+        }
+        catch (BatchwiseException e)
+        {
+            Assert.Skip(e.Message);
+        }
+    }
+
+    /// <summary>Where device runs write their reports (BATCHWISE_REPORT_DIR), or null.</summary>
+    public static string? ReportDirectory => Environment.GetEnvironmentVariable("BATCHWISE_REPORT_DIR") is { Length: > 0 } d ? d : null;
+
+    public static void Report(string file, string line)
+    {
+        if (ReportDirectory is { } dir)
+        {
+            Directory.CreateDirectory(dir);
+            lock (typeof(Gpu))
+            {
+                File.AppendAllText(Path.Combine(dir, file), line + Environment.NewLine);
+            }
+        }
+    }
+
+    public static Tensor RandomInput(TensorSpec spec, long batch, int seed = 1)
+    {
+        var shape = spec.Shape.Select((d, i) => i == 0 && d.IsDynamic ? batch : d.Value ?? batch).ToArray();
+        var rng = new Random(seed + spec.Name.Length);
+        var n = (int)Tensor.ElementCountOf(shape);
+        return spec.ElementType switch
+        {
+            ElementType.Float => Tensor.From<float>(ElementType.Float, shape, Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2) - 1)).ToArray()),
+            ElementType.Int64 when spec.Name.Contains("mask", StringComparison.Ordinal) => Tensor.From<long>(ElementType.Int64, shape, Enumerable.Range(0, n).Select(i => i % shape[^1] < shape[^1] - 2 ? 1L : 0L).ToArray()),
+            ElementType.Int64 => Tensor.From<long>(ElementType.Int64, shape, Enumerable.Range(0, n).Select(_ => (long)rng.Next(0, 1000)).ToArray()),
+            _ => throw new InvalidOperationException($"No random data for {spec}"),
+        };
+    }
+
+    /// <summary>Per output: max abs error, that error relative to the reference's largest magnitude, cosine similarity.</summary>
+    public static List<(string Name, double MaxAbs, double MaxRel, double Cosine)> Compare(IReadOnlyList<Tensor> actual, IReadOnlyList<Tensor> expected, IReadOnlyList<TensorSpec> specs)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        var result = new List<(string, double, double, double)>();
+        for (var i = 0; i < expected.Count; i++)
+        {
+            Assert.Equal(expected[i].Shape, actual[i].Shape);
+            Assert.Equal(expected[i].ElementType, actual[i].ElementType);
+            var a = actual[i].ToDoubles();
+            var e = expected[i].ToDoubles();
+            double maxAbs = 0, scale = 0, dot = 0, na = 0, ne = 0;
+            for (var j = 0; j < e.Length; j++)
+            {
+                maxAbs = Math.Max(maxAbs, Math.Abs(a[j] - e[j]));
+                if (double.IsNaN(a[j]) != double.IsNaN(e[j]))
+                {
+                    maxAbs = double.PositiveInfinity;
+                }
+
+                scale = Math.Max(scale, Math.Abs(e[j]));
+                dot += a[j] * e[j];
+                na += a[j] * a[j];
+                ne += e[j] * e[j];
+            }
+
+            var cosine = na == 0 && ne == 0 ? 1 : dot / Math.Sqrt(na * ne);
+            result.Add((specs[i].Name, maxAbs, scale == 0 ? maxAbs : maxAbs / scale, cosine));
+        }
+
+        return result;
+    }
+
+    /// <summary>Runs a model through ONNX Runtime (CPU) and the cuda engine on the same inputs.</summary>
+    public static List<(string Name, double MaxAbs, double MaxRel, double Cosine)> CompareWithOrt(OnnxModel model, IReadOnlyList<Tensor> inputs, EngineOptions? options = null)
+    {
+        using var ort = new OrtEngine().Load(model, new EngineOptions());
+        using var cuda = new CudaEngine().Load(model, options ?? new EngineOptions());
+        var expected = ort.Run(inputs);
+        var actual = cuda.Run(inputs);
+        return Compare(actual, expected, model.Outputs);
+    }
+}

@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using System.Globalization;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>Whole models on the GPU against ONNX Runtime on the CPU: the zoo, a torchvision export, and timings.</summary>
+[Trait("Category", "GPU")]
+public sealed class ModelGpuTests
+{
+    public static TheoryData<string, int> ZooModels() => new()
+    {
+        { "zoo:mlp", 8 },
+        { "zoo:resnet18", 2 },
+        { "zoo:resnet50", 2 },
+        { "zoo:mobilenetv2", 2 },
+        { "zoo:yolov8n", 1 },
+        { "zoo:bert", 2 },
+    };
+
+    [Theory]
+    [MemberData(nameof(ZooModels))]
+    public void Zoo_model_matches_onnx_runtime(string spec, int batch)
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build(spec);
+        CheckModel(spec, model, batch);
+    }
+
+    [Fact]
+    public void Torchvision_resnet50_export_matches_onnx_runtime()
+    {
+        Gpu.Require();
+        var path = Environment.GetEnvironmentVariable("BATCHWISE_TORCHVISION_MODEL");
+        if (string.IsNullOrEmpty(path) || !File.Exists(path))
+        {
+            Assert.Skip("BATCHWISE_TORCHVISION_MODEL names no exported model (bench/device/run.sh exports one with PyTorch)");
+        }
+
+        CheckModel("torchvision resnet50", OnnxModel.Load(path), 4);
+    }
+
+    private static void CheckModel(string label, OnnxModel model, int batch)
+    {
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, batch)).ToList();
+        foreach (var r in Gpu.CompareWithOrt(model, inputs))
+        {
+            Gpu.Report("models.md", $"| {label} | {batch} | {r.Name} | {r.MaxAbs:E2} | {r.MaxRel:E2} | {r.Cosine:F7} |");
+            Assert.True(r.MaxRel <= 1e-4, $"{label}/{r.Name}: max abs error {r.MaxAbs:E2}, relative to the largest output {r.MaxRel:E2}");
+            Assert.True(r.Cosine >= 0.99999, $"{label}/{r.Name}: cosine {r.Cosine}");
+        }
+    }
+
+    [Fact]
+    public void Prepared_runs_are_repeatable_and_plans_are_cached_per_shape()
+    {
+        Gpu.Require();
+        using var session = new CudaEngine().Load(ModelZoo.Build("zoo:resnet18?size=64"), new EngineOptions());
+        foreach (var batch in new[] { 1, 3, 1 })
+        {
+            var inputs = session.Inputs.Select(i => Gpu.RandomInput(i, batch)).ToList();
+            using var run = session.Prepare(inputs);
+            var t1 = run.Run();
+            var first = run.ReadOutputs()[0].ToDoubles();
+            var t2 = run.Run();
+            var second = run.ReadOutputs()[0].ToDoubles();
+            run.Run();
+            var replayed = run.ReadOutputs()[0].ToDoubles();
+            Assert.Equal(first, second);
+            Assert.Equal(first, replayed);
+            Assert.Equal(batch, run.ReadOutputs()[0].Shape[0]);
+            Assert.True(t1 > 0 && t2 > 0);
+        }
+
+        var sample = session.SampleDevice();
+        Assert.NotNull(sample);
+        Assert.True(sample.MemoryUsedBytes > 0 && sample.MemoryTotalBytes > sample.MemoryUsedBytes);
+    }
+
+    [Fact]
+    public void Cuda_graph_replay_gives_the_same_outputs_as_step_by_step()
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:mobilenetv2?size=96");
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 2)).ToList();
+        double[] Outputs(bool graph)
+        {
+            using var session = new CudaEngine().Load(model, new EngineOptions { UseCudaGraph = graph });
+            using var run = session.Prepare(inputs);
+            for (var i = 0; i < 3; i++)
+            {
+                run.Run();
+            }
+
+            return run.ReadOutputs()[0].ToDoubles();
+        }
+
+        Assert.Equal(Outputs(false), Outputs(true));
+    }
+
+    /// <summary>Throughput for the device report (only when BATCHWISE_CUDA_BENCH=1): median of timed runs after warm-up.</summary>
+    [Fact]
+    public void Throughput_for_the_device_report()
+    {
+        Gpu.Require();
+        if (Environment.GetEnvironmentVariable("BATCHWISE_CUDA_BENCH") != "1")
+        {
+            Assert.Skip("set BATCHWISE_CUDA_BENCH=1 to time the zoo models");
+        }
+
+        var cases = new (string Spec, int[] Batches)[]
+        {
+            ("zoo:resnet50", [1, 8, 64, 256]),
+            ("zoo:mobilenetv2", [1, 64]),
+            ("zoo:yolov8n?size=640", [1, 8]),
+            ("zoo:bert", [1, 8]),
+        };
+        foreach (var tf32 in new[] { false, true })
+        {
+            foreach (var (spec, batches) in cases)
+            {
+                using var session = new CudaEngine().Load(ModelZoo.Build(spec), new EngineOptions { AllowTf32 = tf32 });
+                foreach (var b in batches)
+                {
+                    var inputs = session.Inputs.Select(i => Gpu.RandomInput(i, b)).ToList();
+                    var build = Stopwatch.StartNew();
+                    using var run = session.Prepare(inputs);
+                    var planSeconds = build.Elapsed.TotalSeconds;
+                    for (var i = 0; i < 5; i++)
+                    {
+                        run.Run();
+                    }
+
+                    var times = new List<double>();
+                    var wall = Stopwatch.StartNew();
+                    while (times.Count < 10 || (wall.Elapsed.TotalSeconds < 1.0 && times.Count < 200))
+                    {
+                        times.Add(run.Run());
+                    }
+
+                    times.Sort();
+                    var median = times[times.Count / 2];
+                    var sample = session.SampleDevice();
+                    Gpu.Report("bench.md", string.Create(CultureInfo.InvariantCulture, $"| {spec} | {(tf32 ? "fp32+tf32" : "fp32")} | {b} | {b / median:F0} | {median * 1000:F3} | {times[0] * 1000:F3} | {times.Count} | {planSeconds:F2} | {sample?.MemoryUsedBytes / 1048576.0:F0} | {sample?.UtilizationPercent:F0} |"));
+                }
+            }
+        }
+    }
+}

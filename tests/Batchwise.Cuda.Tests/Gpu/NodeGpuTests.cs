@@ -1,0 +1,138 @@
+using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>ONNX's own backend node tests (onnx/backend/test/data/node) for the operators the engine lists.</summary>
+[Trait("Category", "GPU")]
+public sealed class NodeGpuTests
+{
+    /// <summary>The operators of issue 3; a node test counts when every node of its model is one of these.</summary>
+    private static readonly HashSet<string> Listed = new(StringComparer.Ordinal)
+    {
+        "Conv", "BatchNormalization", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Add", "Sub", "Mul", "Div",
+        "Pow", "Sqrt", "Exp", "Erf", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat", "Split", "Slice", "Resize",
+        "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Gemm", "MatMul", "Softmax", "LayerNormalization", "ReduceMean",
+        "Gather", "Cast", "Shape", "Constant", "Identity", "Pad", "Expand", "Where",
+    };
+
+    [Fact]
+    public void Onnx_backend_node_tests_pass()
+    {
+        Gpu.Require();
+        var root = Environment.GetEnvironmentVariable("BATCHWISE_ONNX_NODE_TESTS");
+        if (string.IsNullOrEmpty(root) || !Directory.Exists(root))
+        {
+            Assert.Skip("BATCHWISE_ONNX_NODE_TESTS names no onnx/backend/test/data/node folder");
+        }
+
+        var ran = 0;
+        var failures = new List<string>();
+        var skipped = new List<string>();
+        var perOp = new SortedDictionary<string, (int Ran, int Passed)>(StringComparer.Ordinal);
+        foreach (var dir in Directory.GetDirectories(root).Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(dir);
+            var modelPath = Path.Combine(dir, "model.onnx");
+            if (!File.Exists(modelPath))
+            {
+                continue;
+            }
+
+            var proto = global::Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(modelPath));
+            var ops = proto.Graph.Node.Select(n => n.OpType).Distinct().ToList();
+            if (ops.Count == 0 || !ops.All(Listed.Contains) || proto.Graph.Node.Any(n => n.Domain.Length > 0 && n.Domain != "ai.onnx"))
+            {
+                continue;
+            }
+
+            var op = proto.Graph.Node.Select(n => n.OpType).FirstOrDefault(o => o is not ("Constant" or "Shape" or "Identity")) ?? ops[0];
+            string? outcome;
+            try
+            {
+                outcome = RunCase(dir, modelPath);
+            }
+            catch (BatchwiseException e) when (e.Message.Contains("support", StringComparison.Ordinal) || e.Message.Contains("opset", StringComparison.Ordinal) || e.Message.Contains("IR version", StringComparison.Ordinal))
+            {
+                skipped.Add($"{name}: {e.Message}");
+                continue;
+            }
+            catch (Exception e)
+            {
+                outcome = $"{e.GetType().Name}: {e.Message}";
+            }
+
+            ran++;
+            var (r, p) = perOp.GetValueOrDefault(op);
+            perOp[op] = (r + 1, p + (outcome is null ? 1 : 0));
+            if (outcome is not null)
+            {
+                failures.Add($"{name}: {outcome}");
+            }
+        }
+
+        Gpu.Report("node-tests.md", $"ran {ran}, passed {ran - failures.Count}, failed {failures.Count}, skipped as unsupported {skipped.Count}");
+        Gpu.Report("node-tests.md", string.Empty);
+        Gpu.Report("node-tests.md", "| operator | ran | passed |");
+        Gpu.Report("node-tests.md", "|---|---|---|");
+        foreach (var (op, (r, p)) in perOp)
+        {
+            Gpu.Report("node-tests.md", $"| {op} | {r} | {p} |");
+        }
+
+        Gpu.Report("node-tests.md", string.Empty);
+        foreach (var f in failures)
+        {
+            Gpu.Report("node-tests.md", "- FAILED " + f.ReplaceLineEndings(" "));
+        }
+
+        foreach (var s in skipped)
+        {
+            Gpu.Report("node-tests.md", "- skipped " + s.ReplaceLineEndings(" "));
+        }
+
+        Assert.True(ran > 0, "no node test ran");
+        Assert.True(failures.Count == 0, $"{failures.Count} of {ran} node tests failed: {string.Join("; ", failures.Take(20))}");
+    }
+
+    /// <summary>Runs one case; null when it passes, else what differs.</summary>
+    private static string? RunCase(string dir, string modelPath)
+    {
+        var model = OnnxModel.Load(modelPath);
+        using var session = new CudaEngine().Load(model, new EngineOptions());
+        foreach (var set in Directory.GetDirectories(dir, "test_data_set_*").Order(StringComparer.Ordinal))
+        {
+            var inputs = Enumerable.Range(0, model.Inputs.Count).Select(i => Read(Path.Combine(set, $"input_{i}.pb"))).ToList();
+            var expected = Enumerable.Range(0, model.Outputs.Count).Select(i => Read(Path.Combine(set, $"output_{i}.pb"))).ToList();
+            var actual = session.Run(inputs);
+            for (var i = 0; i < expected.Count; i++)
+            {
+                if (!expected[i].Shape.SequenceEqual(actual[i].Shape))
+                {
+                    return $"output {i} shape {Tensor.ShapeText(actual[i].Shape)}, expected {Tensor.ShapeText(expected[i].Shape)}";
+                }
+
+                if (expected[i].ElementType != actual[i].ElementType)
+                {
+                    return $"output {i} type {actual[i].ElementType}, expected {expected[i].ElementType}";
+                }
+
+                var a = actual[i].ToDoubles();
+                var e = expected[i].ToDoubles();
+                for (var j = 0; j < e.Length; j++)
+                {
+                    var ok = (double.IsNaN(a[j]) && double.IsNaN(e[j])) || a[j] == e[j] || Math.Abs(a[j] - e[j]) <= 1e-5 + (1e-3 * Math.Abs(e[j]));
+                    if (!ok)
+                    {
+                        return $"output {i}[{j}] = {a[j]}, expected {e[j]}";
+                    }
+                }
+            }
+        }
+
+        return null;
+    }
+
+    private static Tensor Read(string path) => HostTensor.FromProto(global::Onnx.TensorProto.Parser.ParseFrom(File.ReadAllBytes(path))).ToTensor();
+}

@@ -1,0 +1,69 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Kernels;
+
+public sealed class KernelSourceTests
+{
+    [Fact]
+    public void Elementwise_broadcast_indexes_only_the_dimensions_an_input_has()
+    {
+        var src = KernelSource.Elementwise(ElementType.Float, [ElementType.Float, ElementType.Float], [2, 3, 4], [[2, 3, 4], [1, 3, 1]], ElementwiseOps.Expression("Add", [ElementType.Float, ElementType.Float], (_, d) => d));
+
+        Assert.Contains("const float x0 = p0[i];", src, StringComparison.Ordinal);
+        Assert.Contains("const float x1 = p1[((i / 4u) % 3u)];", src, StringComparison.Ordinal);
+        Assert.Contains("y[i] = (float)(x0 + x1);", src, StringComparison.Ordinal);
+        Assert.Contains("if (i >= 24u) return;", src, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Scalars_read_element_zero_and_attributes_become_literals()
+    {
+        var src = KernelSource.Elementwise(ElementType.Float, [ElementType.Float], [5], [[5]], ElementwiseOps.Expression("LeakyRelu", [ElementType.Float], (n, d) => n == "alpha" ? 0.25 : d));
+        var scalar = KernelSource.Elementwise(ElementType.Bool, [ElementType.Int64, ElementType.Int64], [5], [[5], [1]], ElementwiseOps.Expression("Less", [ElementType.Int64, ElementType.Int64], (_, d) => d));
+
+        Assert.Contains("x0 * 0.25f", src, StringComparison.Ordinal);
+        Assert.Contains("const long long x1 = p1[0];", scalar, StringComparison.Ordinal);
+        Assert.Contains("bool* __restrict__ y", scalar, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Index_arithmetic_is_32_bit_where_it_fits_and_64_bit_beyond()
+    {
+        var small = KernelSource.ViewCopy(4, [8, 16], [1, 8], 0, [16, 1], 0);
+        var negative = KernelSource.ViewCopy(4, [8], [-1], 7, [1], 0);
+        var huge = KernelSource.Elementwise(ElementType.Float, [ElementType.Float], [3L << 30], [[3L << 30]], "x0");
+
+        Assert.Contains("unsigned i = ", small, StringComparison.Ordinal);
+        Assert.Contains("i64 i = ", negative, StringComparison.Ordinal);
+        Assert.Contains("i64 i = ", huge, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void View_copy_merges_contiguous_dimensions()
+    {
+        // A contiguous copy of [2, 3, 4] collapses to one dimension; a transpose of the last two does not.
+        var (shape, _, _) = KernelSource.Collapse([2, 3, 4], [12, 4, 1], [12, 4, 1]);
+        var (tshape, tsrc, _) = KernelSource.Collapse([2, 4, 3], [12, 1, 4], [12, 3, 1]);
+
+        Assert.Equal([24L], shape);
+        Assert.Equal([2L, 4L, 3L], tshape);
+        Assert.Equal([12L, 1L, 4L], tsrc);
+    }
+
+    [Fact]
+    public void Float_literals_are_valid_c()
+    {
+        Assert.Equal("1.0f", KernelSource.F(1));
+        Assert.Equal("(-1.f/0.f)", KernelSource.F(double.NegativeInfinity));
+        Assert.Equal("1E-05f", KernelSource.F(1e-5));
+        Assert.Equal("0.5", KernelSource.F(0.5, ElementType.Double));
+    }
+
+    [Fact]
+    public void Unsupported_element_types_fail_with_a_clear_message()
+    {
+        var e = Assert.Throws<BatchwiseException>(() => KernelSource.CType(ElementType.Float16));
+        Assert.Contains("float16", e.Message, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,175 @@
+using Batchwise.Onnx;
+using Batchwise.Transforms;
+
+namespace Batchwise.Tests.Transforms;
+
+public sealed class PrecisionTransformTests
+{
+    [Theory]
+    [MemberData(nameof(TransformTestModels.All), MemberType = typeof(TransformTestModels))]
+    public void Fp16_stays_within_cosine_0_999_of_fp32_and_halves_the_weights(string spec)
+    {
+        var (original, result) = TransformTestModels.CleanedUp(spec);
+        var bytesBefore = result.Proto.CalculateSize();
+        new Fp16Conversion().Apply(result);
+
+        Assert.True(result.Proto.CalculateSize() < bytesBefore * 0.6, "float16 weights should halve the file");
+        Assert.All(result.Inputs.Where(i => i.ElementType.IsFloatingPoint()), i => Assert.Equal(ElementType.Float, i.ElementType));
+        Assert.All(result.Outputs, o => Assert.Equal(ElementType.Float, o.ElementType));
+        foreach (var a in Verification.Compare(original, result))
+        {
+            Assert.True(a.Cosine >= 0.999, $"{a.Output}: cosine {a.Cosine}");
+        }
+    }
+
+    [Fact]
+    public void Fp16_keeps_softmax_and_layernorm_in_float32_with_casts()
+    {
+        var (_, result) = TransformTestModels.CleanedUp(TransformTestModels.Bert);
+        new Fp16Conversion().Apply(result);
+        var types = ModelProbe.Run(result, SeededInputs.Create(result, 1));
+        foreach (var node in result.Graph.Node.Where(n => n.OpType is "Softmax" or "LayerNormalization"))
+        {
+            Assert.Equal(ElementType.Float, types[node.Output[0]].ElementType);
+        }
+
+        var matmul = result.Graph.Node.First(n => n.OpType == "MatMul");
+        Assert.Equal(ElementType.Float16, types[matmul.Output[0]].ElementType);
+        Assert.Contains(result.Graph.Node, n => n.OpType == "Cast");
+    }
+
+    [Fact]
+    public void Fp16_without_keep_io_gives_float16_inputs_and_outputs()
+    {
+        var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        new Fp16Conversion { KeepIoFp32 = false }.Apply(result);
+        Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.999);
+        Assert.Equal(ElementType.Float16, result.Inputs[0].ElementType);
+        Assert.Equal(ElementType.Float16, result.Outputs[0].ElementType);
+        var y = TransformTestModels.RunFirstOutput(result);
+        Assert.Equal(ElementType.Float16, y.ElementType);
+    }
+
+    [Theory]
+    [MemberData(nameof(TransformTestModels.Classifiers), MemberType = typeof(TransformTestModels))]
+    public void Int8_with_random_calibration_stays_within_cosine_0_98_on_classifiers(string spec)
+    {
+        var (original, result) = TransformTestModels.CleanedUp(spec);
+        new Int8Quantization(CalibrationData.Parse("random:4")).Apply(result);
+
+        Assert.True(TransformTestModels.Count(result, "QuantizeLinear") > 10);
+        Assert.Contains(result.Graph.Initializer, t => (ElementType)t.DataType == ElementType.Int8 && t.Dims.Count == 4);
+        var a = Assert.Single(Verification.Compare(original, result));
+        Assert.True(a.Cosine >= 0.98, $"cosine {a.Cosine}");
+    }
+
+    [Fact]
+    public void Int8_absorbs_relus_and_quantizes_residual_adds_so_ort_can_fuse_them()
+    {
+        var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        new Int8Quantization(CalibrationData.Parse("random:2")).Apply(result);
+
+        Assert.Equal(0, TransformTestModels.Count(result, "Relu"));
+        var producers = Batchwise.Transforms.GraphSurgery.Producers(result.Graph);
+        var adds = result.Graph.Node.Where(n => n.OpType == "Add").ToList();
+        Assert.Equal(8, adds.Count);
+        Assert.All(adds, a => Assert.All(a.Input, i => Assert.Equal("DequantizeLinear", producers[i].OpType)));
+        Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.98);
+    }
+
+    [Theory]
+    [InlineData(CalibrationMethod.Percentile)]
+    [InlineData(CalibrationMethod.Entropy)]
+    public void Int8_calibration_methods_produce_running_models_with_narrower_ranges(CalibrationMethod method)
+    {
+        var (original, minmax) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        var clipped = OnnxModel.FromProto(minmax.Proto.Clone(), "clipped");
+        new Int8Quantization(CalibrationData.Parse("random:2")).Apply(minmax);
+        new Int8Quantization(CalibrationData.Parse("random:2"), method).Apply(clipped);
+
+        // Activation scales are the scalar float initializers; clipping outliers can only narrow each range.
+        static double[] Scales(OnnxModel m) => m.Graph.Initializer.Where(t => t.Dims.Count == 0 && t.Name.EndsWith("_scale", StringComparison.Ordinal)).OrderBy(t => t.Name, StringComparer.Ordinal).Select(t => (double)t.ToFloats()[0]).ToArray();
+        var (narrow, wide) = (Scales(clipped), Scales(minmax));
+        Assert.Equal(wide.Length, narrow.Length);
+        Assert.All(narrow.Zip(wide), p => Assert.True(p.First <= p.Second * 1.0001, $"{p.First} > {p.Second}"));
+        Assert.True(narrow.Sum() < wide.Sum() * 0.99, $"{method}: sum of scales {narrow.Sum()} vs minmax {wide.Sum()}");
+        var a = Assert.Single(Verification.Compare(original, clipped));
+        Assert.True(a.Cosine > 0.9, $"cosine {a.Cosine}");
+    }
+
+    [Fact]
+    public void Int8_static_runs_on_the_detector()
+    {
+        var (original, result) = TransformTestModels.CleanedUp("zoo:yolov8n?size=64");
+        new Int8Quantization(CalibrationData.Parse("random:2")).Apply(result);
+        var a = Assert.Single(Verification.Compare(original, result));
+        Assert.True(a.Cosine > 0.95, $"cosine {a.Cosine}");
+    }
+
+    [Theory]
+    [InlineData(TransformTestModels.Bert)]
+    [InlineData("zoo:mlp")]
+    public void Int8_dynamic_turns_matmuls_into_matmulinteger_and_agrees(string spec)
+    {
+        var (original, result) = TransformTestModels.CleanedUp(spec);
+        new Int8DynamicQuantization().Apply(result);
+        Assert.True(TransformTestModels.Count(result, "MatMulInteger") > 0);
+        Assert.Equal(0, TransformTestModels.Count(result, "Gemm"));
+        var a = Assert.Single(Verification.Compare(original, result));
+        Assert.True(a.Cosine >= 0.99, $"cosine {a.Cosine}");
+    }
+
+    [Fact]
+    public void Int8_dynamic_refuses_a_model_without_matmuls()
+    {
+        var (_, result) = TransformTestModels.CleanedUp("zoo:yolov8n?size=64");
+        var e = Assert.Throws<BatchwiseException>(() => new Int8DynamicQuantization().Apply(result));
+        Assert.Contains("no MatMul or Gemm", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Calibration_rejects_a_missing_folder_and_a_bad_count()
+    {
+        Assert.Contains("not found", Assert.Throws<BatchwiseException>(() => CalibrationData.Parse("/no/such/folder")).Message, StringComparison.Ordinal);
+        Assert.Throws<BatchwiseException>(() => CalibrationData.Parse("random:0"));
+        Assert.Throws<BatchwiseException>(() => CalibrationData.Parse("random:x"));
+    }
+
+    [Fact]
+    public void Calibration_reads_npy_samples_from_a_folder()
+    {
+        var dir = Directory.CreateTempSubdirectory("bw-calib-");
+        try
+        {
+            var rng = new Random(5);
+            for (var i = 0; i < 2; i++)
+            {
+                WriteNpy(Path.Combine(dir.FullName, $"{i}.npy"), [3, 64, 64], Enumerable.Range(0, 3 * 64 * 64).Select(_ => (float)rng.NextDouble()).ToArray());
+            }
+
+            var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+            var data = CalibrationData.Parse(dir.FullName);
+            var samples = data.Samples(result).ToList();
+            Assert.Equal(2, samples.Count);
+            Assert.Equal([1L, 3, 64, 64], samples[0][0].Shape);
+            new Int8Quantization(data).Apply(result);
+            Assert.True(Verification.Compare(original, result)[0].Cosine > 0.9);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    internal static void WriteNpy(string path, long[] shape, float[] values)
+    {
+        var header = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({string.Join(", ", shape)},), }}";
+        var total = 10 + header.Length + 1;
+        header = header.PadRight(header.Length + ((64 - (total % 64)) % 64)) + "\n";
+        using var stream = File.Create(path);
+        stream.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0]);
+        stream.Write(BitConverter.GetBytes((ushort)header.Length));
+        stream.Write(System.Text.Encoding.ASCII.GetBytes(header));
+        stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+    }
+}
