@@ -245,7 +245,19 @@ public sealed class CeilingsProbe : ICeilingsProbe
 /// <summary>Finds a device's ceilings: from the per-machine cache, else measured (and cached).</summary>
 public static class DeviceCeilingsSource
 {
-    private static readonly Dictionary<string, Func<ICeilingsProbe>> Probes = new(StringComparer.OrdinalIgnoreCase);
+    private static readonly Dictionary<string, Func<ICeilingsProbe>> Probes = new(StringComparer.OrdinalIgnoreCase)
+    {
+        // A GPU fills only with far larger problems than a CPU: the same engine micro-benchmarks, sized for one.
+        // (Not yet run on a GPU; a cuBLASLt/cuDNN probe of the CUDA engine's own can replace this.)
+        ["cuda"] = () => new CeilingsProbe
+        {
+            PeakGemmSize = 4096,
+            ConvChannels = 256,
+            ConvSides = [8, 16, 32, 64, 128, 256],
+            BandwidthElements = 64 * 1024 * 1024,
+            SecondsPerMeasurement = 0.3,
+        },
+    };
 
     /// <summary>Registers the probe an engine uses in place of the generic engine micro-benchmarks (e.g. cuBLASLt for cuda).</summary>
     public static void Register(string engineName, Func<ICeilingsProbe> probe)

@@ -23,6 +23,7 @@ public static class HtmlReport
     private static readonly Color Measured = Color.FromHex("#1f77b4");
     private static readonly Color Predicted = Color.FromHex("#d62728");
     private static readonly Color Extra = Color.FromHex("#2ca02c");
+    private static readonly Color[] SeriesColors = [Measured, Color.FromHex("#9467bd"), Color.FromHex("#ff7f0e"), Color.FromHex("#8c564b"), Color.FromHex("#17becf")];
 
     /// <summary>Writes the explain report: curves measured vs predicted, the roofline with the layers, the tables and the verdict.</summary>
     public static void WriteExplain(string path, Explanation explanation, IReadOnlyDictionary<string, string> context)
@@ -50,7 +51,7 @@ public static class HtmlReport
             .Select(g => new BenchSeries(
                 F($"concurrency {g.Key}"),
                 g.GroupBy(p => p.BatchSize).Select(b => b.Last()).OrderBy(p => p.BatchSize)
-                    .Select(p => new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count)).ToList()))
+                    .Select(p => new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3)).ToList()))
             .ToList();
         var c = result.Context;
         var context = new Dictionary<string, string>
@@ -189,7 +190,7 @@ public static class HtmlReport
             if (s.Points.Count > 0)
             {
                 html.Append("<p>Knee: b=").Append(Explainer.KneeOf(s.Points.Select(p => (p.BatchSize, p.Throughput))).ToString(CultureInfo.InvariantCulture))
-                    .Append(" (first batch within ").Append(F($"{Batchwise.Benchmarking.Knee.DefaultThreshold:P0}")).Append(" of the best, ").Append(F($"{best:N1}/s")).Append(").</p>\n");
+                    .Append(" (first batch within ").Append(F($"{Batchwise.Benchmarking.Knee.DefaultThreshold:P0}")).Append(" of the best, ").Append(Units.Rate(best)).Append("/s).</p>\n");
             }
         }
 
@@ -213,7 +214,7 @@ public static class HtmlReport
     {
         var plot = NewPlot("batch size (log2)", "samples / s");
         var batches = new SortedSet<int>();
-        var colors = new[] { Measured, Extra, Color.FromHex("#9467bd"), Color.FromHex("#ff7f0e") };
+        var colors = SeriesColors;
         for (var i = 0; i < measured.Count; i++)
         {
             var pts = measured[i].Points;
@@ -224,10 +225,10 @@ public static class HtmlReport
             batches.UnionWith(pts.Select(p => p.BatchSize));
         }
 
-        foreach (var s in measured.Where(s => s.Points.Count > 0 && s.Points.All(p => double.IsFinite(p.LatencyMinSeconds))).Take(1))
+        foreach (var s in measured.Where(s => measured.Count == 1 && s.Points.Count > 0 && s.Points.All(p => double.IsFinite(p.LatencyMinSeconds))))
         {
             var best = plot.Add.ScatterPoints(s.Points.Select(p => Math.Log2(p.BatchSize)).ToArray(), s.Points.Select(p => p.BestRunThroughput).ToArray(), Extra);
-            best.LegendText = measured.Count == 1 ? "fastest run" : $"{s.Name}: fastest run";
+            best.LegendText = "fastest run";
             best.MarkerShape = MarkerShape.OpenTriangleUp;
             best.MarkerSize = 8;
         }
@@ -253,13 +254,16 @@ public static class HtmlReport
     {
         var plot = NewPlot("batch size (log2)", "latency per run, ms");
         var batches = new SortedSet<int>();
-        foreach (var s in measured)
+        for (var i = 0; i < measured.Count; i++)
         {
-            var median = plot.Add.Scatter(s.Points.Select(p => Math.Log2(p.BatchSize)).ToArray(), s.Points.Select(p => p.LatencyMedianSeconds * 1e3).ToArray(), Measured);
+            var s = measured[i];
+            var color = SeriesColors[i % SeriesColors.Length];
+            var median = plot.Add.Scatter(s.Points.Select(p => Math.Log2(p.BatchSize)).ToArray(), s.Points.Select(p => p.LatencyMedianSeconds * 1e3).ToArray(), color);
             median.LegendText = $"{s.Name} median";
             median.LineWidth = 2;
-            var p90 = plot.Add.Scatter(s.Points.Select(p => Math.Log2(p.BatchSize)).ToArray(), s.Points.Select(p => p.LatencyP90Seconds * 1e3).ToArray(), Extra);
+            var p90 = plot.Add.Scatter(s.Points.Select(p => Math.Log2(p.BatchSize)).ToArray(), s.Points.Select(p => p.LatencyP90Seconds * 1e3).ToArray(), color.WithAlpha(0.55));
             p90.LegendText = $"{s.Name} p90";
+            p90.LineWidth = 1;
             p90.MarkerShape = MarkerShape.OpenCircle;
             batches.UnionWith(s.Points.Select(p => p.BatchSize));
         }

@@ -78,6 +78,15 @@ public sealed class CeilingsTests : IDisposable
     }
 
     [Fact]
+    public void Cuda_probe_is_sized_for_a_gpu()
+    {
+        var probe = Assert.IsType<CeilingsProbe>(DeviceCeilingsSource.ProbeFor("cuda"));
+        Assert.True(probe.PeakGemmSize >= 4096);
+        Assert.True(probe.ConvSides.Max() * probe.ConvSides.Max() >= 65536, "a GPU's GEMMs fill at N in the tens of thousands");
+        Assert.Equal(512, Assert.IsType<CeilingsProbe>(DeviceCeilingsSource.ProbeFor("ort")).PeakGemmSize);
+    }
+
+    [Fact]
     public void Engine_probe_measures_positive_ceilings_on_this_cpu()
     {
         var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 18, ConvSides = [4, 8, 16] };
