@@ -91,4 +91,17 @@ if [[ " $PHASES " == *" bench "* ]]; then
     timeout 120 "$PY" "$REPO/bench/peers/torch_bench.py" --models resnet50 --variants fp32 --batch-sizes 1,8,64,256 --windows 3 --window-seconds 0.5 > "$OUT/torch.jsonl" 2>&1
   fi
 fi
+if [[ " $PHASES " == *" explain "* ]]; then
+  {
+    # The generic commands on the GPU: bench's JSON and HTML report, and explain's roofline against the GPU's ceilings.
+    echo "## batchwise bench zoo:resnet50 --engine cuda -b 1,8,64 --json --report"
+    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda -b 1,8,64 --duration 1.5s --warmup 0.5s \
+      --json "$OUT/bench-resnet50-cuda.json" --report "$OUT/bench-resnet50-cuda.html" 2>&1; echo "exit $?"
+    for m in zoo:resnet50 zoo:mobilenetv2; do
+      echo "## batchwise explain $m --engine cuda --batch-sizes 1,8,64,256"
+      timeout 150 "$CLI" explain "$m" --engine cuda --batch-sizes 1,8,64,256 \
+        --json "$OUT/explain-${m#zoo:}-cuda.json" --report "$OUT/explain-${m#zoo:}-cuda.html" 2>&1; echo "exit $?"
+    done
+  } >> "$OUT/explain.txt" 2>&1
+fi
 ls -la "$OUT"
