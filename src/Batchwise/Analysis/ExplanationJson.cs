@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Batchwise.Reports;
 
 namespace Batchwise.Analysis;
 
@@ -65,8 +66,8 @@ public static class ExplanationJson
         w.WriteString("device", c.Device);
         w.WriteString("machine", c.Machine);
         w.WriteNumber("peak_flops", c.PeakFlops);
-        Nullable(w, "peak_conv_flops", c.PeakConvFlops);
-        Nullable(w, "peak_flops_fp16", c.PeakFlopsFp16);
+        w.WriteNumberOrNull("peak_conv_flops", c.PeakConvFlops);
+        w.WriteNumberOrNull("peak_flops_fp16", c.PeakFlopsFp16);
         w.WriteNumber("bandwidth_bytes_per_s", c.BandwidthBytesPerSecond);
         w.WriteNumber("run_overhead_s", c.RunOverheadSeconds);
         w.WriteNumber("op_overhead_s", c.OpOverheadSeconds);
@@ -97,7 +98,7 @@ public static class ExplanationJson
             w.WriteNumber("throughput_samples_per_s", m.Throughput);
             w.WriteNumber("latency_p50_s", m.LatencyMedianSeconds);
             w.WriteNumber("latency_p90_s", m.LatencyP90Seconds);
-            Nullable(w, "latency_min_s", double.IsFinite(m.LatencyMinSeconds) ? m.LatencyMinSeconds : null);
+            w.WriteNumberOrNull("latency_min_s", double.IsFinite(m.LatencyMinSeconds) ? m.LatencyMinSeconds : null);
             w.WriteNumber("runs", m.Runs);
             w.WriteEndObject();
         }
@@ -105,15 +106,15 @@ public static class ExplanationJson
         w.WriteEndArray();
         w.WriteStartObject("knee");
         w.WriteNumber("predicted_batch_size", e.PredictedKnee);
-        Nullable(w, "measured_batch_size", e.MeasuredKnee);
+        w.WriteNumberOrNull("measured_batch_size", e.MeasuredKnee);
         w.WriteEndObject();
         if (e.Error is { } err)
         {
             w.WriteStartObject("error");
             w.WriteNumber("throughput_at_first", err.AtFirst);
             w.WriteNumber("throughput_at_last", err.AtLast);
-            Nullable(w, "best_run_at_first", double.IsFinite(err.BestRunAtFirst) ? err.BestRunAtFirst : null);
-            Nullable(w, "best_run_at_last", double.IsFinite(err.BestRunAtLast) ? err.BestRunAtLast : null);
+            w.WriteNumberOrNull("best_run_at_first", double.IsFinite(err.BestRunAtFirst) ? err.BestRunAtFirst : null);
+            w.WriteNumberOrNull("best_run_at_last", double.IsFinite(err.BestRunAtLast) ? err.BestRunAtLast : null);
             w.WriteNumber("predicted_knee", err.PredictedKnee);
             w.WriteNumber("measured_knee", err.MeasuredKnee);
             w.WriteBoolean("off", err.IsOff);
@@ -140,10 +141,10 @@ public static class ExplanationJson
                 w.WriteNumber("k", g.K);
                 w.WriteNumber("batch_count", g.BatchCount);
                 w.WriteEndObject();
-                Nullable(w, "parallel_size_at_first", l.ParallelSize);
+                w.WriteNumberOrNull("parallel_size_at_first", l.ParallelSize);
             }
 
-            Nullable(w, "saturation_batch", r.SaturationBatch);
+            w.WriteNumberOrNull("saturation_batch", r.SaturationBatch);
             w.WriteString("bound_at_first", r.AtFirst.Bound.ToString().ToLowerInvariant());
             w.WriteString("bound_at_last", r.AtLast.Bound.ToString().ToLowerInvariant());
             w.WriteNumber("share_at_last", r.ShareAtLast);
@@ -159,17 +160,5 @@ public static class ExplanationJson
 
         w.WriteEndArray();
         w.WriteEndObject();
-    }
-
-    private static void Nullable(Utf8JsonWriter w, string name, double? value)
-    {
-        if (value is { } v)
-        {
-            w.WriteNumber(name, v);
-        }
-        else
-        {
-            w.WriteNull(name);
-        }
     }
 }

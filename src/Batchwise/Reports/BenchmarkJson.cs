@@ -262,8 +262,8 @@ public static class BenchmarkJson
         w.WriteEndObject();
         w.WriteNumber("cpu_utilization", p.CpuUtilization);
         w.WriteNumber("peak_working_set_bytes", p.PeakWorkingSetBytes);
-        WriteNullable(w, "device_utilization_percent", p.DeviceUtilizationPercent);
-        WriteNullable(w, "device_memory_used_bytes", p.DeviceMemoryUsedBytes);
+        w.WriteNumberOrNull("device_utilization_percent", p.DeviceUtilizationPercent);
+        w.WriteNumberOrNull("device_memory_used_bytes", p.DeviceMemoryUsedBytes);
         w.WriteNumber("warmup_runs", p.WarmupRuns);
         w.WriteNumber("measured_seconds", p.MeasuredSeconds);
         w.WriteStartArray("latency_samples_ms");
@@ -276,29 +276,7 @@ public static class BenchmarkJson
         w.WriteEndObject();
     }
 
-    private static void WriteNullable(Utf8JsonWriter w, string name, double? value)
-    {
-        if (value is { } v)
-        {
-            w.WriteNumber(name, v);
-        }
-        else
-        {
-            w.WriteNull(name);
-        }
-    }
 
-    private static void WriteNullable(Utf8JsonWriter w, string name, long? value)
-    {
-        if (value is { } v)
-        {
-            w.WriteNumber(name, v);
-        }
-        else
-        {
-            w.WriteNull(name);
-        }
-    }
 
     internal static string Snake(string pascal)
     {

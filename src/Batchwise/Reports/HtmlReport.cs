@@ -233,15 +233,7 @@ public static class HtmlReport
             best.MarkerSize = 8;
         }
 
-        if (predicted is { Count: > 0 })
-        {
-            var line = plot.Add.Scatter(predicted.Select(p => Math.Log2(p.BatchSize)).ToArray(), predicted.Select(p => p.Throughput).ToArray(), Predicted);
-            line.LegendText = "predicted (roofline)";
-            line.LineWidth = 1.5f;
-            line.MarkerShape = MarkerShape.OpenSquare;
-            line.MarkerSize = 8;
-            batches.UnionWith(predicted.Select(p => p.BatchSize));
-        }
+        AddPredicted(plot, predicted, p => p.Throughput, "predicted (roofline)", batches);
 
         BatchTicks(plot, batches);
         plot.Axes.Margins(0.05, 0.1);
@@ -268,15 +260,7 @@ public static class HtmlReport
             batches.UnionWith(s.Points.Select(p => p.BatchSize));
         }
 
-        if (predicted is { Count: > 0 })
-        {
-            var line = plot.Add.Scatter(predicted.Select(p => Math.Log2(p.BatchSize)).ToArray(), predicted.Select(p => p.Seconds * 1e3).ToArray(), Predicted);
-            line.LegendText = "predicted";
-            line.LineWidth = 1.5f;
-            line.MarkerShape = MarkerShape.OpenSquare;
-            line.MarkerSize = 8;
-            batches.UnionWith(predicted.Select(p => p.BatchSize));
-        }
+        AddPredicted(plot, predicted, p => p.Seconds * 1e3, "predicted", batches);
 
         BatchTicks(plot, batches);
         plot.Axes.Margins(0.05, 0.1);
@@ -389,6 +373,22 @@ public static class HtmlReport
     }
 
     private static string Svg(Plot plot) => plot.GetSvgXml(PlotWidth, PlotHeight);
+
+    /// <summary>Draws the predicted curve (one value per batch) on a batch-size plot, if there is one.</summary>
+    private static void AddPredicted(Plot plot, IReadOnlyList<BatchPrediction>? predicted, Func<BatchPrediction, double> value, string label, SortedSet<int> batches)
+    {
+        if (predicted is not { Count: > 0 })
+        {
+            return;
+        }
+
+        var line = plot.Add.Scatter(predicted.Select(p => Math.Log2(p.BatchSize)).ToArray(), predicted.Select(value).ToArray(), Predicted);
+        line.LegendText = label;
+        line.LineWidth = 1.5f;
+        line.MarkerShape = MarkerShape.OpenSquare;
+        line.MarkerSize = 8;
+        batches.UnionWith(predicted.Select(p => p.BatchSize));
+    }
 
     private static void Figure(StringBuilder html, string caption, string svg) =>
         html.Append("<figure>").Append(svg).Append("<figcaption>").Append(Enc(caption)).Append("</figcaption></figure>\n");
