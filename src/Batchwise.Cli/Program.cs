@@ -7,7 +7,26 @@ namespace Batchwise.Cli;
 public static class Program
 {
     /// <summary>Entry point.</summary>
-    public static Task<int> Main(string[] args) => CreateRoot().Parse(args).InvokeAsync();
+    public static Task<int> Main(string[] args) => RunAsync(args);
+
+    /// <summary>Parses and runs; a command line that does not parse is a one-line error with exit code 2.</summary>
+    public static Task<int> RunAsync(string[] args, InvocationConfiguration? configuration = null)
+    {
+        var parse = CreateRoot().Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            var path = new List<string>();
+            for (var r = parse.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+            {
+                path.Insert(0, r.Parent is null ? "batchwise" : r.Command.Name);
+            }
+
+            CommonOptions.WriteError($"{parse.Errors[0].Message.TrimEnd('.')}. Run `{string.Join(' ', path)} --help` for the usage.");
+            return Task.FromResult(CommonOptions.UserError);
+        }
+
+        return parse.InvokeAsync(configuration);
+    }
 
     /// <summary>The root command with every subcommand (each owned by a file under Commands/).</summary>
     public static RootCommand CreateRoot()

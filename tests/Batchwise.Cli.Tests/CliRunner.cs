@@ -23,7 +23,7 @@ internal static class CliRunner
                 ColorSystem = Spectre.Console.ColorSystemSupport.NoColors,
             });
             var config = new InvocationConfiguration { Output = stdout, Error = stderr };
-            var code = await global::Batchwise.Cli.Program.CreateRoot().Parse(args).InvokeAsync(config);
+            var code = await global::Batchwise.Cli.Program.RunAsync(args, config);
             return (code, stdout.ToString(), stderr.ToString());
         }
         finally
