@@ -389,10 +389,10 @@ internal sealed class PinnedHostMemory : SafeHandle
     protected override bool ReleaseHandle() => CudaDriver.cuMemFreeHost(handle) == 0;
 }
 
-/// <summary>A CUDA stream.</summary>
-internal sealed class CudaStream : SafeHandle
+/// <summary>A driver object owned through one pointer, created empty and filled by the create call.</summary>
+internal abstract class DriverHandle : SafeHandle
 {
-    public CudaStream()
+    protected DriverHandle()
         : base(IntPtr.Zero, true)
     {
     }
@@ -402,58 +402,29 @@ internal sealed class CudaStream : SafeHandle
     public override bool IsInvalid => handle == IntPtr.Zero;
 
     internal void Set(IntPtr p) => SetHandle(p);
+}
 
+/// <summary>A CUDA stream.</summary>
+internal sealed class CudaStream : DriverHandle
+{
     protected override bool ReleaseHandle() => CudaDriver.cuStreamDestroy(handle) == 0;
 }
 
 /// <summary>A CUDA event (timing enabled unless asked otherwise).</summary>
-internal sealed class CudaEvent : SafeHandle
+internal sealed class CudaEvent : DriverHandle
 {
-    public CudaEvent()
-        : base(IntPtr.Zero, true)
-    {
-    }
-
-    public IntPtr Handle => handle;
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
-
-    internal void Set(IntPtr p) => SetHandle(p);
-
     protected override bool ReleaseHandle() => CudaDriver.cuEventDestroy(handle) == 0;
 }
 
 /// <summary>An instantiated CUDA graph.</summary>
-internal sealed class CudaGraphExec : SafeHandle
+internal sealed class CudaGraphExec : DriverHandle
 {
-    public CudaGraphExec()
-        : base(IntPtr.Zero, true)
-    {
-    }
-
-    public IntPtr Handle => handle;
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
-
-    internal void Set(IntPtr p) => SetHandle(p);
-
     protected override bool ReleaseHandle() => CudaDriver.cuGraphExecDestroy(handle) == 0;
 }
 
 /// <summary>A loaded CUDA module (a CUBIN from NVRTC).</summary>
-internal sealed class CudaModule : SafeHandle
+internal sealed class CudaModule : DriverHandle
 {
-    public CudaModule()
-        : base(IntPtr.Zero, true)
-    {
-    }
-
-    public IntPtr Handle => handle;
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
-
-    internal void Set(IntPtr p) => SetHandle(p);
-
     protected override bool ReleaseHandle() => CudaDriver.cuModuleUnload(handle) == 0;
 }
 
