@@ -66,6 +66,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     private readonly string _busId;
     private CudnnHandle? _cudnn;
     private CublasLtObject? _lt;
+    private ConvAlgorithmCache? _convAlgorithms;
     private readonly bool _useCudaGraph;
     private bool _disposed;
 
@@ -101,6 +102,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
 
     public CublasLtObject PlanningCublasLt => _lt ??= CublasLt.Create();
+
+    public ConvAlgorithmCache ConvAlgorithms => _convAlgorithms ??= ConvAlgorithmCache.ForDevice(ConvAlgorithmCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version());
 
     public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
     {
@@ -171,6 +174,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
             {
                 CompileKernels(plan);
                 UploadConstants(plan);
+                _convAlgorithms?.Save();
             }
             catch
             {
@@ -282,7 +286,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 }
 
 /// <summary>Inputs bound on the device for repeated runs at one shape; the outputs are read back on demand.</summary>
-internal sealed unsafe class CudaPreparedRun : IPreparedRun
+internal sealed unsafe class CudaPreparedRun : IPreparedRun, ILayerProfiling
 {
     private readonly CudaSession _session;
     private readonly ExecutionPlan _plan;
@@ -317,6 +321,14 @@ internal sealed unsafe class CudaPreparedRun : IPreparedRun
         _session.MakeCurrent();
         _outputs = null;
         return _context.Run();
+    }
+
+    public IReadOnlyList<LayerTime> ProfileLayers(int runs)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _session.MakeCurrent();
+        _outputs = null;
+        return _context.ProfileSteps(runs).Select(p => new LayerTime(p.Node, p.Milliseconds)).ToList();
     }
 
     public IReadOnlyList<Tensor> ReadOutputs()
