@@ -29,6 +29,7 @@ public sealed class CudaEngine : IEngine
             ["compute_capability"] = info.ComputeCapability,
             ["precision"] = options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
+            ["conv_algo"] = CudaSession.HeuristicConvAlgorithms ? "heuristic" : "timed",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
         };
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
@@ -99,11 +100,22 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
     public bool AllowTf32 { get; }
 
+    internal static bool HeuristicConvAlgorithms => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "heuristic" => true,
+        "timed" => false,
+        var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it, or set BATCHWISE_CUDNN_ALGO=timed to time cuDNN's convolution algorithms when a plan is built."),
+    };
+
     public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
 
     public CublasLtObject PlanningCublasLt => _lt ??= CublasLt.Create();
 
-    public ConvAlgorithmCache ConvAlgorithms => _convAlgorithms ??= ConvAlgorithmCache.ForDevice(ConvAlgorithmCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version());
+    /// <summary>
+    /// Timed choice and its cache when BATCHWISE_CUDNN_ALGO=timed; by default cuDNN's heuristics (on an H100 the timed
+    /// winners were slower inside the CUDA-graph run at b=1 and b=64: bench/results/cuda-part2-step1-h100.md).
+    /// </summary>
+    public ConvAlgorithmCache? ConvAlgorithms => HeuristicConvAlgorithms ? null : _convAlgorithms ??= ConvAlgorithmCache.ForDevice(ConvAlgorithmCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version());
 
     public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
     {
