@@ -38,7 +38,7 @@ public static class BenchCommand
         var precision = new Option<string>("--precision") { Description = "Arithmetic precision: fp32, fp16", DefaultValueFactory = _ => "fp32" };
         var device = new Option<string>("--device") { Description = "GPU ordinal", DefaultValueFactory = _ => "0" };
         var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Do not capture CUDA graphs (GPU engines)" };
-        var profile = new Option<bool>("--profile") { Description = "Record per-layer timings where the engine supports it" };
+        var profile = new Option<bool>("--profile") { Description = "Also print the ten slowest layers and their share of the time (engines with per-layer timings: cuda; others refuse)" };
 
         var command = new Command("bench", "Measure throughput and latency across batch sizes and concurrency, and find where batching stops paying")
         {
