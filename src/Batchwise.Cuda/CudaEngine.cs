@@ -29,6 +29,7 @@ public sealed class CudaEngine : IEngine
             ["compute_capability"] = info.ComputeCapability,
             ["precision"] = options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
+            ["conv_algo"] = CudaSession.HeuristicConvAlgorithms ? "heuristic" : "timed",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
         };
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
@@ -66,6 +67,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     private readonly string _busId;
     private CudnnHandle? _cudnn;
     private CublasLtObject? _lt;
+    private ConvAlgorithmCache? _convAlgorithms;
     private readonly bool _useCudaGraph;
     private bool _disposed;
 
@@ -98,9 +100,22 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
     public bool AllowTf32 { get; }
 
+    internal static bool HeuristicConvAlgorithms => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "heuristic" => true,
+        "timed" => false,
+        var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it, or set BATCHWISE_CUDNN_ALGO=timed to time cuDNN's convolution algorithms when a plan is built."),
+    };
+
     public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
 
     public CublasLtObject PlanningCublasLt => _lt ??= CublasLt.Create();
+
+    /// <summary>
+    /// Timed choice and its cache when BATCHWISE_CUDNN_ALGO=timed; by default cuDNN's heuristics (on an H100 the timed
+    /// winners were slower inside the CUDA-graph run at b=1 and b=64: bench/results/cuda-part2-step1-h100.md).
+    /// </summary>
+    public ConvAlgorithmCache? ConvAlgorithms => HeuristicConvAlgorithms ? null : _convAlgorithms ??= ConvAlgorithmCache.ForDevice(ConvAlgorithmCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version());
 
     public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
     {
@@ -171,6 +186,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
             {
                 CompileKernels(plan);
                 UploadConstants(plan);
+                _convAlgorithms?.Save();
             }
             catch
             {
@@ -282,7 +298,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 }
 
 /// <summary>Inputs bound on the device for repeated runs at one shape; the outputs are read back on demand.</summary>
-internal sealed unsafe class CudaPreparedRun : IPreparedRun
+internal sealed unsafe class CudaPreparedRun : IPreparedRun, ILayerProfiling
 {
     private readonly CudaSession _session;
     private readonly ExecutionPlan _plan;
@@ -317,6 +333,14 @@ internal sealed unsafe class CudaPreparedRun : IPreparedRun
         _session.MakeCurrent();
         _outputs = null;
         return _context.Run();
+    }
+
+    public IReadOnlyList<LayerTime> ProfileLayers(int runs)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _session.MakeCurrent();
+        _outputs = null;
+        return _context.ProfileSteps(runs).Select(p => new LayerTime(p.Node, p.Milliseconds)).ToList();
     }
 
     public IReadOnlyList<Tensor> ReadOutputs()

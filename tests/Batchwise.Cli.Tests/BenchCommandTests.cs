@@ -29,6 +29,15 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Profile_on_an_engine_without_layer_timings_is_one_error_line_before_the_sweep()
+    {
+        var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--profile", .. Quick]);
+        Assert.Equal(2, code);
+        Assert.Contains("--profile: engine 'ort' has no per-layer timings", err + output, StringComparison.Ordinal);
+        Assert.DoesNotContain("[1/1]", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Concurrency_adds_points_and_a_knee_per_level()
     {
         var json = Path.Combine(_dir, "c.json");

@@ -38,7 +38,7 @@ public static class BenchCommand
         var precision = new Option<string>("--precision") { Description = "Arithmetic precision: fp32, fp16", DefaultValueFactory = _ => "fp32" };
         var device = new Option<string>("--device") { Description = "GPU ordinal", DefaultValueFactory = _ => "0" };
         var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Do not capture CUDA graphs (GPU engines)" };
-        var profile = new Option<bool>("--profile") { Description = "Record per-layer timings where the engine supports it" };
+        var profile = new Option<bool>("--profile") { Description = "Also print the ten slowest layers and their share of the time (engines with per-layer timings: cuda; others refuse)" };
 
         var command = new Command("bench", "Measure throughput and latency across batch sizes and concurrency, and find where batching stops paying")
         {
@@ -116,6 +116,13 @@ public static class BenchCommand
                 }
             }
 
+            // Per-layer timings first: an engine without them fails here, before a long sweep.
+            IReadOnlyList<LayerProfile> profiles = [];
+            if (engineOptions.Profile)
+            {
+                profiles = LayerProfile.Measure(EngineRegistry.Create(parse.GetValue(engine)!), engineOptions, onnx, options, options.BatchSizes ?? [1]);
+            }
+
             var result = RunWithProgress(runner, onnx, spec, options, Save, cancellationToken);
             Save(result);
             if (Console.IsOutputRedirected)
@@ -125,6 +132,11 @@ public static class BenchCommand
             }
 
             BenchmarkTable.Write(AnsiConsole.Console, result);
+            foreach (var p in profiles)
+            {
+                WriteProfile(p);
+            }
+
             foreach (var path in new[] { jsonPath, csvPath, reportPath }.OfType<string>())
             {
                 AnsiConsole.MarkupLine($"wrote {Markup.Escape(path)}");
@@ -171,6 +183,21 @@ public static class BenchCommand
                 }, cancellationToken);
             });
         return result!;
+    }
+
+    private static void WriteProfile(LayerProfile profile)
+    {
+        var table = new Table().Title(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+            $"b={profile.BatchSize}: slowest layers (CUDA events, layer by layer, mean of {profile.Runs} runs; total {profile.TotalMilliseconds:F3} ms over {profile.Layers.Count} layers)")));
+        table.AddColumn("#", c => c.RightAligned()).AddColumn("layer").AddColumn("ms", c => c.RightAligned()).AddColumn("share", c => c.RightAligned()).AddColumn("cumulative", c => c.RightAligned());
+        var cumulative = 0.0;
+        foreach (var ((layer, share), i) in profile.Top(10).Select((t, i) => (t, i)))
+        {
+            cumulative += share;
+            table.AddRow((i + 1).ToString(CultureInfo.InvariantCulture), Markup.Escape(layer.Layer), layer.Milliseconds.ToString("F4", CultureInfo.InvariantCulture), share.ToString("P1", CultureInfo.InvariantCulture), cumulative.ToString("P1", CultureInfo.InvariantCulture));
+        }
+
+        AnsiConsole.Write(table);
     }
 
     internal static int Integer(string text, string option, int min)

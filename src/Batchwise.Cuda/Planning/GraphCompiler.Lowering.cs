@@ -331,9 +331,8 @@ internal sealed partial class GraphCompiler
         var mathType = _target.AllowTf32 ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
         var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
         var handle = _target.PlanningCudnn;
-        var algos = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc);
-        var chosen = algos.FirstOrDefault(a => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (_target.AllowTf32 || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH));
-        if (chosen.Status != 0 || algos.Length == 0 || !algos.Any(a => a.Status == 0))
+        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, Lift(input.Shape), Lift(w.Shape), Lift(y.Shape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
+        if (chosen is null)
         {
             throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
         }
@@ -348,6 +347,50 @@ internal sealed partial class GraphCompiler
         }
 
         Emit(new ConvStep(_node, Dev(input), Dev(w), b is null ? -1 : Dev(b), Dev(y), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws));
+    }
+
+    /// <summary>
+    /// The convolution's algorithm: from the target's cache when it has this shape, else timed by cuDNN on scratch buffers
+    /// (cudnnFindConvolutionForwardAlgorithmEx, within the workspace limit) and cached; without a cache, cuDNN's heuristics.
+    /// </summary>
+    private ConvAlgorithmChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
+    {
+        bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (_target.AllowTf32 || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
+        var cache = _target.ConvAlgorithms;
+        var key = new ConvShapeKey(_target.AllowTf32 ? "fp32+tf32" : "fp32", x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
+        if (cache is not null && cache.TryGet(key, out var cached))
+        {
+            return cached;
+        }
+
+        if (cache is not null)
+        {
+            Cudnn.ConvolutionFwdAlgoPerf[]? timed = null;
+            try
+            {
+                using var xs = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(x) * 4);
+                using var wsb = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(w) * 4);
+                using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4);
+                using var scratch = CudaDriver.Allocate(MaxConvWorkspace);
+                timed = Cudnn.FindForwardAlgorithms(handle, xDesc, xs.Pointer, wDesc, wsb.Pointer, convDesc, yDesc, ys.Pointer, scratch.Pointer, MaxConvWorkspace);
+            }
+            catch (CudaException)
+            {
+                // Out of memory for the scratch buffers, or cuDNN refused to time: fall back to its heuristics below.
+            }
+
+            var fastest = timed?.Where(Allowed).OrderBy(a => a.Time).ToList();
+            if (fastest is { Count: > 0 })
+            {
+                var best = fastest[0];
+                var choice = new ConvAlgorithmChoice(best.Algo, best.MathType, (long)best.Memory, best.Time);
+                cache.Set(key, choice);
+                return choice;
+            }
+        }
+
+        var algos = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc);
+        return algos.Where(Allowed).Select(a => new ConvAlgorithmChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
     }
 
     /// <summary>

@@ -16,6 +16,9 @@ internal interface IPlanTarget
     CudnnHandle PlanningCudnn { get; }
 
     CublasLtObject PlanningCublasLt { get; }
+
+    /// <summary>Where timed convolution algorithms are kept; null: take cuDNN's heuristics, time nothing.</summary>
+    ConvAlgorithmCache? ConvAlgorithms => null;
 }
 
 /// <summary>

@@ -1,0 +1,217 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>What identifies one convolution for algorithm choice: shapes, parameters, precision and the workspace limit.</summary>
+/// <param name="Precision">Data type and math allowed, e.g. fp32 or fp32+tf32.</param>
+/// <param name="X">Input shape (NCHW, 1-d lifted to 2-d).</param>
+/// <param name="W">Filter shape.</param>
+/// <param name="Y">Output shape.</param>
+/// <param name="Pads">Symmetric pads per spatial axis.</param>
+/// <param name="Strides">Strides per spatial axis.</param>
+/// <param name="Dilations">Dilations per spatial axis.</param>
+/// <param name="Groups">Group count.</param>
+/// <param name="WorkspaceLimit">Largest workspace an algorithm may use, in bytes.</param>
+internal sealed record ConvShapeKey(string Precision, long[] X, long[] W, long[] Y, int[] Pads, int[] Strides, int[] Dilations, int Groups, long WorkspaceLimit)
+{
+    /// <summary>The key as stored in the cache file.</summary>
+    public string Text => string.Create(CultureInfo.InvariantCulture,
+        $"{Precision}|x={Join(X)}|w={Join(W)}|y={Join(Y)}|pad={Join(Pads)}|stride={Join(Strides)}|dil={Join(Dilations)}|g={Groups}|ws={WorkspaceLimit}");
+
+    private static string Join<T>(IEnumerable<T> values) => string.Join('x', values);
+}
+
+/// <summary>The algorithm chosen for one convolution and what it measured.</summary>
+/// <param name="Algo">cudnnConvolutionFwdAlgo_t.</param>
+/// <param name="MathType">cudnnMathType_t it was timed with.</param>
+/// <param name="WorkspaceBytes">Workspace it needs.</param>
+/// <param name="Milliseconds">Its time when measured.</param>
+internal sealed record ConvAlgorithmChoice(int Algo, int MathType, long WorkspaceBytes, double Milliseconds);
+
+/// <summary>
+/// Timed cuDNN convolution algorithms, kept on disk per device (name, compute capability, cuDNN version) like a TensorRT
+/// timing cache, so that a later plan of the same shapes skips the timing. A missing, damaged or foreign file counts as
+/// empty and is rewritten on the next save.
+/// </summary>
+internal sealed class ConvAlgorithmCache
+{
+    private const int Schema = 1;
+    private readonly Dictionary<string, ConvAlgorithmChoice> _entries = new(StringComparer.Ordinal);
+    private readonly object _gate = new();
+    private bool _dirty;
+
+    public ConvAlgorithmCache(string path, string device, int computeCapability, string cudnnVersion)
+    {
+        Path = path;
+        Device = device;
+        ComputeCapability = computeCapability;
+        CudnnVersion = cudnnVersion;
+        Load();
+    }
+
+    /// <summary>The cache file.</summary>
+    public string Path { get; }
+
+    public string Device { get; }
+
+    public int ComputeCapability { get; }
+
+    public string CudnnVersion { get; }
+
+    /// <summary>Entries read from disk or added since.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _entries.Count;
+            }
+        }
+    }
+
+    /// <summary>Lookups answered from the cache and algorithms timed, since this object was made.</summary>
+    public int Hits { get; private set; }
+
+    public int Misses { get; private set; }
+
+    /// <summary>The directory of batchwise's caches: $BATCHWISE_CACHE_DIR, else $XDG_CACHE_HOME/batchwise, else ~/.cache/batchwise.</summary>
+    public static string DefaultDirectory()
+    {
+        var explicitDir = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
+        if (!string.IsNullOrWhiteSpace(explicitDir))
+        {
+            return explicitDir;
+        }
+
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        var root = !string.IsNullOrWhiteSpace(xdg) ? xdg : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        return System.IO.Path.Combine(root, "batchwise");
+    }
+
+    /// <summary>The cache of one device under a cache directory (its own file per device name, compute capability and cuDNN version).</summary>
+    public static ConvAlgorithmCache ForDevice(string directory, string device, int computeCapability, string cudnnVersion)
+    {
+        var name = $"cudnn-conv-{Sanitize(device)}-sm{computeCapability}-cudnn{Sanitize(cudnnVersion)}.json";
+        return new ConvAlgorithmCache(System.IO.Path.Combine(directory, "cuda", name), device, computeCapability, cudnnVersion);
+    }
+
+    public bool TryGet(ConvShapeKey key, out ConvAlgorithmChoice choice)
+    {
+        lock (_gate)
+        {
+            var found = _entries.TryGetValue(key.Text, out choice!);
+            if (found)
+            {
+                Hits++;
+            }
+            else
+            {
+                Misses++;
+            }
+
+            return found;
+        }
+    }
+
+    public void Set(ConvShapeKey key, ConvAlgorithmChoice choice)
+    {
+        lock (_gate)
+        {
+            _entries[key.Text] = choice;
+            _dirty = true;
+        }
+    }
+
+    /// <summary>Writes the file when something changed (atomically: a temporary file renamed over it). A cache that cannot be written is skipped.</summary>
+    public void Save()
+    {
+        lock (_gate)
+        {
+            if (!_dirty)
+            {
+                return;
+            }
+
+            try
+            {
+                Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+                var temp = $"{Path}.{Environment.ProcessId}.tmp";
+                using (var stream = File.Create(temp))
+                using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("schema", Schema);
+                    w.WriteString("device", Device);
+                    w.WriteNumber("computeCapability", ComputeCapability);
+                    w.WriteString("cudnn", CudnnVersion);
+                    w.WriteStartObject("convolutions");
+                    foreach (var (key, c) in _entries.OrderBy(e => e.Key, StringComparer.Ordinal))
+                    {
+                        w.WriteStartObject(key);
+                        w.WriteNumber("algo", c.Algo);
+                        w.WriteNumber("mathType", c.MathType);
+                        w.WriteNumber("workspaceBytes", c.WorkspaceBytes);
+                        w.WriteNumber("ms", Math.Round(c.Milliseconds, 6));
+                        w.WriteEndObject();
+                    }
+
+                    w.WriteEndObject();
+                    w.WriteEndObject();
+                }
+
+                File.Move(temp, Path, overwrite: true);
+                _dirty = false;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A read-only or full disk costs the next run its timing, nothing else.
+            }
+        }
+    }
+
+    private void Load()
+    {
+        if (!File.Exists(Path))
+        {
+            return;
+        }
+
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path));
+            var root = doc.RootElement;
+            if (root.GetProperty("schema").GetInt32() != Schema || root.GetProperty("device").GetString() != Device
+                || root.GetProperty("computeCapability").GetInt32() != ComputeCapability || root.GetProperty("cudnn").GetString() != CudnnVersion)
+            {
+                _dirty = true;
+                return;
+            }
+
+            foreach (var p in root.GetProperty("convolutions").EnumerateObject())
+            {
+                var v = p.Value;
+                _entries[p.Name] = new ConvAlgorithmChoice(v.GetProperty("algo").GetInt32(), v.GetProperty("mathType").GetInt32(), v.GetProperty("workspaceBytes").GetInt64(), v.GetProperty("ms").GetDouble());
+            }
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException or IOException or UnauthorizedAccessException)
+        {
+            // Damaged: start empty and rewrite it.
+            _entries.Clear();
+            _dirty = true;
+        }
+    }
+
+    private static string Sanitize(string text)
+    {
+        var b = new StringBuilder(text.Length);
+        foreach (var ch in text.Trim())
+        {
+            b.Append(char.IsAsciiLetterOrDigit(ch) || ch is '.' or '-' ? ch : '_');
+        }
+
+        return b.ToString();
+    }
+}
