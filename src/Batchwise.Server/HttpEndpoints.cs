@@ -366,15 +366,7 @@ internal static class HttpEndpoints
             {
                 var t = outputs[index];
                 w.WriteStartObject();
-                w.WriteString("name", model.Outputs[index].Name);
-                w.WriteString("datatype", t.ElementType.ProtocolName());
-                w.WriteStartArray("shape");
-                foreach (var d in t.Shape)
-                {
-                    w.WriteNumberValue(d);
-                }
-
-                w.WriteEndArray();
+                TensorCodec.WriteHeader(w, model.Outputs[index].Name, t);
                 if (binary)
                 {
                     w.WriteStartObject("parameters");

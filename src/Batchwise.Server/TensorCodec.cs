@@ -101,6 +101,20 @@ internal static class TensorCodec
         return t;
     }
 
+    /// <summary>Writes a protocol tensor's "name", "datatype" and "shape" fields (the caller writes the data or parameters).</summary>
+    public static void WriteHeader(Utf8JsonWriter w, string name, Tensor t)
+    {
+        w.WriteString("name", name);
+        w.WriteString("datatype", t.ElementType.ProtocolName());
+        w.WriteStartArray("shape");
+        foreach (var d in t.Shape)
+        {
+            w.WriteNumberValue(d);
+        }
+
+        w.WriteEndArray();
+    }
+
     /// <summary>Writes a tensor's values as a flat JSON array.</summary>
     public static void WriteJson(Utf8JsonWriter w, Tensor t)
     {

@@ -126,15 +126,7 @@ internal sealed class HttpInferenceClient : InferenceClient
             foreach (var (name, t) in inputs)
             {
                 w.WriteStartObject();
-                w.WriteString("name", name);
-                w.WriteString("datatype", t.ElementType.ProtocolName());
-                w.WriteStartArray("shape");
-                foreach (var d in t.Shape)
-                {
-                    w.WriteNumberValue(d);
-                }
-
-                w.WriteEndArray();
+                TensorCodec.WriteHeader(w, name, t);
                 if (_jsonData)
                 {
                     w.WritePropertyName("data");
