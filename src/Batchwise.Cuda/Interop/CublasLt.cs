@@ -127,14 +127,10 @@ internal static unsafe partial class CublasLt
 }
 
 /// <summary>A cuBLASLt handle, matmul descriptor, matrix layout or preference.</summary>
-internal sealed class CublasLtObject : SafeHandle
+internal sealed class CublasLtObject : NativeHandle
 {
     public CublasLtObject(IntPtr h, Kind kind)
-        : base(IntPtr.Zero, true)
-    {
-        SetHandle(h);
-        ObjectKind = kind;
-    }
+        : base(h) => ObjectKind = kind;
 
     public enum Kind
     {
@@ -145,10 +141,6 @@ internal sealed class CublasLtObject : SafeHandle
     }
 
     public Kind ObjectKind { get; }
-
-    public IntPtr Handle => handle;
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
 
     protected override bool ReleaseHandle() => ObjectKind switch
     {

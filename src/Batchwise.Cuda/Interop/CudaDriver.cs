@@ -389,41 +389,26 @@ internal sealed class PinnedHostMemory : SafeHandle
     protected override bool ReleaseHandle() => CudaDriver.cuMemFreeHost(handle) == 0;
 }
 
-/// <summary>A driver object owned through one pointer, created empty and filled by the create call.</summary>
-internal abstract class DriverHandle : SafeHandle
-{
-    protected DriverHandle()
-        : base(IntPtr.Zero, true)
-    {
-    }
-
-    public IntPtr Handle => handle;
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
-
-    internal void Set(IntPtr p) => SetHandle(p);
-}
-
 /// <summary>A CUDA stream.</summary>
-internal sealed class CudaStream : DriverHandle
+internal sealed class CudaStream : NativeHandle
 {
     protected override bool ReleaseHandle() => CudaDriver.cuStreamDestroy(handle) == 0;
 }
 
 /// <summary>A CUDA event (timing enabled unless asked otherwise).</summary>
-internal sealed class CudaEvent : DriverHandle
+internal sealed class CudaEvent : NativeHandle
 {
     protected override bool ReleaseHandle() => CudaDriver.cuEventDestroy(handle) == 0;
 }
 
 /// <summary>An instantiated CUDA graph.</summary>
-internal sealed class CudaGraphExec : DriverHandle
+internal sealed class CudaGraphExec : NativeHandle
 {
     protected override bool ReleaseHandle() => CudaDriver.cuGraphExecDestroy(handle) == 0;
 }
 
 /// <summary>A loaded CUDA module (a CUBIN from NVRTC).</summary>
-internal sealed class CudaModule : DriverHandle
+internal sealed class CudaModule : NativeHandle
 {
     protected override bool ReleaseHandle() => CudaDriver.cuModuleUnload(handle) == 0;
 }

@@ -192,27 +192,21 @@ internal static unsafe partial class Cudnn
 }
 
 /// <summary>A cuDNN library handle.</summary>
-internal sealed class CudnnHandle : SafeHandle
+internal sealed class CudnnHandle : NativeHandle
 {
     public CudnnHandle(IntPtr h)
-        : base(IntPtr.Zero, true) => SetHandle(h);
-
-    public IntPtr Handle => handle;
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
+        : base(h)
+    {
+    }
 
     protected override bool ReleaseHandle() => Cudnn.cudnnDestroy(handle) == 0;
 }
 
 /// <summary>A cuDNN tensor, filter or convolution descriptor.</summary>
-internal sealed class CudnnDescriptor : SafeHandle
+internal sealed class CudnnDescriptor : NativeHandle
 {
     public CudnnDescriptor(IntPtr h, Kind kind)
-        : base(IntPtr.Zero, true)
-    {
-        SetHandle(h);
-        DescriptorKind = kind;
-    }
+        : base(h) => DescriptorKind = kind;
 
     public enum Kind
     {
@@ -222,10 +216,6 @@ internal sealed class CudnnDescriptor : SafeHandle
     }
 
     public Kind DescriptorKind { get; }
-
-    public IntPtr Handle => handle;
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
 
     protected override bool ReleaseHandle() => DescriptorKind switch
     {
