@@ -74,10 +74,21 @@ public sealed class ZooModelTests
     [InlineData("zoo:bert?seq=600", "seq=512")]
     [InlineData("zoo:bert?hidden=100", "divisible by heads")]
     [InlineData("zoo:resnet50?size=big", "size=big")]
+    [InlineData("zoo:resnet50?size=1008x", "height x width")]
     public void Invalid_options_are_explained(string spec, string expected)
     {
         var e = Assert.Throws<BatchwiseException>(() => ModelZoo.BuildStructure(spec));
         Assert.Contains(expected, e.OneLine, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("zoo:resnet50?size=1008x1600")]
+    [InlineData("zoo:mobilenetv2?size=96x160")]
+    public void Classifiers_take_a_rectangular_size_as_height_x_width(string spec)
+    {
+        var model = ModelZoo.BuildStructure(spec);
+        var dims = model.Inputs[0].Shape.Skip(2).Select(d => d.Value).ToArray();
+        Assert.Equal(spec.EndsWith("1008x1600", StringComparison.Ordinal) ? new long?[] { 1008, 1600 } : [96, 160], dims);
     }
 
     [Fact]
