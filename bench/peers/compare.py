@@ -11,8 +11,9 @@ whether it is met. A Batchwise run that the CLI refuses (e.g. `--precision fp16`
     python3 bench/peers/compare.py                       # on the GPU machine; writes $OUT/peers/peers.md and peers.json
     python3 bench/peers/compare.py --table-only DIR      # re-render DIR's table from the raw files there (any machine)
 
-Also checks first that torch's YOLOv8n (yolov8n.py) is the zoo's: same parameter count as `batchwise zoo export` and
-every learned tensor by name and shape; a mismatch marks the yolov8n rows and makes the exit code 1.
+Also checks first that torch's YOLOv8n (yolov8n.py) is the zoo's: same parameter count as `batchwise zoo export`, every
+learned tensor by name and shape, and the same function (`batchwise conformance --engine ort` runs the zoo graph against
+the torch module holding the zoo's weights); a mismatch marks the yolov8n rows and makes the exit code 1.
 Raw files: DIR/batchwise-CASE-PRECISION.{json,log}, DIR/torch-CASE.{jsonl,log}, DIR/context.json, DIR/yolov8n-check.txt.
 """
 import argparse
@@ -79,6 +80,8 @@ def read_batchwise(json_path, log_path):
             result["status"] = "ok"
         elif code == "2" and errors:  # a BatchwiseException: the CLI's own refusal, one line
             result["status"] = "refused: " + errors[-1]
+        elif code == "skipped":
+            result["status"] = "skipped: the comparison's time budget was spent"
         elif code == "timeout":
             result["status"] = "failed: " + (errors[-1] if errors else "timed out")
         elif code is not None:
@@ -110,22 +113,31 @@ def last_line(text):
     return lines[-1].strip() if lines else "no output"
 
 
-def read_torch(jsonl_path):
-    """{(batch, variant): images_per_s or "error: ..."} and the context of the first line."""
+def read_torch(jsonl_path, log_path=None):
+    """{(batch, variant): images_per_s or "error: ..."} and the context of the first line; when the run gave no line
+    or ended badly, also {"all": "error: <why>"} from its log, for the points it never reached."""
     points, context = {}, {}
-    if not os.path.exists(jsonl_path):
-        return points, context
-    with open(jsonl_path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                d = json.loads(line)
-            except ValueError:
-                continue
-            context = context or {k: d.get(k) for k in ("device", "torch", "torchvision", "cuda", "cudnn", "tf32", "cudnn_benchmark")}
-            points[(d["batch"], d["variant"])] = d["images_per_s"] if "images_per_s" in d else "error: " + d.get("error", "?")
+    lines = []
+    if os.path.exists(jsonl_path):
+        with open(jsonl_path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    for line in lines:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        context = context or {k: d.get(k) for k in ("device", "torch", "torchvision", "cuda", "cudnn", "tf32", "cudnn_benchmark")}
+        points[(d["batch"], d["variant"])] = d["images_per_s"] if "images_per_s" in d else "error: " + d.get("error", "?")
+    if log_path and os.path.exists(log_path):
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        exits = re.findall(r"^# exit (\S+)", log, re.M)
+        if not points or (exits and exits[-1] != "0"):  # points it never reached say why the run ended
+            errors = [line[len("error:"):].strip() for line in log.splitlines() if line.startswith("error:")]
+            points["all"] = "error: " + (errors[-1] if errors else last_line(log))
     return points, context
 
 
@@ -152,8 +164,10 @@ def build_rows(cases, batchwise, torch, mismatched=()):
                     row["batchwise"][precision] = {"status": "not measured" + (f": {why[0]}" if why else "")}
             tp = torch.get(case.id, {})
             for v in TORCH_VARIANTS:
-                value = tp.get((batch, v))
+                value = tp.get((batch, v), tp.get("all"))
                 row["pytorch"][v] = value if value is not None else "not run"
+            if "all" in tp:
+                row["pytorch_run_error"] = tp["all"]
             measured = {v: x for v, x in row["pytorch"].items() if isinstance(x, (int, float))}
             best = max(measured, key=measured.get) if measured else None
             row["best_pytorch"] = {"variant": best, "images_per_s": measured[best]} if best else None
@@ -191,12 +205,13 @@ def fmt_rate(x):
 
 def render_markdown(rows, context, cases=CASES):
     """The table as markdown: header naming the device and versions, one line per (model, input, batch), footnotes."""
-    notes = []
+    notes = {}  # message -> the runs it came from, in order of first use: one footnote per distinct message
 
-    def footnote(text):
-        if text not in notes:
-            notes.append(text)
-        return f"[{notes.index(text) + 1}]"
+    def footnote(message, label):
+        labels = notes.setdefault(message, [])
+        if label not in labels:
+            labels.append(label)
+        return f"[{list(notes).index(message) + 1}]"
 
     def bw_cell(cell, label):
         if "images_per_s" in cell:
@@ -204,12 +219,12 @@ def render_markdown(rows, context, cases=CASES):
         status = cell["status"]
         if status in ("not run", "not measured"):
             return status
-        return status.split(":")[0] + " " + footnote(f"Batchwise {label}: {status}")
+        return status.split(":")[0] + " " + footnote(status, f"Batchwise {label}")
 
     def torch_cell(x, label):
         if isinstance(x, (int, float)):
             return fmt_rate(x)
-        return x if x == "not run" else "error " + footnote(f"PyTorch {label}: {x}")
+        return x if x == "not run" else "error " + footnote(x, f"PyTorch {label}")
 
     lines = [f"# Batchwise vs PyTorch: {context.get('device', 'unknown device')}", ""]
     lines += [f"- {line}" for line in header_lines(context)]
@@ -230,13 +245,24 @@ def render_markdown(rows, context, cases=CASES):
             r["model"], r["input"], str(r["batch"]),
             bw_cell(r["batchwise"]["fp32"], f"fp32, {label}"),
             bw_cell(r["batchwise"]["fp16"], f"fp16, {label}"),
-            *(torch_cell(r["pytorch"][v], f"{v}, {label} b={r['batch']}") for v in TORCH_VARIANTS),
+            *(torch_cell(r["pytorch"][v], label if r["pytorch"][v] == r.get("pytorch_run_error") else f"{v}, {label} b={r['batch']}")
+              for v in TORCH_VARIANTS),
             f"{fmt_rate(best['images_per_s'])} ({best['variant']})" if best else "–",
             f"{r['ratio_fp16_vs_best']:.2f}x" if r["ratio_fp16_vs_best"] is not None else "–",
             f"{r['ratio_fp32_vs_fp32']:.2f}x" if r["ratio_fp32_vs_fp32"] is not None else "–",
             r["target_text"],
             r["verdict"],
         ]) + " |")
+    lines += ["", "By target (issue #4):"]
+    for case in cases:
+        mine = [r for r in rows if r["model"] == case.model and r["input"] == case.input]
+        if not mine:
+            continue
+        floors = "".join(f", b={b} >= {v:,} img/s" for b, v in case.absolute.items())
+        ok = [r["met"] for r in mine]
+        state = "met" if all(m is True for m in ok) else "not judged" if all(m is None for m in ok) else "NOT met"
+        lines.append(f"- {case.model} {case.input}: fp16 >= {case.ratio:g}x the best PyTorch variant at "
+                     f"b={','.join(map(str, case.batches))}{floors}: {state} ({sum(m is True for m in ok)} of {len(ok)} rows)")
     met = sum(1 for r in rows if r["met"] is True)
     judged = sum(1 for r in rows if r["met"] is not None)
     lines += ["", f"**Targets met: {met} of {judged} rows**" + (f" ({len(rows) - judged} not judged)" if judged < len(rows) else "") + "."]
@@ -245,7 +271,7 @@ def render_markdown(rows, context, cases=CASES):
         lines.append("Missed: " + "; ".join(f"{r['model']} {r['input']} b={r['batch']} ({r['verdict'][4:]})" for r in misses) + ".")
     if notes:
         lines.append("")
-        lines += [f"[{i + 1}] {text}" for i, text in enumerate(notes)]
+        lines += [f"[{i + 1}] {'; '.join(labels)}: {message}" for i, (message, labels) in enumerate(notes.items())]
     for extra in context.get("notes", []):
         lines += ["", extra]
     return "\n".join(lines) + "\n"
@@ -298,7 +324,7 @@ def collect(out_dir, cases=CASES):
                 batchwise[(case.id, p)] = r
                 if r.get("batchwise_version") and "batchwise_version" not in context:
                     context["batchwise_version"], context["engine"] = r["batchwise_version"], r.get("engine")
-        points, tc = read_torch(os.path.join(out_dir, f"torch-{case.id}.jsonl"))
+        points, tc = read_torch(os.path.join(out_dir, f"torch-{case.id}.jsonl"), os.path.join(out_dir, f"torch-{case.id}.log"))
         torch[case.id] = points
         for k, v in tc.items():
             context.setdefault(k, v)
@@ -380,27 +406,35 @@ def gpu_context(python):
 
 
 def check_yolov8n(runner, cli, python, out_dir):
-    """Zoo export's parameter count and tensors vs yolov8n.py; returns (ok or None when not checkable, summary)."""
+    """yolov8n.py vs the zoo: parameter count and every tensor's name and shape against `batchwise zoo export`, then the
+    same function: the zoo graph on ONNX Runtime (CPU) against the torch module holding the zoo's weights.
+    Returns (True, False or None when it could not be checked, summary)."""
     onnx_path = os.path.join(out_dir, "yolov8n-640.onnx")
+    case_dir = os.path.join(out_dir, "yolov8n-case")
     log = os.path.join(out_dir, "yolov8n-check.txt")
     export_log = os.path.join(out_dir, "yolov8n-export.log")
     runner.run([cli, "zoo", "export", "zoo:yolov8n?size=640", "-o", onnx_path], export_log, 60)
     with open(export_log, encoding="utf-8", errors="replace") as f:
-        m = re.search(r"([\d,]+) parameters", f.read())
-    argv = [python, os.path.join(HERE, "yolov8n.py"), "--size", "640"]
-    if m:
-        argv += ["--zoo-count", m.group(1).replace(",", "")]
-    if os.path.exists(onnx_path):
-        argv += ["--onnx", onnx_path]
-    code = runner.run(argv, log, 120)
+        export_text = f.read()
+    m = re.search(r"([\d,]+) parameters", export_text)
+    if not m or not os.path.exists(onnx_path):
+        return None, "zoo export failed: " + last_line(export_text)
+    code = runner.run([python, os.path.join(HERE, "yolov8n.py"), "--size", "640", "--zoo-count", m.group(1).replace(",", ""),
+                       "--onnx", onnx_path, "--conformance", case_dir], log, 120)
+    conformance_log = os.path.join(out_dir, "yolov8n-conformance.log")
+    runner.run([cli, "conformance", case_dir, "--engine", "ort", "--atol", "1e-4", "--rtol", "1e-3"], conformance_log, 120)
     with open(log, encoding="utf-8", errors="replace") as f:
         text = f.read()
-    if os.path.exists(onnx_path):
-        os.remove(onnx_path)  # 12 MB of random weights: not worth keeping
-    summary = "; ".join(line.strip() for line in text.splitlines() if line.startswith(("yolov8n@", "  MISMATCH")))[:600]
-    if not m:
-        return None, "zoo export failed: " + last_line(open(export_log, encoding="utf-8", errors="replace").read())
-    return code == 0, summary or last_line(text)
+    with open(conformance_log, encoding="utf-8", errors="replace") as f:
+        total = [line for line in f.read().splitlines() if line.startswith("total:")]
+    same_function = bool(total) and "passed 1," in total[-1]
+    for path in (onnx_path, os.path.join(case_dir, "test_yolov8n_640", "model.onnx")):
+        if os.path.exists(path):
+            os.remove(path)  # 12 MB of random weights each: not worth keeping
+    summary = "; ".join(line.strip() for line in text.splitlines() if line.startswith(("yolov8n@", "  MISMATCH")))
+    summary += "; zoo graph on ONNX Runtime vs this module with the zoo's weights (atol 1e-4, rtol 1e-3): " + (
+        total[-1] if total else "not run")
+    return code == 0 and same_function, summary[:900]
 
 
 def main():

@@ -138,6 +138,16 @@ class TableTests(unittest.TestCase):
         self.assertIs(r["met"], True)  # 700 / 429 = 1.63x >= 1.5x
         self.assertIn("PyTorch fp16-graph, resnet50 1600x1008 b=8: error: out of memory", self.markdown)
 
+    def test_points_a_timed_out_torch_run_never_reached_say_so(self):
+        write(os.path.join(self.dir, "torch-yolov8n-640.jsonl"), torch_lines("yolov8n", "640x640", {(1, "fp32"): 500.0}))
+        write(os.path.join(self.dir, "torch-yolov8n-640.log"), "# python3 torch_bench.py\n\nerror: timed out after 200 s\n\n# exit timeout after 200.0 s\n")
+        rows = {(r["model"], r["batch"]): r for r in json.loads(json.dumps(compare.build_rows(
+            compare.CASES[2:3], {}, {"yolov8n-640": compare.read_torch(
+                os.path.join(self.dir, "torch-yolov8n-640.jsonl"), os.path.join(self.dir, "torch-yolov8n-640.log"))[0]})))}
+        self.assertEqual(rows[("yolov8n", 1)]["pytorch"]["fp32"], 500.0)
+        self.assertEqual(rows[("yolov8n", 1)]["pytorch"]["fp16-cl"], "error: timed out after 200 s")
+        self.assertEqual(rows[("yolov8n", 64)]["pytorch"]["fp32"], "error: timed out after 200 s")
+
     def test_nothing_run_is_not_judged(self):
         r = self.rows[("yolov8n", "640x640", 1)]
         self.assertIsNone(r["met"])
@@ -149,6 +159,12 @@ class TableTests(unittest.TestCase):
         self.assertIn("driver 580.1", head)
         self.assertIn("PyTorch 2.11.0 (torchvision 0.26.0), CUDA 13.0, cuDNN 9.14.0", head)
         self.assertIn("Batchwise 0.1.0+test, engine cuda 0.1.0 (driver 13.0, cudnn 9.14.0, cublaslt 13.0.0)", head)
+
+    def test_summary_by_target(self):
+        self.assertIn("- resnet50 224x224: fp16 >= 1.5x the best PyTorch variant at b=1,8,64,256, b=1 >= 2,000 img/s, "
+                      "b=256 >= 25,000 img/s: NOT met (0 of 4 rows)", self.markdown)
+        self.assertIn("- resnet50 1600x1008: fp16 >= 1.5x the best PyTorch variant at b=1,8: met (2 of 2 rows)", self.markdown)
+        self.assertIn("- yolov8n 640x640: fp16 >= 1.3x the best PyTorch variant at b=1,8,64: not judged (0 of 3 rows)", self.markdown)
 
     def test_unstable_points_are_flagged(self):
         self.assertIn("7,000 (unstable)", self.markdown)
@@ -176,6 +192,10 @@ class TorchBenchArgumentTests(unittest.TestCase):
 FAKE_CLI = r'''#!/usr/bin/env python3
 import json, sys
 args = sys.argv[1:]
+if args[0] == "conformance":
+    import os
+    print("total: 1 cases on ort (1.31.1): ran 1, passed %d, failed 0" % (1 if os.path.isdir(args[1]) else 0))
+    sys.exit(0)
 if args[:2] == ["zoo", "export"]:
     open(args[args.index("-o") + 1], "w").write("onnx")
     print("wrote x: 289 nodes, 3,182,408 parameters, inputs images")
@@ -199,6 +219,7 @@ if args[0] == "-c":
     print("2.11.0 0.26.0 13.0 91400")
 elif os.path.basename(args[0]) == "yolov8n.py":
     ok = args[args.index("--zoo-count") + 1] == "3182408" and "--onnx" in args
+    os.makedirs(args[args.index("--conformance") + 1])
     print("yolov8n@640: torch learned parameters 3,157,184; zoo export reports 3,182,408 parameters: " + ("match" if ok else "MISMATCH"))
     sys.exit(0 if ok else 1)
 elif os.path.basename(args[0]) == "torch_bench.py":
@@ -232,12 +253,30 @@ class DriverTests(unittest.TestCase):
                 self.assertEqual(r["batchwise"]["fp32"]["images_per_s"], 100.0 * r["batch"])
                 self.assertAlmostEqual(r["ratio_fp32_vs_fp32"], 2.0)
                 self.assertIs(r["met"], False)
-            self.assertTrue(doc["context"]["yolov8n_check"].startswith("ok: "), doc["context"]["yolov8n_check"])
+            check = doc["context"]["yolov8n_check"]
+            self.assertTrue(check.startswith("ok: "), check)
+            self.assertIn("zoo graph on ONNX Runtime vs this module with the zoo's weights (atol 1e-4, rtol 1e-3): total: 1 cases", check)
             self.assertIn("Targets met: 0 of 12 rows", p.stdout)
             with open(os.path.join(out, "batchwise-resnet50-1600x1008-fp32.log"), encoding="utf-8") as f:
                 self.assertIn("'zoo:resnet50?size=1600x1008' --engine cuda --precision fp32 -b 1,8", f.read())
             self.assertTrue(os.path.exists(os.path.join(out, "peers.md")))
             self.assertFalse(os.path.exists(os.path.join(out, "yolov8n-640.onnx")))
+
+    def test_a_yolov8n_that_is_not_the_zoos_fails_the_run_and_is_not_judged(self):
+        with tempfile.TemporaryDirectory() as d:
+            cli, py, out = os.path.join(d, "cli"), os.path.join(d, "python"), os.path.join(d, "out")
+            write(cli, FAKE_CLI.replace("REFUSAL", REFUSAL).replace("3,182,408 parameters", "3,182,409 parameters"))
+            write(py, FAKE_PYTHON.replace("#!/usr/bin/env python3", "#!" + sys.executable))
+            for f in (cli, py):
+                os.chmod(f, os.stat(f).st_mode | stat.S_IEXEC)
+            p = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare.py"),
+                                "--cli", cli, "--python", py, "--out", out, "--cases", "yolov8n-640"],
+                               capture_output=True, text=True, timeout=120, check=False)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn("yolov8n check: MISMATCH", p.stdout)
+            with open(os.path.join(out, "peers.json"), encoding="utf-8") as f:
+                rows = json.load(f)["rows"]
+            self.assertEqual([r["verdict"] for r in rows], ["n/a: torch model is not the zoo's"] * 3)
 
     def test_spent_budget_skips_jobs_but_still_writes_the_table(self):
         with tempfile.TemporaryDirectory() as d:
@@ -249,7 +288,8 @@ class DriverTests(unittest.TestCase):
             with open(os.path.join(out, "peers.json"), encoding="utf-8") as f:
                 rows = json.load(f)["rows"]
             self.assertEqual(len(rows), 4)
-            self.assertTrue(all(r["batchwise"]["fp32"]["status"].startswith("failed") for r in rows), rows[0])
+            self.assertTrue(all(r["batchwise"]["fp32"]["status"].startswith("skipped: ") for r in rows), rows[0])
+            self.assertTrue(all(r["pytorch"]["fp32"].startswith("error: skipped: ") for r in rows), rows[0])
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ compare every learned tensor's shape with a zoo export.
 
     python3 yolov8n.py                       # parameter and conv FLOP counts at 640
     python3 yolov8n.py --onnx yolov8n.onnx   # and every tensor against `batchwise zoo export zoo:yolov8n -o yolov8n.onnx`
+    python3 yolov8n.py --size 64 --onnx y64.onnx --conformance cases && batchwise conformance cases --atol 1e-4
+                                             # same function: the zoo graph on ONNX Runtime vs this module with its weights
 """
 import argparse
+import os
 import sys
 
 import torch
@@ -233,6 +236,50 @@ def check_against_onnx(model, onnx_path):
     return problems
 
 
+def load_zoo_weights(model, onnx_path):
+    """Copies a zoo export's weights into the module (by the names above); the fixed DFL, anchor and stride tensors
+    must already agree. After this the module computes the zoo graph's function, up to float rounding."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_path).graph.initializer}
+    state = model.state_dict()
+    for key in state:
+        if key.endswith("num_batches_tracked"):
+            continue
+        name = {"model.22.dfl_weight": "model.22.dfl.conv.weight", "model.22.anchors": "head.anchors",
+                "model.22.strides": "head.strides"}.get(key, onnx_key(key))
+        value = torch.from_numpy(weights[name].copy())
+        if key.startswith("model.22.") and name.startswith(("head.", "model.22.dfl")):
+            if not torch.equal(value, state[key]):
+                raise ValueError(f"{key} differs from the zoo's {name}")
+            continue
+        state[key] = value
+    model.load_state_dict(state)
+    return model
+
+
+def write_conformance_case(onnx_path, out_dir, size, batch=2, seed=1):
+    """ONNX backend-test layout: the zoo export as model.onnx, a seeded input and torch's output with the zoo's weights.
+    `batchwise conformance OUT_DIR --engine ort` then runs the zoo graph against this module."""
+    import shutil
+
+    from onnx import numpy_helper
+
+    case = os.path.join(out_dir, f"test_yolov8n_{size}")
+    data = os.path.join(case, "test_data_set_0")
+    os.makedirs(data, exist_ok=True)
+    shutil.copyfile(onnx_path, os.path.join(case, "model.onnx"))
+    model = load_zoo_weights(YoloV8n(size).eval(), onnx_path)
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        y = model(x)
+    for name, value, arg in (("input_0.pb", x, "images"), ("output_0.pb", y, "output0")):
+        with open(os.path.join(data, name), "wb") as f:
+            f.write(numpy_helper.from_array(value.numpy(), arg).SerializeToString())
+    return case
+
+
 def self_check(size=640, onnx_path=None, zoo_count=None, out=sys.stdout):
     """Prints torch's and ours parameter counts (and FLOPs); returns False on any mismatch."""
     model = YoloV8n(size).eval()
@@ -261,7 +308,13 @@ def main():
     p.add_argument("--size", type=int, default=640)
     p.add_argument("--onnx", help="a zoo export of the same size to compare every tensor with")
     p.add_argument("--zoo-count", type=int, help="the parameter count `batchwise zoo export` printed")
+    p.add_argument("--conformance", metavar="DIR",
+                   help="with --onnx: write a node-test case (zoo weights loaded here, torch's output) for `batchwise conformance DIR`")
     args = p.parse_args()
+    if args.conformance:
+        if not args.onnx:
+            p.error("--conformance needs --onnx")
+        print(write_conformance_case(args.onnx, args.conformance, args.size))
     if not self_check(args.size, args.onnx, args.zoo_count):
         sys.exit("yolov8n.py: the torch model does not match the zoo's")
 
