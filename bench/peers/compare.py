@@ -230,9 +230,11 @@ def render_markdown(rows, context, cases=CASES):
     lines += [f"- {line}" for line in header_lines(context)]
     lines += [
         "",
-        "Images/s (one image = one item of the batch; random weights; concurrency 1). Batchwise: `batchwise bench "
-        "--engine cuda` (fp32 is true fp32, TF32 off). PyTorch: eager fp32 (TF32 off), fp16 channels-last eager, fp16 "
-        "channels-last replayed from a CUDA graph; cuDNN benchmark mode on. Ratio: Batchwise fp16 / best PyTorch variant.",
+        "Images/s (one image = one item of the batch; random weights; inputs already on the GPU; concurrency 1). "
+        "Batchwise: `batchwise bench --engine cuda` (fp32 is true fp32, TF32 off; each batch is waited for, so host "
+        "overhead between batches counts against it). PyTorch: eager fp32 (TF32 off), fp16 channels-last eager, fp16 "
+        "channels-last replayed from a CUDA graph; cuDNN benchmark mode on; windows of back-to-back launches timed by CUDA "
+        "events. Ratio: Batchwise fp16 / best PyTorch variant.",
         "",
         "| model | input (HxW) | batch | Batchwise fp32 | Batchwise fp16 | PyTorch fp32 | PyTorch fp16-cl | PyTorch fp16-graph "
         "| best PyTorch | Batchwise fp16 / best | Batchwise fp32 / PyTorch fp32 | target | met |",
