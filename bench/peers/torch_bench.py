@@ -19,9 +19,9 @@ images/s and every window's value. A point that fails (out of memory, a capture 
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
-import os
 import sys
 
 try:  # importable without torch (parse_case, parse_size), so the driver's tests run on machines without it
@@ -40,10 +40,6 @@ def parse_size(text):
     if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"input size '{text}' is neither SIZE nor HEIGHTxWIDTH")
     return int(parts[0]), int(parts[-1])
-
-
-def size_text(height, width):
-    return str(height) if height == width else f"{height}x{width}"
 
 
 def parse_case(text):
