@@ -261,6 +261,7 @@ class DriverTests(unittest.TestCase):
                 self.assertIn("'zoo:resnet50?size=1600x1008' --engine cuda --precision fp32 -b 1,8", f.read())
             self.assertTrue(os.path.exists(os.path.join(out, "peers.md")))
             self.assertFalse(os.path.exists(os.path.join(out, "yolov8n-640.onnx")))
+            self.assertFalse(os.path.exists(os.path.join(out, "yolov8n-case")))
 
     def test_a_yolov8n_that_is_not_the_zoos_fails_the_run_and_is_not_judged(self):
         with tempfile.TemporaryDirectory() as d:
