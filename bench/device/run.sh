@@ -117,4 +117,16 @@ if [[ " $PHASES " == *" explain "* ]]; then
     done
   } >> "$OUT/explain.txt" 2>&1
 fi
+if [[ " $PHASES " == *" peers "* ]]; then
+  # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on
+  # ResNet-50 224 and 1600x1008, MobileNetV2 224, YOLOv8n 640, one GPU job at a time, in about 5 minutes; one table with
+  # the ratios and the issue's targets in $OUT/peers/peers.md (and peers.json, raw logs beside them).
+  if [ -n "$PY" ]; then
+    timeout "${PEERS_LIMIT:-420}" "$PY" "$REPO/bench/peers/compare.py" --cli "$CLI" --python "$PY" --out "$OUT/peers" \
+      --budget "${PEERS_BUDGET:-330}" > "$OUT/peers.txt" 2>&1
+    echo "peers exit $?" >> "$OUT/peers.txt"
+  else
+    echo "peers: no python3 on this machine" > "$OUT/peers.txt"
+  fi
+fi
 ls -la "$OUT"

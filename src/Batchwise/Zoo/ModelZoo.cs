@@ -37,15 +37,27 @@ public sealed class ZooOptions
             : throw new BatchwiseException($"Zoo option '{key}={text}' is not an integer of at least {min}", $"Write e.g. {key}={Math.Max(min, 1)}.");
     }
 
-    /// <summary>An image size option: one number for a square input, or HEIGHTxWIDTH (size=1008x1600), each at least <paramref name="min"/>.</summary>
-    public (int Height, int Width) ImageSize(string key = "size", int min = 32)
+    /// <summary>An image size option: SIZE for a square input or HEIGHTxWIDTH (1600x1008, the NCHW order), each at least <paramref name="min"/>.</summary>
+    public (int Height, int Width) ImageSize(string key, int min = 1)
     {
         var text = _values[key];
         var parts = text.Split('x', 'X');
-        var dims = parts.Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min ? v : -1).ToArray();
-        return parts.Length is 1 or 2 && dims.All(d => d > 0)
-            ? (dims[0], dims[^1])
-            : throw new BatchwiseException($"Zoo option '{key}={text}' is not a size of at least {min}", $"Write e.g. {key}=224 (square) or {key}=1008x1600 (height x width).");
+        if (parts.Length is 1 or 2)
+        {
+            var dims = new int[parts.Length];
+            var ok = true;
+            for (var i = 0; i < parts.Length; i++)
+            {
+                ok &= int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]) && dims[i] >= min;
+            }
+
+            if (ok)
+            {
+                return (dims[0], dims[^1]);
+            }
+        }
+
+        throw new BatchwiseException($"Zoo option '{key}={text}' is neither a size nor HEIGHTxWIDTH, each at least {min}", $"Write e.g. {key}=224 or {key}=1600x1008 (height x width).");
     }
 
     /// <summary>A string option.</summary>

@@ -74,7 +74,6 @@ public sealed class ZooModelTests
     [InlineData("zoo:bert?seq=600", "seq=512")]
     [InlineData("zoo:bert?hidden=100", "divisible by heads")]
     [InlineData("zoo:resnet50?size=big", "size=big")]
-    [InlineData("zoo:resnet50?size=1008x", "height x width")]
     public void Invalid_options_are_explained(string spec, string expected)
     {
         var e = Assert.Throws<BatchwiseException>(() => ModelZoo.BuildStructure(spec));
@@ -82,13 +81,32 @@ public sealed class ZooModelTests
     }
 
     [Theory]
-    [InlineData("zoo:resnet50?size=1008x1600")]
-    [InlineData("zoo:mobilenetv2?size=96x160")]
-    public void Classifiers_take_a_rectangular_size_as_height_x_width(string spec)
+    [InlineData("zoo:resnet50?size=1600x1008", 1600, 1008)]
+    [InlineData("zoo:resnet50?size=96X64", 96, 64)]
+    [InlineData("zoo:mobilenetv2?size=64x96", 64, 96)]
+    [InlineData("zoo:resnet18?size=160", 160, 160)]
+    public void Classifier_size_is_square_or_height_by_width(string spec, long height, long width)
     {
-        var model = ModelZoo.BuildStructure(spec);
-        var dims = model.Inputs[0].Shape.Skip(2).Select(d => d.Value).ToArray();
-        Assert.Equal(spec.EndsWith("1008x1600", StringComparison.Ordinal) ? new long?[] { 1008, 1600 } : [96, 160], dims);
+        var input = ModelZoo.BuildStructure(spec).Inputs[0];
+        Assert.Equal([3, height, width], input.Shape.Skip(1).Select(d => d.Value!.Value));
+    }
+
+    [Fact]
+    public void A_non_square_classifier_runs_and_gives_one_row_of_logits_per_sample()
+    {
+        using var session = new OrtEngine().Load(ModelZoo.Build("zoo:resnet18?size=64x96&classes=10"), new EngineOptions());
+        var output = session.Run([RandomInput(session.Inputs[0], 2)])[0];
+        Assert.Equal([2L, 10L], output.Shape);
+    }
+
+    [Theory]
+    [InlineData("zoo:resnet50?size=224x", "size=224x")]
+    [InlineData("zoo:resnet50?size=16x224", "at least 32")]
+    [InlineData("zoo:mobilenetv2?size=1x2x3", "HEIGHTxWIDTH")]
+    public void Bad_image_sizes_are_explained(string spec, string expected)
+    {
+        var e = Assert.Throws<BatchwiseException>(() => ModelZoo.BuildStructure(spec));
+        Assert.Contains(expected, e.OneLine, StringComparison.Ordinal);
     }
 
     [Fact]
