@@ -93,16 +93,17 @@ if [[ " $PHASES " == *" bench "* ]]; then
 fi
 if [[ " $PHASES " == *" fp16 "* ]]; then
   {
-    # Half precision: throughput at the batch sizes, per-layer profiles at the extremes, and PyTorch beside it.
-    for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:resnet50 -b 1,256 --profile" "zoo:mobilenetv2 -b 1,8,64" "zoo:yolov8n?size=640 -b 1,8,64" "zoo:resnet50?size=1008x1600 -b 1,8"; do
+    # Half precision: throughput at the batch sizes and per-layer profiles (every layer in $OUT/fp16-layers.tar.gz).
+    mkdir -p "$WORK/fp16"
+    i=0
+    for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:resnet50 -b 64,256 --profile" "zoo:mobilenetv2 -b 1,8,64 --profile" "zoo:yolov8n?size=640 -b 1,8,64 --profile" "zoo:resnet50?size=1008x1600 -b 1,8 --profile"; do
+      i=$((i + 1))
       echo "## batchwise bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s"
       # shellcheck disable=SC2086
-      timeout 150 "$CLI" bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s 2>&1; echo "exit $?"
+      timeout 150 "$CLI" bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s --json "$WORK/fp16/$i.json" 2>&1; echo "exit $?"
     done
+    tar -czf "$OUT/fp16-layers.tar.gz" -C "$WORK/fp16" .
   } >> "$OUT/fp16.txt"
-  if [ -n "$PY" ]; then
-    timeout 200 "$PY" "$REPO/bench/peers/torch_bench.py" --models resnet50,mobilenet_v2 --variants fp32,fp16-cl,fp16-graph --batch-sizes 1,8,64,256 --windows 3 --window-seconds 0.4 > "$OUT/torch-fp16.jsonl" 2>&1
-  fi
 fi
 if [[ " $PHASES " == *" explain "* ]]; then
   {

@@ -38,7 +38,7 @@ public static class BenchCommand
         var precision = new Option<string>("--precision") { Description = "Arithmetic precision: fp32, fp16", DefaultValueFactory = _ => "fp32" };
         var device = new Option<string>("--device") { Description = "GPU ordinal", DefaultValueFactory = _ => "0" };
         var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Do not capture CUDA graphs (GPU engines)" };
-        var profile = new Option<bool>("--profile") { Description = "Also print the ten slowest layers and their share of the time (engines with per-layer timings: cuda; others refuse)" };
+        var profile = new Option<bool>("--profile") { Description = "Also print the ten slowest layers and their share of the time, and with --json FILE write every layer to FILE.layers.csv (engines with per-layer timings: cuda; others refuse)" };
 
         var command = new Command("bench", "Measure throughput and latency across batch sizes and concurrency, and find where batching stops paying")
         {
@@ -121,6 +121,13 @@ public static class BenchCommand
             if (engineOptions.Profile)
             {
                 profiles = LayerProfile.Measure(EngineRegistry.Create(parse.GetValue(engine)!), engineOptions, onnx, options, options.BatchSizes ?? [1]);
+                if (jsonPath is not null)
+                {
+                    // Every layer, not just the top ten: batch, order, layer, mean ms, share of the layer-by-layer total.
+                    var layersPath = Path.ChangeExtension(jsonPath, ".layers.csv");
+                    File.WriteAllLines(layersPath, new[] { "batch,order,layer,ms,share" }.Concat(profiles.SelectMany(p => p.Layers.Select((l, i) =>
+                        string.Create(CultureInfo.InvariantCulture, $"{p.BatchSize},{i},\"{l.Layer.Replace("\"", "\"\"", StringComparison.Ordinal)}\",{l.Milliseconds:F5},{(p.TotalMilliseconds > 0 ? l.Milliseconds / p.TotalMilliseconds : 0):F4}")))));
+                }
             }
 
             var result = RunWithProgress(runner, onnx, spec, options, Save, cancellationToken);
