@@ -8,6 +8,9 @@ internal sealed partial class CudaPreparedRun : ITransferTiming
     /// <inheritdoc/>
     public TransferTimes? LastTransferTimes { get; private set; }
 
+    /// <summary>The execution context this run holds (tests read its staging events to see copies overlap compute).</summary>
+    internal Planning.ExecutionContext Context => _context;
+
     private double RunWithTransfers()
     {
         LastTransferTimes = _context.RunWithTransfers();
