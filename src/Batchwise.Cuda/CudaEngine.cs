@@ -41,9 +41,9 @@ public sealed class CudaEngine : IEngine
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Precision != Precision.Fp32)
+        if (options.Precision is not (Precision.Fp32 or Precision.Fp16))
         {
-            throw new BatchwiseException("--precision fp16 is not supported by the cuda engine yet", "Use --precision fp32 (with --tf32 for tensor cores).");
+            throw new BatchwiseException($"--precision {options.Precision.ToString().ToLowerInvariant()} is not supported by the cuda engine", "Use --precision fp32 or fp16.");
         }
 
         // Validate before touching the GPU: an unsupported operator fails the same way on every machine.
@@ -81,6 +81,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         ComputeCapability = (CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
+        Precision = options.Precision;
         _useCudaGraph = options.UseCudaGraph;
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = CudaDriver.CreateStream();
@@ -101,6 +102,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     public int ComputeCapability { get; }
 
     public bool AllowTf32 { get; }
+
+    public Precision Precision { get; }
 
     /// <summary>Every prepared run copies its inputs up and its outputs back (bench --transfers).</summary>
     public bool IncludeTransfers { get; }
@@ -247,7 +250,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
                 continue;
             }
 
-            var bytes = t.ToBytes();
+            var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
             var memory = CudaDriver.Allocate(bytes.Length);
             fixed (byte* p = bytes)
             {
