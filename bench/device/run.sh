@@ -111,10 +111,10 @@ if [[ " $PHASES " == *" transfers "* ]]; then
   timeout "${TRANSFERS_TESTS_LIMIT:-120}" "$TESTS" -parallelMode none -class '*TransferGpuTests' -noColor > "$OUT/transfers-tests.log" 2>&1
   echo "transfer tests exit $?" >> "$OUT/transfers-tests.log"
   {
-    for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:mobilenetv2 -b 1,64,256"; do
+    for spec in "zoo:resnet50 -b 1,8,64,256 --precision fp32" "zoo:resnet50 -b 1,8,64,256 --precision fp16" "zoo:mobilenetv2 -b 1,64,256 --precision fp16"; do
       for mode in compute transfers; do
         flag=""; [ "$mode" = transfers ] && flag="--transfers"
-        name="transfers-${spec%% *}-$mode"; name=${name//:/-}
+        name="transfers-${spec%% *}-${spec##* }-$mode"; name=${name//:/-}
         echo "## batchwise bench $spec -c 1,2 --engine cuda $flag --duration 1.5s --warmup 0.5s"
         # shellcheck disable=SC2086
         timeout 150 "$CLI" bench $spec -c 1,2 --engine cuda $flag --duration 1.5s --warmup 0.5s --csv "$OUT/$name.csv" --json "$OUT/$name.json" 2>&1; echo "exit $?"
@@ -122,14 +122,14 @@ if [[ " $PHASES " == *" transfers "* ]]; then
     done
   } > "$OUT/transfers.txt" 2>&1
   {
-    echo "model mode batch conc samples/s latency_mean_ms h2d_ms compute_ms d2h_ms"
+    echo "model precision mode batch conc samples/s latency_mean_ms h2d_ms compute_ms d2h_ms"
     for f in "$OUT"/transfers-zoo-*.csv; do
       [ -f "$f" ] || continue
-      mode=${f%.csv}; mode=${mode##*-}
-      awk -F, -v mode="$mode" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
-        { printf "%s %s %s %s %.0f %.3f %s %s %s\n", $c["model"], mode, $c["batch_size"], $c["concurrency"], $c["throughput_samples_per_s"], $c["latency_mean_ms"],
+      mode=${f%.csv}; precision=${mode%-*}; mode=${mode##*-}; precision=${precision##*-}
+      awk -F, -v mode="$mode" -v precision="$precision" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        { printf "%s %s %s %s %s %.0f %.3f %s %s %s\n", $c["model"], precision, mode, $c["batch_size"], $c["concurrency"], $c["throughput_samples_per_s"], $c["latency_mean_ms"],
           ($c["h2d_mean_ms"] == "" ? "-" : $c["h2d_mean_ms"]), ($c["compute_mean_ms"] == "" ? "-" : $c["compute_mean_ms"]), ($c["d2h_mean_ms"] == "" ? "-" : $c["d2h_mean_ms"]) }' "$f"
-    done | sort -k1,1 -k3,3n -k2,2 -k4,4n
+    done | sort -k1,1 -k2,2 -k4,4n -k3,3 -k5,5n
   } | { if command -v column > /dev/null; then column -t; else cat; fi; } > "$OUT/transfers-summary.txt"
   cat "$OUT/transfers-summary.txt"
 fi
