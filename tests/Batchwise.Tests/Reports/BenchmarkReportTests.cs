@@ -107,6 +107,19 @@ public sealed class BenchmarkReportTests
         Assert.Equal("0.5", row[Array.IndexOf(header, "d2h_mean_ms")]);
         var plain = BenchmarkCsv.ToCsv(Result.Value).Split('\n')[1].TrimEnd('\r').Split(',');
         Assert.Equal(string.Empty, plain[Array.IndexOf(header, "compute_mean_ms")]);
+
+        var html = Path.Combine(Directory.CreateTempSubdirectory("bw-transfers-").FullName, "r.html");
+        try
+        {
+            HtmlReport.WriteBench(html, result);
+            var text = File.ReadAllText(html);
+            Assert.Contains("phases b=1 c=1", text, StringComparison.Ordinal);
+            Assert.Contains("compute 2.25 ms", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(html)!, true);
+        }
     }
 
     [Fact]
