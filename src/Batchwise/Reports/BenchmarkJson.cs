@@ -249,6 +249,10 @@ public static class BenchmarkJson
         w.WriteNumber("batches_per_s", p.BatchesPerSecond);
         w.WriteNumber("time_per_sample_ms", p.TimePerSampleMs);
         WritePercentiles(w, "latency_ms", p.LatencyMs);
+        w.WriteNumber("cpu_utilization", p.CpuUtilization);
+        w.WriteNumber("peak_working_set_bytes", p.PeakWorkingSetBytes);
+        w.WriteNumberOrNull("device_utilization_percent", p.DeviceUtilizationPercent);
+        w.WriteNumberOrNull("device_memory_used_bytes", p.DeviceMemoryUsedBytes);
         if (p.Transfers is { } phases)
         {
             w.WriteStartObject("transfers_ms");
@@ -262,10 +266,6 @@ public static class BenchmarkJson
             w.WriteNull("transfers_ms");
         }
 
-        w.WriteNumber("cpu_utilization", p.CpuUtilization);
-        w.WriteNumber("peak_working_set_bytes", p.PeakWorkingSetBytes);
-        w.WriteNumberOrNull("device_utilization_percent", p.DeviceUtilizationPercent);
-        w.WriteNumberOrNull("device_memory_used_bytes", p.DeviceMemoryUsedBytes);
         w.WriteNumber("warmup_runs", p.WarmupRuns);
         w.WriteNumber("measured_seconds", p.MeasuredSeconds);
         w.WriteStartArray("latency_samples_ms");
