@@ -327,6 +327,13 @@ internal sealed partial class GraphCompiler
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);
+        if (nhwc && groups == 1 && x.Shape[1] % 8 != 0)
+        {
+            // Tensor cores want channel counts in multiples of 8: a stem's 3 channels padded with zeros (input and filter)
+            // turn cuDNN's slowest kernel of the plan into an ordinary one.
+            (x, w) = PadChannels(x, w, (x.Shape[1] + 7) / 8 * 8);
+        }
+
         var (relu, residual) = ConvEpilogue(ref outName, yShape);
         if (residual is not null)
         {
@@ -440,6 +447,24 @@ internal sealed partial class GraphCompiler
         _folded.Add(after[0]);
         outName = after[0].Output[0];
         return (true, z);
+    }
+
+    /// <summary>A channels-last input and its constant filter with zero channels added up to <paramref name="channels"/>.</summary>
+    private (PlanValue X, PlanValue W) PadChannels(PlanValue x, PlanValue w, long channels)
+    {
+        var c = x.Shape[1];
+        var padded = Temp(x.Type, [x.Shape[0], channels, x.Shape[2], x.Shape[3]], nhwc: true);
+        Kernel(KernelSource.Pad(St(x), Phys(x), Phys(padded), [0, 0, 0, 0], "constant", 0), padded.Count, Dev(padded), Dev(x));
+        var f = w.Constant!;
+        var s = w.Shape;
+        var per = s[2] * s[3];
+        var shape = new[] { s[0], channels, s[2], s[3] };
+        var filter = HostTensor.Create(f.Type, shape, i =>
+        {
+            var (k, ch, rest) = (i / (channels * per), i / per % channels, i % per);
+            return ch < c ? f[(((k * c) + ch) * per) + rest] : 0;
+        });
+        return (padded, new PlanValue(w.Type, shape, filter));
     }
 
     /// <summary>A constant [K, C, kh, kw] filter reordered to [K, kh, kw, C] (cuDNN's NHWC filter format).</summary>
