@@ -270,6 +270,54 @@ internal static class KernelSource
     }
 
     /// <summary>
+    /// Batched transpose [B, R, C] to [B, C, R] through 32x32 shared-memory tiles (both sides coalesced): channels-last to
+    /// NCHW and back. Launch with <see cref="TransposeThreads"/> threads.
+    /// </summary>
+    public static string Transpose(int elementSize, long batch, long rows, long cols)
+    {
+        var t = MoveType(elementSize);
+        var tilesR = (rows + 31) / 32;
+        var tilesC = (cols + 31) / 32;
+        return $$"""
+            extern "C" __global__ void {{Name}}({{t}}* __restrict__ dst, const {{t}}* __restrict__ src)
+            {
+                __shared__ {{t}} tile[32][33];
+                i64 tileIndex = blockIdx.x;
+                i64 b = tileIndex / {{L(tilesR * tilesC)}};
+                i64 rem = tileIndex % {{L(tilesR * tilesC)}};
+                i64 r0 = (rem / {{L(tilesC)}}) * 32, c0 = (rem % {{L(tilesC)}}) * 32;
+                int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+                const {{t}}* s = src + b * {{L(rows * cols)}};
+                {{t}}* d = dst + b * {{L(rows * cols)}};
+                for (int k = ty; k < 32; k += 8) { i64 r = r0 + k, c = c0 + tx; if (r < {{L(rows)}} && c < {{L(cols)}}) tile[k][tx] = s[r * {{L(cols)}} + c]; }
+                __syncthreads();
+                for (int k = ty; k < 32; k += 8) { i64 c = c0 + k, r = r0 + tx; if (r < {{L(rows)}} && c < {{L(cols)}}) d[c * {{L(rows)}} + r] = tile[tx][k]; }
+            }
+
+            """;
+    }
+
+    /// <summary>Threads to launch <see cref="Transpose"/> with (one block of 256 per 32x32 tile).</summary>
+    public static long TransposeThreads(long batch, long rows, long cols) => batch * ((rows + 31) / 32) * ((cols + 31) / 32) * BlockSize;
+
+    /// <summary>
+    /// An [N, C, H, W] tensor to channels-last [N, H, W, <paramref name="paddedChannels"/>] with zeros in the added
+    /// channels, converting the element type on the way (a network's float32 image to float16 for its first convolution).
+    /// </summary>
+    public static string ChannelsLastPadded(ElementType from, ElementType to, long n, long channels, long pixels, long paddedChannels) => $$"""
+        extern "C" __global__ void {{Name}}({{CType(to)}}* __restrict__ dst, const {{CType(from)}}* __restrict__ src)
+        {
+            i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+            if (i >= {{L(n * pixels * paddedChannels)}}) return;
+            i64 c = i % {{L(paddedChannels)}};
+            i64 p = i / {{L(paddedChannels)}};
+            i64 b = p / {{L(pixels)}};
+            dst[i] = c < {{L(channels)}} ? ({{CType(to)}})(float)src[(b * {{L(channels)}} + c) * {{L(pixels)}} + p % {{L(pixels)}}] : ({{CType(to)}})0.f;
+        }
+
+        """;
+
+    /// <summary>
     /// A strided copy that also converts the element type (e.g. float32 NCHW to float16 NHWC at a plan's input and back at
     /// its outputs); values go through float.
     /// </summary>
@@ -617,9 +665,10 @@ internal static class KernelSource
     }
 
     /// <summary>Resize (nearest or linear, N-d) with ONNX's coordinate transformation and nearest rounding modes.</summary>
-    public static string Resize(ElementType type, long[] inShape, long[] outShape, double[] scales, string mode, string coordinateMode, string nearestMode)
+    /// <remarks><paramref name="nearestElement"/> replaces the element's C type for nearest mode (whole channel runs as uint4).</remarks>
+    public static string Resize(ElementType type, long[] inShape, long[] outShape, double[] scales, string mode, string coordinateMode, string nearestMode, string? nearestElement = null)
     {
-        var ct = CType(type);
+        var ct = mode == "nearest" && nearestElement is not null ? nearestElement : CType(type);
         var rank = inShape.Length;
         var inStrides = Strides(inShape);
         var sb = new StringBuilder();

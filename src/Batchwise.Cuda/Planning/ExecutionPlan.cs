@@ -26,6 +26,9 @@ internal sealed class PlanValue
     /// <summary>Stored channels-last: a rank-4 value of logical shape [N, C, H, W] laid out as [N, H, W, C].</summary>
     public bool Nhwc { get; init; }
 
+    /// <summary>Stored channels-last with zero channels up to this count (a network input padded for its first convolution), else 0.</summary>
+    public long PaddedChannels { get; init; }
+
     /// <summary>Not computed yet: an elementwise expression over other values, fused into whatever consumes it.</summary>
     public PendingElementwise? Pending { get; set; }
 

@@ -66,8 +66,7 @@ internal sealed partial class GraphCompiler
         {
             copy = Temp(v.Type, v.Shape);
             var s = v.Shape;
-            var phys = KernelSource.Strides(ToNhwcOrder(s)); // strides of [N, H, W, C]
-            ViewCopy(v, s, [phys[0], phys[3], phys[1], phys[2]], 0, copy, KernelSource.Strides(s), 0);
+            Transpose(v, copy, s[0], s[2] * s[3], s[1]); // [N, HW, C] -> [N, C, HW]
             _nchwCopies[v.Buffer] = copy;
         }
 
@@ -105,13 +104,15 @@ internal sealed partial class GraphCompiler
         {
             var s = v.Shape;
             copy = NewValue(v.Type, s, true, "channels-last copy for " + _node);
-            var src = KernelSource.Strides(s);
-            ViewCopy(v, ToNhwcOrder(s), [src[0], src[2], src[3], src[1]], 0, copy, KernelSource.Strides(ToNhwcOrder(s)), 0);
+            Transpose(v, copy, s[0], s[1], s[2] * s[3]); // [N, C, HW] -> [N, HW, C]
             _nhwcCopies[v.Buffer] = copy;
         }
 
         return copy;
     }
+
+    private void Transpose(PlanValue src, PlanValue dst, long batch, long rows, long cols) =>
+        Kernel(KernelSource.Transpose(St(src).SizeOf(), batch, rows, cols), KernelSource.TransposeThreads(batch, rows, cols), Dev(dst), Dev(src));
 
     private PlanValue NewValue(ElementType type, long[] shape, bool nhwc, string label)
     {
@@ -119,12 +120,23 @@ internal sealed partial class GraphCompiler
         return new PlanValue(St(type), shape, null, b.Id) { Nhwc = nhwc };
     }
 
-    /// <summary>A graph input as the plan computes with it: float32 becomes float16 (4-d inputs channels-last) in one kernel.</summary>
-    private PlanValue EnterInput(PlanValue raw)
+    /// <summary>
+    /// A graph input as the plan computes with it: float32 becomes float16 (4-d inputs channels-last) in one kernel; an
+    /// image whose only consumers are convolutions gets its few channels padded to <paramref name="padTo"/> in that kernel.
+    /// </summary>
+    private PlanValue EnterInput(PlanValue raw, long padTo = 0)
     {
         if (St(raw.Type) == raw.Type)
         {
             return raw;
+        }
+
+        var s4 = raw.Shape;
+        if (padTo > 0)
+        {
+            var padded = NewValue(raw.Type, [s4[0], padTo, s4[2], s4[3]], true, "input padded to " + padTo + " channels");
+            Kernel(KernelSource.ChannelsLastPadded(raw.Type, padded.Type, s4[0], s4[1], s4[2] * s4[3], padTo), padded.Count, Dev(padded), Dev(raw));
+            return new PlanValue(padded.Type, s4, null, padded.Buffer) { Nhwc = true, PaddedChannels = padTo };
         }
 
         var nhwc = PreferNhwc(raw.Shape);
@@ -141,6 +153,22 @@ internal sealed partial class GraphCompiler
         }
 
         return v;
+    }
+
+    /// <summary>
+    /// The channel count a half-precision image input is padded to at entry (8, for tensor cores), when every consumer is
+    /// an ordinary convolution with constant weights reading it as its data input; 0 otherwise.
+    /// </summary>
+    private long StemChannels(string input, long[] shape)
+    {
+        if (!Half || shape.Length != 4 || shape[1] % 8 == 0 || _graphOutputs.Contains(input) || !_consumers.TryGetValue(input, out var users))
+        {
+            return 0;
+        }
+
+        var convs = users.All(n => n.OpType == "Conv" && n.Input[0] == input && n.Input.Skip(1).All(w => w != input)
+            && new NodeAttributes(n).Int("group", 1) == 1 && _model.Graph.Initializer.Any(t => t.Name == n.Input[1]));
+        return convs ? (shape[1] + 7) / 8 * 8 : 0;
     }
 
     /// <summary>A graph output as the caller wants it: in the model's declared type and NCHW order.</summary>

@@ -334,7 +334,13 @@ internal sealed partial class GraphCompiler
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);
-        if (nhwc && groups == 1 && x.Shape[1] % 8 != 0)
+        if (nhwc && x.PaddedChannels > 0)
+        {
+            // The network input, already padded with zero channels when it entered: only the filter needs them too.
+            w = PadFilter(w, x.PaddedChannels);
+            x = new PlanValue(x.Type, [x.Shape[0], x.PaddedChannels, x.Shape[2], x.Shape[3]], null, x.Buffer) { Nhwc = true };
+        }
+        else if (nhwc && groups == 1 && x.Shape[1] % 8 != 0)
         {
             // Tensor cores want channel counts in multiples of 8: a stem's 3 channels padded with zeros (input and filter)
             // turn cuDNN's slowest kernel of the plan into an ordinary one.
@@ -459,11 +465,17 @@ internal sealed partial class GraphCompiler
     /// <summary>A channels-last input and its constant filter with zero channels added up to <paramref name="channels"/>.</summary>
     private (PlanValue X, PlanValue W) PadChannels(PlanValue x, PlanValue w, long channels)
     {
-        var c = x.Shape[1];
         var padded = Temp(x.Type, [x.Shape[0], channels, x.Shape[2], x.Shape[3]], nhwc: true);
         Kernel(KernelSource.Pad(St(x), Phys(x), Phys(padded), [0, 0, 0, 0], "constant", 0), padded.Count, Dev(padded), Dev(x));
+        return (padded, PadFilter(w, channels));
+    }
+
+    /// <summary>A constant filter [K, C, kh, kw] with zero input channels added up to <paramref name="channels"/>.</summary>
+    private static PlanValue PadFilter(PlanValue w, long channels)
+    {
         var f = w.Constant!;
         var s = w.Shape;
+        var c = s[1];
         var per = s[2] * s[3];
         var shape = new[] { s[0], channels, s[2], s[3] };
         var filter = HostTensor.Create(f.Type, shape, i =>
@@ -471,7 +483,7 @@ internal sealed partial class GraphCompiler
             var (k, ch, rest) = (i / (channels * per), i / per % channels, i % per);
             return ch < c ? f[(((k * c) + ch) * per) + rest] : 0;
         });
-        return (padded, new PlanValue(w.Type, shape, filter));
+        return new PlanValue(w.Type, shape, filter);
     }
 
     /// <summary>A constant [K, C, kh, kw] filter reordered to [K, kh, kw, C] (cuDNN's NHWC filter format).</summary>
@@ -825,6 +837,19 @@ internal sealed partial class GraphCompiler
 
         var y = Output(node, 0, x.Type, outShape, x.Nhwc);
         var physScales = x.Nhwc ? [fullScales[0], fullScales[2], fullScales[3], fullScales[1]] : fullScales;
+        var inPhys = Phys(x);
+        var outPhys = Phys(y);
+        var bytes = x.Shape.Length > 0 ? inPhys[^1] * St(x).SizeOf() : 0;
+        if (mode == "nearest" && physScales[^1] == 1.0 && inPhys[^1] == outPhys[^1] && bytes % 16 == 0 && bytes > 0)
+        {
+            // Nearest with the innermost axis (channels, channels-last) unscaled: whole runs move as 16-byte elements.
+            var k = 16 / St(x).SizeOf();
+            inPhys = [.. inPhys[..^1], inPhys[^1] / k];
+            outPhys = [.. outPhys[..^1], outPhys[^1] / k];
+            Kernel(KernelSource.Resize(St(x), inPhys, outPhys, physScales, mode, coordinate, nearest, "uint4"), y.Count / k, Dev(y), Dev(x));
+            return;
+        }
+
         Kernel(KernelSource.Resize(St(x), Phys(x), Phys(y), physScales, mode, coordinate, nearest), y.Count, Dev(y), Dev(x));
     }
 

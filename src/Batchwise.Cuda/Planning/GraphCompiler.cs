@@ -112,6 +112,19 @@ internal sealed partial class GraphCompiler
     /// <summary>Compiles for the given inputs (their shapes, and their values where <see cref="HostValueInputs"/> needs them).</summary>
     public ExecutionPlan Compile(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs)
     {
+        foreach (var node in _model.Graph.Node)
+        {
+            foreach (var input in node.Input.Where(i => i.Length > 0))
+            {
+                if (!_consumers.TryGetValue(input, out var list))
+                {
+                    _consumers[input] = list = [];
+                }
+
+                list.Add(node);
+            }
+        }
+
         var specs = _model.Inputs;
         var inputBuffers = new int[specs.Count];
         for (var i = 0; i < specs.Count; i++)
@@ -132,7 +145,7 @@ internal sealed partial class GraphCompiler
                 var b = NewBuffer(t.ElementCount * t.ElementType.SizeOf(), "input " + specs[i].Name);
                 b.WholeRun = true;
                 _node = "input " + specs[i].Name;
-                _values[specs[i].Name] = EnterInput(new PlanValue(t.ElementType, t.Shape, null, b.Id));
+                _values[specs[i].Name] = EnterInput(new PlanValue(t.ElementType, t.Shape, null, b.Id), StemChannels(specs[i].Name, t.Shape));
                 inputBuffers[i] = b.Id;
             }
         }
@@ -140,19 +153,6 @@ internal sealed partial class GraphCompiler
         foreach (var (name, value) in initializers)
         {
             _values.TryAdd(name, new PlanValue(value.Type, value.Shape, value));
-        }
-
-        foreach (var node in _model.Graph.Node)
-        {
-            foreach (var input in node.Input.Where(i => i.Length > 0))
-            {
-                if (!_consumers.TryGetValue(input, out var list))
-                {
-                    _consumers[input] = list = [];
-                }
-
-                list.Add(node);
-            }
         }
 
         _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));

@@ -99,6 +99,27 @@ public sealed class KernelSourceTests
     }
 
     [Fact]
+    public void Layout_changes_go_through_shared_memory_tiles()
+    {
+        // [2, 50, 40] -> [2, 40, 50]: 2 x 2 x 2 tiles of 32 x 32, one 256-thread block each.
+        var src = KernelSource.Transpose(2, 2, 50, 40);
+
+        Assert.Contains("__shared__ unsigned short tile[32][33];", src, StringComparison.Ordinal);
+        Assert.Contains("__syncthreads();", src, StringComparison.Ordinal);
+        Assert.Equal(8 * 256, KernelSource.TransposeThreads(2, 50, 40));
+    }
+
+    [Fact]
+    public void An_image_enters_channels_last_with_zero_channels_up_to_eight()
+    {
+        var src = KernelSource.ChannelsLastPadded(ElementType.Float, ElementType.Float16, 4, 3, 224 * 224, 8);
+
+        Assert.Contains("if (i >= 1605632LL) return;", src, StringComparison.Ordinal); // 4 x 224 x 224 x 8
+        Assert.Contains("c < 3LL ? (bw_half)(float)src[", src, StringComparison.Ordinal);
+        Assert.Contains(": (bw_half)0.f;", src, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Index_arithmetic_is_32_bit_where_it_fits_and_64_bit_beyond()
     {
         var small = KernelSource.ViewCopy(4, [8, 16], [1, 8], 0, [16, 1], 0);
