@@ -210,10 +210,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     private void CompileKernels(ExecutionPlan plan)
     {
         var kernels = plan.Steps.OfType<KernelStep>().ToList();
-        if (kernels.Count == 0)
-        {
-            return;
-        }
 
         var names = new Dictionary<string, string>(StringComparer.Ordinal);
         var source = new System.Text.StringBuilder(KernelSource.Prelude);
@@ -232,6 +228,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         var cubin = Nvrtc.CompileToCubin(source.ToString(), _model.Name + ".cu", ComputeCapability);
         var module = CudaDriver.LoadModule(cubin);
         plan.Own(module);
+        plan.Gate = CudaDriver.GetFunction(module, KernelSource.GateKernel);
         var functions = names.Values.ToDictionary(n => n, n => CudaDriver.GetFunction(module, n), StringComparer.Ordinal);
         foreach (var k in kernels)
         {

@@ -20,6 +20,7 @@ internal static unsafe partial class CudaDriver
     public const uint CU_EVENT_DEFAULT = 0;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
     public const uint CU_MEMHOSTALLOC_PORTABLE = 1;
+    public const uint CU_MEMHOSTALLOC_DEVICEMAP = 2;
 
     private static int _initialized;
     private static BatchwiseException? _initError;
@@ -41,6 +42,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuMemFree_v2")] internal static partial int cuMemFree(ulong pointer);
     [LibraryImport(Lib)] private static partial int cuMemHostAlloc(out IntPtr pointer, nuint bytes, uint flags);
     [LibraryImport(Lib)] internal static partial int cuMemFreeHost(IntPtr pointer);
+    [LibraryImport(Lib, EntryPoint = "cuMemHostGetDevicePointer_v2")] private static partial int cuMemHostGetDevicePointer(out ulong device, IntPtr host, uint flags);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")] private static partial int cuMemcpyHtoDAsync(ulong dst, void* src, nuint bytes, IntPtr stream);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoHAsync_v2")] private static partial int cuMemcpyDtoHAsync(void* dst, ulong src, nuint bytes, IntPtr stream);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoDAsync_v2")] private static partial int cuMemcpyDtoDAsync(ulong dst, ulong src, nuint bytes, IntPtr stream);
@@ -213,12 +215,19 @@ internal static unsafe partial class CudaDriver
         return handle;
     }
 
-    public static PinnedHostMemory AllocatePinned(long bytes)
+    public static PinnedHostMemory AllocatePinned(long bytes, bool mapped = false)
     {
-        Check(cuMemHostAlloc(out var p, (nuint)Math.Max(bytes, 1), CU_MEMHOSTALLOC_PORTABLE), "cuMemHostAlloc");
+        Check(cuMemHostAlloc(out var p, (nuint)Math.Max(bytes, 1), CU_MEMHOSTALLOC_PORTABLE | (mapped ? CU_MEMHOSTALLOC_DEVICEMAP : 0)), "cuMemHostAlloc");
         var handle = new PinnedHostMemory(bytes);
         handle.Set(p);
         return handle;
+    }
+
+    /// <summary>The device address of mapped page-locked host memory (what a kernel reads to see the host's writes).</summary>
+    public static ulong DevicePointer(PinnedHostMemory memory)
+    {
+        Check(cuMemHostGetDevicePointer(out var d, memory.DangerousGetHandle(), 0), "cuMemHostGetDevicePointer");
+        return d;
     }
 
     public static void CopyToDevice(ulong dst, void* src, long bytes, CudaStream stream) => Check(cuMemcpyHtoDAsync(dst, src, (nuint)bytes, stream.Handle), "cuMemcpyHtoDAsync");

@@ -17,7 +17,10 @@ internal static class KernelSource
     /// <summary>Threads per block for one-thread-per-element kernels.</summary>
     public const int BlockSize = 256;
 
-    /// <summary>Definitions every plan's program starts with.</summary>
+    /// <summary>The kernel that holds a stream until the host opens it (or half a second passes): see <see cref="Prelude"/>.</summary>
+    public const string GateKernel = "bw_gate";
+
+    /// <summary>Definitions every plan's program starts with (and <see cref="GateKernel"/>, for profiling).</summary>
     public const string Prelude = """
         typedef long long i64;
         typedef unsigned long long u64;
@@ -29,6 +32,12 @@ internal static class KernelSource
             __device__ __forceinline__ bw_half(int v) : bw_half((float)v) {}
             __device__ __forceinline__ operator float() const { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
         };
+        extern "C" __global__ void bw_gate(volatile int* open)
+        {
+            unsigned long long start, now;
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+            do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while (*open == 0 && now - start < 500000000ull);
+        }
         __device__ __forceinline__ float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
         __device__ __forceinline__ double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         __device__ __forceinline__ float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
@@ -120,7 +129,11 @@ internal static class KernelSource
     /// its rank (size-1 dimensions broadcast). <paramref name="expression"/> uses x0, x1, ... for the inputs' values.
     /// </summary>
     /// <remarks><paramref name="statements"/> (fused chains) run before the expression and may define what it uses.</remarks>
-    public static string Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression, string? statements = null, int vector = 1)
+    /// <remarks>
+    /// With <paramref name="outBlock"/> &gt; 0 the output is a slice of a larger tensor (a Concat's part written in place):
+    /// element i goes to (i / block) * rowStride + offset + i % block.
+    /// </remarks>
+    public static string Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression, string? statements = null, int vector = 1, long outBlock = 0, long outRowStride = 0, long outOffset = 0)
     {
         var sb = new StringBuilder();
         var n = Count(outShape);
@@ -204,11 +217,12 @@ internal static class KernelSource
         }
 
         sb.Append(statements);
-        var store = vector > 1 ? "o[j]" : "y[i]";
+        string Slot(string e) => outBlock > 0 ? $"(({e}) / {Lit(outBlock)}) * {Lit(outRowStride)} + {Lit(outOffset)} + ({e}) % {Lit(outBlock)}" : e;
+        var store = vector > 1 ? "o[j]" : $"y[{Slot("i")}]";
         sb.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType == ElementType.Float16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
         if (vector > 1)
         {
-            sb.Append("    }\n    *(uint4*)(y + first) = out;\n");
+            sb.Append("    }\n    *(uint4*)(y + ").Append(outBlock > 0 ? "(" + Slot("first") + ")" : "first").Append(") = out;\n");
         }
 
         sb.Append("}\n");
@@ -304,18 +318,34 @@ internal static class KernelSource
     /// An [N, C, H, W] tensor to channels-last [N, H, W, <paramref name="paddedChannels"/>] with zeros in the added
     /// channels, converting the element type on the way (a network's float32 image to float16 for its first convolution).
     /// </summary>
-    public static string ChannelsLastPadded(ElementType from, ElementType to, long n, long channels, long pixels, long paddedChannels) => $$"""
-        extern "C" __global__ void {{Name}}({{CType(to)}}* __restrict__ dst, const {{CType(from)}}* __restrict__ src)
+    public static string ChannelsLastPadded(ElementType from, ElementType to, long n, long channels, long pixels, long paddedChannels)
+    {
+        // One thread per pixel: its few channels read from their planes (neighbouring threads, neighbouring pixels), the
+        // padded pixel written at once (16 bytes for 8 half values) where the size allows.
+        var bytes = paddedChannels * to.SizeOf();
+        var vector = bytes is 16 or 8 or 4 ? (bytes == 16 ? "uint4" : bytes == 8 ? "uint2" : "unsigned int") : null;
+        var sb = new StringBuilder();
+        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(CType(to)).Append("* __restrict__ dst, const ").Append(CType(from)).Append("* __restrict__ src)\n{\n");
+        sb.Append("    i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
+        sb.Append("    if (p >= ").Append(L(n * pixels)).Append(") return;\n");
+        sb.Append("    i64 b = p / ").Append(L(pixels)).Append(", q = p % ").Append(L(pixels)).Append(";\n");
+        sb.Append("    const ").Append(CType(from)).Append("* s = src + b * ").Append(L(channels * pixels)).Append(" + q;\n");
+        if (vector is not null)
         {
-            i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-            if (i >= {{L(n * pixels * paddedChannels)}}) return;
-            i64 c = i % {{L(paddedChannels)}};
-            i64 p = i / {{L(paddedChannels)}};
-            i64 b = p / {{L(pixels)}};
-            dst[i] = c < {{L(channels)}} ? ({{CType(to)}})(float)src[(b * {{L(channels)}} + c) * {{L(pixels)}} + p % {{L(pixels)}}] : ({{CType(to)}})0.f;
+            sb.Append("    ").Append(vector).Append(" packed; ").Append(CType(to)).Append("* v = (").Append(CType(to)).Append("*)&packed;\n");
+            sb.Append("    #pragma unroll\n    for (int c = 0; c < ").Append(paddedChannels).Append("; c++) v[c] = c < ").Append(channels).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(L(pixels)).Append("] : (").Append(CType(to)).Append(")0.f;\n");
+            sb.Append("    *(").Append(vector).Append("*)(dst + p * ").Append(L(paddedChannels)).Append(") = packed;\n}\n");
+        }
+        else
+        {
+            sb.Append("    for (int c = 0; c < ").Append(paddedChannels).Append("; c++) dst[p * ").Append(L(paddedChannels)).Append(" + c] = c < ").Append(channels).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(L(pixels)).Append("] : (").Append(CType(to)).Append(")0.f;\n}\n");
         }
 
-        """;
+        return sb.ToString();
+    }
+
+    /// <summary>Threads to launch <see cref="ChannelsLastPadded"/> with: one per pixel.</summary>
+    public static long ChannelsLastPaddedThreads(long n, long pixels) => n * pixels;
 
     /// <summary>
     /// A strided copy that also converts the element type (e.g. float32 NCHW to float16 NHWC at a plan's input and back at

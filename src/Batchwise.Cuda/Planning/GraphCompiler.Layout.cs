@@ -135,7 +135,7 @@ internal sealed partial class GraphCompiler
         if (padTo > 0)
         {
             var padded = NewValue(raw.Type, [s4[0], padTo, s4[2], s4[3]], true, "input padded to " + padTo + " channels");
-            Kernel(KernelSource.ChannelsLastPadded(raw.Type, padded.Type, s4[0], s4[1], s4[2] * s4[3], padTo), padded.Count, Dev(padded), Dev(raw));
+            Kernel(KernelSource.ChannelsLastPadded(raw.Type, padded.Type, s4[0], s4[1], s4[2] * s4[3], padTo), KernelSource.ChannelsLastPaddedThreads(s4[0], s4[2] * s4[3]), Dev(padded), Dev(raw));
             return new PlanValue(padded.Type, s4, null, padded.Buffer) { Nhwc = true, PaddedChannels = padTo };
         }
 
@@ -304,12 +304,15 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>Emits a pending value's kernel (once) and returns the value with its buffer.</summary>
-    private PlanValue Materialize(PlanValue v)
+    private PlanValue Materialize(PlanValue v) => v.Pending is null ? v : Materialize(v, null, 0, 0, 0);
+
+    /// <summary>
+    /// Emits a pending value's kernel into its own buffer, or into a slice of <paramref name="target"/> (element i of the
+    /// value at (i / block) * rowStride + offset + i % block) when its only consumer is a Concat writing there.
+    /// </summary>
+    private PlanValue Materialize(PlanValue v, PlanValue? target, long block, long rowStride, long offset)
     {
-        if (v.Pending is not { } p)
-        {
-            return v;
-        }
+        var p = v.Pending!;
 
         var rank = v.Shape.Length;
         var outPhys = Phys(v);
@@ -329,13 +332,18 @@ internal sealed partial class GraphCompiler
             body.Append("    ").Append(LeafToken.Replace(code, m => "x" + index[int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)].ToString(CultureInfo.InvariantCulture))).Append('\n');
         }
 
-        var b = NewBuffer(Math.Max(1, v.Count) * v.Type.SizeOf(), "fused elementwise for " + _node);
-        v.Buffer = b.Id;
+        var output = target is null ? NewBuffer(Math.Max(1, v.Count) * v.Type.SizeOf(), "fused elementwise for " + _node).Id : Dev(target);
+        v.Buffer = target is null ? output : -1; // written into a Concat's output: nothing else reads it on its own
         v.Pending = null;
-        var buffers = new[] { b.Id }.Concat(p.Leaves.Select(Dev)).ToArray();
+        var buffers = new[] { output }.Concat(p.Leaves.Select(Dev)).ToArray();
         var types = p.Leaves.Select(St).ToList();
         var vector = KernelSource.ElementwiseVector(v.Type, types, outPhys, leafShapes);
-        Kernel(KernelSource.Elementwise(v.Type, types, outPhys, leafShapes, p.Result, body.ToString(), vector), v.Count / vector, buffers);
+        if (target is not null && (block % vector != 0 || rowStride % vector != 0 || offset % vector != 0))
+        {
+            vector = 1;
+        }
+
+        Kernel(KernelSource.Elementwise(v.Type, types, outPhys, leafShapes, p.Result, body.ToString(), vector, block, rowStride, offset), v.Count / vector, buffers);
         return v;
     }
 }

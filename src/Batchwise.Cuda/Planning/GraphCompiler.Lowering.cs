@@ -22,7 +22,7 @@ internal sealed partial class GraphCompiler
     {
         var op = node.OpType;
         var opset = _model.Opset;
-        if (!ElementwiseOps.Handles(op))
+        if (!ElementwiseOps.Handles(op) && op != "Concat")
         {
             var keepLayout = ChannelsLastOps.Contains(op);
             ins = ins.Select(v => v is null ? null : keepLayout ? Materialize(v) : Nchw(v)).ToArray();
@@ -68,7 +68,7 @@ internal sealed partial class GraphCompiler
                 LowerMatMul(node, ins[0]!, ins[1]!);
                 return;
             case "Concat":
-                LowerConcat(node, ins.Where(v => v is not null).ToArray()!, attrs.Int("axis", 0));
+                LowerConcat(node, ins.Where(v => v is not null).ToArray()!, node.Input.Where(n => n.Length > 0).ToArray(), attrs.Int("axis", 0));
                 return;
             case "Split":
                 LowerSplit(node, ins, attrs);
@@ -669,7 +669,7 @@ internal sealed partial class GraphCompiler
         Kernel(KernelSource.Reduce(St(x), kind, x.Shape, reduced), y.Count, Dev(y), Dev(x));
     }
 
-    private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, long axis)
+    private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, string[] names, long axis)
     {
         var rank = parts[0].Shape.Length;
         var a = Shapes.Axis(axis, rank);
@@ -678,17 +678,29 @@ internal sealed partial class GraphCompiler
 
         // Channels-last when every part is: the copies then run along the physical axis.
         var nhwc = parts.All(p => p.Nhwc);
-        parts = parts.Select(p => nhwc ? p : Nchw(p)).ToArray();
-        var y = Output(node, 0, parts[0].Type, shape, nhwc);
+        var y = Output(node, 0, St(parts[0]), shape, nhwc);
         var pa = nhwc ? PhysicalAxis(a) : a;
         var phys = Phys(y);
         var outer = Shapes.Product(phys.Take(pa));
         var inner = Shapes.Product(phys.Skip(pa + 1));
         long offset = 0;
-        foreach (var p in parts)
+        for (var k = 0; k < parts.Length; k++)
         {
+            var p = parts[k];
             var block = p.Shape[a] * inner;
-            ViewCopy(p, [outer, block], [block, 1], 0, y, [phys[pa] * inner, 1], offset * inner);
+
+            // A pending part read by nothing else is computed straight into its slice: no copy.
+            var onlyHere = names.Count(n => n == names[k]) == 1 && _consumers.TryGetValue(names[k], out var users) && users.Count == 1 && !_graphOutputs.Contains(names[k]);
+            if (p.Pending is not null && onlyHere && p.Nhwc == nhwc && p.Pending.Leaves.All(l => Fits(l, nhwc, rank)))
+            {
+                Materialize(p, y, block, phys[pa] * inner, offset * inner);
+            }
+            else
+            {
+                p = nhwc ? Materialize(p) : Nchw(p);
+                ViewCopy(p, [outer, block], [block, 1], 0, y, [phys[pa] * inner, 1], offset * inner);
+            }
+
             offset += p.Shape[a];
         }
     }

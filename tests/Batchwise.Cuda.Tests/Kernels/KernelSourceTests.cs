@@ -114,9 +114,9 @@ public sealed class KernelSourceTests
     {
         var src = KernelSource.ChannelsLastPadded(ElementType.Float, ElementType.Float16, 4, 3, 224 * 224, 8);
 
-        Assert.Contains("if (i >= 1605632LL) return;", src, StringComparison.Ordinal); // 4 x 224 x 224 x 8
-        Assert.Contains("c < 3LL ? (bw_half)(float)src[", src, StringComparison.Ordinal);
-        Assert.Contains(": (bw_half)0.f;", src, StringComparison.Ordinal);
+        Assert.Contains("if (p >= 200704LL) return;", src, StringComparison.Ordinal); // one thread per pixel: 4 x 224 x 224
+        Assert.Contains("v[c] = c < 3 ? (bw_half)(float)s[c * 50176LL] : (bw_half)0.f;", src, StringComparison.Ordinal);
+        Assert.Contains("*(uint4*)(dst + p * 8LL) = packed;", src, StringComparison.Ordinal);
     }
 
     [Fact]

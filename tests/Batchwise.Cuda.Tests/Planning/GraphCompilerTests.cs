@@ -142,6 +142,24 @@ public sealed class GraphCompilerTests
         Assert.Equal(2 * 4 * 2, plan.Buffers[plan.InputBuffers[0]].Bytes / (8 * 8) / 2); // the input stays float32
     }
 
+    [Fact]
+    public void A_pending_part_of_a_concat_is_computed_into_its_slice()
+    {
+        var g = new GraphBuilder("concat");
+        var x = g.Input("x", ElementType.Float, 2L, 3L, 8L);
+        var act = g.Node("Relu", [x]);
+        var y = g.Rename(g.Node("Concat", [act, x], GraphBuilder.Attr("axis", 1L)), "y");
+        g.Output(y, ElementType.Float, 2L, 6L, 8L);
+
+        var plan = Compile(g.Build("concat"), Tensor.Zeros(ElementType.Float, [2, 3, 8]));
+
+        var kernels = plan.Steps.Cast<KernelStep>().ToList();
+        Assert.Equal(2, kernels.Count); // the ReLU into rows 0-2 of each batch item, then a copy of x into rows 3-5
+        Assert.Contains("/ 24u) * 48u + 0u +", kernels[0].Source, StringComparison.Ordinal);
+        Assert.Equal(kernels[0].Buffers[0], kernels[1].Buffers[0]);
+        Assert.Equal([2L, 6L, 8L], plan.Outputs[0].Shape);
+    }
+
     private static int CountOf(string text, string part)
     {
         var n = 0;
