@@ -126,4 +126,57 @@ public sealed class ThroughputPredictorTests
         var (fitted, _) = CeilingsProbe.FitSaturation([(8, 100e9), (64, 101e9)], 101e9, 999);
         Assert.Equal(8, fitted);
     }
+
+    [Fact]
+    public void Efficiency_comes_from_the_measured_curve_interpolated_in_log_n()
+    {
+        // Measured: 25% of the best rate at N = 4, 50% at 16, 100% at 64.
+        var c = Synthetic.Device() with { RateCurves = CpuCurve((4, 25e9), (16, 50e9), (64, 100e9)) };
+        Assert.Equal(0.25, c.Efficiency(4), 12);
+        Assert.Equal(0.50, c.Efficiency(16), 12);
+        Assert.Equal(0.375, c.Efficiency(8), 12); // halfway between 4 and 16 in log N
+        Assert.Equal(1.0, c.Efficiency(64), 12);
+        Assert.Equal(1.0, c.Efficiency(10_000), 12);
+    }
+
+    [Fact]
+    public void Efficiency_below_the_smallest_measured_n_falls_in_proportion_to_n()
+    {
+        var c = Synthetic.Device() with { RateCurves = CpuCurve((4, 25e9), (64, 100e9)) };
+        Assert.Equal(0.0625, c.Efficiency(1), 12);
+    }
+
+    [Fact]
+    public void Efficiency_ignores_a_rate_that_falls_at_large_n()
+    {
+        // Past its best the rate drops (caches, a busy host): a larger N is never predicted slower.
+        var c = Synthetic.Device() with { RateCurves = CpuCurve((16, 50e9), (64, 100e9), (1024, 60e9)) };
+        Assert.Equal(1.0, c.Efficiency(1024), 12);
+        Assert.Equal(1.0, c.Efficiency(300), 12);
+    }
+
+    [Fact]
+    public void Without_a_curve_efficiency_is_n_over_saturation_n()
+    {
+        Assert.Equal(0.1, Synthetic.Device().Efficiency(100), 12);
+        Assert.Equal(1.0, Synthetic.Device().Efficiency(5000), 12);
+    }
+
+    [Fact]
+    public void Small_batches_are_predicted_below_peak_by_the_measured_curve()
+    {
+        // One GEMM of N = 16 per sample on a CPU whose rate is half its best at N = 16 and full from N = 64:
+        // batch 1 runs at half the peak, batch 4 at the peak, so batch 4 is predicted ~2x the throughput.
+        var device = Synthetic.Device(runOverhead: 0, opOverhead: 0) with { RateCurves = CpuCurve((16, 50e9), (64, 100e9)) };
+        var predictor = new ThroughputPredictor(device);
+        var work = Synthetic.OneGemm(nPerSample: 16, activationBytes: 1, weightBytes: 1);
+        var curve = predictor.Predict([1, 4], work.At);
+        Assert.Equal(0.5, curve[0].Layers[0].Efficiency, 12);
+        Assert.Equal(1e9 / 50e9, curve[0].Layers[0].ComputeSeconds, 12);
+        Assert.Equal(1.0, curve[1].Layers[0].Efficiency, 12);
+        Assert.Equal(2.0, curve[1].Throughput / curve[0].Throughput, 6);
+    }
+
+    private static Dictionary<string, IReadOnlyList<RatePoint>> CpuCurve(params (double N, double Flops)[] points) =>
+        new() { ["fp32"] = points.Select(p => new RatePoint(p.N, p.Flops)).ToList() };
 }
