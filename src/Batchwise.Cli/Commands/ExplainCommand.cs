@@ -197,6 +197,11 @@ public static class ExplainCommand
 
         console.MarkupLine($"[bold]{Markup.Escape(e.ModelName)}[/]  {Markup.Escape(e.Input)}  ({Units.Flops(e.FlopsPerSample)} per sample)");
         console.MarkupLine($"device: {Markup.Escape(e.Ceilings.Summary())} [grey]({(fromCache ? "cached" : "measured now")}: {Markup.Escape(cachePath)})[/]");
+        if (e.Ceilings.RateCurve.Count > 0)
+        {
+            var c = e.Ceilings;
+            console.MarkupLine("[grey]" + Markup.Escape(F($"{c.Precision} rate by N (share of best, the efficiency the prediction uses): ") + string.Join(", ", c.RateCurve.Select(p => F($"N={p.N:N0} {Units.FlopRate(p.Flops)} ({c.Efficiency(p.N):P0})")))) + "[/]");
+        }
 
         var curve = new Table().AddColumns("batch", "predicted /s", "measured /s", "error", "predicted latency", "measured latency", "compute / memory / overhead");
         foreach (var p in e.Predicted)

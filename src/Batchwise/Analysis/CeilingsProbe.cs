@@ -307,7 +307,7 @@ public static class DeviceCeilingsSource
         return cache.PathFor(HostInfo.MachineName, engine.Name, description.Device, settings);
     }
 
-    /// <summary>Cached ceilings for this machine, engine, device and settings, measuring them when absent or when <paramref name="recalibrate"/>.</summary>
+    /// <summary>Cached ceilings for this machine, engine, device and settings (every precision measured, whatever <paramref name="options"/> asks), measuring them when absent or when <paramref name="recalibrate"/>.</summary>
     public static (DeviceCeilings Ceilings, bool FromCache, string CachePath) Get(
         IEngine engine, EngineOptions options, CeilingsCache cache, bool recalibrate, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
@@ -322,7 +322,9 @@ public static class DeviceCeilingsSource
         }
 
         log?.Invoke($"measuring device ceilings for {description.Device} via {engine.Name} (once per machine; --recalibrate to redo)");
-        var measured = ProbeFor(engine.Name).Measure(engine, options, log, cancellationToken);
+        // Probes measure plain fp32 (and whatever else they can: fp16, TF32) whatever these options ask; one cache file
+        // serves every precision, and DeviceCeilings.For picks the ceiling a run uses.
+        var measured = ProbeFor(engine.Name).Measure(engine, options with { Precision = Precision.Fp32, AllowTf32 = false }, log, cancellationToken);
         cache.Write(path, measured);
         return (measured, false, path);
     }

@@ -211,10 +211,10 @@ public sealed record DeviceCeilings
     public string Summary()
     {
         var c = CultureInfo.InvariantCulture;
-        var peaks = string.Create(c, $"{PeakFlops / 1e9:N1} GFLOP/s fp32 GEMM");
-        peaks += PeakFlopsTf32 is { } tf32 ? string.Create(c, $", {tf32 / 1e9:N1} tf32") : string.Empty;
-        peaks += PeakFlopsFp16 is { } fp16 ? string.Create(c, $", {fp16 / 1e9:N1} fp16") : string.Empty;
-        peaks += PeakConvFlops is { } conv ? string.Create(c, $", {conv / 1e9:N1} fp32 conv") : string.Empty;
+        var peaks = Units.FlopRate(PeakFlops) + " fp32 GEMM";
+        peaks += PeakFlopsTf32 is { } tf32 ? $", {Units.FlopRate(tf32)} tf32" : string.Empty;
+        peaks += PeakFlopsFp16 is { } fp16 ? $", {Units.FlopRate(fp16)} fp16" : string.Empty;
+        peaks += PeakConvFlops is { } conv ? $", {Units.FlopRate(conv)} fp32 conv" : string.Empty;
         var launch = Launch.Length > 0 ? $" ({Launch})" : string.Empty;
         return string.Create(
             c,

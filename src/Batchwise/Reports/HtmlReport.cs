@@ -150,11 +150,11 @@ public static class HtmlReport
         Table(html, ["ceiling", "value"], new[]
         {
             new[] { "predicting in", c.Precision },
-            new[] { "fp32 GEMM peak", F($"{c.PeakFlops / 1e9:N1} GFLOP/s") },
-            new[] { "tf32 GEMM peak", c.PeakFlopsTf32 is { } t ? F($"{t / 1e9:N1} GFLOP/s") : "not measured" },
-            new[] { "fp32 convolution peak", c.PeakConvFlops is { } cv ? F($"{cv / 1e9:N1} GFLOP/s") : "as GEMM" },
-            new[] { "fp16 GEMM peak", c.PeakFlopsFp16 is { } h ? F($"{h / 1e9:N1} GFLOP/s") : "not measured" },
-            new[] { F($"{c.Precision} rate by N (efficiency)"), c.RateCurve.Count == 0 ? "not measured: min(1, N / saturation N)" : string.Join(", ", c.RateCurve.Select(p => F($"{p.N:N0}: {p.Flops / 1e9:N0} GFLOP/s ({c.Efficiency(p.N):P0})"))) },
+            new[] { "fp32 GEMM peak", Units.FlopRate(c.PeakFlops) },
+            new[] { "tf32 GEMM peak", c.PeakFlopsTf32 is { } t ? Units.FlopRate(t) : "not measured" },
+            new[] { "fp32 convolution peak", c.PeakConvFlops is { } cv ? Units.FlopRate(cv) : "as GEMM" },
+            new[] { "fp16 GEMM peak", c.PeakFlopsFp16 is { } h ? Units.FlopRate(h) : "not measured" },
+            new[] { F($"{c.Precision} rate by N (efficiency)"), c.RateCurve.Count == 0 ? "not measured: min(1, N / saturation N)" : string.Join(", ", c.RateCurve.Select(p => F($"N={p.N:N0}: {Units.FlopRate(p.Flops)} ({c.Efficiency(p.N):P0})"))) },
             new[] { "memory bandwidth", F($"{c.BandwidthBytesPerSecond / 1e9:N1} GB/s") },
             new[] { "ridge point", F($"{c.RidgeIntensity:N1} FLOP/byte") },
             new[] { "GEMM saturates at N", F($"{c.SaturationN:N0} ({c.SaturationSource})") },

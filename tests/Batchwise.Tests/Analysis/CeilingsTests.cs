@@ -89,6 +89,19 @@ public sealed class CeilingsTests : IDisposable
     }
 
     [Fact]
+    public void Probes_measure_plain_fp32_whatever_precision_the_run_asks_for()
+    {
+        var probe = new CountingProbe();
+        DeviceCeilingsSource.Register("precision-test", () => probe);
+        var options = new EngineOptions { Precision = Precision.Fp16, AllowTf32 = true, IntraOpThreads = 1 };
+        DeviceCeilingsSource.Get(new NamedEngine(new OrtEngine(), "precision-test"), options, new CeilingsCache(_dir), recalibrate: true);
+        Assert.Equal(options with { Precision = Precision.Fp32, AllowTf32 = false }, probe.LastOptions);
+        Assert.Equal(
+            DeviceCeilingsSource.CachePath(new NamedEngine(new OrtEngine(), "precision-test"), options, new CeilingsCache(_dir)),
+            DeviceCeilingsSource.CachePath(new NamedEngine(new OrtEngine(), "precision-test"), new EngineOptions { IntraOpThreads = 1 }, new CeilingsCache(_dir)));
+    }
+
+    [Fact]
     public void Cuda_probe_is_sized_for_a_gpu()
     {
         var probe = Assert.IsType<CeilingsProbe>(DeviceCeilingsSource.ProbeFor("cuda"));
@@ -177,9 +190,12 @@ public sealed class CeilingsTests : IDisposable
     {
         public int Calls { get; private set; }
 
+        public EngineOptions? LastOptions { get; private set; }
+
         public DeviceCeilings Measure(IEngine engine, EngineOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
         {
             Calls++;
+            LastOptions = options;
             return Synthetic.Device() with { Engine = engine.Name };
         }
     }
