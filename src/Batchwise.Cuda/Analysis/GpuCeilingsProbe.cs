@@ -58,7 +58,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     public int CurveK { get; init; } = 2304;
 
     /// <summary>N of the rate curve's GEMMs (batch x out-H x out-W of a convolution).</summary>
-    public IReadOnlyList<int> CurveN { get; init; } = [64, 256, 1024, 4096, 16384, 65536, 131072];
+    public IReadOnlyList<int> CurveN { get; init; } = [16, 64, 256, 1024, 4096, 16384, 65536, 131072];
 
     /// <summary>Bytes of each of the two buffers the bandwidth copies move between (far past the L2 cache).</summary>
     public long BandwidthBytes { get; init; } = 512L << 20;
@@ -100,7 +100,8 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             ["compute_capability"] = cc.ToString(CultureInfo.InvariantCulture),
             ["multiprocessors"] = sms.ToString(CultureInfo.InvariantCulture),
             ["sm_clock_mhz"] = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_CLOCK_RATE) / 1000).ToString(CultureInfo.InvariantCulture),
-            ["nominal_bandwidth_gb_s"] = (2.0 * memoryClockKhz * 1e3 * busBits / 8 / 1e9).ToString("F0", CultureInfo.InvariantCulture),
+            // Double data rate over the bus; some drivers report no memory clock (0): then unknown.
+            ["nominal_bandwidth_gb_s"] = memoryClockKhz > 0 && busBits > 0 ? (2.0 * memoryClockKhz * 1e3 * busBits / 8 / 1e9).ToString("F0", CultureInfo.InvariantCulture) : "unknown",
             ["cublaslt"] = CublasLt.Version(),
             ["probe"] = "cuBLASLt GEMM, device-to-device copy, empty kernels (GpuCeilingsProbe)",
         };

@@ -22,7 +22,10 @@ public sealed class CeilingsGpuTests
         Assert.True(c.PeakFlopsTf32 >= 0.9 * c.PeakFlops, $"tf32 {c.PeakFlopsTf32:E2} vs fp32 {c.PeakFlops:E2}");
         Assert.True(c.PeakFlopsFp16 > c.PeakFlops, $"fp16 {c.PeakFlopsFp16:E2} vs fp32 {c.PeakFlops:E2}");
         Assert.True(c.BandwidthBytesPerSecond > 50e9, $"bandwidth {c.BandwidthBytesPerSecond:E2}");
-        Assert.True(c.BandwidthBytesPerSecond < 2 * double.Parse(c.Details["nominal_bandwidth_gb_s"], CultureInfo.InvariantCulture) * 1e9, "a copy cannot beat twice the memory's nominal rate");
+        if (double.TryParse(c.Details["nominal_bandwidth_gb_s"], NumberStyles.Float, CultureInfo.InvariantCulture, out var nominal))
+        {
+            Assert.True(c.BandwidthBytesPerSecond < 1.1 * nominal * 1e9, $"a copy cannot beat the memory's nominal rate: {c.BandwidthBytesPerSecond:E2} vs {nominal} GB/s");
+        }
 
         // Launch costs: microseconds, a CUDA-graph node no dearer than a launch from the host.
         Assert.InRange(c.KernelLaunchSeconds!.Value, 1e-8, 1e-4);
