@@ -211,7 +211,7 @@ public static class ExplainCommand
                 p.BatchSize.ToString(CultureInfo.InvariantCulture),
                 Units.Rate(p.Throughput),
                 m is null ? "-" : Units.Rate(m.Throughput),
-                m is null ? "-" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%}"),
+                m is null ? "-" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%;0%}"),
                 Units.Duration(p.Seconds),
                 m is null ? "-" : Units.Duration(m.LatencyMedianSeconds),
                 F($"{p.SecondsBoundBy(Bound.Compute) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Memory) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Launch) / p.Seconds:P0}"));

@@ -118,7 +118,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         details["graph_node_us"] = (launch.GraphNode * 1e6).ToString("F2", CultureInfo.InvariantCulture);
 
         var fp32Curve = gemms["fp32"].Curve;
-        var (saturationN, saturationSource) = CeilingsProbe.FitSaturation(fp32Curve.Select(p => (p.N, p.Flops)).ToList(), fp32Curve.Max(p => p.Flops), sms * 128.0);
+        var (saturationN, saturationSource) = CeilingsProbe.FitSaturation(fp32Curve.Select(p => (p.N, p.Flops)).ToList(), sms * 128.0);
         return new DeviceCeilings
         {
             Engine = engine.Name,

@@ -85,7 +85,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
         var convPeak = curve.Max(c => c.Flops);
         details["conv_curve"] = string.Join(" ", curve.Select(c => string.Create(CultureInfo.InvariantCulture, $"N={c.N}:{c.Flops / 1e9:F1}")));
         log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{layers} Conv 3x3 {channels}->{channels} ({layers * channels * channels * 9 * 4 / 1e6:N0} MB of weights) rate by N = H x W (GFLOP/s): ") + details["conv_curve"]);
-        var (saturationN, saturationSource) = FitSaturation(curve, convPeak, DerivedSaturationN());
+        var (saturationN, saturationSource) = FitSaturation(curve, DerivedSaturationN());
         details["derived_saturation_n"] = DerivedSaturationN().ToString(CultureInfo.InvariantCulture);
 
         // FP16 GEMM where the engine computes in fp16 (a GPU engine on tensor cores); engines that do not say so at load.
@@ -136,30 +136,41 @@ public sealed class CeilingsProbe : ICeilingsProbe
     }
 
     /// <summary>
-    /// Fits effective rate = peak x min(1, N / Nsat) to a measured rate-by-N curve: each point of smaller N than
-    /// the curve's best that runs below 90% of peak gives Nsat = N / efficiency; the median of those is the
-    /// answer. Points past the best are ignored (a rate that falls at large N is caches or contention, not
-    /// idle compute units). A curve already flat at its smallest N saturates at (or before) that N.
+    /// The N at which a measured rate-by-N curve reaches 90% of its best rate (bench's knee rule): interpolated in
+    /// log N between the two points that bracket it, on the curve made non-decreasing (a rate that falls at large N
+    /// is caches or a busy host, not idle compute units); proportional to N below the smallest point. A curve whose
+    /// best is its largest N, still rising there, gives a lower bound.
     /// </summary>
-    public static (double SaturationN, string Source) FitSaturation(IReadOnlyList<(double N, double Flops)> curve, double peak, double fallback)
+    public static (double SaturationN, string Source) FitSaturation(IReadOnlyList<(double N, double Flops)> curve, double fallback)
     {
         ArgumentNullException.ThrowIfNull(curve);
-        if (curve.Count == 0 || peak <= 0)
+        var ordered = curve.Where(c => c.N > 0 && c.Flops > 0).OrderBy(c => c.N).ToList();
+        if (ordered.Count == 0)
         {
             return (fallback, "derived");
         }
 
-        var ordered = curve.OrderBy(c => c.N).ToList();
-        var bestN = ordered.MaxBy(c => c.Flops).N;
-        var rising = bestN == ordered[^1].N && ordered.Count > 1 && ordered[^2].Flops < 0.9 * ordered[^1].Flops;
-        var estimates = ordered.Where(c => c.N < bestN && c.Flops < 0.9 * peak && c.Flops > 0).Select(c => Math.Min(bestN, c.N / (c.Flops / peak))).Order().ToList();
-        if (estimates.Count == 0)
+        const double Target = 0.9;
+        var best = ordered.Max(c => c.Flops);
+        var running = 0.0;
+        var points = new List<(double N, double Efficiency)>(ordered.Count);
+        foreach (var c in ordered)
         {
-            return (ordered[0].N, "measured (flat from the smallest N)");
+            running = Math.Max(running, c.Flops / best);
+            points.Add((c.N, running));
         }
 
-        var median = estimates.Count % 2 == 1 ? estimates[estimates.Count / 2] : (estimates[(estimates.Count / 2) - 1] + estimates[estimates.Count / 2]) / 2;
-        return (Math.Clamp(median, 1, 1e7), rising ? "measured (a lower bound: the rate still rises at the largest N measured)" : "measured");
+        if (points[0].Efficiency >= Target)
+        {
+            return (points[0].N * Target / points[0].Efficiency, "measured (90% of the best rate from the smallest N)");
+        }
+
+        var i = points.FindIndex(p => p.Efficiency >= Target);
+        var (n0, e0) = points[i - 1];
+        var (n1, e1) = points[i];
+        var n = Math.Exp(Math.Log(n0) + ((Target - e0) / (e1 - e0) * (Math.Log(n1) - Math.Log(n0))));
+        var rising = i == points.Count - 1 && ordered[^1].Flops >= best && ordered.Count > 1 && ordered[^2].Flops < Target * best;
+        return (n, rising ? "measured (a lower bound: the rate still rises at the largest N measured)" : "measured (90% of the best rate)");
     }
 
     /// <summary>

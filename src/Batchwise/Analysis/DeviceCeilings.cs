@@ -75,8 +75,8 @@ public sealed record DeviceCeilings
     public string Launch { get; init; } = string.Empty;
 
     /// <summary>
-    /// GEMM N (the batch-scaled dimension: batch x out-H x out-W for a convolution) at which GEMMs reach the
-    /// peak rate; below it the effective peak scales as N / SaturationN.
+    /// GEMM N (the batch-scaled dimension: batch x out-H x out-W for a convolution) at which GEMMs reach 90% of the
+    /// peak rate (from the rate curve where measured); without a curve the effective peak scales as N / SaturationN below it.
     /// </summary>
     public required double SaturationN { get; init; }
 
@@ -203,7 +203,7 @@ public sealed record DeviceCeilings
         }
 
         var curve = RateCurves.TryGetValue(precision, out var c) ? c : [];
-        var (saturation, source) = curve.Count > 0 ? CeilingsProbe.FitSaturation(curve.Select(p => (p.N, p.Flops)).ToList(), curve.Max(p => p.Flops), SaturationN) : (SaturationN, SaturationSource);
+        var (saturation, source) = curve.Count > 0 ? CeilingsProbe.FitSaturation(curve.Select(p => (p.N, p.Flops)).ToList(), SaturationN) : (SaturationN, SaturationSource);
         return this with { Precision = precision, SaturationN = saturation, SaturationSource = source };
     }
 

@@ -244,10 +244,10 @@ public static class Explainer
         // Honesty: say where the model is off.
         if (e.Error is { } err)
         {
-            var text = F($"Prediction error: {err.AtFirst:+0%;-0%} at b={e.Measured[0].BatchSize}, {err.AtLast:+0%;-0%} at b={e.Measured[^1].BatchSize}; knee predicted b={err.PredictedKnee}, measured b={err.MeasuredKnee}.");
+            var text = F($"Prediction error: {err.AtFirst:+0%;-0%;0%} at b={e.Measured[0].BatchSize}, {err.AtLast:+0%;-0%;0%} at b={e.Measured[^1].BatchSize}; knee predicted b={err.PredictedKnee}, measured b={err.MeasuredKnee}.");
             if (double.IsFinite(err.BestRunAtFirst) && double.IsFinite(err.BestRunAtLast))
             {
-                text += F($" Against the fastest run of each batch size: {err.BestRunAtFirst:+0%;-0%} and {err.BestRunAtLast:+0%;-0%}.");
+                text += F($" Against the fastest run of each batch size: {err.BestRunAtFirst:+0%;-0%;0%} and {err.BestRunAtLast:+0%;-0%;0%}.");
             }
 
             if (err.IsOff)

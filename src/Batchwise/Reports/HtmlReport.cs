@@ -115,7 +115,7 @@ public static class HtmlReport
                 p.BatchSize.ToString(CultureInfo.InvariantCulture),
                 Units.Rate(p.Throughput),
                 m is null ? "–" : Units.Rate(m.Throughput),
-                m is null ? "–" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%}"),
+                m is null ? "–" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%;0%}"),
                 m is null || !double.IsFinite(m.LatencyMinSeconds) ? "–" : Units.Rate(m.BestRunThroughput),
                 Units.Duration(p.Seconds),
                 m is null ? "–" : Units.Duration(m.LatencyMedianSeconds),

@@ -112,4 +112,17 @@ public sealed class ExplainerTests
         Assert.Contains(fp16.Verdict, l => l.StartsWith("Predicted in fp16 (700.0 TFLOP/s", StringComparison.Ordinal));
         Assert.DoesNotContain(fp16.Verdict, l => l.StartsWith("FP16 would give", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void An_error_that_rounds_to_zero_reads_0_percent()
+    {
+        var work = Synthetic.OneGemm(100_000);
+        var device = Synthetic.Device();
+        var predicted = new ThroughputPredictor(device).Predict(1, work.At(1)).Throughput;
+        var fast = predicted * 1.001; // 0.1% faster than predicted: an error of -0.1%, which rounds to 0%
+        var e = Explainer.Explain(work, device, [1], [new MeasuredPoint(1, fast, 1 / fast, 1 / fast, 10, 1 / fast)]);
+        var line = e.Verdict.Single(l => l.StartsWith("Prediction error", StringComparison.Ordinal));
+        Assert.StartsWith("Prediction error: 0% at b=1, 0% at b=1", line, StringComparison.Ordinal);
+        Assert.Contains("fastest run of each batch size: 0% and 0%", line, StringComparison.Ordinal);
+    }
 }
