@@ -91,6 +91,19 @@ if [[ " $PHASES " == *" bench "* ]]; then
     timeout 120 "$PY" "$REPO/bench/peers/torch_bench.py" --models resnet50 --variants fp32 --batch-sizes 1,8,64,256 --windows 3 --window-seconds 0.5 > "$OUT/torch.jsonl" 2>&1
   fi
 fi
+if [[ " $PHASES " == *" fp16 "* ]]; then
+  {
+    # Half precision: throughput at the issue's batch sizes, per-layer profiles at the extremes, and PyTorch beside it.
+    for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:resnet50 -b 1,256 --profile" "zoo:mobilenetv2 -b 1,8,64" "zoo:yolov8n?size=640 -b 1,8,64" "zoo:resnet50?size=1008x1600 -b 1,8"; do
+      echo "## batchwise bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s"
+      # shellcheck disable=SC2086
+      timeout 150 "$CLI" bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s 2>&1; echo "exit $?"
+    done
+  } >> "$OUT/fp16.txt"
+  if [ -n "$PY" ]; then
+    timeout 200 "$PY" "$REPO/bench/peers/torch_bench.py" --models resnet50,mobilenet_v2 --variants fp32,fp16-cl,fp16-graph --batch-sizes 1,8,64,256 --windows 3 --window-seconds 0.4 > "$OUT/torch-fp16.jsonl" 2>&1
+  fi
+fi
 if [[ " $PHASES " == *" explain "* ]]; then
   {
     # The generic commands on the GPU: bench's JSON and HTML report, and explain's roofline against the GPU's ceilings.
@@ -103,5 +116,17 @@ if [[ " $PHASES " == *" explain "* ]]; then
         --json "$OUT/explain-${m#zoo:}-cuda.json" --report "$OUT/explain-${m#zoo:}-cuda.html" 2>&1; echo "exit $?"
     done
   } >> "$OUT/explain.txt" 2>&1
+fi
+if [[ " $PHASES " == *" peers "* ]]; then
+  # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on
+  # ResNet-50 224 and 1600x1008, MobileNetV2 224, YOLOv8n 640, one GPU job at a time, in about 5 minutes; one table with
+  # the ratios and the issue's targets in $OUT/peers/peers.md (and peers.json, raw logs beside them).
+  if [ -n "$PY" ]; then
+    timeout "${PEERS_LIMIT:-420}" "$PY" "$REPO/bench/peers/compare.py" --cli "$CLI" --python "$PY" --out "$OUT/peers" \
+      --budget "${PEERS_BUDGET:-330}" > "$OUT/peers.txt" 2>&1
+    echo "peers exit $?" >> "$OUT/peers.txt"
+  else
+    echo "peers: no python3 on this machine" > "$OUT/peers.txt"
+  fi
 fi
 ls -la "$OUT"

@@ -40,9 +40,9 @@ public sealed class CudaEngine : IEngine
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Precision != Precision.Fp32)
+        if (options.Precision is not (Precision.Fp32 or Precision.Fp16))
         {
-            throw new BatchwiseException("--precision fp16 is not supported by the cuda engine yet", "Use --precision fp32 (with --tf32 for tensor cores).");
+            throw new BatchwiseException($"--precision {options.Precision.ToString().ToLowerInvariant()} is not supported by the cuda engine", "Use --precision fp32 or fp16.");
         }
 
         // Validate before touching the GPU: an unsupported operator fails the same way on every machine.
@@ -80,6 +80,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         ComputeCapability = (CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
+        Precision = options.Precision;
         _useCudaGraph = options.UseCudaGraph;
         _uploadStream = CudaDriver.CreateStream();
         _initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t =>
@@ -99,6 +100,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     public int ComputeCapability { get; }
 
     public bool AllowTf32 { get; }
+
+    public Precision Precision { get; }
 
     internal static bool HeuristicConvAlgorithms => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
     {
@@ -242,7 +245,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
                 continue;
             }
 
-            var bytes = t.ToBytes();
+            var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
             var memory = CudaDriver.Allocate(bytes.Length);
             fixed (byte* p = bytes)
             {

@@ -15,6 +15,8 @@ internal static unsafe partial class Cudnn
     public const int CUDNN_DEFAULT_MATH = 0;
     public const int CUDNN_TENSOR_OP_MATH = 1;
     public const int CUDNN_FMA_MATH = 3;
+    public const int CUDNN_ACTIVATION_RELU = 1;
+    public const int CUDNN_NOT_PROPAGATE_NAN = 0;
 
     /// <summary>cudnnConvolutionFwdAlgoPerf_t.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -52,6 +54,10 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnFindConvolutionForwardAlgorithmEx(IntPtr handle, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, IntPtr y, ulong yData, int requested, out int returned, ConvolutionFwdAlgoPerf* results, ulong workspace, nuint workspaceBytes);
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardWorkspaceSize(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int algo, out nuint bytes);
     [LibraryImport(Lib)] private static partial int cudnnConvolutionForward(IntPtr handle, float* alpha, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* beta, IntPtr y, ulong yData);
+    [LibraryImport(Lib)] private static partial int cudnnCreateActivationDescriptor(out IntPtr desc);
+    [LibraryImport(Lib)] internal static partial int cudnnDestroyActivationDescriptor(IntPtr desc);
+    [LibraryImport(Lib)] private static partial int cudnnSetActivationDescriptor(IntPtr desc, int mode, int reluNanOpt, double coef);
+    [LibraryImport(Lib)] private static partial int cudnnConvolutionBiasActivationForward(IntPtr handle, float* alpha1, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* alpha2, IntPtr z, ulong zData, IntPtr bias, ulong biasData, IntPtr activation, IntPtr y, ulong yData);
     [LibraryImport(Lib)] private static partial int cudnnAddTensor(IntPtr handle, float* alpha, IntPtr a, ulong aData, float* beta, IntPtr c, ulong cData);
 
     public static void Check(int status, string call)
@@ -80,8 +86,11 @@ internal static unsafe partial class Cudnn
 
     public static void SetStream(CudnnHandle handle, IntPtr stream) => Check(cudnnSetStream(handle.Handle, stream), "cudnnSetStream");
 
-    /// <summary>A packed (row-major) tensor descriptor; cuDNN wants at least 4 dimensions, so lower ranks get trailing 1s.</summary>
-    public static CudnnDescriptor Tensor(int dataType, IReadOnlyList<long> shape)
+    /// <summary>
+    /// A packed tensor descriptor, dimensions given as [N, C, spatial...]: row-major, or channels-last (NHWC) for 4-d
+    /// shapes with <see cref="CUDNN_TENSOR_NHWC"/>; cuDNN wants at least 4 dimensions, so lower ranks get trailing 1s.
+    /// </summary>
+    public static CudnnDescriptor Tensor(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
     {
         Check(cudnnCreateTensorDescriptor(out var d), "cudnnCreateTensorDescriptor");
         var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Tensor);
@@ -99,11 +108,17 @@ internal static unsafe partial class Cudnn
             strides[i] = strides[i + 1] * dims[i + 1];
         }
 
+        if (format == CUDNN_TENSOR_NHWC && n == 4)
+        {
+            (strides[1], strides[3], strides[2], strides[0]) = (1, dims[1], dims[1] * dims[3], dims[1] * dims[2] * dims[3]);
+        }
+
         Check(cudnnSetTensorNdDescriptor(d, dataType, n, dims, strides), "cudnnSetTensorNdDescriptor");
         return desc;
     }
 
-    public static CudnnDescriptor Filter(int dataType, IReadOnlyList<long> shape)
+    /// <summary>A filter descriptor, dimensions [K, C, kh, kw]; stored that way, or as [K, kh, kw, C] with <see cref="CUDNN_TENSOR_NHWC"/>.</summary>
+    public static CudnnDescriptor Filter(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
     {
         Check(cudnnCreateFilterDescriptor(out var d), "cudnnCreateFilterDescriptor");
         var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Filter);
@@ -114,7 +129,7 @@ internal static unsafe partial class Cudnn
             dims[i] = i < shape.Count ? checked((int)shape[i]) : 1;
         }
 
-        Check(cudnnSetFilterNdDescriptor(d, dataType, CUDNN_TENSOR_NCHW, n, dims), "cudnnSetFilterNdDescriptor");
+        Check(cudnnSetFilterNdDescriptor(d, dataType, format, n, dims), "cudnnSetFilterNdDescriptor");
         return desc;
     }
 
@@ -183,6 +198,21 @@ internal static unsafe partial class Cudnn
         Check(cudnnConvolutionForward(handle.Handle, &alpha, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, y.Handle, yData), "cudnnConvolutionForward");
     }
 
+    public static CudnnDescriptor Activation(int mode)
+    {
+        Check(cudnnCreateActivationDescriptor(out var d), "cudnnCreateActivationDescriptor");
+        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Activation);
+        Check(cudnnSetActivationDescriptor(d, mode, CUDNN_NOT_PROPAGATE_NAN, 0), "cudnnSetActivationDescriptor");
+        return desc;
+    }
+
+    /// <summary>y = act(conv(x, w) + alpha2 * z + bias) in one call (z is y's shape; alpha2 = 0 ignores it).</summary>
+    public static void ConvolutionBiasActivationForward(CudnnHandle handle, CudnnDescriptor x, ulong xData, CudnnDescriptor w, ulong wData, CudnnDescriptor conv, int algo, ulong workspace, long workspaceBytes, float alpha2, CudnnDescriptor z, ulong zData, CudnnDescriptor bias, ulong biasData, CudnnDescriptor activation, CudnnDescriptor y, ulong yData)
+    {
+        var alpha1 = 1f;
+        Check(cudnnConvolutionBiasActivationForward(handle.Handle, &alpha1, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &alpha2, z.Handle, zData, bias.Handle, biasData, activation.Handle, y.Handle, yData), "cudnnConvolutionBiasActivationForward");
+    }
+
     public static void AddTensor(CudnnHandle handle, CudnnDescriptor a, ulong aData, CudnnDescriptor c, ulong cData)
     {
         var alpha = 1f;
@@ -213,6 +243,7 @@ internal sealed class CudnnDescriptor : NativeHandle
         Tensor,
         Filter,
         Convolution,
+        Activation,
     }
 
     public Kind DescriptorKind { get; }
@@ -221,6 +252,7 @@ internal sealed class CudnnDescriptor : NativeHandle
     {
         Kind.Tensor => Cudnn.cudnnDestroyTensorDescriptor(handle) == 0,
         Kind.Filter => Cudnn.cudnnDestroyFilterDescriptor(handle) == 0,
+        Kind.Activation => Cudnn.cudnnDestroyActivationDescriptor(handle) == 0,
         _ => Cudnn.cudnnDestroyConvolutionDescriptor(handle) == 0,
     };
 }

@@ -21,6 +21,14 @@ internal static class KernelSource
     public const string Prelude = """
         typedef long long i64;
         typedef unsigned long long u64;
+        struct __align__(2) bw_half {
+            unsigned short bits;
+            __device__ __forceinline__ bw_half() {}
+            __device__ __forceinline__ bw_half(float f) { asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(f)); }
+            __device__ __forceinline__ bw_half(double f) : bw_half((float)f) {}
+            __device__ __forceinline__ bw_half(int v) : bw_half((float)v) {}
+            __device__ __forceinline__ operator float() const { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
+        };
         __device__ __forceinline__ float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
         __device__ __forceinline__ double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         __device__ __forceinline__ float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
@@ -45,8 +53,12 @@ internal static class KernelSource
         ElementType.UInt32 => "unsigned int",
         ElementType.UInt64 => "unsigned long long",
         ElementType.Bool => "bool",
+        ElementType.Float16 => "bw_half",
         _ => throw new BatchwiseException($"Tensors of {t.ShortName()} are not supported by the cuda engine yet", "Use float32 (fp16 comes with --precision fp16)."),
     };
+
+    /// <summary>The type values are computed in: float for half precision (loads convert), the storage type otherwise.</summary>
+    public static ElementType ComputeType(ElementType t) => t == ElementType.Float16 ? ElementType.Float : t;
 
     /// <summary>An unsigned type of the same size, for kernels that only move elements.</summary>
     public static string MoveType(int elementSize) => elementSize switch
@@ -107,7 +119,8 @@ internal static class KernelSource
     /// An elementwise kernel with numpy broadcasting: output of <paramref name="outShape"/>, inputs already right-aligned to
     /// its rank (size-1 dimensions broadcast). <paramref name="expression"/> uses x0, x1, ... for the inputs' values.
     /// </summary>
-    public static string Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression)
+    /// <remarks><paramref name="statements"/> (fused chains) run before the expression and may define what it uses.</remarks>
+    public static string Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression, string? statements = null)
     {
         var sb = new StringBuilder();
         var n = Count(outShape);
@@ -163,10 +176,11 @@ internal static class KernelSource
                 index = terms.Count == 0 ? "0" : string.Join(" + ", terms);
             }
 
-            sb.Append("    const ").Append(CType(inTypes[k])).Append(" x").Append(k).Append(" = p").Append(k).Append('[').Append(index).Append("];\n");
+            sb.Append("    const ").Append(CType(ComputeType(inTypes[k]))).Append(" x").Append(k).Append(" = p").Append(k).Append('[').Append(index).Append("];\n");
         }
 
-        sb.Append("    y[i] = (").Append(CType(outType)).Append(")(").Append(expression).Append(");\n}\n");
+        sb.Append(statements);
+        sb.Append("    y[i] = (").Append(CType(outType)).Append(outType == ElementType.Float16 ? ")(float)(" : ")(").Append(expression).Append(");\n}\n");
         return sb.ToString();
     }
 
@@ -174,10 +188,21 @@ internal static class KernelSource
     /// Copies a strided view into another: for every coordinate c of <paramref name="shape"/>,
     /// dst[dstBase + sum c*dstStrides] = src[srcBase + sum c*srcStrides]. Transpose, Slice, Expand, Concat, Split use it.
     /// </summary>
-    public static string ViewCopy(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
+    public static string ViewCopy(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase) =>
+        ViewCopy(MoveType(elementSize), MoveType(elementSize), shape, srcStrides, srcBase, dstStrides, dstBase);
+
+    /// <summary>
+    /// A strided copy that also converts the element type (e.g. float32 NCHW to float16 NHWC at a plan's input and back at
+    /// its outputs); values go through float.
+    /// </summary>
+    public static string ConvertCopy(ElementType from, ElementType to, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase) =>
+        from == to
+            ? ViewCopy(from.SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase)
+            : ViewCopy(CType(from), CType(to), shape, srcStrides, srcBase, dstStrides, dstBase);
+
+    private static string ViewCopy(string srcType, string dstType, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
     {
         (shape, srcStrides, dstStrides) = Collapse(shape, srcStrides, dstStrides);
-        var t = MoveType(elementSize);
 
         // 32-bit index arithmetic when every offset is non-negative and fits (negative-step slices stay 64-bit).
         var srcMax = srcBase + shape.Select((d, k) => (d - 1) * srcStrides[k]).Sum();
@@ -186,7 +211,7 @@ internal static class KernelSource
         var ix = small ? "unsigned" : "i64";
         string Lit(long v) => small ? v.ToString(CultureInfo.InvariantCulture) + "u" : L(v);
         var sb = new StringBuilder();
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(t).Append("* __restrict__ dst, const ").Append(t).Append("* __restrict__ src)\n{\n");
+        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(dstType).Append("* __restrict__ dst, const ").Append(srcType).Append("* __restrict__ src)\n{\n");
         sb.Append("    ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
         sb.Append("    if (i >= ").Append(Lit(Count(shape))).Append(") return;\n");
         sb.Append("    ").Append(ix).Append(" r = i; ").Append(ix).Append(" s = ").Append(Lit(srcBase)).Append("; ").Append(ix).Append(" d = ").Append(Lit(dstBase)).Append(";\n");
@@ -195,7 +220,7 @@ internal static class KernelSource
             sb.Append("    { ").Append(ix).Append(" c = r % ").Append(Lit(shape[k])).Append("; r /= ").Append(Lit(shape[k])).Append("; s += c * ").Append(Lit(srcStrides[k])).Append("; d += c * ").Append(Lit(dstStrides[k])).Append("; }\n");
         }
 
-        sb.Append("    dst[d] = src[s];\n}\n");
+        sb.Append(srcType == dstType ? "    dst[d] = src[s];\n}\n" : $"    dst[d] = ({dstType})(float)src[s];\n}}\n");
         return sb.ToString();
     }
 
@@ -310,23 +335,24 @@ internal static class KernelSource
     }
 
     /// <summary>Softmax (or log-softmax) over <paramref name="axisSize"/> elements spaced <paramref name="inner"/> apart; one warp per row.</summary>
-    public static string Softmax(long rows, long axisSize, long inner, bool log)
+    public static string Softmax(ElementType type, long rows, long axisSize, long inner, bool log)
     {
+        var t = CType(type);
         return $$"""
-            extern "C" __global__ void {{Name}}(float* __restrict__ y, const float* __restrict__ x)
+            extern "C" __global__ void {{Name}}({{t}}* __restrict__ y, const {{t}}* __restrict__ x)
             {
                 i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / 32;
                 int lane = threadIdx.x & 31;
                 if (row >= {{L(rows)}}) return;
                 i64 base = (row / {{L(inner)}}) * {{L(axisSize * inner)}} + (row % {{L(inner)}});
                 float m = -1.f / 0.f;
-                for (i64 j = lane; j < {{L(axisSize)}}; j += 32) m = fmaxf(m, x[base + j * {{L(inner)}}]);
+                for (i64 j = lane; j < {{L(axisSize)}}; j += 32) m = fmaxf(m, (float)x[base + j * {{L(inner)}}]);
                 m = bw_warp_max(m);
                 float s = 0.f;
-                for (i64 j = lane; j < {{L(axisSize)}}; j += 32) s += expf(x[base + j * {{L(inner)}}] - m);
+                for (i64 j = lane; j < {{L(axisSize)}}; j += 32) s += expf((float)x[base + j * {{L(inner)}}] - m);
                 s = bw_warp_sum(s);
                 for (i64 j = lane; j < {{L(axisSize)}}; j += 32) {
-                    float v = x[base + j * {{L(inner)}}] - m;
+                    float v = (float)x[base + j * {{L(inner)}}] - m;
                     y[base + j * {{L(inner)}}] = {{(log ? "v - logf(s)" : "expf(v) / s")}};
                 }
             }
@@ -335,26 +361,29 @@ internal static class KernelSource
     }
 
     /// <summary>Layer normalisation over the last <paramref name="cols"/> elements of each row; one warp per row; optional Mean and InvStdDev outputs.</summary>
-    public static string LayerNorm(long rows, long cols, double epsilon, bool hasBias, long scaleCount, long biasCount)
+    public static string LayerNorm(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, long scaleCount, long biasCount)
     {
+        var t = CType(type);
+        var pt = CType(paramType);
+        var st = CType(statType);
         return $$"""
-            extern "C" __global__ void {{Name}}(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ scale, const float* __restrict__ bias, float* __restrict__ meanOut, float* __restrict__ invStdOut)
+            extern "C" __global__ void {{Name}}({{t}}* __restrict__ y, const {{t}}* __restrict__ x, const {{pt}}* __restrict__ scale, const {{pt}}* __restrict__ bias, {{st}}* __restrict__ meanOut, {{st}}* __restrict__ invStdOut)
             {
                 i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / 32;
                 int lane = threadIdx.x & 31;
                 if (row >= {{L(rows)}}) return;
-                const float* xr = x + row * {{L(cols)}};
-                float* yr = y + row * {{L(cols)}};
+                const {{t}}* xr = x + row * {{L(cols)}};
+                {{t}}* yr = y + row * {{L(cols)}};
                 float s = 0.f;
-                for (i64 j = lane; j < {{L(cols)}}; j += 32) s += xr[j];
+                for (i64 j = lane; j < {{L(cols)}}; j += 32) s += (float)xr[j];
                 float mean = bw_warp_sum(s) / (float){{L(cols)}};
                 float v = 0.f;
-                for (i64 j = lane; j < {{L(cols)}}; j += 32) { float d = xr[j] - mean; v += d * d; }
+                for (i64 j = lane; j < {{L(cols)}}; j += 32) { float d = (float)xr[j] - mean; v += d * d; }
                 float var = bw_warp_sum(v) / (float){{L(cols)}};
                 float inv = 1.f / sqrtf(var + {{F(epsilon)}});
                 for (i64 j = lane; j < {{L(cols)}}; j += 32) {
-                    float r = (xr[j] - mean) * inv * scale[j % {{L(scaleCount)}}];
-                    {{(hasBias ? $"r += bias[j % {L(biasCount)}];" : string.Empty)}}
+                    float r = ((float)xr[j] - mean) * inv * (float)scale[j % {{L(scaleCount)}}];
+                    {{(hasBias ? $"r += (float)bias[j % {L(biasCount)}];" : string.Empty)}}
                     yr[j] = r;
                 }
                 if (lane == 0) {
@@ -370,7 +399,8 @@ internal static class KernelSource
     /// Max or average pooling over N-d windows (N = 1 to 3) of an [N, C, spatial...] tensor; windows clipped at the padded
     /// borders as ONNX Runtime does.
     /// </summary>
-    public static string Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad)
+    /// <remarks>With <paramref name="channelsLast"/> the tensor is stored [N, spatial..., C] with <paramref name="channels"/> channels (nc = N * C either way).</remarks>
+    public static string Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1)
     {
         var r = inSpatial.Length;
         var sb = new StringBuilder();
@@ -380,13 +410,27 @@ internal static class KernelSource
         var inPlane = inSpatial.Aggregate(1L, (a, b) => a * b);
         sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
         sb.Append("    if (i >= ").Append(L(outCount)).Append(") return;\n    i64 r = i;\n");
+        if (channelsLast)
+        {
+            sb.Append("    i64 ch = r % ").Append(L(channels)).Append("; r /= ").Append(L(channels)).Append(";\n");
+        }
+
         for (var d = r - 1; d >= 0; d--)
         {
             sb.Append("    i64 o").Append(d).Append(" = r % ").Append(L(outSpatial[d])).Append("; r /= ").Append(L(outSpatial[d])).Append(";\n");
         }
 
-        sb.Append("    const ").Append(ct).Append("* xp = x + r * ").Append(L(inPlane)).Append(";\n");
         var inStrides = Strides(inSpatial);
+        if (channelsLast)
+        {
+            sb.Append("    const ").Append(ct).Append("* xp = x + r * ").Append(L(inPlane * channels)).Append(" + ch;\n");
+            inStrides = inStrides.Select(v => v * channels).ToArray();
+        }
+        else
+        {
+            sb.Append("    const ").Append(ct).Append("* xp = x + r * ").Append(L(inPlane)).Append(";\n");
+        }
+
         for (var d = 0; d < r; d++)
         {
             sb.Append("    i64 s").Append(d).Append(" = o").Append(d).Append(" * ").Append(L(strides[d])).Append(" - ").Append(L(padsBegin[d])).Append(";\n");

@@ -23,9 +23,36 @@ internal sealed class PlanValue
 
     public int Buffer { get; set; }
 
+    /// <summary>Stored channels-last: a rank-4 value of logical shape [N, C, H, W] laid out as [N, H, W, C].</summary>
+    public bool Nhwc { get; init; }
+
+    /// <summary>Not computed yet: an elementwise expression over other values, fused into whatever consumes it.</summary>
+    public PendingElementwise? Pending { get; set; }
+
     public long Count => Engines.Tensor.ElementCountOf(Shape);
 
     public long Bytes => Count * Type.SizeOf();
+}
+
+/// <summary>
+/// An elementwise computation not yet written to memory: statements in the compute type over leaf values (tokens
+/// <c>@id@</c>, ids from the compiler) ending in <see cref="Result"/>; consumers that are elementwise too extend it, any
+/// other consumer makes the compiler emit it as one kernel.
+/// </summary>
+internal sealed class PendingElementwise
+{
+    public PendingElementwise(List<(string Temp, string Code)> statements, string result, List<PlanValue> leaves)
+    {
+        Statements = statements;
+        Result = result;
+        Leaves = leaves;
+    }
+
+    public List<(string Temp, string Code)> Statements { get; }
+
+    public string Result { get; }
+
+    public List<PlanValue> Leaves { get; }
 }
 
 /// <summary>A device buffer of the plan: in the arena (placed by the memory plan) or a constant uploaded once.</summary>
@@ -46,6 +73,9 @@ internal sealed class PlanBuffer
     public string Label { get; }
 
     public HostTensor? Constant { get; }
+
+    /// <summary>The element type a constant is uploaded as (float32 weights become float16 in a half-precision plan).</summary>
+    public ElementType StorageType { get; init; }
 
     public int FirstStep { get; set; } = int.MaxValue;
 
@@ -72,7 +102,7 @@ internal abstract class PlanStep
     public string Node { get; }
 
     /// <summary>Every buffer it reads or writes (-1 for none).</summary>
-    public int[] Buffers { get; }
+    public virtual int[] Buffers { get; }
 
     public abstract void Enqueue(ExecutionContext context, int index);
 }
@@ -125,9 +155,25 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
     public long WorkspaceBytes { get; }
 
+    /// <summary>With an activation: one fused cudnnConvolutionBiasActivationForward (bias required).</summary>
+    public CudnnDescriptor? Activation { get; init; }
+
+    /// <summary>The buffer added before the activation (a residual connection), or -1.</summary>
+    public int Residual { get; init; } = -1;
+
+    public override int[] Buffers => Residual < 0 ? base.Buffers : [.. base.Buffers, Residual];
+
     public override void Enqueue(ExecutionContext context, int index)
     {
         var handle = context.Cudnn;
+        if (Activation is not null)
+        {
+            var y = context.Pointer(base.Buffers[3]);
+            var z = Residual < 0 ? y : context.Pointer(Residual);
+            Cudnn.ConvolutionBiasActivationForward(handle, XDesc, context.Pointer(base.Buffers[0]), WDesc, context.Pointer(base.Buffers[1]), ConvDesc, Algo, context.Workspace, WorkspaceBytes, Residual < 0 ? 0f : 1f, YDesc, z, BiasDesc!, context.Pointer(base.Buffers[2]), Activation, YDesc, y);
+            return;
+        }
+
         Cudnn.ConvolutionForward(handle, XDesc, context.Pointer(Buffers[0]), WDesc, context.Pointer(Buffers[1]), ConvDesc, Algo, context.Workspace, WorkspaceBytes, 0f, YDesc, context.Pointer(Buffers[3]));
         if (BiasDesc is not null)
         {
@@ -137,6 +183,7 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
     public void Dispose()
     {
+        Activation?.Dispose();
         XDesc.Dispose();
         WDesc.Dispose();
         ConvDesc.Dispose();

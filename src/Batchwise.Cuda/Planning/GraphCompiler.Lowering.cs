@@ -12,10 +12,22 @@ internal sealed partial class GraphCompiler
     private const long MaxConvWorkspace = 256L << 20;
     private const long MatmulWorkspace = 32L << 20;
 
+    /// <summary>Operators that read channels-last inputs as they are (everything else gets NCHW copies).</summary>
+    private static readonly HashSet<string> ChannelsLastOps = new(StringComparer.Ordinal)
+    {
+        "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat", "Split", "Resize", "Upsample", "Identity", "Dropout",
+    };
+
     private void Lower(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
         var op = node.OpType;
         var opset = _model.Opset;
+        if (!ElementwiseOps.Handles(op))
+        {
+            var keepLayout = ChannelsLastOps.Contains(op);
+            ins = ins.Select(v => v is null ? null : keepLayout ? Materialize(v) : Nchw(v)).ToArray();
+        }
+
         switch (op)
         {
             case "Identity" or "Dropout":
@@ -42,9 +54,10 @@ internal sealed partial class GraphCompiler
             case "GlobalAveragePool" or "GlobalMaxPool":
                 {
                     var x = ins[0]!;
-                    var reduced = x.Shape.Select((_, d) => d >= 2).ToArray();
-                    var y = Output(node, 0, x.Type, x.Shape.Select((s, d) => d >= 2 ? 1 : s).ToArray());
-                    Kernel(KernelSource.Reduce(x.Type, op == "GlobalMaxPool" ? "max" : "mean", x.Shape, reduced), y.Count, Dev(y), Dev(x));
+                    var phys = Phys(x);
+                    var reduced = x.Nhwc ? [false, true, true, false] : x.Shape.Select((_, d) => d >= 2).ToArray();
+                    var y = Output(node, 0, x.Type, x.Shape.Select((s, d) => d >= 2 ? 1 : s).ToArray(), x.Nhwc);
+                    Kernel(KernelSource.Reduce(St(x), op == "GlobalMaxPool" ? "max" : "mean", phys, reduced), y.Count, Dev(y), Dev(x));
                     return;
                 }
 
@@ -89,7 +102,7 @@ internal sealed partial class GraphCompiler
                     var y = Output(node, 0, data.Type, data.Shape.Take(a).Concat(idx.Shape).Concat(data.Shape.Skip(a + 1)).ToArray());
                     var outer = Shapes.Product(data.Shape.Take(a));
                     var inner = Shapes.Product(data.Shape.Skip(a + 1));
-                    Kernel(KernelSource.Gather(data.Type.SizeOf(), idx.Type, outer, data.Shape[a], inner, idx.Count), y.Count, Dev(y), Dev(data), Dev(idx));
+                    Kernel(KernelSource.Gather(St(data).SizeOf(), idx.Type, outer, data.Shape[a], inner, idx.Count), y.Count, Dev(y), Dev(data), Dev(idx));
                     return;
                 }
 
@@ -111,7 +124,7 @@ internal sealed partial class GraphCompiler
                     }
 
                     var rows = axisSize == 0 ? 0 : x.Count / axisSize;
-                    WarpKernel(KernelSource.Softmax(rows, axisSize, inner, op == "LogSoftmax"), rows, Dev(y), Dev(x));
+                    WarpKernel(KernelSource.Softmax(St(x), rows, axisSize, inner, op == "LogSoftmax"), rows, Dev(y), Dev(x));
                     return;
                 }
 
@@ -133,7 +146,7 @@ internal sealed partial class GraphCompiler
                     var statShape = x.Shape.Select((s, d) => d < a ? s : 1).ToArray();
                     var mean = node.Output.Count > 1 && node.Output[1].Length > 0 ? Dev(Output(node, 1, ElementType.Float, statShape)) : -1;
                     var inv = node.Output.Count > 2 && node.Output[2].Length > 0 ? Dev(Output(node, 2, ElementType.Float, statShape)) : -1;
-                    WarpKernel(KernelSource.LayerNorm(rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
+                    WarpKernel(KernelSource.LayerNorm(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
                     return;
                 }
 
@@ -164,7 +177,7 @@ internal sealed partial class GraphCompiler
 
     private static void RequireFloat(PlanValue v)
     {
-        if (v.Type != ElementType.Float)
+        if (v.Type is not ElementType.Float and not ElementType.Float16)
         {
             throw new BatchwiseException($"{v.Type.ShortName()} input is not supported (float32 only)", "Use float32 tensors.");
         }
@@ -244,20 +257,20 @@ internal sealed partial class GraphCompiler
         }
 
         var outShape = op == "BatchNormalization" ? inputs[0].Shape : Shapes.Broadcast(shapes.ToArray());
-        var rank = outShape.Length;
-        var aligned = shapes.Select(s => Shapes.RightAlign(s, rank)).ToList();
-        var types = inputs.Select(v => v.Type).ToList();
-        var outType = ElementwiseOps.OutputType(op, types, castTo);
+
+        // Operands viewed at the shapes they broadcast from (BatchNormalization's [C] vectors as [C, 1, ...]).
+        var operands = inputs.Select((v, k) => v.Shape.SequenceEqual(shapes[k]) ? v
+            : v.Constant is not null ? new PlanValue(v.Type, shapes[k], v.Constant.WithShape(shapes[k]))
+            : new PlanValue(v.Type, shapes[k], null, Materialize(v).Buffer)).ToList();
+        var outType = ElementwiseOps.OutputType(op, inputs.Select(St).ToList(), castTo);
         var mode = op switch
         {
             "Gelu" => attrs.String("approximate", "none"),
             "BitShift" => attrs.String("direction", "LEFT"),
             _ => null,
         };
-        var expression = op == "Cast" && outType == ElementType.Bool ? "x0 != 0" : ElementwiseOps.Expression(op, types, attr, mode);
-        var y = Output(node, 0, outType, outShape);
-        var buffers = new[] { Dev(y) }.Concat(inputs.Select(Dev)).ToArray();
-        Kernel(KernelSource.Elementwise(outType, types, outShape, aligned, expression), y.Count, buffers);
+        string Expression(IReadOnlyList<ElementType> types) => op == "Cast" && outType == ElementType.Bool ? "x0 != 0" : ElementwiseOps.Expression(op, types, attr, mode);
+        _values[node.Output[0]] = Pending(operands, Expression, outType, outShape);
     }
 
     private (long[] Begin, long[] End) AutoPads(string autoPad, long[] inSpatial, long[] kernel, long[] strides, long[] dilations, long[]? pads)
@@ -309,15 +322,42 @@ internal sealed partial class GraphCompiler
             (w, b, outName) = folded;
         }
 
-        var y = Output(outName, x.Type, new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray());
+        var yShape = new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray();
+
+        // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
+        var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
+        x = nhwc ? Nhwc(x) : Nchw(x);
+        if (nhwc && groups == 1 && x.Shape[1] % 8 != 0)
+        {
+            // Tensor cores want channel counts in multiples of 8: a stem's 3 channels padded with zeros (input and filter)
+            // turn cuDNN's slowest kernel of the plan into an ordinary one.
+            (x, w) = PadChannels(x, w, (x.Shape[1] + 7) / 8 * 8);
+        }
+
+        var (relu, residual) = ConvEpilogue(ref outName, yShape);
+        if (residual is not null)
+        {
+            residual = nhwc ? Nhwc(residual) : Nchw(residual);
+        }
+
+        // With a ReLU after it (and a residual Add before that) the bias, the add and the activation go into cuDNN's
+        // fused call; otherwise the convolution writes its raw result and the bias starts an elementwise chain that
+        // whatever activation follows joins (one kernel for bias + Clip or bias + SiLU).
+        var raw = relu || b is null ? Output(outName, x.Type, yShape, nhwc) : Temp(x.Type, yShape, nhwc);
+        if (relu && b is null)
+        {
+            b = new PlanValue(ElementType.Float, [w.Shape[0]], HostTensor.Create(ElementType.Float, [w.Shape[0]], _ => 0));
+        }
 
         // cuDNN pads symmetrically: asymmetric pads become an explicit Pad into a temporary first.
         var input = x;
         var pads = pb;
         if (!pb.SequenceEqual(pe))
         {
-            var padded = Temp(x.Type, new[] { x.Shape[0], x.Shape[1] }.Concat(inSpatial.Select((s, d) => s + pb[d] + pe[d])).ToArray());
-            Kernel(KernelSource.Pad(x.Type, x.Shape, padded.Shape, new long[] { 0, 0 }.Concat(pb).ToArray(), "constant", 0), padded.Count, Dev(padded), Dev(x));
+            var paddedShape = new[] { x.Shape[0], x.Shape[1] }.Concat(inSpatial.Select((s, d) => s + pb[d] + pe[d])).ToArray();
+            var padded = Temp(x.Type, paddedShape, nhwc);
+            var begin = new long[] { 0, 0 }.Concat(pb).ToArray();
+            Kernel(KernelSource.Pad(St(x), Phys(x), Phys(padded), nhwc ? [0, begin[2], begin[3], 0] : begin, "constant", 0), padded.Count, Dev(padded), Dev(x));
             input = padded;
             pads = new long[r];
         }
@@ -325,13 +365,17 @@ internal sealed partial class GraphCompiler
         // 1-d convolutions run as 2-d with a height of 1 (cuDNN wants at least 4-d descriptors).
         long[] Lift(long[] s) => r == 1 ? [s[0], s[1], 1, s[2]] : s;
         int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
-        var xDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, Lift(input.Shape));
-        var wDesc = Cudnn.Filter(Cudnn.CUDNN_DATA_FLOAT, Lift(w.Shape));
-        var yDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, Lift(y.Shape));
-        var mathType = _target.AllowTf32 ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
+        var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
+        var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        var xDesc = Cudnn.Tensor(dataType, Lift(input.Shape), format);
+        var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
+        var yDesc = Cudnn.Tensor(dataType, Lift(yShape), format);
+        var tensorCores = dataType == Cudnn.CUDNN_DATA_HALF || _target.AllowTf32;
+        var mathType = tensorCores ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
         var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
         var handle = _target.PlanningCudnn;
-        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, Lift(input.Shape), Lift(w.Shape), Lift(y.Shape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
+        var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
+        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, precision, tensorCores, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
         if (chosen is null)
         {
             throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
@@ -340,24 +384,112 @@ internal sealed partial class GraphCompiler
         Cudnn.SetMathType(convDesc, chosen.MathType);
         var ws = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
         ReserveWorkspace(ws);
-        CudnnDescriptor? biasDesc = null;
-        if (b is not null)
+        var filter = nhwc ? ChannelsLastFilter(w) : w;
+        if (relu)
         {
-            biasDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, Lift(new long[] { 1, b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray()));
+            var biasDesc = Cudnn.Tensor(dataType, Lift(new long[] { 1, b!.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray()));
+            var activation = Cudnn.Activation(Cudnn.CUDNN_ACTIVATION_RELU);
+            Emit(new ConvStep(_node, Dev(input), Dev(filter), Dev(b), Dev(raw), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws)
+            {
+                Activation = activation,
+                Residual = residual is null ? -1 : Dev(residual),
+            });
+            return;
         }
 
-        Emit(new ConvStep(_node, Dev(input), Dev(w), b is null ? -1 : Dev(b), Dev(y), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws));
+        Emit(new ConvStep(_node, Dev(input), Dev(filter), -1, Dev(raw), xDesc, wDesc, convDesc, yDesc, null, chosen.Algo, ws));
+        if (b is not null)
+        {
+            var biasShape = new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray();
+            var bias = b.Constant is not null ? new PlanValue(b.Type, biasShape, b.Constant.WithShape(biasShape)) : new PlanValue(b.Type, biasShape, null, Materialize(b).Buffer);
+            _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
+        }
+    }
+
+    /// <summary>
+    /// What follows a convolution that cuDNN can fuse into it: a ReLU, or a residual Add (other input already computed)
+    /// then a ReLU. The fused nodes are marked folded and <paramref name="outName"/> becomes the last one's output.
+    /// </summary>
+    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape)
+    {
+        var name = outName;
+        if (_graphOutputs.Contains(name) || !_consumers.TryGetValue(name, out var users) || users.Count != 1)
+        {
+            return (false, null);
+        }
+
+        var next = users[0];
+        if (next.OpType == "Relu")
+        {
+            _folded.Add(next);
+            outName = next.Output[0];
+            return (true, null);
+        }
+
+        if (next.OpType != "Add" || next.Input.Count != 2)
+        {
+            return (false, null);
+        }
+
+        var other = next.Input[0] == name ? next.Input[1] : next.Input[0];
+        if (other == name || !_values.TryGetValue(other, out var z) || z.Constant is not null || !z.Shape.SequenceEqual(yShape) || St(z) != St(ElementType.Float))
+        {
+            return (false, null);
+        }
+
+        var sum = next.Output[0];
+        if (_graphOutputs.Contains(sum) || !_consumers.TryGetValue(sum, out var after) || after.Count != 1 || after[0].OpType != "Relu")
+        {
+            return (false, null);
+        }
+
+        _folded.Add(next);
+        _folded.Add(after[0]);
+        outName = after[0].Output[0];
+        return (true, z);
+    }
+
+    /// <summary>A channels-last input and its constant filter with zero channels added up to <paramref name="channels"/>.</summary>
+    private (PlanValue X, PlanValue W) PadChannels(PlanValue x, PlanValue w, long channels)
+    {
+        var c = x.Shape[1];
+        var padded = Temp(x.Type, [x.Shape[0], channels, x.Shape[2], x.Shape[3]], nhwc: true);
+        Kernel(KernelSource.Pad(St(x), Phys(x), Phys(padded), [0, 0, 0, 0], "constant", 0), padded.Count, Dev(padded), Dev(x));
+        var f = w.Constant!;
+        var s = w.Shape;
+        var per = s[2] * s[3];
+        var shape = new[] { s[0], channels, s[2], s[3] };
+        var filter = HostTensor.Create(f.Type, shape, i =>
+        {
+            var (k, ch, rest) = (i / (channels * per), i / per % channels, i % per);
+            return ch < c ? f[(((k * c) + ch) * per) + rest] : 0;
+        });
+        return (padded, new PlanValue(w.Type, shape, filter));
+    }
+
+    /// <summary>A constant [K, C, kh, kw] filter reordered to [K, kh, kw, C] (cuDNN's NHWC filter format).</summary>
+    private static PlanValue ChannelsLastFilter(PlanValue w)
+    {
+        var c = w.Constant!;
+        var s = w.Shape;
+        var (k, ch, kh, kw) = (s[0], s[1], s[2], s[3]);
+        var t = HostTensor.Create(c.Type, [k, kh, kw, ch], i =>
+        {
+            var (o, y, x, cc) = (i / (kh * kw * ch), i / (kw * ch) % kh, i / ch % kw, i % ch);
+            return c[(((o * ch) + cc) * kh + y) * kw + x];
+        });
+        return new PlanValue(w.Type, s, t);
     }
 
     /// <summary>
     /// The convolution's algorithm: from the target's cache when it has this shape, else timed by cuDNN on scratch buffers
     /// (cudnnFindConvolutionForwardAlgorithmEx, within the workspace limit) and cached; without a cache, cuDNN's heuristics.
     /// </summary>
-    private ConvAlgorithmChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
+    private ConvAlgorithmChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, string precision, bool tensorCores, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
     {
-        bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (_target.AllowTf32 || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
+        bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
         var cache = _target.ConvAlgorithms;
-        var key = new ConvShapeKey(_target.AllowTf32 ? "fp32+tf32" : "fp32", x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
+        var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
         if (cache is not null && cache.TryGet(key, out var cached))
         {
             return cached;
@@ -370,7 +502,7 @@ internal sealed partial class GraphCompiler
             {
                 using var xs = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(x) * 4);
                 using var wsb = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(w) * 4);
-                using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4);
+                using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4); // float32-sized: big enough for half too
                 using var scratch = CudaDriver.Allocate(MaxConvWorkspace);
                 timed = Cudnn.FindForwardAlgorithms(handle, xDesc, xs.Pointer, wDesc, wsb.Pointer, convDesc, yDesc, ys.Pointer, scratch.Pointer, MaxConvWorkspace);
             }
@@ -472,8 +604,8 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        var y = Output(node, 0, x.Type, new[] { x.Shape[0], x.Shape[1] }.Concat(outSpatial).ToArray());
-        Kernel(KernelSource.Pool(x.Type, max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0), y.Count, Dev(y), Dev(x));
+        var y = Output(node, 0, x.Type, new[] { x.Shape[0], x.Shape[1] }.Concat(outSpatial).ToArray(), x.Nhwc);
+        Kernel(KernelSource.Pool(St(x), max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0, x.Nhwc, x.Shape[1]), y.Count, Dev(y), Dev(x));
     }
 
     private void LowerReduce(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
@@ -515,7 +647,7 @@ internal sealed partial class GraphCompiler
             "ReduceL1" => "l1",
             _ => "sumsquare",
         };
-        Kernel(KernelSource.Reduce(x.Type, kind, x.Shape, reduced), y.Count, Dev(y), Dev(x));
+        Kernel(KernelSource.Reduce(St(x), kind, x.Shape, reduced), y.Count, Dev(y), Dev(x));
     }
 
     private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, long axis)
@@ -524,17 +656,26 @@ internal sealed partial class GraphCompiler
         var a = Shapes.Axis(axis, rank);
         var shape = (long[])parts[0].Shape.Clone();
         shape[a] = parts.Sum(p => p.Shape[a]);
-        var y = Output(node, 0, parts[0].Type, shape);
-        var outer = Shapes.Product(shape.Take(a));
-        var inner = Shapes.Product(shape.Skip(a + 1));
+
+        // Channels-last when every part is: the copies then run along the physical axis.
+        var nhwc = parts.All(p => p.Nhwc);
+        parts = parts.Select(p => nhwc ? p : Nchw(p)).ToArray();
+        var y = Output(node, 0, parts[0].Type, shape, nhwc);
+        var pa = nhwc ? PhysicalAxis(a) : a;
+        var phys = Phys(y);
+        var outer = Shapes.Product(phys.Take(pa));
+        var inner = Shapes.Product(phys.Skip(pa + 1));
         long offset = 0;
         foreach (var p in parts)
         {
             var block = p.Shape[a] * inner;
-            ViewCopy(p, [outer, block], [block, 1], 0, y, [shape[a] * inner, 1], offset * inner);
+            ViewCopy(p, [outer, block], [block, 1], 0, y, [phys[pa] * inner, 1], offset * inner);
             offset += p.Shape[a];
         }
     }
+
+    /// <summary>Where logical axis <paramref name="a"/> of an [N, C, H, W] tensor sits in its NHWC layout.</summary>
+    private static int PhysicalAxis(int a) => a switch { 0 => 0, 1 => 3, _ => a - 1 };
 
     private void LowerSplit(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
@@ -549,8 +690,10 @@ internal sealed partial class GraphCompiler
             sizes = Enumerable.Range(0, (int)parts).Select(i => Math.Min(each, x.Shape[a] - (i * each))).ToArray();
         }
 
-        var outer = Shapes.Product(x.Shape.Take(a));
-        var inner = Shapes.Product(x.Shape.Skip(a + 1));
+        var pa = x.Nhwc ? PhysicalAxis(a) : a;
+        var phys = Phys(x);
+        var outer = Shapes.Product(phys.Take(pa));
+        var inner = Shapes.Product(phys.Skip(pa + 1));
         long offset = 0;
         for (var i = 0; i < n; i++)
         {
@@ -558,9 +701,9 @@ internal sealed partial class GraphCompiler
             shape[a] = sizes[i];
             if (node.Output[i].Length > 0)
             {
-                var y = Output(node, i, x.Type, shape);
+                var y = Output(node, i, x.Type, shape, x.Nhwc);
                 var block = sizes[i] * inner;
-                ViewCopy(x, [outer, block], [x.Shape[a] * inner, 1], offset * inner, y, [block, 1], 0);
+                ViewCopy(x, [outer, block], [phys[pa] * inner, 1], offset * inner, y, [block, 1], 0);
             }
 
             offset += sizes[i];
@@ -618,7 +761,7 @@ internal sealed partial class GraphCompiler
 
         var outShape = x.Shape.Select((s, d) => s + pads[d] + pads[d + rank]).ToArray();
         var y = Output(node, 0, x.Type, outShape);
-        Kernel(KernelSource.Pad(x.Type, x.Shape, outShape, pads.Take(rank).ToArray(), attrs.String("mode", "constant"), value), y.Count, Dev(y), Dev(x));
+        Kernel(KernelSource.Pad(St(x), x.Shape, outShape, pads.Take(rank).ToArray(), attrs.String("mode", "constant"), value), y.Count, Dev(y), Dev(x));
     }
 
     private void LowerResize(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
@@ -673,8 +816,9 @@ internal sealed partial class GraphCompiler
             nearest = "floor";
         }
 
-        var y = Output(node, 0, x.Type, outShape);
-        Kernel(KernelSource.Resize(x.Type, x.Shape, outShape, fullScales, mode, coordinate, nearest), y.Count, Dev(y), Dev(x));
+        var y = Output(node, 0, x.Type, outShape, x.Nhwc);
+        var physScales = x.Nhwc ? [fullScales[0], fullScales[2], fullScales[3], fullScales[1]] : fullScales;
+        Kernel(KernelSource.Resize(St(x), Phys(x), Phys(y), physScales, mode, coordinate, nearest), y.Count, Dev(y), Dev(x));
     }
 
     private void LowerGemm(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
@@ -767,15 +911,17 @@ internal sealed partial class GraphCompiler
     private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta)
     {
         var handle = _target.PlanningCublasLt;
-        var compute = _target.AllowTf32 ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32 : CublasLt.CUBLAS_COMPUTE_32F;
+        var half = St(a) == ElementType.Float16;
+        var dataType = half ? CublasLt.CUDA_R_16F : CublasLt.CUDA_R_32F;
+        var compute = _target.AllowTf32 && !half ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32 : CublasLt.CUBLAS_COMPUTE_32F;
         var desc = CublasLt.MatmulDesc(compute, transB, transA);
         var bRows = transB ? k : n;
         var bCols = transB ? n : k;
         var aRows = transA ? m : k;
         var aCols = transA ? k : m;
-        var bl = CublasLt.Layout(CublasLt.CUDA_R_32F, bRows, bCols, ldb, batch, strideB);
-        var al = CublasLt.Layout(CublasLt.CUDA_R_32F, aRows, aCols, lda, batch, strideA);
-        var dl = CublasLt.Layout(CublasLt.CUDA_R_32F, n, m, n, batch, (long)m * n);
+        var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
+        var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
+        var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
         var algo = CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace);
         ReserveWorkspace(MatmulWorkspace);
         Emit(new MatmulStep(_node, Dev(b), Dev(a), Dev(y), desc, bl, al, dl, algo, alpha, beta));

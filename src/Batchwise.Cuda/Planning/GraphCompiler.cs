@@ -17,6 +17,9 @@ internal interface IPlanTarget
 
     CublasLtObject PlanningCublasLt { get; }
 
+    /// <summary>Float32 as given, or float16 storage with float32 accumulation (tensor cores).</summary>
+    Precision Precision => Precision.Fp32;
+
     /// <summary>Where timed convolution algorithms are kept; null: take cuDNN's heuristics, time nothing.</summary>
     ConvAlgorithmCache? ConvAlgorithms => null;
 }
@@ -128,7 +131,8 @@ internal sealed partial class GraphCompiler
             {
                 var b = NewBuffer(t.ElementCount * t.ElementType.SizeOf(), "input " + specs[i].Name);
                 b.WholeRun = true;
-                _values[specs[i].Name] = new PlanValue(t.ElementType, t.Shape, null, b.Id);
+                _node = "input " + specs[i].Name;
+                _values[specs[i].Name] = EnterInput(new PlanValue(t.ElementType, t.Shape, null, b.Id));
                 inputBuffers[i] = b.Id;
             }
         }
@@ -187,9 +191,11 @@ internal sealed partial class GraphCompiler
         }
 
         var outputs = new List<PlanOutput>();
+        var declared = _model.Outputs.ToDictionary(o => o.Name, o => o.ElementType, StringComparer.Ordinal);
         foreach (var o in _model.Graph.Output)
         {
-            var v = _values[o.Name];
+            _node = "output " + o.Name;
+            var v = LeaveOutput(_values[o.Name], declared.TryGetValue(o.Name, out var t) ? t : _values[o.Name].Type);
             if (v.Constant is null)
             {
                 _buffers[v.Buffer].WholeRun = true;
@@ -219,9 +225,9 @@ internal sealed partial class GraphCompiler
         return new ExecutionPlan(_steps, _buffers, inputBuffers, outputs, memory, _workspace);
     }
 
-    private PlanBuffer NewBuffer(long bytes, string label, HostTensor? constant = null)
+    private PlanBuffer NewBuffer(long bytes, string label, HostTensor? constant = null, ElementType storage = ElementType.Float)
     {
-        var b = new PlanBuffer(_buffers.Count, bytes, label, constant);
+        var b = new PlanBuffer(_buffers.Count, bytes, label, constant) { StorageType = storage };
         _buffers.Add(b);
         return b;
     }
@@ -231,12 +237,12 @@ internal sealed partial class GraphCompiler
     {
         if (v.Constant is null)
         {
-            return v.Buffer;
+            return Materialize(v).Buffer;
         }
 
         if (!_constantBuffers.TryGetValue(v.Constant, out var id))
         {
-            id = NewBuffer(v.Constant.Count * v.Constant.Type.SizeOf(), "constant", v.Constant).Id;
+            id = NewBuffer(v.Constant.Count * St(v.Constant.Type).SizeOf(), "constant", v.Constant, St(v.Constant.Type)).Id;
             _constantBuffers[v.Constant] = id;
         }
 
@@ -244,21 +250,16 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>A new arena buffer for a node output.</summary>
-    private PlanValue Output(OnnxProto.NodeProto node, int index, ElementType type, long[] shape) => Output(node.Output[index], type, shape);
+    private PlanValue Output(OnnxProto.NodeProto node, int index, ElementType type, long[] shape, bool nhwc = false) => Output(node.Output[index], type, shape, nhwc);
 
-    private PlanValue Output(string name, ElementType type, long[] shape)
+    private PlanValue Output(string name, ElementType type, long[] shape, bool nhwc = false)
     {
-        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * type.SizeOf(), name);
-        var v = new PlanValue(type, shape, null, b.Id);
+        var v = NewValue(type, shape, nhwc, name);
         _values[name] = v;
         return v;
     }
 
-    private PlanValue Temp(ElementType type, long[] shape)
-    {
-        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * type.SizeOf(), "temp for " + _node);
-        return new PlanValue(type, shape, null, b.Id);
-    }
+    private PlanValue Temp(ElementType type, long[] shape, bool nhwc = false) => NewValue(type, shape, nhwc, "temp for " + _node);
 
     private void Alias(OnnxProto.NodeProto node, int index, PlanValue source, long[] shape)
     {
@@ -267,9 +268,15 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException($"cannot view {Tensor.ShapeText(source.Shape)} as {Tensor.ShapeText(shape)}", "Check the model's shapes.");
         }
 
+        source = Materialize(source);
+        if (source.Nhwc && !shape.SequenceEqual(source.Shape))
+        {
+            source = Nchw(source);
+        }
+
         _values[node.Output[index]] = source.Constant is not null
             ? new PlanValue(source.Type, shape, source.Constant.WithShape(shape))
-            : new PlanValue(source.Type, shape, null, source.Buffer);
+            : new PlanValue(source.Type, shape, null, source.Buffer) { Nhwc = source.Nhwc };
     }
 
     private void Emit(PlanStep step)
@@ -298,7 +305,7 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        Kernel(KernelSource.ViewCopy(src.Type.SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+        Kernel(KernelSource.ViewCopy(St(src).SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
     }
 
     internal void ReserveWorkspace(long bytes) => _workspace = Math.Max(_workspace, bytes);

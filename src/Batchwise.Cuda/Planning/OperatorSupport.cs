@@ -144,14 +144,14 @@ internal static class OperatorSupport
     private static readonly HashSet<ElementType> Types =
     [
         ElementType.Float, ElementType.Double, ElementType.Int64, ElementType.Int32, ElementType.Int16, ElementType.Int8,
-        ElementType.UInt8, ElementType.UInt16, ElementType.UInt32, ElementType.UInt64, ElementType.Bool,
+        ElementType.UInt8, ElementType.UInt16, ElementType.UInt32, ElementType.UInt64, ElementType.Bool, ElementType.Float16,
     ];
 
     private static void CheckType(ElementType t, string what)
     {
         if (!Types.Contains(t))
         {
-            throw new BatchwiseException($"The cuda engine does not support {t.ShortName()} tensors yet ({what})", "Use a float32 model (--precision fp16 converts it on the GPU in a later version), or --engine ort.");
+            throw new BatchwiseException($"The cuda engine does not support {t.ShortName()} tensors yet ({what})", "Use a float32 or float16 model (--precision fp16 runs a float32 model in half precision), or --engine ort.");
         }
     }
 

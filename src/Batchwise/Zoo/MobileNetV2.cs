@@ -19,9 +19,10 @@ internal static class MobileNetV2
 
     private static OnnxModel Build(ZooOptions o)
     {
-        int size = o.Int("size", 32), classes = o.Int("classes");
+        var (height, width) = o.ImageSize("size", 32);
+        var classes = o.Int("classes");
         var g = o.CreateBuilder("mobilenetv2");
-        var x = g.Input("input", ElementType.Float, "batch", 3L, (long)size, (long)size);
+        var x = g.Input("input", ElementType.Float, "batch", 3L, (long)height, (long)width);
         x = g.ConvBnAct(x, 3, 32, 3, 2, Activation.Relu6, "features.0");
         long inChannels = 32;
         var index = 1;

@@ -37,6 +37,29 @@ public sealed class ZooOptions
             : throw new BatchwiseException($"Zoo option '{key}={text}' is not an integer of at least {min}", $"Write e.g. {key}={Math.Max(min, 1)}.");
     }
 
+    /// <summary>An image size option: SIZE for a square input or HEIGHTxWIDTH (1600x1008, the NCHW order), each at least <paramref name="min"/>.</summary>
+    public (int Height, int Width) ImageSize(string key, int min = 1)
+    {
+        var text = _values[key];
+        var parts = text.Split('x', 'X');
+        if (parts.Length is 1 or 2)
+        {
+            var dims = new int[parts.Length];
+            var ok = true;
+            for (var i = 0; i < parts.Length; i++)
+            {
+                ok &= int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]) && dims[i] >= min;
+            }
+
+            if (ok)
+            {
+                return (dims[0], dims[^1]);
+            }
+        }
+
+        throw new BatchwiseException($"Zoo option '{key}={text}' is neither a size nor HEIGHTxWIDTH, each at least {min}", $"Write e.g. {key}=224 or {key}=1600x1008 (height x width).");
+    }
+
     /// <summary>A string option.</summary>
     public string Text(string key) => _values[key];
 }

@@ -22,9 +22,10 @@ internal static class ResNet
 
     private static OnnxModel Build(ZooOptions o, string name, int[] blocks, bool bottleneck)
     {
-        int size = o.Int("size", 32), classes = o.Int("classes");
+        var (height, imageWidth) = o.ImageSize("size", 32);
+        var classes = o.Int("classes");
         var g = o.CreateBuilder(name);
-        var x = g.Input("input", ElementType.Float, "batch", 3L, (long)size, (long)size);
+        var x = g.Input("input", ElementType.Float, "batch", 3L, (long)height, (long)imageWidth);
         x = g.ConvBnAct(x, 3, 64, 7, 2, Activation.Relu, "conv1");
         x = g.MaxPool(x, 3, 2, 1);
         long inChannels = 64;

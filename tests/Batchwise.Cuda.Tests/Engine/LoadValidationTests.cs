@@ -34,14 +34,6 @@ public sealed class LoadValidationTests
         Assert.Contains("Resize", e.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void Fp16_is_refused_with_a_clear_message()
-    {
-        var e = Assert.Throws<BatchwiseException>(() => new CudaEngine().Load(ModelZoo.Build("zoo:mlp"), new EngineOptions { Precision = Precision.Fp16 }));
-
-        Assert.Contains("fp16", e.Message, StringComparison.Ordinal);
-    }
-
     [Theory]
     [InlineData("zoo:resnet50")]
     [InlineData("zoo:mobilenetv2")]

@@ -29,6 +29,61 @@ public sealed class ModelGpuTests
         CheckModel(spec, model, batch);
     }
 
+    public static TheoryData<string, int> HalfPrecisionModels() => new()
+    {
+        { "zoo:resnet18", 32 },
+        { "zoo:resnet50", 32 },
+        { "zoo:mobilenetv2", 32 },
+        { "zoo:yolov8n?size=320", 2 },
+        { "zoo:bert?seq=64", 2 },
+    };
+
+    /// <summary>
+    /// --precision fp16 (float16 storage, channels-last convolutions on tensor cores, float32 accumulation) against ONNX
+    /// Runtime in float32: cosine >= 0.999 per output; for the classifiers the top-1 class agrees on at least 99% of images.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(HalfPrecisionModels))]
+    public void Fp16_agrees_with_onnx_runtime_fp32(string spec, int batch)
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build(spec);
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, batch)).ToList();
+        using var ort = new OrtEngine().Load(model, new EngineOptions());
+        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        var expected = ort.Run(inputs);
+        var actual = cuda.Run(inputs);
+        foreach (var r in Gpu.Compare(actual, expected, model.Outputs))
+        {
+            Gpu.Report("fp16.md", string.Create(CultureInfo.InvariantCulture, $"| {spec} | {batch} | {r.Name} | {r.MaxAbs:E2} | {r.MaxRel:E2} | {r.Cosine:F7} |"));
+            Assert.True(r.Cosine >= 0.999, $"{spec}/{r.Name}: cosine {r.Cosine}");
+        }
+
+        if (model.Outputs[0].Shape.Count == 2)
+        {
+            var classes = (int)expected[0].Shape[1];
+            var e = expected[0].ToDoubles();
+            var a = actual[0].ToDoubles();
+            var agree = Enumerable.Range(0, batch).Count(n => ArgMax(e, n * classes, classes) == ArgMax(a, n * classes, classes));
+            Gpu.Report("fp16.md", $"| {spec} | {batch} | top-1 agreement | {agree}/{batch} | | |");
+            Assert.True(agree >= 0.99 * batch, $"{spec}: top-1 agrees on {agree} of {batch} images");
+        }
+    }
+
+    private static int ArgMax(double[] v, int start, int count)
+    {
+        var best = start;
+        for (var i = start + 1; i < start + count; i++)
+        {
+            if (v[i] > v[best])
+            {
+                best = i;
+            }
+        }
+
+        return best - start;
+    }
+
     [Fact]
     public void Torchvision_resnet50_export_matches_onnx_runtime()
     {
@@ -100,6 +155,27 @@ public sealed class ModelGpuTests
         Assert.Equal(Outputs(false), Outputs(true));
     }
 
+    [Fact]
+    public void Fp16_cuda_graph_replay_gives_the_same_outputs_as_step_by_step()
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet18?size=96");
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 3)).ToList();
+        double[] Outputs(bool graph)
+        {
+            using var session = new CudaEngine().Load(model, new EngineOptions { UseCudaGraph = graph, Precision = Precision.Fp16 });
+            using var run = session.Prepare(inputs);
+            for (var i = 0; i < 3; i++)
+            {
+                run.Run();
+            }
+
+            return run.ReadOutputs()[0].ToDoubles();
+        }
+
+        Assert.Equal(Outputs(false), Outputs(true));
+    }
+
     /// <summary>Throughput for the device report (only when BATCHWISE_CUDA_BENCH=1): median of timed runs after warm-up.</summary>
     [Fact]
     public void Throughput_for_the_device_report()
@@ -117,11 +193,11 @@ public sealed class ModelGpuTests
             ("zoo:yolov8n?size=640", [1, 8]),
             ("zoo:bert", [1, 8]),
         };
-        foreach (var tf32 in new[] { false, true })
+        foreach (var (tf32, precision) in new[] { (false, Precision.Fp32), (true, Precision.Fp32), (false, Precision.Fp16) })
         {
             foreach (var (spec, batches) in cases)
             {
-                using var session = new CudaEngine().Load(ModelZoo.Build(spec), new EngineOptions { AllowTf32 = tf32 });
+                using var session = new CudaEngine().Load(ModelZoo.Build(spec), new EngineOptions { AllowTf32 = tf32, Precision = precision });
                 foreach (var b in batches)
                 {
                     var inputs = session.Inputs.Select(i => Gpu.RandomInput(i, b)).ToList();
@@ -143,7 +219,7 @@ public sealed class ModelGpuTests
                     times.Sort();
                     var median = times[times.Count / 2];
                     var sample = session.SampleDevice();
-                    Gpu.Report("bench.md", string.Create(CultureInfo.InvariantCulture, $"| {spec} | {(tf32 ? "fp32+tf32" : "fp32")} | {b} | {b / median:F0} | {median * 1000:F3} | {times[0] * 1000:F3} | {times.Count} | {planSeconds:F2} | {sample?.MemoryUsedBytes / 1048576.0:F0} | {sample?.UtilizationPercent:F0} |"));
+                    Gpu.Report("bench.md", string.Create(CultureInfo.InvariantCulture, $"| {spec} | {(precision == Precision.Fp16 ? "fp16" : tf32 ? "fp32+tf32" : "fp32")} | {b} | {b / median:F0} | {median * 1000:F3} | {times[0] * 1000:F3} | {times.Count} | {planSeconds:F2} | {sample?.MemoryUsedBytes / 1048576.0:F0} | {sample?.UtilizationPercent:F0} |"));
                 }
             }
         }

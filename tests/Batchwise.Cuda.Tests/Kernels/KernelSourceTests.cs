@@ -28,6 +28,49 @@ public sealed class KernelSourceTests
     }
 
     [Fact]
+    public void Half_tensors_load_as_float_and_store_rounded()
+    {
+        var src = KernelSource.Elementwise(ElementType.Float16, [ElementType.Float16, ElementType.Int64], [4], [[4], [4]], "x0 * x1");
+
+        Assert.Contains("bw_half* __restrict__ y", src, StringComparison.Ordinal);
+        Assert.Contains("const float x0 = p0[i];", src, StringComparison.Ordinal);
+        Assert.Contains("y[i] = (bw_half)(float)(x0 * x1);", src, StringComparison.Ordinal);
+        Assert.Contains("cvt.rn.f16.f32", KernelSource.Prelude, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Fused_statements_run_before_the_stored_expression()
+    {
+        var src = KernelSource.Elementwise(ElementType.Float, [ElementType.Float, ElementType.Float], [2, 8], [[2, 8], [1, 8]], "t1", "    const float t0 = x0 + x1;\n    const float t1 = t0 * bw_sigmoid(t0);\n");
+
+        var body = src.IndexOf("const float t0", StringComparison.Ordinal);
+        Assert.True(body > src.IndexOf("const float x1", StringComparison.Ordinal));
+        Assert.True(src.IndexOf("y[i] = (float)(t1);", StringComparison.Ordinal) > body);
+    }
+
+    [Fact]
+    public void Convert_copy_changes_type_and_order_in_one_pass()
+    {
+        // float32 NCHW [1, 2, 2, 2] read as NHWC into float16.
+        var src = KernelSource.ConvertCopy(ElementType.Float, ElementType.Float16, [1, 2, 2, 2], [8, 2, 1, 4], 0, [8, 4, 2, 1], 0);
+        var same = KernelSource.ConvertCopy(ElementType.Float, ElementType.Float, [4], [1], 0, [1], 0);
+
+        Assert.Contains("bw_half* __restrict__ dst, const float* __restrict__ src", src, StringComparison.Ordinal);
+        Assert.Contains("dst[d] = (bw_half)(float)src[s];", src, StringComparison.Ordinal);
+        Assert.Contains("dst[d] = src[s];", same, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Channels_last_pooling_walks_channels_fastest()
+    {
+        var src = KernelSource.Pool(ElementType.Float16, true, 2 * 8, [4, 4], [2, 2], [2, 2], [2, 2], [0, 0], [0, 0], [1, 1], false, channelsLast: true, channels: 8);
+
+        Assert.Contains("i64 ch = r % 8LL", src, StringComparison.Ordinal);
+        Assert.Contains("xp = x + r * 128LL + ch", src, StringComparison.Ordinal);
+        Assert.Contains("c1 * 8LL", src, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Index_arithmetic_is_32_bit_where_it_fits_and_64_bit_beyond()
     {
         var small = KernelSource.ViewCopy(4, [8, 16], [1, 8], 0, [16, 1], 0);
@@ -63,7 +106,7 @@ public sealed class KernelSourceTests
     [Fact]
     public void Unsupported_element_types_fail_with_a_clear_message()
     {
-        var e = Assert.Throws<BatchwiseException>(() => KernelSource.CType(ElementType.Float16));
-        Assert.Contains("float16", e.Message, StringComparison.Ordinal);
+        var e = Assert.Throws<BatchwiseException>(() => KernelSource.CType(ElementType.BFloat16));
+        Assert.Contains("bfloat16", e.Message, StringComparison.Ordinal);
     }
 }

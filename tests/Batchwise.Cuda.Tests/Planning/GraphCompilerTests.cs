@@ -9,8 +9,10 @@ namespace Batchwise.Cuda.Tests.Planning;
 public sealed class GraphCompilerTests
 {
     /// <summary>A target for graphs without convolutions or matrix products: planning them needs no GPU.</summary>
-    private sealed class NoGpu : IPlanTarget
+    private sealed class NoGpu(Precision precision = Precision.Fp32) : IPlanTarget
     {
+        public Precision Precision => precision;
+
         public int ComputeCapability => 90;
 
         public bool AllowTf32 => false;
@@ -20,10 +22,12 @@ public sealed class GraphCompilerTests
         public CublasLtObject PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
     }
 
-    private static ExecutionPlan Compile(OnnxModel model, params Tensor[] inputs)
+    private static ExecutionPlan Compile(OnnxModel model, params Tensor[] inputs) => Compile(Precision.Fp32, model, inputs);
+
+    private static ExecutionPlan Compile(Precision precision, OnnxModel model, params Tensor[] inputs)
     {
         var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        return new GraphCompiler(model, new NoGpu()).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new GraphCompiler(model, new NoGpu(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
     }
 
     [Fact]
@@ -63,7 +67,7 @@ public sealed class GraphCompilerTests
     }
 
     [Fact]
-    public void A_long_elementwise_chain_reuses_memory()
+    public void A_long_elementwise_chain_fuses_into_one_kernel()
     {
         var g = new GraphBuilder("chain");
         var v = g.Input("x", ElementType.Float, "batch", 1024L);
@@ -75,9 +79,78 @@ public sealed class GraphCompilerTests
         g.Output(g.Rename(v, "y"), ElementType.Float, "batch", 1024L);
         var plan = Compile(g.Build("chain"), Tensor.Zeros(ElementType.Float, [8, 1024]));
 
+        var kernel = Assert.IsType<KernelStep>(Assert.Single(plan.Steps));
+        Assert.Equal(10, CountOf(kernel.Source, "bw_sigmoid("));
+        Assert.Equal(2 * 8 * 1024 * 4, plan.Memory.ArenaBytes);
+    }
+
+    [Fact]
+    public void Shared_operands_are_read_once_in_a_fused_kernel()
+    {
+        // SiLU as exported: x * Sigmoid(x), then + bias: one kernel reading x and the bias.
+        var g = new GraphBuilder("silu");
+        var x = g.Input("x", ElementType.Float, 2L, 8L);
+        var silu = g.Node("Mul", [x, g.Node("Sigmoid", [x])]);
+        var y = g.Rename(g.Node("Add", [silu, g.Weight("b", [8], 3)]), "y");
+        g.Output(y, ElementType.Float, 2L, 8L);
+
+        var plan = Compile(g.Build("silu"), Tensor.Zeros(ElementType.Float, [2, 8]));
+
+        var kernel = Assert.IsType<KernelStep>(Assert.Single(plan.Steps));
+        Assert.Equal(3, kernel.Buffers.Length); // output, x, bias
+        Assert.Equal(1, CountOf(kernel.Source, "= p0["));
+    }
+
+    [Fact]
+    public void A_long_chain_of_copies_reuses_memory()
+    {
+        var g = new GraphBuilder("copies");
+        var v = g.Input("x", ElementType.Float, 32L, 32L);
+        for (var i = 0; i < 20; i++)
+        {
+            v = g.Node("Transpose", [v], GraphBuilder.Attr("perm", 1L, 0L));
+        }
+
+        g.Output(g.Rename(v, "y"), ElementType.Float, 32L, 32L);
+        var plan = Compile(g.Build("copies"), Tensor.Zeros(ElementType.Float, [32, 32]));
+
         Assert.Equal(20, plan.Steps.Count);
-        Assert.True(plan.Memory.ArenaBytes <= 4 * 8 * 1024 * 4, $"arena {plan.Memory.ArenaBytes} bytes for a chain of 32 KiB tensors");
-        Assert.True(plan.Memory.UnsharedBytes >= 21 * 8 * 1024 * 4);
+        Assert.True(plan.Memory.ArenaBytes <= 4 * 32 * 32 * 4, $"arena {plan.Memory.ArenaBytes} bytes for a chain of 4 KiB tensors");
+        Assert.True(plan.Memory.UnsharedBytes >= 21 * 32 * 32 * 4);
+    }
+
+    [Fact]
+    public void Half_precision_converts_at_the_edges_and_keeps_activations_channels_last()
+    {
+        var g = new GraphBuilder("half");
+        var x = g.Input("x", ElementType.Float, "batch", 4L, 8L, 8L);
+        var pooled = g.Node("MaxPool", [x], GraphBuilder.Attr("kernel_shape", 2L, 2L), GraphBuilder.Attr("strides", 2L, 2L));
+        var act = g.Node("Relu", [pooled]);
+        var gap = g.Node("GlobalAveragePool", [act]);
+        var y = g.Rename(g.Node("Flatten", [gap]), "y");
+        g.Output(y, ElementType.Float, "batch", 4L);
+
+        var plan = Compile(Precision.Fp16, g.Build("half"), Tensor.Zeros(ElementType.Float, [2, 4, 8, 8]));
+
+        var kernels = plan.Steps.Cast<KernelStep>().Select(k => k.Source).ToList();
+        Assert.Equal(5, kernels.Count); // float32 NCHW -> float16 NHWC, pool, relu, mean, float16 -> float32
+        Assert.Contains("bw_half* __restrict__ dst, const float* __restrict__ src", kernels[0], StringComparison.Ordinal);
+        Assert.Contains("i64 ch = r % 4LL", kernels[1], StringComparison.Ordinal);
+        Assert.Contains("float* __restrict__ dst, const bw_half* __restrict__ src", kernels[4], StringComparison.Ordinal);
+        Assert.Equal(ElementType.Float, plan.Outputs[0].Type);
+        Assert.Equal([2L, 4L], plan.Outputs[0].Shape);
+        Assert.Equal(2 * 4 * 2, plan.Buffers[plan.InputBuffers[0]].Bytes / (8 * 8) / 2); // the input stays float32
+    }
+
+    private static int CountOf(string text, string part)
+    {
+        var n = 0;
+        for (var i = text.IndexOf(part, StringComparison.Ordinal); i >= 0; i = text.IndexOf(part, i + part.Length, StringComparison.Ordinal))
+        {
+            n++;
+        }
+
+        return n;
     }
 
     [Fact]

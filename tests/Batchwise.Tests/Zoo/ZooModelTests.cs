@@ -80,6 +80,35 @@ public sealed class ZooModelTests
         Assert.Contains(expected, e.OneLine, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("zoo:resnet50?size=1600x1008", 1600, 1008)]
+    [InlineData("zoo:resnet50?size=96X64", 96, 64)]
+    [InlineData("zoo:mobilenetv2?size=64x96", 64, 96)]
+    [InlineData("zoo:resnet18?size=160", 160, 160)]
+    public void Classifier_size_is_square_or_height_by_width(string spec, long height, long width)
+    {
+        var input = ModelZoo.BuildStructure(spec).Inputs[0];
+        Assert.Equal([3, height, width], input.Shape.Skip(1).Select(d => d.Value!.Value));
+    }
+
+    [Fact]
+    public void A_non_square_classifier_runs_and_gives_one_row_of_logits_per_sample()
+    {
+        using var session = new OrtEngine().Load(ModelZoo.Build("zoo:resnet18?size=64x96&classes=10"), new EngineOptions());
+        var output = session.Run([RandomInput(session.Inputs[0], 2)])[0];
+        Assert.Equal([2L, 10L], output.Shape);
+    }
+
+    [Theory]
+    [InlineData("zoo:resnet50?size=224x", "size=224x")]
+    [InlineData("zoo:resnet50?size=16x224", "at least 32")]
+    [InlineData("zoo:mobilenetv2?size=1x2x3", "HEIGHTxWIDTH")]
+    public void Bad_image_sizes_are_explained(string spec, string expected)
+    {
+        var e = Assert.Throws<BatchwiseException>(() => ModelZoo.BuildStructure(spec));
+        Assert.Contains(expected, e.OneLine, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Zoo_models_use_only_operators_the_gpu_engine_implements()
     {

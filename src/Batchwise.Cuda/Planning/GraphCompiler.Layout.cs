@@ -1,0 +1,311 @@
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// Precision, memory layout and elementwise fusion: in a half-precision plan every float32 tensor on the device is stored
+/// as float16 (weights converted when uploaded, inputs and outputs converted by one kernel each); 4-d activations are
+/// stored channels-last where convolutions produce them (what cuDNN's tensor-core kernels want); and chains of
+/// elementwise operators stay pending until a consumer needs them in memory, then run as one generated kernel.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>Most statements one fused elementwise kernel gets before its inputs are written out first.</summary>
+    private const int MaxFusedStatements = 32;
+
+    /// <summary>Most distinct inputs one fused elementwise kernel reads.</summary>
+    private const int MaxFusedLeaves = 8;
+
+    private static readonly Regex OperandToken = new(@"\bx(\d+)\b", RegexOptions.CultureInvariant);
+    private static readonly Regex LeafToken = new("@([0-9]+)@", RegexOptions.CultureInvariant);
+
+    private readonly Dictionary<PlanValue, int> _leafIds = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<int, PlanValue> _nchwCopies = [];
+    private readonly Dictionary<int, PlanValue> _nhwcCopies = [];
+    private int _temps;
+
+    private bool Half => _target.Precision == Precision.Fp16;
+
+    /// <summary>The element type a value of <paramref name="t"/> is stored as on the device.</summary>
+    private ElementType St(ElementType t) => Half && t == ElementType.Float ? ElementType.Float16 : t;
+
+    /// <summary>A device value's type is already its storage type; a constant is converted when uploaded.</summary>
+    private ElementType St(PlanValue v) => v.Constant is null ? v.Type : St(v.Type);
+
+    /// <summary>The shape as laid out in memory: [N, H, W, C] for a channels-last value.</summary>
+    private static long[] Phys(PlanValue v) => v.Nhwc ? ToNhwcOrder(v.Shape) : v.Shape;
+
+    private static long[] ToNhwcOrder(long[] s) => [s[0], s[2], s[3], s[1]];
+
+    /// <summary>True when a rank-4 shape reads the same in NCHW and NHWC order (one channel, or 1x1 spatial).</summary>
+    private static bool LayoutFree(long[] shape) => shape.Length != 4 || shape[1] == 1 || (shape[2] == 1 && shape[3] == 1);
+
+    /// <summary>Whether new 4-d activations should be channels-last in this plan.</summary>
+    private bool PreferNhwc(long[] shape) => Half && shape.Length == 4;
+
+    /// <summary>The value in NCHW order: itself, the same buffer relabelled where the order does not matter, or a transposed copy.</summary>
+    private PlanValue Nchw(PlanValue v)
+    {
+        v = Materialize(v);
+        if (!v.Nhwc || v.Constant is not null)
+        {
+            return v;
+        }
+
+        if (LayoutFree(v.Shape))
+        {
+            return new PlanValue(v.Type, v.Shape, null, v.Buffer);
+        }
+
+        if (!_nchwCopies.TryGetValue(v.Buffer, out var copy))
+        {
+            copy = Temp(v.Type, v.Shape);
+            var s = v.Shape;
+            var phys = KernelSource.Strides(ToNhwcOrder(s)); // strides of [N, H, W, C]
+            ViewCopy(v, s, [phys[0], phys[3], phys[1], phys[2]], 0, copy, KernelSource.Strides(s), 0);
+            _nchwCopies[v.Buffer] = copy;
+        }
+
+        return copy;
+    }
+
+    /// <summary>The value channels-last (rank-4 device values; anything else is returned as it is).</summary>
+    private PlanValue Nhwc(PlanValue v)
+    {
+        v = Materialize(v);
+        if (v.Nhwc || v.Shape.Length != 4)
+        {
+            return v;
+        }
+
+        if (v.Constant is { } c)
+        {
+            // A 4-d constant read channels-last: transposed on the host, uploaded in that order.
+            var s4 = v.Shape;
+            var src = KernelSource.Strides(s4);
+            var permuted = HostTensor.Create(c.Type, ToNhwcOrder(s4), i =>
+            {
+                var (n, h, w, ch) = (i / (s4[2] * s4[3] * s4[1]), i / (s4[3] * s4[1]) % s4[2], i / s4[1] % s4[3], i % s4[1]);
+                return c[(n * src[0]) + (ch * src[1]) + (h * src[2]) + (w * src[3])];
+            });
+            return new PlanValue(c.Type, s4, permuted) { Nhwc = true };
+        }
+
+        if (LayoutFree(v.Shape))
+        {
+            return new PlanValue(v.Type, v.Shape, null, v.Buffer) { Nhwc = true };
+        }
+
+        if (!_nhwcCopies.TryGetValue(v.Buffer, out var copy))
+        {
+            var s = v.Shape;
+            copy = NewValue(v.Type, s, true, "channels-last copy for " + _node);
+            var src = KernelSource.Strides(s);
+            ViewCopy(v, ToNhwcOrder(s), [src[0], src[2], src[3], src[1]], 0, copy, KernelSource.Strides(ToNhwcOrder(s)), 0);
+            _nhwcCopies[v.Buffer] = copy;
+        }
+
+        return copy;
+    }
+
+    private PlanValue NewValue(ElementType type, long[] shape, bool nhwc, string label)
+    {
+        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * St(type).SizeOf(), label);
+        return new PlanValue(St(type), shape, null, b.Id) { Nhwc = nhwc };
+    }
+
+    /// <summary>A graph input as the plan computes with it: float32 becomes float16 (4-d inputs channels-last) in one kernel.</summary>
+    private PlanValue EnterInput(PlanValue raw)
+    {
+        if (St(raw.Type) == raw.Type)
+        {
+            return raw;
+        }
+
+        var nhwc = PreferNhwc(raw.Shape);
+        var v = NewValue(raw.Type, raw.Shape, nhwc, "input in compute precision");
+        var s = raw.Shape;
+        if (nhwc)
+        {
+            var src = KernelSource.Strides(s);
+            ConvertCopy(raw, ToNhwcOrder(s), [src[0], src[2], src[3], src[1]], v, KernelSource.Strides(ToNhwcOrder(s)));
+        }
+        else
+        {
+            ConvertCopy(raw, s, KernelSource.Strides(s), v, KernelSource.Strides(s));
+        }
+
+        return v;
+    }
+
+    /// <summary>A graph output as the caller wants it: in the model's declared type and NCHW order.</summary>
+    private PlanValue LeaveOutput(PlanValue v, ElementType declared)
+    {
+        v = Materialize(v);
+        if (v.Constant is not null || (v.Type == declared && !v.Nhwc))
+        {
+            return v;
+        }
+
+        var b = NewBuffer(Math.Max(1, v.Count) * declared.SizeOf(), "output in " + declared.ShortName());
+        var y = new PlanValue(declared, v.Shape, null, b.Id);
+        var s = v.Shape;
+        if (v.Nhwc && !LayoutFree(s))
+        {
+            var phys = KernelSource.Strides(ToNhwcOrder(s));
+            ConvertCopy(v, s, [phys[0], phys[3], phys[1], phys[2]], y, KernelSource.Strides(s));
+        }
+        else
+        {
+            ConvertCopy(v, s, KernelSource.Strides(s), y, KernelSource.Strides(s));
+        }
+
+        return y;
+    }
+
+    private void ConvertCopy(PlanValue src, long[] shape, long[] srcStrides, PlanValue dst, long[] dstStrides)
+    {
+        if (Tensor.ElementCountOf(shape) == 0)
+        {
+            return;
+        }
+
+        Kernel(KernelSource.ConvertCopy(St(src), St(dst), shape, srcStrides, 0, dstStrides, 0), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+    }
+
+    /// <summary>
+    /// An elementwise operator over its operands, not emitted yet: pending operands are extended (their statements and
+    /// inputs carried over), so a chain such as bias + SiLU becomes one kernel when something needs its result.
+    /// </summary>
+    private PlanValue Pending(IReadOnlyList<PlanValue> operands, Func<IReadOnlyList<ElementType>, string> expression, ElementType outType, long[] outShape)
+    {
+        // Channels-last when any 4-d operand is; operands whose order does not fit are brought to it first.
+        var nhwc = outShape.Length == 4 && operands.Any(o => o.Nhwc);
+        var ready = new List<PlanValue>();
+        foreach (var o in operands)
+        {
+            var v = o;
+            if (v.Pending is not null && (v.Pending.Leaves.Any(l => !Fits(l, nhwc, outShape.Length)) || v.Pending.Statements.Count >= MaxFusedStatements))
+            {
+                v = Materialize(v);
+            }
+
+            if (v.Pending is null && !Fits(v, nhwc, outShape.Length))
+            {
+                v = nhwc ? Nhwc(v) : Nchw(v);
+            }
+
+            ready.Add(v);
+        }
+
+        var leaves = new List<PlanValue>();
+        var statements = new List<(string Temp, string Code)>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var operandText = new List<string>();
+        foreach (var v in ready)
+        {
+            if (v.Pending is { } p)
+            {
+                foreach (var s in p.Statements.Where(s => seen.Add(s.Temp)))
+                {
+                    statements.Add(s);
+                }
+
+                foreach (var l in p.Leaves.Where(l => !leaves.Contains(l)))
+                {
+                    leaves.Add(l);
+                }
+
+                operandText.Add(p.Result);
+            }
+            else
+            {
+                if (!leaves.Contains(v))
+                {
+                    leaves.Add(v);
+                }
+
+                operandText.Add($"@{LeafId(v)}@");
+            }
+        }
+
+        if (leaves.Count > MaxFusedLeaves)
+        {
+            // Too many inputs for one kernel: write the operands out and start a new chain from them.
+            return Pending(ready.Select(Materialize).ToList(), expression, outType, outShape);
+        }
+
+        var computeTypes = ready.Select(v => KernelSource.ComputeType(St(v))).ToList();
+        var text = OperandToken.Replace(expression(computeTypes), m =>
+        {
+            var k = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+            return $"(({KernelSource.CType(computeTypes[k])}){operandText[k]})";
+        });
+        var result = KernelSource.ComputeType(St(outType));
+        var temp = "t" + (_temps++).ToString(CultureInfo.InvariantCulture);
+        statements.Add((temp, $"const {KernelSource.CType(result)} {temp} = ({KernelSource.CType(result)})({text});"));
+        return new PlanValue(St(outType), outShape) { Nhwc = nhwc, Pending = new PendingElementwise(statements, temp, leaves) };
+    }
+
+    /// <summary>Whether a value can be read as a broadcast input of an output in the given order without a copy.</summary>
+    private static bool Fits(PlanValue v, bool nhwc, int outRank)
+    {
+        if (v.Nhwc == nhwc)
+        {
+            return true;
+        }
+
+        var aligned = Shapes.RightAlign(v.Shape, outRank);
+        return LayoutFree(aligned);
+    }
+
+    private int LeafId(PlanValue v)
+    {
+        if (!_leafIds.TryGetValue(v, out var id))
+        {
+            id = _leafIds.Count;
+            _leafIds[v] = id;
+        }
+
+        return id;
+    }
+
+    /// <summary>Emits a pending value's kernel (once) and returns the value with its buffer.</summary>
+    private PlanValue Materialize(PlanValue v)
+    {
+        if (v.Pending is not { } p)
+        {
+            return v;
+        }
+
+        var rank = v.Shape.Length;
+        var outPhys = Phys(v);
+        var index = new Dictionary<int, int>();
+        var leafShapes = new List<long[]>();
+        for (var k = 0; k < p.Leaves.Count; k++)
+        {
+            var l = p.Leaves[k];
+            index[LeafId(l)] = k;
+            var aligned = Shapes.RightAlign(l.Shape, rank);
+            leafShapes.Add(v.Nhwc ? ToNhwcOrder(aligned) : aligned);
+        }
+
+        var body = new StringBuilder();
+        foreach (var (_, code) in p.Statements)
+        {
+            body.Append("    ").Append(LeafToken.Replace(code, m => "x" + index[int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)].ToString(CultureInfo.InvariantCulture))).Append('\n');
+        }
+
+        var b = NewBuffer(Math.Max(1, v.Count) * v.Type.SizeOf(), "fused elementwise for " + _node);
+        v.Buffer = b.Id;
+        v.Pending = null;
+        var buffers = new[] { b.Id }.Concat(p.Leaves.Select(Dev)).ToArray();
+        Kernel(KernelSource.Elementwise(v.Type, p.Leaves.Select(St).ToList(), outPhys, leafShapes, p.Result, body.ToString()), v.Count, buffers);
+        return v;
+    }
+}
