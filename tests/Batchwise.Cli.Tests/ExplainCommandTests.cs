@@ -128,6 +128,14 @@ public sealed class ExplainCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task A_rectangular_zoo_model_gets_the_half_size_lever()
+    {
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=128x96", "--no-measure", "--batch-sizes", "1,2");
+        Assert.True(code == 0, err);
+        Assert.Contains("Input 96x128→48x64", OneLine(output), StringComparison.Ordinal);
+    }
+
+    [Fact]
     [Trait("Category", "GPU")]
     public async Task Explain_on_the_cuda_engine_predicts_with_the_gpu_probes_ceiling_for_the_precision_asked()
     {

@@ -168,12 +168,13 @@ public static class ExplainCommand
 
         try
         {
-            if (!image.Shape[2].IsDynamic && spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase) && from.Width == from.Height)
+            if (!image.Shape[2].IsDynamic && spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase))
             {
-                // A fixed-size zoo model: build it again at the smaller size.
+                // A fixed-size zoo model: build it again at the smaller size (size=SIDE, or HEIGHTxWIDTH).
                 var q = spec.IndexOf('?', StringComparison.Ordinal);
                 var kept = q < 0 ? [] : spec[(q + 1)..].Split('&').Where(p => !p.StartsWith("size=", StringComparison.OrdinalIgnoreCase));
-                var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append($"size={to.Width}"));
+                var sizeOption = to.Width == to.Height ? $"size={to.Width}" : $"size={to.Height}x{to.Width}";
+                var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append(sizeOption));
                 return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null));
             }
 
