@@ -93,16 +93,17 @@ if [[ " $PHASES " == *" bench "* ]]; then
 fi
 if [[ " $PHASES " == *" fp16 "* ]]; then
   {
-    # Half precision: throughput at the issue's batch sizes, per-layer profiles at the extremes, and PyTorch beside it.
-    for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:resnet50 -b 1,256 --profile" "zoo:mobilenetv2 -b 1,8,64" "zoo:yolov8n?size=640 -b 1,8,64" "zoo:resnet50?size=1008x1600 -b 1,8"; do
+    # Half precision: throughput at the issue's batch sizes and per-layer profiles (every layer in $OUT/fp16-layers.tar.gz).
+    mkdir -p "$WORK/fp16"
+    i=0
+    for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:resnet50 -b 64,256 --profile" "zoo:mobilenetv2 -b 1,8,64 --profile" "zoo:yolov8n?size=640 -b 1,8,64 --profile" "zoo:resnet50?size=1008x1600 -b 1,8 --profile"; do
+      i=$((i + 1))
       echo "## batchwise bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s"
       # shellcheck disable=SC2086
-      timeout 150 "$CLI" bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s 2>&1; echo "exit $?"
+      timeout 150 "$CLI" bench $spec --engine cuda --precision fp16 --duration 1s --warmup 0.5s --json "$WORK/fp16/$i.json" 2>&1; echo "exit $?"
     done
+    tar -czf "$OUT/fp16-layers.tar.gz" -C "$WORK/fp16" .
   } >> "$OUT/fp16.txt"
-  if [ -n "$PY" ]; then
-    timeout 200 "$PY" "$REPO/bench/peers/torch_bench.py" --models resnet50,mobilenet_v2 --variants fp32,fp16-cl,fp16-graph --batch-sizes 1,8,64,256 --windows 3 --window-seconds 0.4 > "$OUT/torch-fp16.jsonl" 2>&1
-  fi
 fi
 if [[ " $PHASES " == *" explain "* ]]; then
   {
@@ -116,6 +117,35 @@ if [[ " $PHASES " == *" explain "* ]]; then
         --json "$OUT/explain-${m#zoo:}-cuda.json" --report "$OUT/explain-${m#zoo:}-cuda.html" 2>&1; echo "exit $?"
     done
   } >> "$OUT/explain.txt" 2>&1
+fi
+if [[ " $PHASES " == *" transfers "* ]]; then
+  # End-to-end runs (--transfers: H2D from page-locked memory + plan + D2H, every run) against compute-only runs, at
+  # concurrency 1 and 2 (two execution contexts, two streams: one context's copies overlap the other's compute).
+  # docs/transfers.md says how to read it; transfers-summary.txt has one line per point.
+  timeout "${TRANSFERS_TESTS_LIMIT:-120}" "$TESTS" -parallelMode none -class '*TransferGpuTests' -noColor > "$OUT/transfers-tests.log" 2>&1
+  echo "transfer tests exit $?" >> "$OUT/transfers-tests.log"
+  {
+    for spec in "zoo:resnet50 -b 1,8,64,256 --precision fp32" "zoo:resnet50 -b 1,8,64,256 --precision fp16" "zoo:mobilenetv2 -b 1,64,256 --precision fp16"; do
+      for mode in compute transfers; do
+        flag=""; [ "$mode" = transfers ] && flag="--transfers"
+        name="transfers-${spec%% *}-${spec##* }-$mode"; name=${name//:/-}
+        echo "## batchwise bench $spec -c 1,2 --engine cuda $flag --duration 1.5s --warmup 0.5s"
+        # shellcheck disable=SC2086
+        timeout 150 "$CLI" bench $spec -c 1,2 --engine cuda $flag --duration 1.5s --warmup 0.5s --csv "$OUT/$name.csv" --json "$OUT/$name.json" 2>&1; echo "exit $?"
+      done
+    done
+  } > "$OUT/transfers.txt" 2>&1
+  {
+    echo "model precision mode batch conc samples/s latency_mean_ms h2d_ms compute_ms d2h_ms"
+    for f in "$OUT"/transfers-zoo-*.csv; do
+      [ -f "$f" ] || continue
+      mode=${f%.csv}; precision=${mode%-*}; mode=${mode##*-}; precision=${precision##*-}
+      awk -F, -v mode="$mode" -v precision="$precision" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        { printf "%s %s %s %s %s %.0f %.3f %s %s %s\n", $c["model"], precision, mode, $c["batch_size"], $c["concurrency"], $c["throughput_samples_per_s"], $c["latency_mean_ms"],
+          ($c["h2d_mean_ms"] == "" ? "-" : $c["h2d_mean_ms"]), ($c["compute_mean_ms"] == "" ? "-" : $c["compute_mean_ms"]), ($c["d2h_mean_ms"] == "" ? "-" : $c["d2h_mean_ms"]) }' "$f"
+    done | sort -k1,1 -k2,2 -k4,4n -k3,3 -k5,5n
+  } | { if command -v column > /dev/null; then column -t; else cat; fi; } > "$OUT/transfers-summary.txt"
+  cat "$OUT/transfers-summary.txt"
 fi
 if [[ " $PHASES " == *" peers "* ]]; then
   # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on

@@ -31,6 +31,7 @@ public sealed class CudaEngine : IEngine
             ["tf32"] = options.AllowTf32 ? "on" : "off",
             ["conv_algo"] = CudaSession.HeuristicConvAlgorithms ? "heuristic" : "timed",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
+            ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
         };
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
     }
@@ -82,6 +83,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         AllowTf32 = options.AllowTf32;
         Precision = options.Precision;
         _useCudaGraph = options.UseCudaGraph;
+        IncludeTransfers = options.IncludeTransfers;
         _uploadStream = CudaDriver.CreateStream();
         _initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t =>
         {
@@ -102,6 +104,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     public bool AllowTf32 { get; }
 
     public Precision Precision { get; }
+
+    /// <summary>Every prepared run copies its inputs up and its outputs back (bench --transfers).</summary>
+    public bool IncludeTransfers { get; }
 
     internal static bool HeuristicConvAlgorithms => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
     {
@@ -301,7 +306,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 }
 
 /// <summary>Inputs bound on the device for repeated runs at one shape; the outputs are read back on demand.</summary>
-internal sealed unsafe class CudaPreparedRun : IPreparedRun, ILayerProfiling
+internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfiling
 {
     private readonly CudaSession _session;
     private readonly ExecutionPlan _plan;
@@ -314,6 +319,12 @@ internal sealed unsafe class CudaPreparedRun : IPreparedRun, ILayerProfiling
         _session = session;
         _plan = plan;
         _context = context;
+        if (session.IncludeTransfers)
+        {
+            context.StageInputs(inputs);
+            return;
+        }
+
         for (var i = 0; i < inputs.Count; i++)
         {
             var buffer = plan.InputBuffers[i];
@@ -335,7 +346,7 @@ internal sealed unsafe class CudaPreparedRun : IPreparedRun, ILayerProfiling
         ObjectDisposedException.ThrowIf(_disposed, this);
         _session.MakeCurrent();
         _outputs = null;
-        return _context.Run();
+        return _session.IncludeTransfers ? RunWithTransfers() : _context.Run();
     }
 
     public IReadOnlyList<LayerTime> ProfileLayers(int runs)
@@ -343,6 +354,7 @@ internal sealed unsafe class CudaPreparedRun : IPreparedRun, ILayerProfiling
         ObjectDisposedException.ThrowIf(_disposed, this);
         _session.MakeCurrent();
         _outputs = null;
+        LastTransferTimes = null;
         return _context.ProfileSteps(runs).Select(p => new LayerTime(p.Node, p.Milliseconds)).ToList();
     }
 
@@ -351,6 +363,12 @@ internal sealed unsafe class CudaPreparedRun : IPreparedRun, ILayerProfiling
         if (_outputs is not null)
         {
             return _outputs;
+        }
+
+        if (StagedOutputs() is { } staged)
+        {
+            _outputs = staged;
+            return staged;
         }
 
         _session.MakeCurrent();

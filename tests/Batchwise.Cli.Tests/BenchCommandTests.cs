@@ -38,6 +38,27 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Transfers_on_the_ort_engine_is_one_error_line_saying_the_cpu_has_none()
+    {
+        var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--transfers", .. Quick]);
+        Assert.Equal(2, code);
+        var text = (err + output).Trim();
+        Assert.Contains("--transfers does not apply to the ort engine", text, StringComparison.Ordinal);
+        Assert.Contains("on the CPU there is nothing to transfer", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("[1/1]", err, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Help_lists_transfers_and_says_the_default_is_compute_only()
+    {
+        var (code, output, _) = await Run(["bench", "--help"]);
+        Assert.Equal(0, code);
+        Assert.Contains("--transfers", output, StringComparison.Ordinal);
+        Assert.Contains("GPU compute alone", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Concurrency_adds_points_and_a_knee_per_level()
     {
         var json = Path.Combine(_dir, "c.json");

@@ -38,12 +38,13 @@ public static class BenchCommand
         var precision = new Option<string>("--precision") { Description = "Arithmetic precision: fp32, fp16", DefaultValueFactory = _ => "fp32" };
         var device = new Option<string>("--device") { Description = "GPU ordinal", DefaultValueFactory = _ => "0" };
         var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Do not capture CUDA graphs (GPU engines)" };
-        var profile = new Option<bool>("--profile") { Description = "Also print the ten slowest layers and their share of the time (engines with per-layer timings: cuda; others refuse)" };
+        var transfers = new Option<bool>("--transfers") { Description = "Time every run end to end on a GPU engine: inputs copied from page-locked host memory to the device, compute, outputs copied back (trtexec's default; H2D, compute and D2H reported apart). Without it a run is the GPU compute alone. Use -c 2 or more to overlap one run's copies with another's compute" };
+        var profile = new Option<bool>("--profile") { Description = "Also print the ten slowest layers and their share of the time, and with --json FILE write every layer to FILE.layers.csv (engines with per-layer timings: cuda; others refuse)" };
 
         var command = new Command("bench", "Measure throughput and latency across batch sizes and concurrency, and find where batching stops paying")
         {
             model, engine, batchSizes, maxBatch, concurrency, shape, input, duration, warmup, maxTime, seed, tolerance, maxWindows, json, csv, report,
-            intra, inter, graphOpt, ep, precision, device, noCudaGraph, profile,
+            intra, inter, graphOpt, ep, precision, device, noCudaGraph, profile, transfers,
         };
 
         // The sweep runs off the invoking thread: System.CommandLine hooks Ctrl+C only once the action has returned its task.
@@ -59,6 +60,7 @@ public static class BenchCommand
                 DeviceId = Integer(parse.GetValue(device)!, "--device", 0),
                 UseCudaGraph = !parse.GetValue(noCudaGraph),
                 Profile = parse.GetValue(profile),
+                IncludeTransfers = parse.GetValue(transfers),
             };
             var options = new BenchmarkOptions
             {
@@ -121,6 +123,13 @@ public static class BenchCommand
             if (engineOptions.Profile)
             {
                 profiles = LayerProfile.Measure(EngineRegistry.Create(parse.GetValue(engine)!), engineOptions, onnx, options, options.BatchSizes ?? [1]);
+                if (jsonPath is not null)
+                {
+                    // Every layer, not just the top ten: batch, order, layer, mean ms, share of the layer-by-layer total.
+                    var layersPath = Path.ChangeExtension(jsonPath, ".layers.csv");
+                    File.WriteAllLines(layersPath, new[] { "batch,order,layer,ms,share" }.Concat(profiles.SelectMany(p => p.Layers.Select((l, i) =>
+                        string.Create(CultureInfo.InvariantCulture, $"{p.BatchSize},{i},\"{l.Layer.Replace("\"", "\"\"", StringComparison.Ordinal)}\",{l.Milliseconds:F5},{(p.TotalMilliseconds > 0 ? l.Milliseconds / p.TotalMilliseconds : 0):F4}")))));
+                }
             }
 
             var result = RunWithProgress(runner, onnx, spec, options, Save, cancellationToken);

@@ -24,6 +24,10 @@ public static class BenchmarkTable
         }
 
         console.MarkupLine("[grey]latency is per batch; stable: the last three windows' throughputs within the tolerance (± half their spread); CPU: process CPU time / wall / cores[/]");
+        if (result.Points.Any(p => p.Transfers is not null))
+        {
+            console.MarkupLine("[grey]--transfers: latency = H2D (inputs from page-locked host memory) + compute + D2H (outputs back), means per batch in the phase columns; one execution context runs them in series, -c 2 or more overlaps one context's copies with another's compute (docs/transfers.md)[/]");
+        }
         foreach (var note in result.Notes)
         {
             console.MarkupLine($"[yellow]note[/] {Markup.Escape(note)}");
@@ -38,6 +42,7 @@ public static class BenchmarkTable
         var full = width >= FullWidth;
         var smallest = result.Points.Count == 0 ? 1 : result.Points.Min(q => q.BatchSize);
         var hasDevice = result.Points.Any(p => p.DeviceUtilizationPercent is not null || p.DeviceMemoryUsedBytes is not null);
+        var hasTransfers = result.Points.Any(p => p.Transfers is not null);
         var severalConcurrencies = result.Points.Select(p => p.Concurrency).Distinct().Count() > 1;
         var columns = new List<(string Header, bool Show, Func<BenchmarkPoint, string> Cell)>
         {
@@ -50,6 +55,9 @@ public static class BenchmarkTable
             ("p90 ms", full, p => Number(p.LatencyMs.P90)),
             ("p99 ms", true, p => Number(p.LatencyMs.P99)),
             ("sd ms", full, p => Number(p.LatencyMs.StdDev)),
+            ("H2D ms", hasTransfers, p => p.Transfers is { } t ? Number(t.HostToDeviceMs.Mean) : "-"),
+            ("compute ms", hasTransfers, p => p.Transfers is { } t ? Number(t.ComputeMs.Mean) : "-"),
+            ("D2H ms", hasTransfers, p => p.Transfers is { } t ? Number(t.DeviceToHostMs.Mean) : "-"),
             ("CPU", full, p => string.Create(ic, $"{p.CpuUtilization * 100:0}%")),
             ("peak mem", full, p => Bytes(p.PeakWorkingSetBytes)),
             ("device", hasDevice, p => p.DeviceUtilizationPercent is { } u ? string.Create(ic, $"{u:0}%") : "-"),

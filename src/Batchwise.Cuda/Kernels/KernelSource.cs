@@ -120,7 +120,7 @@ internal static class KernelSource
     /// its rank (size-1 dimensions broadcast). <paramref name="expression"/> uses x0, x1, ... for the inputs' values.
     /// </summary>
     /// <remarks><paramref name="statements"/> (fused chains) run before the expression and may define what it uses.</remarks>
-    public static string Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression, string? statements = null)
+    public static string Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression, string? statements = null, int vector = 1)
     {
         var sb = new StringBuilder();
         var n = Count(outShape);
@@ -137,8 +137,31 @@ internal static class KernelSource
         }
 
         sb.Append(")\n{\n");
-        sb.Append("    ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(Lit(n)).Append(") return;\n");
+        var indent = "    ";
+        if (vector > 1)
+        {
+            // Each thread: `vector` consecutive elements, full-shape inputs and the output moved 16 bytes at a time.
+            sb.Append("    ").Append(ix).Append(" first = ((").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x) * ").Append(Lit(vector)).Append(";\n");
+            sb.Append("    if (first >= ").Append(Lit(n)).Append(") return;\n");
+            for (var k = 0; k < inShapes.Count; k++)
+            {
+                if (inShapes[k].SequenceEqual(outShape) && Count(outShape) > 1)
+                {
+                    sb.Append("    const uint4 v").Append(k).Append(" = *(const uint4*)(p").Append(k).Append(" + first); const ").Append(CType(inTypes[k])).Append("* a").Append(k).Append(" = (const ").Append(CType(inTypes[k])).Append("*)&v").Append(k).Append(";\n");
+                }
+            }
+
+            sb.Append("    uint4 out; ").Append(CType(outType)).Append("* o = (").Append(CType(outType)).Append("*)&out;\n");
+            sb.Append("    #pragma unroll\n    for (int j = 0; j < ").Append(vector).Append("; j++) {\n");
+            sb.Append("    const ").Append(ix).Append(" i = first + j;\n");
+            indent = "    ";
+        }
+        else
+        {
+            sb.Append("    ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+            sb.Append("    if (i >= ").Append(Lit(n)).Append(") return;\n");
+        }
+
         var outStrides = Strides(outShape);
         for (var k = 0; k < inShapes.Count; k++)
         {
@@ -176,20 +199,75 @@ internal static class KernelSource
                 index = terms.Count == 0 ? "0" : string.Join(" + ", terms);
             }
 
-            sb.Append("    const ").Append(CType(ComputeType(inTypes[k]))).Append(" x").Append(k).Append(" = p").Append(k).Append('[').Append(index).Append("];\n");
+            var load = vector > 1 && index == "i" ? $"a{k}[j]" : $"p{k}[{index}]";
+            sb.Append(indent).Append("const ").Append(CType(ComputeType(inTypes[k]))).Append(" x").Append(k).Append(" = ").Append(load).Append(";\n");
         }
 
         sb.Append(statements);
-        sb.Append("    y[i] = (").Append(CType(outType)).Append(outType == ElementType.Float16 ? ")(float)(" : ")(").Append(expression).Append(");\n}\n");
+        var store = vector > 1 ? "o[j]" : "y[i]";
+        sb.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType == ElementType.Float16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
+        if (vector > 1)
+        {
+            sb.Append("    }\n    *(uint4*)(y + first) = out;\n");
+        }
+
+        sb.Append("}\n");
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// How many elements one thread of <see cref="Elementwise"/> can take, 16 bytes at a time: 8 half or 4 float values
+    /// when the output and every full-shape input have that size and the element count divides; otherwise 1.
+    /// </summary>
+    public static int ElementwiseVector(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes)
+    {
+        var size = outType.SizeOf();
+        if (size is not (2 or 4) || !outType.IsFloatingPoint())
+        {
+            return 1;
+        }
+
+        var k = 16 / size;
+        var n = Count(outShape);
+        var fullOk = Enumerable.Range(0, inShapes.Count).All(i => !inShapes[i].SequenceEqual(outShape) || inTypes[i].SizeOf() == size);
+        return n % k == 0 && n >= k && fullOk ? k : 1;
     }
 
     /// <summary>
     /// Copies a strided view into another: for every coordinate c of <paramref name="shape"/>,
     /// dst[dstBase + sum c*dstStrides] = src[srcBase + sum c*srcStrides]. Transpose, Slice, Expand, Concat, Split use it.
     /// </summary>
-    public static string ViewCopy(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase) =>
-        ViewCopy(MoveType(elementSize), MoveType(elementSize), shape, srcStrides, srcBase, dstStrides, dstBase);
+    /// <remarks>
+    /// Where the innermost dimension is contiguous on both sides and every offset allows it, each thread moves 16, 8 or 4
+    /// bytes at once (a channels-last Concat copies runs of a few dozen half values: 8 at a time, not 1).
+    /// </remarks>
+    public static string ViewCopy(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
+    {
+        (shape, srcStrides, dstStrides) = Collapse(shape, srcStrides, dstStrides);
+        var n = shape.Length;
+        foreach (var width in new[] { 16, 8, 4 })
+        {
+            if (width <= elementSize || width % elementSize != 0)
+            {
+                continue;
+            }
+
+            var k = width / elementSize;
+            var fits = srcStrides[^1] == 1 && dstStrides[^1] == 1 && shape[^1] % k == 0 && srcBase % k == 0 && dstBase % k == 0
+                && srcStrides.Take(n - 1).All(v => v % k == 0) && dstStrides.Take(n - 1).All(v => v % k == 0);
+            if (fits)
+            {
+                var vs = shape.ToArray();
+                vs[^1] /= k;
+                var ss = srcStrides.Select((v, d) => d == n - 1 ? 1 : v / k).ToArray();
+                var ds = dstStrides.Select((v, d) => d == n - 1 ? 1 : v / k).ToArray();
+                var type = width switch { 16 => "uint4", 8 => "uint2", _ => "unsigned int" };
+                return ViewCopy(type, type, vs, ss, srcBase / k, ds, dstBase / k);
+            }
+        }
+
+        return ViewCopy(MoveType(elementSize), MoveType(elementSize), shape, srcStrides, srcBase, dstStrides, dstBase);
+    }
 
     /// <summary>
     /// A strided copy that also converts the element type (e.g. float32 NCHW to float16 NHWC at a plan's input and back at
@@ -352,6 +430,32 @@ internal static class KernelSource
                 for (i64 j = lane; j < {{L(axisSize)}}; j += 32) s += expf((float)x[base + j * {{L(inner)}}] - m);
                 s = bw_warp_sum(s);
                 for (i64 j = lane; j < {{L(axisSize)}}; j += 32) {
+                    float v = (float)x[base + j * {{L(inner)}}] - m;
+                    y[base + j * {{L(inner)}}] = {{(log ? "v - logf(s)" : "expf(v) / s")}};
+                }
+            }
+
+            """;
+    }
+
+    /// <summary>
+    /// Softmax over a short axis (up to 32 elements) of strided rows, one thread per row: neighbouring threads read
+    /// neighbouring elements (a detection head's 16-bin softmax over [N, 4, 16, anchors] reads coalesced).
+    /// </summary>
+    public static string SoftmaxShortAxis(ElementType type, long rows, long axisSize, long inner, bool log)
+    {
+        var t = CType(type);
+        return $$"""
+            extern "C" __global__ void {{Name}}({{t}}* __restrict__ y, const {{t}}* __restrict__ x)
+            {
+                i64 row = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+                if (row >= {{L(rows)}}) return;
+                i64 base = (row / {{L(inner)}}) * {{L(axisSize * inner)}} + (row % {{L(inner)}});
+                float m = -1.f / 0.f;
+                for (int j = 0; j < {{axisSize}}; j++) m = fmaxf(m, (float)x[base + j * {{L(inner)}}]);
+                float s = 0.f;
+                for (int j = 0; j < {{axisSize}}; j++) s += expf((float)x[base + j * {{L(inner)}}] - m);
+                for (int j = 0; j < {{axisSize}}; j++) {
                     float v = (float)x[base + j * {{L(inner)}}] - m;
                     y[base + j * {{L(inner)}}] = {{(log ? "v - logf(s)" : "expf(v) / s")}};
                 }

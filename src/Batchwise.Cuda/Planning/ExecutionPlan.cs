@@ -294,7 +294,7 @@ internal sealed class ExecutionPlan : IDisposable
 }
 
 /// <summary>One execution context of a plan: its own stream, arena, workspace, library handles and kernel parameters.</summary>
-internal sealed unsafe class ExecutionContext : IDisposable
+internal sealed unsafe partial class ExecutionContext : IDisposable
 {
     private readonly ExecutionPlan _plan;
     private readonly DeviceMemory _arena;
@@ -390,6 +390,16 @@ internal sealed unsafe class ExecutionContext : IDisposable
     /// </summary>
     public double Run()
     {
+        CaptureIfDue();
+        CudaDriver.Record(_start, Stream);
+        EnqueuePlan();
+        CudaDriver.Record(_end, Stream);
+        return CudaDriver.ElapsedSeconds(_start, _end);
+    }
+
+    /// <summary>Captures the CUDA graph when it is due (the second run); before any event of the run is recorded.</summary>
+    private void CaptureIfDue()
+    {
         if (_useGraph && _graph is null && GraphProblem is null && _runs >= 1)
         {
             try
@@ -401,9 +411,12 @@ internal sealed unsafe class ExecutionContext : IDisposable
                 GraphProblem = e.Message;
             }
         }
+    }
 
+    /// <summary>Enqueues one run of the plan: the graph replayed, or the steps one by one.</summary>
+    private void EnqueuePlan()
+    {
         _runs++;
-        CudaDriver.Record(_start, Stream);
         if (_graph is not null)
         {
             CudaDriver.Launch(_graph, Stream);
@@ -412,9 +425,6 @@ internal sealed unsafe class ExecutionContext : IDisposable
         {
             EnqueueSteps();
         }
-
-        CudaDriver.Record(_end, Stream);
-        return CudaDriver.ElapsedSeconds(_start, _end);
     }
 
     /// <summary>
@@ -498,6 +508,7 @@ internal sealed unsafe class ExecutionContext : IDisposable
         }
 
         _graph?.Dispose();
+        _staging?.Dispose();
         Cudnn?.Dispose();
         CublasLt?.Dispose();
         _start.Dispose();

@@ -305,7 +305,9 @@ internal sealed partial class GraphCompiler
         v.Buffer = b.Id;
         v.Pending = null;
         var buffers = new[] { b.Id }.Concat(p.Leaves.Select(Dev)).ToArray();
-        Kernel(KernelSource.Elementwise(v.Type, p.Leaves.Select(St).ToList(), outPhys, leafShapes, p.Result, body.ToString()), v.Count, buffers);
+        var types = p.Leaves.Select(St).ToList();
+        var vector = KernelSource.ElementwiseVector(v.Type, types, outPhys, leafShapes);
+        Kernel(KernelSource.Elementwise(v.Type, types, outPhys, leafShapes, p.Result, body.ToString(), vector), v.Count / vector, buffers);
         return v;
     }
 }

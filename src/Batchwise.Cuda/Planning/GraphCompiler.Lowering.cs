@@ -124,7 +124,14 @@ internal sealed partial class GraphCompiler
                     }
 
                     var rows = axisSize == 0 ? 0 : x.Count / axisSize;
-                    WarpKernel(KernelSource.Softmax(St(x), rows, axisSize, inner, op == "LogSoftmax"), rows, Dev(y), Dev(x));
+                    if (axisSize <= 32 && inner > 1)
+                    {
+                        Kernel(KernelSource.SoftmaxShortAxis(St(x), rows, axisSize, inner, op == "LogSoftmax"), rows, Dev(y), Dev(x));
+                    }
+                    else
+                    {
+                        WarpKernel(KernelSource.Softmax(St(x), rows, axisSize, inner, op == "LogSoftmax"), rows, Dev(y), Dev(x));
+                    }
                     return;
                 }
 

@@ -38,7 +38,17 @@ public sealed record BenchmarkPoint(
     long? DeviceMemoryUsedBytes,
     int WarmupRuns,
     double MeasuredSeconds,
-    IReadOnlyList<double> LatencySamplesMs);
+    IReadOnlyList<double> LatencySamplesMs)
+{
+    /// <summary>With --transfers on an engine that reports it: the latency split into H2D, compute and D2H; otherwise null.</summary>
+    public TransferBreakdown? Transfers { get; init; }
+}
+
+/// <summary>How the batch latency of a point splits into its phases (the same runs as the latency statistics), ms.</summary>
+/// <param name="HostToDeviceMs">Copying the inputs to the device.</param>
+/// <param name="ComputeMs">The model itself.</param>
+/// <param name="DeviceToHostMs">Copying the outputs back.</param>
+public sealed record TransferBreakdown(LatencyPercentiles HostToDeviceMs, LatencyPercentiles ComputeMs, LatencyPercentiles DeviceToHostMs);
 
 /// <summary>The model a sweep measured.</summary>
 /// <param name="Name">Short name.</param>

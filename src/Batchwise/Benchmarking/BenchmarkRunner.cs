@@ -260,6 +260,7 @@ public sealed class BenchmarkRunner
         var runs = span.Sum(w => w.Runs);
         var throughput = runs * batch / seconds;
         var samples = new List<double>();
+        var phases = new List<TransferTimes>();
         foreach (var w in workers)
         {
             for (var i = 0; i < w.Ends.Count; i++)
@@ -267,6 +268,10 @@ public sealed class BenchmarkRunner
                 if (w.Ends[i] > from && w.Ends[i] <= to)
                 {
                     samples.Add(w.Latencies[i] * 1000);
+                    if (i < w.Phases.Count && w.Phases[i] is { } phase)
+                    {
+                        phases.Add(phase);
+                    }
                 }
             }
         }
@@ -277,7 +282,16 @@ public sealed class BenchmarkRunner
         return new BenchmarkPoint(
             batch, concurrency, shapes, stable, Statistics.Spread(spans), windows.Select(w => w.Throughput).ToList(),
             throughput, runs / seconds, 1000 / throughput, Statistics.Summarize(samples), cpu, monitor.PeakWorkingSet,
-            monitor.DeviceUtilization, monitor.DeviceMemoryPeak, warmupRuns, seconds, samples);
+            monitor.DeviceUtilization, monitor.DeviceMemoryPeak, warmupRuns, seconds, samples)
+        {
+            // Only when every sample has its phases: a breakdown of some runs would not add up to the latency reported.
+            Transfers = phases.Count > 0 && phases.Count == samples.Count
+                ? new TransferBreakdown(
+                    Statistics.Summarize(phases.Select(p => p.HostToDeviceSeconds * 1000).ToList()),
+                    Statistics.Summarize(phases.Select(p => p.ComputeSeconds * 1000).ToList()),
+                    Statistics.Summarize(phases.Select(p => p.DeviceToHostSeconds * 1000).ToList()))
+                : null,
+        };
     }
 
     private static double ProcessCpuSeconds()
@@ -313,6 +327,9 @@ public sealed class BenchmarkRunner
 
         public List<long> Ends { get; } = new(4096);
 
+        /// <summary>Each run's H2D / compute / D2H split where the run reports one (<see cref="ITransferTiming"/>), else null.</summary>
+        public List<TransferTimes?> Phases { get; } = new(4096);
+
         public Exception? Error { get; private set; }
 
         public long Completed => Interlocked.Read(ref _completed);
@@ -321,11 +338,13 @@ public sealed class BenchmarkRunner
         {
             try
             {
+                var timing = Run as ITransferTiming;
                 while (!state.Stop)
                 {
                     var seconds = Run.Run();
                     Ends.Add(Stopwatch.GetTimestamp());
                     Latencies.Add(seconds);
+                    Phases.Add(timing?.LastTransferTimes);
                     Interlocked.Increment(ref _completed);
                 }
             }

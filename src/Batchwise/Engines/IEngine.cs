@@ -96,4 +96,10 @@ public sealed record EngineOptions
 
     /// <summary>Record per-layer timings (where the engine supports it).</summary>
     public bool Profile { get; init; }
+
+    /// <summary>
+    /// Time every run end to end (GPU engines): inputs copied from page-locked host memory to the device, compute,
+    /// outputs copied back, as trtexec does by default. Off: a run is the device compute alone.
+    /// </summary>
+    public bool IncludeTransfers { get; init; }
 }

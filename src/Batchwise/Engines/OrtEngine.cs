@@ -12,6 +12,9 @@ public sealed class OrtEngine : IEngine
     /// <inheritdoc/>
     public string Name => "ort";
 
+    /// <summary>Why <see cref="EngineOptions.IncludeTransfers"/> is refused: ONNX Runtime's runs already start and end in host memory.</summary>
+    internal const string TransfersRefusal = "--transfers does not apply to the ort engine: its runs always take inputs from and return outputs to host memory (on the CPU there is nothing to transfer)";
+
     /// <inheritdoc/>
     public EngineDescription Describe(EngineOptions options)
     {
@@ -34,6 +37,11 @@ public sealed class OrtEngine : IEngine
         if (options.Precision != Precision.Fp32)
         {
             throw new BatchwiseException("The ort engine runs the model in the precision it is stored in", "Convert the model with `batchwise optimize MODEL --fp16 -o OUT.onnx`, or use --engine cuda --precision fp16.");
+        }
+
+        if (options.IncludeTransfers)
+        {
+            throw new BatchwiseException(TransfersRefusal, "Drop --transfers, or use --engine cuda to time host-device copies.");
         }
 
         var so = CreateSessionOptions(options);

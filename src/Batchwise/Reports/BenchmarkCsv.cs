@@ -16,6 +16,7 @@ public static class BenchmarkCsv
         "latency_mean_ms", "latency_stddev_ms", "latency_ci95_ms", "latency_min_ms", "latency_p50_ms", "latency_p90_ms",
         "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_count",
         "cpu_utilization", "peak_working_set_bytes", "device_utilization_percent", "device_memory_used_bytes",
+        "h2d_mean_ms", "compute_mean_ms", "d2h_mean_ms",
     ];
 
     /// <summary>Writes the CSV to a file.</summary>
@@ -48,6 +49,7 @@ public static class BenchmarkCsv
                 p.Throughput, p.BatchesPerSecond, p.TimePerSampleMs,
                 l.Mean, l.StdDev, l.Ci95, l.Min, l.P50, l.P90, l.P95, l.P99, l.Max, l.Count,
                 p.CpuUtilization, p.PeakWorkingSetBytes, p.DeviceUtilizationPercent, p.DeviceMemoryUsedBytes,
+                p.Transfers?.HostToDeviceMs.Mean, p.Transfers?.ComputeMs.Mean, p.Transfers?.DeviceToHostMs.Mean,
             ];
             sb.AppendLine(string.Join(',', row.Select(Field)));
         }

@@ -125,6 +125,7 @@ public static class BenchmarkJson
         w.WriteBoolean("allow_tf32", o.AllowTf32);
         w.WriteBoolean("cuda_graph", o.UseCudaGraph);
         w.WriteBoolean("profile", o.Profile);
+        w.WriteBoolean("include_transfers", o.IncludeTransfers);
         w.WriteEndObject();
         w.WriteEndObject();
     }
@@ -247,23 +248,24 @@ public static class BenchmarkJson
         w.WriteNumber("throughput_samples_per_s", p.Throughput);
         w.WriteNumber("batches_per_s", p.BatchesPerSecond);
         w.WriteNumber("time_per_sample_ms", p.TimePerSampleMs);
-        var l = p.LatencyMs;
-        w.WriteStartObject("latency_ms");
-        w.WriteNumber("count", l.Count);
-        w.WriteNumber("mean", l.Mean);
-        w.WriteNumber("stddev", l.StdDev);
-        w.WriteNumber("ci95", l.Ci95);
-        w.WriteNumber("min", l.Min);
-        w.WriteNumber("p50", l.P50);
-        w.WriteNumber("p90", l.P90);
-        w.WriteNumber("p95", l.P95);
-        w.WriteNumber("p99", l.P99);
-        w.WriteNumber("max", l.Max);
-        w.WriteEndObject();
+        WritePercentiles(w, "latency_ms", p.LatencyMs);
         w.WriteNumber("cpu_utilization", p.CpuUtilization);
         w.WriteNumber("peak_working_set_bytes", p.PeakWorkingSetBytes);
         w.WriteNumberOrNull("device_utilization_percent", p.DeviceUtilizationPercent);
         w.WriteNumberOrNull("device_memory_used_bytes", p.DeviceMemoryUsedBytes);
+        if (p.Transfers is { } phases)
+        {
+            w.WriteStartObject("transfers_ms");
+            WritePercentiles(w, "h2d", phases.HostToDeviceMs);
+            WritePercentiles(w, "compute", phases.ComputeMs);
+            WritePercentiles(w, "d2h", phases.DeviceToHostMs);
+            w.WriteEndObject();
+        }
+        else
+        {
+            w.WriteNull("transfers_ms");
+        }
+
         w.WriteNumber("warmup_runs", p.WarmupRuns);
         w.WriteNumber("measured_seconds", p.MeasuredSeconds);
         w.WriteStartArray("latency_samples_ms");
@@ -276,7 +278,21 @@ public static class BenchmarkJson
         w.WriteEndObject();
     }
 
-
+    private static void WritePercentiles(Utf8JsonWriter w, string name, LatencyPercentiles l)
+    {
+        w.WriteStartObject(name);
+        w.WriteNumber("count", l.Count);
+        w.WriteNumber("mean", l.Mean);
+        w.WriteNumber("stddev", l.StdDev);
+        w.WriteNumber("ci95", l.Ci95);
+        w.WriteNumber("min", l.Min);
+        w.WriteNumber("p50", l.P50);
+        w.WriteNumber("p90", l.P90);
+        w.WriteNumber("p95", l.P95);
+        w.WriteNumber("p99", l.P99);
+        w.WriteNumber("max", l.Max);
+        w.WriteEndObject();
+    }
 
     internal static string Snake(string pascal)
     {

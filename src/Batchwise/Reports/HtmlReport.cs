@@ -75,6 +75,14 @@ public static class HtmlReport
             context[F($"knee (concurrency {k.Concurrency})")] = k.Verdict;
         }
 
+        // --transfers: each point's latency split into its phases (means), docs/transfers.md.
+        foreach (var p in result.Points.Where(p => p.Transfers is not null))
+        {
+            var t = p.Transfers!;
+            context[F($"phases b={p.BatchSize} c={p.Concurrency}")] =
+                $"H2D {Units.Duration(t.HostToDeviceMs.Mean / 1e3)} + compute {Units.Duration(t.ComputeMs.Mean / 1e3)} + D2H {Units.Duration(t.DeviceToHostMs.Mean / 1e3)} (means per batch)";
+        }
+
         WriteBench(path, $"bench: {c.Model.Name} on {c.Engine.Device} via {c.Engine.Engine}", series, context, explanation);
     }
 

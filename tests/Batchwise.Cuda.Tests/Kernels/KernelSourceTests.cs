@@ -71,6 +71,34 @@ public sealed class KernelSourceTests
     }
 
     [Fact]
+    public void Copies_of_contiguous_runs_move_16_bytes_per_thread()
+    {
+        // Channels-last concat of 32 half channels into a 64-channel tensor at channel 32: 4 x 16 bytes per pixel.
+        var wide = KernelSource.ViewCopy(2, [10, 32], [32, 1], 0, [64, 1], 32);
+        var odd = KernelSource.ViewCopy(2, [10, 3], [3, 1], 0, [6, 1], 3);
+
+        Assert.Contains("uint4* __restrict__ dst", wide, StringComparison.Ordinal);
+        Assert.Contains("if (i >= 40u) return;", wide, StringComparison.Ordinal);
+        Assert.Contains("unsigned short* __restrict__ dst", odd, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Fused_half_kernels_take_eight_elements_per_thread_where_shapes_allow()
+    {
+        ElementType[] types = [ElementType.Float16, ElementType.Float16];
+        long[][] shapes = [[2, 4, 4, 16], [1, 1, 1, 16]];
+        var vector = KernelSource.ElementwiseVector(ElementType.Float16, types, [2, 4, 4, 16], shapes);
+        var src = KernelSource.Elementwise(ElementType.Float16, types, [2, 4, 4, 16], shapes, "x0 + x1", null, vector);
+
+        Assert.Equal(8, vector);
+        Assert.Contains("const uint4 v0 = *(const uint4*)(p0 + first);", src, StringComparison.Ordinal);
+        Assert.Contains("x1 = p1[((i / 1u) % 16u)];", src, StringComparison.Ordinal);
+        Assert.Contains("*(uint4*)(y + first) = out;", src, StringComparison.Ordinal);
+        Assert.Equal(1, KernelSource.ElementwiseVector(ElementType.Float16, types, [3, 5], [[3, 5], [1, 5]]));
+        Assert.Equal(1, KernelSource.ElementwiseVector(ElementType.Bool, [ElementType.Float16], [16], [[16]]));
+    }
+
+    [Fact]
     public void Index_arithmetic_is_32_bit_where_it_fits_and_64_bit_beyond()
     {
         var small = KernelSource.ViewCopy(4, [8, 16], [1, 8], 0, [16, 1], 0);

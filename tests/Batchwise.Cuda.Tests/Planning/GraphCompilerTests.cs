@@ -98,7 +98,7 @@ public sealed class GraphCompilerTests
 
         var kernel = Assert.IsType<KernelStep>(Assert.Single(plan.Steps));
         Assert.Equal(3, kernel.Buffers.Length); // output, x, bias
-        Assert.Equal(1, CountOf(kernel.Source, "= p0["));
+        Assert.Equal(1, CountOf(kernel.Source, "(p0 + first)")); // x read once, 4 floats at a time
     }
 
     [Fact]

@@ -70,6 +70,34 @@ public sealed class BenchmarkRunnerTests
     }
 
     [Fact]
+    public void Runs_reporting_transfer_times_give_a_breakdown_that_adds_up_to_the_latency()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(reportTransfers: true), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [2], Concurrency = [1, 2] }, cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.Equal(2, result.Points.Count);
+        foreach (var p in result.Points)
+        {
+            var t = Assert.IsType<TransferBreakdown>(p.Transfers);
+            Assert.Equal(p.LatencyMs.Count, t.ComputeMs.Count);
+            Assert.Equal(p.LatencyMs.Count, t.HostToDeviceMs.Count);
+            Assert.Equal(p.LatencyMs.Count, t.DeviceToHostMs.Count);
+            Assert.Equal(FakeEngine.Phases.HostToDeviceSeconds * 1000, t.HostToDeviceMs.Mean, 9);
+            Assert.Equal(FakeEngine.Phases.ComputeSeconds * 1000, t.ComputeMs.Mean, 9);
+            Assert.Equal(FakeEngine.Phases.DeviceToHostSeconds * 1000, t.DeviceToHostMs.Mean, 9);
+            Assert.Equal(p.LatencyMs.Mean, t.HostToDeviceMs.Mean + t.ComputeMs.Mean + t.DeviceToHostMs.Mean, 9);
+        }
+    }
+
+    [Fact]
+    public void Runs_without_transfer_times_have_no_breakdown()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [2] }, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Null(Assert.Single(result.Points).Transfers);
+    }
+
+    [Fact]
     public void Cancelled_sweep_returns_what_was_measured()
     {
         using var cts = new CancellationTokenSource();
@@ -193,9 +221,12 @@ public sealed class BenchmarkRunnerTests
     }
 
     /// <summary>An engine whose runs take about 0.2 ms and report a fixed time; Prepare fails from a batch size on.</summary>
-    private sealed class FakeEngine(int failFromBatch = int.MaxValue) : IEngine
+    private sealed class FakeEngine(int failFromBatch = int.MaxValue, bool reportTransfers = false) : IEngine
     {
         public const double ReportedSeconds = 0.000123;
+
+        /// <summary>What runs report as their phases with reportTransfers (adding up to <see cref="ReportedSeconds"/>).</summary>
+        public static readonly TransferTimes Phases = new(0.00002, 0.0001, 0.000003);
 
         public int Loads { get; private set; }
 
@@ -206,10 +237,10 @@ public sealed class BenchmarkRunnerTests
         public IEngineSession Load(OnnxModel model, EngineOptions options)
         {
             Loads++;
-            return new Session(model, failFromBatch);
+            return new Session(model, failFromBatch, reportTransfers);
         }
 
-        private sealed class Session(OnnxModel model, int failFromBatch) : IEngineSession
+        private sealed class Session(OnnxModel model, int failFromBatch, bool reportTransfers) : IEngineSession
         {
             public IReadOnlyList<TensorSpec> Inputs => model.Inputs;
 
@@ -220,14 +251,20 @@ public sealed class BenchmarkRunnerTests
             public IPreparedRun Prepare(IReadOnlyList<Tensor> inputs) =>
                 inputs[0].Shape[0] >= failFromBatch
                     ? throw new BatchwiseException($"fake engine out of memory at b={inputs[0].Shape[0]}")
-                    : new Run();
+                    : reportTransfers ? new TransferRun() : new Run();
 
             public void Dispose()
             {
             }
         }
 
-        private sealed class Run : IPreparedRun
+        /// <summary>A run that also splits its time into H2D, compute and D2H.</summary>
+        private sealed class TransferRun : Run, ITransferTiming
+        {
+            public TransferTimes? LastTransferTimes => Phases;
+        }
+
+        private class Run : IPreparedRun
         {
             double IPreparedRun.Run()
             {

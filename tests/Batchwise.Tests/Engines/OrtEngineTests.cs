@@ -42,6 +42,15 @@ public sealed class OrtEngineTests
     }
 
     [Fact]
+    public void Transfers_are_refused_because_runs_already_start_and_end_in_host_memory()
+    {
+        var e = Assert.Throws<BatchwiseException>(() => new OrtEngine().Load(ModelZoo.Build("zoo:mlp"), new EngineOptions { IncludeTransfers = true }));
+        Assert.Contains("--transfers", e.Message, StringComparison.Ordinal);
+        Assert.Contains("nothing to transfer", e.Message, StringComparison.Ordinal);
+        Assert.Contains("--engine cuda", e.Hint, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Missing_execution_provider_names_the_package_to_install()
     {
         var model = ModelZoo.Build("zoo:mlp");

@@ -32,6 +32,7 @@ public sealed class BenchmarkReportTests
         Assert.Equal("ort", engine.GetProperty("name").GetString());
         Assert.False(string.IsNullOrEmpty(engine.GetProperty("version").GetString()));
         Assert.Equal(1, engine.GetProperty("options").GetProperty("intra_op_threads").GetInt32());
+        Assert.False(engine.GetProperty("options").GetProperty("include_transfers").GetBoolean());
         Assert.Equal("cpu", engine.GetProperty("details").GetProperty("execution_provider").GetString());
 
         var model = root.GetProperty("model");
@@ -60,6 +61,7 @@ public sealed class BenchmarkReportTests
             }
 
             Assert.Equal(latency.GetProperty("count").GetInt32(), p.GetProperty("latency_samples_ms").GetArrayLength());
+            Assert.Equal(JsonValueKind.Null, p.GetProperty("transfers_ms").ValueKind);
         }
 
         var knee = root.GetProperty("knees")[0];
@@ -82,6 +84,42 @@ public sealed class BenchmarkReportTests
         Assert.Equal(header.Length, row.Length);
         Assert.Equal("1", row[Array.IndexOf(header, "batch_size")]);
         Assert.Equal("2", lines[2].Split(',')[Array.IndexOf(header, "batch_size")]);
+    }
+
+    [Fact]
+    public void Transfer_breakdown_is_written_to_json_and_csv()
+    {
+        var phases = new TransferBreakdown(Statistics.Summarize([0.5, 0.7]), Statistics.Summarize([2.0, 2.5]), Statistics.Summarize([0.25, 0.75]));
+        var result = Result.Value with { Points = Result.Value.Points.Select(p => p with { Transfers = phases }).ToList() };
+
+        using var doc = JsonDocument.Parse(BenchmarkJson.ToJson(result));
+        var transfers = doc.RootElement.GetProperty("points")[0].GetProperty("transfers_ms");
+        Assert.Equal(0.6, transfers.GetProperty("h2d").GetProperty("mean").GetDouble(), 9);
+        Assert.Equal(2.25, transfers.GetProperty("compute").GetProperty("mean").GetDouble(), 9);
+        Assert.Equal(0.75, transfers.GetProperty("d2h").GetProperty("max").GetDouble(), 9);
+        Assert.Equal(2, transfers.GetProperty("compute").GetProperty("count").GetInt32());
+
+        var lines = BenchmarkCsv.ToCsv(result).TrimEnd().Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        var header = lines[0].Split(',');
+        var row = lines[1].Split(',');
+        Assert.Equal("0.6", row[Array.IndexOf(header, "h2d_mean_ms")]);
+        Assert.Equal("2.25", row[Array.IndexOf(header, "compute_mean_ms")]);
+        Assert.Equal("0.5", row[Array.IndexOf(header, "d2h_mean_ms")]);
+        var plain = BenchmarkCsv.ToCsv(Result.Value).Split('\n')[1].TrimEnd('\r').Split(',');
+        Assert.Equal(string.Empty, plain[Array.IndexOf(header, "compute_mean_ms")]);
+
+        var html = Path.Combine(Directory.CreateTempSubdirectory("bw-transfers-").FullName, "r.html");
+        try
+        {
+            HtmlReport.WriteBench(html, result);
+            var text = File.ReadAllText(html);
+            Assert.Contains("phases b=1 c=1", text, StringComparison.Ordinal);
+            Assert.Contains("compute 2.25 ms", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(html)!, true);
+        }
     }
 
     [Fact]
