@@ -26,4 +26,26 @@ public sealed class DevicesCommandTests
         Assert.Equal(0, code);
         Assert.StartsWith("[", stdout.TrimStart(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Devices_ceilings_without_a_gpu_says_there_is_none()
+    {
+        var (code, stdout, _) = await CliRunner.RunAsync("devices", "--ceilings");
+
+        Assert.Equal(0, code);
+        if (!stdout.StartsWith("no NVIDIA GPU found", StringComparison.Ordinal))
+        {
+            // A GPU is here: the ceilings table follows the devices.
+            Assert.Contains("fp16 GEMM", stdout, StringComparison.Ordinal);
+            Assert.Contains("TFLOP/s", stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void The_cli_measures_cuda_ceilings_with_the_cublaslt_probe()
+    {
+        Program.CreateRoot();
+        Assert.IsType<Batchwise.Cuda.Analysis.GpuCeilingsProbe>(Batchwise.Analysis.DeviceCeilingsSource.ProbeFor("cuda"));
+        Assert.IsType<Batchwise.Analysis.CeilingsProbe>(Batchwise.Analysis.DeviceCeilingsSource.ProbeFor("ort"));
+    }
 }

@@ -100,6 +100,8 @@ public sealed class ExplainCommandTests : IDisposable
     [InlineData("--input-size", "big", "Input size 'big'")]
     [InlineData("--top", "0", "--top 0")]
     [InlineData("--bench", "/nonexistent/bench.json", "not found")]
+    [InlineData("--precision", "fp16", "no fp16 GEMM ceiling for test CPU via ort")]
+    [InlineData("--device", "-1", "--device -1")]
     public async Task Bad_options_are_one_line_errors(string option, string value, string expected)
     {
         var (code, _, err) = await CliRunner.RunAsync("explain", "zoo:mlp", option, value, "--no-measure");
@@ -116,4 +118,50 @@ public sealed class ExplainCommandTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("not found", err, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Tf32_on_a_cpu_predicts_in_fp32_and_says_so()
+    {
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--no-measure", "--batch-sizes", "1,2", "--tf32");
+        Assert.True(code == 0, err);
+        Assert.Contains("predicting in fp32", OneLine(output), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_rectangular_zoo_model_gets_the_half_size_lever()
+    {
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=128x96", "--no-measure", "--batch-sizes", "1,2");
+        Assert.True(code == 0, err);
+        Assert.Contains("Input 96x128→48x64", OneLine(output), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    [Trait("Category", "GPU")]
+    public async Task Explain_on_the_cuda_engine_predicts_with_the_gpu_probes_ceiling_for_the_precision_asked()
+    {
+        try
+        {
+            Batchwise.Cuda.CudaDevices.List();
+        }
+        catch (BatchwiseException e)
+        {
+            Assert.Skip(e.Message);
+        }
+
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=64", "--engine", "cuda", "--batch-sizes", "1,8", "--duration", "0.1", "--tf32");
+        Assert.True(code == 0, err);
+        var text = OneLine(output);
+        Assert.Contains("TFLOP/s fp32 GEMM", text, StringComparison.Ordinal);
+        Assert.Contains("predicting in tf32", text, StringComparison.Ordinal);
+        Assert.Contains("(cuda graph)", text, StringComparison.Ordinal);
+        Assert.Contains("tf32 rate by N", text, StringComparison.Ordinal);
+
+        var (code16, output16, err16) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=64", "--engine", "cuda", "--batch-sizes", "1,8", "--no-measure", "--precision", "fp16", "--no-cuda-graph");
+        Assert.True(code16 == 0, err16);
+        Assert.Contains("predicting in fp16", OneLine(output16), StringComparison.Ordinal);
+        Assert.Contains("(stream)", OneLine(output16), StringComparison.Ordinal);
+    }
+
+    /// <summary>The console wraps long lines at word boundaries: compare text with every run of white space as one space.</summary>
+    private static string OneLine(string output) => System.Text.RegularExpressions.Regex.Replace(output, @"\s+", " ");
 }

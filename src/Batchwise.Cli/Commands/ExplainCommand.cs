@@ -27,10 +27,14 @@ public static class ExplainCommand
         var report = new Option<string?>("--report") { Description = "Write a self-contained HTML report (plots, roofline, tables) to this file" };
         var recalibrate = new Option<bool>("--recalibrate") { Description = "Measure the device ceilings again instead of using the cached ones" };
         var threads = new Option<int>("--threads") { Description = "Threads inside one operator (ONNX Runtime); 0 = engine default", DefaultValueFactory = _ => 0 };
+        var precision = new Option<Precision>("--precision") { Description = "Arithmetic precision to measure and predict: fp32 or fp16 (the fp16 GEMM ceiling; GPU engines)", DefaultValueFactory = _ => Precision.Fp32 };
+        var tf32 = new Option<bool>("--tf32") { Description = "fp32 with TF32 tensor cores: the engine uses them and the prediction takes the TF32 GEMM ceiling (GPU engines)" };
+        var device = new Option<int>("--device") { Description = "GPU ordinal (GPU engines)", DefaultValueFactory = _ => 0 };
+        var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Launch kernels one by one instead of replaying a CUDA graph; the prediction takes the per-launch cost (GPU engines)" };
 
         var command = new Command("explain", "Why batching helps or not: per-layer FLOPs, bytes and GEMM sizes against the device's measured ceilings, predicted beside measured throughput, and a verdict")
         {
-            model, engine, batchSizes, inputSize, bench, noMeasure, duration, top, json, report, recalibrate, threads,
+            model, engine, batchSizes, inputSize, bench, noMeasure, duration, top, json, report, recalibrate, threads, precision, tf32, device, noCudaGraph,
         };
 
         command.SetGuardedAction((parse, ct) =>
@@ -61,9 +65,24 @@ public static class ExplainCommand
 
             var onnx = ModelSource.Load(spec);
             var eng = EngineRegistry.Create(parse.GetValue(engine)!);
-            var options = new EngineOptions { IntraOpThreads = parse.GetValue(threads) };
-            var (ceilings, fromCache, cachePath) = DeviceCeilingsSource.Get(eng, options, CeilingsCache.Default(), parse.GetValue(recalibrate), line => Console.Error.WriteLine(line), ct);
+            if (parse.GetValue(device) < 0)
+            {
+                throw new BatchwiseException($"--device {parse.GetValue(device)} is not a GPU ordinal", "Pass 0 or more; `batchwise devices` lists them.");
+            }
+
+            var options = new EngineOptions
+            {
+                IntraOpThreads = parse.GetValue(threads),
+                Precision = parse.GetValue(precision),
+                AllowTf32 = parse.GetValue(tf32),
+                DeviceId = parse.GetValue(device),
+                UseCudaGraph = !parse.GetValue(noCudaGraph),
+            };
+            var (measuredCeilings, fromCache, cachePath) = DeviceCeilingsSource.Get(eng, options, CeilingsCache.Default(), parse.GetValue(recalibrate), line => Console.Error.WriteLine(line), ct);
             Log($"ceilings {(fromCache ? "from" : "written to")} {cachePath}");
+
+            // The cache holds every precision the probe measured; the prediction takes the one these options run in.
+            var ceilings = measuredCeilings.For(options);
 
             var work = ModelWork.Analyze(onnx, size);
             IReadOnlyList<MeasuredPoint> measured = [];
@@ -89,6 +108,7 @@ public static class ExplainCommand
                 ["model"] = spec,
                 ["input"] = explanation.Input,
                 ["engine"] = $"{description.Engine} {description.Version}",
+                ["ceilings used"] = ceilings.Precision + " GEMM" + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty),
                 ["device"] = description.Device,
                 ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
                 ["runtime"] = HostInfo.Runtime,
@@ -148,12 +168,13 @@ public static class ExplainCommand
 
         try
         {
-            if (!image.Shape[2].IsDynamic && spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase) && from.Width == from.Height)
+            if (!image.Shape[2].IsDynamic && spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase))
             {
-                // A fixed-size zoo model: build it again at the smaller size.
+                // A fixed-size zoo model: build it again at the smaller size (size=SIDE, or HEIGHTxWIDTH).
                 var q = spec.IndexOf('?', StringComparison.Ordinal);
                 var kept = q < 0 ? [] : spec[(q + 1)..].Split('&').Where(p => !p.StartsWith("size=", StringComparison.OrdinalIgnoreCase));
-                var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append($"size={to.Width}"));
+                var sizeOption = to.Width == to.Height ? $"size={to.Width}" : $"size={to.Height}x{to.Width}";
+                var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append(sizeOption));
                 return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null));
             }
 
@@ -177,6 +198,11 @@ public static class ExplainCommand
 
         console.MarkupLine($"[bold]{Markup.Escape(e.ModelName)}[/]  {Markup.Escape(e.Input)}  ({Units.Flops(e.FlopsPerSample)} per sample)");
         console.MarkupLine($"device: {Markup.Escape(e.Ceilings.Summary())} [grey]({(fromCache ? "cached" : "measured now")}: {Markup.Escape(cachePath)})[/]");
+        if (e.Ceilings.RateCurve.Count > 0)
+        {
+            var c = e.Ceilings;
+            console.MarkupLine("[grey]" + Markup.Escape(F($"{c.Precision} rate by N (share of best, the efficiency the prediction uses): ") + string.Join(", ", c.RateCurve.Select(p => F($"N={p.N:N0} {Units.FlopRate(p.Flops)} ({c.Efficiency(p.N):P0})")))) + "[/]");
+        }
 
         var curve = new Table().AddColumns("batch", "predicted /s", "measured /s", "error", "predicted latency", "measured latency", "compute / memory / overhead");
         foreach (var p in e.Predicted)
@@ -186,7 +212,7 @@ public static class ExplainCommand
                 p.BatchSize.ToString(CultureInfo.InvariantCulture),
                 Units.Rate(p.Throughput),
                 m is null ? "-" : Units.Rate(m.Throughput),
-                m is null ? "-" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%}"),
+                m is null ? "-" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%;0%}"),
                 Units.Duration(p.Seconds),
                 m is null ? "-" : Units.Duration(m.LatencyMedianSeconds),
                 F($"{p.SecondsBoundBy(Bound.Compute) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Memory) / p.Seconds:P0} / {p.SecondsBoundBy(Bound.Launch) / p.Seconds:P0}"));

@@ -27,11 +27,17 @@ public sealed class CeilingsProbe : ICeilingsProbe
     /// <summary>Square size of the peak-rate GEMM.</summary>
     public int PeakGemmSize { get; init; } = 512;
 
-    /// <summary>Channels in and out of the saturation curve's 3x3 convolutions.</summary>
-    public int ConvChannels { get; init; } = 128;
+    /// <summary>Channels in and out of the rate curve's 3x3 convolutions (512: 9.4 MB of weights each, like a deep layer's).</summary>
+    public int ConvChannels { get; init; } = 512;
 
-    /// <summary>Image sides of the saturation curve's 3x3 convolutions (N = side squared); a GPU needs larger ones, e.g. 16 to 512.</summary>
-    public IReadOnlyList<int> ConvSides { get; init; } = [4, 8, 16, 32, 64];
+    /// <summary>
+    /// Convolutions in the rate curve's stack: enough that their weights (10 x 9.4 MB, about a ResNet-50's) pass the
+    /// caches, so each run streams them from memory as a deep network does at every batch.
+    /// </summary>
+    public int ConvLayers { get; init; } = 10;
+
+    /// <summary>Image sides of the rate curve's convolutions (N = side squared, from 1: a deep layer's N at batch 1); a GPU needs larger ones, e.g. 16 to 512.</summary>
+    public IReadOnlyList<int> ConvSides { get; init; } = [1, 2, 4, 8, 16, 32];
 
     /// <summary>Elements per operand of the bandwidth Add (three tensors of 4 bytes each are moved).</summary>
     public int BandwidthElements { get; init; } = 8 * 1024 * 1024;
@@ -60,23 +66,26 @@ public sealed class CeilingsProbe : ICeilingsProbe
         var peak = 2.0 * s * s * s / peakSeconds;
         log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"GEMM {s}x{s}x{s}: {peak / 1e9:N1} GFLOP/s"));
 
-        // Convolution rate and saturation: a 3x3 convolution, 128 -> 128 channels (M = 128, K = 1152), over
-        // growing images, so N = H x W runs from 16 to 4096; the weights stay in cache, so a low rate at small
-        // N is under-filled compute, not memory. Convolutions are most of the FLOPs of vision models, and an
-        // engine's convolution path (im2col or direct, layout changes) rarely reaches its GEMM rate.
+        // Convolution rate by N: a stack of 3x3 convolutions, 512 -> 512 channels (M = 512, K = 4608), over growing
+        // images, so N = H x W runs from 1 to 1024. Their weights pass the caches, so every run streams them from
+        // memory, and at small N packs them for a few columns of work while the threads split a tiny problem: the
+        // rate there is what a deep layer gets at batch 1. The prediction takes every GEMM's efficiency at its N from
+        // this curve (its rate over its best), not from one peak. Convolutions are most of the FLOPs of vision
+        // models, and an engine's convolution path (im2col or direct, layout changes) rarely reaches its GEMM rate.
         var channels = ConvChannels;
+        var layers = ConvLayers;
         var curve = new List<(double N, double Flops)>();
         foreach (var side in ConvSides)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var t = TimeModel(engine, options, ConvModel(channels, side), [1, channels, side, side], cancellationToken, SecondsPerMeasurement / 2);
-            curve.Add((side * side, 2.0 * channels * channels * 9 * side * side / t));
+            var t = TimeModel(engine, options, ConvModel(channels, side, layers), [1, channels, side + 2, side + 2], cancellationToken, SecondsPerMeasurement / 2);
+            curve.Add((side * side, 2.0 * channels * channels * 9 * side * side * layers / t));
         }
 
         var convPeak = curve.Max(c => c.Flops);
         details["conv_curve"] = string.Join(" ", curve.Select(c => string.Create(CultureInfo.InvariantCulture, $"N={c.N}:{c.Flops / 1e9:F1}")));
-        log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"Conv 3x3 {ConvChannels}->{ConvChannels} rate by N = H x W (GFLOP/s): ") + details["conv_curve"]);
-        var (saturationN, saturationSource) = FitSaturation(curve, convPeak, DerivedSaturationN());
+        log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{layers} Conv 3x3 {channels}->{channels} ({layers * channels * channels * 9 * 4 / 1e6:N0} MB of weights) rate by N = H x W (GFLOP/s): ") + details["conv_curve"]);
+        var (saturationN, saturationSource) = FitSaturation(curve, DerivedSaturationN());
         details["derived_saturation_n"] = DerivedSaturationN().ToString(CultureInfo.InvariantCulture);
 
         // FP16 GEMM where the engine computes in fp16 (a GPU engine on tensor cores); engines that do not say so at load.
@@ -113,6 +122,7 @@ public sealed class CeilingsProbe : ICeilingsProbe
             PeakFlops = peak,
             PeakConvFlops = convPeak,
             PeakFlopsFp16 = fp16,
+            RateCurves = new Dictionary<string, IReadOnlyList<RatePoint>> { ["fp32"] = curve.Select(c => new RatePoint(c.N, c.Flops)).ToList() },
             BandwidthBytesPerSecond = bandwidth,
             RunOverheadSeconds = perRun,
             OpOverheadSeconds = perOp,
@@ -126,30 +136,41 @@ public sealed class CeilingsProbe : ICeilingsProbe
     }
 
     /// <summary>
-    /// Fits effective rate = peak x min(1, N / Nsat) to a measured rate-by-N curve: each point of smaller N than
-    /// the curve's best that runs below 90% of peak gives Nsat = N / efficiency; the median of those is the
-    /// answer. Points past the best are ignored (a rate that falls at large N is caches or contention, not
-    /// idle compute units). A curve already flat at its smallest N saturates at (or before) that N.
+    /// The N at which a measured rate-by-N curve reaches 90% of its best rate (bench's knee rule): interpolated in
+    /// log N between the two points that bracket it, on the curve made non-decreasing (a rate that falls at large N
+    /// is caches or a busy host, not idle compute units); proportional to N below the smallest point. A curve whose
+    /// best is its largest N, still rising there, gives a lower bound.
     /// </summary>
-    public static (double SaturationN, string Source) FitSaturation(IReadOnlyList<(double N, double Flops)> curve, double peak, double fallback)
+    public static (double SaturationN, string Source) FitSaturation(IReadOnlyList<(double N, double Flops)> curve, double fallback)
     {
         ArgumentNullException.ThrowIfNull(curve);
-        if (curve.Count == 0 || peak <= 0)
+        var ordered = curve.Where(c => c.N > 0 && c.Flops > 0).OrderBy(c => c.N).ToList();
+        if (ordered.Count == 0)
         {
             return (fallback, "derived");
         }
 
-        var ordered = curve.OrderBy(c => c.N).ToList();
-        var bestN = ordered.MaxBy(c => c.Flops).N;
-        var rising = bestN == ordered[^1].N && ordered.Count > 1 && ordered[^2].Flops < 0.9 * ordered[^1].Flops;
-        var estimates = ordered.Where(c => c.N < bestN && c.Flops < 0.9 * peak && c.Flops > 0).Select(c => Math.Min(bestN, c.N / (c.Flops / peak))).Order().ToList();
-        if (estimates.Count == 0)
+        const double Target = 0.9;
+        var best = ordered.Max(c => c.Flops);
+        var running = 0.0;
+        var points = new List<(double N, double Efficiency)>(ordered.Count);
+        foreach (var c in ordered)
         {
-            return (ordered[0].N, "measured (flat from the smallest N)");
+            running = Math.Max(running, c.Flops / best);
+            points.Add((c.N, running));
         }
 
-        var median = estimates.Count % 2 == 1 ? estimates[estimates.Count / 2] : (estimates[(estimates.Count / 2) - 1] + estimates[estimates.Count / 2]) / 2;
-        return (Math.Clamp(median, 1, 1e7), rising ? "measured (a lower bound: the rate still rises at the largest N measured)" : "measured");
+        if (points[0].Efficiency >= Target)
+        {
+            return (points[0].N * Target / points[0].Efficiency, "measured (90% of the best rate from the smallest N)");
+        }
+
+        var i = points.FindIndex(p => p.Efficiency >= Target);
+        var (n0, e0) = points[i - 1];
+        var (n1, e1) = points[i];
+        var n = Math.Exp(Math.Log(n0) + ((Target - e0) / (e1 - e0) * (Math.Log(n1) - Math.Log(n0))));
+        var rising = i == points.Count - 1 && ordered[^1].Flops >= best && ordered.Count > 1 && ordered[^2].Flops < Target * best;
+        return (n, rising ? "measured (a lower bound: the rate still rises at the largest N measured)" : "measured (90% of the best rate)");
     }
 
     /// <summary>
@@ -206,13 +227,21 @@ public sealed class CeilingsProbe : ICeilingsProbe
         return g.Build("ceilings_gemm");
     }
 
-    private static OnnxModel ConvModel(long channels, long side)
+    /// <summary>
+    /// <paramref name="layers"/> unpadded 3x3 convolutions of one input, each with weights of its own and an output
+    /// <paramref name="side"/> square. Unpadded, every tap multiplies real data: a padded 3x3 over a 1x1 image is a
+    /// 1x1 convolution in disguise, which engines run as one.
+    /// </summary>
+    private static OnnxModel ConvModel(long channels, long side, int layers)
     {
         var g = new GraphBuilder("ceilings_conv", 1);
-        var x = g.Input("x", ElementType.Float, 1L, channels, side, side);
-        var w = g.Weight("w", [channels, channels, 3, 3], 0.01f);
-        var y = g.Rename(g.Node("Conv", [x, w], GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L)), "y");
-        g.Output(y, ElementType.Float, 1L, channels, side, side);
+        var x = g.Input("x", ElementType.Float, 1L, channels, side + 2, side + 2);
+        for (var i = 0; i < layers; i++)
+        {
+            var y = g.Rename(g.Node("Conv", [x, g.Weight("w", [channels, channels, 3, 3], 0.01f)]), "y" + i.ToString(CultureInfo.InvariantCulture));
+            g.Output(y, ElementType.Float, 1L, channels, side, side);
+        }
+
         return g.Build("ceilings_conv");
     }
 
@@ -254,6 +283,7 @@ public static class DeviceCeilingsSource
             PeakGemmSize = 4096,
             ConvChannels = 256,
             ConvSides = [8, 16, 32, 64, 128, 256],
+            ConvLayers = 1,
             BandwidthElements = 64 * 1024 * 1024,
             SecondsPerMeasurement = 0.3,
         },
@@ -288,7 +318,7 @@ public static class DeviceCeilingsSource
         return cache.PathFor(HostInfo.MachineName, engine.Name, description.Device, settings);
     }
 
-    /// <summary>Cached ceilings for this machine, engine, device and settings, measuring them when absent or when <paramref name="recalibrate"/>.</summary>
+    /// <summary>Cached ceilings for this machine, engine, device and settings (every precision measured, whatever <paramref name="options"/> asks), measuring them when absent or when <paramref name="recalibrate"/>.</summary>
     public static (DeviceCeilings Ceilings, bool FromCache, string CachePath) Get(
         IEngine engine, EngineOptions options, CeilingsCache cache, bool recalibrate, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
@@ -303,7 +333,9 @@ public static class DeviceCeilingsSource
         }
 
         log?.Invoke($"measuring device ceilings for {description.Device} via {engine.Name} (once per machine; --recalibrate to redo)");
-        var measured = ProbeFor(engine.Name).Measure(engine, options, log, cancellationToken);
+        // Probes measure plain fp32 (and whatever else they can: fp16, TF32) whatever these options ask; one cache file
+        // serves every precision, and DeviceCeilings.For picks the ceiling a run uses.
+        var measured = ProbeFor(engine.Name).Measure(engine, options with { Precision = Precision.Fp32, AllowTf32 = false }, log, cancellationToken);
         cache.Write(path, measured);
         return (measured, false, path);
     }

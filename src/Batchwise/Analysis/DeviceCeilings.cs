@@ -1,8 +1,14 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Batchwise.Engines;
 
 namespace Batchwise.Analysis;
+
+/// <summary>One point of a measured rate curve: the GEMM (or convolution) rate at a batch-scaled size N.</summary>
+/// <param name="N">The GEMM dimension that grows with the batch (batch x out-H x out-W for a convolution).</param>
+/// <param name="Flops">Measured rate at that N, FLOP/s.</param>
+public sealed record RatePoint(double N, double Flops);
 
 /// <summary>
 /// What one device can do, measured through one engine: the numbers a roofline prediction needs.
@@ -12,7 +18,7 @@ namespace Batchwise.Analysis;
 public sealed record DeviceCeilings
 {
     /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew.</summary>
-    public const int CurrentSchema = 2;
+    public const int CurrentSchema = 3;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -26,8 +32,11 @@ public sealed record DeviceCeilings
     /// <summary>Host name of the machine measured.</summary>
     public required string Machine { get; init; }
 
-    /// <summary>Peak fp32 GEMM rate, FLOP/s (2 FLOPs per multiply-add).</summary>
+    /// <summary>Peak fp32 GEMM rate, FLOP/s (2 FLOPs per multiply-add); true fp32 on a GPU (no TF32).</summary>
     public required double PeakFlops { get; init; }
+
+    /// <summary>Peak fp32 GEMM rate with TF32 tensor-core math, FLOP/s, where measured (GPUs); null where not.</summary>
+    public double? PeakFlopsTf32 { get; init; }
 
     /// <summary>Best fp32 convolution rate through the engine, FLOP/s, where measured (engines whose convolutions do not reach the GEMM rate); null: use <see cref="PeakFlops"/>.</summary>
     public double? PeakConvFlops { get; init; }
@@ -35,18 +44,39 @@ public sealed record DeviceCeilings
     /// <summary>Peak fp16 GEMM rate, FLOP/s, where measured (GPU tensor cores); null where not.</summary>
     public double? PeakFlopsFp16 { get; init; }
 
+    /// <summary>
+    /// The arithmetic the prediction uses: fp32, tf32 or fp16 (set from the engine options by <see cref="For"/>);
+    /// <see cref="PeakInUse"/>, <see cref="RateCurve"/> and <see cref="SaturationN"/> follow it.
+    /// </summary>
+    public string Precision { get; init; } = "fp32";
+
+    /// <summary>
+    /// Measured rate by N for each precision (fp32, tf32, fp16): a CPU's 3x3 convolution of growing image size, a
+    /// GPU's cuBLASLt GEMM of a convolution's M and K; the prediction's efficiency at N comes from it. Empty where not measured.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<RatePoint>> RateCurves { get; init; } = new Dictionary<string, IReadOnlyList<RatePoint>>();
+
     /// <summary>Sustained memory bandwidth, bytes/s (read + write).</summary>
     public required double BandwidthBytesPerSecond { get; init; }
 
     /// <summary>Fixed cost of one run of a model (session entry, input binding, output allocation), seconds.</summary>
     public required double RunOverheadSeconds { get; init; }
 
-    /// <summary>Cost of each extra operator or kernel in a run (dispatch on a CPU, launch on a GPU), seconds.</summary>
+    /// <summary>Cost of each extra operator or kernel in a run (dispatch on a CPU, a node of a CUDA graph on a GPU), seconds.</summary>
     public required double OpOverheadSeconds { get; init; }
 
+    /// <summary>GPU: cost of one kernel launched from the host without a CUDA graph, seconds (<see cref="For"/> uses it when graphs are off); null on a CPU.</summary>
+    public double? KernelLaunchSeconds { get; init; }
+
+    /// <summary>GPU: fixed cost of one run launched kernel by kernel (no CUDA graph), seconds; null on a CPU.</summary>
+    public double? StreamRunOverheadSeconds { get; init; }
+
+    /// <summary>How kernels are submitted in <see cref="OpOverheadSeconds"/>: "cuda graph", "stream" (GPU) or "" (CPU).</summary>
+    public string Launch { get; init; } = string.Empty;
+
     /// <summary>
-    /// GEMM N (the batch-scaled dimension: batch x out-H x out-W for a convolution) at which GEMMs reach the
-    /// peak rate; below it the effective peak scales as N / SaturationN.
+    /// GEMM N (the batch-scaled dimension: batch x out-H x out-W for a convolution) at which GEMMs reach 90% of the
+    /// peak rate (from the rate curve where measured); without a curve the effective peak scales as N / SaturationN below it.
     /// </summary>
     public required double SaturationN { get; init; }
 
@@ -65,20 +95,131 @@ public sealed record DeviceCeilings
     /// <summary>Anything else worth recording (engine version, threads, individual samples).</summary>
     public IReadOnlyDictionary<string, string> Details { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>Peak GEMM rate of <see cref="Precision"/>, FLOP/s.</summary>
+    [JsonIgnore]
+    public double PeakInUse => PeakOf(Precision) ?? PeakFlops;
+
+    /// <summary>The measured rate-by-N curve of <see cref="Precision"/>, ordered by N (empty where not measured).</summary>
+    [JsonIgnore]
+    public IReadOnlyList<RatePoint> RateCurve => RateCurves.TryGetValue(Precision, out var c) ? c : [];
+
     /// <summary>Arithmetic intensity (FLOP/byte) at which compute and bandwidth ceilings meet: the roofline's ridge point.</summary>
     [JsonIgnore]
-    public double RidgeIntensity => PeakFlops / BandwidthBytesPerSecond;
+    public double RidgeIntensity => PeakInUse / BandwidthBytesPerSecond;
 
-    /// <summary>Effective GEMM rate at a given N: peak x min(1, N / SaturationN).</summary>
-    public double EffectiveFlops(double n) => n <= 0 ? PeakFlops : PeakFlops * Math.Min(1.0, n / SaturationN);
+    /// <summary>The peak GEMM rate of a precision (fp32, tf32, fp16), or null where not measured.</summary>
+    public double? PeakOf(string precision) => precision switch
+    {
+        "fp32" => PeakFlops,
+        "tf32" => PeakFlopsTf32,
+        "fp16" => PeakFlopsFp16,
+        _ => null,
+    };
 
-    /// <summary>Peak rate for an operator: the convolution rate for Conv where measured, else the GEMM rate.</summary>
-    public double PeakFor(string opType) => opType is "Conv" or "ConvTranspose" && PeakConvFlops is > 0 ? PeakConvFlops.Value : PeakFlops;
+    /// <summary>
+    /// Fraction of the peak rate a GEMM of batch-scaled size <paramref name="n"/> reaches. From the measured
+    /// <see cref="RateCurve"/> where there is one: its rate over its best rate, made non-decreasing in N (a rate
+    /// that falls at large N is caches or a busy host, not idle compute), interpolated in log N between points,
+    /// proportional to N below the smallest point (the same time for fewer columns) and 1 past the best point.
+    /// Without a curve: min(1, N / <see cref="SaturationN"/>).
+    /// </summary>
+    public double Efficiency(double n)
+    {
+        if (n <= 0)
+        {
+            return 1.0;
+        }
+
+        var curve = RateCurve.Where(p => p.N > 0 && p.Flops > 0).OrderBy(p => p.N).ToList();
+        if (curve.Count == 0)
+        {
+            return Math.Min(1.0, n / SaturationN);
+        }
+
+        var best = curve.Max(p => p.Flops);
+        var running = 0.0;
+        var points = new List<(double LogN, double Efficiency)>(curve.Count);
+        foreach (var p in curve)
+        {
+            running = Math.Max(running, p.Flops / best);
+            points.Add((Math.Log(p.N), running));
+        }
+
+        var logN = Math.Log(n);
+        if (logN <= points[0].LogN)
+        {
+            return Math.Min(1.0, points[0].Efficiency * n / curve[0].N);
+        }
+
+        for (var i = 1; i < points.Count; i++)
+        {
+            if (logN <= points[i].LogN)
+            {
+                var t = (logN - points[i - 1].LogN) / (points[i].LogN - points[i - 1].LogN);
+                return points[i - 1].Efficiency + (t * (points[i].Efficiency - points[i - 1].Efficiency));
+            }
+        }
+
+        return points[^1].Efficiency;
+    }
+
+    /// <summary>Effective GEMM rate at a given N: the peak in use x <see cref="Efficiency"/>.</summary>
+    public double EffectiveFlops(double n) => PeakInUse * Efficiency(n);
+
+    /// <summary>Peak rate for an operator: the fp32 convolution rate for Conv where measured, else the GEMM rate of the precision in use.</summary>
+    public double PeakFor(string opType) => Precision == "fp32" && opType is "Conv" or "ConvTranspose" && PeakConvFlops is > 0 ? PeakConvFlops.Value : PeakInUse;
+
+    /// <summary>
+    /// The ceilings that apply to a run with these engine options: the fp16 GEMM ceiling for <see cref="Engines.Precision.Fp16"/>,
+    /// TF32's for fp32 with <see cref="EngineOptions.AllowTf32"/> (where measured; a CPU has none and stays fp32), else fp32;
+    /// on a GPU, per-kernel launches instead of CUDA-graph nodes when graphs are off.
+    /// </summary>
+    public DeviceCeilings For(EngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var precision = options.Precision == Engines.Precision.Fp16 ? "fp16" : options.AllowTf32 && PeakFlopsTf32 is > 0 ? "tf32" : "fp32";
+        var selected = WithPrecision(precision);
+        if (!options.UseCudaGraph && KernelLaunchSeconds is { } launch && StreamRunOverheadSeconds is { } run)
+        {
+            selected = selected with { OpOverheadSeconds = launch, RunOverheadSeconds = run, Launch = "stream" };
+        }
+
+        return selected;
+    }
+
+    /// <summary>These ceilings predicting in another precision (fp32, tf32, fp16): its peak, rate curve and saturation N.</summary>
+    public DeviceCeilings WithPrecision(string precision)
+    {
+        if (PeakOf(precision) is not > 0)
+        {
+            throw new BatchwiseException(
+                $"There is no {precision} GEMM ceiling for {Device} via {Engine}: the engine's probe did not measure one",
+                precision == "fp16" ? "Explain with --precision fp32, or with an engine that computes in fp16 (cuda)." : "Explain with --precision fp32.");
+        }
+
+        if (precision == Precision)
+        {
+            return this;
+        }
+
+        var curve = RateCurves.TryGetValue(precision, out var c) ? c : [];
+        var (saturation, source) = curve.Count > 0 ? CeilingsProbe.FitSaturation(curve.Select(p => (p.N, p.Flops)).ToList(), SaturationN) : (SaturationN, SaturationSource);
+        return this with { Precision = precision, SaturationN = saturation, SaturationSource = source };
+    }
 
     /// <summary>One line for tables and logs.</summary>
-    public string Summary() => string.Create(
-        CultureInfo.InvariantCulture,
-        $"{Device} via {Engine}: {PeakFlops / 1e9:N1} GFLOP/s fp32 GEMM{(PeakConvFlops is { } conv ? $", {conv / 1e9:N1} conv" : "")}, {BandwidthBytesPerSecond / 1e9:N1} GB/s memory, {RunOverheadSeconds * 1e6:N1} µs per run + {OpOverheadSeconds * 1e6:N2} µs per op, GEMM saturates at N ≈ {SaturationN:N0}");
+    public string Summary()
+    {
+        var c = CultureInfo.InvariantCulture;
+        var peaks = Units.FlopRate(PeakFlops) + " fp32 GEMM";
+        peaks += PeakFlopsTf32 is { } tf32 ? $", {Units.FlopRate(tf32)} tf32" : string.Empty;
+        peaks += PeakFlopsFp16 is { } fp16 ? $", {Units.FlopRate(fp16)} fp16" : string.Empty;
+        peaks += PeakConvFlops is { } conv ? $", {Units.FlopRate(conv)} fp32 conv" : string.Empty;
+        var launch = Launch.Length > 0 ? $" ({Launch})" : string.Empty;
+        return string.Create(
+            c,
+            $"{Device} via {Engine}: {peaks}, {BandwidthBytesPerSecond / 1e9:N1} GB/s memory, {RunOverheadSeconds * 1e6:N1} µs per run + {OpOverheadSeconds * 1e6:N2} µs per op{launch}; predicting in {Precision}, GEMM saturates at N ≈ {SaturationN:N0}");
+    }
 }
 
 /// <summary>Per-machine cache of measured <see cref="DeviceCeilings"/>: one JSON file per machine, engine and device.</summary>

@@ -101,7 +101,7 @@ public static class Explainer
         }
 
         var predictor = new ThroughputPredictor(ceilings);
-        var predicted = predictor.Predict(batches, work.At);
+        var predicted = predictor.Predict(batches, LayersAt(work, ceilings));
         var first = predicted[0];
         var last = predicted[^1];
         // Layers of one shape (a ResNet stage repeats its blocks) make one row, so the table shows distinct work.
@@ -207,11 +207,14 @@ public static class Explainer
         lines.Add(F($"Time at b={first.BatchSize}: {Shares(first)}; at b={last.BatchSize}: {Shares(last)}."));
 
         // Levers.
-        if (c.PeakFlopsFp16 is { } fp16 && fp16 > 0)
+        if (c.Precision == "fp16")
         {
-            var fp16Ceilings = c with { PeakFlops = fp16, PeakConvFlops = c.PeakConvFlops * fp16 / c.PeakFlops };
-            var half = new ThroughputPredictor(fp16Ceilings).Predict(last.BatchSize, last.Layers.Select(l => l.Work with { Bytes = l.Work.Bytes / 2 }).ToList());
-            lines.Add(F($"FP16 would give ~{half.Throughput / last.Throughput:N1}x at b={last.BatchSize} ({fp16 / 1e12:N1} TFLOP/s fp16 vs {c.PeakFlops / 1e12:N1} fp32, half the bytes)."));
+            lines.Add(F($"Predicted in fp16 ({c.PeakInUse / 1e12:N1} TFLOP/s fp16 GEMM ceiling, against {c.PeakFlops / 1e12:N1} fp32{(c.PeakFlopsTf32 is { } t ? F($" and {t / 1e12:N1} tf32") : string.Empty)}), and half the graph's fp32 bytes moved)."));
+        }
+        else if (c.PeakFlopsFp16 is { } fp16 && fp16 > 0)
+        {
+            var half = new ThroughputPredictor(c.WithPrecision("fp16")).Predict(last.BatchSize, last.Layers.Select(l => l.Work with { Bytes = l.Work.Bytes / 2 }).ToList());
+            lines.Add(F($"FP16 would give ~{half.Throughput / last.Throughput:N1}x at b={last.BatchSize} ({fp16 / 1e12:N1} TFLOP/s fp16 vs {c.PeakInUse / 1e12:N1} {c.Precision}, half the bytes)."));
         }
         else
         {
@@ -220,8 +223,9 @@ public static class Explainer
 
         if (smallerInput is { } s)
         {
-            var small = predictor.Predict(last.BatchSize, s.Work.At(last.BatchSize));
-            var smallFirst = predictor.Predict(first.BatchSize, s.Work.At(first.BatchSize));
+            var smallAt = LayersAt(s.Work, c);
+            var small = predictor.Predict(last.BatchSize, smallAt(last.BatchSize));
+            var smallFirst = predictor.Predict(first.BatchSize, smallAt(first.BatchSize));
             lines.Add(F($"Input {s.From}→{s.To}: ~{small.Throughput / last.Throughput:N1}x at b={last.BatchSize}, ~{smallFirst.Throughput / first.Throughput:N1}x at b={first.BatchSize} (predicted)."));
         }
 
@@ -240,10 +244,10 @@ public static class Explainer
         // Honesty: say where the model is off.
         if (e.Error is { } err)
         {
-            var text = F($"Prediction error: {err.AtFirst:+0%;-0%} at b={e.Measured[0].BatchSize}, {err.AtLast:+0%;-0%} at b={e.Measured[^1].BatchSize}; knee predicted b={err.PredictedKnee}, measured b={err.MeasuredKnee}.");
+            var text = F($"Prediction error: {err.AtFirst:+0%;-0%;0%} at b={e.Measured[0].BatchSize}, {err.AtLast:+0%;-0%;0%} at b={e.Measured[^1].BatchSize}; knee predicted b={err.PredictedKnee}, measured b={err.MeasuredKnee}.");
             if (double.IsFinite(err.BestRunAtFirst) && double.IsFinite(err.BestRunAtLast))
             {
-                text += F($" Against the fastest run of each batch size: {err.BestRunAtFirst:+0%;-0%} and {err.BestRunAtLast:+0%;-0%}.");
+                text += F($" Against the fastest run of each batch size: {err.BestRunAtFirst:+0%;-0%;0%} and {err.BestRunAtLast:+0%;-0%;0%}.");
             }
 
             if (err.IsOff)
@@ -264,6 +268,11 @@ public static class Explainer
 
         return lines;
     }
+
+    /// <summary>The layers' work at a batch size as the device moves it: in fp16 every tensor is half the graph's fp32 bytes.</summary>
+    private static Func<int, IReadOnlyList<LayerWork>> LayersAt(ModelWork work, DeviceCeilings ceilings) => ceilings.Precision == "fp16"
+        ? b => work.At(b).Select(l => l with { Bytes = l.Bytes / 2 }).ToList()
+        : work.At;
 
     private static string Shares(BatchPrediction p)
     {

@@ -67,10 +67,30 @@ public static class ExplanationJson
         w.WriteString("machine", c.Machine);
         w.WriteNumber("peak_flops", c.PeakFlops);
         w.WriteNumberOrNull("peak_conv_flops", c.PeakConvFlops);
+        w.WriteNumberOrNull("peak_flops_tf32", c.PeakFlopsTf32);
         w.WriteNumberOrNull("peak_flops_fp16", c.PeakFlopsFp16);
+        w.WriteString("precision", c.Precision);
+        w.WriteNumber("peak_flops_in_use", c.PeakInUse);
+        w.WriteStartArray("rate_curve");
+        foreach (var p in c.RateCurve)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("n", p.N);
+            w.WriteNumber("flops", p.Flops);
+            w.WriteNumber("efficiency", c.Efficiency(p.N));
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
         w.WriteNumber("bandwidth_bytes_per_s", c.BandwidthBytesPerSecond);
         w.WriteNumber("run_overhead_s", c.RunOverheadSeconds);
         w.WriteNumber("op_overhead_s", c.OpOverheadSeconds);
+        w.WriteNumberOrNull("kernel_launch_s", c.KernelLaunchSeconds);
+        if (c.Launch.Length > 0)
+        {
+            w.WriteString("launch", c.Launch);
+        }
+
         w.WriteNumber("saturation_n", c.SaturationN);
         w.WriteString("saturation_source", c.SaturationSource);
         w.WriteString("measured_at", c.MeasuredAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture));

@@ -47,7 +47,7 @@ public sealed record LayerWork(string Name, string OpType, double Flops, double 
 /// <param name="ComputeSeconds">FLOPs over the effective GEMM rate at this N.</param>
 /// <param name="MemorySeconds">Bytes over the bandwidth.</param>
 /// <param name="OverheadSeconds">Per-op dispatch (CPU) or launch (GPU) cost.</param>
-/// <param name="Efficiency">Fraction of peak rate available at this N: min(1, N / SaturationN); 1 for non-GEMM layers.</param>
+/// <param name="Efficiency">Fraction of peak rate available at this N (<see cref="DeviceCeilings.Efficiency"/>: the measured rate curve, else min(1, N / SaturationN)); 1 for non-GEMM layers.</param>
 public sealed record LayerPrediction(LayerWork Work, double ComputeSeconds, double MemorySeconds, double OverheadSeconds, double Efficiency)
 {
     /// <summary>max(compute, memory) + overhead: the roofline time plus dispatch.</summary>
@@ -79,8 +79,9 @@ public sealed record BatchPrediction(int BatchSize, double RunOverheadSeconds, I
 
 /// <summary>
 /// Roofline prediction: each layer takes max(FLOPs / effective peak, bytes / bandwidth) plus a per-op
-/// overhead, where the effective peak of a GEMM is peak x min(1, N / SaturationN) (a GEMM whose N is
-/// smaller than the device's parallel width leaves compute units idle); a run adds a fixed overhead.
+/// overhead, where the effective peak of a GEMM is peak x efficiency(N): the device's measured rate at that N over
+/// its best rate (a GEMM whose N is smaller than the device's parallel width leaves compute units idle, and a
+/// small N also streams the weights for little work); a run adds a fixed overhead.
 /// </summary>
 public sealed class ThroughputPredictor
 {
@@ -94,7 +95,7 @@ public sealed class ThroughputPredictor
     public LayerPrediction Predict(LayerWork work)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var efficiency = work.ParallelSize is { } n ? Math.Min(1.0, n / Ceilings.SaturationN) : 1.0;
+        var efficiency = work.ParallelSize is { } n ? Ceilings.Efficiency(n) : 1.0;
         var compute = work.Flops / (Ceilings.PeakFor(work.OpType) * efficiency);
         var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
         return new LayerPrediction(work, compute, memory, work.LaunchesKernel ? Ceilings.OpOverheadSeconds : 0, efficiency);

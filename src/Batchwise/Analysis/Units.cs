@@ -24,6 +24,11 @@ public static class Units
     /// <summary>FLOPs with a k/M/G/T prefix.</summary>
     public static string Flops(double flops) => Prefixed(flops, "FLOPs");
 
+    /// <summary>A compute rate: GFLOP/s below a TFLOP/s, TFLOP/s from there, one decimal.</summary>
+    public static string FlopRate(double flopsPerSecond) => flopsPerSecond >= 1e12
+        ? (flopsPerSecond / 1e12).ToString("N1", CultureInfo.InvariantCulture) + " TFLOP/s"
+        : (flopsPerSecond / 1e9).ToString("N1", CultureInfo.InvariantCulture) + " GFLOP/s";
+
     /// <summary>Bytes with a k/M/G prefix (decimal).</summary>
     public static string Bytes(double bytes) => Prefixed(bytes, "B");
 

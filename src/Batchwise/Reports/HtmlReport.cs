@@ -123,7 +123,7 @@ public static class HtmlReport
                 p.BatchSize.ToString(CultureInfo.InvariantCulture),
                 Units.Rate(p.Throughput),
                 m is null ? "–" : Units.Rate(m.Throughput),
-                m is null ? "–" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%}"),
+                m is null ? "–" : F($"{(p.Throughput - m.Throughput) / m.Throughput:+0%;-0%;0%}"),
                 m is null || !double.IsFinite(m.LatencyMinSeconds) ? "–" : Units.Rate(m.BestRunThroughput),
                 Units.Duration(p.Seconds),
                 m is null ? "–" : Units.Duration(m.LatencyMedianSeconds),
@@ -157,13 +157,16 @@ public static class HtmlReport
         var c = e.Ceilings;
         Table(html, ["ceiling", "value"], new[]
         {
-            new[] { "fp32 GEMM peak", F($"{c.PeakFlops / 1e9:N1} GFLOP/s") },
-            new[] { "fp32 convolution peak", c.PeakConvFlops is { } cv ? F($"{cv / 1e9:N1} GFLOP/s") : "as GEMM" },
-            new[] { "fp16 GEMM peak", c.PeakFlopsFp16 is { } h ? F($"{h / 1e9:N1} GFLOP/s") : "not measured" },
+            new[] { "predicting in", c.Precision },
+            new[] { "fp32 GEMM peak", Units.FlopRate(c.PeakFlops) },
+            new[] { "tf32 GEMM peak", c.PeakFlopsTf32 is { } t ? Units.FlopRate(t) : "not measured" },
+            new[] { "fp32 convolution peak", c.PeakConvFlops is { } cv ? Units.FlopRate(cv) : "as GEMM" },
+            new[] { "fp16 GEMM peak", c.PeakFlopsFp16 is { } h ? Units.FlopRate(h) : "not measured" },
+            new[] { F($"{c.Precision} rate by N (efficiency)"), c.RateCurve.Count == 0 ? "not measured: min(1, N / saturation N)" : string.Join(", ", c.RateCurve.Select(p => F($"N={p.N:N0}: {Units.FlopRate(p.Flops)} ({c.Efficiency(p.N):P0})"))) },
             new[] { "memory bandwidth", F($"{c.BandwidthBytesPerSecond / 1e9:N1} GB/s") },
             new[] { "ridge point", F($"{c.RidgeIntensity:N1} FLOP/byte") },
             new[] { "GEMM saturates at N", F($"{c.SaturationN:N0} ({c.SaturationSource})") },
-            new[] { "overhead per run / per op", F($"{c.RunOverheadSeconds * 1e6:N1} µs / {c.OpOverheadSeconds * 1e6:N2} µs") },
+            new[] { "overhead per run / per op", F($"{c.RunOverheadSeconds * 1e6:N1} µs / {c.OpOverheadSeconds * 1e6:N2} µs{(c.Launch.Length > 0 ? $" ({c.Launch})" : string.Empty)}") },
             new[] { "measured", F($"{c.MeasuredAt:yyyy-MM-dd HH:mm} UTC on {c.Machine} in {c.CalibrationSeconds:N1} s") },
         });
         Context(html, context);
@@ -285,8 +288,8 @@ public static class HtmlReport
         var lo = Math.Min(0.1, layers.Count > 0 ? layers.Min(l => l.Work.Intensity) / 2 : 0.1);
         var hi = Math.Max(c.RidgeIntensity * 20, layers.Count > 0 ? layers.Max(l => l.Work.Intensity) * 2 : 100);
         var xs = Enumerable.Range(0, 121).Select(i => Math.Log10(lo) + ((Math.Log10(hi) - Math.Log10(lo)) * i / 120)).ToArray();
-        var peaks = new List<(double Flops, string Name)> { (c.PeakFlops, "GEMM") };
-        if (c.PeakConvFlops is { } conv)
+        var peaks = new List<(double Flops, string Name)> { (c.PeakInUse, c.Precision + " GEMM") };
+        if (c.Precision == "fp32" && c.PeakConvFlops is { } conv)
         {
             peaks.Add((conv, "conv"));
         }

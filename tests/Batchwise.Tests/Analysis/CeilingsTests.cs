@@ -20,7 +20,7 @@ public sealed class CeilingsTests : IDisposable
     {
         var cache = new CeilingsCache(_dir);
         var path = cache.PathFor("host", "ort", "cpu");
-        var original = Synthetic.Device() with { PeakConvFlops = 50e9, Details = new Dictionary<string, string> { ["k"] = "v" } };
+        var original = Synthetic.Gpu() with { PeakConvFlops = 50e9, Details = new Dictionary<string, string> { ["k"] = "v" } };
         cache.Write(path, original);
         var read = cache.TryRead(path);
         Assert.NotNull(read);
@@ -32,6 +32,17 @@ public sealed class CeilingsTests : IDisposable
         Assert.Equal(original.OpOverheadSeconds, read.OpOverheadSeconds);
         Assert.Equal(original.MeasuredAt, read.MeasuredAt);
         Assert.Equal("v", read.Details["k"]);
+        Assert.Equal(original.PeakFlopsTf32, read.PeakFlopsTf32);
+        Assert.Equal(original.PeakFlopsFp16, read.PeakFlopsFp16);
+        Assert.Equal(original.KernelLaunchSeconds, read.KernelLaunchSeconds);
+        Assert.Equal(original.StreamRunOverheadSeconds, read.StreamRunOverheadSeconds);
+        Assert.Equal(original.Launch, read.Launch);
+        Assert.Equal(original.Precision, read.Precision);
+        Assert.Equal(["fp16", "fp32", "tf32"], read.RateCurves.Keys.Order());
+        foreach (var (precision, curve) in original.RateCurves)
+        {
+            Assert.Equal(curve, read.RateCurves[precision]);
+        }
     }
 
     [Fact]
@@ -78,6 +89,19 @@ public sealed class CeilingsTests : IDisposable
     }
 
     [Fact]
+    public void Probes_measure_plain_fp32_whatever_precision_the_run_asks_for()
+    {
+        var probe = new CountingProbe();
+        DeviceCeilingsSource.Register("precision-test", () => probe);
+        var options = new EngineOptions { Precision = Precision.Fp16, AllowTf32 = true, IntraOpThreads = 1 };
+        DeviceCeilingsSource.Get(new NamedEngine(new OrtEngine(), "precision-test"), options, new CeilingsCache(_dir), recalibrate: true);
+        Assert.Equal(options with { Precision = Precision.Fp32, AllowTf32 = false }, probe.LastOptions);
+        Assert.Equal(
+            DeviceCeilingsSource.CachePath(new NamedEngine(new OrtEngine(), "precision-test"), options, new CeilingsCache(_dir)),
+            DeviceCeilingsSource.CachePath(new NamedEngine(new OrtEngine(), "precision-test"), new EngineOptions { IntraOpThreads = 1 }, new CeilingsCache(_dir)));
+    }
+
+    [Fact]
     public void Cuda_probe_is_sized_for_a_gpu()
     {
         var probe = Assert.IsType<CeilingsProbe>(DeviceCeilingsSource.ProbeFor("cuda"));
@@ -89,7 +113,7 @@ public sealed class CeilingsTests : IDisposable
     [Fact]
     public void Engine_probe_measures_positive_ceilings_on_this_cpu()
     {
-        var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 18, ConvSides = [4, 8, 16] };
+        var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 18, ConvChannels = 32, ConvLayers = 2, ConvSides = [1, 4, 8] };
         var c = probe.Measure(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
         Assert.True(c.PeakFlops > 1e8, $"peak {c.PeakFlops}");
         Assert.True(c.PeakConvFlops > 1e8, $"conv {c.PeakConvFlops}");
@@ -99,17 +123,81 @@ public sealed class CeilingsTests : IDisposable
         Assert.InRange(c.SaturationN, 1, 1e7);
         Assert.Equal("ort", c.Engine);
         Assert.Contains("conv_curve", c.Details.Keys);
+        Assert.Equal([1.0, 16, 64], c.RateCurves["fp32"].Select(p => p.N));
+        Assert.All(c.RateCurves["fp32"], p => Assert.True(p.Flops > 0));
+        Assert.Equal(c.PeakConvFlops, c.RateCurves["fp32"].Max(p => p.Flops));
         Assert.Null(c.PeakFlopsFp16); // ONNX Runtime refuses --precision fp16, so there is no fp16 ceiling
         Assert.StartsWith("not measured", c.Details["fp16"], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Options_pick_the_fp32_tf32_or_fp16_gemm_ceiling()
+    {
+        var gpu = Synthetic.Gpu();
+        var fp32 = gpu.For(new EngineOptions());
+        var tf32 = gpu.For(new EngineOptions { AllowTf32 = true });
+        var fp16 = gpu.For(new EngineOptions { Precision = Precision.Fp16 });
+        var fp16Tf32 = gpu.For(new EngineOptions { Precision = Precision.Fp16, AllowTf32 = true });
+        Assert.Equal(("fp32", 50e12), (fp32.Precision, fp32.PeakInUse));
+        Assert.Equal(("tf32", 350e12), (tf32.Precision, tf32.PeakInUse));
+        Assert.Equal(("fp16", 700e12), (fp16.Precision, fp16.PeakInUse));
+        Assert.Equal("fp16", fp16Tf32.Precision);
+        Assert.Equal(700e12, fp16.EffectiveFlops(1e9));
+        Assert.Equal(700e12, fp16.PeakFor("Conv"));
+        Assert.Equal(fp16.RateCurves["fp16"], fp16.RateCurve);
+    }
+
+    [Fact]
+    public void Each_precision_saturates_at_the_n_of_its_own_curve()
+    {
+        var gpu = Synthetic.Gpu();
+        Assert.Equal(4096, gpu.For(new EngineOptions()).SaturationN, 6);
+
+        // 90% of the best between the curve's points N = 4,096 and 16,384, in log N: fp16 is at 25% and tf32 at 50% at 4,096.
+        Assert.Equal(4096 * Math.Pow(4, 0.65 / 0.75), gpu.For(new EngineOptions { Precision = Precision.Fp16 }).SaturationN, 6);
+        Assert.Equal(4096 * Math.Pow(4, 0.4 / 0.5), gpu.For(new EngineOptions { AllowTf32 = true }).SaturationN, 6);
+    }
+
+    [Fact]
+    public void Tf32_on_a_device_without_a_tf32_ceiling_predicts_in_fp32()
+    {
+        var cpu = Synthetic.Device();
+        var c = cpu.For(new EngineOptions { AllowTf32 = true });
+        Assert.Equal("fp32", c.Precision);
+        Assert.Equal(cpu.PeakFlops, c.PeakInUse);
+    }
+
+    [Fact]
+    public void Fp16_without_an_fp16_ceiling_is_a_clear_error()
+    {
+        var e = Assert.Throws<BatchwiseException>(() => Synthetic.Device().For(new EngineOptions { Precision = Precision.Fp16 }));
+        Assert.Contains("no fp16 GEMM ceiling for synthetic device via test", e.Message, StringComparison.Ordinal);
+        Assert.Contains("--precision fp32", e.Hint, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Without_cuda_graphs_each_kernel_pays_a_host_launch()
+    {
+        var gpu = Synthetic.Gpu();
+        var graph = gpu.For(new EngineOptions());
+        var stream = gpu.For(new EngineOptions { UseCudaGraph = false });
+        Assert.Equal((1e-6, 5e-6, "cuda graph"), (graph.OpOverheadSeconds, graph.RunOverheadSeconds, graph.Launch));
+        Assert.Equal((4e-6, 12e-6, "stream"), (stream.OpOverheadSeconds, stream.RunOverheadSeconds, stream.Launch));
+
+        // A CPU has no launch costs of its own to swap in.
+        Assert.Equal(Synthetic.Device().OpOverheadSeconds, Synthetic.Device().For(new EngineOptions { UseCudaGraph = false }).OpOverheadSeconds);
     }
 
     private sealed class CountingProbe : ICeilingsProbe
     {
         public int Calls { get; private set; }
 
+        public EngineOptions? LastOptions { get; private set; }
+
         public DeviceCeilings Measure(IEngine engine, EngineOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
         {
             Calls++;
+            LastOptions = options;
             return Synthetic.Device() with { Engine = engine.Name };
         }
     }

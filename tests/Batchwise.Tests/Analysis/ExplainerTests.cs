@@ -90,4 +90,39 @@ public sealed class ExplainerTests
         var e = Explainer.Explain(Synthetic.OneGemm(100_000, activationBytes: 1e3, weightBytes: 1e3), device, [1, 8], []);
         Assert.Contains(e.Verdict, l => l.StartsWith("FP16 would give ~2.0x", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void Fp16_lever_compares_with_the_precision_in_use()
+    {
+        var gpu = Synthetic.Gpu().For(new Batchwise.Engines.EngineOptions { AllowTf32 = true });
+        var e = Explainer.Explain(Synthetic.OneGemm(1_000_000, flopsPerSample: 1e11, activationBytes: 1e3, weightBytes: 1e3), gpu, [1, 8], []);
+        Assert.Contains(e.Verdict, l => l.StartsWith("FP16 would give ~2.0x at b=8 (700.0 TFLOP/s fp16 vs 350.0 tf32", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Explaining_in_fp16_uses_the_fp16_ceiling_and_half_the_bytes()
+    {
+        var work = Synthetic.OneGemm(1_000_000, activationBytes: 1e6, weightBytes: 1e6);
+        var gpu = Synthetic.Gpu();
+        var fp32 = Explainer.Explain(work, gpu.For(new Batchwise.Engines.EngineOptions()), [1], []);
+        var fp16 = Explainer.Explain(work, gpu.For(new Batchwise.Engines.EngineOptions { Precision = Batchwise.Engines.Precision.Fp16 }), [1], []);
+        Assert.Equal(work.At(1)[0].Bytes / 2, fp16.Predicted[0].Layers[0].Work.Bytes);
+        Assert.Equal(1e9 / 700e12, fp16.Predicted[0].Layers[0].ComputeSeconds, 15);
+        Assert.Equal(1e9 / 50e12, fp32.Predicted[0].Layers[0].ComputeSeconds, 15);
+        Assert.Contains(fp16.Verdict, l => l.StartsWith("Predicted in fp16 (700.0 TFLOP/s", StringComparison.Ordinal));
+        Assert.DoesNotContain(fp16.Verdict, l => l.StartsWith("FP16 would give", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void An_error_that_rounds_to_zero_reads_0_percent()
+    {
+        var work = Synthetic.OneGemm(100_000);
+        var device = Synthetic.Device();
+        var predicted = new ThroughputPredictor(device).Predict(1, work.At(1)).Throughput;
+        var fast = predicted * 1.001; // 0.1% faster than predicted: an error of -0.1%, which rounds to 0%
+        var e = Explainer.Explain(work, device, [1], [new MeasuredPoint(1, fast, 1 / fast, 1 / fast, 10, 1 / fast)]);
+        var line = e.Verdict.Single(l => l.StartsWith("Prediction error", StringComparison.Ordinal));
+        Assert.StartsWith("Prediction error: 0% at b=1, 0% at b=1", line, StringComparison.Ordinal);
+        Assert.Contains("fastest run of each batch size: 0% and 0%", line, StringComparison.Ordinal);
+    }
 }

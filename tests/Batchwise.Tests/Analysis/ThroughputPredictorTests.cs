@@ -95,35 +95,94 @@ public sealed class ThroughputPredictorTests
     }
 
     [Fact]
-    public void Saturation_fit_recovers_the_n_that_generated_the_curve()
+    public void Saturation_is_where_the_curve_reaches_90_percent_of_its_best()
     {
-        const double peak = 200e9, nsat = 300;
-        var curve = new[] { 16.0, 64, 256, 1024, 4096 }.Select(n => (n, peak * Math.Min(1, n / nsat))).ToList();
-        var (fitted, source) = CeilingsProbe.FitSaturation(curve, peak, 999);
-        Assert.Equal(nsat, fitted, 6);
-        Assert.Equal("measured", source);
+        var (n, source) = CeilingsProbe.FitSaturation([(100, 50e9), (180, 90e9), (1000, 100e9)], 999);
+        Assert.Equal(180, n, 6);
+        Assert.Equal("measured (90% of the best rate)", source);
+    }
+
+    [Fact]
+    public void Saturation_between_points_is_interpolated_in_log_n()
+    {
+        // 80% at N = 100, 100% at 400: 90% halfway in log N, at N = 200.
+        var (n, _) = CeilingsProbe.FitSaturation([(100, 80e9), (400, 100e9), (1600, 100e9)], 999);
+        Assert.Equal(200, n, 6);
     }
 
     [Fact]
     public void Saturation_fit_ignores_a_rate_that_falls_at_large_n()
     {
-        // Under-filled at 16 (half of peak), full from 64, slower again at 4096 (caches): Nsat = 32.
-        var (fitted, _) = CeilingsProbe.FitSaturation([(16, 50e9), (64, 100e9), (1024, 98e9), (4096, 30e9)], 100e9, 999);
-        Assert.Equal(32, fitted, 6);
+        // Half the best at 16, full at 64, slower again at 4096 (caches): 90% at 16 x 4^0.8.
+        var (n, _) = CeilingsProbe.FitSaturation([(16, 50e9), (64, 100e9), (1024, 98e9), (4096, 30e9)], 999);
+        Assert.Equal(16 * Math.Pow(4, 0.8), n, 6);
     }
 
     [Fact]
     public void Saturation_fit_of_a_still_rising_curve_says_it_is_a_lower_bound()
     {
-        var (fitted, source) = CeilingsProbe.FitSaturation([(16, 10e9), (64, 40e9), (256, 100e9)], 100e9, 999);
-        Assert.InRange(fitted, 159, 161);
+        var (_, source) = CeilingsProbe.FitSaturation([(16, 10e9), (64, 40e9), (256, 100e9)], 999);
         Assert.Contains("lower bound", source, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void Saturation_fit_of_a_flat_curve_is_its_smallest_n()
+    public void Saturation_fit_of_a_flat_curve_is_at_or_below_its_smallest_n()
     {
-        var (fitted, _) = CeilingsProbe.FitSaturation([(8, 100e9), (64, 101e9)], 101e9, 999);
-        Assert.Equal(8, fitted);
+        var (n, _) = CeilingsProbe.FitSaturation([(8, 100e9), (64, 100e9)], 999);
+        Assert.Equal(8 * 0.9, n, 6);
+        Assert.Equal((999.0, "derived"), CeilingsProbe.FitSaturation([], 999));
     }
+
+    [Fact]
+    public void Efficiency_comes_from_the_measured_curve_interpolated_in_log_n()
+    {
+        // Measured: 25% of the best rate at N = 4, 50% at 16, 100% at 64.
+        var c = Synthetic.Device() with { RateCurves = CpuCurve((4, 25e9), (16, 50e9), (64, 100e9)) };
+        Assert.Equal(0.25, c.Efficiency(4), 12);
+        Assert.Equal(0.50, c.Efficiency(16), 12);
+        Assert.Equal(0.375, c.Efficiency(8), 12); // halfway between 4 and 16 in log N
+        Assert.Equal(1.0, c.Efficiency(64), 12);
+        Assert.Equal(1.0, c.Efficiency(10_000), 12);
+    }
+
+    [Fact]
+    public void Efficiency_below_the_smallest_measured_n_falls_in_proportion_to_n()
+    {
+        var c = Synthetic.Device() with { RateCurves = CpuCurve((4, 25e9), (64, 100e9)) };
+        Assert.Equal(0.0625, c.Efficiency(1), 12);
+    }
+
+    [Fact]
+    public void Efficiency_ignores_a_rate_that_falls_at_large_n()
+    {
+        // Past its best the rate drops (caches, a busy host): a larger N is never predicted slower.
+        var c = Synthetic.Device() with { RateCurves = CpuCurve((16, 50e9), (64, 100e9), (1024, 60e9)) };
+        Assert.Equal(1.0, c.Efficiency(1024), 12);
+        Assert.Equal(1.0, c.Efficiency(300), 12);
+    }
+
+    [Fact]
+    public void Without_a_curve_efficiency_is_n_over_saturation_n()
+    {
+        Assert.Equal(0.1, Synthetic.Device().Efficiency(100), 12);
+        Assert.Equal(1.0, Synthetic.Device().Efficiency(5000), 12);
+    }
+
+    [Fact]
+    public void Small_batches_are_predicted_below_peak_by_the_measured_curve()
+    {
+        // One GEMM of N = 16 per sample on a CPU whose rate is half its best at N = 16 and full from N = 64:
+        // batch 1 runs at half the peak, batch 4 at the peak, so batch 4 is predicted ~2x the throughput.
+        var device = Synthetic.Device(runOverhead: 0, opOverhead: 0) with { RateCurves = CpuCurve((16, 50e9), (64, 100e9)) };
+        var predictor = new ThroughputPredictor(device);
+        var work = Synthetic.OneGemm(nPerSample: 16, activationBytes: 1, weightBytes: 1);
+        var curve = predictor.Predict([1, 4], work.At);
+        Assert.Equal(0.5, curve[0].Layers[0].Efficiency, 12);
+        Assert.Equal(1e9 / 50e9, curve[0].Layers[0].ComputeSeconds, 12);
+        Assert.Equal(1.0, curve[1].Layers[0].Efficiency, 12);
+        Assert.Equal(2.0, curve[1].Throughput / curve[0].Throughput, 6);
+    }
+
+    private static Dictionary<string, IReadOnlyList<RatePoint>> CpuCurve(params (double N, double Flops)[] points) =>
+        new() { ["fp32"] = points.Select(p => new RatePoint(p.N, p.Flops)).ToList() };
 }

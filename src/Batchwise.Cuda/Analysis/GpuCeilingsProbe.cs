@@ -1,0 +1,333 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Batchwise.Analysis;
+using Batchwise.Cuda.Interop;
+using Batchwise.Engines;
+
+namespace Batchwise.Cuda.Analysis;
+
+/// <summary>
+/// A GPU's ceilings measured directly, with CUDA events: cuBLASLt GEMM rates in fp32 (true fp32), TF32 and fp16
+/// (fp16 operands, fp32 accumulation) at a large square size and over growing N at a convolution's M and K
+/// (the rate curve the prediction's efficiency comes from); device-to-device bandwidth (cuMemcpyDtoDAsync and a
+/// copy kernel); and the launch costs the cuda engine pays: a kernel launched from the host, a node of a CUDA
+/// graph, and the fixed cost of one run. Every number is the best of several trials.
+/// </summary>
+public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
+{
+    private const string Source = """
+        extern "C" __global__ void bw_empty() {}
+
+        extern "C" __global__ void bw_copy(const float4* __restrict__ src, float4* __restrict__ dst, unsigned long long n)
+        {
+            for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x)
+                dst[i] = src[i];
+        }
+
+        __device__ unsigned int bw_hash(unsigned long long i, unsigned int seed)
+        {
+            unsigned int x = (unsigned int)(i * 2654435761ull) ^ (unsigned int)(i >> 32) ^ seed;
+            x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+            return x;
+        }
+
+        // Values of random sign and magnitude in [0.5, 1): fp32, or two fp16 per word. Zeros would flatter the
+        // GEMM rate (less switching, higher clocks); these keep a K = 8192 sum well inside fp16's range.
+        extern "C" __global__ void bw_fill(unsigned int* p, unsigned long long n, unsigned int seed, int halves)
+        {
+            for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x)
+            {
+                unsigned int r = bw_hash(i, seed);
+                p[i] = halves
+                    ? ((r & 0x8000u) | 0x3800u | (r & 0x3ffu)) | ((((r >> 16) & 0x8000u) | 0x3800u | ((r >> 16) & 0x3ffu)) << 16)
+                    : (r & 0x80000000u) | 0x3f000000u | (r & 0x7fffffu);
+            }
+        }
+        """;
+
+    private const long WorkspaceBytes = 32L << 20;
+
+    /// <summary>Square size of the peak-rate GEMMs.</summary>
+    public int PeakGemmSize { get; init; } = 8192;
+
+    /// <summary>M of the rate curve's GEMMs: output channels of a typical deep convolution.</summary>
+    public int CurveM { get; init; } = 256;
+
+    /// <summary>K of the rate curve's GEMMs: a 3x3 convolution over <see cref="CurveM"/> input channels.</summary>
+    public int CurveK { get; init; } = 2304;
+
+    /// <summary>N of the rate curve's GEMMs (batch x out-H x out-W of a convolution).</summary>
+    public IReadOnlyList<int> CurveN { get; init; } = [16, 64, 256, 1024, 4096, 16384, 65536, 131072];
+
+    /// <summary>Bytes of each of the two buffers the bandwidth copies move between (far past the L2 cache).</summary>
+    public long BandwidthBytes { get; init; } = 512L << 20;
+
+    /// <summary>Empty kernels launched back to back to time one launch.</summary>
+    public int Launches { get; init; } = 2000;
+
+    /// <summary>Empty-kernel nodes in the CUDA graph that times one node.</summary>
+    public int GraphNodes { get; init; } = 500;
+
+    /// <summary>Seconds of trials per measurement (each takes the best trial).</summary>
+    public double SecondsPerMeasurement { get; init; } = 0.2;
+
+    /// <inheritdoc/>
+    public DeviceCeilings Measure(IEngine engine, EngineOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(options);
+        var clock = Stopwatch.StartNew();
+        var description = engine.Describe(options);
+        CudaDriver.Initialize();
+        var device = CudaDriver.Device(options.DeviceId);
+        using var context = new PrimaryContext(device);
+        context.MakeCurrent();
+        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        var sms = CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+        using var stream = CudaDriver.CreateStream();
+        using var start = CudaDriver.CreateEvent();
+        using var end = CudaDriver.CreateEvent();
+        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(Source, "ceilings.cu", cc));
+        var kernels = new Kernels(CudaDriver.GetFunction(module, "bw_empty"), CudaDriver.GetFunction(module, "bw_copy"), CudaDriver.GetFunction(module, "bw_fill"), (uint)(sms * 8));
+        var timer = new EventTimer(stream, start, end, SecondsPerMeasurement, cancellationToken);
+
+        var memoryClockKhz = CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE);
+        var busBits = CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH);
+        var details = new Dictionary<string, string>
+        {
+            ["engine_version"] = description.Version,
+            ["compute_capability"] = cc.ToString(CultureInfo.InvariantCulture),
+            ["multiprocessors"] = sms.ToString(CultureInfo.InvariantCulture),
+            ["sm_clock_mhz"] = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_CLOCK_RATE) / 1000).ToString(CultureInfo.InvariantCulture),
+            // Double data rate over the bus; some drivers report no memory clock (0): then unknown.
+            ["nominal_bandwidth_gb_s"] = memoryClockKhz > 0 && busBits > 0 ? (2.0 * memoryClockKhz * 1e3 * busBits / 8 / 1e9).ToString("F0", CultureInfo.InvariantCulture) : "unknown",
+            ["cublaslt"] = CublasLt.Version(),
+            ["probe"] = "cuBLASLt GEMM, device-to-device copy, empty kernels (GpuCeilingsProbe)",
+        };
+
+        var (memcpy, copyKernel) = MeasureBandwidth(timer, kernels);
+        details["bandwidth_memcpy_gb_s"] = (memcpy / 1e9).ToString("F1", CultureInfo.InvariantCulture);
+        details["bandwidth_copy_kernel_gb_s"] = (copyKernel / 1e9).ToString("F1", CultureInfo.InvariantCulture);
+        log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"device-to-device: {memcpy / 1e9:N0} GB/s (cuMemcpyDtoDAsync), {copyKernel / 1e9:N0} GB/s (copy kernel), nominal {details["nominal_bandwidth_gb_s"]} GB/s"));
+
+        var gemms = MeasureGemms(timer, kernels, log, details);
+        var launch = MeasureLaunches(timer, kernels);
+        log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"launch: {launch.Kernel * 1e6:N2} µs per kernel from the host, {launch.GraphNode * 1e6:N2} µs per CUDA-graph node; run overhead {launch.GraphRun * 1e6:N1} µs with a graph, {launch.StreamRun * 1e6:N1} µs without"));
+        details["kernel_launch_us"] = (launch.Kernel * 1e6).ToString("F2", CultureInfo.InvariantCulture);
+        details["graph_node_us"] = (launch.GraphNode * 1e6).ToString("F2", CultureInfo.InvariantCulture);
+
+        var fp32Curve = gemms["fp32"].Curve;
+        var (saturationN, saturationSource) = CeilingsProbe.FitSaturation(fp32Curve.Select(p => (p.N, p.Flops)).ToList(), sms * 128.0);
+        return new DeviceCeilings
+        {
+            Engine = engine.Name,
+            Device = description.Device,
+            Machine = HostInfo.MachineName,
+            PeakFlops = gemms["fp32"].Peak,
+            PeakFlopsTf32 = gemms["tf32"].Peak,
+            PeakFlopsFp16 = gemms["fp16"].Peak,
+            RateCurves = gemms.ToDictionary(g => g.Key, g => g.Value.Curve),
+            BandwidthBytesPerSecond = Math.Max(memcpy, copyKernel),
+            RunOverheadSeconds = launch.GraphRun,
+            OpOverheadSeconds = launch.GraphNode,
+            KernelLaunchSeconds = launch.Kernel,
+            StreamRunOverheadSeconds = launch.StreamRun,
+            Launch = "cuda graph",
+            SaturationN = saturationN,
+            SaturationSource = saturationSource + string.Create(CultureInfo.InvariantCulture, $", cuBLASLt fp32 GEMM M = {CurveM}, K = {CurveK}"),
+            ComputeUnits = sms,
+            MeasuredAt = DateTimeOffset.UtcNow,
+            CalibrationSeconds = clock.Elapsed.TotalSeconds,
+            Details = details,
+        };
+    }
+
+    private (double Memcpy, double CopyKernel) MeasureBandwidth(EventTimer timer, Kernels kernels)
+    {
+        using var a = CudaDriver.Allocate(BandwidthBytes);
+        using var b = CudaDriver.Allocate(BandwidthBytes);
+        kernels.Fill(a.Pointer, BandwidthBytes / 4, 1, halves: false, timer.Stream);
+        kernels.Fill(b.Pointer, BandwidthBytes / 4, 2, halves: false, timer.Stream);
+        var bytes = BandwidthBytes;
+        var memcpy = timer.Best(() => CudaDriver.CopyDeviceToDevice(b.Pointer, a.Pointer, bytes, timer.Stream.Handle));
+        var copy = timer.Best(() => kernels.Copy(a.Pointer, b.Pointer, bytes, timer.Stream));
+
+        // A copy reads every byte once and writes it once.
+        return (2.0 * bytes / memcpy, 2.0 * bytes / copy);
+    }
+
+    private Dictionary<string, (double Peak, IReadOnlyList<RatePoint> Curve)> MeasureGemms(EventTimer timer, Kernels kernels, Action<string>? log, Dictionary<string, string> details)
+    {
+        long s = PeakGemmSize, m = CurveM, k = CurveK;
+        var curveN = CurveN.Order().ToList();
+        long nMax = curveN.Count > 0 ? curveN[^1] : 0;
+        var (free, _) = CudaDriver.MemoryInfo();
+        long Needed(long n) => 4 * (Math.Max(s * s, m * k) + Math.Max(s * s, k * n) + Math.Max(s * s, m * n)) + WorkspaceBytes;
+        while (curveN.Count > 1 && Needed(nMax) > free * 0.8)
+        {
+            // A GPU shared with other work: leave the largest N out rather than fail.
+            curveN.RemoveAt(curveN.Count - 1);
+            nMax = curveN[^1];
+        }
+
+        using var bufA = CudaDriver.Allocate(4 * Math.Max(s * s, m * k));
+        using var bufB = CudaDriver.Allocate(4 * Math.Max(s * s, k * nMax));
+        using var bufD = CudaDriver.Allocate(4 * Math.Max(s * s, m * nMax));
+        using var workspace = CudaDriver.Allocate(WorkspaceBytes);
+        using var handle = CublasLt.Create();
+        var algo = (CublasLt.HeuristicResult*)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
+        try
+        {
+            var result = new Dictionary<string, (double, IReadOnlyList<RatePoint>)>(StringComparer.Ordinal);
+            foreach (var (name, type, compute) in new[]
+            {
+                ("fp32", CublasLt.CUDA_R_32F, CublasLt.CUBLAS_COMPUTE_32F),
+                ("tf32", CublasLt.CUDA_R_32F, CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32),
+                ("fp16", CublasLt.CUDA_R_16F, CublasLt.CUBLAS_COMPUTE_32F),
+            })
+            {
+                var halves = type == CublasLt.CUDA_R_16F;
+                var elementBytes = halves ? 2 : 4;
+                kernels.Fill(bufA.Pointer, bufA.Bytes / 4, 3, halves, timer.Stream);
+                kernels.Fill(bufB.Pointer, bufB.Bytes / 4, 4, halves, timer.Stream);
+                double Rate(long rows, long cols, long inner)
+                {
+                    using var desc = CublasLt.MatmulDesc(compute, transA: false, transB: false);
+                    using var la = CublasLt.Layout(type, rows, inner, rows);
+                    using var lb = CublasLt.Layout(type, inner, cols, inner);
+                    using var ld = CublasLt.Layout(type, rows, cols, rows);
+                    *algo = CublasLt.BestAlgorithm(handle, desc, la, lb, ld, ld, WorkspaceBytes);
+                    var algoAddress = (IntPtr)algo;
+                    var seconds = timer.Best(() => CublasLt.Matmul(handle, desc, 1f, bufA.Pointer, la, bufB.Pointer, lb, 0f, bufD.Pointer, ld, bufD.Pointer, ld, (CublasLt.HeuristicResult*)algoAddress, workspace.Pointer, WorkspaceBytes, timer.Stream.Handle));
+                    return 2.0 * rows * cols * inner / seconds;
+                }
+
+                var peak = Rate(s, s, s);
+                var curve = curveN.Select(n => new RatePoint(n, Rate(m, n, k))).ToList();
+                details[name + "_curve"] = string.Join(" ", curve.Select(p => string.Create(CultureInfo.InvariantCulture, $"N={p.N}:{p.Flops / 1e12:F1}")));
+                log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{name} GEMM {s}x{s}x{s}: {peak / 1e12:N1} TFLOP/s ({elementBytes}-byte operands); M = {m}, K = {k} by N (TFLOP/s): {details[name + "_curve"]}"));
+                result[name] = (Math.Max(peak, curve.Count > 0 ? curve.Max(p => p.Flops) : 0), curve);
+            }
+
+            return result;
+        }
+        finally
+        {
+            NativeMemory.Free(algo);
+        }
+    }
+
+    private (double Kernel, double StreamRun, double GraphNode, double GraphRun) MeasureLaunches(EventTimer timer, Kernels kernels)
+    {
+        var stream = timer.Stream;
+
+        // From the host, kernel by kernel: what a run without a CUDA graph pays per kernel.
+        var perKernel = timer.BestWall(() =>
+        {
+            for (var i = 0; i < Launches; i++)
+            {
+                kernels.Empty(stream);
+            }
+
+            CudaDriver.Synchronize(stream);
+        }) / Launches;
+
+        // One run as the engine times it: events around the work, then wait on the end event.
+        var streamRun = timer.BestWall(() => timer.EventRun(() => kernels.Empty(stream)));
+        using var one = CudaDriver.Capture(stream, () => kernels.Empty(stream));
+        using var many = CudaDriver.Capture(stream, () =>
+        {
+            for (var i = 0; i < GraphNodes; i++)
+            {
+                kernels.Empty(stream);
+            }
+        });
+        var graphOne = timer.BestWall(() => timer.EventRun(() => CudaDriver.Launch(one, stream)));
+        var graphMany = timer.BestWall(() => timer.EventRun(() => CudaDriver.Launch(many, stream)));
+        var perNode = Math.Max(0, (graphMany - graphOne) / (GraphNodes - 1));
+        return (perKernel, Math.Max(0, streamRun - perKernel), perNode, Math.Max(0, graphOne - perNode));
+    }
+
+    /// <summary>The probe's kernels and how to launch them.</summary>
+    private sealed record Kernels(IntPtr EmptyFunction, IntPtr CopyFunction, IntPtr FillFunction, uint Grid)
+    {
+        public void Empty(CudaStream stream) => CudaDriver.Launch(EmptyFunction, 1, 32, 0, stream.Handle, null, "bw_empty");
+
+        public void Copy(ulong src, ulong dst, long bytes, CudaStream stream)
+        {
+            ulong n = (ulong)bytes / 16;
+            var args = stackalloc void*[] { &src, &dst, &n };
+            CudaDriver.Launch(CopyFunction, Grid, 256, 0, stream.Handle, args, "bw_copy");
+        }
+
+        public void Fill(ulong pointer, long words, uint seed, bool halves, CudaStream stream)
+        {
+            ulong n = (ulong)words;
+            var h = halves ? 1 : 0;
+            var args = stackalloc void*[] { &pointer, &n, &seed, &h };
+            CudaDriver.Launch(FillFunction, Grid, 256, 0, stream.Handle, args, "bw_fill");
+            CudaDriver.Synchronize(stream);
+        }
+    }
+
+    /// <summary>Best-of-trials timing on one stream: GPU time between events, or host wall time.</summary>
+    private sealed class EventTimer(CudaStream stream, CudaEvent start, CudaEvent end, double seconds, CancellationToken cancellationToken)
+    {
+        public CudaStream Stream => stream;
+
+        /// <summary>GPU seconds of one <paramref name="enqueue"/>: repeated between two events (at least 5 ms a trial, so the events' resolution does not count), best trial.</summary>
+        public double Best(Action enqueue)
+        {
+            enqueue();
+            CudaDriver.Synchronize(stream);
+            var once = Math.Max(EventRun(enqueue), 1e-7);
+            var repeats = (int)Math.Clamp(Math.Ceiling(0.005 / once), 1, 10_000);
+            return Trials(() =>
+            {
+                CudaDriver.Record(start, stream);
+                for (var i = 0; i < repeats; i++)
+                {
+                    enqueue();
+                }
+
+                CudaDriver.Record(end, stream);
+                return CudaDriver.ElapsedSeconds(start, end) / repeats;
+            });
+        }
+
+        /// <summary>Host wall seconds of one synchronous <paramref name="action"/>: the best of its repetitions.</summary>
+        public double BestWall(Action action)
+        {
+            action();
+            return Trials(() =>
+            {
+                var t = Stopwatch.GetTimestamp();
+                action();
+                return Stopwatch.GetElapsedTime(t).TotalSeconds;
+            });
+        }
+
+        /// <summary>Records an event, enqueues, records another and waits for it, as the engine's run does; returns the GPU seconds between the events.</summary>
+        public double EventRun(Action enqueue)
+        {
+            CudaDriver.Record(start, stream);
+            enqueue();
+            CudaDriver.Record(end, stream);
+            return CudaDriver.ElapsedSeconds(start, end);
+        }
+
+        private double Trials(Func<double> trial)
+        {
+            var best = double.MaxValue;
+            var clock = Stopwatch.StartNew();
+            for (var count = 0; count < 5 || (clock.Elapsed.TotalSeconds < seconds && count < 1000); count++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                best = Math.Min(best, trial());
+            }
+
+            return Math.Max(best, 1e-9);
+        }
+    }
+}

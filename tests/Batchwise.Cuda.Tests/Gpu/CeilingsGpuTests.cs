@@ -1,0 +1,63 @@
+using System.Globalization;
+using Batchwise.Cuda.Analysis;
+using Batchwise.Engines;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>The cuBLASLt / copy / launch probe on a real GPU: plausible, ordered ceilings, written to the report folder.</summary>
+[Trait("Category", "GPU")]
+public sealed class CeilingsGpuTests
+{
+    [Fact]
+    public void Probe_measures_gemm_rates_bandwidth_and_launch_costs()
+    {
+        Gpu.Require();
+        var probe = new GpuCeilingsProbe { PeakGemmSize = 4096, CurveN = [256, 4096, 65536], BandwidthBytes = 256L << 20, SecondsPerMeasurement = 0.05 };
+        var c = probe.Measure(new CudaEngine(), new EngineOptions());
+        Gpu.Report("ceilings.md", c.Summary());
+        Gpu.Report("ceilings.md", string.Join("; ", c.Details.Select(d => d.Key + "=" + d.Value)));
+
+        // Any GPU the engine supports does more than 1 TFLOP/s in fp32 and far more than 50 GB/s between its own buffers.
+        Assert.True(c.PeakFlops > 1e12, $"fp32 {c.PeakFlops:E2}");
+        Assert.True(c.PeakFlopsTf32 >= 0.9 * c.PeakFlops, $"tf32 {c.PeakFlopsTf32:E2} vs fp32 {c.PeakFlops:E2}");
+        Assert.True(c.PeakFlopsFp16 > c.PeakFlops, $"fp16 {c.PeakFlopsFp16:E2} vs fp32 {c.PeakFlops:E2}");
+        Assert.True(c.BandwidthBytesPerSecond > 50e9, $"bandwidth {c.BandwidthBytesPerSecond:E2}");
+        if (double.TryParse(c.Details["nominal_bandwidth_gb_s"], NumberStyles.Float, CultureInfo.InvariantCulture, out var nominal))
+        {
+            Assert.True(c.BandwidthBytesPerSecond < 1.1 * nominal * 1e9, $"a copy cannot beat the memory's nominal rate: {c.BandwidthBytesPerSecond:E2} vs {nominal} GB/s");
+        }
+
+        // Launch costs: microseconds, a CUDA-graph node no dearer than a launch from the host.
+        Assert.InRange(c.KernelLaunchSeconds!.Value, 1e-8, 1e-4);
+        Assert.InRange(c.OpOverheadSeconds, 0, c.KernelLaunchSeconds.Value * 1.5);
+        Assert.InRange(c.RunOverheadSeconds, 0, 1e-3);
+        Assert.Equal("cuda graph", c.Launch);
+
+        // The rate curve rises with N and each precision has one.
+        foreach (var precision in new[] { "fp32", "tf32", "fp16" })
+        {
+            var curve = c.RateCurves[precision];
+            Assert.Equal([256.0, 4096, 65536], curve.Select(p => p.N));
+            Assert.True(curve[^1].Flops > curve[0].Flops, $"{precision}: {string.Join(", ", curve)}");
+        }
+
+        Assert.InRange(c.SaturationN, 256, 1e6);
+        Assert.Equal("fp16", c.For(new EngineOptions { Precision = Precision.Fp16 }).Precision);
+    }
+
+    [Fact]
+    public void Probe_without_a_gpu_fails_with_the_no_gpu_error()
+    {
+        try
+        {
+            Batchwise.Cuda.Interop.CudaDriver.Initialize();
+            Assert.Skip("a GPU is present: the probe runs in Probe_measures_gemm_rates_bandwidth_and_launch_costs");
+        }
+        catch (BatchwiseException)
+        {
+        }
+
+        var e = Assert.ThrowsAny<BatchwiseException>(() => new GpuCeilingsProbe().Measure(new CudaEngine(), new EngineOptions()));
+        Assert.StartsWith("no NVIDIA GPU found", e.Message, StringComparison.Ordinal);
+    }
+}
