@@ -84,7 +84,9 @@ public static class ExplainCommand
             // The cache holds every precision the probe measured; the prediction takes the one these options run in.
             var ceilings = measuredCeilings.For(options);
 
-            var work = ModelWork.Analyze(onnx, size);
+            // The cuda engine fuses epilogues (BN folded, ReLU and residual Add in cuDNN's call, other chains in one kernel).
+            var fuses = string.Equals(eng.Name, "cuda", StringComparison.OrdinalIgnoreCase);
+            var work = ModelWork.Analyze(onnx, size, fuses);
             IReadOnlyList<MeasuredPoint> measured = [];
             if (parse.GetValue(bench) is { } benchFile)
             {
@@ -100,7 +102,7 @@ public static class ExplainCommand
                 measured = MeasuredSweep.Run(eng, options, onnx, spec, batches, size, seconds, Log, ct);
             }
 
-            var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);
+            var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, fuses, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);
             Print(explanation, fromCache, cachePath);
             var description = eng.Describe(options);
             var context = new Dictionary<string, string>
@@ -151,7 +153,7 @@ public static class ExplainCommand
     }
 
     /// <summary>The same model at half the image size (for the input-size lever), where the model allows it.</summary>
-    private static (InputSize From, InputSize To, ModelWork Work)? SmallerInput(string spec, OnnxModel onnx, InputSize? size, Action<string> log)
+    private static (InputSize From, InputSize To, ModelWork Work)? SmallerInput(string spec, OnnxModel onnx, InputSize? size, bool fuses, Action<string> log)
     {
         var image = onnx.Inputs.FirstOrDefault(i => i.Shape.Count == 4);
         if (image is null)
@@ -175,10 +177,10 @@ public static class ExplainCommand
                 var kept = q < 0 ? [] : spec[(q + 1)..].Split('&').Where(p => !p.StartsWith("size=", StringComparison.OrdinalIgnoreCase));
                 var sizeOption = to.Width == to.Height ? $"size={to.Width}" : $"size={to.Height}x{to.Width}";
                 var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append(sizeOption));
-                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null));
+                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null, fuses));
             }
 
-            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to)) : null;
+            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to, fuses)) : null;
         }
         catch (BatchwiseException e)
         {

@@ -65,29 +65,48 @@ public sealed class ModelWork
     /// Analyses a model at an input size with <see cref="CostModel"/> (static shape inference, so no run is
     /// needed): the costs at batch 1 and 2 give each layer's fixed part (weights) and per-sample part.
     /// </summary>
-    public static ModelWork Analyze(OnnxModel model, InputSize? size)
+    /// <remarks>
+    /// With <paramref name="fusesEpilogues"/> (an engine that folds BatchNormalization into convolutions, runs ReLU and a
+    /// residual Add inside cuDNN's fused call, and runs any other chain of elementwise operators after a convolution or
+    /// matrix product as one kernel, as the cuda engine does) such chains move no bytes of their own, except one pass over
+    /// the output for a chain that cuDNN cannot take (SiLU, Clip), and launch one kernel at most.
+    /// </remarks>
+    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         var dims = SymbolValues(model, size);
         var one = CostModel.Compute(model, 1, dims);
         var batchable = model.FindBatchAxis().IsBatchable;
         var two = batchable ? CostModel.Compute(model, 2, dims) : one;
+        var epilogue = fusesEpilogues ? Epilogues(model, one) : new Dictionary<int, bool>();
         var layers = new List<LayerTemplate>(one.Nodes.Count);
         for (var i = 0; i < one.Nodes.Count; i++)
         {
             NodeCost a = one.Nodes[i], b = two.Nodes[i];
             var activationPerSample = batchable ? (double)(b.ActivationBytesRead + b.ActivationBytesWritten - a.ActivationBytesRead - a.ActivationBytesWritten) : a.ActivationBytesRead + a.ActivationBytesWritten;
             var fixedActivation = (a.ActivationBytesRead + a.ActivationBytesWritten) - activationPerSample;
+            var launches = a.LaunchesKernel;
+            var weights = (double)a.WeightBytes;
+            if (epilogue.TryGetValue(i, out var ownPass))
+            {
+                // Fused: nothing of its own, or (the end of a chain cuDNN cannot run) one read and write of its output.
+                var outBytes = (double)Math.Max(0, batchable ? b.ActivationBytesWritten - a.ActivationBytesWritten : a.ActivationBytesWritten);
+                activationPerSample = ownPass ? 2 * outBytes : 0;
+                fixedActivation = 0;
+                weights = 0; // BN's vectors are folded into the convolution's weights; a bias is read with the pass
+                launches = ownPass;
+            }
+
             layers.Add(new LayerTemplate(
                 a.Name,
                 a.OpType,
                 a.Flops,
                 activationPerSample,
-                a.WeightBytes + Math.Max(0, fixedActivation),
+                weights + Math.Max(0, fixedActivation),
                 a.Gemm,
                 b.Gemm,
                 ParallelPerSample(a),
-                a.LaunchesKernel));
+                launches));
         }
 
         return new ModelWork(model.Name, InputShapes.Describe(model, size), layers);
@@ -97,6 +116,48 @@ public sealed class ModelWork
     /// The GEMM dimension that grows with the batch, per sample: N (batch x out-H x out-W) for a convolution,
     /// the rows M x the batched count for a MatMul or Gemm (batch x sequence when the right operand is a weight).
     /// </summary>
+    /// <summary>
+    /// Elementwise and BatchNormalization nodes in chains after a Conv, Gemm or MatMul, by node index: true for the node
+    /// that ends a chain cuDNN's fused call cannot take (it pays one pass over its output), false for the others.
+    /// </summary>
+    private static Dictionary<int, bool> Epilogues(OnnxModel model, ModelCost cost)
+    {
+        var nodes = model.Graph.Node;
+        var producer = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            foreach (var o in nodes[i].Output)
+            {
+                producer[o] = i;
+            }
+        }
+
+        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
+        bool Chainable(int i) => cost.Nodes[i].Category == OpCategory.Elementwise || nodes[i].OpType == "BatchNormalization";
+        var inChain = new Dictionary<int, bool>(); // node -> whether its chain so far holds an op cuDNN cannot fuse
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            if (!Chainable(i))
+            {
+                continue;
+            }
+
+            var feeds = nodes[i].Input.Where(producer.ContainsKey).Select(x => producer[x]).ToList();
+            var afterCompute = feeds.Any(f => cost.Nodes[f].Category == OpCategory.Gemm || inChain.ContainsKey(f));
+            if (afterCompute)
+            {
+                var foreign = nodes[i].OpType is not ("BatchNormalization" or "Relu" or "Add") || feeds.Any(f => inChain.TryGetValue(f, out var x) && x);
+                inChain[i] = foreign;
+            }
+        }
+
+        // A chain's last node (some consumer outside the chain, or a graph output) pays the pass when the chain needs one.
+        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        return inChain.ToDictionary(
+            p => p.Key,
+            p => p.Value && nodes[p.Key].Output.Any(o => outputs.Contains(o) || consumers[o].Any(c => !inChain.ContainsKey(c))));
+    }
+
     private static long? ParallelPerSample(NodeCost c) => c.Gemm is not { } g ? null
         : c.OpType is "Conv" or "ConvTranspose" ? g.N
         : g.M * g.BatchCount;

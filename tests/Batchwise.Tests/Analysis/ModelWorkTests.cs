@@ -30,6 +30,34 @@ public sealed class ModelWorkTests
     }
 
     [Fact]
+    public void A_fusing_engine_pays_nothing_for_bn_relu_and_residual_epilogues()
+    {
+        var plain = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null).At(8);
+        var fused = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null, fusesEpilogues: true).At(8);
+
+        var epilogues = fused.Where(l => l.OpType is "BatchNormalization" or "Relu" or "Add").ToList();
+        Assert.NotEmpty(epilogues);
+        Assert.All(epilogues, l => Assert.Equal(0, l.Bytes));
+        Assert.All(epilogues, l => Assert.False(l.LaunchesKernel));
+        Assert.Equal(plain.Where(l => l.IsGemm).Sum(l => l.Bytes), fused.Where(l => l.IsGemm).Sum(l => l.Bytes));
+        Assert.True(fused.Sum(l => l.Bytes) < 0.6 * plain.Sum(l => l.Bytes));
+    }
+
+    [Fact]
+    public void A_silu_chain_costs_one_pass_over_its_output()
+    {
+        var fused = ModelWork.Analyze(ModelZoo.Build("zoo:yolov8n?size=320"), null, fusesEpilogues: true).At(1);
+
+        // Each Conv-BN-SiLU: BN and Sigmoid free, the closing Mul reads and writes its output once.
+        var sigmoid = fused.First(l => l.OpType == "Sigmoid");
+        var mul = fused.First(l => l.OpType == "Mul");
+        Assert.Equal(0, sigmoid.Bytes);
+        Assert.False(sigmoid.LaunchesKernel);
+        Assert.True(mul.LaunchesKernel);
+        Assert.Equal(2.0 * 16 * 160 * 160 * 4, mul.Bytes); // the stem's 16 x 160 x 160 floats, read and written
+    }
+
+    [Fact]
     public void Sequence_length_sets_the_rows_of_a_transformer()
     {
         var work = ModelWork.Analyze(ModelZoo.Build("zoo:bert?seq=16&layers=1"), null);
