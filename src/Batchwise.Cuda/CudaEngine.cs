@@ -29,7 +29,7 @@ public sealed class CudaEngine : IEngine
             ["compute_capability"] = info.ComputeCapability,
             ["precision"] = options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
-            ["conv_algo"] = CudaSession.HeuristicConvAlgorithms ? "heuristic" : "timed",
+            ["tactics"] = options.TimedTactics || !CudaSession.HeuristicConvAlgorithms ? "timed" : "heuristic",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
         };
@@ -70,6 +70,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     private CublasLtObject? _lt;
     private ConvAlgorithmCache? _convAlgorithms;
     private readonly bool _useCudaGraph;
+    private readonly bool _timedTactics;
     private bool _disposed;
 
     public CudaSession(OnnxModel model, EngineOptions options)
@@ -83,6 +84,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         AllowTf32 = options.AllowTf32;
         Precision = options.Precision;
         _useCudaGraph = options.UseCudaGraph;
+        _timedTactics = options.TimedTactics;
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = CudaDriver.CreateStream();
         _initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t =>
@@ -123,7 +125,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     /// Timed choice and its cache when BATCHWISE_CUDNN_ALGO=timed; by default cuDNN's heuristics (on an H100 the timed
     /// winners were slower inside the CUDA-graph run at b=1 and b=64: bench/results/cuda-part2-step1-h100.md).
     /// </summary>
-    public ConvAlgorithmCache? ConvAlgorithms => HeuristicConvAlgorithms ? null : _convAlgorithms ??= ConvAlgorithmCache.ForDevice(ConvAlgorithmCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version());
+    public ConvAlgorithmCache? ConvAlgorithms => HeuristicConvAlgorithms && !_timedTactics ? null : _convAlgorithms ??= ConvAlgorithmCache.ForDevice(ConvAlgorithmCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version());
 
     public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
     {

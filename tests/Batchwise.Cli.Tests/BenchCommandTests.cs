@@ -38,6 +38,16 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Timed_tactics_on_the_ort_engine_is_one_error_line_naming_the_cuda_engine()
+    {
+        var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--timed-tactics", .. Quick]);
+        Assert.Equal(2, code);
+        var text = (err + output).Trim();
+        Assert.Contains("--timed-tactics is for the cuda engine", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Transfers_on_the_ort_engine_is_one_error_line_saying_the_cpu_has_none()
     {
         var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--transfers", .. Quick]);

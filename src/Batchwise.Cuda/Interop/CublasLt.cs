@@ -105,6 +105,23 @@ internal static unsafe partial class CublasLt
         return layout;
     }
 
+    /// <summary>Up to <paramref name="count"/> algorithms the heuristics offer within a workspace limit, best guess first.</summary>
+    public static HeuristicResult[] Algorithms(CublasLtObject handle, CublasLtObject desc, CublasLtObject a, CublasLtObject b, CublasLtObject c, CublasLtObject d, long maxWorkspace, int count)
+    {
+        Check(cublasLtMatmulPreferenceCreate(out var p), "cublasLtMatmulPreferenceCreate");
+        using var pref = new CublasLtObject(p, CublasLtObject.Kind.Preference);
+        var ws = (ulong)maxWorkspace;
+        Check(cublasLtMatmulPreferenceSetAttribute(p, PreferenceMaxWorkspaceBytes, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
+        var results = new HeuristicResult[count];
+        int returned;
+        fixed (HeuristicResult* r = results)
+        {
+            Check(cublasLtMatmulAlgoGetHeuristic(handle.Handle, desc.Handle, a.Handle, b.Handle, c.Handle, d.Handle, p, count, r, out returned), "cublasLtMatmulAlgoGetHeuristic");
+        }
+
+        return results[..returned];
+    }
+
     /// <summary>The best algorithm the heuristics offer within a workspace limit.</summary>
     public static HeuristicResult BestAlgorithm(CublasLtObject handle, CublasLtObject desc, CublasLtObject a, CublasLtObject b, CublasLtObject c, CublasLtObject d, long maxWorkspace)
     {

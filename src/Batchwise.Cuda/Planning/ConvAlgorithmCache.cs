@@ -31,7 +31,7 @@ internal sealed record ConvShapeKey(string Precision, long[] X, long[] W, long[]
 internal sealed record ConvAlgorithmChoice(int Algo, int MathType, long WorkspaceBytes, double Milliseconds);
 
 /// <summary>
-/// Timed cuDNN convolution algorithms, kept on disk per device (name, compute capability, cuDNN version) like a TensorRT
+/// Timed cuDNN convolution algorithms (and cuBLASLt matmul candidates, by heuristic rank), kept on disk per device (name, compute capability, cuDNN version) like a TensorRT
 /// timing cache, so that a later plan of the same shapes skips the timing. A missing, damaged or foreign file counts as
 /// empty and is rewritten on the next save.
 /// </summary>
@@ -98,11 +98,14 @@ internal sealed class ConvAlgorithmCache
         return new ConvAlgorithmCache(System.IO.Path.Combine(directory, "cuda", name), device, computeCapability, cudnnVersion);
     }
 
-    public bool TryGet(ConvShapeKey key, out ConvAlgorithmChoice choice)
+    public bool TryGet(ConvShapeKey key, out ConvAlgorithmChoice choice) => TryGet(key.Text, out choice);
+
+    /// <summary>Any timed tactic by its key text (a cuBLASLt matmul: "matmul|..." with the candidate's heuristic rank as Algo).</summary>
+    public bool TryGet(string key, out ConvAlgorithmChoice choice)
     {
         lock (_gate)
         {
-            var found = _entries.TryGetValue(key.Text, out choice!);
+            var found = _entries.TryGetValue(key, out choice!);
             if (found)
             {
                 Hits++;
@@ -116,11 +119,13 @@ internal sealed class ConvAlgorithmCache
         }
     }
 
-    public void Set(ConvShapeKey key, ConvAlgorithmChoice choice)
+    public void Set(ConvShapeKey key, ConvAlgorithmChoice choice) => Set(key.Text, choice);
+
+    public void Set(string key, ConvAlgorithmChoice choice)
     {
         lock (_gate)
         {
-            _entries[key.Text] = choice;
+            _entries[key] = choice;
             _dirty = true;
         }
     }

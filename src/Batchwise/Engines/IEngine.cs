@@ -102,4 +102,10 @@ public sealed record EngineOptions
     /// outputs copied back, as trtexec does by default. Off: a run is the device compute alone.
     /// </summary>
     public bool IncludeTransfers { get; init; }
+
+    /// <summary>
+    /// Time the candidate kernels (cuDNN convolution algorithms, cuBLASLt matmul algorithms) when a plan is built and keep
+    /// the winners in an on-disk timing cache per device, shape and precision (GPU engines). Off: the libraries' heuristics.
+    /// </summary>
+    public bool TimedTactics { get; init; }
 }

@@ -39,6 +39,11 @@ public sealed class OrtEngine : IEngine
             throw new BatchwiseException("The ort engine runs the model in the precision it is stored in", "Convert the model with `batchwise optimize MODEL --fp16 -o OUT.onnx`, or use --engine cuda --precision fp16.");
         }
 
+        if (options.TimedTactics)
+        {
+            throw new BatchwiseException("The ort engine chooses its kernels itself: --timed-tactics is for the cuda engine", "Drop --timed-tactics, or use --engine cuda.");
+        }
+
         if (options.IncludeTransfers)
         {
             throw new BatchwiseException(TransfersRefusal, "Drop --transfers, or use --engine cuda to time host-device copies.");

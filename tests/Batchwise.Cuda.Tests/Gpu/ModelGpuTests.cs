@@ -155,6 +155,50 @@ public sealed class ModelGpuTests
         Assert.Equal(Outputs(false), Outputs(true));
     }
 
+    /// <summary>
+    /// --timed-tactics: the first plan times cuBLASLt's and cuDNN's candidates and writes the timing cache; a second
+    /// session reads its choices from the file (no timing) and computes the same outputs.
+    /// </summary>
+    [Fact]
+    public void Timed_tactics_are_written_to_the_timing_cache_and_read_back()
+    {
+        Gpu.Require();
+        var dir = Path.Combine(Path.GetTempPath(), "batchwise-tactics-" + Guid.NewGuid().ToString("N"));
+        var before = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
+        Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", dir);
+        try
+        {
+            var model = ModelZoo.Build("zoo:resnet18?size=64");
+            var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 2)).ToList();
+            double[] Outputs()
+            {
+                using var session = new CudaEngine().Load(model, new EngineOptions { TimedTactics = true, Precision = Precision.Fp16 });
+                return session.Run(inputs)[0].ToDoubles();
+            }
+
+            var first = Outputs();
+            var file = Assert.Single(Directory.GetFiles(Path.Combine(dir, "cuda")));
+            var text = File.ReadAllText(file);
+            Assert.Contains("matmul|fp16|", text, StringComparison.Ordinal);
+            Assert.Contains("fp16-nhwc|x=", text, StringComparison.Ordinal);
+            var written = File.GetLastWriteTimeUtc(file);
+            var second = Outputs();
+            Assert.Equal(written, File.GetLastWriteTimeUtc(file)); // nothing new to time, nothing rewritten
+            using var ort = new OrtEngine().Load(model, new EngineOptions());
+            var cosine = Gpu.Compare([Tensor.From<float>(ElementType.Float, [2, 1000], second.Select(v => (float)v).ToArray())], ort.Run(inputs), model.Outputs)[0].Cosine;
+            Assert.True(cosine >= 0.999, $"cosine {cosine}");
+            Assert.Equal(first.Length, second.Length);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", before);
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, true);
+            }
+        }
+    }
+
     [Fact]
     public void Fp16_cuda_graph_replay_gives_the_same_outputs_as_step_by_step()
     {
