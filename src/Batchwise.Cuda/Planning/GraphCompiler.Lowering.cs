@@ -388,7 +388,7 @@ internal sealed unsafe partial class GraphCompiler
         var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
-        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, precision, tensorCores, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
+        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, relu ? precision + "+bias-relu" : precision, tensorCores, relu, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
         if (chosen is null)
         {
             throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
@@ -504,7 +504,7 @@ internal sealed unsafe partial class GraphCompiler
     /// The convolution's algorithm: from the target's cache when it has this shape, else timed by cuDNN on scratch buffers
     /// (cudnnFindConvolutionForwardAlgorithmEx, within the workspace limit) and cached; without a cache, cuDNN's heuristics.
     /// </summary>
-    private ConvAlgorithmChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, string precision, bool tensorCores, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
+    private ConvAlgorithmChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
     {
         bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
         var cache = _target.ConvAlgorithms;
@@ -514,34 +514,92 @@ internal sealed unsafe partial class GraphCompiler
             return cached;
         }
 
-        if (cache is not null)
+        var candidates = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc).Where(Allowed).ToList();
+        if (cache is not null && candidates.Count > 1)
         {
-            Cudnn.ConvolutionFwdAlgoPerf[]? timed = null;
+            // Each candidate timed in the call the plan will make (the fused bias + ReLU one where it is fused): cuDNN's own
+            // Find times the plain convolution, whose winners can be slow in the fused call.
             try
             {
-                using var xs = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(x) * 4);
-                using var wsb = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(w) * 4);
-                using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4); // float32-sized: big enough for half too
-                using var scratch = CudaDriver.Allocate(MaxConvWorkspace);
-                timed = Cudnn.FindForwardAlgorithms(handle, xDesc, xs.Pointer, wDesc, wsb.Pointer, convDesc, yDesc, ys.Pointer, scratch.Pointer, MaxConvWorkspace);
+                var timed = TimeConvolution(handle, xDesc, wDesc, convDesc, yDesc, dataType, fused, x, w, y, candidates);
+                if (timed is not null)
+                {
+                    cache.Set(key, timed);
+                    return timed;
+                }
             }
             catch (CudaException)
             {
-                // Out of memory for the scratch buffers, or cuDNN refused to time: fall back to its heuristics below.
-            }
-
-            var fastest = timed?.Where(Allowed).OrderBy(a => a.Time).ToList();
-            if (fastest is { Count: > 0 })
-            {
-                var best = fastest[0];
-                var choice = new ConvAlgorithmChoice(best.Algo, best.MathType, (long)best.Memory, best.Time);
-                cache.Set(key, choice);
-                return choice;
+                // Out of memory for the scratch buffers: take the heuristics' first choice below.
             }
         }
 
-        var algos = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc);
-        return algos.Where(Allowed).Select(a => new ConvAlgorithmChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
+        return candidates.Select(a => new ConvAlgorithmChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
+    }
+
+    /// <summary>The fastest candidate (median of five runs after a warm-up, CUDA events) on scratch buffers, or null.</summary>
+    private static ConvAlgorithmChoice? TimeConvolution(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, bool fused, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
+    {
+        using var stream = CudaDriver.CreateStream();
+        Cudnn.SetStream(handle, stream.Handle);
+        using var xs = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(x) * 4);
+        using var ws = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(w) * 4);
+        using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4); // float32-sized: big enough for half too
+        using var bias = CudaDriver.Allocate(y[1] * 4);
+        using var scratch = CudaDriver.Allocate(MaxConvWorkspace);
+        using var biasDesc = Cudnn.Tensor(dataType, new long[] { 1, y[1] }.Concat(Enumerable.Repeat(1L, y.Length - 2)).ToArray());
+        using var activation = Cudnn.Activation(Cudnn.CUDNN_ACTIVATION_RELU);
+        using var start = CudaDriver.CreateEvent();
+        using var end = CudaDriver.CreateEvent();
+        CudaDriver.MemsetD8(xs.Pointer, 0, Engines.Tensor.ElementCountOf(x) * 4, stream.Handle);
+        CudaDriver.MemsetD8(ws.Pointer, 0, Engines.Tensor.ElementCountOf(w) * 4, stream.Handle);
+        CudaDriver.MemsetD8(bias.Pointer, 0, y[1] * 4, stream.Handle);
+        ConvAlgorithmChoice? best = null;
+        foreach (var c in candidates)
+        {
+            Cudnn.SetMathType(convDesc, c.MathType);
+            var times = new List<double>();
+            try
+            {
+                for (var r = 0; r < 6; r++)
+                {
+                    CudaDriver.Record(start, stream);
+                    if (fused)
+                    {
+                        Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
+                    }
+                    else
+                    {
+                        Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer);
+                    }
+
+                    CudaDriver.Record(end, stream);
+                    if (r > 0)
+                    {
+                        times.Add(CudaDriver.ElapsedSeconds(start, end) * 1000);
+                    }
+                }
+            }
+            catch (CudaException)
+            {
+                continue; // this algorithm cannot run this call
+            }
+
+            times.Sort();
+            var ms = times[times.Count / 2];
+            if (best is null || ms < best.Milliseconds)
+            {
+                best = new ConvAlgorithmChoice(c.Algo, c.MathType, (long)c.Memory, ms);
+            }
+        }
+
+        Cudnn.SetStream(handle, IntPtr.Zero); // the scratch stream goes away with this method
+        if (best is not null)
+        {
+            Cudnn.SetMathType(convDesc, best.MathType);
+        }
+
+        return best;
     }
 
     /// <summary>
