@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Engines;
@@ -537,6 +538,36 @@ internal sealed unsafe partial class GraphCompiler
         return candidates.Select(a => new ConvAlgorithmChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
     }
 
+    /// <summary>
+    /// The median of five timed calls after a warm-up one (CUDA events around each on <paramref name="stream"/>), or
+    /// infinity when the call fails (a candidate that cannot run this problem is no candidate).
+    /// </summary>
+    private static double MedianMilliseconds(CudaStream stream, CudaEvent start, CudaEvent end, Action call)
+    {
+        var times = new List<double>();
+        try
+        {
+            for (var r = 0; r < 6; r++)
+            {
+                CudaDriver.Record(start, stream);
+                call();
+                CudaDriver.Record(end, stream);
+                var ms = CudaDriver.ElapsedSeconds(start, end) * 1000;
+                if (r > 0)
+                {
+                    times.Add(ms);
+                }
+            }
+        }
+        catch (CudaException)
+        {
+            return double.PositiveInfinity;
+        }
+
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
     /// <summary>The fastest candidate (median of five runs after a warm-up, CUDA events) on scratch buffers, or null.</summary>
     private static ConvAlgorithmChoice? TimeConvolution(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, bool fused, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
     {
@@ -558,36 +589,18 @@ internal sealed unsafe partial class GraphCompiler
         foreach (var c in candidates)
         {
             Cudnn.SetMathType(convDesc, c.MathType);
-            var times = new List<double>();
-            try
+            var ms = MedianMilliseconds(stream, start, end, () =>
             {
-                for (var r = 0; r < 6; r++)
+                if (fused)
                 {
-                    CudaDriver.Record(start, stream);
-                    if (fused)
-                    {
-                        Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
-                    }
-                    else
-                    {
-                        Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer);
-                    }
-
-                    CudaDriver.Record(end, stream);
-                    if (r > 0)
-                    {
-                        times.Add(CudaDriver.ElapsedSeconds(start, end) * 1000);
-                    }
+                    Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
                 }
-            }
-            catch (CudaException)
-            {
-                continue; // this algorithm cannot run this call
-            }
-
-            times.Sort();
-            var ms = times[times.Count / 2];
-            if (best is null || ms < best.Milliseconds)
+                else
+                {
+                    Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer);
+                }
+            });
+            if (double.IsFinite(ms) && (best is null || ms < best.Milliseconds))
             {
                 best = new ConvAlgorithmChoice(c.Algo, c.MathType, (long)c.Memory, ms);
             }
@@ -1016,37 +1029,24 @@ internal sealed unsafe partial class GraphCompiler
         using var workspace = CudaDriver.Allocate(MatmulWorkspace);
         using var start = CudaDriver.CreateEvent();
         using var end = CudaDriver.CreateEvent();
-        var best = (Index: 0, Ms: double.MaxValue);
+        var best = (Index: 0, Ms: double.PositiveInfinity);
         for (var i = 0; i < candidates.Length; i++)
         {
-            var times = new List<double>();
+            var candidate = (IntPtr)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
+            *(CublasLt.HeuristicResult*)candidate = candidates[i];
+            double ms;
             try
             {
-                for (var r = 0; r < 6; r++)
-                {
-                    CudaDriver.Record(start, stream);
-                    fixed (CublasLt.HeuristicResult* h = &candidates[i])
-                    {
-                        CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, 0, d.Pointer, dl, d.Pointer, dl, h, workspace.Pointer, MatmulWorkspace, stream.Handle);
-                    }
-
-                    CudaDriver.Record(end, stream);
-                    var ms = CudaDriver.ElapsedSeconds(start, end) * 1000;
-                    if (r > 0)
-                    {
-                        times.Add(ms);
-                    }
-                }
+                ms = MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, 0, d.Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
             }
-            catch (CudaException)
+            finally
             {
-                continue; // a candidate that fails to run is not a candidate
+                NativeMemory.Free((void*)candidate);
             }
 
-            times.Sort();
-            if (times[times.Count / 2] < best.Ms)
+            if (ms < best.Ms)
             {
-                best = (i, times[times.Count / 2]);
+                best = (i, ms);
             }
         }
 
