@@ -29,7 +29,7 @@ public sealed class CudaEngine : IEngine
             ["compute_capability"] = info.ComputeCapability,
             ["precision"] = options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
-            ["tactics"] = options.TimedTactics || !CudaSession.HeuristicConvAlgorithms ? "timed" : "heuristic",
+            ["tactics"] = options.TimedTactics || !CudaSession.HeuristicTactics ? "timed" : "heuristic",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
         };
@@ -68,7 +68,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     private readonly string _busId;
     private CudnnHandle? _cudnn;
     private CublasLtObject? _lt;
-    private ConvAlgorithmCache? _convAlgorithms;
+    private TimingCache? _timingCache;
     private readonly bool _useCudaGraph;
     private readonly bool _timedTactics;
     private bool _disposed;
@@ -110,7 +110,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     /// <summary>Every prepared run copies its inputs up and its outputs back (bench --transfers).</summary>
     public bool IncludeTransfers { get; }
 
-    internal static bool HeuristicConvAlgorithms => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
+    internal static bool HeuristicTactics => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
     {
         null or "" or "heuristic" => true,
         "timed" => false,
@@ -125,7 +125,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     /// Timed choice and its cache when BATCHWISE_CUDNN_ALGO=timed; by default cuDNN's heuristics (on an H100 the timed
     /// winners were slower inside the CUDA-graph run at b=1 and b=64: bench/results/cuda-part2-step1-h100.md).
     /// </summary>
-    public ConvAlgorithmCache? ConvAlgorithms => HeuristicConvAlgorithms && !_timedTactics ? null : _convAlgorithms ??= ConvAlgorithmCache.ForDevice(ConvAlgorithmCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version());
+    public TimingCache? Tactics => HeuristicTactics && !_timedTactics ? null : _timingCache ??= TimingCache.ForDevice(TimingCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version() + "-cublaslt" + CublasLt.Version());
 
     public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
     {
@@ -196,7 +196,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
             {
                 CompileKernels(plan);
                 UploadConstants(plan);
-                _convAlgorithms?.Save();
+                _timingCache?.Save();
             }
             catch
             {

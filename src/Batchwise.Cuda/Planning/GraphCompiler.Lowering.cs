@@ -505,10 +505,10 @@ internal sealed unsafe partial class GraphCompiler
     /// The convolution's algorithm: from the target's cache when it has this shape, else timed by cuDNN on scratch buffers
     /// (cudnnFindConvolutionForwardAlgorithmEx, within the workspace limit) and cached; without a cache, cuDNN's heuristics.
     /// </summary>
-    private ConvAlgorithmChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
+    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
     {
         bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
-        var cache = _target.ConvAlgorithms;
+        var cache = _target.Tactics;
         var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
         if (cache is not null && cache.TryGet(key, out var cached))
         {
@@ -535,7 +535,7 @@ internal sealed unsafe partial class GraphCompiler
             }
         }
 
-        return candidates.Select(a => new ConvAlgorithmChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
+        return candidates.Select(a => new TacticChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
     }
 
     /// <summary>
@@ -569,7 +569,7 @@ internal sealed unsafe partial class GraphCompiler
     }
 
     /// <summary>The fastest candidate (median of five runs after a warm-up, CUDA events) on scratch buffers, or null.</summary>
-    private static ConvAlgorithmChoice? TimeConvolution(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, bool fused, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
+    private static TacticChoice? TimeConvolution(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, bool fused, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
     {
         using var stream = CudaDriver.CreateStream();
         Cudnn.SetStream(handle, stream.Handle);
@@ -585,7 +585,7 @@ internal sealed unsafe partial class GraphCompiler
         CudaDriver.MemsetD8(xs.Pointer, 0, Engines.Tensor.ElementCountOf(x) * 4, stream.Handle);
         CudaDriver.MemsetD8(ws.Pointer, 0, Engines.Tensor.ElementCountOf(w) * 4, stream.Handle);
         CudaDriver.MemsetD8(bias.Pointer, 0, y[1] * 4, stream.Handle);
-        ConvAlgorithmChoice? best = null;
+        TacticChoice? best = null;
         foreach (var c in candidates)
         {
             Cudnn.SetMathType(convDesc, c.MathType);
@@ -602,7 +602,7 @@ internal sealed unsafe partial class GraphCompiler
             });
             if (double.IsFinite(ms) && (best is null || ms < best.Milliseconds))
             {
-                best = new ConvAlgorithmChoice(c.Algo, c.MathType, (long)c.Memory, ms);
+                best = new TacticChoice(c.Algo, c.MathType, (long)c.Memory, ms);
             }
         }
 
@@ -1009,7 +1009,7 @@ internal sealed unsafe partial class GraphCompiler
     /// The fastest of cuBLASLt's top eight candidates for this product, timed on scratch buffers (CUDA events, median of
     /// five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank.
     /// </summary>
-    private static CublasLt.HeuristicResult TimedMatmul(ConvAlgorithmCache cache, CublasLtObject handle, CublasLtObject desc, CublasLtObject bl, CublasLtObject al, CublasLtObject dl, string key, long bElements, long aElements, long dElements, int elementSize)
+    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtObject handle, CublasLtObject desc, CublasLtObject bl, CublasLtObject al, CublasLtObject dl, string key, long bElements, long aElements, long dElements, int elementSize)
     {
         var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, 8);
         if (candidates.Length == 0)
@@ -1050,7 +1050,7 @@ internal sealed unsafe partial class GraphCompiler
             }
         }
 
-        cache.Set(key, new ConvAlgorithmChoice(best.Index, 0, (long)candidates[best.Index].WorkspaceSize, best.Ms));
+        cache.Set(key, new TacticChoice(best.Index, 0, (long)candidates[best.Index].WorkspaceSize, best.Ms));
         return candidates[best.Index];
     }
 
@@ -1086,7 +1086,7 @@ internal sealed unsafe partial class GraphCompiler
         var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
         var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
         var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
-        var algo = _target.ConvAlgorithms is { } cache
+        var algo = _target.Tactics is { } cache
             ? TimedMatmul(cache, handle, desc, bl, al, dl, $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}", (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4)
             : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace);
         ReserveWorkspace(MatmulWorkspace);

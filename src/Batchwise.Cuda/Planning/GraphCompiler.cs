@@ -21,7 +21,7 @@ internal interface IPlanTarget
     Precision Precision => Precision.Fp32;
 
     /// <summary>Where timed convolution algorithms are kept; null: take cuDNN's heuristics, time nothing.</summary>
-    ConvAlgorithmCache? ConvAlgorithms => null;
+    TimingCache? Tactics => null;
 }
 
 /// <summary>

@@ -28,21 +28,21 @@ internal sealed record ConvShapeKey(string Precision, long[] X, long[] W, long[]
 /// <param name="MathType">cudnnMathType_t it was timed with.</param>
 /// <param name="WorkspaceBytes">Workspace it needs.</param>
 /// <param name="Milliseconds">Its time when measured.</param>
-internal sealed record ConvAlgorithmChoice(int Algo, int MathType, long WorkspaceBytes, double Milliseconds);
+internal sealed record TacticChoice(int Algo, int MathType, long WorkspaceBytes, double Milliseconds);
 
 /// <summary>
 /// Timed cuDNN convolution algorithms (and cuBLASLt matmul candidates, by heuristic rank), kept on disk per device (name, compute capability, cuDNN version) like a TensorRT
 /// timing cache, so that a later plan of the same shapes skips the timing. A missing, damaged or foreign file counts as
 /// empty and is rewritten on the next save.
 /// </summary>
-internal sealed class ConvAlgorithmCache
+internal sealed class TimingCache
 {
     private const int Schema = 1;
-    private readonly Dictionary<string, ConvAlgorithmChoice> _entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TacticChoice> _entries = new(StringComparer.Ordinal);
     private readonly object _gate = new();
     private bool _dirty;
 
-    public ConvAlgorithmCache(string path, string device, int computeCapability, string cudnnVersion)
+    public TimingCache(string path, string device, int computeCapability, string cudnnVersion)
     {
         Path = path;
         Device = device;
@@ -92,16 +92,16 @@ internal sealed class ConvAlgorithmCache
     }
 
     /// <summary>The cache of one device under a cache directory (its own file per device name, compute capability and cuDNN version).</summary>
-    public static ConvAlgorithmCache ForDevice(string directory, string device, int computeCapability, string cudnnVersion)
+    public static TimingCache ForDevice(string directory, string device, int computeCapability, string cudnnVersion)
     {
-        var name = $"cudnn-conv-{Sanitize(device)}-sm{computeCapability}-cudnn{Sanitize(cudnnVersion)}.json";
-        return new ConvAlgorithmCache(System.IO.Path.Combine(directory, "cuda", name), device, computeCapability, cudnnVersion);
+        var name = $"tactics-{Sanitize(device)}-sm{computeCapability}-cudnn{Sanitize(cudnnVersion)}.json";
+        return new TimingCache(System.IO.Path.Combine(directory, "cuda", name), device, computeCapability, cudnnVersion);
     }
 
-    public bool TryGet(ConvShapeKey key, out ConvAlgorithmChoice choice) => TryGet(key.Text, out choice);
+    public bool TryGet(ConvShapeKey key, out TacticChoice choice) => TryGet(key.Text, out choice);
 
     /// <summary>Any timed tactic by its key text (a cuBLASLt matmul: "matmul|..." with the candidate's heuristic rank as Algo).</summary>
-    public bool TryGet(string key, out ConvAlgorithmChoice choice)
+    public bool TryGet(string key, out TacticChoice choice)
     {
         lock (_gate)
         {
@@ -119,9 +119,9 @@ internal sealed class ConvAlgorithmCache
         }
     }
 
-    public void Set(ConvShapeKey key, ConvAlgorithmChoice choice) => Set(key.Text, choice);
+    public void Set(ConvShapeKey key, TacticChoice choice) => Set(key.Text, choice);
 
-    public void Set(string key, ConvAlgorithmChoice choice)
+    public void Set(string key, TacticChoice choice)
     {
         lock (_gate)
         {
@@ -198,7 +198,7 @@ internal sealed class ConvAlgorithmCache
             foreach (var p in root.GetProperty("convolutions").EnumerateObject())
             {
                 var v = p.Value;
-                _entries[p.Name] = new ConvAlgorithmChoice(v.GetProperty("algo").GetInt32(), v.GetProperty("mathType").GetInt32(), v.GetProperty("workspaceBytes").GetInt64(), v.GetProperty("ms").GetDouble());
+                _entries[p.Name] = new TacticChoice(v.GetProperty("algo").GetInt32(), v.GetProperty("mathType").GetInt32(), v.GetProperty("workspaceBytes").GetInt64(), v.GetProperty("ms").GetDouble());
             }
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException or IOException or UnauthorizedAccessException)

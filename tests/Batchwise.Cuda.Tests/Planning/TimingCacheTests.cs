@@ -2,7 +2,7 @@ using Batchwise.Cuda.Planning;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
-public sealed class ConvAlgorithmCacheTests : IDisposable
+public sealed class TimingCacheTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "batchwise-conv-cache-" + Guid.NewGuid().ToString("N"));
 
@@ -29,18 +29,18 @@ public sealed class ConvAlgorithmCacheTests : IDisposable
     [Fact]
     public void Choices_survive_a_round_trip_through_the_file()
     {
-        var cache = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
+        var cache = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
         Assert.False(cache.TryGet(Key(), out _));
-        cache.Set(Key(), new ConvAlgorithmChoice(1, 3, 12345, 0.125));
-        cache.Set(Key(batch: 64), new ConvAlgorithmChoice(6, 3, 0, 1.5));
+        cache.Set(Key(), new TacticChoice(1, 3, 12345, 0.125));
+        cache.Set(Key(batch: 64), new TacticChoice(6, 3, 0, 1.5));
         cache.Save();
         Assert.True(File.Exists(cache.Path));
         Assert.StartsWith(Path.Combine(_dir, "cuda"), cache.Path, StringComparison.Ordinal);
 
-        var again = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
+        var again = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
         Assert.Equal(2, again.Count);
         Assert.True(again.TryGet(Key(), out var c));
-        Assert.Equal(new ConvAlgorithmChoice(1, 3, 12345, 0.125), c);
+        Assert.Equal(new TacticChoice(1, 3, 12345, 0.125), c);
         Assert.True(again.TryGet(Key(batch: 64), out var d));
         Assert.Equal(6, d.Algo);
         Assert.False(again.TryGet(Key(batch: 2), out _));
@@ -50,10 +50,10 @@ public sealed class ConvAlgorithmCacheTests : IDisposable
     [Fact]
     public void Another_device_capability_or_cudnn_version_gets_its_own_file()
     {
-        var a = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
-        var b = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H200", 90, "9.14.0");
-        var c = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.15.0");
-        var d = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 89, "9.14.0");
+        var a = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
+        var b = TimingCache.ForDevice(_dir, "NVIDIA H200", 90, "9.14.0");
+        var c = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.15.0");
+        var d = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 89, "9.14.0");
         Assert.Equal(4, new[] { a.Path, b.Path, c.Path, d.Path }.Distinct().Count());
         Assert.DoesNotContain(' ', Path.GetFileName(a.Path));
     }
@@ -66,20 +66,20 @@ public sealed class ConvAlgorithmCacheTests : IDisposable
     [InlineData("[1,2,3]")]
     public void A_damaged_or_foreign_file_is_ignored_and_rewritten(string content)
     {
-        var path = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0").Path;
+        var path = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0").Path;
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.WriteAllText(path, content);
 
-        var cache = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
+        var cache = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
         Assert.Equal(0, cache.Count);
         cache.Save();
-        var rewritten = ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
+        var rewritten = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
         Assert.NotEqual(content, File.ReadAllText(path));
         Assert.Equal(0, rewritten.Count);
 
-        rewritten.Set(Key(), new ConvAlgorithmChoice(2, 3, 0, 0.5));
+        rewritten.Set(Key(), new TacticChoice(2, 3, 0, 0.5));
         rewritten.Save();
-        Assert.True(ConvAlgorithmCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0").TryGet(Key(), out var c));
+        Assert.True(TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0").TryGet(Key(), out var c));
         Assert.Equal(2, c.Algo);
     }
 
@@ -91,9 +91,9 @@ public sealed class ConvAlgorithmCacheTests : IDisposable
         {
             Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", _dir);
             Environment.SetEnvironmentVariable("XDG_CACHE_HOME", "/tmp/xdg");
-            Assert.Equal(_dir, ConvAlgorithmCache.DefaultDirectory());
+            Assert.Equal(_dir, TimingCache.DefaultDirectory());
             Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", null);
-            Assert.Equal(Path.Combine("/tmp/xdg", "batchwise"), ConvAlgorithmCache.DefaultDirectory());
+            Assert.Equal(Path.Combine("/tmp/xdg", "batchwise"), TimingCache.DefaultDirectory());
         }
         finally
         {
