@@ -48,9 +48,6 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
 
     private const long WorkspaceBytes = 32L << 20;
 
-    /// <summary>Convolution calls captured in the graph the convolution rate is timed with.</summary>
-    private const int ConvCallsPerGraph = 20;
-
     /// <summary>Square size of the peak-rate GEMMs.</summary>
     public int PeakGemmSize { get; init; } = 8192;
 
@@ -187,20 +184,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                         .First(a => a.Status == 0 && (long)a.Memory <= WorkspaceBytes && (math == Cudnn.CUDNN_TENSOR_OP_MATH || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH));
                     Cudnn.SetMathType(conv, algo.MathType);
                     var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, conv, yDesc, algo.Algo);
-                    void Once() => Cudnn.ConvolutionForward(handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, algo.Algo, workspace.Pointer, bytes, 0f, yDesc, y.Pointer);
-
-                    // Replayed from a CUDA graph of 20 calls, as the engine runs them: a cuDNN call costs the host more than
-                    // a small convolution takes on the GPU, so calls enqueued one by one would time the host.
-                    Once();
-                    CudaDriver.Synchronize(timer.Stream);
-                    using var graph = CudaDriver.Capture(timer.Stream, () =>
-                    {
-                        for (var i = 0; i < ConvCallsPerGraph; i++)
-                        {
-                            Once();
-                        }
-                    });
-                    var seconds = timer.Best(() => CudaDriver.Launch(graph, timer.Stream)) / ConvCallsPerGraph;
+                    var seconds = timer.Best(() => Cudnn.ConvolutionForward(handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, algo.Algo, workspace.Pointer, bytes, 0f, yDesc, y.Pointer));
                     var n = b * side * side;
                     points.Add(new RatePoint(n, 2.0 * n * channels * channels * 9 / seconds));
                 }
