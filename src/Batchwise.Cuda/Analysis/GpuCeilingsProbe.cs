@@ -112,7 +112,6 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"device-to-device: {memcpy / 1e9:N0} GB/s (cuMemcpyDtoDAsync), {copyKernel / 1e9:N0} GB/s (copy kernel), nominal {details["nominal_bandwidth_gb_s"]} GB/s"));
 
         var gemms = MeasureGemms(timer, kernels, log, details);
-        var convolutions = MeasureConvolutions(timer, kernels, log);
         var launch = MeasureLaunches(timer, kernels);
         log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"launch: {launch.Kernel * 1e6:N2} µs per kernel from the host, {launch.GraphNode * 1e6:N2} µs per CUDA-graph node; run overhead {launch.GraphRun * 1e6:N1} µs with a graph, {launch.StreamRun * 1e6:N1} µs without"));
         details["kernel_launch_us"] = (launch.Kernel * 1e6).ToString("F2", CultureInfo.InvariantCulture);
@@ -129,7 +128,6 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             PeakFlopsTf32 = gemms["tf32"].Peak,
             PeakFlopsFp16 = gemms["fp16"].Peak,
             RateCurves = gemms.ToDictionary(g => g.Key, g => g.Value.Curve),
-            ConvRateCurves = convolutions,
             BandwidthBytesPerSecond = Math.Max(memcpy, copyKernel),
             RunOverheadSeconds = launch.GraphRun,
             OpOverheadSeconds = launch.GraphNode,
@@ -143,63 +141,6 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             CalibrationSeconds = clock.Elapsed.TotalSeconds,
             Details = details,
         };
-    }
-
-    /// <summary>
-    /// cuDNN 3x3 convolutions, 128 to 128 channels at 28x28 (GEMM M = 128, K = 1152), at batch 1 to 256 (N = 784 to
-    /// 200,704), as the engine runs them: fp32 without tensor cores, TF32, and fp16 channels-last; each with the algorithm
-    /// cuDNN's heuristics pick. A precision cuDNN cannot run here is left out (its Conv layers use the GEMM curve).
-    /// </summary>
-    private static Dictionary<string, IReadOnlyList<RatePoint>> MeasureConvolutions(EventTimer timer, Kernels kernels, Action<string>? log)
-    {
-        const long channels = 128, side = 28;
-        long[] batches = [1, 4, 16, 64, 256];
-        var maxElements = batches[^1] * channels * side * side;
-        using var x = CudaDriver.Allocate(4 * maxElements);
-        using var y = CudaDriver.Allocate(4 * maxElements);
-        using var w = CudaDriver.Allocate(4 * channels * channels * 9);
-        using var workspace = CudaDriver.Allocate(WorkspaceBytes);
-        using var handle = Cudnn.Create(timer.Stream);
-        var result = new Dictionary<string, IReadOnlyList<RatePoint>>(StringComparer.Ordinal);
-        foreach (var (name, dataType, math, format) in new[]
-        {
-            ("fp32", Cudnn.CUDNN_DATA_FLOAT, Cudnn.CUDNN_FMA_MATH, Cudnn.CUDNN_TENSOR_NCHW),
-            ("tf32", Cudnn.CUDNN_DATA_FLOAT, Cudnn.CUDNN_TENSOR_OP_MATH, Cudnn.CUDNN_TENSOR_NCHW),
-            ("fp16", Cudnn.CUDNN_DATA_HALF, Cudnn.CUDNN_TENSOR_OP_MATH, Cudnn.CUDNN_TENSOR_NHWC),
-        })
-        {
-            var halves = dataType == Cudnn.CUDNN_DATA_HALF;
-            kernels.Fill(x.Pointer, maxElements, 5, halves, timer.Stream);
-            kernels.Fill(w.Pointer, channels * channels * 9, 6, halves, timer.Stream);
-            var points = new List<RatePoint>();
-            try
-            {
-                foreach (var b in batches)
-                {
-                    using var xDesc = Cudnn.Tensor(dataType, [b, channels, side, side], format);
-                    using var wDesc = Cudnn.Filter(dataType, [channels, channels, 3, 3], format);
-                    using var yDesc = Cudnn.Tensor(dataType, [b, channels, side, side], format);
-                    using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], 1, math);
-                    var algo = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, conv, yDesc)
-                        .First(a => a.Status == 0 && (long)a.Memory <= WorkspaceBytes && (math == Cudnn.CUDNN_TENSOR_OP_MATH || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH));
-                    Cudnn.SetMathType(conv, algo.MathType);
-                    var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, conv, yDesc, algo.Algo);
-                    var seconds = timer.Best(() => Cudnn.ConvolutionForward(handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, algo.Algo, workspace.Pointer, bytes, 0f, yDesc, y.Pointer));
-                    var n = b * side * side;
-                    points.Add(new RatePoint(n, 2.0 * n * channels * channels * 9 / seconds));
-                }
-            }
-            catch (Exception e) when (e is CudaException or InvalidOperationException)
-            {
-                log?.Invoke($"{name} convolution rate not measured ({e.Message}); its Conv layers use the GEMM curve");
-                continue;
-            }
-
-            result[name] = points;
-            log?.Invoke($"{name} conv 3x3 128->128 at 28x28 (cuDNN) by N (TFLOP/s): " + string.Join(' ', points.Select(p => string.Create(CultureInfo.InvariantCulture, $"N={p.N:F0}:{p.Flops / 1e12:F1}"))));
-        }
-
-        return result;
     }
 
     private (double Memcpy, double CopyKernel) MeasureBandwidth(EventTimer timer, Kernels kernels)

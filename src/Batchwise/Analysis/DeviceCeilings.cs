@@ -18,7 +18,7 @@ public sealed record RatePoint(double N, double Flops);
 public sealed record DeviceCeilings
 {
     /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew.</summary>
-    public const int CurrentSchema = 4;
+    public const int CurrentSchema = 3;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -55,12 +55,6 @@ public sealed record DeviceCeilings
     /// GPU's cuBLASLt GEMM of a convolution's M and K; the prediction's efficiency at N comes from it. Empty where not measured.
     /// </summary>
     public IReadOnlyDictionary<string, IReadOnlyList<RatePoint>> RateCurves { get; init; } = new Dictionary<string, IReadOnlyList<RatePoint>>();
-
-    /// <summary>
-    /// Measured convolution rate by N for each precision (a GPU's cuDNN 3x3 convolution, 128 to 128 channels at 28x28,
-    /// as the engine runs it); Conv layers are predicted from it instead of the GEMM curve. Empty where not measured.
-    /// </summary>
-    public IReadOnlyDictionary<string, IReadOnlyList<RatePoint>> ConvRateCurves { get; init; } = new Dictionary<string, IReadOnlyList<RatePoint>>();
 
     /// <summary>Sustained memory bandwidth, bytes/s (read + write).</summary>
     public required double BandwidthBytesPerSecond { get; init; }
@@ -137,21 +131,11 @@ public sealed record DeviceCeilings
         }
 
         var curve = RateCurve.Where(p => p.N > 0 && p.Flops > 0).OrderBy(p => p.N).ToList();
-        return curve.Count == 0 ? Math.Min(1.0, n / SaturationN) : CurveEfficiency(curve, n);
-    }
+        if (curve.Count == 0)
+        {
+            return Math.Min(1.0, n / SaturationN);
+        }
 
-    /// <summary>
-    /// The measured convolution rate (FLOP/s) at batch-scaled size <paramref name="n"/> in the precision in use, read
-    /// off <see cref="ConvRateCurves"/> like <see cref="Efficiency"/> reads the GEMM curve; null where none was measured.
-    /// </summary>
-    public double? ConvRate(double n)
-    {
-        var curve = (ConvRateCurves.TryGetValue(Precision, out var c) ? c : []).Where(p => p.N > 0 && p.Flops > 0).OrderBy(p => p.N).ToList();
-        return curve.Count == 0 || n <= 0 ? null : curve.Max(p => p.Flops) * CurveEfficiency(curve, n);
-    }
-
-    private static double CurveEfficiency(List<RatePoint> curve, double n)
-    {
         var best = curve.Max(p => p.Flops);
         var running = 0.0;
         var points = new List<(double LogN, double Efficiency)>(curve.Count);

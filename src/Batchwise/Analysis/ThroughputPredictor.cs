@@ -97,13 +97,6 @@ public sealed class ThroughputPredictor
         ArgumentNullException.ThrowIfNull(work);
         var efficiency = work.ParallelSize is { } n ? Ceilings.Efficiency(n) : 1.0;
         var compute = work.Flops / (Ceilings.PeakFor(work.OpType) * efficiency);
-        if (work.OpType is "Conv" && work.ParallelSize is { } cn && Ceilings.ConvRate(cn) is > 0 and var rate)
-        {
-            // A measured convolution rate at this N (cuDNN's kernels reach a fraction of the GEMM peak).
-            compute = work.Flops / rate;
-            efficiency = rate / Ceilings.PeakInUse;
-        }
-
         var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
         return new LayerPrediction(work, compute, memory, work.LaunchesKernel ? Ceilings.OpOverheadSeconds : 0, efficiency);
     }

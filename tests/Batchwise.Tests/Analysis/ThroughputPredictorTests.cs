@@ -185,22 +185,4 @@ public sealed class ThroughputPredictorTests
 
     private static Dictionary<string, IReadOnlyList<RatePoint>> CpuCurve(params (double N, double Flops)[] points) =>
         new() { ["fp32"] = points.Select(p => new RatePoint(p.N, p.Flops)).ToList() };
-
-    [Fact]
-    public void Convolutions_take_the_measured_convolution_rate_where_there_is_one()
-    {
-        var gemmOnly = Synthetic.Gpu() with { Precision = "fp16", PeakFlopsFp16 = 800e12 };
-        var withConv = gemmOnly with
-        {
-            ConvRateCurves = new Dictionary<string, IReadOnlyList<RatePoint>> { ["fp16"] = [new RatePoint(1_000, 50e12), new RatePoint(100_000, 300e12)] },
-        };
-        var conv = new LayerWork("conv", "Conv", 1e12, 1, new GemmShape(128, 100_000, 1152), 100_000);
-        var gemm = new LayerWork("fc", "Gemm", 1e12, 1, new GemmShape(100_000, 128, 1152), 100_000);
-
-        Assert.Equal(1e12 / 300e12, new ThroughputPredictor(withConv).Predict(conv).ComputeSeconds, 9);
-        Assert.Equal(new ThroughputPredictor(gemmOnly).Predict(gemm).ComputeSeconds, new ThroughputPredictor(withConv).Predict(gemm).ComputeSeconds, 12);
-        Assert.Null(gemmOnly.ConvRate(10_000));
-        Assert.InRange(withConv.ConvRate(10_000)!.Value, 50e12, 300e12); // between the points, in log N
-        Assert.Equal(25e12, withConv.ConvRate(500)!.Value, 3); // below the first point: the same time for fewer columns
-    }
 }
