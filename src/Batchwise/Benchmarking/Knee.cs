@@ -64,12 +64,12 @@ public static class Knee
         {
             return best.BatchSize == baseline.BatchSize
                 ? string.Create(c, $"batching does not pay here: b={baseline.BatchSize} is the fastest per sample{drop}")
-                : string.Create(c, $"batching barely pays here: b={best.BatchSize} is only {(best.Throughput / baseline.Throughput) - 1:+0%;-0%} over b={baseline.BatchSize}{drop}");
+                : string.Create(c, $"batching barely pays here: b={best.BatchSize} is only {(best.Throughput / baseline.Throughput) - 1:+0%;-0%;0%} over b={baseline.BatchSize}{drop}");
         }
 
         var tail = best.BatchSize == knee.BatchSize
             ? (knee.BatchSize == last.BatchSize ? "; still rising at the largest batch measured" : string.Empty)
-            : string.Create(c, $"; beyond it {beyond:+0%;-0%} (best b={best.BatchSize})");
+            : string.Create(c, $"; beyond it {beyond:+0%;-0%;0%} (best b={best.BatchSize})");
         return string.Create(c, $"batching pays up to b={knee.BatchSize} ({speedup:0.0}x over b={baseline.BatchSize}){tail}{drop}");
     }
 }

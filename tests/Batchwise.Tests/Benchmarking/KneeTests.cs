@@ -34,6 +34,14 @@ public sealed class KneeTests
     }
 
     [Fact]
+    public void A_gain_that_rounds_to_zero_reads_0_percent_without_a_sign()
+    {
+        var knee = Knee.Find(Curve(1000, 1001))!;
+
+        Assert.StartsWith("batching barely pays here: b=2 is only 0% over b=1", knee.Verdict, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Falling_curve_names_b1_as_fastest()
     {
         var knee = Knee.Find(Curve(1000, 700, 500))!;
