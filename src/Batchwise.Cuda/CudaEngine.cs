@@ -114,7 +114,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     {
         null or "" or "heuristic" => true,
         "timed" => false,
-        var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it, or set BATCHWISE_CUDNN_ALGO=timed to time cuDNN's convolution algorithms when a plan is built."),
+        var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it, or set BATCHWISE_CUDNN_ALGO=timed (as bench --timed-tactics does) to time cuDNN's and cuBLASLt's candidates when a plan is built."),
     };
 
     public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
@@ -122,8 +122,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     public CublasLtObject PlanningCublasLt => _lt ??= CublasLt.Create();
 
     /// <summary>
-    /// Timed choice and its cache when BATCHWISE_CUDNN_ALGO=timed; by default cuDNN's heuristics (on an H100 the timed
-    /// winners were slower inside the CUDA-graph run at b=1 and b=64: bench/results/cuda-part2-step1-h100.md).
+    /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
+    /// commands without --timed-tactics); by default null: cuDNN's and cuBLASLt's heuristics (on an H100 the timed winners
+    /// were slower inside the CUDA-graph run at small batches: bench/results/cuda-part2-h100.md).
     /// </summary>
     public TimingCache? Tactics => HeuristicTactics && !_timedTactics ? null : _timingCache ??= TimingCache.ForDevice(TimingCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version() + "-cublaslt" + CublasLt.Version());
 

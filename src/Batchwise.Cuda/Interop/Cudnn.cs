@@ -51,7 +51,6 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnSetConvolutionMathType(IntPtr desc, int mathType);
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionNdForwardOutputDim(IntPtr conv, IntPtr x, IntPtr w, int nbDims, int* dims);
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardAlgorithm_v7(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int requested, out int returned, ConvolutionFwdAlgoPerf* results);
-    [LibraryImport(Lib)] private static partial int cudnnFindConvolutionForwardAlgorithmEx(IntPtr handle, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, IntPtr y, ulong yData, int requested, out int returned, ConvolutionFwdAlgoPerf* results, ulong workspace, nuint workspaceBytes);
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardWorkspaceSize(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int algo, out nuint bytes);
     [LibraryImport(Lib)] private static partial int cudnnConvolutionForward(IntPtr handle, float* alpha, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* beta, IntPtr y, ulong yData);
     [LibraryImport(Lib)] private static partial int cudnnCreateActivationDescriptor(out IntPtr desc);
@@ -168,19 +167,6 @@ internal static unsafe partial class Cudnn
         fixed (ConvolutionFwdAlgoPerf* r = results)
         {
             Check(cudnnGetConvolutionForwardAlgorithm_v7(handle.Handle, x.Handle, w.Handle, conv.Handle, y.Handle, results.Length, out returned, r), "cudnnGetConvolutionForwardAlgorithm_v7");
-        }
-
-        return results[..returned];
-    }
-
-    /// <summary>Times the algorithms on the given buffers (cudnnFindConvolutionForwardAlgorithmEx), fastest first.</summary>
-    public static ConvolutionFwdAlgoPerf[] FindForwardAlgorithms(CudnnHandle handle, CudnnDescriptor x, ulong xData, CudnnDescriptor w, ulong wData, CudnnDescriptor conv, CudnnDescriptor y, ulong yData, ulong workspace, long workspaceBytes)
-    {
-        var results = new ConvolutionFwdAlgoPerf[16];
-        int returned;
-        fixed (ConvolutionFwdAlgoPerf* r = results)
-        {
-            Check(cudnnFindConvolutionForwardAlgorithmEx(handle.Handle, x.Handle, xData, w.Handle, wData, conv.Handle, y.Handle, yData, results.Length, out returned, r, workspace, (nuint)workspaceBytes), "cudnnFindConvolutionForwardAlgorithmEx");
         }
 
         return results[..returned];

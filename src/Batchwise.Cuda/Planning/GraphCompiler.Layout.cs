@@ -85,14 +85,7 @@ internal sealed partial class GraphCompiler
         if (v.Constant is { } c)
         {
             // A 4-d constant read channels-last: transposed on the host, uploaded in that order.
-            var s4 = v.Shape;
-            var src = KernelSource.Strides(s4);
-            var permuted = HostTensor.Create(c.Type, ToNhwcOrder(s4), i =>
-            {
-                var (n, h, w, ch) = (i / (s4[2] * s4[3] * s4[1]), i / (s4[3] * s4[1]) % s4[2], i / s4[1] % s4[3], i % s4[1]);
-                return c[(n * src[0]) + (ch * src[1]) + (h * src[2]) + (w * src[3])];
-            });
-            return new PlanValue(c.Type, s4, permuted) { Nhwc = true };
+            return new PlanValue(c.Type, v.Shape, ChannelsLast(c, v.Shape)) { Nhwc = true };
         }
 
         if (LayoutFree(v.Shape))
@@ -109,6 +102,20 @@ internal sealed partial class GraphCompiler
         }
 
         return copy;
+    }
+
+    /// <summary>
+    /// A 4-d host tensor of shape [A, B, C, D] reordered to [A, C, D, B]: an NCHW constant as NHWC, or a [K, C, kh, kw]
+    /// filter as [K, kh, kw, C] (cuDNN's NHWC filter format).
+    /// </summary>
+    private static HostTensor ChannelsLast(HostTensor t, long[] s4)
+    {
+        var src = KernelSource.Strides(s4);
+        return HostTensor.Create(t.Type, ToNhwcOrder(s4), i =>
+        {
+            var (n, h, w, ch) = (i / (s4[2] * s4[3] * s4[1]), i / (s4[3] * s4[1]) % s4[2], i / s4[1] % s4[3], i % s4[1]);
+            return t[(n * src[0]) + (ch * src[1]) + (h * src[2]) + (w * src[3])];
+        });
     }
 
     private void Transpose(PlanValue src, PlanValue dst, long batch, long rows, long cols) =>

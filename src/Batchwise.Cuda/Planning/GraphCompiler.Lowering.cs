@@ -267,9 +267,7 @@ internal sealed unsafe partial class GraphCompiler
         var outShape = op == "BatchNormalization" ? inputs[0].Shape : Shapes.Broadcast(shapes.ToArray());
 
         // Operands viewed at the shapes they broadcast from (BatchNormalization's [C] vectors as [C, 1, ...]).
-        var operands = inputs.Select((v, k) => v.Shape.SequenceEqual(shapes[k]) ? v
-            : v.Constant is not null ? new PlanValue(v.Type, shapes[k], v.Constant.WithShape(shapes[k]))
-            : new PlanValue(v.Type, shapes[k], null, Materialize(v).Buffer)).ToList();
+        var operands = inputs.Select((v, k) => v.Shape.SequenceEqual(shapes[k]) ? v : View(v, shapes[k])).ToList();
         var outType = ElementwiseOps.OutputType(op, inputs.Select(St).ToList(), castTo);
         var mode = op switch
         {
@@ -398,7 +396,7 @@ internal sealed unsafe partial class GraphCompiler
         Cudnn.SetMathType(convDesc, chosen.MathType);
         var ws = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
         ReserveWorkspace(ws);
-        var filter = nhwc ? ChannelsLastFilter(w) : w;
+        var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLast(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
         if (relu)
         {
             var biasDesc = Cudnn.Tensor(dataType, Lift(new long[] { 1, b!.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray()));
@@ -414,8 +412,7 @@ internal sealed unsafe partial class GraphCompiler
         Emit(new ConvStep(_node, Dev(input), Dev(filter), -1, Dev(raw), xDesc, wDesc, convDesc, yDesc, null, chosen.Algo, ws));
         if (b is not null)
         {
-            var biasShape = new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray();
-            var bias = b.Constant is not null ? new PlanValue(b.Type, biasShape, b.Constant.WithShape(biasShape)) : new PlanValue(b.Type, biasShape, null, Materialize(b).Buffer);
+            var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
             _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
         }
     }
@@ -487,23 +484,10 @@ internal sealed unsafe partial class GraphCompiler
         return new PlanValue(w.Type, shape, filter);
     }
 
-    /// <summary>A constant [K, C, kh, kw] filter reordered to [K, kh, kw, C] (cuDNN's NHWC filter format).</summary>
-    private static PlanValue ChannelsLastFilter(PlanValue w)
-    {
-        var c = w.Constant!;
-        var s = w.Shape;
-        var (k, ch, kh, kw) = (s[0], s[1], s[2], s[3]);
-        var t = HostTensor.Create(c.Type, [k, kh, kw, ch], i =>
-        {
-            var (o, y, x, cc) = (i / (kh * kw * ch), i / (kw * ch) % kh, i / ch % kw, i % ch);
-            return c[(((o * ch) + cc) * kh + y) * kw + x];
-        });
-        return new PlanValue(w.Type, s, t);
-    }
-
     /// <summary>
-    /// The convolution's algorithm: from the target's cache when it has this shape, else timed by cuDNN on scratch buffers
-    /// (cudnnFindConvolutionForwardAlgorithmEx, within the workspace limit) and cached; without a cache, cuDNN's heuristics.
+    /// The convolution's algorithm: from the target's timing cache when it has this shape, else each of cuDNN's candidates
+    /// timed on scratch buffers in the call the plan makes (within the workspace limit) and cached; without a cache,
+    /// cuDNN's heuristics.
     /// </summary>
     private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
     {

@@ -261,7 +261,10 @@ internal sealed partial class GraphCompiler
 
     private PlanValue Temp(ElementType type, long[] shape, bool nhwc = false) => NewValue(type, shape, nhwc, "temp for " + _node);
 
-    private void Alias(OnnxProto.NodeProto node, int index, PlanValue source, long[] shape)
+    private void Alias(OnnxProto.NodeProto node, int index, PlanValue source, long[] shape) => _values[node.Output[index]] = View(source, shape);
+
+    /// <summary>The value read at another shape of the same element count (no copy; an NCHW copy first for a channels-last value whose shape changes).</summary>
+    private PlanValue View(PlanValue source, long[] shape)
     {
         if (Tensor.ElementCountOf(shape) != source.Count)
         {
@@ -274,7 +277,7 @@ internal sealed partial class GraphCompiler
             source = Nchw(source);
         }
 
-        _values[node.Output[index]] = source.Constant is not null
+        return source.Constant is not null
             ? new PlanValue(source.Type, shape, source.Constant.WithShape(shape))
             : new PlanValue(source.Type, shape, null, source.Buffer) { Nhwc = source.Nhwc };
     }
