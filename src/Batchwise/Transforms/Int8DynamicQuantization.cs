@@ -6,6 +6,9 @@ namespace Batchwise.Transforms;
 /// <summary>Dynamic int8 quantization for MatMul-heavy models (transformers): weights of MatMul and Gemm become int8 per output column; activations are quantized at run time (DynamicQuantizeLinear -> MatMulInteger -> rescale), so no calibration is needed.</summary>
 public sealed class Int8DynamicQuantization : IModelTransform
 {
+    /// <summary>Weights in 7 bits (see <see cref="Int8Weights.ReduceRangeByDefault"/>); by default where this CPU lacks VNNI.</summary>
+    public bool ReduceRange { get; init; } = Int8Weights.ReduceRangeByDefault;
+
     /// <inheritdoc/>
     public string Name => "int8-dynamic";
 
@@ -46,22 +49,7 @@ public sealed class Int8DynamicQuantization : IModelTransform
                 }
             }
 
-            var scales = new float[outF];
-            for (var i = 0; i < kn.Length; i++)
-            {
-                scales[i % outF] = Math.Max(scales[i % outF], Math.Abs(kn[i]));
-            }
-
-            for (var c = 0; c < outF; c++)
-            {
-                scales[c] = scales[c] > 0 ? scales[c] / 127f : 1f;
-            }
-
-            var q = new sbyte[kn.Length];
-            for (var i = 0; i < kn.Length; i++)
-            {
-                q[i] = (sbyte)Math.Clamp(MathF.Round(kn[i] / scales[i % outF]), -127, 127);
-            }
+            var (q, scales) = Int8Weights.Quantize(kn, (int)outF, i => (int)(i % outF), ReduceRange);
 
             var qw = GraphSurgery.Unique(names, weight.Name + "_int8");
             var ws = GraphSurgery.Unique(names, weight.Name + "_scale");
@@ -111,7 +99,7 @@ public sealed class Int8DynamicQuantization : IModelTransform
         graph.ValueInfo.Clear();
         new DeadNodeRemoval().Apply(model);
         model.Validate();
-        return $"{count} MatMul/Gemm nodes to MatMulInteger (weights int8 per column, activations quantized at run time)";
+        return $"{count} MatMul/Gemm nodes to MatMulInteger (weights int8 per column{(ReduceRange ? " in 7 bits, as this CPU lacks VNNI" : string.Empty)}, activations quantized at run time)";
     }
 
     private static bool IsTarget(OnnxProto.NodeProto n, Dictionary<string, OnnxProto.TensorProto> inits, out OnnxProto.TensorProto weight)

@@ -14,6 +14,9 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
     /// <summary>How ranges are chosen.</summary>
     public CalibrationMethod Method { get; } = method;
 
+    /// <summary>Weights in 7 bits (see <see cref="Int8Weights.ReduceRangeByDefault"/>); by default where this CPU lacks VNNI.</summary>
+    public bool ReduceRange { get; init; } = Int8Weights.ReduceRangeByDefault;
+
     /// <inheritdoc/>
     public string Name => "int8";
 
@@ -130,7 +133,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         {
             var w = inits[n.Input[1]];
             var axis = WeightAxis(n, w);
-            var (qw, wScales) = QuantizeWeight(w, axis, names, out var wScaleName, out var wZeroName);
+            var (qw, wScales) = QuantizeWeight(w, axis, names, ReduceRange, out var wScaleName, out var wZeroName);
             graph.Initializer.Add(qw);
             graph.Initializer.Add(GraphSurgery.FloatTensor(wScaleName, [wScales.Length], wScales));
             graph.Initializer.Add(GraphSurgery.RawTensor<sbyte>(wZeroName, ElementType.Int8, [wScales.Length], new sbyte[wScales.Length]));
@@ -167,7 +170,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         GraphSurgery.TopologicalSort(graph);
         new DeadNodeRemoval().Apply(model);
         model.Validate();
-        return $"{targets.Count} nodes quantized (weights int8 per channel, {activations.Count} activations uint8 per tensor, {adds.Count} residual Adds, {absorbed.Count} Relus absorbed; {Method.ToString().ToLowerInvariant()} ranges from {Calibration.Description})";
+        return $"{targets.Count} nodes quantized (weights int8 per channel{(ReduceRange ? " in 7 bits, as this CPU lacks VNNI" : string.Empty)}, {activations.Count} activations uint8 per tensor, {adds.Count} residual Adds, {absorbed.Count} Relus absorbed; {Method.ToString().ToLowerInvariant()} ranges from {Calibration.Description})";
 
     }
 
@@ -180,31 +183,14 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         _ => -1,
     };
 
-    /// <summary>Symmetric int8 per channel along <paramref name="axis"/>: scale = max|w|/127, values in [-127, 127].</summary>
-    internal static (OnnxProto.TensorProto Quantized, float[] Scales) QuantizeWeight(OnnxProto.TensorProto w, int axis, HashSet<string> names, out string scaleName, out string zeroName)
+    /// <summary>Symmetric int8 per channel along <paramref name="axis"/>: scale = max|w|/127 (63 with <paramref name="reduceRange"/>).</summary>
+    internal static (OnnxProto.TensorProto Quantized, float[] Scales) QuantizeWeight(OnnxProto.TensorProto w, int axis, HashSet<string> names, bool reduceRange, out string scaleName, out string zeroName)
     {
         var values = w.ToFloats();
         var dims = w.Dims.ToArray();
         var channels = (int)dims[axis];
         var inner = (int)dims.Skip(axis + 1).Aggregate(1L, (a, b) => a * b);
-        var scales = new float[channels];
-        for (var i = 0; i < values.Length; i++)
-        {
-            var c = i / inner % channels;
-            scales[c] = Math.Max(scales[c], Math.Abs(values[i]));
-        }
-
-        for (var c = 0; c < channels; c++)
-        {
-            scales[c] = scales[c] > 0 ? scales[c] / 127f : 1f;
-        }
-
-        var q = new sbyte[values.Length];
-        for (var i = 0; i < values.Length; i++)
-        {
-            q[i] = (sbyte)Math.Clamp(MathF.Round(values[i] / scales[i / inner % channels]), -127, 127);
-        }
-
+        var (q, scales) = Int8Weights.Quantize(values, channels, i => i / inner % channels, reduceRange);
         scaleName = GraphSurgery.Unique(names, w.Name + "_scale");
         zeroName = GraphSurgery.Unique(names, w.Name + "_zero_point");
         return (GraphSurgery.RawTensor<sbyte>(GraphSurgery.Unique(names, w.Name + "_quantized"), ElementType.Int8, dims, q), scales);

@@ -175,6 +175,21 @@ public sealed class PrecisionTransformTests
         }
     }
 
+    [Theory]
+    [InlineData(false, 127)]
+    [InlineData(true, 63)]
+    public void Int8_weights_use_the_full_or_the_reduced_range(bool reduceRange, int levels)
+    {
+        var (_, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        new Int8Quantization(CalibrationData.Parse("random:1")) { ReduceRange = reduceRange }.Apply(result);
+        var weights = result.Graph.Initializer.Where(t => (ElementType)t.DataType == ElementType.Int8 && t.Dims.Count == 4).ToList();
+        Assert.NotEmpty(weights);
+
+        // Each output channel's largest weight lands on the top level; nothing goes past it.
+        var magnitudes = weights.Select(w => w.RawData.Span.ToArray().Max(b => Math.Abs((int)(sbyte)b))).ToList();
+        Assert.All(magnitudes, m => Assert.Equal(levels, m));
+    }
+
     internal static void WriteNpy(string path, long[] shape, float[] values)
     {
         var header = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({string.Join(", ", shape)},), }}";
