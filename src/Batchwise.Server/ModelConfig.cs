@@ -38,6 +38,10 @@ public sealed record ModelConfig
     [JsonPropertyName("intra_op_threads")]
     public int IntraOpThreads { get; init; }
 
+    /// <summary>Engine options from the command line for a single model (`serve MODEL --tf32`); the keys above win where both say.</summary>
+    [JsonIgnore]
+    public EngineOptions? CommandLineEngineOptions { get; init; }
+
     /// <summary>The version the model is served as.</summary>
     [JsonPropertyName("version")]
     public string Version { get; init; } = "1";
@@ -62,7 +66,7 @@ public sealed record ModelConfig
     }
 
     /// <summary>Engine options implied by the config.</summary>
-    public EngineOptions ToEngineOptions() => new()
+    public EngineOptions ToEngineOptions() => (CommandLineEngineOptions ?? new EngineOptions()) with
     {
         Precision = Precision.ToLowerInvariant() switch
         {

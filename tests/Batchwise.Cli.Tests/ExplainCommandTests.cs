@@ -96,12 +96,12 @@ public sealed class ExplainCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("--batch-sizes", "0", "Batch size '0'")]
-    [InlineData("--input-size", "big", "Input size 'big'")]
-    [InlineData("--top", "0", "--top 0")]
+    [InlineData("--batch-sizes", "0", "--batch-sizes '0'")]
+    [InlineData("--input-size", "big", "--input-size 'big' is not a size: SIZE or HEIGHTxWIDTH")]
+    [InlineData("--top", "0", "--top '0'")]
     [InlineData("--bench", "/nonexistent/bench.json", "not found")]
     [InlineData("--precision", "fp16", "no fp16 GEMM ceiling for test CPU via ort")]
-    [InlineData("--device", "-1", "--device -1")]
+    [InlineData("--device", "-1", "--device '-1'")]
     public async Task Bad_options_are_one_line_errors(string option, string value, string expected)
     {
         var (code, _, err) = await CliRunner.RunAsync("explain", "zoo:mlp", option, value, "--no-measure");
@@ -132,7 +132,7 @@ public sealed class ExplainCommandTests : IDisposable
     {
         var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=128x96", "--no-measure", "--batch-sizes", "1,2");
         Assert.True(code == 0, err);
-        Assert.Contains("Input 96x128→48x64", OneLine(output), StringComparison.Ordinal);
+        Assert.Contains("Input 128x96→64x48", OneLine(output), StringComparison.Ordinal); // height x width, as written
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Batchwise.Cli.Options;
 using Batchwise.Server;
 
 namespace Batchwise.Cli.Commands;
@@ -17,19 +18,17 @@ public static class ServeCommand
         var httpPort = new Option<int>("--http-port") { Description = "HTTP/REST port (0: any free port)", DefaultValueFactory = _ => 8000 };
         var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC port (0: any free port)", DefaultValueFactory = _ => 8001 };
         var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body or gRPC message, in bytes", DefaultValueFactory = _ => 64L << 20 };
-        var maxBatch = new Option<int?>("--max-batch-size") { Description = "Single model: largest (merged) batch; default 32 when the model has a dynamic batch axis, else 0" };
+        var maxBatch = SharedOptions.MaxBatchSize();
         var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
         var preferred = new Option<string?>("--preferred-batch-size") { Description = "Single model: batch sizes sent at once when reached, e.g. 8,16" };
         var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
         var instances = new Option<int>("--instances") { Description = "Single model: executions in flight at once (one engine session each)", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
-        var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
-        var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
-        var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
-        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
+        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
         {
-            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue,
         };
+        var engine = EngineOptionGroup.AddTo(command);
         command.SetGuardedAction(async (parse, ct) =>
         {
             var single = parse.GetValue(model);
@@ -42,7 +41,7 @@ public static class ServeCommand
             ModelRepository repository;
             if (folder is not null)
             {
-                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads];
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, .. engine.All];
                 var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
                 if (misplaced is not null)
                 {
@@ -63,9 +62,10 @@ public static class ServeCommand
                         MaxQueueSize = parse.GetValue(queue),
                     },
                     InstanceCount = parse.GetValue(instances),
-                    Engine = parse.GetValue(engine)!,
-                    Precision = parse.GetValue(precision)!,
-                    IntraOpThreads = parse.GetValue(threads),
+                    Engine = engine.EngineName(parse),
+                    Precision = parse.GetValue(engine.Precision)!,
+                    IntraOpThreads = parse.GetValue(engine.Threads),
+                    CommandLineEngineOptions = engine.Read(parse),
                 };
                 repository = new ModelRepository();
                 try
