@@ -139,14 +139,7 @@ public sealed class ExplainCommandTests : IDisposable
     [Trait("Category", "GPU")]
     public async Task Explain_on_the_cuda_engine_predicts_with_the_gpu_probes_ceiling_for_the_precision_asked()
     {
-        try
-        {
-            Batchwise.Cuda.CudaDevices.List();
-        }
-        catch (BatchwiseException e)
-        {
-            Assert.Skip(e.Message);
-        }
+        GpuTest.Require();
 
         var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=64", "--engine", "cuda", "--batch-sizes", "1,8", "--duration", "0.1", "--tf32");
         Assert.True(code == 0, err);

@@ -201,16 +201,29 @@ public sealed class LoadGenerator
         }
     }
 
+    /// <summary>
+    /// The arrival times, in seconds from the start, of a Poisson process at <paramref name="rate"/> per second:
+    /// exponential gaps drawn from a seeded generator (the open loop's schedule, testable without a clock).
+    /// </summary>
+    public static IEnumerable<double> PoissonArrivals(double rate, int seed)
+    {
+        var rng = new Random(seed);
+        var next = 0.0;
+        while (true)
+        {
+            next += -Math.Log(1 - rng.NextDouble()) / rate;
+            yield return next;
+        }
+    }
+
     private async Task OpenLoopAsync(InferenceClient client, double rate, ConcurrentQueue<Sample> samples, long origin, CancellationToken stop)
     {
-        var rng = new Random(_options.Seed + 1);
+        var arrivals = PoissonArrivals(rate, _options.Seed + 1).GetEnumerator();
         var outstanding = 0;
         var inFlight = new List<Task>();
-        var next = 0.0;
-        while (!stop.IsCancellationRequested)
+        while (!stop.IsCancellationRequested && arrivals.MoveNext())
         {
-            // Exponential gaps: a Poisson process at the given rate.
-            next += -Math.Log(1 - rng.NextDouble()) / rate;
+            var next = arrivals.Current;
             var wait = next - Seconds(origin, Stopwatch.GetTimestamp());
             if (wait > 0.001)
             {
