@@ -57,8 +57,10 @@ public sealed class SnakeCaseEnumConverter<TEnum>() : JsonStringEnumConverter<TE
     PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
     WriteIndented = true,
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    Converters = [typeof(SnakeCaseEnumConverter<Precision>), typeof(SnakeCaseEnumConverter<Conformance.CaseStatus>)])]
+    Converters = [typeof(SnakeCaseEnumConverter<Precision>), typeof(SnakeCaseEnumConverter<Conformance.CaseStatus>), typeof(SnakeCaseEnumConverter<Benchmarking.StopReason>)])]
+[JsonSerializable(typeof(BenchDocument))]
 [JsonSerializable(typeof(CompareDocument))]
+[JsonSerializable(typeof(Analysis.ExplainDocument))]
 [JsonSerializable(typeof(ConformanceDocument))]
 [JsonSerializable(typeof(OptimizeDocument))]
 [JsonSerializable(typeof(LoadReport))]
