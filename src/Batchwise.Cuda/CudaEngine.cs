@@ -33,6 +33,7 @@ public sealed class CudaEngine : IEngine
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
+            ["shape_profiles"] = options.ShapeProfiles.Count == 0 ? "none" : string.Join(' ', options.ShapeProfiles.Select(p => p.Text)),
         };
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
     }
@@ -66,20 +67,15 @@ public sealed class CudaEngine : IEngine
     /// <param name="model">The model.</param>
     /// <param name="options">Precision, TF32, batch profiles...</param>
     /// <param name="path">The .bwengine file to write.</param>
-    /// <param name="inputsForBatch">Inputs of a batch size, to build each profile's plan with.</param>
+    /// <param name="inputsFor">Inputs of given shapes, to build each profile's plan with.</param>
     /// <param name="progress">Receives a line per profile built.</param>
     /// <returns>The plans built.</returns>
-    public static IReadOnlyList<PlanBuild> Build(OnnxModel model, EngineOptions options, string path, Func<int, IReadOnlyList<Tensor>> inputsForBatch, IProgress<string>? progress = null)
+    public static IReadOnlyList<PlanBuild> Build(OnnxModel model, EngineOptions options, string path, Func<IReadOnlyList<long[]>, IReadOnlyList<Tensor>> inputsFor, IProgress<string>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.BatchProfiles.Count == 0)
-        {
-            throw new BatchwiseException("A saved engine needs the batch sizes to build plans for", "Give them with --batch-profile, e.g. --batch-profile 1,8,32,64.");
-        }
-
         using var session = (CudaSession)new CudaEngine().Load(model, options);
-        session.WarmUp(inputsForBatch, progress);
+        session.WarmUp(inputsFor, progress);
         SavedEngine.Write(path, model, options, session);
         return session.Builds;
     }
@@ -142,6 +138,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
         Inputs = model.Inputs;
         Outputs = model.Outputs;
         BatchProfiles = CheckProfiles(options.BatchProfiles);
+        ShapeProfiles = CheckShapeProfiles(options.ShapeProfiles);
         if (saved is not null)
         {
             Kernels.AddImages(saved.Kernels, saved.KernelContents);
@@ -171,8 +168,49 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }
 
+    /// <summary>Shape profiles by input name.</summary>
+    public IReadOnlyDictionary<string, ShapeProfile> ShapeProfiles { get; }
+
     /// <inheritdoc/>
     public event Action<PlanBuild>? PlanBuilt;
+
+    /// <inheritdoc/>
+    public IReadOnlyList<IReadOnlyList<long[]>> WarmUpShapes
+    {
+        get
+        {
+            var batches = BatchProfiles.Count > 0 ? BatchProfiles.Select(b => (long?)b).ToList() : [_batchAxis.IsBatchable ? 1 : null];
+            var result = new List<IReadOnlyList<long[]>>();
+            foreach (var batch in batches.OrderDescending())
+            {
+                // One list of candidate shapes per input; warm-up takes their product.
+                var perInput = Inputs.Select(spec =>
+                {
+                    if (ShapeProfiles.TryGetValue(spec.Name, out var profile))
+                    {
+                        return profile.Grid(_batchAxis.IsBatchable ? batch : null).ToList();
+                    }
+
+                    var dims = spec.Shape.Select((d, i) => d.Value ?? (i == 0 && batch is { } b ? b : -1)).ToArray();
+                    if (dims.Any(d => d < 0))
+                    {
+                        throw new BatchwiseException($"Input '{spec.Name}' ({spec.ShapeText}) has a dynamic dimension that neither a batch profile nor a shape profile covers, so there is no plan to build ahead", $"Give its range with --shape-profile {spec.Name}:MIN..MAX[:STEP] ({ShapeProfile.Syntax}).");
+                    }
+
+                    return new List<long[]> { dims };
+                }).ToList();
+                IEnumerable<IReadOnlyList<long[]>> combos = [[]];
+                foreach (var options in perInput)
+                {
+                    combos = combos.SelectMany(c => options.Select(o => (IReadOnlyList<long[]>)[.. c, o]));
+                }
+
+                result.AddRange(combos);
+            }
+
+            return result;
+        }
+    }
 
     /// <inheritdoc/>
     public IReadOnlyList<PlanBuild> Builds
@@ -258,6 +296,14 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
         }
 
         _context.MakeCurrent();
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            if (ShapeProfiles.TryGetValue(Inputs[i].Name, out var sp) && sp.Check(inputs[i].Shape, _batchAxis.IsBatchable) is { } why)
+            {
+                throw new BatchwiseException(why, "Resize or pad the input onto the profile's grid, or build with a wider --shape-profile.");
+            }
+        }
+
         var rows = -1;
         if (ProfileFor(inputs) is { } profile)
         {
@@ -288,21 +334,55 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
     }
 
     /// <inheritdoc/>
-    public void WarmUp(Func<int, IReadOnlyList<Tensor>> inputsForBatch, IProgress<string>? progress = null)
+    public void WarmUp(Func<IReadOnlyList<long[]>, IReadOnlyList<Tensor>> inputsFor, IProgress<string>? progress = null)
     {
-        ArgumentNullException.ThrowIfNull(inputsForBatch);
-        foreach (var batch in BatchProfiles.Reverse())
+        ArgumentNullException.ThrowIfNull(inputsFor);
+
+        // Largest batch first: the slots' arenas are sized once, for the largest plan.
+        var all = WarmUpShapes;
+        for (var i = 0; i < all.Count; i++)
         {
-            // Largest first: the slots' arenas are sized once, for the largest plan.
             var started = Stopwatch.GetTimestamp();
-            using (var run = (CudaPreparedRun)Prepare(inputsForBatch(batch)))
+            var builds = Builds.Count;
+            using (var run = (CudaPreparedRun)Prepare(inputsFor(all[i])))
             {
                 run.Run();
                 run.Run(); // the second run captures the CUDA graph
             }
 
-            progress?.Report(string.Create(CultureInfo.InvariantCulture, $"batch profile {batch}: plan built and run in {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms"));
+            var build = Builds.Skip(builds).FirstOrDefault();
+            progress?.Report(string.Create(CultureInfo.InvariantCulture,
+                $"warm-up {i + 1}/{all.Count} {string.Join(", ", all[i].Select(Tensor.ShapeText))}: plan {(build is null ? "existed" : $"built in {build.Seconds * 1000:F1} ms ({build.KernelsCompiled} kernels compiled)")}, two runs, {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms in all"));
         }
+    }
+
+    private Dictionary<string, ShapeProfile> CheckShapeProfiles(IReadOnlyList<ShapeProfile> profiles)
+    {
+        var byName = new Dictionary<string, ShapeProfile>(StringComparer.Ordinal);
+        foreach (var p in profiles)
+        {
+            var spec = Inputs.FirstOrDefault(i => i.Name == p.Input)
+                ?? throw new BatchwiseException($"--shape-profile names input '{p.Input}', which '{_model.Name}' does not have", $"Its inputs: {string.Join(", ", Inputs.Select(i => i.ToString()))}.");
+            if (spec.Shape.Count != p.Min.Length)
+            {
+                throw new BatchwiseException($"--shape-profile {p.Text} has rank {p.Min.Length}; input '{spec.Name}' is {spec.ShapeText}", "Give every dimension of the input, e.g. " + ShapeProfile.Syntax + ".");
+            }
+
+            for (var d = _batchAxis.IsBatchable ? 1 : 0; d < p.Min.Length; d++)
+            {
+                if (spec.Shape[d].Value is { } fixedSize && (p.Min[d] != fixedSize || p.Max[d] != fixedSize))
+                {
+                    throw new BatchwiseException($"--shape-profile {p.Text}: dimension {d} of input '{spec.Name}' is fixed at {fixedSize} in the model", $"Give it as {fixedSize} in MIN and MAX.");
+                }
+            }
+
+            if (!byName.TryAdd(p.Input, p))
+            {
+                throw new BatchwiseException($"Input '{p.Input}' has two shape profiles", "Give one --shape-profile per input.");
+            }
+        }
+
+        return byName;
     }
 
     /// <summary>The profile a batch runs padded to, or null when it runs at its own size.</summary>

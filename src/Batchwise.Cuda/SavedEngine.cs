@@ -73,7 +73,7 @@ internal sealed class SavedEngine
         {
             throw new BatchwiseException(
                 $"'{path}' was built for another environment ({string.Join("; ", differ)}): its compiled kernels and choices do not apply here",
-                $"Rebuild it on this machine: batchwise build <model.onnx> --engine cuda --precision {manifest.Precision}{(manifest.BatchProfiles.Length > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles) : string.Empty)} -o {path}");
+                $"Rebuild it on this machine: batchwise build <model.onnx> --engine cuda --precision {manifest.Precision}{(manifest.BatchProfiles.Length > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles) : string.Empty)}{string.Concat(manifest.ShapeProfiles.Select(p => " --shape-profile " + p))} -o {path}");
         }
 
         var precision = manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32;
@@ -85,6 +85,11 @@ internal sealed class SavedEngine
         if (options.BatchProfiles.Count > 0 && !options.BatchProfiles.Order().SequenceEqual(manifest.BatchProfiles.Order()))
         {
             throw new BatchwiseException($"'{path}' was built with batch profiles {string.Join(',', manifest.BatchProfiles)}; --batch-profile {string.Join(',', options.BatchProfiles)} contradicts it", "Drop --batch-profile, or rebuild with the profiles you want.");
+        }
+
+        if (options.ShapeProfiles.Count > 0 && !options.ShapeProfiles.Select(p => p.Text).Order(StringComparer.Ordinal).SequenceEqual(manifest.ShapeProfiles.Order(StringComparer.Ordinal)))
+        {
+            throw new BatchwiseException($"'{path}' was built with shape profiles {string.Join(' ', manifest.ShapeProfiles)}; --shape-profile {string.Join(' ', options.ShapeProfiles.Select(p => p.Text))} contradicts it", "Drop --shape-profile, or rebuild with the profiles you want.");
         }
 
         var contents = entries.TryGetValue(Prefix + "kernels.json", out var c)
@@ -105,6 +110,7 @@ internal sealed class SavedEngine
         Precision = Manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32,
         AllowTf32 = Manifest.Tf32,
         BatchProfiles = Manifest.BatchProfiles,
+        ShapeProfiles = [.. Manifest.ShapeProfiles.Select(ShapeProfile.Parse)],
     };
 
     /// <summary>Writes what <paramref name="session"/> compiled and chose, with its model, to <paramref name="path"/>.</summary>
@@ -125,6 +131,7 @@ internal sealed class SavedEngine
             options.AllowTf32,
             options.UseCudaGraph,
             [.. session.BatchProfiles],
+            [.. session.ShapeProfiles.Values.Select(p => p.Text)],
             EnvironmentOf(device));
         var artefacts = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var (file, image) in session.Kernels.Images)

@@ -46,6 +46,13 @@ public sealed record ModelConfig
     [JsonPropertyName("batch_profiles")]
     public int[]? BatchProfiles { get; init; }
 
+    /// <summary>
+    /// Ranges of other dynamic dimensions on an engine that builds plans (cuda), as <see cref="ShapeProfile.Syntax"/>:
+    /// every shape of the grid gets its plan before the model reports ready; a request off the grid is refused.
+    /// </summary>
+    [JsonPropertyName("shape_profiles")]
+    public string[]? ShapeProfiles { get; init; }
+
     /// <summary>The version the model is served as.</summary>
     [JsonPropertyName("version")]
     public string Version { get; init; } = "1";
@@ -61,7 +68,7 @@ public sealed record ModelConfig
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"'{path}' is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, batch_profiles, version.", e);
+            throw new BatchwiseException($"'{path}' is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, batch_profiles, shape_profiles, version.", e);
         }
         catch (IOException e)
         {
@@ -73,6 +80,7 @@ public sealed record ModelConfig
     public EngineOptions ToEngineOptions(int maxBatchSize = 0) => new()
     {
         BatchProfiles = BatchProfilesFor(maxBatchSize),
+        ShapeProfiles = [.. (ShapeProfiles ?? []).Select(ShapeProfile.Parse)],
         Precision = Precision.ToLowerInvariant() switch
         {
             "fp32" => Engines.Precision.Fp32,

@@ -205,9 +205,20 @@ public sealed class ServedModel : IAsyncDisposable
 
     private static void WarmUp(IEngineSession session, int maxBatch, Action<string> log)
     {
-        if (session is IPlanBuilds { BatchProfiles.Count: > 0 } plans && WarmUpInputs(session, 1) is not null)
+        if (session is IPlanBuilds plans && session.Inputs.All(i => i.ElementType is not (ElementType.String or ElementType.Undefined)))
         {
-            plans.WarmUp(b => WarmUpInputs(session, b)!, new LogProgress(log));
+            try
+            {
+                _ = plans.WarmUpShapes;
+            }
+            catch (BatchwiseException e)
+            {
+                // A dimension with no profile: no plan can be built ahead; the first request of each shape will build its own.
+                log($"no plans built ahead: {e.OneLine}");
+                return;
+            }
+
+            plans.WarmUp(shapes => [.. session.Inputs.Select((spec, k) => Tensor.Zeros(spec.ElementType, shapes[k]))], new LogProgress(log));
             return;
         }
 

@@ -24,11 +24,11 @@ public static class BuildCommand
         var tf32 = new Option<bool>("--tf32") { Description = "Allow TF32 tensor-core math for fp32" };
         var device = new Option<string>("--device") { Description = "GPU ordinal", DefaultValueFactory = _ => "0" };
         var batchProfile = new Option<string>("--batch-profile") { Description = "Batch sizes to build plans for, e.g. 1,8,32,64; a batch in between runs padded to the next", DefaultValueFactory = _ => "1,2,4,8,16,32,64" };
-        var shape = new Option<string[]>("--shape") { Description = "Size of another dynamic dimension: SYMBOL=SIZE (seq=128) or INPUT:DIMS with `batch` for the batch axis; repeatable" };
         var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Do not capture CUDA graphs" };
+        var shapeProfile = new Option<string[]>("--shape-profile") { Description = "Range of another dynamic dimension's shapes to build plans for: " + ShapeProfile.Syntax + "; repeatable (one per input)" };
         var command = new Command("build", "Build an engine's plans for a set of batch sizes ahead of time and save them with the model (a saved engine)")
         {
-            model, output, engine, precision, tf32, device, batchProfile, shape, noCudaGraph,
+            model, output, engine, precision, tf32, device, batchProfile, noCudaGraph, shapeProfile,
         };
         command.SetGuardedAction(parse =>
         {
@@ -45,6 +45,7 @@ public static class BuildCommand
                 DeviceId = BenchCommand.Integer(parse.GetValue(device)!, "--device", 0),
                 UseCudaGraph = !parse.GetValue(noCudaGraph),
                 BatchProfiles = BenchCommand.IntegerList(parse.GetValue(batchProfile)!, "--batch-profile", "1,8,32,64"),
+                ShapeProfiles = [.. (parse.GetValue(shapeProfile) ?? []).Select(ShapeProfile.Parse)],
             };
             var path = parse.GetValue(output)!;
             if (!SavedEngineFile.IsSavedEngine(path))
@@ -53,18 +54,21 @@ public static class BuildCommand
             }
 
             var onnx = ModelSource.Load(parse.GetValue(model)!);
-            var axis = onnx.FindBatchAxis();
-            var shapes = ShapeBindings.Parse(parse.GetValue(shape) ?? []);
-            shapes.Resolve(onnx.Inputs, axis, options.BatchProfiles[0]);
             var generator = new InputGenerator(onnx, 0);
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            var builds = Cuda.CudaEngine.Build(onnx, options, path, batch => generator.Generate(shapes.Resolve(onnx.Inputs, axis, batch)), new LineProgress());
+            var builds = Cuda.CudaEngine.Build(onnx, options, path, generator.Generate, new LineProgress());
             var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
             AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"wrote {path} ({new FileInfo(path).Length / 1e6:F1} MB): {builds.Count} plans for batch {string.Join(',', options.BatchProfiles)}, {builds.Sum(b => b.KernelsCompiled + b.KernelsLoaded)} kernels, built in {seconds:F1} s")));
+                $"wrote {path} ({new FileInfo(path).Length / 1e6:F1} MB): {builds.Count} plans (batch {string.Join(',', options.BatchProfiles)}{string.Concat(options.ShapeProfiles.Select(p => ", " + p.Text))}), {builds.Sum(b => b.KernelsCompiled)} kernels compiled, plan builds median {Median(builds.Select(b => b.Seconds * 1000))} ms, {seconds:F1} s in all")));
             return 0;
         });
         return command;
+    }
+
+    private static string Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count == 0 ? "-" : sorted[sorted.Count / 2].ToString("F1", CultureInfo.InvariantCulture);
     }
 }
 

@@ -114,4 +114,10 @@ public sealed record EngineOptions
     /// a plan per exact batch size.
     /// </summary>
     public IReadOnlyList<int> BatchProfiles { get; init; } = [];
+
+    /// <summary>
+    /// The shapes other dynamic dimensions may take (GPU engines): a bounded grid of plans, built ahead by warm-up, and a
+    /// clear refusal for a shape outside it. Empty: any shape, each getting its plan when first seen.
+    /// </summary>
+    public IReadOnlyList<ShapeProfile> ShapeProfiles { get; init; } = [];
 }

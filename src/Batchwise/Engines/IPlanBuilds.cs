@@ -19,10 +19,16 @@ public interface IPlanBuilds
     IReadOnlyList<int> BatchProfiles { get; }
 
     /// <summary>
-    /// Builds the plan of every batch profile and runs each once (so that what is lazily set up, a CUDA graph among it,
-    /// is ready before the first request); <paramref name="inputsForBatch"/> gives inputs of a batch size.
+    /// The input shapes warm-up builds plans for: every batch profile times every point of the shape profiles' grids;
+    /// dimensions neither profile covers must be fixed (else a one-line error says which).
     /// </summary>
-    void WarmUp(Func<int, IReadOnlyList<Tensor>> inputsForBatch, IProgress<string>? progress = null);
+    IReadOnlyList<IReadOnlyList<long[]>> WarmUpShapes { get; }
+
+    /// <summary>
+    /// Builds the plan of every <see cref="WarmUpShapes"/> entry and runs each once (so that what is lazily set up, a CUDA
+    /// graph among it, is ready before the first request); <paramref name="inputsFor"/> gives inputs of those shapes.
+    /// </summary>
+    void WarmUp(Func<IReadOnlyList<long[]>, IReadOnlyList<Tensor>> inputsFor, IProgress<string>? progress = null);
 }
 
 /// <summary>One plan an engine built.</summary>

@@ -49,9 +49,9 @@ public sealed class OrtEngine : IEngine
             throw new BatchwiseException(TransfersRefusal, "Drop --transfers, or use --engine cuda to time host-device copies.");
         }
 
-        if (options.BatchProfiles.Count > 0)
+        if (options.BatchProfiles.Count > 0 || options.ShapeProfiles.Count > 0)
         {
-            throw new BatchwiseException("The ort engine runs every batch size without building a plan for it: batch profiles are for the cuda engine", "Drop --batch-profile (or batch_profiles in config.json), or use --engine cuda.");
+            throw new BatchwiseException("The ort engine runs every shape without building a plan for it: batch and shape profiles are for the cuda engine", "Drop --batch-profile and --shape-profile (or batch_profiles and shape_profiles in config.json), or use --engine cuda.");
         }
 
         if (model.SavedEngine is { } saved)

@@ -21,6 +21,7 @@ namespace Batchwise.Engines;
 /// <param name="Tf32">TF32 allowed for fp32.</param>
 /// <param name="CudaGraph">Runs replay CUDA graphs.</param>
 /// <param name="BatchProfiles">The batch profiles whose plans it was built with.</param>
+/// <param name="ShapeProfiles">The shape profiles it was built with, as written on the command line.</param>
 /// <param name="Environment">Device, compute capability, driver and library versions, by name.</param>
 public sealed record SavedEngineManifest(
     string Format,
@@ -34,6 +35,7 @@ public sealed record SavedEngineManifest(
     bool Tf32,
     bool CudaGraph,
     int[] BatchProfiles,
+    string[] ShapeProfiles,
     SortedDictionary<string, string> Environment);
 
 /// <summary>
