@@ -88,7 +88,15 @@ internal sealed partial class ServeProcess : IDisposable
     public Task<Uri> ServingAsync(TimeSpan timeout) => _serving.Task.WaitAsync(timeout);
 
     /// <summary>Sends SIGTERM (as Kubernetes and systemd stop a service).</summary>
-    public void Terminate() => Check(Kill(_process.Id, 15));
+    public void Terminate()
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
+        kill.WaitForExit();
+        if (kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -TERM {_process.Id} exited {kill.ExitCode}");
+        }
+    }
 
     /// <summary>Waits for the process to end and returns its exit code.</summary>
     public async Task<int> WaitAsync(TimeSpan timeout)
@@ -108,14 +116,6 @@ internal sealed partial class ServeProcess : IDisposable
         _process.Dispose();
     }
 
-    private static void Check(int rc)
-    {
-        if (rc != 0)
-        {
-            throw new InvalidOperationException($"kill failed: errno {Marshal.GetLastPInvokeError()}");
-        }
-    }
-
     /// <summary>The dotnet host running these tests (its runtime is the one the CLI was built for).</summary>
     private static string DotnetHost()
     {
@@ -130,9 +130,6 @@ internal sealed partial class ServeProcess : IDisposable
         var host = Path.Combine(root, OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet");
         return File.Exists(host) ? host : "dotnet";
     }
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
 
     [GeneratedRegex(@"serving HTTP on (\S+) ")]
     private static partial Regex ServingLine();

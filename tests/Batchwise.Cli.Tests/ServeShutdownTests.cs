@@ -90,6 +90,7 @@ public sealed partial class ServeShutdownTests
         await Task.WhenAll(clients).WaitAsync(TimeSpan.FromMinutes(1), Ct);
 
         var output = serve.Out;
+        TestContext.Current.SendDiagnosticMessage($"exit {exitCode}; clients: {ok} answered ({okAfterSignal} after SIGTERM), {refused503} refused 503, {refusedConnection} refused connection; server: {string.Join(" | ", output.Split('\n').Where(l => l.StartsWith("stop", StringComparison.Ordinal)))}");
         Assert.True(exitCode == 0, $"exit code {exitCode}\n{output}\n{serve.Err}");
         Assert.Empty(failures);
         var inFlight = int.Parse(InFlightLine().Match(output).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
@@ -122,7 +123,8 @@ public sealed partial class ServeShutdownTests
     private static byte[] BinaryRequest(int rows, int features, out int headerLength)
     {
         var header = System.Text.Encoding.UTF8.GetBytes(
-            $$"""{"inputs":[{"name":"input","datatype":"FP32","shape":[{{rows}},3,96,96],"parameters":{"binary_data_size":{{rows * features * 4}}}}],"outputs":[{"name":"logits","parameters":{"binary_data":true}}]}""");
+            "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[" + rows + ",3,96,96],\"parameters\":{\"binary_data_size\":" + (rows * features * 4)
+            + "}}],\"outputs\":[{\"name\":\"logits\",\"parameters\":{\"binary_data\":true}}]}");
         headerLength = header.Length;
         var body = new byte[header.Length + (rows * features * 4)];
         header.CopyTo(body, 0);
