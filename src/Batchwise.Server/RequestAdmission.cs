@@ -21,8 +21,9 @@ public sealed class RequestAdmission
     /// <summary>Creates the admission with the server's limits.</summary>
     public RequestAdmission(long maxRequestBytes, long maxQueueBytes)
     {
-        CheckLimit("--max-request-bytes", maxRequestBytes);
-        CheckLimit("--max-queue-bytes", maxQueueBytes);
+        // One request's tensor is one .NET array; the server-wide budget may be far larger.
+        CheckLimit("--max-request-bytes", maxRequestBytes, Array.MaxLength, "below 2 GiB");
+        CheckLimit("--max-queue-bytes", maxQueueBytes, 1L << 50, "up to 2^50");
         MaxRequestBytes = maxRequestBytes;
         MaxQueueBytes = maxQueueBytes;
     }
@@ -137,11 +138,11 @@ public sealed class RequestAdmission
         ? bytes.ToString(CultureInfo.InvariantCulture) + " bytes"
         : bytes.ToString("N0", CultureInfo.InvariantCulture) + " bytes";
 
-    private static void CheckLimit(string flag, long value)
+    private static void CheckLimit(string flag, long value, long max, string range)
     {
-        if (value < 1 || value > Array.MaxLength)
+        if (value < 1 || value > max)
         {
-            throw new BatchwiseException($"{flag} {value} is outside 1..{Array.MaxLength}", $"Give {flag} a positive number of bytes below 2 GiB.");
+            throw new BatchwiseException($"{flag} {value} is outside 1..{max}", $"Give {flag} a positive number of bytes {range}.");
         }
     }
 

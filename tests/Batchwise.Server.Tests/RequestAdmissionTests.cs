@@ -62,10 +62,11 @@ public sealed class RequestAdmissionTests
     [Theory]
     [InlineData(0L, 1L)]
     [InlineData(1L, -1L)]
-    [InlineData(1L, 1L << 40)]
+    [InlineData(1L << 31, 1L << 40)]
+    [InlineData(1L, 1L << 51)]
     public void Limits_outside_their_range_are_refused_naming_the_flag(long request, long queue)
     {
         var e = Assert.Throws<BatchwiseException>(() => new RequestAdmission(request, queue));
-        Assert.Contains(request < 1 ? "--max-request-bytes" : "--max-queue-bytes", e.Message, StringComparison.Ordinal);
+        Assert.Contains(request is < 1 or > int.MaxValue ? "--max-request-bytes" : "--max-queue-bytes", e.Message, StringComparison.Ordinal);
     }
 }

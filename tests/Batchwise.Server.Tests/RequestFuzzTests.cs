@@ -112,6 +112,8 @@ public sealed class RequestFuzzTests : IClassFixture<HardeningFixture>
         GC.WaitForPendingFinalizers();
         var heapBefore = GC.GetTotalMemory(forceFullCollection: true);
         long requests = 0;
+        var rssBefore = Environment.WorkingSet;
+        var rssPeak = rssBefore;
         var statuses = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
 
         var cases = Gen.Frequency(
@@ -120,7 +122,15 @@ public sealed class RequestFuzzTests : IClassFixture<HardeningFixture>
             (1, GrpcBytesCases().Select(c => (FuzzCase)c)));
         await Check.SampleAsync(cases, async c =>
         {
-            Interlocked.Increment(ref requests);
+            if (Interlocked.Increment(ref requests) % 64 == 0)
+            {
+                var rss = Environment.WorkingSet;
+                if (rss > Interlocked.Read(ref rssPeak))
+                {
+                    Interlocked.Exchange(ref rssPeak, rss);
+                }
+            }
+
             var status = c switch
             {
                 HttpCase h => await SendHttpAsync(h),
@@ -132,8 +142,11 @@ public sealed class RequestFuzzTests : IClassFixture<HardeningFixture>
             Assert.True(_fixture.Server.Admission.HeldBytes <= HardeningFixture.MaxQueueBytes);
         }, time: FuzzSeconds, threads: 4, iter: long.MaxValue);
 
-        TestContext.Current.SendDiagnosticMessage($"fuzzed {requests} requests in {FuzzSeconds} s: {string.Join(", ", statuses.OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => $"{s.Key} x{s.Value}"))}");
+        TestContext.Current.SendDiagnosticMessage($"fuzzed {requests} requests in {FuzzSeconds} s, RSS {rssBefore >> 20} MB before, peak {rssPeak >> 20} MB: {string.Join(", ", statuses.OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => $"{s.Key} x{s.Value}"))}");
         Assert.True(requests > 100, $"only {requests} requests in {FuzzSeconds} s");
+
+        // Memory stayed bounded while hostile requests claimed gigabytes (the server's budget is 64 MB; RSS is sampled every 64 requests).
+        Assert.True(rssPeak - rssBefore < 512L << 20, $"RSS grew from {rssBefore:N0} to {rssPeak:N0} bytes during the fuzz run");
 
         // Every byte charged came back, nothing is left in flight, and the heap holds no leftovers of the claims.
         Assert.Equal(0, _fixture.Server.Admission.HeldBytes);
