@@ -252,8 +252,9 @@ internal static class HttpEndpoints
     }
 
     /// <summary>
-    /// Parses the JSON header after charging the memory its parsed form can take: the header is scanned once without
-    /// allocating, and each of its tokens costs one 12-byte row of the document's index (rounded up to the pool's power of two).
+    /// Parses the JSON header after charging the memory its parsed form takes: the header is scanned once without
+    /// allocating, and each of its tokens costs one 12-byte row of the document's index, rounded up to the array pool's
+    /// power of two (an estimate: while the index grows it briefly holds its old and new arrays).
     /// </summary>
     internal static JsonDocument ParseJson(ReadOnlyMemory<byte> json, RequestAdmission.Lease lease)
     {
@@ -275,7 +276,7 @@ internal static class HttpEndpoints
         }
     }
 
-    /// <summary>Upper bound of a parsed JSON document's index for <paramref name="tokens"/> tokens.</summary>
+    /// <summary>Bytes a parsed JSON document's index takes for <paramref name="tokens"/> tokens.</summary>
     internal static long JsonIndexBytes(long tokens)
     {
         var bytes = Math.Max(1024, tokens * 12);
