@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Batchwise.Engines;
 using Batchwise.Server;
 
 namespace Batchwise.Cli.Commands;
@@ -33,9 +34,11 @@ public static class ServeCommand
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "PEM CA certificate: require client certificates it signed (mutual TLS)" };
         var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
+        var shapeProfile = new Option<string[]>("--shape-profile") { Description = "Single model on cuda: range of another dynamic dimension, " + ShapeProfile.Syntax + "; every grid shape's plan is built before the model is ready, a request off the grid is refused; repeatable" };
+        var batchProfile = new Option<string?>("--batch-profile") { Description = "Single model on cuda: batch sizes with a plan of their own, built before the model is ready, e.g. 1,8,32,64 (the last one max_batch_size); a merged batch in between runs padded to the next. Default: powers of two up to max_batch_size" };
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
         {
-            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads, batchProfile, shapeProfile,
             maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile,
         };
         command.SetGuardedAction(async (parse, ct) =>
@@ -70,14 +73,14 @@ public static class ServeCommand
             ModelRepository repository;
             if (folder is not null)
             {
-                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads];
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads, batchProfile, shapeProfile];
                 var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
                 if (misplaced is not null)
                 {
                     throw new BatchwiseException($"{misplaced.Name} applies to a single model, not to a repository", $"Set it per model in {Path.Combine(folder, "NAME", ModelConfig.FileName)}.");
                 }
 
-                repository = ModelRepository.LoadDirectory(folder);
+                repository = ModelRepository.LoadDirectory(folder, log: Console.Error.WriteLine);
             }
             else
             {
@@ -94,8 +97,10 @@ public static class ServeCommand
                     Engine = parse.GetValue(engine)!,
                     Precision = parse.GetValue(precision)!,
                     IntraOpThreads = parse.GetValue(threads),
+                    BatchProfiles = parse.GetValue(batchProfile) is { } bp ? [.. BenchCommand.IntegerList(bp, "--batch-profile", "1,8,32,64")] : null,
+                    ShapeProfiles = parse.GetValue(shapeProfile) is { Length: > 0 } sp ? sp : null,
                 };
-                repository = new ModelRepository();
+                repository = new ModelRepository(log: Console.Error.WriteLine);
                 try
                 {
                     repository.Add(parse.GetValue(name) ?? ModelRepository.NameOf(single!), single!, config);
