@@ -25,6 +25,14 @@ public static class Program
             return Task.FromResult(CommonOptions.UserError);
         }
 
+        if (parse.CommandResult.Command.Name == "serve")
+        {
+            // serve drains on SIGTERM / Ctrl+C itself (up to --drain-timeout) and exits 0; System.CommandLine's own
+            // handler would cut it off after 2 s with exit code 143 / 130.
+            configuration ??= new InvocationConfiguration();
+            configuration.ProcessTerminationTimeout = null;
+        }
+
         return parse.InvokeAsync(configuration);
     }
 

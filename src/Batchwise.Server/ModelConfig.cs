@@ -64,6 +64,7 @@ public sealed record ModelConfig
         {
             var config = JsonSerializer.Deserialize<ModelConfig>(File.ReadAllText(path), JsonOptions)
                 ?? throw new BatchwiseException($"'{path}' is empty", "Write a JSON object, e.g. {\"max_batch_size\": 32}.");
+            config.Validate($"'{path}'");
             return config;
         }
         catch (JsonException e)
@@ -73,6 +74,67 @@ public sealed record ModelConfig
         catch (IOException e)
         {
             throw new BatchwiseException($"Cannot read '{path}': {e.Message}", "Check the file's permissions.", e);
+        }
+    }
+
+    /// <summary>Largest max_batch_size accepted.</summary>
+    public const int MaxBatchSizeLimit = 65536;
+
+    /// <summary>Most instances of one model.</summary>
+    public const int InstanceCountLimit = 256;
+
+    /// <summary>
+    /// Checks every field against its range and throws a <see cref="BatchwiseException"/> naming the first one out
+    /// of range, its value and the range; <paramref name="source"/> says where the config came from.
+    /// </summary>
+    public void Validate(string source)
+    {
+        Range(source, "max_batch_size", MaxBatchSize ?? 0, 0, MaxBatchSizeLimit, "0: no batch axis");
+        Range(source, "instance_count", InstanceCount, 1, InstanceCountLimit, "one engine session each");
+        Range(source, "intra_op_threads", IntraOpThreads, 0, 1024, "0: the engine's default");
+        if (string.IsNullOrWhiteSpace(Engine))
+        {
+            throw new BatchwiseException($"{source}: engine is empty", "Use ort (ONNX Runtime, the default) or cuda.");
+        }
+
+        if (Precision is null || !Precision.ToLowerInvariant().Equals("fp32", StringComparison.Ordinal) && !Precision.ToLowerInvariant().Equals("fp16", StringComparison.Ordinal))
+        {
+            throw new BatchwiseException($"{source}: precision '{Precision}' is not fp32 or fp16", "Use fp32 (default) or fp16.");
+        }
+
+        if (string.IsNullOrEmpty(Version) || Version.Length > 64 || !Version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
+        {
+            throw new BatchwiseException($"{source}: version '{Version}' is not 1 to 64 letters, digits, '.', '_' or '-'", "Use a version such as \"1\"; clients put it in URLs.");
+        }
+
+        if (DynamicBatching is { } d)
+        {
+            Range(source, "dynamic_batching.max_queue_delay_microseconds", d.MaxQueueDelayMicroseconds, 0, 60_000_000, "at most 60 s");
+            Range(source, "dynamic_batching.priority_levels", d.PriorityLevels, 0, 1000, "0 or 1: one level");
+            Range(source, "dynamic_batching.default_priority_level", d.DefaultPriorityLevel, 0, Math.Max(1, d.PriorityLevels), "0: the middle level");
+            Range(source, "dynamic_batching.default_timeout_microseconds", d.DefaultTimeoutMicroseconds, 0, RequestValidator.MaxTimeoutMicroseconds, "0: none; at most 24 h");
+            Range(source, "dynamic_batching.max_queue_size", d.MaxQueueSize, 0, 1_000_000, "0: 1024");
+            if (d.PreferredBatchSize is { } preferred)
+            {
+                if (preferred.Length > 64)
+                {
+                    throw new BatchwiseException($"{source}: dynamic_batching.preferred_batch_size lists {preferred.Length} sizes", "List at most 64 sizes.");
+                }
+
+                var max = MaxBatchSize is > 0 and var m ? m : MaxBatchSizeLimit;
+                foreach (var p in preferred)
+                {
+                    Range(source, "dynamic_batching.preferred_batch_size", p, 1, max, "each at most max_batch_size");
+                }
+            }
+        }
+    }
+
+    private static void Range(string source, string key, long value, long min, long max, string note)
+    {
+        if (value < min || value > max)
+        {
+            throw new BatchwiseException($"{source}: {key} is {value}, outside {min}..{max} ({note})", $"Set {key} to a value from {min} to {max}.");
         }
     }
 

@@ -83,7 +83,8 @@ public sealed class ModelRepository : IAsyncDisposable
     {
         if (!_models.TryGetValue(name, out var model))
         {
-            throw InferenceError.NotFound($"Unknown model '{name}'; this server serves {string.Join(", ", _models.Keys)}");
+            // The served names are not listed: a caller who does not know them has no business learning them from an error.
+            throw InferenceError.NotFound($"Unknown model '{name}'; check the name (model names are case-sensitive)");
         }
 
         model.CheckVersion(version);

@@ -76,6 +76,7 @@ public sealed class ServedModel : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
+        config.Validate($"Model '{name}'");
         var axis = model.FindBatchAxis();
         var maxBatch = config.MaxBatchSize ?? (axis.IsBatchable ? 32 : 0);
         if (maxBatch > 0 && !axis.IsBatchable)
@@ -154,6 +155,11 @@ public sealed class ServedModel : IAsyncDisposable
             try
             {
                 pending = _batcher.SubmitAsync(ordered, priority, timeout, cancellationToken);
+            }
+            catch (BatchwiseException e) when (e is not BatchRejectedException)
+            {
+                // The batcher's own checks (inputs that disagree on the batch size, a scalar input) are the request's fault.
+                throw InferenceError.BadRequest(e.OneLine);
             }
             finally
             {

@@ -59,6 +59,23 @@ public sealed class OptimizeCommandTests : IDisposable
         AssertOneError(stderr);
     }
 
+    /// <summary>D8: the input's fault is reported as the input's, in ONNX Runtime's words, not as a Batchwise bug.</summary>
+    [Fact]
+    public async Task A_model_onnx_runtime_cannot_load_is_reported_with_its_reason_not_as_a_batchwise_bug()
+    {
+        // An attribute Relu does not have: Batchwise's reader ignores it, ONNX Runtime's schema check refuses the model.
+        var model = Batchwise.Zoo.ModelZoo.Build("zoo:mlp");
+        model.Graph.Node.First(n => n.OpType == "Relu").Attribute.Add(Batchwise.Zoo.GraphBuilder.Attr("alpha_typo", 1L));
+        var input = Path.Combine(_dir.FullName, "typo.onnx");
+        model.Save(input);
+        var (code, _, stderr) = await CliRunner.RunAsync("optimize", input, "-o", Path.Combine(_dir.FullName, "x.onnx"), "--no-verify");
+        Assert.Equal(2, code);
+        Assert.DoesNotContain("Batchwise bug", stderr, StringComparison.Ordinal);
+        Assert.Contains("ONNX Runtime cannot run the input model", stderr, StringComparison.Ordinal);
+        Assert.Contains("alpha_typo", stderr, StringComparison.Ordinal);
+        AssertOneError(stderr);
+    }
+
     [Fact]
     public async Task Unknown_calibration_folder_is_a_one_line_error()
     {

@@ -27,11 +27,19 @@ public static class ServeCommand
         var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
         var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
         var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
+        var maxRequestBytes = new Option<long>("--max-request-bytes") { Description = "Most bytes one request's decoded input tensors may take (larger: 413 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 256L << 20 };
+        var maxQueueBytes = new Option<long>("--max-queue-bytes") { Description = "Most bytes all requests in progress may hold together: bodies, parsed JSON, decoded tensors (over: 503 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 1L << 30 };
+        var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds SIGTERM / Ctrl+C waits for accepted requests to finish before dropping (and counting) the rest", DefaultValueFactory = _ => 30 };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (chain): serve HTTPS and gRPC over TLS" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
+        var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "PEM CA certificate: require client certificates it signed (mutual TLS)" };
+        var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
         var shapeProfile = new Option<string[]>("--shape-profile") { Description = "Single model on cuda: range of another dynamic dimension, " + ShapeProfile.Syntax + "; every grid shape's plan is built before the model is ready, a request off the grid is refused; repeatable" };
         var batchProfile = new Option<string?>("--batch-profile") { Description = "Single model on cuda: batch sizes with a plan of their own, built before the model is ready, e.g. 1,8,32,64 (the last one max_batch_size); a merged batch in between runs padded to the next. Default: powers of two up to max_batch_size" };
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
         {
             model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads, batchProfile, shapeProfile,
+            maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile,
         };
         command.SetGuardedAction(async (parse, ct) =>
         {
@@ -42,6 +50,26 @@ public static class ServeCommand
                 throw new BatchwiseException(single is null ? "Nothing to serve" : "Give either a model or --models, not both", "Use `batchwise serve model.onnx`, `batchwise serve zoo:resnet18` or `batchwise serve --models DIR`.");
             }
 
+            var seconds = parse.GetValue(drainTimeout);
+            if (!double.IsFinite(seconds) || seconds < 0 || seconds > 86_400)
+            {
+                throw new BatchwiseException($"--drain-timeout {seconds} is outside 0..86400 seconds", "Give the seconds a stop waits for accepted requests, e.g. --drain-timeout 30.");
+            }
+
+            var options = new ServerOptions
+            {
+                Host = parse.GetValue(host)!,
+                HttpPort = parse.GetValue(httpPort),
+                GrpcPort = parse.GetValue(grpcPort),
+                MaxBodySize = parse.GetValue(maxBody),
+                MaxRequestBytes = parse.GetValue(maxRequestBytes),
+                MaxQueueBytes = parse.GetValue(maxQueueBytes),
+                DrainTimeout = TimeSpan.FromSeconds(seconds),
+                TlsCertificatePath = parse.GetValue(tlsCert),
+                TlsKeyPath = parse.GetValue(tlsKey),
+                TlsClientCaPath = parse.GetValue(tlsClientCa),
+                AuthTokenFile = parse.GetValue(authTokenFile),
+            };
             ModelRepository repository;
             if (folder is not null)
             {
@@ -84,13 +112,6 @@ public static class ServeCommand
                 }
             }
 
-            var options = new ServerOptions
-            {
-                Host = parse.GetValue(host)!,
-                HttpPort = parse.GetValue(httpPort),
-                GrpcPort = parse.GetValue(grpcPort),
-                MaxBodySize = parse.GetValue(maxBody),
-            };
             InferenceServer server;
             try
             {
@@ -123,9 +144,11 @@ public static class ServeCommand
                     // Ctrl+C or SIGTERM: fall through to a graceful drain.
                 }
 
-                Console.WriteLine("stopping: draining requests in flight");
-                await server.StopAsync().ConfigureAwait(false);
-                Console.WriteLine("stopped");
+                Console.WriteLine($"stopping: {server.Admission.InFlight} accepted requests in flight; new requests get 503 / UNAVAILABLE; waiting up to {options.DrainTimeout.TotalSeconds:0.#} s (--drain-timeout)");
+                var drain = await server.StopAsync().ConfigureAwait(false);
+                Console.WriteLine(drain.Dropped == 0
+                    ? $"stopped: every accepted request answered ({drain.Accepted} in all, {drain.InFlightAtStop} drained) in {drain.Duration.TotalSeconds:0.0} s"
+                    : $"stopped: {drain.Dropped} accepted requests dropped unanswered at the drain timeout ({options.DrainTimeout.TotalSeconds:0.#} s); {drain.Accepted - drain.Dropped} of {drain.Accepted} answered");
             }
 
             return 0;

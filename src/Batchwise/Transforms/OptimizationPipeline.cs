@@ -149,6 +149,21 @@ public sealed record OptimizationReport(
 /// <summary>Runs the transforms on a copy of the model, proves ONNX Runtime loads the result, and verifies it against the original.</summary>
 public static class OptimizationPipeline
 {
+    /// <summary>Why ONNX Runtime cannot load or run <paramref name="model"/>, or null when it can.</summary>
+    private static BatchwiseException? OriginalFailure(OnnxModel model)
+    {
+        try
+        {
+            using var session = new OrtEngine().Load(model, new EngineOptions());
+            session.Run(SeededInputs.Create(model, 1));
+            return null;
+        }
+        catch (BatchwiseException e)
+        {
+            return e;
+        }
+    }
+
     /// <summary>Transforms <paramref name="original"/> (left unchanged) and returns the result and the report.</summary>
     public static (OnnxModel Result, OptimizationReport Report) Run(OnnxModel original, OptimizeOptions options, Action<string>? progress = null)
     {
@@ -173,8 +188,15 @@ public static class OptimizationPipeline
         }
         catch (BatchwiseException e)
         {
+            // When the input itself does not run, the transforms are not to blame: say why ONNX Runtime refuses the input.
+            if (OriginalFailure(original) is { } input)
+            {
+                var at = OrtFailure.NodeIn(OrtFailure.AllMessages(input));
+                throw new BatchwiseException($"ONNX Runtime cannot run the input model '{original.Name}'{(at is null ? string.Empty : $" at {at}")}: {OrtFailure.Detail(input)}", "optimize needs a model that ONNX Runtime runs; re-export it (an opset and IR version ONNX Runtime supports) and check it with `batchwise bench MODEL`.", input);
+            }
+
             var node = OrtFailure.NodeIn(OrtFailure.AllMessages(e));
-            throw new BatchwiseException($"The optimized model does not run in ONNX Runtime{(node is null ? string.Empty : $" at {node}")}: {OrtFailure.Detail(e)}", "This is a Batchwise bug; run without the last option and report it with --verbose output.", e);
+            throw new BatchwiseException($"The optimized model does not run in ONNX Runtime{(node is null ? string.Empty : $" at {node}")}: {OrtFailure.Detail(e)}", "The input runs, so a transform broke it: this is a Batchwise bug; run without the last option and report it with --verbose output.", e);
         }
 
         var engine = new OrtEngine().Describe(new EngineOptions { IntraOpThreads = options.Threads });
