@@ -483,12 +483,18 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
             _context.MakeCurrent();
             var started = Stopwatch.GetTimestamp();
             var (compiled, loaded, compileSeconds) = (Kernels.Compiled, Kernels.Loaded, Kernels.CompileSeconds);
-            var plan = new GraphCompiler(_model, this).Compile(inputs, _initializers, _hostInputs);
+            var compiler = new GraphCompiler(_model, this);
+            var plan = compiler.Compile(inputs, _initializers, _hostInputs);
+            var graphDone = Stopwatch.GetTimestamp();
+            double kernelSeconds, constantSeconds;
             try
             {
                 Kernels.Resolve(plan.Steps.OfType<KernelStep>());
                 plan.Gate = Kernels.Gate;
+                var kernelsDone = Stopwatch.GetTimestamp();
+                kernelSeconds = Stopwatch.GetElapsedTime(graphDone, kernelsDone).TotalSeconds;
                 UploadConstants(plan);
+                constantSeconds = Stopwatch.GetElapsedTime(kernelsDone).TotalSeconds;
                 _timingCache?.Save();
             }
             catch
@@ -498,7 +504,17 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
             }
 
             InterlockedMax(ref _largestArena, plan.Memory.ArenaBytes);
-            var build = new PlanBuild(key, Stopwatch.GetElapsedTime(started).TotalSeconds, Kernels.Compiled - compiled, Kernels.Loaded - loaded, Kernels.CompileSeconds - compileSeconds, plan.Steps.Count);
+            var graphSeconds = Stopwatch.GetElapsedTime(started, graphDone).TotalSeconds;
+            var build = new PlanBuild(key, Stopwatch.GetElapsedTime(started).TotalSeconds, Kernels.Compiled - compiled, Kernels.Loaded - loaded, Kernels.CompileSeconds - compileSeconds, plan.Steps.Count)
+            {
+                Phases = new Dictionary<string, double>(StringComparer.Ordinal)
+                {
+                    ["graph"] = graphSeconds - compiler.LibrarySeconds,
+                    ["library_queries"] = compiler.LibrarySeconds,
+                    ["kernels"] = kernelSeconds,
+                    ["constants"] = constantSeconds,
+                },
+            };
             lock (_builds)
             {
                 _builds.Add(build);

@@ -388,6 +388,7 @@ internal sealed unsafe partial class GraphCompiler
         var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
         var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, relu ? precision + "+bias-relu" : precision, tensorCores, relu, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
         if (chosen is null)
         {
@@ -396,6 +397,7 @@ internal sealed unsafe partial class GraphCompiler
 
         Cudnn.SetMathType(convDesc, chosen.MathType);
         var ws = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
         ReserveWorkspace(ws);
         var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
         if (relu)
@@ -494,10 +496,28 @@ internal sealed unsafe partial class GraphCompiler
     {
         var cache = _target.Tactics;
         var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
-        var storeKey = (cache is null ? "conv-heuristic|" : "conv-timed|") + key.Text;
+
+        // cuDNN's heuristics are asked once per convolution and octave of batch and image size (a query costs
+        // milliseconds, a plan has dozens of convolutions); another shape of the octave reuses the choice once cuDNN
+        // confirms it supports that shape (its workspace query succeeds), else asks afresh. Timed tactics stay exact.
+        var storeKey = cache is null
+            ? "conv-heuristic|" + (key with { X = [.. x.Select((d, i) => i == 1 ? d : Octave(d))], Y = [.. y.Select((d, i) => i == 1 ? d : Octave(d))] }).Text
+            : "conv-timed|" + key.Text;
         if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 16)
         {
-            return new TacticChoice(BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4), BitConverter.ToInt64(stored, 8), double.NaN);
+            var reused = new TacticChoice(BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4), BitConverter.ToInt64(stored, 8), double.NaN);
+            try
+            {
+                Cudnn.SetMathType(convDesc, reused.MathType);
+                if (Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo) <= MaxConvWorkspace)
+                {
+                    return reused;
+                }
+            }
+            catch (CudaException)
+            {
+                // Not supported at this exact shape: ask the heuristics below.
+            }
         }
 
         var choice = ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key);
@@ -507,6 +527,18 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         return choice;
+    }
+
+    /// <summary>The power of two at or above <paramref name="n"/>: the octave a size belongs to.</summary>
+    internal static long Octave(long n)
+    {
+        long o = 1;
+        while (o < n)
+        {
+            o <<= 1;
+        }
+
+        return o;
     }
 
     private static TacticChoice? ChooseConvAlgorithmUncached(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, bool tensorCores, bool fused, long[] x, long[] w, long[] y, TimingCache? cache, ConvShapeKey key)
@@ -1096,6 +1128,7 @@ internal sealed unsafe partial class GraphCompiler
         var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}";
         var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
         CublasLt.HeuristicResult algo;
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
         if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == sizeof(CublasLt.HeuristicResult))
         {
             algo = MemoryMarshal.Read<CublasLt.HeuristicResult>(stored);
@@ -1109,6 +1142,8 @@ internal sealed unsafe partial class GraphCompiler
             MemoryMarshal.Write(bytes, in algo);
             _target.Choices.Set(storeKey, bytes);
         }
+
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
 
         ReserveWorkspace(MatmulWorkspace);
         Emit(new MatmulStep(_node, Dev(b), Dev(a), Dev(y), desc, bl, al, dl, algo, alpha, beta));

@@ -327,4 +327,7 @@ internal sealed partial class GraphCompiler
     }
 
     internal void ReserveWorkspace(long bytes) => _workspace = Math.Max(_workspace, bytes);
+
+    /// <summary>Seconds spent asking cuDNN and cuBLASLt for algorithms (and creating their planning handles) while compiling.</summary>
+    public double LibrarySeconds { get; private set; }
 }

@@ -38,4 +38,8 @@ public interface IPlanBuilds
 /// <param name="KernelsLoaded">Kernels it loaded from the on-disk cache or a saved engine.</param>
 /// <param name="CompileSeconds">Of <paramref name="Seconds"/>, the time in the kernel compiler.</param>
 /// <param name="Steps">Steps of the plan (kernel launches and library calls).</param>
-public sealed record PlanBuild(string Shapes, double Seconds, int KernelsCompiled, int KernelsLoaded, double CompileSeconds, int Steps);
+public sealed record PlanBuild(string Shapes, double Seconds, int KernelsCompiled, int KernelsLoaded, double CompileSeconds, int Steps)
+{
+    /// <summary>Where the build's time went, in seconds by phase (graph, library queries, kernels, constants), where the engine measures it.</summary>
+    public IReadOnlyDictionary<string, double> Phases { get; init; } = new Dictionary<string, double>();
+}
