@@ -8,7 +8,7 @@ using Spectre.Console;
 
 namespace Batchwise.Cli.Commands;
 
-/// <summary>`batchwise optimize MODEL -o OUT.onnx [--input-size WxH] [--dynamic-batch] [--fp16] [--int8 --calibration ...] [--int8-dynamic] [--prune R]`.</summary>
+/// <summary>`batchwise optimize MODEL -o OUT.onnx [--opset N] [--input-size WxH] [--dynamic-batch] [--fp16] [--int8 --calibration ...] [--int8-dynamic] [--prune R]`.</summary>
 public static class OptimizeCommand
 {
     /// <summary>JSON options for --json (snake_case, stable names).</summary>
@@ -34,6 +34,7 @@ public static class OptimizeCommand
         var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N" };
         var method = new Option<string>("--calibration-method") { Description = "How activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", DefaultValueFactory = _ => "minmax" };
         var int8Dynamic = new Option<bool>("--int8-dynamic") { Description = "Dynamic int8 quantization of MatMul/Gemm weights (transformers); no calibration" };
+        var opset = new Option<long?>("--opset") { Description = $"Convert to this default-domain opset ({OpsetConversion.MinOpset}-{OpsetConversion.MaxOpset}) first, e.g. 17; --fp16/--int8 (13) and --int8-dynamic (11) convert an older model by themselves" };
         var prune = new Option<double?>("--prune") { Description = "Structured L1 pruning: share of conv channels to remove (0-1), e.g. 0.25" };
         var batchSizes = new Option<string>("--verify-batch-sizes") { Description = "Batch sizes for the before/after bench", DefaultValueFactory = _ => "1,8,16" };
         var benchSeconds = new Option<double>("--bench-seconds") { Description = "Measurement time per bench point", DefaultValueFactory = _ => 1.0 };
@@ -41,9 +42,9 @@ public static class OptimizeCommand
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip verification (output agreement and before/after bench)" };
         var json = new Option<string?>("--json") { Description = "Also write the report as JSON to this file" };
 
-        var command = new Command("optimize", "Transform a model (input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both")
+        var command = new Command("optimize", "Transform a model (opset, input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both")
         {
-            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, prune, batchSizes, benchSeconds, threads, noVerify, json,
+            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, opset, prune, batchSizes, benchSeconds, threads, noVerify, json,
         };
 
         command.SetGuardedAction(parse =>
@@ -59,6 +60,7 @@ public static class OptimizeCommand
                 Calibration = parse.GetValue(calibration),
                 CalibrationMethod = ParseMethod(parse.GetValue(method)!),
                 Int8Dynamic = parse.GetValue(int8Dynamic),
+                Opset = parse.GetValue(opset),
                 Prune = parse.GetValue(prune),
                 Verify = !parse.GetValue(noVerify),
                 Threads = parse.GetValue(threads),

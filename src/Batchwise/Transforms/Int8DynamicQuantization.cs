@@ -18,7 +18,7 @@ public sealed class Int8DynamicQuantization : IModelTransform
         ArgumentNullException.ThrowIfNull(model);
         if (model.Opset < 11)
         {
-            throw new BatchwiseException($"--int8-dynamic needs opset 11 or newer (DynamicQuantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it with onnx.version_converter.convert_version(model, 17).");
+            throw new BatchwiseException($"--int8-dynamic needs opset 11 or newer (DynamicQuantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it first with OpsetConversion(11) (`batchwise optimize --int8-dynamic` does this by itself).");
         }
 
         var graph = model.Graph;

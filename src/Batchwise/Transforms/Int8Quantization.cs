@@ -26,7 +26,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         ArgumentNullException.ThrowIfNull(model);
         if (model.Opset < 13)
         {
-            throw new BatchwiseException($"--int8 needs opset 13 or newer (per-channel DequantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it with onnx.version_converter.convert_version(model, 17).");
+            throw new BatchwiseException($"--int8 needs opset 13 or newer (per-channel DequantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it first with OpsetConversion(13) (`batchwise optimize --int8` does this by itself).");
         }
 
         var graph = model.Graph;

@@ -34,6 +34,9 @@ public sealed record OptimizeOptions
     /// <summary>Dynamic int8 quantization of MatMul/Gemm.</summary>
     public bool Int8Dynamic { get; init; }
 
+    /// <summary>Default-domain opset to convert the model to first, or null (then only the opset a precision transform needs).</summary>
+    public long? Opset { get; init; }
+
     /// <summary>Share of conv channels to prune, or null.</summary>
     public double? Prune { get; init; }
 
@@ -49,8 +52,12 @@ public sealed record OptimizeOptions
     /// <summary>Measurement time per bench point, seconds.</summary>
     public double BenchSeconds { get; init; } = 1.0;
 
-    /// <summary>Checks the combination and builds the transforms in the order they run: clean-up, input size, dynamic batch, pruning, precision, clean-up.</summary>
-    public IReadOnlyList<IModelTransform> CreateTransforms()
+    /// <summary>
+    /// Checks the combination and builds the transforms in the order they run: opset conversion, clean-up, input size,
+    /// dynamic batch, pruning, precision. Given the model's opset, a conversion is added where a precision transform needs
+    /// a newer opset than the model's (and --opset does not ask for one).
+    /// </summary>
+    public IReadOnlyList<IModelTransform> CreateTransforms(long? modelOpset = null)
     {
         if (Fp16 && (Int8 || Int8Dynamic))
         {
@@ -82,7 +89,23 @@ public sealed record OptimizeOptions
             throw new BatchwiseException($"--verify-batch-sizes must be positive integers, got {string.Join(",", VerifyBatchSizes)}", "Write e.g. --verify-batch-sizes 1,8,16.");
         }
 
-        var transforms = new List<IModelTransform> { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval() };
+        var (needed, neededBy) = Fp16 ? (13L, "--fp16") : Int8 ? (13L, "--int8") : Int8Dynamic ? (11L, "--int8-dynamic") : (0L, null);
+        if (Opset is { } asked && asked < needed)
+        {
+            throw new BatchwiseException($"--opset {asked} is older than {neededBy} needs (opset {needed})", $"Drop --opset (the model is converted to {needed} automatically) or write --opset {needed} or newer.");
+        }
+
+        var transforms = new List<IModelTransform>();
+        if (Opset is { } target)
+        {
+            transforms.Add(new OpsetConversion(target));
+        }
+        else if (modelOpset is { } current && current < needed)
+        {
+            transforms.Add(new OpsetConversion(needed, $"{neededBy} needs opset {needed}"));
+        }
+
+        transforms.AddRange([new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval()]);
         if (InputSize is not null)
         {
             transforms.Add(StaticInputSize.Parse(InputSize));
@@ -154,7 +177,7 @@ public static class OptimizationPipeline
     {
         ArgumentNullException.ThrowIfNull(original);
         ArgumentNullException.ThrowIfNull(options);
-        var transforms = options.CreateTransforms();
+        var transforms = options.CreateTransforms(original.Opset);
         var result = OnnxModel.FromProto(original.Proto.Clone(), original.Name);
         var steps = new List<TransformStep>();
         foreach (var t in transforms)
