@@ -14,7 +14,19 @@ public sealed record CostSummary(long Parameters, long ConvMacs, long TotalMacs,
     public static CostSummary Of(OnnxModel model, long dynamicSize = SeededInputs.DefaultDynamicSize)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var inputs = SeededInputs.Create(model, 1, dynamicSize: dynamicSize);
+        return Of(model, SeededInputs.Create(model, 1, dynamicSize: dynamicSize));
+    }
+
+    /// <summary>Counts a model's parameters and MACs at the given input shapes (batch 1: optimize costs both sides at the same shapes).</summary>
+    public static CostSummary Of(OnnxModel model, IReadOnlyList<long[]> inputShapes)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(inputShapes);
+        return Of(model, new Benchmarking.InputGenerator(model, 42).Generate(inputShapes));
+    }
+
+    private static CostSummary Of(OnnxModel model, IReadOnlyList<Tensor> inputs)
+    {
         var shapes = ModelProbe.Run(model, inputs).ToDictionary(p => p.Key, p => p.Value.Shape, StringComparer.Ordinal);
         for (var i = 0; i < inputs.Count; i++)
         {
@@ -54,14 +66,25 @@ public sealed record CostSummary(long Parameters, long ConvMacs, long TotalMacs,
         return new CostSummary(CountParameters(model), conv, total, model.Proto.CalculateSize());
     }
 
-    /// <summary>Learned weights whatever their precision: float initializers of rank 1 or more and quantized weights (DequantizeLinear's data), without BatchNormalization statistics or quantization scales and zero points.</summary>
+    /// <summary>
+    /// Learned weights whatever their precision and wherever they are stored: float and quantized initializers of rank 1
+    /// or more and the tensors of Constant nodes (exporters that keep weights in Constant nodes), without BatchNormalization
+    /// statistics, quantization scales and zero points, or Resize's roi and scales.
+    /// </summary>
     public static long CountParameters(OnnxModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
         var graph = model.Graph;
         var excluded = graph.Node.Where(n => n.OpType == "BatchNormalization").SelectMany(n => n.Input.Skip(3))
             .Concat(graph.Node.Where(n => n.OpType is "QuantizeLinear" or "DequantizeLinear" or "MatMulInteger").SelectMany(n => n.OpType == "MatMulInteger" ? n.Input.Skip(2) : n.Input.Skip(1)))
+            .Concat(graph.Node.Where(n => n.OpType is "Resize" or "Upsample").SelectMany(n => n.Input.Skip(1)))
             .ToHashSet(StringComparer.Ordinal);
-        return graph.Initializer.Where(t => t.Dims.Count > 0 && !excluded.Contains(t.Name)).Sum(t => t.ElementCount());
+        var initializers = graph.Initializer.Where(t => t.Dims.Count > 0 && !excluded.Contains(t.Name)).Sum(t => t.ElementCount());
+        var constants = graph.Node.Where(n => n.OpType == "Constant" && n.Domain.Length == 0 && !excluded.Contains(n.Output[0]))
+            .Select(n => n.Attribute.FirstOrDefault(a => a.Name == "value")?.T)
+            .OfType<global::Onnx.TensorProto>()
+            .Where(t => t.Dims.Count > 0 && (((ElementType)t.DataType).IsFloatingPoint() || (ElementType)t.DataType is ElementType.Int8 or ElementType.UInt8))
+            .Sum(t => t.ElementCount());
+        return initializers + constants;
     }
 }

@@ -200,7 +200,8 @@ public sealed class OpsetConversionTests
         Assert.Equal("opset", report.Steps[0].Name);
         Assert.Contains($"(--{lever} needs opset {needed})", report.Steps[0].Summary, StringComparison.Ordinal);
         Assert.Null(report.AgreementError);
-        Assert.All(report.Agreement.Where(a => a.Output != "top_indices"), a => Assert.True(a.Cosine >= 0.99, $"{a.Output}: cosine {a.Cosine}"));
+        // Continuous outputs only: a one-hot Hardmax or TopK's indices flip where quantization reorders two close logits.
+        Assert.All(report.Agreement.Where(a => a.Output is not ("hardmax" or "top_indices")), a => Assert.True(a.Cosine >= 0.99, $"{a.Output}: cosine {a.Cosine}"));
     }
 
     [Fact]
