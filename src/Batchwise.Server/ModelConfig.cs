@@ -38,6 +38,21 @@ public sealed record ModelConfig
     [JsonPropertyName("intra_op_threads")]
     public int IntraOpThreads { get; init; }
 
+    /// <summary>
+    /// Batch sizes that get a plan of their own on an engine that builds plans (cuda); a merged batch in between runs
+    /// padded to the next. Null: powers of two up to max_batch_size for such engines. Every profile's plan is built
+    /// before the model reports ready.
+    /// </summary>
+    [JsonPropertyName("batch_profiles")]
+    public int[]? BatchProfiles { get; init; }
+
+    /// <summary>
+    /// Ranges of other dynamic dimensions on an engine that builds plans (cuda), as <see cref="ShapeProfile.Syntax"/>:
+    /// every shape of the grid gets its plan before the model reports ready; a request off the grid is refused.
+    /// </summary>
+    [JsonPropertyName("shape_profiles")]
+    public string[]? ShapeProfiles { get; init; }
+
     /// <summary>The version the model is served as.</summary>
     [JsonPropertyName("version")]
     public string Version { get; init; } = "1";
@@ -53,7 +68,7 @@ public sealed record ModelConfig
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"'{path}' is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, version.", e);
+            throw new BatchwiseException($"'{path}' is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, batch_profiles, shape_profiles, version.", e);
         }
         catch (IOException e)
         {
@@ -61,9 +76,11 @@ public sealed record ModelConfig
         }
     }
 
-    /// <summary>Engine options implied by the config.</summary>
-    public EngineOptions ToEngineOptions() => new()
+    /// <summary>Engine options implied by the config, for a model whose effective max batch size is <paramref name="maxBatchSize"/>.</summary>
+    public EngineOptions ToEngineOptions(int maxBatchSize = 0) => new()
     {
+        BatchProfiles = BatchProfilesFor(maxBatchSize),
+        ShapeProfiles = [.. (ShapeProfiles ?? []).Select(ShapeProfile.Parse)],
         Precision = Precision.ToLowerInvariant() switch
         {
             "fp32" => Engines.Precision.Fp32,
@@ -72,6 +89,48 @@ public sealed record ModelConfig
         },
         IntraOpThreads = IntraOpThreads,
     };
+
+    /// <summary>
+    /// The batch profiles in force: as configured (each within 1..max_batch_size, the largest being max_batch_size so every
+    /// merged batch has a plan), else powers of two up to max_batch_size (and it) for engines that build plans, else none.
+    /// </summary>
+    public int[] BatchProfilesFor(int maxBatchSize)
+    {
+        if (BatchProfiles is { } given)
+        {
+            if (given.Length > 0 && maxBatchSize <= 0)
+            {
+                throw new BatchwiseException("batch_profiles needs batching: the model's max_batch_size is 0", "Remove batch_profiles, or set max_batch_size.");
+            }
+
+            var bad = given.FirstOrDefault(b => b < 1 || b > maxBatchSize);
+            if (given.Length > 0 && bad != 0)
+            {
+                throw new BatchwiseException($"batch_profiles holds {bad}, outside 1..{maxBatchSize} (max_batch_size)", "List batch sizes from 1 up to max_batch_size, e.g. [1, 8, 32, 64].");
+            }
+
+            if (given.Length > 0 && given.Max() != maxBatchSize)
+            {
+                throw new BatchwiseException($"batch_profiles ends at {given.Max()}, below max_batch_size {maxBatchSize}: larger merged batches would have no plan", $"Add {maxBatchSize} to batch_profiles, or lower max_batch_size.");
+            }
+
+            return [.. given.Distinct().Order()];
+        }
+
+        if (maxBatchSize <= 0 || !Engine.Equals("cuda", StringComparison.OrdinalIgnoreCase))
+        {
+            return [];
+        }
+
+        var profiles = new List<int>();
+        for (var b = 1; b < maxBatchSize; b *= 2)
+        {
+            profiles.Add(b);
+        }
+
+        profiles.Add(maxBatchSize);
+        return [.. profiles];
+    }
 
     /// <summary>The batcher settings for a model whose effective max batch size is <paramref name="maxBatchSize"/>.</summary>
     public BatcherOptions ToBatcherOptions(int maxBatchSize)

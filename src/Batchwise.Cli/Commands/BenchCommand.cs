@@ -40,12 +40,14 @@ public static class BenchCommand
         var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Do not capture CUDA graphs (GPU engines)" };
         var transfers = new Option<bool>("--transfers") { Description = "Time every run end to end on a GPU engine: inputs copied from page-locked host memory to the device, compute, outputs copied back (trtexec's default; H2D, compute and D2H reported apart). Without it a run is the GPU compute alone. Use -c 2 or more to overlap one run's copies with another's compute" };
         var timedTactics = new Option<bool>("--timed-tactics") { Description = "Time cuDNN's convolution algorithms and cuBLASLt's matmul candidates when a plan is built and keep the winners in a timing cache on disk (like TensorRT's); default: the libraries' heuristics (GPU engines)" };
+        var batchProfile = new Option<string?>("--batch-profile") { Description = "Batch sizes that get a plan of their own on a GPU engine, e.g. 1,8,32,64: a batch in between runs padded to the next (TensorRT's optimization profiles); default: a plan per batch size" };
+        var shapeProfile = new Option<string[]>("--shape-profile") { Description = "Range of another dynamic dimension on a GPU engine: " + ShapeProfile.Syntax + "; a shape off the grid is refused; repeatable" };
         var profile = new Option<bool>("--profile") { Description = "Also print the ten slowest layers and their share of the time, and with --json FILE write every layer to FILE.layers.csv (engines with per-layer timings: cuda; others refuse)" };
 
         var command = new Command("bench", "Measure throughput and latency across batch sizes and concurrency, and find where batching stops paying")
         {
             model, engine, batchSizes, maxBatch, concurrency, shape, input, duration, warmup, maxTime, seed, tolerance, maxWindows, json, csv, report,
-            intra, inter, graphOpt, ep, precision, device, noCudaGraph, profile, transfers, timedTactics,
+            intra, inter, graphOpt, ep, precision, device, noCudaGraph, profile, transfers, timedTactics, batchProfile, shapeProfile,
         };
 
         // The sweep runs off the invoking thread: System.CommandLine hooks Ctrl+C only once the action has returned its task.
@@ -63,6 +65,8 @@ public static class BenchCommand
                 Profile = parse.GetValue(profile),
                 IncludeTransfers = parse.GetValue(transfers),
                 TimedTactics = parse.GetValue(timedTactics),
+                BatchProfiles = parse.GetValue(batchProfile) is { } bp ? IntegerList(bp, "--batch-profile", "1,8,32,64") : [],
+                ShapeProfiles = [.. (parse.GetValue(shapeProfile) ?? []).Select(ShapeProfile.Parse)],
             };
             var options = new BenchmarkOptions
             {

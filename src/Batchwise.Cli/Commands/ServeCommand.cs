@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Batchwise.Engines;
 using Batchwise.Server;
 
 namespace Batchwise.Cli.Commands;
@@ -26,9 +27,11 @@ public static class ServeCommand
         var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
         var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
         var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
+        var shapeProfile = new Option<string[]>("--shape-profile") { Description = "Single model on cuda: range of another dynamic dimension, " + ShapeProfile.Syntax + "; every grid shape's plan is built before the model is ready, a request off the grid is refused; repeatable" };
+        var batchProfile = new Option<string?>("--batch-profile") { Description = "Single model on cuda: batch sizes with a plan of their own, built before the model is ready, e.g. 1,8,32,64 (the last one max_batch_size); a merged batch in between runs padded to the next. Default: powers of two up to max_batch_size" };
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
         {
-            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads, batchProfile, shapeProfile,
         };
         command.SetGuardedAction(async (parse, ct) =>
         {
@@ -42,14 +45,14 @@ public static class ServeCommand
             ModelRepository repository;
             if (folder is not null)
             {
-                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads];
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads, batchProfile, shapeProfile];
                 var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
                 if (misplaced is not null)
                 {
                     throw new BatchwiseException($"{misplaced.Name} applies to a single model, not to a repository", $"Set it per model in {Path.Combine(folder, "NAME", ModelConfig.FileName)}.");
                 }
 
-                repository = ModelRepository.LoadDirectory(folder);
+                repository = ModelRepository.LoadDirectory(folder, log: Console.Error.WriteLine);
             }
             else
             {
@@ -66,8 +69,10 @@ public static class ServeCommand
                     Engine = parse.GetValue(engine)!,
                     Precision = parse.GetValue(precision)!,
                     IntraOpThreads = parse.GetValue(threads),
+                    BatchProfiles = parse.GetValue(batchProfile) is { } bp ? [.. BenchCommand.IntegerList(bp, "--batch-profile", "1,8,32,64")] : null,
+                    ShapeProfiles = parse.GetValue(shapeProfile) is { Length: > 0 } sp ? sp : null,
                 };
-                repository = new ModelRepository();
+                repository = new ModelRepository(log: Console.Error.WriteLine);
                 try
                 {
                     repository.Add(parse.GetValue(name) ?? ModelRepository.NameOf(single!), single!, config);

@@ -22,6 +22,16 @@ internal interface IPlanTarget
 
     /// <summary>Where timed convolution algorithms are kept; null: take cuDNN's heuristics, time nothing.</summary>
     TimingCache? Tactics => null;
+
+    /// <summary>
+    /// A value derived from session constants alone (a BN-folded filter, a channels-last reorder, a folded node): made
+    /// once per session and shared by every plan, so a plan for a new shape neither recomputes nor re-uploads weights.
+    /// </summary>
+    T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
+        where T : class => make();
+
+    /// <summary>cuDNN's and cuBLASLt's choices by problem, kept for the session (and a saved engine): heuristics are asked once per shape.</summary>
+    TacticStore Choices => TacticStore.None;
 }
 
 /// <summary>
@@ -167,8 +177,12 @@ internal sealed partial class GraphCompiler
             var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
             try
             {
-                var folded = HostEvaluator.TryEvaluate(node, ins, _model.Opset);
-                if (folded is not null)
+                // A node over session constants alone (a Cast of fp16 weights, a Reshape of an initializer) folds once per session.
+                var constants = ins.Select(v => v?.Constant).ToArray();
+                var folded = ins.All(v => v is null || v.Constant is { IsInitializer: true }) && node.OpType is not ("Shape" or "Size")
+                    ? _target.Derive("fold:" + node.Output.FirstOrDefault(), constants, () => HostEvaluator.TryEvaluate(node, ins, _model.Opset) ?? [])
+                    : HostEvaluator.TryEvaluate(node, ins, _model.Opset);
+                if (folded is { Length: > 0 })
                 {
                     for (var i = 0; i < folded.Length && i < node.Output.Count; i++)
                     {
@@ -295,11 +309,11 @@ internal sealed partial class GraphCompiler
         _steps.Add(step);
     }
 
-    private void Kernel(string source, long threads, params int[] buffers) =>
-        Emit(new KernelStep(_node, source, Math.Max(1, threads), KernelSource.BlockSize, buffers));
+    private void Kernel(KernelCode code, long threads, params int[] buffers) =>
+        Emit(new KernelStep(_node, code, Math.Max(1, threads), KernelSource.BlockSize, buffers));
 
-    private void WarpKernel(string source, long rows, params int[] buffers) =>
-        Emit(new KernelStep(_node, source, Math.Max(1, rows) * 32, KernelSource.BlockSize, buffers));
+    private void WarpKernel(KernelCode code, long rows, params int[] buffers) =>
+        Emit(new KernelStep(_node, code, Math.Max(1, rows) * 32, KernelSource.BlockSize, buffers));
 
     private void ViewCopy(PlanValue src, long[] shape, long[] srcStrides, long srcBase, PlanValue dst, long[] dstStrides, long dstBase)
     {
@@ -308,7 +322,8 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        Kernel(KernelSource.ViewCopy(St(src).SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+        var size = St(src).SizeOf();
+        Kernel(KernelSource.ViewCopy(size, shape, srcStrides, srcBase, dstStrides, dstBase), KernelSource.ViewCopyThreads(size, shape, srcStrides, srcBase, dstStrides, dstBase), Dev(dst), Dev(src));
     }
 
     internal void ReserveWorkspace(long bytes) => _workspace = Math.Max(_workspace, bytes);

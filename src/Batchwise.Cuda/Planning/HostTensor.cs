@@ -31,8 +31,11 @@ internal sealed class HostTensor
 
     public double[]? Floats { get; }
 
-    /// <summary>True for initializers (session-wide, uploaded once); folded values belong to one plan.</summary>
-    public bool IsInitializer { get; init; }
+    /// <summary>
+    /// True for values the session owns: initializers and what is derived from them alone (BN-folded or reordered
+    /// weights, folded constants), made once and uploaded once for every plan; other folded values belong to one plan.
+    /// </summary>
+    public bool IsInitializer { get; set; }
 
     public bool IsFloat => Type.IsFloatingPoint();
 

@@ -99,6 +99,14 @@ public static class BenchmarkJson
         w.WriteEndArray();
         w.WriteString("stop_reason", Snake(result.StopReason.ToString()));
         w.WriteNumber("total_seconds", result.TotalSeconds);
+        if (result.ColdStart is { } cold)
+        {
+            w.WriteStartObject("cold_start");
+            w.WriteNumber("load_seconds", cold.LoadSeconds);
+            w.WriteNumber("first_inference_seconds", cold.FirstInferenceSeconds);
+            w.WriteEndObject();
+        }
+
         w.WriteEndObject();
     }
 
@@ -126,6 +134,13 @@ public static class BenchmarkJson
         w.WriteBoolean("cuda_graph", o.UseCudaGraph);
         w.WriteBoolean("profile", o.Profile);
         w.WriteBoolean("include_transfers", o.IncludeTransfers);
+        w.WriteStartArray("batch_profiles");
+        foreach (var b in o.BatchProfiles)
+        {
+            w.WriteNumberValue(b);
+        }
+
+        w.WriteEndArray();
         w.WriteEndObject();
         w.WriteEndObject();
     }
@@ -268,6 +283,21 @@ public static class BenchmarkJson
 
         w.WriteNumber("warmup_runs", p.WarmupRuns);
         w.WriteNumber("measured_seconds", p.MeasuredSeconds);
+        w.WriteNumberOrNull("padded_to", p.PaddedTo);
+        w.WriteStartArray("plan_builds");
+        foreach (var b in p.PlanBuilds)
+        {
+            w.WriteStartObject();
+            w.WriteString("shapes", b.Shapes);
+            w.WriteNumber("seconds", b.Seconds);
+            w.WriteNumber("kernels_compiled", b.KernelsCompiled);
+            w.WriteNumber("kernels_loaded", b.KernelsLoaded);
+            w.WriteNumber("compile_seconds", b.CompileSeconds);
+            w.WriteNumber("steps", b.Steps);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
         w.WriteStartArray("latency_samples_ms");
         foreach (var s in p.LatencySamplesMs)
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Batchwise.Engines;
 using Batchwise.Onnx;
 
 namespace Batchwise.Zoo;
@@ -145,10 +146,15 @@ public static class ModelZoo
 /// <summary>Loads a model from a file path or zoo:NAME.</summary>
 public static class ModelSource
 {
-    /// <summary>Loads <paramref name="spec"/>: zoo:NAME[?options] or a path to a .onnx file.</summary>
+    /// <summary>Loads <paramref name="spec"/>: zoo:NAME[?options], a path to a .onnx file, or a saved engine (.bwengine).</summary>
     public static OnnxModel Load(string spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        return spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase) ? ModelZoo.Build(spec) : OnnxModel.Load(spec);
+        if (spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase))
+        {
+            return ModelZoo.Build(spec);
+        }
+
+        return SavedEngineFile.IsSavedEngine(spec) && File.Exists(spec) ? SavedEngineFile.ReadModel(spec).Model : OnnxModel.Load(spec);
     }
 }
