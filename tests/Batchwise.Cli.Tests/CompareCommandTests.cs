@@ -143,7 +143,7 @@ public sealed class CompareInputsTests : IDisposable
         {
             var (code, _, err) = await CliRunner.RunAsync("compare", path, "--engines", "ort,ort", "-b", "2");
             Assert.Equal(2, code);
-            Assert.Contains("-b 2: 'fixed' runs only batch 1", err, StringComparison.Ordinal);
+            Assert.Contains("runs only batch 1 (input 'x' has its first dimension fixed at 1", err, StringComparison.Ordinal);
 
             // Without -b it runs the batch fixed in the file and prints it.
             var (ok, output, err1) = await CliRunner.RunAsync("compare", path, "--engines", "ort,ort");
