@@ -115,4 +115,40 @@ public sealed class OptimizeCommandTests : IDisposable
         Assert.Matches("(Add|Sub|Mul|Concat) '", stderr);
         Assert.False(File.Exists(output));
     }
+
+    [Fact]
+    public async Task A_result_that_fails_verification_is_written_and_exits_3_with_one_line_why()
+    {
+        var output = Path.Combine(Path.GetTempPath(), $"bw-failed-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:resnet18?size=32", "-o", output, "--prune", "0.5", "--min-cosine", "0.999", "--verify-batch-sizes", "1", "--bench-seconds", "0.02");
+            Assert.Equal(3, code);
+            Assert.Contains("FAIL: cosine", stdout, StringComparison.Ordinal);
+            Assert.Contains("verification FAILED: 'logits': cosine", stderr, StringComparison.Ordinal);
+            AssertOneError(stderr);
+            Assert.True(File.Exists(output));
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Fact]
+    public async Task Opset_converts_an_old_model_and_the_result_agrees()
+    {
+        var output = Path.Combine(Path.GetTempPath(), $"bw-opset-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--opset", "21", "--verify-batch-sizes", "1", "--bench-seconds", "0.02");
+            Assert.True(code == 0, stderr);
+            Assert.Contains("opset 17 -> 21", stdout, StringComparison.Ordinal);
+            Assert.Equal(21, Batchwise.Onnx.OnnxModel.Load(output).Opset);
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
 }

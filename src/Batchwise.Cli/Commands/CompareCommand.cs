@@ -62,6 +62,12 @@ public static class CompareCommand
             var candidateEngine = EngineRegistry.Create(engineNames[^1]);
             var referenceModel = ModelSource.Load(modelSpecs[0]);
             var candidateModel = modelSpecs.Length == 2 ? ModelSource.Load(modelSpecs[1]) : referenceModel;
+            if (parse.GetResult(batchSize) is { Implicit: false })
+            {
+                ModelComparison.RequireBatch(referenceModel, parse.GetValue(batchSize));
+                ModelComparison.RequireBatch(candidateModel, parse.GetValue(batchSize));
+            }
+
             var referenceOptions = new EngineOptions();
             var candidateOptions = new EngineOptions { Precision = parse.GetValue(precision), AllowTf32 = parse.GetValue(tf32) };
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Batchwise.Analysis;
+using Batchwise.Benchmarking;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 using Batchwise.Reports;
@@ -19,6 +20,7 @@ public static class ExplainCommand
         var engine = new Option<string>("--engine", "-e") { Description = "Engine: ort (ONNX Runtime, CPU) or another registered engine", DefaultValueFactory = _ => "ort" };
         var batchSizes = new Option<string>("--batch-sizes", "-b") { Description = "Comma-separated batch sizes", DefaultValueFactory = _ => "1,2,4,8,16,32" };
         var inputSize = new Option<string?>("--input-size") { Description = "Input size: 224 or WIDTHxHEIGHT for images, a length for sequences (dynamic axes only)" };
+        var shape = new Option<string[]>("--shape") { Description = "Size of another dynamic dimension: SYMBOL=SIZE (seq=128) or INPUT:DIMS with `batch` for the batch axis (x:batch,3,640,640), as bench takes it; repeatable" };
         var bench = new Option<string?>("--bench") { Description = "A measured sweep from `batchwise bench --json` to explain (otherwise a short sweep runs)" };
         var noMeasure = new Option<bool>("--no-measure") { Description = "Predict only: run no measured sweep" };
         var duration = new Option<double>("--duration") { Description = "Seconds to measure each batch size in the short sweep", DefaultValueFactory = _ => 1.0 };
@@ -34,7 +36,7 @@ public static class ExplainCommand
 
         var command = new Command("explain", "Why batching helps or not: per-layer FLOPs, bytes and GEMM sizes against the device's measured ceilings, predicted beside measured throughput, and a verdict")
         {
-            model, engine, batchSizes, inputSize, bench, noMeasure, duration, top, json, report, recalibrate, threads, precision, tf32, device, noCudaGraph,
+            model, engine, batchSizes, inputSize, shape, bench, noMeasure, duration, top, json, report, recalibrate, threads, precision, tf32, device, noCudaGraph,
         };
 
         command.SetGuardedAction((parse, ct) =>
@@ -63,7 +65,17 @@ public static class ExplainCommand
                 }
             }
 
-            var onnx = ModelSource.Load(spec);
+            var original = ModelSource.Load(spec);
+
+            // Every dynamic dimension but the batch gets a size from --shape or --input-size, never a silent default:
+            // the same rule, error and syntax as bench.
+            var bindings = ShapeBindings.Parse(parse.GetValue(shape) ?? []);
+            if (size is not null && bindings.Text.Count > 0)
+            {
+                throw new BatchwiseException("--input-size and --shape both size the input", "Give the size once: --shape (any model) or --input-size (images and sequences).");
+            }
+
+            var onnx = size is null && (bindings.Text.Count > 0 || original.Inputs.Any(i => i.Shape.Skip(1).Any(d => d.IsDynamic))) ? bindings.Pin(original) : original;
             var eng = EngineRegistry.Create(parse.GetValue(engine)!);
             if (parse.GetValue(device) < 0)
             {
@@ -102,7 +114,7 @@ public static class ExplainCommand
                 measured = MeasuredSweep.Run(eng, options, onnx, spec, batches, size, seconds, Log, ct);
             }
 
-            var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, fuses, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);
+            var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, original, size ?? PinnedImageSize(original, onnx), fuses, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);
             Print(explanation, fromCache, cachePath);
             var description = eng.Describe(options);
             var context = new Dictionary<string, string>
@@ -150,6 +162,13 @@ public static class ExplainCommand
         }
 
         return result.Count > 0 ? result.Distinct().Order().ToList() : throw new BatchwiseException("No batch sizes given", "Write e.g. --batch-sizes 1,2,4,8,16.");
+    }
+
+    /// <summary>The image size --shape gave a model with a dynamic height and width, or null.</summary>
+    private static InputSize? PinnedImageSize(OnnxModel original, OnnxModel pinned)
+    {
+        var i = original.Inputs.ToList().FindIndex(x => x.Shape.Count == 4 && (x.Shape[2].IsDynamic || x.Shape[3].IsDynamic));
+        return i < 0 ? null : new InputSize((int)pinned.Inputs[i].Shape[3].Value!.Value, (int)pinned.Inputs[i].Shape[2].Value!.Value);
     }
 
     /// <summary>The same model at half the image size (for the input-size lever), where the model allows it.</summary>

@@ -24,7 +24,7 @@ public static class LoadCommand
         var warmup = new Option<double>("--warmup") { Description = "Seconds of load discarded before each point", DefaultValueFactory = _ => 1 };
         var stability = new Option<double>("--stability") { Description = "Largest spread of throughput and p50 across the windows, in percent, for a point to count as stable", DefaultValueFactory = _ => 10 };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Batch size of each request (fills a dynamic first dimension)", DefaultValueFactory = _ => 1 };
-        var shape = new Option<string[]>("--shape") { Description = "Shape of an input with dynamic dimensions: NAME:d1,d2,... (repeatable)", AllowMultipleArgumentsPerToken = true };
+        var shape = new Option<string[]>("--shape") { Description = "Shape of an input with dynamic dimensions: INPUT:DIMS with `batch` for the batch axis (x:batch,3,224,224), as bench takes it; repeatable", AllowMultipleArgumentsPerToken = true };
         var timeout = new Option<double>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 30 };
         var dataFormat = new Option<string>("--data-format") { Description = "HTTP tensor encoding: binary (Triton's binary tensor data extension) or json (for servers without it)", DefaultValueFactory = _ => "binary" };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON (schema: LoadReport, snake_case)" };
@@ -67,7 +67,7 @@ public static class LoadCommand
                 Concurrency = ParseList(parse.GetValue(concurrency), "--concurrency", s => int.Parse(s, NumberStyles.None, CultureInfo.InvariantCulture)),
                 RequestRates = ParseList(parse.GetValue(rate), "--request-rate", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)),
                 BatchSize = parse.GetValue(batch),
-                Shapes = LoadInputs.ParseShapes(parse.GetValue(shape) ?? []),
+                Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
                 Warmup = TimeSpan.FromSeconds(parse.GetValue(warmup)),
                 Window = TimeSpan.FromSeconds(seconds / 3),
                 StableWindows = 3,
