@@ -1,5 +1,5 @@
-using System.Collections.Frozen;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using OnnxProto = Onnx;
 
 namespace Batchwise.Analysis;
@@ -124,25 +124,12 @@ public sealed record CostOptions
 }
 
 /// <summary>
-/// Counts FLOPs, MACs and bytes per node from inferred shapes, at any batch and input size. FLOPs per element outside
-/// GEMMs: 1 for arithmetic, 4 for transcendental functions (exp, erf, tanh, sigmoid, sqrt, pow), 2 for BatchNormalization
-/// (folded scale and shift), 8 for LayerNormalization, 5 for Softmax, the window size for pooling.
+/// Counts FLOPs, MACs and bytes per node from inferred shapes, at any batch and input size. Each operator's category
+/// and FLOPs come from its record in the <see cref="OperatorRegistry"/>; bytes are counted alike for every operator
+/// (weights read, activations read and written; an embedding Gather reads only the rows it gathers).
 /// </summary>
 public static class CostModel
 {
-    private static readonly FrozenSet<string> Arithmetic = FrozenSet.ToFrozenSet(
-        ["Relu", "LeakyRelu", "Add", "Sub", "Mul", "Div", "Clip", "Neg", "Abs", "Max", "Min", "Where", "HardSigmoid", "Floor", "Ceil", "Mod", "Not", "And", "Or",
-         "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Reciprocal"], StringComparer.Ordinal);
-
-    private static readonly FrozenSet<string> Transcendental = FrozenSet.ToFrozenSet(
-        ["Sigmoid", "Tanh", "Exp", "Erf", "Sqrt", "Pow", "Log", "HardSwish", "Elu", "Selu", "Gelu", "Softplus", "Sin", "Cos"], StringComparer.Ordinal);
-
-    private static readonly FrozenSet<string> Views = FrozenSet.ToFrozenSet(
-        ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant", "Dropout"], StringComparer.Ordinal);
-
-    private static readonly FrozenSet<string> Copies = FrozenSet.ToFrozenSet(
-        ["Concat", "Split", "Slice", "Transpose", "Gather", "Resize", "Pad", "Expand", "Cast"], StringComparer.Ordinal);
-
     /// <summary>Costs at batch size <paramref name="batchSize"/> (bound to the model's batch symbol) and the given other dimensions.</summary>
     public static ModelCost Compute(OnnxModel model, long batchSize, IReadOnlyDictionary<string, long>? otherDims = null, CostOptions? options = null)
     {
@@ -173,7 +160,7 @@ public static class CostModel
         var nodes = new List<NodeCost>(model.Graph.Node.Count);
         for (var i = 0; i < model.Graph.Node.Count; i++)
         {
-            nodes.Add(Cost(model.Graph.Node[i], i, shapes, initializers, floatType));
+            nodes.Add(Cost(model, model.Graph.Node[i], i, shapes, initializers, floatType));
         }
 
         long parameterBytes = 0;
@@ -189,7 +176,7 @@ public static class CostModel
     private static int SizeOf(ElementType type, ElementType? floatType) =>
         floatType is { } f && type.IsFloatingPoint() ? f.SizeOf() : type.SizeOf();
 
-    private static NodeCost Cost(OnnxProto.NodeProto node, int index, ShapeInferenceResult shapes, IReadOnlyDictionary<string, OnnxProto.TensorProto> initializers, ElementType? floatType)
+    private static NodeCost Cost(OnnxModel model, OnnxProto.NodeProto node, int index, ShapeInferenceResult shapes, IReadOnlyDictionary<string, OnnxProto.TensorProto> initializers, ElementType? floatType)
     {
         var name = string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{index}" : node.Name;
         long[] Dims(string value)
@@ -205,19 +192,14 @@ public static class CostModel
         var inputs = node.Input.Where(i => i.Length > 0).ToList();
         var outputs = node.Output.Where(o => o.Length > 0).ToList();
         var outShape = outputs.Count > 0 ? Dims(outputs[0]) : [];
-        var outElements = Count(outShape);
         var op = node.OpType;
+        var opset = model.OpsetOf(node.Domain);
+        var schema = OperatorRegistry.Find(node.Domain, op, opset)
+            ?? throw new BatchwiseException($"Cannot count the cost of {op} node '{name}': the operator is not in Batchwise's registry at opset {opset}", "Use operators Batchwise knows (see `ShapeInference.SupportedOperators`).");
 
-        // Nodes whose results are all known before running (shape arithmetic) cost nothing at run time.
-        var folded = outputs.Count > 0 && outputs.All(o => shapes.TryGetConstant(o, out _)) && op != "Constant";
-        var category = folded || Views.Contains(op) ? OpCategory.Metadata
-            : op is "Conv" or "MatMul" or "Gemm" ? OpCategory.Gemm
-            : op is "BatchNormalization" or "LayerNormalization" or "Softmax" or "LogSoftmax" ? OpCategory.Normalization
-            : op is "MaxPool" or "AveragePool" or "GlobalAveragePool" or "GlobalMaxPool" ? OpCategory.Pooling
-            : op.StartsWith("Reduce", StringComparison.Ordinal) ? OpCategory.Reduction
-            : Copies.Contains(op) ? OpCategory.DataMovement
-            : OpCategory.Elementwise;
-
+        // Nodes whose results are all known before running (shape arithmetic, folded constants) cost nothing at run time.
+        var folded = outputs.Count > 0 && outputs.All(shapes.IsKnown) && op != "Constant";
+        var category = folded ? OpCategory.Metadata : schema.Category;
         if (category == OpCategory.Metadata)
         {
             return new NodeCost(name, op, category, 0, 0, 0, 0, 0, null, outShape);
@@ -243,71 +225,10 @@ public static class CostModel
         }
 
         var written = outputs.Sum(Bytes);
-        GemmShape? gemm = null;
-        long flops;
-        switch (op)
-        {
-            case "Conv":
-                {
-                    var w = Dims(inputs[1]);
-                    var groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
-                    gemm = new GemmShape(M: w[0], N: outShape[0] * Count(outShape.Skip(2)), K: Count(w.Skip(1)), Groups: groups);
-                    flops = (2 * gemm.Macs) + (inputs.Count > 2 ? outElements : 0);
-                    break;
-                }
-
-            case "Gemm":
-                {
-                    var a = Dims(inputs[0]);
-                    var transA = node.Attribute.FirstOrDefault(x => x.Name == "transA")?.I == 1;
-                    gemm = new GemmShape(M: outShape[0], N: outShape[1], K: transA ? a[0] : a[1]);
-                    flops = (2 * gemm.Macs) + (inputs.Count > 2 ? outElements : 0);
-                    break;
-                }
-
-            case "MatMul":
-                {
-                    var a = Dims(inputs[0]);
-                    var b = Dims(inputs[1]);
-                    var k = a[^1];
-                    var n = b.Length == 1 ? 1 : b[^1];
-
-                    // With a 2-D right operand (a weight) engines fold every leading dimension into M: one GEMM.
-                    gemm = b.Length <= 2
-                        ? new GemmShape(M: Count(a) / k, N: n, K: k)
-                        : new GemmShape(M: a.Length == 1 ? 1 : a[^2], N: n, K: k, BatchCount: Count(outShape) / ((a.Length == 1 ? 1 : a[^2]) * n));
-                    flops = 2 * gemm.Macs;
-                    break;
-                }
-
-            case "BatchNormalization":
-                flops = 2 * outElements;
-                break;
-            case "LayerNormalization":
-                flops = 8 * outElements;
-                break;
-            case "Softmax" or "LogSoftmax":
-                flops = 5 * outElements;
-                break;
-            case "MaxPool" or "AveragePool":
-                {
-                    var kernel = node.Attribute.First(a => a.Name == "kernel_shape").Ints;
-                    flops = outElements * kernel.Aggregate(1L, (x, y) => x * y);
-                    break;
-                }
-
-            case "GlobalAveragePool" or "GlobalMaxPool" or "ReduceMean" or "ReduceSum" or "ReduceMax":
-                flops = Count(Dims(inputs[0]));
-                break;
-            default:
-                flops = category == OpCategory.DataMovement ? 0
-                    : Transcendental.Contains(op) ? 4 * outElements
-                    : Arithmetic.Contains(op) ? outElements
-                    : outElements;
-                break;
-        }
-
-        return new NodeCost(name, op, category, gemm?.Macs ?? 0, flops, weightBytes, activationRead, written, gemm, outShape);
+        var inputShapes = node.Input.Select(i => i.Length > 0 ? Dims(i) : null).ToArray();
+        var outputShapes = node.Output.Select(o => o.Length > 0 ? Dims(o) : null).ToArray();
+        var work = schema.Cost is { } cost ? cost(new CostContext(node, schema, opset, inputShapes, outputShapes)) : new OperatorWork(Count(outShape));
+        return new NodeCost(name, op, category, work.Gemm?.Macs ?? 0, work.Flops, weightBytes, activationRead, written, work.Gemm, outShape);
     }
 
     private static long Count(IEnumerable<long> dims) => dims.Aggregate(1L, (a, b) => checked(a * b));

@@ -43,6 +43,17 @@ public sealed class OnnxModel
     /// <summary>Default-domain opset version.</summary>
     public long Opset => Proto.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain) || o.Domain == "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
 
+    /// <summary>The opset imported for <paramref name="domain"/> ("" or ai.onnx: the default domain); 1 when the model imports none for it.</summary>
+    public long OpsetOf(string? domain)
+    {
+        if (string.IsNullOrEmpty(domain) || domain == "ai.onnx")
+        {
+            return Opset;
+        }
+
+        return Proto.OpsetImport.Where(o => o.Domain == domain).Select(o => o.Version).DefaultIfEmpty(1).Max();
+    }
+
     /// <summary>Graph inputs that are not initializers, in declaration order.</summary>
     public IReadOnlyList<TensorSpec> Inputs
     {
