@@ -154,12 +154,13 @@ public static class ShapeInference
                 continue;
             }
 
-            if (!v.IsConcrete || (v.Value is null && !schema.ReadsOnlyShapes))
+            var known = v.Known;
+            if (!v.IsConcrete || (known is null && !schema.ReadsOnlyShapes))
             {
                 return outputs;
             }
 
-            concrete[i] = new ConcreteValue(v.Type, v.ConcreteShape, v.Value);
+            concrete[i] = new ConcreteValue(v.Type, v.ConcreteShape, known);
         }
 
         var folded = schema.Evaluate(new EvaluationContext(node, schema, opset, concrete));

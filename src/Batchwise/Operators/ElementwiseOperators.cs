@@ -99,9 +99,9 @@ internal static class ElementwiseOperators
         yield return Comparison(Define("Greater", [1, 7, 9, 13]), (a, b) => a > b).WithAttributes(LegacyBroadcast);
         yield return Comparison(Define("LessOrEqual", [12, 16]), (a, b) => a <= b);
         yield return Comparison(Define("GreaterOrEqual", [12, 16]), (a, b) => a >= b);
-        yield return Comparison(Define("And", [1, 7]), (a, b) => a != 0 && b != 0).WithAttributes(LegacyBroadcast);
-        yield return Comparison(Define("Or", [1, 7]), (a, b) => a != 0 || b != 0).WithAttributes(LegacyBroadcast);
-        yield return Comparison(Define("Xor", [1, 7]), (a, b) => (a != 0) ^ (b != 0)).WithAttributes(LegacyBroadcast);
+        yield return Comparison(Define("And", [1, 7]), (a, b) => a != 0 && b != 0, logic: true).WithAttributes(LegacyBroadcast);
+        yield return Comparison(Define("Or", [1, 7]), (a, b) => a != 0 || b != 0, logic: true).WithAttributes(LegacyBroadcast);
+        yield return Comparison(Define("Xor", [1, 7]), (a, b) => (a != 0) ^ (b != 0), logic: true).WithAttributes(LegacyBroadcast);
 
         // ---- variadic ----
         yield return Variadic(Define("Min", [1, 6, 8, 12, 13]), (a, b) => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Min(a, b), Math.Min).WithAttributes(ConsumedInputs);
@@ -200,14 +200,14 @@ internal static class ElementwiseOperators
         })
         .Costs(OpCategory.Elementwise, PerElement(flops));
 
-    private static OperatorSchema Comparison(OperatorSchema s, Func<double, double, bool> f) => s
+    private static OperatorSchema Comparison(OperatorSchema s, Func<double, double, bool> f, bool logic = false) => s
         .Shape(c => [new SymbolicValue(ElementType.Bool, c.Broadcast(c.In(0).Shape, c.In(1).Shape))])
         .Host(c =>
         {
             var (a, b) = (c.In(0), c.In(1));
 
             // Integers compare exactly in longs (int64 values beyond 2^53 differ in doubles).
-            return [!a.IsFloat && !b.IsFloat
+            return [!a.IsFloat && !b.IsFloat && !logic
                 ? TensorMath.MapInts([a, b], ElementType.Bool, x => f(x[0].CompareTo(x[1]), 0) ? 1 : 0)
                 : TensorMath.Map([a, b], ElementType.Bool, x => f(x[0], x[1]) ? 1 : 0)];
         })

@@ -72,7 +72,7 @@ internal sealed class InferenceContext
     // ---- values of inputs ----
 
     /// <summary>The whole value of an input, when known.</summary>
-    public HostTensor? Value(int i) => Has(i) ? In(i).Value : null;
+    public HostTensor? Value(int i) => Has(i) ? In(i).Known : null;
 
     /// <summary>The elements of an integer input, possibly symbolic, or null when not known before running.</summary>
     public DimExpr[]? Dims(int i) => Has(i) ? In(i).Data ?? (In(i).Value is { } v ? [.. v.AsLongs().Select(DimExpr.Of)] : null) : null;

@@ -19,6 +19,11 @@ internal sealed record SymbolicValue(ElementType Type, DimExpr[] Shape, DimExpr[
     /// <summary>A value of known type and concrete shape, its elements unknown.</summary>
     public static SymbolicValue OfShape(ElementType type, IEnumerable<long> shape) => new(type, [.. shape.Select(DimExpr.Of)]);
 
+    /// <summary>The whole value when known exactly: a folded value, or integer elements all known as numbers.</summary>
+    public HostTensor? Known => Value ?? (Data is { } d && IsConcrete && d.All(x => x.IsConcrete) && d.Length == Count && !Type.IsFloatingPoint() && Type is not (ElementType.Undefined or ElementType.String)
+        ? HostTensor.OfInts(Type, ConcreteShape, [.. d.Select(x => HostTensor.Wrap(Type, x.Value))])
+        : null);
+
     /// <summary>The same type and shape with nothing known about the elements.</summary>
     public SymbolicValue ShapeOnly => this with { Data = null, Value = null };
 
