@@ -27,6 +27,9 @@ public enum OpCategory
 
     /// <summary>No kernel: views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) and shape arithmetic folded before running.</summary>
     Metadata,
+
+    /// <summary>Not costed: an operator Batchwise cannot infer or cost, or a node reading its outputs (named in reports, counted as zero).</summary>
+    Unknown,
 }
 
 /// <summary>
@@ -59,6 +62,7 @@ public sealed record GemmShape(long M, long N, long K, long BatchCount = 1, long
 /// <param name="ActivationBytesWritten">Bytes of outputs written.</param>
 /// <param name="Gemm">The GEMM view for Conv, MatMul and Gemm.</param>
 /// <param name="OutputShape">Shape of the first output.</param>
+/// <param name="Uncosted">Why the node could not be costed (category <see cref="OpCategory.Unknown"/>), or null.</param>
 public sealed record NodeCost(
     string Name,
     string OpType,
@@ -69,7 +73,8 @@ public sealed record NodeCost(
     long ActivationBytesRead,
     long ActivationBytesWritten,
     GemmShape? Gemm,
-    IReadOnlyList<long> OutputShape)
+    IReadOnlyList<long> OutputShape,
+    string? Uncosted = null)
 {
     /// <summary>Weights plus activations read.</summary>
     public long BytesRead => WeightBytes + ActivationBytesRead;
@@ -114,6 +119,9 @@ public sealed record ModelCost(string ModelName, IReadOnlyDictionary<string, lon
 
     /// <summary>Nodes that run a kernel (before any fusion an engine does).</summary>
     public int KernelCount => Nodes.Count(n => n.LaunchesKernel);
+
+    /// <summary>Nodes that could not be costed (unknown operators and what reads their outputs); their cost counts as zero.</summary>
+    public IReadOnlyList<NodeCost> Uncosted => [.. Nodes.Where(n => n.Category == OpCategory.Unknown)];
 }
 
 /// <summary>Options for counting costs.</summary>
@@ -154,13 +162,33 @@ public static class CostModel
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(dimValues);
-        var shapes = ShapeInference.Run(model, dimValues);
+        var shapes = ShapeInference.Run(model, dimValues, tolerateUnresolved: true);
         var initializers = model.InitializersByName();
         var floatType = options?.FloatType;
+        var unresolved = shapes.Unresolved.ToDictionary(u => u.Index);
+
+        // Input dimensions without a value are the caller's to give (an error); any other symbolic dimension is data-dependent.
+        var missing = model.Inputs.SelectMany(i => i.Shape.Select((d, k) => d.IsDynamic ? (string.IsNullOrEmpty(d.Symbol) ? $"{i.Name}_dim{k}" : d.Symbol) : null))
+            .Where(s => s is not null && !dimValues.ContainsKey(s)).Select(s => s!).ToHashSet(StringComparer.Ordinal);
         var nodes = new List<NodeCost>(model.Graph.Node.Count);
         for (var i = 0; i < model.Graph.Node.Count; i++)
         {
-            nodes.Add(Cost(model, model.Graph.Node[i], i, shapes, initializers, floatType));
+            var node = model.Graph.Node[i];
+            var name = string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{i}" : node.Name;
+            if (unresolved.TryGetValue(i, out var u))
+            {
+                nodes.Add(new NodeCost(name, u.OpType, OpCategory.Unknown, 0, 0, 0, 0, 0, null, [], u.Reason));
+                continue;
+            }
+
+            try
+            {
+                nodes.Add(Cost(model, node, i, shapes, initializers, floatType, missing));
+            }
+            catch (UncostableException e)
+            {
+                nodes.Add(new NodeCost(name, node.OpType, OpCategory.Unknown, 0, 0, 0, 0, 0, null, [], e.Message));
+            }
         }
 
         long parameterBytes = 0;
@@ -176,15 +204,26 @@ public static class CostModel
     private static int SizeOf(ElementType type, ElementType? floatType) =>
         floatType is { } f && type.IsFloatingPoint() ? f.SizeOf() : type.SizeOf();
 
-    private static NodeCost Cost(OnnxModel model, OnnxProto.NodeProto node, int index, ShapeInferenceResult shapes, IReadOnlyDictionary<string, OnnxProto.TensorProto> initializers, ElementType? floatType)
+    /// <summary>A node that cannot be costed: its shape depends on values known only when the model runs, or its operator is unknown.</summary>
+    private sealed class UncostableException(string message) : Exception(message);
+
+    private static NodeCost Cost(OnnxModel model, OnnxProto.NodeProto node, int index, ShapeInferenceResult shapes, IReadOnlyDictionary<string, OnnxProto.TensorProto> initializers, ElementType? floatType, HashSet<string> missing)
     {
         var name = string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{index}" : node.Name;
         long[] Dims(string value)
         {
             var s = shapes[value];
-            return s.IsConcrete ? s.ToArray() : throw new BatchwiseException(
-                $"Cannot count the cost of {node.OpType} node '{name}': '{value}' has shape {s.DimsText}",
-                $"Give a value to {string.Join(", ", s.Dims.Where(d => d.IsDynamic))} (e.g. --shape NAME:DIMS or a batch size).");
+            if (s.IsConcrete)
+            {
+                return s.ToArray();
+            }
+
+            var symbolic = s.Dims.Where(d => d.IsDynamic).Select(d => d.ToString()).ToList();
+            return symbolic.Any(d => missing.Any(m => d.Contains(m, StringComparison.Ordinal)))
+                ? throw new BatchwiseException(
+                    $"Cannot count the cost of {node.OpType} node '{name}': '{value}' has shape {s.DimsText}",
+                    $"Give a value to {string.Join(", ", s.Dims.Where(d => d.IsDynamic))} (e.g. --shape NAME:DIMS or a batch size).")
+                : throw new UncostableException($"'{value}' has shape {s.DimsText}, which depends on values known only when the model runs");
         }
 
         long Bytes(string value) => shapes[value].ElementType is ElementType.String or ElementType.Undefined ? 0 : Count(Dims(value)) * SizeOf(shapes[value].ElementType, floatType);
@@ -195,7 +234,7 @@ public static class CostModel
         var op = node.OpType;
         var opset = model.OpsetOf(node.Domain);
         var schema = OperatorRegistry.Find(node.Domain, op, opset)
-            ?? throw new BatchwiseException($"Cannot count the cost of {op} node '{name}': the operator is not in Batchwise's registry at opset {opset}", "Use operators Batchwise knows (see `ShapeInference.SupportedOperators`).");
+            ?? throw new UncostableException($"the operator is not in Batchwise's registry at opset {opset}");
 
         // Nodes whose results are all known before running (shape arithmetic, folded constants) cost nothing at run time.
         var folded = outputs.Count > 0 && outputs.All(shapes.IsKnown) && op != "Constant";

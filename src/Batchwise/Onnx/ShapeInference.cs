@@ -3,6 +3,13 @@ using OnnxProto = Onnx;
 
 namespace Batchwise.Onnx;
 
+/// <summary>A node whose output shapes could not be inferred, and why (an unknown operator, or an input that depends on one).</summary>
+/// <param name="Index">The node's position in the graph.</param>
+/// <param name="Name">The node's name (or op type and index when unnamed).</param>
+/// <param name="OpType">The operator, domain-qualified outside the default domain.</param>
+/// <param name="Reason">Why, in one line.</param>
+public sealed record UnresolvedNode(int Index, string Name, string OpType, string Reason);
+
 /// <summary>The inferred type and shape of every value of a graph (inputs, initializers, node outputs).</summary>
 public sealed class ShapeInferenceResult
 {
@@ -10,12 +17,19 @@ public sealed class ShapeInferenceResult
     private readonly Dictionary<string, long[]> _constants;
     private readonly HashSet<string> _known;
 
-    internal ShapeInferenceResult(Dictionary<string, TensorShape> shapes, Dictionary<string, long[]> constants, HashSet<string> known)
+    internal ShapeInferenceResult(Dictionary<string, TensorShape> shapes, Dictionary<string, long[]> constants, HashSet<string> known, IReadOnlyList<UnresolvedNode> unresolved)
     {
         _shapes = shapes;
         _constants = constants;
         _known = known;
+        Unresolved = unresolved;
     }
+
+    /// <summary>Nodes left without shapes (only when inference tolerates them; see <see cref="ShapeInference.Run(OnnxModel, IReadOnlyDictionary{string, long}?, bool)"/>).</summary>
+    public IReadOnlyList<UnresolvedNode> Unresolved { get; }
+
+    /// <summary>True when the value has an inferred shape.</summary>
+    public bool Has(string name) => _shapes.ContainsKey(name);
 
     /// <summary>Every value's shape, by value name.</summary>
     public IReadOnlyDictionary<string, TensorShape> Values => _shapes;
@@ -51,9 +65,18 @@ public static class ShapeInference
     /// Infers every value's shape. Symbolic input dimensions named in <paramref name="dimValues"/> (e.g. batch=8)
     /// become numbers; the others stay symbols.
     /// </summary>
-    public static ShapeInferenceResult Run(OnnxModel model, IReadOnlyDictionary<string, long>? dimValues = null)
+    public static ShapeInferenceResult Run(OnnxModel model, IReadOnlyDictionary<string, long>? dimValues = null) => Run(model, dimValues, tolerateUnresolved: false);
+
+    /// <summary>
+    /// Infers every value's shape; with <paramref name="tolerateUnresolved"/> a node Batchwise cannot infer (an unknown
+    /// operator, a failing inference) and every node that reads its outputs are listed in
+    /// <see cref="ShapeInferenceResult.Unresolved"/> and left without shapes, instead of failing the whole model.
+    /// </summary>
+    public static ShapeInferenceResult Run(OnnxModel model, IReadOnlyDictionary<string, long>? dimValues, bool tolerateUnresolved)
     {
         ArgumentNullException.ThrowIfNull(model);
+        var unresolved = new List<UnresolvedNode>();
+        var unresolvedProducers = new Dictionary<string, string>(StringComparer.Ordinal);
         dimValues ??= new Dictionary<string, long>();
         var values = new Dictionary<string, SymbolicValue>(StringComparer.Ordinal);
         foreach (var t in model.Graph.Initializer)
@@ -71,9 +94,44 @@ public static class ShapeInference
             values[input.Name] = new SymbolicValue(spec.ElementType, [.. spec.Shape.Select((d, i) => DimExpr.FromDim(d, dimValues, $"{input.Name}_dim{i}"))]);
         }
 
-        foreach (var node in model.Graph.Node)
+        for (var index = 0; index < model.Graph.Node.Count; index++)
         {
-            var outputs = InferNode(model, node, values);
+            var node = model.Graph.Node[index];
+            SymbolicValue[] outputs;
+            if (tolerateUnresolved)
+            {
+                var blocked = node.Input.FirstOrDefault(i => i.Length > 0 && unresolvedProducers.ContainsKey(i));
+                string? reason = blocked is not null ? $"reads '{blocked}' of {unresolvedProducers[blocked]}, which has no inferred shape" : null;
+                outputs = [];
+                if (reason is null)
+                {
+                    try
+                    {
+                        outputs = InferNode(model, node, values);
+                    }
+                    catch (BatchwiseException e)
+                    {
+                        reason = e.Message;
+                    }
+                }
+
+                if (reason is not null)
+                {
+                    var label = Label(node);
+                    unresolved.Add(new UnresolvedNode(index, string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{index}" : node.Name, QualifiedName(node), reason));
+                    foreach (var o in node.Output.Where(o => o.Length > 0))
+                    {
+                        unresolvedProducers[o] = label;
+                    }
+
+                    continue;
+                }
+            }
+            else
+            {
+                outputs = InferNode(model, node, values);
+            }
+
             for (var i = 0; i < node.Output.Count && i < outputs.Length; i++)
             {
                 if (!string.IsNullOrEmpty(node.Output[i]))
@@ -100,8 +158,11 @@ public static class ShapeInference
             }
         }
 
-        return new ShapeInferenceResult(shapes, constants, known);
+        return new ShapeInferenceResult(shapes, constants, known, unresolved);
     }
+
+    private static string QualifiedName(OnnxProto.NodeProto node) =>
+        OperatorRegistry.NormalizeDomain(node.Domain) is { Length: > 0 } d ? $"{d}.{node.OpType}" : node.OpType;
 
     private static string Label(OnnxProto.NodeProto node) => string.IsNullOrEmpty(node.Name) ? node.OpType : $"{node.OpType} node '{node.Name}'";
 
