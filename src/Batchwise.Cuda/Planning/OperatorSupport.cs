@@ -50,6 +50,20 @@ internal static class OperatorSupport
         ["CastLike"] = NotYet,
         ["ReduceLogSum"] = NotYet,
         ["ReduceLogSumExp"] = NotYet,
+        ["GatherElements"] = NotYet,
+        ["GatherND"] = NotYet,
+        ["ScatterElements"] = NotYet,
+        ["ScatterND"] = NotYet,
+        ["Tile"] = NotYet,
+        ["DepthToSpace"] = NotYet,
+        ["SpaceToDepth"] = NotYet,
+        ["OneHot"] = NotYet,
+        ["Trilu"] = NotYet,
+        ["NonZero"] = "its output size depends on the values (a host synchronisation the planner does not do yet)",
+        ["CumSum"] = NotYet,
+        ["TopK"] = NotYet,
+        ["ArgMax"] = NotYet,
+        ["ArgMin"] = NotYet,
     }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>Throws, naming the node, for the first operator, attribute or element type the engine cannot execute.</summary>

@@ -202,7 +202,7 @@ public static class ShapeInference
     /// <summary>Attaches values to the outputs when every input is known and the result is small (shape arithmetic, whatever operators compute it).</summary>
     private static SymbolicValue[] Fold(OnnxProto.NodeProto node, OperatorSchema schema, long opset, SymbolicValue?[] inputs, SymbolicValue[] outputs)
     {
-        if (schema.Evaluate is null || outputs.Any(o => !o.IsConcrete || o.Count > MaxFoldedElements))
+        if (schema.Evaluate is null || (!schema.HasDataDependentShape && outputs.Any(o => !o.IsConcrete || o.Count > MaxFoldedElements)))
         {
             return outputs;
         }
@@ -222,6 +222,11 @@ public static class ShapeInference
             }
 
             concrete[i] = new ConcreteValue(v.Type, v.ConcreteShape, known);
+        }
+
+        if (schema.HasDataDependentShape && concrete.Any(v => v is not null && v.Shape.Aggregate(1L, (a, b) => a * b) > MaxFoldedElements))
+        {
+            return outputs;
         }
 
         var folded = schema.Evaluate(new EvaluationContext(node, schema, opset, concrete));

@@ -51,6 +51,13 @@ public static class HostEvaluator
         var padded = Enumerable.Range(0, node.Input.Count).Select(i => i < inputs.Count && node.Input[i].Length > 0 ? inputs[i] : null).ToArray();
         var context = new EvaluationContext(node, schema, opset, padded);
         var limit = schema.FoldsEagerly ? maxElements : Math.Min(maxElements, SmallMaxElements);
+        if (schema.HasDataDependentShape)
+        {
+            // The output size is known only after computing it.
+            var computed = schema.Evaluate(context);
+            return computed.All(t => t.Count <= limit) ? computed : null;
+        }
+
         for (var k = 0; k < node.Output.Count; k++)
         {
             if (context.HasOutput(k) && Count(context.OutputShape(k)) > limit)

@@ -36,7 +36,8 @@ public static class OperatorRegistry
             .Concat(ConvolutionOperators.Records())
             .Concat(MatrixOperators.Records())
             .Concat(NormalizationOperators.Records())
-            .Concat(ReductionOperators.Records()))
+            .Concat(ReductionOperators.Records())
+            .Concat(IndexingOperators.Records()))
         {
             if (!all.TryAdd((s.Domain, s.OpType), s))
             {

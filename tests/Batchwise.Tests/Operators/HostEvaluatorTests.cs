@@ -46,7 +46,10 @@ public sealed class HostEvaluatorTests
         {
             var want = HostTensor.FromTensor(expected[k]);
             var shape = inferred[node.Output[k]];
-            Assert.True(shape.ElementType == want.Type && shape.ToArray().SequenceEqual(want.Shape), $"{name} output {k}: shape inference gives {shape}, ONNX Runtime {want}");
+            var dataDependent = OperatorRegistry.Find(c.Domain, c.OpType, c.Opset)!.HasDataDependentShape;
+            Assert.True(
+                shape.ElementType == want.Type && (dataDependent ? shape.Rank == want.Shape.Length : shape.ToArray().SequenceEqual(want.Shape)),
+                $"{name} output {k}: shape inference gives {shape}, ONNX Runtime {want}");
             var got = actual[k];
             Assert.True(got.Type == want.Type && got.Shape.SequenceEqual(want.Shape), $"{name} output {k}: host gives {got}, ONNX Runtime {want}");
             for (long i = 0; i < want.Count; i++)

@@ -229,6 +229,31 @@ public static class OperatorCases
         yield return C("Softmax-11", "Softmax", [F(-3, 3, S)], [A("axis", 1L)], opset: 11);
         yield return C("LogSoftmax", "LogSoftmax", [F(-3, 3, S)]);
 
+        // ---- indexing, scattering, rearranging, selecting ----
+        yield return C("GatherElements", "GatherElements", [F(3, 4), Values(ElementType.Int64, [3, 2], 0, -1, 3, 2, 1, -4)], [A("axis", 1L)]);
+        yield return C("GatherND", "GatherND", [F(2, 3, 4), Values(ElementType.Int64, [2, 2], 0, 1, 1, -1)]);
+        yield return C("GatherND-batch", "GatherND", [F(2, 3, 4), Values(ElementType.Int64, [2, 1], 1, 2)], [A("batch_dims", 1L)]);
+        yield return C("ScatterElements", "ScatterElements", [F(3, 4), Values(ElementType.Int64, [3, 2], 0, 3, 1, -1, 2, 0), F(3, 2)], [A("axis", 1L)]);
+        yield return C("ScatterElements-add", "ScatterElements", [F(3, 4), Values(ElementType.Int64, [2, 4], 0, 1, 2, 0, 0, 1, 2, 0), F(2, 4)], [A("reduction", "add")], opset: 18);
+        yield return C("ScatterND", "ScatterND", [F(4, 3), Values(ElementType.Int64, [2, 1], 3, 1), F(2, 3)]);
+        yield return C("ScatterND-mul", "ScatterND", [F(4, 3), Values(ElementType.Int64, [2, 2], 3, 1, 0, 2), F(2)], [A("reduction", "mul")], opset: 16);
+        yield return C("Tile", "Tile", [F(2, 3), I64(2, 3)]);
+        yield return C("DepthToSpace", "DepthToSpace", [F(1, 8, 2, 3)], [A("blocksize", 2L)]);
+        yield return C("DepthToSpace-CRD", "DepthToSpace", [F(1, 8, 2, 3)], [A("blocksize", 2L), A("mode", "CRD")]);
+        yield return C("SpaceToDepth", "SpaceToDepth", [F(1, 2, 4, 6)], [A("blocksize", 2L)]);
+        yield return C("OneHot", "OneHot", [Values(ElementType.Int64, [2, 3], 0, 4, -1, 2, -5, 1), Scalar(ElementType.Int64, 5), Values(ElementType.Float, [2], -1, 3)]);
+        yield return C("OneHot-axis", "OneHot", [Values(ElementType.Int64, [2, 3], 0, 4, -1, 2, 3, 1), Scalar(ElementType.Int64, 5), Values(ElementType.Int64, [2], 0, 1)], [A("axis", 1L)]);
+        yield return C("Trilu", "Trilu", [F(2, 4, 5), Scalar(ElementType.Int64, 1)]);
+        yield return C("Trilu-lower", "Trilu", [F(2, 4, 5), Scalar(ElementType.Int64, -1)], [A("upper", 0L)]);
+        yield return C("NonZero", "NonZero", [Values(ElementType.Float, [2, 3], 0, 1.5, 0, -2, 0, 3)]);
+        yield return C("CumSum", "CumSum", [F(3, 4), Scalar(ElementType.Int64, 1)]);
+        yield return C("CumSum-exclusive-reverse", "CumSum", [F(3, 4), Scalar(ElementType.Int64, -2)], [A("exclusive", 1L), A("reverse", 1L)]);
+        yield return C("TopK", "TopK", [F(3, 5), I64(3)], outputs: 2);
+        yield return C("TopK-smallest", "TopK", [Values(ElementType.Float, [2, 4], 3, 1, 1, 2, 0, 5, 5, 0), I64(2)], [A("largest", 0L), A("axis", 1L)], outputs: 2);
+        yield return C("ArgMax", "ArgMax", [F(3, 4)], [A("axis", 1L), A("keepdims", 0L)]);
+        yield return C("ArgMin", "ArgMin", [F(3, 4)]);
+        yield return C("ArgMax-last", "ArgMax", [Values(ElementType.Float, [2, 3], 1, 3, 3, 2, 2, 0)], [A("axis", 1L), A("select_last_index", 1L)]);
+
         // ---- reductions ----
         yield return C("ReduceMean-13", "ReduceMean", [F(S)], [Ints("axes", 1), A("keepdims", 0L)], opset: 13);
         yield return C("ReduceMean", "ReduceMean", [F(S), I64(-1)], opset: 18);
