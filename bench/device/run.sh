@@ -17,6 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-/tmp/batchwise-device}
 mkdir -p "$OUT" "$WORK"
 tar -xJf "$HERE/cuda.tar.xz" -C "$WORK"
+[ -f "$HERE/cli-old.tar.xz" ] && mkdir -p "$WORK/cli-old" && tar -xJf "$HERE/cli-old.tar.xz" -C "$WORK/cli-old"
 CLI="$WORK/cli/Batchwise.Cli"
 TESTS="$WORK/tests/Batchwise.Cuda.Tests"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 BATCHWISE_REPORT_DIR="$OUT"
@@ -157,6 +158,46 @@ if [[ " $PHASES " == *" transfers "* ]]; then
     done | sort -k1,1 -k2,2 -k4,4n -k3,3 -k5,5n
   } | { if command -v column > /dev/null; then column -t; else cat; fi; } > "$OUT/transfers-summary.txt"
   cat "$OUT/transfers-summary.txt"
+fi
+if [[ " $PHASES " == *" shapes "* ]]; then
+  # Issue #11: plan builds per new batch size and image size, cold start (empty kernel cache, warm cache, saved engine),
+  # the cost of padding to a batch profile, and offline throughput at the fixed shapes. Everything in $OUT/shapes.txt,
+  # JSON beside it. Kernels are cached in $BATCHWISE_CACHE_DIR, emptied where a cold start is measured.
+  export BATCHWISE_CACHE_DIR="$WORK/cache"
+  S="$OUT/shapes"; mkdir -p "$S"
+  wall() { local t0 t1; t0=$(date +%s.%N); "$@"; local rc=$?; t1=$(date +%s.%N); echo "process wall $(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }") s, exit $rc"; }
+  {
+    rm -rf "$WORK/cache"
+    echo "## cold start, empty kernel cache: bench zoo:resnet50 --engine cuda --precision fp16 -b 1"
+    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-empty.json" 2>&1
+    echo "## cold start, warm kernel cache (same command again)"
+    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-cached.json" 2>&1
+    echo "## every batch 1..64 in one process (a plan each)"
+    timeout 240 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b "$(seq -s, 1 64)" --duration 0.3s --warmup 0.1s --max-windows 3 --json "$S/b1-64.json" 2>&1 | tail -8
+    echo "## build a saved engine"
+    wall timeout 180 "$CLI" build zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,2,4,8,16,32,64 -o "$WORK/r50.bwengine" 2>&1
+    rm -rf "$WORK/cache"
+    echo "## cold start from the saved engine, empty kernel cache"
+    wall timeout 120 "$CLI" bench "$WORK/r50.bwengine" --engine cuda -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-saved.json" 2>&1
+    echo "## padding: b=33 padded to 64 against b=64 and an exact b=33"
+    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,8,32,64 -b 33,64 --duration 1s --warmup 0.3s --json "$S/padded.json" 2>&1 | tail -6
+    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 33 --duration 1s --warmup 0.3s --json "$S/exact33.json" 2>&1 | tail -4
+    echo "## offline throughput at the fixed shapes (this build)"
+    timeout 150 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-new.json" 2>&1 | tail -10
+    if [ -x "$WORK/cli-old/Batchwise.Cli" ]; then
+      echo "## offline throughput at the fixed shapes (the build before this work, same machine, same run)"
+      BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 150 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-old.json" 2>&1 | tail -10
+    fi
+    if [ -n "$PY" ]; then
+      echo "## YOLOv8n exported with dynamic height and width: plans for 10 x 10 image sizes (320..608, step 32)"
+      PYTHONPATH="$REPO/bench/peers" "$PY" "$REPO/bench/peers/yolov8n.py" --export-any-size "$WORK/yolov8n-any.onnx" --size 640 2>&1 | tail -2
+      wall timeout 240 "$CLI" build "$WORK/yolov8n-any.onnx" --engine cuda --precision fp16 --batch-profile 1 \
+        --shape-profile images:1x3x320x320..1x3x608x608:32 -o "$WORK/yolo-any.bwengine" 2> "$S/yolo-builds.txt"
+      tail -3 "$S/yolo-builds.txt"
+      echo "## compare the dynamic YOLOv8n against ONNX Runtime at 480x640"
+      timeout 120 "$CLI" compare "$WORK/yolov8n-any.onnx" --engines ort,cuda --shape height=480 --shape width=640 2>&1 | tail -6
+    fi
+  } > "$OUT/shapes.txt" 2>&1
 fi
 if [[ " $PHASES " == *" peers "* ]]; then
   # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on

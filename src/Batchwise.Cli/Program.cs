@@ -31,6 +31,14 @@ public static class Program
             return Task.FromResult(CommonOptions.UserError);
         }
 
+        if (parse.CommandResult.Command.Name == "serve")
+        {
+            // serve drains on SIGTERM / Ctrl+C itself (up to --drain-timeout) and exits 0; System.CommandLine's own
+            // handler would cut it off after 2 s with exit code 143 / 130.
+            configuration ??= new InvocationConfiguration();
+            configuration.ProcessTerminationTimeout = null;
+        }
+
         return parse.InvokeAsync(configuration);
     }
 
@@ -51,6 +59,7 @@ public static class Program
         root.Subcommands.Add(ZooCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(BuildCommand.Create());
         root.Subcommands.Add(ExplainCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());

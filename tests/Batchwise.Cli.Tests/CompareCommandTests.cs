@@ -132,4 +132,29 @@ public sealed class CompareInputsTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task A_batch_size_a_fixed_batch_model_cannot_run_is_refused_not_replaced()
+    {
+        var g = new Batchwise.Zoo.GraphBuilder("fixed", 0);
+        var x = g.Input("x", Batchwise.Onnx.ElementType.Float, 1L, 4L);
+        g.Output(g.Rename(g.Node("Relu", [x]), "y"), Batchwise.Onnx.ElementType.Float, 1L, 4L);
+        var path = Path.Combine(Path.GetTempPath(), $"bw-fixed-{Guid.NewGuid():N}.onnx");
+        g.Build("fixed").Save(path);
+        try
+        {
+            var (code, _, err) = await CliRunner.RunAsync("compare", path, "--engines", "ort,ort", "-b", "2");
+            Assert.Equal(2, code);
+            Assert.Contains("runs only batch 1 (input 'x' has its first dimension fixed at 1", err, StringComparison.Ordinal);
+
+            // Without -b it runs the batch fixed in the file and prints it.
+            var (ok, output, err1) = await CliRunner.RunAsync("compare", path, "--engines", "ort,ort");
+            Assert.True(ok == 0, err1);
+            Assert.Contains("float32 [1, 4]", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -4,6 +4,7 @@ using Batchwise.Engines;
 namespace Batchwise.Cli.Tests;
 
 /// <summary>explain end to end on small zoo models, with synthetic ceilings in a private cache so no calibration runs.</summary>
+[Collection(nameof(BatchwiseCacheDirectory))]
 public sealed class ExplainCommandTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("bw-explain-cli-").FullName;
@@ -157,4 +158,22 @@ public sealed class ExplainCommandTests : IDisposable
 
     /// <summary>The console wraps long lines at word boundaries: compare text with every run of white space as one space.</summary>
     private static string OneLine(string output) => System.Text.RegularExpressions.Regex.Replace(output, @"\s+", " ");
+
+    [Fact]
+    public async Task Explain_refuses_a_dynamic_size_it_was_not_given_and_takes_shape_as_bench_does()
+    {
+        var model = Batchwise.Zoo.ModelZoo.Build("zoo:mlp");
+        model.Graph.Input[0].Type.TensorType.Shape.Dim[1] = new global::Onnx.TensorShapeProto.Types.Dimension { DimParam = "features" };
+        var path = Path.Combine(_dir, "dynamic-mlp.onnx");
+        model.Save(path);
+
+        var (code, _, err) = await CliRunner.RunAsync("explain", path, "--no-measure", "--batch-sizes", "1,2");
+        Assert.Equal(2, code);
+        Assert.Contains("dimension 1 ('features')", err, StringComparison.Ordinal);
+        Assert.Contains("--shape features=128", err, StringComparison.Ordinal);
+
+        var (ok, output, err1) = await CliRunner.RunAsync("explain", path, "--no-measure", "--batch-sizes", "1,2", "--shape", "features=64");
+        Assert.True(ok == 0, err1);
+        Assert.Contains("[1, 64]", output, StringComparison.Ordinal);
+    }
 }

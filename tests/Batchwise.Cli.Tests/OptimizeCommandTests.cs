@@ -60,6 +60,23 @@ public sealed class OptimizeCommandTests : IDisposable
         AssertOneError(stderr);
     }
 
+    /// <summary>D8: the input's fault is reported as the input's, in ONNX Runtime's words, not as a Batchwise bug.</summary>
+    [Fact]
+    public async Task A_model_onnx_runtime_cannot_load_is_reported_with_its_reason_not_as_a_batchwise_bug()
+    {
+        // An attribute Relu does not have: Batchwise's reader ignores it, ONNX Runtime's schema check refuses the model.
+        var model = Batchwise.Zoo.ModelZoo.Build("zoo:mlp");
+        model.Graph.Node.First(n => n.OpType == "Relu").Attribute.Add(Batchwise.Zoo.GraphBuilder.Attr("alpha_typo", 1L));
+        var input = Path.Combine(_dir.FullName, "typo.onnx");
+        model.Save(input);
+        var (code, _, stderr) = await CliRunner.RunAsync("optimize", input, "-o", Path.Combine(_dir.FullName, "x.onnx"), "--no-verify");
+        Assert.Equal(2, code);
+        Assert.DoesNotContain("Batchwise bug", stderr, StringComparison.Ordinal);
+        Assert.Contains("ONNX Runtime cannot run the input model", stderr, StringComparison.Ordinal);
+        Assert.Contains("alpha_typo", stderr, StringComparison.Ordinal);
+        AssertOneError(stderr);
+    }
+
     [Fact]
     public async Task Unknown_calibration_folder_is_a_one_line_error()
     {
@@ -98,5 +115,41 @@ public sealed class OptimizeCommandTests : IDisposable
         Assert.Contains("--input-size 96x96 is not possible", stderr, StringComparison.Ordinal);
         Assert.Matches("(Add|Sub|Mul|Concat) '", stderr);
         Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public async Task A_result_that_fails_verification_is_written_and_exits_3_with_one_line_why()
+    {
+        var output = Path.Combine(Path.GetTempPath(), $"bw-failed-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:resnet18?size=32", "-o", output, "--prune", "0.5", "--min-cosine", "0.999", "--batch-sizes", "1", "--duration", "0.02");
+            Assert.Equal(3, code);
+            Assert.Contains("FAIL: cosine", stdout, StringComparison.Ordinal);
+            Assert.Contains("verification FAILED: 'logits': cosine", stderr, StringComparison.Ordinal);
+            AssertOneError(stderr);
+            Assert.True(File.Exists(output));
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Fact]
+    public async Task Opset_converts_an_old_model_and_the_result_agrees()
+    {
+        var output = Path.Combine(Path.GetTempPath(), $"bw-opset-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--opset", "21", "--batch-sizes", "1", "--duration", "0.02");
+            Assert.True(code == 0, stderr);
+            Assert.Contains("opset 17 -> 21", stdout, StringComparison.Ordinal);
+            Assert.Equal(21, Batchwise.Onnx.OnnxModel.Load(output).Opset);
+        }
+        finally
+        {
+            File.Delete(output);
+        }
     }
 }

@@ -1,3 +1,4 @@
+using Batchwise.Benchmarking;
 using Batchwise.Server.Load;
 
 namespace Batchwise.Server.Tests;
@@ -85,9 +86,21 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
     public void Dynamic_dimensions_beyond_the_batch_need_a_shape()
     {
         var inputs = new[] { new InputDescription("tokens", "INT64", [-1, -1]) };
-        var e = Assert.Throws<BatchwiseException>(() => LoadInputs.Generate(inputs, 1, new Dictionary<string, long[]>()));
-        Assert.Contains("--shape tokens:", e.Hint, StringComparison.Ordinal);
-        var given = LoadInputs.Generate(inputs, 1, LoadInputs.ParseShapes(["tokens:1,128"]));
+        var e = Assert.Throws<BatchwiseException>(() => LoadInputs.Generate(inputs, 1, ShapeBindings.None));
+        Assert.Contains("--shape tokens:batch,128", e.Hint, StringComparison.Ordinal);
+        var given = LoadInputs.Generate(inputs, 1, ShapeBindings.Parse(["tokens:1,128"]));
         Assert.Equal(new long[] { 1, 128 }, given[0].Tensor.Shape);
+    }
+
+    [Fact]
+    public void Shape_takes_the_batch_word_as_bench_does_and_refuses_symbols_the_metadata_cannot_name()
+    {
+        var inputs = new[] { new InputDescription("tokens", "INT64", [-1, -1]) };
+        var given = LoadInputs.Generate(inputs, 4, ShapeBindings.Parse(["tokens:batch,32"]));
+        Assert.Equal(new long[] { 4, 32 }, given[0].Tensor.Shape);
+
+        var e = Assert.Throws<BatchwiseException>(() => LoadInputs.Generate(inputs, 1, ShapeBindings.Parse(["seq=32"])));
+        Assert.Contains("names no dimensions", e.Message, StringComparison.Ordinal);
+        Assert.Contains("--shape tokens:batch,32", e.Hint, StringComparison.Ordinal);
     }
 }

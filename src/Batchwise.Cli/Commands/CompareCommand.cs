@@ -53,6 +53,12 @@ public static class CompareCommand
             var referenceOptions = candidateOptions with { Precision = Precision.Fp32, AllowTf32 = false, TimedTactics = false };
             var referenceModel = ModelSource.Load(modelSpecs[0]);
             var candidateModel = modelSpecs.Length == 2 ? ModelSource.Load(modelSpecs[1]) : referenceModel;
+            if (parse.GetResult(batchSize) is { Implicit: false })
+            {
+                ModelComparison.RequireBatch(referenceModel, parse.GetValue(batchSize));
+                ModelComparison.RequireBatch(candidateModel, parse.GetValue(batchSize));
+            }
+
             var reference = new ComparisonSide(EngineRegistry.Create(engineNames[0]), referenceModel, referenceOptions);
             var candidate = new ComparisonSide(EngineRegistry.Create(engineNames[^1]), candidateModel, candidateOptions);
 

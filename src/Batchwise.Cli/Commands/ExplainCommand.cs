@@ -16,6 +16,7 @@ public static class ExplainCommand
         var model = new Argument<string>("model") { Description = "An .onnx file or zoo:NAME[?options]" };
         var batchSizes = SharedOptions.BatchSizes([1, 2, 4, 8, 16, 32]);
         var inputSize = SharedOptions.InputSize();
+        var shape = SharedOptions.Shape();
         var bench = new Option<string?>("--bench") { Description = "A measured sweep from `batchwise bench --json` to explain (otherwise a short sweep runs)", HelpName = "FILE" };
         var noMeasure = new Option<bool>("--no-measure") { Description = "Predict only: run no measured sweep" };
         var duration = SharedOptions.Duration(TimeSpan.FromSeconds(1));
@@ -23,7 +24,7 @@ public static class ExplainCommand
         var recalibrate = SharedOptions.Recalibrate();
         var command = new Command("explain", "Why batching helps or not: per-layer FLOPs, bytes and GEMM sizes against the device's measured ceilings, predicted beside measured throughput, and a verdict")
         {
-            model, batchSizes, inputSize, bench, noMeasure, duration, top, recalibrate,
+            model, batchSizes, inputSize, shape, bench, noMeasure, duration, top, recalibrate,
         };
         var engine = EngineOptionGroup.AddTo(command);
         var reports = ReportOptions.AddTo(command, withHtml: true);
@@ -38,6 +39,7 @@ public static class ExplainCommand
                 Options = engine.Read(parse),
                 BatchSizes = parse.GetValue(batchSizes)!,
                 Size = parse.GetValue(inputSize),
+                Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
                 BenchFile = parse.GetValue(bench),
                 NoMeasure = parse.GetValue(noMeasure),
                 Duration = parse.GetValue(duration),

@@ -22,7 +22,7 @@ public static class LoadCommand
         var warmup = SharedOptions.Warmup(TimeSpan.FromSeconds(1));
         var stability = SharedOptions.StabilityTolerance();
         var batch = SharedOptions.BatchSize();
-        var shape = new Option<string[]>("--shape") { Description = "Shape of an input with dynamic dimensions: NAME:d1,d2,... (repeatable)", AllowMultipleArgumentsPerToken = true, HelpName = "NAME:DIMS" };
+        var shape = SharedOptions.Shape();
         var timeout = CliOption.Duration("--timeout", "Per-request timeout", TimeSpan.FromSeconds(30), allowZero: false);
         var dataFormat = CliOption.Choice("--data-format", "HTTP tensor encoding: binary (Triton's binary tensor data extension) or json (for servers without it)", "binary", ["binary", "json"]);
         var command = new Command("load", "Load an Open Inference Protocol server (ours, Triton, KServe) and report throughput and latency percentiles; --concurrency sweeps a closed loop, --request-rate an open one")
@@ -42,7 +42,7 @@ public static class LoadCommand
                 Concurrency = parse.GetValue(concurrency) ?? [],
                 RequestRates = parse.GetValue(rate) ?? [],
                 BatchSize = parse.GetValue(batch),
-                Shapes = LoadInputs.ParseShapes(parse.GetValue(shape) ?? []),
+                Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
                 Warmup = parse.GetValue(warmup),
                 Window = parse.GetValue(duration) / 3,
                 StableWindows = 3,

@@ -8,9 +8,12 @@ using Spectre.Console;
 
 namespace Batchwise.Cli.Commands;
 
-/// <summary>`batchwise optimize MODEL -o OUT.onnx [--input-size WxH] [--dynamic-batch] [--fp16] [--int8 --calibration ...] [--int8-dynamic] [--prune R]`.</summary>
+/// <summary>`batchwise optimize MODEL -o OUT.onnx [--opset N] [--input-size HxW] [--dynamic-batch] [--fp16] [--int8 --calibration ...] [--int8-dynamic] [--prune R]`.</summary>
 public static class OptimizeCommand
 {
+    /// <summary>Exit code when the result was written but failed verification (as compare's past-tolerance code).</summary>
+    public const int VerificationFailed = 3;
+
     /// <summary>Creates the optimize command.</summary>
     public static Command Create()
     {
@@ -22,16 +25,19 @@ public static class OptimizeCommand
         var keepIo = new Option<bool>("--keep-io-fp32") { Description = "With --fp16: keep float32 inputs and outputs (Casts inside the model)", DefaultValueFactory = _ => true };
         var fp16Cpu = new Option<bool>("--fp16-ort-cpu-kernels") { Description = "With --fp16: also keep in float32 every operator ONNX Runtime's CPU provider has no float16 kernel for (found by loading the model)" };
         var int8 = new Option<bool>("--int8") { Description = "Static int8 quantization (QDQ): per-channel int8 weights, per-tensor uint8 activations" };
-        var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N", HelpName = "DIR|random:N" };
+        var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N; a folder is also the verification data (with or without --int8)", HelpName = "DIR|random:N" };
         var method = CliOption.Choice("--calibration-method", "How activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", "minmax", ["minmax", "percentile", "entropy"]);
         var int8Dynamic = new Option<bool>("--int8-dynamic") { Description = "Dynamic int8 quantization of MatMul/Gemm weights (transformers); no calibration" };
+        var opset = new Option<long?>("--opset") { Description = $"Convert to this default-domain opset ({OpsetConversion.MinOpset}-{OpsetConversion.MaxOpset}) first, e.g. 17; --fp16/--int8 (13) and --int8-dynamic (11) convert an older model by themselves", HelpName = "N" };
+        var shape = SharedOptions.Shape();
+        var minCosine = new Option<double?>("--min-cosine") { Description = "Cosine similarity every output must reach against the original (default: 0.9999 exact rewrites, 0.999 fp16, 0.98 int8, 0.5 pruning); below it, or a dead output, fails verification (exit 3)", HelpName = "C" };
         var prune = new Option<double?>("--prune") { Description = "Structured L1 pruning: share of conv channels to remove (0-1), e.g. 0.25", HelpName = "RATIO" };
         var batchSizes = SharedOptions.BatchSizes([1, 8, 16]);
         var duration = SharedOptions.Duration(TimeSpan.FromSeconds(1));
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip verification (output agreement and before/after bench)" };
-        var command = new Command("optimize", "Transform a model (input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both (on ONNX Runtime's CPU provider)")
+        var command = new Command("optimize", "Transform a model (opset, input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both (on ONNX Runtime's CPU provider)")
         {
-            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, prune, batchSizes, duration, noVerify,
+            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, opset, prune, shape, minCosine, batchSizes, duration, noVerify,
         };
         var engine = EngineOptionGroup.AddTo(command);
         var reports = ReportOptions.AddTo(command);
@@ -51,6 +57,9 @@ public static class OptimizeCommand
                 Calibration = parse.GetValue(calibration),
                 CalibrationMethod = parse.GetValue(method) switch { "percentile" => CalibrationMethod.Percentile, "entropy" => CalibrationMethod.Entropy, _ => CalibrationMethod.MinMax },
                 Int8Dynamic = parse.GetValue(int8Dynamic),
+                Opset = parse.GetValue(opset),
+                Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
+                MinCosine = parse.GetValue(minCosine),
                 Prune = parse.GetValue(prune),
                 Verify = !parse.GetValue(noVerify),
                 Threads = parse.GetValue(engine.Threads),
@@ -64,10 +73,15 @@ public static class OptimizeCommand
             var (result, report) = OptimizationPipeline.Run(original, options, line => Console.Error.WriteLine(line));
             result.Save(path);
             Print(targets.HumanConsole, report, path);
-            var document = OptimizeDocument.From(report, path);
-            targets.WriteJson(() => ReportJson.Serialize(document));
-            targets.WriteCsv(document.ToCsv);
+            targets.WriteJson(() => ReportJson.Serialize(report));
+            targets.WriteCsv(() => OptimizeCsv.ToCsv(report, path));
             targets.SayWritten();
+            if (report.Failure is { } failure)
+            {
+                CommonOptions.WriteError($"verification FAILED: {failure}; the model was written to {path} but does not match the original");
+                return VerificationFailed;
+            }
+
             return 0;
         });
         return command;
@@ -96,7 +110,8 @@ public static class OptimizeCommand
         console.Write(steps);
         if (report.Before is { } b && report.After is { } a)
         {
-            var cost = new Table().Title("cost at batch 1").AddColumns("", "before", "after", "change");
+            var at = report.InputsBefore == report.InputsAfter ? $"inputs {report.InputsBefore}" : $"before at {report.InputsBefore}, after at {report.InputsAfter}";
+            var cost = new Table().Title(Markup.Escape($"cost at batch 1 ({at})")).AddColumns("", "before", "after", "change");
             cost.AddRow("parameters", $"{b.Parameters:N0}", $"{a.Parameters:N0}", Change(b.Parameters, a.Parameters));
             cost.AddRow("conv MACs", $"{b.ConvMacs:N0}", $"{a.ConvMacs:N0}", Change(b.ConvMacs, a.ConvMacs));
             cost.AddRow("all MACs (conv, gemm, matmul)", $"{b.TotalMacs:N0}", $"{a.TotalMacs:N0}", Change(b.TotalMacs, a.TotalMacs));
@@ -110,10 +125,11 @@ public static class OptimizeCommand
         }
         else if (report.Agreement.Count > 0)
         {
-            var agreement = new Table().Title("agreement with the original (same seeded inputs, batch 4)").AddColumns("output", "max abs err", "mean abs err", "cosine", "top-1 agreement");
+            var title = $"agreement with the original ({report.VerificationData}; every output needs cosine >= {report.MinCosine.ToString(CultureInfo.InvariantCulture)} and must not be dead)";
+            var agreement = new Table().Title(Markup.Escape(title)).AddColumns("output", "max abs err", "mean abs err", "cosine", "top-1 agreement", "result");
             foreach (var x in report.Agreement)
             {
-                agreement.AddRow(Markup.Escape(x.Output), x.MaxAbsError.ToString("G3", CultureInfo.InvariantCulture), x.MeanAbsError.ToString("G3", CultureInfo.InvariantCulture), x.Cosine.ToString("F6", CultureInfo.InvariantCulture), x.Top1Agreement is { } t ? t.ToString("P0", CultureInfo.InvariantCulture) : "-");
+                agreement.AddRow(Markup.Escape(x.Output), x.MaxAbsError.ToString("G3", CultureInfo.InvariantCulture), x.MeanAbsError.ToString("G3", CultureInfo.InvariantCulture), x.Cosine.ToString("F6", CultureInfo.InvariantCulture), x.Top1Agreement is { } t ? t.ToString("P0", CultureInfo.InvariantCulture) : "-", x.Passed ? "pass" : Markup.Escape("FAIL: " + x.Problem));
             }
 
             console.Write(agreement);

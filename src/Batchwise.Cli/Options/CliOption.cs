@@ -20,7 +20,7 @@ public static class CliOption
     public static Option<int?> OptionalInteger(string name, string description, int min, params string[] aliases) =>
         Typed<int?>(name, description, "N", null, aliases, text =>
             (int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var v) && v >= min, v),
-            $"an integer of at least {min}", $"{name} {Math.Max(min, 1)}");
+            min == int.MinValue ? "an integer" : $"an integer of at least {min}", $"{name} {Math.Max(min, 1)}");
 
     /// <summary>A comma-separated list of positive integers (1,2,4,8); null when not given and no default.</summary>
     public static Option<int[]?> IntegerList(string name, string description, string example, int[]? defaultValue, params string[] aliases) =>

@@ -14,10 +14,13 @@ public sealed class EngineOptionGroup
     /// <summary>The precisions an engine can be asked for.</summary>
     private static readonly string[] Precisions = ["fp32", "fp16"];
 
-    /// <summary>Creates the group; <paramref name="withEngine"/> false leaves out --engine (compare names two engines itself).</summary>
-    public EngineOptionGroup(bool withEngine = true)
+    /// <summary>
+    /// Creates the group; <paramref name="withEngine"/> false leaves out --engine (compare names two engines itself);
+    /// <paramref name="defaultEngine"/> is the engine when none is named (build: cuda).
+    /// </summary>
+    public EngineOptionGroup(bool withEngine = true, string defaultEngine = "ort")
     {
-        Engine = withEngine ? new Option<string>("--engine", "-e") { Description = "Engine: ort (ONNX Runtime, CPU) or cuda (Batchwise's CUDA engine, NVIDIA GPUs)", HelpName = "ort|cuda", DefaultValueFactory = _ => "ort" } : null;
+        Engine = withEngine ? new Option<string>("--engine", "-e") { Description = "Engine: ort (ONNX Runtime, CPU) or cuda (Batchwise's CUDA engine, NVIDIA GPUs)", HelpName = "ort|cuda", DefaultValueFactory = _ => defaultEngine } : null;
     }
 
     /// <summary>--engine: the engine's registered name; null where the command names engines itself.</summary>
@@ -50,18 +53,24 @@ public sealed class EngineOptionGroup
     /// <summary>--timed-tactics: time the candidate kernels when a plan is built.</summary>
     public Option<bool> TimedTactics { get; } = new("--timed-tactics") { Description = "Time cuDNN's convolution algorithms and cuBLASLt's matmul candidates when a plan is built and keep the winners in a timing cache on disk (like TensorRT's); default: the libraries' heuristics (GPU engines)" };
 
-    // Batch profiles (--batch-profile, TensorRT's optimization profiles) join the group here: one property above, one
-    // entry in All and one line in Read; every command that runs a model then takes them.
+    /// <summary>--batch-profile: batch sizes with a plan of their own (TensorRT's optimization profiles); null when not given.</summary>
+    public Option<int[]?> BatchProfile { get; } = CliOption.IntegerList("--batch-profile", "Batch sizes that get a plan of their own on a GPU engine; a batch in between runs padded to the next (TensorRT's optimization profiles). Default: a plan per batch size (serve: powers of two up to max_batch_size; build: 1,2,4,...,64)", "1,8,32,64", null);
+
+    /// <summary>--shape-profile: ranges of other dynamic dimensions (raw text; <see cref="Read"/> parses it).</summary>
+    public Option<string[]> ShapeProfile { get; } = new("--shape-profile") { Description = "Range of another dynamic dimension on a GPU engine: " + Engines.ShapeProfile.Syntax + "; a plan per grid shape (serve and build make them ahead), a shape off the grid is refused; repeatable", HelpName = "PROFILE" };
+
+    // A new engine option joins the group here: one property above, one entry in All and one line in Read; every
+    // command that runs a model then takes it, spelled and explained the same.
 
     /// <summary>Every option of the group, in help order.</summary>
     public IEnumerable<Option> All =>
-        new Option?[] { Engine, Device, Precision, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics }.OfType<Option>();
+        new Option?[] { Engine, Device, Precision, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics, BatchProfile, ShapeProfile }.OfType<Option>();
 
     /// <summary>Creates the group and adds it to a command.</summary>
-    public static EngineOptionGroup AddTo(Command command, bool withEngine = true)
+    public static EngineOptionGroup AddTo(Command command, bool withEngine = true, string defaultEngine = "ort")
     {
         ArgumentNullException.ThrowIfNull(command);
-        var group = new EngineOptionGroup(withEngine);
+        var group = new EngineOptionGroup(withEngine, defaultEngine);
         foreach (var option in group.All)
         {
             command.Options.Add(option);
@@ -74,7 +83,7 @@ public sealed class EngineOptionGroup
     public string EngineName(ParseResult parse)
     {
         ArgumentNullException.ThrowIfNull(parse);
-        return Engine is null ? "ort" : parse.GetValue(Engine)!;
+        return Engine is null ? "ort" : parse.GetValue(Engine)!.Trim().ToLowerInvariant();
     }
 
     /// <summary>The engine named by --engine, from the registry (an unknown name is a one-line error listing the known ones).</summary>
@@ -95,6 +104,8 @@ public sealed class EngineOptionGroup
             ExecutionProvider = parse.GetValue(ExecutionProvider)!,
             UseCudaGraph = !parse.GetValue(NoCudaGraph),
             TimedTactics = parse.GetValue(TimedTactics),
+            BatchProfiles = parse.GetValue(BatchProfile) is { Length: > 0 } profiles ? profiles : [],
+            ShapeProfiles = [.. (parse.GetValue(ShapeProfile) ?? []).Select(Engines.ShapeProfile.Parse)],
         };
     }
 

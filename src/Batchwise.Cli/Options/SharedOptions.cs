@@ -18,7 +18,7 @@ public static class SharedOptions
 
     /// <summary>--max-batch-size: the largest batch.</summary>
     public static Option<int?> MaxBatchSize() =>
-        CliOption.OptionalInteger("--max-batch-size", "Largest batch size: the end of bench's default sweep (default 256); the largest merged batch serve runs (default 32 for a model with a dynamic batch axis, else 0)", 0);
+        CliOption.OptionalInteger("--max-batch-size", "Largest batch size: the end of bench's default sweep (default 256); the largest merged batch serve runs (default 32 for a model with a dynamic batch axis, else 0)", int.MinValue); // the range is the library's to say
 
     /// <summary>--concurrency, -c: how many runs or requests are in flight at once.</summary>
     public static Option<int[]?> Concurrency(int[]? defaultValue) =>
@@ -65,7 +65,7 @@ public static class SharedOptions
     public static Option<bool> Recalibrate() => new("--recalibrate") { Description = "Measure the device's ceilings again instead of reading them from the cache" };
 
     /// <summary>--output, -o: where a command writes the model it makes.</summary>
-    public static Option<string> Output() => new("--output", "-o") { Description = "Where to write the .onnx file", Required = true, HelpName = "FILE" };
+    public static Option<string> Output() => new("--output", "-o") { Description = "Where to write what the command makes: an .onnx file (optimize, zoo export), a saved engine .bwengine (build) that bench, serve and compare take where they take a model", Required = true, HelpName = "FILE" };
 
     /// <summary>--input-size: an input size in the one convention.</summary>
     public static Option<Analysis.InputSize?> InputSize() =>

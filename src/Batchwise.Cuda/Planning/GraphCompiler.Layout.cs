@@ -85,7 +85,7 @@ internal sealed partial class GraphCompiler
         if (v.Constant is { } c)
         {
             // A 4-d constant read channels-last: transposed on the host, uploaded in that order.
-            return new PlanValue(c.Type, v.Shape, ChannelsLast(c, v.Shape)) { Nhwc = true };
+            return new PlanValue(c.Type, v.Shape, ChannelsLastConstant(c, v.Shape)) { Nhwc = true };
         }
 
         if (LayoutFree(v.Shape))
@@ -108,6 +108,8 @@ internal sealed partial class GraphCompiler
     /// A 4-d host tensor of shape [A, B, C, D] reordered to [A, C, D, B]: an NCHW constant as NHWC, or a [K, C, kh, kw]
     /// filter as [K, kh, kw, C] (cuDNN's NHWC filter format).
     /// </summary>
+    private HostTensor ChannelsLastConstant(HostTensor t, long[] s4) => _target.Derive("nhwc:" + string.Join('x', s4), [t], () => ChannelsLast(t, s4));
+
     private static HostTensor ChannelsLast(HostTensor t, long[] s4)
     {
         var src = KernelSource.Strides(s4);
@@ -210,7 +212,7 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        Kernel(KernelSource.ConvertCopy(St(src), St(dst), shape, srcStrides, 0, dstStrides, 0), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+        Kernel(KernelSource.ConvertCopy(St(src), St(dst), shape, srcStrides, 0, dstStrides, 0), KernelSource.ConvertCopyThreads(St(src), St(dst), shape, srcStrides, 0, dstStrides, 0), Dev(dst), Dev(src));
     }
 
     /// <summary>

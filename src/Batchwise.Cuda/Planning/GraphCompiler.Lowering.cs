@@ -358,7 +358,8 @@ internal sealed unsafe partial class GraphCompiler
         var raw = relu || b is null ? Output(outName, x.Type, yShape, nhwc) : Temp(x.Type, yShape, nhwc);
         if (relu && b is null)
         {
-            b = new PlanValue(ElementType.Float, [w.Shape[0]], HostTensor.Create(ElementType.Float, [w.Shape[0]], _ => 0));
+            var m = w.Shape[0];
+            b = new PlanValue(ElementType.Float, [m], _target.Derive($"zeros:float:{m}", [], () => HostTensor.Create(ElementType.Float, [m], _ => 0)));
         }
 
         // cuDNN pads symmetrically: asymmetric pads become an explicit Pad into a temporary first.
@@ -387,6 +388,7 @@ internal sealed unsafe partial class GraphCompiler
         var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
         var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, relu ? precision + "+bias-relu" : precision, tensorCores, relu, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
         if (chosen is null)
         {
@@ -395,8 +397,9 @@ internal sealed unsafe partial class GraphCompiler
 
         Cudnn.SetMathType(convDesc, chosen.MathType);
         var ws = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
         ReserveWorkspace(ws);
-        var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLast(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
+        var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
         if (relu)
         {
             var biasDesc = Cudnn.Tensor(dataType, Lift(new long[] { 1, b!.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray()));
@@ -469,18 +472,18 @@ internal sealed unsafe partial class GraphCompiler
     }
 
     /// <summary>A constant filter [K, C, kh, kw] with zero input channels added up to <paramref name="channels"/>.</summary>
-    private static PlanValue PadFilter(PlanValue w, long channels)
+    private PlanValue PadFilter(PlanValue w, long channels)
     {
         var f = w.Constant!;
         var s = w.Shape;
         var c = s[1];
         var per = s[2] * s[3];
         var shape = new[] { s[0], channels, s[2], s[3] };
-        var filter = HostTensor.Create(f.Type, shape, i =>
+        var filter = _target.Derive($"pad-filter:{channels}", [f], () => HostTensor.Create(f.Type, shape, i =>
         {
             var (k, ch, rest) = (i / (channels * per), i / per % channels, i % per);
             return ch < c ? f[(((k * c) + ch) * per) + rest] : 0;
-        });
+        }));
         return new PlanValue(w.Type, shape, filter);
     }
 
@@ -491,9 +494,56 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
     {
-        bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
         var cache = _target.Tactics;
         var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
+
+        // cuDNN's heuristics are asked once per convolution and octave of batch and image size (a query costs
+        // milliseconds, a plan has dozens of convolutions); another shape of the octave reuses the choice once cuDNN
+        // confirms it supports that shape (its workspace query succeeds), else asks afresh. Timed tactics stay exact.
+        var storeKey = cache is null
+            ? "conv-heuristic|" + (key with { X = [.. x.Select((d, i) => i == 1 ? d : Octave(d))], Y = [.. y.Select((d, i) => i == 1 ? d : Octave(d))] }).Text
+            : "conv-timed|" + key.Text;
+        if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 16)
+        {
+            var reused = new TacticChoice(BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4), BitConverter.ToInt64(stored, 8), double.NaN);
+            try
+            {
+                Cudnn.SetMathType(convDesc, reused.MathType);
+                if (Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo) <= MaxConvWorkspace)
+                {
+                    return reused;
+                }
+            }
+            catch (CudaException)
+            {
+                // Not supported at this exact shape: ask the heuristics below.
+            }
+        }
+
+        var choice = ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key);
+        if (choice is not null)
+        {
+            _target.Choices.Set(storeKey, [.. BitConverter.GetBytes(choice.Algo), .. BitConverter.GetBytes(choice.MathType), .. BitConverter.GetBytes(choice.WorkspaceBytes)]);
+        }
+
+        return choice;
+    }
+
+    /// <summary>The power of two at or above <paramref name="n"/>: the octave a size belongs to.</summary>
+    internal static long Octave(long n)
+    {
+        long o = 1;
+        while (o < n)
+        {
+            o <<= 1;
+        }
+
+        return o;
+    }
+
+    private static TacticChoice? ChooseConvAlgorithmUncached(CudnnHandle handle, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, int dataType, bool tensorCores, bool fused, long[] x, long[] w, long[] y, TimingCache? cache, ConvShapeKey key)
+    {
+        bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
         if (cache is not null && cache.TryGet(key, out var cached))
         {
             return cached;
@@ -622,22 +672,27 @@ internal sealed unsafe partial class GraphCompiler
 
         var eps = new NodeAttributes(bn).Float("epsilon", 1e-5);
         var per = w.Count / m;
-        var weights = w.Constant.AsDoubles();
-        var bias = new double[m];
-        for (var c = 0; c < m; c++)
+        var (wc, bc) = (w.Constant, b?.Constant);
+        var folded = _target.Derive(FormattableString.Invariant($"bn-fold:{eps:R}"), [wc, bc, p[0], p[1], p[2], p[3]], () =>
         {
-            var scale = p[0]![c] / Math.Sqrt(p[3]![c] + eps);
-            for (var j = 0; j < per; j++)
+            var weights = wc.AsDoubles();
+            var bias = new double[m];
+            for (var c = 0; c < m; c++)
             {
-                weights[(c * per) + j] = (float)(weights[(c * per) + j] * scale);
+                var scale = p[0]![c] / Math.Sqrt(p[3]![c] + eps);
+                for (var j = 0; j < per; j++)
+                {
+                    weights[(c * per) + j] = (float)(weights[(c * per) + j] * scale);
+                }
+
+                bias[c] = (float)((((bc?[c]) ?? 0) - p[2]![c]) * scale + p[1]![c]);
             }
 
-            bias[c] = (float)((((b?.Constant![c]) ?? 0) - p[2]![c]) * scale + p[1]![c]);
-        }
+            return new[] { HostTensor.OfFloats(ElementType.Float, w.Shape, weights), HostTensor.OfFloats(ElementType.Float, [m], bias) };
+        });
 
         _folded.Add(bn);
-        var wt = HostTensor.OfFloats(ElementType.Float, w.Shape, weights);
-        var bt = HostTensor.OfFloats(ElementType.Float, [m], bias);
+        var (wt, bt) = (folded[0], folded[1]);
         return (new PlanValue(ElementType.Float, w.Shape, wt), new PlanValue(ElementType.Float, [m], bt), bn.Output[0]);
     }
 
@@ -1070,9 +1125,26 @@ internal sealed unsafe partial class GraphCompiler
         var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
         var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
         var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
-        var algo = _target.Tactics is { } cache
-            ? TimedMatmul(cache, handle, desc, bl, al, dl, $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}", (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4)
-            : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace);
+        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}";
+        var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
+        CublasLt.HeuristicResult algo;
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == sizeof(CublasLt.HeuristicResult))
+        {
+            algo = MemoryMarshal.Read<CublasLt.HeuristicResult>(stored);
+        }
+        else
+        {
+            algo = _target.Tactics is { } cache
+                ? TimedMatmul(cache, handle, desc, bl, al, dl, key, (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4)
+                : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace);
+            var bytes = new byte[sizeof(CublasLt.HeuristicResult)];
+            MemoryMarshal.Write(bytes, in algo);
+            _target.Choices.Set(storeKey, bytes);
+        }
+
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
+
         ReserveWorkspace(MatmulWorkspace);
         Emit(new MatmulStep(_node, Dev(b), Dev(a), Dev(y), desc, bl, al, dl, algo, alpha, beta));
     }

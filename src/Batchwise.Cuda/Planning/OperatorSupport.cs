@@ -1,107 +1,70 @@
+using System.Collections.Frozen;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Onnx;
 using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
-/// <summary>The operators and attributes the cuda engine executes; checked for every node when a model loads.</summary>
+/// <summary>
+/// The operators the cuda engine executes, checked for every node when a model loads. Attributes, their defaults and
+/// the opsets an operator exists in come from the <see cref="OperatorRegistry"/>; this file says only which registry
+/// operators the engine lowers and, for every other one, why it refuses it.
+/// </summary>
 internal static class OperatorSupport
 {
-    private static readonly Dictionary<string, string[]> Attributes = new(StringComparer.Ordinal)
-    {
-        ["Conv"] = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
-        ["BatchNormalization"] = ["epsilon", "momentum", "training_mode", "spatial"],
-        ["Relu"] = [],
-        ["Sigmoid"] = [],
-        ["Tanh"] = [],
-        ["Sqrt"] = [],
-        ["Exp"] = [],
-        ["Erf"] = [],
-        ["Log"] = [],
-        ["Abs"] = [],
-        ["Neg"] = [],
-        ["Reciprocal"] = [],
-        ["Floor"] = [],
-        ["Ceil"] = [],
-        ["Round"] = [],
-        ["Sin"] = [],
-        ["Cos"] = [],
-        ["Sign"] = [],
-        ["Not"] = [],
-        ["Softplus"] = [],
-        ["Softsign"] = [],
-        ["Mish"] = [],
-        ["HardSwish"] = [],
-        ["LeakyRelu"] = ["alpha"],
-        ["HardSigmoid"] = ["alpha", "beta"],
-        ["Elu"] = ["alpha"],
-        ["Celu"] = ["alpha"],
-        ["ThresholdedRelu"] = ["alpha"],
-        ["Selu"] = ["alpha", "gamma"],
-        ["Gelu"] = ["approximate"],
-        ["Add"] = [],
-        ["Sub"] = [],
-        ["Mul"] = [],
-        ["Div"] = [],
-        ["Pow"] = [],
-        ["PRelu"] = [],
-        ["Mod"] = ["fmod"],
-        ["Equal"] = [],
-        ["Less"] = [],
-        ["Greater"] = [],
-        ["LessOrEqual"] = [],
-        ["GreaterOrEqual"] = [],
-        ["And"] = [],
-        ["Or"] = [],
-        ["Xor"] = [],
-        ["Min"] = [],
-        ["Max"] = [],
-        ["Sum"] = [],
-        ["Mean"] = [],
-        ["Clip"] = ["min", "max"],
-        ["Where"] = [],
-        ["Cast"] = ["to", "saturate"],
-        ["MaxPool"] = ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"],
-        ["AveragePool"] = ["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"],
-        ["GlobalAveragePool"] = [],
-        ["GlobalMaxPool"] = [],
-        ["Concat"] = ["axis"],
-        ["Split"] = ["axis", "split", "num_outputs"],
-        ["Slice"] = ["starts", "ends", "axes"],
-        ["Resize"] = ["mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside", "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"],
-        ["Upsample"] = ["mode", "scales"],
-        ["Reshape"] = ["allowzero", "shape"],
-        ["Flatten"] = ["axis"],
-        ["Transpose"] = ["perm"],
-        ["Squeeze"] = ["axes"],
-        ["Unsqueeze"] = ["axes"],
-        ["Gemm"] = ["alpha", "beta", "transA", "transB"],
-        ["MatMul"] = [],
-        ["Softmax"] = ["axis"],
-        ["LogSoftmax"] = ["axis"],
-        ["LayerNormalization"] = ["axis", "epsilon", "stash_type"],
-        ["ReduceMean"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["ReduceSum"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["ReduceMax"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["ReduceMin"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["ReduceProd"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["ReduceL2"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["ReduceL1"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["ReduceSumSquare"] = ["axes", "keepdims", "noop_with_empty_axes"],
-        ["Gather"] = ["axis"],
-        ["Shape"] = ["start", "end"],
-        ["Size"] = [],
-        ["Constant"] = ["value", "value_float", "value_floats", "value_int", "value_ints"],
-        ["Identity"] = [],
-        ["Dropout"] = ["seed", "ratio"],
-        ["Pad"] = ["mode", "pads", "value"],
-        ["Expand"] = [],
-        ["ConstantOfShape"] = ["value"],
-        ["Range"] = [],
-    };
+    /// <summary>Default-domain operators the planner lowers to device steps or folds on the host.</summary>
+    public static readonly FrozenSet<string> Lowered = FrozenSet.ToFrozenSet(
+    [
+        "Conv", "BatchNormalization", "Relu", "Sigmoid", "Tanh", "Sqrt", "Exp", "Erf", "Log", "Abs", "Neg", "Reciprocal", "Floor",
+        "Ceil", "Round", "Sin", "Cos", "Sign", "Not", "Softplus", "Softsign", "Mish", "HardSwish", "LeakyRelu", "HardSigmoid", "Elu",
+        "Celu", "ThresholdedRelu", "Selu", "Gelu", "Add", "Sub", "Mul", "Div", "Pow", "PRelu", "Mod", "Equal", "Less", "Greater",
+        "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Min", "Max", "Sum", "Mean", "Clip", "Where", "Cast", "MaxPool",
+        "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat", "Split", "Slice", "Resize", "Upsample", "Reshape", "Flatten",
+        "Transpose", "Squeeze", "Unsqueeze", "Gemm", "MatMul", "Softmax", "LogSoftmax", "LayerNormalization", "ReduceMean",
+        "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "Gather", "Shape", "Size",
+        "Constant", "Identity", "Dropout", "Pad", "Expand", "ConstantOfShape", "Range",
+    ], StringComparer.Ordinal);
 
-    /// <summary>Operators the engine runs.</summary>
-    public static IReadOnlyCollection<string> Operators => Attributes.Keys;
+    private const string NotYet = "no CUDA lowering yet";
+
+    /// <summary>Every other default-domain registry operator, with the reason the engine refuses it.</summary>
+    public static readonly FrozenDictionary<string, string> Refused = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["Tan"] = NotYet,
+        ["Asin"] = NotYet,
+        ["Acos"] = NotYet,
+        ["Atan"] = NotYet,
+        ["Sinh"] = NotYet,
+        ["Cosh"] = NotYet,
+        ["Asinh"] = NotYet,
+        ["Acosh"] = NotYet,
+        ["Atanh"] = NotYet,
+        ["Shrink"] = NotYet,
+        ["IsNaN"] = NotYet,
+        ["IsInf"] = NotYet,
+        ["BitShift"] = NotYet,
+        ["BitwiseAnd"] = NotYet,
+        ["BitwiseOr"] = NotYet,
+        ["BitwiseXor"] = NotYet,
+        ["BitwiseNot"] = NotYet,
+        ["CastLike"] = NotYet,
+        ["ReduceLogSum"] = NotYet,
+        ["ReduceLogSumExp"] = NotYet,
+        ["GatherElements"] = NotYet,
+        ["GatherND"] = NotYet,
+        ["ScatterElements"] = NotYet,
+        ["ScatterND"] = NotYet,
+        ["Tile"] = NotYet,
+        ["DepthToSpace"] = NotYet,
+        ["SpaceToDepth"] = NotYet,
+        ["OneHot"] = NotYet,
+        ["Trilu"] = NotYet,
+        ["NonZero"] = "its output size depends on the values (a host synchronisation the planner does not do yet)",
+        ["CumSum"] = NotYet,
+        ["TopK"] = NotYet,
+        ["ArgMax"] = NotYet,
+        ["ArgMin"] = NotYet,
+    }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>Throws, naming the node, for the first operator, attribute or element type the engine cannot execute.</summary>
     public static void Validate(OnnxModel model)
@@ -114,16 +77,21 @@ internal static class OperatorSupport
                 throw new BatchwiseException($"The cuda engine does not support operator {node.Domain}.{node.OpType} ({label})", "Export the model with standard ONNX operators, or use --engine ort.");
             }
 
-            if (!Attributes.TryGetValue(node.OpType, out var allowed))
+            var schema = OperatorRegistry.Find(node.Domain, node.OpType, model.Opset);
+            if (schema is null || !Lowered.Contains(node.OpType))
             {
-                throw new BatchwiseException($"The cuda engine does not support operator {node.OpType} ({label})", $"Use --engine ort for this model; supported operators: {string.Join(", ", Attributes.Keys.Order(StringComparer.Ordinal))}.");
+                var why = Refused.TryGetValue(node.OpType, out var reason) ? $": {reason}"
+                    : schema is null && OperatorRegistry.FindAny(node.Domain, node.OpType) is { } other ? $": it does not exist at opset {model.Opset} ({other})"
+                    : string.Empty;
+                throw new BatchwiseException($"The cuda engine does not support operator {node.OpType} ({label}){why}", $"Use --engine ort for this model; supported operators: {string.Join(", ", Lowered.Order(StringComparer.Ordinal))}.");
             }
 
+            var allowed = schema.AttributesAt(model.Opset).Select(a => a.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var a in node.Attribute)
             {
                 if (!allowed.Contains(a.Name))
                 {
-                    throw new BatchwiseException($"The cuda engine does not support attribute '{a.Name}' of {label}", "Use --engine ort for this model.");
+                    throw new BatchwiseException($"The cuda engine does not support attribute '{a.Name}' of {label}: ONNX defines no such attribute at opset {model.Opset}", "Re-export the model, or use --engine ort.");
                 }
             }
 
@@ -213,6 +181,9 @@ internal static class OperatorSupport
             case "Cast" when !Types.Contains((ElementType)attrs.Int("to", 1)):
                 Reject($"casting to {((ElementType)attrs.Int("to", 1)).ShortName()}");
                 break;
+            case "Constant" when attrs.Has("sparse_value") || attrs.Has("value_string") || attrs.Has("value_strings"):
+                Reject("a sparse or string value");
+                break;
             case "Constant" when attrs.Get("value") is { } value && !Types.Contains((ElementType)value.T.DataType):
                 Reject($"a {((ElementType)value.T.DataType).ShortName()} value");
                 break;
@@ -223,29 +194,4 @@ internal static class OperatorSupport
 
         _ = ElementwiseOps.Handles(node.OpType);
     }
-}
-
-/// <summary>Typed access to a node's attributes with ONNX's defaults.</summary>
-internal sealed class NodeAttributes
-{
-    private readonly Dictionary<string, OnnxProto.AttributeProto> _byName;
-
-    public NodeAttributes(OnnxProto.NodeProto node)
-    {
-        _byName = node.Attribute.ToDictionary(a => a.Name, StringComparer.Ordinal);
-    }
-
-    public bool Has(string name) => _byName.ContainsKey(name);
-
-    public long Int(string name, long fallback) => _byName.TryGetValue(name, out var a) ? a.I : fallback;
-
-    public double Float(string name, double fallback) => _byName.TryGetValue(name, out var a) ? a.F : fallback;
-
-    public string String(string name, string fallback) => _byName.TryGetValue(name, out var a) ? a.S.ToStringUtf8() : fallback;
-
-    public long[]? Ints(string name) => _byName.TryGetValue(name, out var a) ? a.Ints.ToArray() : null;
-
-    public double[]? Floats(string name) => _byName.TryGetValue(name, out var a) ? a.Floats.Select(f => (double)f).ToArray() : null;
-
-    public OnnxProto.AttributeProto? Get(string name) => _byName.GetValueOrDefault(name);
 }

@@ -31,7 +31,7 @@ public sealed record LoadOptions
     public int BatchSize { get; init; } = 1;
 
     /// <summary>Explicit input shapes by name.</summary>
-    public IReadOnlyDictionary<string, long[]> Shapes { get; init; } = new Dictionary<string, long[]>();
+    public Benchmarking.ShapeBindings Shapes { get; init; } = Benchmarking.ShapeBindings.None;
 
     /// <summary>Load applied and discarded before each point.</summary>
     public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(1);

@@ -23,6 +23,9 @@ public sealed record ExplainRequest
     /// <summary>The input size the model runs at (dynamic axes only); null: the model's own or the default.</summary>
     public InputSize? Size { get; init; }
 
+    /// <summary>Sizes of other dynamic dimensions (--shape), as bench takes them.</summary>
+    public Benchmarking.ShapeBindings Shapes { get; init; } = Benchmarking.ShapeBindings.None;
+
     /// <summary>A bench file to take the measured points from instead of measuring.</summary>
     public string? BenchFile { get; init; }
 
@@ -65,7 +68,17 @@ public static class ExplainRun
         }
 
         var batches = request.BatchSizes.Distinct().Order().ToList();
-        var onnx = ModelSource.Load(request.Model);
+        var original = ModelSource.Load(request.Model);
+
+        // Every dynamic dimension but the batch gets a size from --shape or --input-size, never a silent default:
+        // the same rule, error and syntax as bench.
+        var bindings = request.Shapes;
+        if (request.Size is not null && bindings.Text.Count > 0)
+        {
+            throw new BatchwiseException("--input-size and --shape both size the input", "Give the size once: --shape (any model) or --input-size (images and sequences).");
+        }
+
+        var onnx = request.Size is null && (bindings.Text.Count > 0 || original.Inputs.Any(i => i.Shape.Skip(1).Any(d => d.IsDynamic))) ? bindings.Pin(original) : original;
         var engine = request.Engine;
         var (measuredCeilings, fromCache, cachePath) = DeviceCeilingsSource.Get(engine, request.Options, CeilingsCache.Default(), request.Recalibrate, say, cancellationToken);
         detail($"ceilings {(fromCache ? "from" : "written to")} {cachePath}");
@@ -93,7 +106,7 @@ public static class ExplainRun
         }
 
         var fromBench = request.BenchFile is not null;
-        var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && fromBench ? [] : batches, measured, request.Top, SmallerInput(request.Model, onnx, request.Size, fuses, detail), fromBench ? null : MeasuredSweep.LoadAverage());
+        var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && fromBench ? [] : batches, measured, request.Top, SmallerInput(request.Model, original, request.Size ?? PinnedImageSize(original, onnx), fuses, detail), fromBench ? null : MeasuredSweep.LoadAverage());
         var description = engine.Describe(request.Options);
         var context = new Dictionary<string, string>
         {
@@ -109,6 +122,13 @@ public static class ExplainRun
             ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
         };
         return new ExplainResult(explanation, context, fromCache, cachePath, warnings);
+    }
+
+    /// <summary>The image size --shape gave a model with a dynamic height and width, or null.</summary>
+    private static InputSize? PinnedImageSize(OnnxModel original, OnnxModel pinned)
+    {
+        var i = original.Inputs.ToList().FindIndex(x => x.Shape.Count == 4 && (x.Shape[2].IsDynamic || x.Shape[3].IsDynamic));
+        return i < 0 ? null : new InputSize((int)pinned.Inputs[i].Shape[2].Value!.Value, (int)pinned.Inputs[i].Shape[3].Value!.Value);
     }
 
     /// <summary>The same model at half the image size (for the input-size lever), where the model allows it.</summary>

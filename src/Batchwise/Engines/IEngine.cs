@@ -108,4 +108,16 @@ public sealed record EngineOptions
     /// the winners in an on-disk timing cache per device, shape and precision (GPU engines). Off: the libraries' heuristics.
     /// </summary>
     public bool TimedTactics { get; init; }
+
+    /// <summary>
+    /// Batch sizes that get a plan of their own (GPU engines); a batch between two runs padded to the next one. Empty:
+    /// a plan per exact batch size.
+    /// </summary>
+    public IReadOnlyList<int> BatchProfiles { get; init; } = [];
+
+    /// <summary>
+    /// The shapes other dynamic dimensions may take (GPU engines): a bounded grid of plans, built ahead by warm-up, and a
+    /// clear refusal for a shape outside it. Empty: any shape, each getting its plan when first seen.
+    /// </summary>
+    public IReadOnlyList<ShapeProfile> ShapeProfiles { get; init; } = [];
 }

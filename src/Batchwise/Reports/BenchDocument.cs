@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Batchwise.Benchmarking;
+using Batchwise.Engines;
 using Batchwise.Onnx;
 
 namespace Batchwise.Reports;
@@ -31,6 +32,10 @@ public sealed record BenchDocument(
     StopReason StopReason,
     double TotalSeconds)
 {
+    /// <summary>Time to first inference, measured before the sweep (absent where not measured).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ColdStart? ColdStart { get; init; }
+
     /// <summary>The schema's name.</summary>
     public const string SchemaName = "batchwise.bench";
 
@@ -58,7 +63,7 @@ public sealed record BenchDocument(
             c.BatchwiseVersion,
             new BenchMachine(c.MachineName, c.Cpu, c.LogicalCores, c.OperatingSystem, c.Runtime),
             new BenchEngine(c.Engine.Engine, c.Engine.Version, c.Engine.Device, new SortedDictionary<string, string>(c.Engine.Details.ToDictionary(), StringComparer.Ordinal), new BenchEngineOptions(
-                o.Precision.ToString().ToLowerInvariant(), o.IntraOpThreads, o.InterOpThreads, o.GraphOptimization, o.ExecutionProvider, o.DeviceId, o.AllowTf32, o.UseCudaGraph, o.Profile, o.IncludeTransfers)),
+                o.Precision.ToString().ToLowerInvariant(), o.IntraOpThreads, o.InterOpThreads, o.GraphOptimization, o.ExecutionProvider, o.DeviceId, o.AllowTf32, o.UseCudaGraph, o.Profile, o.IncludeTransfers, o.BatchProfiles)),
             new BenchModel(m.Name, m.Source, m.Sha256, m.BatchAxis.IsBatchable, m.BatchAxis.IsBatchable ? m.BatchAxis.Symbol : null, m.BatchAxis.IsBatchable ? null : m.BatchAxis.Reason,
                 m.Inputs.Select(i => new BenchModelInput(i.Name, i.ElementType.ShortName(), i.Shape, m.InputData.TryGetValue(i.Name, out var data) ? data : "unknown")).ToList()),
             new BenchSweepOptions(s.PlannedBatchSizes(), s.BatchSizes is null, s.MaxBatchSize, s.Concurrency, s.Duration.TotalSeconds, s.Window.TotalSeconds, s.Warmup.TotalSeconds, s.MaxTime?.TotalSeconds, s.Seed, s.StabilityTolerance, s.MaxWindows, s.Shapes.Text),
@@ -66,12 +71,15 @@ public sealed record BenchDocument(
                 p.BatchSize, p.Concurrency, p.InputShapes, p.Stable, p.Spread, p.WindowThroughputs, p.Throughput, p.BatchesPerSecond, p.TimePerSampleMs, p.LatencyMs,
                 p.CpuUtilization, p.PeakWorkingSetBytes, p.DeviceUtilizationPercent, p.DeviceMemoryUsedBytes,
                 p.Transfers is { } t ? new BenchTransfers(t.HostToDeviceMs, t.ComputeMs, t.DeviceToHostMs) : null,
-                p.WarmupRuns, p.MeasuredSeconds, p.LatencySamplesMs.Select(x => Math.Round(x, 6)).ToList())).ToList(),
+                p.WarmupRuns, p.MeasuredSeconds, p.PaddedTo, p.PlanBuilds, p.LatencySamplesMs.Select(x => Math.Round(x, 6)).ToList())).ToList(),
             result.Knees.Select(k => new BenchKnee(k.Concurrency, k.KneeBatchSize, k.BestBatchSize, k.BestThroughput, k.BaselineBatchSize, k.SpeedupAtKnee, k.GainBeyondKnee,
                 k.Steps.Select(x => new BenchKneeStep(x.FromBatchSize, x.ToBatchSize, x.Gain)).ToList(), k.Verdict)).ToList(),
             result.Notes,
             result.StopReason,
-            result.TotalSeconds);
+            result.TotalSeconds)
+        {
+            ColdStart = result.ColdStart,
+        };
     }
 }
 
@@ -102,7 +110,8 @@ public sealed record BenchEngine(string Name, string Version, string Device, IRe
 /// <param name="CudaGraph">Not --no-cuda-graph.</param>
 /// <param name="Profile">--profile.</param>
 /// <param name="IncludeTransfers">--transfers.</param>
-public sealed record BenchEngineOptions(string Precision, int IntraOpThreads, int InterOpThreads, string GraphOptimization, string ExecutionProvider, int DeviceId, bool AllowTf32, bool CudaGraph, bool Profile, bool IncludeTransfers);
+/// <param name="BatchProfiles">--batch-profile (empty: a plan per batch size).</param>
+public sealed record BenchEngineOptions(string Precision, int IntraOpThreads, int InterOpThreads, string GraphOptimization, string ExecutionProvider, int DeviceId, bool AllowTf32, bool CudaGraph, bool Profile, bool IncludeTransfers, IReadOnlyList<int> BatchProfiles);
 
 /// <summary>The model of a sweep.</summary>
 /// <param name="Name">Short name.</param>
@@ -161,6 +170,8 @@ public sealed record BenchSweepOptions(IReadOnlyList<int> BatchSizes, bool Batch
 /// <param name="TransfersMs">With --transfers: the latency's phases.</param>
 /// <param name="WarmupRuns">Warm-up runs.</param>
 /// <param name="MeasuredSeconds">Wall time of the last three windows.</param>
+/// <param name="PaddedTo">The batch profile it ran padded to, or null.</param>
+/// <param name="PlanBuilds">Plans the engine built to run it.</param>
 /// <param name="LatencySamplesMs">Every batch latency of the last three windows, ms.</param>
 public sealed record BenchPointRecord(
     int BatchSize,
@@ -180,6 +191,8 @@ public sealed record BenchPointRecord(
     BenchTransfers? TransfersMs,
     int WarmupRuns,
     double MeasuredSeconds,
+    int? PaddedTo,
+    IReadOnlyList<PlanBuild> PlanBuilds,
     IReadOnlyList<double> LatencySamplesMs);
 
 /// <summary>A batch's phases with --transfers, ms.</summary>

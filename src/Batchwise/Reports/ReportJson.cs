@@ -62,7 +62,7 @@ public sealed class SnakeCaseEnumConverter<TEnum>() : JsonStringEnumConverter<TE
 [JsonSerializable(typeof(CompareDocument))]
 [JsonSerializable(typeof(Analysis.ExplainDocument))]
 [JsonSerializable(typeof(ConformanceDocument))]
-[JsonSerializable(typeof(OptimizeDocument))]
+[JsonSerializable(typeof(Transforms.OptimizationReport))]
 [JsonSerializable(typeof(LoadReport))]
 [JsonSerializable(typeof(DevicesDocument))]
 internal sealed partial class ReportJsonContext : JsonSerializerContext;

@@ -9,12 +9,9 @@ public sealed class OptionConsistencyTests
     /// <summary>
     /// Flags known to differ, each with the reason and who removes it. Empty is the goal; a new entry needs a reason.
     /// </summary>
-    private static readonly Dictionary<(string Command, string Flag), string> KnownDifferences = new()
-    {
-        [("load", "--shape")] = "load parses NAME:d1,d2 only until ShapeBindings serves it too (issue 15, branch models)",
-    };
+    private static readonly Dictionary<(string Command, string Flag), string> KnownDifferences = [];
 
-    private static readonly string[] EngineCommands = ["bench", "explain", "compare", "conformance", "serve", "optimize"];
+    private static readonly string[] EngineCommands = ["bench", "build", "explain", "compare", "conformance", "serve", "optimize"];
 
     private static readonly string[] ReportingCommands = ["bench", "explain", "compare", "conformance", "optimize", "load", "devices"];
 
@@ -53,7 +50,8 @@ public sealed class OptionConsistencyTests
     public void Every_command_that_runs_a_model_takes_the_whole_engine_group()
     {
         var group = new EngineOptionGroup().All.Select(o => o.Name).ToList();
-        Assert.Equal(10, group.Count); // engine, device, precision, tf32, threads, inter-op threads, graph optimization, ep, cuda graph, tactics
+        // engine, device, precision, tf32, threads, inter-op threads, graph optimization, ep, cuda graph, tactics, batch and shape profiles
+        Assert.Equal(12, group.Count);
         foreach (var name in EngineCommands)
         {
             var options = Command(name).Options.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);

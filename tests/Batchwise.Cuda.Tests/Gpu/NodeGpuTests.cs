@@ -1,6 +1,6 @@
-using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Gpu;
 
