@@ -29,7 +29,7 @@ public static class BenchFile
             throw new BatchwiseException($"Cannot read '{path}': {e.Message}", Hint, e);
         }
 
-        var document = Reports.ReportJson.Deserialize<Reports.BenchDocument>(text, path, Hint);
+        var document = Reports.ReportJson.Deserialize<Reports.BenchDocument>(text, path, "bench result", Hint);
         if (document.Schema != Reports.BenchDocument.SchemaName)
         {
             throw new BatchwiseException($"'{path}' is not a bench result (schema \"{document.Schema}\", not \"{Reports.BenchDocument.SchemaName}\")", Hint);
@@ -44,6 +44,15 @@ public static class BenchFile
         if (points.Count == 0)
         {
             throw new BatchwiseException($"'{path}' holds no measured points", "Run the bench until at least one batch size is measured.");
+        }
+
+        // What explain reads of each point must be there (a file may leave out the rest: fields are added within a version).
+        for (var i = 0; i < points.Count; i++)
+        {
+            if (points[i] is not { BatchSize: > 0 } point || point.LatencyMs is null)
+            {
+                throw new BatchwiseException($"'{path}' is not a readable bench result: point {i} has no batch_size or latency_ms", Hint);
+            }
         }
 
         var measured = MeasuredSweep.AtLowestConcurrency(points.Select(p =>

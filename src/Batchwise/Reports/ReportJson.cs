@@ -18,16 +18,19 @@ public static class ReportJson
     /// <summary>A record as indented snake_case JSON, ending in a newline.</summary>
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, TypeInfo<T>()) + "\n";
 
-    /// <summary>Reads a record back; a document that does not fit is a one-line error naming the file and the problem.</summary>
-    public static T Deserialize<T>(string json, string source, string hint)
+    /// <summary>
+    /// Reads a record back; a document that does not fit is a one-line error naming the file, what it should have been
+    /// (<paramref name="what"/>, e.g. "bench result") and the problem.
+    /// </summary>
+    public static T Deserialize<T>(string json, string source, string what, string hint)
     {
         try
         {
-            return JsonSerializer.Deserialize(json, TypeInfo<T>()) ?? throw new BatchwiseException($"'{source}' holds null, not a report", hint);
+            return JsonSerializer.Deserialize(json, TypeInfo<T>()) ?? throw new BatchwiseException($"'{source}' holds null, not a {what}", hint);
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"'{source}' is not a valid report: {e.Message}", hint, e);
+            throw new BatchwiseException($"'{source}' is not a readable {what}: {e.Message}", hint, e);
         }
     }
 

@@ -19,7 +19,7 @@ public sealed class ReportJsonTests : IDisposable
         var result = new BenchmarkRunner(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 }).Run(
             ModelZoo.Build("zoo:mlp"), "zoo:mlp", new BenchmarkOptions { BatchSizes = [1, 2], Concurrency = [1, 2], Duration = TimeSpan.FromMilliseconds(60), Warmup = TimeSpan.Zero, MaxWindows = 3 });
         var json = BenchmarkJson.ToJson(result);
-        var back = ReportJson.Deserialize<BenchDocument>(json, "test", "hint");
+        var back = ReportJson.Deserialize<BenchDocument>(json, "test", "report", "hint");
         Assert.Equal(json, ReportJson.Serialize(back));
         Assert.Equal(result.Points.Count, back.Points.Count);
         Assert.Equal(["batch"], back.Model.Inputs[0].Shape.Where(d => d.Value is null).Select(d => d.Symbol));
@@ -40,7 +40,7 @@ public sealed class ReportJsonTests : IDisposable
     {
         var explanation = HtmlReportTests.SampleExplanation();
         var json = ExplanationJson.ToJson(explanation, new Dictionary<string, string> { ["model"] = "synthetic", ["date"] = "today" });
-        var back = ReportJson.Deserialize<ExplainDocument>(json, "test", "hint");
+        var back = ReportJson.Deserialize<ExplainDocument>(json, "test", "report", "hint");
         Assert.Equal(json, ReportJson.Serialize(back));
         Assert.Equal("batchwise.explain", back.Schema);
         Assert.Equal(explanation.Predicted.Count, back.Predicted.Count);
@@ -56,11 +56,11 @@ public sealed class ReportJsonTests : IDisposable
         var json = ReportJson.Serialize(load);
         Assert.StartsWith("{\n  \"schema\": \"batchwise.load\",\n  \"schema_version\": 1,", json.ReplaceLineEndings("\n"), StringComparison.Ordinal);
         Assert.Contains("\"stddev\"", json, StringComparison.Ordinal); // the same name as bench's latency statistics
-        Assert.Equal(json, ReportJson.Serialize(ReportJson.Deserialize<LoadReport>(json, "test", "hint")));
+        Assert.Equal(json, ReportJson.Serialize(ReportJson.Deserialize<LoadReport>(json, "test", "report", "hint")));
 
         var devices = new DevicesDocument([new DeviceRecord(0, "GPU", 1 << 30, 132, "9.0", "0000:01:00.0", "580", "13.0", "9.14", "13.1", "13.0", null)]);
         json = ReportJson.Serialize(devices);
-        Assert.Equal(json, ReportJson.Serialize(ReportJson.Deserialize<DevicesDocument>(json, "test", "hint")));
+        Assert.Equal(json, ReportJson.Serialize(ReportJson.Deserialize<DevicesDocument>(json, "test", "report", "hint")));
         Assert.Contains("\"ceilings\": null", json, StringComparison.Ordinal);
     }
 
@@ -76,6 +76,6 @@ public sealed class ReportJsonTests : IDisposable
         Assert.Contains("schema version 99", Assert.Throws<BatchwiseException>(() => BenchFile.Read(path)).Message, StringComparison.Ordinal);
 
         File.WriteAllText(path, "{not json");
-        Assert.Contains("is not a valid report", Assert.Throws<BatchwiseException>(() => BenchFile.Read(path)).Message, StringComparison.Ordinal);
+        Assert.Contains("is not a readable bench result", Assert.Throws<BatchwiseException>(() => BenchFile.Read(path)).Message, StringComparison.Ordinal);
     }
 }
