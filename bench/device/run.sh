@@ -17,7 +17,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-/tmp/batchwise-device}
 mkdir -p "$OUT" "$WORK"
 tar -xJf "$HERE/cuda.tar.xz" -C "$WORK"
-[ -f "$HERE/cli-old.tar.xz" ] && mkdir -p "$WORK/cli-old" && tar -xJf "$HERE/cli-old.tar.xz" -C "$WORK/cli-old"
+# The build before this work, for same-run comparisons: its files that differ from the test publish's (same runtime).
+[ -f "$HERE/cli-old.tar.xz" ] && rm -rf "$WORK/cli-old" && cp -r "$WORK/tests" "$WORK/cli-old" && tar -xJf "$HERE/cli-old.tar.xz" -C "$WORK/cli-old"
 CLI="$WORK/cli/Batchwise.Cli"
 TESTS="$WORK/tests/Batchwise.Cuda.Tests"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 BATCHWISE_REPORT_DIR="$OUT"

@@ -39,6 +39,13 @@ public sealed class CudaEngine : IEngine
     }
 
     /// <inheritdoc/>
+    public EngineOptions Effective(OnnxModel model, EngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.SavedEngine is { } path ? SavedEngine.Read(path, options).Apply(options) : options;
+    }
+
+    /// <inheritdoc/>
     public IEngineSession Load(OnnxModel model, EngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
