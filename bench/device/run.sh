@@ -189,6 +189,41 @@ if [[ " $PHASES " == *" shapes "* ]]; then
     fi
   } > "$OUT/shapes.txt" 2>&1
 fi
+if [[ " $PHASES " == *" serve "* ]]; then
+  # Issue #11 served: ResNet-50 fp16 with batch profiles (powers of two up to 64), two instances; load at c=16 and c=64
+  # over gRPC; the plan-build counter read before and after the load (no build after ready). Issue #12's served numbers
+  # come from the same setup. Everything in $OUT/serve.txt.
+  export BATCHWISE_CACHE_DIR="$WORK/cache"
+  metric() { "$PY" - "$1" "$2" <<'PYEOF'
+import sys, urllib.request
+url, name = sys.argv[1], sys.argv[2]
+text = urllib.request.urlopen(url, timeout=10).read().decode()
+vals = [l for l in text.splitlines() if l.startswith(name) and not l.startswith("#")]
+print("\n".join(vals) if vals else name + " (absent)")
+PYEOF
+  }
+  {
+    "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 \
+      --http-port 18000 --grpc-port 18001 > "$WORK/serve.log" 2>&1 &
+    SERVER=$!
+    for i in $(seq 1 120); do
+      "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
+      sleep 1
+    done
+    echo "## server log (warm-up)"; cat "$WORK/serve.log"
+    METRICS=http://127.0.0.1:18000/metrics
+    "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/metrics', timeout=2)" 2>/dev/null && METRICS=http://127.0.0.1:8002/metrics
+    echo "## plan builds when ready"; metric "$METRICS" batchwise_plan_builds_total
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64"
+    timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64 --duration 4 --warmup 1 2>&1 | tail -12
+    echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
+    timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
+    echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
+    echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
+    kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
+    tail -3 "$WORK/serve.log"
+  } > "$OUT/serve.txt" 2>&1
+fi
 if [[ " $PHASES " == *" peers "* ]]; then
   # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on
   # ResNet-50 224 and 1600x1008, MobileNetV2 224, YOLOv8n 640, one GPU job at a time, in about 5 minutes; one table with
