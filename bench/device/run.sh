@@ -38,8 +38,8 @@ if [ -n "$PY" ]; then
   if [ -z "$NODE" ] || [ ! -d "$NODE" ]; then
     # Wheels without the backend test data: generate it from the onnx package's own test cases.
     "$PY" -m onnx.backend.test.cmd_tools generate-data -o "$WORK/onnx-data" > "$WORK/generate.log" 2>&1
-    { echo "onnx node test data generated: $(ls "$WORK/onnx-data/node" 2>/dev/null | wc -l) cases"; tail -5 "$WORK/generate.log"; } >> "$OUT/devices.txt"
-    NODE="$WORK/onnx-data/node"
+    NODE=$(find "$WORK/onnx-data" -maxdepth 3 -type d -name node | head -1)
+    { echo "onnx node test data generated: $(ls "${NODE:-/nonexistent}" 2>/dev/null | wc -l) cases in ${NODE:-nowhere}"; tail -5 "$WORK/generate.log"; find "$WORK/onnx-data" -maxdepth 2 | head -5; } >> "$OUT/devices.txt"
   fi
   [ -d "$NODE" ] && export BATCHWISE_ONNX_NODE_TESTS="$NODE"
   # torchvision exports (random weights, dynamic batch) with PyTorch's own output as a node-test case.
@@ -177,6 +177,9 @@ if [[ " $PHASES " == *" shapes "* ]]; then
     if [ -x "$WORK/cli-old/Batchwise.Cli" ]; then
       echo "## offline throughput at the fixed shapes (the build before this work, same machine, same run)"
       BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 150 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-old.json" 2>&1 | tail -10
+      echo "## per-layer profiles at b=64 and 256, this build and the one before (layers.csv beside the JSON)"
+      timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-new.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
+      BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 120 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-old.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
     fi
     if [ -n "$PY" ]; then
       echo "## YOLOv8n exported with dynamic height and width: plans for 10 x 10 image sizes (320..608, step 32)"
@@ -237,3 +240,5 @@ if [[ " $PHASES " == *" peers "* ]]; then
   fi
 fi
 ls -la "$OUT"
+# Everything in one archive too: the device tool brings back at most eight files.
+tar -czf /tmp/batchwise-results.tgz -C "$OUT" . && mv /tmp/batchwise-results.tgz "$OUT/results.tgz"
