@@ -39,6 +39,13 @@ public sealed class CudaEngine : IEngine
     }
 
     /// <inheritdoc/>
+    public EngineOptions Effective(OnnxModel model, EngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.SavedEngine is { } path ? SavedEngine.Read(path, options).Apply(options) : options;
+    }
+
+    /// <inheritdoc/>
     public IEngineSession Load(OnnxModel model, EngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -552,7 +559,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
                 continue;
             }
 
-            var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
+            var bytes = StorageBytes(t, b.StorageType);
             var memory = CudaDriver.Allocate(Math.Max(1, bytes.Length));
             fixed (byte* p = bytes)
             {
@@ -571,6 +578,45 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
 
             plan.ConstantPointers[b.Id] = memory.Pointer;
         }
+    }
+
+    /// <summary>
+    /// A constant's bytes as the device stores it: float weights straight to float32 or float16 in parallel chunks (a
+    /// large model's weights are converted once, when its first plan is built); anything else through the host tensor's
+    /// own conversion.
+    /// </summary>
+    private static byte[] StorageBytes(HostTensor t, ElementType storage)
+    {
+        if (!t.IsFloat || storage is not (ElementType.Float or ElementType.Float16) || t.Count < 65536)
+        {
+            return (storage == t.Type ? t : t.CastTo(storage)).ToBytes();
+        }
+
+        var values = t.Floats!;
+        var bytes = new byte[values.Length * storage.SizeOf()];
+        const int Chunk = 1 << 16;
+        Parallel.For(0, (values.Length + Chunk - 1) / Chunk, c =>
+        {
+            var start = c * Chunk;
+            var end = Math.Min(values.Length, start + Chunk);
+            if (storage == ElementType.Float16)
+            {
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
+                for (var i = start; i < end; i++)
+                {
+                    dst[i] = (Half)(float)values[i];
+                }
+            }
+            else
+            {
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
+                for (var i = start; i < end; i++)
+                {
+                    dst[i] = (float)values[i];
+                }
+            }
+        });
+        return bytes;
     }
 
     public void Dispose()
