@@ -303,13 +303,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
 
         _context.MakeCurrent();
-        for (var i = 0; i < inputs.Count; i++)
-        {
-            if (ShapeProfiles.TryGetValue(Inputs[i].Name, out var sp) && sp.Check(inputs[i].Shape, _batchAxis.IsBatchable) is { } why)
-            {
-                throw new BatchwiseException(why, "Resize or pad the input onto the profile's grid, or build with a wider --shape-profile.");
-            }
-        }
+        CheckShapeProfiles([.. inputs.Select(t => t.Shape)]);
 
         var rows = -1;
         if (ProfileFor([.. inputs.Select(t => t.Shape)]) is { } profile)
@@ -319,18 +313,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
 
         var plan = PlanFor(ShapeKey(inputs), () => inputs);
-        var slot = RentSlot();
-
-        try
-        {
-            var context = slot.ContextFor(plan, _useCudaGraph, Interlocked.Read(ref _largestArena));
-            return new CudaPreparedRun(this, plan, slot, context, inputs, rows);
-        }
-        catch
-        {
-            _idleSlots.Add(slot);
-            throw;
-        }
+        return OnSlot(plan, (slot, context) => new CudaPreparedRun(this, plan, slot, context, inputs, rows));
     }
 
     /// <inheritdoc/>
@@ -429,13 +412,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
 
         _context.MakeCurrent();
-        for (var i = 0; i < inputShapes.Count; i++)
-        {
-            if (ShapeProfiles.TryGetValue(Inputs[i].Name, out var sp) && sp.Check(inputShapes[i], _batchAxis.IsBatchable) is { } why)
-            {
-                throw new BatchwiseException(why, "Resize or pad the input onto the profile's grid, or build with a wider --shape-profile.");
-            }
-        }
+        CheckShapeProfiles(inputShapes);
 
         var rows = -1;
         var shapes = inputShapes;
@@ -446,11 +423,24 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
 
         var plan = PlanFor(ShapeKeyOf(shapes), () => [.. shapes.Select((s, i) => Tensor.Zeros(Inputs[i].ElementType, s))]);
-        var slot = RentSlot();
+        return OnSlot(plan, (slot, context) => new CudaStagedRun(this, plan, slot, context, inputShapes, rows));
+    }
+
+    /// <summary>A run of <paramref name="plan"/> made by <paramref name="make"/> on a slot rented from the pool (returned to it if making fails).</summary>
+    private T OnSlot<T>(ExecutionPlan plan, Func<ExecutionSlot, Planning.ExecutionContext, T> make)
+    {
+        if (!_idleSlots.TryTake(out var slot))
+        {
+            slot = new ExecutionSlot();
+            lock (_allSlots)
+            {
+                _allSlots.Add(slot);
+            }
+        }
+
         try
         {
-            var context = slot.ContextFor(plan, _useCudaGraph, Interlocked.Read(ref _largestArena));
-            return new CudaStagedRun(this, plan, slot, context, inputShapes, rows);
+            return make(slot, slot.ContextFor(plan, _useCudaGraph, Interlocked.Read(ref _largestArena)));
         }
         catch
         {
@@ -459,20 +449,16 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
     }
 
-    private ExecutionSlot RentSlot()
+    /// <summary>Refuses, with the reason, an input shape outside its shape profile.</summary>
+    private void CheckShapeProfiles(IReadOnlyList<long[]> shapes)
     {
-        if (_idleSlots.TryTake(out var slot))
+        for (var i = 0; i < shapes.Count; i++)
         {
-            return slot;
+            if (ShapeProfiles.TryGetValue(Inputs[i].Name, out var sp) && sp.Check(shapes[i], _batchAxis.IsBatchable) is { } why)
+            {
+                throw new BatchwiseException(why, "Resize or pad the input onto the profile's grid, or build with a wider --shape-profile.");
+            }
         }
-
-        slot = new ExecutionSlot();
-        lock (_allSlots)
-        {
-            _allSlots.Add(slot);
-        }
-
-        return slot;
     }
 
     /// <summary>The inputs with zero rows appended up to <paramref name="rows"/> along the batch axis.</summary>
