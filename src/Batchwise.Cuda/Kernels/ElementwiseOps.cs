@@ -20,6 +20,9 @@ internal static class ElementwiseOps
 
     private static readonly HashSet<string> Variadic = new(StringComparer.Ordinal) { "Min", "Max", "Sum", "Mean" };
 
+    /// <summary>Every operator this table generates (Clip, Where, Cast and BatchNormalization included).</summary>
+    public static IEnumerable<string> Operators => Unary.Concat(Binary).Concat(Variadic).Concat(["Clip", "Where", "Cast", "BatchNormalization"]);
+
     /// <summary>True for operators this table generates (Clip, Where, Cast and BatchNormalization included).</summary>
     public static bool Handles(string op) => Unary.Contains(op) || Binary.Contains(op) || Variadic.Contains(op) || op is "Clip" or "Where" or "Cast" or "BatchNormalization";
 
