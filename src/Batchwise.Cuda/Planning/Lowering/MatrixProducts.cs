@@ -91,7 +91,7 @@ internal sealed unsafe partial class GraphCompiler
     /// The fastest of cuBLASLt's top eight candidates for this product, timed on scratch buffers (CUDA events, median of
     /// five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank.
     /// </summary>
-    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtObject handle, CublasLtObject desc, CublasLtObject bl, CublasLtObject al, CublasLtObject dl, string key, long bElements, long aElements, long dElements, int elementSize)
+    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout bl, CublasLtMatrixLayout al, CublasLtMatrixLayout dl, string key, long bElements, long aElements, long dElements, int elementSize)
     {
         var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, 8);
         if (candidates.Length == 0)
