@@ -53,6 +53,16 @@ internal static class OperatorSupport
         ["TopK"] = NotYet,
         ["ArgMax"] = NotYet,
         ["ArgMin"] = NotYet,
+        ["QuantizeLinear"] = NotYet,
+        ["DequantizeLinear"] = NotYet,
+        ["DynamicQuantizeLinear"] = NotYet,
+        ["ConvInteger"] = NotYet,
+        ["MatMulInteger"] = NotYet,
+        ["QLinearConv"] = NotYet,
+        ["QLinearMatMul"] = NotYet,
+        ["ConvTranspose"] = NotYet,
+        ["InstanceNormalization"] = NotYet,
+        ["GroupNormalization"] = NotYet,
     }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>Throws, naming the node, for the first operator, attribute or element type the engine cannot execute.</summary>
