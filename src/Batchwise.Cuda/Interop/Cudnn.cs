@@ -53,6 +53,9 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardAlgorithm_v7(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int requested, out int returned, ConvolutionFwdAlgoPerf* results);
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardWorkspaceSize(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int algo, out nuint bytes);
     [LibraryImport(Lib)] private static partial int cudnnConvolutionForward(IntPtr handle, float* alpha, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* beta, IntPtr y, ulong yData);
+    [LibraryImport(Lib)] private static partial int cudnnGetConvolutionBackwardDataAlgorithm_v7(IntPtr handle, IntPtr w, IntPtr dy, IntPtr conv, IntPtr dx, int requested, out int returned, ConvolutionFwdAlgoPerf* results);
+    [LibraryImport(Lib)] private static partial int cudnnGetConvolutionBackwardDataWorkspaceSize(IntPtr handle, IntPtr w, IntPtr dy, IntPtr conv, IntPtr dx, int algo, out nuint bytes);
+    [LibraryImport(Lib)] private static partial int cudnnConvolutionBackwardData(IntPtr handle, float* alpha, IntPtr w, ulong wData, IntPtr dy, ulong dyData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* beta, IntPtr dx, ulong dxData);
     [LibraryImport(Lib)] private static partial int cudnnCreateActivationDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyActivationDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetActivationDescriptor(IntPtr desc, int mode, int reluNanOpt, double coef);
@@ -182,6 +185,37 @@ internal static unsafe partial class Cudnn
     {
         var alpha = 1f;
         Check(cudnnConvolutionForward(handle.Handle, &alpha, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, y.Handle, yData), "cudnnConvolutionForward");
+    }
+
+    /// <summary>
+    /// The heuristics' backward-data algorithms, best first (cudnnConvolutionBwdDataAlgoPerf_t has the forward struct's
+    /// layout). Backward data of a convolution is the transposed convolution: <paramref name="dy"/> is its input,
+    /// <paramref name="dx"/> its output.
+    /// </summary>
+    public static ConvolutionFwdAlgoPerf[] BackwardDataAlgorithms(CudnnHandle handle, CudnnFilterDescriptor w, CudnnTensorDescriptor dy, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor dx)
+    {
+        var results = new ConvolutionFwdAlgoPerf[16];
+        int returned;
+        fixed (ConvolutionFwdAlgoPerf* r = results)
+        {
+            Check(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle.Handle, w.Handle, dy.Handle, conv.Handle, dx.Handle, results.Length, out returned, r), "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+        }
+
+        return results[..returned];
+    }
+
+    public static long BackwardDataWorkspaceSize(CudnnHandle handle, CudnnFilterDescriptor w, CudnnTensorDescriptor dy, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor dx, int algo)
+    {
+        Check(cudnnGetConvolutionBackwardDataWorkspaceSize(handle.Handle, w.Handle, dy.Handle, conv.Handle, dx.Handle, algo, out var b), "cudnnGetConvolutionBackwardDataWorkspaceSize");
+        return (long)b;
+    }
+
+    /// <summary>dx = conv^T(dy, w): the transposed convolution of dy.</summary>
+    public static void ConvolutionBackwardData(CudnnHandle handle, CudnnFilterDescriptor w, ulong wData, CudnnTensorDescriptor dy, ulong dyData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, CudnnTensorDescriptor dx, ulong dxData)
+    {
+        var alpha = 1f;
+        var beta = 0f;
+        Check(cudnnConvolutionBackwardData(handle.Handle, &alpha, w.Handle, wData, dy.Handle, dyData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, dx.Handle, dxData), "cudnnConvolutionBackwardData");
     }
 
     public static CudnnActivationDescriptor Activation(int mode)

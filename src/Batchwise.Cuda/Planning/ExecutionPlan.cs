@@ -286,7 +286,7 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>The compiled gate kernel (<see cref="Kernels.KernelSource.GateKernel"/>) profiling holds the stream with.</summary>
     public IntPtr Gate { get; set; }
 
-    public bool UsesCudnn => Steps.Any(s => s is ConvStep);
+    public bool UsesCudnn => Steps.Any(s => s is ConvStep or ConvTransposeStep);
 
     public bool UsesCublasLt => Steps.Any(s => s is MatmulStep);
 

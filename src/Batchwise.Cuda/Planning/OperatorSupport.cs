@@ -19,40 +19,7 @@ internal static class OperatorSupport
     /// <summary>Every other default-domain registry operator, with the reason the engine refuses it.</summary>
     public static readonly FrozenDictionary<string, string> Refused = new Dictionary<string, string>(StringComparer.Ordinal)
     {
-        ["Tan"] = NotYet,
-        ["Asin"] = NotYet,
-        ["Acos"] = NotYet,
-        ["Atan"] = NotYet,
-        ["Sinh"] = NotYet,
-        ["Cosh"] = NotYet,
-        ["Asinh"] = NotYet,
-        ["Acosh"] = NotYet,
-        ["Atanh"] = NotYet,
-        ["Shrink"] = NotYet,
-        ["IsNaN"] = NotYet,
-        ["IsInf"] = NotYet,
-        ["BitShift"] = NotYet,
-        ["BitwiseAnd"] = NotYet,
-        ["BitwiseOr"] = NotYet,
-        ["BitwiseXor"] = NotYet,
-        ["BitwiseNot"] = NotYet,
-        ["CastLike"] = NotYet,
-        ["ReduceLogSum"] = NotYet,
-        ["ReduceLogSumExp"] = NotYet,
-        ["GatherElements"] = NotYet,
-        ["GatherND"] = NotYet,
-        ["ScatterElements"] = NotYet,
-        ["ScatterND"] = NotYet,
-        ["Tile"] = NotYet,
-        ["DepthToSpace"] = NotYet,
-        ["SpaceToDepth"] = NotYet,
-        ["OneHot"] = NotYet,
-        ["Trilu"] = NotYet,
         ["NonZero"] = "its output size depends on the values (a host synchronisation the planner does not do yet)",
-        ["CumSum"] = NotYet,
-        ["TopK"] = NotYet,
-        ["ArgMax"] = NotYet,
-        ["ArgMin"] = NotYet,
         ["QuantizeLinear"] = NotYet,
         ["DequantizeLinear"] = NotYet,
         ["DynamicQuantizeLinear"] = NotYet,
@@ -60,9 +27,6 @@ internal static class OperatorSupport
         ["MatMulInteger"] = NotYet,
         ["QLinearConv"] = NotYet,
         ["QLinearMatMul"] = NotYet,
-        ["ConvTranspose"] = NotYet,
-        ["InstanceNormalization"] = NotYet,
-        ["GroupNormalization"] = NotYet,
     }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>Throws, naming the node, for the first operator, attribute or element type the engine cannot execute.</summary>
@@ -115,6 +79,7 @@ internal static class OperatorSupport
     [
         ElementType.Float, ElementType.Double, ElementType.Int64, ElementType.Int32, ElementType.Int16, ElementType.Int8,
         ElementType.UInt8, ElementType.UInt16, ElementType.UInt32, ElementType.UInt64, ElementType.Bool, ElementType.Float16,
+        ElementType.BFloat16,
     ];
 
     /// <summary>True for the element types the engine keeps on the device.</summary>

@@ -14,6 +14,7 @@ internal sealed partial class GraphCompiler
     private static IEnumerable<(string, OperatorLowering)> ConvolutionLowerings()
     {
         yield return ("Conv", new((c, n, i, a) => c.LowerConv(n, i, a), InputLayout.AsStored, AutoPadCheck));
+        yield return ("ConvTranspose", new((c, n, i, a) => c.LowerConvTranspose(n, i, a), InputLayout.AsStored, AutoPadCheck));
     }
 
     /// <summary>Refuses auto_pad values ONNX does not define (Conv, ConvTranspose and the pools share it).</summary>
@@ -441,4 +442,122 @@ internal sealed partial class GraphCompiler
         return times[times.Count / 2];
     }
 
+
+    /// <summary>
+    /// ConvTranspose as cuDNN's backward-data convolution: the input is the "dy" of a forward convolution (stride,
+    /// dilation, groups as given) whose "dx" is the output. cuDNN pads symmetrically, so where ONNX's output window is not
+    /// the full result cropped evenly (output_padding, asymmetric pads, output_shape, SAME_*), the full result goes to a
+    /// temporary and a crop (zeros past its end) writes the output. Bias joins an elementwise chain.
+    /// </summary>
+    private void LowerConvTranspose(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var w = ins[1]!;
+        var b = ins.ElementAtOrDefault(2);
+        RequireFloat(x);
+        var r = x.Shape.Length - 2;
+        if (r < 1 || r > 3 || w.Shape.Length != x.Shape.Length)
+        {
+            throw new BatchwiseException($"ConvTranspose of rank {x.Shape.Length} with a rank-{w.Shape.Length} weight is not supported (1-d to 3-d)", "Use 1-d to 3-d transposed convolutions.");
+        }
+
+        var groups = attrs.Int("group", 1);
+        if (x.Shape[1] != w.Shape[0] || x.Shape[1] % groups != 0)
+        {
+            throw new BatchwiseException($"ConvTranspose input has {x.Shape[1]} channels, its weight {Tensor.ShapeText(w.Shape)} with {groups} groups", "Check the model's shapes.");
+        }
+
+        var kernel = attrs.Ints("kernel_shape") ?? w.Shape[2..];
+        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
+        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
+        var inSpatial = x.Shape[2..];
+        var (outSpatial, begin) = TransposedGeometry(attrs, inSpatial, kernel, strides, dilations);
+        var full = Enumerable.Range(0, r).Select(d => (strides[d] * (inSpatial[d] - 1)) + ((kernel[d] - 1) * dilations[d]) + 1).ToArray();
+        var yShape = new[] { x.Shape[0], w.Shape[1] * groups }.Concat(outSpatial).ToArray();
+
+        // cuDNN crops begin[d] from both ends itself when that is all ONNX asks.
+        var direct = Enumerable.Range(0, r).All(d => begin[d] >= 0 && outSpatial[d] == full[d] - (2 * begin[d]));
+        var computedSpatial = direct ? outSpatial : full;
+        var pads = direct ? begin : new long[r];
+        var computedShape = new[] { x.Shape[0], yShape[1] }.Concat(computedSpatial).ToArray();
+
+        var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
+        x = nhwc ? Nhwc(x) : Nchw(x);
+        var computed = direct && b is null ? Output(node, 0, x.Type, yShape, nhwc) : Temp(x.Type, computedShape, nhwc);
+
+        long[] Lift(long[] s) => r == 1 ? [s[0], s[1], 1, s[2]] : s;
+        int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
+        var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
+        var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        var xDesc = Cudnn.Tensor(dataType, Lift(x.Shape), format);
+        var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
+        var yDesc = Cudnn.Tensor(dataType, Lift(computedShape), format);
+        var tensorCores = dataType == Cudnn.CUDNN_DATA_HALF || _target.AllowTf32;
+        var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), tensorCores ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH);
+        var handle = _target.PlanningCudnn;
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
+        var candidates = Cudnn.BackwardDataAlgorithms(handle, wDesc, xDesc, convDesc, yDesc)
+            .Where(a => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH))
+            .ToList();
+        if (candidates.Count == 0)
+        {
+            throw new BatchwiseException($"cuDNN offers no algorithm for this transposed convolution (x {Tensor.ShapeText(x.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
+        }
+
+        var chosen = candidates[0];
+        Cudnn.SetMathType(convDesc, chosen.MathType);
+        var ws = Cudnn.BackwardDataWorkspaceSize(handle, wDesc, xDesc, convDesc, yDesc, chosen.Algo);
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
+        ReserveWorkspace(ws);
+
+        // The filter [C_in, C_out / groups, k...] is the forward convolution's [K, C, k...]; channels-last it is [K, k..., C].
+        var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w;
+        Emit(new ConvTransposeStep(_node, Dev(x), Dev(filter), Dev(computed), xDesc, wDesc, convDesc, yDesc, chosen.Algo, ws));
+
+        var result = computed;
+        if (!direct)
+        {
+            // y[o] = full[o + begin], zero where that falls outside (output_padding past the end).
+            result = b is null ? Output(node, 0, x.Type, yShape, nhwc) : Temp(x.Type, yShape, nhwc);
+            var padBegin = new long[] { 0, 0 }.Concat(begin.Select(v => -v)).ToArray();
+            var phys = nhwc ? [padBegin[0], padBegin[2], padBegin[3], padBegin[1]] : padBegin;
+            Kernel(KernelSource.Pad(St(x), Phys(computed), Phys(result), phys, "constant", 0), result.Count, Dev(result), Dev(computed));
+        }
+
+        if (b is not null)
+        {
+            var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
+            _values[node.Output[0]] = Pending([result, bias], _ => "x0 + x1", result.Type, yShape);
+        }
+    }
+
+    /// <summary>ConvTranspose's output size and the offset of its window in the full result, per spatial axis (ONNX's rules).</summary>
+    private static (long[] Output, long[] Begin) TransposedGeometry(NodeAttributes a, long[] input, long[] kernel, long[] strides, long[] dilations)
+    {
+        var n = input.Length;
+        var outputPadding = a.Ints("output_padding") ?? new long[n];
+        var pads = a.Ints("pads") ?? new long[2 * n];
+        var autoPad = a.String("auto_pad", "NOTSET");
+        var requested = a.Ints("output_shape") is { } os ? os[^n..] : null;
+        var output = new long[n];
+        var begin = new long[n];
+        for (var i = 0; i < n; i++)
+        {
+            var full = (strides[i] * (input[i] - 1)) + outputPadding[i] + ((kernel[i] - 1) * dilations[i]) + 1;
+            if (requested is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
+            {
+                output[i] = requested?[i] ?? input[i] * strides[i];
+                var total = full - output[i];
+                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
+            }
+            else
+            {
+                var (b, e) = autoPad == "VALID" ? (0L, 0L) : (pads[i], pads[i + n]);
+                output[i] = full - b - e;
+                begin[i] = b;
+            }
+        }
+
+        return (output, begin);
+    }
 }

@@ -10,7 +10,7 @@ internal sealed partial class GraphCompiler
     private static IEnumerable<(string, OperatorLowering)> ElementwiseLowerings()
     {
         // Identity is a view (Views.cs); BatchNormalization registers with the normalizations.
-        foreach (var op in ElementwiseOps.Operators.Where(o => o is not ("Identity" or "BatchNormalization" or "BitShift")))
+        foreach (var op in ElementwiseOps.Operators.Where(o => o is not ("Identity" or "BatchNormalization")))
         {
             yield return (op, new((c, n, i, a) => c.LowerElementwise(n, i, a), InputLayout.Pending, ElementwiseCheck));
         }
@@ -19,6 +19,7 @@ internal sealed partial class GraphCompiler
     private static string? ElementwiseCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset) => node.OpType switch
     {
         "Cast" when !OperatorSupport.Stores((ElementType)attrs.Int("to", 1)) => $"casting to {((ElementType)attrs.Int("to", 1)).ShortName()}",
+        "BitShift" when attrs.String("direction", "LEFT") is not ("LEFT" or "RIGHT") => $"direction '{attrs.String("direction", "LEFT")}'",
         "Gelu" when attrs.String("approximate", "none") is not ("none" or "tanh") => "approximate other than none or tanh",
         _ => null,
     };
@@ -76,8 +77,8 @@ internal sealed partial class GraphCompiler
                     break;
                 }
 
-            case "Cast":
-                castTo = (ElementType)attrs.Int("to", 1);
+            case "Cast" or "CastLike":
+                castTo = op == "Cast" ? (ElementType)attrs.Int("to", 1) : ins[1]!.Type;
                 inputs.Add(ins[0]!);
                 shapes.Add(ins[0]!.Shape);
                 break;
@@ -88,9 +89,10 @@ internal sealed partial class GraphCompiler
                     shapes.Add(v!.Shape);
                 }
 
-                if (op == "Mod")
+                if (op is "Mod" or "IsInf")
                 {
-                    attr = (name, fallback) => name == "fmod" ? attrs.Int("fmod", 0) : fallback;
+                    // Integer attributes (fmod, detect_positive, detect_negative).
+                    attr = (name, fallback) => attrs.Int(name, (long)fallback);
                 }
 
                 break;
@@ -107,8 +109,7 @@ internal sealed partial class GraphCompiler
             "BitShift" => attrs.String("direction", "LEFT"),
             _ => null,
         };
-        string Expression(IReadOnlyList<ElementType> types) => op == "Cast" && outType == ElementType.Bool ? "x0 != 0" : ElementwiseOps.Expression(op, types, attr, mode);
+        string Expression(IReadOnlyList<ElementType> types) => op is "Cast" or "CastLike" && outType == ElementType.Bool ? "x0 != 0" : ElementwiseOps.Expression(op, types, attr, mode);
         _values[node.Output[0]] = Pending(operands, Expression, outType, outShape);
     }
-
 }

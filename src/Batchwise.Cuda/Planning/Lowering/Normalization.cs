@@ -13,6 +13,8 @@ internal sealed partial class GraphCompiler
         yield return ("Softmax", new((c, n, i, a) => c.LowerSoftmax(n, i[0]!, a, log: false)));
         yield return ("LogSoftmax", new((c, n, i, a) => c.LowerSoftmax(n, i[0]!, a, log: true)));
         yield return ("LayerNormalization", new((c, n, i, a) => c.LowerLayerNorm(n, i, a)));
+        yield return ("InstanceNormalization", new((c, n, i, a) => c.LowerGroupNorm(n, i, a, instance: true)));
+        yield return ("GroupNormalization", new((c, n, i, a) => c.LowerGroupNorm(n, i, a, instance: false)));
     }
 
     private void LowerSoftmax(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs, bool log)
@@ -62,5 +64,34 @@ internal sealed partial class GraphCompiler
         var mean = node.Output.Count > 1 && node.Output[1].Length > 0 ? Dev(Output(node, 1, ElementType.Float, statShape)) : -1;
         var inv = node.Output.Count > 2 && node.Output[2].Length > 0 ? Dev(Output(node, 2, ElementType.Float, statShape)) : -1;
         WarpKernel(KernelSource.LayerNorm(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
+    }
+
+    /// <summary>InstanceNormalization (a group per channel) and GroupNormalization (scale and bias per group at opset 18, per channel from 21).</summary>
+    private void LowerGroupNorm(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs, bool instance)
+    {
+        var (x, scale, bias) = (ins[0]!, ins[1]!, ins[2]!);
+        RequireFloat(x);
+        if (x.Shape.Length < 3)
+        {
+            throw new BatchwiseException($"{node.OpType} needs an [N, C, spatial...] input, got {Engines.Tensor.ShapeText(x.Shape)}", "Check the model's shapes.");
+        }
+
+        var channels = x.Shape[1];
+        var groups = instance ? channels : attrs.Int("num_groups", 1);
+        if (groups < 1 || channels % groups != 0)
+        {
+            throw new BatchwiseException($"{channels} channels do not split into {groups} groups", "Use a group count that divides the channels.");
+        }
+
+        var perChannel = scale.Count == channels;
+        if ((!perChannel && scale.Count != groups) || bias.Count != scale.Count)
+        {
+            throw new BatchwiseException($"{node.OpType} scale and bias must have one value per channel ({channels}) or group ({groups})", "Check the model.");
+        }
+
+        var y = Output(node, 0, x.Type, x.Shape);
+        var rows = x.Shape[0] * groups;
+        var spatial = Shapes.Product(x.Shape.Skip(2));
+        Kernel(KernelSource.GroupNorm(St(x), St(scale), rows, groups, channels / groups, spatial, attrs.Float("epsilon", 1e-5), perChannel), KernelSource.GroupNormThreads(rows), Dev(y), Dev(x), Dev(scale), Dev(bias));
     }
 }

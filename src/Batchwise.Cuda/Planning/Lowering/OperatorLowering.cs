@@ -49,7 +49,8 @@ internal sealed partial class GraphCompiler
             .Concat(NormalizationLowerings())
             .Concat(ReductionLowerings())
             .Concat(MatrixProductLowerings())
-            .Concat(DataMovementLowerings()))
+            .Concat(DataMovementLowerings())
+            .Concat(IndexingLowerings()))
         {
             if (!all.TryAdd(op, lowering))
             {

@@ -8,7 +8,7 @@ internal sealed partial class GraphCompiler
 {
     private static IEnumerable<(string, OperatorLowering)> ReductionLowerings()
     {
-        foreach (var op in new[] { "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare" })
+        foreach (var op in new[] { "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp" })
         {
             yield return (op, new((c, n, i, a) => c.LowerReduce(n, i, a)));
         }
@@ -51,6 +51,8 @@ internal sealed partial class GraphCompiler
             "ReduceProd" => "prod",
             "ReduceL2" => "l2",
             "ReduceL1" => "l1",
+            "ReduceLogSum" => "logsum",
+            "ReduceLogSumExp" => "logsumexp",
             _ => "sumsquare",
         };
         Kernel(KernelSource.Reduce(St(x), kind, x.Shape, reduced), y.Count, Dev(y), Dev(x));
