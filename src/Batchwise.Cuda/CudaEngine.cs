@@ -113,7 +113,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private readonly SessionConstants _constants = new();
     private readonly BatchAxis _batchAxis;
     private CudnnHandle? _cudnn;
-    private CublasLtObject? _lt;
+    private CublasLtHandle? _lt;
     private TimingCache? _timingCache;
     private readonly bool _useCudaGraph;
     private readonly bool _timedTactics;
@@ -240,7 +240,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
 
-    public CublasLtObject PlanningCublasLt => _lt ??= CublasLt.Create();
+    public CublasLtHandle PlanningCublasLt => _lt ??= CublasLt.Create();
 
     /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
