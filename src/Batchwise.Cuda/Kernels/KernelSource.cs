@@ -10,7 +10,7 @@ namespace Batchwise.Cuda.Kernels;
 /// rank, layout, fused expression), and an argument block with every size and stride. A session compiles each distinct
 /// source once (cached on disk too) and every plan, whatever its shapes, reuses it.
 /// </summary>
-internal static class KernelSource
+internal static partial class KernelSource
 {
     /// <summary>The placeholder for the kernel's name in generated source.</summary>
     public const string Name = "KERNEL_NAME";
@@ -33,6 +33,17 @@ internal static class KernelSource
             __device__ __forceinline__ bw_half(int v) : bw_half((float)v) {}
             __device__ __forceinline__ operator float() const { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
         };
+        struct __align__(2) bw_bf16 {
+            unsigned short bits;
+            __device__ __forceinline__ bw_bf16() {}
+            __device__ __forceinline__ bw_bf16(float f) {
+                unsigned u = __float_as_uint(f);
+                bits = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+            }
+            __device__ __forceinline__ bw_bf16(double f) : bw_bf16((float)f) {}
+            __device__ __forceinline__ bw_bf16(int v) : bw_bf16((float)v) {}
+            __device__ __forceinline__ operator float() const { return __uint_as_float((unsigned)bits << 16); }
+        };
         extern "C" __global__ void bw_gate(volatile int* open)
         {
             unsigned long long start, now;
@@ -48,6 +59,14 @@ internal static class KernelSource
         __device__ __forceinline__ float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
         __device__ __forceinline__ float bw_warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
         __device__ __forceinline__ float bw_warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
+        __device__ __forceinline__ float bw_block_sum(float v, float* shared) {
+            v = bw_warp_sum(v);
+            __syncthreads();
+            if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+            __syncthreads();
+            v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? shared[threadIdx.x & 31] : 0.f;
+            return bw_warp_sum(v);
+        }
 
         """;
 
@@ -66,11 +85,12 @@ internal static class KernelSource
         ElementType.UInt64 => "unsigned long long",
         ElementType.Bool => "bool",
         ElementType.Float16 => "bw_half",
+        ElementType.BFloat16 => "bw_bf16",
         _ => throw new BatchwiseException($"Tensors of {t.ShortName()} are not supported by the cuda engine yet", "Use float32 (fp16 comes with --precision fp16)."),
     };
 
     /// <summary>The type values are computed in: float for half precision (loads convert), the storage type otherwise.</summary>
-    public static ElementType ComputeType(ElementType t) => t == ElementType.Float16 ? ElementType.Float : t;
+    public static ElementType ComputeType(ElementType t) => t is ElementType.Float16 or ElementType.BFloat16 ? ElementType.Float : t;
 
     /// <summary>An unsigned type of the same size, for kernels that only move elements.</summary>
     public static string MoveType(int elementSize) => elementSize switch
@@ -265,7 +285,7 @@ internal static class KernelSource
         }
 
         var store = vector > 1 ? "o[j]" : $"y[{Slot("i")}]";
-        b.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType == ElementType.Float16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
+        b.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType is ElementType.Float16 or ElementType.BFloat16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
         if (vector > 1)
         {
             b.Append("    }\n    *(uint4*)(y + ").Append(Slot("first")).Append(") = out;\n");
@@ -584,7 +604,7 @@ internal static class KernelSource
         return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ data, const {CType(indexType)}* __restrict__ idx, {KernelWriter.ArgsParameter}");
     }
 
-    /// <summary>A reduction over some axes (one thread per output): kind is mean, sum, max, min, prod, l1, l2 or sumsquare.</summary>
+    /// <summary>A reduction over some axes (one thread per output): kind is mean, sum, max, min, prod, l1, l2, sumsquare, logsum or logsumexp.</summary>
     public static KernelCode Reduce(ElementType type, string kind, long[] inShape, bool[] reduced)
     {
         var strides = Strides(inShape);
@@ -616,30 +636,50 @@ internal static class KernelSource
             "prod" => "1",
             _ => "0",
         };
-        b.Append("    ").Append(acc).Append(" acc = ").Append(init).Append(";\n");
-        b.Append("    for (").Append(ix).Append(" j = 0; j < ").Append(redN).Append("; j++) {\n        ").Append(ix).Append(" q = j; ").Append(ix).Append(" off = base;\n");
+        var divs = new Dictionary<int, string>();
+        var strideArgs = new Dictionary<int, string>();
         foreach (var d in red.Reverse())
         {
-            var div = w.Div("r" + d, inShape[d]);
-            var st = w.Size("rs" + d, strides[d]);
-            b.Append("        { ").Append(w.Peel(div, "q", "c")).Append(" off += c * ").Append(st).Append("; }\n");
+            divs[d] = w.Div("r" + d, inShape[d]);
+            strideArgs[d] = w.Size("rs" + d, strides[d]);
         }
 
-        b.Append("        const ").Append(acc).Append(" v = (").Append(acc).Append(")x[off];\n");
-        b.Append(kind switch
+        void Loop(string body)
+        {
+            b.Append("    for (").Append(ix).Append(" j = 0; j < ").Append(redN).Append("; j++) {\n        ").Append(ix).Append(" q = j; ").Append(ix).Append(" off = base;\n");
+            foreach (var d in red.Reverse())
+            {
+                b.Append("        { ").Append(w.Peel(divs[d], "q", "c")).Append(" off += c * ").Append(strideArgs[d]).Append("; }\n");
+            }
+
+            b.Append("        const ").Append(acc).Append(" v = (").Append(acc).Append(")x[off];\n").Append(body).Append("    }\n");
+        }
+
+        if (kind == "logsumexp")
+        {
+            // Shifted by the maximum so large inputs do not overflow.
+            b.Append("    ").Append(acc).Append(" m = ").Append(F(double.NegativeInfinity, type == ElementType.Double ? type : ElementType.Float)).Append(";\n");
+            Loop("        m = v > m ? v : m;\n");
+            b.Append("    if (isinf(m)) m = 0;\n");
+        }
+
+        b.Append("    ").Append(acc).Append(" acc = ").Append(init).Append(";\n");
+        Loop(kind switch
         {
             "max" => "        acc = v > acc ? v : acc;\n",
             "min" => "        acc = v < acc ? v : acc;\n",
             "prod" => "        acc *= v;\n",
             "l1" => "        acc += v < 0 ? -v : v;\n",
             "l2" or "sumsquare" => "        acc += v * v;\n",
+            "logsumexp" => type == ElementType.Double ? "        acc += exp(v - m);\n" : "        acc += expf(v - m);\n",
             _ => "        acc += v;\n",
         });
-        b.Append("    }\n");
         var result = kind switch
         {
             "mean" => $"acc / ({acc}){redN}",
             "l2" => type == ElementType.Double ? "sqrt(acc)" : "sqrtf(acc)",
+            "logsum" => type == ElementType.Double ? "log(acc)" : "logf(acc)",
+            "logsumexp" => type == ElementType.Double ? "m + log(acc)" : "m + logf(acc)",
             _ => "acc",
         };
         b.Append("    y[i] = (").Append(ct).Append(")(").Append(result).Append(");\n");

@@ -145,28 +145,28 @@ internal sealed class KernelStep : PlanStep
 /// <summary>A convolution through cuDNN, with the bias added by cudnnAddTensor.</summary>
 internal sealed class ConvStep : PlanStep, IDisposable
 {
-    public ConvStep(string node, int x, int w, int bias, int y, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, CudnnDescriptor? biasDesc, int algo, long workspaceBytes)
+    public ConvStep(string node, int x, int w, int bias, int y, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, CudnnTensorDescriptor? biasDesc, int algo, long workspaceBytes)
         : base(node, [x, w, bias, y])
     {
         (XDesc, WDesc, ConvDesc, YDesc, BiasDesc, Algo, WorkspaceBytes) = (xDesc, wDesc, convDesc, yDesc, biasDesc, algo, workspaceBytes);
     }
 
-    public CudnnDescriptor XDesc { get; }
+    public CudnnTensorDescriptor XDesc { get; }
 
-    public CudnnDescriptor WDesc { get; }
+    public CudnnFilterDescriptor WDesc { get; }
 
-    public CudnnDescriptor ConvDesc { get; }
+    public CudnnConvolutionDescriptor ConvDesc { get; }
 
-    public CudnnDescriptor YDesc { get; }
+    public CudnnTensorDescriptor YDesc { get; }
 
-    public CudnnDescriptor? BiasDesc { get; }
+    public CudnnTensorDescriptor? BiasDesc { get; }
 
     public int Algo { get; }
 
     public long WorkspaceBytes { get; }
 
     /// <summary>With an activation: one fused cudnnConvolutionBiasActivationForward (bias required).</summary>
-    public CudnnDescriptor? Activation { get; init; }
+    public CudnnActivationDescriptor? Activation { get; init; }
 
     /// <summary>The buffer added before the activation (a residual connection), or -1.</summary>
     public int Residual { get; init; } = -1;
@@ -207,7 +207,7 @@ internal sealed class MatmulStep : PlanStep, IDisposable
 {
     private readonly IntPtr _algo;
 
-    public unsafe MatmulStep(string node, int a, int b, int d, CublasLtObject desc, CublasLtObject aLayout, CublasLtObject bLayout, CublasLtObject dLayout, CublasLt.HeuristicResult algo, float alpha, float beta)
+    public unsafe MatmulStep(string node, int a, int b, int d, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout aLayout, CublasLtMatrixLayout bLayout, CublasLtMatrixLayout dLayout, CublasLt.HeuristicResult algo, float alpha, float beta)
         : base(node, [a, b, d])
     {
         (Desc, ALayout, BLayout, DLayout, Alpha, Beta) = (desc, aLayout, bLayout, dLayout, alpha, beta);
@@ -216,13 +216,13 @@ internal sealed class MatmulStep : PlanStep, IDisposable
         WorkspaceBytes = (long)algo.WorkspaceSize;
     }
 
-    public CublasLtObject Desc { get; }
+    public CublasLtMatmulDescriptor Desc { get; }
 
-    public CublasLtObject ALayout { get; }
+    public CublasLtMatrixLayout ALayout { get; }
 
-    public CublasLtObject BLayout { get; }
+    public CublasLtMatrixLayout BLayout { get; }
 
-    public CublasLtObject DLayout { get; }
+    public CublasLtMatrixLayout DLayout { get; }
 
     public float Alpha { get; }
 
@@ -286,7 +286,7 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>The compiled gate kernel (<see cref="Kernels.KernelSource.GateKernel"/>) profiling holds the stream with.</summary>
     public IntPtr Gate { get; set; }
 
-    public bool UsesCudnn => Steps.Any(s => s is ConvStep);
+    public bool UsesCudnn => Steps.Any(s => s is ConvStep or ConvTransposeStep);
 
     public bool UsesCublasLt => Steps.Any(s => s is MatmulStep);
 
@@ -341,7 +341,33 @@ internal sealed class ExecutionSlot : IDisposable
 
     public CudnnHandle? Cudnn { get; private set; }
 
-    public CublasLtObject? CublasLt { get; private set; }
+    public CublasLtHandle? CublasLt { get; private set; }
+
+    private PinnedHostMemory? _stagedInputs;
+    private PinnedHostMemory? _stagedOutputs;
+
+    /// <summary>
+    /// Page-locked blocks for staged runs (one for inputs, one for outputs), grown to the largest run seen: a server
+    /// writes request rows here and copies to the device start from here, with no staging copy in between.
+    /// </summary>
+    public (IntPtr Inputs, IntPtr Outputs) Staging(long inputBytes, long outputBytes)
+    {
+        if (_stagedInputs is null || _stagedInputs.Bytes < inputBytes)
+        {
+            _stagedInputs?.Dispose();
+            _stagedInputs = null;
+            _stagedInputs = CudaDriver.AllocatePinned(Math.Max(inputBytes, 1));
+        }
+
+        if (_stagedOutputs is null || _stagedOutputs.Bytes < outputBytes)
+        {
+            _stagedOutputs?.Dispose();
+            _stagedOutputs = null;
+            _stagedOutputs = CudaDriver.AllocatePinned(Math.Max(outputBytes, 1));
+        }
+
+        return (_stagedInputs.DangerousGetHandle(), _stagedOutputs.DangerousGetHandle());
+    }
 
     /// <summary>The context of <paramref name="plan"/> on this slot, made (and the arena grown) on first use.</summary>
     /// <param name="plan">The plan to run.</param>
@@ -406,6 +432,8 @@ internal sealed class ExecutionSlot : IDisposable
         _contexts.Clear();
         Cudnn?.Dispose();
         CublasLt?.Dispose();
+        _stagedInputs?.Dispose();
+        _stagedOutputs?.Dispose();
         _arena?.Dispose();
         _workspace?.Dispose();
         Start.Dispose();
@@ -469,7 +497,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
     public CudnnHandle Cudnn => _slot.Cudnn!;
 
-    public CublasLtObject CublasLt => _slot.CublasLt!;
+    public CublasLtHandle CublasLt => _slot.CublasLt!;
 
     public ulong Workspace => _slot.Workspace;
 
@@ -518,6 +546,13 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                 GraphProblem = e.Message;
             }
         }
+    }
+
+    /// <summary>Enqueues one run of the plan on the slot's stream (capturing the CUDA graph first when it is due), without waiting.</summary>
+    public void Enqueue()
+    {
+        CaptureIfDue();
+        EnqueuePlan();
     }
 
     /// <summary>Enqueues one run of the plan: the graph replayed, or the steps one by one.</summary>

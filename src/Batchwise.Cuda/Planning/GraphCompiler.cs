@@ -15,7 +15,7 @@ internal interface IPlanTarget
 
     CudnnHandle PlanningCudnn { get; }
 
-    CublasLtObject PlanningCublasLt { get; }
+    CublasLtHandle PlanningCublasLt { get; }
 
     /// <summary>Float32 as given, or float16 storage with float32 accumulation (tensor cores).</summary>
     Precision Precision => Precision.Fp32;

@@ -25,6 +25,40 @@ internal static class ConvolutionOperators
             .Host(c => [Conv(c, c.In(0), c.In(1), c.Optional(2), c.In(0).Type)], eager: false)
             .Costs(OpCategory.Gemm, ConvCost);
 
+        yield return Define("ConvTranspose", [1, 11, 22])
+            .WithAttributes([.. ConvAttributes, Attribute.Ints("output_padding"), Attribute.Ints("output_shape")])
+            .Shape(c =>
+            {
+                var (x, w) = (c.In(0), c.In(1));
+                if (x.Shape.Length < 3 || w.Shape.Length != x.Shape.Length)
+                {
+                    throw c.Fail($"input rank {x.Shape.Length} and weight rank {w.Shape.Length} do not make a transposed convolution");
+                }
+
+                var n = x.Shape.Length - 2;
+                var kernel = c.Ints("kernel_shape") ?? [.. w.Shape.Skip(2).Select(d => d.IsConcrete ? d.Value : throw c.Fail("the kernel size is symbolic"))];
+                DimExpr[] spatial;
+                if (x.Shape.Skip(2).All(d => d.IsConcrete))
+                {
+                    spatial = [.. TransposedGeometry(c.Attributes, [.. x.Shape.Skip(2).Select(d => d.Value)], kernel).Output.Select(DimExpr.Of)];
+                }
+                else
+                {
+                    var strides = c.Ints("strides") ?? [.. Enumerable.Repeat(1L, n)];
+                    spatial = [.. x.Shape.Skip(2).Select((d, i) => strides[i] == 1 && kernel[i] == 1 && c.Ints("pads") is null ? d : DimExpr.Symbol($"(convtranspose({d}))"))];
+                }
+
+                return [new SymbolicValue(x.Type, [x.Shape[0], w.Shape[1] * DimExpr.Of(c.Int("group")), .. spatial])];
+            })
+            .Host(ConvTranspose, eager: false)
+            .Costs(OpCategory.Gemm, c =>
+            {
+                var (x, w) = (c.InputShape(0), c.InputShape(1));
+                var groups = c.Attributes.Int("group", 1);
+                var gemm = new GemmShape(M: w[1] * groups, N: x[0] * CostContext.Count(x.Skip(2)), K: w[0] / groups * CostContext.Count(w.Skip(2)), Groups: groups);
+                return new OperatorWork((2 * gemm.Macs) + (c.Has(2) ? c.OutputElements : 0), gemm);
+            });
+
         yield return Define("MaxPool", [1, 8, 10, 11, 12, 22])
             .WithAttributes(
                 Attribute.String("auto_pad", "NOTSET"),
@@ -246,6 +280,98 @@ internal static class ConvolutionOperators
         return outType.IsFloatingPoint()
             ? HostTensor.OfFloats(outType, outShape, [.. result.Select(v => HostTensor.Round(outType, v))])
             : HostTensor.OfInts(outType, outShape, [.. result.Select(v => HostTensor.Wrap(outType, (long)v))]);
+    }
+
+    /// <summary>A transposed convolution's output size and begin padding per spatial axis (output_shape, auto_pad, pads).</summary>
+    internal static (long[] Output, long[] Begin) TransposedGeometry(NodeAttributes a, long[] input, long[] kernel)
+    {
+        var n = input.Length;
+        var strides = a.Ints("strides") ?? [.. Enumerable.Repeat(1L, n)];
+        var dilations = a.Ints("dilations") ?? [.. Enumerable.Repeat(1L, n)];
+        var outputPadding = a.Ints("output_padding") ?? new long[n];
+        var pads = a.Ints("pads") ?? new long[2 * n];
+        var autoPad = a.String("auto_pad", "NOTSET");
+        var requested = a.Ints("output_shape") is { } os ? os[^n..] : null;
+        var output = new long[n];
+        var begin = new long[n];
+        for (var i = 0; i < n; i++)
+        {
+            var full = (strides[i] * (input[i] - 1)) + outputPadding[i] + ((kernel[i] - 1) * dilations[i]) + 1;
+            if (requested is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
+            {
+                output[i] = requested?[i] ?? input[i] * strides[i];
+                var total = full - output[i];
+                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
+            }
+            else
+            {
+                var (b, e) = autoPad == "VALID" ? (0L, 0L) : (pads[i], pads[i + n]);
+                output[i] = full - b - e;
+                begin[i] = b;
+            }
+        }
+
+        return (output, begin);
+    }
+
+    private static HostTensor[] ConvTranspose(EvaluationContext c)
+    {
+        var (x, w, bias) = (c.In(0), c.In(1), c.Optional(2));
+        var n = x.Shape.Length - 2;
+        var kernel = c.Ints("kernel_shape") ?? w.Shape[2..];
+        var strides = c.Ints("strides") ?? [.. Enumerable.Repeat(1L, n)];
+        var dilations = c.Ints("dilations") ?? [.. Enumerable.Repeat(1L, n)];
+        var (outSpatial, begin) = TransposedGeometry(c.Attributes, x.Shape[2..], kernel);
+        var group = c.Int("group");
+        var (batch, inChannels) = (x.Shape[0], x.Shape[1]);
+        var perGroupIn = inChannels / group;
+        var perGroupOut = w.Shape[1];
+        var outChannels = perGroupOut * group;
+        var inSpatial = x.Shape[2..];
+        var inCount = TensorMath.Product(inSpatial);
+        var outCount = TensorMath.Product(outSpatial);
+        var kernelCount = TensorMath.Product(kernel);
+        var outStrides = TensorMath.Strides(outSpatial);
+        var result = new double[batch * outChannels * outCount];
+        var position = new long[n];
+        var tap = new long[n];
+        for (long b = 0; b < batch; b++)
+        {
+            for (long ic = 0; ic < inChannels; ic++)
+            {
+                var g = ic / perGroupIn;
+                for (long p = 0; p < inCount; p++)
+                {
+                    Unravel(p, inSpatial, position);
+                    var v = x[(((b * inChannels) + ic) * inCount) + p];
+                    for (long k = 0; k < kernelCount; k++)
+                    {
+                        Unravel(k, kernel, tap);
+                        long offset = 0;
+                        var inside = true;
+                        for (var d = 0; d < n && inside; d++)
+                        {
+                            var o = (position[d] * strides[d]) + (tap[d] * dilations[d]) - begin[d];
+                            inside = o >= 0 && o < outSpatial[d];
+                            offset += o * outStrides[d];
+                        }
+
+                        if (!inside)
+                        {
+                            continue;
+                        }
+
+                        for (long oc = 0; oc < perGroupOut; oc++)
+                        {
+                            var channel = (g * perGroupOut) + oc;
+                            result[(((b * outChannels) + channel) * outCount) + offset] += v * w[(((ic * perGroupOut) + oc) * kernelCount) + k];
+                        }
+                    }
+                }
+            }
+        }
+
+        return [HostTensor.Create(x.Type, c.OutputShape(0), i => result[i] + (bias is null ? 0 : bias[i / outCount % outChannels]))];
     }
 
     private static HostTensor[] Pool(EvaluationContext c, bool max)

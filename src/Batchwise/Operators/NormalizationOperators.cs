@@ -91,8 +91,72 @@ internal static class NormalizationOperators
             }, eager: false)
             .Costs(OpCategory.Normalization, c => new OperatorWork(8 * c.OutputElements));
 
+        yield return Define("InstanceNormalization", [1, 6, 22])
+            .WithAttributes(Attribute.Ints("consumed_inputs", until: 5), Attribute.Float("epsilon", 1e-05f))
+            .Shape(c => [c.In(0).ShapeOnly])
+            .Host(c =>
+            {
+                var (x, scale, bias) = (c.In(0), c.In(1), c.In(2));
+                var channels = x.Shape[1];
+                var inner = TensorMath.Product(x.Shape.Skip(2));
+                return [Normalize(x, x.Count / inner, inner, c.Float("epsilon"), (row, _) => (scale[row % channels], bias[row % channels]))];
+            }, eager: false)
+            .Costs(OpCategory.Normalization, c => new OperatorWork(8 * c.OutputElements));
+
+        yield return Define("GroupNormalization", [18, 21])
+            .WithAttributes(Attribute.Float("epsilon", 1e-05f), Attribute.Int("num_groups", required: true), Attribute.Int("stash_type", 1, since: 21))
+            .Shape(c => [c.In(0).ShapeOnly])
+            .Host(c =>
+            {
+                var (x, scale, bias) = (c.In(0), c.In(1), c.In(2));
+                var groups = c.Int("num_groups");
+                var channels = x.Shape[1];
+                var spatial = TensorMath.Product(x.Shape.Skip(2));
+                var perGroup = channels / groups * spatial;
+
+                // Opset 18 scales each group; opset 21 each channel.
+                return [Normalize(x, x.Count / perGroup, perGroup, c.Float("epsilon"), (row, j) =>
+                {
+                    var channel = (row % groups * (channels / groups)) + (j / spatial);
+                    var k = scale.Count == channels ? channel : row % groups;
+                    return (scale[k], bias[k]);
+                })];
+            }, eager: false)
+            .Costs(OpCategory.Normalization, c => new OperatorWork(8 * c.OutputElements));
+
         yield return Softmax(Define("Softmax", [1, 11, 13]), log: false);
         yield return Softmax(Define("LogSoftmax", [1, 11, 13]), log: true);
+    }
+
+    /// <summary>Normalises each of <paramref name="rows"/> runs of <paramref name="cols"/> elements, then scales and shifts by (row, column).</summary>
+    private static HostTensor Normalize(HostTensor x, long rows, long cols, double epsilon, Func<long, long, (double Scale, double Bias)> affine)
+    {
+        var y = new double[x.Count];
+        for (long r = 0; r < rows; r++)
+        {
+            double sum = 0;
+            for (long j = 0; j < cols; j++)
+            {
+                sum += x[(r * cols) + j];
+            }
+
+            var mean = sum / cols;
+            double variance = 0;
+            for (long j = 0; j < cols; j++)
+            {
+                var d = x[(r * cols) + j] - mean;
+                variance += d * d;
+            }
+
+            var inv = 1 / Math.Sqrt((variance / cols) + epsilon);
+            for (long j = 0; j < cols; j++)
+            {
+                var (scale, bias) = affine(r, j);
+                y[(r * cols) + j] = ((x[(r * cols) + j] - mean) * inv * scale) + bias;
+            }
+        }
+
+        return HostTensor.Create(x.Type, x.Shape, i => y[i]);
     }
 
     private static long Offset(long[] position, long[] strides)

@@ -37,7 +37,8 @@ public static class OperatorRegistry
             .Concat(MatrixOperators.Records())
             .Concat(NormalizationOperators.Records())
             .Concat(ReductionOperators.Records())
-            .Concat(IndexingOperators.Records()))
+            .Concat(IndexingOperators.Records())
+            .Concat(QuantizationOperators.Records()))
         {
             if (!all.TryAdd((s.Domain, s.OpType), s))
             {

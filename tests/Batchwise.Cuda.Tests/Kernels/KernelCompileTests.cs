@@ -53,6 +53,18 @@ public sealed class KernelCompileTests
                 yield return KernelSource.Pad(t, [2, 3, 4], [2, 5, 6], [0, 1, 1], mode, 0.5);
             }
 
+            yield return KernelSource.Reduce(t, "logsum", [2, 3, 4], [false, true, false]);
+            yield return KernelSource.Reduce(t, "logsumexp", [2, 3, 4], [true, true, true]);
+            yield return KernelSource.ScatterElements(t, ElementType.Int64, [4, 5], [2, 5], 0, "none");
+            yield return KernelSource.ScatterElements(t, ElementType.Int32, [4, 5], [2, 5], 1, "add");
+            yield return KernelSource.ScatterND(t, ElementType.Int64, [4, 5, 6], 3, 2, "mul");
+            yield return KernelSource.ScatterND(t, ElementType.Int64, [4, 5, 6], 3, 1, "none");
+            yield return KernelSource.CumSum(t, 2, 10, 3, exclusive: true, reverse: true);
+            yield return KernelSource.CumSum(t, 2, 10, 3, exclusive: false, reverse: false);
+            yield return KernelSource.ArgExtreme(t, 2, 10, 3, max: true, selectLast: true);
+            yield return KernelSource.TopK(t, 2, 100, 3, 5, largest: false);
+            yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: true);
+            yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: false);
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");
@@ -68,6 +80,36 @@ public sealed class KernelCompileTests
         yield return KernelSource.Gather(2, ElementType.Int32, 2, 10, 3, 4);
         yield return KernelSource.Reduce(ElementType.Int64, "sum", [2, 3], [false, true]);
         yield return KernelSource.Elementwise(ElementType.Bool, [ElementType.Int64, ElementType.Int64], [5], [[5], [1]], "x0 < x1");
+        foreach (var op in new[] { "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Shrink", "IsNaN", "IsInf" })
+        {
+            foreach (var t in new[] { ElementType.Float, ElementType.Float16, ElementType.Double })
+            {
+                var compute = KernelSource.ComputeType(t);
+                var outType = ElementwiseOps.OutputType(op, [t]);
+                yield return KernelSource.Elementwise(outType, [t], [6], [[6]], ElementwiseOps.Expression(op, [compute], (_, d) => d));
+            }
+        }
+
+        foreach (var op in new[] { "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift" })
+        {
+            foreach (var t in new[] { ElementType.UInt8, ElementType.Int32, ElementType.UInt64 })
+            {
+                yield return KernelSource.Elementwise(t, [t, t], [6], [[6], [1]], ElementwiseOps.Expression(op, [t, t], (_, d) => d, op == "BitShift" ? "RIGHT" : null));
+            }
+        }
+
+        yield return KernelSource.Elementwise(ElementType.Int16, [ElementType.Int16], [6], [[6]], ElementwiseOps.Expression("BitwiseNot", [ElementType.Int16], (_, d) => d));
+        yield return KernelSource.Elementwise(ElementType.BFloat16, [ElementType.Float], [8], [[8]], "x0");
+        yield return KernelSource.Elementwise(ElementType.Float, [ElementType.BFloat16], [8], [[8]], "x0", null, 4);
+        yield return KernelSource.GatherElements(4, ElementType.Int64, [3, 4, 5], [3, 2, 5], 1);
+        yield return KernelSource.GatherND(2, ElementType.Int64, [2, 3, 4, 5], 2, 6, 1, 2);
+        yield return KernelSource.ArgExtreme(ElementType.Int64, 2, 10, 3, max: false, selectLast: false);
+        yield return KernelSource.CumSum(ElementType.Int32, 2, 10, 3, exclusive: false, reverse: true);
+        yield return KernelSource.TopK(ElementType.Int64, 2, 100, 3, 5, largest: true);
+        yield return KernelSource.OneHot(4, ElementType.Int64, 3, 10, 2);
+        yield return KernelSource.OneHot(2, ElementType.Float, 3, 10, 2);
+        yield return KernelSource.Trilu(2, 60, 4, 5, -1, upper: false);
+        yield return KernelSource.Trilu(8, 60, 4, 5, 2, upper: true);
     }
 
     [Fact]

@@ -20,7 +20,7 @@ public sealed class GraphCompilerTests
 
         public CudnnHandle PlanningCudnn => throw new InvalidOperationException("no GPU in this test");
 
-        public CublasLtObject PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
+        public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
     }
 
     private static ExecutionPlan Compile(OnnxModel model, params Tensor[] inputs) => Compile(Precision.Fp32, model, inputs);

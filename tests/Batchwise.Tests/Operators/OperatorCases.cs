@@ -162,6 +162,8 @@ public static class OperatorCases
         yield return C("Range-int64", "Range", [Scalar(ElementType.Int64, 10), Scalar(ElementType.Int64, 1), Scalar(ElementType.Int64, -3)]);
         yield return C("Cast-to-int32", "Cast", [F(-5, 5, S)], [A("to", (long)ElementType.Int32)]);
         yield return C("Cast-to-float16", "Cast", [F(-5, 5, S)], [A("to", (long)ElementType.Float16)]);
+        yield return C("Cast-to-bfloat16", "Cast", [F(-5, 5, S)], [A("to", (long)ElementType.BFloat16)]);
+        yield return C("Cast-bfloat16-to-float", "Cast", [Random(ElementType.BFloat16, S, -5, 5)], [A("to", (long)ElementType.Float)]);
         yield return C("Cast-to-bool", "Cast", [Values(ElementType.Float, [4], 0, 0.5, -1, 0)], [A("to", (long)ElementType.Bool)]);
         yield return C("Cast-int64-to-float", "Cast", [Random(ElementType.Int64, S, -100, 100)], [A("to", (long)ElementType.Float)]);
         yield return C("CastLike", "CastLike", [F(-5, 5, S), I64(1)]);
@@ -253,6 +255,27 @@ public static class OperatorCases
         yield return C("ArgMax", "ArgMax", [F(3, 4)], [A("axis", 1L), A("keepdims", 0L)]);
         yield return C("ArgMin", "ArgMin", [F(3, 4)]);
         yield return C("ArgMax-last", "ArgMax", [Values(ElementType.Float, [2, 3], 1, 3, 3, 2, 2, 0)], [A("axis", 1L), A("select_last_index", 1L)]);
+
+        // ---- transposed convolution, instance and group normalization ----
+        yield return C("ConvTranspose", "ConvTranspose", [F(1, 4, 3, 4), F(4, 3, 3, 2), F(6)], [Ints("strides", 2, 1), Ints("pads", 1, 0, 0, 1), Ints("output_padding", 1, 0), A("group", 2L)]);
+        yield return C("ConvTranspose-dilated", "ConvTranspose", [F(2, 2, 3, 3), F(2, 3, 2, 2)], [Ints("dilations", 2, 1), Ints("strides", 2, 2)]);
+        yield return C("ConvTranspose-output-shape", "ConvTranspose", [F(1, 2, 3, 3), F(2, 2, 3, 3)], [Ints("strides", 2, 2), Ints("output_shape", 6, 7)]);
+        yield return C("ConvTranspose-same", "ConvTranspose", [F(1, 2, 3, 3), F(2, 2, 3, 3)], [Ints("strides", 2, 2), A("auto_pad", "SAME_UPPER")]);
+        yield return C("ConvTranspose-1d", "ConvTranspose", [F(1, 3, 5), F(3, 2, 4)], [Ints("strides", 3)]);
+        yield return C("InstanceNormalization", "InstanceNormalization", [F(2, 3, 4, 5), F(3), F(3)]);
+        yield return C("GroupNormalization", "GroupNormalization", [F(2, 6, 4, 5), F(6), F(6)], [A("num_groups", 3L)], opset: 21);
+
+        // ---- quantization (int8 weights in 7 bits: ONNX Runtime's AVX2 u8*s8 kernels saturate int16 pairs otherwise) ----
+        yield return C("QuantizeLinear", "QuantizeLinear", [F(-3, 3, S), Scalar(ElementType.Float, 0.05), Scalar(ElementType.UInt8, 128)]);
+        yield return C("QuantizeLinear-int8-per-axis", "QuantizeLinear", [F(-3, 3, S), Values(ElementType.Float, [3], 0.02, 0.05, 0.1), Values(ElementType.Int8, [3], 0, -3, 5)]);
+        yield return C("QuantizeLinear-no-zero-point", "QuantizeLinear", [F(-3, 3, S), Scalar(ElementType.Float, 0.05)], opset: 13);
+        yield return C("DequantizeLinear", "DequantizeLinear", [Random(ElementType.UInt8, S, 0, 255), Scalar(ElementType.Float, 0.05), Scalar(ElementType.UInt8, 128)]);
+        yield return C("DequantizeLinear-per-axis", "DequantizeLinear", [Random(ElementType.Int8, S, -128, 127), Values(ElementType.Float, [4], 0.02, 0.05, 0.1, 1)], [A("axis", -1L)]);
+        yield return C("DynamicQuantizeLinear", "DynamicQuantizeLinear", [F(-1, 3, S)], outputs: 3);
+        yield return C("ConvInteger", "ConvInteger", [Random(ElementType.UInt8, [1, 2, 5, 5], 0, 255), Random(ElementType.UInt8, [3, 2, 3, 3], 0, 255), Scalar(ElementType.UInt8, 120), Scalar(ElementType.UInt8, 128)], [Ints("pads", 1, 1, 1, 1)]);
+        yield return C("MatMulInteger", "MatMulInteger", [Random(ElementType.UInt8, [2, 3, 4], 0, 255), Random(ElementType.Int8, [4, 5], -64, 63), Scalar(ElementType.UInt8, 100), Scalar(ElementType.Int8, 3)]);
+        yield return C("QLinearConv", "QLinearConv", [Random(ElementType.UInt8, [1, 2, 5, 5], 0, 255), Scalar(ElementType.Float, 0.02), Scalar(ElementType.UInt8, 120), Random(ElementType.Int8, [3, 2, 3, 3], -64, 63), Values(ElementType.Float, [3], 0.01, 0.02, 0.03), Values(ElementType.Int8, [3], 0, 0, 0), Scalar(ElementType.Float, 0.5), Scalar(ElementType.UInt8, 128), Random(ElementType.Int32, [3], -500, 500)]);
+        yield return C("QLinearMatMul", "QLinearMatMul", [Random(ElementType.UInt8, [2, 3], 0, 255), Scalar(ElementType.Float, 0.02), Scalar(ElementType.UInt8, 120), Random(ElementType.UInt8, [3, 4], 0, 255), Scalar(ElementType.Float, 0.03), Scalar(ElementType.UInt8, 130), Scalar(ElementType.Float, 0.1), Scalar(ElementType.UInt8, 128)]);
 
         // ---- reductions ----
         yield return C("ReduceMean-13", "ReduceMean", [F(S)], [Ints("axes", 1), A("keepdims", 0L)], opset: 13);
