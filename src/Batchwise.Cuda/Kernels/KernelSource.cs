@@ -785,8 +785,12 @@ internal static partial class KernelSource
     /// borders as ONNX Runtime does. Window sizes, strides and dilations (attributes) are part of the kernel; sizes and
     /// pads are arguments.
     /// </summary>
-    /// <remarks>With <paramref name="channelsLast"/> the tensor is stored [N, spatial..., C] with <paramref name="channels"/> channels (nc = N * C either way).</remarks>
-    public static KernelCode Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1)
+    /// <remarks>
+    /// With <paramref name="channelsLast"/> the tensor is stored [N, spatial..., C] with <paramref name="channels"/> channels
+    /// (nc = N * C either way). With <paramref name="indices"/> (max, NCHW) each maximum's flat index into the input is
+    /// written too (ONNX's Indices output; the first of equal maxima).
+    /// </remarks>
+    public static KernelCode Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1, bool indices = false)
     {
         var r = inSpatial.Length;
         var ct = CType(type);
@@ -825,6 +829,11 @@ internal static partial class KernelSource
         }
 
         b.Append(max ? "    float acc = -1.f / 0.f;\n" : "    float acc = 0.f; int cnt = 0;\n");
+        if (indices)
+        {
+            b.Append("    i64 at = 0;\n");
+        }
+
         var indent = "    ";
         for (var d = 0; d < r; d++)
         {
@@ -836,7 +845,7 @@ internal static partial class KernelSource
 
         var offset = string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {strideArgs[d]}"));
         b.Append(indent).Append("const float v = (float)xp[").Append(offset).Append("];\n");
-        b.Append(indent).Append(max ? "acc = v > acc ? v : acc;\n" : "acc += v; cnt++;\n");
+        b.Append(indent).Append(max ? (indices ? $"if (v > acc) {{ acc = v; at = (i64)r_ * {plane} + {offset}; }}\n" : "acc = v > acc ? v : acc;\n") : "acc += v; cnt++;\n");
         for (var d = r - 1; d >= 0; d--)
         {
             indent = indent[..^4];
@@ -858,6 +867,12 @@ internal static partial class KernelSource
         }
 
         b.Append("    y[i] = (").Append(ct).Append(")acc;\n");
+        if (indices)
+        {
+            b.Append("    ind[i] = at;\n");
+            return w.Build($"{ct}* __restrict__ y, long long* __restrict__ ind, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
+        }
+
         return w.Build($"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 

@@ -108,8 +108,8 @@ public sealed class KernelCompileTests
         yield return KernelSource.TopK(ElementType.Int64, 2, 100, 3, 5, largest: true);
         yield return KernelSource.OneHot(4, ElementType.Int64, 3, 10, 2);
         yield return KernelSource.OneHot(2, ElementType.Float, 3, 10, 2);
-        yield return KernelSource.Trilu(2, 60, 4, 5, -1, upper: false);
-        yield return KernelSource.Trilu(8, 60, 4, 5, 2, upper: true);
+        yield return KernelSource.Trilu(2, 60, 4, 5, upper: false);
+        yield return KernelSource.Trilu(8, 60, 4, 5, upper: true);
     }
 
     [Fact]
