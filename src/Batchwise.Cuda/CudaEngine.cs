@@ -39,6 +39,13 @@ public sealed class CudaEngine : IEngine
     }
 
     /// <inheritdoc/>
+    public EngineOptions Effective(OnnxModel model, EngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.SavedEngine is { } path ? SavedEngine.Read(path, options).Apply(options) : options;
+    }
+
+    /// <inheritdoc/>
     public IEngineSession Load(OnnxModel model, EngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -88,7 +95,7 @@ public sealed class CudaEngine : IEngine
 /// a pool, so plans share arenas; a plan's build makes only runs that need that plan wait, never the others. With batch
 /// profiles a batch between two profiles runs padded to the next, at once.
 /// </summary>
-internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
+internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IStagedExecution
 {
     private readonly OnnxModel _model;
     private readonly PrimaryContext _context;
@@ -296,41 +303,17 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
         }
 
         _context.MakeCurrent();
-        for (var i = 0; i < inputs.Count; i++)
-        {
-            if (ShapeProfiles.TryGetValue(Inputs[i].Name, out var sp) && sp.Check(inputs[i].Shape, _batchAxis.IsBatchable) is { } why)
-            {
-                throw new BatchwiseException(why, "Resize or pad the input onto the profile's grid, or build with a wider --shape-profile.");
-            }
-        }
+        CheckShapeProfiles([.. inputs.Select(t => t.Shape)]);
 
         var rows = -1;
-        if (ProfileFor(inputs) is { } profile)
+        if (ProfileFor([.. inputs.Select(t => t.Shape)]) is { } profile)
         {
             rows = (int)inputs[0].Shape[0];
             inputs = PadRows(inputs, profile);
         }
 
-        var plan = PlanFor(inputs);
-        if (!_idleSlots.TryTake(out var slot))
-        {
-            slot = new ExecutionSlot();
-            lock (_allSlots)
-            {
-                _allSlots.Add(slot);
-            }
-        }
-
-        try
-        {
-            var context = slot.ContextFor(plan, _useCudaGraph, Interlocked.Read(ref _largestArena));
-            return new CudaPreparedRun(this, plan, slot, context, inputs, rows);
-        }
-        catch
-        {
-            _idleSlots.Add(slot);
-            throw;
-        }
+        var plan = PlanFor(ShapeKey(inputs), () => inputs);
+        return OnSlot(plan, (slot, context) => new CudaPreparedRun(this, plan, slot, context, inputs, rows));
     }
 
     /// <inheritdoc/>
@@ -386,27 +369,96 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
     }
 
     /// <summary>The profile a batch runs padded to, or null when it runs at its own size.</summary>
-    private int? ProfileFor(IReadOnlyList<Tensor> inputs)
+    private int? ProfileFor(IReadOnlyList<long[]> shapes)
     {
-        if (BatchProfiles.Count == 0 || inputs.Count == 0 || inputs.Select((t, i) => _hostInputs.Contains(Inputs[i].Name) || t.Shape.Length == 0).Any(bad => bad))
+        if (BatchProfiles.Count == 0 || shapes.Count == 0 || _hostInputs.Count > 0 || shapes.Any(s => s.Length == 0))
         {
             return null;
         }
 
-        var batch = inputs[0].Shape[0];
-        if (inputs.Any(t => t.Shape[0] != batch) || BatchProfiles.Contains((int)batch) || batch > BatchProfiles[^1])
+        var batch = shapes[0][0];
+        if (shapes.Any(s => s[0] != batch) || BatchProfiles.Contains((int)batch) || batch > BatchProfiles[^1])
         {
             return null;
         }
 
         // An exact plan built earlier (a profile-less run, or a saved one) is used as it is.
-        var exactKey = ShapeKey(inputs);
-        if (_plans.TryGetValue(exactKey, out var exact) && exact.IsValueCreated)
+        if (_plans.TryGetValue(ShapeKeyOf(shapes), out var exact) && exact.IsValueCreated)
         {
             return null;
         }
 
         return BatchProfiles.First(p => p >= batch);
+    }
+
+    /// <summary>The plan key of inputs of these shapes (for models whose inputs give no host values).</summary>
+    private string ShapeKeyOf(IReadOnlyList<long[]> shapes) =>
+        string.Join(";", shapes.Select((s, i) => Inputs[i].Name + ":" + Inputs[i].ElementType.ShortName() + Tensor.ShapeText(s)));
+
+    /// <inheritdoc/>
+    public IStagedRun Stage(IReadOnlyList<long[]> inputShapes)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(inputShapes);
+        if (_hostInputs.Count > 0)
+        {
+            // Inputs whose values decide the plan (a shape given as a tensor) go through the ordinary path.
+            return new ManagedStagedRun(this, inputShapes);
+        }
+
+        if (inputShapes.Count != Inputs.Count)
+        {
+            throw new BatchwiseException($"The model takes {Inputs.Count} inputs ({string.Join(", ", Inputs.Select(i => i.Name))}); {inputShapes.Count} given", "Pass one shape per input.");
+        }
+
+        _context.MakeCurrent();
+        CheckShapeProfiles(inputShapes);
+
+        var rows = -1;
+        var shapes = inputShapes;
+        if (ProfileFor(inputShapes) is { } profile)
+        {
+            rows = (int)inputShapes[0][0];
+            shapes = [.. inputShapes.Select(s => (long[])[profile, .. s[1..]])];
+        }
+
+        var plan = PlanFor(ShapeKeyOf(shapes), () => [.. shapes.Select((s, i) => Tensor.Zeros(Inputs[i].ElementType, s))]);
+        return OnSlot(plan, (slot, context) => new CudaStagedRun(this, plan, slot, context, inputShapes, rows));
+    }
+
+    /// <summary>A run of <paramref name="plan"/> made by <paramref name="make"/> on a slot rented from the pool (returned to it if making fails).</summary>
+    private T OnSlot<T>(ExecutionPlan plan, Func<ExecutionSlot, Planning.ExecutionContext, T> make)
+    {
+        if (!_idleSlots.TryTake(out var slot))
+        {
+            slot = new ExecutionSlot();
+            lock (_allSlots)
+            {
+                _allSlots.Add(slot);
+            }
+        }
+
+        try
+        {
+            return make(slot, slot.ContextFor(plan, _useCudaGraph, Interlocked.Read(ref _largestArena)));
+        }
+        catch
+        {
+            _idleSlots.Add(slot);
+            throw;
+        }
+    }
+
+    /// <summary>Refuses, with the reason, an input shape outside its shape profile.</summary>
+    private void CheckShapeProfiles(IReadOnlyList<long[]> shapes)
+    {
+        for (var i = 0; i < shapes.Count; i++)
+        {
+            if (ShapeProfiles.TryGetValue(Inputs[i].Name, out var sp) && sp.Check(shapes[i], _batchAxis.IsBatchable) is { } why)
+            {
+                throw new BatchwiseException(why, "Resize or pad the input onto the profile's grid, or build with a wider --shape-profile.");
+            }
+        }
     }
 
     /// <summary>The inputs with zero rows appended up to <paramref name="rows"/> along the batch axis.</summary>
@@ -460,10 +512,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
     }
 
     /// <summary>The plan for these inputs: built once (only runs that need it wait for it), then shared.</summary>
-    private ExecutionPlan PlanFor(IReadOnlyList<Tensor> inputs)
+    private ExecutionPlan PlanFor(string key, Func<IReadOnlyList<Tensor>> inputs)
     {
-        var key = ShapeKey(inputs);
-        var lazy = _plans.GetOrAdd(key, k => new Lazy<ExecutionPlan>(() => Build(k, inputs), LazyThreadSafetyMode.ExecutionAndPublication));
+        var lazy = _plans.GetOrAdd(key, k => new Lazy<ExecutionPlan>(() => Build(k, inputs()), LazyThreadSafetyMode.ExecutionAndPublication));
         try
         {
             return lazy.Value;
@@ -552,7 +603,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
                 continue;
             }
 
-            var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
+            var bytes = StorageBytes(t, b.StorageType);
             var memory = CudaDriver.Allocate(Math.Max(1, bytes.Length));
             fixed (byte* p = bytes)
             {
@@ -571,6 +622,45 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds
 
             plan.ConstantPointers[b.Id] = memory.Pointer;
         }
+    }
+
+    /// <summary>
+    /// A constant's bytes as the device stores it: float weights straight to float32 or float16 in parallel chunks (a
+    /// large model's weights are converted once, when its first plan is built); anything else through the host tensor's
+    /// own conversion.
+    /// </summary>
+    private static byte[] StorageBytes(HostTensor t, ElementType storage)
+    {
+        if (!t.IsFloat || storage is not (ElementType.Float or ElementType.Float16) || t.Count < 65536)
+        {
+            return (storage == t.Type ? t : t.CastTo(storage)).ToBytes();
+        }
+
+        var values = t.Floats!;
+        var bytes = new byte[values.Length * storage.SizeOf()];
+        const int Chunk = 1 << 16;
+        Parallel.For(0, (values.Length + Chunk - 1) / Chunk, c =>
+        {
+            var start = c * Chunk;
+            var end = Math.Min(values.Length, start + Chunk);
+            if (storage == ElementType.Float16)
+            {
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
+                for (var i = start; i < end; i++)
+                {
+                    dst[i] = (Half)(float)values[i];
+                }
+            }
+            else
+            {
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
+                for (var i = start; i < end; i++)
+                {
+                    dst[i] = (float)values[i];
+                }
+            }
+        });
+        return bytes;
     }
 
     public void Dispose()

@@ -38,6 +38,10 @@ public sealed record ModelConfig
     [JsonPropertyName("intra_op_threads")]
     public int IntraOpThreads { get; init; }
 
+    /// <summary>Engine options from the command line for a single model (`serve MODEL --tf32`); the keys above win where both say.</summary>
+    [JsonIgnore]
+    public EngineOptions? CommandLineEngineOptions { get; init; }
+
     /// <summary>
     /// Batch sizes that get a plan of their own on an engine that builds plans (cuda); a merged batch in between runs
     /// padded to the next. Null: powers of two up to max_batch_size for such engines. Every profile's plan is built
@@ -139,7 +143,7 @@ public sealed record ModelConfig
     }
 
     /// <summary>Engine options implied by the config, for a model whose effective max batch size is <paramref name="maxBatchSize"/>.</summary>
-    public EngineOptions ToEngineOptions(int maxBatchSize = 0) => new()
+    public EngineOptions ToEngineOptions(int maxBatchSize = 0) => (CommandLineEngineOptions ?? new EngineOptions()) with
     {
         BatchProfiles = BatchProfilesFor(maxBatchSize),
         ShapeProfiles = [.. (ShapeProfiles ?? []).Select(ShapeProfile.Parse)],

@@ -135,7 +135,7 @@ public sealed class BenchCommandTests : IDisposable
     [InlineData("--stability-tolerance must lie between 0 and 1", "--stability-tolerance", "150%")]
     [InlineData("--ep 'tpu'", "--ep", "tpu")]
     [InlineData("--graph-optimization 'max'", "--graph-optimization", "max")]
-    [InlineData("--intra-op-threads 'many'", "--intra-op-threads", "many")]
+    [InlineData("--threads 'many'", "--threads", "many")]
     [InlineData("--input 'oops'", "--input", "oops")]
     [InlineData("Input data file 'missing.npy' not found", "--input", "input=missing.npy")]
     [InlineData("The ort engine runs the model in the precision it is stored in", "--precision", "fp16")]

@@ -97,12 +97,12 @@ public sealed class ExplainCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("--batch-sizes", "0", "Batch size '0'")]
-    [InlineData("--input-size", "big", "Input size 'big'")]
-    [InlineData("--top", "0", "--top 0")]
+    [InlineData("--batch-sizes", "0", "--batch-sizes '0'")]
+    [InlineData("--input-size", "big", "--input-size 'big' is not a size: SIZE or HEIGHTxWIDTH")]
+    [InlineData("--top", "0", "--top '0'")]
     [InlineData("--bench", "/nonexistent/bench.json", "not found")]
     [InlineData("--precision", "fp16", "no fp16 GEMM ceiling for test CPU via ort")]
-    [InlineData("--device", "-1", "--device -1")]
+    [InlineData("--device", "-1", "--device '-1'")]
     public async Task Bad_options_are_one_line_errors(string option, string value, string expected)
     {
         var (code, _, err) = await CliRunner.RunAsync("explain", "zoo:mlp", option, value, "--no-measure");
@@ -133,21 +133,14 @@ public sealed class ExplainCommandTests : IDisposable
     {
         var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=128x96", "--no-measure", "--batch-sizes", "1,2");
         Assert.True(code == 0, err);
-        Assert.Contains("Input 96x128→48x64", OneLine(output), StringComparison.Ordinal);
+        Assert.Contains("Input 128x96→64x48", OneLine(output), StringComparison.Ordinal); // height x width, as written
     }
 
     [Fact]
     [Trait("Category", "GPU")]
     public async Task Explain_on_the_cuda_engine_predicts_with_the_gpu_probes_ceiling_for_the_precision_asked()
     {
-        try
-        {
-            Batchwise.Cuda.CudaDevices.List();
-        }
-        catch (BatchwiseException e)
-        {
-            Assert.Skip(e.Message);
-        }
+        GpuTest.Require();
 
         var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=64", "--engine", "cuda", "--batch-sizes", "1,8", "--duration", "0.1", "--tf32");
         Assert.True(code == 0, err);

@@ -19,7 +19,7 @@ public sealed class ServeLoadCommandTests
     [InlineData(new[] { "load", "ftp://x", "--model", "m", "-c", "1" }, "is not an http(s) URL")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m" }, "Give either --concurrency or --request-rate")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1,a" }, "--concurrency '1,a'")]
-    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--protocol", "smtp" }, "Unknown protocol 'smtp'")]
+    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--protocol", "smtp" }, "--protocol 'smtp' is not one of http, grpc")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--duration", "1" }, "Cannot reach the inference server")]
     public async Task Bad_input_is_one_line_and_exit_code_2(string[] args, string message)
     {

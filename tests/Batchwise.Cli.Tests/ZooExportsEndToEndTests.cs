@@ -13,7 +13,7 @@ namespace Batchwise.Cli.Tests;
 public sealed class ZooExportsEndToEndTests : IDisposable
 {
     private static readonly string[] QuickBench = ["-b", "1,2", "--duration", "60ms", "--warmup", "0", "--max-windows", "3"];
-    private static readonly string[] QuickVerify = ["--verify-batch-sizes", "1", "--bench-seconds", "0.01"];
+    private static readonly string[] QuickVerify = ["--batch-sizes", "1", "--duration", "0.01"];
     private readonly BatchwiseCacheDirectory _cache = new();
     private readonly string _dir = Directory.CreateTempSubdirectory("bw-zoo-e2e-").FullName;
 

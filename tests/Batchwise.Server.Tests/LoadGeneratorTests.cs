@@ -34,7 +34,7 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
     }
 
     [Fact]
-    public async Task An_open_loop_point_offers_poisson_arrivals_at_the_rate()
+    public async Task An_open_loop_point_runs_at_the_rate_it_records_without_errors()
     {
         var generator = new LoadGenerator(new LoadOptions
         {
@@ -49,8 +49,29 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
         var point = Assert.Single((await generator.RunAsync(cancellationToken: TestContext.Current.CancellationToken)).Points);
         Assert.Equal(100, point.RequestRate);
         Assert.Equal(0, point.Errors);
-        Assert.InRange(point.RequestsPerSecond, 30, 300);
+        Assert.True(point.Requests > 0);
         Assert.Equal(2 * point.RequestsPerSecond, point.InferencesPerSecond, 6);
+
+        // How close the achieved rate comes to the offered one depends on the machine: that is a benchmark
+        // (bench/serve/run.sh, `load --request-rate`), not a unit test. The schedule itself is checked below.
+    }
+
+    [Fact]
+    public void Poisson_arrivals_have_exponential_gaps_at_the_rate()
+    {
+        const double Rate = 100;
+        var times = LoadGenerator.PoissonArrivals(Rate, seed: 7).Take(20_000).ToArray();
+        var gaps = times.Zip(times.Skip(1), (a, b) => b - a).Prepend(times[0]).ToArray();
+        Assert.All(gaps, g => Assert.True(g > 0));
+
+        // Exponential(rate): mean 1/rate and standard deviation 1/rate; P(gap > mean) = 1/e. With 20,000 draws each
+        // estimate lies within a few percent (the standard error of the mean is 0.7% of it).
+        var mean = gaps.Average();
+        var sd = Math.Sqrt(gaps.Sum(g => (g - mean) * (g - mean)) / (gaps.Length - 1));
+        Assert.InRange(mean * Rate, 0.97, 1.03);
+        Assert.InRange(sd * Rate, 0.95, 1.05);
+        Assert.InRange(gaps.Count(g => g > 1 / Rate) / (double)gaps.Length, Math.Exp(-1) - 0.02, Math.Exp(-1) + 0.02);
+        Assert.Equal(times, LoadGenerator.PoissonArrivals(Rate, seed: 7).Take(20_000)); // seeded: the same schedule again
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Batchwise.Benchmarking;
+using Batchwise.Cli.Options;
 using Batchwise.Engines;
 using Batchwise.Zoo;
 using Spectre.Console;
@@ -18,35 +19,25 @@ public static class BuildCommand
     public static Command Create()
     {
         var model = new Argument<string>("model") { Description = "An .onnx file or zoo:NAME" };
-        var output = new Option<string>("--output", "-o") { Description = "The saved engine to write (.bwengine); bench, serve and compare take it where they take a model", Required = true };
-        var engine = new Option<string>("--engine", "-e") { Description = "Engine to build for (only cuda builds plans ahead)", DefaultValueFactory = _ => "cuda" };
-        var precision = new Option<string>("--precision") { Description = "Arithmetic precision: fp32, fp16", DefaultValueFactory = _ => "fp32" };
-        var tf32 = new Option<bool>("--tf32") { Description = "Allow TF32 tensor-core math for fp32" };
-        var device = new Option<string>("--device") { Description = "GPU ordinal", DefaultValueFactory = _ => "0" };
-        var batchProfile = new Option<string>("--batch-profile") { Description = "Batch sizes to build plans for, e.g. 1,8,32,64; a batch in between runs padded to the next", DefaultValueFactory = _ => "1,2,4,8,16,32,64" };
-        var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Do not capture CUDA graphs" };
-        var shapeProfile = new Option<string[]>("--shape-profile") { Description = "Range of another dynamic dimension's shapes to build plans for: " + ShapeProfile.Syntax + "; repeatable (one per input)" };
+        var output = SharedOptions.Output();
         var command = new Command("build", "Build an engine's plans for a set of batch sizes ahead of time and save them with the model (a saved engine)")
         {
-            model, output, engine, precision, tf32, device, batchProfile, noCudaGraph, shapeProfile,
+            model, output,
         };
+        var engine = EngineOptionGroup.AddTo(command, defaultEngine: "cuda");
         command.SetGuardedAction(parse =>
         {
-            var engineName = BenchCommand.OneOf(parse.GetValue(engine)!, "--engine", "cuda", "ort");
-            if (engineName != "cuda")
+            if (engine.EngineName(parse) != "cuda")
             {
-                throw new BatchwiseException("The ort engine builds nothing ahead: it runs the .onnx file as it is", "Use --engine cuda, or give the .onnx model to ort directly.");
+                throw new BatchwiseException($"The {engine.EngineName(parse)} engine builds nothing ahead: it runs the .onnx file as it is", "Use --engine cuda, or give the .onnx model to that engine directly.");
             }
 
-            var options = new EngineOptions
+            var options = engine.Read(parse);
+            if (options.BatchProfiles.Count == 0)
             {
-                Precision = BenchCommand.OneOf(parse.GetValue(precision)!, "--precision", "fp32", "fp16") == "fp16" ? Precision.Fp16 : Precision.Fp32,
-                AllowTf32 = parse.GetValue(tf32),
-                DeviceId = BenchCommand.Integer(parse.GetValue(device)!, "--device", 0),
-                UseCudaGraph = !parse.GetValue(noCudaGraph),
-                BatchProfiles = BenchCommand.IntegerList(parse.GetValue(batchProfile)!, "--batch-profile", "1,8,32,64"),
-                ShapeProfiles = [.. (parse.GetValue(shapeProfile) ?? []).Select(ShapeProfile.Parse)],
-            };
+                options = options with { BatchProfiles = [1, 2, 4, 8, 16, 32, 64] };
+            }
+
             var path = parse.GetValue(output)!;
             if (!SavedEngineFile.IsSavedEngine(path))
             {

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using Batchwise.Engines;
+using Batchwise.Cli.Options;
 using Batchwise.Server;
 
 namespace Batchwise.Cli.Commands;
@@ -18,15 +18,12 @@ public static class ServeCommand
         var httpPort = new Option<int>("--http-port") { Description = "HTTP/REST port (0: any free port)", DefaultValueFactory = _ => 8000 };
         var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC port (0: any free port)", DefaultValueFactory = _ => 8001 };
         var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body or gRPC message, in bytes", DefaultValueFactory = _ => 64L << 20 };
-        var maxBatch = new Option<int?>("--max-batch-size") { Description = "Single model: largest (merged) batch; default 32 when the model has a dynamic batch axis, else 0" };
+        var maxBatch = SharedOptions.MaxBatchSize();
         var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
         var preferred = new Option<string?>("--preferred-batch-size") { Description = "Single model: batch sizes sent at once when reached, e.g. 8,16" };
         var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
         var instances = new Option<int>("--instances") { Description = "Single model: executions in flight at once (one engine session each)", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
-        var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
-        var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
-        var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
         var maxRequestBytes = new Option<long>("--max-request-bytes") { Description = "Most bytes one request's decoded input tensors may take (larger: 413 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 256L << 20 };
         var maxQueueBytes = new Option<long>("--max-queue-bytes") { Description = "Most bytes all requests in progress may hold together: bodies, parsed JSON, decoded tensors (over: 503 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 1L << 30 };
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds SIGTERM / Ctrl+C waits for accepted requests to finish before dropping (and counting) the rest", DefaultValueFactory = _ => 30 };
@@ -34,13 +31,12 @@ public static class ServeCommand
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "PEM CA certificate: require client certificates it signed (mutual TLS)" };
         var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
-        var shapeProfile = new Option<string[]>("--shape-profile") { Description = "Single model on cuda: range of another dynamic dimension, " + ShapeProfile.Syntax + "; every grid shape's plan is built before the model is ready, a request off the grid is refused; repeatable" };
-        var batchProfile = new Option<string?>("--batch-profile") { Description = "Single model on cuda: batch sizes with a plan of their own, built before the model is ready, e.g. 1,8,32,64 (the last one max_batch_size); a merged batch in between runs padded to the next. Default: powers of two up to max_batch_size" };
-        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
+        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
         {
-            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads, batchProfile, shapeProfile,
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue,
             maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile,
         };
+        var engine = EngineOptionGroup.AddTo(command);
         command.SetGuardedAction(async (parse, ct) =>
         {
             var single = parse.GetValue(model);
@@ -73,7 +69,7 @@ public static class ServeCommand
             ModelRepository repository;
             if (folder is not null)
             {
-                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads, batchProfile, shapeProfile];
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, .. engine.All];
                 var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
                 if (misplaced is not null)
                 {
@@ -94,11 +90,12 @@ public static class ServeCommand
                         MaxQueueSize = parse.GetValue(queue),
                     },
                     InstanceCount = parse.GetValue(instances),
-                    Engine = parse.GetValue(engine)!,
-                    Precision = parse.GetValue(precision)!,
-                    IntraOpThreads = parse.GetValue(threads),
-                    BatchProfiles = parse.GetValue(batchProfile) is { } bp ? [.. BenchCommand.IntegerList(bp, "--batch-profile", "1,8,32,64")] : null,
-                    ShapeProfiles = parse.GetValue(shapeProfile) is { Length: > 0 } sp ? sp : null,
+                    Engine = engine.EngineName(parse),
+                    Precision = parse.GetValue(engine.Precision)!,
+                    IntraOpThreads = parse.GetValue(engine.Threads),
+                    BatchProfiles = parse.GetValue(engine.BatchProfile) is { Length: > 0 } profiles ? profiles : null,
+                    ShapeProfiles = parse.GetValue(engine.ShapeProfile) is { Length: > 0 } shapes ? shapes : null,
+                    CommandLineEngineOptions = engine.Read(parse),
                 };
                 repository = new ModelRepository(log: Console.Error.WriteLine);
                 try

@@ -58,7 +58,7 @@ public static class ZooCommand
         });
 
         var name = new Argument<string>("name") { Description = "Zoo model, e.g. resnet50 or resnet50?size=640" };
-        var output = new Option<string>("--output", "-o") { Description = "Where to write the .onnx file", Required = true };
+        var output = Options.SharedOptions.Output();
         var export = new Command("export", "Write a built-in model to an .onnx file") { name, output };
         export.SetGuardedAction(parse =>
         {

@@ -343,6 +343,32 @@ internal sealed class ExecutionSlot : IDisposable
 
     public CublasLtHandle? CublasLt { get; private set; }
 
+    private PinnedHostMemory? _stagedInputs;
+    private PinnedHostMemory? _stagedOutputs;
+
+    /// <summary>
+    /// Page-locked blocks for staged runs (one for inputs, one for outputs), grown to the largest run seen: a server
+    /// writes request rows here and copies to the device start from here, with no staging copy in between.
+    /// </summary>
+    public (IntPtr Inputs, IntPtr Outputs) Staging(long inputBytes, long outputBytes)
+    {
+        if (_stagedInputs is null || _stagedInputs.Bytes < inputBytes)
+        {
+            _stagedInputs?.Dispose();
+            _stagedInputs = null;
+            _stagedInputs = CudaDriver.AllocatePinned(Math.Max(inputBytes, 1));
+        }
+
+        if (_stagedOutputs is null || _stagedOutputs.Bytes < outputBytes)
+        {
+            _stagedOutputs?.Dispose();
+            _stagedOutputs = null;
+            _stagedOutputs = CudaDriver.AllocatePinned(Math.Max(outputBytes, 1));
+        }
+
+        return (_stagedInputs.DangerousGetHandle(), _stagedOutputs.DangerousGetHandle());
+    }
+
     /// <summary>The context of <paramref name="plan"/> on this slot, made (and the arena grown) on first use.</summary>
     /// <param name="plan">The plan to run.</param>
     /// <param name="useCudaGraph">Replay the plan as a CUDA graph once captured.</param>
@@ -406,6 +432,8 @@ internal sealed class ExecutionSlot : IDisposable
         _contexts.Clear();
         Cudnn?.Dispose();
         CublasLt?.Dispose();
+        _stagedInputs?.Dispose();
+        _stagedOutputs?.Dispose();
         _arena?.Dispose();
         _workspace?.Dispose();
         Start.Dispose();
@@ -518,6 +546,13 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                 GraphProblem = e.Message;
             }
         }
+    }
+
+    /// <summary>Enqueues one run of the plan on the slot's stream (capturing the CUDA graph first when it is due), without waiting.</summary>
+    public void Enqueue()
+    {
+        CaptureIfDue();
+        EnqueuePlan();
     }
 
     /// <summary>Enqueues one run of the plan: the graph replayed, or the steps one by one.</summary>

@@ -51,14 +51,17 @@ public sealed class BenchmarkRunner
         // Resolve shapes and check data before loading: a missing --shape fails fast.
         options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]);
         var generator = new InputGenerator(model, options.Seed, options.Data);
+
+        // A saved engine runs with the precision and profiles it was built with: that is what the report records.
+        var engineOptions = _engine.Effective(model, _engineOptions);
         var context = new BenchmarkContext(
             date, BatchwiseVersion, HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, HostInfo.OperatingSystem, HostInfo.Runtime,
-            _engine.Describe(_engineOptions), _engineOptions,
+            _engine.Describe(engineOptions), engineOptions,
             new ModelInfo(model.Name, source ?? model.Path ?? model.Name, Sha256(model), model.Inputs, axis, generator.Describe()),
             options);
 
         var loading = Stopwatch.GetTimestamp();
-        using var session = _engine.Load(model, _engineOptions);
+        using var session = _engine.Load(model, engineOptions);
         var loadSeconds = Stopwatch.GetElapsedTime(loading).TotalSeconds;
         var coldStart = FirstInference(session, generator, options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]), loading, loadSeconds);
         var points = new List<BenchmarkPoint>();

@@ -13,6 +13,12 @@ public interface IEngine
 
     /// <summary>Loads a model; fails at load (not at run) on anything the engine cannot execute.</summary>
     IEngineSession Load(OnnxModel model, EngineOptions options);
+
+    /// <summary>
+    /// The options a model actually runs with: <paramref name="options"/>, or for a saved engine the precision and
+    /// profiles it was built with (refusing options that contradict it). What reports record.
+    /// </summary>
+    EngineOptions Effective(OnnxModel model, EngineOptions options) => options;
 }
 
 /// <summary>A loaded model. Thread-safe: several threads may run prepared executions at once.</summary>

@@ -105,7 +105,7 @@ public sealed record OptimizeOptions
 
         if (VerifyBatchSizes.Count == 0 || VerifyBatchSizes.Any(b => b < 1))
         {
-            throw new BatchwiseException($"--verify-batch-sizes must be positive integers, got {string.Join(",", VerifyBatchSizes)}", "Write e.g. --verify-batch-sizes 1,8,16.");
+            throw new BatchwiseException($"--batch-sizes must be positive integers, got {string.Join(",", VerifyBatchSizes)}", "Write e.g. --batch-sizes 1,8,16.");
         }
 
         var (needed, neededBy) = Fp16 ? (13L, "--fp16") : Int8 ? (13L, "--int8") : Int8Dynamic ? (11L, "--int8-dynamic") : (0L, null);
@@ -198,6 +198,14 @@ public sealed record OptimizationReport(
     EngineDescription Engine,
     DateTimeOffset Date)
 {
+    /// <summary>The JSON schema's name (docs/optimize.md, docs/report-schemas.md).</summary>
+    [System.Text.Json.Serialization.JsonPropertyOrder(-2)]
+    public string Schema { get; init; } = "batchwise.optimize";
+
+    /// <summary>The JSON schema's version; bumped on any incompatible change.</summary>
+    [System.Text.Json.Serialization.JsonPropertyOrder(-1)]
+    public int SchemaVersion { get; init; } = 1;
+
     /// <summary>One line: why verification failed, or null when it passed.</summary>
     public string? Failure => Passed ? null
         : AgreementError is not null ? $"outputs not compared: {AgreementError}"
