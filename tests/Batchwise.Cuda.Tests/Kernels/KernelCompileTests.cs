@@ -110,6 +110,20 @@ public sealed class KernelCompileTests
         yield return KernelSource.OneHot(2, ElementType.Float, 3, 10, 2);
         yield return KernelSource.Trilu(2, 60, 4, 5, upper: false);
         yield return KernelSource.Trilu(8, 60, 4, 5, upper: true);
+        foreach (var (q, scale) in new[] { (ElementType.UInt8, ElementType.Double), (ElementType.Int8, ElementType.Float16), (ElementType.Int16, ElementType.Float) })
+        {
+            yield return KernelSource.Dequantize(q, ElementType.Float16, scale, q, 24, 3, 4, true);
+            yield return KernelSource.Dequantize(ElementType.Int32, ElementType.Float, scale, ElementType.Int32, 24, 1, 1, false);
+            yield return KernelSource.Quantize(ElementType.Float16, q, scale, 24, 3, 4, true);
+            yield return KernelSource.Quantize(ElementType.Float, q, scale, 24, 1, 1, false);
+        }
+
+        yield return KernelSource.DynamicQuantizeRange(ElementType.Float16, ElementType.Float16, 24);
+        yield return KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 24);
+        yield return KernelSource.IntegerConv(ElementType.UInt8, ElementType.UInt8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 2, 100, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 0, 0, false);
+        yield return KernelSource.IntegerConv(ElementType.Int8, ElementType.Int8, ElementType.Int8, (ElementType.Double, ElementType.Double, ElementType.Float16), 1, 100, 4, 1, 2, [9], [5], [3], [2], [1], [1], 1, 1, true);
+        yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 30, 3, 4, 5, 12, 0, 1, 1, 0, false);
+        yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.UInt8, ElementType.UInt8, (ElementType.Double, ElementType.Double, ElementType.Float16), 30, 3, 4, 5, 12, 20, 0, 0, 1, true);
     }
 
     [Fact]

@@ -68,6 +68,11 @@ public sealed partial class KernelSourceTests
             (KernelSource.Pool(ElementType.Float, true, 2 * 8, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], false), KernelSource.Pool(ElementType.Float, true, 3 * 8, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], false)),
             (KernelSource.Pad(ElementType.Float, [2, 3, 4], [2, 5, 6], [0, 1, 1], "reflect", 0), KernelSource.Pad(ElementType.Float, [4, 3, 4], [4, 5, 6], [0, 1, 1], "reflect", 0)),
             (KernelSource.Resize(ElementType.Float, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", "half_pixel", "round_prefer_floor"), KernelSource.Resize(ElementType.Float, [6, 3, 4, 4], [6, 3, 8, 8], [1, 1, 2, 2], "linear", "half_pixel", "round_prefer_floor")),
+            (KernelSource.Dequantize(ElementType.Int8, ElementType.Float, ElementType.Double, ElementType.Int8, 2 * 3 * 4, 3, 4, true), KernelSource.Dequantize(ElementType.Int8, ElementType.Float, ElementType.Double, ElementType.Int8, 5 * 3 * 4, 3, 4, true)),
+            (KernelSource.Quantize(ElementType.Float, ElementType.UInt8, ElementType.Double, 2 * 3 * 4, 3, 4, true), KernelSource.Quantize(ElementType.Float, ElementType.UInt8, ElementType.Double, 5 * 3 * 4, 3, 4, true)),
+            (KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 24), KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 60)),
+            (KernelSource.IntegerConv(ElementType.UInt8, ElementType.Int8, ElementType.UInt8, (ElementType.Double, ElementType.Double, ElementType.Double), 2, 2 * 4 * 25, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1, 1, true), KernelSource.IntegerConv(ElementType.UInt8, ElementType.Int8, ElementType.UInt8, (ElementType.Double, ElementType.Double, ElementType.Double), 2, 3 * 4 * 25, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1, 1, true)),
+            (KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 2 * 3 * 5, 3, 4, 5, 12, 0, 0, 0, 0, false), KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 7 * 3 * 5, 3, 4, 5, 12, 0, 0, 0, 0, false)),
         ];
 
         Assert.All(pairs, p =>
