@@ -119,6 +119,10 @@ public sealed class KernelCompileTests
         }
 
         yield return KernelSource.DynamicQuantizeRange(ElementType.Float16, ElementType.Float16, 24);
+        yield return KernelSource.Pool(ElementType.Float16, true, 6, [5, 6], [3, 3], [3, 2], [2, 2], [1, 0], [1, 1], [1, 1], false, indices: true, columnMajor: true);
+        yield return KernelSource.Resize(ElementType.Float16, [1, 2, 4, 4], [1, 2, 8, 6], [1, 1, 2, 1.5], "cubic", "half_pixel", "round_prefer_floor", null, -0.5, excludeOutside: true);
+        yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "linear", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
+        yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "cubic", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
         yield return KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 24);
         yield return KernelSource.IntegerConv(ElementType.UInt8, ElementType.UInt8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 2, 100, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 0, 0, false);
         yield return KernelSource.IntegerConv(ElementType.Int8, ElementType.Int8, ElementType.Int8, (ElementType.Double, ElementType.Double, ElementType.Float16), 1, 100, 4, 1, 2, [9], [5], [3], [2], [1], [1], 1, 1, true);

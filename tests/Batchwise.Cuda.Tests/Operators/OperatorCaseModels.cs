@@ -24,9 +24,6 @@ internal static class OperatorCaseModels
     {
         ["Dropout"] = "the mask output",
         ["Resize-not-larger"] = "keep_aspect_ratio_policy",
-        ["Resize-cubic"] = "mode 'cubic'",
-        ["Resize-cubic-exclude-outside"] = "mode 'cubic'",
-        ["Resize-crop"] = "tf_crop_and_resize",
     };
 
     /// <summary>Why the engine refuses the model at load (when the case is a known refusal), or null when it accepts it.</summary>

@@ -9,7 +9,7 @@ internal sealed partial class GraphCompiler
 {
     private static IEnumerable<(string, OperatorLowering)> PoolingLowerings()
     {
-        yield return ("MaxPool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, true), InputLayout.AsStored, (n, a, o) => n.Output.Count > 1 && n.Output[1].Length > 0 && a.Int("storage_order", 0) != 0 ? "the Indices output in column-major storage order" : AutoPadCheck(n, a, o)));
+        yield return ("MaxPool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, true), InputLayout.AsStored, AutoPadCheck));
         yield return ("AveragePool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, false), InputLayout.AsStored, AutoPadCheck));
         yield return ("GlobalAveragePool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "mean"), InputLayout.AsStored));
         yield return ("GlobalMaxPool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "max"), InputLayout.AsStored));
@@ -67,7 +67,7 @@ internal sealed partial class GraphCompiler
             x = Nchw(x);
             var values = Output(node, 0, x.Type, outShape);
             var indices = Output(node, 1, ElementType.Int64, outShape);
-            Kernel(KernelSource.Pool(St(x), true, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, false, indices: true), values.Count, Dev(values), Dev(indices), Dev(x));
+            Kernel(KernelSource.Pool(St(x), true, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, false, indices: true, columnMajor: attrs.Int("storage_order", 0) != 0), values.Count, Dev(values), Dev(indices), Dev(x));
             return;
         }
 
