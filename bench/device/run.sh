@@ -36,7 +36,13 @@ export BATCHWISE_REQUIRE_GPU=1
 
 PY=$(command -v python3 || true)
 REPO=$(pwd)
-if [ -n "$PY" ]; then
+# ONNX's per-operator node tests: carried beside the bundle (node.tar.xz, made here from Debian's libonnx-testdata:
+# tar -cJf .device/node.tar.xz -C /usr/share/libonnx-testdata/data node), else from the onnx Python package.
+if [ -f "$HERE/node.tar.xz" ]; then
+  tar -xJf "$HERE/node.tar.xz" -C "$WORK" && export BATCHWISE_ONNX_NODE_TESTS="$WORK/node"
+  echo "onnx node test data carried: $(ls "$WORK/node" | wc -l) cases" >> "$OUT/devices.txt"
+fi
+if [ -n "$PY" ] && [ -z "${BATCHWISE_ONNX_NODE_TESTS:-}" ]; then
   NODE=$("$PY" -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "node"))' 2>/dev/null || true)
   if [ -z "$NODE" ] || [ ! -d "$NODE" ]; then
     # Wheels without the backend test data: generate it from the onnx package's own test cases.
@@ -45,6 +51,8 @@ if [ -n "$PY" ]; then
     { echo "onnx node test data generated: $(ls "${NODE:-/nonexistent}" 2>/dev/null | wc -l) cases in ${NODE:-nowhere}"; tail -5 "$WORK/generate.log"; find "$WORK/onnx-data" -maxdepth 2 | head -5; } >> "$OUT/devices.txt"
   fi
   [ -d "$NODE" ] && export BATCHWISE_ONNX_NODE_TESTS="$NODE"
+fi
+if [ -n "$PY" ]; then
   # torchvision exports (random weights, dynamic batch) with PyTorch's own output as a node-test case.
   PYTHONUNBUFFERED=1 "$PY" "$REPO/bench/peers/export_torchvision.py" -o "$WORK/peers" >> "$OUT/devices.txt" 2>&1
   [ -f "$WORK/peers/test_resnet50/model.onnx" ] && export BATCHWISE_TORCHVISION_MODEL="$WORK/peers/test_resnet50/model.onnx"
@@ -188,6 +196,8 @@ if [[ " $PHASES " == *" shapes "* ]]; then
     if [ -x "$WORK/cli-old/Batchwise.Cli" ]; then
       echo "## offline throughput at the fixed shapes (the build before this work, same machine, same run)"
       BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 150 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-old.json" 2>&1 | tail -10
+    fi
+    if [ -x "$WORK/cli-old/Batchwise.Cli" ] && [ "${PROFILES:-0}" = 1 ]; then
       echo "## per-layer profiles at b=64 and 256, this build and the one before (layers.csv beside the JSON)"
       timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-new.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
       BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 120 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-old.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24

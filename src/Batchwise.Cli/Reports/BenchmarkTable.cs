@@ -1,5 +1,6 @@
 using System.Globalization;
 using Batchwise.Benchmarking;
+using Batchwise.Engines;
 using Spectre.Console;
 
 namespace Batchwise.Cli.Reports;
@@ -30,7 +31,8 @@ public static class BenchmarkTable
         }
         if (result.ColdStart is { } cold)
         {
-            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"cold start: first inference {cold.FirstInferenceSeconds * 1000:F0} ms after loading began (load {cold.LoadSeconds * 1000:F0} ms)")));
+            var plan = cold.FirstPlan is { } first ? $", plan {first.Seconds * 1000:F0} ms{PhaseText(first)}" : string.Empty;
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"cold start: first inference {cold.FirstInferenceSeconds * 1000:F0} ms after loading began (load {cold.LoadSeconds * 1000:F0} ms, prepare {cold.PrepareSeconds * 1000:F0} ms{plan}, first run {cold.FirstRunSeconds * 1000:F0} ms)")));
         }
 
         var builds = result.Points.SelectMany(p => p.PlanBuilds).ToList();
@@ -38,7 +40,8 @@ public static class BenchmarkTable
         {
             var ms = builds.Select(b => b.Seconds * 1000).Order().ToList();
             var compiled = builds.Sum(b => b.KernelsCompiled);
-            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"plans built during the sweep: {builds.Count}, median {ms[ms.Count / 2]:F1} ms, max {ms[^1]:F1} ms ({compiled} kernels compiled for them)")));
+            var median = builds.OrderBy(b => b.Seconds).ElementAt(builds.Count / 2);
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"plans built during the sweep: {builds.Count}, median {ms[ms.Count / 2]:F1} ms{PhaseText(median)}, max {ms[^1]:F1} ms ({compiled} kernels compiled for them)")));
         }
 
         foreach (var p in result.Points.Where(p => p.PaddedTo is not null))
@@ -120,6 +123,11 @@ public static class BenchmarkTable
         >= 10 => value.ToString("0.00", CultureInfo.InvariantCulture),
         _ => value.ToString("0.000", CultureInfo.InvariantCulture),
     };
+
+    /// <summary>" (graph 3.1, library_queries 0.2, ... ms)" from a build's phases, or nothing where the engine measures none.</summary>
+    private static string PhaseText(PlanBuild build) => build.Phases.Count == 0
+        ? string.Empty
+        : " (" + string.Join(", ", build.Phases.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {p.Value * 1000:F1}"))) + " ms)";
 
     private static string Bytes(long bytes) => bytes >= 1L << 30
         ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):0.00} GiB")

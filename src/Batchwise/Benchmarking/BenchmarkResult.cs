@@ -53,7 +53,17 @@ public sealed record BenchmarkPoint(
 /// <summary>How long the first inference took from nothing: loading the model on the engine, its first plan, its first run.</summary>
 /// <param name="LoadSeconds">Loading the model into a session (weights read and converted, device set up).</param>
 /// <param name="FirstInferenceSeconds">From the start of loading to the end of the first run.</param>
-public sealed record ColdStart(double LoadSeconds, double FirstInferenceSeconds);
+public sealed record ColdStart(double LoadSeconds, double FirstInferenceSeconds)
+{
+    /// <summary>Preparing the first run: its plan (where the engine builds one per shape) and its inputs.</summary>
+    public double PrepareSeconds { get; init; }
+
+    /// <summary>The first run itself, outputs read back (first use of execution resources: memory, library handles, graph capture).</summary>
+    public double FirstRunSeconds { get; init; }
+
+    /// <summary>The plan built for the first run, with its phases, where the engine builds plans.</summary>
+    public PlanBuild? FirstPlan { get; init; }
+}
 
 /// <summary>How the batch latency of a point splits into its phases (the same runs as the latency statistics), ms.</summary>
 /// <param name="HostToDeviceMs">Copying the inputs to the device.</param>

@@ -156,13 +156,19 @@ public sealed class BenchmarkRunner
     /// <summary>Time to first inference: one run of the first batch size right after loading (its plan is then reused by the sweep).</summary>
     private static ColdStart FirstInference(IEngineSession session, InputGenerator generator, IReadOnlyList<long[]> shapes, long loading, double loadSeconds)
     {
+        var builds = (session as IPlanBuilds)?.Builds.Count ?? 0;
+        var preparing = Stopwatch.GetTimestamp();
+        double prepareSeconds;
         using (var run = session.Prepare(generator.Generate(shapes)))
         {
+            prepareSeconds = Stopwatch.GetElapsedTime(preparing).TotalSeconds;
             run.Run();
             _ = run.ReadOutputs();
         }
 
-        return new ColdStart(loadSeconds, Stopwatch.GetElapsedTime(loading).TotalSeconds);
+        var firstRun = Stopwatch.GetElapsedTime(preparing).TotalSeconds - prepareSeconds;
+        var firstPlan = session is IPlanBuilds plans && plans.Builds.Count > builds ? plans.Builds[builds] : null;
+        return new ColdStart(loadSeconds, Stopwatch.GetElapsedTime(loading).TotalSeconds) { PrepareSeconds = prepareSeconds, FirstRunSeconds = firstRun, FirstPlan = firstPlan };
     }
 
     private static List<int> PlanBatchSizes(OnnxModel model, BatchAxis axis, BenchmarkOptions options, List<string> notes)

@@ -141,7 +141,7 @@ internal sealed partial class GraphCompiler
         }
 
         Cudnn.SetMathType(convDesc, chosen.MathType);
-        var ws = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
+        var ws = chosen.WorkspaceKnown ? chosen.WorkspaceBytes : Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
         LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
         ReserveWorkspace(ws);
         var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
@@ -254,9 +254,10 @@ internal sealed partial class GraphCompiler
             try
             {
                 Cudnn.SetMathType(convDesc, reused.MathType);
-                if (Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo) <= MaxConvWorkspace)
+                var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo);
+                if (bytes <= MaxConvWorkspace)
                 {
-                    return reused;
+                    return reused with { WorkspaceBytes = bytes, WorkspaceKnown = true };
                 }
             }
             catch (CudaException)
