@@ -14,9 +14,9 @@ namespace Batchwise.Cuda.Tests.Gpu;
 [Trait("Category", "GPU")]
 public sealed class QuantizedModelGpuTests
 {
-    /// <summary>The zoo's resnet18 through the --int8 optimization pipeline.</summary>
-    internal static OnnxModel Int8Resnet18() =>
-        OptimizationPipeline.Run(ModelZoo.Build("zoo:resnet18"), new OptimizeOptions { Int8 = true, Calibration = "random:2" }).Result;
+    /// <summary>The zoo's resnet18 (at <paramref name="spec"/>'s size) through the --int8 optimization pipeline.</summary>
+    internal static OnnxModel Int8Resnet18(string spec = "zoo:resnet18") =>
+        OptimizationPipeline.Run(ModelZoo.Build(spec), new OptimizeOptions { Int8 = true, Calibration = "random:2" }).Result;
 
     [Theory]
     [InlineData("disabled", 0.999)]
