@@ -38,16 +38,6 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
-    public async Task Timed_tactics_on_the_ort_engine_is_one_error_line_naming_the_cuda_engine()
-    {
-        var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--timed-tactics", .. Quick]);
-        Assert.Equal(2, code);
-        var text = (err + output).Trim();
-        Assert.Contains("--timed-tactics is for the cuda engine", text, StringComparison.Ordinal);
-        Assert.DoesNotContain("   at ", text, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public async Task Transfers_on_the_ort_engine_is_one_error_line_saying_the_cpu_has_none()
     {
         var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--transfers", .. Quick]);
@@ -138,7 +128,7 @@ public sealed class BenchCommandTests : IDisposable
     [InlineData("--threads 'many'", "--threads", "many")]
     [InlineData("--input 'oops'", "--input", "oops")]
     [InlineData("Input data file 'missing.npy' not found", "--input", "input=missing.npy")]
-    [InlineData("The ort engine runs the model in the precision it is stored in", "--precision", "fp16")]
+    [InlineData("--precision fp16 does not apply to the ort engine: it runs the model in the precision it is stored in", "--precision", "fp16")]
     public async Task Bad_option_is_a_one_line_error_with_exit_code_2(string expected, string option, string value)
     {
         var quick = Quick.Chunk(2).Where(pair => pair[0] != option).SelectMany(pair => pair);

@@ -101,7 +101,7 @@ public sealed class ExplainCommandTests : IDisposable
     [InlineData("--input-size", "big", "--input-size 'big' is not a size: SIZE or HEIGHTxWIDTH")]
     [InlineData("--top", "0", "--top '0'")]
     [InlineData("--bench", "/nonexistent/bench.json", "not found")]
-    [InlineData("--precision", "fp16", "no fp16 GEMM ceiling for test CPU via ort")]
+    [InlineData("--precision", "fp16", "--precision fp16 does not apply to the ort engine")] // EngineOptionRules, before any ceiling is read
     [InlineData("--device", "-1", "--device '-1'")]
     public async Task Bad_options_are_one_line_errors(string option, string value, string expected)
     {
@@ -118,14 +118,6 @@ public sealed class ExplainCommandTests : IDisposable
         var (code, _, err) = await CliRunner.RunAsync("explain", "/nonexistent/model.onnx", "--no-measure");
         Assert.Equal(2, code);
         Assert.Contains("not found", err, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task Tf32_on_a_cpu_predicts_in_fp32_and_says_so()
-    {
-        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--no-measure", "--batch-sizes", "1,2", "--tf32");
-        Assert.True(code == 0, err);
-        Assert.Contains("predicting in fp32", OneLine(output), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -66,13 +66,18 @@ public static class CommonOptions
         command.SetGuardedAction((parse, _) => Task.FromResult(action(parse)));
 
     /// <summary>Writes "error: message" on one line to stderr.</summary>
-    public static void WriteError(string message)
+    public static void WriteError(string message) => WriteLine("[red]error:[/]", message);
+
+    /// <summary>Writes "warning: message" on one line to stderr.</summary>
+    public static void WriteWarning(string message) => WriteLine("[yellow]warning:[/]", message);
+
+    private static void WriteLine(string label, string message)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
         // Spectre wraps at the console width (80 when redirected); an error stays one line however long it is.
         var text = message.ReplaceLineEndings(" ");
         console.Profile.Width = Math.Max(console.Profile.Width, text.Length + 16);
-        console.MarkupLine($"[red]error:[/] {Markup.Escape(text)}");
+        console.MarkupLine($"{label} {Markup.Escape(text)}");
     }
 }

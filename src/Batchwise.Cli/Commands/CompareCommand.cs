@@ -49,7 +49,7 @@ public static class CompareCommand
             }
 
             var tolerance = new Tolerance(parse.GetValue(rtol), parse.GetValue(atol)).Validated();
-            var candidateOptions = engine.Read(parse);
+            var candidateOptions = engine.Read(parse, engineNames, engineNames[^1]);
             var referenceOptions = candidateOptions with { Precision = Precision.Fp32, AllowTf32 = false, TimedTactics = false };
             var referenceModel = ModelSource.Load(modelSpecs[0]);
             var candidateModel = modelSpecs.Length == 2 ? ModelSource.Load(modelSpecs[1]) : referenceModel;

@@ -38,6 +38,7 @@ public static class ConformanceCommand
         command.SetGuardedAction((parse, ct) =>
         {
             var targets = reports.Read(parse);
+            var engineOptions = engine.Read(parse); // an option the engine cannot honour fails before the suite is read
             var dir = parse.GetValue(directory) ?? NodeTestSuite.FindDefault();
             var opSet = parse.GetValue(ops) is { } opsText ? OperatorSets.Parse(opsText) : null;
             Regex? regex = null;
@@ -80,7 +81,7 @@ public static class ConformanceCommand
 
             var verbose = parse.GetValue(CommonOptions.Verbose);
             var output = targets.Human;
-            var runner = new ConformanceRunner(engine.CreateEngine(parse), engine.Read(parse), tolerance);
+            var runner = new ConformanceRunner(engine.CreateEngine(parse), engineOptions, tolerance);
             output.WriteLine($"running {cases.Count} node test cases from {dir} on {engine.EngineName(parse)} (rtol {CompareCommand.Number(tolerance.Rtol)}, atol {CompareCommand.Number(tolerance.Atol)})");
             var report = runner.Run(dir, cases, verbose ? r => output.WriteLine($"{r.Status.ToString().ToLowerInvariant(),-11} {r.Name}{(r.Reason is null ? string.Empty : ": " + r.Reason)}") : null, ct);
 

@@ -6,7 +6,7 @@ namespace Batchwise.Cli.Options;
 /// <summary>
 /// The engine options, declared once (as trtexec declares each option group once) and added to every command that runs
 /// a model: bench, explain, compare, conformance, serve and optimize. A flag is therefore spelled, typed and explained
-/// the same everywhere; <see cref="Read"/> turns the group into <see cref="EngineOptions"/>, and each engine refuses,
+/// the same everywhere; <see cref="Read(ParseResult)"/> turns the group into <see cref="EngineOptions"/>, and each engine refuses,
 /// in one line, what it does not support.
 /// </summary>
 public sealed class EngineOptionGroup
@@ -27,40 +27,44 @@ public sealed class EngineOptionGroup
     public Option<string>? Engine { get; }
 
     /// <summary>--device: the GPU ordinal.</summary>
-    public Option<int> Device { get; } = CliOption.Integer("--device", "GPU ordinal (GPU engines); `batchwise devices` lists them", 0, 0);
+    public Option<int> Device { get; } = CliOption.Integer("--device", "GPU ordinal (cuda, or ort with --ep cuda or tensorrt; on ort's CPU providers a GPU other than 0 is an error); `batchwise devices` lists them", 0, 0);
 
     /// <summary>--precision: fp32 or fp16.</summary>
-    public Option<string> Precision { get; } = CliOption.Choice("--precision", "Arithmetic precision: fp32, or fp16 (GPU engines; ort runs a model in the precision it is stored in)", "fp32", Precisions);
+    public Option<string> Precision { get; } = CliOption.Choice("--precision", "Arithmetic precision: fp32, or fp16 (cuda; fp16 is an error on ort, which runs a model in the precision it is stored in)", "fp32", Precisions);
 
     /// <summary>--tf32: TF32 tensor cores for fp32.</summary>
-    public Option<bool> Tf32 { get; } = new("--tf32") { Description = "Let fp32 use TF32 tensor cores (GPU engines; explain then predicts with the TF32 GEMM ceiling)" };
+    public Option<bool> Tf32 { get; } = new("--tf32") { Description = "Let fp32 use TF32 tensor cores (cuda; explain then predicts with the TF32 GEMM ceiling). An error on ort, which Batchwise does not set TF32 on" };
 
     /// <summary>--threads: threads inside one operator.</summary>
-    public Option<int> Threads { get; } = CliOption.Integer("--threads", "Threads inside one operator, per engine session (ONNX Runtime's intra-op threads); 0 = the engine's default", 0, 0);
+    public Option<int> Threads { get; } = CliOption.Integer("--threads", "Threads inside one operator, per engine session (ONNX Runtime's intra-op threads); 0 = its default. An error on cuda, which runs operators on the GPU", 0, 0);
 
     /// <summary>--inter-op-threads: threads across operators.</summary>
-    public Option<int> InterOpThreads { get; } = CliOption.Integer("--inter-op-threads", "Threads across operators (ONNX Runtime); 0 = its default", 0, 0);
+    public Option<int> InterOpThreads { get; } = CliOption.Integer("--inter-op-threads", "Threads across operators (ONNX Runtime's inter-op threads); 0 = its default. An error on cuda, which runs operators on the GPU", 0, 0);
 
     /// <summary>--graph-optimization: ONNX Runtime's graph optimisation level.</summary>
-    public Option<string> GraphOptimization { get; } = CliOption.Choice("--graph-optimization", "ONNX Runtime's graph optimisation level", "all", ["disabled", "basic", "extended", "all"]);
+    public Option<string> GraphOptimization { get; } = CliOption.Choice("--graph-optimization", "ONNX Runtime's graph optimisation level. An error on cuda, which plans the graph itself", "all", ["disabled", "basic", "extended", "all"]);
 
     /// <summary>--ep: ONNX Runtime's execution provider.</summary>
-    public Option<string> ExecutionProvider { get; } = CliOption.Choice("--ep", "ONNX Runtime's execution provider (cuda, tensorrt and openvino need their native package installed)", "cpu", ["cpu", "cuda", "tensorrt", "openvino"]);
+    public Option<string> ExecutionProvider { get; } = CliOption.Choice("--ep", "ONNX Runtime's execution provider (cuda, tensorrt and openvino need their native package installed). An error on cuda", "cpu", ["cpu", "cuda", "tensorrt", "openvino"]);
 
     /// <summary>--no-cuda-graph: launch kernels one by one.</summary>
-    public Option<bool> NoCudaGraph { get; } = new("--no-cuda-graph") { Description = "Launch kernels one by one instead of replaying a CUDA graph (GPU engines)" };
+    public Option<bool> NoCudaGraph { get; } = new("--no-cuda-graph") { Description = "Launch kernels one by one instead of replaying a CUDA graph (cuda). Only a warning on ort: it never replays CUDA graphs, so the flag asks for what it does anyway" };
 
     /// <summary>--timed-tactics: time the candidate kernels when a plan is built.</summary>
-    public Option<bool> TimedTactics { get; } = new("--timed-tactics") { Description = "Time cuDNN's convolution algorithms and cuBLASLt's matmul candidates when a plan is built and keep the winners in a timing cache on disk (like TensorRT's); default: the libraries' heuristics (GPU engines)" };
+    public Option<bool> TimedTactics { get; } = new("--timed-tactics") { Description = "Time cuDNN's convolution algorithms and cuBLASLt's matmul candidates when a plan is built and keep the winners in a timing cache on disk (like TensorRT's); default: the libraries' heuristics (cuda; an error on ort, which chooses its kernels itself)" };
 
     /// <summary>--batch-profile: batch sizes with a plan of their own (TensorRT's optimization profiles); null when not given.</summary>
-    public Option<int[]?> BatchProfile { get; } = CliOption.IntegerList("--batch-profile", "Batch sizes that get a plan of their own on a GPU engine; a batch in between runs padded to the next (TensorRT's optimization profiles). Default: a plan per batch size (serve: powers of two up to max_batch_size; build: 1,2,4,...,64)", "1,8,32,64", null);
+    public Option<int[]?> BatchProfile { get; } = CliOption.IntegerList("--batch-profile", "Batch sizes that get a plan of their own on a GPU engine; a batch in between runs padded to the next (TensorRT's optimization profiles). Default: a plan per batch size (serve: powers of two up to max_batch_size; build: 1,2,4,...,64). An error on ort, which needs no plans", "1,8,32,64", null);
 
-    /// <summary>--shape-profile: ranges of other dynamic dimensions (raw text; <see cref="Read"/> parses it).</summary>
-    public Option<string[]> ShapeProfile { get; } = new("--shape-profile") { Description = "Range of another dynamic dimension on a GPU engine: " + Engines.ShapeProfile.Syntax + "; a plan per grid shape (serve and build make them ahead), a shape off the grid is refused; repeatable", HelpName = "PROFILE" };
+    /// <summary>--shape-profile: ranges of other dynamic dimensions (raw text; <see cref="Read(ParseResult)"/> parses it).</summary>
+    public Option<string[]> ShapeProfile { get; } = new("--shape-profile") { Description = "Range of another dynamic dimension on a GPU engine: " + Engines.ShapeProfile.Syntax + "; a plan per grid shape (serve and build make them ahead), a shape off the grid is refused; repeatable. An error on ort, which needs no plans", HelpName = "PROFILE" };
 
-    // A new engine option joins the group here: one property above, one entry in All and one line in Read; every
-    // command that runs a model then takes it, spelled and explained the same.
+    // A new engine option joins the group here: one property above, one entry in All, one line in Read and, for each
+    // engine that cannot honour it, a rule in EngineOptionRules; every command that runs a model then takes it, spelled
+    // and explained the same.
+
+    /// <summary>The options compare applies to its candidate engine alone (the reference runs fp32, as the model says).</summary>
+    public IReadOnlySet<Option> CandidateOnly => new HashSet<Option> { Precision, Tf32, TimedTactics };
 
     /// <summary>Every option of the group, in help order.</summary>
     public IEnumerable<Option> All =>
@@ -89,10 +93,24 @@ public sealed class EngineOptionGroup
     /// <summary>The engine named by --engine, from the registry (an unknown name is a one-line error listing the known ones).</summary>
     public IEngine CreateEngine(ParseResult parse) => EngineRegistry.Create(EngineName(parse));
 
-    /// <summary>The engine options the group's flags say.</summary>
-    public EngineOptions Read(ParseResult parse)
+    /// <summary>
+    /// The engine options the group's flags say, for the engine named by --engine: an option it cannot honour is a
+    /// one-line error, or a warning line on standard error (<see cref="EngineOptionRules"/>).
+    /// </summary>
+    public EngineOptions Read(ParseResult parse) => Read(parse, [EngineName(parse)], EngineName(parse));
+
+    /// <summary>
+    /// The engine options the group's flags say, for several engines (compare's reference and candidate): an option
+    /// none of them honours is an error (or a warning, per its rule), one that some ignore a warning naming them.
+    /// </summary>
+    public EngineOptions Read(ParseResult parse, IReadOnlyList<string> engines, string candidate)
     {
         ArgumentNullException.ThrowIfNull(parse);
+        foreach (var warning in EngineOptionRules.Check(this, parse, engines, candidate))
+        {
+            Commands.CommonOptions.WriteWarning(warning);
+        }
+
         return new EngineOptions
         {
             DeviceId = parse.GetValue(Device),

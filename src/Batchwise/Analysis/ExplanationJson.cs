@@ -45,21 +45,13 @@ public sealed record ExplainDocument(
     ExplainKnee Knee,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ExplainError? Error,
     IReadOnlyList<ExplainLayer> TopLayers,
-    IReadOnlyList<string> Verdict)
+    IReadOnlyList<string> Verdict) : VersionedDocument(SchemaName, CurrentVersion)
 {
     /// <summary>The schema's name.</summary>
     public const string SchemaName = "batchwise.explain";
 
     /// <summary>The schema's version this Batchwise writes.</summary>
     public const int CurrentVersion = 1;
-
-    /// <summary>The schema's name as written.</summary>
-    [JsonPropertyOrder(-2)]
-    public string Schema { get; init; } = SchemaName;
-
-    /// <summary>The schema's version; bumped on any incompatible change.</summary>
-    [JsonPropertyOrder(-1)]
-    public int SchemaVersion { get; init; } = CurrentVersion;
 
     /// <summary>The document of an explanation.</summary>
     public static ExplainDocument From(Explanation e, IReadOnlyDictionary<string, string> context)

@@ -9,7 +9,9 @@ namespace Batchwise.Benchmarking;
 
 /// <summary>
 /// Runs a benchmark sweep on any engine: for each batch size x concurrency, warm-up, then measurement windows
-/// until three agree (perf_analyzer's rule), from dedicated threads that each own a prepared run.
+/// until three agree (perf_analyzer's rule), from dedicated threads that each own a prepared run. When to stop warming
+/// up, close a window or end a point is <see cref="MeasurementSchedule"/>'s to say; this class runs the threads and
+/// the clock.
 /// </summary>
 public sealed class BenchmarkRunner
 {
@@ -109,9 +111,9 @@ public sealed class BenchmarkRunner
                         return StopReason.Cancelled;
                     }
 
-                    if (options.MaxTime is { } budget && points.Count > 0 && total.Elapsed >= budget)
+                    if (!MeasurementSchedule.MayStartPoint(points.Count, total.Elapsed, options.MaxTime))
                     {
-                        notes.Add(string.Create(CultureInfo.InvariantCulture, $"the time budget (--max-time {budget.TotalSeconds:0.#} s) ran out after {points.Count} of {planned} points; b={batch} and beyond were not measured"));
+                        notes.Add(string.Create(CultureInfo.InvariantCulture, $"the time budget (--max-time {options.MaxTime!.Value.TotalSeconds:0.#} s) ran out after {points.Count} of {planned} points; b={batch} and beyond were not measured"));
                         return StopReason.TimeBudget;
                     }
 
@@ -121,7 +123,7 @@ public sealed class BenchmarkRunner
                     var buildsBefore = (session as IPlanBuilds)?.Builds.Count ?? 0;
                     try
                     {
-                        measured = MeasurePoint(session, inputs, shapes, batch, concurrency, options, Report, () => options.MaxTime is { } t && total.Elapsed >= t, cancellationToken);
+                        measured = MeasurePoint(session, inputs, shapes, batch, concurrency, options, Report, () => MeasurementSchedule.IsOverBudget(total.Elapsed, options.MaxTime), cancellationToken);
                         if (measured is not null && session is IPlanBuilds plans)
                         {
                             var profile = plans.BatchProfiles.FirstOrDefault(p => p >= batch);
@@ -222,42 +224,38 @@ public sealed class BenchmarkRunner
                 thread.Start();
             }
 
+            // The schedule decides (warm-up, windows, stability, budget); this thread only feeds it what it sees.
             var monitor = new PointMonitor(session, state, workers, cancellationToken);
-            report("warm-up", null);
-            var warmupStart = Stopwatch.GetTimestamp();
-            if (!monitor.WaitUntil(() => Stopwatch.GetElapsedTime(warmupStart) >= options.Warmup && workers.All(w => w.Completed > 0)))
-            {
-                return null;
-            }
-
-            var warmupRuns = monitor.Completed();
-            monitor.ResetPeaks();
+            var schedule = new MeasurementSchedule(options);
             var windows = new List<Window>();
-            while (true)
+            report("warm-up", null);
+            var (start, cpuStart, before) = (Stopwatch.GetTimestamp(), ProcessCpuSeconds(), 0L);
+            while (schedule.Stage != MeasurementStage.Finished)
             {
-                var start = Stopwatch.GetTimestamp();
-                var cpuStart = ProcessCpuSeconds();
-                var before = monitor.Completed();
-                if (!monitor.WaitUntil(() => Stopwatch.GetElapsedTime(start) >= options.Window && monitor.Completed() > before))
+                var (now, completed) = (start, before);
+                if (!monitor.WaitUntil(() =>
+                {
+                    (now, completed) = (Stopwatch.GetTimestamp(), monitor.Completed());
+                    var seen = new ScheduleObservation(Stopwatch.GetElapsedTime(start, now), completed - before, workers.All(w => w.Completed > 0), overBudget());
+                    return schedule.Observe(seen) != ScheduleStep.Continue;
+                }))
                 {
                     return null;
                 }
 
-                var end = Stopwatch.GetTimestamp();
-                var runs = monitor.Completed() - before;
-                var seconds = Stopwatch.GetElapsedTime(start, end).TotalSeconds;
-                windows.Add(new Window(start, end, runs, runs * batch / seconds, ProcessCpuSeconds() - cpuStart));
-                report($"window {windows.Count}", null);
-                if (Statistics.IsStable(windows.Select(w => w.Throughput).ToList(), options.StabilityTolerance) || windows.Count >= options.MaxWindows)
+                var cpuNow = ProcessCpuSeconds();
+                if (schedule.Windows.Count > windows.Count)
                 {
-                    break;
+                    var closed = schedule.Windows[^1];
+                    windows.Add(new Window(start, now, closed.Runs, closed.Runs * batch / closed.Seconds, cpuNow - cpuStart));
+                    report($"window {windows.Count}", null);
+                }
+                else
+                {
+                    monitor.ResetPeaks(); // the warm-up ended: peaks are the measurement's own
                 }
 
-                // Out of time: three windows are enough to report the point (flagged unstable if it is).
-                if (windows.Count >= 3 && overBudget())
-                {
-                    break;
-                }
+                (start, cpuStart, before) = (now, cpuNow, completed);
             }
 
             state.Stop = true;
@@ -267,7 +265,7 @@ public sealed class BenchmarkRunner
             }
 
             monitor.ThrowIfFailed();
-            return Summarize(batch, concurrency, shapes, options, windows, workers, monitor, (int)warmupRuns);
+            return Summarize(batch, concurrency, shapes, schedule, windows, workers, monitor);
         }
         finally
         {
@@ -285,10 +283,10 @@ public sealed class BenchmarkRunner
     }
 
     private static BenchmarkPoint Summarize(
-        int batch, int concurrency, IReadOnlyList<long[]> shapes, BenchmarkOptions options, List<Window> windows, List<Worker> workers, PointMonitor monitor, int warmupRuns)
+        int batch, int concurrency, IReadOnlyList<long[]> shapes, MeasurementSchedule schedule, List<Window> windows, List<Worker> workers, PointMonitor monitor)
     {
         // Report the last three windows (the ones the stability rule judged), as perf_analyzer does.
-        var span = windows.Skip(Math.Max(0, windows.Count - 3)).ToList();
+        var span = windows.Skip(Math.Max(0, windows.Count - MeasurementSchedule.JudgedWindows)).ToList();
         var (from, to) = (span[0].Start, span[^1].End);
         var seconds = span.Sum(w => Stopwatch.GetElapsedTime(w.Start, w.End).TotalSeconds);
         var runs = span.Sum(w => w.Runs);
@@ -311,12 +309,12 @@ public sealed class BenchmarkRunner
         }
 
         var spans = span.Select(w => w.Throughput).ToList();
-        var stable = Statistics.IsStable(spans, options.StabilityTolerance);
+        var stable = schedule.IsStable();
         var cpu = span.Sum(w => w.CpuSeconds) / (seconds * Environment.ProcessorCount);
         return new BenchmarkPoint(
             batch, concurrency, shapes, stable, Statistics.Spread(spans), windows.Select(w => w.Throughput).ToList(),
             throughput, runs / seconds, 1000 / throughput, Statistics.Summarize(samples), cpu, monitor.PeakWorkingSet,
-            monitor.DeviceUtilization, monitor.DeviceMemoryPeak, warmupRuns, seconds, samples)
+            monitor.DeviceUtilization, monitor.DeviceMemoryPeak, (int)schedule.WarmupRuns, seconds, samples)
         {
             // Only when every sample has its phases: a breakdown of some runs would not add up to the latency reported.
             Transfers = phases.Count > 0 && phases.Count == samples.Count

@@ -4,38 +4,15 @@ using OnnxProto = Onnx;
 namespace Batchwise.Operators;
 
 /// <summary>One node during shape inference: its inputs, attributes (with the registry's defaults) and helpers that name the node in errors.</summary>
-internal sealed class InferenceContext
+internal sealed class InferenceContext : NodeContext
 {
     private readonly SymbolicValue?[] _inputs;
 
     public InferenceContext(OnnxProto.NodeProto node, OperatorSchema schema, long opset, SymbolicValue?[] inputs)
+        : base(node, schema, opset)
     {
-        Node = node;
-        Schema = schema;
-        Opset = opset;
         _inputs = inputs;
-        Attributes = new NodeAttributes(node, schema, opset);
     }
-
-    public OnnxProto.NodeProto Node { get; }
-
-    public OperatorSchema Schema { get; }
-
-    /// <summary>The opset of the node's domain.</summary>
-    public long Opset { get; }
-
-    public NodeAttributes Attributes { get; }
-
-    public string OpType => Node.OpType;
-
-    public int InputCount => Node.Input.Count;
-
-    /// <summary>Number of outputs the node declares (trailing optional ones may be empty names).</summary>
-    public int OutputCount => Node.Output.Count;
-
-    public bool HasOutput(int i) => i < Node.Output.Count && Node.Output[i].Length > 0;
-
-    public string Where => string.IsNullOrEmpty(Node.Name) ? Node.OpType : $"{Node.OpType} node '{Node.Name}'";
 
     public bool Has(int i) => i < Node.Input.Count && !string.IsNullOrEmpty(Node.Input[i]) && i < _inputs.Length && _inputs[i] is not null;
 
@@ -52,22 +29,12 @@ internal sealed class InferenceContext
     /// <summary>Every present input, in order.</summary>
     public IEnumerable<SymbolicValue> Present() => Enumerable.Range(0, InputCount).Where(Has).Select(In);
 
-    public BatchwiseException Fail(string what) =>
+    public override BatchwiseException Fail(string what) =>
         new($"Shape inference failed at {Where}: {what}", "Check the model with onnx.checker.check_model(model, full_check=True).");
 
     // ---- attributes ----
 
-    public long Int(string name) => Attributes.Int(name);
-
-    public long Int(string name, long fallback) => Attributes.Int(name, fallback);
-
     public float Float(string name) => (float)Attributes.Float(name);
-
-    public string String(string name) => Attributes.String(name);
-
-    public long[]? Ints(string name) => Attributes.IntsOrDefault(name);
-
-    public bool HasAttribute(string name) => Attributes.Has(name);
 
     // ---- values of inputs ----
 
@@ -94,10 +61,6 @@ internal sealed class InferenceContext
         "Export the model with constant shapes, or simplify it with onnxsim.");
 
     // ---- shape helpers ----
-
-    public int Axis(long axis, int rank) => axis < -rank || axis >= Math.Max(rank, 1)
-        ? throw Fail($"axis {axis} is out of range for rank {rank}")
-        : (int)(axis < 0 ? axis + rank : axis);
 
     /// <summary>Numpy broadcasting of any number of shapes; a symbolic dimension against 1 stays symbolic.</summary>
     public DimExpr[] Broadcast(params DimExpr[][] shapes)

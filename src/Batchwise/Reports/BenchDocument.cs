@@ -30,7 +30,7 @@ public sealed record BenchDocument(
     IReadOnlyList<BenchKnee> Knees,
     IReadOnlyList<string> Notes,
     StopReason StopReason,
-    double TotalSeconds)
+    double TotalSeconds) : VersionedDocument(SchemaName, CurrentVersion)
 {
     /// <summary>Time to first inference, measured before the sweep (absent where not measured).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -41,14 +41,6 @@ public sealed record BenchDocument(
 
     /// <summary>The schema's version this Batchwise writes (and the newest it reads).</summary>
     public const int CurrentVersion = 1;
-
-    /// <summary>The schema's name as written.</summary>
-    [JsonPropertyOrder(-2)]
-    public string Schema { get; init; } = SchemaName;
-
-    /// <summary>The schema's version; bumped on any incompatible change.</summary>
-    [JsonPropertyOrder(-1)]
-    public int SchemaVersion { get; init; } = CurrentVersion;
 
     /// <summary>The document of a sweep.</summary>
     public static BenchDocument From(BenchmarkResult result)

@@ -1,4 +1,3 @@
-using System.Text.Json.Serialization;
 using Batchwise.Comparison;
 using Batchwise.Engines;
 
@@ -27,16 +26,8 @@ public sealed record CompareDocument(
     IReadOnlyList<string> Notes,
     bool Passed,
     DateTimeOffset Date,
-    HostRecord Host)
+    HostRecord Host) : VersionedDocument("batchwise.compare", 1)
 {
-    /// <summary>The schema's name.</summary>
-    [JsonPropertyOrder(-2)]
-    public string Schema { get; init; } = "batchwise.compare";
-
-    /// <summary>The schema's version; bumped on any incompatible change.</summary>
-    [JsonPropertyOrder(-1)]
-    public int SchemaVersion { get; init; } = 1;
-
     /// <summary>The CSV columns: one row per output.</summary>
     public static readonly IReadOnlyList<string> CsvColumns =
     [

@@ -1,4 +1,3 @@
-using System.Text.Json.Serialization;
 using Batchwise.Comparison;
 using Batchwise.Conformance;
 using Batchwise.Engines;
@@ -26,16 +25,8 @@ public sealed record ConformanceDocument(
     IReadOnlyList<OperatorSummary> Operators,
     IReadOnlyList<CaseResult> Cases,
     DateTimeOffset Date,
-    HostRecord Host)
+    HostRecord Host) : VersionedDocument("batchwise.conformance", 1)
 {
-    /// <summary>The schema's name.</summary>
-    [JsonPropertyOrder(-2)]
-    public string Schema { get; init; } = "batchwise.conformance";
-
-    /// <summary>The schema's version; bumped on any incompatible change.</summary>
-    [JsonPropertyOrder(-1)]
-    public int SchemaVersion { get; init; } = 1;
-
     /// <summary>The CSV columns: one row per case.</summary>
     public static readonly IReadOnlyList<string> CsvColumns = ["case", "ops", "status", "reason", "max_abs_error", "seconds", "engine", "engine_version"];
 

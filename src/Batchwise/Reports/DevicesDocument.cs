@@ -1,20 +1,11 @@
-using System.Text.Json.Serialization;
 using Batchwise.Analysis;
 
 namespace Batchwise.Reports;
 
 /// <summary>`batchwise devices --json`: schema batchwise.devices (docs/report-schemas.md).</summary>
 /// <param name="Devices">Every NVIDIA GPU found (empty where there is none).</param>
-public sealed record DevicesDocument(IReadOnlyList<DeviceRecord> Devices)
+public sealed record DevicesDocument(IReadOnlyList<DeviceRecord> Devices) : VersionedDocument("batchwise.devices", 1)
 {
-    /// <summary>The schema's name.</summary>
-    [JsonPropertyOrder(-2)]
-    public string Schema { get; init; } = "batchwise.devices";
-
-    /// <summary>The schema's version; bumped on any incompatible change.</summary>
-    [JsonPropertyOrder(-1)]
-    public int SchemaVersion { get; init; } = 1;
-
     /// <summary>The CSV columns: one row per GPU.</summary>
     public static readonly IReadOnlyList<string> CsvColumns =
     [

@@ -1,4 +1,3 @@
-using System.Text.Json.Serialization;
 using Batchwise.Benchmarking;
 
 namespace Batchwise.Reports;
@@ -29,16 +28,8 @@ public sealed record LoadPoint(int? Concurrency, double? RequestRate, double Req
 /// <param name="Cpu">The client's CPU.</param>
 /// <param name="Cores">The client's logical cores.</param>
 /// <param name="Points">One point per concurrency or request rate.</param>
-public sealed record LoadReport(string Url, string Model, string Protocol, int BatchSize, string Inputs, string Date, string Machine, string Cpu, int Cores, IReadOnlyList<LoadPoint> Points)
+public sealed record LoadReport(string Url, string Model, string Protocol, int BatchSize, string Inputs, string Date, string Machine, string Cpu, int Cores, IReadOnlyList<LoadPoint> Points) : VersionedDocument("batchwise.load", 1)
 {
-    /// <summary>The schema's name.</summary>
-    [JsonPropertyOrder(-2)]
-    public string Schema { get; init; } = "batchwise.load";
-
-    /// <summary>The schema's version; bumped on any incompatible change.</summary>
-    [JsonPropertyOrder(-1)]
-    public int SchemaVersion { get; init; } = 1;
-
     /// <summary>The CSV columns: one row per point.</summary>
     public static readonly IReadOnlyList<string> CsvColumns =
     [

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Reflection;
 using Batchwise.Cli.Options;
 
 namespace Batchwise.Cli.Tests.Options;
@@ -14,6 +15,82 @@ public sealed class OptionConsistencyTests
     private static readonly string[] EngineCommands = ["bench", "build", "explain", "compare", "conformance", "serve", "optimize"];
 
     private static readonly string[] ReportingCommands = ["bench", "explain", "compare", "conformance", "optimize", "load", "devices"];
+
+    /// <summary>Commands whose options the checks below must reach (the tree may hold more; it must hold these).</summary>
+    private static readonly string[] MustEnumerate = ["zoo", "devices", "bench", "build", "explain", "compare", "conformance", "optimize", "serve", "load"];
+
+    [Fact]
+    public void The_enumeration_reaches_every_command_and_every_option_of_each()
+    {
+        var enumerated = AllOptions().GroupBy(x => x.Command).ToDictionary(g => g.Key, g => g.Select(x => x.Option.Name).ToHashSet(StringComparer.Ordinal), StringComparer.Ordinal);
+        var root = Program.CreateRoot();
+        Assert.All(MustEnumerate, name => Assert.Contains(root.Subcommands, c => c.Name == name));
+
+        void Check(Command command, string path)
+        {
+            var own = command.Options.Where(o => o is not System.CommandLine.Help.HelpOption and not VersionOption).Select(o => o.Name).ToList();
+            if (own.Count > 0)
+            {
+                Assert.True(enumerated.TryGetValue(path, out var seen), $"'{path}' was not enumerated");
+                Assert.All(own, name => Assert.True(seen!.Contains(name), $"'{path} {name}' was not enumerated"));
+            }
+
+            foreach (var sub in command.Subcommands)
+            {
+                Check(sub, path.Length == 0 ? sub.Name : path + " " + sub.Name);
+            }
+        }
+
+        Check(root, string.Empty);
+
+        // The commands other helpers extend most are really read, with their own options.
+        Assert.Contains("--http-port", enumerated["serve"]);
+        Assert.Contains("--request-rate", enumerated["load"]);
+        Assert.Contains("--output", enumerated["build"]);
+        Assert.Contains("--filter", enumerated["conformance"]);
+    }
+
+    [Fact]
+    public void Every_shared_option_is_on_every_command_with_its_one_name_type_help_name_aliases_and_help()
+    {
+        var canonical = SharedDeclarations().ToList();
+        Assert.Contains(canonical, o => o.Name == "--engine");
+        Assert.Contains(canonical, o => o.Name == "--batch-sizes");
+        Assert.Contains(canonical, o => o.Name == "--json");
+        var problems = new List<string>();
+        var uses = 0;
+        foreach (var (command, option) in AllOptions())
+        {
+            if (canonical.FirstOrDefault(c => c.Name == option.Name) is { } shared)
+            {
+                uses++;
+                Compare(problems, $"{command} {option.Name}", shared, option);
+            }
+            else if (canonical.FirstOrDefault(c => c.Description == option.Description) is { } renamed)
+            {
+                // The same meaning (the same help) under another name: a flag that drifted.
+                problems.Add($"{command} {option.Name}: says what {renamed.Name} says but is named differently");
+            }
+        }
+
+        Assert.True(uses > canonical.Count, $"only {uses} uses of {canonical.Count} shared options were found");
+        Assert.True(problems.Count == 0, string.Join('\n', problems));
+    }
+
+    [Fact]
+    public void A_short_alias_means_the_same_long_flag_on_every_command()
+    {
+        // A flag's list form and its single form are one concept with one letter: -b is --batch-sizes where a command
+        // sweeps and --batch-size where it runs one batch; -e is --engines on compare and --engine elsewhere.
+        static string Concept(string name) => name.EndsWith('s') ? name[..^1] : name;
+        var problems = AllOptions()
+            .SelectMany(x => x.Option.Aliases.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).Select(a => (Alias: a, x.Command, x.Option.Name)))
+            .GroupBy(x => x.Alias)
+            .Where(g => g.Select(x => Concept(x.Name)).Distinct().Count() > 1)
+            .Select(g => $"{g.Key}: {string.Join(", ", g.Select(x => $"{x.Command} {x.Name}"))}")
+            .ToList();
+        Assert.True(problems.Count == 0, string.Join('\n', problems));
+    }
 
     [Fact]
     public void The_same_flag_has_the_same_aliases_type_help_name_and_help_on_every_command()
@@ -170,6 +247,44 @@ public sealed class OptionConsistencyTests
     }
 
     private static Command Command(string name) => Program.CreateRoot().Subcommands.Single(c => c.Name == name);
+
+    /// <summary>Options declared once for several commands: <see cref="SharedOptions"/>, the engine group and the report options.</summary>
+    private static IEnumerable<Option> SharedDeclarations()
+    {
+        foreach (var factory in typeof(SharedOptions).GetMethods(BindingFlags.Public | BindingFlags.Static).Where(m => typeof(Option).IsAssignableFrom(m.ReturnType)))
+        {
+            var arguments = factory.GetParameters().Select(p => p.ParameterType.IsValueType ? Activator.CreateInstance(p.ParameterType) : null).ToArray();
+            yield return (Option)factory.Invoke(null, arguments)!;
+        }
+
+        foreach (var option in new EngineOptionGroup().All)
+        {
+            yield return option;
+        }
+
+        var reporting = new Command("reporting");
+        ReportOptions.AddTo(reporting, withHtml: true);
+        foreach (var option in reporting.Options)
+        {
+            yield return option;
+        }
+    }
+
+    private static void Compare(List<string> problems, string where, Option shared, Option used)
+    {
+        void Check(string what, string? expected, string? actual)
+        {
+            if (!string.Equals(expected, actual, StringComparison.Ordinal))
+            {
+                problems.Add($"{where}: {what} is '{actual}', the shared declaration says '{expected}'");
+            }
+        }
+
+        Check("type", shared.ValueType.Name, used.ValueType.Name);
+        Check("help", shared.Description, used.Description);
+        Check("help name", shared.HelpName, used.HelpName);
+        Check("aliases", string.Join(' ', shared.Aliases.Order(StringComparer.Ordinal)), string.Join(' ', used.Aliases.Order(StringComparer.Ordinal)));
+    }
 
     private static List<(string Command, Option Option)> AllOptions()
     {
