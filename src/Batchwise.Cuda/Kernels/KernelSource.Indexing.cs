@@ -301,21 +301,24 @@ internal static partial class KernelSource
         return w.Build($"{t}* __restrict__ y, const {CType(indexType)}* __restrict__ idx, const {t}* __restrict__ values, {KernelWriter.ArgsParameter}");
     }
 
-    /// <summary>Trilu over the last two dimensions [rows, cols]: elements above (upper) or below the k-th diagonal kept, the rest zero.</summary>
-    public static KernelCode Trilu(int elementSize, long count, long rows, long cols, long k, bool upper)
+    /// <summary>
+    /// Trilu over the last two dimensions [rows, cols]: elements on or above (upper) or below the k-th diagonal kept, the
+    /// rest zero; k is read from device memory (an int64 scalar, or 0 without one), so it may be computed by the graph.
+    /// </summary>
+    public static KernelCode Trilu(int elementSize, long count, long rows, long cols, bool upper)
     {
         var t = MoveType(elementSize);
         var w = new KernelWriter(small: false);
         var n = w.I64("n", count);
         var c = w.I64("cols", cols);
         var r = w.I64("rows", rows);
-        var diag = w.I64("k", k);
         ThreadIndex(w, n);
         w.Body.Append($$"""
+                const i64 k = kp ? kp[0] : 0;
                 const i64 col = i % {{c}}, row = (i / {{c}}) % {{r}};
-                y[i] = (col - row {{(upper ? ">=" : "<=")}} {{diag}}) ? x[i] : ({{t}})0;
+                y[i] = (col - row {{(upper ? ">=" : "<=")}} k) ? x[i] : ({{t}})0;
 
             """);
-        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}");
+        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const long long* __restrict__ kp, {KernelWriter.ArgsParameter}");
     }
 }

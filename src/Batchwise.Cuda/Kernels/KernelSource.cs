@@ -785,8 +785,13 @@ internal static partial class KernelSource
     /// borders as ONNX Runtime does. Window sizes, strides and dilations (attributes) are part of the kernel; sizes and
     /// pads are arguments.
     /// </summary>
-    /// <remarks>With <paramref name="channelsLast"/> the tensor is stored [N, spatial..., C] with <paramref name="channels"/> channels (nc = N * C either way).</remarks>
-    public static KernelCode Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1)
+    /// <remarks>
+    /// With <paramref name="channelsLast"/> the tensor is stored [N, spatial..., C] with <paramref name="channels"/> channels
+    /// (nc = N * C either way). With <paramref name="indices"/> (max, NCHW) each maximum's flat index into the input is
+    /// written too (ONNX's Indices output; the first of equal maxima), the spatial part in column-major order with
+    /// <paramref name="columnMajor"/> (storage_order 1).
+    /// </remarks>
+    public static KernelCode Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1, bool indices = false, bool columnMajor = false)
     {
         var r = inSpatial.Length;
         var ct = CType(type);
@@ -825,6 +830,11 @@ internal static partial class KernelSource
         }
 
         b.Append(max ? "    float acc = -1.f / 0.f;\n" : "    float acc = 0.f; int cnt = 0;\n");
+        if (indices)
+        {
+            b.Append("    i64 at = 0;\n");
+        }
+
         var indent = "    ";
         for (var d = 0; d < r; d++)
         {
@@ -836,7 +846,8 @@ internal static partial class KernelSource
 
         var offset = string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {strideArgs[d]}"));
         b.Append(indent).Append("const float v = (float)xp[").Append(offset).Append("];\n");
-        b.Append(indent).Append(max ? "acc = v > acc ? v : acc;\n" : "acc += v; cnt++;\n");
+        var at = columnMajor ? string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {w.I64("cm" + d, Count(inSpatial[..d]))}")) : offset;
+        b.Append(indent).Append(max ? (indices ? $"if (v > acc) {{ acc = v; at = (i64)r_ * {plane} + {at}; }}\n" : "acc = v > acc ? v : acc;\n") : "acc += v; cnt++;\n");
         for (var d = r - 1; d >= 0; d--)
         {
             indent = indent[..^4];
@@ -858,6 +869,12 @@ internal static partial class KernelSource
         }
 
         b.Append("    y[i] = (").Append(ct).Append(")acc;\n");
+        if (indices)
+        {
+            b.Append("    ind[i] = at;\n");
+            return w.Build($"{ct}* __restrict__ y, long long* __restrict__ ind, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
+        }
+
         return w.Build($"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
@@ -903,13 +920,23 @@ internal static partial class KernelSource
         return w.Build($"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
-    /// <summary>Resize (nearest or linear, N-d) with ONNX's coordinate transformation and nearest rounding modes.</summary>
+    /// <summary>Resize (nearest, linear or cubic, N-d) with ONNX's coordinate transformation and nearest rounding modes.</summary>
     /// <remarks>
     /// <para><paramref name="nearestElement"/> replaces the element's C type for nearest mode (whole channel runs as uint4).</para>
     /// <para>Which axes resize is part of the kernel; sizes and scales are arguments.</para>
+    /// <para>Cubic mode weighs the 4 nearest inputs per axis by the cubic convolution kernel with <paramref name="cubicA"/>;
+    /// taps beyond the edge read the edge, or with <paramref name="excludeOutside"/> get weight 0 (the rest renormalized).
+    /// tf_crop_and_resize samples the region <paramref name="roi"/> ([starts..., ends...] as fractions of each axis) and
+    /// writes <paramref name="extrapolation"/> where a sample falls outside the input.</para>
     /// </remarks>
-    public static KernelCode Resize(ElementType type, long[] inShape, long[] outShape, double[] scales, string mode, string coordinateMode, string nearestMode, string? nearestElement = null)
+    public static KernelCode Resize(ElementType type, long[] inShape, long[] outShape, double[] scales, string mode, string coordinateMode, string nearestMode, string? nearestElement = null, double cubicA = -0.75, bool excludeOutside = false, double[]? roi = null, double extrapolation = 0)
     {
+        var crop = coordinateMode == "tf_crop_and_resize";
+        if (crop && (roi is null || roi.Length != 2 * inShape.Length))
+        {
+            throw new ArgumentException("tf_crop_and_resize needs a region of interest of 2 x rank values", nameof(roi));
+        }
+
         var ct = mode == "nearest" && nearestElement is not null ? nearestElement : CType(type);
         var rank = inShape.Length;
         var inStrides = Strides(inShape);
@@ -920,6 +947,11 @@ internal static partial class KernelSource
         b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
         b.Append("    if (i >= ").Append(n).Append(") return;\n    ").Append(ix).Append(" r_ = i;\n");
         b.Append("    i64 base = 0;\n");
+        if (mode == "cubic")
+        {
+            b.Append("    const float cubic_a = ").Append(F(cubicA)).Append(";\n");
+        }
+
         for (var d = rank - 1; d >= 1; d--)
         {
             b.Append("    ").Append(w.Peel(w.Div("out" + d, outShape[d]), "r_", "o" + d)).Append('\n');
@@ -930,7 +962,7 @@ internal static partial class KernelSource
         for (var d = 0; d < rank; d++)
         {
             var stride = w.I64("stride" + d, inStrides[d]);
-            if (inShape[d] == outShape[d] && scales[d] == 1.0)
+            if (inShape[d] == outShape[d] && scales[d] == 1.0 && !(crop && (roi![d] != 0 || roi[d + rank] != 1)))
             {
                 b.Append("    base += (i64)o").Append(d).Append(" * ").Append(stride).Append(";\n");
                 continue;
@@ -948,10 +980,30 @@ internal static partial class KernelSource
                 "pytorch_half_pixel" => $"{w.Float("on" + d, resized > 1 ? 1 : 0)} * (({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f)",
                 "tf_half_pixel_for_nn" => $"({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])}",
                 "half_pixel_symmetric" => $"{w.Float("shift" + d, inD / 2.0 * (1 - (outShape[d] / resized)))} + ({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f",
+                "tf_crop_and_resize" => outShape[d] > 1
+                    ? $"{w.Float("start" + d, roi![d] * (inD - 1))} + {o} * {w.Float("step" + d, (roi[d + rank] - roi[d]) * (inD - 1) / (outShape[d] - 1))}"
+                    : $"{w.Float("start" + d, 0.5 * (roi![d] + roi[d + rank]) * (inD - 1))} + {o} * {w.Float("step" + d, 0)}",
                 _ => $"({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f",
             };
             b.Append("    float f").Append(d).Append(" = ").Append(coord).Append(";\n");
-            if (mode == "nearest")
+            if (crop)
+            {
+                b.Append($"    if (f{d} < 0.f || f{d} > (float){last}) {{ y[i] = ({ct}){F(extrapolation, type)}; return; }}\n");
+            }
+
+            if (mode == "cubic")
+            {
+                b.Append($"    const i64 c{d} = (i64)floorf(f{d}); const float t{d} = f{d} - (float)c{d};\n");
+                b.Append($"    float cw{d}[4]; i64 ci{d}[4]; float cs{d} = 0.f;\n");
+                b.Append($"    for (int k = 0; k < 4; k++) {{ const float s = fabsf(t{d} + 1.f - (float)k); float q = s <= 1.f ? ((cubic_a + 2.f) * s - (cubic_a + 3.f)) * s * s + 1.f : s < 2.f ? ((cubic_a * s - 5.f * cubic_a) * s + 8.f * cubic_a) * s - 4.f * cubic_a : 0.f; i64 j = c{d} - 1 + k; if (j < 0 || j > {last}) {{ {(excludeOutside ? "q = 0.f; " : string.Empty)}j = j < 0 ? 0 : {last}; }} cw{d}[k] = q; ci{d}[k] = j; cs{d} += q; }}\n");
+                if (excludeOutside)
+                {
+                    b.Append($"    for (int k = 0; k < 4; k++) cw{d}[k] /= cs{d};\n");
+                }
+
+                b.Append($"    const i64 st{d} = {stride};\n");
+            }
+            else if (mode == "nearest")
             {
                 var round = nearestMode switch
                 {
@@ -976,6 +1028,21 @@ internal static partial class KernelSource
         if (mode == "nearest" || active.Count == 0)
         {
             b.Append("    y[i] = x[base];\n");
+            return w.Build(signature);
+        }
+
+        if (mode == "cubic")
+        {
+            b.Append("    float acc = 0.f;\n");
+            var indent = "    ";
+            foreach (var d in active)
+            {
+                b.Append($"{indent}for (int k{d} = 0; k{d} < 4; k{d}++)\n");
+                indent += "    ";
+            }
+
+            b.Append($"{indent}acc += {string.Join(" * ", active.Select(d => $"cw{d}[k{d}]"))} * (float)x[base + {string.Join(" + ", active.Select(d => $"ci{d}[k{d}] * st{d}"))}];\n");
+            b.Append("    y[i] = (").Append(ct).Append(")acc;\n");
             return w.Build(signature);
         }
 

@@ -14,19 +14,10 @@ internal static class OperatorSupport
     /// <summary>Default-domain operators the planner lowers to device steps or folds on the host: the lowering table's keys.</summary>
     public static readonly FrozenSet<string> Lowered = GraphCompiler.Lowerings.Keys.ToFrozenSet(StringComparer.Ordinal);
 
-    private const string NotYet = "no CUDA lowering yet";
-
     /// <summary>Every other default-domain registry operator, with the reason the engine refuses it.</summary>
     public static readonly FrozenDictionary<string, string> Refused = new Dictionary<string, string>(StringComparer.Ordinal)
     {
         ["NonZero"] = "its output size depends on the values (a host synchronisation the planner does not do yet)",
-        ["QuantizeLinear"] = NotYet,
-        ["DequantizeLinear"] = NotYet,
-        ["DynamicQuantizeLinear"] = NotYet,
-        ["ConvInteger"] = NotYet,
-        ["MatMulInteger"] = NotYet,
-        ["QLinearConv"] = NotYet,
-        ["QLinearMatMul"] = NotYet,
     }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>Throws, naming the node, for the first operator, attribute or element type the engine cannot execute.</summary>

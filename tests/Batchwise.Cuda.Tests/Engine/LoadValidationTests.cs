@@ -23,14 +23,14 @@ public sealed class LoadValidationTests
     [Fact]
     public void An_unsupported_attribute_value_fails_at_load()
     {
-        var g = new GraphBuilder("cubic");
-        var x = g.Input("x", ElementType.Float, 1L, 1L, 4L, 4L);
-        var y = g.Node("Resize", [x, string.Empty, g.Initializer("scales", [4], [1, 1, 2, 2])], GraphBuilder.Attr("mode", "cubic"));
-        g.Output(g.Rename(y, "y"), ElementType.Float, 1L, 1L, 8L, 8L);
+        var g = new GraphBuilder("antialias");
+        var x = g.Input("x", ElementType.Float, 1L, 1L, 8L, 8L);
+        var y = g.Node("Resize", [x, string.Empty, g.Initializer("scales", [4], [1, 1, 0.5f, 0.5f])], GraphBuilder.Attr("mode", "linear"), GraphBuilder.Attr("antialias", 1L));
+        g.Output(g.Rename(y, "y"), ElementType.Float, 1L, 1L, 4L, 4L);
 
-        var e = Assert.Throws<BatchwiseException>(() => new CudaEngine().Load(g.Build("cubic"), new EngineOptions()));
+        var e = Assert.Throws<BatchwiseException>(() => new CudaEngine().Load(g.Build("antialias", 18), new EngineOptions()));
 
-        Assert.Contains("mode 'cubic'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("antialias", e.Message, StringComparison.Ordinal);
         Assert.Contains("Resize", e.Message, StringComparison.Ordinal);
     }
 

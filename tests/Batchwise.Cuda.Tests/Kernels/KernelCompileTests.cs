@@ -108,8 +108,26 @@ public sealed class KernelCompileTests
         yield return KernelSource.TopK(ElementType.Int64, 2, 100, 3, 5, largest: true);
         yield return KernelSource.OneHot(4, ElementType.Int64, 3, 10, 2);
         yield return KernelSource.OneHot(2, ElementType.Float, 3, 10, 2);
-        yield return KernelSource.Trilu(2, 60, 4, 5, -1, upper: false);
-        yield return KernelSource.Trilu(8, 60, 4, 5, 2, upper: true);
+        yield return KernelSource.Trilu(2, 60, 4, 5, upper: false);
+        yield return KernelSource.Trilu(8, 60, 4, 5, upper: true);
+        foreach (var (q, scale) in new[] { (ElementType.UInt8, ElementType.Double), (ElementType.Int8, ElementType.Float16), (ElementType.Int16, ElementType.Float) })
+        {
+            yield return KernelSource.Dequantize(q, ElementType.Float16, scale, q, 24, 3, 4, true);
+            yield return KernelSource.Dequantize(ElementType.Int32, ElementType.Float, scale, ElementType.Int32, 24, 1, 1, false);
+            yield return KernelSource.Quantize(ElementType.Float16, q, scale, 24, 3, 4, true);
+            yield return KernelSource.Quantize(ElementType.Float, q, scale, 24, 1, 1, false);
+        }
+
+        yield return KernelSource.DynamicQuantizeRange(ElementType.Float16, ElementType.Float16, 24);
+        yield return KernelSource.Pool(ElementType.Float16, true, 6, [5, 6], [3, 3], [3, 2], [2, 2], [1, 0], [1, 1], [1, 1], false, indices: true, columnMajor: true);
+        yield return KernelSource.Resize(ElementType.Float16, [1, 2, 4, 4], [1, 2, 8, 6], [1, 1, 2, 1.5], "cubic", "half_pixel", "round_prefer_floor", null, -0.5, excludeOutside: true);
+        yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "linear", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
+        yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "cubic", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
+        yield return KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 24);
+        yield return KernelSource.IntegerConv(ElementType.UInt8, ElementType.UInt8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 2, 100, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 0, 0, false);
+        yield return KernelSource.IntegerConv(ElementType.Int8, ElementType.Int8, ElementType.Int8, (ElementType.Double, ElementType.Double, ElementType.Float16), 1, 100, 4, 1, 2, [9], [5], [3], [2], [1], [1], 1, 1, true);
+        yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 30, 3, 4, 5, 12, 0, 1, 1, 0, false);
+        yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.UInt8, ElementType.UInt8, (ElementType.Double, ElementType.Double, ElementType.Float16), 30, 3, 4, 5, 12, 20, 0, 0, 1, true);
     }
 
     [Fact]

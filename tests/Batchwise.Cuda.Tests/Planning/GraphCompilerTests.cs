@@ -1,4 +1,3 @@
-using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -9,26 +8,12 @@ namespace Batchwise.Cuda.Tests.Planning;
 
 public sealed class GraphCompilerTests
 {
-    /// <summary>A target for graphs without convolutions or matrix products: planning them needs no GPU.</summary>
-    private sealed class NoGpu(Precision precision = Precision.Fp32) : IPlanTarget
-    {
-        public Precision Precision => precision;
-
-        public int ComputeCapability => 90;
-
-        public bool AllowTf32 => false;
-
-        public CudnnHandle PlanningCudnn => throw new InvalidOperationException("no GPU in this test");
-
-        public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
-    }
-
     private static ExecutionPlan Compile(OnnxModel model, params Tensor[] inputs) => Compile(Precision.Fp32, model, inputs);
 
     private static ExecutionPlan Compile(Precision precision, OnnxModel model, params Tensor[] inputs)
     {
         var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        return new GraphCompiler(model, new NoGpu(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new GraphCompiler(model, new NoGpuTarget(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
     }
 
     [Fact]

@@ -16,4 +16,12 @@ public sealed class OperatorSupportTests
         Assert.Empty(OperatorSupport.Refused.Keys.Except(defaultDomain));
         Assert.All(OperatorSupport.Refused.Values, reason => Assert.False(string.IsNullOrWhiteSpace(reason)));
     }
+
+    [Fact]
+    public void An_int8_qdq_model_from_optimize_is_accepted()
+    {
+        var model = Gpu.QuantizedModelGpuTests.Int8Resnet18("zoo:resnet18?size=64");
+        Assert.Contains(model.Graph.Node, n => n.OpType == "DequantizeLinear");
+        OperatorSupport.Validate(model);
+    }
 }

@@ -29,14 +29,9 @@ internal sealed partial class GraphCompiler
     private static string? ResizeCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset)
     {
         var mode = attrs.String("mode", "nearest");
-        if (mode is not ("nearest" or "linear" or "bilinear"))
+        if (mode is not ("nearest" or "linear" or "bilinear" or "cubic" or "bicubic"))
         {
-            return $"mode '{mode}' (nearest and linear are supported)";
-        }
-
-        if (attrs.String("coordinate_transformation_mode", "half_pixel") is "tf_crop_and_resize")
-        {
-            return "coordinate_transformation_mode 'tf_crop_and_resize'";
+            return $"mode '{mode}' (nearest, linear and cubic are supported)";
         }
 
         if (attrs.Int("antialias", 0) != 0)
@@ -225,6 +220,27 @@ internal sealed partial class GraphCompiler
         }
 
         var axes = attrs.Ints("axes")?.Select(a => Shapes.Axis(a, rank)).ToArray() ?? Enumerable.Range(0, rank).ToArray();
+        var coordinate = node.OpType == "Upsample" || _model.Opset < 11 ? "asymmetric" : attrs.String("coordinate_transformation_mode", "half_pixel");
+        double[]? roi = null;
+        if (coordinate == "tf_crop_and_resize")
+        {
+            // The region of interest, [starts..., ends...] over the resized axes, as fractions of each axis.
+            var given = Const(ins[1], "roi").AsDoubles();
+            if (given.Length != 2 * axes.Length)
+            {
+                throw new BatchwiseException($"its roi has {given.Length} values, expected {2 * axes.Length} (starts and ends of each resized axis)", "Give the roi as [starts..., ends...].");
+            }
+
+            roi = [.. Enumerable.Repeat(0.0, rank), .. Enumerable.Repeat(1.0, rank)];
+            for (var i = 0; i < axes.Length; i++)
+            {
+                roi[axes[i]] = given[i];
+                roi[axes[i] + rank] = given[i + axes.Length];
+            }
+
+            x = Nchw(x);
+        }
+
         var fullScales = Enumerable.Repeat(1.0, rank).ToArray();
         var outShape = (long[])x.Shape.Clone();
         for (var i = 0; i < axes.Length; i++)
@@ -238,13 +254,17 @@ internal sealed partial class GraphCompiler
             else if (scales is not null)
             {
                 fullScales[d] = scales[i];
-                outShape[d] = (long)Math.Floor(x.Shape[d] * scales[i]);
+                outShape[d] = (long)Math.Floor(x.Shape[d] * (roi is null ? 1 : roi[d + rank] - roi[d]) * scales[i]);
             }
         }
 
         var mode = attrs.String("mode", "nearest");
-        mode = mode is "linear" or "bilinear" ? "linear" : mode;
-        var coordinate = node.OpType == "Upsample" || _model.Opset < 11 ? "asymmetric" : attrs.String("coordinate_transformation_mode", "half_pixel");
+        mode = mode is "linear" or "bilinear" ? "linear" : mode is "cubic" or "bicubic" ? "cubic" : mode;
+        if (mode == "cubic")
+        {
+            x = Nchw(x);
+        }
+
         var nearest = _model.Opset < 11 ? "floor" : attrs.String("nearest_mode", "round_prefer_floor");
         if (node.OpType == "Upsample" || _model.Opset < 11)
         {
@@ -256,7 +276,7 @@ internal sealed partial class GraphCompiler
         var inPhys = Phys(x);
         var outPhys = Phys(y);
         var bytes = x.Shape.Length > 0 ? inPhys[^1] * St(x).SizeOf() : 0;
-        if (mode == "nearest" && physScales[^1] == 1.0 && inPhys[^1] == outPhys[^1] && bytes % 16 == 0 && bytes > 0)
+        if (mode == "nearest" && roi is null && physScales[^1] == 1.0 && inPhys[^1] == outPhys[^1] && bytes % 16 == 0 && bytes > 0)
         {
             // Nearest with the innermost axis (channels, channels-last) unscaled: whole runs move as 16-byte elements.
             var k = 16 / St(x).SizeOf();
@@ -266,7 +286,7 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        Kernel(KernelSource.Resize(St(x), Phys(x), Phys(y), physScales, mode, coordinate, nearest), y.Count, Dev(y), Dev(x));
+        Kernel(KernelSource.Resize(St(x), Phys(x), Phys(y), physScales, mode, coordinate, nearest, null, attrs.Float("cubic_coeff_a", -0.75), attrs.Int("exclude_outside", 0) != 0, roi, attrs.Float("extrapolation_value", 0)), y.Count, Dev(y), Dev(x));
     }
 
 }

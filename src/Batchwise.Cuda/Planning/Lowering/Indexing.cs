@@ -167,11 +167,11 @@ internal sealed partial class GraphCompiler
     private void LowerTrilu(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
         var x = ins[0]!;
-        var k = ins.ElementAtOrDefault(1) is { } kv ? (long)Const(kv, "k")[0] : 0;
+        var k = ins.ElementAtOrDefault(1);
         var y = Output(node, 0, x.Type, x.Shape);
         if (y.Count > 0)
         {
-            Kernel(KernelSource.Trilu(St(x).SizeOf(), x.Count, x.Shape[^2], x.Shape[^1], k, attrs.Int("upper", 1) != 0), y.Count, Dev(y), Dev(x));
+            Kernel(KernelSource.Trilu(St(x).SizeOf(), x.Count, x.Shape[^2], x.Shape[^1], attrs.Int("upper", 1) != 0), y.Count, Dev(y), Dev(x), k is null ? -1 : Dev(k));
         }
     }
 

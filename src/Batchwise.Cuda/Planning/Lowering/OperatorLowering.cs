@@ -50,7 +50,8 @@ internal sealed partial class GraphCompiler
             .Concat(ReductionLowerings())
             .Concat(MatrixProductLowerings())
             .Concat(DataMovementLowerings())
-            .Concat(IndexingLowerings()))
+            .Concat(IndexingLowerings())
+            .Concat(QuantizationLowerings()))
         {
             if (!all.TryAdd(op, lowering))
             {

@@ -1,4 +1,5 @@
 using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
 using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
@@ -8,7 +9,7 @@ internal sealed partial class GraphCompiler
 {
     private static IEnumerable<(string, OperatorLowering)> PoolingLowerings()
     {
-        yield return ("MaxPool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, true), InputLayout.AsStored, (n, a, o) => n.Output.Count > 1 && n.Output[1].Length > 0 ? "the Indices output" : AutoPadCheck(n, a, o)));
+        yield return ("MaxPool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, true), InputLayout.AsStored, AutoPadCheck));
         yield return ("AveragePool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, false), InputLayout.AsStored, AutoPadCheck));
         yield return ("GlobalAveragePool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "mean"), InputLayout.AsStored));
         yield return ("GlobalMaxPool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "max"), InputLayout.AsStored));
@@ -59,7 +60,18 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        var y = Output(node, 0, x.Type, new[] { x.Shape[0], x.Shape[1] }.Concat(outSpatial).ToArray(), x.Nhwc);
+        var outShape = new[] { x.Shape[0], x.Shape[1] }.Concat(outSpatial).ToArray();
+        if (max && node.Output.Count > 1 && node.Output[1].Length > 0)
+        {
+            // Indices count in NCHW order: the pooling reads an NCHW input.
+            x = Nchw(x);
+            var values = Output(node, 0, x.Type, outShape);
+            var indices = Output(node, 1, ElementType.Int64, outShape);
+            Kernel(KernelSource.Pool(St(x), true, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, false, indices: true, columnMajor: attrs.Int("storage_order", 0) != 0), values.Count, Dev(values), Dev(indices), Dev(x));
+            return;
+        }
+
+        var y = Output(node, 0, x.Type, outShape, x.Nhwc);
         Kernel(KernelSource.Pool(St(x), max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0, x.Nhwc, x.Shape[1]), y.Count, Dev(y), Dev(x));
     }
 

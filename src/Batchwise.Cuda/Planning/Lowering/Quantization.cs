@@ -1,0 +1,218 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// Quantized operators: QuantizeLinear and DequantizeLinear (per tensor and per axis), DynamicQuantizeLinear, and the
+/// integer convolutions and matrix products (ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul) as direct kernels
+/// that accumulate exactly in int32, one thread per output. Correct first: the tensor-core int8 path is another issue.
+/// A QDQ model (batchwise optimize --int8) runs its convolutions and matrix products in float between the
+/// QuantizeLinear/DequantizeLinear pairs, as ONNX defines them.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    private static IEnumerable<(string, OperatorLowering)> QuantizationLowerings()
+    {
+        yield return ("QuantizeLinear", new((c, n, i, a) => c.LowerQuantize(n, i, a), Check: BlockCheck));
+        yield return ("DequantizeLinear", new((c, n, i, a) => c.LowerDequantize(n, i, a), Check: BlockCheck));
+        yield return ("DynamicQuantizeLinear", new((c, n, i, _) => c.LowerDynamicQuantize(n, i[0]!)));
+        yield return ("ConvInteger", new((c, n, i, a) => c.LowerIntegerConv(n, i, a, requantize: false), Check: AutoPadCheck));
+        yield return ("QLinearConv", new((c, n, i, a) => c.LowerIntegerConv(n, i, a, requantize: true), Check: AutoPadCheck));
+        yield return ("MatMulInteger", new((c, n, i, _) => c.LowerIntegerMatMul(n, i, requantize: false)));
+        yield return ("QLinearMatMul", new((c, n, i, _) => c.LowerIntegerMatMul(n, i, requantize: true)));
+    }
+
+    /// <summary>Blocked quantization (opset 21's block_size) is not lowered.</summary>
+    private static string? BlockCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset) =>
+        attrs.Int("block_size", 0) != 0 ? "blocked quantization (block_size)" : null;
+
+    /// <summary>
+    /// A scale's buffer and the type its kernel reads it as: constants go up as float64, so an fp16 plan keeps them exact;
+    /// a computed scale is read in its storage type.
+    /// </summary>
+    private (int Buffer, ElementType Type) ScaleBuffer(PlanValue scale)
+    {
+        if (scale.Constant is { } c)
+        {
+            var wide = _target.Derive("scale:float64", [c], () => HostTensor.Create(ElementType.Double, c.Shape, k => c[k]));
+            return (Dev(new PlanValue(ElementType.Double, c.Shape, wide)), ElementType.Double);
+        }
+
+        return (Dev(scale), St(scale));
+    }
+
+    /// <summary>The quantization axis's size and the count of elements after it; per tensor when the scale has one value.</summary>
+    private static (bool PerAxis, long AxisSize, long Inner) QuantAxis(PlanValue x, PlanValue scale, NodeAttributes attrs)
+    {
+        if (scale.Count <= 1)
+        {
+            return (false, 1, 1);
+        }
+
+        var axis = (int)attrs.Int("axis", 1);
+        axis = axis < 0 ? axis + x.Shape.Length : axis;
+        if (axis < 0 || axis >= x.Shape.Length || x.Shape[axis] != scale.Count)
+        {
+            throw new BatchwiseException($"a per-axis scale of {scale.Count} values does not match axis {attrs.Int("axis", 1)} of {Tensor.ShapeText(x.Shape)}", "Give one scale per element of the axis.");
+        }
+
+        return (true, x.Shape[axis], Tensor.ElementCountOf(x.Shape[(axis + 1)..]));
+    }
+
+    private void LowerDequantize(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var (x, scale, zp) = (ins[0]!, ins[1]!, ins.ElementAtOrDefault(2));
+        var (perAxis, axisSize, inner) = QuantAxis(x, scale, attrs);
+        var y = Output(node, 0, St(scale.Constant?.Type ?? scale.Type), x.Shape);
+        if (y.Count == 0)
+        {
+            return;
+        }
+
+        var (scaleBuffer, scaleType) = ScaleBuffer(scale);
+        var zpType = zp is null ? x.Type : St(zp);
+        Kernel(KernelSource.Dequantize(St(x), y.Type, scaleType, zpType, x.Count, axisSize, inner, perAxis), y.Count, Dev(y), Dev(x), scaleBuffer, zp is null ? -1 : Dev(zp));
+    }
+
+    private void LowerQuantize(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var (x, scale, zp) = (ins[0]!, ins[1]!, ins.ElementAtOrDefault(2));
+        var (perAxis, axisSize, inner) = QuantAxis(x, scale, attrs);
+        var dtype = (ElementType)attrs.Int("output_dtype", 0);
+        var yType = zp?.Type ?? (dtype != ElementType.Undefined ? dtype : ElementType.UInt8);
+        if (yType is not (ElementType.UInt8 or ElementType.Int8 or ElementType.UInt16 or ElementType.Int16))
+        {
+            throw new BatchwiseException($"QuantizeLinear to {yType.ShortName()} is not supported (8- and 16-bit integers)", "Quantize to uint8 or int8, or use --engine ort.");
+        }
+
+        var y = Output(node, 0, yType, x.Shape);
+        if (y.Count == 0)
+        {
+            return;
+        }
+
+        var (scaleBuffer, scaleType) = ScaleBuffer(scale);
+        Kernel(KernelSource.Quantize(St(x), yType, scaleType, x.Count, axisSize, inner, perAxis), y.Count, Dev(y), Dev(x), scaleBuffer, zp is null ? -1 : Dev(zp));
+    }
+
+    private void LowerDynamicQuantize(OnnxProto.NodeProto node, PlanValue x)
+    {
+        var y = Output(node, 0, ElementType.UInt8, x.Shape);
+        var scale = Output(node, 1, St(ElementType.Float), []);
+        var zp = Output(node, 2, ElementType.UInt8, []);
+        var scale32 = Temp(ElementType.Float, []);
+        Kernel(KernelSource.DynamicQuantizeRange(St(x), scale.Type, x.Count), KernelSource.BlockSize, Dev(scale32), Dev(scale), Dev(zp), Dev(x));
+        if (y.Count > 0)
+        {
+            Kernel(KernelSource.Quantize(St(x), ElementType.UInt8, ElementType.Float, x.Count, 1, 1, false), y.Count, Dev(y), Dev(x), Dev(scale32), Dev(zp));
+        }
+    }
+
+    /// <summary>Requires an 8-bit integer operand (the integer kernels read uint8 or int8).</summary>
+    private static void RequireInt8(PlanValue v, string what)
+    {
+        if (v.Type is not (ElementType.UInt8 or ElementType.Int8))
+        {
+            throw new BatchwiseException($"its {what} is {v.Type.ShortName()} (uint8 or int8 only)", "Quantize to uint8 or int8, or use --engine ort.");
+        }
+    }
+
+    /// <summary>
+    /// ConvInteger (x, w, x_zero_point, w_zero_point) and QLinearConv (x, x_scale, x_zero_point, w, w_scale,
+    /// w_zero_point, y_scale, y_zero_point, bias) over NCHW.
+    /// </summary>
+    private void LowerIntegerConv(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs, bool requantize)
+    {
+        var x = ins[0]!;
+        var w = requantize ? ins[3]! : ins[1]!;
+        var xZp = requantize ? ins[2] : ins.ElementAtOrDefault(2);
+        var wZp = requantize ? ins.ElementAtOrDefault(5) : ins.ElementAtOrDefault(3);
+        RequireInt8(x, "input");
+        RequireInt8(w, "filter");
+        var r = x.Shape.Length - 2;
+        if (r < 1)
+        {
+            throw new BatchwiseException($"an integer convolution of rank {x.Shape.Length} is not supported", "Give the input [N, C, spatial...].");
+        }
+
+        var kernel = attrs.Ints("kernel_shape") ?? w.Shape.Skip(2).ToArray();
+        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
+        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
+        var groups = attrs.Int("group", 1);
+        var inSpatial = x.Shape.Skip(2).ToArray();
+        var (pb, pe) = AutoPads(attrs.String("auto_pad", "NOTSET"), inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
+        var outSpatial = Enumerable.Range(0, r).Select(d => ((inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1)) / strides[d]) + 1).ToArray();
+        var m = w.Shape[0];
+        if (x.Shape[1] != w.Shape[1] * groups || m % groups != 0)
+        {
+            throw new BatchwiseException($"filter {Tensor.ShapeText(w.Shape)} with {groups} groups does not fit input {Tensor.ShapeText(x.Shape)}", "Check the model's shapes.");
+        }
+
+        var yType = requantize ? ins.ElementAtOrDefault(7)?.Type ?? ElementType.UInt8 : ElementType.Int32;
+        var y = Output(node, 0, yType, new[] { x.Shape[0], m }.Concat(outSpatial).ToArray());
+        if (y.Count == 0)
+        {
+            return;
+        }
+
+        var (xs, ws, ys, scaleTypes, wScaleStride) = requantize ? Scales(ins[1]!, ins[4]!, ins[6]!) : (-1, -1, -1, (ElementType.Float, ElementType.Float, ElementType.Float), 0L);
+        var code = KernelSource.IntegerConv(St(x), St(w), yType, scaleTypes, r, y.Count, m, w.Shape[1], m / groups, inSpatial, outSpatial, kernel, strides, pb, dilations, wZp is { Count: > 1 } ? 1 : 0, wScaleStride, requantize);
+        Kernel(code, y.Count, Dev(y), Dev(x), Dev(w), xZp is null ? -1 : Dev(xZp), wZp is null ? -1 : Dev(wZp), xs, ws, ys, requantize && ins.ElementAtOrDefault(7) is { } yZp ? Dev(yZp) : -1, requantize && ins.ElementAtOrDefault(8) is { } bias ? Dev(bias) : -1);
+    }
+
+    /// <summary>
+    /// MatMulInteger (a, b, a_zero_point, b_zero_point) and QLinearMatMul (a, a_scale, a_zero_point, b, b_scale,
+    /// b_zero_point, y_scale, y_zero_point): batch dimensions broadcast where an operand has all of them or none.
+    /// </summary>
+    private void LowerIntegerMatMul(OnnxProto.NodeProto node, PlanValue?[] ins, bool requantize)
+    {
+        var a = ins[0]!;
+        var b = requantize ? ins[3]! : ins[1]!;
+        var aZp = requantize ? ins[2] : ins.ElementAtOrDefault(2);
+        var bZp = requantize ? ins.ElementAtOrDefault(5) : ins.ElementAtOrDefault(3);
+        RequireInt8(a, "first operand");
+        RequireInt8(b, "second operand");
+        var aShape = a.Shape.Length == 1 ? [1, a.Shape[0]] : a.Shape;
+        var bShape = b.Shape.Length == 1 ? [b.Shape[0], 1] : b.Shape;
+        var (rows, inner, cols) = (aShape[^2], aShape[^1], bShape[^1]);
+        if (bShape[^2] != inner)
+        {
+            throw new BatchwiseException($"cannot multiply {Tensor.ShapeText(a.Shape)} by {Tensor.ShapeText(b.Shape)}", "Check the model's shapes.");
+        }
+
+        var batch = Shapes.Broadcast(aShape[..^2], bShape[..^2]);
+        var batchCount = Tensor.ElementCountOf(batch);
+        long BatchStride(long[] shape, long matrix)
+        {
+            var count = Tensor.ElementCountOf(shape[..^2]);
+            return count == batchCount ? matrix : count == 1 ? 0
+                : throw new BatchwiseException($"batch dimensions {Tensor.ShapeText(a.Shape)} x {Tensor.ShapeText(b.Shape)} broadcast within each other (only an operand with all or none of them is supported)", "Expand the operands first, or use --engine ort.");
+        }
+
+        var aStride = BatchStride(aShape, rows * inner);
+        var bStride = BatchStride(bShape, inner * cols);
+        var outShape = batch.Concat(a.Shape.Length == 1 ? [] : new[] { rows }).Concat(b.Shape.Length == 1 ? [] : new[] { cols }).ToArray();
+        var yType = requantize ? ins.ElementAtOrDefault(7)?.Type ?? ElementType.UInt8 : ElementType.Int32;
+        var y = Output(node, 0, yType, outShape);
+        if (y.Count == 0)
+        {
+            return;
+        }
+
+        var (xs, ws, ys, scaleTypes, bScaleStride) = requantize ? Scales(ins[1]!, ins[4]!, ins[6]!) : (-1, -1, -1, (ElementType.Float, ElementType.Float, ElementType.Float), 0L);
+        var code = KernelSource.IntegerMatMul(St(a), St(b), yType, scaleTypes, y.Count, rows, inner, cols, aStride, bStride, aZp is { Count: > 1 } ? 1 : 0, bZp is { Count: > 1 } ? 1 : 0, bScaleStride, requantize);
+        Kernel(code, y.Count, Dev(y), Dev(a), Dev(b), aZp is null ? -1 : Dev(aZp), bZp is null ? -1 : Dev(bZp), xs, ws, ys, requantize && ins.ElementAtOrDefault(7) is { } yZp ? Dev(yZp) : -1, -1);
+    }
+
+    /// <summary>The three scales of a requantizing operator: buffers, the types the kernel reads them as, the filter scale's stride.</summary>
+    private (int X, int W, int Y, (ElementType X, ElementType W, ElementType Y) Types, long WStride) Scales(PlanValue x, PlanValue w, PlanValue y)
+    {
+        var (xs, xt) = ScaleBuffer(x);
+        var (ws, wt) = ScaleBuffer(w);
+        var (ys, yt) = ScaleBuffer(y);
+        return (xs, ws, ys, (xt, wt, yt), w.Count > 1 ? 1 : 0);
+    }
+}

@@ -1,0 +1,42 @@
+using System.Globalization;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Transforms;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>
+/// A QDQ model as `batchwise optimize --int8` makes it (the zoo's resnet18, random calibration) on the GPU against ONNX
+/// Runtime: against the model's own ONNX semantics (ORT without graph optimizations: QuantizeLinear, DequantizeLinear and
+/// float convolutions, as the cuda engine runs it) and against ORT's fused int8 kernels (QLinearConv).
+/// </summary>
+[Trait("Category", "GPU")]
+public sealed class QuantizedModelGpuTests
+{
+    /// <summary>The zoo's resnet18 (at <paramref name="spec"/>'s size) through the --int8 optimization pipeline.</summary>
+    internal static OnnxModel Int8Resnet18(string spec = "zoo:resnet18") =>
+        OptimizationPipeline.Run(ModelZoo.Build(spec), new OptimizeOptions { Int8 = true, Calibration = "random:2" }).Result;
+
+    [Theory]
+    [InlineData("disabled", 0.999)]
+    [InlineData("all", 0.99)]
+    public void Int8_qdq_resnet18_matches_onnx_runtime(string ortOptimization, double minCosine)
+    {
+        Gpu.Require();
+        var model = Int8Resnet18();
+        Assert.Contains(model.Graph.Node, n => n.OpType == "QuantizeLinear");
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 2)).ToList();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = ortOptimization });
+        var expected = ort.Run(inputs);
+        foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
+        {
+            using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = precision });
+            foreach (var r in Gpu.Compare(cuda.Run(inputs), expected, model.Outputs))
+            {
+                Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet18 int8 QDQ | ORT {ortOptimization} | {precision} | {r.Name} | {r.MaxAbs:E2} | {r.MaxRel:E2} | {r.Cosine:F6} |"));
+                Assert.True(r.Cosine >= minCosine, $"{precision} against ORT ({ortOptimization}) on {r.Name}: cosine {r.Cosine}");
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// Runs a plan's generated kernels on the CPU: each kernel's CUDA C source is compiled as C++ by g++ against a host
+/// prelude (half and bfloat16 through the compiler's own types, thread and block indices as globals) and called once
+/// per thread of its launch, in order; plans with library steps (cuDNN, cuBLASLt) cannot run. This checks the planner's index
+/// arithmetic and each generator's semantics on a machine without a GPU; the GPU tests check the real thing. Kernels
+/// whose threads cooperate (warp shuffles, shared memory, barriers) run a block at a time with one host thread per
+/// CUDA thread, barriers and warp exchanges through pthreads.
+/// </summary>
+internal static partial class CpuKernelRunner
+{
+    private const string HostPrelude = """
+        #include <cmath>
+        #include <cstring>
+        #include <cstdint>
+        #include <pthread.h>
+        using std::isnan; using std::isinf;
+        typedef long long i64;
+        typedef unsigned long long u64;
+        struct bw_dim3 { unsigned x, y, z; };
+        static thread_local bw_dim3 threadIdx, blockIdx;
+        static bw_dim3 blockDim;
+        #define __global__
+        #define __device__
+        #define __forceinline__ inline
+        #define __align__(n) __attribute__((aligned(n)))
+        #define __shared__ static
+        struct uint4 { unsigned x, y, z, w; };
+        struct uint2 { unsigned x, y; };
+
+        // A barrier a thread can leave (a returned thread no longer holds the others up).
+        struct bw_barrier { pthread_mutex_t m; pthread_cond_t c; int expected, count; unsigned long generation; };
+        static void bw_barrier_init(bw_barrier* b, int n) { pthread_mutex_init(&b->m, 0); pthread_cond_init(&b->c, 0); b->expected = n; b->count = 0; b->generation = 0; }
+        static void bw_barrier_release(bw_barrier* b) { b->count = 0; b->generation++; pthread_cond_broadcast(&b->c); }
+        static void bw_barrier_wait(bw_barrier* b) { pthread_mutex_lock(&b->m); unsigned long g = b->generation; if (++b->count >= b->expected) bw_barrier_release(b); else while (g == b->generation) pthread_cond_wait(&b->c, &b->m); pthread_mutex_unlock(&b->m); }
+        static void bw_barrier_leave(bw_barrier* b) { pthread_mutex_lock(&b->m); b->expected--; if (b->count > 0 && b->count >= b->expected) bw_barrier_release(b); pthread_mutex_unlock(&b->m); }
+        static bw_barrier bw_block_barrier;
+        static bw_barrier bw_warp_barrier[32];
+        static unsigned long long bw_exchange[32][32];
+        static inline void __syncthreads() { bw_barrier_wait(&bw_block_barrier); }
+        template <class T> static inline T __shfl_xor_sync(unsigned, T v, int o)
+        {
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+            std::memcpy(&bw_exchange[warp][lane], &v, sizeof(T));
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+            T r;
+            std::memcpy(&r, &bw_exchange[warp][lane ^ o], sizeof(T));
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+            return r;
+        }
+
+        static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+        static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+        static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((u64)a * b) >> 32); }
+        static inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
+        struct bw_half {
+            _Float16 h;
+            bw_half() {}
+            bw_half(float f) : h((_Float16)f) {}
+            bw_half(double f) : h((_Float16)(float)f) {}
+            bw_half(int v) : h((_Float16)(float)v) {}
+            operator float() const { return (float)h; }
+        };
+        struct bw_bf16 {
+            unsigned short bits;
+            bw_bf16() {}
+            bw_bf16(float f) { unsigned u = __float_as_uint(f); bits = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); }
+            bw_bf16(double f) : bw_bf16((float)f) {}
+            bw_bf16(int v) : bw_bf16((float)v) {}
+            operator float() const { return __uint_as_float((unsigned)bits << 16); }
+        };
+        struct bw_div { unsigned d, m, s; };
+        static inline unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
+        static inline float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+        static inline double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+        static inline float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+        static inline float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+        static inline float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
+        static inline float bw_warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
+        static inline float bw_warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
+        static inline float bw_block_sum(float v, float* shared) {
+            v = bw_warp_sum(v);
+            __syncthreads();
+            if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+            __syncthreads();
+            v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? shared[threadIdx.x & 31] : 0.f;
+            return bw_warp_sum(v);
+        }
+
+        // Runs one block's threads at once (barriers and warp exchanges between them); a thread that returns leaves both.
+        struct bw_thread { void (*kernel)(void**, unsigned, unsigned); void** p; unsigned block, thread; };
+        static void* bw_thread_main(void* arg)
+        {
+            bw_thread* t = (bw_thread*)arg;
+            t->kernel(t->p, t->block, t->thread);
+            bw_barrier_leave(&bw_block_barrier);
+            bw_barrier_leave(&bw_warp_barrier[t->thread >> 5]);
+            return 0;
+        }
+
+        static void bw_run_block(void (*kernel)(void**, unsigned, unsigned), void** p, unsigned block, unsigned threads)
+        {
+            bw_barrier_init(&bw_block_barrier, (int)threads);
+            for (unsigned w = 0; w < (threads + 31) / 32; w++) bw_barrier_init(&bw_warp_barrier[w], (int)(threads - w * 32 < 32 ? threads - w * 32 : 32));
+            static bw_thread args[1024];
+            static pthread_t pool[1024];
+            for (unsigned t = 0; t < threads; t++) { args[t] = bw_thread{kernel, p, block, t}; pthread_create(&pool[t], 0, bw_thread_main, &args[t]); }
+            for (unsigned t = 0; t < threads; t++) pthread_join(pool[t], 0);
+        }
+
+        """;
+
+    private delegate void Launch(IntPtr[] parameters, long threads, int block);
+
+    /// <summary>Why g++ cannot run kernels here, or null when it can.</summary>
+    public static string? Unavailable { get; } = Probe();
+
+    private static string? Probe()
+    {
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo("g++", "--version") { RedirectStandardOutput = true, RedirectStandardError = true });
+            p!.WaitForExit();
+            return p.ExitCode == 0 ? null : "g++ --version failed";
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            return "g++ not found (" + e.Message + "); install it (apt-get install g++) to run generated kernels on the CPU";
+        }
+    }
+
+    /// <summary>Why a plan cannot run on the CPU (a library step), or null.</summary>
+    public static string? CannotRun(ExecutionPlan plan) =>
+        plan.Steps.FirstOrDefault(s => s is not KernelStep) is { } step ? $"{step.Node} is a {step.GetType().Name}" : null;
+
+    /// <summary>True for kernels whose threads exchange values (warp shuffles, shared memory, barriers): those run a block's threads at once.</summary>
+    private static bool Cooperates(string source) =>
+        new[] { "__shfl", "__syncthreads", "__shared__", "bw_warp_", "bw_block_" }.Any(t => source.Contains(t, StringComparison.Ordinal));
+
+    private static readonly Dictionary<string, Launch> Compiled = new(StringComparer.Ordinal);
+    private static readonly List<IntPtr> Libraries = [];
+    private static readonly Lock Gate = new();
+
+    /// <summary>
+    /// Compiles every kernel of <paramref name="plans"/> not compiled yet, in one g++ run (a compiler start per kernel
+    /// would cost more than the tests).
+    /// </summary>
+    public static void Prepare(IEnumerable<ExecutionPlan> plans)
+    {
+        lock (Gate)
+        {
+            var missing = plans.SelectMany(p => p.Steps.OfType<KernelStep>()).Select(k => k.Source).Where(s => !Compiled.ContainsKey(s)).Distinct(StringComparer.Ordinal).ToList();
+            if (missing.Count == 0)
+            {
+                return;
+            }
+
+            var dir = Directory.CreateTempSubdirectory("bw-cpu-kernels-");
+            try
+            {
+                var first = Compiled.Count;
+                var source = new StringBuilder(HostPrelude);
+                for (var i = 0; i < missing.Count; i++)
+                {
+                    var name = "bw_k" + (first + i);
+                    var text = missing[i].Replace(KernelSource.Name, name, StringComparison.Ordinal);
+                    source.Append(text).Append('\n').Append(Launcher(name, text)).Append('\n');
+                }
+
+                var cpp = Path.Combine(dir.FullName, "kernels.cpp");
+                var lib = Path.Combine(dir.FullName, "kernels.so");
+                File.WriteAllText(cpp, source.ToString());
+                using (var p = Process.Start(new ProcessStartInfo("g++", $"-std=c++17 -O0 -shared -fPIC -pthread -w -o \"{lib}\" \"{cpp}\"") { RedirectStandardError = true, RedirectStandardOutput = true })!)
+                {
+                    var errors = p.StandardError.ReadToEnd();
+                    p.WaitForExit();
+                    if (p.ExitCode != 0)
+                    {
+                        throw new InvalidOperationException("g++ failed on generated kernels: " + errors);
+                    }
+                }
+
+                var handle = NativeLibrary.Load(lib);
+                Libraries.Add(handle);
+                for (var i = 0; i < missing.Count; i++)
+                {
+                    Compiled[missing[i]] = Marshal.GetDelegateForFunctionPointer<Launch>(NativeLibrary.GetExport(handle, "launch_bw_k" + (first + i)));
+                }
+            }
+            finally
+            {
+                dir.Delete(recursive: true);
+            }
+        }
+    }
+
+    /// <summary>Runs the plan on <paramref name="inputs"/> (host-valued inputs are already in the plan) and returns its outputs.</summary>
+    public static List<Tensor> Run(ExecutionPlan plan, IReadOnlyList<Tensor> inputs)
+    {
+        if (CannotRun(plan) is { } why)
+        {
+            throw new InvalidOperationException("cannot run on the CPU: " + why);
+        }
+
+        Prepare([plan]);
+        var kernels = plan.Steps.Cast<KernelStep>().ToList();
+        var arena = Marshal.AllocHGlobal((IntPtr)Math.Max(1, plan.Memory.ArenaBytes));
+        var constants = new List<IntPtr>();
+        try
+        {
+            var pointers = new IntPtr[plan.Buffers.Count];
+            foreach (var b in plan.Buffers)
+            {
+                if (b.IsArena)
+                {
+                    pointers[b.Id] = arena + (IntPtr)b.Offset;
+                    continue;
+                }
+
+                var t = b.Constant!;
+                var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
+                var p = Marshal.AllocHGlobal(Math.Max(1, bytes.Length));
+                Marshal.Copy(bytes, 0, p, bytes.Length);
+                constants.Add(p);
+                pointers[b.Id] = p;
+            }
+
+            for (var i = 0; i < inputs.Count; i++)
+            {
+                if (plan.InputBuffers[i] >= 0)
+                {
+                    Marshal.Copy(inputs[i].Data, 0, pointers[plan.InputBuffers[i]], inputs[i].Data.Length);
+                }
+            }
+
+            lock (Gate)
+            {
+                // Kernels share the runner's globals (thread indices, barriers): one launch at a time.
+                foreach (var k in kernels)
+                {
+                    var args = Marshal.AllocHGlobal(Math.Max(8, k.Args.Length));
+                    try
+                    {
+                        Marshal.Copy(k.Args, 0, args, k.Args.Length);
+                        var parameters = k.Buffers.Select(id => id < 0 ? IntPtr.Zero : pointers[id]).Append(args).ToArray();
+                        Compiled[k.Source](parameters, (long)k.Grid * k.Block, k.Block);
+                    }
+                    finally
+                    {
+                        Marshal.FreeHGlobal(args);
+                    }
+                }
+            }
+
+            return plan.Outputs.Select(o =>
+            {
+                if (o.Constant is not null)
+                {
+                    return o.Constant.ToTensor();
+                }
+
+                var data = new byte[Tensor.ElementCountOf(o.Shape) * o.Type.SizeOf()];
+                Marshal.Copy(pointers[o.Buffer], data, 0, data.Length);
+                return new Tensor(o.Type, o.Shape, data);
+            }).ToList();
+        }
+        finally
+        {
+            Marshal.FreeHGlobal(arena);
+            constants.ForEach(Marshal.FreeHGlobal);
+        }
+    }
+
+    /// <summary>A C function that calls the kernel once per thread of its launch, its parameters cast from an array of pointers.</summary>
+    private static string Launcher(string name, string source)
+    {
+        var open = source.IndexOf($"void {name}(", StringComparison.Ordinal) + name.Length + 6;
+        var close = source.IndexOf(")\n{", open, StringComparison.Ordinal);
+        var parameters = source[open..close].Split(", ");
+        var call = new StringBuilder();
+        for (var j = 0; j < parameters.Length; j++)
+        {
+            var type = ParameterName().Replace(parameters[j], string.Empty);
+            if (j > 0)
+            {
+                call.Append(", ");
+            }
+
+            call.Append(j == parameters.Length - 1 ? $"*({type.Replace("const ", string.Empty, StringComparison.Ordinal)}*)p[{j}]" : $"({type})p[{j}]");
+        }
+
+        if (Cooperates(source[close..]))
+        {
+            return $$"""
+                static void thread_{{name}}(void** p, unsigned block, unsigned thread) { blockIdx.x = block; threadIdx.x = thread; {{name}}({{call}}); }
+                extern "C" void launch_{{name}}(void** p, long long threads, int block)
+                {
+                    blockDim.x = block;
+                    for (long long b = 0; b < threads / block; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
+                }
+                """;
+        }
+
+        return $$"""
+            extern "C" void launch_{{name}}(void** p, long long threads, int block)
+            {
+                blockDim.x = block;
+                for (long long t = 0; t < threads; t++) { blockIdx.x = (unsigned)(t / block); threadIdx.x = (unsigned)(t % block); {{name}}({{call}}); }
+            }
+            """;
+    }
+
+    [GeneratedRegex(@"\s*\b\w+$")]
+    private static partial Regex ParameterName();
+}

@@ -1,0 +1,22 @@
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>A plan target for graphs without convolutions or matrix products: planning them needs no GPU.</summary>
+internal sealed class NoGpuTarget(Precision precision = Precision.Fp32) : IPlanTarget
+{
+    /// <summary>What a library query throws here: the plan needs cuDNN or cuBLASLt.</summary>
+    public const string NoLibraries = "no GPU in this test";
+
+    public Precision Precision => precision;
+
+    public int ComputeCapability => 90;
+
+    public bool AllowTf32 => false;
+
+    public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);
+
+    public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException(NoLibraries);
+}
