@@ -18,7 +18,7 @@ internal static class HttpEndpoints
     // Error messages quote names with ' and must read as written, not as \u0027.
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static void Map(IEndpointRouteBuilder app, ModelRepository models)
+    public static void Map(IEndpointRouteBuilder app, ModelRepository models, RequestAdmission admission)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
         {
@@ -40,8 +40,8 @@ internal static class HttpEndpoints
         app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => Status(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")).IsReady ? 200 : 400)));
         app.MapGet("/v2/models/{name}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name")))));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
+        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name")), admission)));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")), admission)));
     }
 
     /// <summary>Writes the protocol's error object.</summary>
@@ -91,6 +91,11 @@ internal static class HttpEndpoints
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
             // The client went away; its queued work was dropped and nobody reads the answer.
+        }
+        catch (Exception e)
+        {
+            // Not the client's fault: still the protocol's error object, never an empty 500.
+            await WriteErrorAsync(ctx, 500, $"Internal error ({e.GetType().Name}): {e.Message}").ConfigureAwait(false);
         }
     }
 
@@ -180,7 +185,7 @@ internal static class HttpEndpoints
         w.WriteEndArray();
     });
 
-    private static async Task InferAsync(HttpContext ctx, ServedModel model)
+    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestAdmission admission)
     {
         var encoding = ctx.Request.Headers.ContentEncoding.ToString();
         if (encoding.Length > 0 && !string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
@@ -188,7 +193,8 @@ internal static class HttpEndpoints
             throw InferenceError.BadRequest($"Content-Encoding '{encoding}' is not supported yet; send the request uncompressed");
         }
 
-        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        using var lease = admission.Admit();
+        var body = await ReadBodyAsync(ctx, lease).ConfigureAwait(false);
         var headerLength = body.Length;
         if (ctx.Request.Headers.TryGetValue(HeaderLength, out var lengthText))
         {
@@ -198,25 +204,18 @@ internal static class HttpEndpoints
             }
         }
 
-        JsonDocument doc;
-        try
+        ParsedRequest request;
+        using (var doc = ParseJson(body.AsMemory(0, headerLength), lease))
         {
-            doc = JsonDocument.Parse(body.AsMemory(0, headerLength));
-        }
-        catch (JsonException e)
-        {
-            throw InferenceError.BadRequest($"The request is not valid JSON: {e.Message}");
+            request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease);
         }
 
-        using (doc)
-        {
-            var request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model);
-            var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted).ConfigureAwait(false);
-            await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
-        }
+        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted).ConfigureAwait(false);
+        await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
     }
 
-    private static async Task<byte[]> ReadBodyAsync(HttpContext ctx)
+    /// <summary>Reads the body, charging its bytes to the request before they are allocated.</summary>
+    private static async Task<byte[]> ReadBodyAsync(HttpContext ctx, RequestAdmission.Lease lease)
     {
         if (ctx.Request.ContentLength is { } length)
         {
@@ -226,42 +225,98 @@ internal static class HttpEndpoints
                 throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
             }
 
+            lease.Charge(length);
             var buffer = new byte[length];
             await ctx.Request.Body.ReadExactlyAsync(buffer, ctx.RequestAborted).ConfigureAwait(false);
             return buffer;
         }
 
+        // Chunked: the body limit stops the read; each chunk is charged before the buffer grows for it (twice: a copy is made at the end).
         using var ms = new MemoryStream();
-        await ctx.Request.Body.CopyToAsync(ms, ctx.RequestAborted).ConfigureAwait(false);
+        var chunk = ArrayPool<byte>.Shared.Rent(81920);
+        try
+        {
+            int read;
+            while ((read = await ctx.Request.Body.ReadAsync(chunk, ctx.RequestAborted).ConfigureAwait(false)) > 0)
+            {
+                lease.Charge(2L * read);
+                ms.Write(chunk, 0, read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
+
         return ms.ToArray();
     }
 
-    private sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary)> Outputs, int Priority, TimeSpan? Timeout);
+    /// <summary>
+    /// Parses the JSON header after charging the memory its parsed form takes: the header is scanned once without
+    /// allocating, and each of its tokens costs one 12-byte row of the document's index, rounded up to the array pool's
+    /// power of two (an estimate: while the index grows it briefly holds its old and new arrays).
+    /// </summary>
+    internal static JsonDocument ParseJson(ReadOnlyMemory<byte> json, RequestAdmission.Lease lease)
+    {
+        try
+        {
+            long tokens = 0;
+            var reader = new Utf8JsonReader(json.Span, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
+            while (reader.Read())
+            {
+                tokens++;
+            }
 
-    private static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model)
+            lease.Charge(JsonIndexBytes(tokens));
+            return JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw InferenceError.BadRequest($"The request is not valid JSON: {e.Message}");
+        }
+    }
+
+    /// <summary>Bytes a parsed JSON document's index takes for <paramref name="tokens"/> tokens.</summary>
+    internal static long JsonIndexBytes(long tokens)
+    {
+        var bytes = Math.Max(1024, tokens * 12);
+        return bytes >= 1L << 62 ? bytes : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes);
+    }
+
+    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary)> Outputs, int Priority, TimeSpan? Timeout);
+
+    /// <summary>
+    /// Reads an inference request: every input's name, datatype and shape checked against the model, its size
+    /// computed with overflow checks and its data (JSON values or binary bytes) counted against that size, the total
+    /// checked against --max-request-bytes and charged to the lease, and only then the tensors allocated.
+    /// </summary>
+    internal static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model, RequestAdmission.Lease lease)
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
             throw InferenceError.BadRequest("The request must be a JSON object with an \"inputs\" array");
         }
 
-        string? id = root.TryGetProperty("id", out var idElement) && idElement.ValueKind == JsonValueKind.String ? idElement.GetString() : null;
+        string? id = root.TryGetProperty("id", out var idElement) && idElement.ValueKind == JsonValueKind.String ? RequestValidator.JsonString(idElement, "The request's \"id\"") : null;
         var binaryOutput = false;
         var priority = 0;
         TimeSpan? timeout = null;
-        if (root.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object)
+        if (root.TryGetProperty("parameters", out var parameters))
         {
+            if (parameters.ValueKind != JsonValueKind.Object)
+            {
+                throw InferenceError.BadRequest("The request's \"parameters\" must be an object");
+            }
+
             binaryOutput = parameters.TryGetProperty("binary_data_output", out var b) && b.ValueKind == JsonValueKind.True;
             if (parameters.TryGetProperty("priority", out var p))
             {
-                priority = p.ValueKind == JsonValueKind.Number && p.TryGetInt32(out var v) ? v : throw InferenceError.BadRequest("Parameter 'priority' must be an integer");
+                priority = RequestValidator.Priority(RequestValidator.Parameter(p));
             }
 
             if (parameters.TryGetProperty("timeout", out var t))
             {
-                timeout = t.ValueKind == JsonValueKind.Number && t.TryGetInt64(out var us) && us >= 0
-                    ? (us == 0 ? null : TimeSpan.FromMicroseconds(us))
-                    : throw InferenceError.BadRequest("Parameter 'timeout' must be a non-negative integer (microseconds)");
+                timeout = RequestValidator.Timeout(RequestValidator.Parameter(t));
             }
         }
 
@@ -270,7 +325,12 @@ internal static class HttpEndpoints
         {
             foreach (var o in requested.EnumerateArray())
             {
-                var name = o.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("A requested output has no \"name\"");
+                if (o.ValueKind != JsonValueKind.Object || !o.TryGetProperty("name", out var n))
+                {
+                    throw InferenceError.BadRequest("Each requested output must be an object with a \"name\"");
+                }
+
+                var name = RequestValidator.JsonString(n, "A requested output's \"name\"");
                 var binaryData = binaryOutput;
                 if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
                 {
@@ -298,51 +358,74 @@ internal static class HttpEndpoints
             throw InferenceError.BadRequest("The request has no \"inputs\" array");
         }
 
-        var parsed = new List<NamedTensor>();
-        var offset = 0;
+        // First pass: sizes only, nothing allocated.
+        var planned = new List<(string Name, ElementType Type, long[] Shape, long Offset, JsonElement Data)>();
+        long offset = 0, total = 0;
         foreach (var input in inputs.EnumerateArray())
         {
-            var name = input.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("An input has no \"name\"");
-            var type = TensorCodec.ParseDatatype(name, input.TryGetProperty("datatype", out var dt) && dt.ValueKind == JsonValueKind.String ? dt.GetString() : null);
+            if (input.ValueKind != JsonValueKind.Object || !input.TryGetProperty("name", out var n))
+            {
+                throw InferenceError.BadRequest("Each input must be an object with a \"name\", \"datatype\", \"shape\" and \"data\" (or a binary_data_size parameter)");
+            }
+
+            var name = RequestValidator.JsonString(n, "An input's \"name\"");
+            var type = TensorCodec.ParseDatatype(name, input.TryGetProperty("datatype", out var dt) ? RequestValidator.JsonString(dt, $"Input '{name}': \"datatype\"") : null);
             if (!input.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
             {
                 throw InferenceError.BadRequest($"Input '{name}' has no \"shape\" array");
             }
 
-            var shape = shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var v) ? v : throw InferenceError.BadRequest($"Input '{name}' has a shape that is not a list of integers")).ToArray();
+            var shape = shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var v) ? v : throw InferenceError.BadRequest($"Input '{name}' has a shape that is not a list of 64-bit integers")).ToArray();
             model.CheckInput(name, type, shape);
+            var bytes = RequestValidator.ByteCount(name, type, shape);
             long? binarySize = null;
             if (input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
             {
                 binarySize = bs.ValueKind == JsonValueKind.Number && bs.TryGetInt64(out var v) && v >= 0 ? v : throw InferenceError.BadRequest($"Input '{name}': binary_data_size must be a non-negative integer");
             }
 
-            Tensor tensor;
             if (binarySize is { } size)
             {
-                if (offset + size > binary.Length)
+                RequestValidator.CheckDataBytes(name, type, shape, bytes, size);
+                if (size > binary.Length - offset)
                 {
                     throw InferenceError.BadRequest($"Input '{name}' claims {size} bytes of binary data at offset {offset}, but only {binary.Length - offset} follow the JSON header");
                 }
 
-                tensor = TensorCodec.FromBytes(name, type, shape, binary.Span.Slice(offset, (int)size));
-                offset += (int)size;
+                planned.Add((name, type, shape, offset, default));
+                offset += size;
             }
             else if (input.TryGetProperty("data", out var data))
             {
-                tensor = TensorCodec.FromJson(name, type, shape, data);
+                var count = RequestValidator.ElementCount(name, shape);
+                var given = TensorCodec.CountJsonValues(data, count);
+                RequestValidator.CheckValueCount(name, shape, count, given, more: given > count);
+                planned.Add((name, type, shape, -1, data));
             }
             else
             {
                 throw InferenceError.BadRequest($"Input '{name}' has neither \"data\" nor a binary_data_size parameter");
             }
 
-            parsed.Add(new NamedTensor(name, tensor));
+            total = total > long.MaxValue - bytes ? long.MaxValue : total + bytes;
         }
 
         if (offset != binary.Length)
         {
             throw InferenceError.BadRequest($"The body has {binary.Length} bytes of binary data after the JSON header, but the inputs' binary_data_size add up to {offset}");
+        }
+
+        lease.Admission.CheckRequestBytes(total);
+        lease.Charge(total);
+
+        // Second pass: every size is known and paid for; decode.
+        var parsed = new List<NamedTensor>(planned.Count);
+        foreach (var (name, type, shape, at, data) in planned)
+        {
+            var tensor = at >= 0
+                ? TensorCodec.FromBytes(name, type, shape, binary.Span.Slice((int)at, (int)RequestValidator.ByteCount(name, type, shape)))
+                : TensorCodec.FromJson(name, type, shape, data);
+            parsed.Add(new NamedTensor(name, tensor));
         }
 
         return new ParsedRequest(id, parsed, outputs, priority, timeout);

@@ -7,8 +7,15 @@ public sealed class ModelRepository : IAsyncDisposable
 {
     private readonly Dictionary<string, ServedModel> _models = new(StringComparer.Ordinal);
 
-    /// <summary>Creates an empty repository with its metrics.</summary>
-    public ModelRepository(ServerMetrics? metrics = null) => Metrics = metrics ?? new ServerMetrics();
+    /// <summary>Creates an empty repository with its metrics; <paramref name="log"/> receives loading progress (warm-up, plan builds).</summary>
+    public ModelRepository(ServerMetrics? metrics = null, Action<string>? log = null)
+    {
+        Metrics = metrics ?? new ServerMetrics();
+        Log = log;
+    }
+
+    /// <summary>Where loading progress goes (warm-up of batch profiles, plan builds), if anywhere.</summary>
+    public Action<string>? Log { get; init; }
 
     /// <summary>The metrics every model reports to.</summary>
     public ServerMetrics Metrics { get; }
@@ -20,14 +27,14 @@ public sealed class ModelRepository : IAsyncDisposable
     public bool IsReady => _models.Count > 0 && _models.Values.All(m => m.IsReady);
 
     /// <summary>Loads every subfolder of <paramref name="directory"/> holding a model.onnx (and an optional config.json).</summary>
-    public static ModelRepository LoadDirectory(string directory, TimeProvider? time = null)
+    public static ModelRepository LoadDirectory(string directory, TimeProvider? time = null, Action<string>? log = null)
     {
         if (!Directory.Exists(directory))
         {
             throw new BatchwiseException($"Model repository '{directory}' not found", "Pass a folder with one subfolder per model, each holding model.onnx and optionally config.json.");
         }
 
-        var repository = new ModelRepository();
+        var repository = new ModelRepository(log: log);
         try
         {
             foreach (var folder in Directory.GetDirectories(directory).Order(StringComparer.Ordinal))
@@ -66,7 +73,7 @@ public sealed class ModelRepository : IAsyncDisposable
             throw new BatchwiseException($"Two models are named '{name}'", "Give each model its own name.");
         }
 
-        var model = ServedModel.Load(name, ModelSource.Load(source), config, Metrics, time);
+        var model = ServedModel.Load(name, ModelSource.Load(source), config, Metrics, time, Log);
         _models.Add(name, model);
         return model;
     }
@@ -76,7 +83,8 @@ public sealed class ModelRepository : IAsyncDisposable
     {
         if (!_models.TryGetValue(name, out var model))
         {
-            throw InferenceError.NotFound($"Unknown model '{name}'; this server serves {string.Join(", ", _models.Keys)}");
+            // The served names are not listed: a caller who does not know them has no business learning them from an error.
+            throw InferenceError.NotFound($"Unknown model '{name}'; check the name (model names are case-sensitive)");
         }
 
         model.CheckVersion(version);

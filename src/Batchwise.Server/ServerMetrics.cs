@@ -21,7 +21,15 @@ public sealed class ServerMetrics
         BatchSize = f.CreateHistogram("batchwise_inference_batch_size", "Rows in each executed batch.", new HistogramConfiguration { LabelNames = ModelLabels, Buckets = [1, 2, 4, 8, 16, 32, 64, 128, 256] });
         InFlight = f.CreateGauge("batchwise_inference_executions_in_flight", "Batch executions running now.", ModelLabels);
         QueueLength = f.CreateGauge("batchwise_inference_queue_length", "Requests waiting in the batcher's queue.", ModelLabels);
+        PlanBuilds = f.CreateCounter("batchwise_plan_builds_total", "Plans the engine built (one per input shape; engines that build plans, such as cuda).", ModelLabels);
+        PlanBuildSeconds = f.CreateHistogram("batchwise_plan_build_seconds", "Time each plan build took.", new HistogramConfiguration { LabelNames = ModelLabels, Buckets = Histogram.ExponentialBuckets(0.001, 2, 14) });
     }
+
+    /// <summary>Plans built, warm-up included.</summary>
+    public Counter PlanBuilds { get; }
+
+    /// <summary>Time per plan build.</summary>
+    public Histogram PlanBuildSeconds { get; }
 
     /// <summary>The registry served at /metrics.</summary>
     public CollectorRegistry Registry { get; }

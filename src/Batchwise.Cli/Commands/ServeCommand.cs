@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Batchwise.Cli.Options;
 using Batchwise.Server;
 
 namespace Batchwise.Cli.Commands;
@@ -17,19 +18,25 @@ public static class ServeCommand
         var httpPort = new Option<int>("--http-port") { Description = "HTTP/REST port (0: any free port)", DefaultValueFactory = _ => 8000 };
         var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC port (0: any free port)", DefaultValueFactory = _ => 8001 };
         var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body or gRPC message, in bytes", DefaultValueFactory = _ => 64L << 20 };
-        var maxBatch = new Option<int?>("--max-batch-size") { Description = "Single model: largest (merged) batch; default 32 when the model has a dynamic batch axis, else 0" };
+        var maxBatch = SharedOptions.MaxBatchSize();
         var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
         var preferred = new Option<string?>("--preferred-batch-size") { Description = "Single model: batch sizes sent at once when reached, e.g. 8,16" };
         var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
         var instances = new Option<int>("--instances") { Description = "Single model: executions in flight at once (one engine session each)", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
-        var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
-        var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
-        var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
-        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
+        var maxRequestBytes = new Option<long>("--max-request-bytes") { Description = "Most bytes one request's decoded input tensors may take (larger: 413 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 256L << 20 };
+        var maxQueueBytes = new Option<long>("--max-queue-bytes") { Description = "Most bytes all requests in progress may hold together: bodies, parsed JSON, decoded tensors (over: 503 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 1L << 30 };
+        var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds SIGTERM / Ctrl+C waits for accepted requests to finish before dropping (and counting) the rest", DefaultValueFactory = _ => 30 };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (chain): serve HTTPS and gRPC over TLS" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
+        var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "PEM CA certificate: require client certificates it signed (mutual TLS)" };
+        var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
+        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
         {
-            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue,
+            maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile,
         };
+        var engine = EngineOptionGroup.AddTo(command);
         command.SetGuardedAction(async (parse, ct) =>
         {
             var single = parse.GetValue(model);
@@ -39,17 +46,37 @@ public static class ServeCommand
                 throw new BatchwiseException(single is null ? "Nothing to serve" : "Give either a model or --models, not both", "Use `batchwise serve model.onnx`, `batchwise serve zoo:resnet18` or `batchwise serve --models DIR`.");
             }
 
+            var seconds = parse.GetValue(drainTimeout);
+            if (!double.IsFinite(seconds) || seconds < 0 || seconds > 86_400)
+            {
+                throw new BatchwiseException($"--drain-timeout {seconds} is outside 0..86400 seconds", "Give the seconds a stop waits for accepted requests, e.g. --drain-timeout 30.");
+            }
+
+            var options = new ServerOptions
+            {
+                Host = parse.GetValue(host)!,
+                HttpPort = parse.GetValue(httpPort),
+                GrpcPort = parse.GetValue(grpcPort),
+                MaxBodySize = parse.GetValue(maxBody),
+                MaxRequestBytes = parse.GetValue(maxRequestBytes),
+                MaxQueueBytes = parse.GetValue(maxQueueBytes),
+                DrainTimeout = TimeSpan.FromSeconds(seconds),
+                TlsCertificatePath = parse.GetValue(tlsCert),
+                TlsKeyPath = parse.GetValue(tlsKey),
+                TlsClientCaPath = parse.GetValue(tlsClientCa),
+                AuthTokenFile = parse.GetValue(authTokenFile),
+            };
             ModelRepository repository;
             if (folder is not null)
             {
-                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads];
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, .. engine.All];
                 var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
                 if (misplaced is not null)
                 {
                     throw new BatchwiseException($"{misplaced.Name} applies to a single model, not to a repository", $"Set it per model in {Path.Combine(folder, "NAME", ModelConfig.FileName)}.");
                 }
 
-                repository = ModelRepository.LoadDirectory(folder);
+                repository = ModelRepository.LoadDirectory(folder, log: Console.Error.WriteLine);
             }
             else
             {
@@ -63,11 +90,14 @@ public static class ServeCommand
                         MaxQueueSize = parse.GetValue(queue),
                     },
                     InstanceCount = parse.GetValue(instances),
-                    Engine = parse.GetValue(engine)!,
-                    Precision = parse.GetValue(precision)!,
-                    IntraOpThreads = parse.GetValue(threads),
+                    Engine = engine.EngineName(parse),
+                    Precision = parse.GetValue(engine.Precision)!,
+                    IntraOpThreads = parse.GetValue(engine.Threads),
+                    BatchProfiles = parse.GetValue(engine.BatchProfile) is { Length: > 0 } profiles ? profiles : null,
+                    ShapeProfiles = parse.GetValue(engine.ShapeProfile) is { Length: > 0 } shapes ? shapes : null,
+                    CommandLineEngineOptions = engine.Read(parse),
                 };
-                repository = new ModelRepository();
+                repository = new ModelRepository(log: Console.Error.WriteLine);
                 try
                 {
                     repository.Add(parse.GetValue(name) ?? ModelRepository.NameOf(single!), single!, config);
@@ -79,13 +109,6 @@ public static class ServeCommand
                 }
             }
 
-            var options = new ServerOptions
-            {
-                Host = parse.GetValue(host)!,
-                HttpPort = parse.GetValue(httpPort),
-                GrpcPort = parse.GetValue(grpcPort),
-                MaxBodySize = parse.GetValue(maxBody),
-            };
             InferenceServer server;
             try
             {
@@ -118,9 +141,11 @@ public static class ServeCommand
                     // Ctrl+C or SIGTERM: fall through to a graceful drain.
                 }
 
-                Console.WriteLine("stopping: draining requests in flight");
-                await server.StopAsync().ConfigureAwait(false);
-                Console.WriteLine("stopped");
+                Console.WriteLine($"stopping: {server.Admission.InFlight} accepted requests in flight; new requests get 503 / UNAVAILABLE; waiting up to {options.DrainTimeout.TotalSeconds:0.#} s (--drain-timeout)");
+                var drain = await server.StopAsync().ConfigureAwait(false);
+                Console.WriteLine(drain.Dropped == 0
+                    ? $"stopped: every accepted request answered ({drain.Accepted} in all, {drain.InFlightAtStop} drained) in {drain.Duration.TotalSeconds:0.0} s"
+                    : $"stopped: {drain.Dropped} accepted requests dropped unanswered at the drain timeout ({options.DrainTimeout.TotalSeconds:0.#} s); {drain.Accepted - drain.Dropped} of {drain.Accepted} answered");
             }
 
             return 0;

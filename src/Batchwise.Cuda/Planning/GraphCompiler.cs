@@ -15,13 +15,23 @@ internal interface IPlanTarget
 
     CudnnHandle PlanningCudnn { get; }
 
-    CublasLtObject PlanningCublasLt { get; }
+    CublasLtHandle PlanningCublasLt { get; }
 
     /// <summary>Float32 as given, or float16 storage with float32 accumulation (tensor cores).</summary>
     Precision Precision => Precision.Fp32;
 
     /// <summary>Where timed convolution algorithms are kept; null: take cuDNN's heuristics, time nothing.</summary>
     TimingCache? Tactics => null;
+
+    /// <summary>
+    /// A value derived from session constants alone (a BN-folded filter, a channels-last reorder, a folded node): made
+    /// once per session and shared by every plan, so a plan for a new shape neither recomputes nor re-uploads weights.
+    /// </summary>
+    T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
+        where T : class => make();
+
+    /// <summary>cuDNN's and cuBLASLt's choices by problem, kept for the session (and a saved engine): heuristics are asked once per shape.</summary>
+    TacticStore Choices => TacticStore.None;
 }
 
 /// <summary>
@@ -155,8 +165,13 @@ internal sealed partial class GraphCompiler
             var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
             try
             {
-                var folded = HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed: node.Output.Any(_neededOnHost.Contains));
-                if (folded is not null)
+                // A node over session constants alone (a Cast of fp16 weights, a Reshape of an initializer) folds once per session.
+                var needed = node.Output.Any(_neededOnHost.Contains);
+                var constants = ins.Select(v => v?.Constant).ToArray();
+                var folded = ins.All(v => v is null || v.Constant is { IsInitializer: true }) && node.OpType is not ("Shape" or "Size")
+                    ? _target.Derive("fold:" + node.Output.FirstOrDefault() + (needed ? "|needed" : string.Empty), constants, () => HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed) ?? [])
+                    : HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed);
+                if (folded is { Length: > 0 })
                 {
                     for (var i = 0; i < folded.Length && i < node.Output.Count; i++)
                     {
@@ -283,11 +298,11 @@ internal sealed partial class GraphCompiler
         _steps.Add(step);
     }
 
-    private void Kernel(string source, long threads, params int[] buffers) =>
-        Emit(new KernelStep(_node, source, Math.Max(1, threads), KernelSource.BlockSize, buffers));
+    private void Kernel(KernelCode code, long threads, params int[] buffers) =>
+        Emit(new KernelStep(_node, code, Math.Max(1, threads), KernelSource.BlockSize, buffers));
 
-    private void WarpKernel(string source, long rows, params int[] buffers) =>
-        Emit(new KernelStep(_node, source, Math.Max(1, rows) * 32, KernelSource.BlockSize, buffers));
+    private void WarpKernel(KernelCode code, long rows, params int[] buffers) =>
+        Emit(new KernelStep(_node, code, Math.Max(1, rows) * 32, KernelSource.BlockSize, buffers));
 
     private void ViewCopy(PlanValue src, long[] shape, long[] srcStrides, long srcBase, PlanValue dst, long[] dstStrides, long dstBase)
     {
@@ -296,8 +311,12 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        Kernel(KernelSource.ViewCopy(St(src).SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+        var size = St(src).SizeOf();
+        Kernel(KernelSource.ViewCopy(size, shape, srcStrides, srcBase, dstStrides, dstBase), KernelSource.ViewCopyThreads(size, shape, srcStrides, srcBase, dstStrides, dstBase), Dev(dst), Dev(src));
     }
 
     internal void ReserveWorkspace(long bytes) => _workspace = Math.Max(_workspace, bytes);
+
+    /// <summary>Seconds spent asking cuDNN and cuBLASLt for algorithms (and creating their planning handles) while compiling.</summary>
+    public double LibrarySeconds { get; private set; }
 }

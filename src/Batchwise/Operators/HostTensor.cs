@@ -38,8 +38,11 @@ public sealed class HostTensor
     /// <summary>Values of a floating point tensor.</summary>
     public double[]? Floats { get; }
 
-    /// <summary>True for initializers (session-wide, uploaded once); folded values belong to one plan.</summary>
-    public bool IsInitializer { get; init; }
+    /// <summary>
+    /// True for values the session owns: initializers and what is derived from them alone (BN-folded or reordered
+    /// weights, folded constants), made once and uploaded once for every plan; other folded values belong to one plan.
+    /// </summary>
+    public bool IsInitializer { get; set; }
 
     /// <summary>True for floating point element types.</summary>
     public bool IsFloat => Type.IsFloatingPoint();

@@ -20,7 +20,7 @@ public sealed class GraphCompilerTests
 
         public CudnnHandle PlanningCudnn => throw new InvalidOperationException("no GPU in this test");
 
-        public CublasLtObject PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
+        public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
     }
 
     private static ExecutionPlan Compile(OnnxModel model, params Tensor[] inputs) => Compile(Precision.Fp32, model, inputs);
@@ -164,7 +164,8 @@ public sealed class GraphCompilerTests
         var kernels = plan.Steps.Cast<KernelStep>().Select(k => k.Source).ToList();
         Assert.Equal(5, kernels.Count); // float32 NCHW -> float16 NHWC, pool, relu, mean, float16 -> float32
         Assert.Contains("bw_half* __restrict__ dst, const float* __restrict__ src", kernels[0], StringComparison.Ordinal);
-        Assert.Contains("i64 ch = r % 4LL", kernels[1], StringComparison.Ordinal);
+        Assert.Contains("+ ch;", kernels[1], StringComparison.Ordinal); // channels-last pooling: the channel is the fastest index
+        Assert.Equal(4, Kernels.KernelSourceTests.Args(new(kernels[1], plan.Steps.Cast<KernelStep>().ElementAt(1).Args))["channels"]);
         Assert.Contains("float* __restrict__ dst, const bw_half* __restrict__ src", kernels[4], StringComparison.Ordinal);
         Assert.Equal(ElementType.Float, plan.Outputs[0].Type);
         Assert.Equal([2L, 4L], plan.Outputs[0].Shape);
@@ -184,7 +185,10 @@ public sealed class GraphCompilerTests
 
         var kernels = plan.Steps.Cast<KernelStep>().ToList();
         Assert.Equal(2, kernels.Count); // the ReLU into rows 0-2 of each batch item, then a copy of x into rows 3-5
-        Assert.Contains("/ 24u) * 48u + 0u +", kernels[0].Source, StringComparison.Ordinal);
+        var slice = Kernels.KernelSourceTests.Args(new(kernels[0].Source, kernels[0].Args));
+        Assert.Equal(24, slice["block"]); // element i of the ReLU goes to (i / 24) * 48 + 0 + i % 24
+        Assert.Equal(48, slice["row_stride"]);
+        Assert.Equal(0, slice["offset"]);
         Assert.Equal(kernels[0].Buffers[0], kernels[1].Buffers[0]);
         Assert.Equal([2L, 6L, 8L], plan.Outputs[0].Shape);
     }
