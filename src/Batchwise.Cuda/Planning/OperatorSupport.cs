@@ -27,6 +27,10 @@ internal static class OperatorSupport
         ["MatMulInteger"] = NotYet,
         ["QLinearConv"] = NotYet,
         ["QLinearMatMul"] = NotYet,
+        ["RNN"] = NotYet,
+        ["GRU"] = NotYet,
+        ["LSTM"] = NotYet,
+        ["Einsum"] = NotYet,
     }.ToFrozenDictionary(StringComparer.Ordinal);
 
     /// <summary>Throws, naming the node, for the first operator, attribute or element type the engine cannot execute.</summary>
