@@ -55,6 +55,13 @@ public sealed class CudaEngine : IEngine
             throw new BatchwiseException($"--precision {options.Precision.ToString().ToLowerInvariant()} is not supported by the cuda engine", "Use --precision fp32 or fp16.");
         }
 
+        // Einsum runs as the Transpose/Reshape/MatMul it decomposes into (on a copy: the caller's model is left as given).
+        if (model.SavedEngine is null && model.Graph.Node.Any(n => n.OpType == "Einsum" && OperatorRegistry.NormalizeDomain(n.Domain).Length == 0))
+        {
+            model = OnnxModel.FromProto(model.Proto.Clone(), model.Name);
+            new Transforms.EinsumDecomposition().Apply(model);
+        }
+
         // Validate before touching the GPU: an unsupported operator fails the same way on every machine.
         OperatorSupport.Validate(model);
         CudaDriver.Initialize();

@@ -43,12 +43,12 @@ public sealed class ZooExportsEndToEndTests : IDisposable
     }
 
     [Theory]
-    [InlineData("unet", 11, Skip = "needs ConvTranspose in shape inference (issue 15 part A, branch registry): remove this Skip when it is merged")]
-    [InlineData("unet", 17, Skip = "needs ConvTranspose in shape inference (issue 15 part A, branch registry): remove this Skip when it is merged")]
-    [InlineData("dbnet", 11, Skip = "needs ConvTranspose in shape inference (issue 15 part A, branch registry): remove this Skip when it is merged")]
-    [InlineData("dbnet", 17, Skip = "needs ConvTranspose in shape inference (issue 15 part A, branch registry): remove this Skip when it is merged")]
-    [InlineData("crnn", 11, Skip = "needs LSTM in shape inference (issue 15 part A, branch registry): remove this Skip when it is merged")]
-    [InlineData("crnn", 17, Skip = "needs LSTM in shape inference (issue 15 part A, branch registry): remove this Skip when it is merged")]
+    [InlineData("unet", 11)]
+    [InlineData("unet", 17)]
+    [InlineData("dbnet", 11)]
+    [InlineData("dbnet", 17)]
+    [InlineData("crnn", 11)]
+    [InlineData("crnn", 17)]
     [InlineData("vit", 11)]
     [InlineData("vit", 17)]
     public async Task Explain_runs(string name, int opset)

@@ -54,8 +54,11 @@ public sealed class ShapeInferenceResult
 /// </summary>
 public static class ShapeInference
 {
-    /// <summary>Largest value folded while inferring (elements); weights are never decoded.</summary>
+    /// <summary>Largest value folded while inferring (elements).</summary>
     public const int MaxFoldedElements = 1 << 16;
+
+    /// <summary>Largest initializer read while inferring (elements): shape arithmetic reads small constants, weights are never decoded.</summary>
+    public const int MaxInitializerElements = 4096;
 
     /// <summary>The operators shape inference understands (domain-qualified outside the default domain).</summary>
     public static IReadOnlyCollection<string> SupportedOperators { get; } =
@@ -82,7 +85,7 @@ public static class ShapeInference
         foreach (var t in model.Graph.Initializer)
         {
             var type = (ElementType)t.DataType;
-            values[t.Name] = t.ElementCount() <= MaxFoldedElements && type is not (ElementType.String or ElementType.Undefined) && HostTensor.HasValues(t)
+            values[t.Name] = t.ElementCount() <= MaxInitializerElements && type is not (ElementType.String or ElementType.Undefined) && HostTensor.HasValues(t)
                 ? SymbolicValue.Of(HostTensor.FromProto(t))
                 : new SymbolicValue(type, [.. t.Dims.Select(DimExpr.Of)]);
         }

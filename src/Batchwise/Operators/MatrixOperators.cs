@@ -69,6 +69,123 @@ internal static class MatrixOperators
             .Shape(c => [MatMulShape(c, c.In(0), c.In(1), c.In(0).Type)])
             .Host(c => [MatMul(c.In(0), c.In(1), c.OutputShape(0), c.OutputType(0))], eager: false)
             .Costs(OpCategory.Gemm, c => MatMulCost(c, 0, 1));
+
+        yield return Define("Einsum", [12])
+            .WithAttributes(Attribute.String("equation", required: true))
+            .Shape(c =>
+            {
+                var inputs = Enumerable.Range(0, c.InputCount).Select(c.In).ToArray();
+                var equation = EinsumEquation.Parse(c.String("equation"), [.. inputs.Select(v => v.Shape.Length)], c.Fail);
+                var sizes = equation.Sizes(
+                    [.. inputs.Select(v => v.Shape)],
+                    d => d.IsConcrete && d.Value == 1,
+                    (a, b) => a.IsConcrete && b.IsConcrete && a != b,
+                    c.Fail);
+                return [new SymbolicValue(inputs[0].Type, [.. equation.Output.Select(l => sizes[l])])];
+            })
+            .Host(c =>
+            {
+                var inputs = Enumerable.Range(0, c.InputCount).Select(c.In).ToArray();
+                return [Einsum(EinsumEquation.Parse(c.String("equation"), [.. inputs.Select(v => v.Shape.Length)], c.Fail), inputs, c.OutputType(0), c.Fail)];
+            }, eager: false)
+            .Costs(OpCategory.Gemm, EinsumCost);
+    }
+
+    /// <summary>Einsum in doubles: every output element sums the product of the operands over the summed labels (repeated labels read diagonals; size-1 dimensions broadcast).</summary>
+    internal static HostTensor Einsum(EinsumEquation equation, HostTensor[] inputs, ElementType type, Func<string, Exception> fail)
+    {
+        var sizes = equation.Sizes([.. inputs.Select(v => v.Shape)], d => d == 1, (a, b) => a != b, fail);
+        var labels = equation.AllLabels;
+        var extent = labels.Select(l => sizes[l]).ToArray();
+        var outShape = equation.Output.Select(l => sizes[l]).ToArray();
+
+        // Each operand's stride per label: summed over repeated labels (a diagonal), 0 along broadcast dimensions.
+        var strides = inputs.Select((v, i) =>
+        {
+            var own = TensorMath.Strides(v.Shape);
+            var s = new long[labels.Length];
+            for (var k = 0; k < v.Shape.Length; k++)
+            {
+                if (v.Shape[k] != 1 || extent[Array.IndexOf(labels, equation.Inputs[i][k])] == 1)
+                {
+                    s[Array.IndexOf(labels, equation.Inputs[i][k])] += own[k];
+                }
+            }
+
+            return s;
+        }).ToArray();
+
+        var outCount = TensorMath.Product(outShape);
+        var summedCount = TensorMath.Product(extent.Skip(outShape.Length));
+        var result = new double[outCount];
+        var position = new long[labels.Length];
+        for (long o = 0; o < outCount; o++)
+        {
+            double sum = 0;
+            for (long s = 0; s < summedCount; s++)
+            {
+                // Position of every label: output labels from o, summed labels from s (row-major).
+                var (rest, restSummed) = (o, s);
+                for (var k = labels.Length - 1; k >= 0; k--)
+                {
+                    if (k >= outShape.Length)
+                    {
+                        position[k] = restSummed % extent[k];
+                        restSummed /= extent[k];
+                    }
+                    else
+                    {
+                        position[k] = rest % extent[k];
+                        rest /= extent[k];
+                    }
+                }
+
+                double product = 1;
+                for (var i = 0; i < inputs.Length; i++)
+                {
+                    long offset = 0;
+                    for (var k = 0; k < labels.Length; k++)
+                    {
+                        offset += position[k] * strides[i][k];
+                    }
+
+                    product *= inputs[i][offset];
+                }
+
+                sum += product;
+            }
+
+            result[o] = sum;
+        }
+
+        return HostTensor.Create(type, outShape, i => result[i]);
+    }
+
+    /// <summary>
+    /// Einsum's FLOPs: a multiply per operand after the first and an add, over every label combination. With two
+    /// operands it is one (batched) GEMM: batch = labels in both operands and the output, M = labels only in the
+    /// first operand (and the output), N = only in the second, K = labels summed over.
+    /// </summary>
+    internal static OperatorWork EinsumCost(CostContext c)
+    {
+        var count = c.Node.Input.Count;
+        var shapes = Enumerable.Range(0, count).Select(c.InputShape).ToArray();
+        var equation = EinsumEquation.Parse(c.Attributes.String("equation", string.Empty), [.. shapes.Select(s => s.Length)], m => new BatchwiseException($"Einsum: {m}", "Check the model."));
+        var sizes = equation.Sizes(shapes, d => d == 1, (a, b) => a != b, m => new BatchwiseException($"Einsum: {m}", "Check the model."));
+        var all = CostContext.Count(equation.AllLabels.Select(l => sizes[l]));
+        if (count != 2)
+        {
+            return new OperatorWork(Math.Max(1, count) * all);
+        }
+
+        long Product(Func<int, bool> where) => CostContext.Count(equation.AllLabels.Where(where).Select(l => sizes[l]));
+        var (a, b, output) = (equation.Inputs[0], equation.Inputs[1], equation.Output);
+        var gemm = new GemmShape(
+            M: Product(l => a.Contains(l) && !b.Contains(l)),
+            N: Product(l => b.Contains(l) && !a.Contains(l)),
+            K: Product(l => a.Contains(l) && b.Contains(l) && !output.Contains(l)),
+            BatchCount: Product(l => a.Contains(l) && b.Contains(l) && output.Contains(l)));
+        return new OperatorWork(2 * all, gemm);
     }
 
     internal static SymbolicValue MatMulShape(InferenceContext c, SymbolicValue left, SymbolicValue right, ElementType type)

@@ -40,8 +40,11 @@ internal static class NormalizationOperators
             }, eager: false)
             .Costs(OpCategory.Normalization, c => new OperatorWork(2 * c.OutputElements));
 
-        yield return Define("LayerNormalization", [17])
+        // Before opset 17 LayerNormalization is ONNX Runtime's contrib operator of the same signature, registered in the
+        // default domain from opset 1 (its transformer optimizer writes it): it loads and runs wherever ONNX Runtime runs it.
+        yield return Define("LayerNormalization", [1, 17])
             .WithAttributes(Attribute.Int("axis", -1), Attribute.Float("epsilon", 1e-05f), Attribute.Int("stash_type", 1))
+            .Described("before opset 17: ONNX Runtime's contrib LayerNormalization (same signature)")
             .Shape(c =>
             {
                 var x = c.In(0);

@@ -38,7 +38,9 @@ public static class OperatorRegistry
             .Concat(NormalizationOperators.Records())
             .Concat(ReductionOperators.Records())
             .Concat(IndexingOperators.Records())
-            .Concat(QuantizationOperators.Records()))
+            .Concat(QuantizationOperators.Records())
+            .Concat(RecurrentOperators.Records())
+            .Concat(MicrosoftOperators.Records()))
         {
             if (!all.TryAdd((s.Domain, s.OpType), s))
             {

@@ -147,4 +147,47 @@ public sealed class CostModelTests
         Assert.Equal(3, cost.Uncosted.Count);
         Assert.Equal(first.Macs, cost.Macs);
     }
+
+    [Fact]
+    public void Microsoft_operators_exports_carry_are_costed_and_one_batchwise_does_not_know_is_named()
+    {
+        var g = new GraphBuilder("contrib");
+        var x = g.Input("x", ElementType.Float, "batch", 3L, 16L, 16L);
+        var conv = g.Node("FusedConv", [x, g.Weight("w", [8, 3, 3, 3], 0.1f)], GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L), GraphBuilder.Attr("activation", "Relu"));
+        var gelu = g.Node("Gelu", [conv]);
+        var unknown = g.Node("NotARealContribOp", [gelu]);
+        g.Output(unknown, ElementType.Float, "batch", 8L, 16L, 16L);
+        var proto = g.Build("contrib").Proto;
+        foreach (var n in proto.Graph.Node)
+        {
+            n.Domain = "com.microsoft";
+        }
+
+        proto.OpsetImport.Add(new global::Onnx.OperatorSetIdProto { Domain = "com.microsoft", Version = 1 });
+        var cost = CostModel.Compute(OnnxModel.FromProto(proto, "contrib"), 2);
+
+        Assert.Equal(OpCategory.Gemm, cost.Nodes[0].Category);
+        Assert.Equal(2L * 8 * 16 * 16 * 3 * 3 * 3, cost.Nodes[0].Macs);
+        Assert.Equal(OpCategory.Elementwise, cost.Nodes[1].Category);
+        Assert.Equal(8L * 2 * 8 * 16 * 16, cost.Nodes[1].Flops);
+        Assert.Equal(OpCategory.Unknown, cost.Nodes[2].Category);
+        Assert.Contains("com.microsoft.NotARealContribOp", cost.Nodes[2].Uncosted, StringComparison.Ordinal);
+        Assert.Single(cost.Uncosted);
+    }
+
+    [Fact]
+    public void An_lstm_is_costed_as_one_gemm_per_step_and_direction()
+    {
+        var cost = CostModel.Compute(ModelZoo.BuildStructure("zoo:crnn?opset=17"), 2);
+        var lstm = cost.Nodes.Where(n => n.OpType == "LSTM").ToList();
+        Assert.NotEmpty(lstm);
+        Assert.All(lstm, n =>
+        {
+            Assert.Equal(OpCategory.Gemm, n.Category);
+            Assert.NotNull(n.Gemm);
+            Assert.Equal(2, n.Gemm!.M);
+            Assert.True(n.Gemm.BatchCount % 2 == 0, "bidirectional: two GEMMs per step");
+        });
+        Assert.Empty(cost.Uncosted);
+    }
 }

@@ -61,6 +61,53 @@ public sealed class HostEvaluatorTests
         }
     }
 
+    public static TheoryData<string> Layout1Cases => [.. OperatorCases.RecurrentLayout1.Keys];
+
+    [Theory]
+    [MemberData(nameof(Layout1Cases))]
+    public void Recurrent_layout_1_agrees_with_onnx_runtime_on_the_same_values_in_layout_0(string name)
+    {
+        var c = OperatorCases.RecurrentLayout1[name];
+        var (model, values) = Build(c);
+        var node = model.Graph.Node[0];
+        var inferred = ShapeInference.Run(model);
+        var actual = HostEvaluator.TryEvaluate(node, c.Opset, [.. node.Input.Select(i => i.Length == 0 ? null : ConcreteValue.Of(values[i]!))], whenNeeded: true, maxElements: long.MaxValue);
+        Assert.NotNull(actual);
+
+        // The same values in layout 0: X [seq, batch, input], initial states [directions, batch, hidden].
+        var inputs = c.Inputs.Select((input, i) => input.Type == ElementType.Undefined ? input
+            : i is 0 or 5 or 6 ? Given(Transpose(values[node.Input[i]]!, 1, 0, 2))
+            : Given(values[node.Input[i]]!)).ToArray();
+        var layout0 = c with { Name = c.Name + "-as-layout0", Inputs = inputs, Attributes = [.. c.Attributes.Where(a => a.Name != "layout")] };
+        var (model0, values0) = Build(layout0);
+        IReadOnlyList<Tensor> expected;
+        using (var session = new OrtEngine().Load(model0, new EngineOptions { GraphOptimization = "disabled" }))
+        {
+            expected = session.Run([.. session.Inputs.Select(i => values0[i.Name]!.ToTensor())]);
+        }
+
+        for (var k = 0; k < expected.Count; k++)
+        {
+            // Back to layout 1: Y [seq, directions, batch, hidden] -> [batch, seq, directions, hidden]; states [directions, batch, hidden] -> [batch, directions, hidden].
+            var want = k == 0 ? Transpose(HostTensor.FromTensor(expected[k]), 2, 0, 1, 3) : Transpose(HostTensor.FromTensor(expected[k]), 1, 0, 2);
+            Assert.Equal(want.Shape, inferred[node.Output[k]].ToArray());
+            Assert.Equal(want.Shape, actual[k].Shape);
+            for (long i = 0; i < want.Count; i++)
+            {
+                Assert.True(Math.Abs(actual[k][i] - want[i]) <= 1e-4 + (1e-4 * Math.Abs(want[i])), $"{name} output {k} element {i}: host {actual[k][i]}, ONNX Runtime {want[i]}");
+            }
+        }
+    }
+
+    private static CaseInput Given(HostTensor t) => new(t.Type, t.Shape, t.AsDoubles());
+
+    private static HostTensor Transpose(HostTensor t, params long[] perm)
+    {
+        var node = new OnnxProto.NodeProto { OpType = "Transpose", Input = { "x" }, Output = { "y" } };
+        node.Attribute.Add(Batchwise.Zoo.GraphBuilder.Attr("perm", perm));
+        return HostEvaluator.TryEvaluate(node, 17, [ConcreteValue.Of(t)], whenNeeded: true, maxElements: long.MaxValue)![0];
+    }
+
     /// <summary>A one-node model: host-valued inputs as initializers (so shape inference sees them), the others as graph inputs.</summary>
     internal static (OnnxModel Model, Dictionary<string, HostTensor?> Values) Build(OperatorCase c)
     {

@@ -24,6 +24,17 @@ public static class OperatorCases
 
     public static IReadOnlyDictionary<string, OperatorCase> All { get; } = Build().ToDictionary(c => c.Name, StringComparer.Ordinal);
 
+    /// <summary>
+    /// Recurrent layers in layout 1 ([batch, seq, ...]), which ONNX Runtime's CPU kernels refuse: checked against
+    /// ONNX Runtime running the same values transposed to layout 0.
+    /// </summary>
+    public static IReadOnlyDictionary<string, OperatorCase> RecurrentLayout1 { get; } = new[]
+    {
+        C("RNN-bidirectional-layout1", "RNN", [F(2, 3, 4), W(2, 3, 4), W(2, 3, 3), W(2, 6), Lengths(3, 1), W(2, 2, 3)], [A("hidden_size", 3L), A("direction", "bidirectional"), A("layout", 1L)], opset: 14, outputs: 2),
+        C("GRU-layout1", "GRU", [F(2, 3, 4), W(1, 9, 4), W(1, 9, 3), W(1, 18), CaseInput.Absent, W(2, 1, 3)], [A("hidden_size", 3L), A("layout", 1L)], opset: 14, outputs: 2),
+        C("LSTM-layout1", "LSTM", [F(2, 3, 4), W(1, 12, 4), W(1, 12, 3), W(1, 24), CaseInput.Absent, W(2, 1, 3), W(2, 1, 3)], [A("hidden_size", 3L), A("layout", 1L)], opset: 14, outputs: 3),
+    }.ToDictionary(c => c.Name, StringComparer.Ordinal);
+
     private static CaseInput F(params long[] shape) => new(ElementType.Float, shape);
 
     private static CaseInput F(double low, double high, params long[] shape) => new(ElementType.Float, shape, null, low, high);
@@ -48,6 +59,17 @@ public static class OperatorCases
     {
         var a = new OnnxProto.AttributeProto { Name = name, Type = OnnxProto.AttributeProto.Types.AttributeType.Floats };
         a.Floats.AddRange(values);
+        return a;
+    }
+
+    private static CaseInput W(params long[] shape) => new(ElementType.Float, shape, null, -0.6, 0.6);
+
+    private static CaseInput Lengths(params double[] values) => new(ElementType.Int32, [values.Length], values);
+
+    private static OnnxProto.AttributeProto Strings(string name, params string[] values)
+    {
+        var a = new OnnxProto.AttributeProto { Name = name, Type = OnnxProto.AttributeProto.Types.AttributeType.Strings };
+        a.Strings.AddRange(values.Select(Google.Protobuf.ByteString.CopyFromUtf8));
         return a;
     }
 
@@ -226,6 +248,7 @@ public static class OperatorCases
         // ---- normalization ----
         yield return C("BatchNormalization", "BatchNormalization", [F(2, 3, 4, 5), F(3), F(3), F(3), F(0.5, 2, 3)], [A("epsilon", 1e-3f)]);
         yield return C("LayerNormalization", "LayerNormalization", [F(2, 3, 4), F(4), F(4)]);
+        yield return C("LayerNormalization-contrib-opset13", "LayerNormalization", [F(2, 3, 4), F(4), F(4)], opset: 13);
         yield return C("LayerNormalization-stats", "LayerNormalization", [F(2, 3, 4), F(3, 4)], [A("axis", 1L)], outputs: 3);
         yield return C("Softmax", "Softmax", [F(-3, 3, S)], [A("axis", 1L)]);
         yield return C("Softmax-11", "Softmax", [F(-3, 3, S)], [A("axis", 1L)], opset: 11);
@@ -276,6 +299,54 @@ public static class OperatorCases
         yield return C("MatMulInteger", "MatMulInteger", [Random(ElementType.UInt8, [2, 3, 4], 0, 255), Random(ElementType.Int8, [4, 5], -64, 63), Scalar(ElementType.UInt8, 100), Scalar(ElementType.Int8, 3)]);
         yield return C("QLinearConv", "QLinearConv", [Random(ElementType.UInt8, [1, 2, 5, 5], 0, 255), Scalar(ElementType.Float, 0.02), Scalar(ElementType.UInt8, 120), Random(ElementType.Int8, [3, 2, 3, 3], -64, 63), Values(ElementType.Float, [3], 0.01, 0.02, 0.03), Values(ElementType.Int8, [3], 0, 0, 0), Scalar(ElementType.Float, 0.5), Scalar(ElementType.UInt8, 128), Random(ElementType.Int32, [3], -500, 500)]);
         yield return C("QLinearMatMul", "QLinearMatMul", [Random(ElementType.UInt8, [2, 3], 0, 255), Scalar(ElementType.Float, 0.02), Scalar(ElementType.UInt8, 120), Random(ElementType.UInt8, [3, 4], 0, 255), Scalar(ElementType.Float, 0.03), Scalar(ElementType.UInt8, 130), Scalar(ElementType.Float, 0.1), Scalar(ElementType.UInt8, 128)]);
+
+        // ---- recurrent layers (W, R, B small so the gates do not saturate) ----
+        yield return C("RNN", "RNN", [F(3, 2, 4), W(1, 3, 4), W(1, 3, 3), W(1, 6)], [A("hidden_size", 3L)], outputs: 2);
+        yield return C("RNN-relu-7", "RNN", [F(3, 2, 4), W(1, 3, 4), W(1, 3, 3)], [A("hidden_size", 3L), Strings("activations", "Relu")], opset: 7, outputs: 2);
+        yield return C("GRU", "GRU", [F(3, 2, 4), W(1, 9, 4), W(1, 9, 3), W(1, 18)], [A("hidden_size", 3L)], outputs: 2);
+        yield return C("GRU-linear-before-reset-reverse", "GRU", [F(3, 2, 4), W(1, 9, 4), W(1, 9, 3), W(1, 18), Lengths(2, 3), W(1, 2, 3)], [A("hidden_size", 3L), A("direction", "reverse"), A("linear_before_reset", 1L)], outputs: 2);
+        yield return C("GRU-bidirectional", "GRU", [F(3, 2, 4), W(2, 9, 4), W(2, 9, 3), W(2, 18), Lengths(3, 2)], [A("hidden_size", 3L), A("direction", "bidirectional")], outputs: 2);
+        yield return C("LSTM", "LSTM", [F(3, 2, 4), W(1, 12, 4), W(1, 12, 3), W(1, 24)], [A("hidden_size", 3L)], outputs: 3);
+        yield return C("LSTM-bidirectional-peepholes", "LSTM", [F(3, 2, 4), W(2, 12, 4), W(2, 12, 3), W(2, 24), Lengths(3, 2), W(2, 2, 3), W(2, 2, 3), W(2, 9)], [A("hidden_size", 3L), A("direction", "bidirectional")], outputs: 3);
+        yield return C("LSTM-clip-input-forget-activations", "LSTM", [F(3, 2, 4), W(1, 12, 4), W(1, 12, 3)], [A("hidden_size", 3L), A("clip", 0.5f), A("input_forget", 1L), Strings("activations", "HardSigmoid", "Tanh", "Softsign"), Floats("activation_alpha", 0.3f), Floats("activation_beta", 0.4f)], outputs: 3);
+        yield return C("LSTM-7", "LSTM", [F(3, 2, 4), W(1, 12, 4), W(1, 12, 3)], [A("hidden_size", 3L)], opset: 7, outputs: 3);
+
+        // ---- Einsum: the forms exports use, a diagonal, broadcast ellipses and implicit outputs ----
+        yield return C("Einsum-batched-matmul", "Einsum", [F(2, 3, 4), F(2, 4, 5)], [A("equation", "bij,bjk->bik")], opset: 12);
+        yield return C("Einsum-attention-scores", "Einsum", [F(2, 2, 3, 4), F(2, 2, 5, 4)], [A("equation", "bhqd,bhkd->bhqk")]);
+        yield return C("Einsum-transpose", "Einsum", [F(2, 3, 4)], [A("equation", "abc -> cab")]);
+        yield return C("Einsum-diagonal", "Einsum", [F(3, 3)], [A("equation", "ii->i")]);
+        yield return C("Einsum-ellipsis-broadcast", "Einsum", [F(2, 1, 3, 4), F(1, 5, 4, 2)], [A("equation", "...ij,...jk->...ik")]);
+        yield return C("Einsum-implicit", "Einsum", [F(3, 4), F(4, 2)], [A("equation", "ij,jk")]);
+        yield return C("Einsum-dot", "Einsum", [F(5), F(5)], [A("equation", "i,i")]);
+        yield return C("Einsum-sum-all", "Einsum", [F(2, 3)], [A("equation", "ab->")]);
+        yield return C("Einsum-three-operands", "Einsum", [F(2, 3), F(3, 4), F(4)], [A("equation", "ij,jk,k->i")]);
+
+        // ---- com.microsoft operators real exports carry (ONNX Runtime's contrib kernels are the reference) ----
+        static OperatorCase M(string name, string op, CaseInput[] inputs, OnnxProto.AttributeProto[]? attributes = null, int outputs = 1) =>
+            new(name, op, 1, inputs, attributes ?? [], outputs, "com.microsoft");
+        static CaseInput Ids(long[] shape, double high) => new(ElementType.Int32, shape, null, 0, high);
+        yield return M("ms-Gelu", "Gelu", [F(-3, 3, S)]);
+        yield return M("ms-BiasGelu", "BiasGelu", [F(-3, 3, S), F(4)]);
+        yield return M("ms-FastGelu", "FastGelu", [F(-3, 3, S), F(4)]);
+        yield return M("ms-FastGelu-no-bias", "FastGelu", [F(-3, 3, S)]);
+        yield return M("ms-QuickGelu", "QuickGelu", [F(-3, 3, S)], [A("alpha", 1.5f)]);
+        yield return M("ms-FusedConv-relu", "FusedConv", [F(1, 2, 5, 5), F(3, 2, 3, 3), F(3)], [Ints("pads", 1, 1, 1, 1), A("activation", "Relu")]);
+        yield return M("ms-FusedConv-sum-leaky", "FusedConv", [F(1, 2, 5, 5), F(3, 2, 3, 3), F(3), F(1, 3, 3, 3)], [A("activation", "LeakyRelu"), Floats("activation_params", 0.2f)]);
+        yield return M("ms-FusedConv-clip", "FusedConv", [F(1, 2, 5, 5), F(4, 1, 3, 3)], [A("group", 2L), A("activation", "Clip"), Floats("activation_params", -0.5f, 0.5f)]);
+        yield return M("ms-FusedMatMul-transB", "FusedMatMul", [F(2, 3, 4), F(5, 4)], [A("transB", 1L), A("alpha", 0.5f)]);
+        yield return M("ms-FusedMatMul-transA-batched", "FusedMatMul", [F(2, 4, 3), F(2, 4, 5)], [A("transA", 1L)]);
+        yield return M("ms-SkipLayerNormalization", "SkipLayerNormalization", [F(2, 3, 8), F(2, 3, 8), F(8), F(8), F(8)], [A("epsilon", 1e-5f)]);
+        yield return M("ms-SkipLayerNormalization-sum-output", "SkipLayerNormalization", [F(2, 3, 8), F(2, 3, 8), F(8)], outputs: 4);
+        yield return M("ms-EmbedLayerNormalization", "EmbedLayerNormalization", [Ids([2, 3], 9), Ids([2, 3], 1), F(10, 8), F(5, 8), F(2, 8), F(8), F(8), Values(ElementType.Int32, [2, 3], 1, 1, 0, 1, 1, 1)], outputs: 3);
+        yield return M("ms-Attention", "Attention", [F(2, 3, 8), F(-0.5, 0.5, 8, 24), F(24)], [A("num_heads", 2L)], outputs: 2);
+        yield return M("ms-Attention-unidirectional", "Attention", [F(2, 3, 8), F(-0.5, 0.5, 8, 24), F(24)], [A("num_heads", 2L), A("unidirectional", 1L)]);
+        yield return M("ms-MultiHeadAttention", "MultiHeadAttention", [F(2, 3, 8), F(2, 4, 8), F(2, 4, 8)], [A("num_heads", 2L)]);
+        yield return M("ms-MultiHeadAttention-bias", "MultiHeadAttention", [F(2, 3, 8), F(2, 4, 8), F(2, 4, 8), F(24)], [A("num_heads", 2L)], outputs: 3);
+        yield return M("ms-QLinearAdd", "QLinearAdd", [Random(ElementType.UInt8, [2, 3], 0, 255), Scalar(ElementType.Float, 0.05), Scalar(ElementType.UInt8, 128), Random(ElementType.UInt8, [3], 0, 255), Scalar(ElementType.Float, 0.02), Scalar(ElementType.UInt8, 100), Scalar(ElementType.Float, 0.1), Scalar(ElementType.UInt8, 120)]);
+        yield return M("ms-QLinearMul", "QLinearMul", [Random(ElementType.Int8, [2, 3], -128, 127), Scalar(ElementType.Float, 0.05), Scalar(ElementType.Int8, 3), Random(ElementType.Int8, [2, 3], -128, 127), Scalar(ElementType.Float, 0.02), Scalar(ElementType.Int8, -2), Scalar(ElementType.Float, 0.5), Scalar(ElementType.Int8, 1)]);
+        yield return M("ms-QLinearSigmoid", "QLinearSigmoid", [Random(ElementType.UInt8, S, 0, 255), Scalar(ElementType.Float, 0.05), Scalar(ElementType.UInt8, 128), Scalar(ElementType.Float, 1.0 / 256), Scalar(ElementType.UInt8, 0)]);
+        yield return M("ms-QLinearLeakyRelu", "QLinearLeakyRelu", [Random(ElementType.UInt8, S, 0, 255), Scalar(ElementType.Float, 0.05), Scalar(ElementType.UInt8, 128), Scalar(ElementType.Float, 0.04), Scalar(ElementType.UInt8, 100)], [A("alpha", 0.1f)]);
 
         // ---- reductions ----
         yield return C("ReduceMean-13", "ReduceMean", [F(S)], [Ints("axes", 1), A("keepdims", 0L)], opset: 13);

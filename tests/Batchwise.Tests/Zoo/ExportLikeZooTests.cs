@@ -126,7 +126,7 @@ public sealed class ExportLikeZooTests
         Assert.Contains(expected, e.OneLine, StringComparison.Ordinal);
     }
 
-    [Fact(Skip = "needs the topological sort on load (issue 15 part A, branch registry): remove this Skip when it is merged")]
+    [Fact]
     public void A_unet_saved_with_its_nodes_out_of_order_loads_and_runs_as_onnx_runtime_runs_it()
     {
         // As the fp16 segmentation export of issue 15: a node list that is not topologically sorted (here reversed).
