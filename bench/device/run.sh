@@ -181,28 +181,30 @@ if [[ " $PHASES " == *" shapes "* ]]; then
     wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-empty.json" 2>&1
     echo "## cold start, warm kernel cache (same command again)"
     wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-cached.json" 2>&1
-    echo "## every batch 1..64 in one process (a plan each)"
-    timeout 240 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b "$(seq -s, 1 64)" --duration 0.3s --warmup 0.1s --max-windows 3 --json "$S/b1-64.json" 2>&1 | tail -8
+    [ "${SHAPES_LITE:-0}" = 1 ] || echo "## every batch 1..64 in one process (a plan each)"
+    [ "${SHAPES_LITE:-0}" = 1 ] || timeout 240 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b "$(seq -s, 1 64)" --duration 0.3s --warmup 0.1s --max-windows 3 --json "$S/b1-64.json" 2>&1 | tail -8
     echo "## build a saved engine"
     wall timeout 180 "$CLI" build zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,2,4,8,16,32,64 -o "$WORK/r50.bwengine" 2>&1
     rm -rf "$WORK/cache"
     echo "## cold start from the saved engine, empty kernel cache"
     wall timeout 120 "$CLI" bench "$WORK/r50.bwengine" --engine cuda -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-saved.json" 2>&1
-    echo "## padding: b=33 padded to 64 against b=64 and an exact b=33"
-    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,8,32,64 -b 33,64 --duration 1s --warmup 0.3s --json "$S/padded.json" 2>&1 | tail -6
-    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 33 --duration 1s --warmup 0.3s --json "$S/exact33.json" 2>&1 | tail -4
-    echo "## offline throughput at the fixed shapes (this build)"
-    timeout 150 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-new.json" 2>&1 | tail -10
-    if [ -x "$WORK/cli-old/Batchwise.Cli" ]; then
-      echo "## offline throughput at the fixed shapes (the build before this work, same machine, same run)"
-      BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 150 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-old.json" 2>&1 | tail -10
+    if [ "${SHAPES_LITE:-0}" != 1 ]; then
+      echo "## padding: b=33 padded to 64 against b=64 and an exact b=33"
+      timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,8,32,64 -b 33,64 --duration 1s --warmup 0.3s --json "$S/padded.json" 2>&1 | tail -6
+      timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 33 --duration 1s --warmup 0.3s --json "$S/exact33.json" 2>&1 | tail -4
+      echo "## offline throughput at the fixed shapes (this build)"
+      timeout 150 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-new.json" 2>&1 | tail -10
+      if [ -x "$WORK/cli-old/Batchwise.Cli" ]; then
+        echo "## offline throughput at the fixed shapes (the build before this work, same machine, same run)"
+        BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 150 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-old.json" 2>&1 | tail -10
+      fi
+      if [ -x "$WORK/cli-old/Batchwise.Cli" ] && [ "${PROFILES:-0}" = 1 ]; then
+        echo "## per-layer profiles at b=64 and 256, this build and the one before (layers.csv beside the JSON)"
+        timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-new.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
+        BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 120 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-old.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
+      fi
     fi
-    if [ -x "$WORK/cli-old/Batchwise.Cli" ] && [ "${PROFILES:-0}" = 1 ]; then
-      echo "## per-layer profiles at b=64 and 256, this build and the one before (layers.csv beside the JSON)"
-      timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-new.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
-      BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 120 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-old.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
-    fi
-    if [ -n "$PY" ]; then
+    if [ -n "$PY" ] && [ "${SHAPES_LITE:-0}" != 1 ]; then
       echo "## YOLOv8n exported with dynamic height and width: plans for 10 x 10 image sizes (320..608, step 32)"
       PYTHONPATH="$REPO/bench/peers" "$PY" "$REPO/bench/peers/yolov8n.py" --export-any-size "$WORK/yolov8n-any.onnx" --size 640 2>&1 | tail -2
       wall timeout 240 "$CLI" build "$WORK/yolov8n-any.onnx" --engine cuda --precision fp16 --batch-profile 1 \
