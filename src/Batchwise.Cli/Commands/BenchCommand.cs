@@ -36,7 +36,12 @@ public static class BenchCommand
         var profiles = engineOptions.Profile
             ? LayerProfile.Measure(flags.Engine.CreateEngine(parse), engineOptions, onnx, options, options.BatchSizes ?? [1])
             : [];
-        var runner = new BenchmarkRunner(flags.Engine.CreateEngine(parse), engineOptions);
+        var runner = new BenchmarkRunner(flags.Engine.CreateEngine(parse), engineOptions)
+        {
+            PlanBuilt = parse.GetValue(CommonOptions.Verbose)
+                ? b => Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plan built for {b.Shapes} in {b.Seconds * 1000:F1} ms ({b.KernelsCompiled} kernels compiled, {b.KernelsLoaded} loaded, {b.Steps} steps{string.Concat(b.Phases.Select(p => $", {p.Key} {p.Value * 1000:F1} ms"))})"))
+                : null,
+        };
 
         // Files are rewritten after every point, so Ctrl+C (or a crash) never loses what was measured; standard output
         // gets one document, at the end.

@@ -22,6 +22,9 @@ public sealed class BenchmarkRunner
     private readonly EngineOptions _engineOptions;
 
     /// <summary>Creates a runner for an engine and its options.</summary>
+    /// <summary>Told of every plan the engine builds during the run (engines that build plans per shape), e.g. for a line per build with --verbose.</summary>
+    public Action<PlanBuild>? PlanBuilt { get; init; }
+
     public BenchmarkRunner(IEngine engine, EngineOptions engineOptions)
     {
         ArgumentNullException.ThrowIfNull(engine);
@@ -64,6 +67,11 @@ public sealed class BenchmarkRunner
 
         var loading = Stopwatch.GetTimestamp();
         using var session = _engine.Load(model, engineOptions);
+        if (PlanBuilt is { } told && session is IPlanBuilds builds)
+        {
+            builds.PlanBuilt += told;
+        }
+
         var loadSeconds = Stopwatch.GetElapsedTime(loading).TotalSeconds;
         var coldStart = FirstInference(session, generator, options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]), loading, loadSeconds);
         var points = new List<BenchmarkPoint>();
