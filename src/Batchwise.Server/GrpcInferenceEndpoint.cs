@@ -14,8 +14,12 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
     public override Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerReadyResponse { Ready = models.IsReady });
 
+    // Triton answers ready: false for a model (or version) it does not serve, not NOT_FOUND.
     public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context) =>
-        Guard(() => Task.FromResult(new ModelReadyResponse { Ready = models.Find(request.Name, request.Version).IsReady }));
+        Task.FromResult(new ModelReadyResponse { Ready = models.IsModelReady(request.Name, request.Version) });
+
+    public override Task<ModelConfigResponse> ModelConfig(ModelConfigRequest request, ServerCallContext context) =>
+        Guard(() => Task.FromResult(new ModelConfigResponse { Config = TritonModelConfig.Describe(models.Find(request.Name, request.Version)) }));
 
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
     {
@@ -82,6 +86,14 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
                 _ => throw InferenceError.BadRequest("Parameter 'timeout' must be an integer (microseconds)"),
             };
             timeout = us > 0 ? TimeSpan.FromMicroseconds(us) : null;
+        }
+
+        foreach (var o in request.Outputs)
+        {
+            if (o.Parameters.ContainsKey("classification"))
+            {
+                throw InferenceError.BadRequest($"Output '{o.Name}': the classification extension is not supported yet; request the raw output");
+            }
         }
 
         var indices = request.Outputs.Count > 0

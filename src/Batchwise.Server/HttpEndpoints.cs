@@ -18,6 +18,19 @@ internal static class HttpEndpoints
     // Error messages quote names with ' and must read as written, not as \u0027.
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
+    /// <summary>Unknown routes (404) and known routes called with the wrong method (405) answer with the protocol's error object, as Triton does.</summary>
+    public static void UseProtocolErrors(IApplicationBuilder app) => app.Use(async (ctx, next) =>
+    {
+        await next(ctx).ConfigureAwait(false);
+        if (!ctx.Response.HasStarted && ctx.Response.ContentLength is null && ctx.Response.StatusCode is 404 or 405)
+        {
+            var message = ctx.Response.StatusCode == 404
+                ? $"Not Found: {ctx.Request.Method} {ctx.Request.Path} is not an endpoint of this server"
+                : $"Method Not Allowed: {ctx.Request.Path} does not take {ctx.Request.Method}";
+            await WriteErrorAsync(ctx, ctx.Response.StatusCode, message).ConfigureAwait(false);
+        }
+    });
+
     public static void Map(IEndpointRouteBuilder app, ModelRepository models)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
@@ -127,58 +140,19 @@ internal static class HttpEndpoints
     }
 
     /// <summary>Triton's model configuration endpoint (perf_analyzer reads max_batch_size from it).</summary>
-    private static Task ConfigAsync(HttpContext ctx, ServedModel model) => WriteJsonAsync(ctx, 200, w =>
+    private static async Task ConfigAsync(HttpContext ctx, ServedModel model)
     {
-        w.WriteString("name", model.Name);
-        w.WriteString("platform", model.Platform);
-        w.WriteString("backend", model.Engine);
-        w.WriteNumber("max_batch_size", model.MaxBatchSize);
-        foreach (var (key, specs) in new[] { ("input", model.Inputs), ("output", model.Outputs) })
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
-            w.WriteStartArray(key);
-            foreach (var s in specs)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", s.Name);
-                w.WriteString("data_type", "TYPE_" + s.ElementType.ProtocolName());
-                w.WriteStartArray("dims");
-                foreach (var dim in ServedModel.ProtocolShape(s).Skip(model.MaxBatchSize > 0 ? 1 : 0))
-                {
-                    w.WriteNumberValue(dim);
-                }
-
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
+            TritonModelConfig.ToJson(TritonModelConfig.Describe(model)).WriteTo(w);
         }
 
-        if (model.Config.DynamicBatching is { } d)
-        {
-            w.WriteStartObject("dynamic_batching");
-            w.WriteNumber("max_queue_delay_microseconds", d.MaxQueueDelayMicroseconds);
-            w.WriteStartArray("preferred_batch_size");
-            foreach (var p in model.Batcher.PreferredBatchSizes)
-            {
-                w.WriteNumberValue(p);
-            }
-
-            w.WriteEndArray();
-            w.WriteNumber("priority_levels", model.Batcher.PriorityLevels);
-            w.WriteNumber("default_priority_level", model.Batcher.ResolvedDefaultPriority);
-            w.WriteNumber("default_timeout_microseconds", d.DefaultTimeoutMicroseconds);
-            w.WriteNumber("max_queue_size", model.Batcher.MaxQueueSize);
-            w.WriteEndObject();
-        }
-
-        w.WriteStartArray("instance_group");
-        w.WriteStartObject();
-        w.WriteNumber("count", model.Batcher.InstanceCount);
-        w.WriteString("kind", model.Engine == "ort" ? "KIND_CPU" : "KIND_GPU");
-        w.WriteEndObject();
-        w.WriteEndArray();
-    });
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "application/json";
+        ctx.Response.ContentLength = buffer.WrittenCount;
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+    }
 
     private static async Task InferAsync(HttpContext ctx, ServedModel model)
     {

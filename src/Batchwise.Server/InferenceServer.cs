@@ -85,6 +85,7 @@ public sealed class InferenceServer : IAsyncDisposable
         });
         builder.Services.AddSingleton(models);
         var app = builder.Build();
+        HttpEndpoints.UseProtocolErrors(app);
         app.MapGrpcService<GrpcInferenceEndpoint>();
         app.MapMetrics("/metrics", models.Metrics.Registry);
         HttpEndpoints.Map(app, models);

@@ -83,6 +83,10 @@ public sealed class ModelRepository : IAsyncDisposable
         return model;
     }
 
+    /// <summary>True when <paramref name="name"/> is served at <paramref name="version"/> (empty: any) and ready.</summary>
+    public bool IsModelReady(string name, string? version) =>
+        _models.TryGetValue(name, out var model) && (string.IsNullOrEmpty(version) || version == model.Version) && model.IsReady;
+
     /// <summary>The model name for a single-model source: the file name without extension, or the zoo name.</summary>
     public static string NameOf(string source)
     {

@@ -52,8 +52,8 @@ public sealed class ServedModel : IAsyncDisposable
     /// <summary>The engine that runs the model.</summary>
     public string Engine { get; }
 
-    /// <summary>Platform string reported in metadata (Triton's name for ONNX Runtime, else batchwise_ENGINE).</summary>
-    public string Platform => Engine == "ort" ? "onnxruntime_onnx" : "batchwise_" + Engine;
+    /// <summary>Platform string reported in metadata: Triton's name for ONNX models whatever engine runs them (the engine is in the config's parameters).</summary>
+    public string Platform => TritonModelConfig.Platform;
 
     /// <summary>Model inputs.</summary>
     public IReadOnlyList<TensorSpec> Inputs { get; }

@@ -75,6 +75,42 @@ public sealed class GrpcEndpointTests : IClassFixture<ServerFixture>, IDisposabl
     }
 
     [Fact]
+    public async Task Model_ready_for_an_unknown_model_or_version_is_false_not_an_error()
+    {
+        Assert.False((await _client.ModelReadyAsync(new ModelReadyRequest { Name = "nope" }, cancellationToken: Ct)).Ready);
+        Assert.False((await _client.ModelReadyAsync(new ModelReadyRequest { Name = "mlp", Version = "7" }, cancellationToken: Ct)).Ready);
+    }
+
+    [Fact]
+    public async Task Model_config_answers_with_triton_model_config()
+    {
+        var config = (await _client.ModelConfigAsync(new ModelConfigRequest { Name = "mlp" }, cancellationToken: Ct)).Config;
+        Assert.Equal("mlp", config.Name);
+        Assert.Equal("onnxruntime", config.Backend);
+        Assert.Equal("onnxruntime_onnx", config.Platform);
+        Assert.Equal(8, config.MaxBatchSize);
+        Assert.Equal(DataType.TypeFp32, config.Input[0].DataType);
+        Assert.Equal([64L], config.Input[0].Dims);
+        Assert.Equal([10L], config.Output[0].Dims);
+        Assert.Equal(200UL, config.DynamicBatching.MaxQueueDelayMicroseconds);
+        Assert.Equal("ort", config.Parameters["batchwise_engine"].StringValue);
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await _client.ModelConfigAsync(new ModelConfigRequest { Name = "nope" }, cancellationToken: Ct));
+        Assert.Equal(StatusCode.NotFound, e.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_classification_request_is_never_silently_ignored()
+    {
+        var request = Request(1);
+        request.RawInputContents.Add(ByteString.CopyFrom(new byte[256]));
+        var output = new ModelInferRequest.Types.InferRequestedOutputTensor { Name = "probabilities" };
+        output.Parameters.Add("classification", new InferParameter { Int64Param = 3 });
+        request.Outputs.Add(output);
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await _client.ModelInferAsync(request, cancellationToken: Ct));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+    }
+
+    [Fact]
     public async Task Unknown_model_is_not_found()
     {
         var e = await Assert.ThrowsAsync<RpcException>(async () => await _client.ModelMetadataAsync(new ModelMetadataRequest { Name = "nope" }, cancellationToken: Ct));

@@ -69,6 +69,33 @@ public sealed class HttpEndpointTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [Fact]
+    public async Task Model_config_names_triton_backend_and_platform_and_keeps_the_engine_in_parameters()
+    {
+        using var doc = await GetJsonAsync("/v2/models/mlp/config", HttpStatusCode.OK);
+        var root = doc.RootElement;
+        Assert.Equal("onnxruntime", root.GetProperty("backend").GetString());
+        Assert.Equal("onnxruntime_onnx", root.GetProperty("platform").GetString());
+        Assert.Equal("ort", root.GetProperty("parameters").GetProperty("batchwise_engine").GetProperty("string_value").GetString());
+        Assert.Equal("TYPE_FP32", root.GetProperty("input")[0].GetProperty("data_type").GetString());
+        Assert.Equal(JsonValueKind.Number, root.GetProperty("output")[0].GetProperty("dims")[0].ValueKind);
+        Assert.Equal("KIND_CPU", root.GetProperty("instance_group")[0].GetProperty("kind").GetString());
+    }
+
+    [Theory]
+    [InlineData("GET", "/v2/nothing/here", HttpStatusCode.NotFound, "Not Found")]
+    [InlineData("GET", "/v3", HttpStatusCode.NotFound, "Not Found")]
+    [InlineData("POST", "/v2/health/live", HttpStatusCode.MethodNotAllowed, "Method Not Allowed")]
+    [InlineData("GET", "/v2/models/mlp/infer", HttpStatusCode.MethodNotAllowed, "Method Not Allowed")]
+    public async Task Unknown_routes_and_wrong_methods_answer_with_the_protocol_error(string method, string path, HttpStatusCode status, string message)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), new Uri(path, UriKind.Relative));
+        using var response = await _http.SendAsync(request, Ct);
+        Assert.Equal(status, response.StatusCode);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+        Assert.StartsWith(message, doc.RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Json_infer_with_flat_data_matches_the_engine()
     {
         var input = ServerFixture.Input(3);
