@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Batchwise.Onnx;
 using Batchwise.Server.Protocol;
 using Google.Protobuf;
@@ -38,9 +39,78 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
         return Task.FromResult(response);
     });
 
-    public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context) => Guard(async () =>
+    public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context) =>
+        Guard(() => InferAsync(request, context.CancellationToken));
+
+    public override Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) => Guard(() =>
     {
-        var model = models.Find(request.ModelName, request.ModelVersion);
+        IEnumerable<ServedModel> selected = string.IsNullOrEmpty(request.Name) ? models.Models : [models.Find(request.Name, request.Version)];
+        var response = new ModelStatisticsResponse();
+        response.ModelStats.AddRange(selected.Select(m => Describe(m.Statistics.Snapshot())));
+        return Task.FromResult(response);
+    });
+
+    public override Task<RepositoryIndexResponse> RepositoryIndex(RepositoryIndexRequest request, ServerCallContext context) => Guard(() =>
+    {
+        var response = new RepositoryIndexResponse();
+        response.Models.AddRange(models.Index(request.Ready).Select(e => new RepositoryIndexResponse.Types.ModelIndex
+        {
+            Name = e.Name,
+            Version = e.Version ?? string.Empty,
+            State = e.State,
+            Reason = e.Reason,
+        }));
+        return Task.FromResult(response);
+    });
+
+    public override Task<RepositoryModelLoadResponse> RepositoryModelLoad(RepositoryModelLoadRequest request, ServerCallContext context) => Guard(async () =>
+    {
+        ModelConfig? config = null;
+        foreach (var (key, value) in request.Parameters)
+        {
+            if (key == "config")
+            {
+                config = value.ParameterChoiceCase == ModelRepositoryParameter.ParameterChoiceOneofCase.StringParam
+                    ? HttpEndpoints.ParseConfig(request.ModelName, value.StringParam)
+                    : throw InferenceError.BadRequest($"load '{request.ModelName}': parameter 'config' must be a string holding the model's config.json");
+            }
+            else if (key.StartsWith("file:", StringComparison.Ordinal))
+            {
+                throw InferenceError.BadRequest($"load '{request.ModelName}': model files in the request ('{key}') are not supported; put the model in the repository folder and load it by name");
+            }
+        }
+
+        await models.LoadAsync(request.ModelName, config).ConfigureAwait(false);
+        return new RepositoryModelLoadResponse();
+    });
+
+    public override Task<RepositoryModelUnloadResponse> RepositoryModelUnload(RepositoryModelUnloadRequest request, ServerCallContext context) => Guard(async () =>
+    {
+        await models.UnloadAsync(request.ModelName).ConfigureAwait(false);
+        return new RepositoryModelUnloadResponse();
+    });
+
+    /// <summary>One inference request: a lease on the model for its whole life, its time recorded in the model's statistics.</summary>
+    private async Task<ModelInferResponse> InferAsync(ModelInferRequest request, CancellationToken cancellationToken)
+    {
+        var received = Stopwatch.GetTimestamp();
+        using var lease = models.Acquire(request.ModelName, request.ModelVersion);
+        var timer = lease.Model.Statistics.Start(received);
+        try
+        {
+            var response = await InferAsync(lease.Model, request, timer, cancellationToken).ConfigureAwait(false);
+            timer.Succeeded();
+            return response;
+        }
+        catch
+        {
+            timer.Failed(cancellationToken.IsCancellationRequested ? "cancelled" : "invalid");
+            throw;
+        }
+    }
+
+    private static async Task<ModelInferResponse> InferAsync(ServedModel model, ModelInferRequest request, RequestTimer timer, CancellationToken cancellationToken)
+    {
         var raw = request.RawInputContents.Count > 0;
         if (raw && request.RawInputContents.Count != request.Inputs.Count)
         {
@@ -99,7 +169,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
         var indices = request.Outputs.Count > 0
             ? request.Outputs.Select(o => model.OutputIndex(o.Name)).ToList()
             : Enumerable.Range(0, model.Outputs.Count).ToList();
-        var outputs = await model.InferAsync(inputs, priority, timeout, context.CancellationToken).ConfigureAwait(false);
+        var outputs = await model.InferAsync(inputs, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
         foreach (var i in indices)
         {
@@ -111,7 +181,39 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
         }
 
         return response;
-    });
+    }
+
+    private static Protocol.ModelStatistics Describe(ModelStatisticsSnapshot s)
+    {
+        static StatisticDuration D(DurationTotal d) => new() { Count = (ulong)d.Count, Ns = (ulong)d.Nanoseconds };
+        var stats = new Protocol.ModelStatistics
+        {
+            Name = s.Name,
+            Version = s.Version,
+            LastInference = (ulong)s.LastInferenceMs,
+            InferenceCount = (ulong)s.InferenceCount,
+            ExecutionCount = (ulong)s.ExecutionCount,
+            InferenceStats = new InferStatistics
+            {
+                Success = D(s.Success),
+                Fail = D(s.Fail),
+                Queue = D(s.Queue),
+                ComputeInput = D(s.ComputeInput),
+                ComputeInfer = D(s.ComputeInfer),
+                ComputeOutput = D(s.ComputeOutput),
+                CacheHit = new StatisticDuration(),
+                CacheMiss = new StatisticDuration(),
+            },
+        };
+        stats.BatchStats.AddRange(s.BatchStats.Select(b => new InferBatchStatistics
+        {
+            BatchSize = (ulong)b.BatchSize,
+            ComputeInput = D(b.ComputeInput),
+            ComputeInfer = D(b.ComputeInfer),
+            ComputeOutput = D(b.ComputeOutput),
+        }));
+        return stats;
+    }
 
     private static ModelMetadataResponse.Types.TensorMetadata Describe(TensorSpec spec)
     {

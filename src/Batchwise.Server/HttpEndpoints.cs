@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Batchwise.Engines;
@@ -47,14 +48,28 @@ internal static class HttpEndpoints
         }));
         app.MapGet("/v2/health/live", ctx => Status(ctx, 200));
         app.MapGet("/v2/health/ready", ctx => Status(ctx, models.IsReady ? 200 : 400));
+
+        // Literal segments win over {name}: /v2/models/stats is every model's statistics, not a model named "stats" (as Triton).
+        app.MapGet("/v2/models/stats", ctx => Guard(ctx, () => StatsAsync(ctx, models, null, null)));
+        app.MapGet("/v2/models/{name}/stats", ctx => Guard(ctx, () => StatsAsync(ctx, models, Route(ctx, "name"), null)));
+        app.MapGet("/v2/models/{name}/versions/{version}/stats", ctx => Guard(ctx, () => StatsAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
         app.MapGet("/v2/models/{name}", ctx => Guard(ctx, () => MetadataAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}", ctx => Guard(ctx, () => MetadataAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapGet("/v2/models/{name}/ready", ctx => Guard(ctx, () => Status(ctx, models.Find(Route(ctx, "name")).IsReady ? 200 : 400)));
-        app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => Status(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")).IsReady ? 200 : 400)));
+        app.MapGet("/v2/models/{name}/ready", ctx => Guard(ctx, () => ReadyAsync(ctx, models, Route(ctx, "name"), null)));
+        app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => ReadyAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
         app.MapGet("/v2/models/{name}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name")))));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
+        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, Route(ctx, "name"), null)));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
+
+        // The model repository extension.
+        app.MapPost("/v2/repository/index", ctx => Guard(ctx, () => IndexAsync(ctx, models)));
+        app.MapPost("/v2/repository/models/{name}/load", ctx => Guard(ctx, () => LoadAsync(ctx, models, Route(ctx, "name"))));
+        app.MapPost("/v2/repository/models/{name}/unload", ctx => Guard(ctx, async () =>
+        {
+            await models.UnloadAsync(Route(ctx, "name")).ConfigureAwait(false);
+            await Status(ctx, 200).ConfigureAwait(false);
+        }));
     }
 
     /// <summary>Writes the protocol's error object.</summary>
@@ -154,7 +169,134 @@ internal static class HttpEndpoints
         await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
     }
 
-    private static async Task InferAsync(HttpContext ctx, ServedModel model)
+    private static Task ReadyAsync(HttpContext ctx, ModelRepository models, string name, string? version)
+    {
+        if (models.IsModelReady(name, version))
+        {
+            return Status(ctx, 200);
+        }
+
+        // An unknown name or version is a 404 with the protocol's error; a known model that is not ready (unloaded,
+        // loading, stopping) is a plain 400, as Triton answers.
+        try
+        {
+            models.Find(name, version);
+        }
+        catch (InferenceError e) when (e.HttpStatus == 503)
+        {
+        }
+
+        return Status(ctx, 400);
+    }
+
+    private static async Task StatsAsync(HttpContext ctx, ModelRepository models, string? name, string? version)
+    {
+        IEnumerable<ServedModel> selected = name is null ? models.Models : [models.Find(name, version)];
+        var response = new StatsResponseJson(selected.Select(m => ModelStatJson.Of(m.Statistics.Snapshot())).ToList());
+        await WriteAsync(ctx, 200, response, ProtocolJson.Relaxed.StatsResponseJson).ConfigureAwait(false);
+    }
+
+    private static async Task IndexAsync(HttpContext ctx, ModelRepository models)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        var readyOnly = false;
+        if (body.Length > 0)
+        {
+            try
+            {
+                readyOnly = JsonSerializer.Deserialize(body, ProtocolJson.Relaxed.RepositoryIndexRequestJson)?.Ready ?? false;
+            }
+            catch (JsonException e)
+            {
+                throw InferenceError.BadRequest($"The index request is not valid JSON ({{\"ready\": true|false}}): {e.Message}");
+            }
+        }
+
+        await WriteAsync(ctx, 200, models.Index(readyOnly), ProtocolJson.Relaxed.IReadOnlyListModelIndexEntry).ConfigureAwait(false);
+    }
+
+    private static async Task LoadAsync(HttpContext ctx, ModelRepository models, string name)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        ModelConfig? config = null;
+        if (body.Length > 0)
+        {
+            JsonDocument doc;
+            try
+            {
+                doc = JsonDocument.Parse(body);
+            }
+            catch (JsonException e)
+            {
+                throw InferenceError.BadRequest($"The load request is not valid JSON: {e.Message}");
+            }
+
+            using (doc)
+            {
+                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object)
+                {
+                    foreach (var p in parameters.EnumerateObject())
+                    {
+                        if (p.Name == "config")
+                        {
+                            config = p.Value.ValueKind == JsonValueKind.String
+                                ? ParseConfig(name, p.Value.GetString()!)
+                                : throw InferenceError.BadRequest($"load '{name}': parameter 'config' must be a string holding the model's config.json");
+                        }
+                        else if (p.Name.StartsWith("file:", StringComparison.Ordinal))
+                        {
+                            throw InferenceError.BadRequest($"load '{name}': model files in the request ('{p.Name}') are not supported; put the model in the repository folder and load it by name");
+                        }
+                    }
+                }
+            }
+        }
+
+        await models.LoadAsync(name, config).ConfigureAwait(false);
+        await Status(ctx, 200).ConfigureAwait(false);
+    }
+
+    /// <summary>A load request's "config" parameter: the model's config.json as text (Batchwise's keys).</summary>
+    internal static ModelConfig ParseConfig(string name, string json)
+    {
+        try
+        {
+            return ModelConfig.Parse(json, $"load '{name}': parameter 'config'");
+        }
+        catch (BatchwiseException e)
+        {
+            throw InferenceError.BadRequest(e.OneLine);
+        }
+    }
+
+    private static async Task WriteAsync<T>(HttpContext ctx, int status, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
+    {
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(value, type);
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json";
+        ctx.Response.ContentLength = bytes.Length;
+        await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static async Task InferAsync(HttpContext ctx, ModelRepository models, string name, string? version)
+    {
+        var received = Stopwatch.GetTimestamp();
+        using var lease = models.Acquire(name, version);
+        var model = lease.Model;
+        var timer = model.Statistics.Start(received);
+        try
+        {
+            await InferAsync(ctx, model, timer).ConfigureAwait(false);
+            timer.Succeeded();
+        }
+        catch
+        {
+            timer.Failed(ctx.RequestAborted.IsCancellationRequested ? "cancelled" : "invalid");
+            throw;
+        }
+    }
+
+    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestTimer timer)
     {
         var encoding = ctx.Request.Headers.ContentEncoding.ToString();
         if (encoding.Length > 0 && !string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
@@ -185,7 +327,7 @@ internal static class HttpEndpoints
         using (doc)
         {
             var request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model);
-            var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted).ConfigureAwait(false);
+            var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
             await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
         }
     }

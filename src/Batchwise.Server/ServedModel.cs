@@ -17,6 +17,9 @@ public sealed class ServedModel : IAsyncDisposable
     private readonly ServerMetrics _metrics;
     private readonly Dictionary<string, int> _inputIndex;
     private readonly Dictionary<string, int> _outputIndex;
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private const int Retired = 1 << 30;
+    private int _leases;
 
     private ServedModel(string name, ModelConfig config, int maxBatchSize, string engine, IEngineSession[] sessions, ServerMetrics metrics, TimeProvider time)
     {
@@ -31,8 +34,15 @@ public sealed class ServedModel : IAsyncDisposable
         _inputIndex = Inputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
         _outputIndex = Outputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
         Batcher = config.ToBatcherOptions(maxBatchSize);
+        Statistics = new ModelStatistics(name, config.Version, metrics);
         _batcher = new DynamicBatcher(Batcher, ExecuteAsync, time);
     }
+
+    /// <summary>Cumulative statistics of this loaded version (Triton's statistics extension).</summary>
+    public ModelStatistics Statistics { get; }
+
+    /// <summary>The repository folder the model was loaded from (null for a single model).</summary>
+    public string? Folder { get; private init; }
 
     /// <summary>The name clients use.</summary>
     public string Name { get; }
@@ -67,8 +77,8 @@ public sealed class ServedModel : IAsyncDisposable
     /// <summary>Requests queued now.</summary>
     public int QueueLength => _batcher.QueueLength;
 
-    /// <summary>Loads the model on its engine, one session per instance, and warms each up once.</summary>
-    public static ServedModel Load(string name, OnnxModel model, ModelConfig config, ServerMetrics metrics, TimeProvider? time = null)
+    /// <summary>Loads the model on its engine, one session per instance, and warms each up once; <paramref name="folder"/> is its repository folder, if any.</summary>
+    public static ServedModel Load(string name, OnnxModel model, ModelConfig config, ServerMetrics metrics, TimeProvider? time = null, string? folder = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
@@ -101,7 +111,7 @@ public sealed class ServedModel : IAsyncDisposable
             throw;
         }
 
-        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System);
+        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System) { Folder = folder };
     }
 
     /// <summary>Shape as the protocol reports it: dynamic dimensions are -1.</summary>
@@ -121,9 +131,10 @@ public sealed class ServedModel : IAsyncDisposable
         _outputIndex.TryGetValue(name, out var i) ? i : throw InferenceError.BadRequest($"Model '{Name}' has no output '{name}'; its outputs are {string.Join(", ", Outputs.Select(o => o.Name))}");
 
     /// <summary>Validates the inputs against the model, queues them and returns the outputs in model order.</summary>
-    public async Task<IReadOnlyList<Tensor>> InferAsync(IReadOnlyList<NamedTensor> inputs, int priority, TimeSpan? timeout, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<Tensor>> InferAsync(IReadOnlyList<NamedTensor> inputs, int priority, TimeSpan? timeout, CancellationToken cancellationToken, RequestTimer? timer = null)
     {
         ArgumentNullException.ThrowIfNull(inputs);
+        timer?.InputsDecoded();
         _metrics.Requests.WithLabels(Name, Version).Inc();
         var start = Stopwatch.GetTimestamp();
         try
@@ -141,10 +152,12 @@ public sealed class ServedModel : IAsyncDisposable
             }
             finally
             {
-                _metrics.QueueLength.WithLabels(Name, Version).Set(_batcher.QueueLength);
+                SetQueueGauges();
             }
 
             var result = await pending.ConfigureAwait(false);
+            var rows = MaxBatchSize > 0 ? ordered[0].Shape[0] : 1;
+            timer?.Computed(result, rows, Batcher.MaxBatchSize > 0 ? result.BatchSize : (int)rows);
             _metrics.QueueSeconds.WithLabels(Name, Version).Observe(result.QueueTime.TotalSeconds);
             _metrics.RequestSeconds.WithLabels(Name, Version).Observe(Stopwatch.GetElapsedTime(start).TotalSeconds);
             return result.Outputs;
@@ -153,6 +166,7 @@ public sealed class ServedModel : IAsyncDisposable
         {
             var (error, reason) = Classify(e, cancellationToken);
             _metrics.Failures.WithLabels(Name, Version, reason).Inc();
+            timer?.Failed(reason);
             if (error is null)
             {
                 throw;
@@ -164,6 +178,46 @@ public sealed class ServedModel : IAsyncDisposable
 
     /// <summary>Marks the model not ready (the server is stopping).</summary>
     internal void MarkStopping() => IsReady = false;
+
+    /// <summary>Takes a lease for one request; false once the model is retired (unloaded or replaced).</summary>
+    internal bool TryAcquire()
+    {
+        while (true)
+        {
+            var leases = Volatile.Read(ref _leases);
+            if ((leases & Retired) != 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _leases, leases + 1, leases) == leases)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Returns a lease taken with <see cref="TryAcquire"/>.</summary>
+    internal void Release()
+    {
+        if (Interlocked.Decrement(ref _leases) == Retired)
+        {
+            _released.TrySetResult();
+        }
+    }
+
+    /// <summary>Takes no new requests, lets every request holding a lease finish on this version, then releases the sessions.</summary>
+    internal async Task RetireAsync()
+    {
+        if ((Interlocked.Add(ref _leases, Retired) & ~Retired) == 0)
+        {
+            _released.TrySetResult();
+        }
+
+        IsReady = false;
+        await _released.Task.ConfigureAwait(false);
+        await DisposeAsync().ConfigureAwait(false);
+    }
 
     /// <summary>Sends what is queued, waits for executions, and releases the sessions.</summary>
     public async ValueTask DisposeAsync()
@@ -275,19 +329,34 @@ public sealed class ServedModel : IAsyncDisposable
         }
     }
 
+    private void SetQueueGauges()
+    {
+        var queued = _batcher.QueueLength;
+        _metrics.QueueLength.WithLabels(Name, Version).Set(queued);
+        _metrics.Pending.WithLabels(Name, Version).Set(queued);
+    }
+
     private async Task<IReadOnlyList<Tensor>> ExecuteAsync(int instance, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken)
     {
         var labels = (Name, Version);
         _metrics.InFlight.WithLabels(labels.Name, labels.Version).Inc();
-        _metrics.QueueLength.WithLabels(labels.Name, labels.Version).Set(_batcher.QueueLength);
-        var start = Stopwatch.GetTimestamp();
+        SetQueueGauges();
         try
         {
             // Engine runs are synchronous; keep them off the batching loop and the request threads.
             var session = _sessions[instance];
-            var outputs = await Task.Run(() => session.Run(inputs, cancellationToken), cancellationToken).ConfigureAwait(false);
-            _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(Stopwatch.GetElapsedTime(start).TotalSeconds);
-            _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(inputs[0].Shape.Length > 0 && MaxBatchSize > 0 ? inputs[0].Shape[0] : 1);
+            var (outputs, engineTime) = await Task.Run(
+                () =>
+                {
+                    var start = Stopwatch.GetTimestamp();
+                    var outputs = session.Run(inputs, cancellationToken);
+                    return (outputs, Stopwatch.GetElapsedTime(start));
+                },
+                cancellationToken).ConfigureAwait(false);
+            var rows = inputs[0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)inputs[0].Shape[0] : 1;
+            _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(engineTime.TotalSeconds);
+            _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(rows);
+            Statistics.RecordExecution(rows, engineTime);
             return outputs;
         }
         finally

@@ -90,18 +90,24 @@ def export_zoo(name, target):
 
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory):
-    """A model repository: mlp (dynamic batching), classifier (labels.txt), text (BYTES in and out)."""
+    """A model repository: mlp (dynamic batching), spare (for load/unload), broken (a folder without model.onnx)."""
     root = tmp_path_factory.mktemp("repository")
     export_zoo("zoo:mlp", root / "mlp" / "model.onnx")
     (root / "mlp" / "config.json").write_text(
         '{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_microseconds": 500}}'
     )
+    export_zoo("zoo:mlp?classes=3", root / "spare" / "model.onnx")
+    (root / "broken").mkdir()
     return root
+
+
+SERVE = ["--http-port", "0", "--grpc-port", "0"]
 
 
 @pytest.fixture(scope="session")
 def server(repository):
-    s = Server(["--models", str(repository), "--http-port", "0", "--grpc-port", "0"], cwd=REPO)
+    """The server every test shares: explicit model control, every model loaded at startup (broken fails and is reported)."""
+    s = Server(["--models", str(repository), "--model-control-mode", "explicit", "--load-model", "*"] + SERVE, cwd=REPO)
     yield s
     code = s.stop()
     assert code == 0, "batchwise serve did not exit cleanly:\n" + s.log()

@@ -26,9 +26,15 @@ public static class ServeCommand
         var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
         var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
         var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
+        var control = new Option<string>("--model-control-mode") { Description = "none: load every model at startup; explicit: load and unload by request (POST /v2/repository/models/NAME/load|unload); poll: follow the repository folder", DefaultValueFactory = _ => "none" };
+        control.AcceptOnlyFromAmong("none", "explicit", "poll");
+        var loadModel = new Option<string[]>("--load-model") { Description = "Explicit mode: a model to load at startup (repeatable; * for every model)", AllowMultipleArgumentsPerToken = false };
+        var pollSecs = new Option<int>("--repository-poll-secs") { Description = "Poll mode: seconds between rescans of the repository folder", DefaultValueFactory = _ => 15 };
+        var exitOnError = new Option<bool>("--exit-on-error") { Description = "Refuse to start when a model fails to load (default: report it in the repository index and serve the others)" };
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
         {
             model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
+            control, loadModel, pollSecs, exitOnError,
         };
         command.SetGuardedAction(async (parse, ct) =>
         {
@@ -39,6 +45,31 @@ public static class ServeCommand
                 throw new BatchwiseException(single is null ? "Nothing to serve" : "Give either a model or --models, not both", "Use `batchwise serve model.onnx`, `batchwise serve zoo:resnet18` or `batchwise serve --models DIR`.");
             }
 
+            var mode = Enum.Parse<ModelControlMode>(parse.GetValue(control)!, ignoreCase: true);
+            var startup = parse.GetValue(loadModel) ?? [];
+            if (startup.Length > 0 && mode != ModelControlMode.Explicit)
+            {
+                throw new BatchwiseException("--load-model applies to --model-control-mode explicit", "Add --model-control-mode explicit, or drop --load-model (the other modes load every model).");
+            }
+
+            if (mode == ModelControlMode.Poll && folder is null)
+            {
+                throw new BatchwiseException("--model-control-mode poll follows a repository folder", "Serve a folder with --models DIR, or use explicit or none.");
+            }
+
+            if (parse.GetValue(pollSecs) < 1)
+            {
+                throw new BatchwiseException($"--repository-poll-secs {parse.GetValue(pollSecs)} is not a positive number of seconds", "Use e.g. --repository-poll-secs 15.");
+            }
+
+            var repositoryOptions = new RepositoryOptions
+            {
+                Mode = mode,
+                StartupModels = startup,
+                ExitOnError = parse.GetValue(exitOnError),
+                PollInterval = TimeSpan.FromSeconds(parse.GetValue(pollSecs)),
+                Log = line => Console.WriteLine(line),
+            };
             ModelRepository repository;
             if (folder is not null)
             {
@@ -49,7 +80,7 @@ public static class ServeCommand
                     throw new BatchwiseException($"{misplaced.Name} applies to a single model, not to a repository", $"Set it per model in {Path.Combine(folder, "NAME", ModelConfig.FileName)}.");
                 }
 
-                repository = ModelRepository.LoadDirectory(folder);
+                repository = await ModelRepository.OpenAsync(folder, repositoryOptions).ConfigureAwait(false);
             }
             else
             {
@@ -67,7 +98,7 @@ public static class ServeCommand
                     Precision = parse.GetValue(precision)!,
                     IntraOpThreads = parse.GetValue(threads),
                 };
-                repository = new ModelRepository();
+                repository = new ModelRepository(options: repositoryOptions);
                 try
                 {
                     repository.Add(parse.GetValue(name) ?? ModelRepository.NameOf(single!), single!, config);
