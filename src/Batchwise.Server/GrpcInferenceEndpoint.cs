@@ -158,22 +158,14 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
             timeout = us > 0 ? TimeSpan.FromMicroseconds(us) : null;
         }
 
-        foreach (var o in request.Outputs)
-        {
-            if (o.Parameters.ContainsKey("classification"))
-            {
-                throw InferenceError.BadRequest($"Output '{o.Name}': the classification extension is not supported yet; request the raw output");
-            }
-        }
-
         var indices = request.Outputs.Count > 0
-            ? request.Outputs.Select(o => model.OutputIndex(o.Name)).ToList()
-            : Enumerable.Range(0, model.Outputs.Count).ToList();
+            ? request.Outputs.Select(o => (model.OutputIndex(o.Name), ClassCount(o))).ToList()
+            : Enumerable.Range(0, model.Outputs.Count).Select(i => (i, 0)).ToList();
         var outputs = await model.InferAsync(inputs, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
-        foreach (var i in indices)
+        foreach (var (i, classCount) in indices)
         {
-            var tensor = outputs[i];
+            var tensor = model.Present(outputs, i, classCount);
             var output = new ModelInferResponse.Types.InferOutputTensor { Name = model.Outputs[i].Name, Datatype = tensor.ElementType.ProtocolName() };
             output.Shape.AddRange(tensor.Shape);
             response.Outputs.Add(output);
@@ -181,6 +173,25 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
         }
 
         return response;
+    }
+
+    /// <summary>The classification extension's class count for an output (0: the raw output).</summary>
+    private static int ClassCount(ModelInferRequest.Types.InferRequestedOutputTensor output)
+    {
+        if (!output.Parameters.TryGetValue("classification", out var p))
+        {
+            return 0;
+        }
+
+        var count = p.ParameterChoiceCase switch
+        {
+            InferParameter.ParameterChoiceOneofCase.Int64Param => p.Int64Param,
+            InferParameter.ParameterChoiceOneofCase.Uint64Param => p.Uint64Param > int.MaxValue ? -1 : (long)p.Uint64Param,
+            _ => -1,
+        };
+        return count is >= 1 and <= int.MaxValue
+            ? (int)count
+            : throw InferenceError.BadRequest($"Output '{output.Name}': parameter 'classification' must be a positive integer (the number of classes to return)");
     }
 
     private static Protocol.ModelStatistics Describe(ModelStatisticsSnapshot s)

@@ -352,7 +352,7 @@ internal static class HttpEndpoints
         return ms.ToArray();
     }
 
-    private sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary)> Outputs, int Priority, TimeSpan? Timeout);
+    private sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount)> Outputs, int Priority, TimeSpan? Timeout);
 
     private static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model)
     {
@@ -381,18 +381,21 @@ internal static class HttpEndpoints
             }
         }
 
-        var outputs = new List<(int, bool)>();
+        var outputs = new List<(int, bool, int)>();
         if (root.TryGetProperty("outputs", out var requested) && requested.ValueKind == JsonValueKind.Array)
         {
             foreach (var o in requested.EnumerateArray())
             {
                 var name = o.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("A requested output has no \"name\"");
                 var binaryData = binaryOutput;
+                var classCount = 0;
                 if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
                 {
-                    if (op.TryGetProperty("classification", out _))
+                    if (op.TryGetProperty("classification", out var cls))
                     {
-                        throw InferenceError.BadRequest($"Output '{name}': the classification extension is not supported yet; request the raw output");
+                        classCount = cls.ValueKind == JsonValueKind.Number && cls.TryGetInt32(out var k) && k >= 1
+                            ? k
+                            : throw InferenceError.BadRequest($"Output '{name}': parameter 'classification' must be a positive integer (the number of classes to return)");
                     }
 
                     if (op.TryGetProperty("binary_data", out var bd))
@@ -401,12 +404,12 @@ internal static class HttpEndpoints
                     }
                 }
 
-                outputs.Add((model.OutputIndex(name), binaryData));
+                outputs.Add((model.OutputIndex(name), binaryData, classCount));
             }
         }
         else
         {
-            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput)));
+            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput, 0)));
         }
 
         if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
@@ -464,8 +467,9 @@ internal static class HttpEndpoints
         return new ParsedRequest(id, parsed, outputs, priority, timeout);
     }
 
-    private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> outputs)
+    private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> modelOutputs)
     {
+        var outputs = request.Outputs.Select(o => model.Present(modelOutputs, o.Index, o.ClassCount)).ToList();
         var buffer = new ArrayBufferWriter<byte>(4096);
         using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
@@ -478,9 +482,10 @@ internal static class HttpEndpoints
             }
 
             w.WriteStartArray("outputs");
-            foreach (var (index, binary) in request.Outputs)
+            for (var i = 0; i < outputs.Count; i++)
             {
-                var t = outputs[index];
+                var (index, binary, _) = request.Outputs[i];
+                var t = outputs[i];
                 w.WriteStartObject();
                 TensorCodec.WriteHeader(w, model.Outputs[index].Name, t);
                 if (binary)
@@ -502,7 +507,7 @@ internal static class HttpEndpoints
             w.WriteEndObject();
         }
 
-        var binaries = request.Outputs.Where(o => o.Binary).Select(o => outputs[o.Index].Data).ToList();
+        var binaries = request.Outputs.Select((o, i) => (o.Binary, outputs[i].Data)).Where(o => o.Binary).Select(o => o.Data).ToList();
         ctx.Response.StatusCode = 200;
         if (binaries.Count == 0)
         {

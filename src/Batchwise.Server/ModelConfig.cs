@@ -38,6 +38,10 @@ public sealed record ModelConfig
     [JsonPropertyName("intra_op_threads")]
     public int IntraOpThreads { get; init; }
 
+    /// <summary>Class labels for the classification extension: a file in the model folder, one label per line (default: labels.txt when present).</summary>
+    [JsonPropertyName("label_filename")]
+    public string? LabelFilename { get; init; }
+
     /// <summary>The version the model is served as.</summary>
     [JsonPropertyName("version")]
     public string Version { get; init; } = "1";
@@ -68,7 +72,7 @@ public sealed record ModelConfig
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, version.", e);
+            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, label_filename, version.", e);
         }
     }
 

@@ -34,12 +34,21 @@ public sealed class ServedModel : IAsyncDisposable
         _inputIndex = Inputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
         _outputIndex = Outputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
         Batcher = config.ToBatcherOptions(maxBatchSize);
+        if (Inputs.Concat(Outputs).Any(s => s.ElementType == ElementType.String))
+        {
+            // BYTES elements have no fixed size, so requests cannot be merged row for row: each runs alone.
+            Batcher = Batcher with { MaxBatchSize = 0, PreferredBatchSizes = [] };
+        }
+
         Statistics = new ModelStatistics(name, config.Version, metrics);
         _batcher = new DynamicBatcher(Batcher, ExecuteAsync, time);
     }
 
     /// <summary>Cumulative statistics of this loaded version (Triton's statistics extension).</summary>
     public ModelStatistics Statistics { get; }
+
+    /// <summary>The labels file looked for in a model folder when the config names none (Triton's usual name).</summary>
+    public const string DefaultLabelFile = "labels.txt";
 
     /// <summary>The repository folder the model was loaded from (null for a single model).</summary>
     public string? Folder { get; private init; }
@@ -111,7 +120,25 @@ public sealed class ServedModel : IAsyncDisposable
             throw;
         }
 
-        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System) { Folder = folder };
+        var labelFile = config.LabelFilename ?? (folder is not null && File.Exists(Path.Combine(folder, DefaultLabelFile)) ? DefaultLabelFile : null);
+        IReadOnlyList<string>? labels = null;
+        if (labelFile is not null)
+        {
+            var path = folder is null ? labelFile : Path.Combine(folder, labelFile);
+            if (!File.Exists(path))
+            {
+                foreach (var s in sessions)
+                {
+                    s.Dispose();
+                }
+
+                throw new BatchwiseException($"Model '{name}': label_filename '{labelFile}' not found{(folder is null ? string.Empty : $" in '{folder}'")}", "Put the labels file (one label per line) in the model folder, or drop label_filename.");
+            }
+
+            labels = Classification.ReadLabels(path);
+        }
+
+        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System) { Folder = folder, Labels = labels, LabelFile = labelFile };
     }
 
     /// <summary>Shape as the protocol reports it: dynamic dimensions are -1.</summary>
@@ -125,6 +152,16 @@ public sealed class ServedModel : IAsyncDisposable
             throw InferenceError.NotFound($"Model '{Name}' has no version '{version}'; it serves version {Version}");
         }
     }
+
+    /// <summary>Class labels from the model folder's labels file (line i names class i), or null.</summary>
+    public IReadOnlyList<string>? Labels { get; private init; }
+
+    /// <summary>The labels file's name in the model folder, or null.</summary>
+    public string? LabelFile { get; private init; }
+
+    /// <summary>An output as the client asked for it: the tensor itself, or its top <paramref name="classCount"/> classes (classification extension).</summary>
+    public Tensor Present(IReadOnlyList<Tensor> outputs, int index, int classCount) =>
+        classCount > 0 ? Classification.TopK(Outputs[index].Name, outputs[index], classCount, MaxBatchSize > 0, Labels) : outputs[index];
 
     /// <summary>The position of a named output, or a 400 naming the outputs there are.</summary>
     public int OutputIndex(string name) =>

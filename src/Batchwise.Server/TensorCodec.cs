@@ -17,18 +17,13 @@ internal static class TensorCodec
             throw InferenceError.BadRequest($"Input '{input}' has no datatype");
         }
 
-        if (string.Equals(datatype, "BYTES", StringComparison.OrdinalIgnoreCase))
-        {
-            throw InferenceError.BadRequest($"Input '{input}': BYTES tensors are not supported yet; send numeric or BOOL tensors");
-        }
-
         try
         {
             return ElementTypes.FromProtocolName(datatype);
         }
         catch (BatchwiseException)
         {
-            throw InferenceError.BadRequest($"Input '{input}' has unknown datatype '{datatype}'; use BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32 or FP64");
+            throw InferenceError.BadRequest($"Input '{input}' has unknown datatype '{datatype}'; use BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64 or BYTES");
         }
     }
 
@@ -49,9 +44,23 @@ internal static class TensorCodec
         return n;
     }
 
-    /// <summary>Wraps raw little-endian bytes, checking their size against the shape.</summary>
+    /// <summary>Wraps raw little-endian bytes (BYTES: length-prefixed elements), checking their size against the shape.</summary>
     public static Tensor FromBytes(string input, ElementType type, long[] shape, ReadOnlySpan<byte> bytes)
     {
+        if (type == ElementType.String)
+        {
+            var count = CountOf(input, shape);
+            var found = Tensor.CountStrings(bytes);
+            if (found != count)
+            {
+                throw InferenceError.BadRequest(found < 0
+                    ? $"Input '{input}': BYTES data is malformed (an element's 4-byte length runs past the {bytes.Length} bytes given)"
+                    : $"Input '{input}' has {found} BYTES elements; shape {Tensor.ShapeText(shape)} needs {count}");
+            }
+
+            return new Tensor(type, shape, bytes.ToArray());
+        }
+
         var expected = CountOf(input, shape) * type.SizeOf();
         if (bytes.Length != expected)
         {
@@ -67,6 +76,11 @@ internal static class TensorCodec
     public static Tensor FromJson(string input, ElementType type, long[] shape, JsonElement data)
     {
         var count = CountOf(input, shape);
+        if (type == ElementType.String)
+        {
+            return StringsFromJson(input, shape, count, data);
+        }
+
         var t = Tensor.Zeros(type, shape);
         var size = type.SizeOf();
         long written = 0;
@@ -115,10 +129,21 @@ internal static class TensorCodec
         w.WriteEndArray();
     }
 
-    /// <summary>Writes a tensor's values as a flat JSON array.</summary>
+    /// <summary>Writes a tensor's values as a flat JSON array (BYTES as strings, read as UTF-8).</summary>
     public static void WriteJson(Utf8JsonWriter w, Tensor t)
     {
         w.WriteStartArray();
+        if (t.ElementType == ElementType.String)
+        {
+            foreach (var e in t.ReadStrings())
+            {
+                w.WriteStringValue(System.Text.Encoding.UTF8.GetString(e));
+            }
+
+            w.WriteEndArray();
+            return;
+        }
+
         var n = (int)t.ElementCount;
         switch (t.ElementType)
         {
@@ -159,6 +184,13 @@ internal static class TensorCodec
             case ElementType.UInt16: got = c.UintContents.Count; Fill(c.UintContents, t.AsSpan<ushort>(), count, v => checked((ushort)v)); break;
             case ElementType.UInt8: got = c.UintContents.Count; Fill(c.UintContents, t.AsSpan<byte>(), count, v => checked((byte)v)); break;
             case ElementType.Bool: got = c.BoolContents.Count; Fill(c.BoolContents, t.AsSpan<byte>(), count, v => v ? (byte)1 : (byte)0); break;
+            case ElementType.String:
+                if (c.BytesContents.Count != count)
+                {
+                    throw InferenceError.BadRequest($"Input '{input}' has {c.BytesContents.Count} values; shape {Tensor.ShapeText(shape)} needs {count}");
+                }
+
+                return Tensor.FromStrings(shape, c.BytesContents.Select(b => b.ToByteArray()).ToList());
             default: throw InferenceError.BadRequest($"Input '{input}': {type.ProtocolName()} has no typed contents field; send it in raw_input_contents");
         }
 
@@ -168,6 +200,45 @@ internal static class TensorCodec
         }
 
         return t;
+    }
+
+    private static Tensor StringsFromJson(string input, long[] shape, long count, JsonElement data)
+    {
+        var elements = new List<byte[]>();
+        void Visit(JsonElement e)
+        {
+            if (e.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var item in e.EnumerateArray())
+                {
+                    Visit(item);
+                }
+
+                return;
+            }
+
+            if (e.ValueKind != JsonValueKind.String)
+            {
+                throw Bad(input, ElementType.String, e);
+            }
+
+            if (elements.Count < count)
+            {
+                elements.Add(System.Text.Encoding.UTF8.GetBytes(e.GetString()!));
+            }
+            else
+            {
+                elements.Add([]);
+            }
+        }
+
+        Visit(data);
+        if (elements.Count != count)
+        {
+            throw InferenceError.BadRequest($"Input '{input}' has {elements.Count} values; shape {Tensor.ShapeText(shape)} needs {count}");
+        }
+
+        return Tensor.FromStrings(shape, elements);
     }
 
     private static void Fill<TIn, TOut>(IList<TIn> source, Span<TOut> target, long count, Func<TIn, TOut> convert)

@@ -45,6 +45,7 @@ internal static class TritonModelConfig
         {
             var output = new Proto.ModelOutput { Name = s.Name, DataType = DataTypeOf(s.ElementType) };
             output.Dims.AddRange(ServedModel.ProtocolShape(s).Skip(skip));
+            output.LabelFilename = model.LabelFile ?? string.Empty;
             config.Output.Add(output);
         }
 

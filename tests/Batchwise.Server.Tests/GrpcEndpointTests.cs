@@ -99,18 +99,6 @@ public sealed class GrpcEndpointTests : IClassFixture<ServerFixture>, IDisposabl
     }
 
     [Fact]
-    public async Task A_classification_request_is_never_silently_ignored()
-    {
-        var request = Request(1);
-        request.RawInputContents.Add(ByteString.CopyFrom(new byte[256]));
-        var output = new ModelInferRequest.Types.InferRequestedOutputTensor { Name = "probabilities" };
-        output.Parameters.Add("classification", new InferParameter { Int64Param = 3 });
-        request.Outputs.Add(output);
-        var e = await Assert.ThrowsAsync<RpcException>(async () => await _client.ModelInferAsync(request, cancellationToken: Ct));
-        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
-    }
-
-    [Fact]
     public async Task Unknown_model_is_not_found()
     {
         var e = await Assert.ThrowsAsync<RpcException>(async () => await _client.ModelMetadataAsync(new ModelMetadataRequest { Name = "nope" }, cancellationToken: Ct));

@@ -23,6 +23,9 @@ if not (TRITONCLIENT / "tritonclient" / "__init__.py").exists():
         f"NVIDIA's tritonclient was not found at {TRITONCLIENT}; set TRITONCLIENT_PATH to the folder holding tritonclient/"
     )
 sys.path.insert(0, str(TRITONCLIENT))
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+import onnx_writer  # noqa: E402  (after the path is set)
 
 CLI_DLL = REPO / "src" / "Batchwise.Cli" / "bin" / "Release" / "net10.0" / "Batchwise.Cli.dll"
 
@@ -90,18 +93,26 @@ def export_zoo(name, target):
 
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory):
-    """A model repository: mlp (dynamic batching), spare (for load/unload), broken (a folder without model.onnx)."""
+    """A model repository: mlp (dynamic batching, labels.txt), spare (for load/unload), text (BYTES in and out),
+    broken (a folder without model.onnx)."""
     root = tmp_path_factory.mktemp("repository")
     export_zoo("zoo:mlp", root / "mlp" / "model.onnx")
     (root / "mlp" / "config.json").write_text(
         '{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_microseconds": 500}}'
     )
+    (root / "mlp" / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (root / "text").mkdir()
+    (root / "text" / "model.onnx").write_bytes(
+        onnx_writer.identity_model("text", "echo", onnx_writer.STRING, ["batch", 2])
+    )
+    (root / "text" / "config.json").write_text('{"max_batch_size": 4}')
     export_zoo("zoo:mlp?classes=3", root / "spare" / "model.onnx")
     (root / "broken").mkdir()
     return root
 
 
 SERVE = ["--http-port", "0", "--grpc-port", "0"]
+LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 @pytest.fixture(scope="session")
