@@ -42,6 +42,72 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
     public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context) =>
         Guard(() => InferAsync(request, context.CancellationToken));
 
+    /// <summary>
+    /// Bidirectional streaming inference, as Triton's: requests run concurrently as they arrive (at most
+    /// <see cref="StreamConcurrency"/> at once per stream), each answered when done; a failed request is answered with
+    /// its error_message (and its id) while the stream goes on.
+    /// </summary>
+    public override async Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        using var slots = new SemaphoreSlim(StreamConcurrency);
+        using var writeLock = new SemaphoreSlim(1);
+        var running = new List<Task>();
+        async Task AnswerAsync(ModelInferRequest request)
+        {
+            ModelStreamInferResponse response;
+            try
+            {
+                response = new ModelStreamInferResponse { InferResponse = await InferAsync(request, ct).ConfigureAwait(false) };
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                var message = e is InferenceError or BatchwiseException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+                response = new ModelStreamInferResponse
+                {
+                    ErrorMessage = message,
+                    InferResponse = new ModelInferResponse { ModelName = request.ModelName, ModelVersion = request.ModelVersion, Id = request.Id },
+                };
+            }
+            finally
+            {
+                slots.Release();
+            }
+
+            await writeLock.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                writeLock.Release();
+            }
+        }
+
+        try
+        {
+            await foreach (var request in requestStream.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                await slots.WaitAsync(ct).ConfigureAwait(false);
+                running.Add(AnswerAsync(request));
+                running.RemoveAll(t => t.IsCompletedSuccessfully);
+            }
+        }
+        finally
+        {
+            // Answer everything already read before the call ends (the client half-closed, or went away).
+            await Task.WhenAll(running).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>Requests of one stream running at once; further requests wait to be read (the client sees back-pressure).</summary>
+    internal const int StreamConcurrency = 64;
+
     public override Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) => Guard(() =>
     {
         IEnumerable<ServedModel> selected = string.IsNullOrEmpty(request.Name) ? models.Models : [models.Find(request.Name, request.Version)];

@@ -154,3 +154,56 @@ def test_unknown_routes_and_wrong_methods_answer_with_an_error_object(server, me
     code, body = http_json(server, method, path)
     assert code == status
     assert "error" in body
+
+
+def test_grpc_stream_infer_answers_each_request_and_reports_errors_per_response(server):
+    import queue
+
+    c = client(server, "grpc")
+    answers = queue.Queue()
+    c.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        expected = {}
+        for i in range(5):
+            x, inputs = mlp_inputs("grpc", 1, seed=40 + i)
+            expected[f"s-{i}"] = x
+            c.async_stream_infer("mlp", inputs, request_id=f"s-{i}")
+        bad = module("grpc").InferInput("input", [1, 32], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 32), np.float32))
+        c.async_stream_infer("mlp", [bad], request_id="bad")
+        results, errors = {}, []
+        for _ in range(6):
+            result, error = answers.get(timeout=30)
+            if error is not None:
+                errors.append(error)
+            else:
+                results[result.get_response().id] = result.as_numpy("probabilities")
+    finally:
+        c.stop_stream()
+    assert sorted(results) == sorted(expected)
+    assert len(errors) == 1 and "expects" in str(errors[0])
+    for rid, x in expected.items():
+        _, inputs = mlp_inputs("grpc", 1, seed=40 + int(rid[2:]))
+        np.testing.assert_allclose(results[rid], c.infer("mlp", inputs).as_numpy("probabilities"), rtol=1e-5, atol=1e-7)
+
+
+def test_grpc_aio_stream_infer(server):
+    async def run():
+        c = aio_client(server, "grpc")
+        try:
+
+            async def requests():
+                for i in range(4):
+                    _, inputs = mlp_inputs("grpc", 2, seed=60 + i)
+                    yield {"model_name": "mlp", "inputs": inputs, "request_id": f"a-{i}"}
+
+            ids = []
+            async for result, error in c.stream_infer(requests()):
+                assert error is None, error
+                assert result.as_numpy("probabilities").shape == (2, 10)
+                ids.append(result.get_response().id)
+            assert sorted(ids) == [f"a-{i}" for i in range(4)]
+        finally:
+            await c.close()
+
+    asyncio.run(run())
