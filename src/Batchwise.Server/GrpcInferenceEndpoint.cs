@@ -7,7 +7,7 @@ using Grpc.Core;
 namespace Batchwise.Server;
 
 /// <summary>The Open Inference Protocol's gRPC service (inference.GRPCInferenceService).</summary>
-internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInferenceService.GRPCInferenceServiceBase
+internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options) : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
@@ -107,6 +107,48 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models) : GRPCInfere
 
     /// <summary>Requests of one stream running at once; further requests wait to be read (the client sees back-pressure).</summary>
     internal const int StreamConcurrency = 64;
+
+    public override Task<TraceSettingResponse> TraceSetting(TraceSettingRequest request, ServerCallContext context) => Guard(() =>
+    {
+        var model = string.IsNullOrEmpty(request.ModelName) ? null : models.Find(request.ModelName).Name;
+        var settings = request.Settings.Count == 0
+            ? options.Traces.Describe(model)
+            : options.Traces.Update(model, request.Settings.ToDictionary(s => s.Key, s => (IReadOnlyList<string>?)s.Value.Value.ToList()));
+        var response = new TraceSettingResponse();
+        foreach (var (key, values) in settings)
+        {
+            var value = new TraceSettingResponse.Types.SettingValue();
+            value.Value.AddRange(values);
+            response.Settings.Add(key, value);
+        }
+
+        return Task.FromResult(response);
+    });
+
+    public override Task<LogSettingsResponse> LogSettings(LogSettingsRequest request, ServerCallContext context) => Guard(() =>
+    {
+        var requested = new Dictionary<string, object>(StringComparer.Ordinal);
+        foreach (var (key, value) in request.Settings)
+        {
+            requested[key] = value.ParameterChoiceCase switch
+            {
+                LogSettingsRequest.Types.SettingValue.ParameterChoiceOneofCase.BoolParam => value.BoolParam,
+                LogSettingsRequest.Types.SettingValue.ParameterChoiceOneofCase.Uint32Param => (long)value.Uint32Param,
+                LogSettingsRequest.Types.SettingValue.ParameterChoiceOneofCase.StringParam => value.StringParam,
+                _ => throw InferenceError.BadRequest($"Log setting '{key}' has no value"),
+            };
+        }
+
+        var s = requested.Count > 0 ? options.Logs.Update(requested) : options.Logs.Current;
+        var response = new LogSettingsResponse();
+        response.Settings.Add("log_file", new LogSettingsResponse.Types.SettingValue { StringParam = string.Empty });
+        response.Settings.Add("log_info", new LogSettingsResponse.Types.SettingValue { BoolParam = s.Info });
+        response.Settings.Add("log_warning", new LogSettingsResponse.Types.SettingValue { BoolParam = s.Warning });
+        response.Settings.Add("log_error", new LogSettingsResponse.Types.SettingValue { BoolParam = s.Error });
+        response.Settings.Add("log_verbose_level", new LogSettingsResponse.Types.SettingValue { Uint32Param = (uint)s.VerboseLevel });
+        response.Settings.Add("log_format", new LogSettingsResponse.Types.SettingValue { StringParam = s.Format });
+        return Task.FromResult(response);
+    });
 
     public override Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) => Guard(() =>
     {

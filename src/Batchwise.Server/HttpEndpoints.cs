@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.IO.Compression;
 using System.Globalization;
 using System.Text.Json;
 using Batchwise.Engines;
@@ -32,7 +33,7 @@ internal static class HttpEndpoints
         }
     });
 
-    public static void Map(IEndpointRouteBuilder app, ModelRepository models)
+    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
         {
@@ -61,6 +62,14 @@ internal static class HttpEndpoints
         app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
         app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, Route(ctx, "name"), null)));
         app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
+
+        // The trace and logging extensions.
+        app.MapGet("/v2/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, null, update: false)));
+        app.MapPost("/v2/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, null, update: true)));
+        app.MapGet("/v2/models/{name}/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, models.Find(Route(ctx, "name")).Name, update: false)));
+        app.MapPost("/v2/models/{name}/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, models.Find(Route(ctx, "name")).Name, update: true)));
+        app.MapGet("/v2/logging", ctx => Guard(ctx, () => WriteAsync(ctx, 200, LogSettingsJson.Of(options.Logs.Current), ProtocolJson.Relaxed.LogSettingsJson)));
+        app.MapPost("/v2/logging", ctx => Guard(ctx, () => LoggingAsync(ctx, options.Logs)));
 
         // The model repository extension.
         app.MapPost("/v2/repository/index", ctx => Guard(ctx, () => IndexAsync(ctx, models)));
@@ -196,6 +205,87 @@ internal static class HttpEndpoints
         await WriteAsync(ctx, 200, response, ProtocolJson.Relaxed.StatsResponseJson).ConfigureAwait(false);
     }
 
+    private static async Task TraceAsync(HttpContext ctx, TraceSettings traces, string? model, bool update)
+    {
+        var settings = traces.Describe(model);
+        if (update)
+        {
+            var requested = new Dictionary<string, IReadOnlyList<string>?>(StringComparer.Ordinal);
+            using var doc = await ReadJsonObjectAsync(ctx, "trace setting").ConfigureAwait(false);
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                requested[p.Name] = p.Value.ValueKind switch
+                {
+                    JsonValueKind.Null => null,
+                    JsonValueKind.String => [p.Value.GetString()!],
+                    JsonValueKind.Number => [p.Value.GetRawText()],
+                    JsonValueKind.Array when p.Value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.String) => p.Value.EnumerateArray().Select(v => v.GetString()!).ToList(),
+                    _ => throw InferenceError.BadRequest($"Trace setting '{p.Name}' must be a string, a list of strings or null"),
+                };
+            }
+
+            settings = traces.Update(model, requested);
+        }
+
+        var json = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (key, values) in settings)
+        {
+            json[key] = key == "trace_level" ? new System.Text.Json.Nodes.JsonArray(values.Select(v => (System.Text.Json.Nodes.JsonNode?)v).ToArray()) : values[0];
+        }
+
+        await WriteJsonAsync(ctx, 200, w =>
+        {
+            foreach (var (key, value) in json)
+            {
+                w.WritePropertyName(key);
+                value!.WriteTo(w);
+            }
+        }).ConfigureAwait(false);
+    }
+
+    private static async Task LoggingAsync(HttpContext ctx, LogSettings logs)
+    {
+        var requested = new Dictionary<string, object>(StringComparer.Ordinal);
+        using (var doc = await ReadJsonObjectAsync(ctx, "log setting").ConfigureAwait(false))
+        {
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                requested[p.Name] = p.Value.ValueKind switch
+                {
+                    JsonValueKind.True => true,
+                    JsonValueKind.False => false,
+                    JsonValueKind.Number when p.Value.TryGetInt64(out var n) => n,
+                    JsonValueKind.String => p.Value.GetString()!,
+                    _ => throw InferenceError.BadRequest($"Log setting '{p.Name}' must be a boolean, an integer or a string"),
+                };
+            }
+        }
+
+        await WriteAsync(ctx, 200, LogSettingsJson.Of(logs.Update(requested)), ProtocolJson.Relaxed.LogSettingsJson).ConfigureAwait(false);
+    }
+
+    private static async Task<JsonDocument> ReadJsonObjectAsync(HttpContext ctx, string what)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body.Length == 0 ? "{}"u8.ToArray() : body);
+        }
+        catch (JsonException e)
+        {
+            throw InferenceError.BadRequest($"The {what} request is not valid JSON: {e.Message}");
+        }
+
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            doc.Dispose();
+            throw InferenceError.BadRequest($"The {what} request must be a JSON object of settings");
+        }
+
+        return doc;
+    }
+
     private static async Task IndexAsync(HttpContext ctx, ModelRepository models)
     {
         var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
@@ -298,13 +388,8 @@ internal static class HttpEndpoints
 
     private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestTimer timer)
     {
-        var encoding = ctx.Request.Headers.ContentEncoding.ToString();
-        if (encoding.Length > 0 && !string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
-        {
-            throw InferenceError.BadRequest($"Content-Encoding '{encoding}' is not supported yet; send the request uncompressed");
-        }
-
         var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        body = Decompress(ctx, body);
         var headerLength = body.Length;
         if (ctx.Request.Headers.TryGetValue(HeaderLength, out var lengthText))
         {
@@ -330,6 +415,64 @@ internal static class HttpEndpoints
             var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
             await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>A request body sent with Content-Encoding gzip or deflate (zlib, as HTTP means it), inflated up to the body limit.</summary>
+    private static byte[] Decompress(HttpContext ctx, byte[] body)
+    {
+        var encoding = ctx.Request.Headers.ContentEncoding.ToString().Trim();
+        if (encoding.Length == 0 || string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
+        {
+            return body;
+        }
+
+        var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? long.MaxValue;
+        using var compressed = new MemoryStream(body);
+        using Stream inflate = encoding.ToLowerInvariant() switch
+        {
+            "gzip" => new GZipStream(compressed, CompressionMode.Decompress),
+            "deflate" => new ZLibStream(compressed, CompressionMode.Decompress),
+            _ => throw InferenceError.BadRequest($"Content-Encoding '{encoding}' is not supported; send gzip, deflate or an uncompressed body"),
+        };
+        using var inflated = new MemoryStream();
+        var buffer = new byte[81920];
+        try
+        {
+            int n;
+            while ((n = inflate.Read(buffer)) > 0)
+            {
+                if (inflated.Length + n > limit)
+                {
+                    throw new InferenceError(413, Grpc.Core.StatusCode.ResourceExhausted, $"The request body inflates past the server's limit ({limit} bytes); raise --max-body-size or send smaller batches");
+                }
+
+                inflated.Write(buffer, 0, n);
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            throw InferenceError.BadRequest($"The request body is not valid {encoding} data: {e.Message}");
+        }
+
+        return inflated.ToArray();
+    }
+
+    /// <summary>The response encoding the client accepts that the server offers (gzip or deflate), or null.</summary>
+    private static string? ResponseEncoding(HttpContext ctx)
+    {
+        foreach (var value in ctx.Request.Headers.AcceptEncoding)
+        {
+            foreach (var part in (value ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var name = part.Split(';')[0].Trim().ToLowerInvariant();
+                if (name is "gzip" or "deflate" && !part.Contains("q=0", StringComparison.Ordinal))
+                {
+                    return name;
+                }
+            }
+        }
+
+        return null;
     }
 
     private static async Task<byte[]> ReadBodyAsync(HttpContext ctx)
@@ -509,6 +652,31 @@ internal static class HttpEndpoints
 
         var binaries = request.Outputs.Select((o, i) => (o.Binary, outputs[i].Data)).Where(o => o.Binary).Select(o => o.Data).ToList();
         ctx.Response.StatusCode = 200;
+        if (ResponseEncoding(ctx) is { } encoding)
+        {
+            // The whole body is compressed; Inference-Header-Content-Length stays the JSON's length before compression, as Triton.
+            using var packed = new MemoryStream();
+            using (Stream deflate = encoding == "gzip" ? new GZipStream(packed, CompressionLevel.Fastest, leaveOpen: true) : new ZLibStream(packed, CompressionLevel.Fastest, leaveOpen: true))
+            {
+                deflate.Write(buffer.WrittenSpan);
+                foreach (var b in binaries)
+                {
+                    deflate.Write(b);
+                }
+            }
+
+            ctx.Response.ContentType = binaries.Count == 0 ? "application/json" : "application/octet-stream";
+            if (binaries.Count > 0)
+            {
+                ctx.Response.Headers[HeaderLength] = buffer.WrittenCount.ToString(CultureInfo.InvariantCulture);
+            }
+
+            ctx.Response.Headers.ContentEncoding = encoding;
+            ctx.Response.ContentLength = packed.Length;
+            await ctx.Response.Body.WriteAsync(packed.GetBuffer().AsMemory(0, (int)packed.Length), ctx.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+
         if (binaries.Count == 0)
         {
             ctx.Response.ContentType = "application/json";

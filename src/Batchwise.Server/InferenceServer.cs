@@ -26,6 +26,12 @@ public sealed record ServerOptions
 
     /// <summary>How long a stop waits for requests in flight before cutting them off.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The live trace settings (Triton's trace extension; off unless set).</summary>
+    public TraceSettings Traces { get; init; } = new();
+
+    /// <summary>The live log settings (Triton's logging extension).</summary>
+    public LogSettings Logs { get; init; } = new();
 }
 
 /// <summary>The inference server: the models of a repository over HTTP/REST and gRPC, with /metrics.</summary>
@@ -35,15 +41,17 @@ public sealed class InferenceServer : IAsyncDisposable
     public const string Name = "batchwise";
 
     /// <summary>Protocol extensions this server implements.</summary>
-    public static readonly IReadOnlyList<string> Extensions = ["binary_tensor_data", "model_configuration"];
+    public static readonly IReadOnlyList<string> Extensions =
+        ["classification", "model_repository", "schedule_policy", "model_configuration", "binary_tensor_data", "parameters", "statistics", "trace", "logging"];
 
     private readonly WebApplication _app;
     private readonly ModelRepository _models;
     private int _stopped;
 
-    private InferenceServer(WebApplication app, ModelRepository models, Uri http, Uri grpc)
+    private InferenceServer(WebApplication app, ModelRepository models, ServerOptions options, Uri http, Uri grpc)
     {
         _app = app;
+        Options = options;
         _models = models;
         HttpAddress = http;
         GrpcAddress = grpc;
@@ -54,6 +62,9 @@ public sealed class InferenceServer : IAsyncDisposable
 
     /// <summary>The HTTP/REST base address actually bound.</summary>
     public Uri HttpAddress { get; }
+
+    /// <summary>The options the server runs with (its live trace and log settings included).</summary>
+    public ServerOptions Options { get; }
 
     /// <summary>The gRPC address actually bound.</summary>
     public Uri GrpcAddress { get; }
@@ -68,7 +79,7 @@ public sealed class InferenceServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddProvider(new ServerLogProvider(options.Logs)).SetMinimumLevel(LogLevel.Trace);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
         ListenOptions? http = null, grpc = null;
         builder.WebHost.ConfigureKestrel(k =>
@@ -84,11 +95,12 @@ public sealed class InferenceServer : IAsyncDisposable
             o.MaxSendMessageSize = null;
         });
         builder.Services.AddSingleton(models);
+        builder.Services.AddSingleton(options);
         var app = builder.Build();
         HttpEndpoints.UseProtocolErrors(app);
         app.MapGrpcService<GrpcInferenceEndpoint>();
         app.MapMetrics("/metrics", models.Metrics.Registry);
-        HttpEndpoints.Map(app, models);
+        HttpEndpoints.Map(app, models, options);
         app.Lifetime.ApplicationStopping.Register(models.MarkStopping);
         try
         {
@@ -101,7 +113,7 @@ public sealed class InferenceServer : IAsyncDisposable
         }
 
         var host = options.Host is "0.0.0.0" or "*" ? "127.0.0.1" : options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host;
-        return new InferenceServer(app, models, new Uri($"http://{host}:{http!.IPEndPoint!.Port}"), new Uri($"http://{host}:{grpc!.IPEndPoint!.Port}"));
+        return new InferenceServer(app, models, options, new Uri($"http://{host}:{http!.IPEndPoint!.Port}"), new Uri($"http://{host}:{grpc!.IPEndPoint!.Port}"));
     }
 
     /// <summary>Completes when the host is asked to stop (SIGTERM, Ctrl+C, or <see cref="StopAsync"/>).</summary>

@@ -61,11 +61,18 @@ internal sealed record StatsResponseJson(IReadOnlyList<ModelStatJson> ModelStats
 /// <summary>Triton's $repository_index_request.</summary>
 internal sealed record RepositoryIndexRequestJson(bool Ready);
 
+/// <summary>Triton's $log_setting_response.</summary>
+internal sealed record LogSettingsJson(string LogFile, bool LogInfo, bool LogWarning, bool LogError, int LogVerboseLevel, string LogFormat)
+{
+    public static LogSettingsJson Of(LogSettings.Snapshot s) => new(string.Empty, s.Info, s.Warning, s.Error, s.VerboseLevel, s.Format);
+}
+
 /// <summary>The protocol payloads this server writes and reads as records (snake_case, source-generated).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(StatsResponseJson))]
 [JsonSerializable(typeof(IReadOnlyList<ModelIndexEntry>))]
 [JsonSerializable(typeof(RepositoryIndexRequestJson))]
+[JsonSerializable(typeof(LogSettingsJson))]
 internal sealed partial class ProtocolJson : JsonSerializerContext
 {
     /// <summary>The context with names quoted as written (error texts quote names with ').</summary>
