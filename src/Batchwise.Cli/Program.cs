@@ -33,6 +33,7 @@ public static class Program
     {
         Engines.EngineRegistry.Register("cuda", () => new Cuda.CudaEngine());
         Analysis.DeviceCeilingsSource.Register("cuda", () => new Cuda.Analysis.GpuCeilingsProbe());
+        Engines.GpuTelemetry.Register(Cuda.NvmlTelemetry.TryCreate);
         var root = new RootCommand("Batchwise: does batching make my ONNX model faster here, by how much, why, and what is the fastest way to run it?");
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(ZooCommand.Create());

@@ -1,4 +1,5 @@
 using System.Net;
+using Batchwise.Engines;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -21,6 +22,12 @@ public sealed record ServerOptions
     /// <summary>gRPC port (0: any free port).</summary>
     public int GrpcPort { get; init; } = 8001;
 
+    /// <summary>Port of the Prometheus /metrics endpoint, as Triton's (0: any free port; -1: no metrics endpoint).</summary>
+    public int MetricsPort { get; init; } = 8002;
+
+    /// <summary>GPU telemetry for the nv_gpu_* metrics (null: the registered source, if any GPU answers).</summary>
+    public IGpuTelemetry? Gpus { get; init; }
+
     /// <summary>Largest request body (HTTP) or message (gRPC), in bytes.</summary>
     public long MaxBodySize { get; init; } = 64L << 20;
 
@@ -34,7 +41,7 @@ public sealed record ServerOptions
     public LogSettings Logs { get; init; } = new();
 }
 
-/// <summary>The inference server: the models of a repository over HTTP/REST and gRPC, with /metrics.</summary>
+/// <summary>The inference server: the models of a repository over HTTP/REST and gRPC, with /metrics on a port of its own.</summary>
 public sealed class InferenceServer : IAsyncDisposable
 {
     /// <summary>Server name reported by GET /v2.</summary>
@@ -66,6 +73,9 @@ public sealed class InferenceServer : IAsyncDisposable
     /// <summary>The options the server runs with (its live trace and log settings included).</summary>
     public ServerOptions Options { get; }
 
+    /// <summary>The metrics address actually bound (GET /metrics), or null when the server has none.</summary>
+    public Uri? MetricsAddress { get; private init; }
+
     /// <summary>The gRPC address actually bound.</summary>
     public Uri GrpcAddress { get; }
 
@@ -81,13 +91,17 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new ServerLogProvider(options.Logs)).SetMinimumLevel(LogLevel.Trace);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
-        ListenOptions? http = null, grpc = null;
+        ListenOptions? http = null, grpc = null, metrics = null;
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.MaxBodySize;
             k.AddServerHeader = false;
             http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1);
             grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2);
+            if (options.MetricsPort >= 0)
+            {
+                metrics = Listen(k, options.Host, options.MetricsPort, HttpProtocols.Http1);
+            }
         });
         builder.Services.AddGrpc(o =>
         {
@@ -98,8 +112,25 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Services.AddSingleton(options);
         var app = builder.Build();
         HttpEndpoints.UseProtocolErrors(app);
+
+        // /metrics lives on its own port, as Triton's, and nothing else is served there.
+        app.Use(async (ctx, next) =>
+        {
+            var onMetricsPort = metrics?.IPEndPoint is { } m && ctx.Connection.LocalPort == m.Port;
+            if (onMetricsPort != ctx.Request.Path.Equals("/metrics", StringComparison.Ordinal))
+            {
+                ctx.Response.StatusCode = 404;
+                await HttpEndpoints.WriteErrorAsync(ctx, 404, onMetricsPort
+                    ? $"Not Found: the metrics port serves GET /metrics only"
+                    : metrics?.IPEndPoint is { } port ? $"Not Found: metrics are served on port {port.Port} (GET /metrics)" : "Not Found: this server has no metrics endpoint").ConfigureAwait(false);
+                return;
+            }
+
+            await next(ctx).ConfigureAwait(false);
+        });
         app.MapGrpcService<GrpcInferenceEndpoint>();
         app.MapMetrics("/metrics", models.Metrics.Registry);
+        models.Metrics.AttachGpus(options.Gpus ?? GpuTelemetry.TryCreate());
         HttpEndpoints.Map(app, models, options);
         app.Lifetime.ApplicationStopping.Register(models.MarkStopping);
         try
@@ -109,11 +140,14 @@ public sealed class InferenceServer : IAsyncDisposable
         catch (IOException e)
         {
             await app.DisposeAsync().ConfigureAwait(false);
-            throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}: {e.Message}", "Pick free ports with --http-port and --grpc-port (0 picks any).", e);
+            throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}/{options.MetricsPort}: {e.Message}", "Pick free ports with --http-port, --grpc-port and --metrics-port (0 picks any).", e);
         }
 
         var host = options.Host is "0.0.0.0" or "*" ? "127.0.0.1" : options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host;
-        return new InferenceServer(app, models, options, new Uri($"http://{host}:{http!.IPEndPoint!.Port}"), new Uri($"http://{host}:{grpc!.IPEndPoint!.Port}"));
+        return new InferenceServer(app, models, options, new Uri($"http://{host}:{http!.IPEndPoint!.Port}"), new Uri($"http://{host}:{grpc!.IPEndPoint!.Port}"))
+        {
+            MetricsAddress = metrics?.IPEndPoint is { } mp ? new Uri($"http://{host}:{mp.Port}") : null,
+        };
     }
 
     /// <summary>Completes when the host is asked to stop (SIGTERM, Ctrl+C, or <see cref="StopAsync"/>).</summary>

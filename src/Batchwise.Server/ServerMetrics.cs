@@ -1,3 +1,4 @@
+using Batchwise.Engines;
 using Prometheus;
 
 namespace Batchwise.Server;
@@ -44,6 +45,64 @@ public sealed class ServerMetrics
     private readonly Counter _inputUs;
     private readonly Counter _inferUs;
     private readonly Counter _outputUs;
+
+    private IGpuTelemetry? _gpus;
+    private Gauge? _gpuUtilization;
+    private Gauge? _gpuMemoryUsed;
+    private Gauge? _gpuMemoryTotal;
+    private Gauge? _gpuPower;
+    private Gauge? _gpuPowerLimit;
+
+    /// <summary>
+    /// Adds Triton's GPU families (nv_gpu_utilization, nv_gpu_memory_used_bytes, nv_gpu_memory_total_bytes,
+    /// nv_gpu_power_usage, nv_gpu_power_limit), sampled at each scrape; null (no GPU answers) adds none.
+    /// </summary>
+    public void AttachGpus(IGpuTelemetry? gpus)
+    {
+        if (gpus is null || Interlocked.CompareExchange(ref _gpus, gpus, null) is not null)
+        {
+            return;
+        }
+
+        var f = Metrics.WithCustomRegistry(Registry);
+        string[] labels = ["gpu_uuid"];
+        _gpuUtilization = f.CreateGauge("nv_gpu_utilization", "GPU utilization rate [0.0 - 1.0)", labels);
+        _gpuMemoryUsed = f.CreateGauge("nv_gpu_memory_used_bytes", "GPU used memory, in bytes", labels);
+        _gpuMemoryTotal = f.CreateGauge("nv_gpu_memory_total_bytes", "GPU total memory, in bytes", labels);
+        _gpuPower = f.CreateGauge("nv_gpu_power_usage", "GPU power usage in watts", labels);
+        _gpuPowerLimit = f.CreateGauge("nv_gpu_power_limit", "GPU power management limit in watts", labels);
+        Registry.AddBeforeCollectCallback(SampleGpus);
+    }
+
+    private void SampleGpus()
+    {
+        IReadOnlyList<GpuSample> samples;
+        try
+        {
+            samples = _gpus!.Sample();
+        }
+        catch (BatchwiseException)
+        {
+            // A GPU that stops answering (driver reset, device lost) leaves its last values rather than failing the scrape.
+            return;
+        }
+
+        foreach (var s in samples)
+        {
+            _gpuUtilization!.WithLabels(s.Uuid).Set(s.Utilization);
+            _gpuMemoryUsed!.WithLabels(s.Uuid).Set(s.MemoryUsedBytes);
+            _gpuMemoryTotal!.WithLabels(s.Uuid).Set(s.MemoryTotalBytes);
+            if (s.PowerWatts is { } w)
+            {
+                _gpuPower!.WithLabels(s.Uuid).Set(w);
+            }
+
+            if (s.PowerLimitWatts is { } limit)
+            {
+                _gpuPowerLimit!.WithLabels(s.Uuid).Set(limit);
+            }
+        }
+    }
 
     /// <summary>Requests queued and not yet executing (Triton's pending request count).</summary>
     public Gauge Pending { get; }

@@ -39,7 +39,7 @@ public sealed class BytesAndClassificationTests : IAsyncLifetime
         var models = new ModelRepository();
         models.Add("text", textModel, new ModelConfig { MaxBatchSize = 4, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 100 } });
         models.Add("mlp", "zoo:mlp", new ModelConfig { MaxBatchSize = 4, LabelFilename = labels });
-        _server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 });
+        _server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 });
         _http = new HttpClient { BaseAddress = _server.HttpAddress };
         _channel = GrpcChannel.ForAddress(_server.GrpcAddress);
         _grpc = new GRPCInferenceService.GRPCInferenceServiceClient(_channel);

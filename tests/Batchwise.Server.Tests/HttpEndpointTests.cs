@@ -258,20 +258,6 @@ public sealed class HttpEndpointTests(ServerFixture fixture) : IClassFixture<Ser
         await Server_still_serves();
     }
 
-    [Fact]
-    public async Task Metrics_count_requests_failures_and_batch_sizes_per_model()
-    {
-        await Server_still_serves();
-        await PostJsonAsync("/v2/models/mlp/infer", "{\"inputs\":[]}", HttpStatusCode.BadRequest);
-        var text = await _http.GetStringAsync(new Uri("/metrics", UriKind.Relative), Ct);
-        Assert.Matches("batchwise_inference_requests_total\\{model=\"mlp\",version=\"1\"\\} [1-9]", text);
-        Assert.Matches("batchwise_inference_failures_total\\{model=\"mlp\",version=\"1\",reason=\"invalid\"\\} [1-9]", text);
-        Assert.Contains("batchwise_inference_batch_size_bucket{model=\"mlp\",version=\"1\",le=\"1\"}", text, StringComparison.Ordinal);
-        Assert.Contains("batchwise_inference_compute_seconds_count{model=\"mlp\",version=\"1\"}", text, StringComparison.Ordinal);
-        Assert.Contains("batchwise_inference_queue_seconds_count{model=\"mlp\",version=\"1\"}", text, StringComparison.Ordinal);
-        Assert.Contains("batchwise_inference_executions_in_flight{model=\"mlp\",version=\"1\"}", text, StringComparison.Ordinal);
-    }
-
     private async Task Server_still_serves()
     {
         var body = JsonSerializer.Serialize(new { inputs = new[] { new { name = "input", shape = new[] { 1, 64 }, datatype = "FP32", data = ServerFixture.Input(1) } } });

@@ -68,7 +68,8 @@ public sealed class LifecycleTests
         using var first = await running;
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         Assert.DoesNotContain(2f, engine.Seen);
-        var metrics = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative), Ct);
+        using var scrape = new HttpClient();
+        var metrics = await scrape.GetStringAsync(new Uri(server.MetricsAddress!, "/metrics"), Ct);
         Assert.Contains("reason=\"cancelled\"} 1", metrics, StringComparison.Ordinal);
     }
 
@@ -108,7 +109,7 @@ public sealed class LifecycleTests
             Engine = name,
             DynamicBatching = new DynamicBatchingConfig { MaxQueueSize = maxQueueSize },
         });
-        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 }, Ct);
+        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 }, Ct);
         while (engine.Started.Wait(0))
         {
             // Forget the warm-up run.

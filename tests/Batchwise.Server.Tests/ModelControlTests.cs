@@ -121,7 +121,7 @@ public sealed class ModelControlTests
     {
         var models = new ModelRepository();
         models.Add("mlp", "zoo:mlp", new ModelConfig());
-        await using var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 }, Ct);
+        await using var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 }, Ct);
         using var http = new HttpClient { BaseAddress = server.HttpAddress };
         using var response = await http.PostAsync(new Uri("/v2/repository/models/mlp/unload", UriKind.Relative), null, Ct);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
@@ -141,7 +141,7 @@ public sealed class ModelControlTests
     {
         var models = new ModelRepository(options: Explicit);
         models.Add("mlp", "zoo:mlp", new ModelConfig { MaxBatchSize = 8, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 200 } });
-        await using var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 }, Ct);
+        await using var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 }, Ct);
         var generator = new LoadGenerator(new LoadOptions
         {
             Url = protocol == "http" ? server.HttpAddress : server.GrpcAddress,
@@ -181,7 +181,7 @@ public sealed class ModelControlTests
         EngineRegistry.Register(name, () => engine);
         var models = new ModelRepository(options: Explicit);
         models.Add("gated", "zoo:mlp", new ModelConfig { MaxBatchSize = 1, Engine = name, DynamicBatching = new DynamicBatchingConfig() });
-        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 }, Ct);
+        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 }, Ct);
         while (engine.Started.Wait(0))
         {
             // Forget the warm-up run.

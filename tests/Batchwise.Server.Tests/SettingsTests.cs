@@ -21,7 +21,7 @@ public sealed class SettingsTests : IAsyncLifetime
     {
         var models = new ModelRepository();
         models.Add("mlp", "zoo:mlp", new ModelConfig());
-        _server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 });
+        _server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 });
         _http = new HttpClient { BaseAddress = _server.HttpAddress };
         _channel = GrpcChannel.ForAddress(_server.GrpcAddress);
         _grpc = new GRPCInferenceService.GRPCInferenceServiceClient(_channel);

@@ -21,7 +21,7 @@ public sealed class StatisticsTests : IAsyncLifetime
         var models = new ModelRepository();
         models.Add("mlp", "zoo:mlp", new ModelConfig { MaxBatchSize = 8, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 100 } });
         models.Add("other", "zoo:mlp?classes=3", new ModelConfig { MaxBatchSize = 4 });
-        _server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0 });
+        _server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 });
         _http = new HttpClient { BaseAddress = _server.HttpAddress };
     }
 

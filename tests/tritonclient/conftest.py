@@ -111,7 +111,7 @@ def repository(tmp_path_factory):
     return root
 
 
-SERVE = ["--http-port", "0", "--grpc-port", "0"]
+SERVE = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 

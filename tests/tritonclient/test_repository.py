@@ -95,3 +95,26 @@ def test_stats_of_every_model_is_not_a_model_named_stats(server):
     assert "model_stats" in body
     status, body = http_json(server, "GET", "/v2/models/nope/stats")
     assert status == 404 and "Unknown model 'nope'" in body["error"]
+
+
+def test_metrics_port_serves_tritons_families(server):
+    import urllib.request
+
+    c = client(server, "http")
+    _, inputs = mlp_inputs("http", 1)
+    c.infer("mlp", inputs)
+    assert server.metrics is not None, server.log()
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    for family in [
+        "nv_inference_request_success",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_input_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_compute_output_duration_us",
+        "batchwise_inference_requests_total",
+    ]:
+        assert f'{family}{{model="mlp",version="1"}}' in text, family

@@ -16,6 +16,7 @@ public static class ServeCommand
         var host = new Option<string>("--host") { Description = "Address to listen on (0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var httpPort = new Option<int>("--http-port") { Description = "HTTP/REST port (0: any free port)", DefaultValueFactory = _ => 8000 };
         var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC port (0: any free port)", DefaultValueFactory = _ => 8001 };
+        var metricsPort = new Option<int>("--metrics-port") { Description = "Prometheus GET /metrics port, as Triton's (0: any free port; -1: none)", DefaultValueFactory = _ => 8002 };
         var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body or gRPC message, in bytes", DefaultValueFactory = _ => 64L << 20 };
         var maxBatch = new Option<int?>("--max-batch-size") { Description = "Single model: largest (merged) batch; default 32 when the model has a dynamic batch axis, else 0" };
         var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
@@ -31,10 +32,10 @@ public static class ServeCommand
         var loadModel = new Option<string[]>("--load-model") { Description = "Explicit mode: a model to load at startup (repeatable; * for every model)", AllowMultipleArgumentsPerToken = false };
         var pollSecs = new Option<int>("--repository-poll-secs") { Description = "Poll mode: seconds between rescans of the repository folder", DefaultValueFactory = _ => 15 };
         var exitOnError = new Option<bool>("--exit-on-error") { Description = "Refuse to start when a model fails to load (default: report it in the repository index and serve the others)" };
-        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics")
+        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, Prometheus /metrics")
         {
             model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
-            control, loadModel, pollSecs, exitOnError,
+            control, loadModel, pollSecs, exitOnError, metricsPort,
         };
         command.SetGuardedAction(async (parse, ct) =>
         {
@@ -115,6 +116,7 @@ public static class ServeCommand
                 Host = parse.GetValue(host)!,
                 HttpPort = parse.GetValue(httpPort),
                 GrpcPort = parse.GetValue(grpcPort),
+                MetricsPort = parse.GetValue(metricsPort),
                 MaxBodySize = parse.GetValue(maxBody),
             };
             InferenceServer server;
@@ -139,7 +141,8 @@ public static class ServeCommand
                     Console.WriteLine($"model {m.Name} v{m.Version}: {m.Engine}, {b.InstanceCount} instance(s), {batching}; inputs {string.Join(", ", m.Inputs)}");
                 }
 
-                Console.WriteLine($"serving HTTP on {server.HttpAddress} (GET /v2, POST /v2/models/NAME/infer, /metrics), gRPC on {server.GrpcAddress}; Ctrl+C or SIGTERM drains and stops");
+                Console.WriteLine($"serving HTTP on {server.HttpAddress} (GET /v2, POST /v2/models/NAME/infer), gRPC on {server.GrpcAddress}, " +
+                    (server.MetricsAddress is { } metricsAt ? $"metrics on {metricsAt}metrics" : "no metrics endpoint") + "; Ctrl+C or SIGTERM drains and stops");
                 try
                 {
                     await server.WaitForShutdownAsync(ct).ConfigureAwait(false);
