@@ -7,7 +7,7 @@ using Grpc.Core;
 namespace Batchwise.Server;
 
 /// <summary>The Open Inference Protocol's gRPC service (inference.GRPCInferenceService).</summary>
-internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options) : GRPCInferenceService.GRPCInferenceServiceBase
+internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing) : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
@@ -40,7 +40,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     });
 
     public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context) =>
-        Guard(() => InferAsync(request, context.CancellationToken));
+        Guard(() => InferAsync(request, context.RequestHeaders.GetValue("traceparent"), context.CancellationToken));
 
     /// <summary>
     /// Bidirectional streaming inference, as Triton's: requests run concurrently as they arrive (at most
@@ -58,7 +58,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
             ModelStreamInferResponse response;
             try
             {
-                response = new ModelStreamInferResponse { InferResponse = await InferAsync(request, ct).ConfigureAwait(false) };
+                response = new ModelStreamInferResponse { InferResponse = await InferAsync(request, context.RequestHeaders.GetValue("traceparent"), ct).ConfigureAwait(false) };
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -199,11 +199,13 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     });
 
     /// <summary>One inference request: a lease on the model for its whole life, its time recorded in the model's statistics.</summary>
-    private async Task<ModelInferResponse> InferAsync(ModelInferRequest request, CancellationToken cancellationToken)
+    private async Task<ModelInferResponse> InferAsync(ModelInferRequest request, string? traceParent, CancellationToken cancellationToken)
     {
         var received = Stopwatch.GetTimestamp();
         using var lease = models.Acquire(request.ModelName, request.ModelVersion);
         var timer = lease.Model.Statistics.Start(received);
+        timer.TraceWith(tracing, "grpc", traceParent);
+        timer.Identify(request.Id);
         try
         {
             var response = await InferAsync(lease.Model, request, timer, cancellationToken).ConfigureAwait(false);

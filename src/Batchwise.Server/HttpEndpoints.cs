@@ -33,7 +33,7 @@ internal static class HttpEndpoints
         }
     });
 
-    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options)
+    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options, RequestTracing tracing)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
         {
@@ -60,8 +60,8 @@ internal static class HttpEndpoints
         app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => ReadyAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
         app.MapGet("/v2/models/{name}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, Route(ctx, "name"), null)));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
+        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, Route(ctx, "name"), null)));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, Route(ctx, "name"), Route(ctx, "version"))));
 
         // The trace and logging extensions.
         app.MapGet("/v2/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, null, update: false)));
@@ -368,12 +368,13 @@ internal static class HttpEndpoints
         await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted).ConfigureAwait(false);
     }
 
-    private static async Task InferAsync(HttpContext ctx, ModelRepository models, string name, string? version)
+    private static async Task InferAsync(HttpContext ctx, ModelRepository models, RequestTracing tracing, string name, string? version)
     {
         var received = Stopwatch.GetTimestamp();
         using var lease = models.Acquire(name, version);
         var model = lease.Model;
         var timer = model.Statistics.Start(received);
+        timer.TraceWith(tracing, "http", ctx.Request.Headers.TryGetValue("traceparent", out var parent) ? parent.ToString() : null);
         try
         {
             await InferAsync(ctx, model, timer).ConfigureAwait(false);
@@ -412,6 +413,7 @@ internal static class HttpEndpoints
         using (doc)
         {
             var request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model);
+            timer.Identify(request.Id);
             var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
             await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
         }

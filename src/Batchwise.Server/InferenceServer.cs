@@ -37,6 +37,12 @@ public sealed record ServerOptions
     /// <summary>The live trace settings (Triton's trace extension; off unless set).</summary>
     public TraceSettings Traces { get; init; } = new();
 
+    /// <summary>Where traces go (OTLP endpoint, resource); sampling is <see cref="Traces"/>.</summary>
+    public TraceConfig Tracing { get; init; } = new();
+
+    /// <summary>Exports spans here instead of over OTLP (tests use OpenTelemetry's in-memory exporter).</summary>
+    public OpenTelemetry.BaseExporter<System.Diagnostics.Activity>? TraceExporter { get; init; }
+
     /// <summary>The live log settings (Triton's logging extension).</summary>
     public LogSettings Logs { get; init; } = new();
 }
@@ -54,6 +60,7 @@ public sealed class InferenceServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ModelRepository _models;
     private int _stopped;
+    private RequestTracing? _tracing;
 
     private InferenceServer(WebApplication app, ModelRepository models, ServerOptions options, Uri http, Uri grpc)
     {
@@ -108,8 +115,10 @@ public sealed class InferenceServer : IAsyncDisposable
             o.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, options.MaxBodySize);
             o.MaxSendMessageSize = null;
         });
+        var tracing = new RequestTracing(options.Traces, options.Tracing, options.TraceExporter);
         builder.Services.AddSingleton(models);
         builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(tracing);
         var app = builder.Build();
         HttpEndpoints.UseProtocolErrors(app);
 
@@ -131,7 +140,7 @@ public sealed class InferenceServer : IAsyncDisposable
         app.MapGrpcService<GrpcInferenceEndpoint>();
         app.MapMetrics("/metrics", models.Metrics.Registry);
         models.Metrics.AttachGpus(options.Gpus ?? GpuTelemetry.TryCreate());
-        HttpEndpoints.Map(app, models, options);
+        HttpEndpoints.Map(app, models, options, tracing);
         app.Lifetime.ApplicationStopping.Register(models.MarkStopping);
         try
         {
@@ -140,12 +149,14 @@ public sealed class InferenceServer : IAsyncDisposable
         catch (IOException e)
         {
             await app.DisposeAsync().ConfigureAwait(false);
+            tracing.Dispose();
             throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}/{options.MetricsPort}: {e.Message}", "Pick free ports with --http-port, --grpc-port and --metrics-port (0 picks any).", e);
         }
 
         var host = options.Host is "0.0.0.0" or "*" ? "127.0.0.1" : options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host;
         return new InferenceServer(app, models, options, new Uri($"http://{host}:{http!.IPEndPoint!.Port}"), new Uri($"http://{host}:{grpc!.IPEndPoint!.Port}"))
         {
+            _tracing = tracing,
             MetricsAddress = metrics?.IPEndPoint is { } mp ? new Uri($"http://{host}:{mp.Port}") : null,
         };
     }
@@ -164,6 +175,7 @@ public sealed class InferenceServer : IAsyncDisposable
         _models.MarkStopping();
         await _app.StopAsync().ConfigureAwait(false);
         await _models.DisposeAsync().ConfigureAwait(false);
+        _tracing?.Dispose();
     }
 
     /// <inheritdoc/>

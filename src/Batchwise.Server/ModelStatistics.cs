@@ -41,11 +41,30 @@ public sealed class RequestTimer
     private int _executedBatchSize;
     private BatchedResult? _result;
     private int _finished;
+    private RequestTrace? _trace;
 
     internal RequestTimer(ModelStatistics statistics, long received)
     {
         _statistics = statistics;
         _received = received;
+    }
+
+    /// <summary>Traces this request when <paramref name="tracing"/> samples it (W3C <paramref name="traceParent"/>: the caller's span, if any).</summary>
+    public void TraceWith(RequestTracing? tracing, string protocol, string? traceParent)
+    {
+        if (tracing is not null && tracing.Sample(_statistics.Name))
+        {
+            _trace = new RequestTrace(tracing, _statistics.Name, _statistics.Version, protocol, traceParent);
+        }
+    }
+
+    /// <summary>The client's request id, for the trace.</summary>
+    public void Identify(string? requestId)
+    {
+        if (_trace is not null)
+        {
+            _trace.RequestId = requestId;
+        }
     }
 
     /// <summary>The request's tensors are decoded and valid.</summary>
@@ -71,6 +90,7 @@ public sealed class RequestTimer
         var now = Stopwatch.GetTimestamp();
         var decoded = _decoded == 0 ? _received : _decoded;
         _statistics.RecordSuccess(Elapsed(_received, now), Elapsed(_received, decoded), _result, _rows, _executedBatchSize, Elapsed(_computed, now));
+        _trace?.Tracing.Record(_trace, _received, decoded, _computed, now, _result, null);
     }
 
     /// <summary>The request failed for <paramref name="reason"/> (invalid, queue_full, timeout, cancelled, shutting_down, internal); records it once.</summary>
@@ -78,7 +98,9 @@ public sealed class RequestTimer
     {
         if (Interlocked.Exchange(ref _finished, 1) == 0)
         {
-            _statistics.RecordFailure(Elapsed(_received, Stopwatch.GetTimestamp()), reason);
+            var now = Stopwatch.GetTimestamp();
+            _statistics.RecordFailure(Elapsed(_received, now), reason);
+            _trace?.Tracing.Record(_trace, _received, _decoded == 0 ? now : _decoded, _computed, now, _computed == 0 ? null : _result, reason);
         }
     }
 

@@ -31,11 +31,12 @@ public static class ServeCommand
         control.AcceptOnlyFromAmong("none", "explicit", "poll");
         var loadModel = new Option<string[]>("--load-model") { Description = "Explicit mode: a model to load at startup (repeatable; * for every model)", AllowMultipleArgumentsPerToken = false };
         var pollSecs = new Option<int>("--repository-poll-secs") { Description = "Poll mode: seconds between rescans of the repository folder", DefaultValueFactory = _ => 15 };
+        var traceConfig = new Option<string[]>("--trace-config") { Description = "OpenTelemetry tracing, as Triton's flag: level=OFF|TIMESTAMPS, rate=N, count=N, opentelemetry,url=URL, opentelemetry,resource=KEY=VALUE (repeatable; off by default)" };
         var exitOnError = new Option<bool>("--exit-on-error") { Description = "Refuse to start when a model fails to load (default: report it in the repository index and serve the others)" };
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, Prometheus /metrics")
         {
             model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
-            control, loadModel, pollSecs, exitOnError, metricsPort,
+            control, loadModel, pollSecs, exitOnError, metricsPort, traceConfig,
         };
         command.SetGuardedAction(async (parse, ct) =>
         {
@@ -111,8 +112,11 @@ public static class ServeCommand
                 }
             }
 
+            var tracing = TraceConfig.Parse(parse.GetValue(traceConfig) ?? []);
             var options = new ServerOptions
             {
+                Tracing = tracing,
+                Traces = new TraceSettings(tracing.Level, tracing.Rate, tracing.Count),
                 Host = parse.GetValue(host)!,
                 HttpPort = parse.GetValue(httpPort),
                 GrpcPort = parse.GetValue(grpcPort),
