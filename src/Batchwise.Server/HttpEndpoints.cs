@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.IO.Compression;
 using System.Globalization;
+using System.IO.Compression;
 using System.Text.Json;
 using Batchwise.Engines;
 using Batchwise.Onnx;
