@@ -19,7 +19,7 @@ public sealed class TracingTests
         using var http = new HttpClient { BaseAddress = server.HttpAddress };
         var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => PostAsync(http, $"r-{i}")));
         Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
-        await server.StopAsync();
+        await server.StopAsync(); // a request's spans are written after its response: stopping waits for them
 
         var roots = spans.Where(s => s.DisplayName == "infer mlp").ToList();
         Assert.Equal(6, roots.Count);
@@ -63,6 +63,7 @@ public sealed class TracingTests
             using var r = await PostAsync(http, $"on-{i}");
         }
 
+        await server.StopAsync(); // a request's spans are written after its response: stopping waits for them
         Assert.Single(spans, s => s.DisplayName == "infer mlp");
         Assert.Equal("0", settings.Describe(null)["trace_count"][0]);
     }
@@ -82,6 +83,7 @@ public sealed class TracingTests
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
 
+        await server.StopAsync();
         var root = Assert.Single(spans, s => s.DisplayName == "infer mlp");
         Assert.Equal(traceId, root.TraceId);
         Assert.Equal(parent, root.ParentSpanId);
@@ -95,6 +97,7 @@ public sealed class TracingTests
         using var http = new HttpClient { BaseAddress = server.HttpAddress };
         using var response = await http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), new StringContent("{\"inputs\": 1}", Encoding.UTF8, "application/json"), Ct);
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        await server.StopAsync();
         var root = Assert.Single(spans, s => s.DisplayName == "infer mlp");
         Assert.Equal(ActivityStatusCode.Error, root.Status);
         Assert.Equal("invalid", root.StatusDescription);
