@@ -24,7 +24,7 @@ start=$(date +%s)
 
 # The ceilings: measured once (about 10 s), then read from OUT/cache by every explain below.
 timeout 120 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
-timeout 30 "$CLI" devices --ceilings --json >"$OUT/ceilings.json" 2>>"$OUT/ceilings.txt"
+timeout 30 "$CLI" devices --ceilings --json - >"$OUT/ceilings.json" 2>>"$OUT/ceilings.txt"
 
 run() {
   local name=$1; shift

@@ -17,6 +17,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-/tmp/batchwise-device}
 mkdir -p "$OUT" "$WORK"
 tar -xJf "$HERE/cuda.tar.xz" -C "$WORK"
+# The build before this work, for same-run comparisons: its files that differ from the test publish's (same runtime).
+[ -f "$HERE/cli-old.tar.xz" ] && rm -rf "$WORK/cli-old" && cp -r "$WORK/tests" "$WORK/cli-old" && tar -xJf "$HERE/cli-old.tar.xz" -C "$WORK/cli-old"
 CLI="$WORK/cli/Batchwise.Cli"
 TESTS="$WORK/tests/Batchwise.Cuda.Tests"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 BATCHWISE_REPORT_DIR="$OUT"
@@ -29,6 +31,9 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 BATCHWISE_REPORT_DIR="$OUT"
   "$CLI" devices 2>&1
 } > "$OUT/devices.txt"
 
+# On the GPU machine every GPU test must run: a skip (no GPU found, a library the resolver missed) is a failure.
+export BATCHWISE_REQUIRE_GPU=1
+
 PY=$(command -v python3 || true)
 REPO=$(pwd)
 if [ -n "$PY" ]; then
@@ -36,8 +41,8 @@ if [ -n "$PY" ]; then
   if [ -z "$NODE" ] || [ ! -d "$NODE" ]; then
     # Wheels without the backend test data: generate it from the onnx package's own test cases.
     "$PY" -m onnx.backend.test.cmd_tools generate-data -o "$WORK/onnx-data" > "$WORK/generate.log" 2>&1
-    { echo "onnx node test data generated: $(ls "$WORK/onnx-data/node" 2>/dev/null | wc -l) cases"; tail -5 "$WORK/generate.log"; } >> "$OUT/devices.txt"
-    NODE="$WORK/onnx-data/node"
+    NODE=$(find "$WORK/onnx-data" -maxdepth 3 -type d -name node | head -1)
+    { echo "onnx node test data generated: $(ls "${NODE:-/nonexistent}" 2>/dev/null | wc -l) cases in ${NODE:-nowhere}"; tail -5 "$WORK/generate.log"; find "$WORK/onnx-data" -maxdepth 2 | head -5; } >> "$OUT/devices.txt"
   fi
   [ -d "$NODE" ] && export BATCHWISE_ONNX_NODE_TESTS="$NODE"
   # torchvision exports (random weights, dynamic batch) with PyTorch's own output as a node-test case.
@@ -51,7 +56,7 @@ PHASES=${PHASES:-tests cli bench}
 : > "$OUT/gpu-tests.log"
 : > "$OUT/cli.txt"
 if [[ " $PHASES " == *" tests "* ]]; then
-  timeout "${TESTS_LIMIT:-180}" "$TESTS" -parallelMode none -class- '*NodeGpuTests' -method- '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
+  timeout "${TESTS_LIMIT:-180}" "$TESTS" -parallelMode none -class- '*NodeGpuTests' -noColor >> "$OUT/gpu-tests.log" 2>&1
   echo "gpu tests exit $?" >> "$OUT/gpu-tests.log"
 fi
 if [[ " $PHASES " == *" nodes "* ]]; then
@@ -85,8 +90,16 @@ if [[ " $PHASES " == *" bench "* ]]; then
       timeout 120 "$CLI" bench $spec --engine cuda --duration 1.5s --warmup 0.5s 2>&1; echo "exit $?"
     done
   } >> "$OUT/cli.txt"
-  BATCHWISE_CUDA_BENCH=1 timeout "${BENCH_LIMIT:-150}" "$TESTS" -parallelMode none -method '*Throughput*' -noColor >> "$OUT/gpu-tests.log" 2>&1
-  echo "throughput exit $?" >> "$OUT/gpu-tests.log"
+  {
+    # TF32 and fp16 beside the fp32 rows above (this was a GPU "test" without an assertion; a measurement is bench's job).
+    for variant in "--tf32" "--precision fp16"; do
+      for spec in "zoo:resnet50 -b 1,8,64,256" "zoo:mobilenetv2 -b 1,64" "zoo:yolov8n?size=640 -b 1,8" "zoo:bert -b 1,8"; do
+        echo "## batchwise bench $spec --engine cuda $variant --duration 1s --warmup 0.5s"
+        # shellcheck disable=SC2086
+        timeout "${BENCH_LIMIT:-150}" "$CLI" bench $spec --engine cuda $variant --duration 1s --warmup 0.5s 2>&1; echo "exit $?"
+      done
+    done
+  } >> "$OUT/cli.txt"
   if [ -n "$PY" ]; then
     timeout 120 "$PY" "$REPO/bench/peers/torch_bench.py" --models resnet50 --variants fp32 --batch-sizes 1,8,64,256 --windows 3 --window-seconds 0.5 > "$OUT/torch.jsonl" 2>&1
   fi
@@ -147,6 +160,84 @@ if [[ " $PHASES " == *" transfers "* ]]; then
   } | { if command -v column > /dev/null; then column -t; else cat; fi; } > "$OUT/transfers-summary.txt"
   cat "$OUT/transfers-summary.txt"
 fi
+if [[ " $PHASES " == *" shapes "* ]]; then
+  # Issue #11: plan builds per new batch size and image size, cold start (empty kernel cache, warm cache, saved engine),
+  # the cost of padding to a batch profile, and offline throughput at the fixed shapes. Everything in $OUT/shapes.txt,
+  # JSON beside it. Kernels are cached in $BATCHWISE_CACHE_DIR, emptied where a cold start is measured.
+  export BATCHWISE_CACHE_DIR="$WORK/cache"
+  S="$OUT/shapes"; mkdir -p "$S"
+  wall() { local t0 t1; t0=$(date +%s.%N); "$@"; local rc=$?; t1=$(date +%s.%N); echo "process wall $(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }") s, exit $rc"; }
+  {
+    rm -rf "$WORK/cache"
+    echo "## cold start, empty kernel cache: bench zoo:resnet50 --engine cuda --precision fp16 -b 1"
+    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-empty.json" 2>&1
+    echo "## cold start, warm kernel cache (same command again)"
+    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-cached.json" 2>&1
+    echo "## every batch 1..64 in one process (a plan each)"
+    timeout 240 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b "$(seq -s, 1 64)" --duration 0.3s --warmup 0.1s --max-windows 3 --json "$S/b1-64.json" 2>&1 | tail -8
+    echo "## build a saved engine"
+    wall timeout 180 "$CLI" build zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,2,4,8,16,32,64 -o "$WORK/r50.bwengine" 2>&1
+    rm -rf "$WORK/cache"
+    echo "## cold start from the saved engine, empty kernel cache"
+    wall timeout 120 "$CLI" bench "$WORK/r50.bwengine" --engine cuda -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-saved.json" 2>&1
+    echo "## padding: b=33 padded to 64 against b=64 and an exact b=33"
+    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,8,32,64 -b 33,64 --duration 1s --warmup 0.3s --json "$S/padded.json" 2>&1 | tail -6
+    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 33 --duration 1s --warmup 0.3s --json "$S/exact33.json" 2>&1 | tail -4
+    echo "## offline throughput at the fixed shapes (this build)"
+    timeout 150 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-new.json" 2>&1 | tail -10
+    if [ -x "$WORK/cli-old/Batchwise.Cli" ]; then
+      echo "## offline throughput at the fixed shapes (the build before this work, same machine, same run)"
+      BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 150 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 1,8,64,256 --duration 1s --warmup 0.5s --json "$S/fixed-old.json" 2>&1 | tail -10
+      echo "## per-layer profiles at b=64 and 256, this build and the one before (layers.csv beside the JSON)"
+      timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-new.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
+      BATCHWISE_CACHE_DIR="$WORK/cache-old" timeout 120 "$WORK/cli-old/Batchwise.Cli" bench zoo:resnet50 --engine cuda --precision fp16 -b 64,256 --profile --duration 0.5s --warmup 0.2s --json "$S/profile-old.json" 2>&1 | grep -E "slowest|^│ +[0-9]+ " | head -24
+    fi
+    if [ -n "$PY" ]; then
+      echo "## YOLOv8n exported with dynamic height and width: plans for 10 x 10 image sizes (320..608, step 32)"
+      PYTHONPATH="$REPO/bench/peers" "$PY" "$REPO/bench/peers/yolov8n.py" --export-any-size "$WORK/yolov8n-any.onnx" --size 640 2>&1 | tail -2
+      wall timeout 240 "$CLI" build "$WORK/yolov8n-any.onnx" --engine cuda --precision fp16 --batch-profile 1 \
+        --shape-profile images:1x3x320x320..1x3x608x608:32 -o "$WORK/yolo-any.bwengine" 2> "$S/yolo-builds.txt"
+      tail -3 "$S/yolo-builds.txt"
+      echo "## compare the dynamic YOLOv8n against ONNX Runtime at 480x640"
+      timeout 120 "$CLI" compare "$WORK/yolov8n-any.onnx" --engines ort,cuda --shape height=480 --shape width=640 2>&1 | tail -6
+    fi
+  } > "$OUT/shapes.txt" 2>&1
+fi
+if [[ " $PHASES " == *" serve "* ]]; then
+  # Issue #11 served: ResNet-50 fp16 with batch profiles (powers of two up to 64), two instances; load at c=16 and c=64
+  # over gRPC; the plan-build counter read before and after the load (no build after ready). Issue #12's served numbers
+  # come from the same setup. Everything in $OUT/serve.txt.
+  export BATCHWISE_CACHE_DIR="$WORK/cache"
+  metric() { "$PY" - "$1" "$2" <<'PYEOF'
+import sys, urllib.request
+url, name = sys.argv[1], sys.argv[2]
+text = urllib.request.urlopen(url, timeout=10).read().decode()
+vals = [l for l in text.splitlines() if l.startswith(name) and not l.startswith("#")]
+print("\n".join(vals) if vals else name + " (absent)")
+PYEOF
+  }
+  {
+    "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 \
+      --http-port 18000 --grpc-port 18001 > "$WORK/serve.log" 2>&1 &
+    SERVER=$!
+    for i in $(seq 1 120); do
+      "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
+      sleep 1
+    done
+    echo "## server log (warm-up)"; cat "$WORK/serve.log"
+    METRICS=http://127.0.0.1:18000/metrics
+    "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/metrics', timeout=2)" 2>/dev/null && METRICS=http://127.0.0.1:8002/metrics
+    echo "## plan builds when ready"; metric "$METRICS" batchwise_plan_builds_total
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64"
+    timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64 --duration 4 --warmup 1 2>&1 | tail -12
+    echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
+    timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
+    echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
+    echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
+    kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
+    tail -3 "$WORK/serve.log"
+  } > "$OUT/serve.txt" 2>&1
+fi
 if [[ " $PHASES " == *" peers "* ]]; then
   # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on
   # ResNet-50 224 and 1600x1008, MobileNetV2 224, YOLOv8n 640, one GPU job at a time, in about 5 minutes; one table with
@@ -160,3 +251,5 @@ if [[ " $PHASES " == *" peers "* ]]; then
   fi
 fi
 ls -la "$OUT"
+# Everything in one archive too: the device tool brings back at most eight files.
+tar -czf /tmp/batchwise-results.tgz -C "$OUT" . && mv /tmp/batchwise-results.tgz "$OUT/results.tgz"

@@ -10,7 +10,7 @@ mkdir -p "$OUT" /tmp/bw-optimize-bench
 run() { # name model args...
   local name=$1 model=$2; shift 2
   echo "== $name: $model $*"
-  "$BW" optimize "$model" -o "/tmp/bw-optimize-bench/$name.onnx" --verify-batch-sizes 1,16 --bench-seconds "$SECONDS_PER_POINT" --threads "$THREADS" --json "$OUT/$name.json" "$@" 2>&1 | grep -vE '^\S+\.\.\.$'
+  "$BW" optimize "$model" -o "/tmp/bw-optimize-bench/$name.onnx" --batch-sizes 1,16 --duration "$SECONDS_PER_POINT" --threads "$THREADS" --json "$OUT/$name.json" "$@" 2>&1 | grep -vE '^\S+\.\.\.$'
 }
 R50='zoo:resnet50?size=160'
 YOLO='zoo:yolov8n?size=320'

@@ -103,6 +103,7 @@ class Detect(nn.Module):
         points, strides = anchor_grid(size)
         self.register_buffer("anchors", points)    # [2, A]: x then y, cell centres in grid units
         self.register_buffer("strides", strides)   # [1, A]
+        self.dynamic = False
 
     def forward(self, xs):
         b = xs[0].shape[0]
@@ -112,10 +113,40 @@ class Detect(nn.Module):
         bins = box.view(b, 4, REG_MAX, -1).transpose(2, 1).softmax(1)              # [b, 16, 4, A]
         distance = nn.functional.conv2d(bins, self.dfl_weight.to(bins.dtype)).view(b, 4, -1)
         lt, rb = distance.chunk(2, 1)
-        anchors = self.anchors.to(distance.dtype)
+        if self.dynamic:
+            # As Ultralytics' make_anchors: the grid from the feature maps' own sizes, so one export takes any image size.
+            anchors, strides = make_anchors(xs)
+        else:
+            anchors, strides = self.anchors, self.strides
+        anchors = anchors.to(distance.dtype)
         x1y1, x2y2 = anchors - lt, anchors + rb
-        boxes = torch.cat(((x1y1 + x2y2) * 0.5, x2y2 - x1y1), 1) * self.strides.to(distance.dtype)
+        boxes = torch.cat(((x1y1 + x2y2) * 0.5, x2y2 - x1y1), 1) * strides.to(distance.dtype)
         return torch.cat((boxes, cls.sigmoid()), 1)
+
+
+def make_anchors(xs):
+    """Anchor centres [2, A] and strides [1, A] from the feature maps' shapes (traced as Shape/Range in an export)."""
+    points, strides = [], []
+    for x, s in zip(xs, STRIDES):
+        h, w = x.shape[2], x.shape[3]
+        gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5, indexing="ij")
+        points.append(torch.stack((gx.flatten(), gy.flatten())))
+        strides.append(torch.ones(1, gx.numel()) * float(s))
+    return torch.cat(points, 1), torch.cat(strides, 1)
+
+
+def export_any_size(path, size=640, opset=17, seed=0):
+    """Exports YOLOv8n with dynamic batch, height and width (anchors computed from shapes, as Ultralytics exports with
+    dynamic=True): the shape-derived subgraph an engine must fold for each new image size."""
+    torch.manual_seed(seed)
+    model = YoloV8n(size).eval()
+    model.model[22].dynamic = True
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.randn(1, 3, size, size),), path, dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=["output0"],
+                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}},
+                          do_constant_folding=True)
+    return path
 
 
 def anchor_grid(size):
@@ -308,9 +339,13 @@ def main():
     p.add_argument("--size", type=int, default=640)
     p.add_argument("--onnx", help="a zoo export of the same size to compare every tensor with")
     p.add_argument("--zoo-count", type=int, help="the parameter count `batchwise zoo export` printed")
+    p.add_argument("--export-any-size", metavar="FILE", help="export an ONNX model with dynamic batch, height and width to FILE and exit")
     p.add_argument("--conformance", metavar="DIR",
                    help="with --onnx: write a node-test case (zoo weights loaded here, torch's output) for `batchwise conformance DIR`")
     args = p.parse_args()
+    if args.export_any_size:
+        print(export_any_size(args.export_any_size, args.size))
+        return
     if args.conformance:
         if not args.onnx:
             p.error("--conformance needs --onnx")

@@ -19,7 +19,7 @@ serve() { # name, extra serve args...
 }
 stop() { kill -TERM $spid; wait $spid; }
 load() { # file, concurrency
-  $bw load 127.0.0.1:18101 -m resnet18 --protocol grpc -c "$2" --json --warmup 3 --duration "$secs" > "$out/$1.json"
+  $bw load 127.0.0.1:18101 -m resnet18 --protocol grpc -c "$2" --json - --warmup 3 --duration "$secs" > "$out/$1.json"
   curl -s 127.0.0.1:18102/metrics | grep -E '^batchwise_inference_batch_size_(sum|count)' > "$out/$1.metrics" || true
 }
 

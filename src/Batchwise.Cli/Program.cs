@@ -1,11 +1,16 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using Batchwise.Cli.Commands;
+using Batchwise.Cli.Options;
 
 namespace Batchwise.Cli;
 
 /// <summary>The batchwise command.</summary>
 public static class Program
 {
+    /// <summary>The program's name in help, usage and errors, whatever the executable file is called.</summary>
+    public const string Name = "batchwise";
+
     /// <summary>Entry point.</summary>
     public static Task<int> Main(string[] args) => RunAsync(args);
 
@@ -18,27 +23,44 @@ public static class Program
             var path = new List<string>();
             for (var r = parse.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
             {
-                path.Insert(0, r.Parent is null ? "batchwise" : r.Command.Name);
+                path.Insert(0, r.Command.Name);
             }
 
-            CommonOptions.WriteError($"{parse.Errors[0].Message.TrimEnd('.')}. Run `{string.Join(' ', path)} --help` for the usage.");
+            var message = RetiredFlags.Explain(parse) ?? parse.Errors[0].Message.TrimEnd('.');
+            CommonOptions.WriteError($"{message}. Run `{string.Join(' ', path)} --help` for the usage.");
             return Task.FromResult(CommonOptions.UserError);
+        }
+
+        if (parse.CommandResult.Command.Name == "serve")
+        {
+            // serve drains on SIGTERM / Ctrl+C itself (up to --drain-timeout) and exits 0; System.CommandLine's own
+            // handler would cut it off after 2 s with exit code 143 / 130.
+            configuration ??= new InvocationConfiguration();
+            configuration.ProcessTerminationTimeout = null;
         }
 
         return parse.InvokeAsync(configuration);
     }
 
-    /// <summary>The root command with every subcommand (each owned by a file under Commands/).</summary>
-    public static RootCommand CreateRoot()
+    /// <summary>
+    /// The root command with every subcommand (each owned by a file under Commands/). It is a plain command named
+    /// batchwise rather than a RootCommand, which takes the executable's file name (Batchwise.Cli) for help and usage.
+    /// </summary>
+    public static Command CreateRoot()
     {
         Engines.EngineRegistry.Register("cuda", () => new Cuda.CudaEngine());
         Analysis.DeviceCeilingsSource.Register("cuda", () => new Cuda.Analysis.GpuCeilingsProbe());
         Engines.GpuTelemetry.Register(Cuda.NvmlTelemetry.TryCreate);
-        var root = new RootCommand("Batchwise: does batching make my ONNX model faster here, by how much, why, and what is the fastest way to run it?");
-        root.Options.Add(CommonOptions.Verbose);
+        var root = new Command(Name, "Batchwise: does batching make my ONNX model faster here, by how much, why, and what is the fastest way to run it?")
+        {
+            new HelpOption(),
+            new VersionOption(),
+            CommonOptions.Verbose,
+        };
         root.Subcommands.Add(ZooCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(BuildCommand.Create());
         root.Subcommands.Add(ExplainCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());
         root.Subcommands.Add(ConformanceCommand.Create());

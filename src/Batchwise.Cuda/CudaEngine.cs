@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using Batchwise.Cuda.Interop;
-using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -32,8 +32,17 @@ public sealed class CudaEngine : IEngine
             ["tactics"] = options.TimedTactics || !CudaSession.HeuristicTactics ? "timed" : "heuristic",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
+            ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
+            ["shape_profiles"] = options.ShapeProfiles.Count == 0 ? "none" : string.Join(' ', options.ShapeProfiles.Select(p => p.Text)),
         };
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
+    }
+
+    /// <inheritdoc/>
+    public EngineOptions Effective(OnnxModel model, EngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.SavedEngine is { } path ? SavedEngine.Read(path, options).Apply(options) : options;
     }
 
     /// <inheritdoc/>
@@ -49,31 +58,69 @@ public sealed class CudaEngine : IEngine
         // Validate before touching the GPU: an unsupported operator fails the same way on every machine.
         OperatorSupport.Validate(model);
         CudaDriver.Initialize();
+        if (model.SavedEngine is { } path)
+        {
+            var saved = SavedEngine.Read(path, options);
+            return new CudaSession(model, saved.Apply(options), saved);
+        }
+
         return new CudaSession(model, options);
+    }
+
+    /// <summary>
+    /// Builds the plan of every batch profile of <paramref name="model"/> (compiling its kernels and choosing its
+    /// algorithms) and writes them with the model to <paramref name="path"/>, for a quick first inference in a new process.
+    /// </summary>
+    /// <param name="model">The model.</param>
+    /// <param name="options">Precision, TF32, batch profiles...</param>
+    /// <param name="path">The .bwengine file to write.</param>
+    /// <param name="inputsFor">Inputs of given shapes, to build each profile's plan with.</param>
+    /// <param name="progress">Receives a line per profile built.</param>
+    /// <returns>The plans built.</returns>
+    public static IReadOnlyList<PlanBuild> Build(OnnxModel model, EngineOptions options, string path, Func<IReadOnlyList<long[]>, IReadOnlyList<Tensor>> inputsFor, IProgress<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        using var session = (CudaSession)new CudaEngine().Load(model, options);
+        session.WarmUp(inputsFor, progress);
+        SavedEngine.Write(path, model, options, session);
+        return session.Builds;
     }
 }
 
-/// <summary>A model loaded on one GPU: its initializers, and one execution plan per set of input shapes.</summary>
-internal sealed class CudaSession : IEngineSession, IPlanTarget
+/// <summary>
+/// A model loaded on one GPU. Three levels, each cached: kernels compiled once per operator signature (on disk too),
+/// library choices per problem, and plans per input shape built from those two in milliseconds. Weights and what is
+/// derived from them are made and uploaded once. Runs take an <see cref="ExecutionSlot"/> (stream, arena, handles) from
+/// a pool, so plans share arenas; a plan's build makes only runs that need that plan wait, never the others. With batch
+/// profiles a batch between two profiles runs padded to the next, at once.
+/// </summary>
+internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IStagedExecution
 {
     private readonly OnnxModel _model;
     private readonly PrimaryContext _context;
     private readonly Dictionary<string, HostTensor> _initializers;
     private readonly HashSet<string> _hostInputs;
-    private readonly Dictionary<string, ExecutionPlan> _plans = new(StringComparer.Ordinal);
-    private readonly Dictionary<HostTensor, DeviceMemory> _weights = new(ReferenceEqualityComparer.Instance);
-    private readonly ConcurrentDictionary<ExecutionPlan, ConcurrentBag<Planning.ExecutionContext>> _idle = new();
+    private readonly ConcurrentDictionary<string, Lazy<ExecutionPlan>> _plans = new(StringComparer.Ordinal);
+    private readonly Dictionary<(HostTensor, ElementType), DeviceMemory> _weights = [];
+    private readonly ConcurrentBag<ExecutionSlot> _idleSlots = [];
+    private readonly List<ExecutionSlot> _allSlots = [];
+    private readonly List<PlanBuild> _builds = [];
+    private readonly Lock _build = new();
     private readonly CudaStream _uploadStream;
     private readonly int _device;
     private readonly string _busId;
+    private readonly SessionConstants _constants = new();
+    private readonly BatchAxis _batchAxis;
     private CudnnHandle? _cudnn;
-    private CublasLtObject? _lt;
+    private CublasLtHandle? _lt;
     private TimingCache? _timingCache;
     private readonly bool _useCudaGraph;
     private readonly bool _timedTactics;
+    private long _largestArena;
     private bool _disposed;
 
-    public CudaSession(OnnxModel model, EngineOptions options)
+    public CudaSession(OnnxModel model, EngineOptions options, SavedEngine? saved = null)
     {
         _model = model;
         _device = CudaDriver.Device(options.DeviceId);
@@ -87,14 +134,23 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         _timedTactics = options.TimedTactics;
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = CudaDriver.CreateStream();
+        Kernels = new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory());
         _initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t =>
         {
             var h = HostTensor.FromProto(t);
             return new HostTensor(h.Type, h.Shape, h.Ints, h.Floats) { IsInitializer = true };
         }, StringComparer.Ordinal);
         _hostInputs = GraphCompiler.HostValueInputs(model);
+        _batchAxis = model.FindBatchAxis();
         Inputs = model.Inputs;
         Outputs = model.Outputs;
+        BatchProfiles = CheckProfiles(options.BatchProfiles);
+        ShapeProfiles = CheckShapeProfiles(options.ShapeProfiles);
+        if (saved is not null)
+        {
+            Kernels.AddImages(saved.Kernels, saved.KernelContents);
+            Choices.Load(saved.Choices);
+        }
     }
 
     public IReadOnlyList<TensorSpec> Inputs { get; }
@@ -110,6 +166,71 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     /// <summary>Every prepared run copies its inputs up and its outputs back (bench --transfers).</summary>
     public bool IncludeTransfers { get; }
 
+    /// <summary>The session's compiled kernels.</summary>
+    public KernelCache Kernels { get; }
+
+    /// <summary>The session's library choices.</summary>
+    public TacticStore Choices { get; } = new();
+
+    /// <inheritdoc/>
+    public IReadOnlyList<int> BatchProfiles { get; }
+
+    /// <summary>Shape profiles by input name.</summary>
+    public IReadOnlyDictionary<string, ShapeProfile> ShapeProfiles { get; }
+
+    /// <inheritdoc/>
+    public event Action<PlanBuild>? PlanBuilt;
+
+    /// <inheritdoc/>
+    public IReadOnlyList<IReadOnlyList<long[]>> WarmUpShapes
+    {
+        get
+        {
+            var batches = BatchProfiles.Count > 0 ? BatchProfiles.Select(b => (long?)b).ToList() : [_batchAxis.IsBatchable ? 1 : null];
+            var result = new List<IReadOnlyList<long[]>>();
+            foreach (var batch in batches.OrderDescending())
+            {
+                // One list of candidate shapes per input; warm-up takes their product.
+                var perInput = Inputs.Select(spec =>
+                {
+                    if (ShapeProfiles.TryGetValue(spec.Name, out var profile))
+                    {
+                        return profile.Grid(_batchAxis.IsBatchable ? batch : null).ToList();
+                    }
+
+                    var dims = spec.Shape.Select((d, i) => d.Value ?? (i == 0 && batch is { } b ? b : -1)).ToArray();
+                    if (dims.Any(d => d < 0))
+                    {
+                        throw new BatchwiseException($"Input '{spec.Name}' ({spec.ShapeText}) has a dynamic dimension that neither a batch profile nor a shape profile covers, so there is no plan to build ahead", $"Give its range with --shape-profile {spec.Name}:MIN..MAX[:STEP] ({ShapeProfile.Syntax}).");
+                    }
+
+                    return new List<long[]> { dims };
+                }).ToList();
+                IEnumerable<IReadOnlyList<long[]>> combos = [[]];
+                foreach (var options in perInput)
+                {
+                    combos = combos.SelectMany(c => options.Select(o => (IReadOnlyList<long[]>)[.. c, o]));
+                }
+
+                result.AddRange(combos);
+            }
+
+            return result;
+        }
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<PlanBuild> Builds
+    {
+        get
+        {
+            lock (_builds)
+            {
+                return [.. _builds];
+            }
+        }
+    }
+
     internal static bool HeuristicTactics => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
     {
         null or "" or "heuristic" => true,
@@ -119,7 +240,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
     public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
 
-    public CublasLtObject PlanningCublasLt => _lt ??= CublasLt.Create();
+    public CublasLtHandle PlanningCublasLt => _lt ??= CublasLt.Create();
 
     /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
@@ -127,6 +248,42 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     /// were slower inside the CUDA-graph run at small batches: bench/results/cuda-part2-h100.md).
     /// </summary>
     public TimingCache? Tactics => HeuristicTactics && !_timedTactics ? null : _timingCache ??= TimingCache.ForDevice(TimingCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version() + "-cublaslt" + CublasLt.Version());
+
+    public T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
+        where T : class => _constants.Derive(recipe, sources, make);
+
+    /// <summary>Where compiled kernels are kept between processes: $BATCHWISE_CACHE_DIR/cuda/kernels (BATCHWISE_KERNEL_CACHE=off keeps none).</summary>
+    private static string? KernelCacheDirectory() =>
+        Environment.GetEnvironmentVariable("BATCHWISE_KERNEL_CACHE")?.Trim().ToLowerInvariant() is "off" or "0" or "false"
+            ? null
+            : Path.Combine(TimingCache.DefaultDirectory(), "kernels");
+
+    private List<int> CheckProfiles(IReadOnlyList<int> profiles)
+    {
+        if (profiles.Count == 0)
+        {
+            return [];
+        }
+
+        if (profiles.Any(p => p < 1))
+        {
+            throw new BatchwiseException($"Batch profile {profiles.First(p => p < 1)} is not a batch size", "Give batch profiles as positive sizes, e.g. --batch-profile 1,8,32,64.");
+        }
+
+        if (!_batchAxis.IsBatchable)
+        {
+            throw new BatchwiseException($"Batch profiles need a batch axis, and '{_model.Name}' has none: {_batchAxis.Reason}", "Drop --batch-profile, or re-export the model with a dynamic first dimension.");
+        }
+
+        // Padded rows are cut off each output's first axis: every output must carry the batch there.
+        var unbatched = Outputs.FirstOrDefault(o => o.Shape.Count == 0 || !o.Shape[0].IsDynamic);
+        if (unbatched is not null)
+        {
+            throw new BatchwiseException($"Batch profiles need every output to carry the batch axis first; output '{unbatched.Name}' is {unbatched.ShapeText}", "Drop --batch-profile (each batch size then gets its own plan), or export the output with a dynamic first dimension.");
+        }
+
+        return [.. profiles.Distinct().Order()];
+    }
 
     public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
     {
@@ -146,10 +303,183 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
         }
 
         _context.MakeCurrent();
-        var plan = PlanFor(inputs);
-        var context = _idle.GetOrAdd(plan, _ => []).TryTake(out var idle) ? idle : new Planning.ExecutionContext(plan, _useCudaGraph);
-        return new CudaPreparedRun(this, plan, context, inputs);
+        CheckShapeProfiles([.. inputs.Select(t => t.Shape)]);
+
+        var rows = -1;
+        if (ProfileFor([.. inputs.Select(t => t.Shape)]) is { } profile)
+        {
+            rows = (int)inputs[0].Shape[0];
+            inputs = PadRows(inputs, profile);
+        }
+
+        var plan = PlanFor(ShapeKey(inputs), () => inputs);
+        return OnSlot(plan, (slot, context) => new CudaPreparedRun(this, plan, slot, context, inputs, rows));
     }
+
+    /// <inheritdoc/>
+    public void WarmUp(Func<IReadOnlyList<long[]>, IReadOnlyList<Tensor>> inputsFor, IProgress<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(inputsFor);
+
+        // Largest batch first: the slots' arenas are sized once, for the largest plan.
+        var all = WarmUpShapes;
+        for (var i = 0; i < all.Count; i++)
+        {
+            var started = Stopwatch.GetTimestamp();
+            var builds = Builds.Count;
+            using (var run = (CudaPreparedRun)Prepare(inputsFor(all[i])))
+            {
+                run.Run();
+                run.Run(); // the second run captures the CUDA graph
+            }
+
+            var build = Builds.Skip(builds).FirstOrDefault();
+            progress?.Report(string.Create(CultureInfo.InvariantCulture,
+                $"warm-up {i + 1}/{all.Count} {string.Join(", ", all[i].Select(Tensor.ShapeText))}: plan {(build is null ? "existed" : $"built in {build.Seconds * 1000:F1} ms ({build.KernelsCompiled} kernels compiled)")}, two runs, {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms in all"));
+        }
+    }
+
+    private Dictionary<string, ShapeProfile> CheckShapeProfiles(IReadOnlyList<ShapeProfile> profiles)
+    {
+        var byName = new Dictionary<string, ShapeProfile>(StringComparer.Ordinal);
+        foreach (var p in profiles)
+        {
+            var spec = Inputs.FirstOrDefault(i => i.Name == p.Input)
+                ?? throw new BatchwiseException($"--shape-profile names input '{p.Input}', which '{_model.Name}' does not have", $"Its inputs: {string.Join(", ", Inputs.Select(i => i.ToString()))}.");
+            if (spec.Shape.Count != p.Min.Length)
+            {
+                throw new BatchwiseException($"--shape-profile {p.Text} has rank {p.Min.Length}; input '{spec.Name}' is {spec.ShapeText}", "Give every dimension of the input, e.g. " + ShapeProfile.Syntax + ".");
+            }
+
+            for (var d = _batchAxis.IsBatchable ? 1 : 0; d < p.Min.Length; d++)
+            {
+                if (spec.Shape[d].Value is { } fixedSize && (p.Min[d] != fixedSize || p.Max[d] != fixedSize))
+                {
+                    throw new BatchwiseException($"--shape-profile {p.Text}: dimension {d} of input '{spec.Name}' is fixed at {fixedSize} in the model", $"Give it as {fixedSize} in MIN and MAX.");
+                }
+            }
+
+            if (!byName.TryAdd(p.Input, p))
+            {
+                throw new BatchwiseException($"Input '{p.Input}' has two shape profiles", "Give one --shape-profile per input.");
+            }
+        }
+
+        return byName;
+    }
+
+    /// <summary>The profile a batch runs padded to, or null when it runs at its own size.</summary>
+    private int? ProfileFor(IReadOnlyList<long[]> shapes)
+    {
+        if (BatchProfiles.Count == 0 || shapes.Count == 0 || _hostInputs.Count > 0 || shapes.Any(s => s.Length == 0))
+        {
+            return null;
+        }
+
+        var batch = shapes[0][0];
+        if (shapes.Any(s => s[0] != batch) || BatchProfiles.Contains((int)batch) || batch > BatchProfiles[^1])
+        {
+            return null;
+        }
+
+        // An exact plan built earlier (a profile-less run, or a saved one) is used as it is.
+        if (_plans.TryGetValue(ShapeKeyOf(shapes), out var exact) && exact.IsValueCreated)
+        {
+            return null;
+        }
+
+        return BatchProfiles.First(p => p >= batch);
+    }
+
+    /// <summary>The plan key of inputs of these shapes (for models whose inputs give no host values).</summary>
+    private string ShapeKeyOf(IReadOnlyList<long[]> shapes) =>
+        string.Join(";", shapes.Select((s, i) => Inputs[i].Name + ":" + Inputs[i].ElementType.ShortName() + Tensor.ShapeText(s)));
+
+    /// <inheritdoc/>
+    public IStagedRun Stage(IReadOnlyList<long[]> inputShapes)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(inputShapes);
+        if (_hostInputs.Count > 0)
+        {
+            // Inputs whose values decide the plan (a shape given as a tensor) go through the ordinary path.
+            return new ManagedStagedRun(this, inputShapes);
+        }
+
+        if (inputShapes.Count != Inputs.Count)
+        {
+            throw new BatchwiseException($"The model takes {Inputs.Count} inputs ({string.Join(", ", Inputs.Select(i => i.Name))}); {inputShapes.Count} given", "Pass one shape per input.");
+        }
+
+        _context.MakeCurrent();
+        CheckShapeProfiles(inputShapes);
+
+        var rows = -1;
+        var shapes = inputShapes;
+        if (ProfileFor(inputShapes) is { } profile)
+        {
+            rows = (int)inputShapes[0][0];
+            shapes = [.. inputShapes.Select(s => (long[])[profile, .. s[1..]])];
+        }
+
+        var plan = PlanFor(ShapeKeyOf(shapes), () => [.. shapes.Select((s, i) => Tensor.Zeros(Inputs[i].ElementType, s))]);
+        return OnSlot(plan, (slot, context) => new CudaStagedRun(this, plan, slot, context, inputShapes, rows));
+    }
+
+    /// <summary>A run of <paramref name="plan"/> made by <paramref name="make"/> on a slot rented from the pool (returned to it if making fails).</summary>
+    private T OnSlot<T>(ExecutionPlan plan, Func<ExecutionSlot, Planning.ExecutionContext, T> make)
+    {
+        if (!_idleSlots.TryTake(out var slot))
+        {
+            slot = new ExecutionSlot();
+            lock (_allSlots)
+            {
+                _allSlots.Add(slot);
+            }
+        }
+
+        try
+        {
+            return make(slot, slot.ContextFor(plan, _useCudaGraph, Interlocked.Read(ref _largestArena)));
+        }
+        catch
+        {
+            _idleSlots.Add(slot);
+            throw;
+        }
+    }
+
+    /// <summary>Refuses, with the reason, an input shape outside its shape profile.</summary>
+    private void CheckShapeProfiles(IReadOnlyList<long[]> shapes)
+    {
+        for (var i = 0; i < shapes.Count; i++)
+        {
+            if (ShapeProfiles.TryGetValue(Inputs[i].Name, out var sp) && sp.Check(shapes[i], _batchAxis.IsBatchable) is { } why)
+            {
+                throw new BatchwiseException(why, "Resize or pad the input onto the profile's grid, or build with a wider --shape-profile.");
+            }
+        }
+    }
+
+    /// <summary>The inputs with zero rows appended up to <paramref name="rows"/> along the batch axis.</summary>
+    private static Tensor[] PadRows(IReadOnlyList<Tensor> inputs, int rows)
+    {
+        var padded = new Tensor[inputs.Count];
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            var t = inputs[i];
+            var shape = (long[])t.Shape.Clone();
+            shape[0] = rows;
+            var p = Tensor.Zeros(t.ElementType, shape);
+            t.Data.AsSpan().CopyTo(p.Data);
+            padded[i] = p;
+        }
+
+        return padded;
+    }
+
+    private string ShapeKey(IReadOnlyList<Tensor> inputs) =>
+        string.Join(";", inputs.Select((t, i) => Inputs[i].Name + ":" + t.ElementType.ShortName() + Tensor.ShapeText(t.Shape) + (_hostInputs.Contains(Inputs[i].Name) ? "=" + string.Join(",", t.ToDoubles().Select(d => d.ToString("R", CultureInfo.InvariantCulture))) : string.Empty)));
 
     public DeviceSample? SampleDevice()
     {
@@ -171,32 +501,51 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
     internal void MakeCurrent() => _context.MakeCurrent();
 
-    internal void Return(ExecutionPlan plan, Planning.ExecutionContext context)
+    internal void Return(ExecutionSlot slot)
     {
         if (_disposed)
         {
-            context.Dispose();
-            return;
+            return; // disposed with the session
         }
 
-        _idle.GetOrAdd(plan, _ => []).Add(context);
+        _idleSlots.Add(slot);
     }
 
-    private ExecutionPlan PlanFor(IReadOnlyList<Tensor> inputs)
+    /// <summary>The plan for these inputs: built once (only runs that need it wait for it), then shared.</summary>
+    private ExecutionPlan PlanFor(string key, Func<IReadOnlyList<Tensor>> inputs)
     {
-        var key = string.Join(";", inputs.Select((t, i) => t.ElementType + Tensor.ShapeText(t.Shape) + (_hostInputs.Contains(Inputs[i].Name) ? "=" + string.Join(",", t.ToDoubles().Select(d => d.ToString("R", CultureInfo.InvariantCulture))) : string.Empty)));
-        lock (_plans)
+        var lazy = _plans.GetOrAdd(key, k => new Lazy<ExecutionPlan>(() => Build(k, inputs()), LazyThreadSafetyMode.ExecutionAndPublication));
+        try
         {
-            if (_plans.TryGetValue(key, out var plan))
-            {
-                return plan;
-            }
+            return lazy.Value;
+        }
+        catch
+        {
+            _plans.TryRemove(new KeyValuePair<string, Lazy<ExecutionPlan>>(key, lazy)); // a failed build is tried again next time
+            throw;
+        }
+    }
 
-            plan = new GraphCompiler(_model, this).Compile(inputs, _initializers, _hostInputs);
+    private ExecutionPlan Build(string key, IReadOnlyList<Tensor> inputs)
+    {
+        // Builds run one at a time (they share the planning cuDNN and cuBLASLt handles); runs never take this lock.
+        lock (_build)
+        {
+            _context.MakeCurrent();
+            var started = Stopwatch.GetTimestamp();
+            var (compiled, loaded, compileSeconds) = (Kernels.Compiled, Kernels.Loaded, Kernels.CompileSeconds);
+            var compiler = new GraphCompiler(_model, this);
+            var plan = compiler.Compile(inputs, _initializers, _hostInputs);
+            var graphDone = Stopwatch.GetTimestamp();
+            double kernelSeconds, constantSeconds;
             try
             {
-                CompileKernels(plan);
+                Kernels.Resolve(plan.Steps.OfType<KernelStep>());
+                plan.Gate = Kernels.Gate;
+                var kernelsDone = Stopwatch.GetTimestamp();
+                kernelSeconds = Stopwatch.GetElapsedTime(graphDone, kernelsDone).TotalSeconds;
                 UploadConstants(plan);
+                constantSeconds = Stopwatch.GetElapsedTime(kernelsDone).TotalSeconds;
                 _timingCache?.Save();
             }
             catch
@@ -205,53 +554,57 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
                 throw;
             }
 
-            _plans[key] = plan;
+            InterlockedMax(ref _largestArena, plan.Memory.ArenaBytes);
+            var graphSeconds = Stopwatch.GetElapsedTime(started, graphDone).TotalSeconds;
+            var build = new PlanBuild(key, Stopwatch.GetElapsedTime(started).TotalSeconds, Kernels.Compiled - compiled, Kernels.Loaded - loaded, Kernels.CompileSeconds - compileSeconds, plan.Steps.Count)
+            {
+                Phases = new Dictionary<string, double>(StringComparer.Ordinal)
+                {
+                    ["graph"] = graphSeconds - compiler.LibrarySeconds,
+                    ["library_queries"] = compiler.LibrarySeconds,
+                    ["kernels"] = kernelSeconds,
+                    ["constants"] = constantSeconds,
+                },
+            };
+            lock (_builds)
+            {
+                _builds.Add(build);
+            }
+
+            PlanBuilt?.Invoke(build);
             return plan;
         }
     }
 
-    private void CompileKernels(ExecutionPlan plan)
+    private static void InterlockedMax(ref long target, long value)
     {
-        var kernels = plan.Steps.OfType<KernelStep>().ToList();
-
-        var names = new Dictionary<string, string>(StringComparer.Ordinal);
-        var source = new System.Text.StringBuilder(KernelSource.Prelude);
-        foreach (var k in kernels)
+        var current = Interlocked.Read(ref target);
+        while (value > current)
         {
-            if (!names.TryGetValue(k.Source, out var name))
+            var seen = Interlocked.CompareExchange(ref target, value, current);
+            if (seen == current)
             {
-                name = "bw_k" + names.Count.ToString(CultureInfo.InvariantCulture);
-                names[k.Source] = name;
-                source.Append(k.Source.Replace(KernelSource.Name, name, StringComparison.Ordinal)).Append('\n');
+                return;
             }
 
-            k.FunctionName = name;
-        }
-
-        var cubin = Nvrtc.CompileToCubin(source.ToString(), _model.Name + ".cu", ComputeCapability);
-        var module = CudaDriver.LoadModule(cubin);
-        plan.Own(module);
-        plan.Gate = CudaDriver.GetFunction(module, KernelSource.GateKernel);
-        var functions = names.Values.ToDictionary(n => n, n => CudaDriver.GetFunction(module, n), StringComparer.Ordinal);
-        foreach (var k in kernels)
-        {
-            k.Function = functions[k.FunctionName];
+            current = seen;
         }
     }
 
+    /// <summary>Uploads the plan's constants; session-owned ones (weights and what derives from them) once per session.</summary>
     private unsafe void UploadConstants(ExecutionPlan plan)
     {
         foreach (var b in plan.Buffers.Where(b => !b.IsArena))
         {
             var t = b.Constant!;
-            if (t.IsInitializer && _weights.TryGetValue(t, out var shared))
+            if (t.IsInitializer && _weights.TryGetValue((t, b.StorageType), out var shared))
             {
                 plan.ConstantPointers[b.Id] = shared.Pointer;
                 continue;
             }
 
-            var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
-            var memory = CudaDriver.Allocate(bytes.Length);
+            var bytes = StorageBytes(t, b.StorageType);
+            var memory = CudaDriver.Allocate(Math.Max(1, bytes.Length));
             fixed (byte* p = bytes)
             {
                 CudaDriver.CopyToDevice(memory.Pointer, p, bytes.Length, _uploadStream);
@@ -260,7 +613,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
             if (t.IsInitializer)
             {
-                _weights[t] = memory;
+                _weights[(t, b.StorageType)] = memory;
             }
             else
             {
@@ -269,6 +622,45 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
             plan.ConstantPointers[b.Id] = memory.Pointer;
         }
+    }
+
+    /// <summary>
+    /// A constant's bytes as the device stores it: float weights straight to float32 or float16 in parallel chunks (a
+    /// large model's weights are converted once, when its first plan is built); anything else through the host tensor's
+    /// own conversion.
+    /// </summary>
+    private static byte[] StorageBytes(HostTensor t, ElementType storage)
+    {
+        if (!t.IsFloat || storage is not (ElementType.Float or ElementType.Float16) || t.Count < 65536)
+        {
+            return (storage == t.Type ? t : t.CastTo(storage)).ToBytes();
+        }
+
+        var values = t.Floats!;
+        var bytes = new byte[values.Length * storage.SizeOf()];
+        const int Chunk = 1 << 16;
+        Parallel.For(0, (values.Length + Chunk - 1) / Chunk, c =>
+        {
+            var start = c * Chunk;
+            var end = Math.Min(values.Length, start + Chunk);
+            if (storage == ElementType.Float16)
+            {
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
+                for (var i = start; i < end; i++)
+                {
+                    dst[i] = (Half)(float)values[i];
+                }
+            }
+            else
+            {
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
+                for (var i = start; i < end; i++)
+                {
+                    dst[i] = (float)values[i];
+                }
+            }
+        });
+        return bytes;
     }
 
     public void Dispose()
@@ -280,17 +672,17 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
 
         _disposed = true;
         _context.MakeCurrent();
-        foreach (var bag in _idle.Values)
+        lock (_allSlots)
         {
-            while (bag.TryTake(out var c))
+            foreach (var slot in _allSlots)
             {
-                c.Dispose();
+                slot.Dispose();
             }
         }
 
-        foreach (var p in _plans.Values)
+        foreach (var p in _plans.Values.Where(l => l.IsValueCreated))
         {
-            p.Dispose();
+            p.Value.Dispose();
         }
 
         foreach (var w in _weights.Values)
@@ -298,6 +690,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
             w.Dispose();
         }
 
+        Kernels.Dispose();
         _cudnn?.Dispose();
         _lt?.Dispose();
         _uploadStream.Dispose();
@@ -305,20 +698,28 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget
     }
 }
 
-/// <summary>Inputs bound on the device for repeated runs at one shape; the outputs are read back on demand.</summary>
+/// <summary>
+/// Inputs bound on the device for repeated runs at one shape; the outputs are read back on demand. A run padded to a
+/// batch profile reads back only its own rows.
+/// </summary>
 internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfiling
 {
     private readonly CudaSession _session;
     private readonly ExecutionPlan _plan;
+    private readonly ExecutionSlot _slot;
     private readonly Planning.ExecutionContext _context;
+    private readonly int _rows;
     private IReadOnlyList<Tensor>? _outputs;
     private bool _disposed;
 
-    public CudaPreparedRun(CudaSession session, ExecutionPlan plan, Planning.ExecutionContext context, IReadOnlyList<Tensor> inputs)
+    /// <param name="rows">The caller's batch when the inputs were padded to a profile (outputs are cut to it); -1 otherwise.</param>
+    public CudaPreparedRun(CudaSession session, ExecutionPlan plan, ExecutionSlot slot, Planning.ExecutionContext context, IReadOnlyList<Tensor> inputs, int rows)
     {
         _session = session;
         _plan = plan;
+        _slot = slot;
         _context = context;
+        _rows = rows;
         if (session.IncludeTransfers)
         {
             context.StageInputs(inputs);
@@ -336,9 +737,10 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
             fixed (byte* p = inputs[i].Data)
             {
                 CudaDriver.CopyToDevice(context.Pointer(buffer), p, inputs[i].Data.Length, context.Stream);
-                CudaDriver.Synchronize(context.Stream);
             }
         }
+
+        CudaDriver.Synchronize(context.Stream);
     }
 
     public double Run()
@@ -367,8 +769,8 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
 
         if (StagedOutputs() is { } staged)
         {
-            _outputs = staged;
-            return staged;
+            _outputs = staged.Select(CutToRows).ToList();
+            return _outputs;
         }
 
         _session.MakeCurrent();
@@ -377,25 +779,42 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
         {
             if (o.Constant is not null)
             {
-                result.Add(o.Constant.CastTo(o.Type).ToTensor());
+                result.Add(CutToRows(o.Constant.CastTo(o.Type).ToTensor()));
                 continue;
             }
 
-            var t = Tensor.Zeros(o.Type, o.Shape);
+            // Padded to a profile: only the caller's rows come back.
+            var shape = _rows >= 0 && o.Shape.Length > 0 ? [_rows, .. o.Shape[1..]] : o.Shape;
+            var t = Tensor.Zeros(o.Type, shape);
             if (t.Data.Length > 0)
             {
                 fixed (byte* p = t.Data)
                 {
                     CudaDriver.CopyToHost(p, _context.Pointer(o.Buffer), t.Data.Length, _context.Stream);
-                    CudaDriver.Synchronize(_context.Stream);
                 }
             }
 
             result.Add(t);
         }
 
+        CudaDriver.Synchronize(_context.Stream);
         _outputs = result;
         return result;
+    }
+
+    /// <summary>The first <see cref="_rows"/> rows of a padded run's output; the output itself otherwise.</summary>
+    private Tensor CutToRows(Tensor t)
+    {
+        if (_rows < 0 || t.Shape.Length == 0 || t.Shape[0] == _rows)
+        {
+            return t;
+        }
+
+        var shape = (long[])t.Shape.Clone();
+        shape[0] = _rows;
+        var cut = Tensor.Zeros(t.ElementType, shape);
+        t.Data.AsSpan(0, cut.Data.Length).CopyTo(cut.Data);
+        return cut;
     }
 
     public void Dispose()
@@ -403,7 +822,7 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
         if (!_disposed)
         {
             _disposed = true;
-            _session.Return(_plan, _context);
+            _session.Return(_slot);
         }
     }
 }

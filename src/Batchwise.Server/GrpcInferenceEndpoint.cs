@@ -7,7 +7,7 @@ using Grpc.Core;
 namespace Batchwise.Server;
 
 /// <summary>The Open Inference Protocol's gRPC service (inference.GRPCInferenceService).</summary>
-internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing) : GRPCInferenceService.GRPCInferenceServiceBase
+internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission) : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
@@ -208,7 +208,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         timer.Identify(request.Id);
         try
         {
-            var response = await InferAsync(lease.Model, request, timer, cancellationToken).ConfigureAwait(false);
+            var response = await InferAsync(lease.Model, request, timer, admission, cancellationToken).ConfigureAwait(false);
             timer.Succeeded();
             return response;
         }
@@ -219,59 +219,19 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         }
     }
 
-    private static async Task<ModelInferResponse> InferAsync(ServedModel model, ModelInferRequest request, RequestTimer timer, CancellationToken cancellationToken)
+    private static async Task<ModelInferResponse> InferAsync(ServedModel model, ModelInferRequest request, RequestTimer timer, RequestAdmission admission, CancellationToken cancellationToken)
     {
-        var raw = request.RawInputContents.Count > 0;
-        if (raw && request.RawInputContents.Count != request.Inputs.Count)
-        {
-            throw InferenceError.BadRequest($"raw_input_contents has {request.RawInputContents.Count} entries for {request.Inputs.Count} inputs; give one per input");
-        }
+        using var lease = admission.Admit();
 
-        var inputs = new List<NamedTensor>(request.Inputs.Count);
-        for (var i = 0; i < request.Inputs.Count; i++)
-        {
-            var input = request.Inputs[i];
-            var type = TensorCodec.ParseDatatype(input.Name, input.Datatype);
-            var shape = input.Shape.ToArray();
-            model.CheckInput(input.Name, type, shape);
-            if (raw && input.Contents is not null)
-            {
-                throw InferenceError.BadRequest($"Input '{input.Name}' sets contents while the request uses raw_input_contents; use one or the other");
-            }
-
-            var tensor = raw
-                ? TensorCodec.FromBytes(input.Name, type, shape, request.RawInputContents[i].Span)
-                : TensorCodec.FromContents(input.Name, type, shape, input.Contents ?? new InferTensorContents());
-            inputs.Add(new NamedTensor(input.Name, tensor));
-        }
-
-        var priority = 0;
-        TimeSpan? timeout = null;
-        if (request.Parameters.TryGetValue("priority", out var p))
-        {
-            priority = p.ParameterChoiceCase switch
-            {
-                InferParameter.ParameterChoiceOneofCase.Int64Param => (int)p.Int64Param,
-                InferParameter.ParameterChoiceOneofCase.Uint64Param => (int)p.Uint64Param,
-                _ => throw InferenceError.BadRequest("Parameter 'priority' must be an integer"),
-            };
-        }
-
-        if (request.Parameters.TryGetValue("timeout", out var t))
-        {
-            var us = t.ParameterChoiceCase switch
-            {
-                InferParameter.ParameterChoiceOneofCase.Int64Param => t.Int64Param,
-                InferParameter.ParameterChoiceOneofCase.Uint64Param => (long)t.Uint64Param,
-                _ => throw InferenceError.BadRequest("Parameter 'timeout' must be an integer (microseconds)"),
-            };
-            timeout = us > 0 ? TimeSpan.FromMicroseconds(us) : null;
-        }
-
+        // The message is already parsed in memory: charge what it holds before decoding anything from it.
+        lease.Charge(request.RawInputContents.Sum(r => (long)r.Length) + request.Inputs.Sum(i => TensorCodec.ContentsBytes(i.Contents)));
+        var priority = request.Parameters.TryGetValue("priority", out var p) ? RequestValidator.Priority(RequestValidator.Parameter(p)) : 0;
+        var timeout = request.Parameters.TryGetValue("timeout", out var t) ? RequestValidator.Timeout(RequestValidator.Parameter(t)) : null;
         var indices = request.Outputs.Count > 0
             ? request.Outputs.Select(o => (model.OutputIndex(o.Name), ClassCount(o))).ToList()
             : Enumerable.Range(0, model.Outputs.Count).Select(i => (i, 0)).ToList();
-        var outputs = await model.InferAsync(inputs, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
+        var parsed = Decode(request, model, lease);
+        var outputs = await model.InferAsync(parsed, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
         foreach (var (i, classCount) in indices)
         {
@@ -336,6 +296,66 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return stats;
     }
 
+    /// <summary>
+    /// Decodes the inputs with the same rules as HTTP: shapes against the model, sizes with overflow checks, data
+    /// present against the size claimed, the total against --max-request-bytes and charged, and only then allocated.
+    /// </summary>
+    internal static List<NamedTensor> Decode(ModelInferRequest request, ServedModel model, RequestAdmission.Lease lease)
+    {
+        var raw = request.RawInputContents.Count > 0;
+        if (raw && request.RawInputContents.Count != request.Inputs.Count)
+        {
+            throw InferenceError.BadRequest($"raw_input_contents has {request.RawInputContents.Count} entries for {request.Inputs.Count} inputs; give one per input");
+        }
+
+        var planned = new List<(string Name, ElementType Type, long[] Shape)>(request.Inputs.Count);
+        long total = 0;
+        for (var i = 0; i < request.Inputs.Count; i++)
+        {
+            var input = request.Inputs[i];
+            var type = TensorCodec.ParseDatatype(input.Name, input.Datatype);
+            var shape = input.Shape.ToArray();
+            model.CheckInput(input.Name, type, shape);
+            if (raw && input.Contents is not null)
+            {
+                throw InferenceError.BadRequest($"Input '{input.Name}' sets contents while the request uses raw_input_contents; use one or the other");
+            }
+
+            // BYTES elements have no fixed size: what was sent is what they take (their count is checked when decoded).
+            var bytes = type == ElementType.String
+                ? raw ? request.RawInputContents[i].Length : TensorCodec.ContentsBytes(input.Contents) + (4 * RequestValidator.ElementCount(input.Name, shape))
+                : RequestValidator.ByteCount(input.Name, type, shape);
+            if (raw)
+            {
+                if (type != ElementType.String)
+                {
+                    RequestValidator.CheckDataBytes(input.Name, type, shape, bytes, request.RawInputContents[i].Length);
+                }
+            }
+            else
+            {
+                RequestValidator.CheckValueCount(input.Name, shape, RequestValidator.ElementCount(input.Name, shape), TensorCodec.ContentsCount(input.Name, type, input.Contents ?? new InferTensorContents()));
+            }
+
+            planned.Add((input.Name, type, shape));
+            total = total > long.MaxValue - bytes ? long.MaxValue : total + bytes;
+        }
+
+        lease.Admission.CheckRequestBytes(total);
+        lease.Charge(total);
+        var inputs = new List<NamedTensor>(planned.Count);
+        for (var i = 0; i < planned.Count; i++)
+        {
+            var (name, type, shape) = planned[i];
+            var tensor = raw
+                ? TensorCodec.FromBytes(name, type, shape, request.RawInputContents[i].Span)
+                : TensorCodec.FromContents(name, type, shape, request.Inputs[i].Contents ?? new InferTensorContents());
+            inputs.Add(new NamedTensor(name, tensor));
+        }
+
+        return inputs;
+    }
+
     private static ModelMetadataResponse.Types.TensorMetadata Describe(TensorSpec spec)
     {
         var m = new ModelMetadataResponse.Types.TensorMetadata { Name = spec.Name, Datatype = spec.ElementType.ProtocolName() };
@@ -352,6 +372,11 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         catch (InferenceError e)
         {
             throw new RpcException(new Status(e.GrpcStatus, e.Message));
+        }
+        catch (Exception e) when (e is not RpcException and not OperationCanceledException)
+        {
+            // Not the caller's fault, and still a precise status: never UNKNOWN.
+            throw new RpcException(new Status(StatusCode.Internal, $"Internal error ({e.GetType().Name}): {e.Message}"));
         }
     }
 }

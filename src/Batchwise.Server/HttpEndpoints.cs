@@ -33,7 +33,7 @@ internal static class HttpEndpoints
         }
     });
 
-    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options, RequestTracing tracing)
+    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
         {
@@ -60,8 +60,8 @@ internal static class HttpEndpoints
         app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => ReadyAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
         app.MapGet("/v2/models/{name}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, Route(ctx, "name"), null)));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, Route(ctx, "name"), Route(ctx, "version"))));
+        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, Route(ctx, "name"), null)));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, Route(ctx, "name"), Route(ctx, "version"))));
 
         // The trace and logging extensions.
         app.MapGet("/v2/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, null, update: false)));
@@ -128,6 +128,11 @@ internal static class HttpEndpoints
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
             // The client went away; its queued work was dropped and nobody reads the answer.
+        }
+        catch (Exception e)
+        {
+            // Not the client's fault: still the protocol's error object, never an empty 500.
+            await WriteErrorAsync(ctx, 500, $"Internal error ({e.GetType().Name}): {e.Message}").ConfigureAwait(false);
         }
     }
 
@@ -368,7 +373,7 @@ internal static class HttpEndpoints
         await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted).ConfigureAwait(false);
     }
 
-    private static async Task InferAsync(HttpContext ctx, ModelRepository models, RequestTracing tracing, string name, string? version)
+    private static async Task InferAsync(HttpContext ctx, ModelRepository models, RequestTracing tracing, RequestAdmission admission, string name, string? version)
     {
         var received = Stopwatch.GetTimestamp();
         using var lease = models.Acquire(name, version);
@@ -377,7 +382,7 @@ internal static class HttpEndpoints
         timer.TraceWith(tracing, "http", ctx.Request.Headers.TryGetValue("traceparent", out var parent) ? parent.ToString() : null);
         try
         {
-            await InferAsync(ctx, model, timer).ConfigureAwait(false);
+            await InferAsync(ctx, model, timer, admission).ConfigureAwait(false);
             timer.Succeeded();
         }
         catch
@@ -387,10 +392,11 @@ internal static class HttpEndpoints
         }
     }
 
-    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestTimer timer)
+    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestTimer timer, RequestAdmission admission)
     {
-        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
-        body = Decompress(ctx, body);
+        using var lease = admission.Admit();
+        var body = await ReadBodyAsync(ctx, lease).ConfigureAwait(false);
+        body = Decompress(ctx, body, lease);
         var headerLength = body.Length;
         if (ctx.Request.Headers.TryGetValue(HeaderLength, out var lengthText))
         {
@@ -400,27 +406,19 @@ internal static class HttpEndpoints
             }
         }
 
-        JsonDocument doc;
-        try
+        ParsedRequest request;
+        using (var doc = ParseJson(body.AsMemory(0, headerLength), lease))
         {
-            doc = JsonDocument.Parse(body.AsMemory(0, headerLength));
-        }
-        catch (JsonException e)
-        {
-            throw InferenceError.BadRequest($"The request is not valid JSON: {e.Message}");
+            request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease);
         }
 
-        using (doc)
-        {
-            var request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model);
-            timer.Identify(request.Id);
-            var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
-            await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
-        }
+        timer.Identify(request.Id);
+        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
+        await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
     }
 
     /// <summary>A request body sent with Content-Encoding gzip or deflate (zlib, as HTTP means it), inflated up to the body limit.</summary>
-    private static byte[] Decompress(HttpContext ctx, byte[] body)
+    private static byte[] Decompress(HttpContext ctx, byte[] body, RequestAdmission.Lease? lease)
     {
         var encoding = ctx.Request.Headers.ContentEncoding.ToString().Trim();
         if (encoding.Length == 0 || string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
@@ -448,6 +446,8 @@ internal static class HttpEndpoints
                     throw new InferenceError(413, Grpc.Core.StatusCode.ResourceExhausted, $"The request body inflates past the server's limit ({limit} bytes); raise --max-body-size or send smaller batches");
                 }
 
+                // Charged twice: the stream's buffer, and the copy made at the end.
+                lease?.Charge(2L * n);
                 inflated.Write(buffer, 0, n);
             }
         }
@@ -477,7 +477,8 @@ internal static class HttpEndpoints
         return null;
     }
 
-    private static async Task<byte[]> ReadBodyAsync(HttpContext ctx)
+    /// <summary>Reads the body, charging its bytes to the request (when it has a lease) before they are allocated.</summary>
+    private static async Task<byte[]> ReadBodyAsync(HttpContext ctx, RequestAdmission.Lease? lease = null)
     {
         if (ctx.Request.ContentLength is { } length)
         {
@@ -487,42 +488,98 @@ internal static class HttpEndpoints
                 throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
             }
 
+            lease?.Charge(length);
             var buffer = new byte[length];
             await ctx.Request.Body.ReadExactlyAsync(buffer, ctx.RequestAborted).ConfigureAwait(false);
             return buffer;
         }
 
+        // Chunked: the body limit stops the read; each chunk is charged before the buffer grows for it (twice: a copy is made at the end).
         using var ms = new MemoryStream();
-        await ctx.Request.Body.CopyToAsync(ms, ctx.RequestAborted).ConfigureAwait(false);
+        var chunk = ArrayPool<byte>.Shared.Rent(81920);
+        try
+        {
+            int read;
+            while ((read = await ctx.Request.Body.ReadAsync(chunk, ctx.RequestAborted).ConfigureAwait(false)) > 0)
+            {
+                lease?.Charge(2L * read);
+                ms.Write(chunk, 0, read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
+
         return ms.ToArray();
     }
 
-    private sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount)> Outputs, int Priority, TimeSpan? Timeout);
+    /// <summary>
+    /// Parses the JSON header after charging the memory its parsed form takes: the header is scanned once without
+    /// allocating, and each of its tokens costs one 12-byte row of the document's index, rounded up to the array pool's
+    /// power of two (an estimate: while the index grows it briefly holds its old and new arrays).
+    /// </summary>
+    internal static JsonDocument ParseJson(ReadOnlyMemory<byte> json, RequestAdmission.Lease lease)
+    {
+        try
+        {
+            long tokens = 0;
+            var reader = new Utf8JsonReader(json.Span, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
+            while (reader.Read())
+            {
+                tokens++;
+            }
 
-    private static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model)
+            lease.Charge(JsonIndexBytes(tokens));
+            return JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw InferenceError.BadRequest($"The request is not valid JSON: {e.Message}");
+        }
+    }
+
+    /// <summary>Bytes a parsed JSON document's index takes for <paramref name="tokens"/> tokens.</summary>
+    internal static long JsonIndexBytes(long tokens)
+    {
+        var bytes = Math.Max(1024, tokens * 12);
+        return bytes >= 1L << 62 ? bytes : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes);
+    }
+
+    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount)> Outputs, int Priority, TimeSpan? Timeout);
+
+    /// <summary>
+    /// Reads an inference request: every input's name, datatype and shape checked against the model, its size
+    /// computed with overflow checks and its data (JSON values or binary bytes) counted against that size, the total
+    /// checked against --max-request-bytes and charged to the lease, and only then the tensors allocated.
+    /// </summary>
+    internal static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model, RequestAdmission.Lease lease)
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
             throw InferenceError.BadRequest("The request must be a JSON object with an \"inputs\" array");
         }
 
-        string? id = root.TryGetProperty("id", out var idElement) && idElement.ValueKind == JsonValueKind.String ? idElement.GetString() : null;
+        string? id = root.TryGetProperty("id", out var idElement) && idElement.ValueKind == JsonValueKind.String ? RequestValidator.JsonString(idElement, "The request's \"id\"") : null;
         var binaryOutput = false;
         var priority = 0;
         TimeSpan? timeout = null;
-        if (root.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object)
+        if (root.TryGetProperty("parameters", out var parameters))
         {
+            if (parameters.ValueKind != JsonValueKind.Object)
+            {
+                throw InferenceError.BadRequest("The request's \"parameters\" must be an object");
+            }
+
             binaryOutput = parameters.TryGetProperty("binary_data_output", out var b) && b.ValueKind == JsonValueKind.True;
             if (parameters.TryGetProperty("priority", out var p))
             {
-                priority = p.ValueKind == JsonValueKind.Number && p.TryGetInt32(out var v) ? v : throw InferenceError.BadRequest("Parameter 'priority' must be an integer");
+                priority = RequestValidator.Priority(RequestValidator.Parameter(p));
             }
 
             if (parameters.TryGetProperty("timeout", out var t))
             {
-                timeout = t.ValueKind == JsonValueKind.Number && t.TryGetInt64(out var us) && us >= 0
-                    ? (us == 0 ? null : TimeSpan.FromMicroseconds(us))
-                    : throw InferenceError.BadRequest("Parameter 'timeout' must be a non-negative integer (microseconds)");
+                timeout = RequestValidator.Timeout(RequestValidator.Parameter(t));
             }
         }
 
@@ -531,7 +588,12 @@ internal static class HttpEndpoints
         {
             foreach (var o in requested.EnumerateArray())
             {
-                var name = o.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("A requested output has no \"name\"");
+                if (o.ValueKind != JsonValueKind.Object || !o.TryGetProperty("name", out var n))
+                {
+                    throw InferenceError.BadRequest("Each requested output must be an object with a \"name\"");
+                }
+
+                var name = RequestValidator.JsonString(n, "A requested output's \"name\"");
                 var binaryData = binaryOutput;
                 var classCount = 0;
                 if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
@@ -562,51 +624,89 @@ internal static class HttpEndpoints
             throw InferenceError.BadRequest("The request has no \"inputs\" array");
         }
 
-        var parsed = new List<NamedTensor>();
-        var offset = 0;
+        // First pass: sizes only, nothing allocated.
+        var planned = new List<(string Name, ElementType Type, long[] Shape, long Offset, long Size, JsonElement Data)>();
+        long offset = 0, total = 0;
         foreach (var input in inputs.EnumerateArray())
         {
-            var name = input.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : throw InferenceError.BadRequest("An input has no \"name\"");
-            var type = TensorCodec.ParseDatatype(name, input.TryGetProperty("datatype", out var dt) && dt.ValueKind == JsonValueKind.String ? dt.GetString() : null);
+            if (input.ValueKind != JsonValueKind.Object || !input.TryGetProperty("name", out var n))
+            {
+                throw InferenceError.BadRequest("Each input must be an object with a \"name\", \"datatype\", \"shape\" and \"data\" (or a binary_data_size parameter)");
+            }
+
+            var name = RequestValidator.JsonString(n, "An input's \"name\"");
+            var type = TensorCodec.ParseDatatype(name, input.TryGetProperty("datatype", out var dt) ? RequestValidator.JsonString(dt, $"Input '{name}': \"datatype\"") : null);
             if (!input.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
             {
                 throw InferenceError.BadRequest($"Input '{name}' has no \"shape\" array");
             }
 
-            var shape = shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var v) ? v : throw InferenceError.BadRequest($"Input '{name}' has a shape that is not a list of integers")).ToArray();
+            var shape = shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var v) ? v : throw InferenceError.BadRequest($"Input '{name}' has a shape that is not a list of 64-bit integers")).ToArray();
             model.CheckInput(name, type, shape);
+            // BYTES elements have no fixed size: what was sent is what they take (their count is checked when decoded).
+            var bytes = type == ElementType.String ? 0 : RequestValidator.ByteCount(name, type, shape);
             long? binarySize = null;
             if (input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
             {
                 binarySize = bs.ValueKind == JsonValueKind.Number && bs.TryGetInt64(out var v) && v >= 0 ? v : throw InferenceError.BadRequest($"Input '{name}': binary_data_size must be a non-negative integer");
             }
 
-            Tensor tensor;
             if (binarySize is { } size)
             {
-                if (offset + size > binary.Length)
+                if (type == ElementType.String)
+                {
+                    bytes = size;
+                }
+                else
+                {
+                    RequestValidator.CheckDataBytes(name, type, shape, bytes, size);
+                }
+
+                if (size > binary.Length - offset)
                 {
                     throw InferenceError.BadRequest($"Input '{name}' claims {size} bytes of binary data at offset {offset}, but only {binary.Length - offset} follow the JSON header");
                 }
 
-                tensor = TensorCodec.FromBytes(name, type, shape, binary.Span.Slice(offset, (int)size));
-                offset += (int)size;
+                planned.Add((name, type, shape, offset, size, default));
+                offset += size;
             }
             else if (input.TryGetProperty("data", out var data))
             {
-                tensor = TensorCodec.FromJson(name, type, shape, data);
+                var count = RequestValidator.ElementCount(name, shape);
+                var given = TensorCodec.CountJsonValues(data, count);
+                RequestValidator.CheckValueCount(name, shape, count, given, more: given > count);
+                if (type == ElementType.String)
+                {
+                    // Each string's bytes plus its 4-byte length, bounded by the JSON text that holds them.
+                    bytes = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(data).Length + (4 * count);
+                }
+
+                planned.Add((name, type, shape, -1, 0, data));
             }
             else
             {
                 throw InferenceError.BadRequest($"Input '{name}' has neither \"data\" nor a binary_data_size parameter");
             }
 
-            parsed.Add(new NamedTensor(name, tensor));
+            total = total > long.MaxValue - bytes ? long.MaxValue : total + bytes;
         }
 
         if (offset != binary.Length)
         {
             throw InferenceError.BadRequest($"The body has {binary.Length} bytes of binary data after the JSON header, but the inputs' binary_data_size add up to {offset}");
+        }
+
+        lease.Admission.CheckRequestBytes(total);
+        lease.Charge(total);
+
+        // Second pass: every size is known and paid for; decode.
+        var parsed = new List<NamedTensor>(planned.Count);
+        foreach (var (name, type, shape, at, size, data) in planned)
+        {
+            var tensor = at >= 0
+                ? TensorCodec.FromBytes(name, type, shape, binary.Span.Slice((int)at, (int)size))
+                : TensorCodec.FromJson(name, type, shape, data);
+            parsed.Add(new NamedTensor(name, tensor));
         }
 
         return new ParsedRequest(id, parsed, outputs, priority, timeout);

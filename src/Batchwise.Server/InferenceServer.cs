@@ -34,6 +34,24 @@ public sealed record ServerOptions
     /// <summary>How long a stop waits for requests in flight before cutting them off.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Most bytes one request's decoded input tensors may take (--max-request-bytes).</summary>
+    public long MaxRequestBytes { get; init; } = 256L << 20;
+
+    /// <summary>Most bytes all accepted, unanswered requests may hold together: bodies, parsed JSON, decoded tensors (--max-queue-bytes).</summary>
+    public long MaxQueueBytes { get; init; } = 1L << 30;
+
+    /// <summary>PEM certificate (chain) for TLS on every port (HTTP, gRPC, metrics); null serves plain HTTP/2 and HTTP/1.1.</summary>
+    public string? TlsCertificatePath { get; init; }
+
+    /// <summary>PEM private key of <see cref="TlsCertificatePath"/>.</summary>
+    public string? TlsKeyPath { get; init; }
+
+    /// <summary>PEM CA certificate(s): when set, clients must present a certificate it signed (mutual TLS).</summary>
+    public string? TlsClientCaPath { get; init; }
+
+    /// <summary>A file holding the bearer token every call but health needs; null: no authentication.</summary>
+    public string? AuthTokenFile { get; init; }
+
     /// <summary>The live trace settings (Triton's trace extension; off unless set).</summary>
     public TraceSettings Traces { get; init; } = new();
 
@@ -47,6 +65,13 @@ public sealed record ServerOptions
     public LogSettings Logs { get; init; } = new();
 }
 
+/// <summary>What a stop did: requests answered while draining, and those cut off at the drain timeout.</summary>
+/// <param name="Accepted">Inference requests accepted since the server started.</param>
+/// <param name="InFlightAtStop">Requests accepted and unanswered when the stop began.</param>
+/// <param name="Dropped">Requests still unanswered when the drain timeout ran out (their connections were closed).</param>
+/// <param name="Duration">How long the stop took.</param>
+public sealed record DrainReport(long Accepted, int InFlightAtStop, int Dropped, TimeSpan Duration);
+
 /// <summary>The inference server: the models of a repository over HTTP/REST and gRPC, with /metrics on a port of its own.</summary>
 public sealed class InferenceServer : IAsyncDisposable
 {
@@ -59,14 +84,19 @@ public sealed class InferenceServer : IAsyncDisposable
 
     private readonly WebApplication _app;
     private readonly ModelRepository _models;
-    private int _stopped;
+    private readonly RequestAdmission _admission;
+    private readonly ServerOptions _options;
+    private readonly object _stopGate = new();
+    private Task<DrainReport>? _stop;
     private RequestTracing? _tracing;
 
-    private InferenceServer(WebApplication app, ModelRepository models, ServerOptions options, Uri http, Uri grpc)
+    private InferenceServer(WebApplication app, ModelRepository models, RequestAdmission admission, ServerOptions options, Uri http, Uri grpc)
     {
         _app = app;
         Options = options;
         _models = models;
+        _admission = admission;
+        _options = options;
         HttpAddress = http;
         GrpcAddress = grpc;
     }
@@ -89,29 +119,52 @@ public sealed class InferenceServer : IAsyncDisposable
     /// <summary>The models served.</summary>
     public ModelRepository Models => _models;
 
+    /// <summary>The admission every inference request passes (requests in flight, memory held).</summary>
+    public RequestAdmission Admission => _admission;
+
     /// <summary>Binds the ports and starts serving <paramref name="models"/> (which the server then owns).</summary>
     public static async Task<InferenceServer> StartAsync(ModelRepository models, ServerOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(models);
         ArgumentNullException.ThrowIfNull(options);
+        var admission = new RequestAdmission(options.MaxRequestBytes, options.MaxQueueBytes);
+        if (options.DrainTimeout < TimeSpan.Zero)
+        {
+            throw new BatchwiseException($"--drain-timeout {options.DrainTimeout.TotalSeconds} s is negative", "Give 0 (no drain) or more seconds.");
+        }
+
+        var tls = ServerSecurity.LoadTls(options);
+        var token = ServerSecurity.LoadToken(options.AuthTokenFile);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new ServerLogProvider(options.Logs)).SetMinimumLevel(LogLevel.Trace);
+
+        // A failed bind is reported once, as one line, by the caller; the host would also log it with its stack.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
+
+        // A malformed gRPC message is the client's error (answered INVALID_ARGUMENT), not a stack trace in our log per request.
+        builder.Logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", LogLevel.None);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
+        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
         ListenOptions? http = null, grpc = null, metrics = null;
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.MaxBodySize;
             k.AddServerHeader = false;
-            http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1);
-            grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2);
+            http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1, tls);
+            grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2, tls);
             if (options.MetricsPort >= 0)
             {
-                metrics = Listen(k, options.Host, options.MetricsPort, HttpProtocols.Http1);
+                // Same TLS and token as the other ports: a scraper given the token must not send it in the clear.
+                metrics = Listen(k, options.Host, options.MetricsPort, HttpProtocols.Http1, tls);
             }
         });
         builder.Services.AddGrpc(o =>
         {
+            // Our handlers turn every failure into a precise status themselves; the framework's own (a message that is
+            // not valid protobuf) then carries the parser's reason, which GrpcMessageErrors turns into INVALID_ARGUMENT.
+            o.EnableDetailedErrors = true;
             o.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, options.MaxBodySize);
             o.MaxSendMessageSize = null;
         });
@@ -119,8 +172,13 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Services.AddSingleton(models);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(tracing);
+        builder.Services.AddSingleton(admission);
         var app = builder.Build();
         HttpEndpoints.UseProtocolErrors(app);
+        if (token is not null)
+        {
+            app.Use(ServerSecurity.RequireToken(token));
+        }
 
         // /metrics lives on its own port, as Triton's, and nothing else is served there.
         app.Use(async (ctx, next) =>
@@ -137,10 +195,12 @@ public sealed class InferenceServer : IAsyncDisposable
 
             await next(ctx).ConfigureAwait(false);
         });
+        app.Use(GrpcMessageErrors.Rewrite);
+
         app.MapGrpcService<GrpcInferenceEndpoint>();
         app.MapMetrics("/metrics", models.Metrics.Registry);
         models.Metrics.AttachGpus(options.Gpus ?? GpuTelemetry.TryCreate());
-        HttpEndpoints.Map(app, models, options, tracing);
+        HttpEndpoints.Map(app, models, options, tracing, admission);
         app.Lifetime.ApplicationStopping.Register(models.MarkStopping);
         try
         {
@@ -150,32 +210,78 @@ public sealed class InferenceServer : IAsyncDisposable
         {
             await app.DisposeAsync().ConfigureAwait(false);
             tracing.Dispose();
-            throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}/{options.MetricsPort}: {e.Message}", "Pick free ports with --http-port, --grpc-port and --metrics-port (0 picks any).", e);
+            var message = e.InnerException is { } inner && !e.Message.Contains(inner.Message, StringComparison.Ordinal) ? $"{e.Message.TrimEnd('.')}: {inner.Message}" : e.Message;
+            throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}/{options.MetricsPort}: {message}", "Pick free ports with --http-port, --grpc-port and --metrics-port (0 picks any).", e);
         }
 
         var host = options.Host is "0.0.0.0" or "*" ? "127.0.0.1" : options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host;
-        return new InferenceServer(app, models, options, new Uri($"http://{host}:{http!.IPEndPoint!.Port}"), new Uri($"http://{host}:{grpc!.IPEndPoint!.Port}"))
+        var scheme = tls is null ? "http" : "https";
+        return new InferenceServer(app, models, admission, options, new Uri($"{scheme}://{host}:{http!.IPEndPoint!.Port}"), new Uri($"{scheme}://{host}:{grpc!.IPEndPoint!.Port}"))
         {
             _tracing = tracing,
-            MetricsAddress = metrics?.IPEndPoint is { } mp ? new Uri($"http://{host}:{mp.Port}") : null,
+            MetricsAddress = metrics?.IPEndPoint is { } mp ? new Uri($"{scheme}://{host}:{mp.Port}") : null,
         };
     }
 
-    /// <summary>Completes when the host is asked to stop (SIGTERM, Ctrl+C, or <see cref="StopAsync"/>).</summary>
-    public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
-
-    /// <summary>Stops taking connections, lets requests in flight finish (up to the drain timeout), then drains every model's queue.</summary>
-    public async Task StopAsync()
+    /// <summary>Completes when the host is asked to stop (SIGTERM, Ctrl+C, or <see cref="StopAsync"/>); the caller then calls <see cref="StopAsync"/> to drain.</summary>
+    public async Task WaitForShutdownAsync(CancellationToken cancellationToken = default)
     {
-        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = _app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+        await stopping.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Drains and stops: refuses new requests (503 / UNAVAILABLE) and new connections, lets every accepted request
+    /// finish within the drain timeout, closes what is left (counted in <see cref="DrainReport.Dropped"/> and logged),
+    /// then releases every model. Calling it again returns the same report.
+    /// </summary>
+    public Task<DrainReport> StopAsync()
+    {
+        lock (_stopGate)
         {
-            return;
+            return _stop ??= StopCoreAsync();
+        }
+    }
+
+    private async Task<DrainReport> StopCoreAsync()
+    {
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        _admission.BeginDrain();
+        _models.MarkStopping();
+        var inFlight = _admission.InFlight;
+        var dropped = 0;
+        using (var deadline = new CancellationTokenSource(_options.DrainTimeout))
+        {
+            // Every accepted request is counted by the admission; wait for them first, then stop Kestrel (which stops
+            // listening at once, lets connections finish, and closes what is left).
+            try
+            {
+                await _admission.WhenIdleAsync(deadline.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                dropped = _admission.InFlight;
+            }
+
+            try
+            {
+                await _app.StopAsync(dropped > 0 ? new CancellationToken(canceled: true) : deadline.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Kestrel closed the connections still open.
+            }
         }
 
-        _models.MarkStopping();
-        await _app.StopAsync().ConfigureAwait(false);
+        if (dropped > 0)
+        {
+            _app.Logger.LogWarning("Drain timeout ({Seconds} s) reached: {Dropped} accepted requests were dropped unanswered", _options.DrainTimeout.TotalSeconds, dropped);
+        }
+
         await _models.DisposeAsync().ConfigureAwait(false);
         _tracing?.Dispose();
+        return new DrainReport(_admission.Accepted, inFlight, dropped, System.Diagnostics.Stopwatch.GetElapsedTime(start));
     }
 
     /// <inheritdoc/>
@@ -185,12 +291,17 @@ public sealed class InferenceServer : IAsyncDisposable
         await _app.DisposeAsync().ConfigureAwait(false);
     }
 
-    private static ListenOptions Listen(KestrelServerOptions k, string host, int port, HttpProtocols protocols)
+    private static ListenOptions Listen(KestrelServerOptions k, string host, int port, HttpProtocols protocols, Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions? tls)
     {
         ListenOptions? result = null;
         void Configure(ListenOptions o)
         {
             o.Protocols = protocols;
+            if (tls is not null)
+            {
+                o.UseHttps(tls);
+            }
+
             result = o;
         }
 

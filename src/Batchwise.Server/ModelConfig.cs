@@ -42,6 +42,25 @@ public sealed record ModelConfig
     [JsonPropertyName("label_filename")]
     public string? LabelFilename { get; init; }
 
+    /// <summary>Engine options from the command line for a single model (`serve MODEL --tf32`); the keys above win where both say.</summary>
+    [JsonIgnore]
+    public EngineOptions? CommandLineEngineOptions { get; init; }
+
+    /// <summary>
+    /// Batch sizes that get a plan of their own on an engine that builds plans (cuda); a merged batch in between runs
+    /// padded to the next. Null: powers of two up to max_batch_size for such engines. Every profile's plan is built
+    /// before the model reports ready.
+    /// </summary>
+    [JsonPropertyName("batch_profiles")]
+    public int[]? BatchProfiles { get; init; }
+
+    /// <summary>
+    /// Ranges of other dynamic dimensions on an engine that builds plans (cuda), as <see cref="ShapeProfile.Syntax"/>:
+    /// every shape of the grid gets its plan before the model reports ready; a request off the grid is refused.
+    /// </summary>
+    [JsonPropertyName("shape_profiles")]
+    public string[]? ShapeProfiles { get; init; }
+
     /// <summary>The version the model is served as.</summary>
     [JsonPropertyName("version")]
     public string Version { get; init; } = "1";
@@ -67,18 +86,83 @@ public sealed record ModelConfig
     {
         try
         {
-            return JsonSerializer.Deserialize<ModelConfig>(json, JsonOptions)
+            var config = JsonSerializer.Deserialize<ModelConfig>(json, JsonOptions)
                 ?? throw new BatchwiseException($"{origin} is empty", "Write a JSON object, e.g. {\"max_batch_size\": 32}.");
+            config.Validate(origin);
+            return config;
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, label_filename, version.", e);
+            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, batch_profiles, shape_profiles, label_filename, version.", e);
         }
     }
 
-    /// <summary>Engine options implied by the config.</summary>
-    public EngineOptions ToEngineOptions() => new()
+    /// <summary>Largest max_batch_size accepted.</summary>
+    public const int MaxBatchSizeLimit = 65536;
+
+    /// <summary>Most instances of one model.</summary>
+    public const int InstanceCountLimit = 256;
+
+    /// <summary>
+    /// Checks every field against its range and throws a <see cref="BatchwiseException"/> naming the first one out
+    /// of range, its value and the range; <paramref name="source"/> says where the config came from.
+    /// </summary>
+    public void Validate(string source)
     {
+        Range(source, "max_batch_size", MaxBatchSize ?? 0, 0, MaxBatchSizeLimit, "0: no batch axis");
+        Range(source, "instance_count", InstanceCount, 1, InstanceCountLimit, "one engine session each");
+        Range(source, "intra_op_threads", IntraOpThreads, 0, 1024, "0: the engine's default");
+        if (string.IsNullOrWhiteSpace(Engine))
+        {
+            throw new BatchwiseException($"{source}: engine is empty", "Use ort (ONNX Runtime, the default) or cuda.");
+        }
+
+        if (Precision is null || !Precision.ToLowerInvariant().Equals("fp32", StringComparison.Ordinal) && !Precision.ToLowerInvariant().Equals("fp16", StringComparison.Ordinal))
+        {
+            throw new BatchwiseException($"{source}: precision '{Precision}' is not fp32 or fp16", "Use fp32 (default) or fp16.");
+        }
+
+        if (string.IsNullOrEmpty(Version) || Version.Length > 64 || !Version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
+        {
+            throw new BatchwiseException($"{source}: version '{Version}' is not 1 to 64 letters, digits, '.', '_' or '-'", "Use a version such as \"1\"; clients put it in URLs.");
+        }
+
+        if (DynamicBatching is { } d)
+        {
+            Range(source, "dynamic_batching.max_queue_delay_microseconds", d.MaxQueueDelayMicroseconds, 0, 60_000_000, "at most 60 s");
+            Range(source, "dynamic_batching.priority_levels", d.PriorityLevels, 0, 1000, "0 or 1: one level");
+            Range(source, "dynamic_batching.default_priority_level", d.DefaultPriorityLevel, 0, Math.Max(1, d.PriorityLevels), "0: the middle level");
+            Range(source, "dynamic_batching.default_timeout_microseconds", d.DefaultTimeoutMicroseconds, 0, RequestValidator.MaxTimeoutMicroseconds, "0: none; at most 24 h");
+            Range(source, "dynamic_batching.max_queue_size", d.MaxQueueSize, 0, 1_000_000, "0: 1024");
+            if (d.PreferredBatchSize is { } preferred)
+            {
+                if (preferred.Length > 64)
+                {
+                    throw new BatchwiseException($"{source}: dynamic_batching.preferred_batch_size lists {preferred.Length} sizes", "List at most 64 sizes.");
+                }
+
+                var max = MaxBatchSize is > 0 and var m ? m : MaxBatchSizeLimit;
+                foreach (var p in preferred)
+                {
+                    Range(source, "dynamic_batching.preferred_batch_size", p, 1, max, "each at most max_batch_size");
+                }
+            }
+        }
+    }
+
+    private static void Range(string source, string key, long value, long min, long max, string note)
+    {
+        if (value < min || value > max)
+        {
+            throw new BatchwiseException($"{source}: {key} is {value}, outside {min}..{max} ({note})", $"Set {key} to a value from {min} to {max}.");
+        }
+    }
+
+    /// <summary>Engine options implied by the config, for a model whose effective max batch size is <paramref name="maxBatchSize"/>.</summary>
+    public EngineOptions ToEngineOptions(int maxBatchSize = 0) => (CommandLineEngineOptions ?? new EngineOptions()) with
+    {
+        BatchProfiles = BatchProfilesFor(maxBatchSize),
+        ShapeProfiles = [.. (ShapeProfiles ?? []).Select(ShapeProfile.Parse)],
         Precision = Precision.ToLowerInvariant() switch
         {
             "fp32" => Engines.Precision.Fp32,
@@ -87,6 +171,48 @@ public sealed record ModelConfig
         },
         IntraOpThreads = IntraOpThreads,
     };
+
+    /// <summary>
+    /// The batch profiles in force: as configured (each within 1..max_batch_size, the largest being max_batch_size so every
+    /// merged batch has a plan), else powers of two up to max_batch_size (and it) for engines that build plans, else none.
+    /// </summary>
+    public int[] BatchProfilesFor(int maxBatchSize)
+    {
+        if (BatchProfiles is { } given)
+        {
+            if (given.Length > 0 && maxBatchSize <= 0)
+            {
+                throw new BatchwiseException("batch_profiles needs batching: the model's max_batch_size is 0", "Remove batch_profiles, or set max_batch_size.");
+            }
+
+            var bad = given.FirstOrDefault(b => b < 1 || b > maxBatchSize);
+            if (given.Length > 0 && bad != 0)
+            {
+                throw new BatchwiseException($"batch_profiles holds {bad}, outside 1..{maxBatchSize} (max_batch_size)", "List batch sizes from 1 up to max_batch_size, e.g. [1, 8, 32, 64].");
+            }
+
+            if (given.Length > 0 && given.Max() != maxBatchSize)
+            {
+                throw new BatchwiseException($"batch_profiles ends at {given.Max()}, below max_batch_size {maxBatchSize}: larger merged batches would have no plan", $"Add {maxBatchSize} to batch_profiles, or lower max_batch_size.");
+            }
+
+            return [.. given.Distinct().Order()];
+        }
+
+        if (maxBatchSize <= 0 || !Engine.Equals("cuda", StringComparison.OrdinalIgnoreCase))
+        {
+            return [];
+        }
+
+        var profiles = new List<int>();
+        for (var b = 1; b < maxBatchSize; b *= 2)
+        {
+            profiles.Add(b);
+        }
+
+        profiles.Add(maxBatchSize);
+        return [.. profiles];
+    }
 
     /// <summary>The batcher settings for a model whose effective max batch size is <paramref name="maxBatchSize"/>.</summary>
     public BatcherOptions ToBatcherOptions(int maxBatchSize)

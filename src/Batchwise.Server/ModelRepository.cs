@@ -150,7 +150,7 @@ public sealed class ModelRepository : IAsyncDisposable
 
         try
         {
-            var model = ServedModel.Load(name, ModelSource.Load(source), config, Metrics, time ?? _time);
+            var model = ServedModel.Load(name, ModelSource.Load(source), config, Metrics, time ?? _time, log: Options.Log);
             entry.Serve(model);
             return model;
         }
@@ -387,7 +387,8 @@ public sealed class ModelRepository : IAsyncDisposable
     private Entry EntryOf(string name) =>
         _entries.TryGetValue(name, out var entry)
             ? entry
-            : throw InferenceError.NotFound($"Unknown model '{name}'; this server serves {string.Join(", ", _entries.Where(e => e.Value.Current is not null).Select(e => e.Key).Order(StringComparer.Ordinal))}");
+            // The served names are not listed: a caller who does not know them has no business learning them from an error.
+            : throw InferenceError.NotFound($"Unknown model '{name}'; check the name (model names are case-sensitive)");
 
     private static InferenceError NotLoaded(Entry entry) =>
         new(503, StatusCode.Unavailable, $"Model '{entry.Name}' is not available ({entry.State}{(entry.Reason.Length > 0 ? ": " + entry.Reason : string.Empty)}); load it again to serve it") { RetryAfterSeconds = 1 };
@@ -403,22 +404,22 @@ public sealed class ModelRepository : IAsyncDisposable
     /// <summary>Where a model comes from: what to load, and a fingerprint that changes when its files change.</summary>
     private abstract class ModelDefinition
     {
-        public abstract ServedModel Load(string name, ModelConfig? config, ServerMetrics metrics, TimeProvider? time);
+        public abstract ServedModel Load(string name, ModelConfig? config, ServerMetrics metrics, TimeProvider? time, Action<string> log);
 
         public abstract string Fingerprint();
     }
 
     private sealed class SingleModel(string source, ModelConfig config) : ModelDefinition
     {
-        public override ServedModel Load(string name, ModelConfig? overrideConfig, ServerMetrics metrics, TimeProvider? time) =>
-            ServedModel.Load(name, ModelSource.Load(source), overrideConfig ?? config, metrics, time);
+        public override ServedModel Load(string name, ModelConfig? overrideConfig, ServerMetrics metrics, TimeProvider? time, Action<string> log) =>
+            ServedModel.Load(name, ModelSource.Load(source), overrideConfig ?? config, metrics, time, log: log);
 
         public override string Fingerprint() => File.Exists(source) ? $"{File.GetLastWriteTimeUtc(source).Ticks}:{new FileInfo(source).Length}" : source;
     }
 
     private sealed class FolderModel(string folder) : ModelDefinition
     {
-        public override ServedModel Load(string name, ModelConfig? overrideConfig, ServerMetrics metrics, TimeProvider? time)
+        public override ServedModel Load(string name, ModelConfig? overrideConfig, ServerMetrics metrics, TimeProvider? time, Action<string> log)
         {
             var file = Path.Combine(folder, "model.onnx");
             if (System.IO.Directory.Exists(file))
@@ -433,7 +434,7 @@ public sealed class ModelRepository : IAsyncDisposable
 
             var configPath = Path.Combine(folder, ModelConfig.FileName);
             var config = overrideConfig ?? (File.Exists(configPath) ? ModelConfig.Load(configPath) : new ModelConfig());
-            return ServedModel.Load(name, ModelSource.Load(file), config, metrics, time, folder);
+            return ServedModel.Load(name, ModelSource.Load(file), config, metrics, time, folder, log);
         }
 
         public override string Fingerprint()
@@ -495,7 +496,7 @@ public sealed class ModelRepository : IAsyncDisposable
                 ServedModel fresh;
                 try
                 {
-                    fresh = await Task.Run(() => Definition.Load(Name, config, repository.Metrics, repository._time)).ConfigureAwait(false);
+                    fresh = await Task.Run(() => Definition.Load(Name, config, repository.Metrics, repository._time, repository.Options.Log)).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {

@@ -86,11 +86,17 @@ public sealed class ServedModel : IAsyncDisposable
     /// <summary>Requests queued now.</summary>
     public int QueueLength => _batcher.QueueLength;
 
-    /// <summary>Loads the model on its engine, one session per instance, and warms each up once; <paramref name="folder"/> is its repository folder, if any.</summary>
-    public static ServedModel Load(string name, OnnxModel model, ModelConfig config, ServerMetrics metrics, TimeProvider? time = null, string? folder = null)
+    /// <summary>
+    /// Loads the model on its engine, one session per instance, and warms each up: on an engine that builds plans, the
+    /// plan of every batch profile is built (and run once) before this returns, so no request waits on a build; plan
+    /// builds are counted in the metrics and logged through <paramref name="log"/>. <paramref name="folder"/> is its
+    /// repository folder, if any.
+    /// </summary>
+    public static ServedModel Load(string name, OnnxModel model, ModelConfig config, ServerMetrics metrics, TimeProvider? time = null, string? folder = null, Action<string>? log = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
+        config.Validate($"Model '{name}'");
         var axis = model.FindBatchAxis();
         var maxBatch = config.MaxBatchSize ?? (axis.IsBatchable ? 32 : 0);
         if (maxBatch > 0 && !axis.IsBatchable)
@@ -99,15 +105,27 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         var engine = EngineRegistry.Create(config.Engine);
-        var options = config.ToEngineOptions();
+        var options = config.ToEngineOptions(maxBatch);
         config.ToBatcherOptions(maxBatch);
         var sessions = new IEngineSession[Math.Max(1, config.InstanceCount)];
+        var version = config.Version;
         try
         {
             for (var i = 0; i < sessions.Length; i++)
             {
                 sessions[i] = engine.Load(model, options);
-                WarmUp(sessions[i], maxBatch);
+                if (sessions[i] is IPlanBuilds plans)
+                {
+                    var instance = i;
+                    plans.PlanBuilt += b =>
+                    {
+                        metrics.PlanBuilds.WithLabels(name, version).Inc();
+                        metrics.PlanBuildSeconds.WithLabels(name, version).Observe(b.Seconds);
+                        log?.Invoke(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} instance {instance}: plan built for {b.Shapes} in {b.Seconds * 1000:F1} ms ({b.KernelsCompiled} kernels compiled, {b.Steps} steps)"));
+                    };
+                }
+
+                WarmUp(sessions[i], maxBatch, line => log?.Invoke($"{name} instance {i}: {line}"));
             }
         }
         catch
@@ -186,6 +204,11 @@ public sealed class ServedModel : IAsyncDisposable
             try
             {
                 pending = _batcher.SubmitAsync(ordered, priority, timeout, cancellationToken);
+            }
+            catch (BatchwiseException e) when (e is not BatchRejectedException)
+            {
+                // The batcher's own checks (inputs that disagree on the batch size, a scalar input) are the request's fault.
+                throw InferenceError.BadRequest(e.OneLine);
             }
             finally
             {
@@ -278,23 +301,55 @@ public sealed class ServedModel : IAsyncDisposable
         _ => (new InferenceError(500, StatusCode.Internal, $"{e.GetType().Name}: {e.Message}", e), "internal"),
     };
 
-    private static void WarmUp(IEngineSession session, int maxBatch)
+    private static void WarmUp(IEngineSession session, int maxBatch, Action<string> log)
     {
+        if (session is IPlanBuilds plans && session.Inputs.All(i => i.ElementType is not (ElementType.String or ElementType.Undefined)))
+        {
+            try
+            {
+                _ = plans.WarmUpShapes;
+            }
+            catch (BatchwiseException e)
+            {
+                // A dimension with no profile: no plan can be built ahead; the first request of each shape will build its own.
+                log($"no plans built ahead: {e.OneLine}");
+                return;
+            }
+
+            plans.WarmUp(shapes => [.. session.Inputs.Select((spec, k) => Tensor.Zeros(spec.ElementType, shapes[k]))], new LogProgress(log));
+            return;
+        }
+
         // One run at batch 1 so the first request does not pay for lazy initialisation; skipped when a
         // non-batch dimension is dynamic (no shape to warm up with).
+        if (WarmUpInputs(session, maxBatch > 0 ? 1 : -1) is { } tensors)
+        {
+            session.Run(tensors);
+        }
+    }
+
+    /// <summary>Zero inputs with <paramref name="batch"/> rows (-1: the model has no batch axis), or null when a non-batch dimension is dynamic.</summary>
+    private static Tensor[]? WarmUpInputs(IEngineSession session, int batch)
+    {
         var tensors = new List<Tensor>();
         foreach (var spec in session.Inputs)
         {
-            var dims = spec.Shape.Select((d, i) => d.Value ?? (i == 0 && maxBatch > 0 ? 1 : -1)).ToArray();
+            var dims = spec.Shape.Select((d, i) => d.Value ?? (i == 0 && batch > 0 ? batch : -1)).ToArray();
             if (dims.Any(d => d < 0) || spec.ElementType is ElementType.String or ElementType.Undefined)
             {
-                return;
+                return null;
             }
 
             tensors.Add(Tensor.Zeros(spec.ElementType, dims));
         }
 
-        session.Run(tensors);
+        return [.. tensors];
+    }
+
+    /// <summary>Warm-up progress lines to the server's log.</summary>
+    private sealed class LogProgress(Action<string> log) : IProgress<string>
+    {
+        public void Report(string value) => log(value);
     }
 
     private Tensor[] Order(IReadOnlyList<NamedTensor> inputs)

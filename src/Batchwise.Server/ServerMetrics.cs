@@ -34,7 +34,15 @@ public sealed class ServerMetrics
         _inferUs = f.CreateCounter("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds (does not include cached requests)", ModelLabels);
         _outputUs = f.CreateCounter("nv_inference_compute_output_duration_us", "Cumulative inference compute output duration in microseconds (does not include cached requests)", ModelLabels);
         Pending = f.CreateGauge("nv_inference_pending_request_count", "Instantaneous number of pending requests awaiting execution per-model.", ModelLabels);
+        PlanBuilds = f.CreateCounter("batchwise_plan_builds_total", "Plans the engine built (one per input shape; engines that build plans, such as cuda).", ModelLabels);
+        PlanBuildSeconds = f.CreateHistogram("batchwise_plan_build_seconds", "Time each plan build took.", new HistogramConfiguration { LabelNames = ModelLabels, Buckets = Histogram.ExponentialBuckets(0.001, 2, 14) });
     }
+
+    /// <summary>Plans built, warm-up included.</summary>
+    public Counter PlanBuilds { get; }
+
+    /// <summary>Time per plan build.</summary>
+    public Histogram PlanBuildSeconds { get; }
 
     private readonly Counter _success;
     private readonly Counter _failure;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Text.Json;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -27,24 +28,10 @@ internal static class TensorCodec
         }
     }
 
-    /// <summary>Checks a shape and returns its element count.</summary>
-    public static long CountOf(string input, IReadOnlyList<long> shape)
-    {
-        long n = 1;
-        foreach (var d in shape)
-        {
-            if (d < 0)
-            {
-                throw InferenceError.BadRequest($"Input '{input}' has a negative dimension in shape {Tensor.ShapeText(shape)}");
-            }
+    /// <summary>Checks a shape and returns its element count (a 400 on a negative dimension or an overflow).</summary>
+    public static long CountOf(string input, IReadOnlyList<long> shape) => RequestValidator.ElementCount(input, shape);
 
-            n = checked(n * d);
-        }
-
-        return n;
-    }
-
-    /// <summary>Wraps raw little-endian bytes (BYTES: length-prefixed elements), checking their size against the shape.</summary>
+    /// <summary>Copies raw little-endian bytes (BYTES: length-prefixed elements) into a tensor, checking their size against the shape before allocating.</summary>
     public static Tensor FromBytes(string input, ElementType type, long[] shape, ReadOnlySpan<byte> bytes)
     {
         if (type == ElementType.String)
@@ -61,21 +48,50 @@ internal static class TensorCodec
             return new Tensor(type, shape, bytes.ToArray());
         }
 
-        var expected = CountOf(input, shape) * type.SizeOf();
-        if (bytes.Length != expected)
-        {
-            throw InferenceError.BadRequest($"Input '{input}' has {bytes.Length} bytes of data; {type.ProtocolName()} {Tensor.ShapeText(shape)} needs {expected}");
-        }
-
+        var expected = RequestValidator.ByteCount(input, type, shape);
+        RequestValidator.CheckDataBytes(input, type, shape, expected, bytes.Length);
         var t = Tensor.Zeros(type, shape);
         bytes.CopyTo(t.Data);
         return t;
     }
 
-    /// <summary>Reads JSON data (flat or nested arrays, row-major) into a tensor of the given type and shape.</summary>
+    /// <summary>
+    /// Counts the values in JSON data (flat or nested arrays) without allocating; stops counting past
+    /// <paramref name="limit"/> and returns limit + 1, so a huge array costs no more than the data it holds.
+    /// </summary>
+    public static long CountJsonValues(JsonElement data, long limit)
+    {
+        long n = 0;
+        void Visit(JsonElement e)
+        {
+            if (e.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var item in e.EnumerateArray())
+                {
+                    if (n > limit)
+                    {
+                        return;
+                    }
+
+                    Visit(item);
+                }
+
+                return;
+            }
+
+            n++;
+        }
+
+        Visit(data);
+        return Math.Min(n, limit + 1);
+    }
+
+    /// <summary>Reads JSON data (flat or nested arrays, row-major) into a tensor; the values are counted before anything is allocated.</summary>
     public static Tensor FromJson(string input, ElementType type, long[] shape, JsonElement data)
     {
         var count = CountOf(input, shape);
+        var given = CountJsonValues(data, count);
+        RequestValidator.CheckValueCount(input, shape, count, given, more: given > count);
         if (type == ElementType.String)
         {
             return StringsFromJson(input, shape, count, data);
@@ -96,22 +112,11 @@ internal static class TensorCodec
                 return;
             }
 
-            if (written >= count)
-            {
-                written++;
-                return;
-            }
-
             Write(input, type, e, t.Data.AsSpan((int)(written * size), size));
             written++;
         }
 
         Visit(data);
-        if (written != count)
-        {
-            throw InferenceError.BadRequest($"Input '{input}' has {written} values; shape {Tensor.ShapeText(shape)} needs {count}");
-        }
-
         return t;
     }
 
@@ -129,7 +134,7 @@ internal static class TensorCodec
         w.WriteEndArray();
     }
 
-    /// <summary>Writes a tensor's values as a flat JSON array (BYTES as strings, read as UTF-8).</summary>
+    /// <summary>Writes a tensor's values as a flat JSON array.</summary>
     public static void WriteJson(Utf8JsonWriter w, Tensor t)
     {
         w.WriteStartArray();
@@ -165,46 +170,59 @@ internal static class TensorCodec
         w.WriteEndArray();
     }
 
-    /// <summary>Reads typed gRPC contents into a tensor.</summary>
+    /// <summary>How many values typed gRPC contents hold for <paramref name="type"/> (the field the protocol assigns it), or a 400 when it has none.</summary>
+    public static long ContentsCount(string input, ElementType type, InferTensorContents c) => type switch
+    {
+        ElementType.Float => c.Fp32Contents.Count,
+        ElementType.Double => c.Fp64Contents.Count,
+        ElementType.Int64 => c.Int64Contents.Count,
+        ElementType.UInt64 => c.Uint64Contents.Count,
+        ElementType.Int32 or ElementType.Int16 or ElementType.Int8 => c.IntContents.Count,
+        ElementType.UInt32 or ElementType.UInt16 or ElementType.UInt8 => c.UintContents.Count,
+        ElementType.Bool => c.BoolContents.Count,
+        ElementType.String => c.BytesContents.Count,
+        _ => throw InferenceError.BadRequest($"Input '{input}': {type.ProtocolName()} has no typed contents field; send it in raw_input_contents"),
+    };
+
+    /// <summary>Bytes the parsed typed contents hold in memory (every field, whether used or not).</summary>
+    public static long ContentsBytes(InferTensorContents? c) => c is null ? 0 :
+        (4L * (c.Fp32Contents.Count + c.IntContents.Count + c.UintContents.Count)) + (8L * (c.Fp64Contents.Count + c.Int64Contents.Count + c.Uint64Contents.Count)) + c.BoolContents.Count
+        + c.BytesContents.Sum(b => (long)b.Length);
+
+    /// <summary>Reads typed gRPC contents into a tensor; the values are counted, and each checked against the type's range, before the tensor is used.</summary>
     public static Tensor FromContents(string input, ElementType type, long[] shape, InferTensorContents c)
     {
         var count = CountOf(input, shape);
-        var t = Tensor.Zeros(type, shape);
-        long got;
-        switch (type)
+        RequestValidator.CheckValueCount(input, shape, count, ContentsCount(input, type, c));
+        if (type == ElementType.String)
         {
-            case ElementType.Float: got = c.Fp32Contents.Count; Fill(c.Fp32Contents, t.AsSpan<float>(), count, v => v); break;
-            case ElementType.Double: got = c.Fp64Contents.Count; Fill(c.Fp64Contents, t.AsSpan<double>(), count, v => v); break;
-            case ElementType.Int64: got = c.Int64Contents.Count; Fill(c.Int64Contents, t.AsSpan<long>(), count, v => v); break;
-            case ElementType.UInt64: got = c.Uint64Contents.Count; Fill(c.Uint64Contents, t.AsSpan<ulong>(), count, v => v); break;
-            case ElementType.Int32: got = c.IntContents.Count; Fill(c.IntContents, t.AsSpan<int>(), count, v => v); break;
-            case ElementType.Int16: got = c.IntContents.Count; Fill(c.IntContents, t.AsSpan<short>(), count, v => checked((short)v)); break;
-            case ElementType.Int8: got = c.IntContents.Count; Fill(c.IntContents, t.AsSpan<sbyte>(), count, v => checked((sbyte)v)); break;
-            case ElementType.UInt32: got = c.UintContents.Count; Fill(c.UintContents, t.AsSpan<uint>(), count, v => v); break;
-            case ElementType.UInt16: got = c.UintContents.Count; Fill(c.UintContents, t.AsSpan<ushort>(), count, v => checked((ushort)v)); break;
-            case ElementType.UInt8: got = c.UintContents.Count; Fill(c.UintContents, t.AsSpan<byte>(), count, v => checked((byte)v)); break;
-            case ElementType.Bool: got = c.BoolContents.Count; Fill(c.BoolContents, t.AsSpan<byte>(), count, v => v ? (byte)1 : (byte)0); break;
-            case ElementType.String:
-                if (c.BytesContents.Count != count)
-                {
-                    throw InferenceError.BadRequest($"Input '{input}' has {c.BytesContents.Count} values; shape {Tensor.ShapeText(shape)} needs {count}");
-                }
-
-                return Tensor.FromStrings(shape, c.BytesContents.Select(b => b.ToByteArray()).ToList());
-            default: throw InferenceError.BadRequest($"Input '{input}': {type.ProtocolName()} has no typed contents field; send it in raw_input_contents");
+            return Tensor.FromStrings(shape, [.. c.BytesContents.Select(b => b.ToByteArray())]);
         }
 
-        if (got != count)
+        var t = Tensor.Zeros(type, shape);
+        switch (type)
         {
-            throw InferenceError.BadRequest($"Input '{input}' has {got} values; shape {Tensor.ShapeText(shape)} needs {count}");
+            case ElementType.Float: Fill(c.Fp32Contents, t.AsSpan<float>(), v => v); break;
+            case ElementType.Double: Fill(c.Fp64Contents, t.AsSpan<double>(), v => v); break;
+            case ElementType.Int64: Fill(c.Int64Contents, t.AsSpan<long>(), v => v); break;
+            case ElementType.UInt64: Fill(c.Uint64Contents, t.AsSpan<ulong>(), v => v); break;
+            case ElementType.Int32: Fill(c.IntContents, t.AsSpan<int>(), v => v); break;
+            case ElementType.Int16: Fill(c.IntContents, t.AsSpan<short>(), v => v is >= short.MinValue and <= short.MaxValue ? (short)v : throw OutOfRange(input, type, v)); break;
+            case ElementType.Int8: Fill(c.IntContents, t.AsSpan<sbyte>(), v => v is >= sbyte.MinValue and <= sbyte.MaxValue ? (sbyte)v : throw OutOfRange(input, type, v)); break;
+            case ElementType.UInt32: Fill(c.UintContents, t.AsSpan<uint>(), v => v); break;
+            case ElementType.UInt16: Fill(c.UintContents, t.AsSpan<ushort>(), v => v <= ushort.MaxValue ? (ushort)v : throw OutOfRange(input, type, v)); break;
+            case ElementType.UInt8: Fill(c.UintContents, t.AsSpan<byte>(), v => v <= byte.MaxValue ? (byte)v : throw OutOfRange(input, type, v)); break;
+            case ElementType.Bool: Fill(c.BoolContents, t.AsSpan<byte>(), v => v ? (byte)1 : (byte)0); break;
+            default: throw InferenceError.BadRequest($"Input '{input}': {type.ProtocolName()} has no typed contents field; send it in raw_input_contents");
         }
 
         return t;
     }
 
+    /// <summary>BYTES from JSON strings (read as UTF-8); the count was checked before.</summary>
     private static Tensor StringsFromJson(string input, long[] shape, long count, JsonElement data)
     {
-        var elements = new List<byte[]>();
+        var elements = new List<byte[]>((int)Math.Min(count, 1 << 16));
         void Visit(JsonElement e)
         {
             if (e.ValueKind == JsonValueKind.Array)
@@ -217,38 +235,19 @@ internal static class TensorCodec
                 return;
             }
 
-            if (e.ValueKind != JsonValueKind.String)
-            {
-                throw Bad(input, ElementType.String, e);
-            }
-
-            if (elements.Count < count)
-            {
-                elements.Add(System.Text.Encoding.UTF8.GetBytes(e.GetString()!));
-            }
-            else
-            {
-                elements.Add([]);
-            }
+            elements.Add(System.Text.Encoding.UTF8.GetBytes(RequestValidator.JsonString(e, $"Input '{input}': a BYTES value")));
         }
 
         Visit(data);
-        if (elements.Count != count)
-        {
-            throw InferenceError.BadRequest($"Input '{input}' has {elements.Count} values; shape {Tensor.ShapeText(shape)} needs {count}");
-        }
-
         return Tensor.FromStrings(shape, elements);
     }
 
-    private static void Fill<TIn, TOut>(IList<TIn> source, Span<TOut> target, long count, Func<TIn, TOut> convert)
+    private static InferenceError OutOfRange(string input, ElementType type, long value) =>
+        InferenceError.BadRequest($"Input '{input}': value {value} is out of range for {type.ProtocolName()}");
+
+    private static void Fill<TIn, TOut>(IList<TIn> source, Span<TOut> target, Func<TIn, TOut> convert)
         where TOut : unmanaged
     {
-        if (source.Count != count)
-        {
-            return;
-        }
-
         for (var i = 0; i < source.Count; i++)
         {
             target[i] = convert(source[i]);
@@ -294,10 +293,10 @@ internal static class TensorCodec
                         _ => throw Bad(input, type, e),
                     };
                     return;
-                case ElementType.Float: BinaryPrimitives.WriteSingleLittleEndian(target, (float)Number(input, type, e)); return;
+                case ElementType.Float: BinaryPrimitives.WriteSingleLittleEndian(target, Narrow(input, type, e, (float)Number(input, type, e))); return;
                 case ElementType.Double: BinaryPrimitives.WriteDoubleLittleEndian(target, Number(input, type, e)); return;
-                case ElementType.Float16: BinaryPrimitives.WriteHalfLittleEndian(target, (Half)Number(input, type, e)); return;
-                case ElementType.BFloat16: BinaryPrimitives.WriteUInt16LittleEndian(target, (ushort)(BitConverter.SingleToInt32Bits((float)Number(input, type, e)) >> 16)); return;
+                case ElementType.Float16: BinaryPrimitives.WriteHalfLittleEndian(target, Narrow(input, type, e, (Half)Number(input, type, e))); return;
+                case ElementType.BFloat16: BinaryPrimitives.WriteUInt16LittleEndian(target, (ushort)(BitConverter.SingleToInt32Bits(Narrow(input, type, e, (float)Number(input, type, e))) >> 16)); return;
                 case ElementType.UInt64:
                     BinaryPrimitives.WriteUInt64LittleEndian(target, e.ValueKind == JsonValueKind.Number && e.TryGetUInt64(out var u) ? u : throw Bad(input, type, e));
                     return;
@@ -320,22 +319,45 @@ internal static class TensorCodec
         }
         catch (OverflowException)
         {
-            throw InferenceError.BadRequest($"Input '{input}': value {e.GetRawText()} is out of range for {type.ProtocolName()}");
+            throw OutOfRange(input, type, e);
         }
     }
 
-    private static double Number(string input, ElementType type, JsonElement e) => e.ValueKind switch
+    /// <summary>
+    /// A JSON number, or NaN / infinity only when written as the strings numpy and Triton use ("NaN", "Infinity");
+    /// a literal too large for a double (1e400) is refused, not read as infinity.
+    /// </summary>
+    private static double Number(string input, ElementType type, JsonElement e)
     {
-        JsonValueKind.Number => e.GetDouble(),
-        JsonValueKind.String when e.GetString() is "NaN" or "nan" => double.NaN,
-        JsonValueKind.String when e.GetString() is "Infinity" or "inf" => double.PositiveInfinity,
-        JsonValueKind.String when e.GetString() is "-Infinity" or "-inf" => double.NegativeInfinity,
-        _ => throw Bad(input, type, e),
-    };
+        if (e.ValueKind == JsonValueKind.Number)
+        {
+            return e.TryGetDouble(out var d) && double.IsFinite(d) ? d : throw OutOfRange(input, type, e);
+        }
 
-    private static InferenceError Bad(string input, ElementType type, JsonElement e)
-    {
-        var text = e.GetRawText();
-        return InferenceError.BadRequest($"Input '{input}': value {(text.Length > 40 ? text[..40] + "..." : text)} is not a {type.ProtocolName()} value");
+        if (e.ValueKind == JsonValueKind.String)
+        {
+            switch (RequestValidator.JsonString(e, $"Input '{input}': a value"))
+            {
+                case "NaN" or "nan": return double.NaN;
+                case "Infinity" or "inf": return double.PositiveInfinity;
+                case "-Infinity" or "-inf": return double.NegativeInfinity;
+                default: break;
+            }
+        }
+
+        throw Bad(input, type, e);
     }
+
+    /// <summary>A finite value that became infinite in a narrower type was out of that type's range.</summary>
+    private static T Narrow<T>(string input, ElementType type, JsonElement e, T value)
+        where T : IFloatingPointIeee754<T>
+    {
+        return T.IsInfinity(value) && e.ValueKind == JsonValueKind.Number ? throw OutOfRange(input, type, e) : value;
+    }
+
+    private static InferenceError OutOfRange(string input, ElementType type, JsonElement e) =>
+        InferenceError.BadRequest($"Input '{input}': value {RequestValidator.RawText(e)} is out of range for {type.ProtocolName()}");
+
+    private static InferenceError Bad(string input, ElementType type, JsonElement e) =>
+        InferenceError.BadRequest($"Input '{input}': value {RequestValidator.RawText(e)} is not a {type.ProtocolName()} value");
 }

@@ -19,12 +19,14 @@ public sealed class DevicesCommandTests
     }
 
     [Fact]
-    public async Task Devices_json_is_an_array()
+    public async Task Devices_json_to_standard_output_is_the_devices_document_alone()
     {
-        var (code, stdout, _) = await CliRunner.RunAsync("devices", "--json");
+        var (code, stdout, _) = await CliRunner.RunAsync("devices", "--json", "-");
 
         Assert.Equal(0, code);
-        Assert.StartsWith("[", stdout.TrimStart(), StringComparison.Ordinal);
+        using var doc = System.Text.Json.JsonDocument.Parse(stdout); // nothing but the document on standard output
+        Assert.Equal("batchwise.devices", doc.RootElement.GetProperty("schema").GetString());
+        Assert.Equal(System.Text.Json.JsonValueKind.Array, doc.RootElement.GetProperty("devices").ValueKind);
     }
 
     [Fact]

@@ -4,6 +4,7 @@ using Batchwise.Engines;
 namespace Batchwise.Cli.Tests;
 
 /// <summary>explain end to end on small zoo models, with synthetic ceilings in a private cache so no calibration runs.</summary>
+[Collection(nameof(BatchwiseCacheDirectory))]
 public sealed class ExplainCommandTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("bw-explain-cli-").FullName;
@@ -96,12 +97,12 @@ public sealed class ExplainCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("--batch-sizes", "0", "Batch size '0'")]
-    [InlineData("--input-size", "big", "Input size 'big'")]
-    [InlineData("--top", "0", "--top 0")]
+    [InlineData("--batch-sizes", "0", "--batch-sizes '0'")]
+    [InlineData("--input-size", "big", "--input-size 'big' is not a size: SIZE or HEIGHTxWIDTH")]
+    [InlineData("--top", "0", "--top '0'")]
     [InlineData("--bench", "/nonexistent/bench.json", "not found")]
     [InlineData("--precision", "fp16", "no fp16 GEMM ceiling for test CPU via ort")]
-    [InlineData("--device", "-1", "--device -1")]
+    [InlineData("--device", "-1", "--device '-1'")]
     public async Task Bad_options_are_one_line_errors(string option, string value, string expected)
     {
         var (code, _, err) = await CliRunner.RunAsync("explain", "zoo:mlp", option, value, "--no-measure");
@@ -132,21 +133,14 @@ public sealed class ExplainCommandTests : IDisposable
     {
         var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=128x96", "--no-measure", "--batch-sizes", "1,2");
         Assert.True(code == 0, err);
-        Assert.Contains("Input 96x128→48x64", OneLine(output), StringComparison.Ordinal);
+        Assert.Contains("Input 128x96→64x48", OneLine(output), StringComparison.Ordinal); // height x width, as written
     }
 
     [Fact]
     [Trait("Category", "GPU")]
     public async Task Explain_on_the_cuda_engine_predicts_with_the_gpu_probes_ceiling_for_the_precision_asked()
     {
-        try
-        {
-            Batchwise.Cuda.CudaDevices.List();
-        }
-        catch (BatchwiseException e)
-        {
-            Assert.Skip(e.Message);
-        }
+        GpuTest.Require();
 
         var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:resnet18?size=64", "--engine", "cuda", "--batch-sizes", "1,8", "--duration", "0.1", "--tf32");
         Assert.True(code == 0, err);
@@ -164,4 +158,22 @@ public sealed class ExplainCommandTests : IDisposable
 
     /// <summary>The console wraps long lines at word boundaries: compare text with every run of white space as one space.</summary>
     private static string OneLine(string output) => System.Text.RegularExpressions.Regex.Replace(output, @"\s+", " ");
+
+    [Fact]
+    public async Task Explain_refuses_a_dynamic_size_it_was_not_given_and_takes_shape_as_bench_does()
+    {
+        var model = Batchwise.Zoo.ModelZoo.Build("zoo:mlp");
+        model.Graph.Input[0].Type.TensorType.Shape.Dim[1] = new global::Onnx.TensorShapeProto.Types.Dimension { DimParam = "features" };
+        var path = Path.Combine(_dir, "dynamic-mlp.onnx");
+        model.Save(path);
+
+        var (code, _, err) = await CliRunner.RunAsync("explain", path, "--no-measure", "--batch-sizes", "1,2");
+        Assert.Equal(2, code);
+        Assert.Contains("dimension 1 ('features')", err, StringComparison.Ordinal);
+        Assert.Contains("--shape features=128", err, StringComparison.Ordinal);
+
+        var (ok, output, err1) = await CliRunner.RunAsync("explain", path, "--no-measure", "--batch-sizes", "1,2", "--shape", "features=64");
+        Assert.True(ok == 0, err1);
+        Assert.Contains("[1, 64]", output, StringComparison.Ordinal);
+    }
 }

@@ -13,7 +13,7 @@ public sealed class OptimizeCommandTests : IDisposable
     {
         var output = Path.Combine(_dir.FullName, "mlp-int8.onnx");
         var json = Path.Combine(_dir.FullName, "report.json");
-        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--int8-dynamic", "--verify-batch-sizes", "1,4", "--bench-seconds", "0.05", "--json", json);
+        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--int8-dynamic", "--batch-sizes", "1,4", "--duration", "0.05", "--json", json);
 
         Assert.True(code == 0, stderr);
         Assert.Contains("int8-dynamic", stdout, StringComparison.Ordinal);
@@ -38,7 +38,7 @@ public sealed class OptimizeCommandTests : IDisposable
     public async Task Optimize_prunes_a_convnet_and_reports_macs_before_and_after()
     {
         var output = Path.Combine(_dir.FullName, "r18.onnx");
-        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:resnet18?size=32", "-o", output, "--prune", "0.5", "--verify-batch-sizes", "1", "--bench-seconds", "0.05");
+        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:resnet18?size=32", "-o", output, "--prune", "0.5", "--batch-sizes", "1", "--duration", "0.05");
         Assert.True(code == 0, stderr);
         Assert.Contains("conv MACs", stdout, StringComparison.Ordinal);
         Assert.Matches(@"conv MACs\s*│[^│]+│[^│]+│\s*-\d", stdout);
@@ -47,15 +47,33 @@ public sealed class OptimizeCommandTests : IDisposable
     [Theory]
     [InlineData("--prune", "1.5", "between 0 and 1")]
     [InlineData("--prune", "0", "between 0 and 1")]
-    [InlineData("--input-size", "abc", "WIDTHxHEIGHT")]
-    [InlineData("--calibration-method", "magic", "Unknown --calibration-method")]
-    [InlineData("--verify-batch-sizes", "1,x", "not a positive integer")]
-    [InlineData("--threads", "-1", "--threads must be 0")]
+    [InlineData("--input-size", "abc", "HEIGHTxWIDTH")]
+    [InlineData("--calibration-method", "magic", "--calibration-method 'magic' is not one of minmax, percentile, entropy")]
+    [InlineData("--batch-sizes", "1,x", "not a comma-separated list of positive integers")]
+    [InlineData("--threads", "-1", "--threads '-1' is not an integer of at least 0")]
+    [InlineData("--precision", "fp16", "--precision does not apply to it")]
     public async Task Bad_option_values_give_one_line_errors_and_exit_2(string option, string value, string expected)
     {
         var (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", Path.Combine(_dir.FullName, "x.onnx"), option, value);
         Assert.Equal(2, code);
         Assert.Contains(expected, stderr, StringComparison.Ordinal);
+        AssertOneError(stderr);
+    }
+
+    /// <summary>D8: the input's fault is reported as the input's, in ONNX Runtime's words, not as a Batchwise bug.</summary>
+    [Fact]
+    public async Task A_model_onnx_runtime_cannot_load_is_reported_with_its_reason_not_as_a_batchwise_bug()
+    {
+        // An attribute Relu does not have: Batchwise's reader ignores it, ONNX Runtime's schema check refuses the model.
+        var model = Batchwise.Zoo.ModelZoo.Build("zoo:mlp");
+        model.Graph.Node.First(n => n.OpType == "Relu").Attribute.Add(Batchwise.Zoo.GraphBuilder.Attr("alpha_typo", 1L));
+        var input = Path.Combine(_dir.FullName, "typo.onnx");
+        model.Save(input);
+        var (code, _, stderr) = await CliRunner.RunAsync("optimize", input, "-o", Path.Combine(_dir.FullName, "x.onnx"), "--no-verify");
+        Assert.Equal(2, code);
+        Assert.DoesNotContain("Batchwise bug", stderr, StringComparison.Ordinal);
+        Assert.Contains("ONNX Runtime cannot run the input model", stderr, StringComparison.Ordinal);
+        Assert.Contains("alpha_typo", stderr, StringComparison.Ordinal);
         AssertOneError(stderr);
     }
 
@@ -97,5 +115,41 @@ public sealed class OptimizeCommandTests : IDisposable
         Assert.Contains("--input-size 96x96 is not possible", stderr, StringComparison.Ordinal);
         Assert.Matches("(Add|Sub|Mul|Concat) '", stderr);
         Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public async Task A_result_that_fails_verification_is_written_and_exits_3_with_one_line_why()
+    {
+        var output = Path.Combine(Path.GetTempPath(), $"bw-failed-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:resnet18?size=32", "-o", output, "--prune", "0.5", "--min-cosine", "0.999", "--batch-sizes", "1", "--duration", "0.02");
+            Assert.Equal(3, code);
+            Assert.Contains("FAIL: cosine", stdout, StringComparison.Ordinal);
+            Assert.Contains("verification FAILED: 'logits': cosine", stderr, StringComparison.Ordinal);
+            AssertOneError(stderr);
+            Assert.True(File.Exists(output));
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Fact]
+    public async Task Opset_converts_an_old_model_and_the_result_agrees()
+    {
+        var output = Path.Combine(Path.GetTempPath(), $"bw-opset-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--opset", "21", "--batch-sizes", "1", "--duration", "0.02");
+            Assert.True(code == 0, stderr);
+            Assert.Contains("opset 17 -> 21", stdout, StringComparison.Ordinal);
+            Assert.Equal(21, Batchwise.Onnx.OnnxModel.Load(output).Opset);
+        }
+        finally
+        {
+            File.Delete(output);
+        }
     }
 }

@@ -10,10 +10,16 @@ public sealed class ServeLoadCommandTests
     [InlineData(new[] { "serve", "zoo:nope" }, "No zoo model named 'nope'")]
     [InlineData(new[] { "serve", "zoo:mlp", "--preferred-batch-size", "4,x" }, "--preferred-batch-size '4,x'")]
     [InlineData(new[] { "serve", "zoo:mlp", "--host", "example", "--http-port", "0", "--grpc-port", "0" }, "--host 'example' is not an IP address")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--max-batch-size", "-5" }, "max_batch_size is -5, outside 0..65536")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--max-batch-size", "2000000000" }, "max_batch_size is 2000000000, outside 0..65536")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--drain-timeout", "-1" }, "--drain-timeout -1 is outside 0..86400 seconds")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--max-request-bytes", "0" }, "--max-request-bytes 0 is outside")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--tls-cert", "/no/such.pem" }, "--tls-cert was given without --tls-key")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--auth-token-file", "/no/such/token" }, "Cannot read the token file '/no/such/token'")]
     [InlineData(new[] { "load", "ftp://x", "--model", "m", "-c", "1" }, "is not an http(s) URL")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m" }, "Give either --concurrency or --request-rate")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1,a" }, "--concurrency '1,a'")]
-    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--protocol", "smtp" }, "Unknown protocol 'smtp'")]
+    [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--protocol", "smtp" }, "--protocol 'smtp' is not one of http, grpc")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1", "--duration", "1" }, "Cannot reach the inference server")]
     public async Task Bad_input_is_one_line_and_exit_code_2(string[] args, string message)
     {

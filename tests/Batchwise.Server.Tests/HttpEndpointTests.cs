@@ -160,7 +160,7 @@ public sealed class HttpEndpointTests(ServerFixture fixture) : IClassFixture<Ser
     [InlineData("{\"inputs\":[{\"name\":\"input\",\"shape\":[64],\"datatype\":\"FP32\",\"data\":[]}]}", "expects [-1, 64]")]
     [InlineData("{\"inputs\":[{\"name\":\"input\",\"shape\":[9,64],\"datatype\":\"FP32\",\"data\":[]}]}", "takes 1 to 8")]
     [InlineData("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}", "has 3 values")]
-    [InlineData("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[1,\"a\"]}]}", "is not a FP32 value")]
+    [InlineData("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[\"a\",1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}", "is not a FP32 value")]
     [InlineData("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP99\",\"data\":[]}]}", "unknown datatype 'FP99'")]
     [InlineData("{\"inputs\":[]}", "Input 'input' is missing")]
     [InlineData("{\"inputs\":[{\"name\":\"input\"", "not valid JSON")]

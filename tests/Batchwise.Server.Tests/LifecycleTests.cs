@@ -97,7 +97,59 @@ public sealed class LifecycleTests
         await server.DisposeAsync();
     }
 
-    private static async Task<(InferenceServer Server, GatedEngine Engine, ServedModel Model)> StartAsync(int maxQueueSize)
+    [Fact]
+    public async Task While_draining_new_requests_get_503_and_the_accepted_ones_finish()
+    {
+        var (server, engine, model) = await StartAsync(maxQueueSize: 8);
+        using var http = new HttpClient { BaseAddress = server.HttpAddress };
+        engine.Close();
+        var running = PostAsync(http, 1f, Ct);
+        await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+
+        var stopping = server.StopAsync();
+        await Until(() => !model.IsReady);
+        using (var late = new HttpClient { BaseAddress = server.HttpAddress })
+        using (var refused = await PostAsync(late, 2f, Ct))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Contains("stopping", JsonDocument.Parse(await refused.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
+        }
+
+        engine.Open();
+        using var first = await running;
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        var report = await stopping.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.Equal(0, report.Dropped);
+        Assert.Equal(1, report.InFlightAtStop);
+        Assert.DoesNotContain(2f, engine.Seen);
+        await server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Requests_unanswered_at_the_drain_timeout_are_dropped_and_counted()
+    {
+        var (server, engine, _) = await StartAsync(maxQueueSize: 8, drainTimeout: TimeSpan.FromMilliseconds(300));
+        using var http = new HttpClient { BaseAddress = server.HttpAddress };
+        engine.Close();
+        var running = PostAsync(http, 1f, Ct);
+        await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        var queued = PostAsync(http, 2f, Ct);
+        await Until(() => server.Admission.InFlight == 2);
+
+        var stopping = server.StopAsync();
+
+        // Past the timeout the connections are closed; the engine run still in progress is waited for before the model is released.
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => running);
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => queued);
+        engine.Open();
+        var report = await stopping.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.Equal(2, report.InFlightAtStop);
+        Assert.Equal(2, report.Dropped);
+        Assert.Equal(2, report.Accepted);
+        await server.DisposeAsync();
+    }
+
+    private static async Task<(InferenceServer Server, GatedEngine Engine, ServedModel Model)> StartAsync(int maxQueueSize, TimeSpan? drainTimeout = null)
     {
         var engine = new GatedEngine();
         var name = "gated-" + Guid.NewGuid().ToString("N");
@@ -109,7 +161,7 @@ public sealed class LifecycleTests
             Engine = name,
             DynamicBatching = new DynamicBatchingConfig { MaxQueueSize = maxQueueSize },
         });
-        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 }, Ct);
+        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, DrainTimeout = drainTimeout ?? TimeSpan.FromSeconds(30) }, Ct);
         while (engine.Started.Wait(0))
         {
             // Forget the warm-up run.

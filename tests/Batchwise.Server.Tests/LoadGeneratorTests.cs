@@ -1,3 +1,4 @@
+using Batchwise.Benchmarking;
 using Batchwise.Server.Load;
 
 namespace Batchwise.Server.Tests;
@@ -33,7 +34,7 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
     }
 
     [Fact]
-    public async Task An_open_loop_point_offers_poisson_arrivals_at_the_rate()
+    public async Task An_open_loop_point_runs_at_the_rate_it_records_without_errors()
     {
         var generator = new LoadGenerator(new LoadOptions
         {
@@ -48,8 +49,29 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
         var point = Assert.Single((await generator.RunAsync(cancellationToken: TestContext.Current.CancellationToken)).Points);
         Assert.Equal(100, point.RequestRate);
         Assert.Equal(0, point.Errors);
-        Assert.InRange(point.RequestsPerSecond, 30, 300);
+        Assert.True(point.Requests > 0);
         Assert.Equal(2 * point.RequestsPerSecond, point.InferencesPerSecond, 6);
+
+        // How close the achieved rate comes to the offered one depends on the machine: that is a benchmark
+        // (bench/serve/run.sh, `load --request-rate`), not a unit test. The schedule itself is checked below.
+    }
+
+    [Fact]
+    public void Poisson_arrivals_have_exponential_gaps_at_the_rate()
+    {
+        const double Rate = 100;
+        var times = LoadGenerator.PoissonArrivals(Rate, seed: 7).Take(20_000).ToArray();
+        var gaps = times.Zip(times.Skip(1), (a, b) => b - a).Prepend(times[0]).ToArray();
+        Assert.All(gaps, g => Assert.True(g > 0));
+
+        // Exponential(rate): mean 1/rate and standard deviation 1/rate; P(gap > mean) = 1/e. With 20,000 draws each
+        // estimate lies within a few percent (the standard error of the mean is 0.7% of it).
+        var mean = gaps.Average();
+        var sd = Math.Sqrt(gaps.Sum(g => (g - mean) * (g - mean)) / (gaps.Length - 1));
+        Assert.InRange(mean * Rate, 0.97, 1.03);
+        Assert.InRange(sd * Rate, 0.95, 1.05);
+        Assert.InRange(gaps.Count(g => g > 1 / Rate) / (double)gaps.Length, Math.Exp(-1) - 0.02, Math.Exp(-1) + 0.02);
+        Assert.Equal(times, LoadGenerator.PoissonArrivals(Rate, seed: 7).Take(20_000)); // seeded: the same schedule again
     }
 
     [Fact]
@@ -64,9 +86,21 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
     public void Dynamic_dimensions_beyond_the_batch_need_a_shape()
     {
         var inputs = new[] { new InputDescription("tokens", "INT64", [-1, -1]) };
-        var e = Assert.Throws<BatchwiseException>(() => LoadInputs.Generate(inputs, 1, new Dictionary<string, long[]>()));
-        Assert.Contains("--shape tokens:", e.Hint, StringComparison.Ordinal);
-        var given = LoadInputs.Generate(inputs, 1, LoadInputs.ParseShapes(["tokens:1,128"]));
+        var e = Assert.Throws<BatchwiseException>(() => LoadInputs.Generate(inputs, 1, ShapeBindings.None));
+        Assert.Contains("--shape tokens:batch,128", e.Hint, StringComparison.Ordinal);
+        var given = LoadInputs.Generate(inputs, 1, ShapeBindings.Parse(["tokens:1,128"]));
         Assert.Equal(new long[] { 1, 128 }, given[0].Tensor.Shape);
+    }
+
+    [Fact]
+    public void Shape_takes_the_batch_word_as_bench_does_and_refuses_symbols_the_metadata_cannot_name()
+    {
+        var inputs = new[] { new InputDescription("tokens", "INT64", [-1, -1]) };
+        var given = LoadInputs.Generate(inputs, 4, ShapeBindings.Parse(["tokens:batch,32"]));
+        Assert.Equal(new long[] { 4, 32 }, given[0].Tensor.Shape);
+
+        var e = Assert.Throws<BatchwiseException>(() => LoadInputs.Generate(inputs, 1, ShapeBindings.Parse(["seq=32"])));
+        Assert.Contains("names no dimensions", e.Message, StringComparison.Ordinal);
+        Assert.Contains("--shape tokens:batch,32", e.Hint, StringComparison.Ordinal);
     }
 }

@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using Batchwise.Benchmarking;
+using Batchwise.Cli.Options;
 using Batchwise.Comparison;
 using Batchwise.Engines;
+using Batchwise.Reports;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cli.Commands;
@@ -15,15 +15,6 @@ public static class CompareCommand
     /// <summary>Exit code when an output is past the tolerance.</summary>
     public const int PastTolerance = 3;
 
-    /// <summary>The JSON layout for --json (snake_case, NaN/Infinity as strings).</summary>
-    internal static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-    };
-
     /// <summary>Creates the compare command.</summary>
     public static Command Create()
     {
@@ -32,24 +23,24 @@ public static class CompareCommand
             Description = "One model (run through two engines) or two models (run through one engine, or the first on E1 and the second on E2): .onnx path or zoo:NAME",
             Arity = new ArgumentArity(1, 2),
         };
-        var engines = new Option<string>("--engines", "-e") { Description = "Engine, or reference,candidate engines (e.g. ort,cuda); the first is the reference", DefaultValueFactory = _ => "ort" };
-        var batchSize = new Option<int>("--batch-size", "-b") { Description = "Size of a dynamic first dimension", DefaultValueFactory = _ => 1 };
-        var shapes = new Option<string[]>("--shape") { Description = "Size of another dynamic dimension: SYMBOL=SIZE (seq=128) or INPUT:DIMS with `batch` for the batch axis (input_ids:batch,128); repeatable" };
-        var seed = new Option<int>("--seed") { Description = "Seed for the random inputs", DefaultValueFactory = _ => 0 };
-        var input = new Option<string[]>("--input") { Description = "Real data for an input from a .npy file: NAME=FILE.npy (one sample, or [k, ...] samples repeated along the batch); repeatable" };
-        var inputs = new Option<string?>("--inputs") { Description = "Folder of input data: NAME.npy or NAME.pb per input (input_N.* by position); inputs without a file get random data" };
-        var rtol = new Option<double>("--rtol") { Description = "Relative tolerance: pass when |a-b| <= atol + rtol*|b| everywhere (b the reference)", DefaultValueFactory = _ => 1e-4 };
-        var atol = new Option<double>("--atol") { Description = "Absolute tolerance", DefaultValueFactory = _ => 1e-5 };
-        var json = new Option<string?>("--json") { Description = "Also write the result as JSON to this file" };
-        var precision = new Option<Precision>("--precision") { Description = "Precision of the candidate engine (the reference runs fp32), e.g. fp16 on cuda", DefaultValueFactory = _ => Precision.Fp32 };
-        var tf32 = new Option<bool>("--tf32") { Description = "Let the candidate engine use TF32 tensor cores for fp32 (GPU engines)" };
-        var command = new Command("compare", "Run the same inputs through two engines or two model variants and compare every output (exit 3 when past tolerance)")
+        var engines = new Option<string>("--engines", "-e") { Description = "Engine, or reference,candidate engines (e.g. ort,cuda); the first is the reference", HelpName = "E1[,E2]", DefaultValueFactory = _ => "ort" };
+        var batchSize = SharedOptions.BatchSize();
+        var shapes = SharedOptions.Shape();
+        var seed = SharedOptions.Seed();
+        var input = SharedOptions.Input();
+        var inputs = new Option<string?>("--inputs") { Description = "Folder of input data: NAME.npy or NAME.pb per input (input_N.* by position); inputs without a file get random data", HelpName = "DIR" };
+        var rtol = SharedOptions.Rtol(1e-4);
+        var atol = SharedOptions.Atol(1e-5);
+        var command = new Command("compare", "Run the same inputs through two engines or two model variants and compare every output (exit 3 when past tolerance); --precision, --tf32 and --timed-tactics apply to the candidate, the other engine options to both")
         {
-            models, engines, batchSize, shapes, seed, input, inputs, rtol, atol, precision, tf32, json,
+            models, engines, batchSize, shapes, seed, input, inputs, rtol, atol,
         };
+        var engine = EngineOptionGroup.AddTo(command, withEngine: false);
+        var reports = ReportOptions.AddTo(command);
 
         command.SetGuardedAction((parse, ct) =>
         {
+            var targets = reports.Read(parse);
             var modelSpecs = parse.GetValue(models) ?? [];
             var engineNames = ParseEngines(parse.GetValue(engines) ?? string.Empty);
             if (modelSpecs.Length == 1 && engineNames.Count == 1)
@@ -58,17 +49,21 @@ public static class CompareCommand
             }
 
             var tolerance = new Tolerance(parse.GetValue(rtol), parse.GetValue(atol)).Validated();
-            var referenceEngine = EngineRegistry.Create(engineNames[0]);
-            var candidateEngine = EngineRegistry.Create(engineNames[^1]);
+            var candidateOptions = engine.Read(parse);
+            var referenceOptions = candidateOptions with { Precision = Precision.Fp32, AllowTf32 = false, TimedTactics = false };
             var referenceModel = ModelSource.Load(modelSpecs[0]);
             var candidateModel = modelSpecs.Length == 2 ? ModelSource.Load(modelSpecs[1]) : referenceModel;
-            var referenceOptions = new EngineOptions();
-            var candidateOptions = new EngineOptions { Precision = parse.GetValue(precision), AllowTf32 = parse.GetValue(tf32) };
+            if (parse.GetResult(batchSize) is { Implicit: false })
+            {
+                ModelComparison.RequireBatch(referenceModel, parse.GetValue(batchSize));
+                ModelComparison.RequireBatch(candidateModel, parse.GetValue(batchSize));
+            }
 
-            var bindings = ShapeBindings.Parse(parse.GetValue(shapes) ?? []);
+            var reference = new ComparisonSide(EngineRegistry.Create(engineNames[0]), referenceModel, referenceOptions);
+            var candidate = new ComparisonSide(EngineRegistry.Create(engineNames[^1]), candidateModel, candidateOptions);
+
             var data = new Dictionary<string, Tensor>(InputGenerator.ReadDataFiles(parse.GetValue(input) ?? []), StringComparer.Ordinal);
-            var inputDir = parse.GetValue(inputs);
-            if (inputDir is not null)
+            if (parse.GetValue(inputs) is { } inputDir)
             {
                 foreach (var (name, tensor) in InputFiles.Load(inputDir, referenceModel.Inputs))
                 {
@@ -77,34 +72,18 @@ public static class CompareCommand
             }
 
             var generator = new InputGenerator(referenceModel, parse.GetValue(seed), data);
-            var resolved = bindings.Resolve(referenceModel.Inputs, referenceModel.FindBatchAxis(), parse.GetValue(batchSize));
-            var tensors = generator.Generate(resolved);
+            var tensors = generator.Generate(ShapeBindings.Parse(parse.GetValue(shapes) ?? []).Resolve(referenceModel.Inputs, referenceModel.FindBatchAxis(), parse.GetValue(batchSize)));
             var filled = generator.Describe();
-
-            var reference = new ComparisonSide(referenceEngine, referenceModel, referenceOptions);
-            var candidate = new ComparisonSide(candidateEngine, candidateModel, candidateOptions);
             var result = ModelComparison.Run(reference, candidate, tensors, tolerance, ct);
 
-            Print(reference, candidate, result, tolerance, filled);
-            var jsonPath = parse.GetValue(json);
-            if (jsonPath is not null)
-            {
-                WriteJson(jsonPath, new
-                {
-                    Reference = new { Model = referenceModel.Path ?? modelSpecs[0], Engine = result.Reference },
-                    Candidate = new { Model = candidateModel.Path ?? modelSpecs[^1], Engine = result.Candidate, Precision = candidateOptions.Precision, candidateOptions.AllowTf32 },
-                    Seed = parse.GetValue(seed),
-                    result.Inputs,
-                    InputData = filled,
-                    Tolerance = tolerance,
-                    result.Outputs,
-                    result.Notes,
-                    result.Passed,
-                    Date = DateTimeOffset.UtcNow,
-                    Host = new { HostInfo.MachineName, HostInfo.CpuName, HostInfo.OperatingSystem, HostInfo.Runtime },
-                });
-            }
-
+            var document = new CompareDocument(
+                new CompareSideRecord(referenceModel.Path ?? modelSpecs[0], result.Reference, referenceOptions.Precision, referenceOptions.AllowTf32),
+                new CompareSideRecord(candidateModel.Path ?? modelSpecs[^1], result.Candidate, candidateOptions.Precision, candidateOptions.AllowTf32),
+                parse.GetValue(seed), result.Inputs, filled, tolerance, result.Outputs, result.Notes, result.Passed, DateTimeOffset.UtcNow, HostRecord.Current());
+            Print(targets.Human, reference, candidate, result, tolerance, filled);
+            targets.WriteJson(() => ReportJson.Serialize(document));
+            targets.WriteCsv(document.ToCsv);
+            targets.SayWritten();
             return Task.FromResult(result.Passed ? 0 : PastTolerance);
         });
         return command;
@@ -122,24 +101,11 @@ public static class CompareCommand
         return names;
     }
 
-    /// <summary>Writes an object as indented snake_case JSON, or fails with a one-line error.</summary>
-    internal static void WriteJson(string path, object value)
+    private static void Print(TextWriter output, ComparisonSide reference, ComparisonSide candidate, ModelComparisonResult result, Tolerance tolerance, IReadOnlyDictionary<string, string> filled)
     {
-        try
-        {
-            File.WriteAllText(path, JsonSerializer.Serialize(value, Json) + "\n");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BatchwiseException($"Cannot write '{path}': {e.Message}", "Check the folder exists and is writable.", e);
-        }
-    }
-
-    private static void Print(ComparisonSide reference, ComparisonSide candidate, ModelComparisonResult result, Tolerance tolerance, IReadOnlyDictionary<string, string> filled)
-    {
-        Console.WriteLine($"reference: {reference.Label} ({result.Reference.Version}, {result.Reference.Device})");
-        Console.WriteLine($"candidate: {candidate.Label} ({result.Candidate.Version}, {result.Candidate.Device})");
-        Console.WriteLine($"inputs:    {string.Join("; ", result.Inputs.Zip(reference.Model.Inputs, (text, spec) => $"{text}, {filled.GetValueOrDefault(spec.Name, "?")}"))}");
+        output.WriteLine($"reference: {reference.Label} ({result.Reference.Version}, {result.Reference.Device})");
+        output.WriteLine($"candidate: {candidate.Label} ({result.Candidate.Version}, {result.Candidate.Device})");
+        output.WriteLine($"inputs:    {string.Join("; ", result.Inputs.Zip(reference.Model.Inputs, (text, spec) => $"{text}, {filled.GetValueOrDefault(spec.Name, "?")}"))}");
         var table = new PlainTable("output", "shape", "max abs", "max rel", "mean abs", "cosine", "top-1/5", "mismatches", "result");
         foreach (var o in result.Outputs)
         {
@@ -155,25 +121,25 @@ public static class CompareCommand
                 o.Passed ? "pass" : "FAIL");
         }
 
-        Console.Write(table.ToString());
+        output.Write(table.ToString());
         foreach (var note in result.Notes)
         {
-            Console.WriteLine($"note: {note}");
+            output.WriteLine($"note: {note}");
         }
 
         var tol = $"rtol {Number(tolerance.Rtol)}, atol {Number(tolerance.Atol)}";
         if (result.Passed)
         {
-            Console.WriteLine($"PASS: all {result.Outputs.Count} outputs within {tol}");
+            output.WriteLine($"PASS: all {result.Outputs.Count} outputs within {tol}");
             return;
         }
 
         var failed = result.Outputs.Where(o => !o.Passed).ToList();
-        Console.WriteLine($"FAIL: {failed.Count} of {result.Outputs.Count} outputs past {tol}");
+        output.WriteLine($"FAIL: {failed.Count} of {result.Outputs.Count} outputs past {tol}");
         foreach (var o in failed)
         {
             var detail = o.Problem ?? $"worst at flat index {o.WorstIndex}: candidate {Number(o.WorstCandidate)}, reference {Number(o.WorstReference)}";
-            Console.WriteLine($"  {o.Name}: {detail}");
+            output.WriteLine($"  {o.Name}: {detail}");
         }
     }
 

@@ -1,9 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Batchwise.Cli.Options;
 using Batchwise.Comparison;
 using Batchwise.Conformance;
-using Batchwise.Engines;
+using Batchwise.Reports;
 
 namespace Batchwise.Cli.Commands;
 
@@ -21,21 +22,22 @@ public static class ConformanceCommand
             Description = $"Folder of node tests (test_*/model.onnx); default: {NodeTestSuite.DebianDirectory}, else the Python onnx package's onnx/backend/test/data/node",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var engine = new Option<string>("--engine", "-e") { Description = "Engine to test", DefaultValueFactory = _ => "ort" };
         var ops = new Option<string?>("--ops") { Description = $"Only cases whose operators are all in this comma-separated list; presets: {string.Join(", ", OperatorSets.Presets.Keys)}" };
-        var filter = new Option<string?>("--filter") { Description = "Only cases whose name matches this regular expression" };
-        var rtol = new Option<double>("--rtol") { Description = "Relative tolerance (ONNX backend-test default)", DefaultValueFactory = _ => Tolerance.OnnxBackendTest.Rtol };
-        var atol = new Option<double>("--atol") { Description = "Absolute tolerance (ONNX backend-test default)", DefaultValueFactory = _ => Tolerance.OnnxBackendTest.Atol };
-        var json = new Option<string?>("--json") { Description = "Also write every case's result as JSON to this file" };
+        var filter = new Option<string?>("--filter") { Description = "Only cases whose name matches this regular expression", HelpName = "REGEX" };
+        var rtol = SharedOptions.Rtol(Tolerance.OnnxBackendTest.Rtol);
+        var atol = SharedOptions.Atol(Tolerance.OnnxBackendTest.Atol);
         var list = new Option<bool>("--list") { Description = "List the selected cases and their operators without running them" };
-        var copyTo = new Option<string?>("--copy-to") { Description = "Copy the selected cases into this folder without running them (to carry them to a machine without the test data)" };
+        var copyTo = new Option<string?>("--copy-to") { Description = "Copy the selected cases into this folder without running them (to carry them to a machine without the test data)", HelpName = "DIR" };
         var command = new Command("conformance", "Run ONNX's backend node tests through an engine; report ran/passed/failed/unsupported/skipped per operator (exit 3 when a case fails or none ran)")
         {
-            directory, engine, ops, filter, rtol, atol, json, list, copyTo,
+            directory, ops, filter, rtol, atol, list, copyTo,
         };
+        var engine = EngineOptionGroup.AddTo(command);
+        var reports = ReportOptions.AddTo(command);
 
         command.SetGuardedAction((parse, ct) =>
         {
+            var targets = reports.Read(parse);
             var dir = parse.GetValue(directory) ?? NodeTestSuite.FindDefault();
             var opSet = parse.GetValue(ops) is { } opsText ? OperatorSets.Parse(opsText) : null;
             Regex? regex = null;
@@ -77,32 +79,20 @@ public static class ConformanceCommand
             }
 
             var verbose = parse.GetValue(CommonOptions.Verbose);
-            var runner = new ConformanceRunner(EngineRegistry.Create(parse.GetValue(engine)!), new EngineOptions(), tolerance);
-            Console.WriteLine($"running {cases.Count} node test cases from {dir} on {parse.GetValue(engine)!} (rtol {CompareCommand.Number(tolerance.Rtol)}, atol {CompareCommand.Number(tolerance.Atol)})");
-            var report = runner.Run(dir, cases, verbose ? r => Console.WriteLine($"{r.Status.ToString().ToLowerInvariant(),-11} {r.Name}{(r.Reason is null ? string.Empty : ": " + r.Reason)}") : null, ct);
+            var output = targets.Human;
+            var runner = new ConformanceRunner(engine.CreateEngine(parse), engine.Read(parse), tolerance);
+            output.WriteLine($"running {cases.Count} node test cases from {dir} on {engine.EngineName(parse)} (rtol {CompareCommand.Number(tolerance.Rtol)}, atol {CompareCommand.Number(tolerance.Atol)})");
+            var report = runner.Run(dir, cases, verbose ? r => output.WriteLine($"{r.Status.ToString().ToLowerInvariant(),-11} {r.Name}{(r.Reason is null ? string.Empty : ": " + r.Reason)}") : null, ct);
 
-            Print(report);
-            if (parse.GetValue(json) is { } jsonPath)
-            {
-                CompareCommand.WriteJson(jsonPath, new
-                {
-                    report.Engine,
-                    report.Directory,
-                    report.Tolerance,
-                    Ops = opSet?.Order(StringComparer.Ordinal).ToList(),
-                    Filter = regex?.ToString(),
-                    report.Total,
-                    report.Operators,
-                    report.Cases,
-                    Date = DateTimeOffset.UtcNow,
-                    Host = new { HostInfo.MachineName, HostInfo.CpuName, HostInfo.OperatingSystem, HostInfo.Runtime },
-                });
-            }
-
+            Print(output, report);
+            var document = ConformanceDocument.From(report, opSet, regex?.ToString());
+            targets.WriteJson(() => ReportJson.Serialize(document));
+            targets.WriteCsv(document.ToCsv);
+            targets.SayWritten();
             if (report.Total.Ran == 0)
             {
                 // Nothing was verified: say so and do not pass.
-                Console.WriteLine("no case ran: every selected case was unsupported by the engine or skipped");
+                output.WriteLine("no case ran: every selected case was unsupported by the engine or skipped");
                 return Task.FromResult(CasesFailed);
             }
 
@@ -111,7 +101,7 @@ public static class ConformanceCommand
         return command;
     }
 
-    private static void Print(ConformanceReport report)
+    private static void Print(TextWriter output, ConformanceReport report)
     {
         var table = new PlainTable("operator", "ran", "passed", "failed", "unsupported", "skipped");
         foreach (var op in report.Operators)
@@ -125,8 +115,8 @@ public static class ConformanceCommand
                 op.Skipped.ToString(CultureInfo.InvariantCulture));
         }
 
-        Console.Write(table.ToString());
-        Console.WriteLine("(a case whose model holds several operators counts under each of them)");
+        output.Write(table.ToString());
+        output.WriteLine("(a case whose model holds several operators counts under each of them)");
         foreach (var (status, title) in new[] { (CaseStatus.Failed, "failed"), (CaseStatus.Unsupported, "unsupported (refused at load, not failures)"), (CaseStatus.Skipped, "skipped") })
         {
             var cases = report.Cases.Where(c => c.Status == status).ToList();
@@ -135,16 +125,16 @@ public static class ConformanceCommand
                 continue;
             }
 
-            Console.WriteLine($"{title}:");
+            output.WriteLine($"{title}:");
             foreach (var c in cases)
             {
-                Console.WriteLine($"  {c.Name}: {c.Reason ?? string.Empty}");
+                output.WriteLine($"  {c.Name}: {c.Reason ?? string.Empty}");
             }
         }
 
         var t = report.Total;
         var total = t.Ran + t.Unsupported + t.Skipped;
-        Console.WriteLine(
+        output.WriteLine(
             $"total: {total} cases on {report.Engine.Engine} ({report.Engine.Version}): ran {t.Ran}, " +
             $"passed {t.Passed}, {(t.Failed == 0 ? "failed 0" : $"failed {t.Failed}")}, unsupported {t.Unsupported}, skipped {t.Skipped}");
     }

@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
 using Batchwise.Analysis;
+using Batchwise.Cli.Options;
 using Batchwise.Cuda;
 using Batchwise.Engines;
+using Batchwise.Reports;
 using Spectre.Console;
 
 namespace Batchwise.Cli.Commands;
@@ -13,12 +15,13 @@ public static class DevicesCommand
     /// <summary>Creates the devices command.</summary>
     public static Command Create()
     {
-        var json = new Option<bool>("--json") { Description = "Write the devices as JSON" };
         var ceilings = new Option<bool>("--ceilings") { Description = "Also show each GPU's measured ceilings (GEMM TFLOP/s in fp32, TF32 and fp16, bandwidth, launch costs): from the cache, else measured now (a few seconds) and cached, as explain uses them" };
-        var recalibrate = new Option<bool>("--recalibrate") { Description = "With --ceilings: measure again instead of reading the cache" };
-        var command = new Command("devices", "List the NVIDIA GPUs and the CUDA libraries the cuda engine would use") { json, ceilings, recalibrate };
+        var recalibrate = SharedOptions.Recalibrate();
+        var command = new Command("devices", "List the NVIDIA GPUs and the CUDA libraries the cuda engine would use") { ceilings, recalibrate };
+        var reports = ReportOptions.AddTo(command);
         command.SetGuardedAction(parse =>
         {
+            var targets = reports.Read(parse);
             IReadOnlyList<CudaDeviceInfo> devices;
             try
             {
@@ -27,27 +30,22 @@ public static class DevicesCommand
             catch (BatchwiseException e) when (e.Message.StartsWith("no NVIDIA GPU", StringComparison.Ordinal))
             {
                 // Not an error: the answer to "which GPUs are here?" is "none".
-                Console.WriteLine(parse.GetValue(json) ? "[]" : e.Message);
+                var none = new DevicesDocument([]);
+                targets.Human.WriteLine(e.Message);
+                targets.WriteJson(() => ReportJson.Serialize(none));
+                targets.WriteCsv(none.ToCsv);
+                targets.SayWritten();
                 return 0;
             }
 
             var measured = parse.GetValue(ceilings) ? devices.Select(d => Ceilings(d.Ordinal, parse.GetValue(recalibrate))).ToList() : null;
-            if (parse.GetValue(json))
+            var document = new DevicesDocument(devices.Select((d, i) => new DeviceRecord(
+                d.Ordinal, d.Name, d.MemoryBytes, d.MultiprocessorCount, d.ComputeCapability, d.PciBusId, d.DriverVersion, d.CudaDriverApi, d.CudnnVersion, d.CublasLtVersion, d.NvrtcVersion,
+                measured is null ? null : CeilingsRecord.From(measured[i]))).ToList());
+            targets.WriteJson(() => ReportJson.Serialize(document));
+            targets.WriteCsv(document.ToCsv);
+            if (targets.TakesStandardOutput)
             {
-                Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(devices.Select(d => new Dictionary<string, object>
-                {
-                    ["ordinal"] = d.Ordinal,
-                    ["name"] = d.Name,
-                    ["memory_bytes"] = d.MemoryBytes,
-                    ["multiprocessors"] = d.MultiprocessorCount,
-                    ["compute_capability"] = d.ComputeCapability,
-                    ["pci_bus_id"] = d.PciBusId,
-                    ["driver"] = d.DriverVersion,
-                    ["cuda_driver_api"] = d.CudaDriverApi,
-                    ["cudnn"] = d.CudnnVersion,
-                    ["cublaslt"] = d.CublasLtVersion,
-                    ["nvrtc"] = d.NvrtcVersion,
-                }.Concat(measured is null ? [] : CeilingsJson(measured[d.Ordinal])).ToDictionary()).ToList(), DevicesJson.Default.ListDictionaryStringObject));
                 return 0;
             }
 
@@ -93,6 +91,7 @@ public static class DevicesCommand
                 Console.WriteLine(string.Create(c, $"ceilings measured {measured[0].MeasuredAt:yyyy-MM-dd HH:mm} UTC (cuBLASLt GEMM {measured[0].Details.GetValueOrDefault("cublaslt", "?")}); fp32 rate by N: {measured[0].Details.GetValueOrDefault("fp32_curve", "-")} TFLOP/s"));
             }
 
+            targets.SayWritten();
             return 0;
         });
         return command;
@@ -104,38 +103,4 @@ public static class DevicesCommand
         var engine = new CudaEngine();
         return DeviceCeilingsSource.Get(engine, new EngineOptions { DeviceId = ordinal }, CeilingsCache.Default(), recalibrate, line => Console.Error.WriteLine(line)).Ceilings;
     }
-
-    private static IEnumerable<KeyValuePair<string, object>> CeilingsJson(DeviceCeilings c)
-    {
-        yield return new("peak_flops_fp32", c.PeakFlops);
-        if (c.PeakFlopsTf32 is { } tf32)
-        {
-            yield return new("peak_flops_tf32", tf32);
-        }
-
-        if (c.PeakFlopsFp16 is { } fp16)
-        {
-            yield return new("peak_flops_fp16", fp16);
-        }
-
-        yield return new("bandwidth_bytes_per_s", c.BandwidthBytesPerSecond);
-        if (c.KernelLaunchSeconds is { } launch)
-        {
-            yield return new("kernel_launch_s", launch);
-        }
-
-        yield return new("graph_node_s", c.OpOverheadSeconds);
-        yield return new("run_overhead_s", c.RunOverheadSeconds);
-        yield return new("saturation_n", c.SaturationN);
-    }
-}
-
-/// <summary>Source-generated JSON for the devices list (trimming-safe).</summary>
-[System.Text.Json.Serialization.JsonSerializable(typeof(double))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(List<Dictionary<string, object>>))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(int))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(long))]
-[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
-internal sealed partial class DevicesJson : System.Text.Json.Serialization.JsonSerializerContext
-{
 }

@@ -1,10 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using Batchwise.Analysis;
-using Batchwise.Engines;
-using Batchwise.Onnx;
+using Batchwise.Cli.Options;
 using Batchwise.Reports;
-using Batchwise.Zoo;
 using Spectre.Console;
 
 namespace Batchwise.Cli.Commands;
@@ -16,183 +14,68 @@ public static class ExplainCommand
     public static Command Create()
     {
         var model = new Argument<string>("model") { Description = "An .onnx file or zoo:NAME[?options]" };
-        var engine = new Option<string>("--engine", "-e") { Description = "Engine: ort (ONNX Runtime, CPU) or another registered engine", DefaultValueFactory = _ => "ort" };
-        var batchSizes = new Option<string>("--batch-sizes", "-b") { Description = "Comma-separated batch sizes", DefaultValueFactory = _ => "1,2,4,8,16,32" };
-        var inputSize = new Option<string?>("--input-size") { Description = "Input size: 224 or WIDTHxHEIGHT for images, a length for sequences (dynamic axes only)" };
-        var bench = new Option<string?>("--bench") { Description = "A measured sweep from `batchwise bench --json` to explain (otherwise a short sweep runs)" };
+        var batchSizes = SharedOptions.BatchSizes([1, 2, 4, 8, 16, 32]);
+        var inputSize = SharedOptions.InputSize();
+        var shape = SharedOptions.Shape();
+        var bench = new Option<string?>("--bench") { Description = "A measured sweep from `batchwise bench --json` to explain (otherwise a short sweep runs)", HelpName = "FILE" };
         var noMeasure = new Option<bool>("--no-measure") { Description = "Predict only: run no measured sweep" };
-        var duration = new Option<double>("--duration") { Description = "Seconds to measure each batch size in the short sweep", DefaultValueFactory = _ => 1.0 };
-        var top = new Option<int>("--top") { Description = "How many of the most costly layers to list", DefaultValueFactory = _ => 10 };
-        var json = new Option<string?>("--json") { Description = "Write the explanation as JSON (schema batchwise.explain, docs/explain.md)" };
-        var report = new Option<string?>("--report") { Description = "Write a self-contained HTML report (plots, roofline, tables) to this file" };
-        var recalibrate = new Option<bool>("--recalibrate") { Description = "Measure the device ceilings again instead of using the cached ones" };
-        var threads = new Option<int>("--threads") { Description = "Threads inside one operator (ONNX Runtime); 0 = engine default", DefaultValueFactory = _ => 0 };
-        var precision = new Option<Precision>("--precision") { Description = "Arithmetic precision to measure and predict: fp32 or fp16 (the fp16 GEMM ceiling; GPU engines)", DefaultValueFactory = _ => Precision.Fp32 };
-        var tf32 = new Option<bool>("--tf32") { Description = "fp32 with TF32 tensor cores: the engine uses them and the prediction takes the TF32 GEMM ceiling (GPU engines)" };
-        var device = new Option<int>("--device") { Description = "GPU ordinal (GPU engines)", DefaultValueFactory = _ => 0 };
-        var noCudaGraph = new Option<bool>("--no-cuda-graph") { Description = "Launch kernels one by one instead of replaying a CUDA graph; the prediction takes the per-launch cost (GPU engines)" };
-
+        var duration = SharedOptions.Duration(TimeSpan.FromSeconds(1));
+        var top = CliOption.Integer("--top", "How many of the most costly layers to list", 1, 10);
+        var recalibrate = SharedOptions.Recalibrate();
         var command = new Command("explain", "Why batching helps or not: per-layer FLOPs, bytes and GEMM sizes against the device's measured ceilings, predicted beside measured throughput, and a verdict")
         {
-            model, engine, batchSizes, inputSize, bench, noMeasure, duration, top, json, report, recalibrate, threads, precision, tf32, device, noCudaGraph,
+            model, batchSizes, inputSize, shape, bench, noMeasure, duration, top, recalibrate,
         };
+        var engine = EngineOptionGroup.AddTo(command);
+        var reports = ReportOptions.AddTo(command, withHtml: true);
 
         command.SetGuardedAction((parse, ct) =>
         {
-            var spec = parse.GetValue(model)!;
-            var batches = ParseBatchSizes(parse.GetValue(batchSizes)!);
-            var size = parse.GetValue(inputSize) is { } s ? InputSize.Parse(s) : null;
-            var topN = parse.GetValue(top);
-            if (topN < 1)
+            var targets = reports.Read(parse);
+            var request = new ExplainRequest
             {
-                throw new BatchwiseException($"--top {topN} lists nothing", "Pass --top 1 or more.");
-            }
-
-            var seconds = parse.GetValue(duration);
-            if (seconds is <= 0 or > 600 || double.IsNaN(seconds))
-            {
-                throw new BatchwiseException($"--duration {seconds} is out of range", "Pass seconds per batch size between 0.01 and 600, e.g. --duration 1.");
-            }
-
+                Model = parse.GetValue(model)!,
+                Engine = engine.CreateEngine(parse),
+                Options = engine.Read(parse),
+                BatchSizes = parse.GetValue(batchSizes)!,
+                Size = parse.GetValue(inputSize),
+                Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
+                BenchFile = parse.GetValue(bench),
+                NoMeasure = parse.GetValue(noMeasure),
+                Duration = parse.GetValue(duration),
+                Top = parse.GetValue(top),
+                Recalibrate = parse.GetValue(recalibrate),
+            };
             var verbose = parse.GetValue(CommonOptions.Verbose);
-            void Log(string line)
+            var result = ExplainRun.Execute(request, line => Console.Error.WriteLine(line), line =>
             {
                 if (verbose)
                 {
                     Console.Error.WriteLine(line);
                 }
+            }, ct);
+            foreach (var warning in result.Warnings)
+            {
+                CommonOptions.WriteError("warning: " + warning);
             }
 
-            var onnx = ModelSource.Load(spec);
-            var eng = EngineRegistry.Create(parse.GetValue(engine)!);
-            if (parse.GetValue(device) < 0)
+            Print(targets.HumanConsole, result.Explanation, result.CeilingsFromCache, result.CeilingsPath);
+            targets.WriteJson(() => ExplanationJson.ToJson(result.Explanation, result.Context));
+            targets.WriteCsv(() => ExplanationCsv.ToCsv(result.Explanation));
+            if (targets.Html is { } html)
             {
-                throw new BatchwiseException($"--device {parse.GetValue(device)} is not a GPU ordinal", "Pass 0 or more; `batchwise devices` lists them.");
+                HtmlReport.WriteExplain(html, result.Explanation, result.Context);
             }
 
-            var options = new EngineOptions
-            {
-                IntraOpThreads = parse.GetValue(threads),
-                Precision = parse.GetValue(precision),
-                AllowTf32 = parse.GetValue(tf32),
-                DeviceId = parse.GetValue(device),
-                UseCudaGraph = !parse.GetValue(noCudaGraph),
-            };
-            var (measuredCeilings, fromCache, cachePath) = DeviceCeilingsSource.Get(eng, options, CeilingsCache.Default(), parse.GetValue(recalibrate), line => Console.Error.WriteLine(line), ct);
-            Log($"ceilings {(fromCache ? "from" : "written to")} {cachePath}");
-
-            // The cache holds every precision the probe measured; the prediction takes the one these options run in.
-            var ceilings = measuredCeilings.For(options);
-
-            // The cuda engine fuses epilogues (BN folded, ReLU and residual Add in cuDNN's call, other chains in one kernel).
-            var fuses = string.Equals(eng.Name, "cuda", StringComparison.OrdinalIgnoreCase);
-            var work = ModelWork.Analyze(onnx, size, fuses);
-            IReadOnlyList<MeasuredPoint> measured = [];
-            if (parse.GetValue(bench) is { } benchFile)
-            {
-                var contents = BenchFile.Read(benchFile);
-                measured = contents.Points;
-                if (!string.Equals(contents.Engine, eng.Name, StringComparison.OrdinalIgnoreCase) || contents.Device != ceilings.Device)
-                {
-                    CommonOptions.WriteError($"warning: {benchFile} was measured with {contents.Engine} on {contents.Device}; the prediction is for {eng.Name} on {ceilings.Device}");
-                }
-            }
-            else if (!parse.GetValue(noMeasure))
-            {
-                measured = MeasuredSweep.Run(eng, options, onnx, spec, batches, size, seconds, Log, ct);
-            }
-
-            var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && parse.GetValue(bench) is not null ? [] : batches, measured, topN, SmallerInput(spec, onnx, size, fuses, Log), parse.GetValue(bench) is null ? MeasuredSweep.LoadAverage() : null);
-            Print(explanation, fromCache, cachePath);
-            var description = eng.Describe(options);
-            var context = new Dictionary<string, string>
-            {
-                ["model"] = spec,
-                ["input"] = explanation.Input,
-                ["engine"] = $"{description.Engine} {description.Version}",
-                ["ceilings used"] = ceilings.Precision + " GEMM" + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty),
-                ["device"] = description.Device,
-                ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
-                ["runtime"] = HostInfo.Runtime,
-                ["measured sweep"] = parse.GetValue(bench) is { } bf ? $"from {bf}" : measured.Count > 0 ? $"short sweep, {seconds.ToString(CultureInfo.InvariantCulture)} s per batch size" : "none (--no-measure)",
-                ["load average"] = explanation.LoadAverage is { } la ? la.ToString("N1", CultureInfo.InvariantCulture) : "not recorded",
-                ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
-            };
-            if (parse.GetValue(json) is { } jsonPath)
-            {
-                ExplanationJson.Write(jsonPath, explanation, context);
-                Console.WriteLine($"wrote {jsonPath}");
-            }
-
-            if (parse.GetValue(report) is { } reportPath)
-            {
-                HtmlReport.WriteExplain(reportPath, explanation, context);
-                Console.WriteLine($"wrote {reportPath}");
-            }
-
+            targets.SayWritten();
             return Task.FromResult(0);
         });
         return command;
     }
 
-    /// <summary>Parses "1,2,4,8" into distinct positive batch sizes.</summary>
-    internal static IReadOnlyList<int> ParseBatchSizes(string text)
+    private static void Print(IAnsiConsole console, Explanation e, bool fromCache, string cachePath)
     {
-        var result = new List<int>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var b) || b < 1 || b > 65536)
-            {
-                throw new BatchwiseException($"Batch size '{part}' is not a positive integer", "Write e.g. --batch-sizes 1,2,4,8,16.");
-            }
-
-            result.Add(b);
-        }
-
-        return result.Count > 0 ? result.Distinct().Order().ToList() : throw new BatchwiseException("No batch sizes given", "Write e.g. --batch-sizes 1,2,4,8,16.");
-    }
-
-    /// <summary>The same model at half the image size (for the input-size lever), where the model allows it.</summary>
-    private static (InputSize From, InputSize To, ModelWork Work)? SmallerInput(string spec, OnnxModel onnx, InputSize? size, bool fuses, Action<string> log)
-    {
-        var image = onnx.Inputs.FirstOrDefault(i => i.Shape.Count == 4);
-        if (image is null)
-        {
-            return null;
-        }
-
-        var from = size ?? new InputSize((int)(image.Shape[3].Value ?? InputShapes.DefaultImageSize), (int)(image.Shape[2].Value ?? InputShapes.DefaultImageSize));
-        var to = new InputSize(Math.Max(1, from.Width / 2), Math.Max(1, from.Height / 2));
-        if (from.Width < 64 || from.Height < 64)
-        {
-            return null;
-        }
-
-        try
-        {
-            if (!image.Shape[2].IsDynamic && spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase))
-            {
-                // A fixed-size zoo model: build it again at the smaller size (size=SIDE, or HEIGHTxWIDTH).
-                var q = spec.IndexOf('?', StringComparison.Ordinal);
-                var kept = q < 0 ? [] : spec[(q + 1)..].Split('&').Where(p => !p.StartsWith("size=", StringComparison.OrdinalIgnoreCase));
-                var sizeOption = to.Width == to.Height ? $"size={to.Width}" : $"size={to.Height}x{to.Width}";
-                var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append(sizeOption));
-                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null, fuses));
-            }
-
-            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to, fuses)) : null;
-        }
-        catch (BatchwiseException e)
-        {
-            log($"input-size lever skipped: {e.Message}");
-            return null;
-        }
-    }
-
-    private static void Print(Explanation e, bool fromCache, string cachePath)
-    {
-        var console = AnsiConsole.Console;
-        if (Console.IsOutputRedirected)
+        if (Console.IsOutputRedirected || !ReferenceEquals(console, AnsiConsole.Console))
         {
             // Going to a file or pipe: no terminal width to respect, so do not wrap the tables.
             console.Profile.Width = Math.Max(console.Profile.Width, 160);

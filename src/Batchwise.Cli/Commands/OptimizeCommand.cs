@@ -1,87 +1,85 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
-using System.Text.Json.Serialization;
+using Batchwise.Cli.Options;
+using Batchwise.Reports;
 using Batchwise.Transforms;
 using Batchwise.Zoo;
 using Spectre.Console;
 
 namespace Batchwise.Cli.Commands;
 
-/// <summary>`batchwise optimize MODEL -o OUT.onnx [--input-size WxH] [--dynamic-batch] [--fp16] [--int8 --calibration ...] [--int8-dynamic] [--prune R]`.</summary>
+/// <summary>`batchwise optimize MODEL -o OUT.onnx [--opset N] [--input-size HxW] [--dynamic-batch] [--fp16] [--int8 --calibration ...] [--int8-dynamic] [--prune R]`.</summary>
 public static class OptimizeCommand
 {
-    /// <summary>JSON options for --json (snake_case, stable names).</summary>
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = true,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
+    /// <summary>Exit code when the result was written but failed verification (as compare's past-tolerance code).</summary>
+    public const int VerificationFailed = 3;
 
     /// <summary>Creates the optimize command.</summary>
     public static Command Create()
     {
         var model = new Argument<string>("model") { Description = "Model: a .onnx file or zoo:NAME[?options]" };
-        var output = new Option<string>("--output", "-o") { Description = "Where to write the optimized .onnx file", Required = true };
-        var inputSize = new Option<string?>("--input-size") { Description = "Static spatial size WIDTHxHEIGHT for image inputs (fully convolutional models), e.g. 320x320" };
+        var output = SharedOptions.Output();
+        var inputSize = SharedOptions.InputSize();
         var dynamicBatch = new Option<bool>("--dynamic-batch") { Description = "Make a batch-1 export batchable (dynamic first axis, Reshape constants rewritten)" };
         var fp16 = new Option<bool>("--fp16") { Description = "Convert to float16; Softmax, LayerNormalization, reductions and Resize coordinates stay float32" };
         var keepIo = new Option<bool>("--keep-io-fp32") { Description = "With --fp16: keep float32 inputs and outputs (Casts inside the model)", DefaultValueFactory = _ => true };
         var fp16Cpu = new Option<bool>("--fp16-ort-cpu-kernels") { Description = "With --fp16: also keep in float32 every operator ONNX Runtime's CPU provider has no float16 kernel for (found by loading the model)" };
         var int8 = new Option<bool>("--int8") { Description = "Static int8 quantization (QDQ): per-channel int8 weights, per-tensor uint8 activations" };
-        var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N" };
-        var method = new Option<string>("--calibration-method") { Description = "How activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", DefaultValueFactory = _ => "minmax" };
+        var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N; a folder is also the verification data (with or without --int8)", HelpName = "DIR|random:N" };
+        var method = CliOption.Choice("--calibration-method", "How activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", "minmax", ["minmax", "percentile", "entropy"]);
         var int8Dynamic = new Option<bool>("--int8-dynamic") { Description = "Dynamic int8 quantization of MatMul/Gemm weights (transformers); no calibration" };
-        var prune = new Option<double?>("--prune") { Description = "Structured L1 pruning: share of conv channels to remove (0-1), e.g. 0.25" };
-        var batchSizes = new Option<string>("--verify-batch-sizes") { Description = "Batch sizes for the before/after bench", DefaultValueFactory = _ => "1,8,16" };
-        var benchSeconds = new Option<double>("--bench-seconds") { Description = "Measurement time per bench point", DefaultValueFactory = _ => 1.0 };
-        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads for the verification bench (0 = one per core)" };
+        var opset = new Option<long?>("--opset") { Description = $"Convert to this default-domain opset ({OpsetConversion.MinOpset}-{OpsetConversion.MaxOpset}) first, e.g. 17; --fp16/--int8 (13) and --int8-dynamic (11) convert an older model by themselves", HelpName = "N" };
+        var shape = SharedOptions.Shape();
+        var minCosine = new Option<double?>("--min-cosine") { Description = "Cosine similarity every output must reach against the original (default: 0.9999 exact rewrites, 0.999 fp16, 0.98 int8, 0.5 pruning); below it, or a dead output, fails verification (exit 3)", HelpName = "C" };
+        var prune = new Option<double?>("--prune") { Description = "Structured L1 pruning: share of conv channels to remove (0-1), e.g. 0.25", HelpName = "RATIO" };
+        var batchSizes = SharedOptions.BatchSizes([1, 8, 16]);
+        var duration = SharedOptions.Duration(TimeSpan.FromSeconds(1));
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip verification (output agreement and before/after bench)" };
-        var json = new Option<string?>("--json") { Description = "Also write the report as JSON to this file" };
-
-        var command = new Command("optimize", "Transform a model (input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both")
+        var command = new Command("optimize", "Transform a model (opset, input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both (on ONNX Runtime's CPU provider)")
         {
-            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, prune, batchSizes, benchSeconds, threads, noVerify, json,
+            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, opset, prune, shape, minCosine, batchSizes, duration, noVerify,
         };
+        var engine = EngineOptionGroup.AddTo(command);
+        var reports = ReportOptions.AddTo(command);
 
         command.SetGuardedAction(parse =>
         {
+            RefuseEngineOptionsOtherThanThreads(engine, parse);
+            var targets = reports.Read(parse);
             var options = new OptimizeOptions
             {
-                InputSize = parse.GetValue(inputSize),
+                InputSize = parse.GetValue(inputSize)?.ToString(),
                 DynamicBatch = parse.GetValue(dynamicBatch),
                 Fp16 = parse.GetValue(fp16),
                 KeepIoFp32 = parse.GetValue(keepIo),
                 Fp16OrtCpuKernels = parse.GetValue(fp16Cpu),
                 Int8 = parse.GetValue(int8),
                 Calibration = parse.GetValue(calibration),
-                CalibrationMethod = ParseMethod(parse.GetValue(method)!),
+                CalibrationMethod = parse.GetValue(method) switch { "percentile" => CalibrationMethod.Percentile, "entropy" => CalibrationMethod.Entropy, _ => CalibrationMethod.MinMax },
                 Int8Dynamic = parse.GetValue(int8Dynamic),
+                Opset = parse.GetValue(opset),
+                Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
+                MinCosine = parse.GetValue(minCosine),
                 Prune = parse.GetValue(prune),
                 Verify = !parse.GetValue(noVerify),
-                Threads = parse.GetValue(threads),
-                VerifyBatchSizes = ParseBatchSizes(parse.GetValue(batchSizes)!),
-                BenchSeconds = parse.GetValue(benchSeconds) is var s && s > 0 ? s : throw new BatchwiseException($"--bench-seconds must be positive, got {parse.GetValue(benchSeconds)}", "Write e.g. --bench-seconds 1."),
+                Threads = parse.GetValue(engine.Threads),
+                VerifyBatchSizes = parse.GetValue(batchSizes)!.Select(b => (long)b).ToArray(),
+                BenchSeconds = parse.GetValue(duration).TotalSeconds,
             };
             options.CreateTransforms(); // check the combination before loading a large model
             var path = parse.GetValue(output)!;
-            var jsonPath = parse.GetValue(json);
-            CheckWritable(path, "--output");
-            if (jsonPath is not null)
-            {
-                CheckWritable(jsonPath, "--json");
-            }
-
+            ReportFile.CheckWritable(path, "--output");
             var original = ModelSource.Load(parse.GetValue(model)!);
             var (result, report) = OptimizationPipeline.Run(original, options, line => Console.Error.WriteLine(line));
             result.Save(path);
-            Print(report, path);
-            if (jsonPath is not null)
+            Print(targets.HumanConsole, report, path);
+            targets.WriteJson(() => ReportJson.Serialize(report));
+            targets.WriteCsv(() => OptimizeCsv.ToCsv(report, path));
+            targets.SayWritten();
+            if (report.Failure is { } failure)
             {
-                File.WriteAllText(jsonPath, JsonSerializer.Serialize(report, Json));
-                Console.WriteLine($"wrote {jsonPath}");
+                CommonOptions.WriteError($"verification FAILED: {failure}; the model was written to {path} but does not match the original");
+                return VerificationFailed;
             }
 
             return 0;
@@ -89,29 +87,19 @@ public static class OptimizeCommand
         return command;
     }
 
-    private static CalibrationMethod ParseMethod(string text) => text.ToLowerInvariant() switch
+    /// <summary>The verification runs on ONNX Runtime's CPU provider with its default session options, so of the engine group only --threads applies.</summary>
+    private static void RefuseEngineOptionsOtherThanThreads(EngineOptionGroup engine, ParseResult parse)
     {
-        "minmax" or "min-max" => CalibrationMethod.MinMax,
-        "percentile" => CalibrationMethod.Percentile,
-        "entropy" or "kl" => CalibrationMethod.Entropy,
-        _ => throw new BatchwiseException($"Unknown --calibration-method '{text}'", "Use minmax, percentile or entropy."),
-    };
-
-    private static long[] ParseBatchSizes(string text) =>
-        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(t => long.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var b) && b > 0 ? b : throw new BatchwiseException($"--verify-batch-sizes: '{t}' is not a positive integer", "Write e.g. --verify-batch-sizes 1,8,16."))
-            .ToArray();
-
-    private static void CheckWritable(string path, string option)
-    {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null && !Directory.Exists(dir))
+        var other = engine.Given(parse).FirstOrDefault(o => o != engine.Threads && !(o == engine.Engine && engine.EngineName(parse) == "ort"));
+        if (other is not null)
         {
-            throw new BatchwiseException($"{option}: folder '{dir}' does not exist", "Create the folder first or choose another path.");
+            throw new BatchwiseException(
+                $"optimize verifies and benches on ONNX Runtime's CPU provider, so {other.Name} does not apply to it (of the engine options only --threads does)",
+                "Drop it; to check the optimized model elsewhere run `batchwise compare ORIGINAL OUT.onnx --engines E` or `batchwise bench OUT.onnx --engine E`.");
         }
     }
 
-    private static void Print(OptimizationReport report, string path)
+    private static void Print(IAnsiConsole console, OptimizationReport report, string path)
     {
         var steps = new Table().Title($"optimize {Markup.Escape(report.Model)} -> {Markup.Escape(path)}").AddColumns("transform", "what changed", "seconds");
         foreach (var s in report.Steps)
@@ -119,30 +107,32 @@ public static class OptimizeCommand
             steps.AddRow(s.Name, Markup.Escape(s.Summary), s.Seconds.ToString("F2", CultureInfo.InvariantCulture));
         }
 
-        AnsiConsole.Write(steps);
+        console.Write(steps);
         if (report.Before is { } b && report.After is { } a)
         {
-            var cost = new Table().Title("cost at batch 1").AddColumns("", "before", "after", "change");
+            var at = report.InputsBefore == report.InputsAfter ? $"inputs {report.InputsBefore}" : $"before at {report.InputsBefore}, after at {report.InputsAfter}";
+            var cost = new Table().Title(Markup.Escape($"cost at batch 1 ({at})")).AddColumns("", "before", "after", "change");
             cost.AddRow("parameters", $"{b.Parameters:N0}", $"{a.Parameters:N0}", Change(b.Parameters, a.Parameters));
             cost.AddRow("conv MACs", $"{b.ConvMacs:N0}", $"{a.ConvMacs:N0}", Change(b.ConvMacs, a.ConvMacs));
             cost.AddRow("all MACs (conv, gemm, matmul)", $"{b.TotalMacs:N0}", $"{a.TotalMacs:N0}", Change(b.TotalMacs, a.TotalMacs));
             cost.AddRow("file size (bytes)", $"{b.SizeBytes:N0}", $"{a.SizeBytes:N0}", Change(b.SizeBytes, a.SizeBytes));
-            AnsiConsole.Write(cost);
+            console.Write(cost);
         }
 
         if (report.AgreementError is not null)
         {
-            AnsiConsole.MarkupLine($"[yellow]outputs not compared:[/] {Markup.Escape(report.AgreementError)}");
+            console.MarkupLine($"[yellow]outputs not compared:[/] {Markup.Escape(report.AgreementError)}");
         }
         else if (report.Agreement.Count > 0)
         {
-            var agreement = new Table().Title("agreement with the original (same seeded inputs, batch 4)").AddColumns("output", "max abs err", "mean abs err", "cosine", "top-1 agreement");
+            var title = $"agreement with the original ({report.VerificationData}; every output needs cosine >= {report.MinCosine.ToString(CultureInfo.InvariantCulture)} and must not be dead)";
+            var agreement = new Table().Title(Markup.Escape(title)).AddColumns("output", "max abs err", "mean abs err", "cosine", "top-1 agreement", "result");
             foreach (var x in report.Agreement)
             {
-                agreement.AddRow(Markup.Escape(x.Output), x.MaxAbsError.ToString("G3", CultureInfo.InvariantCulture), x.MeanAbsError.ToString("G3", CultureInfo.InvariantCulture), x.Cosine.ToString("F6", CultureInfo.InvariantCulture), x.Top1Agreement is { } t ? t.ToString("P0", CultureInfo.InvariantCulture) : "-");
+                agreement.AddRow(Markup.Escape(x.Output), x.MaxAbsError.ToString("G3", CultureInfo.InvariantCulture), x.MeanAbsError.ToString("G3", CultureInfo.InvariantCulture), x.Cosine.ToString("F6", CultureInfo.InvariantCulture), x.Top1Agreement is { } t ? t.ToString("P0", CultureInfo.InvariantCulture) : "-", x.Passed ? "pass" : Markup.Escape("FAIL: " + x.Problem));
             }
 
-            AnsiConsole.Write(agreement);
+            console.Write(agreement);
         }
 
         if (report.SpeedAfter.Count > 0)
@@ -161,7 +151,7 @@ public static class OptimizeCommand
                     before is { Error: null, MedianMs: > 0 } && after is { Error: null, MedianMs: > 0 } ? $"{before.MedianMs / after.MedianMs:F2}x" : "-");
             }
 
-            AnsiConsole.Write(speed);
+            console.Write(speed);
         }
     }
 

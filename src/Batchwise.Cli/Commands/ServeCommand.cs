@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Batchwise.Cli.Options;
 using Batchwise.Server;
 
 namespace Batchwise.Cli.Commands;
@@ -18,26 +19,32 @@ public static class ServeCommand
         var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC port (0: any free port)", DefaultValueFactory = _ => 8001 };
         var metricsPort = new Option<int>("--metrics-port") { Description = "Prometheus GET /metrics port, as Triton's (0: any free port; -1: none)", DefaultValueFactory = _ => 8002 };
         var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body or gRPC message, in bytes", DefaultValueFactory = _ => 64L << 20 };
-        var maxBatch = new Option<int?>("--max-batch-size") { Description = "Single model: largest (merged) batch; default 32 when the model has a dynamic batch axis, else 0" };
+        var maxBatch = SharedOptions.MaxBatchSize();
         var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
         var preferred = new Option<string?>("--preferred-batch-size") { Description = "Single model: batch sizes sent at once when reached, e.g. 8,16" };
         var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
         var instances = new Option<int>("--instances") { Description = "Single model: executions in flight at once (one engine session each)", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
-        var engine = new Option<string>("--engine") { Description = "Single model: engine (ort, cuda)", DefaultValueFactory = _ => "ort" };
-        var precision = new Option<string>("--precision") { Description = "Single model: fp32 or fp16", DefaultValueFactory = _ => "fp32" };
-        var threads = new Option<int>("--threads") { Description = "Single model: threads inside one operator per instance (0: engine default)", DefaultValueFactory = _ => 0 };
         var control = new Option<string>("--model-control-mode") { Description = "none: load every model at startup; explicit: load and unload by request (POST /v2/repository/models/NAME/load|unload); poll: follow the repository folder", DefaultValueFactory = _ => "none" };
         control.AcceptOnlyFromAmong("none", "explicit", "poll");
         var loadModel = new Option<string[]>("--load-model") { Description = "Explicit mode: a model to load at startup (repeatable; * for every model)", AllowMultipleArgumentsPerToken = false };
         var pollSecs = new Option<int>("--repository-poll-secs") { Description = "Poll mode: seconds between rescans of the repository folder", DefaultValueFactory = _ => 15 };
         var traceConfig = new Option<string[]>("--trace-config") { Description = "OpenTelemetry tracing, as Triton's flag: level=OFF|TIMESTAMPS, rate=N, count=N, opentelemetry,url=URL, opentelemetry,resource=KEY=VALUE (repeatable; off by default)" };
         var exitOnError = new Option<bool>("--exit-on-error") { Description = "Refuse to start when a model fails to load (default: report it in the repository index and serve the others)" };
-        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, Prometheus /metrics")
+        var maxRequestBytes = new Option<long>("--max-request-bytes") { Description = "Most bytes one request's decoded input tensors may take (larger: 413 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 256L << 20 };
+        var maxQueueBytes = new Option<long>("--max-queue-bytes") { Description = "Most bytes all requests in progress may hold together: bodies, parsed JSON, decoded tensors (over: 503 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 1L << 30 };
+        var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds SIGTERM / Ctrl+C waits for accepted requests to finish before dropping (and counting) the rest", DefaultValueFactory = _ => 30 };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (chain): serve HTTPS and gRPC over TLS" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
+        var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "PEM CA certificate: require client certificates it signed (mutual TLS)" };
+        var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
+        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, Prometheus /metrics on its own port; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
         {
-            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads,
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue,
+            maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile,
             control, loadModel, pollSecs, exitOnError, metricsPort, traceConfig,
         };
+        var engine = EngineOptionGroup.AddTo(command);
         command.SetGuardedAction(async (parse, ct) =>
         {
             var single = parse.GetValue(model);
@@ -72,10 +79,36 @@ public static class ServeCommand
                 PollInterval = TimeSpan.FromSeconds(parse.GetValue(pollSecs)),
                 Log = line => Console.WriteLine(line),
             };
+
+            var seconds = parse.GetValue(drainTimeout);
+            if (!double.IsFinite(seconds) || seconds < 0 || seconds > 86_400)
+            {
+                throw new BatchwiseException($"--drain-timeout {seconds} is outside 0..86400 seconds", "Give the seconds a stop waits for accepted requests, e.g. --drain-timeout 30.");
+            }
+
+            var tracing = TraceConfig.Parse(parse.GetValue(traceConfig) ?? []);
+            var options = new ServerOptions
+            {
+                Tracing = tracing,
+                Traces = new TraceSettings(tracing.Level, tracing.Rate, tracing.Count),
+                Host = parse.GetValue(host)!,
+                HttpPort = parse.GetValue(httpPort),
+                GrpcPort = parse.GetValue(grpcPort),
+                MetricsPort = parse.GetValue(metricsPort),
+                MaxBodySize = parse.GetValue(maxBody),
+                MaxRequestBytes = parse.GetValue(maxRequestBytes),
+                MaxQueueBytes = parse.GetValue(maxQueueBytes),
+                DrainTimeout = TimeSpan.FromSeconds(seconds),
+                TlsCertificatePath = parse.GetValue(tlsCert),
+                TlsKeyPath = parse.GetValue(tlsKey),
+                TlsClientCaPath = parse.GetValue(tlsClientCa),
+                AuthTokenFile = parse.GetValue(authTokenFile),
+            };
+
             ModelRepository repository;
             if (folder is not null)
             {
-                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, engine, precision, threads];
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, .. engine.All];
                 var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
                 if (misplaced is not null)
                 {
@@ -96,9 +129,12 @@ public static class ServeCommand
                         MaxQueueSize = parse.GetValue(queue),
                     },
                     InstanceCount = parse.GetValue(instances),
-                    Engine = parse.GetValue(engine)!,
-                    Precision = parse.GetValue(precision)!,
-                    IntraOpThreads = parse.GetValue(threads),
+                    Engine = engine.EngineName(parse),
+                    Precision = parse.GetValue(engine.Precision)!,
+                    IntraOpThreads = parse.GetValue(engine.Threads),
+                    BatchProfiles = parse.GetValue(engine.BatchProfile) is { Length: > 0 } profiles ? profiles : null,
+                    ShapeProfiles = parse.GetValue(engine.ShapeProfile) is { Length: > 0 } shapes ? shapes : null,
+                    CommandLineEngineOptions = engine.Read(parse),
                 };
                 repository = new ModelRepository(options: repositoryOptions);
                 try
@@ -112,17 +148,6 @@ public static class ServeCommand
                 }
             }
 
-            var tracing = TraceConfig.Parse(parse.GetValue(traceConfig) ?? []);
-            var options = new ServerOptions
-            {
-                Tracing = tracing,
-                Traces = new TraceSettings(tracing.Level, tracing.Rate, tracing.Count),
-                Host = parse.GetValue(host)!,
-                HttpPort = parse.GetValue(httpPort),
-                GrpcPort = parse.GetValue(grpcPort),
-                MetricsPort = parse.GetValue(metricsPort),
-                MaxBodySize = parse.GetValue(maxBody),
-            };
             InferenceServer server;
             try
             {
@@ -156,9 +181,11 @@ public static class ServeCommand
                     // Ctrl+C or SIGTERM: fall through to a graceful drain.
                 }
 
-                Console.WriteLine("stopping: draining requests in flight");
-                await server.StopAsync().ConfigureAwait(false);
-                Console.WriteLine("stopped");
+                Console.WriteLine($"stopping: {server.Admission.InFlight} accepted requests in flight; new requests get 503 / UNAVAILABLE; waiting up to {options.DrainTimeout.TotalSeconds:0.#} s (--drain-timeout)");
+                var drain = await server.StopAsync().ConfigureAwait(false);
+                Console.WriteLine(drain.Dropped == 0
+                    ? $"stopped: every accepted request answered ({drain.Accepted} in all, {drain.InFlightAtStop} drained) in {drain.Duration.TotalSeconds:0.0} s"
+                    : $"stopped: {drain.Dropped} accepted requests dropped unanswered at the drain timeout ({options.DrainTimeout.TotalSeconds:0.#} s); {drain.Accepted - drain.Dropped} of {drain.Accepted} answered");
             }
 
             return 0;

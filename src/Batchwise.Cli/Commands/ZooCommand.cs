@@ -21,26 +21,44 @@ public static class ZooCommand
             var table = new Table().AddColumns("name", "architecture", "options (defaults)", "parameters", "GMACs (b=1)");
             table.Columns[3].RightAligned();
             table.Columns[4].RightAligned();
+            var uncosted = new List<string>();
             foreach (var e in ModelZoo.Entries)
             {
                 // Built as structure only (shapes, no weight data): counting BERT-base takes milliseconds.
                 var structure = ModelZoo.BuildStructure(e.Name);
-                var macs = CostModel.Compute(structure, 1).Macs;
+                string gmacs;
+                try
+                {
+                    var macs = CostModel.Compute(structure, 1).Macs;
+                    gmacs = (macs / 1e9).ToString(macs < 1e8 ? "0.0000" : "0.00", CultureInfo.InvariantCulture);
+                }
+                catch (BatchwiseException x)
+                {
+                    // A model the cost model cannot cost yet is listed all the same, with the reason below the table.
+                    gmacs = "?";
+                    uncosted.Add($"{e.Name}: {x.Message}");
+                }
+
                 table.AddRow(
                     e.Name,
                     Markup.Escape(e.Description),
                     Markup.Escape(string.Join(" ", e.Options.Select(o => $"{o.Key}={o.Value}"))),
                     FormatCount(structure.LearnedParameterCount()),
-                    (macs / 1e9).ToString(macs < 1e8 ? "0.0000" : "0.00", CultureInfo.InvariantCulture));
+                    gmacs);
             }
 
             AnsiConsole.Write(table);
+            foreach (var line in uncosted)
+            {
+                AnsiConsole.MarkupLine($"GMACs ? {Markup.Escape(line.Length > 160 ? line[..160] + "..." : line)}");
+            }
+
             AnsiConsole.MarkupLine("Use a zoo model anywhere a model is expected: [bold]zoo:NAME[/] or [bold]zoo:NAME?size=640[/].");
             return 0;
         });
 
         var name = new Argument<string>("name") { Description = "Zoo model, e.g. resnet50 or resnet50?size=640" };
-        var output = new Option<string>("--output", "-o") { Description = "Where to write the .onnx file", Required = true };
+        var output = Options.SharedOptions.Output();
         var export = new Command("export", "Write a built-in model to an .onnx file") { name, output };
         export.SetGuardedAction(parse =>
         {

@@ -28,6 +28,24 @@ public static class BenchmarkTable
         {
             console.MarkupLine("[grey]--transfers: latency = H2D (inputs from page-locked host memory) + compute + D2H (outputs back), means per batch in the phase columns; one execution context runs them in series, -c 2 or more overlaps one context's copies with another's compute (docs/transfers.md)[/]");
         }
+        if (result.ColdStart is { } cold)
+        {
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"cold start: first inference {cold.FirstInferenceSeconds * 1000:F0} ms after loading began (load {cold.LoadSeconds * 1000:F0} ms)")));
+        }
+
+        var builds = result.Points.SelectMany(p => p.PlanBuilds).ToList();
+        if (builds.Count > 0)
+        {
+            var ms = builds.Select(b => b.Seconds * 1000).Order().ToList();
+            var compiled = builds.Sum(b => b.KernelsCompiled);
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"plans built during the sweep: {builds.Count}, median {ms[ms.Count / 2]:F1} ms, max {ms[^1]:F1} ms ({compiled} kernels compiled for them)")));
+        }
+
+        foreach (var p in result.Points.Where(p => p.PaddedTo is not null))
+        {
+            console.MarkupLine(Markup.Escape($"b={p.BatchSize} ran padded to its batch profile b={p.PaddedTo}; throughput counts only its own {p.BatchSize} samples per run"));
+        }
+
         foreach (var note in result.Notes)
         {
             console.MarkupLine($"[yellow]note[/] {Markup.Escape(note)}");

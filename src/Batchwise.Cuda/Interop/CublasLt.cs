@@ -73,17 +73,17 @@ internal static unsafe partial class CublasLt
         return $"{v / 10000}.{v % 10000 / 100}.{v % 100}";
     }
 
-    public static CublasLtObject Create()
+    public static CublasLtHandle Create()
     {
         NativeLibraries.Load(NativeLibraries.CublasLt);
         Check(cublasLtCreate(out var h), "cublasLtCreate");
-        return new CublasLtObject(h, CublasLtObject.Kind.Handle);
+        return new CublasLtHandle(h);
     }
 
-    public static CublasLtObject MatmulDesc(int computeType, bool transA, bool transB)
+    public static CublasLtMatmulDescriptor MatmulDesc(int computeType, bool transA, bool transB)
     {
         Check(cublasLtMatmulDescCreate(out var d, computeType, CUDA_R_32F), "cublasLtMatmulDescCreate");
-        var desc = new CublasLtObject(d, CublasLtObject.Kind.MatmulDesc);
+        var desc = new CublasLtMatmulDescriptor(d);
         var ta = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
         var tb = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
         Check(cublasLtMatmulDescSetAttribute(d, DescTransA, &ta, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)");
@@ -92,10 +92,10 @@ internal static unsafe partial class CublasLt
     }
 
     /// <summary>A column-major matrix layout, optionally batched with a stride between matrices (0 broadcasts one matrix).</summary>
-    public static CublasLtObject Layout(int type, long rows, long cols, long ld, int batch = 1, long batchStride = 0)
+    public static CublasLtMatrixLayout Layout(int type, long rows, long cols, long ld, int batch = 1, long batchStride = 0)
     {
         Check(cublasLtMatrixLayoutCreate(out var l, type, (ulong)rows, (ulong)cols, ld), "cublasLtMatrixLayoutCreate");
-        var layout = new CublasLtObject(l, CublasLtObject.Kind.Layout);
+        var layout = new CublasLtMatrixLayout(l);
         if (batch > 1)
         {
             Check(cublasLtMatrixLayoutSetAttribute(l, LayoutBatchCount, &batch, sizeof(int)), "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)");
@@ -106,10 +106,10 @@ internal static unsafe partial class CublasLt
     }
 
     /// <summary>Up to <paramref name="count"/> algorithms the heuristics offer within a workspace limit, best guess first.</summary>
-    public static HeuristicResult[] Algorithms(CublasLtObject handle, CublasLtObject desc, CublasLtObject a, CublasLtObject b, CublasLtObject c, CublasLtObject d, long maxWorkspace, int count)
+    public static HeuristicResult[] Algorithms(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout c, CublasLtMatrixLayout d, long maxWorkspace, int count)
     {
         Check(cublasLtMatmulPreferenceCreate(out var p), "cublasLtMatmulPreferenceCreate");
-        using var pref = new CublasLtObject(p, CublasLtObject.Kind.Preference);
+        using var pref = new CublasLtMatmulPreference(p);
         var ws = (ulong)maxWorkspace;
         Check(cublasLtMatmulPreferenceSetAttribute(p, PreferenceMaxWorkspaceBytes, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
         var results = new HeuristicResult[count];
@@ -123,10 +123,10 @@ internal static unsafe partial class CublasLt
     }
 
     /// <summary>The best algorithm the heuristics offer within a workspace limit.</summary>
-    public static HeuristicResult BestAlgorithm(CublasLtObject handle, CublasLtObject desc, CublasLtObject a, CublasLtObject b, CublasLtObject c, CublasLtObject d, long maxWorkspace)
+    public static HeuristicResult BestAlgorithm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout c, CublasLtMatrixLayout d, long maxWorkspace)
     {
         Check(cublasLtMatmulPreferenceCreate(out var p), "cublasLtMatmulPreferenceCreate");
-        using var pref = new CublasLtObject(p, CublasLtObject.Kind.Preference);
+        using var pref = new CublasLtMatmulPreference(p);
         var ws = (ulong)maxWorkspace;
         Check(cublasLtMatmulPreferenceSetAttribute(p, PreferenceMaxWorkspaceBytes, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
         HeuristicResult result;
@@ -139,31 +139,50 @@ internal static unsafe partial class CublasLt
         return result;
     }
 
-    public static void Matmul(CublasLtObject handle, CublasLtObject desc, float alpha, ulong a, CublasLtObject aDesc, ulong b, CublasLtObject bDesc, float beta, ulong c, CublasLtObject cDesc, ulong d, CublasLtObject dDesc, HeuristicResult* algo, ulong workspace, long workspaceBytes, IntPtr stream) =>
+    public static void Matmul(CublasLtHandle handle, CublasLtMatmulDescriptor desc, float alpha, ulong a, CublasLtMatrixLayout aDesc, ulong b, CublasLtMatrixLayout bDesc, float beta, ulong c, CublasLtMatrixLayout cDesc, ulong d, CublasLtMatrixLayout dDesc, HeuristicResult* algo, ulong workspace, long workspaceBytes, IntPtr stream) =>
         Check(cublasLtMatmul(handle.Handle, desc.Handle, &alpha, a, aDesc.Handle, b, bDesc.Handle, &beta, c, cDesc.Handle, d, dDesc.Handle, algo->Algo, workspace, (nuint)workspaceBytes, stream), "cublasLtMatmul");
 }
 
-/// <summary>A cuBLASLt handle, matmul descriptor, matrix layout or preference.</summary>
-internal sealed class CublasLtObject : NativeHandle
+/// <summary>A cuBLASLt library handle (cublasLtHandle_t).</summary>
+internal sealed class CublasLtHandle : NativeHandle
 {
-    public CublasLtObject(IntPtr h, Kind kind)
-        : base(h) => ObjectKind = kind;
-
-    public enum Kind
+    public CublasLtHandle(IntPtr h)
+        : base(h)
     {
-        Handle,
-        MatmulDesc,
-        Layout,
-        Preference,
     }
 
-    public Kind ObjectKind { get; }
+    protected override bool ReleaseHandle() => CublasLt.cublasLtDestroy(handle) == 0;
+}
 
-    protected override bool ReleaseHandle() => ObjectKind switch
+/// <summary>A cuBLASLt matrix multiplication descriptor (cublasLtMatmulDesc_t): compute type and transposes.</summary>
+internal sealed class CublasLtMatmulDescriptor : NativeHandle
+{
+    public CublasLtMatmulDescriptor(IntPtr h)
+        : base(h)
     {
-        Kind.Handle => CublasLt.cublasLtDestroy(handle) == 0,
-        Kind.MatmulDesc => CublasLt.cublasLtMatmulDescDestroy(handle) == 0,
-        Kind.Layout => CublasLt.cublasLtMatrixLayoutDestroy(handle) == 0,
-        _ => CublasLt.cublasLtMatmulPreferenceDestroy(handle) == 0,
-    };
+    }
+
+    protected override bool ReleaseHandle() => CublasLt.cublasLtMatmulDescDestroy(handle) == 0;
+}
+
+/// <summary>A cuBLASLt matrix layout (cublasLtMatrixLayout_t): type, rows, columns, leading dimension, batch.</summary>
+internal sealed class CublasLtMatrixLayout : NativeHandle
+{
+    public CublasLtMatrixLayout(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => CublasLt.cublasLtMatrixLayoutDestroy(handle) == 0;
+}
+
+/// <summary>A cuBLASLt algorithm search preference (cublasLtMatmulPreference_t).</summary>
+internal sealed class CublasLtMatmulPreference : NativeHandle
+{
+    public CublasLtMatmulPreference(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => CublasLt.cublasLtMatmulPreferenceDestroy(handle) == 0;
 }

@@ -53,6 +53,9 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardAlgorithm_v7(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int requested, out int returned, ConvolutionFwdAlgoPerf* results);
     [LibraryImport(Lib)] private static partial int cudnnGetConvolutionForwardWorkspaceSize(IntPtr handle, IntPtr x, IntPtr w, IntPtr conv, IntPtr y, int algo, out nuint bytes);
     [LibraryImport(Lib)] private static partial int cudnnConvolutionForward(IntPtr handle, float* alpha, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* beta, IntPtr y, ulong yData);
+    [LibraryImport(Lib)] private static partial int cudnnGetConvolutionBackwardDataAlgorithm_v7(IntPtr handle, IntPtr w, IntPtr dy, IntPtr conv, IntPtr dx, int requested, out int returned, ConvolutionFwdAlgoPerf* results);
+    [LibraryImport(Lib)] private static partial int cudnnGetConvolutionBackwardDataWorkspaceSize(IntPtr handle, IntPtr w, IntPtr dy, IntPtr conv, IntPtr dx, int algo, out nuint bytes);
+    [LibraryImport(Lib)] private static partial int cudnnConvolutionBackwardData(IntPtr handle, float* alpha, IntPtr w, ulong wData, IntPtr dy, ulong dyData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* beta, IntPtr dx, ulong dxData);
     [LibraryImport(Lib)] private static partial int cudnnCreateActivationDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyActivationDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetActivationDescriptor(IntPtr desc, int mode, int reluNanOpt, double coef);
@@ -89,10 +92,10 @@ internal static unsafe partial class Cudnn
     /// A packed tensor descriptor, dimensions given as [N, C, spatial...]: row-major, or channels-last (NHWC) for 4-d
     /// shapes with <see cref="CUDNN_TENSOR_NHWC"/>; cuDNN wants at least 4 dimensions, so lower ranks get trailing 1s.
     /// </summary>
-    public static CudnnDescriptor Tensor(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
+    public static CudnnTensorDescriptor Tensor(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
     {
         Check(cudnnCreateTensorDescriptor(out var d), "cudnnCreateTensorDescriptor");
-        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Tensor);
+        var desc = new CudnnTensorDescriptor(d);
         var n = Math.Max(4, shape.Count);
         var dims = stackalloc int[n];
         var strides = stackalloc int[n];
@@ -117,10 +120,10 @@ internal static unsafe partial class Cudnn
     }
 
     /// <summary>A filter descriptor, dimensions [K, C, kh, kw]; stored that way, or as [K, kh, kw, C] with <see cref="CUDNN_TENSOR_NHWC"/>.</summary>
-    public static CudnnDescriptor Filter(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
+    public static CudnnFilterDescriptor Filter(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
     {
         Check(cudnnCreateFilterDescriptor(out var d), "cudnnCreateFilterDescriptor");
-        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Filter);
+        var desc = new CudnnFilterDescriptor(d);
         var n = Math.Max(4, shape.Count);
         var dims = stackalloc int[n];
         for (var i = 0; i < n; i++)
@@ -132,10 +135,10 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
-    public static CudnnDescriptor Convolution(int[] pads, int[] strides, int[] dilations, int groups, int mathType)
+    public static CudnnConvolutionDescriptor Convolution(int[] pads, int[] strides, int[] dilations, int groups, int mathType)
     {
         Check(cudnnCreateConvolutionDescriptor(out var d), "cudnnCreateConvolutionDescriptor");
-        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Convolution);
+        var desc = new CudnnConvolutionDescriptor(d);
         fixed (int* p = pads, s = strides, dl = dilations)
         {
             Check(cudnnSetConvolutionNdDescriptor(d, pads.Length, p, s, dl, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT), "cudnnSetConvolutionNdDescriptor");
@@ -146,9 +149,9 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
-    public static void SetMathType(CudnnDescriptor conv, int mathType) => Check(cudnnSetConvolutionMathType(conv.Handle, mathType), "cudnnSetConvolutionMathType");
+    public static void SetMathType(CudnnConvolutionDescriptor conv, int mathType) => Check(cudnnSetConvolutionMathType(conv.Handle, mathType), "cudnnSetConvolutionMathType");
 
-    public static int[] OutputDims(CudnnDescriptor conv, CudnnDescriptor x, CudnnDescriptor w, int rank)
+    public static int[] OutputDims(CudnnConvolutionDescriptor conv, CudnnTensorDescriptor x, CudnnFilterDescriptor w, int rank)
     {
         var dims = new int[rank];
         fixed (int* d = dims)
@@ -160,7 +163,7 @@ internal static unsafe partial class Cudnn
     }
 
     /// <summary>The heuristics' algorithms, best first.</summary>
-    public static ConvolutionFwdAlgoPerf[] ForwardAlgorithms(CudnnHandle handle, CudnnDescriptor x, CudnnDescriptor w, CudnnDescriptor conv, CudnnDescriptor y)
+    public static ConvolutionFwdAlgoPerf[] ForwardAlgorithms(CudnnHandle handle, CudnnTensorDescriptor x, CudnnFilterDescriptor w, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor y)
     {
         var results = new ConvolutionFwdAlgoPerf[16];
         int returned;
@@ -172,34 +175,65 @@ internal static unsafe partial class Cudnn
         return results[..returned];
     }
 
-    public static long WorkspaceSize(CudnnHandle handle, CudnnDescriptor x, CudnnDescriptor w, CudnnDescriptor conv, CudnnDescriptor y, int algo)
+    public static long WorkspaceSize(CudnnHandle handle, CudnnTensorDescriptor x, CudnnFilterDescriptor w, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor y, int algo)
     {
         Check(cudnnGetConvolutionForwardWorkspaceSize(handle.Handle, x.Handle, w.Handle, conv.Handle, y.Handle, algo, out var b), "cudnnGetConvolutionForwardWorkspaceSize");
         return (long)b;
     }
 
-    public static void ConvolutionForward(CudnnHandle handle, CudnnDescriptor x, ulong xData, CudnnDescriptor w, ulong wData, CudnnDescriptor conv, int algo, ulong workspace, long workspaceBytes, float beta, CudnnDescriptor y, ulong yData)
+    public static void ConvolutionForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float beta, CudnnTensorDescriptor y, ulong yData)
     {
         var alpha = 1f;
         Check(cudnnConvolutionForward(handle.Handle, &alpha, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, y.Handle, yData), "cudnnConvolutionForward");
     }
 
-    public static CudnnDescriptor Activation(int mode)
+    /// <summary>
+    /// The heuristics' backward-data algorithms, best first (cudnnConvolutionBwdDataAlgoPerf_t has the forward struct's
+    /// layout). Backward data of a convolution is the transposed convolution: <paramref name="dy"/> is its input,
+    /// <paramref name="dx"/> its output.
+    /// </summary>
+    public static ConvolutionFwdAlgoPerf[] BackwardDataAlgorithms(CudnnHandle handle, CudnnFilterDescriptor w, CudnnTensorDescriptor dy, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor dx)
+    {
+        var results = new ConvolutionFwdAlgoPerf[16];
+        int returned;
+        fixed (ConvolutionFwdAlgoPerf* r = results)
+        {
+            Check(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle.Handle, w.Handle, dy.Handle, conv.Handle, dx.Handle, results.Length, out returned, r), "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+        }
+
+        return results[..returned];
+    }
+
+    public static long BackwardDataWorkspaceSize(CudnnHandle handle, CudnnFilterDescriptor w, CudnnTensorDescriptor dy, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor dx, int algo)
+    {
+        Check(cudnnGetConvolutionBackwardDataWorkspaceSize(handle.Handle, w.Handle, dy.Handle, conv.Handle, dx.Handle, algo, out var b), "cudnnGetConvolutionBackwardDataWorkspaceSize");
+        return (long)b;
+    }
+
+    /// <summary>dx = conv^T(dy, w): the transposed convolution of dy.</summary>
+    public static void ConvolutionBackwardData(CudnnHandle handle, CudnnFilterDescriptor w, ulong wData, CudnnTensorDescriptor dy, ulong dyData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, CudnnTensorDescriptor dx, ulong dxData)
+    {
+        var alpha = 1f;
+        var beta = 0f;
+        Check(cudnnConvolutionBackwardData(handle.Handle, &alpha, w.Handle, wData, dy.Handle, dyData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, dx.Handle, dxData), "cudnnConvolutionBackwardData");
+    }
+
+    public static CudnnActivationDescriptor Activation(int mode)
     {
         Check(cudnnCreateActivationDescriptor(out var d), "cudnnCreateActivationDescriptor");
-        var desc = new CudnnDescriptor(d, CudnnDescriptor.Kind.Activation);
+        var desc = new CudnnActivationDescriptor(d);
         Check(cudnnSetActivationDescriptor(d, mode, CUDNN_NOT_PROPAGATE_NAN, 0), "cudnnSetActivationDescriptor");
         return desc;
     }
 
     /// <summary>y = act(conv(x, w) + alpha2 * z + bias) in one call (z is y's shape; alpha2 = 0 ignores it).</summary>
-    public static void ConvolutionBiasActivationForward(CudnnHandle handle, CudnnDescriptor x, ulong xData, CudnnDescriptor w, ulong wData, CudnnDescriptor conv, int algo, ulong workspace, long workspaceBytes, float alpha2, CudnnDescriptor z, ulong zData, CudnnDescriptor bias, ulong biasData, CudnnDescriptor activation, CudnnDescriptor y, ulong yData)
+    public static void ConvolutionBiasActivationForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float alpha2, CudnnTensorDescriptor z, ulong zData, CudnnTensorDescriptor bias, ulong biasData, CudnnActivationDescriptor activation, CudnnTensorDescriptor y, ulong yData)
     {
         var alpha1 = 1f;
         Check(cudnnConvolutionBiasActivationForward(handle.Handle, &alpha1, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &alpha2, z.Handle, zData, bias.Handle, biasData, activation.Handle, y.Handle, yData), "cudnnConvolutionBiasActivationForward");
     }
 
-    public static void AddTensor(CudnnHandle handle, CudnnDescriptor a, ulong aData, CudnnDescriptor c, ulong cData)
+    public static void AddTensor(CudnnHandle handle, CudnnTensorDescriptor a, ulong aData, CudnnTensorDescriptor c, ulong cData)
     {
         var alpha = 1f;
         var beta = 1f;
@@ -218,27 +252,46 @@ internal sealed class CudnnHandle : NativeHandle
     protected override bool ReleaseHandle() => Cudnn.cudnnDestroy(handle) == 0;
 }
 
-/// <summary>A cuDNN tensor, filter or convolution descriptor.</summary>
-internal sealed class CudnnDescriptor : NativeHandle
+/// <summary>A cuDNN tensor descriptor (cudnnTensorDescriptor_t).</summary>
+internal sealed class CudnnTensorDescriptor : NativeHandle
 {
-    public CudnnDescriptor(IntPtr h, Kind kind)
-        : base(h) => DescriptorKind = kind;
-
-    public enum Kind
+    public CudnnTensorDescriptor(IntPtr h)
+        : base(h)
     {
-        Tensor,
-        Filter,
-        Convolution,
-        Activation,
     }
 
-    public Kind DescriptorKind { get; }
+    protected override bool ReleaseHandle() => Cudnn.cudnnDestroyTensorDescriptor(handle) == 0;
+}
 
-    protected override bool ReleaseHandle() => DescriptorKind switch
+/// <summary>A cuDNN filter descriptor (cudnnFilterDescriptor_t).</summary>
+internal sealed class CudnnFilterDescriptor : NativeHandle
+{
+    public CudnnFilterDescriptor(IntPtr h)
+        : base(h)
     {
-        Kind.Tensor => Cudnn.cudnnDestroyTensorDescriptor(handle) == 0,
-        Kind.Filter => Cudnn.cudnnDestroyFilterDescriptor(handle) == 0,
-        Kind.Activation => Cudnn.cudnnDestroyActivationDescriptor(handle) == 0,
-        _ => Cudnn.cudnnDestroyConvolutionDescriptor(handle) == 0,
-    };
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnDestroyFilterDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN convolution descriptor (cudnnConvolutionDescriptor_t).</summary>
+internal sealed class CudnnConvolutionDescriptor : NativeHandle
+{
+    public CudnnConvolutionDescriptor(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnDestroyConvolutionDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN activation descriptor (cudnnActivationDescriptor_t).</summary>
+internal sealed class CudnnActivationDescriptor : NativeHandle
+{
+    public CudnnActivationDescriptor(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnDestroyActivationDescriptor(handle) == 0;
 }

@@ -9,26 +9,30 @@ internal static class ElementwiseOps
     {
         "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Sqrt", "Exp", "Erf", "Log", "Abs", "Neg",
         "Reciprocal", "Floor", "Ceil", "Round", "Elu", "Selu", "Softplus", "Softsign", "Sin", "Cos", "Sign", "Not", "Gelu",
-        "Mish", "Identity", "Celu", "ThresholdedRelu",
+        "Mish", "Identity", "Celu", "ThresholdedRelu", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
+        "Shrink", "IsNaN", "IsInf", "BitwiseNot",
     };
 
     private static readonly HashSet<string> Binary = new(StringComparer.Ordinal)
     {
         "Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor",
-        "PRelu", "Mod", "BitShift",
+        "PRelu", "Mod", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
     };
 
     private static readonly HashSet<string> Variadic = new(StringComparer.Ordinal) { "Min", "Max", "Sum", "Mean" };
 
+    /// <summary>Every operator this table generates (Clip, Where, Cast and BatchNormalization included).</summary>
+    public static IEnumerable<string> Operators => Unary.Concat(Binary).Concat(Variadic).Concat(["Clip", "Where", "Cast", "CastLike", "BatchNormalization"]);
+
     /// <summary>True for operators this table generates (Clip, Where, Cast and BatchNormalization included).</summary>
-    public static bool Handles(string op) => Unary.Contains(op) || Binary.Contains(op) || Variadic.Contains(op) || op is "Clip" or "Where" or "Cast" or "BatchNormalization";
+    public static bool Handles(string op) => Unary.Contains(op) || Binary.Contains(op) || Variadic.Contains(op) || op is "Clip" or "Where" or "Cast" or "CastLike" or "BatchNormalization";
 
     /// <summary>Output element type of an elementwise operator.</summary>
     public static ElementType OutputType(string op, IReadOnlyList<ElementType> inputs, ElementType? castTo = null) => op switch
     {
-        "Equal" or "Less" or "Greater" or "LessOrEqual" or "GreaterOrEqual" or "And" or "Or" or "Xor" or "Not" => ElementType.Bool,
+        "Equal" or "Less" or "Greater" or "LessOrEqual" or "GreaterOrEqual" or "And" or "Or" or "Xor" or "Not" or "IsNaN" or "IsInf" => ElementType.Bool,
         "Where" => inputs[1],
-        "Cast" => castTo ?? throw new ArgumentNullException(nameof(castTo)),
+        "Cast" or "CastLike" => castTo ?? throw new ArgumentNullException(nameof(castTo)),
         _ => inputs[0],
     };
 
@@ -41,7 +45,13 @@ internal static class ElementwiseOps
         string Fn(string f) => isF ? f + "f" : f;
         string C(double v) => KernelSource.F(v, isD ? ElementType.Double : ElementType.Float);
         var ct = t == ElementType.Bool ? "bool" : KernelSource.CType(t);
-        if (!t.IsFloatingPoint() && op is "Sigmoid" or "Tanh" or "Sqrt" or "Exp" or "Erf" or "Log" or "Sin" or "Cos" or "HardSigmoid" or "HardSwish" or "Elu" or "Selu" or "Softplus" or "Softsign" or "Gelu" or "Mish" or "Celu" or "Floor" or "Ceil" or "Round" or "Reciprocal")
+        if (t.IsFloatingPoint() && op is "BitwiseNot" or "BitwiseAnd" or "BitwiseOr" or "BitwiseXor" or "BitShift")
+        {
+            throw new BatchwiseException($"{op} on {t.ShortName()} tensors is not supported", "ONNX defines it for integer tensors.");
+        }
+
+        if (!t.IsFloatingPoint() && op is "Sigmoid" or "Tanh" or "Sqrt" or "Exp" or "Erf" or "Log" or "Sin" or "Cos" or "HardSigmoid" or "HardSwish" or "Elu" or "Selu" or "Softplus" or "Softsign" or "Gelu" or "Mish" or "Celu" or "Floor" or "Ceil" or "Round" or "Reciprocal"
+            or "Tan" or "Asin" or "Acos" or "Atan" or "Sinh" or "Cosh" or "Asinh" or "Acosh" or "Atanh" or "IsNaN" or "IsInf")
         {
             throw new BatchwiseException($"{op} on {t.ShortName()} tensors is not supported", "ONNX defines it for floating point tensors.");
         }
@@ -77,6 +87,28 @@ internal static class ElementwiseOps
             "Gelu" => mode == "tanh" ? "bw_gelu_tanh(x0)" : "bw_gelu(x0)",
             "Mish" => $"x0 * {Fn("tanh")}({(isF ? "bw_softplus(x0)" : "log1p(exp(x0))")})",
             "Not" => "!x0",
+            "Tan" => $"{Fn("tan")}(x0)",
+            "Asin" => $"{Fn("asin")}(x0)",
+            "Acos" => $"{Fn("acos")}(x0)",
+            "Atan" => $"{Fn("atan")}(x0)",
+            "Sinh" => $"{Fn("sinh")}(x0)",
+            "Cosh" => $"{Fn("cosh")}(x0)",
+            "Asinh" => $"{Fn("asinh")}(x0)",
+            "Acosh" => $"{Fn("acosh")}(x0)",
+            "Atanh" => $"{Fn("atanh")}(x0)",
+            "Shrink" => $"x0 < -{C(attr("lambd", 0.5))} ? x0 + {C(attr("bias", 0))} : (x0 > {C(attr("lambd", 0.5))} ? x0 - {C(attr("bias", 0))} : ({ct})0)",
+            "IsNaN" => "isnan(x0)",
+            "IsInf" => (attr("detect_positive", 1) != 0, attr("detect_negative", 1) != 0) switch
+            {
+                (true, true) => "isinf(x0)",
+                (true, false) => "isinf(x0) && x0 > 0",
+                (false, true) => "isinf(x0) && x0 < 0",
+                _ => "false",
+            },
+            "BitwiseNot" => "~x0",
+            "BitwiseAnd" => "x0 & x1",
+            "BitwiseOr" => "x0 | x1",
+            "BitwiseXor" => "x0 ^ x1",
             "Add" => "x0 + x1",
             "Sub" => "x0 - x1",
             "Mul" => "x0 * x1",
@@ -95,7 +127,7 @@ internal static class ElementwiseOps
             "Xor" => "x0 != x1",
             "BitShift" => mode == "LEFT" ? "x0 << x1" : "x0 >> x1",
             "Where" => "x0 ? x1 : x2",
-            "Cast" => "x0",
+            "Cast" or "CastLike" => "x0",
             "BatchNormalization" => $"(x0 - x3) / {Fn("sqrt")}(x4 + {C(attr("epsilon", 1e-5))}) * x1 + x2",
             "Clip" => ClipExpression(types, attr),
             "Min" => Chain(types.Count, (a, b) => $"({a} < {b} ? {a} : {b})"),

@@ -5,11 +5,12 @@ using Batchwise.Onnx;
 namespace Batchwise.Cuda.Kernels;
 
 /// <summary>
-/// Generates CUDA C for the plan's kernels with the shapes baked in as constants. Each generator returns the source of
-/// one <c>extern "C" __global__</c> function named <see cref="Name"/>; the compiler renames it and compiles them all
-/// in one NVRTC program per plan.
+/// Generates CUDA C for the plan's kernels. Each generator returns a <see cref="KernelCode"/>: the source of one
+/// <c>extern "C" __global__</c> function named <see cref="Name"/>, which depends only on the operator's signature (types,
+/// rank, layout, fused expression), and an argument block with every size and stride. A session compiles each distinct
+/// source once (cached on disk too) and every plan, whatever its shapes, reuses it.
 /// </summary>
-internal static class KernelSource
+internal static partial class KernelSource
 {
     /// <summary>The placeholder for the kernel's name in generated source.</summary>
     public const string Name = "KERNEL_NAME";
@@ -32,12 +33,25 @@ internal static class KernelSource
             __device__ __forceinline__ bw_half(int v) : bw_half((float)v) {}
             __device__ __forceinline__ operator float() const { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
         };
+        struct __align__(2) bw_bf16 {
+            unsigned short bits;
+            __device__ __forceinline__ bw_bf16() {}
+            __device__ __forceinline__ bw_bf16(float f) {
+                unsigned u = __float_as_uint(f);
+                bits = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+            }
+            __device__ __forceinline__ bw_bf16(double f) : bw_bf16((float)f) {}
+            __device__ __forceinline__ bw_bf16(int v) : bw_bf16((float)v) {}
+            __device__ __forceinline__ operator float() const { return __uint_as_float((unsigned)bits << 16); }
+        };
         extern "C" __global__ void bw_gate(volatile int* open)
         {
             unsigned long long start, now;
             asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
             do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while (*open == 0 && now - start < 500000000ull);
         }
+        struct bw_div { unsigned d, m, s; };
+        __device__ __forceinline__ unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         __device__ __forceinline__ float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
         __device__ __forceinline__ double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         __device__ __forceinline__ float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
@@ -45,6 +59,14 @@ internal static class KernelSource
         __device__ __forceinline__ float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
         __device__ __forceinline__ float bw_warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
         __device__ __forceinline__ float bw_warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
+        __device__ __forceinline__ float bw_block_sum(float v, float* shared) {
+            v = bw_warp_sum(v);
+            __syncthreads();
+            if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+            __syncthreads();
+            v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? shared[threadIdx.x & 31] : 0.f;
+            return bw_warp_sum(v);
+        }
 
         """;
 
@@ -63,11 +85,12 @@ internal static class KernelSource
         ElementType.UInt64 => "unsigned long long",
         ElementType.Bool => "bool",
         ElementType.Float16 => "bw_half",
+        ElementType.BFloat16 => "bw_bf16",
         _ => throw new BatchwiseException($"Tensors of {t.ShortName()} are not supported by the cuda engine yet", "Use float32 (fp16 comes with --precision fp16)."),
     };
 
     /// <summary>The type values are computed in: float for half precision (loads convert), the storage type otherwise.</summary>
-    public static ElementType ComputeType(ElementType t) => t == ElementType.Float16 ? ElementType.Float : t;
+    public static ElementType ComputeType(ElementType t) => t is ElementType.Float16 or ElementType.BFloat16 ? ElementType.Float : t;
 
     /// <summary>An unsigned type of the same size, for kernels that only move elements.</summary>
     public static string MoveType(int elementSize) => elementSize switch
@@ -122,116 +145,222 @@ internal static class KernelSource
 
     private static long Count(IReadOnlyList<long> shape) => shape.Aggregate(1L, (a, b) => a * b);
 
-    private static string L(long v) => v.ToString(CultureInfo.InvariantCulture) + "LL";
-
     /// <summary>
     /// An elementwise kernel with numpy broadcasting: output of <paramref name="outShape"/>, inputs already right-aligned to
     /// its rank (size-1 dimensions broadcast). <paramref name="expression"/> uses x0, x1, ... for the inputs' values.
     /// </summary>
-    /// <remarks><paramref name="statements"/> (fused chains) run before the expression and may define what it uses.</remarks>
     /// <remarks>
+    /// <para><paramref name="statements"/> (fused chains) run before the expression and may define what it uses.</para>
+    /// <para>
+    /// The dimensions are first merged where every input broadcasts alike (an NHWC bias over [N, H, W, C] becomes
+    /// [NHW, C] with the bias read at the column), so one division finds a channel. Each input is read as a scalar,
+    /// in full (index i), or through strides passed as arguments.
+    /// </para>
+    /// <para>
     /// With <paramref name="outBlock"/> &gt; 0 the output is a slice of a larger tensor (a Concat's part written in place):
     /// element i goes to (i / block) * rowStride + offset + i % block.
+    /// </para>
     /// </remarks>
-    public static string Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression, string? statements = null, int vector = 1, long outBlock = 0, long outRowStride = 0, long outOffset = 0)
+    public static KernelCode Elementwise(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes, string expression, string? statements = null, int vector = 1, long outBlock = 0, long outRowStride = 0, long outOffset = 0)
     {
-        var sb = new StringBuilder();
-        var n = Count(outShape);
-
-        // 32-bit index arithmetic where every index fits: division by a constant is then a multiply and a shift,
-        // where 64-bit division is a long software routine.
-        var small = n < int.MaxValue && inShapes.All(s => Count(s) < int.MaxValue);
-        var ix = small ? "unsigned" : "i64";
-        string Lit(long v) => small ? v.ToString(CultureInfo.InvariantCulture) + "u" : L(v);
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(CType(outType)).Append("* __restrict__ y");
-        for (var i = 0; i < inTypes.Count; i++)
+        if (inShapes.Any(s => s.Length != outShape.Length))
         {
-            sb.Append(", const ").Append(CType(inTypes[i])).Append("* __restrict__ p").Append(i);
+            throw new ArgumentException("input shapes must be right-aligned to the output rank");
         }
 
-        sb.Append(")\n{\n");
+        var n = Count(outShape);
+        var (dims, strides, kinds) = BroadcastLayout(outShape, inShapes);
+        var limit = Math.Max(n, outBlock > 0 ? ((n / outBlock) * outRowStride) + outOffset + outBlock : 0);
+        var w = new KernelWriter(KernelWriter.Fits32(limit) && inShapes.All(s => KernelWriter.Fits32(Count(s))));
+        var ix = w.Idx;
+        var b = w.Body;
+        var count = w.Size("n", n);
+        var rank = dims.Length;
+        var needCoords = kinds.Contains(InputKind.Strided);
+        var divs = needCoords ? dims.Select((d, k) => k == 0 ? string.Empty : w.Div("d" + k, d)).ToArray() : [];
+        var inner = rank - 1;
+        var strideArgs = new string?[inShapes.Count][];
+        for (var k = 0; k < inShapes.Count; k++)
+        {
+            strideArgs[k] = new string?[rank];
+            if (kinds[k] == InputKind.Strided)
+            {
+                for (var d = 0; d < rank; d++)
+                {
+                    // Whether an input varies along a dimension is part of the signature; along the innermost one its
+                    // stride is then 1 (row-major), elsewhere an argument.
+                    strideArgs[k][d] = strides[k][d] == 0 ? null : d == inner ? "1" : w.Size($"s{k}_{d}", strides[k][d]);
+                }
+            }
+        }
+
+        string? block = null, rowStride = null, offset = null;
+        if (outBlock > 0)
+        {
+            block = w.Div("block", outBlock);
+            rowStride = w.Size("row_stride", outRowStride);
+            offset = w.Size("offset", outOffset);
+        }
+
+        string Slot(string e) => block is null ? e : $"({w.Quot(block, e)} * {rowStride} + {offset} + (({e}) - {w.Quot(block, e)} * {w.DivValue(block)}))";
+
+        // The index of input k at the coordinates c0..c{rank-1} (decomposed from `first`/`i` once).
+        string StridedIndex(int k) => string.Join(" + ", Enumerable.Range(0, rank).Where(d => strideArgs[k][d] is not null).Select(d => strideArgs[k][d] == "1" ? $"c{d}" : $"c{d} * {strideArgs[k][d]}").DefaultIfEmpty("0"));
+
+        void Decompose(string from)
+        {
+            b.Append("    ").Append(ix).Append(" r_ = ").Append(from).Append(";\n");
+            for (var d = rank - 1; d >= 1; d--)
+            {
+                b.Append("    ").Append(w.Peel(divs[d], "r_", "c" + d)).Append('\n');
+            }
+
+            b.Append("    const ").Append(ix).Append(" c0 = r_;\n");
+        }
+
+        var sig = new StringBuilder().Append(CType(outType)).Append("* __restrict__ y");
+        for (var i = 0; i < inTypes.Count; i++)
+        {
+            sig.Append(", const ").Append(CType(inTypes[i])).Append("* __restrict__ p").Append(i);
+        }
+
+        sig.Append(", ").Append(KernelWriter.ArgsParameter);
         var indent = "    ";
         if (vector > 1)
         {
-            // Each thread: `vector` consecutive elements, full-shape inputs and the output moved 16 bytes at a time.
-            sb.Append("    ").Append(ix).Append(" first = ((").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x) * ").Append(Lit(vector)).Append(";\n");
-            sb.Append("    if (first >= ").Append(Lit(n)).Append(") return;\n");
+            // Each thread: `vector` consecutive elements of one row (the innermost dimension divides by it); full inputs
+            // and the output move 16 bytes at a time; strided inputs read one value per element, or one for all where
+            // they do not vary along the row.
+            b.Append("    const ").Append(ix).Append(" first = ((").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x) * ").Append(vector).Append(";\n");
+            b.Append("    if (first >= ").Append(count).Append(") return;\n");
+            if (needCoords)
+            {
+                Decompose("first");
+            }
+
             for (var k = 0; k < inShapes.Count; k++)
             {
-                if (inShapes[k].SequenceEqual(outShape) && Count(outShape) > 1)
+                switch (kinds[k])
                 {
-                    sb.Append("    const uint4 v").Append(k).Append(" = *(const uint4*)(p").Append(k).Append(" + first); const ").Append(CType(inTypes[k])).Append("* a").Append(k).Append(" = (const ").Append(CType(inTypes[k])).Append("*)&v").Append(k).Append(";\n");
+                    case InputKind.Full:
+                        b.Append("    const uint4 v").Append(k).Append(" = *(const uint4*)(p").Append(k).Append(" + first); const ").Append(CType(inTypes[k])).Append("* a").Append(k).Append(" = (const ").Append(CType(inTypes[k])).Append("*)&v").Append(k).Append(";\n");
+                        break;
+                    case InputKind.Strided:
+                        b.Append("    const ").Append(ix).Append(" base").Append(k).Append(" = ").Append(StridedIndex(k)).Append(";\n");
+                        break;
                 }
             }
 
-            sb.Append("    uint4 out; ").Append(CType(outType)).Append("* o = (").Append(CType(outType)).Append("*)&out;\n");
-            sb.Append("    #pragma unroll\n    for (int j = 0; j < ").Append(vector).Append("; j++) {\n");
-            sb.Append("    const ").Append(ix).Append(" i = first + j;\n");
-            indent = "    ";
+            b.Append("    uint4 out; ").Append(CType(outType)).Append("* o = (").Append(CType(outType)).Append("*)&out;\n");
+            b.Append("    #pragma unroll\n    for (int j = 0; j < ").Append(vector).Append("; j++) {\n");
+            indent = "        ";
         }
         else
         {
-            sb.Append("    ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
-            sb.Append("    if (i >= ").Append(Lit(n)).Append(") return;\n");
+            b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+            b.Append("    if (i >= ").Append(count).Append(") return;\n");
+            if (needCoords)
+            {
+                Decompose("i");
+            }
         }
 
-        var outStrides = Strides(outShape);
         for (var k = 0; k < inShapes.Count; k++)
         {
-            var shape = inShapes[k];
-            if (shape.Length != outShape.Length)
+            var load = kinds[k] switch
             {
-                throw new ArgumentException("input shapes must be right-aligned to the output rank");
-            }
-
-            string index;
-            if (Count(shape) == 1)
-            {
-                index = "0";
-            }
-            else if (shape.SequenceEqual(outShape))
-            {
-                index = "i";
-            }
-            else
-            {
-                // Sum over broadcast dimensions: coordinate d of the output times the input's stride (0 where it broadcasts).
-                var strides = Strides(shape);
-                var terms = new List<string>();
-                for (var d = 0; d < outShape.Length; d++)
-                {
-                    if (shape[d] == 1 || outShape[d] == 1)
-                    {
-                        continue;
-                    }
-
-                    var coord = d == 0 ? $"(i / {Lit(outStrides[0])})" : $"((i / {Lit(outStrides[d])}) % {Lit(outShape[d])})";
-                    terms.Add(strides[d] == 1 ? coord : $"{coord} * {Lit(strides[d])}");
-                }
-
-                index = terms.Count == 0 ? "0" : string.Join(" + ", terms);
-            }
-
-            var load = vector > 1 && index == "i" ? $"a{k}[j]" : $"p{k}[{index}]";
-            sb.Append(indent).Append("const ").Append(CType(ComputeType(inTypes[k]))).Append(" x").Append(k).Append(" = ").Append(load).Append(";\n");
+                InputKind.Scalar => $"p{k}[0]",
+                InputKind.Full => vector > 1 ? $"a{k}[j]" : $"p{k}[i]",
+                _ => vector > 1 ? (strides[k][inner] == 0 ? $"p{k}[base{k}]" : $"p{k}[base{k} + j]") : $"p{k}[{StridedIndex(k)}]",
+            };
+            b.Append(indent).Append("const ").Append(CType(ComputeType(inTypes[k]))).Append(" x").Append(k).Append(" = ").Append(load).Append(";\n");
         }
 
-        sb.Append(statements);
-        string Slot(string e) => outBlock > 0 ? $"(({e}) / {Lit(outBlock)}) * {Lit(outRowStride)} + {Lit(outOffset)} + ({e}) % {Lit(outBlock)}" : e;
+        if (statements is not null)
+        {
+            foreach (var line in statements.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                b.Append(indent).Append(line.Trim()).Append('\n');
+            }
+        }
+
         var store = vector > 1 ? "o[j]" : $"y[{Slot("i")}]";
-        sb.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType == ElementType.Float16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
+        b.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType is ElementType.Float16 or ElementType.BFloat16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
         if (vector > 1)
         {
-            sb.Append("    }\n    *(uint4*)(y + ").Append(outBlock > 0 ? "(" + Slot("first") + ")" : "first").Append(") = out;\n");
+            b.Append("    }\n    *(uint4*)(y + ").Append(Slot("first")).Append(") = out;\n");
         }
 
-        sb.Append("}\n");
-        return sb.ToString();
+        return w.Build(sig.ToString());
+    }
+
+    /// <summary>How an input of an elementwise kernel is read.</summary>
+    private enum InputKind
+    {
+        /// <summary>One value for every element.</summary>
+        Scalar,
+
+        /// <summary>The output's own shape: element i.</summary>
+        Full,
+
+        /// <summary>Broadcast along some dimensions: through strides.</summary>
+        Strided,
+    }
+
+    /// <summary>
+    /// The output's dimensions merged where every input broadcasts alike (size-1 output dimensions dropped), each input's
+    /// strides over them (0 where it broadcasts), and how each input is read.
+    /// </summary>
+    private static (long[] Dims, long[][] Strides, InputKind[] Kinds) BroadcastLayout(long[] outShape, IReadOnlyList<long[]> inShapes)
+    {
+        var dims = new List<long>();
+        var pattern = new List<bool[]>(); // per merged dimension: does input k vary along it
+        for (var d = 0; d < outShape.Length; d++)
+        {
+            if (outShape[d] == 1)
+            {
+                continue;
+            }
+
+            var varies = inShapes.Select(s => s[d] != 1).ToArray();
+            if (dims.Count > 0 && pattern[^1].SequenceEqual(varies))
+            {
+                dims[^1] *= outShape[d];
+                continue;
+            }
+
+            dims.Add(outShape[d]);
+            pattern.Add(varies);
+        }
+
+        if (dims.Count == 0)
+        {
+            dims.Add(1);
+            pattern.Add(inShapes.Select(_ => false).ToArray());
+        }
+
+        var strides = new long[inShapes.Count][];
+        var kinds = new InputKind[inShapes.Count];
+        for (var k = 0; k < inShapes.Count; k++)
+        {
+            var s = new long[dims.Count];
+            long acc = 1;
+            for (var d = dims.Count - 1; d >= 0; d--)
+            {
+                s[d] = pattern[d][k] ? acc : 0;
+                acc *= pattern[d][k] ? dims[d] : 1;
+            }
+
+            strides[k] = s;
+            kinds[k] = pattern.All(p => !p[k]) ? InputKind.Scalar : pattern.All(p => p[k]) ? InputKind.Full : InputKind.Strided;
+        }
+
+        return ([.. dims], strides, kinds);
     }
 
     /// <summary>
     /// How many elements one thread of <see cref="Elementwise"/> can take, 16 bytes at a time: 8 half or 4 float values
-    /// when the output and every full-shape input have that size and the element count divides; otherwise 1.
+    /// when the output and every full-shape input have that size and the innermost merged dimension divides; otherwise 1.
     /// </summary>
     public static int ElementwiseVector(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes)
     {
@@ -243,8 +372,9 @@ internal static class KernelSource
 
         var k = 16 / size;
         var n = Count(outShape);
-        var fullOk = Enumerable.Range(0, inShapes.Count).All(i => !inShapes[i].SequenceEqual(outShape) || inTypes[i].SizeOf() == size);
-        return n % k == 0 && n >= k && fullOk ? k : 1;
+        var (dims, _, kinds) = BroadcastLayout(outShape, inShapes);
+        var fullOk = Enumerable.Range(0, inShapes.Count).All(i => kinds[i] != InputKind.Full || inTypes[i].SizeOf() == size);
+        return n % k == 0 && n >= k && dims[^1] % k == 0 && fullOk ? k : 1;
     }
 
     /// <summary>
@@ -255,7 +385,14 @@ internal static class KernelSource
     /// Where the innermost dimension is contiguous on both sides and every offset allows it, each thread moves 16, 8 or 4
     /// bytes at once (a channels-last Concat copies runs of a few dozen half values: 8 at a time, not 1).
     /// </remarks>
-    public static string ViewCopy(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
+    public static KernelCode ViewCopy(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
+    {
+        var (vs, ss, sb, ds, db, type) = Widen(elementSize, shape, srcStrides, srcBase, dstStrides, dstBase);
+        return ViewCopy(type, type, vs, ss, sb, ds, db);
+    }
+
+    /// <summary>The copy's elements grouped 16, 8 or 4 bytes at a time where the layout allows, and the C type moved.</summary>
+    private static (long[] Shape, long[] Src, long SrcBase, long[] Dst, long DstBase, string Type) Widen(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
     {
         (shape, srcStrides, dstStrides) = Collapse(shape, srcStrides, dstStrides);
         var n = shape.Length;
@@ -276,39 +413,47 @@ internal static class KernelSource
                 var ss = srcStrides.Select((v, d) => d == n - 1 ? 1 : v / k).ToArray();
                 var ds = dstStrides.Select((v, d) => d == n - 1 ? 1 : v / k).ToArray();
                 var type = width switch { 16 => "uint4", 8 => "uint2", _ => "unsigned int" };
-                return ViewCopy(type, type, vs, ss, srcBase / k, ds, dstBase / k);
+                return (vs, ss, srcBase / k, ds, dstBase / k, type);
             }
         }
 
-        return ViewCopy(MoveType(elementSize), MoveType(elementSize), shape, srcStrides, srcBase, dstStrides, dstBase);
+        return (shape, srcStrides, srcBase, dstStrides, dstBase, MoveType(elementSize));
     }
+
+    /// <summary>Threads a <see cref="ViewCopy(int, long[], long[], long, long[], long)"/> launch needs (one per element moved).</summary>
+    public static long ViewCopyThreads(int elementSize, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase) =>
+        Count(Widen(elementSize, shape, srcStrides, srcBase, dstStrides, dstBase).Shape);
 
     /// <summary>
     /// Batched transpose [B, R, C] to [B, C, R] through 32x32 shared-memory tiles (both sides coalesced): channels-last to
     /// NCHW and back. Launch with <see cref="TransposeThreads"/> threads.
     /// </summary>
-    public static string Transpose(int elementSize, long batch, long rows, long cols)
+    public static KernelCode Transpose(int elementSize, long batch, long rows, long cols)
     {
         var t = MoveType(elementSize);
+        var w = new KernelWriter(small: false);
         var tilesR = (rows + 31) / 32;
         var tilesC = (cols + 31) / 32;
-        return $$"""
-            extern "C" __global__ void {{Name}}({{t}}* __restrict__ dst, const {{t}}* __restrict__ src)
-            {
+        var perBatch = w.I64("tiles", tilesR * tilesC);
+        var tc = w.I64("tiles_c", tilesC);
+        var r = w.I64("rows", rows);
+        var c = w.I64("cols", cols);
+        w.Body.Append($$"""
                 __shared__ {{t}} tile[32][33];
                 i64 tileIndex = blockIdx.x;
-                i64 b = tileIndex / {{L(tilesR * tilesC)}};
-                i64 rem = tileIndex % {{L(tilesR * tilesC)}};
-                i64 r0 = (rem / {{L(tilesC)}}) * 32, c0 = (rem % {{L(tilesC)}}) * 32;
+                i64 b = tileIndex / {{perBatch}};
+                i64 rem = tileIndex - b * {{perBatch}};
+                i64 tr = rem / {{tc}};
+                i64 r0 = tr * 32, c0 = (rem - tr * {{tc}}) * 32;
                 int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-                const {{t}}* s = src + b * {{L(rows * cols)}};
-                {{t}}* d = dst + b * {{L(rows * cols)}};
-                for (int k = ty; k < 32; k += 8) { i64 r = r0 + k, c = c0 + tx; if (r < {{L(rows)}} && c < {{L(cols)}}) tile[k][tx] = s[r * {{L(cols)}} + c]; }
+                const {{t}}* s = src + b * {{r}} * {{c}};
+                {{t}}* d = dst + b * {{r}} * {{c}};
+                for (int k = ty; k < 32; k += 8) { i64 rr = r0 + k, cc = c0 + tx; if (rr < {{r}} && cc < {{c}}) tile[k][tx] = s[rr * {{c}} + cc]; }
                 __syncthreads();
-                for (int k = ty; k < 32; k += 8) { i64 c = c0 + k, r = r0 + tx; if (r < {{L(rows)}} && c < {{L(cols)}}) d[c * {{L(rows)}} + r] = tile[tx][k]; }
-            }
+                for (int k = ty; k < 32; k += 8) { i64 cc = c0 + k, rr = r0 + tx; if (rr < {{r}} && cc < {{c}}) d[cc * {{r}} + rr] = tile[tx][k]; }
 
-            """;
+            """);
+        return w.Build($"{t}* __restrict__ dst, const {t}* __restrict__ src, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>Threads to launch <see cref="Transpose"/> with (one block of 256 per 32x32 tile).</summary>
@@ -318,30 +463,35 @@ internal static class KernelSource
     /// An [N, C, H, W] tensor to channels-last [N, H, W, <paramref name="paddedChannels"/>] with zeros in the added
     /// channels, converting the element type on the way (a network's float32 image to float16 for its first convolution).
     /// </summary>
-    public static string ChannelsLastPadded(ElementType from, ElementType to, long n, long channels, long pixels, long paddedChannels)
+    public static KernelCode ChannelsLastPadded(ElementType from, ElementType to, long n, long channels, long pixels, long paddedChannels)
     {
         // One thread per pixel: its few channels read from their planes (neighbouring threads, neighbouring pixels), the
         // padded pixel written at once (16 bytes for 8 half values) where the size allows.
         var bytes = paddedChannels * to.SizeOf();
         var vector = bytes is 16 or 8 or 4 ? (bytes == 16 ? "uint4" : bytes == 8 ? "uint2" : "unsigned int") : null;
-        var sb = new StringBuilder();
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(CType(to)).Append("* __restrict__ dst, const ").Append(CType(from)).Append("* __restrict__ src)\n{\n");
-        sb.Append("    i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (p >= ").Append(L(n * pixels)).Append(") return;\n");
-        sb.Append("    i64 b = p / ").Append(L(pixels)).Append(", q = p % ").Append(L(pixels)).Append(";\n");
-        sb.Append("    const ").Append(CType(from)).Append("* s = src + b * ").Append(L(channels * pixels)).Append(" + q;\n");
+        var w = new KernelWriter(KernelWriter.Fits32(n * pixels * paddedChannels) && KernelWriter.Fits32(n * pixels * channels));
+        var ix = w.Idx;
+        var count = w.Size("n", n * pixels);
+        var px = w.Div("pixels", pixels);
+        var ch = w.Size("channels", channels);
+        var b = w.Body;
+        b.Append("    const ").Append(ix).Append(" p = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (p >= ").Append(count).Append(") return;\n");
+        b.Append("    const ").Append(ix).Append(" bq = ").Append(w.Quot(px, "p")).Append(", q = p - bq * ").Append(w.DivValue(px)).Append(";\n");
+        b.Append("    const ").Append(CType(from)).Append("* s = src + bq * ").Append(ch).Append(" * ").Append(w.DivValue(px)).Append(" + q;\n");
+        var pc = KernelWriter.Lit(paddedChannels);
         if (vector is not null)
         {
-            sb.Append("    ").Append(vector).Append(" packed; ").Append(CType(to)).Append("* v = (").Append(CType(to)).Append("*)&packed;\n");
-            sb.Append("    #pragma unroll\n    for (int c = 0; c < ").Append(paddedChannels).Append("; c++) v[c] = c < ").Append(channels).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(L(pixels)).Append("] : (").Append(CType(to)).Append(")0.f;\n");
-            sb.Append("    *(").Append(vector).Append("*)(dst + p * ").Append(L(paddedChannels)).Append(") = packed;\n}\n");
+            b.Append("    ").Append(vector).Append(" packed; ").Append(CType(to)).Append("* v = (").Append(CType(to)).Append("*)&packed;\n");
+            b.Append("    #pragma unroll\n    for (int c = 0; c < ").Append(pc).Append("; c++) v[c] = c < (int)").Append(ch).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(w.DivValue(px)).Append("] : (").Append(CType(to)).Append(")0.f;\n");
+            b.Append("    *(").Append(vector).Append("*)(dst + p * ").Append(pc).Append(") = packed;\n");
         }
         else
         {
-            sb.Append("    for (int c = 0; c < ").Append(paddedChannels).Append("; c++) dst[p * ").Append(L(paddedChannels)).Append(" + c] = c < ").Append(channels).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(L(pixels)).Append("] : (").Append(CType(to)).Append(")0.f;\n}\n");
+            b.Append("    for (int c = 0; c < ").Append(pc).Append("; c++) dst[p * ").Append(pc).Append(" + c] = c < (int)").Append(ch).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(w.DivValue(px)).Append("] : (").Append(CType(to)).Append(")0.f;\n");
         }
 
-        return sb.ToString();
+        return w.Build($"{CType(to)}* __restrict__ dst, const {CType(from)}* __restrict__ src, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>Threads to launch <see cref="ChannelsLastPadded"/> with: one per pixel.</summary>
@@ -351,33 +501,48 @@ internal static class KernelSource
     /// A strided copy that also converts the element type (e.g. float32 NCHW to float16 NHWC at a plan's input and back at
     /// its outputs); values go through float.
     /// </summary>
-    public static string ConvertCopy(ElementType from, ElementType to, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase) =>
+    public static KernelCode ConvertCopy(ElementType from, ElementType to, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase) =>
         from == to
             ? ViewCopy(from.SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase)
             : ViewCopy(CType(from), CType(to), shape, srcStrides, srcBase, dstStrides, dstBase);
 
-    private static string ViewCopy(string srcType, string dstType, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
+    /// <summary>Threads a <see cref="ConvertCopy"/> launch needs.</summary>
+    public static long ConvertCopyThreads(ElementType from, ElementType to, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase) =>
+        from == to ? ViewCopyThreads(from.SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase) : Count(shape);
+
+    private static KernelCode ViewCopy(string srcType, string dstType, long[] shape, long[] srcStrides, long srcBase, long[] dstStrides, long dstBase)
     {
         (shape, srcStrides, dstStrides) = Collapse(shape, srcStrides, dstStrides);
 
         // 32-bit index arithmetic when every offset is non-negative and fits (negative-step slices stay 64-bit).
         var srcMax = srcBase + shape.Select((d, k) => (d - 1) * srcStrides[k]).Sum();
         var dstMax = dstBase + shape.Select((d, k) => (d - 1) * dstStrides[k]).Sum();
-        var small = srcBase >= 0 && dstBase >= 0 && srcStrides.All(x => x >= 0) && dstStrides.All(x => x >= 0) && srcMax < int.MaxValue && dstMax < int.MaxValue && Count(shape) < int.MaxValue;
-        var ix = small ? "unsigned" : "i64";
-        string Lit(long v) => small ? v.ToString(CultureInfo.InvariantCulture) + "u" : L(v);
-        var sb = new StringBuilder();
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(dstType).Append("* __restrict__ dst, const ").Append(srcType).Append("* __restrict__ src)\n{\n");
-        sb.Append("    ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(Lit(Count(shape))).Append(") return;\n");
-        sb.Append("    ").Append(ix).Append(" r = i; ").Append(ix).Append(" s = ").Append(Lit(srcBase)).Append("; ").Append(ix).Append(" d = ").Append(Lit(dstBase)).Append(";\n");
+        var small = srcBase >= 0 && dstBase >= 0 && srcStrides.All(x => x >= 0) && dstStrides.All(x => x >= 0) && KernelWriter.Fits32(srcMax) && KernelWriter.Fits32(dstMax) && KernelWriter.Fits32(Count(shape));
+        var w = new KernelWriter(small);
+        var ix = w.Idx;
+        var b = w.Body;
+        var count = w.Size("n", Count(shape));
+        var sBase = small ? w.Size("src_base", srcBase) : w.I64("src_base", srcBase);
+        var dBase = small ? w.Size("dst_base", dstBase) : w.I64("dst_base", dstBase);
+        b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (i >= ").Append(count).Append(") return;\n");
+        b.Append("    ").Append(ix).Append(" r_ = i; ").Append(ix).Append(" s = ").Append(sBase).Append("; ").Append(ix).Append(" d = ").Append(dBase).Append(";\n");
         for (var k = shape.Length - 1; k >= 0; k--)
         {
-            sb.Append("    { ").Append(ix).Append(" c = r % ").Append(Lit(shape[k])).Append("; r /= ").Append(Lit(shape[k])).Append("; s += c * ").Append(Lit(srcStrides[k])).Append("; d += c * ").Append(Lit(dstStrides[k])).Append("; }\n");
+            var ss = small ? w.Size("ss" + k, srcStrides[k]) : w.I64("ss" + k, srcStrides[k]);
+            var dd = small ? w.Size("ds" + k, dstStrides[k]) : w.I64("ds" + k, dstStrides[k]);
+            if (k == 0)
+            {
+                b.Append("    s += r_ * ").Append(ss).Append("; d += r_ * ").Append(dd).Append(";\n");
+            }
+            else
+            {
+                b.Append("    { ").Append(w.Peel(w.Div("dim" + k, shape[k]), "r_", "c")).Append(" s += c * ").Append(ss).Append("; d += c * ").Append(dd).Append("; }\n");
+            }
         }
 
-        sb.Append(srcType == dstType ? "    dst[d] = src[s];\n}\n" : $"    dst[d] = ({dstType})(float)src[s];\n}}\n");
-        return sb.ToString();
+        b.Append(srcType == dstType ? "    dst[d] = src[s];\n" : $"    dst[d] = ({dstType})(float)src[s];\n");
+        return w.Build($"{dstType}* __restrict__ dst, const {srcType}* __restrict__ src, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>Merges adjacent dimensions that are contiguous in both views (fewer divisions per element).</summary>
@@ -415,28 +580,32 @@ internal static class KernelSource
     }
 
     /// <summary>Gather along an axis: data viewed as [outer, axisSize, inner], indices flattened; negative indices wrap.</summary>
-    public static string Gather(int elementSize, ElementType indexType, long outer, long axisSize, long inner, long indexCount)
+    public static KernelCode Gather(int elementSize, ElementType indexType, long outer, long axisSize, long inner, long indexCount)
     {
         var t = MoveType(elementSize);
-        return $$"""
-            extern "C" __global__ void {{Name}}({{t}}* __restrict__ y, const {{t}}* __restrict__ data, const {{CType(indexType)}}* __restrict__ idx)
-            {
+        var w = new KernelWriter(small: false);
+        var n = w.I64("n", outer * indexCount * inner);
+        var inn = w.I64("inner", inner);
+        var cnt = w.I64("count", indexCount);
+        var axis = w.I64("axis", axisSize);
+        w.Body.Append($$"""
                 i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-                if (i >= {{L(outer * indexCount * inner)}}) return;
-                i64 in_ = i % {{L(inner)}};
-                i64 j = (i / {{L(inner)}}) % {{L(indexCount)}};
-                i64 o = i / {{L(inner * indexCount)}};
+                if (i >= {{n}}) return;
+                i64 in_ = i % {{inn}};
+                i64 rest = i / {{inn}};
+                i64 j = rest % {{cnt}};
+                i64 o = rest / {{cnt}};
                 i64 k = (i64)idx[j];
-                if (k < 0) k += {{L(axisSize)}};
-                if (k < 0 || k >= {{L(axisSize)}}) { y[i] = 0; return; }
-                y[i] = data[(o * {{L(axisSize)}} + k) * {{L(inner)}} + in_];
-            }
+                if (k < 0) k += {{axis}};
+                if (k < 0 || k >= {{axis}}) { y[i] = 0; return; }
+                y[i] = data[(o * {{axis}} + k) * {{inn}} + in_];
 
-            """;
+            """);
+        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ data, const {CType(indexType)}* __restrict__ idx, {KernelWriter.ArgsParameter}");
     }
 
-    /// <summary>A reduction over some axes (one thread per output): kind is mean, sum, max, min, prod, l1, l2 or sumsquare.</summary>
-    public static string Reduce(ElementType type, string kind, long[] inShape, bool[] reduced)
+    /// <summary>A reduction over some axes (one thread per output): kind is mean, sum, max, min, prod, l1, l2, sumsquare, logsum or logsumexp.</summary>
+    public static KernelCode Reduce(ElementType type, string kind, long[] inShape, bool[] reduced)
     {
         var strides = Strides(inShape);
         var kept = Enumerable.Range(0, inShape.Length).Where(d => !reduced[d]).ToArray();
@@ -445,14 +614,19 @@ internal static class KernelSource
         var redCount = red.Aggregate(1L, (a, d) => a * inShape[d]);
         var ct = CType(type);
         var acc = type == ElementType.Double ? "double" : type.IsFloatingPoint() ? "float" : ct;
-        var sb = new StringBuilder();
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(ct).Append("* __restrict__ y, const ").Append(ct).Append("* __restrict__ x)\n{\n");
-        sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(L(outCount)).Append(") return;\n");
-        sb.Append("    i64 r = i; i64 base = 0;\n");
+        var w = new KernelWriter(KernelWriter.Fits32(Count(inShape)));
+        var ix = w.Idx;
+        var b = w.Body;
+        var outN = w.Size("n", outCount);
+        var redN = w.Size("reduced", redCount);
+        b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (i >= ").Append(outN).Append(") return;\n");
+        b.Append("    ").Append(ix).Append(" r_ = i; ").Append(ix).Append(" base = 0;\n");
         foreach (var d in kept.Reverse())
         {
-            sb.Append("    { i64 c = r % ").Append(L(inShape[d])).Append("; r /= ").Append(L(inShape[d])).Append("; base += c * ").Append(L(strides[d])).Append("; }\n");
+            var div = w.Div("k" + d, inShape[d]);
+            var st = w.Size("ks" + d, strides[d]);
+            b.Append("    { ").Append(w.Peel(div, "r_", "c")).Append(" base += c * ").Append(st).Append("; }\n");
         }
 
         var init = kind switch
@@ -462,181 +636,211 @@ internal static class KernelSource
             "prod" => "1",
             _ => "0",
         };
-        sb.Append("    ").Append(acc).Append(" a = ").Append(init).Append(";\n");
-        sb.Append("    for (i64 j = 0; j < ").Append(L(redCount)).Append("; j++) {\n        i64 q = j; i64 off = base;\n");
+        var divs = new Dictionary<int, string>();
+        var strideArgs = new Dictionary<int, string>();
         foreach (var d in red.Reverse())
         {
-            sb.Append("        { i64 c = q % ").Append(L(inShape[d])).Append("; q /= ").Append(L(inShape[d])).Append("; off += c * ").Append(L(strides[d])).Append("; }\n");
+            divs[d] = w.Div("r" + d, inShape[d]);
+            strideArgs[d] = w.Size("rs" + d, strides[d]);
         }
 
-        sb.Append("        ").Append(acc).Append(" v = (").Append(acc).Append(")x[off];\n");
-        sb.Append(kind switch
+        void Loop(string body)
         {
-            "max" => "        a = v > a ? v : a;\n",
-            "min" => "        a = v < a ? v : a;\n",
-            "prod" => "        a *= v;\n",
-            "l1" => "        a += v < 0 ? -v : v;\n",
-            "l2" or "sumsquare" => "        a += v * v;\n",
-            _ => "        a += v;\n",
+            b.Append("    for (").Append(ix).Append(" j = 0; j < ").Append(redN).Append("; j++) {\n        ").Append(ix).Append(" q = j; ").Append(ix).Append(" off = base;\n");
+            foreach (var d in red.Reverse())
+            {
+                b.Append("        { ").Append(w.Peel(divs[d], "q", "c")).Append(" off += c * ").Append(strideArgs[d]).Append("; }\n");
+            }
+
+            b.Append("        const ").Append(acc).Append(" v = (").Append(acc).Append(")x[off];\n").Append(body).Append("    }\n");
+        }
+
+        if (kind == "logsumexp")
+        {
+            // Shifted by the maximum so large inputs do not overflow.
+            b.Append("    ").Append(acc).Append(" m = ").Append(F(double.NegativeInfinity, type == ElementType.Double ? type : ElementType.Float)).Append(";\n");
+            Loop("        m = v > m ? v : m;\n");
+            b.Append("    if (isinf(m)) m = 0;\n");
+        }
+
+        b.Append("    ").Append(acc).Append(" acc = ").Append(init).Append(";\n");
+        Loop(kind switch
+        {
+            "max" => "        acc = v > acc ? v : acc;\n",
+            "min" => "        acc = v < acc ? v : acc;\n",
+            "prod" => "        acc *= v;\n",
+            "l1" => "        acc += v < 0 ? -v : v;\n",
+            "l2" or "sumsquare" => "        acc += v * v;\n",
+            "logsumexp" => type == ElementType.Double ? "        acc += exp(v - m);\n" : "        acc += expf(v - m);\n",
+            _ => "        acc += v;\n",
         });
-        sb.Append("    }\n");
         var result = kind switch
         {
-            "mean" => $"a / ({acc}){redCount}",
-            "l2" => type == ElementType.Double ? "sqrt(a)" : "sqrtf(a)",
-            _ => "a",
+            "mean" => $"acc / ({acc}){redN}",
+            "l2" => type == ElementType.Double ? "sqrt(acc)" : "sqrtf(acc)",
+            "logsum" => type == ElementType.Double ? "log(acc)" : "logf(acc)",
+            "logsumexp" => type == ElementType.Double ? "m + log(acc)" : "m + logf(acc)",
+            _ => "acc",
         };
-        sb.Append("    y[i] = (").Append(ct).Append(")(").Append(result).Append(");\n}\n");
-        return sb.ToString();
+        b.Append("    y[i] = (").Append(ct).Append(")(").Append(result).Append(");\n");
+        return w.Build($"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>Softmax (or log-softmax) over <paramref name="axisSize"/> elements spaced <paramref name="inner"/> apart; one warp per row.</summary>
-    public static string Softmax(ElementType type, long rows, long axisSize, long inner, bool log)
+    public static KernelCode Softmax(ElementType type, long rows, long axisSize, long inner, bool log)
     {
         var t = CType(type);
-        return $$"""
-            extern "C" __global__ void {{Name}}({{t}}* __restrict__ y, const {{t}}* __restrict__ x)
-            {
+        var w = new KernelWriter(small: false);
+        var r = w.I64("rows", rows);
+        var ax = w.I64("axis", axisSize);
+        var inn = w.I64("inner", inner);
+        w.Body.Append($$"""
                 i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / 32;
                 int lane = threadIdx.x & 31;
-                if (row >= {{L(rows)}}) return;
-                i64 base = (row / {{L(inner)}}) * {{L(axisSize * inner)}} + (row % {{L(inner)}});
+                if (row >= {{r}}) return;
+                i64 base = (row / {{inn}}) * {{ax}} * {{inn}} + (row % {{inn}});
                 float m = -1.f / 0.f;
-                for (i64 j = lane; j < {{L(axisSize)}}; j += 32) m = fmaxf(m, (float)x[base + j * {{L(inner)}}]);
+                for (i64 j = lane; j < {{ax}}; j += 32) m = fmaxf(m, (float)x[base + j * {{inn}}]);
                 m = bw_warp_max(m);
                 float s = 0.f;
-                for (i64 j = lane; j < {{L(axisSize)}}; j += 32) s += expf((float)x[base + j * {{L(inner)}}] - m);
+                for (i64 j = lane; j < {{ax}}; j += 32) s += expf((float)x[base + j * {{inn}}] - m);
                 s = bw_warp_sum(s);
-                for (i64 j = lane; j < {{L(axisSize)}}; j += 32) {
-                    float v = (float)x[base + j * {{L(inner)}}] - m;
-                    y[base + j * {{L(inner)}}] = {{(log ? "v - logf(s)" : "expf(v) / s")}};
+                for (i64 j = lane; j < {{ax}}; j += 32) {
+                    float v = (float)x[base + j * {{inn}}] - m;
+                    y[base + j * {{inn}}] = {{(log ? "v - logf(s)" : "expf(v) / s")}};
                 }
-            }
 
-            """;
+            """);
+        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>
     /// Softmax over a short axis (up to 32 elements) of strided rows, one thread per row: neighbouring threads read
     /// neighbouring elements (a detection head's 16-bin softmax over [N, 4, 16, anchors] reads coalesced).
     /// </summary>
-    public static string SoftmaxShortAxis(ElementType type, long rows, long axisSize, long inner, bool log)
+    public static KernelCode SoftmaxShortAxis(ElementType type, long rows, long axisSize, long inner, bool log)
     {
         var t = CType(type);
-        return $$"""
-            extern "C" __global__ void {{Name}}({{t}}* __restrict__ y, const {{t}}* __restrict__ x)
-            {
+        var w = new KernelWriter(small: false);
+        var r = w.I64("rows", rows);
+        var ax = w.I32("axis", checked((int)axisSize));
+        var inn = w.I64("inner", inner);
+        w.Body.Append($$"""
                 i64 row = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-                if (row >= {{L(rows)}}) return;
-                i64 base = (row / {{L(inner)}}) * {{L(axisSize * inner)}} + (row % {{L(inner)}});
+                if (row >= {{r}}) return;
+                i64 base = (row / {{inn}}) * {{ax}} * {{inn}} + (row % {{inn}});
                 float m = -1.f / 0.f;
-                for (int j = 0; j < {{axisSize}}; j++) m = fmaxf(m, (float)x[base + j * {{L(inner)}}]);
+                for (int j = 0; j < {{ax}}; j++) m = fmaxf(m, (float)x[base + j * {{inn}}]);
                 float s = 0.f;
-                for (int j = 0; j < {{axisSize}}; j++) s += expf((float)x[base + j * {{L(inner)}}] - m);
-                for (int j = 0; j < {{axisSize}}; j++) {
-                    float v = (float)x[base + j * {{L(inner)}}] - m;
-                    y[base + j * {{L(inner)}}] = {{(log ? "v - logf(s)" : "expf(v) / s")}};
+                for (int j = 0; j < {{ax}}; j++) s += expf((float)x[base + j * {{inn}}] - m);
+                for (int j = 0; j < {{ax}}; j++) {
+                    float v = (float)x[base + j * {{inn}}] - m;
+                    y[base + j * {{inn}}] = {{(log ? "v - logf(s)" : "expf(v) / s")}};
                 }
-            }
 
-            """;
+            """);
+        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>Layer normalisation over the last <paramref name="cols"/> elements of each row; one warp per row; optional Mean and InvStdDev outputs.</summary>
-    public static string LayerNorm(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, long scaleCount, long biasCount)
+    public static KernelCode LayerNorm(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, long scaleCount, long biasCount)
     {
         var t = CType(type);
         var pt = CType(paramType);
         var st = CType(statType);
-        return $$"""
-            extern "C" __global__ void {{Name}}({{t}}* __restrict__ y, const {{t}}* __restrict__ x, const {{pt}}* __restrict__ scale, const {{pt}}* __restrict__ bias, {{st}}* __restrict__ meanOut, {{st}}* __restrict__ invStdOut)
-            {
+        var w = new KernelWriter(small: false);
+        var r = w.I64("rows", rows);
+        var c = w.I64("cols", cols);
+        var sc = w.I64("scale_count", scaleCount);
+        var bc = w.I64("bias_count", Math.Max(1, biasCount));
+        w.Body.Append($$"""
                 i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / 32;
                 int lane = threadIdx.x & 31;
-                if (row >= {{L(rows)}}) return;
-                const {{t}}* xr = x + row * {{L(cols)}};
-                {{t}}* yr = y + row * {{L(cols)}};
+                if (row >= {{r}}) return;
+                const {{t}}* xr = x + row * {{c}};
+                {{t}}* yr = y + row * {{c}};
                 float s = 0.f;
-                for (i64 j = lane; j < {{L(cols)}}; j += 32) s += (float)xr[j];
-                float mean = bw_warp_sum(s) / (float){{L(cols)}};
+                for (i64 j = lane; j < {{c}}; j += 32) s += (float)xr[j];
+                float mean = bw_warp_sum(s) / (float){{c}};
                 float v = 0.f;
-                for (i64 j = lane; j < {{L(cols)}}; j += 32) { float d = (float)xr[j] - mean; v += d * d; }
-                float var = bw_warp_sum(v) / (float){{L(cols)}};
+                for (i64 j = lane; j < {{c}}; j += 32) { float d = (float)xr[j] - mean; v += d * d; }
+                float var = bw_warp_sum(v) / (float){{c}};
                 float inv = 1.f / sqrtf(var + {{F(epsilon)}});
-                for (i64 j = lane; j < {{L(cols)}}; j += 32) {
-                    float r = ((float)xr[j] - mean) * inv * (float)scale[j % {{L(scaleCount)}}];
-                    {{(hasBias ? $"r += (float)bias[j % {L(biasCount)}];" : string.Empty)}}
+                for (i64 j = lane; j < {{c}}; j += 32) {
+                    float r = ((float)xr[j] - mean) * inv * (float)scale[j % {{sc}}];
+                    {{(hasBias ? $"r += (float)bias[j % {bc}];" : string.Empty)}}
                     yr[j] = r;
                 }
                 if (lane == 0) {
                     if (meanOut) meanOut[row] = mean;
                     if (invStdOut) invStdOut[row] = inv;
                 }
-            }
 
-            """;
+            """);
+        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {st}* __restrict__ meanOut, {st}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>
     /// Max or average pooling over N-d windows (N = 1 to 3) of an [N, C, spatial...] tensor; windows clipped at the padded
-    /// borders as ONNX Runtime does.
+    /// borders as ONNX Runtime does. Window sizes, strides and dilations (attributes) are part of the kernel; sizes and
+    /// pads are arguments.
     /// </summary>
     /// <remarks>With <paramref name="channelsLast"/> the tensor is stored [N, spatial..., C] with <paramref name="channels"/> channels (nc = N * C either way).</remarks>
-    public static string Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1)
+    public static KernelCode Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1)
     {
         var r = inSpatial.Length;
-        var sb = new StringBuilder();
         var ct = CType(type);
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(ct).Append("* __restrict__ y, const ").Append(ct).Append("* __restrict__ x)\n{\n");
-        var outCount = nc * outSpatial.Aggregate(1L, (a, b) => a * b);
-        var inPlane = inSpatial.Aggregate(1L, (a, b) => a * b);
-        sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(L(outCount)).Append(") return;\n    i64 r = i;\n");
+        var outCount = nc * Count(outSpatial);
+        var inPlane = Count(inSpatial);
+        var w = new KernelWriter(KernelWriter.Fits32(outCount) && KernelWriter.Fits32(nc * inPlane));
+        var ix = w.Idx;
+        var b = w.Body;
+        var n = w.Size("n", outCount);
+        b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (i >= ").Append(n).Append(") return;\n    ").Append(ix).Append(" r_ = i;\n");
         if (channelsLast)
         {
-            sb.Append("    i64 ch = r % ").Append(L(channels)).Append("; r /= ").Append(L(channels)).Append(";\n");
+            b.Append("    ").Append(w.Peel(w.Div("channels", channels), "r_", "ch")).Append('\n');
         }
 
         for (var d = r - 1; d >= 0; d--)
         {
-            sb.Append("    i64 o").Append(d).Append(" = r % ").Append(L(outSpatial[d])).Append("; r /= ").Append(L(outSpatial[d])).Append(";\n");
+            b.Append("    ").Append(w.Peel(w.Div("out" + d, outSpatial[d]), "r_", "o" + d)).Append('\n');
         }
 
         var inStrides = Strides(inSpatial);
-        if (channelsLast)
-        {
-            sb.Append("    const ").Append(ct).Append("* xp = x + r * ").Append(L(inPlane * channels)).Append(" + ch;\n");
-            inStrides = inStrides.Select(v => v * channels).ToArray();
-        }
-        else
-        {
-            sb.Append("    const ").Append(ct).Append("* xp = x + r * ").Append(L(inPlane)).Append(";\n");
-        }
-
+        var plane = w.Size("plane", inPlane * (channelsLast ? channels : 1));
+        b.Append("    const ").Append(ct).Append("* xp = x + r_ * ").Append(plane).Append(channelsLast ? " + ch;\n" : ";\n");
+        var ins = new string[r];
+        var strideArgs = new string[r];
         for (var d = 0; d < r; d++)
         {
-            sb.Append("    i64 s").Append(d).Append(" = o").Append(d).Append(" * ").Append(L(strides[d])).Append(" - ").Append(L(padsBegin[d])).Append(";\n");
-            sb.Append("    i64 e").Append(d).Append(" = s").Append(d).Append(" + ").Append(L((kernel[d] - 1) * dilations[d] + 1)).Append(";\n");
-            sb.Append("    i64 pe").Append(d).Append(" = e").Append(d).Append(" < ").Append(L(inSpatial[d] + padsEnd[d])).Append(" ? e").Append(d).Append(" : ").Append(L(inSpatial[d] + padsEnd[d])).Append(";\n");
+            ins[d] = w.I64("in" + d, inSpatial[d]);
+            strideArgs[d] = w.I64("is" + d, inStrides[d] * (channelsLast ? channels : 1));
+            var pb = w.I64("pb" + d, padsBegin[d]);
+            var pe = w.I64("pe" + d, padsEnd[d]);
+            b.Append("    const i64 s").Append(d).Append(" = (i64)o").Append(d).Append(" * ").Append(KernelWriter.Lit(strides[d])).Append(" - ").Append(pb).Append(";\n");
+            b.Append("    const i64 e").Append(d).Append(" = s").Append(d).Append(" + ").Append(KernelWriter.Lit(((kernel[d] - 1) * dilations[d]) + 1)).Append(";\n");
+            b.Append("    const i64 pe").Append(d).Append("_ = e").Append(d).Append(" < ").Append(ins[d]).Append(" + ").Append(pe).Append(" ? e").Append(d).Append(" : ").Append(ins[d]).Append(" + ").Append(pe).Append(";\n");
         }
 
-        sb.Append(max ? "    float a = -1.f / 0.f;\n" : "    float a = 0.f; i64 n = 0;\n");
+        b.Append(max ? "    float acc = -1.f / 0.f;\n" : "    float acc = 0.f; int cnt = 0;\n");
         var indent = "    ";
         for (var d = 0; d < r; d++)
         {
-            sb.Append(indent).Append("for (i64 k").Append(d).Append(" = 0; k").Append(d).Append(" < ").Append(L(kernel[d])).Append("; k").Append(d).Append("++) {\n");
+            b.Append(indent).Append("for (int k").Append(d).Append(" = 0; k").Append(d).Append(" < ").Append(KernelWriter.Lit(kernel[d])).Append("; k").Append(d).Append("++) {\n");
             indent += "    ";
-            sb.Append(indent).Append("i64 c").Append(d).Append(" = s").Append(d).Append(" + k").Append(d).Append(" * ").Append(L(dilations[d])).Append(";\n");
-            sb.Append(indent).Append("if (c").Append(d).Append(" < 0 || c").Append(d).Append(" >= ").Append(L(inSpatial[d])).Append(") continue;\n");
+            b.Append(indent).Append("const i64 c").Append(d).Append(" = s").Append(d).Append(" + k").Append(d).Append(" * ").Append(KernelWriter.Lit(dilations[d])).Append(";\n");
+            b.Append(indent).Append("if (c").Append(d).Append(" < 0 || c").Append(d).Append(" >= ").Append(ins[d]).Append(") continue;\n");
         }
 
-        var offset = string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {L(inStrides[d])}"));
-        sb.Append(indent).Append("float v = (float)xp[").Append(offset).Append("];\n");
-        sb.Append(indent).Append(max ? "a = v > a ? v : a;\n" : "a += v; n++;\n");
+        var offset = string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {strideArgs[d]}"));
+        b.Append(indent).Append("const float v = (float)xp[").Append(offset).Append("];\n");
+        b.Append(indent).Append(max ? "acc = v > acc ? v : acc;\n" : "acc += v; cnt++;\n");
         for (var d = r - 1; d >= 0; d--)
         {
             indent = indent[..^4];
-            sb.Append(indent).Append("}\n");
+            b.Append(indent).Append("}\n");
         }
 
         if (!max)
@@ -644,97 +848,109 @@ internal static class KernelSource
             if (countIncludePad)
             {
                 // ONNX Runtime: the window clipped to the padded input, pads counted.
-                var size = string.Join(" * ", Enumerable.Range(0, r).Select(d => $"(pe{d} - s{d})"));
-                sb.Append("    a /= (float)(").Append(size).Append(");\n");
+                var size = string.Join(" * ", Enumerable.Range(0, r).Select(d => $"(pe{d}_ - s{d})"));
+                b.Append("    acc /= (float)(").Append(size).Append(");\n");
             }
             else
             {
-                sb.Append("    a = n > 0 ? a / (float)n : 0.f;\n");
+                b.Append("    acc = cnt > 0 ? acc / (float)cnt : 0.f;\n");
             }
         }
 
-        sb.Append("    y[i] = (").Append(ct).Append(")a;\n}\n");
-        return sb.ToString();
+        b.Append("    y[i] = (").Append(ct).Append(")acc;\n");
+        return w.Build($"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>Pad with constant, edge, reflect or wrap mode; negative pads crop.</summary>
-    public static string Pad(ElementType type, long[] inShape, long[] outShape, long[] padsBegin, string mode, double value)
+    public static KernelCode Pad(ElementType type, long[] inShape, long[] outShape, long[] padsBegin, string mode, double value)
     {
         var ct = CType(type);
         var inStrides = Strides(inShape);
-        var sb = new StringBuilder();
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(ct).Append("* __restrict__ y, const ").Append(ct).Append("* __restrict__ x)\n{\n");
-        sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(L(Count(outShape))).Append(") return;\n    i64 r = i; i64 off = 0; bool outside = false;\n");
+        var w = new KernelWriter(KernelWriter.Fits32(Count(outShape)) && KernelWriter.Fits32(Count(inShape)));
+        var ix = w.Idx;
+        var b = w.Body;
+        var n = w.Size("n", Count(outShape));
+        b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (i >= ").Append(n).Append(") return;\n    ").Append(ix).Append(" r_ = i; i64 off = 0; bool outside = false;\n");
         for (var d = outShape.Length - 1; d >= 0; d--)
         {
-            var n = inShape[d];
-            sb.Append("    { i64 c = r % ").Append(L(outShape[d])).Append(" - ").Append(L(padsBegin[d])).Append("; r /= ").Append(L(outShape[d])).Append(";\n");
+            var div = w.Div("out" + d, outShape[d]);
+            var dim = w.I64("in" + d, inShape[d]);
+            var pad = w.I64("pad" + d, padsBegin[d]);
+            var stride = w.I64("stride" + d, inStrides[d]);
+            b.Append("    { ").Append(w.Peel(div, "r_", "o")).Append(" i64 c = (i64)o - ").Append(pad).Append(";\n");
             switch (mode)
             {
                 case "edge":
-                    sb.Append("      c = c < 0 ? 0 : (c >= ").Append(L(n)).Append(" ? ").Append(L(n - 1)).Append(" : c);\n");
+                    b.Append("      c = c < 0 ? 0 : (c >= ").Append(dim).Append(" ? ").Append(dim).Append(" - 1 : c);\n");
                     break;
                 case "reflect":
-                    sb.Append("      if (").Append(L(n)).Append(" > 1) { i64 p = ").Append(L(2 * (n - 1))).Append("; c = c % p; if (c < 0) c += p; if (c >= ").Append(L(n)).Append(") c = p - c; } else c = 0;\n");
+                    b.Append("      if (").Append(dim).Append(" > 1) { i64 p = 2 * (").Append(dim).Append(" - 1); c = c % p; if (c < 0) c += p; if (c >= ").Append(dim).Append(") c = p - c; } else c = 0;\n");
                     break;
                 case "wrap":
-                    sb.Append("      c = c % ").Append(L(n)).Append("; if (c < 0) c += ").Append(L(n)).Append(";\n");
+                    b.Append("      c = c % ").Append(dim).Append("; if (c < 0) c += ").Append(dim).Append(";\n");
                     break;
                 default:
-                    sb.Append("      if (c < 0 || c >= ").Append(L(n)).Append(") outside = true;\n");
+                    b.Append("      if (c < 0 || c >= ").Append(dim).Append(") outside = true;\n");
                     break;
             }
 
-            sb.Append("      off += c * ").Append(L(inStrides[d])).Append("; }\n");
+            b.Append("      off += c * ").Append(stride).Append("; }\n");
         }
 
         var v = type.IsFloatingPoint() ? F(value, type) : ((long)value).ToString(CultureInfo.InvariantCulture);
-        sb.Append("    y[i] = outside ? (").Append(ct).Append(")").Append(v).Append(" : x[off];\n}\n");
-        return sb.ToString();
+        b.Append("    y[i] = outside ? (").Append(ct).Append(")").Append(v).Append(" : x[off];\n");
+        return w.Build($"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>Resize (nearest or linear, N-d) with ONNX's coordinate transformation and nearest rounding modes.</summary>
-    /// <remarks><paramref name="nearestElement"/> replaces the element's C type for nearest mode (whole channel runs as uint4).</remarks>
-    public static string Resize(ElementType type, long[] inShape, long[] outShape, double[] scales, string mode, string coordinateMode, string nearestMode, string? nearestElement = null)
+    /// <remarks>
+    /// <para><paramref name="nearestElement"/> replaces the element's C type for nearest mode (whole channel runs as uint4).</para>
+    /// <para>Which axes resize is part of the kernel; sizes and scales are arguments.</para>
+    /// </remarks>
+    public static KernelCode Resize(ElementType type, long[] inShape, long[] outShape, double[] scales, string mode, string coordinateMode, string nearestMode, string? nearestElement = null)
     {
         var ct = mode == "nearest" && nearestElement is not null ? nearestElement : CType(type);
         var rank = inShape.Length;
         var inStrides = Strides(inShape);
-        var sb = new StringBuilder();
-        sb.Append("extern \"C\" __global__ void ").Append(Name).Append('(').Append(ct).Append("* __restrict__ y, const ").Append(ct).Append("* __restrict__ x)\n{\n");
-        sb.Append("    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
-        sb.Append("    if (i >= ").Append(L(Count(outShape))).Append(") return;\n    i64 r = i;\n");
-        var active = new List<int>();
-        sb.Append("    i64 base = 0;\n");
-        for (var d = rank - 1; d >= 0; d--)
+        var w = new KernelWriter(KernelWriter.Fits32(Count(outShape)) && KernelWriter.Fits32(Count(inShape)));
+        var ix = w.Idx;
+        var b = w.Body;
+        var n = w.Size("n", Count(outShape));
+        b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (i >= ").Append(n).Append(") return;\n    ").Append(ix).Append(" r_ = i;\n");
+        b.Append("    i64 base = 0;\n");
+        for (var d = rank - 1; d >= 1; d--)
         {
-            sb.Append("    i64 o").Append(d).Append(" = r % ").Append(L(outShape[d])).Append("; r /= ").Append(L(outShape[d])).Append(";\n");
+            b.Append("    ").Append(w.Peel(w.Div("out" + d, outShape[d]), "r_", "o" + d)).Append('\n');
         }
 
+        b.Append("    const ").Append(ix).Append(" o0 = r_;\n");
+        var active = new List<int>();
         for (var d = 0; d < rank; d++)
         {
+            var stride = w.I64("stride" + d, inStrides[d]);
             if (inShape[d] == outShape[d] && scales[d] == 1.0)
             {
-                sb.Append("    base += o").Append(d).Append(" * ").Append(L(inStrides[d])).Append(";\n");
+                b.Append("    base += (i64)o").Append(d).Append(" * ").Append(stride).Append(";\n");
                 continue;
             }
 
             active.Add(d);
-            var s = F(scales[d]);
-            var o = $"(float)o{d}";
             var inD = inShape[d];
+            var last = w.I64("last" + d, inD - 1);
             var resized = inD * scales[d]; // ONNX's length_resized: in * scale, not rounded (equals the output size when sizes are given)
+            var o = $"(float)o{d}";
             var coord = coordinateMode switch
             {
-                "asymmetric" => $"{o} / {s}",
-                "align_corners" => resized == 1 ? "0.f" : $"{o} * {F((inD - 1) / (resized - 1))}",
-                "pytorch_half_pixel" => resized > 1 ? $"({o} + 0.5f) / {s} - 0.5f" : "0.f",
-                "tf_half_pixel_for_nn" => $"({o} + 0.5f) / {s}",
-                "half_pixel_symmetric" => $"{F(inD / 2.0 * (1 - outShape[d] / resized))} + ({o} + 0.5f) / {s} - 0.5f",
-                _ => $"({o} + 0.5f) / {s} - 0.5f",
+                "asymmetric" => $"{o} * {w.Float("inv" + d, 1 / scales[d])}",
+                "align_corners" => $"{o} * {w.Float("k" + d, resized == 1 ? 0 : (inD - 1) / (resized - 1))}",
+                "pytorch_half_pixel" => $"{w.Float("on" + d, resized > 1 ? 1 : 0)} * (({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f)",
+                "tf_half_pixel_for_nn" => $"({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])}",
+                "half_pixel_symmetric" => $"{w.Float("shift" + d, inD / 2.0 * (1 - (outShape[d] / resized)))} + ({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f",
+                _ => $"({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f",
             };
-            sb.Append("    float f").Append(d).Append(" = ").Append(coord).Append(";\n");
+            b.Append("    float f").Append(d).Append(" = ").Append(coord).Append(";\n");
             if (mode == "nearest")
             {
                 var round = nearestMode switch
@@ -744,24 +960,26 @@ internal static class KernelSource
                     "round_prefer_ceil" => $"floorf(f{d} + 0.5f)",
                     _ => $"ceilf(f{d} - 0.5f)",
                 };
-                sb.Append("    i64 n").Append(d).Append(" = (i64)").Append(round).Append("; n").Append(d).Append(" = n").Append(d).Append(" < 0 ? 0 : (n").Append(d).Append(" > ").Append(L(inD - 1)).Append(" ? ").Append(L(inD - 1)).Append(" : n").Append(d).Append(");\n");
-                sb.Append("    base += n").Append(d).Append(" * ").Append(L(inStrides[d])).Append(";\n");
+                b.Append("    i64 n").Append(d).Append(" = (i64)").Append(round).Append("; n").Append(d).Append(" = n").Append(d).Append(" < 0 ? 0 : (n").Append(d).Append(" > ").Append(last).Append(" ? ").Append(last).Append(" : n").Append(d).Append(");\n");
+                b.Append("    base += n").Append(d).Append(" * ").Append(stride).Append(";\n");
             }
             else
             {
-                sb.Append("    f").Append(d).Append(" = f").Append(d).Append(" < 0.f ? 0.f : (f").Append(d).Append(" > ").Append(F(inD - 1)).Append(" ? ").Append(F(inD - 1)).Append(" : f").Append(d).Append(");\n");
-                sb.Append("    i64 a").Append(d).Append(" = (i64)floorf(f").Append(d).Append("); i64 b").Append(d).Append(" = a").Append(d).Append(" + 1 > ").Append(L(inD - 1)).Append(" ? ").Append(L(inD - 1)).Append(" : a").Append(d).Append(" + 1;\n");
-                sb.Append("    float w").Append(d).Append(" = f").Append(d).Append(" - (float)a").Append(d).Append(";\n");
+                b.Append("    f").Append(d).Append(" = f").Append(d).Append(" < 0.f ? 0.f : (f").Append(d).Append(" > (float)").Append(last).Append(" ? (float)").Append(last).Append(" : f").Append(d).Append(");\n");
+                b.Append("    const i64 lo").Append(d).Append(" = (i64)floorf(f").Append(d).Append("); const i64 hi").Append(d).Append(" = lo").Append(d).Append(" + 1 > ").Append(last).Append(" ? ").Append(last).Append(" : lo").Append(d).Append(" + 1;\n");
+                b.Append("    const float w").Append(d).Append(" = f").Append(d).Append(" - (float)lo").Append(d).Append(";\n");
+                b.Append("    const i64 st").Append(d).Append(" = ").Append(stride).Append(";\n");
             }
         }
 
+        var signature = $"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}";
         if (mode == "nearest" || active.Count == 0)
         {
-            sb.Append("    y[i] = x[base];\n}\n");
-            return sb.ToString();
+            b.Append("    y[i] = x[base];\n");
+            return w.Build(signature);
         }
 
-        sb.Append("    float acc = 0.f;\n");
+        b.Append("    float acc = 0.f;\n");
         for (var corner = 0; corner < 1 << active.Count; corner++)
         {
             var weight = new List<string>();
@@ -771,13 +989,13 @@ internal static class KernelSource
                 var d = active[k];
                 var hi = (corner >> k & 1) == 1;
                 weight.Add(hi ? $"w{d}" : $"(1.f - w{d})");
-                offset.Add($"{(hi ? "b" : "a")}{d} * {L(inStrides[d])}");
+                offset.Add($"{(hi ? "hi" : "lo")}{d} * st{d}");
             }
 
-            sb.Append("    acc += ").Append(string.Join(" * ", weight)).Append(" * (float)x[").Append(string.Join(" + ", offset)).Append("];\n");
+            b.Append("    acc += ").Append(string.Join(" * ", weight)).Append(" * (float)x[").Append(string.Join(" + ", offset)).Append("];\n");
         }
 
-        sb.Append("    y[i] = (").Append(ct).Append(")acc;\n}\n");
-        return sb.ToString();
+        b.Append("    y[i] = (").Append(ct).Append(")acc;\n");
+        return w.Build(signature);
     }
 }

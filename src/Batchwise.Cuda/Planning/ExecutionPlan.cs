@@ -110,18 +110,25 @@ internal abstract class PlanStep
     public abstract void Enqueue(ExecutionContext context, int index);
 }
 
-/// <summary>A launch of a generated kernel whose parameters are device pointers to plan buffers.</summary>
+/// <summary>
+/// A launch of a generated kernel: its parameters are device pointers to plan buffers, then the argument block with the
+/// sizes of this plan (the source is shared by every plan of the same operator signature).
+/// </summary>
 internal sealed class KernelStep : PlanStep
 {
-    public KernelStep(string node, string source, long threads, int block, int[] buffers)
+    public KernelStep(string node, Kernels.KernelCode code, long threads, int block, int[] buffers)
         : base(node, buffers)
     {
-        Source = source;
+        Source = code.Source;
+        Args = code.Args;
         Block = block;
         Grid = checked((uint)Math.Max(1, (threads + block - 1) / block));
     }
 
     public string Source { get; }
+
+    /// <summary>The argument block passed by value after the pointers.</summary>
+    public byte[] Args { get; }
 
     public int Block { get; }
 
@@ -138,28 +145,28 @@ internal sealed class KernelStep : PlanStep
 /// <summary>A convolution through cuDNN, with the bias added by cudnnAddTensor.</summary>
 internal sealed class ConvStep : PlanStep, IDisposable
 {
-    public ConvStep(string node, int x, int w, int bias, int y, CudnnDescriptor xDesc, CudnnDescriptor wDesc, CudnnDescriptor convDesc, CudnnDescriptor yDesc, CudnnDescriptor? biasDesc, int algo, long workspaceBytes)
+    public ConvStep(string node, int x, int w, int bias, int y, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, CudnnTensorDescriptor? biasDesc, int algo, long workspaceBytes)
         : base(node, [x, w, bias, y])
     {
         (XDesc, WDesc, ConvDesc, YDesc, BiasDesc, Algo, WorkspaceBytes) = (xDesc, wDesc, convDesc, yDesc, biasDesc, algo, workspaceBytes);
     }
 
-    public CudnnDescriptor XDesc { get; }
+    public CudnnTensorDescriptor XDesc { get; }
 
-    public CudnnDescriptor WDesc { get; }
+    public CudnnFilterDescriptor WDesc { get; }
 
-    public CudnnDescriptor ConvDesc { get; }
+    public CudnnConvolutionDescriptor ConvDesc { get; }
 
-    public CudnnDescriptor YDesc { get; }
+    public CudnnTensorDescriptor YDesc { get; }
 
-    public CudnnDescriptor? BiasDesc { get; }
+    public CudnnTensorDescriptor? BiasDesc { get; }
 
     public int Algo { get; }
 
     public long WorkspaceBytes { get; }
 
     /// <summary>With an activation: one fused cudnnConvolutionBiasActivationForward (bias required).</summary>
-    public CudnnDescriptor? Activation { get; init; }
+    public CudnnActivationDescriptor? Activation { get; init; }
 
     /// <summary>The buffer added before the activation (a residual connection), or -1.</summary>
     public int Residual { get; init; } = -1;
@@ -200,7 +207,7 @@ internal sealed class MatmulStep : PlanStep, IDisposable
 {
     private readonly IntPtr _algo;
 
-    public unsafe MatmulStep(string node, int a, int b, int d, CublasLtObject desc, CublasLtObject aLayout, CublasLtObject bLayout, CublasLtObject dLayout, CublasLt.HeuristicResult algo, float alpha, float beta)
+    public unsafe MatmulStep(string node, int a, int b, int d, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout aLayout, CublasLtMatrixLayout bLayout, CublasLtMatrixLayout dLayout, CublasLt.HeuristicResult algo, float alpha, float beta)
         : base(node, [a, b, d])
     {
         (Desc, ALayout, BLayout, DLayout, Alpha, Beta) = (desc, aLayout, bLayout, dLayout, alpha, beta);
@@ -209,13 +216,13 @@ internal sealed class MatmulStep : PlanStep, IDisposable
         WorkspaceBytes = (long)algo.WorkspaceSize;
     }
 
-    public CublasLtObject Desc { get; }
+    public CublasLtMatmulDescriptor Desc { get; }
 
-    public CublasLtObject ALayout { get; }
+    public CublasLtMatrixLayout ALayout { get; }
 
-    public CublasLtObject BLayout { get; }
+    public CublasLtMatrixLayout BLayout { get; }
 
-    public CublasLtObject DLayout { get; }
+    public CublasLtMatrixLayout DLayout { get; }
 
     public float Alpha { get; }
 
@@ -279,7 +286,7 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>The compiled gate kernel (<see cref="Kernels.KernelSource.GateKernel"/>) profiling holds the stream with.</summary>
     public IntPtr Gate { get; set; }
 
-    public bool UsesCudnn => Steps.Any(s => s is ConvStep);
+    public bool UsesCudnn => Steps.Any(s => s is ConvStep or ConvTransposeStep);
 
     public bool UsesCublasLt => Steps.Any(s => s is MatmulStep);
 
@@ -299,46 +306,166 @@ internal sealed class ExecutionPlan : IDisposable
     }
 }
 
-/// <summary>One execution context of a plan: its own stream, arena, workspace, library handles and kernel parameters.</summary>
-internal sealed unsafe partial class ExecutionContext : IDisposable
+/// <summary>
+/// What one execution in flight needs, whatever its plan: a stream, an activation arena and a workspace sized for the
+/// largest plan it ran, cuDNN and cuBLASLt handles bound to the stream, and timing events. A session keeps as many
+/// slots as runs it has had in flight at once; every plan of the session runs on any slot, so plans share arenas
+/// instead of each holding its own.
+/// </summary>
+internal sealed class ExecutionSlot : IDisposable
 {
-    private readonly ExecutionPlan _plan;
-    private readonly DeviceMemory _arena;
-    private readonly DeviceMemory? _workspace;
-    private readonly ulong[] _pointers;
-    private readonly IntPtr[] _params;
-    private readonly CudaEvent _start;
-    private readonly CudaEvent _end;
-    private readonly bool _useGraph;
-    private CudaGraphExec? _graph;
-    private int _runs;
+    private readonly Dictionary<ExecutionPlan, ExecutionContext> _contexts = new(ReferenceEqualityComparer.Instance);
+    private DeviceMemory? _arena;
+    private DeviceMemory? _workspace;
 
-    public ExecutionContext(ExecutionPlan plan, bool useCudaGraph)
+    public ExecutionSlot()
     {
-        _plan = plan;
-        _useGraph = useCudaGraph;
         Stream = CudaDriver.CreateStream();
-        _arena = CudaDriver.Allocate(plan.Memory.ArenaBytes);
-        _workspace = plan.WorkspaceBytes > 0 ? CudaDriver.Allocate(plan.WorkspaceBytes) : null;
-        WorkspaceBytes = plan.WorkspaceBytes;
-        _pointers = new ulong[plan.Buffers.Count];
-        foreach (var b in plan.Buffers)
+        Start = CudaDriver.CreateEvent();
+        End = CudaDriver.CreateEvent();
+    }
+
+    public CudaStream Stream { get; }
+
+    public CudaEvent Start { get; }
+
+    public CudaEvent End { get; }
+
+    public ulong ArenaPointer => _arena?.Pointer ?? 0;
+
+    public long ArenaBytes { get; private set; }
+
+    public ulong Workspace => _workspace?.Pointer ?? 0;
+
+    public long WorkspaceBytes { get; private set; }
+
+    public CudnnHandle? Cudnn { get; private set; }
+
+    public CublasLtHandle? CublasLt { get; private set; }
+
+    private PinnedHostMemory? _stagedInputs;
+    private PinnedHostMemory? _stagedOutputs;
+
+    /// <summary>
+    /// Page-locked blocks for staged runs (one for inputs, one for outputs), grown to the largest run seen: a server
+    /// writes request rows here and copies to the device start from here, with no staging copy in between.
+    /// </summary>
+    public (IntPtr Inputs, IntPtr Outputs) Staging(long inputBytes, long outputBytes)
+    {
+        if (_stagedInputs is null || _stagedInputs.Bytes < inputBytes)
         {
-            _pointers[b.Id] = b.IsArena ? _arena.Pointer + (ulong)b.Offset : plan.ConstantPointers[b.Id];
+            _stagedInputs?.Dispose();
+            _stagedInputs = null;
+            _stagedInputs = CudaDriver.AllocatePinned(Math.Max(inputBytes, 1));
         }
 
-        if (plan.UsesCudnn)
+        if (_stagedOutputs is null || _stagedOutputs.Bytes < outputBytes)
+        {
+            _stagedOutputs?.Dispose();
+            _stagedOutputs = null;
+            _stagedOutputs = CudaDriver.AllocatePinned(Math.Max(outputBytes, 1));
+        }
+
+        return (_stagedInputs.DangerousGetHandle(), _stagedOutputs.DangerousGetHandle());
+    }
+
+    /// <summary>The context of <paramref name="plan"/> on this slot, made (and the arena grown) on first use.</summary>
+    /// <param name="plan">The plan to run.</param>
+    /// <param name="useCudaGraph">Replay the plan as a CUDA graph once captured.</param>
+    /// <param name="arenaBytes">At least this much arena (the session's largest plan), so growing happens once.</param>
+    public ExecutionContext ContextFor(ExecutionPlan plan, bool useCudaGraph, long arenaBytes)
+    {
+        if (_contexts.TryGetValue(plan, out var context))
+        {
+            return context;
+        }
+
+        var needArena = Math.Max(plan.Memory.ArenaBytes, arenaBytes);
+        if (needArena > ArenaBytes || plan.WorkspaceBytes > WorkspaceBytes)
+        {
+            // Contexts hold pointers into the old arena (and graphs captured with them): they go with it.
+            foreach (var c in _contexts.Values)
+            {
+                c.Dispose();
+            }
+
+            _contexts.Clear();
+            if (needArena > ArenaBytes)
+            {
+                _arena?.Dispose();
+                _arena = null;
+                _arena = CudaDriver.Allocate(Math.Max(1, needArena));
+                ArenaBytes = needArena;
+            }
+
+            if (plan.WorkspaceBytes > WorkspaceBytes)
+            {
+                _workspace?.Dispose();
+                _workspace = null;
+                _workspace = CudaDriver.Allocate(plan.WorkspaceBytes);
+                WorkspaceBytes = plan.WorkspaceBytes;
+            }
+        }
+
+        if (plan.UsesCudnn && Cudnn is null)
         {
             Cudnn = Interop.Cudnn.Create(Stream);
         }
 
-        if (plan.UsesCublasLt)
+        if (plan.UsesCublasLt && CublasLt is null)
         {
             CublasLt = Interop.CublasLt.Create();
         }
 
-        // Kernel parameters are fixed for the context's life: one block per launch holding the pointer values and the
-        // array of addresses cuLaunchKernel reads (what a CUDA graph will capture unchanged).
+        context = new ExecutionContext(plan, this, useCudaGraph);
+        _contexts[plan] = context;
+        return context;
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in _contexts.Values)
+        {
+            c.Dispose();
+        }
+
+        _contexts.Clear();
+        Cudnn?.Dispose();
+        CublasLt?.Dispose();
+        _stagedInputs?.Dispose();
+        _stagedOutputs?.Dispose();
+        _arena?.Dispose();
+        _workspace?.Dispose();
+        Start.Dispose();
+        End.Dispose();
+        Stream.Dispose();
+    }
+}
+
+/// <summary>One plan on one slot: the kernel parameters (pointers into the slot's arena and each kernel's argument block) and the captured CUDA graph.</summary>
+internal sealed unsafe partial class ExecutionContext : IDisposable
+{
+    private readonly ExecutionPlan _plan;
+    private readonly ExecutionSlot _slot;
+    private readonly ulong[] _pointers;
+    private readonly IntPtr[] _params;
+    private readonly bool _useGraph;
+    private CudaGraphExec? _graph;
+    private int _runs;
+
+    public ExecutionContext(ExecutionPlan plan, ExecutionSlot slot, bool useCudaGraph)
+    {
+        _plan = plan;
+        _slot = slot;
+        _useGraph = useCudaGraph;
+        _pointers = new ulong[plan.Buffers.Count];
+        foreach (var b in plan.Buffers)
+        {
+            _pointers[b.Id] = b.IsArena ? slot.ArenaPointer + (ulong)b.Offset : plan.ConstantPointers[b.Id];
+        }
+
+        // Kernel parameters are fixed for the context's life: one block per launch holding the pointer values, the
+        // kernel's argument block and the array of addresses cuLaunchKernel reads (what a CUDA graph captures unchanged).
         _params = new IntPtr[plan.Steps.Count];
         for (var i = 0; i < plan.Steps.Count; i++)
         {
@@ -347,32 +474,34 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                 continue;
             }
 
+            // Layout: n pointer values, the argument block, then the n + 1 addresses cuLaunchKernel reads.
             var n = k.Buffers.Length;
-            var block = (byte*)NativeMemory.AllocZeroed((nuint)(n * 16 + 8));
+            var args = (k.Args.Length + 7) / 8 * 8;
+            var block = (byte*)NativeMemory.AllocZeroed((nuint)((n * 8) + args + ((n + 1) * 8)));
             var values = (ulong*)block;
-            var addresses = (void**)(block + (n * 8));
+            var argBlock = block + (n * 8);
+            var addresses = (void**)(argBlock + args);
             for (var j = 0; j < n; j++)
             {
                 values[j] = k.Buffers[j] < 0 ? 0 : _pointers[k.Buffers[j]];
                 addresses[j] = &values[j];
             }
 
+            k.Args.CopyTo(new Span<byte>(argBlock, k.Args.Length));
+            addresses[n] = argBlock;
             _params[i] = (IntPtr)block;
         }
-
-        _start = CudaDriver.CreateEvent();
-        _end = CudaDriver.CreateEvent();
     }
 
-    public CudaStream Stream { get; }
+    public CudaStream Stream => _slot.Stream;
 
-    public CudnnHandle Cudnn { get; } = null!;
+    public CudnnHandle Cudnn => _slot.Cudnn!;
 
-    public CublasLtObject CublasLt { get; } = null!;
+    public CublasLtHandle CublasLt => _slot.CublasLt!;
 
-    public ulong Workspace => _workspace?.Pointer ?? 0;
+    public ulong Workspace => _slot.Workspace;
 
-    public long WorkspaceBytes { get; }
+    public long WorkspaceBytes => _slot.WorkspaceBytes;
 
     public ExecutionPlan Plan => _plan;
 
@@ -381,7 +510,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     public void** KernelParams(int step)
     {
         var k = (KernelStep)_plan.Steps[step];
-        return (void**)((byte*)_params[step] + (k.Buffers.Length * 8));
+        return (void**)((byte*)_params[step] + (k.Buffers.Length * 8) + ((k.Args.Length + 7) / 8 * 8));
     }
 
     /// <summary>Why graph capture was given up for this context, if it was.</summary>
@@ -397,10 +526,10 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     public double Run()
     {
         CaptureIfDue();
-        CudaDriver.Record(_start, Stream);
+        CudaDriver.Record(_slot.Start, Stream);
         EnqueuePlan();
-        CudaDriver.Record(_end, Stream);
-        return CudaDriver.ElapsedSeconds(_start, _end);
+        CudaDriver.Record(_slot.End, Stream);
+        return CudaDriver.ElapsedSeconds(_slot.Start, _slot.End);
     }
 
     /// <summary>Captures the CUDA graph when it is due (the second run); before any event of the run is recorded.</summary>
@@ -417,6 +546,13 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                 GraphProblem = e.Message;
             }
         }
+    }
+
+    /// <summary>Enqueues one run of the plan on the slot's stream (capturing the CUDA graph first when it is due), without waiting.</summary>
+    public void Enqueue()
+    {
+        CaptureIfDue();
+        EnqueuePlan();
     }
 
     /// <summary>Enqueues one run of the plan: the graph replayed, or the steps one by one.</summary>
@@ -532,12 +668,5 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
         _graph?.Dispose();
         _staging?.Dispose();
-        Cudnn?.Dispose();
-        CublasLt?.Dispose();
-        _start.Dispose();
-        _end.Dispose();
-        _arena.Dispose();
-        _workspace?.Dispose();
-        Stream.Dispose();
     }
 }

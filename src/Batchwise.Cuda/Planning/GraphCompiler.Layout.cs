@@ -85,7 +85,7 @@ internal sealed partial class GraphCompiler
         if (v.Constant is { } c)
         {
             // A 4-d constant read channels-last: transposed on the host, uploaded in that order.
-            return new PlanValue(c.Type, v.Shape, ChannelsLast(c, v.Shape)) { Nhwc = true };
+            return new PlanValue(c.Type, v.Shape, ChannelsLastConstant(c, v.Shape)) { Nhwc = true };
         }
 
         if (LayoutFree(v.Shape))
@@ -108,14 +108,48 @@ internal sealed partial class GraphCompiler
     /// A 4-d host tensor of shape [A, B, C, D] reordered to [A, C, D, B]: an NCHW constant as NHWC, or a [K, C, kh, kw]
     /// filter as [K, kh, kw, C] (cuDNN's NHWC filter format).
     /// </summary>
+    private HostTensor ChannelsLastConstant(HostTensor t, long[] s4) => _target.Derive("nhwc:" + string.Join('x', s4), [t], () => ChannelsLast(t, s4));
+
     private static HostTensor ChannelsLast(HostTensor t, long[] s4)
     {
-        var src = KernelSource.Strides(s4);
-        return HostTensor.Create(t.Type, ToNhwcOrder(s4), i =>
+        // [A, B, C, D] -> [A, C, D, B] by rows of B (a filter's input channels), in parallel over A: weights of a large
+        // model are millions of elements, reordered when a session's first plan is built.
+        var (a, b, c, d) = (s4[0], s4[1], s4[2], s4[3]);
+        var plane = c * d;
+        var shape = ToNhwcOrder(s4);
+        if (t.IsFloat)
         {
-            var (n, h, w, ch) = (i / (s4[2] * s4[3] * s4[1]), i / (s4[3] * s4[1]) % s4[2], i / s4[1] % s4[3], i % s4[1]);
-            return t[(n * src[0]) + (ch * src[1]) + (h * src[2]) + (w * src[3])];
-        });
+            var from = t.Floats!;
+            var to = new double[from.Length];
+            Parallel.For(0, a, n =>
+            {
+                var src = n * b * plane;
+                var dst = n * b * plane;
+                for (long p = 0; p < plane; p++)
+                {
+                    for (long ch = 0; ch < b; ch++)
+                    {
+                        to[dst + (p * b) + ch] = from[src + (ch * plane) + p];
+                    }
+                }
+            });
+            return HostTensor.OfFloats(t.Type, shape, to);
+        }
+
+        var ints = t.Ints!;
+        var moved = new long[ints.Length];
+        for (long n = 0; n < a; n++)
+        {
+            for (long p = 0; p < plane; p++)
+            {
+                for (long ch = 0; ch < b; ch++)
+                {
+                    moved[(n * b * plane) + (p * b) + ch] = ints[(n * b * plane) + (ch * plane) + p];
+                }
+            }
+        }
+
+        return HostTensor.OfInts(t.Type, shape, moved);
     }
 
     private void Transpose(PlanValue src, PlanValue dst, long batch, long rows, long cols) =>
@@ -210,7 +244,7 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        Kernel(KernelSource.ConvertCopy(St(src), St(dst), shape, srcStrides, 0, dstStrides, 0), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+        Kernel(KernelSource.ConvertCopy(St(src), St(dst), shape, srcStrides, 0, dstStrides, 0), KernelSource.ConvertCopyThreads(St(src), St(dst), shape, srcStrides, 0, dstStrides, 0), Dev(dst), Dev(src));
     }
 
     /// <summary>

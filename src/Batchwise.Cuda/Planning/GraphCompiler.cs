@@ -15,13 +15,23 @@ internal interface IPlanTarget
 
     CudnnHandle PlanningCudnn { get; }
 
-    CublasLtObject PlanningCublasLt { get; }
+    CublasLtHandle PlanningCublasLt { get; }
 
     /// <summary>Float32 as given, or float16 storage with float32 accumulation (tensor cores).</summary>
     Precision Precision => Precision.Fp32;
 
     /// <summary>Where timed convolution algorithms are kept; null: take cuDNN's heuristics, time nothing.</summary>
     TimingCache? Tactics => null;
+
+    /// <summary>
+    /// A value derived from session constants alone (a BN-folded filter, a channels-last reorder, a folded node): made
+    /// once per session and shared by every plan, so a plan for a new shape neither recomputes nor re-uploads weights.
+    /// </summary>
+    T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
+        where T : class => make();
+
+    /// <summary>cuDNN's and cuBLASLt's choices by problem, kept for the session (and a saved engine): heuristics are asked once per shape.</summary>
+    TacticStore Choices => TacticStore.None;
 }
 
 /// <summary>
@@ -31,32 +41,6 @@ internal interface IPlanTarget
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>Node inputs whose values (not just shapes) decide output shapes: they must be known on the host.</summary>
-    private static readonly Dictionary<string, int[]> ShapeInputs = new(StringComparer.Ordinal)
-    {
-        ["Reshape"] = [1],
-        ["Expand"] = [1],
-        ["Unsqueeze"] = [1],
-        ["Squeeze"] = [1],
-        ["Split"] = [1],
-        ["Slice"] = [1, 2, 3, 4],
-        ["Pad"] = [1, 2, 3],
-        ["Resize"] = [1, 2, 3],
-        ["Upsample"] = [1],
-        ["ConstantOfShape"] = [0],
-        ["Range"] = [0, 1, 2],
-        ["Clip"] = [1, 2],
-        ["ReduceMean"] = [1],
-        ["ReduceSum"] = [1],
-        ["ReduceMax"] = [1],
-        ["ReduceMin"] = [1],
-        ["ReduceProd"] = [1],
-        ["ReduceL2"] = [1],
-        ["ReduceL1"] = [1],
-        ["ReduceSumSquare"] = [1],
-        ["Dropout"] = [1, 2],
-    };
-
     private readonly OnnxModel _model;
     private readonly IPlanTarget _target;
     private readonly Dictionary<string, PlanValue> _values = new(StringComparer.Ordinal);
@@ -66,6 +50,7 @@ internal sealed partial class GraphCompiler
     private readonly HashSet<OnnxProto.NodeProto> _folded = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<string, List<OnnxProto.NodeProto>> _consumers = new(StringComparer.Ordinal);
     private readonly HashSet<string> _graphOutputs = new(StringComparer.Ordinal);
+    private HashSet<string> _neededOnHost = [];
     private long _workspace;
     private string _node = string.Empty;
 
@@ -78,24 +63,38 @@ internal sealed partial class GraphCompiler
     /// <summary>Graph inputs whose values the plan needs on the host (they become part of the plan's cache key).</summary>
     public static HashSet<string> HostValueInputs(OnnxModel model)
     {
+        var need = NeededOnHost(model);
+        var graphInputs = model.Inputs.Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
+        need.IntersectWith(graphInputs);
+        return need;
+    }
+
+    /// <summary>
+    /// Every value whose elements the plan needs on the host: the host-valued inputs of each operator (its registry
+    /// record says which: Reshape's shape, Slice's starts, Pad's pads...) and, transitively, whatever computes them
+    /// (operators that read only shapes, such as Shape, stop the walk).
+    /// </summary>
+    private static HashSet<string> NeededOnHost(OnnxModel model)
+    {
         var need = new HashSet<string>(StringComparer.Ordinal);
         var nodes = model.Graph.Node;
         foreach (var n in nodes)
         {
-            if (ShapeInputs.TryGetValue(n.OpType, out var positions))
+            var schema = OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain));
+            foreach (var p in schema?.HostInputsAt(model.OpsetOf(n.Domain)) ?? [])
             {
-                foreach (var p in positions.Where(p => p < n.Input.Count && n.Input[p].Length > 0))
+                if (p < n.Input.Count && n.Input[p].Length > 0)
                 {
                     need.Add(n.Input[p]);
                 }
             }
         }
 
-        // Whatever feeds a host value must be on the host too (Shape needs only its input's shape).
         for (var i = nodes.Count - 1; i >= 0; i--)
         {
             var n = nodes[i];
-            if (n.OpType != "Shape" && n.OpType != "Size" && n.Output.Any(need.Contains))
+            var readsOnlyShapes = OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain))?.ReadsOnlyShapes == true;
+            if (!readsOnlyShapes && n.Output.Any(need.Contains))
             {
                 foreach (var input in n.Input.Where(x => x.Length > 0))
                 {
@@ -104,14 +103,13 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        var graphInputs = model.Inputs.Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
-        need.IntersectWith(graphInputs);
         return need;
     }
 
     /// <summary>Compiles for the given inputs (their shapes, and their values where <see cref="HostValueInputs"/> needs them).</summary>
     public ExecutionPlan Compile(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs)
     {
+        _neededOnHost = NeededOnHost(_model);
         foreach (var node in _model.Graph.Node)
         {
             foreach (var input in node.Input.Where(i => i.Length > 0))
@@ -167,8 +165,13 @@ internal sealed partial class GraphCompiler
             var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
             try
             {
-                var folded = HostEvaluator.TryEvaluate(node, ins, _model.Opset);
-                if (folded is not null)
+                // A node over session constants alone (a Cast of fp16 weights, a Reshape of an initializer) folds once per session.
+                var needed = node.Output.Any(_neededOnHost.Contains);
+                var constants = ins.Select(v => v?.Constant).ToArray();
+                var folded = ins.All(v => v is null || v.Constant is { IsInitializer: true }) && node.OpType is not ("Shape" or "Size")
+                    ? _target.Derive("fold:" + node.Output.FirstOrDefault() + (needed ? "|needed" : string.Empty), constants, () => HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed) ?? [])
+                    : HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed);
+                if (folded is { Length: > 0 })
                 {
                     for (var i = 0; i < folded.Length && i < node.Output.Count; i++)
                     {
@@ -295,11 +298,11 @@ internal sealed partial class GraphCompiler
         _steps.Add(step);
     }
 
-    private void Kernel(string source, long threads, params int[] buffers) =>
-        Emit(new KernelStep(_node, source, Math.Max(1, threads), KernelSource.BlockSize, buffers));
+    private void Kernel(KernelCode code, long threads, params int[] buffers) =>
+        Emit(new KernelStep(_node, code, Math.Max(1, threads), KernelSource.BlockSize, buffers));
 
-    private void WarpKernel(string source, long rows, params int[] buffers) =>
-        Emit(new KernelStep(_node, source, Math.Max(1, rows) * 32, KernelSource.BlockSize, buffers));
+    private void WarpKernel(KernelCode code, long rows, params int[] buffers) =>
+        Emit(new KernelStep(_node, code, Math.Max(1, rows) * 32, KernelSource.BlockSize, buffers));
 
     private void ViewCopy(PlanValue src, long[] shape, long[] srcStrides, long srcBase, PlanValue dst, long[] dstStrides, long dstBase)
     {
@@ -308,8 +311,12 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        Kernel(KernelSource.ViewCopy(St(src).SizeOf(), shape, srcStrides, srcBase, dstStrides, dstBase), Tensor.ElementCountOf(shape), Dev(dst), Dev(src));
+        var size = St(src).SizeOf();
+        Kernel(KernelSource.ViewCopy(size, shape, srcStrides, srcBase, dstStrides, dstBase), KernelSource.ViewCopyThreads(size, shape, srcStrides, srcBase, dstStrides, dstBase), Dev(dst), Dev(src));
     }
 
     internal void ReserveWorkspace(long bytes) => _workspace = Math.Max(_workspace, bytes);
+
+    /// <summary>Seconds spent asking cuDNN and cuBLASLt for algorithms (and creating their planning handles) while compiling.</summary>
+    public double LibrarySeconds { get; private set; }
 }

@@ -28,7 +28,11 @@ internal sealed record ConvShapeKey(string Precision, long[] X, long[] W, long[]
 /// <param name="MathType">cudnnMathType_t it was timed with.</param>
 /// <param name="WorkspaceBytes">Workspace it needs.</param>
 /// <param name="Milliseconds">Its time when measured.</param>
-internal sealed record TacticChoice(int Algo, int MathType, long WorkspaceBytes, double Milliseconds);
+internal sealed record TacticChoice(int Algo, int MathType, long WorkspaceBytes, double Milliseconds)
+{
+    /// <summary>True when <see cref="WorkspaceBytes"/> was asked of cuDNN for this exact shape (no need to ask again).</summary>
+    public bool WorkspaceKnown { get; init; }
+}
 
 /// <summary>
 /// Timed cuDNN convolution algorithms (and cuBLASLt matmul candidates, by heuristic rank), kept on disk per device (name, compute capability, cuDNN version) like a TensorRT

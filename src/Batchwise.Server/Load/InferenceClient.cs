@@ -274,10 +274,36 @@ internal sealed class GrpcInferenceClient : InferenceClient
 public static class LoadInputs
 {
     /// <summary>Random tensors (seeded) for each input.</summary>
-    public static IReadOnlyList<(string Name, Tensor Tensor)> Generate(IReadOnlyList<InputDescription> inputs, int batchSize, IReadOnlyDictionary<string, long[]> shapes, int seed = 0)
+    /// <summary>
+    /// Random tensors (seeded) for each input. <paramref name="shapes"/> takes bench's --shape syntax: INPUT:DIMS with
+    /// `batch` for the batch axis; SYMBOL=SIZE is refused, as a server's metadata names no dimensions (it declares -1).
+    /// </summary>
+    public static IReadOnlyList<(string Name, Tensor Tensor)> Generate(IReadOnlyList<InputDescription> inputs, int batchSize, Benchmarking.ShapeBindings shapes, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(shapes);
+        if (shapes.Symbols.Count > 0)
+        {
+            var (symbol, size) = shapes.Symbols.First();
+            throw new BatchwiseException(
+                $"--shape {symbol}={size}: a server's model metadata names no dimensions (it declares them -1), so a symbol cannot be bound",
+                $"Give the input's whole shape with `batch` for the batch axis, e.g. --shape {inputs.FirstOrDefault()?.Name ?? "INPUT"}:batch,{size}.");
+        }
+
+        var specs = new List<TensorSpec>();
+        foreach (var input in inputs)
+        {
+            if (string.Equals(input.Datatype, "BYTES", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new BatchwiseException($"Input '{input.Name}' is BYTES; generating string inputs is not supported yet", "Load-test a model with numeric inputs.");
+            }
+
+            specs.Add(new TensorSpec(input.Name, ElementTypes.FromProtocolName(input.Datatype), [.. input.Shape.Select(d => d >= 0 ? Dim.Fixed(d) : new Dim(null, null))]));
+        }
+
+        var batchable = specs.Count > 0 && specs.All(s => s.Shape.Count > 0 && s.Shape[0].IsDynamic);
+        var axis = batchable ? new BatchAxis(true, "batch", null) : new BatchAxis(false, null, "the server declares a fixed first dimension");
+        var resolved = shapes.Resolve(specs, axis, batchSize);
         var rng = new Random(seed);
         var result = new List<(string, Tensor)>();
         foreach (var input in inputs)
@@ -288,20 +314,7 @@ public static class LoadInputs
             }
 
             var type = ElementTypes.FromProtocolName(input.Datatype);
-            long[] shape;
-            if (shapes.TryGetValue(input.Name, out var given))
-            {
-                shape = given;
-            }
-            else
-            {
-                shape = input.Shape.Select((d, i) => d >= 0 ? d : i == 0 ? batchSize : -1).ToArray();
-                if (shape.Any(d => d < 0))
-                {
-                    throw new BatchwiseException($"Input '{input.Name}' has dynamic dimensions beyond the first ({Tensor.ShapeText(input.Shape)})", $"Give its shape: --shape {input.Name}:{string.Join(",", shape.Select(d => d < 0 ? 16 : d))}.");
-                }
-            }
-
+            var shape = resolved[result.Count];
             var t = Tensor.Zeros(type, shape);
             var n = (int)t.ElementCount;
             switch (type)
@@ -316,31 +329,6 @@ public static class LoadInputs
             }
 
             result.Add((input.Name, t));
-        }
-
-        return result;
-    }
-
-    /// <summary>Parses --shape NAME:d1,d2,... values.</summary>
-    public static IReadOnlyDictionary<string, long[]> ParseShapes(IEnumerable<string> specs)
-    {
-        ArgumentNullException.ThrowIfNull(specs);
-        var result = new Dictionary<string, long[]>(StringComparer.Ordinal);
-        foreach (var spec in specs)
-        {
-            var colon = spec.LastIndexOf(':');
-            long[]? dims = null;
-            if (colon > 0)
-            {
-                dims = spec[(colon + 1)..].Split(',', 'x').Select(s => long.TryParse(s.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : -1).ToArray();
-            }
-
-            if (dims is null || dims.Length == 0 || dims.Any(d => d < 0))
-            {
-                throw new BatchwiseException($"--shape '{spec}' is not NAME:d1,d2,...", "Write e.g. --shape input:1,3,224,224.");
-            }
-
-            result[spec[..colon]] = dims;
         }
 
         return result;

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Batchwise.Benchmarking;
 using Batchwise.Engines;
+using Batchwise.Reports;
 
 namespace Batchwise.Server.Load;
 
@@ -30,7 +31,7 @@ public sealed record LoadOptions
     public int BatchSize { get; init; } = 1;
 
     /// <summary>Explicit input shapes by name.</summary>
-    public IReadOnlyDictionary<string, long[]> Shapes { get; init; } = new Dictionary<string, long[]>();
+    public Benchmarking.ShapeBindings Shapes { get; init; } = Benchmarking.ShapeBindings.None;
 
     /// <summary>Load applied and discarded before each point.</summary>
     public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(1);
@@ -56,24 +57,6 @@ public sealed record LoadOptions
     /// <summary>Seed for input data and arrivals.</summary>
     public int Seed { get; init; }
 }
-
-/// <summary>One measured point of a sweep.</summary>
-/// <param name="Concurrency">Clients (closed loop), or null.</param>
-/// <param name="RequestRate">Offered requests per second (open loop), or null.</param>
-/// <param name="RequestsPerSecond">Successful requests per second over the reported windows.</param>
-/// <param name="InferencesPerSecond">Successful samples per second (requests x batch size).</param>
-/// <param name="Requests">Successful requests in the reported windows.</param>
-/// <param name="Errors">Failed requests in the reported windows.</param>
-/// <param name="ErrorKinds">Failures by kind (http_503, grpc_Unavailable, client_overflow, ...).</param>
-/// <param name="Latency">Latency of successful requests, in milliseconds.</param>
-/// <param name="Stable">True when the last windows agree within the threshold.</param>
-/// <param name="ThroughputSpreadPercent">(max-min)/mean of the windows' throughput, in percent.</param>
-/// <param name="WindowsMeasured">Windows measured in all (warm-up excluded).</param>
-/// <param name="SecondsMeasured">Length of the reported windows.</param>
-public sealed record LoadPoint(int? Concurrency, double? RequestRate, double RequestsPerSecond, double InferencesPerSecond, long Requests, long Errors, IReadOnlyDictionary<string, long> ErrorKinds, LatencyPercentiles Latency, bool Stable, double ThroughputSpreadPercent, int WindowsMeasured, double SecondsMeasured);
-
-/// <summary>A whole sweep with its context.</summary>
-public sealed record LoadReport(string Url, string Model, string Protocol, int BatchSize, string Inputs, string Date, string Machine, string Cpu, int Cores, IReadOnlyList<LoadPoint> Points);
 
 /// <summary>
 /// perf_analyzer-style load: closed loop (N clients, each sending its next request when the last returns) or open
@@ -218,16 +201,29 @@ public sealed class LoadGenerator
         }
     }
 
+    /// <summary>
+    /// The arrival times, in seconds from the start, of a Poisson process at <paramref name="rate"/> per second:
+    /// exponential gaps drawn from a seeded generator (the open loop's schedule, testable without a clock).
+    /// </summary>
+    public static IEnumerable<double> PoissonArrivals(double rate, int seed)
+    {
+        var rng = new Random(seed);
+        var next = 0.0;
+        while (true)
+        {
+            next += -Math.Log(1 - rng.NextDouble()) / rate;
+            yield return next;
+        }
+    }
+
     private async Task OpenLoopAsync(InferenceClient client, double rate, ConcurrentQueue<Sample> samples, long origin, CancellationToken stop)
     {
-        var rng = new Random(_options.Seed + 1);
+        var arrivals = PoissonArrivals(rate, _options.Seed + 1).GetEnumerator();
         var outstanding = 0;
         var inFlight = new List<Task>();
-        var next = 0.0;
-        while (!stop.IsCancellationRequested)
+        while (!stop.IsCancellationRequested && arrivals.MoveNext())
         {
-            // Exponential gaps: a Poisson process at the given rate.
-            next += -Math.Log(1 - rng.NextDouble()) / rate;
+            var next = arrivals.Current;
             var wait = next - Seconds(origin, Stopwatch.GetTimestamp());
             if (wait > 0.001)
             {

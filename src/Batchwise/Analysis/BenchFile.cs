@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Batchwise.Analysis;
 
 /// <summary>Reads the measured points of a `batchwise bench --json` file (schema batchwise.bench, docs/bench-schema.md).</summary>
@@ -12,7 +10,7 @@ public static class BenchFile
     /// <param name="Model">Model source recorded in the file.</param>
     public sealed record Contents(IReadOnlyList<MeasuredPoint> Points, string Engine, string Device, string Model);
 
-    /// <summary>Reads a bench JSON file.</summary>
+    /// <summary>Reads a bench JSON file through its record (<see cref="Reports.BenchDocument"/>).</summary>
     public static Contents Read(string path)
     {
         const string Hint = "Pass a file written by `batchwise bench MODEL --json FILE.json`, or leave out --bench to run a short sweep.";
@@ -21,51 +19,44 @@ public static class BenchFile
             throw new BatchwiseException($"Bench result '{path}' not found", Hint);
         }
 
+        string text;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("schema", out var schema) || schema.GetString() != Reports.BenchmarkJson.SchemaName)
-            {
-                throw new BatchwiseException($"'{path}' is not a bench result (no \"schema\": \"{Reports.BenchmarkJson.SchemaName}\")", Hint);
-            }
-
-            if (root.TryGetProperty("schema_version", out var version) && version.GetInt32() > Reports.BenchmarkJson.SchemaVersion)
-            {
-                throw new BatchwiseException($"'{path}' uses bench schema version {version.GetInt32()}; this Batchwise reads up to {Reports.BenchmarkJson.SchemaVersion}", "Update Batchwise, or re-run the bench with this version.");
-            }
-
-            var raw = new List<(int Concurrency, MeasuredPoint Point)>();
-            foreach (var p in root.GetProperty("points").EnumerateArray())
-            {
-                var latency = p.GetProperty("latency_ms");
-                raw.Add((p.GetProperty("concurrency").GetInt32(), new MeasuredPoint(
-                    p.GetProperty("batch_size").GetInt32(),
-                    p.GetProperty("throughput_samples_per_s").GetDouble(),
-                    latency.GetProperty("p50").GetDouble() / 1e3,
-                    latency.GetProperty("p90").GetDouble() / 1e3,
-                    latency.GetProperty("count").GetInt32(),
-                    latency.TryGetProperty("min", out var min) ? min.GetDouble() / 1e3 : double.NaN)));
-            }
-
-            if (raw.Count == 0)
-            {
-                throw new BatchwiseException($"'{path}' holds no measured points", "Run the bench until at least one batch size is measured.");
-            }
-
-            var lowest = raw.Min(r => r.Concurrency);
-            var points = raw.Where(r => r.Concurrency == lowest).Select(r => r.Point).GroupBy(p => p.BatchSize).Select(g => g.Last()).OrderBy(p => p.BatchSize).ToList();
-            var engine = root.TryGetProperty("engine", out var e) ? e : default;
-            var model = root.TryGetProperty("model", out var m) && m.TryGetProperty("source", out var src) ? src.GetString() ?? "?" : "?";
-            return new Contents(
-                points,
-                engine.ValueKind == JsonValueKind.Object && engine.TryGetProperty("name", out var n) ? n.GetString() ?? "?" : "?",
-                engine.ValueKind == JsonValueKind.Object && engine.TryGetProperty("device", out var d) ? d.GetString() ?? "?" : "?",
-                model);
+            text = File.ReadAllText(path);
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BatchwiseException($"'{path}' is not a readable bench result: {e.Message}", Hint, e);
+            throw new BatchwiseException($"Cannot read '{path}': {e.Message}", Hint, e);
         }
+
+        var document = Reports.ReportJson.Deserialize<Reports.BenchDocument>(text, path, "bench result", Hint);
+        if (document.Schema != Reports.BenchDocument.SchemaName)
+        {
+            throw new BatchwiseException($"'{path}' is not a bench result (schema \"{document.Schema}\", not \"{Reports.BenchDocument.SchemaName}\")", Hint);
+        }
+
+        if (document.SchemaVersion > Reports.BenchDocument.CurrentVersion)
+        {
+            throw new BatchwiseException($"'{path}' uses bench schema version {document.SchemaVersion}; this Batchwise reads up to {Reports.BenchDocument.CurrentVersion}", "Update Batchwise, or re-run the bench with this version.");
+        }
+
+        var points = document.Points ?? [];
+        if (points.Count == 0)
+        {
+            throw new BatchwiseException($"'{path}' holds no measured points", "Run the bench until at least one batch size is measured.");
+        }
+
+        // What explain reads of each point must be there (a file may leave out the rest: fields are added within a version).
+        for (var i = 0; i < points.Count; i++)
+        {
+            if (points[i] is not { BatchSize: > 0 } point || point.LatencyMs is null)
+            {
+                throw new BatchwiseException($"'{path}' is not a readable bench result: point {i} has no batch_size or latency_ms", Hint);
+            }
+        }
+
+        var measured = MeasuredSweep.AtLowestConcurrency(points.Select(p =>
+            (p.Concurrency, new MeasuredPoint(p.BatchSize, p.ThroughputSamplesPerS, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3))));
+        return new Contents(measured, document.Engine?.Name ?? "?", document.Engine?.Device ?? "?", document.Model?.Source ?? "?");
     }
 }

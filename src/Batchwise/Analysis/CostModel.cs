@@ -1,5 +1,5 @@
-using System.Collections.Frozen;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using OnnxProto = Onnx;
 
 namespace Batchwise.Analysis;
@@ -27,6 +27,9 @@ public enum OpCategory
 
     /// <summary>No kernel: views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) and shape arithmetic folded before running.</summary>
     Metadata,
+
+    /// <summary>Not costed: an operator Batchwise cannot infer or cost, or a node reading its outputs (named in reports, counted as zero).</summary>
+    Unknown,
 }
 
 /// <summary>
@@ -59,6 +62,7 @@ public sealed record GemmShape(long M, long N, long K, long BatchCount = 1, long
 /// <param name="ActivationBytesWritten">Bytes of outputs written.</param>
 /// <param name="Gemm">The GEMM view for Conv, MatMul and Gemm.</param>
 /// <param name="OutputShape">Shape of the first output.</param>
+/// <param name="Uncosted">Why the node could not be costed (category <see cref="OpCategory.Unknown"/>), or null.</param>
 public sealed record NodeCost(
     string Name,
     string OpType,
@@ -69,7 +73,8 @@ public sealed record NodeCost(
     long ActivationBytesRead,
     long ActivationBytesWritten,
     GemmShape? Gemm,
-    IReadOnlyList<long> OutputShape)
+    IReadOnlyList<long> OutputShape,
+    string? Uncosted = null)
 {
     /// <summary>Weights plus activations read.</summary>
     public long BytesRead => WeightBytes + ActivationBytesRead;
@@ -114,6 +119,9 @@ public sealed record ModelCost(string ModelName, IReadOnlyDictionary<string, lon
 
     /// <summary>Nodes that run a kernel (before any fusion an engine does).</summary>
     public int KernelCount => Nodes.Count(n => n.LaunchesKernel);
+
+    /// <summary>Nodes that could not be costed (unknown operators and what reads their outputs); their cost counts as zero.</summary>
+    public IReadOnlyList<NodeCost> Uncosted => [.. Nodes.Where(n => n.Category == OpCategory.Unknown)];
 }
 
 /// <summary>Options for counting costs.</summary>
@@ -124,25 +132,12 @@ public sealed record CostOptions
 }
 
 /// <summary>
-/// Counts FLOPs, MACs and bytes per node from inferred shapes, at any batch and input size. FLOPs per element outside
-/// GEMMs: 1 for arithmetic, 4 for transcendental functions (exp, erf, tanh, sigmoid, sqrt, pow), 2 for BatchNormalization
-/// (folded scale and shift), 8 for LayerNormalization, 5 for Softmax, the window size for pooling.
+/// Counts FLOPs, MACs and bytes per node from inferred shapes, at any batch and input size. Each operator's category
+/// and FLOPs come from its record in the <see cref="OperatorRegistry"/>; bytes are counted alike for every operator
+/// (weights read, activations read and written; an embedding Gather reads only the rows it gathers).
 /// </summary>
 public static class CostModel
 {
-    private static readonly FrozenSet<string> Arithmetic = FrozenSet.ToFrozenSet(
-        ["Relu", "LeakyRelu", "Add", "Sub", "Mul", "Div", "Clip", "Neg", "Abs", "Max", "Min", "Where", "HardSigmoid", "Floor", "Ceil", "Mod", "Not", "And", "Or",
-         "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Reciprocal"], StringComparer.Ordinal);
-
-    private static readonly FrozenSet<string> Transcendental = FrozenSet.ToFrozenSet(
-        ["Sigmoid", "Tanh", "Exp", "Erf", "Sqrt", "Pow", "Log", "HardSwish", "Elu", "Selu", "Gelu", "Softplus", "Sin", "Cos"], StringComparer.Ordinal);
-
-    private static readonly FrozenSet<string> Views = FrozenSet.ToFrozenSet(
-        ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant", "Dropout"], StringComparer.Ordinal);
-
-    private static readonly FrozenSet<string> Copies = FrozenSet.ToFrozenSet(
-        ["Concat", "Split", "Slice", "Transpose", "Gather", "Resize", "Pad", "Expand", "Cast"], StringComparer.Ordinal);
-
     /// <summary>Costs at batch size <paramref name="batchSize"/> (bound to the model's batch symbol) and the given other dimensions.</summary>
     public static ModelCost Compute(OnnxModel model, long batchSize, IReadOnlyDictionary<string, long>? otherDims = null, CostOptions? options = null)
     {
@@ -167,13 +162,33 @@ public static class CostModel
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(dimValues);
-        var shapes = ShapeInference.Run(model, dimValues);
+        var shapes = ShapeInference.Run(model, dimValues, tolerateUnresolved: true);
         var initializers = model.InitializersByName();
         var floatType = options?.FloatType;
+        var unresolved = shapes.Unresolved.ToDictionary(u => u.Index);
+
+        // Input dimensions without a value are the caller's to give (an error); any other symbolic dimension is data-dependent.
+        var missing = model.Inputs.SelectMany(i => i.Shape.Select((d, k) => d.IsDynamic ? (string.IsNullOrEmpty(d.Symbol) ? $"{i.Name}_dim{k}" : d.Symbol) : null))
+            .Where(s => s is not null && !dimValues.ContainsKey(s)).Select(s => s!).ToHashSet(StringComparer.Ordinal);
         var nodes = new List<NodeCost>(model.Graph.Node.Count);
         for (var i = 0; i < model.Graph.Node.Count; i++)
         {
-            nodes.Add(Cost(model.Graph.Node[i], i, shapes, initializers, floatType));
+            var node = model.Graph.Node[i];
+            var name = string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{i}" : node.Name;
+            if (unresolved.TryGetValue(i, out var u))
+            {
+                nodes.Add(new NodeCost(name, u.OpType, OpCategory.Unknown, 0, 0, 0, 0, 0, null, [], u.Reason));
+                continue;
+            }
+
+            try
+            {
+                nodes.Add(Cost(model, node, i, shapes, initializers, floatType, missing));
+            }
+            catch (UncostableException e)
+            {
+                nodes.Add(new NodeCost(name, node.OpType, OpCategory.Unknown, 0, 0, 0, 0, 0, null, [], e.Message));
+            }
         }
 
         long parameterBytes = 0;
@@ -189,15 +204,26 @@ public static class CostModel
     private static int SizeOf(ElementType type, ElementType? floatType) =>
         floatType is { } f && type.IsFloatingPoint() ? f.SizeOf() : type.SizeOf();
 
-    private static NodeCost Cost(OnnxProto.NodeProto node, int index, ShapeInferenceResult shapes, IReadOnlyDictionary<string, OnnxProto.TensorProto> initializers, ElementType? floatType)
+    /// <summary>A node that cannot be costed: its shape depends on values known only when the model runs, or its operator is unknown.</summary>
+    private sealed class UncostableException(string message) : Exception(message);
+
+    private static NodeCost Cost(OnnxModel model, OnnxProto.NodeProto node, int index, ShapeInferenceResult shapes, IReadOnlyDictionary<string, OnnxProto.TensorProto> initializers, ElementType? floatType, HashSet<string> missing)
     {
         var name = string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{index}" : node.Name;
         long[] Dims(string value)
         {
             var s = shapes[value];
-            return s.IsConcrete ? s.ToArray() : throw new BatchwiseException(
-                $"Cannot count the cost of {node.OpType} node '{name}': '{value}' has shape {s.DimsText}",
-                $"Give a value to {string.Join(", ", s.Dims.Where(d => d.IsDynamic))} (e.g. --shape NAME:DIMS or a batch size).");
+            if (s.IsConcrete)
+            {
+                return s.ToArray();
+            }
+
+            var symbolic = s.Dims.Where(d => d.IsDynamic).Select(d => d.ToString()).ToList();
+            return symbolic.Any(d => missing.Any(m => d.Contains(m, StringComparison.Ordinal)))
+                ? throw new BatchwiseException(
+                    $"Cannot count the cost of {node.OpType} node '{name}': '{value}' has shape {s.DimsText}",
+                    $"Give a value to {string.Join(", ", s.Dims.Where(d => d.IsDynamic))} (e.g. --shape NAME:DIMS or a batch size).")
+                : throw new UncostableException($"'{value}' has shape {s.DimsText}, which depends on values known only when the model runs");
         }
 
         long Bytes(string value) => shapes[value].ElementType is ElementType.String or ElementType.Undefined ? 0 : Count(Dims(value)) * SizeOf(shapes[value].ElementType, floatType);
@@ -205,19 +231,14 @@ public static class CostModel
         var inputs = node.Input.Where(i => i.Length > 0).ToList();
         var outputs = node.Output.Where(o => o.Length > 0).ToList();
         var outShape = outputs.Count > 0 ? Dims(outputs[0]) : [];
-        var outElements = Count(outShape);
         var op = node.OpType;
+        var opset = model.OpsetOf(node.Domain);
+        var schema = OperatorRegistry.Find(node.Domain, op, opset)
+            ?? throw new UncostableException($"the operator is not in Batchwise's registry at opset {opset}");
 
-        // Nodes whose results are all known before running (shape arithmetic) cost nothing at run time.
-        var folded = outputs.Count > 0 && outputs.All(o => shapes.TryGetConstant(o, out _)) && op != "Constant";
-        var category = folded || Views.Contains(op) ? OpCategory.Metadata
-            : op is "Conv" or "MatMul" or "Gemm" ? OpCategory.Gemm
-            : op is "BatchNormalization" or "LayerNormalization" or "Softmax" or "LogSoftmax" ? OpCategory.Normalization
-            : op is "MaxPool" or "AveragePool" or "GlobalAveragePool" or "GlobalMaxPool" ? OpCategory.Pooling
-            : op.StartsWith("Reduce", StringComparison.Ordinal) ? OpCategory.Reduction
-            : Copies.Contains(op) ? OpCategory.DataMovement
-            : OpCategory.Elementwise;
-
+        // Nodes whose results are all known before running (shape arithmetic, folded constants) cost nothing at run time.
+        var folded = outputs.Count > 0 && outputs.All(shapes.IsKnown) && op != "Constant";
+        var category = folded ? OpCategory.Metadata : schema.Category;
         if (category == OpCategory.Metadata)
         {
             return new NodeCost(name, op, category, 0, 0, 0, 0, 0, null, outShape);
@@ -243,71 +264,10 @@ public static class CostModel
         }
 
         var written = outputs.Sum(Bytes);
-        GemmShape? gemm = null;
-        long flops;
-        switch (op)
-        {
-            case "Conv":
-                {
-                    var w = Dims(inputs[1]);
-                    var groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
-                    gemm = new GemmShape(M: w[0], N: outShape[0] * Count(outShape.Skip(2)), K: Count(w.Skip(1)), Groups: groups);
-                    flops = (2 * gemm.Macs) + (inputs.Count > 2 ? outElements : 0);
-                    break;
-                }
-
-            case "Gemm":
-                {
-                    var a = Dims(inputs[0]);
-                    var transA = node.Attribute.FirstOrDefault(x => x.Name == "transA")?.I == 1;
-                    gemm = new GemmShape(M: outShape[0], N: outShape[1], K: transA ? a[0] : a[1]);
-                    flops = (2 * gemm.Macs) + (inputs.Count > 2 ? outElements : 0);
-                    break;
-                }
-
-            case "MatMul":
-                {
-                    var a = Dims(inputs[0]);
-                    var b = Dims(inputs[1]);
-                    var k = a[^1];
-                    var n = b.Length == 1 ? 1 : b[^1];
-
-                    // With a 2-D right operand (a weight) engines fold every leading dimension into M: one GEMM.
-                    gemm = b.Length <= 2
-                        ? new GemmShape(M: Count(a) / k, N: n, K: k)
-                        : new GemmShape(M: a.Length == 1 ? 1 : a[^2], N: n, K: k, BatchCount: Count(outShape) / ((a.Length == 1 ? 1 : a[^2]) * n));
-                    flops = 2 * gemm.Macs;
-                    break;
-                }
-
-            case "BatchNormalization":
-                flops = 2 * outElements;
-                break;
-            case "LayerNormalization":
-                flops = 8 * outElements;
-                break;
-            case "Softmax" or "LogSoftmax":
-                flops = 5 * outElements;
-                break;
-            case "MaxPool" or "AveragePool":
-                {
-                    var kernel = node.Attribute.First(a => a.Name == "kernel_shape").Ints;
-                    flops = outElements * kernel.Aggregate(1L, (x, y) => x * y);
-                    break;
-                }
-
-            case "GlobalAveragePool" or "GlobalMaxPool" or "ReduceMean" or "ReduceSum" or "ReduceMax":
-                flops = Count(Dims(inputs[0]));
-                break;
-            default:
-                flops = category == OpCategory.DataMovement ? 0
-                    : Transcendental.Contains(op) ? 4 * outElements
-                    : Arithmetic.Contains(op) ? outElements
-                    : outElements;
-                break;
-        }
-
-        return new NodeCost(name, op, category, gemm?.Macs ?? 0, flops, weightBytes, activationRead, written, gemm, outShape);
+        var inputShapes = node.Input.Select(i => i.Length > 0 ? Dims(i) : null).ToArray();
+        var outputShapes = node.Output.Select(o => o.Length > 0 ? Dims(o) : null).ToArray();
+        var work = schema.Cost is { } cost ? cost(new CostContext(node, schema, opset, inputShapes, outputShapes)) : new OperatorWork(Count(outShape));
+        return new NodeCost(name, op, category, work.Gemm?.Macs ?? 0, work.Flops, weightBytes, activationRead, written, work.Gemm, outShape);
     }
 
     private static long Count(IEnumerable<long> dims) => dims.Aggregate(1L, (a, b) => checked(a * b));

@@ -225,13 +225,6 @@ public sealed record DeviceCeilings
 /// <summary>Per-machine cache of measured <see cref="DeviceCeilings"/>: one JSON file per machine, engine and device.</summary>
 public sealed class CeilingsCache
 {
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
-
     /// <summary>A cache rooted at <paramref name="directory"/>.</summary>
     public CeilingsCache(string directory) => Directory = directory;
 
@@ -272,7 +265,7 @@ public sealed class CeilingsCache
                 return null;
             }
 
-            var c = JsonSerializer.Deserialize<DeviceCeilings>(File.ReadAllText(path), Json);
+            var c = JsonSerializer.Deserialize(File.ReadAllText(path), CeilingsJsonContext.Default.DeviceCeilings);
             return c is { Schema: DeviceCeilings.CurrentSchema, PeakFlops: > 0, BandwidthBytesPerSecond: > 0, SaturationN: > 0 } ? c : null;
         }
         catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException)
@@ -289,7 +282,7 @@ public sealed class CeilingsCache
         {
             System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
             var temp = path + "." + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".tmp";
-            File.WriteAllText(temp, JsonSerializer.Serialize(ceilings, Json));
+            File.WriteAllText(temp, JsonSerializer.Serialize(ceilings, CeilingsJsonContext.Default.DeviceCeilings));
             File.Move(temp, path, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -305,3 +298,8 @@ public sealed class CeilingsCache
         return text.Length > 40 ? text[..40] : text;
     }
 }
+
+/// <summary>The ceilings cache's generated serializer (snake_case, nulls left out), as every report's is.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(DeviceCeilings))]
+internal sealed partial class CeilingsJsonContext : JsonSerializerContext;

@@ -57,6 +57,9 @@ public sealed record Explanation
     /// <summary>The verdict: plain sentences with numbers.</summary>
     public required IReadOnlyList<string> Verdict { get; init; }
 
+    /// <summary>Layers that could not be costed, each as "Op 'name': why" (the prediction counts them as zero).</summary>
+    public IReadOnlyList<string> Uncosted { get; init; } = [];
+
     /// <summary>The host's 1-minute load average after the measurement (Linux), or null.</summary>
     public double? LoadAverage { get; init; }
 
@@ -140,6 +143,7 @@ public static class Explainer
             Predicted = predicted,
             Measured = measured.OrderBy(p => p.BatchSize).ToList(),
             TopLayers = rows,
+            Uncosted = work.Uncosted,
             Error = error,
             Verdict = [],
             LoadAverage = measured.Count > 0 ? loadAverage : null,
@@ -205,6 +209,10 @@ public static class Explainer
         }
 
         lines.Add(F($"Time at b={first.BatchSize}: {Shares(first)}; at b={last.BatchSize}: {Shares(last)}."));
+        if (e.Uncosted.Count > 0)
+        {
+            lines.Add(F($"Not costed: {e.Uncosted.Count} layer{(e.Uncosted.Count == 1 ? string.Empty : "s")} Batchwise cannot infer or cost count as zero time, so the prediction is optimistic: {string.Join("; ", e.Uncosted.Take(5))}{(e.Uncosted.Count > 5 ? "; ..." : string.Empty)}."));
+        }
 
         // Levers.
         if (c.Precision == "fp16")

@@ -1,184 +1,211 @@
-using System.Text;
-using System.Text.Json;
+using System.Globalization;
+using System.Text.Json.Serialization;
 using Batchwise.Reports;
 
 namespace Batchwise.Analysis;
 
-/// <summary>Writes an <see cref="Explanation"/> as JSON in a documented, versioned schema (docs/explain.md).</summary>
+/// <summary>An <see cref="Explanation"/> as JSON in a documented, versioned schema (docs/explain.md): the <see cref="ExplainDocument"/> record.</summary>
 public static class ExplanationJson
+{
+    /// <summary>The schema's name.</summary>
+    public const string SchemaName = ExplainDocument.SchemaName;
+
+    /// <summary>The schema's version; bumped on any incompatible change.</summary>
+    public const int SchemaVersion = ExplainDocument.CurrentVersion;
+
+    /// <summary>The JSON document as a string.</summary>
+    public static string ToJson(Explanation e, IReadOnlyDictionary<string, string> context) => ReportJson.Serialize(ExplainDocument.From(e, context));
+
+    /// <summary>Writes the JSON document to a file.</summary>
+    public static void Write(string path, Explanation e, IReadOnlyDictionary<string, string> context) => ReportFile.WriteText(path, ToJson(e, context));
+}
+
+/// <summary>`batchwise explain --json`: schema batchwise.explain (fields in docs/explain.md).</summary>
+/// <param name="Model">Model name.</param>
+/// <param name="Input">Input shapes at batch 1.</param>
+/// <param name="FlopsPerSample">FLOPs per sample.</param>
+/// <param name="Context">Model, engine, device, machine, date.</param>
+/// <param name="LoadAverage">Host load after the sweep, or null.</param>
+/// <param name="Ceilings">The device's ceilings used.</param>
+/// <param name="Predicted">The predicted curve.</param>
+/// <param name="Measured">The measured curve.</param>
+/// <param name="Knee">Both knees.</param>
+/// <param name="Error">The prediction's error, where measured.</param>
+/// <param name="TopLayers">The costliest layers.</param>
+/// <param name="Verdict">In words.</param>
+public sealed record ExplainDocument(
+    string Model,
+    string Input,
+    double FlopsPerSample,
+    IReadOnlyDictionary<string, string> Context,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? LoadAverage,
+    ExplainCeilings Ceilings,
+    IReadOnlyList<ExplainPredicted> Predicted,
+    IReadOnlyList<ExplainMeasured> Measured,
+    ExplainKnee Knee,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ExplainError? Error,
+    IReadOnlyList<ExplainLayer> TopLayers,
+    IReadOnlyList<string> Verdict)
 {
     /// <summary>The schema's name.</summary>
     public const string SchemaName = "batchwise.explain";
 
-    /// <summary>The schema's version; bumped on any incompatible change.</summary>
-    public const int SchemaVersion = 1;
+    /// <summary>The schema's version this Batchwise writes.</summary>
+    public const int CurrentVersion = 1;
 
-    /// <summary>The JSON document as a string.</summary>
-    public static string ToJson(Explanation e, IReadOnlyDictionary<string, string> context)
+    /// <summary>The schema's name as written.</summary>
+    [JsonPropertyOrder(-2)]
+    public string Schema { get; init; } = SchemaName;
+
+    /// <summary>The schema's version; bumped on any incompatible change.</summary>
+    [JsonPropertyOrder(-1)]
+    public int SchemaVersion { get; init; } = CurrentVersion;
+
+    /// <summary>The document of an explanation.</summary>
+    public static ExplainDocument From(Explanation e, IReadOnlyDictionary<string, string> context)
     {
         ArgumentNullException.ThrowIfNull(e);
         ArgumentNullException.ThrowIfNull(context);
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
-        {
-            Write(w, e, context);
-        }
-
-        return Encoding.UTF8.GetString(stream.ToArray());
-    }
-
-    /// <summary>Writes the JSON document to a file.</summary>
-    public static void Write(string path, Explanation e, IReadOnlyDictionary<string, string> context)
-    {
-        try
-        {
-            File.WriteAllText(path, ToJson(e, context));
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new BatchwiseException($"Cannot write '{path}': {ex.Message}", "Pass a writable path to --json.", ex);
-        }
-    }
-
-    private static void Write(Utf8JsonWriter w, Explanation e, IReadOnlyDictionary<string, string> context)
-    {
-        w.WriteStartObject();
-        w.WriteString("schema", SchemaName);
-        w.WriteNumber("schema_version", SchemaVersion);
-        w.WriteString("model", e.ModelName);
-        w.WriteString("input", e.Input);
-        w.WriteNumber("flops_per_sample", e.FlopsPerSample);
-        w.WriteStartObject("context");
-        foreach (var (k, v) in context)
-        {
-            w.WriteString(k, v);
-        }
-
-        w.WriteEndObject();
-        if (e.LoadAverage is { } load)
-        {
-            w.WriteNumber("load_average", load);
-        }
-
         var c = e.Ceilings;
-        w.WriteStartObject("ceilings");
-        w.WriteString("engine", c.Engine);
-        w.WriteString("device", c.Device);
-        w.WriteString("machine", c.Machine);
-        w.WriteNumber("peak_flops", c.PeakFlops);
-        w.WriteNumberOrNull("peak_conv_flops", c.PeakConvFlops);
-        w.WriteNumberOrNull("peak_flops_tf32", c.PeakFlopsTf32);
-        w.WriteNumberOrNull("peak_flops_fp16", c.PeakFlopsFp16);
-        w.WriteString("precision", c.Precision);
-        w.WriteNumber("peak_flops_in_use", c.PeakInUse);
-        w.WriteStartArray("rate_curve");
-        foreach (var p in c.RateCurve)
-        {
-            w.WriteStartObject();
-            w.WriteNumber("n", p.N);
-            w.WriteNumber("flops", p.Flops);
-            w.WriteNumber("efficiency", c.Efficiency(p.N));
-            w.WriteEndObject();
-        }
-
-        w.WriteEndArray();
-        w.WriteNumber("bandwidth_bytes_per_s", c.BandwidthBytesPerSecond);
-        w.WriteNumber("run_overhead_s", c.RunOverheadSeconds);
-        w.WriteNumber("op_overhead_s", c.OpOverheadSeconds);
-        w.WriteNumberOrNull("kernel_launch_s", c.KernelLaunchSeconds);
-        if (c.Launch.Length > 0)
-        {
-            w.WriteString("launch", c.Launch);
-        }
-
-        w.WriteNumber("saturation_n", c.SaturationN);
-        w.WriteString("saturation_source", c.SaturationSource);
-        w.WriteString("measured_at", c.MeasuredAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture));
-        w.WriteEndObject();
-
-        w.WriteStartArray("predicted");
-        foreach (var p in e.Predicted)
-        {
-            w.WriteStartObject();
-            w.WriteNumber("batch_size", p.BatchSize);
-            w.WriteNumber("throughput_samples_per_s", p.Throughput);
-            w.WriteNumber("latency_s", p.Seconds);
-            w.WriteNumber("compute_share", p.SecondsBoundBy(Bound.Compute) / p.Seconds);
-            w.WriteNumber("memory_share", p.SecondsBoundBy(Bound.Memory) / p.Seconds);
-            w.WriteNumber("overhead_share", p.SecondsBoundBy(Bound.Launch) / p.Seconds);
-            w.WriteEndObject();
-        }
-
-        w.WriteEndArray();
-        w.WriteStartArray("measured");
-        foreach (var m in e.Measured)
-        {
-            w.WriteStartObject();
-            w.WriteNumber("batch_size", m.BatchSize);
-            w.WriteNumber("throughput_samples_per_s", m.Throughput);
-            w.WriteNumber("latency_p50_s", m.LatencyMedianSeconds);
-            w.WriteNumber("latency_p90_s", m.LatencyP90Seconds);
-            w.WriteNumberOrNull("latency_min_s", double.IsFinite(m.LatencyMinSeconds) ? m.LatencyMinSeconds : null);
-            w.WriteNumber("runs", m.Runs);
-            w.WriteEndObject();
-        }
-
-        w.WriteEndArray();
-        w.WriteStartObject("knee");
-        w.WriteNumber("predicted_batch_size", e.PredictedKnee);
-        w.WriteNumberOrNull("measured_batch_size", e.MeasuredKnee);
-        w.WriteEndObject();
-        if (e.Error is { } err)
-        {
-            w.WriteStartObject("error");
-            w.WriteNumber("throughput_at_first", err.AtFirst);
-            w.WriteNumber("throughput_at_last", err.AtLast);
-            w.WriteNumberOrNull("best_run_at_first", double.IsFinite(err.BestRunAtFirst) ? err.BestRunAtFirst : null);
-            w.WriteNumberOrNull("best_run_at_last", double.IsFinite(err.BestRunAtLast) ? err.BestRunAtLast : null);
-            w.WriteNumber("predicted_knee", err.PredictedKnee);
-            w.WriteNumber("measured_knee", err.MeasuredKnee);
-            w.WriteBoolean("off", err.IsOff);
-            w.WriteEndObject();
-        }
-
-        w.WriteStartArray("top_layers");
-        foreach (var r in e.TopLayers)
-        {
-            var l = r.AtFirst.Work;
-            w.WriteStartObject();
-            w.WriteString("name", l.Name);
-            w.WriteString("op", l.OpType);
-            w.WriteNumber("alike", r.Alike);
-            w.WriteNumber("flops_at_first", l.Flops);
-            w.WriteNumber("bytes_at_first", l.Bytes);
-            w.WriteNumber("intensity_at_first", l.Intensity);
-            w.WriteNumber("intensity_at_last", r.AtLast.Work.Intensity);
-            if (l.Gemm is { } g)
+        static double? Finite(double v) => double.IsFinite(v) ? v : null;
+        return new ExplainDocument(
+            e.ModelName,
+            e.Input,
+            e.FlopsPerSample,
+            context,
+            e.LoadAverage,
+            new ExplainCeilings(
+                c.Engine, c.Device, c.Machine, c.PeakFlops, c.PeakConvFlops, c.PeakFlopsTf32, c.PeakFlopsFp16, c.Precision, c.PeakInUse,
+                c.RateCurve.Select(p => new ExplainRatePoint(p.N, p.Flops, c.Efficiency(p.N))).ToList(),
+                c.BandwidthBytesPerSecond, c.RunOverheadSeconds, c.OpOverheadSeconds, c.KernelLaunchSeconds, c.Launch.Length > 0 ? c.Launch : null,
+                c.SaturationN, c.SaturationSource, c.MeasuredAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)),
+            e.Predicted.Select(p => new ExplainPredicted(p.BatchSize, p.Throughput, p.Seconds, p.SecondsBoundBy(Bound.Compute) / p.Seconds, p.SecondsBoundBy(Bound.Memory) / p.Seconds, p.SecondsBoundBy(Bound.Launch) / p.Seconds)).ToList(),
+            e.Measured.Select(m => new ExplainMeasured(m.BatchSize, m.Throughput, m.LatencyMedianSeconds, m.LatencyP90Seconds, Finite(m.LatencyMinSeconds), m.Runs)).ToList(),
+            new ExplainKnee(e.PredictedKnee, e.MeasuredKnee),
+            e.Error is { } err ? new ExplainError(err.AtFirst, err.AtLast, Finite(err.BestRunAtFirst), Finite(err.BestRunAtLast), err.PredictedKnee, err.MeasuredKnee, err.IsOff) : null,
+            e.TopLayers.Select(r =>
             {
-                w.WriteStartObject("gemm_at_first");
-                w.WriteNumber("m", g.M);
-                w.WriteNumber("n", g.N);
-                w.WriteNumber("k", g.K);
-                w.WriteNumber("batch_count", g.BatchCount);
-                w.WriteEndObject();
-                w.WriteNumberOrNull("parallel_size_at_first", l.ParallelSize);
-            }
-
-            w.WriteNumberOrNull("saturation_batch", r.SaturationBatch);
-            w.WriteString("bound_at_first", r.AtFirst.Bound.ToString().ToLowerInvariant());
-            w.WriteString("bound_at_last", r.AtLast.Bound.ToString().ToLowerInvariant());
-            w.WriteNumber("share_at_last", r.ShareAtLast);
-            w.WriteEndObject();
-        }
-
-        w.WriteEndArray();
-        w.WriteStartArray("verdict");
-        foreach (var line in e.Verdict)
-        {
-            w.WriteStringValue(line);
-        }
-
-        w.WriteEndArray();
-        w.WriteEndObject();
+                var l = r.AtFirst.Work;
+                return new ExplainLayer(
+                    l.Name, l.OpType, r.Alike, l.Flops, l.Bytes, l.Intensity, r.AtLast.Work.Intensity,
+                    l.Gemm is { } g ? new ExplainGemm(g.M, g.N, g.K, g.BatchCount) : null,
+                    l.Gemm is null ? null : l.ParallelSize,
+                    r.SaturationBatch, r.AtFirst.Bound.ToString().ToLowerInvariant(), r.AtLast.Bound.ToString().ToLowerInvariant(), r.ShareAtLast);
+            }).ToList(),
+            e.Verdict);
     }
 }
+
+/// <summary>The device's ceilings as explain used them.</summary>
+/// <param name="Engine">Engine measured through.</param>
+/// <param name="Device">Device.</param>
+/// <param name="Machine">Host.</param>
+/// <param name="PeakFlops">fp32 GEMM FLOP/s.</param>
+/// <param name="PeakConvFlops">Convolution FLOP/s, where measured.</param>
+/// <param name="PeakFlopsTf32">TF32 GEMM FLOP/s, where measured.</param>
+/// <param name="PeakFlopsFp16">fp16 GEMM FLOP/s, where measured.</param>
+/// <param name="Precision">The precision predicted in.</param>
+/// <param name="PeakFlopsInUse">The peak of that precision.</param>
+/// <param name="RateCurve">Rate by GEMM N, with the efficiency the prediction uses.</param>
+/// <param name="BandwidthBytesPerS">Memory bandwidth.</param>
+/// <param name="RunOverheadS">Fixed cost per run.</param>
+/// <param name="OpOverheadS">Cost per operator.</param>
+/// <param name="KernelLaunchS">Cost of a kernel launch, where measured.</param>
+/// <param name="Launch">"cuda graph" or "stream" (GPU only).</param>
+/// <param name="SaturationN">GEMM N at which the device fills.</param>
+/// <param name="SaturationSource">Where that came from.</param>
+/// <param name="MeasuredAt">When measured (UTC).</param>
+public sealed record ExplainCeilings(
+    string Engine,
+    string Device,
+    string Machine,
+    double PeakFlops,
+    double? PeakConvFlops,
+    double? PeakFlopsTf32,
+    double? PeakFlopsFp16,
+    string Precision,
+    double PeakFlopsInUse,
+    IReadOnlyList<ExplainRatePoint> RateCurve,
+    double BandwidthBytesPerS,
+    double RunOverheadS,
+    double OpOverheadS,
+    double? KernelLaunchS,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Launch,
+    double SaturationN,
+    string SaturationSource,
+    string MeasuredAt);
+
+/// <summary>One point of the rate curve.</summary>
+/// <param name="N">GEMM N.</param>
+/// <param name="Flops">FLOP/s measured.</param>
+/// <param name="Efficiency">Share of the best rate.</param>
+public sealed record ExplainRatePoint(double N, double Flops, double Efficiency);
+
+/// <summary>A predicted batch size.</summary>
+/// <param name="BatchSize">Batch size.</param>
+/// <param name="ThroughputSamplesPerS">Predicted samples/s.</param>
+/// <param name="LatencyS">Predicted run time.</param>
+/// <param name="ComputeShare">Share of time in compute-bound layers.</param>
+/// <param name="MemoryShare">Share in memory-bound layers.</param>
+/// <param name="OverheadShare">Share in launch and run overhead.</param>
+public sealed record ExplainPredicted(int BatchSize, double ThroughputSamplesPerS, double LatencyS, double ComputeShare, double MemoryShare, double OverheadShare);
+
+/// <summary>A measured batch size.</summary>
+/// <param name="BatchSize">Batch size.</param>
+/// <param name="ThroughputSamplesPerS">Measured samples/s.</param>
+/// <param name="LatencyP50S">Median run time.</param>
+/// <param name="LatencyP90S">90th percentile.</param>
+/// <param name="LatencyMinS">Fastest run, where known.</param>
+/// <param name="Runs">Runs measured.</param>
+public sealed record ExplainMeasured(int BatchSize, double ThroughputSamplesPerS, double LatencyP50S, double LatencyP90S, double? LatencyMinS, int Runs);
+
+/// <summary>Both knees.</summary>
+/// <param name="PredictedBatchSize">Of the prediction.</param>
+/// <param name="MeasuredBatchSize">Of the measurement, or null.</param>
+public sealed record ExplainKnee(int PredictedBatchSize, int? MeasuredBatchSize);
+
+/// <summary>How far the prediction is from the measurement.</summary>
+/// <param name="ThroughputAtFirst">(predicted - measured) / measured at the smallest batch.</param>
+/// <param name="ThroughputAtLast">The same at the largest.</param>
+/// <param name="BestRunAtFirst">Against the fastest run at the smallest batch.</param>
+/// <param name="BestRunAtLast">Against the fastest run at the largest batch.</param>
+/// <param name="PredictedKnee">Predicted knee.</param>
+/// <param name="MeasuredKnee">Measured knee.</param>
+/// <param name="Off">An error beyond 30%.</param>
+public sealed record ExplainError(double ThroughputAtFirst, double ThroughputAtLast, double? BestRunAtFirst, double? BestRunAtLast, int PredictedKnee, int MeasuredKnee, bool Off);
+
+/// <summary>One costly layer.</summary>
+/// <param name="Name">Layer name.</param>
+/// <param name="Op">Operator.</param>
+/// <param name="Alike">Layers of the same shape and cost it stands for.</param>
+/// <param name="FlopsAtFirst">FLOPs at the smallest batch.</param>
+/// <param name="BytesAtFirst">Bytes at the smallest batch.</param>
+/// <param name="IntensityAtFirst">FLOP/B at the smallest batch.</param>
+/// <param name="IntensityAtLast">FLOP/B at the largest batch.</param>
+/// <param name="GemmAtFirst">Its GEMM's M/N/K at the smallest batch, for GEMM layers.</param>
+/// <param name="ParallelSizeAtFirst">Its GEMM's parallel size, for GEMM layers.</param>
+/// <param name="SaturationBatch">Batch at which it fills the device.</param>
+/// <param name="BoundAtFirst">compute, memory or launch at the smallest batch.</param>
+/// <param name="BoundAtLast">The same at the largest.</param>
+/// <param name="ShareAtLast">Share of the run's time at the largest batch.</param>
+public sealed record ExplainLayer(
+    string Name,
+    string Op,
+    int Alike,
+    double FlopsAtFirst,
+    double BytesAtFirst,
+    double IntensityAtFirst,
+    double IntensityAtLast,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ExplainGemm? GemmAtFirst,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? ParallelSizeAtFirst,
+    int? SaturationBatch,
+    string BoundAtFirst,
+    string BoundAtLast,
+    double ShareAtLast);
+
+/// <summary>A GEMM's sizes.</summary>
+/// <param name="M">Rows.</param>
+/// <param name="N">Columns.</param>
+/// <param name="K">Inner dimension.</param>
+/// <param name="BatchCount">Independent GEMMs.</param>
+public sealed record ExplainGemm(long M, long N, long K, long BatchCount);

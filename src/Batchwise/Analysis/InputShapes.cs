@@ -3,27 +3,51 @@ using Batchwise.Onnx;
 
 namespace Batchwise.Analysis;
 
-/// <summary>An input size from the command line: "224" (square image or sequence length) or "640x480" (width x height).</summary>
-/// <param name="Width">Image width, or sequence length.</param>
-/// <param name="Height">Image height (equal to width for a single number).</param>
-public sealed record InputSize(int Width, int Height)
+/// <summary>
+/// An input size, written the one way Batchwise writes sizes everywhere (options, zoo specs, reports): SIZE for a square
+/// image or a sequence length, or HEIGHTxWIDTH, height first as in NCHW (480x640 is 480 rows of 640 pixels).
+/// </summary>
+/// <param name="Height">Image height, or sequence length.</param>
+/// <param name="Width">Image width (equal to the height for a single number).</param>
+public sealed record InputSize(int Height, int Width)
 {
-    /// <summary>Parses "224" or "640x480".</summary>
-    public static InputSize Parse(string text)
+    /// <summary>The convention in words, for errors and help.</summary>
+    public const string Convention = "SIZE or HEIGHTxWIDTH, height first as in NCHW";
+
+    /// <summary>An example in the convention.</summary>
+    public const string Example = "480x640";
+
+    /// <summary>Parses "224" or "480x640" (height x width); <paramref name="what"/> names the option or zoo key in the error.</summary>
+    public static InputSize Parse(string text, string what = "--input-size") =>
+        TryParse(text, out var size)
+            ? size
+            : throw new BatchwiseException($"{what} '{text}' is not a size", $"Write {Convention}, e.g. {what} 224 or {what} {Example}.");
+
+    /// <summary>Parses "224" or "480x640" (height x width), each side a positive integer.</summary>
+    public static bool TryParse(string? text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out InputSize? size)
     {
-        ArgumentNullException.ThrowIfNull(text);
-        var parts = text.Split('x', 'X');
-        if (parts.Length is 1 or 2 && parts.All(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v > 0))
+        size = null;
+        var parts = (text ?? string.Empty).Trim().Split('x', 'X');
+        if (parts.Length is not (1 or 2))
         {
-            var w = int.Parse(parts[0], CultureInfo.InvariantCulture);
-            return new InputSize(w, parts.Length == 2 ? int.Parse(parts[1], CultureInfo.InvariantCulture) : w);
+            return false;
         }
 
-        throw new BatchwiseException($"Input size '{text}' is not a size", "Write e.g. --input-size 224 or --input-size 640x480 (width x height; one number for a sequence length).");
+        var sides = new int[parts.Length];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out sides[i]) || sides[i] <= 0)
+            {
+                return false;
+            }
+        }
+
+        size = new InputSize(sides[0], sides[^1]);
+        return true;
     }
 
     /// <inheritdoc/>
-    public override string ToString() => Width == Height ? Width.ToString(CultureInfo.InvariantCulture) : string.Create(CultureInfo.InvariantCulture, $"{Width}x{Height}");
+    public override string ToString() => Width == Height ? Width.ToString(CultureInfo.InvariantCulture) : string.Create(CultureInfo.InvariantCulture, $"{Height}x{Width}");
 }
 
 /// <summary>Concrete input shapes for a model at a batch size and input size.</summary>
@@ -85,7 +109,7 @@ public static class InputShapes
             long? wanted = d == 0 ? batchSize
                 : dims.Length == 4 && d == 2 ? size?.Height
                 : dims.Length == 4 && d == 3 ? size?.Width
-                : dims.Length is 2 or 3 && d == 1 ? size?.Width
+                : dims.Length is 2 or 3 && d == 1 ? size?.Height
                 : null;
             if (d == 0 && dim.Value is { } fixedBatch)
             {

@@ -61,19 +61,20 @@ public static class MeasuredSweep
     public static IReadOnlyList<MeasuredPoint> FromBench(BenchmarkResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        if (result.Points.Count == 0)
+        return AtLowestConcurrency(result.Points.Select(p => (p.Concurrency, new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3))));
+    }
+
+    /// <summary>Of points measured at several concurrencies, those at the lowest, one per batch size (the last measured), by batch size.</summary>
+    public static IReadOnlyList<MeasuredPoint> AtLowestConcurrency(IEnumerable<(int Concurrency, MeasuredPoint Point)> points)
+    {
+        var all = points.ToList();
+        if (all.Count == 0)
         {
             return [];
         }
 
-        var concurrency = result.Points.Min(p => p.Concurrency);
-        return result.Points
-            .Where(p => p.Concurrency == concurrency)
-            .GroupBy(p => p.BatchSize)
-            .Select(g => g.Last())
-            .OrderBy(p => p.BatchSize)
-            .Select(p => new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3))
-            .ToList();
+        var lowest = all.Min(p => p.Concurrency);
+        return all.Where(p => p.Concurrency == lowest).Select(p => p.Point).GroupBy(p => p.BatchSize).Select(g => g.Last()).OrderBy(p => p.BatchSize).ToList();
     }
 
     /// <summary>The host's 1-minute load average (from /proc/loadavg), or null where unknown.</summary>

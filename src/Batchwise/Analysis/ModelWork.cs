@@ -10,12 +10,16 @@ public sealed class ModelWork
 {
     private readonly IReadOnlyList<LayerTemplate> _layers;
 
-    private ModelWork(string modelName, string inputDescription, IReadOnlyList<LayerTemplate> layers)
+    private ModelWork(string modelName, string inputDescription, IReadOnlyList<LayerTemplate> layers, IReadOnlyList<string>? uncosted = null)
     {
         ModelName = modelName;
         InputDescription = inputDescription;
         _layers = layers;
+        Uncosted = uncosted ?? [];
     }
+
+    /// <summary>Layers that could not be costed (an operator Batchwise cannot infer, and what reads its outputs), each as "Op 'name': why"; they count as zero work.</summary>
+    public IReadOnlyList<string> Uncosted { get; }
 
     /// <summary>The model's name.</summary>
     public string ModelName { get; }
@@ -109,7 +113,7 @@ public sealed class ModelWork
                 launches));
         }
 
-        return new ModelWork(model.Name, InputShapes.Describe(model, size), layers);
+        return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")]);
     }
 
     /// <summary>

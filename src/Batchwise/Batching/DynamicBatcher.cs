@@ -27,8 +27,10 @@ public sealed record BatchedResult(IReadOnlyList<Tensor> Outputs, TimeSpan Queue
 /// <summary>
 /// Gathers requests into batches along axis 0 (Triton's dynamic batch scheduler): a batch is sent when it is
 /// full, reaches a preferred size, or its oldest request has waited the max queue delay, and only while a model
-/// instance is free. One loop owns the state (pending requests per priority, free instances); executions run
-/// concurrently and hand their instance back.
+/// instance is free. One loop owns the state (pending requests per priority and per shape key with running row
+/// totals, a deadline heap, free instances); executions run concurrently and hand their instance back. Taking a
+/// request in, sending it and expiring it cost O(log n) in the queue's length n: a wake looks at the head's shape key
+/// only, and no further than one batch into it, never the whole queue.
 /// </summary>
 public sealed class DynamicBatcher : IAsyncDisposable
 {
@@ -36,7 +38,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly BatchExecution _execute;
     private readonly TimeProvider _time;
     private readonly Channel<QueuedRequest> _intake;
-    private readonly List<QueuedRequest>[] _pending;
+    private readonly PendingRequests _pending;
+    private readonly ConcurrentQueue<QueuedRequest> _cancelled = new();
     private readonly Stack<int> _freeInstances = new();
     private readonly ConcurrentQueue<int> _returnedInstances = new();
     private readonly CancellationTokenSource _abort = new();
@@ -62,7 +65,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
             FullMode = BoundedChannelFullMode.Wait,
             SingleReader = true,
         });
-        _pending = Enumerable.Range(0, options.PriorityLevels).Select(_ => new List<QueuedRequest>()).ToArray();
+        _pending = new PendingRequests(options.PriorityLevels);
         for (var i = options.InstanceCount - 1; i >= 0; i--)
         {
             _freeInstances.Push(i);
@@ -128,6 +131,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 {
                     Interlocked.Decrement(ref _queued);
                     request.Completion.TrySetCanceled(cancellationToken);
+                    _cancelled.Enqueue(request); // the loop takes it out of its queues
                     Wake();
                 }
             });
@@ -216,7 +220,12 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 Volatile.Write(ref _wake, wake);
                 while (_intake.Reader.TryRead(out var r))
                 {
-                    _pending[r.Priority - 1].Add(r);
+                    _pending.Add(r);
+                }
+
+                while (_cancelled.TryDequeue(out var c))
+                {
+                    _pending.Remove(c);
                 }
 
                 intakeOpen &= !_intake.Reader.Completion.IsCompleted;
@@ -233,7 +242,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
                     Launch(batch);
                 }
 
-                if (!intakeOpen && _pending.All(p => p.Count == 0) && Volatile.Read(ref _executing) == 0)
+                if (!intakeOpen && _pending.Count == 0 && Volatile.Read(ref _executing) == 0)
                 {
                     break;
                 }
@@ -264,7 +273,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
             // A bug here must not leave callers waiting for ever.
             _stopping = true;
             _intake.Writer.TryComplete();
-            foreach (var r in _pending.SelectMany(p => p))
+            foreach (var r in _pending.All())
             {
                 r.Completion.TrySetException(e);
             }
@@ -273,75 +282,29 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
     }
 
-    /// <summary>Drops cancelled and timed-out requests; returns the earliest remaining deadline.</summary>
+    /// <summary>Fails the requests whose deadline has passed (earliest first, from the heap); returns the next deadline.</summary>
     private long Expire(long now)
     {
-        var next = long.MaxValue;
-        foreach (var level in _pending)
+        while (_pending.NextDeadline(out var r) is var deadline && deadline <= now)
         {
-            level.RemoveAll(r =>
+            _pending.PopDeadline();
+            if (r!.TryDrop())
             {
-                if (r.IsDropped)
-                {
-                    return true;
-                }
-
-                if (r.Deadline <= now && r.TryDrop())
-                {
-                    Interlocked.Decrement(ref _queued);
-                    r.Registration.Dispose();
-                    r.Completion.TrySetException(new BatchRejectedException(RejectionReason.Timeout, $"The request waited {_time.GetElapsedTime(r.Enqueued, now).TotalMilliseconds:F1} ms in the queue, past its timeout", "Raise the request's timeout, or add instances."));
-                    return true;
-                }
-
-                return false;
-            });
-            foreach (var r in level)
-            {
-                next = Math.Min(next, r.Deadline);
+                _pending.Remove(r);
+                Interlocked.Decrement(ref _queued);
+                r.Registration.Dispose();
+                r.Completion.TrySetException(new BatchRejectedException(RejectionReason.Timeout, $"The request waited {_time.GetElapsedTime(r.Enqueued, now).TotalMilliseconds:F1} ms in the queue, past its timeout", "Raise the request's timeout, or add instances."));
             }
         }
 
-        return next;
-    }
-
-    private QueuedRequest? Head()
-    {
-        foreach (var level in _pending)
-        {
-            if (level.Count > 0)
-            {
-                return level[0];
-            }
-        }
-
-        return null;
-    }
-
-    private List<QueuedRequest> Select(QueuedRequest head, int limit, out int rows)
-    {
-        var selected = new List<QueuedRequest>();
-        rows = 0;
-        foreach (var level in _pending)
-        {
-            foreach (var r in level)
-            {
-                if (r.Key == head.Key && rows + r.Rows <= limit)
-                {
-                    selected.Add(r);
-                    rows += r.Rows;
-                }
-            }
-        }
-
-        return selected;
+        return _pending.NextDeadline(out _);
     }
 
     private bool TryFormBatch(long now, bool drain, out List<QueuedRequest> batch, out TimeSpan? dueIn)
     {
         batch = [];
         dueIn = null;
-        var head = Head();
+        var head = _pending.Head();
         if (head is null)
         {
             return false;
@@ -354,8 +317,18 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
         else
         {
-            selected = Select(head, _options.MaxBatchSize, out var rows);
-            var oldest = selected.Min(r => r.Enqueued);
+            // The running totals answer "not yet" without walking the requests: fewer rows than a batch, none
+            // waited long enough, no preferred size reached. (Below the max every request of the key would be taken,
+            // so this is the walk's own answer.)
+            var total = _pending.RowsOf(head.Key);
+            var waitedByOldest = _time.GetElapsedTime(_pending.OldestOf(head.Key), now);
+            if (!drain && total < _options.MaxBatchSize && waitedByOldest < _options.MaxQueueDelay && !_options.PreferredBatchSizes.Any(p => p <= total))
+            {
+                dueIn = _options.MaxQueueDelay - waitedByOldest;
+                return false;
+            }
+
+            selected = _pending.Select(head.Key, _options.MaxBatchSize, out var rows, out var oldest);
             var waited = _time.GetElapsedTime(oldest, now);
             var due = drain || rows >= _options.MaxBatchSize || waited >= _options.MaxQueueDelay;
             if (!due)
@@ -363,7 +336,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 var preferred = _options.PreferredBatchSizes.Where(p => p <= rows).DefaultIfEmpty(0).Max();
                 if (preferred > 0)
                 {
-                    var exact = Select(head, preferred, out var exactRows);
+                    var exact = _pending.Select(head.Key, preferred, out var exactRows, out _);
                     if (exactRows == preferred)
                     {
                         selected = exact;
@@ -381,7 +354,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
         foreach (var r in selected)
         {
-            _pending[r.Priority - 1].Remove(r);
+            _pending.Remove(r);
             if (r.TryTake())
             {
                 Interlocked.Decrement(ref _queued);
@@ -520,6 +493,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
         public TaskCompletionSource<BatchedResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public CancellationTokenRegistration Registration { get; set; }
+
+        /// <summary>Its place in its priority level's arrival order (the loop's; null once out of the queue).</summary>
+        public LinkedListNode<QueuedRequest>? InArrivalOrder { get; set; }
+
+        /// <summary>Its place among the requests of its shape key at its priority level (the loop's).</summary>
+        public LinkedListNode<QueuedRequest>? InShapeQueue { get; set; }
+
+        public bool IsQueued => Volatile.Read(ref _state) == 0;
 
         public bool IsDropped => Volatile.Read(ref _state) == 2;
 

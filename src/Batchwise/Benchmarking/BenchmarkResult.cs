@@ -42,7 +42,18 @@ public sealed record BenchmarkPoint(
 {
     /// <summary>With --transfers on an engine that reports it: the latency split into H2D, compute and D2H; otherwise null.</summary>
     public TransferBreakdown? Transfers { get; init; }
+
+    /// <summary>Plans the engine built to run this point (engines that build plans per shape); empty when every plan existed.</summary>
+    public IReadOnlyList<PlanBuild> PlanBuilds { get; init; } = [];
+
+    /// <summary>The batch this point ran padded to (a batch profile), or null when it ran at its own size.</summary>
+    public int? PaddedTo { get; init; }
 }
+
+/// <summary>How long the first inference took from nothing: loading the model on the engine, its first plan, its first run.</summary>
+/// <param name="LoadSeconds">Loading the model into a session (weights read and converted, device set up).</param>
+/// <param name="FirstInferenceSeconds">From the start of loading to the end of the first run.</param>
+public sealed record ColdStart(double LoadSeconds, double FirstInferenceSeconds);
 
 /// <summary>How the batch latency of a point splits into its phases (the same runs as the latency statistics), ms.</summary>
 /// <param name="HostToDeviceMs">Copying the inputs to the device.</param>
@@ -113,7 +124,11 @@ public sealed record BenchmarkResult(
     IReadOnlyList<KneeResult> Knees,
     IReadOnlyList<string> Notes,
     StopReason StopReason,
-    double TotalSeconds);
+    double TotalSeconds)
+{
+    /// <summary>Time to first inference, measured before the sweep.</summary>
+    public ColdStart? ColdStart { get; init; }
+}
 
 /// <summary>Where a sweep is, for a live progress display.</summary>
 /// <param name="PointIndex">Zero-based index of the current point.</param>

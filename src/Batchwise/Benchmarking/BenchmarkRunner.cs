@@ -51,13 +51,19 @@ public sealed class BenchmarkRunner
         // Resolve shapes and check data before loading: a missing --shape fails fast.
         options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]);
         var generator = new InputGenerator(model, options.Seed, options.Data);
+
+        // A saved engine runs with the precision and profiles it was built with: that is what the report records.
+        var engineOptions = _engine.Effective(model, _engineOptions);
         var context = new BenchmarkContext(
             date, BatchwiseVersion, HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, HostInfo.OperatingSystem, HostInfo.Runtime,
-            _engine.Describe(_engineOptions), _engineOptions,
+            _engine.Describe(engineOptions), engineOptions,
             new ModelInfo(model.Name, source ?? model.Path ?? model.Name, Sha256(model), model.Inputs, axis, generator.Describe()),
             options);
 
-        using var session = _engine.Load(model, _engineOptions);
+        var loading = Stopwatch.GetTimestamp();
+        using var session = _engine.Load(model, engineOptions);
+        var loadSeconds = Stopwatch.GetElapsedTime(loading).TotalSeconds;
+        var coldStart = FirstInference(session, generator, options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]), loading, loadSeconds);
         var points = new List<BenchmarkPoint>();
         var planned = batchSizes.Count * options.Concurrency.Count;
         return Snapshot(Sweep());
@@ -68,7 +74,7 @@ public sealed class BenchmarkRunner
                 .Select(c => Knee.Find(points.Where(p => p.Concurrency == c).Select(p => (p.BatchSize, p.Throughput)), c))
                 .OfType<KneeResult>()
                 .ToList();
-            return new BenchmarkResult(context, points.ToList(), knees, notes.ToList(), stop, total.Elapsed.TotalSeconds);
+            return new BenchmarkResult(context, points.ToList(), knees, notes.ToList(), stop, total.Elapsed.TotalSeconds) { ColdStart = coldStart };
         }
 
         StopReason Sweep()
@@ -112,9 +118,19 @@ public sealed class BenchmarkRunner
                     var index = points.Count;
                     void Report(string phase, BenchmarkResult? sweep) => progress?.Invoke(new BenchmarkProgress(index, planned, batch, concurrency, phase, sweep));
                     BenchmarkPoint? measured;
+                    var buildsBefore = (session as IPlanBuilds)?.Builds.Count ?? 0;
                     try
                     {
                         measured = MeasurePoint(session, inputs, shapes, batch, concurrency, options, Report, () => options.MaxTime is { } t && total.Elapsed >= t, cancellationToken);
+                        if (measured is not null && session is IPlanBuilds plans)
+                        {
+                            var profile = plans.BatchProfiles.FirstOrDefault(p => p >= batch);
+                            measured = measured with
+                            {
+                                PlanBuilds = plans.Builds.Skip(buildsBefore).ToList(),
+                                PaddedTo = profile > batch && !plans.BatchProfiles.Contains(batch) ? profile : null,
+                            };
+                        }
                     }
                     catch (Exception e) when (points.Count > 0 && IsCapacityFailure(e))
                     {
@@ -135,6 +151,18 @@ public sealed class BenchmarkRunner
 
             return StopReason.Completed;
         }
+    }
+
+    /// <summary>Time to first inference: one run of the first batch size right after loading (its plan is then reused by the sweep).</summary>
+    private static ColdStart FirstInference(IEngineSession session, InputGenerator generator, IReadOnlyList<long[]> shapes, long loading, double loadSeconds)
+    {
+        using (var run = session.Prepare(generator.Generate(shapes)))
+        {
+            run.Run();
+            _ = run.ReadOutputs();
+        }
+
+        return new ColdStart(loadSeconds, Stopwatch.GetElapsedTime(loading).TotalSeconds);
     }
 
     private static List<int> PlanBatchSizes(OnnxModel model, BatchAxis axis, BenchmarkOptions options, List<string> notes)

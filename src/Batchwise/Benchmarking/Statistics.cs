@@ -11,7 +11,7 @@ namespace Batchwise.Benchmarking;
 /// <param name="P95">95th percentile.</param>
 /// <param name="P99">99th percentile.</param>
 /// <param name="Ci95">Half-width of the 95% confidence interval of the mean (Student's t).</param>
-public sealed record LatencyPercentiles(int Count, double Mean, double StdDev, double Min, double Max, double P50, double P90, double P95, double P99, double Ci95)
+public sealed record LatencyPercentiles(int Count, double Mean, [property: System.Text.Json.Serialization.JsonPropertyName("stddev")] double StdDev, double Min, double Max, double P50, double P90, double P95, double P99, double Ci95)
 {
     /// <summary>The summary with every value multiplied by <paramref name="factor"/> (e.g. seconds to milliseconds).</summary>
     public LatencyPercentiles Scale(double factor) =>

@@ -93,6 +93,25 @@ public static class ModelComparison
             notes);
     }
 
+    /// <summary>
+    /// Refuses a batch size a fixed-batch model cannot run, instead of running the batch fixed in the file and reporting
+    /// it as if it were the one asked for.
+    /// </summary>
+    public static void RequireBatch(OnnxModel model, int batchSize)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var axis = model.FindBatchAxis();
+        var fixedBatch = model.Inputs.FirstOrDefault()?.Shape.FirstOrDefault().Value;
+        if (axis.IsBatchable || fixedBatch is null || fixedBatch == batchSize)
+        {
+            return;
+        }
+
+        throw new BatchwiseException(
+            $"-b {batchSize}: '{model.Name}' runs only batch {fixedBatch} ({axis.Reason})",
+            $"Leave -b out (it then runs batch {fixedBatch}), or make the batch dynamic first: batchwise optimize {model.Path ?? model.Name} --dynamic-batch -o OUT.onnx.");
+    }
+
     /// <summary>Converts a tensor's values to another element type (to feed the same data to an fp16 and an fp32 variant).</summary>
     public static Tensor CastTo(Tensor tensor, ElementType target)
     {

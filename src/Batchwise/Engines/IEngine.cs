@@ -13,6 +13,12 @@ public interface IEngine
 
     /// <summary>Loads a model; fails at load (not at run) on anything the engine cannot execute.</summary>
     IEngineSession Load(OnnxModel model, EngineOptions options);
+
+    /// <summary>
+    /// The options a model actually runs with: <paramref name="options"/>, or for a saved engine the precision and
+    /// profiles it was built with (refusing options that contradict it). What reports record.
+    /// </summary>
+    EngineOptions Effective(OnnxModel model, EngineOptions options) => options;
 }
 
 /// <summary>A loaded model. Thread-safe: several threads may run prepared executions at once.</summary>
@@ -108,4 +114,16 @@ public sealed record EngineOptions
     /// the winners in an on-disk timing cache per device, shape and precision (GPU engines). Off: the libraries' heuristics.
     /// </summary>
     public bool TimedTactics { get; init; }
+
+    /// <summary>
+    /// Batch sizes that get a plan of their own (GPU engines); a batch between two runs padded to the next one. Empty:
+    /// a plan per exact batch size.
+    /// </summary>
+    public IReadOnlyList<int> BatchProfiles { get; init; } = [];
+
+    /// <summary>
+    /// The shapes other dynamic dimensions may take (GPU engines): a bounded grid of plans, built ahead by warm-up, and a
+    /// clear refusal for a shape outside it. Empty: any shape, each getting its plan when first seen.
+    /// </summary>
+    public IReadOnlyList<ShapeProfile> ShapeProfiles { get; init; } = [];
 }

@@ -49,6 +49,16 @@ public sealed class OrtEngine : IEngine
             throw new BatchwiseException(TransfersRefusal, "Drop --transfers, or use --engine cuda to time host-device copies.");
         }
 
+        if (options.BatchProfiles.Count > 0 || options.ShapeProfiles.Count > 0)
+        {
+            throw new BatchwiseException("The ort engine runs every shape without building a plan for it: batch and shape profiles are for the cuda engine", "Drop --batch-profile and --shape-profile (or batch_profiles and shape_profiles in config.json), or use --engine cuda.");
+        }
+
+        if (model.SavedEngine is { } saved)
+        {
+            throw new BatchwiseException($"'{saved}' is a saved cuda engine", "Run it with --engine cuda, or give the .onnx model to the ort engine.");
+        }
+
         var so = CreateSessionOptions(options);
         try
         {

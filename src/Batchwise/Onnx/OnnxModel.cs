@@ -40,8 +40,22 @@ public sealed class OnnxModel
     /// <summary>The file it was loaded from, if any.</summary>
     public string? Path { get; }
 
+    /// <summary>The saved engine (<c>.bwengine</c>) this model was read from, if it was: its engine loads its compiled artefacts.</summary>
+    public string? SavedEngine { get; internal set; }
+
     /// <summary>Default-domain opset version.</summary>
     public long Opset => Proto.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain) || o.Domain == "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
+
+    /// <summary>The opset imported for <paramref name="domain"/> ("" or ai.onnx: the default domain); 1 when the model imports none for it.</summary>
+    public long OpsetOf(string? domain)
+    {
+        if (string.IsNullOrEmpty(domain) || domain == "ai.onnx")
+        {
+            return Opset;
+        }
+
+        return Proto.OpsetImport.Where(o => o.Domain == domain).Select(o => o.Version).DefaultIfEmpty(1).Max();
+    }
 
     /// <summary>Graph inputs that are not initializers, in declaration order.</summary>
     public IReadOnlyList<TensorSpec> Inputs
@@ -119,6 +133,7 @@ public sealed class OnnxModel
         }
 
         InlineExternalData(proto, baseDirectory, where);
+        SortTopologically(proto.Graph, where);
         var model = new OnnxModel(proto, name, path);
         model.Validate();
         return model;
@@ -127,6 +142,12 @@ public sealed class OnnxModel
     /// <summary>Wraps an in-memory proto (zoo models, transforms) and validates it.</summary>
     public static OnnxModel FromProto(OnnxProto.ModelProto proto, string name)
     {
+        ArgumentNullException.ThrowIfNull(proto);
+        if (proto.Graph is not null)
+        {
+            SortTopologically(proto.Graph, name);
+        }
+
         var model = new OnnxModel(proto, name, null);
         model.Validate();
         return model;
@@ -253,6 +274,87 @@ public sealed class OnnxModel
         }).ToList() ?? [];
         return new TensorSpec(v.Name, (ElementType)tt.ElemType, dims);
     }
+
+    /// <summary>
+    /// Puts the nodes in an order where every value is produced before it is read, as ONNX Runtime accepts graphs
+    /// whose node list is out of order (a Cast at the end read by node 0). Nodes already in order keep their places;
+    /// a cycle is an error naming a node on it. Values read from outer scopes inside subgraphs (If, Loop) count as inputs.
+    /// </summary>
+    private static void SortTopologically(OnnxProto.GraphProto graph, string where)
+    {
+        var nodes = graph.Node;
+        var producer = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            foreach (var o in nodes[i].Output.Where(o => o.Length > 0))
+            {
+                producer.TryAdd(o, i);
+            }
+        }
+
+        var reads = nodes.Select(n => n.Input.Concat(n.Attribute.SelectMany(SubgraphReads)).Where(producer.ContainsKey).Select(v => producer[v]).Distinct().ToArray()).ToArray();
+        var inOrder = true;
+        for (var i = 0; i < nodes.Count && inOrder; i++)
+        {
+            inOrder = reads[i].All(p => p < i);
+        }
+
+        if (inOrder)
+        {
+            return;
+        }
+
+        // Kahn's algorithm, always taking the earliest ready node, so the original order survives where it can.
+        var pending = new int[nodes.Count];
+        var consumers = Enumerable.Range(0, nodes.Count).Select(_ => new List<int>()).ToArray();
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            pending[i] = reads[i].Length;
+            foreach (var p in reads[i])
+            {
+                consumers[p].Add(i);
+            }
+        }
+
+        var ready = new PriorityQueue<int, int>();
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            if (pending[i] == 0)
+            {
+                ready.Enqueue(i, i);
+            }
+        }
+
+        var order = new List<int>(nodes.Count);
+        while (ready.TryDequeue(out var i, out _))
+        {
+            order.Add(i);
+            foreach (var c in consumers[i])
+            {
+                if (--pending[c] == 0)
+                {
+                    ready.Enqueue(c, c);
+                }
+            }
+        }
+
+        if (order.Count < nodes.Count)
+        {
+            var stuck = Enumerable.Range(0, nodes.Count).First(i => pending[i] > 0);
+            var node = nodes[stuck];
+            var label = string.IsNullOrEmpty(node.Name) ? $"{node.OpType} (output '{node.Output.FirstOrDefault()}')" : $"{node.OpType} '{node.Name}'";
+            var waitsOn = node.Input.FirstOrDefault(v => producer.TryGetValue(v, out var p) && pending[p] > 0) ?? node.Input.FirstOrDefault();
+            throw new BatchwiseException($"'{where}': the graph has a cycle through {label}, which reads '{waitsOn}' computed from its own output", "Re-export the model; an ONNX graph must be acyclic.");
+        }
+
+        var sorted = order.Select(i => nodes[i]).ToList();
+        nodes.Clear();
+        nodes.AddRange(sorted);
+    }
+
+    /// <summary>Names a node's subgraphs read (their nodes' inputs), so outer-scope values order the node after their producers.</summary>
+    private static IEnumerable<string> SubgraphReads(OnnxProto.AttributeProto a) =>
+        (a.G is null ? Enumerable.Empty<OnnxProto.GraphProto>() : [a.G]).Concat(a.Graphs).SelectMany(g => g.Node.SelectMany(n => n.Input.Concat(n.Attribute.SelectMany(SubgraphReads))));
 
     private static void InlineExternalData(OnnxProto.ModelProto proto, string? baseDirectory, string where)
     {

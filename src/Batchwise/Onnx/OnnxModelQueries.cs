@@ -35,12 +35,19 @@ public static class OnnxModelQueries
         return result;
     }
 
-    /// <summary>Learned weights: elements of float initializers of rank 1 or more, without BatchNormalization's running mean and variance (what papers and torchvision count).</summary>
+    /// <summary>Learned weights: elements of float initializers and float Constant-node tensors of rank 1 or more, without BatchNormalization's running mean and variance or Resize's roi and scales (what papers and torchvision count).</summary>
     public static long LearnedParameterCount(this OnnxModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var statistics = model.Graph.Node.Where(n => n.OpType == "BatchNormalization").SelectMany(n => n.Input.Skip(3)).ToHashSet(StringComparer.Ordinal);
-        return model.Graph.Initializer
+        var statistics = model.Graph.Node.Where(n => n.OpType == "BatchNormalization").SelectMany(n => n.Input.Skip(3))
+            .Concat(model.Graph.Node.Where(n => n.OpType is "Resize" or "Upsample").SelectMany(n => n.Input.Skip(1))) // roi and scales are not weights
+            .ToHashSet(StringComparer.Ordinal);
+        var constants = model.Graph.Node.Where(n => n.OpType == "Constant" && n.Domain.Length == 0 && !statistics.Contains(n.Output[0]))
+            .Select(n => n.Attribute.FirstOrDefault(a => a.Name == "value")?.T)
+            .OfType<OnnxProto.TensorProto>()
+            .Where(t => t.Dims.Count > 0 && ((ElementType)t.DataType).IsFloatingPoint())
+            .Sum(t => t.Dims.Aggregate(1L, (a, b) => a * b));
+        return constants + model.Graph.Initializer
             .Where(t => t.Dims.Count > 0 && ((ElementType)t.DataType).IsFloatingPoint() && !statistics.Contains(t.Name))
             .Sum(t => t.Dims.Aggregate(1L, (a, b) => a * b));
     }

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text;
 using Batchwise.Benchmarking;
 
 namespace Batchwise.Reports;
@@ -23,12 +21,7 @@ public static class BenchmarkCsv
     public static void Write(BenchmarkResult result, string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var text = ToCsv(result);
-        ReportFile.Write(path, stream =>
-        {
-            var bytes = new UTF8Encoding(false).GetBytes(text);
-            stream.Write(bytes);
-        });
+        ReportFile.WriteText(path, ToCsv(result));
     }
 
     /// <summary>The CSV text: a header row, then one row per point.</summary>
@@ -36,38 +29,27 @@ public static class BenchmarkCsv
     {
         ArgumentNullException.ThrowIfNull(result);
         var c = result.Context;
-        var sb = new StringBuilder();
-        sb.AppendLine(string.Join(',', Columns));
-        foreach (var p in result.Points)
+        return Csv.Write(Columns, result.Points.Select(p =>
         {
             var l = p.LatencyMs;
-            object?[] row =
+            return (IReadOnlyList<object?>)
             [
-                BenchmarkJson.SchemaVersion, c.DateUtc.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture),
+                BenchmarkJson.SchemaVersion, c.DateUtc,
                 c.Model.Source, c.Model.Sha256, c.Engine.Engine, c.Engine.Version, c.Engine.Device,
-                p.BatchSize, p.Concurrency, p.Stable ? "true" : "false", p.Spread, p.WindowThroughputs.Count,
+                p.BatchSize, p.Concurrency, p.Stable, p.Spread, p.WindowThroughputs.Count,
                 p.Throughput, p.BatchesPerSecond, p.TimePerSampleMs,
                 l.Mean, l.StdDev, l.Ci95, l.Min, l.P50, l.P90, l.P95, l.P99, l.Max, l.Count,
                 p.CpuUtilization, p.PeakWorkingSetBytes, p.DeviceUtilizationPercent, p.DeviceMemoryUsedBytes,
                 p.Transfers?.HostToDeviceMs.Mean, p.Transfers?.ComputeMs.Mean, p.Transfers?.DeviceToHostMs.Mean,
             ];
-            sb.AppendLine(string.Join(',', row.Select(Field)));
-        }
-
-        return sb.ToString();
+        }));
     }
 
-    private static string Field(object? value)
+    /// <summary>Every layer of every profiled batch size (docs/bench-schema.md): batch, order, layer, mean ms, share of the layer-by-layer total.</summary>
+    public static string LayersToCsv(IEnumerable<LayerProfile> profiles)
     {
-        var text = value switch
-        {
-            null => string.Empty,
-            double d => d.ToString("G6", CultureInfo.InvariantCulture),
-            IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
-            _ => value.ToString() ?? string.Empty,
-        };
-
-        // RFC 4180: quote fields holding a comma, quote or line break.
-        return text.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : text;
+        ArgumentNullException.ThrowIfNull(profiles);
+        return Csv.Write(["batch", "order", "layer", "ms", "share"], profiles.SelectMany(p => p.Layers.Select((l, i) =>
+            (IReadOnlyList<object?>)[p.BatchSize, i, l.Layer, l.Milliseconds, p.TotalMilliseconds > 0 ? l.Milliseconds / p.TotalMilliseconds : 0.0])));
     }
 }

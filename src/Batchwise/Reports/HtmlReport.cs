@@ -358,6 +358,7 @@ public static class HtmlReport
 
     private static Plot NewPlot(string x, string y)
     {
+        ReportFont.Install(); // before the plot exists: its labels take the default font when made
         var plot = new Plot();
         plot.XLabel(x);
         plot.YLabel(y);

@@ -29,6 +29,13 @@ public static class ReportFile
         }
     }
 
+    /// <summary>Writes UTF-8 text (no byte-order mark) through a temporary file, with one-line errors.</summary>
+    public static void WriteText(string path, string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        Write(path, stream => stream.Write(new System.Text.UTF8Encoding(false).GetBytes(text)));
+    }
+
     /// <summary>Checks up front that a report can be written there, so a long sweep does not end in a path error.</summary>
     public static void CheckWritable(string path, string option)
     {

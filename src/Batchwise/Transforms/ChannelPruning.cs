@@ -183,7 +183,7 @@ public sealed class ChannelPruning : IModelTransform
         var blockedRoots = blocked.Select(Find).ToHashSet(StringComparer.Ordinal);
         var groups = sources.GroupBy(s => Find(s.Output[0]), StringComparer.Ordinal).ToList();
         var keptByGroup = new Dictionary<string, int[]>(StringComparer.Ordinal);
-        int prunedGroups = 0, constrainedGroups = 0;
+        int prunedGroups = 0, constrainedGroups = 0, tooNarrow = 0;
         foreach (var g in groups)
         {
             if (blockedRoots.Contains(g.Key) || !Channels(g.First().Output[0], out var channels))
@@ -213,11 +213,24 @@ public sealed class ChannelPruning : IModelTransform
             var keep = (int)Math.Max(1, Math.Round(channels * (1 - Ratio)));
             if (keep >= channels)
             {
+                tooNarrow++;
                 continue;
             }
 
             keptByGroup[g.Key] = Enumerable.Range(0, (int)channels).OrderByDescending(c => score[c]).ThenBy(c => c).Take(keep).Order().ToArray();
             prunedGroups++;
+        }
+
+        if (prunedGroups == 0)
+        {
+            var why = groups.Count == 0
+                ? sources.Count == 0 && depthwise.Count == 0
+                    ? "it has no Conv with its own float32 weight initializer"
+                    : "none of its convolutions starts a channel group (no plain Conv with its own weight)"
+                : tooNarrow > 0
+                    ? $"{tooNarrow} channel groups are too narrow to lose {Ratio:P0} of a channel and {constrainedGroups} are kept whole by what reads them"
+                    : $"all {groups.Count} channel groups are kept whole by what reads them (Split, Reshape, Flatten+Gemm, a graph output, an operator pruning does not follow)";
+            throw new BatchwiseException($"--prune {Ratio.ToString(System.Globalization.CultureInfo.InvariantCulture)} would prune nothing in '{model.Name}': {why}", "Pruning needs convolutions whose output channels flow only through operators it follows (BatchNormalization, activations, pooling, Add/Mul, Concat into convolutions); run without --prune.");
         }
 
         // A Concat keeps, per input, that input's kept channels shifted by the input's offset.

@@ -87,7 +87,7 @@ public sealed class Fp16Conversion : IModelTransform
         var graph = model.Graph;
         if (model.Opset < 13)
         {
-            throw new BatchwiseException($"--fp16 needs opset 13 or newer; '{model.Name}' uses opset {model.Opset}", "Convert it with onnx.version_converter.convert_version(model, 17).");
+            throw new BatchwiseException($"--fp16 needs opset 13 or newer; '{model.Name}' uses opset {model.Opset}", "Convert it first with OpsetConversion(13) (`batchwise optimize --fp16` does this by itself).");
         }
 
         // Element types of every value, as ONNX Runtime computes them.

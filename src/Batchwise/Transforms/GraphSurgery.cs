@@ -129,6 +129,23 @@ internal static class GraphSurgery
         return t;
     }
 
+    /// <summary>
+    /// The initializer whose values a float32 weight input reads: the float32 initializer itself, or the float16 (or
+    /// double) initializer behind a Cast to float32, as fp16-weight exports store their weights; null for anything else.
+    /// </summary>
+    public static OnnxProto.TensorProto? FloatWeight(string name, Dictionary<string, OnnxProto.TensorProto> initializers, Dictionary<string, OnnxProto.NodeProto> producers)
+    {
+        if (initializers.TryGetValue(name, out var t))
+        {
+            return TypeOf(t) == ElementType.Float ? t : null;
+        }
+
+        return producers.TryGetValue(name, out var cast) && cast.OpType == "Cast" && cast.Domain.Length == 0 && Int(cast, "to", 0) == (long)ElementType.Float
+            && cast.Input.Count == 1 && initializers.TryGetValue(cast.Input[0], out var source) && TypeOf(source) is ElementType.Float16 or ElementType.Double or ElementType.Float
+            ? source
+            : null;
+    }
+
     /// <summary>An attribute by name, or null.</summary>
     public static OnnxProto.AttributeProto? Attribute(OnnxProto.NodeProto node, string name) => node.Attribute.FirstOrDefault(a => a.Name == name);
 

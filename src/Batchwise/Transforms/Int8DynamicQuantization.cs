@@ -18,18 +18,19 @@ public sealed class Int8DynamicQuantization : IModelTransform
         ArgumentNullException.ThrowIfNull(model);
         if (model.Opset < 11)
         {
-            throw new BatchwiseException($"--int8-dynamic needs opset 11 or newer (DynamicQuantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it with onnx.version_converter.convert_version(model, 17).");
+            throw new BatchwiseException($"--int8-dynamic needs opset 11 or newer (DynamicQuantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it first with OpsetConversion(11) (`batchwise optimize --int8-dynamic` does this by itself).");
         }
 
         var graph = model.Graph;
         var inits = GraphSurgery.Initializers(graph);
+        var producers = GraphSurgery.Producers(graph);
         var names = GraphSurgery.Names(graph);
         var quantizedInputs = new Dictionary<string, (string Q, string Scale, string Zero)>(StringComparer.Ordinal);
         var nodes = new List<OnnxProto.NodeProto>();
         var count = 0;
         foreach (var n in graph.Node)
         {
-            if (!IsTarget(n, inits, out var weight))
+            if (!IsTarget(n, inits, producers, out var weight))
             {
                 nodes.Add(n);
                 continue;
@@ -91,7 +92,7 @@ public sealed class Int8DynamicQuantization : IModelTransform
 
         if (count == 0)
         {
-            throw new BatchwiseException($"--int8-dynamic: '{model.Name}' has no MatMul or Gemm with a 2-D float32 weight", "Use --int8 (static QDQ) for convolutional models.");
+            throw new BatchwiseException($"--int8-dynamic: '{model.Name}' has no MatMul or Gemm with a 2-D float32 weight (or float16 weight cast to float32)", "Use --int8 (static QDQ) for convolutional models.");
         }
 
         graph.Node.Clear();
@@ -102,17 +103,18 @@ public sealed class Int8DynamicQuantization : IModelTransform
         return $"{count} MatMul/Gemm nodes to MatMulInteger (weights int8 per column{(ReduceRange ? " in 7 bits, as this CPU lacks VNNI" : string.Empty)}, activations quantized at run time)";
     }
 
-    private static bool IsTarget(OnnxProto.NodeProto n, Dictionary<string, OnnxProto.TensorProto> inits, out OnnxProto.TensorProto weight)
+    // MatMul/Gemm with a 2-D float32 weight, or a float16 one behind a Cast (fp16-weight exports).
+    private static bool IsTarget(OnnxProto.NodeProto n, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers, out OnnxProto.TensorProto weight)
     {
         weight = null!;
         if (n.Domain.Length != 0 || (n.OpType != "MatMul" && n.OpType != "Gemm") || n.Input.Count < 2 || inits.ContainsKey(n.Input[0])
-            || !inits.TryGetValue(n.Input[1], out var w) || GraphSurgery.TypeOf(w) != ElementType.Float || w.Dims.Count != 2)
+            || GraphSurgery.FloatWeight(n.Input[1], inits, producers) is not { } w || w.Dims.Count != 2)
         {
             return false;
         }
 
         if (n.OpType == "Gemm" && (GraphSurgery.Int(n, "transA", 0) != 0 || GraphSurgery.Float(n, "alpha", 1f) != 1f || GraphSurgery.Float(n, "beta", 1f) != 1f
-            || (n.Input.Count > 2 && n.Input[2].Length > 0 && !inits.ContainsKey(n.Input[2]))))
+            || (n.Input.Count > 2 && n.Input[2].Length > 0 && GraphSurgery.FloatWeight(n.Input[2], inits, producers) is null)))
         {
             return false;
         }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Batchwise.Benchmarking;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 
@@ -34,6 +35,22 @@ public sealed record OptimizeOptions
     /// <summary>Dynamic int8 quantization of MatMul/Gemm.</summary>
     public bool Int8Dynamic { get; init; }
 
+    /// <summary>Default-domain opset to convert the model to first, or null (then only the opset a precision transform needs).</summary>
+    public long? Opset { get; init; }
+
+    /// <summary>Sizes of dynamic dimensions other than the batch (--shape): both models are verified, costed and benched at them.</summary>
+    public ShapeBindings Shapes { get; init; } = ShapeBindings.None;
+
+    /// <summary>The cosine similarity every output must reach against the original, or null for the levers' default (<see cref="EffectiveMinCosine"/>).</summary>
+    public double? MinCosine { get; init; }
+
+    /// <summary>
+    /// The cosine threshold verification uses: --min-cosine, else the loosest default of the levers asked for: 0.9999 for
+    /// exact rewrites (opset, input size, dynamic batch, clean-up), 0.999 for fp16, 0.98 for int8, 0.5 for pruning
+    /// (pruned channels change the outputs until the model is fine-tuned, e.g. cosine 0.80-0.85 on the zoo classifiers at --prune 0.25; the check catches a collapsed or dead model, not accuracy loss).
+    /// </summary>
+    public double EffectiveMinCosine => MinCosine ?? (Prune is not null ? 0.5 : Int8 || Int8Dynamic ? 0.98 : Fp16 ? 0.999 : 0.9999);
+
     /// <summary>Share of conv channels to prune, or null.</summary>
     public double? Prune { get; init; }
 
@@ -49,8 +66,12 @@ public sealed record OptimizeOptions
     /// <summary>Measurement time per bench point, seconds.</summary>
     public double BenchSeconds { get; init; } = 1.0;
 
-    /// <summary>Checks the combination and builds the transforms in the order they run: clean-up, input size, dynamic batch, pruning, precision, clean-up.</summary>
-    public IReadOnlyList<IModelTransform> CreateTransforms()
+    /// <summary>
+    /// Checks the combination and builds the transforms in the order they run: opset conversion, clean-up, input size,
+    /// dynamic batch, pruning, precision. Given the model's opset, a conversion is added where a precision transform needs
+    /// a newer opset than the model's (and --opset does not ask for one).
+    /// </summary>
+    public IReadOnlyList<IModelTransform> CreateTransforms(long? modelOpset = null)
     {
         if (Fp16 && (Int8 || Int8Dynamic))
         {
@@ -67,9 +88,14 @@ public sealed record OptimizeOptions
             throw new BatchwiseException("--int8 needs calibration data", "Add --calibration DIR (a folder of .npy samples) or --calibration random:32.");
         }
 
-        if (!Int8 && Calibration is not null)
+        if (!Int8 && Calibration is not null && Calibration.StartsWith("random:", StringComparison.OrdinalIgnoreCase))
         {
-            throw new BatchwiseException("--calibration is only used with --int8", "Add --int8, or drop --calibration.");
+            throw new BatchwiseException("--calibration random:N is only used with --int8 (verification already runs on seeded random inputs)", "Add --int8, or pass --calibration DIR to verify on real samples.");
+        }
+
+        if (MinCosine is { } c && !(c is >= -1 and <= 1))
+        {
+            throw new BatchwiseException($"--min-cosine must be between -1 and 1, got {c.ToString(System.Globalization.CultureInfo.InvariantCulture)}", "Write e.g. --min-cosine 0.99.");
         }
 
         if (Threads < 0)
@@ -79,10 +105,26 @@ public sealed record OptimizeOptions
 
         if (VerifyBatchSizes.Count == 0 || VerifyBatchSizes.Any(b => b < 1))
         {
-            throw new BatchwiseException($"--verify-batch-sizes must be positive integers, got {string.Join(",", VerifyBatchSizes)}", "Write e.g. --verify-batch-sizes 1,8,16.");
+            throw new BatchwiseException($"--batch-sizes must be positive integers, got {string.Join(",", VerifyBatchSizes)}", "Write e.g. --batch-sizes 1,8,16.");
         }
 
-        var transforms = new List<IModelTransform> { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval() };
+        var (needed, neededBy) = Fp16 ? (13L, "--fp16") : Int8 ? (13L, "--int8") : Int8Dynamic ? (11L, "--int8-dynamic") : (0L, null);
+        if (Opset is { } asked && asked < needed)
+        {
+            throw new BatchwiseException($"--opset {asked} is older than {neededBy} needs (opset {needed})", $"Drop --opset (the model is converted to {needed} automatically) or write --opset {needed} or newer.");
+        }
+
+        var transforms = new List<IModelTransform>();
+        if (Opset is { } target)
+        {
+            transforms.Add(new OpsetConversion(target));
+        }
+        else if (modelOpset is { } current && current < needed)
+        {
+            transforms.Add(new OpsetConversion(needed, $"{neededBy} needs opset {needed}"));
+        }
+
+        transforms.AddRange([new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval()]);
         if (InputSize is not null)
         {
             transforms.Add(StaticInputSize.Parse(InputSize));
@@ -126,10 +168,15 @@ public sealed record TransformStep(string Name, string Summary, double Seconds);
 /// <summary>Everything `batchwise optimize` did and measured.</summary>
 /// <param name="Model">The input model.</param>
 /// <param name="Steps">Transforms in order.</param>
+/// <param name="InputsBefore">The original's input shapes at batch 1 as costed, compared and benched.</param>
+/// <param name="InputsAfter">The result's input shapes at batch 1 (the same unless --input-size changed a fixed size).</param>
 /// <param name="Before">Cost of the original.</param>
 /// <param name="After">Cost of the result.</param>
+/// <param name="VerificationData">What the agreement check ran on.</param>
+/// <param name="MinCosine">The cosine similarity every output must reach.</param>
 /// <param name="Agreement">Output agreement, original vs result.</param>
 /// <param name="AgreementError">Why outputs could not be compared, when they could not.</param>
+/// <param name="Passed">True when every output passed (false when one failed or the outputs could not be compared).</param>
 /// <param name="SpeedBefore">Original's speed per batch size.</param>
 /// <param name="SpeedAfter">Result's speed per batch size.</param>
 /// <param name="Engine">What ran the verification.</param>
@@ -137,24 +184,61 @@ public sealed record TransformStep(string Name, string Summary, double Seconds);
 public sealed record OptimizationReport(
     string Model,
     IReadOnlyList<TransformStep> Steps,
+    string InputsBefore,
+    string InputsAfter,
     CostSummary? Before,
     CostSummary? After,
+    string VerificationData,
+    double MinCosine,
     IReadOnlyList<OutputAgreement> Agreement,
     string? AgreementError,
+    bool Passed,
     IReadOnlyList<SpeedPoint> SpeedBefore,
     IReadOnlyList<SpeedPoint> SpeedAfter,
     EngineDescription Engine,
-    DateTimeOffset Date);
+    DateTimeOffset Date)
+{
+    /// <summary>The JSON schema's name (docs/optimize.md, docs/report-schemas.md).</summary>
+    [System.Text.Json.Serialization.JsonPropertyOrder(-2)]
+    public string Schema { get; init; } = "batchwise.optimize";
+
+    /// <summary>The JSON schema's version; bumped on any incompatible change.</summary>
+    [System.Text.Json.Serialization.JsonPropertyOrder(-1)]
+    public int SchemaVersion { get; init; } = 1;
+
+    /// <summary>One line: why verification failed, or null when it passed.</summary>
+    public string? Failure => Passed ? null
+        : AgreementError is not null ? $"outputs not compared: {AgreementError}"
+        : string.Join("; ", Agreement.Where(a => !a.Passed).Select(a => $"'{a.Output}': {a.Problem}"));
+}
 
 /// <summary>Runs the transforms on a copy of the model, proves ONNX Runtime loads the result, and verifies it against the original.</summary>
 public static class OptimizationPipeline
 {
+    /// <summary>Why ONNX Runtime cannot load or run <paramref name="model"/>, or null when it can.</summary>
+    private static BatchwiseException? OriginalFailure(OnnxModel model)
+    {
+        try
+        {
+            using var session = new OrtEngine().Load(model, new EngineOptions());
+            session.Run(SeededInputs.Create(model, 1));
+            return null;
+        }
+        catch (BatchwiseException e)
+        {
+            return e;
+        }
+    }
+
     /// <summary>Transforms <paramref name="original"/> (left unchanged) and returns the result and the report.</summary>
     public static (OnnxModel Result, OptimizationReport Report) Run(OnnxModel original, OptimizeOptions options, Action<string>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(original);
         ArgumentNullException.ThrowIfNull(options);
-        var transforms = options.CreateTransforms();
+        var transforms = options.CreateTransforms(original.Opset);
+
+        // Every dynamic dimension gets its size now, before any transform runs (the error names all of them at once).
+        var inputs = VerificationInputs.Create(original, options);
         var result = OnnxModel.FromProto(original.Proto.Clone(), original.Name);
         var steps = new List<TransformStep>();
         foreach (var t in transforms)
@@ -169,69 +253,73 @@ public static class OptimizationPipeline
         try
         {
             using var session = new OrtEngine().Load(result, new EngineOptions());
-            session.Run(SeededInputs.Create(result, 1));
+            session.Run(inputs.Seeded(result, 1));
         }
         catch (BatchwiseException e)
         {
+            // When the input itself does not run, the transforms are not to blame: say why ONNX Runtime refuses the input.
+            if (OriginalFailure(original) is { } input)
+            {
+                var at = OrtFailure.NodeIn(OrtFailure.AllMessages(input));
+                throw new BatchwiseException($"ONNX Runtime cannot run the input model '{original.Name}'{(at is null ? string.Empty : $" at {at}")}: {OrtFailure.Detail(input)}", "optimize needs a model that ONNX Runtime runs; re-export it (an opset and IR version ONNX Runtime supports) and check it with `batchwise bench MODEL`.", input);
+            }
+
             var node = OrtFailure.NodeIn(OrtFailure.AllMessages(e));
-            throw new BatchwiseException($"The optimized model does not run in ONNX Runtime{(node is null ? string.Empty : $" at {node}")}: {OrtFailure.Detail(e)}", "This is a Batchwise bug; run without the last option and report it with --verbose output.", e);
+            throw new BatchwiseException($"The optimized model does not run in ONNX Runtime{(node is null ? string.Empty : $" at {node}")}: {OrtFailure.Detail(e)}", "The input runs, so a transform broke it: this is a Batchwise bug; run without the last option and report it with --verbose output.", e);
         }
 
         var engine = new OrtEngine().Describe(new EngineOptions { IntraOpThreads = options.Threads });
+        var minCosine = options.EffectiveMinCosine;
+        var (inputsBefore, inputsAfter) = (inputs.Describe(original), inputs.Describe(result));
         if (!options.Verify)
         {
-            return (result, new OptimizationReport(original.Name, steps, null, null, [], "verification skipped", [], [], engine, DateTimeOffset.UtcNow));
+            return (result, new OptimizationReport(original.Name, steps, inputsBefore, inputsAfter, null, null, "none", minCosine, [], "verification skipped (--no-verify)", false, [], [], engine, DateTimeOffset.UtcNow));
         }
 
-        progress?.Invoke("verifying outputs...");
+        progress?.Invoke($"verifying outputs on {inputs.Description}...");
         IReadOnlyList<OutputAgreement> agreement = [];
         string? agreementError = null;
-        var shapesBefore = string.Join(", ", original.Inputs.Select(i => i.ShapeText));
-        var shapesAfter = string.Join(", ", result.Inputs.Select(i => i.ShapeText));
+        var comparable = inputsBefore == inputsAfter;
         try
         {
-            agreement = Verification.Compare(original, result);
+            agreement = Verification.Compare(original, result, inputs.AgreementBatches(original), minCosine);
         }
-        catch (BatchwiseException) when (options.InputSize is not null)
+        catch (BatchwiseException) when (!comparable)
         {
-            agreementError = $"the original takes {shapesBefore}, the result {shapesAfter}; outputs are compared only where both accept the same input";
+            agreementError = $"the original takes {inputsBefore}, the result {inputsAfter}; outputs are compared only where both accept the same input";
         }
         catch (BatchwiseException e)
         {
             agreementError = e.Message;
         }
 
-        CostSummary? before = null, after = null;
-        try
-        {
-            before = CostSummary.Of(original);
-            after = CostSummary.Of(result);
-        }
-        catch (BatchwiseException)
-        {
-            // The original may not run at the probe size (e.g. fixed spatial size changed by --input-size); costs are then omitted.
-        }
+        // Both sides costed at the shapes they are benched at; a fixed-size original keeps its own size and the report shows both.
+        var before = CostSummary.Of(original, inputs.ShapesFor(original, 1));
+        var after = CostSummary.Of(result, inputs.ShapesFor(result, 1));
 
         progress?.Invoke("benchmarking the original and the result (interleaved runs)...");
         IReadOnlyList<SpeedPoint> speedBefore, speedAfter;
         try
         {
-            (speedBefore, speedAfter) = Verification.BenchInterleaved(original, result, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads });
+            (speedBefore, speedAfter) = Verification.BenchInterleaved(original, result, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads }, inputs);
         }
         catch (BatchwiseException)
         {
             // One of the two cannot run at some batch size the other can: bench them one after the other.
-            speedBefore = SafeBench(original, options);
-            speedAfter = SafeBench(result, options);
+            speedBefore = SafeBench(original, options, inputs);
+            speedAfter = SafeBench(result, options, inputs);
         }
-        return (result, new OptimizationReport(original.Name, steps, before, after, agreement, agreementError, speedBefore, speedAfter, engine, DateTimeOffset.UtcNow));
+
+        // Outputs that cannot be compared because --input-size changed a fixed size are not a failure: the report says why.
+        var passed = agreement.All(a => a.Passed) && (agreementError is null || !comparable) && (agreement.Count > 0 || agreementError is not null);
+        return (result, new OptimizationReport(original.Name, steps, inputsBefore, inputsAfter, before, after, inputs.Description, minCosine, agreement, agreementError, passed, speedBefore, speedAfter, engine, DateTimeOffset.UtcNow));
     }
 
-    private static IReadOnlyList<SpeedPoint> SafeBench(OnnxModel model, OptimizeOptions options)
+    private static IReadOnlyList<SpeedPoint> SafeBench(OnnxModel model, OptimizeOptions options, VerificationInputs inputs)
     {
         try
         {
-            return Verification.Bench(model, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads });
+            return Verification.Bench(model, options.VerifyBatchSizes, options.BenchSeconds, new EngineOptions { IntraOpThreads = options.Threads }, inputs);
         }
         catch (BatchwiseException e)
         {

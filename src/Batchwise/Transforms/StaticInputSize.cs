@@ -8,22 +8,19 @@ namespace Batchwise.Transforms;
 public sealed class StaticInputSize(long width, long height) : IModelTransform
 {
     /// <summary>Image width in pixels.</summary>
-    public long Width { get; } = width > 0 ? width : throw new BatchwiseException($"--input-size width must be positive, got {width}", "Write e.g. --input-size 320x320.");
+    public long Width { get; } = width > 0 ? width : throw new BatchwiseException($"--input-size width must be positive, got {width}", "Write e.g. --input-size 320 or --input-size 480x640 (height x width).");
 
     /// <summary>Image height in pixels.</summary>
-    public long Height { get; } = height > 0 ? height : throw new BatchwiseException($"--input-size height must be positive, got {height}", "Write e.g. --input-size 320x320.");
+    public long Height { get; } = height > 0 ? height : throw new BatchwiseException($"--input-size height must be positive, got {height}", "Write e.g. --input-size 320 or --input-size 480x640 (height x width).");
 
     /// <inheritdoc/>
     public string Name => "input-size";
 
-    /// <summary>Parses WxH (e.g. 320x320).</summary>
+    /// <summary>Parses a size the way Batchwise writes sizes everywhere: SIZE, or HEIGHTxWIDTH (e.g. 320 or 480x640).</summary>
     public static StaticInputSize Parse(string text)
     {
-        ArgumentNullException.ThrowIfNull(text);
-        var parts = text.ToLowerInvariant().Split('x');
-        return parts.Length == 2 && long.TryParse(parts[0], System.Globalization.CultureInfo.InvariantCulture, out var w) && long.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var h)
-            ? new StaticInputSize(w, h)
-            : throw new BatchwiseException($"--input-size '{text}' is not WIDTHxHEIGHT", "Write e.g. --input-size 320x320.");
+        var size = Analysis.InputSize.Parse(text, "--input-size");
+        return new StaticInputSize(size.Width, size.Height);
     }
 
     /// <inheritdoc/>
@@ -80,7 +77,7 @@ public sealed class StaticInputSize(long width, long height) : IModelTransform
             var node = OrtFailure.NodeIn(OrtFailure.AllMessages(e));
             var where = node is null ? "the graph" : node;
             throw new BatchwiseException(
-                $"--input-size {Width}x{Height} is not possible for '{model.Name}': {where} hard-codes a shape for the original size ({OrtFailure.Detail(e)})",
+                $"--input-size {Height}x{Width} is not possible for '{model.Name}': {where} hard-codes a shape for the original size ({OrtFailure.Detail(e)})",
                 "The model is not fully convolutional there (a Reshape constant, Flatten+Gemm with fixed features, or fixed anchors); re-export it at the size you want.",
                 e);
         }

@@ -64,9 +64,9 @@ public sealed partial class GraphBuilder
     };
 
     /// <summary>Conv (no bias) + BatchNormalization + activation, the unit of ResNet, MobileNet and YOLO.</summary>
-    public string ConvBnAct(string x, long inChannels, long outChannels, long kernel, long stride, Activation activation, string name, long group = 1, float gamma = 1f)
+    public string ConvBnAct(string x, long inChannels, long outChannels, long kernel, long stride, Activation activation, string name, long group = 1, float gamma = 1f, long padding = -1)
     {
-        var y = Conv(x, inChannels, outChannels, kernel, stride, group, bias: false, name: name, gain: activation == Activation.None ? 1f : 2f);
+        var y = Conv(x, inChannels, outChannels, kernel, stride, group, bias: false, name: name, padding: padding, gain: activation == Activation.None ? 1f : 2f);
         y = BatchNorm(y, outChannels, name + ".bn", gamma);
         return Activate(y, activation);
     }

@@ -24,6 +24,9 @@ public sealed partial class GraphBuilder
     /// <summary>False when float weights are declared with shapes only (a structure for shape inference and cost counting).</summary>
     public bool WithWeights { get; }
 
+    /// <summary>The default-domain opset the graph is written for: the opset-aware layers (Unsqueeze, LayerNorm, ...) write each operator as an exporter does at this opset.</summary>
+    public long Opset { get; init; } = 17;
+
     /// <summary>The seeded generator for weights.</summary>
     public Random Random { get; }
 
@@ -130,17 +133,17 @@ public sealed partial class GraphBuilder
         return newName;
     }
 
-    /// <summary>Finishes the model (IR 8, default-domain opset <paramref name="opset"/>).</summary>
-    public OnnxModel Build(string modelName, long opset = 17)
+    /// <summary>Finishes the model (default-domain opset <paramref name="opset"/>, else <see cref="Opset"/>; IR 8, or what a newer opset needs).</summary>
+    public OnnxModel Build(string modelName, long? opset = null)
     {
         var model = new OnnxProto.ModelProto
         {
-            IrVersion = 8,
+            IrVersion = (opset ?? Opset) switch { >= 21 => 10, >= 19 => 9, _ => 8 },
             ProducerName = "batchwise-zoo",
             ProducerVersion = typeof(GraphBuilder).Assembly.GetName().Version?.ToString() ?? "0",
             Graph = _graph,
         };
-        model.OpsetImport.Add(new OnnxProto.OperatorSetIdProto { Domain = string.Empty, Version = opset });
+        model.OpsetImport.Add(new OnnxProto.OperatorSetIdProto { Domain = string.Empty, Version = opset ?? Opset });
         return OnnxModel.FromProto(model, modelName);
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Batchwise.Engines;
 using Batchwise.Onnx;
 
 namespace Batchwise.Zoo;
@@ -26,7 +27,17 @@ public sealed class ZooOptions
     public bool WithWeights { get; }
 
     /// <summary>A graph builder seeded from the `seed` option (0 when the model has none).</summary>
-    public GraphBuilder CreateBuilder(string graphName) => new(graphName, _values.ContainsKey("seed") ? Int("seed", 0) : 0, WithWeights);
+    public GraphBuilder CreateBuilder(string graphName) =>
+        new(graphName, _values.ContainsKey("seed") ? Int("seed", 0) : 0, WithWeights) { Opset = _values.ContainsKey("opset") ? Opset() : 17 };
+
+    /// <summary>The `opset` option: the opset the model is exported at, 11 to 21 (as torch.onnx.export writes it at that opset).</summary>
+    public long Opset()
+    {
+        var text = _values["opset"];
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v is >= 11 and <= 21
+            ? v
+            : throw new BatchwiseException($"Zoo option 'opset={text}' is not an opset from 11 to 21", "Write e.g. opset=11 or opset=17.");
+    }
 
     /// <summary>An integer option, at least <paramref name="min"/>.</summary>
     public int Int(string key, int min = 1)
@@ -78,6 +89,10 @@ public static class ModelZoo
         MobileNetV2.Entry,
         YoloV8.Entry,
         Bert.Entry,
+        UNet.Entry,
+        DbNet.Entry,
+        Crnn.Entry,
+        Vit.Entry,
     ];
 
     /// <summary>Every built-in model.</summary>
@@ -131,10 +146,15 @@ public static class ModelZoo
 /// <summary>Loads a model from a file path or zoo:NAME.</summary>
 public static class ModelSource
 {
-    /// <summary>Loads <paramref name="spec"/>: zoo:NAME[?options] or a path to a .onnx file.</summary>
+    /// <summary>Loads <paramref name="spec"/>: zoo:NAME[?options], a path to a .onnx file, or a saved engine (.bwengine).</summary>
     public static OnnxModel Load(string spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        return spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase) ? ModelZoo.Build(spec) : OnnxModel.Load(spec);
+        if (spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase))
+        {
+            return ModelZoo.Build(spec);
+        }
+
+        return SavedEngineFile.IsSavedEngine(spec) && File.Exists(spec) ? SavedEngineFile.ReadModel(spec).Model : OnnxModel.Load(spec);
     }
 }

@@ -7,7 +7,13 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// <summary>GPU test support: skipping where there is no GPU, comparing against ONNX Runtime, writing reports.</summary>
 internal static class Gpu
 {
-    /// <summary>Skips the calling test with the reason when no NVIDIA GPU is usable.</summary>
+    /// <summary>
+    /// True where a GPU must be there (BATCHWISE_REQUIRE_GPU=1, set by bench/device/run.sh): a GPU test then fails
+    /// instead of skipping, so a broken library resolver cannot turn the device run into 60 skips and a green exit.
+    /// </summary>
+    public static bool Required => Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_GPU") == "1";
+
+    /// <summary>Skips the calling test with the reason when no NVIDIA GPU is usable; fails instead where one is required.</summary>
     public static void Require()
     {
         try
@@ -16,8 +22,19 @@ internal static class Gpu
         }
         catch (BatchwiseException e)
         {
-            Assert.Skip(e.Message);
+            SkipOrFail(e.Message);
         }
+    }
+
+    /// <summary>Skips with the reason, or fails with it where a GPU run is required (<see cref="Required"/>).</summary>
+    public static void SkipOrFail(string reason)
+    {
+        if (Required)
+        {
+            Assert.Fail($"BATCHWISE_REQUIRE_GPU=1, yet this GPU test cannot run: {reason}");
+        }
+
+        Assert.Skip(reason);
     }
 
     /// <summary>Where device runs write their reports (BATCHWISE_REPORT_DIR), or null.</summary>

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -218,54 +217,5 @@ public sealed class ModelGpuTests
         }
 
         Assert.Equal(Outputs(false), Outputs(true));
-    }
-
-    /// <summary>Throughput for the device report (only when BATCHWISE_CUDA_BENCH=1): median of timed runs after warm-up.</summary>
-    [Fact]
-    public void Throughput_for_the_device_report()
-    {
-        Gpu.Require();
-        if (Environment.GetEnvironmentVariable("BATCHWISE_CUDA_BENCH") != "1")
-        {
-            Assert.Skip("set BATCHWISE_CUDA_BENCH=1 to time the zoo models");
-        }
-
-        var cases = new (string Spec, int[] Batches)[]
-        {
-            ("zoo:resnet50", [1, 8, 64, 256]),
-            ("zoo:mobilenetv2", [1, 64]),
-            ("zoo:yolov8n?size=640", [1, 8]),
-            ("zoo:bert", [1, 8]),
-        };
-        foreach (var (tf32, precision) in new[] { (false, Precision.Fp32), (true, Precision.Fp32), (false, Precision.Fp16) })
-        {
-            foreach (var (spec, batches) in cases)
-            {
-                using var session = new CudaEngine().Load(ModelZoo.Build(spec), new EngineOptions { AllowTf32 = tf32, Precision = precision });
-                foreach (var b in batches)
-                {
-                    var inputs = session.Inputs.Select(i => Gpu.RandomInput(i, b)).ToList();
-                    var build = Stopwatch.StartNew();
-                    using var run = session.Prepare(inputs);
-                    var planSeconds = build.Elapsed.TotalSeconds;
-                    for (var i = 0; i < 5; i++)
-                    {
-                        run.Run();
-                    }
-
-                    var times = new List<double>();
-                    var wall = Stopwatch.StartNew();
-                    while (times.Count < 10 || (wall.Elapsed.TotalSeconds < 1.0 && times.Count < 200))
-                    {
-                        times.Add(run.Run());
-                    }
-
-                    times.Sort();
-                    var median = times[times.Count / 2];
-                    var sample = session.SampleDevice();
-                    Gpu.Report("bench.md", string.Create(CultureInfo.InvariantCulture, $"| {spec} | {(precision == Precision.Fp16 ? "fp16" : tf32 ? "fp32+tf32" : "fp32")} | {b} | {b / median:F0} | {median * 1000:F3} | {times[0] * 1000:F3} | {times.Count} | {planSeconds:F2} | {sample?.MemoryUsedBytes / 1048576.0:F0} | {sample?.UtilizationPercent:F0} |"));
-                }
-            }
-        }
     }
 }

@@ -1,6 +1,6 @@
-using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Gpu;
 
@@ -17,6 +17,19 @@ public sealed class NodeGpuTests
         "Gather", "Cast", "Shape", "Constant", "Identity", "Pad", "Expand", "Where",
     };
 
+    /// <summary>
+    /// Cases the engine refuses on purpose: a variant of a listed operator it does not implement, each with its reason.
+    /// Any other refusal of a case made only of listed operators fails the test (a lost operator must not pass as a skip).
+    /// </summary>
+    private static readonly (System.Text.RegularExpressions.Regex Case, string Why)[] KnownRefusals =
+    [
+        (new("^test_batchnorm_.*_training_mode$"), "BatchNormalization's training mode (running mean/variance outputs)"),
+        (new("^test_cast(like)?_.*B?FLOAT16"), "float16 and bfloat16 tensors and casts (the engine computes fp16 inside, its graph edges are float32)"),
+        (new("^test_maxpool_with_argmax_"), "MaxPool's Indices output"),
+        (new("^test_resize_.*cubic"), "Resize mode 'cubic'"),
+        (new("^test_resize_tf_crop_and_resize"), "Resize coordinate_transformation_mode 'tf_crop_and_resize'"),
+    ];
+
     [Fact]
     public void Onnx_backend_node_tests_pass()
     {
@@ -24,7 +37,8 @@ public sealed class NodeGpuTests
         var root = Environment.GetEnvironmentVariable("BATCHWISE_ONNX_NODE_TESTS");
         if (string.IsNullOrEmpty(root) || !Directory.Exists(root))
         {
-            Assert.Skip("BATCHWISE_ONNX_NODE_TESTS names no onnx/backend/test/data/node folder");
+            Gpu.SkipOrFail("BATCHWISE_ONNX_NODE_TESTS names no onnx/backend/test/data/node folder");
+            return;
         }
 
         var ran = 0;
@@ -48,18 +62,31 @@ public sealed class NodeGpuTests
             }
 
             var op = proto.Graph.Node.Select(n => n.OpType).FirstOrDefault(o => o is not ("Constant" or "Shape" or "Identity")) ?? ops[0];
+            OnnxModel model;
+            try
+            {
+                model = OnnxModel.Load(modelPath);
+            }
+            catch (BatchwiseException e)
+            {
+                // Batchwise's ONNX reader refuses the file itself (opset 1, STRING tensors, sequences): not the engine's doing.
+                skipped.Add($"{name}: not readable by Batchwise: {e.Message}");
+                continue;
+            }
+
             string? outcome;
             try
             {
-                outcome = RunCase(dir, modelPath);
+                outcome = RunCase(dir, model);
             }
-            catch (BatchwiseException e) when (e.Message.Contains("support", StringComparison.Ordinal) || e.Message.Contains("opset", StringComparison.Ordinal) || e.Message.Contains("IR version", StringComparison.Ordinal))
+            catch (BatchwiseException e) when (e.Message.Contains("does not support", StringComparison.Ordinal) && KnownRefusals.FirstOrDefault(k => k.Case.IsMatch(name)) is { Why: { } why })
             {
-                skipped.Add($"{name}: {e.Message}");
+                skipped.Add($"{name}: refused on purpose ({why}): {e.Message}");
                 continue;
             }
             catch (Exception e)
             {
+                // Any other refusal of a listed operator is a failure, not a skip.
                 outcome = $"{e.GetType().Name}: {e.Message}";
             }
 
@@ -72,7 +99,7 @@ public sealed class NodeGpuTests
             }
         }
 
-        Gpu.Report("node-tests.md", $"ran {ran}, passed {ran - failures.Count}, failed {failures.Count}, skipped as unsupported {skipped.Count}");
+        Gpu.Report("node-tests.md", $"ran {ran}, passed {ran - failures.Count}, failed {failures.Count}, not run {skipped.Count} (unreadable files, or refused on purpose: see below)");
         Gpu.Report("node-tests.md", string.Empty);
         Gpu.Report("node-tests.md", "| operator | ran | passed |");
         Gpu.Report("node-tests.md", "|---|---|---|");
@@ -97,9 +124,8 @@ public sealed class NodeGpuTests
     }
 
     /// <summary>Runs one case; null when it passes, else what differs.</summary>
-    private static string? RunCase(string dir, string modelPath)
+    private static string? RunCase(string dir, OnnxModel model)
     {
-        var model = OnnxModel.Load(modelPath);
         using var session = new CudaEngine().Load(model, new EngineOptions());
         foreach (var set in Directory.GetDirectories(dir, "test_data_set_*").Order(StringComparer.Ordinal))
         {

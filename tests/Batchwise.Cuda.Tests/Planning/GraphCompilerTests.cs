@@ -2,6 +2,7 @@ using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -19,7 +20,7 @@ public sealed class GraphCompilerTests
 
         public CudnnHandle PlanningCudnn => throw new InvalidOperationException("no GPU in this test");
 
-        public CublasLtObject PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
+        public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException("no GPU in this test");
     }
 
     private static ExecutionPlan Compile(OnnxModel model, params Tensor[] inputs) => Compile(Precision.Fp32, model, inputs);
@@ -48,6 +49,34 @@ public sealed class GraphCompilerTests
         var step = Assert.Single(plan.Steps);
         Assert.IsType<KernelStep>(step);
         Assert.Equal([3L, 24L], plan.Outputs[0].Shape);
+    }
+
+    [Fact]
+    public void Pads_computed_from_shapes_by_any_operator_fold_when_the_plan_is_built()
+    {
+        // Swin's window padding: pad = max((7 - H mod 7) mod 7, ceil(H / 7) * 7 - H), through a ReduceMax (not folded eagerly).
+        var g = new GraphBuilder("swin-pad");
+        var x = g.Input("x", ElementType.Float, "batch", 13L, 10L, 8L);
+        var shape = g.Node("Shape", [x]);
+        var window = g.Int64s("window", [7], []);
+        string PadFor(int axis)
+        {
+            var size = g.Node("Gather", [shape, g.Int64s($"axis{axis}", [axis], [])], GraphBuilder.Attr("axis", 0L));
+            var byMod = g.Node("Mod", [g.Node("Sub", [window, g.Node("Mod", [size, window])]), window]);
+            var windows = g.Node("Ceil", [g.Node("Div", [g.Node("Cast", [size], GraphBuilder.Attr("to", (long)ElementType.Float)), g.Scalar(7f)])]);
+            var byCeil = g.Node("Sub", [g.Node("Cast", [g.Node("Mul", [windows, g.Scalar(7f)])], GraphBuilder.Attr("to", (long)ElementType.Int64)), size]);
+            var both = g.Node("Concat", [g.Node("Unsqueeze", [byMod, g.Int64s($"u{axis}", [0])]), g.Node("Unsqueeze", [byCeil, g.Int64s($"v{axis}", [0])])], GraphBuilder.Attr("axis", 0L));
+            return g.Node("Unsqueeze", [g.Node("ReduceMax", [both], GraphBuilder.Attr("keepdims", 0L)), g.Int64s($"w{axis}", [0])]);
+        }
+
+        var zero = g.Int64s("zeros", [0, 0]);
+        var pads = g.Node("Concat", [zero, g.Int64s("zero1", [0]), zero, PadFor(1), PadFor(2), g.Int64s("zero2", [0])], GraphBuilder.Attr("axis", 0L));
+        g.Output(g.Rename(g.Node("Pad", [x, pads]), "y"), ElementType.Float, "batch", 14L, 14L, 8L);
+
+        var plan = Compile(g.Build("swin-pad"), Tensor.Zeros(ElementType.Float, [2, 13, 10, 8]));
+
+        Assert.Equal([2L, 14, 14, 8], plan.Outputs[0].Shape);
+        Assert.Single(plan.Steps); // the Pad kernel: everything else folded
     }
 
     [Fact]
@@ -135,7 +164,8 @@ public sealed class GraphCompilerTests
         var kernels = plan.Steps.Cast<KernelStep>().Select(k => k.Source).ToList();
         Assert.Equal(5, kernels.Count); // float32 NCHW -> float16 NHWC, pool, relu, mean, float16 -> float32
         Assert.Contains("bw_half* __restrict__ dst, const float* __restrict__ src", kernels[0], StringComparison.Ordinal);
-        Assert.Contains("i64 ch = r % 4LL", kernels[1], StringComparison.Ordinal);
+        Assert.Contains("+ ch;", kernels[1], StringComparison.Ordinal); // channels-last pooling: the channel is the fastest index
+        Assert.Equal(4, Kernels.KernelSourceTests.Args(new(kernels[1], plan.Steps.Cast<KernelStep>().ElementAt(1).Args))["channels"]);
         Assert.Contains("float* __restrict__ dst, const bw_half* __restrict__ src", kernels[4], StringComparison.Ordinal);
         Assert.Equal(ElementType.Float, plan.Outputs[0].Type);
         Assert.Equal([2L, 4L], plan.Outputs[0].Shape);
@@ -155,7 +185,10 @@ public sealed class GraphCompilerTests
 
         var kernels = plan.Steps.Cast<KernelStep>().ToList();
         Assert.Equal(2, kernels.Count); // the ReLU into rows 0-2 of each batch item, then a copy of x into rows 3-5
-        Assert.Contains("/ 24u) * 48u + 0u +", kernels[0].Source, StringComparison.Ordinal);
+        var slice = Kernels.KernelSourceTests.Args(new(kernels[0].Source, kernels[0].Args));
+        Assert.Equal(24, slice["block"]); // element i of the ReLU goes to (i / 24) * 48 + 0 + i % 24
+        Assert.Equal(48, slice["row_stride"]);
+        Assert.Equal(0, slice["offset"]);
         Assert.Equal(kernels[0].Buffers[0], kernels[1].Buffers[0]);
         Assert.Equal([2L, 6L, 8L], plan.Outputs[0].Shape);
     }

@@ -115,12 +115,13 @@ public sealed class CeilingsTests : IDisposable
     {
         var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 18, ConvChannels = 32, ConvLayers = 2, ConvSides = [1, 4, 8] };
         var c = probe.Measure(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
-        Assert.True(c.PeakFlops > 1e8, $"peak {c.PeakFlops}");
-        Assert.True(c.PeakConvFlops > 1e8, $"conv {c.PeakConvFlops}");
-        Assert.True(c.BandwidthBytesPerSecond > 1e8, $"bandwidth {c.BandwidthBytesPerSecond}");
-        Assert.InRange(c.RunOverheadSeconds, 0, 0.01);
-        Assert.InRange(c.OpOverheadSeconds, 0, 0.001);
-        Assert.InRange(c.SaturationN, 1, 1e7);
+        // Rates and costs exist and are finite; how fast this CPU is belongs to bench/results (explain-cpu), not here.
+        Assert.True(double.IsFinite(c.PeakFlops) && c.PeakFlops > 0, $"peak {c.PeakFlops}");
+        Assert.True(c.PeakConvFlops is { } conv && double.IsFinite(conv) && conv > 0, $"conv {c.PeakConvFlops}");
+        Assert.True(double.IsFinite(c.BandwidthBytesPerSecond) && c.BandwidthBytesPerSecond > 0, $"bandwidth {c.BandwidthBytesPerSecond}");
+        Assert.True(double.IsFinite(c.RunOverheadSeconds) && c.RunOverheadSeconds >= 0, $"run overhead {c.RunOverheadSeconds}");
+        Assert.True(double.IsFinite(c.OpOverheadSeconds) && c.OpOverheadSeconds >= 0, $"op overhead {c.OpOverheadSeconds}");
+        Assert.True(c.SaturationN >= 1, $"saturation N {c.SaturationN}");
         Assert.Equal("ort", c.Engine);
         Assert.Contains("conv_curve", c.Details.Keys);
         Assert.Equal([1.0, 16, 64], c.RateCurves["fp32"].Select(p => p.N));

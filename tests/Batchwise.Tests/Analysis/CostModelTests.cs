@@ -115,4 +115,36 @@ public sealed class CostModelTests
         Assert.Contains("Conv node 'conv'", e.Message, StringComparison.Ordinal);
         Assert.Contains("[batch, 64, 112, 112]", e.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>A convolution, an operator nobody knows, a ReLU reading it, and a convolution after.</summary>
+    internal static OnnxModel WithUnknownOperator()
+    {
+        var g = new GraphBuilder("mystery");
+        var x = g.Input("x", ElementType.Float, "batch", 3L, 16L, 16L);
+        var conv = g.Node("Conv", [x, g.Weight("w", [8, 3, 3, 3], 0.1f)], GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L));
+        var mystery = g.Node("Mystery", [conv]);
+        var relu = g.Node("Relu", [mystery]);
+        g.Output(g.Node("Conv", [relu, g.Weight("w2", [4, 8, 1, 1], 0.1f)]), ElementType.Float, "batch", 4L, 16L, 16L);
+        var proto = g.Build("mystery").Proto;
+        proto.Graph.Node.Single(n => n.OpType == "Mystery").Domain = "com.example";
+        proto.OpsetImport.Add(new global::Onnx.OperatorSetIdProto { Domain = "com.example", Version = 1 });
+        return OnnxModel.FromProto(proto, "mystery");
+    }
+
+    [Fact]
+    public void An_unknown_operator_and_what_reads_it_are_marked_and_the_rest_is_costed()
+    {
+        var cost = CostModel.Compute(WithUnknownOperator(), 2);
+
+        var first = cost.Nodes[0];
+        Assert.Equal(OpCategory.Gemm, first.Category);
+        Assert.Equal(2L * 8 * 16 * 16 * 3 * 3 * 3, first.Macs);
+        var mystery = cost.Nodes[1];
+        Assert.Equal(OpCategory.Unknown, mystery.Category);
+        Assert.Equal("com.example.Mystery", mystery.OpType);
+        Assert.Contains("com.example.Mystery", mystery.Uncosted, StringComparison.Ordinal);
+        Assert.All(cost.Nodes.Skip(2), n => Assert.Contains("no inferred shape", n.Uncosted, StringComparison.Ordinal));
+        Assert.Equal(3, cost.Uncosted.Count);
+        Assert.Equal(first.Macs, cost.Macs);
+    }
 }

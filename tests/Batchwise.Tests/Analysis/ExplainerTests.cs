@@ -125,4 +125,17 @@ public sealed class ExplainerTests
         Assert.StartsWith("Prediction error: 0% at b=1, 0% at b=1", line, StringComparison.Ordinal);
         Assert.Contains("fastest run of each batch size: 0% and 0%", line, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Explain_names_layers_it_cannot_cost_and_continues()
+    {
+        var work = ModelWork.Analyze(CostModelTests.WithUnknownOperator(), null);
+        var e = Explainer.Explain(work, Synthetic.Device(), [1, 4], []);
+
+        Assert.Equal(3, e.Uncosted.Count);
+        var line = Assert.Single(e.Verdict, v => v.StartsWith("Not costed", StringComparison.Ordinal));
+        Assert.Contains("com.example.Mystery 'mystery'", line, StringComparison.Ordinal);
+        Assert.Contains("Relu 'relu'", line, StringComparison.Ordinal);
+        Assert.True(e.Predicted[0].Throughput > 0);
+    }
 }

@@ -1,4 +1,5 @@
 using Batchwise.Benchmarking;
+using Batchwise.Onnx;
 using Batchwise.Zoo;
 
 namespace Batchwise.Tests.Benchmarking;
@@ -27,9 +28,47 @@ public sealed class ShapeBindingsTests
     {
         var model = TestModels.Tokens();
         var e = Assert.Throws<BatchwiseException>(() => ShapeBindings.None.Resolve(model.Inputs, model.FindBatchAxis(), 1));
-        Assert.Contains("Input 'input_ids' has dynamic dimension 1 ('seq')", e.Message, StringComparison.Ordinal);
-        Assert.Contains("--shape seq=SIZE", e.Hint, StringComparison.Ordinal);
-        Assert.Contains("--shape input_ids:batch,SIZE", e.Hint, StringComparison.Ordinal);
+        Assert.Contains("2 dynamic dimensions have no size: 'input_ids' [batch, seq] dimension 1 ('seq'); 'attention_mask' [batch, seq] dimension 1 ('seq')", e.Message, StringComparison.Ordinal);
+        Assert.EndsWith("e.g. --shape seq=128.", e.Hint, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Every_dynamic_dimension_is_named_at_once_and_the_suggested_command_works_as_printed()
+    {
+        // An image input with named height and an unnamed width, and a sequence input: three unsized dimensions.
+        var g = new GraphBuilder("mixed");
+        var image = g.Input("image", ElementType.Float, "batch", 3L, "height", string.Empty);
+        var tokens = g.Input("tokens", ElementType.Float, "batch", "seq");
+        g.Output(g.Rename(g.Node("ReduceMean", [image], GraphBuilder.Attr("keepdims", 0L)), "a"), ElementType.Float);
+        g.Output(g.Rename(g.Node("ReduceMean", [tokens], GraphBuilder.Attr("keepdims", 0L)), "b"), ElementType.Float);
+        var model = g.Build("mixed");
+        var axis = model.FindBatchAxis();
+
+        var e = Assert.Throws<BatchwiseException>(() => ShapeBindings.None.Resolve(model.Inputs, axis, 1));
+
+        Assert.Contains("3 dynamic dimensions have no size", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'image' [batch, 3, height, ?] dimensions 2 ('height') and 3 ('?')", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'tokens' [batch, seq] dimension 1 ('seq')", e.Message, StringComparison.Ordinal);
+        var hint = e.Hint!;
+        var printed = hint[(hint.IndexOf("e.g. ", StringComparison.Ordinal) + 5)..].TrimEnd('.');
+        Assert.Equal("--shape seq=128 --shape image:batch,3,224,224", printed);
+
+        // Exactly what it printed resolves every input.
+        var values = printed.Split("--shape ", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var shapes = ShapeBindings.Parse(values).Resolve(model.Inputs, axis, 2);
+        Assert.Equal([[2L, 3L, 224L, 224L], [2L, 128L]], shapes);
+    }
+
+    [Fact]
+    public void Pin_fixes_every_dynamic_dimension_but_the_batch()
+    {
+        var model = TestModels.Tokens();
+        var pinned = ShapeBindings.Parse(["seq=16"]).Pin(model);
+
+        Assert.Equal("[batch, 16]", pinned.Inputs[0].ShapeText);
+        Assert.Equal("[batch, 16]", pinned.Inputs[1].ShapeText);
+        Assert.Equal("[batch, seq]", model.Inputs[0].ShapeText);
+        Assert.Contains("no size", Assert.Throws<BatchwiseException>(() => ShapeBindings.None.Pin(model)).Message, StringComparison.Ordinal);
     }
 
     [Theory]

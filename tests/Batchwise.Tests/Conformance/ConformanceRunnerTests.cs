@@ -88,7 +88,7 @@ public sealed class ConformanceRunnerTests : IDisposable
     [Fact]
     public void Debian_node_tests_pass_on_onnx_runtime()
     {
-        Assert.SkipUnless(Directory.Exists(NodeTestSuite.DebianDirectory), $"{NodeTestSuite.DebianDirectory} is absent (apt-get install libonnx-testdata)");
+        TestTools.Require(Directory.Exists(NodeTestSuite.DebianDirectory), $"{NodeTestSuite.DebianDirectory} is absent (apt-get install libonnx-testdata; .ci/run installs it)");
         var cases = NodeTestSuite.Discover(NodeTestSuite.DebianDirectory, new System.Text.RegularExpressions.Regex("^test_(relu|conv_with_strides_padding|softmax_axis_1|gemm_default_no_bias|gather_0)$"));
         Assert.Equal(5, cases.Count);
         var report = new ConformanceRunner(new OrtEngine(), new EngineOptions(), Tolerance.OnnxBackendTest).Run(NodeTestSuite.DebianDirectory, cases);

@@ -1,3 +1,4 @@
+using Batchwise.Engines;
 using Batchwise.Onnx;
 using Batchwise.Zoo;
 using Google.Protobuf;
@@ -65,6 +66,58 @@ public sealed class OnnxModelTests : IDisposable
         proto.OpsetImport[0].Version = 99;
         var e = Assert.Throws<BatchwiseException>(() => OnnxModel.FromBytes(proto.ToByteArray(), "m"));
         Assert.Contains("opset 99", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Nodes_out_of_order_are_sorted_on_load_and_run_as_before()
+    {
+        var model = ModelZoo.Build("zoo:mlp");
+        var expected = Run(model);
+
+        // The first node's producer moved to the end (as in an export whose Cast is node 643 and is read by node 0).
+        var shuffled = model.Proto.Clone();
+        var nodes = shuffled.Graph.Node.ToList();
+        nodes.Reverse();
+        shuffled.Graph.Node.Clear();
+        shuffled.Graph.Node.AddRange(nodes);
+        var path = Path.Combine(_dir, "shuffled.onnx");
+        File.WriteAllBytes(path, shuffled.ToByteArray());
+
+        var loaded = OnnxModel.Load(path);
+
+        Assert.Equal(model.Graph.Node.Select(n => n.Name).Order(), loaded.Graph.Node.Select(n => n.Name).Order());
+        Assert.Equal(ShapeInference.Run(model)[model.Outputs[0].Name], ShapeInference.Run(loaded)[model.Outputs[0].Name]);
+        Assert.Equal(expected, Run(loaded));
+    }
+
+    [Fact]
+    public void A_cycle_is_one_error_naming_a_node_on_it()
+    {
+        var g = new GraphBuilder("cycle");
+        var x = g.Input("x", ElementType.Float, 1L, 4L);
+        var a = g.Node("Relu", [x]);
+        var b = g.Node("Sigmoid", [a]);
+        g.Output(b, ElementType.Float, 1L, 4L);
+        var proto = g.Build("cycle").Proto.Clone();
+        proto.Graph.Node[0].Input[0] = proto.Graph.Node[1].Output[0]; // Relu now reads Sigmoid's output
+
+        var e = Assert.Throws<BatchwiseException>(() => OnnxModel.FromProto(proto, "cycle"));
+
+        Assert.Contains("cycle through", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'relu'", e.Message, StringComparison.Ordinal);
+    }
+
+    private static double[] Run(OnnxModel model)
+    {
+        using var session = new OrtEngine().Load(model, new EngineOptions());
+        var input = Tensor.Zeros(session.Inputs[0].ElementType, [2, .. session.Inputs[0].Shape.Skip(1).Select(d => d.Value ?? 1)]);
+        var values = input.AsSpan<float>();
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = (i % 7) - 3;
+        }
+
+        return session.Run([input])[0].ToDoubles();
     }
 
     [Fact]

@@ -129,6 +129,49 @@ public sealed class ShapeInferenceTests
         Assert.Equal([12L, 13L], s);
     }
 
+    /// <summary>
+    /// Swin's window padding: the pads of a Pad come from the input's shape through Gather, Sub, Mod, Cast, Div, Ceil,
+    /// ReduceMax and Concat; every value that depends only on shapes and constants must fold, whatever computes it.
+    /// </summary>
+    internal static OnnxModel SwinWindowPadding(string name = "swin-pad")
+    {
+        var g = new GraphBuilder(name);
+        var x = g.Input("x", ElementType.Float, "batch", 13L, 10L, 8L);
+        var shape = g.Node("Shape", [x]);
+        var window = g.Int64s("window", [7], []);
+        string PadFor(int axis)
+        {
+            var size = g.Node("Gather", [shape, g.Int64s($"axis{axis}", [axis], [])], GraphBuilder.Attr("axis", 0L));
+            var byMod = g.Node("Mod", [g.Node("Sub", [window, g.Node("Mod", [size, window])]), window]);
+
+            // The same pad computed another way: ceil(size / window) * window - size, through floats.
+            var asFloat = g.Node("Cast", [size], GraphBuilder.Attr("to", (long)ElementType.Float));
+            var windows = g.Node("Ceil", [g.Node("Div", [asFloat, g.Node("Cast", [window], GraphBuilder.Attr("to", (long)ElementType.Float))])]);
+            var rounded = g.Node("Cast", [g.Node("Mul", [windows, g.Scalar(7f)])], GraphBuilder.Attr("to", (long)ElementType.Int64));
+            var byCeil = g.Node("Sub", [rounded, size]);
+            var both = g.Node("Concat", [g.Node("Unsqueeze", [byMod, g.Int64s($"u{axis}", [0])]), g.Node("Unsqueeze", [byCeil, g.Int64s($"v{axis}", [0])])], GraphBuilder.Attr("axis", 0L));
+            return g.Node("Unsqueeze", [g.Node("ReduceMax", [both], GraphBuilder.Attr("keepdims", 0L)), g.Int64s($"w{axis}", [0])]);
+        }
+
+        var zero = g.Int64s("zeros", [0, 0]);
+        var pads = g.Node("Concat", [zero, g.Int64s("zero1", [0]), zero, PadFor(1), PadFor(2), g.Int64s("zero2", [0])], GraphBuilder.Attr("axis", 0L));
+        var padded = g.Rename(g.Node("Pad", [x, pads]), "y");
+        g.Output(padded, ElementType.Float, "batch", 14L, 14L, 8L);
+        return g.Build(name);
+    }
+
+    [Fact]
+    public void Pads_computed_from_shapes_fold_whatever_operators_compute_them()
+    {
+        var model = SwinWindowPadding();
+        Assert.Equal("[batch, 14, 14, 8]", ShapeInference.Run(model)["y"].DimsText);
+        var concrete = ShapeInference.Run(model, new Dictionary<string, long> { ["batch"] = 3 });
+        Assert.Equal([3L, 14, 14, 8], concrete["y"].ToArray());
+
+        using var session = new OrtEngine().Load(model, new EngineOptions());
+        Assert.Equal([3L, 14, 14, 8], session.Run([ZooModelTests.RandomInput(session.Inputs[0], 3)])[0].Shape);
+    }
+
     [Fact]
     public void An_unsupported_operator_is_named_with_its_node()
     {

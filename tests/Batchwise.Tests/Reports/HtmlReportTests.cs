@@ -46,7 +46,7 @@ public sealed partial class HtmlReportTests : IDisposable
     public void Explain_report_renders_with_its_plots_in_headless_chromium()
     {
         var chromium = FindChromium();
-        Assert.SkipWhen(chromium is null, "chromium is not installed (apt-get install -y chromium); .ci/run installs it where it runs as root");
+        TestTools.Require(chromium is not null, "chromium is not installed (apt-get install -y chromium; .ci/run installs it)");
         var path = Path.Combine(_dir, "explain.html");
         HtmlReport.WriteExplain(path, SampleExplanation(), new Dictionary<string, string> { ["model"] = "synthetic" });
 

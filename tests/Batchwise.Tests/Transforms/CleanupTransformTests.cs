@@ -60,11 +60,10 @@ public sealed class CleanupTransformTests
     {
         var g = new GraphBuilder("dead");
         var x = g.Input("x", ElementType.Float, "batch", 4L);
-        var unused = g.Node("Mul", [x, g.Initializer("only_for_dead", [4], [1f, 2f, 3f, 4f])]);
+        _ = g.Node("Mul", [x, g.Initializer("only_for_dead", [4], [1f, 2f, 3f, 4f])]); // its output goes nowhere
         var y = g.Node("Relu", [x]);
         g.Output(y, ElementType.Float, "batch", 4L);
         var model = g.Build("dead");
-        Assert.NotNull(unused);
 
         new DeadNodeRemoval().Apply(model);
 

@@ -201,4 +201,58 @@ public sealed class PrecisionTransformTests
         stream.Write(System.Text.Encoding.ASCII.GetBytes(header));
         stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
     }
+    [Fact]
+    public void Int8_reads_float16_weights_through_their_casts()
+    {
+        var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        var casts = StoreWeightsAsFloat16(result);
+        var summary = new Int8Quantization(CalibrationData.Parse("random:2")).Apply(result);
+
+        var convs = TransformTestModels.Count(original, "Conv");
+        Assert.StartsWith($"{convs + 1} nodes quantized", summary, StringComparison.Ordinal); // every Conv and the Gemm
+        Assert.Contains(result.Graph.Initializer, t => (ElementType)t.DataType == ElementType.Int8 && t.Dims.Count == 4);
+        Assert.True(result.Graph.Node.Count(n => n.OpType == "Cast") < casts, "the Casts of quantized weights should be gone");
+        Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.98);
+    }
+
+    [Fact]
+    public void Int8_dynamic_reads_float16_weights_through_their_casts()
+    {
+        var (original, result) = TransformTestModels.CleanedUp(TransformTestModels.Bert);
+        StoreWeightsAsFloat16(result);
+        var summary = new Int8DynamicQuantization().Apply(result);
+
+        Assert.StartsWith($"{TransformTestModels.Count(original, "MatMul") - 4} MatMul/Gemm nodes", summary, StringComparison.Ordinal); // all but the two attention MatMuls (Q.K, P.V) of each of the 2 layers
+        Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.99);
+    }
+
+    // Rewrites a float32 model as fp16-weight exports store it: every float32 weight (rank >= 1) becomes a float16
+    // initializer read through a Cast to float32. Returns how many Casts it added.
+    private static int StoreWeightsAsFloat16(OnnxModel model)
+    {
+        var graph = model.Graph;
+        var casts = new List<global::Onnx.NodeProto>();
+        foreach (var t in graph.Initializer.Where(t => (ElementType)t.DataType == ElementType.Float && t.Dims.Count > 0).ToList())
+        {
+            var values = t.ToFloats();
+            var half = new global::Onnx.TensorProto { Name = t.Name + "_fp16", DataType = (int)ElementType.Float16 };
+            half.Dims.AddRange(t.Dims);
+            half.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Array.ConvertAll(values, v => (Half)v).AsSpan()));
+            graph.Initializer.Remove(t);
+            graph.Initializer.Add(half);
+            var cast = new global::Onnx.NodeProto { OpType = "Cast", Name = t.Name + "_cast" };
+            cast.Input.Add(half.Name);
+            cast.Output.Add(t.Name);
+            cast.Attribute.Add(new global::Onnx.AttributeProto { Name = "to", Type = global::Onnx.AttributeProto.Types.AttributeType.Int, I = (long)ElementType.Float });
+            casts.Add(cast);
+        }
+
+        for (var i = casts.Count - 1; i >= 0; i--)
+        {
+            graph.Node.Insert(0, casts[i]);
+        }
+
+        model.Validate();
+        return casts.Count;
+    }
 }

@@ -48,7 +48,7 @@ public sealed class ShapeTransformTests
     {
         var model = ModelZoo.Build("zoo:mlp");
         Assert.Contains("image input", Assert.Throws<BatchwiseException>(() => new StaticInputSize(8, 8).Apply(model)).Message, StringComparison.Ordinal);
-        Assert.Throws<BatchwiseException>(() => StaticInputSize.Parse("320"));
+        Assert.Throws<BatchwiseException>(() => StaticInputSize.Parse("320x"));
         Assert.Throws<BatchwiseException>(() => StaticInputSize.Parse("0x10"));
     }
 

@@ -16,6 +16,20 @@ public sealed class ZooModelTests
         "zoo:bert?seq=16&layers=2",
     };
 
+    // The models that look like real exports (issue 15), at both opsets they are exported at. Shape inference's
+    // every-value test takes SmallModels only until it infers ConvTranspose and LSTM (issue 15 part A): add these there then.
+    public static TheoryData<string> ExportLikeModels() => new()
+    {
+        "zoo:unet?opset=11",
+        "zoo:unet?opset=17",
+        "zoo:dbnet?opset=11",
+        "zoo:dbnet?opset=17",
+        "zoo:crnn?opset=11",
+        "zoo:crnn?opset=17",
+        "zoo:vit?opset=11",
+        "zoo:vit?opset=17",
+    };
+
     [Theory]
     [InlineData("resnet18", 11_689_512)]
     [InlineData("resnet50", 25_557_032)]
@@ -38,6 +52,7 @@ public sealed class ZooModelTests
 
     [Theory]
     [MemberData(nameof(SmallModels))]
+    [MemberData(nameof(ExportLikeModels))]
     public void Runs_in_onnx_runtime_at_batch_1_and_2_with_finite_outputs(string spec)
     {
         var model = ModelZoo.Build(spec);
@@ -118,10 +133,13 @@ public sealed class ZooModelTests
             "Gemm", "MatMul", "Concat", "Split", "Slice", "Resize", "Reshape", "Transpose", "Softmax", "LayerNormalization", "Gather", "Cast",
             "Unsqueeze", "Erf", "Pow", "Sqrt", "ReduceMean", "Shape", "Constant", "Identity", "Expand", "Where",
         ];
+        // The models that look like real exports (issue 15) add ConvTranspose (unet, dbnet), LSTM and Squeeze (crnn):
+        // the CUDA engine gains them in issue 15's engine part; until then they are the only operators beyond the list.
+        string[] exportOperators = ["ConvTranspose", "LSTM", "Squeeze"];
         foreach (var e in ModelZoo.Entries)
         {
             var used = ModelZoo.BuildStructure(e.Name).Graph.Node.Select(n => n.OpType).Distinct();
-            Assert.Empty(used.Except(gpuOperators));
+            Assert.Empty(used.Except(gpuOperators).Except(e.Options.ContainsKey("opset") ? exportOperators : []));
         }
     }
 

@@ -1,0 +1,515 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Batchwise.Batching;
+using Batchwise.Engines;
+
+namespace Batchwise.Bench.Batcher;
+
+// The dynamic batcher as it was before issue 18 (src/Batchwise/Batching/DynamicBatcher.cs at e6af301), kept only as
+// the baseline of this benchmark: every wake scans the whole queue (expiry, selection) and takes requests out of
+// List<T>s one Remove at a time, so a deep queue costs O(n) per wake and O(n^2) to drain.
+
+/// <summary>
+/// The former batcher. Gathers requests into batches along axis 0 (Triton's dynamic batch scheduler): a batch is sent when it is
+/// full, reaches a preferred size, or its oldest request has waited the max queue delay, and only while a model
+/// instance is free. One loop owns the state (pending requests per priority, free instances); executions run
+/// concurrently and hand their instance back.
+/// </summary>
+internal sealed class RescanningBatcher : IAsyncDisposable
+{
+    private readonly BatcherOptions _options;
+    private readonly BatchExecution _execute;
+    private readonly TimeProvider _time;
+    private readonly Channel<QueuedRequest> _intake;
+    private readonly List<QueuedRequest>[] _pending;
+    private readonly Stack<int> _freeInstances = new();
+    private readonly ConcurrentQueue<int> _returnedInstances = new();
+    private readonly CancellationTokenSource _abort = new();
+    private readonly Task _loop;
+    private TaskCompletionSource _wake = NewSignal();
+    private TaskCompletionSource? _idleWaiter;
+    private int _queued;
+    private long _batchesLaunched;
+    private int _executing;
+    private volatile bool _stopping;
+
+    /// <summary>Starts the batching loop.</summary>
+    public RescanningBatcher(BatcherOptions options, BatchExecution execute, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(execute);
+        options.Validate();
+        _options = options;
+        _execute = execute;
+        _time = timeProvider ?? TimeProvider.System;
+        _intake = Channel.CreateBounded<QueuedRequest>(new BoundedChannelOptions(options.MaxQueueSize)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = true,
+        });
+        _pending = Enumerable.Range(0, options.PriorityLevels).Select(_ => new List<QueuedRequest>()).ToArray();
+        for (var i = options.InstanceCount - 1; i >= 0; i--)
+        {
+            _freeInstances.Push(i);
+        }
+
+        _loop = Task.Run(RunLoopAsync);
+    }
+
+    /// <summary>The settings.</summary>
+    public BatcherOptions Options => _options;
+
+    /// <summary>Requests accepted and not yet executing.</summary>
+    public int QueueLength => Volatile.Read(ref _queued);
+
+    /// <summary>Batches executing now.</summary>
+    public int ExecutionsInFlight => Volatile.Read(ref _executing);
+
+    /// <summary>Batches sent to an instance so far.</summary>
+    public long BatchesLaunched => Interlocked.Read(ref _batchesLaunched);
+
+    /// <summary>
+    /// Queues a request (inputs in model order, each with the same size on axis 0 when batching). Throws
+    /// <see cref="BatchRejectedException"/> at once when the queue is full or the batcher is stopping; the task
+    /// fails with it on timeout, and is cancelled if <paramref name="cancellationToken"/> fires while queued.
+    /// </summary>
+    public Task<BatchedResult> SubmitAsync(IReadOnlyList<Tensor> inputs, int priority = 0, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        var rows = RowsOf(inputs);
+        if (priority < 0 || priority > _options.PriorityLevels)
+        {
+            throw new BatchwiseException($"Priority {priority} is outside 1..{_options.PriorityLevels}", "Use 1 (highest) to priority_levels, or 0 for the default level.");
+        }
+
+        if (_stopping)
+        {
+            throw new BatchRejectedException(RejectionReason.ShuttingDown, "The server is shutting down", "Retry against another replica.");
+        }
+
+        if (Interlocked.Increment(ref _queued) > _options.MaxQueueSize)
+        {
+            Interlocked.Decrement(ref _queued);
+            throw new BatchRejectedException(RejectionReason.QueueFull, $"The queue is full ({_options.MaxQueueSize} requests waiting)", "Retry later, or raise max_queue_size / instance_count.");
+        }
+
+        var now = _time.GetTimestamp();
+        var limit = timeout ?? _options.DefaultTimeout;
+        var request = new QueuedRequest(inputs, rows, ShapeKey(inputs), priority == 0 ? _options.ResolvedDefaultPriority : priority, now,
+            limit is { } t ? now + (long)(t.TotalSeconds * _time.TimestampFrequency) : long.MaxValue);
+        if (!_intake.Writer.TryWrite(request))
+        {
+            Interlocked.Decrement(ref _queued);
+            throw _stopping
+                ? new BatchRejectedException(RejectionReason.ShuttingDown, "The server is shutting down", "Retry against another replica.")
+                : new BatchRejectedException(RejectionReason.QueueFull, $"The queue is full ({_options.MaxQueueSize} requests waiting)", "Retry later, or raise max_queue_size / instance_count.");
+        }
+
+        if (cancellationToken.CanBeCanceled)
+        {
+            request.Registration = cancellationToken.Register(() =>
+            {
+                if (request.TryDrop())
+                {
+                    Interlocked.Decrement(ref _queued);
+                    request.Completion.TrySetCanceled(cancellationToken);
+                    Wake();
+                }
+            });
+        }
+
+        Wake();
+        return request.Completion.Task;
+    }
+
+    /// <summary>Stops taking requests, sends everything queued without waiting for the delay, and waits for every execution.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        _stopping = true;
+        _intake.Writer.TryComplete();
+        Wake();
+        await _loop.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _abort.Dispose();
+    }
+
+    /// <summary>Completes once the loop has taken in everything submitted so far and is waiting (for tests).</summary>
+    public Task WhenIdleAsync()
+    {
+        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _idleWaiter, waiter);
+        Wake();
+        return waiter.Task;
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private void Wake() => Volatile.Read(ref _wake).TrySetResult();
+
+    private int RowsOf(IReadOnlyList<Tensor> inputs)
+    {
+        if (inputs.Count == 0)
+        {
+            throw new BatchwiseException("A request has no inputs", "Send one tensor per model input.");
+        }
+
+        if (_options.MaxBatchSize == 0)
+        {
+            return 1;
+        }
+
+        long rows = -1;
+        foreach (var t in inputs)
+        {
+            if (t.Shape.Length == 0)
+            {
+                throw new BatchwiseException("A scalar input cannot be batched", "Give every input a leading batch dimension, or set max_batch_size 0.");
+            }
+
+            if (rows >= 0 && t.Shape[0] != rows)
+            {
+                throw new BatchwiseException($"Inputs disagree on the batch size (axis 0: {rows} and {t.Shape[0]})", "Give every input the same leading batch dimension.");
+            }
+
+            rows = t.Shape[0];
+        }
+
+        if (rows < 1 || rows > _options.MaxBatchSize)
+        {
+            throw new BatchwiseException($"Batch size {rows} is outside 1..{_options.MaxBatchSize} (max_batch_size)", "Split the request, or raise max_batch_size in the model's config.");
+        }
+
+        return (int)rows;
+    }
+
+    private static string ShapeKey(IReadOnlyList<Tensor> inputs) =>
+        string.Join(';', inputs.Select(t => $"{(int)t.ElementType}:{string.Join(',', t.Shape.Skip(1))}"));
+
+    private async Task RunLoopAsync()
+    {
+        try
+        {
+            var intakeOpen = true;
+            while (true)
+            {
+                var wake = NewSignal();
+                Volatile.Write(ref _wake, wake);
+                while (_intake.Reader.TryRead(out var r))
+                {
+                    _pending[r.Priority - 1].Add(r);
+                }
+
+                intakeOpen &= !_intake.Reader.Completion.IsCompleted;
+                while (_returnedInstances.TryDequeue(out var instance))
+                {
+                    _freeInstances.Push(instance);
+                }
+
+                var now = _time.GetTimestamp();
+                var nextDeadline = Expire(now);
+                TimeSpan? dueIn = null;
+                while (_freeInstances.Count > 0 && TryFormBatch(now, drain: !intakeOpen, out var batch, out dueIn))
+                {
+                    Launch(batch);
+                }
+
+                if (!intakeOpen && _pending.All(p => p.Count == 0) && Volatile.Read(ref _executing) == 0)
+                {
+                    break;
+                }
+
+                var wait = dueIn;
+                if (nextDeadline != long.MaxValue)
+                {
+                    var untilDeadline = nextDeadline > now ? TimeSpan.FromSeconds((nextDeadline - now) / (double)_time.TimestampFrequency) : TimeSpan.Zero;
+                    wait = wait is { } w && w < untilDeadline ? w : untilDeadline;
+                }
+
+                Interlocked.Exchange(ref _idleWaiter, null)?.TrySetResult();
+                if (wait is { } delay)
+                {
+                    using var cts = new CancellationTokenSource();
+                    var timer = Task.Delay(delay < TimeSpan.Zero ? TimeSpan.Zero : delay, _time, cts.Token);
+                    await Task.WhenAny(wake.Task, timer).ConfigureAwait(false);
+                    await cts.CancelAsync().ConfigureAwait(false);
+                }
+                else
+                {
+                    await wake.Task.ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            // A bug here must not leave callers waiting for ever.
+            _stopping = true;
+            _intake.Writer.TryComplete();
+            foreach (var r in _pending.SelectMany(p => p))
+            {
+                r.Completion.TrySetException(e);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Drops cancelled and timed-out requests; returns the earliest remaining deadline.</summary>
+    private long Expire(long now)
+    {
+        var next = long.MaxValue;
+        foreach (var level in _pending)
+        {
+            level.RemoveAll(r =>
+            {
+                if (r.IsDropped)
+                {
+                    return true;
+                }
+
+                if (r.Deadline <= now && r.TryDrop())
+                {
+                    Interlocked.Decrement(ref _queued);
+                    r.Registration.Dispose();
+                    r.Completion.TrySetException(new BatchRejectedException(RejectionReason.Timeout, $"The request waited {_time.GetElapsedTime(r.Enqueued, now).TotalMilliseconds:F1} ms in the queue, past its timeout", "Raise the request's timeout, or add instances."));
+                    return true;
+                }
+
+                return false;
+            });
+            foreach (var r in level)
+            {
+                next = Math.Min(next, r.Deadline);
+            }
+        }
+
+        return next;
+    }
+
+    private QueuedRequest? Head()
+    {
+        foreach (var level in _pending)
+        {
+            if (level.Count > 0)
+            {
+                return level[0];
+            }
+        }
+
+        return null;
+    }
+
+    private List<QueuedRequest> Select(QueuedRequest head, int limit, out int rows)
+    {
+        var selected = new List<QueuedRequest>();
+        rows = 0;
+        foreach (var level in _pending)
+        {
+            foreach (var r in level)
+            {
+                if (r.Key == head.Key && rows + r.Rows <= limit)
+                {
+                    selected.Add(r);
+                    rows += r.Rows;
+                }
+            }
+        }
+
+        return selected;
+    }
+
+    private bool TryFormBatch(long now, bool drain, out List<QueuedRequest> batch, out TimeSpan? dueIn)
+    {
+        batch = [];
+        dueIn = null;
+        var head = Head();
+        if (head is null)
+        {
+            return false;
+        }
+
+        List<QueuedRequest> selected;
+        if (_options.MaxBatchSize == 0)
+        {
+            selected = [head];
+        }
+        else
+        {
+            selected = Select(head, _options.MaxBatchSize, out var rows);
+            var oldest = selected.Min(r => r.Enqueued);
+            var waited = _time.GetElapsedTime(oldest, now);
+            var due = drain || rows >= _options.MaxBatchSize || waited >= _options.MaxQueueDelay;
+            if (!due)
+            {
+                var preferred = _options.PreferredBatchSizes.Where(p => p <= rows).DefaultIfEmpty(0).Max();
+                if (preferred > 0)
+                {
+                    var exact = Select(head, preferred, out var exactRows);
+                    if (exactRows == preferred)
+                    {
+                        selected = exact;
+                        due = true;
+                    }
+                }
+            }
+
+            if (!due)
+            {
+                dueIn = _options.MaxQueueDelay - waited;
+                return false;
+            }
+        }
+
+        foreach (var r in selected)
+        {
+            _pending[r.Priority - 1].Remove(r);
+            if (r.TryTake())
+            {
+                Interlocked.Decrement(ref _queued);
+                batch.Add(r);
+            }
+        }
+
+        return true;
+    }
+
+    private void Launch(List<QueuedRequest> batch)
+    {
+        if (batch.Count == 0)
+        {
+            return;
+        }
+
+        var instance = _freeInstances.Pop();
+        Interlocked.Increment(ref _executing);
+        Interlocked.Increment(ref _batchesLaunched);
+        _ = Task.Run(() => ExecuteAsync(instance, batch));
+    }
+
+    private async Task ExecuteAsync(int instance, List<QueuedRequest> batch)
+    {
+        var start = _time.GetTimestamp();
+        foreach (var r in batch)
+        {
+            r.Registration.Dispose();
+        }
+
+        try
+        {
+            var rows = batch.Sum(r => r.Rows);
+            var inputs = batch.Count == 1 ? batch[0].Inputs : Merge(batch, rows);
+            var outputs = await _execute(instance, inputs, _abort.Token).ConfigureAwait(false);
+            var compute = _time.GetElapsedTime(start);
+            if (batch.Count == 1)
+            {
+                var r = batch[0];
+                r.Completion.TrySetResult(new BatchedResult(outputs, _time.GetElapsedTime(r.Enqueued, start), compute, rows));
+            }
+            else
+            {
+                var parts = Split(outputs, batch, rows);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    batch[i].Completion.TrySetResult(new BatchedResult(parts[i], _time.GetElapsedTime(batch[i].Enqueued, start), compute, rows));
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            foreach (var r in batch)
+            {
+                r.Completion.TrySetException(e);
+            }
+        }
+        finally
+        {
+            _returnedInstances.Enqueue(instance);
+            Interlocked.Decrement(ref _executing);
+            Wake();
+        }
+    }
+
+    /// <summary>Concatenates the requests' inputs along axis 0.</summary>
+    internal static IReadOnlyList<Tensor> Merge(IReadOnlyList<QueuedRequest> batch, int rows)
+    {
+        var first = batch[0].Inputs;
+        var merged = new Tensor[first.Count];
+        for (var i = 0; i < first.Count; i++)
+        {
+            var shape = (long[])first[i].Shape.Clone();
+            shape[0] = rows;
+            var t = Tensor.Zeros(first[i].ElementType, shape);
+            var offset = 0;
+            foreach (var r in batch)
+            {
+                var data = r.Inputs[i].Data;
+                Buffer.BlockCopy(data, 0, t.Data, offset, data.Length);
+                offset += data.Length;
+            }
+
+            merged[i] = t;
+        }
+
+        return merged;
+    }
+
+    /// <summary>Cuts every output along axis 0 back into each request's rows.</summary>
+    internal static IReadOnlyList<Tensor>[] Split(IReadOnlyList<Tensor> outputs, IReadOnlyList<QueuedRequest> batch, int rows)
+    {
+        var parts = batch.Select(_ => new Tensor[outputs.Count]).ToArray();
+        for (var o = 0; o < outputs.Count; o++)
+        {
+            var output = outputs[o];
+            if (output.Shape.Length == 0 || output.Shape[0] != rows)
+            {
+                throw new BatchwiseException($"Output {o} has shape {Tensor.ShapeText(output.Shape)}, not {rows} rows along axis 0, so it cannot be split back to the requests of a batch", "Set max_batch_size 0 for this model: its outputs are not batched along the first axis.");
+            }
+
+            var offset = 0;
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var shape = (long[])output.Shape.Clone();
+                shape[0] = batch[i].Rows;
+                var part = Tensor.Zeros(output.ElementType, shape);
+                Buffer.BlockCopy(output.Data, offset, part.Data, 0, part.Data.Length);
+                offset += part.Data.Length;
+                parts[i][o] = part;
+            }
+
+        }
+
+        return parts;
+    }
+
+    /// <summary>A request waiting in the queue. State: 0 queued, 1 taken into a batch, 2 dropped (cancelled or timed out).</summary>
+    internal sealed class QueuedRequest(IReadOnlyList<Tensor> inputs, int rows, string key, int priority, long enqueued, long deadline)
+    {
+        private int _state;
+
+        public IReadOnlyList<Tensor> Inputs { get; } = inputs;
+
+        public int Rows { get; } = rows;
+
+        public string Key { get; } = key;
+
+        public int Priority { get; } = priority;
+
+        public long Enqueued { get; } = enqueued;
+
+        public long Deadline { get; } = deadline;
+
+        public TaskCompletionSource<BatchedResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public CancellationTokenRegistration Registration { get; set; }
+
+        public bool IsDropped => Volatile.Read(ref _state) == 2;
+
+        public bool TryTake() => Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+
+        public bool TryDrop() => Interlocked.CompareExchange(ref _state, 2, 0) == 0;
+    }
+}

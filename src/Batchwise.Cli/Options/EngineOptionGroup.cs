@@ -1,0 +1,118 @@
+using System.CommandLine;
+using Batchwise.Engines;
+
+namespace Batchwise.Cli.Options;
+
+/// <summary>
+/// The engine options, declared once (as trtexec declares each option group once) and added to every command that runs
+/// a model: bench, explain, compare, conformance, serve and optimize. A flag is therefore spelled, typed and explained
+/// the same everywhere; <see cref="Read"/> turns the group into <see cref="EngineOptions"/>, and each engine refuses,
+/// in one line, what it does not support.
+/// </summary>
+public sealed class EngineOptionGroup
+{
+    /// <summary>The precisions an engine can be asked for.</summary>
+    private static readonly string[] Precisions = ["fp32", "fp16"];
+
+    /// <summary>
+    /// Creates the group; <paramref name="withEngine"/> false leaves out --engine (compare names two engines itself);
+    /// <paramref name="defaultEngine"/> is the engine when none is named (build: cuda).
+    /// </summary>
+    public EngineOptionGroup(bool withEngine = true, string defaultEngine = "ort")
+    {
+        Engine = withEngine ? new Option<string>("--engine", "-e") { Description = "Engine: ort (ONNX Runtime, CPU) or cuda (Batchwise's CUDA engine, NVIDIA GPUs)", HelpName = "ort|cuda", DefaultValueFactory = _ => defaultEngine } : null;
+    }
+
+    /// <summary>--engine: the engine's registered name; null where the command names engines itself.</summary>
+    public Option<string>? Engine { get; }
+
+    /// <summary>--device: the GPU ordinal.</summary>
+    public Option<int> Device { get; } = CliOption.Integer("--device", "GPU ordinal (GPU engines); `batchwise devices` lists them", 0, 0);
+
+    /// <summary>--precision: fp32 or fp16.</summary>
+    public Option<string> Precision { get; } = CliOption.Choice("--precision", "Arithmetic precision: fp32, or fp16 (GPU engines; ort runs a model in the precision it is stored in)", "fp32", Precisions);
+
+    /// <summary>--tf32: TF32 tensor cores for fp32.</summary>
+    public Option<bool> Tf32 { get; } = new("--tf32") { Description = "Let fp32 use TF32 tensor cores (GPU engines; explain then predicts with the TF32 GEMM ceiling)" };
+
+    /// <summary>--threads: threads inside one operator.</summary>
+    public Option<int> Threads { get; } = CliOption.Integer("--threads", "Threads inside one operator, per engine session (ONNX Runtime's intra-op threads); 0 = the engine's default", 0, 0);
+
+    /// <summary>--inter-op-threads: threads across operators.</summary>
+    public Option<int> InterOpThreads { get; } = CliOption.Integer("--inter-op-threads", "Threads across operators (ONNX Runtime); 0 = its default", 0, 0);
+
+    /// <summary>--graph-optimization: ONNX Runtime's graph optimisation level.</summary>
+    public Option<string> GraphOptimization { get; } = CliOption.Choice("--graph-optimization", "ONNX Runtime's graph optimisation level", "all", ["disabled", "basic", "extended", "all"]);
+
+    /// <summary>--ep: ONNX Runtime's execution provider.</summary>
+    public Option<string> ExecutionProvider { get; } = CliOption.Choice("--ep", "ONNX Runtime's execution provider (cuda, tensorrt and openvino need their native package installed)", "cpu", ["cpu", "cuda", "tensorrt", "openvino"]);
+
+    /// <summary>--no-cuda-graph: launch kernels one by one.</summary>
+    public Option<bool> NoCudaGraph { get; } = new("--no-cuda-graph") { Description = "Launch kernels one by one instead of replaying a CUDA graph (GPU engines)" };
+
+    /// <summary>--timed-tactics: time the candidate kernels when a plan is built.</summary>
+    public Option<bool> TimedTactics { get; } = new("--timed-tactics") { Description = "Time cuDNN's convolution algorithms and cuBLASLt's matmul candidates when a plan is built and keep the winners in a timing cache on disk (like TensorRT's); default: the libraries' heuristics (GPU engines)" };
+
+    /// <summary>--batch-profile: batch sizes with a plan of their own (TensorRT's optimization profiles); null when not given.</summary>
+    public Option<int[]?> BatchProfile { get; } = CliOption.IntegerList("--batch-profile", "Batch sizes that get a plan of their own on a GPU engine; a batch in between runs padded to the next (TensorRT's optimization profiles). Default: a plan per batch size (serve: powers of two up to max_batch_size; build: 1,2,4,...,64)", "1,8,32,64", null);
+
+    /// <summary>--shape-profile: ranges of other dynamic dimensions (raw text; <see cref="Read"/> parses it).</summary>
+    public Option<string[]> ShapeProfile { get; } = new("--shape-profile") { Description = "Range of another dynamic dimension on a GPU engine: " + Engines.ShapeProfile.Syntax + "; a plan per grid shape (serve and build make them ahead), a shape off the grid is refused; repeatable", HelpName = "PROFILE" };
+
+    // A new engine option joins the group here: one property above, one entry in All and one line in Read; every
+    // command that runs a model then takes it, spelled and explained the same.
+
+    /// <summary>Every option of the group, in help order.</summary>
+    public IEnumerable<Option> All =>
+        new Option?[] { Engine, Device, Precision, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics, BatchProfile, ShapeProfile }.OfType<Option>();
+
+    /// <summary>Creates the group and adds it to a command.</summary>
+    public static EngineOptionGroup AddTo(Command command, bool withEngine = true, string defaultEngine = "ort")
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var group = new EngineOptionGroup(withEngine, defaultEngine);
+        foreach (var option in group.All)
+        {
+            command.Options.Add(option);
+        }
+
+        return group;
+    }
+
+    /// <summary>The engine's name as given (default ort).</summary>
+    public string EngineName(ParseResult parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        return Engine is null ? "ort" : parse.GetValue(Engine)!.Trim().ToLowerInvariant();
+    }
+
+    /// <summary>The engine named by --engine, from the registry (an unknown name is a one-line error listing the known ones).</summary>
+    public IEngine CreateEngine(ParseResult parse) => EngineRegistry.Create(EngineName(parse));
+
+    /// <summary>The engine options the group's flags say.</summary>
+    public EngineOptions Read(ParseResult parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        return new EngineOptions
+        {
+            DeviceId = parse.GetValue(Device),
+            Precision = parse.GetValue(Precision) == "fp16" ? Engines.Precision.Fp16 : Engines.Precision.Fp32,
+            AllowTf32 = parse.GetValue(Tf32),
+            IntraOpThreads = parse.GetValue(Threads),
+            InterOpThreads = parse.GetValue(InterOpThreads),
+            GraphOptimization = parse.GetValue(GraphOptimization)!,
+            ExecutionProvider = parse.GetValue(ExecutionProvider)!,
+            UseCudaGraph = !parse.GetValue(NoCudaGraph),
+            TimedTactics = parse.GetValue(TimedTactics),
+            BatchProfiles = parse.GetValue(BatchProfile) is { Length: > 0 } profiles ? profiles : [],
+            ShapeProfiles = [.. (parse.GetValue(ShapeProfile) ?? []).Select(Engines.ShapeProfile.Parse)],
+        };
+    }
+
+    /// <summary>The options of the group written on the command line (not left at their defaults).</summary>
+    public IEnumerable<Option> Given(ParseResult parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        return All.Where(o => parse.GetResult(o) is { Implicit: false });
+    }
+}

@@ -1,0 +1,153 @@
+using System.Buffers;
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda;
+
+/// <summary>
+/// A staged run on the cuda engine: the caller writes its rows into the slot's page-locked input block; a run copies
+/// them to the device asynchronously on the slot's stream (zeroing any rows padded up to a batch profile), replays the
+/// plan and copies the caller's rows of every output back into the page-locked output block. Device pointers (CUDA
+/// shared memory) replace either side with a device-to-device copy.
+/// </summary>
+internal sealed unsafe class CudaStagedRun : IStagedRun
+{
+    private readonly CudaSession _session;
+    private readonly ExecutionPlan _plan;
+    private readonly ExecutionSlot _slot;
+    private readonly Planning.ExecutionContext _context;
+    private readonly long[] _inputBytes;
+    private readonly long[] _inputOffsets;
+    private readonly long[] _outputBytes;
+    private readonly long[] _outputOffsets;
+    private readonly ulong?[] _deviceInputs;
+    private readonly ulong?[] _deviceOutputs;
+    private readonly byte[]?[] _constantOutputs;
+    private readonly IntPtr _inputBlock;
+    private readonly IntPtr _outputBlock;
+    private bool _disposed;
+
+    public CudaStagedRun(CudaSession session, ExecutionPlan plan, ExecutionSlot slot, Planning.ExecutionContext context, IReadOnlyList<long[]> inputShapes, int rows)
+    {
+        _session = session;
+        _plan = plan;
+        _slot = slot;
+        _context = context;
+        var inputs = session.Inputs;
+        _inputBytes = [.. inputShapes.Select((s, i) => Tensor.ElementCountOf(s) * inputs[i].ElementType.SizeOf())];
+        OutputShapes = [.. plan.Outputs.Select(o => rows >= 0 && o.Shape.Length > 0 ? (long[])[rows, .. o.Shape[1..]] : o.Shape)];
+        _outputBytes = [.. plan.Outputs.Select((o, i) => Tensor.ElementCountOf(OutputShapes[i]) * o.Type.SizeOf())];
+        _inputOffsets = Offsets(_inputBytes);
+        _outputOffsets = Offsets(_outputBytes);
+        _deviceInputs = new ulong?[_inputBytes.Length];
+        _deviceOutputs = new ulong?[_outputBytes.Length];
+        _constantOutputs = [.. plan.Outputs.Select((o, i) => o.Constant is null ? null : Cut(o.Constant.CastTo(o.Type).ToTensor().Data, _outputBytes[i]))];
+        (_inputBlock, _outputBlock) = slot.Staging(_inputOffsets[^1], _outputOffsets[^1]);
+    }
+
+    public IReadOnlyList<long[]> OutputShapes { get; }
+
+    public Memory<byte> Input(int index) => new PinnedRegion((byte*)_inputBlock + _inputOffsets[index], checked((int)_inputBytes[index])).Memory;
+
+    public void SetDeviceInput(int index, ulong devicePointer) => _deviceInputs[index] = devicePointer;
+
+    public void SetDeviceOutput(int index, ulong devicePointer) => _deviceOutputs[index] = devicePointer;
+
+    public Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+
+        // Enqueue on the caller's thread, wait for the stream on a pool thread: the copies and the plan run while the
+        // caller goes on, and an error on the device surfaces as an exception here, never as a hang.
+        _session.MakeCurrent();
+        var stream = _context.Stream;
+        for (var i = 0; i < _inputBytes.Length; i++)
+        {
+            var buffer = _plan.InputBuffers[i];
+            if (buffer < 0)
+            {
+                continue;
+            }
+
+            var dst = _context.Pointer(buffer);
+            if (_deviceInputs[i] is { } src)
+            {
+                CudaDriver.CopyDeviceToDevice(dst, src, _inputBytes[i], stream.Handle);
+            }
+            else if (_inputBytes[i] > 0)
+            {
+                CudaDriver.CopyToDevice(dst, (byte*)_inputBlock + _inputOffsets[i], _inputBytes[i], stream);
+            }
+
+            // Rows padded up to a batch profile read zeros, not the last run's data.
+            var padded = _plan.Buffers[buffer].Bytes - _inputBytes[i];
+            if (padded > 0)
+            {
+                CudaDriver.MemsetD8(dst + (ulong)_inputBytes[i], 0, padded, stream.Handle);
+            }
+        }
+
+        _context.Enqueue();
+        for (var i = 0; i < _outputBytes.Length; i++)
+        {
+            var o = _plan.Outputs[i];
+            if (o.Constant is not null || _outputBytes[i] == 0)
+            {
+                continue;
+            }
+
+            if (_deviceOutputs[i] is { } dst)
+            {
+                CudaDriver.CopyDeviceToDevice(dst, _context.Pointer(o.Buffer), _outputBytes[i], stream.Handle);
+            }
+            else
+            {
+                CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i], _context.Pointer(o.Buffer), _outputBytes[i], stream);
+            }
+        }
+
+        return Task.Run(() =>
+        {
+            _session.MakeCurrent();
+            CudaDriver.Synchronize(stream);
+        }, CancellationToken.None);
+    }
+
+    public ReadOnlyMemory<byte> Output(int index) =>
+        _constantOutputs[index] is { } constant ? constant : new PinnedRegion((byte*)_outputBlock + _outputOffsets[index], checked((int)_outputBytes[index])).Memory;
+
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            _session.Return(_slot);
+        }
+    }
+
+    private static long[] Offsets(long[] sizes)
+    {
+        var layout = StagingLayout.Of(sizes);
+        return [.. layout.Offsets, layout.TotalBytes];
+    }
+
+    private static byte[] Cut(byte[] data, long bytes) => data.Length == bytes ? data : data[..checked((int)bytes)];
+
+    /// <summary>A region of page-locked memory as <see cref="Memory{T}"/> (valid while the run holds its slot).</summary>
+    private sealed class PinnedRegion(byte* start, int length) : MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan() => new(start, length);
+
+        public override MemoryHandle Pin(int elementIndex = 0) => new(start + elementIndex);
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+        }
+    }
+}

@@ -1,0 +1,563 @@
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Convolutions through cuDNN: algorithm choice (heuristics or timed tactics), fused bias + ReLU (+ residual), BatchNormalization folded into the filter.</summary>
+internal sealed partial class GraphCompiler
+{
+    private const long MaxConvWorkspace = 256L << 20;
+
+    private static IEnumerable<(string, OperatorLowering)> ConvolutionLowerings()
+    {
+        yield return ("Conv", new((c, n, i, a) => c.LowerConv(n, i, a), InputLayout.AsStored, AutoPadCheck));
+        yield return ("ConvTranspose", new((c, n, i, a) => c.LowerConvTranspose(n, i, a), InputLayout.AsStored, AutoPadCheck));
+    }
+
+    /// <summary>Refuses auto_pad values ONNX does not define (Conv, ConvTranspose and the pools share it).</summary>
+    private static string? AutoPadCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset)
+    {
+        var ap = attrs.String("auto_pad", "NOTSET");
+        return ap is not ("NOTSET" or "SAME_UPPER" or "SAME_LOWER" or "VALID") ? $"auto_pad '{ap}'" : null;
+    }
+
+    private (long[] Begin, long[] End) AutoPads(string autoPad, long[] inSpatial, long[] kernel, long[] strides, long[] dilations, long[]? pads)
+    {
+        var r = inSpatial.Length;
+        var begin = new long[r];
+        var end = new long[r];
+        for (var d = 0; d < r; d++)
+        {
+            if (autoPad is "SAME_UPPER" or "SAME_LOWER")
+            {
+                var outD = (inSpatial[d] + strides[d] - 1) / strides[d];
+                var total = Math.Max(0, ((outD - 1) * strides[d]) + ((kernel[d] - 1) * dilations[d]) + 1 - inSpatial[d]);
+                begin[d] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
+                end[d] = total - begin[d];
+            }
+            else if (autoPad == "NOTSET" && pads is not null)
+            {
+                begin[d] = pads[d];
+                end[d] = pads[d + r];
+            }
+        }
+
+        return (begin, end);
+    }
+
+    private void LowerConv(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var w = ins[1]!;
+        var b = ins.ElementAtOrDefault(2);
+        RequireFloat(x);
+        var r = x.Shape.Length - 2;
+        if (r < 1 || r > 3)
+        {
+            throw new BatchwiseException($"Conv of rank {x.Shape.Length} is not supported (1-d to 3-d)", "Use 1-d to 3-d convolutions.");
+        }
+
+        var kernel = attrs.Ints("kernel_shape") ?? w.Shape.Skip(2).ToArray();
+        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
+        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
+        var groups = attrs.Int("group", 1);
+        var inSpatial = x.Shape.Skip(2).ToArray();
+        var (pb, pe) = AutoPads(attrs.String("auto_pad", "NOTSET"), inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
+        var outSpatial = Enumerable.Range(0, r).Select(d => ((inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1)) / strides[d]) + 1).ToArray();
+        var outName = node.Output[0];
+        if (FoldBatchNorm(node, w, b) is { } folded)
+        {
+            (w, b, outName) = folded;
+        }
+
+        var yShape = new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray();
+
+        // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
+        var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
+        x = nhwc ? Nhwc(x) : Nchw(x);
+        if (nhwc && x.PaddedChannels > 0)
+        {
+            // The network input, already padded with zero channels when it entered: only the filter needs them too.
+            w = PadFilter(w, x.PaddedChannels);
+            x = new PlanValue(x.Type, [x.Shape[0], x.PaddedChannels, x.Shape[2], x.Shape[3]], null, x.Buffer) { Nhwc = true };
+        }
+        else if (nhwc && groups == 1 && x.Shape[1] % 8 != 0)
+        {
+            // Tensor cores want channel counts in multiples of 8: a stem's 3 channels padded with zeros (input and filter)
+            // turn cuDNN's slowest kernel of the plan into an ordinary one.
+            (x, w) = PadChannels(x, w, (x.Shape[1] + 7) / 8 * 8);
+        }
+
+        var (relu, residual) = ConvEpilogue(ref outName, yShape);
+        if (residual is not null)
+        {
+            residual = nhwc ? Nhwc(residual) : Nchw(residual);
+        }
+
+        // With a ReLU after it (and a residual Add before that) the bias, the add and the activation go into cuDNN's
+        // fused call; otherwise the convolution writes its raw result and the bias starts an elementwise chain that
+        // whatever activation follows joins (one kernel for bias + Clip or bias + SiLU).
+        var raw = relu || b is null ? Output(outName, x.Type, yShape, nhwc) : Temp(x.Type, yShape, nhwc);
+        if (relu && b is null)
+        {
+            var m = w.Shape[0];
+            b = new PlanValue(ElementType.Float, [m], _target.Derive($"zeros:float:{m}", [], () => HostTensor.Create(ElementType.Float, [m], _ => 0)));
+        }
+
+        // cuDNN pads symmetrically: asymmetric pads become an explicit Pad into a temporary first.
+        var input = x;
+        var pads = pb;
+        if (!pb.SequenceEqual(pe))
+        {
+            var paddedShape = new[] { x.Shape[0], x.Shape[1] }.Concat(inSpatial.Select((s, d) => s + pb[d] + pe[d])).ToArray();
+            var padded = Temp(x.Type, paddedShape, nhwc);
+            var begin = new long[] { 0, 0 }.Concat(pb).ToArray();
+            Kernel(KernelSource.Pad(St(x), Phys(x), Phys(padded), nhwc ? [0, begin[2], begin[3], 0] : begin, "constant", 0), padded.Count, Dev(padded), Dev(x));
+            input = padded;
+            pads = new long[r];
+        }
+
+        // 1-d convolutions run as 2-d with a height of 1 (cuDNN wants at least 4-d descriptors).
+        long[] Lift(long[] s) => r == 1 ? [s[0], s[1], 1, s[2]] : s;
+        int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
+        var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
+        var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        var xDesc = Cudnn.Tensor(dataType, Lift(input.Shape), format);
+        var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
+        var yDesc = Cudnn.Tensor(dataType, Lift(yShape), format);
+        var tensorCores = dataType == Cudnn.CUDNN_DATA_HALF || _target.AllowTf32;
+        var mathType = tensorCores ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
+        var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
+        var handle = _target.PlanningCudnn;
+        var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
+        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, relu ? precision + "+bias-relu" : precision, tensorCores, relu, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
+        if (chosen is null)
+        {
+            throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
+        }
+
+        Cudnn.SetMathType(convDesc, chosen.MathType);
+        var ws = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
+        ReserveWorkspace(ws);
+        var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
+        if (relu)
+        {
+            var biasDesc = Cudnn.Tensor(dataType, Lift(new long[] { 1, b!.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray()));
+            var activation = Cudnn.Activation(Cudnn.CUDNN_ACTIVATION_RELU);
+            Emit(new ConvStep(_node, Dev(input), Dev(filter), Dev(b), Dev(raw), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws)
+            {
+                Activation = activation,
+                Residual = residual is null ? -1 : Dev(residual),
+            });
+            return;
+        }
+
+        Emit(new ConvStep(_node, Dev(input), Dev(filter), -1, Dev(raw), xDesc, wDesc, convDesc, yDesc, null, chosen.Algo, ws));
+        if (b is not null)
+        {
+            var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
+            _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
+        }
+    }
+
+    /// <summary>
+    /// What follows a convolution that cuDNN can fuse into it: a ReLU, or a residual Add (other input already computed)
+    /// then a ReLU. The fused nodes are marked folded and <paramref name="outName"/> becomes the last one's output.
+    /// </summary>
+    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape)
+    {
+        var name = outName;
+        if (_graphOutputs.Contains(name) || !_consumers.TryGetValue(name, out var users) || users.Count != 1)
+        {
+            return (false, null);
+        }
+
+        var next = users[0];
+        if (next.OpType == "Relu")
+        {
+            _folded.Add(next);
+            outName = next.Output[0];
+            return (true, null);
+        }
+
+        if (next.OpType != "Add" || next.Input.Count != 2)
+        {
+            return (false, null);
+        }
+
+        var other = next.Input[0] == name ? next.Input[1] : next.Input[0];
+        if (other == name || !_values.TryGetValue(other, out var z) || z.Constant is not null || !z.Shape.SequenceEqual(yShape) || St(z) != St(ElementType.Float))
+        {
+            return (false, null);
+        }
+
+        var sum = next.Output[0];
+        if (_graphOutputs.Contains(sum) || !_consumers.TryGetValue(sum, out var after) || after.Count != 1 || after[0].OpType != "Relu")
+        {
+            return (false, null);
+        }
+
+        _folded.Add(next);
+        _folded.Add(after[0]);
+        outName = after[0].Output[0];
+        return (true, z);
+    }
+
+    /// <summary>A channels-last input and its constant filter with zero channels added up to <paramref name="channels"/>.</summary>
+    private (PlanValue X, PlanValue W) PadChannels(PlanValue x, PlanValue w, long channels)
+    {
+        var padded = Temp(x.Type, [x.Shape[0], channels, x.Shape[2], x.Shape[3]], nhwc: true);
+        Kernel(KernelSource.Pad(St(x), Phys(x), Phys(padded), [0, 0, 0, 0], "constant", 0), padded.Count, Dev(padded), Dev(x));
+        return (padded, PadFilter(w, channels));
+    }
+
+    /// <summary>A constant filter [K, C, kh, kw] with zero input channels added up to <paramref name="channels"/>.</summary>
+    private PlanValue PadFilter(PlanValue w, long channels)
+    {
+        var f = w.Constant!;
+        var s = w.Shape;
+        var c = s[1];
+        var per = s[2] * s[3];
+        var shape = new[] { s[0], channels, s[2], s[3] };
+        var filter = _target.Derive($"pad-filter:{channels}", [f], () => HostTensor.Create(f.Type, shape, i =>
+        {
+            var (k, ch, rest) = (i / (channels * per), i / per % channels, i % per);
+            return ch < c ? f[(((k * c) + ch) * per) + rest] : 0;
+        }));
+        return new PlanValue(w.Type, shape, filter);
+    }
+
+    /// <summary>
+    /// The convolution's algorithm: from the target's timing cache when it has this shape, else each of cuDNN's candidates
+    /// timed on scratch buffers in the call the plan makes (within the workspace limit) and cached; without a cache,
+    /// cuDNN's heuristics.
+    /// </summary>
+    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
+    {
+        var cache = _target.Tactics;
+        var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
+
+        // cuDNN's heuristics are asked once per convolution and octave of batch and image size (a query costs
+        // milliseconds, a plan has dozens of convolutions); another shape of the octave reuses the choice once cuDNN
+        // confirms it supports that shape (its workspace query succeeds), else asks afresh. Timed tactics stay exact.
+        var storeKey = cache is null
+            ? "conv-heuristic|" + (key with { X = [.. x.Select((d, i) => i == 1 ? d : Octave(d))], Y = [.. y.Select((d, i) => i == 1 ? d : Octave(d))] }).Text
+            : "conv-timed|" + key.Text;
+        if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 16)
+        {
+            var reused = new TacticChoice(BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4), BitConverter.ToInt64(stored, 8), double.NaN);
+            try
+            {
+                Cudnn.SetMathType(convDesc, reused.MathType);
+                if (Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo) <= MaxConvWorkspace)
+                {
+                    return reused;
+                }
+            }
+            catch (CudaException)
+            {
+                // Not supported at this exact shape: ask the heuristics below.
+            }
+        }
+
+        var choice = ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key);
+        if (choice is not null)
+        {
+            _target.Choices.Set(storeKey, [.. BitConverter.GetBytes(choice.Algo), .. BitConverter.GetBytes(choice.MathType), .. BitConverter.GetBytes(choice.WorkspaceBytes)]);
+        }
+
+        return choice;
+    }
+
+    /// <summary>The power of two at or above <paramref name="n"/>: the octave a size belongs to.</summary>
+    internal static long Octave(long n)
+    {
+        long o = 1;
+        while (o < n)
+        {
+            o <<= 1;
+        }
+
+        return o;
+    }
+
+    private static TacticChoice? ChooseConvAlgorithmUncached(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool tensorCores, bool fused, long[] x, long[] w, long[] y, TimingCache? cache, ConvShapeKey key)
+    {
+        bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
+        if (cache is not null && cache.TryGet(key, out var cached))
+        {
+            return cached;
+        }
+
+        var candidates = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc).Where(Allowed).ToList();
+        if (cache is not null && candidates.Count > 1)
+        {
+            // Each candidate timed in the call the plan will make (the fused bias + ReLU one where it is fused): cuDNN's own
+            // Find times the plain convolution, whose winners can be slow in the fused call.
+            try
+            {
+                var timed = TimeConvolution(handle, xDesc, wDesc, convDesc, yDesc, dataType, fused, x, w, y, candidates);
+                if (timed is not null)
+                {
+                    cache.Set(key, timed);
+                    return timed;
+                }
+            }
+            catch (CudaException)
+            {
+                // Out of memory for the scratch buffers: take the heuristics' first choice below.
+            }
+        }
+
+        return candidates.Select(a => new TacticChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
+    }
+
+    /// <summary>The fastest candidate (median of five runs after a warm-up, CUDA events) on scratch buffers, or null.</summary>
+    private static TacticChoice? TimeConvolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool fused, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
+    {
+        using var stream = CudaDriver.CreateStream();
+        Cudnn.SetStream(handle, stream.Handle);
+        using var xs = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(x) * 4);
+        using var ws = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(w) * 4);
+        using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4); // float32-sized: big enough for half too
+        using var bias = CudaDriver.Allocate(y[1] * 4);
+        using var scratch = CudaDriver.Allocate(MaxConvWorkspace);
+        using var biasDesc = Cudnn.Tensor(dataType, new long[] { 1, y[1] }.Concat(Enumerable.Repeat(1L, y.Length - 2)).ToArray());
+        using var activation = Cudnn.Activation(Cudnn.CUDNN_ACTIVATION_RELU);
+        using var start = CudaDriver.CreateEvent();
+        using var end = CudaDriver.CreateEvent();
+        CudaDriver.MemsetD8(xs.Pointer, 0, Engines.Tensor.ElementCountOf(x) * 4, stream.Handle);
+        CudaDriver.MemsetD8(ws.Pointer, 0, Engines.Tensor.ElementCountOf(w) * 4, stream.Handle);
+        CudaDriver.MemsetD8(bias.Pointer, 0, y[1] * 4, stream.Handle);
+        TacticChoice? best = null;
+        foreach (var c in candidates)
+        {
+            Cudnn.SetMathType(convDesc, c.MathType);
+            var ms = MedianMilliseconds(stream, start, end, () =>
+            {
+                if (fused)
+                {
+                    Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
+                }
+                else
+                {
+                    Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer);
+                }
+            });
+            if (double.IsFinite(ms) && (best is null || ms < best.Milliseconds))
+            {
+                best = new TacticChoice(c.Algo, c.MathType, (long)c.Memory, ms);
+            }
+        }
+
+        Cudnn.SetStream(handle, IntPtr.Zero); // the scratch stream goes away with this method
+        if (best is not null)
+        {
+            Cudnn.SetMathType(convDesc, best.MathType);
+        }
+
+        return best;
+    }
+
+    /// <summary>
+    /// BatchNormalization folded into the convolution before it (the conv's only consumer, constant parameters):
+    /// W' = W * s and b' = (b - mean) * s + beta per output channel, s = gamma / sqrt(var + epsilon).
+    /// </summary>
+    private (PlanValue W, PlanValue B, string Output)? FoldBatchNorm(OnnxProto.NodeProto conv, PlanValue w, PlanValue? b)
+    {
+        var name = conv.Output[0];
+        if (w.Constant is null || (b is not null && b.Constant is null) || w.Type != ElementType.Float || _graphOutputs.Contains(name)
+            || !_consumers.TryGetValue(name, out var users) || users.Count != 1 || users[0].OpType != "BatchNormalization" || users[0].Input[0] != name)
+        {
+            return null;
+        }
+
+        var bn = users[0];
+        var p = bn.Input.Skip(1).Take(4).Select(n => _values.TryGetValue(n, out var v) ? v.Constant : null).ToArray();
+        var m = w.Shape[0];
+        if (p.Length != 4 || p.Any(t => t is null || t.Count != m) || bn.Output.Count(o => o.Length > 0) != 1)
+        {
+            return null;
+        }
+
+        var eps = new NodeAttributes(bn).Float("epsilon", 1e-5);
+        var per = w.Count / m;
+        var (wc, bc) = (w.Constant, b?.Constant);
+        var folded = _target.Derive(FormattableString.Invariant($"bn-fold:{eps:R}"), [wc, bc, p[0], p[1], p[2], p[3]], () =>
+        {
+            var weights = wc.AsDoubles();
+            var bias = new double[m];
+            for (var c = 0; c < m; c++)
+            {
+                var scale = p[0]![c] / Math.Sqrt(p[3]![c] + eps);
+                for (var j = 0; j < per; j++)
+                {
+                    weights[(c * per) + j] = (float)(weights[(c * per) + j] * scale);
+                }
+
+                bias[c] = (float)((((bc?[c]) ?? 0) - p[2]![c]) * scale + p[1]![c]);
+            }
+
+            return new[] { HostTensor.OfFloats(ElementType.Float, w.Shape, weights), HostTensor.OfFloats(ElementType.Float, [m], bias) };
+        });
+
+        _folded.Add(bn);
+        var (wt, bt) = (folded[0], folded[1]);
+        return (new PlanValue(ElementType.Float, w.Shape, wt), new PlanValue(ElementType.Float, [m], bt), bn.Output[0]);
+    }
+
+
+    /// <summary>
+    /// The median of five timed calls after a warm-up one (CUDA events around each on <paramref name="stream"/>), or
+    /// infinity when the call fails (a candidate that cannot run this problem is no candidate).
+    /// </summary>
+    private static double MedianMilliseconds(CudaStream stream, CudaEvent start, CudaEvent end, Action call)
+    {
+        var times = new List<double>();
+        try
+        {
+            for (var r = 0; r < 6; r++)
+            {
+                CudaDriver.Record(start, stream);
+                call();
+                CudaDriver.Record(end, stream);
+                var ms = CudaDriver.ElapsedSeconds(start, end) * 1000;
+                if (r > 0)
+                {
+                    times.Add(ms);
+                }
+            }
+        }
+        catch (CudaException)
+        {
+            return double.PositiveInfinity;
+        }
+
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+
+    /// <summary>
+    /// ConvTranspose as cuDNN's backward-data convolution: the input is the "dy" of a forward convolution (stride,
+    /// dilation, groups as given) whose "dx" is the output. cuDNN pads symmetrically, so where ONNX's output window is not
+    /// the full result cropped evenly (output_padding, asymmetric pads, output_shape, SAME_*), the full result goes to a
+    /// temporary and a crop (zeros past its end) writes the output. Bias joins an elementwise chain.
+    /// </summary>
+    private void LowerConvTranspose(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var w = ins[1]!;
+        var b = ins.ElementAtOrDefault(2);
+        RequireFloat(x);
+        var r = x.Shape.Length - 2;
+        if (r < 1 || r > 3 || w.Shape.Length != x.Shape.Length)
+        {
+            throw new BatchwiseException($"ConvTranspose of rank {x.Shape.Length} with a rank-{w.Shape.Length} weight is not supported (1-d to 3-d)", "Use 1-d to 3-d transposed convolutions.");
+        }
+
+        var groups = attrs.Int("group", 1);
+        if (x.Shape[1] != w.Shape[0] || x.Shape[1] % groups != 0)
+        {
+            throw new BatchwiseException($"ConvTranspose input has {x.Shape[1]} channels, its weight {Tensor.ShapeText(w.Shape)} with {groups} groups", "Check the model's shapes.");
+        }
+
+        var kernel = attrs.Ints("kernel_shape") ?? w.Shape[2..];
+        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
+        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
+        var inSpatial = x.Shape[2..];
+        var (outSpatial, begin) = TransposedGeometry(attrs, inSpatial, kernel, strides, dilations);
+        var full = Enumerable.Range(0, r).Select(d => (strides[d] * (inSpatial[d] - 1)) + ((kernel[d] - 1) * dilations[d]) + 1).ToArray();
+        var yShape = new[] { x.Shape[0], w.Shape[1] * groups }.Concat(outSpatial).ToArray();
+
+        // cuDNN crops begin[d] from both ends itself when that is all ONNX asks.
+        var direct = Enumerable.Range(0, r).All(d => begin[d] >= 0 && outSpatial[d] == full[d] - (2 * begin[d]));
+        var computedSpatial = direct ? outSpatial : full;
+        var pads = direct ? begin : new long[r];
+        var computedShape = new[] { x.Shape[0], yShape[1] }.Concat(computedSpatial).ToArray();
+
+        var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
+        x = nhwc ? Nhwc(x) : Nchw(x);
+        var computed = direct && b is null ? Output(node, 0, x.Type, yShape, nhwc) : Temp(x.Type, computedShape, nhwc);
+
+        long[] Lift(long[] s) => r == 1 ? [s[0], s[1], 1, s[2]] : s;
+        int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
+        var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
+        var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        var xDesc = Cudnn.Tensor(dataType, Lift(x.Shape), format);
+        var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
+        var yDesc = Cudnn.Tensor(dataType, Lift(computedShape), format);
+        var tensorCores = dataType == Cudnn.CUDNN_DATA_HALF || _target.AllowTf32;
+        var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), tensorCores ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH);
+        var handle = _target.PlanningCudnn;
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
+        var candidates = Cudnn.BackwardDataAlgorithms(handle, wDesc, xDesc, convDesc, yDesc)
+            .Where(a => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH))
+            .ToList();
+        if (candidates.Count == 0)
+        {
+            throw new BatchwiseException($"cuDNN offers no algorithm for this transposed convolution (x {Tensor.ShapeText(x.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
+        }
+
+        var chosen = candidates[0];
+        Cudnn.SetMathType(convDesc, chosen.MathType);
+        var ws = Cudnn.BackwardDataWorkspaceSize(handle, wDesc, xDesc, convDesc, yDesc, chosen.Algo);
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
+        ReserveWorkspace(ws);
+
+        // The filter [C_in, C_out / groups, k...] is the forward convolution's [K, C, k...]; channels-last it is [K, k..., C].
+        var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w;
+        Emit(new ConvTransposeStep(_node, Dev(x), Dev(filter), Dev(computed), xDesc, wDesc, convDesc, yDesc, chosen.Algo, ws));
+
+        var result = computed;
+        if (!direct)
+        {
+            // y[o] = full[o + begin], zero where that falls outside (output_padding past the end).
+            result = b is null ? Output(node, 0, x.Type, yShape, nhwc) : Temp(x.Type, yShape, nhwc);
+            var padBegin = new long[] { 0, 0 }.Concat(begin.Select(v => -v)).ToArray();
+            var phys = nhwc ? [padBegin[0], padBegin[2], padBegin[3], padBegin[1]] : padBegin;
+            Kernel(KernelSource.Pad(St(x), Phys(computed), Phys(result), phys, "constant", 0), result.Count, Dev(result), Dev(computed));
+        }
+
+        if (b is not null)
+        {
+            var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
+            _values[node.Output[0]] = Pending([result, bias], _ => "x0 + x1", result.Type, yShape);
+        }
+    }
+
+    /// <summary>ConvTranspose's output size and the offset of its window in the full result, per spatial axis (ONNX's rules).</summary>
+    private static (long[] Output, long[] Begin) TransposedGeometry(NodeAttributes a, long[] input, long[] kernel, long[] strides, long[] dilations)
+    {
+        var n = input.Length;
+        var outputPadding = a.Ints("output_padding") ?? new long[n];
+        var pads = a.Ints("pads") ?? new long[2 * n];
+        var autoPad = a.String("auto_pad", "NOTSET");
+        var requested = a.Ints("output_shape") is { } os ? os[^n..] : null;
+        var output = new long[n];
+        var begin = new long[n];
+        for (var i = 0; i < n; i++)
+        {
+            var full = (strides[i] * (input[i] - 1)) + outputPadding[i] + ((kernel[i] - 1) * dilations[i]) + 1;
+            if (requested is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
+            {
+                output[i] = requested?[i] ?? input[i] * strides[i];
+                var total = full - output[i];
+                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
+            }
+            else
+            {
+                var (b, e) = autoPad == "VALID" ? (0L, 0L) : (pads[i], pads[i + n]);
+                output[i] = full - b - e;
+                begin[i] = b;
+            }
+        }
+
+        return (output, begin);
+    }
+}

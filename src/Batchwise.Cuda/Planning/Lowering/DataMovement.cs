@@ -1,0 +1,272 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Operators that move elements: concatenation, splits, slices, transposes, broadcasts, gathers, padding, resizing.</summary>
+internal sealed partial class GraphCompiler
+{
+    private static IEnumerable<(string, OperatorLowering)> DataMovementLowerings()
+    {
+        yield return ("Concat", new((c, n, i, a) => c.LowerConcat(n, i.Where(v => v is not null).ToArray()!, n.Input.Where(s => s.Length > 0).ToArray(), a.Int("axis", 0)), InputLayout.Pending));
+        yield return ("Split", new((c, n, i, a) => c.LowerSplit(n, i, a), InputLayout.AsStored));
+        yield return ("Slice", new((c, n, i, a) => c.LowerSlice(n, i, a)));
+        yield return ("Transpose", new((c, n, i, a) => c.LowerTranspose(n, i[0]!, a)));
+        yield return ("Expand", new((c, n, i, _) => c.LowerExpand(n, i)));
+        yield return ("Gather", new((c, n, i, a) => c.LowerGather(n, i, a)));
+        yield return ("Pad", new((c, n, i, a) => c.LowerPad(n, i, a), InputLayout.Nchw, PadCheck));
+        yield return ("Resize", new((c, n, i, a) => c.LowerResize(n, i, a), InputLayout.AsStored, ResizeCheck));
+        yield return ("Upsample", new((c, n, i, a) => c.LowerResize(n, i, a), InputLayout.AsStored, ResizeCheck));
+    }
+
+    private static string? PadCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset)
+    {
+        var mode = attrs.String("mode", "constant");
+        return mode is not ("constant" or "edge" or "reflect" or "wrap") ? $"pad mode '{mode}'" : null;
+    }
+
+    private static string? ResizeCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset)
+    {
+        var mode = attrs.String("mode", "nearest");
+        if (mode is not ("nearest" or "linear" or "bilinear"))
+        {
+            return $"mode '{mode}' (nearest and linear are supported)";
+        }
+
+        if (attrs.String("coordinate_transformation_mode", "half_pixel") is "tf_crop_and_resize")
+        {
+            return "coordinate_transformation_mode 'tf_crop_and_resize'";
+        }
+
+        if (attrs.Int("antialias", 0) != 0)
+        {
+            return "antialias";
+        }
+
+        return attrs.String("keep_aspect_ratio_policy", "stretch") != "stretch" ? "keep_aspect_ratio_policy other than stretch" : null;
+    }
+
+    private void LowerTranspose(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs)
+    {
+        var perm = attrs.Ints("perm") ?? Enumerable.Range(0, x.Shape.Length).Reverse().Select(i => (long)i).ToArray();
+        var inStrides = KernelSource.Strides(x.Shape);
+        var y = Output(node, 0, x.Type, perm.Select(p => x.Shape[p]).ToArray());
+        ViewCopy(x, y.Shape, perm.Select(p => inStrides[p]).ToArray(), 0, y, KernelSource.Strides(y.Shape), 0);
+    }
+
+    private void LowerExpand(OnnxProto.NodeProto node, PlanValue?[] ins)
+    {
+        var x = ins[0]!;
+        var shape = Shapes.Broadcast(x.Shape, Const(ins[1], "shape").AsLongs());
+        var y = Output(node, 0, x.Type, shape);
+        ViewCopy(x, shape, Shapes.BroadcastStrides(x.Shape, shape), 0, y, KernelSource.Strides(shape), 0);
+    }
+
+    private void LowerGather(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var (data, idx) = (ins[0]!, ins[1]!);
+        var a = Shapes.Axis(attrs.Int("axis", 0), data.Shape.Length);
+        var y = Output(node, 0, data.Type, data.Shape.Take(a).Concat(idx.Shape).Concat(data.Shape.Skip(a + 1)).ToArray());
+        var outer = Shapes.Product(data.Shape.Take(a));
+        var inner = Shapes.Product(data.Shape.Skip(a + 1));
+        Kernel(KernelSource.Gather(St(data).SizeOf(), idx.Type, outer, data.Shape[a], inner, idx.Count), y.Count, Dev(y), Dev(data), Dev(idx));
+    }
+
+    private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, string[] names, long axis)
+    {
+        var rank = parts[0].Shape.Length;
+        var a = Shapes.Axis(axis, rank);
+        var shape = (long[])parts[0].Shape.Clone();
+        shape[a] = parts.Sum(p => p.Shape[a]);
+
+        // Channels-last when every part is: the copies then run along the physical axis.
+        var nhwc = parts.All(p => p.Nhwc);
+        var y = Output(node, 0, St(parts[0]), shape, nhwc);
+        var pa = nhwc ? PhysicalAxis(a) : a;
+        var phys = Phys(y);
+        var outer = Shapes.Product(phys.Take(pa));
+        var inner = Shapes.Product(phys.Skip(pa + 1));
+        long offset = 0;
+        for (var k = 0; k < parts.Length; k++)
+        {
+            var p = parts[k];
+            var block = p.Shape[a] * inner;
+
+            // A pending part read by nothing else is computed straight into its slice: no copy.
+            var onlyHere = names.Count(n => n == names[k]) == 1 && _consumers.TryGetValue(names[k], out var users) && users.Count == 1 && !_graphOutputs.Contains(names[k]);
+            if (p.Pending is not null && onlyHere && p.Nhwc == nhwc && p.Pending.Leaves.All(l => Fits(l, nhwc, rank)))
+            {
+                Materialize(p, y, block, phys[pa] * inner, offset * inner);
+            }
+            else
+            {
+                p = nhwc ? Materialize(p) : Nchw(p);
+                ViewCopy(p, [outer, block], [block, 1], 0, y, [phys[pa] * inner, 1], offset * inner);
+            }
+
+            offset += p.Shape[a];
+        }
+    }
+
+    /// <summary>Where logical axis <paramref name="a"/> of an [N, C, H, W] tensor sits in its NHWC layout.</summary>
+    private static int PhysicalAxis(int a) => a switch { 0 => 0, 1 => 3, _ => a - 1 };
+
+    private void LowerSplit(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var a = Shapes.Axis(attrs.Int("axis", 0), x.Shape.Length);
+        var n = node.Output.Count;
+        var sizes = _model.Opset >= 13 ? ins.ElementAtOrDefault(1)?.Constant?.AsLongs() : attrs.Ints("split");
+        if (sizes is null || sizes.Length == 0)
+        {
+            var parts = attrs.Has("num_outputs") ? attrs.Int("num_outputs", n) : n;
+            var each = (x.Shape[a] + parts - 1) / parts;
+            sizes = Enumerable.Range(0, (int)parts).Select(i => Math.Min(each, x.Shape[a] - (i * each))).ToArray();
+        }
+
+        var pa = x.Nhwc ? PhysicalAxis(a) : a;
+        var phys = Phys(x);
+        var outer = Shapes.Product(phys.Take(pa));
+        var inner = Shapes.Product(phys.Skip(pa + 1));
+        long offset = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var shape = (long[])x.Shape.Clone();
+            shape[a] = sizes[i];
+            if (node.Output[i].Length > 0)
+            {
+                var y = Output(node, i, x.Type, shape, x.Nhwc);
+                var block = sizes[i] * inner;
+                ViewCopy(x, [outer, block], [phys[pa] * inner, 1], offset * inner, y, [block, 1], 0);
+            }
+
+            offset += sizes[i];
+        }
+    }
+
+    private void LowerSlice(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        long[] starts, ends;
+        long[]? axes, steps;
+        if (_model.Opset >= 10)
+        {
+            (starts, ends, axes, steps) = (Const(ins[1], "starts").AsLongs(), Const(ins[2], "ends").AsLongs(), ins.ElementAtOrDefault(3)?.Constant?.AsLongs(), ins.ElementAtOrDefault(4)?.Constant?.AsLongs());
+        }
+        else
+        {
+            (starts, ends, axes, steps) = (attrs.Ints("starts")!, attrs.Ints("ends")!, attrs.Ints("axes"), null);
+        }
+
+        var (outShape, st, sp) = Shapes.Slice(x.Shape, starts, ends, axes, steps);
+        var inStrides = KernelSource.Strides(x.Shape);
+        var y = Output(node, 0, x.Type, outShape);
+        ViewCopy(x, outShape, inStrides.Select((s, d) => s * sp[d]).ToArray(), st.Select((s, d) => s * inStrides[d]).Sum(), y, KernelSource.Strides(outShape), 0);
+    }
+
+    private void LowerPad(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var rank = x.Shape.Length;
+        long[] pads;
+        double value;
+        if (_model.Opset >= 11)
+        {
+            pads = Const(ins[1], "pads").AsLongs();
+            value = ins.ElementAtOrDefault(2)?.Constant is { } v && v.Count > 0 ? v[0] : 0;
+            if (ins.ElementAtOrDefault(3)?.Constant is { } axesT)
+            {
+                var axes = axesT.AsLongs().Select(a => Shapes.Axis(a, rank)).ToArray();
+                var full = new long[2 * rank];
+                for (var i = 0; i < axes.Length; i++)
+                {
+                    full[axes[i]] = pads[i];
+                    full[axes[i] + rank] = pads[i + axes.Length];
+                }
+
+                pads = full;
+            }
+        }
+        else
+        {
+            pads = attrs.Ints("pads")!;
+            value = attrs.Float("value", 0);
+        }
+
+        var outShape = x.Shape.Select((s, d) => s + pads[d] + pads[d + rank]).ToArray();
+        var y = Output(node, 0, x.Type, outShape);
+        Kernel(KernelSource.Pad(St(x), x.Shape, outShape, pads.Take(rank).ToArray(), attrs.String("mode", "constant"), value), y.Count, Dev(y), Dev(x));
+    }
+
+    private void LowerResize(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var rank = x.Shape.Length;
+        double[]? scales = null;
+        long[]? sizes = null;
+        if (node.OpType == "Upsample" || _model.Opset < 11)
+        {
+            scales = node.OpType == "Upsample" && _model.Opset < 9 ? attrs.Floats("scales") : Const(ins[1], "scales").AsDoubles();
+        }
+        else
+        {
+            var s = ins.ElementAtOrDefault(2)?.Constant;
+            if (s is not null && s.Count > 0)
+            {
+                scales = s.AsDoubles();
+            }
+
+            var z = ins.ElementAtOrDefault(3)?.Constant;
+            if (z is not null && z.Count > 0)
+            {
+                sizes = z.AsLongs();
+            }
+        }
+
+        var axes = attrs.Ints("axes")?.Select(a => Shapes.Axis(a, rank)).ToArray() ?? Enumerable.Range(0, rank).ToArray();
+        var fullScales = Enumerable.Repeat(1.0, rank).ToArray();
+        var outShape = (long[])x.Shape.Clone();
+        for (var i = 0; i < axes.Length; i++)
+        {
+            var d = axes[i];
+            if (sizes is not null)
+            {
+                outShape[d] = sizes[i];
+                fullScales[d] = sizes[i] / (double)x.Shape[d];
+            }
+            else if (scales is not null)
+            {
+                fullScales[d] = scales[i];
+                outShape[d] = (long)Math.Floor(x.Shape[d] * scales[i]);
+            }
+        }
+
+        var mode = attrs.String("mode", "nearest");
+        mode = mode is "linear" or "bilinear" ? "linear" : mode;
+        var coordinate = node.OpType == "Upsample" || _model.Opset < 11 ? "asymmetric" : attrs.String("coordinate_transformation_mode", "half_pixel");
+        var nearest = _model.Opset < 11 ? "floor" : attrs.String("nearest_mode", "round_prefer_floor");
+        if (node.OpType == "Upsample" || _model.Opset < 11)
+        {
+            nearest = "floor";
+        }
+
+        var y = Output(node, 0, x.Type, outShape, x.Nhwc);
+        var physScales = x.Nhwc ? [fullScales[0], fullScales[2], fullScales[3], fullScales[1]] : fullScales;
+        var inPhys = Phys(x);
+        var outPhys = Phys(y);
+        var bytes = x.Shape.Length > 0 ? inPhys[^1] * St(x).SizeOf() : 0;
+        if (mode == "nearest" && physScales[^1] == 1.0 && inPhys[^1] == outPhys[^1] && bytes % 16 == 0 && bytes > 0)
+        {
+            // Nearest with the innermost axis (channels, channels-last) unscaled: whole runs move as 16-byte elements.
+            var k = 16 / St(x).SizeOf();
+            inPhys = [.. inPhys[..^1], inPhys[^1] / k];
+            outPhys = [.. outPhys[..^1], outPhys[^1] / k];
+            Kernel(KernelSource.Resize(St(x), inPhys, outPhys, physScales, mode, coordinate, nearest, "uint4"), y.Count / k, Dev(y), Dev(x));
+            return;
+        }
+
+        Kernel(KernelSource.Resize(St(x), Phys(x), Phys(y), physScales, mode, coordinate, nearest), y.Count, Dev(y), Dev(x));
+    }
+
+}

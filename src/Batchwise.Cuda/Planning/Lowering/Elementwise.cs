@@ -1,0 +1,115 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Elementwise operators: pending expressions that fuse into one generated kernel per chain (see GraphCompiler.Layout.cs).</summary>
+internal sealed partial class GraphCompiler
+{
+    private static IEnumerable<(string, OperatorLowering)> ElementwiseLowerings()
+    {
+        // Identity is a view (Views.cs); BatchNormalization registers with the normalizations.
+        foreach (var op in ElementwiseOps.Operators.Where(o => o is not ("Identity" or "BatchNormalization")))
+        {
+            yield return (op, new((c, n, i, a) => c.LowerElementwise(n, i, a), InputLayout.Pending, ElementwiseCheck));
+        }
+    }
+
+    private static string? ElementwiseCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset) => node.OpType switch
+    {
+        "Cast" when !OperatorSupport.Stores((ElementType)attrs.Int("to", 1)) => $"casting to {((ElementType)attrs.Int("to", 1)).ShortName()}",
+        "BitShift" when attrs.String("direction", "LEFT") is not ("LEFT" or "RIGHT") => $"direction '{attrs.String("direction", "LEFT")}'",
+        "Gelu" when attrs.String("approximate", "none") is not ("none" or "tanh") => "approximate other than none or tanh",
+        _ => null,
+    };
+
+    private void LowerElementwise(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var op = node.OpType;
+        var inputs = new List<PlanValue>();
+        var shapes = new List<long[]>();
+        Func<string, double, double> attr = (name, fallback) => attrs.Float(name, fallback);
+        ElementType? castTo = null;
+        switch (op)
+        {
+            case "BatchNormalization":
+                {
+                    // Per-channel vectors broadcast as [C, 1, ...] against [N, C, spatial...].
+                    var x = ins[0]!;
+                    inputs.Add(x);
+                    shapes.Add(x.Shape);
+                    for (var k = 1; k <= 4; k++)
+                    {
+                        var p = ins[k]!;
+                        inputs.Add(p);
+                        shapes.Add(x.Shape.Select((s, d) => d == 1 ? p.Count : 1).ToArray());
+                    }
+
+                    break;
+                }
+
+            case "Clip":
+                {
+                    inputs.Add(ins[0]!);
+                    shapes.Add(ins[0]!.Shape);
+                    if (_model.Opset >= 11)
+                    {
+                        var lo = ins.ElementAtOrDefault(1)?.Constant;
+                        var hi = ins.ElementAtOrDefault(2)?.Constant;
+                        attr = (name, fallback) => name switch
+                        {
+                            "min" => lo is null ? double.NegativeInfinity : lo[0],
+                            "max" => hi is null ? double.PositiveInfinity : hi[0],
+                            _ => fallback,
+                        };
+                    }
+                    else
+                    {
+                        attr = (name, fallback) => name switch
+                        {
+                            "min" => attrs.Float("min", double.NegativeInfinity),
+                            "max" => attrs.Float("max", double.PositiveInfinity),
+                            _ => fallback,
+                        };
+                    }
+
+                    break;
+                }
+
+            case "Cast" or "CastLike":
+                castTo = op == "Cast" ? (ElementType)attrs.Int("to", 1) : ins[1]!.Type;
+                inputs.Add(ins[0]!);
+                shapes.Add(ins[0]!.Shape);
+                break;
+            default:
+                foreach (var v in ins.Where(v => v is not null))
+                {
+                    inputs.Add(v!);
+                    shapes.Add(v!.Shape);
+                }
+
+                if (op is "Mod" or "IsInf")
+                {
+                    // Integer attributes (fmod, detect_positive, detect_negative).
+                    attr = (name, fallback) => attrs.Int(name, (long)fallback);
+                }
+
+                break;
+        }
+
+        var outShape = op == "BatchNormalization" ? inputs[0].Shape : Shapes.Broadcast(shapes.ToArray());
+
+        // Operands viewed at the shapes they broadcast from (BatchNormalization's [C] vectors as [C, 1, ...]).
+        var operands = inputs.Select((v, k) => v.Shape.SequenceEqual(shapes[k]) ? v : View(v, shapes[k])).ToList();
+        var outType = ElementwiseOps.OutputType(op, inputs.Select(St).ToList(), castTo);
+        var mode = op switch
+        {
+            "Gelu" => attrs.String("approximate", "none"),
+            "BitShift" => attrs.String("direction", "LEFT"),
+            _ => null,
+        };
+        string Expression(IReadOnlyList<ElementType> types) => op is "Cast" or "CastLike" && outType == ElementType.Bool ? "x0 != 0" : ElementwiseOps.Expression(op, types, attr, mode);
+        _values[node.Output[0]] = Pending(operands, Expression, outType, outShape);
+    }
+}

@@ -1,0 +1,194 @@
+using System.Runtime.InteropServices;
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Matrix products (Gemm, MatMul) through cuBLASLt: heuristics or timed tactics, batched and broadcast operands.</summary>
+internal sealed unsafe partial class GraphCompiler
+{
+    private const long MatmulWorkspace = 32L << 20;
+
+    private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
+    {
+        yield return ("Gemm", new((c, n, i, a) => c.LowerGemm(n, i, a)));
+        yield return ("MatMul", new((c, n, i, _) => c.LowerMatMul(n, i[0]!, i[1]!)));
+    }
+
+    private void LowerGemm(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var (a, b, c) = (ins[0]!, ins[1]!, ins.ElementAtOrDefault(2));
+        RequireFloat(a);
+        var transA = attrs.Int("transA", 0) != 0;
+        var transB = attrs.Int("transB", 0) != 0;
+        var m = transA ? a.Shape[1] : a.Shape[0];
+        var k = transA ? a.Shape[0] : a.Shape[1];
+        var n = transB ? b.Shape[0] : b.Shape[1];
+        var y = Output(node, 0, a.Type, [m, n]);
+        var beta = (float)attrs.Float("beta", 1.0);
+        if (c is not null && beta != 0)
+        {
+            ViewCopy(c, [m, n], Shapes.BroadcastStrides(c.Shape, [m, n]), 0, y, [n, 1], 0);
+        }
+        else
+        {
+            beta = 0;
+        }
+
+        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta);
+    }
+
+    private void LowerMatMul(OnnxProto.NodeProto node, PlanValue a, PlanValue b)
+    {
+        RequireFloat(a);
+        var aShape = a.Shape.Length == 1 ? new[] { 1L, a.Shape[0] } : a.Shape;
+        var bShape = b.Shape.Length == 1 ? new[] { b.Shape[0], 1L } : b.Shape;
+        var (m, k) = (aShape[^2], aShape[^1]);
+        var n = bShape[^1];
+        if (bShape[^2] != k)
+        {
+            throw new BatchwiseException($"MatMul inner dimensions differ: {Tensor.ShapeText(a.Shape)} x {Tensor.ShapeText(b.Shape)}", "Check the model's shapes.");
+        }
+
+        var aBatch = aShape[..^2];
+        var bBatch = bShape[..^2];
+        var batchShape = Shapes.Broadcast(aBatch, bBatch);
+        var outShape = batchShape.Concat(new[] { m, n }).ToArray();
+        var yShape = batchShape.ToList();
+        if (a.Shape.Length > 1)
+        {
+            yShape.Add(m);
+        }
+
+        if (b.Shape.Length > 1)
+        {
+            yShape.Add(n);
+        }
+
+        var y = Output(node, 0, a.Type, yShape.ToArray());
+        var batch = Shapes.Product(batchShape);
+        var aCount = Shapes.Product(aBatch);
+        var bCount = Shapes.Product(bBatch);
+        if (bCount == 1)
+        {
+            // [..., M, K] x [K, N]: one GEMM with M' = batch * M.
+            var av = aCount == batch ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
+            EmitMatmul(av, b, y, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, 0);
+            return;
+        }
+
+        var aOp = aCount == batch ? a : aCount == 1 ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
+        var bOp = Broadcasted(b, batchShape.Concat(new[] { k, n }).ToArray());
+        var aStride = aCount == 1 ? 0 : m * k;
+        EmitMatmul(aOp, bOp, y, (int)m, (int)n, (int)k, false, false, k, n, checked((int)batch), aStride, k * n, 1, 0);
+        _ = outShape;
+    }
+
+    /// <summary>
+    /// The fastest of cuBLASLt's top eight candidates for this product, timed on scratch buffers (CUDA events, median of
+    /// five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank.
+    /// </summary>
+    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout bl, CublasLtMatrixLayout al, CublasLtMatrixLayout dl, string key, long bElements, long aElements, long dElements, int elementSize)
+    {
+        var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, 8);
+        if (candidates.Length == 0)
+        {
+            throw new CudaException("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
+        }
+
+        if (cache.TryGet(key, out var cached) && cached.Algo < candidates.Length)
+        {
+            return candidates[cached.Algo];
+        }
+
+        using var stream = CudaDriver.CreateStream();
+        using var b = CudaDriver.Allocate(Math.Max(1, bElements) * elementSize);
+        using var a = CudaDriver.Allocate(Math.Max(1, aElements) * elementSize);
+        using var d = CudaDriver.Allocate(Math.Max(1, dElements) * elementSize);
+        using var workspace = CudaDriver.Allocate(MatmulWorkspace);
+        using var start = CudaDriver.CreateEvent();
+        using var end = CudaDriver.CreateEvent();
+        var best = (Index: 0, Ms: double.PositiveInfinity);
+        for (var i = 0; i < candidates.Length; i++)
+        {
+            var candidate = (IntPtr)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
+            *(CublasLt.HeuristicResult*)candidate = candidates[i];
+            double ms;
+            try
+            {
+                ms = MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, 0, d.Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
+            }
+            finally
+            {
+                NativeMemory.Free((void*)candidate);
+            }
+
+            if (ms < best.Ms)
+            {
+                best = (i, ms);
+            }
+        }
+
+        cache.Set(key, new TacticChoice(best.Index, 0, (long)candidates[best.Index].WorkspaceSize, best.Ms));
+        return candidates[best.Index];
+    }
+
+    /// <summary>Materialises a broadcast operand (only where strides cannot express it).</summary>
+    private PlanValue Broadcasted(PlanValue v, long[] shape)
+    {
+        var aligned = Shapes.RightAlign(v.Shape, shape.Length);
+        if (aligned.SequenceEqual(shape))
+        {
+            return v;
+        }
+
+        var t = Temp(v.Type, shape);
+        ViewCopy(v, shape, Shapes.BroadcastStrides(v.Shape, shape), 0, t, KernelSource.Strides(shape), 0);
+        return t;
+    }
+
+    /// <summary>
+    /// Row-major Y[M,N] = alpha op(A) op(B) + beta Y, through column-major cuBLASLt as Y^T = op(B)^T op(A)^T:
+    /// the row-major buffers read as their own transposes, so B goes first.
+    /// </summary>
+    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta)
+    {
+        var handle = _target.PlanningCublasLt;
+        var half = St(a) == ElementType.Float16;
+        var dataType = half ? CublasLt.CUDA_R_16F : CublasLt.CUDA_R_32F;
+        var compute = _target.AllowTf32 && !half ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32 : CublasLt.CUBLAS_COMPUTE_32F;
+        var desc = CublasLt.MatmulDesc(compute, transB, transA);
+        var bRows = transB ? k : n;
+        var bCols = transB ? n : k;
+        var aRows = transA ? m : k;
+        var aCols = transA ? k : m;
+        var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
+        var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
+        var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
+        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}";
+        var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
+        CublasLt.HeuristicResult algo;
+        var queried = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == sizeof(CublasLt.HeuristicResult))
+        {
+            algo = MemoryMarshal.Read<CublasLt.HeuristicResult>(stored);
+        }
+        else
+        {
+            algo = _target.Tactics is { } cache
+                ? TimedMatmul(cache, handle, desc, bl, al, dl, key, (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4)
+                : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace);
+            var bytes = new byte[sizeof(CublasLt.HeuristicResult)];
+            MemoryMarshal.Write(bytes, in algo);
+            _target.Choices.Set(storeKey, bytes);
+        }
+
+        LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
+
+        ReserveWorkspace(MatmulWorkspace);
+        Emit(new MatmulStep(_node, Dev(b), Dev(a), Dev(y), desc, bl, al, dl, algo, alpha, beta));
+    }
+}

@@ -1,0 +1,97 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Normalizations: BatchNormalization (an elementwise expression, or folded into the convolution before it), softmax, layer normalization.</summary>
+internal sealed partial class GraphCompiler
+{
+    private static IEnumerable<(string, OperatorLowering)> NormalizationLowerings()
+    {
+        yield return ("BatchNormalization", new((c, n, i, a) => c.LowerElementwise(n, i, a), InputLayout.Pending, (n, a, _) => a.Int("training_mode", 0) != 0 || n.Output.Count(o => o.Length > 0) > 1 ? "training mode (running mean/variance outputs)" : null));
+        yield return ("Softmax", new((c, n, i, a) => c.LowerSoftmax(n, i[0]!, a, log: false)));
+        yield return ("LogSoftmax", new((c, n, i, a) => c.LowerSoftmax(n, i[0]!, a, log: true)));
+        yield return ("LayerNormalization", new((c, n, i, a) => c.LowerLayerNorm(n, i, a)));
+        yield return ("InstanceNormalization", new((c, n, i, a) => c.LowerGroupNorm(n, i, a, instance: true)));
+        yield return ("GroupNormalization", new((c, n, i, a) => c.LowerGroupNorm(n, i, a, instance: false)));
+    }
+
+    private void LowerSoftmax(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs, bool log)
+    {
+        RequireFloat(x);
+        var opset = _model.Opset;
+        var rank = x.Shape.Length;
+        var a = Shapes.Axis(attrs.Int("axis", opset >= 13 ? -1 : 1), rank);
+        var y = Output(node, 0, x.Type, x.Shape);
+        long axisSize, inner;
+        if (opset >= 13)
+        {
+            (axisSize, inner) = (x.Shape[a], Shapes.Product(x.Shape.Skip(a + 1)));
+        }
+        else
+        {
+            (axisSize, inner) = (Shapes.Product(x.Shape.Skip(a)), 1);
+        }
+
+        var rows = axisSize == 0 ? 0 : x.Count / axisSize;
+        if (axisSize <= 32 && inner > 1)
+        {
+            Kernel(KernelSource.SoftmaxShortAxis(St(x), rows, axisSize, inner, log), rows, Dev(y), Dev(x));
+        }
+        else
+        {
+            WarpKernel(KernelSource.Softmax(St(x), rows, axisSize, inner, log), rows, Dev(y), Dev(x));
+        }
+    }
+
+    private void LowerLayerNorm(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        RequireFloat(x);
+        var a = Shapes.Axis(attrs.Int("axis", -1), x.Shape.Length);
+        var rows = Shapes.Product(x.Shape.Take(a));
+        var cols = Shapes.Product(x.Shape.Skip(a));
+        var scale = ins[1]!;
+        var bias = ins.ElementAtOrDefault(2);
+        if (cols % scale.Count != 0 || (bias is not null && cols % bias.Count != 0))
+        {
+            throw new BatchwiseException("LayerNormalization scale/bias must cover the normalised dimensions", "Use scale and bias of the normalised shape.");
+        }
+
+        var y = Output(node, 0, x.Type, x.Shape);
+        var statShape = x.Shape.Select((s, d) => d < a ? s : 1).ToArray();
+        var mean = node.Output.Count > 1 && node.Output[1].Length > 0 ? Dev(Output(node, 1, ElementType.Float, statShape)) : -1;
+        var inv = node.Output.Count > 2 && node.Output[2].Length > 0 ? Dev(Output(node, 2, ElementType.Float, statShape)) : -1;
+        WarpKernel(KernelSource.LayerNorm(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
+    }
+
+    /// <summary>InstanceNormalization (a group per channel) and GroupNormalization (scale and bias per group at opset 18, per channel from 21).</summary>
+    private void LowerGroupNorm(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs, bool instance)
+    {
+        var (x, scale, bias) = (ins[0]!, ins[1]!, ins[2]!);
+        RequireFloat(x);
+        if (x.Shape.Length < 3)
+        {
+            throw new BatchwiseException($"{node.OpType} needs an [N, C, spatial...] input, got {Engines.Tensor.ShapeText(x.Shape)}", "Check the model's shapes.");
+        }
+
+        var channels = x.Shape[1];
+        var groups = instance ? channels : attrs.Int("num_groups", 1);
+        if (groups < 1 || channels % groups != 0)
+        {
+            throw new BatchwiseException($"{channels} channels do not split into {groups} groups", "Use a group count that divides the channels.");
+        }
+
+        var perChannel = scale.Count == channels;
+        if ((!perChannel && scale.Count != groups) || bias.Count != scale.Count)
+        {
+            throw new BatchwiseException($"{node.OpType} scale and bias must have one value per channel ({channels}) or group ({groups})", "Check the model.");
+        }
+
+        var y = Output(node, 0, x.Type, x.Shape);
+        var rows = x.Shape[0] * groups;
+        var spatial = Shapes.Product(x.Shape.Skip(2));
+        Kernel(KernelSource.GroupNorm(St(x), St(scale), rows, groups, channels / groups, spatial, attrs.Float("epsilon", 1e-5), perChannel), KernelSource.GroupNormThreads(rows), Dev(y), Dev(x), Dev(scale), Dev(bias));
+    }
+}

@@ -1,0 +1,149 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda;
+
+/// <summary>
+/// The cuda engine's part of a saved engine (<see cref="SavedEngineFile"/>): compiled kernels (CUBINs and the kernels
+/// each holds) and the library choices of every plan it built, valid only for the device, driver, cuDNN, cuBLASLt,
+/// NVRTC and Batchwise versions it was built with. A new process loads them instead of compiling and asking heuristics.
+/// </summary>
+internal sealed class SavedEngine
+{
+    private const string Prefix = "cuda/";
+
+    private SavedEngine(SavedEngineManifest manifest, IReadOnlyDictionary<string, byte[]> kernels, IReadOnlyDictionary<string, string[]> contents, IReadOnlyDictionary<string, byte[]> choices)
+    {
+        Manifest = manifest;
+        Kernels = kernels;
+        KernelContents = contents;
+        Choices = choices;
+    }
+
+    public SavedEngineManifest Manifest { get; }
+
+    /// <summary>CUBIN images by file name.</summary>
+    public IReadOnlyDictionary<string, byte[]> Kernels { get; }
+
+    /// <summary>The kernel names each CUBIN holds.</summary>
+    public IReadOnlyDictionary<string, string[]> KernelContents { get; }
+
+    /// <summary>Library choices by problem.</summary>
+    public IReadOnlyDictionary<string, byte[]> Choices { get; }
+
+    /// <summary>Batchwise's version, as saved engines record it.</summary>
+    public static string BatchwiseVersion =>
+        typeof(SavedEngine).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(SavedEngine).Assembly.GetName().Version?.ToString() ?? "0";
+
+    /// <summary>What a saved engine must have been built with to run on this device.</summary>
+    public static SortedDictionary<string, string> EnvironmentOf(CudaDeviceInfo device) => new(StringComparer.Ordinal)
+    {
+        ["device"] = device.Name,
+        ["compute_capability"] = device.ComputeCapability,
+        ["driver"] = device.DriverVersion,
+        ["cudnn"] = device.CudnnVersion,
+        ["cublaslt"] = device.CublasLtVersion,
+        ["nvrtc"] = device.NvrtcVersion,
+        ["batchwise"] = BatchwiseVersion,
+    };
+
+    /// <summary>
+    /// Reads a saved engine for this device, refusing in one line (naming what differs and how to rebuild) a file built
+    /// elsewhere or with other library versions, or options that contradict the file.
+    /// </summary>
+    public static SavedEngine Read(string path, EngineOptions options)
+    {
+        var (manifest, entries) = SavedEngineFile.ReadArtefacts(path, Prefix);
+        if (manifest.Engine != "cuda")
+        {
+            throw new BatchwiseException($"'{path}' is a saved {manifest.Engine} engine, not a cuda one", $"Run it with --engine {manifest.Engine}.");
+        }
+
+        var device = CudaDevices.List().ElementAtOrDefault(options.DeviceId)
+            ?? throw new BatchwiseException($"GPU {options.DeviceId} does not exist", "Run `batchwise devices` to list the GPUs.");
+        var here = EnvironmentOf(device);
+        var differ = here.Where(p => !manifest.Environment.TryGetValue(p.Key, out var v) || v != p.Value)
+            .Select(p => $"{p.Key} {(manifest.Environment.TryGetValue(p.Key, out var v) ? v : "(none)")} there, {p.Value} here")
+            .ToList();
+        if (differ.Count > 0)
+        {
+            throw new BatchwiseException(
+                $"'{path}' was built for another environment ({string.Join("; ", differ)}): its compiled kernels and choices do not apply here",
+                $"Rebuild it on this machine: batchwise build <model.onnx> --engine cuda --precision {manifest.Precision}{(manifest.BatchProfiles.Length > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles) : string.Empty)}{string.Concat(manifest.ShapeProfiles.Select(p => " --shape-profile " + p))} -o {path}");
+        }
+
+        var precision = manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32;
+        if (options.Precision != Precision.Fp32 && options.Precision != precision)
+        {
+            throw new BatchwiseException($"'{path}' was built for {manifest.Precision}; --precision {options.Precision.ToString().ToLowerInvariant()} contradicts it", $"Drop --precision (a saved engine runs as it was built), or rebuild with --precision {options.Precision.ToString().ToLowerInvariant()}.");
+        }
+
+        if (options.BatchProfiles.Count > 0 && !options.BatchProfiles.Order().SequenceEqual(manifest.BatchProfiles.Order()))
+        {
+            throw new BatchwiseException($"'{path}' was built with batch profiles {string.Join(',', manifest.BatchProfiles)}; --batch-profile {string.Join(',', options.BatchProfiles)} contradicts it", "Drop --batch-profile, or rebuild with the profiles you want.");
+        }
+
+        if (options.ShapeProfiles.Count > 0 && !options.ShapeProfiles.Select(p => p.Text).Order(StringComparer.Ordinal).SequenceEqual(manifest.ShapeProfiles.Order(StringComparer.Ordinal)))
+        {
+            throw new BatchwiseException($"'{path}' was built with shape profiles {string.Join(' ', manifest.ShapeProfiles)}; --shape-profile {string.Join(' ', options.ShapeProfiles.Select(p => p.Text))} contradicts it", "Drop --shape-profile, or rebuild with the profiles you want.");
+        }
+
+        var contents = entries.TryGetValue(Prefix + "kernels.json", out var c)
+            ? JsonSerializer.Deserialize(c, SavedEngineJson.Default.DictionaryStringStringArray) ?? []
+            : [];
+        var kernels = entries.Where(e => e.Key.StartsWith(Prefix + "kernels/", StringComparison.Ordinal))
+            .ToDictionary(e => e.Key[(Prefix.Length + "kernels/".Length)..], e => e.Value, StringComparer.Ordinal);
+        var choiceText = entries.TryGetValue(Prefix + "choices.json", out var ch)
+            ? JsonSerializer.Deserialize(ch, SavedEngineJson.Default.DictionaryStringString) ?? []
+            : [];
+        var choices = choiceText.ToDictionary(p => p.Key, p => Convert.FromBase64String(p.Value), StringComparer.Ordinal);
+        return new SavedEngine(manifest, kernels, contents, choices);
+    }
+
+    /// <summary>The options a saved engine runs with: its precision, TF32, CUDA-graph setting and batch profiles.</summary>
+    public EngineOptions Apply(EngineOptions options) => options with
+    {
+        Precision = Manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32,
+        AllowTf32 = Manifest.Tf32,
+        BatchProfiles = Manifest.BatchProfiles,
+        ShapeProfiles = [.. Manifest.ShapeProfiles.Select(ShapeProfile.Parse)],
+    };
+
+    /// <summary>Writes what <paramref name="session"/> compiled and chose, with its model, to <paramref name="path"/>.</summary>
+    public static void Write(string path, OnnxModel model, EngineOptions options, CudaSession session)
+    {
+        var device = CudaDevices.List().ElementAtOrDefault(options.DeviceId)
+            ?? throw new BatchwiseException($"GPU {options.DeviceId} does not exist", "Run `batchwise devices` to list the GPUs.");
+        var bytes = model.ToBytes();
+        var manifest = new SavedEngineManifest(
+            SavedEngineFile.FormatName,
+            SavedEngineFile.CurrentSchema,
+            "cuda",
+            BatchwiseVersion,
+            DateTimeOffset.UtcNow,
+            model.Name,
+            SavedEngineFile.Hash(bytes),
+            options.Precision.ToString().ToLowerInvariant(),
+            options.AllowTf32,
+            options.UseCudaGraph,
+            [.. session.BatchProfiles],
+            [.. session.ShapeProfiles.Values.Select(p => p.Text)],
+            EnvironmentOf(device));
+        var artefacts = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var (file, image) in session.Kernels.Images)
+        {
+            artefacts[Prefix + "kernels/" + file] = image;
+        }
+
+        artefacts[Prefix + "kernels.json"] = JsonSerializer.SerializeToUtf8Bytes(session.Kernels.Contents.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), SavedEngineJson.Default.DictionaryStringStringArray);
+        artefacts[Prefix + "choices.json"] = JsonSerializer.SerializeToUtf8Bytes(session.Choices.Snapshot().ToDictionary(p => p.Key, p => Convert.ToBase64String(p.Value), StringComparer.Ordinal), SavedEngineJson.Default.DictionaryStringString);
+        SavedEngineFile.Write(path, manifest, bytes, artefacts);
+    }
+
+    /// <summary>A line for logs: what the file holds.</summary>
+    public string Describe() => string.Create(CultureInfo.InvariantCulture, $"{KernelContents.Values.Sum(v => v.Length)} kernels, {Choices.Count} library choices, built {Manifest.Created:yyyy-MM-dd HH:mm} UTC");
+}

@@ -1,0 +1,169 @@
+using System.Globalization;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Analysis;
+
+/// <summary>What `batchwise explain` is asked: the model, the engine and its options, and where the measured side comes from.</summary>
+public sealed record ExplainRequest
+{
+    /// <summary>The model as given (a path or zoo:NAME).</summary>
+    public required string Model { get; init; }
+
+    /// <summary>The engine to explain.</summary>
+    public required IEngine Engine { get; init; }
+
+    /// <summary>The engine's options (precision, TF32, CUDA graph change the ceilings the prediction takes).</summary>
+    public EngineOptions Options { get; init; } = new();
+
+    /// <summary>Batch sizes to predict and measure.</summary>
+    public IReadOnlyList<int> BatchSizes { get; init; } = [1, 2, 4, 8, 16, 32];
+
+    /// <summary>The input size the model runs at (dynamic axes only); null: the model's own or the default.</summary>
+    public InputSize? Size { get; init; }
+
+    /// <summary>Sizes of other dynamic dimensions (--shape), as bench takes them.</summary>
+    public Benchmarking.ShapeBindings Shapes { get; init; } = Benchmarking.ShapeBindings.None;
+
+    /// <summary>A bench file to take the measured points from instead of measuring.</summary>
+    public string? BenchFile { get; init; }
+
+    /// <summary>Predict only: measure nothing.</summary>
+    public bool NoMeasure { get; init; }
+
+    /// <summary>Measurement time per batch size of the short sweep.</summary>
+    public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How many of the most costly layers to list.</summary>
+    public int Top { get; init; } = 10;
+
+    /// <summary>Measure the device's ceilings again instead of reading the cache.</summary>
+    public bool Recalibrate { get; init; }
+}
+
+/// <summary>An explanation with what it was made from.</summary>
+/// <param name="Explanation">The prediction, the measured points and the verdict.</param>
+/// <param name="Context">Model, engine, device, machine, date (for the report's context table).</param>
+/// <param name="CeilingsFromCache">Whether the device ceilings came from the cache (else measured now).</param>
+/// <param name="CeilingsPath">The ceilings cache file.</param>
+/// <param name="Warnings">Things the user should know (a bench file measured elsewhere).</param>
+public sealed record ExplainResult(Explanation Explanation, IReadOnlyDictionary<string, string> Context, bool CeilingsFromCache, string CeilingsPath, IReadOnlyList<string> Warnings);
+
+/// <summary>explain end to end: ceilings, the model's work, the measured side, the prediction and the verdict.</summary>
+public static class ExplainRun
+{
+    /// <summary>
+    /// Runs explain: <paramref name="say"/> gets what the user should see while it runs (a calibration in progress),
+    /// <paramref name="detail"/> the rest (sweep points, where the ceilings came from).
+    /// </summary>
+    public static ExplainResult Execute(ExplainRequest request, Action<string> say, Action<string> detail, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(say);
+        ArgumentNullException.ThrowIfNull(detail);
+        if (request.Top < 1)
+        {
+            throw new BatchwiseException($"--top {request.Top} lists nothing", "Pass --top 1 or more.");
+        }
+
+        var batches = request.BatchSizes.Distinct().Order().ToList();
+        var original = ModelSource.Load(request.Model);
+
+        // Every dynamic dimension but the batch gets a size from --shape or --input-size, never a silent default:
+        // the same rule, error and syntax as bench.
+        var bindings = request.Shapes;
+        if (request.Size is not null && bindings.Text.Count > 0)
+        {
+            throw new BatchwiseException("--input-size and --shape both size the input", "Give the size once: --shape (any model) or --input-size (images and sequences).");
+        }
+
+        var onnx = request.Size is null && (bindings.Text.Count > 0 || original.Inputs.Any(i => i.Shape.Skip(1).Any(d => d.IsDynamic))) ? bindings.Pin(original) : original;
+        var engine = request.Engine;
+        var (measuredCeilings, fromCache, cachePath) = DeviceCeilingsSource.Get(engine, request.Options, CeilingsCache.Default(), request.Recalibrate, say, cancellationToken);
+        detail($"ceilings {(fromCache ? "from" : "written to")} {cachePath}");
+
+        // The cache holds every precision the probe measured; the prediction takes the one these options run in.
+        var ceilings = measuredCeilings.For(request.Options);
+
+        // The cuda engine fuses epilogues (BN folded, ReLU and residual Add in cuDNN's call, other chains in one kernel).
+        var fuses = string.Equals(engine.Name, "cuda", StringComparison.OrdinalIgnoreCase);
+        var work = ModelWork.Analyze(onnx, request.Size, fuses);
+        var warnings = new List<string>();
+        IReadOnlyList<MeasuredPoint> measured = [];
+        if (request.BenchFile is { } benchFile)
+        {
+            var contents = Analysis.BenchFile.Read(benchFile);
+            measured = contents.Points;
+            if (!string.Equals(contents.Engine, engine.Name, StringComparison.OrdinalIgnoreCase) || contents.Device != ceilings.Device)
+            {
+                warnings.Add($"{benchFile} was measured with {contents.Engine} on {contents.Device}; the prediction is for {engine.Name} on {ceilings.Device}");
+            }
+        }
+        else if (!request.NoMeasure)
+        {
+            measured = MeasuredSweep.Run(engine, request.Options, onnx, request.Model, batches, request.Size, request.Duration.TotalSeconds, detail, cancellationToken);
+        }
+
+        var fromBench = request.BenchFile is not null;
+        var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && fromBench ? [] : batches, measured, request.Top, SmallerInput(request.Model, original, request.Size ?? PinnedImageSize(original, onnx), fuses, detail), fromBench ? null : MeasuredSweep.LoadAverage());
+        var description = engine.Describe(request.Options);
+        var context = new Dictionary<string, string>
+        {
+            ["model"] = request.Model,
+            ["input"] = explanation.Input,
+            ["engine"] = $"{description.Engine} {description.Version}",
+            ["ceilings used"] = ceilings.Precision + " GEMM" + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty),
+            ["device"] = description.Device,
+            ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
+            ["runtime"] = HostInfo.Runtime,
+            ["measured sweep"] = fromBench ? $"from {request.BenchFile}" : measured.Count > 0 ? $"short sweep, {request.Duration.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s per batch size" : "none (--no-measure)",
+            ["load average"] = explanation.LoadAverage is { } la ? la.ToString("N1", CultureInfo.InvariantCulture) : "not recorded",
+            ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
+        };
+        return new ExplainResult(explanation, context, fromCache, cachePath, warnings);
+    }
+
+    /// <summary>The image size --shape gave a model with a dynamic height and width, or null.</summary>
+    private static InputSize? PinnedImageSize(OnnxModel original, OnnxModel pinned)
+    {
+        var i = original.Inputs.ToList().FindIndex(x => x.Shape.Count == 4 && (x.Shape[2].IsDynamic || x.Shape[3].IsDynamic));
+        return i < 0 ? null : new InputSize((int)pinned.Inputs[i].Shape[2].Value!.Value, (int)pinned.Inputs[i].Shape[3].Value!.Value);
+    }
+
+    /// <summary>The same model at half the image size (for the input-size lever), where the model allows it.</summary>
+    private static (InputSize From, InputSize To, ModelWork Work)? SmallerInput(string spec, OnnxModel onnx, InputSize? size, bool fuses, Action<string> log)
+    {
+        var image = onnx.Inputs.FirstOrDefault(i => i.Shape.Count == 4);
+        if (image is null)
+        {
+            return null;
+        }
+
+        var from = size ?? new InputSize((int)(image.Shape[2].Value ?? InputShapes.DefaultImageSize), (int)(image.Shape[3].Value ?? InputShapes.DefaultImageSize));
+        var to = new InputSize(Math.Max(1, from.Height / 2), Math.Max(1, from.Width / 2));
+        if (from.Width < 64 || from.Height < 64)
+        {
+            return null;
+        }
+
+        try
+        {
+            if (!image.Shape[2].IsDynamic && spec.StartsWith(ModelZoo.Prefix, StringComparison.OrdinalIgnoreCase))
+            {
+                // A fixed-size zoo model: build it again at the smaller size (size=SIDE, or HEIGHTxWIDTH as everywhere).
+                var q = spec.IndexOf('?', StringComparison.Ordinal);
+                var kept = q < 0 ? [] : spec[(q + 1)..].Split('&').Where(p => !p.StartsWith("size=", StringComparison.OrdinalIgnoreCase));
+                var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append($"size={to}"));
+                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null, fuses));
+            }
+
+            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to, fuses)) : null;
+        }
+        catch (BatchwiseException e)
+        {
+            log($"input-size lever skipped: {e.Message}");
+            return null;
+        }
+    }
+}

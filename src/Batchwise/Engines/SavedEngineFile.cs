@@ -1,0 +1,175 @@
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Batchwise.Onnx;
+
+namespace Batchwise.Engines;
+
+/// <summary>
+/// What a saved engine was built from and for: the engine and its options, the model's hash, and the environment
+/// (device, driver and library versions, Batchwise's own) it is valid in. A file whose environment differs is refused.
+/// </summary>
+/// <param name="Format">Always "batchwise-engine".</param>
+/// <param name="Schema">The file layout's version.</param>
+/// <param name="Engine">The engine that built it (cuda).</param>
+/// <param name="BatchwiseVersion">Batchwise's version.</param>
+/// <param name="Created">When it was written.</param>
+/// <param name="ModelName">The model's name.</param>
+/// <param name="ModelSha256">SHA-256 of the model bytes it carries.</param>
+/// <param name="Precision">fp32 or fp16.</param>
+/// <param name="Tf32">TF32 allowed for fp32.</param>
+/// <param name="CudaGraph">Runs replay CUDA graphs.</param>
+/// <param name="BatchProfiles">The batch profiles whose plans it was built with.</param>
+/// <param name="ShapeProfiles">The shape profiles it was built with, as written on the command line.</param>
+/// <param name="Environment">Device, compute capability, driver and library versions, by name.</param>
+public sealed record SavedEngineManifest(
+    string Format,
+    int Schema,
+    string Engine,
+    string BatchwiseVersion,
+    DateTimeOffset Created,
+    string ModelName,
+    string ModelSha256,
+    string Precision,
+    bool Tf32,
+    bool CudaGraph,
+    int[] BatchProfiles,
+    string[] ShapeProfiles,
+    SortedDictionary<string, string> Environment);
+
+/// <summary>
+/// A saved engine on disk (<c>.bwengine</c>): a zip holding manifest.json, the model (model.onnx) and the engine's own
+/// artefacts (compiled kernels, library choices) as named entries. Anything that takes a model path takes one.
+/// </summary>
+public static class SavedEngineFile
+{
+    /// <summary>The file extension.</summary>
+    public const string Extension = ".bwengine";
+
+    /// <summary>The manifest's format name.</summary>
+    public const string FormatName = "batchwise-engine";
+
+    /// <summary>The current layout.</summary>
+    public const int CurrentSchema = 1;
+
+    /// <summary>True for a path that names a saved engine.</summary>
+    public static bool IsSavedEngine(string path) => path.EndsWith(Extension, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>SHA-256 of model bytes, as the manifest records it.</summary>
+    public static string Hash(byte[] model) => Convert.ToHexStringLower(SHA256.HashData(model));
+
+    /// <summary>Writes a saved engine (atomically: a temporary file renamed into place).</summary>
+    public static void Write(string path, SavedEngineManifest manifest, byte[] model, IReadOnlyDictionary<string, byte[]> artefacts)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(artefacts);
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir))
+        {
+            throw new BatchwiseException($"Cannot write '{path}': folder '{dir}' does not exist", "Create the folder first or choose another path.");
+        }
+
+        var temp = full + ".tmp";
+        using (var zip = ZipFile.Open(temp, ZipArchiveMode.Create))
+        {
+            Add(zip, "manifest.json", JsonSerializer.SerializeToUtf8Bytes(manifest, SavedEngineJson.Default.SavedEngineManifest), CompressionLevel.Optimal);
+            Add(zip, "model.onnx", model, CompressionLevel.NoCompression);
+            foreach (var (name, bytes) in artefacts.OrderBy(p => p.Key, StringComparer.Ordinal))
+            {
+                Add(zip, name, bytes, CompressionLevel.Fastest);
+            }
+        }
+
+        File.Move(temp, full, overwrite: true);
+    }
+
+    /// <summary>Reads the manifest and the model of a saved engine; the model remembers where it came from.</summary>
+    public static (SavedEngineManifest Manifest, OnnxModel Model) ReadModel(string path)
+    {
+        using var zip = Open(path);
+        var manifest = ReadManifest(zip, path);
+        var model = Entry(zip, "model.onnx", path);
+        if (Hash(model) != manifest.ModelSha256)
+        {
+            throw new BatchwiseException($"'{path}' is damaged: its model does not match the hash in its manifest", "Build the engine again with `batchwise build`.");
+        }
+
+        var onnx = OnnxModel.FromBytes(model, manifest.ModelName, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)), path);
+        onnx.SavedEngine = path;
+        return (manifest, onnx);
+    }
+
+    /// <summary>The manifest and every entry under <paramref name="prefix"/> (an engine's own artefacts).</summary>
+    public static (SavedEngineManifest Manifest, IReadOnlyDictionary<string, byte[]> Entries) ReadArtefacts(string path, string prefix)
+    {
+        using var zip = Open(path);
+        var manifest = ReadManifest(zip, path);
+        var entries = zip.Entries.Where(e => e.FullName.StartsWith(prefix, StringComparison.Ordinal))
+            .ToDictionary(e => e.FullName, e => Entry(zip, e.FullName, path), StringComparer.Ordinal);
+        return (manifest, entries);
+    }
+
+    private static ZipArchive Open(string path)
+    {
+        try
+        {
+            return ZipFile.OpenRead(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw new BatchwiseException($"Cannot read saved engine '{path}': {e.Message}", "Pass a file written by `batchwise build`, or the .onnx model itself.", e);
+        }
+    }
+
+    private static SavedEngineManifest ReadManifest(ZipArchive zip, string path)
+    {
+        SavedEngineManifest? manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize(Entry(zip, "manifest.json", path), SavedEngineJson.Default.SavedEngineManifest);
+        }
+        catch (JsonException e)
+        {
+            throw new BatchwiseException($"'{path}' has an unreadable manifest: {e.Message}", "Build the engine again with `batchwise build`.", e);
+        }
+
+        if (manifest is null || manifest.Format != FormatName)
+        {
+            throw new BatchwiseException($"'{path}' is not a Batchwise saved engine", "Pass a file written by `batchwise build`, or the .onnx model itself.");
+        }
+
+        if (manifest.Schema != CurrentSchema)
+        {
+            throw new BatchwiseException($"'{path}' has layout version {manifest.Schema}; this Batchwise reads version {CurrentSchema}", "Build the engine again with this Batchwise: `batchwise build`.");
+        }
+
+        return manifest;
+    }
+
+    private static byte[] Entry(ZipArchive zip, string name, string path)
+    {
+        var entry = zip.GetEntry(name) ?? throw new BatchwiseException($"'{path}' is damaged: it has no {name}", "Build the engine again with `batchwise build`.");
+        using var stream = entry.Open();
+        using var buffer = new MemoryStream(checked((int)entry.Length));
+        stream.CopyTo(buffer);
+        return buffer.ToArray();
+    }
+
+    private static void Add(ZipArchive zip, string name, byte[] bytes, CompressionLevel level)
+    {
+        using var stream = zip.CreateEntry(name, level).Open();
+        stream.Write(bytes);
+    }
+}
+
+/// <summary>Source-generated JSON for saved engines (snake_case).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true)]
+[JsonSerializable(typeof(SavedEngineManifest))]
+[JsonSerializable(typeof(Dictionary<string, string[]>))]
+[JsonSerializable(typeof(Dictionary<string, string>))]
+public sealed partial class SavedEngineJson : JsonSerializerContext
+{
+}

@@ -1,0 +1,165 @@
+using System.Globalization;
+using System.IO.Compression;
+using System.Text.Json;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>Any input shape without recompiling: batch profiles and padding, shape profiles, shape-generic kernels, saved engines.</summary>
+[Trait("Category", "GPU")]
+public sealed class ShapeGpuTests
+{
+    private static IReadOnlyList<Tensor> Rows(OnnxModel model, long batch, int seed = 3) => model.Inputs.Select(i => Gpu.RandomInput(i, batch, seed)).ToList();
+
+    /// <summary>The first <paramref name="rows"/> rows of each input.</summary>
+    private static Tensor[] Take(IReadOnlyList<Tensor> inputs, int rows) => [.. inputs.Select(t =>
+    {
+        var shape = (long[])t.Shape.Clone();
+        shape[0] = rows;
+        var cut = Tensor.Zeros(t.ElementType, shape);
+        t.Data.AsSpan(0, cut.Data.Length).CopyTo(cut.Data);
+        return cut;
+    })];
+
+    public static TheoryData<string, string> Models() => new()
+    {
+        { "zoo:resnet18?size=64", "fp32" },
+        { "zoo:resnet18?size=64", "fp16" },
+        { "zoo:yolov8n?size=128", "fp16" },
+        { "zoo:bert?seq=32&layers=2", "fp32" },
+    };
+
+    /// <summary>A batch run padded to the next profile gives, row for row, what the exact plan of that batch gives.</summary>
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Padded_batches_give_the_rows_of_the_exact_plan(string spec, string precision)
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build(spec);
+        var p = precision == "fp16" ? Precision.Fp16 : Precision.Fp32;
+        using var padded = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = p, BatchProfiles = [1, 4, 8] });
+        using var exact = new CudaEngine().Load(model, new EngineOptions { Precision = p });
+        var all = Rows(model, 8);
+        foreach (var batch in new[] { 3, 5, 8 })
+        {
+            var inputs = Take(all, batch);
+            var builds = padded.Builds.Count;
+            var got = padded.Run(inputs);
+            var want = exact.Run(inputs);
+            Assert.All(padded.Builds.Skip(builds), b => Assert.DoesNotContain($"[{batch},", b.Shapes, StringComparison.Ordinal)); // no plan of its own
+            foreach (var r in Gpu.Compare(got, want, model.Outputs))
+            {
+                Gpu.Report("shapes.md", string.Create(CultureInfo.InvariantCulture, $"| padded {spec} {precision} | b={batch} | {r.Name} | {r.MaxAbs:E2} | {r.Cosine:F7} |"));
+                Assert.True(p == Precision.Fp16 ? r.Cosine >= 0.9999 : r.MaxRel <= 1e-4, $"{spec} b={batch} {r.Name}: max rel {r.MaxRel}, cosine {r.Cosine}");
+            }
+        }
+    }
+
+    /// <summary>Once a model's kernels exist, plans for other batch sizes compile none: their sources hold no shapes.</summary>
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void New_batch_sizes_compile_no_kernels(string spec, string precision)
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build(spec);
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = precision == "fp16" ? Precision.Fp16 : Precision.Fp32 });
+        session.Run(Rows(model, 2));
+        foreach (var batch in new[] { 3, 7, 16, 33 })
+        {
+            session.Run(Rows(model, batch));
+        }
+
+        var later = session.Builds.Skip(1).ToList();
+        Gpu.Report("shapes.md", string.Create(CultureInfo.InvariantCulture, $"| kernels {spec} {precision} | first plan {session.Builds[0].Seconds * 1000:F0} ms, {session.Builds[0].KernelsCompiled} compiled | later plans {string.Join(", ", later.Select(b => $"{b.Seconds * 1000:F1} ms/{b.KernelsCompiled}"))} |"));
+        Assert.All(later, b => Assert.True(b.KernelsCompiled == 0, $"{b.Shapes}: {b.KernelsCompiled} kernels compiled"));
+    }
+
+    /// <summary>A small detector-like network (convolutions, SiLU, pooling, upsampling, a skip Concat) of any image size.</summary>
+    private static OnnxModel AnySizeDetector()
+    {
+        var g = new GraphBuilder("any-size");
+        var x = g.Input("images", ElementType.Float, "batch", 3L, "height", "width");
+        var c1 = g.Conv(x, 3, 16, 3, stride: 2, bias: true, name: "c1");
+        var s1 = g.Node("Mul", [c1, g.Node("Sigmoid", [c1])]);
+        var c2 = g.Node("Relu", [g.Conv(s1, 16, 16, 3, bias: true, name: "c2")]);
+        var pooled = g.MaxPool(c2, 2, 2, 0);
+        var up = g.Node("Resize", [pooled, string.Empty, g.Initializer("scales", [4], [1, 1, 2, 2])], GraphBuilder.Attr("mode", "nearest"));
+        var cat = g.Node("Concat", [up, s1], GraphBuilder.Attr("axis", 1L));
+        var y = g.Rename(g.Node("Sigmoid", [g.Conv(cat, 32, 8, 1, bias: true, name: "head")]), "y");
+        g.Output(y, ElementType.Float, "batch", 8L, "out_height", "out_width");
+        return g.Build("any-size");
+    }
+
+    /// <summary>A detector at another image size on its shape profile's grid builds a plan without compiling.</summary>
+    [Fact]
+    public void New_image_sizes_on_the_grid_compile_no_kernels_and_off_the_grid_are_refused()
+    {
+        Gpu.Require();
+        var model = AnySizeDetector();
+        var name = model.Inputs[0].Name;
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16, ShapeProfiles = [ShapeProfile.Parse($"{name}:1x3x128x128..1x3x256x256:32")] });
+        foreach (var size in new[] { 128, 160, 192, 256 })
+        {
+            session.Run([Gpu.RandomInput(new TensorSpec(name, ElementType.Float, [Dim.Fixed(1), Dim.Fixed(3), Dim.Fixed(size), Dim.Fixed(size)]), 1)]);
+        }
+
+        var later = session.Builds.Skip(1).ToList();
+        Gpu.Report("shapes.md", $"| any-size detector, 128..256 | {string.Join(", ", session.Builds.Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Seconds * 1000:F1} ms/{b.KernelsCompiled}")))} |");
+        Assert.All(later, b => Assert.True(b.KernelsCompiled == 0, $"{b.Shapes}: {b.KernelsCompiled} kernels compiled"));
+        var e = Assert.Throws<BatchwiseException>(() => session.Run([Tensor.Zeros(ElementType.Float, [1, 3, 130, 128])]));
+        Assert.Contains("off its shape profile's grid", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A saved engine runs in a new session without compiling; one from another environment is refused, naming what differs.</summary>
+    [Fact]
+    public void A_saved_engine_round_trips_and_a_mismatched_one_is_refused()
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        var options = new EngineOptions { Precision = Precision.Fp16, BatchProfiles = [1, 4] };
+        try
+        {
+            var builds = CudaEngine.Build(model, options, path, shapes => [.. model.Inputs.Select((spec, i) => Gpu.RandomInput(spec, shapes[i][0]))]);
+            Assert.Equal(2, builds.Count);
+
+            var loaded = ModelSource.Load(path);
+            using (var session = (CudaSession)new CudaEngine().Load(loaded, new EngineOptions()))
+            {
+                Assert.Equal(Precision.Fp16, session.Precision); // the file's precision, not the default
+                var inputs = Rows(model, 3);
+                var got = session.Run(inputs);
+                Assert.All(session.Builds, b => Assert.Equal(0, b.KernelsCompiled));
+                using var fresh = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+                Assert.All(Gpu.Compare(got, fresh.Run(inputs), model.Outputs), r => Assert.True(r.Cosine >= 0.9999, $"cosine {r.Cosine}"));
+            }
+
+            // The same file, claiming another cuDNN: refused in one line that names it and says how to rebuild.
+            RewriteManifest(path, m => m with { Environment = new SortedDictionary<string, string>(m.Environment, StringComparer.Ordinal) { ["cudnn"] = "0.0.1" } });
+            var e = Assert.Throws<BatchwiseException>(() => new CudaEngine().Load(ModelSource.Load(path), new EngineOptions()));
+            Assert.Contains("cudnn 0.0.1 there", e.Message, StringComparison.Ordinal);
+            Assert.Contains("batchwise build", e.Hint, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static void RewriteManifest(string path, Func<SavedEngineManifest, SavedEngineManifest> change)
+    {
+        using var zip = ZipFile.Open(path, ZipArchiveMode.Update);
+        var entry = zip.GetEntry("manifest.json")!;
+        SavedEngineManifest manifest;
+        using (var s = entry.Open())
+        {
+            manifest = JsonSerializer.Deserialize(s, SavedEngineJson.Default.SavedEngineManifest)!;
+        }
+
+        entry.Delete();
+        using var w = zip.CreateEntry("manifest.json").Open();
+        JsonSerializer.Serialize(w, change(manifest), SavedEngineJson.Default.SavedEngineManifest);
+    }
+}

@@ -1,0 +1,129 @@
+using System.Text;
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Kernels;
+
+/// <summary>Every generator's source compiles with NVRTC (which needs no GPU): runs wherever NVRTC is found.</summary>
+public sealed class KernelCompileTests
+{
+    private static void RequireNvrtc()
+    {
+        try
+        {
+            _ = Nvrtc.Version();
+        }
+        catch (BatchwiseException e)
+        {
+            if (Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_GPU") == "1")
+            {
+                throw;
+            }
+
+            Assert.Skip("NVRTC not found, so generated kernels cannot be compiled here: " + e.Message);
+        }
+    }
+
+    private static IEnumerable<KernelCode> Generated()
+    {
+        ElementType[] floats = [ElementType.Float, ElementType.Float16];
+        foreach (var t in floats)
+        {
+            var vector = 16 / t.SizeOf();
+            yield return KernelSource.Elementwise(t, [t, t], [2, 3, 4], [[2, 3, 4], [1, 3, 1]], "x0 + x1");
+            yield return KernelSource.Elementwise(t, [t, t], [2, 5, 5, 16], [[2, 5, 5, 16], [1, 1, 1, 16]], "t1", "const float t0 = x0 + x1;\nconst float t1 = t0 * bw_sigmoid(t0);", vector);
+            yield return KernelSource.Elementwise(t, [t, t], [4, 16], [[4, 16], [4, 16]], "x0 * x1", null, vector, 16, 32, 16);
+            yield return KernelSource.Elementwise(t, [t], [4, 16], [[4, 16]], "x0", null, 1, 16, 32, 0);
+            yield return KernelSource.Elementwise(t, [t], [3L << 30], [[3L << 30]], "x0");
+            yield return KernelSource.ViewCopy(t.SizeOf(), [2, 3, 4], [12, 1, 3], 0, [12, 4, 1], 0);
+            yield return KernelSource.ViewCopy(t.SizeOf(), [8], [-1], 7, [1], 0);
+            yield return KernelSource.ViewCopy(t.SizeOf(), [10, 32], [32, 1], 0, [64, 1], 32);
+            yield return KernelSource.Transpose(t.SizeOf(), 2, 50, 40);
+            yield return KernelSource.Reduce(t, "mean", [2, 3, 4], [false, true, true]);
+            yield return KernelSource.Reduce(t, "max", [2, 3, 4], [true, false, true]);
+            yield return KernelSource.Softmax(t, 6, 100, 1, false);
+            yield return KernelSource.SoftmaxShortAxis(t, 6, 16, 8, true);
+            yield return KernelSource.LayerNorm(t, t, ElementType.Float, 4, 64, 1e-5, true, 64, 64);
+            yield return KernelSource.Pool(t, true, 16, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], false);
+            yield return KernelSource.Pool(t, false, 16, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], true, channelsLast: true, channels: 8);
+            yield return KernelSource.Pool(t, false, 16, [8], [4], [2], [2], [0], [0], [1], false);
+            foreach (var mode in new[] { "constant", "edge", "reflect", "wrap" })
+            {
+                yield return KernelSource.Pad(t, [2, 3, 4], [2, 5, 6], [0, 1, 1], mode, 0.5);
+            }
+
+            yield return KernelSource.Reduce(t, "logsum", [2, 3, 4], [false, true, false]);
+            yield return KernelSource.Reduce(t, "logsumexp", [2, 3, 4], [true, true, true]);
+            yield return KernelSource.ScatterElements(t, ElementType.Int64, [4, 5], [2, 5], 0, "none");
+            yield return KernelSource.ScatterElements(t, ElementType.Int32, [4, 5], [2, 5], 1, "add");
+            yield return KernelSource.ScatterND(t, ElementType.Int64, [4, 5, 6], 3, 2, "mul");
+            yield return KernelSource.ScatterND(t, ElementType.Int64, [4, 5, 6], 3, 1, "none");
+            yield return KernelSource.CumSum(t, 2, 10, 3, exclusive: true, reverse: true);
+            yield return KernelSource.CumSum(t, 2, 10, 3, exclusive: false, reverse: false);
+            yield return KernelSource.ArgExtreme(t, 2, 10, 3, max: true, selectLast: true);
+            yield return KernelSource.TopK(t, 2, 100, 3, 5, largest: false);
+            yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: true);
+            yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: false);
+            foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
+            {
+                yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");
+                yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "nearest", coord, "floor");
+            }
+        }
+
+        yield return KernelSource.Resize(ElementType.Float16, [2, 4, 4, 8], [2, 8, 8, 1], [1, 2, 2, 1], "nearest", "asymmetric", "floor", "uint4");
+        yield return KernelSource.ChannelsLastPadded(ElementType.Float, ElementType.Float16, 2, 3, 64, 8);
+        yield return KernelSource.ChannelsLastPadded(ElementType.Float, ElementType.Float16, 2, 3, 64, 5);
+        yield return KernelSource.ConvertCopy(ElementType.Float, ElementType.Float16, [1, 2, 2, 2], [8, 2, 1, 4], 0, [8, 4, 2, 1], 0);
+        yield return KernelSource.Gather(4, ElementType.Int64, 2, 10, 3, 4);
+        yield return KernelSource.Gather(2, ElementType.Int32, 2, 10, 3, 4);
+        yield return KernelSource.Reduce(ElementType.Int64, "sum", [2, 3], [false, true]);
+        yield return KernelSource.Elementwise(ElementType.Bool, [ElementType.Int64, ElementType.Int64], [5], [[5], [1]], "x0 < x1");
+        foreach (var op in new[] { "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Shrink", "IsNaN", "IsInf" })
+        {
+            foreach (var t in new[] { ElementType.Float, ElementType.Float16, ElementType.Double })
+            {
+                var compute = KernelSource.ComputeType(t);
+                var outType = ElementwiseOps.OutputType(op, [t]);
+                yield return KernelSource.Elementwise(outType, [t], [6], [[6]], ElementwiseOps.Expression(op, [compute], (_, d) => d));
+            }
+        }
+
+        foreach (var op in new[] { "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift" })
+        {
+            foreach (var t in new[] { ElementType.UInt8, ElementType.Int32, ElementType.UInt64 })
+            {
+                yield return KernelSource.Elementwise(t, [t, t], [6], [[6], [1]], ElementwiseOps.Expression(op, [t, t], (_, d) => d, op == "BitShift" ? "RIGHT" : null));
+            }
+        }
+
+        yield return KernelSource.Elementwise(ElementType.Int16, [ElementType.Int16], [6], [[6]], ElementwiseOps.Expression("BitwiseNot", [ElementType.Int16], (_, d) => d));
+        yield return KernelSource.Elementwise(ElementType.BFloat16, [ElementType.Float], [8], [[8]], "x0");
+        yield return KernelSource.Elementwise(ElementType.Float, [ElementType.BFloat16], [8], [[8]], "x0", null, 4);
+        yield return KernelSource.GatherElements(4, ElementType.Int64, [3, 4, 5], [3, 2, 5], 1);
+        yield return KernelSource.GatherND(2, ElementType.Int64, [2, 3, 4, 5], 2, 6, 1, 2);
+        yield return KernelSource.ArgExtreme(ElementType.Int64, 2, 10, 3, max: false, selectLast: false);
+        yield return KernelSource.CumSum(ElementType.Int32, 2, 10, 3, exclusive: false, reverse: true);
+        yield return KernelSource.TopK(ElementType.Int64, 2, 100, 3, 5, largest: true);
+        yield return KernelSource.OneHot(4, ElementType.Int64, 3, 10, 2);
+        yield return KernelSource.OneHot(2, ElementType.Float, 3, 10, 2);
+        yield return KernelSource.Trilu(2, 60, 4, 5, -1, upper: false);
+        yield return KernelSource.Trilu(8, 60, 4, 5, 2, upper: true);
+    }
+
+    [Fact]
+    public void Every_generated_kernel_compiles_with_nvrtc()
+    {
+        RequireNvrtc();
+        var program = new StringBuilder(KernelSource.Prelude);
+        var i = 0;
+        foreach (var k in Generated())
+        {
+            program.Append(k.Source.Replace(KernelSource.Name, "bw_k" + i++, StringComparison.Ordinal)).Append('\n');
+        }
+
+        var cubin = Nvrtc.CompileToCubin(program.ToString(), "kernels.cu", 80);
+        Assert.NotEmpty(cubin);
+    }
+}

@@ -1,0 +1,54 @@
+namespace Batchwise.Server.Tests;
+
+/// <summary>D6: every config field is checked against its range, and the error names the file, the key, the value and the range.</summary>
+public sealed class ModelConfigTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("bw-config-");
+
+    public void Dispose() => _dir.Delete(recursive: true);
+
+    [Theory]
+    [InlineData("""{ "max_batch_size": -5 }""", "max_batch_size is -5, outside 0..65536")]
+    [InlineData("""{ "max_batch_size": 2000000000 }""", "max_batch_size is 2000000000, outside 0..65536")]
+    [InlineData("""{ "instance_count": 0 }""", "instance_count is 0, outside 1..256")]
+    [InlineData("""{ "instance_count": 100000 }""", "instance_count is 100000, outside 1..256")]
+    [InlineData("""{ "intra_op_threads": -1 }""", "intra_op_threads is -1, outside 0..1024")]
+    [InlineData("""{ "precision": "int4" }""", "precision 'int4' is not fp32 or fp16")]
+    [InlineData("""{ "engine": "" }""", "engine is empty")]
+    [InlineData("""{ "version": "1/../2" }""", "version '1/../2' is not 1 to 64 letters")]
+    [InlineData("""{ "dynamic_batching": { "max_queue_delay_microseconds": -1 } }""", "dynamic_batching.max_queue_delay_microseconds is -1, outside 0..60000000")]
+    [InlineData("""{ "dynamic_batching": { "priority_levels": -2 } }""", "dynamic_batching.priority_levels is -2, outside 0..1000")]
+    [InlineData("""{ "dynamic_batching": { "priority_levels": 2, "default_priority_level": 3 } }""", "dynamic_batching.default_priority_level is 3, outside 0..2")]
+    [InlineData("""{ "dynamic_batching": { "default_timeout_microseconds": 1000000000000000000 } }""", "dynamic_batching.default_timeout_microseconds is 1000000000000000000, outside 0..86400000000")]
+    [InlineData("""{ "dynamic_batching": { "max_queue_size": -1 } }""", "dynamic_batching.max_queue_size is -1, outside 0..1000000")]
+    [InlineData("""{ "max_batch_size": 8, "dynamic_batching": { "preferred_batch_size": [0] } }""", "dynamic_batching.preferred_batch_size is 0, outside 1..8")]
+    [InlineData("""{ "max_batch_size": 8, "dynamic_batching": { "preferred_batch_size": [16] } }""", "dynamic_batching.preferred_batch_size is 16, outside 1..8")]
+    public void A_value_out_of_range_is_refused_with_the_file_key_value_and_range(string json, string message)
+    {
+        var path = Path.Combine(_dir.FullName, "config.json");
+        File.WriteAllText(path, json);
+        var e = Assert.Throws<BatchwiseException>(() => ModelConfig.Load(path));
+        Assert.Contains($"'{path}': {message}", e.Message, StringComparison.Ordinal);
+        Assert.NotNull(e.Hint);
+    }
+
+    [Fact]
+    public void Values_at_the_ends_of_their_ranges_are_accepted()
+    {
+        var path = Path.Combine(_dir.FullName, "config.json");
+        File.WriteAllText(path, """
+            { "max_batch_size": 65536, "instance_count": 256, "intra_op_threads": 0, "precision": "FP16", "version": "2024.1-rc_1",
+              "dynamic_batching": { "max_queue_delay_microseconds": 60000000, "priority_levels": 1000, "default_priority_level": 1000,
+                                    "default_timeout_microseconds": 86400000000, "max_queue_size": 1000000, "preferred_batch_size": [1, 65536] } }
+            """);
+        var config = ModelConfig.Load(path);
+        Assert.Equal(65536, config.MaxBatchSize);
+    }
+
+    [Fact]
+    public void A_config_built_in_code_is_checked_when_its_model_loads()
+    {
+        var e = Assert.Throws<BatchwiseException>(() => ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = -5 }, new ServerMetrics()));
+        Assert.Contains("Model 'mlp': max_batch_size is -5, outside 0..65536", e.Message, StringComparison.Ordinal);
+    }
+}

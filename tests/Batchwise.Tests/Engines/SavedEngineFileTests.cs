@@ -1,0 +1,80 @@
+using Batchwise.Engines;
+using Batchwise.Zoo;
+
+namespace Batchwise.Tests.Engines;
+
+public sealed class SavedEngineFileTests
+{
+    private static SavedEngineManifest Manifest(byte[] model) => new(
+        SavedEngineFile.FormatName, SavedEngineFile.CurrentSchema, "cuda", "1.0", DateTimeOffset.UnixEpoch, "mlp", SavedEngineFile.Hash(model),
+        "fp16", false, true, [1, 8], ["x:1x4..1x8:2"], new SortedDictionary<string, string>(StringComparer.Ordinal) { ["device"] = "GPU", ["cudnn"] = "9.14.0" });
+
+    [Fact]
+    public void A_saved_engine_carries_its_model_manifest_and_artefacts()
+    {
+        var model = ModelZoo.Build("zoo:mlp");
+        var bytes = model.ToBytes();
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        try
+        {
+            SavedEngineFile.Write(path, Manifest(bytes), bytes, new Dictionary<string, byte[]> { ["cuda/kernels/a.cubin"] = [1, 2, 3] });
+
+            var (manifest, loaded) = ModelSource.Load(path) is { SavedEngine: not null } m ? SavedEngineFile.ReadModel(path) : throw new InvalidOperationException("not read as a saved engine");
+            var (_, artefacts) = SavedEngineFile.ReadArtefacts(path, "cuda/");
+            Assert.Equal("fp16", manifest.Precision);
+            Assert.Equal([1, 8], manifest.BatchProfiles);
+            Assert.Equal(path, loaded.SavedEngine);
+            Assert.Equal(model.Graph.Node.Count, loaded.Graph.Node.Count);
+            Assert.Equal([1, 2, 3], artefacts["cuda/kernels/a.cubin"]);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void A_damaged_model_or_a_foreign_file_is_refused_in_one_line()
+    {
+        var bytes = ModelZoo.Build("zoo:mlp").ToBytes();
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        try
+        {
+            // A manifest whose hash does not match the model it travels with.
+            SavedEngineFile.Write(path, Manifest(bytes) with { ModelSha256 = "00" }, bytes, new Dictionary<string, byte[]>());
+            var damaged = Assert.Throws<BatchwiseException>(() => SavedEngineFile.ReadModel(path));
+            Assert.Contains("is damaged", damaged.Message, StringComparison.Ordinal);
+
+            // A newer layout.
+            SavedEngineFile.Write(path, Manifest(bytes) with { Schema = 99 }, bytes, new Dictionary<string, byte[]>());
+            var newer = Assert.Throws<BatchwiseException>(() => SavedEngineFile.ReadModel(path));
+            Assert.Contains("layout version 99", newer.Message, StringComparison.Ordinal);
+
+            // Not a zip at all.
+            File.WriteAllText(path, "not an engine");
+            var foreign = Assert.Throws<BatchwiseException>(() => SavedEngineFile.ReadModel(path));
+            Assert.Contains("Cannot read saved engine", foreign.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void The_ort_engine_refuses_a_saved_cuda_engine()
+    {
+        var bytes = ModelZoo.Build("zoo:mlp").ToBytes();
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        try
+        {
+            SavedEngineFile.Write(path, Manifest(bytes), bytes, new Dictionary<string, byte[]>());
+            var e = Assert.Throws<BatchwiseException>(() => new OrtEngine().Load(ModelSource.Load(path), new EngineOptions()));
+            Assert.Contains("is a saved cuda engine", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
