@@ -1,13 +1,15 @@
 using System.Diagnostics;
+using Batchwise.Engines;
 using Batchwise.Onnx;
 using Batchwise.Server.Protocol;
+using Batchwise.Server.SharedMemory;
 using Google.Protobuf;
 using Grpc.Core;
 
 namespace Batchwise.Server;
 
 /// <summary>The Open Inference Protocol's gRPC service (inference.GRPCInferenceService).</summary>
-internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission) : GRPCInferenceService.GRPCInferenceServiceBase
+internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory) : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
@@ -107,6 +109,29 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
 
     /// <summary>Requests of one stream running at once; further requests wait to be read (the client sees back-pressure).</summary>
     internal const int StreamConcurrency = 64;
+
+    public override Task<SystemSharedMemoryRegisterResponse> SystemSharedMemoryRegister(SystemSharedMemoryRegisterRequest request, ServerCallContext context) => Guard(() =>
+    {
+        sharedMemory.Register(request.Name, request.Key, (long)Math.Min(request.Offset, long.MaxValue), (long)Math.Min(request.ByteSize, long.MaxValue));
+        return Task.FromResult(new SystemSharedMemoryRegisterResponse());
+    });
+
+    public override Task<SystemSharedMemoryUnregisterResponse> SystemSharedMemoryUnregister(SystemSharedMemoryUnregisterRequest request, ServerCallContext context) => Guard(() =>
+    {
+        sharedMemory.Unregister(request.Name);
+        return Task.FromResult(new SystemSharedMemoryUnregisterResponse());
+    });
+
+    public override Task<SystemSharedMemoryStatusResponse> SystemSharedMemoryStatus(SystemSharedMemoryStatusRequest request, ServerCallContext context) => Guard(() =>
+    {
+        var response = new SystemSharedMemoryStatusResponse();
+        foreach (var r in sharedMemory.Status(request.Name))
+        {
+            response.Regions[r.Name] = new SystemSharedMemoryStatusResponse.Types.RegionStatus { Name = r.Name, Key = r.Key, Offset = (ulong)r.Offset, ByteSize = (ulong)r.ByteSize };
+        }
+
+        return Task.FromResult(response);
+    });
 
     public override Task<TraceSettingResponse> TraceSetting(TraceSettingRequest request, ServerCallContext context) => Guard(() =>
     {
@@ -208,7 +233,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         timer.Identify(request.Id);
         try
         {
-            var response = await InferAsync(lease.Model, request, timer, admission, cancellationToken).ConfigureAwait(false);
+            var response = await InferAsync(lease.Model, request, timer, admission, sharedMemory, cancellationToken).ConfigureAwait(false);
             timer.Succeeded();
             return response;
         }
@@ -219,26 +244,36 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         }
     }
 
-    private static async Task<ModelInferResponse> InferAsync(ServedModel model, ModelInferRequest request, RequestTimer timer, RequestAdmission admission, CancellationToken cancellationToken)
+    private static async Task<ModelInferResponse> InferAsync(ServedModel model, ModelInferRequest request, RequestTimer timer, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory, CancellationToken cancellationToken)
     {
         using var lease = admission.Admit();
+        using var shm = new SharedMemoryUse(sharedMemory);
 
         // The message is already parsed in memory: charge what it holds before decoding anything from it.
         lease.Charge(request.RawInputContents.Sum(r => (long)r.Length) + request.Inputs.Sum(i => TensorCodec.ContentsBytes(i.Contents)));
         var priority = request.Parameters.TryGetValue("priority", out var p) ? RequestValidator.Priority(RequestValidator.Parameter(p)) : 0;
         var timeout = request.Parameters.TryGetValue("timeout", out var t) ? RequestValidator.Timeout(RequestValidator.Parameter(t)) : null;
         var indices = request.Outputs.Count > 0
-            ? request.Outputs.Select(o => (model.OutputIndex(o.Name), ClassCount(o))).ToList()
-            : Enumerable.Range(0, model.Outputs.Count).Select(i => (i, 0)).ToList();
-        var parsed = Decode(request, model, lease);
+            ? request.Outputs.Select(o => (model.OutputIndex(o.Name), ClassCount(o), SharedMemoryParameters(shm, $"Output '{o.Name}'", o.Parameters))).ToList()
+            : Enumerable.Range(0, model.Outputs.Count).Select(i => (i, 0, (SharedMemoryRef?)null)).ToList();
+        var parsed = Decode(request, model, lease, shm);
         var outputs = await model.InferAsync(parsed, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
-        foreach (var (i, classCount) in indices)
+        foreach (var (i, classCount, target) in indices)
         {
             var tensor = model.Present(outputs, i, classCount);
             var output = new ModelInferResponse.Types.InferOutputTensor { Name = model.Outputs[i].Name, Datatype = tensor.ElementType.ProtocolName() };
             output.Shape.AddRange(tensor.Shape);
             response.Outputs.Add(output);
+            if (target is not null)
+            {
+                // The data goes into the region; the response says where and carries no raw contents for it, as Triton's.
+                HttpEndpoints.WriteSharedMemory(output.Name, tensor, target);
+                output.Parameters["shared_memory_region"] = new InferParameter { StringParam = target.Region.Name };
+                output.Parameters["shared_memory_byte_size"] = new InferParameter { Int64Param = tensor.Data.Length };
+                continue;
+            }
+
             response.RawOutputContents.Add(UnsafeByteOperations.UnsafeWrap(tensor.Data));
         }
 
@@ -300,36 +335,61 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     /// Decodes the inputs with the same rules as HTTP: shapes against the model, sizes with overflow checks, data
     /// present against the size claimed, the total against --max-request-bytes and charged, and only then allocated.
     /// </summary>
-    internal static List<NamedTensor> Decode(ModelInferRequest request, ServedModel model, RequestAdmission.Lease lease)
+    internal static List<NamedTensor> Decode(ModelInferRequest request, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse? shm = null)
     {
+        shm ??= SharedMemoryUse.None;
+
+        // Inputs in shared memory have no raw_input_contents entry (as tritonclient sends them): raw entries follow the others in order.
+        var sources = request.Inputs.Select(input => SharedMemoryParameters(shm, $"Input '{input.Name}'", input.Parameters)).ToList();
+        var inline = sources.Count(source => source is null);
         var raw = request.RawInputContents.Count > 0;
-        if (raw && request.RawInputContents.Count != request.Inputs.Count)
+        if (raw && request.RawInputContents.Count != inline)
         {
-            throw InferenceError.BadRequest($"raw_input_contents has {request.RawInputContents.Count} entries for {request.Inputs.Count} inputs; give one per input");
+            throw InferenceError.BadRequest($"raw_input_contents has {request.RawInputContents.Count} entries for {inline} inputs not in shared memory; give one per such input");
         }
 
-        var planned = new List<(string Name, ElementType Type, long[] Shape)>(request.Inputs.Count);
+        var planned = new List<(string Name, ElementType Type, long[] Shape, int Raw, SharedMemoryRef? Source)>(request.Inputs.Count);
         long total = 0;
+        var rawIndex = 0;
         for (var i = 0; i < request.Inputs.Count; i++)
         {
             var input = request.Inputs[i];
             var type = TensorCodec.ParseDatatype(input.Name, input.Datatype);
             var shape = input.Shape.ToArray();
             model.CheckInput(input.Name, type, shape);
+            long bytes;
+            if (sources[i] is { } source)
+            {
+                if (input.Contents is not null)
+                {
+                    throw InferenceError.BadRequest($"Input '{input.Name}' names a shared memory region and also sets contents; send one or the other");
+                }
+
+                bytes = type == ElementType.String ? source.ByteSize : RequestValidator.ByteCount(input.Name, type, shape);
+                if (type != ElementType.String && source.ByteSize != bytes)
+                {
+                    throw InferenceError.BadRequest($"Input '{input.Name}': shared_memory_byte_size is {source.ByteSize}; {type.ProtocolName()} {Tensor.ShapeText(shape)} needs {bytes}");
+                }
+
+                planned.Add((input.Name, type, shape, -1, source));
+                total = total > long.MaxValue - bytes ? long.MaxValue : total + bytes;
+                continue;
+            }
+
             if (raw && input.Contents is not null)
             {
                 throw InferenceError.BadRequest($"Input '{input.Name}' sets contents while the request uses raw_input_contents; use one or the other");
             }
 
             // BYTES elements have no fixed size: what was sent is what they take (their count is checked when decoded).
-            var bytes = type == ElementType.String
-                ? raw ? request.RawInputContents[i].Length : TensorCodec.ContentsBytes(input.Contents) + (4 * RequestValidator.ElementCount(input.Name, shape))
+            bytes = type == ElementType.String
+                ? raw ? request.RawInputContents[rawIndex].Length : TensorCodec.ContentsBytes(input.Contents) + (4 * RequestValidator.ElementCount(input.Name, shape))
                 : RequestValidator.ByteCount(input.Name, type, shape);
             if (raw)
             {
                 if (type != ElementType.String)
                 {
-                    RequestValidator.CheckDataBytes(input.Name, type, shape, bytes, request.RawInputContents[i].Length);
+                    RequestValidator.CheckDataBytes(input.Name, type, shape, bytes, request.RawInputContents[rawIndex].Length);
                 }
             }
             else
@@ -337,7 +397,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
                 RequestValidator.CheckValueCount(input.Name, shape, RequestValidator.ElementCount(input.Name, shape), TensorCodec.ContentsCount(input.Name, type, input.Contents ?? new InferTensorContents()));
             }
 
-            planned.Add((input.Name, type, shape));
+            planned.Add((input.Name, type, shape, raw ? rawIndex++ : -1, null));
             total = total > long.MaxValue - bytes ? long.MaxValue : total + bytes;
         }
 
@@ -346,14 +406,28 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         var inputs = new List<NamedTensor>(planned.Count);
         for (var i = 0; i < planned.Count; i++)
         {
-            var (name, type, shape) = planned[i];
-            var tensor = raw
-                ? TensorCodec.FromBytes(name, type, shape, request.RawInputContents[i].Span)
+            var (name, type, shape, at, source) = planned[i];
+            var tensor = source is not null ? HttpEndpoints.SharedMemoryTensor(name, type, shape, source)
+                : at >= 0 ? TensorCodec.FromBytes(name, type, shape, request.RawInputContents[at].Span)
                 : TensorCodec.FromContents(name, type, shape, request.Inputs[i].Contents ?? new InferTensorContents());
             inputs.Add(new NamedTensor(name, tensor));
         }
 
         return inputs;
+    }
+
+    /// <summary>The shared_memory_region / _byte_size / _offset parameters of an input or output, resolved (or null when absent).</summary>
+    private static SharedMemoryRef? SharedMemoryParameters(SharedMemoryUse shm, string what, IDictionary<string, InferParameter> parameters)
+    {
+        string? region = null;
+        if (parameters.TryGetValue("shared_memory_region", out var r))
+        {
+            region = r.ParameterChoiceCase == InferParameter.ParameterChoiceOneofCase.StringParam ? r.StringParam : throw InferenceError.BadRequest($"{what}: shared_memory_region must be a string");
+        }
+
+        IntegerParameter? size = parameters.TryGetValue("shared_memory_byte_size", out var b) ? RequestValidator.Parameter(b) : null;
+        IntegerParameter? offset = parameters.TryGetValue("shared_memory_offset", out var o) ? RequestValidator.Parameter(o) : null;
+        return shm.Resolve(what, region, size, offset);
     }
 
     private static ModelMetadataResponse.Types.TensorMetadata Describe(TensorSpec spec)

@@ -5,6 +5,7 @@ using System.IO.Compression;
 using System.Text.Json;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Server.SharedMemory;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -33,7 +34,7 @@ internal static class HttpEndpoints
         }
     });
 
-    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission)
+    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
         {
@@ -60,8 +61,8 @@ internal static class HttpEndpoints
         app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => ReadyAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
         app.MapGet("/v2/models/{name}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, Route(ctx, "name"), null)));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, Route(ctx, "name"), Route(ctx, "version"))));
+        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, sharedMemory, Route(ctx, "name"), null)));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, sharedMemory, Route(ctx, "name"), Route(ctx, "version"))));
 
         // The trace and logging extensions.
         app.MapGet("/v2/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, null, update: false)));
@@ -70,6 +71,21 @@ internal static class HttpEndpoints
         app.MapPost("/v2/models/{name}/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, models.Find(Route(ctx, "name")).Name, update: true)));
         app.MapGet("/v2/logging", ctx => Guard(ctx, () => WriteAsync(ctx, 200, LogSettingsJson.Of(options.Logs.Current), ProtocolJson.Relaxed.LogSettingsJson)));
         app.MapPost("/v2/logging", ctx => Guard(ctx, () => LoggingAsync(ctx, options.Logs)));
+
+        // The system shared memory extension.
+        app.MapGet("/v2/systemsharedmemory/status", ctx => Guard(ctx, () => SharedMemoryStatusAsync(ctx, sharedMemory, null)));
+        app.MapGet("/v2/systemsharedmemory/region/{name}/status", ctx => Guard(ctx, () => SharedMemoryStatusAsync(ctx, sharedMemory, Route(ctx, "name"))));
+        app.MapPost("/v2/systemsharedmemory/region/{name}/register", ctx => Guard(ctx, () => SharedMemoryRegisterAsync(ctx, sharedMemory, Route(ctx, "name"))));
+        app.MapPost("/v2/systemsharedmemory/region/{name}/unregister", ctx => Guard(ctx, () =>
+        {
+            sharedMemory.Unregister(Route(ctx, "name"));
+            return Status(ctx, 200);
+        }));
+        app.MapPost("/v2/systemsharedmemory/unregister", ctx => Guard(ctx, () =>
+        {
+            sharedMemory.Unregister(null);
+            return Status(ctx, 200);
+        }));
 
         // The model repository extension.
         app.MapPost("/v2/repository/index", ctx => Guard(ctx, () => IndexAsync(ctx, models)));
@@ -291,6 +307,64 @@ internal static class HttpEndpoints
         return doc;
     }
 
+    private static Task SharedMemoryStatusAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string? name)
+    {
+        var regions = registry.Status(name);
+        return WriteJsonAsync(ctx, 200, w =>
+        {
+            w.WriteStartArray();
+            foreach (var r in regions)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", r.Name);
+                w.WriteString("key", r.Key);
+                w.WriteNumber("offset", r.Offset);
+                w.WriteNumber("byte_size", r.ByteSize);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }, array: true);
+    }
+
+    private static async Task SharedMemoryRegisterAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string name)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        using var doc = ParseControlJson(body, $"register system shared memory region '{name}'");
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("key", out var key))
+        {
+            throw InferenceError.BadRequest($"register system shared memory region '{name}': the body must be a JSON object with \"key\", \"byte_size\" and optionally \"offset\"");
+        }
+
+        long Integer(string field, bool required)
+        {
+            if (!root.TryGetProperty(field, out var e))
+            {
+                return required ? throw InferenceError.BadRequest($"register system shared memory region '{name}': \"{field}\" is missing") : 0;
+            }
+
+            return e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var v) && v >= 0
+                ? v
+                : throw InferenceError.BadRequest($"register system shared memory region '{name}': \"{field}\" must be an integer >= 0");
+        }
+
+        registry.Register(name, RequestValidator.JsonString(key, $"register system shared memory region '{name}': \"key\""), Integer("offset", required: false), Integer("byte_size", required: true));
+        await Status(ctx, 200).ConfigureAwait(false);
+    }
+
+    private static JsonDocument ParseControlJson(byte[] body, string what)
+    {
+        try
+        {
+            return JsonDocument.Parse(body);
+        }
+        catch (JsonException e)
+        {
+            throw InferenceError.BadRequest($"{what}: the body is not valid JSON: {e.Message}");
+        }
+    }
+
     private static async Task IndexAsync(HttpContext ctx, ModelRepository models)
     {
         var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
@@ -373,7 +447,7 @@ internal static class HttpEndpoints
         await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted).ConfigureAwait(false);
     }
 
-    private static async Task InferAsync(HttpContext ctx, ModelRepository models, RequestTracing tracing, RequestAdmission admission, string name, string? version)
+    private static async Task InferAsync(HttpContext ctx, ModelRepository models, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory, string name, string? version)
     {
         var received = Stopwatch.GetTimestamp();
         using var lease = models.Acquire(name, version);
@@ -382,7 +456,7 @@ internal static class HttpEndpoints
         timer.TraceWith(tracing, "http", ctx.Request.Headers.TryGetValue("traceparent", out var parent) ? parent.ToString() : null);
         try
         {
-            await InferAsync(ctx, model, timer, admission).ConfigureAwait(false);
+            await InferAsync(ctx, model, timer, admission, sharedMemory).ConfigureAwait(false);
             timer.Succeeded();
         }
         catch
@@ -392,9 +466,10 @@ internal static class HttpEndpoints
         }
     }
 
-    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestTimer timer, RequestAdmission admission)
+    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestTimer timer, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory)
     {
         using var lease = admission.Admit();
+        using var shm = new SharedMemoryUse(sharedMemory);
         var body = await ReadBodyAsync(ctx, lease).ConfigureAwait(false);
         body = Decompress(ctx, body, lease);
         var headerLength = body.Length;
@@ -409,7 +484,7 @@ internal static class HttpEndpoints
         ParsedRequest request;
         using (var doc = ParseJson(body.AsMemory(0, headerLength), lease))
         {
-            request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease);
+            request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease, shm);
         }
 
         timer.Identify(request.Id);
@@ -546,15 +621,16 @@ internal static class HttpEndpoints
         return bytes >= 1L << 62 ? bytes : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes);
     }
 
-    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount)> Outputs, int Priority, TimeSpan? Timeout);
+    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount, SharedMemoryRef? Shm)> Outputs, int Priority, TimeSpan? Timeout);
 
     /// <summary>
     /// Reads an inference request: every input's name, datatype and shape checked against the model, its size
     /// computed with overflow checks and its data (JSON values or binary bytes) counted against that size, the total
     /// checked against --max-request-bytes and charged to the lease, and only then the tensors allocated.
     /// </summary>
-    internal static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model, RequestAdmission.Lease lease)
+    internal static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse? shm = null)
     {
+        shm ??= SharedMemoryUse.None;
         if (root.ValueKind != JsonValueKind.Object)
         {
             throw InferenceError.BadRequest("The request must be a JSON object with an \"inputs\" array");
@@ -583,7 +659,7 @@ internal static class HttpEndpoints
             }
         }
 
-        var outputs = new List<(int, bool, int)>();
+        var outputs = new List<(int, bool, int, SharedMemoryRef?)>();
         if (root.TryGetProperty("outputs", out var requested) && requested.ValueKind == JsonValueKind.Array)
         {
             foreach (var o in requested.EnumerateArray())
@@ -596,8 +672,10 @@ internal static class HttpEndpoints
                 var name = RequestValidator.JsonString(n, "A requested output's \"name\"");
                 var binaryData = binaryOutput;
                 var classCount = 0;
+                SharedMemoryRef? target = null;
                 if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
                 {
+                    target = SharedMemoryParameters(shm, $"Output '{name}'", op);
                     if (op.TryGetProperty("classification", out var cls))
                     {
                         classCount = cls.ValueKind == JsonValueKind.Number && cls.TryGetInt32(out var k) && k >= 1
@@ -611,12 +689,12 @@ internal static class HttpEndpoints
                     }
                 }
 
-                outputs.Add((model.OutputIndex(name), binaryData, classCount));
+                outputs.Add((model.OutputIndex(name), binaryData && target is null, classCount, target));
             }
         }
         else
         {
-            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput, 0)));
+            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput, 0, (SharedMemoryRef?)null)));
         }
 
         if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
@@ -625,7 +703,7 @@ internal static class HttpEndpoints
         }
 
         // First pass: sizes only, nothing allocated.
-        var planned = new List<(string Name, ElementType Type, long[] Shape, long Offset, long Size, JsonElement Data)>();
+        var planned = new List<(string Name, ElementType Type, long[] Shape, long Offset, long Size, JsonElement Data, SharedMemoryRef? Shm)>();
         long offset = 0, total = 0;
         foreach (var input in inputs.EnumerateArray())
         {
@@ -646,12 +724,35 @@ internal static class HttpEndpoints
             // BYTES elements have no fixed size: what was sent is what they take (their count is checked when decoded).
             var bytes = type == ElementType.String ? 0 : RequestValidator.ByteCount(name, type, shape);
             long? binarySize = null;
-            if (input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
+            var source = input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object ? SharedMemoryParameters(shm, $"Input '{name}'", ip) : null;
+            if (source is not null)
+            {
+                if (input.TryGetProperty("data", out _) || ip.TryGetProperty("binary_data_size", out _))
+                {
+                    throw InferenceError.BadRequest($"Input '{name}' names a shared memory region and also sends data; send one or the other");
+                }
+
+                if (type == ElementType.String)
+                {
+                    bytes = source.ByteSize;
+                }
+                else if (source.ByteSize != bytes)
+                {
+                    throw InferenceError.BadRequest($"Input '{name}': shared_memory_byte_size is {source.ByteSize}; {type.ProtocolName()} {Tensor.ShapeText(shape)} needs {bytes}");
+                }
+
+                planned.Add((name, type, shape, -1, source.ByteSize, default, source));
+            }
+            else if (ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
             {
                 binarySize = bs.ValueKind == JsonValueKind.Number && bs.TryGetInt64(out var v) && v >= 0 ? v : throw InferenceError.BadRequest($"Input '{name}': binary_data_size must be a non-negative integer");
             }
 
-            if (binarySize is { } size)
+            if (source is not null)
+            {
+                // Read from its region in the second pass.
+            }
+            else if (binarySize is { } size)
             {
                 if (type == ElementType.String)
                 {
@@ -667,7 +768,7 @@ internal static class HttpEndpoints
                     throw InferenceError.BadRequest($"Input '{name}' claims {size} bytes of binary data at offset {offset}, but only {binary.Length - offset} follow the JSON header");
                 }
 
-                planned.Add((name, type, shape, offset, size, default));
+                planned.Add((name, type, shape, offset, size, default, null));
                 offset += size;
             }
             else if (input.TryGetProperty("data", out var data))
@@ -681,7 +782,7 @@ internal static class HttpEndpoints
                     bytes = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(data).Length + (4 * count);
                 }
 
-                planned.Add((name, type, shape, -1, 0, data));
+                planned.Add((name, type, shape, -1, 0, data, null));
             }
             else
             {
@@ -701,9 +802,10 @@ internal static class HttpEndpoints
 
         // Second pass: every size is known and paid for; decode.
         var parsed = new List<NamedTensor>(planned.Count);
-        foreach (var (name, type, shape, at, size, data) in planned)
+        foreach (var (name, type, shape, at, size, data, source) in planned)
         {
-            var tensor = at >= 0
+            var tensor = source is not null ? SharedMemoryTensor(name, type, shape, source)
+                : at >= 0
                 ? TensorCodec.FromBytes(name, type, shape, binary.Span.Slice((int)at, (int)size))
                 : TensorCodec.FromJson(name, type, shape, data);
             parsed.Add(new NamedTensor(name, tensor));
@@ -712,9 +814,52 @@ internal static class HttpEndpoints
         return new ParsedRequest(id, parsed, outputs, priority, timeout);
     }
 
+    /// <summary>An input read from its shared memory region (the range was checked against the region and the tensor's size).</summary>
+    internal static Tensor SharedMemoryTensor(string name, ElementType type, long[] shape, SharedMemoryRef source)
+    {
+        if (type == ElementType.String)
+        {
+            var bytes = new byte[source.ByteSize];
+            source.Region.Read(source.Offset, bytes);
+            return TensorCodec.FromBytes(name, type, shape, bytes);
+        }
+
+        var t = Tensor.Zeros(type, shape);
+        source.Region.Read(source.Offset, t.Data);
+        return t;
+    }
+
+    /// <summary>Writes an output into its shared memory region, or a 400 when the bytes given there are too few.</summary>
+    internal static void WriteSharedMemory(string name, Tensor t, SharedMemoryRef target)
+    {
+        if (t.Data.Length > target.ByteSize)
+        {
+            throw InferenceError.BadRequest($"Output '{name}' needs {t.Data.Length} bytes ({t.ElementType.ProtocolName()} {Tensor.ShapeText(t.Shape)}), but shared_memory_byte_size gives {target.ByteSize} in region '{target.Region.Name}'");
+        }
+
+        target.Region.Write(target.Offset, t.Data);
+    }
+
+    /// <summary>The shared_memory_region / _byte_size / _offset parameters of an input or output, resolved (or null when absent).</summary>
+    private static SharedMemoryRef? SharedMemoryParameters(SharedMemoryUse shm, string what, JsonElement parameters)
+    {
+        string? region = parameters.TryGetProperty("shared_memory_region", out var r) ? RequestValidator.JsonString(r, $"{what}: shared_memory_region") : null;
+        IntegerParameter? size = parameters.TryGetProperty("shared_memory_byte_size", out var b) ? RequestValidator.Parameter(b) : null;
+        IntegerParameter? offset = parameters.TryGetProperty("shared_memory_offset", out var o) ? RequestValidator.Parameter(o) : null;
+        return shm.Resolve(what, region, size, offset);
+    }
+
     private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> modelOutputs)
     {
         var outputs = request.Outputs.Select(o => model.Present(modelOutputs, o.Index, o.ClassCount)).ToList();
+        for (var i = 0; i < outputs.Count; i++)
+        {
+            if (request.Outputs[i].Shm is { } target)
+            {
+                WriteSharedMemory(model.Outputs[request.Outputs[i].Index].Name, outputs[i], target);
+            }
+        }
+
         var buffer = new ArrayBufferWriter<byte>(4096);
         using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
@@ -729,11 +874,24 @@ internal static class HttpEndpoints
             w.WriteStartArray("outputs");
             for (var i = 0; i < outputs.Count; i++)
             {
-                var (index, binary, _) = request.Outputs[i];
+                var (index, binary, _, target) = request.Outputs[i];
                 var t = outputs[i];
                 w.WriteStartObject();
                 TensorCodec.WriteHeader(w, model.Outputs[index].Name, t);
-                if (binary)
+                if (target is not null)
+                {
+                    // The data is in the region; the response says where, as Triton's.
+                    w.WriteStartObject("parameters");
+                    w.WriteString("shared_memory_region", target.Region.Name);
+                    w.WriteNumber("shared_memory_byte_size", t.Data.Length);
+                    if (target.Offset != 0)
+                    {
+                        w.WriteNumber("shared_memory_offset", target.Offset);
+                    }
+
+                    w.WriteEndObject();
+                }
+                else if (binary)
                 {
                     w.WriteStartObject("parameters");
                     w.WriteNumber("binary_data_size", t.Data.Length);
@@ -797,14 +955,21 @@ internal static class HttpEndpoints
         }
     }
 
-    private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> body)
+    private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> body, bool array = false)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
-            w.WriteStartObject();
-            body(w);
-            w.WriteEndObject();
+            if (array)
+            {
+                body(w);
+            }
+            else
+            {
+                w.WriteStartObject();
+                body(w);
+                w.WriteEndObject();
+            }
         }
 
         ctx.Response.StatusCode = status;

@@ -1,5 +1,6 @@
 using System.Net;
 using Batchwise.Engines;
+using Batchwise.Server.SharedMemory;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -80,7 +81,7 @@ public sealed class InferenceServer : IAsyncDisposable
 
     /// <summary>Protocol extensions this server implements.</summary>
     public static readonly IReadOnlyList<string> Extensions =
-        ["classification", "model_repository", "schedule_policy", "model_configuration", "binary_tensor_data", "parameters", "statistics", "trace", "logging"];
+        ["classification", "model_repository", "schedule_policy", "model_configuration", "system_shared_memory", "binary_tensor_data", "parameters", "statistics", "trace", "logging"];
 
     private readonly WebApplication _app;
     private readonly ModelRepository _models;
@@ -89,6 +90,7 @@ public sealed class InferenceServer : IAsyncDisposable
     private readonly object _stopGate = new();
     private Task<DrainReport>? _stop;
     private RequestTracing? _tracing;
+    private SystemSharedMemoryRegistry? _sharedMemory;
 
     private InferenceServer(WebApplication app, ModelRepository models, RequestAdmission admission, ServerOptions options, Uri http, Uri grpc)
     {
@@ -173,6 +175,8 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(tracing);
         builder.Services.AddSingleton(admission);
+        var sharedMemory = new SystemSharedMemoryRegistry();
+        builder.Services.AddSingleton(sharedMemory);
         var app = builder.Build();
         HttpEndpoints.UseProtocolErrors(app);
         if (token is not null)
@@ -200,7 +204,7 @@ public sealed class InferenceServer : IAsyncDisposable
         app.MapGrpcService<GrpcInferenceEndpoint>();
         app.MapMetrics("/metrics", models.Metrics.Registry);
         models.Metrics.AttachGpus(options.Gpus ?? GpuTelemetry.TryCreate());
-        HttpEndpoints.Map(app, models, options, tracing, admission);
+        HttpEndpoints.Map(app, models, options, tracing, admission, sharedMemory);
         app.Lifetime.ApplicationStopping.Register(models.MarkStopping);
         try
         {
@@ -219,6 +223,7 @@ public sealed class InferenceServer : IAsyncDisposable
         return new InferenceServer(app, models, admission, options, new Uri($"{scheme}://{host}:{http!.IPEndPoint!.Port}"), new Uri($"{scheme}://{host}:{grpc!.IPEndPoint!.Port}"))
         {
             _tracing = tracing,
+            _sharedMemory = sharedMemory,
             MetricsAddress = metrics?.IPEndPoint is { } mp ? new Uri($"{scheme}://{host}:{mp.Port}") : null,
         };
     }
@@ -281,6 +286,7 @@ public sealed class InferenceServer : IAsyncDisposable
 
         await _models.DisposeAsync().ConfigureAwait(false);
         _tracing?.Dispose();
+        _sharedMemory?.Dispose();
         return new DrainReport(_admission.Accepted, inFlight, dropped, System.Diagnostics.Stopwatch.GetElapsedTime(start));
     }
 
