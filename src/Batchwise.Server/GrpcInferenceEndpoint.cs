@@ -133,6 +133,19 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
+    public override Task<CudaSharedMemoryRegisterResponse> CudaSharedMemoryRegister(CudaSharedMemoryRegisterRequest request, ServerCallContext context) =>
+        Guard<CudaSharedMemoryRegisterResponse>(() => throw CudaSharedMemoryNotBuilt());
+
+    public override Task<CudaSharedMemoryStatusResponse> CudaSharedMemoryStatus(CudaSharedMemoryStatusRequest request, ServerCallContext context) =>
+        Guard<CudaSharedMemoryStatusResponse>(() => throw CudaSharedMemoryNotBuilt());
+
+    public override Task<CudaSharedMemoryUnregisterResponse> CudaSharedMemoryUnregister(CudaSharedMemoryUnregisterRequest request, ServerCallContext context) =>
+        Guard<CudaSharedMemoryUnregisterResponse>(() => throw CudaSharedMemoryNotBuilt());
+
+    /// <summary>The CUDA shared memory extension is not built yet: every call says so (501 / UNIMPLEMENTED) rather than pretending.</summary>
+    internal static InferenceError CudaSharedMemoryNotBuilt() =>
+        new(501, StatusCode.Unimplemented, "CUDA shared memory is not built yet in this server; use system shared memory (/v2/systemsharedmemory) or send tensors in the request");
+
     public override Task<TraceSettingResponse> TraceSetting(TraceSettingRequest request, ServerCallContext context) => Guard(() =>
     {
         var model = string.IsNullOrEmpty(request.ModelName) ? null : models.Find(request.ModelName).Name;

@@ -87,6 +87,9 @@ internal static class HttpEndpoints
             return Status(ctx, 200);
         }));
 
+        // The CUDA shared memory extension: not built yet, and said so.
+        app.Map("/v2/cudasharedmemory/{**rest}", ctx => Guard(ctx, () => throw GrpcInferenceEndpoint.CudaSharedMemoryNotBuilt()));
+
         // The model repository extension.
         app.MapPost("/v2/repository/index", ctx => Guard(ctx, () => IndexAsync(ctx, models)));
         app.MapPost("/v2/repository/models/{name}/load", ctx => Guard(ctx, () => LoadAsync(ctx, models, Route(ctx, "name"))));
