@@ -12,7 +12,7 @@ model=zoo:resnet18
 
 serve() { # name, extra serve args...
   local name=$1; shift
-  $bw serve $model --http-port 18100 --grpc-port 18101 "$@" > "$out/serve-$name.log" 2>&1 &
+  $bw serve $model --http-port 18100 --grpc-port 18101 --metrics-port 18102 "$@" > "$out/serve-$name.log" 2>&1 &
   spid=$!
   for _ in $(seq 1 600); do curl -sf -o /dev/null 127.0.0.1:18100/v2/health/ready && return 0; sleep 0.5; done
   echo "server did not start"; kill -TERM $spid; exit 1
@@ -20,7 +20,7 @@ serve() { # name, extra serve args...
 stop() { kill -TERM $spid; wait $spid; }
 load() { # file, concurrency
   $bw load 127.0.0.1:18101 -m resnet18 --protocol grpc -c "$2" --json - --warmup 3 --duration "$secs" > "$out/$1.json"
-  curl -s 127.0.0.1:18100/metrics | grep -E '^batchwise_inference_batch_size_(sum|count)' > "$out/$1.metrics" || true
+  curl -s 127.0.0.1:18102/metrics | grep -E '^batchwise_inference_batch_size_(sum|count)' > "$out/$1.metrics" || true
 }
 
 for r in $(seq 1 "$rounds"); do

@@ -1,8 +1,11 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
+using System.IO.Compression;
 using System.Text.Json;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Server.SharedMemory;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -18,7 +21,20 @@ internal static class HttpEndpoints
     // Error messages quote names with ' and must read as written, not as \u0027.
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static void Map(IEndpointRouteBuilder app, ModelRepository models, RequestAdmission admission)
+    /// <summary>Unknown routes (404) and known routes called with the wrong method (405) answer with the protocol's error object, as Triton does.</summary>
+    public static void UseProtocolErrors(IApplicationBuilder app) => app.Use(async (ctx, next) =>
+    {
+        await next(ctx).ConfigureAwait(false);
+        if (!ctx.Response.HasStarted && ctx.Response.ContentLength is null && ctx.Response.StatusCode is 404 or 405)
+        {
+            var message = ctx.Response.StatusCode == 404
+                ? $"Not Found: {ctx.Request.Method} {ctx.Request.Path} is not an endpoint of this server"
+                : $"Method Not Allowed: {ctx.Request.Path} does not take {ctx.Request.Method}";
+            await WriteErrorAsync(ctx, ctx.Response.StatusCode, message).ConfigureAwait(false);
+        }
+    });
+
+    public static void Map(IEndpointRouteBuilder app, ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory)
     {
         app.MapGet("/v2", ctx => WriteJsonAsync(ctx, 200, w =>
         {
@@ -34,14 +50,54 @@ internal static class HttpEndpoints
         }));
         app.MapGet("/v2/health/live", ctx => Status(ctx, 200));
         app.MapGet("/v2/health/ready", ctx => Status(ctx, models.IsReady ? 200 : 400));
+
+        // Literal segments win over {name}: /v2/models/stats is every model's statistics, not a model named "stats" (as Triton).
+        app.MapGet("/v2/models/stats", ctx => Guard(ctx, () => StatsAsync(ctx, models, null, null)));
+        app.MapGet("/v2/models/{name}/stats", ctx => Guard(ctx, () => StatsAsync(ctx, models, Route(ctx, "name"), null)));
+        app.MapGet("/v2/models/{name}/versions/{version}/stats", ctx => Guard(ctx, () => StatsAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
         app.MapGet("/v2/models/{name}", ctx => Guard(ctx, () => MetadataAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}", ctx => Guard(ctx, () => MetadataAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapGet("/v2/models/{name}/ready", ctx => Guard(ctx, () => Status(ctx, models.Find(Route(ctx, "name")).IsReady ? 200 : 400)));
-        app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => Status(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")).IsReady ? 200 : 400)));
+        app.MapGet("/v2/models/{name}/ready", ctx => Guard(ctx, () => ReadyAsync(ctx, models, Route(ctx, "name"), null)));
+        app.MapGet("/v2/models/{name}/versions/{version}/ready", ctx => Guard(ctx, () => ReadyAsync(ctx, models, Route(ctx, "name"), Route(ctx, "version"))));
         app.MapGet("/v2/models/{name}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name")))));
         app.MapGet("/v2/models/{name}/versions/{version}/config", ctx => Guard(ctx, () => ConfigAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")))));
-        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name")), admission)));
-        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models.Find(Route(ctx, "name"), Route(ctx, "version")), admission)));
+        app.MapPost("/v2/models/{name}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, sharedMemory, Route(ctx, "name"), null)));
+        app.MapPost("/v2/models/{name}/versions/{version}/infer", ctx => Guard(ctx, () => InferAsync(ctx, models, tracing, admission, sharedMemory, Route(ctx, "name"), Route(ctx, "version"))));
+
+        // The trace and logging extensions.
+        app.MapGet("/v2/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, null, update: false)));
+        app.MapPost("/v2/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, null, update: true)));
+        app.MapGet("/v2/models/{name}/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, models.Find(Route(ctx, "name")).Name, update: false)));
+        app.MapPost("/v2/models/{name}/trace/setting", ctx => Guard(ctx, () => TraceAsync(ctx, options.Traces, models.Find(Route(ctx, "name")).Name, update: true)));
+        app.MapGet("/v2/logging", ctx => Guard(ctx, () => WriteAsync(ctx, 200, LogSettingsJson.Of(options.Logs.Current), ProtocolJson.Relaxed.LogSettingsJson)));
+        app.MapPost("/v2/logging", ctx => Guard(ctx, () => LoggingAsync(ctx, options.Logs)));
+
+        // The system shared memory extension.
+        app.MapGet("/v2/systemsharedmemory/status", ctx => Guard(ctx, () => SharedMemoryStatusAsync(ctx, sharedMemory, null)));
+        app.MapGet("/v2/systemsharedmemory/region/{name}/status", ctx => Guard(ctx, () => SharedMemoryStatusAsync(ctx, sharedMemory, Route(ctx, "name"))));
+        app.MapPost("/v2/systemsharedmemory/region/{name}/register", ctx => Guard(ctx, () => SharedMemoryRegisterAsync(ctx, sharedMemory, Route(ctx, "name"))));
+        app.MapPost("/v2/systemsharedmemory/region/{name}/unregister", ctx => Guard(ctx, () =>
+        {
+            sharedMemory.Unregister(Route(ctx, "name"));
+            return Status(ctx, 200);
+        }));
+        app.MapPost("/v2/systemsharedmemory/unregister", ctx => Guard(ctx, () =>
+        {
+            sharedMemory.Unregister(null);
+            return Status(ctx, 200);
+        }));
+
+        // The CUDA shared memory extension: not built yet, and said so.
+        app.Map("/v2/cudasharedmemory/{**rest}", ctx => Guard(ctx, () => throw GrpcInferenceEndpoint.CudaSharedMemoryNotBuilt()));
+
+        // The model repository extension.
+        app.MapPost("/v2/repository/index", ctx => Guard(ctx, () => IndexAsync(ctx, models)));
+        app.MapPost("/v2/repository/models/{name}/load", ctx => Guard(ctx, () => LoadAsync(ctx, models, Route(ctx, "name"))));
+        app.MapPost("/v2/repository/models/{name}/unload", ctx => Guard(ctx, async () =>
+        {
+            await models.UnloadAsync(Route(ctx, "name")).ConfigureAwait(false);
+            await Status(ctx, 200).ConfigureAwait(false);
+        }));
     }
 
     /// <summary>Writes the protocol's error object.</summary>
@@ -132,69 +188,293 @@ internal static class HttpEndpoints
     }
 
     /// <summary>Triton's model configuration endpoint (perf_analyzer reads max_batch_size from it).</summary>
-    private static Task ConfigAsync(HttpContext ctx, ServedModel model) => WriteJsonAsync(ctx, 200, w =>
+    private static async Task ConfigAsync(HttpContext ctx, ServedModel model)
     {
-        w.WriteString("name", model.Name);
-        w.WriteString("platform", model.Platform);
-        w.WriteString("backend", model.Engine);
-        w.WriteNumber("max_batch_size", model.MaxBatchSize);
-        foreach (var (key, specs) in new[] { ("input", model.Inputs), ("output", model.Outputs) })
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
-            w.WriteStartArray(key);
-            foreach (var s in specs)
+            TritonModelConfig.ToJson(TritonModelConfig.Describe(model)).WriteTo(w);
+        }
+
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "application/json";
+        ctx.Response.ContentLength = buffer.WrittenCount;
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static Task ReadyAsync(HttpContext ctx, ModelRepository models, string name, string? version)
+    {
+        if (models.IsModelReady(name, version))
+        {
+            return Status(ctx, 200);
+        }
+
+        // An unknown name or version is a 404 with the protocol's error; a known model that is not ready (unloaded,
+        // loading, stopping) is a plain 400, as Triton answers.
+        try
+        {
+            models.Find(name, version);
+        }
+        catch (InferenceError e) when (e.HttpStatus == 503)
+        {
+        }
+
+        return Status(ctx, 400);
+    }
+
+    private static async Task StatsAsync(HttpContext ctx, ModelRepository models, string? name, string? version)
+    {
+        IEnumerable<ServedModel> selected = name is null ? models.Models : [models.Find(name, version)];
+        var response = new StatsResponseJson(selected.Select(m => ModelStatJson.Of(m.Statistics.Snapshot())).ToList());
+        await WriteAsync(ctx, 200, response, ProtocolJson.Relaxed.StatsResponseJson).ConfigureAwait(false);
+    }
+
+    private static async Task TraceAsync(HttpContext ctx, TraceSettings traces, string? model, bool update)
+    {
+        var settings = traces.Describe(model);
+        if (update)
+        {
+            var requested = new Dictionary<string, IReadOnlyList<string>?>(StringComparer.Ordinal);
+            using var doc = await ReadJsonObjectAsync(ctx, "trace setting").ConfigureAwait(false);
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                requested[p.Name] = p.Value.ValueKind switch
+                {
+                    JsonValueKind.Null => null,
+                    JsonValueKind.String => [p.Value.GetString()!],
+                    JsonValueKind.Number => [p.Value.GetRawText()],
+                    JsonValueKind.Array when p.Value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.String) => p.Value.EnumerateArray().Select(v => v.GetString()!).ToList(),
+                    _ => throw InferenceError.BadRequest($"Trace setting '{p.Name}' must be a string, a list of strings or null"),
+                };
+            }
+
+            settings = traces.Update(model, requested);
+        }
+
+        var json = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (key, values) in settings)
+        {
+            json[key] = key == "trace_level" ? new System.Text.Json.Nodes.JsonArray(values.Select(v => (System.Text.Json.Nodes.JsonNode?)v).ToArray()) : values[0];
+        }
+
+        await WriteJsonAsync(ctx, 200, w =>
+        {
+            foreach (var (key, value) in json)
+            {
+                w.WritePropertyName(key);
+                value!.WriteTo(w);
+            }
+        }).ConfigureAwait(false);
+    }
+
+    private static async Task LoggingAsync(HttpContext ctx, LogSettings logs)
+    {
+        var requested = new Dictionary<string, object>(StringComparer.Ordinal);
+        using (var doc = await ReadJsonObjectAsync(ctx, "log setting").ConfigureAwait(false))
+        {
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                requested[p.Name] = p.Value.ValueKind switch
+                {
+                    JsonValueKind.True => true,
+                    JsonValueKind.False => false,
+                    JsonValueKind.Number when p.Value.TryGetInt64(out var n) => n,
+                    JsonValueKind.String => p.Value.GetString()!,
+                    _ => throw InferenceError.BadRequest($"Log setting '{p.Name}' must be a boolean, an integer or a string"),
+                };
+            }
+        }
+
+        await WriteAsync(ctx, 200, LogSettingsJson.Of(logs.Update(requested)), ProtocolJson.Relaxed.LogSettingsJson).ConfigureAwait(false);
+    }
+
+    private static async Task<JsonDocument> ReadJsonObjectAsync(HttpContext ctx, string what)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body.Length == 0 ? "{}"u8.ToArray() : body);
+        }
+        catch (JsonException e)
+        {
+            throw InferenceError.BadRequest($"The {what} request is not valid JSON: {e.Message}");
+        }
+
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            doc.Dispose();
+            throw InferenceError.BadRequest($"The {what} request must be a JSON object of settings");
+        }
+
+        return doc;
+    }
+
+    private static Task SharedMemoryStatusAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string? name)
+    {
+        var regions = registry.Status(name);
+        return WriteJsonAsync(ctx, 200, w =>
+        {
+            w.WriteStartArray();
+            foreach (var r in regions)
             {
                 w.WriteStartObject();
-                w.WriteString("name", s.Name);
-                w.WriteString("data_type", "TYPE_" + s.ElementType.ProtocolName());
-                w.WriteStartArray("dims");
-                foreach (var dim in ServedModel.ProtocolShape(s).Skip(model.MaxBatchSize > 0 ? 1 : 0))
-                {
-                    w.WriteNumberValue(dim);
-                }
-
-                w.WriteEndArray();
+                w.WriteString("name", r.Name);
+                w.WriteString("key", r.Key);
+                w.WriteNumber("offset", r.Offset);
+                w.WriteNumber("byte_size", r.ByteSize);
                 w.WriteEndObject();
             }
 
             w.WriteEndArray();
+        }, array: true);
+    }
+
+    private static async Task SharedMemoryRegisterAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string name)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        using var doc = ParseControlJson(body, $"register system shared memory region '{name}'");
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("key", out var key))
+        {
+            throw InferenceError.BadRequest($"register system shared memory region '{name}': the body must be a JSON object with \"key\", \"byte_size\" and optionally \"offset\"");
         }
 
-        if (model.Config.DynamicBatching is { } d)
+        long Integer(string field, bool required)
         {
-            w.WriteStartObject("dynamic_batching");
-            w.WriteNumber("max_queue_delay_microseconds", d.MaxQueueDelayMicroseconds);
-            w.WriteStartArray("preferred_batch_size");
-            foreach (var p in model.Batcher.PreferredBatchSizes)
+            if (!root.TryGetProperty(field, out var e))
             {
-                w.WriteNumberValue(p);
+                return required ? throw InferenceError.BadRequest($"register system shared memory region '{name}': \"{field}\" is missing") : 0;
             }
 
-            w.WriteEndArray();
-            w.WriteNumber("priority_levels", model.Batcher.PriorityLevels);
-            w.WriteNumber("default_priority_level", model.Batcher.ResolvedDefaultPriority);
-            w.WriteNumber("default_timeout_microseconds", d.DefaultTimeoutMicroseconds);
-            w.WriteNumber("max_queue_size", model.Batcher.MaxQueueSize);
-            w.WriteEndObject();
+            return e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var v) && v >= 0
+                ? v
+                : throw InferenceError.BadRequest($"register system shared memory region '{name}': \"{field}\" must be an integer >= 0");
         }
 
-        w.WriteStartArray("instance_group");
-        w.WriteStartObject();
-        w.WriteNumber("count", model.Batcher.InstanceCount);
-        w.WriteString("kind", model.Engine == "ort" ? "KIND_CPU" : "KIND_GPU");
-        w.WriteEndObject();
-        w.WriteEndArray();
-    });
+        registry.Register(name, RequestValidator.JsonString(key, $"register system shared memory region '{name}': \"key\""), Integer("offset", required: false), Integer("byte_size", required: true));
+        await Status(ctx, 200).ConfigureAwait(false);
+    }
 
-    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestAdmission admission)
+    private static JsonDocument ParseControlJson(byte[] body, string what)
     {
-        var encoding = ctx.Request.Headers.ContentEncoding.ToString();
-        if (encoding.Length > 0 && !string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
+        try
         {
-            throw InferenceError.BadRequest($"Content-Encoding '{encoding}' is not supported yet; send the request uncompressed");
+            return JsonDocument.Parse(body);
+        }
+        catch (JsonException e)
+        {
+            throw InferenceError.BadRequest($"{what}: the body is not valid JSON: {e.Message}");
+        }
+    }
+
+    private static async Task IndexAsync(HttpContext ctx, ModelRepository models)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        var readyOnly = false;
+        if (body.Length > 0)
+        {
+            try
+            {
+                readyOnly = JsonSerializer.Deserialize(body, ProtocolJson.Relaxed.RepositoryIndexRequestJson)?.Ready ?? false;
+            }
+            catch (JsonException e)
+            {
+                throw InferenceError.BadRequest($"The index request is not valid JSON ({{\"ready\": true|false}}): {e.Message}");
+            }
         }
 
+        await WriteAsync(ctx, 200, models.Index(readyOnly), ProtocolJson.Relaxed.IReadOnlyListModelIndexEntry).ConfigureAwait(false);
+    }
+
+    private static async Task LoadAsync(HttpContext ctx, ModelRepository models, string name)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        ModelConfig? config = null;
+        if (body.Length > 0)
+        {
+            JsonDocument doc;
+            try
+            {
+                doc = JsonDocument.Parse(body);
+            }
+            catch (JsonException e)
+            {
+                throw InferenceError.BadRequest($"The load request is not valid JSON: {e.Message}");
+            }
+
+            using (doc)
+            {
+                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object)
+                {
+                    foreach (var p in parameters.EnumerateObject())
+                    {
+                        if (p.Name == "config")
+                        {
+                            config = p.Value.ValueKind == JsonValueKind.String
+                                ? ParseConfig(name, p.Value.GetString()!)
+                                : throw InferenceError.BadRequest($"load '{name}': parameter 'config' must be a string holding the model's config.json");
+                        }
+                        else if (p.Name.StartsWith("file:", StringComparison.Ordinal))
+                        {
+                            throw InferenceError.BadRequest($"load '{name}': model files in the request ('{p.Name}') are not supported; put the model in the repository folder and load it by name");
+                        }
+                    }
+                }
+            }
+        }
+
+        await models.LoadAsync(name, config).ConfigureAwait(false);
+        await Status(ctx, 200).ConfigureAwait(false);
+    }
+
+    /// <summary>A load request's "config" parameter: the model's config.json as text (Batchwise's keys).</summary>
+    internal static ModelConfig ParseConfig(string name, string json)
+    {
+        try
+        {
+            return ModelConfig.Parse(json, $"load '{name}': parameter 'config'");
+        }
+        catch (BatchwiseException e)
+        {
+            throw InferenceError.BadRequest(e.OneLine);
+        }
+    }
+
+    private static async Task WriteAsync<T>(HttpContext ctx, int status, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
+    {
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(value, type);
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json";
+        ctx.Response.ContentLength = bytes.Length;
+        await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static async Task InferAsync(HttpContext ctx, ModelRepository models, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory, string name, string? version)
+    {
+        var received = Stopwatch.GetTimestamp();
+        using var lease = models.Acquire(name, version);
+        var model = lease.Model;
+        var timer = model.Statistics.Start(received);
+        timer.TraceWith(tracing, "http", ctx.Request.Headers.TryGetValue("traceparent", out var parent) ? parent.ToString() : null);
+        try
+        {
+            await InferAsync(ctx, model, timer, admission, sharedMemory).ConfigureAwait(false);
+            timer.Succeeded();
+        }
+        catch
+        {
+            timer.Failed(ctx.RequestAborted.IsCancellationRequested ? "cancelled" : "invalid");
+            throw;
+        }
+    }
+
+    private static async Task InferAsync(HttpContext ctx, ServedModel model, RequestTimer timer, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory)
+    {
         using var lease = admission.Admit();
+        using var shm = new SharedMemoryUse(sharedMemory);
         var body = await ReadBodyAsync(ctx, lease).ConfigureAwait(false);
+        body = Decompress(ctx, body, lease);
         var headerLength = body.Length;
         if (ctx.Request.Headers.TryGetValue(HeaderLength, out var lengthText))
         {
@@ -207,15 +487,76 @@ internal static class HttpEndpoints
         ParsedRequest request;
         using (var doc = ParseJson(body.AsMemory(0, headerLength), lease))
         {
-            request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease);
+            request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease, shm);
         }
 
-        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted).ConfigureAwait(false);
+        timer.Identify(request.Id);
+        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
         await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
     }
 
-    /// <summary>Reads the body, charging its bytes to the request before they are allocated.</summary>
-    private static async Task<byte[]> ReadBodyAsync(HttpContext ctx, RequestAdmission.Lease lease)
+    /// <summary>A request body sent with Content-Encoding gzip or deflate (zlib, as HTTP means it), inflated up to the body limit.</summary>
+    private static byte[] Decompress(HttpContext ctx, byte[] body, RequestAdmission.Lease? lease)
+    {
+        var encoding = ctx.Request.Headers.ContentEncoding.ToString().Trim();
+        if (encoding.Length == 0 || string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
+        {
+            return body;
+        }
+
+        var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? long.MaxValue;
+        using var compressed = new MemoryStream(body);
+        using Stream inflate = encoding.ToLowerInvariant() switch
+        {
+            "gzip" => new GZipStream(compressed, CompressionMode.Decompress),
+            "deflate" => new ZLibStream(compressed, CompressionMode.Decompress),
+            _ => throw InferenceError.BadRequest($"Content-Encoding '{encoding}' is not supported; send gzip, deflate or an uncompressed body"),
+        };
+        using var inflated = new MemoryStream();
+        var buffer = new byte[81920];
+        try
+        {
+            int n;
+            while ((n = inflate.Read(buffer)) > 0)
+            {
+                if (inflated.Length + n > limit)
+                {
+                    throw new InferenceError(413, Grpc.Core.StatusCode.ResourceExhausted, $"The request body inflates past the server's limit ({limit} bytes); raise --max-body-size or send smaller batches");
+                }
+
+                // Charged twice: the stream's buffer, and the copy made at the end.
+                lease?.Charge(2L * n);
+                inflated.Write(buffer, 0, n);
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            throw InferenceError.BadRequest($"The request body is not valid {encoding} data: {e.Message}");
+        }
+
+        return inflated.ToArray();
+    }
+
+    /// <summary>The response encoding the client accepts that the server offers (gzip or deflate), or null.</summary>
+    private static string? ResponseEncoding(HttpContext ctx)
+    {
+        foreach (var value in ctx.Request.Headers.AcceptEncoding)
+        {
+            foreach (var part in (value ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var name = part.Split(';')[0].Trim().ToLowerInvariant();
+                if (name is "gzip" or "deflate" && !part.Contains("q=0", StringComparison.Ordinal))
+                {
+                    return name;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Reads the body, charging its bytes to the request (when it has a lease) before they are allocated.</summary>
+    private static async Task<byte[]> ReadBodyAsync(HttpContext ctx, RequestAdmission.Lease? lease = null)
     {
         if (ctx.Request.ContentLength is { } length)
         {
@@ -225,7 +566,7 @@ internal static class HttpEndpoints
                 throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
             }
 
-            lease.Charge(length);
+            lease?.Charge(length);
             var buffer = new byte[length];
             await ctx.Request.Body.ReadExactlyAsync(buffer, ctx.RequestAborted).ConfigureAwait(false);
             return buffer;
@@ -239,7 +580,7 @@ internal static class HttpEndpoints
             int read;
             while ((read = await ctx.Request.Body.ReadAsync(chunk, ctx.RequestAborted).ConfigureAwait(false)) > 0)
             {
-                lease.Charge(2L * read);
+                lease?.Charge(2L * read);
                 ms.Write(chunk, 0, read);
             }
         }
@@ -283,15 +624,16 @@ internal static class HttpEndpoints
         return bytes >= 1L << 62 ? bytes : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes);
     }
 
-    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary)> Outputs, int Priority, TimeSpan? Timeout);
+    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount, SharedMemoryRef? Shm)> Outputs, int Priority, TimeSpan? Timeout);
 
     /// <summary>
     /// Reads an inference request: every input's name, datatype and shape checked against the model, its size
     /// computed with overflow checks and its data (JSON values or binary bytes) counted against that size, the total
     /// checked against --max-request-bytes and charged to the lease, and only then the tensors allocated.
     /// </summary>
-    internal static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model, RequestAdmission.Lease lease)
+    internal static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse? shm = null)
     {
+        shm ??= SharedMemoryUse.None;
         if (root.ValueKind != JsonValueKind.Object)
         {
             throw InferenceError.BadRequest("The request must be a JSON object with an \"inputs\" array");
@@ -320,7 +662,7 @@ internal static class HttpEndpoints
             }
         }
 
-        var outputs = new List<(int, bool)>();
+        var outputs = new List<(int, bool, int, SharedMemoryRef?)>();
         if (root.TryGetProperty("outputs", out var requested) && requested.ValueKind == JsonValueKind.Array)
         {
             foreach (var o in requested.EnumerateArray())
@@ -332,11 +674,16 @@ internal static class HttpEndpoints
 
                 var name = RequestValidator.JsonString(n, "A requested output's \"name\"");
                 var binaryData = binaryOutput;
+                var classCount = 0;
+                SharedMemoryRef? target = null;
                 if (o.TryGetProperty("parameters", out var op) && op.ValueKind == JsonValueKind.Object)
                 {
-                    if (op.TryGetProperty("classification", out _))
+                    target = SharedMemoryParameters(shm, $"Output '{name}'", op);
+                    if (op.TryGetProperty("classification", out var cls))
                     {
-                        throw InferenceError.BadRequest($"Output '{name}': the classification extension is not supported yet; request the raw output");
+                        classCount = cls.ValueKind == JsonValueKind.Number && cls.TryGetInt32(out var k) && k >= 1
+                            ? k
+                            : throw InferenceError.BadRequest($"Output '{name}': parameter 'classification' must be a positive integer (the number of classes to return)");
                     }
 
                     if (op.TryGetProperty("binary_data", out var bd))
@@ -345,12 +692,12 @@ internal static class HttpEndpoints
                     }
                 }
 
-                outputs.Add((model.OutputIndex(name), binaryData));
+                outputs.Add((model.OutputIndex(name), binaryData && target is null, classCount, target));
             }
         }
         else
         {
-            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput)));
+            outputs.AddRange(Enumerable.Range(0, model.Outputs.Count).Select(i => (i, binaryOutput, 0, (SharedMemoryRef?)null)));
         }
 
         if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
@@ -359,7 +706,7 @@ internal static class HttpEndpoints
         }
 
         // First pass: sizes only, nothing allocated.
-        var planned = new List<(string Name, ElementType Type, long[] Shape, long Offset, JsonElement Data)>();
+        var planned = new List<(string Name, ElementType Type, long[] Shape, long Offset, long Size, JsonElement Data, SharedMemoryRef? Shm)>();
         long offset = 0, total = 0;
         foreach (var input in inputs.EnumerateArray())
         {
@@ -377,22 +724,54 @@ internal static class HttpEndpoints
 
             var shape = shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var v) ? v : throw InferenceError.BadRequest($"Input '{name}' has a shape that is not a list of 64-bit integers")).ToArray();
             model.CheckInput(name, type, shape);
-            var bytes = RequestValidator.ByteCount(name, type, shape);
+            // BYTES elements have no fixed size: what was sent is what they take (their count is checked when decoded).
+            var bytes = type == ElementType.String ? 0 : RequestValidator.ByteCount(name, type, shape);
             long? binarySize = null;
-            if (input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
+            var source = input.TryGetProperty("parameters", out var ip) && ip.ValueKind == JsonValueKind.Object ? SharedMemoryParameters(shm, $"Input '{name}'", ip) : null;
+            if (source is not null)
+            {
+                if (input.TryGetProperty("data", out _) || ip.TryGetProperty("binary_data_size", out _))
+                {
+                    throw InferenceError.BadRequest($"Input '{name}' names a shared memory region and also sends data; send one or the other");
+                }
+
+                if (type == ElementType.String)
+                {
+                    bytes = source.ByteSize;
+                }
+                else if (source.ByteSize != bytes)
+                {
+                    throw InferenceError.BadRequest($"Input '{name}': shared_memory_byte_size is {source.ByteSize}; {type.ProtocolName()} {Tensor.ShapeText(shape)} needs {bytes}");
+                }
+
+                planned.Add((name, type, shape, -1, source.ByteSize, default, source));
+            }
+            else if (ip.ValueKind == JsonValueKind.Object && ip.TryGetProperty("binary_data_size", out var bs))
             {
                 binarySize = bs.ValueKind == JsonValueKind.Number && bs.TryGetInt64(out var v) && v >= 0 ? v : throw InferenceError.BadRequest($"Input '{name}': binary_data_size must be a non-negative integer");
             }
 
-            if (binarySize is { } size)
+            if (source is not null)
             {
-                RequestValidator.CheckDataBytes(name, type, shape, bytes, size);
+                // Read from its region in the second pass.
+            }
+            else if (binarySize is { } size)
+            {
+                if (type == ElementType.String)
+                {
+                    bytes = size;
+                }
+                else
+                {
+                    RequestValidator.CheckDataBytes(name, type, shape, bytes, size);
+                }
+
                 if (size > binary.Length - offset)
                 {
                     throw InferenceError.BadRequest($"Input '{name}' claims {size} bytes of binary data at offset {offset}, but only {binary.Length - offset} follow the JSON header");
                 }
 
-                planned.Add((name, type, shape, offset, default));
+                planned.Add((name, type, shape, offset, size, default, null));
                 offset += size;
             }
             else if (input.TryGetProperty("data", out var data))
@@ -400,7 +779,13 @@ internal static class HttpEndpoints
                 var count = RequestValidator.ElementCount(name, shape);
                 var given = TensorCodec.CountJsonValues(data, count);
                 RequestValidator.CheckValueCount(name, shape, count, given, more: given > count);
-                planned.Add((name, type, shape, -1, data));
+                if (type == ElementType.String)
+                {
+                    // Each string's bytes plus its 4-byte length, bounded by the JSON text that holds them.
+                    bytes = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(data).Length + (4 * count);
+                }
+
+                planned.Add((name, type, shape, -1, 0, data, null));
             }
             else
             {
@@ -420,10 +805,11 @@ internal static class HttpEndpoints
 
         // Second pass: every size is known and paid for; decode.
         var parsed = new List<NamedTensor>(planned.Count);
-        foreach (var (name, type, shape, at, data) in planned)
+        foreach (var (name, type, shape, at, size, data, source) in planned)
         {
-            var tensor = at >= 0
-                ? TensorCodec.FromBytes(name, type, shape, binary.Span.Slice((int)at, (int)RequestValidator.ByteCount(name, type, shape)))
+            var tensor = source is not null ? SharedMemoryTensor(name, type, shape, source)
+                : at >= 0
+                ? TensorCodec.FromBytes(name, type, shape, binary.Span.Slice((int)at, (int)size))
                 : TensorCodec.FromJson(name, type, shape, data);
             parsed.Add(new NamedTensor(name, tensor));
         }
@@ -431,8 +817,52 @@ internal static class HttpEndpoints
         return new ParsedRequest(id, parsed, outputs, priority, timeout);
     }
 
-    private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> outputs)
+    /// <summary>An input read from its shared memory region (the range was checked against the region and the tensor's size).</summary>
+    internal static Tensor SharedMemoryTensor(string name, ElementType type, long[] shape, SharedMemoryRef source)
     {
+        if (type == ElementType.String)
+        {
+            var bytes = new byte[source.ByteSize];
+            source.Region.Read(source.Offset, bytes);
+            return TensorCodec.FromBytes(name, type, shape, bytes);
+        }
+
+        var t = Tensor.Zeros(type, shape);
+        source.Region.Read(source.Offset, t.Data);
+        return t;
+    }
+
+    /// <summary>Writes an output into its shared memory region, or a 400 when the bytes given there are too few.</summary>
+    internal static void WriteSharedMemory(string name, Tensor t, SharedMemoryRef target)
+    {
+        if (t.Data.Length > target.ByteSize)
+        {
+            throw InferenceError.BadRequest($"Output '{name}' needs {t.Data.Length} bytes ({t.ElementType.ProtocolName()} {Tensor.ShapeText(t.Shape)}), but shared_memory_byte_size gives {target.ByteSize} in region '{target.Region.Name}'");
+        }
+
+        target.Region.Write(target.Offset, t.Data);
+    }
+
+    /// <summary>The shared_memory_region / _byte_size / _offset parameters of an input or output, resolved (or null when absent).</summary>
+    private static SharedMemoryRef? SharedMemoryParameters(SharedMemoryUse shm, string what, JsonElement parameters)
+    {
+        string? region = parameters.TryGetProperty("shared_memory_region", out var r) ? RequestValidator.JsonString(r, $"{what}: shared_memory_region") : null;
+        IntegerParameter? size = parameters.TryGetProperty("shared_memory_byte_size", out var b) ? RequestValidator.Parameter(b) : null;
+        IntegerParameter? offset = parameters.TryGetProperty("shared_memory_offset", out var o) ? RequestValidator.Parameter(o) : null;
+        return shm.Resolve(what, region, size, offset);
+    }
+
+    private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> modelOutputs)
+    {
+        var outputs = request.Outputs.Select(o => model.Present(modelOutputs, o.Index, o.ClassCount)).ToList();
+        for (var i = 0; i < outputs.Count; i++)
+        {
+            if (request.Outputs[i].Shm is { } target)
+            {
+                WriteSharedMemory(model.Outputs[request.Outputs[i].Index].Name, outputs[i], target);
+            }
+        }
+
         var buffer = new ArrayBufferWriter<byte>(4096);
         using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
@@ -445,12 +875,26 @@ internal static class HttpEndpoints
             }
 
             w.WriteStartArray("outputs");
-            foreach (var (index, binary) in request.Outputs)
+            for (var i = 0; i < outputs.Count; i++)
             {
-                var t = outputs[index];
+                var (index, binary, _, target) = request.Outputs[i];
+                var t = outputs[i];
                 w.WriteStartObject();
                 TensorCodec.WriteHeader(w, model.Outputs[index].Name, t);
-                if (binary)
+                if (target is not null)
+                {
+                    // The data is in the region; the response says where, as Triton's.
+                    w.WriteStartObject("parameters");
+                    w.WriteString("shared_memory_region", target.Region.Name);
+                    w.WriteNumber("shared_memory_byte_size", t.Data.Length);
+                    if (target.Offset != 0)
+                    {
+                        w.WriteNumber("shared_memory_offset", target.Offset);
+                    }
+
+                    w.WriteEndObject();
+                }
+                else if (binary)
                 {
                     w.WriteStartObject("parameters");
                     w.WriteNumber("binary_data_size", t.Data.Length);
@@ -469,8 +913,33 @@ internal static class HttpEndpoints
             w.WriteEndObject();
         }
 
-        var binaries = request.Outputs.Where(o => o.Binary).Select(o => outputs[o.Index].Data).ToList();
+        var binaries = request.Outputs.Select((o, i) => (o.Binary, outputs[i].Data)).Where(o => o.Binary).Select(o => o.Data).ToList();
         ctx.Response.StatusCode = 200;
+        if (ResponseEncoding(ctx) is { } encoding)
+        {
+            // The whole body is compressed; Inference-Header-Content-Length stays the JSON's length before compression, as Triton.
+            using var packed = new MemoryStream();
+            using (Stream deflate = encoding == "gzip" ? new GZipStream(packed, CompressionLevel.Fastest, leaveOpen: true) : new ZLibStream(packed, CompressionLevel.Fastest, leaveOpen: true))
+            {
+                deflate.Write(buffer.WrittenSpan);
+                foreach (var b in binaries)
+                {
+                    deflate.Write(b);
+                }
+            }
+
+            ctx.Response.ContentType = binaries.Count == 0 ? "application/json" : "application/octet-stream";
+            if (binaries.Count > 0)
+            {
+                ctx.Response.Headers[HeaderLength] = buffer.WrittenCount.ToString(CultureInfo.InvariantCulture);
+            }
+
+            ctx.Response.Headers.ContentEncoding = encoding;
+            ctx.Response.ContentLength = packed.Length;
+            await ctx.Response.Body.WriteAsync(packed.GetBuffer().AsMemory(0, (int)packed.Length), ctx.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+
         if (binaries.Count == 0)
         {
             ctx.Response.ContentType = "application/json";
@@ -489,14 +958,21 @@ internal static class HttpEndpoints
         }
     }
 
-    private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> body)
+    private static async Task WriteJsonAsync(HttpContext ctx, int status, Action<Utf8JsonWriter> body, bool array = false)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
-            w.WriteStartObject();
-            body(w);
-            w.WriteEndObject();
+            if (array)
+            {
+                body(w);
+            }
+            else
+            {
+                w.WriteStartObject();
+                body(w);
+                w.WriteEndObject();
+            }
         }
 
         ctx.Response.StatusCode = status;

@@ -1,4 +1,6 @@
 using System.Net;
+using Batchwise.Engines;
+using Batchwise.Server.SharedMemory;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -21,6 +23,12 @@ public sealed record ServerOptions
     /// <summary>gRPC port (0: any free port).</summary>
     public int GrpcPort { get; init; } = 8001;
 
+    /// <summary>Port of the Prometheus /metrics endpoint, as Triton's (0: any free port; -1: no metrics endpoint).</summary>
+    public int MetricsPort { get; init; } = 8002;
+
+    /// <summary>GPU telemetry for the nv_gpu_* metrics (null: the registered source, if any GPU answers).</summary>
+    public IGpuTelemetry? Gpus { get; init; }
+
     /// <summary>Largest request body (HTTP) or message (gRPC), in bytes.</summary>
     public long MaxBodySize { get; init; } = 64L << 20;
 
@@ -33,7 +41,7 @@ public sealed record ServerOptions
     /// <summary>Most bytes all accepted, unanswered requests may hold together: bodies, parsed JSON, decoded tensors (--max-queue-bytes).</summary>
     public long MaxQueueBytes { get; init; } = 1L << 30;
 
-    /// <summary>PEM certificate (chain) for TLS on both ports; null serves plain HTTP/2 and HTTP/1.1.</summary>
+    /// <summary>PEM certificate (chain) for TLS on every port (HTTP, gRPC, metrics); null serves plain HTTP/2 and HTTP/1.1.</summary>
     public string? TlsCertificatePath { get; init; }
 
     /// <summary>PEM private key of <see cref="TlsCertificatePath"/>.</summary>
@@ -44,6 +52,18 @@ public sealed record ServerOptions
 
     /// <summary>A file holding the bearer token every call but health needs; null: no authentication.</summary>
     public string? AuthTokenFile { get; init; }
+
+    /// <summary>The live trace settings (Triton's trace extension; off unless set).</summary>
+    public TraceSettings Traces { get; init; } = new();
+
+    /// <summary>Where traces go (OTLP endpoint, resource); sampling is <see cref="Traces"/>.</summary>
+    public TraceConfig Tracing { get; init; } = new();
+
+    /// <summary>Exports spans here instead of over OTLP (tests use OpenTelemetry's in-memory exporter).</summary>
+    public OpenTelemetry.BaseExporter<System.Diagnostics.Activity>? TraceExporter { get; init; }
+
+    /// <summary>The live log settings (Triton's logging extension).</summary>
+    public LogSettings Logs { get; init; } = new();
 }
 
 /// <summary>What a stop did: requests answered while draining, and those cut off at the drain timeout.</summary>
@@ -53,14 +73,15 @@ public sealed record ServerOptions
 /// <param name="Duration">How long the stop took.</param>
 public sealed record DrainReport(long Accepted, int InFlightAtStop, int Dropped, TimeSpan Duration);
 
-/// <summary>The inference server: the models of a repository over HTTP/REST and gRPC, with /metrics.</summary>
+/// <summary>The inference server: the models of a repository over HTTP/REST and gRPC, with /metrics on a port of its own.</summary>
 public sealed class InferenceServer : IAsyncDisposable
 {
     /// <summary>Server name reported by GET /v2.</summary>
     public const string Name = "batchwise";
 
     /// <summary>Protocol extensions this server implements.</summary>
-    public static readonly IReadOnlyList<string> Extensions = ["binary_tensor_data", "model_configuration"];
+    public static readonly IReadOnlyList<string> Extensions =
+        ["classification", "model_repository", "schedule_policy", "model_configuration", "system_shared_memory", "binary_tensor_data", "parameters", "statistics", "trace", "logging"];
 
     private readonly WebApplication _app;
     private readonly ModelRepository _models;
@@ -68,10 +89,13 @@ public sealed class InferenceServer : IAsyncDisposable
     private readonly ServerOptions _options;
     private readonly object _stopGate = new();
     private Task<DrainReport>? _stop;
+    private RequestTracing? _tracing;
+    private SystemSharedMemoryRegistry? _sharedMemory;
 
     private InferenceServer(WebApplication app, ModelRepository models, RequestAdmission admission, ServerOptions options, Uri http, Uri grpc)
     {
         _app = app;
+        Options = options;
         _models = models;
         _admission = admission;
         _options = options;
@@ -84,6 +108,12 @@ public sealed class InferenceServer : IAsyncDisposable
 
     /// <summary>The HTTP/REST base address actually bound.</summary>
     public Uri HttpAddress { get; }
+
+    /// <summary>The options the server runs with (its live trace and log settings included).</summary>
+    public ServerOptions Options { get; }
+
+    /// <summary>The metrics address actually bound (GET /metrics), or null when the server has none.</summary>
+    public Uri? MetricsAddress { get; private init; }
 
     /// <summary>The gRPC address actually bound.</summary>
     public Uri GrpcAddress { get; }
@@ -109,7 +139,7 @@ public sealed class InferenceServer : IAsyncDisposable
         var token = ServerSecurity.LoadToken(options.AuthTokenFile);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddProvider(new ServerLogProvider(options.Logs)).SetMinimumLevel(LogLevel.Trace);
 
         // A failed bind is reported once, as one line, by the caller; the host would also log it with its stack.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
@@ -119,13 +149,18 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", LogLevel.None);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
         builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
-        ListenOptions? http = null, grpc = null;
+        ListenOptions? http = null, grpc = null, metrics = null;
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.MaxBodySize;
             k.AddServerHeader = false;
             http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1, tls);
             grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2, tls);
+            if (options.MetricsPort >= 0)
+            {
+                // Same TLS and token as the other ports: a scraper given the token must not send it in the clear.
+                metrics = Listen(k, options.Host, options.MetricsPort, HttpProtocols.Http1, tls);
+            }
         });
         builder.Services.AddGrpc(o =>
         {
@@ -135,19 +170,41 @@ public sealed class InferenceServer : IAsyncDisposable
             o.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, options.MaxBodySize);
             o.MaxSendMessageSize = null;
         });
+        var tracing = new RequestTracing(options.Traces, options.Tracing, options.TraceExporter);
         builder.Services.AddSingleton(models);
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(tracing);
         builder.Services.AddSingleton(admission);
+        var sharedMemory = new SystemSharedMemoryRegistry();
+        builder.Services.AddSingleton(sharedMemory);
         var app = builder.Build();
+        HttpEndpoints.UseProtocolErrors(app);
         if (token is not null)
         {
             app.Use(ServerSecurity.RequireToken(token));
         }
 
+        // /metrics lives on its own port, as Triton's, and nothing else is served there.
+        app.Use(async (ctx, next) =>
+        {
+            var onMetricsPort = metrics?.IPEndPoint is { } m && ctx.Connection.LocalPort == m.Port;
+            if (onMetricsPort != ctx.Request.Path.Equals("/metrics", StringComparison.Ordinal))
+            {
+                ctx.Response.StatusCode = 404;
+                await HttpEndpoints.WriteErrorAsync(ctx, 404, onMetricsPort
+                    ? $"Not Found: the metrics port serves GET /metrics only"
+                    : metrics?.IPEndPoint is { } port ? $"Not Found: metrics are served on port {port.Port} (GET /metrics)" : "Not Found: this server has no metrics endpoint").ConfigureAwait(false);
+                return;
+            }
+
+            await next(ctx).ConfigureAwait(false);
+        });
         app.Use(GrpcMessageErrors.Rewrite);
 
         app.MapGrpcService<GrpcInferenceEndpoint>();
         app.MapMetrics("/metrics", models.Metrics.Registry);
-        HttpEndpoints.Map(app, models, admission);
+        models.Metrics.AttachGpus(options.Gpus ?? GpuTelemetry.TryCreate());
+        HttpEndpoints.Map(app, models, options, tracing, admission, sharedMemory);
         app.Lifetime.ApplicationStopping.Register(models.MarkStopping);
         try
         {
@@ -156,13 +213,19 @@ public sealed class InferenceServer : IAsyncDisposable
         catch (IOException e)
         {
             await app.DisposeAsync().ConfigureAwait(false);
+            tracing.Dispose();
             var message = e.InnerException is { } inner && !e.Message.Contains(inner.Message, StringComparison.Ordinal) ? $"{e.Message.TrimEnd('.')}: {inner.Message}" : e.Message;
-            throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}: {message}", "Pick free ports with --http-port and --grpc-port (0 picks any).", e);
+            throw new BatchwiseException($"Cannot listen on {options.Host} ports {options.HttpPort}/{options.GrpcPort}/{options.MetricsPort}: {message}", "Pick free ports with --http-port, --grpc-port and --metrics-port (0 picks any).", e);
         }
 
         var host = options.Host is "0.0.0.0" or "*" ? "127.0.0.1" : options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host;
         var scheme = tls is null ? "http" : "https";
-        return new InferenceServer(app, models, admission, options, new Uri($"{scheme}://{host}:{http!.IPEndPoint!.Port}"), new Uri($"{scheme}://{host}:{grpc!.IPEndPoint!.Port}"));
+        return new InferenceServer(app, models, admission, options, new Uri($"{scheme}://{host}:{http!.IPEndPoint!.Port}"), new Uri($"{scheme}://{host}:{grpc!.IPEndPoint!.Port}"))
+        {
+            _tracing = tracing,
+            _sharedMemory = sharedMemory,
+            MetricsAddress = metrics?.IPEndPoint is { } mp ? new Uri($"{scheme}://{host}:{mp.Port}") : null,
+        };
     }
 
     /// <summary>Completes when the host is asked to stop (SIGTERM, Ctrl+C, or <see cref="StopAsync"/>); the caller then calls <see cref="StopAsync"/> to drain.</summary>
@@ -222,6 +285,8 @@ public sealed class InferenceServer : IAsyncDisposable
         }
 
         await _models.DisposeAsync().ConfigureAwait(false);
+        _tracing?.Dispose();
+        _sharedMemory?.Dispose();
         return new DrainReport(_admission.Accepted, inFlight, dropped, System.Diagnostics.Stopwatch.GetElapsedTime(start));
     }
 

@@ -38,6 +38,10 @@ public sealed record ModelConfig
     [JsonPropertyName("intra_op_threads")]
     public int IntraOpThreads { get; init; }
 
+    /// <summary>Class labels for the classification extension: a file in the model folder, one label per line (default: labels.txt when present).</summary>
+    [JsonPropertyName("label_filename")]
+    public string? LabelFilename { get; init; }
+
     /// <summary>Engine options from the command line for a single model (`serve MODEL --tf32`); the keys above win where both say.</summary>
     [JsonIgnore]
     public EngineOptions? CommandLineEngineOptions { get; init; }
@@ -64,20 +68,32 @@ public sealed record ModelConfig
     /// <summary>Reads a config file, explaining the first problem in it.</summary>
     public static ModelConfig Load(string path)
     {
+        string text;
         try
         {
-            var config = JsonSerializer.Deserialize<ModelConfig>(File.ReadAllText(path), JsonOptions)
-                ?? throw new BatchwiseException($"'{path}' is empty", "Write a JSON object, e.g. {\"max_batch_size\": 32}.");
-            config.Validate($"'{path}'");
-            return config;
-        }
-        catch (JsonException e)
-        {
-            throw new BatchwiseException($"'{path}' is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, batch_profiles, shape_profiles, version.", e);
+            text = File.ReadAllText(path);
         }
         catch (IOException e)
         {
             throw new BatchwiseException($"Cannot read '{path}': {e.Message}", "Check the file's permissions.", e);
+        }
+
+        return Parse(text, $"'{path}'");
+    }
+
+    /// <summary>Reads a config from JSON text; <paramref name="origin"/> names where it came from in errors.</summary>
+    public static ModelConfig Parse(string json, string origin)
+    {
+        try
+        {
+            var config = JsonSerializer.Deserialize<ModelConfig>(json, JsonOptions)
+                ?? throw new BatchwiseException($"{origin} is empty", "Write a JSON object, e.g. {\"max_batch_size\": 32}.");
+            config.Validate(origin);
+            return config;
+        }
+        catch (JsonException e)
+        {
+            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, batch_profiles, shape_profiles, label_filename, version.", e);
         }
     }
 

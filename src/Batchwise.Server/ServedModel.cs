@@ -17,6 +17,9 @@ public sealed class ServedModel : IAsyncDisposable
     private readonly ServerMetrics _metrics;
     private readonly Dictionary<string, int> _inputIndex;
     private readonly Dictionary<string, int> _outputIndex;
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private const int Retired = 1 << 30;
+    private int _leases;
 
     private ServedModel(string name, ModelConfig config, int maxBatchSize, string engine, IEngineSession[] sessions, ServerMetrics metrics, TimeProvider time)
     {
@@ -31,8 +34,24 @@ public sealed class ServedModel : IAsyncDisposable
         _inputIndex = Inputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
         _outputIndex = Outputs.Select((s, i) => (s.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
         Batcher = config.ToBatcherOptions(maxBatchSize);
+        if (Inputs.Concat(Outputs).Any(s => s.ElementType == ElementType.String))
+        {
+            // BYTES elements have no fixed size, so requests cannot be merged row for row: each runs alone.
+            Batcher = Batcher with { MaxBatchSize = 0, PreferredBatchSizes = [] };
+        }
+
+        Statistics = new ModelStatistics(name, config.Version, metrics);
         _batcher = new DynamicBatcher(Batcher, ExecuteAsync, time);
     }
+
+    /// <summary>Cumulative statistics of this loaded version (Triton's statistics extension).</summary>
+    public ModelStatistics Statistics { get; }
+
+    /// <summary>The labels file looked for in a model folder when the config names none (Triton's usual name).</summary>
+    public const string DefaultLabelFile = "labels.txt";
+
+    /// <summary>The repository folder the model was loaded from (null for a single model).</summary>
+    public string? Folder { get; private init; }
 
     /// <summary>The name clients use.</summary>
     public string Name { get; }
@@ -52,8 +71,8 @@ public sealed class ServedModel : IAsyncDisposable
     /// <summary>The engine that runs the model.</summary>
     public string Engine { get; }
 
-    /// <summary>Platform string reported in metadata (Triton's name for ONNX Runtime, else batchwise_ENGINE).</summary>
-    public string Platform => Engine == "ort" ? "onnxruntime_onnx" : "batchwise_" + Engine;
+    /// <summary>Platform string reported in metadata: Triton's name for ONNX models whatever engine runs them (the engine is in the config's parameters).</summary>
+    public string Platform => TritonModelConfig.Platform;
 
     /// <summary>Model inputs.</summary>
     public IReadOnlyList<TensorSpec> Inputs { get; }
@@ -70,9 +89,10 @@ public sealed class ServedModel : IAsyncDisposable
     /// <summary>
     /// Loads the model on its engine, one session per instance, and warms each up: on an engine that builds plans, the
     /// plan of every batch profile is built (and run once) before this returns, so no request waits on a build; plan
-    /// builds are counted in the metrics and logged through <paramref name="log"/>.
+    /// builds are counted in the metrics and logged through <paramref name="log"/>. <paramref name="folder"/> is its
+    /// repository folder, if any.
     /// </summary>
-    public static ServedModel Load(string name, OnnxModel model, ModelConfig config, ServerMetrics metrics, TimeProvider? time = null, Action<string>? log = null)
+    public static ServedModel Load(string name, OnnxModel model, ModelConfig config, ServerMetrics metrics, TimeProvider? time = null, string? folder = null, Action<string>? log = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
@@ -118,7 +138,25 @@ public sealed class ServedModel : IAsyncDisposable
             throw;
         }
 
-        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System);
+        var labelFile = config.LabelFilename ?? (folder is not null && File.Exists(Path.Combine(folder, DefaultLabelFile)) ? DefaultLabelFile : null);
+        IReadOnlyList<string>? labels = null;
+        if (labelFile is not null)
+        {
+            var path = folder is null ? labelFile : Path.Combine(folder, labelFile);
+            if (!File.Exists(path))
+            {
+                foreach (var s in sessions)
+                {
+                    s.Dispose();
+                }
+
+                throw new BatchwiseException($"Model '{name}': label_filename '{labelFile}' not found{(folder is null ? string.Empty : $" in '{folder}'")}", "Put the labels file (one label per line) in the model folder, or drop label_filename.");
+            }
+
+            labels = Classification.ReadLabels(path);
+        }
+
+        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System) { Folder = folder, Labels = labels, LabelFile = labelFile };
     }
 
     /// <summary>Shape as the protocol reports it: dynamic dimensions are -1.</summary>
@@ -133,14 +171,25 @@ public sealed class ServedModel : IAsyncDisposable
         }
     }
 
+    /// <summary>Class labels from the model folder's labels file (line i names class i), or null.</summary>
+    public IReadOnlyList<string>? Labels { get; private init; }
+
+    /// <summary>The labels file's name in the model folder, or null.</summary>
+    public string? LabelFile { get; private init; }
+
+    /// <summary>An output as the client asked for it: the tensor itself, or its top <paramref name="classCount"/> classes (classification extension).</summary>
+    public Tensor Present(IReadOnlyList<Tensor> outputs, int index, int classCount) =>
+        classCount > 0 ? Classification.TopK(Outputs[index].Name, outputs[index], classCount, MaxBatchSize > 0, Labels) : outputs[index];
+
     /// <summary>The position of a named output, or a 400 naming the outputs there are.</summary>
     public int OutputIndex(string name) =>
         _outputIndex.TryGetValue(name, out var i) ? i : throw InferenceError.BadRequest($"Model '{Name}' has no output '{name}'; its outputs are {string.Join(", ", Outputs.Select(o => o.Name))}");
 
     /// <summary>Validates the inputs against the model, queues them and returns the outputs in model order.</summary>
-    public async Task<IReadOnlyList<Tensor>> InferAsync(IReadOnlyList<NamedTensor> inputs, int priority, TimeSpan? timeout, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<Tensor>> InferAsync(IReadOnlyList<NamedTensor> inputs, int priority, TimeSpan? timeout, CancellationToken cancellationToken, RequestTimer? timer = null)
     {
         ArgumentNullException.ThrowIfNull(inputs);
+        timer?.InputsDecoded();
         _metrics.Requests.WithLabels(Name, Version).Inc();
         var start = Stopwatch.GetTimestamp();
         try
@@ -163,10 +212,12 @@ public sealed class ServedModel : IAsyncDisposable
             }
             finally
             {
-                _metrics.QueueLength.WithLabels(Name, Version).Set(_batcher.QueueLength);
+                SetQueueGauges();
             }
 
             var result = await pending.ConfigureAwait(false);
+            var rows = MaxBatchSize > 0 ? ordered[0].Shape[0] : 1;
+            timer?.Computed(result, rows, Batcher.MaxBatchSize > 0 ? result.BatchSize : (int)rows);
             _metrics.QueueSeconds.WithLabels(Name, Version).Observe(result.QueueTime.TotalSeconds);
             _metrics.RequestSeconds.WithLabels(Name, Version).Observe(Stopwatch.GetElapsedTime(start).TotalSeconds);
             return result.Outputs;
@@ -175,6 +226,7 @@ public sealed class ServedModel : IAsyncDisposable
         {
             var (error, reason) = Classify(e, cancellationToken);
             _metrics.Failures.WithLabels(Name, Version, reason).Inc();
+            timer?.Failed(reason);
             if (error is null)
             {
                 throw;
@@ -186,6 +238,46 @@ public sealed class ServedModel : IAsyncDisposable
 
     /// <summary>Marks the model not ready (the server is stopping).</summary>
     internal void MarkStopping() => IsReady = false;
+
+    /// <summary>Takes a lease for one request; false once the model is retired (unloaded or replaced).</summary>
+    internal bool TryAcquire()
+    {
+        while (true)
+        {
+            var leases = Volatile.Read(ref _leases);
+            if ((leases & Retired) != 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _leases, leases + 1, leases) == leases)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Returns a lease taken with <see cref="TryAcquire"/>.</summary>
+    internal void Release()
+    {
+        if (Interlocked.Decrement(ref _leases) == Retired)
+        {
+            _released.TrySetResult();
+        }
+    }
+
+    /// <summary>Takes no new requests, lets every request holding a lease finish on this version, then releases the sessions.</summary>
+    internal async Task RetireAsync()
+    {
+        if ((Interlocked.Add(ref _leases, Retired) & ~Retired) == 0)
+        {
+            _released.TrySetResult();
+        }
+
+        IsReady = false;
+        await _released.Task.ConfigureAwait(false);
+        await DisposeAsync().ConfigureAwait(false);
+    }
 
     /// <summary>Sends what is queued, waits for executions, and releases the sessions.</summary>
     public async ValueTask DisposeAsync()
@@ -329,19 +421,34 @@ public sealed class ServedModel : IAsyncDisposable
         }
     }
 
+    private void SetQueueGauges()
+    {
+        var queued = _batcher.QueueLength;
+        _metrics.QueueLength.WithLabels(Name, Version).Set(queued);
+        _metrics.Pending.WithLabels(Name, Version).Set(queued);
+    }
+
     private async Task<IReadOnlyList<Tensor>> ExecuteAsync(int instance, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken)
     {
         var labels = (Name, Version);
         _metrics.InFlight.WithLabels(labels.Name, labels.Version).Inc();
-        _metrics.QueueLength.WithLabels(labels.Name, labels.Version).Set(_batcher.QueueLength);
-        var start = Stopwatch.GetTimestamp();
+        SetQueueGauges();
         try
         {
             // Engine runs are synchronous; keep them off the batching loop and the request threads.
             var session = _sessions[instance];
-            var outputs = await Task.Run(() => session.Run(inputs, cancellationToken), cancellationToken).ConfigureAwait(false);
-            _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(Stopwatch.GetElapsedTime(start).TotalSeconds);
-            _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(inputs[0].Shape.Length > 0 && MaxBatchSize > 0 ? inputs[0].Shape[0] : 1);
+            var (outputs, engineTime) = await Task.Run(
+                () =>
+                {
+                    var start = Stopwatch.GetTimestamp();
+                    var outputs = session.Run(inputs, cancellationToken);
+                    return (outputs, Stopwatch.GetElapsedTime(start));
+                },
+                cancellationToken).ConfigureAwait(false);
+            var rows = inputs[0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)inputs[0].Shape[0] : 1;
+            _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(engineTime.TotalSeconds);
+            _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(rows);
+            Statistics.RecordExecution(rows, engineTime);
             return outputs;
         }
         finally

@@ -18,27 +18,36 @@ internal static class TensorCodec
             throw InferenceError.BadRequest($"Input '{input}' has no datatype");
         }
 
-        if (string.Equals(datatype, "BYTES", StringComparison.OrdinalIgnoreCase))
-        {
-            throw InferenceError.BadRequest($"Input '{input}': BYTES tensors are not supported yet; send numeric or BOOL tensors");
-        }
-
         try
         {
             return ElementTypes.FromProtocolName(datatype);
         }
         catch (BatchwiseException)
         {
-            throw InferenceError.BadRequest($"Input '{input}' has unknown datatype '{datatype}'; use BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32 or FP64");
+            throw InferenceError.BadRequest($"Input '{input}' has unknown datatype '{datatype}'; use BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64 or BYTES");
         }
     }
 
     /// <summary>Checks a shape and returns its element count (a 400 on a negative dimension or an overflow).</summary>
     public static long CountOf(string input, IReadOnlyList<long> shape) => RequestValidator.ElementCount(input, shape);
 
-    /// <summary>Copies raw little-endian bytes into a tensor, checking their size against the shape before allocating.</summary>
+    /// <summary>Copies raw little-endian bytes (BYTES: length-prefixed elements) into a tensor, checking their size against the shape before allocating.</summary>
     public static Tensor FromBytes(string input, ElementType type, long[] shape, ReadOnlySpan<byte> bytes)
     {
+        if (type == ElementType.String)
+        {
+            var count = CountOf(input, shape);
+            var found = Tensor.CountStrings(bytes);
+            if (found != count)
+            {
+                throw InferenceError.BadRequest(found < 0
+                    ? $"Input '{input}': BYTES data is malformed (an element's 4-byte length runs past the {bytes.Length} bytes given)"
+                    : $"Input '{input}' has {found} BYTES elements; shape {Tensor.ShapeText(shape)} needs {count}");
+            }
+
+            return new Tensor(type, shape, bytes.ToArray());
+        }
+
         var expected = RequestValidator.ByteCount(input, type, shape);
         RequestValidator.CheckDataBytes(input, type, shape, expected, bytes.Length);
         var t = Tensor.Zeros(type, shape);
@@ -83,6 +92,11 @@ internal static class TensorCodec
         var count = CountOf(input, shape);
         var given = CountJsonValues(data, count);
         RequestValidator.CheckValueCount(input, shape, count, given, more: given > count);
+        if (type == ElementType.String)
+        {
+            return StringsFromJson(input, shape, count, data);
+        }
+
         var t = Tensor.Zeros(type, shape);
         var size = type.SizeOf();
         long written = 0;
@@ -124,6 +138,17 @@ internal static class TensorCodec
     public static void WriteJson(Utf8JsonWriter w, Tensor t)
     {
         w.WriteStartArray();
+        if (t.ElementType == ElementType.String)
+        {
+            foreach (var e in t.ReadStrings())
+            {
+                w.WriteStringValue(System.Text.Encoding.UTF8.GetString(e));
+            }
+
+            w.WriteEndArray();
+            return;
+        }
+
         var n = (int)t.ElementCount;
         switch (t.ElementType)
         {
@@ -155,6 +180,7 @@ internal static class TensorCodec
         ElementType.Int32 or ElementType.Int16 or ElementType.Int8 => c.IntContents.Count,
         ElementType.UInt32 or ElementType.UInt16 or ElementType.UInt8 => c.UintContents.Count,
         ElementType.Bool => c.BoolContents.Count,
+        ElementType.String => c.BytesContents.Count,
         _ => throw InferenceError.BadRequest($"Input '{input}': {type.ProtocolName()} has no typed contents field; send it in raw_input_contents"),
     };
 
@@ -168,6 +194,11 @@ internal static class TensorCodec
     {
         var count = CountOf(input, shape);
         RequestValidator.CheckValueCount(input, shape, count, ContentsCount(input, type, c));
+        if (type == ElementType.String)
+        {
+            return Tensor.FromStrings(shape, [.. c.BytesContents.Select(b => b.ToByteArray())]);
+        }
+
         var t = Tensor.Zeros(type, shape);
         switch (type)
         {
@@ -186,6 +217,29 @@ internal static class TensorCodec
         }
 
         return t;
+    }
+
+    /// <summary>BYTES from JSON strings (read as UTF-8); the count was checked before.</summary>
+    private static Tensor StringsFromJson(string input, long[] shape, long count, JsonElement data)
+    {
+        var elements = new List<byte[]>((int)Math.Min(count, 1 << 16));
+        void Visit(JsonElement e)
+        {
+            if (e.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var item in e.EnumerateArray())
+                {
+                    Visit(item);
+                }
+
+                return;
+            }
+
+            elements.Add(System.Text.Encoding.UTF8.GetBytes(RequestValidator.JsonString(e, $"Input '{input}': a BYTES value")));
+        }
+
+        Visit(data);
+        return Tensor.FromStrings(shape, elements);
     }
 
     private static InferenceError OutOfRange(string input, ElementType type, long value) =>

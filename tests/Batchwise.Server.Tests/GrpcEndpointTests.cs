@@ -75,6 +75,72 @@ public sealed class GrpcEndpointTests : IClassFixture<ServerFixture>, IDisposabl
     }
 
     [Fact]
+    public async Task Model_ready_for_an_unknown_model_or_version_is_false_not_an_error()
+    {
+        Assert.False((await _client.ModelReadyAsync(new ModelReadyRequest { Name = "nope" }, cancellationToken: Ct)).Ready);
+        Assert.False((await _client.ModelReadyAsync(new ModelReadyRequest { Name = "mlp", Version = "7" }, cancellationToken: Ct)).Ready);
+    }
+
+    [Fact]
+    public async Task Model_config_answers_with_triton_model_config()
+    {
+        var config = (await _client.ModelConfigAsync(new ModelConfigRequest { Name = "mlp" }, cancellationToken: Ct)).Config;
+        Assert.Equal("mlp", config.Name);
+        Assert.Equal("onnxruntime", config.Backend);
+        Assert.Equal("onnxruntime_onnx", config.Platform);
+        Assert.Equal(8, config.MaxBatchSize);
+        Assert.Equal(DataType.TypeFp32, config.Input[0].DataType);
+        Assert.Equal([64L], config.Input[0].Dims);
+        Assert.Equal([10L], config.Output[0].Dims);
+        Assert.Equal(200UL, config.DynamicBatching.MaxQueueDelayMicroseconds);
+        Assert.Equal("ort", config.Parameters["batchwise_engine"].StringValue);
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await _client.ModelConfigAsync(new ModelConfigRequest { Name = "nope" }, cancellationToken: Ct));
+        Assert.Equal(StatusCode.NotFound, e.StatusCode);
+    }
+
+    [Fact]
+    public async Task Stream_infer_answers_every_request_and_reports_a_failed_one_in_its_response()
+    {
+        using var call = _client.ModelStreamInfer(cancellationToken: Ct);
+        var inputs = new Dictionary<string, float[]>();
+        for (var i = 0; i < 6; i++)
+        {
+            var request = Request(1);
+            request.Id = $"s-{i}";
+            if (i == 3)
+            {
+                request.RawInputContents.Add(ByteString.CopyFrom(new byte[12]));
+            }
+            else
+            {
+                inputs[request.Id] = ServerFixture.Input(1, seed: 100 + i);
+                request.RawInputContents.Add(ByteString.CopyFrom(MemoryMarshal.AsBytes(inputs[request.Id].AsSpan())));
+            }
+
+            await call.RequestStream.WriteAsync(request, Ct);
+        }
+
+        await call.RequestStream.CompleteAsync();
+        var responses = new List<ModelStreamInferResponse>();
+        await foreach (var response in call.ResponseStream.ReadAllAsync(Ct))
+        {
+            responses.Add(response);
+        }
+
+        Assert.Equal(6, responses.Count);
+        var failed = Assert.Single(responses, r => r.ErrorMessage.Length > 0);
+        Assert.Equal("s-3", failed.InferResponse.Id);
+        Assert.Contains("needs 256", failed.ErrorMessage, StringComparison.Ordinal);
+        foreach (var ok in responses.Where(r => r.ErrorMessage.Length == 0))
+        {
+            // The batcher may have merged stream requests, so compare within float rounding, not bit for bit.
+            var values = MemoryMarshal.Cast<byte, float>(ok.InferResponse.RawOutputContents[0].Span).ToArray();
+            var expected = ServerFixture.Expected(inputs[ok.InferResponse.Id], 1);
+            Assert.All(expected.Zip(values), p => Assert.Equal(p.First, p.Second, 1e-6f));
+        }
+    }
+
+    [Fact]
     public async Task Unknown_model_is_not_found()
     {
         var e = await Assert.ThrowsAsync<RpcException>(async () => await _client.ModelMetadataAsync(new ModelMetadataRequest { Name = "nope" }, cancellationToken: Ct));

@@ -33,6 +33,7 @@ public sealed class HardeningFixture : IAsyncLifetime
         {
             HttpPort = 0,
             GrpcPort = 0,
+            MetricsPort = 0,
             MaxBodySize = MaxBody,
             MaxRequestBytes = MaxRequestBytes,
             MaxQueueBytes = MaxQueueBytes,

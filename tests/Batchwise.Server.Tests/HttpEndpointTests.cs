@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.InteropServices;
@@ -66,6 +67,33 @@ public sealed class HttpEndpointTests(ServerFixture fixture) : IClassFixture<Ser
         Assert.Equal(8, doc.RootElement.GetProperty("max_batch_size").GetInt32());
         Assert.Equal([64L], doc.RootElement.GetProperty("input")[0].GetProperty("dims").EnumerateArray().Select(d => d.GetInt64()).ToArray());
         Assert.Equal(200, doc.RootElement.GetProperty("dynamic_batching").GetProperty("max_queue_delay_microseconds").GetInt64());
+    }
+
+    [Fact]
+    public async Task Model_config_names_triton_backend_and_platform_and_keeps_the_engine_in_parameters()
+    {
+        using var doc = await GetJsonAsync("/v2/models/mlp/config", HttpStatusCode.OK);
+        var root = doc.RootElement;
+        Assert.Equal("onnxruntime", root.GetProperty("backend").GetString());
+        Assert.Equal("onnxruntime_onnx", root.GetProperty("platform").GetString());
+        Assert.Equal("ort", root.GetProperty("parameters").GetProperty("batchwise_engine").GetProperty("string_value").GetString());
+        Assert.Equal("TYPE_FP32", root.GetProperty("input")[0].GetProperty("data_type").GetString());
+        Assert.Equal(JsonValueKind.Number, root.GetProperty("output")[0].GetProperty("dims")[0].ValueKind);
+        Assert.Equal("KIND_CPU", root.GetProperty("instance_group")[0].GetProperty("kind").GetString());
+    }
+
+    [Theory]
+    [InlineData("GET", "/v2/nothing/here", HttpStatusCode.NotFound, "Not Found")]
+    [InlineData("GET", "/v3", HttpStatusCode.NotFound, "Not Found")]
+    [InlineData("POST", "/v2/health/live", HttpStatusCode.MethodNotAllowed, "Method Not Allowed")]
+    [InlineData("GET", "/v2/models/mlp/infer", HttpStatusCode.MethodNotAllowed, "Method Not Allowed")]
+    public async Task Unknown_routes_and_wrong_methods_answer_with_the_protocol_error(string method, string path, HttpStatusCode status, string message)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), new Uri(path, UriKind.Relative));
+        using var response = await _http.SendAsync(request, Ct);
+        Assert.Equal(status, response.StatusCode);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+        Assert.StartsWith(message, doc.RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -158,14 +186,60 @@ public sealed class HttpEndpointTests(ServerFixture fixture) : IClassFixture<Ser
         Assert.Contains("300 bytes of binary data", await extra.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_compressed_request_is_refused_with_400()
+    [Theory]
+    [InlineData("gzip")]
+    [InlineData("deflate")]
+    public async Task A_compressed_request_is_inflated_and_the_response_compressed_when_accepted(string encoding)
     {
-        using var content = new ByteArrayContent([0x1f, 0x8b]);
-        content.Headers.ContentEncoding.Add("gzip");
+        var input = ServerFixture.Input(2, seed: 31);
+        var body = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { inputs = new[] { new { name = "input", shape = new[] { 2, 64 }, datatype = "FP32", data = input } } }));
+        using var packed = new MemoryStream();
+        using (Stream z = encoding == "gzip" ? new GZipStream(packed, CompressionLevel.Optimal, leaveOpen: true) : new ZLibStream(packed, CompressionLevel.Optimal, leaveOpen: true))
+        {
+            z.Write(body);
+        }
+
+        using var content = new ByteArrayContent(packed.ToArray());
+        content.Headers.ContentEncoding.Add(encoding);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri("/v2/models/mlp/infer", UriKind.Relative)) { Content = content };
+        request.Headers.AcceptEncoding.Add(new StringWithQualityHeaderValue(encoding));
+        using var response = await _http.SendAsync(request, Ct);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(encoding, Assert.Single(response.Content.Headers.ContentEncoding));
+        var raw = await response.Content.ReadAsByteArrayAsync(Ct);
+        using var inflate = encoding == "gzip" ? (Stream)new GZipStream(new MemoryStream(raw), CompressionMode.Decompress) : new ZLibStream(new MemoryStream(raw), CompressionMode.Decompress);
+        using var doc = await JsonDocument.ParseAsync(inflate, cancellationToken: Ct);
+        var values = doc.RootElement.GetProperty("outputs")[0].GetProperty("data").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        Assert.Equal(ServerFixture.Expected(input, 2), values);
+    }
+
+    [Theory]
+    [InlineData("br", new byte[] { 1, 2, 3 }, "Content-Encoding 'br' is not supported")]
+    [InlineData("gzip", new byte[] { 0x1f, 0x8b, 0, 0 }, "is not valid gzip data")]
+    public async Task A_request_in_an_unknown_or_broken_encoding_is_400(string encoding, byte[] body, string message)
+    {
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentEncoding.Add(encoding);
         using var response = await _http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), content, Ct);
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Contains("Content-Encoding 'gzip' is not supported yet", await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Contains(message, await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_compressed_body_that_inflates_past_the_limit_is_413()
+    {
+        using var packed = new MemoryStream();
+        using (var z = new GZipStream(packed, CompressionLevel.Optimal, leaveOpen: true))
+        {
+            z.Write(new byte[ServerFixture.MaxBody * 4]);
+        }
+
+        using var content = new ByteArrayContent(packed.ToArray());
+        content.Headers.ContentEncoding.Add("gzip");
+        using var response = await _http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), content, Ct);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Contains("inflates past the server's limit", await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -182,20 +256,6 @@ public sealed class HttpEndpointTests(ServerFixture fixture) : IClassFixture<Ser
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
         Assert.Contains("--max-body-size", await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
         await Server_still_serves();
-    }
-
-    [Fact]
-    public async Task Metrics_count_requests_failures_and_batch_sizes_per_model()
-    {
-        await Server_still_serves();
-        await PostJsonAsync("/v2/models/mlp/infer", "{\"inputs\":[]}", HttpStatusCode.BadRequest);
-        var text = await _http.GetStringAsync(new Uri("/metrics", UriKind.Relative), Ct);
-        Assert.Matches("batchwise_inference_requests_total\\{model=\"mlp\",version=\"1\"\\} [1-9]", text);
-        Assert.Matches("batchwise_inference_failures_total\\{model=\"mlp\",version=\"1\",reason=\"invalid\"\\} [1-9]", text);
-        Assert.Contains("batchwise_inference_batch_size_bucket{model=\"mlp\",version=\"1\",le=\"1\"}", text, StringComparison.Ordinal);
-        Assert.Contains("batchwise_inference_compute_seconds_count{model=\"mlp\",version=\"1\"}", text, StringComparison.Ordinal);
-        Assert.Contains("batchwise_inference_queue_seconds_count{model=\"mlp\",version=\"1\"}", text, StringComparison.Ordinal);
-        Assert.Contains("batchwise_inference_executions_in_flight{model=\"mlp\",version=\"1\"}", text, StringComparison.Ordinal);
     }
 
     private async Task Server_still_serves()

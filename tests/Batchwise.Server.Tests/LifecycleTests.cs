@@ -1,9 +1,7 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
 using System.Text.Json;
 using Batchwise.Engines;
-using Batchwise.Onnx;
 using Batchwise.Server.Protocol;
 using Google.Protobuf;
 using Grpc.Core;
@@ -70,7 +68,8 @@ public sealed class LifecycleTests
         using var first = await running;
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         Assert.DoesNotContain(2f, engine.Seen);
-        var metrics = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative), Ct);
+        using var scrape = new HttpClient();
+        var metrics = await scrape.GetStringAsync(new Uri(server.MetricsAddress!, "/metrics"), Ct);
         Assert.Contains("reason=\"cancelled\"} 1", metrics, StringComparison.Ordinal);
     }
 
@@ -162,7 +161,7 @@ public sealed class LifecycleTests
             Engine = name,
             DynamicBatching = new DynamicBatchingConfig { MaxQueueSize = maxQueueSize },
         });
-        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, DrainTimeout = drainTimeout ?? TimeSpan.FromSeconds(30) }, Ct);
+        var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, DrainTimeout = drainTimeout ?? TimeSpan.FromSeconds(30) }, Ct);
         while (engine.Started.Wait(0))
         {
             // Forget the warm-up run.
@@ -186,48 +185,6 @@ public sealed class LifecycleTests
         {
             Assert.True(DateTime.UtcNow < deadline, "condition not reached within 10 s");
             await Task.Delay(5, Ct);
-        }
-    }
-
-    /// <summary>An engine whose runs block while the gate is closed; it records the first input value of each run.</summary>
-    private sealed class GatedEngine : IEngine
-    {
-        private readonly ManualResetEventSlim _gate = new(true);
-
-        public SemaphoreSlim Started { get; } = new(0);
-
-        public ConcurrentBag<float> Seen { get; } = [];
-
-        public string Name => "gated";
-
-        public void Close() => _gate.Reset();
-
-        public void Open() => _gate.Set();
-
-        public EngineDescription Describe(EngineOptions options) => new(Name, "test", "none", new Dictionary<string, string>());
-
-        public IEngineSession Load(OnnxModel model, EngineOptions options) => new Session(this, model);
-
-        private sealed class Session(GatedEngine engine, OnnxModel model) : IEngineSession
-        {
-            public IReadOnlyList<TensorSpec> Inputs { get; } = model.Inputs;
-
-            public IReadOnlyList<TensorSpec> Outputs { get; } = model.Outputs;
-
-            public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
-            {
-                var rows = inputs[0].Shape[0];
-                engine.Seen.Add(inputs[0].AsSpan<float>()[0]);
-                engine.Started.Release();
-                engine._gate.Wait(TimeSpan.FromSeconds(30), cancellationToken);
-                return [Tensor.Zeros(ElementType.Float, [rows, 10])];
-            }
-
-            public IPreparedRun Prepare(IReadOnlyList<Tensor> inputs) => throw new NotSupportedException();
-
-            public void Dispose()
-            {
-            }
         }
     }
 }

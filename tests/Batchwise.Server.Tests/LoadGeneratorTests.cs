@@ -33,6 +33,37 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
         Assert.Equal("input: float32 [1, 64]", report.Inputs);
     }
 
+    [Theory]
+    [InlineData("http")]
+    [InlineData("grpc")]
+    public async Task With_system_shared_memory_requests_reference_a_registered_region_released_at_the_end(string protocol)
+    {
+        var generator = new LoadGenerator(new LoadOptions
+        {
+            Url = protocol == "http" ? fixture.Server.HttpAddress : fixture.Server.GrpcAddress,
+            Model = "mlp",
+            Protocol = protocol,
+            SharedMemory = "system",
+            Concurrency = [2],
+            Warmup = TimeSpan.FromMilliseconds(100),
+            Window = TimeSpan.FromMilliseconds(150),
+            MaxWindows = 3,
+        });
+        var report = await generator.RunAsync(cancellationToken: TestContext.Current.CancellationToken);
+        var point = Assert.Single(report.Points);
+        Assert.True(point.Requests > 0);
+        Assert.Equal(0, point.Errors);
+        Assert.Equal("input: float32 [1, 64]; inputs in system shared memory", report.Inputs);
+        Assert.Empty(Directory.GetFiles("/dev/shm", $"batchwise-load-{Environment.ProcessId}-*"));
+    }
+
+    [Fact]
+    public void Cuda_shared_memory_in_the_load_generator_is_refused_with_a_clear_message()
+    {
+        var e = Assert.Throws<BatchwiseException>(() => InferenceClient.Create("grpc", new Uri("http://127.0.0.1:1"), TimeSpan.FromSeconds(1), sharedMemory: "cuda"));
+        Assert.Contains("--shared-memory cuda is not built yet", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task An_open_loop_point_runs_at_the_rate_it_records_without_errors()
     {

@@ -125,7 +125,7 @@ public sealed class MemoryBudgetTests : IClassFixture<HardeningFixture>
             var path = Path.Combine(dir.FullName, "dyn.onnx");
             HardeningFixture.DynamicModel().Save(path);
             models.Add("dyn", path, new ModelConfig { MaxBatchSize = 4 });
-            await using var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MaxRequestBytes = 64 * 1024 }, Ct);
+            await using var server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, MaxRequestBytes = 64 * 1024 }, Ct);
             using var http = new HttpClient { BaseAddress = server.HttpAddress };
             var values = Enumerable.Repeat(0.5f, 20_000).ToArray();
             var body = JsonSerializer.Serialize(new { inputs = new[] { new { name = "x", datatype = "FP32", shape = new[] { 1, values.Length }, data = values } } });

@@ -17,7 +17,7 @@ public sealed class ServerFixture : IAsyncLifetime
     {
         var models = new ModelRepository();
         models.Add("mlp", "zoo:mlp", new ModelConfig { MaxBatchSize = 8, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 200 } });
-        Server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MaxBodySize = MaxBody });
+        Server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, MaxBodySize = MaxBody });
         Http = new HttpClient { BaseAddress = Server.HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
     }
 

@@ -32,7 +32,7 @@ public sealed class ServerSecurityTests : IDisposable
     public async Task Tls_serves_https_and_grpc_over_tls_and_refuses_plain_text()
     {
         var (cert, key) = WriteLeaf(_ca, "server", server: true);
-        await using var server = await StartAsync(new ServerOptions { HttpPort = 0, GrpcPort = 0, TlsCertificatePath = cert, TlsKeyPath = key });
+        await using var server = await StartAsync(new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, TlsCertificatePath = cert, TlsKeyPath = key });
         Assert.Equal("https", server.HttpAddress.Scheme);
         using var http = new HttpClient(Handler(null)) { BaseAddress = server.HttpAddress };
         using var response = await http.GetAsync(new Uri("/v2/models/mlp", UriKind.Relative), Ct);
@@ -52,7 +52,7 @@ public sealed class ServerSecurityTests : IDisposable
         var (cert, key) = WriteLeaf(_ca, "server", server: true);
         var caPath = Path.Combine(_dir.FullName, "ca.pem");
         File.WriteAllText(caPath, _caPem);
-        await using var server = await StartAsync(new ServerOptions { HttpPort = 0, GrpcPort = 0, TlsCertificatePath = cert, TlsKeyPath = key, TlsClientCaPath = caPath });
+        await using var server = await StartAsync(new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, TlsCertificatePath = cert, TlsKeyPath = key, TlsClientCaPath = caPath });
 
         using var good = LoadClient(_ca, "client");
         using (var http = new HttpClient(Handler(good)) { BaseAddress = server.HttpAddress })
@@ -86,7 +86,7 @@ public sealed class ServerSecurityTests : IDisposable
     {
         var tokenFile = Path.Combine(_dir.FullName, "token");
         File.WriteAllText(tokenFile, "s3cret-token\n");
-        await using var server = await StartAsync(new ServerOptions { HttpPort = 0, GrpcPort = 0, AuthTokenFile = tokenFile });
+        await using var server = await StartAsync(new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, AuthTokenFile = tokenFile });
         using var http = new HttpClient { BaseAddress = server.HttpAddress };
         foreach (var path in new[] { "/v2/health/live", "/v2/health/ready" })
         {
@@ -109,6 +109,19 @@ public sealed class ServerSecurityTests : IDisposable
             wrong.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret-tokeN");
             using var refused = await http.SendAsync(wrong, Ct);
             Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        }
+
+        // The metrics port is guarded the same way.
+        using var scraper = new HttpClient { BaseAddress = server.MetricsAddress };
+        using (var refused = await scraper.GetAsync(new Uri("/metrics", UriKind.Relative), Ct))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        }
+
+        scraper.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret-token");
+        using (var scraped = await scraper.GetAsync(new Uri("/metrics", UriKind.Relative), Ct))
+        {
+            Assert.Equal(HttpStatusCode.OK, scraped.StatusCode);
         }
 
         http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret-token");

@@ -17,6 +17,7 @@ public static class ServeCommand
         var host = new Option<string>("--host") { Description = "Address to listen on (0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var httpPort = new Option<int>("--http-port") { Description = "HTTP/REST port (0: any free port)", DefaultValueFactory = _ => 8000 };
         var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC port (0: any free port)", DefaultValueFactory = _ => 8001 };
+        var metricsPort = new Option<int>("--metrics-port") { Description = "Prometheus GET /metrics port, as Triton's (0: any free port; -1: none)", DefaultValueFactory = _ => 8002 };
         var maxBody = new Option<long>("--max-body-size") { Description = "Largest request body or gRPC message, in bytes", DefaultValueFactory = _ => 64L << 20 };
         var maxBatch = SharedOptions.MaxBatchSize();
         var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
@@ -24,6 +25,12 @@ public static class ServeCommand
         var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
         var instances = new Option<int>("--instances") { Description = "Single model: executions in flight at once (one engine session each)", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
+        var control = new Option<string>("--model-control-mode") { Description = "none: load every model at startup; explicit: load and unload by request (POST /v2/repository/models/NAME/load|unload); poll: follow the repository folder", DefaultValueFactory = _ => "none" };
+        control.AcceptOnlyFromAmong("none", "explicit", "poll");
+        var loadModel = new Option<string[]>("--load-model") { Description = "Explicit mode: a model to load at startup (repeatable; * for every model)", AllowMultipleArgumentsPerToken = false };
+        var pollSecs = new Option<int>("--repository-poll-secs") { Description = "Poll mode: seconds between rescans of the repository folder", DefaultValueFactory = _ => 15 };
+        var traceConfig = new Option<string[]>("--trace-config") { Description = "OpenTelemetry tracing, as Triton's flag: level=OFF|TIMESTAMPS, rate=N, count=N, opentelemetry,url=URL, opentelemetry,resource=KEY=VALUE (repeatable; off by default)" };
+        var exitOnError = new Option<bool>("--exit-on-error") { Description = "Refuse to start when a model fails to load (default: report it in the repository index and serve the others)" };
         var maxRequestBytes = new Option<long>("--max-request-bytes") { Description = "Most bytes one request's decoded input tensors may take (larger: 413 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 256L << 20 };
         var maxQueueBytes = new Option<long>("--max-queue-bytes") { Description = "Most bytes all requests in progress may hold together: bodies, parsed JSON, decoded tensors (over: 503 / RESOURCE_EXHAUSTED)", DefaultValueFactory = _ => 1L << 30 };
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds SIGTERM / Ctrl+C waits for accepted requests to finish before dropping (and counting) the rest", DefaultValueFactory = _ => 30 };
@@ -31,10 +38,11 @@ public static class ServeCommand
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "PEM CA certificate: require client certificates it signed (mutual TLS)" };
         var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
-        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, /metrics; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
+        var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, Prometheus /metrics on its own port; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
         {
             model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue,
             maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile,
+            control, loadModel, pollSecs, exitOnError, metricsPort, traceConfig,
         };
         var engine = EngineOptionGroup.AddTo(command);
         command.SetGuardedAction(async (parse, ct) =>
@@ -46,17 +54,47 @@ public static class ServeCommand
                 throw new BatchwiseException(single is null ? "Nothing to serve" : "Give either a model or --models, not both", "Use `batchwise serve model.onnx`, `batchwise serve zoo:resnet18` or `batchwise serve --models DIR`.");
             }
 
+            var mode = Enum.Parse<ModelControlMode>(parse.GetValue(control)!, ignoreCase: true);
+            var startup = parse.GetValue(loadModel) ?? [];
+            if (startup.Length > 0 && mode != ModelControlMode.Explicit)
+            {
+                throw new BatchwiseException("--load-model applies to --model-control-mode explicit", "Add --model-control-mode explicit, or drop --load-model (the other modes load every model).");
+            }
+
+            if (mode == ModelControlMode.Poll && folder is null)
+            {
+                throw new BatchwiseException("--model-control-mode poll follows a repository folder", "Serve a folder with --models DIR, or use explicit or none.");
+            }
+
+            if (parse.GetValue(pollSecs) < 1)
+            {
+                throw new BatchwiseException($"--repository-poll-secs {parse.GetValue(pollSecs)} is not a positive number of seconds", "Use e.g. --repository-poll-secs 15.");
+            }
+
+            var repositoryOptions = new RepositoryOptions
+            {
+                Mode = mode,
+                StartupModels = startup,
+                ExitOnError = parse.GetValue(exitOnError),
+                PollInterval = TimeSpan.FromSeconds(parse.GetValue(pollSecs)),
+                Log = line => Console.WriteLine(line),
+            };
+
             var seconds = parse.GetValue(drainTimeout);
             if (!double.IsFinite(seconds) || seconds < 0 || seconds > 86_400)
             {
                 throw new BatchwiseException($"--drain-timeout {seconds} is outside 0..86400 seconds", "Give the seconds a stop waits for accepted requests, e.g. --drain-timeout 30.");
             }
 
+            var tracing = TraceConfig.Parse(parse.GetValue(traceConfig) ?? []);
             var options = new ServerOptions
             {
+                Tracing = tracing,
+                Traces = new TraceSettings(tracing.Level, tracing.Rate, tracing.Count),
                 Host = parse.GetValue(host)!,
                 HttpPort = parse.GetValue(httpPort),
                 GrpcPort = parse.GetValue(grpcPort),
+                MetricsPort = parse.GetValue(metricsPort),
                 MaxBodySize = parse.GetValue(maxBody),
                 MaxRequestBytes = parse.GetValue(maxRequestBytes),
                 MaxQueueBytes = parse.GetValue(maxQueueBytes),
@@ -66,6 +104,7 @@ public static class ServeCommand
                 TlsClientCaPath = parse.GetValue(tlsClientCa),
                 AuthTokenFile = parse.GetValue(authTokenFile),
             };
+
             ModelRepository repository;
             if (folder is not null)
             {
@@ -76,7 +115,7 @@ public static class ServeCommand
                     throw new BatchwiseException($"{misplaced.Name} applies to a single model, not to a repository", $"Set it per model in {Path.Combine(folder, "NAME", ModelConfig.FileName)}.");
                 }
 
-                repository = ModelRepository.LoadDirectory(folder, log: Console.Error.WriteLine);
+                repository = await ModelRepository.OpenAsync(folder, repositoryOptions).ConfigureAwait(false);
             }
             else
             {
@@ -97,7 +136,7 @@ public static class ServeCommand
                     ShapeProfiles = parse.GetValue(engine.ShapeProfile) is { Length: > 0 } shapes ? shapes : null,
                     CommandLineEngineOptions = engine.Read(parse),
                 };
-                repository = new ModelRepository(log: Console.Error.WriteLine);
+                repository = new ModelRepository(options: repositoryOptions);
                 try
                 {
                     repository.Add(parse.GetValue(name) ?? ModelRepository.NameOf(single!), single!, config);
@@ -131,7 +170,8 @@ public static class ServeCommand
                     Console.WriteLine($"model {m.Name} v{m.Version}: {m.Engine}, {b.InstanceCount} instance(s), {batching}; inputs {string.Join(", ", m.Inputs)}");
                 }
 
-                Console.WriteLine($"serving HTTP on {server.HttpAddress} (GET /v2, POST /v2/models/NAME/infer, /metrics), gRPC on {server.GrpcAddress}; Ctrl+C or SIGTERM drains and stops");
+                Console.WriteLine($"serving HTTP on {server.HttpAddress} (GET /v2, POST /v2/models/NAME/infer), gRPC on {server.GrpcAddress}, " +
+                    (server.MetricsAddress is { } metricsAt ? $"metrics on {metricsAt}metrics" : "no metrics endpoint") + "; Ctrl+C or SIGTERM drains and stops");
                 try
                 {
                     await server.WaitForShutdownAsync(ct).ConfigureAwait(false);

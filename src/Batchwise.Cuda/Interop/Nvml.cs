@@ -31,6 +31,13 @@ internal static unsafe partial class Nvml
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetUtilizationRates(IntPtr device, out Utilization utilization);
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetMemoryInfo(IntPtr device, out Memory memory);
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetName(IntPtr device, byte* name, uint length);
+    [LibraryImport(Lib, EntryPoint = "nvmlDeviceGetCount_v2")] private static partial int nvmlDeviceGetCount(out uint count);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetUUID(IntPtr device, byte* uuid, uint length);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetPowerUsage(IntPtr device, out uint milliwatts);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetEnforcedPowerLimit(IntPtr device, out uint milliwatts);
+
+    /// <summary>NVML_ERROR_NOT_SUPPORTED: the device does not report the quantity asked for.</summary>
+    private const int NotSupported = 3;
 
     public static void Check(int status, string call)
     {
@@ -93,6 +100,56 @@ internal static unsafe partial class Nvml
     {
         Check(nvmlDeviceGetMemoryInfo(device, out var m), "nvmlDeviceGetMemoryInfo");
         return m;
+    }
+
+    /// <summary>The number of GPUs NVML sees.</summary>
+    public static int DeviceCount()
+    {
+        Initialize();
+        Check(nvmlDeviceGetCount(out var count), "nvmlDeviceGetCount_v2");
+        return (int)count;
+    }
+
+    /// <summary>The NVML device at <paramref name="index"/>.</summary>
+    public static IntPtr DeviceByIndex(int index)
+    {
+        Initialize();
+        Check(nvmlDeviceGetHandleByIndex((uint)index, out var device), "nvmlDeviceGetHandleByIndex_v2");
+        return device;
+    }
+
+    /// <summary>The device's UUID (GPU-...).</summary>
+    public static string UuidOf(IntPtr device)
+    {
+        var buffer = stackalloc byte[96];
+        Check(nvmlDeviceGetUUID(device, buffer, 96), "nvmlDeviceGetUUID");
+        return Marshal.PtrToStringUTF8((IntPtr)buffer) ?? "?";
+    }
+
+    /// <summary>Power draw in watts, or null where the device does not report it.</summary>
+    public static double? PowerOf(IntPtr device)
+    {
+        var status = nvmlDeviceGetPowerUsage(device, out var mw);
+        if (status == NotSupported)
+        {
+            return null;
+        }
+
+        Check(status, "nvmlDeviceGetPowerUsage");
+        return mw / 1000.0;
+    }
+
+    /// <summary>The enforced power limit in watts, or null where the device does not report it.</summary>
+    public static double? PowerLimitOf(IntPtr device)
+    {
+        var status = nvmlDeviceGetEnforcedPowerLimit(device, out var mw);
+        if (status == NotSupported)
+        {
+            return null;
+        }
+
+        Check(status, "nvmlDeviceGetEnforcedPowerLimit");
+        return mw / 1000.0;
     }
 
     public static string NameOf(IntPtr device)

@@ -26,18 +26,114 @@ public readonly record struct CallOutcome(bool Ok, string? Error);
 public abstract class InferenceClient : IDisposable
 {
     /// <summary>Opens a client for <paramref name="protocol"/> (http or grpc) at <paramref name="url"/>; HTTP sends binary tensor data unless <paramref name="jsonData"/>.</summary>
-    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout, bool jsonData = false) => protocol.ToLowerInvariant() switch
+    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout, bool jsonData = false, string sharedMemory = "none")
     {
-        "http" => new HttpInferenceClient(url, requestTimeout, jsonData),
-        "grpc" => new GrpcInferenceClient(url, requestTimeout),
-        _ => throw new BatchwiseException($"Unknown protocol '{protocol}'", "Use --protocol http or --protocol grpc."),
-    };
+        InferenceClient client = protocol.ToLowerInvariant() switch
+        {
+            "http" => new HttpInferenceClient(url, requestTimeout, jsonData),
+            "grpc" => new GrpcInferenceClient(url, requestTimeout),
+            _ => throw new BatchwiseException($"Unknown protocol '{protocol}'", "Use --protocol http or --protocol grpc."),
+        };
+        client.SharedMemory = sharedMemory.ToLowerInvariant() switch
+        {
+            "none" or "system" => sharedMemory.ToLowerInvariant(),
+            "cuda" => throw new BatchwiseException("--shared-memory cuda is not built yet in the load generator", "Use --shared-memory system (inputs in POSIX shared memory) or none."),
+            _ => throw new BatchwiseException($"Unknown --shared-memory '{sharedMemory}'", "Use none, system or cuda."),
+        };
+        return client;
+    }
+
+    /// <summary>Where inputs travel: none (in each request), system (a POSIX shared memory region registered with the server).</summary>
+    public string SharedMemory { get; private set; } = "none";
+
+    /// <summary>The registered input region's name, while there is one.</summary>
+    protected string? RegionName { get; private set; }
+
+    private string? _regionPath;
+
+    /// <summary>
+    /// Builds the request once for repeated sends; with system shared memory, first writes the inputs into a new POSIX
+    /// shared memory object and registers it, so each request carries only references to it.
+    /// </summary>
+    public async Task PrepareAsync(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        if (SharedMemory == "system")
+        {
+            var key = $"/batchwise-load-{Environment.ProcessId}-{Guid.NewGuid():N}";
+            _regionPath = "/dev/shm" + key;
+            long size = inputs.Sum(i => (long)i.Tensor.Data.Length);
+            try
+            {
+                using var f = new FileStream(_regionPath, FileMode.CreateNew, FileAccess.Write);
+                foreach (var (_, t) in inputs)
+                {
+                    f.Write(t.Data);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new BatchwiseException($"Cannot create shared memory object '{_regionPath}': {e.Message}", "Run on Linux with /dev/shm writable, or use --shared-memory none.", e);
+            }
+
+            var name = key.TrimStart('/');
+            await RegisterSystemRegionAsync(name, key, size, cancellationToken).ConfigureAwait(false);
+            RegionName = name;
+        }
+
+        Prepare(model, inputs);
+    }
+
+    /// <summary>Unregisters the input region (if any) and removes its shared memory object.</summary>
+    public async Task ReleaseSharedMemoryAsync()
+    {
+        if (RegionName is { } name)
+        {
+            RegionName = null;
+            try
+            {
+                await UnregisterSystemRegionAsync(name).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpRequestException or RpcException or TaskCanceledException)
+            {
+                // The server may be gone; the object is removed below either way.
+            }
+        }
+
+        if (_regionPath is not null && File.Exists(_regionPath))
+        {
+            File.Delete(_regionPath);
+        }
+
+        _regionPath = null;
+    }
+
+    /// <summary>Registers a system shared memory region with the server.</summary>
+    protected abstract Task RegisterSystemRegionAsync(string name, string key, long byteSize, CancellationToken cancellationToken);
+
+    /// <summary>Unregisters a system shared memory region.</summary>
+    protected abstract Task UnregisterSystemRegionAsync(string name);
+
+    /// <summary>The offset of each input in the region: inputs lie one after another in request order.</summary>
+    protected static long[] RegionOffsets(IReadOnlyList<(string Name, Tensor Tensor)> inputs)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        var offsets = new long[inputs.Count];
+        long at = 0;
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            offsets[i] = at;
+            at += inputs[i].Tensor.Data.Length;
+        }
+
+        return offsets;
+    }
 
     /// <summary>The model's inputs, from its metadata.</summary>
     public abstract Task<IReadOnlyList<InputDescription>> GetInputsAsync(string model, CancellationToken cancellationToken);
 
-    /// <summary>Builds the request once (inputs in binary form) for repeated sends.</summary>
-    public abstract void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs);
+    /// <summary>Builds the request once (inputs in binary form, or references to the registered region) for repeated sends.</summary>
+    protected abstract void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs);
 
     /// <summary>Sends the prepared request once.</summary>
     public abstract Task<CallOutcome> InferAsync(CancellationToken cancellationToken);
@@ -115,19 +211,45 @@ internal sealed class HttpInferenceClient : InferenceClient
         }
     }
 
-    public override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
+    protected override async Task RegisterSystemRegionAsync(string name, string key, long byteSize, CancellationToken cancellationToken)
+    {
+        using var content = new StringContent(JsonSerializer.Serialize(new Dictionary<string, object> { ["key"] = key, ["offset"] = 0, ["byte_size"] = byteSize }), System.Text.Encoding.UTF8, "application/json");
+        using var response = await _http.PostAsync(new Uri($"v2/systemsharedmemory/region/{Uri.EscapeDataString(name)}/register", UriKind.Relative), content, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new BatchwiseException($"Registering system shared memory region '{name}' failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)}", "The server must implement the system_shared_memory extension and run on this host; or use --shared-memory none.");
+        }
+    }
+
+    protected override async Task UnregisterSystemRegionAsync(string name)
+    {
+        using var response = await _http.PostAsync(new Uri($"v2/systemsharedmemory/region/{Uri.EscapeDataString(name)}/unregister", UriKind.Relative), null).ConfigureAwait(false);
+    }
+
+    protected override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
     {
         _path = $"v2/models/{Uri.EscapeDataString(model)}/infer";
+        var offsets = RegionOffsets(inputs);
+        var region = RegionName;
         using var json = new MemoryStream();
         using (var w = new Utf8JsonWriter(json))
         {
             w.WriteStartObject();
             w.WriteStartArray("inputs");
-            foreach (var (name, t) in inputs)
+            for (var i = 0; i < inputs.Count; i++)
             {
+                var (name, t) = inputs[i];
                 w.WriteStartObject();
                 TensorCodec.WriteHeader(w, name, t);
-                if (_jsonData)
+                if (region is not null)
+                {
+                    w.WriteStartObject("parameters");
+                    w.WriteString("shared_memory_region", region);
+                    w.WriteNumber("shared_memory_byte_size", t.Data.Length);
+                    w.WriteNumber("shared_memory_offset", offsets[i]);
+                    w.WriteEndObject();
+                }
+                else if (_jsonData)
                 {
                     w.WritePropertyName("data");
                     TensorCodec.WriteJson(w, t);
@@ -154,7 +276,7 @@ internal sealed class HttpInferenceClient : InferenceClient
         }
 
         _headerLength = (int)json.Length;
-        if (!_jsonData)
+        if (!_jsonData && region is null)
         {
             foreach (var (_, t) in inputs)
             {
@@ -168,7 +290,7 @@ internal sealed class HttpInferenceClient : InferenceClient
     public override async Task<CallOutcome> InferAsync(CancellationToken cancellationToken)
     {
         using var content = new ByteArrayContent(_body);
-        if (_jsonData)
+        if (_jsonData || RegionName is not null)
         {
             content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         }
@@ -236,13 +358,39 @@ internal sealed class GrpcInferenceClient : InferenceClient
         }
     }
 
-    public override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
+    protected override async Task RegisterSystemRegionAsync(string name, string key, long byteSize, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _client.SystemSharedMemoryRegisterAsync(new SystemSharedMemoryRegisterRequest { Name = name, Key = key, Offset = 0, ByteSize = (ulong)byteSize }, deadline: DateTime.UtcNow + _timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw new BatchwiseException($"Registering system shared memory region '{name}' failed: {e.Status.StatusCode} {e.Status.Detail}", "The server must implement the system_shared_memory extension and run on this host; or use --shared-memory none.", e);
+        }
+    }
+
+    protected override async Task UnregisterSystemRegionAsync(string name) =>
+        await _client.SystemSharedMemoryUnregisterAsync(new SystemSharedMemoryUnregisterRequest { Name = name }, deadline: DateTime.UtcNow + _timeout).ConfigureAwait(false);
+
+    protected override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
     {
         var request = new ModelInferRequest { ModelName = model };
-        foreach (var (name, t) in inputs)
+        var offsets = RegionOffsets(inputs);
+        for (var i = 0; i < inputs.Count; i++)
         {
+            var (name, t) = inputs[i];
             var input = new ModelInferRequest.Types.InferInputTensor { Name = name, Datatype = t.ElementType.ProtocolName() };
             input.Shape.AddRange(t.Shape);
+            if (RegionName is { } region)
+            {
+                input.Parameters["shared_memory_region"] = new InferParameter { StringParam = region };
+                input.Parameters["shared_memory_byte_size"] = new InferParameter { Int64Param = t.Data.Length };
+                input.Parameters["shared_memory_offset"] = new InferParameter { Int64Param = offsets[i] };
+                request.Inputs.Add(input);
+                continue;
+            }
+
             request.Inputs.Add(input);
             request.RawInputContents.Add(ByteString.CopyFrom(t.Data));
         }

@@ -21,6 +21,9 @@ public sealed record LoadOptions
     /// <summary>HTTP: send tensors as JSON arrays instead of binary tensor data (for servers without that extension).</summary>
     public bool JsonData { get; init; }
 
+    /// <summary>none: inputs in each request; system: inputs written once into a POSIX shared memory region registered with the server (perf_analyzer's --shared-memory).</summary>
+    public string SharedMemory { get; init; } = "none";
+
     /// <summary>Closed-loop points: clients each with one request outstanding.</summary>
     public IReadOnlyList<int> Concurrency { get; init; } = [];
 
@@ -91,10 +94,22 @@ public sealed class LoadGenerator
     /// <summary>Runs every point; <paramref name="progress"/> hears each one as it completes.</summary>
     public async Task<LoadReport> RunAsync(Action<string>? progress = null, CancellationToken cancellationToken = default)
     {
-        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout, _options.JsonData);
+        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout, _options.JsonData, _options.SharedMemory);
+        try
+        {
+            return await RunAsync(client, progress, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await client.ReleaseSharedMemoryAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task<LoadReport> RunAsync(InferenceClient client, Action<string>? progress, CancellationToken cancellationToken)
+    {
         var metadata = await client.GetInputsAsync(_options.Model, cancellationToken).ConfigureAwait(false);
         var inputs = LoadInputs.Generate(metadata, _options.BatchSize, _options.Shapes, _options.Seed);
-        client.Prepare(_options.Model, inputs);
+        await client.PrepareAsync(_options.Model, inputs, cancellationToken).ConfigureAwait(false);
         var probe = await client.InferAsync(cancellationToken).ConfigureAwait(false);
         if (!probe.Ok)
         {
@@ -116,7 +131,7 @@ public sealed class LoadGenerator
             progress?.Invoke(Describe(point));
         }
 
-        return new LoadReport(_options.Url.ToString(), _options.Model, _options.Protocol, _options.BatchSize, LoadInputs.Describe(inputs), DateTimeOffset.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, points);
+        return new LoadReport(_options.Url.ToString(), _options.Model, _options.Protocol, _options.BatchSize, LoadInputs.Describe(inputs) + (client.SharedMemory == "system" ? "; inputs in system shared memory" : string.Empty), DateTimeOffset.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, points);
     }
 
     /// <summary>One line for a point.</summary>

@@ -15,7 +15,14 @@ public delegate Task<IReadOnlyList<Tensor>> BatchExecution(int instance, IReadOn
 /// <param name="QueueTime">From submission to the start of its batch.</param>
 /// <param name="ComputeTime">The batch execution, merge and split included.</param>
 /// <param name="BatchSize">Rows of the merged batch it ran in.</param>
-public sealed record BatchedResult(IReadOnlyList<Tensor> Outputs, TimeSpan QueueTime, TimeSpan ComputeTime, int BatchSize);
+public sealed record BatchedResult(IReadOnlyList<Tensor> Outputs, TimeSpan QueueTime, TimeSpan ComputeTime, int BatchSize)
+{
+    /// <summary>The batch's sequence number (1, 2, ...): requests with the same id ran together.</summary>
+    public long BatchId { get; init; }
+
+    /// <summary>How many requests the batch merged.</summary>
+    public int Requests { get; init; } = 1;
+}
 
 /// <summary>
 /// Gathers requests into batches along axis 0 (Triton's dynamic batch scheduler): a batch is sent when it is
@@ -367,11 +374,11 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
         var instance = _freeInstances.Pop();
         Interlocked.Increment(ref _executing);
-        Interlocked.Increment(ref _batchesLaunched);
-        _ = Task.Run(() => ExecuteAsync(instance, batch));
+        var id = Interlocked.Increment(ref _batchesLaunched);
+        _ = Task.Run(() => ExecuteAsync(instance, batch, id));
     }
 
-    private async Task ExecuteAsync(int instance, List<QueuedRequest> batch)
+    private async Task ExecuteAsync(int instance, List<QueuedRequest> batch, long id)
     {
         var start = _time.GetTimestamp();
         foreach (var r in batch)
@@ -388,14 +395,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
             if (batch.Count == 1)
             {
                 var r = batch[0];
-                r.Completion.TrySetResult(new BatchedResult(outputs, _time.GetElapsedTime(r.Enqueued, start), compute, rows));
+                r.Completion.TrySetResult(new BatchedResult(outputs, _time.GetElapsedTime(r.Enqueued, start), compute, rows) { BatchId = id, Requests = 1 });
             }
             else
             {
                 var parts = Split(outputs, batch, rows);
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    batch[i].Completion.TrySetResult(new BatchedResult(parts[i], _time.GetElapsedTime(batch[i].Enqueued, start), compute, rows));
+                    batch[i].Completion.TrySetResult(new BatchedResult(parts[i], _time.GetElapsedTime(batch[i].Enqueued, start), compute, rows) { BatchId = id, Requests = batch.Count });
                 }
             }
         }

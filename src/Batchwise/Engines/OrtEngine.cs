@@ -180,6 +180,12 @@ internal sealed class OrtEngineSession : IEngineSession
         {
             for (var i = 0; i < inputs.Count; i++)
             {
+                if (inputs[i].ElementType == ElementType.String)
+                {
+                    values[i] = StringValue(inputs[i]);
+                    continue;
+                }
+
                 handles[i] = GCHandle.Alloc(inputs[i].Data, GCHandleType.Pinned);
                 values[i] = Wrap(inputs[i], handles[i].AddrOfPinnedObject());
             }
@@ -227,10 +233,42 @@ internal sealed class OrtEngineSession : IEngineSession
     internal static OrtValue Wrap(Tensor t, IntPtr data) =>
         OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtEngine.ToOrt(t.ElementType), t.Shape, data, t.Data.LongLength);
 
+    /// <summary>A string tensor copied into ONNX Runtime's own strings (they cannot wrap our bytes).</summary>
+    internal static OrtValue StringValue(Tensor t)
+    {
+        var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, t.Shape);
+        try
+        {
+            var elements = t.ReadStrings();
+            for (var i = 0; i < elements.Count; i++)
+            {
+                value.StringTensorSetElementAt(elements[i].AsSpan(), i);
+            }
+
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
     internal static Tensor ToTensor(OrtValue v)
     {
         var info = v.GetTensorTypeAndShape();
         var type = (ElementType)(int)info.ElementDataType;
+        if (type == ElementType.String)
+        {
+            var elements = new byte[info.ElementCount][];
+            for (var i = 0; i < elements.Length; i++)
+            {
+                elements[i] = v.GetStringElementAsSpan(i).ToArray();
+            }
+
+            return Tensor.FromStrings(info.Shape, elements);
+        }
+
         var result = Tensor.Zeros(type, info.Shape);
         v.GetTensorDataAsSpan<byte>().CopyTo(result.Data);
         return result;

@@ -6,15 +6,29 @@ namespace Batchwise.Engines;
 /// <summary>A dense host tensor: element type, shape and the bytes, pinned so engines can copy without staging.</summary>
 public sealed class Tensor
 {
-    /// <summary>Wraps existing bytes (must be pinned if an engine is to use them without copying).</summary>
+    /// <summary>
+    /// Wraps existing bytes (must be pinned if an engine is to use them without copying). A string tensor's bytes are
+    /// its elements as the inference protocol serializes BYTES: each a 4-byte little-endian length, then its bytes.
+    /// </summary>
     public Tensor(ElementType elementType, long[] shape, byte[] data)
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(data);
-        var expected = ElementCountOf(shape) * elementType.SizeOf();
-        if (data.LongLength != expected)
+        if (elementType == ElementType.String)
         {
-            throw new BatchwiseException($"Tensor of {elementType.ShortName()} {ShapeText(shape)} needs {expected} bytes, got {data.LongLength}", "Check the data matches the shape.");
+            var count = CountStrings(data);
+            if (count != ElementCountOf(shape))
+            {
+                throw new BatchwiseException($"Tensor of string {ShapeText(shape)} needs {ElementCountOf(shape)} length-prefixed elements, got {(count < 0 ? "malformed data" : count.ToString(System.Globalization.CultureInfo.InvariantCulture))}", "Serialize each element as a 4-byte little-endian length followed by its bytes.");
+            }
+        }
+        else
+        {
+            var expected = ElementCountOf(shape) * elementType.SizeOf();
+            if (data.LongLength != expected)
+            {
+                throw new BatchwiseException($"Tensor of {elementType.ShortName()} {ShapeText(shape)} needs {expected} bytes, got {data.LongLength}", "Check the data matches the shape.");
+            }
         }
 
         ElementType = elementType;
@@ -34,9 +48,70 @@ public sealed class Tensor
     /// <summary>Number of elements.</summary>
     public long ElementCount => ElementCountOf(Shape);
 
-    /// <summary>Allocates a zero tensor on the pinned object heap.</summary>
+    /// <summary>Allocates a zero tensor on the pinned object heap (a string tensor of empty strings).</summary>
     public static Tensor Zeros(ElementType type, long[] shape) =>
-        new(type, shape, GC.AllocateArray<byte>(checked((int)(ElementCountOf(shape) * type.SizeOf())), pinned: true));
+        new(type, shape, GC.AllocateArray<byte>(checked((int)(ElementCountOf(shape) * (type == ElementType.String ? sizeof(int) : type.SizeOf()))), pinned: true));
+
+    /// <summary>A string tensor from its elements (arbitrary bytes each, UTF-8 for text).</summary>
+    public static Tensor FromStrings(long[] shape, IReadOnlyList<byte[]> elements)
+    {
+        ArgumentNullException.ThrowIfNull(elements);
+        var data = new byte[checked(elements.Sum(e => (long)e.Length + sizeof(int)))];
+        var offset = 0;
+        foreach (var e in elements)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(data.AsSpan(offset), e.Length);
+            e.CopyTo(data, offset + sizeof(int));
+            offset += sizeof(int) + e.Length;
+        }
+
+        return new Tensor(ElementType.String, shape, data);
+    }
+
+    /// <summary>A string tensor's elements.</summary>
+    public IReadOnlyList<byte[]> ReadStrings()
+    {
+        if (ElementType != ElementType.String)
+        {
+            throw new BatchwiseException($"A {ElementType.ShortName()} tensor has no string elements", "Read numeric tensors with AsSpan.");
+        }
+
+        var result = new List<byte[]>((int)ElementCount);
+        var offset = 0;
+        while (offset < Data.Length)
+        {
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(Data.AsSpan(offset));
+            result.Add(Data.AsSpan(offset + sizeof(int), length).ToArray());
+            offset += sizeof(int) + length;
+        }
+
+        return result;
+    }
+
+    /// <summary>How many length-prefixed elements <paramref name="data"/> holds, or -1 when a length runs past its end.</summary>
+    public static long CountStrings(ReadOnlySpan<byte> data)
+    {
+        long count = 0;
+        var offset = 0;
+        while (offset < data.Length)
+        {
+            if (data.Length - offset < sizeof(int))
+            {
+                return -1;
+            }
+
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(data[offset..]);
+            if (length > (uint)(data.Length - offset - sizeof(int)))
+            {
+                return -1;
+            }
+
+            offset += sizeof(int) + (int)length;
+            count++;
+        }
+
+        return count;
+    }
 
     /// <summary>Creates a tensor from typed values.</summary>
     public static Tensor From<T>(ElementType type, long[] shape, ReadOnlySpan<T> values)

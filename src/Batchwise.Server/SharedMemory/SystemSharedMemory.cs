@@ -1,0 +1,240 @@
+using System.Collections.Concurrent;
+using System.IO.MemoryMappedFiles;
+
+namespace Batchwise.Server.SharedMemory;
+
+/// <summary>What a registered region looks like to a status call.</summary>
+/// <param name="Name">The name requests use.</param>
+/// <param name="Key">The POSIX shared memory key (the object under /dev/shm).</param>
+/// <param name="Offset">Where the region starts in the object, in bytes.</param>
+/// <param name="ByteSize">How many bytes the region spans.</param>
+public sealed record SystemRegionStatus(string Name, string Key, long Offset, long ByteSize);
+
+/// <summary>
+/// One registered system shared memory region: a read/write mapping of BYTE_SIZE bytes at OFFSET of the POSIX shared
+/// memory object KEY (/dev/shm/KEY). Requests hold it while they read their inputs and write their outputs; an
+/// unregister while a request holds it removes the name at once and unmaps when the last holder lets go.
+/// </summary>
+public sealed class SystemSharedMemoryRegion
+{
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private int _holders = 1; // the registry's own reference
+
+    private SystemSharedMemoryRegion(string name, string key, long offset, long byteSize, MemoryMappedFile file, MemoryMappedViewAccessor view)
+    {
+        Name = name;
+        Key = key;
+        Offset = offset;
+        ByteSize = byteSize;
+        _file = file;
+        _view = view;
+    }
+
+    /// <summary>The name requests use.</summary>
+    public string Name { get; }
+
+    /// <summary>The shared memory key.</summary>
+    public string Key { get; }
+
+    /// <summary>Where the region starts in the object.</summary>
+    public long Offset { get; }
+
+    /// <summary>The region's size in bytes.</summary>
+    public long ByteSize { get; }
+
+    /// <summary>True once unmapped (registry and every request let go).</summary>
+    internal bool IsUnmapped => Volatile.Read(ref _holders) == 0;
+
+    /// <summary>Maps the region, or a 400 naming what is wrong (bad key, missing object, a range past its end).</summary>
+    internal static SystemSharedMemoryRegion Map(string name, string key, long offset, long byteSize, string root)
+    {
+        if (string.IsNullOrEmpty(key) || key.TrimStart('/').Length == 0 || key.TrimStart('/').Contains('/', StringComparison.Ordinal) || key.TrimStart('/') is "." or ".." || key.Length > 255)
+        {
+            throw InferenceError.BadRequest($"system shared memory region '{name}': key '{key}' is not a POSIX shared memory name; use one name such as /input0 (an object under /dev/shm)");
+        }
+
+        if (offset < 0 || byteSize <= 0)
+        {
+            throw InferenceError.BadRequest($"system shared memory region '{name}': offset {offset} and byte_size {byteSize} must be >= 0 and > 0");
+        }
+
+        var path = Path.Combine(root, key.TrimStart('/'));
+
+        // As shm_open (O_NOFOLLOW): a link planted under /dev/shm must not lead the server to another file.
+        if (new FileInfo(path).LinkTarget is not null)
+        {
+            throw InferenceError.BadRequest($"system shared memory region '{name}': key '{key}' is a symbolic link; register the shared memory object itself");
+        }
+
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw InferenceError.BadRequest($"system shared memory region '{name}': cannot open shared memory key '{key}' ({e.Message}); create it first (shm_open) and register its key");
+        }
+
+        try
+        {
+            var length = stream.Length;
+            if (offset > length || byteSize > length - offset)
+            {
+                throw InferenceError.BadRequest($"system shared memory region '{name}': offset {offset} + byte_size {byteSize} runs past the end of key '{key}' ({length} bytes); register a range inside it");
+            }
+
+            var file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
+            try
+            {
+                return new SystemSharedMemoryRegion(name, key, offset, byteSize, file, file.CreateViewAccessor(offset, byteSize, MemoryMappedFileAccess.ReadWrite));
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+        }
+        catch (Exception e) when (e is not InferenceError)
+        {
+            stream.Dispose();
+            throw InferenceError.BadRequest($"system shared memory region '{name}': cannot map key '{key}': {e.Message}");
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Takes a hold for one request; false when the region was unregistered and unmapped meanwhile.</summary>
+    internal bool TryHold()
+    {
+        while (true)
+        {
+            var n = Volatile.Read(ref _holders);
+            if (n == 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _holders, n + 1, n) == n)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Lets go of one hold; the last one unmaps.</summary>
+    internal void Release()
+    {
+        if (Interlocked.Decrement(ref _holders) == 0)
+        {
+            _view.Dispose();
+            _file.Dispose();
+        }
+    }
+
+    /// <summary>Checks that [offset, offset + size) lies inside the region, or a 400 naming the tensor and the region.</summary>
+    internal void CheckRange(string what, long offset, long size)
+    {
+        if (offset < 0 || size < 0 || offset > ByteSize || size > ByteSize - offset)
+        {
+            throw InferenceError.BadRequest($"{what}: shared_memory_offset {offset} + shared_memory_byte_size {size} runs past the end of system shared memory region '{Name}' ({ByteSize} bytes)");
+        }
+    }
+
+    /// <summary>Copies <paramref name="target"/>.Length bytes from <paramref name="offset"/> (checked by the caller).</summary>
+    internal void Read(long offset, byte[] target) => _view.ReadArray(offset, target, 0, target.Length);
+
+    /// <summary>Copies <paramref name="source"/> to <paramref name="offset"/> (checked by the caller).</summary>
+    internal void Write(long offset, byte[] source) => _view.WriteArray(offset, source, 0, source.Length);
+}
+
+/// <summary>The system shared memory regions registered with the server (Triton's system shared memory extension).</summary>
+public sealed class SystemSharedMemoryRegistry : IDisposable
+{
+    private readonly ConcurrentDictionary<string, SystemSharedMemoryRegion> _regions = new(StringComparer.Ordinal);
+    private readonly string _root;
+
+    /// <summary>Creates an empty registry; <paramref name="root"/> is where POSIX shared memory objects live.</summary>
+    public SystemSharedMemoryRegistry(string root = "/dev/shm") => _root = root;
+
+    /// <summary>Most regions registered at once.</summary>
+    public const int MaxRegions = 4096;
+
+    /// <summary>Registers a region, or a 400 when the name is taken or the range is not inside the object.</summary>
+    public void Register(string name, string key, long offset, long byteSize)
+    {
+        if (string.IsNullOrEmpty(name) || name.Length > 256)
+        {
+            throw InferenceError.BadRequest("system shared memory: a region needs a name of 1 to 256 characters");
+        }
+
+        if (_regions.ContainsKey(name))
+        {
+            throw InferenceError.BadRequest($"system shared memory region '{name}' is already registered; unregister it first or pick another name");
+        }
+
+        if (_regions.Count >= MaxRegions)
+        {
+            throw new InferenceError(429, Grpc.Core.StatusCode.ResourceExhausted, $"system shared memory: {MaxRegions} regions are registered already; unregister some first");
+        }
+
+        var region = SystemSharedMemoryRegion.Map(name, key, offset, byteSize, _root);
+        if (!_regions.TryAdd(name, region))
+        {
+            region.Release();
+            throw InferenceError.BadRequest($"system shared memory region '{name}' is already registered; unregister it first or pick another name");
+        }
+    }
+
+    /// <summary>Unregisters one region (a name not registered is a no-op, as Triton) or, for an empty name, every region.</summary>
+    public void Unregister(string? name)
+    {
+        if (string.IsNullOrEmpty(name))
+        {
+            foreach (var n in _regions.Keys)
+            {
+                Unregister(n);
+            }
+
+            return;
+        }
+
+        if (_regions.TryRemove(name, out var region))
+        {
+            region.Release();
+        }
+    }
+
+    /// <summary>Every region (empty name) or the one named, or a 400 when that name is not registered.</summary>
+    public IReadOnlyList<SystemRegionStatus> Status(string? name)
+    {
+        if (string.IsNullOrEmpty(name))
+        {
+            return [.. _regions.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => new SystemRegionStatus(r.Name, r.Key, r.Offset, r.ByteSize))];
+        }
+
+        var region = _regions.TryGetValue(name, out var found) ? found : throw Unknown(name);
+        return [new SystemRegionStatus(region.Name, region.Key, region.Offset, region.ByteSize)];
+    }
+
+    /// <summary>Holds the region named for one request (release it when the response is written), or a 400 naming it.</summary>
+    internal SystemSharedMemoryRegion Hold(string what, string name)
+    {
+        if (_regions.TryGetValue(name, out var region) && region.TryHold())
+        {
+            return region;
+        }
+
+        throw InferenceError.BadRequest($"{what}: system shared memory region '{name}' is not registered; register it first (POST /v2/systemsharedmemory/region/{name}/register)");
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => Unregister(null);
+
+    private static InferenceError Unknown(string name) =>
+        InferenceError.BadRequest($"system shared memory region '{name}' is not registered");
+}
