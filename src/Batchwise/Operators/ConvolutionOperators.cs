@@ -282,37 +282,8 @@ internal static class ConvolutionOperators
             : HostTensor.OfInts(outType, outShape, [.. result.Select(v => HostTensor.Wrap(outType, (long)v))]);
     }
 
-    /// <summary>A transposed convolution's output size and begin padding per spatial axis (output_shape, auto_pad, pads).</summary>
-    internal static (long[] Output, long[] Begin) TransposedGeometry(NodeAttributes a, long[] input, long[] kernel)
-    {
-        var n = input.Length;
-        var strides = a.Ints("strides") ?? [.. Enumerable.Repeat(1L, n)];
-        var dilations = a.Ints("dilations") ?? [.. Enumerable.Repeat(1L, n)];
-        var outputPadding = a.Ints("output_padding") ?? new long[n];
-        var pads = a.Ints("pads") ?? new long[2 * n];
-        var autoPad = a.String("auto_pad", "NOTSET");
-        var requested = a.Ints("output_shape") is { } os ? os[^n..] : null;
-        var output = new long[n];
-        var begin = new long[n];
-        for (var i = 0; i < n; i++)
-        {
-            var full = (strides[i] * (input[i] - 1)) + outputPadding[i] + ((kernel[i] - 1) * dilations[i]) + 1;
-            if (requested is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
-            {
-                output[i] = requested?[i] ?? input[i] * strides[i];
-                var total = full - output[i];
-                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
-            }
-            else
-            {
-                var (b, e) = autoPad == "VALID" ? (0L, 0L) : (pads[i], pads[i + n]);
-                output[i] = full - b - e;
-                begin[i] = b;
-            }
-        }
-
-        return (output, begin);
-    }
+    /// <summary>A transposed convolution's output size and begin padding per spatial axis: <see cref="ConvolutionGeometry.Transposed"/>.</summary>
+    internal static (long[] Output, long[] Begin) TransposedGeometry(NodeAttributes a, long[] input, long[] kernel) => ConvolutionGeometry.Transposed(a, input, kernel);
 
     private static HostTensor[] ConvTranspose(EvaluationContext c)
     {

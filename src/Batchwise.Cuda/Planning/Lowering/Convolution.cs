@@ -485,7 +485,7 @@ internal sealed partial class GraphCompiler
         var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
         var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
         var inSpatial = x.Shape[2..];
-        var (outSpatial, begin) = TransposedGeometry(attrs, inSpatial, kernel, strides, dilations);
+        var (outSpatial, begin) = ConvolutionGeometry.Transposed(attrs, inSpatial, kernel);
         var full = Enumerable.Range(0, r).Select(d => (strides[d] * (inSpatial[d] - 1)) + ((kernel[d] - 1) * dilations[d]) + 1).ToArray();
         var yShape = new[] { x.Shape[0], w.Shape[1] * groups }.Concat(outSpatial).ToArray();
 
@@ -543,35 +543,5 @@ internal sealed partial class GraphCompiler
             var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
             _values[node.Output[0]] = Pending([result, bias], _ => "x0 + x1", result.Type, yShape);
         }
-    }
-
-    /// <summary>ConvTranspose's output size and the offset of its window in the full result, per spatial axis (ONNX's rules).</summary>
-    private static (long[] Output, long[] Begin) TransposedGeometry(NodeAttributes a, long[] input, long[] kernel, long[] strides, long[] dilations)
-    {
-        var n = input.Length;
-        var outputPadding = a.Ints("output_padding") ?? new long[n];
-        var pads = a.Ints("pads") ?? new long[2 * n];
-        var autoPad = a.String("auto_pad", "NOTSET");
-        var requested = a.Ints("output_shape") is { } os ? os[^n..] : null;
-        var output = new long[n];
-        var begin = new long[n];
-        for (var i = 0; i < n; i++)
-        {
-            var full = (strides[i] * (input[i] - 1)) + outputPadding[i] + ((kernel[i] - 1) * dilations[i]) + 1;
-            if (requested is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
-            {
-                output[i] = requested?[i] ?? input[i] * strides[i];
-                var total = full - output[i];
-                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
-            }
-            else
-            {
-                var (b, e) = autoPad == "VALID" ? (0L, 0L) : (pads[i], pads[i + n]);
-                output[i] = full - b - e;
-                begin[i] = b;
-            }
-        }
-
-        return (output, begin);
     }
 }
