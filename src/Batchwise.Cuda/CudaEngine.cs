@@ -119,9 +119,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private readonly string _busId;
     private readonly SessionConstants _constants = new();
     private readonly BatchAxis _batchAxis;
-    private readonly Lazy<CudnnHandle> _cudnn;
-    private readonly Lazy<CublasLtHandle> _lt;
-    private readonly Task _librariesOpened;
+    private CudnnHandle? _cudnn;
+    private CublasLtHandle? _lt;
     private TimingCache? _timingCache;
     private readonly bool _useCudaGraph;
     private readonly bool _timedTactics;
@@ -142,9 +141,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         _timedTactics = options.TimedTactics;
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = CudaDriver.CreateStream();
-        _cudnn = new Lazy<CudnnHandle>(() => Cudnn.Create(_uploadStream));
-        _lt = new Lazy<CublasLtHandle>(CublasLt.Create);
-        _librariesOpened = Task.Run(OpenLibraries);
         Kernels = new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory());
         // Weights decoded in parallel (a ResNet-50 holds 25 M values): part of every cold start.
         var decoded = new HostTensor[model.Graph.Initializer.Count];
@@ -257,47 +253,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it, or set BATCHWISE_CUDNN_ALGO=timed (as bench --timed-tactics does) to time cuDNN's and cuBLASLt's candidates when a plan is built."),
     };
 
-    public CudnnHandle PlanningCudnn => _cudnn.Value;
+    public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
 
-    public CublasLtHandle PlanningCublasLt => _lt.Value;
-
-    /// <summary>
-    /// Opens cuDNN and cuBLASLt while the session loads and its first plan is laid out: the planning handles, one
-    /// heuristics query (cuDNN loads its engine libraries on first use) and the first execution slot's handles. These
-    /// cost ~0.3 s on an H200 that every cold start would otherwise pay in series. Failures surface where the
-    /// handles are used, as before.
-    /// </summary>
-    private void OpenLibraries()
-    {
-        try
-        {
-            _context.MakeCurrent();
-            var cudnn = PlanningCudnn;
-            _ = PlanningCublasLt;
-            var dataType = Precision == Precision.Fp16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
-            var format = Precision == Precision.Fp16 ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
-            using (var x = Cudnn.Tensor(dataType, [1, 8, 8, 8], format))
-            using (var w = Cudnn.Filter(dataType, [8, 8, 3, 3], format))
-            using (var y = Cudnn.Tensor(dataType, [1, 8, 8, 8], format))
-            using (var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], 1, Cudnn.CUDNN_TENSOR_OP_MATH))
-            {
-                _ = Cudnn.ForwardAlgorithms(cudnn, x, w, conv, y);
-            }
-
-            var slot = new ExecutionSlot();
-            slot.OpenLibraries(cudnn: true, cublasLt: true);
-            lock (_allSlots)
-            {
-                _allSlots.Add(slot);
-            }
-
-            _idleSlots.Add(slot);
-        }
-        catch (Exception)
-        {
-            // Reported where the handles are first used (the same call, in the plan build or the first run).
-        }
-    }
+    public CublasLtHandle PlanningCublasLt => _lt ??= CublasLt.Create();
 
     /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
@@ -748,17 +706,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
 
         Kernels.Dispose();
-        _librariesOpened.Wait();
-        if (_cudnn.IsValueCreated)
-        {
-            _cudnn.Value.Dispose();
-        }
-
-        if (_lt.IsValueCreated)
-        {
-            _lt.Value.Dispose();
-        }
-
+        _cudnn?.Dispose();
+        _lt?.Dispose();
         _uploadStream.Dispose();
         _context.Dispose();
     }

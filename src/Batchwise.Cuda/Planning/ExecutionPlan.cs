@@ -407,25 +407,19 @@ internal sealed class ExecutionSlot : IDisposable
             }
         }
 
-        OpenLibraries(plan.UsesCudnn, plan.UsesCublasLt);
-
-        context = new ExecutionContext(plan, this, useCudaGraph);
-        _contexts[plan] = context;
-        return context;
-    }
-
-    /// <summary>Creates this slot's cuDNN and cuBLASLt handles where asked and not made yet (ahead of the first run, or at it).</summary>
-    public void OpenLibraries(bool cudnn, bool cublasLt)
-    {
-        if (cudnn && Cudnn is null)
+        if (plan.UsesCudnn && Cudnn is null)
         {
             Cudnn = Interop.Cudnn.Create(Stream);
         }
 
-        if (cublasLt && CublasLt is null)
+        if (plan.UsesCublasLt && CublasLt is null)
         {
             CublasLt = Interop.CublasLt.Create();
         }
+
+        context = new ExecutionContext(plan, this, useCudaGraph);
+        _contexts[plan] = context;
+        return context;
     }
 
     public void Dispose()

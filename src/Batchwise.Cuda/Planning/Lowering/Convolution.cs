@@ -393,7 +393,7 @@ internal sealed partial class GraphCompiler
         {
             var weights = wc.AsDoubles();
             var bias = new double[m];
-            void Channel(int c)
+            for (var c = 0; c < m; c++)
             {
                 var scale = p[0]![c] / Math.Sqrt(p[3]![c] + eps);
                 for (var j = 0; j < per; j++)
@@ -402,19 +402,6 @@ internal sealed partial class GraphCompiler
                 }
 
                 bias[c] = (float)((((bc?[c]) ?? 0) - p[2]![c]) * scale + p[1]![c]);
-            }
-
-            // Channels in parallel for the large filters (a cold start folds every one of them once).
-            if (w.Count >= 1 << 16)
-            {
-                Parallel.For(0, (int)m, Channel);
-            }
-            else
-            {
-                for (var c = 0; c < m; c++)
-                {
-                    Channel(c);
-                }
             }
 
             return new[] { HostTensor.OfFloats(ElementType.Float, w.Shape, weights), HostTensor.OfFloats(ElementType.Float, [m], bias) };
