@@ -78,6 +78,10 @@ internal sealed partial class GraphCompiler
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);
+
+        // A filter computed at run time is a 4-d activation like any other, stored channels-last in half precision:
+        // the channels-first call reads it as KCRS, so it is brought to that order first (a no-op where it already is).
+        w = nhwc ? w : Nchw(w);
         if (nhwc && x.PaddedChannels > 0)
         {
             // The network input, already padded with zero channels when it entered: only the filter needs them too.
@@ -484,6 +488,10 @@ internal sealed partial class GraphCompiler
 
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);
+
+        // A filter computed at run time is a 4-d activation like any other, stored channels-last in half precision:
+        // the channels-first call reads it as KCRS, so it is brought to that order first (a no-op where it already is).
+        w = nhwc ? w : Nchw(w);
         var computed = direct && b is null ? Output(node, 0, x.Type, yShape, nhwc) : Temp(x.Type, computedShape, nhwc);
 
         long[] Lift(long[] s) => r == 1 ? [s[0], s[1], 1, s[2]] : s;
