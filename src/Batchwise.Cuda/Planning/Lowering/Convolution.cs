@@ -24,6 +24,22 @@ internal sealed partial class GraphCompiler
         return ap is not ("NOTSET" or "SAME_UPPER" or "SAME_LOWER" or "VALID") ? $"auto_pad '{ap}'" : null;
     }
 
+    /// <summary>
+    /// A convolution's window by ONNX's rules (Conv and the integer convolutions): kernel, strides, dilations, groups,
+    /// the input's spatial size, pads with auto_pad resolved, and the output's spatial size.
+    /// </summary>
+    private (long[] Kernel, long[] Strides, long[] Dilations, long Groups, long[] InSpatial, long[] PadsBegin, long[] PadsEnd, long[] OutSpatial) Window(NodeAttributes attrs, long[] x, long[] w)
+    {
+        var r = x.Length - 2;
+        var kernel = attrs.Ints("kernel_shape") ?? w.Skip(2).ToArray();
+        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
+        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
+        var inSpatial = x.Skip(2).ToArray();
+        var (pb, pe) = AutoPads(attrs.String("auto_pad", "NOTSET"), inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
+        var outSpatial = Enumerable.Range(0, r).Select(d => ((inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1)) / strides[d]) + 1).ToArray();
+        return (kernel, strides, dilations, attrs.Int("group", 1), inSpatial, pb, pe, outSpatial);
+    }
+
     private (long[] Begin, long[] End) AutoPads(string autoPad, long[] inSpatial, long[] kernel, long[] strides, long[] dilations, long[]? pads)
     {
         var r = inSpatial.Length;
@@ -60,13 +76,7 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException($"Conv of rank {x.Shape.Length} is not supported (1-d to 3-d)", "Use 1-d to 3-d convolutions.");
         }
 
-        var kernel = attrs.Ints("kernel_shape") ?? w.Shape.Skip(2).ToArray();
-        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
-        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
-        var groups = attrs.Int("group", 1);
-        var inSpatial = x.Shape.Skip(2).ToArray();
-        var (pb, pe) = AutoPads(attrs.String("auto_pad", "NOTSET"), inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
-        var outSpatial = Enumerable.Range(0, r).Select(d => ((inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1)) / strides[d]) + 1).ToArray();
+        var (kernel, strides, dilations, groups, inSpatial, pb, pe, outSpatial) = Window(attrs, x.Shape, w.Shape);
         var outName = node.Output[0];
         if (FoldBatchNorm(node, w, b) is { } folded)
         {

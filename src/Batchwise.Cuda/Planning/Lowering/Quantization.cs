@@ -138,13 +138,7 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException($"an integer convolution of rank {x.Shape.Length} is not supported", "Give the input [N, C, spatial...].");
         }
 
-        var kernel = attrs.Ints("kernel_shape") ?? w.Shape.Skip(2).ToArray();
-        var strides = attrs.Ints("strides") ?? Enumerable.Repeat(1L, r).ToArray();
-        var dilations = attrs.Ints("dilations") ?? Enumerable.Repeat(1L, r).ToArray();
-        var groups = attrs.Int("group", 1);
-        var inSpatial = x.Shape.Skip(2).ToArray();
-        var (pb, pe) = AutoPads(attrs.String("auto_pad", "NOTSET"), inSpatial, kernel, strides, dilations, attrs.Ints("pads"));
-        var outSpatial = Enumerable.Range(0, r).Select(d => ((inSpatial[d] + pb[d] + pe[d] - (((kernel[d] - 1) * dilations[d]) + 1)) / strides[d]) + 1).ToArray();
+        var (kernel, strides, dilations, groups, inSpatial, pb, pe, outSpatial) = Window(attrs, x.Shape, w.Shape);
         var m = w.Shape[0];
         if (x.Shape[1] != w.Shape[1] * groups || m % groups != 0)
         {
