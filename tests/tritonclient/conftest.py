@@ -5,6 +5,7 @@ to use another copy. The server is the Release build of src/Batchwise.Cli (built
 to run another build (a path to batchwise or Batchwise.Cli.dll).
 """
 
+import faulthandler
 import os
 import pathlib
 import re
@@ -26,6 +27,18 @@ sys.path.insert(0, str(TRITONCLIENT))
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import onnx_writer  # noqa: E402  (after the path is set)
+
+# A hung call must fail the run with every thread's stack, never hang CI: a test (with its fixtures) that runs longer
+# than this ends the process after printing where each thread is.
+TEST_LIMIT_SECONDS = float(os.environ.get("BATCHWISE_TEST_LIMIT_SECONDS", "300"))
+
+
+@pytest.fixture(autouse=True)
+def _test_limit():
+    faulthandler.dump_traceback_later(TEST_LIMIT_SECONDS, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
 
 CLI_DLL = REPO / "src" / "Batchwise.Cli" / "bin" / "Release" / "net10.0" / "Batchwise.Cli.dll"
 
