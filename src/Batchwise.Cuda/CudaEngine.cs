@@ -109,6 +109,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private readonly Dictionary<string, HostTensor> _initializers;
     private readonly HashSet<string> _hostInputs;
     private readonly ConcurrentDictionary<string, Lazy<ExecutionPlan>> _plans = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Task> _exactBuilds = new(StringComparer.Ordinal);
     private readonly Dictionary<(HostTensor, ElementType), DeviceMemory> _weights = [];
     private readonly ConcurrentBag<ExecutionSlot> _idleSlots = [];
     private readonly List<ExecutionSlot> _allSlots = [];
@@ -124,6 +125,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private TimingCache? _timingCache;
     private readonly bool _useCudaGraph;
     private readonly bool _timedTactics;
+    private readonly bool _exactPlans;
     private long _largestArena;
     private bool _disposed;
 
@@ -139,6 +141,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         Precision = options.Precision;
         _useCudaGraph = options.UseCudaGraph;
         _timedTactics = options.TimedTactics;
+        _exactPlans = options.ExactPlans;
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = CudaDriver.CreateStream();
         Kernels = new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory());
@@ -195,6 +198,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <inheritdoc/>
     public event Action<PlanBuild>? PlanBuilt;
+
+    /// <inheritdoc/>
+    public event Action<string, Exception>? BackgroundBuildFailed;
 
     /// <inheritdoc/>
     public IReadOnlyList<IReadOnlyList<long[]>> WarmUpShapes
@@ -403,8 +409,53 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             return null;
         }
 
+        if (_exactPlans)
+        {
+            BuildInBackground(shapes);
+        }
+
         return BatchProfiles.First(p => p >= batch);
     }
+
+    /// <summary>
+    /// Starts, once per shape, the build of the exact plan of a batch that runs padded (--exact-plans): runs go on padded
+    /// until <see cref="ProfileFor"/> sees the plan made, so none waits for it. A failed build is reported, not retried.
+    /// </summary>
+    private void BuildInBackground(IReadOnlyList<long[]> shapes)
+    {
+        var key = ShapeKeyOf(shapes);
+        if (_exactBuilds.ContainsKey(key))
+        {
+            return;
+        }
+
+        var own = shapes.Select(s => (long[])s.Clone()).ToArray();
+        var build = new Task(() =>
+        {
+            try
+            {
+                _ = PlanFor(key, () => [.. own.Select((s, i) => Tensor.Zeros(Inputs[i].ElementType, s))]);
+            }
+            catch (Exception e)
+            {
+                BackgroundBuildFailed?.Invoke(key, e);
+            }
+        });
+        lock (_exactBuilds)
+        {
+            // Dispose waits for the builds started before it (they use the session's handles) and none starts after.
+            if (!_disposed && _exactBuilds.TryAdd(key, build))
+            {
+                build.Start(TaskScheduler.Default);
+            }
+        }
+    }
+
+    /// <summary>Exact plans started in the background so far (--exact-plans), finished or not.</summary>
+    public int BackgroundBuilds => _exactBuilds.Count;
+
+    /// <summary>True once inputs of these shapes have a plan of their own, built and ready to run.</summary>
+    public bool HasPlanFor(IReadOnlyList<long[]> shapes) => _plans.TryGetValue(ShapeKeyOf(shapes), out var plan) && plan.IsValueCreated;
 
     /// <summary>The plan key of inputs of these shapes (for models whose inputs give no host values).</summary>
     private string ShapeKeyOf(IReadOnlyList<long[]> shapes) =>
@@ -685,7 +736,13 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             return;
         }
 
-        _disposed = true;
+        lock (_exactBuilds)
+        {
+            _disposed = true;
+        }
+
+        // A background build still running holds the session's handles: let it finish (it never waits on a run).
+        Task.WaitAll([.. _exactBuilds.Values], TimeSpan.FromMinutes(2));
         _context.MakeCurrent();
         lock (_allSlots)
         {

@@ -61,6 +61,13 @@ public sealed record ModelConfig
     [JsonPropertyName("shape_profiles")]
     public string[]? ShapeProfiles { get; init; }
 
+    /// <summary>
+    /// With batch profiles on an engine that builds plans (cuda): a merged batch that runs padded also gets its own plan,
+    /// built in the background and used once ready; no request waits for it. Null: as the command line says (--exact-plans).
+    /// </summary>
+    [JsonPropertyName("exact_plans")]
+    public bool? ExactPlans { get; init; }
+
     /// <summary>The version the model is served as.</summary>
     [JsonPropertyName("version")]
     public string Version { get; init; } = "1";
@@ -163,6 +170,7 @@ public sealed record ModelConfig
     {
         BatchProfiles = BatchProfilesFor(maxBatchSize),
         ShapeProfiles = [.. (ShapeProfiles ?? []).Select(ShapeProfile.Parse)],
+        ExactPlans = ExactPlans ?? CommandLineEngineOptions?.ExactPlans ?? false,
         Precision = Precision.ToLowerInvariant() switch
         {
             "fp32" => Engines.Precision.Fp32,

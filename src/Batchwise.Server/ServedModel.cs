@@ -123,6 +123,8 @@ public sealed class ServedModel : IAsyncDisposable
                         metrics.PlanBuildSeconds.WithLabels(name, version).Observe(b.Seconds);
                         log?.Invoke(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} instance {instance}: plan built for {b.Shapes} in {b.Seconds * 1000:F1} ms ({b.KernelsCompiled} kernels compiled, {b.Steps} steps)"));
                     };
+                    plans.BackgroundBuildFailed += (shapes, e) =>
+                        log?.Invoke($"{name} instance {instance}: the exact plan for {shapes} failed to build in the background ({e.Message}); those batches go on running padded");
                 }
 
                 WarmUp(sessions[i], maxBatch, line => log?.Invoke($"{name} instance {i}: {line}"));

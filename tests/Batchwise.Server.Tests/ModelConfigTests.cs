@@ -46,6 +46,20 @@ public sealed class ModelConfigTests : IDisposable
     }
 
     [Fact]
+    public void Exact_plans_in_the_file_win_over_the_command_line_and_reach_the_engine_options()
+    {
+        var path = Path.Combine(_dir.FullName, "config.json");
+        File.WriteAllText(path, """{ "max_batch_size": 64, "batch_profiles": [1, 8, 64], "exact_plans": true }""");
+        var fromFile = ModelConfig.Load(path) with { CommandLineEngineOptions = new Engines.EngineOptions { ExactPlans = false } };
+        Assert.True(fromFile.ToEngineOptions(64).ExactPlans);
+        Assert.Equal([1, 8, 64], fromFile.ToEngineOptions(64).BatchProfiles);
+
+        var fromCommandLine = new ModelConfig { MaxBatchSize = 64, CommandLineEngineOptions = new Engines.EngineOptions { ExactPlans = true } };
+        Assert.True(fromCommandLine.ToEngineOptions(64).ExactPlans);
+        Assert.False(new ModelConfig { MaxBatchSize = 64 }.ToEngineOptions(64).ExactPlans);
+    }
+
+    [Fact]
     public void A_config_built_in_code_is_checked_when_its_model_loads()
     {
         var e = Assert.Throws<BatchwiseException>(() => ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = -5 }, new ServerMetrics()));

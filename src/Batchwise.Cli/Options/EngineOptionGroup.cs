@@ -56,6 +56,9 @@ public sealed class EngineOptionGroup
     /// <summary>--batch-profile: batch sizes with a plan of their own (TensorRT's optimization profiles); null when not given.</summary>
     public Option<int[]?> BatchProfile { get; } = CliOption.IntegerList("--batch-profile", "Batch sizes that get a plan of their own on a GPU engine; a batch in between runs padded to the next (TensorRT's optimization profiles). Default: a plan per batch size (serve: powers of two up to max_batch_size; build: 1,2,4,...,64). An error on ort, which needs no plans", "1,8,32,64", null);
 
+    /// <summary>--exact-plans: a padded batch's own plan built in the background.</summary>
+    public Option<bool> ExactPlans { get; } = new("--exact-plans") { Description = "With batch profiles on a GPU engine: a batch that runs padded to a profile also gets its own plan, built in the background and used once ready (no run waits for it), so padding stops costing the padded rows. An error on ort, which needs no plans" };
+
     /// <summary>--shape-profile: ranges of other dynamic dimensions (raw text; <see cref="Read(ParseResult)"/> parses it).</summary>
     public Option<string[]> ShapeProfile { get; } = new("--shape-profile") { Description = "Range of another dynamic dimension on a GPU engine: " + Engines.ShapeProfile.Syntax + "; a plan per grid shape (serve and build make them ahead), a shape off the grid is refused; repeatable. An error on ort, which needs no plans", HelpName = "PROFILE" };
 
@@ -68,7 +71,7 @@ public sealed class EngineOptionGroup
 
     /// <summary>Every option of the group, in help order.</summary>
     public IEnumerable<Option> All =>
-        new Option?[] { Engine, Device, Precision, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics, BatchProfile, ShapeProfile }.OfType<Option>();
+        new Option?[] { Engine, Device, Precision, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics, BatchProfile, ExactPlans, ShapeProfile }.OfType<Option>();
 
     /// <summary>Creates the group and adds it to a command.</summary>
     public static EngineOptionGroup AddTo(Command command, bool withEngine = true, string defaultEngine = "ort")
@@ -123,6 +126,7 @@ public sealed class EngineOptionGroup
             UseCudaGraph = !parse.GetValue(NoCudaGraph),
             TimedTactics = parse.GetValue(TimedTactics),
             BatchProfiles = parse.GetValue(BatchProfile) is { Length: > 0 } profiles ? profiles : [],
+            ExactPlans = parse.GetValue(ExactPlans),
             ShapeProfiles = [.. (parse.GetValue(ShapeProfile) ?? []).Select(Engines.ShapeProfile.Parse)],
         };
     }

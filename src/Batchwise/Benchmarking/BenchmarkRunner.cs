@@ -135,11 +135,16 @@ public sealed class BenchmarkRunner
                         if (measured is not null && session is IPlanBuilds plans)
                         {
                             var profile = plans.BatchProfiles.FirstOrDefault(p => p >= batch);
-                            measured = measured with
+                            var built = plans.Builds.Skip(buildsBefore).ToList();
+                            var padded = profile > batch && !plans.BatchProfiles.Contains(batch);
+                            // --exact-plans: the batch's own plan, built in the background during the point, took over from the padded one.
+                            var ownPlan = padded && built.Any(b => b.Shapes.Contains($"[{batch},", StringComparison.Ordinal));
+                            if (ownPlan)
                             {
-                                PlanBuilds = plans.Builds.Skip(buildsBefore).ToList(),
-                                PaddedTo = profile > batch && !plans.BatchProfiles.Contains(batch) ? profile : null,
-                            };
+                                notes.Add($"b={batch}, c={concurrency}: ran padded to {profile} until its own plan, built in the background (--exact-plans), was ready during the point");
+                            }
+
+                            measured = measured with { PlanBuilds = built, PaddedTo = padded && !ownPlan ? profile : null };
                         }
                     }
                     catch (Exception e) when (points.Count > 0 && IsCapacityFailure(e))

@@ -122,6 +122,13 @@ public sealed record EngineOptions
     public IReadOnlyList<int> BatchProfiles { get; init; } = [];
 
     /// <summary>
+    /// With <see cref="BatchProfiles"/>: a batch that runs padded to a profile also gets a plan of its own, built in the
+    /// background and used once it is ready (GPU engines), so padding costs the padded rows only until then. No run waits
+    /// for such a build. Off: padded batches stay padded.
+    /// </summary>
+    public bool ExactPlans { get; init; }
+
+    /// <summary>
     /// The shapes other dynamic dimensions may take (GPU engines): a bounded grid of plans, built ahead by warm-up, and a
     /// clear refusal for a shape outside it. Empty: any shape, each getting its plan when first seen.
     /// </summary>

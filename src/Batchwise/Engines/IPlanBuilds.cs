@@ -13,6 +13,12 @@ public interface IPlanBuilds
     event Action<PlanBuild>? PlanBuilt;
 
     /// <summary>
+    /// Raised when a plan built in the background (<see cref="EngineOptions.ExactPlans"/>) fails, with the shapes it was
+    /// for; the batches it was for go on running padded.
+    /// </summary>
+    event Action<string, Exception>? BackgroundBuildFailed;
+
+    /// <summary>
     /// Batch sizes with a plan of their own, ascending; a batch between two runs padded to the next one (the padded rows
     /// never reach an output). Empty: every batch size gets its exact plan.
     /// </summary>

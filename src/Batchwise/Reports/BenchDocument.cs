@@ -55,7 +55,7 @@ public sealed record BenchDocument(
             c.BatchwiseVersion,
             new BenchMachine(c.MachineName, c.Cpu, c.LogicalCores, c.OperatingSystem, c.Runtime),
             new BenchEngine(c.Engine.Engine, c.Engine.Version, c.Engine.Device, new SortedDictionary<string, string>(c.Engine.Details.ToDictionary(), StringComparer.Ordinal), new BenchEngineOptions(
-                o.Precision.ToString().ToLowerInvariant(), o.IntraOpThreads, o.InterOpThreads, o.GraphOptimization, o.ExecutionProvider, o.DeviceId, o.AllowTf32, o.UseCudaGraph, o.Profile, o.IncludeTransfers, o.BatchProfiles)),
+                o.Precision.ToString().ToLowerInvariant(), o.IntraOpThreads, o.InterOpThreads, o.GraphOptimization, o.ExecutionProvider, o.DeviceId, o.AllowTf32, o.UseCudaGraph, o.Profile, o.IncludeTransfers, o.BatchProfiles, o.ExactPlans)),
             new BenchModel(m.Name, m.Source, m.Sha256, m.BatchAxis.IsBatchable, m.BatchAxis.IsBatchable ? m.BatchAxis.Symbol : null, m.BatchAxis.IsBatchable ? null : m.BatchAxis.Reason,
                 m.Inputs.Select(i => new BenchModelInput(i.Name, i.ElementType.ShortName(), i.Shape, m.InputData.TryGetValue(i.Name, out var data) ? data : "unknown")).ToList()),
             new BenchSweepOptions(s.PlannedBatchSizes(), s.BatchSizes is null, s.MaxBatchSize, s.Concurrency, s.Duration.TotalSeconds, s.Window.TotalSeconds, s.Warmup.TotalSeconds, s.MaxTime?.TotalSeconds, s.Seed, s.StabilityTolerance, s.MaxWindows, s.Shapes.Text),
@@ -103,7 +103,8 @@ public sealed record BenchEngine(string Name, string Version, string Device, IRe
 /// <param name="Profile">--profile.</param>
 /// <param name="IncludeTransfers">--transfers.</param>
 /// <param name="BatchProfiles">--batch-profile (empty: a plan per batch size).</param>
-public sealed record BenchEngineOptions(string Precision, int IntraOpThreads, int InterOpThreads, string GraphOptimization, string ExecutionProvider, int DeviceId, bool AllowTf32, bool CudaGraph, bool Profile, bool IncludeTransfers, IReadOnlyList<int> BatchProfiles);
+/// <param name="ExactPlans">--exact-plans: padded batches got their own plans in the background (so a padded point may have run partly unpadded).</param>
+public sealed record BenchEngineOptions(string Precision, int IntraOpThreads, int InterOpThreads, string GraphOptimization, string ExecutionProvider, int DeviceId, bool AllowTf32, bool CudaGraph, bool Profile, bool IncludeTransfers, IReadOnlyList<int> BatchProfiles, bool ExactPlans = false);
 
 /// <summary>The model of a sweep.</summary>
 /// <param name="Name">Short name.</param>

@@ -14,6 +14,7 @@ public sealed class EngineOptionRuleTests
     [InlineData("ort", "--tf32", null, "--tf32 does not apply to the ort engine", "use --engine cuda")]
     [InlineData("ort", "--timed-tactics", null, "--timed-tactics does not apply to the ort engine", "use --engine cuda")]
     [InlineData("ort", "--batch-profile", "1,8", "--batch-profile 1,8 does not apply to the ort engine", "use --engine cuda")]
+    [InlineData("ort", "--exact-plans", null, "--exact-plans does not apply to the ort engine", "use --engine cuda")]
     [InlineData("ort", "--shape-profile", "x:1x4..8x4", "--shape-profile x:1x4..8x4 does not apply to the ort engine", "use --engine cuda")]
     [InlineData("ort", "--device", "1", "--device 1 does not apply to the ort engine", "--ep cuda")]
     [InlineData("ort", "--precision", "fp16", "--precision fp16 does not apply to the ort engine", "batchwise optimize")]

@@ -57,6 +57,38 @@ public sealed class ShapeGpuTests
         }
     }
 
+    /// <summary>
+    /// --exact-plans: a batch that runs padded starts the build of its own plan in the background and keeps running padded
+    /// (no run waits); once that plan exists the batch runs on it, with the rows the padded plan gave.
+    /// </summary>
+    [Fact]
+    public void Padded_batches_get_their_own_plan_in_the_background()
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16, BatchProfiles = [1, 8], ExactPlans = true });
+        var inputs = Take(Rows(model, 8), 5);
+        var shapes = inputs.Select(t => t.Shape).ToList();
+        var padded = session.Run(inputs);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!session.HasPlanFor(shapes))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), "the exact plan of b=5 was not built within 60 s");
+            Thread.Sleep(5);
+        }
+
+        var builds = session.Builds.Count;
+        var exact = session.Run(inputs);
+        Assert.Equal(builds, session.Builds.Count);
+        Assert.Equal(1, session.BackgroundBuilds);
+        Assert.Single(session.Builds, b => b.Shapes.Contains("[5,", StringComparison.Ordinal));
+        foreach (var r in Gpu.Compare(exact, padded, model.Outputs))
+        {
+            Gpu.Report("shapes.md", string.Create(CultureInfo.InvariantCulture, $"| exact plan in the background | b=5 (padded to 8 first) | {r.Name} | {r.MaxAbs:E2} | {r.Cosine:F7} |"));
+            Assert.True(r.Cosine >= 0.9999, $"b=5 {r.Name}: exact plan against padded, cosine {r.Cosine}");
+        }
+    }
+
     /// <summary>Once a model's kernels exist, plans for other batch sizes compile none: their sources hold no shapes.</summary>
     [Theory]
     [MemberData(nameof(Models))]
