@@ -1,5 +1,4 @@
 using Batchwise.Analysis;
-using Batchwise.Engines;
 
 namespace Batchwise.Cli.Tests;
 
@@ -7,32 +6,12 @@ namespace Batchwise.Cli.Tests;
 [Collection(nameof(BatchwiseCacheDirectory))]
 public sealed class ExplainCommandTests : IDisposable
 {
+    private readonly BatchwiseCacheDirectory _cache = new();
     private readonly string _dir = Directory.CreateTempSubdirectory("bw-explain-cli-").FullName;
-    private readonly string? _oldCache = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
-
-    public ExplainCommandTests()
-    {
-        Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", _dir);
-        var cache = CeilingsCache.Default();
-        var engine = new OrtEngine();
-        cache.Write(DeviceCeilingsSource.CachePath(engine, new EngineOptions(), cache), new DeviceCeilings
-        {
-            Engine = "ort",
-            Device = "test CPU",
-            Machine = HostInfo.MachineName,
-            PeakFlops = 50e9,
-            PeakConvFlops = 40e9,
-            BandwidthBytesPerSecond = 10e9,
-            RunOverheadSeconds = 5e-6,
-            OpOverheadSeconds = 1e-6,
-            SaturationN = 64,
-            MeasuredAt = DateTimeOffset.UtcNow,
-        });
-    }
 
     public void Dispose()
     {
-        Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", _oldCache);
+        _cache.Dispose();
         Directory.Delete(_dir, true);
     }
 

@@ -136,7 +136,10 @@ public sealed class ZooExportsEndToEndTests : IDisposable
     }
 }
 
-/// <summary>A private BATCHWISE_CACHE_DIR with synthetic CPU ceilings, so explain runs no calibration; tests that set it share one collection (the variable is process-wide).</summary>
+/// <summary>
+/// A private BATCHWISE_CACHE_DIR with synthetic CPU ceilings, so explain runs no calibration; the test classes that make
+/// one share this collection, which runs alone (the variable is process-wide).
+/// </summary>
 [CollectionDefinition(nameof(BatchwiseCacheDirectory), DisableParallelization = true)]
 public sealed class BatchwiseCacheDirectory : IDisposable
 {

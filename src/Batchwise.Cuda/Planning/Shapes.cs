@@ -1,44 +1,10 @@
-using Batchwise.Engines;
-
 namespace Batchwise.Cuda.Planning;
 
 /// <summary>Shape arithmetic shared by host folding and device lowering (numpy broadcasting, axes, slices).</summary>
 internal static class Shapes
 {
-    public static long[] Broadcast(params long[][] shapes)
-    {
-        var rank = shapes.Max(s => s.Length);
-        var result = new long[rank];
-        for (var d = 0; d < rank; d++)
-        {
-            long dim = 1;
-            foreach (var s in shapes)
-            {
-                var k = d - (rank - s.Length);
-                if (k < 0)
-                {
-                    continue;
-                }
-
-                var v = s[k];
-                if (v == dim || v == 1)
-                {
-                    continue;
-                }
-
-                if (dim != 1)
-                {
-                    throw new BatchwiseException($"shapes {string.Join(" and ", shapes.Select(Tensor.ShapeText))} do not broadcast", "Check the model's shapes.");
-                }
-
-                dim = v;
-            }
-
-            result[d] = dim;
-        }
-
-        return result;
-    }
+    /// <summary>Numpy broadcasting of several shapes (the host implementations' rule); throws when they do not broadcast.</summary>
+    public static long[] Broadcast(params long[][] shapes) => Batchwise.Operators.TensorMath.Broadcast(shapes);
 
     /// <summary>Prepends 1s to reach a rank.</summary>
     public static long[] RightAlign(long[] shape, int rank) => Enumerable.Repeat(1L, rank - shape.Length).Concat(shape).ToArray();
@@ -57,20 +23,7 @@ internal static class Shapes
     public static long Product(IEnumerable<long> dims) => dims.Aggregate(1L, (a, b) => a * b);
 
     /// <summary>Strides of an input broadcast to an output shape (0 along broadcast dimensions).</summary>
-    public static long[] BroadcastStrides(long[] inShape, long[] outShape)
-    {
-        var aligned = RightAlign(inShape, outShape.Length);
-        var strides = Kernels.KernelSource.Strides(aligned);
-        for (var d = 0; d < aligned.Length; d++)
-        {
-            if (aligned[d] == 1 && outShape[d] != 1)
-            {
-                strides[d] = 0;
-            }
-        }
-
-        return strides;
-    }
+    public static long[] BroadcastStrides(long[] inShape, long[] outShape) => Batchwise.Operators.TensorMath.BroadcastStrides(inShape, outShape);
 
     /// <summary>Reshape's target shape: 0 copies the input dimension (unless allowzero), -1 is inferred.</summary>
     public static long[] ReshapeTarget(long[] input, long[] target, bool allowZero)
