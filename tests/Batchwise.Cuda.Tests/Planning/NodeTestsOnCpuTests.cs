@@ -19,7 +19,7 @@ public sealed class NodeTestsOnCpuTests
         "InstanceNormalization", "GroupNormalization", "TopK", "ArgMax", "ArgMin", "GatherElements", "GatherND", "ScatterND",
         "ScatterElements", "Tile", "CumSum", "DepthToSpace", "SpaceToDepth", "OneHot", "Trilu", "IsNaN", "IsInf", "BitShift",
         "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv",
-        "QLinearMatMul", "Resize", "MaxPool",
+        "QLinearMatMul", "Resize", "MaxPool", "RNN", "GRU", "LSTM",
     };
 
     /// <summary>Cases refused on purpose, each with the words its refusal must contain.</summary>
