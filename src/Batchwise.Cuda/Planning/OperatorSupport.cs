@@ -11,8 +11,6 @@ namespace Batchwise.Cuda.Planning;
 /// </summary>
 internal static class OperatorSupport
 {
-    private const string RecurrentNotYet = "no CUDA lowering yet (a GEMM over the sequence and a fused kernel per step are planned); run it with --engine ort";
-
     /// <summary>Default-domain operators the planner lowers to device steps or folds on the host: the lowering table's keys.</summary>
     public static readonly FrozenSet<string> Lowered = GraphCompiler.Lowerings.Keys.ToFrozenSet(StringComparer.Ordinal);
 
@@ -20,9 +18,6 @@ internal static class OperatorSupport
     public static readonly FrozenDictionary<string, string> Refused = new Dictionary<string, string>(StringComparer.Ordinal)
     {
         ["NonZero"] = "its output size depends on the values (a host synchronisation the planner does not do yet)",
-        ["RNN"] = RecurrentNotYet,
-        ["GRU"] = RecurrentNotYet,
-        ["LSTM"] = RecurrentNotYet,
         ["Einsum"] = "this form has no CUDA lowering (the engine runs the forms exports use, batched matmuls and permutations, as Transpose/Reshape/MatMul: EinsumDecomposition); run it with --engine ort",
     }.ToFrozenDictionary(StringComparer.Ordinal);
 

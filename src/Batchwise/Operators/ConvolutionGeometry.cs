@@ -24,9 +24,12 @@ public static class ConvolutionGeometry
             var full = (strides[i] * (input[i] - 1)) + outputPadding[i] + ((kernel[i] - 1) * dilations[i]) + 1;
             if (requested is not null || autoPad is "SAME_UPPER" or "SAME_LOWER")
             {
+                // ONNX's reference halves with floor division: an output_shape larger than the full result (a negative
+                // total) puts the extra rows at the end (begin 0 for -1), not a row of zeros at the start.
                 output[i] = requested?[i] ?? input[i] * strides[i];
                 var total = full - output[i];
-                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - (total / 2);
+                var half = (long)Math.Floor(total / 2.0);
+                begin[i] = autoPad == "SAME_UPPER" ? half : total - half;
             }
             else
             {

@@ -17,6 +17,8 @@ public sealed class ModelGpuTests
         { "zoo:mobilenetv2", 2 },
         { "zoo:yolov8n", 1 },
         { "zoo:bert", 2 },
+        { "zoo:crnn", 2 },
+        { "zoo:crnn?opset=11", 2 },
     };
 
     [Theory]
@@ -35,6 +37,7 @@ public sealed class ModelGpuTests
         { "zoo:mobilenetv2", 32 },
         { "zoo:yolov8n?size=320", 2 },
         { "zoo:bert?seq=64", 2 },
+        { "zoo:crnn?width=128", 4 },
     };
 
     /// <summary>

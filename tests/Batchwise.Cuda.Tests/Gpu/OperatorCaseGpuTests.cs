@@ -14,6 +14,24 @@ public sealed class OperatorCaseGpuTests
 {
     public static TheoryData<string> Cases => [.. OperatorCaseModels.Lowered];
 
+    public static TheoryData<string> Layout1Cases => [.. Batchwise.Tests.Operators.OperatorCases.RecurrentLayout1.Keys];
+
+    /// <summary>Recurrent layers in layout 1 (ONNX Runtime's CPU kernels refuse it), against the registry's host reference.</summary>
+    [Theory]
+    [MemberData(nameof(Layout1Cases))]
+    public void Recurrent_layout_1_on_the_gpu_agrees_with_the_host_reference(string name)
+    {
+        Gpu.Require();
+        var (model, inputs, expected) = OperatorCaseModels.BuildLayout1(name);
+        foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
+        {
+            using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = precision });
+            var difference = OperatorCaseModels.Difference(cuda.Run(inputs), expected, precision == Precision.Fp16 ? 2e-2 : 1e-4);
+            Gpu.Report("operator-cases.md", $"| {name} | {precision} | {difference ?? "agrees"} |");
+            Assert.True(difference is null, $"{name} ({precision}): {difference}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Registry_case_on_the_gpu_agrees_with_onnx_runtime(string name)

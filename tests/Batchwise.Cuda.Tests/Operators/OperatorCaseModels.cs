@@ -54,7 +54,29 @@ internal static class OperatorCaseModels
     /// <summary>The case's model, its graph inputs' values in order, and ONNX Runtime's outputs.</summary>
     public static (OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected) Build(string name)
     {
-        var c = OperatorCases.All[name];
+        var (model, inputs, _) = BuildModel(OperatorCases.All[name]);
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        return (model, inputs, ort.Run(inputs));
+    }
+
+    /// <summary>
+    /// A recurrent case in layout 1 (<see cref="OperatorCases.RecurrentLayout1"/>, which ONNX Runtime's CPU kernels
+    /// refuse): its model, its graph inputs' values, and the registry's host reference as the expected outputs (the
+    /// registry's own tests check that reference against ONNX Runtime on the same values transposed to layout 0).
+    /// </summary>
+    public static (OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected) BuildLayout1(string name)
+    {
+        var c = OperatorCases.RecurrentLayout1[name];
+        var (model, inputs, values) = BuildModel(c);
+        var node = model.Graph.Node[0];
+        var outputs = global::Batchwise.Operators.HostEvaluator.TryEvaluate(node, c.Opset, [.. node.Input.Select(i => i.Length == 0 ? null : ConcreteValue.Of(values[i]))], whenNeeded: true, maxElements: long.MaxValue)
+            ?? throw new InvalidOperationException($"the host reference cannot evaluate {name}");
+        return (model, inputs, [.. outputs.Select(o => o.ToTensor())]);
+    }
+
+    /// <summary>The case's one-node model, its graph inputs' values in order, and every input's value by name.</summary>
+    private static (OnnxModel Model, List<Tensor> Inputs, Dictionary<string, HostTensor> Values) BuildModel(OperatorCase c)
+    {
         var random = new Random(c.Name.Aggregate(17, (h, ch) => (h * 31) + ch));
         var schema = OperatorRegistry.Find(c.Domain, c.OpType, c.Opset) ?? throw new InvalidOperationException($"{c.OpType} is not in the registry at opset {c.Opset}");
         var hostInputs = schema.HostInputsAt(c.Opset);
@@ -62,6 +84,7 @@ internal static class OperatorCaseModels
         var node = new OnnxProto.NodeProto { OpType = c.OpType, Domain = c.Domain, Name = "node" };
         node.Attribute.AddRange(c.Attributes);
         var inputs = new List<Tensor>();
+        var values = new Dictionary<string, HostTensor>(StringComparer.Ordinal);
         for (var i = 0; i < c.Inputs.Length; i++)
         {
             var input = c.Inputs[i];
@@ -76,6 +99,7 @@ internal static class OperatorCaseModels
                 ? HostTensor.Create(input.Type, input.Shape, k => given[k])
                 : HostTensor.Create(input.Type, input.Shape, _ => input.Type.IsFloatingPoint() ? input.Low + ((input.High - input.Low) * random.NextDouble()) : random.NextInt64((long)input.Low, (long)input.High + 1));
             node.Input.Add(inputName);
+            values[inputName] = value;
             if (hostInputs.Contains(i))
             {
                 graph.Initializer.Add(value.ToProto(inputName));
@@ -105,9 +129,7 @@ internal static class OperatorCaseModels
             o.Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)inferred[o.Name].ElementType, Shape = shape } };
         }
 
-        var model = OnnxModel.FromProto(proto, c.Name);
-        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
-        return (model, inputs, ort.Run(inputs));
+        return (OnnxModel.FromProto(proto, c.Name), inputs, values);
     }
 
     /// <summary>

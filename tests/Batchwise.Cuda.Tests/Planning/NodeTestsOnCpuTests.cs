@@ -19,7 +19,7 @@ public sealed class NodeTestsOnCpuTests
         "InstanceNormalization", "GroupNormalization", "TopK", "ArgMax", "ArgMin", "GatherElements", "GatherND", "ScatterND",
         "ScatterElements", "Tile", "CumSum", "DepthToSpace", "SpaceToDepth", "OneHot", "Trilu", "IsNaN", "IsInf", "BitShift",
         "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv",
-        "QLinearMatMul", "Resize", "MaxPool",
+        "QLinearMatMul", "Resize", "MaxPool", "RNN", "GRU", "LSTM",
     };
 
     /// <summary>Cases refused on purpose, each with the words its refusal must contain.</summary>
@@ -88,8 +88,8 @@ public sealed class NodeTestsOnCpuTests
             }
 
             var sets = Directory.GetDirectories(dir, "test_data_set_*").Order(StringComparer.Ordinal).Select(set => (
-                Enumerable.Range(0, model.Inputs.Count).Select(i => Read(Path.Combine(set, $"input_{i}.pb"))).ToList(),
-                Enumerable.Range(0, model.Outputs.Count).Select(i => Read(Path.Combine(set, $"output_{i}.pb"))).ToList())).ToList();
+                Enumerable.Range(0, model.Inputs.Count).Select(i => NodeTestData.Read(Path.Combine(set, $"input_{i}.pb"), model.Inputs[i].ElementType)).ToList(),
+                Enumerable.Range(0, model.Outputs.Count).Select(i => NodeTestData.Read(Path.Combine(set, $"output_{i}.pb"), model.Outputs[i].ElementType)).ToList())).ToList();
             if (sets.Count == 0)
             {
                 continue;
@@ -135,6 +135,40 @@ public sealed class NodeTestsOnCpuTests
         Assert.True(failures.Count == 0, $"{failures.Count} of {cases.Count} node tests failed ({notHere} need cuDNN or cuBLASLt): {string.Join("; ", failures)}");
     }
 
+    /// <summary>
+    /// ONNX's bfloat16 CastLike node tests in their expanded form (a Cast): their data stores bfloat16 as uint16, which
+    /// <see cref="NodeTestData.Read"/> reads as the bfloat16 the model declares.
+    /// </summary>
+    [Theory]
+    [InlineData("test_castlike_BFLOAT16_to_FLOAT_expanded")]
+    [InlineData("test_castlike_FLOAT_to_BFLOAT16_expanded")]
+    public void Bfloat16_castlike_node_tests_pass_on_the_cpu(string name)
+    {
+        if (CpuKernelRunner.Unavailable is { } why)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
+            Assert.Skip(why);
+        }
+
+        var root = Environment.GetEnvironmentVariable("BATCHWISE_ONNX_NODE_TESTS") is { Length: > 0 } r ? r : "/usr/share/libonnx-testdata/data/node";
+        var dir = Path.Combine(root, name);
+        if (!Directory.Exists(dir))
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {dir} is missing (apt-get install libonnx-testdata)");
+            Assert.Skip($"{dir} is missing (apt-get install libonnx-testdata)");
+        }
+
+        var model = OnnxModel.Load(Path.Combine(dir, "model.onnx"));
+        OperatorSupport.Validate(model);
+        var set = Path.Combine(dir, "test_data_set_0");
+        var inputs = Enumerable.Range(0, model.Inputs.Count).Select(i => NodeTestData.Read(Path.Combine(set, $"input_{i}.pb"), model.Inputs[i].ElementType)).ToList();
+        var expected = Enumerable.Range(0, model.Outputs.Count).Select(i => NodeTestData.Read(Path.Combine(set, $"output_{i}.pb"), model.Outputs[i].ElementType)).ToList();
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        var plan = new GraphCompiler(model, new NoGpuTarget()).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        var difference = Difference(CpuKernelRunner.Run(plan, inputs), expected);
+        Assert.True(difference is null, $"{name}: {difference}");
+    }
+
     private static string? Difference(List<Tensor> actual, List<Tensor> expected)
     {
         for (var i = 0; i < expected.Count; i++)
@@ -144,11 +178,14 @@ public sealed class NodeTestsOnCpuTests
                 return $"output {i} is {actual[i].ElementType.ShortName()} {Tensor.ShapeText(actual[i].Shape)}, expected {expected[i].ElementType.ShortName()} {Tensor.ShapeText(expected[i].Shape)}";
             }
 
+            // bfloat16 within one unit in the last place: ONNX's data truncates float to bfloat16, the engine rounds to
+            // nearest even (as ONNX Runtime and PyTorch do).
+            var relative = expected[i].ElementType == ElementType.BFloat16 ? 1.0 / 128 : 1e-3;
             var a = actual[i].ToDoubles();
             var e = expected[i].ToDoubles();
             for (var j = 0; j < e.Length; j++)
             {
-                if (!((double.IsNaN(a[j]) && double.IsNaN(e[j])) || a[j] == e[j] || Math.Abs(a[j] - e[j]) <= 1e-5 + (1e-3 * Math.Abs(e[j]))))
+                if (!((double.IsNaN(a[j]) && double.IsNaN(e[j])) || a[j] == e[j] || Math.Abs(a[j] - e[j]) <= 1e-5 + (relative * Math.Abs(e[j]))))
                 {
                     return $"output {i}[{j}] = {a[j]}, expected {e[j]}";
                 }
@@ -157,6 +194,4 @@ public sealed class NodeTestsOnCpuTests
 
         return null;
     }
-
-    private static Tensor Read(string path) => HostTensor.FromProto(global::Onnx.TensorProto.Parser.ParseFrom(File.ReadAllBytes(path))).ToTensor();
 }

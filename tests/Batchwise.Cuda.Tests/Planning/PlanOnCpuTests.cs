@@ -77,6 +77,31 @@ public sealed class PlanOnCpuTests
         return all;
     }
 
+    public static TheoryData<string> Layout1Cases => [.. OperatorCases.RecurrentLayout1.Keys];
+
+    /// <summary>Recurrent layers in layout 1 ([batch, seq, ...]; ONNX Runtime's CPU kernels refuse it), against the registry's host reference.</summary>
+    [Theory]
+    [MemberData(nameof(Layout1Cases))]
+    public void Recurrent_layout_1_kernels_run_on_the_cpu_agree_with_the_host_reference(string name)
+    {
+        if (CpuKernelRunner.Unavailable is { } why)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
+            Assert.Skip(why);
+        }
+
+        var (model, inputs, expected) = OperatorCaseModels.BuildLayout1(name);
+        OperatorSupport.Validate(model);
+        foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
+        {
+            var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+            var plan = new GraphCompiler(model, new NoGpuTarget(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+            var actual = CpuKernelRunner.Run(plan, inputs);
+            var difference = OperatorCaseModels.Difference(actual, expected, precision == Precision.Fp16 ? 2e-2 : 1e-4);
+            Assert.True(difference is null, $"{name} ({precision}): {difference}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Planned_kernels_run_on_the_cpu_agree_with_onnx_runtime(string name)

@@ -51,7 +51,8 @@ internal sealed partial class GraphCompiler
             .Concat(MatrixProductLowerings())
             .Concat(DataMovementLowerings())
             .Concat(IndexingLowerings())
-            .Concat(QuantizationLowerings()))
+            .Concat(QuantizationLowerings())
+            .Concat(RecurrentLowerings()))
         {
             if (!all.TryAdd(op, lowering))
             {
