@@ -128,6 +128,16 @@ public sealed class KernelCompileTests
         yield return KernelSource.IntegerConv(ElementType.Int8, ElementType.Int8, ElementType.Int8, (ElementType.Double, ElementType.Double, ElementType.Float16), 1, 100, 4, 1, 2, [9], [5], [3], [2], [1], [1], 1, 1, true);
         yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 30, 3, 4, 5, 12, 0, 1, 1, 0, false);
         yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.UInt8, ElementType.UInt8, (ElementType.Double, ElementType.Double, ElementType.Float16), 30, 3, 4, 5, 12, 20, 0, 0, 1, true);
+
+        // Recurrent layers: every activation, optional inputs and outputs present and absent, fp32 and fp16 storage.
+        var activations = KernelSource.RecurrentActivationNames.Select(n => new RecurrentActivation(n, 0.5, 0.25)).ToArray();
+        var sizes = new RecurrentSizes(5, 3, 7, 40, 2, false, (21, 7), (240, 120, 40), (120, 40), 3.0);
+        foreach (var t in floats)
+        {
+            yield return KernelSource.Recurrent(new RecurrentSignature(RecurrentCell.Lstm, [.. activations.Take(3), .. activations.Skip(3).Take(3)], t, t, t, t, true, t, t, t, t, t, t, true, false, true), sizes);
+            yield return KernelSource.Recurrent(new RecurrentSignature(RecurrentCell.Gru, [.. activations.Skip(6).Take(2), .. activations.Skip(8).Take(2)], t, t, t, null, false, null, null, null, t, null, null, false, true, false), sizes);
+            yield return KernelSource.Recurrent(new RecurrentSignature(RecurrentCell.Rnn, [activations[10], activations[0]], t, t, t, t, true, t, null, null, null, t, null, false, false, false), sizes with { Directions = 1, Reverse = true });
+        }
     }
 
     [Fact]
