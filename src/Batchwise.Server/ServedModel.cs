@@ -18,6 +18,7 @@ public sealed class ServedModel : IAsyncDisposable
     private readonly Dictionary<string, int> _inputIndex;
     private readonly Dictionary<string, int> _outputIndex;
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _gaugeLock = new();
     private const int Retired = 1 << 30;
     private int _leases;
 
@@ -423,9 +424,14 @@ public sealed class ServedModel : IAsyncDisposable
 
     private void SetQueueGauges()
     {
-        var queued = _batcher.QueueLength;
-        _metrics.QueueLength.WithLabels(Name, Version).Set(queued);
-        _metrics.Pending.WithLabels(Name, Version).Set(queued);
+        // Read and set as one step: a request thread that read the length before its request was taken must not
+        // overwrite the batch's later (smaller) reading, or the gauge would stay at 1 with nothing queued.
+        lock (_gaugeLock)
+        {
+            var queued = _batcher.QueueLength;
+            _metrics.QueueLength.WithLabels(Name, Version).Set(queued);
+            _metrics.Pending.WithLabels(Name, Version).Set(queued);
+        }
     }
 
     /// <summary>
