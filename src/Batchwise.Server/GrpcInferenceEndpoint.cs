@@ -41,8 +41,24 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context) =>
-        Guard(() => InferAsync(request, context.RequestHeaders.GetValue("traceparent"), context.CancellationToken));
+    public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
+    {
+        // Pooled input buffers go back once the response has been sent, not when the handler returns (the response is
+        // serialized after it, and an output may be an input's own array).
+        var buffers = new RequestBuffers(TensorBufferPool.Shared);
+        Microsoft.AspNetCore.Http.HttpContext? http = null;
+        try
+        {
+            http = context.GetHttpContext();
+        }
+        catch (InvalidOperationException)
+        {
+            // Not hosted by ASP.NET Core (a test double): no pooling.
+        }
+
+        http?.Response.RegisterForDispose(buffers);
+        return Guard(() => InferAsync(request, context.RequestHeaders.GetValue("traceparent"), context.CancellationToken, http is null ? null : buffers));
+    }
 
     /// <summary>
     /// Bidirectional streaming inference, as Triton's: requests run concurrently as they arrive (at most
@@ -237,7 +253,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     });
 
     /// <summary>One inference request: a lease on the model for its whole life, its time recorded in the model's statistics.</summary>
-    private async Task<ModelInferResponse> InferAsync(ModelInferRequest request, string? traceParent, CancellationToken cancellationToken)
+    private async Task<ModelInferResponse> InferAsync(ModelInferRequest request, string? traceParent, CancellationToken cancellationToken, RequestBuffers? buffers = null)
     {
         var received = Stopwatch.GetTimestamp();
         using var lease = models.Acquire(request.ModelName, request.ModelVersion);
@@ -246,7 +262,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         timer.Identify(request.Id);
         try
         {
-            var response = await InferAsync(lease.Model, request, timer, admission, sharedMemory, cancellationToken).ConfigureAwait(false);
+            var response = await InferAsync(lease.Model, request, timer, admission, sharedMemory, buffers, cancellationToken).ConfigureAwait(false);
             timer.Succeeded();
             return response;
         }
@@ -257,7 +273,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         }
     }
 
-    private static async Task<ModelInferResponse> InferAsync(ServedModel model, ModelInferRequest request, RequestTimer timer, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory, CancellationToken cancellationToken)
+    private static async Task<ModelInferResponse> InferAsync(ServedModel model, ModelInferRequest request, RequestTimer timer, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory, RequestBuffers? buffers, CancellationToken cancellationToken)
     {
         using var lease = admission.Admit();
         using var shm = new SharedMemoryUse(sharedMemory);
@@ -269,7 +285,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         var indices = request.Outputs.Count > 0
             ? request.Outputs.Select(o => (model.OutputIndex(o.Name), ClassCount(o), SharedMemoryParameters(shm, $"Output '{o.Name}'", o.Parameters))).ToList()
             : Enumerable.Range(0, model.Outputs.Count).Select(i => (i, 0, (SharedMemoryRef?)null)).ToList();
-        var parsed = Decode(request, model, lease, shm);
+        var parsed = Decode(request, model, lease, shm, buffers);
         var outputs = await model.InferAsync(parsed, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
         foreach (var (i, classCount, target) in indices)
@@ -348,7 +364,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     /// Decodes the inputs with the same rules as HTTP: shapes against the model, sizes with overflow checks, data
     /// present against the size claimed, the total against --max-request-bytes and charged, and only then allocated.
     /// </summary>
-    internal static List<NamedTensor> Decode(ModelInferRequest request, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse? shm = null)
+    internal static List<NamedTensor> Decode(ModelInferRequest request, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse? shm = null, RequestBuffers? buffers = null)
     {
         shm ??= SharedMemoryUse.None;
 
@@ -420,8 +436,8 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         for (var i = 0; i < planned.Count; i++)
         {
             var (name, type, shape, at, source) = planned[i];
-            var tensor = source is not null ? HttpEndpoints.SharedMemoryTensor(name, type, shape, source)
-                : at >= 0 ? TensorCodec.FromBytes(name, type, shape, request.RawInputContents[at].Span)
+            var tensor = source is not null ? HttpEndpoints.SharedMemoryTensor(name, type, shape, source, buffers)
+                : at >= 0 ? TensorCodec.FromRawContents(name, type, shape, request.RawInputContents[at])
                 : TensorCodec.FromContents(name, type, shape, request.Inputs[i].Contents ?? new InferTensorContents());
             inputs.Add(new NamedTensor(name, tensor));
         }

@@ -473,6 +473,20 @@ internal static class HttpEndpoints
     {
         using var lease = admission.Admit();
         using var shm = new SharedMemoryUse(sharedMemory);
+
+        // The request's pooled input buffers go back to the pool only here, after the response is written: until then
+        // the engine (or a batch being merged) and the response may still read them.
+        using var buffers = new RequestBuffers(TensorBufferPool.Shared);
+        var request = await ReadBinaryRequestAsync(ctx, model, lease, shm, buffers).ConfigureAwait(false)
+            ?? await ReadWholeRequestAsync(ctx, model, lease, shm, buffers).ConfigureAwait(false);
+        timer.Identify(request.Id);
+        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
+        await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
+    }
+
+    /// <summary>Any request: the whole body read (and inflated) into memory, then parsed, its inputs copied out of it.</summary>
+    private static async Task<ParsedRequest> ReadWholeRequestAsync(HttpContext ctx, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse shm, RequestBuffers buffers)
+    {
         var body = await ReadBodyAsync(ctx, lease).ConfigureAwait(false);
         body = Decompress(ctx, body, lease);
         var headerLength = body.Length;
@@ -484,15 +498,58 @@ internal static class HttpEndpoints
             }
         }
 
-        ParsedRequest request;
-        using (var doc = ParseJson(body.AsMemory(0, headerLength), lease))
+        using var doc = ParseJson(body.AsMemory(0, headerLength), lease);
+        return ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease, shm, buffers);
+    }
+
+    /// <summary>
+    /// The lean path for binary tensor data (an uncompressed body of known length with Inference-Header-Content-Length):
+    /// the JSON header is read into a pooled buffer and parsed, then each input's bytes are read from the connection
+    /// straight into its tensor's pooled, pinned buffer, with no copy of the body in between. Null when the request is
+    /// not of that form (nothing has been read then).
+    /// </summary>
+    private static async Task<ParsedRequest?> ReadBinaryRequestAsync(HttpContext ctx, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse shm, RequestBuffers buffers)
+    {
+        var encoding = ctx.Request.Headers.ContentEncoding.ToString().Trim();
+        if (ctx.Request.ContentLength is not { } length
+            || !ctx.Request.Headers.TryGetValue(HeaderLength, out var lengthText)
+            || (encoding.Length > 0 && !string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase)))
         {
-            request = ParseRequest(doc.RootElement, body.AsMemory(headerLength), model, lease, shm);
+            return null;
         }
 
-        timer.Identify(request.Id);
-        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
-        await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
+        var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+        if (limit is { } l && length > l)
+        {
+            throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
+        }
+
+        if (!int.TryParse(lengthText, NumberStyles.None, CultureInfo.InvariantCulture, out var headerLength) || headerLength > length)
+        {
+            throw InferenceError.BadRequest($"{HeaderLength} is '{lengthText}', but the body has {length} bytes");
+        }
+
+        lease.Charge(headerLength);
+        var header = ArrayPool<byte>.Shared.Rent(Math.Max(headerLength, 1));
+        ParsedRequest request;
+        try
+        {
+            await ctx.Request.Body.ReadExactlyAsync(header.AsMemory(0, headerLength), ctx.RequestAborted).ConfigureAwait(false);
+            using var doc = ParseJson(header.AsMemory(0, headerLength), lease);
+            request = ParseRequest(doc.RootElement, new BinarySection(length - headerLength), model, lease, shm, buffers);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(header);
+        }
+
+        // The binary inputs follow the header in input order; their sizes were checked to add up to the rest of the body.
+        foreach (var target in request.BinaryReads)
+        {
+            await ctx.Request.Body.ReadExactlyAsync(target, ctx.RequestAborted).ConfigureAwait(false);
+        }
+
+        return request.WithBinaryRead();
     }
 
     /// <summary>A request body sent with Content-Encoding gzip or deflate (zlib, as HTTP means it), inflated up to the body limit.</summary>
@@ -624,14 +681,57 @@ internal static class HttpEndpoints
         return bytes >= 1L << 62 ? bytes : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes);
     }
 
-    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount, SharedMemoryRef? Shm)> Outputs, int Priority, TimeSpan? Timeout);
+    internal sealed record ParsedRequest(string? Id, List<NamedTensor> Inputs, List<(int Index, bool Binary, int ClassCount, SharedMemoryRef? Shm)> Outputs, int Priority, TimeSpan? Timeout)
+    {
+        /// <summary>Where the body's binary section goes, in order, when it is read after parsing (empty when it was in memory).</summary>
+        public List<byte[]> BinaryReads { get; init; } = [];
+
+        /// <summary>BYTES inputs whose data is in <see cref="BinaryReads"/>, decoded once it has been read.</summary>
+        public List<(int Input, ElementType Type, long[] Shape, byte[] Data)> Deferred { get; init; } = [];
+
+        /// <summary>The request once its binary section has been read into <see cref="BinaryReads"/>: BYTES inputs decoded (counted and checked).</summary>
+        public ParsedRequest WithBinaryRead()
+        {
+            foreach (var (input, type, shape, data) in Deferred)
+            {
+                Inputs[input] = new NamedTensor(Inputs[input].Name, TensorCodec.FromBytes(Inputs[input].Name, type, shape, data));
+            }
+
+            return this;
+        }
+    }
+
+    /// <summary>The binary section after the JSON header: in memory, or still to be read (its length only).</summary>
+    internal readonly struct BinarySection
+    {
+        /// <summary>A section in memory.</summary>
+        public BinarySection(ReadOnlyMemory<byte> bytes)
+        {
+            Bytes = bytes;
+            Length = bytes.Length;
+            InMemory = true;
+        }
+
+        /// <summary>A section of <paramref name="length"/> bytes not read yet.</summary>
+        public BinarySection(long length) => Length = length;
+
+        public ReadOnlyMemory<byte> Bytes { get; }
+
+        public long Length { get; }
+
+        public bool InMemory { get; }
+
+        public static implicit operator BinarySection(ReadOnlyMemory<byte> bytes) => new(bytes);
+
+        public static implicit operator BinarySection(Memory<byte> bytes) => new(bytes);
+    }
 
     /// <summary>
     /// Reads an inference request: every input's name, datatype and shape checked against the model, its size
     /// computed with overflow checks and its data (JSON values or binary bytes) counted against that size, the total
     /// checked against --max-request-bytes and charged to the lease, and only then the tensors allocated.
     /// </summary>
-    internal static ParsedRequest ParseRequest(JsonElement root, ReadOnlyMemory<byte> binary, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse? shm = null)
+    internal static ParsedRequest ParseRequest(JsonElement root, BinarySection binary, ServedModel model, RequestAdmission.Lease lease, SharedMemoryUse? shm = null, RequestBuffers? buffers = null)
     {
         shm ??= SharedMemoryUse.None;
         if (root.ValueKind != JsonValueKind.Object)
@@ -803,22 +903,50 @@ internal static class HttpEndpoints
         lease.Admission.CheckRequestBytes(total);
         lease.Charge(total);
 
-        // Second pass: every size is known and paid for; decode.
+        // Second pass: every size is known and paid for; decode (or, for binary data still to be read, give each input
+        // the buffer its bytes will be read into).
         var parsed = new List<NamedTensor>(planned.Count);
+        var reads = new List<byte[]>();
+        var deferred = new List<(int, ElementType, long[], byte[])>();
         foreach (var (name, type, shape, at, size, data, source) in planned)
         {
-            var tensor = source is not null ? SharedMemoryTensor(name, type, shape, source)
-                : at >= 0
-                ? TensorCodec.FromBytes(name, type, shape, binary.Span.Slice((int)at, (int)size))
-                : TensorCodec.FromJson(name, type, shape, data);
+            Tensor tensor;
+            if (source is not null)
+            {
+                tensor = SharedMemoryTensor(name, type, shape, source, buffers);
+            }
+            else if (at >= 0 && binary.InMemory)
+            {
+                tensor = TensorCodec.FromBytes(name, type, shape, binary.Bytes.Span.Slice((int)at, (int)size), buffers);
+            }
+            else if (at >= 0)
+            {
+                var target = type == ElementType.String || buffers is null ? new byte[size] : buffers.Rent((int)size);
+                reads.Add(target);
+                if (type == ElementType.String)
+                {
+                    // Decoded (its elements counted against the shape) once read: see ParsedRequest.WithBinaryRead.
+                    deferred.Add((parsed.Count, type, shape, target));
+                    tensor = null!;
+                }
+                else
+                {
+                    tensor = new Tensor(type, shape, target);
+                }
+            }
+            else
+            {
+                tensor = TensorCodec.FromJson(name, type, shape, data);
+            }
+
             parsed.Add(new NamedTensor(name, tensor));
         }
 
-        return new ParsedRequest(id, parsed, outputs, priority, timeout);
+        return new ParsedRequest(id, parsed, outputs, priority, timeout) { BinaryReads = reads, Deferred = deferred };
     }
 
     /// <summary>An input read from its shared memory region (the range was checked against the region and the tensor's size).</summary>
-    internal static Tensor SharedMemoryTensor(string name, ElementType type, long[] shape, SharedMemoryRef source)
+    internal static Tensor SharedMemoryTensor(string name, ElementType type, long[] shape, SharedMemoryRef source, RequestBuffers? buffers = null)
     {
         if (type == ElementType.String)
         {
@@ -827,7 +955,8 @@ internal static class HttpEndpoints
             return TensorCodec.FromBytes(name, type, shape, bytes);
         }
 
-        var t = Tensor.Zeros(type, shape);
+        // The whole array is overwritten by the read, so a pooled one (with an earlier request's bytes) is safe to use.
+        var t = buffers is null ? Tensor.Zeros(type, shape) : new Tensor(type, shape, buffers.Rent(checked((int)source.ByteSize)));
         source.Region.Read(source.Offset, t.Data);
         return t;
     }

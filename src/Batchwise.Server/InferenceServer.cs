@@ -154,6 +154,12 @@ public sealed class InferenceServer : IAsyncDisposable
         {
             k.Limits.MaxRequestBodySize = options.MaxBodySize;
             k.AddServerHeader = false;
+
+            // gRPC messages of hundreds of KB (a 224x224 image is 602 KB): HTTP/2 flow-control windows large enough that
+            // a whole message, and many streams' messages at once, arrive without waiting on WINDOW_UPDATE round trips
+            // (Kestrel's defaults are 768 KB per stream and 1 MB per connection, shared by every stream).
+            k.Limits.Http2.InitialStreamWindowSize = 4 << 20;
+            k.Limits.Http2.InitialConnectionWindowSize = 32 << 20;
             http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1, tls);
             grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2, tls);
             if (options.MetricsPort >= 0)

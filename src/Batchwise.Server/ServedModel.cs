@@ -18,6 +18,7 @@ public sealed class ServedModel : IAsyncDisposable
     private readonly Dictionary<string, int> _inputIndex;
     private readonly Dictionary<string, int> _outputIndex;
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _gaugeLock = new();
     private const int Retired = 1 << 30;
     private int _leases;
 
@@ -425,9 +426,53 @@ public sealed class ServedModel : IAsyncDisposable
 
     private void SetQueueGauges()
     {
-        var queued = _batcher.QueueLength;
-        _metrics.QueueLength.WithLabels(Name, Version).Set(queued);
-        _metrics.Pending.WithLabels(Name, Version).Set(queued);
+        // Read and set as one step: a request thread that read the length before its request was taken must not
+        // overwrite the batch's later (smaller) reading, or the gauge would stay at 1 with nothing queued.
+        lock (_gaugeLock)
+        {
+            var queued = _batcher.QueueLength;
+            _metrics.QueueLength.WithLabels(Name, Version).Set(queued);
+            _metrics.Pending.WithLabels(Name, Version).Set(queued);
+        }
+    }
+
+    /// <summary>
+    /// Runs a batch on an engine that stages its own buffers (page-locked on a GPU engine): each input's bytes are copied
+    /// once into the staged run (a request that ran alone: straight from the buffer its bytes were read into), the run
+    /// goes asynchronously (copies to and from the device on the instance's stream), and the outputs are copied out of
+    /// the staging buffers before the run is given back.
+    /// </summary>
+    private async Task<(IReadOnlyList<Tensor> Outputs, TimeSpan EngineTime)> RunStagedAsync(IStagedExecution staged, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken)
+    {
+        var start = Stopwatch.GetTimestamp();
+        using var run = staged.Stage([.. inputs.Select(t => t.Shape)]);
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            var target = run.Input(i);
+            if (target.Length != inputs[i].Data.Length)
+            {
+                throw new BatchwiseException($"The engine staged {target.Length} bytes for input '{Inputs[i].Name}' of {inputs[i]}, which holds {inputs[i].Data.Length}", "This is an engine defect; run the model with --engine ort meanwhile.");
+            }
+
+            inputs[i].Data.CopyTo(target.Span);
+        }
+
+        await run.RunAsync(cancellationToken).ConfigureAwait(false);
+        var outputs = new Tensor[Outputs.Count];
+        for (var o = 0; o < outputs.Length; o++)
+        {
+            var bytes = run.Output(o);
+            var t = Tensor.Zeros(Outputs[o].ElementType, (long[])run.OutputShapes[o].Clone());
+            if (bytes.Length != t.Data.Length)
+            {
+                throw new BatchwiseException($"The engine gave {bytes.Length} bytes for output '{Outputs[o].Name}' of {t}, which holds {t.Data.Length}", "This is an engine defect; run the model with --engine ort meanwhile.");
+            }
+
+            bytes.Span.CopyTo(t.Data);
+            outputs[o] = t;
+        }
+
+        return (outputs, Stopwatch.GetElapsedTime(start));
     }
 
     private async Task<IReadOnlyList<Tensor>> ExecuteAsync(int instance, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken)
@@ -439,14 +484,16 @@ public sealed class ServedModel : IAsyncDisposable
         {
             // Engine runs are synchronous; keep them off the batching loop and the request threads.
             var session = _sessions[instance];
-            var (outputs, engineTime) = await Task.Run(
-                () =>
-                {
-                    var start = Stopwatch.GetTimestamp();
-                    var outputs = session.Run(inputs, cancellationToken);
-                    return (outputs, Stopwatch.GetElapsedTime(start));
-                },
-                cancellationToken).ConfigureAwait(false);
+            var (outputs, engineTime) = session is IStagedExecution staged && inputs.All(t => t.ElementType != ElementType.String)
+                ? await RunStagedAsync(staged, inputs, cancellationToken).ConfigureAwait(false)
+                : await Task.Run(
+                    () =>
+                    {
+                        var start = Stopwatch.GetTimestamp();
+                        var outputs = session.Run(inputs, cancellationToken);
+                        return (outputs, Stopwatch.GetElapsedTime(start));
+                    },
+                    cancellationToken).ConfigureAwait(false);
             var rows = inputs[0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)inputs[0].Shape[0] : 1;
             _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(engineTime.TotalSeconds);
             _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(rows);

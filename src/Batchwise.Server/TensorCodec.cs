@@ -31,8 +31,11 @@ internal static class TensorCodec
     /// <summary>Checks a shape and returns its element count (a 400 on a negative dimension or an overflow).</summary>
     public static long CountOf(string input, IReadOnlyList<long> shape) => RequestValidator.ElementCount(input, shape);
 
-    /// <summary>Copies raw little-endian bytes (BYTES: length-prefixed elements) into a tensor, checking their size against the shape before allocating.</summary>
-    public static Tensor FromBytes(string input, ElementType type, long[] shape, ReadOnlySpan<byte> bytes)
+    /// <summary>
+    /// Copies raw little-endian bytes (BYTES: length-prefixed elements) into a tensor, checking their size against the
+    /// shape before allocating; with <paramref name="buffers"/>, a numeric tensor's array is the request's pooled one.
+    /// </summary>
+    public static Tensor FromBytes(string input, ElementType type, long[] shape, ReadOnlySpan<byte> bytes, RequestBuffers? buffers = null)
     {
         if (type == ElementType.String)
         {
@@ -50,9 +53,27 @@ internal static class TensorCodec
 
         var expected = RequestValidator.ByteCount(input, type, shape);
         RequestValidator.CheckDataBytes(input, type, shape, expected, bytes.Length);
-        var t = Tensor.Zeros(type, shape);
+        var t = buffers is null ? Tensor.Zeros(type, shape) : new Tensor(type, shape, buffers.Rent(bytes.Length));
         bytes.CopyTo(t.Data);
         return t;
+    }
+
+    /// <summary>
+    /// A tensor over gRPC raw contents without copying them: the parsed message's ByteString owns an array of exactly its
+    /// length, which the tensor takes as its data (the message is immutable and lives as long as the request). Checked
+    /// as <see cref="FromBytes"/>; copied only where the bytes are not a whole array (BYTES, or a slice).
+    /// </summary>
+    public static Tensor FromRawContents(string input, ElementType type, long[] shape, Google.Protobuf.ByteString raw)
+    {
+        if (type != ElementType.String && System.Runtime.InteropServices.MemoryMarshal.TryGetArray(raw.Memory, out var segment)
+            && segment.Array is { } array && segment.Offset == 0 && segment.Count == array.Length)
+        {
+            var expected = RequestValidator.ByteCount(input, type, shape);
+            RequestValidator.CheckDataBytes(input, type, shape, expected, array.Length);
+            return new Tensor(type, shape, array);
+        }
+
+        return FromBytes(input, type, shape, raw.Span);
     }
 
     /// <summary>

@@ -31,6 +31,33 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
         Assert.True(point.RequestsPerSecond > 0);
         Assert.True(point.Latency.P50 > 0 && point.Latency.P50 <= point.Latency.P99);
         Assert.Equal("input: float32 [1, 64]", report.Inputs);
+
+        // The client reports its own cost: some CPU per request, and the ceiling that implies.
+        Assert.True(point.ClientCpuMillisecondsPerRequest > 0, $"{point.ClientCpuMillisecondsPerRequest}");
+        Assert.True(point.ClientCeilingRequestsPerSecond > 0);
+        Assert.Contains("ms CPU/request", LoadGenerator.Describe(point), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_client_is_reported_as_the_limit_when_it_keeps_half_its_hosts_cores_busy()
+    {
+        var point = new Batchwise.Reports.LoadPoint(4, null, 500, 500, 1000, 0, new Dictionary<string, long>(), Statistics.Summarize([1.0, 2.0]), true, 1, 3, 2);
+
+        // 1.5 s of CPU for 1,000 requests in 2 s on 2 cores: 1.5 ms each, 0.75 cores busy, ceiling 1,333 req/s, sent 500/s.
+        var relaxed = LoadGenerator.WithClientCost(point, 1.5, 1000, 2);
+        Assert.Equal(1.5, relaxed.ClientCpuMillisecondsPerRequest, 6);
+        Assert.Equal(0.75, relaxed.ClientCoresBusy, 6);
+        Assert.Equal(2 / 0.0015, relaxed.ClientCeilingRequestsPerSecond, 3);
+        Assert.False(relaxed.ClientBound);
+        Assert.DoesNotContain("CLIENT-BOUND", LoadGenerator.DescribeClient(relaxed), StringComparison.Ordinal);
+
+        // 2.4 s of CPU in 2 s: 1.2 cores of 2 busy, so the client may be what limits the point.
+        var busy = LoadGenerator.WithClientCost(point, 2.4, 1000, 2);
+        Assert.True(busy.ClientBound);
+        Assert.Contains("CLIENT-BOUND", LoadGenerator.DescribeClient(busy), StringComparison.Ordinal);
+
+        // The same cost on a 1-core host: 0.75 of its only core.
+        Assert.True(LoadGenerator.WithClientCost(point, 1.5, 1000, 1).ClientBound);
     }
 
     [Theory]

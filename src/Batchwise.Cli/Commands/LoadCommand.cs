@@ -88,5 +88,9 @@ public static class LoadCommand
         }
 
         console.Write(table);
+        foreach (var p in report.Points)
+        {
+            console.MarkupLine(Markup.Escape($"{(p.Concurrency is { } c ? $"concurrency {c}" : $"rate {p.RequestRate:F1}/s")}: {LoadGenerator.DescribeClient(p)}"));
+        }
     }
 }

@@ -136,7 +136,37 @@ public sealed class LoadGenerator
 
     /// <summary>One line for a point.</summary>
     public static string Describe(LoadPoint p) =>
-        $"{(p.Concurrency is { } c ? $"concurrency {c}" : $"rate {p.RequestRate:F1}/s")}: {p.InferencesPerSecond:F1} infer/s, p50 {p.Latency.P50:F2} ms, p90 {p.Latency.P90:F2} ms, p99 {p.Latency.P99:F2} ms, {p.Errors} errors{(p.Stable ? string.Empty : $" (unstable: throughput spread {p.ThroughputSpreadPercent:F0}%)")}";
+        $"{(p.Concurrency is { } c ? $"concurrency {c}" : $"rate {p.RequestRate:F1}/s")}: {p.InferencesPerSecond:F1} infer/s, p50 {p.Latency.P50:F2} ms, p90 {p.Latency.P90:F2} ms, p99 {p.Latency.P99:F2} ms, {p.Errors} errors{(p.Stable ? string.Empty : $" (unstable: throughput spread {p.ThroughputSpreadPercent:F0}%)")}; {DescribeClient(p)}";
+
+    /// <summary>The load generator's own cost and ceiling at a point, and whether it, not the server, may be the limit.</summary>
+    public static string DescribeClient(LoadPoint p) =>
+        $"client {p.ClientCpuMillisecondsPerRequest:F3} ms CPU/request, {p.ClientCoresBusy:F2} cores busy, ceiling {p.ClientCeilingRequestsPerSecond:F0} req/s on {Environment.ProcessorCount} cores"
+        + (p.ClientBound ? " — CLIENT-BOUND: the load generator, not the server, may be the limit here" : string.Empty);
+
+    /// <summary>
+    /// The client-side fields of a point: CPU per request, cores busy, the ceiling it implies on <paramref name="cores"/>
+    /// cores, and the client-bound rule: it kept at least half the cores busy (running at a share of its ceiling is the
+    /// same share of the cores busy, so this also says it was within 2x of its own ceiling).
+    /// </summary>
+    public static LoadPoint WithClientCost(LoadPoint p, double cpuSeconds, long requestsSent, int cores)
+    {
+        ArgumentNullException.ThrowIfNull(p);
+        if (requestsSent <= 0 || cpuSeconds <= 0 || p.SecondsMeasured <= 0)
+        {
+            return p;
+        }
+
+        var perRequest = cpuSeconds / requestsSent;
+        var busy = cpuSeconds / p.SecondsMeasured;
+        var ceiling = cores / perRequest;
+        return p with
+        {
+            ClientCpuMillisecondsPerRequest = perRequest * 1000,
+            ClientCoresBusy = busy,
+            ClientCeilingRequestsPerSecond = ceiling,
+            ClientBound = busy >= cores / 2.0,
+        };
+    }
 
     private async Task<LoadPoint> MeasureAsync(InferenceClient client, int? concurrency, double? rate, CancellationToken cancellationToken)
     {
@@ -149,14 +179,17 @@ public sealed class LoadGenerator
 
         // Warm-up, then windows until the last few agree (or the most windows were measured).
         var windows = new List<WindowStats>();
+        var cpuAtWindow = new List<TimeSpan>();
         var measureStart = _options.Warmup.TotalSeconds;
         try
         {
             await Task.Delay(_options.Warmup, cancellationToken).ConfigureAwait(false);
+            cpuAtWindow.Add(ProcessCpu());
             var drained = new List<Sample>();
             while (windows.Count < _options.MaxWindows)
             {
                 await Task.Delay(_options.Window, cancellationToken).ConfigureAwait(false);
+                cpuAtWindow.Add(ProcessCpu());
                 var end = measureStart + ((windows.Count + 1) * _options.Window.TotalSeconds);
                 var start = end - _options.Window.TotalSeconds;
                 while (samples.TryDequeue(out var s))
@@ -184,7 +217,16 @@ public sealed class LoadGenerator
         var errors = all.Where(s => s.Error is not null).GroupBy(s => s.Error!).ToDictionary(g => g.Key, g => (long)g.Count(), StringComparer.Ordinal);
         var spread = Statistics.Spread(reported.Select(w => w.Throughput).ToList());
         var rps = ok.Count / seconds;
-        return new LoadPoint(concurrency, rate, rps, rps * _options.BatchSize, ok.Count, errors.Values.Sum(), errors, Statistics.Summarize(ok), IsStable(windows), spread * 100, windows.Count, seconds);
+        var point = new LoadPoint(concurrency, rate, rps, rps * _options.BatchSize, ok.Count, errors.Values.Sum(), errors, Statistics.Summarize(ok), IsStable(windows), spread * 100, windows.Count, seconds);
+        var cpu = cpuAtWindow[windows.Count] - cpuAtWindow[windows.Count - reported.Count];
+        return WithClientCost(point, cpu.TotalSeconds, all.Count, Environment.ProcessorCount);
+    }
+
+    /// <summary>CPU time of this whole process so far (the load generator's threads, user and kernel).</summary>
+    private static TimeSpan ProcessCpu()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.TotalProcessorTime;
     }
 
     /// <summary>perf_analyzer's rule (shared with bench): the last windows agree on throughput and on p50 latency.</summary>

@@ -254,16 +254,21 @@ public sealed class DynamicBatcher : IAsyncDisposable
                     wait = wait is { } w && w < untilDeadline ? w : untilDeadline;
                 }
 
-                Interlocked.Exchange(ref _idleWaiter, null)?.TrySetResult();
+                // "Idle" is announced only once the timer for the next due batch exists: a caller that waits for idle
+                // and then moves the clock (a test's fake time) must find the timer already counting, or it would
+                // never fire and the batch never go (the hang CI saw on a loaded 2-core machine).
+                var idle = Interlocked.Exchange(ref _idleWaiter, null);
                 if (wait is { } delay)
                 {
                     using var cts = new CancellationTokenSource();
                     var timer = Task.Delay(delay < TimeSpan.Zero ? TimeSpan.Zero : delay, _time, cts.Token);
+                    idle?.TrySetResult();
                     await Task.WhenAny(wake.Task, timer).ConfigureAwait(false);
                     await cts.CancelAsync().ConfigureAwait(false);
                 }
                 else
                 {
+                    idle?.TrySetResult();
                     await wake.Task.ConfigureAwait(false);
                 }
             }

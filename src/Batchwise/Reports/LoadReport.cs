@@ -15,7 +15,26 @@ namespace Batchwise.Reports;
 /// <param name="ThroughputSpreadPercent">(max-min)/mean of the windows' throughput, in percent.</param>
 /// <param name="WindowsMeasured">Windows measured in all (warm-up excluded).</param>
 /// <param name="SecondsMeasured">Length of the reported windows.</param>
-public sealed record LoadPoint(int? Concurrency, double? RequestRate, double RequestsPerSecond, double InferencesPerSecond, long Requests, long Errors, IReadOnlyDictionary<string, long> ErrorKinds, LatencyPercentiles Latency, bool Stable, double ThroughputSpreadPercent, int WindowsMeasured, double SecondsMeasured);
+public sealed record LoadPoint(int? Concurrency, double? RequestRate, double RequestsPerSecond, double InferencesPerSecond, long Requests, long Errors, IReadOnlyDictionary<string, long> ErrorKinds, LatencyPercentiles Latency, bool Stable, double ThroughputSpreadPercent, int WindowsMeasured, double SecondsMeasured)
+{
+    /// <summary>The load generator's own CPU time (every thread of its process) per request sent, in milliseconds, over the reported windows.</summary>
+    public double ClientCpuMillisecondsPerRequest { get; init; }
+
+    /// <summary>Cores the load generator kept busy on average over the reported windows (its CPU time / wall time).</summary>
+    public double ClientCoresBusy { get; init; }
+
+    /// <summary>
+    /// The load generator's own ceiling: requests per second it could send with every core of its host to itself, at
+    /// the CPU time it spent per request (0 when it measured none).
+    /// </summary>
+    public double ClientCeilingRequestsPerSecond { get; init; }
+
+    /// <summary>
+    /// True when the load generator, not the server, may be what limits the point: it kept at least half of its host's
+    /// cores busy (a server on the same host had the rest; it ran at half its own ceiling or more).
+    /// </summary>
+    public bool ClientBound { get; init; }
+}
 
 /// <summary>`batchwise load --json`: a whole sweep with its context, schema batchwise.load (docs/report-schemas.md).</summary>
 /// <param name="Url">The server loaded.</param>
@@ -35,6 +54,7 @@ public sealed record LoadReport(string Url, string Model, string Protocol, int B
     [
         "model", "protocol", "batch_size", "concurrency", "request_rate", "requests_per_second", "inferences_per_second",
         "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms", "requests", "errors", "stable", "throughput_spread_percent",
+        "client_cpu_ms_per_request", "client_cores_busy", "client_ceiling_requests_per_second", "client_bound",
     ];
 
     /// <summary>The report as CSV, one row per point.</summary>
@@ -42,5 +62,6 @@ public sealed record LoadReport(string Url, string Model, string Protocol, int B
     [
         Model, Protocol, BatchSize, p.Concurrency, p.RequestRate, p.RequestsPerSecond, p.InferencesPerSecond,
         p.Latency.P50, p.Latency.P90, p.Latency.P95, p.Latency.P99, p.Latency.Mean, p.Latency.Max, p.Requests, p.Errors, p.Stable, p.ThroughputSpreadPercent,
+        p.ClientCpuMillisecondsPerRequest, p.ClientCoresBusy, p.ClientCeilingRequestsPerSecond, p.ClientBound,
     ]));
 }

@@ -93,6 +93,7 @@ public static class ModelZoo
         DbNet.Entry,
         Crnn.Entry,
         Vit.Entry,
+        Transport.Entry,
     ];
 
     /// <summary>Every built-in model.</summary>

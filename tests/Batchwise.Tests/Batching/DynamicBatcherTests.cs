@@ -254,7 +254,9 @@ public sealed class DynamicBatcherTests
         {
             var call = new Call(instance, inputs);
             _calls.Writer.TryWrite(call);
-            return call.Result.Task;
+
+            // Bounded: a test that fails before completing a call must not leave the batcher's dispose waiting for ever.
+            return call.Result.Task.WaitAsync(Patience * 3);
         }
 
         public async Task<Call> NextAsync() => await _calls.Reader.ReadAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(Patience);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Transport benchmark (issue 12) on a CPU host: `serve zoo:transport` (one ReduceMean, ONNX Runtime, 2 instances) loaded
+# by `batchwise load` on the same host with batch-1 float32 [1,3,224,224] requests (602,112 bytes), HTTP binary data and
+# gRPC raw_input_contents, at concurrency 1, 4 and 16. Two builds (before / after) are measured in alternation, round
+# after round, so a shared machine's load hits both alike; compare them as ratios within a round.
+# Per point it records the load report (with the load generator's own CPU per request) and, from the server side,
+# its CPU time per request (/proc/PID/stat over the whole `load` call, divided by the requests its metrics counted).
+# Usage: bench/serve/transport-cpu.sh OUTDIR BEFORE_CLI AFTER_CLI [ROUNDS] [SECONDS]
+#   (each CLI: a built src/Batchwise.Cli/bin/Release/net10.0/Batchwise.Cli)
+set -euo pipefail
+out=$1; before=$2; after=$3; rounds=${4:-2}; secs=${5:-3}; mkdir -p "$out"
+tick=$(getconf CLK_TCK)
+spid=
+cleanup() { if [ -n "$spid" ]; then kill -TERM "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+serve() { # cli, name
+  "$1" serve zoo:transport --http-port 18200 --grpc-port 18201 --metrics-port 18202 --instances 2 > "$out/serve-$2.log" 2>&1 &
+  spid=$!
+  for _ in $(seq 1 240); do curl -sf -o /dev/null 127.0.0.1:18200/v2/health/ready && return 0; sleep 0.5; done
+  echo "server did not start (see $out/serve-$2.log)"; exit 1
+}
+stop() { kill -TERM "$spid"; timeout 60 tail --pid="$spid" -f /dev/null || kill -KILL "$spid"; wait "$spid" 2>/dev/null || true; spid=; }
+cpu() { awk -v t="$tick" '{ print ($14 + $15) / t }' "/proc/$spid/stat"; }
+metric() { curl -s 127.0.0.1:18202/metrics | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
+load() { # cli, file, protocol, concurrency
+  local port=18200; [ "$3" = grpc ] && port=18201
+  local c0 r0
+  c0=$(cpu); r0=$(metric 'batchwise_inference_requests_total')
+  timeout 120 "$1" load "127.0.0.1:$port" -m transport --protocol "$3" -c "$4" --warmup 1 --duration "$secs" --json "$out/$2.json" 2> "$out/$2.log" > /dev/null
+  local c1 r1
+  c1=$(cpu); r1=$(metric 'batchwise_inference_requests_total')
+  echo "$2 server_cpu_ms_per_request $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { printf "%.3f", (b - a) * 1000 / (y - x) }') requests $((${r1%.*} - ${r0%.*}))" | tee -a "$out/server.txt"
+}
+
+for r in $(seq 1 "$rounds"); do
+  for build in before after; do
+    cli=$before; [ $build = after ] && cli=$after
+    echo "round $r $build: $(uptime)" | tee -a "$out/uptime.txt"
+    serve "$cli" "r$r-$build"
+    for p in http grpc; do
+      for c in 1 4 16; do
+        load "$cli" "r$r-$build-$p-c$c" $p $c
+      done
+    done
+    stop
+  done
+done
+echo "end: $(uptime)" | tee -a "$out/uptime.txt"
