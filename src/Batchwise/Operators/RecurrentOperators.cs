@@ -102,26 +102,57 @@ internal static class RecurrentOperators
         return new OperatorWork((2 * gemm.Macs) + (pointwise * seq * directions * batch * hidden), gemm);
     }
 
-    /// <summary>An ONNX recurrent activation with its alpha and beta (the defaults ONNX gives when the node omits them).</summary>
-    private static Func<double, double> Activation(string name, Queue<double> alphas, Queue<double> betas, Func<string, Exception> fail)
+    /// <summary>
+    /// The alpha and beta of one ONNX recurrent activation, taken in order from the node's activation_alpha and
+    /// activation_beta lists by the functions that use them, ONNX's defaults where the lists run out ((0, 0) for the
+    /// functions without parameters). The host reference and the cuda engine read them here alike.
+    /// </summary>
+    internal static (double Alpha, double Beta) ActivationParameters(string name, Queue<double> alphas, Queue<double> betas)
     {
         double Alpha(double fallback) => alphas.Count > 0 ? alphas.Dequeue() : fallback;
         double Beta(double fallback) => betas.Count > 0 ? betas.Dequeue() : fallback;
-        switch (name.ToLowerInvariant())
+        return name.ToLowerInvariant() switch
         {
-            case "sigmoid": return v => 1 / (1 + Math.Exp(-v));
-            case "tanh": return Math.Tanh;
-            case "relu": return v => Math.Max(0, v);
-            case "softsign": return v => v / (1 + Math.Abs(v));
-            case "softplus": return v => Math.Log(1 + Math.Exp(v));
-            case "leakyrelu": { var a = Alpha(0.01); return v => v >= 0 ? v : a * v; }
-            case "thresholdedrelu": { var a = Alpha(1.0); return v => v > a ? v : 0; }
-            case "elu": { var a = Alpha(1.0); return v => v >= 0 ? v : a * (Math.Exp(v) - 1); }
-            case "affine": { var (a, b) = (Alpha(1.0), Beta(0.0)); return v => (a * v) + b; }
-            case "scaledtanh": { var (a, b) = (Alpha(1.0), Beta(1.0)); return v => a * Math.Tanh(b * v); }
-            case "hardsigmoid": { var (a, b) = (Alpha(0.2), Beta(0.5)); return v => Math.Clamp((a * v) + b, 0, 1); }
-            default: throw fail($"activation '{name}' is not an ONNX recurrent activation");
-        }
+            "leakyrelu" => (Alpha(0.01), 0),
+            "thresholdedrelu" or "elu" => (Alpha(1.0), 0),
+            "affine" => (Alpha(1.0), Beta(0.0)),
+            "scaledtanh" => (Alpha(1.0), Beta(1.0)),
+            "hardsigmoid" => (Alpha(0.2), Beta(0.5)),
+            _ => (0, 0),
+        };
+    }
+
+    /// <summary>Activations per direction of a recurrent op (RNN 1, GRU 2, LSTM 3).</summary>
+    internal static int ActivationsPerDirection(string opType) => opType switch { "RNN" => 1, "GRU" => 2, _ => 3 };
+
+    /// <summary>ONNX's activations of a recurrent op when the node gives none.</summary>
+    internal static string[] DefaultActivations(string opType) => opType switch
+    {
+        "RNN" => ["Tanh"],
+        "GRU" => ["Sigmoid", "Tanh"],
+        _ => ["Sigmoid", "Tanh", "Tanh"],
+    };
+
+    /// <summary>An ONNX recurrent activation with its alpha and beta (<see cref="ActivationParameters"/>).</summary>
+    private static Func<double, double> Activation(string name, Queue<double> alphas, Queue<double> betas, Func<string, Exception> fail)
+    {
+        var lower = name.ToLowerInvariant();
+        var (a, b) = ActivationParameters(lower, alphas, betas);
+        return lower switch
+        {
+            "sigmoid" => v => 1 / (1 + Math.Exp(-v)),
+            "tanh" => Math.Tanh,
+            "relu" => v => Math.Max(0, v),
+            "softsign" => v => v / (1 + Math.Abs(v)),
+            "softplus" => v => Math.Log(1 + Math.Exp(v)),
+            "leakyrelu" => v => v >= 0 ? v : a * v,
+            "thresholdedrelu" => v => v > a ? v : 0,
+            "elu" => v => v >= 0 ? v : a * (Math.Exp(v) - 1),
+            "affine" => v => (a * v) + b,
+            "scaledtanh" => v => a * Math.Tanh(b * v),
+            "hardsigmoid" => v => Math.Clamp((a * v) + b, 0, 1),
+            _ => throw fail($"activation '{name}' is not an ONNX recurrent activation"),
+        };
     }
 
     private static HostTensor[] Evaluate(EvaluationContext c, Cell cell)
@@ -141,8 +172,9 @@ internal static class RecurrentOperators
         var inputForget = cell == Cell.Lstm && c.Int("input_forget") != 0;
 
         // Activations: one set per direction (a single set is used for both when only one is given).
-        var perDirection = cell switch { Cell.Rnn => 1, Cell.Gru => 2, _ => 3 };
-        var names = c.Attributes.Strings("activations") ?? DefaultActivations(cell);
+        var opType = cell.ToString().ToUpperInvariant();
+        var perDirection = ActivationsPerDirection(opType);
+        var names = c.Attributes.Strings("activations") ?? DefaultActivations(opType);
         if (names.Length == perDirection && directions == 2)
         {
             names = [.. names, .. names];
@@ -286,11 +318,4 @@ internal static class RecurrentOperators
 
         return [.. outputs];
     }
-
-    private static string[] DefaultActivations(Cell cell) => cell switch
-    {
-        Cell.Rnn => ["Tanh"],
-        Cell.Gru => ["Sigmoid", "Tanh"],
-        _ => ["Sigmoid", "Tanh", "Tanh"],
-    };
 }

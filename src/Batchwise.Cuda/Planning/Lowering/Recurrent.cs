@@ -19,26 +19,20 @@ internal sealed partial class GraphCompiler
         yield return ("LSTM", new((c, n, i, a) => c.LowerRecurrent(n, i, a, RecurrentCell.Lstm), Check: (n, a, o) => RecurrentCheck(a, RecurrentCell.Lstm)));
     }
 
-    private static int ActivationsPerDirection(RecurrentCell cell) => cell switch { RecurrentCell.Rnn => 1, RecurrentCell.Gru => 2, _ => 3 };
-
-    private static string[] DefaultActivations(RecurrentCell cell) => cell switch
-    {
-        RecurrentCell.Rnn => ["Tanh"],
-        RecurrentCell.Gru => ["Sigmoid", "Tanh"],
-        _ => ["Sigmoid", "Tanh", "Tanh"],
-    };
-
     private static string? RecurrentCheck(NodeAttributes attrs, RecurrentCell cell)
     {
         var unknown = (attrs.Strings("activations") ?? []).FirstOrDefault(n => !KernelSource.RecurrentActivationNames.Contains(n.ToLowerInvariant()));
         return unknown is null ? null : $"activation '{unknown}' (not one of ONNX's recurrent activations)";
     }
 
-    /// <summary>The node's activations for each direction (one set for both when the node gives one), with alpha and beta taken in order by the functions that use them.</summary>
-    private static RecurrentActivation[] RecurrentActivations(NodeAttributes attrs, RecurrentCell cell, int directions)
+    /// <summary>
+    /// The node's activations for each direction (one set for both when the node gives one), with alpha and beta taken
+    /// in order by the functions that use them (ONNX's defaults and order as the host reference reads them).
+    /// </summary>
+    private static RecurrentActivation[] RecurrentActivations(NodeAttributes attrs, string opType, int directions)
     {
-        var perDirection = ActivationsPerDirection(cell);
-        var names = attrs.Strings("activations") ?? DefaultActivations(cell);
+        var perDirection = RecurrentOperators.ActivationsPerDirection(opType);
+        var names = attrs.Strings("activations") ?? RecurrentOperators.DefaultActivations(opType);
         if (names.Length < perDirection * directions && names.Length != perDirection)
         {
             throw new BatchwiseException($"it gives {names.Length} activations, {perDirection * directions} are needed ({perDirection} per direction)", "Fix the model's activations attribute.");
@@ -46,22 +40,17 @@ internal sealed partial class GraphCompiler
 
         var alphas = new Queue<double>(attrs.Floats("activation_alpha") ?? []);
         var betas = new Queue<double>(attrs.Floats("activation_beta") ?? []);
-        double Alpha(double fallback) => alphas.Count > 0 ? alphas.Dequeue() : fallback;
-        double Beta(double fallback) => betas.Count > 0 ? betas.Dequeue() : fallback;
         var taken = names.Length >= perDirection * directions ? perDirection * directions : perDirection;
         return names.Take(taken).Select(n =>
         {
             var name = n.ToLowerInvariant();
-            return name switch
+            if (!KernelSource.RecurrentActivationNames.Contains(name))
             {
-                "leakyrelu" => new RecurrentActivation(name, Alpha(0.01), 0),
-                "thresholdedrelu" or "elu" => new RecurrentActivation(name, Alpha(1.0), 0),
-                "affine" => new RecurrentActivation(name, Alpha(1.0), Beta(0.0)),
-                "scaledtanh" => new RecurrentActivation(name, Alpha(1.0), Beta(1.0)),
-                "hardsigmoid" => new RecurrentActivation(name, Alpha(0.2), Beta(0.5)),
-                _ when KernelSource.RecurrentActivationNames.Contains(name) => new RecurrentActivation(name, 0, 0),
-                _ => throw new BatchwiseException($"activation '{n}' is not an ONNX recurrent activation", "Use one of Sigmoid, Tanh, Relu, HardSigmoid, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, Elu, Softsign, Softplus."),
-            };
+                throw new BatchwiseException($"activation '{n}' is not an ONNX recurrent activation", "Use one of Sigmoid, Tanh, Relu, HardSigmoid, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, Elu, Softsign, Softplus.");
+            }
+
+            var (alpha, beta) = RecurrentOperators.ActivationParameters(name, alphas, betas);
+            return new RecurrentActivation(name, alpha, beta);
         }).ToArray();
     }
 
@@ -136,7 +125,7 @@ internal sealed partial class GraphCompiler
             attrs.Has("clip") ? attrs.Float("clip", 0) : double.PositiveInfinity);
         var signature = new RecurrentSignature(
             cell,
-            RecurrentActivations(attrs, cell, directions),
+            RecurrentActivations(attrs, node.OpType, directions),
             St(x),
             St(w),
             St(r),
