@@ -518,12 +518,7 @@ internal static class HttpEndpoints
             return null;
         }
 
-        var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
-        if (limit is { } l && length > l)
-        {
-            throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
-        }
-
+        CheckBodyLimit(ctx, length);
         if (!int.TryParse(lengthText, NumberStyles.None, CultureInfo.InvariantCulture, out var headerLength) || headerLength > length)
         {
             throw InferenceError.BadRequest($"{HeaderLength} is '{lengthText}', but the body has {length} bytes");
@@ -613,16 +608,21 @@ internal static class HttpEndpoints
     }
 
     /// <summary>Reads the body, charging its bytes to the request (when it has a lease) before they are allocated.</summary>
+    /// <summary>A 413 for a declared body length above the server's body limit, before anything is read or charged.</summary>
+    private static void CheckBodyLimit(HttpContext ctx, long length)
+    {
+        var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+        if (limit is { } l && length > l)
+        {
+            throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
+        }
+    }
+
     private static async Task<byte[]> ReadBodyAsync(HttpContext ctx, RequestAdmission.Lease? lease = null)
     {
         if (ctx.Request.ContentLength is { } length)
         {
-            var limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
-            if (limit is { } l && length > l)
-            {
-                throw new BadHttpRequestException("too large", StatusCodes.Status413PayloadTooLarge);
-            }
-
+            CheckBodyLimit(ctx, length);
             lease?.Charge(length);
             var buffer = new byte[length];
             await ctx.Request.Body.ReadExactlyAsync(buffer, ctx.RequestAborted).ConfigureAwait(false);
