@@ -16,7 +16,11 @@ OUT=${OUT:-$PWD/device-out}
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-/tmp/batchwise-device}
 mkdir -p "$OUT" "$WORK"
-tar -xJf "$HERE/cuda.tar.xz" -C "$WORK"
+# One bundle (cuda.tar.xz: cli/ and tests/), or the two halves carried on separate calls when together they pass the
+# carry limit (cli.tar.xz, tests.tar.xz); what an earlier call on the same warm machine extracted stays in $WORK.
+for bundle in cuda cli tests; do
+  [ -f "$HERE/$bundle.tar.xz" ] && tar -xJf "$HERE/$bundle.tar.xz" -C "$WORK"
+done
 # The build before this work, for same-run comparisons: its files that differ from the test publish's (same runtime).
 [ -f "$HERE/cli-old.tar.xz" ] && rm -rf "$WORK/cli-old" && cp -r "$WORK/tests" "$WORK/cli-old" && tar -xJf "$HERE/cli-old.tar.xz" -C "$WORK/cli-old"
 CLI="$WORK/cli/Batchwise.Cli"
@@ -247,10 +251,23 @@ PYEOF
     echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
     timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
     echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
+    echo "## offline in the same run (issue 12's references): --transfers b=1 c=1 and b=64 c=2"
+    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --transfers -b 1,64 -c 1,2 --duration 1s --warmup 0.5s 2>&1 | tail -8
     echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
     kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
     tail -3 "$WORK/serve.log"
   } > "$OUT/serve.txt" 2>&1
+fi
+if [[ " $PHASES " == *" exports "* ]]; then
+  # Issue 15's suite of real exports (Hugging Face transformers from configs, timm models; random weights): each
+  # through `batchwise compare --engines ort,cuda` in fp32 and fp16. Table in $OUT/exports/exports.md.
+  if [ -n "$PY" ]; then
+    timeout "${EXPORTS_LIMIT:-420}" "$PY" "$REPO/bench/device/real_exports.py" --cli "$CLI" --out "$OUT/exports" \
+      --work "$WORK/exports" ${EXPORTS_ONLY:+--only "$EXPORTS_ONLY"} > "$OUT/exports.txt" 2>&1
+    echo "exports exit $?" >> "$OUT/exports.txt"
+  else
+    echo "no python3: the export suite needs torch, transformers and timm" > "$OUT/exports.txt"
+  fi
 fi
 if [[ " $PHASES " == *" peers "* ]]; then
   # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on

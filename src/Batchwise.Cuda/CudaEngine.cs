@@ -693,11 +693,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>
     /// A constant's bytes as the device stores it: float weights straight to float32 or float16 in parallel chunks (a
     /// large model's weights are converted once, when its first plan is built); anything else through the host tensor's
-    /// own conversion.
+    /// own conversion. A wider float stored as float16 saturates at ±65504 (<see cref="ToHalfStorage"/>).
     /// </summary>
     private static byte[] StorageBytes(HostTensor t, ElementType storage)
     {
-        if (!t.IsFloat || storage is not (ElementType.Float or ElementType.Float16) || t.Count < 65536)
+        if (!t.IsFloat || storage is not (ElementType.Float or ElementType.Float16) || storage == t.Type)
         {
             return (storage == t.Type ? t : t.CastTo(storage)).ToBytes();
         }
@@ -714,7 +714,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
                 for (var i = start; i < end; i++)
                 {
-                    dst[i] = (Half)(float)values[i];
+                    dst[i] = ToHalfStorage(values[i]);
                 }
             }
             else
@@ -728,6 +728,14 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         });
         return bytes;
     }
+
+    /// <summary>
+    /// A float32 constant as the fp16 engine stores it: finite values beyond float16's range saturate at ±65504 (as ONNX
+    /// Runtime's float16 converter clips them) instead of rounding to infinity. Exports fill masks with float32's lowest
+    /// value (-3.4e38, Hugging Face's masked_fill); as -inf, a fully masked softmax row becomes NaN (-inf minus -inf), as
+    /// -65504 it stays finite. Infinities and NaN stay what they are.
+    /// </summary>
+    internal static Half ToHalfStorage(double v) => double.IsFinite(v) ? (Half)Math.Clamp(v, -65504.0, 65504.0) : (Half)v;
 
     public void Dispose()
     {

@@ -40,7 +40,8 @@ public sealed record TopKAgreement(long Rows, long Classes, double Top1, double?
 /// <item>MaxRelError = max |a−b| / max(|b|, ε) with ε = 1e-3 · max|b| (ε = 1 when b is all zeros): elements whose
 /// reference is near zero compared with the output's own scale are measured against that scale, where a plain
 /// |a−b|/|b| would blow up on rounding noise.</item>
-/// <item>Cosine = a·b / (‖a‖‖b‖); 1 when both are all zeros, 0 when only one is.</item>
+/// <item>Cosine = a·b / (‖a‖‖b‖); 1 when both are all zeros, 0 when only one is; NaN when an element is NaN or infinite in
+/// one tensor and not the same in the other (the finite elements alone would hide it).</item>
 /// <item>Mismatches = elements with |a−b| &gt; Atol + Rtol·|b| (numpy.allclose); NaN matches NaN and an infinity matches
 /// the same infinity. Passed = shapes equal and no mismatches.</item>
 /// <item>TopK: for float outputs of rank 2 ([batch, classes]), or rank 3 ([batch, tokens, classes]) named like logits,
@@ -176,7 +177,10 @@ public sealed record TensorComparison
             }
         }
 
-        var cosine = na == 0 && nb == 0 ? 1.0 : (na == 0 || nb == 0 ? 0.0 : dot / (Math.Sqrt(na) * Math.Sqrt(nb)));
+        // A NaN or infinity where the reference has none (or another one) leaves the cosine undefined: NaN, so that no
+        // cosine threshold passes an output that the finite elements alone would make look right.
+        var cosine = double.IsPositiveInfinity(maxAbs) ? double.NaN
+            : na == 0 && nb == 0 ? 1.0 : (na == 0 || nb == 0 ? 0.0 : dot / (Math.Sqrt(na) * Math.Sqrt(nb)));
         return result with
         {
             Elements = n,

@@ -125,6 +125,25 @@ internal static class RecurrentOperators
     /// <summary>Activations per direction of a recurrent op (RNN 1, GRU 2, LSTM 3).</summary>
     internal static int ActivationsPerDirection(string opType) => opType switch { "RNN" => 1, "GRU" => 2, _ => 3 };
 
+    /// <summary>
+    /// The activations of every direction in order: the node's own, which must be exactly one set per direction (ONNX:
+    /// "3 (or 6 if bidirectional)" for LSTM; ONNX Runtime refuses any other count, so a bidirectional node with one set is
+    /// refused, not guessed at), or ONNX's defaults for each direction when the node gives none.
+    /// </summary>
+    internal static string[] ActivationNames(string[]? given, string opType, int directions, Func<string, Exception> fail)
+    {
+        var perDirection = ActivationsPerDirection(opType);
+        if (given is null)
+        {
+            var defaults = DefaultActivations(opType);
+            return directions == 2 ? [.. defaults, .. defaults] : defaults;
+        }
+
+        return given.Length == perDirection * directions
+            ? given
+            : throw fail($"it gives {given.Length} activations; a {(directions == 2 ? "bidirectional" : "one-direction")} {opType} needs {perDirection * directions} ({perDirection} per direction, in order)");
+    }
+
     /// <summary>ONNX's activations of a recurrent op when the node gives none.</summary>
     internal static string[] DefaultActivations(string opType) => opType switch
     {
@@ -174,16 +193,7 @@ internal static class RecurrentOperators
         // Activations: one set per direction (a single set is used for both when only one is given).
         var opType = cell.ToString().ToUpperInvariant();
         var perDirection = ActivationsPerDirection(opType);
-        var names = c.Attributes.Strings("activations") ?? DefaultActivations(opType);
-        if (names.Length == perDirection && directions == 2)
-        {
-            names = [.. names, .. names];
-        }
-
-        if (names.Length < perDirection * directions)
-        {
-            throw c.Fail($"it gives {names.Length} activations, {perDirection * directions} are needed");
-        }
+        var names = ActivationNames(c.Attributes.Strings("activations"), opType, directions, c.Fail);
 
         var (alphas, betas) = (new Queue<double>(c.Attributes.Floats("activation_alpha") ?? []), new Queue<double>(c.Attributes.Floats("activation_beta") ?? []));
         var functions = names.Take(perDirection * directions).Select(n => Activation(n, alphas, betas, c.Fail)).ToArray();

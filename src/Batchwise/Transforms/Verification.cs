@@ -102,6 +102,11 @@ public static class Verification
             return $"dead output: the result's is {deadResult}, the original's is not";
         }
 
+        if (double.IsNaN(comparison.Cosine))
+        {
+            return "the result has NaN or infinite values where the original does not";
+        }
+
         return comparison.Cosine >= minCosine
             ? null
             : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"cosine {comparison.Cosine:F4} is below {minCosine} (max abs error {comparison.MaxAbsError:G3}): the output's direction changed");

@@ -27,6 +27,24 @@ public sealed class ModelComparisonTests
     }
 
     [Fact]
+    public void An_output_that_is_all_zero_in_the_reference_is_named_in_a_note()
+    {
+        var g = new GraphBuilder("zeros", 0);
+        var x = g.Input("x", ElementType.Float, "batch", 4L);
+        var y = g.Rename(g.Node("Mul", [x, g.Weight("zero", [4], 0f)]), "y");
+        g.Output(y, ElementType.Float, "batch", 4L);
+        var model = g.Build("zeros");
+        var side = new ComparisonSide(new OrtEngine(), model, new EngineOptions());
+        var result = ModelComparison.Run(side, side, new InputGenerator(model, 0).Generate([[2, 4]]), Tolerance);
+        Assert.True(result.Passed);
+        Assert.Contains(result.Notes, n => n.Contains("'y' is all ~0", StringComparison.Ordinal) && n.Contains("proves nothing", StringComparison.Ordinal));
+
+        var live = ModelZoo.Build("mlp");
+        var liveSide = new ComparisonSide(new OrtEngine(), live, new EngineOptions());
+        Assert.Empty(ModelComparison.Run(liveSide, liveSide, new InputGenerator(live, 0).Generate([[2, 64]]), Tolerance).Notes);
+    }
+
+    [Fact]
     public void Models_with_different_weights_fail_with_their_errors()
     {
         var a = ModelZoo.Build("mlp?seed=0");

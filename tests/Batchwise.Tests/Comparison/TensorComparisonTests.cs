@@ -67,6 +67,17 @@ public sealed class TensorComparisonTests
     }
 
     [Fact]
+    public void A_nan_the_reference_does_not_have_makes_the_cosine_undefined()
+    {
+        var reference = Floats([4], 1, 2, 3, 4);
+        var candidate = Floats([4], 1, 2, 3, float.NaN);
+        var c = TensorComparison.Compare("y", candidate, reference, Tight);
+        Assert.True(double.IsNaN(c.Cosine), $"cosine {c.Cosine} over the finite elements would pass a NaN output");
+        Assert.False(c.Cosine >= 0.999);
+        Assert.Equal(1.0, TensorComparison.Compare("y", reference, reference, Tight).Cosine, 12);
+    }
+
+    [Fact]
     public void Shape_mismatch_fails_with_the_reason()
     {
         var c = TensorComparison.Compare("y", Floats([2, 1], 1, 2), Floats([1, 2], 1, 2), Tight);

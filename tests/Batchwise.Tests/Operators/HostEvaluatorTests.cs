@@ -61,6 +61,17 @@ public sealed class HostEvaluatorTests
         }
     }
 
+    [Fact]
+    public void A_bidirectional_node_with_one_activation_set_is_refused_as_onnx_runtime_refuses_it()
+    {
+        var c = OperatorCases.BidirectionalWithOneActivationSet;
+        var (model, values) = Build(c);
+        Assert.ThrowsAny<Exception>(() => new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" }).Dispose());
+        var node = model.Graph.Node[0];
+        var error = Assert.ThrowsAny<Exception>(() => HostEvaluator.TryEvaluate(node, c.Opset, [.. node.Input.Select(i => i.Length == 0 ? null : ConcreteValue.Of(values[i]!))], whenNeeded: true, maxElements: long.MaxValue));
+        Assert.Contains("gives 3 activations; a bidirectional LSTM needs 6", error.Message, StringComparison.Ordinal);
+    }
+
     public static TheoryData<string> Layout1Cases => [.. OperatorCases.RecurrentLayout1.Keys];
 
     [Theory]

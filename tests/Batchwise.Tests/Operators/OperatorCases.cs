@@ -35,6 +35,10 @@ public static class OperatorCases
         C("LSTM-layout1", "LSTM", [F(2, 3, 4), W(1, 12, 4), W(1, 12, 3), W(1, 24), CaseInput.Absent, W(2, 1, 3), W(2, 1, 3)], [A("hidden_size", 3L), A("layout", 1L)], opset: 14, outputs: 3),
     }.ToDictionary(c => c.Name, StringComparer.Ordinal);
 
+    /// <summary>A bidirectional LSTM with one set of activations for both directions: invalid (ONNX asks for 6).</summary>
+    public static OperatorCase BidirectionalWithOneActivationSet { get; } =
+        C("LSTM-bidirectional-one-activation-set", "LSTM", [F(3, 2, 4), W(2, 12, 4), W(2, 12, 3)], [A("hidden_size", 3L), A("direction", "bidirectional"), Strings("activations", "HardSigmoid", "Tanh", "Tanh"), Floats("activation_alpha", 0.3f)], outputs: 3);
+
     private static CaseInput F(params long[] shape) => new(ElementType.Float, shape);
 
     private static CaseInput F(double low, double high, params long[] shape) => new(ElementType.Float, shape, null, low, high);

@@ -26,22 +26,15 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// The node's activations for each direction (one set for both when the node gives one), with alpha and beta taken
+    /// The node's activations for each direction (<see cref="RecurrentOperators.ActivationNames"/>), with alpha and beta taken
     /// in order by the functions that use them (ONNX's defaults and order as the host reference reads them).
     /// </summary>
     private static RecurrentActivation[] RecurrentActivations(NodeAttributes attrs, string opType, int directions)
     {
-        var perDirection = RecurrentOperators.ActivationsPerDirection(opType);
-        var names = attrs.Strings("activations") ?? RecurrentOperators.DefaultActivations(opType);
-        if (names.Length < perDirection * directions && names.Length != perDirection)
-        {
-            throw new BatchwiseException($"it gives {names.Length} activations, {perDirection * directions} are needed ({perDirection} per direction)", "Fix the model's activations attribute.");
-        }
-
+        var names = RecurrentOperators.ActivationNames(attrs.Strings("activations"), opType, directions, message => new BatchwiseException(message, "Fix the model's activations attribute."));
         var alphas = new Queue<double>(attrs.Floats("activation_alpha") ?? []);
         var betas = new Queue<double>(attrs.Floats("activation_beta") ?? []);
-        var taken = names.Length >= perDirection * directions ? perDirection * directions : perDirection;
-        return names.Take(taken).Select(n =>
+        return names.Select(n =>
         {
             var name = n.ToLowerInvariant();
             if (!KernelSource.RecurrentActivationNames.Contains(name))
