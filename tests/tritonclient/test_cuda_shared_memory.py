@@ -37,7 +37,9 @@ def test_without_a_gpu_register_is_refused_and_status_and_unregister_answer_as_t
 def test_inputs_and_outputs_through_cuda_shared_memory(server, protocol):
     if not lists_cuda(server, protocol):
         pytest.skip("the server lists no cuda_shared_memory (no GPU or driver here)")
-    cudashm = pytest.importorskip("tritonclient.utils.cuda_shared_memory", reason="needs cuda-python (cuda.bindings)")
+    # tritonclient raises RuntimeError, not ImportError, without cuda-python: check for it first so the test skips.
+    pytest.importorskip("cuda.bindings.runtime", reason="tritonclient's cuda_shared_memory needs cuda-python (cuda.bindings)")
+    cudashm = pytest.importorskip("tritonclient.utils.cuda_shared_memory", reason="tritonclient's cuda_shared_memory did not import")
     c = client(server, protocol)
     rows = 3
     x, inline = mlp_inputs(protocol, rows, seed=9)
