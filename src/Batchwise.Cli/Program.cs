@@ -51,6 +51,7 @@ public static class Program
         Engines.EngineRegistry.Register("cuda", () => new Cuda.CudaEngine());
         Analysis.DeviceCeilingsSource.Register("cuda", () => new Cuda.Analysis.GpuCeilingsProbe());
         Engines.GpuTelemetry.Register(Cuda.NvmlTelemetry.TryCreate);
+        Engines.CudaIpc.Register(Cuda.DriverCudaIpc.Create);
         var root = new Command(Name, "Batchwise: does batching make my ONNX model faster here, by how much, why, and what is the fastest way to run it?")
         {
             new HelpOption(),

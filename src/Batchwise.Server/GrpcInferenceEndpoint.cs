@@ -27,7 +27,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
     {
         var response = new ServerMetadataResponse { Name = InferenceServer.Name, Version = InferenceServer.Version };
-        response.Extensions.AddRange(InferenceServer.Extensions);
+        response.Extensions.AddRange(InferenceServer.ExtensionsWith(sharedMemory));
         return Task.FromResult(response);
     }
 
@@ -149,18 +149,28 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<CudaSharedMemoryRegisterResponse> CudaSharedMemoryRegister(CudaSharedMemoryRegisterRequest request, ServerCallContext context) =>
-        Guard<CudaSharedMemoryRegisterResponse>(() => throw CudaSharedMemoryNotBuilt());
+    public override Task<CudaSharedMemoryRegisterResponse> CudaSharedMemoryRegister(CudaSharedMemoryRegisterRequest request, ServerCallContext context) => Guard(() =>
+    {
+        sharedMemory.Cuda.Register(request.Name, request.RawHandle.Span, request.DeviceId, (long)Math.Min(request.ByteSize, long.MaxValue));
+        return Task.FromResult(new CudaSharedMemoryRegisterResponse());
+    });
 
-    public override Task<CudaSharedMemoryStatusResponse> CudaSharedMemoryStatus(CudaSharedMemoryStatusRequest request, ServerCallContext context) =>
-        Guard<CudaSharedMemoryStatusResponse>(() => throw CudaSharedMemoryNotBuilt());
+    public override Task<CudaSharedMemoryStatusResponse> CudaSharedMemoryStatus(CudaSharedMemoryStatusRequest request, ServerCallContext context) => Guard(() =>
+    {
+        var response = new CudaSharedMemoryStatusResponse();
+        foreach (var r in sharedMemory.Cuda.Status(request.Name))
+        {
+            response.Regions[r.Name] = new CudaSharedMemoryStatusResponse.Types.RegionStatus { Name = r.Name, DeviceId = (ulong)r.DeviceId, ByteSize = (ulong)r.ByteSize };
+        }
 
-    public override Task<CudaSharedMemoryUnregisterResponse> CudaSharedMemoryUnregister(CudaSharedMemoryUnregisterRequest request, ServerCallContext context) =>
-        Guard<CudaSharedMemoryUnregisterResponse>(() => throw CudaSharedMemoryNotBuilt());
+        return Task.FromResult(response);
+    });
 
-    /// <summary>The CUDA shared memory extension is not built yet: every call says so (501 / UNIMPLEMENTED) rather than pretending.</summary>
-    internal static InferenceError CudaSharedMemoryNotBuilt() =>
-        new(501, StatusCode.Unimplemented, "CUDA shared memory is not built yet in this server; use system shared memory (/v2/systemsharedmemory) or send tensors in the request");
+    public override Task<CudaSharedMemoryUnregisterResponse> CudaSharedMemoryUnregister(CudaSharedMemoryUnregisterRequest request, ServerCallContext context) => Guard(() =>
+    {
+        sharedMemory.Cuda.Unregister(request.Name);
+        return Task.FromResult(new CudaSharedMemoryUnregisterResponse());
+    });
 
     public override Task<TraceSettingResponse> TraceSetting(TraceSettingRequest request, ServerCallContext context) => Guard(() =>
     {

@@ -41,7 +41,7 @@ internal static class HttpEndpoints
             w.WriteString("name", InferenceServer.Name);
             w.WriteString("version", InferenceServer.Version);
             w.WriteStartArray("extensions");
-            foreach (var e in InferenceServer.Extensions)
+            foreach (var e in InferenceServer.ExtensionsWith(sharedMemory))
             {
                 w.WriteStringValue(e);
             }
@@ -87,8 +87,20 @@ internal static class HttpEndpoints
             return Status(ctx, 200);
         }));
 
-        // The CUDA shared memory extension: not built yet, and said so.
-        app.Map("/v2/cudasharedmemory/{**rest}", ctx => Guard(ctx, () => throw GrpcInferenceEndpoint.CudaSharedMemoryNotBuilt()));
+        // The CUDA shared memory extension (registering is refused, in Triton's words, where this server has no GPU).
+        app.MapGet("/v2/cudasharedmemory/status", ctx => Guard(ctx, () => CudaSharedMemoryStatusAsync(ctx, sharedMemory.Cuda, null)));
+        app.MapGet("/v2/cudasharedmemory/region/{name}/status", ctx => Guard(ctx, () => CudaSharedMemoryStatusAsync(ctx, sharedMemory.Cuda, Route(ctx, "name"))));
+        app.MapPost("/v2/cudasharedmemory/region/{name}/register", ctx => Guard(ctx, () => CudaSharedMemoryRegisterAsync(ctx, sharedMemory.Cuda, Route(ctx, "name"))));
+        app.MapPost("/v2/cudasharedmemory/region/{name}/unregister", ctx => Guard(ctx, () =>
+        {
+            sharedMemory.Cuda.Unregister(Route(ctx, "name"));
+            return Status(ctx, 200);
+        }));
+        app.MapPost("/v2/cudasharedmemory/unregister", ctx => Guard(ctx, () =>
+        {
+            sharedMemory.Cuda.Unregister(null);
+            return Status(ctx, 200);
+        }));
 
         // The model repository extension.
         app.MapPost("/v2/repository/index", ctx => Guard(ctx, () => IndexAsync(ctx, models)));
@@ -353,6 +365,74 @@ internal static class HttpEndpoints
         }
 
         registry.Register(name, RequestValidator.JsonString(key, $"register system shared memory region '{name}': \"key\""), Integer("offset", required: false), Integer("byte_size", required: true));
+        await Status(ctx, 200).ConfigureAwait(false);
+    }
+
+    private static Task CudaSharedMemoryStatusAsync(HttpContext ctx, CudaSharedMemoryRegistry registry, string? name)
+    {
+        var regions = registry.Status(name);
+        return WriteJsonAsync(ctx, 200, w =>
+        {
+            w.WriteStartArray();
+            foreach (var r in regions)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", r.Name);
+                w.WriteNumber("device_id", r.DeviceId);
+                w.WriteNumber("byte_size", r.ByteSize);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }, array: true);
+    }
+
+    /// <summary>Registers a CUDA region from {"raw_handle": {"b64": BASE64 cudaIpcMemHandle_t}, "device_id": N, "byte_size": N}.</summary>
+    private static async Task CudaSharedMemoryRegisterAsync(HttpContext ctx, CudaSharedMemoryRegistry registry, string name)
+    {
+        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
+        if (!registry.IsAvailable)
+        {
+            // As Triton without GPUs: refused whatever the body says.
+            registry.Register(name, [], 0, 0);
+        }
+
+        var what = $"register cuda shared memory region '{name}'";
+        using var doc = ParseControlJson(body, what);
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("raw_handle", out var raw))
+        {
+            throw InferenceError.BadRequest($"{what}: Shared memory register request has no 'raw_handle' field; send {{\"raw_handle\": {{\"b64\": BASE64}}, \"device_id\": N, \"byte_size\": N}}");
+        }
+
+        if (raw.ValueKind != JsonValueKind.Object || !raw.TryGetProperty("b64", out var b64) || b64.ValueKind != JsonValueKind.String)
+        {
+            throw InferenceError.BadRequest($"{what}: 'raw_handle' must be an object {{\"b64\": \"...\"}} holding the base64 of a cudaIpcMemHandle_t");
+        }
+
+        byte[] handle;
+        try
+        {
+            handle = Convert.FromBase64String(b64.GetString()!);
+        }
+        catch (FormatException)
+        {
+            throw InferenceError.BadRequest($"{what}: 'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t");
+        }
+
+        long Integer(string field)
+        {
+            if (!root.TryGetProperty(field, out var e))
+            {
+                throw InferenceError.BadRequest($"{what}: \"{field}\" is missing");
+            }
+
+            return e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var v) && v >= 0
+                ? v
+                : throw InferenceError.BadRequest($"{what}: \"{field}\" must be an integer >= 0");
+        }
+
+        registry.Register(name, handle, Integer("device_id"), Integer("byte_size"));
         await Status(ctx, 200).ConfigureAwait(false);
     }
 

@@ -29,6 +29,9 @@ public sealed record ServerOptions
     /// <summary>GPU telemetry for the nv_gpu_* metrics (null: the registered source, if any GPU answers).</summary>
     public IGpuTelemetry? Gpus { get; init; }
 
+    /// <summary>CUDA IPC for the CUDA shared memory extension (null: the registered source, if a GPU answers; none: the extension is refused and not listed).</summary>
+    public ICudaIpc? CudaIpc { get; init; }
+
     /// <summary>Largest request body (HTTP) or message (gRPC), in bytes.</summary>
     public long MaxBodySize { get; init; } = 64L << 20;
 
@@ -79,9 +82,13 @@ public sealed class InferenceServer : IAsyncDisposable
     /// <summary>Server name reported by GET /v2.</summary>
     public const string Name = "batchwise";
 
-    /// <summary>Protocol extensions this server implements.</summary>
+    /// <summary>Protocol extensions this server implements everywhere (cuda_shared_memory is added where a GPU and driver answer: see <see cref="ExtensionsWith"/>).</summary>
     public static readonly IReadOnlyList<string> Extensions =
         ["classification", "model_repository", "schedule_policy", "model_configuration", "system_shared_memory", "binary_tensor_data", "parameters", "statistics", "trace", "logging"];
+
+    /// <summary>The extensions a server lists: <see cref="Extensions"/>, and cuda_shared_memory when it works here.</summary>
+    internal static IReadOnlyList<string> ExtensionsWith(SystemSharedMemoryRegistry sharedMemory) =>
+        sharedMemory.Cuda.IsAvailable ? [.. Extensions, "cuda_shared_memory"] : Extensions;
 
     private readonly WebApplication _app;
     private readonly ModelRepository _models;
@@ -181,7 +188,9 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(tracing);
         builder.Services.AddSingleton(admission);
-        var sharedMemory = new SystemSharedMemoryRegistry();
+        var cudaUnavailable = string.Empty;
+        var cudaIpc = options.CudaIpc ?? Engines.CudaIpc.TryCreate(out cudaUnavailable);
+        var sharedMemory = new SystemSharedMemoryRegistry(cuda: cudaIpc, cudaUnavailableReason: cudaUnavailable);
         builder.Services.AddSingleton(sharedMemory);
         var app = builder.Build();
         HttpEndpoints.UseProtocolErrors(app);

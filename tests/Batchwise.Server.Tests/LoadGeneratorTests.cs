@@ -85,13 +85,6 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
     }
 
     [Fact]
-    public void Cuda_shared_memory_in_the_load_generator_is_refused_with_a_clear_message()
-    {
-        var e = Assert.Throws<BatchwiseException>(() => InferenceClient.Create("grpc", new Uri("http://127.0.0.1:1"), TimeSpan.FromSeconds(1), sharedMemory: "cuda"));
-        Assert.Contains("--shared-memory cuda is not built yet", e.Message, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public async Task An_open_loop_point_runs_at_the_rate_it_records_without_errors()
     {
         var generator = new LoadGenerator(new LoadOptions

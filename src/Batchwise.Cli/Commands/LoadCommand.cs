@@ -25,7 +25,7 @@ public static class LoadCommand
         var shape = SharedOptions.Shape();
         var timeout = CliOption.Duration("--timeout", "Per-request timeout", TimeSpan.FromSeconds(30), allowZero: false);
         var dataFormat = CliOption.Choice("--data-format", "HTTP tensor encoding: binary (Triton's binary tensor data extension) or json (for servers without it)", "binary", ["binary", "json"]);
-        var sharedMemory = CliOption.Choice("--shared-memory", "Where inputs travel, as perf_analyzer's flag: none (in each request) or system (written once into POSIX shared memory registered with the server, which must run on this host); cuda is not built yet", "none", ["none", "system", "cuda"]);
+        var sharedMemory = CliOption.Choice("--shared-memory", "Where inputs travel, as perf_analyzer's flag: none (in each request), system (written once into POSIX shared memory registered with the server, which must run on this host) or cuda (written once into device memory on GPU 0 of this host, registered through its CUDA IPC handle; needs a GPU here)", "none", ["none", "system", "cuda"]);
         var command = new Command("load", "Load an Open Inference Protocol server (ours, Triton, KServe) and report throughput and latency percentiles; --concurrency sweeps a closed loop, --request-rate an open one")
         {
             url, model, protocol, dataFormat, sharedMemory, concurrency, rate, duration, warmup, stability, batch, shape, timeout,

@@ -21,6 +21,7 @@ internal static unsafe partial class CudaDriver
     public const uint CU_EVENT_DISABLE_TIMING = 2;
     public const uint CU_MEMHOSTALLOC_PORTABLE = 1;
     public const uint CU_MEMHOSTALLOC_DEVICEMAP = 2;
+    public const uint CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS = 1;
 
     private static int _initialized;
     private static BatchwiseException? _initError;
@@ -65,6 +66,12 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuGraphLaunch(IntPtr exec, IntPtr stream);
     [LibraryImport(Lib)] private static partial int cuGraphDestroy(IntPtr graph);
     [LibraryImport(Lib)] internal static partial int cuGraphExecDestroy(IntPtr exec);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] private static partial int cuMemcpyHtoD(ulong dst, void* src, nuint bytes);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] private static partial int cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
+    [LibraryImport(Lib, EntryPoint = "cuMemGetAddressRange_v2")] private static partial int cuMemGetAddressRange(out ulong pbase, out nuint size, ulong pointer);
+    [LibraryImport(Lib)] private static partial int cuIpcGetMemHandle(IpcMemHandle* handle, ulong pointer);
+    [LibraryImport(Lib, EntryPoint = "cuIpcOpenMemHandle_v2")] private static partial int cuIpcOpenMemHandle(out ulong pointer, IpcMemHandle handle, uint flags);
+    [LibraryImport(Lib)] internal static partial int cuIpcCloseMemHandle(ulong pointer);
     [LibraryImport(Lib)] private static partial int cuLaunchKernel(IntPtr f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, uint sharedBytes, IntPtr stream, void** args, void** extra);
 
     /// <summary>Initialises the driver once; throws a one-line "no NVIDIA GPU" error where there is none.</summary>
@@ -240,6 +247,58 @@ internal static unsafe partial class CudaDriver
 
     public static void MemsetD32(ulong dst, uint value, long count, IntPtr stream) => Check(cuMemsetD32Async(dst, value, (nuint)count, stream), "cuMemsetD32Async");
 
+    /// <summary>Copies host to device and waits (cuMemcpyHtoD: synchronous with respect to the host).</summary>
+    public static void CopyToDeviceSync(ulong dst, ReadOnlySpan<byte> src)
+    {
+        fixed (byte* p = src)
+        {
+            Check(cuMemcpyHtoD(dst, p, (nuint)src.Length), "cuMemcpyHtoD");
+        }
+    }
+
+    /// <summary>Copies device to host and waits (cuMemcpyDtoH).</summary>
+    public static void CopyToHostSync(Span<byte> dst, ulong src)
+    {
+        fixed (byte* p = dst)
+        {
+            Check(cuMemcpyDtoH(p, src, (nuint)dst.Length), "cuMemcpyDtoH");
+        }
+    }
+
+    /// <summary>The base and size of the allocation <paramref name="pointer"/> lies in (cuMemGetAddressRange).</summary>
+    public static (ulong Base, long Bytes) AddressRange(ulong pointer)
+    {
+        Check(cuMemGetAddressRange(out var b, out var size, pointer), "cuMemGetAddressRange");
+        return (b, (long)size);
+    }
+
+    /// <summary>The cudaIpcMemHandle_t (64 bytes) of an allocation, for another process to open.</summary>
+    public static byte[] IpcHandle(ulong pointer)
+    {
+        IpcMemHandle handle;
+        Check(cuIpcGetMemHandle(&handle, pointer), "cuIpcGetMemHandle");
+        return new ReadOnlySpan<byte>(&handle, IpcMemHandle.Size).ToArray();
+    }
+
+    /// <summary>
+    /// Opens another process's allocation from its 64-byte handle in the current context (peer access enabled lazily
+    /// where the allocation lives on another device). The same process cannot open its own handle (the driver refuses).
+    /// </summary>
+    public static IpcMapping OpenIpcHandle(ReadOnlySpan<byte> raw)
+    {
+        if (raw.Length != IpcMemHandle.Size)
+        {
+            throw new ArgumentException($"A CUDA IPC handle has {IpcMemHandle.Size} bytes, not {raw.Length}", nameof(raw));
+        }
+
+        IpcMemHandle handle;
+        raw.CopyTo(new Span<byte>(&handle, IpcMemHandle.Size));
+        Check(cuIpcOpenMemHandle(out var pointer, handle, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS), "cuIpcOpenMemHandle");
+        var mapping = new IpcMapping();
+        mapping.Set((IntPtr)(long)pointer);
+        return mapping;
+    }
+
     public static CudaStream CreateStream()
     {
         Check(cuStreamCreate(out var s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
@@ -396,6 +455,23 @@ internal sealed class PinnedHostMemory : SafeHandle
     internal void Set(IntPtr p) => SetHandle(p);
 
     protected override bool ReleaseHandle() => CudaDriver.cuMemFreeHost(handle) == 0;
+}
+
+/// <summary>CUipcMemHandle: 64 opaque bytes, passed by value.</summary>
+[StructLayout(LayoutKind.Sequential, Size = Size)]
+internal unsafe struct IpcMemHandle
+{
+    public const int Size = 64;
+
+    private fixed byte _reserved[Size];
+}
+
+/// <summary>Another process's allocation opened in this one (cuIpcOpenMemHandle); the handle value is the device pointer, closed with cuIpcCloseMemHandle.</summary>
+internal sealed class IpcMapping : NativeHandle
+{
+    public ulong Pointer => (ulong)handle;
+
+    protected override bool ReleaseHandle() => CudaDriver.cuIpcCloseMemHandle((ulong)handle) == 0;
 }
 
 /// <summary>A CUDA stream.</summary>

@@ -25,8 +25,11 @@ public readonly record struct CallOutcome(bool Ok, string? Error);
 /// <summary>A client of any Open Inference Protocol server: reads model metadata and sends one prepared request repeatedly.</summary>
 public abstract class InferenceClient : IDisposable
 {
-    /// <summary>Opens a client for <paramref name="protocol"/> (http or grpc) at <paramref name="url"/>; HTTP sends binary tensor data unless <paramref name="jsonData"/>.</summary>
-    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout, bool jsonData = false, string sharedMemory = "none")
+    /// <summary>
+    /// Opens a client for <paramref name="protocol"/> (http or grpc) at <paramref name="url"/>; HTTP sends binary tensor
+    /// data unless <paramref name="jsonData"/>. <paramref name="cuda"/> is the CUDA IPC for --shared-memory cuda (null: the registered one).
+    /// </summary>
+    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout, bool jsonData = false, string sharedMemory = "none", ICudaIpc? cuda = null)
     {
         InferenceClient client = protocol.ToLowerInvariant() switch
         {
@@ -34,17 +37,36 @@ public abstract class InferenceClient : IDisposable
             "grpc" => new GrpcInferenceClient(url, requestTimeout),
             _ => throw new BatchwiseException($"Unknown protocol '{protocol}'", "Use --protocol http or --protocol grpc."),
         };
-        client.SharedMemory = sharedMemory.ToLowerInvariant() switch
+        try
         {
-            "none" or "system" => sharedMemory.ToLowerInvariant(),
-            "cuda" => throw new BatchwiseException("--shared-memory cuda is not built yet in the load generator", "Use --shared-memory system (inputs in POSIX shared memory) or none."),
-            _ => throw new BatchwiseException($"Unknown --shared-memory '{sharedMemory}'", "Use none, system or cuda."),
-        };
+            client.SharedMemory = sharedMemory.ToLowerInvariant() switch
+            {
+                "none" or "system" => sharedMemory.ToLowerInvariant(),
+                "cuda" => "cuda",
+                _ => throw new BatchwiseException($"Unknown --shared-memory '{sharedMemory}'", "Use none, system or cuda."),
+            };
+            if (client.SharedMemory == "cuda")
+            {
+                var reason = string.Empty;
+                client._cuda = cuda ?? CudaIpc.TryCreate(out reason)
+                    ?? throw new BatchwiseException($"--shared-memory cuda needs an NVIDIA GPU on the load client, and this one has none usable ({reason})", "Run the load generator on the server's GPU host, or use --shared-memory system (same host) or none.");
+            }
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+
         return client;
     }
 
-    /// <summary>Where inputs travel: none (in each request), system (a POSIX shared memory region registered with the server).</summary>
+    /// <summary>Where inputs travel: none (in each request), system (a POSIX shared memory region registered with the server), cuda (device memory on GPU 0 of this host, registered through its CUDA IPC handle).</summary>
     public string SharedMemory { get; private set; } = "none";
+
+    private ICudaIpc? _cuda;
+    private IExportedDeviceMemory? _deviceRegion;
+    private bool _cudaRegistered;
 
     /// <summary>The registered input region's name, while there is one.</summary>
     protected string? RegionName { get; private set; }
@@ -80,6 +102,23 @@ public abstract class InferenceClient : IDisposable
             await RegisterSystemRegionAsync(name, key, size, cancellationToken).ConfigureAwait(false);
             RegionName = name;
         }
+        else if (SharedMemory == "cuda")
+        {
+            // Device memory on GPU 0 holding every input one after another (copied host to device once), registered
+            // through its IPC handle; every request then names it. The server must run on this host (CUDA IPC is local).
+            long size = Math.Max(1, inputs.Sum(i => (long)i.Tensor.Data.Length));
+            _deviceRegion = _cuda!.Allocate(0, size);
+            var offsets = RegionOffsets(inputs);
+            for (var i = 0; i < inputs.Count; i++)
+            {
+                _deviceRegion.Write(offsets[i], inputs[i].Tensor.Data);
+            }
+
+            var name = $"batchwise-load-cuda-{Environment.ProcessId}-{Guid.NewGuid():N}";
+            await RegisterCudaRegionAsync(name, _deviceRegion.IpcHandle(), 0, size, cancellationToken).ConfigureAwait(false);
+            _cudaRegistered = true;
+            RegionName = name;
+        }
 
         Prepare(model, inputs);
     }
@@ -92,7 +131,15 @@ public abstract class InferenceClient : IDisposable
             RegionName = null;
             try
             {
-                await UnregisterSystemRegionAsync(name).ConfigureAwait(false);
+                if (_cudaRegistered)
+                {
+                    _cudaRegistered = false;
+                    await UnregisterCudaRegionAsync(name).ConfigureAwait(false);
+                }
+                else
+                {
+                    await UnregisterSystemRegionAsync(name).ConfigureAwait(false);
+                }
             }
             catch (Exception e) when (e is HttpRequestException or RpcException or TaskCanceledException)
             {
@@ -100,6 +147,9 @@ public abstract class InferenceClient : IDisposable
             }
         }
 
+        // Freed only after the server let go of it (or could not be asked): the server's mapping keeps the memory alive anyway.
+        _deviceRegion?.Dispose();
+        _deviceRegion = null;
         if (_regionPath is not null && File.Exists(_regionPath))
         {
             File.Delete(_regionPath);
@@ -113,6 +163,12 @@ public abstract class InferenceClient : IDisposable
 
     /// <summary>Unregisters a system shared memory region.</summary>
     protected abstract Task UnregisterSystemRegionAsync(string name);
+
+    /// <summary>Registers a CUDA shared memory region (a cudaIpcMemHandle_t) with the server.</summary>
+    protected abstract Task RegisterCudaRegionAsync(string name, byte[] rawHandle, int deviceId, long byteSize, CancellationToken cancellationToken);
+
+    /// <summary>Unregisters a CUDA shared memory region.</summary>
+    protected abstract Task UnregisterCudaRegionAsync(string name);
 
     /// <summary>The offset of each input in the region: inputs lie one after another in request order.</summary>
     protected static long[] RegionOffsets(IReadOnlyList<(string Name, Tensor Tensor)> inputs)
@@ -142,6 +198,8 @@ public abstract class InferenceClient : IDisposable
     public void Dispose()
     {
         Dispose(true);
+        _deviceRegion?.Dispose();
+        _deviceRegion = null;
         GC.SuppressFinalize(this);
     }
 
@@ -224,6 +282,22 @@ internal sealed class HttpInferenceClient : InferenceClient
     protected override async Task UnregisterSystemRegionAsync(string name)
     {
         using var response = await _http.PostAsync(new Uri($"v2/systemsharedmemory/region/{Uri.EscapeDataString(name)}/unregister", UriKind.Relative), null).ConfigureAwait(false);
+    }
+
+    protected override async Task RegisterCudaRegionAsync(string name, byte[] rawHandle, int deviceId, long byteSize, CancellationToken cancellationToken)
+    {
+        var body = new Dictionary<string, object> { ["raw_handle"] = new Dictionary<string, string> { ["b64"] = Convert.ToBase64String(rawHandle) }, ["device_id"] = deviceId, ["byte_size"] = byteSize };
+        using var content = new StringContent(JsonSerializer.Serialize(body), System.Text.Encoding.UTF8, "application/json");
+        using var response = await _http.PostAsync(new Uri($"v2/cudasharedmemory/region/{Uri.EscapeDataString(name)}/register", UriKind.Relative), content, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new BatchwiseException($"Registering CUDA shared memory region '{name}' failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)}", "The server must list cuda_shared_memory in GET /v2 and run on this host with a GPU; or use --shared-memory system or none.");
+        }
+    }
+
+    protected override async Task UnregisterCudaRegionAsync(string name)
+    {
+        using var response = await _http.PostAsync(new Uri($"v2/cudasharedmemory/region/{Uri.EscapeDataString(name)}/unregister", UriKind.Relative), null).ConfigureAwait(false);
     }
 
     protected override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
@@ -372,6 +446,21 @@ internal sealed class GrpcInferenceClient : InferenceClient
 
     protected override async Task UnregisterSystemRegionAsync(string name) =>
         await _client.SystemSharedMemoryUnregisterAsync(new SystemSharedMemoryUnregisterRequest { Name = name }, deadline: DateTime.UtcNow + _timeout).ConfigureAwait(false);
+
+    protected override async Task RegisterCudaRegionAsync(string name, byte[] rawHandle, int deviceId, long byteSize, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _client.CudaSharedMemoryRegisterAsync(new CudaSharedMemoryRegisterRequest { Name = name, RawHandle = ByteString.CopyFrom(rawHandle), DeviceId = deviceId, ByteSize = (ulong)byteSize }, deadline: DateTime.UtcNow + _timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw new BatchwiseException($"Registering CUDA shared memory region '{name}' failed: {e.Status.StatusCode} {e.Status.Detail}", "The server must list cuda_shared_memory in its metadata and run on this host with a GPU; or use --shared-memory system or none.", e);
+        }
+    }
+
+    protected override async Task UnregisterCudaRegionAsync(string name) =>
+        await _client.CudaSharedMemoryUnregisterAsync(new CudaSharedMemoryUnregisterRequest { Name = name }, deadline: DateTime.UtcNow + _timeout).ConfigureAwait(false);
 
     protected override void Prepare(string model, IReadOnlyList<(string Name, Tensor Tensor)> inputs)
     {

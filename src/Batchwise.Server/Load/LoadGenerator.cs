@@ -21,8 +21,11 @@ public sealed record LoadOptions
     /// <summary>HTTP: send tensors as JSON arrays instead of binary tensor data (for servers without that extension).</summary>
     public bool JsonData { get; init; }
 
-    /// <summary>none: inputs in each request; system: inputs written once into a POSIX shared memory region registered with the server (perf_analyzer's --shared-memory).</summary>
+    /// <summary>none: inputs in each request; system: inputs written once into a POSIX shared memory region registered with the server; cuda: into device memory registered through its CUDA IPC handle (perf_analyzer's --shared-memory).</summary>
     public string SharedMemory { get; init; } = "none";
+
+    /// <summary>CUDA IPC for --shared-memory cuda (null: the registered source; tests give their own).</summary>
+    public ICudaIpc? CudaIpc { get; init; }
 
     /// <summary>Closed-loop points: clients each with one request outstanding.</summary>
     public IReadOnlyList<int> Concurrency { get; init; } = [];
@@ -94,7 +97,7 @@ public sealed class LoadGenerator
     /// <summary>Runs every point; <paramref name="progress"/> hears each one as it completes.</summary>
     public async Task<LoadReport> RunAsync(Action<string>? progress = null, CancellationToken cancellationToken = default)
     {
-        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout, _options.JsonData, _options.SharedMemory);
+        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout, _options.JsonData, _options.SharedMemory, _options.CudaIpc);
         try
         {
             return await RunAsync(client, progress, cancellationToken).ConfigureAwait(false);
@@ -131,7 +134,7 @@ public sealed class LoadGenerator
             progress?.Invoke(Describe(point));
         }
 
-        return new LoadReport(_options.Url.ToString(), _options.Model, _options.Protocol, _options.BatchSize, LoadInputs.Describe(inputs) + (client.SharedMemory == "system" ? "; inputs in system shared memory" : string.Empty), DateTimeOffset.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, points);
+        return new LoadReport(_options.Url.ToString(), _options.Model, _options.Protocol, _options.BatchSize, LoadInputs.Describe(inputs) + (client.SharedMemory switch { "system" => "; inputs in system shared memory", "cuda" => "; inputs in CUDA shared memory (GPU 0)", _ => string.Empty }), DateTimeOffset.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, points);
     }
 
     /// <summary>One line for a point.</summary>

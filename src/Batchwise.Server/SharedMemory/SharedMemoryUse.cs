@@ -1,7 +1,7 @@
 namespace Batchwise.Server.SharedMemory;
 
 /// <summary>A tensor's place in a registered region: the region (held), the offset in it and the bytes given.</summary>
-internal sealed record SharedMemoryRef(SystemSharedMemoryRegion Region, long Offset, long ByteSize);
+internal sealed record SharedMemoryRef(SharedMemoryRegion Region, long Offset, long ByteSize);
 
 /// <summary>
 /// The shared memory one request uses: every region it names is held from parsing until its response is written,
@@ -9,7 +9,7 @@ internal sealed record SharedMemoryRef(SystemSharedMemoryRegion Region, long Off
 /// </summary>
 internal sealed class SharedMemoryUse(SystemSharedMemoryRegistry? registry) : IDisposable
 {
-    private readonly List<SystemSharedMemoryRegion> _held = [];
+    private readonly List<SharedMemoryRegion> _held = [];
 
     /// <summary>For callers without a registry: any region named is a 400.</summary>
     public static readonly SharedMemoryUse None = new(null);

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.IO.MemoryMappedFiles;
+using Batchwise.Engines;
 
 namespace Batchwise.Server.SharedMemory;
 
@@ -12,27 +13,21 @@ public sealed record SystemRegionStatus(string Name, string Key, long Offset, lo
 
 /// <summary>
 /// One registered system shared memory region: a read/write mapping of BYTE_SIZE bytes at OFFSET of the POSIX shared
-/// memory object KEY (/dev/shm/KEY). Requests hold it while they read their inputs and write their outputs; an
-/// unregister while a request holds it removes the name at once and unmaps when the last holder lets go.
+/// memory object KEY (/dev/shm/KEY).
 /// </summary>
-public sealed class SystemSharedMemoryRegion
+public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
 {
     private readonly MemoryMappedFile _file;
     private readonly MemoryMappedViewAccessor _view;
-    private int _holders = 1; // the registry's own reference
 
     private SystemSharedMemoryRegion(string name, string key, long offset, long byteSize, MemoryMappedFile file, MemoryMappedViewAccessor view)
+        : base(name, byteSize)
     {
-        Name = name;
         Key = key;
         Offset = offset;
-        ByteSize = byteSize;
         _file = file;
         _view = view;
     }
-
-    /// <summary>The name requests use.</summary>
-    public string Name { get; }
 
     /// <summary>The shared memory key.</summary>
     public string Key { get; }
@@ -40,11 +35,8 @@ public sealed class SystemSharedMemoryRegion
     /// <summary>Where the region starts in the object.</summary>
     public long Offset { get; }
 
-    /// <summary>The region's size in bytes.</summary>
-    public long ByteSize { get; }
-
-    /// <summary>True once unmapped (registry and every request let go).</summary>
-    internal bool IsUnmapped => Volatile.Read(ref _holders) == 0;
+    /// <inheritdoc/>
+    internal override string Kind => "system";
 
     /// <summary>Maps the region, or a 400 naming what is wrong (bad key, missing object, a range past its end).</summary>
     internal static SystemSharedMemoryRegion Map(string name, string key, long offset, long byteSize, string root)
@@ -108,58 +100,46 @@ public sealed class SystemSharedMemoryRegion
         }
     }
 
-    /// <summary>Takes a hold for one request; false when the region was unregistered and unmapped meanwhile.</summary>
-    internal bool TryHold()
-    {
-        while (true)
-        {
-            var n = Volatile.Read(ref _holders);
-            if (n == 0)
-            {
-                return false;
-            }
-
-            if (Interlocked.CompareExchange(ref _holders, n + 1, n) == n)
-            {
-                return true;
-            }
-        }
-    }
-
-    /// <summary>Lets go of one hold; the last one unmaps.</summary>
-    internal void Release()
-    {
-        if (Interlocked.Decrement(ref _holders) == 0)
-        {
-            _view.Dispose();
-            _file.Dispose();
-        }
-    }
-
-    /// <summary>Checks that [offset, offset + size) lies inside the region, or a 400 naming the tensor and the region.</summary>
-    internal void CheckRange(string what, long offset, long size)
-    {
-        if (offset < 0 || size < 0 || offset > ByteSize || size > ByteSize - offset)
-        {
-            throw InferenceError.BadRequest($"{what}: shared_memory_offset {offset} + shared_memory_byte_size {size} runs past the end of system shared memory region '{Name}' ({ByteSize} bytes)");
-        }
-    }
-
     /// <summary>Copies <paramref name="target"/>.Length bytes from <paramref name="offset"/> (checked by the caller).</summary>
-    internal void Read(long offset, byte[] target) => _view.ReadArray(offset, target, 0, target.Length);
+    internal override void Read(long offset, byte[] target) => _view.ReadArray(offset, target, 0, target.Length);
 
     /// <summary>Copies <paramref name="source"/> to <paramref name="offset"/> (checked by the caller).</summary>
-    internal void Write(long offset, byte[] source) => _view.WriteArray(offset, source, 0, source.Length);
+    internal override void Write(long offset, byte[] source) => _view.WriteArray(offset, source, 0, source.Length);
+
+    /// <inheritdoc/>
+    private protected override void ReleaseMemory()
+    {
+        _view.Dispose();
+        _file.Dispose();
+    }
 }
 
-/// <summary>The system shared memory regions registered with the server (Triton's system shared memory extension).</summary>
+/// <summary>
+/// The system shared memory regions registered with the server (Triton's system shared memory extension), and the
+/// server's CUDA shared memory regions (<see cref="Cuda"/>), which share one namespace with them, as in Triton.
+/// </summary>
 public sealed class SystemSharedMemoryRegistry : IDisposable
 {
     private readonly ConcurrentDictionary<string, SystemSharedMemoryRegion> _regions = new(StringComparer.Ordinal);
     private readonly string _root;
 
-    /// <summary>Creates an empty registry; <paramref name="root"/> is where POSIX shared memory objects live.</summary>
-    public SystemSharedMemoryRegistry(string root = "/dev/shm") => _root = root;
+    /// <summary>
+    /// Creates empty registries; <paramref name="root"/> is where POSIX shared memory objects live, <paramref name="cuda"/>
+    /// opens CUDA IPC handles (null: CUDA shared memory is refused, saying <paramref name="cudaUnavailableReason"/>).
+    /// </summary>
+    public SystemSharedMemoryRegistry(string root = "/dev/shm", ICudaIpc? cuda = null, string cudaUnavailableReason = "this server has no CUDA driver or GPU")
+    {
+        _root = root;
+        Cuda = new CudaSharedMemoryRegistry(this, cuda, cudaUnavailableReason);
+    }
+
+    /// <summary>The CUDA shared memory regions.</summary>
+    public CudaSharedMemoryRegistry Cuda { get; }
+
+    /// <summary>Taken while a name is checked and added, so one name never becomes a region of both kinds.</summary>
+    internal object RegisterGate { get; } = new();
+
+    internal bool Contains(string name) => _regions.ContainsKey(name);
 
     /// <summary>Most regions registered at once.</summary>
     public const int MaxRegions = 4096;
@@ -182,11 +162,19 @@ public sealed class SystemSharedMemoryRegistry : IDisposable
             throw new InferenceError(429, Grpc.Core.StatusCode.ResourceExhausted, $"system shared memory: {MaxRegions} regions are registered already; unregister some first");
         }
 
-        var region = SystemSharedMemoryRegion.Map(name, key, offset, byteSize, _root);
-        if (!_regions.TryAdd(name, region))
+        if (Cuda.Contains(name))
         {
-            region.Release();
-            throw InferenceError.BadRequest($"system shared memory region '{name}' is already registered; unregister it first or pick another name");
+            throw CudaSharedMemoryRegistry.AlreadyRegistered(name);
+        }
+
+        var region = SystemSharedMemoryRegion.Map(name, key, offset, byteSize, _root);
+        lock (RegisterGate)
+        {
+            if (Cuda.Contains(name) || !_regions.TryAdd(name, region))
+            {
+                region.Release();
+                throw InferenceError.BadRequest($"system shared memory region '{name}' is already registered; unregister it first or pick another name");
+            }
         }
     }
 
@@ -221,19 +209,28 @@ public sealed class SystemSharedMemoryRegistry : IDisposable
         return [new SystemRegionStatus(region.Name, region.Key, region.Offset, region.ByteSize)];
     }
 
-    /// <summary>Holds the region named for one request (release it when the response is written), or a 400 naming it.</summary>
-    internal SystemSharedMemoryRegion Hold(string what, string name)
+    /// <summary>Holds the region named (system or CUDA) for one request (release it when the response is written), or a 400 naming it.</summary>
+    internal SharedMemoryRegion Hold(string what, string name)
     {
         if (_regions.TryGetValue(name, out var region) && region.TryHold())
         {
             return region;
         }
 
-        throw InferenceError.BadRequest($"{what}: system shared memory region '{name}' is not registered; register it first (POST /v2/systemsharedmemory/region/{name}/register)");
+        if (Cuda.TryHold(name) is { } cuda)
+        {
+            return cuda;
+        }
+
+        throw InferenceError.BadRequest($"{what}: shared memory region '{name}' is not registered (as system or CUDA shared memory); register it first (POST /v2/systemsharedmemory/region/{name}/register or /v2/cudasharedmemory/region/{name}/register)");
     }
 
     /// <inheritdoc/>
-    public void Dispose() => Unregister(null);
+    public void Dispose()
+    {
+        Unregister(null);
+        Cuda.Dispose();
+    }
 
     private static InferenceError Unknown(string name) =>
         InferenceError.BadRequest($"system shared memory region '{name}' is not registered");

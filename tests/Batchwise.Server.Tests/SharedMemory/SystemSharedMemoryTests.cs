@@ -215,20 +215,6 @@ public sealed class SystemSharedMemoryTests : IClassFixture<ServerFixture>, IDis
     }
 
     [Fact]
-    public async Task Cuda_shared_memory_is_answered_as_not_built_on_both_protocols()
-    {
-        using var response = await PostJson("/v2/cudasharedmemory/region/c/register", new { raw_handle = new { b64 = "AAAA" }, device_id = 0, byte_size = 4 });
-        Assert.Equal(HttpStatusCode.NotImplemented, response.StatusCode);
-        Assert.Contains("CUDA shared memory is not built yet", await ErrorOf(response), StringComparison.Ordinal);
-
-        using var channel = GrpcChannel.ForAddress(_fixture.Server.GrpcAddress);
-        var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
-        var e = await Assert.ThrowsAsync<RpcException>(async () => await client.CudaSharedMemoryStatusAsync(new CudaSharedMemoryStatusRequest(), cancellationToken: Ct));
-        Assert.Equal(StatusCode.Unimplemented, e.StatusCode);
-        Assert.Contains("CUDA shared memory is not built yet", e.Status.Detail, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public void Unregister_while_a_request_holds_the_region_unmaps_only_when_it_lets_go()
     {
         var root = Directory.CreateTempSubdirectory("bw-shm-").FullName;

@@ -1,0 +1,112 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Batchwise.Cuda;
+using Batchwise.Server.Load;
+using Batchwise.Server.Protocol;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace Batchwise.Cli.Tests;
+
+/// <summary>
+/// CUDA shared memory on a GPU, across two processes as CUDA IPC requires (a process cannot open its own handle):
+/// `batchwise serve` runs as a child process, this test allocates device memory with the driver API, registers its
+/// IPC handle, infers by reference and reads the output back from device memory. Skips without a GPU.
+/// </summary>
+public sealed partial class CudaSharedMemoryGpuTests
+{
+    private const int Rows = 3;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Theory]
+    [InlineData("cuda")]
+    [InlineData("ort")]
+    public async Task Inputs_and_outputs_in_device_memory_of_another_process_give_the_by_value_result(string engine)
+    {
+        GpuTest.Require();
+        var ipc = DriverCudaIpc.Create();
+        using var serve = ServeProcess.Start("serve", "zoo:mlp", "--engine", engine, "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1", "--max-batch-size", "8");
+        var address = await serve.ServingAsync(TimeSpan.FromMinutes(3));
+        var grpcAddress = new Uri(GrpcLine().Match(serve.Out).Groups[1].Value);
+        using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
+
+        var meta = JsonDocument.Parse(await http.GetStringAsync(new Uri("/v2", UriKind.Relative), Ct)).RootElement;
+        Assert.Contains("cuda_shared_memory", meta.GetProperty("extensions").EnumerateArray().Select(e => e.GetString()));
+        var model = JsonDocument.Parse(await http.GetStringAsync(new Uri("/v2/models/mlp", UriKind.Relative), Ct)).RootElement;
+        var outputName = model.GetProperty("outputs")[0].GetProperty("name").GetString()!;
+        var outputWidth = model.GetProperty("outputs")[0].GetProperty("shape")[1].GetInt32();
+
+        var rng = new Random(5);
+        var input = Enumerable.Range(0, Rows * 64).Select(_ => (float)rng.NextDouble()).ToArray();
+        var inBytes = input.Length * sizeof(float);
+        var outBytes = Rows * outputWidth * sizeof(float);
+        using var inMemory = ipc.Allocate(0, 256 + inBytes);
+        using var outMemory = ipc.Allocate(0, 512 + outBytes);
+        inMemory.Write(256, MemoryMarshal.AsBytes(input.AsSpan()));
+        outMemory.Write(0, new byte[512 + outBytes]);
+
+        foreach (var (name, memory) in new[] { ("gpu-in", inMemory), ("gpu-out", outMemory) })
+        {
+            using var r = await http.PostAsync(new Uri($"/v2/cudasharedmemory/region/{name}/register", UriKind.Relative), JsonContent.Create(new { raw_handle = new { b64 = Convert.ToBase64String(memory.IpcHandle()) }, device_id = 0, byte_size = memory.Bytes }), Ct);
+            Assert.True(r.StatusCode == HttpStatusCode.OK, $"register {name}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(Ct)}");
+        }
+
+        var byReference = new
+        {
+            inputs = new[] { new { name = "input", datatype = "FP32", shape = new[] { Rows, 64 }, parameters = new Dictionary<string, object> { ["shared_memory_region"] = "gpu-in", ["shared_memory_byte_size"] = inBytes, ["shared_memory_offset"] = 256 } } },
+            outputs = new[] { new { name = outputName, parameters = new Dictionary<string, object> { ["shared_memory_region"] = "gpu-out", ["shared_memory_byte_size"] = outBytes, ["shared_memory_offset"] = 512 } } },
+        };
+        using (var r = await http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), JsonContent.Create(byReference), Ct))
+        {
+            Assert.True(r.StatusCode == HttpStatusCode.OK, $"infer by reference: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(Ct)}");
+        }
+
+        var byValue = new { inputs = new[] { new { name = "input", datatype = "FP32", shape = new[] { Rows, 64 }, data = input } } };
+        using var valueResponse = await http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), JsonContent.Create(byValue), Ct);
+        var expected = JsonDocument.Parse(await valueResponse.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("outputs")[0].GetProperty("data").EnumerateArray().Select(v => v.GetSingle()).ToArray();
+        var got = new float[Rows * outputWidth];
+        outMemory.Read(512, MemoryMarshal.AsBytes(got.AsSpan()));
+        Assert.Equal(expected.Length, got.Length);
+        for (var i = 0; i < expected.Length; i++)
+        {
+            Assert.Equal(expected[i], got[i], 5);
+        }
+
+        // gRPC: status names the regions on device 0; unregistering every region closes them (the memory stays ours).
+        using var channel = GrpcChannel.ForAddress(grpcAddress);
+        var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+        var status = await client.CudaSharedMemoryStatusAsync(new CudaSharedMemoryStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+        Assert.Equal(0UL, status.Regions["gpu-in"].DeviceId);
+        Assert.Equal((ulong)outMemory.Bytes, status.Regions["gpu-out"].ByteSize);
+        await client.CudaSharedMemoryUnregisterAsync(new CudaSharedMemoryUnregisterRequest(), deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+        Assert.Empty((await client.CudaSharedMemoryStatusAsync(new CudaSharedMemoryStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct)).Regions);
+
+        // A handle from the server's own point of view that is not a handle: refused, and the server goes on.
+        var bad = await Assert.ThrowsAsync<RpcException>(async () => await client.CudaSharedMemoryRegisterAsync(new CudaSharedMemoryRegisterRequest { Name = "junk", RawHandle = ByteString.CopyFrom(new byte[64]), DeviceId = 0, ByteSize = 4 }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct));
+        Assert.Equal(StatusCode.InvalidArgument, bad.StatusCode);
+
+        // The load generator's --shared-memory cuda against the same server, over gRPC: no errors, region released.
+        var report = await new LoadGenerator(new LoadOptions
+        {
+            Url = grpcAddress,
+            Model = "mlp",
+            Protocol = "grpc",
+            SharedMemory = "cuda",
+            CudaIpc = ipc,
+            Concurrency = [4],
+            Warmup = TimeSpan.FromMilliseconds(200),
+            Window = TimeSpan.FromMilliseconds(300),
+            MaxWindows = 3,
+        }).RunAsync(cancellationToken: Ct);
+        Assert.Equal(0, Assert.Single(report.Points).Errors);
+        Assert.Empty((await client.CudaSharedMemoryStatusAsync(new CudaSharedMemoryStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct)).Regions);
+    }
+
+    [GeneratedRegex(@"gRPC on (\S+?),? ")]
+    private static partial Regex GrpcLine();
+}
