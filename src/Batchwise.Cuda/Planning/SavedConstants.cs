@@ -20,8 +20,11 @@ internal sealed record SavedDerivation(bool Many, SavedForm[] Values);
 /// <summary>The device-ready bytes of one session constant (by name) stored as <paramref name="Storage"/>, at an offset of the blob.</summary>
 internal sealed record SavedUpload(string Name, int Storage, long Offset, long Length);
 
-/// <summary>The index of a saved engine's constants: every derived value's form, and where each uploaded constant's bytes lie.</summary>
-internal sealed record SavedConstantsIndex(Dictionary<string, SavedDerivation> Derivations, SavedUpload[] Uploads);
+/// <summary>
+/// The index of a saved engine's constants: every derived value's form, where each uploaded constant's bytes lie, and
+/// the bytes' XxHash3 (hex), which a load checks (a zip does not check stored entries' checksums on read).
+/// </summary>
+internal sealed record SavedConstantsIndex(Dictionary<string, SavedDerivation> Derivations, SavedUpload[] Uploads, string Checksum);
 
 /// <summary>
 /// A saved engine's processed weights (cuda/constants.json and cuda/constants.bin): the form of every value the session
@@ -115,6 +118,11 @@ internal sealed class SavedConstants
             throw new BatchwiseException($"'{path}' is damaged: its constants index is empty", Hint);
         }
 
+        if (Checksum(blob) != parsed.Checksum)
+        {
+            throw new BatchwiseException($"'{path}' is damaged: its constant bytes ({blob.LongLength} of them) do not match their checksum (a truncated or altered file?)", Hint);
+        }
+
         foreach (var (name, d) in parsed.Derivations)
         {
             if (d?.Values is null || d.Values.Any(v => v?.Shape is null || !Enum.IsDefined(v.ElementType) || v.Shape.Any(s => s < 0)) || (!d.Many && d.Values.Length != 1))
@@ -163,9 +171,11 @@ internal sealed class SavedConstants
             list[i].Bytes.Span.CopyTo(blob.AsSpan(checked((int)records[i].Offset)));
         }
 
-        var index = new SavedConstantsIndex(new Dictionary<string, SavedDerivation>(derivations, StringComparer.Ordinal), [.. records]);
+        var index = new SavedConstantsIndex(new Dictionary<string, SavedDerivation>(derivations, StringComparer.Ordinal), [.. records], Checksum(blob));
         return (JsonSerializer.SerializeToUtf8Bytes(index, SavedConstantsJson.Default.SavedConstantsIndex), blob);
     }
+
+    private static string Checksum(byte[] blob) => System.IO.Hashing.XxHash3.HashToUInt64(blob).ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>"recipe(...)" of an array element "recipe(...)#i".</summary>
     private static string BaseName(string name)

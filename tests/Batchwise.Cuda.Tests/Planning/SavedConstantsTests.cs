@@ -118,6 +118,12 @@ public sealed class SavedConstantsTests
         Assert.Contains("is damaged", truncated.Message, StringComparison.Ordinal);
         Assert.Contains("truncated", truncated.Message, StringComparison.Ordinal);
 
+        // One byte of the weights altered (a zip does not check a stored entry's checksum): refused, not uploaded.
+        var altered = (byte[])blob.Clone();
+        altered[altered.Length / 3] ^= 0x10;
+        var changed = Assert.Throws<BatchwiseException>(() => SavedConstants.Read("e.bwengine", index, altered));
+        Assert.Contains("do not match their checksum", changed.Message, StringComparison.Ordinal);
+
         var garbage = Assert.Throws<BatchwiseException>(() => SavedConstants.Read("e.bwengine", [.. index[..(index.Length / 2)]], blob));
         Assert.Contains("constants index does not parse", garbage.Message, StringComparison.Ordinal);
 

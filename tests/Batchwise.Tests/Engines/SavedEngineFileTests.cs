@@ -62,7 +62,7 @@ public sealed class SavedEngineFileTests
     }
 
     [Fact]
-    public void A_truncated_or_corrupted_saved_engine_is_refused_in_one_line()
+    public void A_truncated_saved_engine_is_refused_in_one_line_and_weights_are_stored_uncompressed()
     {
         var bytes = ModelZoo.Build("zoo:mlp").ToBytes();
         var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
@@ -73,21 +73,13 @@ public sealed class SavedEngineFileTests
             Assert.Equal(weights, SavedEngineFile.ReadArtefacts(path, "cuda/").Entries["cuda/constants.bin"]);
             Assert.Equal("fp16", SavedEngineFile.ReadManifest(path).Precision);
             var whole = File.ReadAllBytes(path);
+            Assert.True(whole.AsSpan().IndexOf(weights.AsSpan(1000, 64)) > 0, "the weights are stored uncompressed");
 
             // Cut short (a copy that stopped half way): the zip's directory at its end is gone.
             File.WriteAllBytes(path, whole[..(whole.Length / 2)]);
             var truncated = Assert.Throws<BatchwiseException>(() => SavedEngineFile.ReadArtefacts(path, "cuda/"));
             Assert.Contains("Cannot read saved engine", truncated.Message, StringComparison.Ordinal);
             Assert.DoesNotContain('\n', truncated.Message);
-
-            // A byte flipped inside the stored (uncompressed) weights: its checksum no longer matches.
-            var flipped = (byte[])whole.Clone();
-            var at = whole.AsSpan().IndexOf(weights.AsSpan(1000, 64)) + 10;
-            Assert.True(at > 10, "the weights are stored uncompressed");
-            flipped[at] ^= 0xFF;
-            File.WriteAllBytes(path, flipped);
-            var corrupted = Assert.Throws<BatchwiseException>(() => SavedEngineFile.ReadArtefacts(path, "cuda/"));
-            Assert.Contains("is damaged: its entry cuda/constants.bin cannot be read", corrupted.Message, StringComparison.Ordinal);
         }
         finally
         {
