@@ -42,7 +42,7 @@ public sealed class CudaEngine : IEngine
     public EngineOptions Effective(OnnxModel model, EngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return model.SavedEngine is { } path ? SavedEngine.Read(path, options).Apply(options) : options;
+        return model.SavedEngine is { } path ? SavedEngine.Effective(path, options) : options;
     }
 
     /// <inheritdoc/>
@@ -145,19 +145,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = CudaDriver.CreateStream();
         Kernels = new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory());
-        // Weights decoded in parallel (a ResNet-50 holds 25 M values): part of every cold start.
-        var decoded = new HostTensor[model.Graph.Initializer.Count];
-        Parallel.For(0, decoded.Length, i =>
-        {
-            var h = HostTensor.FromProto(model.Graph.Initializer[i]);
-            decoded[i] = new HostTensor(h.Type, h.Shape, h.Ints, h.Floats) { IsInitializer = true };
-        });
-        _initializers = new Dictionary<string, HostTensor>(decoded.Length, StringComparer.Ordinal);
-        for (var i = 0; i < decoded.Length; i++)
-        {
-            _initializers[model.Graph.Initializer[i].Name] = decoded[i];
-        }
-
+        _initializers = _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null);
         _hostInputs = GraphCompiler.HostValueInputs(model);
         _batchAxis = model.FindBatchAxis();
         Inputs = model.Inputs;
@@ -168,6 +156,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         {
             Kernels.AddImages(saved.Kernels, saved.KernelContents);
             Choices.Load(saved.Choices);
+            if (saved.Constants is { } constants)
+            {
+                _constants.Load(constants);
+            }
         }
     }
 
@@ -600,18 +592,22 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             _context.MakeCurrent();
             var started = Stopwatch.GetTimestamp();
             var (compiled, loaded, compileSeconds) = (Kernels.Compiled, Kernels.Loaded, Kernels.CompileSeconds);
+            var weightsBefore = _constants.WeightSeconds;
             var compiler = new GraphCompiler(_model, this);
             var plan = compiler.Compile(inputs, _initializers, _hostInputs);
             var graphDone = Stopwatch.GetTimestamp();
-            double kernelSeconds, constantSeconds;
+            var weightsInGraph = _constants.WeightSeconds - weightsBefore;
+            double kernelSeconds, constantSeconds, weightsInConstants;
             try
             {
                 Kernels.Resolve(plan.Steps.OfType<KernelStep>());
                 plan.Gate = Kernels.Gate;
                 var kernelsDone = Stopwatch.GetTimestamp();
                 kernelSeconds = Stopwatch.GetElapsedTime(graphDone, kernelsDone).TotalSeconds;
+                var weightsBeforeUpload = _constants.WeightSeconds;
                 UploadConstants(plan);
                 constantSeconds = Stopwatch.GetElapsedTime(kernelsDone).TotalSeconds;
+                weightsInConstants = _constants.WeightSeconds - weightsBeforeUpload;
                 _timingCache?.Save();
             }
             catch
@@ -626,10 +622,13 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             {
                 Phases = new Dictionary<string, double>(StringComparer.Ordinal)
                 {
-                    ["graph"] = graphSeconds - compiler.LibrarySeconds,
+                    // Host work on weights (decode, BN fold, reorder, conversion to the stored type) apart from the
+                    // graph work and the uploads it happens within: a saved engine with processed weights has none.
+                    ["graph"] = graphSeconds - compiler.LibrarySeconds - weightsInGraph,
                     ["library_queries"] = compiler.LibrarySeconds,
                     ["kernels"] = kernelSeconds,
-                    ["constants"] = constantSeconds,
+                    ["weights"] = weightsInGraph + weightsInConstants,
+                    ["constants"] = constantSeconds - weightsInConstants,
                 },
             };
             lock (_builds)
@@ -669,9 +668,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 continue;
             }
 
-            var bytes = StorageBytes(t, b.StorageType);
+            // A saved engine's device-ready bytes where it has them (no decode, fold, reorder or conversion here).
+            var bytes = _constants.SavedBytes(t, b.StorageType) ?? _constants.MeasureWeightWork(() => StorageBytes(t, b.StorageType));
             var memory = CudaDriver.Allocate(Math.Max(1, bytes.Length));
-            fixed (byte* p = bytes)
+            fixed (byte* p = bytes.Span)
             {
                 CudaDriver.CopyToDevice(memory.Pointer, p, bytes.Length, _uploadStream);
                 CudaDriver.Synchronize(_uploadStream);
@@ -691,11 +691,32 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     }
 
     /// <summary>
+    /// The session's processed weights for a saved engine: every derived value's form, and the device bytes of every
+    /// session constant uploaded so far (the saved ones as loaded, the others as the device stores them).
+    /// </summary>
+    public (byte[] Index, byte[] Blob) SaveConstants()
+    {
+        var uploads = new List<(string, ElementType, ReadOnlyMemory<byte>)>();
+        foreach (var (t, storage) in _weights.Keys)
+        {
+            if (_constants.NameOf(t) is { } name)
+            {
+                uploads.Add((name, storage, _constants.SavedBytes(t, storage) ?? StorageBytes(t, storage)));
+            }
+        }
+
+        return SavedConstants.Write(_constants.Derivations, uploads);
+    }
+
+    /// <summary>Derived session constants given by a saved engine (values deferred) and made here (recipe run).</summary>
+    public (int Reused, int Made) DerivedConstants => (_constants.Reused, _constants.Made);
+
+    /// <summary>
     /// A constant's bytes as the device stores it: float weights straight to float32 or float16 in parallel chunks (a
     /// large model's weights are converted once, when its first plan is built); anything else through the host tensor's
     /// own conversion. A wider float stored as float16 saturates at ±65504 (<see cref="ToHalfStorage"/>).
     /// </summary>
-    private static byte[] StorageBytes(HostTensor t, ElementType storage)
+    internal static byte[] StorageBytes(HostTensor t, ElementType storage)
     {
         if (!t.IsFloat || storage is not (ElementType.Float or ElementType.Float16) || storage == t.Type)
         {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
+using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 
@@ -8,19 +9,20 @@ namespace Batchwise.Cuda;
 
 /// <summary>
 /// The cuda engine's part of a saved engine (<see cref="SavedEngineFile"/>): compiled kernels (CUBINs and the kernels
-/// each holds) and the library choices of every plan it built, valid only for the device, driver, cuDNN, cuBLASLt,
+/// each holds), the library choices of every plan it built and the processed weights as the device stores them, valid only for the device, driver, cuDNN, cuBLASLt,
 /// NVRTC and Batchwise versions it was built with. A new process loads them instead of compiling and asking heuristics.
 /// </summary>
 internal sealed class SavedEngine
 {
     private const string Prefix = "cuda/";
 
-    private SavedEngine(SavedEngineManifest manifest, IReadOnlyDictionary<string, byte[]> kernels, IReadOnlyDictionary<string, string[]> contents, IReadOnlyDictionary<string, byte[]> choices)
+    private SavedEngine(SavedEngineManifest manifest, IReadOnlyDictionary<string, byte[]> kernels, IReadOnlyDictionary<string, string[]> contents, IReadOnlyDictionary<string, byte[]> choices, SavedConstants? constants)
     {
         Manifest = manifest;
         Kernels = kernels;
         KernelContents = contents;
         Choices = choices;
+        Constants = constants;
     }
 
     public SavedEngineManifest Manifest { get; }
@@ -33,6 +35,9 @@ internal sealed class SavedEngine
 
     /// <summary>Library choices by problem.</summary>
     public IReadOnlyDictionary<string, byte[]> Choices { get; }
+
+    /// <summary>The processed, device-ready weights (BN folded, reordered, converted) and the form of every derived constant; null in a file without them.</summary>
+    public SavedConstants? Constants { get; }
 
     /// <summary>Batchwise's version, as saved engines record it.</summary>
     public static string BatchwiseVersion =>
@@ -58,6 +63,31 @@ internal sealed class SavedEngine
     public static SavedEngine Read(string path, EngineOptions options)
     {
         var (manifest, entries) = SavedEngineFile.ReadArtefacts(path, Prefix);
+        Check(path, manifest, options);
+        var contents = entries.TryGetValue(Prefix + "kernels.json", out var c)
+            ? JsonSerializer.Deserialize(c, SavedEngineJson.Default.DictionaryStringStringArray) ?? []
+            : [];
+        var kernels = entries.Where(e => e.Key.StartsWith(Prefix + "kernels/", StringComparison.Ordinal))
+            .ToDictionary(e => e.Key[(Prefix.Length + "kernels/".Length)..], e => e.Value, StringComparer.Ordinal);
+        var choiceText = entries.TryGetValue(Prefix + "choices.json", out var ch)
+            ? JsonSerializer.Deserialize(ch, SavedEngineJson.Default.DictionaryStringString) ?? []
+            : [];
+        var choices = choiceText.ToDictionary(p => p.Key, p => Convert.FromBase64String(p.Value), StringComparer.Ordinal);
+        var constants = SavedConstants.Read(path, entries.GetValueOrDefault(Prefix + SavedConstants.IndexEntry), entries.GetValueOrDefault(Prefix + SavedConstants.BlobEntry));
+        return new SavedEngine(manifest, kernels, contents, choices, constants);
+    }
+
+    /// <summary>The options a saved engine runs with (<see cref="Apply(EngineOptions)"/>), from its manifest alone (its artefacts are read by <see cref="Read"/>, once, when it is loaded).</summary>
+    public static EngineOptions Effective(string path, EngineOptions options)
+    {
+        var manifest = SavedEngineFile.ReadManifest(path);
+        Check(path, manifest, options);
+        return Apply(manifest, options);
+    }
+
+    /// <summary>Refuses, in one line, a file for another engine or environment, or options that contradict it.</summary>
+    private static void Check(string path, SavedEngineManifest manifest, EngineOptions options)
+    {
         if (manifest.Engine != "cuda")
         {
             throw new BatchwiseException($"'{path}' is a saved {manifest.Engine} engine, not a cuda one", $"Run it with --engine {manifest.Engine}.");
@@ -91,26 +121,17 @@ internal sealed class SavedEngine
         {
             throw new BatchwiseException($"'{path}' was built with shape profiles {string.Join(' ', manifest.ShapeProfiles)}; --shape-profile {string.Join(' ', options.ShapeProfiles.Select(p => p.Text))} contradicts it", "Drop --shape-profile, or rebuild with the profiles you want.");
         }
-
-        var contents = entries.TryGetValue(Prefix + "kernels.json", out var c)
-            ? JsonSerializer.Deserialize(c, SavedEngineJson.Default.DictionaryStringStringArray) ?? []
-            : [];
-        var kernels = entries.Where(e => e.Key.StartsWith(Prefix + "kernels/", StringComparison.Ordinal))
-            .ToDictionary(e => e.Key[(Prefix.Length + "kernels/".Length)..], e => e.Value, StringComparer.Ordinal);
-        var choiceText = entries.TryGetValue(Prefix + "choices.json", out var ch)
-            ? JsonSerializer.Deserialize(ch, SavedEngineJson.Default.DictionaryStringString) ?? []
-            : [];
-        var choices = choiceText.ToDictionary(p => p.Key, p => Convert.FromBase64String(p.Value), StringComparer.Ordinal);
-        return new SavedEngine(manifest, kernels, contents, choices);
     }
 
     /// <summary>The options a saved engine runs with: its precision, TF32, CUDA-graph setting and batch profiles.</summary>
-    public EngineOptions Apply(EngineOptions options) => options with
+    public EngineOptions Apply(EngineOptions options) => Apply(Manifest, options);
+
+    private static EngineOptions Apply(SavedEngineManifest manifest, EngineOptions options) => options with
     {
-        Precision = Manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32,
-        AllowTf32 = Manifest.Tf32,
-        BatchProfiles = Manifest.BatchProfiles,
-        ShapeProfiles = [.. Manifest.ShapeProfiles.Select(ShapeProfile.Parse)],
+        Precision = manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32,
+        AllowTf32 = manifest.Tf32,
+        BatchProfiles = manifest.BatchProfiles,
+        ShapeProfiles = [.. manifest.ShapeProfiles.Select(ShapeProfile.Parse)],
     };
 
     /// <summary>Writes what <paramref name="session"/> compiled and chose, with its model, to <paramref name="path"/>.</summary>
@@ -141,9 +162,12 @@ internal sealed class SavedEngine
 
         artefacts[Prefix + "kernels.json"] = JsonSerializer.SerializeToUtf8Bytes(session.Kernels.Contents.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), SavedEngineJson.Default.DictionaryStringStringArray);
         artefacts[Prefix + "choices.json"] = JsonSerializer.SerializeToUtf8Bytes(session.Choices.Snapshot().ToDictionary(p => p.Key, p => Convert.ToBase64String(p.Value), StringComparer.Ordinal), SavedEngineJson.Default.DictionaryStringString);
+        var (index, blob) = session.SaveConstants();
+        artefacts[Prefix + SavedConstants.IndexEntry] = index;
+        artefacts[Prefix + SavedConstants.BlobEntry] = blob;
         SavedEngineFile.Write(path, manifest, bytes, artefacts);
     }
 
     /// <summary>A line for logs: what the file holds.</summary>
-    public string Describe() => string.Create(CultureInfo.InvariantCulture, $"{KernelContents.Values.Sum(v => v.Length)} kernels, {Choices.Count} library choices, built {Manifest.Created:yyyy-MM-dd HH:mm} UTC");
+    public string Describe() => string.Create(CultureInfo.InvariantCulture, $"{KernelContents.Values.Sum(v => v.Length)} kernels, {Choices.Count} library choices, {(Constants is { } c ? $"{c.UploadCount} device-ready constants ({c.BlobBytes / 1e6:F1} MB)" : "no processed weights")}, built {Manifest.Created:yyyy-MM-dd HH:mm} UTC");
 }

@@ -110,7 +110,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private HostTensor ChannelsLastConstant(HostTensor t, long[] s4) => _target.Derive("nhwc:" + string.Join('x', s4), [t], () => ChannelsLast(t, s4));
 
-    private static HostTensor ChannelsLast(HostTensor t, long[] s4)
+    internal static HostTensor ChannelsLast(HostTensor t, long[] s4)
     {
         // [A, B, C, D] -> [A, C, D, B] by rows of B (a filter's input channels), in parallel over A: weights of a large
         // model are millions of elements, reordered when a session's first plan is built.

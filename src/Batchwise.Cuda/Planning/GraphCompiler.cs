@@ -280,8 +280,10 @@ internal sealed partial class GraphCompiler
             source = Nchw(source);
         }
 
-        return source.Constant is not null
-            ? new PlanValue(source.Type, shape, source.Constant.WithShape(shape))
+        // A view of a session constant (a bias seen as [C, 1, 1]) is a session constant too: uploaded once, not per plan.
+        var constant = source.Constant;
+        return constant is not null
+            ? new PlanValue(source.Type, shape, _target.Derive("view:" + string.Join('x', shape), [constant], () => constant.WithShape(shape)))
             : new PlanValue(source.Type, shape, null, source.Buffer) { Nhwc = source.Nhwc };
     }
 

@@ -40,7 +40,9 @@ public sealed record SavedEngineManifest(
 
 /// <summary>
 /// A saved engine on disk (<c>.bwengine</c>): a zip holding manifest.json, the model (model.onnx) and the engine's own
-/// artefacts (compiled kernels, library choices) as named entries. Anything that takes a model path takes one.
+/// artefacts (compiled kernels, library choices, processed weights) as named entries. Anything that takes a model path
+/// takes one. The model and artefacts named *.bin are stored uncompressed (weights do not compress, and they must read
+/// fast); the rest are compressed.
 /// </summary>
 public static class SavedEngineFile
 {
@@ -50,8 +52,8 @@ public static class SavedEngineFile
     /// <summary>The manifest's format name.</summary>
     public const string FormatName = "batchwise-engine";
 
-    /// <summary>The current layout.</summary>
-    public const int CurrentSchema = 1;
+    /// <summary>The current layout (2: the cuda engine's processed weights, cuda/constants.json and .bin, added).</summary>
+    public const int CurrentSchema = 2;
 
     /// <summary>True for a path that names a saved engine.</summary>
     public static bool IsSavedEngine(string path) => path.EndsWith(Extension, StringComparison.OrdinalIgnoreCase);
@@ -79,7 +81,7 @@ public static class SavedEngineFile
             Add(zip, "model.onnx", model, CompressionLevel.NoCompression);
             foreach (var (name, bytes) in artefacts.OrderBy(p => p.Key, StringComparer.Ordinal))
             {
-                Add(zip, name, bytes, CompressionLevel.Fastest);
+                Add(zip, name, bytes, name.EndsWith(".bin", StringComparison.Ordinal) ? CompressionLevel.NoCompression : CompressionLevel.Fastest);
             }
         }
 
@@ -100,6 +102,13 @@ public static class SavedEngineFile
         var onnx = OnnxModel.FromBytes(model, manifest.ModelName, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)), path);
         onnx.SavedEngine = path;
         return (manifest, onnx);
+    }
+
+    /// <summary>The manifest alone (what a saved engine was built with and for), checked as every read checks it.</summary>
+    public static SavedEngineManifest ReadManifest(string path)
+    {
+        using var zip = Open(path);
+        return ReadManifest(zip, path);
     }
 
     /// <summary>The manifest and every entry under <paramref name="prefix"/> (an engine's own artefacts).</summary>
@@ -149,13 +158,27 @@ public static class SavedEngineFile
         return manifest;
     }
 
+    /// <summary>An entry's bytes, read once into their array; a damaged entry (bad data, wrong checksum, cut short) is refused in one line.</summary>
     private static byte[] Entry(ZipArchive zip, string name, string path)
     {
-        var entry = zip.GetEntry(name) ?? throw new BatchwiseException($"'{path}' is damaged: it has no {name}", "Build the engine again with `batchwise build`.");
-        using var stream = entry.Open();
-        using var buffer = new MemoryStream(checked((int)entry.Length));
-        stream.CopyTo(buffer);
-        return buffer.ToArray();
+        const string Hint = "Build the engine again with `batchwise build`.";
+        var entry = zip.GetEntry(name) ?? throw new BatchwiseException($"'{path}' is damaged: it has no {name}", Hint);
+        try
+        {
+            using var stream = entry.Open();
+            var bytes = new byte[checked((int)entry.Length)];
+            stream.ReadExactly(bytes);
+            if (stream.ReadByte() >= 0)
+            {
+                throw new InvalidDataException("more bytes than its header says");
+            }
+
+            return bytes;
+        }
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException or OverflowException)
+        {
+            throw new BatchwiseException($"'{path}' is damaged: its entry {name} cannot be read ({e.Message})", Hint, e);
+        }
     }
 
     private static void Add(ZipArchive zip, string name, byte[] bytes, CompressionLevel level)

@@ -12,6 +12,9 @@ namespace Batchwise.Operators;
 /// </summary>
 public sealed class HostTensor
 {
+    private readonly double[]? _floats;
+    private readonly Lazy<double[]>? _deferred;
+
     /// <summary>Wraps values; <paramref name="ints"/> for integer and bool types, <paramref name="floats"/> for floating point.</summary>
     public HostTensor(ElementType type, long[] shape, long[]? ints, double[]? floats)
     {
@@ -19,11 +22,18 @@ public sealed class HostTensor
         Type = type;
         Shape = shape;
         Ints = ints;
-        Floats = floats;
+        _floats = floats;
         if (IsFloat ? floats is null : ints is null)
         {
             throw new ArgumentException("values of the wrong kind for " + type);
         }
+    }
+
+    private HostTensor(ElementType type, long[] shape, Lazy<double[]> deferred)
+    {
+        Type = type;
+        Shape = shape;
+        _deferred = deferred;
     }
 
     /// <summary>Element type.</summary>
@@ -35,8 +45,14 @@ public sealed class HostTensor
     /// <summary>Values of an integer or bool tensor.</summary>
     public long[]? Ints { get; }
 
-    /// <summary>Values of a floating point tensor.</summary>
-    public double[]? Floats { get; }
+    /// <summary>Values of a floating point tensor (a deferred tensor's are made on this first read).</summary>
+    public double[]? Floats => _floats ?? _deferred?.Value;
+
+    /// <summary>
+    /// False for a deferred tensor whose values nobody has read yet (<see cref="Deferred"/>): its type and shape are
+    /// known, its values not made.
+    /// </summary>
+    public bool HasValuesMade => _deferred is not { IsValueCreated: false };
 
     /// <summary>
     /// True for values the session owns: initializers and what is derived from them alone (BN-folded or reordered
@@ -55,6 +71,27 @@ public sealed class HostTensor
 
     /// <summary>A floating point tensor.</summary>
     public static HostTensor OfFloats(ElementType type, long[] shape, double[] values) => new(type, shape, null, values);
+
+    /// <summary>
+    /// A floating point tensor whose values are made by <paramref name="values"/> when first read (once, thread-safe):
+    /// a weight that may never be needed on the host (a saved engine carries its device bytes) costs nothing until then.
+    /// </summary>
+    public static HostTensor Deferred(ElementType type, long[] shape, Func<double[]> values)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(values);
+        if (!type.IsFloatingPoint())
+        {
+            throw new ArgumentException("only floating point values are deferred, not " + type);
+        }
+
+        var count = Tensor.ElementCountOf(shape);
+        return new HostTensor(type, shape, new Lazy<double[]>(() =>
+        {
+            var made = values();
+            return made.LongLength == count ? made : throw new InvalidOperationException($"deferred values of {type.ShortName()} {Tensor.ShapeText(shape)} came as {made.LongLength} elements");
+        }, LazyThreadSafetyMode.ExecutionAndPublication));
+    }
 
     /// <summary>A 1-D int64 tensor.</summary>
     public static HostTensor Int64s(params long[] values) => OfInts(ElementType.Int64, [values.Length], values);
@@ -114,7 +151,7 @@ public sealed class HostTensor
     public double[] AsDoubles() => IsFloat ? (double[])Floats!.Clone() : Ints!.Select(v => (double)v).ToArray();
 
     /// <summary>The same values at another shape of the same element count.</summary>
-    public HostTensor WithShape(long[] shape) => new(Type, shape, Ints, Floats);
+    public HostTensor WithShape(long[] shape) => _floats is null && _deferred is not null ? new(Type, shape, _deferred) : new(Type, shape, Ints, Floats);
 
     /// <summary>Converts to another element type with ONNX Cast semantics (truncation toward zero for float to int, wrapping for narrower integers).</summary>
     public HostTensor CastTo(ElementType type)

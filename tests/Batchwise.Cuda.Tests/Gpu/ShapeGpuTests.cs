@@ -166,7 +166,36 @@ public sealed class ShapeGpuTests
                 Assert.All(session.Builds, b => Assert.Equal(0, b.KernelsCompiled));
                 using var fresh = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
                 Assert.All(Gpu.Compare(got, fresh.Run(inputs), model.Outputs), r => Assert.True(r.Cosine >= 0.9999, $"cosine {r.Cosine}"));
+
+                // The processed weights came from the file: no BN fold, reorder or conversion ran, and the outputs are
+                // those of a fresh build with the same options, bit for bit, at every profile.
+                Assert.Equal(0, session.DerivedConstants.Made);
+                Assert.True(session.DerivedConstants.Reused > 0, "no derived constant came from the file");
+                using var same = new CudaEngine().Load(model, options);
+                foreach (var batch in new[] { 1, 4 })
+                {
+                    var rows = Rows(model, batch, seed: batch);
+                    var want = same.Run(rows);
+                    var have = session.Run(rows);
+                    Assert.Equal(want.Count, have.Count);
+                    Assert.All(want.Zip(have), p => Assert.Equal(p.First.Data, p.Second.Data));
+                }
+
+                Assert.Equal(0, session.DerivedConstants.Made);
+                Gpu.Report("shapes.md", $"| saved engine, resnet18 64x64 fp16 | {string.Join(", ", session.Builds.Select(b => string.Join(' ', b.Phases.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {p.Value * 1000:F1}")))))} ms |");
             }
+
+            // Its processed weights' index damaged: refused in one line, not run with wrong weights.
+            using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
+            {
+                var index = zip.GetEntry("cuda/constants.json")!;
+                index.Delete();
+                using var w = zip.CreateEntry("cuda/constants.json").Open();
+                w.Write("{\"derivations\": 3"u8);
+            }
+
+            var damaged = Assert.Throws<BatchwiseException>(() => new CudaEngine().Load(ModelSource.Load(path), new EngineOptions()));
+            Assert.Contains("is damaged: its constants index does not parse", damaged.Message, StringComparison.Ordinal);
 
             // The same file, claiming another cuDNN: refused in one line that names it and says how to rebuild.
             RewriteManifest(path, m => m with { Environment = new SortedDictionary<string, string>(m.Environment, StringComparer.Ordinal) { ["cudnn"] = "0.0.1" } });

@@ -62,6 +62,32 @@ public sealed class SavedEngineFileTests
     }
 
     [Fact]
+    public void A_truncated_saved_engine_is_refused_in_one_line_and_weights_are_stored_uncompressed()
+    {
+        var bytes = ModelZoo.Build("zoo:mlp").ToBytes();
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        var weights = Enumerable.Range(0, 1 << 16).Select(i => (byte)(i * 7)).ToArray();
+        try
+        {
+            SavedEngineFile.Write(path, Manifest(bytes), bytes, new Dictionary<string, byte[]> { ["cuda/constants.bin"] = weights, ["cuda/constants.json"] = [1, 2] });
+            Assert.Equal(weights, SavedEngineFile.ReadArtefacts(path, "cuda/").Entries["cuda/constants.bin"]);
+            Assert.Equal("fp16", SavedEngineFile.ReadManifest(path).Precision);
+            var whole = File.ReadAllBytes(path);
+            Assert.True(whole.AsSpan().IndexOf(weights.AsSpan(1000, 64)) > 0, "the weights are stored uncompressed");
+
+            // Cut short (a copy that stopped half way): the zip's directory at its end is gone.
+            File.WriteAllBytes(path, whole[..(whole.Length / 2)]);
+            var truncated = Assert.Throws<BatchwiseException>(() => SavedEngineFile.ReadArtefacts(path, "cuda/"));
+            Assert.Contains("Cannot read saved engine", truncated.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', truncated.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void The_ort_engine_refuses_a_saved_cuda_engine()
     {
         var bytes = ModelZoo.Build("zoo:mlp").ToBytes();

@@ -401,31 +401,39 @@ internal sealed partial class GraphCompiler
         }
 
         var eps = new NodeAttributes(bn).Float("epsilon", 1e-5);
-        var per = w.Count / m;
         var (wc, bc) = (w.Constant, b?.Constant);
-        var folded = _target.Derive(FormattableString.Invariant($"bn-fold:{eps:R}"), [wc, bc, p[0], p[1], p[2], p[3]], () =>
-        {
-            var weights = wc.AsDoubles();
-            var bias = new double[m];
-            for (var c = 0; c < m; c++)
-            {
-                var scale = p[0]![c] / Math.Sqrt(p[3]![c] + eps);
-                for (var j = 0; j < per; j++)
-                {
-                    weights[(c * per) + j] = (float)(weights[(c * per) + j] * scale);
-                }
-
-                bias[c] = (float)((((bc?[c]) ?? 0) - p[2]![c]) * scale + p[1]![c]);
-            }
-
-            return new[] { HostTensor.OfFloats(ElementType.Float, w.Shape, weights), HostTensor.OfFloats(ElementType.Float, [m], bias) };
-        });
+        var folded = _target.Derive(FormattableString.Invariant($"bn-fold:{eps:R}"), [wc, bc, p[0], p[1], p[2], p[3]], () => FoldBatchNorm(wc, bc, p[0]!, p[1]!, p[2]!, p[3]!, eps));
 
         _folded.Add(bn);
         var (wt, bt) = (folded[0], folded[1]);
         return (new PlanValue(ElementType.Float, w.Shape, wt), new PlanValue(ElementType.Float, [m], bt), bn.Output[0]);
     }
 
+
+    /// <summary>
+    /// A filter [M, ...] and bias with a BatchNormalization folded in, each value rounded to float32: W' = W * s and
+    /// b' = (b - mean) * s + beta per output channel, s = gamma / sqrt(var + epsilon). Channels in parallel (a large
+    /// model's filters are millions of values, folded when its first plan is built).
+    /// </summary>
+    internal static HostTensor[] FoldBatchNorm(HostTensor w, HostTensor? b, HostTensor gamma, HostTensor beta, HostTensor mean, HostTensor variance, double eps)
+    {
+        var m = w.Shape[0];
+        var per = w.Count / m;
+        var from = w.Floats!;
+        var weights = new double[from.Length];
+        var bias = new double[m];
+        Parallel.For(0, m, c =>
+        {
+            var scale = gamma[c] / Math.Sqrt(variance[c] + eps);
+            for (var j = c * per; j < (c + 1) * per; j++)
+            {
+                weights[j] = (float)(from[j] * scale);
+            }
+
+            bias[c] = (float)((((b?[c]) ?? 0) - mean[c]) * scale + beta[c]);
+        });
+        return [HostTensor.OfFloats(ElementType.Float, w.Shape, weights), HostTensor.OfFloats(ElementType.Float, [m], bias)];
+    }
 
     /// <summary>
     /// The median of five timed calls after a warm-up one (CUDA events around each on <paramref name="stream"/>), or
