@@ -1,7 +1,7 @@
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
-using Batchwise.Operators;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -24,18 +24,17 @@ public sealed class DataDependentPlanTests
     /// Boolean-mask indexing as exports write <c>x[x &gt; 0]</c>: NonZero, Transpose, GatherND; a Relu computed before
     /// the NonZero is read after it (kept live across the synchronisation) and the coordinates are an output too.
     /// </summary>
-    internal static OnnxModel MaskModel(int rank = 2)
+    internal static OnnxModel MaskModel(params long[] shape)
     {
         var g = new GraphBuilder("mask");
-        var dims = rank == 4 ? new object[] { 2L, 3L, 4L, 5L } : [6L, 7L];
-        var x = g.Input("x", ElementType.Float, dims);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
         var relu = g.Node("Relu", [x]);
         var doubled = g.Node("Mul", [relu, g.Scalar(2f)]);
         var mask = g.Node("Greater", [x, g.Scalar(0.25f)]);
         var coordinates = g.Rename(g.Node("NonZero", [mask]), "coordinates");
         var rows = g.Node("Transpose", [coordinates], GraphBuilder.Attr("perm", new long[] { 1, 0 }));
         g.Output(g.Rename(g.Node("GatherND", [doubled, rows]), "picked"), ElementType.Float, "count");
-        g.Output(coordinates, ElementType.Int64, (long)rank, "count");
+        g.Output(coordinates, ElementType.Int64, (long)shape.Length, "count");
         return g.Build("mask");
     }
 
@@ -83,7 +82,7 @@ public sealed class DataDependentPlanTests
     [Fact]
     public void NonZero_of_a_run_time_value_stops_the_plan_at_its_count_and_the_rest_resumes_on_the_same_arena()
     {
-        var model = MaskModel();
+        var model = MaskModel(6, 7);
         OperatorSupport.Validate(model);
         var x = Values([6, 7], 1);
 
@@ -109,8 +108,8 @@ public sealed class DataDependentPlanTests
     public void Masked_selection_with_counts_that_change_between_runs_agrees_with_onnx_runtime(Precision precision, int rank)
     {
         RequireCompiler();
-        var model = MaskModel(rank);
         var shape = rank == 4 ? new long[] { 2, 3, 4, 5 } : [6, 7];
+        var model = MaskModel(shape);
         var plan = Compile(precision, model, Tensor.Zeros(ElementType.Float, shape));
         var counts = new HashSet<long>();
         foreach (var seed in new[] { 1, 2, 3 })
@@ -167,7 +166,7 @@ public sealed class DataDependentPlanTests
     public void A_mask_with_no_true_element_gives_empty_coordinates()
     {
         RequireCompiler();
-        var model = MaskModel();
+        var model = MaskModel(6, 7);
         var x = Tensor.From<float>(ElementType.Float, [6, 7], [.. Enumerable.Repeat(-1f, 42)]);
         var plan = Compile(Precision.Fp32, model, x);
 
