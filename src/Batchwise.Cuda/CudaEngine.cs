@@ -631,6 +631,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     {
         IReadOnlyList<long> counts = [.. parent.Counts, count];
         var key = parent.Key + " nonzero=" + string.Join(",", counts);
+        if (parent.Transient)
+        {
+            return (Build(key, inputs, counts, parent, record: false), true); // the rest of a plan built for one run is too
+        }
+
         if (!parent.Continuations.TryGetValue(count, out var lazy))
         {
             if (Interlocked.Increment(ref _continuationPlans) > MaxContinuationPlans)
@@ -706,6 +711,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             };
             if (!record)
             {
+                plan.Transient = true;
                 return plan;
             }
 

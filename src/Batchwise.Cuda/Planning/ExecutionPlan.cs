@@ -280,6 +280,9 @@ internal sealed class ExecutionPlan : IDisposable
 
     public long WorkspaceBytes { get; }
 
+    /// <summary>Built for one run (past the session's bound on kept plans): the run disposes it, and the plans after it are built for that run too.</summary>
+    public bool Transient { get; set; }
+
     /// <summary>The session's key of the plan (input shapes, host values, counts), for build records.</summary>
     public string Key { get; set; } = string.Empty;
 
