@@ -127,7 +127,14 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private readonly bool _timedTactics;
     private readonly bool _exactPlans;
     private long _largestArena;
+    private int _continuationPlans;
     private bool _disposed;
+
+    /// <summary>
+    /// Most plans for the rest of a graph after a data-dependent node (one per distinct count, per input shape) a
+    /// session keeps; a run whose count finds the cache full builds its plan, runs it and drops it.
+    /// </summary>
+    internal const int MaxContinuationPlans = 64;
 
     public CudaSession(OnnxModel model, EngineOptions options, SavedEngine? saved = null)
     {
@@ -147,6 +154,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         Kernels = new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory());
         _initializers = _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null);
         _hostInputs = GraphCompiler.HostValueInputs(model);
+        DataDependent = model.Graph.Node.Any(n => OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain))?.HasDataDependentShape == true);
         _batchAxis = model.FindBatchAxis();
         Inputs = model.Inputs;
         Outputs = model.Outputs;
@@ -175,6 +183,21 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Every prepared run copies its inputs up and its outputs back (bench --transfers).</summary>
     public bool IncludeTransfers { get; }
+
+    /// <summary>
+    /// The graph has a node whose output size depends on values (NonZero): its plans may stop there for the host to
+    /// read a count (batch profiles and staged runs then take the ordinary path).
+    /// </summary>
+    public bool DataDependent { get; }
+
+    /// <summary>Runs capture CUDA graphs (each segment of a plan split at a data-dependent node its own).</summary>
+    internal bool UseCudaGraph => _useCudaGraph;
+
+    /// <summary>The largest arena a plan of this session needs so far.</summary>
+    internal long LargestArena => Interlocked.Read(ref _largestArena);
+
+    /// <summary>Plans for the rest of a graph after a data-dependent node kept now (at most <see cref="MaxContinuationPlans"/>).</summary>
+    internal int ContinuationPlans => Volatile.Read(ref _continuationPlans);
 
     /// <summary>The session's compiled kernels.</summary>
     public KernelCache Kernels { get; }
@@ -326,6 +349,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
 
         var plan = PlanFor(ShapeKey(inputs), () => inputs);
+        if (plan.StopsForCount && IncludeTransfers)
+        {
+            throw new BatchwiseException($"Timing transfers (--transfers) is not supported for models with data-dependent shapes on the cuda engine yet ({plan.SyncNodes[0]} synchronises with the host)", "Bench without --transfers.");
+        }
+
         return OnSlot(plan, (slot, context) => new CudaPreparedRun(this, plan, slot, context, inputs, rows));
     }
 
@@ -384,7 +412,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>The profile a batch runs padded to, or null when it runs at its own size.</summary>
     private int? ProfileFor(IReadOnlyList<long[]> shapes)
     {
-        if (BatchProfiles.Count == 0 || shapes.Count == 0 || _hostInputs.Count > 0 || shapes.Any(s => s.Length == 0))
+        // Padding rows would change a data-dependent node's count (NonZero sees the padded zeros): such models run at their own size.
+        if (BatchProfiles.Count == 0 || shapes.Count == 0 || _hostInputs.Count > 0 || DataDependent || shapes.Any(s => s.Length == 0))
         {
             return null;
         }
@@ -458,9 +487,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(inputShapes);
-        if (_hostInputs.Count > 0)
+        if (_hostInputs.Count > 0 || DataDependent)
         {
-            // Inputs whose values decide the plan (a shape given as a tensor) go through the ordinary path.
+            // Inputs whose values decide the plan (a shape given as a tensor), or outputs whose shapes are known only once
+            // run (a data-dependent node), go through the ordinary path.
             return new ManagedStagedRun(this, inputShapes);
         }
 
@@ -584,7 +614,52 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
     }
 
-    private ExecutionPlan Build(string key, IReadOnlyList<Tensor> inputs)
+    /// <summary>
+    /// The plan for the rest of the graph after <paramref name="parent"/> stopped at a data-dependent node whose count
+    /// is <paramref name="count"/>: built once per count and kept (up to <see cref="MaxContinuationPlans"/> in the
+    /// session); past that bound it is built for this run only (<c>Transient</c>: the caller disposes it).
+    /// </summary>
+    internal (ExecutionPlan Plan, bool Transient) Continuation(ExecutionPlan parent, long count, IReadOnlyList<Tensor> inputs)
+    {
+        IReadOnlyList<long> counts = [.. parent.Counts, count];
+        var key = parent.Key + " nonzero=" + string.Join(",", counts);
+        if (parent.Transient)
+        {
+            return (Build(key, inputs, counts, parent, record: false), true); // the rest of a plan built for one run is too
+        }
+
+        if (!parent.Continuations.TryGetValue(count, out var lazy))
+        {
+            if (Interlocked.Increment(ref _continuationPlans) > MaxContinuationPlans)
+            {
+                Interlocked.Decrement(ref _continuationPlans);
+                return (Build(key, inputs, counts, parent, record: false), true);
+            }
+
+            var made = new Lazy<ExecutionPlan>(() => Build(key, inputs, counts, parent), LazyThreadSafetyMode.ExecutionAndPublication);
+            lazy = parent.Continuations.GetOrAdd(count, made);
+            if (!ReferenceEquals(lazy, made))
+            {
+                Interlocked.Decrement(ref _continuationPlans);
+            }
+        }
+
+        try
+        {
+            return (lazy.Value, false);
+        }
+        catch
+        {
+            if (parent.Continuations.TryRemove(new KeyValuePair<long, Lazy<ExecutionPlan>>(count, lazy)))
+            {
+                Interlocked.Decrement(ref _continuationPlans); // a failed build is tried again next time
+            }
+
+            throw;
+        }
+    }
+
+    private ExecutionPlan Build(string key, IReadOnlyList<Tensor> inputs, IReadOnlyList<long>? counts = null, ExecutionPlan? parent = null, bool record = true)
     {
         // Builds run one at a time (they share the planning cuDNN and cuBLASLt handles); runs never take this lock.
         lock (_build)
@@ -594,7 +669,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var (compiled, loaded, compileSeconds) = (Kernels.Compiled, Kernels.Loaded, Kernels.CompileSeconds);
             var weightsBefore = _constants.WeightSeconds;
             var compiler = new GraphCompiler(_model, this);
-            var plan = compiler.Compile(inputs, _initializers, _hostInputs);
+            var plan = compiler.Compile(inputs, _initializers, _hostInputs, counts, parent);
+            plan.Key = key;
             var graphDone = Stopwatch.GetTimestamp();
             var weightsInGraph = _constants.WeightSeconds - weightsBefore;
             double kernelSeconds, constantSeconds, weightsInConstants;
@@ -618,7 +694,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
             InterlockedMax(ref _largestArena, plan.Memory.ArenaBytes);
             var graphSeconds = Stopwatch.GetElapsedTime(started, graphDone).TotalSeconds;
-            var build = new PlanBuild(key, Stopwatch.GetElapsedTime(started).TotalSeconds, Kernels.Compiled - compiled, Kernels.Loaded - loaded, Kernels.CompileSeconds - compileSeconds, plan.Steps.Count)
+            var shown = plan.StopsForCount ? $"{key} (stops at {plan.SyncNodes[^1]} for a host synchronisation: its count is read back and the rest runs under a plan per count)" : key;
+            var build = new PlanBuild(shown, Stopwatch.GetElapsedTime(started).TotalSeconds, Kernels.Compiled - compiled, Kernels.Loaded - loaded, Kernels.CompileSeconds - compileSeconds, plan.Steps.Count)
             {
                 Phases = new Dictionary<string, double>(StringComparer.Ordinal)
                 {
@@ -631,6 +708,12 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                     ["constants"] = constantSeconds - weightsInConstants,
                 },
             };
+            if (!record)
+            {
+                plan.Transient = true;
+                return plan;
+            }
+
             lock (_builds)
             {
                 _builds.Add(build);
@@ -806,10 +889,13 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfiling
 {
     private readonly CudaSession _session;
-    private readonly ExecutionPlan _plan;
+    private readonly ExecutionPlan _root;
     private readonly ExecutionSlot _slot;
-    private readonly Planning.ExecutionContext _context;
+    private readonly IReadOnlyList<Tensor> _inputs;
     private readonly int _rows;
+    private readonly List<(ExecutionPlan Plan, Planning.ExecutionContext Context)> _segments = [];
+    private readonly List<(ExecutionPlan Plan, Planning.ExecutionContext Context)> _transient = [];
+    private Planning.ExecutionContext _rootContext;
     private IReadOnlyList<Tensor>? _outputs;
     private bool _disposed;
 
@@ -817,9 +903,10 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
     public CudaPreparedRun(CudaSession session, ExecutionPlan plan, ExecutionSlot slot, Planning.ExecutionContext context, IReadOnlyList<Tensor> inputs, int rows)
     {
         _session = session;
-        _plan = plan;
+        _root = plan;
         _slot = slot;
-        _context = context;
+        _rootContext = context;
+        _inputs = inputs;
         _rows = rows;
         if (session.IncludeTransfers)
         {
@@ -827,21 +914,100 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
             return;
         }
 
-        for (var i = 0; i < inputs.Count; i++)
+        UploadInputs();
+    }
+
+    /// <summary>The plan whose outputs this run reads: the root plan, or the last segment's after data-dependent nodes.</summary>
+    private ExecutionPlan CurrentPlan => _segments.Count == 0 ? _root : _segments[^1].Plan;
+
+    /// <summary>The context of <see cref="CurrentPlan"/> on this run's slot.</summary>
+    private Planning.ExecutionContext CurrentContext => _segments.Count == 0 ? _rootContext : _segments[^1].Context;
+
+    private void UploadInputs()
+    {
+        for (var i = 0; i < _inputs.Count; i++)
         {
-            var buffer = plan.InputBuffers[i];
-            if (buffer < 0 || inputs[i].Data.Length == 0)
+            var buffer = _root.InputBuffers[i];
+            if (buffer < 0 || _inputs[i].Data.Length == 0)
             {
                 continue;
             }
 
-            fixed (byte* p = inputs[i].Data)
+            fixed (byte* p = _inputs[i].Data)
             {
-                CudaDriver.CopyToDevice(context.Pointer(buffer), p, inputs[i].Data.Length, context.Stream);
+                CudaDriver.CopyToDevice(_rootContext.Pointer(buffer), p, _inputs[i].Data.Length, _rootContext.Stream);
             }
         }
 
-        CudaDriver.Synchronize(context.Stream);
+        CudaDriver.Synchronize(_rootContext.Stream);
+    }
+
+    /// <summary>
+    /// A run of a plan split at data-dependent nodes: the first segment runs, the host reads the count it stops at (an
+    /// 8-byte copy and a stream synchronisation), the plan for the rest at that count (built once per count) resumes on
+    /// the same arena, and so on to the outputs. Each segment replays as its own CUDA graph once captured. Should a new
+    /// plan need a larger arena than the slot has, the slot's arena is replaced and the run starts again in the new one.
+    /// </summary>
+    private double RunSegments()
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            DropSegments();
+            var generation = _slot.ArenaGeneration;
+            var seconds = _rootContext.Run();
+            var (plan, context) = (_root, _rootContext);
+            var moved = false;
+            while (plan.StopsForCount)
+            {
+                long count;
+                CudaDriver.CopyToHost(&count, context.Pointer(plan.CountBuffer), sizeof(long), context.Stream);
+                CudaDriver.Synchronize(context.Stream);
+                var (next, transient) = _session.Continuation(plan, count, _inputs);
+                var nextContext = _slot.ContextFor(next, _session.UseCudaGraph && !transient, _session.LargestArena, keep: !transient);
+                if (transient)
+                {
+                    _transient.Add((next, nextContext));
+                }
+
+                _segments.Add((next, nextContext));
+                if (_slot.ArenaGeneration != generation)
+                {
+                    moved = true;
+                    break;
+                }
+
+                seconds += nextContext.Run();
+                (plan, context) = (next, nextContext);
+            }
+
+            if (!moved)
+            {
+                return seconds;
+            }
+
+            // The arena grew for the new plan: the segments run so far (and the inputs) went with the old one.
+            if (attempt >= 8)
+            {
+                throw new InvalidOperationException("the arena kept growing while running a plan split at data-dependent nodes");
+            }
+
+            DropSegments();
+            _rootContext = _slot.ContextFor(_root, _session.UseCudaGraph, _session.LargestArena);
+            UploadInputs();
+        }
+    }
+
+    /// <summary>Forgets the segments of the last run (disposing those built for it alone).</summary>
+    private void DropSegments()
+    {
+        _segments.Clear();
+        foreach (var (plan, context) in _transient)
+        {
+            context.Dispose();
+            plan.Dispose();
+        }
+
+        _transient.Clear();
     }
 
     public double Run()
@@ -849,7 +1015,12 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
         ObjectDisposedException.ThrowIf(_disposed, this);
         _session.MakeCurrent();
         _outputs = null;
-        return _session.IncludeTransfers ? RunWithTransfers() : _context.Run();
+        if (_root.StopsForCount)
+        {
+            return RunSegments();
+        }
+
+        return _session.IncludeTransfers ? RunWithTransfers() : CurrentContext.Run();
     }
 
     public IReadOnlyList<LayerTime> ProfileLayers(int runs)
@@ -858,7 +1029,21 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
         _session.MakeCurrent();
         _outputs = null;
         LastTransferTimes = null;
-        return _context.ProfileSteps(runs).Select(p => new LayerTime(p.Node, p.Milliseconds)).ToList();
+        if (!_root.StopsForCount)
+        {
+            return CurrentContext.ProfileSteps(runs).Select(p => new LayerTime(p.Node, p.Milliseconds)).ToList();
+        }
+
+        // Split at data-dependent nodes: one run to find the segments, then each segment profiled in order (a segment's
+        // steps read what the segments before it left in the arena).
+        RunSegments();
+        var times = _rootContext.ProfileSteps(runs).ToList();
+        foreach (var (_, context) in _segments)
+        {
+            times.AddRange(context.ProfileSteps(runs));
+        }
+
+        return times.Select(p => new LayerTime(p.Node, p.Milliseconds)).ToList();
     }
 
     public IReadOnlyList<Tensor> ReadOutputs()
@@ -876,7 +1061,7 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
 
         _session.MakeCurrent();
         var result = new List<Tensor>();
-        foreach (var o in _plan.Outputs)
+        foreach (var o in CurrentPlan.Outputs)
         {
             if (o.Constant is not null)
             {
@@ -891,14 +1076,14 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
             {
                 fixed (byte* p = t.Data)
                 {
-                    CudaDriver.CopyToHost(p, _context.Pointer(o.Buffer), t.Data.Length, _context.Stream);
+                    CudaDriver.CopyToHost(p, CurrentContext.Pointer(o.Buffer), t.Data.Length, CurrentContext.Stream);
                 }
             }
 
             result.Add(t);
         }
 
-        CudaDriver.Synchronize(_context.Stream);
+        CudaDriver.Synchronize(CurrentContext.Stream);
         _outputs = result;
         return result;
     }
@@ -923,6 +1108,8 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
         if (!_disposed)
         {
             _disposed = true;
+            _session.MakeCurrent();
+            DropSegments();
             _session.Return(_slot);
         }
     }

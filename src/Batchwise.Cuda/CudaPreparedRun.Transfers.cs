@@ -9,11 +9,11 @@ internal sealed partial class CudaPreparedRun : ITransferTiming
     public TransferTimes? LastTransferTimes { get; private set; }
 
     /// <summary>The execution context this run holds (tests read its staging events to see copies overlap compute).</summary>
-    internal Planning.ExecutionContext Context => _context;
+    internal Planning.ExecutionContext Context => CurrentContext;
 
     private double RunWithTransfers()
     {
-        LastTransferTimes = _context.RunWithTransfers();
+        LastTransferTimes = CurrentContext.RunWithTransfers();
         return LastTransferTimes.TotalSeconds;
     }
 
@@ -25,11 +25,11 @@ internal sealed partial class CudaPreparedRun : ITransferTiming
             return null;
         }
 
-        var staging = _context.Staging;
-        var result = new List<Tensor>(_plan.Outputs.Count);
-        for (var i = 0; i < _plan.Outputs.Count; i++)
+        var staging = CurrentContext.Staging;
+        var result = new List<Tensor>(CurrentPlan.Outputs.Count);
+        for (var i = 0; i < CurrentPlan.Outputs.Count; i++)
         {
-            var o = _plan.Outputs[i];
+            var o = CurrentPlan.Outputs[i];
             if (o.Constant is not null)
             {
                 result.Add(o.Constant.CastTo(o.Type).ToTensor());

@@ -321,4 +321,80 @@ internal static partial class KernelSource
             """);
         return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const long long* __restrict__ kp, {KernelWriter.ArgsParameter}");
     }
+
+    /// <summary>
+    /// Threads of the one block each NonZero kernel runs (a power of two: the reductions halve it). NonZero runs as two
+    /// kernels of one block each (correctness first: one block scans the whole input in order): the count, which the
+    /// host reads back to size the output (a host synchronisation), and the coordinates, written in row-major order
+    /// once the plan knows the count.
+    /// </summary>
+    public const int NonZeroBlock = 256;
+
+    /// <summary>The C test for "element i of x is not zero" (NaN counts as not zero, as in ONNX's reference).</summary>
+    private static string IsNonZero(ElementType type, string element) => type switch
+    {
+        ElementType.Float16 or ElementType.BFloat16 => $"((float)({element}) != 0.f)",
+        ElementType.Bool => $"({element})",
+        _ => $"(({element}) != 0)",
+    };
+
+    /// <summary>NonZero's count: the number of non-zero elements of x, written as one int64 to <c>count[0]</c>.</summary>
+    public static KernelCode NonZeroCount(ElementType type, long count)
+    {
+        var w = new KernelWriter(small: false);
+        var n = w.I64("n", count);
+        var b = w.Body;
+        b.Append("    __shared__ i64 part[").Append(NonZeroBlock).Append("];\n");
+        b.Append("    i64 c = 0;\n");
+        b.Append("    for (i64 i = threadIdx.x; i < ").Append(n).Append("; i += blockDim.x) c += ").Append(IsNonZero(type, "x[i]")).Append(" ? 1 : 0;\n");
+        b.Append("    part[threadIdx.x] = c;\n");
+        b.Append("    __syncthreads();\n");
+        b.Append("    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) { if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s]; __syncthreads(); }\n");
+        b.Append("    if (threadIdx.x == 0) count[0] = part[0];\n");
+        return w.Build($"i64* __restrict__ count, const {CType(type)}* __restrict__ x, {KernelWriter.ArgsParameter}");
+    }
+
+    /// <summary>
+    /// NonZero's coordinates, y of shape [rank, nonzero]: the block walks x in chunks of its size, an inclusive scan of
+    /// the chunk's non-zero flags gives each element its place after the chunks before, and its coordinates go to
+    /// y[d * nonzero + place]. Places at or past <paramref name="nonzero"/> are not written (the count read earlier
+    /// bounds them).
+    /// </summary>
+    public static KernelCode NonZeroIndices(ElementType type, long[] shape, long nonzero)
+    {
+        var w = new KernelWriter(small: false);
+        var n = w.I64("n", Count(shape));
+        var stride = w.I64("stride", nonzero);
+        var dims = shape.Select((d, i) => w.I64("dim" + i, d)).ToArray();
+        var b = w.Body;
+        b.Append("    __shared__ i64 scan[").Append(NonZeroBlock).Append("];\n");
+        b.Append("    __shared__ i64 before;\n");
+        b.Append("    if (threadIdx.x == 0) before = 0;\n");
+        b.Append("    __syncthreads();\n");
+        b.Append("    for (i64 start = 0; start < ").Append(n).Append("; start += blockDim.x)\n    {\n");
+        b.Append("        const i64 i = start + threadIdx.x;\n");
+        b.Append("        const int f = i < ").Append(n).Append(" && ").Append(IsNonZero(type, "x[i]")).Append(" ? 1 : 0;\n");
+        b.Append("        scan[threadIdx.x] = f;\n");
+        b.Append("        __syncthreads();\n");
+        b.Append("        for (unsigned o = 1; o < blockDim.x; o <<= 1)\n        {\n");
+        b.Append("            const i64 v = threadIdx.x >= o ? scan[threadIdx.x - o] : 0;\n");
+        b.Append("            __syncthreads();\n");
+        b.Append("            scan[threadIdx.x] += v;\n");
+        b.Append("            __syncthreads();\n");
+        b.Append("        }\n");
+        b.Append("        const i64 place = before + scan[threadIdx.x] - 1;\n");
+        b.Append("        if (f && place < ").Append(stride).Append(")\n        {\n");
+        b.Append("            i64 r_ = i;\n");
+        for (var d = shape.Length - 1; d >= 0; d--)
+        {
+            b.Append("            { const i64 q_ = r_ / ").Append(dims[d]).Append("; y[").Append(d).Append(" * ").Append(stride).Append(" + place] = r_ - q_ * ").Append(dims[d]).Append("; r_ = q_; }\n");
+        }
+
+        b.Append("        }\n");
+        b.Append("        __syncthreads();\n");
+        b.Append("        if (threadIdx.x == blockDim.x - 1) before += scan[threadIdx.x];\n");
+        b.Append("        __syncthreads();\n");
+        b.Append("    }\n");
+        return w.Build($"i64* __restrict__ y, const {CType(type)}* __restrict__ x, {KernelWriter.ArgsParameter}");
+    }
 }

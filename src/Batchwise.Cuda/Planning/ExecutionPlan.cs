@@ -280,6 +280,37 @@ internal sealed class ExecutionPlan : IDisposable
 
     public long WorkspaceBytes { get; }
 
+    /// <summary>Built for one run (past the session's bound on kept plans): the run disposes it, and the plans after it are built for that run too.</summary>
+    public bool Transient { get; set; }
+
+    /// <summary>The session's key of the plan (input shapes, host values, counts), for build records.</summary>
+    public string Key { get; set; } = string.Empty;
+
+    /// <summary>
+    /// The first step this plan runs: 0, or for the plan of the rest after a data-dependent node, the number of steps
+    /// its parent ran (the same steps, on the same arena offsets) before the host read the count.
+    /// </summary>
+    public int FirstStep { get; init; }
+
+    /// <summary>
+    /// The buffer holding the int64 count of a data-dependent node (NonZero) this plan stops at, or -1 when it runs to
+    /// the graph's outputs. A plan that stops has no outputs: the host reads the count (a synchronisation) and runs
+    /// the plan for the rest (<see cref="Continuations"/>).
+    /// </summary>
+    public int CountBuffer { get; init; } = -1;
+
+    /// <summary>True when the plan stops at a data-dependent node's count.</summary>
+    public bool StopsForCount => CountBuffer >= 0;
+
+    /// <summary>The counts of the data-dependent nodes this plan was built for, in graph order.</summary>
+    public IReadOnlyList<long> Counts { get; init; } = [];
+
+    /// <summary>The data-dependent nodes this plan synchronises at (its own and its parents'), for explain and verbose output.</summary>
+    public IReadOnlyList<string> SyncNodes { get; init; } = [];
+
+    /// <summary>Plans for the rest of the graph by the count read at <see cref="CountBuffer"/>, built once each (the session bounds how many).</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<long, Lazy<ExecutionPlan>> Continuations { get; } = new();
+
     /// <summary>Device pointers of constant buffers (by buffer id), shared across contexts.</summary>
     public Dictionary<int, ulong> ConstantPointers { get; } = [];
 
@@ -294,6 +325,11 @@ internal sealed class ExecutionPlan : IDisposable
 
     public void Dispose()
     {
+        foreach (var c in Continuations.Values.Where(c => c.IsValueCreated))
+        {
+            c.Value.Dispose();
+        }
+
         foreach (var s in Steps.OfType<IDisposable>())
         {
             s.Dispose();
@@ -335,6 +371,9 @@ internal sealed class ExecutionSlot : IDisposable
 
     public long ArenaBytes { get; private set; }
 
+    /// <summary>Counts the times the arena was replaced (by a larger one): what was in it went with it.</summary>
+    public int ArenaGeneration { get; private set; }
+
     public ulong Workspace => _workspace?.Pointer ?? 0;
 
     public long WorkspaceBytes { get; private set; }
@@ -373,9 +412,10 @@ internal sealed class ExecutionSlot : IDisposable
     /// <param name="plan">The plan to run.</param>
     /// <param name="useCudaGraph">Replay the plan as a CUDA graph once captured.</param>
     /// <param name="arenaBytes">At least this much arena (the session's largest plan), so growing happens once.</param>
-    public ExecutionContext ContextFor(ExecutionPlan plan, bool useCudaGraph, long arenaBytes)
+    /// <param name="keep">Keep the context for the plan's next runs; false for a plan used once (the caller disposes the context).</param>
+    public ExecutionContext ContextFor(ExecutionPlan plan, bool useCudaGraph, long arenaBytes, bool keep = true)
     {
-        if (_contexts.TryGetValue(plan, out var context))
+        if (keep && _contexts.TryGetValue(plan, out var context))
         {
             return context;
         }
@@ -396,6 +436,7 @@ internal sealed class ExecutionSlot : IDisposable
                 _arena = null;
                 _arena = CudaDriver.Allocate(Math.Max(1, needArena));
                 ArenaBytes = needArena;
+                ArenaGeneration++;
             }
 
             if (plan.WorkspaceBytes > WorkspaceBytes)
@@ -418,7 +459,11 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         context = new ExecutionContext(plan, this, useCudaGraph);
-        _contexts[plan] = context;
+        if (keep)
+        {
+            _contexts[plan] = context;
+        }
+
         return context;
     }
 
@@ -570,7 +615,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     }
 
     /// <summary>
-    /// Runs the steps one by one (never the graph) with an event after each, <paramref name="runs"/> times after one
+    /// Runs the steps one by one (from <see cref="ExecutionPlan.FirstStep"/>; never the graph) with an event after each, <paramref name="runs"/> times after one
     /// warm-up run; returns each node's mean time in milliseconds, in execution order (a node's several steps summed).
     /// The stream is held by a gate kernel until every step and event of a run is queued, so the GPU runs them back to
     /// back as in the graph: the times are the GPU's, not the host's launch overhead (cuDNN's calls cost more on the host
@@ -580,6 +625,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
         var steps = _plan.Steps;
+        var first = _plan.FirstStep;
         var events = new CudaEvent[steps.Count + 1];
         var totals = new double[steps.Count];
         using var flag = CudaDriver.AllocatePinned(16, mapped: true);
@@ -604,8 +650,8 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                     CudaDriver.Launch(_plan.Gate, 1, 1, 0, Stream.Handle, gateParams, "bw_gate");
                 }
 
-                CudaDriver.Record(events[0], Stream);
-                for (var i = 0; i < steps.Count; i++)
+                CudaDriver.Record(events[first], Stream);
+                for (var i = first; i < steps.Count; i++)
                 {
                     steps[i].Enqueue(this, i);
                     CudaDriver.Record(events[i + 1], Stream);
@@ -618,7 +664,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                     continue;
                 }
 
-                for (var i = 0; i < steps.Count; i++)
+                for (var i = first; i < steps.Count; i++)
                 {
                     totals[i] += CudaDriver.ElapsedSeconds(events[i], events[i + 1]) * 1000;
                 }
@@ -634,7 +680,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
         var order = new List<string>();
         var byNode = new Dictionary<string, double>(StringComparer.Ordinal);
-        for (var i = 0; i < steps.Count; i++)
+        for (var i = first; i < steps.Count; i++)
         {
             if (!byNode.TryGetValue(steps[i].Node, out var sum))
             {
@@ -650,7 +696,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     private void EnqueueSteps()
     {
         var steps = _plan.Steps;
-        for (var i = 0; i < steps.Count; i++)
+        for (var i = _plan.FirstStep; i < steps.Count; i++)
         {
             steps[i].Enqueue(this, i);
         }

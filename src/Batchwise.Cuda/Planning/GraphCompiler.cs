@@ -106,9 +106,15 @@ internal sealed partial class GraphCompiler
         return need;
     }
 
-    /// <summary>Compiles for the given inputs (their shapes, and their values where <see cref="HostValueInputs"/> needs them).</summary>
-    public ExecutionPlan Compile(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs)
+    /// <summary>
+    /// Compiles for the given inputs (their shapes, and their values where <see cref="HostValueInputs"/> needs them). A
+    /// graph with data-dependent nodes (NonZero on run-time values) compiles up to the first node whose count is not in
+    /// <paramref name="counts"/> and stops there (<see cref="ExecutionPlan.CountBuffer"/>); the plan for the rest is
+    /// compiled with the counts read so far and the plan that stopped as <paramref name="parent"/>.
+    /// </summary>
+    public ExecutionPlan Compile(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs, IReadOnlyList<long>? counts = null, ExecutionPlan? parent = null)
     {
+        _counts = counts ?? [];
         _neededOnHost = NeededOnHost(_model);
         foreach (var node in _model.Graph.Node)
         {
@@ -154,8 +160,9 @@ internal sealed partial class GraphCompiler
         }
 
         _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));
-        foreach (var node in _model.Graph.Node)
+        for (_nodeIndex = 0; _nodeIndex < _model.Graph.Node.Count && !StoppedAtSync; _nodeIndex++)
         {
+            var node = _model.Graph.Node[_nodeIndex];
             if (_folded.Contains(node))
             {
                 continue;
@@ -195,7 +202,7 @@ internal sealed partial class GraphCompiler
 
         var outputs = new List<PlanOutput>();
         var declared = _model.Outputs.ToDictionary(o => o.Name, o => o.ElementType, StringComparer.Ordinal);
-        foreach (var o in _model.Graph.Output)
+        foreach (var o in StoppedAtSync ? [] : _model.Graph.Output)
         {
             _node = "output " + o.Name;
             var v = LeaveOutput(_values[o.Name], declared.TryGetValue(o.Name, out var t) ? t : _values[o.Name].Type);
@@ -213,19 +220,14 @@ internal sealed partial class GraphCompiler
             b.LastStep = Math.Max(_steps.Count, 1);
         }
 
-        var arena = _buffers.Where(b => b.IsArena).ToList();
-        foreach (var b in arena.Where(b => b.LastStep < 0))
+        var memory = PlaceBuffers(parent);
+        return new ExecutionPlan(_steps, _buffers, inputBuffers, outputs, memory, _workspace)
         {
-            b.FirstStep = b.LastStep = 0; // never touched (an unused input): still give it room
-        }
-
-        var memory = MemoryPlan.Build(arena.Select(b => new BufferLifetime(b.Bytes, b.FirstStep, b.LastStep)).ToList());
-        for (var i = 0; i < arena.Count; i++)
-        {
-            arena[i].Offset = memory.Offsets[i];
-        }
-
-        return new ExecutionPlan(_steps, _buffers, inputBuffers, outputs, memory, _workspace);
+            FirstStep = parent?.Steps.Count ?? 0,
+            CountBuffer = _countBuffer,
+            Counts = [.. _counts.Take(_countsUsed)],
+            SyncNodes = [.. _syncNodes],
+        };
     }
 
     private PlanBuffer NewBuffer(long bytes, string label, HostTensor? constant = null, ElementType storage = ElementType.Float)

@@ -74,6 +74,9 @@ public sealed class MemoryPlan
         return new MemoryPlan(offsets, arena, total);
     }
 
+    /// <summary>A plan whose offsets were chosen elsewhere (segments of a plan split at a data-dependent node).</summary>
+    internal static MemoryPlan Placed(long[] offsets, long arenaBytes, long unsharedBytes) => new(offsets, arenaBytes, unsharedBytes);
+
     /// <summary>Rounds up to <see cref="Alignment"/>.</summary>
     public static long Align(long bytes) => Math.Max(Alignment, (bytes + Alignment - 1) / Alignment * Alignment);
 }

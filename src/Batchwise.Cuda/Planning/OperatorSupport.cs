@@ -17,7 +17,6 @@ internal static class OperatorSupport
     /// <summary>Every other default-domain registry operator, with the reason the engine refuses it.</summary>
     public static readonly FrozenDictionary<string, string> Refused = new Dictionary<string, string>(StringComparer.Ordinal)
     {
-        ["NonZero"] = "its output size depends on the values (a host synchronisation the planner does not do yet)",
         ["Einsum"] = "this form has no CUDA lowering (the engine runs the forms exports use, batched matmuls and permutations, as Transpose/Reshape/MatMul: EinsumDecomposition); run it with --engine ort",
     }.ToFrozenDictionary(StringComparer.Ordinal);
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Analysis;
@@ -54,6 +55,25 @@ public sealed record ExplainResult(Explanation Explanation, IReadOnlyDictionary<
 public static class ExplainRun
 {
     /// <summary>
+    /// What explain says about nodes whose output size depends on values (NonZero) on an engine that plans ahead: the
+    /// cuda engine runs such a plan in segments, reading each count back to the host (a stream synchronisation per node
+    /// per run), which the prediction does not cost; null when the model has none or the engine plans nothing ahead.
+    /// </summary>
+    public static string? HostSynchronisations(OnnxModel model, string engine)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (!string.Equals(engine, "cuda", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        var nodes = model.Graph.Node.Where(n => OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain))?.HasDataDependentShape == true).ToList();
+        return nodes.Count == 0
+            ? null
+            : $"the plan has {nodes.Count} host synchronisation{(nodes.Count == 1 ? string.Empty : "s")} per run ({string.Join(", ", nodes.Take(3).Select(n => $"{n.OpType} '{(n.Name.Length > 0 ? n.Name : n.Output.FirstOrDefault())}'"))}{(nodes.Count > 3 ? ", ..." : string.Empty)}): their output size depends on the values, so the cuda engine runs up to each, reads its count back and runs the rest under a plan built per count; the prediction does not cost the waits";
+    }
+
+    /// <summary>
     /// Runs explain: <paramref name="say"/> gets what the user should see while it runs (a calibration in progress),
     /// <paramref name="detail"/> the rest (sweep points, where the ceilings came from).
     /// </summary>
@@ -90,6 +110,10 @@ public static class ExplainRun
         var fuses = string.Equals(engine.Name, "cuda", StringComparison.OrdinalIgnoreCase);
         var work = ModelWork.Analyze(onnx, request.Size, fuses);
         var warnings = new List<string>();
+        if (HostSynchronisations(onnx, engine.Name) is { } synchronises)
+        {
+            warnings.Add(synchronises);
+        }
         IReadOnlyList<MeasuredPoint> measured = [];
         if (request.BenchFile is { } benchFile)
         {

@@ -20,7 +20,7 @@ public sealed class NodeGpuTests
         "ConvTranspose", "InstanceNormalization", "GroupNormalization", "TopK", "ArgMax", "ArgMin", "GatherElements", "GatherND",
         "ScatterND", "ScatterElements", "Tile", "CumSum", "DepthToSpace", "SpaceToDepth", "OneHot", "Trilu", "IsNaN", "IsInf",
         "BitShift", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv",
-        "QLinearMatMul", "RNN", "GRU", "LSTM",
+        "QLinearMatMul", "RNN", "GRU", "LSTM", "NonZero",
     };
 
     /// <summary>

@@ -27,6 +27,13 @@ public sealed class KernelCompileTests
 
     private static IEnumerable<KernelCode> Generated()
     {
+        // NonZero over the element types that are not float (those come with the float loop below).
+        foreach (var t in new[] { ElementType.Bool, ElementType.Int32, ElementType.Int64, ElementType.UInt8, ElementType.Double, ElementType.BFloat16 })
+        {
+            yield return KernelSource.NonZeroCount(t, 9);
+            yield return KernelSource.NonZeroIndices(t, [9], 4);
+        }
+
         ElementType[] floats = [ElementType.Float, ElementType.Float16];
         foreach (var t in floats)
         {
@@ -55,6 +62,8 @@ public sealed class KernelCompileTests
 
             yield return KernelSource.Reduce(t, "logsum", [2, 3, 4], [false, true, false]);
             yield return KernelSource.Reduce(t, "logsumexp", [2, 3, 4], [true, true, true]);
+            yield return KernelSource.NonZeroCount(t, 120);
+            yield return KernelSource.NonZeroIndices(t, [2, 3, 4, 5], 17);
             yield return KernelSource.ScatterElements(t, ElementType.Int64, [4, 5], [2, 5], 0, "none");
             yield return KernelSource.ScatterElements(t, ElementType.Int32, [4, 5], [2, 5], 1, "add");
             yield return KernelSource.ScatterND(t, ElementType.Int64, [4, 5, 6], 3, 2, "mul");

@@ -125,7 +125,8 @@ internal static class OperatorCaseModels
         foreach (var o in proto.Graph.Output)
         {
             var shape = new OnnxProto.TensorShapeProto();
-            shape.Dim.AddRange(inferred[o.Name].ToArray().Select(d => new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = d }));
+            // A data-dependent size (NonZero's count) stays a named dimension.
+            shape.Dim.AddRange(inferred[o.Name].Dims.Select(d => d.Value is { } v ? new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = v } : new OnnxProto.TensorShapeProto.Types.Dimension { DimParam = "count" }));
             o.Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)inferred[o.Name].ElementType, Shape = shape } };
         }
 

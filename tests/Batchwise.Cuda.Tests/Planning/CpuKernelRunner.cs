@@ -6,6 +6,7 @@ using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -204,37 +205,25 @@ internal static partial class CpuKernelRunner
         }
     }
 
-    /// <summary>Runs the plan on <paramref name="inputs"/> (host-valued inputs are already in the plan) and returns its outputs.</summary>
-    public static List<Tensor> Run(ExecutionPlan plan, IReadOnlyList<Tensor> inputs)
+    /// <summary>
+    /// Runs the plan on <paramref name="inputs"/> (host-valued inputs are already in the plan) and returns its outputs. A
+    /// plan that stops at a data-dependent node's count (NonZero) goes on as the session does: the count is read from
+    /// the arena, <paramref name="continueWith"/> gives the plan for the rest at that count, and it resumes on the same
+    /// arena (grown, its contents kept, when the new plan needs more).
+    /// </summary>
+    public static List<Tensor> Run(ExecutionPlan plan, IReadOnlyList<Tensor> inputs, Func<ExecutionPlan, long, ExecutionPlan>? continueWith = null)
     {
         if (CannotRun(plan) is { } why)
         {
             throw new InvalidOperationException("cannot run on the CPU: " + why);
         }
 
-        Prepare([plan]);
-        var kernels = plan.Steps.Cast<KernelStep>().ToList();
-        var arena = Marshal.AllocHGlobal((IntPtr)Math.Max(1, plan.Memory.ArenaBytes));
+        var arenaBytes = Math.Max(1, plan.Memory.ArenaBytes);
+        var arena = Marshal.AllocHGlobal((IntPtr)arenaBytes);
         var constants = new List<IntPtr>();
         try
         {
-            var pointers = new IntPtr[plan.Buffers.Count];
-            foreach (var b in plan.Buffers)
-            {
-                if (b.IsArena)
-                {
-                    pointers[b.Id] = arena + (IntPtr)b.Offset;
-                    continue;
-                }
-
-                var t = b.Constant!;
-                var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
-                var p = Marshal.AllocHGlobal(Math.Max(1, bytes.Length));
-                Marshal.Copy(bytes, 0, p, bytes.Length);
-                constants.Add(p);
-                pointers[b.Id] = p;
-            }
-
+            var pointers = Pointers(plan, arena, constants);
             for (var i = 0; i < inputs.Count; i++)
             {
                 if (plan.InputBuffers[i] >= 0)
@@ -243,23 +232,32 @@ internal static partial class CpuKernelRunner
                 }
             }
 
-            lock (Gate)
+            RunSteps(plan, pointers);
+            while (plan.StopsForCount)
             {
-                // Kernels share the runner's globals (thread indices, barriers): one launch at a time.
-                foreach (var k in kernels)
+                var count = Marshal.ReadInt64(pointers[plan.CountBuffer]);
+                var next = (continueWith ?? throw new InvalidOperationException($"the plan stops at {plan.SyncNodes[^1]} for its count, and nothing continues it"))(plan, count);
+                if (CannotRun(next) is { } nextWhy)
                 {
-                    var args = Marshal.AllocHGlobal(Math.Max(8, k.Args.Length));
-                    try
-                    {
-                        Marshal.Copy(k.Args, 0, args, k.Args.Length);
-                        var parameters = k.Buffers.Select(id => id < 0 ? IntPtr.Zero : pointers[id]).Append(args).ToArray();
-                        Compiled[k.Source](parameters, (long)k.Grid * k.Block, k.Block);
-                    }
-                    finally
-                    {
-                        Marshal.FreeHGlobal(args);
-                    }
+                    throw new InvalidOperationException("cannot run on the CPU: " + nextWhy);
                 }
+
+                if (next.Memory.ArenaBytes > arenaBytes)
+                {
+                    // The segments run so far stay where they are: the new plan keeps their offsets.
+                    var grown = Marshal.AllocHGlobal((IntPtr)next.Memory.ArenaBytes);
+                    unsafe
+                    {
+                        Buffer.MemoryCopy((void*)arena, (void*)grown, next.Memory.ArenaBytes, arenaBytes);
+                    }
+
+                    Marshal.FreeHGlobal(arena);
+                    (arena, arenaBytes) = (grown, next.Memory.ArenaBytes);
+                }
+
+                plan = next;
+                pointers = Pointers(plan, arena, constants);
+                RunSteps(plan, pointers);
             }
 
             return plan.Outputs.Select(o =>
@@ -278,6 +276,64 @@ internal static partial class CpuKernelRunner
         {
             Marshal.FreeHGlobal(arena);
             constants.ForEach(Marshal.FreeHGlobal);
+        }
+    }
+
+    /// <summary>
+    /// What the session does when a plan stops at a data-dependent node: the plan for the rest, compiled with the counts
+    /// read so far and the plan that stopped as its parent.
+    /// </summary>
+    public static Func<ExecutionPlan, long, ExecutionPlan> Continuation(OnnxModel model, IPlanTarget target, IReadOnlyList<Tensor> inputs)
+    {
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        return (parent, count) => new GraphCompiler(model, target).Compile(inputs, init, GraphCompiler.HostValueInputs(model), [.. parent.Counts, count], parent);
+    }
+
+    /// <summary>Each buffer's address: in the arena, or a constant's own copy (added to <paramref name="constants"/> to free).</summary>
+    private static IntPtr[] Pointers(ExecutionPlan plan, IntPtr arena, List<IntPtr> constants)
+    {
+        var pointers = new IntPtr[plan.Buffers.Count];
+        foreach (var b in plan.Buffers)
+        {
+            if (b.IsArena)
+            {
+                pointers[b.Id] = arena + (IntPtr)b.Offset;
+                continue;
+            }
+
+            var t = b.Constant!;
+            var bytes = (b.StorageType == t.Type ? t : t.CastTo(b.StorageType)).ToBytes();
+            var p = Marshal.AllocHGlobal(Math.Max(1, bytes.Length));
+            Marshal.Copy(bytes, 0, p, bytes.Length);
+            constants.Add(p);
+            pointers[b.Id] = p;
+        }
+
+        return pointers;
+    }
+
+    /// <summary>Runs the plan's kernels from its first step (a later segment's plan starts where its parent stopped).</summary>
+    private static void RunSteps(ExecutionPlan plan, IntPtr[] pointers)
+    {
+        Prepare([plan]);
+        var kernels = plan.Steps.Skip(plan.FirstStep).Cast<KernelStep>().ToList();
+        lock (Gate)
+        {
+            // Kernels share the runner's globals (thread indices, barriers): one launch at a time.
+            foreach (var k in kernels)
+            {
+                var args = Marshal.AllocHGlobal(Math.Max(8, k.Args.Length));
+                try
+                {
+                    Marshal.Copy(k.Args, 0, args, k.Args.Length);
+                    var parameters = k.Buffers.Select(id => id < 0 ? IntPtr.Zero : pointers[id]).Append(args).ToArray();
+                    Compiled[k.Source](parameters, (long)k.Grid * k.Block, k.Block);
+                }
+                finally
+                {
+                    Marshal.FreeHGlobal(args);
+                }
+            }
         }
     }
 

@@ -19,7 +19,7 @@ public sealed class NodeTestsOnCpuTests
         "InstanceNormalization", "GroupNormalization", "TopK", "ArgMax", "ArgMin", "GatherElements", "GatherND", "ScatterND",
         "ScatterElements", "Tile", "CumSum", "DepthToSpace", "SpaceToDepth", "OneHot", "Trilu", "IsNaN", "IsInf", "BitShift",
         "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv",
-        "QLinearMatMul", "Resize", "MaxPool", "RNN", "GRU", "LSTM",
+        "QLinearMatMul", "Resize", "MaxPool", "RNN", "GRU", "LSTM", "NonZero",
     };
 
     /// <summary>Cases refused on purpose, each with the words its refusal must contain.</summary>
@@ -47,7 +47,7 @@ public sealed class NodeTestsOnCpuTests
             Assert.Skip($"{root} is missing (apt-get install libonnx-testdata)");
         }
 
-        var cases = new List<(string Name, ExecutionPlan Plan, List<(List<Tensor> Inputs, List<Tensor> Expected)> Sets)>();
+        var cases = new List<(string Name, OnnxModel Model, ExecutionPlan Plan, List<(List<Tensor> Inputs, List<Tensor> Expected)> Sets)>();
         var failures = new List<string>();
         var notHere = 0;
         foreach (var dir in Directory.GetDirectories(root).Order(StringComparer.Ordinal))
@@ -105,7 +105,7 @@ public sealed class NodeTestsOnCpuTests
                     continue;
                 }
 
-                cases.Add((name, plan, sets));
+                cases.Add((name, model, plan, sets));
             }
             catch (Exception e) when (OperatorCaseModels.NeedsLibraries(e))
             {
@@ -118,11 +118,11 @@ public sealed class NodeTestsOnCpuTests
         }
 
         CpuKernelRunner.Prepare(cases.Select(c => c.Plan));
-        foreach (var (name, plan, sets) in cases)
+        foreach (var (name, model, plan, sets) in cases)
         {
             foreach (var (inputs, expected) in sets)
             {
-                var actual = CpuKernelRunner.Run(plan, inputs);
+                var actual = CpuKernelRunner.Run(plan, inputs, CpuKernelRunner.Continuation(model, new NoGpuTarget(), inputs));
                 if (Difference(actual, expected) is { } difference)
                 {
                     failures.Add($"{name}: {difference}");

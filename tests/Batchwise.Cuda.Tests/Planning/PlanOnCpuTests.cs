@@ -16,7 +16,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 public sealed class PlanOnCpuTests
 {
     /// <summary>A case ready to run: its reference outputs and its plans (or why it does not run here).</summary>
-    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, bool FloatInputs, string? Skip, List<(Precision Precision, ExecutionPlan Plan)> Plans, string? Error = null);
+    private sealed record Prepared(OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, bool FloatInputs, string? Skip, List<(Precision Precision, ExecutionPlan Plan)> Plans, string? Error = null);
 
     private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
 
@@ -34,13 +34,13 @@ public sealed class PlanOnCpuTests
             {
                 if (OperatorCaseModels.Refusal(model) is { } refusal)
                 {
-                    all[name] = new(inputs, expected, floatInputs, refusal, []);
+                    all[name] = new(model, inputs, expected, floatInputs, refusal, []);
                     continue;
                 }
             }
             catch (BatchwiseException e)
             {
-                all[name] = new(inputs, expected, floatInputs, null, [], "refused at load: " + e.Message);
+                all[name] = new(model, inputs, expected, floatInputs, null, [], "refused at load: " + e.Message);
                 continue;
             }
 
@@ -61,12 +61,12 @@ public sealed class PlanOnCpuTests
                 catch (BatchwiseException e)
                 {
                     skip = null;
-                    all[name] = new(inputs, expected, floatInputs, null, [], $"planning ({precision}) failed: {e.Message}");
+                    all[name] = new(model, inputs, expected, floatInputs, null, [], $"planning ({precision}) failed: {e.Message}");
                     break;
                 }
             }
 
-            all.TryAdd(name, new(inputs, expected, floatInputs, skip, skip is null ? plans : []));
+            all.TryAdd(name, new(model, inputs, expected, floatInputs, skip, skip is null ? plans : []));
         }
 
         if (CpuKernelRunner.Unavailable is null)
@@ -122,7 +122,7 @@ public sealed class PlanOnCpuTests
 
         foreach (var (precision, plan) in c.Plans)
         {
-            var actual = CpuKernelRunner.Run(plan, c.Inputs);
+            var actual = CpuKernelRunner.Run(plan, c.Inputs, CpuKernelRunner.Continuation(c.Model, new NoGpuTarget(precision), c.Inputs));
             var half = precision == Precision.Fp16;
             var quantized = c.Expected.Any(t => t.ElementType is ElementType.UInt8 or ElementType.Int8);
             var difference = OperatorCaseModels.Difference(actual, c.Expected, half ? 2e-2 : 1e-4, integerSlack: quantized ? 1 : 0, compareIntegers: !half || !c.FloatInputs);

@@ -25,6 +25,7 @@ internal sealed partial class GraphCompiler
         yield return ("ArgMax", new((c, n, i, a) => c.LowerArgExtreme(n, i[0]!, a, max: true)));
         yield return ("ArgMin", new((c, n, i, a) => c.LowerArgExtreme(n, i[0]!, a, max: false)));
         yield return ("TopK", new((c, n, i, a) => c.LowerTopK(n, i, a)));
+        yield return ("NonZero", new((c, n, i, _) => c.LowerNonZero(n, i)));
     }
 
     private static string? ScatterCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset)
