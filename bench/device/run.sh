@@ -248,6 +248,8 @@ PYEOF
     timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64 --duration 4 --warmup 1 2>&1 | tail -12
     echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory system (inputs by reference)"
     timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -8
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory cuda (inputs in the load process's device memory)"
+    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -8
     echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
     timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
     echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
