@@ -55,6 +55,9 @@ public sealed record BenchmarkPoint(
 /// <param name="FirstInferenceSeconds">From the start of loading to the end of the first run.</param>
 public sealed record ColdStart(double LoadSeconds, double FirstInferenceSeconds)
 {
+    /// <summary>Reading the model file (or saved engine) and parsing it, before loading; included in <see cref="FirstInferenceSeconds"/>.</summary>
+    public double ReadSeconds { get; init; }
+
     /// <summary>Preparing the first run: its plan (where the engine builds one per shape) and its inputs.</summary>
     public double PrepareSeconds { get; init; }
 

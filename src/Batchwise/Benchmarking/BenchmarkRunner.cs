@@ -73,7 +73,7 @@ public sealed class BenchmarkRunner
         }
 
         var loadSeconds = Stopwatch.GetElapsedTime(loading).TotalSeconds;
-        var coldStart = FirstInference(session, generator, options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]), loading, loadSeconds);
+        var coldStart = FirstInference(session, generator, options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]), loading, loadSeconds, model.ReadSeconds);
         var points = new List<BenchmarkPoint>();
         var planned = batchSizes.Count * options.Concurrency.Count;
         return Snapshot(Sweep());
@@ -169,7 +169,7 @@ public sealed class BenchmarkRunner
     }
 
     /// <summary>Time to first inference: one run of the first batch size right after loading (its plan is then reused by the sweep).</summary>
-    private static ColdStart FirstInference(IEngineSession session, InputGenerator generator, IReadOnlyList<long[]> shapes, long loading, double loadSeconds)
+    private static ColdStart FirstInference(IEngineSession session, InputGenerator generator, IReadOnlyList<long[]> shapes, long loading, double loadSeconds, double readSeconds)
     {
         var builds = (session as IPlanBuilds)?.Builds.Count ?? 0;
         var preparing = Stopwatch.GetTimestamp();
@@ -183,7 +183,7 @@ public sealed class BenchmarkRunner
 
         var firstRun = Stopwatch.GetElapsedTime(preparing).TotalSeconds - prepareSeconds;
         var firstPlan = session is IPlanBuilds plans && plans.Builds.Count > builds ? plans.Builds[builds] : null;
-        return new ColdStart(loadSeconds, Stopwatch.GetElapsedTime(loading).TotalSeconds) { PrepareSeconds = prepareSeconds, FirstRunSeconds = firstRun, FirstPlan = firstPlan };
+        return new ColdStart(loadSeconds, readSeconds + Stopwatch.GetElapsedTime(loading).TotalSeconds) { ReadSeconds = readSeconds, PrepareSeconds = prepareSeconds, FirstRunSeconds = firstRun, FirstPlan = firstPlan };
     }
 
     private static List<int> PlanBatchSizes(OnnxModel model, BatchAxis axis, BenchmarkOptions options, List<string> notes)

@@ -43,6 +43,9 @@ public sealed class OnnxModel
     /// <summary>The saved engine (<c>.bwengine</c>) this model was read from, if it was: its engine loads its compiled artefacts.</summary>
     public string? SavedEngine { get; internal set; }
 
+    /// <summary>Seconds spent reading this model from its file (or saved engine) and parsing it; 0 when built in memory.</summary>
+    public double ReadSeconds { get; internal set; }
+
     /// <summary>Default-domain opset version.</summary>
     public long Opset => Proto.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain) || o.Domain == "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
 

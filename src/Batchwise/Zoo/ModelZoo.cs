@@ -156,6 +156,9 @@ public static class ModelSource
             return ModelZoo.Build(spec);
         }
 
-        return SavedEngineFile.IsSavedEngine(spec) && File.Exists(spec) ? SavedEngineFile.ReadModel(spec).Model : OnnxModel.Load(spec);
+        var reading = System.Diagnostics.Stopwatch.GetTimestamp();
+        var model = SavedEngineFile.IsSavedEngine(spec) && File.Exists(spec) ? SavedEngineFile.ReadModel(spec).Model : OnnxModel.Load(spec);
+        model.ReadSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(reading).TotalSeconds;
+        return model;
     }
 }
