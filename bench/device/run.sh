@@ -257,7 +257,8 @@ if [[ " $PHASES " == *" transport "* ]]; then
   # [1,3,224,224], 602 KB per request) on ort with 4 instances, `load` on the same host over gRPC and HTTP binary at
   # c=16,64 and with system shared memory at c=64; per point the server's CPU per request (/proc/PID/stat over the load
   # call / requests it counted) beside load's own line (its CPU per request and ceiling). Then the same gRPC/HTTP c=64
-  # points with Server GC (DOTNET_gcServer=1) and, with cli-old carried, the build before this work. About 80 s in all.
+  # points with Server GC (DOTNET_gcServer=1) and, with cli-old carried, the build before this work. About 80 s on an
+  # idle 16-core host; points past TRANSPORT_LIMIT (120 s) are skipped, each load call is bounded at 30 s.
   # Everything in $OUT/transport.txt.
   {
     tick=$(getconf CLK_TCK)
@@ -274,12 +275,14 @@ if [[ " $PHASES " == *" transport "* ]]; then
     tload() { # label, cli, protocol, concurrency, shared memory, env...
       local label=$1 cli=$2 proto=$3 c=$4 shm=$5; shift 5
       local port=18100; [ "$proto" = grpc ] && port=18101
+      if (( SECONDS - T0 > ${TRANSPORT_LIMIT:-120} )); then echo "$label $proto c=$c shm=$shm: skipped (the phase's ${TRANSPORT_LIMIT:-120} s are spent)"; return; fi
       local c0 r0 c1 r1 line
       c0=$(tcpu); r0=$(treqs)
-      line=$(env "$@" timeout 25 "$cli" load "127.0.0.1:$port" -m transport --protocol "$proto" -c "$c" --shared-memory "$shm" --warmup 1 --duration 1 2>&1 | grep -E "^concurrency|rror" | tr '\n' ' ')
+      line=$(env "$@" timeout 30 "$cli" load "127.0.0.1:$port" -m transport --protocol "$proto" -c "$c" --shared-memory "$shm" --warmup 1 --duration 1 --stability-tolerance 0.2 2>&1 | grep -E "^concurrency [0-9]+: [0-9]|^Error|CLIENT-BOUND" | tr '\n' ' ')
       c1=$(tcpu); r1=$(treqs)
       echo "$label $proto c=$c shm=$shm: $line| server $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f ms CPU/request over %d requests", (b - a) * 1000 / (y - x), y - x; else print "no requests" }')"
     }
+    T0=$SECONDS
     echo "# transport: $(nproc) cores, $(uptime)"
     if tserve new "$CLI"; then
       for p in grpc http; do for c in 16 64; do tload new "$CLI" $p $c none; done; done

@@ -35,7 +35,7 @@ load() { # cli, file, protocol, concurrency, shared memory (none|system)
   timeout 120 "$1" load "127.0.0.1:$port" -m transport --protocol "$3" -c "$4" --shared-memory "${5:-none}" $load_args --warmup 1 --duration "$secs" --json "$out/$2.json" 2> "$out/$2.log" > /dev/null
   local c1 r1
   c1=$(cpu); r1=$(metric 'batchwise_inference_requests_total')
-  echo "$2 server_cpu_ms_per_request $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { printf "%.3f", (b - a) * 1000 / (y - x) }') requests $((${r1%.*} - ${r0%.*}))" | tee -a "$out/server.txt"
+  echo "$2 server_cpu_ms_per_request $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f", (b - a) * 1000 / (y - x); else printf "nan" }') requests $((${r1%.*} - ${r0%.*}))" | tee -a "$out/server.txt"
 }
 
 for r in $(seq 1 "$rounds"); do
