@@ -494,7 +494,8 @@ public sealed class ServedModel : IAsyncDisposable
             var (outputs, engineTime) = session is IStagedExecution staged && batch.Requests[0].All(t => t.ElementType != ElementType.String)
                 ? await RunStagedAsync(staged, batch, cancellationToken).ConfigureAwait(false)
                 : await Task.Run(() => RunMerged(session, batch, cancellationToken), cancellationToken).ConfigureAwait(false);
-            var rows = batch.Requests[0][0].Shape.Length > 0 && MaxBatchSize > 0 ? batch.Rows : 1;
+            // The executed rows from the shape (without dynamic batching the batcher counts each request as 1 row).
+            var rows = batch.Requests[0][0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)batch.Shape(0)[0] : 1;
             _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(engineTime.TotalSeconds);
             _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(rows);
             Statistics.RecordExecution(rows, engineTime);

@@ -28,7 +28,7 @@ public sealed class BatchParts
     /// <summary>Each request's inputs, in model order.</summary>
     public IReadOnlyList<IReadOnlyList<Tensor>> Requests { get; }
 
-    /// <summary>Rows of the merged batch (the sum of the requests' axis-0 sizes; 1 for a model without batching).</summary>
+    /// <summary>Rows of the merged batch: the sum of the requests' axis-0 sizes; without batching (max batch size 0) the batcher counts each request as 1 row.</summary>
     public int Rows { get; }
 
     /// <summary>Model inputs.</summary>
