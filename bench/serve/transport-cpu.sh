@@ -7,15 +7,20 @@
 # its CPU time per request (/proc/PID/stat over the whole `load` call, divided by the requests its metrics counted).
 # Usage: bench/serve/transport-cpu.sh OUTDIR BEFORE_CLI AFTER_CLI [ROUNDS] [SECONDS]
 #   (each CLI: a built src/Batchwise.Cli/bin/Release/net10.0/Batchwise.Cli)
+# Environment (defaults: the first measurements'): SERVE_ARGS (extra `serve` options, default --instances 2),
+# POINTS (protocol:concurrency[:shm] list, shm = system for inputs in system shared memory), LOAD_ARGS (extra `load` options).
 set -euo pipefail
 out=$1; before=$2; after=$3; rounds=${4:-2}; secs=${5:-3}; mkdir -p "$out"
 tick=$(getconf CLK_TCK)
+serve_args=${SERVE_ARGS:---instances 2}
+points=${POINTS:-http:1 http:4 http:16 grpc:1 grpc:4 grpc:16}
+load_args=${LOAD_ARGS:-}
 spid=
 cleanup() { if [ -n "$spid" ]; then kill -TERM "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
 serve() { # cli, name
-  "$1" serve zoo:transport --http-port 18200 --grpc-port 18201 --metrics-port 18202 --instances 2 > "$out/serve-$2.log" 2>&1 &
+  "$1" serve zoo:transport --http-port 18200 --grpc-port 18201 --metrics-port 18202 $serve_args > "$out/serve-$2.log" 2>&1 &
   spid=$!
   for _ in $(seq 1 240); do curl -sf -o /dev/null 127.0.0.1:18200/v2/health/ready && return 0; sleep 0.5; done
   echo "server did not start (see $out/serve-$2.log)"; exit 1
@@ -23,14 +28,14 @@ serve() { # cli, name
 stop() { kill -TERM "$spid"; timeout 60 tail --pid="$spid" -f /dev/null || kill -KILL "$spid"; wait "$spid" 2>/dev/null || true; spid=; }
 cpu() { awk -v t="$tick" '{ print ($14 + $15) / t }' "/proc/$spid/stat"; }
 metric() { curl -s 127.0.0.1:18202/metrics | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
-load() { # cli, file, protocol, concurrency
+load() { # cli, file, protocol, concurrency, shared memory (none|system)
   local port=18200; [ "$3" = grpc ] && port=18201
   local c0 r0
   c0=$(cpu); r0=$(metric 'batchwise_inference_requests_total')
-  timeout 120 "$1" load "127.0.0.1:$port" -m transport --protocol "$3" -c "$4" --warmup 1 --duration "$secs" --json "$out/$2.json" 2> "$out/$2.log" > /dev/null
+  timeout 120 "$1" load "127.0.0.1:$port" -m transport --protocol "$3" -c "$4" --shared-memory "${5:-none}" $load_args --warmup 1 --duration "$secs" --json "$out/$2.json" 2> "$out/$2.log" > /dev/null
   local c1 r1
   c1=$(cpu); r1=$(metric 'batchwise_inference_requests_total')
-  echo "$2 server_cpu_ms_per_request $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { printf "%.3f", (b - a) * 1000 / (y - x) }') requests $((${r1%.*} - ${r0%.*}))" | tee -a "$out/server.txt"
+  echo "$2 server_cpu_ms_per_request $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f", (b - a) * 1000 / (y - x); else printf "nan" }') requests $((${r1%.*} - ${r0%.*}))" | tee -a "$out/server.txt"
 }
 
 for r in $(seq 1 "$rounds"); do
@@ -38,10 +43,9 @@ for r in $(seq 1 "$rounds"); do
     cli=$before; [ $build = after ] && cli=$after
     echo "round $r $build: $(uptime)" | tee -a "$out/uptime.txt"
     serve "$cli" "r$r-$build"
-    for p in http grpc; do
-      for c in 1 4 16; do
-        load "$cli" "r$r-$build-$p-c$c" $p $c
-      done
+    for point in $points; do
+      IFS=: read -r p c shm <<< "$point"
+      load "$cli" "r$r-$build-$p-c$c${shm:+-$shm}" "$p" "$c" "${shm:-none}"
     done
     stop
   done

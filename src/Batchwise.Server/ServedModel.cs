@@ -19,6 +19,9 @@ public sealed class ServedModel : IAsyncDisposable
     private readonly Dictionary<string, int> _outputIndex;
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _gaugeLock = new();
+
+    // Merged batches of this model (their own pool: their many sizes must not crowd the requests' buffers out of the shared one).
+    private readonly TensorBufferPool _mergedBuffers = new(MergedBuffersRetained);
     private const int Retired = 1 << 30;
     private int _leases;
 
@@ -42,11 +45,14 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         Statistics = new ModelStatistics(name, config.Version, metrics);
-        _batcher = new DynamicBatcher(Batcher, ExecuteAsync, time);
+        _batcher = new DynamicBatcher(Batcher, (BatchPartsExecution)ExecuteAsync, time);
     }
 
     /// <summary>Cumulative statistics of this loaded version (Triton's statistics extension).</summary>
     public ModelStatistics Statistics { get; }
+
+    /// <summary>Most bytes of merged-batch arrays a model keeps idle for reuse.</summary>
+    internal const long MergedBuffersRetained = 128L << 20;
 
     /// <summary>The labels file looked for in a model folder when the config names none (Triton's usual name).</summary>
     public const string DefaultLabelFile = "labels.txt";
@@ -442,19 +448,20 @@ public sealed class ServedModel : IAsyncDisposable
     /// goes asynchronously (copies to and from the device on the instance's stream), and the outputs are copied out of
     /// the staging buffers before the run is given back.
     /// </summary>
-    private async Task<(IReadOnlyList<Tensor> Outputs, TimeSpan EngineTime)> RunStagedAsync(IStagedExecution staged, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken)
+    private async Task<(IReadOnlyList<Tensor> Outputs, TimeSpan EngineTime)> RunStagedAsync(IStagedExecution staged, BatchParts batch, CancellationToken cancellationToken)
     {
         var start = Stopwatch.GetTimestamp();
-        using var run = staged.Stage([.. inputs.Select(t => t.Shape)]);
-        for (var i = 0; i < inputs.Count; i++)
+        using var run = staged.Stage([.. Enumerable.Range(0, batch.InputCount).Select(batch.Shape)]);
+        for (var i = 0; i < batch.InputCount; i++)
         {
+            // Each request's bytes go straight into the staging buffer, at their rows' offset (no merged copy first).
             var target = run.Input(i);
-            if (target.Length != inputs[i].Data.Length)
+            if (target.Length != batch.ByteCount(i))
             {
-                throw new BatchwiseException($"The engine staged {target.Length} bytes for input '{Inputs[i].Name}' of {inputs[i]}, which holds {inputs[i].Data.Length}", "This is an engine defect; run the model with --engine ort meanwhile.");
+                throw new BatchwiseException($"The engine staged {target.Length} bytes for input '{Inputs[i].Name}' of {Tensor.ShapeText(batch.Shape(i))}, which holds {batch.ByteCount(i)}", "This is an engine defect; run the model with --engine ort meanwhile.");
             }
 
-            inputs[i].Data.CopyTo(target.Span);
+            batch.CopyInput(i, target);
         }
 
         await run.RunAsync(cancellationToken).ConfigureAwait(false);
@@ -475,7 +482,7 @@ public sealed class ServedModel : IAsyncDisposable
         return (outputs, Stopwatch.GetElapsedTime(start));
     }
 
-    private async Task<IReadOnlyList<Tensor>> ExecuteAsync(int instance, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<Tensor>> ExecuteAsync(int instance, BatchParts batch, CancellationToken cancellationToken)
     {
         var labels = (Name, Version);
         _metrics.InFlight.WithLabels(labels.Name, labels.Version).Inc();
@@ -484,17 +491,11 @@ public sealed class ServedModel : IAsyncDisposable
         {
             // Engine runs are synchronous; keep them off the batching loop and the request threads.
             var session = _sessions[instance];
-            var (outputs, engineTime) = session is IStagedExecution staged && inputs.All(t => t.ElementType != ElementType.String)
-                ? await RunStagedAsync(staged, inputs, cancellationToken).ConfigureAwait(false)
-                : await Task.Run(
-                    () =>
-                    {
-                        var start = Stopwatch.GetTimestamp();
-                        var outputs = session.Run(inputs, cancellationToken);
-                        return (outputs, Stopwatch.GetElapsedTime(start));
-                    },
-                    cancellationToken).ConfigureAwait(false);
-            var rows = inputs[0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)inputs[0].Shape[0] : 1;
+            var (outputs, engineTime) = session is IStagedExecution staged && batch.Requests[0].All(t => t.ElementType != ElementType.String)
+                ? await RunStagedAsync(staged, batch, cancellationToken).ConfigureAwait(false)
+                : await Task.Run(() => RunMerged(session, batch, cancellationToken), cancellationToken).ConfigureAwait(false);
+            // The executed rows from the shape (without dynamic batching the batcher counts each request as 1 row).
+            var rows = batch.Requests[0][0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)batch.Shape(0)[0] : 1;
             _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(engineTime.TotalSeconds);
             _metrics.BatchSize.WithLabels(labels.Name, labels.Version).Observe(rows);
             Statistics.RecordExecution(rows, engineTime);
@@ -504,5 +505,38 @@ public sealed class ServedModel : IAsyncDisposable
         {
             _metrics.InFlight.WithLabels(labels.Name, labels.Version).Dec();
         }
+    }
+
+    /// <summary>
+    /// Runs a batch on an engine that takes managed tensors: a request that runs alone is passed as it is; the requests of
+    /// a larger batch are concatenated into pinned arrays pooled per model (not a fresh, zeroed array per batch), given
+    /// back once the engine's outputs are known not to be them.
+    /// </summary>
+    private (IReadOnlyList<Tensor> Outputs, TimeSpan EngineTime) RunMerged(IEngineSession session, BatchParts batch, CancellationToken cancellationToken)
+    {
+        var start = Stopwatch.GetTimestamp();
+        if (batch.Single is { } single)
+        {
+            return (session.Run(single, cancellationToken), Stopwatch.GetElapsedTime(start));
+        }
+
+        var merged = new Tensor[batch.InputCount];
+        for (var i = 0; i < merged.Length; i++)
+        {
+            var data = _mergedBuffers.Rent(checked((int)batch.ByteCount(i)));
+            batch.CopyInput(i, data);
+            merged[i] = new Tensor(batch.TypeOf(i), batch.Shape(i), data);
+        }
+
+        var outputs = session.Run(merged, cancellationToken);
+        foreach (var input in merged)
+        {
+            if (!outputs.Any(o => ReferenceEquals(o.Data, input.Data)))
+            {
+                _mergedBuffers.Return(input.Data);
+            }
+        }
+
+        return (outputs, Stopwatch.GetElapsedTime(start));
     }
 }

@@ -75,4 +75,51 @@ public sealed class StagedExecutionTests
         Assert.Equal(direct, engine.Direct);
         Assert.Equal(staged + 6, engine.Staged);
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Concurrent_requests_merged_into_one_batch_each_get_their_own_rows_back(bool stagingEngine)
+    {
+        // Four requests (2+1+2+1 rows) wait for the preferred batch of 6 rows (the delay is far longer than the test): one execution, with
+        // every request's bytes copied into the staging buffers (staging engine) or a pooled merged array (ort).
+        var engine = new StagedOrtEngine();
+        var name = "staged-" + Guid.NewGuid().ToString("N");
+        EngineRegistry.Register(name, () => engine);
+        var config = new ModelConfig
+        {
+            MaxBatchSize = 8,
+            Engine = stagingEngine ? name : "ort",
+            DynamicBatching = new DynamicBatchingConfig { PreferredBatchSize = [6], MaxQueueDelayMicroseconds = 60_000_000 },
+        };
+        await using var model = ServedModel.Load("transport", Zoo.ModelZoo.Build("zoo:transport?size=16"), config, new ServerMetrics());
+        var staged = engine.Staged;
+        for (var round = 0; round < 2; round++)
+        {
+            var requests = Enumerable.Range(1, 4).Select(id =>
+            {
+                var rows = 1 + (id % 2);
+                var values = new float[rows * 3 * 16 * 16];
+                for (var r = 0; r < rows; r++)
+                {
+                    for (var c = 0; c < 3; c++)
+                    {
+                        values.AsSpan(((r * 3) + c) * 256, 256).Fill((round * 100) + (id * 10) + r + (c / 4f));
+                    }
+                }
+
+                return (id, rows, task: model.InferAsync([new NamedTensor("input", Tensor.From<float>(ElementType.Float, [rows, 3, 16, 16], values))], 0, TimeSpan.FromSeconds(30), Ct));
+            }).ToList();
+            foreach (var (id, rows, task) in requests)
+            {
+                var outputs = await task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+                Assert.Equal([rows, 3L], outputs[0].Shape);
+                var expected = Enumerable.Range(0, rows).SelectMany(r => new[] { 0f, 0.25f, 0.5f }.Select(c => (round * 100) + (id * 10) + r + c)).ToArray();
+                Assert.Equal(expected, outputs[0].AsSpan<float>().ToArray());
+            }
+        }
+
+        Assert.Equal(2, model.Statistics.Snapshot().ExecutionCount);
+        Assert.Equal(stagingEngine ? staged + 2 : staged, engine.Staged);
+    }
 }

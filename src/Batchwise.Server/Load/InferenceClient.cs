@@ -220,15 +220,18 @@ internal sealed class HttpInferenceClient : InferenceClient
     private readonly HttpClient _http;
     private readonly Uri _url;
     private readonly bool _jsonData;
+    private static readonly MediaTypeHeaderValue Json = new("application/json");
+    private static readonly MediaTypeHeaderValue Octets = new("application/octet-stream");
     private byte[] _body = [];
     private int _headerLength;
+    private string _headerLengthText = "0";
     private string _path = string.Empty;
 
     public HttpInferenceClient(Uri url, TimeSpan timeout, bool jsonData)
     {
         _url = url;
         _jsonData = jsonData;
-        _http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) })
+        _http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1), UseProxy = false, UseCookies = false })
         {
             BaseAddress = url,
             Timeout = timeout,
@@ -350,6 +353,7 @@ internal sealed class HttpInferenceClient : InferenceClient
         }
 
         _headerLength = (int)json.Length;
+        _headerLengthText = _headerLength.ToString(CultureInfo.InvariantCulture);
         if (!_jsonData && region is null)
         {
             foreach (var (_, t) in inputs)
@@ -366,12 +370,12 @@ internal sealed class HttpInferenceClient : InferenceClient
         using var content = new ByteArrayContent(_body);
         if (_jsonData || RegionName is not null)
         {
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            content.Headers.ContentType = Json;
         }
         else
         {
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-            content.Headers.Add(HttpEndpoints.HeaderLength, _headerLength.ToString(CultureInfo.InvariantCulture));
+            content.Headers.ContentType = Octets;
+            content.Headers.TryAddWithoutValidation(HttpEndpoints.HeaderLength, _headerLengthText);
         }
 
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_path, UriKind.Relative)) { Content = content };
@@ -396,24 +400,52 @@ internal sealed class HttpInferenceClient : InferenceClient
 /// <summary>gRPC (inference.GRPCInferenceService) with raw_input_contents.</summary>
 internal sealed class GrpcInferenceClient : InferenceClient
 {
-    private readonly GrpcChannel _channel;
+    /// <summary>
+    /// ModelInfer with the request already serialized: the prepared message's bytes are sent as they are on every call
+    /// (no protobuf serialization, no copy of the tensor bytes per request), and the response is not parsed (its status
+    /// says whether the call succeeded).
+    /// </summary>
+    private static readonly Method<byte[], byte[]> ModelInferPrepared = new(
+        MethodType.Unary,
+        GRPCInferenceService.Descriptor.FullName,
+        "ModelInfer",
+        new Marshaller<byte[]>((bytes, context) => context.Complete(bytes), context => context.PayloadAsNewBuffer()),
+        new Marshaller<byte[]>((bytes, context) => context.Complete(bytes), _ => []));
+
+    private readonly GrpcChannel[] _channels;
+    private readonly CallInvoker[] _invokers;
     private readonly GRPCInferenceService.GRPCInferenceServiceClient _client;
     private readonly Uri _url;
     private readonly TimeSpan _timeout;
-    private ModelInferRequest _request = new();
+    private byte[] _request = [];
+    private int _next;
 
     public GrpcInferenceClient(Uri url, TimeSpan timeout)
     {
         _url = url;
         _timeout = timeout;
-        _channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions
+
+        // Several HTTP/2 connections, calls spread over them in turn: one connection is one frame reader and one writer
+        // on each side, which would serialize every 602 KB message of every worker (SocketsHttpHandler opens a second
+        // connection only past the server's stream limit). Each channel has its own handler, so its own connection.
+        _channels = [.. Enumerable.Range(0, Connections).Select(_ => GrpcChannel.ForAddress(url, new GrpcChannelOptions
         {
-            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
+            HttpHandler = new SocketsHttpHandler
+            {
+                EnableMultipleHttp2Connections = true,
+                UseProxy = false,
+                UseCookies = false,
+                PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
+            },
             MaxReceiveMessageSize = null,
             MaxSendMessageSize = null,
-        });
-        _client = new GRPCInferenceService.GRPCInferenceServiceClient(_channel);
+        }))];
+        _invokers = [.. _channels.Select(c => c.CreateCallInvoker())];
+        _client = new GRPCInferenceService.GRPCInferenceServiceClient(_channels[0]);
     }
+
+    /// <summary>HTTP/2 connections the inference calls are spread over: half the cores, 1 to 8.</summary>
+    internal static int Connections => Math.Clamp(Environment.ProcessorCount / 2, 1, 8);
 
     public override async Task<IReadOnlyList<InputDescription>> GetInputsAsync(string model, CancellationToken cancellationToken)
     {
@@ -484,14 +516,16 @@ internal sealed class GrpcInferenceClient : InferenceClient
             request.RawInputContents.Add(ByteString.CopyFrom(t.Data));
         }
 
-        _request = request;
+        _request = request.ToByteArray();
     }
 
     public override async Task<CallOutcome> InferAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await _client.ModelInferAsync(_request, deadline: DateTime.UtcNow + _timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var invoker = _invokers[(int)((uint)Interlocked.Increment(ref _next) % (uint)_invokers.Length)];
+            using var call = invoker.AsyncUnaryCall(ModelInferPrepared, null, new CallOptions(deadline: DateTime.UtcNow + _timeout, cancellationToken: cancellationToken), _request);
+            await call.ResponseAsync.ConfigureAwait(false);
             return new CallOutcome(true, null);
         }
         catch (RpcException e) when (cancellationToken.IsCancellationRequested)
@@ -504,7 +538,13 @@ internal sealed class GrpcInferenceClient : InferenceClient
         }
     }
 
-    protected override void Dispose(bool disposing) => _channel.Dispose();
+    protected override void Dispose(bool disposing)
+    {
+        foreach (var channel in _channels)
+        {
+            channel.Dispose();
+        }
+    }
 }
 
 /// <summary>Builds request inputs from model metadata: -1 dimensions become the batch size (first) or what --shape gives.</summary>

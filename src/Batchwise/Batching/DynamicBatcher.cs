@@ -35,7 +35,7 @@ public sealed record BatchedResult(IReadOnlyList<Tensor> Outputs, TimeSpan Queue
 public sealed class DynamicBatcher : IAsyncDisposable
 {
     private readonly BatcherOptions _options;
-    private readonly BatchExecution _execute;
+    private readonly BatchPartsExecution _execute;
     private readonly TimeProvider _time;
     private readonly Channel<QueuedRequest> _intake;
     private readonly PendingRequests _pending;
@@ -51,8 +51,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private int _executing;
     private volatile bool _stopping;
 
-    /// <summary>Starts the batching loop.</summary>
+    /// <summary>Starts the batching loop; each batch is merged into new tensors before <paramref name="execute"/> runs it.</summary>
     public DynamicBatcher(BatcherOptions options, BatchExecution execute, TimeProvider? timeProvider = null)
+        : this(options, Merged(execute), timeProvider)
+    {
+    }
+
+    /// <summary>Starts the batching loop; <paramref name="execute"/> gets each batch's requests unmerged and concatenates them itself.</summary>
+    public DynamicBatcher(BatcherOptions options, BatchPartsExecution execute, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(execute);
@@ -164,6 +170,12 @@ public sealed class DynamicBatcher : IAsyncDisposable
         Volatile.Write(ref _idleWaiter, waiter);
         Wake();
         return waiter.Task;
+    }
+
+    private static BatchPartsExecution Merged(BatchExecution execute)
+    {
+        ArgumentNullException.ThrowIfNull(execute);
+        return (instance, batch, cancellationToken) => execute(instance, batch.Merge(), cancellationToken);
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -394,8 +406,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
         try
         {
             var rows = batch.Sum(r => r.Rows);
-            var inputs = batch.Count == 1 ? batch[0].Inputs : Merge(batch, rows);
-            var outputs = await _execute(instance, inputs, _abort.Token).ConfigureAwait(false);
+            var outputs = await _execute(instance, new BatchParts([.. batch.Select(r => r.Inputs)], rows), _abort.Token).ConfigureAwait(false);
             var compute = _time.GetElapsedTime(start);
             if (batch.Count == 1)
             {
@@ -424,30 +435,6 @@ public sealed class DynamicBatcher : IAsyncDisposable
             Interlocked.Decrement(ref _executing);
             Wake();
         }
-    }
-
-    /// <summary>Concatenates the requests' inputs along axis 0.</summary>
-    internal static IReadOnlyList<Tensor> Merge(IReadOnlyList<QueuedRequest> batch, int rows)
-    {
-        var first = batch[0].Inputs;
-        var merged = new Tensor[first.Count];
-        for (var i = 0; i < first.Count; i++)
-        {
-            var shape = (long[])first[i].Shape.Clone();
-            shape[0] = rows;
-            var t = Tensor.Zeros(first[i].ElementType, shape);
-            var offset = 0;
-            foreach (var r in batch)
-            {
-                var data = r.Inputs[i].Data;
-                Buffer.BlockCopy(data, 0, t.Data, offset, data.Length);
-                offset += data.Length;
-            }
-
-            merged[i] = t;
-        }
-
-        return merged;
     }
 
     /// <summary>Cuts every output along axis 0 back into each request's rows.</summary>

@@ -1,0 +1,128 @@
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Batching;
+
+/// <summary>
+/// Runs one batch on a model instance given the requests' own inputs, unmerged: the execution concatenates them where
+/// it wants them (an engine's page-locked staging buffers, a pooled array), so a batch's bytes are copied once, not
+/// merged into a fresh array first and copied again.
+/// </summary>
+/// <param name="instance">Which instance (0..InstanceCount-1) runs it; one batch per instance at a time.</param>
+/// <param name="batch">The requests' inputs and the merged shapes.</param>
+/// <param name="cancellationToken">Cancelled when the batcher is disposed without draining.</param>
+public delegate Task<IReadOnlyList<Tensor>> BatchPartsExecution(int instance, BatchParts batch, CancellationToken cancellationToken);
+
+/// <summary>The requests of one batch, each with its inputs in model order, and what their concatenation along axis 0 is.</summary>
+public sealed class BatchParts
+{
+    /// <summary>A batch copies its inputs on several threads from this many bytes per input on (below it one thread is faster).</summary>
+    public const long ParallelCopyBytes = 4L << 20;
+
+    internal BatchParts(IReadOnlyList<IReadOnlyList<Tensor>> requests, int rows)
+    {
+        Requests = requests;
+        Rows = rows;
+    }
+
+    /// <summary>Each request's inputs, in model order.</summary>
+    public IReadOnlyList<IReadOnlyList<Tensor>> Requests { get; }
+
+    /// <summary>Rows of the merged batch: the sum of the requests' axis-0 sizes; without batching (max batch size 0) the batcher counts each request as 1 row.</summary>
+    public int Rows { get; }
+
+    /// <summary>Model inputs.</summary>
+    public int InputCount => Requests[0].Count;
+
+    /// <summary>The one request's inputs when the batch holds one request (nothing to merge), else null.</summary>
+    public IReadOnlyList<Tensor>? Single => Requests.Count == 1 ? Requests[0] : null;
+
+    /// <summary>Input <paramref name="input"/>'s element type.</summary>
+    public ElementType TypeOf(int input) => Requests[0][input].ElementType;
+
+    /// <summary>Input <paramref name="input"/>'s merged shape: the requests' shape with <see cref="Rows"/> on axis 0.</summary>
+    public long[] Shape(int input)
+    {
+        var shape = (long[])Requests[0][input].Shape.Clone();
+        if (Requests.Count > 1)
+        {
+            shape[0] = Rows;
+        }
+
+        return shape;
+    }
+
+    /// <summary>Input <paramref name="input"/>'s merged size in bytes.</summary>
+    public long ByteCount(int input)
+    {
+        long total = 0;
+        foreach (var r in Requests)
+        {
+            total += r[input].Data.Length;
+        }
+
+        return total;
+    }
+
+    /// <summary>
+    /// Concatenates every request's input <paramref name="input"/> into <paramref name="target"/> (exactly
+    /// <see cref="ByteCount"/> bytes), on several threads when the batch is large.
+    /// </summary>
+    public void CopyInput(int input, Memory<byte> target) =>
+        CopyInput(input, target, Environment.ProcessorCount < 4 ? 1 : Math.Min(8, Environment.ProcessorCount / 2));
+
+    /// <summary><see cref="CopyInput(int, Memory{byte})"/> on at most <paramref name="threads"/> threads (tests pick it).</summary>
+    internal void CopyInput(int input, Memory<byte> target, int threads)
+    {
+        var total = ByteCount(input);
+        if (target.Length != total)
+        {
+            throw new ArgumentException($"Input {input} of the batch holds {total} bytes; the target holds {target.Length}", nameof(target));
+        }
+
+        if (Requests.Count == 1 || total < ParallelCopyBytes || threads < 2)
+        {
+            var offset = 0;
+            foreach (var r in Requests)
+            {
+                var data = r[input].Data;
+                data.CopyTo(target.Span[offset..]);
+                offset += data.Length;
+            }
+
+            return;
+        }
+
+        var offsets = new int[Requests.Count];
+        for (int i = 1, at = 0; i < Requests.Count; i++)
+        {
+            at += Requests[i - 1][input].Data.Length;
+            offsets[i] = at;
+        }
+
+        Parallel.For(0, Requests.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+        {
+            var data = Requests[i][input].Data;
+            data.CopyTo(target.Span.Slice(offsets[i], data.Length));
+        });
+    }
+
+    /// <summary>The merged inputs as new tensors (the requests' own when the batch holds one request).</summary>
+    public IReadOnlyList<Tensor> Merge()
+    {
+        if (Single is { } single)
+        {
+            return single;
+        }
+
+        var merged = new Tensor[InputCount];
+        for (var i = 0; i < merged.Length; i++)
+        {
+            var t = Tensor.Zeros(TypeOf(i), Shape(i));
+            CopyInput(i, t.Data);
+            merged[i] = t;
+        }
+
+        return merged;
+    }
+}
