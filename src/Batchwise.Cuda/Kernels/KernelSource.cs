@@ -972,18 +972,21 @@ internal static partial class KernelSource
             var inD = inShape[d];
             var last = w.I64("last" + d, inD - 1);
             var resized = inD * scales[d]; // ONNX's length_resized: in * scale, not rounded (equals the output size when sizes are given)
+            // Divided by the scale, not multiplied by its reciprocal: as ONNX Runtime computes it, so a coordinate that
+            // lands exactly on .5 (test_resize_upsample_sizes_nearest: (3 + 0.5) / 3.5 - 0.5) stays .5 for nearest's
+            // tie rule; 1/3.5 rounded up, times 3.5 in one FMA, gave 0.50000006 and the next row.
             var o = $"(float)o{d}";
             var coord = coordinateMode switch
             {
-                "asymmetric" => $"{o} * {w.Float("inv" + d, 1 / scales[d])}",
+                "asymmetric" => $"{o} / {w.Float("scale" + d, scales[d])}",
                 "align_corners" => $"{o} * {w.Float("k" + d, resized == 1 ? 0 : (inD - 1) / (resized - 1))}",
-                "pytorch_half_pixel" => $"{w.Float("on" + d, resized > 1 ? 1 : 0)} * (({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f)",
-                "tf_half_pixel_for_nn" => $"({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])}",
-                "half_pixel_symmetric" => $"{w.Float("shift" + d, inD / 2.0 * (1 - (outShape[d] / resized)))} + ({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f",
+                "pytorch_half_pixel" => $"{w.Float("on" + d, resized > 1 ? 1 : 0)} * (({o} + 0.5f) / {w.Float("scale" + d, scales[d])} - 0.5f)",
+                "tf_half_pixel_for_nn" => $"({o} + 0.5f) / {w.Float("scale" + d, scales[d])}",
+                "half_pixel_symmetric" => $"{w.Float("shift" + d, inD / 2.0 * (1 - (outShape[d] / resized)))} + ({o} + 0.5f) / {w.Float("scale" + d, scales[d])} - 0.5f",
                 "tf_crop_and_resize" => outShape[d] > 1
                     ? $"{w.Float("start" + d, roi![d] * (inD - 1))} + {o} * {w.Float("step" + d, (roi[d + rank] - roi[d]) * (inD - 1) / (outShape[d] - 1))}"
                     : $"{w.Float("start" + d, 0.5 * (roi![d] + roi[d + rank]) * (inD - 1))} + {o} * {w.Float("step" + d, 0)}",
-                _ => $"({o} + 0.5f) * {w.Float("inv" + d, 1 / scales[d])} - 0.5f",
+                _ => $"({o} + 0.5f) / {w.Float("scale" + d, scales[d])} - 0.5f",
             };
             b.Append("    float f").Append(d).Append(" = ").Append(coord).Append(";\n");
             if (crop)

@@ -31,7 +31,8 @@ public sealed class NodeGpuTests
     [
         (new("^test_batchnorm_.*_training_mode$"), "BatchNormalization's training mode (running mean/variance outputs)"),
         (new("^test_cast(like)?_.*B?FLOAT16"), "float16 and bfloat16 tensors and casts (the engine computes fp16 inside, its graph edges are float32)"),
-        (new("^test_castlike_.*STRING"), "string tensors and casts to or from string (the engine keeps no strings on the device)"),
+        (new("^test_cast(like)?_.*STRING"), "string tensors and casts to or from string (the engine keeps no strings on the device)"),
+        (new("^test_identity_(opt|sequence)$"), "optional and sequence values (the engine runs tensors only)"),
         (new("_(e4m3fn|e5m2|e4m3fnuz|e5m2fnuz|int4|uint4|float4e2m1)"), "float8, int4 and float4 tensors"),
         (new("_blocked"), "blocked quantization (block_size)"),
         (new("^test_resize_.*(not_larger|not_smaller)"), "Resize keep_aspect_ratio_policy other than stretch"),
