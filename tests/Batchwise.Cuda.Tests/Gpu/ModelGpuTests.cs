@@ -19,6 +19,12 @@ public sealed class ModelGpuTests
         { "zoo:bert", 2 },
         { "zoo:crnn", 2 },
         { "zoo:crnn?opset=11", 2 },
+        { "zoo:unet", 2 },
+        { "zoo:unet?opset=11", 2 },
+        { "zoo:dbnet", 2 },
+        { "zoo:dbnet?opset=11", 2 },
+        { "zoo:vit", 2 },
+        { "zoo:vit?opset=11", 2 },
     };
 
     [Theory]
@@ -38,6 +44,9 @@ public sealed class ModelGpuTests
         { "zoo:yolov8n?size=320", 2 },
         { "zoo:bert?seq=64", 2 },
         { "zoo:crnn?width=128", 4 },
+        { "zoo:unet?size=128", 2 },
+        { "zoo:dbnet?size=128", 2 },
+        { "zoo:vit?size=64", 4 },
     };
 
     /// <summary>
