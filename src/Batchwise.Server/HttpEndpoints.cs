@@ -322,25 +322,29 @@ internal static class HttpEndpoints
         return doc;
     }
 
-    private static Task SharedMemoryStatusAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string? name)
-    {
-        var regions = registry.Status(name);
-        return WriteJsonAsync(ctx, 200, w =>
+    private static Task SharedMemoryStatusAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string? name) =>
+        RegionStatusAsync(ctx, registry.Status(name), (w, r) =>
+        {
+            w.WriteString("name", r.Name);
+            w.WriteString("key", r.Key);
+            w.WriteNumber("offset", r.Offset);
+            w.WriteNumber("byte_size", r.ByteSize);
+        });
+
+    /// <summary>A shared-memory status answer: a JSON array with one object per region, its fields written by <paramref name="fields"/>.</summary>
+    private static Task RegionStatusAsync<TStatus>(HttpContext ctx, IReadOnlyList<TStatus> regions, Action<Utf8JsonWriter, TStatus> fields) =>
+        WriteJsonAsync(ctx, 200, w =>
         {
             w.WriteStartArray();
             foreach (var r in regions)
             {
                 w.WriteStartObject();
-                w.WriteString("name", r.Name);
-                w.WriteString("key", r.Key);
-                w.WriteNumber("offset", r.Offset);
-                w.WriteNumber("byte_size", r.ByteSize);
+                fields(w, r);
                 w.WriteEndObject();
             }
 
             w.WriteEndArray();
         }, array: true);
-    }
 
     private static async Task SharedMemoryRegisterAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string name)
     {
@@ -368,24 +372,13 @@ internal static class HttpEndpoints
         await Status(ctx, 200).ConfigureAwait(false);
     }
 
-    private static Task CudaSharedMemoryStatusAsync(HttpContext ctx, CudaSharedMemoryRegistry registry, string? name)
-    {
-        var regions = registry.Status(name);
-        return WriteJsonAsync(ctx, 200, w =>
+    private static Task CudaSharedMemoryStatusAsync(HttpContext ctx, CudaSharedMemoryRegistry registry, string? name) =>
+        RegionStatusAsync(ctx, registry.Status(name), (w, r) =>
         {
-            w.WriteStartArray();
-            foreach (var r in regions)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", r.Name);
-                w.WriteNumber("device_id", r.DeviceId);
-                w.WriteNumber("byte_size", r.ByteSize);
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
-        }, array: true);
-    }
+            w.WriteString("name", r.Name);
+            w.WriteNumber("device_id", r.DeviceId);
+            w.WriteNumber("byte_size", r.ByteSize);
+        });
 
     /// <summary>Registers a CUDA region from {"raw_handle": {"b64": BASE64 cudaIpcMemHandle_t}, "device_id": N, "byte_size": N}.</summary>
     private static async Task CudaSharedMemoryRegisterAsync(HttpContext ctx, CudaSharedMemoryRegistry registry, string name)

@@ -136,23 +136,7 @@ public sealed class CudaSharedMemoryRegistry : IDisposable
     }
 
     /// <summary>Unregisters one region (a name not registered as CUDA shared memory is a no-op, as Triton) or, for an empty name, every CUDA region.</summary>
-    public void Unregister(string? name)
-    {
-        if (string.IsNullOrEmpty(name))
-        {
-            foreach (var n in _regions.Keys)
-            {
-                Unregister(n);
-            }
-
-            return;
-        }
-
-        if (_regions.TryRemove(name, out var region))
-        {
-            region.Release();
-        }
-    }
+    public void Unregister(string? name) => SharedMemoryRegion.Unregister(_regions, name);
 
     /// <summary>Every CUDA region (empty name) or the one named, or a 404 (Triton's NOT_FOUND) when that name is not a CUDA region.</summary>
     public IReadOnlyList<CudaRegionStatus> Status(string? name)

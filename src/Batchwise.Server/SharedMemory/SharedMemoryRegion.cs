@@ -46,6 +46,22 @@ public abstract class SharedMemoryRegion
         }
     }
 
+    /// <summary>
+    /// Removes one region from <paramref name="regions"/> and lets go of the registry's hold on it (a name not there is a
+    /// no-op, as in Triton), or every region for an empty name.
+    /// </summary>
+    internal static void Unregister<TRegion>(System.Collections.Concurrent.ConcurrentDictionary<string, TRegion> regions, string? name)
+        where TRegion : SharedMemoryRegion
+    {
+        foreach (var n in string.IsNullOrEmpty(name) ? [.. regions.Keys] : new[] { name })
+        {
+            if (regions.TryRemove(n, out var region))
+            {
+                region.Release();
+            }
+        }
+    }
+
     /// <summary>Lets go of one hold; the last one releases the memory.</summary>
     internal void Release()
     {

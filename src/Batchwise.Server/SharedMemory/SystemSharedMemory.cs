@@ -179,23 +179,7 @@ public sealed class SystemSharedMemoryRegistry : IDisposable
     }
 
     /// <summary>Unregisters one region (a name not registered is a no-op, as Triton) or, for an empty name, every region.</summary>
-    public void Unregister(string? name)
-    {
-        if (string.IsNullOrEmpty(name))
-        {
-            foreach (var n in _regions.Keys)
-            {
-                Unregister(n);
-            }
-
-            return;
-        }
-
-        if (_regions.TryRemove(name, out var region))
-        {
-            region.Release();
-        }
-    }
+    public void Unregister(string? name) => SharedMemoryRegion.Unregister(_regions, name);
 
     /// <summary>Every region (empty name) or the one named, or a 400 when that name is not registered.</summary>
     public IReadOnlyList<SystemRegionStatus> Status(string? name)
