@@ -254,7 +254,8 @@ PYEOF
     timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
     echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
     echo "## offline in the same run (issue 12's references): --transfers b=1 c=1 and b=64 c=2"
-    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --transfers -b 1,64 -c 1,2 --duration 1s --warmup 0.5s 2>&1 | tail -8
+    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --transfers -b 1,64 -c 1,2 --duration 1s --warmup 0.5s \
+      --csv "$OUT/serve-offline.csv" 2>&1 | tail -16
     echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
     kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
     tail -3 "$WORK/serve.log"
