@@ -177,13 +177,21 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
             await call();
         }
 
+        // The counter is process-wide: anything else running (a timer, the thread pool growing) only adds to it, so the
+        // least of three rounds is the request path's own cost.
         const int n = 48;
-        var before = GC.GetTotalAllocatedBytes(precise: true);
-        for (var i = 0; i < n; i++)
+        var least = double.MaxValue;
+        for (var round = 0; round < 3; round++)
         {
-            await call();
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            for (var i = 0; i < n; i++)
+            {
+                await call();
+            }
+
+            least = Math.Min(least, (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)n);
         }
 
-        return (GC.GetTotalAllocatedBytes(precise: true) - before) / (double)n;
+        return least;
     }
 }
