@@ -349,26 +349,15 @@ internal static class HttpEndpoints
     private static async Task SharedMemoryRegisterAsync(HttpContext ctx, SystemSharedMemoryRegistry registry, string name)
     {
         var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
-        using var doc = ParseControlJson(body, $"register system shared memory region '{name}'");
+        var what = $"register system shared memory region '{name}'";
+        using var doc = ParseControlJson(body, what);
         var root = doc.RootElement;
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("key", out var key))
         {
-            throw InferenceError.BadRequest($"register system shared memory region '{name}': the body must be a JSON object with \"key\", \"byte_size\" and optionally \"offset\"");
+            throw InferenceError.BadRequest($"{what}: the body must be a JSON object with \"key\", \"byte_size\" and optionally \"offset\"");
         }
 
-        long Integer(string field, bool required)
-        {
-            if (!root.TryGetProperty(field, out var e))
-            {
-                return required ? throw InferenceError.BadRequest($"register system shared memory region '{name}': \"{field}\" is missing") : 0;
-            }
-
-            return e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var v) && v >= 0
-                ? v
-                : throw InferenceError.BadRequest($"register system shared memory region '{name}': \"{field}\" must be an integer >= 0");
-        }
-
-        registry.Register(name, RequestValidator.JsonString(key, $"register system shared memory region '{name}': \"key\""), Integer("offset", required: false), Integer("byte_size", required: true));
+        registry.Register(name, RequestValidator.JsonString(key, $"{what}: \"key\""), RegisterInteger(root, "offset", what, required: false), RegisterInteger(root, "byte_size", what, required: true));
         await Status(ctx, 200).ConfigureAwait(false);
     }
 
@@ -413,20 +402,21 @@ internal static class HttpEndpoints
             throw InferenceError.BadRequest($"{what}: 'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t");
         }
 
-        long Integer(string field)
-        {
-            if (!root.TryGetProperty(field, out var e))
-            {
-                throw InferenceError.BadRequest($"{what}: \"{field}\" is missing");
-            }
+        registry.Register(name, handle, RegisterInteger(root, "device_id", what, required: true), RegisterInteger(root, "byte_size", what, required: true));
+        await Status(ctx, 200).ConfigureAwait(false);
+    }
 
-            return e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var v) && v >= 0
-                ? v
-                : throw InferenceError.BadRequest($"{what}: \"{field}\" must be an integer >= 0");
+    /// <summary>A register body's integer field (>= 0), 0 when it is optional and absent; a 400 naming the field otherwise.</summary>
+    private static long RegisterInteger(JsonElement root, string field, string what, bool required)
+    {
+        if (!root.TryGetProperty(field, out var e))
+        {
+            return required ? throw InferenceError.BadRequest($"{what}: \"{field}\" is missing") : 0;
         }
 
-        registry.Register(name, handle, Integer("device_id"), Integer("byte_size"));
-        await Status(ctx, 200).ConfigureAwait(false);
+        return e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var v) && v >= 0
+            ? v
+            : throw InferenceError.BadRequest($"{what}: \"{field}\" must be an integer >= 0");
     }
 
     private static JsonDocument ParseControlJson(byte[] body, string what)
@@ -680,7 +670,6 @@ internal static class HttpEndpoints
         return null;
     }
 
-    /// <summary>Reads the body, charging its bytes to the request (when it has a lease) before they are allocated.</summary>
     /// <summary>A 413 for a declared body length above the server's body limit, before anything is read or charged.</summary>
     private static void CheckBodyLimit(HttpContext ctx, long length)
     {
@@ -691,6 +680,7 @@ internal static class HttpEndpoints
         }
     }
 
+    /// <summary>Reads the body, charging its bytes to the request (when it has a lease) before they are allocated.</summary>
     private static async Task<byte[]> ReadBodyAsync(HttpContext ctx, RequestAdmission.Lease? lease = null)
     {
         if (ctx.Request.ContentLength is { } length)
