@@ -74,6 +74,13 @@ public sealed class KernelCompileTests
             yield return KernelSource.TopK(t, 2, 100, 3, 5, largest: false);
             yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: true);
             yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: false);
+            if (t == ElementType.Float16)
+            {
+                foreach (var head in new[] { 16, 48, 64, 128 })
+                {
+                    yield return KernelSource.Attention(head, 2, 3, 70, 90, head - 3, head, 0.125, [0, 70 * head, head, 1], [0, 90 * head, 1, 90], [0, 90 * head, head, 1], head == 64 ? [90, 0, 0, 1] : null);
+                }
+            }
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");

@@ -60,6 +60,36 @@ internal static partial class CpuKernelRunner
             return r;
         }
 
+        // The attention kernel's tensor-core product, emulated: the warp's fragments go through a table (one barrier to
+        // publish, one before the table is reused) and each thread sums its four outputs from the PTX fragment layout.
+        #define BW_ATTENTION_HELPERS
+        static unsigned bw_mma_frag[32][32][6];
+        static inline float bw_h(unsigned v, int hi) { unsigned short b = hi ? (unsigned short)(v >> 16) : (unsigned short)(v & 0xffffu); _Float16 h; std::memcpy(&h, &b, 2); return (float)h; }
+        static inline unsigned bw_pack_half2(float lo, float hi)
+        {
+            _Float16 l = (_Float16)lo, u = (_Float16)hi; unsigned short a, b;
+            std::memcpy(&a, &l, 2); std::memcpy(&b, &u, 2);
+            return (unsigned)a | ((unsigned)b << 16);
+        }
+        static inline void bw_mma_16816(float* c, const unsigned* a, unsigned b0, unsigned b1)
+        {
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+            unsigned* mine = bw_mma_frag[warp][lane];
+            mine[0] = a[0]; mine[1] = a[1]; mine[2] = a[2]; mine[3] = a[3]; mine[4] = b0; mine[5] = b1;
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+            for (int i = 0; i < 4; i++) {
+                const int r = (int)g + ((i & 2) ? 8 : 0), n = 2 * (int)t + (i & 1);
+                float sum = c[i];
+                for (int k = 0; k < 16; k++) {
+                    const unsigned* fa = bw_mma_frag[warp][(r & 7) * 4 + ((k & 7) >> 1)];
+                    const unsigned* fb = bw_mma_frag[warp][n * 4 + ((k & 7) >> 1)];
+                    sum += bw_h(fa[(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k & 1) * bw_h(fb[4 + (k >= 8 ? 1 : 0)], k & 1);
+                }
+                c[i] = sum;
+            }
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+        }
+
         static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
         static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
         static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((u64)a * b) >> 32); }

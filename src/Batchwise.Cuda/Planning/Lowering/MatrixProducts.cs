@@ -44,6 +44,11 @@ internal sealed unsafe partial class GraphCompiler
     private void LowerMatMul(OnnxProto.NodeProto node, PlanValue a, PlanValue b)
     {
         RequireFloat(a);
+        if (TryLowerAttention(node, a, b))
+        {
+            return;
+        }
+
         var aShape = a.Shape.Length == 1 ? new[] { 1L, a.Shape[0] } : a.Shape;
         var bShape = b.Shape.Length == 1 ? new[] { b.Shape[0], 1L } : b.Shape;
         var (m, k) = (aShape[^2], aShape[^1]);

@@ -1,0 +1,139 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// Attention blocks recognised in the graph and run as one fused kernel (<see cref="KernelSource.Attention"/>) in half
+/// precision: MatMul(Q, K^T) -> [Mul or Div by a scalar] -> [Add mask] -> Softmax over the last axis -> MatMul(., V),
+/// as torch's exporters write scaled-dot-product attention (a scale on Q and K before the product stays where it is).
+/// The scores and probabilities are never written to memory. Anything else (float32 plans, GPUs before sm_80, heads
+/// wider than 128, a chain whose middle values are used elsewhere, a value V not computed yet) plans node by node.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>Plans the attention block that starts at MatMul <paramref name="node"/>, or returns false for node-by-node planning.</summary>
+    private bool TryLowerAttention(OnnxProto.NodeProto node, PlanValue q, PlanValue kt)
+    {
+        var rank = q.Shape.Length;
+        if (!Half || _target.ComputeCapability < 80 || rank is < 3 or > 4 || kt.Shape.Length != rank
+            || q.Constant is not null || kt.Constant is not null || St(q) != ElementType.Float16 || St(kt) != ElementType.Float16)
+        {
+            return false;
+        }
+
+        long sq = q.Shape[^2], d = q.Shape[^1], sk = kt.Shape[^1];
+        if (kt.Shape[^2] != d || sq == 0 || sk == 0 || d == 0)
+        {
+            return false;
+        }
+
+        var chain = new List<OnnxProto.NodeProto>();
+        var name = node.Output[0];
+        var scale = 1.0;
+        var next = SoleConsumer(name);
+        if (next is { OpType: "Mul" or "Div" } && ScalarOperand(next, name) is { } factor && (next.OpType == "Mul" || next.Input[0] == name))
+        {
+            scale = next.OpType == "Mul" ? factor : 1.0 / factor;
+            chain.Add(next);
+            name = next.Output[0];
+            next = SoleConsumer(name);
+        }
+
+        PlanValue? mask = null;
+        if (next is { OpType: "Add" } && next.Input.Count == 2 && next.Input[0] != next.Input[1])
+        {
+            if (!_values.TryGetValue(next.Input[0] == name ? next.Input[1] : next.Input[0], out mask) || St(mask) != ElementType.Float16)
+            {
+                return false;
+            }
+
+            chain.Add(next);
+            name = next.Output[0];
+            next = SoleConsumer(name);
+        }
+
+        if (next is not { OpType: "Softmax" } || Shapes.Axis(new NodeAttributes(next).Int("axis", _model.Opset >= 13 ? -1 : 1), rank) != rank - 1)
+        {
+            return false;
+        }
+
+        chain.Add(next);
+        name = next.Output[0];
+        var product = SoleConsumer(name);
+        if (product is not { OpType: "MatMul" } || product.Input[0] != name || !_values.TryGetValue(product.Input[1], out var v)
+            || v.Shape.Length != rank || v.Shape[^2] != sk || St(v) != ElementType.Float16)
+        {
+            return false;
+        }
+
+        var dv = v.Shape[^1];
+        var head = (int)((Math.Max(d, dv) + 15) / 16 * 16);
+        if (dv == 0 || head > KernelSource.AttentionMaxHead)
+        {
+            return false;
+        }
+
+        long[] lead;
+        try
+        {
+            lead = Shapes.Broadcast(q.Shape[..^2], kt.Shape[..^2], v.Shape[..^2]);
+        }
+        catch (BatchwiseException)
+        {
+            return false;
+        }
+
+        var scores = lead.Concat(new[] { sq, sk }).ToArray();
+        if (mask is not null && !BroadcastsTo(mask.Shape, scores))
+        {
+            return false;
+        }
+
+        // Everything checked: the chain is this kernel's.
+        _folded.UnionWith(chain);
+        _folded.Add(product);
+        q = Contiguous(q);
+        kt = Contiguous(kt);
+        v = Contiguous(v);
+        mask = mask is null ? null : Contiguous(mask);
+        _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul (fused attention)";
+        var (batch, heads) = lead.Length == 1 ? (1L, lead[0]) : (lead[0], lead[1]);
+        var y = Output(product.Output[0], q.Type, lead.Concat(new[] { sq, dv }).ToArray());
+
+        // (batch, head, row, column) strides of each operand over the block's shape.
+        long[] Strides(PlanValue x, long rows, long cols)
+        {
+            var s = Shapes.BroadcastStrides(x.Shape, lead.Concat(new[] { rows, cols }).ToArray());
+            return s.Length == 4 ? s : [0, .. s];
+        }
+
+        var ks = Strides(kt, d, sk);
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q, sq, d), [ks[0], ks[1], ks[3], ks[2]], Strides(v, sk, dv), mask is null ? null : Strides(mask, sq, sk));
+        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(q), Dev(kt), Dev(v), mask is null ? -1 : Dev(mask)]));
+        return true;
+    }
+
+    /// <summary>The node that alone consumes <paramref name="name"/> (null when it is a graph output or has another consumer).</summary>
+    private OnnxProto.NodeProto? SoleConsumer(string name) =>
+        !_graphOutputs.Contains(name) && _consumers.TryGetValue(name, out var users) && users.Count == 1 ? users[0] : null;
+
+    /// <summary>The value of <paramref name="node"/>'s other operand when it is a one-element constant.</summary>
+    private double? ScalarOperand(OnnxProto.NodeProto node, string name)
+    {
+        if (node.Input.Count != 2 || node.Input[0] == node.Input[1])
+        {
+            return null;
+        }
+
+        var other = node.Input[0] == name ? node.Input[1] : node.Input[0];
+        return _values.TryGetValue(other, out var value) && value.Constant is { Count: 1 } c && c.IsFloat ? c[0] : null;
+    }
+
+    private static bool BroadcastsTo(long[] shape, long[] target) =>
+        shape.Length <= target.Length && shape.Select((s, i) => s == 1 || s == target[target.Length - shape.Length + i]).All(ok => ok);
+
+    /// <summary>A device value laid out row-major in its own shape (computed if pending, NCHW if channels-last).</summary>
+    private PlanValue Contiguous(PlanValue x) => x.Constant is not null ? x : Nchw(Materialize(x));
+}

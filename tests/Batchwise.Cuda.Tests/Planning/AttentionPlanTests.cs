@@ -1,0 +1,138 @@
+using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Operators;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// Attention blocks (MatMul, scale, mask, Softmax, MatMul) become one fused kernel in half-precision plans. Planned
+/// without a GPU; the kernel runs on the CPU (<see cref="CpuKernelRunner"/>, its tensor-core product emulated from the
+/// PTX fragment layout) against ONNX Runtime in float32. The GPU tests run the same graphs on the device.
+/// </summary>
+public sealed class AttentionPlanTests
+{
+    internal static ExecutionPlan Compile(Precision precision, OnnxModel model, IReadOnlyList<Tensor> inputs)
+    {
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        return new GraphCompiler(model, new NoGpuTarget(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+    }
+
+    /// <summary>ViT-style: Transpose of K, MatMul, Mul by the scale, Softmax over the last axis, MatMul with V (70 tokens: two key tiles, a partial query tile; head 40, padded to 48).</summary>
+    internal static OnnxModel VitStyle(bool probsAlsoOutput = false)
+    {
+        var g = new GraphBuilder("attention_vit", 17);
+        var q = g.Input("q", ElementType.Float, 1L, 2L, 70L, 40L);
+        var k = g.Input("k", ElementType.Float, 1L, 2L, 70L, 40L);
+        var v = g.Input("v", ElementType.Float, 1L, 2L, 70L, 40L);
+        var kt = g.Node("Transpose", [k], GraphBuilder.Attr("perm", 0L, 1L, 3L, 2L));
+        var probs = g.Node("Softmax", [g.Node("Mul", [g.Node("MatMul", [q, kt]), g.Scalar(1f / MathF.Sqrt(40f))])], GraphBuilder.Attr("axis", -1L));
+        g.Output(g.Rename(g.Node("MatMul", [probs, v]), "y"), ElementType.Float, 1L, 2L, 70L, 40L);
+        if (probsAlsoOutput)
+        {
+            g.Output(g.Rename(probs, "probs"), ElementType.Float, 1L, 2L, 70L, 70L);
+        }
+
+        return g.Build("attention_vit");
+    }
+
+    /// <summary>BERT-style: K^T as given, Div by sqrt(head), an additive padding mask [batch, 1, 1, keys] from an input.</summary>
+    internal static OnnxModel BertStyle()
+    {
+        var g = new GraphBuilder("attention_bert", 17);
+        var q = g.Input("q", ElementType.Float, 2L, 2L, 20L, 16L);
+        var kt = g.Input("kt", ElementType.Float, 2L, 2L, 16L, 20L);
+        var v = g.Input("v", ElementType.Float, 2L, 2L, 20L, 16L);
+        var mask = g.Input("mask", ElementType.Float, 2L, 1L, 1L, 20L);
+        var scores = g.Node("Add", [g.Node("Div", [g.Node("MatMul", [q, kt]), g.Scalar(4f)]), mask]);
+        var probs = g.Node("Softmax", [scores], GraphBuilder.Attr("axis", 3L));
+        g.Output(g.Rename(g.Node("MatMul", [probs, v]), "y"), ElementType.Float, 2L, 2L, 20L, 16L);
+        return g.Build("attention_bert");
+    }
+
+    /// <summary>Rank 3 at opset 11 (Softmax's axis 2 is the last): 33 queries, 90 keys, head 24, values 8 wide, a constant [33, 90] bias added, no scale.</summary>
+    internal static OnnxModel RankThree()
+    {
+        var g = new GraphBuilder("attention_rank3", 11);
+        var q = g.Input("q", ElementType.Float, 3L, 33L, 24L);
+        var kt = g.Input("kt", ElementType.Float, 3L, 24L, 90L);
+        var v = g.Input("v", ElementType.Float, 3L, 90L, 8L);
+        var bias = g.Weight("bias", [33, 90], 2f);
+        var probs = g.Node("Softmax", [g.Node("Add", [g.Node("MatMul", [q, kt]), bias])], GraphBuilder.Attr("axis", 2L));
+        g.Output(g.Rename(g.Node("MatMul", [probs, v]), "y"), ElementType.Float, 3L, 33L, 8L);
+        return g.Build("attention_rank3", 11);
+    }
+
+    internal static IReadOnlyList<Tensor> Inputs(OnnxModel model, int seed)
+    {
+        var rng = new Random(seed);
+        return model.Inputs.Select(spec =>
+        {
+            var shape = spec.Shape.Select(d => d.Value!.Value).ToArray();
+            var n = (int)Tensor.ElementCountOf(shape);
+            // A padding mask: 0 for kept keys, -10000 for the last few keys of the second sequence.
+            float[] values = spec.Name == "mask"
+                ? [.. Enumerable.Range(0, n).Select(i => i >= n / 2 && i % (n / 2) >= 14 ? -10000f : 0f)]
+                : [.. Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 4) - 2))];
+            return Tensor.From<float>(ElementType.Float, shape, values);
+        }).ToList();
+    }
+
+    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3"]);
+
+    internal static OnnxModel Case(string name) => name switch
+    {
+        "vit" => VitStyle(),
+        "bert" => BertStyle(),
+        _ => RankThree(),
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void An_attention_block_in_half_precision_is_one_kernel_and_matches_onnx_runtime(string name)
+    {
+        var model = Case(name);
+        var inputs = Inputs(model, 7);
+        var plan = Compile(Precision.Fp16, model, inputs);
+        Assert.Single(plan.Steps, s => s.Node.Contains("fused attention", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan.Steps, s => s.Node.StartsWith("Softmax", StringComparison.Ordinal));
+        Assert.Null(CpuKernelRunner.CannotRun(plan));
+        if (CpuKernelRunner.Unavailable is { } why)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
+            Assert.Skip(why);
+        }
+
+        var actual = CpuKernelRunner.Run(plan, inputs)[0].ToDoubles();
+        var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs])[0].ToDoubles();
+        Assert.Equal(expected.Length, actual.Length);
+        double dot = 0, na = 0, ne = 0, worst = 0;
+        for (var i = 0; i < expected.Length; i++)
+        {
+            dot += actual[i] * expected[i];
+            na += actual[i] * actual[i];
+            ne += expected[i] * expected[i];
+            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
+        }
+
+        var cosine = dot / Math.Sqrt(na * ne);
+        Assert.True(cosine >= 0.9995 && worst <= 3e-2, $"{name}: cosine {cosine}, max abs error {worst}");
+    }
+
+    [Fact]
+    public void A_softmax_whose_probabilities_are_also_an_output_is_not_fused()
+    {
+        var model = VitStyle(probsAlsoOutput: true);
+        var e = Assert.ThrowsAny<BatchwiseException>(() => Compile(Precision.Fp16, model, Inputs(model, 1)));
+        Assert.Contains(NoGpuTarget.NoLibraries, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Float32_plans_keep_the_matrix_products_on_cublaslt()
+    {
+        var model = VitStyle();
+        var e = Assert.ThrowsAny<BatchwiseException>(() => Compile(Precision.Fp32, model, Inputs(model, 1)));
+        Assert.Contains(NoGpuTarget.NoLibraries, e.Message, StringComparison.Ordinal);
+    }
+}
