@@ -74,6 +74,14 @@ public sealed class KernelCompileTests
             yield return KernelSource.TopK(t, 2, 100, 3, 5, largest: false);
             yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: true);
             yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: false);
+            foreach (var channelsLast in new[] { false, true })
+            {
+                var dw = KernelSource.DepthwiseVector(t, channelsLast, 16);
+                yield return KernelSource.Depthwise(t, channelsLast, dw, 2, 16, [14, 14], [14, 14], [7, 7], [1, 1], [1, 1], [3, 3]);
+                yield return KernelSource.Depthwise(t, channelsLast, dw, 2, 16, [13, 12], [7, 6], [3, 3], [2, 2], [1, 1], [0, 0]);
+                yield return KernelSource.Depthwise(t, channelsLast, 1, 1L << 12, 15, [100, 100], [100, 100], [5, 5], [1, 1], [2, 2], [4, 4]);
+            }
+
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");

@@ -1,0 +1,109 @@
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Operators;
+
+/// <summary>
+/// Small graphs for the engine's own kernels that replace library calls or copies (issue 16): depthwise convolutions,
+/// spatial reductions, layout no-op transposes, LayerNormalization and Softmax. The CPU plan tests run their kernels
+/// with g++, the GPU tests on the device; both against ONNX Runtime.
+/// </summary>
+internal static class KernelCaseModels
+{
+    /// <summary>Every case by name: the model and its inputs.</summary>
+    public static IReadOnlyDictionary<string, Func<(OnnxModel Model, List<Tensor> Inputs)>> All { get; } = new Dictionary<string, Func<(OnnxModel, List<Tensor>)>>(StringComparer.Ordinal)
+    {
+        // Depthwise convolutions: (N, C, H, W), kernel, strides, pads [top, left, bottom, right], dilations, bias, what follows.
+        ["dw-3x3-relu"] = () => Depthwise([2, 16, 9, 11], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], true, "Relu"),
+        ["dw-7x7-convnext"] = () => Depthwise([2, 24, 14, 14], [7, 7], [1, 1], [3, 3, 3, 3], [1, 1], true, null),
+        ["dw-3x3-stride2-asymmetric-hardswish"] = () => Depthwise([2, 16, 13, 12], [3, 3], [2, 2], [0, 0, 1, 1], [1, 1], true, "HardSwish"),
+        ["dw-5x5-dilation2-silu"] = () => Depthwise([1, 8, 12, 12], [5, 5], [1, 1], [4, 4, 4, 4], [2, 2], true, "SiLU"),
+        ["dw-3x3-odd-channels-batchnorm"] = () => Depthwise([2, 5, 7, 7], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], false, "BatchNormalization"),
+        ["dw-3x3-stride2-narrow-no-bias"] = () => Depthwise([1, 10, 5, 6], [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], false, null),
+        ["dw-1x5-wide-stride-3"] = () => Depthwise([1, 12, 4, 23], [1, 5], [1, 3], [0, 2, 0, 1], [1, 1], true, null),
+        ["dw-1d-k5"] = () => Depthwise1d([2, 6, 20], 5, 2),
+    };
+
+    /// <summary>A case's model, its random inputs and ONNX Runtime's outputs for them.</summary>
+    public static (OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected) Build(string name)
+    {
+        var (model, inputs) = All[name]();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        return (model, inputs, ort.Run(inputs));
+    }
+
+    /// <summary>
+    /// Float16 agreement as the house measures it: cosine similarity at least 0.9999 per output and every element within
+    /// 2% of the output's largest magnitude; float32: within 1e-4 of it. Returns what differs, or null.
+    /// </summary>
+    public static string? Difference(IReadOnlyList<Tensor> actual, IReadOnlyList<Tensor> expected, bool half)
+    {
+        if (OperatorCaseModels.Difference(actual, expected, half ? 2e-2 : 1e-4) is { } d)
+        {
+            return d;
+        }
+
+        for (var i = 0; i < expected.Count && half; i++)
+        {
+            var a = actual[i].ToDoubles();
+            var e = expected[i].ToDoubles();
+            double dot = 0, na = 0, ne = 0;
+            for (var j = 0; j < e.Length; j++)
+            {
+                dot += a[j] * e[j];
+                na += a[j] * a[j];
+                ne += e[j] * e[j];
+            }
+
+            var cosine = na == 0 && ne == 0 ? 1 : dot / Math.Sqrt(na * ne);
+            if (cosine < 0.9999)
+            {
+                return $"output {i}: cosine {cosine:F6} < 0.9999";
+            }
+        }
+
+        return null;
+    }
+
+    private static Tensor Random(long[] shape, int seed)
+    {
+        var rng = new Random(seed);
+        var n = (int)Tensor.ElementCountOf(shape);
+        return Tensor.From<float>(ElementType.Float, shape, Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2) - 1)).ToArray());
+    }
+
+    private static long Out(long size, long kernel, long stride, long padBegin, long padEnd, long dilation) =>
+        ((size + padBegin + padEnd - (((kernel - 1) * dilation) + 1)) / stride) + 1;
+
+    private static (OnnxModel, List<Tensor>) Depthwise(long[] x, long[] kernel, long[] strides, long[] pads, long[] dilations, bool bias, string? after)
+    {
+        var g = new GraphBuilder("depthwise", seed: 3);
+        var c = x[1];
+        var input = g.Input("x", ElementType.Float, x[0], c, x[2], x[3]);
+        var w = g.Weight("w", [c, 1, kernel[0], kernel[1]], 0.5f);
+        string[] ins = bias ? [input, w, g.Weight("b", [c], 0.5f)] : [input, w];
+        var y = g.Node("Conv", ins, GraphBuilder.Attr("group", c), GraphBuilder.Attr("kernel_shape", kernel), GraphBuilder.Attr("strides", strides), GraphBuilder.Attr("pads", pads), GraphBuilder.Attr("dilations", dilations));
+        y = after switch
+        {
+            null => y,
+            "SiLU" => g.Node("Mul", [y, g.Node("Sigmoid", [y])]),
+            "BatchNormalization" => g.Node("BatchNormalization", [y, g.Uniform("gamma", [c], 0.5f, 1.5f), g.Weight("beta", [c], 0.5f), g.Weight("mean", [c], 0.2f), g.Uniform("var", [c], 0.5f, 1.5f)]),
+            _ => g.Node(after, [y]),
+        };
+        var oh = Out(x[2], kernel[0], strides[0], pads[0], pads[2], dilations[0]);
+        var ow = Out(x[3], kernel[1], strides[1], pads[1], pads[3], dilations[1]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, x[0], c, oh, ow);
+        return (g.Build("depthwise"), [Random(x, 7)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Depthwise1d(long[] x, long kernel, long pad)
+    {
+        var g = new GraphBuilder("depthwise-1d", seed: 4);
+        var c = x[1];
+        var input = g.Input("x", ElementType.Float, x[0], c, x[2]);
+        var y = g.Node("Conv", [input, g.Weight("w", [c, 1, kernel], 0.5f), g.Weight("b", [c], 0.5f)], GraphBuilder.Attr("group", c), GraphBuilder.Attr("pads", pad, pad));
+        g.Output(g.Rename(y, "y"), ElementType.Float, x[0], c, Out(x[2], kernel, 1, pad, pad, 1));
+        return (g.Build("depthwise-1d"), [Random(x, 8)]);
+    }
+}
