@@ -82,6 +82,13 @@ public sealed class KernelCompileTests
                 yield return KernelSource.Depthwise(t, channelsLast, 1, 1L << 12, 15, [100, 100], [100, 100], [5, 5], [1, 1], [2, 2], [4, 4]);
             }
 
+            foreach (var kind in new[] { "mean", "sum", "max", "min", "l1", "l2", "sumsquare", "logsum", "prod" })
+            {
+                yield return KernelSource.ReduceColumns(t, kind, t == ElementType.Float16 ? 2 : 1, 2, 49, 96);
+                yield return KernelSource.ReduceRows(t, kind, 32, 6, 100);
+                yield return KernelSource.ReduceRows(t, kind, 256, 6, 5000);
+            }
+
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");

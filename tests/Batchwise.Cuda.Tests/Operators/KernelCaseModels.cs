@@ -23,6 +23,21 @@ internal static class KernelCaseModels
         ["dw-3x3-stride2-narrow-no-bias"] = () => Depthwise([1, 10, 5, 6], [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], false, null),
         ["dw-1x5-wide-stride-3"] = () => Depthwise([1, 12, 4, 23], [1, 5], [1, 3], [0, 2, 0, 1], [1, 1], true, null),
         ["dw-1d-k5"] = () => Depthwise1d([2, 6, 20], 5, 2),
+
+        // Reductions, read as stored (channels-last in the half-precision plans): an SE block, spatial sums and maxima,
+        // channel means, and the general and row-wise cases.
+        ["reducemean-hw-squeeze-excite"] = SqueezeExcite,
+        ["reducemean-hw-opset18-no-keepdims"] = () => Reduce("ReduceMean", [2, 24, 7, 9], [2, 3], keep: false, opset: 18),
+        ["reducesum-hw"] = () => Reduce("ReduceSum", [2, 10, 6, 5], [2, 3], keep: true, opset: 13),
+        ["reducemax-hw"] = () => Reduce("ReduceMax", [2, 12, 5, 6], [-2, -1], keep: true),
+        ["reducemean-channels"] = () => Reduce("ReduceMean", [2, 24, 5, 6], [1], keep: true),
+        ["reducemean-width-no-keepdims"] = () => Reduce("ReduceMean", [2, 8, 5, 6], [3], keep: false),
+        ["reducesum-long-rows"] = () => Reduce("ReduceSum", [2, 3, 64, 48], [2, 3], keep: true, opset: 13),
+        ["reducemax-last-axis"] = () => Reduce("ReduceMax", [4, 5, 33], [2], keep: false),
+        ["reducel2-middle-axis"] = () => Reduce("ReduceL2", [3, 17, 10], [1], keep: true),
+        ["reducelogsum-middle-axis"] = () => Reduce("ReduceLogSum", [3, 17, 10], [1], keep: false, positive: true),
+        ["reducemin-hw"] = () => Reduce("ReduceMin", [1, 6, 4, 4], [2, 3], keep: true),
+        ["reducesumsquare-batch-and-channels"] = () => Reduce("ReduceSumSquare", [2, 6, 3, 4], [0, 1], keep: true),
     };
 
     /// <summary>A case's model, its random inputs and ONNX Runtime's outputs for them.</summary>
@@ -95,6 +110,32 @@ internal static class KernelCaseModels
         var ow = Out(x[3], kernel[1], strides[1], pads[1], pads[3], dilations[1]);
         g.Output(g.Rename(y, "y"), ElementType.Float, x[0], c, oh, ow);
         return (g.Build("depthwise"), [Random(x, 7)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) SqueezeExcite()
+    {
+        // EfficientNet's squeeze-and-excitation: x * sigmoid(conv(silu(conv(mean over H, W)))), here with 1x1 convs as Gemm-free Mul/Add.
+        var g = new GraphBuilder("se", seed: 5);
+        var x = g.Input("x", ElementType.Float, 2L, 24L, 7L, 9L);
+        var mean = g.Node("ReduceMean", [x], GraphBuilder.Attr("axes", 2L, 3L), GraphBuilder.Attr("keepdims", 1L));
+        var scaled = g.Node("Add", [g.Node("Mul", [mean, g.Weight("s", [1, 24, 1, 1], 2f)]), g.Weight("t", [1, 24, 1, 1], 0.5f)]);
+        var y = g.Node("Mul", [x, g.Node("Sigmoid", [scaled])]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, 2L, 24L, 7L, 9L);
+        return (g.Build("se"), [Random([2, 24, 7, 9], 9)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Reduce(string op, long[] shape, long[] axes, bool keep, long opset = 17, bool positive = false)
+    {
+        var g = new GraphBuilder(op, seed: 6) { Opset = opset };
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var fromInput = opset >= 18 || (op == "ReduceSum" && opset >= 13);
+        var keepAttr = GraphBuilder.Attr("keepdims", keep ? 1L : 0L);
+        var y = fromInput ? g.Node(op, [positive ? g.Node("Abs", [x]) : x, g.Int64s("axes", axes)], keepAttr) : g.Node(op, [positive ? g.Node("Abs", [x]) : x], GraphBuilder.Attr("axes", axes), keepAttr);
+        var rank = shape.Length;
+        var reduced = axes.Select(a => a < 0 ? a + rank : a).ToHashSet();
+        var outShape = keep ? shape.Select((d, i) => reduced.Contains(i) ? 1 : d).ToArray() : shape.Where((_, i) => !reduced.Contains(i)).ToArray();
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. outShape.Cast<object>()]);
+        return (g.Build(op, opset), [Random(shape, 10)]);
     }
 
     private static (OnnxModel, List<Tensor>) Depthwise1d(long[] x, long kernel, long pad)

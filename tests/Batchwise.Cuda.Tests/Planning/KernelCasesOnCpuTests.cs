@@ -61,6 +61,17 @@ public sealed class KernelCasesOnCpuTests
     }
 
     [Fact]
+    public void Spatial_mean_of_a_channels_last_value_reads_it_as_stored()
+    {
+        var (model, inputs) = KernelCaseModels.All["reducemean-hw-squeeze-excite"]();
+        var plan = Plan(model, inputs, Precision.Fp16);
+
+        // One kernel for the mean (no NCHW copy of the input first), lanes along the channels.
+        var mean = Assert.Single(plan.Steps, s => s.Node.StartsWith("ReduceMean", StringComparison.Ordinal));
+        Assert.Contains("part[", Assert.IsType<KernelStep>(mean).Source, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Depthwise_convolution_is_one_own_kernel_with_its_bias_in_the_activation_after_it()
     {
         var (model, inputs) = KernelCaseModels.All["dw-3x3-stride2-asymmetric-hardswish"]();
