@@ -38,6 +38,11 @@ internal static class KernelCaseModels
         ["reducelogsum-middle-axis"] = () => Reduce("ReduceLogSum", [3, 17, 10], [1], keep: false, positive: true),
         ["reducemin-hw"] = () => Reduce("ReduceMin", [1, 6, 4, 4], [2, 3], keep: true),
         ["reducesumsquare-batch-and-channels"] = () => Reduce("ReduceSumSquare", [2, 6, 3, 4], [0, 1], keep: true),
+
+        // Transposes of channels-last values: around a LayerNorm over channels (ConvNeXt), and a general permutation.
+        ["transpose-channels-last-layernorm"] = ConvNextBlock,
+        ["transpose-general-permutation"] = () => Transpose([2, 6, 5, 4], [0, 2, 1, 3]),
+        ["transpose-to-channels-first"] = () => Transpose([2, 5, 4, 6], [0, 3, 1, 2]),
     };
 
     /// <summary>A case's model, its random inputs and ONNX Runtime's outputs for them.</summary>
@@ -136,6 +141,29 @@ internal static class KernelCaseModels
         var outShape = keep ? shape.Select((d, i) => reduced.Contains(i) ? 1 : d).ToArray() : shape.Where((_, i) => !reduced.Contains(i)).ToArray();
         g.Output(g.Rename(y, "y"), ElementType.Float, [.. outShape.Cast<object>()]);
         return (g.Build(op, opset), [Random(shape, 10)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) ConvNextBlock()
+    {
+        // ConvNeXt's block tail: permute to [N, H, W, C], LayerNorm over C, a channel scale, permute back, residual add.
+        var g = new GraphBuilder("convnext-ln", seed: 7);
+        var x = g.Input("x", ElementType.Float, 2L, 16L, 5L, 6L);
+        var nhwc = g.Node("Transpose", [x], GraphBuilder.Attr("perm", 0L, 2L, 3L, 1L));
+        var ln = g.Node("LayerNormalization", [nhwc, g.Uniform("gamma", [16], 0.5f, 1.5f), g.Weight("beta", [16], 0.5f)], GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-6f));
+        var scaled = g.Node("Mul", [ln, g.Weight("layer_scale", [16], 1f)]);
+        var back = g.Node("Transpose", [scaled], GraphBuilder.Attr("perm", 0L, 3L, 1L, 2L));
+        var y = g.Node("Add", [x, back]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, 2L, 16L, 5L, 6L);
+        return (g.Build("convnext-ln"), [Random([2, 16, 5, 6], 11)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Transpose(long[] shape, long[] perm)
+    {
+        var g = new GraphBuilder("transpose", seed: 8);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var y = g.Node("Relu", [g.Node("Transpose", [x], GraphBuilder.Attr("perm", perm))]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. perm.Select(p => (object)shape[p])]);
+        return (g.Build("transpose"), [Random(shape, 12)]);
     }
 
     private static (OnnxModel, List<Tensor>) Depthwise1d(long[] x, long kernel, long pad)

@@ -61,6 +61,18 @@ public sealed class KernelCasesOnCpuTests
     }
 
     [Fact]
+    public void Transposes_around_a_channels_last_layer_norm_copy_nothing_in_half_precision()
+    {
+        var (model, inputs) = KernelCaseModels.All["transpose-channels-last-layernorm"]();
+        var plan = Plan(model, inputs, Precision.Fp16);
+
+        // The input's conversion, the LayerNorm, the channel scale (written out where the second Transpose needs it in
+        // memory), the residual add and the output's conversion: no copy for either Transpose, no layout copy for the add.
+        Assert.True(plan.Steps.Count == 5, string.Join("; ", plan.Steps.Select(s => s.Node)));
+        Assert.Single(plan.Steps, s => s.Node.StartsWith("Transpose", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Spatial_mean_of_a_channels_last_value_reads_it_as_stored()
     {
         var (model, inputs) = KernelCaseModels.All["reducemean-hw-squeeze-excite"]();
