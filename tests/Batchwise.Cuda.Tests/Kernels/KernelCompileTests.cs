@@ -89,6 +89,12 @@ public sealed class KernelCompileTests
                 yield return KernelSource.ReduceRows(t, kind, 256, 6, 5000);
             }
 
+            foreach (var cols in new long[] { 384, 96, 37, 1024 / t.SizeOf() })
+            {
+                yield return KernelSource.LayerNormRows(t, t, ElementType.Float, 100, cols, 1e-6, hasBias: cols != 96);
+                yield return KernelSource.SoftmaxRows(t, 100, cols, log: cols == 37);
+            }
+
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");

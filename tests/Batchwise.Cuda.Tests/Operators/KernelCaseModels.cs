@@ -43,6 +43,16 @@ internal static class KernelCaseModels
         ["transpose-channels-last-layernorm"] = ConvNextBlock,
         ["transpose-general-permutation"] = () => Transpose([2, 6, 5, 4], [0, 2, 1, 3]),
         ["transpose-to-channels-first"] = () => Transpose([2, 5, 4, 6], [0, 3, 1, 2]),
+
+        // LayerNormalization and Softmax over rows held in registers (and the wider rows that are not).
+        ["layernorm-384"] = () => LayerNorm([4, 10, 384], bias: true),
+        ["layernorm-96-no-bias"] = () => LayerNorm([50, 96], bias: false),
+        ["layernorm-37"] = () => LayerNorm([6, 37], bias: true),
+        ["layernorm-1500"] = () => LayerNorm([3, 1500], bias: true),
+        ["softmax-197"] = () => Softmax([2, 2, 10, 197], log: false),
+        ["softmax-64"] = () => Softmax([40, 64], log: false),
+        ["logsoftmax-100"] = () => Softmax([7, 100], log: true),
+        ["softmax-3000"] = () => Softmax([3, 3000], log: false),
     };
 
     /// <summary>A case's model, its random inputs and ONNX Runtime's outputs for them.</summary>
@@ -164,6 +174,26 @@ internal static class KernelCaseModels
         var y = g.Node("Relu", [g.Node("Transpose", [x], GraphBuilder.Attr("perm", perm))]);
         g.Output(g.Rename(y, "y"), ElementType.Float, [.. perm.Select(p => (object)shape[p])]);
         return (g.Build("transpose"), [Random(shape, 12)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) LayerNorm(long[] shape, bool bias)
+    {
+        var g = new GraphBuilder("layernorm", seed: 9);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var c = shape[^1];
+        string[] ins = bias ? [x, g.Uniform("gamma", [c], 0.5f, 1.5f), g.Weight("beta", [c], 0.5f)] : [x, g.Uniform("gamma", [c], 0.5f, 1.5f)];
+        var y = g.Node("LayerNormalization", ins, GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-5f));
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. shape.Cast<object>()]);
+        return (g.Build("layernorm"), [Random(shape, 13)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Softmax(long[] shape, bool log)
+    {
+        var g = new GraphBuilder("softmax", seed: 10);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var y = g.Node(log ? "LogSoftmax" : "Softmax", [g.Node("Mul", [x, g.Scalar(4f)])], GraphBuilder.Attr("axis", -1L));
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. shape.Cast<object>()]);
+        return (g.Build("softmax"), [Random(shape, 14)]);
     }
 
     private static (OnnxModel, List<Tensor>) Depthwise1d(long[] x, long kernel, long pad)
