@@ -81,6 +81,28 @@ public sealed class KernelCompileTests
                     yield return KernelSource.Attention(head, 2, 3, 70, 90, head - 3, head, 0.125, [0, 70 * head, head, 1], [0, 90 * head, 1, 90], [0, 90 * head, head, 1], head == 64 ? [90, 0, 0, 1] : null);
                 }
             }
+
+            foreach (var channelsLast in new[] { false, true })
+            {
+                var dw = KernelSource.DepthwiseVector(t, channelsLast, 16);
+                yield return KernelSource.Depthwise(t, channelsLast, dw, 2, 16, [14, 14], [14, 14], [7, 7], [1, 1], [1, 1], [3, 3]);
+                yield return KernelSource.Depthwise(t, channelsLast, dw, 2, 16, [13, 12], [7, 6], [3, 3], [2, 2], [1, 1], [0, 0]);
+                yield return KernelSource.Depthwise(t, channelsLast, 1, 1L << 12, 15, [100, 100], [100, 100], [5, 5], [1, 1], [2, 2], [4, 4]);
+            }
+
+            foreach (var kind in new[] { "mean", "sum", "max", "min", "l1", "l2", "sumsquare", "logsum", "prod" })
+            {
+                yield return KernelSource.ReduceColumns(t, kind, t == ElementType.Float16 ? 2 : 1, 2, 49, 96);
+                yield return KernelSource.ReduceRows(t, kind, 32, 6, 100);
+                yield return KernelSource.ReduceRows(t, kind, 256, 6, 5000);
+            }
+
+            foreach (var cols in new long[] { 384, 96, 37, 1024 / t.SizeOf() })
+            {
+                yield return KernelSource.LayerNormRows(t, t, ElementType.Float, 100, cols, 1e-6, hasBias: cols != 96);
+                yield return KernelSource.SoftmaxRows(t, 100, cols, log: cols == 37);
+            }
+
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");

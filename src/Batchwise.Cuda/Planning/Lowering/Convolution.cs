@@ -84,6 +84,10 @@ internal sealed partial class GraphCompiler
         }
 
         var yShape = new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray();
+        if (TryLowerDepthwise(x, w, b, outName, yShape, strides, dilations, groups, pb, outSpatial))
+        {
+            return; // the own depthwise kernel (Depthwise.cs)
+        }
 
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;

@@ -12,7 +12,7 @@ internal sealed partial class GraphCompiler
         yield return ("Concat", new((c, n, i, a) => c.LowerConcat(n, i.Where(v => v is not null).ToArray()!, n.Input.Where(s => s.Length > 0).ToArray(), a.Int("axis", 0)), InputLayout.Pending));
         yield return ("Split", new((c, n, i, a) => c.LowerSplit(n, i, a), InputLayout.AsStored));
         yield return ("Slice", new((c, n, i, a) => c.LowerSlice(n, i, a)));
-        yield return ("Transpose", new((c, n, i, a) => c.LowerTranspose(n, i[0]!, a)));
+        yield return ("Transpose", new((c, n, i, a) => c.LowerTranspose(n, i[0]!, a), InputLayout.AsStored));
         yield return ("Expand", new((c, n, i, _) => c.LowerExpand(n, i)));
         yield return ("Gather", new((c, n, i, a) => c.LowerGather(n, i, a)));
         yield return ("Pad", new((c, n, i, a) => c.LowerPad(n, i, a), InputLayout.Nchw, PadCheck));
@@ -42,13 +42,52 @@ internal sealed partial class GraphCompiler
         return attrs.String("keep_aspect_ratio_policy", "stretch") != "stretch" ? "keep_aspect_ratio_policy other than stretch" : null;
     }
 
+    /// <summary>
+    /// Transpose, reading the input as it is stored: where the output's order is the input's memory order already (a
+    /// channels-last value's (0, 2, 3, 1), as ConvNeXt does around each LayerNorm, or a row-major [N, H, W, C] value's
+    /// (0, 3, 1, 2) in a half-precision plan, whose 4-d activations are channels-last) the output is the same buffer
+    /// relabelled; otherwise one strided copy from memory order (never an NCHW copy first).
+    /// </summary>
     private void LowerTranspose(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs)
     {
         var perm = attrs.Ints("perm") ?? Enumerable.Range(0, x.Shape.Length).Reverse().Select(i => (long)i).ToArray();
-        var inStrides = KernelSource.Strides(x.Shape);
-        var y = Output(node, 0, x.Type, perm.Select(p => x.Shape[p]).ToArray());
-        ViewCopy(x, y.Shape, perm.Select(p => inStrides[p]).ToArray(), 0, y, KernelSource.Strides(y.Shape), 0);
+        var shape = perm.Select(p => x.Shape[p]).ToArray();
+        var memory = MemoryStrides(x);
+        var src = perm.Select(p => memory[p]).ToArray();
+        var name = node.Output[0];
+        if (x.Constant is null && x.Buffer >= 0 && !_graphOutputs.Contains(name))
+        {
+            if (SameOrder(shape, src, KernelSource.Strides(shape)))
+            {
+                _values[name] = new PlanValue(x.Type, shape, null, x.Buffer);
+                return;
+            }
+
+            if (PreferNhwc(shape) && !x.Nhwc && SameOrder(shape, src, MemoryStrides(new PlanValue(x.Type, shape) { Nhwc = true })))
+            {
+                _values[name] = new PlanValue(x.Type, shape, null, x.Buffer) { Nhwc = true };
+                return;
+            }
+        }
+
+        var y = Output(node, 0, x.Type, shape);
+        ViewCopy(x, shape, src, 0, y, KernelSource.Strides(shape), 0);
     }
+
+    /// <summary>Each logical axis's stride in memory: row-major, or for a channels-last value its [N, H, W, C] order.</summary>
+    private static long[] MemoryStrides(PlanValue v)
+    {
+        if (!v.Nhwc)
+        {
+            return KernelSource.Strides(v.Shape);
+        }
+
+        var p = KernelSource.Strides(ToNhwcOrder(v.Shape));
+        return [p[0], p[3], p[1], p[2]];
+    }
+
+    /// <summary>Whether two stride sets address the same elements of <paramref name="shape"/> (size-1 axes never move).</summary>
+    private static bool SameOrder(long[] shape, long[] a, long[] b) => Enumerable.Range(0, shape.Length).All(d => shape[d] == 1 || a[d] == b[d]);
 
     private void LowerExpand(OnnxProto.NodeProto node, PlanValue?[] ins)
     {

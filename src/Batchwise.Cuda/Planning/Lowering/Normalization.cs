@@ -35,7 +35,12 @@ internal sealed partial class GraphCompiler
         }
 
         var rows = axisSize == 0 ? 0 : x.Count / axisSize;
-        if (axisSize <= 32 && inner > 1)
+        if (inner == 1 && KernelSource.RowLayout(St(x), axisSize) is not null)
+        {
+            // Rows that fit a warp's registers: read once in 16-byte loads, written once.
+            WarpKernel(KernelSource.SoftmaxRows(St(x), rows, axisSize, log), rows, Dev(y), Dev(x));
+        }
+        else if (axisSize <= 32 && inner > 1)
         {
             Kernel(KernelSource.SoftmaxShortAxis(St(x), rows, axisSize, inner, log), rows, Dev(y), Dev(x));
         }
@@ -63,7 +68,15 @@ internal sealed partial class GraphCompiler
         var statShape = x.Shape.Select((s, d) => d < a ? s : 1).ToArray();
         var mean = node.Output.Count > 1 && node.Output[1].Length > 0 ? Dev(Output(node, 1, ElementType.Float, statShape)) : -1;
         var inv = node.Output.Count > 2 && node.Output[2].Length > 0 ? Dev(Output(node, 2, ElementType.Float, statShape)) : -1;
-        WarpKernel(KernelSource.LayerNorm(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
+        var epsilon = attrs.Float("epsilon", 1e-5);
+        if (scale.Count == cols && (bias is null || bias.Count == cols) && St(scale) == St(bias ?? scale) && KernelSource.RowLayout(St(x), cols) is not null && KernelSource.RowLayout(St(scale), cols) is not null)
+        {
+            // Rows that fit a warp's registers (up to 1,024 elements, 32 a lane: see RowLayout): read once, written once.
+            WarpKernel(KernelSource.LayerNormRows(St(x), St(scale), St(ElementType.Float), rows, cols, epsilon, bias is not null), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
+            return;
+        }
+
+        WarpKernel(KernelSource.LayerNorm(St(x), St(scale), St(ElementType.Float), rows, cols, epsilon, bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
     }
 
     /// <summary>InstanceNormalization (a group per channel) and GroupNormalization (scale and bias per group at opset 18, per channel from 21).</summary>

@@ -17,10 +17,9 @@ internal sealed partial class GraphCompiler
 
     private void LowerGlobalPool(OnnxProto.NodeProto node, PlanValue x, string kind)
     {
-        var phys = Phys(x);
         var reduced = x.Nhwc ? [false, true, true, false] : x.Shape.Select((_, d) => d >= 2).ToArray();
         var y = Output(node, 0, x.Type, x.Shape.Select((s, d) => d >= 2 ? 1 : s).ToArray(), x.Nhwc);
-        Kernel(KernelSource.Reduce(St(x), kind, phys, reduced), y.Count, Dev(y), Dev(x));
+        EmitReduce(x, kind, reduced, y);
     }
 
     private void LowerPool(OnnxProto.NodeProto node, PlanValue x, NodeAttributes attrs, bool max)

@@ -1,16 +1,21 @@
 using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
 using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
-/// <summary>Reductions over any set of axes (one thread per output element).</summary>
+/// <summary>
+/// Reductions over any set of axes, read in the order the value is stored (a channels-last activation's spatial mean runs
+/// with threads along the channels, no NCHW copy first): coalesced kernels where the reduced axes are one contiguous run,
+/// else one thread per output element.
+/// </summary>
 internal sealed partial class GraphCompiler
 {
     private static IEnumerable<(string, OperatorLowering)> ReductionLowerings()
     {
         foreach (var op in new[] { "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp" })
         {
-            yield return (op, new((c, n, i, a) => c.LowerReduce(n, i, a)));
+            yield return (op, new((c, n, i, a) => c.LowerReduce(n, i, a), InputLayout.AsStored));
         }
     }
 
@@ -41,7 +46,16 @@ internal sealed partial class GraphCompiler
         }
 
         var outShape = keep ? x.Shape.Select((s, d) => reduced[d] ? 1 : s).ToArray() : x.Shape.Where((_, d) => !reduced[d]).ToArray();
-        var y = Output(node, 0, x.Type, outShape);
+
+        // A channels-last value is reduced as stored: kept dimensions come out in physical order, which is the output's
+        // own order when the dimensions are kept (the output is channels-last too) or when the channel axis is not kept
+        // together with a spatial one; otherwise it is brought to NCHW first.
+        if (x.Nhwc && !keep && !reduced[1] && (!reduced[2] || !reduced[3]))
+        {
+            x = Nchw(x);
+        }
+
+        var y = Output(node, 0, x.Type, outShape, x.Nhwc && keep);
         var kind = node.OpType switch
         {
             "ReduceMean" => "mean",
@@ -55,7 +69,80 @@ internal sealed partial class GraphCompiler
             "ReduceLogSumExp" => "logsumexp",
             _ => "sumsquare",
         };
-        Kernel(KernelSource.Reduce(St(x), kind, x.Shape, reduced), y.Count, Dev(y), Dev(x));
+        EmitReduce(x, kind, x.Nhwc ? [reduced[0], reduced[2], reduced[3], reduced[1]] : reduced, y);
+    }
+
+    /// <summary>
+    /// y = the reduction of x over the flagged axes of its physical shape, kept axes in physical order: a coalesced kernel
+    /// where the reduced axes form one contiguous run once size-1 axes are dropped and neighbours merged (a block per
+    /// [outer, chunk of inner] with lanes along the inner axis, or a warp or block per row), else one thread per output.
+    /// </summary>
+    private void EmitReduce(PlanValue x, string kind, bool[] physReduced, PlanValue y)
+    {
+        var phys = Phys(x);
+        var type = St(x);
+        if (KernelSource.CoalescedReduction(kind, type) && MergeReduced(phys, physReduced) is var (outer, reduced, inner) && reduced > 1)
+        {
+            if (inner == 1)
+            {
+                if (reduced >= 2048)
+                {
+                    Kernel(KernelSource.ReduceRows(type, kind, KernelSource.BlockSize, outer, reduced), outer * KernelSource.BlockSize, Dev(y), Dev(x));
+                }
+                else
+                {
+                    WarpKernel(KernelSource.ReduceRows(type, kind, 32, outer, reduced), outer, Dev(y), Dev(x));
+                }
+
+                return;
+            }
+
+            var vector = type.SizeOf() == 2 && inner % 2 == 0 ? 2 : 1;
+            Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner), KernelSource.ReduceColumnsThreads(vector, outer, inner), Dev(y), Dev(x));
+            return;
+        }
+
+        Kernel(KernelSource.Reduce(type, kind, phys, physReduced), y.Count, Dev(y), Dev(x));
+    }
+
+    /// <summary>
+    /// A shape and its reduced axes as [outer, reduced, inner] (size-1 axes dropped, neighbours with the same flag merged),
+    /// or null where the reduced axes are not one contiguous run or a dimension is empty.
+    /// </summary>
+    internal static (long Outer, long Reduced, long Inner)? MergeReduced(long[] shape, bool[] reduced)
+    {
+        if (shape.Any(d => d == 0))
+        {
+            return null;
+        }
+
+        var runs = new List<(bool Reduced, long Size)>();
+        for (var d = 0; d < shape.Length; d++)
+        {
+            if (shape[d] == 1)
+            {
+                continue;
+            }
+
+            if (runs.Count > 0 && runs[^1].Reduced == reduced[d])
+            {
+                runs[^1] = (reduced[d], runs[^1].Size * shape[d]);
+            }
+            else
+            {
+                runs.Add((reduced[d], shape[d]));
+            }
+        }
+
+        var at = runs.FindIndex(r => r.Reduced);
+        if (runs.Count(r => r.Reduced) > 1 || at < 0)
+        {
+            return at < 0 ? (runs.Aggregate(1L, (a, r) => a * r.Size), 1, 1) : null;
+        }
+
+        var outer = runs.Take(at).Aggregate(1L, (a, r) => a * r.Size);
+        var inner = runs.Skip(at + 1).Aggregate(1L, (a, r) => a * r.Size);
+        return (outer, runs[at].Size, inner);
     }
 
 }

@@ -1,0 +1,146 @@
+using System.Text;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Kernels;
+
+/// <summary>Depthwise convolution (one filter per channel, groups == channels), without bias: the bias joins the elementwise chain after it.</summary>
+internal static partial class KernelSource
+{
+    /// <summary>Outputs along the width one thread computes (their input windows overlap, so a row of input is loaded once for all).</summary>
+    public const int DepthwiseOutputsPerThread = 4;
+
+    /// <summary>
+    /// A depthwise 2-d convolution y[n, c, oh, ow] = sum over (i, j) of x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] * w[c, i, j]
+    /// (zero outside the input). Channels-last (<paramref name="channelsLast"/>: x [N, H, W, C], filter [kh, kw, C],
+    /// <paramref name="vector"/> channels per thread read as one 4-byte load, neighbouring threads on neighbouring channels)
+    /// or channels-first (x [N, C, H, W], filter [C, kh, kw], neighbouring threads along the width). Each thread computes
+    /// <see cref="DepthwiseOutputsPerThread"/> neighbouring outputs along the width, loading each filter row's input span
+    /// once into registers; accumulation is in float. Window, stride and dilation are part of the kernel (unrolled); sizes
+    /// and pads are arguments.
+    /// </summary>
+    public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin)
+    {
+        if (inSpatial.Length != 2 || vector is not (1 or 2 or 4) || (vector > 1 && (!channelsLast || channels % vector != 0)))
+        {
+            throw new ArgumentException("depthwise: 2-d windows; vectors of 2 or 4 channels only channels-last with channels divisible by them");
+        }
+
+        var t = CType(type);
+        var p = DepthwiseOutputsPerThread;
+        var (kh, kw) = (kernel[0], kernel[1]);
+        var (sh, sw) = (strides[0], strides[1]);
+        var (dh, dw) = (dilations[0], dilations[1]);
+        var span = ((p - 1) * sw) + ((kw - 1) * dw) + 1; // input columns one row of a thread's window touches
+        var widthBlocks = (outSpatial[1] + p - 1) / p;
+        var threads = DepthwiseThreads(channelsLast, vector, batch, channels, outSpatial);
+        var count = batch * channels * Math.Max(inSpatial[0] * inSpatial[1], outSpatial[0] * outSpatial[1]);
+        var w = new KernelWriter(KernelWriter.Fits32(count + (span * channels)) && KernelWriter.Fits32(threads));
+        var ix = w.Idx;
+        var b = w.Body;
+        var n = w.Size("n", threads);
+        var lanes = w.Div("lanes", channelsLast ? channels / vector : widthBlocks);
+        var inner = w.Div("inner", channelsLast ? widthBlocks : outSpatial[0]);
+        var outer = w.Div("outer", channelsLast ? outSpatial[0] : channels);
+        var ih = w.I32("ih", checked((int)inSpatial[0]));
+        var iw = w.I32("iw", checked((int)inSpatial[1]));
+        var oh = w.I32("oh", checked((int)outSpatial[0]));
+        var ow = w.I32("ow", checked((int)outSpatial[1]));
+        var ph = w.I32("ph", checked((int)padsBegin[0]));
+        var pw = w.I32("pw", checked((int)padsBegin[1]));
+        var c = w.Size("c", channels);
+        var vecType = Name + "_vec";
+        b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (i >= ").Append(n).Append(") return;\n");
+        b.Append("    ").Append(ix).Append(" r_ = i;\n");
+        if (channelsLast)
+        {
+            // i = ((n * OH + oy) * widthBlocks + block) * (C / V) + lane
+            b.Append("    ").Append(w.Peel(lanes, "r_", "lane")).Append('\n');
+            b.Append("    ").Append(w.Peel(inner, "r_", "wb")).Append('\n');
+            b.Append("    ").Append(w.Peel(outer, "r_", "oy")).Append('\n');
+            b.Append("    const ").Append(ix).Append(" ch = lane * ").Append(KernelWriter.Lit(vector)).Append(";\n");
+            b.Append("    const ").Append(ix).Append(" img = r_;\n");
+        }
+        else
+        {
+            // i = ((n * C + ch) * OH + oy) * widthBlocks + block
+            b.Append("    ").Append(w.Peel(lanes, "r_", "wb")).Append('\n');
+            b.Append("    ").Append(w.Peel(inner, "r_", "oy")).Append('\n');
+            b.Append("    ").Append(w.Peel(outer, "r_", "ch")).Append('\n');
+            b.Append("    const ").Append(ix).Append(" img = r_;\n");
+        }
+
+        b.Append("    const int ox0 = (int)wb * ").Append(KernelWriter.Lit(p)).Append(";\n");
+        b.Append("    const int x0 = ox0 * ").Append(KernelWriter.Lit(sw)).Append(" - ").Append(pw).Append(";\n");
+        b.Append("    const int y0 = (int)oy * ").Append(KernelWriter.Lit(sh)).Append(" - ").Append(ph).Append(";\n");
+        b.Append("    float acc[").Append(KernelWriter.Lit(p)).Append("][").Append(KernelWriter.Lit(vector)).Append("];\n");
+        b.Append("    #pragma unroll\n    for (int q = 0; q < ").Append(KernelWriter.Lit(p * vector)).Append("; q++) acc[q / ").Append(KernelWriter.Lit(vector)).Append("][q % ").Append(KernelWriter.Lit(vector)).Append("] = 0.f;\n");
+        if (channelsLast)
+        {
+            b.Append("    const ").Append(t).Append("* xb = x + img * (").Append(ix).Append(")").Append(ih).Append(" * (").Append(ix).Append(")").Append(iw).Append(" * ").Append(c).Append(" + ch;\n");
+        }
+        else
+        {
+            b.Append("    const ").Append(t).Append("* xb = x + (img * ").Append(c).Append(" + ch) * (").Append(ix).Append(")").Append(ih).Append(" * (").Append(ix).Append(")").Append(iw).Append(";\n");
+        }
+
+        // The input element stride along the width and between rows (channels-last: a pixel is C elements).
+        var colStride = channelsLast ? c : "1";
+        b.Append("    #pragma unroll\n    for (int ki = 0; ki < ").Append(KernelWriter.Lit(kh)).Append("; ki++) {\n");
+        b.Append("        const int yy = y0 + ki * ").Append(KernelWriter.Lit(dh)).Append(";\n");
+        b.Append("        if (yy < 0 || yy >= ").Append(ih).Append(") continue;\n");
+        b.Append("        const ").Append(t).Append("* xr = xb + (").Append(ix).Append(")yy * (").Append(ix).Append(")").Append(iw).Append(" * ").Append(colStride).Append(";\n");
+        b.Append("        float v[").Append(KernelWriter.Lit(span)).Append("][").Append(KernelWriter.Lit(vector)).Append("];\n");
+        b.Append("        #pragma unroll\n        for (int s = 0; s < ").Append(KernelWriter.Lit(span)).Append("; s++) {\n");
+        b.Append("            const int xx = x0 + s;\n");
+        b.Append("            if (xx >= 0 && xx < ").Append(iw).Append(") {\n");
+        b.Append("                const ").Append(vecType).Append(" e = *(const ").Append(vecType).Append("*)(xr + (").Append(ix).Append(")xx * ").Append(colStride).Append(");\n");
+        b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = (float)e.v[u];\n");
+        b.Append("            } else {\n");
+        b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = 0.f;\n");
+        b.Append("            }\n        }\n");
+        b.Append("        #pragma unroll\n        for (int kj = 0; kj < ").Append(KernelWriter.Lit(kw)).Append("; kj++) {\n");
+        if (channelsLast)
+        {
+            b.Append("            const ").Append(vecType).Append(" f = *(const ").Append(vecType).Append("*)(wt + (").Append(ix).Append(")(ki * ").Append(KernelWriter.Lit(kw)).Append(" + kj) * ").Append(c).Append(" + ch);\n");
+        }
+        else
+        {
+            b.Append("            const ").Append(vecType).Append(" f = *(const ").Append(vecType).Append("*)(wt + ch * ").Append(KernelWriter.Lit(kh * kw)).Append(" + ki * ").Append(KernelWriter.Lit(kw)).Append(" + kj);\n");
+        }
+
+        b.Append("            #pragma unroll\n            for (int o = 0; o < ").Append(KernelWriter.Lit(p)).Append("; o++) {\n");
+        b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) acc[o][u] += v[o * ").Append(KernelWriter.Lit(sw)).Append(" + kj * ").Append(KernelWriter.Lit(dw)).Append("][u] * (float)f.v[u];\n");
+        b.Append("            }\n        }\n    }\n");
+
+        // Outputs: channels-last y [N, OH, OW, C]; channels-first y [N, C, OH, OW].
+        if (channelsLast)
+        {
+            b.Append("    ").Append(t).Append("* yr = y + ((img * (").Append(ix).Append(")").Append(oh).Append(" + oy) * (").Append(ix).Append(")").Append(ow).Append(") * ").Append(c).Append(" + ch;\n");
+        }
+        else
+        {
+            b.Append("    ").Append(t).Append("* yr = y + ((img * ").Append(c).Append(" + ch) * (").Append(ix).Append(")").Append(oh).Append(" + oy) * (").Append(ix).Append(")").Append(ow).Append(";\n");
+        }
+
+        b.Append("    #pragma unroll\n    for (int o = 0; o < ").Append(KernelWriter.Lit(p)).Append("; o++) {\n");
+        b.Append("        if (ox0 + o >= ").Append(ow).Append(") break;\n");
+        b.Append("        ").Append(vecType).Append(" r;\n");
+        b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) r.v[u] = (").Append(t).Append(")acc[o][u];\n");
+        b.Append("        *(").Append(vecType).Append("*)(yr + (").Append(ix).Append(")(ox0 + o) * ").Append(colStride).Append(") = r;\n");
+        b.Append("    }\n");
+
+        var code = w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {t}* __restrict__ wt, {KernelWriter.ArgsParameter}");
+        var vecAlign = vector * type.SizeOf();
+        var vec = new StringBuilder().Append("struct __align__(").Append(KernelWriter.Lit(vecAlign)).Append(") ").Append(vecType).Append(" { ").Append(t).Append(" v[").Append(KernelWriter.Lit(vector)).Append("]; };\n");
+        return code with { Source = vec.Append(code.Source).ToString() };
+    }
+
+    /// <summary>Threads to launch <see cref="Depthwise"/> with.</summary>
+    public static long DepthwiseThreads(bool channelsLast, int vector, long batch, long channels, long[] outSpatial) =>
+        batch * outSpatial[0] * ((outSpatial[1] + DepthwiseOutputsPerThread - 1) / DepthwiseOutputsPerThread) * (channelsLast ? channels / vector : channels);
+
+    /// <summary>Channels each thread of a channels-last <see cref="Depthwise"/> handles: one 4-byte load's worth where the channel count allows it.</summary>
+    public static int DepthwiseVector(ElementType type, bool channelsLast, long channels) =>
+        channelsLast && type.SizeOf() == 2 && channels % 2 == 0 ? 2 : 1;
+}

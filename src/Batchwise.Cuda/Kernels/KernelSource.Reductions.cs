@@ -1,0 +1,152 @@
+using System.Text;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Kernels;
+
+/// <summary>
+/// Coalesced reductions of an [outer, reduced, inner] view over its middle axis (what a reduction over any contiguous run
+/// of axes becomes once neighbouring axes are merged): the spatial mean of a channels-last [N, H*W, C] activation (an SE
+/// block's ReduceMean, GlobalAveragePool) has threads along the channels; a reduction over trailing axes has a warp or a
+/// block per row.
+/// </summary>
+internal static partial class KernelSource
+{
+    /// <summary>Threads per block of <see cref="ReduceColumns"/>: 32 lanes along the kept inner axis by 8 along the reduced one.</summary>
+    public const int ReduceColumnRows = 8;
+
+    /// <summary>The reductions <see cref="ReduceColumns"/> and <see cref="ReduceRows"/> compute (floating-point storage only).</summary>
+    public static bool CoalescedReduction(string kind, ElementType type) =>
+        kind is "mean" or "sum" or "max" or "min" or "l1" or "l2" or "sumsquare" or "logsum" or "prod"
+        && type is ElementType.Float or ElementType.Float16 or ElementType.BFloat16;
+
+    private static (string Init, string Step, string Combine, string Result) ReductionParts(string kind, string count) => kind switch
+    {
+        "max" => (F(double.NegativeInfinity), "z = fmaxf(z, v);", "fmaxf(z, z2)", "z"),
+        "min" => (F(double.PositiveInfinity), "z = fminf(z, v);", "fminf(z, z2)", "z"),
+        "prod" => ("1.f", "z *= v;", "z * z2", "z"),
+        "l1" => ("0.f", "z += fabsf(v);", "z + z2", "z"),
+        "sumsquare" => ("0.f", "z += v * v;", "z + z2", "z"),
+        "l2" => ("0.f", "z += v * v;", "z + z2", "sqrtf(z)"),
+        "logsum" => ("0.f", "z += v;", "z + z2", "logf(z)"),
+        "mean" => ("0.f", "z += v;", "z + z2", $"z / (float){count}"),
+        _ => ("0.f", "z += v;", "z + z2", "z"),
+    };
+
+    /// <summary>
+    /// Reduces x [outer, reduced, inner] over the middle axis into y [outer, inner]. A 256-thread block covers one outer
+    /// index and 32 x <paramref name="vector"/> inner elements (neighbouring lanes on neighbouring elements, one
+    /// <paramref name="vector"/>-element load each); its 8 rows of lanes stride over the reduced axis and meet in shared memory.
+    /// NaN propagates through max and min as through fmaxf (ignored), as the general kernel's comparisons do not: inputs
+    /// are expected finite.
+    /// </summary>
+    public static KernelCode ReduceColumns(ElementType type, string kind, int vector, long outer, long reduced, long inner)
+    {
+        if (!CoalescedReduction(kind, type) || vector is not (1 or 2) || inner % vector != 0)
+        {
+            throw new ArgumentException($"ReduceColumns: {kind} over {type}, vector {vector}, inner {inner}");
+        }
+
+        var t = CType(type);
+        var w = new KernelWriter(KernelWriter.Fits32(outer * reduced * inner + inner));
+        var ix = w.Idx;
+        var chunks = (inner / vector + 31) / 32;
+        var chunkDiv = w.Div("chunks", chunks);
+        var o = w.Size("outer", outer);
+        var rN = w.Size("reduced", reduced);
+        var inn = w.Size("inner", inner);
+        var (init, step, combine, result) = ReductionParts(kind, rN);
+        var vec = Name + "_vec";
+        var v = KernelWriter.Lit(vector);
+        w.Body.Append($$"""
+                __shared__ float part[{{KernelWriter.Lit(ReduceColumnRows)}}][32 * {{v}}];
+                {{ix}} blk = blockIdx.x;
+                {{w.Peel(chunkDiv, "blk", "chunk")}}
+                if (blk >= {{o}}) return;
+                const unsigned lane = threadIdx.x & 31, row = threadIdx.x >> 5;
+                const {{ix}} col = (chunk * 32 + lane) * {{v}};
+                float acc[{{v}}];
+                #pragma unroll
+                for (int u = 0; u < {{v}}; u++) acc[u] = {{init}};
+                if (col < {{inn}}) {
+                    const {{t}}* xp = x + blk * {{rN}} * {{inn}} + col;
+                    for ({{ix}} j = row; j < {{rN}}; j += {{KernelWriter.Lit(ReduceColumnRows)}}) {
+                        const {{vec}} e = *(const {{vec}}*)(xp + j * {{inn}});
+                        #pragma unroll
+                        for (int u = 0; u < {{v}}; u++) { float z = acc[u]; const float v = (float)e.v[u]; {{step}} acc[u] = z; }
+                    }
+                }
+                #pragma unroll
+                for (int u = 0; u < {{v}}; u++) part[row][lane * {{v}} + u] = acc[u];
+                __syncthreads();
+                if (row != 0 || col >= {{inn}}) return;
+                {{vec}} r;
+                #pragma unroll
+                for (int u = 0; u < {{v}}; u++) {
+                    float z = part[0][lane * {{v}} + u];
+                    for (int k = 1; k < {{KernelWriter.Lit(ReduceColumnRows)}}; k++) { const float z2 = part[k][lane * {{v}} + u]; z = {{combine}}; }
+                    r.v[u] = ({{t}})({{result}});
+                }
+                *({{vec}}*)(y + blk * {{inn}} + col) = r;
+
+            """);
+        return WithVector(w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}"), t, vector * type.SizeOf(), vector);
+    }
+
+    /// <summary>Threads to launch <see cref="ReduceColumns"/> with: a block per outer index and chunk of 32 lanes.</summary>
+    public static long ReduceColumnsThreads(int vector, long outer, long inner) => outer * ((inner / vector + 31) / 32) * 32 * ReduceColumnRows;
+
+    /// <summary>
+    /// Reduces each contiguous row of x [rows, cols] into y [rows]: a warp per row (<paramref name="block"/> 32) or a block
+    /// of <paramref name="block"/> threads per row for long rows, partial results combined through shuffles and shared memory.
+    /// </summary>
+    public static KernelCode ReduceRows(ElementType type, string kind, int block, long rows, long cols)
+    {
+        if (!CoalescedReduction(kind, type) || block is not (32 or 256))
+        {
+            throw new ArgumentException($"ReduceRows: {kind} over {type}, block {block}");
+        }
+
+        var t = CType(type);
+        var w = new KernelWriter(KernelWriter.Fits32(rows * cols + cols));
+        var ix = w.Idx;
+        var r = w.Size("rows", rows);
+        var c = w.Size("cols", cols);
+        var (init, step, combine, result) = ReductionParts(kind, c);
+        var shuffle = $"for (int o = 16; o > 0; o >>= 1) {{ const float z2 = __shfl_xor_sync(0xffffffffu, z, o); z = {combine}; }}";
+        var rowExpr = block == 32 ? $"(({ix})blockIdx.x * blockDim.x + threadIdx.x) >> 5" : $"({ix})blockIdx.x";
+        var start = block == 32 ? "threadIdx.x & 31" : "threadIdx.x";
+        var body = new StringBuilder();
+        body.Append($$"""
+                const {{ix}} rw = {{rowExpr}};
+                if (rw >= {{r}}) return;
+                const {{t}}* xr = x + rw * {{c}};
+                float z = {{init}};
+                for ({{ix}} j = {{start}}; j < {{c}}; j += {{KernelWriter.Lit(block)}}) { const float v = (float)xr[j]; {{step}} }
+                {{shuffle}}
+
+            """);
+        if (block > 32)
+        {
+            body.Append($$"""
+                    __shared__ float part[32];
+                    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = z;
+                    __syncthreads();
+                    if (threadIdx.x >= 32) return;
+                    z = threadIdx.x < {{KernelWriter.Lit(block / 32)}} ? part[threadIdx.x] : {{init}};
+                    {{shuffle}}
+
+                """);
+        }
+
+        body.Append($$"""
+                if ((threadIdx.x & 31) == 0) y[rw] = ({{t}})({{result}});
+
+            """);
+        w.Body.Append(body);
+        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}");
+    }
+
+    /// <summary>The source with a <c>KERNEL_NAME_vec</c> struct of <paramref name="vector"/> elements (one aligned load) put before it.</summary>
+    private static KernelCode WithVector(KernelCode code, string type, int align, int vector) =>
+        code with { Source = $"struct __align__({KernelWriter.Lit(align)}) {Name}_vec {{ {type} v[{KernelWriter.Lit(vector)}]; }};\n" + code.Source };
+}

@@ -1,0 +1,164 @@
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Kernels;
+
+/// <summary>
+/// Row kernels at bandwidth for rows of up to <see cref="MaxRowRegisters"/> x 32 elements: a warp per row reads its row
+/// once, in 16-byte loads, into registers, and writes it once (LayerNormalization, Softmax over the last axis).
+/// </summary>
+internal static partial class KernelSource
+{
+    /// <summary>Most elements of a row one lane holds in registers.</summary>
+    public const int MaxRowRegisters = 32;
+
+    /// <summary>
+    /// The elements per load (16 bytes' worth that divide <paramref name="cols"/>) and loads per lane for a row of
+    /// <paramref name="cols"/>, or null where a lane would hold more than <see cref="MaxRowRegisters"/>.
+    /// </summary>
+    public static (int Vector, int Loads)? RowLayout(ElementType type, long cols)
+    {
+        var vector = 16 / type.SizeOf();
+        while (vector > 1 && cols % vector != 0)
+        {
+            vector /= 2;
+        }
+
+        var loads = (cols + (32L * vector) - 1) / (32L * vector);
+        return cols > 0 && loads * vector <= MaxRowRegisters ? (vector, (int)loads) : null;
+    }
+
+    /// <summary>The row held in registers: <c>v[loads][vector]</c>, zero past the row's end; <c>valid(it)</c> says whether load it is in the row.</summary>
+    private static string LoadRow(string t, string vec, int vector, int loads, string ix, string cols) => $$"""
+            float v[{{KernelWriter.Lit(loads)}}][{{KernelWriter.Lit(vector)}}];
+            #pragma unroll
+            for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                const {{ix}} at = (({{ix}})it * 32 + lane) * {{KernelWriter.Lit(vector)}};
+                if (at < {{cols}}) {
+                    const {{vec}} e = *(const {{vec}}*)(xr + at);
+                    #pragma unroll
+                    for (int u = 0; u < {{KernelWriter.Lit(vector)}}; u++) v[it][u] = (float)e.v[u];
+                } else {
+                    #pragma unroll
+                    for (int u = 0; u < {{KernelWriter.Lit(vector)}}; u++) v[it][u] = 0.f;
+                }
+            }
+
+        """;
+
+    /// <summary>
+    /// Layer normalisation over rows of <paramref name="cols"/> elements with scale and bias of <paramref name="cols"/>
+    /// each (see <see cref="RowLayout"/> for the sizes it takes): mean, then variance from the registers, then one write;
+    /// optional Mean and InvStdDev outputs. One warp per row.
+    /// </summary>
+    public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias)
+    {
+        var (vector, loads) = RowLayout(type, cols) ?? throw new ArgumentException($"LayerNormRows: {cols} columns do not fit registers");
+        var t = CType(type);
+        var pt = CType(paramType);
+        var w = new KernelWriter(KernelWriter.Fits32((rows * cols) + (32L * vector * loads)));
+        var ix = w.Idx;
+        var r = w.Size("rows", rows);
+        var c = w.Size("cols", cols);
+        var vec = Name + "_vec";
+        var pvec = Name + "_pvec";
+        var lit = KernelWriter.Lit(vector);
+        w.Body.Append($$"""
+                const {{ix}} row = (({{ix}})blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+                const unsigned lane = threadIdx.x & 31;
+                if (row >= {{r}}) return;
+                const {{t}}* xr = x + row * {{c}};
+                {{t}}* yr = y + row * {{c}};
+
+            """);
+        w.Body.Append(LoadRow(t, vec, vector, loads, ix, c));
+        w.Body.Append($$"""
+                float s = 0.f;
+                #pragma unroll
+                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) s += v[it][u];
+                }
+                const float mean = bw_warp_sum(s) / (float){{c}};
+                float q = 0.f;
+                #pragma unroll
+                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                    if ((({{ix}})it * 32 + lane) * {{lit}} >= {{c}}) continue;
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) { const float d = v[it][u] - mean; q += d * d; }
+                }
+                const float inv = 1.f / sqrtf(bw_warp_sum(q) / (float){{c}} + {{F(epsilon)}});
+                #pragma unroll
+                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                    const {{ix}} at = (({{ix}})it * 32 + lane) * {{lit}};
+                    if (at >= {{c}}) continue;
+                    const {{pvec}} g = *(const {{pvec}}*)(scale + at);
+                    {{pvec}} b;
+                    {{(hasBias ? $"b = *(const {pvec}*)(bias + at);" : $"for (int u = 0; u < {lit}; u++) b.v[u] = 0.f;")}}
+                    {{vec}} o;
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) o.v[u] = ({{t}})((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]);
+                    *({{vec}}*)(yr + at) = o;
+                }
+                if (lane == 0) {
+                    if (meanOut) meanOut[row] = mean;
+                    if (invStdOut) invStdOut[row] = inv;
+                }
+
+            """);
+        var code = w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
+        code = WithVector(code, t, vector * type.SizeOf(), vector);
+        return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + code.Source };
+    }
+
+    /// <summary>Softmax (or log-softmax) over contiguous rows of <paramref name="cols"/> elements held in registers (see <see cref="RowLayout"/>); one warp per row.</summary>
+    public static KernelCode SoftmaxRows(ElementType type, long rows, long cols, bool log)
+    {
+        var (vector, loads) = RowLayout(type, cols) ?? throw new ArgumentException($"SoftmaxRows: {cols} columns do not fit registers");
+        var t = CType(type);
+        var w = new KernelWriter(KernelWriter.Fits32((rows * cols) + (32L * vector * loads)));
+        var ix = w.Idx;
+        var r = w.Size("rows", rows);
+        var c = w.Size("cols", cols);
+        var vec = Name + "_vec";
+        var lit = KernelWriter.Lit(vector);
+        w.Body.Append($$"""
+                const {{ix}} row = (({{ix}})blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+                const unsigned lane = threadIdx.x & 31;
+                if (row >= {{r}}) return;
+                const {{t}}* xr = x + row * {{c}};
+                {{t}}* yr = y + row * {{c}};
+
+            """);
+        w.Body.Append(LoadRow(t, vec, vector, loads, ix, c));
+        w.Body.Append($$"""
+                float m = -1.f / 0.f;
+                #pragma unroll
+                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                    if ((({{ix}})it * 32 + lane) * {{lit}} >= {{c}}) continue;
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) m = fmaxf(m, v[it][u]);
+                }
+                m = bw_warp_max(m);
+                float s = 0.f;
+                #pragma unroll
+                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                    if ((({{ix}})it * 32 + lane) * {{lit}} >= {{c}}) continue;
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) { {{(log ? "s += expf(v[it][u] - m);" : "v[it][u] = expf(v[it][u] - m); s += v[it][u];")}} }
+                }
+                s = bw_warp_sum(s);
+                const float k = {{(log ? "logf(s)" : "1.f / s")}};
+                #pragma unroll
+                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                    const {{ix}} at = (({{ix}})it * 32 + lane) * {{lit}};
+                    if (at >= {{c}}) continue;
+                    {{vec}} o;
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) o.v[u] = ({{t}})({{(log ? "v[it][u] - m - k" : "v[it][u] * k")}});
+                    *({{vec}}*)(yr + at) = o;
+                }
+
+            """);
+        return WithVector(w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}"), t, vector * type.SizeOf(), vector);
+    }
+}

@@ -1,0 +1,208 @@
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Operators;
+
+/// <summary>
+/// Small graphs for the engine's own kernels that replace library calls or copies (issue 16): depthwise convolutions,
+/// spatial reductions, layout no-op transposes, LayerNormalization and Softmax. The CPU plan tests run their kernels
+/// with g++, the GPU tests on the device; both against ONNX Runtime.
+/// </summary>
+internal static class KernelCaseModels
+{
+    /// <summary>Every case by name: the model and its inputs.</summary>
+    public static IReadOnlyDictionary<string, Func<(OnnxModel Model, List<Tensor> Inputs)>> All { get; } = new Dictionary<string, Func<(OnnxModel, List<Tensor>)>>(StringComparer.Ordinal)
+    {
+        // Depthwise convolutions: (N, C, H, W), kernel, strides, pads [top, left, bottom, right], dilations, bias, what follows.
+        ["dw-3x3-relu"] = () => Depthwise([2, 16, 9, 11], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], true, "Relu"),
+        ["dw-7x7-convnext"] = () => Depthwise([2, 24, 14, 14], [7, 7], [1, 1], [3, 3, 3, 3], [1, 1], true, null),
+        ["dw-3x3-stride2-asymmetric-hardswish"] = () => Depthwise([2, 16, 13, 12], [3, 3], [2, 2], [0, 0, 1, 1], [1, 1], true, "HardSwish"),
+        ["dw-5x5-dilation2-silu"] = () => Depthwise([1, 8, 12, 12], [5, 5], [1, 1], [4, 4, 4, 4], [2, 2], true, "SiLU"),
+        ["dw-3x3-odd-channels-batchnorm"] = () => Depthwise([2, 5, 7, 7], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], false, "BatchNormalization"),
+        ["dw-3x3-stride2-narrow-no-bias"] = () => Depthwise([1, 10, 5, 6], [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], false, null),
+        ["dw-1x5-wide-stride-3"] = () => Depthwise([1, 12, 4, 23], [1, 5], [1, 3], [0, 2, 0, 1], [1, 1], true, null),
+        ["dw-1d-k5"] = () => Depthwise1d([2, 6, 20], 5, 2),
+
+        // Reductions, read as stored (channels-last in the half-precision plans): an SE block, spatial sums and maxima,
+        // channel means, and the general and row-wise cases.
+        ["reducemean-hw-squeeze-excite"] = SqueezeExcite,
+        ["reducemean-hw-opset18-no-keepdims"] = () => Reduce("ReduceMean", [2, 24, 7, 9], [2, 3], keep: false, opset: 18),
+        ["reducesum-hw"] = () => Reduce("ReduceSum", [2, 10, 6, 5], [2, 3], keep: true, opset: 13),
+        ["reducemax-hw"] = () => Reduce("ReduceMax", [2, 12, 5, 6], [-2, -1], keep: true),
+        ["reducemean-channels"] = () => Reduce("ReduceMean", [2, 24, 5, 6], [1], keep: true),
+        ["reducemean-width-no-keepdims"] = () => Reduce("ReduceMean", [2, 8, 5, 6], [3], keep: false),
+        ["reducesum-long-rows"] = () => Reduce("ReduceSum", [2, 3, 64, 48], [2, 3], keep: true, opset: 13),
+        ["reducemax-last-axis"] = () => Reduce("ReduceMax", [4, 5, 33], [2], keep: false),
+        ["reducel2-middle-axis"] = () => Reduce("ReduceL2", [3, 17, 10], [1], keep: true),
+        ["reducelogsum-middle-axis"] = () => Reduce("ReduceLogSum", [3, 17, 10], [1], keep: false, positive: true),
+        ["reducemin-hw"] = () => Reduce("ReduceMin", [1, 6, 4, 4], [2, 3], keep: true),
+        ["reducesumsquare-batch-and-channels"] = () => Reduce("ReduceSumSquare", [2, 6, 3, 4], [0, 1], keep: true),
+
+        // Transposes of channels-last values: around a LayerNorm over channels (ConvNeXt), and a general permutation.
+        ["transpose-channels-last-layernorm"] = ConvNextBlock,
+        ["transpose-general-permutation"] = () => Transpose([2, 6, 5, 4], [0, 2, 1, 3]),
+        ["transpose-to-channels-first"] = () => Transpose([2, 5, 4, 6], [0, 3, 1, 2]),
+
+        // LayerNormalization and Softmax over rows held in registers (and the wider rows that are not).
+        ["layernorm-384"] = () => LayerNorm([4, 10, 384], bias: true),
+        ["layernorm-96-no-bias"] = () => LayerNorm([50, 96], bias: false),
+        ["layernorm-37"] = () => LayerNorm([6, 37], bias: true),
+        ["layernorm-1500"] = () => LayerNorm([3, 1500], bias: true),
+        ["softmax-197"] = () => Softmax([2, 2, 10, 197], log: false),
+        ["softmax-64"] = () => Softmax([40, 64], log: false),
+        ["logsoftmax-100"] = () => Softmax([7, 100], log: true),
+        ["softmax-3000"] = () => Softmax([3, 3000], log: false),
+    };
+
+    /// <summary>A case's model, its random inputs and ONNX Runtime's outputs for them.</summary>
+    public static (OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected) Build(string name)
+    {
+        var (model, inputs) = All[name]();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        return (model, inputs, ort.Run(inputs));
+    }
+
+    /// <summary>
+    /// Float16 agreement as the house measures it: cosine similarity at least 0.9999 per output and every element within
+    /// 2% of the output's largest magnitude; float32: within 1e-4 of it. Returns what differs, or null.
+    /// </summary>
+    public static string? Difference(IReadOnlyList<Tensor> actual, IReadOnlyList<Tensor> expected, bool half)
+    {
+        if (OperatorCaseModels.Difference(actual, expected, half ? 2e-2 : 1e-4) is { } d)
+        {
+            return d;
+        }
+
+        for (var i = 0; i < expected.Count && half; i++)
+        {
+            var a = actual[i].ToDoubles();
+            var e = expected[i].ToDoubles();
+            double dot = 0, na = 0, ne = 0;
+            for (var j = 0; j < e.Length; j++)
+            {
+                dot += a[j] * e[j];
+                na += a[j] * a[j];
+                ne += e[j] * e[j];
+            }
+
+            var cosine = na == 0 && ne == 0 ? 1 : dot / Math.Sqrt(na * ne);
+            if (cosine < 0.9999)
+            {
+                return $"output {i}: cosine {cosine:F6} < 0.9999";
+            }
+        }
+
+        return null;
+    }
+
+    private static Tensor Random(long[] shape, int seed)
+    {
+        var rng = new Random(seed);
+        var n = (int)Tensor.ElementCountOf(shape);
+        return Tensor.From<float>(ElementType.Float, shape, Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2) - 1)).ToArray());
+    }
+
+    private static long Out(long size, long kernel, long stride, long padBegin, long padEnd, long dilation) =>
+        ((size + padBegin + padEnd - (((kernel - 1) * dilation) + 1)) / stride) + 1;
+
+    private static (OnnxModel, List<Tensor>) Depthwise(long[] x, long[] kernel, long[] strides, long[] pads, long[] dilations, bool bias, string? after)
+    {
+        var g = new GraphBuilder("depthwise", seed: 3);
+        var c = x[1];
+        var input = g.Input("x", ElementType.Float, x[0], c, x[2], x[3]);
+        var w = g.Weight("w", [c, 1, kernel[0], kernel[1]], 0.5f);
+        string[] ins = bias ? [input, w, g.Weight("b", [c], 0.5f)] : [input, w];
+        var y = g.Node("Conv", ins, GraphBuilder.Attr("group", c), GraphBuilder.Attr("kernel_shape", kernel), GraphBuilder.Attr("strides", strides), GraphBuilder.Attr("pads", pads), GraphBuilder.Attr("dilations", dilations));
+        y = after switch
+        {
+            null => y,
+            "SiLU" => g.Node("Mul", [y, g.Node("Sigmoid", [y])]),
+            "BatchNormalization" => g.Node("BatchNormalization", [y, g.Uniform("gamma", [c], 0.5f, 1.5f), g.Weight("beta", [c], 0.5f), g.Weight("mean", [c], 0.2f), g.Uniform("var", [c], 0.5f, 1.5f)]),
+            _ => g.Node(after, [y]),
+        };
+        var oh = Out(x[2], kernel[0], strides[0], pads[0], pads[2], dilations[0]);
+        var ow = Out(x[3], kernel[1], strides[1], pads[1], pads[3], dilations[1]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, x[0], c, oh, ow);
+        return (g.Build("depthwise"), [Random(x, 7)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) SqueezeExcite()
+    {
+        // EfficientNet's squeeze-and-excitation: x * sigmoid(conv(silu(conv(mean over H, W)))), here with 1x1 convs as Gemm-free Mul/Add.
+        var g = new GraphBuilder("se", seed: 5);
+        var x = g.Input("x", ElementType.Float, 2L, 24L, 7L, 9L);
+        var mean = g.Node("ReduceMean", [x], GraphBuilder.Attr("axes", 2L, 3L), GraphBuilder.Attr("keepdims", 1L));
+        var scaled = g.Node("Add", [g.Node("Mul", [mean, g.Weight("s", [1, 24, 1, 1], 2f)]), g.Weight("t", [1, 24, 1, 1], 0.5f)]);
+        var y = g.Node("Mul", [x, g.Node("Sigmoid", [scaled])]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, 2L, 24L, 7L, 9L);
+        return (g.Build("se"), [Random([2, 24, 7, 9], 9)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Reduce(string op, long[] shape, long[] axes, bool keep, long opset = 17, bool positive = false)
+    {
+        var g = new GraphBuilder(op, seed: 6) { Opset = opset };
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var fromInput = opset >= 18 || (op == "ReduceSum" && opset >= 13);
+        var keepAttr = GraphBuilder.Attr("keepdims", keep ? 1L : 0L);
+        var y = fromInput ? g.Node(op, [positive ? g.Node("Abs", [x]) : x, g.Int64s("axes", axes)], keepAttr) : g.Node(op, [positive ? g.Node("Abs", [x]) : x], GraphBuilder.Attr("axes", axes), keepAttr);
+        var rank = shape.Length;
+        var reduced = axes.Select(a => a < 0 ? a + rank : a).ToHashSet();
+        var outShape = keep ? shape.Select((d, i) => reduced.Contains(i) ? 1 : d).ToArray() : shape.Where((_, i) => !reduced.Contains(i)).ToArray();
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. outShape.Cast<object>()]);
+        return (g.Build(op, opset), [Random(shape, 10)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) ConvNextBlock()
+    {
+        // ConvNeXt's block tail: permute to [N, H, W, C], LayerNorm over C, a channel scale, permute back, residual add.
+        var g = new GraphBuilder("convnext-ln", seed: 7);
+        var x = g.Input("x", ElementType.Float, 2L, 16L, 5L, 6L);
+        var nhwc = g.Node("Transpose", [x], GraphBuilder.Attr("perm", 0L, 2L, 3L, 1L));
+        var ln = g.Node("LayerNormalization", [nhwc, g.Uniform("gamma", [16], 0.5f, 1.5f), g.Weight("beta", [16], 0.5f)], GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-6f));
+        var scaled = g.Node("Mul", [ln, g.Weight("layer_scale", [16], 1f)]);
+        var back = g.Node("Transpose", [scaled], GraphBuilder.Attr("perm", 0L, 3L, 1L, 2L));
+        var y = g.Node("Add", [x, back]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, 2L, 16L, 5L, 6L);
+        return (g.Build("convnext-ln"), [Random([2, 16, 5, 6], 11)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Transpose(long[] shape, long[] perm)
+    {
+        var g = new GraphBuilder("transpose", seed: 8);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var y = g.Node("Relu", [g.Node("Transpose", [x], GraphBuilder.Attr("perm", perm))]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. perm.Select(p => (object)shape[p])]);
+        return (g.Build("transpose"), [Random(shape, 12)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) LayerNorm(long[] shape, bool bias)
+    {
+        var g = new GraphBuilder("layernorm", seed: 9);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var c = shape[^1];
+        string[] ins = bias ? [x, g.Uniform("gamma", [c], 0.5f, 1.5f), g.Weight("beta", [c], 0.5f)] : [x, g.Uniform("gamma", [c], 0.5f, 1.5f)];
+        var y = g.Node("LayerNormalization", ins, GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-5f));
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. shape.Cast<object>()]);
+        return (g.Build("layernorm"), [Random(shape, 13)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Softmax(long[] shape, bool log)
+    {
+        var g = new GraphBuilder("softmax", seed: 10);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var y = g.Node(log ? "LogSoftmax" : "Softmax", [g.Node("Mul", [x, g.Scalar(4f)])], GraphBuilder.Attr("axis", -1L));
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. shape.Cast<object>()]);
+        return (g.Build("softmax"), [Random(shape, 14)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Depthwise1d(long[] x, long kernel, long pad)
+    {
+        var g = new GraphBuilder("depthwise-1d", seed: 4);
+        var c = x[1];
+        var input = g.Input("x", ElementType.Float, x[0], c, x[2]);
+        var y = g.Node("Conv", [input, g.Weight("w", [c, 1, kernel], 0.5f), g.Weight("b", [c], 0.5f)], GraphBuilder.Attr("group", c), GraphBuilder.Attr("pads", pad, pad));
+        g.Output(g.Rename(y, "y"), ElementType.Float, x[0], c, Out(x[2], kernel, 1, pad, pad, 1));
+        return (g.Build("depthwise-1d"), [Random(x, 8)]);
+    }
+}
