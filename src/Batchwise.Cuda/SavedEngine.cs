@@ -60,10 +60,12 @@ internal sealed class SavedEngine
     /// Reads a saved engine for this device, refusing in one line (naming what differs and how to rebuild) a file built
     /// elsewhere or with other library versions, or options that contradict the file.
     /// </summary>
-    public static SavedEngine Read(string path, EngineOptions options)
+    public static SavedEngine Read(string path, EngineOptions options, StartupSpans? spans = null)
     {
-        var (manifest, entries) = SavedEngineFile.ReadArtefacts(path, Prefix);
-        Check(path, manifest, options);
+        spans ??= new StartupSpans();
+        var (manifest, entries) = spans.Measure("load_saved_read", () => SavedEngineFile.ReadArtefacts(path, Prefix));
+        spans.Measure("load_saved_check", () => Check(path, manifest, options));
+        var parsing = System.Diagnostics.Stopwatch.GetTimestamp();
         var contents = entries.TryGetValue(Prefix + "kernels.json", out var c)
             ? JsonSerializer.Deserialize(c, SavedEngineJson.Default.DictionaryStringStringArray) ?? []
             : [];
@@ -73,7 +75,8 @@ internal sealed class SavedEngine
             ? JsonSerializer.Deserialize(ch, SavedEngineJson.Default.DictionaryStringString) ?? []
             : [];
         var choices = choiceText.ToDictionary(p => p.Key, p => Convert.FromBase64String(p.Value), StringComparer.Ordinal);
-        var constants = SavedConstants.Read(path, entries.GetValueOrDefault(Prefix + SavedConstants.IndexEntry), entries.GetValueOrDefault(Prefix + SavedConstants.BlobEntry));
+        spans.Add("load_saved_parse", System.Diagnostics.Stopwatch.GetElapsedTime(parsing).TotalSeconds);
+        var constants = SavedConstants.Read(path, entries.GetValueOrDefault(Prefix + SavedConstants.IndexEntry), entries.GetValueOrDefault(Prefix + SavedConstants.BlobEntry), spans);
         return new SavedEngine(manifest, kernels, contents, choices, constants);
     }
 

@@ -91,16 +91,20 @@ public static class SavedEngineFile
     /// <summary>Reads the manifest and the model of a saved engine; the model remembers where it came from.</summary>
     public static (SavedEngineManifest Manifest, OnnxModel Model) ReadModel(string path)
     {
-        using var zip = Open(path);
-        var manifest = ReadManifest(zip, path);
-        var model = Entry(zip, "model.onnx", path);
-        if (Hash(model) != manifest.ModelSha256)
+        var spans = new StartupSpans();
+        var (manifest, model) = spans.Measure("read_file", () =>
+        {
+            using var zip = Open(path);
+            return (ReadManifest(zip, path), Entry(zip, "model.onnx", path));
+        });
+        if (spans.Measure("read_hash", () => Hash(model)) != manifest.ModelSha256)
         {
             throw new BatchwiseException($"'{path}' is damaged: its model does not match the hash in its manifest", "Build the engine again with `batchwise build`.");
         }
 
-        var onnx = OnnxModel.FromBytes(model, manifest.ModelName, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)), path);
+        var onnx = spans.Measure("read_parse", () => OnnxModel.FromBytes(model, manifest.ModelName, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)), path));
         onnx.SavedEngine = path;
+        onnx.ReadSpans = spans.Snapshot();
         return (manifest, onnx);
     }
 

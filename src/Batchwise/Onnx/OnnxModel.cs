@@ -46,6 +46,9 @@ public sealed class OnnxModel
     /// <summary>Seconds spent reading this model from its file (or saved engine) and parsing it; 0 when built in memory.</summary>
     public double ReadSeconds { get; internal set; }
 
+    /// <summary>How <see cref="ReadSeconds"/> splits (the file read, its hash checked, the model parsed), seconds by name; empty when not measured.</summary>
+    public IReadOnlyDictionary<string, double> ReadSpans { get; internal set; } = new Dictionary<string, double>();
+
     /// <summary>Default-domain opset version.</summary>
     public long Opset => Proto.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain) || o.Domain == "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
 

@@ -139,12 +139,14 @@ internal sealed partial class GraphCompiler
         int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
         var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
         var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        var describing = System.Diagnostics.Stopwatch.GetTimestamp();
         var xDesc = Cudnn.Tensor(dataType, Lift(input.Shape), format);
         var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
         var yDesc = Cudnn.Tensor(dataType, Lift(yShape), format);
         var tensorCores = dataType == Cudnn.CUDNN_DATA_HALF || _target.AllowTf32;
         var mathType = tensorCores ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
         var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
+        AddLibraryDetail("conv_descriptors", describing);
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -155,7 +157,7 @@ internal sealed partial class GraphCompiler
         }
 
         Cudnn.SetMathType(convDesc, chosen.MathType);
-        var ws = chosen.WorkspaceKnown ? chosen.WorkspaceBytes : Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
+        var ws = chosen.WorkspaceKnown ? chosen.WorkspaceBytes : TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo));
         LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
         ReserveWorkspace(ws);
         var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
@@ -268,7 +270,7 @@ internal sealed partial class GraphCompiler
             try
             {
                 Cudnn.SetMathType(convDesc, reused.MathType);
-                var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo);
+                var bytes = TimedLibrary("conv_workspace_reuse", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo));
                 if (bytes <= MaxConvWorkspace)
                 {
                     return reused with { WorkspaceBytes = bytes, WorkspaceKnown = true };
@@ -280,7 +282,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        var choice = ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key);
+        var choice = TimedLibrary("conv_heuristics", () => ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key));
         if (choice is not null)
         {
             _target.Choices.Set(storeKey, [.. BitConverter.GetBytes(choice.Algo), .. BitConverter.GetBytes(choice.MathType), .. BitConverter.GetBytes(choice.WorkspaceBytes)]);
