@@ -30,6 +30,7 @@ public sealed class CudaEngine : IEngine
             ["precision"] = options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
             ["tactics"] = options.TimedTactics || !CudaSession.HeuristicTactics ? "timed" : "heuristic",
+            ["conv_choices"] = GraphCompiler.NearestBatchChoicesFromEnvironment ? "nearest (a new batch octave starts from the nearest known octave's cuDNN choices)" : "octave (cuDNN's heuristics asked once per batch octave)",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -92,6 +93,27 @@ public sealed class CudaEngine : IEngine
         using var session = (CudaSession)new CudaEngine().Load(model, options);
         session.WarmUp(inputsFor, progress);
         SavedEngine.Write(path, model, options, session);
+
+        // The file carries the model's structure without its large float weights: loaded as a new process would load
+        // it, every plan must build and run from the saved, device-ready weights alone. Where a plan reads a left-out
+        // weight on the host, the file is written again with the model's weights kept (larger and slower to read, right).
+        try
+        {
+            using var check = (CudaSession)new CudaEngine().Load(SavedEngineFile.ReadModel(path).Model, options);
+            check.WarmUp(inputsFor);
+        }
+        catch (WeightsLeftOutException e)
+        {
+            progress?.Report($"a plan reads a weight on the host ({e.Message}): the saved engine keeps the model's float weights");
+            session.MakeCurrent();
+            SavedEngine.Write(path, model, options, session, keepWeights: true);
+        }
+        catch
+        {
+            File.Delete(path); // a file that does not load as it was built is not left behind
+            throw;
+        }
+
         return session.Builds;
     }
 }
@@ -213,6 +235,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>The session's library choices.</summary>
     public TacticStore Choices { get; } = new();
+
+    /// <summary>A new batch octave's convolutions start from the nearest known octave's choices (BATCHWISE_CONV_CHOICES=nearest; tests set it).</summary>
+    public bool NearestBatchChoices { get; internal set; } = GraphCompiler.NearestBatchChoicesFromEnvironment;
 
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }
