@@ -182,16 +182,16 @@ if [[ " $PHASES " == *" shapes "* ]]; then
   {
     rm -rf "$WORK/cache"
     echo "## cold start, empty kernel cache: bench zoo:resnet50 --engine cuda --precision fp16 -b 1"
-    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-empty.json" 2>&1
+    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --verbose --json "$S/cold-empty.json" 2>&1
     echo "## cold start, warm kernel cache (same command again)"
-    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-cached.json" 2>&1
+    wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --verbose --json "$S/cold-cached.json" 2>&1
     [ "${SHAPES_LITE:-0}" = 1 ] || echo "## every batch 1..64 in one process (a plan each)"
     [ "${SHAPES_LITE:-0}" = 1 ] || timeout 240 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b "$(seq -s, 1 64)" --duration 0.3s --warmup 0.1s --max-windows 3 --json "$S/b1-64.json" 2>&1 | tail -8
     echo "## build a saved engine"
     wall timeout 180 "$CLI" build zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,2,4,8,16,32,64 -o "$WORK/r50.bwengine" 2>&1
     rm -rf "$WORK/cache"
     echo "## cold start from the saved engine, empty kernel cache"
-    wall timeout 120 "$CLI" bench "$WORK/r50.bwengine" --engine cuda -b 1 --duration 0.5s --warmup 0.2s --json "$S/cold-saved.json" 2>&1
+    wall timeout 120 "$CLI" bench "$WORK/r50.bwengine" --engine cuda -b 1 --duration 0.5s --warmup 0.2s --verbose --json "$S/cold-saved.json" 2>&1
     if [ "${SHAPES_LITE:-0}" != 1 ]; then
       echo "## padding: b=33 padded to 64 against b=64 and an exact b=33"
       timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,8,32,64 -b 33,64 --duration 1s --warmup 0.3s --json "$S/padded.json" 2>&1 | tail -6

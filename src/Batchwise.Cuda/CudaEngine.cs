@@ -30,6 +30,7 @@ public sealed class CudaEngine : IEngine
             ["precision"] = options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
             ["tactics"] = options.TimedTactics || !CudaSession.HeuristicTactics ? "timed" : "heuristic",
+            ["conv_choices"] = GraphCompiler.NearestBatchChoicesFromEnvironment ? "nearest (a new batch octave starts from the nearest known octave's cuDNN choices)" : "octave (cuDNN's heuristics asked once per batch octave)",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -64,14 +65,15 @@ public sealed class CudaEngine : IEngine
 
         // Validate before touching the GPU: an unsupported operator fails the same way on every machine.
         OperatorSupport.Validate(model);
-        CudaDriver.Initialize();
+        var spans = new StartupSpans();
+        spans.Measure("load_cuda_init", CudaDriver.Initialize);
         if (model.SavedEngine is { } path)
         {
-            var saved = SavedEngine.Read(path, options);
-            return new CudaSession(model, saved.Apply(options), saved);
+            var saved = SavedEngine.Read(path, options, spans);
+            return new CudaSession(model, saved.Apply(options), saved, spans);
         }
 
-        return new CudaSession(model, options);
+        return new CudaSession(model, options, spans: spans);
     }
 
     /// <summary>
@@ -91,6 +93,27 @@ public sealed class CudaEngine : IEngine
         using var session = (CudaSession)new CudaEngine().Load(model, options);
         session.WarmUp(inputsFor, progress);
         SavedEngine.Write(path, model, options, session);
+
+        // The file carries the model's structure without its large float weights: loaded as a new process would load
+        // it, every plan must build and run from the saved, device-ready weights alone. Where a plan reads a left-out
+        // weight on the host, the file is written again with the model's weights kept (larger and slower to read, right).
+        try
+        {
+            using var check = (CudaSession)new CudaEngine().Load(SavedEngineFile.ReadModel(path).Model, options);
+            check.WarmUp(inputsFor);
+        }
+        catch (WeightsLeftOutException e)
+        {
+            progress?.Report($"a plan reads a weight on the host ({e.Message}): the saved engine keeps the model's float weights");
+            session.MakeCurrent();
+            SavedEngine.Write(path, model, options, session, keepWeights: true);
+        }
+        catch
+        {
+            File.Delete(path); // a file that does not load as it was built is not left behind
+            throw;
+        }
+
         return session.Builds;
     }
 }
@@ -136,12 +159,15 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// </summary>
     internal const int MaxContinuationPlans = 64;
 
-    public CudaSession(OnnxModel model, EngineOptions options, SavedEngine? saved = null)
+    public CudaSession(OnnxModel model, EngineOptions options, SavedEngine? saved = null, StartupSpans? spans = null)
     {
         _model = model;
+        Startup = spans ?? new StartupSpans();
+        var started = Stopwatch.GetTimestamp();
         _device = CudaDriver.Device(options.DeviceId);
         _context = new PrimaryContext(_device);
         _context.MakeCurrent();
+        Startup.Add("load_context", Stopwatch.GetElapsedTime(started).TotalSeconds);
         ComputeCapability = (CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
@@ -150,9 +176,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         _timedTactics = options.TimedTactics;
         _exactPlans = options.ExactPlans;
         IncludeTransfers = options.IncludeTransfers;
-        _uploadStream = CudaDriver.CreateStream();
-        Kernels = new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory());
-        _initializers = _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null);
+        _uploadStream = Startup.Measure("load_stream", CudaDriver.CreateStream);
+        Kernels = Startup.Measure("load_kernel_cache", () => new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory()));
+        _initializers = Startup.Measure("load_initializers", () => _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null));
+        started = Stopwatch.GetTimestamp();
         _hostInputs = GraphCompiler.HostValueInputs(model);
         DataDependent = model.Graph.Node.Any(n => OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain))?.HasDataDependentShape == true);
         _batchAxis = model.FindBatchAxis();
@@ -160,9 +187,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         Outputs = model.Outputs;
         BatchProfiles = CheckProfiles(options.BatchProfiles);
         ShapeProfiles = CheckShapeProfiles(options.ShapeProfiles);
+        Startup.Add("load_session", Stopwatch.GetElapsedTime(started).TotalSeconds);
         if (saved is not null)
         {
-            Kernels.AddImages(saved.Kernels, saved.KernelContents);
+            Startup.Measure("load_saved_kernels", () => Kernels.AddImages(saved.Kernels, saved.KernelContents));
             Choices.Load(saved.Choices);
             if (saved.Constants is { } constants)
             {
@@ -170,6 +198,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             }
         }
     }
+
+    /// <inheritdoc/>
+    public StartupSpans Startup { get; }
 
     public IReadOnlyList<TensorSpec> Inputs { get; }
 
@@ -204,6 +235,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>The session's library choices.</summary>
     public TacticStore Choices { get; } = new();
+
+    /// <summary>A new batch octave's convolutions start from the nearest known octave's choices (BATCHWISE_CONV_CHOICES=nearest; tests set it).</summary>
+    public bool NearestBatchChoices { get; internal set; } = GraphCompiler.NearestBatchChoicesFromEnvironment;
 
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }
@@ -274,9 +308,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it, or set BATCHWISE_CUDNN_ALGO=timed (as bench --timed-tactics does) to time cuDNN's and cuBLASLt's candidates when a plan is built."),
     };
 
-    public CudnnHandle PlanningCudnn => _cudnn ??= Cudnn.Create(_uploadStream);
+    public CudnnHandle PlanningCudnn => _cudnn ??= Startup.Measure("plan_cudnn_handle", () => Cudnn.Create(_uploadStream));
 
-    public CublasLtHandle PlanningCublasLt => _lt ??= CublasLt.Create();
+    public CublasLtHandle PlanningCublasLt => _lt ??= Startup.Measure("plan_cublaslt_handle", CublasLt.Create);
 
     /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
@@ -519,7 +553,14 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     {
         if (!_idleSlots.TryTake(out var slot))
         {
-            slot = new ExecutionSlot();
+            var started = Stopwatch.GetTimestamp();
+            var first = !Startup.Has("slot_stream");
+            slot = new ExecutionSlot { Spans = first ? Startup : null };
+            if (first)
+            {
+                Startup.AddOnce("slot_stream", Stopwatch.GetElapsedTime(started).TotalSeconds);
+            }
+
             lock (_allSlots)
             {
                 _allSlots.Add(slot);
@@ -588,6 +629,26 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     }
 
     internal void MakeCurrent() => _context.MakeCurrent();
+
+    /// <summary>
+    /// Notes a run's times for the cold start: the session's first run (host time to enqueue it step by step, GPU time,
+    /// wall time with the wait) and the first CUDA graph's capture and first launch (the run after it).
+    /// </summary>
+    internal void NoteRun(Planning.ExecutionContext context, double gpuSeconds, double wallSeconds)
+    {
+        if (!Startup.Has("first_run_wall"))
+        {
+            Startup.AddOnce("first_run_enqueue", context.LastEnqueueSeconds);
+            Startup.AddOnce("first_run_gpu", gpuSeconds);
+            Startup.AddOnce("first_run_wall", wallSeconds);
+        }
+        else if (context.CaptureSeconds > 0 && !Startup.Has("after_first_graph_capture"))
+        {
+            Startup.AddOnce("after_first_graph_capture", context.CaptureSeconds);
+            Startup.AddOnce("after_first_graph_launch", context.LastEnqueueSeconds);
+            Startup.AddOnce("after_first_graph_gpu", gpuSeconds);
+        }
+    }
 
     internal void Return(ExecutionSlot slot)
     {
@@ -674,6 +735,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var graphDone = Stopwatch.GetTimestamp();
             var weightsInGraph = _constants.WeightSeconds - weightsBefore;
             double kernelSeconds, constantSeconds, weightsInConstants;
+            var details = new Dictionary<string, double>(compiler.LibraryDetails, StringComparer.Ordinal);
             try
             {
                 Kernels.Resolve(plan.Steps.OfType<KernelStep>());
@@ -681,7 +743,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 var kernelsDone = Stopwatch.GetTimestamp();
                 kernelSeconds = Stopwatch.GetElapsedTime(graphDone, kernelsDone).TotalSeconds;
                 var weightsBeforeUpload = _constants.WeightSeconds;
-                UploadConstants(plan);
+                UploadConstants(plan, details);
                 constantSeconds = Stopwatch.GetElapsedTime(kernelsDone).TotalSeconds;
                 weightsInConstants = _constants.WeightSeconds - weightsBeforeUpload;
                 _timingCache?.Save();
@@ -707,7 +769,17 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                     ["weights"] = weightsInGraph + weightsInConstants,
                     ["constants"] = constantSeconds - weightsInConstants,
                 },
+                Details = details,
             };
+            if (!Startup.Has("plan_graph"))
+            {
+                // The session's first plan: its stages are part of the cold start.
+                foreach (var (phase, seconds) in build.Phases.Concat(build.Details))
+                {
+                    Startup.AddOnce("plan_" + phase, seconds);
+                }
+            }
+
             if (!record)
             {
                 plan.Transient = true;
@@ -740,8 +812,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     }
 
     /// <summary>Uploads the plan's constants; session-owned ones (weights and what derives from them) once per session.</summary>
-    private unsafe void UploadConstants(ExecutionPlan plan)
+    private unsafe void UploadConstants(ExecutionPlan plan, Dictionary<string, double> details)
     {
+        long bytesTicks = 0, allocTicks = 0, copyTicks = 0, uploaded = 0;
         foreach (var b in plan.Buffers.Where(b => !b.IsArena))
         {
             var t = b.Constant!;
@@ -752,13 +825,18 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             }
 
             // A saved engine's device-ready bytes where it has them (no decode, fold, reorder or conversion here).
+            var started = Stopwatch.GetTimestamp();
             var bytes = _constants.SavedBytes(t, b.StorageType) ?? _constants.MeasureWeightWork(() => StorageBytes(t, b.StorageType));
+            var allocating = Stopwatch.GetTimestamp();
             var memory = CudaDriver.Allocate(Math.Max(1, bytes.Length));
+            var copying = Stopwatch.GetTimestamp();
             fixed (byte* p = bytes.Span)
             {
                 CudaDriver.CopyToDevice(memory.Pointer, p, bytes.Length, _uploadStream);
                 CudaDriver.Synchronize(_uploadStream);
             }
+
+            (bytesTicks, allocTicks, copyTicks, uploaded) = (bytesTicks + allocating - started, allocTicks + copying - allocating, copyTicks + Stopwatch.GetTimestamp() - copying, uploaded + bytes.Length);
 
             if (t.IsInitializer)
             {
@@ -770,6 +848,13 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             }
 
             plan.ConstantPointers[b.Id] = memory.Pointer;
+        }
+
+        if (uploaded > 0)
+        {
+            details["constants_bytes"] = bytesTicks / (double)Stopwatch.Frequency;
+            details["constants_alloc"] = allocTicks / (double)Stopwatch.Frequency;
+            details["constants_copy"] = copyTicks / (double)Stopwatch.Frequency;
         }
     }
 
@@ -1020,7 +1105,16 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
             return RunSegments();
         }
 
-        return _session.IncludeTransfers ? RunWithTransfers() : CurrentContext.Run();
+        if (_session.IncludeTransfers)
+        {
+            return RunWithTransfers();
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        var context = CurrentContext;
+        var seconds = context.Run();
+        _session.NoteRun(context, seconds, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        return seconds;
     }
 
     public IReadOnlyList<LayerTime> ProfileLayers(int runs)

@@ -60,10 +60,12 @@ internal sealed class SavedEngine
     /// Reads a saved engine for this device, refusing in one line (naming what differs and how to rebuild) a file built
     /// elsewhere or with other library versions, or options that contradict the file.
     /// </summary>
-    public static SavedEngine Read(string path, EngineOptions options)
+    public static SavedEngine Read(string path, EngineOptions options, StartupSpans? spans = null)
     {
-        var (manifest, entries) = SavedEngineFile.ReadArtefacts(path, Prefix);
-        Check(path, manifest, options);
+        spans ??= new StartupSpans();
+        var (manifest, entries) = spans.Measure("load_saved_read", () => SavedEngineFile.ReadArtefacts(path, Prefix));
+        spans.Measure("load_saved_check", () => Check(path, manifest, options));
+        var parsing = System.Diagnostics.Stopwatch.GetTimestamp();
         var contents = entries.TryGetValue(Prefix + "kernels.json", out var c)
             ? JsonSerializer.Deserialize(c, SavedEngineJson.Default.DictionaryStringStringArray) ?? []
             : [];
@@ -73,7 +75,8 @@ internal sealed class SavedEngine
             ? JsonSerializer.Deserialize(ch, SavedEngineJson.Default.DictionaryStringString) ?? []
             : [];
         var choices = choiceText.ToDictionary(p => p.Key, p => Convert.FromBase64String(p.Value), StringComparer.Ordinal);
-        var constants = SavedConstants.Read(path, entries.GetValueOrDefault(Prefix + SavedConstants.IndexEntry), entries.GetValueOrDefault(Prefix + SavedConstants.BlobEntry));
+        spans.Add("load_saved_parse", System.Diagnostics.Stopwatch.GetElapsedTime(parsing).TotalSeconds);
+        var constants = SavedConstants.Read(path, entries.GetValueOrDefault(Prefix + SavedConstants.IndexEntry), entries.GetValueOrDefault(Prefix + SavedConstants.BlobEntry), spans);
         return new SavedEngine(manifest, kernels, contents, choices, constants);
     }
 
@@ -103,7 +106,7 @@ internal sealed class SavedEngine
         {
             throw new BatchwiseException(
                 $"'{path}' was built for another environment ({string.Join("; ", differ)}): its compiled kernels and choices do not apply here",
-                $"Rebuild it on this machine: batchwise build <model.onnx> --engine cuda --precision {manifest.Precision}{(manifest.BatchProfiles.Length > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles) : string.Empty)}{string.Concat(manifest.ShapeProfiles.Select(p => " --shape-profile " + p))} -o {path}");
+                $"Rebuild it on this machine: {SavedEngineFile.RebuildCommand(manifest, path)}");
         }
 
         var precision = manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32;
@@ -134,12 +137,15 @@ internal sealed class SavedEngine
         ShapeProfiles = [.. manifest.ShapeProfiles.Select(ShapeProfile.Parse)],
     };
 
-    /// <summary>Writes what <paramref name="session"/> compiled and chose, with its model, to <paramref name="path"/>.</summary>
-    public static void Write(string path, OnnxModel model, EngineOptions options, CudaSession session)
+    /// <summary>
+    /// Writes what <paramref name="session"/> compiled and chose, with its model, to <paramref name="path"/>: the model's
+    /// structure only (its large float weights left out, their device-ready form saved) unless <paramref name="keepWeights"/>.
+    /// </summary>
+    public static void Write(string path, OnnxModel model, EngineOptions options, CudaSession session, bool keepWeights = false)
     {
         var device = CudaDevices.List().ElementAtOrDefault(options.DeviceId)
             ?? throw new BatchwiseException($"GPU {options.DeviceId} does not exist", "Run `batchwise devices` to list the GPUs.");
-        var bytes = model.ToBytes();
+        var bytes = keepWeights ? model.ToBytes() : SavedEngineFile.StructureOf(model, out _);
         var manifest = new SavedEngineManifest(
             SavedEngineFile.FormatName,
             SavedEngineFile.CurrentSchema,

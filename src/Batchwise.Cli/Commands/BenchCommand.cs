@@ -39,7 +39,7 @@ public static class BenchCommand
         var runner = new BenchmarkRunner(flags.Engine.CreateEngine(parse), engineOptions)
         {
             PlanBuilt = parse.GetValue(CommonOptions.Verbose)
-                ? b => Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plan built for {b.Shapes} in {b.Seconds * 1000:F1} ms ({b.KernelsCompiled} kernels compiled, {b.KernelsLoaded} loaded, {b.Steps} steps{string.Concat(b.Phases.Select(p => $", {p.Key} {p.Value * 1000:F1} ms"))})"))
+                ? b => Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plan built for {b.Shapes} in {b.Seconds * 1000:F1} ms ({b.KernelsCompiled} kernels compiled, {b.KernelsLoaded} loaded, {b.Steps} steps{string.Concat(b.Phases.Select(p => $", {p.Key} {p.Value * 1000:F1} ms"))}{(b.Details.Count == 0 ? string.Empty : "; within them: " + string.Join(", ", b.Details.Select(p => $"{p.Key} {p.Value * 1000:F1} ms")))})"))
                 : null,
         };
 
@@ -51,6 +51,11 @@ public static class BenchCommand
             Csv = reports.Csv == ReportTargets.StandardOutput ? null : reports.Csv,
         };
         var result = RunWithProgress(runner, onnx, spec, options, r => Save(files, r), cancellationToken);
+        if (parse.GetValue(CommonOptions.Verbose) && result.ColdStart is { Spans.Count: > 0 } cold)
+        {
+            Console.Error.WriteLine("cold start spans: " + string.Join(", ", cold.Spans.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {p.Value * 1000:F1} ms"))));
+        }
+
         Save(reports, result);
         if (profiles.Count > 0 && files.Json is { } jsonPath)
         {

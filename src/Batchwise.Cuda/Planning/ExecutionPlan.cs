@@ -382,6 +382,9 @@ internal sealed class ExecutionSlot : IDisposable
 
     public CublasLtHandle? CublasLt { get; private set; }
 
+    /// <summary>Where the slot's first set-up is timed (the session's first slot: part of the cold start), or null.</summary>
+    public Engines.StartupSpans? Spans { get; init; }
+
     private PinnedHostMemory? _stagedInputs;
     private PinnedHostMemory? _stagedOutputs;
 
@@ -421,6 +424,7 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         var needArena = Math.Max(plan.Memory.ArenaBytes, arenaBytes);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         if (needArena > ArenaBytes || plan.WorkspaceBytes > WorkspaceBytes)
         {
             // Contexts hold pointers into the old arena (and graphs captured with them): they go with it.
@@ -448,17 +452,24 @@ internal sealed class ExecutionSlot : IDisposable
             }
         }
 
+        Spans?.AddOnce("slot_memory", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         if (plan.UsesCudnn && Cudnn is null)
         {
+            started = System.Diagnostics.Stopwatch.GetTimestamp();
             Cudnn = Interop.Cudnn.Create(Stream);
+            Spans?.AddOnce("slot_cudnn_handle", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
 
         if (plan.UsesCublasLt && CublasLt is null)
         {
+            started = System.Diagnostics.Stopwatch.GetTimestamp();
             CublasLt = Interop.CublasLt.Create();
+            Spans?.AddOnce("slot_cublaslt_handle", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
 
+        started = System.Diagnostics.Stopwatch.GetTimestamp();
         context = new ExecutionContext(plan, this, useCudaGraph);
+        Spans?.AddOnce("slot_context", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         if (keep)
         {
             _contexts[plan] = context;
@@ -572,19 +583,29 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     {
         CaptureIfDue();
         CudaDriver.Record(_slot.Start, Stream);
+        var enqueuing = System.Diagnostics.Stopwatch.GetTimestamp();
         EnqueuePlan();
+        LastEnqueueSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(enqueuing).TotalSeconds;
         CudaDriver.Record(_slot.End, Stream);
         return CudaDriver.ElapsedSeconds(_slot.Start, _slot.End);
     }
+
+    /// <summary>Host time the last <see cref="Run"/> took to enqueue its work (step by step: the libraries' first calls; replayed: one launch).</summary>
+    public double LastEnqueueSeconds { get; private set; }
+
+    /// <summary>Host time the CUDA graph's capture and instantiation took (0 until captured).</summary>
+    public double CaptureSeconds { get; private set; }
 
     /// <summary>Captures the CUDA graph when it is due (the second run); before any event of the run is recorded.</summary>
     private void CaptureIfDue()
     {
         if (_useGraph && _graph is null && GraphProblem is null && _runs >= 1)
         {
+            var capturing = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 _graph = CudaDriver.Capture(Stream, EnqueueSteps);
+                CaptureSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(capturing).TotalSeconds;
             }
             catch (CudaException e)
             {

@@ -32,6 +32,9 @@ internal interface IPlanTarget
 
     /// <summary>cuDNN's and cuBLASLt's choices by problem, kept for the session (and a saved engine): heuristics are asked once per shape.</summary>
     TacticStore Choices => TacticStore.None;
+
+    /// <summary>A convolution's first plan in a new batch octave starts from the nearest known octave's choice (confirmed by a workspace query) instead of cuDNN's heuristics.</summary>
+    bool NearestBatchChoices => false;
 }
 
 /// <summary>
@@ -323,4 +326,31 @@ internal sealed partial class GraphCompiler
 
     /// <summary>Seconds spent asking cuDNN and cuBLASLt for algorithms (and creating their planning handles) while compiling.</summary>
     public double LibrarySeconds { get; private set; }
+
+    /// <summary>
+    /// Finer library spans, seconds by name: cuDNN descriptors set up, heuristics asked, workspace sizes asked (for a
+    /// new choice, or to confirm a stored one), cuBLASLt heuristics. Descriptors are part of the graph phase, the rest of
+    /// <see cref="LibrarySeconds"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> LibraryDetails => _libraryDetails;
+
+    private readonly Dictionary<string, double> _libraryDetails = new(StringComparer.Ordinal);
+
+    /// <summary>Adds the time since <paramref name="started"/> (a Stopwatch timestamp) to library span <paramref name="name"/>.</summary>
+    private void AddLibraryDetail(string name, long started) =>
+        _libraryDetails[name] = _libraryDetails.GetValueOrDefault(name) + System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+
+    /// <summary>Runs <paramref name="query"/>, adding its time to library span <paramref name="name"/>.</summary>
+    private T TimedLibrary<T>(string name, Func<T> query)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            return query();
+        }
+        finally
+        {
+            AddLibraryDetail(name, started);
+        }
+    }
 }

@@ -90,7 +90,7 @@ internal sealed class SavedConstants
     /// Reads the constants of a saved engine from its two entries (both absent: none saved); refuses, in one line, an
     /// index that does not parse or bytes that do not match it.
     /// </summary>
-    public static SavedConstants? Read(string path, byte[]? index, byte[]? blob)
+    public static SavedConstants? Read(string path, byte[]? index, byte[]? blob, StartupSpans? spans = null)
     {
         if (index is null && blob is null)
         {
@@ -118,7 +118,10 @@ internal sealed class SavedConstants
             throw new BatchwiseException($"'{path}' is damaged: its constants index is empty", Hint);
         }
 
-        if (Checksum(blob) != parsed.Checksum)
+        var checking = System.Diagnostics.Stopwatch.GetTimestamp();
+        var checksum = Checksum(blob);
+        spans?.Add("load_saved_checksum", System.Diagnostics.Stopwatch.GetElapsedTime(checking).TotalSeconds);
+        if (checksum != parsed.Checksum)
         {
             throw new BatchwiseException($"'{path}' is damaged: its constant bytes ({blob.LongLength} of them) do not match their checksum (a truncated or altered file?)", Hint);
         }

@@ -56,7 +56,9 @@ internal sealed class SessionConstants
         {
             var p = initializers[i];
             var type = (ElementType)p.DataType;
-            if (defer && Enum.IsDefined(type) && type.IsFloatingPoint() && HostTensor.HasValues(p))
+            // A saved engine's model may declare large float weights by type and shape only (their device-ready form
+            // is saved): deferred too, and read only if a plan needs their values on the host (then refused in one line).
+            if (defer && Enum.IsDefined(type) && type.IsFloatingPoint() && (HostTensor.HasValues(p) || Engines.SavedEngineFile.IsLeftOut(p)))
             {
                 decoded[i] = HostTensor.Deferred(type, [.. p.Dims], () => MeasureWeightWork(() => HostTensor.FromProto(p).Floats!));
                 return;

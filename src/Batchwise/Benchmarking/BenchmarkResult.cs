@@ -52,7 +52,7 @@ public sealed record BenchmarkPoint(
 
 /// <summary>How long the first inference took from nothing: loading the model on the engine, its first plan, its first run.</summary>
 /// <param name="LoadSeconds">Loading the model into a session (weights read and converted, device set up).</param>
-/// <param name="FirstInferenceSeconds">From the start of loading to the end of the first run.</param>
+/// <param name="FirstInferenceSeconds">Reading the model file, the engine's environment (driver, libraries), loading, the first plan and the first run, outputs read back.</param>
 public sealed record ColdStart(double LoadSeconds, double FirstInferenceSeconds)
 {
     /// <summary>Reading the model file (or saved engine) and parsing it, before loading; included in <see cref="FirstInferenceSeconds"/>.</summary>
@@ -66,6 +66,14 @@ public sealed record ColdStart(double LoadSeconds, double FirstInferenceSeconds)
 
     /// <summary>The plan built for the first run, with its phases, where the engine builds plans.</summary>
     public PlanBuild? FirstPlan { get; init; }
+
+    /// <summary>
+    /// Finer spans, seconds by name in the order they began: read_* (the file: open, hash, parse), environment (the
+    /// engine's options and description: driver initialisation, libraries opened), load_* (device context, saved
+    /// artefacts, session), plan_* and first_run_* where the engine reports them; spans named after_* happened after the
+    /// first inference (the second run's CUDA graph capture) and are not part of it.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> Spans { get; init; } = new Dictionary<string, double>();
 }
 
 /// <summary>How the batch latency of a point splits into its phases (the same runs as the latency statistics), ms.</summary>

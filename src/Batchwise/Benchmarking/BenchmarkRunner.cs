@@ -57,13 +57,13 @@ public sealed class BenchmarkRunner
         options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]);
         var generator = new InputGenerator(model, options.Seed, options.Data);
 
-        // A saved engine runs with the precision and profiles it was built with: that is what the report records.
+        // A saved engine runs with the precision and profiles it was built with: that is what the report records. Asking
+        // the engine for them (and its description) is part of the cold start: a GPU engine initialises its driver and
+        // opens its libraries there.
+        var environment = Stopwatch.GetTimestamp();
         var engineOptions = _engine.Effective(model, _engineOptions);
-        var context = new BenchmarkContext(
-            date, BatchwiseVersion, HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, HostInfo.OperatingSystem, HostInfo.Runtime,
-            _engine.Describe(engineOptions), engineOptions,
-            new ModelInfo(model.Name, source ?? model.Path ?? model.Name, Sha256(model), model.Inputs, axis, generator.Describe()),
-            options);
+        var description = _engine.Describe(engineOptions);
+        var environmentSeconds = Stopwatch.GetElapsedTime(environment).TotalSeconds;
 
         var loading = Stopwatch.GetTimestamp();
         using var session = _engine.Load(model, engineOptions);
@@ -73,7 +73,14 @@ public sealed class BenchmarkRunner
         }
 
         var loadSeconds = Stopwatch.GetElapsedTime(loading).TotalSeconds;
-        var coldStart = FirstInference(session, generator, options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]), loading, loadSeconds, model.ReadSeconds);
+        var firstInference = FirstInference(session, generator, options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]), loading, loadSeconds, model.ReadSeconds + environmentSeconds) with { ReadSeconds = model.ReadSeconds };
+
+        // The file's hash for the report is read after the first inference: it is bench's bookkeeping, not the start's.
+        var context = new BenchmarkContext(
+            date, BatchwiseVersion, HostInfo.MachineName, HostInfo.CpuName, HostInfo.LogicalCores, HostInfo.OperatingSystem, HostInfo.Runtime,
+            description, engineOptions,
+            new ModelInfo(model.Name, source ?? model.Path ?? model.Name, Sha256(model), model.Inputs, axis, generator.Describe()),
+            options);
         var points = new List<BenchmarkPoint>();
         var planned = batchSizes.Count * options.Concurrency.Count;
         return Snapshot(Sweep());
@@ -84,7 +91,19 @@ public sealed class BenchmarkRunner
                 .Select(c => Knee.Find(points.Where(p => p.Concurrency == c).Select(p => (p.BatchSize, p.Throughput)), c))
                 .OfType<KneeResult>()
                 .ToList();
-            return new BenchmarkResult(context, points.ToList(), knees, notes.ToList(), stop, total.Elapsed.TotalSeconds) { ColdStart = coldStart };
+            return new BenchmarkResult(context, points.ToList(), knees, notes.ToList(), stop, total.Elapsed.TotalSeconds) { ColdStart = ColdStartNow() };
+        }
+
+        // The spans are read at each snapshot: those after the first inference (the second run's graph capture) join later.
+        ColdStart ColdStartNow()
+        {
+            var spans = new Dictionary<string, double>(model.ReadSpans, StringComparer.Ordinal) { ["environment"] = environmentSeconds };
+            foreach (var (name, seconds) in (session as IPlanBuilds)?.Startup.Snapshot() ?? new Dictionary<string, double>())
+            {
+                spans[name] = seconds;
+            }
+
+            return firstInference with { Spans = spans };
         }
 
         StopReason Sweep()
@@ -169,7 +188,8 @@ public sealed class BenchmarkRunner
     }
 
     /// <summary>Time to first inference: one run of the first batch size right after loading (its plan is then reused by the sweep).</summary>
-    private static ColdStart FirstInference(IEngineSession session, InputGenerator generator, IReadOnlyList<long[]> shapes, long loading, double loadSeconds, double readSeconds)
+    /// <param name="beforeLoading">Seconds before loading that count: the file read, the engine's environment.</param>
+    private static ColdStart FirstInference(IEngineSession session, InputGenerator generator, IReadOnlyList<long[]> shapes, long loading, double loadSeconds, double beforeLoading)
     {
         var builds = (session as IPlanBuilds)?.Builds.Count ?? 0;
         var preparing = Stopwatch.GetTimestamp();
@@ -183,7 +203,7 @@ public sealed class BenchmarkRunner
 
         var firstRun = Stopwatch.GetElapsedTime(preparing).TotalSeconds - prepareSeconds;
         var firstPlan = session is IPlanBuilds plans && plans.Builds.Count > builds ? plans.Builds[builds] : null;
-        return new ColdStart(loadSeconds, readSeconds + Stopwatch.GetElapsedTime(loading).TotalSeconds) { ReadSeconds = readSeconds, PrepareSeconds = prepareSeconds, FirstRunSeconds = firstRun, FirstPlan = firstPlan };
+        return new ColdStart(loadSeconds, beforeLoading + Stopwatch.GetElapsedTime(loading).TotalSeconds) { PrepareSeconds = prepareSeconds, FirstRunSeconds = firstRun, FirstPlan = firstPlan };
     }
 
     private static List<int> PlanBatchSizes(OnnxModel model, BatchAxis axis, BenchmarkOptions options, List<string> notes)

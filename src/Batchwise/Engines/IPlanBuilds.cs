@@ -35,6 +35,12 @@ public interface IPlanBuilds
     /// graph among it, is ready before the first request); <paramref name="inputsFor"/> gives inputs of those shapes.
     /// </summary>
     void WarmUp(Func<IReadOnlyList<long[]>, IReadOnlyList<Tensor>> inputsFor, IProgress<string>? progress = null);
+
+    /// <summary>
+    /// Where the session's start went, finer than load / plan / first run (device context, library handles, reading a
+    /// saved engine, the first plan's library calls, the first run's host enqueue and GPU time), seconds by name.
+    /// </summary>
+    StartupSpans Startup { get; }
 }
 
 /// <summary>One plan an engine built.</summary>
@@ -48,4 +54,7 @@ public sealed record PlanBuild(string Shapes, double Seconds, int KernelsCompile
 {
     /// <summary>Where the build's time went, in seconds by phase (graph, library queries, kernels, constants), where the engine measures it.</summary>
     public IReadOnlyDictionary<string, double> Phases { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>Finer spans within the phases (library handles, descriptors, heuristics, workspace queries, uploads), seconds by name; they overlap the phases, they do not add to them.</summary>
+    public IReadOnlyDictionary<string, double> Details { get; init; } = new Dictionary<string, double>();
 }

@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Batchwise.Onnx;
+using Batchwise.Operators;
+using Google.Protobuf;
 
 namespace Batchwise.Engines;
 
@@ -16,7 +18,7 @@ namespace Batchwise.Engines;
 /// <param name="BatchwiseVersion">Batchwise's version.</param>
 /// <param name="Created">When it was written.</param>
 /// <param name="ModelName">The model's name.</param>
-/// <param name="ModelSha256">SHA-256 of the model bytes it carries.</param>
+/// <param name="ModelSha256">SHA-256 of the model bytes it carries (its structure: float weights the engine stores device-ready are left out).</param>
 /// <param name="Precision">fp32 or fp16.</param>
 /// <param name="Tf32">TF32 allowed for fp32.</param>
 /// <param name="CudaGraph">Runs replay CUDA graphs.</param>
@@ -39,10 +41,12 @@ public sealed record SavedEngineManifest(
     SortedDictionary<string, string> Environment);
 
 /// <summary>
-/// A saved engine on disk (<c>.bwengine</c>): a zip holding manifest.json, the model (model.onnx) and the engine's own
-/// artefacts (compiled kernels, library choices, processed weights) as named entries. Anything that takes a model path
-/// takes one. The model and artefacts named *.bin are stored uncompressed (weights do not compress, and they must read
-/// fast); the rest are compressed.
+/// A saved engine on disk (<c>.bwengine</c>): a zip holding manifest.json, the model's structure (model.onnx: its graph,
+/// its integer and small constants; float weights larger than <see cref="MaxCarriedFloats"/> values are declared by
+/// type and shape only, their device-ready form being among the engine's artefacts) and the engine's own artefacts
+/// (compiled kernels, library choices, processed weights) as named entries. Anything that runs a model on the engine
+/// that built it takes one. The model and artefacts named *.bin are stored uncompressed (weights do not compress, and
+/// they must read fast); the rest are compressed.
 /// </summary>
 public static class SavedEngineFile
 {
@@ -52,8 +56,61 @@ public static class SavedEngineFile
     /// <summary>The manifest's format name.</summary>
     public const string FormatName = "batchwise-engine";
 
-    /// <summary>The current layout (2: the cuda engine's processed weights, cuda/constants.json and .bin, added).</summary>
-    public const int CurrentSchema = 2;
+    /// <summary>
+    /// The current layout (2: the cuda engine's processed weights, cuda/constants.json and .bin, added; 3: model.onnx
+    /// without the float weights those hold).
+    /// </summary>
+    public const int CurrentSchema = 3;
+
+    /// <summary>Float initializers of at most this many values stay in a saved engine's model (a plan may read small constants on the host).</summary>
+    public const int MaxCarriedFloats = 1024;
+
+    /// <summary>The doc string of an initializer whose values a saved engine left out (its device-ready form is saved).</summary>
+    public const string LeftOutMarker = "batchwise: values left out of the saved engine's model; its device-ready form is among the engine's artefacts";
+
+    /// <summary>True for an initializer a saved engine declared by type and shape only.</summary>
+    public static bool IsLeftOut(global::Onnx.TensorProto initializer)
+    {
+        ArgumentNullException.ThrowIfNull(initializer);
+        return initializer.DocString == LeftOutMarker;
+    }
+
+    /// <summary>
+    /// The bytes of <paramref name="model"/>'s structure for a saved engine: every float initializer of more than
+    /// <see cref="MaxCarriedFloats"/> values declared by type and shape only (marked with <see cref="LeftOutMarker"/>);
+    /// the rest as it is. <paramref name="leftOut"/> counts the values left out.
+    /// </summary>
+    public static byte[] StructureOf(OnnxModel model, out long leftOut)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var proto = model.Proto.Clone();
+        leftOut = 0;
+        foreach (var t in proto.Graph.Initializer)
+        {
+            var type = (ElementType)t.DataType;
+            var count = Tensor.ElementCountOf(t.Dims);
+            if (!Enum.IsDefined(type) || !type.IsFloatingPoint() || count <= MaxCarriedFloats || !HostTensor.HasValues(t))
+            {
+                continue;
+            }
+
+            t.RawData = Google.Protobuf.ByteString.Empty;
+            t.FloatData.Clear();
+            t.DoubleData.Clear();
+            t.Int32Data.Clear();
+            t.DocString = LeftOutMarker;
+            leftOut += count;
+        }
+
+        return proto.ToByteArray();
+    }
+
+    /// <summary>The command that rebuilds a saved engine as <paramref name="manifest"/> describes it.</summary>
+    public static string RebuildCommand(SavedEngineManifest manifest, string path)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        return $"batchwise build <model.onnx> --engine {manifest.Engine} --precision {manifest.Precision}{((manifest.BatchProfiles?.Length ?? 0) > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles!) : string.Empty)}{string.Concat((manifest.ShapeProfiles ?? []).Select(p => " --shape-profile " + p))} -o {path}";
+    }
 
     /// <summary>True for a path that names a saved engine.</summary>
     public static bool IsSavedEngine(string path) => path.EndsWith(Extension, StringComparison.OrdinalIgnoreCase);
@@ -91,16 +148,21 @@ public static class SavedEngineFile
     /// <summary>Reads the manifest and the model of a saved engine; the model remembers where it came from.</summary>
     public static (SavedEngineManifest Manifest, OnnxModel Model) ReadModel(string path)
     {
-        using var zip = Open(path);
-        var manifest = ReadManifest(zip, path);
-        var model = Entry(zip, "model.onnx", path);
-        if (Hash(model) != manifest.ModelSha256)
+        var spans = new StartupSpans();
+        var (manifest, model) = spans.Measure("read_file", () =>
+        {
+            using var zip = Open(path);
+            return (ReadManifest(zip, path), Entry(zip, "model.onnx", path));
+        });
+        if (spans.Measure("read_hash", () => Hash(model)) != manifest.ModelSha256)
         {
             throw new BatchwiseException($"'{path}' is damaged: its model does not match the hash in its manifest", "Build the engine again with `batchwise build`.");
         }
 
-        var onnx = OnnxModel.FromBytes(model, manifest.ModelName, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)), path);
+        var onnx = spans.Measure("read_parse", () => OnnxModel.FromBytes(model, manifest.ModelName, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)), path));
         onnx.SavedEngine = path;
+        onnx.WeightsLeftOut = onnx.Graph.Initializer.Any(IsLeftOut);
+        onnx.ReadSpans = spans.Snapshot();
         return (manifest, onnx);
     }
 
@@ -152,7 +214,7 @@ public static class SavedEngineFile
 
         if (manifest.Schema != CurrentSchema)
         {
-            throw new BatchwiseException($"'{path}' has layout version {manifest.Schema}; this Batchwise reads version {CurrentSchema}", "Build the engine again with this Batchwise: `batchwise build`.");
+            throw new BatchwiseException($"'{path}' has layout version {manifest.Schema}; this Batchwise reads version {CurrentSchema}", $"Rebuild it with this Batchwise: {RebuildCommand(manifest, path)}");
         }
 
         return manifest;
@@ -187,6 +249,9 @@ public static class SavedEngineFile
         stream.Write(bytes);
     }
 }
+
+/// <summary>A weight whose values a saved engine left out of its model was read on the host (a plan needed its values).</summary>
+public sealed class WeightsLeftOutException(string message, string hint) : BatchwiseException(message, hint);
 
 /// <summary>Source-generated JSON for saved engines (snake_case).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true)]

@@ -43,8 +43,17 @@ public sealed class OnnxModel
     /// <summary>The saved engine (<c>.bwengine</c>) this model was read from, if it was: its engine loads its compiled artefacts.</summary>
     public string? SavedEngine { get; internal set; }
 
+    /// <summary>
+    /// True for a saved engine's model whose float weights were left out (declared by type and shape; the engine holds
+    /// their device-ready form): it runs on the engine that built it, and is never written out as a model.
+    /// </summary>
+    public bool WeightsLeftOut { get; internal set; }
+
     /// <summary>Seconds spent reading this model from its file (or saved engine) and parsing it; 0 when built in memory.</summary>
     public double ReadSeconds { get; internal set; }
+
+    /// <summary>How <see cref="ReadSeconds"/> splits (the file read, its hash checked, the model parsed), seconds by name; empty when not measured.</summary>
+    public IReadOnlyDictionary<string, double> ReadSpans { get; internal set; } = new Dictionary<string, double>();
 
     /// <summary>Default-domain opset version.</summary>
     public long Opset => Proto.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain) || o.Domain == "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
@@ -243,7 +252,20 @@ public sealed class OnnxModel
     }
 
     /// <summary>Serializes the model.</summary>
-    public byte[] ToBytes() => Proto.ToByteArray();
+    public byte[] ToBytes()
+    {
+        RefuseIfWeightsLeftOut();
+        return Proto.ToByteArray();
+    }
+
+    /// <summary>Refuses, in one line, to hand on a saved engine's model whose weights were left out.</summary>
+    private void RefuseIfWeightsLeftOut()
+    {
+        if (WeightsLeftOut)
+        {
+            throw new BatchwiseException($"'{SavedEngine ?? Name}' is a saved engine: it carries the model's structure and device-ready weights, not the model's float weights", "Give this command the original .onnx model; run the saved engine with the engine that built it (--engine cuda).");
+        }
+    }
 
     /// <summary>Saves the model to a file.</summary>
     public void Save(string path)

@@ -290,6 +290,11 @@ public sealed class HostTensor
             return FromTensor(t);
         }
 
+        if (SavedEngineFile.IsLeftOut(p))
+        {
+            throw new WeightsLeftOutException($"Initializer '{p.Name}' ({type.ShortName()} {Tensor.ShapeText(shape)}) was read on the host, and the saved engine carries only its device-ready form", "Rebuild the saved engine with `batchwise build` (it keeps the weights a plan reads on the host), or give the original .onnx model.");
+        }
+
         if (!HasValues(p))
         {
             throw new BatchwiseException($"Tensor '{p.Name}' of shape {Tensor.ShapeText(shape)} holds no values", "Re-export the model with its weights.");

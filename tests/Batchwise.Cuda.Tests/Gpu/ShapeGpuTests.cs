@@ -157,13 +157,22 @@ public sealed class ShapeGpuTests
             var builds = CudaEngine.Build(model, options, path, shapes => [.. model.Inputs.Select((spec, i) => Gpu.RandomInput(spec, shapes[i][0]))]);
             Assert.Equal(2, builds.Count);
 
+            // The file carries the model's structure, not its float weights (their device-ready form is saved).
             var loaded = ModelSource.Load(path);
+            Assert.True(loaded.WeightsLeftOut, "the saved engine kept the model's float weights");
+            Assert.True(new FileInfo(path).Length < model.ToBytes().Length, $"{new FileInfo(path).Length} bytes of saved engine, {model.ToBytes().Length} of model");
             using (var session = (CudaSession)new CudaEngine().Load(loaded, new EngineOptions()))
             {
                 Assert.Equal(Precision.Fp16, session.Precision); // the file's precision, not the default
                 var inputs = Rows(model, 3);
                 var got = session.Run(inputs);
                 Assert.All(session.Builds, b => Assert.Equal(0, b.KernelsCompiled));
+
+                // Every convolution's algorithm and workspace came from the file: cuDNN was asked nothing while planning.
+                var first = session.Builds[0];
+                Assert.DoesNotContain(first.Details.Keys, k => k is "conv_heuristics" or "conv_workspace" or "conv_workspace_reuse");
+                var spans = session.Startup.Snapshot();
+                Assert.All(new[] { "load_context", "load_saved_read", "load_saved_checksum", "plan_graph", "plan_cudnn_handle", "slot_cudnn_handle", "first_run_enqueue", "first_run_gpu" }, k => Assert.True(spans.ContainsKey(k), $"no span {k}: {string.Join(", ", spans.Keys)}"));
                 using var fresh = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
                 Assert.All(Gpu.Compare(got, fresh.Run(inputs), model.Outputs), r => Assert.True(r.Cosine >= 0.9999, $"cosine {r.Cosine}"));
 
@@ -207,6 +216,36 @@ public sealed class ShapeGpuTests
         {
             File.Delete(path);
         }
+    }
+
+    /// <summary>
+    /// BATCHWISE_CONV_CHOICES=nearest: a new batch octave's convolutions start from a known octave's cuDNN choices (no
+    /// heuristics query); the outputs are those of the session that asked the heuristics, row for row, within the
+    /// difference two valid algorithms may give.
+    /// </summary>
+    [Fact]
+    public void A_new_batch_octave_can_start_from_the_nearest_known_choices()
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        var options = new EngineOptions { Precision = Precision.Fp16 };
+        using var nearest = (CudaSession)new CudaEngine().Load(model, options);
+        nearest.NearestBatchChoices = true;
+        using var octave = (CudaSession)new CudaEngine().Load(model, options);
+        octave.NearestBatchChoices = false;
+        foreach (var batch in new[] { 8, 3, 33 })
+        {
+            var rows = Rows(model, batch, seed: batch);
+            var got = nearest.Run(rows);
+            var want = octave.Run(rows);
+            Assert.All(Gpu.Compare(got, want, model.Outputs), r => Assert.True(r.Cosine >= 0.9999, $"b={batch}: cosine {r.Cosine}"));
+        }
+
+        // The first plan asked the heuristics; the later octaves (3 -> 4, 33 -> 64) took the nearest known choices.
+        Assert.Contains("conv_heuristics", nearest.Builds[0].Details.Keys);
+        Assert.All(nearest.Builds.Skip(1), b => Assert.Contains("conv_workspace_nearest", b.Details.Keys));
+        Assert.All(octave.Builds.Skip(1), b => Assert.Contains("conv_heuristics", b.Details.Keys));
+        Gpu.Report("shapes.md", $"| new octave plans, resnet18 64x64 fp16, nearest / octave | {string.Join(", ", nearest.Builds.Skip(1).Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Seconds * 1000:F1}")))} / {string.Join(", ", octave.Builds.Skip(1).Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Seconds * 1000:F1}")))} ms |");
     }
 
     private static void RewriteManifest(string path, Func<SavedEngineManifest, SavedEngineManifest> change)

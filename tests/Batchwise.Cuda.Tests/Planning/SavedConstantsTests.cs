@@ -138,4 +138,94 @@ public sealed class SavedConstantsTests
         Assert.Contains("is damaged", wrong.Message, StringComparison.Ordinal);
         Assert.Equal(bytes.ToArray(), saved.Bytes(name, storage, bytes.Length)!.Value.ToArray());
     }
+
+    /// <summary>y = x + w (w: 2,048 float values, more than a saved engine's model carries) + reshape(b) (b: 4 values).</summary>
+    private static OnnxModel LargeWeightModel()
+    {
+        var g = new GraphBuilder("large-weight");
+        var x = g.Input("x", ElementType.Float, "batch", 4L, 16L, 32L);
+        var w = g.Initializer("w", [1, 4, 16, 32], [.. Enumerable.Range(0, 2048).Select(i => (i * 0.013f) - 9)]);
+        var b = g.Node("Reshape", [g.Initializer("b", [4], [1, -2, 3, 0.1f]), g.Int64s("shape", [1, 4, 1, 1])]);
+        var y = g.Rename(g.Node("Add", [g.Node("Add", [x, w]), b]), "y");
+        g.Output(y, ElementType.Float, "batch", 4L, 16L, 32L);
+        return g.Build("large-weight");
+    }
+
+    private static (ExecutionPlan Plan, Dictionary<int, byte[]> Bytes, List<(string, ElementType, ReadOnlyMemory<byte>)> Uploads) PlanLarge(OnnxModel model, SessionConstants constants, Dictionary<string, HostTensor> initializers)
+    {
+        var plan = new GraphCompiler(model, new SessionTarget(constants)).Compile([Tensor.Zeros(ElementType.Float, [2, 4, 16, 32])], initializers, GraphCompiler.HostValueInputs(model));
+        var bytes = new Dictionary<int, byte[]>();
+        var uploads = new List<(string, ElementType, ReadOnlyMemory<byte>)>();
+        foreach (var buffer in plan.Buffers.Where(b => !b.IsArena))
+        {
+            var t = buffer.Constant!;
+            var b = constants.SavedBytes(t, buffer.StorageType)?.ToArray() ?? CudaSession.StorageBytes(t, buffer.StorageType);
+            bytes[buffer.Id] = b;
+            if (t.IsInitializer && constants.NameOf(t) is { } name)
+            {
+                uploads.Add((name, buffer.StorageType, b));
+            }
+        }
+
+        return (plan, bytes, uploads);
+    }
+
+    [Fact]
+    public void A_saved_engines_model_without_its_large_float_weights_plans_from_the_saved_bytes_alone()
+    {
+        var model = LargeWeightModel();
+        var fresh = new SessionConstants();
+        var (plan, bytes, uploads) = PlanLarge(model, fresh, fresh.AddInitializers(model.Graph.Initializer, defer: false));
+        var (index, blob) = SavedConstants.Write(fresh.Derivations, uploads);
+
+        // The structure a saved engine carries: w declared by type and shape only, the small b as it was.
+        var structure = SavedEngineFile.StructureOf(model, out var leftOut);
+        Assert.Equal(2048, leftOut);
+        Assert.True(structure.Length < model.ToBytes().Length - (2048 * 4) + 256, $"{structure.Length} bytes of structure, {model.ToBytes().Length} of model");
+        var parsed = OnnxModel.FromBytes(structure, "large-weight");
+        var w = parsed.Graph.Initializer.Single(t => t.Name == "w");
+        Assert.True(SavedEngineFile.IsLeftOut(w));
+        Assert.False(HostTensor.HasValues(w));
+        Assert.True(HostTensor.HasValues(parsed.Graph.Initializer.Single(t => t.Name == "b")));
+
+        // Planned from it with the saved constants: the same steps and the same device bytes, nothing read on the host.
+        var loaded = new SessionConstants();
+        loaded.Load(SavedConstants.Read("test.bwengine", index, blob)!);
+        var (again, againBytes, _) = PlanLarge(parsed, loaded, loaded.AddInitializers(parsed.Graph.Initializer, defer: true));
+        Assert.Equal(plan.Steps.Count, again.Steps.Count);
+        Assert.Equal(bytes.Keys.Order(), againBytes.Keys.Order());
+        Assert.All(bytes, p => Assert.Equal(p.Value, againBytes[p.Key]));
+    }
+
+    [Fact]
+    public void A_plan_that_reads_a_left_out_weight_on_the_host_is_refused_in_one_line()
+    {
+        // Cast(w, int64) folds on the host into integers, which a saved engine does not defer: its recipe reads w.
+        var g = new GraphBuilder("reads-weight");
+        var x = g.Input("x", ElementType.Float, "batch", 2048L);
+        var w = g.Initializer("w", [2048], [.. Enumerable.Range(0, 2048).Select(i => i * 0.5f)]);
+        var asInts = g.Node("Cast", [w], GraphBuilder.Attr("to", (long)ElementType.Int64));
+        var back = g.Node("Cast", [asInts], GraphBuilder.Attr("to", (long)ElementType.Float));
+        g.Output(g.Rename(g.Node("Add", [x, back]), "y"), ElementType.Float, "batch", 2048L);
+        var model = g.Build("reads-weight");
+        var inputs = new[] { Tensor.Zeros(ElementType.Float, [1, 2048]) };
+
+        var fresh = new SessionConstants();
+        var freshInitializers = fresh.AddInitializers(model.Graph.Initializer, defer: false);
+        var plan = new GraphCompiler(model, new SessionTarget(fresh)).Compile(inputs, freshInitializers, GraphCompiler.HostValueInputs(model));
+        var uploads = plan.Buffers.Where(b => !b.IsArena && b.Constant!.IsInitializer && fresh.NameOf(b.Constant) is not null)
+            .Select(b => (fresh.NameOf(b.Constant!)!, b.StorageType, (ReadOnlyMemory<byte>)CudaSession.StorageBytes(b.Constant!, b.StorageType))).ToList();
+        var (index, blob) = SavedConstants.Write(fresh.Derivations, uploads);
+
+        var parsed = OnnxModel.FromBytes(SavedEngineFile.StructureOf(model, out _), "reads-weight");
+        var loaded = new SessionConstants();
+        loaded.Load(SavedConstants.Read("test.bwengine", index, blob)!);
+        var initializers = loaded.AddInitializers(parsed.Graph.Initializer, defer: true);
+        var e = Assert.ThrowsAny<BatchwiseException>(() => new GraphCompiler(parsed, new SessionTarget(loaded)).Compile(inputs, initializers, GraphCompiler.HostValueInputs(parsed)));
+        var refused = e as WeightsLeftOutException ?? e.InnerException as WeightsLeftOutException;
+        Assert.NotNull(refused);
+        Assert.Contains("'w'", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("batchwise build", refused.Hint, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+    }
 }

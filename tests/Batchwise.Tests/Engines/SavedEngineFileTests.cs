@@ -103,4 +103,60 @@ public sealed class SavedEngineFileTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void A_saved_engine_carries_the_models_structure_without_its_float_weights_and_refuses_to_hand_it_on()
+    {
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        var full = model.ToBytes();
+        var structure = SavedEngineFile.StructureOf(model, out var leftOut);
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        try
+        {
+            SavedEngineFile.Write(path, Manifest(structure), structure, new Dictionary<string, byte[]>());
+
+            // ResNet-18's 11.7 M weights are out: the file is the graph and its small constants (BN parameters of 64
+            // channels stay), less than 1% of the model.
+            Assert.True(leftOut > 11_000_000, $"{leftOut} values left out");
+            Assert.True(new FileInfo(path).Length < full.Length / 100, $"{new FileInfo(path).Length} bytes of file, {full.Length} of model");
+            var loaded = ModelSource.Load(path);
+            Assert.True(loaded.WeightsLeftOut);
+            Assert.Equal(model.Graph.Node.Count, loaded.Graph.Node.Count);
+            Assert.Equal(model.Graph.Initializer.Count, loaded.Graph.Initializer.Count);
+            Assert.All(loaded.Graph.Initializer.Where(t => !Batchwise.Operators.HostTensor.HasValues(t)), t => Assert.True(SavedEngineFile.IsLeftOut(t), t.Name));
+            Assert.All(loaded.Graph.Initializer.Where(SavedEngineFile.IsLeftOut), t => Assert.True(Tensor.ElementCountOf(t.Dims) > SavedEngineFile.MaxCarriedFloats, t.Name));
+            Assert.Contains(loaded.ReadSpans.Keys, k => k == "read_hash");
+
+            // Never written out as a model (it would be one without weights), nor its weights read: one line each.
+            var written = Assert.Throws<BatchwiseException>(() => loaded.Save(Path.ChangeExtension(path, ".onnx")));
+            Assert.Contains("original .onnx model", written.Hint, StringComparison.Ordinal);
+            var leftOutWeight = loaded.Graph.Initializer.First(SavedEngineFile.IsLeftOut);
+            var read = Assert.Throws<WeightsLeftOutException>(() => Batchwise.Operators.HostTensor.FromProto(leftOutWeight));
+            Assert.Contains(leftOutWeight.Name, read.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', read.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void An_older_layout_is_refused_in_one_line_with_the_command_that_rebuilds_it()
+    {
+        var bytes = ModelZoo.Build("zoo:mlp").ToBytes();
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        try
+        {
+            SavedEngineFile.Write(path, Manifest(bytes) with { Schema = 2 }, bytes, new Dictionary<string, byte[]>());
+            var old = Assert.Throws<BatchwiseException>(() => SavedEngineFile.ReadModel(path));
+            Assert.Contains("layout version 2", old.Message, StringComparison.Ordinal);
+            Assert.Contains($"batchwise build <model.onnx> --engine cuda --precision fp16 --batch-profile 1,8 --shape-profile x:1x4..1x8:2 -o {path}", old.Hint, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', old.OneLine);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

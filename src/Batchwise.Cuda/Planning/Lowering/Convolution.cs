@@ -143,12 +143,14 @@ internal sealed partial class GraphCompiler
         int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
         var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
         var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        var describing = System.Diagnostics.Stopwatch.GetTimestamp();
         var xDesc = Cudnn.Tensor(dataType, Lift(input.Shape), format);
         var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
         var yDesc = Cudnn.Tensor(dataType, Lift(yShape), format);
         var tensorCores = dataType == Cudnn.CUDNN_DATA_HALF || _target.AllowTf32;
         var mathType = tensorCores ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
         var convDesc = Cudnn.Convolution(Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), mathType);
+        AddLibraryDetail("conv_descriptors", describing);
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -159,7 +161,7 @@ internal sealed partial class GraphCompiler
         }
 
         Cudnn.SetMathType(convDesc, chosen.MathType);
-        var ws = chosen.WorkspaceKnown ? chosen.WorkspaceBytes : Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo);
+        var ws = chosen.WorkspaceKnown ? chosen.WorkspaceBytes : TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo));
         LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
         ReserveWorkspace(ws);
         var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
@@ -260,38 +262,101 @@ internal sealed partial class GraphCompiler
         var cache = _target.Tactics;
         var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
 
+        // This exact problem seen before (in this session, or by the build that wrote a saved engine): its algorithm and
+        // the workspace cuDNN gave for it are known, and cuDNN is asked nothing (same device and cuDNN version, which a
+        // saved engine checks).
+        var exactKey = (cache is null ? "conv-exact-heuristic|" : "conv-exact-timed|") + key.Text;
+        if (_target.Choices.TryGet(exactKey, out var exact) && Decode(exact) is { } known)
+        {
+            return known with { WorkspaceKnown = true };
+        }
+
         // cuDNN's heuristics are asked once per convolution and octave of batch and image size (a query costs
         // milliseconds, a plan has dozens of convolutions); another shape of the octave reuses the choice once cuDNN
         // confirms it supports that shape (its workspace query succeeds), else asks afresh. Timed tactics stay exact.
-        var storeKey = cache is null
-            ? "conv-heuristic|" + (key with { X = [.. x.Select((d, i) => i == 1 ? d : Octave(d))], Y = [.. y.Select((d, i) => i == 1 ? d : Octave(d))] }).Text
-            : "conv-timed|" + key.Text;
-        if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 16)
+        // With BATCHWISE_CONV_CHOICES=nearest, the first shape of an octave starts from the choice of the nearest batch
+        // octave already known (the legacy API's algorithms take any batch), confirmed the same way.
+        string OctaveKey(long batchOctave) => "conv-heuristic|" + (key with
         {
-            var reused = new TacticChoice(BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4), BitConverter.ToInt64(stored, 8), double.NaN);
+            X = [.. x.Select((d, i) => i == 0 && batchOctave > 0 ? batchOctave : i == 1 ? d : Octave(d))],
+            Y = [.. y.Select((d, i) => i == 0 && batchOctave > 0 ? batchOctave : i == 1 ? d : Octave(d))],
+        }).Text;
+        var storeKey = cache is null ? OctaveKey(0) : "conv-timed|" + key.Text;
+        var tried = new List<string> { storeKey };
+        if (cache is null && _target.NearestBatchChoices)
+        {
+            var own = Octave(x[0]);
+            for (var step = 1; step <= 12; step++)
+            {
+                tried.Add(OctaveKey(own << step));
+                if (own >> step >= 1)
+                {
+                    tried.Add(OctaveKey(own >> step));
+                }
+            }
+        }
+
+        foreach (var candidateKey in tried)
+        {
+            if (!_target.Choices.TryGet(candidateKey, out var stored) || Decode(stored) is not { } reused)
+            {
+                continue;
+            }
+
             try
             {
                 Cudnn.SetMathType(convDesc, reused.MathType);
-                var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo);
+                var bytes = TimedLibrary(candidateKey == storeKey ? "conv_workspace_reuse" : "conv_workspace_nearest", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, reused.Algo));
                 if (bytes <= MaxConvWorkspace)
                 {
-                    return reused with { WorkspaceBytes = bytes, WorkspaceKnown = true };
+                    var confirmed = reused with { WorkspaceBytes = bytes, WorkspaceKnown = true };
+                    if (candidateKey != storeKey)
+                    {
+                        _target.Choices.Set(storeKey, Encode(confirmed)); // the octave's first shape took it: the octave keeps it
+                    }
+
+                    _target.Choices.Set(exactKey, Encode(confirmed));
+                    return confirmed;
                 }
             }
             catch (CudaException)
             {
-                // Not supported at this exact shape: ask the heuristics below.
+                // Not supported at this exact shape: try the next, or ask the heuristics below.
             }
         }
 
-        var choice = ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key);
-        if (choice is not null)
+        var choice = TimedLibrary("conv_heuristics", () => ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key));
+        if (choice is null)
         {
-            _target.Choices.Set(storeKey, [.. BitConverter.GetBytes(choice.Algo), .. BitConverter.GetBytes(choice.MathType), .. BitConverter.GetBytes(choice.WorkspaceBytes)]);
+            return null;
         }
 
+        _target.Choices.Set(storeKey, Encode(choice));
+
+        // The workspace for this exact shape (the heuristics' figure is not cuDNN's final word).
+        Cudnn.SetMathType(convDesc, choice.MathType);
+        var ws = TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, choice.Algo));
+        choice = choice with { WorkspaceBytes = ws, WorkspaceKnown = true };
+        _target.Choices.Set(exactKey, Encode(choice));
         return choice;
     }
+
+    /// <summary>
+    /// BATCHWISE_CONV_CHOICES=nearest: the first plan of a new batch octave starts from the nearest known octave's cuDNN
+    /// choices instead of asking the heuristics (octave, the default: the heuristics are asked once per octave).
+    /// </summary>
+    internal static bool NearestBatchChoicesFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_CONV_CHOICES")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "octave" => false,
+        "nearest" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_CONV_CHOICES '{other}' is not octave or nearest", "Unset it (cuDNN's heuristics asked once per batch octave), or set BATCHWISE_CONV_CHOICES=nearest (a new octave starts from the nearest known octave's choices)."),
+    };
+
+    /// <summary>A stored choice: algorithm, math type, workspace bytes (16 bytes).</summary>
+    private static byte[] Encode(TacticChoice c) => [.. BitConverter.GetBytes(c.Algo), .. BitConverter.GetBytes(c.MathType), .. BitConverter.GetBytes(c.WorkspaceBytes)];
+
+    private static TacticChoice? Decode(byte[] stored) =>
+        stored.Length == 16 ? new TacticChoice(BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4), BitConverter.ToInt64(stored, 8), double.NaN) : null;
 
     /// <summary>The power of two at or above <paramref name="n"/>: the octave a size belongs to.</summary>
     internal static long Octave(long n)

@@ -183,9 +183,9 @@ internal sealed unsafe partial class GraphCompiler
         }
         else
         {
-            algo = _target.Tactics is { } cache
+            algo = TimedLibrary("matmul_heuristics", () => _target.Tactics is { } cache
                 ? TimedMatmul(cache, handle, desc, bl, al, dl, key, (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4)
-                : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace);
+                : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace));
             var bytes = new byte[sizeof(CublasLt.HeuristicResult)];
             MemoryMarshal.Write(bytes, in algo);
             _target.Choices.Set(storeKey, bytes);
