@@ -343,11 +343,12 @@ if [[ " $PHASES " == *" world "* ]]; then
   # PyTorch's best (fp16 eager and CUDA graph; channels-last for timm, SDPA for transformers) at b=1 and 64, one GPU job
   # at a time, then the per-layer profiles (b=64, top 15 layers) of the WORLD_PROFILE (3) models with the lowest ratios.
   # About 8 minutes (WORLD_BUDGET 450 s); WORLD_MODELS picks a subset. Table in $OUT/world/world.md (and world.json).
+  # WORLD_EXPORT_ONLY=1 only exports (a call of its own, ~1-2 min; $WORK stays on the warm machine for the next call).
   if [ -n "$PY" ]; then
     export BATCHWISE_CACHE_DIR="${BATCHWISE_CACHE_DIR:-$WORK/cache}"
     timeout "${WORLD_LIMIT:-540}" "$PY" "$REPO/bench/peers/world.py" --cli "$CLI" --python "$PY" --out "$OUT/world" \
       --work "$WORK/exports" --budget "${WORLD_BUDGET:-450}" --profile-worst "${WORLD_PROFILE:-3}" \
-      ${WORLD_MODELS:+--models "$WORLD_MODELS"} > "$OUT/world.txt" 2>&1
+      ${WORLD_MODELS:+--models "$WORLD_MODELS"} ${WORLD_EXPORT_ONLY:+--export-only} > "$OUT/world.txt" 2>&1
     echo "world exit $?" >> "$OUT/world.txt"
   else
     echo "world: no python3 on this machine" > "$OUT/world.txt"

@@ -192,6 +192,10 @@ class DriverTests(unittest.TestCase):
         with open(os.path.join(self.dir, "work", "export-calls.txt"), encoding="utf-8") as f:
             first = f.read().split()
         self.assertEqual(sorted(first), sorted(MODELS.split(",")))
+        exported = run_driver(self.dir, "--export-only", out="exported", models="resnext50_32x4d,bert")
+        self.assertEqual(exported.returncode, 0, exported.stdout + exported.stderr)
+        self.assertIn("bert: ok (cached)", exported.stdout)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "exported", "bw-bert.log")), "--export-only runs no bench")
         again = run_driver(self.dir, out="again", models="resnext50_32x4d,bert")
         self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
         with open(os.path.join(self.dir, "work", "export-calls.txt"), encoding="utf-8") as f:

@@ -314,6 +314,7 @@ class TorchWorker:
             return f"oserror {e}"
         while time.monotonic() < deadline:
             if os.path.exists(request["out"] + ".done"):
+                os.remove(request["out"] + ".done")
                 return 0
             code = self.proc.poll()
             if code is not None:
@@ -701,6 +702,8 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=450,
                    help="seconds for the whole phase; jobs past it are recorded as skipped (the profiles get their share first)")
     p.add_argument("--table-only", metavar="DIR", help="only re-render DIR/world.md and world.json from the raw files in DIR")
+    p.add_argument("--export-only", action="store_true",
+                   help="only export into --work (the CPU part: a device call of its own, so the next call's budget is all timing)")
     p.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--torch-serve", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
@@ -724,7 +727,8 @@ def main(argv=None):
     # run.sh's timeout ends the driver with SIGTERM: end as on Ctrl+C, so the running job and the PyTorch worker go too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     runner = Runner(args.out, args.budget)
-    reserve = args.profile_worst * (args.profile_limit / 2)  # what the profiles keep of the budget (they take ~20 s each)
+    # what the profiles keep of the budget (they take ~20 s each); nothing when only exporting
+    reserve = 0 if args.export_only else args.profile_worst * (args.profile_limit / 2)
     started = datetime.datetime.now(datetime.timezone.utc)
     context = compare.gpu_context(None)
     context.update(
@@ -756,6 +760,11 @@ def main(argv=None):
                 json.dump({"name": m.name, "family": m.kind, "export": "skipped",
                            "error": f"not exported in time (export run: exit {code}; {compare.last_line(export_log)})"[:300]}, f)
     print(f"exports: exit {code}", flush=True)
+    if args.export_only:
+        for m in models:
+            info = read_export(args.out, m)
+            print(f"{m.name}: {info.get('export')}{' (cached)' if info.get('cached') else ''} {info.get('error', '')}".rstrip())
+        return 0
 
     worker = TorchWorker(args.python, os.path.join(args.out, "torch-worker.log"))
     try:
