@@ -141,6 +141,9 @@ class DriverTests(unittest.TestCase):
         self.assertEqual(r["pytorch"]["fp16-fake-graph"], "error: RuntimeError: fake capture failure")
         self.assertEqual(r["best_pytorch"]["variant"], "fp16-fake")
         self.assertIn("PyTorch fp16-fake-graph, resnext50_32x4d b=64: error: RuntimeError: fake capture failure", self.markdown)
+        with open(os.path.join(self.out, "torch-worker.log"), encoding="utf-8") as f:  # a failed capture: a new worker next
+            self.assertIn("(CUDA error: the next model gets a new worker)", f.read())
+        self.assertEqual(self.rows[("bert", 1)]["best_pytorch"]["per_s"], 120.0)
 
     def test_a_refusal_is_a_row_with_the_clis_first_line(self):
         r = self.rows[("distilbert", 1)]

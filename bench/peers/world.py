@@ -274,13 +274,18 @@ def serve_torch(stream=sys.stdin, measure=None):
             continue
         request = json.loads(text)
         started = time.monotonic()
+        fresh = False
         with open(request["out"], "a", encoding="utf-8") as out:
             for line in measure(request):
                 out.write(json.dumps(line) + "\n")
                 out.flush()
+                # a failed capture or CUDA error can leave the context unusable: the next model gets a new process
+                fresh = fresh or any(word in line.get("error", "") for word in ("CUDA", "captur", "cuda"))
         with open(request["out"] + ".done", "w", encoding="utf-8") as f:
             f.write(f"{time.monotonic() - started:.1f}\n")
-        print(f"torch {request['name']}: {time.monotonic() - started:.1f} s", flush=True)
+        print(f"torch {request['name']}: {time.monotonic() - started:.1f} s" + (" (CUDA error: the next model gets a new worker)" if fresh else ""), flush=True)
+        if fresh:
+            return 0
     return 0
 
 
