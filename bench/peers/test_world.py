@@ -209,6 +209,23 @@ class DriverTests(unittest.TestCase):
             self.assertEqual(json.load(f)["rows"][0]["batchwise"]["images_per_s"], 110.0)
 
 
+class RerunTests(unittest.TestCase):
+    def test_a_rerun_into_the_same_folder_keeps_nothing_of_the_first_run(self):
+        with tempfile.TemporaryDirectory() as d:
+            first = run_driver(d, "--profile-worst", "1", models="resnext50_32x4d,bert")
+            self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
+            self.assertTrue(os.path.exists(os.path.join(d, "out", "profile-resnext50_32x4d.layers.csv")))
+            again = run_driver(d, "--budget", "0", models="resnext50_32x4d,bert")  # every job skipped this time
+            self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+            with open(os.path.join(d, "out", "world.json"), encoding="utf-8") as f:
+                doc = json.load(f)
+            self.assertEqual(doc["profiles"], {})
+            for r in doc["rows"]:
+                self.assertNotIn("images_per_s", r["batchwise"])
+                self.assertIsNone(r["best_pytorch"])
+                self.assertIsNone(r["met"])
+
+
 class BudgetTests(unittest.TestCase):
     def test_a_spent_budget_skips_every_job_but_still_writes_the_table(self):
         with tempfile.TemporaryDirectory() as d:

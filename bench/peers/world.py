@@ -749,11 +749,14 @@ def main(argv=None):
     print(f"world: {context.get('device')} ({context.get('driver', '?')}); {len(models)} models; cli {args.cli}; "
           f"out {args.out}; work {args.work}; budget {args.budget:.0f} s", flush=True)
 
-    # Exports first, on the CPU (no GPU job runs meanwhile); each model's export-NAME.json is written as it finishes.
+    # A table of this run only: no raw file of an earlier run into the same folder may stand in for a job not run now.
+    stale = ["export-{}.json"] + ([] if args.export_only else [
+        "bw-{}.json", "bw-{}.log", "torch-{}.jsonl", "torch-{}.log", "profile-{}.json", "profile-{}.layers.csv", "profile-{}.log"])
     for m in models:
-        path = os.path.join(args.out, f"export-{m.name}.json")
-        if os.path.exists(path):
-            os.remove(path)
+        for pattern in stale:
+            if os.path.exists(os.path.join(args.out, pattern.format(m.name))):
+                os.remove(os.path.join(args.out, pattern.format(m.name)))
+    # Exports first, on the CPU (no GPU job runs meanwhile); each model's export-NAME.json is written as it finishes.
     code = runner.run([args.python, os.path.abspath(__file__), "--export", "--work", args.work, "--out", args.out,
                        "--models", ",".join(m.name for m in models), "--jobs", str(args.jobs)],
                       os.path.join(args.out, "exports.log"), min(args.export_limit, max(0.0, runner.left() - reserve)))
@@ -776,9 +779,6 @@ def main(argv=None):
         for m in models:
             info = read_export(args.out, m)
             stem = os.path.join(args.out, f"bw-{m.name}")
-            for path in (stem + ".json", stem + ".log"):
-                if os.path.exists(path):
-                    os.remove(path)
             if info.get("export") != "ok":
                 print(f"{m.name}: export failed: {info.get('error')}", flush=True)
                 continue
@@ -817,9 +817,6 @@ def main(argv=None):
         for name in worst(build_rows(models, exports, batchwise, torch, batches), args.profile_worst):
             m, info = BY_NAME[name], read_export(args.out, BY_NAME[name])
             stem = os.path.join(args.out, f"profile-{name}")
-            for ext in (".json", ".layers.csv", ".log"):
-                if os.path.exists(stem + ext):
-                    os.remove(stem + ext)
             code = runner.run([args.cli, "bench", info["path"], "--engine", "cuda", "--precision", "fp16",
                                "-b", str(PROFILE_BATCH), "--profile", "--duration", "0.5s", "--warmup", "0.2s",
                                "--max-windows", "3", "--json", stem + ".json"] + info.get("shape_args", []),
