@@ -185,6 +185,12 @@ class DriverTests(unittest.TestCase):
         self.assertIn("| 1 | `/blocks.19/Conv` | 0.2000 | 9.5% |", self.markdown)
         self.assertNotIn("`/blocks.4/Conv`", self.markdown)
 
+    def test_table_only_renders_the_same_table_from_the_raw_files(self):
+        p = subprocess.run([sys.executable, os.path.join(HERE, "world.py"), "--table-only", self.out],
+                           capture_output=True, text=True, timeout=60, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, self.markdown)
+
     def test_summary_counts_rows_and_models(self):
         # met: bert b=1, b=64; not judged: gpt2 (no PyTorch number) and llama (export failed)
         self.assertIn("**At >= 1.2x PyTorch's best: 2 of 6 rows (4 not judged); 1 of 5 models at every batch.**", self.markdown)
