@@ -57,8 +57,9 @@ TIMM = [
 ]
 
 
-def export_hf(name, work):
-    import numpy as np
+def hf_model(name, attn_implementation=None):
+    """The Hugging Face model NAME from its config (random weights, seed 0), in eval mode: (family, config, model).
+    attn_implementation (e.g. "sdpa") is asked of transformers; bench/peers/world.py times PyTorch with it."""
     import torch
     import transformers
 
@@ -72,7 +73,36 @@ def export_hf(name, work):
     if hasattr(config, "use_cache"):
         config.use_cache = False
     torch.manual_seed(0)
-    model = getattr(transformers, model_name)(config).eval()
+    model_class = getattr(transformers, model_name)
+    if attn_implementation:
+        model = model_class._from_config(config, attn_implementation=attn_implementation)
+    else:
+        model = model_class(config)
+    return family, config, model.eval()
+
+
+def timm_model(name):
+    """The timm model NAME (random weights, seed 0), in eval mode, and its input size (C, H, W) from its config."""
+    import torch
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False).eval()
+    # Some timm models zero-initialise their head (MLP-Mixer): a zero output would agree with anything, so give every
+    # all-zero weight matrix random values (biases and norms keep their initialisation).
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2 and not p.any():
+                p.normal_(0.0, 0.02)
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", {}) or {}
+    return model, tuple(cfg.get("input_size", (3, 224, 224)))
+
+
+def export_hf(name, work):
+    import numpy as np
+    import torch
+
+    family, config, model = hf_model(name)
     case = os.path.join(work, name)
     inputs_dir = os.path.join(case, "inputs")
     os.makedirs(inputs_dir, exist_ok=True)
@@ -124,18 +154,8 @@ def export_hf(name, work):
 
 def export_timm(name, work):
     import torch
-    import timm
 
-    torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False).eval()
-    # Some timm models zero-initialise their head (MLP-Mixer): a zero output would agree with anything, so give every
-    # all-zero weight matrix random values (biases and norms keep their initialisation).
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2 and not p.any():
-                p.normal_(0.0, 0.02)
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", {}) or {}
-    size = tuple(cfg.get("input_size", (3, 224, 224)))
+    model, size = timm_model(name)
     case = os.path.join(work, name)
     os.makedirs(case, exist_ok=True)
     path = os.path.join(case, "model.onnx")

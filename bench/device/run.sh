@@ -40,13 +40,18 @@ export BATCHWISE_REQUIRE_GPU=1
 
 PY=$(command -v python3 || true)
 REPO=$(pwd)
+# PHASES picks what runs; each phase has its own time limit so one stuck phase cannot eat the others' logs.
+PHASES=${PHASES:-tests cli bench}
+# The ONNX node tests and the torchvision export below feed only the tests, nodes and cli phases: others skip them.
+NEEDS_CASES=0
+[[ " $PHASES " == *" tests "* || " $PHASES " == *" nodes "* || " $PHASES " == *" cli "* ]] && NEEDS_CASES=1
 # ONNX's per-operator node tests: carried beside the bundle (node.tar.xz, made here from Debian's libonnx-testdata:
 # tar -cJf .device/node.tar.xz -C /usr/share/libonnx-testdata/data node), else from the onnx Python package.
 if [ -f "$HERE/node.tar.xz" ]; then
   tar -xJf "$HERE/node.tar.xz" -C "$WORK" && export BATCHWISE_ONNX_NODE_TESTS="$WORK/node"
   echo "onnx node test data carried: $(ls "$WORK/node" | wc -l) cases" >> "$OUT/devices.txt"
 fi
-if [ -n "$PY" ] && [ -z "${BATCHWISE_ONNX_NODE_TESTS:-}" ]; then
+if [ "$NEEDS_CASES" = 1 ] && [ -n "$PY" ] && [ -z "${BATCHWISE_ONNX_NODE_TESTS:-}" ]; then
   NODE=$("$PY" -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "node"))' 2>/dev/null || true)
   if [ -z "$NODE" ] || [ ! -d "$NODE" ]; then
     # Wheels without the backend test data: generate it from the onnx package's own test cases.
@@ -56,15 +61,13 @@ if [ -n "$PY" ] && [ -z "${BATCHWISE_ONNX_NODE_TESTS:-}" ]; then
   fi
   [ -d "$NODE" ] && export BATCHWISE_ONNX_NODE_TESTS="$NODE"
 fi
-if [ -n "$PY" ]; then
+if [ "$NEEDS_CASES" = 1 ] && [ -n "$PY" ]; then
   # torchvision exports (random weights, dynamic batch) with PyTorch's own output as a node-test case.
   PYTHONUNBUFFERED=1 "$PY" "$REPO/bench/peers/export_torchvision.py" -o "$WORK/peers" >> "$OUT/devices.txt" 2>&1
   [ -f "$WORK/peers/test_resnet50/model.onnx" ] && export BATCHWISE_TORCHVISION_MODEL="$WORK/peers/test_resnet50/model.onnx"
 fi
 
-# PHASES picks what runs; each phase has its own time limit so one stuck phase cannot eat the others' logs.
 # Correctness runs first and sequentially (ONNX Runtime's CPU threads and the timings must not share the machine).
-PHASES=${PHASES:-tests cli bench}
 : > "$OUT/gpu-tests.log"
 : > "$OUT/cli.txt"
 if [[ " $PHASES " == *" tests "* ]]; then
@@ -332,6 +335,23 @@ if [[ " $PHASES " == *" peers "* ]]; then
     echo "peers exit $?" >> "$OUT/peers.txt"
   else
     echo "peers: no python3 on this machine" > "$OUT/peers.txt"
+  fi
+fi
+if [[ " $PHASES " == *" world "* ]]; then
+  # Issue 16's peer table across architectures (bench/peers/world.py): 13 timm models and 6 Hugging Face transformers
+  # (seq 128) exported here (cached in $WORK/exports, shared with the exports phase), Batchwise cuda fp16 against
+  # PyTorch's best (fp16 eager and CUDA graph; channels-last for timm, SDPA for transformers) at b=1 and 64, one GPU job
+  # at a time, then the per-layer profiles (b=64, top 15 layers) of the WORLD_PROFILE (3) models with the lowest ratios.
+  # About 8 minutes (WORLD_BUDGET 450 s); WORLD_MODELS picks a subset. Table in $OUT/world/world.md (and world.json).
+  # WORLD_EXPORT_ONLY=1 only exports (a call of its own, ~1-2 min; $WORK stays on the warm machine for the next call).
+  if [ -n "$PY" ]; then
+    export BATCHWISE_CACHE_DIR="${BATCHWISE_CACHE_DIR:-$WORK/cache}"
+    timeout "${WORLD_LIMIT:-540}" "$PY" "$REPO/bench/peers/world.py" --cli "$CLI" --python "$PY" --out "$OUT/world" \
+      --work "$WORK/exports" --budget "${WORLD_BUDGET:-450}" --profile-worst "${WORLD_PROFILE:-3}" \
+      ${WORLD_MODELS:+--models "$WORLD_MODELS"} ${WORLD_EXPORT_ONLY:+--export-only} > "$OUT/world.txt" 2>&1
+    echo "world exit $?" >> "$OUT/world.txt"
+  else
+    echo "world: no python3 on this machine" > "$OUT/world.txt"
   fi
 fi
 ls -la "$OUT"

@@ -153,16 +153,7 @@ def build_rows(cases, batchwise, torch, mismatched=()):
         for batch in case.batches:
             row = {"model": case.model, "input": case.input, "batch": batch, "batchwise": {}, "pytorch": {}}
             for precision in PRECISIONS:
-                r = batchwise.get((case.id, precision))
-                if r is None:
-                    row["batchwise"][precision] = {"status": "not run"}
-                elif batch in r["points"]:
-                    row["batchwise"][precision] = dict(r["points"][batch], status="ok")
-                elif not r["points"]:  # the whole run failed or was refused: its status says why
-                    row["batchwise"][precision] = {"status": "failed: no points" if r["status"] == "ok" else r["status"]}
-                else:  # other batch sizes ran: the sweep stopped early (a batch failed, time budget, timeout)
-                    why = [r["status"]] if r["status"] != "ok" else r["notes"][-1:]
-                    row["batchwise"][precision] = {"status": "not measured" + (f": {why[0]}" if why else "")}
+                row["batchwise"][precision] = batchwise_point(batchwise.get((case.id, precision)), batch)
             tp = torch.get(case.id, {})
             for v in TORCH_VARIANTS:
                 value = tp.get((batch, v), tp.get("all"))
@@ -180,6 +171,19 @@ def build_rows(cases, batchwise, torch, mismatched=()):
             row["met"], row["verdict"] = verdict(row, case, batch, mismatched)
             rows.append(row)
     return rows
+
+
+def batchwise_point(r, batch):
+    """One batch size's cell from read_batchwise's result r (None: not run): its numbers, or a status saying why not."""
+    if r is None:
+        return {"status": "not run"}
+    if batch in r["points"]:
+        return dict(r["points"][batch], status="ok")
+    if not r["points"]:  # the whole run failed or was refused: its status says why
+        return {"status": "failed: no points" if r["status"] == "ok" else r["status"]}
+    # other batch sizes ran: the sweep stopped early (a batch failed, time budget, timeout)
+    why = [r["status"]] if r["status"] != "ok" else r["notes"][-1:]
+    return {"status": "not measured" + (f": {why[0]}" if why else "")}
 
 
 def verdict(row, case, batch, mismatched):
@@ -388,6 +392,7 @@ class Runner:
 
 
 def gpu_context(python):
+    """The GPU (nvidia-smi) and, when python is given, its torch, torchvision, CUDA and cuDNN versions."""
     c = {}
     try:
         q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
@@ -397,6 +402,8 @@ def gpu_context(python):
             c.update(device=name, driver=driver, memory=memory)
     except (OSError, subprocess.TimeoutExpired):
         c["device"] = "nvidia-smi not found"
+    if not python:
+        return c
     try:
         v = subprocess.run([python, "-c", "import torch, torchvision; print(torch.__version__, torchvision.__version__, "
                             "torch.version.cuda, torch.backends.cudnn.version())"],

@@ -81,17 +81,21 @@ def build(model, variant, batch, height, width, device):
         x = x.half().contiguous(memory_format=torch.channels_last)
     if variant != "fp16-graph":
         return lambda: model(x)
+    return capture(lambda: model(x))
 
-    # CUDA graphs need warm-up on a side stream before capture (cuDNN/cuBLAS pick algorithms and allocate there).
+
+def capture(run):
+    """`run` (a zero-argument callable launching GPU work) captured once into a CUDA graph: returns the graph's replay.
+    CUDA graphs need warm-up on a side stream before capture (cuDNN/cuBLAS pick algorithms and allocate there)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            model(x)
+            run()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        model(x)  # the output lives in the graph's memory pool; we only time it
+        run()  # the output lives in the graph's memory pool; we only time it
     return graph.replay
 
 

@@ -1,0 +1,843 @@
+#!/usr/bin/env python3
+"""The peer table that represents the world (issue 16, item 1): Batchwise fp16 against PyTorch's best on timm image
+models and Hugging Face transformers it was never tuned for, exported on the GPU machine, in one run.
+
+For each model, one GPU job at a time:
+  batchwise bench MODEL.onnx --engine cuda --precision fp16 -b 1,64 [--shape seq=128]
+  PyTorch in fp16, eager and captured into a CUDA graph (timm: channels-last; transformers: SDPA attention where
+  transformers has it), timed as torch_bench.py times (CUDA events, windows, median); the best variant is "PyTorch's best"
+then ONE table (world.md + world.json): model, family, batch, Batchwise, every PyTorch variant, the best, the ratio and the
+verdict against the issue's 1.2x. A refusal, a failure or a skip is a row with its first line, never dropped.
+`--profile-worst N` then profiles the N models with the lowest ratios at b=64 (`batchwise bench --profile`) and puts
+their top 15 layers by time in the same table: what the gap-closing work reads.
+
+    python3 bench/peers/world.py --cli CLI --out OUT/world --work WORK/exports --profile-worst 3   # GPU machine
+    python3 bench/peers/world.py --table-only OUT/world                                           # re-render, anywhere
+
+Exports reuse bench/device/real_exports.py (same models, same export settings) and are cached in --work: a model whose
+model.onnx is there (from an earlier phase of the same device call, e.g. `exports`) is not exported again.
+Raw files in OUT: context.json, export-NAME.json, bw-NAME.{json,log}, torch-NAME.{jsonl,log}, torch-worker.log,
+profile-NAME.{json,layers.csv,log}.
+"""
+import argparse
+import concurrent.futures
+import csv
+import datetime
+import json
+import multiprocessing
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "device"))
+import compare  # noqa: E402  (read_batchwise, batchwise_point, Runner, gpu_context: the zoo peer table's pieces)
+import real_exports  # noqa: E402  (the export code and model builders; importable without torch)
+
+TARGET = 1.2  # issue 16: every architecture at >= 1.2x PyTorch's best at b=1 and at b=64
+BATCHES = (1, 64)
+PROFILE_BATCH = 64
+PROFILE_TOP = 15
+
+
+class Model:
+    """One architecture: where it comes from (timm or hf), its name there and the family it stands for."""
+
+    def __init__(self, kind, name, family):
+        self.kind, self.name, self.family = kind, name, family
+
+    @property
+    def unit(self):
+        return "seq/s" if self.kind == "hf" and real_exports.HF[self.name][0] != "vision" else "img/s"
+
+
+_L = real_exports.HF_LAYERS
+# In the order they run: the issue's six families first, so a spent budget skips the extras.
+MODELS = [
+    Model("timm", "resnext50_32x4d", "ResNeXt (grouped 3x3)"),
+    Model("timm", "regnetx_016", "RegNetX (grouped conv)"),
+    Model("timm", "mobilenetv3_large_100", "MobileNetV3 (depthwise, SE, hard-swish)"),
+    Model("timm", "efficientnet_b0", "EfficientNet (depthwise, SE, SiLU)"),
+    Model("timm", "vit_small_patch16_224", "ViT-S/16 (attention, LayerNorm, GELU)"),
+    Model("timm", "convnext_tiny", "ConvNeXt-T (7x7 depthwise, LayerNorm, MLP)"),
+    Model("timm", "resnet50", "ResNet-50"),
+    Model("hf", "bert", f"BERT encoder ({_L} layers, seq 128)"),
+    Model("hf", "gpt2", f"GPT-2 decoder ({_L} layers, causal, seq 128)"),
+    Model("timm", "swin_tiny_patch4_window7_224", "Swin-T (windowed attention)"),
+    Model("hf", "vit-hf", f"ViT, Hugging Face ({_L} layers)"),
+    Model("timm", "regnety_016", "RegNetY (grouped conv, SE)"),
+    Model("timm", "deit_small_patch16_224", "DeiT-S (attention)"),
+    Model("hf", "distilbert", "DistilBERT encoder (4 layers, seq 128)"),
+    Model("timm", "densenet121", "DenseNet-121 (concatenation)"),
+    Model("timm", "ghostnet_100", "GhostNet (cheap depthwise features)"),
+    Model("timm", "mobilevit_s", "MobileViT-S (convolution + attention)"),
+    Model("hf", "t5-encoder", "T5 encoder (4 layers, relative position bias, seq 128)"),
+    Model("hf", "llama", f"Llama decoder ({_L} layers, RMSNorm, RoPE, GQA, seq 128)"),
+]
+BY_NAME = {m.name: m for m in MODELS}
+
+
+def pick(names):
+    """The models named (comma-separated; empty: all), in MODELS' order; an unknown name is a ValueError."""
+    wanted = [n for n in names.split(",") if n] if names else []
+    unknown = [n for n in wanted if n not in BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
+    return [m for m in MODELS if not wanted or m.name in wanted]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exports (CPU, in parallel, before any GPU job), cached in the work folder
+
+
+def cached_export(model, work):
+    """The export info of a model.onnx already in WORK (an earlier phase or call), or None when there is none."""
+    path = os.path.join(work, model.name, "model.onnx")
+    if not os.path.exists(path):
+        return None
+    info = {"name": model.name, "family": model.kind, "path": path, "export": "ok", "cached": True,
+            "shape_args": [] if model.unit == "img/s" else ["--shape", f"seq={real_exports.SEQ}"]}
+    try:
+        import onnx  # a file cut short by a killed export does not parse: export it again
+
+        graph = onnx.load(path, load_external_data=False).graph
+        info["ops"], info["nodes"] = sorted({n.op_type for n in graph.node}), len(graph.node)
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - unreadable: not a cache hit
+        return None
+    return info
+
+
+def export_worker(argv, export_one=real_exports.export_one):
+    """`world.py --export`: exports the models not cached in --work, writing OUT/export-NAME.json as each finishes."""
+    p = argparse.ArgumentParser(prog="world.py --export")
+    p.add_argument("--export", action="store_true")
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--models", default="")
+    p.add_argument("--jobs", type=int, default=4)
+    args = p.parse_args(argv)
+    models = pick(args.models)
+    os.makedirs(args.work, exist_ok=True)
+
+    def done(info):
+        with open(os.path.join(args.out, f"export-{info['name']}.json"), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
+        print(f"export {info['name']}: {info['export']}{' (cached)' if info.get('cached') else ''} "
+              f"{info.get('export_s', '')} {info.get('error', '')}".rstrip(), flush=True)
+
+    todo = []
+    for m in models:
+        info = cached_export(m, args.work)
+        if info:
+            done(info)
+        else:
+            todo.append(m)
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    if args.jobs <= 1 or len(todo) <= 1:
+        for m in todo:
+            done(export_one(m.kind, m.name, args.work))
+        return 0
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(export_one, m.kind, m.name, args.work): m for m in todo}
+        for future in concurrent.futures.as_completed(futures):
+            m = futures[future]
+            try:
+                info = future.result()
+            except Exception as e:  # noqa: BLE001 - a worker that died (e.g. out of memory) is that model's row
+                info = {"name": m.name, "family": m.kind, "export": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
+            done(info)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PyTorch (GPU machine): one worker process for the whole run (torch, timm and transformers imported once), fed one
+# model at a time on standard input; the driver kills it when a model runs past its limit and starts another.
+
+
+def torch_variants(model, device):
+    """[(variant, make(batch) -> zero-argument run)] for PyTorch fp16: eager, then the same captured in a CUDA graph;
+    and notes (e.g. SDPA refused by this transformers for this model)."""
+    import torch
+    import torch_bench
+
+    notes = []
+    if model.kind == "timm":
+        net, size = real_exports.timm_model(model.name)
+        net = net.half().to(device).to(memory_format=torch.channels_last)
+        prefix = "fp16-cl"
+
+        def make(batch):
+            x = torch.randn(batch, *size, device=device).half().contiguous(memory_format=torch.channels_last)
+            return lambda: net(x)
+    else:
+        try:
+            family, config, net = real_exports.hf_model(model.name, attn_implementation="sdpa")
+        except Exception as e:  # noqa: BLE001 - transformers has no SDPA path for it: its own attention, said so
+            notes.append(f"sdpa refused: {type(e).__name__}: {e}".splitlines()[0][:200])
+            family, config, net = real_exports.hf_model(model.name)
+        attention = getattr(net.config, "_attn_implementation", None) or "default-attn"
+        net = net.half().to(device)
+        prefix = f"fp16-{attention}"
+
+        # The attention mask is all ones in Batchwise's inputs, so PyTorch gets none (the same function; transformers
+        # drops an all-ones mask anyway, after a host-side check that a CUDA graph could not capture).
+        def make(batch):
+            if family == "vision":
+                x = torch.randn(batch, 3, config.image_size, config.image_size, device=device).half()
+                return lambda: net(pixel_values=x)
+            ids = torch.randint(0, config.vocab_size, (batch, real_exports.SEQ), device=device)
+            return lambda: net(input_ids=ids)
+
+    def make_graph(batch):
+        return torch_bench.capture(make(batch))
+
+    return [(prefix, make), (prefix + "-graph", make_graph)], notes
+
+
+def torch_measure(request):
+    """Yields one JSON-able line per (variant, batch): samples/s (median window) or the error."""
+    import statistics
+
+    import torch
+    import torch_bench
+
+    device = torch.device("cuda", 0)
+    model = BY_NAME[request["name"]]
+    context = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
+               "cudnn": torch.backends.cudnn.version(), "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    for module in ("timm", "transformers"):
+        try:
+            context[module] = __import__(module).__version__
+        except Exception:  # noqa: BLE001
+            context[module] = "missing"
+    base = {"model": model.name, "kind": model.kind}
+    try:
+        torch.manual_seed(0)
+        variants, notes = torch_variants(model, device)
+    except Exception as e:  # noqa: BLE001 - the model could not be built: one line per point says why
+        error = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        for batch in request["batches"]:
+            yield dict(base, variant="fp16", batch=batch, error=error, **context)
+        return
+    for variant, make in variants:
+        for batch in request["batches"]:
+            line = dict(base, variant=variant, batch=batch)
+            if notes:
+                line["notes"] = notes
+            run = None
+            try:
+                torch.manual_seed(0)
+                with torch.inference_mode():
+                    run = make(batch)
+                iters, rates = torch_bench.measure(run, batch, request["warmup_seconds"], request["window_seconds"],
+                                                   request["windows"])
+                median = statistics.median(rates)
+                line.update(images_per_s=round(median, 1), latency_ms=round(1000.0 * batch / median, 4),
+                            windows=[round(r, 1) for r in rates], iters_per_window=iters,
+                            peak_memory_mb=round(torch.cuda.max_memory_allocated(device) / 2**20, 1))
+            except torch.cuda.OutOfMemoryError:
+                line["error"] = "out of memory"
+            except Exception as e:  # noqa: BLE001 - one failed point must not lose the others
+                line["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            finally:
+                run = None
+                try:
+                    torch.cuda.synchronize(device)
+                except Exception:  # noqa: BLE001 - a failed capture can leave an error here; the next point says more
+                    pass
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            yield dict(line, **context)
+
+
+def serve_torch(stream=sys.stdin, measure=None):
+    """`world.py --torch-serve`: one JSON request a line on `stream`, {"name", "batches", "out", "windows",
+    "window_seconds", "warmup_seconds"}; appends the result lines to "out", then writes "out.done". Ends at end of input."""
+    if measure is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("world.py --torch-serve: no CUDA device visible to PyTorch")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.cuda.set_device(0)
+        measure = torch_measure
+    for text in iter(stream.readline, ""):  # line by line as they come (no read-ahead)
+        if not text.strip():
+            continue
+        request = json.loads(text)
+        started = time.monotonic()
+        fresh = False
+        with open(request["out"], "a", encoding="utf-8") as out:
+            for line in measure(request):
+                out.write(json.dumps(line) + "\n")
+                out.flush()
+                # a failed capture or CUDA error can leave the context unusable: the next model gets a new process
+                fresh = fresh or any(word in line.get("error", "") for word in ("CUDA", "captur", "cuda"))
+        with open(request["out"] + ".done", "w", encoding="utf-8") as f:
+            f.write(f"{time.monotonic() - started:.1f}\n")
+        print(f"torch {request['name']}: {time.monotonic() - started:.1f} s" + (" (CUDA error: the next model gets a new worker)" if fresh else ""), flush=True)
+        if fresh:
+            return 0
+    return 0
+
+
+class TorchWorker:
+    """The driver's side of serve_torch: starts the worker when needed, sends a model, waits for it within a limit,
+    and kills the worker's whole process group when the limit passes (the next model starts a new worker)."""
+
+    def __init__(self, python, log_path):
+        self.python, self.log_path, self.proc, self.log = python, log_path, None, None
+
+    def _start(self):
+        self.log = open(self.log_path, "a", encoding="utf-8")
+        self.proc = subprocess.Popen([self.python, os.path.abspath(__file__), "--torch-serve"], stdin=subprocess.PIPE,
+                                     stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def measure(self, request, limit_s):
+        """Returns 0 when the worker wrote request["out"].done in time, else why not ("timeout", "exit N", ...)."""
+        for path in (request["out"], request["out"] + ".done"):
+            if os.path.exists(path):
+                os.remove(path)
+        if limit_s < 5:
+            return "skipped"
+        deadline = time.monotonic() + limit_s
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except OSError as e:  # a worker that died between models, or no python: say so, start afresh next time
+            self.kill()
+            return f"oserror {e}"
+        while time.monotonic() < deadline:
+            if os.path.exists(request["out"] + ".done"):
+                os.remove(request["out"] + ".done")
+                return 0
+            code = self.proc.poll()
+            if code is not None:
+                self.kill()
+                return f"exit {code}"
+            time.sleep(0.05)
+        self.kill()
+        return "timeout"
+
+    def kill(self):
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.proc = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def close(self):
+        """Ends the worker at end of input (it exits by itself), or kills it after 10 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading the raw files and the table
+
+
+def read_export(out_dir, model):
+    path = os.path.join(out_dir, f"export-{model.name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_profile(out_dir, model, batch=PROFILE_BATCH, top=PROFILE_TOP):
+    """The top layers by time of profile-NAME.layers.csv at `batch`, or {"error": why} from its log; None when not run."""
+    stem = os.path.join(out_dir, f"profile-{model.name}")
+    csv_path = stem + ".layers.csv"
+    if os.path.exists(csv_path):
+        with open(csv_path, encoding="utf-8", newline="") as f:
+            layers = [{"layer": r["layer"], "ms": float(r["ms"]), "share": float(r["share"]), "order": int(r["order"])}
+                      for r in csv.DictReader(f) if int(r["batch"]) == batch]
+        if layers:
+            total = sum(layer["ms"] for layer in layers)
+            ranked = sorted(layers, key=lambda layer: -layer["ms"])
+            return {"batch": batch, "layers_total": len(layers), "total_ms": round(total, 4), "top": ranked[:top],
+                    "top_share": round(sum(layer["share"] for layer in ranked[:top]), 4)}
+    if os.path.exists(stem + ".log"):
+        r = compare.read_batchwise(stem + ".json", stem + ".log")
+        return {"error": r["status"] if r["status"] != "ok" else f"no layers at b={batch} in {os.path.basename(csv_path)}"}
+    return None
+
+
+def collect(out_dir, models):
+    exports, batchwise, torch, profiles = {}, {}, {}, {}
+    context = {}
+    if os.path.exists(os.path.join(out_dir, "context.json")):
+        with open(os.path.join(out_dir, "context.json"), encoding="utf-8") as f:
+            context = json.load(f)
+    for m in models:
+        exports[m.name] = read_export(out_dir, m)
+        stem = os.path.join(out_dir, f"bw-{m.name}")
+        if os.path.exists(stem + ".log") or os.path.exists(stem + ".json"):
+            r = compare.read_batchwise(stem + ".json", stem + ".log")
+            batchwise[m.name] = r
+            if r.get("batchwise_version") and "batchwise_version" not in context:
+                context["batchwise_version"], context["engine"] = r["batchwise_version"], r.get("engine")
+        jsonl, log = os.path.join(out_dir, f"torch-{m.name}.jsonl"), os.path.join(out_dir, f"torch-{m.name}.log")
+        if os.path.exists(jsonl) or os.path.exists(log):
+            torch[m.name], tc = compare.read_torch(jsonl, log)
+            for key in ("device", "torch", "cuda", "cudnn"):
+                if tc.get(key) is not None:
+                    context.setdefault(key, tc[key])
+            versions = read_versions(jsonl)
+            for key, value in versions.items():
+                context.setdefault(key, value)
+        profile = read_profile(out_dir, m)
+        if profile is not None:
+            profiles[m.name] = profile
+    return exports, batchwise, torch, profiles, context
+
+
+def read_versions(jsonl):
+    """timm and transformers versions and notes (e.g. SDPA refused) from a torch-NAME.jsonl's first lines."""
+    out = {}
+    if os.path.exists(jsonl):
+        with open(jsonl, encoding="utf-8", errors="replace") as f:
+            for text in f:
+                try:
+                    d = json.loads(text)
+                except ValueError:
+                    continue
+                for key in ("timm", "transformers"):
+                    if d.get(key):
+                        out.setdefault(key, d[key])
+    return out
+
+
+def torch_notes(out_dir, model):
+    notes = set()
+    path = os.path.join(out_dir, f"torch-{model.name}.jsonl")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for text in f:
+                try:
+                    notes.update(json.loads(text).get("notes", []))
+                except (ValueError, AttributeError):
+                    continue
+    return sorted(notes)
+
+
+def build_rows(models, exports, batchwise, torch, batches=BATCHES, target=TARGET):
+    rows = []
+    for m in models:
+        export = exports.get(m.name)
+        for batch in batches:
+            row = {"model": m.name, "source": m.kind, "family": m.family, "unit": m.unit, "batch": batch}
+            if export is not None and export.get("export") == "skipped":
+                row["batchwise"] = {"status": "skipped: " + (export.get("error") or "not exported")}
+            elif export is not None and export.get("export") != "ok":
+                row["batchwise"] = {"status": "export failed: " + (export.get("error") or "?")}
+            elif export is None and m.name not in batchwise:
+                row["batchwise"] = {"status": "not run: no export"}
+            else:
+                row["batchwise"] = compare.batchwise_point(batchwise.get(m.name), batch)
+            tp = torch.get(m.name, {})
+            known = list(dict.fromkeys(k[1] for k in tp if k != "all"))  # every variant the model's run reached
+            # a variant this batch never reached (the run timed out or died) shows why the run ended
+            row["pytorch"] = {v: tp.get((batch, v), tp.get("all", "not run")) for v in known} or {"fp16": tp.get("all", "not run")}
+            if "all" in tp:
+                row["pytorch_run_error"] = tp["all"]
+            measured = {v: x for v, x in row["pytorch"].items() if isinstance(x, (int, float))}
+            best = max(measured, key=measured.get) if measured else None
+            row["best_pytorch"] = {"variant": best, "per_s": measured[best]} if best else None
+            ours = row["batchwise"].get("images_per_s")
+            row["ratio"] = round(ours / measured[best], 3) if ours and best else None
+            row["met"], row["verdict"] = verdict(row, target)
+            rows.append(row)
+    return rows
+
+
+def verdict(row, target=TARGET):
+    bw = row["batchwise"]
+    if "images_per_s" not in bw:
+        if bw["status"].startswith(("skipped", "not run")):  # the budget ran out before it: says nothing of Batchwise
+            return None, "not judged: " + bw["status"].split(":")[0]
+        if bw["status"].startswith("export failed"):  # PyTorch's exporter failed: nothing for Batchwise to run
+            return None, "n/a: export failed"
+        return False, "no: Batchwise " + bw["status"].split(":")[0]
+    if row["best_pytorch"] is None:
+        return None, "n/a: no PyTorch number"
+    if row["ratio"] >= target:
+        return True, "yes"
+    return False, f"no: {row['ratio']:.2f}x < {target:g}x"
+
+
+def worst(rows, n):
+    """The n models with the lowest ratios (any batch), lowest first."""
+    out = []
+    for r in sorted((r for r in rows if r["ratio"] is not None), key=lambda r: r["ratio"]):
+        if r["model"] not in out:
+            out.append(r["model"])
+    return out[:n]
+
+
+def render_markdown(rows, context, profiles, models, notes_by_model=None, target=TARGET):
+    notes = {}
+
+    def footnote(message, label):
+        labels = notes.setdefault(message, [])
+        if label not in labels:
+            labels.append(label)
+        return f"[{list(notes).index(message) + 1}]"
+
+    def bw_cell(cell, label):
+        if "images_per_s" in cell:
+            return compare.fmt_rate(cell["images_per_s"]) + ("" if cell.get("stable", True) else " (unstable)")
+        status = cell["status"]
+        if status == "not run":
+            return status
+        return status.split(":")[0] + " " + footnote(status, label)
+
+    def torch_cell(x, label):
+        if isinstance(x, (int, float)):
+            return compare.fmt_rate(x)
+        return x if x == "not run" else "error " + footnote(x, label)
+
+    c = context
+    lines = [f"# Batchwise vs PyTorch across architectures: {c.get('device', 'unknown device')}", ""]
+    gpu = c.get("device", "?") + (f", driver {c['driver']}" if c.get("driver") else "") + (f", {c['memory']}" if c.get("memory") else "")
+    lines.append(f"- GPU: {gpu}")
+    if c.get("torch"):
+        lines.append(f"- PyTorch {c['torch']} (timm {c.get('timm', '?')}, transformers {c.get('transformers', '?')}), "
+                     f"CUDA {c.get('cuda', '?')}, cuDNN {compare.cudnn_text(c.get('cudnn'))}")
+    if c.get("batchwise_version"):
+        engine = c.get("engine") or {}
+        details = engine.get("details") or {}
+        libs = ", ".join(f"{k} {details[k]}" for k in ("driver", "cudnn", "cublaslt", "nvrtc", "compute_capability") if details.get(k))
+        lines.append(f"- Batchwise {c['batchwise_version']}, engine {engine.get('name', '?')} {engine.get('version', '')}".rstrip()
+                     + (f" ({libs})" if libs else ""))
+    if c.get("date"):
+        lines.append(f"- Run {c['date']} on {c.get('host', '?')}; {c.get('method', '')}".rstrip("; "))
+    lines += [
+        "",
+        "Samples/s (images, or sequences of 128 tokens), fp16, random weights, inputs already on the GPU, concurrency 1. "
+        "Models exported on this machine by bench/device/real_exports.py (timm; Hugging Face transformers from their "
+        f"configs with {real_exports.HF_LAYERS} layers), opset {real_exports.OPSET}. Batchwise: `batchwise bench MODEL.onnx "
+        "--engine cuda --precision fp16`. PyTorch: fp16 eager and the same captured into a CUDA graph and replayed "
+        "(timm: channels-last; transformers: SDPA attention where transformers has it, no attention mask: Batchwise's "
+        "is all ones); cuDNN benchmark mode on; windows of back-to-back runs timed by CUDA events, median. "
+        f"Ratio: Batchwise / the best PyTorch variant; the issue's target is >= {target:g}x at every batch.",
+        "",
+        "| model | family | batch | unit | Batchwise fp16 | PyTorch eager | PyTorch graph | best PyTorch | ratio | "
+        f">= {target:g}x |",
+        "|---|---|---:|---|---:|---:|---:|---|---:|---|",
+    ]
+    for r in rows:
+        label = f"{r['model']} b={r['batch']}"
+        eager = {v: x for v, x in r["pytorch"].items() if not v.endswith("-graph")}
+        graph = {v: x for v, x in r["pytorch"].items() if v.endswith("-graph")}
+
+        def cells(group):
+            run_error = r.get("pytorch_run_error")
+            if not group:
+                return torch_cell(run_error, f"PyTorch {r['model']}") if run_error else "–"
+            return "; ".join(torch_cell(x, f"PyTorch {r['model']}" if x == run_error else f"PyTorch {v}, {label}")
+                             for v, x in group.items())
+        best = r["best_pytorch"]
+        lines.append("| " + " | ".join([
+            r["model"], r["family"], str(r["batch"]), r["unit"],
+            bw_cell(r["batchwise"], ("Export " if r["batchwise"]["status"].startswith("export") else "Batchwise ") + r["model"]),
+            cells(eager), cells(graph),
+            f"{compare.fmt_rate(best['per_s'])} ({best['variant']})" if best else "–",
+            f"{r['ratio']:.2f}x" if r["ratio"] is not None else "–",
+            r["verdict"],
+        ]) + " |")
+    met = sum(1 for r in rows if r["met"] is True)
+    judged = sum(1 for r in rows if r["met"] is not None)
+    by_model = {}
+    for r in rows:
+        by_model.setdefault(r["model"], []).append(r["met"])
+    models_met = sum(1 for v in by_model.values() if all(m is True for m in v))
+    lines += ["", f"**At >= {target:g}x PyTorch's best: {met} of {judged} rows" + (
+        f" ({len(rows) - judged} not judged)" if judged < len(rows) else "") + f"; {models_met} of {len(by_model)} models at every batch.**"]
+    below = sorted((r for r in rows if r["met"] is False and r["ratio"] is not None), key=lambda r: r["ratio"])
+    if below:
+        lines.append("Below, worst first: " + "; ".join(f"{r['model']} b={r['batch']} {r['ratio']:.2f}x" for r in below) + ".")
+    failed = sorted({r["model"] for r in rows if "images_per_s" not in r["batchwise"]})
+    if failed:
+        lines.append("Batchwise has no number for: " + ", ".join(failed) + " (footnotes say why).")
+    for name, model_notes in (notes_by_model or {}).items():
+        for note in model_notes:
+            lines.append(f"- PyTorch {name}: {note}")
+    if notes:
+        lines.append("")
+        lines += [f"[{i + 1}] {'; '.join(labels)}: {message}" for i, (message, labels) in enumerate(notes.items())]
+    if profiles:
+        ratios = {}
+        for r in rows:
+            if r["ratio"] is not None and (r["model"] not in ratios or r["ratio"] < ratios[r["model"]][0]):
+                ratios[r["model"]] = (r["ratio"], r["batch"])
+        lines += ["", f"## Per-layer profiles of the lowest ratios (Batchwise fp16, b={PROFILE_BATCH}, top {PROFILE_TOP} layers by time)"]
+        for m in models:
+            p = profiles.get(m.name)
+            if p is None:
+                continue
+            lowest = ratios.get(m.name)
+            head = f"### {m.name}" + (f" (lowest ratio {lowest[0]:.2f}x at b={lowest[1]})" if lowest else "")
+            lines += ["", head, ""]
+            if "error" in p:
+                lines.append(f"profile failed: {p['error']}")
+                continue
+            lines.append(f"{p['layers_total']} layers, {p['total_ms']:.3f} ms in all (layer by layer, CUDA events); the top "
+                         f"{len(p['top'])} take {p['top_share']:.1%}.")
+            lines += ["", "| # | layer | ms | share |", "|---:|---|---:|---:|"]
+            lines += [f"| {i + 1} | `{layer['layer']}` | {layer['ms']:.4f} | {layer['share']:.1%} |" for i, layer in enumerate(p["top"])]
+    for extra in context.get("notes", []):
+        lines += ["", extra]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(out_dir, models=None):
+    """Renders OUT/world.md and world.json from OUT's raw files; returns the markdown."""
+    if models is None:
+        names = []
+        if os.path.exists(os.path.join(out_dir, "context.json")):
+            with open(os.path.join(out_dir, "context.json"), encoding="utf-8") as f:
+                names = json.load(f).get("models", [])
+        models = [BY_NAME[n] for n in names if n in BY_NAME] or MODELS
+    exports, batchwise, torch, profiles, context = collect(out_dir, models)
+    batches = tuple(context.get("batches") or BATCHES)
+    rows = build_rows(models, exports, batchwise, torch, batches)
+    notes_by_model = {m.name: n for m in models if (n := torch_notes(out_dir, m))}
+    markdown = render_markdown(rows, context, profiles, models, notes_by_model)
+    with open(os.path.join(out_dir, "world.md"), "w", encoding="utf-8") as f:
+        f.write(markdown)
+    with open(os.path.join(out_dir, "world.json"), "w", encoding="utf-8") as f:
+        json.dump({"schema": "batchwise.world", "schema_version": 1, "target_ratio": TARGET, "context": context,
+                   "rows": rows, "profiles": profiles, "pytorch_notes": notes_by_model,
+                   "exports": {n: {k: v for k, v in (e or {}).items() if k not in ("trace",)} for n, e in exports.items()}},
+                  f, indent=1)
+        f.write("\n")
+    return markdown
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The driver (GPU machine)
+
+
+class Runner(compare.Runner):
+    """compare.Runner whose jobs run in their own process group, killed whole at their limit: the export job's pool
+    workers must not go on using the CPU while the GPU is timed."""
+
+    def run(self, argv, log_path, limit_s, stdout_path=None):
+        limit = min(limit_s, self.left())
+        with open(log_path, "w", encoding="utf-8") as log:
+            log.write("# " + " ".join(shlex.quote(a) for a in argv) + "\n")
+            log.flush()
+            if limit < 5:
+                log.write("error: skipped: the world table's time budget was spent\n# exit skipped\n")
+                return "skipped"
+            started = time.monotonic()
+            try:
+                proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+            except OSError as e:
+                log.write(f"\nerror: {e}\n# exit oserror after 0.0 s\n")
+                return "oserror"
+            try:
+                code = proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                log.write(f"\nerror: timed out after {limit:.0f} s\n")
+                code = "timeout"
+            except BaseException:  # the driver itself is ending (SIGTERM from run.sh's timeout, Ctrl+C): the job too
+                kill_group(proc)
+                raise
+            log.write(f"\n# exit {code} after {time.monotonic() - started:.1f} s\n")
+        return code
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def skip(log_path, argv, why):
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("# " + " ".join(argv) + f"\nerror: skipped: {why}\n# exit skipped\n")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cli", default=os.environ.get("CLI", "/tmp/batchwise-device/cli/Batchwise.Cli"), help="the published batchwise CLI ($CLI)")
+    p.add_argument("--python", default=sys.executable, help="python with torch, timm, transformers and onnx (exports and PyTorch timings)")
+    p.add_argument("--out", default=os.path.join(os.environ.get("OUT", os.path.join(os.getcwd(), "device-out")), "world"),
+                   help="where the table and raw files go (default $OUT/world)")
+    p.add_argument("--work", default="/tmp/batchwise-exports", help="exports, cached between phases of one device call")
+    p.add_argument("--models", default="", help=f"comma-separated subset of {', '.join(BY_NAME)}")
+    p.add_argument("--batches", default=",".join(map(str, BATCHES)), help="batch sizes (the issue's: 1,64)")
+    p.add_argument("--duration", default="1s", help="batchwise bench --duration (three windows)")
+    p.add_argument("--warmup", default="0.5s", help="batchwise bench --warmup")
+    p.add_argument("--max-windows", default="3", help="batchwise bench --max-windows")
+    p.add_argument("--torch-windows", type=int, default=3)
+    p.add_argument("--torch-window-seconds", type=float, default=0.3)
+    p.add_argument("--torch-warmup-seconds", type=float, default=0.3)
+    p.add_argument("--jobs", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)), help="parallel exports")
+    p.add_argument("--export-limit", type=float, default=180, help="seconds for all the exports (of --budget)")
+    p.add_argument("--bench-limit", type=float, default=100, help="seconds for one model's batchwise bench")
+    p.add_argument("--torch-limit", type=float, default=100, help="seconds for one model's PyTorch timings")
+    p.add_argument("--profile-worst", type=int, default=0, metavar="N",
+                   help=f"profile the N models with the lowest ratios at b={PROFILE_BATCH} (bench --profile); their top {PROFILE_TOP} layers go in the table")
+    p.add_argument("--profile-limit", type=float, default=60, help="seconds for one profile")
+    p.add_argument("--budget", type=float, default=450,
+                   help="seconds for the whole phase; jobs past it are recorded as skipped (the profiles get their share first)")
+    p.add_argument("--table-only", metavar="DIR", help="only re-render DIR/world.md and world.json from the raw files in DIR")
+    p.add_argument("--export-only", action="store_true",
+                   help="only export into --work (the CPU part: a device call of its own, so the next call's budget is all timing)")
+    p.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--torch-serve", action="store_true", help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--export" in argv:
+        return export_worker(argv)
+    if "--torch-serve" in argv:
+        return serve_torch()
+    args = p.parse_args(argv)
+    if args.table_only:
+        sys.stdout.write(write_table(args.table_only))
+        return 0
+    try:
+        models = pick(args.models)
+        batches = [int(b) for b in args.batches.split(",") if b]
+        if not batches or min(batches) < 1:
+            raise ValueError(f"bad batch sizes '{args.batches}'")
+    except ValueError as e:
+        p.error(str(e))
+
+    os.makedirs(args.out, exist_ok=True)
+    # run.sh's timeout ends the driver with SIGTERM: end as on Ctrl+C, so the running job and the PyTorch worker go too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    runner = Runner(args.out, args.budget)
+    # what the profiles keep of the budget (they take ~20 s each); nothing when only exporting
+    reserve = 0 if args.export_only else args.profile_worst * (args.profile_limit / 2)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    context = compare.gpu_context(None)
+    context.update(
+        date=started.isoformat(timespec="seconds"), host=os.uname().nodename, models=[m.name for m in models], batches=batches,
+        method=f"batchwise --duration {args.duration} --warmup {args.warmup} --max-windows {args.max_windows}; torch "
+               f"{args.torch_windows} windows of {args.torch_window_seconds} s after {args.torch_warmup_seconds} s warm-up")
+
+    def save_context():
+        with open(os.path.join(args.out, "context.json"), "w", encoding="utf-8") as f:
+            json.dump(context, f, indent=1)
+
+    save_context()
+    print(f"world: {context.get('device')} ({context.get('driver', '?')}); {len(models)} models; cli {args.cli}; "
+          f"out {args.out}; work {args.work}; budget {args.budget:.0f} s", flush=True)
+
+    # A table of this run only: no raw file of an earlier run into the same folder may stand in for a job not run now.
+    stale = ["export-{}.json"] + ([] if args.export_only else [
+        "bw-{}.json", "bw-{}.log", "torch-{}.jsonl", "torch-{}.log", "profile-{}.json", "profile-{}.layers.csv", "profile-{}.log"])
+    for m in models:
+        for pattern in stale:
+            if os.path.exists(os.path.join(args.out, pattern.format(m.name))):
+                os.remove(os.path.join(args.out, pattern.format(m.name)))
+    # Exports first, on the CPU (no GPU job runs meanwhile); each model's export-NAME.json is written as it finishes.
+    code = runner.run([args.python, os.path.abspath(__file__), "--export", "--work", args.work, "--out", args.out,
+                       "--models", ",".join(m.name for m in models), "--jobs", str(args.jobs)],
+                      os.path.join(args.out, "exports.log"), min(args.export_limit, max(0.0, runner.left() - reserve)))
+    with open(os.path.join(args.out, "exports.log"), encoding="utf-8", errors="replace") as f:
+        export_log = f.read()
+    for m in models:  # a model the export run never reached (time limit, crash) is a row saying so
+        if read_export(args.out, m) is None:
+            with open(os.path.join(args.out, f"export-{m.name}.json"), "w", encoding="utf-8") as f:
+                json.dump({"name": m.name, "family": m.kind, "export": "skipped",
+                           "error": f"not exported in time (export run: exit {code}; {compare.last_line(export_log)})"[:300]}, f)
+    print(f"exports: exit {code}", flush=True)
+    if args.export_only:
+        for m in models:
+            info = read_export(args.out, m)
+            print(f"{m.name}: {info.get('export')}{' (cached)' if info.get('cached') else ''} {info.get('error', '')}".rstrip())
+        return 0
+
+    worker = TorchWorker(args.python, os.path.join(args.out, "torch-worker.log"))
+    try:
+        for m in models:
+            info = read_export(args.out, m)
+            stem = os.path.join(args.out, f"bw-{m.name}")
+            if info.get("export") != "ok":
+                print(f"{m.name}: export failed: {info.get('error')}", flush=True)
+                continue
+            argv_bw = [args.cli, "bench", info["path"], "--engine", "cuda", "--precision", "fp16",
+                       "-b", ",".join(map(str, batches)), "--duration", args.duration, "--warmup", args.warmup,
+                       "--max-windows", args.max_windows, "--json", stem + ".json"] + info.get("shape_args", [])
+            left = runner.left() - reserve
+            if left < 10:
+                skip(stem + ".log", argv_bw, "the world table's time budget was spent")
+                code = "skipped"
+            else:
+                code = runner.run(argv_bw, stem + ".log", min(args.bench_limit, left))
+            print(f"batchwise {m.name}: exit {code}", flush=True)
+
+            tstem = os.path.join(args.out, f"torch-{m.name}")
+            request = {"name": m.name, "batches": batches, "out": tstem + ".jsonl", "windows": args.torch_windows,
+                       "window_seconds": args.torch_window_seconds, "warmup_seconds": args.torch_warmup_seconds}
+            t0 = time.monotonic()
+            left = runner.left() - reserve
+            tcode = worker.measure(request, min(args.torch_limit, left)) if left >= 10 else "skipped"
+            with open(tstem + ".log", "w", encoding="utf-8") as log:
+                log.write(f"# torch worker: {json.dumps(request)}\n")
+                if tcode == "skipped":
+                    log.write("error: skipped: the world table's time budget was spent\n")
+                elif tcode == "timeout":
+                    log.write(f"error: timed out after {min(args.torch_limit, left):.0f} s\n")
+                elif tcode != 0:
+                    log.write(f"error: the PyTorch worker ended ({tcode}): {worker_last_line(args.out)}\n")
+                log.write(f"# exit {tcode if tcode in (0, 'skipped', 'timeout') else 'failed'} after {time.monotonic() - t0:.1f} s\n")
+            print(f"torch {m.name}: {tcode}", flush=True)
+    finally:
+        worker.close()
+
+    if args.profile_worst > 0:
+        exports, batchwise, torch, _, _ = collect(args.out, models)
+        for name in worst(build_rows(models, exports, batchwise, torch, batches), args.profile_worst):
+            m, info = BY_NAME[name], read_export(args.out, BY_NAME[name])
+            stem = os.path.join(args.out, f"profile-{name}")
+            code = runner.run([args.cli, "bench", info["path"], "--engine", "cuda", "--precision", "fp16",
+                               "-b", str(PROFILE_BATCH), "--profile", "--duration", "0.5s", "--warmup", "0.2s",
+                               "--max-windows", "3", "--json", stem + ".json"] + info.get("shape_args", []),
+                              stem + ".log", args.profile_limit)
+            print(f"profile {name}: exit {code}", flush=True)
+
+    context["total_seconds"] = round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
+    save_context()
+    markdown = write_table(args.out, models)
+    print(markdown)
+    print(f"wrote {os.path.join(args.out, 'world.md')} and world.json ({context['total_seconds']} s)")
+    return 0
+
+
+def worker_last_line(out_dir):
+    path = os.path.join(out_dir, "torch-worker.log")
+    if not os.path.exists(path):
+        return "no worker log"
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return compare.last_line(f.read())[:300]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
