@@ -280,30 +280,40 @@ if [[ " $PHASES " == *" transport "* ]]; then
   # [1,3,224,224], 602 KB per request) on ort with 4 instances, `load` on the same host over gRPC and HTTP binary at
   # c=16,64 and with system shared memory at c=64; per point the server's CPU per request (/proc/PID/stat over the load
   # call / requests it counted) beside load's own line (its CPU per request and ceiling). Then the same gRPC/HTTP c=64
-  # points with Server GC (DOTNET_gcServer=1) and, with cli-old carried, the build before this work. About 80 s on an
+  # points with ONNX Runtime's own thread defaults (a thread per core per instance, spinning: the served default before
+  # session 6), with Server GC (DOTNET_gcServer=1) and, with cli-old carried, the build before this work. About 80 s on an
   # idle 16-core host; points past TRANSPORT_LIMIT (120 s) are skipped, each load call is bounded at 30 s.
   # Everything in $OUT/transport.txt.
   {
     tick=$(getconf CLK_TCK)
     tserve() { # label, cli, env...
       local label=$1 cli=$2; shift 2
-      env "$@" "$cli" serve zoo:transport --instances 4 --http-port 18100 --grpc-port 18101 --metrics-port 18102 > "$WORK/transport-$label.log" 2>&1 &
+      env "$@" "$cli" serve ${TMODEL:-zoo:transport --instances 4} --http-port 18100 --grpc-port 18101 --metrics-port 18102 > "$WORK/transport-$label.log" 2>&1 &
       TSERVER=$!
       for _ in $(seq 1 60); do curl -sf -o /dev/null 127.0.0.1:18100/v2/health/ready && return 0; sleep 0.5; done
       echo "server $label did not start:"; tail -5 "$WORK/transport-$label.log"; return 1
     }
     tstop() { kill -TERM "$TSERVER" 2>/dev/null; timeout 20 tail --pid="$TSERVER" -f /dev/null || kill -KILL "$TSERVER"; wait "$TSERVER" 2>/dev/null; }
     tcpu() { awk -v t="$tick" '{ print ($14 + $15) / t }' "/proc/$TSERVER/stat"; }
+    tnative() { # CPU seconds of the native (ONNX Runtime) worker threads: those with the process's own name, bar the main one
+      local name s=0 t; name=$(cat "/proc/$TSERVER/comm")
+      for t in /proc/"$TSERVER"/task/*; do
+        [ "${t##*/}" = "$TSERVER" ] && continue
+        [ "$(cat "$t/comm" 2>/dev/null)" = "$name" ] || continue
+        s=$(awk -v s="$s" -v k="$tick" '{ sub(/^.*\) /, ""); print s + ($12 + $13) / k }' "$t/stat" 2>/dev/null || echo "$s")
+      done
+      echo "$s"
+    }
     treqs() { curl -s 127.0.0.1:18102/metrics | awk 'index($0, "batchwise_inference_requests_total") == 1 { s += $NF } END { print s + 0 }'; }
     tload() { # label, cli, protocol, concurrency, shared memory, env...
       local label=$1 cli=$2 proto=$3 c=$4 shm=$5; shift 5
       local port=18100; [ "$proto" = grpc ] && port=18101
       if (( SECONDS - T0 > ${TRANSPORT_LIMIT:-120} )); then echo "$label $proto c=$c shm=$shm: skipped (the phase's ${TRANSPORT_LIMIT:-120} s are spent)"; return; fi
-      local c0 r0 c1 r1 line
-      c0=$(tcpu); r0=$(treqs)
+      local c0 r0 c1 r1 n0 n1 line
+      c0=$(tcpu); n0=$(tnative); r0=$(treqs)
       line=$(env "$@" timeout 30 "$cli" load "127.0.0.1:$port" -m transport --protocol "$proto" -c "$c" --shared-memory "$shm" --warmup 1 --duration 1 --stability-tolerance 0.2 2>&1 | grep -E "^concurrency [0-9]+: [0-9]|^Error|CLIENT-BOUND" | tr '\n' ' ')
-      c1=$(tcpu); r1=$(treqs)
-      echo "$label $proto c=$c shm=$shm: $line| server $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f ms CPU/request over %d requests", (b - a) * 1000 / (y - x), y - x; else print "no requests" }')"
+      c1=$(tcpu); n1=$(tnative); r1=$(treqs)
+      echo "$label $proto c=$c shm=$shm: $line| server $(awk -v a="$c0" -v b="$c1" -v m="$n0" -v n="$n1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f ms CPU/request (%.3f of it ONNX Runtime worker threads) over %d requests", (b - a) * 1000 / (y - x), (n - m) * 1000 / (y - x), y - x; else print "no requests" }')"
     }
     T0=$SECONDS
     echo "# transport: $(nproc) cores, $(uptime)"
@@ -313,6 +323,17 @@ if [[ " $PHASES " == *" transport "* ]]; then
       tload new "$CLI" http 64 system
       tstop
     fi
+    # ONNX Runtime's own thread defaults, as served before session 6: a thread per core in each of the 4 instances,
+    # workers spinning (a repository whose config asks for them); the lines above have the served defaults (cores /
+    # instances, no spinning: see the server log line "transport: 4 instance(s) x N intra-op thread(s) ...").
+    mkdir -p "$WORK/transport-repo/transport"
+    "$CLI" zoo export zoo:transport -o "$WORK/transport-repo/transport/model.onnx" > /dev/null
+    echo "{ \"max_batch_size\": 32, \"instance_count\": 4, \"intra_op_threads\": $(nproc), \"intra_op_spinning\": true, \"dynamic_batching\": {} }" > "$WORK/transport-repo/transport/config.json"
+    if TMODEL="--models $WORK/transport-repo" tserve ort-spinning "$CLI"; then
+      for p in grpc http; do tload ort-spinning "$CLI" $p 64 none; done
+      tstop
+    fi
+    grep -h "intra-op" "$WORK"/transport-*.log
     if tserve new-servergc "$CLI" DOTNET_gcServer=1; then
       tload new-servergc "$CLI" grpc 64 none DOTNET_gcServer=1
       tload new-servergc "$CLI" http 64 none DOTNET_gcServer=1

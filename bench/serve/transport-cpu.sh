@@ -27,15 +27,28 @@ serve() { # cli, name
 }
 stop() { kill -TERM "$spid"; timeout 60 tail --pid="$spid" -f /dev/null || kill -KILL "$spid"; wait "$spid" 2>/dev/null || true; spid=; }
 cpu() { awk -v t="$tick" '{ print ($14 + $15) / t }' "/proc/$spid/stat"; }
+# CPU seconds of the native worker threads (ONNX Runtime's pools): threads that kept the process's own name, bar the
+# main thread (.NET names its own threads ".NET ..." and Kestrel's); what they spend spinning shows here, not as work.
+native_cpu() {
+  local name s=0 t; name=$(cat "/proc/$spid/comm")
+  for t in /proc/"$spid"/task/*; do
+    [ "${t##*/}" = "$spid" ] && continue
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$name" ] || continue
+    s=$(awk -v s="$s" -v k="$tick" '{ sub(/^.*\) /, ""); print s + ($12 + $13) / k }' "$t/stat" 2>/dev/null || echo "$s")
+  done
+  echo "$s"
+}
 metric() { curl -s 127.0.0.1:18202/metrics | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
 load() { # cli, file, protocol, concurrency, shared memory (none|system)
   local port=18200; [ "$3" = grpc ] && port=18201
   local c0 r0
-  c0=$(cpu); r0=$(metric 'batchwise_inference_requests_total')
+  local n0 n1
+  c0=$(cpu); n0=$(native_cpu); r0=$(metric 'batchwise_inference_requests_total')
   timeout 120 "$1" load "127.0.0.1:$port" -m transport --protocol "$3" -c "$4" --shared-memory "${5:-none}" $load_args --warmup 1 --duration "$secs" --json "$out/$2.json" 2> "$out/$2.log" > /dev/null
   local c1 r1
-  c1=$(cpu); r1=$(metric 'batchwise_inference_requests_total')
-  echo "$2 server_cpu_ms_per_request $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f", (b - a) * 1000 / (y - x); else printf "nan" }') requests $((${r1%.*} - ${r0%.*}))" | tee -a "$out/server.txt"
+  c1=$(cpu); n1=$(native_cpu); r1=$(metric 'batchwise_inference_requests_total')
+  local per='BEGIN { if (y > x) printf "%.3f", (b - a) * 1000 / (y - x); else printf "nan" }'
+  echo "$2 server_cpu_ms_per_request $(awk -v a="$c0" -v b="$c1" -v x="$r0" -v y="$r1" "$per") requests $((${r1%.*} - ${r0%.*})) native_threads_cpu_ms_per_request $(awk -v a="$n0" -v b="$n1" -v x="$r0" -v y="$r1" "$per")" | tee -a "$out/server.txt"
 }
 
 for r in $(seq 1 "$rounds"); do

@@ -34,9 +34,19 @@ public sealed record ModelConfig
     [JsonPropertyName("precision")]
     public string Precision { get; init; } = "fp32";
 
-    /// <summary>Threads inside one operator per instance (ONNX Runtime); 0 = engine default.</summary>
+    /// <summary>
+    /// Threads inside one operator per instance (ONNX Runtime); 0 = the served default: the host's cores shared out
+    /// among the instances (at least 1 each), so that instances x threads does not exceed the cores.
+    /// </summary>
     [JsonPropertyName("intra_op_threads")]
     public int IntraOpThreads { get; init; }
+
+    /// <summary>
+    /// Whether ONNX Runtime's workers busy-wait for work (ONNX Runtime's own default outside a server). Null or false
+    /// when served: they block, leaving the cores to the network stack and the other instances.
+    /// </summary>
+    [JsonPropertyName("intra_op_spinning")]
+    public bool? IntraOpSpinning { get; init; }
 
     /// <summary>Class labels for the classification extension: a file in the model folder, one label per line (default: labels.txt when present).</summary>
     [JsonPropertyName("label_filename")]
@@ -100,7 +110,7 @@ public sealed record ModelConfig
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, batch_profiles, shape_profiles, label_filename, version.", e);
+            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, intra_op_spinning, batch_profiles, shape_profiles, label_filename, version.", e);
         }
     }
 
@@ -118,7 +128,7 @@ public sealed record ModelConfig
     {
         Range(source, "max_batch_size", MaxBatchSize ?? 0, 0, MaxBatchSizeLimit, "0: no batch axis");
         Range(source, "instance_count", InstanceCount, 1, InstanceCountLimit, "one engine session each");
-        Range(source, "intra_op_threads", IntraOpThreads, 0, 1024, "0: the engine's default");
+        Range(source, "intra_op_threads", IntraOpThreads, 0, 1024, "0: the cores shared out among the instances");
         if (string.IsNullOrWhiteSpace(Engine))
         {
             throw new BatchwiseException($"{source}: engine is empty", "Use ort (ONNX Runtime, the default) or cuda.");
@@ -178,7 +188,16 @@ public sealed record ModelConfig
             _ => throw new BatchwiseException($"Unknown precision '{Precision}'", "Use fp32 or fp16."),
         },
         IntraOpThreads = IntraOpThreads,
+        IntraOpSpinning = IntraOpSpinning ?? false,
     };
+
+    /// <summary>
+    /// The intra-op threads an instance of a served model runs with: intra_op_threads as set, or for 0 on an engine that
+    /// runs operators on the host's cores (ort) the cores shared out among the instances, at least 1 each (ONNX Runtime's
+    /// own 0 would give every instance a thread per core: N instances x all cores, fighting the network stack).
+    /// </summary>
+    public static int ServedIntraOpThreads(string engine, int configured, int instances, int cores) =>
+        configured > 0 || !string.Equals(engine, "ort", StringComparison.OrdinalIgnoreCase) ? configured : Math.Max(1, cores / Math.Max(1, instances));
 
     /// <summary>
     /// The batch profiles in force: as configured (each within 1..max_batch_size, the largest being max_batch_size so every

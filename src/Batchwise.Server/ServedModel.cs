@@ -113,8 +113,15 @@ public sealed class ServedModel : IAsyncDisposable
 
         var engine = EngineRegistry.Create(config.Engine);
         var options = config.ToEngineOptions(maxBatch);
+        var instances = Math.Max(1, config.InstanceCount);
+        options = options with { IntraOpThreads = ModelConfig.ServedIntraOpThreads(engine.Name, options.IntraOpThreads, instances, Environment.ProcessorCount) };
+        if (engine.Name == "ort")
+        {
+            log?.Invoke(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name}: {instances} instance(s) x {options.IntraOpThreads} intra-op thread(s) on {Environment.ProcessorCount} cores{(config.IntraOpThreads > 0 ? " (intra_op_threads)" : " (cores / instances; set intra_op_threads to choose)")}, spinning {(options.IntraOpSpinning ? "on (intra_op_spinning)" : "off")}"));
+        }
+
         config.ToBatcherOptions(maxBatch);
-        var sessions = new IEngineSession[Math.Max(1, config.InstanceCount)];
+        var sessions = new IEngineSession[instances];
         var version = config.Version;
         try
         {

@@ -65,4 +65,33 @@ public sealed class ModelConfigTests : IDisposable
         var e = Assert.Throws<BatchwiseException>(() => ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = -5 }, new ServerMetrics()));
         Assert.Contains("Model 'mlp': max_batch_size is -5, outside 0..65536", e.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("ort", 0, 4, 16, 4)]
+    [InlineData("ort", 0, 1, 16, 16)]
+    [InlineData("ort", 0, 3, 16, 5)]
+    [InlineData("ort", 0, 4, 2, 1)]
+    [InlineData("ort", 6, 4, 16, 6)]
+    [InlineData("cuda", 0, 2, 16, 0)]
+    public void Served_ort_instances_share_the_cores_unless_intra_op_threads_is_set(string engine, int configured, int instances, int cores, int expected) =>
+        Assert.Equal(expected, ModelConfig.ServedIntraOpThreads(engine, configured, instances, cores));
+
+    [Fact]
+    public void Served_engine_options_turn_spinning_off_unless_the_config_turns_it_on()
+    {
+        Assert.False(new ModelConfig().ToEngineOptions().IntraOpSpinning);
+        var path = Path.Combine(_dir.FullName, "config.json");
+        File.WriteAllText(path, """{ "intra_op_spinning": true }""");
+        Assert.True(ModelConfig.Load(path).ToEngineOptions().IntraOpSpinning);
+        Assert.True(new Engines.EngineOptions().IntraOpSpinning); // bench and the CLI keep ONNX Runtime's own default
+    }
+
+    [Fact]
+    public async Task A_served_ort_model_warms_up_with_spinning_off_and_logs_its_threads()
+    {
+        var lines = new List<string>();
+        await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { InstanceCount = 2 }, new ServerMetrics(), log: l => { lock (lines) { lines.Add(l); } });
+        var threads = ModelConfig.ServedIntraOpThreads("ort", 0, 2, Environment.ProcessorCount);
+        Assert.Contains(lines, l => l.StartsWith($"mlp: 2 instance(s) x {threads} intra-op thread(s) on {Environment.ProcessorCount} cores", StringComparison.Ordinal) && l.EndsWith("spinning off", StringComparison.Ordinal));
+    }
 }

@@ -85,6 +85,13 @@ public sealed record EngineOptions
     /// <summary>Threads across operators (ONNX Runtime); 0 = engine default.</summary>
     public int InterOpThreads { get; init; }
 
+    /// <summary>
+    /// Whether ONNX Runtime's thread-pool workers spin (busy-wait) for work between operators and runs (its default:
+    /// lowest latency for one process alone on the host). A server turns it off: spinning workers of several instances
+    /// take the cores the network stack needs, and their CPU time looks like work.
+    /// </summary>
+    public bool IntraOpSpinning { get; init; } = true;
+
     /// <summary>ONNX Runtime graph optimisation level: disabled, basic, extended, all.</summary>
     public string GraphOptimization { get; init; } = "all";
 

@@ -24,6 +24,7 @@ public sealed class OrtEngine : IEngine
             ["execution_provider"] = options.ExecutionProvider,
             ["intra_op_threads"] = options.IntraOpThreads.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["inter_op_threads"] = options.InterOpThreads.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["intra_op_spinning"] = options.IntraOpSpinning ? "on" : "off",
             ["graph_optimization"] = options.GraphOptimization,
         };
         return new EngineDescription(Name, OrtEnv.Instance().GetVersionString(), HostInfo.CpuName, details);
@@ -92,6 +93,13 @@ public sealed class OrtEngine : IEngine
         };
         try
         {
+            if (!options.IntraOpSpinning)
+            {
+                // Workers block when they run out of work instead of busy-waiting (ORT's own session config keys).
+                so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+                so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0");
+            }
+
             switch (options.ExecutionProvider.ToLowerInvariant())
             {
                 case "cpu":
