@@ -246,10 +246,11 @@ PYEOF
     echo "## plan builds when ready"; metric "$METRICS" batchwise_plan_builds_total
     echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64"
     timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64 --duration 4 --warmup 1 2>&1 | tail -12
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory system (inputs by reference)"
-    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -8
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory cuda (inputs in the load process's device memory)"
-    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -8
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory system (inputs by reference, page-locked and copied to the device in place)"
+    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -9
+    echo "## server log: page-locking of the load's regions"; grep -h "page-locked" "$WORK/serve.log" | head -4
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda (inputs in the load process's device memory, copied device to device)"
+    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -9
     echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
     timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
     echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
