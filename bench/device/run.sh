@@ -249,10 +249,11 @@ PYEOF
     echo "## plan builds when ready"; metric "$METRICS" batchwise_plan_builds_total
     echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64"
     timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64 --duration 4 --warmup 1 2>&1 | tail -12
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory system (inputs by reference)"
-    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -8
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory cuda (inputs in the load process's device memory)"
-    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -8
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory system (inputs by reference, page-locked and copied to the device in place)"
+    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -9
+    echo "## server log: page-locking of the load's regions"; grep -h "page-locked" "$WORK/serve.log" | head -4
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda (inputs in the load process's device memory, copied device to device)"
+    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -9
     echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
     timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
     echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
@@ -262,6 +263,27 @@ PYEOF
     echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
     kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
     tail -3 "$WORK/serve.log"
+    if [ "${SERVE_C1:-1}" = 1 ]; then
+      # Issue 12's c=1 target (p50 <= offline b=1 end to end + 0.25 ms) is with no queue delay: a server of its own, then
+      # what a request paid inside the server (queue = arrival at the batcher to the batch's start; request = arrival at
+      # the model to its outputs; compute = the engine's part) as sums and counts, beside load's end-to-end p50.
+      "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 0 \
+        --http-port 18000 --grpc-port 18001 --metrics-port 18002 > "$WORK/serve-c1.log" 2>&1 &
+      SERVER=$!
+      for i in $(seq 1 120); do
+        "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
+        sleep 1
+      done
+      for sm in none system cuda; do
+        echo "## c=1, no queue delay: batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1 --shared-memory $sm"
+        timeout 60 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1 --shared-memory $sm --duration 3 --warmup 1 2>&1 | grep -E "^concurrency|Error" | head -3
+      done
+      echo "## c=1 server-side time (all three runs): queue, request, compute (_sum seconds, _count)"
+      for m in batchwise_inference_queue_seconds batchwise_inference_request_seconds batchwise_inference_compute_seconds; do
+        metric http://127.0.0.1:18002/metrics "${m}_sum"; metric http://127.0.0.1:18002/metrics "${m}_count"
+      done
+      kill -TERM $SERVER; wait $SERVER; echo "c=1 server exit $?"
+    fi
   } > "$OUT/serve.txt" 2>&1
 fi
 if [[ " $PHASES " == *" exports "* ]]; then

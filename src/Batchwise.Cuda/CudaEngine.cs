@@ -125,7 +125,7 @@ public sealed class CudaEngine : IEngine
 /// a pool, so plans share arenas; a plan's build makes only runs that need that plan wait, never the others. With batch
 /// profiles a batch between two profiles runs padded to the next, at once.
 /// </summary>
-internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IStagedExecution
+internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IStagedExecution, IHostMemoryRegistration
 {
     private readonly OnnxModel _model;
     private readonly PrimaryContext _context;
@@ -515,6 +515,16 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>The plan key of inputs of these shapes (for models whose inputs give no host values).</summary>
     private string ShapeKeyOf(IReadOnlyList<long[]> shapes) =>
         string.Join(";", shapes.Select((s, i) => Inputs[i].Name + ":" + Inputs[i].ElementType.ShortName() + Tensor.ShapeText(s)));
+
+    /// <summary>The device ordinal this session runs on.</summary>
+    internal int DeviceOrdinal => _device;
+
+    /// <inheritdoc/>
+    public IDisposable? TryRegister(IntPtr pointer, long bytes, out string? failure)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return RegisteredHostMemory.TryRegister(_device, pointer, bytes, out failure);
+    }
 
     /// <inheritdoc/>
     public IStagedRun Stage(IReadOnlyList<long[]> inputShapes)

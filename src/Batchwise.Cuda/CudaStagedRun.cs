@@ -24,6 +24,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     private readonly long[] _outputOffsets;
     private readonly ulong?[] _deviceInputs;
     private readonly ulong?[] _deviceOutputs;
+    private readonly List<DirectRows>?[] _direct;
     private readonly byte[]?[] _constantOutputs;
     private readonly IntPtr _inputBlock;
     private readonly IntPtr _outputBlock;
@@ -43,6 +44,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         _outputOffsets = Offsets(_outputBytes);
         _deviceInputs = new ulong?[_inputBytes.Length];
         _deviceOutputs = new ulong?[_outputBytes.Length];
+        _direct = new List<DirectRows>?[_inputBytes.Length];
         _constantOutputs = [.. plan.Outputs.Select((o, i) => o.Constant is null ? null : Cut(o.Constant.CastTo(o.Type).ToTensor().Data, _outputBytes[i]))];
         (_inputBlock, _outputBlock) = slot.Staging(_inputOffsets[^1], _outputOffsets[^1]);
     }
@@ -54,6 +56,37 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     public void SetDeviceInput(int index, ulong devicePointer) => _deviceInputs[index] = devicePointer;
 
     public void SetDeviceOutput(int index, ulong devicePointer) => _deviceOutputs[index] = devicePointer;
+
+    /// <summary>
+    /// Takes rows in device memory on this session's GPU (CUDA shared memory: copied device to device) and rows in
+    /// page-locked host memory (a registered system shared memory region: copied to the device asynchronously, with no
+    /// staging copy); anything else is refused and the caller writes it into the staging buffer.
+    /// </summary>
+    public bool TryCopyInput(int index, long byteOffset, TensorSource source)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(source);
+        if (_plan.InputBuffers[index] < 0 || _deviceInputs[index] is not null || byteOffset < 0 || source.ByteCount > _inputBytes[index] - byteOffset)
+        {
+            return false;
+        }
+
+        DirectRows rows;
+        switch (source)
+        {
+            case DeviceTensorSource d when d.Device == _session.DeviceOrdinal:
+                rows = new DirectRows(byteOffset, source.ByteCount, 0, d.Pointer);
+                break;
+            case HostTensorSource { PageLocked: true } h:
+                rows = new DirectRows(byteOffset, source.ByteCount, h.Pointer, 0);
+                break;
+            default:
+                return false;
+        }
+
+        (_direct[index] ??= []).Add(rows);
+        return true;
+    }
 
     public Task RunAsync(CancellationToken cancellationToken = default)
     {
@@ -75,6 +108,36 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             if (_deviceInputs[i] is { } src)
             {
                 CudaDriver.CopyDeviceToDevice(dst, src, _inputBytes[i], stream.Handle);
+            }
+            else if (_direct[i] is { } direct)
+            {
+                // Rows read in place (device memory, registered host memory) go straight to their offset; the rows between
+                // them come from the staging buffer the caller wrote.
+                direct.Sort((a, b) => a.Offset.CompareTo(b.Offset));
+                long at = 0;
+                foreach (var rows in direct)
+                {
+                    if (rows.Offset > at)
+                    {
+                        CudaDriver.CopyToDevice(dst + (ulong)at, (byte*)_inputBlock + _inputOffsets[i] + at, rows.Offset - at, stream);
+                    }
+
+                    if (rows.DevicePointer != 0)
+                    {
+                        CudaDriver.CopyDeviceToDevice(dst + (ulong)rows.Offset, rows.DevicePointer, rows.Bytes, stream.Handle);
+                    }
+                    else
+                    {
+                        CudaDriver.CopyToDevice(dst + (ulong)rows.Offset, (void*)rows.HostPointer, rows.Bytes, stream);
+                    }
+
+                    at = Math.Max(at, rows.Offset + rows.Bytes);
+                }
+
+                if (_inputBytes[i] > at)
+                {
+                    CudaDriver.CopyToDevice(dst + (ulong)at, (byte*)_inputBlock + _inputOffsets[i] + at, _inputBytes[i] - at, stream);
+                }
             }
             else if (_inputBytes[i] > 0)
             {
@@ -126,6 +189,9 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             _session.Return(_slot);
         }
     }
+
+    /// <summary>Rows of an input copied from where they are (a device or a page-locked host pointer) rather than from staging.</summary>
+    private readonly record struct DirectRows(long Offset, long Bytes, IntPtr HostPointer, ulong DevicePointer);
 
     private static long[] Offsets(long[] sizes)
     {

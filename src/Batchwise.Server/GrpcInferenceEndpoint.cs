@@ -446,7 +446,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         for (var i = 0; i < planned.Count; i++)
         {
             var (name, type, shape, at, source) = planned[i];
-            var tensor = source is not null ? HttpEndpoints.SharedMemoryTensor(name, type, shape, source, buffers)
+            var tensor = source is not null ? HttpEndpoints.SharedMemoryTensor(name, type, shape, source, buffers, model)
                 : at >= 0 ? TensorCodec.FromRawContents(name, type, shape, request.RawInputContents[at])
                 : TensorCodec.FromContents(name, type, shape, request.Inputs[i].Contents ?? new InferTensorContents());
             inputs.Add(new NamedTensor(name, tensor));

@@ -976,7 +976,7 @@ internal static class HttpEndpoints
             Tensor tensor;
             if (source is not null)
             {
-                tensor = SharedMemoryTensor(name, type, shape, source, buffers);
+                tensor = SharedMemoryTensor(name, type, shape, source, buffers, model);
             }
             else if (at >= 0 && binary.InMemory)
             {
@@ -1009,13 +1009,19 @@ internal static class HttpEndpoints
     }
 
     /// <summary>An input read from its shared memory region (the range was checked against the region and the tensor's size).</summary>
-    internal static Tensor SharedMemoryTensor(string name, ElementType type, long[] shape, SharedMemoryRef source, RequestBuffers? buffers = null)
+    internal static Tensor SharedMemoryTensor(string name, ElementType type, long[] shape, SharedMemoryRef source, RequestBuffers? buffers = null, ServedModel? model = null)
     {
         if (type == ElementType.String)
         {
             var bytes = new byte[source.ByteSize];
             source.Region.Read(source.Offset, bytes);
             return TensorCodec.FromBytes(name, type, shape, bytes);
+        }
+
+        // An engine that stages its inputs (cuda) reads the region itself, when the batch runs: no copy here.
+        if (model is { TakesInputSources: true } && source.Region.Source(source.Offset, source.ByteSize, model) is { } inPlace)
+        {
+            return new Tensor(type, shape, inPlace);
         }
 
         // The whole array is overwritten by the read, so a pooled one (with an earlier request's bytes) is safe to use.

@@ -48,6 +48,19 @@ public sealed class ServedModel : IAsyncDisposable
         _batcher = new DynamicBatcher(Batcher, (BatchPartsExecution)ExecuteAsync, time);
     }
 
+    /// <summary>
+    /// True when the engine stages its own inputs (cuda): a request's inputs in shared memory are then handed to it in
+    /// place (<see cref="TensorSource"/>) and copied once, by the engine, from the region to its input; elsewhere they
+    /// are read out into the request's buffer when the request is decoded.
+    /// </summary>
+    internal bool TakesInputSources => _sessions[0] is IStagedExecution;
+
+    /// <summary>The engine's way to page-lock a client's host memory (cuda), or null.</summary>
+    internal IHostMemoryRegistration? HostRegistration => _sessions[0] as IHostMemoryRegistration;
+
+    /// <summary>The server log (null: none).</summary>
+    internal Action<string>? Log { get; private init; }
+
     /// <summary>Cumulative statistics of this loaded version (Triton's statistics extension).</summary>
     public ModelStatistics Statistics { get; }
 
@@ -172,7 +185,7 @@ public sealed class ServedModel : IAsyncDisposable
             labels = Classification.ReadLabels(path);
         }
 
-        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System) { Folder = folder, Labels = labels, LabelFile = labelFile };
+        return new ServedModel(name, config, maxBatch, engine.Name, sessions, metrics, time ?? TimeProvider.System) { Folder = folder, Labels = labels, LabelFile = labelFile, Log = log };
     }
 
     /// <summary>Shape as the protocol reports it: dynamic dimensions are -1.</summary>
@@ -459,16 +472,24 @@ public sealed class ServedModel : IAsyncDisposable
     {
         var start = Stopwatch.GetTimestamp();
         using var run = staged.Stage([.. Enumerable.Range(0, batch.InputCount).Select(batch.Shape)]);
+        var direct = new bool[batch.Requests.Count];
         for (var i = 0; i < batch.InputCount; i++)
         {
-            // Each request's bytes go straight into the staging buffer, at their rows' offset (no merged copy first).
+            // Each request's bytes go straight into the staging buffer, at their rows' offset (no merged copy first), or,
+            // for rows in shared memory the engine can read itself, from the region to the device with no host copy.
             var target = run.Input(i);
             if (target.Length != batch.ByteCount(i))
             {
                 throw new BatchwiseException($"The engine staged {target.Length} bytes for input '{Inputs[i].Name}' of {Tensor.ShapeText(batch.Shape(i))}, which holds {batch.ByteCount(i)}", "This is an engine defect; run the model with --engine ort meanwhile.");
             }
 
-            batch.CopyInput(i, target);
+            var offsets = batch.Offsets(i);
+            for (var r = 0; r < direct.Length; r++)
+            {
+                direct[r] = batch.Requests[r][i].Source is { } source && run.TryCopyInput(i, offsets[r], source);
+            }
+
+            batch.CopyInput(i, target, direct);
         }
 
         await run.RunAsync(cancellationToken).ConfigureAwait(false);

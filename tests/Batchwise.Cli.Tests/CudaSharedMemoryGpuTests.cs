@@ -107,6 +107,61 @@ public sealed partial class CudaSharedMemoryGpuTests
         Assert.Empty((await client.CudaSharedMemoryStatusAsync(new CudaSharedMemoryStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct)).Regions);
     }
 
+    /// <summary>
+    /// System shared memory on the cuda engine: the region is page-locked with the driver (said in the server log) and 16
+    /// concurrent requests, merged into batches, each have their rows copied from it straight to the device at their
+    /// offset; every answer is checked against the same input sent by value.
+    /// </summary>
+    [Fact]
+    public async Task System_shared_memory_on_the_cuda_engine_is_page_locked_and_every_concurrent_answer_is_its_own()
+    {
+        GpuTest.Require();
+        using var serve = ServeProcess.Start("serve", "zoo:mlp", "--engine", "cuda", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1", "--max-batch-size", "8", "--max-queue-delay-us", "2000");
+        var address = await serve.ServingAsync(TimeSpan.FromMinutes(3));
+        using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
+        const int Requests = 16;
+        const int InBytes = 64 * sizeof(float);
+        var inputs = Enumerable.Range(0, Requests).Select(id => Enumerable.Range(0, 64).Select(k => (float)Math.Sin((id * 64) + k)).ToArray()).ToList();
+        var key = $"/bw-gpu-{Guid.NewGuid():N}";
+        var path = "/dev/shm" + key;
+        File.WriteAllBytes(path, [.. inputs.SelectMany(i => MemoryMarshal.AsBytes(i.AsSpan()).ToArray())]);
+        try
+        {
+            using (var r = await http.PostAsync(new Uri("/v2/systemsharedmemory/region/rows/register", UriKind.Relative), JsonContent.Create(new { key, offset = 0, byte_size = Requests * InBytes }), Ct))
+            {
+                Assert.True(r.StatusCode == HttpStatusCode.OK, await r.Content.ReadAsStringAsync(Ct));
+            }
+
+            async Task<float[]> Infer(object input)
+            {
+                using var r = await http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), JsonContent.Create(new { inputs = new[] { input } }), Ct);
+                var body = await r.Content.ReadAsStringAsync(Ct);
+                Assert.True(r.StatusCode == HttpStatusCode.OK, body);
+                return [.. JsonDocument.Parse(body).RootElement.GetProperty("outputs")[0].GetProperty("data").EnumerateArray().Select(v => v.GetSingle())];
+            }
+
+            var byReference = Enumerable.Range(0, Requests).Select(id => Infer(new { name = "input", datatype = "FP32", shape = new[] { 1, 64 }, parameters = new Dictionary<string, object> { ["shared_memory_region"] = "rows", ["shared_memory_byte_size"] = InBytes, ["shared_memory_offset"] = id * InBytes } })).ToList();
+            var answers = await Task.WhenAll(byReference).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+            for (var id = 0; id < Requests; id++)
+            {
+                var expected = await Infer(new { name = "input", datatype = "FP32", shape = new[] { 1, 64 }, data = inputs[id] });
+                Assert.Equal(expected.Length, answers[id].Length);
+                for (var k = 0; k < expected.Length; k++)
+                {
+                    Assert.Equal(expected[k], answers[id][k], 5);
+                }
+            }
+
+            Assert.Contains("system shared memory region 'rows' (" + (Requests * InBytes) + " bytes) page-locked for mlp", serve.Err + serve.Out, StringComparison.Ordinal);
+            using var unregister = await http.PostAsync(new Uri("/v2/systemsharedmemory/unregister", UriKind.Relative), JsonContent.Create(new { }), Ct);
+            Assert.Equal(HttpStatusCode.OK, unregister.StatusCode);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [GeneratedRegex(@"gRPC on (\S+?),? ")]
     private static partial Regex GrpcLine();
 }

@@ -43,6 +43,8 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuMemFree_v2")] internal static partial int cuMemFree(ulong pointer);
     [LibraryImport(Lib)] private static partial int cuMemHostAlloc(out IntPtr pointer, nuint bytes, uint flags);
     [LibraryImport(Lib)] internal static partial int cuMemFreeHost(IntPtr pointer);
+    [LibraryImport(Lib, EntryPoint = "cuMemHostRegister_v2")] private static partial int cuMemHostRegister(IntPtr pointer, nuint bytes, uint flags);
+    [LibraryImport(Lib)] internal static partial int cuMemHostUnregister(IntPtr pointer);
     [LibraryImport(Lib, EntryPoint = "cuMemHostGetDevicePointer_v2")] private static partial int cuMemHostGetDevicePointer(out ulong device, IntPtr host, uint flags);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")] private static partial int cuMemcpyHtoDAsync(ulong dst, void* src, nuint bytes, IntPtr stream);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoHAsync_v2")] private static partial int cuMemcpyDtoHAsync(void* dst, ulong src, nuint bytes, IntPtr stream);
@@ -236,6 +238,15 @@ internal static unsafe partial class CudaDriver
         Check(cuMemHostGetDevicePointer(out var d, memory.DangerousGetHandle(), 0), "cuMemHostGetDevicePointer");
         return d;
     }
+
+    /// <summary>cuMemHostRegister flag: the range is page-locked for every context, not only the current one.</summary>
+    public const uint CU_MEMHOSTREGISTER_PORTABLE = 1;
+
+    /// <summary>Page-locks an existing host range for the GPU (cuMemHostRegister); the driver's status code (0: registered).</summary>
+    public static int TryHostRegister(IntPtr pointer, long bytes, uint flags) => cuMemHostRegister(pointer, (nuint)bytes, flags);
+
+    /// <summary>The driver's name and text for a status code.</summary>
+    public static string Describe(int status) => ErrorText(status);
 
     public static void CopyToDevice(ulong dst, void* src, long bytes, CudaStream stream) => Check(cuMemcpyHtoDAsync(dst, src, (nuint)bytes, stream.Handle), "cuMemcpyHtoDAsync");
 
@@ -518,4 +529,47 @@ internal sealed class PrimaryContext : SafeHandle
     public void MakeCurrent() => CudaDriver.SetCurrent(handle);
 
     protected override bool ReleaseHandle() => CudaDriver.cuDevicePrimaryCtxRelease(Device) == 0;
+}
+
+/// <summary>
+/// A host range page-locked for the GPU with cuMemHostRegister (a client's system shared memory region): it holds the
+/// device's primary context so that the unregister, when the region is let go, runs in a live context.
+/// </summary>
+internal sealed class RegisteredHostMemory : SafeHandle
+{
+    private readonly PrimaryContext _context;
+
+    private RegisteredHostMemory(IntPtr pointer, PrimaryContext context)
+        : base(IntPtr.Zero, true)
+    {
+        _context = context;
+        SetHandle(pointer);
+    }
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    /// <summary>Registers [pointer, pointer + bytes) on <paramref name="device"/>; null with the driver's reason when it refuses.</summary>
+    public static RegisteredHostMemory? TryRegister(int device, IntPtr pointer, long bytes, out string? failure)
+    {
+        var context = new PrimaryContext(device);
+        context.MakeCurrent();
+        var status = CudaDriver.TryHostRegister(pointer, bytes, CudaDriver.CU_MEMHOSTREGISTER_PORTABLE);
+        if (status != 0)
+        {
+            failure = $"cuMemHostRegister of {bytes} bytes failed: {CudaDriver.Describe(status)}";
+            context.Dispose();
+            return null;
+        }
+
+        failure = null;
+        return new RegisteredHostMemory(pointer, context);
+    }
+
+    protected override bool ReleaseHandle()
+    {
+        _context.MakeCurrent();
+        var ok = CudaDriver.cuMemHostUnregister(handle) == 0;
+        _context.Dispose();
+        return ok;
+    }
 }

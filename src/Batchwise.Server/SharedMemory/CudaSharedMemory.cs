@@ -34,6 +34,9 @@ public sealed class CudaSharedMemoryRegion : SharedMemoryRegion
     /// <inheritdoc/>
     internal override string Kind => "CUDA";
 
+    /// <summary>The device memory itself: an engine on the same GPU copies it device to device into its input.</summary>
+    internal override TensorSource? Source(long offset, long bytes, ServedModel model) => new DeviceTensorSource(_memory, offset, bytes);
+
     /// <summary>
     /// Device to host: the server's engines take host tensors, so an input in a CUDA region is copied to the host once
     /// (into the request's pooled buffer) before it runs, on either engine.

@@ -80,6 +80,13 @@ public abstract class SharedMemoryRegion
         }
     }
 
+    /// <summary>
+    /// The range [offset, offset + bytes) (checked by the caller) as a source an engine may read in place, for a request
+    /// to <paramref name="model"/>; null where the region has none (the request's bytes are then read out with
+    /// <see cref="Read"/>).
+    /// </summary>
+    internal virtual Engines.TensorSource? Source(long offset, long bytes, ServedModel model) => null;
+
     /// <summary>Copies <paramref name="target"/>.Length bytes from <paramref name="offset"/> (checked by the caller).</summary>
     internal abstract void Read(long offset, byte[] target);
 

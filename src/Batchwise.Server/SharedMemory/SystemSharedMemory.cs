@@ -19,14 +19,50 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
 {
     private readonly MemoryMappedFile _file;
     private readonly MemoryMappedViewAccessor _view;
+    private readonly Lock _registrationLock = new();
+    private readonly unsafe byte* _mapping;
+    private IDisposable? _registration;
+    private bool _registrationTried;
 
-    private SystemSharedMemoryRegion(string name, string key, long offset, long byteSize, MemoryMappedFile file, MemoryMappedViewAccessor view)
+    private unsafe SystemSharedMemoryRegion(string name, string key, long offset, long byteSize, MemoryMappedFile file, MemoryMappedViewAccessor view)
         : base(name, byteSize)
     {
         Key = key;
         Offset = offset;
         _file = file;
         _view = view;
+        byte* mapping = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref mapping);
+        _mapping = mapping;
+    }
+
+    /// <summary>True once the mapping is page-locked with the GPU driver (a cuda model read from it).</summary>
+    internal bool IsPageLocked => Volatile.Read(ref _registration) is not null;
+
+    /// <summary>
+    /// The mapped bytes in place. For a model on an engine that can page-lock host memory (cuda), the whole mapping is
+    /// registered with the driver on first use (copies to the device then run asynchronously straight from it); where the
+    /// driver refuses, that is logged once and the engine's staging copy is used.
+    /// </summary>
+    internal override unsafe TensorSource? Source(long offset, long bytes, ServedModel model)
+    {
+        if (model.HostRegistration is { } registrar && !Volatile.Read(ref _registrationTried))
+        {
+            lock (_registrationLock)
+            {
+                if (!_registrationTried && !IsUnmapped)
+                {
+                    _registrationTried = true;
+                    var registration = registrar.TryRegister((IntPtr)_mapping, _view.PointerOffset + ByteSize, out var failure);
+                    Volatile.Write(ref _registration, registration);
+                    model.Log?.Invoke(registration is not null
+                        ? $"system shared memory region '{Name}' ({ByteSize} bytes) page-locked for {model.Name}: its inputs are copied to the device straight from it"
+                        : $"system shared memory region '{Name}' could not be page-locked for {model.Name} ({failure}); its inputs are copied through the engine's staging buffers instead");
+                }
+            }
+        }
+
+        return new HostTensorSource((IntPtr)(_mapping + _view.PointerOffset + offset), bytes, IsPageLocked);
     }
 
     /// <summary>The shared memory key.</summary>
@@ -109,6 +145,15 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
     /// <inheritdoc/>
     private protected override void ReleaseMemory()
     {
+        // Unregister (the last request using it has answered, so no copy reads it) before unmapping.
+        lock (_registrationLock)
+        {
+            _registrationTried = true;
+            _registration?.Dispose();
+            _registration = null;
+        }
+
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();
     }

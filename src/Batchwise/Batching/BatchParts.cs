@@ -58,7 +58,7 @@ public sealed class BatchParts
         long total = 0;
         foreach (var r in Requests)
         {
-            total += r[input].Data.Length;
+            total += r[input].ByteCount;
         }
 
         return total;
@@ -68,11 +68,29 @@ public sealed class BatchParts
     /// Concatenates every request's input <paramref name="input"/> into <paramref name="target"/> (exactly
     /// <see cref="ByteCount"/> bytes), on several threads when the batch is large.
     /// </summary>
-    public void CopyInput(int input, Memory<byte> target) =>
-        CopyInput(input, target, Environment.ProcessorCount < 4 ? 1 : Math.Min(8, Environment.ProcessorCount / 2));
+    public void CopyInput(int input, Memory<byte> target) => CopyInput(input, target, skip: null);
+
+    /// <summary>
+    /// <see cref="CopyInput(int, Memory{byte})"/> leaving out the requests whose <paramref name="skip"/> entry is true
+    /// (their rows are written some other way, e.g. copied by the engine straight from shared memory).
+    /// </summary>
+    public void CopyInput(int input, Memory<byte> target, IReadOnlyList<bool>? skip) =>
+        CopyInput(input, target, Environment.ProcessorCount < 4 ? 1 : Math.Min(8, Environment.ProcessorCount / 2), skip);
+
+    /// <summary>Each request's byte offset in input <paramref name="input"/>'s concatenation.</summary>
+    public long[] Offsets(int input)
+    {
+        var offsets = new long[Requests.Count];
+        for (var i = 1; i < Requests.Count; i++)
+        {
+            offsets[i] = offsets[i - 1] + Requests[i - 1][input].ByteCount;
+        }
+
+        return offsets;
+    }
 
     /// <summary><see cref="CopyInput(int, Memory{byte})"/> on at most <paramref name="threads"/> threads (tests pick it).</summary>
-    internal void CopyInput(int input, Memory<byte> target, int threads)
+    internal void CopyInput(int input, Memory<byte> target, int threads, IReadOnlyList<bool>? skip = null)
     {
         var total = ByteCount(input);
         if (target.Length != total)
@@ -83,28 +101,42 @@ public sealed class BatchParts
         if (Requests.Count == 1 || total < ParallelCopyBytes || threads < 2)
         {
             var offset = 0;
-            foreach (var r in Requests)
+            for (var i = 0; i < Requests.Count; i++)
             {
-                var data = r[input].Data;
-                data.CopyTo(target.Span[offset..]);
-                offset += data.Length;
+                var t = Requests[i][input];
+                if (skip is null || !skip[i])
+                {
+                    CopyOne(t, target.Span.Slice(offset, (int)t.ByteCount));
+                }
+
+                offset += (int)t.ByteCount;
             }
 
             return;
         }
 
-        var offsets = new int[Requests.Count];
-        for (int i = 1, at = 0; i < Requests.Count; i++)
-        {
-            at += Requests[i - 1][input].Data.Length;
-            offsets[i] = at;
-        }
-
+        var offsets = Offsets(input);
         Parallel.For(0, Requests.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
         {
-            var data = Requests[i][input].Data;
-            data.CopyTo(target.Span.Slice(offsets[i], data.Length));
+            if (skip is null || !skip[i])
+            {
+                var t = Requests[i][input];
+                CopyOne(t, target.Span.Slice((int)offsets[i], (int)t.ByteCount));
+            }
         });
+    }
+
+    /// <summary>One request's bytes into its place: from its shared memory source when it has one (no managed copy first).</summary>
+    private static void CopyOne(Tensor t, Span<byte> target)
+    {
+        if (t.Source is { } source)
+        {
+            source.CopyTo(target);
+        }
+        else
+        {
+            t.Data.CopyTo(target);
+        }
     }
 
     /// <summary>The merged inputs as new tensors (the requests' own when the batch holds one request).</summary>

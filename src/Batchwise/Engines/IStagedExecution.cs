@@ -21,6 +21,14 @@ public interface IStagedRun : IDisposable
     /// <summary>Input <paramref name="index"/>'s bytes, to be written before <see cref="RunAsync"/> (exactly its shape's size).</summary>
     Memory<byte> Input(int index);
 
+    /// <summary>
+    /// Copies <paramref name="source"/> (one request's rows, in memory another process shares) straight into input
+    /// <paramref name="index"/> at <paramref name="byteOffset"/> when the run executes, instead of the caller writing those
+    /// bytes into <see cref="Input"/>; false when the engine cannot read that memory (the caller copies them itself).
+    /// The source stays valid until <see cref="RunAsync"/> completes.
+    /// </summary>
+    bool TryCopyInput(int index, long byteOffset, TensorSource source) => false;
+
     /// <summary>Reads input <paramref name="index"/> from device memory instead (CUDA shared memory); null where the engine has no device.</summary>
     void SetDeviceInput(int index, ulong devicePointer) =>
         throw new BatchwiseException("This engine has no device memory to read inputs from", "Use --engine cuda for CUDA shared memory.");

@@ -33,8 +33,34 @@ public sealed class Tensor
 
         ElementType = elementType;
         Shape = shape;
-        Data = data;
+        _data = data;
     }
+
+    /// <summary>
+    /// A numeric tensor whose bytes stay where <paramref name="source"/> says (shared memory) until an engine reads them
+    /// there (<see cref="IStagedRun.TryCopyInput"/>) or something reads <see cref="Data"/>, which copies them once into a
+    /// new pinned array.
+    /// </summary>
+    public Tensor(ElementType elementType, long[] shape, TensorSource source)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(source);
+        var expected = elementType == ElementType.String ? -1 : ElementCountOf(shape) * elementType.SizeOf();
+        if (source.ByteCount != expected)
+        {
+            throw new BatchwiseException($"Tensor of {elementType.ShortName()} {ShapeText(shape)} needs {expected} bytes, its source holds {source.ByteCount}", "Check the data matches the shape (string tensors cannot stay in shared memory).");
+        }
+
+        ElementType = elementType;
+        Shape = shape;
+        Source = source;
+    }
+
+    /// <summary>Where the bytes are when they have not been copied into <see cref="Data"/> (null: they are in it).</summary>
+    public TensorSource? Source { get; }
+
+    /// <summary>The size of the bytes, without copying them out of a <see cref="Source"/>.</summary>
+    public long ByteCount => _data?.LongLength ?? Source?.ByteCount ?? 0;
 
     /// <summary>Element type.</summary>
     public ElementType ElementType { get; }
@@ -42,8 +68,17 @@ public sealed class Tensor
     /// <summary>Shape (row-major).</summary>
     public long[] Shape { get; }
 
-    /// <summary>The raw little-endian bytes.</summary>
-    public byte[] Data { get; }
+    /// <summary>The raw little-endian bytes (for a tensor with a <see cref="Source"/>: copied from it on first use).</summary>
+    public byte[] Data => _data ?? Materialize();
+
+    private byte[]? _data;
+
+    private byte[] Materialize()
+    {
+        var data = GC.AllocateUninitializedArray<byte>(checked((int)Source!.ByteCount), pinned: true);
+        Source.CopyTo(data);
+        return Interlocked.CompareExchange(ref _data, data, null) ?? data;
+    }
 
     /// <summary>Number of elements.</summary>
     public long ElementCount => ElementCountOf(Shape);
