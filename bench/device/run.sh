@@ -178,6 +178,10 @@ if [[ " $PHASES " == *" shapes "* ]]; then
   # JSON beside it. Kernels are cached in $BATCHWISE_CACHE_DIR, emptied where a cold start is measured.
   export BATCHWISE_CACHE_DIR="$WORK/cache"
   S="$OUT/shapes"; mkdir -p "$S"
+  # Issue #11's GPU tests first (a saved engine's outputs equal a fresh build's row for row, asks cuDNN nothing while
+  # planning, reports its spans; padded batches; new batch octaves from the nearest known choices).
+  timeout "${SHAPES_TESTS_LIMIT:-240}" "$TESTS" -parallelMode none -class '*ShapeGpuTests' -noColor > "$OUT/shapes-tests.log" 2>&1
+  echo "shapes GPU tests: exit $? ($(grep -E 'Total:' "$OUT/shapes-tests.log" | tail -1))" >> "$OUT/devices.txt"
   wall() { local t0 t1; t0=$(date +%s.%N); "$@"; local rc=$?; t1=$(date +%s.%N); echo "process wall $(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }") s, exit $rc"; }
   {
     rm -rf "$WORK/cache"
