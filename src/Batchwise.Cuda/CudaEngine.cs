@@ -57,9 +57,12 @@ public sealed class CudaEngine : IEngine
         }
 
         // Einsum runs as the Transpose/Reshape/MatMul it decomposes into (on a copy: the caller's model is left as given).
-        if (model.SavedEngine is null && model.Graph.Node.Any(n => n.OpType == "Einsum" && OperatorRegistry.NormalizeDomain(n.Domain).Length == 0))
+        // A saved engine's model is decomposed the same way (its derived constants are named after the same nodes).
+        if (model.Graph.Node.Any(n => n.OpType == "Einsum" && OperatorRegistry.NormalizeDomain(n.Domain).Length == 0))
         {
+            var (savedEngine, leftOut) = (model.SavedEngine, model.WeightsLeftOut);
             model = OnnxModel.FromProto(model.Proto.Clone(), model.Name);
+            (model.SavedEngine, model.WeightsLeftOut) = (savedEngine, leftOut);
             new Transforms.EinsumDecomposition().Apply(model);
         }
 
