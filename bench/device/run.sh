@@ -181,6 +181,10 @@ if [[ " $PHASES " == *" shapes "* ]]; then
   # JSON beside it. Kernels are cached in $BATCHWISE_CACHE_DIR, emptied where a cold start is measured.
   export BATCHWISE_CACHE_DIR="$WORK/cache"
   S="$OUT/shapes"; mkdir -p "$S"
+  # Issue #11's GPU tests first (a saved engine's outputs equal a fresh build's row for row, asks cuDNN nothing while
+  # planning, reports its spans; padded batches; new batch octaves from the nearest known choices).
+  timeout "${SHAPES_TESTS_LIMIT:-240}" "$TESTS" -parallelMode none -class '*ShapeGpuTests' -noColor > "$OUT/shapes-tests.log" 2>&1
+  echo "shapes GPU tests: exit $? ($(grep -E 'Total:' "$OUT/shapes-tests.log" | tail -1))" >> "$OUT/devices.txt"
   wall() { local t0 t1; t0=$(date +%s.%N); "$@"; local rc=$?; t1=$(date +%s.%N); echo "process wall $(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }") s, exit $rc"; }
   {
     rm -rf "$WORK/cache"
@@ -190,11 +194,38 @@ if [[ " $PHASES " == *" shapes "* ]]; then
     wall timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 1 --duration 0.5s --warmup 0.2s --verbose --json "$S/cold-cached.json" 2>&1
     [ "${SHAPES_LITE:-0}" = 1 ] || echo "## every batch 1..64 in one process (a plan each)"
     [ "${SHAPES_LITE:-0}" = 1 ] || timeout 240 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b "$(seq -s, 1 64)" --duration 0.3s --warmup 0.1s --max-windows 3 --json "$S/b1-64.json" 2>&1 | tail -8
+    if [ "${SHAPES_LITE:-0}" != 1 ]; then
+      # The same sweep with a new batch octave's convolutions started from the nearest known octave's cuDNN choices
+      # (no heuristics query): plan builds and throughput per batch against the default (octave) sweep above.
+      echo "## every batch 1..64 in one process, BATCHWISE_CONV_CHOICES=nearest"
+      BATCHWISE_CONV_CHOICES=nearest timeout 240 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b "$(seq -s, 1 64)" --duration 0.3s --warmup 0.1s --max-windows 3 --json "$S/b1-64-nearest.json" 2>&1 | tail -8
+      if [ -n "$PY" ]; then
+        echo "## per batch: plan build ms and img/s, octave (default) vs nearest"
+        "$PY" - "$S/b1-64.json" "$S/b1-64-nearest.json" <<'PYEOF'
+import json, statistics, sys
+runs = [{p["batch_size"]: p for p in json.load(open(f))["points"]} for f in sys.argv[1:3]]
+def build_ms(p): return sum(b["seconds"] for b in p.get("plan_builds") or []) * 1000
+print("b  octave_plan_ms nearest_plan_ms octave_img_s nearest_img_s ratio")
+for b in sorted(runs[0]):
+    o, n = runs[0][b], runs[1].get(b)
+    if n is None: continue
+    print(b, f"{build_ms(o):.1f}", f"{build_ms(n):.1f}", f"{o['throughput_samples_per_s']:.0f}", f"{n['throughput_samples_per_s']:.0f}", f"{n['throughput_samples_per_s'] / o['throughput_samples_per_s']:.3f}")
+for name, r in zip(("octave", "nearest"), runs):
+    ms = [build_ms(p) for p in r.values() if p.get("plan_builds")]
+    print(name, "plans", len(ms), "median", f"{statistics.median(ms):.1f}" if ms else "-", "ms; max", f"{max(ms):.1f}" if ms else "-")
+PYEOF
+      fi
+      echo "## build's profile plans (64, 32, ... 1) with BATCHWISE_CONV_CHOICES=nearest (the default build follows)"
+      BATCHWISE_CONV_CHOICES=nearest timeout 180 "$CLI" build zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,2,4,8,16,32,64 -o "$WORK/r50-nearest.bwengine" 2>&1 | tail -9
+    fi
     echo "## build a saved engine"
     wall timeout 180 "$CLI" build zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,2,4,8,16,32,64 -o "$WORK/r50.bwengine" 2>&1
+    ls -l "$WORK/r50.bwengine"
     rm -rf "$WORK/cache"
     echo "## cold start from the saved engine, empty kernel cache"
     wall timeout 120 "$CLI" bench "$WORK/r50.bwengine" --engine cuda -b 1 --duration 0.5s --warmup 0.2s --verbose --json "$S/cold-saved.json" 2>&1
+    echo "## cold start from the saved engine, again (the file in the page cache either way)"
+    wall timeout 120 "$CLI" bench "$WORK/r50.bwengine" --engine cuda -b 1 --duration 0.5s --warmup 0.2s --verbose --json "$S/cold-saved-2.json" 2>&1 | grep -E 'cold start|process wall|plan built'
     if [ "${SHAPES_LITE:-0}" != 1 ]; then
       echo "## padding: b=33 padded to 64 against b=64 and an exact b=33"
       timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --batch-profile 1,8,32,64 -b 33,64 --duration 1s --warmup 0.3s --json "$S/padded.json" 2>&1 | tail -6

@@ -57,9 +57,12 @@ public sealed class CudaEngine : IEngine
         }
 
         // Einsum runs as the Transpose/Reshape/MatMul it decomposes into (on a copy: the caller's model is left as given).
-        if (model.SavedEngine is null && model.Graph.Node.Any(n => n.OpType == "Einsum" && OperatorRegistry.NormalizeDomain(n.Domain).Length == 0))
+        // A saved engine's model is decomposed the same way (its derived constants are named after the same nodes).
+        if (model.Graph.Node.Any(n => n.OpType == "Einsum" && OperatorRegistry.NormalizeDomain(n.Domain).Length == 0))
         {
+            var (savedEngine, leftOut) = (model.SavedEngine, model.WeightsLeftOut);
             model = OnnxModel.FromProto(model.Proto.Clone(), model.Name);
+            (model.SavedEngine, model.WeightsLeftOut) = (savedEngine, leftOut);
             new Transforms.EinsumDecomposition().Apply(model);
         }
 
@@ -69,8 +72,20 @@ public sealed class CudaEngine : IEngine
         spans.Measure("load_cuda_init", CudaDriver.Initialize);
         if (model.SavedEngine is { } path)
         {
-            var saved = SavedEngine.Read(path, options, spans);
-            return new CudaSession(model, saved.Apply(options), saved, spans);
+            // The manifest first (a file for another device or library version is refused before anything else), then
+            // the artefacts (a ResNet-50's 51 MB of device-ready weights) read and checked on another thread while this
+            // one creates the CUDA context and opens cuDNN and cuBLASLt.
+            var effective = SavedEngine.Effective(path, options);
+            var reading = Task.Run(() => SavedEngine.Read(path, options, spans));
+            try
+            {
+                return new CudaSession(model, effective, reading, spans);
+            }
+            catch
+            {
+                _ = reading.ContinueWith(t => t.Exception, TaskScheduler.Default); // observed: the session's own error is the one to report
+                throw;
+            }
         }
 
         return new CudaSession(model, options, spans: spans);
@@ -159,7 +174,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// </summary>
     internal const int MaxContinuationPlans = 64;
 
-    public CudaSession(OnnxModel model, EngineOptions options, SavedEngine? saved = null, StartupSpans? spans = null)
+    /// <param name="model">The model (a saved engine's structure when <paramref name="reading"/> is given).</param>
+    /// <param name="options">The options, a saved engine's applied.</param>
+    /// <param name="reading">A saved engine being read on another thread: the context and library handles are made meanwhile.</param>
+    /// <param name="spans">Where the start's spans go.</param>
+    public CudaSession(OnnxModel model, EngineOptions options, Task<SavedEngine>? reading = null, StartupSpans? spans = null)
     {
         _model = model;
         Startup = spans ?? new StartupSpans();
@@ -178,6 +197,16 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = Startup.Measure("load_stream", CudaDriver.CreateStream);
         Kernels = Startup.Measure("load_kernel_cache", () => new KernelCache(ComputeCapability, "nvrtc" + Nvrtc.Version(), KernelCacheDirectory()));
+        SavedEngine? saved = null;
+        if (reading is not null)
+        {
+            // While the file is read: the libraries' handles for planning, and the first slot with its own.
+            OpenLibrariesAhead(model);
+            var waiting = Stopwatch.GetTimestamp();
+            saved = reading.GetAwaiter().GetResult();
+            Startup.Add("load_saved_wait", Stopwatch.GetElapsedTime(waiting).TotalSeconds);
+        }
+
         _initializers = Startup.Measure("load_initializers", () => _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null));
         started = Stopwatch.GetTimestamp();
         _hostInputs = GraphCompiler.HostValueInputs(model);
@@ -201,6 +230,33 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <inheritdoc/>
     public StartupSpans Startup { get; }
+
+    /// <summary>Creates the planning handles and the first execution slot (stream, its handles) of the libraries the model's operators use.</summary>
+    private void OpenLibrariesAhead(OnnxModel model)
+    {
+        var cudnn = model.Graph.Node.Any(n => n.OpType is "Conv" or "ConvTranspose");
+        var cublasLt = model.Graph.Node.Any(n => n.OpType is "MatMul" or "Gemm" or "Attention" or "MatMulInteger");
+        if (cudnn)
+        {
+            _ = PlanningCudnn;
+        }
+
+        if (cublasLt)
+        {
+            _ = PlanningCublasLt;
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        var slot = new ExecutionSlot { Spans = Startup };
+        Startup.AddOnce("slot_stream", Stopwatch.GetElapsedTime(started).TotalSeconds);
+        slot.OpenLibraries(cudnn, cublasLt);
+        lock (_allSlots)
+        {
+            _allSlots.Add(slot);
+        }
+
+        _idleSlots.Add(slot);
+    }
 
     public IReadOnlyList<TensorSpec> Inputs { get; }
 

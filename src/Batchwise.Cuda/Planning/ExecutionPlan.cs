@@ -453,19 +453,7 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         Spans?.AddOnce("slot_memory", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
-        if (plan.UsesCudnn && Cudnn is null)
-        {
-            started = System.Diagnostics.Stopwatch.GetTimestamp();
-            Cudnn = Interop.Cudnn.Create(Stream);
-            Spans?.AddOnce("slot_cudnn_handle", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
-        }
-
-        if (plan.UsesCublasLt && CublasLt is null)
-        {
-            started = System.Diagnostics.Stopwatch.GetTimestamp();
-            CublasLt = Interop.CublasLt.Create();
-            Spans?.AddOnce("slot_cublaslt_handle", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
-        }
+        OpenLibraries(plan.UsesCudnn, plan.UsesCublasLt);
 
         started = System.Diagnostics.Stopwatch.GetTimestamp();
         context = new ExecutionContext(plan, this, useCudaGraph);
@@ -476,6 +464,24 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         return context;
+    }
+
+    /// <summary>Creates the slot's cuDNN and cuBLASLt handles where asked and not made yet.</summary>
+    public void OpenLibraries(bool cudnn, bool cublasLt)
+    {
+        if (cudnn && Cudnn is null)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            Cudnn = Interop.Cudnn.Create(Stream);
+            Spans?.AddOnce("slot_cudnn_handle", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+
+        if (cublasLt && CublasLt is null)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            CublasLt = Interop.CublasLt.Create();
+            Spans?.AddOnce("slot_cublaslt_handle", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
     }
 
     public void Dispose()

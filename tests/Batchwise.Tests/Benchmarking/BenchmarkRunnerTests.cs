@@ -44,6 +44,22 @@ public sealed class BenchmarkRunnerTests
     }
 
     [Fact]
+    public void The_cold_start_counts_the_engines_environment_and_splits_into_named_spans()
+    {
+        var runner = new BenchmarkRunner(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [1] }, cancellationToken: TestContext.Current.CancellationToken);
+
+        var cold = result.ColdStart!;
+        Assert.True(cold.Spans.TryGetValue("environment", out var environment), string.Join(", ", cold.Spans.Keys));
+        Assert.True(environment > 0);
+
+        // Everything from the file opened to the first result is in the first inference: the engine's options and
+        // description (a GPU engine initialises its driver and opens its libraries there) as much as loading and running.
+        var parts = cold.ReadSeconds + environment + cold.LoadSeconds + cold.PrepareSeconds + cold.FirstRunSeconds;
+        Assert.True(cold.FirstInferenceSeconds >= parts - 1e-6, $"first inference {cold.FirstInferenceSeconds} s, parts {parts} s");
+    }
+
+    [Fact]
     public void Engine_failure_at_a_larger_batch_stops_the_sweep_there_and_keeps_the_rest()
     {
         var runner = new BenchmarkRunner(new FakeEngine(failFromBatch: 4), new EngineOptions());
