@@ -95,6 +95,8 @@ public sealed class KernelCompileTests
                 yield return KernelSource.SoftmaxRows(t, 100, cols, log: cols == 37);
             }
 
+            yield return KernelSource.Patches(t, true, 2, 3, 8, [224, 224], [14, 14], [16, 16]);
+            yield return KernelSource.Patches(t, false, 2, 3, 3, [18, 17], [4, 4], [4, 4]);
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");
