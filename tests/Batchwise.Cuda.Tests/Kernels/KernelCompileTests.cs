@@ -85,6 +85,8 @@ public sealed class KernelCompileTests
             foreach (var kind in new[] { "mean", "sum", "max", "min", "l1", "l2", "sumsquare", "logsum", "prod" })
             {
                 yield return KernelSource.ReduceColumns(t, kind, t == ElementType.Float16 ? 2 : 1, 2, 49, 96);
+                yield return KernelSource.ReduceColumns(t, kind, t == ElementType.Float16 ? 2 : 1, 2, 12544, 32, 98, partial: true);
+                yield return KernelSource.ReduceSplits(t, kind, 98, 2, 12544, 32);
                 yield return KernelSource.ReduceRows(t, kind, 32, 6, 100);
                 yield return KernelSource.ReduceRows(t, kind, 256, 6, 5000);
             }

@@ -32,6 +32,8 @@ internal static class KernelCaseModels
         ["reducemax-hw"] = () => Reduce("ReduceMax", [2, 12, 5, 6], [-2, -1], keep: true),
         ["reducemean-channels"] = () => Reduce("ReduceMean", [2, 24, 5, 6], [1], keep: true),
         ["reducemean-width-no-keepdims"] = () => Reduce("ReduceMean", [2, 8, 5, 6], [3], keep: false),
+        ["reducemean-hw-split-ranges"] = () => Reduce("ReduceMean", [1, 32, 40, 40], [2, 3], keep: true),
+        ["reducemax-hw-split-ranges-odd-channels"] = () => Reduce("ReduceMax", [2, 5, 20, 20], [2, 3], keep: false),
         ["reducesum-long-rows"] = () => Reduce("ReduceSum", [2, 3, 64, 48], [2, 3], keep: true, opset: 13),
         ["reducemax-last-axis"] = () => Reduce("ReduceMax", [4, 5, 33], [2], keep: false),
         ["reducel2-middle-axis"] = () => Reduce("ReduceL2", [3, 17, 10], [1], keep: true),
