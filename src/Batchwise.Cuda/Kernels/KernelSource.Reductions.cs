@@ -34,42 +34,52 @@ internal static partial class KernelSource
 
     /// <summary>
     /// Reduces x [outer, reduced, inner] over the middle axis into y [outer, inner]. A 256-thread block covers one outer
-    /// index and 32 x <paramref name="vector"/> inner elements (neighbouring lanes on neighbouring elements, one
-    /// <paramref name="vector"/>-element load each); its 8 rows of lanes stride over the reduced axis and meet in shared memory.
-    /// NaN propagates through max and min as through fmaxf (ignored), as the general kernel's comparisons do not: inputs
-    /// are expected finite.
+    /// index, 32 x <paramref name="vector"/> inner elements (neighbouring lanes on neighbouring elements, one
+    /// <paramref name="vector"/>-element load each) and one of <paramref name="splits"/> ranges of the reduced axis; its 8
+    /// rows of lanes stride over that range and meet in shared memory. With one split the block writes y; with more
+    /// (<paramref name="partial"/>) it writes its float partial result to y as [splits, outer, inner], and
+    /// <see cref="ReduceSplits"/> finishes (so a spatial mean over 112 x 112 at batch 1 runs on a few hundred blocks, not one).
+    /// Max and min ignore NaN as fmaxf does: inputs are expected finite.
     /// </summary>
-    public static KernelCode ReduceColumns(ElementType type, string kind, int vector, long outer, long reduced, long inner)
+    public static KernelCode ReduceColumns(ElementType type, string kind, int vector, long outer, long reduced, long inner, long splits = 1, bool partial = false)
     {
-        if (!CoalescedReduction(kind, type) || vector is not (1 or 2) || inner % vector != 0)
+        if (!CoalescedReduction(kind, type) || vector is not (1 or 2) || inner % vector != 0 || splits < 1 || (splits > 1 && !partial))
         {
-            throw new ArgumentException($"ReduceColumns: {kind} over {type}, vector {vector}, inner {inner}");
+            throw new ArgumentException($"ReduceColumns: {kind} over {type}, vector {vector}, inner {inner}, splits {splits}");
         }
 
         var t = CType(type);
-        var w = new KernelWriter(KernelWriter.Fits32(outer * reduced * inner + inner));
+        var yt = partial ? "float" : t;
+        var w = new KernelWriter(KernelWriter.Fits32((outer * reduced * inner) + inner) && KernelWriter.Fits32(splits * outer * inner));
         var ix = w.Idx;
-        var chunks = (inner / vector + 31) / 32;
+        var chunks = ((inner / vector) + 31) / 32;
         var chunkDiv = w.Div("chunks", chunks);
+        var splitDiv = w.Div("splits", splits);
         var o = w.Size("outer", outer);
         var rN = w.Size("reduced", reduced);
+        var per = w.Size("per", (reduced + splits - 1) / splits);
         var inn = w.Size("inner", inner);
         var (init, step, combine, result) = ReductionParts(kind, rN);
         var vec = Name + "_vec";
+        var yvec = partial ? Name + "_fvec" : vec;
         var v = KernelWriter.Lit(vector);
         w.Body.Append($$"""
                 __shared__ float part[{{KernelWriter.Lit(ReduceColumnRows)}}][32 * {{v}}];
                 {{ix}} blk = blockIdx.x;
                 {{w.Peel(chunkDiv, "blk", "chunk")}}
+                {{w.Peel(splitDiv, "blk", "split")}}
                 if (blk >= {{o}}) return;
                 const unsigned lane = threadIdx.x & 31, row = threadIdx.x >> 5;
                 const {{ix}} col = (chunk * 32 + lane) * {{v}};
+                const {{ix}} first = split * {{per}};
+                const {{ix}} end = first + {{per}} < {{rN}} ? first + {{per}} : {{rN}};
                 float acc[{{v}}];
                 #pragma unroll
                 for (int u = 0; u < {{v}}; u++) acc[u] = {{init}};
                 if (col < {{inn}}) {
                     const {{t}}* xp = x + blk * {{rN}} * {{inn}} + col;
-                    for ({{ix}} j = row; j < {{rN}}; j += {{KernelWriter.Lit(ReduceColumnRows)}}) {
+                    #pragma unroll 4
+                    for ({{ix}} j = first + row; j < end; j += {{KernelWriter.Lit(ReduceColumnRows)}}) {
                         const {{vec}} e = *(const {{vec}}*)(xp + j * {{inn}});
                         #pragma unroll
                         for (int u = 0; u < {{v}}; u++) { float z = acc[u]; const float v = (float)e.v[u]; {{step}} acc[u] = z; }
@@ -79,21 +89,53 @@ internal static partial class KernelSource
                 for (int u = 0; u < {{v}}; u++) part[row][lane * {{v}} + u] = acc[u];
                 __syncthreads();
                 if (row != 0 || col >= {{inn}}) return;
-                {{vec}} r;
+                {{yvec}} r;
                 #pragma unroll
                 for (int u = 0; u < {{v}}; u++) {
                     float z = part[0][lane * {{v}} + u];
                     for (int k = 1; k < {{KernelWriter.Lit(ReduceColumnRows)}}; k++) { const float z2 = part[k][lane * {{v}} + u]; z = {{combine}}; }
-                    r.v[u] = ({{t}})({{result}});
+                    r.v[u] = ({{yt}})({{(partial ? "z" : result)}});
                 }
-                *({{vec}}*)(y + blk * {{inn}} + col) = r;
+                *({{yvec}}*)(y + (split * {{o}} + blk) * {{inn}} + col) = r;
 
             """);
-        return WithVector(w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}"), t, vector * type.SizeOf(), vector);
+        var code = WithVector(w.Build($"{yt}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}"), t, vector * type.SizeOf(), vector);
+        return partial ? code with { Source = $"struct __align__({KernelWriter.Lit(vector * 4)}) {Name}_fvec {{ float v[{v}]; }};\n" + code.Source } : code;
     }
 
-    /// <summary>Threads to launch <see cref="ReduceColumns"/> with: a block per outer index and chunk of 32 lanes.</summary>
-    public static long ReduceColumnsThreads(int vector, long outer, long inner) => outer * ((inner / vector + 31) / 32) * 32 * ReduceColumnRows;
+    /// <summary>Threads to launch <see cref="ReduceColumns"/> with: a block per outer index, split and chunk of 32 lanes.</summary>
+    public static long ReduceColumnsThreads(int vector, long outer, long inner, long splits = 1) => outer * splits * (((inner / vector) + 31) / 32) * 32 * ReduceColumnRows;
+
+    /// <summary>
+    /// How many ranges <see cref="ReduceColumns"/> splits the reduced axis into: enough blocks to fill the GPU (about
+    /// 1,024), each range at least 64 rows long (8 loads a thread).
+    /// </summary>
+    public static long ReduceColumnSplits(int vector, long outer, long reduced, long inner)
+    {
+        var blocks = outer * (((inner / vector) + 31) / 32);
+        return Math.Max(1, Math.Min((1024 + blocks - 1) / blocks, reduced / 64));
+    }
+
+    /// <summary>Finishes a split <see cref="ReduceColumns"/>: y[o, i] from the float partials ws [splits, outer, inner], one thread per output.</summary>
+    public static KernelCode ReduceSplits(ElementType type, string kind, long splits, long outer, long reduced, long inner)
+    {
+        var t = CType(type);
+        var w = new KernelWriter(KernelWriter.Fits32(splits * outer * inner));
+        var ix = w.Idx;
+        var n = w.Size("n", outer * inner);
+        var s = w.Size("splits", splits);
+        var rN = w.Size("reduced", reduced);
+        var (_, _, combine, result) = ReductionParts(kind, rN);
+        w.Body.Append($$"""
+                const {{ix}} i = ({{ix}})blockIdx.x * blockDim.x + threadIdx.x;
+                if (i >= {{n}}) return;
+                float z = ws[i];
+                for ({{ix}} k = 1; k < {{s}}; k++) { const float z2 = ws[k * {{n}} + i]; z = {{combine}}; }
+                y[i] = ({{t}})({{result}});
+
+            """);
+        return w.Build($"{t}* __restrict__ y, const float* __restrict__ ws, {KernelWriter.ArgsParameter}");
+    }
 
     /// <summary>
     /// Reduces each contiguous row of x [rows, cols] into y [rows]: a warp per row (<paramref name="block"/> 32) or a block

@@ -7,7 +7,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 [Trait("Category", "GPU")]
 public sealed class KernelCaseGpuTests
 {
-    public static TheoryData<string> Cases => [.. KernelCaseModels.All.Keys];
+    public static TheoryData<string> Cases => [.. KernelCaseModels.All.Keys, .. KernelCaseModels.GpuOnly.Keys];
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -93,6 +93,8 @@ public sealed class KernelCompileTests
             foreach (var kind in new[] { "mean", "sum", "max", "min", "l1", "l2", "sumsquare", "logsum", "prod" })
             {
                 yield return KernelSource.ReduceColumns(t, kind, t == ElementType.Float16 ? 2 : 1, 2, 49, 96);
+                yield return KernelSource.ReduceColumns(t, kind, t == ElementType.Float16 ? 2 : 1, 2, 12544, 32, 98, partial: true);
+                yield return KernelSource.ReduceSplits(t, kind, 98, 2, 12544, 32);
                 yield return KernelSource.ReduceRows(t, kind, 32, 6, 100);
                 yield return KernelSource.ReduceRows(t, kind, 256, 6, 5000);
             }
@@ -103,6 +105,8 @@ public sealed class KernelCompileTests
                 yield return KernelSource.SoftmaxRows(t, 100, cols, log: cols == 37);
             }
 
+            yield return KernelSource.Patches(t, true, 2, 3, 8, [224, 224], [14, 14], [16, 16]);
+            yield return KernelSource.Patches(t, false, 2, 3, 3, [18, 17], [4, 4], [4, 4]);
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })
             {
                 yield return KernelSource.Resize(t, [2, 3, 4, 4], [2, 3, 8, 8], [1, 1, 2, 2], "linear", coord, "round_prefer_floor");

@@ -32,6 +32,8 @@ internal static class KernelCaseModels
         ["reducemax-hw"] = () => Reduce("ReduceMax", [2, 12, 5, 6], [-2, -1], keep: true),
         ["reducemean-channels"] = () => Reduce("ReduceMean", [2, 24, 5, 6], [1], keep: true),
         ["reducemean-width-no-keepdims"] = () => Reduce("ReduceMean", [2, 8, 5, 6], [3], keep: false),
+        ["reducemean-hw-split-ranges"] = () => Reduce("ReduceMean", [1, 32, 40, 40], [2, 3], keep: true),
+        ["reducemax-hw-split-ranges-odd-channels"] = () => Reduce("ReduceMax", [2, 5, 20, 20], [2, 3], keep: false),
         ["reducesum-long-rows"] = () => Reduce("ReduceSum", [2, 3, 64, 48], [2, 3], keep: true, opset: 13),
         ["reducemax-last-axis"] = () => Reduce("ReduceMax", [4, 5, 33], [2], keep: false),
         ["reducel2-middle-axis"] = () => Reduce("ReduceL2", [3, 17, 10], [1], keep: true),
@@ -55,10 +57,22 @@ internal static class KernelCaseModels
         ["softmax-3000"] = () => Softmax([3, 3000], log: false),
     };
 
+    /// <summary>
+    /// Cases whose plans hold a library call (cuBLASLt) as well as own kernels, so they run on the GPU only: patch
+    /// embeddings (window == stride) as one GEMM in half precision (float32 plans keep cuDNN).
+    /// </summary>
+    public static IReadOnlyDictionary<string, Func<(OnnxModel Model, List<Tensor> Inputs)>> GpuOnly { get; } = new Dictionary<string, Func<(OnnxModel, List<Tensor>)>>(StringComparer.Ordinal)
+    {
+        ["patches-16x16-vit"] = () => Patches([2, 3, 64, 64], [16, 16], 32, bias: true),
+        ["patches-4x4-swin-no-bias"] = () => Patches([2, 3, 16, 20], [4, 4], 24, bias: false),
+        ["patches-4x4-floored-border"] = () => Patches([2, 3, 18, 17], [4, 4], 16, bias: true),
+        ["patches-2x2-16-channels"] = () => Patches([2, 16, 8, 8], [2, 2], 32, bias: true),
+    };
+
     /// <summary>A case's model, its random inputs and ONNX Runtime's outputs for them.</summary>
     public static (OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected) Build(string name)
     {
-        var (model, inputs) = All[name]();
+        var (model, inputs) = (All.TryGetValue(name, out var make) ? make : GpuOnly[name])();
         using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
         return (model, inputs, ort.Run(inputs));
     }
@@ -194,6 +208,18 @@ internal static class KernelCaseModels
         var y = g.Node(log ? "LogSoftmax" : "Softmax", [g.Node("Mul", [x, g.Scalar(4f)])], GraphBuilder.Attr("axis", -1L));
         g.Output(g.Rename(y, "y"), ElementType.Float, [.. shape.Cast<object>()]);
         return (g.Build("softmax"), [Random(shape, 14)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Patches(long[] x, long[] kernel, long channels, bool bias)
+    {
+        // A patch embedding (kernel == stride, no pads) followed by a GELU-free ReLU, as ViT and Swin begin.
+        var g = new GraphBuilder("patches", seed: 11);
+        var input = g.Input("x", ElementType.Float, x[0], x[1], x[2], x[3]);
+        var w = g.Weight("w", [channels, x[1], kernel[0], kernel[1]], 0.2f);
+        string[] ins = bias ? [input, w, g.Weight("b", [channels], 0.5f)] : [input, w];
+        var y = g.Node("Relu", [g.Node("Conv", ins, GraphBuilder.Attr("kernel_shape", kernel), GraphBuilder.Attr("strides", kernel))]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, x[0], channels, x[2] / kernel[0], x[3] / kernel[1]);
+        return (g.Build("patches"), [Random(x, 15)]);
     }
 
     private static (OnnxModel, List<Tensor>) Depthwise1d(long[] x, long kernel, long pad)

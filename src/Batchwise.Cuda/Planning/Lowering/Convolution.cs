@@ -89,6 +89,11 @@ internal sealed partial class GraphCompiler
             return; // the own depthwise kernel (Depthwise.cs)
         }
 
+        if (TryLowerPatches(x, w, b, outName, yShape, kernel, strides, dilations, groups, pb, pe, outSpatial))
+        {
+            return; // a patch embedding as one GEMM (Patches.cs)
+        }
+
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);

@@ -98,7 +98,17 @@ internal sealed partial class GraphCompiler
             }
 
             var vector = type.SizeOf() == 2 && inner % 2 == 0 ? 2 : 1;
-            Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner), KernelSource.ReduceColumnsThreads(vector, outer, inner), Dev(y), Dev(x));
+            var splits = KernelSource.ReduceColumnSplits(vector, outer, reduced, inner);
+            if (splits == 1)
+            {
+                Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner), KernelSource.ReduceColumnsThreads(vector, outer, inner), Dev(y), Dev(x));
+                return;
+            }
+
+            // Few blocks for a long reduced axis (a batch-1 spatial mean): partial results per range, then one pass over them.
+            var partials = new PlanValue(ElementType.Float, [splits, outer, inner], null, NewBuffer(splits * outer * inner * sizeof(float), "partial reductions for " + _node).Id);
+            Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner, splits, partial: true), KernelSource.ReduceColumnsThreads(vector, outer, inner, splits), Dev(partials), Dev(x));
+            Kernel(KernelSource.ReduceSplits(type, kind, splits, outer, reduced, inner), outer * inner, Dev(y), Dev(partials));
             return;
         }
 
