@@ -85,9 +85,12 @@ internal static partial class KernelSource
                 const bw_half* mp = mask ? mask + b * {{ms[0]}} + h * {{ms[1]}} : mask;
                 bw_half* op = o + bh * {{rows}} * {{vwidth}};
                 const i64 row0 = tile * 64 + warp * 16;
+                // Offsets inside one (batch, head) slice fit 32 bits (the planner checks).
+                const int kr = (int){{ks[2]}}, kc = (int){{ks[3]}}, vr = (int){{vs[2]}}, vc = (int){{vs[3]}}, kd = (int){{width}}, vd = (int){{vwidth}};
 
                 // This warp's 16 query rows as A fragments (row g and g + 8; columns 2t, 2t + 1 and 8 further).
                 unsigned qf[{{dp / 16}}][4];
+                #pragma unroll
                 for (int kk = 0; kk < {{dp / 16}}; kk++) {
                     for (int i = 0; i < 4; i++) {
                         const i64 r = row0 + g + ((i & 1) ? 8 : 0);
@@ -107,24 +110,46 @@ internal static partial class KernelSource
                 for (i64 k0 = 0; k0 < {{keys}}; k0 += 64) {
                     __syncthreads();
                     // Keys as ks[key][d] and values transposed as vt[d][key], zero past the ends; the walk follows
-                    // whichever of an operand's two axes is contiguous, so its loads coalesce.
-                    for (int i = tid; i < 64 * {{dp}}; i += {{AttentionBlock}}) {
-                        int key, c;
-                        if ({{ks[2]}} == 1) { key = i & 63; c = i >> 6; } else { key = i / {{dp}}; c = i - key * {{dp}}; }
-                        ks[key][c] = (k0 + key < {{keys}} && c < {{width}}) ? kp[(k0 + key) * {{ks[2]}} + c * {{ks[3]}}] : (unsigned short)0;
+                    // whichever of an operand's two axes is contiguous, so its loads coalesce, and each thread's loads
+                    // (a fixed count, unrolled) are all in flight before the first is stored.
+                    const unsigned short* kt0 = kp + k0 * {{ks[2]}};
+                    const unsigned short* vt0 = vp + k0 * {{vs[2]}};
+                    const int left = (int)({{keys}} - k0 < 64 ? {{keys}} - k0 : 64);
+                    if ({{ks[2]}} == 1) {
+                        #pragma unroll
+                        for (int j = 0; j < {{dp / 2}}; j++) {
+                            const int key = (int)(tid & 63), c = (int)(tid >> 6) + 2 * j;
+                            ks[key][c] = (key < left && c < kd) ? kt0[key + c * kc] : (unsigned short)0;
+                        }
+                    } else {
+                        #pragma unroll
+                        for (int j = 0; j < {{dp / 2}}; j++) {
+                            const int i = (int)tid + j * {{AttentionBlock}}, key = i / {{dp}}, c = i - key * {{dp}};
+                            ks[key][c] = (key < left && c < kd) ? kt0[key * kr + c * kc] : (unsigned short)0;
+                        }
                     }
-                    for (int i = tid; i < 64 * {{dp}}; i += {{AttentionBlock}}) {
-                        int key, c;
-                        if ({{vs[3]}} == 1) { key = i / {{dp}}; c = i - key * {{dp}}; } else { key = i & 63; c = i >> 6; }
-                        vt[c][key] = (k0 + key < {{keys}} && c < {{vwidth}}) ? vp[(k0 + key) * {{vs[2]}} + c * {{vs[3]}}] : (unsigned short)0;
+                    if ({{vs[3]}} == 1) {
+                        #pragma unroll
+                        for (int j = 0; j < {{dp / 2}}; j++) {
+                            const int i = (int)tid + j * {{AttentionBlock}}, key = i / {{dp}}, c = i - key * {{dp}};
+                            vt[c][key] = (key < left && c < vd) ? vt0[key * vr + c] : (unsigned short)0;
+                        }
+                    } else {
+                        #pragma unroll
+                        for (int j = 0; j < {{dp / 2}}; j++) {
+                            const int key = (int)(tid & 63), c = (int)(tid >> 6) + 2 * j;
+                            vt[c][key] = (key < left && c < vd) ? vt0[key * vr + c * vc] : (unsigned short)0;
+                        }
                     }
                     __syncthreads();
 
                     // Scores of 64 keys: eight 16x8 tiles per warp, in the log2 domain.
                     float s[8][4];
+                    #pragma unroll
                     for (int nb = 0; nb < 8; nb++) {
                         s[nb][0] = 0.f; s[nb][1] = 0.f; s[nb][2] = 0.f; s[nb][3] = 0.f;
-                        for (int kk = 0; kk < {{dp / 16}}; kk++) {
+                        #pragma unroll
+                for (int kk = 0; kk < {{dp / 16}}; kk++) {
                             const unsigned b0 = *(const unsigned*)&ks[nb * 8 + g][kk * 16 + 2 * t];
                             const unsigned b1 = *(const unsigned*)&ks[nb * 8 + g][kk * 16 + 2 * t + 8];
                             bw_mma_16816(s[nb], qf[kk], b0, b1);
@@ -132,6 +157,7 @@ internal static partial class KernelSource
                     }
 
                     float x0 = NEG_INF, x1 = NEG_INF;
+                    #pragma unroll
                     for (int nb = 0; nb < 8; nb++) {
                         for (int i = 0; i < 4; i++) {
                             const i64 key = k0 + nb * 8 + 2 * t + (i & 1);
@@ -156,6 +182,7 @@ internal static partial class KernelSource
 
                     // Probabilities as A fragments: the accumulators of key tiles 2j and 2j + 1 are the 16x16 tile j.
                     unsigned pa[4][4];
+                    #pragma unroll
                     for (int nb = 0; nb < 8; nb++) {
                         const float p0 = exp2f(s[nb][0] - z0), p1 = exp2f(s[nb][1] - z0);
                         const float p2 = exp2f(s[nb][2] - z1), p3 = exp2f(s[nb][3] - z1);
@@ -164,8 +191,10 @@ internal static partial class KernelSource
                         pa[nb >> 1][(nb & 1) ? 3 : 1] = bw_pack_half2(p2, p3);
                     }
 
+                    #pragma unroll
                     for (int kk = 0; kk < 4; kk++) {
-                        for (int n = 0; n < {{dp / 8}}; n++) {
+                        #pragma unroll
+                for (int n = 0; n < {{dp / 8}}; n++) {
                             const unsigned b0 = *(const unsigned*)&vt[n * 8 + g][kk * 16 + 2 * t];
                             const unsigned b1 = *(const unsigned*)&vt[n * 8 + g][kk * 16 + 2 * t + 8];
                             bw_mma_16816(acc[n], pa[kk], b0, b1);
@@ -177,6 +206,7 @@ internal static partial class KernelSource
                 l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
                 const float nan = __uint_as_float(0x7fc00000u);
                 const float i0 = l0 > 0.f ? 1.f / l0 : nan, i1 = l1 > 0.f ? 1.f / l1 : nan;
+                #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) {
                     for (int i = 0; i < 4; i++) {
                         const i64 c = n * 8 + 2 * t + (i & 1);

@@ -70,7 +70,7 @@ internal sealed partial class GraphCompiler
 
         var dv = v.Shape[^1];
         var head = (int)((Math.Max(d, dv) + 15) / 16 * 16);
-        if (dv == 0 || head > KernelSource.AttentionMaxHead)
+        if (dv == 0 || head > KernelSource.AttentionMaxHead || Math.Max(sq, sk) * (long)KernelSource.AttentionMaxHead >= int.MaxValue)
         {
             return false;
         }
