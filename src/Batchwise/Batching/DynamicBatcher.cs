@@ -121,7 +121,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
         var limit = timeout ?? _options.DefaultTimeout;
         var request = new QueuedRequest(inputs, rows, ShapeKey(inputs), priority == 0 ? _options.ResolvedDefaultPriority : priority, now,
             limit is { } t ? now + (long)(t.TotalSeconds * _time.TimestampFrequency) : long.MaxValue);
-        if (TryRunAlone(request))
+        if (!cancellationToken.IsCancellationRequested && TryRunAlone(request))
         {
             return request.Completion.Task;
         }

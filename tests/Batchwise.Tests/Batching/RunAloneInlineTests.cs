@@ -135,6 +135,23 @@ public sealed class RunAloneInlineTests
     }
 
     [Fact]
+    public async Task A_request_cancelled_before_it_is_submitted_never_runs()
+    {
+        var calls = 0;
+        await using var batcher = new DynamicBatcher(new BatcherOptions { MaxBatchSize = 8, RunAloneInline = true }, (instance, inputs, ct) =>
+        {
+            Interlocked.Increment(ref calls);
+            return Task.FromResult(Negate(inputs));
+        });
+
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        var pending = batcher.SubmitAsync([Rows(1, 1f)], cancellationToken: cancelled.Token);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending.WaitAsync(Patience, Ct));
+        Assert.Equal(0, calls);
+    }
+
+    [Fact]
     public async Task Stopping_waits_for_a_request_running_inline()
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
