@@ -14,6 +14,30 @@ using Microsoft.Extensions.Time.Testing;
 // Each scenario runs for the current batcher and for the rescanning one it replaced (smaller N: it is quadratic).
 //
 //   dotnet run --project bench/batcher -c Release [-- --sizes 10000,100000 --baseline-sizes 2500,5000,10000]
+//   dotnet run --project bench/batcher -c Release -- --c1
+// With --c1: one request at a time (c=1, no queue delay, 2 instances), submit to answer, for an engine that answers at
+// once: what the batcher's hops cost a lone request, with RunAloneInline off (loop wake-up + pool hop) and on (the
+// request's own thread), in alternating rounds.
+if (args.Contains("--c1"))
+{
+    Console.WriteLine($"# dynamic batcher, c=1 submit-to-answer ({Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription})");
+    Console.WriteLine();
+    Console.WriteLine("| round | RunAloneInline | requests | p50 µs | p90 µs | p99 µs |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    await LoneLatency(false, 2_000);
+    await LoneLatency(true, 2_000); // warm-up
+    for (var round = 1; round <= 3; round++)
+    {
+        foreach (var inline in new[] { false, true })
+        {
+            var us = await LoneLatency(inline, 20_000);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {round} | {(inline ? "on" : "off")} | {us.Length:N0} | {us[us.Length / 2]:F1} | {us[us.Length * 9 / 10]:F1} | {us[us.Length * 99 / 100]:F1} |"));
+        }
+    }
+
+    return;
+}
+
 var sizes = Sizes("--sizes", [10_000, 30_000, 100_000]);
 var baselineSizes = Sizes("--baseline-sizes", [2_500, 5_000, 10_000]);
 await Measure(1_000, Rescanning); // warm-up (JIT), not reported
@@ -30,6 +54,23 @@ foreach (var n in baselineSizes)
 foreach (var n in sizes)
 {
     Report("incremental (now)", n, await Measure(n, Incremental));
+}
+
+static async Task<double[]> LoneLatency(bool inline, int n)
+{
+    var options = new BatcherOptions { MaxBatchSize = 8, InstanceCount = 2, RunAloneInline = inline };
+    var input = new[] { Tensor.Zeros(ElementType.Float, [1, 4]) };
+    await using var batcher = new DynamicBatcher(options, (_, inputs, _) => Task.FromResult(inputs));
+    var us = new double[n];
+    for (var i = 0; i < n; i++)
+    {
+        var start = Stopwatch.GetTimestamp();
+        await batcher.SubmitAsync(input).ConfigureAwait(false);
+        us[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+    }
+
+    Array.Sort(us);
+    return us;
 }
 
 static void Report(string name, int n, (double Intake, double Take, double Expiry) ms) =>

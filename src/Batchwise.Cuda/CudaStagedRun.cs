@@ -92,8 +92,8 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
 
-        // Enqueue on the caller's thread, wait for the stream on a pool thread: the copies and the plan run while the
-        // caller goes on, and an error on the device surfaces as an exception here, never as a hang.
+        // Enqueue and wait for the stream on the caller's thread: an error on the device surfaces as the task's
+        // exception, never as a hang.
         _session.MakeCurrent();
         var stream = _context.Stream;
         for (var i = 0; i < _inputBytes.Length; i++)
@@ -171,11 +171,17 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             }
         }
 
-        return Task.Run(() =>
+        // Wait on this thread: the caller is a batch's own pool thread or a request's thread (a request run alone), and
+        // a hop to another pool thread only to block there would add its latency to every run.
+        try
         {
-            _session.MakeCurrent();
             CudaDriver.Synchronize(stream);
-        }, CancellationToken.None);
+            return Task.CompletedTask;
+        }
+        catch (Exception e)
+        {
+            return Task.FromException(e);
+        }
     }
 
     public ReadOnlyMemory<byte> Output(int index) =>

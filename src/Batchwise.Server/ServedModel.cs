@@ -45,7 +45,8 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         Statistics = new ModelStatistics(name, config.Version, metrics);
-        _batcher = new DynamicBatcher(Batcher, (BatchPartsExecution)ExecuteAsync, time);
+        // A request alone at an idle instance runs on its own thread (no wake-up of the loop, no hop to the pool).
+        _batcher = new DynamicBatcher(Batcher with { RunAloneInline = true }, (BatchPartsExecution)ExecuteAsync, time);
     }
 
     /// <summary>
@@ -517,11 +518,12 @@ public sealed class ServedModel : IAsyncDisposable
         SetQueueGauges();
         try
         {
-            // Engine runs are synchronous; keep them off the batching loop and the request threads.
+            // Engine runs are synchronous and run right here: a batch the loop sent is already on a pool thread of its own,
+            // and a request that runs alone at an idle instance is on its own request thread (no hop either way).
             var session = _sessions[instance];
             var (outputs, engineTime) = session is IStagedExecution staged && batch.Requests[0].All(t => t.ElementType != ElementType.String)
                 ? await RunStagedAsync(staged, batch, cancellationToken).ConfigureAwait(false)
-                : await Task.Run(() => RunMerged(session, batch, cancellationToken), cancellationToken).ConfigureAwait(false);
+                : RunMerged(session, batch, cancellationToken);
             // The executed rows from the shape (without dynamic batching the batcher counts each request as 1 row).
             var rows = batch.Requests[0][0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)batch.Shape(0)[0] : 1;
             _metrics.ComputeSeconds.WithLabels(labels.Name, labels.Version).Observe(engineTime.TotalSeconds);

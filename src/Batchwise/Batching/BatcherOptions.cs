@@ -27,6 +27,14 @@ public sealed record BatcherOptions
     /// <summary>Executions in flight at once (model instances).</summary>
     public int InstanceCount { get; init; } = 1;
 
+    /// <summary>
+    /// Run a request on the submitting thread when it would be sent alone at once: nothing else is queued, an instance is
+    /// idle and the batch is due without waiting (no queue delay, or no batching). It skips the loop's wake-up and the
+    /// thread-pool hop of the execution (the c=1 latency); <see cref="DynamicBatcher.SubmitAsync"/> then returns once the
+    /// execution has run or yielded. Off by default: a caller must accept that the engine may run on its thread.
+    /// </summary>
+    public bool RunAloneInline { get; init; }
+
     /// <summary>The default level resolved: <see cref="DefaultPriorityLevel"/>, or the middle level.</summary>
     public int ResolvedDefaultPriority => DefaultPriorityLevel > 0 ? DefaultPriorityLevel : (Math.Max(1, PriorityLevels) + 1) / 2;
 

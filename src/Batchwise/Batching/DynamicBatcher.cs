@@ -40,8 +40,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly Channel<QueuedRequest> _intake;
     private readonly PendingRequests _pending;
     private readonly ConcurrentQueue<QueuedRequest> _cancelled = new();
-    private readonly Stack<int> _freeInstances = new();
-    private readonly ConcurrentQueue<int> _returnedInstances = new();
+    private readonly Stack<int> _freeInstances = new(); // guarded by itself: the loop and a request run alone take from it
     private readonly CancellationTokenSource _abort = new();
     private readonly Task _loop;
     private TaskCompletionSource _wake = NewSignal();
@@ -50,6 +49,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private long _batchesLaunched;
     private int _executing;
     private volatile bool _stopping;
+    private bool _closed; // the loop has ended (guarded by _freeInstances)
 
     /// <summary>Starts the batching loop; each batch is merged into new tensors before <paramref name="execute"/> runs it.</summary>
     public DynamicBatcher(BatcherOptions options, BatchExecution execute, TimeProvider? timeProvider = null)
@@ -121,6 +121,11 @@ public sealed class DynamicBatcher : IAsyncDisposable
         var limit = timeout ?? _options.DefaultTimeout;
         var request = new QueuedRequest(inputs, rows, ShapeKey(inputs), priority == 0 ? _options.ResolvedDefaultPriority : priority, now,
             limit is { } t ? now + (long)(t.TotalSeconds * _time.TimestampFrequency) : long.MaxValue);
+        if (!cancellationToken.IsCancellationRequested && TryRunAlone(request))
+        {
+            return request.Completion.Task;
+        }
+
         if (!_intake.Writer.TryWrite(request))
         {
             Interlocked.Decrement(ref _queued);
@@ -241,20 +246,26 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 }
 
                 intakeOpen &= !_intake.Reader.Completion.IsCompleted;
-                while (_returnedInstances.TryDequeue(out var instance))
-                {
-                    _freeInstances.Push(instance);
-                }
-
                 var now = _time.GetTimestamp();
                 var nextDeadline = Expire(now);
                 TimeSpan? dueIn = null;
-                while (_freeInstances.Count > 0 && TryFormBatch(now, drain: !intakeOpen, out var batch, out dueIn))
+                while (TryTakeInstance(out var instance))
                 {
-                    Launch(batch);
+                    if (!TryFormBatch(now, drain: !intakeOpen, out var batch, out dueIn) || batch.Count == 0)
+                    {
+                        ReturnInstance(instance);
+                        if (batch.Count == 0 && dueIn is null && _pending.Head() is not null)
+                        {
+                            continue; // every request selected had been dropped meanwhile: look again
+                        }
+
+                        break;
+                    }
+
+                    Launch(instance, batch);
                 }
 
-                if (!intakeOpen && _pending.Count == 0 && Volatile.Read(ref _executing) == 0)
+                if (!intakeOpen && _pending.Count == 0 && TryClose())
                 {
                     break;
                 }
@@ -382,20 +393,75 @@ public sealed class DynamicBatcher : IAsyncDisposable
         return true;
     }
 
-    private void Launch(List<QueuedRequest> batch)
+    private bool TryTakeInstance(out int instance)
     {
-        if (batch.Count == 0)
+        lock (_freeInstances)
         {
-            return;
+            return _freeInstances.TryPop(out instance);
         }
-
-        var instance = _freeInstances.Pop();
-        Interlocked.Increment(ref _executing);
-        var id = Interlocked.Increment(ref _batchesLaunched);
-        _ = Task.Run(() => ExecuteAsync(instance, batch, id));
     }
 
-    private async Task ExecuteAsync(int instance, List<QueuedRequest> batch, long id)
+    private void ReturnInstance(int instance)
+    {
+        lock (_freeInstances)
+        {
+            _freeInstances.Push(instance);
+        }
+    }
+
+    /// <summary>Ends the loop if nothing executes any more; afterwards no request runs alone.</summary>
+    private bool TryClose()
+    {
+        lock (_freeInstances)
+        {
+            if (Volatile.Read(ref _executing) == 0)
+            {
+                _closed = true;
+            }
+
+            return _closed;
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="request"/> on this thread when it would be sent alone at once anyway (see
+    /// <see cref="BatcherOptions.RunAloneInline"/>): the only request queued, an instance idle, due without a delay.
+    /// </summary>
+    private bool TryRunAlone(QueuedRequest request)
+    {
+        if (!_options.RunAloneInline || (_options.MaxBatchSize > 0 && _options.MaxQueueDelay > TimeSpan.Zero && request.Rows < _options.MaxBatchSize && !_options.PreferredBatchSizes.Contains(request.Rows)))
+        {
+            return false;
+        }
+
+        int instance;
+        lock (_freeInstances)
+        {
+            // _queued counts this request: 1 means nothing else waits, in the intake or the loop's queues, so running it
+            // now overtakes no one (priorities and arrival order hold).
+            if (_closed || _stopping || Volatile.Read(ref _queued) != 1 || !_freeInstances.TryPop(out instance))
+            {
+                return false;
+            }
+
+            Interlocked.Increment(ref _executing);
+        }
+
+        request.TryTake();
+        Interlocked.Decrement(ref _queued);
+        var id = Interlocked.Increment(ref _batchesLaunched);
+        _ = ExecuteAsync(instance, [request], id, inline: true);
+        return true;
+    }
+
+    private void Launch(int instance, List<QueuedRequest> batch)
+    {
+        Interlocked.Increment(ref _executing);
+        var id = Interlocked.Increment(ref _batchesLaunched);
+        _ = Task.Run(() => ExecuteAsync(instance, batch, id, inline: false));
+    }
+
+    private async Task ExecuteAsync(int instance, List<QueuedRequest> batch, long id, bool inline)
     {
         var start = _time.GetTimestamp();
         foreach (var r in batch)
@@ -431,9 +497,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
         finally
         {
-            _returnedInstances.Enqueue(instance);
+            ReturnInstance(instance);
             Interlocked.Decrement(ref _executing);
-            Wake();
+
+            // A request run alone left the loop asleep: wake it only when someone waits for this instance, or to stop.
+            if (!inline || Volatile.Read(ref _queued) > 0 || _stopping)
+            {
+                Wake();
+            }
         }
     }
 
