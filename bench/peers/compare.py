@@ -284,6 +284,20 @@ def render_markdown(rows, context, cases=CASES):
     return "\n".join(lines) + "\n"
 
 
+def build_and_run_lines(c):
+    """The Batchwise build and engine libraries, and when and how the run was made, as header lines (shared with world.py)."""
+    out = []
+    if c.get("batchwise_version"):
+        engine = c.get("engine") or {}
+        details = engine.get("details") or {}
+        libs = ", ".join(f"{k} {details[k]}" for k in ("driver", "cudnn", "cublaslt", "nvrtc", "compute_capability") if details.get(k))
+        out.append(f"Batchwise {c['batchwise_version']}, engine {engine.get('name', '?')} {engine.get('version', '')}".rstrip()
+                   + (f" ({libs})" if libs else ""))
+    if c.get("date"):
+        out.append(f"Run {c['date']} on {c.get('host', '?')}; {c.get('method', '')}".rstrip("; "))
+    return out
+
+
 def header_lines(c):
     gpu = c.get("device", "?")
     if c.get("driver"):
@@ -294,14 +308,7 @@ def header_lines(c):
     if c.get("torch"):
         out.append(f"PyTorch {c['torch']} (torchvision {c.get('torchvision', '?')}), CUDA {c.get('cuda', '?')}, "
                    f"cuDNN {cudnn_text(c.get('cudnn'))}")
-    if c.get("batchwise_version"):
-        engine = c.get("engine") or {}
-        details = engine.get("details") or {}
-        libs = ", ".join(f"{k} {details[k]}" for k in ("driver", "cudnn", "cublaslt", "nvrtc", "compute_capability") if details.get(k))
-        out.append(f"Batchwise {c['batchwise_version']}, engine {engine.get('name', '?')} {engine.get('version', '')}".rstrip()
-                   + (f" ({libs})" if libs else ""))
-    if c.get("date"):
-        out.append(f"Run {c['date']} on {c.get('host', '?')}; {c.get('method', '')}".rstrip("; "))
+    out += build_and_run_lines(c)
     if c.get("yolov8n_check"):
         out.append("YOLOv8n check: " + c["yolov8n_check"])
     return out

@@ -520,14 +520,7 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
     if c.get("torch"):
         lines.append(f"- PyTorch {c['torch']} (timm {c.get('timm', '?')}, transformers {c.get('transformers', '?')}), "
                      f"CUDA {c.get('cuda', '?')}, cuDNN {compare.cudnn_text(c.get('cudnn'))}")
-    if c.get("batchwise_version"):
-        engine = c.get("engine") or {}
-        details = engine.get("details") or {}
-        libs = ", ".join(f"{k} {details[k]}" for k in ("driver", "cudnn", "cublaslt", "nvrtc", "compute_capability") if details.get(k))
-        lines.append(f"- Batchwise {c['batchwise_version']}, engine {engine.get('name', '?')} {engine.get('version', '')}".rstrip()
-                     + (f" ({libs})" if libs else ""))
-    if c.get("date"):
-        lines.append(f"- Run {c['date']} on {c.get('host', '?')}; {c.get('method', '')}".rstrip("; "))
+    lines += ["- " + line for line in compare.build_and_run_lines(c)]
     lines += [
         "",
         "Samples/s (images, or sequences of 128 tokens), fp16, random weights, inputs already on the GPU, concurrency 1. "

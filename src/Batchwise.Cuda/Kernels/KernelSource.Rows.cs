@@ -27,6 +27,30 @@ internal static partial class KernelSource
         return cols > 0 && loads * vector <= MaxRowRegisters ? (vector, (int)loads) : null;
     }
 
+    /// <summary>
+    /// A one-warp-per-row kernel's writer, its body started: the row and lane, the row's input and output pointers
+    /// (<c>xr</c>, <c>yr</c>) and the row in registers (<see cref="LoadRow"/>); returns the layout and the columns' field.
+    /// </summary>
+    private static (KernelWriter W, int Vector, int Loads, string Cols) RowKernel(string kernel, ElementType type, long rows, long cols)
+    {
+        var (vector, loads) = RowLayout(type, cols) ?? throw new ArgumentException($"{kernel}: {cols} columns do not fit registers");
+        var t = CType(type);
+        var w = new KernelWriter(KernelWriter.Fits32((rows * cols) + (32L * vector * loads)));
+        var ix = w.Idx;
+        var r = w.Size("rows", rows);
+        var c = w.Size("cols", cols);
+        w.Body.Append($$"""
+                const {{ix}} row = (({{ix}})blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+                const unsigned lane = threadIdx.x & 31;
+                if (row >= {{r}}) return;
+                const {{t}}* xr = x + row * {{c}};
+                {{t}}* yr = y + row * {{c}};
+
+            """);
+        w.Body.Append(LoadRow(t, Name + "_vec", vector, loads, ix, c));
+        return (w, vector, loads, c);
+    }
+
     /// <summary>The row held in registers: <c>v[loads][vector]</c>, zero past the row's end; <c>valid(it)</c> says whether load it is in the row.</summary>
     private static string LoadRow(string t, string vec, int vector, int loads, string ix, string cols) => $$"""
             float v[{{KernelWriter.Lit(loads)}}][{{KernelWriter.Lit(vector)}}];
@@ -52,25 +76,13 @@ internal static partial class KernelSource
     /// </summary>
     public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias)
     {
-        var (vector, loads) = RowLayout(type, cols) ?? throw new ArgumentException($"LayerNormRows: {cols} columns do not fit registers");
+        var (w, vector, loads, c) = RowKernel("LayerNormRows", type, rows, cols);
         var t = CType(type);
         var pt = CType(paramType);
-        var w = new KernelWriter(KernelWriter.Fits32((rows * cols) + (32L * vector * loads)));
         var ix = w.Idx;
-        var r = w.Size("rows", rows);
-        var c = w.Size("cols", cols);
         var vec = Name + "_vec";
         var pvec = Name + "_pvec";
         var lit = KernelWriter.Lit(vector);
-        w.Body.Append($$"""
-                const {{ix}} row = (({{ix}})blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-                const unsigned lane = threadIdx.x & 31;
-                if (row >= {{r}}) return;
-                const {{t}}* xr = x + row * {{c}};
-                {{t}}* yr = y + row * {{c}};
-
-            """);
-        w.Body.Append(LoadRow(t, vec, vector, loads, ix, c));
         w.Body.Append($$"""
                 float s = 0.f;
                 #pragma unroll
@@ -113,23 +125,11 @@ internal static partial class KernelSource
     /// <summary>Softmax (or log-softmax) over contiguous rows of <paramref name="cols"/> elements held in registers (see <see cref="RowLayout"/>); one warp per row.</summary>
     public static KernelCode SoftmaxRows(ElementType type, long rows, long cols, bool log)
     {
-        var (vector, loads) = RowLayout(type, cols) ?? throw new ArgumentException($"SoftmaxRows: {cols} columns do not fit registers");
+        var (w, vector, loads, c) = RowKernel("SoftmaxRows", type, rows, cols);
         var t = CType(type);
-        var w = new KernelWriter(KernelWriter.Fits32((rows * cols) + (32L * vector * loads)));
         var ix = w.Idx;
-        var r = w.Size("rows", rows);
-        var c = w.Size("cols", cols);
         var vec = Name + "_vec";
         var lit = KernelWriter.Lit(vector);
-        w.Body.Append($$"""
-                const {{ix}} row = (({{ix}})blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-                const unsigned lane = threadIdx.x & 31;
-                if (row >= {{r}}) return;
-                const {{t}}* xr = x + row * {{c}};
-                {{t}}* yr = y + row * {{c}};
-
-            """);
-        w.Body.Append(LoadRow(t, vec, vector, loads, ix, c));
         w.Body.Append($$"""
                 float m = -1.f / 0.f;
                 #pragma unroll
