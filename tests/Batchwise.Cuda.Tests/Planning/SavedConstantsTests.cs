@@ -44,9 +44,9 @@ public sealed class SavedConstantsTests
     }
 
     /// <summary>Plans the model in a session; returns the plan and every uploaded session constant's device bytes by buffer.</summary>
-    private static (ExecutionPlan Plan, Dictionary<int, byte[]> Bytes, List<(string, ElementType, ReadOnlyMemory<byte>)> Uploads) Plan(OnnxModel model, SessionConstants constants, Dictionary<string, HostTensor> initializers)
+    private static (ExecutionPlan Plan, Dictionary<int, byte[]> Bytes, List<(string, ElementType, ReadOnlyMemory<byte>)> Uploads) Plan(OnnxModel model, SessionConstants constants, Dictionary<string, HostTensor> initializers, long[]? inputShape = null)
     {
-        var inputs = new[] { Tensor.Zeros(ElementType.Float, [2, 4, 3, 3]) };
+        var inputs = new[] { Tensor.Zeros(ElementType.Float, inputShape ?? [2, 4, 3, 3]) };
         var plan = new GraphCompiler(model, new SessionTarget(constants)).Compile(inputs, initializers, GraphCompiler.HostValueInputs(model));
         var bytes = new Dictionary<int, byte[]>();
         var uploads = new List<(string, ElementType, ReadOnlyMemory<byte>)>();
@@ -151,31 +151,12 @@ public sealed class SavedConstantsTests
         return g.Build("large-weight");
     }
 
-    private static (ExecutionPlan Plan, Dictionary<int, byte[]> Bytes, List<(string, ElementType, ReadOnlyMemory<byte>)> Uploads) PlanLarge(OnnxModel model, SessionConstants constants, Dictionary<string, HostTensor> initializers)
-    {
-        var plan = new GraphCompiler(model, new SessionTarget(constants)).Compile([Tensor.Zeros(ElementType.Float, [2, 4, 16, 32])], initializers, GraphCompiler.HostValueInputs(model));
-        var bytes = new Dictionary<int, byte[]>();
-        var uploads = new List<(string, ElementType, ReadOnlyMemory<byte>)>();
-        foreach (var buffer in plan.Buffers.Where(b => !b.IsArena))
-        {
-            var t = buffer.Constant!;
-            var b = constants.SavedBytes(t, buffer.StorageType)?.ToArray() ?? CudaSession.StorageBytes(t, buffer.StorageType);
-            bytes[buffer.Id] = b;
-            if (t.IsInitializer && constants.NameOf(t) is { } name)
-            {
-                uploads.Add((name, buffer.StorageType, b));
-            }
-        }
-
-        return (plan, bytes, uploads);
-    }
-
     [Fact]
     public void A_saved_engines_model_without_its_large_float_weights_plans_from_the_saved_bytes_alone()
     {
         var model = LargeWeightModel();
         var fresh = new SessionConstants();
-        var (plan, bytes, uploads) = PlanLarge(model, fresh, fresh.AddInitializers(model.Graph.Initializer, defer: false));
+        var (plan, bytes, uploads) = Plan(model, fresh, fresh.AddInitializers(model.Graph.Initializer, defer: false), [2, 4, 16, 32]);
         var (index, blob) = SavedConstants.Write(fresh.Derivations, uploads);
 
         // The structure a saved engine carries: w declared by type and shape only, the small b as it was.
@@ -191,7 +172,7 @@ public sealed class SavedConstantsTests
         // Planned from it with the saved constants: the same steps and the same device bytes, nothing read on the host.
         var loaded = new SessionConstants();
         loaded.Load(SavedConstants.Read("test.bwengine", index, blob)!);
-        var (again, againBytes, _) = PlanLarge(parsed, loaded, loaded.AddInitializers(parsed.Graph.Initializer, defer: true));
+        var (again, againBytes, _) = Plan(parsed, loaded, loaded.AddInitializers(parsed.Graph.Initializer, defer: true), [2, 4, 16, 32]);
         Assert.Equal(plan.Steps.Count, again.Steps.Count);
         Assert.Equal(bytes.Keys.Order(), againBytes.Keys.Order());
         Assert.All(bytes, p => Assert.Equal(p.Value, againBytes[p.Key]));
