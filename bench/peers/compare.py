@@ -208,15 +208,28 @@ def fmt_rate(x):
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
 
 
-def render_markdown(rows, context, cases=CASES):
-    """The table as markdown: header naming the device and versions, one line per (model, input, batch), footnotes."""
-    notes = {}  # message -> the runs it came from, in order of first use: one footnote per distinct message
+class Footnotes:
+    """One footnote per distinct message, numbered in order of first use, each naming the runs it came from."""
 
-    def footnote(message, label):
-        labels = notes.setdefault(message, [])
+    def __init__(self):
+        self.notes = {}  # message -> the runs it came from, in order of first use
+
+    def mark(self, message, label):
+        labels = self.notes.setdefault(message, [])
         if label not in labels:
             labels.append(label)
-        return f"[{list(notes).index(message) + 1}]"
+        return f"[{list(self.notes).index(message) + 1}]"
+
+    def lines(self):
+        """The footnotes' lines after a blank one, or none."""
+        if not self.notes:
+            return []
+        return [""] + [f"[{i + 1}] {'; '.join(labels)}: {message}" for i, (message, labels) in enumerate(self.notes.items())]
+
+
+def render_markdown(rows, context, cases=CASES):
+    """The table as markdown: header naming the device and versions, one line per (model, input, batch), footnotes."""
+    footnote = Footnotes()
 
     def bw_cell(cell, label):
         if "images_per_s" in cell:
@@ -224,12 +237,12 @@ def render_markdown(rows, context, cases=CASES):
         status = cell["status"]
         if status in ("not run", "not measured"):
             return status
-        return status.split(":")[0] + " " + footnote(status, f"Batchwise {label}")
+        return status.split(":")[0] + " " + footnote.mark(status, f"Batchwise {label}")
 
     def torch_cell(x, label):
         if isinstance(x, (int, float)):
             return fmt_rate(x)
-        return x if x == "not run" else "error " + footnote(x, f"PyTorch {label}")
+        return x if x == "not run" else "error " + footnote.mark(x, f"PyTorch {label}")
 
     lines = [f"# Batchwise vs PyTorch: {context.get('device', 'unknown device')}", ""]
     lines += [f"- {line}" for line in header_lines(context)]
@@ -276,9 +289,7 @@ def render_markdown(rows, context, cases=CASES):
     misses = [r for r in rows if r["met"] is False]
     if misses:
         lines.append("Missed: " + "; ".join(f"{r['model']} {r['input']} b={r['batch']} ({r['verdict'][4:]})" for r in misses) + ".")
-    if notes:
-        lines.append("")
-        lines += [f"[{i + 1}] {'; '.join(labels)}: {message}" for i, (message, labels) in enumerate(notes.items())]
+    lines += footnote.lines()
     for extra in context.get("notes", []):
         lines += ["", extra]
     return "\n".join(lines) + "\n"

@@ -492,13 +492,7 @@ def worst(rows, n):
 
 
 def render_markdown(rows, context, profiles, models, notes_by_model=None, target=TARGET):
-    notes = {}
-
-    def footnote(message, label):
-        labels = notes.setdefault(message, [])
-        if label not in labels:
-            labels.append(label)
-        return f"[{list(notes).index(message) + 1}]"
+    footnote = compare.Footnotes()
 
     def bw_cell(cell, label):
         if "images_per_s" in cell:
@@ -506,12 +500,12 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
         status = cell["status"]
         if status == "not run":
             return status
-        return status.split(":")[0] + " " + footnote(status, label)
+        return status.split(":")[0] + " " + footnote.mark(status, label)
 
     def torch_cell(x, label):
         if isinstance(x, (int, float)):
             return compare.fmt_rate(x)
-        return x if x == "not run" else "error " + footnote(x, label)
+        return x if x == "not run" else "error " + footnote.mark(x, label)
 
     c = context
     lines = [f"# Batchwise vs PyTorch across architectures: {c.get('device', 'unknown device')}", ""]
@@ -572,9 +566,7 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
     for name, model_notes in (notes_by_model or {}).items():
         for note in model_notes:
             lines.append(f"- PyTorch {name}: {note}")
-    if notes:
-        lines.append("")
-        lines += [f"[{i + 1}] {'; '.join(labels)}: {message}" for i, (message, labels) in enumerate(notes.items())]
+    lines += footnote.lines()
     if profiles:
         ratios = {}
         for r in rows:
