@@ -94,10 +94,11 @@ internal sealed partial class GraphCompiler
         // Everything checked: the chain is this kernel's.
         _folded.UnionWith(chain);
         _folded.Add(product);
-        q = Contiguous(q);
-        kt = Contiguous(kt);
-        v = Contiguous(v);
-        mask = mask is null ? null : Contiguous(mask);
+        // Each operand row-major in its own shape: computed if pending, NCHW if stored channels-last.
+        q = Nchw(q);
+        kt = Nchw(kt);
+        v = Nchw(v);
+        mask = mask is null ? null : Nchw(mask);
         _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul (fused attention)";
         var (batch, heads) = lead.Length == 1 ? (1L, lead[0]) : (lead[0], lead[1]);
         var y = Output(product.Output[0], q.Type, lead.Concat(new[] { sq, dv }).ToArray());
@@ -133,7 +134,4 @@ internal sealed partial class GraphCompiler
 
     private static bool BroadcastsTo(long[] shape, long[] target) =>
         shape.Length <= target.Length && shape.Select((s, i) => s == 1 || s == target[target.Length - shape.Length + i]).All(ok => ok);
-
-    /// <summary>A device value laid out row-major in its own shape (computed if pending, NCHW if channels-last).</summary>
-    private PlanValue Contiguous(PlanValue x) => x.Constant is not null ? x : Nchw(Materialize(x));
 }
