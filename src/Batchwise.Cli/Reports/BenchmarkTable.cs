@@ -32,7 +32,7 @@ public static class BenchmarkTable
         if (result.ColdStart is { } cold)
         {
             var plan = cold.FirstPlan is { } first ? $", plan {first.Seconds * 1000:F0} ms{PhaseText(first)}" : string.Empty;
-            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"cold start: first inference {cold.FirstInferenceSeconds * 1000:F0} ms after the model file was opened (read {cold.ReadSeconds * 1000:F0} ms, environment {cold.Spans.GetValueOrDefault("environment") * 1000:F0} ms, load {cold.LoadSeconds * 1000:F0} ms, prepare {cold.PrepareSeconds * 1000:F0} ms{plan}, first run {cold.FirstRunSeconds * 1000:F0} ms)")));
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"cold start: first inference {cold.FirstInferenceSeconds * 1000:F0} ms after the model file was opened (read {cold.ReadSeconds * 1000:F0} ms, load {cold.LoadSeconds * 1000:F0} ms with the engine's environment probe alongside ({cold.Spans.GetValueOrDefault("environment") * 1000:F0} ms), prepare {cold.PrepareSeconds * 1000:F0} ms{plan}, first run {cold.FirstRunSeconds * 1000:F0} ms)")));
         }
 
         var builds = result.Points.SelectMany(p => p.PlanBuilds).ToList();

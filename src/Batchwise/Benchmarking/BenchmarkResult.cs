@@ -69,7 +69,7 @@ public sealed record ColdStart(double LoadSeconds, double FirstInferenceSeconds)
 
     /// <summary>
     /// Finer spans, seconds by name in the order they began: read_* (the file: open, hash, parse), environment (the
-    /// engine's options and description: driver initialisation, libraries opened), load_* (device context, saved
+    /// engine's description: driver initialisation, libraries opened; on another thread while the session loads), load_* (device context, saved
     /// artefacts, session), plan_* and first_run_* where the engine reports them; spans named after_* happened after the
     /// first inference (the second run's CUDA graph capture) and are not part of it.
     /// </summary>
