@@ -705,6 +705,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         if (!Startup.Has("first_run_wall"))
         {
             Startup.AddOnce("first_run_enqueue", context.LastEnqueueSeconds);
+            foreach (var (kind, seconds) in context.FirstEnqueueByKind.OrderByDescending(p => p.Value))
+            {
+                Startup.AddOnce("first_run_enqueue_" + kind, seconds);
+            }
+
             Startup.AddOnce("first_run_gpu", gpuSeconds);
             Startup.AddOnce("first_run_wall", wallSeconds);
         }

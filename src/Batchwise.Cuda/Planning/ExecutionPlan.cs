@@ -723,11 +723,32 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     private void EnqueueSteps()
     {
         var steps = _plan.Steps;
+        if (_runs > 1)
+        {
+            for (var i = _plan.FirstStep; i < steps.Count; i++)
+            {
+                steps[i].Enqueue(this, i);
+            }
+
+            return;
+        }
+
+        // The first run pays each library's first calls (cuDNN's and cuBLASLt's kernels load lazily on first launch):
+        // its enqueue time by kind of step says whose first calls a cold start waits for.
+        var byKind = new Dictionary<string, double>(StringComparer.Ordinal);
         for (var i = _plan.FirstStep; i < steps.Count; i++)
         {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             steps[i].Enqueue(this, i);
+            var kind = steps[i].GetType().Name;
+            byKind[kind] = byKind.GetValueOrDefault(kind) + System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         }
+
+        FirstEnqueueByKind = byKind;
     }
+
+    /// <summary>Host time the first step-by-step run spent enqueuing each kind of step (empty until then).</summary>
+    public IReadOnlyDictionary<string, double> FirstEnqueueByKind { get; private set; } = new Dictionary<string, double>();
 
     public void Dispose()
     {
