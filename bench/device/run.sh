@@ -21,6 +21,8 @@ mkdir -p "$OUT" "$WORK"
 for bundle in cuda cli tests; do
   [ -f "$HERE/$bundle.tar.xz" ] && tar -xJf "$HERE/$bundle.tar.xz" -C "$WORK"
 done
+# The CLI as the files that differ from the test publish (same self-contained runtime), to fit one carry with it.
+[ -f "$HERE/cli-diff.tar.xz" ] && rm -rf "$WORK/cli" && cp -r "$WORK/tests" "$WORK/cli" && tar -xJf "$HERE/cli-diff.tar.xz" -C "$WORK/cli"
 # The build before this work, for same-run comparisons: its files that differ from the test publish's (same runtime).
 [ -f "$HERE/cli-old.tar.xz" ] && rm -rf "$WORK/cli-old" && cp -r "$WORK/tests" "$WORK/cli-old" && tar -xJf "$HERE/cli-old.tar.xz" -C "$WORK/cli-old"
 CLI="$WORK/cli/Batchwise.Cli"
