@@ -38,6 +38,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuDevicePrimaryCtxRetain(out IntPtr context, int device);
     [LibraryImport(Lib, EntryPoint = "cuDevicePrimaryCtxRelease_v2")] internal static partial int cuDevicePrimaryCtxRelease(int device);
     [LibraryImport(Lib)] private static partial int cuCtxSetCurrent(IntPtr context);
+    [LibraryImport(Lib)] private static partial int cuCtxGetCurrent(out IntPtr context);
     [LibraryImport(Lib, EntryPoint = "cuMemGetInfo_v2")] private static partial int cuMemGetInfo(out nuint free, out nuint total);
     [LibraryImport(Lib, EntryPoint = "cuMemAlloc_v2")] private static partial int cuMemAlloc(out ulong pointer, nuint bytes);
     [LibraryImport(Lib, EntryPoint = "cuMemFree_v2")] internal static partial int cuMemFree(ulong pointer);
@@ -202,6 +203,13 @@ internal static unsafe partial class CudaDriver
     }
 
     public static void SetCurrent(IntPtr context) => Check(cuCtxSetCurrent(context), "cuCtxSetCurrent");
+
+    /// <summary>The calling thread's current context (to make it current on a worker thread).</summary>
+    public static IntPtr CurrentContext()
+    {
+        Check(cuCtxGetCurrent(out var ctx), "cuCtxGetCurrent");
+        return ctx;
+    }
 
     public static (long Free, long Total) MemoryInfo()
     {

@@ -173,21 +173,25 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
     public override int[] Buffers => Residual < 0 ? base.Buffers : [.. base.Buffers, Residual];
 
-    public override void Enqueue(ExecutionContext context, int index)
+    public override void Enqueue(ExecutionContext context, int index) => Call(context, context.Cudnn, context.Workspace, context.Pointer(base.Buffers[3]));
+
+    /// <summary>
+    /// The cuDNN call(s) on <paramref name="handle"/>'s stream with <paramref name="workspace"/> (at least
+    /// <see cref="WorkspaceBytes"/>), writing the output to <paramref name="y"/>.
+    /// </summary>
+    public void Call(ExecutionContext context, CudnnHandle handle, ulong workspace, ulong y)
     {
-        var handle = context.Cudnn;
         if (Activation is not null)
         {
-            var y = context.Pointer(base.Buffers[3]);
             var z = Residual < 0 ? y : context.Pointer(Residual);
-            Cudnn.ConvolutionBiasActivationForward(handle, XDesc, context.Pointer(base.Buffers[0]), WDesc, context.Pointer(base.Buffers[1]), ConvDesc, Algo, context.Workspace, WorkspaceBytes, Residual < 0 ? 0f : 1f, YDesc, z, BiasDesc!, context.Pointer(base.Buffers[2]), Activation, YDesc, y);
+            Cudnn.ConvolutionBiasActivationForward(handle, XDesc, context.Pointer(base.Buffers[0]), WDesc, context.Pointer(base.Buffers[1]), ConvDesc, Algo, workspace, WorkspaceBytes, Residual < 0 ? 0f : 1f, YDesc, z, BiasDesc!, context.Pointer(base.Buffers[2]), Activation, YDesc, y);
             return;
         }
 
-        Cudnn.ConvolutionForward(handle, XDesc, context.Pointer(Buffers[0]), WDesc, context.Pointer(Buffers[1]), ConvDesc, Algo, context.Workspace, WorkspaceBytes, 0f, YDesc, context.Pointer(Buffers[3]));
+        Cudnn.ConvolutionForward(handle, XDesc, context.Pointer(Buffers[0]), WDesc, context.Pointer(Buffers[1]), ConvDesc, Algo, workspace, WorkspaceBytes, 0f, YDesc, y);
         if (BiasDesc is not null)
         {
-            Cudnn.AddTensor(handle, BiasDesc, context.Pointer(Buffers[2]), YDesc, context.Pointer(Buffers[3]));
+            Cudnn.AddTensor(handle, BiasDesc, context.Pointer(Buffers[2]), YDesc, y);
         }
     }
 
@@ -736,6 +740,12 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         // The first run pays each library's first calls (cuDNN's and cuBLASLt's kernels load lazily on first launch):
         // its enqueue time by kind of step says whose first calls a cold start waits for.
         var byKind = new Dictionary<string, double>(StringComparer.Ordinal);
+        var warming = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (WarmConvolutions(steps) > 0)
+        {
+            byKind["ConvWarmUp"] = System.Diagnostics.Stopwatch.GetElapsedTime(warming).TotalSeconds;
+        }
+
         for (var i = _plan.FirstStep; i < steps.Count; i++)
         {
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -745,6 +755,48 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         }
 
         FirstEnqueueByKind = byKind;
+    }
+
+    /// <summary>
+    /// Threads that make cuDNN's first call of each convolution before a context's first run (BATCHWISE_CONV_WARM_THREADS;
+    /// 0 or 1: none). cuDNN's first call of a convolution costs milliseconds of host time (its kernel loads lazily, its
+    /// engine is set up); made on several threads, each with its own stream, handle and workspace, that cost overlaps.
+    /// </summary>
+    internal static int ConvWarmThreads { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("BATCHWISE_CONV_WARM_THREADS"), out var n) ? Math.Max(0, n) : 0;
+
+    /// <summary>
+    /// cuDNN's first call of every convolution of the plan, on <see cref="ConvWarmThreads"/> threads before the first
+    /// run. They read the plan's own buffers and write to each thread's scratch output and workspace: the arena (the
+    /// inputs already uploaded) is left as it is. Returns the convolutions called.
+    /// </summary>
+    private int WarmConvolutions(IReadOnlyList<PlanStep> steps)
+    {
+        var convs = steps.Skip(_plan.FirstStep).OfType<ConvStep>().ToList();
+        var threads = Math.Min(ConvWarmThreads, convs.Count);
+        if (threads < 2)
+        {
+            return 0;
+        }
+
+        var context = CudaDriver.CurrentContext();
+        var workspace = convs.Max(c => c.WorkspaceBytes);
+        var output = convs.Max(c => _plan.Buffers[c.Buffers[3]].Bytes);
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            CudaDriver.SetCurrent(context);
+            using var stream = CudaDriver.CreateStream();
+            using var handle = Batchwise.Cuda.Interop.Cudnn.Create(stream);
+            using var scratch = workspace > 0 ? CudaDriver.Allocate(workspace) : null;
+            using var y = CudaDriver.Allocate(output);
+            for (var i = t; i < convs.Count; i += threads)
+            {
+                convs[i].Call(this, handle, scratch?.Pointer ?? 0, y.Pointer);
+            }
+
+            CudaDriver.Synchronize(stream);
+        });
+        return convs.Count;
     }
 
     /// <summary>Host time the first step-by-step run spent enqueuing each kind of step (empty until then).</summary>

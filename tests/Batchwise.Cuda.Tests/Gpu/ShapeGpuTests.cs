@@ -31,6 +31,44 @@ public sealed class ShapeGpuTests
         { "zoo:bert?seq=32&layers=2", "fp32" },
     };
 
+    /// <summary>
+    /// cuDNN's first calls made on several threads before a plan's first run (BATCHWISE_CONV_WARM_THREADS) leave that run's
+    /// inputs and outputs as they are: a fresh session's first run equals, row for row, one without the warm-up.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Convolutions_warmed_on_several_threads_leave_the_first_run_unchanged(string spec, string precision)
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build(spec);
+        var options = new EngineOptions { Precision = precision == "fp16" ? Precision.Fp16 : Precision.Fp32 };
+        var inputs = Rows(model, 3);
+        var before = Batchwise.Cuda.Planning.ExecutionContext.ConvWarmThreads;
+        try
+        {
+            Batchwise.Cuda.Planning.ExecutionContext.ConvWarmThreads = 0;
+            using var plain = new CudaEngine().Load(model, options);
+            var want = plain.Run(inputs);
+            Batchwise.Cuda.Planning.ExecutionContext.ConvWarmThreads = 4;
+            using var warmed = (CudaSession)new CudaEngine().Load(model, options);
+            var got = warmed.Run(inputs);
+            foreach (var r in Gpu.Compare(got, want, model.Outputs))
+            {
+                // The same algorithms on the same data: equal but for the order of a split reduction's atomics.
+                Assert.True(r.Cosine >= 0.99999 && r.MaxRel <= 1e-3, $"{spec} {precision} {r.Name}: max rel {r.MaxRel}, cosine {r.Cosine} after the warm-up");
+            }
+
+            if (model.Graph.Node.Any(n => n.OpType == "Conv"))
+            {
+                Assert.True(warmed.Startup.Has("first_run_enqueue_ConvWarmUp"), string.Join(", ", warmed.Startup.Snapshot().Keys));
+            }
+        }
+        finally
+        {
+            Batchwise.Cuda.Planning.ExecutionContext.ConvWarmThreads = before;
+        }
+    }
+
     /// <summary>A batch run padded to the next profile gives, row for row, what the exact plan of that batch gives.</summary>
     [Theory]
     [MemberData(nameof(Models))]
