@@ -844,7 +844,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             };
             if (!Startup.Has("plan_graph"))
             {
-                // The session's first plan: its stages are part of the cold start.
+                // The session's first plan: its stages are part of the cold start, and its first run makes cuDNN's first
+                // calls on several threads (libraries' lazy loading; later plans find the kernels loaded).
+                plan.WarmConvolutionsFirst = true;
                 foreach (var (phase, seconds) in build.Phases.Concat(build.Details))
                 {
                     Startup.AddOnce("plan_" + phase, seconds);

@@ -287,6 +287,9 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>Built for one run (past the session's bound on kept plans): the run disposes it, and the plans after it are built for that run too.</summary>
     public bool Transient { get; set; }
 
+    /// <summary>The session's first plan: its first run makes cuDNN's first calls on several threads first (<see cref="ExecutionContext.ConvWarmThreads"/>).</summary>
+    public bool WarmConvolutionsFirst { get; set; }
+
     /// <summary>The session's key of the plan (input shapes, host values, counts), for build records.</summary>
     public string Key { get; set; } = string.Empty;
 
@@ -758,12 +761,16 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     }
 
     /// <summary>
-    /// Threads that make cuDNN's first call of each convolution before a context's first run (BATCHWISE_CONV_WARM_THREADS;
-    /// 0 or 1: none). cuDNN's first call of a convolution costs milliseconds of host time (its kernel loads lazily, its
-    /// engine is set up); made on several threads, each with its own stream, handle and workspace, that cost overlaps.
+    /// Threads that make cuDNN's first call of each convolution before the first run of a session's first plan
+    /// (BATCHWISE_CONV_WARM_THREADS; 0 or 1: none; default up to 8, one per core). cuDNN's first call of a convolution
+    /// costs milliseconds of host time (its kernel loads lazily, its engine is set up): ResNet-50's 53 took 190-300 ms of
+    /// a 0.5-0.7 s cold start on an H200; made on 8 threads, each with its own stream, handle and workspace, ~100 ms less.
     /// </summary>
     internal static int ConvWarmThreads { get; set; } =
-        int.TryParse(Environment.GetEnvironmentVariable("BATCHWISE_CONV_WARM_THREADS"), out var n) ? Math.Max(0, n) : 0;
+        int.TryParse(Environment.GetEnvironmentVariable("BATCHWISE_CONV_WARM_THREADS"), out var n) ? Math.Max(0, n) : Math.Min(8, Environment.ProcessorCount);
+
+    /// <summary>Scratch the warm-up may take (outputs and workspaces of all its threads); a plan that needs more is not warmed.</summary>
+    private const long ConvWarmScratchBytes = 256L << 20;
 
     /// <summary>
     /// cuDNN's first call of every convolution of the plan, on <see cref="ConvWarmThreads"/> threads before the first
@@ -774,14 +781,19 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     {
         var convs = steps.Skip(_plan.FirstStep).OfType<ConvStep>().ToList();
         var threads = Math.Min(ConvWarmThreads, convs.Count);
-        if (threads < 2)
+        if (!_plan.WarmConvolutionsFirst || threads < 2)
+        {
+            return 0;
+        }
+
+        var workspace = convs.Max(c => c.WorkspaceBytes);
+        var output = convs.Max(c => _plan.Buffers[c.Buffers[3]].Bytes);
+        if (threads * (workspace + output) > ConvWarmScratchBytes)
         {
             return 0;
         }
 
         var context = CudaDriver.CurrentContext();
-        var workspace = convs.Max(c => c.WorkspaceBytes);
-        var output = convs.Max(c => _plan.Buffers[c.Buffers[3]].Bytes);
         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
         {
             CudaDriver.SetCurrent(context);
