@@ -39,6 +39,27 @@ public sealed class CudaEngine : IEngine
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
     }
 
+    /// <summary>The device contexts started by <see cref="Prestart"/>, held for the process (a session's own retain is then quick).</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Task<PrimaryContext?>> Prestarted = new();
+
+    /// <inheritdoc/>
+    public void Prestart(EngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Prestarted.GetOrAdd(options.DeviceId, id => Task.Run(() =>
+        {
+            try
+            {
+                CudaDriver.Initialize();
+                return new PrimaryContext(CudaDriver.Device(id));
+            }
+            catch (Exception e) when (e is BatchwiseException or CudaException or DllNotFoundException or EntryPointNotFoundException)
+            {
+                return (PrimaryContext?)null; // the session's own load reports it
+            }
+        }));
+    }
+
     /// <inheritdoc/>
     public EngineOptions Effective(OnnxModel model, EngineOptions options)
     {

@@ -30,6 +30,9 @@ public static class BenchCommand
         var options = flags.ReadBenchmark(parse);
         var reports = flags.Reports.Read(parse);
         var spec = parse.GetValue(flags.Model)!;
+
+        // The engine's device context starts while the model file is read (the cold start counts from that moment).
+        flags.Engine.CreateEngine(parse).Prestart(engineOptions);
         var onnx = ModelSource.Load(spec);
 
         // Per-layer timings first: an engine without them fails here, before a long sweep.

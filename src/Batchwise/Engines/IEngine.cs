@@ -19,6 +19,15 @@ public interface IEngine
     /// profiles it was built with (refusing options that contradict it). What reports record.
     /// </summary>
     EngineOptions Effective(OnnxModel model, EngineOptions options) => options;
+
+    /// <summary>
+    /// Starts, on another thread, what any session of these options will need before a model is read (a GPU engine:
+    /// its driver and device context), so that it overlaps reading the model file. Optional; never throws (a failure
+    /// shows where the session loads).
+    /// </summary>
+    void Prestart(EngineOptions options)
+    {
+    }
 }
 
 /// <summary>A loaded model. Thread-safe: several threads may run prepared executions at once.</summary>
