@@ -487,7 +487,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
             var build = Builds.Skip(builds).FirstOrDefault();
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
-                $"warm-up {i + 1}/{all.Count} {string.Join(", ", all[i].Select(Tensor.ShapeText))}: plan {(build is null ? "existed" : $"built in {build.Seconds * 1000:F1} ms ({build.KernelsCompiled} kernels compiled)")}, two runs, {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms in all"));
+                $"warm-up {i + 1}/{all.Count} {string.Join(", ", all[i].Select(Tensor.ShapeText))}: plan {(build is null ? "existed" : $"built in {build.Seconds * 1000:F1} ms ({build.KernelsCompiled} kernels compiled; {string.Join(", ", build.Phases.Concat(build.Details).Where(p => p.Value >= 0.0005).Select(p => p.Key + " " + (p.Value * 1000).ToString("F1", CultureInfo.InvariantCulture)))})")}, two runs, {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms in all"));
         }
     }
 
