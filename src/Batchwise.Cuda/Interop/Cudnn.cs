@@ -9,8 +9,13 @@ internal static unsafe partial class Cudnn
 
     public const int CUDNN_DATA_FLOAT = 0;
     public const int CUDNN_DATA_HALF = 2;
+    public const int CUDNN_DATA_INT8 = 3;
+    public const int CUDNN_DATA_INT32 = 4;
+    public const int CUDNN_DATA_INT8x32 = 8;
     public const int CUDNN_TENSOR_NCHW = 0;
     public const int CUDNN_TENSOR_NHWC = 1;
+    public const int CUDNN_TENSOR_NCHW_VECT_C = 2;
+    public const int CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM = 1;
     public const int CUDNN_CROSS_CORRELATION = 1;
     public const int CUDNN_DEFAULT_MATH = 0;
     public const int CUDNN_TENSOR_OP_MATH = 1;
@@ -41,6 +46,7 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnCreateTensorDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyTensorDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetTensorNdDescriptor(IntPtr desc, int dataType, int nbDims, int* dims, int* strides);
+    [LibraryImport(Lib)] private static partial int cudnnSetTensorNdDescriptorEx(IntPtr desc, int format, int dataType, int nbDims, int* dims);
     [LibraryImport(Lib)] private static partial int cudnnCreateFilterDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyFilterDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetFilterNdDescriptor(IntPtr desc, int dataType, int format, int nbDims, int* dims);
@@ -119,6 +125,24 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
+    /// <summary>
+    /// A packed 4-d tensor descriptor, dimensions [N, C, H, W], in a format cuDNN lays out itself: the vectorized
+    /// NCHW_VECT_C with <see cref="CUDNN_DATA_INT8x32"/> (32 channels of int8 side by side) that strided descriptors cannot say.
+    /// </summary>
+    public static CudnnTensorDescriptor TensorInFormat(int dataType, IReadOnlyList<long> shape, int format)
+    {
+        Check(cudnnCreateTensorDescriptor(out var d), "cudnnCreateTensorDescriptor");
+        var desc = new CudnnTensorDescriptor(d);
+        var dims = stackalloc int[shape.Count];
+        for (var i = 0; i < shape.Count; i++)
+        {
+            dims[i] = checked((int)shape[i]);
+        }
+
+        Check(cudnnSetTensorNdDescriptorEx(d, format, dataType, shape.Count, dims), "cudnnSetTensorNdDescriptorEx");
+        return desc;
+    }
+
     /// <summary>A filter descriptor, dimensions [K, C, kh, kw]; stored that way, or as [K, kh, kw, C] with <see cref="CUDNN_TENSOR_NHWC"/>.</summary>
     public static CudnnFilterDescriptor Filter(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
     {
@@ -135,13 +159,14 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
-    public static CudnnConvolutionDescriptor Convolution(int[] pads, int[] strides, int[] dilations, int groups, int mathType)
+    /// <summary>A cross-correlation descriptor; <paramref name="computeType"/> is the accumulator (<see cref="CUDNN_DATA_INT32"/> for int8 data).</summary>
+    public static CudnnConvolutionDescriptor Convolution(int[] pads, int[] strides, int[] dilations, int groups, int mathType, int computeType = CUDNN_DATA_FLOAT)
     {
         Check(cudnnCreateConvolutionDescriptor(out var d), "cudnnCreateConvolutionDescriptor");
         var desc = new CudnnConvolutionDescriptor(d);
         fixed (int* p = pads, s = strides, dl = dilations)
         {
-            Check(cudnnSetConvolutionNdDescriptor(d, pads.Length, p, s, dl, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT), "cudnnSetConvolutionNdDescriptor");
+            Check(cudnnSetConvolutionNdDescriptor(d, pads.Length, p, s, dl, CUDNN_CROSS_CORRELATION, computeType), "cudnnSetConvolutionNdDescriptor");
         }
 
         Check(cudnnSetConvolutionGroupCount(d, groups), "cudnnSetConvolutionGroupCount");
@@ -181,9 +206,9 @@ internal static unsafe partial class Cudnn
         return (long)b;
     }
 
-    public static void ConvolutionForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float beta, CudnnTensorDescriptor y, ulong yData)
+    /// <summary>y = alpha * conv(x, w) + beta * y; alpha scales the int32 accumulator before an int8 or float y is written.</summary>
+    public static void ConvolutionForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float beta, CudnnTensorDescriptor y, ulong yData, float alpha = 1f)
     {
-        var alpha = 1f;
         Check(cudnnConvolutionForward(handle.Handle, &alpha, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, y.Handle, yData), "cudnnConvolutionForward");
     }
 
@@ -226,10 +251,9 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
-    /// <summary>y = act(conv(x, w) + alpha2 * z + bias) in one call (z is y's shape; alpha2 = 0 ignores it).</summary>
-    public static void ConvolutionBiasActivationForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float alpha2, CudnnTensorDescriptor z, ulong zData, CudnnTensorDescriptor bias, ulong biasData, CudnnActivationDescriptor activation, CudnnTensorDescriptor y, ulong yData)
+    /// <summary>y = act(alpha1 * conv(x, w) + alpha2 * z + bias) in one call (z is y's shape; alpha2 = 0 ignores it).</summary>
+    public static void ConvolutionBiasActivationForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float alpha2, CudnnTensorDescriptor z, ulong zData, CudnnTensorDescriptor bias, ulong biasData, CudnnActivationDescriptor activation, CudnnTensorDescriptor y, ulong yData, float alpha1 = 1f)
     {
-        var alpha1 = 1f;
         Check(cudnnConvolutionBiasActivationForward(handle.Handle, &alpha1, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &alpha2, z.Handle, zData, bias.Handle, biasData, activation.Handle, y.Handle, yData), "cudnnConvolutionBiasActivationForward");
     }
 
