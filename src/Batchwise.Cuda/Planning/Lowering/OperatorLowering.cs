@@ -70,6 +70,11 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException($"The cuda engine does not support operator {node.OpType}", "Use --engine ort.");
         }
 
+        if (node.OpType == "Conv" && TryLowerInt8Conv(node, ins, attrs))
+        {
+            return; // int8 on tensor cores, its QuantizeLinear absorbed (Int8Convolution.cs)
+        }
+
         ins = lowering.Layout switch
         {
             InputLayout.Nchw => ins.Select(v => v is null ? null : Nchw(v)).ToArray(),

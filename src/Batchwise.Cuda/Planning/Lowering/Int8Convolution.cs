@@ -1,0 +1,311 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// The convolutions of a QDQ model on int8 tensor cores (<see cref="Int8Layers"/> picks them): cuDNN convolves int8
+/// channels-last activations with int8 KRSC filters into int32 sums (as exact floats, INT8_EXT_CONFIG), and one kernel
+/// requantizes them (per-channel scale, bias, the input zero point's share, ReLU, the output zero point) into the next
+/// int8 activation. Activations between such layers stay int8 and channels-last: a uint8 value v is kept as the int8
+/// byte v - 128, which the next convolution reads with its zero point shifted by 128, and which anything else reads
+/// through a pending "+ 128". Whatever this refuses (or cuDNN does) runs as before, in float between the pairs.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>Trial runs of int8 problems, by problem: null when cuDNN ran it, else its error. One per process.</summary>
+    private static readonly ConcurrentDictionary<string, string?> Int8Trials = new(StringComparer.Ordinal);
+
+    private readonly Dictionary<PlanValue, (PlanValue Int8, int Shift)> _int8Activations = new(ReferenceEqualityComparer.Instance);
+    private IReadOnlyDictionary<OnnxProto.NodeProto, Int8Layer>? _int8Layers;
+
+    /// <summary>Each Conv of a QDQ model planned so far: "int8", or why it runs in float.</summary>
+    public Dictionary<string, string> Int8Decisions { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Lowers the Conv int8 when its layer qualifies and cuDNN runs the problem; false (nothing emitted) otherwise.</summary>
+    private bool TryLowerInt8Conv(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        _int8Layers ??= Int8Layers.Find(_model, Int8Layers.Enabled);
+        if (!_int8Layers.TryGetValue(node, out var layer))
+        {
+            return false;
+        }
+
+        var reason = layer.Reason ?? LowerInt8Conv(layer, ins, attrs);
+        Int8Decisions[_node] = reason ?? "int8";
+        return reason is null;
+    }
+
+    /// <summary>Emits the int8 convolution and its requantization, or returns why not before emitting anything.</summary>
+    private string? LowerInt8Conv(Int8Layer layer, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var (xdq, wdq, q) = (layer.InputDequantize!, layer.WeightDequantize!, layer.Quantize!);
+        var xq = _values[xdq.Input[0]];
+        if (xq.Type is not (ElementType.UInt8 or ElementType.Int8) || xq.Shape.Length != 4)
+        {
+            return $"its input is {xq.Type.ShortName()} of rank {xq.Shape.Length} (4-d uint8 or int8 only)";
+        }
+
+        double Scalar(string name) => _values[name].Constant![0];
+        var xScale = (float)Scalar(xdq.Input[1]);
+        var xZero = Scalar(xdq.Input[2]);
+        var w = _values[wdq.Input[0]].Constant!;
+        var wScale = _values[wdq.Input[1]].Constant!;
+        var bias = ins.ElementAtOrDefault(2);
+        if (bias is not null && bias.Constant is null)
+        {
+            return "its bias is computed at run time";
+        }
+
+        var yScale = (float)Scalar(q.Input[1]);
+        var yZeroValue = q.Input.Count > 2 && q.Input[2].Length > 0 ? _values[q.Input[2]] : null;
+        var yType = yZeroValue?.Type ?? ElementType.UInt8;
+        var yZero = yZeroValue?.Constant?[0] ?? 0;
+        if (xScale <= 0 || yScale <= 0 || !float.IsFinite(xScale) || !float.IsFinite(yScale))
+        {
+            return "a non-positive activation scale";
+        }
+
+        var (kernel, strides, dilations, _, inSpatial, pb, pe, outSpatial) = Window(attrs, xq.Shape, w.Shape);
+        var (n, c, k) = (xq.Shape[0], xq.Shape[1], w.Shape[0]);
+        if (c != w.Shape[1] || !pb.SequenceEqual(pe) || dilations.Any(d => d != 1))
+        {
+            return c != w.Shape[1] ? "filter and input channels differ" : "asymmetric padding";
+        }
+
+        long[] yShape = [n, k, outSpatial[0], outSpatial[1]];
+        if (Tensor.ElementCountOf(yShape) == 0)
+        {
+            return "an empty output";
+        }
+
+        // cuDNN: int8 NHWC x and KRSC w, int32 accumulation, float y. The first algorithm that cuDNN offers and that
+        // runs once on scratch buffers wins; a refusal is this layer's reason to stay float.
+        int[] pads = [(int)pb[0], (int)pb[1]], convStrides = [(int)strides[0], (int)strides[1]], ones = [1, 1];
+        var handle = _target.PlanningCudnn;
+        var xDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_INT8, xq.Shape, Cudnn.CUDNN_TENSOR_NHWC);
+        var wDesc = Cudnn.Filter(Cudnn.CUDNN_DATA_INT8, w.Shape, Cudnn.CUDNN_TENSOR_NHWC);
+        var yDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, yShape, Cudnn.CUDNN_TENSOR_NHWC);
+        var convDesc = Cudnn.Convolution(pads, convStrides, ones, 1, Cudnn.CUDNN_TENSOR_OP_MATH, Cudnn.CUDNN_DATA_INT32);
+        var chosen = ChooseInt8Algorithm(handle, xDesc, wDesc, convDesc, yDesc, xq.Shape, w.Shape, yShape, pads, convStrides, out var refusal);
+        if (chosen is not { } algo)
+        {
+            xDesc.Dispose();
+            wDesc.Dispose();
+            yDesc.Dispose();
+            convDesc.Dispose();
+            return "cuDNN does not run it: " + refusal;
+        }
+
+        // From here on the layer is int8. Its input as int8 channels-last: kept so by the int8 layer that wrote it, or
+        // converted once (a uint8 value less 128, in the kernel that brings it channels-last).
+        if (!_int8Activations.TryGetValue(xq, out var input))
+        {
+            var shift = xq.Type == ElementType.UInt8 ? 128 : 0;
+            var stored = xq.Nhwc ? xq : Nhwc(xq);
+            var converted = shift == 0 && stored.Pending is null ? stored : Materialize(Pending([stored], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, xq.Shape));
+            input = (converted, shift);
+            _int8Activations[xq] = input;
+        }
+
+        var (krsc, scale, offset, perPixel) = Int8ConvConstants(w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, inSpatial, outSpatial, kernel, strides, pb);
+        var accBuffer = NewBuffer(Tensor.ElementCountOf(yShape) * 4, "int32 sums (as float) for " + _node);
+        Emit(new ConvStep(_node, Dev(input.Int8), Dev(krsc), -1, accBuffer.Id, xDesc, wDesc, convDesc, yDesc, null, algo.Algo, algo.WorkspaceBytes));
+        ReserveWorkspace(algo.WorkspaceBytes);
+
+        var outShift = yType == ElementType.UInt8 ? 128 : 0;
+        var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Output[0]);
+        var count = y.Count;
+        Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, layer.Relu is not null, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
+
+        // The QuantizeLinear's output as ONNX defines it: int8 as written, uint8 as the int8 byte + 128 (pending, so only
+        // a reader other than an int8 convolution pays for it).
+        var quantized = outShift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, yShape);
+        _values[q.Output[0]] = quantized;
+        _int8Activations[quantized] = (y, outShift);
+        _folded.Add(q);
+        if (layer.Relu is { } relu)
+        {
+            _folded.Add(relu);
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The int8 layer's constants: the filter channels-last (KRSC), the requantization's per-channel multiplier
+    /// s_x·s_w[k]/s_y, and its offset (b[k] - s_x·s_w[k]·z·Σw)/s_y, where z is the input's zero point as stored and Σw
+    /// sums the filter taps that fall inside the input: per channel, or per output pixel and channel when z ≠ 0 and
+    /// the convolution pads (at the border fewer taps read real input; the padding stands for real zeros).
+    /// </summary>
+    internal static (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel) Int8ConvTables(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
+    {
+        var (k, c, kh, kw) = (w.Shape[0], w.Shape[1], w.Shape[2], w.Shape[3]);
+        var taps = new double[k * kh * kw];
+        for (long o = 0; o < k; o++)
+        {
+            for (long ch = 0; ch < c; ch++)
+            {
+                for (long t = 0; t < kh * kw; t++)
+                {
+                    taps[(o * kh * kw) + t] += w[(((o * c) + ch) * kh * kw) + t];
+                }
+            }
+        }
+
+        var multiplier = new double[k];
+        var channelOffset = new double[k];
+        for (long o = 0; o < k; o++)
+        {
+            var sw = wScale.Count == 1 ? wScale[0] : wScale[o];
+            multiplier[o] = xScale * sw / yScale;
+            channelOffset[o] = (bias is null ? 0 : bias[o]) / yScale;
+        }
+
+        var perPixel = zero != 0 && pads.Any(p => p != 0);
+        double[] offset;
+        if (!perPixel)
+        {
+            offset = new double[k];
+            for (long o = 0; o < k; o++)
+            {
+                var sum = 0.0;
+                for (long t = 0; t < kh * kw; t++)
+                {
+                    sum += taps[(o * kh * kw) + t];
+                }
+
+                offset[o] = channelOffset[o] - (multiplier[o] * zero * sum);
+            }
+        }
+        else
+        {
+            var (ho, wo) = (outSpatial[0], outSpatial[1]);
+            offset = new double[ho * wo * k];
+            for (long oy = 0; oy < ho; oy++)
+            {
+                for (long ox = 0; ox < wo; ox++)
+                {
+                    for (long o = 0; o < k; o++)
+                    {
+                        var sum = 0.0;
+                        for (long r = 0; r < kh; r++)
+                        {
+                            var iy = (oy * strides[0]) - pads[0] + r;
+                            for (long s = 0; s < kw && iy >= 0 && iy < inSpatial[0]; s++)
+                            {
+                                var ix = (ox * strides[1]) - pads[1] + s;
+                                if (ix >= 0 && ix < inSpatial[1])
+                                {
+                                    sum += taps[(o * kh * kw) + (r * kw) + s];
+                                }
+                            }
+                        }
+
+                        offset[(((oy * wo) + ox) * k) + o] = channelOffset[o] - (multiplier[o] * zero * sum);
+                    }
+                }
+            }
+        }
+
+        var filter = ChannelsLast(w, w.Shape);
+        return (
+            new PlanValue(ElementType.Int8, filter.Shape, filter),
+            new PlanValue(ElementType.Double, [k], HostTensor.OfFloats(ElementType.Double, [k], multiplier)),
+            new PlanValue(ElementType.Double, [offset.Length], HostTensor.OfFloats(ElementType.Double, [offset.Length], offset)),
+            perPixel);
+    }
+
+    /// <summary><see cref="Int8ConvTables"/> made once per session and shape.</summary>
+    private (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel) Int8ConvConstants(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
+    {
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8conv:{_node}:{string.Join('x', inSpatial)}:{xScale:R}:{zero:R}:{yScale:R}");
+        var tables = _target.Derive(recipe, [w, wScale, bias], () => new Int8Tables(Int8ConvTables(w, wScale, bias, xScale, zero, yScale, inSpatial, outSpatial, kernel, strides, pads)));
+        return tables.Value;
+    }
+
+    /// <summary>A reference holder for <see cref="Int8ConvTables"/>' result (what the session's derived-value cache keeps).</summary>
+    private sealed record Int8Tables((PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel) Value);
+
+    /// <summary>cuDNN's first int8 algorithm that runs this problem once, with its workspace; null and the refusal otherwise.</summary>
+    private TacticChoice? ChooseInt8Algorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, long[] x, long[] w, long[] y, int[] pads, int[] strides, out string refusal)
+    {
+        refusal = "no algorithm";
+        var candidates = new List<(int Algo, int MathType)>();
+        try
+        {
+            candidates.AddRange(TimedLibrary("conv_heuristics", () => Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc))
+                .Where(a => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace).Select(a => (a.Algo, a.MathType)));
+        }
+        catch (CudaException e)
+        {
+            refusal = e.Message;
+        }
+
+        if (!candidates.Any(a => a.Algo == Cudnn.CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM))
+        {
+            candidates.Add((Cudnn.CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, Cudnn.CUDNN_TENSOR_OP_MATH));
+        }
+
+        foreach (var (algo, mathType) in candidates)
+        {
+            try
+            {
+                Cudnn.SetMathType(convDesc, mathType);
+                var ws = TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, algo));
+                if (ws > MaxConvWorkspace)
+                {
+                    refusal = $"algorithm {algo} wants {ws >> 20} MiB of workspace";
+                    continue;
+                }
+
+                var key = string.Create(CultureInfo.InvariantCulture, $"{string.Join('x', x)}|{string.Join('x', w)}|p{pads[0]},{pads[1]}|s{strides[0]},{strides[1]}|a{algo},{mathType}");
+                var failure = Int8Trials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt8Convolution(handle, xDesc, wDesc, convDesc, yDesc, algo, ws, x, w, y)));
+                if (failure is null)
+                {
+                    return new TacticChoice(algo, mathType, ws, double.NaN);
+                }
+
+                refusal = failure;
+            }
+            catch (CudaException e)
+            {
+                refusal = e.Message;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Runs the int8 convolution once on zeroed scratch buffers: null when it ran, else cuDNN's error.</summary>
+    private static string? TryInt8Convolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int algo, long workspaceBytes, long[] x, long[] w, long[] y)
+    {
+        using var stream = CudaDriver.CreateStream();
+        Cudnn.SetStream(handle, stream.Handle);
+        try
+        {
+            using var xs = CudaDriver.Allocate(Tensor.ElementCountOf(x));
+            using var ws = CudaDriver.Allocate(Tensor.ElementCountOf(w));
+            using var ys = CudaDriver.Allocate(Tensor.ElementCountOf(y) * 4);
+            using var scratch = CudaDriver.Allocate(Math.Max(workspaceBytes, 256));
+            CudaDriver.MemsetD8(xs.Pointer, 0, Tensor.ElementCountOf(x), stream.Handle);
+            CudaDriver.MemsetD8(ws.Pointer, 0, Tensor.ElementCountOf(w), stream.Handle);
+            Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, algo, scratch.Pointer, workspaceBytes, 0f, yDesc, ys.Pointer);
+            CudaDriver.Synchronize(stream);
+            return null;
+        }
+        catch (CudaException e)
+        {
+            return e.Message;
+        }
+        finally
+        {
+            Cudnn.SetStream(handle, IntPtr.Zero);
+        }
+    }
+}
