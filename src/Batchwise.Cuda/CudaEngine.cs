@@ -566,6 +566,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     public int BackgroundBuilds => _exactBuilds.Count;
 
     /// <summary>True once inputs of these shapes have a plan of their own, built and ready to run.</summary>
+    /// <summary>The int8 decisions of the plan built for these shapes (empty before it is built): node to "int8" or the reason it runs in float.</summary>
+    internal IReadOnlyDictionary<string, string> Int8LayersFor(IReadOnlyList<long[]> shapes) =>
+        _plans.TryGetValue(ShapeKeyOf(shapes), out var plan) && plan.IsValueCreated ? plan.Value.Int8Layers : new Dictionary<string, string>();
+
     public bool HasPlanFor(IReadOnlyList<long[]> shapes) => _plans.TryGetValue(ShapeKeyOf(shapes), out var plan) && plan.IsValueCreated;
 
     /// <summary>The plan key of inputs of these shapes (for models whose inputs give no host values).</summary>

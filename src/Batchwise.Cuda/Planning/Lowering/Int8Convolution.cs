@@ -111,6 +111,12 @@ internal sealed partial class GraphCompiler
             var converted = shift == 0 && stored.Pending is null ? stored : Materialize(Pending([stored], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, xq.Shape));
             input = (converted, shift);
             _int8Activations[xq] = input;
+            if (xq.Pending is not null)
+            {
+                // Other readers of the uint8 value (a residual Add's DequantizeLinear) now read the int8 copy, instead of
+                // recomputing the chain that made it.
+                xq.Pending = Pending([converted], _ => shift == 0 ? "x0" : "x0 + 128", xq.Type, xq.Shape).Pending;
+            }
         }
 
         var (krsc, scale, offset, perPixel) = Int8ConvConstants(w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, inSpatial, outSpatial, kernel, strides, pb);
@@ -221,16 +227,17 @@ internal sealed partial class GraphCompiler
             perPixel);
     }
 
-    /// <summary><see cref="Int8ConvTables"/> made once per session and shape.</summary>
+    /// <summary><see cref="Int8ConvTables"/> made once per session and shape (session constants, kept by a saved engine like other derived weights).</summary>
     private (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel) Int8ConvConstants(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
     {
-        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8conv:{_node}:{string.Join('x', inSpatial)}:{xScale:R}:{zero:R}:{yScale:R}");
-        var tables = _target.Derive(recipe, [w, wScale, bias], () => new Int8Tables(Int8ConvTables(w, wScale, bias, xScale, zero, yScale, inSpatial, outSpatial, kernel, strides, pads)));
-        return tables.Value;
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8conv:{string.Join('x', inSpatial)}:s{strides[0]},{strides[1]}:p{pads[0]},{pads[1]}:{xScale:R}:{zero:R}:{yScale:R}");
+        var t = _target.Derive(recipe, [w, wScale, bias], () =>
+        {
+            var (filter, scale, offset, _) = Int8ConvTables(w, wScale, bias, xScale, zero, yScale, inSpatial, outSpatial, kernel, strides, pads);
+            return new[] { filter.Constant!, scale.Constant!, offset.Constant! };
+        });
+        return (new PlanValue(t[0].Type, t[0].Shape, t[0]), new PlanValue(t[1].Type, t[1].Shape, t[1]), new PlanValue(t[2].Type, t[2].Shape, t[2]), t[2].Count != t[1].Count);
     }
-
-    /// <summary>A reference holder for <see cref="Int8ConvTables"/>' result (what the session's derived-value cache keeps).</summary>
-    private sealed record Int8Tables((PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel) Value);
 
     /// <summary>cuDNN's first int8 algorithm that runs this problem once, with its workspace; null and the refusal otherwise.</summary>
     private TacticChoice? ChooseInt8Algorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, long[] x, long[] w, long[] y, int[] pads, int[] strides, out string refusal)
