@@ -130,6 +130,10 @@ internal static unsafe partial class CublasLt
         }
     }
 
+    /// <summary>The bias vector's device address (an epilogue with a bias set by <see cref="SetEpilogue"/>).</summary>
+    public static void SetBias(CublasLtMatmulDescriptor desc, ulong bias) =>
+        Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescBiasPointer, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+
     /// <summary>A column-major matrix layout, optionally batched with a stride between matrices (0 broadcasts one matrix).</summary>
     public static CublasLtMatrixLayout Layout(int type, long rows, long cols, long ld, int batch = 1, long batchStride = 0)
     {

@@ -67,6 +67,14 @@ public sealed class Int8PlanTests
     }
 
     [Theory]
+    [InlineData(false, 5, Batchwise.Cuda.Interop.CublasLt.CUBLASLT_EPILOGUE_BIAS)] // no ReLU: saturation alone
+    [InlineData(true, -128, Batchwise.Cuda.Interop.CublasLt.CUBLASLT_EPILOGUE_BIAS)] // uint8 zero point 0: int8's floor is the ReLU
+    [InlineData(true, 0, Batchwise.Cuda.Interop.CublasLt.CUBLASLT_EPILOGUE_RELU_BIAS)] // zero stored as 0: the ReLU epilogue
+    [InlineData(true, -100, -1)] // neither: the cuDNN path's kernel
+    public void The_gemm_epilogue_clamps_where_the_real_zero_is_stored(bool relu, double storedZero, int epilogue) =>
+        Assert.Equal(epilogue, GraphCompiler.Int8GemmEpilogue(relu, storedZero));
+
+    [Theory]
     [InlineData(3, 1, 1, 131, false)] // 3x3, padded, uint8 input with zero point 131: per-pixel border offsets
     [InlineData(3, 2, 1, 0, true)] // strided, ReLU, post-ReLU input (zero point 0, stored as -128)
     [InlineData(1, 1, 0, 77, false)] // 1x1: per-channel offsets

@@ -36,14 +36,16 @@ internal sealed partial class GraphCompiler
             return false;
         }
 
-        var reason = layer.Reason ?? LowerInt8Conv(layer, ins, attrs);
-        Int8Decisions[_node] = reason ?? "int8";
+        var how = "int8";
+        var reason = layer.Reason ?? LowerInt8Conv(layer, ins, attrs, out how);
+        Int8Decisions[_node] = reason ?? how;
         return reason is null;
     }
 
     /// <summary>Emits the int8 convolution and its requantization, or returns why not before emitting anything.</summary>
-    private string? LowerInt8Conv(Int8Layer layer, PlanValue?[] ins, NodeAttributes attrs)
+    private string? LowerInt8Conv(Int8Layer layer, PlanValue?[] ins, NodeAttributes attrs, out string how)
     {
+        how = "int8";
         var (xdq, wdq, q) = (layer.InputDequantize!, layer.WeightDequantize!, layer.Quantize!);
         var xq = _values[xdq.Input[0]];
         if (xq.Type is not (ElementType.UInt8 or ElementType.Int8) || xq.Shape.Length != 4)
@@ -84,23 +86,44 @@ internal sealed partial class GraphCompiler
             return "an empty output";
         }
 
-        // cuDNN: int8 NHWC x and KRSC w, int32 accumulation, float y. The first algorithm that cuDNN offers and that
-        // runs once on scratch buffers wins; a refusal is this layer's reason to stay float.
-        int[] pads = [(int)pb[0], (int)pb[1]], convStrides = [(int)strides[0], (int)strides[1]], ones = [1, 1];
-        var handle = _target.PlanningCudnn;
-        var xDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_INT8, xq.Shape, Cudnn.CUDNN_TENSOR_NHWC);
-        var wDesc = Cudnn.Filter(Cudnn.CUDNN_DATA_INT8, w.Shape, Cudnn.CUDNN_TENSOR_NHWC);
-        var yDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, yShape, Cudnn.CUDNN_TENSOR_NHWC);
-        var convDesc = Cudnn.Convolution(pads, convStrides, ones, 1, Cudnn.CUDNN_TENSOR_OP_MATH, Cudnn.CUDNN_DATA_INT32);
-        var chosen = ChooseInt8Algorithm(handle, xDesc, wDesc, convDesc, yDesc, xq.Shape, w.Shape, yShape, pads, convStrides, out var refusal);
-        if (chosen is not { } algo)
+        // A 1x1 convolution without stride or padding is a GEMM over pixels: cuBLASLt's int8 kernels apply the per-channel
+        // scale (alpha per row) and bias in their epilogue and write int8 themselves, with no float sums in memory.
+        var outShift = yType == ElementType.UInt8 ? 128 : 0;
+        var pixels = n * outSpatial[0] * outSpatial[1];
+        var gemmEpilogue = kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0) ? Int8GemmEpilogue(layer.Relu is not null, yZero - outShift) : -1;
+        Int8Gemm? gemm = null;
+        var gemmRefusal = string.Empty;
+        if (gemmEpilogue >= 0)
         {
-            xDesc.Dispose();
-            wDesc.Dispose();
-            yDesc.Dispose();
-            convDesc.Dispose();
-            return "cuDNN does not run it: " + refusal;
+            gemm = ChooseInt8Gemm(pixels, c, k, gemmEpilogue, out gemmRefusal);
         }
+
+        // Otherwise cuDNN: int8 NHWC x and KRSC w, int32 accumulation, float y. The first algorithm that cuDNN offers and
+        // that runs once on scratch buffers wins; a refusal is this layer's reason to stay float.
+        int[] pads = [(int)pb[0], (int)pb[1]], convStrides = [(int)strides[0], (int)strides[1]], ones = [1, 1];
+        CudnnTensorDescriptor? xDesc = null, yDesc = null;
+        CudnnFilterDescriptor? wDesc = null;
+        CudnnConvolutionDescriptor? convDesc = null;
+        TacticChoice? chosen = null;
+        if (gemm is null)
+        {
+            var handle = _target.PlanningCudnn;
+            xDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_INT8, xq.Shape, Cudnn.CUDNN_TENSOR_NHWC);
+            wDesc = Cudnn.Filter(Cudnn.CUDNN_DATA_INT8, w.Shape, Cudnn.CUDNN_TENSOR_NHWC);
+            yDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, yShape, Cudnn.CUDNN_TENSOR_NHWC);
+            convDesc = Cudnn.Convolution(pads, convStrides, ones, 1, Cudnn.CUDNN_TENSOR_OP_MATH, Cudnn.CUDNN_DATA_INT32);
+            chosen = ChooseInt8Algorithm(handle, xDesc, wDesc, convDesc, yDesc, xq.Shape, w.Shape, yShape, pads, convStrides, out var refusal);
+            if (chosen is null)
+            {
+                xDesc.Dispose();
+                wDesc.Dispose();
+                yDesc.Dispose();
+                convDesc.Dispose();
+                return "cuDNN does not run it: " + refusal;
+            }
+        }
+
+        how = gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8";
 
         // From here on the layer is int8. Its input as int8 channels-last: kept so by the int8 layer that wrote it, or
         // converted once (a uint8 value less 128, in the kernel that brings it channels-last).
@@ -119,15 +142,22 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        var (krsc, scale, offset, perPixel) = Int8ConvConstants(w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, inSpatial, outSpatial, kernel, strides, pb);
-        var accBuffer = NewBuffer(Tensor.ElementCountOf(yShape) * 4, "int32 sums (as float) for " + _node);
-        Emit(new ConvStep(_node, Dev(input.Int8), Dev(krsc), -1, accBuffer.Id, xDesc, wDesc, convDesc, yDesc, null, algo.Algo, algo.WorkspaceBytes));
-        ReserveWorkspace(algo.WorkspaceBytes);
-
-        var outShift = yType == ElementType.UInt8 ? 128 : 0;
+        var (krsc, scale, offset, perPixel, alpha, gemmBias) = Int8ConvConstants(w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, yZero - outShift, inSpatial, outSpatial, kernel, strides, pb);
         var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Output[0]);
-        var count = y.Count;
-        Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, layer.Relu is not null, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
+        if (gemm is not null)
+        {
+            // D[k, p] = saturate(round(alpha[k] * sum + bias[k])): the output zero point (less the uint8 shift) is in the bias.
+            Emit(new Int8GemmStep(_node, Dev(krsc), Dev(input.Int8), y.Buffer, Dev(alpha), Dev(gemmBias), gemm.Desc, gemm.A, gemm.B, gemm.D, gemm.Algo));
+            ReserveWorkspace((long)gemm.Algo.WorkspaceSize);
+        }
+        else
+        {
+            var accBuffer = NewBuffer(Tensor.ElementCountOf(yShape) * 4, "int32 sums (as float) for " + _node);
+            Emit(new ConvStep(_node, Dev(input.Int8), Dev(krsc), -1, accBuffer.Id, xDesc!, wDesc!, convDesc!, yDesc!, null, chosen!.Algo, chosen.WorkspaceBytes));
+            ReserveWorkspace(chosen.WorkspaceBytes);
+            var count = y.Count;
+            Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, layer.Relu is not null, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
+        }
 
         // The QuantizeLinear's output as ONNX defines it: int8 as written, uint8 as the int8 byte + 128 (pending, so only
         // a reader other than an int8 convolution pays for it).
@@ -227,16 +257,24 @@ internal sealed partial class GraphCompiler
             perPixel);
     }
 
-    /// <summary><see cref="Int8ConvTables"/> made once per session and shape (session constants, kept by a saved engine like other derived weights).</summary>
-    private (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel) Int8ConvConstants(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
+    /// <summary>
+    /// <see cref="Int8ConvTables"/> made once per session and shape (session constants, kept by a saved engine like other
+    /// derived weights), with the cuBLASLt path's alpha and bias vectors: float32 carried as their int32 bits, so a
+    /// half-precision plan uploads them unchanged; the bias holds the output zero point as stored.
+    /// </summary>
+    private (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel, PlanValue Alpha, PlanValue GemmBias) Int8ConvConstants(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, double storedYZero, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
     {
-        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8conv:{string.Join('x', inSpatial)}:s{strides[0]},{strides[1]}:p{pads[0]},{pads[1]}:{xScale:R}:{zero:R}:{yScale:R}");
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8conv:{string.Join('x', inSpatial)}:s{strides[0]},{strides[1]}:p{pads[0]},{pads[1]}:{xScale:R}:{zero:R}:{yScale:R}:{storedYZero:R}");
         var t = _target.Derive(recipe, [w, wScale, bias], () =>
         {
             var (filter, scale, offset, _) = Int8ConvTables(w, wScale, bias, xScale, zero, yScale, inSpatial, outSpatial, kernel, strides, pads);
-            return new[] { filter.Constant!, scale.Constant!, offset.Constant! };
+            var (s, o) = (scale.Constant!, offset.Constant!);
+            var alpha = HostTensor.CreateInts(ElementType.Int32, [s.Count], i => BitConverter.SingleToInt32Bits((float)s[i]));
+            var gemmBias = HostTensor.CreateInts(ElementType.Int32, [s.Count], i => BitConverter.SingleToInt32Bits((float)(o[i] + storedYZero)));
+            return new[] { filter.Constant!, s, o, alpha, gemmBias };
         });
-        return (new PlanValue(t[0].Type, t[0].Shape, t[0]), new PlanValue(t[1].Type, t[1].Shape, t[1]), new PlanValue(t[2].Type, t[2].Shape, t[2]), t[2].Count != t[1].Count);
+        PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
+        return (V(t[0]), V(t[1]), V(t[2]), t[2].Count != t[1].Count, V(t[3]), V(t[4]));
     }
 
     /// <summary>cuDNN's first int8 algorithm that runs this problem once, with its workspace; null and the refusal otherwise.</summary>
@@ -313,6 +351,97 @@ internal sealed partial class GraphCompiler
         finally
         {
             Cudnn.SetStream(handle, IntPtr.Zero);
+        }
+    }
+    /// <summary>A chosen cuBLASLt int8 GEMM: descriptor with per-row alpha and a bias epilogue, layouts, algorithm.</summary>
+    private sealed record Int8Gemm(CublasLtMatmulDescriptor Desc, CublasLtMatrixLayout A, CublasLtMatrixLayout B, CublasLtMatrixLayout D, CublasLt.HeuristicResult Algo);
+
+    /// <summary>Trial runs of int8 GEMMs, by problem: null when cuBLASLt ran it, else its error.</summary>
+    private static readonly ConcurrentDictionary<string, string?> Int8GemmTrials = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The cuBLASLt epilogue that gives the requantization's clamp, for an output whose real zero is stored as
+    /// <paramref name="storedZero"/>: int8 saturation alone where a ReLU's floor is -128 (or there is no ReLU), the ReLU
+    /// epilogue where it is 0; -1 where neither (the cuDNN path's own kernel does it).
+    /// </summary>
+    internal static int Int8GemmEpilogue(bool relu, double storedZero) =>
+        !relu || storedZero == -128 ? CublasLt.CUBLASLT_EPILOGUE_BIAS : storedZero == 0 ? CublasLt.CUBLASLT_EPILOGUE_RELU_BIAS : -1;
+
+    /// <summary>cuBLASLt's int8 GEMM for [pixels, c] x [k, c]^T into int8 [pixels, k] with per-row alpha and the epilogue, run once on scratch buffers; null and the refusal otherwise.</summary>
+    private unsafe Int8Gemm? ChooseInt8Gemm(long pixels, long c, long k, int epilogue, out string refusal)
+    {
+        refusal = "no algorithm";
+        CublasLtMatmulDescriptor? desc = null;
+        CublasLtMatrixLayout? a = null, b = null, d = null;
+        try
+        {
+            var handle = _target.PlanningCublasLt;
+            desc = CublasLt.MatmulDesc(CublasLt.CUBLAS_COMPUTE_32I, transA: true, transB: false, CublasLt.CUDA_R_32F);
+            CublasLt.SetAlphaPerRow(desc);
+            CublasLt.SetEpilogue(desc, epilogue, 256, CublasLt.CUDA_R_32F); // any 16-byte-aligned address: heuristics read only its alignment
+            a = CublasLt.Layout(CublasLt.CUDA_R_8I, c, k, c);
+            b = CublasLt.Layout(CublasLt.CUDA_R_8I, c, pixels, c);
+            d = CublasLt.Layout(CublasLt.CUDA_R_8I, k, pixels, k);
+            var candidates = TimedLibrary("matmul_heuristics", () => CublasLt.Algorithms(handle, desc, a, b, d, d, MaxConvWorkspace, 4));
+            foreach (var algo in candidates)
+            {
+                var id = AlgoId(algo);
+                var key = string.Create(CultureInfo.InvariantCulture, $"{pixels}x{c}x{k}|e{epilogue}|{id}");
+                var (ad, bd, dd, dsc) = (a, b, d, desc);
+                var failure = Int8GemmTrials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt8Gemm(handle, dsc, ad, bd, dd, algo, pixels, c, k)));
+                if (failure is null)
+                {
+                    return new Int8Gemm(desc, a, b, d, algo);
+                }
+
+                refusal = failure;
+            }
+        }
+        catch (CudaException e)
+        {
+            refusal = e.Message;
+        }
+
+        desc?.Dispose();
+        a?.Dispose();
+        b?.Dispose();
+        d?.Dispose();
+        return null;
+    }
+
+    private static unsafe string AlgoId(CublasLt.HeuristicResult algo)
+    {
+        var words = new ulong[8];
+        for (var i = 0; i < words.Length; i++)
+        {
+            words[i] = algo.Algo[i];
+        }
+
+        return string.Join(',', words);
+    }
+
+    private static unsafe string? TryInt8Gemm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout d, CublasLt.HeuristicResult algo, long pixels, long c, long k)
+    {
+        try
+        {
+            using var stream = CudaDriver.CreateStream();
+            using var ad = CudaDriver.Allocate(k * c);
+            using var bd = CudaDriver.Allocate(c * pixels);
+            using var dd = CudaDriver.Allocate(k * pixels);
+            using var vectors = CudaDriver.Allocate(8 * k);
+            using var workspace = CudaDriver.Allocate(Math.Max((long)algo.WorkspaceSize, 256));
+            CudaDriver.MemsetD8(ad.Pointer, 0, k * c, stream.Handle);
+            CudaDriver.MemsetD8(bd.Pointer, 0, c * pixels, stream.Handle);
+            CudaDriver.MemsetD8(vectors.Pointer, 0, 8 * k, stream.Handle);
+            CublasLt.SetBias(desc, vectors.Pointer + (ulong)(4 * k));
+            var beta = 0f;
+            CublasLt.MatmulScaled(handle, desc, (void*)vectors.Pointer, ad.Pointer, a, bd.Pointer, b, &beta, dd.Pointer, d, dd.Pointer, d, &algo, workspace.Pointer, (long)algo.WorkspaceSize, stream.Handle);
+            CudaDriver.Synchronize(stream);
+            return null;
+        }
+        catch (CudaException e)
+        {
+            return e.Message;
         }
     }
 }
