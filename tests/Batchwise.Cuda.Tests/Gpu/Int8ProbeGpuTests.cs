@@ -261,6 +261,78 @@ public sealed unsafe class Int8ProbeGpuTests
                 }
             }
 
+            rows.AddRange(GraphConvolutions(s, batch, handle, x, w, y, workspace));
+            return rows;
+        }
+
+        /// <summary>
+        /// The cuDNN backend (graph) API: int8 convolution -> per-channel scale -> bias -> ReLU -> int8 in one fused
+        /// execution plan (the only way cuDNN applies per-channel weight scales in the convolution's kernel), with the
+        /// convolution's virtual output as fp32 or int32.
+        /// </summary>
+        private List<Row> GraphConvolutions(ConvShape s, int batch, CudnnHandle handle, DeviceMemory x, DeviceMemory w, DeviceMemory y, DeviceMemory workspace)
+        {
+            var rows = new List<Row>();
+            var o = s.OutH;
+            long[] xShape = [batch, s.C, s.H, s.H], wShape = [s.K, s.C, s.Kernel, s.Kernel], yShape = [batch, s.K, o, o], vector = [1, s.K, 1, 1];
+            static long[] ChannelsLast(long[] d) => [d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]];
+            using var scale = CudaDriver.Allocate(RoundUp(4 * s.K));
+            using var bias = CudaDriver.Allocate(RoundUp(4 * s.K));
+            Fill(x, 0, 11);
+            Fill(w, 0, 12);
+            Fill(scale, 2, 13);
+            Fill(bias, 2, 14);
+            foreach (var sums in new[] { Cudnn.CUDNN_DATA_FLOAT, Cudnn.CUDNN_DATA_INT32 })
+            {
+                var name = $"int8 nhwc graph: conv ({(sums == Cudnn.CUDNN_DATA_FLOAT ? "fp32" : "int32")} sums) * scale[k] + bias[k] -> relu -> int8";
+                var configs = new List<CudnnBackendEngineConfig>();
+                try
+                {
+                    using var tx = Cudnn.BackendTensorOf(1, Cudnn.CUDNN_DATA_INT8, xShape, ChannelsLast(xShape), false);
+                    using var tw = Cudnn.BackendTensorOf(2, Cudnn.CUDNN_DATA_INT8, wShape, ChannelsLast(wShape), false);
+                    using var tScale = Cudnn.BackendTensorOf(3, Cudnn.CUDNN_DATA_FLOAT, vector, ChannelsLast(vector), false);
+                    using var tBias = Cudnn.BackendTensorOf(4, Cudnn.CUDNN_DATA_FLOAT, vector, ChannelsLast(vector), false);
+                    using var ty = Cudnn.BackendTensorOf(5, Cudnn.CUDNN_DATA_INT8, yShape, ChannelsLast(yShape), false);
+                    using var tSums = Cudnn.BackendTensorOf(101, sums, yShape, ChannelsLast(yShape), true);
+                    using var tScaled = Cudnn.BackendTensorOf(102, Cudnn.CUDNN_DATA_FLOAT, yShape, ChannelsLast(yShape), true);
+                    using var tBiased = Cudnn.BackendTensorOf(103, Cudnn.CUDNN_DATA_FLOAT, yShape, ChannelsLast(yShape), true);
+                    using var conv = Cudnn.BackendConvolutionOf(Cudnn.CUDNN_DATA_INT32, [s.Pad, s.Pad], [s.Stride, s.Stride], [1, 1]);
+                    using var mul = Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_MUL);
+                    using var add = Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_ADD);
+                    using var relu = Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_RELU_FWD);
+                    using var opConv = Cudnn.BackendConvolutionForwardOf(conv, tx, tw, tSums);
+                    using var opMul = Cudnn.BackendPointwiseOperationOf(mul, tSums, tScale, tScaled);
+                    using var opAdd = Cudnn.BackendPointwiseOperationOf(add, tScaled, tBias, tBiased);
+                    using var opRelu = Cudnn.BackendPointwiseOperationOf(relu, tBiased, null, ty);
+                    using var graph = Cudnn.BackendGraphOf(handle, [opConv, opMul, opAdd, opRelu]);
+                    var (plan, workspaceBytes, tried) = Cudnn.BackendPlanOf(handle, graph);
+                    configs = tried;
+                    using (plan)
+                    {
+                        if (workspaceBytes > WorkspaceBytes)
+                        {
+                            rows.Add(new Row(s.Name, batch, name, "", null, $"unsupported: workspace {workspaceBytes >> 20} MiB", s.Operations(batch)));
+                            continue;
+                        }
+
+                        using var pack = Cudnn.BackendVariantPackOf([1, 2, 3, 4, 5], [x.Pointer, w.Pointer, scale.Pointer, bias.Pointer, y.Pointer], workspace.Pointer);
+                        var seconds = Time(() => Cudnn.BackendExecute(handle, plan, pack));
+                        rows.Add(new Row(s.Name, batch, name, "engine heuristics A", seconds, null, s.Operations(batch)));
+                    }
+                }
+                catch (CudaException e)
+                {
+                    rows.Add(new Row(s.Name, batch, name, "", null, "unsupported: " + e.Message, s.Operations(batch)));
+                }
+                finally
+                {
+                    foreach (var c in configs)
+                    {
+                        c.Dispose();
+                    }
+                }
+            }
+
             return rows;
         }
 

@@ -1,6 +1,6 @@
 using Batchwise.Cuda.Planning;
-using Batchwise.Operators;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using Batchwise.Transforms;
 using Batchwise.Zoo;
 
