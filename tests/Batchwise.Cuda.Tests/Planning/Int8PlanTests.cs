@@ -46,6 +46,21 @@ public sealed class Int8PlanTests
     }
 
     [Fact]
+    public void The_layer_test_models_are_valid_and_int8()
+    {
+        foreach (var (kernel, relu, yType) in new[] { (3, true, ElementType.UInt8), (1, false, ElementType.Int8) })
+        {
+            var model = Gpu.Int8LayerGpuTests.QdqConv(16, 32, kernel, 1, kernel / 2, 7, relu, 3, yType);
+            var layer = Assert.Single(Int8Layers.Find(model, enabled: true).Values);
+            Assert.True(layer.Int8, layer.Reason);
+            Assert.Equal(relu, layer.Relu is not null);
+            using var ort = new Engines.OrtEngine().Load(model, new Engines.EngineOptions { GraphOptimization = "disabled" });
+            var y = ort.Run([Engines.Tensor.From<byte>(ElementType.UInt8, [2, 16, 9, 9], new byte[2 * 16 * 81])]);
+            Assert.Equal(new long[] { 2, 32, 9, 9 }, y[0].Shape);
+        }
+    }
+
+    [Fact]
     public void The_switch_turns_every_layer_float_and_a_float_model_has_none()
     {
         Assert.All(Int8Layers.Find(QdqResnet18.Value, enabled: false).Values, l => Assert.Equal($"{Int8Layers.Switch}=off", l.Reason));
