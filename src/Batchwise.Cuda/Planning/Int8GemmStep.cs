@@ -4,8 +4,9 @@ using Batchwise.Cuda.Interop;
 namespace Batchwise.Cuda.Planning;
 
 /// <summary>
-/// An int8 GEMM through cuBLASLt that requantizes in its epilogue: D = saturate(round(alpha[row] * (A^T B) + bias[row]))
-/// in int8, alpha and bias float32 vectors on the device (a 1x1 convolution of a QDQ model over NHWC pixels).
+/// An int8 GEMM through cuBLASLt: either requantizing in its epilogue, D = saturate(round(alpha[row] * (A^T B) + bias[row]))
+/// in int8 with alpha and bias float32 vectors on the device (a 1x1 convolution of a QDQ model over NHWC pixels), or,
+/// with no vectors (-1), the exact int32 sums D = A^T B (a QDQ MatMul or Gemm, dequantized by the kernel that reads them).
 /// </summary>
 internal sealed class Int8GemmStep : PlanStep, IDisposable
 {
@@ -31,6 +32,14 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
 
     public override unsafe void Enqueue(ExecutionContext context, int index)
     {
+        var d = context.Pointer(Buffers[2]);
+        if (Buffers[3] < 0)
+        {
+            int one = 1, zero = 0;
+            CublasLt.MatmulScaled(context.CublasLt, Desc, &one, context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, &zero, d, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
+            return;
+        }
+
         // The bias is a constant buffer (one address for every context of the plan): the descriptor learns it once.
         var bias = context.Pointer(Buffers[4]);
         lock (_biasLock)
@@ -43,7 +52,6 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
         }
 
         var beta = 0f;
-        var d = context.Pointer(Buffers[2]);
         CublasLt.MatmulScaled(context.CublasLt, Desc, (void*)context.Pointer(Buffers[3]), context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, &beta, d, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
     }
 

@@ -17,6 +17,9 @@ internal sealed record Int8Layer(OnnxProto.NodeProto Node, string? Reason, OnnxP
 {
     /// <summary>True when the layer runs int8 on tensor cores.</summary>
     public bool Int8 => Reason is null;
+
+    /// <summary>A MatMul or Gemm (int8 GEMM, float output) rather than a Conv.</summary>
+    public bool IsGemm => Node.OpType is "MatMul" or "Gemm";
 }
 
 /// <summary>
@@ -32,8 +35,11 @@ internal static class Int8Layers
     /// <summary>False when <see cref="Switch"/> says off.</summary>
     public static bool Enabled => !string.Equals(Environment.GetEnvironmentVariable(Switch), "off", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Every Conv of the model with its decision (only models with a QuantizeLinear or DequantizeLinear have any int8 layer).</summary>
-    public static IReadOnlyDictionary<OnnxProto.NodeProto, Int8Layer> Find(OnnxModel model, bool enabled)
+    /// <summary>False when <see cref="Switch"/> says off or <c>conv</c> (convolutions only: MatMul and Gemm stay float).</summary>
+    public static bool GemmsEnabled => Enabled && !string.Equals(Environment.GetEnvironmentVariable(Switch), "conv", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Every Conv, MatMul and Gemm of the model with its decision (only models with a QuantizeLinear or DequantizeLinear have any).</summary>
+    public static IReadOnlyDictionary<OnnxProto.NodeProto, Int8Layer> Find(OnnxModel model, bool enabled, bool gemms = true)
     {
         var graph = model.Graph;
         var result = new Dictionary<OnnxProto.NodeProto, Int8Layer>(ReferenceEqualityComparer.Instance);
@@ -69,8 +75,82 @@ internal static class Int8Layers
             result[conv] = enabled ? Decide(conv, inits, producers, consumers, outputs) : new Int8Layer(conv, $"{Switch}=off");
         }
 
+        foreach (var gemm in graph.Node.Where(n => n.OpType is "MatMul" or "Gemm" && n.Domain.Length == 0))
+        {
+            result[gemm] = enabled && gemms ? DecideGemm(gemm, inits, producers) : new Int8Layer(gemm, enabled ? $"{Switch}=conv" : $"{Switch}=off");
+        }
+
         return result;
     }
+
+    /// <summary>
+    /// A MatMul or Gemm of DQ(Q(a)) (per tensor) by DQ(int8 weight initializer) (per tensor, or per output column), with a
+    /// constant bias: an int8 GEMM whose int32 sums dequantize (scale, zero point, bias) in the kernel that reads them.
+    /// </summary>
+    private static Int8Layer DecideGemm(OnnxProto.NodeProto node, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers)
+    {
+        Int8Layer Float(string reason) => new(node, reason);
+        OnnxProto.NodeProto? Producer(string name) => producers.TryGetValue(name, out var p) && p.Domain.Length == 0 ? p : null;
+        if (Producer(node.Input[0]) is not { OpType: "DequantizeLinear" } adq || inits.ContainsKey(adq.Input[0]))
+        {
+            return Float("its first operand is not a DequantizeLinear of a computed tensor");
+        }
+
+        if (PerTensor(adq, inits) is { } aWhy)
+        {
+            return Float("first operand DequantizeLinear: " + aWhy);
+        }
+
+        if (node.Input.Count < 2 || Producer(node.Input[1]) is not { OpType: "DequantizeLinear" } wdq || !inits.TryGetValue(wdq.Input[0], out var w))
+        {
+            return Float("its weight is not a DequantizeLinear of an initializer");
+        }
+
+        if ((ElementType)w.DataType != ElementType.Int8 || w.Dims.Count != 2)
+        {
+            return Float($"its weight is {((ElementType)w.DataType).ShortName()} of rank {w.Dims.Count} (a 2-d int8 matrix only)");
+        }
+
+        var gemm = node.OpType == "Gemm";
+        if (gemm && (Attr(node, "transA", 0) != 0 || Float32(node, "alpha") != 1 || (node.Input.Count > 2 && node.Input[2].Length > 0 && Float32(node, "beta") != 1)))
+        {
+            return Float("Gemm with transA, alpha or beta");
+        }
+
+        // The output-column axis of the weight: [in, out] unless a Gemm reads it transposed.
+        var outAxis = gemm && Attr(node, "transB", 0) == 1 ? 0 : 1;
+        var (inner, columns) = outAxis == 0 ? (w.Dims[1], w.Dims[0]) : (w.Dims[0], w.Dims[1]);
+        if (wdq.Input.Count < 2 || !inits.TryGetValue(wdq.Input[1], out var wScale) || (ElementType)wScale.DataType != ElementType.Float)
+        {
+            return Float("its weight scale is not a float32 initializer");
+        }
+
+        var axis = Attr(wdq, "axis", 1);
+        axis = axis < 0 ? axis + 2 : axis;
+        if (Count(wScale) != 1 && !(Count(wScale) == columns && axis == outAxis))
+        {
+            return Float($"its weight has {Count(wScale)} scales on axis {axis} (per tensor or per output column only)");
+        }
+
+        if (wdq.Input.Count > 2 && wdq.Input[2].Length > 0 && (!inits.TryGetValue(wdq.Input[2], out var wZp) || HostTensor.FromProto(wZp) is var z && Enumerable.Range(0, (int)z.Count).Any(i => z[i] != 0)))
+        {
+            return Float("its weight zero point is not 0 (asymmetric weights)");
+        }
+
+        if (inner % 4 != 0 || columns % 4 != 0)
+        {
+            return Float($"{inner} inputs and {columns} outputs (int8 GEMMs want multiples of 4)");
+        }
+
+        if (gemm && node.Input.Count > 2 && node.Input[2].Length > 0 && !Constant(node.Input[2], inits, producers))
+        {
+            return Float("its bias is not a constant");
+        }
+
+        return new Int8Layer(node, null, adq, wdq);
+    }
+
+    private static float Float32(OnnxProto.NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : 1f;
 
     private static Int8Layer Decide(OnnxProto.NodeProto conv, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers, Dictionary<string, List<OnnxProto.NodeProto>> consumers, HashSet<string> outputs)
     {

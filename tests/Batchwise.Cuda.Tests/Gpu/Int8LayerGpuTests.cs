@@ -65,6 +65,76 @@ public sealed class Int8LayerGpuTests
         return OnnxModel.FromProto(proto, "qdq-conv");
     }
 
+    /// <summary>aq uint8 [rows, inner] -> DQ -> MatMul(DQ(int8 w [inner, columns], per column)) -> y float (or Gemm with transB and a bias).</summary>
+    internal static OnnxModel QdqMatMul(int rows, int inner, int columns, int aZero, bool gemm, int seed = 2)
+    {
+        var rng = new Random(seed);
+        var g = new OnnxProto.GraphProto { Name = "qdq-matmul" };
+        void Node(string op, string output, string[] inputs, params OnnxProto.AttributeProto[] attributes)
+        {
+            var n = new OnnxProto.NodeProto { OpType = op, Name = output };
+            n.Input.AddRange(inputs);
+            n.Output.Add(output);
+            n.Attribute.AddRange(attributes);
+            g.Node.Add(n);
+        }
+
+        OnnxProto.ValueInfoProto Info(string name, ElementType type, params long[] dims)
+        {
+            var info = new OnnxProto.ValueInfoProto { Name = name, Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)type, Shape = new OnnxProto.TensorShapeProto() } } };
+            info.Type.TensorType.Shape.Dim.AddRange(dims.Select(d => new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = d }));
+            return info;
+        }
+
+        void Init(HostTensor t, string name) => g.Initializer.Add(t.ToProto(name));
+        Init(HostTensor.OfFloats(ElementType.Float, [], [0.02]), "as");
+        Init(HostTensor.OfInts(ElementType.UInt8, [], [aZero]), "az");
+        long[] wShape = gemm ? [columns, inner] : [inner, columns];
+        Init(HostTensor.OfInts(ElementType.Int8, wShape, [.. Enumerable.Range(0, inner * columns).Select(_ => (long)rng.Next(-127, 128))]), "wq");
+        Init(HostTensor.OfFloats(ElementType.Float, [columns], [.. Enumerable.Range(0, columns).Select(_ => 0.002 + (rng.NextDouble() * 0.004))]), "ws");
+        Init(HostTensor.OfFloats(ElementType.Float, [columns], [.. Enumerable.Range(0, columns).Select(_ => rng.NextDouble() - 0.5)]), "b");
+        Node("DequantizeLinear", "ad", ["aq", "as", "az"]);
+        Node("DequantizeLinear", "wd", ["wq", "ws"], new OnnxProto.AttributeProto { Name = "axis", Type = OnnxProto.AttributeProto.Types.AttributeType.Int, I = gemm ? 0 : 1 });
+        if (gemm)
+        {
+            Node("Gemm", "y", ["ad", "wd", "b"], new OnnxProto.AttributeProto { Name = "transB", Type = OnnxProto.AttributeProto.Types.AttributeType.Int, I = 1 });
+        }
+        else
+        {
+            Node("MatMul", "y", ["ad", "wd"]);
+        }
+
+        g.Input.Add(Info("aq", ElementType.UInt8, rows, inner));
+        g.Output.Add(Info("y", ElementType.Float, rows, columns));
+        var proto = new OnnxProto.ModelProto { IrVersion = 8, Graph = g };
+        proto.OpsetImport.Add(new OnnxProto.OperatorSetIdProto { Domain = string.Empty, Version = 17 });
+        return OnnxModel.FromProto(proto, "qdq-matmul");
+    }
+
+    [Theory]
+    [InlineData(false, 0)]
+    [InlineData(true, 131)]
+    public void A_qdq_matmul_or_gemm_on_the_int8_path_matches_onnx_runtime(bool gemm, int aZero)
+    {
+        Gpu.Require();
+        const int rows = 24, inner = 64, columns = 48;
+        var model = QdqMatMul(rows, inner, columns, aZero, gemm);
+        var rng = new Random(9);
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [rows, inner], [.. Enumerable.Range(0, rows * inner).Select(_ => (byte)rng.Next(0, 256))])];
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+        foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
+        {
+            using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = precision });
+            var actual = cuda.Run(inputs);
+            var how = ((CudaSession)cuda).Int8LayersFor([.. inputs.Select(t => t.Shape)]).Values.Single();
+            var r = Gpu.Compare(actual, expected, model.Outputs)[0];
+            Gpu.Report("int8-layers.md", string.Create(CultureInfo.InvariantCulture, $"| {(gemm ? "Gemm transB" : "MatMul")} zero point {aZero} | {precision} | {how} | max rel {r.MaxRel:E2} | cosine {r.Cosine:F7} |"));
+            Assert.StartsWith("int8", how, StringComparison.Ordinal);
+            Assert.True(r.MaxRel < (precision == Precision.Fp16 ? 2e-3 : 1e-5), $"{precision} ({how}): max relative error {r.MaxRel}");
+        }
+    }
+
     [Theory]
     [InlineData(16, 32, 3, 1, 1, 131, false, 128, "cuDNN, padded, input zero point 131 (border tables)")]
     [InlineData(16, 32, 3, 1, 1, 0, true, 0, "cuDNN, padded, post-ReLU input (zero point 0), ReLU")]

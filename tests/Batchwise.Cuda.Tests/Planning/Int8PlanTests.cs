@@ -30,7 +30,10 @@ public sealed class Int8PlanTests
         var model = QdqResnet18.Value;
         var layers = Int8Layers.Find(model, enabled: true);
         var convs = model.Graph.Node.Where(n => n.OpType == "Conv").ToList();
-        Assert.Equal(convs.Count, layers.Count);
+        Assert.Equal(convs.Count + 1, layers.Count);
+        var fc = Assert.Single(layers.Values, l => l.IsGemm);
+        Assert.True(fc.Int8, fc.Reason);
+        Assert.Equal($"{Int8Layers.Switch}=conv", Int8Layers.Find(model, enabled: true, gemms: false)[fc.Node].Reason);
 
         var stem = layers[convs[0]];
         Assert.False(stem.Int8);
@@ -58,6 +61,15 @@ public sealed class Int8PlanTests
             var y = ort.Run([Engines.Tensor.From<byte>(ElementType.UInt8, [2, 16, 9, 9], new byte[2 * 16 * 81])]);
             Assert.Equal(new long[] { 2, 32, 9, 9 }, y[0].Shape);
         }
+
+        foreach (var gemm in new[] { false, true })
+        {
+            var model = Gpu.Int8LayerGpuTests.QdqMatMul(24, 64, 48, 131, gemm);
+            var layer = Assert.Single(Int8Layers.Find(model, enabled: true).Values);
+            Assert.True(layer.Int8 && layer.IsGemm, layer.Reason);
+            using var ort = new Engines.OrtEngine().Load(model, new Engines.EngineOptions { GraphOptimization = "disabled" });
+            Assert.Equal(new long[] { 24, 48 }, ort.Run([Engines.Tensor.From<byte>(ElementType.UInt8, [24, 64], new byte[24 * 64])])[0].Shape);
+        }
     }
 
     [Fact]
@@ -79,6 +91,37 @@ public sealed class Int8PlanTests
         var layer = Int8Layers.Find(model, enabled: true)[conv];
         Assert.False(layer.Int8);
         Assert.Contains("more than a QuantizeLinear", layer.Reason, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false, 128.0)]
+    [InlineData(true, 0.0)]
+    public void Gemm_tables_reproduce_the_uint8_product(bool transposed, double aZero)
+    {
+        const int rows = 3, inner = 8, columns = 4;
+        var rng = new Random(transposed ? 1 : 2);
+        var a = Enumerable.Range(0, rows * inner).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var w = Enumerable.Range(0, inner * columns).Select(_ => (long)rng.Next(-127, 128)).ToArray();
+        var wScale = Enumerable.Range(0, columns).Select(_ => 0.001 + (rng.NextDouble() * 0.01)).ToArray();
+        var bias = Enumerable.Range(0, columns).Select(_ => rng.NextDouble() - 0.5).ToArray();
+        const double aScale = 0.03;
+        long W(int kk, int n) => transposed ? w[(n * inner) + kk] : w[(kk * columns) + n];
+        var t = GraphCompiler.Int8GemmTables(HostTensor.OfInts(ElementType.Int8, transposed ? [columns, inner] : [inner, columns], w), transposed, HostTensor.OfFloats(ElementType.Float, [columns], wScale), HostTensor.OfFloats(ElementType.Float, [columns], bias), aScale, aZero - 128);
+        Assert.Equal(new long[] { columns, inner }, t[0].Shape);
+        for (var m = 0; m < rows; m++)
+        {
+            for (var n = 0; n < columns; n++)
+            {
+                double expected = bias[n], sum = 0;
+                for (var kk = 0; kk < inner; kk++)
+                {
+                    expected += (a[(m * inner) + kk] - aZero) * aScale * W(kk, n) * wScale[n];
+                    sum += (a[(m * inner) + kk] - 128) * t[0][(n * inner) + kk];
+                }
+
+                Assert.Equal(expected, (sum * t[1][n]) + t[2][n], 9);
+            }
+        }
     }
 
     [Theory]

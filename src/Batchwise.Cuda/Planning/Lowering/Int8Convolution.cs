@@ -24,20 +24,20 @@ internal sealed partial class GraphCompiler
     private readonly Dictionary<PlanValue, (PlanValue Int8, int Shift)> _int8Activations = new(ReferenceEqualityComparer.Instance);
     private IReadOnlyDictionary<OnnxProto.NodeProto, Int8Layer>? _int8Layers;
 
-    /// <summary>Each Conv of a QDQ model planned so far: "int8", or why it runs in float.</summary>
+    /// <summary>Each Conv, MatMul and Gemm of a QDQ model planned so far: "int8 ..." (which library), or why it runs in float.</summary>
     public Dictionary<string, string> Int8Decisions { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Lowers the Conv int8 when its layer qualifies and cuDNN runs the problem; false (nothing emitted) otherwise.</summary>
-    private bool TryLowerInt8Conv(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    /// <summary>Lowers a Conv, MatMul or Gemm int8 when its layer qualifies and the library runs the problem; false (nothing emitted) otherwise.</summary>
+    private bool TryLowerInt8(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
-        _int8Layers ??= Int8Layers.Find(_model, Int8Layers.Enabled);
+        _int8Layers ??= Int8Layers.Find(_model, Int8Layers.Enabled, Int8Layers.GemmsEnabled);
         if (!_int8Layers.TryGetValue(node, out var layer))
         {
             return false;
         }
 
         var how = "int8";
-        var reason = layer.Reason ?? LowerInt8Conv(layer, ins, attrs, out how);
+        var reason = layer.Reason ?? (layer.IsGemm ? LowerInt8Gemm(layer, ins, attrs, out how) : LowerInt8Conv(layer, ins, attrs, out how));
         Int8Decisions[_node] = reason ?? how;
         return reason is null;
     }
@@ -436,6 +436,151 @@ internal sealed partial class GraphCompiler
             CublasLt.SetBias(desc, vectors.Pointer + (ulong)(4 * k));
             var beta = 0f;
             CublasLt.MatmulScaled(handle, desc, (void*)vectors.Pointer, ad.Pointer, a, bd.Pointer, b, &beta, dd.Pointer, d, dd.Pointer, d, &algo, workspace.Pointer, (long)algo.WorkspaceSize, stream.Handle);
+            CudaDriver.Synchronize(stream);
+            return null;
+        }
+        catch (CudaException e)
+        {
+            return e.Message;
+        }
+    }
+
+    /// <summary>
+    /// A QDQ MatMul or Gemm as an int8 GEMM: A as int8 (a uint8 value less 128), the weight as int8 [columns, inner],
+    /// exact int32 sums from cuBLASLt, and the dequantization s_a·s_w[n]·(sum - z·Σw[n]) + b[n] pending, so it joins the
+    /// kernel that reads the product (a QuantizeLinear, a GELU, an output conversion).
+    /// </summary>
+    private string? LowerInt8Gemm(Int8Layer layer, PlanValue?[] ins, NodeAttributes attrs, out string how)
+    {
+        how = "int8 (cuBLASLt, int32 sums)";
+        var node = layer.Node;
+        var (adq, wdq) = (layer.InputDequantize!, layer.WeightDequantize!);
+        var aq = _values[adq.Input[0]];
+        if (aq.Type is not (ElementType.UInt8 or ElementType.Int8) || aq.Shape.Length < 2)
+        {
+            return $"its first operand is {aq.Type.ShortName()} of rank {aq.Shape.Length}";
+        }
+
+        var aScale = (float)_values[adq.Input[1]].Constant![0];
+        var aZero = _values[adq.Input[2]].Constant![0];
+        var w = _values[wdq.Input[0]].Constant!;
+        var wScale = _values[wdq.Input[1]].Constant!;
+        var gemm = node.OpType == "Gemm";
+        var transposed = gemm && attrs.Int("transB", 0) == 1;
+        var (inner, columns) = transposed ? (w.Shape[1], w.Shape[0]) : (w.Shape[0], w.Shape[1]);
+        if (aq.Shape[^1] != inner || (gemm && aq.Shape.Length != 2))
+        {
+            return $"operand {Tensor.ShapeText(aq.Shape)} does not fit weight {Tensor.ShapeText(w.Shape)}";
+        }
+
+        var bias = gemm ? ins.ElementAtOrDefault(2) : null;
+        if (bias is not null && (bias.Constant is null || (bias.Count != columns && bias.Count != 1)))
+        {
+            return "its bias is not a constant of one value per output column";
+        }
+
+        var rows = Tensor.ElementCountOf(aq.Shape[..^1]);
+        if (rows == 0)
+        {
+            return "an empty product";
+        }
+
+        var handle = _target.PlanningCublasLt;
+        var desc = CublasLt.MatmulDesc(CublasLt.CUBLAS_COMPUTE_32I, transA: true, transB: false, CublasLt.CUDA_R_32I);
+        var la = CublasLt.Layout(CublasLt.CUDA_R_8I, inner, columns, inner);
+        var lb = CublasLt.Layout(CublasLt.CUDA_R_8I, inner, rows, inner);
+        var ld = CublasLt.Layout(CublasLt.CUDA_R_32I, columns, rows, columns);
+        CublasLt.HeuristicResult? chosen = null;
+        var refusal = "no algorithm";
+        try
+        {
+            foreach (var algo in TimedLibrary("matmul_heuristics", () => CublasLt.Algorithms(handle, desc, la, lb, ld, ld, MaxConvWorkspace, 4)))
+            {
+                var key = string.Create(CultureInfo.InvariantCulture, $"i32|{rows}x{inner}x{columns}|{AlgoId(algo)}");
+                var failure = Int8GemmTrials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt32Gemm(handle, desc, la, lb, ld, algo, rows, inner, columns)));
+                if (failure is null)
+                {
+                    chosen = algo;
+                    break;
+                }
+
+                refusal = failure;
+            }
+        }
+        catch (CudaException e)
+        {
+            refusal = e.Message;
+        }
+
+        if (chosen is not { } found)
+        {
+            desc.Dispose();
+            la.Dispose();
+            lb.Dispose();
+            ld.Dispose();
+            return "cuBLASLt does not run it: " + refusal;
+        }
+
+        // From here on the product is int8: A as row-major int8, the weight as [columns, inner] int8.
+        var shift = aq.Type == ElementType.UInt8 ? 128 : 0;
+        var source = aq.Nhwc ? Nchw(aq) : aq;
+        var a = shift == 0 && source.Pending is null ? source : Materialize(Pending([source], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, aq.Shape));
+        var zero = aZero - shift;
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8gemm:{(transposed ? "t" : "n")}:{aScale:R}:{zero:R}");
+        var t = _target.Derive(recipe, [w, wScale, bias?.Constant], () => Int8GemmTables(w, transposed, wScale, bias?.Constant, aScale, zero));
+        var outShape = aq.Shape[..^1].Append(columns).ToArray();
+        var sums = NewValue(ElementType.Int32, outShape, false, "int32 sums for " + _node);
+        Emit(new Int8GemmStep(_node, Dev(new PlanValue(t[0].Type, t[0].Shape, t[0])), Dev(a), sums.Buffer, -1, -1, desc, la, lb, ld, found));
+        ReserveWorkspace((long)found.WorkspaceSize);
+        var scale = new PlanValue(t[1].Type, t[1].Shape, t[1]);
+        var offset = new PlanValue(t[2].Type, t[2].Shape, t[2]);
+        _values[node.Output[0]] = Pending([sums, scale, offset], _ => "x0 * x1 + x2", ElementType.Float, outShape);
+        return null;
+    }
+
+    /// <summary>
+    /// The int8 GEMM's constants: the weight as int8 [columns, inner], the per-column multiplier s_a·s_w[n] and offset
+    /// b[n] - s_a·s_w[n]·z·Σ_k w[k, n] (float64, so a half-precision plan keeps them exact).
+    /// </summary>
+    internal static HostTensor[] Int8GemmTables(HostTensor w, bool transposed, HostTensor wScale, HostTensor? bias, double aScale, double zero)
+    {
+        var (inner, columns) = transposed ? (w.Shape[1], w.Shape[0]) : (w.Shape[0], w.Shape[1]);
+        var weights = new long[columns * inner];
+        var sums = new double[columns];
+        for (long n = 0; n < columns; n++)
+        {
+            for (long kk = 0; kk < inner; kk++)
+            {
+                var v = (long)w[transposed ? (n * inner) + kk : (kk * columns) + n];
+                weights[(n * inner) + kk] = v;
+                sums[n] += v;
+            }
+        }
+
+        var scale = new double[columns];
+        var offset = new double[columns];
+        for (long n = 0; n < columns; n++)
+        {
+            scale[n] = aScale * (wScale.Count == 1 ? wScale[0] : wScale[n]);
+            offset[n] = (bias is null ? 0 : bias.Count == 1 ? bias[0] : bias[n]) - (scale[n] * zero * sums[n]);
+        }
+
+        return [HostTensor.OfInts(ElementType.Int8, [columns, inner], weights), HostTensor.OfFloats(ElementType.Double, [columns], scale), HostTensor.OfFloats(ElementType.Double, [columns], offset)];
+    }
+
+    private static unsafe string? TryInt32Gemm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout d, CublasLt.HeuristicResult algo, long rows, long inner, long columns)
+    {
+        try
+        {
+            using var stream = CudaDriver.CreateStream();
+            using var ad = CudaDriver.Allocate(columns * inner);
+            using var bd = CudaDriver.Allocate(inner * rows);
+            using var dd = CudaDriver.Allocate(4 * columns * rows);
+            using var workspace = CudaDriver.Allocate(Math.Max((long)algo.WorkspaceSize, 256));
+            CudaDriver.MemsetD8(ad.Pointer, 0, columns * inner, stream.Handle);
+            CudaDriver.MemsetD8(bd.Pointer, 0, inner * rows, stream.Handle);
+            int one = 1, zero = 0;
+            CublasLt.MatmulScaled(handle, desc, &one, ad.Pointer, a, bd.Pointer, b, &zero, dd.Pointer, d, dd.Pointer, d, &algo, workspace.Pointer, (long)algo.WorkspaceSize, stream.Handle);
             CudaDriver.Synchronize(stream);
             return null;
         }

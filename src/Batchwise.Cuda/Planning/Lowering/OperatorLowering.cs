@@ -70,9 +70,9 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException($"The cuda engine does not support operator {node.OpType}", "Use --engine ort.");
         }
 
-        if (node.OpType == "Conv" && TryLowerInt8Conv(node, ins, attrs))
+        if (node.OpType is "Conv" or "MatMul" or "Gemm" && TryLowerInt8(node, ins, attrs))
         {
-            return; // int8 on tensor cores, its QuantizeLinear absorbed (Int8Convolution.cs)
+            return; // int8 on tensor cores (Int8Convolution.cs)
         }
 
         ins = lowering.Layout switch
