@@ -33,7 +33,7 @@ public sealed class Int8ModelGpuTests
         var expected = ort.Run(inputs);
         using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         var actual = cuda.Run(inputs);
-        var layers = ((CudaSession)cuda).Int8LayersFor([.. inputs.Select(t => t.Shape)]);
+        var layers = ((CudaSession)cuda).Int8Layers();
         var int8 = layers.Count(l => l.Value.StartsWith("int8", StringComparison.Ordinal));
         Print(string.Create(CultureInfo.InvariantCulture, $"# int8 resnet50 (QDQ, optimize --int8) on {new CudaEngine().Describe(new EngineOptions()).Device}: {int8} of {layers.Count} convolutions and GEMMs int8"));
         foreach (var how in layers.GroupBy(l => l.Value).OrderByDescending(g => g.Count()))
