@@ -587,6 +587,21 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     public int BackgroundBuilds => _exactBuilds.Count;
 
     /// <summary>True once inputs of these shapes have a plan of their own, built and ready to run.</summary>
+    /// <summary>The int8 decisions of the plans built so far (node to "int8 ..." or the reason it runs in float).</summary>
+    internal IReadOnlyDictionary<string, string> Int8Layers()
+    {
+        var all = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var plan in _plans.Values.Where(p => p.IsValueCreated))
+        {
+            foreach (var (node, how) in plan.Value.Int8Layers)
+            {
+                all[node] = how;
+            }
+        }
+
+        return all;
+    }
+
     public bool HasPlanFor(IReadOnlyList<long[]> shapes) => _plans.TryGetValue(ShapeKeyOf(shapes), out var plan) && plan.IsValueCreated;
 
     /// <summary>The plan key of inputs of these shapes (for models whose inputs give no host values).</summary>

@@ -9,13 +9,26 @@ internal static unsafe partial class CublasLt
 
     public const int CUDA_R_32F = 0;
     public const int CUDA_R_16F = 2;
+    public const int CUDA_R_8I = 3;
+    public const int CUDA_R_32I = 10;
+    public const int CUBLAS_COMPUTE_32I = 72;
+    public const int CUBLASLT_POINTER_MODE_HOST = 0;
+    public const int CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO = 3;
+    public const int CUBLASLT_EPILOGUE_DEFAULT = 1;
+    public const int CUBLASLT_EPILOGUE_RELU = 2;
+    public const int CUBLASLT_EPILOGUE_BIAS = 4;
+    public const int CUBLASLT_EPILOGUE_RELU_BIAS = 6;
     public const int CUBLAS_COMPUTE_32F = 68;
     public const int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
     public const int CUBLAS_OP_N = 0;
     public const int CUBLAS_OP_T = 1;
     private const int DescComputeType = 0;
+    private const int DescPointerMode = 2;
     private const int DescTransA = 3;
     private const int DescTransB = 4;
+    private const int DescEpilogue = 7;
+    private const int DescBiasPointer = 8;
+    private const int DescBiasDataType = 26;
     private const int LayoutBatchCount = 5;
     private const int LayoutStridedBatchOffset = 6;
     private const int PreferenceMaxWorkspaceBytes = 1;
@@ -80,9 +93,13 @@ internal static unsafe partial class CublasLt
         return new CublasLtHandle(h);
     }
 
-    public static CublasLtMatmulDescriptor MatmulDesc(int computeType, bool transA, bool transB)
+    /// <summary>
+    /// A matmul descriptor: compute (accumulator) type, transposes, and the type of alpha and beta (fp32 by default;
+    /// <see cref="CUDA_R_32I"/> with int32 output).
+    /// </summary>
+    public static CublasLtMatmulDescriptor MatmulDesc(int computeType, bool transA, bool transB, int scaleType = CUDA_R_32F)
     {
-        Check(cublasLtMatmulDescCreate(out var d, computeType, CUDA_R_32F), "cublasLtMatmulDescCreate");
+        Check(cublasLtMatmulDescCreate(out var d, computeType, scaleType), "cublasLtMatmulDescCreate");
         var desc = new CublasLtMatmulDescriptor(d);
         var ta = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
         var tb = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -90,6 +107,32 @@ internal static unsafe partial class CublasLt
         Check(cublasLtMatmulDescSetAttribute(d, DescTransB, &tb, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSB)");
         return desc;
     }
+
+    /// <summary>
+    /// Alpha as a device vector of fp32, one per row of D, and beta zero (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO):
+    /// per-output-channel requantization scales applied in the epilogue.
+    /// </summary>
+    public static void SetAlphaPerRow(CublasLtMatmulDescriptor desc)
+    {
+        var mode = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO;
+        Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescPointerMode, &mode, sizeof(int)), "cublasLtMatmulDescSetAttribute(POINTER_MODE)");
+    }
+
+    /// <summary>The epilogue (<see cref="CUBLASLT_EPILOGUE_RELU_BIAS"/> etc.) and its bias vector, one per row of D, of <paramref name="biasType"/>.</summary>
+    public static void SetEpilogue(CublasLtMatmulDescriptor desc, int epilogue, ulong bias, int biasType)
+    {
+        var e = (uint)epilogue;
+        Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescEpilogue, &e, sizeof(uint)), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
+        if (bias != 0)
+        {
+            Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescBiasPointer, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+            Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescBiasDataType, &biasType, sizeof(int)), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+        }
+    }
+
+    /// <summary>The bias vector's device address (an epilogue with a bias set by <see cref="SetEpilogue"/>).</summary>
+    public static void SetBias(CublasLtMatmulDescriptor desc, ulong bias) =>
+        Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescBiasPointer, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
 
     /// <summary>A column-major matrix layout, optionally batched with a stride between matrices (0 broadcasts one matrix).</summary>
     public static CublasLtMatrixLayout Layout(int type, long rows, long cols, long ld, int batch = 1, long batchStride = 0)
@@ -138,6 +181,13 @@ internal static unsafe partial class CublasLt
 
         return result;
     }
+
+    /// <summary>
+    /// D = alpha * op(A) op(B) + beta * C with alpha and beta passed as the descriptor's pointer mode and scale type
+    /// say: host scalars of the scale type, or (per-row alpha) a device pointer to the alpha vector and no beta.
+    /// </summary>
+    public static void MatmulScaled(CublasLtHandle handle, CublasLtMatmulDescriptor desc, void* alpha, ulong a, CublasLtMatrixLayout aDesc, ulong b, CublasLtMatrixLayout bDesc, void* beta, ulong c, CublasLtMatrixLayout cDesc, ulong d, CublasLtMatrixLayout dDesc, HeuristicResult* algo, ulong workspace, long workspaceBytes, IntPtr stream) =>
+        Check(cublasLtMatmul(handle.Handle, desc.Handle, alpha, a, aDesc.Handle, b, bDesc.Handle, beta, c, cDesc.Handle, d, dDesc.Handle, algo->Algo, workspace, (nuint)workspaceBytes, stream), "cublasLtMatmul");
 
     public static void Matmul(CublasLtHandle handle, CublasLtMatmulDescriptor desc, float alpha, ulong a, CublasLtMatrixLayout aDesc, ulong b, CublasLtMatrixLayout bDesc, float beta, ulong c, CublasLtMatrixLayout cDesc, ulong d, CublasLtMatrixLayout dDesc, HeuristicResult* algo, ulong workspace, long workspaceBytes, IntPtr stream) =>
         Check(cublasLtMatmul(handle.Handle, desc.Handle, &alpha, a, aDesc.Handle, b, bDesc.Handle, &beta, c, cDesc.Handle, d, dDesc.Handle, algo->Algo, workspace, (nuint)workspaceBytes, stream), "cublasLtMatmul");

@@ -9,14 +9,81 @@ internal static unsafe partial class Cudnn
 
     public const int CUDNN_DATA_FLOAT = 0;
     public const int CUDNN_DATA_HALF = 2;
+    public const int CUDNN_DATA_INT8 = 3;
+    public const int CUDNN_DATA_INT32 = 4;
+    public const int CUDNN_DATA_INT8x32 = 8;
     public const int CUDNN_TENSOR_NCHW = 0;
     public const int CUDNN_TENSOR_NHWC = 1;
+    public const int CUDNN_TENSOR_NCHW_VECT_C = 2;
+    public const int CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM = 1;
     public const int CUDNN_CROSS_CORRELATION = 1;
     public const int CUDNN_DEFAULT_MATH = 0;
     public const int CUDNN_TENSOR_OP_MATH = 1;
     public const int CUDNN_FMA_MATH = 3;
     public const int CUDNN_ACTIVATION_RELU = 1;
     public const int CUDNN_NOT_PROPAGATE_NAN = 0;
+
+    // The backend (graph) API: descriptor types, attribute types and names (cudnn_graph.h).
+    public const int CUDNN_POINTWISE_ADD = 0;
+    public const int CUDNN_POINTWISE_MUL = 1;
+    public const int CUDNN_POINTWISE_RELU_FWD = 100;
+    private const int BackendPointwise = 0;
+    private const int BackendConvolution = 1;
+    private const int BackendEngineConfig = 3;
+    private const int BackendEngineHeuristics = 4;
+    private const int BackendExecutionPlan = 5;
+    private const int BackendConvolutionForward = 10;
+    private const int BackendPointwiseOperation = 13;
+    private const int BackendOperationGraph = 15;
+    private const int BackendVariantPack = 16;
+    private const int BackendTensor = 17;
+    private const int TypeHandle = 0;
+    private const int TypeDataType = 1;
+    private const int TypeBoolean = 2;
+    private const int TypeInt64 = 3;
+    private const int TypeFloat = 4;
+    private const int TypeVoidPointer = 6;
+    private const int TypeConvolutionMode = 7;
+    private const int TypeHeuristicsMode = 8;
+    private const int TypePointwiseMode = 14;
+    private const int TypeDescriptor = 15;
+    private const int AttrPointwiseMode = 0;
+    private const int AttrPointwiseMathPrecision = 1;
+    private const int AttrConvolutionComputeType = 100;
+    private const int AttrConvolutionMode = 101;
+    private const int AttrConvolutionDilations = 102;
+    private const int AttrConvolutionStrides = 103;
+    private const int AttrConvolutionPostPaddings = 104;
+    private const int AttrConvolutionPrePaddings = 105;
+    private const int AttrConvolutionSpatialDims = 106;
+    private const int AttrHeuristicsMode = 200;
+    private const int AttrHeuristicsGraph = 201;
+    private const int AttrHeuristicsResults = 202;
+    private const int AttrPlanHandle = 400;
+    private const int AttrPlanEngineConfig = 401;
+    private const int AttrPlanWorkspaceSize = 402;
+    private const int AttrConvolutionForwardAlpha = 700;
+    private const int AttrConvolutionForwardBeta = 701;
+    private const int AttrConvolutionForwardDescriptor = 702;
+    private const int AttrConvolutionForwardW = 703;
+    private const int AttrConvolutionForwardX = 704;
+    private const int AttrConvolutionForwardY = 705;
+    private const int AttrPointwiseDescriptor = 750;
+    private const int AttrPointwiseX = 751;
+    private const int AttrPointwiseB = 752;
+    private const int AttrPointwiseY = 753;
+    private const int AttrGraphHandle = 800;
+    private const int AttrGraphOperations = 801;
+    private const int AttrTensorAlignment = 900;
+    private const int AttrTensorDataType = 901;
+    private const int AttrTensorDimensions = 902;
+    private const int AttrTensorStrides = 903;
+    private const int AttrTensorUniqueId = 906;
+    private const int AttrTensorIsVirtual = 907;
+    private const int AttrVariantUniqueIds = 1000;
+    private const int AttrVariantPointers = 1001;
+    private const int AttrVariantWorkspace = 1003;
+    private const int HeuristicsModeA = 3;
 
     /// <summary>cudnnConvolutionFwdAlgoPerf_t.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -41,6 +108,7 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnCreateTensorDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyTensorDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetTensorNdDescriptor(IntPtr desc, int dataType, int nbDims, int* dims, int* strides);
+    [LibraryImport(Lib)] private static partial int cudnnSetTensorNdDescriptorEx(IntPtr desc, int format, int dataType, int nbDims, int* dims);
     [LibraryImport(Lib)] private static partial int cudnnCreateFilterDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyFilterDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetFilterNdDescriptor(IntPtr desc, int dataType, int format, int nbDims, int* dims);
@@ -60,6 +128,13 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] internal static partial int cudnnDestroyActivationDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetActivationDescriptor(IntPtr desc, int mode, int reluNanOpt, double coef);
     [LibraryImport(Lib)] private static partial int cudnnConvolutionBiasActivationForward(IntPtr handle, float* alpha1, IntPtr x, ulong xData, IntPtr w, ulong wData, IntPtr conv, int algo, ulong workspace, nuint workspaceBytes, float* alpha2, IntPtr z, ulong zData, IntPtr bias, ulong biasData, IntPtr activation, IntPtr y, ulong yData);
+    [LibraryImport(Lib)] private static partial void cudnnGetLastErrorString(byte* message, nuint maxSize);
+    [LibraryImport(Lib)] private static partial int cudnnBackendCreateDescriptor(int descriptorType, out IntPtr descriptor);
+    [LibraryImport(Lib)] internal static partial int cudnnBackendDestroyDescriptor(IntPtr descriptor);
+    [LibraryImport(Lib)] private static partial int cudnnBackendFinalize(IntPtr descriptor);
+    [LibraryImport(Lib)] private static partial int cudnnBackendSetAttribute(IntPtr descriptor, int attributeName, int attributeType, long elementCount, void* arrayOfElements);
+    [LibraryImport(Lib)] private static partial int cudnnBackendGetAttribute(IntPtr descriptor, int attributeName, int attributeType, long requestedElementCount, out long elementCount, void* arrayOfElements);
+    [LibraryImport(Lib)] private static partial int cudnnBackendExecute(IntPtr handle, IntPtr executionPlan, IntPtr variantPack);
     [LibraryImport(Lib)] private static partial int cudnnAddTensor(IntPtr handle, float* alpha, IntPtr a, ulong aData, float* beta, IntPtr c, ulong cData);
 
     public static void Check(int status, string call)
@@ -119,6 +194,24 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
+    /// <summary>
+    /// A packed 4-d tensor descriptor, dimensions [N, C, H, W], in a format cuDNN lays out itself: the vectorized
+    /// NCHW_VECT_C with <see cref="CUDNN_DATA_INT8x32"/> (32 channels of int8 side by side) that strided descriptors cannot say.
+    /// </summary>
+    public static CudnnTensorDescriptor TensorInFormat(int dataType, IReadOnlyList<long> shape, int format)
+    {
+        Check(cudnnCreateTensorDescriptor(out var d), "cudnnCreateTensorDescriptor");
+        var desc = new CudnnTensorDescriptor(d);
+        var dims = stackalloc int[shape.Count];
+        for (var i = 0; i < shape.Count; i++)
+        {
+            dims[i] = checked((int)shape[i]);
+        }
+
+        Check(cudnnSetTensorNdDescriptorEx(d, format, dataType, shape.Count, dims), "cudnnSetTensorNdDescriptorEx");
+        return desc;
+    }
+
     /// <summary>A filter descriptor, dimensions [K, C, kh, kw]; stored that way, or as [K, kh, kw, C] with <see cref="CUDNN_TENSOR_NHWC"/>.</summary>
     public static CudnnFilterDescriptor Filter(int dataType, IReadOnlyList<long> shape, int format = CUDNN_TENSOR_NCHW)
     {
@@ -135,13 +228,14 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
-    public static CudnnConvolutionDescriptor Convolution(int[] pads, int[] strides, int[] dilations, int groups, int mathType)
+    /// <summary>A cross-correlation descriptor; <paramref name="computeType"/> is the accumulator (<see cref="CUDNN_DATA_INT32"/> for int8 data).</summary>
+    public static CudnnConvolutionDescriptor Convolution(int[] pads, int[] strides, int[] dilations, int groups, int mathType, int computeType = CUDNN_DATA_FLOAT)
     {
         Check(cudnnCreateConvolutionDescriptor(out var d), "cudnnCreateConvolutionDescriptor");
         var desc = new CudnnConvolutionDescriptor(d);
         fixed (int* p = pads, s = strides, dl = dilations)
         {
-            Check(cudnnSetConvolutionNdDescriptor(d, pads.Length, p, s, dl, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT), "cudnnSetConvolutionNdDescriptor");
+            Check(cudnnSetConvolutionNdDescriptor(d, pads.Length, p, s, dl, CUDNN_CROSS_CORRELATION, computeType), "cudnnSetConvolutionNdDescriptor");
         }
 
         Check(cudnnSetConvolutionGroupCount(d, groups), "cudnnSetConvolutionGroupCount");
@@ -181,9 +275,9 @@ internal static unsafe partial class Cudnn
         return (long)b;
     }
 
-    public static void ConvolutionForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float beta, CudnnTensorDescriptor y, ulong yData)
+    /// <summary>y = alpha * conv(x, w) + beta * y; alpha scales the int32 accumulator before an int8 or float y is written.</summary>
+    public static void ConvolutionForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float beta, CudnnTensorDescriptor y, ulong yData, float alpha = 1f)
     {
-        var alpha = 1f;
         Check(cudnnConvolutionForward(handle.Handle, &alpha, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &beta, y.Handle, yData), "cudnnConvolutionForward");
     }
 
@@ -226,10 +320,9 @@ internal static unsafe partial class Cudnn
         return desc;
     }
 
-    /// <summary>y = act(conv(x, w) + alpha2 * z + bias) in one call (z is y's shape; alpha2 = 0 ignores it).</summary>
-    public static void ConvolutionBiasActivationForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float alpha2, CudnnTensorDescriptor z, ulong zData, CudnnTensorDescriptor bias, ulong biasData, CudnnActivationDescriptor activation, CudnnTensorDescriptor y, ulong yData)
+    /// <summary>y = act(alpha1 * conv(x, w) + alpha2 * z + bias) in one call (z is y's shape; alpha2 = 0 ignores it).</summary>
+    public static void ConvolutionBiasActivationForward(CudnnHandle handle, CudnnTensorDescriptor x, ulong xData, CudnnFilterDescriptor w, ulong wData, CudnnConvolutionDescriptor conv, int algo, ulong workspace, long workspaceBytes, float alpha2, CudnnTensorDescriptor z, ulong zData, CudnnTensorDescriptor bias, ulong biasData, CudnnActivationDescriptor activation, CudnnTensorDescriptor y, ulong yData, float alpha1 = 1f)
     {
-        var alpha1 = 1f;
         Check(cudnnConvolutionBiasActivationForward(handle.Handle, &alpha1, x.Handle, xData, w.Handle, wData, conv.Handle, algo, workspace, (nuint)workspaceBytes, &alpha2, z.Handle, zData, bias.Handle, biasData, activation.Handle, y.Handle, yData), "cudnnConvolutionBiasActivationForward");
     }
 
@@ -239,6 +332,228 @@ internal static unsafe partial class Cudnn
         var beta = 1f;
         Check(cudnnAddTensor(handle.Handle, &alpha, a.Handle, aData, &beta, c.Handle, cData), "cudnnAddTensor");
     }
+    /// <summary>A backend call's status checked, with cuDNN's last error message (which says which attribute or rule failed).</summary>
+    private static void CheckBackend(int status, string call)
+    {
+        if (status == 0)
+        {
+            return;
+        }
+
+        var text = Marshal.PtrToStringUTF8(cudnnGetErrorString(status)) ?? "CUDNN_STATUS_" + status;
+        try
+        {
+            var buffer = stackalloc byte[1024];
+            cudnnGetLastErrorString(buffer, 1024);
+            var last = Marshal.PtrToStringUTF8((IntPtr)buffer);
+            text = string.IsNullOrWhiteSpace(last) ? text : $"{text} ({last.Trim()})";
+        }
+        catch (EntryPointNotFoundException)
+        {
+        }
+
+        throw new CudaException("cuDNN", call, status, text);
+    }
+
+    private static IntPtr CreateBackend(int type, string what)
+    {
+        CheckBackend(cudnnBackendCreateDescriptor(type, out var d), $"cudnnBackendCreateDescriptor({what})");
+        return d;
+    }
+
+    private static void Set(IntPtr d, int name, int type, long count, void* values, string what) =>
+        CheckBackend(cudnnBackendSetAttribute(d, name, type, count, values), $"cudnnBackendSetAttribute({what})");
+
+    private static void Finalize(IntPtr d, string what) => CheckBackend(cudnnBackendFinalize(d), $"cudnnBackendFinalize({what})");
+
+    private static void SetDescriptor(IntPtr d, int name, NativeHandle value, string what)
+    {
+        var h = value.Handle;
+        Set(d, name, TypeDescriptor, 1, &h, what);
+    }
+
+    /// <summary>A backend tensor: data type, dimensions and strides (element units), unique id; virtual ones live only inside a fused graph.</summary>
+    public static CudnnBackendTensor BackendTensorOf(long uid, int dataType, long[] dims, long[] strides, bool isVirtual, long alignment = 16)
+    {
+        var t = new CudnnBackendTensor(CreateBackend(BackendTensor, "TENSOR"));
+        var d = t.Handle;
+        Set(d, AttrTensorDataType, TypeDataType, 1, &dataType, "TENSOR_DATA_TYPE");
+        fixed (long* dp = dims, sp = strides)
+        {
+            Set(d, AttrTensorDimensions, TypeInt64, dims.Length, dp, "TENSOR_DIMENSIONS");
+            Set(d, AttrTensorStrides, TypeInt64, strides.Length, sp, "TENSOR_STRIDES");
+        }
+
+        Set(d, AttrTensorUniqueId, TypeInt64, 1, &uid, "TENSOR_UNIQUE_ID");
+        Set(d, AttrTensorAlignment, TypeInt64, 1, &alignment, "TENSOR_BYTE_ALIGNMENT");
+        var v = isVirtual;
+        Set(d, AttrTensorIsVirtual, TypeBoolean, 1, &v, "TENSOR_IS_VIRTUAL");
+        Finalize(d, "TENSOR");
+        return t;
+    }
+
+    /// <summary>A backend cross-correlation descriptor over 2-d spatial dimensions with the given accumulator type.</summary>
+    public static CudnnBackendConvolution BackendConvolutionOf(int computeType, long[] pads, long[] strides, long[] dilations)
+    {
+        var c = new CudnnBackendConvolution(CreateBackend(BackendConvolution, "CONVOLUTION"));
+        var d = c.Handle;
+        long spatial = pads.Length;
+        var mode = CUDNN_CROSS_CORRELATION;
+        Set(d, AttrConvolutionComputeType, TypeDataType, 1, &computeType, "CONVOLUTION_COMP_TYPE");
+        Set(d, AttrConvolutionMode, TypeConvolutionMode, 1, &mode, "CONVOLUTION_CONV_MODE");
+        Set(d, AttrConvolutionSpatialDims, TypeInt64, 1, &spatial, "CONVOLUTION_SPATIAL_DIMS");
+        fixed (long* p = pads, st = strides, dl = dilations)
+        {
+            Set(d, AttrConvolutionPrePaddings, TypeInt64, pads.Length, p, "CONVOLUTION_PRE_PADDINGS");
+            Set(d, AttrConvolutionPostPaddings, TypeInt64, pads.Length, p, "CONVOLUTION_POST_PADDINGS");
+            Set(d, AttrConvolutionStrides, TypeInt64, strides.Length, st, "CONVOLUTION_FILTER_STRIDES");
+            Set(d, AttrConvolutionDilations, TypeInt64, dilations.Length, dl, "CONVOLUTION_DILATIONS");
+        }
+
+        Finalize(d, "CONVOLUTION");
+        return c;
+    }
+
+    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD) computing in float.</summary>
+    public static CudnnBackendPointwise BackendPointwiseOf(int mode)
+    {
+        var p = new CudnnBackendPointwise(CreateBackend(BackendPointwise, "POINTWISE"));
+        var d = p.Handle;
+        var precision = CUDNN_DATA_FLOAT;
+        Set(d, AttrPointwiseMode, TypePointwiseMode, 1, &mode, "POINTWISE_MODE");
+        Set(d, AttrPointwiseMathPrecision, TypeDataType, 1, &precision, "POINTWISE_MATH_PREC");
+        Finalize(d, "POINTWISE");
+        return p;
+    }
+
+    /// <summary>The graph's convolution node: y = conv(x, w) (alpha 1, beta 0).</summary>
+    public static CudnnBackendConvolutionForward BackendConvolutionForwardOf(CudnnBackendConvolution conv, CudnnBackendTensor x, CudnnBackendTensor w, CudnnBackendTensor y)
+    {
+        var op = new CudnnBackendConvolutionForward(CreateBackend(BackendConvolutionForward, "OPERATION_CONVOLUTION_FORWARD"));
+        var d = op.Handle;
+        float alpha = 1f, beta = 0f;
+        Set(d, AttrConvolutionForwardAlpha, TypeFloat, 1, &alpha, "OPERATION_CONVOLUTION_FORWARD_ALPHA");
+        Set(d, AttrConvolutionForwardBeta, TypeFloat, 1, &beta, "OPERATION_CONVOLUTION_FORWARD_BETA");
+        SetDescriptor(d, AttrConvolutionForwardDescriptor, conv, "OPERATION_CONVOLUTION_FORWARD_CONV_DESC");
+        SetDescriptor(d, AttrConvolutionForwardX, x, "OPERATION_CONVOLUTION_FORWARD_X");
+        SetDescriptor(d, AttrConvolutionForwardW, w, "OPERATION_CONVOLUTION_FORWARD_W");
+        SetDescriptor(d, AttrConvolutionForwardY, y, "OPERATION_CONVOLUTION_FORWARD_Y");
+        Finalize(d, "OPERATION_CONVOLUTION_FORWARD");
+        return op;
+    }
+
+    /// <summary>The graph's pointwise node: y = op(x[, b]) (b broadcast where its dimensions are 1).</summary>
+    public static CudnnBackendPointwiseOperation BackendPointwiseOperationOf(CudnnBackendPointwise pointwise, CudnnBackendTensor x, CudnnBackendTensor? b, CudnnBackendTensor y)
+    {
+        var op = new CudnnBackendPointwiseOperation(CreateBackend(BackendPointwiseOperation, "OPERATION_POINTWISE"));
+        var d = op.Handle;
+        SetDescriptor(d, AttrPointwiseDescriptor, pointwise, "OPERATION_POINTWISE_PW_DESCRIPTOR");
+        SetDescriptor(d, AttrPointwiseX, x, "OPERATION_POINTWISE_XDESC");
+        if (b is not null)
+        {
+            SetDescriptor(d, AttrPointwiseB, b, "OPERATION_POINTWISE_BDESC");
+        }
+
+        SetDescriptor(d, AttrPointwiseY, y, "OPERATION_POINTWISE_YDESC");
+        Finalize(d, "OPERATION_POINTWISE");
+        return op;
+    }
+
+    /// <summary>An operation graph of the given nodes (convolution and pointwise operations) for one cuDNN handle.</summary>
+    public static CudnnBackendOperationGraph BackendGraphOf(CudnnHandle handle, IReadOnlyList<NativeHandle> operations)
+    {
+        var g = new CudnnBackendOperationGraph(CreateBackend(BackendOperationGraph, "OPERATIONGRAPH"));
+        var d = g.Handle;
+        var h = handle.Handle;
+        var ops = operations.Select(o => o.Handle).ToArray();
+        Set(d, AttrGraphHandle, TypeHandle, 1, &h, "OPERATIONGRAPH_HANDLE");
+        fixed (IntPtr* p = ops)
+        {
+            Set(d, AttrGraphOperations, TypeDescriptor, ops.Length, p, "OPERATIONGRAPH_OPS");
+        }
+
+        Finalize(d, "OPERATIONGRAPH");
+        return g;
+    }
+
+    /// <summary>
+    /// The first engine configuration of cuDNN's heuristics (mode A) that finalizes into an execution plan for the graph,
+    /// with its workspace; the configurations it tried are returned too (they live as long as the plan uses them).
+    /// </summary>
+    public static (CudnnBackendExecutionPlan Plan, long WorkspaceBytes, List<CudnnBackendEngineConfig> Configs) BackendPlanOf(CudnnHandle handle, CudnnBackendOperationGraph graph)
+    {
+        using var heuristics = new CudnnBackendEngineHeuristics(CreateBackend(BackendEngineHeuristics, "ENGINEHEUR"));
+        var hd = heuristics.Handle;
+        SetDescriptor(hd, AttrHeuristicsGraph, graph, "ENGINEHEUR_OPERATION_GRAPH");
+        var mode = HeuristicsModeA;
+        Set(hd, AttrHeuristicsMode, TypeHeuristicsMode, 1, &mode, "ENGINEHEUR_MODE");
+        Finalize(hd, "ENGINEHEUR");
+        CheckBackend(cudnnBackendGetAttribute(hd, AttrHeuristicsResults, TypeDescriptor, 0, out var count, null), "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS count)");
+        var configs = new List<CudnnBackendEngineConfig>();
+        for (var i = 0; i < count; i++)
+        {
+            configs.Add(new CudnnBackendEngineConfig(CreateBackend(BackendEngineConfig, "ENGINECFG")));
+        }
+
+        var raw = configs.Select(c => c.Handle).ToArray();
+        long returned = 0;
+        if (raw.Length > 0)
+        {
+            fixed (IntPtr* p = raw)
+            {
+                CheckBackend(cudnnBackendGetAttribute(hd, AttrHeuristicsResults, TypeDescriptor, raw.Length, out returned, p), "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)");
+            }
+        }
+
+        CudaException? first = null;
+        for (var i = 0; i < returned; i++)
+        {
+            var plan = new CudnnBackendExecutionPlan(CreateBackend(BackendExecutionPlan, "EXECUTION_PLAN"));
+            try
+            {
+                var h = handle.Handle;
+                Set(plan.Handle, AttrPlanHandle, TypeHandle, 1, &h, "EXECUTION_PLAN_HANDLE");
+                SetDescriptor(plan.Handle, AttrPlanEngineConfig, configs[i], "EXECUTION_PLAN_ENGINE_CONFIG");
+                Finalize(plan.Handle, "EXECUTION_PLAN");
+                long workspace = 0;
+                CheckBackend(cudnnBackendGetAttribute(plan.Handle, AttrPlanWorkspaceSize, TypeInt64, 1, out _, &workspace), "cudnnBackendGetAttribute(EXECUTION_PLAN_WORKSPACE_SIZE)");
+                return (plan, workspace, configs);
+            }
+            catch (CudaException e)
+            {
+                first ??= e;
+                plan.Dispose();
+            }
+        }
+
+        foreach (var c in configs)
+        {
+            c.Dispose();
+        }
+
+        throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, $"CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for this graph ({returned} of {count} results)");
+    }
+
+    /// <summary>The device addresses of a graph's tensors by unique id, and the workspace, for one execution.</summary>
+    public static CudnnBackendVariantPack BackendVariantPackOf(long[] uids, ulong[] pointers, ulong workspace)
+    {
+        var v = new CudnnBackendVariantPack(CreateBackend(BackendVariantPack, "VARIANT_PACK"));
+        var d = v.Handle;
+        fixed (long* u = uids)
+        fixed (ulong* p = pointers)
+        {
+            Set(d, AttrVariantUniqueIds, TypeInt64, uids.Length, u, "VARIANT_PACK_UNIQUE_IDS");
+            Set(d, AttrVariantPointers, TypeVoidPointer, pointers.Length, p, "VARIANT_PACK_DATA_POINTERS");
+        }
+
+        Set(d, AttrVariantWorkspace, TypeVoidPointer, 1, &workspace, "VARIANT_PACK_WORKSPACE");
+        Finalize(d, "VARIANT_PACK");
+        return v;
+    }
+
+    /// <summary>Runs an execution plan on the handle's stream with the variant pack's addresses.</summary>
+    public static void BackendExecute(CudnnHandle handle, CudnnBackendExecutionPlan plan, CudnnBackendVariantPack pack) =>
+        CheckBackend(cudnnBackendExecute(handle.Handle, plan.Handle, pack.Handle), "cudnnBackendExecute");
 }
 
 /// <summary>A cuDNN library handle.</summary>
@@ -294,4 +609,114 @@ internal sealed class CudnnActivationDescriptor : NativeHandle
     }
 
     protected override bool ReleaseHandle() => Cudnn.cudnnDestroyActivationDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend tensor descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendTensor : NativeHandle
+{
+    public CudnnBackendTensor(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend convolution descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendConvolution : NativeHandle
+{
+    public CudnnBackendConvolution(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend pointwise operator descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendPointwise : NativeHandle
+{
+    public CudnnBackendPointwise(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend convolution-forward operation descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendConvolutionForward : NativeHandle
+{
+    public CudnnBackendConvolutionForward(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend pointwise operation descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendPointwiseOperation : NativeHandle
+{
+    public CudnnBackendPointwiseOperation(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend operation graph descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendOperationGraph : NativeHandle
+{
+    public CudnnBackendOperationGraph(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend engine heuristics query descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendEngineHeuristics : NativeHandle
+{
+    public CudnnBackendEngineHeuristics(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend engine configuration descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendEngineConfig : NativeHandle
+{
+    public CudnnBackendEngineConfig(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend execution plan descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendExecutionPlan : NativeHandle
+{
+    public CudnnBackendExecutionPlan(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend variant pack descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendVariantPack : NativeHandle
+{
+    public CudnnBackendVariantPack(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
 }

@@ -60,6 +60,32 @@ internal static partial class KernelSource
     }
 
     /// <summary>
+    /// The requantization after an int8 convolution (int32 sums as exact floats, channels-last [pixels, channels]):
+    /// v = acc * scale[k] + offset[k] (offset[(p % plane) * channels + k] with a per-pixel table, which carries the input
+    /// zero point's share at the padded border), an optional ReLU, then y = saturate(round_half_even(v) + zero_point)
+    /// written less <paramref name="shift"/> as int8 (128 for a uint8 activation, kept as int8 for the next convolution).
+    /// </summary>
+    public static KernelCode Requantize(ElementType outType, long count, long channels, long plane, double zeroPoint, int shift, bool relu, bool perPixel)
+    {
+        var (low, high) = Saturation(outType);
+        var w = new KernelWriter(small: false);
+        var n = w.I64("n", count);
+        var k = w.I64("channels", channels);
+        var offset = perPixel ? $"offset[((i / {k}) % {w.I64("plane", plane)}) * {k} + c]" : "offset[c]";
+        ThreadIndex(w, n);
+        w.Body.Append($$"""
+                const i64 c = i % {{k}};
+                float v = acc[i] * (float)scale[c] + (float){{offset}};
+                {{(relu ? "v = v > 0.f ? v : 0.f;" : "")}}
+                v = rintf(v) + {{w.Float("zero_point", zeroPoint)}};
+                v = v < {{low}} ? {{low}} : v > {{high}} ? {{high}} : v;
+                y[i] = (signed char)((int)v - {{w.I32("shift", shift)}});
+
+            """);
+        return w.Build($"signed char* __restrict__ y, const float* __restrict__ acc, const double* __restrict__ scale, const double* __restrict__ offset, {KernelWriter.ArgsParameter}");
+    }
+
+    /// <summary>
     /// DynamicQuantizeLinear's range, in one block: min and max of x with 0 included, scale = (max - min) / 255 (1 when
     /// the range is empty), zero point = round_half_even(clamp(-min / scale, 0, 255)); the scale is written as float32
     /// (for the quantization that follows) and in the output's storage type.

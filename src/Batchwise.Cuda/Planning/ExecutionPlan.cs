@@ -315,6 +315,9 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>The data-dependent nodes this plan synchronises at (its own and its parents'), for explain and verbose output.</summary>
     public IReadOnlyList<string> SyncNodes { get; init; } = [];
 
+    /// <summary>Each Conv of a QDQ model by node: "int8" (tensor cores), or why it runs in float.</summary>
+    public IReadOnlyDictionary<string, string> Int8Layers { get; init; } = new Dictionary<string, string>();
+
     /// <summary>Plans for the rest of the graph by the count read at <see cref="CountBuffer"/>, built once each (the session bounds how many).</summary>
     public System.Collections.Concurrent.ConcurrentDictionary<long, Lazy<ExecutionPlan>> Continuations { get; } = new();
 

@@ -230,6 +230,7 @@ internal sealed partial class GraphCompiler
             CountBuffer = _countBuffer,
             Counts = [.. _counts.Take(_countsUsed)],
             SyncNodes = [.. _syncNodes],
+            Int8Layers = Int8Decisions,
         };
     }
 

@@ -166,6 +166,19 @@ public sealed class KernelCompileTests
         yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "linear", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
         yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "cubic", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
         yield return KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 24);
+        yield return KernelSource.Requantize(ElementType.UInt8, 4 * 9 * 8, 8, 9, 0, 128, true, true);
+        foreach (var outType in new[] { ElementType.Float, ElementType.Float16 })
+        {
+            // An int8 GEMM's dequantization: int32 sums times a float64 column scale plus a float64 column offset.
+            ElementType[] leaves = [ElementType.Int32, ElementType.Double, ElementType.Double];
+            long[] shape = [24, 48];
+            long[][] leafShapes = [[24, 48], [1, 48], [1, 48]];
+            yield return KernelSource.Elementwise(outType, leaves, shape, leafShapes, "t0", "const double t0 = (double)(((int)x0) * ((double)x1) + ((double)x2));", KernelSource.ElementwiseVector(outType, leaves, shape, leafShapes));
+        }
+
+        yield return KernelSource.Requantize(ElementType.Int8, 4 * 9 * 8, 8, 9, -3, 0, false, false);
+        yield return KernelSource.Elementwise(ElementType.Int8, [ElementType.UInt8], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const int t0 = (int)(signed char)((int)x0 - 128);");
+        yield return KernelSource.Elementwise(ElementType.UInt8, [ElementType.Float16], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const float t0 = fminf(fmaxf(rintf((float)x0 / 0.05f) + 3.0f, 0.0f), 255.0f);");
         yield return KernelSource.IntegerConv(ElementType.UInt8, ElementType.UInt8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 2, 100, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 0, 0, false);
         yield return KernelSource.IntegerConv(ElementType.Int8, ElementType.Int8, ElementType.Int8, (ElementType.Double, ElementType.Double, ElementType.Float16), 1, 100, 4, 1, 2, [9], [5], [3], [2], [1], [1], 1, 1, true);
         yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 30, 3, 4, 5, 12, 0, 1, 1, 0, false);

@@ -70,6 +70,11 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException($"The cuda engine does not support operator {node.OpType}", "Use --engine ort.");
         }
 
+        if (node.OpType is "Conv" or "MatMul" or "Gemm" && TryLowerInt8(node, ins, attrs))
+        {
+            return; // int8 on tensor cores (Int8Convolution.cs)
+        }
+
         ins = lowering.Layout switch
         {
             InputLayout.Nchw => ins.Select(v => v is null ? null : Nchw(v)).ToArray(),

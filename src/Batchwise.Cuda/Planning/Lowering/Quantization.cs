@@ -16,8 +16,8 @@ internal sealed partial class GraphCompiler
 {
     private static IEnumerable<(string, OperatorLowering)> QuantizationLowerings()
     {
-        yield return ("QuantizeLinear", new((c, n, i, a) => c.LowerQuantize(n, i, a), Check: BlockCheck));
-        yield return ("DequantizeLinear", new((c, n, i, a) => c.LowerDequantize(n, i, a), Check: BlockCheck));
+        yield return ("QuantizeLinear", new((c, n, i, a) => c.LowerQuantize(n, i, a), InputLayout.Pending, BlockCheck));
+        yield return ("DequantizeLinear", new((c, n, i, a) => c.LowerDequantize(n, i, a), InputLayout.Pending, BlockCheck));
         yield return ("DynamicQuantizeLinear", new((c, n, i, _) => c.LowerDynamicQuantize(n, i[0]!)));
         yield return ("ConvInteger", new((c, n, i, a) => c.LowerIntegerConv(n, i, a, requantize: false), Check: AutoPadCheck));
         yield return ("QLinearConv", new((c, n, i, a) => c.LowerIntegerConv(n, i, a, requantize: true), Check: AutoPadCheck));
@@ -62,10 +62,23 @@ internal sealed partial class GraphCompiler
         return (true, x.Shape[axis], Tensor.ElementCountOf(x.Shape[(axis + 1)..]));
     }
 
+    /// <summary>A per-tensor scale and zero point known when the plan is built (the elementwise form of the pair), or null.</summary>
+    private static (double Scale, double ZeroPoint)? ConstantPerTensor(PlanValue scale, PlanValue? zp) =>
+        scale.Constant is { Count: 1 } s && (zp is null || zp.Constant is { Count: 1 }) ? ((float)s[0], zp?.Constant is { } z ? z[0] : 0) : null;
+
     private void LowerDequantize(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
         var (x, scale, zp) = (ins[0]!, ins[1]!, ins.ElementAtOrDefault(2));
         var (perAxis, axisSize, inner) = QuantAxis(x, scale, attrs);
+        if (!perAxis && x.Count > 0 && ConstantPerTensor(scale, zp) is { } pair)
+        {
+            // Per tensor with constants: elementwise and pending, so it fuses with what reads it (a residual Add and the
+            // QuantizeLinear after it become one kernel) and costs nothing where an int8 convolution reads x itself.
+            _values[node.Output[0]] = Pending([x], _ => $"((float)x0 - {KernelSource.F(pair.ZeroPoint)}) * {KernelSource.F(pair.Scale)}", scale.Constant!.Type, x.Shape);
+            return;
+        }
+
+        x = Nchw(x);
         var y = Output(node, 0, St(scale.Constant?.Type ?? scale.Type), x.Shape);
         if (y.Count == 0)
         {
@@ -87,6 +100,22 @@ internal sealed partial class GraphCompiler
         {
             throw new BatchwiseException($"QuantizeLinear to {yType.ShortName()} is not supported (8- and 16-bit integers)", "Quantize to uint8 or int8, or use --engine ort.");
         }
+
+        if (!perAxis && x.Count > 0 && ConstantPerTensor(scale, zp) is { } pair)
+        {
+            // As the kernel below: round half to even, then saturate; pending, so it fuses into what produces x.
+            var (low, high) = yType switch
+            {
+                ElementType.UInt8 => (0, 255),
+                ElementType.Int8 => (-128, 127),
+                ElementType.UInt16 => (0, 65535),
+                _ => (-32768, 32767),
+            };
+            _values[node.Output[0]] = Pending([x], _ => $"fminf(fmaxf(rintf((float)x0 / {KernelSource.F(pair.Scale)}) + {KernelSource.F(pair.ZeroPoint)}, {KernelSource.F(low)}), {KernelSource.F(high)})", yType, x.Shape);
+            return;
+        }
+
+        x = Nchw(x);
 
         var y = Output(node, 0, yType, x.Shape);
         if (y.Count == 0)

@@ -1,0 +1,297 @@
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// A convolution of a QDQ model as the cuda engine runs it: int8 on tensor cores (<see cref="Reason"/> null) with the
+/// nodes around it that the int8 step absorbs, or in float between its QuantizeLinear/DequantizeLinear pairs, and why.
+/// </summary>
+/// <param name="Node">The Conv.</param>
+/// <param name="Reason">Why it stays float; null when it runs int8.</param>
+/// <param name="InputDequantize">DequantizeLinear of the activation (per tensor, uint8 or int8): its input is what the int8 step reads.</param>
+/// <param name="WeightDequantize">DequantizeLinear of the int8 weight initializer (per channel on axis 0, or per tensor; zero points 0).</param>
+/// <param name="Relu">A Relu between the Conv and its QuantizeLinear, fused into the requantization.</param>
+/// <param name="Quantize">The QuantizeLinear (per tensor) whose output the int8 step writes.</param>
+internal sealed record Int8Layer(OnnxProto.NodeProto Node, string? Reason, OnnxProto.NodeProto? InputDequantize = null, OnnxProto.NodeProto? WeightDequantize = null, OnnxProto.NodeProto? Relu = null, OnnxProto.NodeProto? Quantize = null)
+{
+    /// <summary>True when the layer runs int8 on tensor cores.</summary>
+    public bool Int8 => Reason is null;
+
+    /// <summary>A MatMul or Gemm (int8 GEMM, float output) rather than a Conv.</summary>
+    public bool IsGemm => Node.OpType is "MatMul" or "Gemm";
+}
+
+/// <summary>
+/// Finds the convolutions of a QDQ model that run int8: DQ(int8 weight) and DQ(Q(x)) into a Conv [-> Relu] -> Q, as
+/// `batchwise optimize --int8` and ONNX Runtime's quantizer write them. Decided from the graph and its initializers
+/// alone (shapes of activations are checked again when a plan is built), so planning tests can ask without a GPU.
+/// </summary>
+internal static class Int8Layers
+{
+    /// <summary>The environment variable that turns the int8 path off (<c>BATCHWISE_INT8=off</c>): QDQ models then run as before, in float between the pairs.</summary>
+    public const string Switch = "BATCHWISE_INT8";
+
+    /// <summary>False when <see cref="Switch"/> says off.</summary>
+    public static bool Enabled => !string.Equals(Environment.GetEnvironmentVariable(Switch), "off", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>False when <see cref="Switch"/> says off or <c>conv</c> (convolutions only: MatMul and Gemm stay float).</summary>
+    public static bool GemmsEnabled => Enabled && !string.Equals(Environment.GetEnvironmentVariable(Switch), "conv", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Every Conv, MatMul and Gemm of the model with its decision (only models with a QuantizeLinear or DequantizeLinear have any).</summary>
+    public static IReadOnlyDictionary<OnnxProto.NodeProto, Int8Layer> Find(OnnxModel model, bool enabled, bool gemms = true)
+    {
+        var graph = model.Graph;
+        var result = new Dictionary<OnnxProto.NodeProto, Int8Layer>(ReferenceEqualityComparer.Instance);
+        if (!graph.Node.Any(n => n.OpType is "QuantizeLinear" or "DequantizeLinear"))
+        {
+            return result;
+        }
+
+        var inits = graph.Initializer.ToDictionary(t => t.Name, t => t, StringComparer.Ordinal);
+        var producers = new Dictionary<string, OnnxProto.NodeProto>(StringComparer.Ordinal);
+        var consumers = new Dictionary<string, List<OnnxProto.NodeProto>>(StringComparer.Ordinal);
+        foreach (var n in graph.Node)
+        {
+            foreach (var o in n.Output.Where(o => o.Length > 0))
+            {
+                producers[o] = n;
+            }
+
+            foreach (var i in n.Input.Where(i => i.Length > 0))
+            {
+                if (!consumers.TryGetValue(i, out var list))
+                {
+                    consumers[i] = list = [];
+                }
+
+                list.Add(n);
+            }
+        }
+
+        var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var conv in graph.Node.Where(n => n.OpType == "Conv" && n.Domain.Length == 0))
+        {
+            result[conv] = enabled ? Decide(conv, inits, producers, consumers, outputs) : new Int8Layer(conv, $"{Switch}=off");
+        }
+
+        foreach (var gemm in graph.Node.Where(n => n.OpType is "MatMul" or "Gemm" && n.Domain.Length == 0))
+        {
+            result[gemm] = enabled && gemms ? DecideGemm(gemm, inits, producers) : new Int8Layer(gemm, enabled ? $"{Switch}=conv" : $"{Switch}=off");
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// A MatMul or Gemm of DQ(Q(a)) (per tensor) by DQ(int8 weight initializer) (per tensor, or per output column), with a
+    /// constant bias: an int8 GEMM whose int32 sums dequantize (scale, zero point, bias) in the kernel that reads them.
+    /// </summary>
+    private static Int8Layer DecideGemm(OnnxProto.NodeProto node, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers)
+    {
+        Int8Layer Float(string reason) => new(node, reason);
+        OnnxProto.NodeProto? Producer(string name) => producers.TryGetValue(name, out var p) && p.Domain.Length == 0 ? p : null;
+        if (Producer(node.Input[0]) is not { OpType: "DequantizeLinear" } adq || inits.ContainsKey(adq.Input[0]))
+        {
+            return Float("its first operand is not a DequantizeLinear of a computed tensor");
+        }
+
+        if (PerTensor(adq, inits) is { } aWhy)
+        {
+            return Float("first operand DequantizeLinear: " + aWhy);
+        }
+
+        if (node.Input.Count < 2 || Producer(node.Input[1]) is not { OpType: "DequantizeLinear" } wdq || !inits.TryGetValue(wdq.Input[0], out var w))
+        {
+            return Float("its weight is not a DequantizeLinear of an initializer");
+        }
+
+        if ((ElementType)w.DataType != ElementType.Int8 || w.Dims.Count != 2)
+        {
+            return Float($"its weight is {((ElementType)w.DataType).ShortName()} of rank {w.Dims.Count} (a 2-d int8 matrix only)");
+        }
+
+        var gemm = node.OpType == "Gemm";
+        if (gemm && (Attr(node, "transA", 0) != 0 || Float32(node, "alpha") != 1 || (node.Input.Count > 2 && node.Input[2].Length > 0 && Float32(node, "beta") != 1)))
+        {
+            return Float("Gemm with transA, alpha or beta");
+        }
+
+        // The output-column axis of the weight: [in, out] unless a Gemm reads it transposed.
+        var outAxis = gemm && Attr(node, "transB", 0) == 1 ? 0 : 1;
+        var (inner, columns) = outAxis == 0 ? (w.Dims[1], w.Dims[0]) : (w.Dims[0], w.Dims[1]);
+        if (wdq.Input.Count < 2 || !inits.TryGetValue(wdq.Input[1], out var wScale) || (ElementType)wScale.DataType != ElementType.Float)
+        {
+            return Float("its weight scale is not a float32 initializer");
+        }
+
+        var axis = Attr(wdq, "axis", 1);
+        axis = axis < 0 ? axis + 2 : axis;
+        if (Count(wScale) != 1 && !(Count(wScale) == columns && axis == outAxis))
+        {
+            return Float($"its weight has {Count(wScale)} scales on axis {axis} (per tensor or per output column only)");
+        }
+
+        if (wdq.Input.Count > 2 && wdq.Input[2].Length > 0 && (!inits.TryGetValue(wdq.Input[2], out var wZp) || HostTensor.FromProto(wZp) is var z && Enumerable.Range(0, (int)z.Count).Any(i => z[i] != 0)))
+        {
+            return Float("its weight zero point is not 0 (asymmetric weights)");
+        }
+
+        if (inner % 4 != 0 || columns % 4 != 0)
+        {
+            return Float($"{inner} inputs and {columns} outputs (int8 GEMMs want multiples of 4)");
+        }
+
+        if (gemm && node.Input.Count > 2 && node.Input[2].Length > 0 && !Constant(node.Input[2], inits, producers))
+        {
+            return Float("its bias is not a constant");
+        }
+
+        return new Int8Layer(node, null, adq, wdq);
+    }
+
+    private static float Float32(OnnxProto.NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : 1f;
+
+    private static Int8Layer Decide(OnnxProto.NodeProto conv, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers, Dictionary<string, List<OnnxProto.NodeProto>> consumers, HashSet<string> outputs)
+    {
+        Int8Layer Float(string reason) => new(conv, reason);
+        OnnxProto.NodeProto? Producer(string name) => producers.TryGetValue(name, out var p) && p.Domain.Length == 0 ? p : null;
+
+        // The activation: DequantizeLinear of a computed 8-bit tensor, one scale and zero point.
+        if (Producer(conv.Input[0]) is not { OpType: "DequantizeLinear" } xdq)
+        {
+            return Float("its input is not a DequantizeLinear output (a float activation)");
+        }
+
+        if (inits.ContainsKey(xdq.Input[0]))
+        {
+            return Float("its input is a constant");
+        }
+
+        if (PerTensor(xdq, inits) is { } xWhy)
+        {
+            return Float("input DequantizeLinear: " + xWhy);
+        }
+
+        // The weight: DequantizeLinear of an int8 initializer, per tensor or per output channel, symmetric.
+        if (Producer(conv.Input[1]) is not { OpType: "DequantizeLinear" } wdq || !inits.TryGetValue(wdq.Input[0], out var w))
+        {
+            return Float("its weight is not a DequantizeLinear of an initializer");
+        }
+
+        if ((ElementType)w.DataType != ElementType.Int8 || w.Dims.Count != 4)
+        {
+            return Float($"its weight is {((ElementType)w.DataType).ShortName()} of rank {w.Dims.Count} (int8 2-d filters only)");
+        }
+
+        if (wdq.Input.Count < 2 || !inits.TryGetValue(wdq.Input[1], out var wScale) || (ElementType)wScale.DataType != ElementType.Float)
+        {
+            return Float("its weight scale is not a float32 initializer");
+        }
+
+        var k = w.Dims[0];
+        var scaleCount = Count(wScale);
+        var axis = Attr(wdq, "axis", 1);
+        if (scaleCount != 1 && !(scaleCount == k && (axis == 0 || axis == -4)))
+        {
+            return Float($"its weight has {scaleCount} scales on axis {axis} (per tensor or per output channel only)");
+        }
+
+        if (wdq.Input.Count > 2 && wdq.Input[2].Length > 0 && (!inits.TryGetValue(wdq.Input[2], out var wZp) || HostTensor.FromProto(wZp) is var z && Enumerable.Range(0, (int)z.Count).Any(i => z[i] != 0)))
+        {
+            return Float("its weight zero point is not 0 (asymmetric weights)");
+        }
+
+        // The convolution: plain 2-d, channel counts cuDNN's int8 kernels take.
+        var c = w.Dims[1];
+        if (Attr(conv, "group", 1) != 1)
+        {
+            return Float("grouped convolution");
+        }
+
+        if (Ints(conv, "dilations") is { } d && d.Any(v => v != 1))
+        {
+            return Float("dilated convolution");
+        }
+
+        if (c % 4 != 0 || k % 4 != 0)
+        {
+            return Float($"{c} input and {k} output channels (int8 convolutions want multiples of 4)");
+        }
+
+        if (conv.Input.Count > 2 && conv.Input[2].Length > 0 && !Constant(conv.Input[2], inits, producers))
+        {
+            return Float("its bias is not a constant");
+        }
+
+        // The output: read only by a QuantizeLinear, or by a Relu read only by one.
+        var y = conv.Output[0];
+        OnnxProto.NodeProto? relu = null;
+        if (outputs.Contains(y) || !consumers.TryGetValue(y, out var readers) || readers.Count != 1)
+        {
+            return Float("its output is read by more than a QuantizeLinear");
+        }
+
+        var next = readers[0];
+        if (next.OpType == "Relu" && next.Domain.Length == 0)
+        {
+            relu = next;
+            y = next.Output[0];
+            if (outputs.Contains(y) || !consumers.TryGetValue(y, out readers) || readers.Count != 1)
+            {
+                return Float("its Relu's output is read by more than a QuantizeLinear");
+            }
+
+            next = readers[0];
+        }
+
+        if (next.OpType != "QuantizeLinear" || next.Domain.Length != 0 || next.Input[0] != y)
+        {
+            return Float($"its output goes to {next.OpType}, not a QuantizeLinear");
+        }
+
+        if (PerTensor(next, inits) is { } qWhy)
+        {
+            return Float("output QuantizeLinear: " + qWhy);
+        }
+
+        return new Int8Layer(conv, null, xdq, wdq, relu, next);
+    }
+
+    /// <summary>Why a QuantizeLinear or DequantizeLinear is not per tensor with a float32 scale and an 8-bit zero point, or null.</summary>
+    private static string? PerTensor(OnnxProto.NodeProto q, Dictionary<string, OnnxProto.TensorProto> inits)
+    {
+        if (Attr(q, "block_size", 0) != 0)
+        {
+            return "blocked quantization";
+        }
+
+        if (q.Input.Count < 2 || !inits.TryGetValue(q.Input[1], out var scale) || (ElementType)scale.DataType != ElementType.Float || Count(scale) != 1)
+        {
+            return "its scale is not one float32 initializer";
+        }
+
+        if (q.Input.Count < 3 || q.Input[2].Length == 0)
+        {
+            // Without a zero point a QuantizeLinear writes uint8 (unless output_dtype says otherwise); a DequantizeLinear's input type is unknown here.
+            return q.OpType == "QuantizeLinear" && Attr(q, "output_dtype", 0) == 0 ? null : "no zero point";
+        }
+
+        if (!inits.TryGetValue(q.Input[2], out var zp) || Count(zp) != 1)
+        {
+            return "its zero point is not one initializer";
+        }
+
+        return (ElementType)zp.DataType is ElementType.UInt8 or ElementType.Int8 ? null : $"{((ElementType)zp.DataType).ShortName()} zero point (uint8 or int8 only)";
+    }
+
+    /// <summary>An initializer, or the output of DequantizeLinear nodes over initializers (a QDQ bias).</summary>
+    private static bool Constant(string name, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers) =>
+        inits.ContainsKey(name) || (producers.TryGetValue(name, out var p) && p.OpType is "DequantizeLinear" or "Identity" or "Cast" && p.Input.Where(i => i.Length > 0).All(i => Constant(i, inits, producers)));
+
+    private static long Count(OnnxProto.TensorProto t) => t.Dims.Aggregate(1L, (a, b) => a * b);
+
+    private static long Attr(OnnxProto.NodeProto n, string name, long fallback) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
+
+    private static long[]? Ints(OnnxProto.NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? [.. a.Ints] : null;
+}

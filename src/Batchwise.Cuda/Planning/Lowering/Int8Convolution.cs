@@ -1,0 +1,592 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// The convolutions of a QDQ model on int8 tensor cores (<see cref="Int8Layers"/> picks them): cuDNN convolves int8
+/// channels-last activations with int8 KRSC filters into int32 sums (as exact floats, INT8_EXT_CONFIG), and one kernel
+/// requantizes them (per-channel scale, bias, the input zero point's share, ReLU, the output zero point) into the next
+/// int8 activation. Activations between such layers stay int8 and channels-last: a uint8 value v is kept as the int8
+/// byte v - 128, which the next convolution reads with its zero point shifted by 128, and which anything else reads
+/// through a pending "+ 128". Whatever this refuses (or cuDNN does) runs as before, in float between the pairs.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>Trial runs of int8 problems, by problem: null when cuDNN ran it, else its error. One per process.</summary>
+    private static readonly ConcurrentDictionary<string, string?> Int8Trials = new(StringComparer.Ordinal);
+
+    private readonly Dictionary<PlanValue, (PlanValue Int8, int Shift)> _int8Activations = new(ReferenceEqualityComparer.Instance);
+    private IReadOnlyDictionary<OnnxProto.NodeProto, Int8Layer>? _int8Layers;
+
+    /// <summary>Each Conv, MatMul and Gemm of a QDQ model planned so far: "int8 ..." (which library), or why it runs in float.</summary>
+    public Dictionary<string, string> Int8Decisions { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Lowers a Conv, MatMul or Gemm int8 when its layer qualifies and the library runs the problem; false (nothing emitted) otherwise.</summary>
+    private bool TryLowerInt8(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        _int8Layers ??= Int8Layers.Find(_model, Int8Layers.Enabled, Int8Layers.GemmsEnabled);
+        if (!_int8Layers.TryGetValue(node, out var layer))
+        {
+            return false;
+        }
+
+        var how = "int8";
+        var reason = layer.Reason ?? (layer.IsGemm ? LowerInt8Gemm(layer, ins, attrs, out how) : LowerInt8Conv(layer, ins, attrs, out how));
+        Int8Decisions[_node] = reason ?? how;
+        return reason is null;
+    }
+
+    /// <summary>Emits the int8 convolution and its requantization, or returns why not before emitting anything.</summary>
+    private string? LowerInt8Conv(Int8Layer layer, PlanValue?[] ins, NodeAttributes attrs, out string how)
+    {
+        how = "int8";
+        var (xdq, wdq, q) = (layer.InputDequantize!, layer.WeightDequantize!, layer.Quantize!);
+        var xq = _values[xdq.Input[0]];
+        if (xq.Type is not (ElementType.UInt8 or ElementType.Int8) || xq.Shape.Length != 4)
+        {
+            return $"its input is {xq.Type.ShortName()} of rank {xq.Shape.Length} (4-d uint8 or int8 only)";
+        }
+
+        double Scalar(string name) => _values[name].Constant![0];
+        var xScale = (float)Scalar(xdq.Input[1]);
+        var xZero = Scalar(xdq.Input[2]);
+        var w = _values[wdq.Input[0]].Constant!;
+        var wScale = _values[wdq.Input[1]].Constant!;
+        var bias = ins.ElementAtOrDefault(2);
+        if (bias is not null && bias.Constant is null)
+        {
+            return "its bias is computed at run time";
+        }
+
+        var yScale = (float)Scalar(q.Input[1]);
+        var yZeroValue = q.Input.Count > 2 && q.Input[2].Length > 0 ? _values[q.Input[2]] : null;
+        var yType = yZeroValue?.Type ?? ElementType.UInt8;
+        var yZero = yZeroValue?.Constant?[0] ?? 0;
+        if (xScale <= 0 || yScale <= 0 || !float.IsFinite(xScale) || !float.IsFinite(yScale))
+        {
+            return "a non-positive activation scale";
+        }
+
+        var (kernel, strides, dilations, _, inSpatial, pb, pe, outSpatial) = Window(attrs, xq.Shape, w.Shape);
+        var (n, c, k) = (xq.Shape[0], xq.Shape[1], w.Shape[0]);
+        if (c != w.Shape[1] || !pb.SequenceEqual(pe) || dilations.Any(d => d != 1))
+        {
+            return c != w.Shape[1] ? "filter and input channels differ" : "asymmetric padding";
+        }
+
+        long[] yShape = [n, k, outSpatial[0], outSpatial[1]];
+        if (Tensor.ElementCountOf(yShape) == 0)
+        {
+            return "an empty output";
+        }
+
+        // A 1x1 convolution without stride or padding is a GEMM over pixels: cuBLASLt's int8 kernels apply the per-channel
+        // scale (alpha per row) and bias in their epilogue and write int8 themselves, with no float sums in memory.
+        var outShift = yType == ElementType.UInt8 ? 128 : 0;
+        var pixels = n * outSpatial[0] * outSpatial[1];
+        var gemmEpilogue = kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0) ? Int8GemmEpilogue(layer.Relu is not null, yZero - outShift) : -1;
+        Int8Gemm? gemm = null;
+        var gemmRefusal = string.Empty;
+        if (gemmEpilogue >= 0)
+        {
+            gemm = ChooseInt8Gemm(pixels, c, k, gemmEpilogue, out gemmRefusal);
+        }
+
+        // Otherwise cuDNN: int8 NHWC x and KRSC w, int32 accumulation, float y. The first algorithm that cuDNN offers and
+        // that runs once on scratch buffers wins; a refusal is this layer's reason to stay float.
+        int[] pads = [(int)pb[0], (int)pb[1]], convStrides = [(int)strides[0], (int)strides[1]], ones = [1, 1];
+        CudnnTensorDescriptor? xDesc = null, yDesc = null;
+        CudnnFilterDescriptor? wDesc = null;
+        CudnnConvolutionDescriptor? convDesc = null;
+        TacticChoice? chosen = null;
+        if (gemm is null)
+        {
+            var handle = _target.PlanningCudnn;
+            xDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_INT8, xq.Shape, Cudnn.CUDNN_TENSOR_NHWC);
+            wDesc = Cudnn.Filter(Cudnn.CUDNN_DATA_INT8, w.Shape, Cudnn.CUDNN_TENSOR_NHWC);
+            yDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_FLOAT, yShape, Cudnn.CUDNN_TENSOR_NHWC);
+            convDesc = Cudnn.Convolution(pads, convStrides, ones, 1, Cudnn.CUDNN_TENSOR_OP_MATH, Cudnn.CUDNN_DATA_INT32);
+            chosen = ChooseInt8Algorithm(handle, xDesc, wDesc, convDesc, yDesc, xq.Shape, w.Shape, yShape, pads, convStrides, out var refusal);
+            if (chosen is null)
+            {
+                xDesc.Dispose();
+                wDesc.Dispose();
+                yDesc.Dispose();
+                convDesc.Dispose();
+                return "cuDNN does not run it: " + refusal;
+            }
+        }
+
+        how = gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8";
+
+        // From here on the layer is int8. Its input as int8 channels-last: kept so by the int8 layer that wrote it, or
+        // converted once (a uint8 value less 128, in the kernel that brings it channels-last).
+        if (!_int8Activations.TryGetValue(xq, out var input))
+        {
+            var shift = xq.Type == ElementType.UInt8 ? 128 : 0;
+            var stored = xq.Nhwc ? xq : Nhwc(xq);
+            var converted = shift == 0 && stored.Pending is null ? stored : Materialize(Pending([stored], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, xq.Shape));
+            input = (converted, shift);
+            _int8Activations[xq] = input;
+            if (xq.Pending is not null)
+            {
+                // Other readers of the uint8 value (a residual Add's DequantizeLinear) now read the int8 copy, instead of
+                // recomputing the chain that made it.
+                xq.Pending = Pending([converted], _ => shift == 0 ? "x0" : "x0 + 128", xq.Type, xq.Shape).Pending;
+            }
+        }
+
+        var (krsc, scale, offset, perPixel, alpha, gemmBias) = Int8ConvConstants(w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, yZero - outShift, inSpatial, outSpatial, kernel, strides, pb);
+        var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Output[0]);
+        if (gemm is not null)
+        {
+            // D[k, p] = saturate(round(alpha[k] * sum + bias[k])): the output zero point (less the uint8 shift) is in the bias.
+            Emit(new Int8GemmStep(_node, Dev(krsc), Dev(input.Int8), y.Buffer, Dev(alpha), Dev(gemmBias), gemm.Desc, gemm.A, gemm.B, gemm.D, gemm.Algo));
+            ReserveWorkspace((long)gemm.Algo.WorkspaceSize);
+        }
+        else
+        {
+            var accBuffer = NewBuffer(Tensor.ElementCountOf(yShape) * 4, "int32 sums (as float) for " + _node);
+            Emit(new ConvStep(_node, Dev(input.Int8), Dev(krsc), -1, accBuffer.Id, xDesc!, wDesc!, convDesc!, yDesc!, null, chosen!.Algo, chosen.WorkspaceBytes));
+            ReserveWorkspace(chosen.WorkspaceBytes);
+            var count = y.Count;
+            Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, layer.Relu is not null, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
+        }
+
+        // The QuantizeLinear's output as ONNX defines it: int8 as written, uint8 as the int8 byte + 128 (pending, so only
+        // a reader other than an int8 convolution pays for it).
+        var quantized = outShift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, yShape);
+        _values[q.Output[0]] = quantized;
+        _int8Activations[quantized] = (y, outShift);
+        _folded.Add(q);
+        if (layer.Relu is { } relu)
+        {
+            _folded.Add(relu);
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The int8 layer's constants: the filter channels-last (KRSC), the requantization's per-channel multiplier
+    /// s_x·s_w[k]/s_y, and its offset (b[k] - s_x·s_w[k]·z·Σw)/s_y, where z is the input's zero point as stored and Σw
+    /// sums the filter taps that fall inside the input: per channel, or per output pixel and channel when z ≠ 0 and
+    /// the convolution pads (at the border fewer taps read real input; the padding stands for real zeros).
+    /// </summary>
+    internal static (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel) Int8ConvTables(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
+    {
+        var (k, c, kh, kw) = (w.Shape[0], w.Shape[1], w.Shape[2], w.Shape[3]);
+        var taps = new double[k * kh * kw];
+        for (long o = 0; o < k; o++)
+        {
+            for (long ch = 0; ch < c; ch++)
+            {
+                for (long t = 0; t < kh * kw; t++)
+                {
+                    taps[(o * kh * kw) + t] += w[(((o * c) + ch) * kh * kw) + t];
+                }
+            }
+        }
+
+        var multiplier = new double[k];
+        var channelOffset = new double[k];
+        for (long o = 0; o < k; o++)
+        {
+            var sw = wScale.Count == 1 ? wScale[0] : wScale[o];
+            multiplier[o] = xScale * sw / yScale;
+            channelOffset[o] = (bias is null ? 0 : bias[o]) / yScale;
+        }
+
+        var perPixel = zero != 0 && pads.Any(p => p != 0);
+        double[] offset;
+        if (!perPixel)
+        {
+            offset = new double[k];
+            for (long o = 0; o < k; o++)
+            {
+                var sum = 0.0;
+                for (long t = 0; t < kh * kw; t++)
+                {
+                    sum += taps[(o * kh * kw) + t];
+                }
+
+                offset[o] = channelOffset[o] - (multiplier[o] * zero * sum);
+            }
+        }
+        else
+        {
+            var (ho, wo) = (outSpatial[0], outSpatial[1]);
+            offset = new double[ho * wo * k];
+            for (long oy = 0; oy < ho; oy++)
+            {
+                for (long ox = 0; ox < wo; ox++)
+                {
+                    for (long o = 0; o < k; o++)
+                    {
+                        var sum = 0.0;
+                        for (long r = 0; r < kh; r++)
+                        {
+                            var iy = (oy * strides[0]) - pads[0] + r;
+                            for (long s = 0; s < kw && iy >= 0 && iy < inSpatial[0]; s++)
+                            {
+                                var ix = (ox * strides[1]) - pads[1] + s;
+                                if (ix >= 0 && ix < inSpatial[1])
+                                {
+                                    sum += taps[(o * kh * kw) + (r * kw) + s];
+                                }
+                            }
+                        }
+
+                        offset[(((oy * wo) + ox) * k) + o] = channelOffset[o] - (multiplier[o] * zero * sum);
+                    }
+                }
+            }
+        }
+
+        var filter = ChannelsLast(w, w.Shape);
+        return (
+            new PlanValue(ElementType.Int8, filter.Shape, filter),
+            new PlanValue(ElementType.Double, [k], HostTensor.OfFloats(ElementType.Double, [k], multiplier)),
+            new PlanValue(ElementType.Double, [offset.Length], HostTensor.OfFloats(ElementType.Double, [offset.Length], offset)),
+            perPixel);
+    }
+
+    /// <summary>
+    /// <see cref="Int8ConvTables"/> made once per session and shape (session constants, kept by a saved engine like other
+    /// derived weights), with the cuBLASLt path's alpha and bias vectors: float32 carried as their int32 bits, so a
+    /// half-precision plan uploads them unchanged; the bias holds the output zero point as stored.
+    /// </summary>
+    private (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel, PlanValue Alpha, PlanValue GemmBias) Int8ConvConstants(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, double storedYZero, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
+    {
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8conv:{string.Join('x', inSpatial)}:s{strides[0]},{strides[1]}:p{pads[0]},{pads[1]}:{xScale:R}:{zero:R}:{yScale:R}:{storedYZero:R}");
+        var t = _target.Derive(recipe, [w, wScale, bias], () =>
+        {
+            var (filter, scale, offset, _) = Int8ConvTables(w, wScale, bias, xScale, zero, yScale, inSpatial, outSpatial, kernel, strides, pads);
+            var (s, o) = (scale.Constant!, offset.Constant!);
+            var alpha = HostTensor.CreateInts(ElementType.Int32, [s.Count], i => BitConverter.SingleToInt32Bits((float)s[i]));
+            var gemmBias = HostTensor.CreateInts(ElementType.Int32, [s.Count], i => BitConverter.SingleToInt32Bits((float)(o[i] + storedYZero)));
+            return new[] { filter.Constant!, s, o, alpha, gemmBias };
+        });
+        PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
+        return (V(t[0]), V(t[1]), V(t[2]), t[2].Count != t[1].Count, V(t[3]), V(t[4]));
+    }
+
+    /// <summary>cuDNN's first int8 algorithm that runs this problem once, with its workspace; null and the refusal otherwise.</summary>
+    private TacticChoice? ChooseInt8Algorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, long[] x, long[] w, long[] y, int[] pads, int[] strides, out string refusal)
+    {
+        refusal = "no algorithm";
+        var candidates = new List<(int Algo, int MathType)>();
+        try
+        {
+            candidates.AddRange(TimedLibrary("conv_heuristics", () => Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc))
+                .Where(a => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace).Select(a => (a.Algo, a.MathType)));
+        }
+        catch (CudaException e)
+        {
+            refusal = e.Message;
+        }
+
+        if (!candidates.Any(a => a.Algo == Cudnn.CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM))
+        {
+            candidates.Add((Cudnn.CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, Cudnn.CUDNN_TENSOR_OP_MATH));
+        }
+
+        foreach (var (algo, mathType) in candidates)
+        {
+            try
+            {
+                Cudnn.SetMathType(convDesc, mathType);
+                var ws = TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, algo));
+                if (ws > MaxConvWorkspace)
+                {
+                    refusal = $"algorithm {algo} wants {ws >> 20} MiB of workspace";
+                    continue;
+                }
+
+                var key = string.Create(CultureInfo.InvariantCulture, $"{string.Join('x', x)}|{string.Join('x', w)}|p{pads[0]},{pads[1]}|s{strides[0]},{strides[1]}|a{algo},{mathType}");
+                var failure = Int8Trials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt8Convolution(handle, xDesc, wDesc, convDesc, yDesc, algo, ws, x, w, y)));
+                if (failure is null)
+                {
+                    return new TacticChoice(algo, mathType, ws, double.NaN);
+                }
+
+                refusal = failure;
+            }
+            catch (CudaException e)
+            {
+                refusal = e.Message;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Runs the int8 convolution once on zeroed scratch buffers: null when it ran, else cuDNN's error.</summary>
+    private static string? TryInt8Convolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int algo, long workspaceBytes, long[] x, long[] w, long[] y)
+    {
+        using var stream = CudaDriver.CreateStream();
+        Cudnn.SetStream(handle, stream.Handle);
+        try
+        {
+            using var xs = CudaDriver.Allocate(Tensor.ElementCountOf(x));
+            using var ws = CudaDriver.Allocate(Tensor.ElementCountOf(w));
+            using var ys = CudaDriver.Allocate(Tensor.ElementCountOf(y) * 4);
+            using var scratch = CudaDriver.Allocate(Math.Max(workspaceBytes, 256));
+            CudaDriver.MemsetD8(xs.Pointer, 0, Tensor.ElementCountOf(x), stream.Handle);
+            CudaDriver.MemsetD8(ws.Pointer, 0, Tensor.ElementCountOf(w), stream.Handle);
+            Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, algo, scratch.Pointer, workspaceBytes, 0f, yDesc, ys.Pointer);
+            CudaDriver.Synchronize(stream);
+            return null;
+        }
+        catch (CudaException e)
+        {
+            return e.Message;
+        }
+        finally
+        {
+            Cudnn.SetStream(handle, IntPtr.Zero);
+        }
+    }
+    /// <summary>A chosen cuBLASLt int8 GEMM: descriptor with per-row alpha and a bias epilogue, layouts, algorithm.</summary>
+    private sealed record Int8Gemm(CublasLtMatmulDescriptor Desc, CublasLtMatrixLayout A, CublasLtMatrixLayout B, CublasLtMatrixLayout D, CublasLt.HeuristicResult Algo);
+
+    /// <summary>Trial runs of int8 GEMMs, by problem: null when cuBLASLt ran it, else its error.</summary>
+    private static readonly ConcurrentDictionary<string, string?> Int8GemmTrials = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The cuBLASLt epilogue that gives the requantization's clamp, for an output whose real zero is stored as
+    /// <paramref name="storedZero"/>: int8 saturation alone where a ReLU's floor is -128 (or there is no ReLU), the ReLU
+    /// epilogue where it is 0; -1 where neither (the cuDNN path's own kernel does it).
+    /// </summary>
+    internal static int Int8GemmEpilogue(bool relu, double storedZero) =>
+        !relu || storedZero == -128 ? CublasLt.CUBLASLT_EPILOGUE_BIAS : storedZero == 0 ? CublasLt.CUBLASLT_EPILOGUE_RELU_BIAS : -1;
+
+    /// <summary>cuBLASLt's int8 GEMM for [pixels, c] x [k, c]^T into int8 [pixels, k] with per-row alpha and the epilogue, run once on scratch buffers; null and the refusal otherwise.</summary>
+    private unsafe Int8Gemm? ChooseInt8Gemm(long pixels, long c, long k, int epilogue, out string refusal)
+    {
+        refusal = "no algorithm";
+        CublasLtMatmulDescriptor? desc = null;
+        CublasLtMatrixLayout? a = null, b = null, d = null;
+        try
+        {
+            var handle = _target.PlanningCublasLt;
+            desc = CublasLt.MatmulDesc(CublasLt.CUBLAS_COMPUTE_32I, transA: true, transB: false, CublasLt.CUDA_R_32F);
+            CublasLt.SetAlphaPerRow(desc);
+            CublasLt.SetEpilogue(desc, epilogue, 256, CublasLt.CUDA_R_32F); // any 16-byte-aligned address: heuristics read only its alignment
+            a = CublasLt.Layout(CublasLt.CUDA_R_8I, c, k, c);
+            b = CublasLt.Layout(CublasLt.CUDA_R_8I, c, pixels, c);
+            d = CublasLt.Layout(CublasLt.CUDA_R_8I, k, pixels, k);
+            var candidates = TimedLibrary("matmul_heuristics", () => CublasLt.Algorithms(handle, desc, a, b, d, d, MaxConvWorkspace, 4));
+            foreach (var algo in candidates)
+            {
+                var id = AlgoId(algo);
+                var key = string.Create(CultureInfo.InvariantCulture, $"{pixels}x{c}x{k}|e{epilogue}|{id}");
+                var (ad, bd, dd, dsc) = (a, b, d, desc);
+                var failure = Int8GemmTrials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt8Gemm(handle, dsc, ad, bd, dd, algo, pixels, c, k)));
+                if (failure is null)
+                {
+                    return new Int8Gemm(desc, a, b, d, algo);
+                }
+
+                refusal = failure;
+            }
+        }
+        catch (CudaException e)
+        {
+            refusal = e.Message;
+        }
+
+        desc?.Dispose();
+        a?.Dispose();
+        b?.Dispose();
+        d?.Dispose();
+        return null;
+    }
+
+    private static unsafe string AlgoId(CublasLt.HeuristicResult algo)
+    {
+        var words = new ulong[8];
+        for (var i = 0; i < words.Length; i++)
+        {
+            words[i] = algo.Algo[i];
+        }
+
+        return string.Join(',', words);
+    }
+
+    private static unsafe string? TryInt8Gemm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout d, CublasLt.HeuristicResult algo, long pixels, long c, long k)
+    {
+        try
+        {
+            using var stream = CudaDriver.CreateStream();
+            using var ad = CudaDriver.Allocate(k * c);
+            using var bd = CudaDriver.Allocate(c * pixels);
+            using var dd = CudaDriver.Allocate(k * pixels);
+            using var vectors = CudaDriver.Allocate(8 * k);
+            using var workspace = CudaDriver.Allocate(Math.Max((long)algo.WorkspaceSize, 256));
+            CudaDriver.MemsetD8(ad.Pointer, 0, k * c, stream.Handle);
+            CudaDriver.MemsetD8(bd.Pointer, 0, c * pixels, stream.Handle);
+            CudaDriver.MemsetD8(vectors.Pointer, 0, 8 * k, stream.Handle);
+            CublasLt.SetBias(desc, vectors.Pointer + (ulong)(4 * k));
+            var beta = 0f;
+            CublasLt.MatmulScaled(handle, desc, (void*)vectors.Pointer, ad.Pointer, a, bd.Pointer, b, &beta, dd.Pointer, d, dd.Pointer, d, &algo, workspace.Pointer, (long)algo.WorkspaceSize, stream.Handle);
+            CudaDriver.Synchronize(stream);
+            return null;
+        }
+        catch (CudaException e)
+        {
+            return e.Message;
+        }
+    }
+
+    /// <summary>
+    /// A QDQ MatMul or Gemm as an int8 GEMM: A as int8 (a uint8 value less 128), the weight as int8 [columns, inner],
+    /// exact int32 sums from cuBLASLt, and the dequantization s_a·s_w[n]·(sum - z·Σw[n]) + b[n] pending, so it joins the
+    /// kernel that reads the product (a QuantizeLinear, a GELU, an output conversion).
+    /// </summary>
+    private string? LowerInt8Gemm(Int8Layer layer, PlanValue?[] ins, NodeAttributes attrs, out string how)
+    {
+        how = "int8 (cuBLASLt, int32 sums)";
+        var node = layer.Node;
+        var (adq, wdq) = (layer.InputDequantize!, layer.WeightDequantize!);
+        var aq = _values[adq.Input[0]];
+        if (aq.Type is not (ElementType.UInt8 or ElementType.Int8) || aq.Shape.Length < 2)
+        {
+            return $"its first operand is {aq.Type.ShortName()} of rank {aq.Shape.Length}";
+        }
+
+        var aScale = (float)_values[adq.Input[1]].Constant![0];
+        var aZero = _values[adq.Input[2]].Constant![0];
+        var w = _values[wdq.Input[0]].Constant!;
+        var wScale = _values[wdq.Input[1]].Constant!;
+        var gemm = node.OpType == "Gemm";
+        var transposed = gemm && attrs.Int("transB", 0) == 1;
+        var (inner, columns) = transposed ? (w.Shape[1], w.Shape[0]) : (w.Shape[0], w.Shape[1]);
+        if (aq.Shape[^1] != inner || (gemm && aq.Shape.Length != 2))
+        {
+            return $"operand {Tensor.ShapeText(aq.Shape)} does not fit weight {Tensor.ShapeText(w.Shape)}";
+        }
+
+        var bias = gemm ? ins.ElementAtOrDefault(2) : null;
+        if (bias is not null && (bias.Constant is null || (bias.Count != columns && bias.Count != 1)))
+        {
+            return "its bias is not a constant of one value per output column";
+        }
+
+        var rows = Tensor.ElementCountOf(aq.Shape[..^1]);
+        if (rows == 0)
+        {
+            return "an empty product";
+        }
+
+        var handle = _target.PlanningCublasLt;
+        var desc = CublasLt.MatmulDesc(CublasLt.CUBLAS_COMPUTE_32I, transA: true, transB: false, CublasLt.CUDA_R_32I);
+        var la = CublasLt.Layout(CublasLt.CUDA_R_8I, inner, columns, inner);
+        var lb = CublasLt.Layout(CublasLt.CUDA_R_8I, inner, rows, inner);
+        var ld = CublasLt.Layout(CublasLt.CUDA_R_32I, columns, rows, columns);
+        CublasLt.HeuristicResult? chosen = null;
+        var refusal = "no algorithm";
+        try
+        {
+            foreach (var algo in TimedLibrary("matmul_heuristics", () => CublasLt.Algorithms(handle, desc, la, lb, ld, ld, MaxConvWorkspace, 4)))
+            {
+                var key = string.Create(CultureInfo.InvariantCulture, $"i32|{rows}x{inner}x{columns}|{AlgoId(algo)}");
+                var failure = Int8GemmTrials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt32Gemm(handle, desc, la, lb, ld, algo, rows, inner, columns)));
+                if (failure is null)
+                {
+                    chosen = algo;
+                    break;
+                }
+
+                refusal = failure;
+            }
+        }
+        catch (CudaException e)
+        {
+            refusal = e.Message;
+        }
+
+        if (chosen is not { } found)
+        {
+            desc.Dispose();
+            la.Dispose();
+            lb.Dispose();
+            ld.Dispose();
+            return "cuBLASLt does not run it: " + refusal;
+        }
+
+        // From here on the product is int8: A as row-major int8, the weight as [columns, inner] int8.
+        var shift = aq.Type == ElementType.UInt8 ? 128 : 0;
+        var source = aq.Nhwc ? Nchw(aq) : aq;
+        var a = shift == 0 && source.Pending is null ? source : Materialize(Pending([source], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, aq.Shape));
+        var zero = aZero - shift;
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8gemm:{(transposed ? "t" : "n")}:{aScale:R}:{zero:R}");
+        var t = _target.Derive(recipe, [w, wScale, bias?.Constant], () => Int8GemmTables(w, transposed, wScale, bias?.Constant, aScale, zero));
+        var outShape = aq.Shape[..^1].Append(columns).ToArray();
+        var sums = NewValue(ElementType.Int32, outShape, false, "int32 sums for " + _node);
+        Emit(new Int8GemmStep(_node, Dev(new PlanValue(t[0].Type, t[0].Shape, t[0])), Dev(a), sums.Buffer, -1, -1, desc, la, lb, ld, found));
+        ReserveWorkspace((long)found.WorkspaceSize);
+        var scale = new PlanValue(t[1].Type, t[1].Shape, t[1]);
+        var offset = new PlanValue(t[2].Type, t[2].Shape, t[2]);
+        _values[node.Output[0]] = Pending([sums, scale, offset], _ => "x0 * x1 + x2", ElementType.Float, outShape);
+        return null;
+    }
+
+    /// <summary>
+    /// The int8 GEMM's constants: the weight as int8 [columns, inner], the per-column multiplier s_a·s_w[n] and offset
+    /// b[n] - s_a·s_w[n]·z·Σ_k w[k, n] (float64, so a half-precision plan keeps them exact).
+    /// </summary>
+    internal static HostTensor[] Int8GemmTables(HostTensor w, bool transposed, HostTensor wScale, HostTensor? bias, double aScale, double zero)
+    {
+        var (inner, columns) = transposed ? (w.Shape[1], w.Shape[0]) : (w.Shape[0], w.Shape[1]);
+        var weights = new long[columns * inner];
+        var sums = new double[columns];
+        for (long n = 0; n < columns; n++)
+        {
+            for (long kk = 0; kk < inner; kk++)
+            {
+                var v = (long)w[transposed ? (n * inner) + kk : (kk * columns) + n];
+                weights[(n * inner) + kk] = v;
+                sums[n] += v;
+            }
+        }
+
+        var scale = new double[columns];
+        var offset = new double[columns];
+        for (long n = 0; n < columns; n++)
+        {
+            scale[n] = aScale * (wScale.Count == 1 ? wScale[0] : wScale[n]);
+            offset[n] = (bias is null ? 0 : bias.Count == 1 ? bias[0] : bias[n]) - (scale[n] * zero * sums[n]);
+        }
+
+        return [HostTensor.OfInts(ElementType.Int8, [columns, inner], weights), HostTensor.OfFloats(ElementType.Double, [columns], scale), HostTensor.OfFloats(ElementType.Double, [columns], offset)];
+    }
+
+    private static unsafe string? TryInt32Gemm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout d, CublasLt.HeuristicResult algo, long rows, long inner, long columns)
+    {
+        try
+        {
+            using var stream = CudaDriver.CreateStream();
+            using var ad = CudaDriver.Allocate(columns * inner);
+            using var bd = CudaDriver.Allocate(inner * rows);
+            using var dd = CudaDriver.Allocate(4 * columns * rows);
+            using var workspace = CudaDriver.Allocate(Math.Max((long)algo.WorkspaceSize, 256));
+            CudaDriver.MemsetD8(ad.Pointer, 0, columns * inner, stream.Handle);
+            CudaDriver.MemsetD8(bd.Pointer, 0, inner * rows, stream.Handle);
+            int one = 1, zero = 0;
+            CublasLt.MatmulScaled(handle, desc, &one, ad.Pointer, a, bd.Pointer, b, &zero, dd.Pointer, d, dd.Pointer, d, &algo, workspace.Pointer, (long)algo.WorkspaceSize, stream.Handle);
+            CudaDriver.Synchronize(stream);
+            return null;
+        }
+        catch (CudaException e)
+        {
+            return e.Message;
+        }
+    }
+}

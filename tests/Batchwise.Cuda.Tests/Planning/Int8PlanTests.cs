@@ -1,0 +1,278 @@
+using Batchwise.Cuda.Planning;
+using Batchwise.Onnx;
+using Batchwise.Operators;
+using Batchwise.Transforms;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// Which convolutions of a QDQ model the cuda engine runs int8, and why not the others (decided from the graph, no GPU);
+/// and the int8 layer's requantization tables against a direct uint8 convolution.
+/// </summary>
+public sealed class Int8PlanTests
+{
+    /// <summary>The zoo's resnet18 at 32x32 with the transforms `optimize --int8` applies (without its verification runs).</summary>
+    private static readonly Lazy<OnnxModel> QdqResnet18 = new(() =>
+    {
+        var model = ModelZoo.Build("zoo:resnet18?size=32");
+        foreach (var t in new IModelTransform[] { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval(), new Int8Quantization(CalibrationData.Parse("random:1")) })
+        {
+            t.Apply(model);
+        }
+
+        return model;
+    });
+
+    [Fact]
+    public void Every_convolution_of_an_optimized_resnet18_runs_int8_but_the_three_channel_stem()
+    {
+        var model = QdqResnet18.Value;
+        var layers = Int8Layers.Find(model, enabled: true);
+        var convs = model.Graph.Node.Where(n => n.OpType == "Conv").ToList();
+        Assert.Equal(convs.Count + 1, layers.Count);
+        var fc = Assert.Single(layers.Values, l => l.IsGemm);
+        Assert.True(fc.Int8, fc.Reason);
+        Assert.Equal($"{Int8Layers.Switch}=conv", Int8Layers.Find(model, enabled: true, gemms: false)[fc.Node].Reason);
+
+        var stem = layers[convs[0]];
+        Assert.False(stem.Int8);
+        Assert.Contains("3 input", stem.Reason, StringComparison.Ordinal);
+        Assert.All(convs.Skip(1), c =>
+        {
+            var l = layers[c];
+            Assert.True(l.Int8, l.Reason);
+            Assert.Equal("QuantizeLinear", l.Quantize!.OpType);
+            Assert.Equal("DequantizeLinear", l.InputDequantize!.OpType);
+            Assert.Equal(c.Input[1], l.WeightDequantize!.Output[0]);
+        });
+    }
+
+    [Fact]
+    public void The_layer_test_models_are_valid_and_int8()
+    {
+        foreach (var (kernel, relu, yType) in new[] { (3, true, ElementType.UInt8), (1, false, ElementType.Int8) })
+        {
+            var model = Gpu.Int8LayerGpuTests.QdqConv(16, 32, kernel, 1, kernel / 2, 7, relu, 3, yType);
+            var layer = Assert.Single(Int8Layers.Find(model, enabled: true).Values);
+            Assert.True(layer.Int8, layer.Reason);
+            Assert.Equal(relu, layer.Relu is not null);
+            using var ort = new Engines.OrtEngine().Load(model, new Engines.EngineOptions { GraphOptimization = "disabled" });
+            var y = ort.Run([Engines.Tensor.From<byte>(ElementType.UInt8, [2, 16, 9, 9], new byte[2 * 16 * 81])]);
+            Assert.Equal(new long[] { 2, 32, 9, 9 }, y[0].Shape);
+        }
+
+        foreach (var gemm in new[] { false, true })
+        {
+            var model = Gpu.Int8LayerGpuTests.QdqMatMul(24, 64, 48, 131, gemm);
+            var layer = Assert.Single(Int8Layers.Find(model, enabled: true).Values);
+            Assert.True(layer.Int8 && layer.IsGemm, layer.Reason);
+            using var ort = new Engines.OrtEngine().Load(model, new Engines.EngineOptions { GraphOptimization = "disabled" });
+            Assert.Equal(new long[] { 24, 48 }, ort.Run([Engines.Tensor.From<byte>(ElementType.UInt8, [24, 64], new byte[24 * 64])])[0].Shape);
+        }
+    }
+
+    [Fact]
+    public void The_switch_turns_every_layer_float_and_a_float_model_has_none()
+    {
+        Assert.All(Int8Layers.Find(QdqResnet18.Value, enabled: false).Values, l => Assert.Equal($"{Int8Layers.Switch}=off", l.Reason));
+        Assert.Empty(Int8Layers.Find(ModelZoo.Build("zoo:resnet18?size=32"), enabled: true));
+    }
+
+    [Fact]
+    public void A_convolution_read_by_more_than_its_quantize_stays_float_with_the_reason()
+    {
+        var model = OnnxModel.FromBytes(QdqResnet18.Value.ToBytes(), "copy");
+        var conv = model.Graph.Node.Where(n => n.OpType == "Conv").ElementAt(1);
+        var extra = new global::Onnx.NodeProto { OpType = "Identity", Name = "extra_reader" };
+        extra.Input.Add(conv.Output[0]);
+        extra.Output.Add("extra_out");
+        model.Graph.Node.Add(extra);
+        var layer = Int8Layers.Find(model, enabled: true)[conv];
+        Assert.False(layer.Int8);
+        Assert.Contains("more than a QuantizeLinear", layer.Reason, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false, 128.0)]
+    [InlineData(true, 0.0)]
+    public void Gemm_tables_reproduce_the_uint8_product(bool transposed, double aZero)
+    {
+        const int rows = 3, inner = 8, columns = 4;
+        var rng = new Random(transposed ? 1 : 2);
+        var a = Enumerable.Range(0, rows * inner).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var w = Enumerable.Range(0, inner * columns).Select(_ => (long)rng.Next(-127, 128)).ToArray();
+        var wScale = Enumerable.Range(0, columns).Select(_ => 0.001 + (rng.NextDouble() * 0.01)).ToArray();
+        var bias = Enumerable.Range(0, columns).Select(_ => rng.NextDouble() - 0.5).ToArray();
+        const double aScale = 0.03;
+        long W(int kk, int n) => transposed ? w[(n * inner) + kk] : w[(kk * columns) + n];
+        var t = GraphCompiler.Int8GemmTables(HostTensor.OfInts(ElementType.Int8, transposed ? [columns, inner] : [inner, columns], w), transposed, HostTensor.OfFloats(ElementType.Float, [columns], wScale), HostTensor.OfFloats(ElementType.Float, [columns], bias), aScale, aZero - 128);
+        Assert.Equal(new long[] { columns, inner }, t[0].Shape);
+        for (var m = 0; m < rows; m++)
+        {
+            for (var n = 0; n < columns; n++)
+            {
+                double expected = bias[n], sum = 0;
+                for (var kk = 0; kk < inner; kk++)
+                {
+                    expected += (a[(m * inner) + kk] - aZero) * aScale * W(kk, n) * wScale[n];
+                    sum += (a[(m * inner) + kk] - 128) * t[0][(n * inner) + kk];
+                }
+
+                Assert.Equal(expected, (sum * t[1][n]) + t[2][n], 9);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(false, 5, Batchwise.Cuda.Interop.CublasLt.CUBLASLT_EPILOGUE_BIAS)] // no ReLU: saturation alone
+    [InlineData(true, -128, Batchwise.Cuda.Interop.CublasLt.CUBLASLT_EPILOGUE_BIAS)] // uint8 zero point 0: int8's floor is the ReLU
+    [InlineData(true, 0, Batchwise.Cuda.Interop.CublasLt.CUBLASLT_EPILOGUE_RELU_BIAS)] // zero stored as 0: the ReLU epilogue
+    [InlineData(true, -100, -1)] // neither: the cuDNN path's kernel
+    public void The_gemm_epilogue_clamps_where_the_real_zero_is_stored(bool relu, double storedZero, int epilogue) =>
+        Assert.Equal(epilogue, GraphCompiler.Int8GemmEpilogue(relu, storedZero));
+
+    [Theory]
+    [InlineData(3, 1, 1, 131, false)] // 3x3, padded, uint8 input with zero point 131: per-pixel border offsets
+    [InlineData(3, 2, 1, 0, true)] // strided, ReLU, post-ReLU input (zero point 0, stored as -128)
+    [InlineData(1, 1, 0, 77, false)] // 1x1: per-channel offsets
+    public void Requantization_tables_reproduce_the_uint8_convolution(int kernel, int stride, int pad, int xZero, bool relu)
+    {
+        const int n = 2, c = 8, k = 4, h = 7, w = 6;
+        var rng = new Random(kernel * 100 + stride * 10 + pad);
+        var x = Enumerable.Range(0, n * c * h * w).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var wq = Enumerable.Range(0, k * c * kernel * kernel).Select(_ => (long)rng.Next(-127, 128)).ToArray();
+        var wScale = Enumerable.Range(0, k).Select(_ => 0.001 + (rng.NextDouble() * 0.01)).ToArray();
+        var bias = Enumerable.Range(0, k).Select(_ => (rng.NextDouble() - 0.5) * 2).ToArray();
+        double xScale = 0.02, yScale = 0.05, yZero = relu ? 0 : 128;
+        var ho = ((h + (2 * pad) - kernel) / stride) + 1;
+        var wo = ((w + (2 * pad) - kernel) / stride) + 1;
+
+        var weights = HostTensor.OfInts(ElementType.Int8, [k, c, kernel, kernel], wq);
+        var (filter, scale, offset, perPixel) = GraphCompiler.Int8ConvTables(weights, HostTensor.OfFloats(ElementType.Float, [k], wScale), HostTensor.OfFloats(ElementType.Float, [k], bias), xScale, xZero - 128, yScale, [h, w], [ho, wo], [kernel, kernel], [stride, stride], [pad, pad]);
+        Assert.Equal(xZero != 128 && pad != 0, perPixel);
+        Assert.Equal(new long[] { k, kernel, kernel, c }, filter.Constant!.Shape);
+
+        var exact = 0;
+        var total = 0;
+        for (var b = 0; b < n; b++)
+        {
+            for (var o = 0; o < k; o++)
+            {
+                for (var oy = 0; oy < ho; oy++)
+                {
+                    for (var ox = 0; ox < wo; ox++)
+                    {
+                        // ONNX: QuantizeLinear(Relu?(Conv(DequantizeLinear(x), DequantizeLinear(w)) + b)); padding is a real 0.
+                        double real = 0;
+                        long shifted = 0; // what cuDNN sums: int8 bytes x - 128, padding 0
+                        for (var ch = 0; ch < c; ch++)
+                        {
+                            for (var r = 0; r < kernel; r++)
+                            {
+                                for (var s = 0; s < kernel; s++)
+                                {
+                                    var (iy, ix) = ((oy * stride) - pad + r, (ox * stride) - pad + s);
+                                    if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                                    {
+                                        continue;
+                                    }
+
+                                    var xv = x[(((b * c) + ch) * h * w) + (iy * w) + ix];
+                                    var wv = wq[(((o * c) + ch) * kernel * kernel) + (r * kernel) + s];
+                                    real += (xv - xZero) * xScale * wv * wScale[o];
+                                    shifted += (xv - 128) * wv;
+                                }
+                            }
+                        }
+
+                        real += bias[o];
+                        real = relu ? Math.Max(real, 0) : real;
+                        var expected = Math.Clamp(Math.Round(real / yScale, MidpointRounding.ToEven) + yZero, 0, 255);
+                        var off = perPixel ? offset.Constant![(((oy * wo) + ox) * k) + o] : offset.Constant![o];
+                        var v = (shifted * scale.Constant![o]) + off;
+                        v = relu ? Math.Max(v, 0) : v;
+                        var actual = Math.Clamp(Math.Round(v, MidpointRounding.ToEven) + yZero, 0, 255);
+                        Assert.True(Math.Abs(actual - expected) <= 1, $"({b},{o},{oy},{ox}): {actual} vs {expected}");
+                        exact += actual == expected ? 1 : 0;
+                        total++;
+                    }
+                }
+            }
+        }
+
+        Assert.True(exact >= total - 1, $"{total - exact} of {total} differ by one (only exact ties may)");
+    }
+}
+
+/// <summary>Per-tensor QuantizeLinear/DequantizeLinear with constant scales plan as pending elementwise code: a residual Add between pairs is one kernel.</summary>
+public sealed class QdqFusionOnCpuTests
+{
+    [Fact]
+    public void A_residual_add_between_quantize_pairs_fuses_and_matches_onnx_runtime()
+    {
+        if (CpuKernelRunner.Unavailable is { } why)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
+            Assert.Skip(why);
+        }
+
+        long[] shape = [2, 8, 3, 5];
+        var g = new global::Onnx.GraphProto { Name = "qdq-add" };
+        global::Onnx.ValueInfoProto Info(string name, ElementType type)
+        {
+            var info = new global::Onnx.ValueInfoProto { Name = name, Type = new global::Onnx.TypeProto { TensorType = new global::Onnx.TypeProto.Types.Tensor { ElemType = (int)type, Shape = new global::Onnx.TensorShapeProto() } } };
+            info.Type.TensorType.Shape.Dim.AddRange(shape.Select(d => new global::Onnx.TensorShapeProto.Types.Dimension { DimValue = d }));
+            return info;
+        }
+
+        void Node(string op, string output, params string[] inputs)
+        {
+            var n = new global::Onnx.NodeProto { OpType = op, Name = output };
+            n.Input.AddRange(inputs);
+            n.Output.Add(output);
+            g.Node.Add(n);
+        }
+
+        g.Input.Add(Info("a", ElementType.Float));
+        g.Input.Add(Info("b", ElementType.Float));
+        foreach (var (name, scale, zero) in new[] { ("1", 0.02, 128L), ("2", 0.013, 100L), ("3", 0.031, 0L) })
+        {
+            g.Initializer.Add(HostTensor.OfFloats(ElementType.Float, [], [scale]).ToProto("s" + name));
+            g.Initializer.Add(HostTensor.OfInts(ElementType.UInt8, [], [zero]).ToProto("z" + name));
+        }
+
+        Node("QuantizeLinear", "qa", "a", "s1", "z1");
+        Node("QuantizeLinear", "qb", "b", "s2", "z2");
+        Node("DequantizeLinear", "da", "qa", "s1", "z1");
+        Node("DequantizeLinear", "db", "qb", "s2", "z2");
+        Node("Add", "sum", "da", "db");
+        Node("QuantizeLinear", "qs", "sum", "s3", "z3");
+        Node("DequantizeLinear", "out", "qs", "s3", "z3");
+        g.Output.Add(Info("qs", ElementType.UInt8));
+        g.Output.Add(Info("out", ElementType.Float));
+        var proto = new global::Onnx.ModelProto { IrVersion = 8, Graph = g };
+        proto.OpsetImport.Add(new global::Onnx.OperatorSetIdProto { Domain = string.Empty, Version = 17 });
+        var model = OnnxModel.FromProto(proto, "qdq-add");
+
+        var rng = new Random(3);
+        var inputs = new[] { "a", "b" }.Select(_ => Engines.Tensor.From<float>(ElementType.Float, shape, Enumerable.Range(0, 240).Select(_ => (float)((rng.NextDouble() * 6) - 3)).ToArray())).ToList();
+        using var ort = new Engines.OrtEngine().Load(model, new Engines.EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+        foreach (var precision in new[] { Engines.Precision.Fp32, Engines.Precision.Fp16 })
+        {
+            var plan = new GraphCompiler(model, new NoGpuTarget(precision)).Compile(inputs, model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t)), GraphCompiler.HostValueInputs(model));
+            if (precision == Engines.Precision.Fp32)
+            {
+                // Both outputs from the one chain: two kernels, not seven.
+                Assert.Equal(2, plan.Steps.Count);
+            }
+
+            var actual = CpuKernelRunner.Run(plan, inputs);
+            var q = actual[0].ToDoubles();
+            var e = expected[0].ToDoubles();
+            Assert.All(Enumerable.Range(0, q.Length), i => Assert.True(Math.Abs(q[i] - e[i]) <= 1, $"{precision} qs[{i}]: {q[i]} vs {e[i]}"));
+            Assert.True(Enumerable.Range(0, q.Length).Count(i => q[i] == e[i]) >= q.Length - 2, $"{precision}: more than ties differ");
+        }
+    }
+}
