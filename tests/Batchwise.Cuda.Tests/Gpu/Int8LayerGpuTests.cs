@@ -125,6 +125,7 @@ public sealed class Int8LayerGpuTests
         var expected = ort.Run(inputs);
         foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
         {
+            using var int8 = Int8Switch.Set(on: true);
             using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = precision });
             var actual = cuda.Run(inputs);
             var how = ((CudaSession)cuda).Int8Layers().Values.Single();
@@ -152,6 +153,7 @@ public sealed class Int8LayerGpuTests
         var expected = ort.Run(inputs)[0].ToDoubles();
         foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
         {
+            using var int8 = Int8Switch.Set(on: true);
             using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = precision });
             var actual = cuda.Run(inputs)[0].ToDoubles();
             var how = ((CudaSession)cuda).Int8Layers().Values.Single();

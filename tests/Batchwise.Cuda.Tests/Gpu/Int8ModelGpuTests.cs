@@ -1,5 +1,4 @@
 using System.Globalization;
-using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 
@@ -31,6 +30,7 @@ public sealed class Int8ModelGpuTests
         var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, batch, seed: 7)).ToList();
         using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
         var expected = ort.Run(inputs);
+        using var int8On = Int8Switch.Set(on: true);
         using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         var actual = cuda.Run(inputs);
         var layers = ((CudaSession)cuda).Int8Layers();
@@ -74,9 +74,7 @@ public sealed class Int8ModelGpuTests
     /// <summary>Median GPU seconds of a prepared fp16 run (CUDA events, device-resident inputs), the int8 path on or off while the plan is built.</summary>
     private static double Median(OnnxModel model, IReadOnlyList<Tensor> inputs, bool int8)
     {
-        var previous = Environment.GetEnvironmentVariable(Int8Layers.Switch);
-        Environment.SetEnvironmentVariable(Int8Layers.Switch, int8 ? previous : "off");
-        try
+        using (Int8Switch.Set(int8))
         {
             using var session = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
             var run = session.Prepare(inputs);
@@ -88,10 +86,6 @@ public sealed class Int8ModelGpuTests
             var times = Enumerable.Range(0, 20).Select(_ => run.Run()).Order().ToList();
             (run as IDisposable)?.Dispose();
             return times[times.Count / 2];
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(Int8Layers.Switch, previous);
         }
     }
 
