@@ -16,7 +16,8 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// per thread of its launch, in order; plans with library steps (cuDNN, cuBLASLt) cannot run. This checks the planner's index
 /// arithmetic and each generator's semantics on a machine without a GPU; the GPU tests check the real thing. Kernels
 /// whose threads cooperate (warp shuffles, shared memory, barriers) run a block at a time with one host thread per
-/// CUDA thread, barriers and warp exchanges through pthreads.
+/// CUDA thread, barriers and warp exchanges through pthreads; the attention kernel's warp-level instructions (mma.sync,
+/// ldmatrix, cp.async) are emulated from their PTX definitions, cp.async landing only at its wait.
 /// </summary>
 internal static partial class CpuKernelRunner
 {
@@ -25,6 +26,7 @@ internal static partial class CpuKernelRunner
         #include <cstring>
         #include <cstdint>
         #include <pthread.h>
+        #include <cstdio>
         using std::isnan; using std::isinf;
         typedef long long i64;
         typedef unsigned long long u64;
@@ -60,8 +62,9 @@ internal static partial class CpuKernelRunner
             return r;
         }
 
-        // The attention kernel's tensor-core product, emulated: the warp's fragments go through a table (one barrier to
-        // publish, one before the table is reused) and each thread sums its four outputs from the PTX fragment layout.
+        // The attention kernel's warp-level pieces, emulated. The tensor-core product: the warp's fragments go through a
+        // table (one barrier to publish, one before the table is reused) and each thread sums its four outputs from the
+        // PTX fragment layout.
         #define BW_ATTENTION_HELPERS
         static unsigned bw_mma_frag[32][32][6];
         static inline float bw_h(unsigned v, int hi) { unsigned short b = hi ? (unsigned short)(v >> 16) : (unsigned short)(v & 0xffffu); _Float16 h; std::memcpy(&h, &b, 2); return (float)h; }
@@ -89,6 +92,65 @@ internal static partial class CpuKernelRunner
             }
             bw_barrier_wait(&bw_warp_barrier[warp]);
         }
+
+        // A fault in how the kernel uses ldmatrix or cp.async (an address not 16-byte aligned, too many copies in flight):
+        // reported once and the destination poisoned with NaN halves, so the output cannot match.
+        static void bw_fault(const char* what, const void* p)
+        {
+            static bool said = false;
+            if (!said) { said = true; fprintf(stderr, "emulated %s: address %p is not valid for it\n", what, p); }
+        }
+
+        // ldmatrix.x4 (and .trans), emulated: each lane publishes the shared-memory row it names (lanes 8i..8i+7 name
+        // matrix i's rows), then each thread takes its fragment of every matrix as the PTX layout gives it: row g,
+        // columns 2t and 2t + 1, or for .trans column g, rows 2t and 2t + 1.
+        static const unsigned short* bw_ldsm_rows[32][32];
+        static inline void bw_ldsm(unsigned* r, const unsigned short* row, bool trans)
+        {
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+            bw_ldsm_rows[warp][lane] = row;
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+            bool bad = false;
+            for (int i = 0; i < 32; i++) bad |= ((uintptr_t)bw_ldsm_rows[warp][i] & 15) != 0;
+            for (int i = 0; i < 4; i++) {
+                const unsigned short* const* m = &bw_ldsm_rows[warp][i * 8];
+                const unsigned lo = trans ? m[2 * t][g] : m[g][2 * t], hi = trans ? m[2 * t + 1][g] : m[g][2 * t + 1];
+                r[i] = bad ? 0x7e007e00u : lo | (hi << 16);
+            }
+            if (bad) bw_fault(trans ? "ldmatrix.trans" : "ldmatrix", row);
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+        }
+        static inline void bw_ldsm_x4(unsigned* r, const unsigned short* row) { bw_ldsm(r, row, false); }
+        static inline void bw_ldsm_x4_trans(unsigned* r, const unsigned short* row) { bw_ldsm(r, row, true); }
+
+        // cp.async, emulated per thread: a copy is queued with its commit group and lands (16 bytes, or zeros when not
+        // valid) only when a wait_group lets its group complete, so a read before the wait (or, across threads, before
+        // the barrier after it) sees the stage's old contents and the output goes wrong.
+        struct bw_copy { unsigned short* dst; const unsigned short* src; bool valid; int group; };
+        static thread_local bw_copy bw_copies[256];
+        static thread_local int bw_copy_count, bw_group;
+        static inline void bw_cp_async16(unsigned short* dst, const unsigned short* src, bool valid)
+        {
+            if (((uintptr_t)dst & 15) != 0 || (valid && ((uintptr_t)src & 15) != 0) || bw_copy_count == 256) {
+                bw_fault("cp.async", valid ? (const void*)src : (const void*)dst);
+                for (int i = 0; i < 8; i++) dst[i] = 0x7e00;
+                return;
+            }
+            bw_copies[bw_copy_count++] = bw_copy{dst, src, valid, bw_group};
+        }
+        static inline void bw_cp_async_commit() { bw_group++; }
+        template <int N> static inline void bw_cp_async_wait()
+        {
+            int kept = 0;
+            for (int i = 0; i < bw_copy_count; i++) {
+                const bw_copy& c = bw_copies[i];
+                if (c.group < bw_group - N) { if (c.valid) std::memcpy(c.dst, c.src, 16); else std::memset(c.dst, 0, 16); }
+                else bw_copies[kept++] = c;
+            }
+            bw_copy_count = kept;
+        }
+
+        static inline float bw_exp2(float x) { return exp2f(x); }
 
         static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
         static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }

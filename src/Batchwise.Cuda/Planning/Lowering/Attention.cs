@@ -94,26 +94,68 @@ internal sealed partial class GraphCompiler
         // Everything checked: the chain is this kernel's.
         _folded.UnionWith(chain);
         _folded.Add(product);
-        // Each operand row-major in its own shape: computed if pending, NCHW if stored channels-last.
+        // Q, V and the mask row-major in their own shapes: computed if pending, NCHW if stored channels-last. K^T as the
+        // kernel reads it fastest (see KeysForKernel).
         q = Nchw(q);
-        kt = Nchw(kt);
+        var (keys, keyStrides) = KeysForKernel(kt, sk, d);
         v = Nchw(v);
         mask = mask is null ? null : Nchw(mask);
         _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul (fused attention)";
         var (batch, heads) = lead.Length == 1 ? (1L, lead[0]) : (lead[0], lead[1]);
         var y = Output(product.Output[0], q.Type, lead.Concat(new[] { sq, dv }).ToArray());
 
-        // (batch, head, row, column) strides of each operand over the block's shape.
-        long[] Strides(PlanValue x, long rows, long cols)
+        // (batch, head, row, column) strides of each operand over the block's shape, from its strides in memory.
+        long[] Strides(long[] shape, long[] memory, long rows, long cols)
         {
-            var s = Shapes.BroadcastStrides(x.Shape, lead.Concat(new[] { rows, cols }).ToArray());
+            var target = lead.Concat(new[] { rows, cols }).ToArray();
+            var s = Shapes.BroadcastStrides(shape, target);
+            for (var i = 0; i < shape.Length; i++)
+            {
+                var at = target.Length - shape.Length + i;
+                s[at] = s[at] == 0 || target[at] == 1 ? 0 : memory[i];
+            }
+
             return s.Length == 4 ? s : [0, .. s];
         }
 
-        var ks = Strides(kt, d, sk);
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q, sq, d), [ks[0], ks[1], ks[3], ks[2]], Strides(v, sk, dv), mask is null ? null : Strides(mask, sq, sk));
-        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(q), Dev(kt), Dev(v), mask is null ? -1 : Dev(mask)]));
+        long[] RowMajor(PlanValue x, long rows, long cols) => Strides(x.Shape, KernelSource.Strides(x.Shape), rows, cols);
+        var ks = Strides(keys.Shape, keyStrides, sk, d);
+        long[][] all = [RowMajor(q, sq, d), ks, RowMajor(v, sk, dv)];
+        if (all.Zip(new[] { (sq, d), (sk, d), (sk, dv) }).Any(p => (Math.Abs(p.First[2]) * (p.Second.Item1 - 1)) + (Math.Abs(p.First[3]) * (p.Second.Item2 - 1)) >= int.MaxValue))
+        {
+            throw new BatchwiseException($"{_node}: one (batch, head) slice of an attention operand spans 2^31 elements or more", "Split the sequence, or run the model in float32.");
+        }
+
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, all[0], ks, all[2], mask is null ? null : RowMajor(mask, sq, sk));
+        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(q), Dev(keys), Dev(v), mask is null ? -1 : Dev(mask)]));
         return true;
+    }
+
+    /// <summary>
+    /// The keys as the attention kernel reads them, with their strides in memory over the returned value's shape (the
+    /// last two axes (key, d)): K^T's own buffer where its layout takes the kernel's cp.async path (contiguous along d,
+    /// rows and slices 16-byte aligned), else one strided copy into [.., Sk, D] from however it is stored (a row-major
+    /// [.., D, Sk] K^T, as exporters write k.transpose(-2, -1); channels-last, instead of an NCHW copy) when D is a
+    /// multiple of 8, else K^T as stored (the kernel's element-by-element path).
+    /// </summary>
+    private (PlanValue Keys, long[] Strides) KeysForKernel(PlanValue kt, long sk, long d)
+    {
+        kt = Materialize(kt);
+        var memory = MemoryStrides(kt);
+        long dStride = memory[^2], keyStride = memory[^1];
+        var rank = kt.Shape.Length;
+        bool Aligned(long s, long extent) => extent == 1 || s % 8 == 0;
+        var outer = Enumerable.Range(0, rank - 2).All(i => Aligned(memory[i], kt.Shape[i]));
+        var fast = outer && dStride == 1 && Aligned(keyStride, sk) && d % 8 == 0;
+        if (fast || d % 8 != 0)
+        {
+            return (kt, [.. memory[..^2], keyStride, dStride]);
+        }
+
+        var shape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
+        var keys = Temp(kt.Type, shape);
+        ViewCopy(kt, shape, [.. memory[..^2], keyStride, dStride], 0, keys, KernelSource.Strides(shape), 0);
+        return (keys, KernelSource.Strides(shape));
     }
 
     /// <summary>The node that alone consumes <paramref name="name"/> (null when it is a graph output or has another consumer).</summary>
