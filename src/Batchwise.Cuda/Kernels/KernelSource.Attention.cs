@@ -130,6 +130,7 @@ internal static partial class KernelSource
                 // Offsets inside one (batch, head) slice fit 32 bits (the planner checks).
                 const int nq = (int){{rows}}, nk = (int){{keys}}, kd = (int){{width}}, vd = (int){{vwidth}};
                 const int qr = (int){{qs[2]}}, qc = (int){{qs[3]}}, kr = (int){{ks[2]}}, kc = (int){{ks[3]}}, vr = (int){{vs[2]}}, vc = (int){{vs[3]}};
+                const int mr = (int){{ms[2]}}, mc = (int){{ms[3]}};
 
                 // Which operands take the cp.async path: contiguous along the head, 16-byte aligned rows and slices, a width
                 // that is a multiple of 8 (whole 16-byte chunks).
@@ -256,7 +257,7 @@ internal static partial class KernelSource
                                     const int r = row0 + wrow + g + ((i & 2) ? 8 : 0);
                                     float val = s[nb][i] * {{scaled}};
                                     if (key >= nk) val = NEG_INF;
-                                    else if (mp && r < nq) val += (float)mp[r * {{ms[2]}} + key * {{ms[3]}}] * LOG2E;
+                                    else if (mp && r < nq) val += (float)mp[r * mr + key * mc] * LOG2E;
                                     s[nb][i] = val;
                                 }
                             }

@@ -91,13 +91,31 @@ internal sealed partial class GraphCompiler
             return false;
         }
 
+        // The kernel's offsets inside one (batch, head) slice are 32-bit: Q and V (row-major, at most 128 wide) fit by
+        // the check above, so do K copied into [.., Sk, D]; K read as stored and the mask are checked here.
+        var (copyKeys, keyMemory) = KeyLayout(kt, sk, d);
+        static long Span(long rowStride, long rows, long colStride, long cols) => (Math.Abs(rowStride) * (rows - 1)) + (Math.Abs(colStride) * (cols - 1));
+        var maskStrides = mask is null ? null : Shapes.BroadcastStrides(mask.Shape, scores);
+        if ((!copyKeys && Span(keyMemory[^2], sk, keyMemory[^1], d) >= int.MaxValue) || (maskStrides is not null && Span(maskStrides[^2], sq, maskStrides[^1], sk) >= int.MaxValue))
+        {
+            return false;
+        }
+
         // Everything checked: the chain is this kernel's.
         _folded.UnionWith(chain);
         _folded.Add(product);
-        // Q, V and the mask row-major in their own shapes: computed if pending, NCHW if stored channels-last. K^T as the
-        // kernel reads it fastest (see KeysForKernel).
+        // Q, V and the mask row-major in their own shapes: computed if pending, NCHW if stored channels-last. K^T computed
+        // if pending, and copied into [.., Sk, D] where KeyLayout says so.
         q = Nchw(q);
-        var (keys, keyStrides) = KeysForKernel(kt, sk, d);
+        var keys = Materialize(kt);
+        if (copyKeys)
+        {
+            var shape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
+            var copy = Temp(kt.Type, shape);
+            ViewCopy(keys, shape, keyMemory, 0, copy, KernelSource.Strides(shape), 0);
+            (keys, keyMemory) = (copy, KernelSource.Strides(shape));
+        }
+
         v = Nchw(v);
         mask = mask is null ? null : Nchw(mask);
         _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul (fused attention)";
@@ -119,43 +137,25 @@ internal sealed partial class GraphCompiler
         }
 
         long[] RowMajor(PlanValue x, long rows, long cols) => Strides(x.Shape, KernelSource.Strides(x.Shape), rows, cols);
-        var ks = Strides(keys.Shape, keyStrides, sk, d);
-        long[][] all = [RowMajor(q, sq, d), ks, RowMajor(v, sk, dv)];
-        if (all.Zip(new[] { (sq, d), (sk, d), (sk, dv) }).Any(p => (Math.Abs(p.First[2]) * (p.Second.Item1 - 1)) + (Math.Abs(p.First[3]) * (p.Second.Item2 - 1)) >= int.MaxValue))
-        {
-            throw new BatchwiseException($"{_node}: one (batch, head) slice of an attention operand spans 2^31 elements or more", "Split the sequence, or run the model in float32.");
-        }
-
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, all[0], ks, all[2], mask is null ? null : RowMajor(mask, sq, sk));
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, RowMajor(q, sq, d), Strides(keys.Shape, keyMemory, sk, d), RowMajor(v, sk, dv), mask is null ? null : RowMajor(mask, sq, sk));
         Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(q), Dev(keys), Dev(v), mask is null ? -1 : Dev(mask)]));
         return true;
     }
 
     /// <summary>
-    /// The keys as the attention kernel reads them, with their strides in memory over the returned value's shape (the
-    /// last two axes (key, d)): K^T's own buffer where its layout takes the kernel's cp.async path (contiguous along d,
-    /// rows and slices 16-byte aligned), else one strided copy into [.., Sk, D] from however it is stored (a row-major
-    /// [.., D, Sk] K^T, as exporters write k.transpose(-2, -1); channels-last, instead of an NCHW copy) when D is a
-    /// multiple of 8, else K^T as stored (the kernel's element-by-element path).
+    /// How the attention kernel reads K^T: whether to copy it into [.., Sk, D] first, and its strides in memory with the
+    /// last two axes as (key, d). As stored where that takes the kernel's cp.async path (contiguous along d, rows and
+    /// slices 16-byte aligned) or where D is not a multiple of 8 (the kernel's element-by-element path); otherwise one
+    /// strided copy from however it is stored (a row-major [.., D, Sk] K^T, as exporters write k.transpose(-2, -1); or
+    /// channels-last, instead of an NCHW copy).
     /// </summary>
-    private (PlanValue Keys, long[] Strides) KeysForKernel(PlanValue kt, long sk, long d)
+    private static (bool Copy, long[] Strides) KeyLayout(PlanValue kt, long sk, long d)
     {
-        kt = Materialize(kt);
         var memory = MemoryStrides(kt);
-        long dStride = memory[^2], keyStride = memory[^1];
-        var rank = kt.Shape.Length;
+        long[] strides = [.. memory[..^2], memory[^1], memory[^2]];
         bool Aligned(long s, long extent) => extent == 1 || s % 8 == 0;
-        var outer = Enumerable.Range(0, rank - 2).All(i => Aligned(memory[i], kt.Shape[i]));
-        var fast = outer && dStride == 1 && Aligned(keyStride, sk) && d % 8 == 0;
-        if (fast || d % 8 != 0)
-        {
-            return (kt, [.. memory[..^2], keyStride, dStride]);
-        }
-
-        var shape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var keys = Temp(kt.Type, shape);
-        ViewCopy(kt, shape, [.. memory[..^2], keyStride, dStride], 0, keys, KernelSource.Strides(shape), 0);
-        return (keys, KernelSource.Strides(shape));
+        var fast = Enumerable.Range(0, kt.Shape.Length - 2).All(i => Aligned(memory[i], kt.Shape[i])) && strides[^1] == 1 && Aligned(strides[^2], sk) && d % 8 == 0;
+        return (!fast && d % 8 == 0, strides);
     }
 
     /// <summary>The node that alone consumes <paramref name="name"/> (null when it is a graph output or has another consumer).</summary>
