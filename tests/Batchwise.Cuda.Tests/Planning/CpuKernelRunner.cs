@@ -27,6 +27,7 @@ internal static partial class CpuKernelRunner
         #include <cstdint>
         #include <pthread.h>
         #include <cstdio>
+        #include <ctime>
         using std::isnan; using std::isinf;
         typedef long long i64;
         typedef unsigned long long u64;
@@ -191,24 +192,63 @@ internal static partial class CpuKernelRunner
         }
 
         // Runs one block's threads at once (barriers and warp exchanges between them); a thread that returns leaves both.
+        // The host threads are a pool kept from block to block (creating a thread per CUDA thread of every block cost
+        // more than the kernels): worker i runs CUDA thread i of each block, and leaves after two idle seconds (a
+        // library's kernels are done), so loaded libraries do not keep threads.
         struct bw_thread { void (*kernel)(void**, unsigned, unsigned); void** p; unsigned block, thread; };
-        static void* bw_thread_main(void* arg)
+        struct bw_worker { pthread_cond_t wake; bw_thread work; int state; bool made; }; // state: 0 none, 1 idle, 2 work given
+        static bw_worker bw_workers[1024];
+        static pthread_mutex_t bw_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+        static pthread_cond_t bw_pool_done = PTHREAD_COND_INITIALIZER;
+        static int bw_pool_running;
+        static void* bw_worker_main(void* arg)
         {
-            bw_thread* t = (bw_thread*)arg;
-            t->kernel(t->p, t->block, t->thread);
-            bw_barrier_leave(&bw_block_barrier);
-            bw_barrier_leave(&bw_warp_barrier[t->thread >> 5]);
-            return 0;
+            bw_worker* w = (bw_worker*)arg;
+            pthread_mutex_lock(&bw_pool_lock);
+            for (;;) {
+                while (w->state != 2) {
+                    timespec until; clock_gettime(CLOCK_REALTIME, &until); until.tv_sec += 2;
+                    if (pthread_cond_timedwait(&w->wake, &bw_pool_lock, &until) != 0 && w->state != 2) {
+                        w->state = 0;
+                        pthread_mutex_unlock(&bw_pool_lock);
+                        return 0;
+                    }
+                }
+                const bw_thread t = w->work;
+                w->state = 1;
+                pthread_mutex_unlock(&bw_pool_lock);
+                bw_copy_count = 0; bw_group = 0; // this CUDA thread's emulated cp.async state starts empty
+                t.kernel(t.p, t.block, t.thread);
+                bw_barrier_leave(&bw_block_barrier);
+                bw_barrier_leave(&bw_warp_barrier[t.thread >> 5]);
+                pthread_mutex_lock(&bw_pool_lock);
+                if (--bw_pool_running == 0) pthread_cond_signal(&bw_pool_done);
+            }
         }
 
         static void bw_run_block(void (*kernel)(void**, unsigned, unsigned), void** p, unsigned block, unsigned threads)
         {
             bw_barrier_init(&bw_block_barrier, (int)threads);
             for (unsigned w = 0; w < (threads + 31) / 32; w++) bw_barrier_init(&bw_warp_barrier[w], (int)(threads - w * 32 < 32 ? threads - w * 32 : 32));
-            static bw_thread args[1024];
-            static pthread_t pool[1024];
-            for (unsigned t = 0; t < threads; t++) { args[t] = bw_thread{kernel, p, block, t}; pthread_create(&pool[t], 0, bw_thread_main, &args[t]); }
-            for (unsigned t = 0; t < threads; t++) pthread_join(pool[t], 0);
+            pthread_mutex_lock(&bw_pool_lock);
+            bw_pool_running = (int)threads;
+            for (unsigned t = 0; t < threads; t++) {
+                bw_worker* w = &bw_workers[t];
+                if (!w->made) { pthread_cond_init(&w->wake, 0); w->made = true; }
+                w->work = bw_thread{kernel, p, block, t};
+                if (w->state == 0) {
+                    w->state = 2;
+                    pthread_t id;
+                    pthread_attr_t attr; pthread_attr_init(&attr); pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                    pthread_create(&id, &attr, bw_worker_main, w);
+                    pthread_attr_destroy(&attr);
+                } else {
+                    w->state = 2;
+                    pthread_cond_signal(&w->wake);
+                }
+            }
+            while (bw_pool_running > 0) pthread_cond_wait(&bw_pool_done, &bw_pool_lock);
+            pthread_mutex_unlock(&bw_pool_lock);
         }
 
         """;
