@@ -1,4 +1,6 @@
 using System.Globalization;
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Tests.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -85,5 +87,33 @@ public sealed class AttentionGpuTests
         TestContext.Current.SendDiagnosticMessage(line);
         Gpu.Report("attention.md", line);
         Assert.True(kernel.Milliseconds > 0, line);
+    }
+
+    /// <summary>
+    /// The kernel's registers per thread and local memory (spills) as this device's NVRTC compiles it, the way the engine
+    /// does, at heads 64 and 128: printed, and the kernel must not spill at head 64.
+    /// </summary>
+    [Fact]
+    public void Fused_attention_registers_are_reported()
+    {
+        Gpu.Require();
+        CudaDriver.Initialize();
+        var device = CudaDriver.Device(0);
+        using var context = new PrimaryContext(device);
+        context.MakeCurrent();
+        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        foreach (var head in new[] { 64, 128 })
+        {
+            var code = KernelSource.Attention(head, 1, 1, 64, 64, head, head, 0.125, [0, 0, head, 1], [0, 0, head, 1], [0, 0, head, 1], null);
+            using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(KernelSource.Prelude + code.Source.Replace(KernelSource.Name, "attention", StringComparison.Ordinal), "attention.cu", cc));
+            var function = CudaDriver.GetFunction(module, "attention");
+            var registers = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS);
+            var local = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
+            var line = string.Create(CultureInfo.InvariantCulture, $"| attention kernel head {head} | sm_{cc}, NVRTC {Nvrtc.Version()} | {registers} registers | {local} bytes local memory |");
+            Console.WriteLine(line);
+            TestContext.Current.SendDiagnosticMessage(line);
+            Gpu.Report("attention.md", line);
+            Assert.True(head != 64 || local == 0, line);
+        }
     }
 }
