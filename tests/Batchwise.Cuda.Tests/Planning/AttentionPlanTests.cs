@@ -174,6 +174,17 @@ public sealed class AttentionPlanTests
     }
 
     [Fact]
+    public void Keys_transposed_in_the_graph_are_read_where_they_are_and_a_given_k_transpose_is_copied_once()
+    {
+        // Steps planned for the MatMul besides the fused kernel are operand copies.
+        static int Copies(ExecutionPlan plan) => plan.Steps.Count(s => s.Node.StartsWith("MatMul", StringComparison.Ordinal) && !s.Node.Contains("fused attention", StringComparison.Ordinal));
+        var transposed = Sized(2, 70, 100, 64, 64, 0.125f, [70, 100]);
+        Assert.Equal(0, Copies(Compile(Precision.Fp16, transposed, Inputs(transposed, 1))));
+        var given = Sized(2, 24, 40, 16, 16, 0.25f, null, kTransposed: true);
+        Assert.Equal(1, Copies(Compile(Precision.Fp16, given, Inputs(given, 1))));
+    }
+
+    [Fact]
     public void A_softmax_whose_probabilities_are_also_an_output_is_not_fused()
     {
         var model = VitStyle(probsAlsoOutput: true);
