@@ -162,8 +162,8 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// K itself where K^T (<paramref name="name"/>) is a Transpose of it that swaps the last two axes, as exporters write
-    /// k.transpose(-2, -1): the kernel then reads K where it is (the Transpose's own copy stays in the plan, unread), not
-    /// K^T copied back into K's layout. Null otherwise.
+    /// k.transpose(-2, -1): the kernel then reads K where it is, not K^T copied back into K's layout (the Transpose's own
+    /// copy stays in the plan, unused by the kernel). Null otherwise.
     /// </summary>
     private PlanValue? KeysBeforeTranspose(string name)
     {
