@@ -16,6 +16,8 @@ internal static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_PCI_BUS_ID = 33;
     public const int CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID = 34;
     public const int CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID = 50;
+    public const int CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3;
+    public const int CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
@@ -63,6 +65,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuModuleLoadData(out IntPtr module, void* image);
     [LibraryImport(Lib)] internal static partial int cuModuleUnload(IntPtr module);
     [LibraryImport(Lib)] private static partial int cuModuleGetFunction(out IntPtr function, IntPtr module, byte* name);
+    [LibraryImport(Lib)] private static partial int cuFuncGetAttribute(out int value, int attribute, IntPtr function);
     [LibraryImport(Lib, EntryPoint = "cuStreamBeginCapture_v2")] private static partial int cuStreamBeginCapture(IntPtr stream, int mode);
     [LibraryImport(Lib)] private static partial int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
     [LibraryImport(Lib)] private static partial int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
@@ -366,6 +369,13 @@ internal static unsafe partial class CudaDriver
             Check(cuModuleGetFunction(out var f, module.Handle, p), $"cuModuleGetFunction({name})");
             return f;
         }
+    }
+
+    /// <summary>An attribute of a loaded kernel (CU_FUNC_ATTRIBUTE_*: its registers per thread, its local memory).</summary>
+    public static int FunctionAttribute(IntPtr function, int attribute)
+    {
+        Check(cuFuncGetAttribute(out var v, attribute, function), "cuFuncGetAttribute");
+        return v;
     }
 
     /// <summary>

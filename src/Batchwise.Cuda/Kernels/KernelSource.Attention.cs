@@ -13,9 +13,17 @@ internal static partial class KernelSource
     public const int AttentionMaxHead = 128;
 
     /// <summary>
+    /// Keys per tile of <see cref="Attention"/> for a padded head width: 64, or 32 above 80 so that two stages of key and
+    /// value tiles stay within the 48 KB of static shared memory a block may have.
+    /// </summary>
+    public static int AttentionKeyTile(int paddedHead) => paddedHead <= 80 ? 64 : 32;
+
+    /// <summary>
     /// The warp-level pieces the attention kernel is built from: one m16n8k16 tensor-core product (half inputs, float
-    /// accumulators; sm_80 and later) and the packing of two floats into a half pair. Guarded, so a program with several
-    /// attention kernels defines them once; the CPU test runner defines its own emulation first.
+    /// accumulators; sm_80 and later), the packing of two floats into a half pair, ldmatrix (four 8x8 half matrices from
+    /// shared memory into fragments, plain or transposed) and cp.async (16-byte global-to-shared copies that complete at
+    /// a later wait, zero-filled when the source is out of range). Guarded, so a program with several attention kernels
+    /// defines them once; the CPU test runner defines its own emulation first.
     /// </summary>
     private const string AttentionHelpers = """
         #ifndef BW_ATTENTION_HELPERS
@@ -32,19 +40,42 @@ internal static partial class KernelSource
             asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
             return r;
         }
+        __device__ __forceinline__ void bw_ldsm_x4(unsigned* r, const unsigned short* row)
+        {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"((unsigned)__cvta_generic_to_shared(row)) : "memory");
+        }
+        __device__ __forceinline__ void bw_ldsm_x4_trans(unsigned* r, const unsigned short* row)
+        {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"((unsigned)__cvta_generic_to_shared(row)) : "memory");
+        }
+        __device__ __forceinline__ void bw_cp_async16(unsigned short* dst, const unsigned short* src, bool valid)
+        {
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                :: "r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src), "r"(valid ? 16 : 0) : "memory");
+        }
+        __device__ __forceinline__ void bw_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+        template <int N> __device__ __forceinline__ void bw_cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+        __device__ __forceinline__ float bw_exp2(float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
         #endif
 
         """;
 
     /// <summary>
-    /// O = softmax(scale * Q K^T + mask) V for every (batch, head), without writing the scores: one block per 64 query
-    /// rows of one (batch, head), each warp 16 rows; keys and values stream through shared memory 64 at a time, the
-    /// softmax is online (running maximum and sum per row, flash-attention style), the products run on tensor cores
-    /// (mma.sync m16n8k16, half inputs, float accumulation). Q is [.., Sq, D], K is read as (key, d) through its strides
-    /// (a [.., D, Sk] transposed key or a [.., Sk, D] one), V is [.., Sk, Dv], the mask (optional, added after the scale)
-    /// broadcasts to [.., Sq, Sk]; every operand has (batch, head, row, column) strides, 0 where it broadcasts. O is
-    /// [batch, heads, Sq, Dv] contiguous. A row whose every score is -inf gives NaN, as a softmax over it does.
-    /// The source depends only on <paramref name="paddedHead"/> (the head width rounded up to 16).
+    /// O = softmax(scale * Q K^T + mask) V for every (batch, head), without writing the scores, FlashAttention-2 style:
+    /// one block per 64 query rows of one (batch, head), each warp 16 rows whose Q fragments stay in registers; key and
+    /// value tiles stream through two shared-memory stages by cp.async (tile j + 1's copies are in flight while tile j is
+    /// computed) and reach the tensor cores (mma.sync m16n8k16, half inputs, float accumulation) through ldmatrix, the
+    /// values transposed by ldmatrix.trans; shared rows are padded by 16 bytes, so the eight rows of each 8x8 matrix fall
+    /// in distinct banks. The softmax is online (running maximum and sum per row, exp2 with the scale and log2(e) folded
+    /// in, row maxima and sums across a row's four threads by shuffles), and the probabilities stay in registers as the
+    /// A operand of the PV product. Q is [.., Sq, D], K is read as (key, d) through its strides, V is [.., Sk, Dv], the
+    /// mask (optional, added after the scale) broadcasts to [.., Sq, Sk]; every operand has (batch, head, row, column)
+    /// strides, 0 where it broadcasts. Operands contiguous along the head with 16-byte aligned rows take the cp.async
+    /// path; any other layout (a K read through [.., D, Sk] strides) is loaded element by element, correct but slower
+    /// (the planner copies K^T into [.., Sk, D] first where it can). O is [batch, heads, Sq, Dv] contiguous. A row whose every score is -inf gives NaN, as a softmax
+    /// over it does. The source depends only on <paramref name="paddedHead"/> (the head width rounded up to 16).
     /// </summary>
     public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides)
     {
@@ -68,150 +99,244 @@ internal static partial class KernelSource
         var vs = Strides("v", vStrides);
         var ms = Strides("m", maskStrides ?? [0, 0, 0, 0]);
         var dp = paddedHead;
+        var bn = AttentionKeyTile(dp);
+        const int sub = 32;
+
+        // Shared memory, in halves: two stages of [key tile | value tile], each [bn][dp + 8] ([key][d]). The query tile
+        // [64][dp + 8] is staged in stage 1 before the loop, the output tile in stage 0 after it (both fit: bn >= 32).
+        var qp = dp + 8;
+        var kTile = bn * (dp + 8);
+        var stage = 2 * kTile;
+
+        // A loop over n 16-byte chunks, i running over the block's threads: a fixed count per thread, unrolled.
+        static string Chunks(int n) => n % AttentionBlock == 0
+            ? $"for (int u = 0; u < {n / AttentionBlock}; u++) {{ const int i = tid + u * {AttentionBlock};"
+            : $"for (int u = 0; u < {(n + AttentionBlock - 1) / AttentionBlock}; u++) {{ const int i = tid + u * {AttentionBlock}; if (i >= {n}) break;";
         w.Body.Append($$"""
-                __shared__ __align__(16) unsigned short ks[64][{{dp + 8}}];
-                __shared__ __align__(16) unsigned short vt[{{dp}}][72];
+                __shared__ __align__(16) unsigned short sm[2][{{stage}}];
                 const float NEG_INF = __uint_as_float(0xff800000u);
                 const float LOG2E = 1.4426950408889634f;
-                const unsigned tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+                const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 const i64 blk = blockIdx.x;
                 if (blk >= {{total}}) return;
                 const i64 bh = blk / {{tiles}};
                 const i64 tile = blk - bh * {{tiles}};
                 const i64 b = bh / {{heads_}}, h = bh - b * {{heads_}};
-                const unsigned short* qp = (const unsigned short*)q + b * {{qs[0]}} + h * {{qs[1]}};
-                const unsigned short* kp = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
-                const unsigned short* vp = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
+                const unsigned short* qg = (const unsigned short*)q + b * {{qs[0]}} + h * {{qs[1]}};
+                const unsigned short* kg = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
+                const unsigned short* vg = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
                 const bw_half* mp = mask ? mask + b * {{ms[0]}} + h * {{ms[1]}} : mask;
-                bw_half* op = o + bh * {{rows}} * {{vwidth}};
-                const i64 row0 = tile * 64 + warp * 16;
+                const int row0 = (int)(tile * 64), wrow = warp * 16;
                 // Offsets inside one (batch, head) slice fit 32 bits (the planner checks).
-                const int kr = (int){{ks[2]}}, kc = (int){{ks[3]}}, vr = (int){{vs[2]}}, vc = (int){{vs[3]}}, kd = (int){{width}}, vd = (int){{vwidth}};
+                const int nq = (int){{rows}}, nk = (int){{keys}}, kd = (int){{width}}, vd = (int){{vwidth}};
+                const int qr = (int){{qs[2]}}, qc = (int){{qs[3]}}, kr = (int){{ks[2]}}, kc = (int){{ks[3]}}, vr = (int){{vs[2]}}, vc = (int){{vs[3]}};
+                const int mr = (int){{ms[2]}}, mc = (int){{ms[3]}};
 
-                // This warp's 16 query rows as A fragments (row g and g + 8; columns 2t, 2t + 1 and 8 further).
-                unsigned qf[{{dp / 16}}][4];
-                #pragma unroll
-                for (int kk = 0; kk < {{dp / 16}}; kk++) {
-                    for (int i = 0; i < 4; i++) {
-                        const i64 r = row0 + g + ((i & 1) ? 8 : 0);
-                        const i64 c = kk * 16 + 2 * t + ((i & 2) ? 8 : 0);
-                        unsigned lo = 0, hi = 0;
-                        if (r < {{rows}}) {
-                            if (c < {{width}}) lo = qp[r * {{qs[2]}} + c * {{qs[3]}}];
-                            if (c + 1 < {{width}}) hi = qp[r * {{qs[2]}} + (c + 1) * {{qs[3]}}];
-                        }
-                        qf[kk][i] = lo | (hi << 16);
+                // Which operands take the cp.async path: contiguous along the head, 16-byte aligned rows and slices, a width
+                // that is a multiple of 8 (whole 16-byte chunks).
+                const bool qfast = qc == 1 && (qr & 7) == 0 && (kd & 7) == 0 && ({{qs[0]}} & 7) == 0 && ({{qs[1]}} & 7) == 0 && ((unsigned long long)q & 15) == 0;
+                const bool kaligned = ({{ks[0]}} & 7) == 0 && ({{ks[1]}} & 7) == 0 && ((unsigned long long)k & 15) == 0;
+                const bool kfast = kaligned && kc == 1 && (kr & 7) == 0 && (kd & 7) == 0;
+                const bool vfast = vc == 1 && (vr & 7) == 0 && (vd & 7) == 0 && ({{vs[0]}} & 7) == 0 && ({{vs[1]}} & 7) == 0 && ((unsigned long long)v & 15) == 0;
+
+                // The query tile into stage 1 as [row][d], zero past the ends.
+                unsigned short* const qsm = &sm[1][0];
+                if (qfast) {
+                    #pragma unroll
+                    {{Chunks(8 * dp)}}
+                        const int r = i / {{dp / 8}}, c = (i - r * {{dp / 8}}) * 8;
+                        const bool in = row0 + r < nq && c < kd;
+                        bw_cp_async16(qsm + r * {{qp}} + c, in ? qg + (row0 + r) * qr + c : qg, in);
+                    }
+                } else {
+                    for (int i = tid; i < 64 * {{dp}}; i += {{AttentionBlock}}) {
+                        const int r = i / {{dp}}, c = i - r * {{dp}};
+                        qsm[r * {{qp}} + c] = row0 + r < nq && c < kd ? qg[(row0 + r) * qr + c * qc] : (unsigned short)0;
                     }
                 }
 
+                // Key and value tile j into stage s, zero past the ends: cp.async where the layout allows (completing at a
+                // later wait), else loads and stores now (walking the operand's contiguous axis, so the loads coalesce).
+                auto load = [&](int j, int s) {
+                    const int k0 = j * {{bn}};
+                    unsigned short* const kt = &sm[s][0];
+                    unsigned short* const vt = &sm[s][{{kTile}}];
+                    if (kfast) {
+                        #pragma unroll
+                        {{Chunks(bn * dp / 8)}}
+                            const int r = i / {{dp / 8}}, c = (i - r * {{dp / 8}}) * 8;
+                            const bool in = k0 + r < nk && c < kd;
+                            bw_cp_async16(kt + r * {{dp + 8}} + c, in ? kg + (k0 + r) * kr + c : kg, in);
+                        }
+                    } else if (kr == 1) {
+                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                            const int c = i / {{bn}}, r = i - c * {{bn}};
+                            kt[r * {{dp + 8}} + c] = k0 + r < nk && c < kd ? kg[(k0 + r) + c * kc] : (unsigned short)0;
+                        }
+                    } else {
+                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                            const int r = i / {{dp}}, c = i - r * {{dp}};
+                            kt[r * {{dp + 8}} + c] = k0 + r < nk && c < kd ? kg[(k0 + r) * kr + c * kc] : (unsigned short)0;
+                        }
+                    }
+                    if (vfast) {
+                        #pragma unroll
+                        {{Chunks(bn * dp / 8)}}
+                            const int r = i / {{dp / 8}}, c = (i - r * {{dp / 8}}) * 8;
+                            const bool in = k0 + r < nk && c < vd;
+                            bw_cp_async16(vt + r * {{dp + 8}} + c, in ? vg + (k0 + r) * vr + c : vg, in);
+                        }
+                    } else if (vr == 1) {
+                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                            const int c = i / {{bn}}, r = i - c * {{bn}};
+                            vt[r * {{dp + 8}} + c] = k0 + r < nk && c < vd ? vg[(k0 + r) + c * vc] : (unsigned short)0;
+                        }
+                    } else {
+                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                            const int r = i / {{dp}}, c = i - r * {{dp}};
+                            vt[r * {{dp + 8}} + c] = k0 + r < nk && c < vd ? vg[(k0 + r) * vr + c * vc] : (unsigned short)0;
+                        }
+                    }
+                };
+
+                const int ntiles = (nk + {{bn - 1}}) / {{bn}};
+                load(0, 0);
+                bw_cp_async_commit();
+                bw_cp_async_wait<0>();
+                __syncthreads();
+
+                // This warp's 16 query rows as A fragments, loaded once: matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15).
+                unsigned qf[{{dp / 16}}][4];
+                #pragma unroll
+                for (int kk = 0; kk < {{dp / 16}}; kk++) bw_ldsm_x4(qf[kk], qsm + (wrow + (lane & 15)) * {{qp}} + kk * 16 + (lane >> 4) * 8);
+                __syncthreads();
+
                 float acc[{{dp / 8}}][4];
+                #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) { acc[n][0] = 0.f; acc[n][1] = 0.f; acc[n][2] = 0.f; acc[n][3] = 0.f; }
                 float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
-                for (i64 k0 = 0; k0 < {{keys}}; k0 += 64) {
+                for (int j = 0; j < ntiles; j++) {
+                    // Tile j + 1's copies go out before tile j's math; tile j's (the group before) are waited for.
+                    if (j + 1 < ntiles) load(j + 1, (j + 1) & 1);
+                    bw_cp_async_commit();
+                    bw_cp_async_wait<1>();
                     __syncthreads();
-                    // Keys as ks[key][d] and values transposed as vt[d][key], zero past the ends; the walk follows
-                    // whichever of an operand's two axes is contiguous, so its loads coalesce, and each thread's loads
-                    // (a fixed count, unrolled) are all in flight before the first is stored.
-                    const unsigned short* kt0 = kp + k0 * {{ks[2]}};
-                    const unsigned short* vt0 = vp + k0 * {{vs[2]}};
-                    const int left = (int)({{keys}} - k0 < 64 ? {{keys}} - k0 : 64);
-                    if ({{ks[2]}} == 1) {
+                    const unsigned short* const kt = &sm[j & 1][0];
+                    const unsigned short* const vt = &sm[j & 1][{{kTile}}];
+                    const int k0 = j * {{bn}};
+
+                    // The tile in sub-tiles of {{sub}} keys (fewer live scores); none past the last key.
+                    #pragma unroll 1
+                    for (int ks0 = 0; ks0 < {{bn}}; ks0 += {{sub}}) {
+                        const int kb = k0 + ks0;
+                        if (kb >= nk) break;
+
+                        // Scores of {{sub}} keys: {{sub / 8}} 16x8 tiles per warp. One ldmatrix.x4 gives both B fragments of two key tiles.
+                        float s[{{sub / 8}}][4];
                         #pragma unroll
-                        for (int j = 0; j < {{dp / 2}}; j++) {
-                            const int key = (int)(tid & 63), c = (int)(tid >> 6) + 2 * j;
-                            ks[key][c] = (key < left && c < kd) ? kt0[key + c * kc] : (unsigned short)0;
+                        for (int np = 0; np < {{sub / 16}}; np++) {
+                            #pragma unroll
+                            for (int i = 0; i < 4; i++) { s[2 * np][i] = 0.f; s[2 * np + 1][i] = 0.f; }
+                            #pragma unroll
+                            for (int kk = 0; kk < {{dp / 16}}; kk++) {
+                                unsigned f[4];
+                                bw_ldsm_x4(f, kt + (ks0 + np * 16 + (lane & 7) + (lane >> 4) * 8) * {{dp + 8}} + kk * 16 + ((lane >> 3) & 1) * 8);
+                                bw_mma_16816(s[2 * np], qf[kk], f[0], f[1]);
+                                bw_mma_16816(s[2 * np + 1], qf[kk], f[2], f[3]);
+                            }
                         }
-                    } else {
+
+                        // In the log2 domain; keys past the end are -inf, the mask (if any) is added.
+                        float x0 = NEG_INF, x1 = NEG_INF;
+                        if (mp || kb + {{sub}} > nk) {
+                            #pragma unroll
+                            for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                                #pragma unroll
+                                for (int i = 0; i < 4; i++) {
+                                    const int key = kb + nb * 8 + 2 * t + (i & 1);
+                                    const int r = row0 + wrow + g + ((i & 2) ? 8 : 0);
+                                    float val = s[nb][i] * {{scaled}};
+                                    if (key >= nk) val = NEG_INF;
+                                    else if (mp && r < nq) val += (float)mp[r * mr + key * mc] * LOG2E;
+                                    s[nb][i] = val;
+                                }
+                            }
+                        } else {
+                            #pragma unroll
+                            for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                                #pragma unroll
+                                for (int i = 0; i < 4; i++) s[nb][i] *= {{scaled}};
+                            }
+                        }
                         #pragma unroll
-                        for (int j = 0; j < {{dp / 2}}; j++) {
-                            const int i = (int)tid + j * {{AttentionBlock}}, key = i / {{dp}}, c = i - key * {{dp}};
-                            ks[key][c] = (key < left && c < kd) ? kt0[key * kr + c * kc] : (unsigned short)0;
+                        for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                            x0 = fmaxf(x0, fmaxf(s[nb][0], s[nb][1]));
+                            x1 = fmaxf(x1, fmaxf(s[nb][2], s[nb][3]));
+                        }
+
+                        // A row's four threads agree on its maximum; earlier sums and outputs are rescaled to it.
+                        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1)); x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
+                        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1)); x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
+                        const float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
+                        const float z0 = n0 == NEG_INF ? 0.f : n0, z1 = n1 == NEG_INF ? 0.f : n1;
+                        const float c0 = bw_exp2(m0 - z0), c1 = bw_exp2(m1 - z1);
+                        m0 = n0; m1 = n1;
+                        l0 *= c0; l1 *= c1;
+                        #pragma unroll
+                        for (int n = 0; n < {{dp / 8}}; n++) { acc[n][0] *= c0; acc[n][1] *= c0; acc[n][2] *= c1; acc[n][3] *= c1; }
+
+                        // Probabilities as A fragments: the accumulators of key tiles 2kk and 2kk + 1 are the 16x16 tile kk.
+                        unsigned pa[{{sub / 16}}][4];
+                        #pragma unroll
+                        for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                            const float p0 = bw_exp2(s[nb][0] - z0), p1 = bw_exp2(s[nb][1] - z0);
+                            const float p2 = bw_exp2(s[nb][2] - z1), p3 = bw_exp2(s[nb][3] - z1);
+                            l0 += p0 + p1; l1 += p2 + p3;
+                            pa[nb >> 1][(nb & 1) ? 2 : 0] = bw_pack_half2(p0, p1);
+                            pa[nb >> 1][(nb & 1) ? 3 : 1] = bw_pack_half2(p2, p3);
+                        }
+
+                        // PV: values [key][d] through ldmatrix.trans, B fragments of two 8-wide column tiles per load.
+                        #pragma unroll
+                        for (int kk = 0; kk < {{sub / 16}}; kk++) {
+                            #pragma unroll
+                            for (int np = 0; np < {{dp / 16}}; np++) {
+                                unsigned f[4];
+                                bw_ldsm_x4_trans(f, vt + (ks0 + kk * 16 + (lane & 15)) * {{dp + 8}} + np * 16 + (lane >> 4) * 8);
+                                bw_mma_16816(acc[2 * np], pa[kk], f[0], f[1]);
+                                bw_mma_16816(acc[2 * np + 1], pa[kk], f[2], f[3]);
+                            }
                         }
                     }
-                    if ({{vs[3]}} == 1) {
-                        #pragma unroll
-                        for (int j = 0; j < {{dp / 2}}; j++) {
-                            const int i = (int)tid + j * {{AttentionBlock}}, key = i / {{dp}}, c = i - key * {{dp}};
-                            vt[c][key] = (key < left && c < vd) ? vt0[key * vr + c] : (unsigned short)0;
-                        }
-                    } else {
-                        #pragma unroll
-                        for (int j = 0; j < {{dp / 2}}; j++) {
-                            const int key = (int)(tid & 63), c = (int)(tid >> 6) + 2 * j;
-                            vt[c][key] = (key < left && c < vd) ? vt0[key * vr + c * vc] : (unsigned short)0;
-                        }
-                    }
+                    // Everyone is done with stage j & 1 before tile j + 2's copies are issued into it.
                     __syncthreads();
-
-                    // Scores of 64 keys: eight 16x8 tiles per warp, in the log2 domain.
-                    float s[8][4];
-                    #pragma unroll
-                    for (int nb = 0; nb < 8; nb++) {
-                        s[nb][0] = 0.f; s[nb][1] = 0.f; s[nb][2] = 0.f; s[nb][3] = 0.f;
-                        #pragma unroll
-                for (int kk = 0; kk < {{dp / 16}}; kk++) {
-                            const unsigned b0 = *(const unsigned*)&ks[nb * 8 + g][kk * 16 + 2 * t];
-                            const unsigned b1 = *(const unsigned*)&ks[nb * 8 + g][kk * 16 + 2 * t + 8];
-                            bw_mma_16816(s[nb], qf[kk], b0, b1);
-                        }
-                    }
-
-                    float x0 = NEG_INF, x1 = NEG_INF;
-                    #pragma unroll
-                    for (int nb = 0; nb < 8; nb++) {
-                        for (int i = 0; i < 4; i++) {
-                            const i64 key = k0 + nb * 8 + 2 * t + (i & 1);
-                            const i64 r = row0 + g + ((i & 2) ? 8 : 0);
-                            float val = s[nb][i] * {{scaled}};
-                            if (key >= {{keys}}) val = NEG_INF;
-                            else if (mp && r < {{rows}}) val += (float)mp[r * {{ms[2]}} + key * {{ms[3]}}] * LOG2E;
-                            s[nb][i] = val;
-                            if (i & 2) x1 = fmaxf(x1, val); else x0 = fmaxf(x0, val);
-                        }
-                    }
-
-                    // A row's four threads agree on its maximum; earlier sums and outputs are rescaled to it.
-                    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1)); x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
-                    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1)); x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
-                    const float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
-                    const float z0 = n0 == NEG_INF ? 0.f : n0, z1 = n1 == NEG_INF ? 0.f : n1;
-                    const float c0 = exp2f(m0 - z0), c1 = exp2f(m1 - z1);
-                    m0 = n0; m1 = n1;
-                    l0 *= c0; l1 *= c1;
-                    for (int n = 0; n < {{dp / 8}}; n++) { acc[n][0] *= c0; acc[n][1] *= c0; acc[n][2] *= c1; acc[n][3] *= c1; }
-
-                    // Probabilities as A fragments: the accumulators of key tiles 2j and 2j + 1 are the 16x16 tile j.
-                    unsigned pa[4][4];
-                    #pragma unroll
-                    for (int nb = 0; nb < 8; nb++) {
-                        const float p0 = exp2f(s[nb][0] - z0), p1 = exp2f(s[nb][1] - z0);
-                        const float p2 = exp2f(s[nb][2] - z1), p3 = exp2f(s[nb][3] - z1);
-                        l0 += p0 + p1; l1 += p2 + p3;
-                        pa[nb >> 1][(nb & 1) ? 2 : 0] = bw_pack_half2(p0, p1);
-                        pa[nb >> 1][(nb & 1) ? 3 : 1] = bw_pack_half2(p2, p3);
-                    }
-
-                    #pragma unroll
-                    for (int kk = 0; kk < 4; kk++) {
-                        #pragma unroll
-                for (int n = 0; n < {{dp / 8}}; n++) {
-                            const unsigned b0 = *(const unsigned*)&vt[n * 8 + g][kk * 16 + 2 * t];
-                            const unsigned b1 = *(const unsigned*)&vt[n * 8 + g][kk * 16 + 2 * t + 8];
-                            bw_mma_16816(acc[n], pa[kk], b0, b1);
-                        }
-                    }
                 }
 
                 l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
                 l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
                 const float nan = __uint_as_float(0x7fc00000u);
                 const float i0 = l0 > 0.f ? 1.f / l0 : nan, i1 = l1 > 0.f ? 1.f / l1 : nan;
+
+                // The output tile through stage 0 as [row][d], then out in whole 16-byte chunks where the width allows: the
+                // block's rows are one contiguous run of O.
+                unsigned short* const osm = &sm[0][0];
                 #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) {
-                    for (int i = 0; i < 4; i++) {
-                        const i64 c = n * 8 + 2 * t + (i & 1);
-                        const i64 r = row0 + g + ((i & 2) ? 8 : 0);
-                        if (r < {{rows}} && c < {{vwidth}}) op[r * {{vwidth}} + c] = bw_half(acc[n][i] * ((i & 2) ? i1 : i0));
+                    *(unsigned*)&osm[(wrow + g) * {{qp}} + n * 8 + 2 * t] = bw_pack_half2(acc[n][0] * i0, acc[n][1] * i0);
+                    *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = bw_pack_half2(acc[n][2] * i1, acc[n][3] * i1);
+                }
+                __syncthreads();
+                unsigned short* const og = (unsigned short*)o + (bh * {{rows}} + row0) * {{vwidth}};
+                const int nrows = nq - row0 < 64 ? nq - row0 : 64;
+                if ((vd & 7) == 0 && ((unsigned long long)og & 15) == 0) {
+                    for (int i = tid; i < nrows * (vd >> 3); i += {{AttentionBlock}}) {
+                        const int r = i / (vd >> 3), c = (i - r * (vd >> 3)) * 8;
+                        *(uint4*)(og + r * vd + c) = *(const uint4*)(osm + r * {{qp}} + c);
+                    }
+                } else {
+                    for (int i = tid; i < nrows * vd; i += {{AttentionBlock}}) {
+                        const int r = i / vd, c = i - r * vd;
+                        og[r * vd + c] = osm[r * {{qp}} + c];
                     }
                 }
 

@@ -76,7 +76,7 @@ public sealed class KernelCompileTests
             yield return KernelSource.GroupNorm(t, t, 8, 4, 2, 49, 1e-5, perChannel: false);
             if (t == ElementType.Float16)
             {
-                foreach (var head in new[] { 16, 48, 64, 128 })
+                foreach (var head in new[] { 16, 48, 64, 80, 96, 112, 128 })
                 {
                     yield return KernelSource.Attention(head, 2, 3, 70, 90, head - 3, head, 0.125, [0, 70 * head, head, 1], [0, 90 * head, 1, 90], [0, 90 * head, head, 1], head == 64 ? [90, 0, 0, 1] : null);
                 }

@@ -64,6 +64,35 @@ public sealed class AttentionPlanTests
         return g.Build("attention_rank3", 11);
     }
 
+    /// <summary>
+    /// Rank 3 ([heads, tokens, d]): Q, K (transposed in the graph, or K^T given as [heads, d, keys] when
+    /// <paramref name="kTransposed"/>), V [heads, keys, dv], a Mul by <paramref name="scale"/> (none when 0), an optional
+    /// additive mask input of shape <paramref name="mask"/>. The kernel's shapes: query and key tails, heads 64 to 128,
+    /// widths that are not a multiple of 8 (the element-by-element paths).
+    /// </summary>
+    internal static OnnxModel Sized(long heads, long sq, long sk, long d, long dv, float scale, long[]? mask, bool kTransposed = false)
+    {
+        var g = new GraphBuilder("attention_sized", 17);
+        var q = g.Input("q", ElementType.Float, heads, sq, d);
+        var kt = kTransposed
+            ? g.Input("kt", ElementType.Float, heads, d, sk)
+            : g.Node("Transpose", [g.Input("k", ElementType.Float, heads, sk, d)], GraphBuilder.Attr("perm", 0L, 2L, 1L));
+        var v = g.Input("v", ElementType.Float, heads, sk, dv);
+        var scores = g.Node("MatMul", [q, kt]);
+        if (scale != 0)
+        {
+            scores = g.Node("Mul", [scores, g.Scalar(scale)]);
+        }
+
+        if (mask is not null)
+        {
+            scores = g.Node("Add", [scores, g.Input("mask", ElementType.Float, [.. mask.Cast<object>()])]);
+        }
+
+        g.Output(g.Rename(g.Node("MatMul", [g.Node("Softmax", [scores], GraphBuilder.Attr("axis", -1L)), v]), "y"), ElementType.Float, heads, sq, dv);
+        return g.Build("attention_sized");
+    }
+
     internal static IReadOnlyList<Tensor> Inputs(OnnxModel model, int seed)
     {
         var rng = new Random(seed);
@@ -71,21 +100,34 @@ public sealed class AttentionPlanTests
         {
             var shape = spec.Shape.Select(d => d.Value!.Value).ToArray();
             var n = (int)Tensor.ElementCountOf(shape);
-            // A padding mask: 0 for kept keys, -10000 for the last few keys of the second sequence.
-            float[] values = spec.Name == "mask"
-                ? [.. Enumerable.Range(0, n).Select(i => i >= n / 2 && i % (n / 2) >= 14 ? -10000f : 0f)]
-                : [.. Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 4) - 2))];
+            // A padding mask [.., 1, keys]: 0 for kept keys, -10000 for the last few keys of the second sequence. A full
+            // mask [queries, keys]: -inf at random, and every key of query 3 (whose output is then NaN, as a softmax
+            // over nothing but -inf is).
+            float[] values = spec.Name != "mask"
+                ? [.. Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 4) - 2))]
+                : shape[^2] == 1
+                    ? [.. Enumerable.Range(0, n).Select(i => i >= n / 2 && i % (n / 2) >= 14 ? -10000f : 0f)]
+                    : [.. Enumerable.Range(0, n).Select(i => i / shape[^1] == 3 || rng.Next(5) == 0 ? float.NegativeInfinity : (float)(rng.NextDouble() - 0.5))];
             return Tensor.From<float>(ElementType.Float, shape, values);
         }).ToList();
     }
 
-    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3"]);
+    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head64_tails_mask", "head80_padding", "head128", "head20_kt_given"]);
 
     internal static OnnxModel Case(string name) => name switch
     {
         "vit" => VitStyle(),
         "bert" => BertStyle(),
-        _ => RankThree(),
+        "rank3" => RankThree(),
+        // Two query tiles (the second partial), two key tiles (the second partial), a full mask with -inf and a NaN row.
+        "head64_tails_mask" => Sized(2, 70, 100, 64, 64, 0.125f, [70, 100]),
+        // Head 80 (key tiles of 64): three key tiles, the last of 2 keys; a padding mask broadcast over queries.
+        "head80_padding" => Sized(1, 20, 130, 80, 80, 1f / MathF.Sqrt(80), [1, 130]),
+        // Head 128 (key tiles of 32): a partial second key tile, no scale, no mask.
+        "head128" => Sized(2, 17, 45, 128, 128, 0, null),
+        // K^T given as [heads, d, keys] and widths of 20 and 12: every operand and the output element by element.
+        "head20_kt_given" => Sized(2, 24, 40, 20, 12, 0.2f, null, kTransposed: true),
+        _ => throw new ArgumentOutOfRangeException(nameof(name)),
     };
 
     [Theory]
@@ -108,16 +150,38 @@ public sealed class AttentionPlanTests
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs])[0].ToDoubles();
         Assert.Equal(expected.Length, actual.Length);
         double dot = 0, na = 0, ne = 0, worst = 0;
+        var nans = 0;
         for (var i = 0; i < expected.Length; i++)
         {
+            // NaN where the reference has NaN (a row masked entirely), nowhere else.
+            Assert.True(double.IsNaN(expected[i]) == double.IsNaN(actual[i]), $"{name}: element {i} is {actual[i]}, ONNX Runtime gives {expected[i]}");
+            if (double.IsNaN(expected[i]))
+            {
+                nans++;
+                continue;
+            }
+
             dot += actual[i] * expected[i];
             na += actual[i] * actual[i];
             ne += expected[i] * expected[i];
             worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
         }
 
+        // Query 3's row of each head is masked entirely in the one case with a full mask.
+        Assert.Equal(name == "head64_tails_mask" ? 2 * 64 : 0, nans);
         var cosine = dot / Math.Sqrt(na * ne);
         Assert.True(cosine >= 0.9995 && worst <= 3e-2, $"{name}: cosine {cosine}, max abs error {worst}");
+    }
+
+    [Fact]
+    public void Keys_transposed_in_the_graph_are_read_where_they_are_and_a_given_k_transpose_is_copied_once()
+    {
+        // Steps planned for the MatMul besides the fused kernel are operand copies.
+        static int Copies(ExecutionPlan plan) => plan.Steps.Count(s => s.Node.StartsWith("MatMul", StringComparison.Ordinal) && !s.Node.Contains("fused attention", StringComparison.Ordinal));
+        var transposed = Sized(2, 70, 100, 64, 64, 0.125f, [70, 100]);
+        Assert.Equal(0, Copies(Compile(Precision.Fp16, transposed, Inputs(transposed, 1))));
+        var given = Sized(2, 24, 40, 16, 16, 0.25f, null, kTransposed: true);
+        Assert.Equal(1, Copies(Compile(Precision.Fp16, given, Inputs(given, 1))));
     }
 
     [Fact]

@@ -16,7 +16,8 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// per thread of its launch, in order; plans with library steps (cuDNN, cuBLASLt) cannot run. This checks the planner's index
 /// arithmetic and each generator's semantics on a machine without a GPU; the GPU tests check the real thing. Kernels
 /// whose threads cooperate (warp shuffles, shared memory, barriers) run a block at a time with one host thread per
-/// CUDA thread, barriers and warp exchanges through pthreads.
+/// CUDA thread, barriers and warp exchanges through pthreads; the attention kernel's warp-level instructions (mma.sync,
+/// ldmatrix, cp.async) are emulated from their PTX definitions, cp.async landing only at its wait.
 /// </summary>
 internal static partial class CpuKernelRunner
 {
@@ -25,6 +26,8 @@ internal static partial class CpuKernelRunner
         #include <cstring>
         #include <cstdint>
         #include <pthread.h>
+        #include <cstdio>
+        #include <ctime>
         using std::isnan; using std::isinf;
         typedef long long i64;
         typedef unsigned long long u64;
@@ -60,8 +63,9 @@ internal static partial class CpuKernelRunner
             return r;
         }
 
-        // The attention kernel's tensor-core product, emulated: the warp's fragments go through a table (one barrier to
-        // publish, one before the table is reused) and each thread sums its four outputs from the PTX fragment layout.
+        // The attention kernel's warp-level pieces, emulated. The tensor-core product: the warp's fragments go through a
+        // table (one barrier to publish, one before the table is reused) and each thread sums its four outputs from the
+        // PTX fragment layout.
         #define BW_ATTENTION_HELPERS
         static unsigned bw_mma_frag[32][32][6];
         static inline float bw_h(unsigned v, int hi) { unsigned short b = hi ? (unsigned short)(v >> 16) : (unsigned short)(v & 0xffffu); _Float16 h; std::memcpy(&h, &b, 2); return (float)h; }
@@ -89,6 +93,65 @@ internal static partial class CpuKernelRunner
             }
             bw_barrier_wait(&bw_warp_barrier[warp]);
         }
+
+        // A fault in how the kernel uses ldmatrix or cp.async (an address not 16-byte aligned, too many copies in flight):
+        // reported once and the destination poisoned with NaN halves, so the output cannot match.
+        static void bw_fault(const char* what, const void* p)
+        {
+            static bool said = false;
+            if (!said) { said = true; fprintf(stderr, "emulated %s: address %p is not valid for it\n", what, p); }
+        }
+
+        // ldmatrix.x4 (and .trans), emulated: each lane publishes the shared-memory row it names (lanes 8i..8i+7 name
+        // matrix i's rows), then each thread takes its fragment of every matrix as the PTX layout gives it: row g,
+        // columns 2t and 2t + 1, or for .trans column g, rows 2t and 2t + 1.
+        static const unsigned short* bw_ldsm_rows[32][32];
+        static inline void bw_ldsm(unsigned* r, const unsigned short* row, bool trans)
+        {
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+            bw_ldsm_rows[warp][lane] = row;
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+            bool bad = false;
+            for (int i = 0; i < 32; i++) bad |= ((uintptr_t)bw_ldsm_rows[warp][i] & 15) != 0;
+            for (int i = 0; i < 4; i++) {
+                const unsigned short* const* m = &bw_ldsm_rows[warp][i * 8];
+                const unsigned lo = trans ? m[2 * t][g] : m[g][2 * t], hi = trans ? m[2 * t + 1][g] : m[g][2 * t + 1];
+                r[i] = bad ? 0x7e007e00u : lo | (hi << 16);
+            }
+            if (bad) bw_fault(trans ? "ldmatrix.trans" : "ldmatrix", row);
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+        }
+        static inline void bw_ldsm_x4(unsigned* r, const unsigned short* row) { bw_ldsm(r, row, false); }
+        static inline void bw_ldsm_x4_trans(unsigned* r, const unsigned short* row) { bw_ldsm(r, row, true); }
+
+        // cp.async, emulated per thread: a copy is queued with its commit group and lands (16 bytes, or zeros when not
+        // valid) only when a wait_group lets its group complete, so a read before the wait (or, across threads, before
+        // the barrier after it) sees the stage's old contents and the output goes wrong.
+        struct bw_copy { unsigned short* dst; const unsigned short* src; bool valid; int group; };
+        static thread_local bw_copy bw_copies[256];
+        static thread_local int bw_copy_count, bw_group;
+        static inline void bw_cp_async16(unsigned short* dst, const unsigned short* src, bool valid)
+        {
+            if (((uintptr_t)dst & 15) != 0 || (valid && ((uintptr_t)src & 15) != 0) || bw_copy_count == 256) {
+                bw_fault("cp.async", valid ? (const void*)src : (const void*)dst);
+                for (int i = 0; i < 8; i++) dst[i] = 0x7e00;
+                return;
+            }
+            bw_copies[bw_copy_count++] = bw_copy{dst, src, valid, bw_group};
+        }
+        static inline void bw_cp_async_commit() { bw_group++; }
+        template <int N> static inline void bw_cp_async_wait()
+        {
+            int kept = 0;
+            for (int i = 0; i < bw_copy_count; i++) {
+                const bw_copy& c = bw_copies[i];
+                if (c.group < bw_group - N) { if (c.valid) std::memcpy(c.dst, c.src, 16); else std::memset(c.dst, 0, 16); }
+                else bw_copies[kept++] = c;
+            }
+            bw_copy_count = kept;
+        }
+
+        static inline float bw_exp2(float x) { return exp2f(x); }
 
         static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
         static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
@@ -129,24 +192,63 @@ internal static partial class CpuKernelRunner
         }
 
         // Runs one block's threads at once (barriers and warp exchanges between them); a thread that returns leaves both.
+        // The host threads are a pool kept from block to block (creating a thread per CUDA thread of every block cost
+        // more than the kernels): worker i runs CUDA thread i of each block, and leaves after two idle seconds (a
+        // library's kernels are done), so loaded libraries do not keep threads.
         struct bw_thread { void (*kernel)(void**, unsigned, unsigned); void** p; unsigned block, thread; };
-        static void* bw_thread_main(void* arg)
+        struct bw_worker { pthread_cond_t wake; bw_thread work; int state; bool made; }; // state: 0 none, 1 idle, 2 work given
+        static bw_worker bw_workers[1024];
+        static pthread_mutex_t bw_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+        static pthread_cond_t bw_pool_done = PTHREAD_COND_INITIALIZER;
+        static int bw_pool_running;
+        static void* bw_worker_main(void* arg)
         {
-            bw_thread* t = (bw_thread*)arg;
-            t->kernel(t->p, t->block, t->thread);
-            bw_barrier_leave(&bw_block_barrier);
-            bw_barrier_leave(&bw_warp_barrier[t->thread >> 5]);
-            return 0;
+            bw_worker* w = (bw_worker*)arg;
+            pthread_mutex_lock(&bw_pool_lock);
+            for (;;) {
+                while (w->state != 2) {
+                    timespec until; clock_gettime(CLOCK_REALTIME, &until); until.tv_sec += 2;
+                    if (pthread_cond_timedwait(&w->wake, &bw_pool_lock, &until) != 0 && w->state != 2) {
+                        w->state = 0;
+                        pthread_mutex_unlock(&bw_pool_lock);
+                        return 0;
+                    }
+                }
+                const bw_thread t = w->work;
+                w->state = 1;
+                pthread_mutex_unlock(&bw_pool_lock);
+                bw_copy_count = 0; bw_group = 0; // this CUDA thread's emulated cp.async state starts empty
+                t.kernel(t.p, t.block, t.thread);
+                bw_barrier_leave(&bw_block_barrier);
+                bw_barrier_leave(&bw_warp_barrier[t.thread >> 5]);
+                pthread_mutex_lock(&bw_pool_lock);
+                if (--bw_pool_running == 0) pthread_cond_signal(&bw_pool_done);
+            }
         }
 
         static void bw_run_block(void (*kernel)(void**, unsigned, unsigned), void** p, unsigned block, unsigned threads)
         {
             bw_barrier_init(&bw_block_barrier, (int)threads);
             for (unsigned w = 0; w < (threads + 31) / 32; w++) bw_barrier_init(&bw_warp_barrier[w], (int)(threads - w * 32 < 32 ? threads - w * 32 : 32));
-            static bw_thread args[1024];
-            static pthread_t pool[1024];
-            for (unsigned t = 0; t < threads; t++) { args[t] = bw_thread{kernel, p, block, t}; pthread_create(&pool[t], 0, bw_thread_main, &args[t]); }
-            for (unsigned t = 0; t < threads; t++) pthread_join(pool[t], 0);
+            pthread_mutex_lock(&bw_pool_lock);
+            bw_pool_running = (int)threads;
+            for (unsigned t = 0; t < threads; t++) {
+                bw_worker* w = &bw_workers[t];
+                if (!w->made) { pthread_cond_init(&w->wake, 0); w->made = true; }
+                w->work = bw_thread{kernel, p, block, t};
+                if (w->state == 0) {
+                    w->state = 2;
+                    pthread_t id;
+                    pthread_attr_t attr; pthread_attr_init(&attr); pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                    pthread_create(&id, &attr, bw_worker_main, w);
+                    pthread_attr_destroy(&attr);
+                } else {
+                    w->state = 2;
+                    pthread_cond_signal(&w->wake);
+                }
+            }
+            while (bw_pool_running > 0) pthread_cond_wait(&bw_pool_done, &bw_pool_lock);
+            pthread_mutex_unlock(&bw_pool_lock);
         }
 
         """;

@@ -91,29 +91,91 @@ internal sealed partial class GraphCompiler
             return false;
         }
 
+        // The kernel's offsets inside one (batch, head) slice are 32-bit: Q and V (row-major, at most 128 wide) fit by
+        // the check above, so do K copied into [.., Sk, D]; K read as stored and the mask are checked here.
+        var before = KeysBeforeTranspose(node.Input[1]);
+        var keySource = before ?? kt;
+        var (copyKeys, keyMemory) = KeyLayout(keySource, before is null, sk, d);
+        static long Span(long rowStride, long rows, long colStride, long cols) => (Math.Abs(rowStride) * (rows - 1)) + (Math.Abs(colStride) * (cols - 1));
+        var maskStrides = mask is null ? null : Shapes.BroadcastStrides(mask.Shape, scores);
+        if ((!copyKeys && Span(keyMemory[^2], sk, keyMemory[^1], d) >= int.MaxValue) || (maskStrides is not null && Span(maskStrides[^2], sq, maskStrides[^1], sk) >= int.MaxValue))
+        {
+            return false;
+        }
+
         // Everything checked: the chain is this kernel's.
         _folded.UnionWith(chain);
         _folded.Add(product);
-        // Each operand row-major in its own shape: computed if pending, NCHW if stored channels-last.
+        // Q, V and the mask row-major in their own shapes: computed if pending, NCHW if stored channels-last. K^T computed
+        // if pending, and copied into [.., Sk, D] where KeyLayout says so.
         q = Nchw(q);
-        kt = Nchw(kt);
+        var keys = Materialize(keySource);
+        if (copyKeys)
+        {
+            var shape = keys.Shape[..^2].Concat(new[] { sk, d }).ToArray();
+            var copy = Temp(keys.Type, shape);
+            ViewCopy(keys, shape, keyMemory, 0, copy, KernelSource.Strides(shape), 0);
+            (keys, keyMemory) = (copy, KernelSource.Strides(shape));
+        }
+
         v = Nchw(v);
         mask = mask is null ? null : Nchw(mask);
         _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul (fused attention)";
         var (batch, heads) = lead.Length == 1 ? (1L, lead[0]) : (lead[0], lead[1]);
         var y = Output(product.Output[0], q.Type, lead.Concat(new[] { sq, dv }).ToArray());
 
-        // (batch, head, row, column) strides of each operand over the block's shape.
-        long[] Strides(PlanValue x, long rows, long cols)
+        // (batch, head, row, column) strides of each operand over the block's shape, from its strides in memory.
+        long[] Strides(long[] shape, long[] memory, long rows, long cols)
         {
-            var s = Shapes.BroadcastStrides(x.Shape, lead.Concat(new[] { rows, cols }).ToArray());
+            var target = lead.Concat(new[] { rows, cols }).ToArray();
+            var s = Shapes.BroadcastStrides(shape, target);
+            for (var i = 0; i < shape.Length; i++)
+            {
+                var at = target.Length - shape.Length + i;
+                s[at] = s[at] == 0 || target[at] == 1 ? 0 : memory[i];
+            }
+
             return s.Length == 4 ? s : [0, .. s];
         }
 
-        var ks = Strides(kt, d, sk);
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q, sq, d), [ks[0], ks[1], ks[3], ks[2]], Strides(v, sk, dv), mask is null ? null : Strides(mask, sq, sk));
-        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(q), Dev(kt), Dev(v), mask is null ? -1 : Dev(mask)]));
+        long[] RowMajor(PlanValue x, long rows, long cols) => Strides(x.Shape, KernelSource.Strides(x.Shape), rows, cols);
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, RowMajor(q, sq, d), Strides(keys.Shape, keyMemory, sk, d), RowMajor(v, sk, dv), mask is null ? null : RowMajor(mask, sq, sk));
+        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(q), Dev(keys), Dev(v), mask is null ? -1 : Dev(mask)]));
         return true;
+    }
+
+    /// <summary>
+    /// How the attention kernel reads the keys, given as K^T [.., D, Sk] (<paramref name="transposed"/>) or as K
+    /// [.., Sk, D]: whether to copy them into [.., Sk, D] first, and their strides in memory with the last two axes as
+    /// (key, d). As stored where that takes the kernel's cp.async path (contiguous along d, rows and slices 16-byte
+    /// aligned) or where D is not a multiple of 8 (the kernel's element-by-element path); otherwise one strided copy from
+    /// however they are stored (a row-major K^T, channels-last instead of an NCHW copy).
+    /// </summary>
+    private static (bool Copy, long[] Strides) KeyLayout(PlanValue keys, bool transposed, long sk, long d)
+    {
+        var memory = MemoryStrides(keys);
+        long[] strides = transposed ? [.. memory[..^2], memory[^1], memory[^2]] : memory;
+        bool Aligned(long s, long extent) => extent == 1 || s % 8 == 0;
+        var fast = Enumerable.Range(0, keys.Shape.Length - 2).All(i => Aligned(memory[i], keys.Shape[i])) && strides[^1] == 1 && Aligned(strides[^2], sk) && d % 8 == 0;
+        return (!fast && d % 8 == 0, strides);
+    }
+
+    /// <summary>
+    /// K itself where K^T (<paramref name="name"/>) is a Transpose of it that swaps the last two axes, as exporters write
+    /// k.transpose(-2, -1): the kernel then reads K where it is, not K^T copied back into K's layout (the Transpose's own
+    /// copy stays in the plan, unused by the kernel). Null otherwise.
+    /// </summary>
+    private PlanValue? KeysBeforeTranspose(string name)
+    {
+        var transpose = _model.Graph.Node.FirstOrDefault(n => n.OpType == "Transpose" && n.Output.Count == 1 && n.Output[0] == name);
+        if (transpose is null || !_values.TryGetValue(transpose.Input[0], out var k) || k.Constant is not null || k.Shape.Length < 3)
+        {
+            return null;
+        }
+
+        var rank = k.Shape.Length;
+        long[] swap = [.. Enumerable.Range(0, rank - 2).Select(i => (long)i), rank - 1, rank - 2];
+        return new NodeAttributes(transpose).Ints("perm") is { } perm && perm.SequenceEqual(swap) && St(k) == ElementType.Float16 ? k : null;
     }
 
     /// <summary>The node that alone consumes <paramref name="name"/> (null when it is a graph output or has another consumer).</summary>
