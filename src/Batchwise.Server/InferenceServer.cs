@@ -192,6 +192,7 @@ public sealed class InferenceServer : IAsyncDisposable
             o.MaxSendMessageSize = null;
         });
         var tracing = new RequestTracing(options.Traces, options.Tracing, options.TraceExporter);
+        builder.Services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<GrpcInferenceEndpoint>, GrpcInferenceMethods>();
         builder.Services.AddSingleton(models);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(tracing);

@@ -108,11 +108,11 @@ public sealed class TransportFixture : IAsyncLifetime
 public sealed class TransportTests(TransportFixture fixture) : IClassFixture<TransportFixture>
 {
     /// <summary>
-    /// gRPC: managed bytes allocated per request must stay under this share of the payload. Protobuf parses
-    /// raw_input_contents into a ByteString of its own (1x), which the input tensor now uses in place; before, a second
-    /// copy made it 2.27x (1,368,913 bytes).
+    /// gRPC: managed bytes allocated per request must stay under this share of the payload. raw_input_contents is read
+    /// into pooled buffers (GrpcInferRequestReader: 0.19x measured, client included); before, protobuf's ByteString took
+    /// 1x and, earlier still, a second copy made it 2.27x (1,368,913 bytes).
     /// </summary>
-    private const double AllocationBound = 1.5;
+    private const double AllocationBound = 0.5;
 
     /// <summary>
     /// HTTP binary data: the inputs are read into pooled buffers, so a request allocates only a small fraction of its
@@ -132,7 +132,7 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
     }
 
     [Fact]
-    public async Task Grpc_raw_requests_allocate_less_than_one_and_a_half_times_their_payload()
+    public async Task Grpc_raw_requests_allocate_less_than_half_their_payload()
     {
         var image = ByteString.CopyFrom(TransportFixture.Image(6));
         var perRequest = await AllocatedPerRequestAsync(() => fixture.InferGrpcAsync(image, Ct));
