@@ -304,7 +304,8 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
             ? request.Outputs.Select(o => (model.OutputIndex(o.Name), ClassCount(o), SharedMemoryParameters(shm, $"Output '{o.Name}'", o.Parameters))).ToList()
             : Enumerable.Range(0, model.Outputs.Count).Select(i => (i, 0, (SharedMemoryRef?)null)).ToList();
         var parsed = Decode(request, model, lease, shm, buffers);
-        var outputs = await model.InferAsync(parsed, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
+        var targets = HttpEndpoints.OutputTargets(model, indices.Select(o => (o.Item1, o.Item2, o.Item3)));
+        var outputs = await model.InferAsync(parsed, priority, timeout, cancellationToken, timer, targets).ConfigureAwait(false);
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
         foreach (var (i, classCount, target) in indices)
         {
@@ -315,9 +316,9 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
             if (target is not null)
             {
                 // The data goes into the region; the response says where and carries no raw contents for it, as Triton's.
-                HttpEndpoints.WriteSharedMemory(output.Name, tensor, target);
+                HttpEndpoints.WriteSharedMemory(output.Name, tensor, target, targets?[i]);
                 output.Parameters["shared_memory_region"] = new InferParameter { StringParam = target.Region.Name };
-                output.Parameters["shared_memory_byte_size"] = new InferParameter { Int64Param = tensor.Data.Length };
+                output.Parameters["shared_memory_byte_size"] = new InferParameter { Int64Param = tensor.ByteCount };
                 continue;
             }
 
