@@ -12,7 +12,7 @@ namespace Batchwise.Server;
 /// The Open Inference Protocol's gRPC service (inference.GRPCInferenceService): each public method of the service's name
 /// is bound to it by <see cref="GrpcInferenceMethods"/>.
 /// </summary>
-internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory) 
+internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory)
 {
     public Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
