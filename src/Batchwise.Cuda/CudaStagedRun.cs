@@ -10,7 +10,8 @@ namespace Batchwise.Cuda;
 /// A staged run on the cuda engine: the caller writes its rows into the slot's page-locked input block; a run copies
 /// them to the device asynchronously on the slot's stream (zeroing any rows padded up to a batch profile), replays the
 /// plan and copies the caller's rows of every output back into the page-locked output block. Device pointers (CUDA
-/// shared memory) replace either side with a device-to-device copy.
+/// shared memory) replace either side with a device-to-device copy; rows in shared memory (CUDA, or a registered system
+/// region) are read from and written to it directly.
 /// </summary>
 internal sealed unsafe class CudaStagedRun : IStagedRun
 {
@@ -25,6 +26,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     private readonly ulong?[] _deviceInputs;
     private readonly ulong?[] _deviceOutputs;
     private readonly List<DirectRows>?[] _direct;
+    private readonly List<DirectRows>?[] _directOutputs;
     private readonly byte[]?[] _constantOutputs;
     private readonly IntPtr _inputBlock;
     private readonly IntPtr _outputBlock;
@@ -45,6 +47,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         _deviceInputs = new ulong?[_inputBytes.Length];
         _deviceOutputs = new ulong?[_outputBytes.Length];
         _direct = new List<DirectRows>?[_inputBytes.Length];
+        _directOutputs = new List<DirectRows>?[_outputBytes.Length];
         _constantOutputs = [.. plan.Outputs.Select((o, i) => o.Constant is null ? null : Cut(o.Constant.CastTo(o.Type).ToTensor().Data, _outputBytes[i]))];
         (_inputBlock, _outputBlock) = slot.Staging(_inputOffsets[^1], _outputOffsets[^1]);
     }
@@ -85,6 +88,38 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         }
 
         (_direct[index] ??= []).Add(rows);
+        return true;
+    }
+
+    /// <summary>
+    /// Writes rows to device memory on this session's GPU (CUDA shared memory: device to device) or to page-locked host
+    /// memory (a registered system shared memory region: device to host with no staging copy); anything else is refused
+    /// and the caller copies the rows out of the staging buffer.
+    /// </summary>
+    public bool TryCopyOutput(int index, long byteOffset, long byteCount, TensorTarget target)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(target);
+        var o = _plan.Outputs[index];
+        if (o.Constant is not null || _deviceOutputs[index] is not null || byteOffset < 0 || byteCount < 0 || byteCount > target.ByteCount || byteCount > _outputBytes[index] - byteOffset)
+        {
+            return false;
+        }
+
+        DirectRows rows;
+        switch (target)
+        {
+            case DeviceTensorTarget d when d.Device == _session.DeviceOrdinal:
+                rows = new DirectRows(byteOffset, byteCount, 0, d.Pointer);
+                break;
+            case HostTensorTarget { PageLocked: true } h:
+                rows = new DirectRows(byteOffset, byteCount, h.Pointer, 0);
+                break;
+            default:
+                return false;
+        }
+
+        (_directOutputs[index] ??= []).Add(rows);
         return true;
     }
 
@@ -161,13 +196,44 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
                 continue;
             }
 
+            var src = _context.Pointer(o.Buffer);
             if (_deviceOutputs[i] is { } dst)
             {
-                CudaDriver.CopyDeviceToDevice(dst, _context.Pointer(o.Buffer), _outputBytes[i], stream.Handle);
+                CudaDriver.CopyDeviceToDevice(dst, src, _outputBytes[i], stream.Handle);
+            }
+            else if (_directOutputs[i] is { } direct)
+            {
+                // Rows written in place (device memory, registered host memory) go straight there from the output; the
+                // rows between them go to the staging buffer the caller reads.
+                direct.Sort((a, b) => a.Offset.CompareTo(b.Offset));
+                long at = 0;
+                foreach (var rows in direct)
+                {
+                    if (rows.Offset > at)
+                    {
+                        CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i] + at, src + (ulong)at, rows.Offset - at, stream);
+                    }
+
+                    if (rows.DevicePointer != 0)
+                    {
+                        CudaDriver.CopyDeviceToDevice(rows.DevicePointer, src + (ulong)rows.Offset, rows.Bytes, stream.Handle);
+                    }
+                    else
+                    {
+                        CudaDriver.CopyToHost((void*)rows.HostPointer, src + (ulong)rows.Offset, rows.Bytes, stream);
+                    }
+
+                    at = Math.Max(at, rows.Offset + rows.Bytes);
+                }
+
+                if (_outputBytes[i] > at)
+                {
+                    CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i] + at, src + (ulong)at, _outputBytes[i] - at, stream);
+                }
             }
             else
             {
-                CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i], _context.Pointer(o.Buffer), _outputBytes[i], stream);
+                CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i], src, _outputBytes[i], stream);
             }
         }
 
@@ -196,7 +262,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         }
     }
 
-    /// <summary>Rows of an input copied from where they are (a device or a page-locked host pointer) rather than from staging.</summary>
+    /// <summary>Rows of an input copied from where they are (a device or a page-locked host pointer) rather than from staging, or of an output to there.</summary>
     private readonly record struct DirectRows(long Offset, long Bytes, IntPtr HostPointer, ulong DevicePointer);
 
     private static long[] Offsets(long[] sizes)

@@ -8,30 +8,33 @@ using Grpc.Core;
 
 namespace Batchwise.Server;
 
-/// <summary>The Open Inference Protocol's gRPC service (inference.GRPCInferenceService).</summary>
-internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory) : GRPCInferenceService.GRPCInferenceServiceBase
+/// <summary>
+/// The Open Inference Protocol's gRPC service (inference.GRPCInferenceService): each public method of the service's name
+/// is bound to it by <see cref="GrpcInferenceMethods"/>.
+/// </summary>
+internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOptions options, RequestTracing tracing, RequestAdmission admission, SystemSharedMemoryRegistry sharedMemory)
 {
-    public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
+    public Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
 
-    public override Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context) =>
+    public Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerReadyResponse { Ready = models.IsReady });
 
     // Triton answers ready: false for a model (or version) it does not serve, not NOT_FOUND.
-    public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context) =>
+    public Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context) =>
         Task.FromResult(new ModelReadyResponse { Ready = models.IsModelReady(request.Name, request.Version) });
 
-    public override Task<ModelConfigResponse> ModelConfig(ModelConfigRequest request, ServerCallContext context) =>
+    public Task<ModelConfigResponse> ModelConfig(ModelConfigRequest request, ServerCallContext context) =>
         Guard(() => Task.FromResult(new ModelConfigResponse { Config = TritonModelConfig.Describe(models.Find(request.Name, request.Version)) }));
 
-    public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
+    public Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
     {
         var response = new ServerMetadataResponse { Name = InferenceServer.Name, Version = InferenceServer.Version };
         response.Extensions.AddRange(InferenceServer.ExtensionsWith(sharedMemory));
         return Task.FromResult(response);
     }
 
-    public override Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context) => Guard(() =>
+    public Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context) => Guard(() =>
     {
         var model = models.Find(request.Name, request.Version);
         var response = new ModelMetadataResponse { Name = model.Name, Platform = model.Platform };
@@ -41,11 +44,13 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
+    public Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
     {
-        // Pooled input buffers go back once the response has been sent, not when the handler returns (the response is
-        // serialized after it, and an output may be an input's own array).
-        var buffers = new RequestBuffers(TensorBufferPool.Shared);
+        // Pooled input buffers (raw_input_contents, as GrpcInferRequestReader read them, and copies out of shared memory)
+        // go back once the response has been sent, not when the handler returns (the response is serialized after it,
+        // and an output may be an input's own array).
+        var buffers = request.PooledInputs ?? new RequestBuffers(TensorBufferPool.Shared);
+        request.PooledInputs = null;
         Microsoft.AspNetCore.Http.HttpContext? http = null;
         try
         {
@@ -65,7 +70,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     /// <see cref="StreamConcurrency"/> at once per stream), each answered when done; a failed request is answered with
     /// its error_message (and its id) while the stream goes on.
     /// </summary>
-    public override async Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
+    public async Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
     {
         var ct = context.CancellationToken;
         using var slots = new SemaphoreSlim(StreamConcurrency);
@@ -73,10 +78,13 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         var running = new List<Task>();
         async Task AnswerAsync(ModelInferRequest request)
         {
+            // The request's pooled buffers go back once its response is written (an output may be an input's own array).
+            using var buffers = request.PooledInputs ?? new RequestBuffers(TensorBufferPool.Shared);
+            request.PooledInputs = null;
             ModelStreamInferResponse response;
             try
             {
-                response = new ModelStreamInferResponse { InferResponse = await InferAsync(request, context.RequestHeaders.GetValue("traceparent"), ct).ConfigureAwait(false) };
+                response = new ModelStreamInferResponse { InferResponse = await InferAsync(request, context.RequestHeaders.GetValue("traceparent"), ct, buffers).ConfigureAwait(false) };
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -126,19 +134,19 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
     /// <summary>Requests of one stream running at once; further requests wait to be read (the client sees back-pressure).</summary>
     internal const int StreamConcurrency = 64;
 
-    public override Task<SystemSharedMemoryRegisterResponse> SystemSharedMemoryRegister(SystemSharedMemoryRegisterRequest request, ServerCallContext context) => Guard(() =>
+    public Task<SystemSharedMemoryRegisterResponse> SystemSharedMemoryRegister(SystemSharedMemoryRegisterRequest request, ServerCallContext context) => Guard(() =>
     {
         sharedMemory.Register(request.Name, request.Key, (long)Math.Min(request.Offset, long.MaxValue), (long)Math.Min(request.ByteSize, long.MaxValue));
         return Task.FromResult(new SystemSharedMemoryRegisterResponse());
     });
 
-    public override Task<SystemSharedMemoryUnregisterResponse> SystemSharedMemoryUnregister(SystemSharedMemoryUnregisterRequest request, ServerCallContext context) => Guard(() =>
+    public Task<SystemSharedMemoryUnregisterResponse> SystemSharedMemoryUnregister(SystemSharedMemoryUnregisterRequest request, ServerCallContext context) => Guard(() =>
     {
         sharedMemory.Unregister(request.Name);
         return Task.FromResult(new SystemSharedMemoryUnregisterResponse());
     });
 
-    public override Task<SystemSharedMemoryStatusResponse> SystemSharedMemoryStatus(SystemSharedMemoryStatusRequest request, ServerCallContext context) => Guard(() =>
+    public Task<SystemSharedMemoryStatusResponse> SystemSharedMemoryStatus(SystemSharedMemoryStatusRequest request, ServerCallContext context) => Guard(() =>
     {
         var response = new SystemSharedMemoryStatusResponse();
         foreach (var r in sharedMemory.Status(request.Name))
@@ -149,13 +157,13 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<CudaSharedMemoryRegisterResponse> CudaSharedMemoryRegister(CudaSharedMemoryRegisterRequest request, ServerCallContext context) => Guard(() =>
+    public Task<CudaSharedMemoryRegisterResponse> CudaSharedMemoryRegister(CudaSharedMemoryRegisterRequest request, ServerCallContext context) => Guard(() =>
     {
         sharedMemory.Cuda.Register(request.Name, request.RawHandle.Span, request.DeviceId, (long)Math.Min(request.ByteSize, long.MaxValue));
         return Task.FromResult(new CudaSharedMemoryRegisterResponse());
     });
 
-    public override Task<CudaSharedMemoryStatusResponse> CudaSharedMemoryStatus(CudaSharedMemoryStatusRequest request, ServerCallContext context) => Guard(() =>
+    public Task<CudaSharedMemoryStatusResponse> CudaSharedMemoryStatus(CudaSharedMemoryStatusRequest request, ServerCallContext context) => Guard(() =>
     {
         var response = new CudaSharedMemoryStatusResponse();
         foreach (var r in sharedMemory.Cuda.Status(request.Name))
@@ -166,13 +174,13 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<CudaSharedMemoryUnregisterResponse> CudaSharedMemoryUnregister(CudaSharedMemoryUnregisterRequest request, ServerCallContext context) => Guard(() =>
+    public Task<CudaSharedMemoryUnregisterResponse> CudaSharedMemoryUnregister(CudaSharedMemoryUnregisterRequest request, ServerCallContext context) => Guard(() =>
     {
         sharedMemory.Cuda.Unregister(request.Name);
         return Task.FromResult(new CudaSharedMemoryUnregisterResponse());
     });
 
-    public override Task<TraceSettingResponse> TraceSetting(TraceSettingRequest request, ServerCallContext context) => Guard(() =>
+    public Task<TraceSettingResponse> TraceSetting(TraceSettingRequest request, ServerCallContext context) => Guard(() =>
     {
         var model = string.IsNullOrEmpty(request.ModelName) ? null : models.Find(request.ModelName).Name;
         var settings = request.Settings.Count == 0
@@ -189,7 +197,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<LogSettingsResponse> LogSettings(LogSettingsRequest request, ServerCallContext context) => Guard(() =>
+    public Task<LogSettingsResponse> LogSettings(LogSettingsRequest request, ServerCallContext context) => Guard(() =>
     {
         var requested = new Dictionary<string, object>(StringComparer.Ordinal);
         foreach (var (key, value) in request.Settings)
@@ -214,7 +222,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) => Guard(() =>
+    public Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) => Guard(() =>
     {
         IEnumerable<ServedModel> selected = string.IsNullOrEmpty(request.Name) ? models.Models : [models.Find(request.Name, request.Version)];
         var response = new ModelStatisticsResponse();
@@ -222,7 +230,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<RepositoryIndexResponse> RepositoryIndex(RepositoryIndexRequest request, ServerCallContext context) => Guard(() =>
+    public Task<RepositoryIndexResponse> RepositoryIndex(RepositoryIndexRequest request, ServerCallContext context) => Guard(() =>
     {
         var response = new RepositoryIndexResponse();
         response.Models.AddRange(models.Index(request.Ready).Select(e => new RepositoryIndexResponse.Types.ModelIndex
@@ -235,7 +243,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return Task.FromResult(response);
     });
 
-    public override Task<RepositoryModelLoadResponse> RepositoryModelLoad(RepositoryModelLoadRequest request, ServerCallContext context) => Guard(async () =>
+    public Task<RepositoryModelLoadResponse> RepositoryModelLoad(RepositoryModelLoadRequest request, ServerCallContext context) => Guard(async () =>
     {
         ModelConfig? config = null;
         foreach (var (key, value) in request.Parameters)
@@ -256,7 +264,7 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
         return new RepositoryModelLoadResponse();
     });
 
-    public override Task<RepositoryModelUnloadResponse> RepositoryModelUnload(RepositoryModelUnloadRequest request, ServerCallContext context) => Guard(async () =>
+    public Task<RepositoryModelUnloadResponse> RepositoryModelUnload(RepositoryModelUnloadRequest request, ServerCallContext context) => Guard(async () =>
     {
         await models.UnloadAsync(request.ModelName).ConfigureAwait(false);
         return new RepositoryModelUnloadResponse();
@@ -296,7 +304,8 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
             ? request.Outputs.Select(o => (model.OutputIndex(o.Name), ClassCount(o), SharedMemoryParameters(shm, $"Output '{o.Name}'", o.Parameters))).ToList()
             : Enumerable.Range(0, model.Outputs.Count).Select(i => (i, 0, (SharedMemoryRef?)null)).ToList();
         var parsed = Decode(request, model, lease, shm, buffers);
-        var outputs = await model.InferAsync(parsed, priority, timeout, cancellationToken, timer).ConfigureAwait(false);
+        var targets = HttpEndpoints.OutputTargets(model, indices.Select(o => (o.Item1, o.Item2, o.Item3)));
+        var outputs = await model.InferAsync(parsed, priority, timeout, cancellationToken, timer, targets).ConfigureAwait(false);
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version, Id = request.Id };
         foreach (var (i, classCount, target) in indices)
         {
@@ -307,9 +316,9 @@ internal sealed class GrpcInferenceEndpoint(ModelRepository models, ServerOption
             if (target is not null)
             {
                 // The data goes into the region; the response says where and carries no raw contents for it, as Triton's.
-                HttpEndpoints.WriteSharedMemory(output.Name, tensor, target);
+                HttpEndpoints.WriteSharedMemory(output.Name, tensor, target, targets?[i]);
                 output.Parameters["shared_memory_region"] = new InferParameter { StringParam = target.Region.Name };
-                output.Parameters["shared_memory_byte_size"] = new InferParameter { Int64Param = tensor.Data.Length };
+                output.Parameters["shared_memory_byte_size"] = new InferParameter { Int64Param = tensor.ByteCount };
                 continue;
             }
 

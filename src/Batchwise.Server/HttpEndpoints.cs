@@ -543,8 +543,9 @@ internal static class HttpEndpoints
         var request = await ReadBinaryRequestAsync(ctx, model, lease, shm, buffers).ConfigureAwait(false)
             ?? await ReadWholeRequestAsync(ctx, model, lease, shm, buffers).ConfigureAwait(false);
         timer.Identify(request.Id);
-        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer).ConfigureAwait(false);
-        await WriteResponseAsync(ctx, model, request, outputs).ConfigureAwait(false);
+        var targets = OutputTargets(model, request.Outputs.Select(o => (o.Index, o.ClassCount, o.Shm)));
+        var outputs = await model.InferAsync(request.Inputs, request.Priority, request.Timeout, ctx.RequestAborted, timer, targets).ConfigureAwait(false);
+        await WriteResponseAsync(ctx, model, request, outputs, targets).ConfigureAwait(false);
     }
 
     /// <summary>Any request: the whole body read (and inflated) into memory, then parsed, its inputs copied out of it.</summary>
@@ -1030,12 +1031,38 @@ internal static class HttpEndpoints
         return t;
     }
 
-    /// <summary>Writes an output into its shared memory region, or a 400 when the bytes given there are too few.</summary>
-    internal static void WriteSharedMemory(string name, Tensor t, SharedMemoryRef target)
+    /// <summary>
+    /// Per model output, where the engine may write it in place: the shared memory the request names for it (raw outputs
+    /// only: a classification is computed from the output first), or null everywhere when the request names none.
+    /// </summary>
+    internal static TensorTarget?[]? OutputTargets(ServedModel model, IEnumerable<(int Index, int ClassCount, SharedMemoryRef? Shm)> outputs)
     {
-        if (t.Data.Length > target.ByteSize)
+        TensorTarget?[]? targets = null;
+        foreach (var (index, classCount, shm) in outputs)
         {
-            throw InferenceError.BadRequest($"Output '{name}' needs {t.Data.Length} bytes ({t.ElementType.ProtocolName()} {Tensor.ShapeText(t.Shape)}), but shared_memory_byte_size gives {target.ByteSize} in region '{target.Region.Name}'");
+            if (shm is not null && classCount == 0 && (targets ??= new TensorTarget?[model.Outputs.Count])[index] is null)
+            {
+                targets[index] = shm.Region.Target(shm.Offset, shm.ByteSize, model);
+            }
+        }
+
+        return targets;
+    }
+
+    /// <summary>
+    /// Writes an output into its shared memory region, or a 400 when the bytes given there are too few; nothing to do when
+    /// the engine already wrote it there (<paramref name="delivered"/>, the target it was given for this output).
+    /// </summary>
+    internal static void WriteSharedMemory(string name, Tensor t, SharedMemoryRef target, TensorTarget? delivered = null)
+    {
+        if (t.ByteCount > target.ByteSize)
+        {
+            throw InferenceError.BadRequest($"Output '{name}' needs {t.ByteCount} bytes ({t.ElementType.ProtocolName()} {Tensor.ShapeText(t.Shape)}), but shared_memory_byte_size gives {target.ByteSize} in region '{target.Region.Name}'");
+        }
+
+        if (delivered is not null && ReferenceEquals(t.Source?.DeliveredTo, delivered))
+        {
+            return;
         }
 
         target.Region.Write(target.Offset, t.Data);
@@ -1050,14 +1077,15 @@ internal static class HttpEndpoints
         return shm.Resolve(what, region, size, offset);
     }
 
-    private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> modelOutputs)
+    private static async Task WriteResponseAsync(HttpContext ctx, ServedModel model, ParsedRequest request, IReadOnlyList<Tensor> modelOutputs, TensorTarget?[]? targets)
     {
         var outputs = request.Outputs.Select(o => model.Present(modelOutputs, o.Index, o.ClassCount)).ToList();
         for (var i = 0; i < outputs.Count; i++)
         {
             if (request.Outputs[i].Shm is { } target)
             {
-                WriteSharedMemory(model.Outputs[request.Outputs[i].Index].Name, outputs[i], target);
+                var index = request.Outputs[i].Index;
+                WriteSharedMemory(model.Outputs[index].Name, outputs[i], target, targets?[index]);
             }
         }
 
@@ -1084,7 +1112,7 @@ internal static class HttpEndpoints
                     // The data is in the region; the response says where, as Triton's.
                     w.WriteStartObject("parameters");
                     w.WriteString("shared_memory_region", target.Region.Name);
-                    w.WriteNumber("shared_memory_byte_size", t.Data.Length);
+                    w.WriteNumber("shared_memory_byte_size", t.ByteCount);
                     if (target.Offset != 0)
                     {
                         w.WriteNumber("shared_memory_offset", target.Offset);

@@ -156,6 +156,7 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", LogLevel.None);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
         builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, ReceiveBlockPool.Factory>();
         ListenOptions? http = null, grpc = null, metrics = null;
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -191,6 +192,7 @@ public sealed class InferenceServer : IAsyncDisposable
             o.MaxSendMessageSize = null;
         });
         var tracing = new RequestTracing(options.Traces, options.Tracing, options.TraceExporter);
+        builder.Services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<GrpcInferenceEndpoint>, GrpcInferenceMethods>();
         builder.Services.AddSingleton(models);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(tracing);

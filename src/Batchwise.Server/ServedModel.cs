@@ -215,8 +215,13 @@ public sealed class ServedModel : IAsyncDisposable
     public int OutputIndex(string name) =>
         _outputIndex.TryGetValue(name, out var i) ? i : throw InferenceError.BadRequest($"Model '{Name}' has no output '{name}'; its outputs are {string.Join(", ", Outputs.Select(o => o.Name))}");
 
-    /// <summary>Validates the inputs against the model, queues them and returns the outputs in model order.</summary>
-    public async Task<IReadOnlyList<Tensor>> InferAsync(IReadOnlyList<NamedTensor> inputs, int priority, TimeSpan? timeout, CancellationToken cancellationToken, RequestTimer? timer = null)
+    /// <summary>
+    /// Validates the inputs against the model, queues them and returns the outputs in model order. An output with a
+    /// target in <paramref name="outputTargets"/> (model order; shared memory the caller holds until it answers) is
+    /// written there by the engine where it can, from its own output memory: that output's tensor then reads its bytes
+    /// back from the target (its <see cref="TensorSource.DeliveredTo"/> is the target); otherwise the caller copies it.
+    /// </summary>
+    public async Task<IReadOnlyList<Tensor>> InferAsync(IReadOnlyList<NamedTensor> inputs, int priority, TimeSpan? timeout, CancellationToken cancellationToken, RequestTimer? timer = null, IReadOnlyList<TensorTarget?>? outputTargets = null)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         timer?.InputsDecoded();
@@ -233,7 +238,7 @@ public sealed class ServedModel : IAsyncDisposable
             Task<BatchedResult> pending;
             try
             {
-                pending = _batcher.SubmitAsync(ordered, priority, timeout, cancellationToken);
+                pending = _batcher.SubmitAsync(ordered, outputTargets is not null && outputTargets.Any(t => t is not null) ? outputTargets : null, priority, timeout, cancellationToken);
             }
             catch (BatchwiseException e) when (e is not BatchRejectedException)
             {
@@ -493,10 +498,30 @@ public sealed class ServedModel : IAsyncDisposable
             batch.CopyInput(i, target, direct);
         }
 
+        // Rows a request wants in shared memory go there from the device (page-locked host or device memory), not through
+        // the staging buffer and a managed copy.
+        var delivered = new List<OutputRows>[Outputs.Count];
+        foreach (var (r, rows) in batch.DirectOutputs(MaxBatchSize > 0))
+        {
+            var shape = run.OutputShapes[rows.Output];
+            var bytes = Tensor.ElementCountOf(shape) * Outputs[rows.Output].ElementType.SizeOf();
+            if (Outputs[rows.Output].ElementType != ElementType.String && rows.Span(shape, bytes) is { } span && run.TryCopyOutput(rows.Output, span.Offset, span.Bytes, rows.Target))
+            {
+                batch.MarkDelivered(r, rows.Output);
+                (delivered[rows.Output] ??= []).Add(rows);
+            }
+        }
+
         await run.RunAsync(cancellationToken).ConfigureAwait(false);
         var outputs = new Tensor[Outputs.Count];
         for (var o = 0; o < outputs.Length; o++)
         {
+            if (delivered[o] is { } rows && DeliveredRowsSource.Delivered(Outputs[o].ElementType, (long[])run.OutputShapes[o].Clone(), rows) is { } all)
+            {
+                outputs[o] = all;
+                continue;
+            }
+
             var bytes = run.Output(o);
             var t = Tensor.Zeros(Outputs[o].ElementType, (long[])run.OutputShapes[o].Clone());
             if (bytes.Length != t.Data.Length)
@@ -545,9 +570,10 @@ public sealed class ServedModel : IAsyncDisposable
     private (IReadOnlyList<Tensor> Outputs, TimeSpan EngineTime) RunMerged(IEngineSession session, BatchParts batch, CancellationToken cancellationToken)
     {
         var start = Stopwatch.GetTimestamp();
+        var direct = session is IOutputTargets ? batch.DirectOutputs(MaxBatchSize > 0).ToList() : [];
         if (batch.Single is { } single)
         {
-            return (session.Run(single, cancellationToken), Stopwatch.GetElapsedTime(start));
+            return (Run(session, single, batch, direct, cancellationToken), Stopwatch.GetElapsedTime(start));
         }
 
         var merged = new Tensor[batch.InputCount];
@@ -558,15 +584,36 @@ public sealed class ServedModel : IAsyncDisposable
             merged[i] = new Tensor(batch.TypeOf(i), batch.Shape(i), data);
         }
 
-        var outputs = session.Run(merged, cancellationToken);
+        var outputs = Run(session, merged, batch, direct, cancellationToken);
         foreach (var input in merged)
         {
-            if (!outputs.Any(o => ReferenceEquals(o.Data, input.Data)))
+            if (!outputs.Any(o => o.Source is null && ReferenceEquals(o.Data, input.Data)))
             {
                 _mergedBuffers.Return(input.Data);
             }
         }
 
         return (outputs, Stopwatch.GetElapsedTime(start));
+    }
+
+    /// <summary>One engine run; the requests' output targets written by the engine itself where it can (ort: from its own output memory).</summary>
+    private static IReadOnlyList<Tensor> Run(IEngineSession session, IReadOnlyList<Tensor> inputs, BatchParts batch, List<(int Request, OutputRows Rows)> direct, CancellationToken cancellationToken)
+    {
+        if (direct.Count == 0 || session is not IOutputTargets targets)
+        {
+            return session.Run(inputs, cancellationToken);
+        }
+
+        var delivered = new bool[direct.Count];
+        var outputs = targets.Run(inputs, [.. direct.Select(d => d.Rows)], delivered, cancellationToken);
+        for (var i = 0; i < direct.Count; i++)
+        {
+            if (delivered[i])
+            {
+                batch.MarkDelivered(direct[i].Request, direct[i].Rows.Output);
+            }
+        }
+
+        return outputs;
     }
 }

@@ -108,11 +108,13 @@ public sealed class TransportFixture : IAsyncLifetime
 public sealed class TransportTests(TransportFixture fixture) : IClassFixture<TransportFixture>
 {
     /// <summary>
-    /// gRPC: managed bytes allocated per request must stay under this share of the payload. Protobuf parses
-    /// raw_input_contents into a ByteString of its own (1x), which the input tensor now uses in place; before, a second
-    /// copy made it 2.27x (1,368,913 bytes).
+    /// gRPC: managed bytes allocated per request must stay under this share of the payload. raw_input_contents is read
+    /// into pooled buffers (GrpcInferRequestReader: 0.19-0.26x measured alone, client included), so no array of the
+    /// payload's size is allocated; before, protobuf's ByteString took 1x and, earlier still, a second copy made it 2.27x
+    /// (1,368,913 bytes). The bound leaves room for what an earlier test class leaves behind in the same process (after
+    /// RequestFuzzTests: 0.69-0.78x gRPC, and HTTP 0.51-0.79x, which fails HTTP's bound on main as well).
     /// </summary>
-    private const double AllocationBound = 1.5;
+    private const double AllocationBound = 1.0;
 
     /// <summary>
     /// HTTP binary data: the inputs are read into pooled buffers, so a request allocates only a small fraction of its
@@ -132,7 +134,7 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
     }
 
     [Fact]
-    public async Task Grpc_raw_requests_allocate_less_than_one_and_a_half_times_their_payload()
+    public async Task Grpc_raw_requests_allocate_less_than_their_payload()
     {
         var image = ByteString.CopyFrom(TransportFixture.Image(6));
         var perRequest = await AllocatedPerRequestAsync(() => fixture.InferGrpcAsync(image, Ct));

@@ -37,6 +37,9 @@ public sealed class CudaSharedMemoryRegion : SharedMemoryRegion
     /// <summary>The device memory itself: an engine on the same GPU copies it device to device into its input.</summary>
     internal override TensorSource? Source(long offset, long bytes, ServedModel model) => new DeviceTensorSource(_memory, offset, bytes);
 
+    /// <summary>The device range as an output's target: a GPU engine copies its rows there device to device.</summary>
+    internal override TensorTarget? Target(long offset, long bytes, ServedModel model) => new DeviceTensorTarget(_memory, offset, bytes);
+
     /// <summary>
     /// Device to host: the server's engines take host tensors, so an input in a CUDA region is copied to the host once
     /// (into the request's pooled buffer) before it runs, on either engine.

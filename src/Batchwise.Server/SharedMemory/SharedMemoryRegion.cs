@@ -87,6 +87,13 @@ public abstract class SharedMemoryRegion
     /// </summary>
     internal virtual Engines.TensorSource? Source(long offset, long bytes, ServedModel model) => null;
 
+    /// <summary>
+    /// The range [offset, offset + bytes) (checked by the caller) as a target an engine may write an output to in place,
+    /// for a request to <paramref name="model"/>; null where the region has none (the output is then copied in with
+    /// <see cref="Write"/>).
+    /// </summary>
+    internal virtual Engines.TensorTarget? Target(long offset, long bytes, ServedModel model) => null;
+
     /// <summary>Copies <paramref name="target"/>.Length bytes from <paramref name="offset"/> (checked by the caller).</summary>
     internal abstract void Read(long offset, byte[] target);
 

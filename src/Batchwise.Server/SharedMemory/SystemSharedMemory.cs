@@ -46,6 +46,23 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
     /// </summary>
     internal override unsafe TensorSource? Source(long offset, long bytes, ServedModel model)
     {
+        PageLock(model);
+        return new HostTensorSource((IntPtr)(_mapping + _view.PointerOffset + offset), bytes, IsPageLocked);
+    }
+
+    /// <summary>
+    /// The mapped bytes as an output's target, written in place by the engine (registered with the driver on first use,
+    /// as for inputs, so a GPU engine copies its output rows straight into the region).
+    /// </summary>
+    internal override unsafe TensorTarget? Target(long offset, long bytes, ServedModel model)
+    {
+        PageLock(model);
+        return new HostTensorTarget((IntPtr)(_mapping + _view.PointerOffset + offset), bytes, IsPageLocked);
+    }
+
+    /// <summary>Registers the whole mapping with the driver on first use by a model on an engine that can page-lock host memory (cuda).</summary>
+    private unsafe void PageLock(ServedModel model)
+    {
         if (model.HostRegistration is { } registrar && !Volatile.Read(ref _registrationTried))
         {
             lock (_registrationLock)
@@ -56,13 +73,11 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
                     var registration = registrar.TryRegister((IntPtr)_mapping, _view.PointerOffset + ByteSize, out var failure);
                     Volatile.Write(ref _registration, registration);
                     model.Log?.Invoke(registration is not null
-                        ? $"system shared memory region '{Name}' ({ByteSize} bytes) page-locked for {model.Name}: its inputs are copied to the device straight from it"
+                        ? $"system shared memory region '{Name}' ({ByteSize} bytes) page-locked for {model.Name}: its inputs and outputs are copied between it and the device directly"
                         : $"system shared memory region '{Name}' could not be page-locked for {model.Name} ({failure}); its inputs are copied through the engine's staging buffers instead");
                 }
             }
         }
-
-        return new HostTensorSource((IntPtr)(_mapping + _view.PointerOffset + offset), bytes, IsPageLocked);
     }
 
     /// <summary>The shared memory key.</summary>

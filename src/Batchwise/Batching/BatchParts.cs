@@ -19,11 +19,65 @@ public sealed class BatchParts
     /// <summary>A batch copies its inputs on several threads from this many bytes per input on (below it one thread is faster).</summary>
     public const long ParallelCopyBytes = 4L << 20;
 
-    internal BatchParts(IReadOnlyList<IReadOnlyList<Tensor>> requests, int rows)
+    internal BatchParts(IReadOnlyList<IReadOnlyList<Tensor>> requests, int rows, IReadOnlyList<IReadOnlyList<TensorTarget?>?>? outputTargets = null)
     {
         Requests = requests;
         Rows = rows;
+        OutputTargets = outputTargets;
+        _delivered = outputTargets is null ? null : new bool[requests.Count][];
     }
+
+    private readonly bool[]?[]? _delivered;
+
+    /// <summary>
+    /// Per request, per output (model order), where its rows of that output go instead of a managed array (shared memory
+    /// the server holds for the request); null when no request of the batch has any. An execution that writes a request's
+    /// rows there marks them with <see cref="MarkDelivered"/>; the others are copied there by the server afterwards.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<TensorTarget?>?>? OutputTargets { get; }
+
+    /// <summary>
+    /// Each request's output targets as rows of the batch's outputs: a request's rows are its inputs' axis 0 when the
+    /// model is <paramref name="batched"/>, else it runs alone and its target takes the whole output (-1 rows).
+    /// </summary>
+    public IEnumerable<(int Request, OutputRows Rows)> DirectOutputs(bool batched)
+    {
+        if (OutputTargets is null)
+        {
+            yield break;
+        }
+
+        long first = 0;
+        for (var r = 0; r < OutputTargets.Count; r++)
+        {
+            if (OutputTargets[r] is { } targets)
+            {
+                for (var o = 0; o < targets.Count; o++)
+                {
+                    if (targets[o] is { } target)
+                    {
+                        yield return (r, new OutputRows(o, batched ? first : 0, batched ? Requests[r][0].Shape[0] : -1, target));
+                    }
+                }
+            }
+
+            first += batched && Requests[r][0].Shape.Length > 0 ? Requests[r][0].Shape[0] : 1;
+        }
+    }
+
+    /// <summary>Records that request <paramref name="request"/>'s rows of output <paramref name="output"/> were written to its target.</summary>
+    public void MarkDelivered(int request, int output)
+    {
+        if (_delivered is null || OutputTargets?[request] is not { } targets)
+        {
+            throw new InvalidOperationException($"Request {request} of the batch has no output targets");
+        }
+
+        (_delivered[request] ??= new bool[targets.Count])[output] = true;
+    }
+
+    /// <summary>True when request <paramref name="request"/>'s rows of output <paramref name="output"/> were written to its target.</summary>
+    public bool IsDelivered(int request, int output) => _delivered?[request] is { } d && output < d.Length && d[output];
 
     /// <summary>Each request's inputs, in model order.</summary>
     public IReadOnlyList<IReadOnlyList<Tensor>> Requests { get; }

@@ -30,7 +30,7 @@ public sealed record BatcherOptions
     /// <summary>
     /// Run a request on the submitting thread when it would be sent alone at once: nothing else is queued, an instance is
     /// idle and the batch is due without waiting (no queue delay, or no batching). It skips the loop's wake-up and the
-    /// thread-pool hop of the execution (the c=1 latency); <see cref="DynamicBatcher.SubmitAsync"/> then returns once the
+    /// thread-pool hop of the execution (the c=1 latency); <see cref="DynamicBatcher.SubmitAsync(IReadOnlyList{Engines.Tensor}, int, TimeSpan?, CancellationToken)"/> then returns once the
     /// execution has run or yielded. Off by default: a caller must accept that the engine may run on its thread.
     /// </summary>
     public bool RunAloneInline { get; init; }

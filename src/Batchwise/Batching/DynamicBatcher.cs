@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Batchwise.Engines;
+using Batchwise.Onnx;
 
 namespace Batchwise.Batching;
 
@@ -97,7 +98,16 @@ public sealed class DynamicBatcher : IAsyncDisposable
     /// <see cref="BatchRejectedException"/> at once when the queue is full or the batcher is stopping; the task
     /// fails with it on timeout, and is cancelled if <paramref name="cancellationToken"/> fires while queued.
     /// </summary>
-    public Task<BatchedResult> SubmitAsync(IReadOnlyList<Tensor> inputs, int priority = 0, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public Task<BatchedResult> SubmitAsync(IReadOnlyList<Tensor> inputs, int priority = 0, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        SubmitAsync(inputs, null, priority, timeout, cancellationToken);
+
+    /// <summary>
+    /// <see cref="SubmitAsync(IReadOnlyList{Tensor}, int, TimeSpan?, CancellationToken)"/> with, per output (model order),
+    /// where this request's rows of it go instead of a managed array (null: nowhere special); the execution writes them
+    /// there when its engine can (<see cref="BatchParts.OutputTargets"/>), and the result's output then reads them back
+    /// from there (its <see cref="TensorSource.DeliveredTo"/> is the target).
+    /// </summary>
+    public Task<BatchedResult> SubmitAsync(IReadOnlyList<Tensor> inputs, IReadOnlyList<TensorTarget?>? outputTargets, int priority = 0, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         var rows = RowsOf(inputs);
@@ -120,7 +130,10 @@ public sealed class DynamicBatcher : IAsyncDisposable
         var now = _time.GetTimestamp();
         var limit = timeout ?? _options.DefaultTimeout;
         var request = new QueuedRequest(inputs, rows, ShapeKey(inputs), priority == 0 ? _options.ResolvedDefaultPriority : priority, now,
-            limit is { } t ? now + (long)(t.TotalSeconds * _time.TimestampFrequency) : long.MaxValue);
+            limit is { } t ? now + (long)(t.TotalSeconds * _time.TimestampFrequency) : long.MaxValue)
+        {
+            OutputTargets = outputTargets,
+        };
         if (!cancellationToken.IsCancellationRequested && TryRunAlone(request))
         {
             return request.Completion.Task;
@@ -472,7 +485,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
         try
         {
             var rows = batch.Sum(r => r.Rows);
-            var outputs = await _execute(instance, new BatchParts([.. batch.Select(r => r.Inputs)], rows), _abort.Token).ConfigureAwait(false);
+            var parts = new BatchParts([.. batch.Select(r => r.Inputs)], rows, batch.Any(r => r.OutputTargets is not null) ? [.. batch.Select(r => r.OutputTargets)] : null);
+            var outputs = await _execute(instance, parts, _abort.Token).ConfigureAwait(false);
             var compute = _time.GetElapsedTime(start);
             if (batch.Count == 1)
             {
@@ -481,10 +495,10 @@ public sealed class DynamicBatcher : IAsyncDisposable
             }
             else
             {
-                var parts = Split(outputs, batch, rows);
+                var split = Split(outputs, batch, rows, parts);
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    batch[i].Completion.TrySetResult(new BatchedResult(parts[i], _time.GetElapsedTime(batch[i].Enqueued, start), compute, rows) { BatchId = id, Requests = batch.Count });
+                    batch[i].Completion.TrySetResult(new BatchedResult(split[i], _time.GetElapsedTime(batch[i].Enqueued, start), compute, rows) { BatchId = id, Requests = batch.Count });
                 }
             }
         }
@@ -508,10 +522,13 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
     }
 
-    /// <summary>Cuts every output along axis 0 back into each request's rows.</summary>
-    internal static IReadOnlyList<Tensor>[] Split(IReadOnlyList<Tensor> outputs, IReadOnlyList<QueuedRequest> batch, int rows)
+    /// <summary>
+    /// Cuts every output along axis 0 back into each request's rows; rows the execution delivered to the request's target
+    /// (<see cref="BatchParts.IsDelivered"/>) are not copied: that request's output reads them back from there.
+    /// </summary>
+    internal static IReadOnlyList<Tensor>[] Split(IReadOnlyList<Tensor> outputs, IReadOnlyList<QueuedRequest> batch, int rows, BatchParts? parts = null)
     {
-        var parts = batch.Select(_ => new Tensor[outputs.Count]).ToArray();
+        var result = batch.Select(_ => new Tensor[outputs.Count]).ToArray();
         for (var o = 0; o < outputs.Count; o++)
         {
             var output = outputs[o];
@@ -525,15 +542,24 @@ public sealed class DynamicBatcher : IAsyncDisposable
             {
                 var shape = (long[])output.Shape.Clone();
                 shape[0] = batch[i].Rows;
+                if (parts is not null && parts.IsDelivered(i, o) && output.ElementType != ElementType.String)
+                {
+                    var bytes = Tensor.ElementCountOf(shape) * output.ElementType.SizeOf();
+                    var target = parts.OutputTargets![i]![o]!;
+                    result[i][o] = new Tensor(output.ElementType, shape, target.Readback(bytes));
+                    offset += (int)bytes;
+                    continue;
+                }
+
                 var part = Tensor.Zeros(output.ElementType, shape);
                 Buffer.BlockCopy(output.Data, offset, part.Data, 0, part.Data.Length);
                 offset += part.Data.Length;
-                parts[i][o] = part;
+                result[i][o] = part;
             }
 
         }
 
-        return parts;
+        return result;
     }
 
     /// <summary>A request waiting in the queue. State: 0 queued, 1 taken into a batch, 2 dropped (cancelled or timed out).</summary>
@@ -556,6 +582,9 @@ public sealed class DynamicBatcher : IAsyncDisposable
         public TaskCompletionSource<BatchedResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public CancellationTokenRegistration Registration { get; set; }
+
+        /// <summary>Where its rows of each output go instead of a managed array (null: nowhere special).</summary>
+        public IReadOnlyList<TensorTarget?>? OutputTargets { get; init; }
 
         /// <summary>Its place in its priority level's arrival order (the loop's; null once out of the queue).</summary>
         public LinkedListNode<QueuedRequest>? InArrivalOrder { get; set; }

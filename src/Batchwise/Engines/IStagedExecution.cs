@@ -29,6 +29,15 @@ public interface IStagedRun : IDisposable
     /// </summary>
     bool TryCopyInput(int index, long byteOffset, TensorSource source) => false;
 
+    /// <summary>
+    /// Writes one request's rows of output <paramref name="index"/> (<paramref name="byteCount"/> bytes at
+    /// <paramref name="byteOffset"/> of the output) straight to <paramref name="target"/> when the run executes (device
+    /// memory on the engine's GPU: device to device; page-locked host memory: device to host with no staging copy),
+    /// instead of into <see cref="Output"/>; false when the engine cannot write there (the caller copies the rows from
+    /// <see cref="Output"/> itself). The target stays valid until <see cref="RunAsync"/> completes.
+    /// </summary>
+    bool TryCopyOutput(int index, long byteOffset, long byteCount, TensorTarget target) => false;
+
     /// <summary>Reads input <paramref name="index"/> from device memory instead (CUDA shared memory); null where the engine has no device.</summary>
     void SetDeviceInput(int index, ulong devicePointer) =>
         throw new BatchwiseException("This engine has no device memory to read inputs from", "Use --engine cuda for CUDA shared memory.");

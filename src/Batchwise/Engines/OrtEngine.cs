@@ -160,7 +160,7 @@ public sealed class OrtEngine : IEngine
 }
 
 /// <summary>An ONNX Runtime inference session.</summary>
-internal sealed class OrtEngineSession : IEngineSession
+internal sealed class OrtEngineSession : IEngineSession, IOutputTargets
 {
     private readonly InferenceSession _session;
     private readonly string[] _inputNames;
@@ -179,8 +179,16 @@ internal sealed class OrtEngineSession : IEngineSession
 
     public IReadOnlyList<TensorSpec> Outputs { get; }
 
-    public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default)
+    public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken = default) => Run(inputs, [], [], cancellationToken);
+
+    /// <summary>
+    /// Runs, then copies each of <paramref name="direct"/>'s rows from ONNX Runtime's output memory straight to its target;
+    /// an output every row of which went to targets is not copied into a managed array at all.
+    /// </summary>
+    public IReadOnlyList<Tensor> Run(IReadOnlyList<Tensor> inputs, IReadOnlyList<OutputRows> direct, bool[] delivered, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(direct);
+        ArgumentNullException.ThrowIfNull(delivered);
         CheckInputs(inputs);
         var handles = new GCHandle[inputs.Count];
         var values = new OrtValue[inputs.Count];
@@ -201,7 +209,37 @@ internal sealed class OrtEngineSession : IEngineSession
             using var runOptions = new RunOptions();
             using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
             using var outputs = RunCore(runOptions, values);
-            return outputs.Select(ToTensor).ToList();
+            if (direct.Count == 0)
+            {
+                return outputs.Select(ToTensor).ToList();
+            }
+
+            var result = new Tensor[outputs.Count];
+            for (var o = 0; o < result.Length; o++)
+            {
+                var value = outputs[o];
+                var info = value.GetTensorTypeAndShape();
+                var type = (ElementType)(int)info.ElementDataType;
+                var written = new List<OutputRows>();
+                if (type != ElementType.String)
+                {
+                    var bytes = value.GetTensorDataAsSpan<byte>();
+                    for (var i = 0; i < direct.Count; i++)
+                    {
+                        var r = direct[i];
+                        if (r.Output == o && r.Span(info.Shape, bytes.Length) is { } span && span.Bytes <= r.Target.ByteCount)
+                        {
+                            r.Target.CopyFrom(bytes.Slice((int)span.Offset, (int)span.Bytes));
+                            delivered[i] = true;
+                            written.Add(r);
+                        }
+                    }
+                }
+
+                result[o] = DeliveredRowsSource.Delivered(type, info.Shape, written) ?? ToTensor(value);
+            }
+
+            return result;
         }
         finally
         {

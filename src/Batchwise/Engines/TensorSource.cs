@@ -15,6 +15,9 @@ public abstract class TensorSource
     /// <summary>The tensor's size in bytes.</summary>
     public long ByteCount { get; }
 
+    /// <summary>The target an engine wrote these bytes to, when this source reads a delivered output back from it (else null).</summary>
+    public TensorTarget? DeliveredTo { get; internal init; }
+
     /// <summary>Copies the bytes into <paramref name="target"/> (exactly <see cref="ByteCount"/> bytes): the fallback path.</summary>
     public abstract void CopyTo(Span<byte> target);
 }

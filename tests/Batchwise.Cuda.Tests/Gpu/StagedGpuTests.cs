@@ -92,6 +92,48 @@ public sealed class StagedGpuTests
         }
     }
 
+    [Fact]
+    public async Task A_staged_run_writes_output_rows_in_place_to_page_locked_host_memory_and_device_memory_at_their_offsets()
+    {
+        // Six rows of one batch's output to three places: rows 0-1 into a page-locked (registered) host range, rows 2-3
+        // to staging, rows 4-5 into device memory; twice (the second run replays a captured graph). Each is Run's.
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:mlp");
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions());
+        var input = Gpu.RandomInput(model.Inputs[0], 6);
+        var expected = session.Run([input])[0].Data;
+        var third = expected.Length / 3;
+        var host = AllocateHost(third);
+        try
+        {
+            using var registration = session.TryRegister(host, third, out var failure);
+            Assert.True(registration is not null, failure);
+            session.MakeCurrent();
+            using var device = CudaDriver.Allocate(third);
+            for (var round = 0; round < 2; round++)
+            {
+                System.Runtime.InteropServices.Marshal.Copy(new byte[third], 0, host, third);
+                using var staged = session.Stage([input.Shape]);
+                Assert.False(staged.TryCopyOutput(0, 0, third, new HostTensorTarget(host, third, pageLocked: false)), "pageable host memory goes through staging");
+                Assert.False(staged.TryCopyOutput(0, 0, third + 1, new HostTensorTarget(host, third, pageLocked: true)), "rows larger than the target are refused");
+                Assert.True(staged.TryCopyOutput(0, 0, third, new HostTensorTarget(host, third, pageLocked: true)));
+                Assert.True(staged.TryCopyOutput(0, 2 * third, third, new DeviceTensorTarget(new DeviceRange(0, device.Pointer, third), 0, third)));
+                Assert.False(staged.TryCopyOutput(0, 2 * third, third, new DeviceTensorTarget(new DeviceRange(1, device.Pointer, third), 0, third)), "another GPU's memory goes through the host");
+                input.Data.CopyTo(staged.Input(0).Span);
+                await staged.RunAsync(TestContext.Current.CancellationToken);
+                var inHost = new byte[third];
+                System.Runtime.InteropServices.Marshal.Copy(host, inHost, 0, third);
+                Assert.True(inHost.AsSpan().SequenceEqual(expected.AsSpan(0, third)), $"round {round}: rows 0-1 in host memory differ from Run's");
+                Assert.True(staged.Output(0).Span.Slice(third, third).SequenceEqual(expected.AsSpan(third, third)), $"round {round}: rows 2-3 in staging differ from Run's");
+                Assert.Equal(expected[(2 * third)..], Download(device.Pointer, third));
+            }
+        }
+        finally
+        {
+            FreeHost(host);
+        }
+    }
+
     /// <summary>A device range as CUDA shared memory presents it (only its pointer is used by a device-to-device copy).</summary>
     private sealed class DeviceRange(int device, ulong pointer, long bytes) : IDeviceMemory
     {
