@@ -68,16 +68,36 @@ public sealed class AttentionViewPlanTests
         return g.Build("hf_attention");
     }
 
-    public static TheoryData<string> Cases() => new(["timm_split", "timm_gather", "hf", "hf_no_cast"]);
+    /// <summary>
+    /// GPT-2's packed projection split on its last axis: qkv [B, N, 3C] -> Split(axis 2) -> Reshape [B, N, H, D] each
+    /// (a view reshaped through its strides) -> Transpose (K: (0, 2, 3, 1)) -> MatMul -> Div by sqrt(D) -> Softmax ->
+    /// MatMul -> Transpose(0, 2, 1, 3) -> Reshape [B, N, C] (no causal mask here).
+    /// </summary>
+    internal static OnnxModel PackedLastAxis(long b, long n, long h, long d)
+    {
+        var c = h * d;
+        var g = new GraphBuilder("gpt2_attention", 7);
+        var parts = g.NodeN("Split", [g.Input("qkv", ElementType.Float, b, n, 3 * c)], 3, GraphBuilder.Attr("axis", 2L));
+        var shape = g.Int64s("head_shape", [b, n, h, d]);
+        string Heads(string x, params long[] perm) => g.Node("Transpose", [g.Node("Reshape", [x, shape])], GraphBuilder.Attr("perm", perm));
+        var (q, kt, v) = (Heads(parts[0], 0, 2, 1, 3), Heads(parts[1], 0, 2, 3, 1), Heads(parts[2], 0, 2, 1, 3));
+        var scores = g.Node("Div", [g.Node("MatMul", [q, kt]), g.Scalar(MathF.Sqrt(d))]);
+        var o = g.Node("Transpose", [g.Node("MatMul", [g.Node("Softmax", [scores], GraphBuilder.Attr("axis", -1L)), v])], GraphBuilder.Attr("perm", 0L, 2L, 1L, 3L));
+        g.Output(g.Rename(g.Node("Reshape", [o, g.Int64s("out_shape", [b, n, c])]), "y"), ElementType.Float, b, n, c);
+        return g.Build("gpt2_attention");
+    }
+
+    public static TheoryData<string> Cases() => new(["timm_split", "timm_gather", "hf", "hf_no_cast", "packed_last_axis"]);
 
     internal static OnnxModel Case(string name) => name switch
     {
-        // 70 tokens (a partial query tile, two key tiles), 2 heads of 64.
-        "timm_split" => Timm(2, 70, 2, 64),
-        "timm_gather" => Timm(2, 70, 2, 64, gather: true),
+        // 70 tokens (a partial query tile, two key tiles), 2 heads of 64; then two images of 20 tokens.
+        "timm_split" => Timm(1, 70, 2, 64),
+        "timm_gather" => Timm(2, 20, 2, 64, gather: true),
         // 3 heads of 32 (padded head 32), 50 tokens.
         "hf" => HuggingFace(2, 50, 3, 32),
         "hf_no_cast" => HuggingFace(1, 33, 2, 64, cast: false),
+        "packed_last_axis" => PackedLastAxis(2, 40, 2, 48),
         _ => throw new ArgumentOutOfRangeException(nameof(name)),
     };
 

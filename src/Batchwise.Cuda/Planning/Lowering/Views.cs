@@ -71,18 +71,24 @@ internal sealed partial class GraphCompiler
         {
             case "Transpose":
                 var perm = attrs.Ints("perm") ?? Enumerable.Range(0, x.Shape.Length).Reverse().Select(i => (long)i).ToArray();
-                _values[node.Output[0]] = StridedView(x, [.. perm.Select(p => x.Shape[p])], [.. perm.Select(p => strides[p])], x.ViewOffset);
+                long[] shape = [.. perm.Select(p => x.Shape[p])], moved = [.. perm.Select(p => strides[p])];
+                if (x.ViewStrides is null && PreferNhwc(shape) && SameOrder(shape, moved, MemoryStrides(new PlanValue(x.Type, shape) { Nhwc = true })))
+                {
+                    return false; // LowerTranspose relabels it channels-last, for free
+                }
+
+                _values[node.Output[0]] = StridedView(x, shape, moved, x.ViewOffset);
                 return true;
             case "Split":
                 var (a, sizes) = SplitSizes(node, ins, attrs);
                 long start = 0;
                 for (var i = 0; i < node.Output.Count && i < sizes.Length; i++)
                 {
-                    var shape = (long[])x.Shape.Clone();
-                    shape[a] = sizes[i];
+                    var part = (long[])x.Shape.Clone();
+                    part[a] = sizes[i];
                     if (node.Output[i].Length > 0)
                     {
-                        _values[node.Output[i]] = StridedView(x, shape, strides, x.ViewOffset + (start * strides[a]));
+                        _values[node.Output[i]] = StridedView(x, part, strides, x.ViewOffset + (start * strides[a]));
                     }
 
                     start += sizes[i];
