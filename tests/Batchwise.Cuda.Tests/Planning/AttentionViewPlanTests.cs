@@ -69,15 +69,18 @@ public sealed class AttentionViewPlanTests
     }
 
     /// <summary>
-    /// GPT-2's packed projection split on its last axis: qkv [B, N, 3C] -> Split(axis 2) -> Reshape [B, N, H, D] each
+    /// GPT-2's packed projection split on its last axis: qkv [B, N, 3C] -> Split(axis 2) (or three Slices) -> Reshape [B, N, H, D] each
     /// (a view reshaped through its strides) -> Transpose (K: (0, 2, 3, 1)) -> MatMul -> Div by sqrt(D) -> Softmax ->
     /// MatMul -> Transpose(0, 2, 1, 3) -> Reshape [B, N, C] (no causal mask here).
     /// </summary>
-    internal static OnnxModel PackedLastAxis(long b, long n, long h, long d)
+    internal static OnnxModel PackedLastAxis(long b, long n, long h, long d, bool slices = false)
     {
         var c = h * d;
         var g = new GraphBuilder("gpt2_attention", 7);
-        var parts = g.NodeN("Split", [g.Input("qkv", ElementType.Float, b, n, 3 * c)], 3, GraphBuilder.Attr("axis", 2L));
+        var qkv = g.Input("qkv", ElementType.Float, b, n, 3 * c);
+        var parts = slices
+            ? [.. Enumerable.Range(0, 3).Select(i => g.Node("Slice", [qkv, g.Int64s($"starts{i}", [i * c]), g.Int64s($"ends{i}", [(i + 1) * c]), g.Int64s($"axes{i}", [-1])]))]
+            : g.NodeN("Split", [qkv], 3, GraphBuilder.Attr("axis", 2L));
         var shape = g.Int64s("head_shape", [b, n, h, d]);
         string Heads(string x, params long[] perm) => g.Node("Transpose", [g.Node("Reshape", [x, shape])], GraphBuilder.Attr("perm", perm));
         var (q, kt, v) = (Heads(parts[0], 0, 2, 1, 3), Heads(parts[1], 0, 2, 3, 1), Heads(parts[2], 0, 2, 1, 3));
@@ -87,7 +90,7 @@ public sealed class AttentionViewPlanTests
         return g.Build("gpt2_attention");
     }
 
-    public static TheoryData<string> Cases() => new(["timm_split", "timm_gather", "hf", "hf_no_cast", "packed_last_axis"]);
+    public static TheoryData<string> Cases() => new(["timm_split", "timm_gather", "hf", "hf_no_cast", "packed_last_axis", "packed_slices"]);
 
     internal static OnnxModel Case(string name) => name switch
     {
@@ -98,6 +101,7 @@ public sealed class AttentionViewPlanTests
         "hf" => HuggingFace(2, 50, 3, 32),
         "hf_no_cast" => HuggingFace(1, 33, 2, 64, cast: false),
         "packed_last_axis" => PackedLastAxis(2, 40, 2, 48),
+        "packed_slices" => PackedLastAxis(1, 30, 2, 32, slices: true),
         _ => throw new ArgumentOutOfRangeException(nameof(name)),
     };
 

@@ -196,6 +196,16 @@ internal sealed partial class GraphCompiler
     private void LowerSlice(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
         var x = ins[0]!;
+        var (outShape, st, sp) = SliceParameters(ins, attrs);
+        var inStrides = KernelSource.Strides(x.Shape);
+        var y = Output(node, 0, x.Type, outShape);
+        ViewCopy(x, outShape, inStrides.Select((s, d) => s * sp[d]).ToArray(), st.Select((s, d) => s * inStrides[d]).Sum(), y, KernelSource.Strides(outShape), 0);
+    }
+
+    /// <summary>A Slice's output shape and, per axis of its input, the first index and the step.</summary>
+    private (long[] Shape, long[] Starts, long[] Steps) SliceParameters(PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
         long[] starts, ends;
         long[]? axes, steps;
         if (_model.Opset >= 10)
@@ -207,10 +217,7 @@ internal sealed partial class GraphCompiler
             (starts, ends, axes, steps) = (attrs.Ints("starts")!, attrs.Ints("ends")!, attrs.Ints("axes"), null);
         }
 
-        var (outShape, st, sp) = Shapes.Slice(x.Shape, starts, ends, axes, steps);
-        var inStrides = KernelSource.Strides(x.Shape);
-        var y = Output(node, 0, x.Type, outShape);
-        ViewCopy(x, outShape, inStrides.Select((s, d) => s * sp[d]).ToArray(), st.Select((s, d) => s * inStrides[d]).Sum(), y, KernelSource.Strides(outShape), 0);
+        return Shapes.Slice(x.Shape, starts, ends, axes, steps);
     }
 
     private void LowerPad(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)

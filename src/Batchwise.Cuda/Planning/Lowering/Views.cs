@@ -40,7 +40,7 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// Transpose, Split and Gather at a constant index as strided views of their input (no copy), where the input is a
+    /// Transpose, Split, Slice (constant starts, ends and steps) and Gather at a constant index as strided views of their input (no copy), where the input is a
     /// strided view already or a row-major value that feeds a fused attention block (<see cref="FeedsAttention"/>):
     /// timm's packed QKV (Reshape, Transpose(2, 0, 3, 1, 4), Split, Squeeze; K transposed again) and Hugging Face's
     /// separate projections (Reshape, Transpose) reach the attention kernel as strides over the projection's output.
@@ -49,7 +49,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private bool TryLowerView(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
-        if (node.OpType is not ("Transpose" or "Split" or "Gather") || !Half || _target.ComputeCapability < 80 || ins.Length == 0
+        if (node.OpType is not ("Transpose" or "Split" or "Gather" or "Slice") || !Half || _target.ComputeCapability < 80 || ins.Length == 0
             || ins[0] is not { } x || x.Constant is not null || x.Nhwc || node.Output.Any(_graphOutputs.Contains))
         {
             return false;
@@ -94,6 +94,15 @@ internal sealed partial class GraphCompiler
                     start += sizes[i];
                 }
 
+                return true;
+            case "Slice":
+                var (sliced, first, step) = SliceParameters(ins, attrs);
+                if (sliced.Any(e => e == 0))
+                {
+                    return false;
+                }
+
+                _values[node.Output[0]] = StridedView(x, sliced, [.. strides.Select((s, i) => s * step[i])], x.ViewOffset + first.Select((f, i) => f * strides[i]).Sum());
                 return true;
             default:
                 // Gather of one constant index: the axis dropped (a scalar index) or kept with one entry.
@@ -171,7 +180,7 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Whether <paramref name="name"/> reaches an operand of an attention block (Q or K^T of its first product, V of its
-    /// second) through view operators (Transpose, Split, Squeeze, Unsqueeze, Reshape, Flatten, Identity, Gather) and
+    /// second) through view operators (Transpose, Split, Slice, Squeeze, Unsqueeze, Reshape, Flatten, Identity, Gather) and
     /// scalings (Mul, Div): the graph's structure only; the attention lowering checks the rest.
     /// </summary>
     private bool FeedsAttention(string name)
@@ -187,7 +196,7 @@ internal sealed partial class GraphCompiler
 
             foreach (var u in users)
             {
-                if ((u.OpType is "Transpose" or "Split" or "Squeeze" or "Unsqueeze" or "Reshape" or "Flatten" or "Identity" or "Gather" or "Mul" or "Div" && u.Input[0] == n)
+                if ((u.OpType is "Transpose" or "Split" or "Slice" or "Squeeze" or "Unsqueeze" or "Reshape" or "Flatten" or "Identity" or "Gather" or "Mul" or "Div" && u.Input[0] == n)
                     || (u.OpType == "Mul" && u.Input.Count == 2 && u.Input[1] == n))
                 {
                     foreach (var o in u.Output.Where(o => o.Length > 0))
