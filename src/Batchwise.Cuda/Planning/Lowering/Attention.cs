@@ -7,9 +7,13 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>
 /// Attention blocks recognised in the graph and run as one fused kernel (<see cref="KernelSource.Attention"/>) in half
 /// precision: MatMul(Q, K^T) -> [Mul or Div by a scalar] -> [Add mask] -> Softmax over the last axis -> MatMul(., V),
-/// as torch's exporters write scaled-dot-product attention (a scale on Q and K before the product stays where it is).
-/// The scores and probabilities are never written to memory. Anything else (float32 plans, GPUs before sm_80, heads
-/// wider than 128, a chain whose middle values are used elsewhere, a value V not computed yet) plans node by node.
+/// as torch's exporters write scaled-dot-product attention; scalar scales on Q and K^T read by the product alone (the
+/// SDPA export's sqrt(scale) on each) fold into the kernel's scale, and Identity, Dropout and float Casts in the chain
+/// (softmax(dtype=float32).to(dtype)) are skipped. The scores and probabilities are never written to memory. Q, K^T and
+/// V may be strided views (<see cref="TryLowerView"/>: the Transpose/Split/Gather/Slice chains from the projections
+/// cost no copy), and O is written as [B, Sq, H, Dv] when a Transpose(0, 2, 1, 3) alone reads it. Anything else
+/// (float32 plans, GPUs before sm_80, heads wider than 128, a chain whose middle values are used elsewhere, a value V
+/// not computed yet) plans node by node.
 /// </summary>
 internal sealed partial class GraphCompiler
 {
