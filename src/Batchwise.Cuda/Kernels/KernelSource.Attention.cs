@@ -74,10 +74,14 @@ internal static partial class KernelSource
     /// mask (optional, added after the scale) broadcasts to [.., Sq, Sk]; every operand has (batch, head, row, column)
     /// strides, 0 where it broadcasts. Operands contiguous along the head with 16-byte aligned rows take the cp.async
     /// path; any other layout (a K read through [.., D, Sk] strides) is loaded element by element, correct but slower
-    /// (the planner copies K^T into [.., Sk, D] first where it can). O is [batch, heads, Sq, Dv] contiguous. A row whose every score is -inf gives NaN, as a softmax
-    /// over it does. The source depends only on <paramref name="paddedHead"/> (the head width rounded up to 16).
+    /// (the planner copies K^T into [.., Sk, D] first where it can). Q, K and V start <paramref name="offsets"/> elements
+    /// into their buffers (strided views of one buffer, as a packed QKV projection split by views; 0 when null). O has
+    /// (batch, head, row) strides <paramref name="outStrides"/> and is contiguous along Dv: [batch, heads, Sq, Dv] when
+    /// null, or e.g. [batch, Sq, heads, Dv] (the layout a following Transpose(0, 2, 1, 3) and Reshape want). A row whose
+    /// every score is -inf gives NaN, as a softmax over it does. The source depends only on <paramref name="paddedHead"/>
+    /// (the head width rounded up to 16).
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
@@ -98,6 +102,9 @@ internal static partial class KernelSource
         var ks = Strides("k", kStrides);
         var vs = Strides("v", vStrides);
         var ms = Strides("m", maskStrides ?? [0, 0, 0, 0]);
+        var (qo, ko, vo) = (w.I64("q_off", offsets?[0] ?? 0), w.I64("k_off", offsets?[1] ?? 0), w.I64("v_off", offsets?[2] ?? 0));
+        var os = outStrides ?? [heads * sq * dv, sq * dv, dv];
+        var (osb, osh, osr) = (w.I64("o_sb", os[0]), w.I64("o_sh", os[1]), w.I64("o_sr", os[2]));
         var dp = paddedHead;
         var bn = AttentionKeyTile(dp);
         const int sub = 32;
@@ -119,6 +126,7 @@ internal static partial class KernelSource
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 const i64 blk = blockIdx.x;
                 if (blk >= {{total}}) return;
+                q += {{qo}}; k += {{ko}}; v += {{vo}};
                 const i64 bh = blk / {{tiles}};
                 const i64 tile = blk - bh * {{tiles}};
                 const i64 b = bh / {{heads_}}, h = bh - b * {{heads_}};
@@ -326,17 +334,17 @@ internal static partial class KernelSource
                     *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = bw_pack_half2(acc[n][2] * i1, acc[n][3] * i1);
                 }
                 __syncthreads();
-                unsigned short* const og = (unsigned short*)o + (bh * {{rows}} + row0) * {{vwidth}};
-                const int nrows = nq - row0 < 64 ? nq - row0 : 64;
-                if ((vd & 7) == 0 && ((unsigned long long)og & 15) == 0) {
+                unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
+                const int nrows = nq - row0 < 64 ? nq - row0 : 64, orow = (int){{osr}};
+                if ((vd & 7) == 0 && (orow & 7) == 0 && ((unsigned long long)og & 15) == 0) {
                     for (int i = tid; i < nrows * (vd >> 3); i += {{AttentionBlock}}) {
                         const int r = i / (vd >> 3), c = (i - r * (vd >> 3)) * 8;
-                        *(uint4*)(og + r * vd + c) = *(const uint4*)(osm + r * {{qp}} + c);
+                        *(uint4*)(og + r * orow + c) = *(const uint4*)(osm + r * {{qp}} + c);
                     }
                 } else {
                     for (int i = tid; i < nrows * vd; i += {{AttentionBlock}}) {
                         const int r = i / vd, c = i - r * vd;
-                        og[r * vd + c] = osm[r * {{qp}} + c];
+                        og[r * orow + c] = osm[r * {{qp}} + c];
                     }
                 }
 

@@ -32,6 +32,16 @@ internal sealed class PlanValue
     /// <summary>Not computed yet: an elementwise expression over other values, fused into whatever consumes it.</summary>
     public PendingElementwise? Pending { get; set; }
 
+    /// <summary>
+    /// A strided view of <see cref="Buffer"/> not copied yet (a Transpose, Split, Squeeze or Gather of an attention
+    /// operand): element (i0, i1, ...) at <see cref="ViewOffset"/> + sum(i_d * ViewStrides[d]). The fused attention
+    /// reads it as it is; any other consumer gets it copied row-major first (<c>Materialize</c>). Null for a row-major value.
+    /// </summary>
+    public long[]? ViewStrides { get; set; }
+
+    /// <summary>The element offset of a strided view (<see cref="ViewStrides"/>) in its buffer.</summary>
+    public long ViewOffset { get; set; }
+
     public long Count => Engines.Tensor.ElementCountOf(Shape);
 
     public long Bytes => Count * Type.SizeOf();

@@ -345,7 +345,21 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>Emits a pending value's kernel (once) and returns the value with its buffer.</summary>
-    private PlanValue Materialize(PlanValue v) => v.Pending is null ? v : Materialize(v, null, 0, 0, 0);
+    private PlanValue Materialize(PlanValue v) => v.ViewStrides is not null ? MaterializeView(v) : v.Pending is null ? v : Materialize(v, null, 0, 0, 0);
+
+    /// <summary>Copies a strided view (<see cref="PlanValue.ViewStrides"/>) row-major into its own buffer, once: the value becomes that copy.</summary>
+    private PlanValue MaterializeView(PlanValue v)
+    {
+        var (source, strides, offset) = (Backing(v), v.ViewStrides!, v.ViewOffset);
+        v.Buffer = NewBuffer(Math.Max(1, v.Count) * v.Type.SizeOf(), "row-major copy of a view for " + _node).Id;
+        v.ViewStrides = null;
+        v.ViewOffset = 0;
+        ViewCopy(source, v.Shape, strides, offset, v, KernelSource.Strides(v.Shape), 0);
+        return v;
+    }
+
+    /// <summary>The buffer under a value as a plain value (a strided view's source, read without copying it).</summary>
+    private static PlanValue Backing(PlanValue v) => new(v.Type, [1], null, v.Buffer);
 
     /// <summary>
     /// Emits a pending value's kernel into its own buffer, or into a slice of <paramref name="target"/> (element i of the

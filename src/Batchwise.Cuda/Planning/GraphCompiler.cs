@@ -280,6 +280,13 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException($"cannot view {Tensor.ShapeText(source.Shape)} as {Tensor.ShapeText(shape)}", "Check the model's shapes.");
         }
 
+        // A strided view stays one where the new shape can be read through strides (merging or splitting axes whose
+        // elements are evenly spaced, adding or dropping axes of 1); otherwise it is copied first.
+        if (source.ViewStrides is { } strides && Restride(source.Shape, strides, shape) is { } restrided)
+        {
+            return StridedView(source, shape, restrided, source.ViewOffset);
+        }
+
         source = Materialize(source);
         if (source.Nhwc && !shape.SequenceEqual(source.Shape))
         {

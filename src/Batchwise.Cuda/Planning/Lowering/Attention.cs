@@ -7,15 +7,24 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>
 /// Attention blocks recognised in the graph and run as one fused kernel (<see cref="KernelSource.Attention"/>) in half
 /// precision: MatMul(Q, K^T) -> [Mul or Div by a scalar] -> [Add mask] -> Softmax over the last axis -> MatMul(., V),
-/// as torch's exporters write scaled-dot-product attention (a scale on Q and K before the product stays where it is).
-/// The scores and probabilities are never written to memory. Anything else (float32 plans, GPUs before sm_80, heads
-/// wider than 128, a chain whose middle values are used elsewhere, a value V not computed yet) plans node by node.
+/// as torch's exporters write scaled-dot-product attention; scalar scales on Q and K^T read by the product alone (the
+/// SDPA export's sqrt(scale) on each) fold into the kernel's scale, and Identity, Dropout and float Casts in the chain
+/// (softmax(dtype=float32).to(dtype)) are skipped. The scores and probabilities are never written to memory. Q, K^T and
+/// V may be strided views (<see cref="TryLowerView"/>: the Transpose/Split/Gather/Slice chains from the projections
+/// cost no copy), and O is written as [B, Sq, H, Dv] when a Transpose(0, 2, 1, 3) alone reads it. Anything else
+/// (float32 plans, GPUs before sm_80, heads wider than 128, a chain whose middle values are used elsewhere, a value V
+/// not computed yet) plans node by node.
 /// </summary>
 internal sealed partial class GraphCompiler
 {
     /// <summary>Plans the attention block that starts at MatMul <paramref name="node"/>, or returns false for node-by-node planning.</summary>
     private bool TryLowerAttention(OnnxProto.NodeProto node, PlanValue q, PlanValue kt)
     {
+        // A scalar Mul or Div on Q or K^T read by this product alone (torch's SDPA export scales both by sqrt(scale))
+        // folds into the kernel's scale: its pending value is never computed.
+        var scale = 1.0;
+        (q, scale) = Unscaled(node, node.Input[0], q, scale);
+        (kt, scale) = Unscaled(node, node.Input[1], kt, scale);
         var rank = q.Shape.Length;
         if (!Half || _target.ComputeCapability < 80 || rank is < 3 or > 4 || kt.Shape.Length != rank
             || q.Constant is not null || kt.Constant is not null || St(q) != ElementType.Float16 || St(kt) != ElementType.Float16)
@@ -31,14 +40,15 @@ internal sealed partial class GraphCompiler
 
         var chain = new List<OnnxProto.NodeProto>();
         var name = node.Output[0];
-        var scale = 1.0;
         var next = SoleConsumer(name);
+        SkipIdentities(chain, ref name, ref next);
         if (next is { OpType: "Mul" or "Div" } && ScalarOperand(next, name) is { } factor && (next.OpType == "Mul" || next.Input[0] == name))
         {
-            scale = next.OpType == "Mul" ? factor : 1.0 / factor;
+            scale *= next.OpType == "Mul" ? factor : 1.0 / factor;
             chain.Add(next);
             name = next.Output[0];
             next = SoleConsumer(name);
+            SkipIdentities(chain, ref name, ref next);
         }
 
         PlanValue? mask = null;
@@ -52,6 +62,7 @@ internal sealed partial class GraphCompiler
             chain.Add(next);
             name = next.Output[0];
             next = SoleConsumer(name);
+            SkipIdentities(chain, ref name, ref next);
         }
 
         if (next is not { OpType: "Softmax" } || Shapes.Axis(new NodeAttributes(next).Int("axis", _model.Opset >= 13 ? -1 : 1), rank) != rank - 1)
@@ -62,6 +73,7 @@ internal sealed partial class GraphCompiler
         chain.Add(next);
         name = next.Output[0];
         var product = SoleConsumer(name);
+        SkipIdentities(chain, ref name, ref product);
         if (product is not { OpType: "MatMul" } || product.Input[0] != name || !_values.TryGetValue(product.Input[1], out var v)
             || v.Shape.Length != rank || v.Shape[^2] != sk || St(v) != ElementType.Float16)
         {
@@ -93,12 +105,18 @@ internal sealed partial class GraphCompiler
 
         // The kernel's offsets inside one (batch, head) slice are 32-bit: Q and V (row-major, at most 128 wide) fit by
         // the check above, so do K copied into [.., Sk, D]; K read as stored and the mask are checked here.
-        var before = KeysBeforeTranspose(node.Input[1]);
-        var keySource = before ?? kt;
-        var (copyKeys, keyMemory) = KeyLayout(keySource, before is null, sk, d);
+        // Q and V may be strided views (of a packed QKV projection, say): their spans are checked too. The output goes
+        // straight into [B, Sq, H, Dv] where a Transpose(0, 2, 1, 3) alone reads it (then a free view).
+        var (copyKeys, keyMemory) = KeyLayout(kt, sk, d);
         static long Span(long rowStride, long rows, long colStride, long cols) => (Math.Abs(rowStride) * (rows - 1)) + (Math.Abs(colStride) * (cols - 1));
         var maskStrides = mask is null ? null : Shapes.BroadcastStrides(mask.Shape, scores);
-        if ((!copyKeys && Span(keyMemory[^2], sk, keyMemory[^1], d) >= int.MaxValue) || (maskStrides is not null && Span(maskStrides[^2], sq, maskStrides[^1], sk) >= int.MaxValue))
+        var (qMemory, vMemory) = (MemoryStrides(q), MemoryStrides(v));
+        var heads = lead.Length == 1 ? lead[0] : lead[1];
+        var outTranspose = lead.Length == 2 && SoleConsumer(product.Output[0]) is { OpType: "Transpose" } t
+            && new NodeAttributes(t).Ints("perm") is [0, 2, 1, 3] && !_graphOutputs.Contains(t.Output[0]) ? t : null;
+        if ((!copyKeys && Span(keyMemory[^2], sk, keyMemory[^1], d) >= int.MaxValue) || (maskStrides is not null && Span(maskStrides[^2], sq, maskStrides[^1], sk) >= int.MaxValue)
+            || Span(qMemory[^2], sq, qMemory[^1], d) >= int.MaxValue || Span(vMemory[^2], sk, vMemory[^1], dv) >= int.MaxValue
+            || (outTranspose is not null && heads * dv * (long)KernelSource.AttentionRows >= int.MaxValue))
         {
             return false;
         }
@@ -108,21 +126,38 @@ internal sealed partial class GraphCompiler
         _folded.Add(product);
         // Q, V and the mask row-major in their own shapes: computed if pending, NCHW if stored channels-last. K^T computed
         // if pending, and copied into [.., Sk, D] where KeyLayout says so.
-        q = Nchw(q);
-        var keys = Materialize(keySource);
+        // Strided views are read where they lie (their buffer and offset).
+        (PlanValue Value, long[] Memory, long Offset) Operand(PlanValue x) => x.ViewStrides is { } s ? (Backing(x), s, x.ViewOffset) : (x, MemoryStrides(x), 0);
+        var qo = Operand(q.ViewStrides is null ? Nchw(q) : q);
+        var ko = Operand(kt.ViewStrides is null ? Materialize(kt) : kt);
+        var keys = ko.Value;
+        var keyOffset = ko.Offset;
         if (copyKeys)
         {
-            var shape = keys.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-            var copy = Temp(keys.Type, shape);
-            ViewCopy(keys, shape, keyMemory, 0, copy, KernelSource.Strides(shape), 0);
-            (keys, keyMemory) = (copy, KernelSource.Strides(shape));
+            var shape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
+            var copy = Temp(kt.Type, shape);
+            ViewCopy(keys, shape, keyMemory, keyOffset, copy, KernelSource.Strides(shape), 0);
+            (keys, keyMemory, keyOffset) = (copy, KernelSource.Strides(shape), 0);
         }
 
-        v = Nchw(v);
+        var vo = Operand(v.ViewStrides is null ? Nchw(v) : v);
         mask = mask is null ? null : Nchw(mask);
-        _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul (fused attention)";
-        var (batch, heads) = lead.Length == 1 ? (1L, lead[0]) : (lead[0], lead[1]);
-        var y = Output(product.Output[0], q.Type, lead.Concat(new[] { sq, dv }).ToArray());
+        _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul{(outTranspose is null ? string.Empty : " + Transpose")} (fused attention)";
+        var batch = lead.Length == 1 ? 1L : lead[0];
+        PlanValue y;
+        long[]? outStrides = null;
+        if (outTranspose is not null)
+        {
+            // O written as [B, Sq, H, Dv]: the Transpose's output is that buffer as it is; the product's output a view of it.
+            _folded.Add(outTranspose);
+            y = Output(outTranspose.Output[0], q.Type, [batch, sq, heads, dv]);
+            outStrides = [sq * heads * dv, dv, heads * dv];
+            _values[product.Output[0]] = new PlanValue(y.Type, lead.Concat(new[] { sq, dv }).ToArray(), null, y.Buffer) { ViewStrides = [.. outStrides, 1] };
+        }
+        else
+        {
+            y = Output(product.Output[0], q.Type, lead.Concat(new[] { sq, dv }).ToArray());
+        }
 
         // (batch, head, row, column) strides of each operand over the block's shape, from its strides in memory.
         long[] Strides(long[] shape, long[] memory, long rows, long cols)
@@ -139,43 +174,70 @@ internal sealed partial class GraphCompiler
         }
 
         long[] RowMajor(PlanValue x, long rows, long cols) => Strides(x.Shape, KernelSource.Strides(x.Shape), rows, cols);
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, RowMajor(q, sq, d), Strides(keys.Shape, keyMemory, sk, d), RowMajor(v, sk, dv), mask is null ? null : RowMajor(mask, sq, sk));
-        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(q), Dev(keys), Dev(v), mask is null ? -1 : Dev(mask)]));
+        var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : RowMajor(mask, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides);
+        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mask)]));
         return true;
     }
 
     /// <summary>
-    /// How the attention kernel reads the keys, given as K^T [.., D, Sk] (<paramref name="transposed"/>) or as K
-    /// [.., Sk, D]: whether to copy them into [.., Sk, D] first, and their strides in memory with the last two axes as
-    /// (key, d). As stored where that takes the kernel's cp.async path (contiguous along d, rows and slices 16-byte
-    /// aligned) or where D is not a multiple of 8 (the kernel's element-by-element path); otherwise one strided copy from
-    /// however they are stored (a row-major K^T, channels-last instead of an NCHW copy).
+    /// How the attention kernel reads K^T: whether to copy it into [.., Sk, D] first, and its strides in memory with the
+    /// last two axes as (key, d). As stored where that takes the kernel's cp.async path (contiguous along d, rows and
+    /// slices 16-byte aligned) or where D is not a multiple of 8 (the kernel's element-by-element path); otherwise one
+    /// strided copy from however it is stored (a row-major [.., D, Sk] K^T, as exporters write k.transpose(-2, -1); or
+    /// channels-last, instead of an NCHW copy).
     /// </summary>
-    private static (bool Copy, long[] Strides) KeyLayout(PlanValue keys, bool transposed, long sk, long d)
+    private static (bool Copy, long[] Strides) KeyLayout(PlanValue kt, long sk, long d)
     {
-        var memory = MemoryStrides(keys);
-        long[] strides = transposed ? [.. memory[..^2], memory[^1], memory[^2]] : memory;
+        var memory = MemoryStrides(kt);
+        long[] strides = [.. memory[..^2], memory[^1], memory[^2]];
         bool Aligned(long s, long extent) => extent == 1 || s % 8 == 0;
-        var fast = Enumerable.Range(0, keys.Shape.Length - 2).All(i => Aligned(memory[i], keys.Shape[i])) && strides[^1] == 1 && Aligned(strides[^2], sk) && d % 8 == 0;
+        var fast = Enumerable.Range(0, kt.Shape.Length - 2).All(i => Aligned(memory[i], kt.Shape[i])) && strides[^1] == 1 && Aligned(strides[^2], sk) && d % 8 == 0 && kt.ViewOffset % 8 == 0;
         return (!fast && d % 8 == 0, strides);
     }
 
     /// <summary>
-    /// K itself where K^T (<paramref name="name"/>) is a Transpose of it that swaps the last two axes, as exporters write
-    /// k.transpose(-2, -1): the kernel then reads K where it is, not K^T copied back into K's layout (the Transpose's own
-    /// copy stays in the plan, unused by the kernel). Null otherwise.
+    /// The value a scalar Mul or Div scales into <paramref name="name"/> (an operand of <paramref name="product"/>, its
+    /// sole consumer), with <paramref name="scale"/> times the factor; the operand itself where it is no such scaling.
     /// </summary>
-    private PlanValue? KeysBeforeTranspose(string name)
+    private (PlanValue Value, double Scale) Unscaled(OnnxProto.NodeProto product, string name, PlanValue value, double scale)
     {
-        var transpose = _model.Graph.Node.FirstOrDefault(n => n.OpType == "Transpose" && n.Output.Count == 1 && n.Output[0] == name);
-        if (transpose is null || !_values.TryGetValue(transpose.Input[0], out var k) || k.Constant is not null || k.Shape.Length < 3)
+        for (var i = 0; i < 2; i++)
         {
-            return null;
+            if (Producer(name) is not { OpType: "Mul" or "Div", Input.Count: 2 } p || SoleConsumer(name) != product || p.Input[0] == p.Input[1])
+            {
+                break;
+            }
+
+            var data = ScalarOperand(p, p.Input[0]) is not null ? p.Input[0] : p.OpType == "Mul" && ScalarOperand(p, p.Input[1]) is not null ? p.Input[1] : null;
+            if (data is null || !_values.TryGetValue(data, out var x) || x.Constant is not null || !x.Shape.SequenceEqual(value.Shape) || x.Type != value.Type)
+            {
+                break;
+            }
+
+            var factor = ScalarOperand(p, data)!.Value;
+            factor = p.OpType == "Mul" ? factor : 1.0 / factor;
+            if (!double.IsFinite(factor) || factor == 0)
+            {
+                break;
+            }
+
+            (name, value, scale) = (data, x, scale * factor);
         }
 
-        var rank = k.Shape.Length;
-        long[] swap = [.. Enumerable.Range(0, rank - 2).Select(i => (long)i), rank - 1, rank - 2];
-        return new NodeAttributes(transpose).Ints("perm") is { } perm && perm.SequenceEqual(swap) && St(k) == ElementType.Float16 ? k : null;
+        return (value, scale);
+    }
+
+    /// <summary>Moves past Identity, single-output Dropout and float Casts (no-ops for the fused kernel, which computes in float) consumed alone.</summary>
+    private void SkipIdentities(List<OnnxProto.NodeProto> chain, ref string name, ref OnnxProto.NodeProto? next)
+    {
+        while (next is { OpType: "Identity" } or { OpType: "Dropout", Output.Count: 1 }
+            || (next is { OpType: "Cast" } && new NodeAttributes(next).Int("to", 0) is (long)ElementType.Float or (long)ElementType.Float16 && Half))
+        {
+            chain.Add(next);
+            name = next.Output[0];
+            next = SoleConsumer(name);
+        }
     }
 
     /// <summary>The node that alone consumes <paramref name="name"/> (null when it is a graph output or has another consumer).</summary>

@@ -77,6 +77,11 @@ internal sealed partial class GraphCompiler
     /// <summary>Each logical axis's stride in memory: row-major, or for a channels-last value its [N, H, W, C] order.</summary>
     private static long[] MemoryStrides(PlanValue v)
     {
+        if (v.ViewStrides is { } view)
+        {
+            return view;
+        }
+
         if (!v.Nhwc)
         {
             return KernelSource.Strides(v.Shape);
@@ -149,16 +154,8 @@ internal sealed partial class GraphCompiler
     private void LowerSplit(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
         var x = ins[0]!;
-        var a = Shapes.Axis(attrs.Int("axis", 0), x.Shape.Length);
         var n = node.Output.Count;
-        var sizes = _model.Opset >= 13 ? ins.ElementAtOrDefault(1)?.Constant?.AsLongs() : attrs.Ints("split");
-        if (sizes is null || sizes.Length == 0)
-        {
-            var parts = attrs.Has("num_outputs") ? attrs.Int("num_outputs", n) : n;
-            var each = (x.Shape[a] + parts - 1) / parts;
-            sizes = Enumerable.Range(0, (int)parts).Select(i => Math.Min(each, x.Shape[a] - (i * each))).ToArray();
-        }
-
+        var (a, sizes) = SplitSizes(node, ins, attrs);
         var pa = x.Nhwc ? PhysicalAxis(a) : a;
         var phys = Phys(x);
         var outer = Shapes.Product(phys.Take(pa));
@@ -179,7 +176,34 @@ internal sealed partial class GraphCompiler
         }
     }
 
+    /// <summary>A Split's axis and the size of each part along it.</summary>
+    private (int Axis, long[] Sizes) SplitSizes(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var a = Shapes.Axis(attrs.Int("axis", 0), x.Shape.Length);
+        var n = node.Output.Count;
+        var sizes = _model.Opset >= 13 ? ins.ElementAtOrDefault(1)?.Constant?.AsLongs() : attrs.Ints("split");
+        if (sizes is null || sizes.Length == 0)
+        {
+            var parts = attrs.Has("num_outputs") ? attrs.Int("num_outputs", n) : n;
+            var each = (x.Shape[a] + parts - 1) / parts;
+            sizes = Enumerable.Range(0, (int)parts).Select(i => Math.Min(each, x.Shape[a] - (i * each))).ToArray();
+        }
+
+        return (a, sizes);
+    }
+
     private void LowerSlice(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
+    {
+        var x = ins[0]!;
+        var (outShape, st, sp) = SliceParameters(ins, attrs);
+        var inStrides = KernelSource.Strides(x.Shape);
+        var y = Output(node, 0, x.Type, outShape);
+        ViewCopy(x, outShape, inStrides.Select((s, d) => s * sp[d]).ToArray(), st.Select((s, d) => s * inStrides[d]).Sum(), y, KernelSource.Strides(outShape), 0);
+    }
+
+    /// <summary>A Slice's output shape and, per axis of its input, the first index and the step.</summary>
+    private (long[] Shape, long[] Starts, long[] Steps) SliceParameters(PlanValue?[] ins, NodeAttributes attrs)
     {
         var x = ins[0]!;
         long[] starts, ends;
@@ -193,10 +217,7 @@ internal sealed partial class GraphCompiler
             (starts, ends, axes, steps) = (attrs.Ints("starts")!, attrs.Ints("ends")!, attrs.Ints("axes"), null);
         }
 
-        var (outShape, st, sp) = Shapes.Slice(x.Shape, starts, ends, axes, steps);
-        var inStrides = KernelSource.Strides(x.Shape);
-        var y = Output(node, 0, x.Type, outShape);
-        ViewCopy(x, outShape, inStrides.Select((s, d) => s * sp[d]).ToArray(), st.Select((s, d) => s * inStrides[d]).Sum(), y, KernelSource.Strides(outShape), 0);
+        return Shapes.Slice(x.Shape, starts, ends, axes, steps);
     }
 
     private void LowerPad(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)

@@ -15,7 +15,8 @@ internal sealed unsafe partial class GraphCompiler
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
     {
         yield return ("Gemm", new((c, n, i, a) => c.LowerGemm(n, i, a)));
-        yield return ("MatMul", new((c, n, i, _) => c.LowerMatMul(n, i[0]!, i[1]!)));
+        // Operands as they are (pending, strided views): an attention block reads them so; any other product gets them row-major.
+        yield return ("MatMul", new((c, n, i, _) => c.LowerMatMul(n, i[0]!, i[1]!), InputLayout.Pending));
     }
 
     private void LowerGemm(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
@@ -48,6 +49,8 @@ internal sealed unsafe partial class GraphCompiler
         {
             return;
         }
+
+        (a, b) = (Nchw(a), Nchw(b));
 
         var aShape = a.Shape.Length == 1 ? new[] { 1L, a.Shape[0] } : a.Shape;
         var bShape = b.Shape.Length == 1 ? new[] { b.Shape[0], 1L } : b.Shape;

@@ -75,9 +75,16 @@ internal sealed partial class GraphCompiler
             return; // int8 on tensor cores (Int8Convolution.cs)
         }
 
+        if (TryLowerView(node, ins, attrs))
+        {
+            return;
+        }
+
+        // Relabelling operators keep a strided view a view where its strides allow (View), instead of a copy first.
+        var relabels = node.OpType is "Reshape" or "Flatten" or "Squeeze" or "Unsqueeze";
         ins = lowering.Layout switch
         {
-            InputLayout.Nchw => ins.Select(v => v is null ? null : Nchw(v)).ToArray(),
+            InputLayout.Nchw => ins.Select(v => v is null || (relabels && v.ViewStrides is not null) ? v : Nchw(v)).ToArray(),
             InputLayout.AsStored => ins.Select(v => v is null ? null : Materialize(v)).ToArray(),
             _ => ins,
         };
