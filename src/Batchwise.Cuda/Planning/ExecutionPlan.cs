@@ -339,7 +339,7 @@ internal sealed class ExecutionPlan : IDisposable
 
     public bool UsesCudnn => Steps.Any(s => s is ConvStep or ConvTransposeStep);
 
-    public bool UsesCublasLt => Steps.Any(s => s is MatmulStep);
+    public bool UsesCublasLt => Steps.Any(s => s is MatmulStep or Int8GemmStep);
 
     public void Own(IDisposable d) => _owned.Add(d);
 
