@@ -534,6 +534,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     private readonly bool _useGraph;
     private CudaGraphExec? _graph;
     private int _runs;
+    private bool _stepsEnqueued;
 
     public ExecutionContext(ExecutionPlan plan, ExecutionSlot slot, bool useCudaGraph)
     {
@@ -743,7 +744,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     private void EnqueueSteps()
     {
         var steps = _plan.Steps;
-        if (_runs > 1)
+        if (_stepsEnqueued)
         {
             for (var i = _plan.FirstStep; i < steps.Count; i++)
             {
@@ -752,6 +753,10 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
             return;
         }
+
+        // Once only, and never inside a graph capture (which replays steps after the first run): the warm-up's streams,
+        // handles and allocations would end the capture and leave the plan without its graph.
+        _stepsEnqueued = true;
 
         // The first run pays each library's first calls (cuDNN's and cuBLASLt's kernels load lazily on first launch):
         // its enqueue time by kind of step says whose first calls a cold start waits for.

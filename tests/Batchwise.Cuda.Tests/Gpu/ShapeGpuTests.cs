@@ -62,6 +62,10 @@ public sealed class ShapeGpuTests
             {
                 Assert.True(warmed.Startup.Has("first_run_enqueue_ConvWarmUp"), string.Join(", ", warmed.Startup.Snapshot().Keys));
             }
+
+            // The second run captures the plan's CUDA graph (the warm-up belongs to the first run alone, never to a capture).
+            warmed.Run(inputs);
+            Assert.True(warmed.Startup.Has("after_first_graph_capture"), string.Join(", ", warmed.Startup.Snapshot().Keys));
         }
         finally
         {
