@@ -14,26 +14,28 @@ namespace Batchwise.Cuda.Tests.Gpu;
 [Trait("Category", "GPU")]
 public sealed class Int8LayerGpuTests
 {
+    private static void AddNode(OnnxProto.GraphProto g, string op, string output, string[] inputs, OnnxProto.AttributeProto[] attributes)
+    {
+        var n = new OnnxProto.NodeProto { OpType = op, Name = output };
+        n.Input.AddRange(inputs);
+        n.Output.Add(output);
+        n.Attribute.AddRange(attributes);
+        g.Node.Add(n);
+    }
+
+    private static OnnxProto.ValueInfoProto Info(string name, ElementType type, params long[] dims)
+    {
+        var info = new OnnxProto.ValueInfoProto { Name = name, Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)type, Shape = new OnnxProto.TensorShapeProto() } } };
+        info.Type.TensorType.Shape.Dim.AddRange(dims.Select(d => new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = d }));
+        return info;
+    }
+
     /// <summary>xq uint8 [2, c, 9, 9] (inputs quantized already, so both engines read the same integers) -> DQ -> Conv(DQ(int8 w, per channel), bias) [-> Relu] -> Q(yScale, yZero, yType) -> DQ -> y.</summary>
     internal static OnnxModel QdqConv(int c, int k, int kernel, int stride, int pad, int xZero, bool relu, int yZero, ElementType yType, int seed = 1)
     {
         var rng = new Random(seed);
         var g = new OnnxProto.GraphProto { Name = "qdq-conv" };
-        void Node(string op, string output, string[] inputs, params OnnxProto.AttributeProto[] attributes)
-        {
-            var n = new OnnxProto.NodeProto { OpType = op, Name = output };
-            n.Input.AddRange(inputs);
-            n.Output.Add(output);
-            n.Attribute.AddRange(attributes);
-            g.Node.Add(n);
-        }
-
-        OnnxProto.ValueInfoProto Info(string name, ElementType type, params long[] dims)
-        {
-            var info = new OnnxProto.ValueInfoProto { Name = name, Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)type, Shape = new OnnxProto.TensorShapeProto() } } };
-            info.Type.TensorType.Shape.Dim.AddRange(dims.Select(d => new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = d }));
-            return info;
-        }
+        void Node(string op, string output, string[] inputs, params OnnxProto.AttributeProto[] attributes) => AddNode(g, op, output, inputs, attributes);
 
         void Init(HostTensor t, string name) => g.Initializer.Add(t.ToProto(name));
         Init(HostTensor.OfFloats(ElementType.Float, [], [0.02]), "xs");
@@ -70,21 +72,7 @@ public sealed class Int8LayerGpuTests
     {
         var rng = new Random(seed);
         var g = new OnnxProto.GraphProto { Name = "qdq-matmul" };
-        void Node(string op, string output, string[] inputs, params OnnxProto.AttributeProto[] attributes)
-        {
-            var n = new OnnxProto.NodeProto { OpType = op, Name = output };
-            n.Input.AddRange(inputs);
-            n.Output.Add(output);
-            n.Attribute.AddRange(attributes);
-            g.Node.Add(n);
-        }
-
-        OnnxProto.ValueInfoProto Info(string name, ElementType type, params long[] dims)
-        {
-            var info = new OnnxProto.ValueInfoProto { Name = name, Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)type, Shape = new OnnxProto.TensorShapeProto() } } };
-            info.Type.TensorType.Shape.Dim.AddRange(dims.Select(d => new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = d }));
-            return info;
-        }
+        void Node(string op, string output, string[] inputs, params OnnxProto.AttributeProto[] attributes) => AddNode(g, op, output, inputs, attributes);
 
         void Init(HostTensor t, string name) => g.Initializer.Add(t.ToProto(name));
         Init(HostTensor.OfFloats(ElementType.Float, [], [0.02]), "as");
