@@ -53,9 +53,9 @@ public sealed class CudaEngine : IEngine
                 CudaDriver.Initialize();
                 return new PrimaryContext(CudaDriver.Device(id));
             }
-            catch (Exception e) when (e is BatchwiseException or CudaException or DllNotFoundException or EntryPointNotFoundException)
+            catch (Exception e) when (e is BatchwiseException or DllNotFoundException or EntryPointNotFoundException)
             {
-                return (PrimaryContext?)null; // the session's own load reports it
+                return (PrimaryContext?)null; // the session's own load reports it (CudaException is a BatchwiseException)
             }
         }));
     }
