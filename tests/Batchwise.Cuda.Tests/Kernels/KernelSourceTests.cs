@@ -185,8 +185,9 @@ public sealed partial class KernelSourceTests
         var code = KernelSource.Pool(ElementType.Float16, true, 2 * 8, [4, 4], [2, 2], [2, 2], [2, 2], [0, 0], [0, 0], [1, 1], false, channelsLast: true, channels: 8);
         var args = Args(code);
 
-        Assert.Contains("xp = x + r_ * a.plane + ch;", code.Source, StringComparison.Ordinal);
-        Assert.Equal(8, args["channels"]);
+        // Eight half channels per thread (one 16-byte load per tap): the channel coordinate counts vectors.
+        Assert.Contains("xp = x + r_ * a.plane + ch * 8;", code.Source, StringComparison.Ordinal);
+        Assert.Equal(1, args["channels"]);
         Assert.Equal(4 * 4 * 8, args["plane"]);
         Assert.Equal(8, args["is1"]);
     }

@@ -41,6 +41,12 @@ internal static class KernelCaseModels
         ["reducemin-hw"] = () => Reduce("ReduceMin", [1, 6, 4, 4], [2, 3], keep: true),
         ["reducesumsquare-batch-and-channels"] = () => Reduce("ReduceSumSquare", [2, 6, 3, 4], [0, 1], keep: true),
 
+        // Pooling of channels-last values: 8 channels per thread where the channels allow (ResNet-50's stem max pool),
+        // one per thread otherwise.
+        ["maxpool-3x3-stride2-channels-last-vector"] = () => Pool("MaxPool", [2, 16, 11, 9], [3, 3], [2, 2], [1, 1, 1, 1], false),
+        ["averagepool-3x3-include-pad-vector"] = () => Pool("AveragePool", [1, 24, 7, 8], [3, 3], [1, 1], [1, 1, 1, 1], true),
+        ["maxpool-2x2-odd-channels"] = () => Pool("MaxPool", [2, 6, 6, 7], [2, 2], [2, 2], [0, 0, 0, 0], false),
+
         // Transposes of channels-last values: around a LayerNorm over channels (ConvNeXt), and a general permutation.
         ["transpose-channels-last-layernorm"] = ConvNextBlock,
         ["transpose-general-permutation"] = () => Transpose([2, 6, 5, 4], [0, 2, 1, 3]),
@@ -165,6 +171,22 @@ internal static class KernelCaseModels
         var outShape = keep ? shape.Select((d, i) => reduced.Contains(i) ? 1 : d).ToArray() : shape.Where((_, i) => !reduced.Contains(i)).ToArray();
         g.Output(g.Rename(y, "y"), ElementType.Float, [.. outShape.Cast<object>()]);
         return (g.Build(op, opset), [Random(shape, 10)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Pool(string op, long[] shape, long[] kernel, long[] strides, long[] pads, bool countIncludePad)
+    {
+        var g = new GraphBuilder(op, seed: 8);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var attrs = new List<global::Onnx.AttributeProto> { GraphBuilder.Attr("kernel_shape", kernel), GraphBuilder.Attr("strides", strides), GraphBuilder.Attr("pads", pads) };
+        if (op == "AveragePool")
+        {
+            attrs.Add(GraphBuilder.Attr("count_include_pad", countIncludePad ? 1L : 0L));
+        }
+
+        var y = g.Node(op, [x], [.. attrs]);
+        var outShape = new long[] { shape[0], shape[1] }.Concat(Enumerable.Range(0, 2).Select(d => ((shape[d + 2] + pads[d] + pads[d + 2] - kernel[d]) / strides[d]) + 1)).ToArray();
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. outShape.Cast<object>()]);
+        return (g.Build(op), [Random(shape, 12)]);
     }
 
     private static (OnnxModel, List<Tensor>) ConvNextBlock()

@@ -60,6 +60,19 @@ public sealed class KernelCasesOnCpuTests
         }
     }
 
+    [Theory]
+    [InlineData("maxpool-3x3-stride2-channels-last-vector", true)]
+    [InlineData("averagepool-3x3-include-pad-vector", true)]
+    [InlineData("maxpool-2x2-odd-channels", false)]
+    public void Half_precision_channels_last_pooling_takes_eight_channels_per_thread_where_they_divide(string name, bool vector)
+    {
+        var (model, inputs) = KernelCaseModels.All[name]();
+        var plan = Plan(model, inputs, Precision.Fp16);
+
+        var pool = Assert.Single(plan.Steps.OfType<KernelStep>(), s => s.Node.Contains("Pool", StringComparison.Ordinal));
+        Assert.Equal(vector, pool.Source.Contains("ch * 8;", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Transposes_around_a_channels_last_layer_norm_copy_nothing_in_half_precision()
     {

@@ -71,7 +71,7 @@ internal sealed partial class GraphCompiler
         }
 
         var y = Output(node, 0, x.Type, outShape, x.Nhwc);
-        Kernel(KernelSource.Pool(St(x), max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0, x.Nhwc, x.Shape[1]), y.Count, Dev(y), Dev(x));
+        Kernel(KernelSource.Pool(St(x), max, x.Shape[0] * x.Shape[1], inSpatial, outSpatial, kernel, strides, pb, pe, dilations, attrs.Int("count_include_pad", 0) != 0, x.Nhwc, x.Shape[1]), y.Count / KernelSource.PoolVector(St(x), x.Nhwc, x.Shape[1], false), Dev(y), Dev(x));
     }
 
 }
