@@ -47,6 +47,10 @@ internal static class KernelCaseModels
         ["averagepool-3x3-include-pad-vector"] = () => Pool("AveragePool", [1, 24, 7, 8], [3, 3], [1, 1], [1, 1, 1, 1], true),
         ["maxpool-2x2-odd-channels"] = () => Pool("MaxPool", [2, 6, 6, 7], [2, 2], [2, 2], [0, 0, 0, 0], false),
 
+        // Slices of channels-last values, read as stored (no layout copy), and a slice of the whole tensor (no copy at all).
+        ["slice-channels-and-width-channels-last"] = () => Slice([2, 16, 5, 7], [0, 3, 0, 1], [2, 13, 5, 7], [1, 2, 1, 3]),
+        ["slice-whole-tensor"] = () => Slice([2, 8, 4, 4], [0, 0, 0, 0], [2, 8, 4, 4], [1, 1, 1, 1]),
+
         // Transposes of channels-last values: around a LayerNorm over channels (ConvNeXt), and a general permutation.
         ["transpose-channels-last-layernorm"] = ConvNextBlock,
         ["transpose-general-permutation"] = () => Transpose([2, 6, 5, 4], [0, 2, 1, 3]),
@@ -171,6 +175,16 @@ internal static class KernelCaseModels
         var outShape = keep ? shape.Select((d, i) => reduced.Contains(i) ? 1 : d).ToArray() : shape.Where((_, i) => !reduced.Contains(i)).ToArray();
         g.Output(g.Rename(y, "y"), ElementType.Float, [.. outShape.Cast<object>()]);
         return (g.Build(op, opset), [Random(shape, 10)]);
+    }
+
+    private static (OnnxModel, List<Tensor>) Slice(long[] shape, long[] starts, long[] ends, long[] steps)
+    {
+        var g = new GraphBuilder("Slice", seed: 9);
+        var x = g.Input("x", ElementType.Float, [.. shape.Cast<object>()]);
+        var y = g.Node("Slice", [x, g.Int64s("starts", starts), g.Int64s("ends", ends), g.Int64s("axes", [0, 1, 2, 3]), g.Int64s("steps", steps)]);
+        var outShape = shape.Select((_, d) => (ends[d] - starts[d] + steps[d] - 1) / steps[d]).ToArray();
+        g.Output(g.Rename(y, "y"), ElementType.Float, [.. outShape.Cast<object>()]);
+        return (g.Build("Slice"), [Random(shape, 13)]);
     }
 
     private static (OnnxModel, List<Tensor>) Pool(string op, long[] shape, long[] kernel, long[] strides, long[] pads, bool countIncludePad)

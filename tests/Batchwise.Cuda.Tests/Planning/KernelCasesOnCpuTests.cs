@@ -74,6 +74,19 @@ public sealed class KernelCasesOnCpuTests
     }
 
     [Fact]
+    public void A_channels_last_slice_copies_once_as_stored_and_a_whole_tensor_slice_not_at_all()
+    {
+        var (model, inputs) = KernelCaseModels.All["slice-channels-and-width-channels-last"]();
+        var plan = Plan(model, inputs, Precision.Fp16);
+        var (whole, wholeInputs) = KernelCaseModels.All["slice-whole-tensor"]();
+        var wholePlan = Plan(whole, wholeInputs, Precision.Fp16);
+
+        // The input's conversion to channels-last, the slice, the output's conversion back: no NCHW copy before the slice.
+        Assert.Single(plan.Steps, s => s.Node.StartsWith("Slice", StringComparison.Ordinal));
+        Assert.DoesNotContain(wholePlan.Steps, s => s.Node.StartsWith("Slice", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Transposes_around_a_channels_last_layer_norm_copy_nothing_in_half_precision()
     {
         var (model, inputs) = KernelCaseModels.All["transpose-channels-last-layernorm"]();

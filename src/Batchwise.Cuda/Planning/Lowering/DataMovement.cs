@@ -11,7 +11,7 @@ internal sealed partial class GraphCompiler
     {
         yield return ("Concat", new((c, n, i, a) => c.LowerConcat(n, i.Where(v => v is not null).ToArray()!, n.Input.Where(s => s.Length > 0).ToArray(), a.Int("axis", 0)), InputLayout.Pending));
         yield return ("Split", new((c, n, i, a) => c.LowerSplit(n, i, a), InputLayout.AsStored));
-        yield return ("Slice", new((c, n, i, a) => c.LowerSlice(n, i, a)));
+        yield return ("Slice", new((c, n, i, a) => c.LowerSlice(n, i, a), InputLayout.AsStored));
         yield return ("Transpose", new((c, n, i, a) => c.LowerTranspose(n, i[0]!, a), InputLayout.AsStored));
         yield return ("Expand", new((c, n, i, _) => c.LowerExpand(n, i)));
         yield return ("Gather", new((c, n, i, a) => c.LowerGather(n, i, a)));
@@ -197,6 +197,25 @@ internal sealed partial class GraphCompiler
     {
         var x = ins[0]!;
         var (outShape, st, sp) = SliceParameters(ins, attrs);
+        if (outShape.SequenceEqual(x.Shape) && st.All(s => s == 0) && sp.All(s => s == 1))
+        {
+            // The whole tensor (GhostNet's [:, :oup] of a concatenation of exactly oup channels): the same value, no copy.
+            Alias(node, 0, x, x.Shape);
+            return;
+        }
+
+        if (x.Nhwc && x.PaddedChannels == 0 && x.Shape.Length == 4)
+        {
+            // A channels-last value sliced as stored, [N, H, W, C], into a channels-last output: no layout copy either side.
+            int[] order = [0, 2, 3, 1];
+            var stored = KernelSource.Strides([.. order.Select(d => x.Shape[d])]);
+            var outStored = order.Select(d => outShape[d]).ToArray();
+            var z = Output(node, 0, x.Type, outShape, true);
+            ViewCopy(x, outStored, [.. order.Select((d, i) => stored[i] * sp[d])], order.Select((d, i) => st[d] * stored[i]).Sum(), z, KernelSource.Strides(outStored), 0);
+            return;
+        }
+
+        x = Nchw(x);
         var inStrides = KernelSource.Strides(x.Shape);
         var y = Output(node, 0, x.Type, outShape);
         ViewCopy(x, outShape, inStrides.Select((s, d) => s * sp[d]).ToArray(), st.Select((s, d) => s * inStrides[d]).Sum(), y, KernelSource.Strides(outShape), 0);
