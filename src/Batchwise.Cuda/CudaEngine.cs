@@ -31,6 +31,12 @@ public sealed class CudaEngine : IEngine
             ["tf32"] = options.AllowTf32 ? "on" : "off",
             ["tactics"] = options.TimedTactics || !CudaSession.HeuristicTactics ? "timed" : "heuristic",
             ["conv_choices"] = GraphCompiler.NearestBatchChoicesFromEnvironment ? "nearest (a new batch octave starts from the nearest known octave's cuDNN choices)" : "octave (cuDNN's heuristics asked once per batch octave)",
+            ["grouped_conv"] = GraphCompiler.GroupedConvFromEnvironment switch
+            {
+                GroupedConvChoice.Own => "own kernel (BATCHWISE_GROUPED_CONV=own)",
+                GroupedConvChoice.Cudnn => "cuDNN (BATCHWISE_GROUPED_CONV=cudnn)",
+                _ => "auto (own kernel for group widths 24-64 not powers of two, fp16)",
+            },
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -315,6 +321,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>A new batch octave's convolutions start from the nearest known octave's choices (BATCHWISE_CONV_CHOICES=nearest; tests set it).</summary>
     public bool NearestBatchChoices { get; internal set; } = GraphCompiler.NearestBatchChoicesFromEnvironment;
+
+    /// <summary>Who runs grouped convolutions in half precision (BATCHWISE_GROUPED_CONV=auto|own|cudnn; tests set it).</summary>
+    public GroupedConvChoice GroupedConvolutions { get; internal set; } = GraphCompiler.GroupedConvFromEnvironment;
 
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }

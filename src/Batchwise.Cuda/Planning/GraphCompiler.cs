@@ -35,6 +35,9 @@ internal interface IPlanTarget
 
     /// <summary>A convolution's first plan in a new batch octave starts from the nearest known octave's choice (confirmed by a workspace query) instead of cuDNN's heuristics.</summary>
     bool NearestBatchChoices => false;
+
+    /// <summary>Who runs grouped convolutions in half precision: the own kernel where chosen (auto), always, or never.</summary>
+    GroupedConvChoice GroupedConvolutions => GroupedConvChoice.Auto;
 }
 
 /// <summary>

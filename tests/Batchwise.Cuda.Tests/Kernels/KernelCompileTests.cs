@@ -114,6 +114,15 @@ public sealed class KernelCompileTests
             }
         }
 
+        // Grouped convolutions: RegNet's group width 24 at strides 1 and 2 (both tile heights), with each epilogue;
+        // ResNeXt's 32, an odd n-tile count (40), a 1x1 at the widest group.
+        GroupedConvEpilogue plain = new(null, false, false), biasRelu = new(ElementType.Float16, true, false), residual = new(ElementType.Float16, true, true);
+        yield return KernelSource.GroupedConv(24, 24, [3, 3], [1, 1], [1, 1], 2, biasRelu, 64, 2, [56, 56], [56, 56], [1, 1]);
+        yield return KernelSource.GroupedConv(24, 24, [3, 3], [2, 2], [1, 1], 2, biasRelu, 64, 2, [112, 112], [56, 56], [1, 1]);
+        yield return KernelSource.GroupedConv(24, 24, [3, 3], [2, 2], [1, 1], 1, residual, 64, 37, [14, 14], [7, 7], [1, 1]);
+        yield return KernelSource.GroupedConv(32, 32, [3, 3], [1, 1], [1, 1], 1, plain, 8, 32, [7, 7], [7, 7], [1, 1]);
+        yield return KernelSource.GroupedConv(16, 40, [3, 3], [1, 1], [2, 2], 2, new(ElementType.Float, true, false), 2, 4, [30, 30], [30, 30], [2, 2]);
+        yield return KernelSource.GroupedConv(64, 64, [1, 1], [1, 1], [1, 1], 2, plain, 2, 2, [16, 16], [16, 16], [0, 0]);
         yield return KernelSource.Resize(ElementType.Float16, [2, 4, 4, 8], [2, 8, 8, 1], [1, 2, 2, 1], "nearest", "asymmetric", "floor", "uint4");
         yield return KernelSource.ChannelsLastPadded(ElementType.Float, ElementType.Float16, 2, 3, 64, 8);
         yield return KernelSource.ChannelsLastPadded(ElementType.Float, ElementType.Float16, 2, 3, 64, 5);

@@ -16,6 +16,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32) : IPlanT
 
     public bool AllowTf32 => false;
 
+    public GroupedConvChoice GroupedConvolutions { get; init; } = GroupedConvChoice.Auto;
+
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);
 
     public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException(NoLibraries);

@@ -89,6 +89,11 @@ internal sealed partial class GraphCompiler
             return; // the own depthwise kernel (Depthwise.cs)
         }
 
+        if (TryLowerGroupedConv(x, w, b, outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
+        {
+            return; // the own grouped kernel (GroupedConvolution.cs)
+        }
+
         if (TryLowerPatches(x, w, b, outName, yShape, kernel, strides, dilations, groups, pb, pe, outSpatial))
         {
             return; // a patch embedding as one GEMM (Patches.cs)

@@ -1,0 +1,103 @@
+using Batchwise.Cuda.Planning;
+using Batchwise.Cuda.Tests.Operators;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Operators;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// The own grouped convolution kernel (tensor cores through the emulated mma/ldmatrix/cp.async), planned without a GPU in
+/// half precision and run on the CPU with g++ (<see cref="CpuKernelRunner"/>), against ONNX Runtime in float32. A plan
+/// that fell back to cuDNN would fail to plan here (no library), so each case also shows the own kernel was chosen.
+/// </summary>
+public sealed class GroupedConvOnCpuTests
+{
+    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, ExecutionPlan Plan);
+
+    private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
+
+    public static TheoryData<string> Cases => [.. GroupedConvModels.Small.Keys];
+
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, GroupedConvChoice choice)
+    {
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        var target = new NoGpuTarget(Precision.Fp16) { GroupedConvolutions = choice };
+        return new GraphCompiler(model, target).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+    }
+
+    /// <summary>Plans every case (the own kernel forced: the default leaves power-of-two widths to cuDNN), then compiles all their kernels in one g++ run.</summary>
+    private static Dictionary<string, Prepared> PrepareAll()
+    {
+        var all = GroupedConvModels.Small.ToDictionary(p => p.Key, p =>
+        {
+            var model = p.Value.Model();
+            var inputs = p.Value.Inputs(7);
+            using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+            return new Prepared(inputs, ort.Run(inputs), Plan(model, inputs, GroupedConvChoice.Own));
+        }, StringComparer.Ordinal);
+        CpuKernelRunner.Prepare(all.Values.Select(p => p.Plan));
+        return all;
+    }
+
+    private static void RequireCompiler()
+    {
+        if (CpuKernelRunner.Unavailable is { } why)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
+            Assert.Skip(why);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Grouped_conv_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
+    {
+        RequireCompiler();
+        var c = All.Value[name];
+        Assert.Null(CpuKernelRunner.CannotRun(c.Plan));
+        Assert.Single(c.Plan.Steps, s => s.Node.Contains("own grouped kernel", StringComparison.Ordinal));
+        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(c.Plan, c.Inputs), c.Expected, half: true);
+        Assert.True(difference is null, $"{name}: {difference}");
+    }
+
+    [Fact]
+    public void Bias_and_relu_are_the_kernels_epilogue()
+    {
+        var c = GroupedConvModels.Small["gw24-s2-odd-bn-relu"];
+        var plan = Plan(c.Model(), c.Inputs(7), GroupedConvChoice.Auto);
+
+        // The input's conversion to channels-last half, the convolution with BatchNormalization's bias and the ReLU in
+        // it, the output's conversion back: nothing for the BatchNormalization or the ReLU.
+        var steps = string.Join("; ", plan.Steps.Select(s => s.Node));
+        Assert.True(plan.Steps.Count == 3, steps);
+        var conv = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.StartsWith("Conv", StringComparison.Ordinal)));
+        Assert.Contains("fmaxf(v0, 0.f)", conv.Source, StringComparison.Ordinal);
+        Assert.Contains("bias[gk + n]", conv.Source, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Auto_takes_the_own_kernel_for_group_width_24_and_leaves_powers_of_two_to_cudnn()
+    {
+        Assert.True(GraphCompiler.PrefersOwnGroupedConv(24, 24));
+        Assert.True(GraphCompiler.PrefersOwnGroupedConv(24, 48));
+        Assert.False(GraphCompiler.PrefersOwnGroupedConv(16, 16));
+        Assert.False(GraphCompiler.PrefersOwnGroupedConv(32, 32));
+        Assert.False(GraphCompiler.PrefersOwnGroupedConv(8, 8));
+        Assert.False(GraphCompiler.PrefersOwnGroupedConv(72, 72));
+
+        // Group width 16 under auto goes to cuDNN, which cannot be reached here (no library, or no GPU for its handle).
+        static void GoesToCudnn(GroupedConvCase c, GroupedConvChoice choice)
+        {
+            var e = Assert.ThrowsAny<Exception>(() => Plan(c.Model(), c.Inputs(7), choice)).ToString();
+            Assert.True(e.Contains(NoGpuTarget.NoLibraries, StringComparison.Ordinal) || e.Contains("cudnn", StringComparison.OrdinalIgnoreCase), e);
+        }
+
+        GoesToCudnn(GroupedConvModels.Small["gw16-s1-relu"], GroupedConvChoice.Auto);
+
+        // Forced to cuDNN, width 24 goes there too; the own kernel takes it under auto.
+        GoesToCudnn(GroupedConvModels.Small["gw24-s1-relu"], GroupedConvChoice.Cudnn);
+        var r = GroupedConvModels.Small["gw24-s1-relu"];
+        Assert.Single(Plan(r.Model(), r.Inputs(7), GroupedConvChoice.Auto).Steps, s => s.Node.Contains("own grouped kernel", StringComparison.Ordinal));
+    }
+}
