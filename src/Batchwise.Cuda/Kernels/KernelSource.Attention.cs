@@ -78,10 +78,11 @@ internal static partial class KernelSource
     /// into their buffers (strided views of one buffer, as a packed QKV projection split by views; 0 when null). O has
     /// (batch, head, row) strides <paramref name="outStrides"/> and is contiguous along Dv: [batch, heads, Sq, Dv] when
     /// null, or e.g. [batch, Sq, heads, Dv] (the layout a following Transpose(0, 2, 1, 3) and Reshape want). A row whose
-    /// every score is -inf gives NaN, as a softmax over it does. The source depends only on <paramref name="paddedHead"/>
-    /// (the head width rounded up to 16).
+    /// every score is -inf gives NaN, as a softmax over it does; with <paramref name="zeroEmptyRows"/> (torch's SDPA safe
+    /// softmax, Where(IsNaN(p), 0, p)) a row whose sum is not positive (every score -inf, or a NaN among them) gives zeros.
+    /// The source depends only on <paramref name="paddedHead"/> (the head width rounded up to 16) and that choice.
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
@@ -114,6 +115,12 @@ internal static partial class KernelSource
         var qp = dp + 8;
         var kTile = bn * (dp + 8);
         var stage = 2 * kTile;
+
+        // An output pair: the accumulators over the row's sum; zeros for a row whose sum is not positive where empty
+        // rows give zeros (the accumulators may hold NaN then, so they are not multiplied).
+        string Normalized(string a, string b, string inverse, string sum) => zeroEmptyRows
+            ? $"{sum} > 0.f ? bw_pack_half2(acc[n][{a}] * {inverse}, acc[n][{b}] * {inverse}) : 0u"
+            : $"bw_pack_half2(acc[n][{a}] * {inverse}, acc[n][{b}] * {inverse})";
 
         // A loop over n 16-byte chunks, i running over the block's threads: a fixed count per thread, unrolled.
         static string Chunks(int n) => n % AttentionBlock == 0
@@ -330,8 +337,8 @@ internal static partial class KernelSource
                 unsigned short* const osm = &sm[0][0];
                 #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) {
-                    *(unsigned*)&osm[(wrow + g) * {{qp}} + n * 8 + 2 * t] = bw_pack_half2(acc[n][0] * i0, acc[n][1] * i0);
-                    *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = bw_pack_half2(acc[n][2] * i1, acc[n][3] * i1);
+                    *(unsigned*)&osm[(wrow + g) * {{qp}} + n * 8 + 2 * t] = {{Normalized("0", "1", "i0", "l0")}};
+                    *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = {{Normalized("2", "3", "i1", "l1")}};
                 }
                 __syncthreads();
                 unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};

@@ -54,7 +54,9 @@ internal sealed partial class GraphCompiler
         PlanValue? mask = null;
         if (next is { OpType: "Add" } && next.Input.Count == 2 && next.Input[0] != next.Input[1])
         {
-            if (!_values.TryGetValue(next.Input[0] == name ? next.Input[1] : next.Input[0], out mask) || St(mask) != ElementType.Float16)
+            // SDPA's export computes the mask (Where(bool, 0, -inf)) after the scores' product: planned now if it can be.
+            var maskName = next.Input[0] == name ? next.Input[1] : next.Input[0];
+            if (!TryPlanEarly(maskName, 0) || !_values.TryGetValue(maskName, out mask) || St(mask) != ElementType.Float16)
             {
                 return false;
             }
@@ -74,6 +76,19 @@ internal sealed partial class GraphCompiler
         name = next.Output[0];
         var product = SoleConsumer(name);
         SkipIdentities(chain, ref name, ref product);
+
+        // SDPA's "safe softmax" tail, Where(IsNaN(p), 0, p): rows whose sum is not positive (every score -inf) give zeros.
+        var zeroEmptyRows = false;
+        if (product is null && SafeSoftmaxTail(name, rank) is var (isNaN, where))
+        {
+            chain.Add(isNaN);
+            chain.Add(where);
+            zeroEmptyRows = true;
+            name = where.Output[0];
+            product = SoleConsumer(name);
+            SkipIdentities(chain, ref name, ref product);
+        }
+
         if (product is not { OpType: "MatMul" } || product.Input[0] != name || !_values.TryGetValue(product.Input[1], out var v)
             || v.Shape.Length != rank || v.Shape[^2] != sk || St(v) != ElementType.Float16)
         {
@@ -101,6 +116,12 @@ internal sealed partial class GraphCompiler
         if (mask is not null && !BroadcastsTo(mask.Shape, scores))
         {
             return false;
+        }
+
+        // A mask that is all zeros (HF ViT's: Where over an all-true Expand, folded on the host) changes nothing.
+        if (mask?.Constant is { IsFloat: true } zeros && zeros.Floats!.All(x => x == 0))
+        {
+            mask = null;
         }
 
         // The kernel's offsets inside one (batch, head) slice are 32-bit: Q and V (row-major, at most 128 wide) fit by
@@ -175,7 +196,7 @@ internal sealed partial class GraphCompiler
 
         long[] RowMajor(PlanValue x, long rows, long cols) => Strides(x.Shape, KernelSource.Strides(x.Shape), rows, cols);
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : RowMajor(mask, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides);
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : RowMajor(mask, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows);
         Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mask)]));
         return true;
     }
@@ -226,6 +247,56 @@ internal sealed partial class GraphCompiler
         }
 
         return (value, scale);
+    }
+
+    /// <summary>
+    /// The IsNaN and Where of torch's SDPA export after its Softmax (Where(IsNaN(p), 0, p): a row masked entirely gives
+    /// zeros instead of NaN) when <paramref name="probs"/> has exactly those two readers; null otherwise.
+    /// </summary>
+    private (OnnxProto.NodeProto IsNaN, OnnxProto.NodeProto Where)? SafeSoftmaxTail(string probs, int rank)
+    {
+        if (_graphOutputs.Contains(probs) || !_consumers.TryGetValue(probs, out var users) || users.Count != 2
+            || users.FirstOrDefault(u => u.OpType == "IsNaN") is not { } isNaN || users.FirstOrDefault(u => u.OpType == "Where") is not { Input.Count: 3 } where
+            || where.Input[0] != isNaN.Output[0] || where.Input[1] == probs || where.Input[2] != probs || SoleConsumer(isNaN.Output[0]) != where)
+        {
+            return null;
+        }
+
+        return TryPlanEarly(where.Input[1], 0) && _values.TryGetValue(where.Input[1], out var zero) && zero.Constant is { Count: 1, IsFloat: true } z && z[0] == 0
+            && zero.Shape.Length <= rank ? (isNaN, where) : null;
+    }
+
+    /// <summary>Operators a mask or a constant of the attention chain is computed by that may be planned ahead of their turn.</summary>
+    private static readonly HashSet<string> EarlyOperators = new(StringComparer.Ordinal)
+    {
+        "Constant", "ConstantOfShape", "Where", "Cast", "Expand", "Unsqueeze", "Squeeze", "Reshape", "Not", "Neg", "Equal", "And", "Or",
+        "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Add", "Sub", "Mul", "Slice", "Range", "Shape", "Gather", "Concat",
+    };
+
+    /// <summary>
+    /// Makes <paramref name="name"/> known ahead of its producer's turn (torch's SDPA export writes the mask's Where and
+    /// its constants after the scores' product): its producer and theirs, up to four deep, planned now where they are
+    /// cheap operators whose inputs are known. The graph is in topological order, so any order that keeps each node
+    /// after its inputs plans the same values. False when it cannot be.
+    /// </summary>
+    private bool TryPlanEarly(string name, int depth)
+    {
+        if (_values.ContainsKey(name))
+        {
+            return true;
+        }
+
+        if (depth >= 4 || Producer(name) is not { } p || _folded.Contains(p) || p.Domain.Length != 0 || !EarlyOperators.Contains(p.OpType)
+            || !p.Input.All(i => i.Length == 0 || TryPlanEarly(i, depth + 1)))
+        {
+            return false;
+        }
+
+        var current = _node;
+        PlanNode(p);
+        _folded.Add(p);
+        _node = current;
+        return p.Output.All(o => o.Length == 0 || _values.ContainsKey(o));
     }
 
     /// <summary>Moves past Identity, single-output Dropout and float Casts (no-ops for the fused kernel, which computes in float) consumed alone.</summary>
