@@ -275,7 +275,7 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Makes <paramref name="name"/> known ahead of its producer's turn (torch's SDPA export writes the mask's Where and
-    /// its constants after the scores' product): its producer and theirs, up to four deep, planned now where they are
+    /// its constants after the scores' product): its producer and theirs, up to six deep, planned now where they are
     /// cheap operators whose inputs are known. The graph is in topological order, so any order that keeps each node
     /// after its inputs plans the same values. False when it cannot be.
     /// </summary>
@@ -286,7 +286,7 @@ internal sealed partial class GraphCompiler
             return true;
         }
 
-        if (depth >= 4 || Producer(name) is not { } p || _folded.Contains(p) || p.Domain.Length != 0 || !EarlyOperators.Contains(p.OpType)
+        if (depth >= 6 || Producer(name) is not { } p || _folded.Contains(p) || p.Domain.Length != 0 || !EarlyOperators.Contains(p.OpType)
             || !p.Input.All(i => i.Length == 0 || TryPlanEarly(i, depth + 1)))
         {
             return false;
