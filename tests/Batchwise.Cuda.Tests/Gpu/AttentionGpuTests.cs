@@ -204,7 +204,7 @@ public sealed class AttentionGpuTests
 
     /// <summary>
     /// torch's SDPA exports with masks at model sizes (HF ViT-B: the all-true mask dropped; GPT-2: causal And padding,
-    /// rows masked entirely; a random -inf mask) as one fused kernel (GPT-2 also computes its [B, 1, N, N] mask once):
+    /// rows masked entirely; a random -inf mask) as one fused kernel (GPT-2 also computes its boolean [B, 1, N, N] mask):
     /// against ONNX Runtime fp32, cosine at least 0.9999, zeros where ONNX Runtime has zeros and no NaN.
     /// </summary>
     [Theory]

@@ -76,20 +76,25 @@ public sealed class SdpaAttentionPlanTests
 
     /// <summary>
     /// GPT-2 (transformers 5, SDPA) as exported: the causal mask (key index &lt;= query index, from Range) And the padding
-    /// mask (attention_mask [B, N] int64 as bool, [B, 1, 1, N]) -> [B, 1, N, N] bool, computed on the device; the packed
+    /// mask (attention_mask [B, N] int64 as bool, [B, 1, 1, N]; without <paramref name="padding"/> the causal mask alone,
+    /// a constant) -> [B, 1, N, N] bool, computed on the device; the packed
     /// projection [B, N, 3C] split on its last axis -> Reshape [B, N, H, D] -> Transpose (K: (0, 2, 3, 1)) -> Mul by
     /// sqrt(1/sqrt(D)) each -> SDPA with that mask and the safe-softmax tail -> Transpose(0, 2, 1, 3) -> Reshape [B, N, C].
     /// </summary>
-    internal static OnnxModel Gpt2(long b, long n, long h, long d)
+    internal static OnnxModel Gpt2(long b, long n, long h, long d, bool padding = true)
     {
         var c = h * d;
         var g = new GraphBuilder("gpt2_sdpa", 17);
         var qkv = g.Input("qkv", ElementType.Float, b, n, 3 * c);
-        var padding = g.Input("attention_mask", ElementType.Int64, b, n);
         var positions = g.Node("Range", [g.Int64s("start", [0], []), g.Int64s("limit", [n], []), g.Int64s("delta", [1], [])]);
         var causal = g.Node("LessOrEqual", [g.Node("Unsqueeze", [positions, g.Int64s("key_axes", [0])]), g.Node("Unsqueeze", [positions, g.Int64s("query_axes", [1])])]);
-        var keep = g.Node("Cast", [g.Node("Reshape", [padding, g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool));
-        var mask = g.Node("And", [causal, keep]);
+        var mask = causal;
+        if (padding)
+        {
+            var keep = g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])]);
+            mask = g.Node("And", [causal, g.Node("Cast", [keep], GraphBuilder.Attr("to", (long)ElementType.Bool))]);
+        }
+
         var parts = g.NodeN("Split", [qkv], 3, GraphBuilder.Attr("axis", 2L));
         var shape = g.Int64s("head_shape", [b, n, h, d]);
         string Heads(string x, params long[] perm) => g.Node("Transpose", [g.Node("Reshape", [x, shape])], GraphBuilder.Attr("perm", perm));
@@ -136,7 +141,7 @@ public sealed class SdpaAttentionPlanTests
         })];
     }
 
-    public static TheoryData<string> Cases() => new(["hf_vit", "gpt2_causal_padding", "masked_row_safe", "masked_row_plain"]);
+    public static TheoryData<string> Cases() => new(["hf_vit", "gpt2_causal_padding", "gpt2_causal_only", "masked_row_safe", "masked_row_plain"]);
 
     internal static OnnxModel Case(string name) => name switch
     {
@@ -144,6 +149,8 @@ public sealed class SdpaAttentionPlanTests
         "hf_vit" => HuggingFaceVit(2, 50, 3, 32),
         // 40 tokens, 2 heads of 48, two sequences, the second left-padded by 3 (queries 0-2 masked entirely).
         "gpt2_causal_padding" => Gpt2(2, 40, 2, 48),
+        // The causal mask alone: a [N, N] boolean constant, uploaded once.
+        "gpt2_causal_only" => Gpt2(1, 70, 2, 32, padding: false),
         // Two query tiles, two key tiles, a full mask with -inf at random and query 3 masked entirely.
         "masked_row_safe" => MaskedRows(2, 70, 100, 64, safe: true),
         "masked_row_plain" => MaskedRows(2, 70, 100, 64, safe: false),
@@ -162,15 +169,15 @@ public sealed class SdpaAttentionPlanTests
         Assert.Contains("Softmax", fused.Node, StringComparison.Ordinal);
         Assert.Equal(name is not "masked_row_plain", fused.Node.Contains("IsNaN + Where", StringComparison.Ordinal));
 
-        // Nothing else but the input and output conversions; for GPT-2 the mask, computed once ([B, 1, N, N] half).
+        // Nothing else but the input and output conversions: a boolean mask is read as it is (GPT-2's And of the causal
+        // and padding masks computed into it where the kernel reads it), no additive half copy of it.
         var others = steps.Where(s => !s.Contains("fused attention", StringComparison.Ordinal) && !s.StartsWith("input ", StringComparison.Ordinal) && !s.StartsWith("output ", StringComparison.Ordinal)).ToList();
         Assert.True(others.Count == (name == "gpt2_causal_padding" ? 1 : 0), string.Join("; ", steps));
 
-        // HF ViT's mask is all zeros: dropped, the kernel reads none.
-        if (name == "hf_vit")
-        {
-            Assert.Equal(-1, ((KernelStep)fused).Buffers[^1]);
-        }
+        // HF ViT's mask adds nothing (all true, Where(mask, 0, -inf)): dropped, the kernel reads none. The others read one.
+        var kernel = (KernelStep)fused;
+        Assert.Equal(name != "hf_vit", kernel.Buffers[^1] >= 0);
+        Assert.Equal(name.StartsWith("gpt2", StringComparison.Ordinal), kernel.Source.Contains("const unsigned char* __restrict__ mask", StringComparison.Ordinal));
 
         AssertMatchesOnnxRuntime(name, model, inputs, plan);
     }
