@@ -78,10 +78,13 @@ internal static partial class KernelSource
     /// into their buffers (strided views of one buffer, as a packed QKV projection split by views; 0 when null). O has
     /// (batch, head, row) strides <paramref name="outStrides"/> and is contiguous along Dv: [batch, heads, Sq, Dv] when
     /// null, or e.g. [batch, Sq, heads, Dv] (the layout a following Transpose(0, 2, 1, 3) and Reshape want). A row whose
-    /// every score is -inf gives NaN, as a softmax over it does. The source depends only on <paramref name="paddedHead"/>
-    /// (the head width rounded up to 16).
+    /// every score is -inf gives NaN, as a softmax over it does; with <paramref name="zeroEmptyRows"/> (torch's SDPA safe
+    /// softmax, Where(IsNaN(p), 0, p)) a row whose sum is not positive (every score -inf, or a NaN among them) gives zeros.
+    /// A boolean mask (<paramref name="booleanMask"/>: bytes, not halves) adds WhenTrue where it is true and WhenFalse
+    /// where it is false (torch's SDPA export: Where(mask, 0, -inf)), read as it is. The source depends only on
+    /// <paramref name="paddedHead"/> (the head width rounded up to 16) and those two choices.
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
@@ -102,6 +105,9 @@ internal static partial class KernelSource
         var ks = Strides("k", kStrides);
         var vs = Strides("v", vStrides);
         var ms = Strides("m", maskStrides ?? [0, 0, 0, 0]);
+        var (maskType, maskTerm) = booleanMask is var (whenTrue, whenFalse)
+            ? ("unsigned char", $"(mp[r * mr + key * mc] ? {w.Float("m_true", whenTrue * 1.4426950408889634)} : {w.Float("m_false", whenFalse * 1.4426950408889634)})")
+            : ("bw_half", "(float)mp[r * mr + key * mc] * LOG2E");
         var (qo, ko, vo) = (w.I64("q_off", offsets?[0] ?? 0), w.I64("k_off", offsets?[1] ?? 0), w.I64("v_off", offsets?[2] ?? 0));
         var os = outStrides ?? [heads * sq * dv, sq * dv, dv];
         var (osb, osh, osr) = (w.I64("o_sb", os[0]), w.I64("o_sh", os[1]), w.I64("o_sr", os[2]));
@@ -114,6 +120,12 @@ internal static partial class KernelSource
         var qp = dp + 8;
         var kTile = bn * (dp + 8);
         var stage = 2 * kTile;
+
+        // An output pair: the accumulators over the row's sum; zeros for a row whose sum is not positive where empty
+        // rows give zeros (the accumulators may hold NaN then, so they are not multiplied).
+        string Normalized(string a, string b, string inverse, string sum) => zeroEmptyRows
+            ? $"{sum} > 0.f ? bw_pack_half2(acc[n][{a}] * {inverse}, acc[n][{b}] * {inverse}) : 0u"
+            : $"bw_pack_half2(acc[n][{a}] * {inverse}, acc[n][{b}] * {inverse})";
 
         // A loop over n 16-byte chunks, i running over the block's threads: a fixed count per thread, unrolled.
         static string Chunks(int n) => n % AttentionBlock == 0
@@ -133,7 +145,7 @@ internal static partial class KernelSource
                 const unsigned short* qg = (const unsigned short*)q + b * {{qs[0]}} + h * {{qs[1]}};
                 const unsigned short* kg = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
                 const unsigned short* vg = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
-                const bw_half* mp = mask ? mask + b * {{ms[0]}} + h * {{ms[1]}} : mask;
+                const {{maskType}}* mp = mask ? mask + b * {{ms[0]}} + h * {{ms[1]}} : mask;
                 const int row0 = (int)(tile * 64), wrow = warp * 16;
                 // Offsets inside one (batch, head) slice fit 32 bits (the planner checks).
                 const int nq = (int){{rows}}, nk = (int){{keys}}, kd = (int){{width}}, vd = (int){{vwidth}};
@@ -265,7 +277,7 @@ internal static partial class KernelSource
                                     const int r = row0 + wrow + g + ((i & 2) ? 8 : 0);
                                     float val = s[nb][i] * {{scaled}};
                                     if (key >= nk) val = NEG_INF;
-                                    else if (mp && r < nq) val += (float)mp[r * mr + key * mc] * LOG2E;
+                                    else if (mp && r < nq) val += {{maskTerm}};
                                     s[nb][i] = val;
                                 }
                             }
@@ -330,8 +342,8 @@ internal static partial class KernelSource
                 unsigned short* const osm = &sm[0][0];
                 #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) {
-                    *(unsigned*)&osm[(wrow + g) * {{qp}} + n * 8 + 2 * t] = bw_pack_half2(acc[n][0] * i0, acc[n][1] * i0);
-                    *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = bw_pack_half2(acc[n][2] * i1, acc[n][3] * i1);
+                    *(unsigned*)&osm[(wrow + g) * {{qp}} + n * 8 + 2 * t] = {{Normalized("0", "1", "i0", "l0")}};
+                    *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = {{Normalized("2", "3", "i1", "l1")}};
                 }
                 __syncthreads();
                 unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
@@ -349,7 +361,7 @@ internal static partial class KernelSource
                 }
 
             """);
-        var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const bw_half* __restrict__ mask, {KernelWriter.ArgsParameter}");
+        var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {KernelWriter.ArgsParameter}");
         return code with { Source = AttentionHelpers + code.Source };
     }
 

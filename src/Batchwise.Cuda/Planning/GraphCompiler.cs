@@ -169,40 +169,9 @@ internal sealed partial class GraphCompiler
         for (_nodeIndex = 0; _nodeIndex < _model.Graph.Node.Count && !StoppedAtSync; _nodeIndex++)
         {
             var node = _model.Graph.Node[_nodeIndex];
-            if (_folded.Contains(node))
+            if (!_folded.Contains(node))
             {
-                continue;
-            }
-
-            _node = string.IsNullOrEmpty(node.Name) ? $"{node.OpType} (output '{node.Output.FirstOrDefault()}')" : $"{node.OpType} '{node.Name}'";
-            var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
-            try
-            {
-                // A node over session constants alone (a Cast of fp16 weights, a Reshape of an initializer) folds once per session.
-                var needed = node.Output.Any(_neededOnHost.Contains);
-                var constants = ins.Select(v => v?.Constant).ToArray();
-                var folded = ins.All(v => v is null || v.Constant is { IsInitializer: true }) && node.OpType is not ("Shape" or "Size")
-                    ? _target.Derive("fold:" + node.Output.FirstOrDefault() + (needed ? "|needed" : string.Empty), constants, () => HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed) ?? [])
-                    : HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed);
-                if (folded is { Length: > 0 })
-                {
-                    for (var i = 0; i < folded.Length && i < node.Output.Count; i++)
-                    {
-                        _values[node.Output[i]] = new PlanValue(folded[i].Type, folded[i].Shape, folded[i]);
-                    }
-
-                    continue;
-                }
-
-                Lower(node, ins, new NodeAttributes(node));
-            }
-            catch (BatchwiseException e) when (e is not CudaException && !e.Message.Contains(_node, StringComparison.Ordinal))
-            {
-                throw new BatchwiseException($"{_node}: {e.Message}", e.Hint, e);
-            }
-            catch (Exception e) when (e is IndexOutOfRangeException or ArgumentException or InvalidOperationException or OverflowException or KeyNotFoundException or NullReferenceException)
-            {
-                throw new BatchwiseException($"{_node}: cannot plan it for input shapes {string.Join(", ", ins.Select(v => v is null ? "-" : Tensor.ShapeText(v.Shape)))} ({e.Message})", "Check the model with onnx.checker; run with --verbose for the stack.", e);
+                PlanNode(node);
             }
         }
 
@@ -235,6 +204,41 @@ internal sealed partial class GraphCompiler
             SyncNodes = [.. _syncNodes],
             Int8Layers = Int8Decisions,
         };
+    }
+
+    /// <summary>Plans one node: folds it to constants where the host can compute it, else lowers it to steps.</summary>
+    private void PlanNode(OnnxProto.NodeProto node)
+    {
+        _node = string.IsNullOrEmpty(node.Name) ? $"{node.OpType} (output '{node.Output.FirstOrDefault()}')" : $"{node.OpType} '{node.Name}'";
+        var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
+        try
+        {
+            // A node over session constants alone (a Cast of fp16 weights, a Reshape of an initializer) folds once per session.
+            var needed = node.Output.Any(_neededOnHost.Contains);
+            var constants = ins.Select(v => v?.Constant).ToArray();
+            var folded = ins.All(v => v is null || v.Constant is { IsInitializer: true }) && node.OpType is not ("Shape" or "Size")
+                ? _target.Derive("fold:" + node.Output.FirstOrDefault() + (needed ? "|needed" : string.Empty), constants, () => HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed) ?? [])
+                : HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed);
+            if (folded is { Length: > 0 })
+            {
+                for (var i = 0; i < folded.Length && i < node.Output.Count; i++)
+                {
+                    _values[node.Output[i]] = new PlanValue(folded[i].Type, folded[i].Shape, folded[i]);
+                }
+
+                return;
+            }
+
+            Lower(node, ins, new NodeAttributes(node));
+        }
+        catch (BatchwiseException e) when (e is not CudaException && !e.Message.Contains(_node, StringComparison.Ordinal))
+        {
+            throw new BatchwiseException($"{_node}: {e.Message}", e.Hint, e);
+        }
+        catch (Exception e) when (e is IndexOutOfRangeException or ArgumentException or InvalidOperationException or OverflowException or KeyNotFoundException or NullReferenceException)
+        {
+            throw new BatchwiseException($"{_node}: cannot plan it for input shapes {string.Join(", ", ins.Select(v => v is null ? "-" : Tensor.ShapeText(v.Shape)))} ({e.Message})", "Check the model with onnx.checker; run with --verbose for the stack.", e);
+        }
     }
 
     private PlanBuffer NewBuffer(long bytes, string label, HostTensor? constant = null, ElementType storage = ElementType.Float)

@@ -80,6 +80,9 @@ public sealed class KernelCompileTests
                 {
                     yield return KernelSource.Attention(head, 2, 3, 70, 90, head - 3, head, 0.125, [0, 70 * head, head, 1], [0, 90 * head, 1, 90], [0, 90 * head, head, 1], head == 64 ? [90, 0, 0, 1] : null);
                 }
+
+                // The safe-softmax mode (rows masked entirely give zeros) with a boolean mask (SDPA's export).
+                yield return KernelSource.Attention(64, 2, 3, 70, 90, 64, 64, 0.125, [0, 70 * 64, 64, 1], [0, 90 * 64, 64, 1], [0, 90 * 64, 64, 1], [90, 0, 0, 1], zeroEmptyRows: true, booleanMask: (0, double.NegativeInfinity));
             }
 
             foreach (var channelsLast in new[] { false, true })

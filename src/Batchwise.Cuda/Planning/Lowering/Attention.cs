@@ -9,7 +9,11 @@ namespace Batchwise.Cuda.Planning;
 /// precision: MatMul(Q, K^T) -> [Mul or Div by a scalar] -> [Add mask] -> Softmax over the last axis -> MatMul(., V),
 /// as torch's exporters write scaled-dot-product attention; scalar scales on Q and K^T read by the product alone (the
 /// SDPA export's sqrt(scale) on each) fold into the kernel's scale, and Identity, Dropout and float Casts in the chain
-/// (softmax(dtype=float32).to(dtype)) are skipped. The scores and probabilities are never written to memory. Q, K^T and
+/// (softmax(dtype=float32).to(dtype)) are skipped. torch's SDPA export with a mask fuses too: a boolean mask made
+/// additive by Where(mask, 0, -inf) is read by the kernel as bytes (that Where and its constants, written after the
+/// product, are planned early), a constant mask that adds nothing is dropped, and the "safe softmax" tail
+/// Where(IsNaN(p), 0, p) becomes the kernel's zeros for rows masked entirely (NaN without it, as ONNX's Softmax gives).
+/// The scores and probabilities are never written to memory. Q, K^T and
 /// V may be strided views (<see cref="TryLowerView"/>: the Transpose/Split/Gather/Slice chains from the projections
 /// cost no copy), and O is written as [B, Sq, H, Dv] when a Transpose(0, 2, 1, 3) alone reads it. Anything else
 /// (float32 plans, GPUs before sm_80, heads wider than 128, a chain whose middle values are used elsewhere, a value V
@@ -52,9 +56,19 @@ internal sealed partial class GraphCompiler
         }
 
         PlanValue? mask = null;
+        (double WhenTrue, double WhenFalse)? select = null;
         if (next is { OpType: "Add" } && next.Input.Count == 2 && next.Input[0] != next.Input[1])
         {
-            if (!_values.TryGetValue(next.Input[0] == name ? next.Input[1] : next.Input[0], out mask) || St(mask) != ElementType.Float16)
+            // A boolean mask made additive by Where(mask, a, b) of two scalars (SDPA's export: 0, -inf) is read as it is
+            // by the kernel; any other mask as a half tensor. SDPA's export writes that Where (and its constants) after
+            // the scores' product: planned now if it can be.
+            var maskName = next.Input[0] == name ? next.Input[1] : next.Input[0];
+            if (BooleanMask(maskName, next, rank) is var (condition, whenTrue, whenFalse, maskWhere))
+            {
+                (mask, select) = (condition, (whenTrue, whenFalse));
+                chain.Add(maskWhere);
+            }
+            else if (!TryPlanEarly(maskName, 0) || !_values.TryGetValue(maskName, out mask) || St(mask) != ElementType.Float16)
             {
                 return false;
             }
@@ -74,6 +88,19 @@ internal sealed partial class GraphCompiler
         name = next.Output[0];
         var product = SoleConsumer(name);
         SkipIdentities(chain, ref name, ref product);
+
+        // SDPA's "safe softmax" tail, Where(IsNaN(p), 0, p): rows whose sum is not positive (every score -inf) give zeros.
+        var zeroEmptyRows = false;
+        if (product is null && SafeSoftmaxTail(name, rank) is var (isNaN, where))
+        {
+            chain.Add(isNaN);
+            chain.Add(where);
+            zeroEmptyRows = true;
+            name = where.Output[0];
+            product = SoleConsumer(name);
+            SkipIdentities(chain, ref name, ref product);
+        }
+
         if (product is not { OpType: "MatMul" } || product.Input[0] != name || !_values.TryGetValue(product.Input[1], out var v)
             || v.Shape.Length != rank || v.Shape[^2] != sk || St(v) != ElementType.Float16)
         {
@@ -101,6 +128,12 @@ internal sealed partial class GraphCompiler
         if (mask is not null && !BroadcastsTo(mask.Shape, scores))
         {
             return false;
+        }
+
+        // A mask that adds nothing (HF ViT's: Where(all true, 0, -inf) over a constant Expand) is dropped.
+        if (mask?.Constant is { } known && AddsNothing(known, select))
+        {
+            mask = null;
         }
 
         // The kernel's offsets inside one (batch, head) slice are 32-bit: Q and V (row-major, at most 128 wide) fit by
@@ -175,7 +208,7 @@ internal sealed partial class GraphCompiler
 
         long[] RowMajor(PlanValue x, long rows, long cols) => Strides(x.Shape, KernelSource.Strides(x.Shape), rows, cols);
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : RowMajor(mask, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides);
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : RowMajor(mask, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select);
         Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mask)]));
         return true;
     }
@@ -226,6 +259,86 @@ internal sealed partial class GraphCompiler
         }
 
         return (value, scale);
+    }
+
+    /// <summary>
+    /// The IsNaN and Where of torch's SDPA export after its Softmax (Where(IsNaN(p), 0, p): a row masked entirely gives
+    /// zeros instead of NaN) when <paramref name="probs"/> has exactly those two readers; null otherwise.
+    /// </summary>
+    private (OnnxProto.NodeProto IsNaN, OnnxProto.NodeProto Where)? SafeSoftmaxTail(string probs, int rank)
+    {
+        if (_graphOutputs.Contains(probs) || !_consumers.TryGetValue(probs, out var users) || users.Count != 2
+            || users.FirstOrDefault(u => u.OpType == "IsNaN") is not { } isNaN || users.FirstOrDefault(u => u.OpType == "Where") is not { Input.Count: 3 } where
+            || where.Input[0] != isNaN.Output[0] || where.Input[1] == probs || where.Input[2] != probs || SoleConsumer(isNaN.Output[0]) != where)
+        {
+            return null;
+        }
+
+        return TryPlanEarly(where.Input[1], 0) && _values.TryGetValue(where.Input[1], out var zero) && zero.Constant is { Count: 1, IsFloat: true } z && z[0] == 0
+            && zero.Shape.Length <= rank ? (isNaN, where) : null;
+    }
+
+    /// <summary>
+    /// The boolean mask and the two scalars of a Where(mask, a, b) that <paramref name="add"/> alone reads as its
+    /// operand <paramref name="name"/>, its inputs known (or planned early); null otherwise.
+    /// </summary>
+    private (PlanValue Condition, double WhenTrue, double WhenFalse, OnnxProto.NodeProto Where)? BooleanMask(string name, OnnxProto.NodeProto add, int rank)
+    {
+        if (Producer(name) is not { OpType: "Where", Input.Count: 3 } where || SoleConsumer(name) != add || _folded.Contains(where)
+            || !where.Input.All(i => TryPlanEarly(i, 1)) || _values[where.Input[0]] is not { Type: ElementType.Bool } condition)
+        {
+            return null;
+        }
+
+        double? Scalar(string operand) => _values[operand] is { Constant: { Count: 1, IsFloat: true } c } v && v.Shape.Length <= rank ? c[0] : null;
+        return Scalar(where.Input[1]) is { } whenTrue && Scalar(where.Input[2]) is { } whenFalse ? (condition, whenTrue, whenFalse, where) : null;
+    }
+
+    /// <summary>Whether a constant mask (additive, or boolean read through <paramref name="select"/>) adds zero to every score.</summary>
+    private static bool AddsNothing(HostTensor mask, (double WhenTrue, double WhenFalse)? select)
+    {
+        for (long i = 0; i < mask.Count; i++)
+        {
+            if ((select is var (whenTrue, whenFalse) ? (mask[i] != 0 ? whenTrue : whenFalse) : mask[i]) != 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Operators a mask or a constant of the attention chain is computed by that may be planned ahead of their turn.</summary>
+    private static readonly HashSet<string> EarlyOperators = new(StringComparer.Ordinal)
+    {
+        "Constant", "ConstantOfShape", "Where", "Cast", "Expand", "Unsqueeze", "Squeeze", "Reshape", "Not", "Neg", "Equal", "And", "Or",
+        "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Add", "Sub", "Mul", "Slice", "Range", "Shape", "Gather", "Concat",
+    };
+
+    /// <summary>
+    /// Makes <paramref name="name"/> known ahead of its producer's turn (torch's SDPA export writes the mask's Where and
+    /// its constants after the scores' product): its producer and theirs, up to six deep, planned now where they are
+    /// cheap operators whose inputs are known. The graph is in topological order, so any order that keeps each node
+    /// after its inputs plans the same values. False when it cannot be.
+    /// </summary>
+    private bool TryPlanEarly(string name, int depth)
+    {
+        if (_values.ContainsKey(name))
+        {
+            return true;
+        }
+
+        if (depth >= 6 || Producer(name) is not { } p || _folded.Contains(p) || p.Domain.Length != 0 || !EarlyOperators.Contains(p.OpType)
+            || !p.Input.All(i => i.Length == 0 || TryPlanEarly(i, depth + 1)))
+        {
+            return false;
+        }
+
+        var current = _node;
+        PlanNode(p);
+        _folded.Add(p);
+        _node = current;
+        return p.Output.All(o => o.Length == 0 || _values.ContainsKey(o));
     }
 
     /// <summary>Moves past Identity, single-output Dropout and float Casts (no-ops for the fused kernel, which computes in float) consumed alone.</summary>

@@ -235,7 +235,7 @@ internal sealed partial class GraphCompiler
         return false;
     }
 
-    /// <summary>Whether <paramref name="name"/> is a Softmax's output, perhaps through casts or identities.</summary>
+    /// <summary>Whether <paramref name="name"/> is a Softmax's output, perhaps through casts, identities and SDPA's Where(IsNaN(p), 0, p).</summary>
     private bool AfterSoftmax(string name)
     {
         for (var i = 0; i < 4 && Producer(name) is { } p; i++)
@@ -243,6 +243,12 @@ internal sealed partial class GraphCompiler
             if (p.OpType == "Softmax")
             {
                 return true;
+            }
+
+            if (p is { OpType: "Where", Input.Count: 3 } && Producer(p.Input[0]) is { OpType: "IsNaN" } isNaN && isNaN.Input[0] == p.Input[2])
+            {
+                name = p.Input[2];
+                continue;
             }
 
             if (p.OpType is not ("Cast" or "Identity" or "Dropout"))
