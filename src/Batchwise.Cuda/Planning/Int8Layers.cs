@@ -39,6 +39,15 @@ internal static class Int8Layers
     /// </summary>
     public const string Switch = "BATCHWISE_INT8";
 
+    /// <summary>
+    /// The environment variable that keeps int8 convolutions off cuDNN's graph API (<c>BATCHWISE_INT8_GRAPH=off</c>: the
+    /// cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes only, as in session 7), for comparison.
+    /// </summary>
+    public const string GraphSwitch = "BATCHWISE_INT8_GRAPH";
+
+    /// <summary>False when <see cref="GraphSwitch"/> says off.</summary>
+    public static bool GraphEnabled => !string.Equals(Environment.GetEnvironmentVariable(GraphSwitch)?.Trim(), "off", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(Switch)?.Trim().ToLowerInvariant() is "on" or "conv";
 

@@ -136,7 +136,9 @@ public sealed class Int8PlanTests
     [InlineData(3, 1, 1, 131, false)] // 3x3, padded, uint8 input with zero point 131: per-pixel border offsets
     [InlineData(3, 2, 1, 0, true)] // strided, ReLU, post-ReLU input (zero point 0, stored as -128)
     [InlineData(1, 1, 0, 77, false)] // 1x1: per-channel offsets
-    public void Requantization_tables_reproduce_the_uint8_convolution(int kernel, int stride, int pad, int xZero, bool relu)
+    [InlineData(1, 1, 0, 77, true, 128)] // ReLU at a zero stored as 0: the graph's ReLU, no zero vector
+    [InlineData(3, 1, 1, 60, true, 100)] // ReLU at a zero stored as -28: the graph's ReLU, then the zero vector
+    public void Requantization_tables_reproduce_the_uint8_convolution(int kernel, int stride, int pad, int xZero, bool relu, int outZero = -1)
     {
         const int n = 2, c = 8, k = 4, h = 7, w = 6;
         var rng = new Random(kernel * 100 + stride * 10 + pad);
@@ -144,7 +146,7 @@ public sealed class Int8PlanTests
         var wq = Enumerable.Range(0, k * c * kernel * kernel).Select(_ => (long)rng.Next(-127, 128)).ToArray();
         var wScale = Enumerable.Range(0, k).Select(_ => 0.001 + (rng.NextDouble() * 0.01)).ToArray();
         var bias = Enumerable.Range(0, k).Select(_ => (rng.NextDouble() - 0.5) * 2).ToArray();
-        double xScale = 0.02, yScale = 0.05, yZero = relu ? 0 : 128;
+        double xScale = 0.02, yScale = 0.05, yZero = outZero >= 0 ? outZero : relu ? 0 : 128;
         var ho = ((h + (2 * pad) - kernel) / stride) + 1;
         var wo = ((w + (2 * pad) - kernel) / stride) + 1;
 
@@ -153,7 +155,19 @@ public sealed class Int8PlanTests
         Assert.Equal(xZero != 128 && pad != 0, perPixel);
         Assert.Equal(new long[] { k, kernel, kernel, c }, filter.Constant!.Shape);
 
+        // The cuDNN graph's problem and vectors (float32, as its pointwise operations compute): its ReLU only where the
+        // floor is not the int8 saturation, the stored zero point added after it where that is not 0.
+        var shape = GraphCompiler.Int8GraphShape([n, c, h, w], [k, c, kernel, kernel], [n, k, ho, wo], [pad, pad], [stride, stride], xZero - 128, relu, yZero - 128);
+        var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, yZero - 128, shape.Relu, shape.ZeroAdd);
+        Assert.Equal(perPixel, shape.PerPixelOffset);
+        Assert.Equal(relu && yZero != 0, shape.Relu);
+        Assert.Equal(relu && yZero != 0 && yZero != 128, shape.ZeroAdd);
+        Assert.Equal(shape.ZeroAdd ? 3 : 2, tables.Length);
+        Assert.Equal(shape.OffsetCount, tables[1].Count);
+        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
+
         var exact = 0;
+        var graphExact = 0;
         var total = 0;
         for (var b = 0; b < n; b++)
         {
@@ -195,6 +209,14 @@ public sealed class Int8PlanTests
                         var actual = Math.Clamp(Math.Round(v, MidpointRounding.ToEven) + yZero, 0, 255);
                         Assert.True(Math.Abs(actual - expected) <= 1, $"({b},{o},{oy},{ox}): {actual} vs {expected}");
                         exact += actual == expected ? 1 : 0;
+
+                        var at = perPixel ? (((oy * wo) + ox) * k) + o : o;
+                        var g = ((float)shifted * F(tables[0], o)) + F(tables[1], at);
+                        g = shape.Relu ? Math.Max(g, 0f) : g;
+                        g = shape.ZeroAdd ? g + F(tables[2], o) : g;
+                        var stored = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127);
+                        Assert.True(Math.Abs(stored + 128 - expected) <= 1, $"graph ({b},{o},{oy},{ox}): {stored + 128} vs {expected}");
+                        graphExact += stored + 128 == expected ? 1 : 0;
                         total++;
                     }
                 }
@@ -202,6 +224,7 @@ public sealed class Int8PlanTests
         }
 
         Assert.True(exact >= total - 1, $"{total - exact} of {total} differ by one (only exact ties may)");
+        Assert.True(graphExact >= total - 2, $"graph: {total - graphExact} of {total} differ by one (float32 ties only)");
     }
 }
 
