@@ -40,13 +40,19 @@ internal static class Int8Layers
     public const string Switch = "BATCHWISE_INT8";
 
     /// <summary>
-    /// The environment variable that keeps int8 convolutions off cuDNN's graph API (<c>BATCHWISE_INT8_GRAPH=off</c>: the
-    /// cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes only, as in session 7), for comparison.
+    /// The environment variable for int8 convolutions through cuDNN's graph API: on by default; <c>off</c> keeps them on
+    /// the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes (as in session 7), for comparison; <c>pad</c> pads a padded
+    /// convolution's input explicitly (one copy) instead of the border offsets, the fallback where cuDNN refuses those.
     /// </summary>
     public const string GraphSwitch = "BATCHWISE_INT8_GRAPH";
 
-    /// <summary>False when <see cref="GraphSwitch"/> says off.</summary>
-    public static bool GraphEnabled => !string.Equals(Environment.GetEnvironmentVariable(GraphSwitch)?.Trim(), "off", StringComparison.OrdinalIgnoreCase);
+    /// <summary><see cref="GraphSwitch"/> as "on", "off" or "pad".</summary>
+    public static string GraphMode => Environment.GetEnvironmentVariable(GraphSwitch)?.Trim().ToLowerInvariant() switch
+    {
+        "off" => "off",
+        "pad" => "pad",
+        _ => "on",
+    };
 
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(Switch)?.Trim().ToLowerInvariant() is "on" or "conv";

@@ -11,14 +11,14 @@ internal sealed class Int8Switch : IDisposable
     private readonly string? _previous = Environment.GetEnvironmentVariable(Int8Layers.Switch);
     private readonly string? _previousGraph = Environment.GetEnvironmentVariable(Int8Layers.GraphSwitch);
 
-    private Int8Switch(string value, bool graph)
+    private Int8Switch(string value, string graph)
     {
         Environment.SetEnvironmentVariable(Int8Layers.Switch, value);
-        Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, graph ? null : "off");
+        Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, graph);
     }
 
-    /// <summary>The int8 path on (or off) until disposed; <paramref name="graph"/> false keeps its convolutions off cuDNN's graph API.</summary>
-    public static Int8Switch Set(bool on, bool graph = true) => new(on ? "on" : "off", graph);
+    /// <summary>The int8 path on (or off) until disposed, with <see cref="Int8Layers.GraphSwitch"/> set to <paramref name="graph"/> (on, off or pad).</summary>
+    public static Int8Switch Set(bool on, string graph = "on") => new(on ? "on" : "off", graph);
 
     public void Dispose()
     {

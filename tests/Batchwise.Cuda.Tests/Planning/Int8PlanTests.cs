@@ -166,8 +166,17 @@ public sealed class Int8PlanTests
         Assert.Equal(shape.OffsetCount, tables[1].Count);
         static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
 
+        // The fallback for border offsets: the input padded explicitly with its stored zero point, an unpadded
+        // convolution with per-channel offsets.
+        var (_, padScale, padOffset, padPerPixel) = GraphCompiler.Int8ConvTables(weights, HostTensor.OfFloats(ElementType.Float, [k], wScale), HostTensor.OfFloats(ElementType.Float, [k], bias), xScale, xZero - 128, yScale, [h + (2 * pad), w + (2 * pad)], [ho, wo], [kernel, kernel], [stride, stride], [0, 0]);
+        var padShape = GraphCompiler.Int8GraphShape([n, c, h + (2 * pad), w + (2 * pad)], [k, c, kernel, kernel], [n, k, ho, wo], [0, 0], [stride, stride], xZero - 128, relu, yZero - 128);
+        var padTables = GraphCompiler.Int8GraphTables(padScale.Constant!, padOffset.Constant!, yZero - 128, padShape.Relu, padShape.ZeroAdd);
+        Assert.False(padPerPixel);
+        Assert.False(padShape.PerPixelOffset);
+
         var exact = 0;
         var graphExact = 0;
+        var padExact = 0;
         var total = 0;
         for (var b = 0; b < n; b++)
         {
@@ -180,6 +189,7 @@ public sealed class Int8PlanTests
                         // ONNX: QuantizeLinear(Relu?(Conv(DequantizeLinear(x), DequantizeLinear(w)) + b)); padding is a real 0.
                         double real = 0;
                         long shifted = 0; // what cuDNN sums: int8 bytes x - 128, padding 0
+                        long paddedSum = 0; // the same with the input padded explicitly by its stored zero point
                         for (var ch = 0; ch < c; ch++)
                         {
                             for (var r = 0; r < kernel; r++)
@@ -189,6 +199,7 @@ public sealed class Int8PlanTests
                                     var (iy, ix) = ((oy * stride) - pad + r, (ox * stride) - pad + s);
                                     if (iy < 0 || iy >= h || ix < 0 || ix >= w)
                                     {
+                                        paddedSum += (xZero - 128) * wq[(((o * c) + ch) * kernel * kernel) + (r * kernel) + s];
                                         continue;
                                     }
 
@@ -196,6 +207,7 @@ public sealed class Int8PlanTests
                                     var wv = wq[(((o * c) + ch) * kernel * kernel) + (r * kernel) + s];
                                     real += (xv - xZero) * xScale * wv * wScale[o];
                                     shifted += (xv - 128) * wv;
+                                    paddedSum += (xv - 128) * wv;
                                 }
                             }
                         }
@@ -217,6 +229,13 @@ public sealed class Int8PlanTests
                         var stored = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127);
                         Assert.True(Math.Abs(stored + 128 - expected) <= 1, $"graph ({b},{o},{oy},{ox}): {stored + 128} vs {expected}");
                         graphExact += stored + 128 == expected ? 1 : 0;
+
+                        var pg = ((float)paddedSum * F(padTables[0], o)) + F(padTables[1], o);
+                        pg = padShape.Relu ? Math.Max(pg, 0f) : pg;
+                        pg = padShape.ZeroAdd ? pg + F(padTables[2], o) : pg;
+                        var padStored = Math.Clamp(Math.Round(pg, MidpointRounding.ToEven), -128, 127);
+                        Assert.True(Math.Abs(padStored + 128 - expected) <= 1, $"padded ({b},{o},{oy},{ox}): {padStored + 128} vs {expected}");
+                        padExact += padStored + 128 == expected ? 1 : 0;
                         total++;
                     }
                 }
@@ -225,6 +244,7 @@ public sealed class Int8PlanTests
 
         Assert.True(exact >= total - 1, $"{total - exact} of {total} differ by one (only exact ties may)");
         Assert.True(graphExact >= total - 2, $"graph: {total - graphExact} of {total} differ by one (float32 ties only)");
+        Assert.True(padExact >= total - 2, $"padded: {total - padExact} of {total} differ by one (float32 ties only)");
     }
 }
 

@@ -94,10 +94,31 @@ internal sealed partial class GraphCompiler
         Int8ConvGraph? graph = null;
         Int8ConvGraphShape? graphShape = null;
         var graphRefusal = string.Empty;
-        if (Int8Layers.GraphEnabled)
+        long[]? explicitPads = null;
+        if (Int8Layers.GraphMode != "off")
         {
             graphShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, layer.Relu is not null, storedYZero);
-            graph = ChooseInt8Graph(graphShape, out graphRefusal);
+            if (!graphShape.PerPixelOffset || Int8Layers.GraphMode != "pad")
+            {
+                graph = ChooseInt8Graph(graphShape, out graphRefusal);
+            }
+
+            if (graph is null && graphShape.PerPixelOffset)
+            {
+                // Border offsets refused (or BATCHWISE_INT8_GRAPH=pad): the input padded explicitly with its stored zero
+                // point (one copy), then an unpadded convolution with per-channel offsets.
+                long[] padded = [xq.Shape[0], xq.Shape[1], xq.Shape[2] + (2 * pb[0]), xq.Shape[3] + (2 * pb[1])];
+                var padShape = Int8GraphShape(padded, w.Shape, yShape, [0, 0], strides, storedXZero, layer.Relu is not null, storedYZero);
+                graph = ChooseInt8Graph(padShape, out var padRefusal);
+                if (graph is not null)
+                {
+                    (graphShape, explicitPads) = (padShape, [pb[0], pb[1]]);
+                }
+                else
+                {
+                    graphRefusal = graphRefusal.Length > 0 ? $"{graphRefusal}; padded explicitly: {padRefusal}" : padRefusal;
+                }
+            }
         }
 
         // A 1x1 convolution without stride or padding is a GEMM over pixels: cuBLASLt's int8 kernels apply the per-channel
@@ -136,7 +157,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : string.Empty)})"
+        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)})"
             : (gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8")
               + (graphRefusal.Length > 0 ? $" [graph API refused: {graphRefusal}]" : string.Empty);
 
@@ -157,6 +178,17 @@ internal sealed partial class GraphCompiler
             }
         }
 
+        var convInput = input.Int8;
+        if (explicitPads is not null)
+        {
+            // The stored zero point around the int8 channels-last input: [n, h, w, c] -> [n, h + 2p, w + 2p, c].
+            var padded = NewValue(ElementType.Int8, graphShape!.X, true, "int8 padded input for " + _node);
+            long[] physicalIn = [xq.Shape[0], xq.Shape[2], xq.Shape[3], xq.Shape[1]];
+            long[] physicalOut = [graphShape.X[0], graphShape.X[2], graphShape.X[3], graphShape.X[1]];
+            Kernel(KernelSource.Pad(ElementType.Int8, physicalIn, physicalOut, [0, explicitPads[0], explicitPads[1], 0], "constant", storedXZero), padded.Count, Dev(padded), Dev(convInput));
+            (convInput, inSpatial, pb) = (padded, [graphShape.X[2], graphShape.X[3]], [0, 0]);
+        }
+
         var recipe = Int8ConvRecipe(xScale, xZero - input.Shift, yScale, storedYZero, inSpatial, strides, pb);
         var (krsc, scale, offset, perPixel, alpha, gemmBias) = Int8ConvConstants(recipe, w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, storedYZero, inSpatial, outSpatial, kernel, strides, pb);
         var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Output[0]);
@@ -165,7 +197,7 @@ internal sealed partial class GraphCompiler
             // y = saturate(round(sums * scale[k] + offset)) [ReLU, zero point]: one cuDNN execution.
             var tables = Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, storedYZero, graphShape!);
             PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
-            Emit(new Int8GraphConvStep(_node, Dev(input.Int8), Dev(krsc), Dev(V(tables[0])), Dev(V(tables[1])), y.Buffer, tables.Length > 2 ? Dev(V(tables[2])) : -1, graph));
+            Emit(new Int8GraphConvStep(_node, Dev(convInput), Dev(krsc), Dev(V(tables[0])), Dev(V(tables[1])), y.Buffer, tables.Length > 2 ? Dev(V(tables[2])) : -1, graph));
             ReserveWorkspace(graph.WorkspaceBytes);
         }
         else if (gemm is not null)
