@@ -482,6 +482,32 @@ internal static unsafe partial class Cudnn
     /// </summary>
     public static (CudnnBackendExecutionPlan Plan, long WorkspaceBytes, List<CudnnBackendEngineConfig> Configs) BackendPlanOf(CudnnHandle handle, CudnnBackendOperationGraph graph)
     {
+        var configs = BackendConfigsOf(graph);
+        CudaException? first = null;
+        foreach (var config in configs)
+        {
+            try
+            {
+                var (plan, workspace) = BackendPlanOf(handle, config);
+                return (plan, workspace, configs);
+            }
+            catch (CudaException e)
+            {
+                first ??= e;
+            }
+        }
+
+        foreach (var c in configs)
+        {
+            c.Dispose();
+        }
+
+        throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for this graph");
+    }
+
+    /// <summary>Every engine configuration cuDNN's heuristics (mode A) offer for the graph, best first (the caller disposes them).</summary>
+    public static List<CudnnBackendEngineConfig> BackendConfigsOf(CudnnBackendOperationGraph graph)
+    {
         using var heuristics = new CudnnBackendEngineHeuristics(CreateBackend(BackendEngineHeuristics, "ENGINEHEUR"));
         var hd = heuristics.Handle;
         SetDescriptor(hd, AttrHeuristicsGraph, graph, "ENGINEHEUR_OPERATION_GRAPH");
@@ -505,33 +531,33 @@ internal static unsafe partial class Cudnn
             }
         }
 
-        CudaException? first = null;
-        for (var i = 0; i < returned; i++)
+        foreach (var extra in configs.Skip((int)returned))
         {
-            var plan = new CudnnBackendExecutionPlan(CreateBackend(BackendExecutionPlan, "EXECUTION_PLAN"));
-            try
-            {
-                var h = handle.Handle;
-                Set(plan.Handle, AttrPlanHandle, TypeHandle, 1, &h, "EXECUTION_PLAN_HANDLE");
-                SetDescriptor(plan.Handle, AttrPlanEngineConfig, configs[i], "EXECUTION_PLAN_ENGINE_CONFIG");
-                Finalize(plan.Handle, "EXECUTION_PLAN");
-                long workspace = 0;
-                CheckBackend(cudnnBackendGetAttribute(plan.Handle, AttrPlanWorkspaceSize, TypeInt64, 1, out _, &workspace), "cudnnBackendGetAttribute(EXECUTION_PLAN_WORKSPACE_SIZE)");
-                return (plan, workspace, configs);
-            }
-            catch (CudaException e)
-            {
-                first ??= e;
-                plan.Dispose();
-            }
+            extra.Dispose();
         }
 
-        foreach (var c in configs)
-        {
-            c.Dispose();
-        }
+        return [.. configs.Take((int)returned)];
+    }
 
-        throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, $"CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for this graph ({returned} of {count} results)");
+    /// <summary>The execution plan of one engine configuration (which must outlive it), with its workspace; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
+    public static (CudnnBackendExecutionPlan Plan, long WorkspaceBytes) BackendPlanOf(CudnnHandle handle, CudnnBackendEngineConfig config)
+    {
+        var plan = new CudnnBackendExecutionPlan(CreateBackend(BackendExecutionPlan, "EXECUTION_PLAN"));
+        try
+        {
+            var h = handle.Handle;
+            Set(plan.Handle, AttrPlanHandle, TypeHandle, 1, &h, "EXECUTION_PLAN_HANDLE");
+            SetDescriptor(plan.Handle, AttrPlanEngineConfig, config, "EXECUTION_PLAN_ENGINE_CONFIG");
+            Finalize(plan.Handle, "EXECUTION_PLAN");
+            long workspace = 0;
+            CheckBackend(cudnnBackendGetAttribute(plan.Handle, AttrPlanWorkspaceSize, TypeInt64, 1, out _, &workspace), "cudnnBackendGetAttribute(EXECUTION_PLAN_WORKSPACE_SIZE)");
+            return (plan, workspace);
+        }
+        catch
+        {
+            plan.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The device addresses of a graph's tensors by unique id, and the workspace, for one execution.</summary>

@@ -36,8 +36,25 @@ internal static class Int8Layers
     /// weight scales write fp32 sums (INT8_EXT_CONFIG, 0.03-0.15x fp16 per layer) and cuBLASLt refuses a per-row scale
     /// vector for int8 GEMMs; the fast int8-to-int8 convolutions (INT8_CONFIG, 1.1-4x fp16) take one scale per tensor and
     /// symmetric activations, which `optimize --int8` does not write yet. Off, QDQ models run in float between the pairs.
+    /// Session 8 adds cuDNN's graph API route (<see cref="GraphSwitch"/>: per-channel scales fused at int8-to-int8 speed,
+    /// 1.1-4.9x fp16 per layer in the probe); the default stays off until ResNet-50 end to end is measured with it.
     /// </summary>
     public const string Switch = "BATCHWISE_INT8";
+
+    /// <summary>
+    /// The environment variable for int8 convolutions through cuDNN's graph API: on by default; <c>off</c> keeps them on
+    /// the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes (as in session 7), for comparison; <c>pad</c> pads a padded
+    /// convolution's input explicitly (one copy) instead of the border offsets, the fallback where cuDNN refuses those.
+    /// </summary>
+    public const string GraphSwitch = "BATCHWISE_INT8_GRAPH";
+
+    /// <summary><see cref="GraphSwitch"/> as "on", "off" or "pad".</summary>
+    public static string GraphMode => Environment.GetEnvironmentVariable(GraphSwitch)?.Trim().ToLowerInvariant() switch
+    {
+        "off" => "off",
+        "pad" => "pad",
+        _ => "on",
+    };
 
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(Switch)?.Trim().ToLowerInvariant() is "on" or "conv";

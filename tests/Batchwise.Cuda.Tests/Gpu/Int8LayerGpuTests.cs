@@ -7,9 +7,9 @@ using OnnxProto = Onnx;
 namespace Batchwise.Cuda.Tests.Gpu;
 
 /// <summary>
-/// One QDQ convolution at a time on the int8 path against ONNX Runtime's QDQ run: each way the engine takes it (cuDNN
-/// with the border tables, strided, cuBLASLt 1x1 with the ReLU or saturation clamp), so a ResNet-50 mismatch points at
-/// its layer kind. The quantized output may differ from ORT's by one step where rounding ties.
+/// One QDQ convolution at a time on the int8 path against ONNX Runtime's QDQ run: each way the engine takes it (cuDNN's
+/// graph API with per-channel or border offsets, ReLU and zero vector; with the graph API off, cuDNN with the border
+/// tables, strided, cuBLASLt 1x1 with the ReLU or saturation clamp), so a ResNet-50 mismatch points at its layer kind. The quantized output may differ from ORT's by one step where rounding ties.
 /// </summary>
 [Trait("Category", "GPU")]
 public sealed class Int8LayerGpuTests
@@ -131,6 +131,7 @@ public sealed class Int8LayerGpuTests
     [InlineData(32, 64, 1, 1, 0, 0, false, 0, "cuBLASLt 1x1, uint8 zero point 0 (saturation clamps)")]
     [InlineData(64, 32, 1, 1, 0, 77, true, 128, "cuBLASLt 1x1, ReLU epilogue (zero point 128)")]
     [InlineData(64, 32, 1, 2, 0, 77, false, 128, "cuDNN 1x1 strided")]
+    [InlineData(32, 16, 3, 1, 1, 5, true, 100, "ReLU at a zero point stored as -28 (graph: ReLU, then the zero vector)")]
     public void A_qdq_convolution_on_the_int8_path_matches_onnx_runtime(int c, int k, int kernel, int stride, int pad, int xZero, bool relu, int yZero, string what)
     {
         Gpu.Require();
@@ -139,15 +140,17 @@ public sealed class Int8LayerGpuTests
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [2, c, 9, 9], [.. Enumerable.Range(0, 2 * c * 81).Select(_ => (byte)rng.Next(0, 256))])];
         using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
         var expected = ort.Run(inputs)[0].ToDoubles();
-        foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
+        foreach (var (precision, graph) in new[] { (Precision.Fp32, "on"), (Precision.Fp16, "on"), (Precision.Fp32, "pad"), (Precision.Fp32, "off"), (Precision.Fp16, "off") })
         {
-            using var int8 = Int8Switch.Set(on: true);
+            using var int8 = Int8Switch.Set(on: true, graph);
             using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = precision });
             var actual = cuda.Run(inputs)[0].ToDoubles();
             var how = ((CudaSession)cuda).Int8Layers().Values.Single();
             var steps = Enumerable.Range(0, actual.Length).Select(i => Math.Round(Math.Abs(actual[i] - expected[i]) / 0.05)).ToList();
-            Gpu.Report("int8-layers.md", string.Create(CultureInfo.InvariantCulture, $"| {what} | {precision} | {how} | max {steps.Max()} steps | {steps.Count(s => s > 0)} of {steps.Count} differ |"));
+            Gpu.Report("int8-layers.md", string.Create(CultureInfo.InvariantCulture, $"| {what} | {precision} | BATCHWISE_INT8_GRAPH={graph} | {how} | max {steps.Max()} steps | {steps.Count(s => s > 0)} of {steps.Count} differ |"));
             Assert.StartsWith("int8", how, StringComparison.Ordinal);
+            Assert.True((graph != "off") == how.StartsWith("int8 (cuDNN graph", StringComparison.Ordinal), $"{what} ({precision}, BATCHWISE_INT8_GRAPH={graph}): {how}");
+            Assert.True(graph != "pad" || !how.Contains("border offsets", StringComparison.Ordinal), $"{what}: {how}");
             Assert.True(steps.Max() <= 1, $"{what} ({precision}, {how}): an output {steps.Max()} quantization steps off ORT");
             Assert.True(steps.Count(s => s > 0) <= steps.Count / 50, $"{what} ({precision}, {how}): {steps.Count(s => s > 0)} of {steps.Count} outputs differ (more than rounding ties)");
         }

@@ -136,7 +136,9 @@ public sealed class Int8PlanTests
     [InlineData(3, 1, 1, 131, false)] // 3x3, padded, uint8 input with zero point 131: per-pixel border offsets
     [InlineData(3, 2, 1, 0, true)] // strided, ReLU, post-ReLU input (zero point 0, stored as -128)
     [InlineData(1, 1, 0, 77, false)] // 1x1: per-channel offsets
-    public void Requantization_tables_reproduce_the_uint8_convolution(int kernel, int stride, int pad, int xZero, bool relu)
+    [InlineData(1, 1, 0, 77, true, 128)] // ReLU at a zero stored as 0: the graph's ReLU, no zero vector
+    [InlineData(3, 1, 1, 60, true, 100)] // ReLU at a zero stored as -28: the graph's ReLU, then the zero vector
+    public void Requantization_tables_reproduce_the_uint8_convolution(int kernel, int stride, int pad, int xZero, bool relu, int outZero = -1)
     {
         const int n = 2, c = 8, k = 4, h = 7, w = 6;
         var rng = new Random(kernel * 100 + stride * 10 + pad);
@@ -144,7 +146,7 @@ public sealed class Int8PlanTests
         var wq = Enumerable.Range(0, k * c * kernel * kernel).Select(_ => (long)rng.Next(-127, 128)).ToArray();
         var wScale = Enumerable.Range(0, k).Select(_ => 0.001 + (rng.NextDouble() * 0.01)).ToArray();
         var bias = Enumerable.Range(0, k).Select(_ => (rng.NextDouble() - 0.5) * 2).ToArray();
-        double xScale = 0.02, yScale = 0.05, yZero = relu ? 0 : 128;
+        double xScale = 0.02, yScale = 0.05, yZero = outZero >= 0 ? outZero : relu ? 0 : 128;
         var ho = ((h + (2 * pad) - kernel) / stride) + 1;
         var wo = ((w + (2 * pad) - kernel) / stride) + 1;
 
@@ -153,7 +155,28 @@ public sealed class Int8PlanTests
         Assert.Equal(xZero != 128 && pad != 0, perPixel);
         Assert.Equal(new long[] { k, kernel, kernel, c }, filter.Constant!.Shape);
 
+        // The cuDNN graph's problem and vectors (float32, as its pointwise operations compute): its ReLU only where the
+        // floor is not the int8 saturation, the stored zero point added after it where that is not 0.
+        var shape = GraphCompiler.Int8GraphShape([n, c, h, w], [k, c, kernel, kernel], [n, k, ho, wo], [pad, pad], [stride, stride], xZero - 128, relu, yZero - 128);
+        var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, yZero - 128, shape.Relu, shape.ZeroAdd);
+        Assert.Equal(perPixel, shape.PerPixelOffset);
+        Assert.Equal(relu && yZero != 0, shape.Relu);
+        Assert.Equal(relu && yZero != 0 && yZero != 128, shape.ZeroAdd);
+        Assert.Equal(shape.ZeroAdd ? 3 : 2, tables.Length);
+        Assert.Equal(shape.OffsetCount, tables[1].Count);
+        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
+
+        // The fallback for border offsets: the input padded explicitly with its stored zero point, an unpadded
+        // convolution with per-channel offsets.
+        var (_, padScale, padOffset, padPerPixel) = GraphCompiler.Int8ConvTables(weights, HostTensor.OfFloats(ElementType.Float, [k], wScale), HostTensor.OfFloats(ElementType.Float, [k], bias), xScale, xZero - 128, yScale, [h + (2 * pad), w + (2 * pad)], [ho, wo], [kernel, kernel], [stride, stride], [0, 0]);
+        var padShape = GraphCompiler.Int8GraphShape([n, c, h + (2 * pad), w + (2 * pad)], [k, c, kernel, kernel], [n, k, ho, wo], [0, 0], [stride, stride], xZero - 128, relu, yZero - 128);
+        var padTables = GraphCompiler.Int8GraphTables(padScale.Constant!, padOffset.Constant!, yZero - 128, padShape.Relu, padShape.ZeroAdd);
+        Assert.False(padPerPixel);
+        Assert.False(padShape.PerPixelOffset);
+
         var exact = 0;
+        var graphExact = 0;
+        var padExact = 0;
         var total = 0;
         for (var b = 0; b < n; b++)
         {
@@ -166,6 +189,7 @@ public sealed class Int8PlanTests
                         // ONNX: QuantizeLinear(Relu?(Conv(DequantizeLinear(x), DequantizeLinear(w)) + b)); padding is a real 0.
                         double real = 0;
                         long shifted = 0; // what cuDNN sums: int8 bytes x - 128, padding 0
+                        long paddedSum = 0; // the same with the input padded explicitly by its stored zero point
                         for (var ch = 0; ch < c; ch++)
                         {
                             for (var r = 0; r < kernel; r++)
@@ -175,6 +199,7 @@ public sealed class Int8PlanTests
                                     var (iy, ix) = ((oy * stride) - pad + r, (ox * stride) - pad + s);
                                     if (iy < 0 || iy >= h || ix < 0 || ix >= w)
                                     {
+                                        paddedSum += (xZero - 128) * wq[(((o * c) + ch) * kernel * kernel) + (r * kernel) + s];
                                         continue;
                                     }
 
@@ -182,6 +207,7 @@ public sealed class Int8PlanTests
                                     var wv = wq[(((o * c) + ch) * kernel * kernel) + (r * kernel) + s];
                                     real += (xv - xZero) * xScale * wv * wScale[o];
                                     shifted += (xv - 128) * wv;
+                                    paddedSum += (xv - 128) * wv;
                                 }
                             }
                         }
@@ -195,6 +221,21 @@ public sealed class Int8PlanTests
                         var actual = Math.Clamp(Math.Round(v, MidpointRounding.ToEven) + yZero, 0, 255);
                         Assert.True(Math.Abs(actual - expected) <= 1, $"({b},{o},{oy},{ox}): {actual} vs {expected}");
                         exact += actual == expected ? 1 : 0;
+
+                        var at = perPixel ? (((oy * wo) + ox) * k) + o : o;
+                        var g = ((float)shifted * F(tables[0], o)) + F(tables[1], at);
+                        g = shape.Relu ? Math.Max(g, 0f) : g;
+                        g = shape.ZeroAdd ? g + F(tables[2], o) : g;
+                        var stored = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127);
+                        Assert.True(Math.Abs(stored + 128 - expected) <= 1, $"graph ({b},{o},{oy},{ox}): {stored + 128} vs {expected}");
+                        graphExact += stored + 128 == expected ? 1 : 0;
+
+                        var pg = ((float)paddedSum * F(padTables[0], o)) + F(padTables[1], o);
+                        pg = padShape.Relu ? Math.Max(pg, 0f) : pg;
+                        pg = padShape.ZeroAdd ? pg + F(padTables[2], o) : pg;
+                        var padStored = Math.Clamp(Math.Round(pg, MidpointRounding.ToEven), -128, 127);
+                        Assert.True(Math.Abs(padStored + 128 - expected) <= 1, $"padded ({b},{o},{oy},{ox}): {padStored + 128} vs {expected}");
+                        padExact += padStored + 128 == expected ? 1 : 0;
                         total++;
                     }
                 }
@@ -202,6 +243,8 @@ public sealed class Int8PlanTests
         }
 
         Assert.True(exact >= total - 1, $"{total - exact} of {total} differ by one (only exact ties may)");
+        Assert.True(graphExact >= total - 2, $"graph: {total - graphExact} of {total} differ by one (float32 ties only)");
+        Assert.True(padExact >= total - 2, $"padded: {total - padExact} of {total} differ by one (float32 ties only)");
     }
 }
 

@@ -86,11 +86,45 @@ internal sealed partial class GraphCompiler
             return "an empty output";
         }
 
+        // First cuDNN's graph API: the convolution and its requantization in one fused plan (per-channel scales at int8
+        // tensor-core speed). A ReLU whose floor is stored as -128 is the int8 saturation itself.
+        var outShift = yType == ElementType.UInt8 ? 128 : 0;
+        var storedXZero = xZero - (xq.Type == ElementType.UInt8 ? 128 : 0);
+        var storedYZero = yZero - outShift;
+        Int8ConvGraph? graph = null;
+        Int8ConvGraphShape? graphShape = null;
+        var graphRefusal = string.Empty;
+        long[]? explicitPads = null;
+        if (Int8Layers.GraphMode != "off")
+        {
+            graphShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, layer.Relu is not null, storedYZero);
+            if (!graphShape.PerPixelOffset || Int8Layers.GraphMode != "pad")
+            {
+                graph = ChooseInt8Graph(graphShape, out graphRefusal);
+            }
+
+            if (graph is null && graphShape.PerPixelOffset)
+            {
+                // Border offsets refused (or BATCHWISE_INT8_GRAPH=pad): the input padded explicitly with its stored zero
+                // point (one copy), then an unpadded convolution with per-channel offsets.
+                long[] padded = [xq.Shape[0], xq.Shape[1], xq.Shape[2] + (2 * pb[0]), xq.Shape[3] + (2 * pb[1])];
+                var padShape = Int8GraphShape(padded, w.Shape, yShape, [0, 0], strides, storedXZero, layer.Relu is not null, storedYZero);
+                graph = ChooseInt8Graph(padShape, out var padRefusal);
+                if (graph is not null)
+                {
+                    (graphShape, explicitPads) = (padShape, [pb[0], pb[1]]);
+                }
+                else
+                {
+                    graphRefusal = graphRefusal.Length > 0 ? $"{graphRefusal}; padded explicitly: {padRefusal}" : padRefusal;
+                }
+            }
+        }
+
         // A 1x1 convolution without stride or padding is a GEMM over pixels: cuBLASLt's int8 kernels apply the per-channel
         // scale (alpha per row) and bias in their epilogue and write int8 themselves, with no float sums in memory.
-        var outShift = yType == ElementType.UInt8 ? 128 : 0;
         var pixels = n * outSpatial[0] * outSpatial[1];
-        var gemmEpilogue = kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0) ? Int8GemmEpilogue(layer.Relu is not null, yZero - outShift) : -1;
+        var gemmEpilogue = graph is null && kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0) ? Int8GemmEpilogue(layer.Relu is not null, storedYZero) : -1;
         Int8Gemm? gemm = null;
         var gemmRefusal = string.Empty;
         if (gemmEpilogue >= 0)
@@ -105,7 +139,7 @@ internal sealed partial class GraphCompiler
         CudnnFilterDescriptor? wDesc = null;
         CudnnConvolutionDescriptor? convDesc = null;
         TacticChoice? chosen = null;
-        if (gemm is null)
+        if (graph is null && gemm is null)
         {
             var handle = _target.PlanningCudnn;
             xDesc = Cudnn.Tensor(Cudnn.CUDNN_DATA_INT8, xq.Shape, Cudnn.CUDNN_TENSOR_NHWC);
@@ -119,11 +153,13 @@ internal sealed partial class GraphCompiler
                 wDesc.Dispose();
                 yDesc.Dispose();
                 convDesc.Dispose();
-                return "cuDNN does not run it: " + refusal;
+                return "cuDNN does not run it: " + refusal + (graphRefusal.Length > 0 ? $" (graph API: {graphRefusal})" : string.Empty);
             }
         }
 
-        how = gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8";
+        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)})"
+            : (gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8")
+              + (graphRefusal.Length > 0 ? $" [graph API refused: {graphRefusal}]" : string.Empty);
 
         // From here on the layer is int8. Its input as int8 channels-last: kept so by the int8 layer that wrote it, or
         // converted once (a uint8 value less 128, in the kernel that brings it channels-last).
@@ -142,9 +178,29 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        var (krsc, scale, offset, perPixel, alpha, gemmBias) = Int8ConvConstants(w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, yZero - outShift, inSpatial, outSpatial, kernel, strides, pb);
+        var convInput = input.Int8;
+        if (explicitPads is not null)
+        {
+            // The stored zero point around the int8 channels-last input: [n, h, w, c] -> [n, h + 2p, w + 2p, c].
+            var padded = NewValue(ElementType.Int8, graphShape!.X, true, "int8 padded input for " + _node);
+            long[] physicalIn = [xq.Shape[0], xq.Shape[2], xq.Shape[3], xq.Shape[1]];
+            long[] physicalOut = [graphShape.X[0], graphShape.X[2], graphShape.X[3], graphShape.X[1]];
+            Kernel(KernelSource.Pad(ElementType.Int8, physicalIn, physicalOut, [0, explicitPads[0], explicitPads[1], 0], "constant", storedXZero), padded.Count, Dev(padded), Dev(convInput));
+            (convInput, inSpatial, pb) = (padded, [graphShape.X[2], graphShape.X[3]], [0, 0]);
+        }
+
+        var recipe = Int8ConvRecipe(xScale, xZero - input.Shift, yScale, storedYZero, inSpatial, strides, pb);
+        var (krsc, scale, offset, perPixel, alpha, gemmBias) = Int8ConvConstants(recipe, w, wScale, bias?.Constant, xScale, xZero - input.Shift, yScale, storedYZero, inSpatial, outSpatial, kernel, strides, pb);
         var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Output[0]);
-        if (gemm is not null)
+        if (graph is not null)
+        {
+            // y = saturate(round(sums * scale[k] + offset)) [ReLU, zero point]: one cuDNN execution.
+            var tables = Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, storedYZero, graphShape!);
+            PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
+            Emit(new Int8GraphConvStep(_node, Dev(convInput), Dev(krsc), Dev(V(tables[0])), Dev(V(tables[1])), y.Buffer, tables.Length > 2 ? Dev(V(tables[2])) : -1, graph));
+            ReserveWorkspace(graph.WorkspaceBytes);
+        }
+        else if (gemm is not null)
         {
             // D[k, p] = saturate(round(alpha[k] * sum + bias[k])): the output zero point (less the uint8 shift) is in the bias.
             Emit(new Int8GemmStep(_node, Dev(krsc), Dev(input.Int8), y.Buffer, Dev(alpha), Dev(gemmBias), gemm.Desc, gemm.A, gemm.B, gemm.D, gemm.Algo));
@@ -262,9 +318,8 @@ internal sealed partial class GraphCompiler
     /// derived weights), with the cuBLASLt path's alpha and bias vectors: float32 carried as their int32 bits, so a
     /// half-precision plan uploads them unchanged; the bias holds the output zero point as stored.
     /// </summary>
-    private (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel, PlanValue Alpha, PlanValue GemmBias) Int8ConvConstants(HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, double storedYZero, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
+    private (PlanValue Filter, PlanValue Scale, PlanValue Offset, bool PerPixel, PlanValue Alpha, PlanValue GemmBias) Int8ConvConstants(string recipe, HostTensor w, HostTensor wScale, HostTensor? bias, double xScale, double zero, double yScale, double storedYZero, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] pads)
     {
-        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8conv:{string.Join('x', inSpatial)}:s{strides[0]},{strides[1]}:p{pads[0]},{pads[1]}:{xScale:R}:{zero:R}:{yScale:R}:{storedYZero:R}");
         var t = _target.Derive(recipe, [w, wScale, bias], () =>
         {
             var (filter, scale, offset, _) = Int8ConvTables(w, wScale, bias, xScale, zero, yScale, inSpatial, outSpatial, kernel, strides, pads);
@@ -276,6 +331,10 @@ internal sealed partial class GraphCompiler
         PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
         return (V(t[0]), V(t[1]), V(t[2]), t[2].Count != t[1].Count, V(t[3]), V(t[4]));
     }
+
+    /// <summary>What the layer's derived constants depend on besides its initializers.</summary>
+    private static string Int8ConvRecipe(double xScale, double zero, double yScale, double storedYZero, long[] inSpatial, long[] strides, long[] pads) =>
+        string.Create(CultureInfo.InvariantCulture, $"int8conv:{string.Join('x', inSpatial)}:s{strides[0]},{strides[1]}:p{pads[0]},{pads[1]}:{xScale:R}:{zero:R}:{yScale:R}:{storedYZero:R}");
 
     /// <summary>cuDNN's first int8 algorithm that runs this problem once, with its workspace; null and the refusal otherwise.</summary>
     private TacticChoice? ChooseInt8Algorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, long[] x, long[] w, long[] y, int[] pads, int[] strides, out string refusal)

@@ -1,0 +1,174 @@
+using System.Globalization;
+using Batchwise.Cuda.Interop;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// One int8 convolution as a cuDNN backend (graph) API problem: int8 NHWC x, int8 KRSC w, and the requantization fused
+/// behind the convolution: sums * scale[k] + offset (per channel, or per output pixel and channel where the input's
+/// stored zero point is not 0 and the convolution pads) [-> ReLU [+ zero[k]]] -> saturated int8 NHWC y.
+/// </summary>
+/// <param name="X">Input shape, NCHW order (stored channels-last).</param>
+/// <param name="W">Filter shape, KCRS order (stored KRSC).</param>
+/// <param name="Y">Output shape, NCHW order (stored channels-last).</param>
+/// <param name="Pads">Symmetric pads (height, width).</param>
+/// <param name="Strides">Strides (height, width).</param>
+/// <param name="PerPixelOffset">The offset is [1, K, Ho, Wo] (channels-last, broadcast over the batch) rather than [1, K, 1, 1].</param>
+/// <param name="Relu">A ReLU at the real zero follows the offset.</param>
+/// <param name="ZeroAdd">After the ReLU, the output's stored zero point is added per channel (a ReLU whose floor is stored neither as 0 nor as -128).</param>
+internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd)
+{
+    /// <summary>The problem as a cache key (tactic store, timing cache).</summary>
+    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}");
+
+    /// <summary>Elements of the offset tensor.</summary>
+    public long OffsetCount => PerPixelOffset ? Y[1] * Y[2] * Y[3] : Y[1];
+
+    /// <summary>The unique ids of the graph's real tensors, in the order of the step's buffers.</summary>
+    public long[] Uids => ZeroAdd ? [Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid, Int8ConvGraph.ZeroUid] : [Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid];
+
+    /// <summary>The fused chain in words (a layer's decision says it).</summary>
+    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Relu ? " -> relu" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> int8";
+
+    /// <summary>NCHW dimensions of a channels-last tensor as strides.</summary>
+    internal static long[] ChannelsLast(long[] d) => [d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]];
+
+    private static string J(long[] v) => string.Join('x', v);
+}
+
+/// <summary>
+/// The descriptors of one <see cref="Int8ConvGraphShape"/> (tensors, operations, operation graph), the engine
+/// configurations cuDNN's heuristics offer for it and, once one finalizes, its execution plan. Everything lives as long as
+/// the plan (a step of an execution plan owns it).
+/// </summary>
+internal sealed class Int8ConvGraph : IDisposable
+{
+    public const long XUid = 1, WUid = 2, ScaleUid = 3, OffsetUid = 4, YUid = 5, ZeroUid = 6;
+
+    private readonly List<NativeHandle> _descriptors = [];
+
+    private Int8ConvGraph(Int8ConvGraphShape shape, int sumsType)
+    {
+        Shape = shape;
+        SumsType = sumsType;
+    }
+
+    public Int8ConvGraphShape Shape { get; }
+
+    /// <summary>The convolution's virtual output type: CUDNN_DATA_INT32 or CUDNN_DATA_FLOAT.</summary>
+    public int SumsType { get; }
+
+    /// <summary>cuDNN's engine configurations for the graph, best first.</summary>
+    public IReadOnlyList<CudnnBackendEngineConfig> Configs { get; private set; } = [];
+
+    /// <summary>The finalized plan (null until <see cref="TryPlan"/> succeeds).</summary>
+    public CudnnBackendExecutionPlan? Plan { get; private set; }
+
+    /// <summary>Index into <see cref="Configs"/> of <see cref="Plan"/>.</summary>
+    public int ConfigIndex { get; private set; } = -1;
+
+    public long WorkspaceBytes { get; private set; }
+
+    /// <summary>The graph's descriptors and cuDNN's configurations for it; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
+    public static Int8ConvGraph Describe(CudnnHandle handle, Int8ConvGraphShape s, int sumsType)
+    {
+        var g = new Int8ConvGraph(s, sumsType);
+        try
+        {
+            T Keep<T>(T d)
+                where T : NativeHandle
+            {
+                g._descriptors.Add(d);
+                return d;
+            }
+
+            var vector = new long[] { 1, s.Y[1], 1, 1 };
+            var offsetDims = s.PerPixelOffset ? new long[] { 1, s.Y[1], s.Y[2], s.Y[3] } : vector;
+            var uid = 100L;
+            CudnnBackendTensor Virtual(int type) => Keep(Cudnn.BackendTensorOf(++uid, type, s.Y, Int8ConvGraphShape.ChannelsLast(s.Y), true));
+            var x = Keep(Cudnn.BackendTensorOf(XUid, Cudnn.CUDNN_DATA_INT8, s.X, Int8ConvGraphShape.ChannelsLast(s.X), false));
+            var w = Keep(Cudnn.BackendTensorOf(WUid, Cudnn.CUDNN_DATA_INT8, s.W, Int8ConvGraphShape.ChannelsLast(s.W), false));
+            var scale = Keep(Cudnn.BackendTensorOf(ScaleUid, Cudnn.CUDNN_DATA_FLOAT, vector, Int8ConvGraphShape.ChannelsLast(vector), false));
+            var offset = Keep(Cudnn.BackendTensorOf(OffsetUid, Cudnn.CUDNN_DATA_FLOAT, offsetDims, Int8ConvGraphShape.ChannelsLast(offsetDims), false));
+            var y = Keep(Cudnn.BackendTensorOf(YUid, Cudnn.CUDNN_DATA_INT8, s.Y, Int8ConvGraphShape.ChannelsLast(s.Y), false));
+            var conv = Keep(Cudnn.BackendConvolutionOf(Cudnn.CUDNN_DATA_INT32, s.Pads, s.Strides, [1, 1]));
+            var ops = new List<NativeHandle>();
+            var sums = Virtual(sumsType);
+            ops.Add(Keep(Cudnn.BackendConvolutionForwardOf(conv, x, w, sums)));
+
+            // The pointwise chain; its last operation writes y (int8: cuDNN rounds and saturates).
+            var steps = new List<(int Mode, CudnnBackendTensor? B)> { (Cudnn.CUDNN_POINTWISE_MUL, scale), (Cudnn.CUDNN_POINTWISE_ADD, offset) };
+            if (s.Relu)
+            {
+                steps.Add((Cudnn.CUDNN_POINTWISE_RELU_FWD, null));
+            }
+
+            if (s.ZeroAdd)
+            {
+                steps.Add((Cudnn.CUDNN_POINTWISE_ADD, Keep(Cudnn.BackendTensorOf(ZeroUid, Cudnn.CUDNN_DATA_FLOAT, vector, Int8ConvGraphShape.ChannelsLast(vector), false))));
+            }
+
+            var current = sums;
+            for (var i = 0; i < steps.Count; i++)
+            {
+                var next = i == steps.Count - 1 ? y : Virtual(Cudnn.CUDNN_DATA_FLOAT);
+                var pointwise = Keep(Cudnn.BackendPointwiseOf(steps[i].Mode));
+                ops.Add(Keep(Cudnn.BackendPointwiseOperationOf(pointwise, current, steps[i].B, next)));
+                current = next;
+            }
+
+            var graph = Keep(Cudnn.BackendGraphOf(handle, ops));
+            g.Configs = Cudnn.BackendConfigsOf(graph);
+            return g;
+        }
+        catch
+        {
+            g.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Finalizes the plan of configuration <paramref name="index"/> (replacing any earlier plan): null, or cuDNN's refusal.</summary>
+    public string? TryPlan(CudnnHandle handle, int index, long maxWorkspace)
+    {
+        if (index < 0 || index >= Configs.Count)
+        {
+            return $"configuration {index} of {Configs.Count}";
+        }
+
+        try
+        {
+            var (plan, workspace) = Cudnn.BackendPlanOf(handle, Configs[index]);
+            if (workspace > maxWorkspace)
+            {
+                plan.Dispose();
+                return $"configuration {index} wants {workspace >> 20} MiB of workspace";
+            }
+
+            Plan?.Dispose();
+            (Plan, WorkspaceBytes, ConfigIndex) = (plan, workspace, index);
+            return null;
+        }
+        catch (CudaException e)
+        {
+            return e.Message;
+        }
+    }
+
+    /// <summary>Runs the plan on <paramref name="handle"/>'s stream with the tensors' addresses in <see cref="Int8ConvGraphShape.Uids"/> order.</summary>
+    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, Plan!, pack);
+
+    public void Dispose()
+    {
+        Plan?.Dispose();
+        foreach (var c in Configs)
+        {
+            c.Dispose();
+        }
+
+        for (var i = _descriptors.Count - 1; i >= 0; i--)
+        {
+            _descriptors[i].Dispose();
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using Batchwise.Cuda.Interop;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// An int8 convolution with its requantization fused by cuDNN's graph API (<see cref="Int8ConvGraph"/>): buffers x, w,
+/// scale, offset, y and the zero vector (-1 when the graph has none). A variant pack (the tensors' addresses) is made
+/// once per set of addresses: an execution context's buffers do not move.
+/// </summary>
+internal sealed class Int8GraphConvStep : PlanStep, IDisposable
+{
+    private readonly Int8ConvGraph _graph;
+    private readonly Lock _packsLock = new();
+    private readonly Dictionary<string, CudnnBackendVariantPack> _packs = new(StringComparer.Ordinal);
+
+    public Int8GraphConvStep(string node, int x, int w, int scale, int offset, int y, int zero, Int8ConvGraph graph)
+        : base(node, [x, w, scale, offset, y, zero])
+    {
+        _graph = graph;
+    }
+
+    /// <summary>The graph and its chosen plan.</summary>
+    public Int8ConvGraph Graph => _graph;
+
+    public override void Enqueue(ExecutionContext context, int index)
+    {
+        var count = _graph.Shape.Uids.Length;
+        var pointers = new ulong[count];
+        for (var i = 0; i < count; i++)
+        {
+            pointers[i] = context.Pointer(Buffers[i]);
+        }
+
+        var workspace = context.Workspace;
+        var key = string.Join(',', pointers) + ";" + workspace;
+        CudnnBackendVariantPack? pack;
+        lock (_packsLock)
+        {
+            if (!_packs.TryGetValue(key, out pack))
+            {
+                pack = Cudnn.BackendVariantPackOf(_graph.Shape.Uids, pointers, workspace);
+                _packs[key] = pack;
+            }
+        }
+
+        _graph.Execute(context.Cudnn, pack);
+    }
+
+    public void Dispose()
+    {
+        lock (_packsLock)
+        {
+            foreach (var p in _packs.Values)
+            {
+                p.Dispose();
+            }
+
+            _packs.Clear();
+        }
+
+        _graph.Dispose();
+    }
+}

@@ -1,0 +1,201 @@
+using System.Globalization;
+using Batchwise.Cuda.Interop;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// The int8 convolution through cuDNN's graph API: the convolution and its requantization (per-channel scale, offset,
+/// ReLU, saturation to int8) in one fused execution plan, the route that runs per-channel weight scales at int8 tensor
+/// core speed (measured on an H200, cuDNN 9.14: 1.1-4.9x fp16 per ResNet-50 layer at b=256, 3.8-15x at b=1; the
+/// legacy API's per-channel form, INT8_EXT_CONFIG with float sums, ran 0.03-0.16x). Tried first for every int8
+/// convolution (BATCHWISE_INT8_GRAPH=off skips it); what cuDNN refuses takes the routes before it.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>Configurations timed per problem when tactics are timed (each may cost cuDNN a runtime compilation).</summary>
+    private const int Int8GraphTimedConfigs = 3;
+
+    /// <summary>
+    /// The graph problem of an int8 convolution whose input and output zero points are stored as
+    /// <paramref name="storedXZero"/> and <paramref name="storedYZero"/> (a uint8 value is kept as the int8 byte v - 128):
+    /// per-pixel offsets where padding stands for a real zero that is not stored as 0; a ReLU only where its floor is not
+    /// the int8 saturation (-128), followed by the zero point where that is not 0.
+    /// </summary>
+    internal static Int8ConvGraphShape Int8GraphShape(long[] x, long[] w, long[] y, long[] pads, long[] strides, double storedXZero, bool relu, double storedYZero)
+    {
+        var graphRelu = relu && storedYZero != -128;
+        return new Int8ConvGraphShape(x, w, y, [pads[0], pads[1]], [strides[0], strides[1]], storedXZero != 0 && pads.Any(p => p != 0), graphRelu, graphRelu && storedYZero != 0);
+    }
+
+    /// <summary>
+    /// The graph's plan for the problem: the configuration stored for it (this session, a saved engine, the timing cache),
+    /// else cuDNN's configurations in heuristic order, int32 sums first, then float: the first that finalizes and runs once
+    /// on scratch buffers, or with timed tactics the fastest of the first <see cref="Int8GraphTimedConfigs"/> that run
+    /// (stored in the timing cache). Null and the last refusal when none runs.
+    /// </summary>
+    private Int8ConvGraph? ChooseInt8Graph(Int8ConvGraphShape shape, out string refusal)
+    {
+        var handle = _target.PlanningCudnn;
+        var cache = _target.Tactics;
+        var storeKey = (cache is null ? "int8graph|" : "int8graph-timed|") + shape.Key;
+        refusal = "cuDNN's heuristics offer no engine configuration";
+        (int Sums, int Index)? known = null;
+        if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 8)
+        {
+            known = (BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4));
+        }
+        else if (cache is not null && cache.TryGet(storeKey, out var timed))
+        {
+            known = (timed.MathType, timed.Algo);
+        }
+
+        if (known is { } k)
+        {
+            try
+            {
+                var g = TimedLibrary("int8_graph_heuristics", () => Int8ConvGraph.Describe(handle, shape, k.Sums));
+                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, k.Index, MaxConvWorkspace)) is null)
+                {
+                    _target.Choices.Set(storeKey, Encode(k.Sums, k.Index));
+                    return g;
+                }
+
+                g.Dispose();
+            }
+            catch (CudaException)
+            {
+                // The stored choice no longer fits: search afresh below.
+            }
+        }
+
+        foreach (var sums in new[] { Cudnn.CUDNN_DATA_INT32, Cudnn.CUDNN_DATA_FLOAT })
+        {
+            Int8ConvGraph g;
+            try
+            {
+                g = TimedLibrary("int8_graph_heuristics", () => Int8ConvGraph.Describe(handle, shape, sums));
+            }
+            catch (CudaException e)
+            {
+                refusal = e.Message;
+                continue;
+            }
+
+            var best = (Index: -1, Ms: double.PositiveInfinity);
+            var ran = 0;
+            for (var i = 0; i < g.Configs.Count && ran < (cache is null ? 1 : Int8GraphTimedConfigs); i++)
+            {
+                var index = i;
+                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, index, MaxConvWorkspace)) is { } why)
+                {
+                    refusal = why;
+                    continue;
+                }
+
+                var (failure, ms) = TimedLibrary("int8_trial", () => RunInt8Graph(handle, g, timed: cache is not null));
+                if (failure is not null)
+                {
+                    refusal = failure;
+                    continue;
+                }
+
+                ran++;
+                if (best.Index < 0 || ms < best.Ms)
+                {
+                    best = (i, ms);
+                }
+            }
+
+            if (best.Index < 0 || (g.ConfigIndex != best.Index && g.TryPlan(handle, best.Index, MaxConvWorkspace) is not null))
+            {
+                g.Dispose();
+                continue;
+            }
+
+            _target.Choices.Set(storeKey, Encode(sums, best.Index));
+            cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
+            return g;
+        }
+
+        return null;
+
+        static byte[] Encode(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
+    }
+
+    /// <summary>Runs the graph's plan on zeroed scratch buffers (timed when asked: median of five after a warm-up): null and the milliseconds, or cuDNN's error.</summary>
+    private static (string? Failure, double Ms) RunInt8Graph(CudnnHandle handle, Int8ConvGraph g, bool timed)
+    {
+        var s = g.Shape;
+        var sizes = new[] { Tensor.ElementCountOf(s.X), Tensor.ElementCountOf(s.W), 4 * s.Y[1], 4 * s.OffsetCount, Tensor.ElementCountOf(s.Y), 4 * s.Y[1] };
+        var buffers = new List<DeviceMemory>();
+        using var stream = CudaDriver.CreateStream();
+        Cudnn.SetStream(handle, stream.Handle);
+        try
+        {
+            foreach (var bytes in sizes.Take(s.Uids.Length))
+            {
+                var b = CudaDriver.Allocate(Math.Max(bytes, 256));
+                buffers.Add(b);
+                CudaDriver.MemsetD8(b.Pointer, 0, bytes, stream.Handle);
+            }
+
+            using var workspace = CudaDriver.Allocate(Math.Max(g.WorkspaceBytes, 256));
+            using var pack = Cudnn.BackendVariantPackOf(s.Uids, [.. buffers.Select(b => b.Pointer)], workspace.Pointer);
+            g.Execute(handle, pack);
+            CudaDriver.Synchronize(stream);
+            if (!timed)
+            {
+                return (null, double.NaN);
+            }
+
+            using var start = CudaDriver.CreateEvent();
+            using var end = CudaDriver.CreateEvent();
+            var ms = MedianMilliseconds(stream, start, end, () => g.Execute(handle, pack));
+            return double.IsFinite(ms) ? (null, ms) : ("the timed runs failed", ms);
+        }
+        catch (CudaException e)
+        {
+            return (e.Message, double.NaN);
+        }
+        finally
+        {
+            Cudnn.SetStream(handle, IntPtr.Zero);
+            foreach (var b in buffers)
+            {
+                b.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The graph's requantization vectors from the layer's tables (<see cref="Int8ConvTables"/>: multiplier and offset in
+    /// output steps, float64), as float32 bits: the scale per channel; the offset per channel or per pixel and channel,
+    /// with the output's stored zero point in it unless a ReLU follows; and, where a ReLU is followed by the zero point
+    /// (<paramref name="zeroAdd"/>), that zero point per channel.
+    /// </summary>
+    internal static HostTensor[] Int8GraphTables(HostTensor scale, HostTensor offset, double storedYZero, bool relu, bool zeroAdd)
+    {
+        var k = scale.Count;
+        var inOffset = relu ? 0 : storedYZero;
+        var tables = new List<HostTensor>
+        {
+            HostTensor.CreateInts(ElementType.Int32, [k], i => BitConverter.SingleToInt32Bits((float)scale[i])),
+            HostTensor.CreateInts(ElementType.Int32, [offset.Count], i => BitConverter.SingleToInt32Bits((float)(offset[i] + inOffset))),
+        };
+        if (zeroAdd)
+        {
+            tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], _ => BitConverter.SingleToInt32Bits((float)storedYZero)));
+        }
+
+        return [.. tables];
+    }
+
+    /// <summary><see cref="Int8GraphTables"/> made once per session (a saved engine keeps them like other derived weights).</summary>
+    private HostTensor[] Int8GraphConstants(string convRecipe, HostTensor w, HostTensor wScale, HostTensor? bias, HostTensor scale, HostTensor offset, double storedYZero, Int8ConvGraphShape shape)
+    {
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"{convRecipe}:graph:r{(shape.Relu ? 1 : 0)}:z{(shape.ZeroAdd ? 1 : 0)}");
+        return _target.Derive(recipe, [w, wScale, bias], () => Int8GraphTables(scale, offset, storedYZero, shape.Relu, shape.ZeroAdd));
+    }
+}
