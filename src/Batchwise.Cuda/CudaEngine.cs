@@ -183,6 +183,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private CublasLtHandle? _lt;
     private TimingCache? _timingCache;
     private ConvWarmUp? _earlyWarmUp;
+    private readonly GraphFacts _graphFacts;
     private readonly bool _useCudaGraph;
     private readonly bool _timedTactics;
     private readonly bool _exactPlans;
@@ -235,6 +236,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         _initializers = Startup.Measure("load_initializers", () => _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null));
         started = Stopwatch.GetTimestamp();
         _hostInputs = GraphCompiler.HostValueInputs(model);
+        _graphFacts = new GraphFacts(model);
         DataDependent = model.Graph.Node.Any(n => OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain))?.HasDataDependentShape == true);
         _batchAxis = model.FindBatchAxis();
         Inputs = model.Inputs;
@@ -840,7 +842,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var started = Stopwatch.GetTimestamp();
             var (compiled, loaded, compileSeconds) = (Kernels.Compiled, Kernels.Loaded, Kernels.CompileSeconds);
             var weightsBefore = _constants.WeightSeconds;
-            var compiler = new GraphCompiler(_model, this);
+            var compiler = new GraphCompiler(_model, this, _graphFacts);
             var plan = compiler.Compile(inputs, _initializers, _hostInputs, counts, parent);
             plan.Key = key;
             var graphDone = Stopwatch.GetTimestamp();
