@@ -188,6 +188,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private CudnnHandle? _cudnn;
     private CublasLtHandle? _lt;
     private TimingCache? _timingCache;
+    private ConvWarmUp? _earlyWarmUp;
+    private readonly GraphFacts _graphFacts;
     private readonly bool _useCudaGraph;
     private readonly bool _timedTactics;
     private readonly bool _exactPlans;
@@ -232,11 +234,15 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var waiting = Stopwatch.GetTimestamp();
             saved = reading.GetAwaiter().GetResult();
             Startup.Add("load_saved_wait", Stopwatch.GetElapsedTime(waiting).TotalSeconds);
+
+            // cuDNN's first calls of the saved choices' convolutions start now, beside loading and the first plan's build.
+            _earlyWarmUp = Startup.Measure("load_conv_warm_start", () => ConvWarmUp.Start(saved.Choices, Planning.ExecutionContext.ConvWarmThreads, Startup));
         }
 
         _initializers = Startup.Measure("load_initializers", () => _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null));
         started = Stopwatch.GetTimestamp();
         _hostInputs = GraphCompiler.HostValueInputs(model);
+        _graphFacts = new GraphFacts(model);
         DataDependent = model.Graph.Node.Any(n => OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain))?.HasDataDependentShape == true);
         _batchAxis = model.FindBatchAxis();
         Inputs = model.Inputs;
@@ -845,7 +851,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var started = Stopwatch.GetTimestamp();
             var (compiled, loaded, compileSeconds) = (Kernels.Compiled, Kernels.Loaded, Kernels.CompileSeconds);
             var weightsBefore = _constants.WeightSeconds;
-            var compiler = new GraphCompiler(_model, this);
+            var compiler = new GraphCompiler(_model, this, _graphFacts);
             var plan = compiler.Compile(inputs, _initializers, _hostInputs, counts, parent);
             plan.Key = key;
             var graphDone = Stopwatch.GetTimestamp();
@@ -887,6 +893,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 },
                 Details = details,
             };
+            plan.EarlyWarmUp = _earlyWarmUp;
             if (!Startup.Has("plan_graph"))
             {
                 // The session's first plan: its stages are part of the cold start, and its first run makes cuDNN's first
@@ -1056,8 +1063,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             _disposed = true;
         }
 
-        // A background build still running holds the session's handles: let it finish (it never waits on a run).
+        // A background build still running holds the session's handles: let it finish (it never waits on a run); the
+        // early warm-up's threads use the context.
         Task.WaitAll([.. _exactBuilds.Values], TimeSpan.FromMinutes(2));
+        _earlyWarmUp?.Wait();
         _context.MakeCurrent();
         lock (_allSlots)
         {

@@ -181,6 +181,9 @@ internal sealed class ConvStep : PlanStep, IDisposable
     /// <summary>The buffer added before the activation (a residual connection), or -1.</summary>
     public int Residual { get; init; } = -1;
 
+    /// <summary>Its choice's key in the session's <see cref="TacticStore"/> (a saved engine's early warm-up names the problems it called by it), or null.</summary>
+    public string? ChoiceKey { get; init; }
+
     public override int[] Buffers => Residual < 0 ? base.Buffers : [.. base.Buffers, Residual];
 
     public override void Enqueue(ExecutionContext context, int index) => Call(context, context.Cudnn, context.Workspace, context.Pointer(base.Buffers[3]));
@@ -299,6 +302,9 @@ internal sealed class ExecutionPlan : IDisposable
 
     /// <summary>The session's first plan: its first run makes cuDNN's first calls on several threads first (<see cref="ExecutionContext.ConvWarmThreads"/>).</summary>
     public bool WarmConvolutionsFirst { get; set; }
+
+    /// <summary>The session's early warm-up of a saved engine's convolutions (<see cref="ConvWarmUp"/>): a context's first run waits for it; null where none runs.</summary>
+    public ConvWarmUp? EarlyWarmUp { get; set; }
 
     /// <summary>The session's key of the plan (input shapes, host values, counts), for build records.</summary>
     public string Key { get; set; } = string.Empty;
@@ -761,6 +767,12 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         // The first run pays each library's first calls (cuDNN's and cuBLASLt's kernels load lazily on first launch):
         // its enqueue time by kind of step says whose first calls a cold start waits for.
         var byKind = new Dictionary<string, double>(StringComparer.Ordinal);
+        if (_plan.EarlyWarmUp is { } early)
+        {
+            // What is left of the early warm-up (its threads' streams, handles and allocations are done before any capture).
+            byKind["ConvWarmWait"] = early.Wait();
+        }
+
         var warming = System.Diagnostics.Stopwatch.GetTimestamp();
         if (WarmConvolutions(steps) > 0)
         {
@@ -797,7 +809,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     /// </summary>
     private int WarmConvolutions(IReadOnlyList<PlanStep> steps)
     {
-        var convs = steps.Skip(_plan.FirstStep).OfType<ConvStep>().ToList();
+        var convs = steps.Skip(_plan.FirstStep).OfType<ConvStep>().Where(c => _plan.EarlyWarmUp?.Called(c.ChoiceKey) != true).ToList();
         var threads = Math.Min(ConvWarmThreads, convs.Count);
         if (!_plan.WarmConvolutionsFirst || threads < 2)
         {

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.RegularExpressions;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -21,8 +20,6 @@ internal sealed partial class GraphCompiler
     /// <summary>Most distinct inputs one fused elementwise kernel reads.</summary>
     private const int MaxFusedLeaves = 8;
 
-    private static readonly Regex OperandToken = new(@"\bx(\d+)\b", RegexOptions.CultureInvariant);
-    private static readonly Regex LeafToken = new("@([0-9]+)@", RegexOptions.CultureInvariant);
 
     private readonly Dictionary<PlanValue, int> _leafIds = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<int, PlanValue> _nchwCopies = [];
@@ -310,11 +307,7 @@ internal sealed partial class GraphCompiler
         }
 
         var computeTypes = ready.Select(v => KernelSource.ComputeType(St(v))).ToList();
-        var text = OperandToken.Replace(expression(computeTypes), m =>
-        {
-            var k = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
-            return $"(({KernelSource.CType(computeTypes[k])}){operandText[k]})";
-        });
+        var text = ReplaceOperands(expression(computeTypes), k => $"(({KernelSource.CType(computeTypes[k])}){operandText[k]})");
         var result = KernelSource.ComputeType(St(outType));
         var temp = "t" + (_temps++).ToString(CultureInfo.InvariantCulture);
         statements.Add((temp, $"const {KernelSource.CType(result)} {temp} = ({KernelSource.CType(result)})({text});"));
@@ -384,7 +377,9 @@ internal sealed partial class GraphCompiler
         var body = new StringBuilder();
         foreach (var (_, code) in p.Statements)
         {
-            body.Append("    ").Append(LeafToken.Replace(code, m => "x" + index[int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)].ToString(CultureInfo.InvariantCulture))).Append('\n');
+            body.Append("    ");
+            AppendWithLeaves(body, code, id => "x" + index[id].ToString(CultureInfo.InvariantCulture));
+            body.Append('\n');
         }
 
         var output = target is null ? NewBuffer(Math.Max(1, v.Count) * v.Type.SizeOf(), "fused elementwise for " + _node).Id : Dev(target);
@@ -401,4 +396,73 @@ internal sealed partial class GraphCompiler
         Kernel(KernelSource.Elementwise(v.Type, types, outPhys, leafShapes, p.Result, body.ToString(), vector, block, rowStride, offset), v.Count / vector, buffers);
         return v;
     }
+
+    /// <summary>
+    /// <paramref name="expression"/> with every operand token x0, x1... (a whole word: not inside another name or number)
+    /// replaced by <paramref name="operand"/> of its number. By hand, not by regular expression: plans for new shapes
+    /// rewrite every fused statement.
+    /// </summary>
+    internal static string ReplaceOperands(string expression, Func<int, string> operand)
+    {
+        StringBuilder? result = null;
+        var copied = 0;
+        for (var i = 0; i < expression.Length; i++)
+        {
+            if (expression[i] != 'x' || (i > 0 && IsWordChar(expression[i - 1])))
+            {
+                continue;
+            }
+
+            var end = i + 1;
+            while (end < expression.Length && char.IsAsciiDigit(expression[end]))
+            {
+                end++;
+            }
+
+            if (end == i + 1 || (end < expression.Length && IsWordChar(expression[end])))
+            {
+                continue;
+            }
+
+            result ??= new StringBuilder(expression.Length + 64);
+            result.Append(expression, copied, i - copied).Append(operand(int.Parse(expression.AsSpan(i + 1, end - i - 1), CultureInfo.InvariantCulture)));
+            copied = end;
+            i = end - 1;
+        }
+
+        return result is null ? expression : result.Append(expression, copied, expression.Length - copied).ToString();
+    }
+
+    /// <summary>Appends <paramref name="code"/> with every leaf token @id@ replaced by <paramref name="leaf"/> of its id.</summary>
+    internal static void AppendWithLeaves(StringBuilder to, string code, Func<int, string> leaf)
+    {
+        var copied = 0;
+        for (var i = 0; i < code.Length; i++)
+        {
+            if (code[i] != '@')
+            {
+                continue;
+            }
+
+            var end = i + 1;
+            while (end < code.Length && char.IsAsciiDigit(code[end]))
+            {
+                end++;
+            }
+
+            if (end == i + 1 || end >= code.Length || code[end] != '@')
+            {
+                continue;
+            }
+
+            to.Append(code, copied, i - copied).Append(leaf(int.Parse(code.AsSpan(i + 1, end - i - 1), CultureInfo.InvariantCulture)));
+            copied = end + 1;
+            i = end;
+        }
+
+        to.Append(code, copied, code.Length - copied);
+    }
+
+    /// <summary>A character of a word as regular expressions' \b sees it (letters, digits, underscore).</summary>
+    private static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';
 }

@@ -54,16 +54,21 @@ internal sealed partial class GraphCompiler
     private readonly List<PlanStep> _steps = [];
     private readonly Dictionary<HostTensor, int> _constantBuffers = new(ReferenceEqualityComparer.Instance);
     private readonly HashSet<OnnxProto.NodeProto> _folded = new(ReferenceEqualityComparer.Instance);
-    private readonly Dictionary<string, List<OnnxProto.NodeProto>> _consumers = new(StringComparer.Ordinal);
+    private readonly GraphFacts _facts;
+    private IReadOnlyDictionary<string, List<OnnxProto.NodeProto>> _consumers = new Dictionary<string, List<OnnxProto.NodeProto>>();
     private readonly HashSet<string> _graphOutputs = new(StringComparer.Ordinal);
-    private HashSet<string> _neededOnHost = [];
+    private IReadOnlySet<string> _neededOnHost = new HashSet<string>();
     private long _workspace;
     private string _node = string.Empty;
 
-    public GraphCompiler(OnnxModel model, IPlanTarget target)
+    /// <param name="model">The model.</param>
+    /// <param name="target">The device it plans for.</param>
+    /// <param name="facts">What the graph alone says (a session's, computed once for all its plans); null: read here.</param>
+    public GraphCompiler(OnnxModel model, IPlanTarget target, GraphFacts? facts = null)
     {
         _model = model;
         _target = target;
+        _facts = facts ?? new GraphFacts(model);
     }
 
     /// <summary>Graph inputs whose values the plan needs on the host (they become part of the plan's cache key).</summary>
@@ -80,7 +85,7 @@ internal sealed partial class GraphCompiler
     /// record says which: Reshape's shape, Slice's starts, Pad's pads...) and, transitively, whatever computes them
     /// (operators that read only shapes, such as Shape, stop the walk).
     /// </summary>
-    private static HashSet<string> NeededOnHost(OnnxModel model)
+    internal static HashSet<string> NeededOnHost(OnnxModel model)
     {
         var need = new HashSet<string>(StringComparer.Ordinal);
         var nodes = model.Graph.Node;
@@ -121,19 +126,7 @@ internal sealed partial class GraphCompiler
     public ExecutionPlan Compile(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs, IReadOnlyList<long>? counts = null, ExecutionPlan? parent = null)
     {
         _counts = counts ?? [];
-        _neededOnHost = NeededOnHost(_model);
-        foreach (var node in _model.Graph.Node)
-        {
-            foreach (var input in node.Input.Where(i => i.Length > 0))
-            {
-                if (!_consumers.TryGetValue(input, out var list))
-                {
-                    _consumers[input] = list = [];
-                }
-
-                list.Add(node);
-            }
-        }
+        (_neededOnHost, _consumers) = (_facts.NeededOnHost, _facts.Consumers);
 
         var specs = _model.Inputs;
         var inputBuffers = new int[specs.Count];
@@ -368,4 +361,38 @@ internal sealed partial class GraphCompiler
             AddLibraryDetail(name, started);
         }
     }
+}
+
+/// <summary>
+/// What a plan build reads from the graph alone, whatever the shapes: the values needed on the host and each value's
+/// consumers. A session reads them once and shares them with every plan it builds (a plan for a new shape is built in
+/// milliseconds; walking the graph for them was part of each).
+/// </summary>
+internal sealed class GraphFacts
+{
+    public GraphFacts(OnnxModel model)
+    {
+        NeededOnHost = GraphCompiler.NeededOnHost(model);
+        var consumers = new Dictionary<string, List<OnnxProto.NodeProto>>(StringComparer.Ordinal);
+        foreach (var node in model.Graph.Node)
+        {
+            foreach (var input in node.Input.Where(i => i.Length > 0))
+            {
+                if (!consumers.TryGetValue(input, out var list))
+                {
+                    consumers[input] = list = [];
+                }
+
+                list.Add(node);
+            }
+        }
+
+        Consumers = consumers;
+    }
+
+    /// <summary>Every value whose elements a plan needs on the host (<see cref="GraphCompiler.NeededOnHost"/>).</summary>
+    public IReadOnlySet<string> NeededOnHost { get; }
+
+    /// <summary>The nodes that read each value, in graph order (read only: shared by plans built on several threads).</summary>
+    public IReadOnlyDictionary<string, List<OnnxProto.NodeProto>> Consumers { get; }
 }

@@ -40,8 +40,12 @@ public sealed class MemoryPlan
     {
         ArgumentNullException.ThrowIfNull(buffers);
         var offsets = new long[buffers.Count];
-        var order = Enumerable.Range(0, buffers.Count).OrderByDescending(i => buffers[i].Bytes).ThenBy(i => buffers[i].FirstStep).ToList();
-        var placed = new List<int>();
+        var order = Enumerable.Range(0, buffers.Count).OrderByDescending(i => buffers[i].Bytes).ThenBy(i => buffers[i].FirstStep).ToArray();
+
+        // The buffers placed so far, kept in order of offset (ties in the order placed): each new buffer walks them once,
+        // looking only at those live at the same time (a plan for a new shape places hundreds of buffers; no sorting or
+        // allocation per buffer).
+        var placed = new List<int>(buffers.Count);
         long arena = 0;
         long total = 0;
         foreach (var i in order)
@@ -50,12 +54,16 @@ public sealed class MemoryPlan
             total += size;
 
             // Gaps between the live-at-the-same-time buffers already placed, lowest first; take the smallest that fits.
-            var conflicts = placed.Where(p => buffers[p].Overlaps(buffers[i])).OrderBy(p => offsets[p]).ToList();
             long best = -1;
             var bestGap = long.MaxValue;
             long cursor = 0;
-            foreach (var p in conflicts)
+            foreach (var p in placed)
             {
+                if (!buffers[p].Overlaps(buffers[i]))
+                {
+                    continue;
+                }
+
                 var gap = offsets[p] - cursor;
                 if (gap >= size && gap < bestGap)
                 {
@@ -68,10 +76,30 @@ public sealed class MemoryPlan
 
             offsets[i] = best >= 0 ? best : cursor;
             arena = Math.Max(arena, offsets[i] + size);
-            placed.Add(i);
+            placed.Insert(UpperBound(placed, offsets, offsets[i]), i);
         }
 
         return new MemoryPlan(offsets, arena, total);
+    }
+
+    /// <summary>The first position in <paramref name="placed"/> (in order of offset) whose offset is above <paramref name="offset"/>.</summary>
+    private static int UpperBound(List<int> placed, long[] offsets, long offset)
+    {
+        var (lo, hi) = (0, placed.Count);
+        while (lo < hi)
+        {
+            var mid = (lo + hi) / 2;
+            if (offsets[placed[mid]] <= offset)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
     }
 
     /// <summary>A plan whose offsets were chosen elsewhere (segments of a plan split at a data-dependent node).</summary>

@@ -21,6 +21,30 @@ internal sealed record ConvShapeKey(string Precision, long[] X, long[] W, long[]
         $"{Precision}|x={Join(X)}|w={Join(W)}|y={Join(Y)}|pad={Join(Pads)}|stride={Join(Strides)}|dil={Join(Dilations)}|g={Groups}|ws={WorkspaceLimit}");
 
     private static string Join<T>(IEnumerable<T> values) => string.Join('x', values);
+
+    /// <summary>The key <see cref="Text"/> wrote, or null for text of another form.</summary>
+    public static ConvShapeKey? Parse(string text)
+    {
+        var parts = text.Split('|');
+        if (parts.Length != 9 || parts[0].Length == 0)
+        {
+            return null;
+        }
+
+        string? Field(int i, string name) => parts[i].StartsWith(name + "=", StringComparison.Ordinal) ? parts[i][(name.Length + 1)..] : null;
+        long[]? Longs(string? v) => v is null ? null : v.Split('x').Select(s => long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : (long?)null).ToArray() is var a && a.All(n => n is not null) ? [.. a.Select(n => n!.Value)] : null;
+        int[]? Ints(string? v) => Longs(v) is { } l && l.All(n => n is >= int.MinValue and <= int.MaxValue) ? [.. l.Select(n => (int)n)] : null;
+        var (x, w, y) = (Longs(Field(1, "x")), Longs(Field(2, "w")), Longs(Field(3, "y")));
+        var (pads, strides, dilations) = (Ints(Field(4, "pad")), Ints(Field(5, "stride")), Ints(Field(6, "dil")));
+        var groups = Ints(Field(7, "g"));
+        var limit = Longs(Field(8, "ws"));
+        if (x is null || w is null || y is null || pads is null || strides is null || dilations is null || groups is not [var g] || limit is not [var ws])
+        {
+            return null;
+        }
+
+        return new ConvShapeKey(parts[0], x, w, y, pads, strides, dilations, g, ws);
+    }
 }
 
 /// <summary>The algorithm chosen for one convolution and what it measured.</summary>

@@ -261,6 +261,46 @@ public sealed class ShapeGpuTests
     }
 
     /// <summary>
+    /// A saved engine's convolutions are called early, on threads of their own beside loading and planning (ConvWarmUp):
+    /// the first run of the file's smallest batch waits for what is left of them and calls none itself, its outputs are
+    /// those of a fresh session with the same options bit for bit, and the second run still captures its CUDA graph.
+    /// </summary>
+    [Fact]
+    public void A_saved_engines_convolutions_are_warmed_while_it_loads()
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        var options = new EngineOptions { Precision = Precision.Fp16, BatchProfiles = [1, 4] };
+        var before = Batchwise.Cuda.Planning.ExecutionContext.ConvWarmThreads;
+        try
+        {
+            CudaEngine.Build(model, options, path, shapes => [.. model.Inputs.Select((spec, i) => Gpu.RandomInput(spec, shapes[i][0]))]);
+            Batchwise.Cuda.Planning.ExecutionContext.ConvWarmThreads = 4;
+            using var session = (CudaSession)new CudaEngine().Load(ModelSource.Load(path), new EngineOptions());
+            var inputs = Rows(model, 1);
+            var got = session.Run(inputs);
+            var spans = session.Startup.Snapshot();
+            var names = string.Join(", ", spans.Keys);
+            Assert.True(spans.ContainsKey("load_conv_warm"), names);
+            Assert.True(spans.ContainsKey("first_run_enqueue_ConvWarmWait"), names);
+            Assert.False(spans.ContainsKey("first_run_enqueue_ConvWarmUp"), "the first run warmed convolutions the early warm-up had called: " + names);
+            session.Run(inputs);
+            Assert.True(session.Startup.Has("after_first_graph_capture"), string.Join(", ", session.Startup.Snapshot().Keys));
+
+            using var same = new CudaEngine().Load(model, options);
+            var want = same.Run(inputs);
+            Assert.All(want.Zip(got), p => Assert.Equal(p.First.Data, p.Second.Data));
+            Gpu.Report("shapes.md", string.Create(CultureInfo.InvariantCulture, $"| saved engine, resnet18 64x64 fp16, early conv warm-up | {spans["load_conv_warm"] * 1000:F1} ms on its threads, first run waited {spans["first_run_enqueue_ConvWarmWait"] * 1000:F1} ms |"));
+        }
+        finally
+        {
+            Batchwise.Cuda.Planning.ExecutionContext.ConvWarmThreads = before;
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
     /// BATCHWISE_CONV_CHOICES=nearest: a new batch octave's convolutions start from a known octave's cuDNN choices (no
     /// heuristics query); the outputs are those of the session that asked the heuristics, row for row, within the
     /// difference two valid algorithms may give.

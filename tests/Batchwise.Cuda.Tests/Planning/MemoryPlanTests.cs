@@ -51,4 +51,52 @@ public sealed class MemoryPlanTests
 
         Assert.Equal(8192, plan.ArenaBytes);
     }
+
+    /// <summary>
+    /// The placement walks the placed buffers in order of offset instead of sorting the conflicting ones per buffer: the
+    /// offsets are those of the plain best fit (greedy by size, each buffer in the smallest gap that fits) on random plans.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Offsets_are_those_of_the_plain_best_fit(int seed)
+    {
+        var rng = new Random(seed);
+        var buffers = Enumerable.Range(0, 300).Select(_ =>
+        {
+            var first = rng.Next(0, 400);
+            return new BufferLifetime(rng.Next(4) == 0 ? 4096 : rng.Next(1, 1 << 20), first, first + rng.Next(0, 40));
+        }).ToList();
+
+        var plan = MemoryPlan.Build(buffers);
+        Assert.Equal(PlainBestFit(buffers), plan.Offsets);
+    }
+
+    /// <summary>The best fit as first written: for each buffer (largest first), the conflicting placed ones sorted by offset.</summary>
+    private static long[] PlainBestFit(IReadOnlyList<BufferLifetime> buffers)
+    {
+        var offsets = new long[buffers.Count];
+        var placed = new List<int>();
+        foreach (var i in Enumerable.Range(0, buffers.Count).OrderByDescending(i => buffers[i].Bytes).ThenBy(i => buffers[i].FirstStep))
+        {
+            var size = MemoryPlan.Align(buffers[i].Bytes);
+            long best = -1, bestGap = long.MaxValue, cursor = 0;
+            foreach (var p in placed.Where(p => buffers[p].Overlaps(buffers[i])).OrderBy(p => offsets[p]))
+            {
+                var gap = offsets[p] - cursor;
+                if (gap >= size && gap < bestGap)
+                {
+                    (best, bestGap) = (cursor, gap);
+                }
+
+                cursor = Math.Max(cursor, offsets[p] + MemoryPlan.Align(buffers[p].Bytes));
+            }
+
+            offsets[i] = best >= 0 ? best : cursor;
+            placed.Add(i);
+        }
+
+        return offsets;
+    }
 }

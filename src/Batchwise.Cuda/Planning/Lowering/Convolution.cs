@@ -164,7 +164,7 @@ internal sealed partial class GraphCompiler
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
-        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, relu ? precision + "+bias-relu" : precision, tensorCores, relu, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups));
+        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, relu ? precision + "+bias-relu" : precision, tensorCores, relu, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), out var choiceKey);
         if (chosen is null)
         {
             throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
@@ -183,11 +183,12 @@ internal sealed partial class GraphCompiler
             {
                 Activation = activation,
                 Residual = residual is null ? -1 : Dev(residual),
+                ChoiceKey = choiceKey,
             });
             return;
         }
 
-        Emit(new ConvStep(_node, Dev(input), Dev(filter), -1, Dev(raw), xDesc, wDesc, convDesc, yDesc, null, chosen.Algo, ws));
+        Emit(new ConvStep(_node, Dev(input), Dev(filter), -1, Dev(raw), xDesc, wDesc, convDesc, yDesc, null, chosen.Algo, ws) { ChoiceKey = choiceKey });
         if (b is not null)
         {
             var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
@@ -267,7 +268,8 @@ internal sealed partial class GraphCompiler
     /// timed on scratch buffers in the call the plan makes (within the workspace limit) and cached; without a cache,
     /// cuDNN's heuristics.
     /// </summary>
-    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups)
+    /// <param name="exactKey">The choice's key for this exact problem (what a saved engine's early warm-up calls it by).</param>
+    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups, out string exactKey)
     {
         var cache = _target.Tactics;
         var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
@@ -275,7 +277,7 @@ internal sealed partial class GraphCompiler
         // This exact problem seen before (in this session, or by the build that wrote a saved engine): its algorithm and
         // the workspace cuDNN gave for it are known, and cuDNN is asked nothing (same device and cuDNN version, which a
         // saved engine checks).
-        var exactKey = (cache is null ? "conv-exact-heuristic|" : "conv-exact-timed|") + key.Text;
+        exactKey = (cache is null ? ExactHeuristicChoice : ExactTimedChoice) + key.Text;
         if (_target.Choices.TryGet(exactKey, out var exact) && Decode(exact) is { } known)
         {
             return known with { WorkspaceKnown = true };
@@ -362,10 +364,14 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_CONV_CHOICES '{other}' is not octave or nearest", "Unset it (cuDNN's heuristics asked once per batch octave), or set BATCHWISE_CONV_CHOICES=nearest (a new octave starts from the nearest known octave's choices)."),
     };
 
+    /// <summary>The prefix of a convolution's choice for one exact problem (<see cref="ConvShapeKey.Text"/> follows), heuristics' or timed.</summary>
+    internal const string ExactHeuristicChoice = "conv-exact-heuristic|", ExactTimedChoice = "conv-exact-timed|";
+
     /// <summary>A stored choice: algorithm, math type, workspace bytes (16 bytes).</summary>
     private static byte[] Encode(TacticChoice c) => [.. BitConverter.GetBytes(c.Algo), .. BitConverter.GetBytes(c.MathType), .. BitConverter.GetBytes(c.WorkspaceBytes)];
 
-    private static TacticChoice? Decode(byte[] stored) =>
+    /// <summary>A choice <see cref="Encode"/> stored, or null for bytes of another form.</summary>
+    internal static TacticChoice? Decode(byte[] stored) =>
         stored.Length == 16 ? new TacticChoice(BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4), BitConverter.ToInt64(stored, 8), double.NaN) : null;
 
     /// <summary>The power of two at or above <paramref name="n"/>: the octave a size belongs to.</summary>
