@@ -65,6 +65,63 @@ public sealed class Http2UnaryConnectionTests(ServerFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task An_idle_connection_the_server_sent_GOAWAY_on_is_not_used_again_and_one_with_a_PING_answers_it()
+    {
+        // A bare HTTP/2 peer: reads the client's preface, sends its SETTINGS, then (while the client sits idle) a PING, and later a GOAWAY.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var opening = Http2UnaryConnection.OpenAsync("127.0.0.1", port, Ct);
+        using var peer = await listener.AcceptSocketAsync(Ct);
+        await peer.SendAsync(new byte[] { 0, 0, 0, 0x4, 0, 0, 0, 0, 0 }, Ct); // SETTINGS, empty
+        using var connection = await opening;
+        Assert.True(await connection.IsUsableAsync(Ct));
+
+        await peer.SendAsync(new byte[] { 0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8 }, Ct); // PING
+        var received = new List<byte>();
+        var buffer = new byte[256];
+        var until = DateTime.UtcNow.AddSeconds(5);
+        while (!ContainsPingAck(received) && DateTime.UtcNow < until)
+        {
+            // The client's preface and SETTINGS come first; the PING's ACK (the same 8 bytes back) once IsUsableAsync read it.
+            Assert.True(await connection.IsUsableAsync(Ct));
+            if (peer.Available > 0)
+            {
+                var n = await peer.ReceiveAsync(buffer, Ct);
+                received.AddRange(buffer.AsSpan(0, n).ToArray());
+            }
+            else
+            {
+                await Task.Delay(10, Ct);
+            }
+        }
+
+        Assert.True(ContainsPingAck(received), "the client did not answer the PING");
+        await peer.SendAsync(new byte[] { 0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, Ct); // GOAWAY, no error
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (await connection.IsUsableAsync(Ct) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        Assert.False(connection.Healthy);
+    }
+
+    private static bool ContainsPingAck(List<byte> bytes)
+    {
+        byte[] ack = [0, 0, 8, 0x6, 0x1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        for (var i = 0; i + ack.Length <= bytes.Count; i++)
+        {
+            if (bytes.Skip(i).Take(ack.Length).SequenceEqual(ack))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    [Fact]
     public void Header_blocks_decode_static_and_literal_fields_and_leave_Huffman_strings_unread()
     {
         byte[] block =

@@ -77,6 +77,27 @@ internal sealed class Http2UnaryConnection : IDisposable
     }
 
     /// <summary>
+    /// Takes in what arrived while the connection sat idle (a late SETTINGS ACK, a PING, a WINDOW_UPDATE); false when the
+    /// server closed it or said GOAWAY meanwhile (Kestrel does after its keep-alive timeout), so a call goes elsewhere.
+    /// </summary>
+    public async Task<bool> IsUsableAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (Healthy && (_inputEnd > _inputStart || _socket.Poll(0, SelectMode.SelectRead)))
+            {
+                await ControlAsync(await ReadFrameAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            Healthy = false;
+        }
+
+        return Healthy;
+    }
+
+    /// <summary>
     /// Makes one unary call of <paramref name="path"/> with <paramref name="message"/> (a serialized protobuf message) and
     /// reads the answer. <paramref name="response"/>, when given, receives the response message's bytes (without the
     /// 5-byte gRPC prefix).

@@ -545,10 +545,13 @@ internal sealed class GrpcInferenceClient : InferenceClient
         Http2UnaryConnection? connection = null;
         try
         {
-            if (!_idle.TryTake(out connection))
+            while (_idle.TryTake(out connection) && !await connection.IsUsableAsync(timeout.Token).ConfigureAwait(false))
             {
-                connection = await Http2UnaryConnection.OpenAsync(_url.Host, _url.Port, timeout.Token).ConfigureAwait(false);
+                connection.Dispose();
+                connection = null;
             }
+
+            connection ??= await Http2UnaryConnection.OpenAsync(_url.Host, _url.Port, timeout.Token).ConfigureAwait(false);
 
             return await connection.CallAsync(_authority, ModelInferPath, _request, timeout.Token, response).ConfigureAwait(false);
         }
