@@ -477,29 +477,14 @@ internal sealed class Http2UnaryConnection : IDisposable
                 written += payload;
             }
 
-            // The gRPC message (uncompressed flag, big-endian length, bytes) laid over the DATA frames' payloads.
-            var prefix = new byte[5];
-            BinaryPrimitives.WriteInt32BigEndian(prefix.AsSpan(1), message.Length);
-            long offset = 0;
+            // The gRPC message (uncompressed flag, big-endian length, bytes) cut into the DATA frames' payloads.
+            var grpcMessage = new byte[body];
+            BinaryPrimitives.WriteInt32BigEndian(grpcMessage.AsSpan(1), message.Length);
+            message.CopyTo(grpcMessage, 5);
+            var offset = 0;
             foreach (var (frameAt, payload) in frames.Skip(1))
             {
-                for (var k = 0; k < payload; )
-                {
-                    var from = offset + k;
-                    if (from < 5)
-                    {
-                        var n = (int)Math.Min(5 - from, payload - k);
-                        prefix.AsSpan((int)from, n).CopyTo(bytes.AsSpan(frameAt + 9 + k));
-                        k += n;
-                    }
-                    else
-                    {
-                        var n = payload - k;
-                        message.AsSpan((int)(from - 5), n).CopyTo(bytes.AsSpan(frameAt + 9 + k));
-                        k += n;
-                    }
-                }
-
+                grpcMessage.AsSpan(offset, payload).CopyTo(bytes.AsSpan(frameAt + 9));
                 offset += payload;
             }
 
