@@ -311,7 +311,15 @@ PYEOF
         echo "## c=1, no queue delay: batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1 --shared-memory $sm"
         timeout 60 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1 --shared-memory $sm --duration 3 --warmup 1 2>&1 | grep -E "^concurrency|Error" | head -3
       done
-      echo "## c=1 server-side time (all three runs): queue, request, compute (_sum seconds, _count)"
+      # The same lone requests with the load generator's former gRPC client (Grpc.Net.Client: 16 KB frames, one send
+      # each; session 6's 1.99 ms) and over HTTP, for the transport's share of p50 on each path.
+      echo "## c=1, no queue delay: ... --protocol grpc --grpc-client grpc-dotnet --shared-memory none"
+      timeout 60 "$CLI" load 127.0.0.1:18001 --protocol grpc --grpc-client grpc-dotnet -m resnet50 -c 1 --duration 3 --warmup 1 2>&1 | grep -E "^concurrency|Error" | head -3
+      for sm in none system; do
+        echo "## c=1, no queue delay: batchwise load 127.0.0.1:18000 --protocol http -m resnet50 -c 1 --shared-memory $sm"
+        timeout 60 "$CLI" load 127.0.0.1:18000 --protocol http -m resnet50 -c 1 --shared-memory $sm --duration 3 --warmup 1 2>&1 | grep -E "^concurrency|Error" | head -3
+      done
+      echo "## c=1 server-side time (all six runs): queue, request, compute (_sum seconds, _count)"
       for m in batchwise_inference_queue_seconds batchwise_inference_request_seconds batchwise_inference_compute_seconds; do
         metric http://127.0.0.1:18002/metrics "${m}_sum"; metric http://127.0.0.1:18002/metrics "${m}_count"
       done
@@ -336,8 +344,8 @@ if [[ " $PHASES " == *" transport "* ]]; then
   # c=16,64 and with system shared memory at c=64; per point the server's CPU per request (/proc/PID/stat over the load
   # call / requests it counted) beside load's own line (its CPU per request and ceiling). Then the same gRPC/HTTP c=64
   # points with ONNX Runtime's own thread defaults (a thread per core per instance, spinning: the served default before
-  # session 6), with Server GC (DOTNET_gcServer=1) and, with cli-old carried, the build before this work. About 80 s on an
-  # idle 16-core host; points past TRANSPORT_LIMIT (120 s) are skipped, each load call is bounded at 30 s.
+  # session 6), with Server GC (DOTNET_gcServer=1) and, with cli-old carried, the build before this work. About 100 s on an
+  # idle 16-core host; points past TRANSPORT_LIMIT (150 s) are skipped, each load call is bounded at 30 s.
   # Everything in $OUT/transport.txt.
   {
     tick=$(getconf CLK_TCK)
@@ -363,12 +371,12 @@ if [[ " $PHASES " == *" transport "* ]]; then
     tload() { # label, cli, protocol, concurrency, shared memory, env...
       local label=$1 cli=$2 proto=$3 c=$4 shm=$5; shift 5
       local port=18100; [ "$proto" = grpc ] && port=18101
-      if (( SECONDS - T0 > ${TRANSPORT_LIMIT:-120} )); then echo "$label $proto c=$c shm=$shm: skipped (the phase's ${TRANSPORT_LIMIT:-120} s are spent)"; return; fi
+      if (( SECONDS - T0 > ${TRANSPORT_LIMIT:-150} )); then echo "$label $proto c=$c shm=$shm: skipped (the phase's ${TRANSPORT_LIMIT:-150} s are spent)"; return; fi
       local c0 r0 c1 r1 n0 n1 line
       c0=$(tcpu); n0=$(tnative); r0=$(treqs)
-      line=$(env "$@" timeout 30 "$cli" load "127.0.0.1:$port" -m transport --protocol "$proto" -c "$c" --shared-memory "$shm" --warmup 1 --duration 1 --stability-tolerance 0.2 2>&1 | grep -E "^concurrency [0-9]+: [0-9]|^Error|CLIENT-BOUND" | tr '\n' ' ')
+      line=$(env "$@" timeout 30 "$cli" load "127.0.0.1:$port" -m transport --protocol "$proto" ${GRPC_CLIENT:+--grpc-client $GRPC_CLIENT} -c "$c" --shared-memory "$shm" --warmup 1 --duration 1 --stability-tolerance 0.2 2>&1 | grep -E "^concurrency [0-9]+: [0-9]|^Error|CLIENT-BOUND" | tr '\n' ' ')
       c1=$(tcpu); n1=$(tnative); r1=$(treqs)
-      echo "$label $proto c=$c shm=$shm: $line| server $(awk -v a="$c0" -v b="$c1" -v m="$n0" -v n="$n1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f ms CPU/request (%.3f of it ONNX Runtime worker threads) over %d requests", (b - a) * 1000 / (y - x), (n - m) * 1000 / (y - x), y - x; else print "no requests" }')"
+      echo "$label $proto${GRPC_CLIENT:+ ($GRPC_CLIENT client)} c=$c shm=$shm: $line| server $(awk -v a="$c0" -v b="$c1" -v m="$n0" -v n="$n1" -v x="$r0" -v y="$r1" 'BEGIN { if (y > x) printf "%.3f ms CPU/request (%.3f of it ONNX Runtime worker threads) over %d requests", (b - a) * 1000 / (y - x), (n - m) * 1000 / (y - x), y - x; else print "no requests" }')"
     }
     T0=$SECONDS
     echo "# transport: $(nproc) cores, $(uptime)"
@@ -376,6 +384,12 @@ if [[ " $PHASES " == *" transport "* ]]; then
       for p in grpc http; do for c in 16 64; do tload new "$CLI" $p $c none; done; done
       tload new "$CLI" grpc 64 system
       tload new "$CLI" http 64 system
+      # gRPC with the load generator's former client (Grpc.Net.Client: 16 KB frames, one send each, 8 connections)
+      # against its own HTTP/2 connections above (frames up to the server's 256 KB, one connection per call in flight):
+      # the client's and the server's CPU per request with each, and c=1.
+      for c in 1 16 64; do GRPC_CLIENT=grpc-dotnet tload new "$CLI" grpc $c none; done
+      tload new "$CLI" grpc 1 none
+      tload new "$CLI" http 1 none
       tstop
     fi
     # ONNX Runtime's own thread defaults, as served before session 6: a thread per core in each of the 4 instances,

@@ -6,10 +6,11 @@ namespace Batchwise.Server.Tests;
 public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<ServerFixture>
 {
     [Theory]
-    [InlineData("http", false)]
-    [InlineData("http", true)]
-    [InlineData("grpc", false)]
-    public async Task A_closed_loop_point_measures_throughput_and_latency_without_errors(string protocol, bool jsonData)
+    [InlineData("http", false, "frames")]
+    [InlineData("http", true, "frames")]
+    [InlineData("grpc", false, "frames")]
+    [InlineData("grpc", false, "grpc-dotnet")]
+    public async Task A_closed_loop_point_measures_throughput_and_latency_without_errors(string protocol, bool jsonData, string grpcClient)
     {
         var url = protocol == "http" ? fixture.Server.HttpAddress : fixture.Server.GrpcAddress;
         var generator = new LoadGenerator(new LoadOptions
@@ -17,6 +18,7 @@ public sealed class LoadGeneratorTests(ServerFixture fixture) : IClassFixture<Se
             Url = url,
             Model = "mlp",
             Protocol = protocol,
+            GrpcClient = grpcClient,
             JsonData = jsonData,
             Concurrency = [2],
             Warmup = TimeSpan.FromMilliseconds(100),

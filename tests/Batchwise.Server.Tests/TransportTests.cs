@@ -98,6 +98,20 @@ public sealed class TransportFixture : IAsyncLifetime
         var response = await Grpc.ModelInferAsync(request, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
         return MemoryMarshal.Cast<byte, float>(response.RawOutputContents[0].Span).ToArray();
     }
+
+    /// <summary>The same gRPC request over the load generator's own HTTP/2 connection (frames as large as the server allows); returns the means.</summary>
+    internal async Task<float[]> InferFramesAsync(Batchwise.Server.Load.Http2UnaryConnection connection, byte[] image, CancellationToken cancellationToken)
+    {
+        var request = new ModelInferRequest { ModelName = "transport" };
+        var input = new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32" };
+        input.Shape.AddRange([1, Channels, Side, Side]);
+        request.Inputs.Add(input);
+        request.RawInputContents.Add(UnsafeByteOperations.UnsafeWrap(image));
+        using var response = new MemoryStream();
+        var outcome = await connection.CallAsync($"{Server.GrpcAddress.Host}:{Server.GrpcAddress.Port}", "/inference.GRPCInferenceService/ModelInfer", request.ToByteArray(), cancellationToken, response);
+        Assert.True(outcome.Ok, outcome.Error);
+        return MemoryMarshal.Cast<byte, float>(ModelInferResponse.Parser.ParseFrom(response.ToArray()).RawOutputContents[0].Span).ToArray();
+    }
 }
 
 /// <summary>
@@ -145,22 +159,30 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
     [Fact]
     public async Task Concurrent_requests_over_http_and_grpc_each_get_their_own_answer()
     {
-        // 16 clients, half HTTP and half gRPC, 12 requests each, every request a different image: with pooled buffers
-        // handed back too early, or outputs split to the wrong request of a batch, some answer would be another's means.
-        const int clients = 16, each = 12;
+        // 18 clients, a third each HTTP, gRPC (Grpc.Net.Client) and gRPC over the load generator's own HTTP/2 connection
+        // (one each), 12 requests each, every request a different image: with pooled buffers handed back too early, outputs
+        // split to the wrong request of a batch, or a response read off the wrong stream, some answer would be another's means.
+        const int clients = 18, each = 12;
+        string Kind(int client) => (client % 3) switch { 0 => "http", 1 => "grpc", _ => "grpc frames" };
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(client => Task.Run(
             async () =>
             {
+                using var connection = client % 3 == 2 ? await Batchwise.Server.Load.Http2UnaryConnection.OpenAsync(fixture.Server.GrpcAddress.Host, fixture.Server.GrpcAddress.Port, Ct) : null;
                 for (var k = 0; k < each; k++)
                 {
                     var id = (client * each) + k + 1;
                     var image = TransportFixture.Image(id);
-                    var got = client % 2 == 0 ? await fixture.InferHttpAsync(TransportFixture.HttpBody(image), Ct) : await fixture.InferGrpcAsync(ByteString.CopyFrom(image), Ct);
+                    var got = (client % 3) switch
+                    {
+                        0 => await fixture.InferHttpAsync(TransportFixture.HttpBody(image), Ct),
+                        1 => await fixture.InferGrpcAsync(ByteString.CopyFrom(image), Ct),
+                        _ => await fixture.InferFramesAsync(connection!, image, Ct),
+                    };
                     var want = TransportFixture.Expected(id);
                     if (got.Length != want.Length || got.Zip(want).Any(p => Math.Abs(p.First - p.Second) > 1e-3 * Math.Max(1, Math.Abs(p.Second))))
                     {
-                        failures.Add($"request {id} ({(client % 2 == 0 ? "http" : "grpc")}) got [{string.Join(", ", got)}], expected [{string.Join(", ", want)}]");
+                        failures.Add($"request {id} ({Kind(client)}) got [{string.Join(", ", got)}], expected [{string.Join(", ", want)}]");
                     }
                 }
             },

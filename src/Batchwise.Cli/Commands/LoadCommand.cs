@@ -26,9 +26,10 @@ public static class LoadCommand
         var timeout = CliOption.Duration("--timeout", "Per-request timeout", TimeSpan.FromSeconds(30), allowZero: false);
         var dataFormat = CliOption.Choice("--data-format", "HTTP tensor encoding: binary (Triton's binary tensor data extension) or json (for servers without it)", "binary", ["binary", "json"]);
         var sharedMemory = CliOption.Choice("--shared-memory", "Where inputs travel, as perf_analyzer's flag: none (in each request), system (written once into POSIX shared memory registered with the server, which must run on this host) or cuda (written once into device memory on GPU 0 of this host, registered through its CUDA IPC handle; needs a GPU here)", "none", ["none", "system", "cuda"]);
+        var grpcClient = CliOption.Choice("--grpc-client", "How gRPC inference calls are sent: frames (HTTP/2 connections of the load generator's own, a connection per call in flight, frames as large as the server allows, as grpcio clients send them) or grpc-dotnet (Grpc.Net.Client: 16 KB frames, each sent on its own)", "frames", ["frames", "grpc-dotnet"]);
         var command = new Command("load", "Load an Open Inference Protocol server (ours, Triton, KServe) and report throughput and latency percentiles; --concurrency sweeps a closed loop, --request-rate an open one")
         {
-            url, model, protocol, dataFormat, sharedMemory, concurrency, rate, duration, warmup, stability, batch, shape, timeout,
+            url, model, protocol, grpcClient, dataFormat, sharedMemory, concurrency, rate, duration, warmup, stability, batch, shape, timeout,
         };
         var reports = ReportOptions.AddTo(command);
         command.SetGuardedAction(async (parse, ct) =>
@@ -41,6 +42,7 @@ public static class LoadCommand
                 SharedMemory = parse.GetValue(sharedMemory)!,
                 Model = parse.GetValue(model)!,
                 Protocol = parse.GetValue(protocol)!,
+                GrpcClient = parse.GetValue(grpcClient)!,
                 Concurrency = parse.GetValue(concurrency) ?? [],
                 RequestRates = parse.GetValue(rate) ?? [],
                 BatchSize = parse.GetValue(batch),

@@ -29,12 +29,17 @@ public abstract class InferenceClient : IDisposable
     /// Opens a client for <paramref name="protocol"/> (http or grpc) at <paramref name="url"/>; HTTP sends binary tensor
     /// data unless <paramref name="jsonData"/>. <paramref name="cuda"/> is the CUDA IPC for --shared-memory cuda (null: the registered one).
     /// </summary>
-    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout, bool jsonData = false, string sharedMemory = "none", ICudaIpc? cuda = null)
+    public static InferenceClient Create(string protocol, Uri url, TimeSpan requestTimeout, bool jsonData = false, string sharedMemory = "none", ICudaIpc? cuda = null, string grpcClient = "frames")
     {
         InferenceClient client = protocol.ToLowerInvariant() switch
         {
             "http" => new HttpInferenceClient(url, requestTimeout, jsonData),
-            "grpc" => new GrpcInferenceClient(url, requestTimeout),
+            "grpc" => new GrpcInferenceClient(url, requestTimeout, grpcClient switch
+            {
+                "frames" => url.Scheme == Uri.UriSchemeHttp,
+                "grpc-dotnet" => false,
+                _ => throw new BatchwiseException($"Unknown --grpc-client '{grpcClient}'", "Use frames or grpc-dotnet."),
+            }),
             _ => throw new BatchwiseException($"Unknown protocol '{protocol}'", "Use --protocol http or --protocol grpc."),
         };
         try
@@ -397,7 +402,11 @@ internal sealed class HttpInferenceClient : InferenceClient
     protected override void Dispose(bool disposing) => _http.Dispose();
 }
 
-/// <summary>gRPC (inference.GRPCInferenceService) with raw_input_contents.</summary>
+/// <summary>
+/// gRPC (inference.GRPCInferenceService) with raw_input_contents. ModelInfer calls go, on cleartext URLs, over
+/// <see cref="Http2UnaryConnection"/>s (one per call in flight, reused; frames as large as the server allows, each call
+/// sent at once) unless Grpc.Net.Client was asked for; everything else goes through Grpc.Net.Client.
+/// </summary>
 internal sealed class GrpcInferenceClient : InferenceClient
 {
     /// <summary>
@@ -417,13 +426,19 @@ internal sealed class GrpcInferenceClient : InferenceClient
     private readonly GRPCInferenceService.GRPCInferenceServiceClient _client;
     private readonly Uri _url;
     private readonly TimeSpan _timeout;
+    private const string ModelInferPath = "/inference.GRPCInferenceService/ModelInfer";
+    private readonly bool _frames;
+    private readonly string _authority;
+    private readonly System.Collections.Concurrent.ConcurrentBag<Http2UnaryConnection> _idle = [];
     private byte[] _request = [];
     private int _next;
 
-    public GrpcInferenceClient(Uri url, TimeSpan timeout)
+    public GrpcInferenceClient(Uri url, TimeSpan timeout, bool frames)
     {
         _url = url;
         _timeout = timeout;
+        _frames = frames;
+        _authority = $"{url.Host}:{url.Port}";
 
         // Several HTTP/2 connections, calls spread over them in turn: one connection is one frame reader and one writer
         // on each side, which would serialize every 602 KB message of every worker (SocketsHttpHandler opens a second
@@ -519,7 +534,53 @@ internal sealed class GrpcInferenceClient : InferenceClient
         _request = request.ToByteArray();
     }
 
-    public override async Task<CallOutcome> InferAsync(CancellationToken cancellationToken)
+    public override Task<CallOutcome> InferAsync(CancellationToken cancellationToken) =>
+        _frames ? InferOverFramesAsync(cancellationToken, null) : InferOverChannelAsync(cancellationToken);
+
+    /// <summary>One ModelInfer call over an idle (or new) <see cref="Http2UnaryConnection"/>; <paramref name="response"/> receives the response message when given.</summary>
+    internal async Task<CallOutcome> InferOverFramesAsync(CancellationToken cancellationToken, MemoryStream? response)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_timeout);
+        Http2UnaryConnection? connection = null;
+        try
+        {
+            while (_idle.TryTake(out connection) && !await connection.IsUsableAsync(timeout.Token).ConfigureAwait(false))
+            {
+                connection.Dispose();
+                connection = null;
+            }
+
+            connection ??= await Http2UnaryConnection.OpenAsync(_url.Host, _url.Port, timeout.Token).ConfigureAwait(false);
+
+            return await connection.CallAsync(_authority, ModelInferPath, _request, timeout.Token, response).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            return new CallOutcome(false, "client_timeout");
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidDataException or ArgumentOutOfRangeException or IndexOutOfRangeException)
+        {
+            return new CallOutcome(false, e.GetType().Name);
+        }
+        finally
+        {
+            if (connection is { Healthy: true })
+            {
+                _idle.Add(connection);
+            }
+            else
+            {
+                connection?.Dispose();
+            }
+        }
+    }
+
+    private async Task<CallOutcome> InferOverChannelAsync(CancellationToken cancellationToken)
     {
         try
         {
@@ -540,6 +601,11 @@ internal sealed class GrpcInferenceClient : InferenceClient
 
     protected override void Dispose(bool disposing)
     {
+        while (_idle.TryTake(out var connection))
+        {
+            connection.Dispose();
+        }
+
         foreach (var channel in _channels)
         {
             channel.Dispose();

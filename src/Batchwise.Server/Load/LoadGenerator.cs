@@ -24,6 +24,9 @@ public sealed record LoadOptions
     /// <summary>none: inputs in each request; system: inputs written once into a POSIX shared memory region registered with the server; cuda: into device memory registered through its CUDA IPC handle (perf_analyzer's --shared-memory).</summary>
     public string SharedMemory { get; init; } = "none";
 
+    /// <summary>gRPC's ModelInfer calls: frames (the load generator's own HTTP/2 connections, frames as large as the server allows) or grpc-dotnet (Grpc.Net.Client: 16 KB frames, each its own send).</summary>
+    public string GrpcClient { get; init; } = "frames";
+
     /// <summary>CUDA IPC for --shared-memory cuda (null: the registered source; tests give their own).</summary>
     public ICudaIpc? CudaIpc { get; init; }
 
@@ -97,7 +100,7 @@ public sealed class LoadGenerator
     /// <summary>Runs every point; <paramref name="progress"/> hears each one as it completes.</summary>
     public async Task<LoadReport> RunAsync(Action<string>? progress = null, CancellationToken cancellationToken = default)
     {
-        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout, _options.JsonData, _options.SharedMemory, _options.CudaIpc);
+        using var client = InferenceClient.Create(_options.Protocol, _options.Url, _options.RequestTimeout, _options.JsonData, _options.SharedMemory, _options.CudaIpc, _options.GrpcClient);
         try
         {
             return await RunAsync(client, progress, cancellationToken).ConfigureAwait(false);
