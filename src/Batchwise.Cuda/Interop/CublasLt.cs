@@ -130,6 +130,10 @@ internal static unsafe partial class CublasLt
         }
     }
 
+    /// <summary>The bias vector's element type (<see cref="CUDA_R_16F"/>, <see cref="CUDA_R_32F"/>): set with an epilogue whose address comes later.</summary>
+    public static void SetBiasType(CublasLtMatmulDescriptor desc, int biasType) =>
+        Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescBiasDataType, &biasType, sizeof(int)), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+
     /// <summary>The bias vector's device address (an epilogue with a bias set by <see cref="SetEpilogue"/>).</summary>
     public static void SetBias(CublasLtMatmulDescriptor desc, ulong bias) =>
         Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescBiasPointer, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");

@@ -219,46 +219,81 @@ internal sealed class ConvStep : PlanStep, IDisposable
     }
 }
 
-/// <summary>A (batched) matrix product through cuBLASLt: D = alpha * op(A) op(B) + beta * D, in column-major terms.</summary>
+/// <summary>
+/// A matrix product as planned, row-major: Y[M, N] = alpha op(A) op(B) + beta C + bias (bias one per column, C of Y's
+/// shape: Y itself unless the step names its own), <paramref name="Batch"/> times at the given strides. What a reference
+/// runner needs; the cuBLASLt descriptors say the same thing column-major.
+/// </summary>
+internal sealed record MatmulProblem(ElementType Type, int M, int N, int K, bool TransA, bool TransB, long Lda, long Ldb, int Batch, long StrideA, long StrideB, float Alpha, float Beta);
+
+/// <summary>
+/// A cuBLASLt matrix product (<see cref="MatmulProblem"/>): buffers B, A, Y (cuBLASLt's A, B and D: row-major Y^T =
+/// B^T A^T), then the bias vector added in the epilogue and the C read with beta (-1 where there is none). Planned
+/// without a library (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>) it has no descriptors and cannot be enqueued.
+/// </summary>
 internal sealed class MatmulStep : PlanStep, IDisposable
 {
     private readonly IntPtr _algo;
+    private readonly Lock _biasLock = new();
+    private ulong _bias;
 
-    public unsafe MatmulStep(string node, int a, int b, int d, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout aLayout, CublasLtMatrixLayout bLayout, CublasLtMatrixLayout dLayout, CublasLt.HeuristicResult algo, float alpha, float beta)
-        : base(node, [a, b, d])
+    public unsafe MatmulStep(string node, MatmulProblem problem, int a, int b, int d, int bias, int c, CublasLtMatmulDescriptor? desc, CublasLtMatrixLayout? aLayout, CublasLtMatrixLayout? bLayout, CublasLtMatrixLayout? dLayout, CublasLt.HeuristicResult algo)
+        : base(node, [a, b, d, bias, c])
     {
-        (Desc, ALayout, BLayout, DLayout, Alpha, Beta) = (desc, aLayout, bLayout, dLayout, alpha, beta);
+        (Problem, Desc, ALayout, BLayout, DLayout) = (problem, desc, aLayout, bLayout, dLayout);
         _algo = (IntPtr)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
         *(CublasLt.HeuristicResult*)_algo = algo;
         WorkspaceBytes = (long)algo.WorkspaceSize;
     }
 
-    public CublasLtMatmulDescriptor Desc { get; }
+    public MatmulProblem Problem { get; }
 
-    public CublasLtMatrixLayout ALayout { get; }
+    public CublasLtMatmulDescriptor? Desc { get; }
 
-    public CublasLtMatrixLayout BLayout { get; }
+    public CublasLtMatrixLayout? ALayout { get; }
 
-    public CublasLtMatrixLayout DLayout { get; }
+    public CublasLtMatrixLayout? BLayout { get; }
 
-    public float Alpha { get; }
+    public CublasLtMatrixLayout? DLayout { get; }
 
-    public float Beta { get; }
+    public float Alpha => Problem.Alpha;
+
+    public float Beta => Problem.Beta;
 
     public long WorkspaceBytes { get; }
 
     public override unsafe void Enqueue(ExecutionContext context, int index)
     {
+        if (Desc is null || ALayout is null || BLayout is null || DLayout is null)
+        {
+            throw new InvalidOperationException($"{Node}: this matrix product was planned without cuBLASLt and cannot run on a GPU");
+        }
+
+        if (Buffers[3] >= 0)
+        {
+            // The bias is a constant buffer (one address for every context of the plan): the descriptor learns it once.
+            var bias = context.Pointer(Buffers[3]);
+            lock (_biasLock)
+            {
+                if (_bias != bias)
+                {
+                    CublasLt.SetBias(Desc, bias);
+                    _bias = bias;
+                }
+            }
+        }
+
         var d = context.Pointer(Buffers[2]);
-        CublasLt.Matmul(context.CublasLt, Desc, Alpha, context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, Beta, d, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
+        var c = Buffers[4] >= 0 ? context.Pointer(Buffers[4]) : d;
+        CublasLt.Matmul(context.CublasLt, Desc, Alpha, context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, Beta, c, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
     }
 
     public unsafe void Dispose()
     {
-        Desc.Dispose();
-        ALayout.Dispose();
-        BLayout.Dispose();
-        DLayout.Dispose();
+        Desc?.Dispose();
+        ALayout?.Dispose();
+        BLayout?.Dispose();
+        DLayout?.Dispose();
         NativeMemory.Free((void*)_algo);
     }
 }

@@ -33,6 +33,12 @@ internal interface IPlanTarget
     /// <summary>cuDNN's and cuBLASLt's choices by problem, kept for the session (and a saved engine): heuristics are asked once per shape.</summary>
     TacticStore Choices => TacticStore.None;
 
+    /// <summary>
+    /// Matrix products planned as <see cref="MatmulProblem"/>s alone, without cuBLASLt (no descriptors, no algorithm: the
+    /// plan runs only on a reference runner): for plan tests on machines without a GPU.
+    /// </summary>
+    bool PlansMatmulsWithoutLibrary => false;
+
     /// <summary>A convolution's first plan in a new batch octave starts from the nearest known octave's choice (confirmed by a workspace query) instead of cuDNN's heuristics.</summary>
     bool NearestBatchChoices => false;
 

@@ -13,7 +13,8 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// <summary>
 /// Runs a plan's generated kernels on the CPU: each kernel's CUDA C source is compiled as C++ by g++ against a host
 /// prelude (half and bfloat16 through the compiler's own types, thread and block indices as globals) and called once
-/// per thread of its launch, in order; plans with library steps (cuDNN, cuBLASLt) cannot run. This checks the planner's index
+/// per thread of its launch, in order; matrix products planned without cuBLASLt (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>)
+/// run as reference loops; plans with other library steps (cuDNN, cuBLASLt) cannot run. This checks the planner's index
 /// arithmetic and each generator's semantics on a machine without a GPU; the GPU tests check the real thing. Kernels
 /// whose threads cooperate (warp shuffles, shared memory, barriers) run a block at a time with one host thread per
 /// CUDA thread, barriers and warp exchanges through pthreads; the attention kernel's warp-level instructions (mma.sync,
@@ -274,7 +275,7 @@ internal static partial class CpuKernelRunner
 
     /// <summary>Why a plan cannot run on the CPU (a library step), or null.</summary>
     public static string? CannotRun(ExecutionPlan plan) =>
-        plan.Steps.FirstOrDefault(s => s is not KernelStep) is { } step ? $"{step.Node} is a {step.GetType().Name}" : null;
+        plan.Steps.FirstOrDefault(s => s is not (KernelStep or MatmulStep)) is { } step ? $"{step.Node} is a {step.GetType().Name}" : null;
 
     /// <summary>True for kernels whose threads exchange values (warp shuffles, shared memory, barriers): those run a block's threads at once.</summary>
     private static bool Cooperates(string source) =>
@@ -448,12 +449,19 @@ internal static partial class CpuKernelRunner
     private static void RunSteps(ExecutionPlan plan, IntPtr[] pointers)
     {
         Prepare([plan]);
-        var kernels = plan.Steps.Skip(plan.FirstStep).Cast<KernelStep>().ToList();
+        var steps = plan.Steps.Skip(plan.FirstStep).ToList();
         lock (Gate)
         {
             // Kernels share the runner's globals (thread indices, barriers): one launch at a time.
-            foreach (var k in kernels)
+            foreach (var step in steps)
             {
+                if (step is MatmulStep product)
+                {
+                    RunMatmul(product, pointers);
+                    continue;
+                }
+
+                var k = (KernelStep)step;
                 var args = Marshal.AllocHGlobal(Math.Max(8, k.Args.Length));
                 try
                 {
@@ -464,6 +472,47 @@ internal static partial class CpuKernelRunner
                 finally
                 {
                     Marshal.FreeHGlobal(args);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A matrix product by its definition (<see cref="MatmulProblem"/>): Y = alpha op(A) op(B) + beta C + bias, summed in
+    /// double, each element rounded once to the plan's type, as cuBLASLt's fp32-accumulating kernels round.
+    /// </summary>
+    private static unsafe void RunMatmul(MatmulStep step, IntPtr[] pointers)
+    {
+        var p = step.Problem;
+        var half = p.Type == ElementType.Float16;
+        double Read(IntPtr at, long i) => half ? (double)((Half*)at)[i] : ((float*)at)[i];
+        var (b, a, d) = (pointers[step.Buffers[0]], pointers[step.Buffers[1]], pointers[step.Buffers[2]]);
+        var bias = step.Buffers[3] >= 0 ? pointers[step.Buffers[3]] : IntPtr.Zero;
+        var c = step.Buffers[4] >= 0 ? pointers[step.Buffers[4]] : d;
+        for (var t = 0; t < p.Batch; t++)
+        {
+            for (var i = 0; i < p.M; i++)
+            {
+                for (var j = 0; j < p.N; j++)
+                {
+                    var sum = 0.0;
+                    for (var k = 0; k < p.K; k++)
+                    {
+                        var x = Read(a, (t * p.StrideA) + (p.TransA ? (k * p.Lda) + i : (i * p.Lda) + k));
+                        var w = Read(b, (t * p.StrideB) + (p.TransB ? (j * p.Ldb) + k : (k * p.Ldb) + j));
+                        sum += x * w;
+                    }
+
+                    var at = (((long)t * p.M) + i) * p.N + j;
+                    var value = (p.Alpha * sum) + (p.Beta != 0 ? p.Beta * Read(c, at) : 0) + (bias != IntPtr.Zero ? Read(bias, j) : 0);
+                    if (half)
+                    {
+                        ((Half*)d)[at] = (Half)value;
+                    }
+                    else
+                    {
+                        ((float*)d)[at] = (float)value;
+                    }
                 }
             }
         }

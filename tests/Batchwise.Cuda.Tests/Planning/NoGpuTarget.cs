@@ -4,8 +4,11 @@ using Batchwise.Engines;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
-/// <summary>A plan target for graphs without convolutions or matrix products: planning them needs no GPU.</summary>
-internal sealed class NoGpuTarget(Precision precision = Precision.Fp32) : IPlanTarget
+/// <summary>
+/// A plan target for graphs without convolutions: planning them needs no GPU. Matrix products throw
+/// <see cref="NoLibraries"/>, or with <paramref name="hostMatmuls"/> are planned without cuBLASLt for the CPU runner.
+/// </summary>
+internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hostMatmuls = false) : IPlanTarget
 {
     /// <summary>What a library query throws here: the plan needs cuDNN or cuBLASLt.</summary>
     public const string NoLibraries = "no GPU in this test";
@@ -15,6 +18,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32) : IPlanT
     public int ComputeCapability => 90;
 
     public bool AllowTf32 => false;
+
+    public bool PlansMatmulsWithoutLibrary => hostMatmuls;
 
     public GroupedConvChoice GroupedConvolutions { get; init; } = GroupedConvChoice.Auto;
 

@@ -28,18 +28,79 @@ internal sealed unsafe partial class GraphCompiler
         var m = transA ? a.Shape[1] : a.Shape[0];
         var k = transA ? a.Shape[0] : a.Shape[1];
         var n = transB ? b.Shape[0] : b.Shape[1];
-        var y = Output(node, 0, a.Type, [m, n]);
         var beta = (float)attrs.Float("beta", 1.0);
+        PlanValue? bias = null, full = null;
         if (c is not null && beta != 0)
         {
-            ViewCopy(c, [m, n], Shapes.BroadcastStrides(c.Shape, [m, n]), 0, y, [n, 1], 0);
+            if (beta == 1 && IsBiasVector(c, n))
+            {
+                // A constant bias of N (a Linear layer's): added in cuBLASLt's epilogue, never broadcast into Y first.
+                (bias, beta) = (c, 0);
+            }
+            else if (c.Shape.SequenceEqual([m, n]) && !c.Nhwc)
+            {
+                full = c; // read in place as cuBLASLt's C
+            }
         }
         else
         {
             beta = 0;
         }
 
-        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta);
+        var broadcastC = c is not null && beta != 0 && bias is null && full is null;
+        var (name, residual) = !broadcastC && full is null ? TakeResidual(node.Output[0], [m, n], St(a)) : (node.Output[0], null);
+        var y = Output(name, a.Type, [m, n]);
+        if (residual is not null)
+        {
+            // beta * C is already spoken for by the Add that follows: C is its other operand, beta 1.
+            (full, beta) = (residual, 1);
+        }
+        else if (broadcastC)
+        {
+            ViewCopy(c!, [m, n], Shapes.BroadcastStrides(c!.Shape, [m, n]), 0, y, [n, 1], 0);
+        }
+
+        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full);
+    }
+
+    /// <summary>True for a constant of <paramref name="n"/> elements along its last axis (shape [N], [1, N], ...): a bias per output column.</summary>
+    private static bool IsBiasVector(PlanValue v, long n) =>
+        v.Constant is { IsFloat: true } && v.Shape.Length >= 1 && v.Shape[^1] == n && v.Count == n;
+
+    /// <summary>
+    /// Where a matrix product's result Y (of <paramref name="shape"/>) is read by one Add alone, and that Add's other
+    /// operand is a constant bias of N: the Add is taken into the product (cuBLASLt's bias epilogue). Returns the name the
+    /// result is stored under and the bias, or the product's own name and null.
+    /// </summary>
+    private (string Name, PlanValue? Bias) TakeBias(string name, long[] shape)
+    {
+        if (SoleConsumer(name) is { OpType: "Add", Input.Count: 2 } add && add.Input[0] != add.Input[1]
+            && _values.TryGetValue(add.Input[0] == name ? add.Input[1] : add.Input[0], out var bias)
+            && IsBiasVector(bias, shape[^1]) && bias.Shape.Length <= shape.Length)
+        {
+            _folded.Add(add);
+            return (add.Output[0], bias);
+        }
+
+        return (name, null);
+    }
+
+    /// <summary>
+    /// Where the result (of <paramref name="shape"/>, stored as <paramref name="type"/>) is read by one Add alone whose
+    /// other operand is a computed value of the same shape and type in row-major order (a residual connection): the Add
+    /// is taken into the product as its C, beta 1. Returns the name the result is stored under and the residual.
+    /// </summary>
+    private (string Name, PlanValue? Residual) TakeResidual(string name, long[] shape, ElementType type)
+    {
+        if (SoleConsumer(name) is { OpType: "Add", Input.Count: 2 } add && add.Input[0] != add.Input[1]
+            && _values.TryGetValue(add.Input[0] == name ? add.Input[1] : add.Input[0], out var residual)
+            && residual.Constant is null && !residual.Nhwc && St(residual) == type && residual.Shape.SequenceEqual(shape))
+        {
+            _folded.Add(add);
+            return (add.Output[0], residual);
+        }
+
+        return (name, null);
     }
 
     private void LowerMatMul(OnnxProto.NodeProto node, PlanValue a, PlanValue b)
@@ -76,17 +137,22 @@ internal sealed unsafe partial class GraphCompiler
             yShape.Add(n);
         }
 
-        var y = Output(node, 0, a.Type, yShape.ToArray());
         var batch = Shapes.Product(batchShape);
         var aCount = Shapes.Product(aBatch);
         var bCount = Shapes.Product(bBatch);
         if (bCount == 1)
         {
-            // [..., M, K] x [K, N]: one GEMM with M' = batch * M.
+            // [..., M, K] x [K, N]: one GEMM with M' = batch * M; a bias Add and a residual Add after it run in its
+            // epilogue (a transformer's projections and MLP: no elementwise pass over the result).
             var av = aCount == batch ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
-            EmitMatmul(av, b, y, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, 0);
+            var (name, bias) = b.Shape.Length > 1 ? TakeBias(node.Output[0], [.. yShape]) : (node.Output[0], null);
+            var (final, residual) = b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, null);
+            var product = Output(final, a.Type, [.. yShape]);
+            EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual);
             return;
         }
+
+        var y = Output(node, 0, a.Type, yShape.ToArray());
 
         var aOp = aCount == batch ? a : aCount == 1 ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
         var bOp = Broadcasted(b, batchShape.Concat(new[] { k, n }).ToArray());
@@ -99,7 +165,7 @@ internal sealed unsafe partial class GraphCompiler
     /// The fastest of cuBLASLt's top eight candidates for this product, timed on scratch buffers (CUDA events, median of
     /// five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank.
     /// </summary>
-    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout bl, CublasLtMatrixLayout al, CublasLtMatrixLayout dl, string key, long bElements, long aElements, long dElements, int elementSize)
+    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout bl, CublasLtMatrixLayout al, CublasLtMatrixLayout dl, string key, long bElements, long aElements, long dElements, int elementSize, long biasElements)
     {
         var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, 8);
         if (candidates.Length == 0)
@@ -117,6 +183,13 @@ internal sealed unsafe partial class GraphCompiler
         using var a = CudaDriver.Allocate(Math.Max(1, aElements) * elementSize);
         using var d = CudaDriver.Allocate(Math.Max(1, dElements) * elementSize);
         using var workspace = CudaDriver.Allocate(MatmulWorkspace);
+        using var bias = CudaDriver.Allocate(Math.Max(1, biasElements) * elementSize);
+        if (biasElements > 0)
+        {
+            // A bias epilogue reads its vector: a scratch one while timing (the step sets the plan's own when it runs).
+            CublasLt.SetBias(desc, bias.Pointer);
+        }
+
         using var start = CudaDriver.CreateEvent();
         using var end = CudaDriver.CreateEvent();
         var best = (Index: 0, Ms: double.PositiveInfinity);
@@ -159,16 +232,32 @@ internal sealed unsafe partial class GraphCompiler
     }
 
     /// <summary>
-    /// Row-major Y[M,N] = alpha op(A) op(B) + beta Y, through column-major cuBLASLt as Y^T = op(B)^T op(A)^T:
-    /// the row-major buffers read as their own transposes, so B goes first.
+    /// Row-major Y[M,N] = alpha op(A) op(B) + beta C + bias, through column-major cuBLASLt as Y^T = op(B)^T op(A)^T: the
+    /// row-major buffers read as their own transposes, so B goes first. C is Y itself unless <paramref name="c"/> is given
+    /// (a residual of Y's shape, read where it is); <paramref name="bias"/>, a constant of N, is added in the epilogue
+    /// (CUBLASLT_EPILOGUE_BIAS: per row of the column-major D, per column of Y).
     /// </summary>
-    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta)
+    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta, PlanValue? bias = null, PlanValue? c = null)
     {
-        var handle = _target.PlanningCublasLt;
         var half = St(a) == ElementType.Float16;
+        var problem = new MatmulProblem(St(a), m, n, k, transA, transB, lda, ldb, batch, strideA, strideB, alpha, beta);
+        if (_target.PlansMatmulsWithoutLibrary)
+        {
+            Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), null, null, null, null, default));
+            return;
+        }
+
+        var handle = _target.PlanningCublasLt;
         var dataType = half ? CublasLt.CUDA_R_16F : CublasLt.CUDA_R_32F;
         var compute = _target.AllowTf32 && !half ? CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32 : CublasLt.CUBLAS_COMPUTE_32F;
         var desc = CublasLt.MatmulDesc(compute, transB, transA);
+        if (bias is not null)
+        {
+            // The address is set when the step first runs (a constant buffer: the same for every context).
+            CublasLt.SetEpilogue(desc, CublasLt.CUBLASLT_EPILOGUE_BIAS, 0, dataType);
+            CublasLt.SetBiasType(desc, dataType);
+        }
+
         var bRows = transB ? k : n;
         var bCols = transB ? n : k;
         var aRows = transA ? m : k;
@@ -176,7 +265,7 @@ internal sealed unsafe partial class GraphCompiler
         var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
         var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
         var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
-        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}";
+        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}";
         var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
         CublasLt.HeuristicResult algo;
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -187,7 +276,7 @@ internal sealed unsafe partial class GraphCompiler
         else
         {
             algo = TimedLibrary("matmul_heuristics", () => _target.Tactics is { } cache
-                ? TimedMatmul(cache, handle, desc, bl, al, dl, key, (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4)
+                ? TimedMatmul(cache, handle, desc, bl, al, dl, key, (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4, bias is null ? 0 : n)
                 : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace));
             var bytes = new byte[sizeof(CublasLt.HeuristicResult)];
             MemoryMarshal.Write(bytes, in algo);
@@ -197,6 +286,6 @@ internal sealed unsafe partial class GraphCompiler
         LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
 
         ReserveWorkspace(MatmulWorkspace);
-        Emit(new MatmulStep(_node, Dev(b), Dev(a), Dev(y), desc, bl, al, dl, algo, alpha, beta));
+        Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), desc, bl, al, dl, algo));
     }
 }

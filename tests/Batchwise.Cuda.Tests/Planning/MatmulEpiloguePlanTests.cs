@@ -1,0 +1,209 @@
+using Batchwise.Cuda.Planning;
+using Batchwise.Cuda.Tests.Operators;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Operators;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// A transformer's MLP and projections: the bias Add and the residual Add after a matrix product run in cuBLASLt's
+/// epilogue (bias vector, C with beta 1), a Gemm's bias is never broadcast into Y first, and GELU's cube is a product,
+/// not powf. Planned without a GPU (matrix products as reference loops on the CPU runner) against ONNX Runtime.
+/// </summary>
+public sealed class MatmulEpiloguePlanTests
+{
+    private static ExecutionPlan Compile(Precision precision, OnnxModel model, IReadOnlyList<Tensor> inputs)
+    {
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        return new GraphCompiler(model, new NoGpuTarget(precision, hostMatmuls: true)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+    }
+
+    private static string Constant(GraphBuilder g, string name, float value) => g.Initializer(name, [], [value]);
+
+    /// <summary>
+    /// timm's ViT block MLP at a small size: LayerNorm, fc1 + bias, erf GELU as exported (Div, Erf, Add, Mul, Mul), fc2 +
+    /// bias, the residual Add; <paramref name="tokens"/> of width <paramref name="width"/>, hidden 3x wider.
+    /// </summary>
+    internal static OnnxModel VitMlp(long batch, long tokens, long width)
+    {
+        var g = new GraphBuilder("vit_mlp", 3);
+        var x = g.Input("x", ElementType.Float, batch, tokens, width);
+        var norm = g.Node("LayerNormalization", [x, g.Uniform("ln_g", [width], 0.5f, 1.5f), g.Weight("ln_b", [width], 0.1f)], GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-6f));
+        var h = g.Node("Add", [g.Node("MatMul", [norm, g.Weight("w1", [width, 3 * width], 0.2f)]), g.Weight("b1", [3 * width], 0.5f)]);
+        var gelu = g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [g.Node("Erf", [g.Node("Div", [h, Constant(g, "sqrt2", MathF.Sqrt(2f))])]), Constant(g, "one", 1f)])]), Constant(g, "half", 0.5f)]);
+        var fc2 = g.Node("Add", [g.Weight("b2", [width], 0.5f), g.Node("MatMul", [gelu, g.Weight("w2", [3 * width, width], 0.2f)])]);
+        g.Output(g.Rename(g.Node("Add", [x, fc2]), "y"), ElementType.Float, batch, tokens, width);
+        return g.Build("vit_mlp", 17);
+    }
+
+    /// <summary>
+    /// GPT-2's MLP as Hugging Face exports it: Gemm (transB, bias C of N), gelu_new (0.5 x (1 + tanh(sqrt(2/pi) (x +
+    /// 0.044715 x^3))) with Pow 3), Gemm with bias, then the residual Add.
+    /// </summary>
+    internal static OnnxModel Gpt2Mlp(long rows, long width)
+    {
+        var g = new GraphBuilder("gpt2_mlp", 5);
+        var x = g.Input("x", ElementType.Float, rows, width);
+        var h = g.Node("Gemm", [x, g.Weight("w1", [4 * width, width], 0.2f), g.Weight("b1", [4 * width], 0.5f)], GraphBuilder.Attr("transB", 1L));
+        var cube = g.Node("Pow", [h, Constant(g, "three", 3f)]);
+        var inner = g.Node("Mul", [g.Node("Add", [h, g.Node("Mul", [cube, Constant(g, "c", 0.044715f)])]), Constant(g, "k", MathF.Sqrt(2f / MathF.PI))]);
+        var gelu = g.Node("Mul", [g.Node("Mul", [h, Constant(g, "half", 0.5f)]), g.Node("Add", [g.Node("Tanh", [inner]), Constant(g, "one", 1f)])]);
+        var y = g.Node("Gemm", [gelu, g.Weight("w2", [4 * width, width], 0.2f), g.Weight("b2", [1, width], 0.5f)]);
+        g.Output(g.Rename(g.Node("Add", [y, x]), "y"), ElementType.Float, rows, width);
+        return g.Build("gpt2_mlp", 17);
+    }
+
+    private static List<Tensor> Inputs(OnnxModel model, int seed)
+    {
+        var rng = new Random(seed);
+        return [.. model.Inputs.Select(spec =>
+        {
+            var shape = spec.Shape.Select(d => d.Value!.Value).ToArray();
+            return Tensor.From<float>(ElementType.Float, shape, [.. Enumerable.Range(0, (int)Tensor.ElementCountOf(shape)).Select(_ => (float)((rng.NextDouble() * 4) - 2))]);
+        })];
+    }
+
+    private static void RequireCompiler()
+    {
+        if (CpuKernelRunner.Unavailable is { } why)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
+            Assert.Skip(why);
+        }
+    }
+
+    private static void AgreesWithOnnxRuntime(OnnxModel model, IReadOnlyList<Tensor> inputs, params Precision[] precisions)
+    {
+        RequireCompiler();
+        var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
+        var plans = precisions.Select(p => (Precision: p, Plan: Compile(p, model, inputs))).ToList();
+        CpuKernelRunner.Prepare(plans.Select(p => p.Plan)); // one g++ run for both
+        foreach (var (precision, plan) in plans)
+        {
+            var actual = CpuKernelRunner.Run(plan, inputs);
+            var difference = OperatorCaseModels.Difference(actual, expected, precision == Precision.Fp16 ? 2e-2 : 1e-4);
+            Assert.True(difference is null, $"{model.Graph.Name} ({precision}): {difference}");
+        }
+    }
+
+    private static List<MatmulStep> Products(ExecutionPlan plan) => [.. plan.Steps.OfType<MatmulStep>()];
+
+    [Theory]
+    [InlineData(Precision.Fp32)]
+    [InlineData(Precision.Fp16)]
+    public void Vit_mlp_bias_and_residual_adds_run_in_the_products_epilogues(Precision precision)
+    {
+        var model = VitMlp(2, 13, 24);
+        var plan = Compile(precision, model, Inputs(model, 1));
+
+        var (fc1, fc2) = (Products(plan)[0], Products(plan)[1]);
+        Assert.Equal(2, Products(plan).Count);
+        Assert.True(fc1.Buffers[3] >= 0 && fc1.Buffers[4] < 0, "fc1: a bias epilogue, no C");
+        Assert.True(fc2.Buffers[3] >= 0 && fc2.Buffers[4] >= 0 && fc2.Beta == 1, "fc2: a bias epilogue and the residual as C with beta 1");
+        var entered = precision == Precision.Fp32 ? plan.InputBuffers[0] : plan.Steps.OfType<KernelStep>().First(k => k.Node == "input x").Buffers[0];
+        Assert.Equal(entered, fc2.Buffers[4]);
+
+        // LayerNorm, the GELU chain (its bias taken by fc1): the only kernels; the Adds after fc2 are gone.
+        Assert.Equal(2, plan.Steps.OfType<KernelStep>().Count(k => !k.Node.StartsWith("input", StringComparison.Ordinal) && !k.Node.StartsWith("output", StringComparison.Ordinal)));
+        Assert.DoesNotContain(plan.Steps, s => s.Node.StartsWith("Add", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Vit_mlp_with_epilogues_matches_onnx_runtime()
+    {
+        var model = VitMlp(2, 13, 24);
+        AgreesWithOnnxRuntime(model, Inputs(model, 2), Precision.Fp32, Precision.Fp16);
+    }
+
+    [Theory]
+    [InlineData(Precision.Fp32)]
+    [InlineData(Precision.Fp16)]
+    public void Gpt2_mlp_gemm_biases_are_epilogues_and_the_cube_is_a_product(Precision precision)
+    {
+        var model = Gpt2Mlp(37, 16);
+        var plan = Compile(precision, model, Inputs(model, 3));
+
+        var products = Products(plan);
+        Assert.Equal(2, products.Count);
+        Assert.All(products, p => Assert.True(p.Buffers[3] >= 0, $"{p.Node}: no bias epilogue"));
+        Assert.True(products[1].Buffers[4] >= 0 && products[1].Beta == 1, "the residual Add after the second Gemm is its C");
+        var kernels = plan.Steps.OfType<KernelStep>().ToList();
+        // One kernel (the GELU chain, written where the second Gemm reads it) besides the precision conversions: no bias broadcast copies, no Add.
+        Assert.Single(kernels, k => !k.Node.StartsWith("input", StringComparison.Ordinal) && !k.Node.StartsWith("output", StringComparison.Ordinal));
+        Assert.DoesNotContain(kernels, k => k.Source.Contains("pow", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Gpt2_mlp_with_epilogues_matches_onnx_runtime()
+    {
+        var model = Gpt2Mlp(37, 16);
+        AgreesWithOnnxRuntime(model, Inputs(model, 4), Precision.Fp32, Precision.Fp16);
+    }
+
+    [Fact]
+    public void A_product_also_read_elsewhere_keeps_its_adds_and_matches_onnx_runtime()
+    {
+        // The MatMul's result is a graph output too: the bias Add cannot be taken into it. The biased value is read
+        // twice (residual Add and a Relu output): the residual cannot be taken either.
+        var g = new GraphBuilder("shared_product", 5);
+        var x = g.Input("x", ElementType.Float, 3L, 7L, 10L);
+        var p = g.Node("MatMul", [x, g.Weight("w", [10, 10], 0.3f)]);
+        var biased = g.Node("Add", [p, g.Weight("b", [10], 0.5f)]);
+        var res = g.Node("Add", [g.Node("MatMul", [biased, g.Weight("w2", [10, 10], 0.3f)]), biased]);
+        g.Output(g.Rename(p, "p"), ElementType.Float, 3L, 7L, 10L);
+        g.Output(g.Rename(res, "y"), ElementType.Float, 3L, 7L, 10L);
+        g.Output(g.Rename(g.Node("Relu", [biased]), "r"), ElementType.Float, 3L, 7L, 10L);
+        var model = g.Build("shared_product", 17);
+        var inputs = Inputs(model, 5);
+
+        var products = Products(Compile(Precision.Fp32, model, inputs));
+        Assert.True(products[0].Buffers[3] < 0 && products[0].Buffers[4] < 0, "the first product has consumers besides the bias Add");
+        Assert.True(products[1].Buffers[3] < 0 && products[1].Buffers[4] >= 0, "the second product's residual Add is its C (the residual itself is read elsewhere: fine)");
+        AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
+    }
+
+    [Fact]
+    public void A_gemm_reads_a_full_c_in_place_and_a_broadcast_c_other_than_a_bias_is_copied()
+    {
+        var g = new GraphBuilder("gemm_c", 5);
+        var a = g.Input("a", ElementType.Float, 6L, 5L);
+        var c = g.Input("c", ElementType.Float, 6L, 4L);
+        var full = g.Node("Gemm", [a, g.Weight("w", [5, 4], 0.3f), c], GraphBuilder.Attr("beta", 0.5f), GraphBuilder.Attr("alpha", 2f));
+        var column = g.Node("Gemm", [a, g.Weight("w2", [5, 4], 0.3f), g.Weight("col", [6, 1], 0.5f)]);
+        var scaledBias = g.Node("Gemm", [a, g.Weight("w3", [5, 4], 0.3f), g.Weight("bias", [4], 0.5f)], GraphBuilder.Attr("beta", 3f));
+        g.Output(g.Rename(full, "full"), ElementType.Float, 6L, 4L);
+        g.Output(g.Rename(column, "column"), ElementType.Float, 6L, 4L);
+        g.Output(g.Rename(scaledBias, "scaled"), ElementType.Float, 6L, 4L);
+        var model = g.Build("gemm_c", 17);
+        var inputs = Inputs(model, 6);
+
+        var plan = Compile(Precision.Fp32, model, inputs);
+        var products = Products(plan);
+        Assert.Equal(plan.InputBuffers[1], products[0].Buffers[4]);
+        Assert.Equal(0.5f, products[0].Beta);
+        Assert.True(products[1].Buffers[3] < 0 && products[1].Buffers[4] < 0 && products[1].Beta == 1, "a [M, 1] C is broadcast into Y, then beta 1");
+        Assert.True(products[2].Buffers[3] < 0 && products[2].Beta == 3, "a bias scaled by beta 3 is broadcast into Y, not an epilogue");
+        Assert.Equal(2, plan.Steps.OfType<KernelStep>().Count(k => k.Node.StartsWith("Gemm", StringComparison.Ordinal)));
+        AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
+    }
+
+    [Theory]
+    [InlineData(2f, false)]
+    [InlineData(3f, false)]
+    [InlineData(1.5f, true)]
+    public void Pow_by_two_or_three_is_a_product_and_other_exponents_call_powf(float exponent, bool powf)
+    {
+        var g = new GraphBuilder("pow", 5);
+        var x = g.Input("x", ElementType.Float, 4L, 9L);
+        g.Output(g.Rename(g.Node("Pow", [g.Node("Abs", [x]), Constant(g, "e", exponent)]), "y"), ElementType.Float, 4L, 9L);
+        var model = g.Build("pow", 17);
+        var inputs = Inputs(model, 7);
+
+        var plan = Compile(Precision.Fp32, model, inputs);
+        var kernel = Assert.Single(plan.Steps.OfType<KernelStep>());
+        Assert.Equal(powf, kernel.Source.Contains("powf", StringComparison.Ordinal));
+        AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
+    }
+}
