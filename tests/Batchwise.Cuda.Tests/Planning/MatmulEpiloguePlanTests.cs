@@ -24,38 +24,51 @@ public sealed class MatmulEpiloguePlanTests
 
     /// <summary>
     /// timm's ViT block MLP at a small size: LayerNorm, fc1 + bias, erf GELU as exported (Div, Erf, Add, Mul, Mul), fc2 +
-    /// bias, the residual Add; <paramref name="tokens"/> of width <paramref name="width"/>, hidden 3x wider.
+    /// bias, the residual Add; <paramref name="tokens"/> of width <paramref name="width"/>, weights scaled by 1/sqrt(fan-in).
     /// </summary>
-    internal static OnnxModel VitMlp(long batch, long tokens, long width)
+    internal static OnnxModel VitMlp(long batch, long tokens, long width, long hidden)
     {
         var g = new GraphBuilder("vit_mlp", 3);
         var x = g.Input("x", ElementType.Float, batch, tokens, width);
         var norm = g.Node("LayerNormalization", [x, g.Uniform("ln_g", [width], 0.5f, 1.5f), g.Weight("ln_b", [width], 0.1f)], GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-6f));
-        var h = g.Node("Add", [g.Node("MatMul", [norm, g.Weight("w1", [width, 3 * width], 0.2f)]), g.Weight("b1", [3 * width], 0.5f)]);
+        var h = g.Node("Add", [g.Node("MatMul", [norm, g.Weight("w1", [width, hidden], 1 / MathF.Sqrt(width))]), g.Weight("b1", [hidden], 0.5f)]);
         var gelu = g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [g.Node("Erf", [g.Node("Div", [h, Constant(g, "sqrt2", MathF.Sqrt(2f))])]), Constant(g, "one", 1f)])]), Constant(g, "half", 0.5f)]);
-        var fc2 = g.Node("Add", [g.Weight("b2", [width], 0.5f), g.Node("MatMul", [gelu, g.Weight("w2", [3 * width, width], 0.2f)])]);
+        var fc2 = g.Node("Add", [g.Weight("b2", [width], 0.5f), g.Node("MatMul", [gelu, g.Weight("w2", [hidden, width], 1 / MathF.Sqrt(hidden))])]);
         g.Output(g.Rename(g.Node("Add", [x, fc2]), "y"), ElementType.Float, batch, tokens, width);
         return g.Build("vit_mlp", 17);
     }
 
     /// <summary>
-    /// GPT-2's MLP as Hugging Face exports it: Gemm (transB, bias C of N), gelu_new (0.5 x (1 + tanh(sqrt(2/pi) (x +
-    /// 0.044715 x^3))) with Pow 3), Gemm with bias, then the residual Add.
+    /// GPT-2's MLP as Hugging Face exports it: [B, S, C] reshaped to [B*S, C], Gemm (transB, bias C of N), gelu_new (0.5 x
+    /// (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with Pow 3), Gemm with bias, reshaped back to [B, S, C], the residual Add.
     /// </summary>
-    internal static OnnxModel Gpt2Mlp(long rows, long width)
+    internal static OnnxModel Gpt2Mlp(long batch, long seq, long width, long hidden)
     {
         var g = new GraphBuilder("gpt2_mlp", 5);
-        var x = g.Input("x", ElementType.Float, rows, width);
-        var h = g.Node("Gemm", [x, g.Weight("w1", [4 * width, width], 0.2f), g.Weight("b1", [4 * width], 0.5f)], GraphBuilder.Attr("transB", 1L));
+        var x = g.Input("x", ElementType.Float, batch, seq, width);
+        var rows = g.Node("Reshape", [x, g.Int64s("rows", [-1, width])]);
+        var h = g.Node("Gemm", [rows, g.Weight("w1", [hidden, width], 1 / MathF.Sqrt(width)), g.Weight("b1", [hidden], 0.5f)], GraphBuilder.Attr("transB", 1L));
         var cube = g.Node("Pow", [h, Constant(g, "three", 3f)]);
         var inner = g.Node("Mul", [g.Node("Add", [h, g.Node("Mul", [cube, Constant(g, "c", 0.044715f)])]), Constant(g, "k", MathF.Sqrt(2f / MathF.PI))]);
         var gelu = g.Node("Mul", [g.Node("Mul", [h, Constant(g, "half", 0.5f)]), g.Node("Add", [g.Node("Tanh", [inner]), Constant(g, "one", 1f)])]);
-        var y = g.Node("Gemm", [gelu, g.Weight("w2", [4 * width, width], 0.2f), g.Weight("b2", [1, width], 0.5f)]);
-        g.Output(g.Rename(g.Node("Add", [y, x]), "y"), ElementType.Float, rows, width);
+        var y = g.Node("Gemm", [gelu, g.Weight("w2", [hidden, width], 1 / MathF.Sqrt(hidden)), g.Weight("b2", [1, width], 0.5f)]);
+        var back = g.Node("Reshape", [y, g.Int64s("back", [batch, seq, width])]);
+        g.Output(g.Rename(g.Node("Add", [back, x]), "y"), ElementType.Float, batch, seq, width);
         return g.Build("gpt2_mlp", 17);
     }
 
-    private static List<Tensor> Inputs(OnnxModel model, int seed)
+    /// <summary>One projection with its bias and residual: y = x W + b + r, x [rows, k], r [rows, n] (ViT-S's fc2 alone at k 1536, n 384).</summary>
+    internal static OnnxModel Projection(long rows, long k, long n)
+    {
+        var g = new GraphBuilder("projection", 7);
+        var x = g.Input("x", ElementType.Float, rows, k);
+        var r = g.Input("r", ElementType.Float, rows, n);
+        var p = g.Node("Add", [g.Node("MatMul", [x, g.Weight("w", [k, n], 1 / MathF.Sqrt(k))]), g.Weight("b", [n], 0.5f)]);
+        g.Output(g.Rename(g.Node("Add", [p, r]), "y"), ElementType.Float, rows, n);
+        return g.Build("projection", 17);
+    }
+
+    internal static List<Tensor> Inputs(OnnxModel model, int seed)
     {
         var rng = new Random(seed);
         return [.. model.Inputs.Select(spec =>
@@ -95,7 +108,7 @@ public sealed class MatmulEpiloguePlanTests
     [InlineData(Precision.Fp16)]
     public void Vit_mlp_bias_and_residual_adds_run_in_the_products_epilogues(Precision precision)
     {
-        var model = VitMlp(2, 13, 24);
+        var model = VitMlp(2, 13, 24, 72);
         var plan = Compile(precision, model, Inputs(model, 1));
 
         var (fc1, fc2) = (Products(plan)[0], Products(plan)[1]);
@@ -113,7 +126,7 @@ public sealed class MatmulEpiloguePlanTests
     [Fact]
     public void Vit_mlp_with_epilogues_matches_onnx_runtime()
     {
-        var model = VitMlp(2, 13, 24);
+        var model = VitMlp(2, 13, 24, 72);
         AgreesWithOnnxRuntime(model, Inputs(model, 2), Precision.Fp32, Precision.Fp16);
     }
 
@@ -122,13 +135,13 @@ public sealed class MatmulEpiloguePlanTests
     [InlineData(Precision.Fp16)]
     public void Gpt2_mlp_gemm_biases_are_epilogues_and_the_cube_is_a_product(Precision precision)
     {
-        var model = Gpt2Mlp(37, 16);
+        var model = Gpt2Mlp(3, 13, 16, 64);
         var plan = Compile(precision, model, Inputs(model, 3));
 
         var products = Products(plan);
         Assert.Equal(2, products.Count);
         Assert.All(products, p => Assert.True(p.Buffers[3] >= 0, $"{p.Node}: no bias epilogue"));
-        Assert.True(products[1].Buffers[4] >= 0 && products[1].Beta == 1, "the residual Add after the second Gemm is its C");
+        Assert.True(products[1].Buffers[4] >= 0 && products[1].Beta == 1, "the residual Add after the second Gemm (and its Reshape) is its C");
         var kernels = plan.Steps.OfType<KernelStep>().ToList();
         // One kernel (the GELU chain, written where the second Gemm reads it) besides the precision conversions: no bias broadcast copies, no Add.
         Assert.Single(kernels, k => !k.Node.StartsWith("input", StringComparison.Ordinal) && !k.Node.StartsWith("output", StringComparison.Ordinal));
@@ -138,8 +151,19 @@ public sealed class MatmulEpiloguePlanTests
     [Fact]
     public void Gpt2_mlp_with_epilogues_matches_onnx_runtime()
     {
-        var model = Gpt2Mlp(37, 16);
+        var model = Gpt2Mlp(3, 13, 16, 64);
         AgreesWithOnnxRuntime(model, Inputs(model, 4), Precision.Fp32, Precision.Fp16);
+    }
+
+    [Fact]
+    public void A_projection_is_one_product_with_bias_and_residual_and_matches_onnx_runtime()
+    {
+        var model = Projection(21, 40, 24);
+        var inputs = Inputs(model, 8);
+        var plan = Compile(Precision.Fp32, model, inputs);
+        var product = Assert.IsType<MatmulStep>(Assert.Single(plan.Steps));
+        Assert.Equal(plan.InputBuffers[1], product.Buffers[4]);
+        AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
     }
 
     [Fact]

@@ -48,8 +48,8 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         var broadcastC = c is not null && beta != 0 && bias is null && full is null;
-        var (name, residual) = !broadcastC && full is null ? TakeResidual(node.Output[0], [m, n], St(a)) : (node.Output[0], null);
-        var y = Output(name, a.Type, [m, n]);
+        var (name, yShape, residual) = !broadcastC && full is null ? TakeResidual(node.Output[0], [m, n], St(a)) : (node.Output[0], [m, n], null);
+        var y = Output(name, a.Type, yShape);
         if (residual is not null)
         {
             // beta * C is already spoken for by the Add that follows: C is its other operand, beta 1.
@@ -88,19 +88,44 @@ internal sealed unsafe partial class GraphCompiler
     /// <summary>
     /// Where the result (of <paramref name="shape"/>, stored as <paramref name="type"/>) is read by one Add alone whose
     /// other operand is a computed value of the same shape and type in row-major order (a residual connection): the Add
-    /// is taken into the product as its C, beta 1. Returns the name the result is stored under and the residual.
+    /// is taken into the product as its C, beta 1. One Reshape alone between them is looked through (GPT-2's Conv1D
+    /// layers: a Gemm over [B*S, C], reshaped to [B, S, C], then the residual): the same elements in the same order.
+    /// Returns the name the result is stored under (at the Add's shape) and the residual.
     /// </summary>
-    private (string Name, PlanValue? Residual) TakeResidual(string name, long[] shape, ElementType type)
+    private (string Name, long[] Shape, PlanValue? Residual) TakeResidual(string name, long[] shape, ElementType type)
     {
-        if (SoleConsumer(name) is { OpType: "Add", Input.Count: 2 } add && add.Input[0] != add.Input[1]
-            && _values.TryGetValue(add.Input[0] == name ? add.Input[1] : add.Input[0], out var residual)
-            && residual.Constant is null && !residual.Nhwc && St(residual) == type && residual.Shape.SequenceEqual(shape))
+        var next = SoleConsumer(name);
+        var (readAs, at) = (name, shape);
+        if (next is { OpType: "Reshape" } reshape && ReshapedShape(reshape, shape) is { } target)
         {
-            _folded.Add(add);
-            return (add.Output[0], residual);
+            (readAs, at) = (reshape.Output[0], target);
+            next = SoleConsumer(readAs);
         }
 
-        return (name, null);
+        if (next is { OpType: "Add", Input.Count: 2 } add && add.Input[0] != add.Input[1]
+            && _values.TryGetValue(add.Input[0] == readAs ? add.Input[1] : add.Input[0], out var residual)
+            && residual.Constant is null && !residual.Nhwc && St(residual) == type && residual.Shape.SequenceEqual(at))
+        {
+            if (readAs != name)
+            {
+                _folded.Add(SoleConsumer(name)!);
+            }
+
+            _folded.Add(add);
+            return (add.Output[0], at, residual);
+        }
+
+        return (name, shape, null);
+    }
+
+    /// <summary>What a Reshape gives for an input of <paramref name="shape"/>, where its target is a constant here; else null.</summary>
+    private long[]? ReshapedShape(OnnxProto.NodeProto reshape, long[] shape)
+    {
+        var attrs = new NodeAttributes(reshape);
+        var target = _model.Opset >= 5
+            ? reshape.Input.Count > 1 && _values.TryGetValue(reshape.Input[1], out var t) && t.Constant is { } c ? c.AsLongs() : null
+            : attrs.Ints("shape");
+        return target is null ? null : Shapes.ReshapeTarget(shape, target, attrs.Int("allowzero", 0) != 0);
     }
 
     private void LowerMatMul(OnnxProto.NodeProto node, PlanValue a, PlanValue b)
@@ -146,8 +171,8 @@ internal sealed unsafe partial class GraphCompiler
             // epilogue (a transformer's projections and MLP: no elementwise pass over the result).
             var av = aCount == batch ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
             var (name, bias) = b.Shape.Length > 1 ? TakeBias(node.Output[0], [.. yShape]) : (node.Output[0], null);
-            var (final, residual) = b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, null);
-            var product = Output(final, a.Type, [.. yShape]);
+            var (final, finalShape, residual) = b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
+            var product = Output(final, a.Type, finalShape);
             EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual);
             return;
         }
