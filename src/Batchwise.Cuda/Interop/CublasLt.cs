@@ -18,6 +18,8 @@ internal static unsafe partial class CublasLt
     public const int CUBLASLT_EPILOGUE_RELU = 2;
     public const int CUBLASLT_EPILOGUE_BIAS = 4;
     public const int CUBLASLT_EPILOGUE_RELU_BIAS = 6;
+    public const int CUBLASLT_EPILOGUE_GELU = 32;
+    public const int CUBLASLT_EPILOGUE_GELU_BIAS = 36;
     public const int CUBLAS_COMPUTE_32F = 68;
     public const int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
     public const int CUBLAS_OP_N = 0;

@@ -221,10 +221,11 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
 /// <summary>
 /// A matrix product as planned, row-major: Y[M, N] = alpha op(A) op(B) + beta C + bias (bias one per column, C of Y's
-/// shape: Y itself unless the step names its own), <paramref name="Batch"/> times at the given strides. What a reference
-/// runner needs; the cuBLASLt descriptors say the same thing column-major.
+/// shape: Y itself unless the step names its own), then GELU's tanh form where <paramref name="TanhGelu"/>,
+/// <paramref name="Batch"/> times at the given strides. What a reference runner needs; the cuBLASLt descriptors say the
+/// same thing column-major.
 /// </summary>
-internal sealed record MatmulProblem(ElementType Type, int M, int N, int K, bool TransA, bool TransB, long Lda, long Ldb, int Batch, long StrideA, long StrideB, float Alpha, float Beta);
+internal sealed record MatmulProblem(ElementType Type, int M, int N, int K, bool TransA, bool TransB, long Lda, long Ldb, int Batch, long StrideA, long StrideB, float Alpha, float Beta, bool TanhGelu = false);
 
 /// <summary>
 /// A cuBLASLt matrix product (<see cref="MatmulProblem"/>): buffers B, A, Y (cuBLASLt's A, B and D: row-major Y^T =

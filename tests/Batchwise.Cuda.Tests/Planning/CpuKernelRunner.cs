@@ -478,7 +478,7 @@ internal static partial class CpuKernelRunner
     }
 
     /// <summary>
-    /// A matrix product by its definition (<see cref="MatmulProblem"/>): Y = alpha op(A) op(B) + beta C + bias, summed in
+    /// A matrix product by its definition (<see cref="MatmulProblem"/>): Y = alpha op(A) op(B) + beta C + bias (then GELU), summed in
     /// double, each element rounded once to the plan's type, as cuBLASLt's fp32-accumulating kernels round.
     /// </summary>
     private static unsafe void RunMatmul(MatmulStep step, IntPtr[] pointers)
@@ -505,6 +505,11 @@ internal static partial class CpuKernelRunner
 
                     var at = (((long)t * p.M) + i) * p.N + j;
                     var value = (p.Alpha * sum) + (p.Beta != 0 ? p.Beta * Read(c, at) : 0) + (bias != IntPtr.Zero ? Read(bias, j) : 0);
+                    if (p.TanhGelu)
+                    {
+                        value = 0.5 * value * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (value + (0.044715 * value * value * value))));
+                    }
+
                     if (half)
                     {
                         ((Half*)d)[at] = (Half)value;

@@ -48,7 +48,8 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         var broadcastC = c is not null && beta != 0 && bias is null && full is null;
-        var (name, yShape, residual) = !broadcastC && full is null ? TakeResidual(node.Output[0], [m, n], St(a)) : (node.Output[0], [m, n], null);
+        var gelu = !broadcastC && full is null ? TakeTanhGelu(node.Output[0]) : null;
+        var (name, yShape, residual) = gelu is not null ? (gelu, [m, n], null) : !broadcastC && full is null ? TakeResidual(node.Output[0], [m, n], St(a)) : (node.Output[0], [m, n], null);
         var y = Output(name, a.Type, yShape);
         if (residual is not null)
         {
@@ -60,7 +61,7 @@ internal sealed unsafe partial class GraphCompiler
             ViewCopy(c!, [m, n], Shapes.BroadcastStrides(c!.Shape, [m, n]), 0, y, [n, 1], 0);
         }
 
-        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full);
+        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full, gelu is not null);
     }
 
     /// <summary>True for a constant of <paramref name="n"/> elements along its last axis (shape [N], [1, N], ...): a bias per output column.</summary>
@@ -118,6 +119,60 @@ internal sealed unsafe partial class GraphCompiler
         return (name, shape, null);
     }
 
+    /// <summary>
+    /// Where the product's result (its bias taken) feeds elementwise nodes that together compute GELU's tanh form,
+    /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new; Gelu with approximate "tanh"), read nowhere
+    /// else: they are taken into the product (cuBLASLt's GELU epilogue computes exactly that form). Recognised by what
+    /// they compute, not by their spelling: the nodes after the product that read only it, each other and one-element
+    /// constants are evaluated on the host at sample points, and the first whose values are that GELU's ends the chain.
+    /// GELU's erf form (timm's and Hugging Face's ViT) is not taken: cuBLASLt has no exact epilogue for it. Returns
+    /// the name the activation is stored under, or null.
+    /// </summary>
+    private string? TakeTanhGelu(string name)
+    {
+        double[] samples = [-5, -3, -1.7, -1, -0.4, -0.05, 0, 0.1, 0.6, 1.3, 2.2, 4];
+        static double Reference(double x) => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x))));
+        var values = new Dictionary<string, HostTensor>(StringComparer.Ordinal) { [name] = HostTensor.OfFloats(ElementType.Float, [samples.Length], samples) };
+        var chain = new List<OnnxProto.NodeProto>();
+        var nodes = _model.Graph.Node;
+        for (var i = _nodeIndex + 1; i < nodes.Count && i <= _nodeIndex + 24 && chain.Count < 12; i++)
+        {
+            var node = nodes[i];
+            var reads = node.Input.Where(x => x.Length > 0).ToList();
+            if (_folded.Contains(node) || node.Output.Count != 1 || !(ElementwiseOps.Handles(node.OpType) || node.OpType == "Gelu") || !reads.Any(values.ContainsKey)
+                || !reads.All(x => values.ContainsKey(x) || (_values.TryGetValue(x, out var c) && c.Constant is { Count: 1 })))
+            {
+                continue;
+            }
+
+            var ins = node.Input.Select(x => x.Length == 0 ? null : values.TryGetValue(x, out var h) ? new PlanValue(h.Type, h.Shape, h) : _values[x]).ToArray();
+            if (HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed: true) is not [{ IsFloat: true } y] || y.Count != samples.Length)
+            {
+                return null;
+            }
+
+            chain.Add(node);
+            values[node.Output[0]] = y;
+            if (!samples.Select((x, k) => Math.Abs(y[k] - Reference(x)) <= 1e-5 * Math.Max(1, Math.Abs(Reference(x)))).All(ok => ok))
+            {
+                continue;
+            }
+
+            // The chain's values are read by the chain alone (the last by anything).
+            var inside = chain.SelectMany(n => n.Output).Append(name).ToHashSet(StringComparer.Ordinal);
+            var members = chain.ToHashSet(ReferenceEqualityComparer.Instance);
+            if (inside.Where(v => v != node.Output[0]).Any(v => _graphOutputs.Contains(v) || _consumers.GetValueOrDefault(v, []).Any(u => !members.Contains(u))))
+            {
+                return null;
+            }
+
+            _folded.UnionWith(chain);
+            return node.Output[0];
+        }
+
+        return null;
+    }
+
     /// <summary>What a Reshape gives for an input of <paramref name="shape"/>, where its target is a constant here; else null.</summary>
     private long[]? ReshapedShape(OnnxProto.NodeProto reshape, long[] shape)
     {
@@ -171,9 +226,10 @@ internal sealed unsafe partial class GraphCompiler
             // epilogue (a transformer's projections and MLP: no elementwise pass over the result).
             var av = aCount == batch ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
             var (name, bias) = b.Shape.Length > 1 ? TakeBias(node.Output[0], [.. yShape]) : (node.Output[0], null);
-            var (final, finalShape, residual) = b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
+            var gelu = b.Shape.Length > 1 ? TakeTanhGelu(name) : null;
+            var (final, finalShape, residual) = gelu is not null ? (gelu, [.. yShape], null) : b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
             var product = Output(final, a.Type, finalShape);
-            EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual);
+            EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual, gelu is not null);
             return;
         }
 
@@ -260,12 +316,13 @@ internal sealed unsafe partial class GraphCompiler
     /// Row-major Y[M,N] = alpha op(A) op(B) + beta C + bias, through column-major cuBLASLt as Y^T = op(B)^T op(A)^T: the
     /// row-major buffers read as their own transposes, so B goes first. C is Y itself unless <paramref name="c"/> is given
     /// (a residual of Y's shape, read where it is); <paramref name="bias"/>, a constant of N, is added in the epilogue
-    /// (CUBLASLT_EPILOGUE_BIAS: per row of the column-major D, per column of Y).
+    /// (CUBLASLT_EPILOGUE_BIAS: per row of the column-major D, per column of Y), then GELU's tanh form where
+    /// <paramref name="tanhGelu"/> (CUBLASLT_EPILOGUE_GELU_BIAS).
     /// </summary>
-    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta, PlanValue? bias = null, PlanValue? c = null)
+    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta, PlanValue? bias = null, PlanValue? c = null, bool tanhGelu = false)
     {
         var half = St(a) == ElementType.Float16;
-        var problem = new MatmulProblem(St(a), m, n, k, transA, transB, lda, ldb, batch, strideA, strideB, alpha, beta);
+        var problem = new MatmulProblem(St(a), m, n, k, transA, transB, lda, ldb, batch, strideA, strideB, alpha, beta, tanhGelu);
         if (_target.PlansMatmulsWithoutLibrary)
         {
             Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), null, null, null, null, default));
@@ -279,8 +336,12 @@ internal sealed unsafe partial class GraphCompiler
         if (bias is not null)
         {
             // The address is set when the step first runs (a constant buffer: the same for every context).
-            CublasLt.SetEpilogue(desc, CublasLt.CUBLASLT_EPILOGUE_BIAS, 0, dataType);
+            CublasLt.SetEpilogue(desc, tanhGelu ? CublasLt.CUBLASLT_EPILOGUE_GELU_BIAS : CublasLt.CUBLASLT_EPILOGUE_BIAS, 0, dataType);
             CublasLt.SetBiasType(desc, dataType);
+        }
+        else if (tanhGelu)
+        {
+            CublasLt.SetEpilogue(desc, CublasLt.CUBLASLT_EPILOGUE_GELU, 0, dataType);
         }
 
         var bRows = transB ? k : n;
@@ -290,7 +351,7 @@ internal sealed unsafe partial class GraphCompiler
         var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
         var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
         var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
-        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}";
+        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}{(tanhGelu ? "|gelu" : string.Empty)}";
         var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
         CublasLt.HeuristicResult algo;
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
