@@ -17,14 +17,21 @@ internal static partial class KernelSource
     /// </summary>
     public static (int Vector, int Loads)? RowLayout(ElementType type, long cols)
     {
+        var vector = RowVector(type, cols);
+        var loads = (cols + (32L * vector) - 1) / (32L * vector);
+        return cols > 0 && loads * vector <= MaxRowRegisters ? (vector, (int)loads) : null;
+    }
+
+    /// <summary>Elements per load: 16 bytes' worth, halved until they divide <paramref name="cols"/>.</summary>
+    private static int RowVector(ElementType type, long cols)
+    {
         var vector = 16 / type.SizeOf();
         while (vector > 1 && cols % vector != 0)
         {
             vector /= 2;
         }
 
-        var loads = (cols + (32L * vector) - 1) / (32L * vector);
-        return cols > 0 && loads * vector <= MaxRowRegisters ? (vector, (int)loads) : null;
+        return vector;
     }
 
     /// <summary>
@@ -102,6 +109,118 @@ internal static partial class KernelSource
                 #pragma unroll
                 for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
                     const {{ix}} at = (({{ix}})it * 32 + lane) * {{lit}};
+                    if (at >= {{c}}) continue;
+                    const {{pvec}} g = *(const {{pvec}}*)(scale + at);
+                    {{pvec}} b;
+                    {{(hasBias ? $"b = *(const {pvec}*)(bias + at);" : $"for (int u = 0; u < {lit}; u++) b.v[u] = 0.f;")}}
+                    {{vec}} o;
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) o.v[u] = ({{t}})((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]);
+                    *({{vec}}*)(yr + at) = o;
+                }
+                if (lane == 0) {
+                    if (meanOut) meanOut[row] = mean;
+                    if (invStdOut) invStdOut[row] = inv;
+                }
+
+            """);
+        var code = w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
+        code = WithVector(code, t, vector * type.SizeOf(), vector);
+        return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + code.Source };
+    }
+
+    /// <summary>
+    /// The warps per row (2 to 8, a power of two) that hold a row of <paramref name="cols"/> in registers for
+    /// <see cref="LayerNormWideRows"/> (rows of 1,025 to 8,192 half or float elements), or null.
+    /// </summary>
+    public static int? WideRowWarps(ElementType type, long cols)
+    {
+        var vector = RowVector(type, cols);
+        for (var warps = 2; warps <= BlockSize / 32; warps *= 2)
+        {
+            if (cols > 0 && ((cols + (32L * warps * vector) - 1) / (32L * warps * vector)) * vector <= MaxRowRegisters)
+            {
+                return warps;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// <see cref="LayerNormRows"/> for rows too wide for one warp's registers: <paramref name="warps"/> warps of a block
+    /// per row (<see cref="WideRowWarps"/>), the row read once in 16-byte loads into registers, the sums exchanged
+    /// through shared memory, written once. Threads past the last row take part in the barriers and touch nothing.
+    /// </summary>
+    public static KernelCode LayerNormWideRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, int warps)
+    {
+        var vector = RowVector(type, cols);
+        var width = 32 * warps;
+        var loads = (int)((cols + ((long)width * vector) - 1) / ((long)width * vector));
+        var t = CType(type);
+        var pt = CType(paramType);
+        var w = new KernelWriter(KernelWriter.Fits32((rows * cols) + ((long)width * vector * loads)));
+        var ix = w.Idx;
+        var r = w.Size("rows", rows);
+        var c = w.Size("cols", cols);
+        var vec = Name + "_vec";
+        var pvec = Name + "_pvec";
+        var lit = KernelWriter.Lit(vector);
+        var n = KernelWriter.Lit(loads);
+        var wl = KernelWriter.Lit(warps);
+        var step = KernelWriter.Lit(width);
+        w.Body.Append($$"""
+                __shared__ float part[{{KernelWriter.Lit(BlockSize / 32)}}];
+                const unsigned warp = threadIdx.x >> 5;
+                const unsigned first = warp / {{wl}} * {{wl}};
+                const unsigned lane = threadIdx.x - first * 32; // 0 .. {{KernelWriter.Lit(width - 1)}} within the row's warps
+                const {{ix}} row = (({{ix}})blockIdx.x * blockDim.x + threadIdx.x) / {{step}};
+                const bool live = row < {{r}};
+                const {{t}}* xr = x + (live ? row : 0) * {{c}};
+                {{t}}* yr = y + (live ? row : 0) * {{c}};
+                float v[{{n}}][{{lit}}];
+                #pragma unroll
+                for (int it = 0; it < {{n}}; it++) {
+                    const {{ix}} at = (({{ix}})it * {{step}} + lane) * {{lit}};
+                    if (live && at < {{c}}) {
+                        const {{vec}} e = *(const {{vec}}*)(xr + at);
+                        #pragma unroll
+                        for (int u = 0; u < {{lit}}; u++) v[it][u] = (float)e.v[u];
+                    } else {
+                        #pragma unroll
+                        for (int u = 0; u < {{lit}}; u++) v[it][u] = 0.f;
+                    }
+                }
+                float s = 0.f;
+                #pragma unroll
+                for (int it = 0; it < {{n}}; it++) {
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) s += v[it][u];
+                }
+                s = bw_warp_sum(s);
+                if ((threadIdx.x & 31) == 0) part[warp] = s;
+                __syncthreads();
+                s = 0.f;
+                for (unsigned k = 0; k < {{wl}}; k++) s += part[first + k];
+                __syncthreads();
+                const float mean = s / (float){{c}};
+                float q = 0.f;
+                #pragma unroll
+                for (int it = 0; it < {{n}}; it++) {
+                    if ((({{ix}})it * {{step}} + lane) * {{lit}} >= {{c}}) continue;
+                    #pragma unroll
+                    for (int u = 0; u < {{lit}}; u++) { const float d = v[it][u] - mean; q += d * d; }
+                }
+                q = bw_warp_sum(q);
+                if ((threadIdx.x & 31) == 0) part[warp] = q;
+                __syncthreads();
+                q = 0.f;
+                for (unsigned k = 0; k < {{wl}}; k++) q += part[first + k];
+                const float inv = 1.f / sqrtf(q / (float){{c}} + {{F(epsilon)}});
+                if (!live) return;
+                #pragma unroll
+                for (int it = 0; it < {{n}}; it++) {
+                    const {{ix}} at = (({{ix}})it * {{step}} + lane) * {{lit}};
                     if (at >= {{c}}) continue;
                     const {{pvec}} g = *(const {{pvec}}*)(scale + at);
                     {{pvec}} b;

@@ -108,6 +108,11 @@ public sealed class KernelCompileTests
                 yield return KernelSource.SoftmaxRows(t, 100, cols, log: cols == 37);
             }
 
+            foreach (var cols in new long[] { 1536, 4097 })
+            {
+                yield return KernelSource.LayerNormWideRows(t, t, ElementType.Float, 100, cols, 1e-6, hasBias: cols == 1536, KernelSource.WideRowWarps(t, cols)!.Value);
+            }
+
             yield return KernelSource.Patches(t, true, 2, 3, 8, [224, 224], [14, 14], [16, 16]);
             yield return KernelSource.Patches(t, false, 2, 3, 3, [18, 17], [4, 4], [4, 4]);
             foreach (var coord in new[] { "half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric" })

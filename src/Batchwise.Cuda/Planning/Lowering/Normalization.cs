@@ -76,6 +76,13 @@ internal sealed partial class GraphCompiler
             return;
         }
 
+        if (scale.Count == cols && (bias is null || bias.Count == cols) && St(scale) == St(bias ?? scale) && KernelSource.WideRowWarps(St(x), cols) is { } warps)
+        {
+            // Wider rows (to 8,192 elements): a few warps of a block per row, the row still read once and written once.
+            Emit(new KernelStep(_node, KernelSource.LayerNormWideRows(St(x), St(scale), St(ElementType.Float), rows, cols, epsilon, bias is not null, warps), Math.Max(1, rows) * 32 * warps, KernelSource.BlockSize, [Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv]));
+            return;
+        }
+
         WarpKernel(KernelSource.LayerNorm(St(x), St(scale), St(ElementType.Float), rows, cols, epsilon, bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
     }
 
