@@ -149,7 +149,7 @@ public sealed class GraphCompilerTests
         var kernels = plan.Steps.Cast<KernelStep>().Select(k => k.Source).ToList();
         Assert.Equal(5, kernels.Count); // float32 NCHW -> float16 NHWC, pool, relu, mean, float16 -> float32
         Assert.Contains("bw_half* __restrict__ dst, const float* __restrict__ src", kernels[0], StringComparison.Ordinal);
-        Assert.Contains("+ ch;", kernels[1], StringComparison.Ordinal); // channels-last pooling: the channel is the fastest index
+        Assert.Contains("+ ch * 1;", kernels[1], StringComparison.Ordinal); // channels-last pooling: the channel is the fastest index (4 channels: one per thread)
         Assert.Equal(4, Kernels.KernelSourceTests.Args(new(kernels[1], plan.Steps.Cast<KernelStep>().ElementAt(1).Args))["channels"]);
         Assert.Contains("float* __restrict__ dst, const bw_half* __restrict__ src", kernels[4], StringComparison.Ordinal);
         Assert.Equal(ElementType.Float, plan.Outputs[0].Type);
