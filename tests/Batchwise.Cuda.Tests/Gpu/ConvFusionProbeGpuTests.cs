@@ -64,29 +64,7 @@ public sealed unsafe class ConvFusionProbeGpuTests
             CudaDriver.Launch(fill, 1024, 256, 0, stream.Handle, args, "probe_fill_half");
         }
 
-        double Time(Action enqueue)
-        {
-            enqueue();
-            CudaDriver.Synchronize(stream);
-            CudaDriver.Record(start, stream);
-            enqueue();
-            CudaDriver.Record(end, stream);
-            var repeats = (int)Math.Clamp(Math.Ceiling(0.003 / Math.Max(CudaDriver.ElapsedSeconds(start, end), 1e-6)), 1, 200);
-            var best = double.MaxValue;
-            for (var trial = 0; trial < 3; trial++)
-            {
-                CudaDriver.Record(start, stream);
-                for (var i = 0; i < repeats; i++)
-                {
-                    enqueue();
-                }
-
-                CudaDriver.Record(end, stream);
-                best = Math.Min(best, CudaDriver.ElapsedSeconds(start, end) / repeats);
-            }
-
-            return best;
-        }
+        double Time(Action enqueue) => EventTiming.Best(stream, start, end, enqueue);
 
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"# fp16 convolution epilogues: {CudaDriver.DeviceName(device)} (sm_{cc}), cuDNN {Cudnn.Version()}, {DateTimeOffset.UtcNow:u}");

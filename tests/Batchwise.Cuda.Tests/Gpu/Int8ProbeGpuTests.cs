@@ -131,31 +131,7 @@ public sealed unsafe class Int8ProbeGpuTests
 
     private sealed class Probe(CudaStream stream, CudaEvent start, CudaEvent end, IntPtr fill)
     {
-        /// <summary>GPU seconds of one <paramref name="enqueue"/>: a warm-up, then repeats between two events (at least 3 ms a trial), best of 3 trials.</summary>
-        public double Time(Action enqueue)
-        {
-            enqueue();
-            CudaDriver.Synchronize(stream);
-            CudaDriver.Record(start, stream);
-            enqueue();
-            CudaDriver.Record(end, stream);
-            var once = Math.Max(CudaDriver.ElapsedSeconds(start, end), 1e-6);
-            var repeats = (int)Math.Clamp(Math.Ceiling(0.003 / once), 1, 200);
-            var best = double.MaxValue;
-            for (var trial = 0; trial < 3; trial++)
-            {
-                CudaDriver.Record(start, stream);
-                for (var i = 0; i < repeats; i++)
-                {
-                    enqueue();
-                }
-
-                CudaDriver.Record(end, stream);
-                best = Math.Min(best, CudaDriver.ElapsedSeconds(start, end) / repeats);
-            }
-
-            return best;
-        }
+        public double Time(Action enqueue) => EventTiming.Best(stream, start, end, enqueue);
 
         public void Fill(DeviceMemory memory, int mode, uint seed)
         {
