@@ -22,6 +22,19 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 internal static partial class CpuKernelRunner
 {
+    /// <summary>
+    /// Skips the calling test where no C++ compiler can run the kernels (a failure instead with
+    /// BATCHWISE_REQUIRE_TEST_TOOLS=1, as CI sets it).
+    /// </summary>
+    public static void Require()
+    {
+        if (Unavailable is { } why)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
+            Assert.Skip(why);
+        }
+    }
+
     private const string HostPrelude = """
         #include <cmath>
         #include <cstring>

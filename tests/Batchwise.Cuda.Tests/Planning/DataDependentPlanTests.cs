@@ -51,15 +51,6 @@ public sealed class DataDependentPlanTests
         return ort.Run(inputs);
     }
 
-    private static void RequireCompiler()
-    {
-        if (CpuKernelRunner.Unavailable is { } why)
-        {
-            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
-            Assert.Skip(why);
-        }
-    }
-
     [Fact]
     public void NonZero_of_a_value_computed_from_shapes_folds_when_the_plan_is_built()
     {
@@ -107,7 +98,7 @@ public sealed class DataDependentPlanTests
     [InlineData(Precision.Fp16, 4)]
     public void Masked_selection_with_counts_that_change_between_runs_agrees_with_onnx_runtime(Precision precision, int rank)
     {
-        RequireCompiler();
+        CpuKernelRunner.Require();
         var shape = rank == 4 ? new long[] { 2, 3, 4, 5 } : [6, 7];
         var model = MaskModel(shape);
         var plan = Compile(precision, model, Tensor.Zeros(ElementType.Float, shape));
@@ -132,7 +123,7 @@ public sealed class DataDependentPlanTests
     [Fact]
     public void Two_nonzero_nodes_synchronise_twice_and_every_count_is_exact()
     {
-        RequireCompiler();
+        CpuKernelRunner.Require();
         var g = new GraphBuilder("two");
         var a = g.Input("a", ElementType.Int32, 9L);
         var b = g.Input("b", ElementType.Bool, 2L, 3L);
@@ -165,7 +156,7 @@ public sealed class DataDependentPlanTests
     [Fact]
     public void A_mask_with_no_true_element_gives_empty_coordinates()
     {
-        RequireCompiler();
+        CpuKernelRunner.Require();
         var model = MaskModel(6, 7);
         var x = Tensor.From<float>(ElementType.Float, [6, 7], [.. Enumerable.Repeat(-1f, 42)]);
         var plan = Compile(Precision.Fp32, model, x);

@@ -40,20 +40,11 @@ public sealed class GroupedConvOnCpuTests
         return all;
     }
 
-    private static void RequireCompiler()
-    {
-        if (CpuKernelRunner.Unavailable is { } why)
-        {
-            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
-            Assert.Skip(why);
-        }
-    }
-
     [Theory]
     [MemberData(nameof(Cases))]
     public void Grouped_conv_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
     {
-        RequireCompiler();
+        CpuKernelRunner.Require();
         var c = All.Value[name];
         Assert.Null(CpuKernelRunner.CannotRun(c.Plan));
         Assert.Single(c.Plan.Steps, s => s.Node.Contains("own grouped kernel", StringComparison.Ordinal));

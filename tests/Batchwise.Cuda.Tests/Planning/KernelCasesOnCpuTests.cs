@@ -37,20 +37,11 @@ public sealed class KernelCasesOnCpuTests
         return all;
     }
 
-    private static void RequireCompiler()
-    {
-        if (CpuKernelRunner.Unavailable is { } why)
-        {
-            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
-            Assert.Skip(why);
-        }
-    }
-
     [Theory]
     [MemberData(nameof(Cases))]
     public void Own_kernel_plan_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
     {
-        RequireCompiler();
+        CpuKernelRunner.Require();
         var c = All.Value[name];
         foreach (var (precision, plan) in c.Plans)
         {

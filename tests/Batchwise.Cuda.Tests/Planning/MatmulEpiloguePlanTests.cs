@@ -78,18 +78,9 @@ public sealed class MatmulEpiloguePlanTests
         })];
     }
 
-    private static void RequireCompiler()
-    {
-        if (CpuKernelRunner.Unavailable is { } why)
-        {
-            Assert.False(Environment.GetEnvironmentVariable("BATCHWISE_REQUIRE_TEST_TOOLS") == "1", $"BATCHWISE_REQUIRE_TEST_TOOLS=1, yet {why}");
-            Assert.Skip(why);
-        }
-    }
-
     private static void AgreesWithOnnxRuntime(OnnxModel model, IReadOnlyList<Tensor> inputs, params Precision[] precisions)
     {
-        RequireCompiler();
+        CpuKernelRunner.Require();
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
         var plans = precisions.Select(p => (Precision: p, Plan: Compile(p, model, inputs))).ToList();
         CpuKernelRunner.Prepare(plans.Select(p => p.Plan)); // one g++ run for both
