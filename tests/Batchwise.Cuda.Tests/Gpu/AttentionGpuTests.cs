@@ -83,9 +83,7 @@ public sealed class AttentionGpuTests
         var copies = layers.Where(l => l.Layer == product).Sum(l => l.Milliseconds);
         var tflops = 4.0 * b * h * s * s * d / (kernel.Milliseconds * 1e-3) / 1e12;
         var line = string.Create(CultureInfo.InvariantCulture, $"| attention throughput {name} | b={b} heads={h} seq={s} head={d} mask={mask} | {kernel.Milliseconds:F4} ms | {tflops:F1} TFLOP/s | operand copies {copies:F4} ms |");
-        Console.WriteLine(line);
-        TestContext.Current.SendDiagnosticMessage(line);
-        Gpu.Report("attention.md", line);
+        Gpu.Publish("attention.md", line);
         Assert.True(kernel.Milliseconds > 0, line);
     }
 
@@ -110,9 +108,7 @@ public sealed class AttentionGpuTests
             var registers = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS);
             var local = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
             var line = string.Create(CultureInfo.InvariantCulture, $"| attention kernel head {head} | sm_{cc}, NVRTC {Nvrtc.Version()} | {registers} registers | {local} bytes local memory |");
-            Console.WriteLine(line);
-            TestContext.Current.SendDiagnosticMessage(line);
-            Gpu.Report("attention.md", line);
+            Gpu.Publish("attention.md", line);
             Assert.True(head != 64 || local == 0, line);
         }
     }
@@ -182,9 +178,7 @@ public sealed class AttentionGpuTests
         var kernel = Assert.Single(layers, l => l.Layer.Contains("fused attention", StringComparison.Ordinal));
         var tflops = 4.0 * 64 * 6 * 197 * 197 * 64 / (kernel.Milliseconds * 1e-3) / 1e12;
         var line = string.Create(CultureInfo.InvariantCulture, $"| attention views timm ViT-S b=64 | {string.Join("; ", layers.Select(l => $"{l.Layer} {l.Milliseconds:F4} ms"))} | kernel {tflops:F1} TFLOP/s |");
-        Console.WriteLine(line);
-        TestContext.Current.SendDiagnosticMessage(line);
-        Gpu.Report("attention.md", line);
+        Gpu.Publish("attention.md", line);
         Assert.True(kernel.Milliseconds > 0, line);
     }
 
@@ -258,9 +252,7 @@ public sealed class AttentionGpuTests
         var kernel = Assert.Single(layers, l => l.Layer.Contains("fused attention", StringComparison.Ordinal));
         var tflops = 4.0 * b * 12 * s * s * 64 / (kernel.Milliseconds * 1e-3) / 1e12;
         var line = string.Create(CultureInfo.InvariantCulture, $"| attention sdpa {name} | {string.Join("; ", layers.Select(l => $"{l.Layer} {l.Milliseconds:F4} ms"))} | kernel {tflops:F1} TFLOP/s |");
-        Console.WriteLine(line);
-        TestContext.Current.SendDiagnosticMessage(line);
-        Gpu.Report("attention.md", line);
+        Gpu.Publish("attention.md", line);
         Assert.True(kernel.Milliseconds > 0, line);
     }
 }

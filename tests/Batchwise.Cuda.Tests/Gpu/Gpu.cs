@@ -52,6 +52,14 @@ internal static class Gpu
         }
     }
 
+    /// <summary>A measured line, not asserted on: on the console, in the test's diagnostics and in the report file.</summary>
+    public static void Publish(string file, string line)
+    {
+        Console.WriteLine(line);
+        TestContext.Current.SendDiagnosticMessage(line);
+        Report(file, line);
+    }
+
     public static Tensor RandomInput(TensorSpec spec, long batch, int seed = 1)
     {
         var shape = spec.Shape.Select((d, i) => i == 0 && d.IsDynamic ? batch : d.Value ?? batch).ToArray();

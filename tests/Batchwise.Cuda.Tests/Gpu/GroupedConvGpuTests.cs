@@ -79,9 +79,7 @@ public sealed class GroupedConvGpuTests
         var auto = GraphCompiler.PrefersOwnGroupedConv(gIn, gOut) ? "own" : "cudnn";
         var line = string.Create(CultureInfo.InvariantCulture,
             $"| {name} b=64 | x [{c.Batch},{c.Channels},{c.Height},{c.Width}] g={c.Groups} gw={gIn} s={c.Stride} | own {own.Ms:F4} ms ({c.Flops / (own.Ms * 1e9):F1} TFLOP/s) | cuDNN {cudnn.Ms:F4} ms ({c.Flops / (cudnn.Ms * 1e9):F1} TFLOP/s) | cuDNN/own {cudnn.Ms / own.Ms:F2}x | auto: {auto} | cosine {cosine:F6} |");
-        Console.WriteLine(line);
-        TestContext.Current.SendDiagnosticMessage(line);
-        Gpu.Report("grouped-conv.md", line);
+        Gpu.Publish("grouped-conv.md", line);
         Assert.True(own.Ms > 0 && cudnn.Ms > 0, line);
         Assert.True(cosine >= 0.999, line);
     }
@@ -116,9 +114,7 @@ public sealed class GroupedConvGpuTests
             var registers = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS);
             var local = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
             var line = string.Create(CultureInfo.InvariantCulture, $"| grouped conv kernel {name} | sm_{cc}, NVRTC {Nvrtc.Version()} | {registers} registers | {local} bytes local memory |");
-            Console.WriteLine(line);
-            TestContext.Current.SendDiagnosticMessage(line);
-            Gpu.Report("grouped-conv.md", line);
+            Gpu.Publish("grouped-conv.md", line);
             Assert.True(local == 0, line);
         }
     }
