@@ -77,6 +77,31 @@ internal static partial class KernelSource
         """;
 
     /// <summary>
+    /// LayerNorm's write of a row held in registers (<c>v</c>, <c>mean</c> and <c>inv</c> computed): each of the thread's
+    /// <paramref name="loads"/> vectors, <paramref name="stride"/> vectors apart, scaled, shifted and stored, and the row's
+    /// Mean and InvStdDev by its first lane.
+    /// </summary>
+    private static string NormalizedRowWrite(string loads, string stride, string ix, string lit, string c, string t, string vec, string pvec, bool hasBias) => $$"""
+            #pragma unroll
+            for (int it = 0; it < {{loads}}; it++) {
+                const {{ix}} at = (({{ix}})it * {{stride}} + lane) * {{lit}};
+                if (at >= {{c}}) continue;
+                const {{pvec}} g = *(const {{pvec}}*)(scale + at);
+                {{pvec}} b;
+                {{(hasBias ? $"b = *(const {pvec}*)(bias + at);" : $"for (int u = 0; u < {lit}; u++) b.v[u] = 0.f;")}}
+                {{vec}} o;
+                #pragma unroll
+                for (int u = 0; u < {{lit}}; u++) o.v[u] = ({{t}})((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]);
+                *({{vec}}*)(yr + at) = o;
+            }
+            if (lane == 0) {
+                if (meanOut) meanOut[row] = mean;
+                if (invStdOut) invStdOut[row] = inv;
+            }
+
+        """;
+
+    /// <summary>
     /// Layer normalisation over rows of <paramref name="cols"/> elements with scale and bias of <paramref name="cols"/>
     /// each (see <see cref="RowLayout"/> for the sizes it takes): mean, then variance from the registers, then one write;
     /// optional Mean and InvStdDev outputs. One warp per row.
@@ -106,24 +131,9 @@ internal static partial class KernelSource
                     for (int u = 0; u < {{lit}}; u++) { const float d = v[it][u] - mean; q += d * d; }
                 }
                 const float inv = 1.f / sqrtf(bw_warp_sum(q) / (float){{c}} + {{F(epsilon)}});
-                #pragma unroll
-                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
-                    const {{ix}} at = (({{ix}})it * 32 + lane) * {{lit}};
-                    if (at >= {{c}}) continue;
-                    const {{pvec}} g = *(const {{pvec}}*)(scale + at);
-                    {{pvec}} b;
-                    {{(hasBias ? $"b = *(const {pvec}*)(bias + at);" : $"for (int u = 0; u < {lit}; u++) b.v[u] = 0.f;")}}
-                    {{vec}} o;
-                    #pragma unroll
-                    for (int u = 0; u < {{lit}}; u++) o.v[u] = ({{t}})((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]);
-                    *({{vec}}*)(yr + at) = o;
-                }
-                if (lane == 0) {
-                    if (meanOut) meanOut[row] = mean;
-                    if (invStdOut) invStdOut[row] = inv;
-                }
 
             """);
+        w.Body.Append(NormalizedRowWrite(KernelWriter.Lit(loads), "32", ix, lit, c, t, vec, pvec, hasBias));
         var code = w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
         code = WithVector(code, t, vector * type.SizeOf(), vector);
         return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + code.Source };
@@ -218,24 +228,9 @@ internal static partial class KernelSource
                 for (unsigned k = 0; k < {{wl}}; k++) q += part[first + k];
                 const float inv = 1.f / sqrtf(q / (float){{c}} + {{F(epsilon)}});
                 if (!live) return;
-                #pragma unroll
-                for (int it = 0; it < {{n}}; it++) {
-                    const {{ix}} at = (({{ix}})it * {{step}} + lane) * {{lit}};
-                    if (at >= {{c}}) continue;
-                    const {{pvec}} g = *(const {{pvec}}*)(scale + at);
-                    {{pvec}} b;
-                    {{(hasBias ? $"b = *(const {pvec}*)(bias + at);" : $"for (int u = 0; u < {lit}; u++) b.v[u] = 0.f;")}}
-                    {{vec}} o;
-                    #pragma unroll
-                    for (int u = 0; u < {{lit}}; u++) o.v[u] = ({{t}})((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]);
-                    *({{vec}}*)(yr + at) = o;
-                }
-                if (lane == 0) {
-                    if (meanOut) meanOut[row] = mean;
-                    if (invStdOut) invStdOut[row] = inv;
-                }
 
             """);
+        w.Body.Append(NormalizedRowWrite(n, step, ix, lit, c, t, vec, pvec, hasBias));
         var code = w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
         code = WithVector(code, t, vector * type.SizeOf(), vector);
         return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + code.Source };
