@@ -121,6 +121,13 @@ public sealed class DynamicBatcher : IAsyncDisposable
             throw new BatchRejectedException(RejectionReason.ShuttingDown, "The server is shutting down", "Retry against another replica.");
         }
 
+        // A token cancelled already: the request is never queued (queued first, the loop could dispatch it before the
+        // cancellation's registration below ran, and it would run).
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<BatchedResult>(cancellationToken);
+        }
+
         if (Interlocked.Increment(ref _queued) > _options.MaxQueueSize)
         {
             Interlocked.Decrement(ref _queued);
@@ -134,7 +141,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
         {
             OutputTargets = outputTargets,
         };
-        if (!cancellationToken.IsCancellationRequested && TryRunAlone(request))
+        if (TryRunAlone(request))
         {
             return request.Completion.Task;
         }
