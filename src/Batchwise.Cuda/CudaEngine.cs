@@ -37,6 +37,12 @@ public sealed class CudaEngine : IEngine
                 GroupedConvChoice.Cudnn => "cuDNN (BATCHWISE_GROUPED_CONV=cudnn)",
                 _ => "auto (own kernel for group widths 24-64 not powers of two, fp16)",
             },
+            ["pointwise_conv"] = GraphCompiler.PointwiseConvFromEnvironment switch
+            {
+                PointwiseConvChoice.Gemm => "cuBLASLt (BATCHWISE_POINTWISE_CONV=gemm)",
+                PointwiseConvChoice.Cudnn => "cuDNN (BATCHWISE_POINTWISE_CONV=cudnn)",
+                _ => "auto (cuDNN; cuBLASLt for none yet)",
+            },
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -330,6 +336,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs grouped convolutions in half precision (BATCHWISE_GROUPED_CONV=auto|own|cudnn; tests set it).</summary>
     public GroupedConvChoice GroupedConvolutions { get; internal set; } = GraphCompiler.GroupedConvFromEnvironment;
+
+    /// <summary>Who runs pointwise convolutions in half precision (BATCHWISE_POINTWISE_CONV=auto|gemm|cudnn; tests set it).</summary>
+    public PointwiseConvChoice PointwiseConvolutions { get; internal set; } = GraphCompiler.PointwiseConvFromEnvironment;
 
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }

@@ -221,11 +221,11 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
 /// <summary>
 /// A matrix product as planned, row-major: Y[M, N] = alpha op(A) op(B) + beta C + bias (bias one per column, C of Y's
-/// shape: Y itself unless the step names its own), then GELU's tanh form where <paramref name="TanhGelu"/>,
+/// shape: Y itself unless the step names its own), then GELU's tanh form where <paramref name="TanhGelu"/> or max(0, .) where <paramref name="Relu"/>,
 /// <paramref name="Batch"/> times at the given strides. What a reference runner needs; the cuBLASLt descriptors say the
 /// same thing column-major.
 /// </summary>
-internal sealed record MatmulProblem(ElementType Type, int M, int N, int K, bool TransA, bool TransB, long Lda, long Ldb, int Batch, long StrideA, long StrideB, float Alpha, float Beta, bool TanhGelu = false);
+internal sealed record MatmulProblem(ElementType Type, int M, int N, int K, bool TransA, bool TransB, long Lda, long Ldb, int Batch, long StrideA, long StrideB, float Alpha, float Beta, bool TanhGelu = false, bool Relu = false);
 
 /// <summary>
 /// A cuBLASLt matrix product (<see cref="MatmulProblem"/>): buffers B, A, Y (cuBLASLt's A, B and D: row-major Y^T =

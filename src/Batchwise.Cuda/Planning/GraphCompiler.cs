@@ -44,6 +44,9 @@ internal interface IPlanTarget
 
     /// <summary>Who runs grouped convolutions in half precision: the own kernel where chosen (auto), always, or never.</summary>
     GroupedConvChoice GroupedConvolutions => GroupedConvChoice.Auto;
+
+    /// <summary>Who runs pointwise convolutions in half precision: cuBLASLt where chosen (auto), always, or never.</summary>
+    PointwiseConvChoice PointwiseConvolutions => PointwiseConvChoice.Auto;
 }
 
 /// <summary>

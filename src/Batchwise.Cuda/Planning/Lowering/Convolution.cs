@@ -99,6 +99,11 @@ internal sealed partial class GraphCompiler
             return; // a patch embedding as one GEMM (Patches.cs)
         }
 
+        if (TryLowerPointwise(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, pe))
+        {
+            return; // a pointwise convolution as one GEMM with its epilogue (PointwiseConvolution.cs)
+        }
+
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);
@@ -200,7 +205,10 @@ internal sealed partial class GraphCompiler
     /// What follows a convolution that cuDNN can fuse into it: a ReLU, or a residual Add (other input already computed)
     /// then a ReLU. The fused nodes are marked folded and <paramref name="outName"/> becomes the last one's output.
     /// </summary>
-    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape)
+    /// <param name="outName">The convolution's output name; becomes the last fused node's output.</param>
+    /// <param name="yShape">The convolution's output shape.</param>
+    /// <param name="commit">False: only say what would be fused (nothing marked folded, <paramref name="outName"/> unchanged).</param>
+    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape, bool commit = true)
     {
         var name = outName;
         if (_graphOutputs.Contains(name) || !_consumers.TryGetValue(name, out var users) || users.Count != 1)
@@ -211,8 +219,12 @@ internal sealed partial class GraphCompiler
         var next = users[0];
         if (next.OpType == "Relu")
         {
-            _folded.Add(next);
-            outName = next.Output[0];
+            if (commit)
+            {
+                _folded.Add(next);
+                outName = next.Output[0];
+            }
+
             return (true, null);
         }
 
@@ -233,9 +245,13 @@ internal sealed partial class GraphCompiler
             return (false, null);
         }
 
-        _folded.Add(next);
-        _folded.Add(after[0]);
-        outName = after[0].Output[0];
+        if (commit)
+        {
+            _folded.Add(next);
+            _folded.Add(after[0]);
+            outName = after[0].Output[0];
+        }
+
         return (true, z);
     }
 
