@@ -405,6 +405,28 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     public CublasLtHandle PlanningCublasLt => _lt ??= Startup.Measure("plan_cublaslt_handle", CublasLt.Create);
 
     /// <summary>
+    /// The threads that confirm stored convolution choices at a new shape beside a plan's lowering
+    /// (BATCHWISE_PLAN_THREADS), started the first time a plan has such a choice to confirm (never in the session's first
+    /// plan, which asks the heuristics); asked only by builds, which run one at a time.
+    /// </summary>
+    public ConvQueryPool? ConvQueries
+    {
+        get
+        {
+            if (!_convQueriesStarted)
+            {
+                _convQueriesStarted = true;
+                _convQueries = ConvQueryPool.Start(CudaDriver.CurrentContext(), ConvQueryPool.ThreadsFromEnvironment());
+            }
+
+            return _convQueries;
+        }
+    }
+
+    private ConvQueryPool? _convQueries;
+    private bool _convQueriesStarted;
+
+    /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
     /// commands without --timed-tactics); by default null: cuDNN's and cuBLASLt's heuristics (on an H100 the timed winners
     /// were slower inside the CUDA-graph run at small batches: bench/results/cuda-part2-h100.md).
@@ -1086,6 +1108,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             w.Dispose();
         }
 
+        _convQueries?.Dispose();
         Kernels.Dispose();
         _cudnn?.Dispose();
         _lt?.Dispose();

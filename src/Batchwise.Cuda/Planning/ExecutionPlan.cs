@@ -171,9 +171,12 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
     public CudnnTensorDescriptor? BiasDesc { get; }
 
-    public int Algo { get; }
+    public int Algo { get; private set; }
 
-    public long WorkspaceBytes { get; }
+    public long WorkspaceBytes { get; private set; }
+
+    /// <summary>The algorithm and workspace once confirmed (a choice whose workspace query ran beside the plan's lowering).</summary>
+    internal void Resolve(int algo, long workspaceBytes) => (Algo, WorkspaceBytes) = (algo, workspaceBytes);
 
     /// <summary>With an activation: one fused cudnnConvolutionBiasActivationForward (bias required).</summary>
     public CudnnActivationDescriptor? Activation { get; init; }
