@@ -416,7 +416,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             if (!_convQueriesStarted)
             {
                 _convQueriesStarted = true;
-                _convQueries = ConvQueryPool.Start(CudaDriver.CurrentContext(), ConvQueryPool.ThreadsFromEnvironment());
+                _convQueries = ConvQueryPool.Start(CudaDriver.CurrentContext(), PlanThreads);
             }
 
             return _convQueries;
@@ -425,6 +425,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     private ConvQueryPool? _convQueries;
     private bool _convQueriesStarted;
+
+    /// <summary>How many threads <see cref="ConvQueries"/> gets (BATCHWISE_PLAN_THREADS); set before that starts (tests).</summary>
+    public int PlanThreads { get; internal set; } = ConvQueryPool.ThreadsFromEnvironment();
 
     /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for

@@ -99,9 +99,9 @@ internal sealed class ConvQueryPool : IDisposable
                 stream = CudaDriver.CreateStream();
                 handle = Cudnn.Create(stream);
             }
-            catch (Exception e) when (e is BatchwiseException or DllNotFoundException or EntryPointNotFoundException)
+            catch (Exception e)
             {
-                broken = e; // every query this thread takes fails: the plan asks those in sequence itself
+                broken = e; // whatever the cause, every query this thread takes fails (never hangs): the plan asks those in sequence itself
             }
 
             foreach (var q in _queue.GetConsumingEnumerable())
