@@ -121,6 +121,19 @@ internal abstract class PlanStep
 }
 
 /// <summary>
+/// A cuDNN convolution planned without the library (<see cref="IPlanTarget.PlansConvolutionsWithoutLibrary"/>): its
+/// buffers (input, filter, bias or -1, output, residual or -1) and problem, for plan tests on machines without a GPU. It
+/// cannot be enqueued.
+/// </summary>
+internal sealed class ConvProblemStep(string node, int[] buffers, ConvShapeKey problem) : PlanStep(node, buffers)
+{
+    public ConvShapeKey Problem => problem;
+
+    public override void Enqueue(ExecutionContext context, int index) =>
+        throw new InvalidOperationException($"{Node}: a convolution planned without cuDNN cannot run");
+}
+
+/// <summary>
 /// A launch of a generated kernel: its parameters are device pointers to plan buffers, then the argument block with the
 /// sizes of this plan (the source is shared by every plan of the same operator signature).
 /// </summary>

@@ -39,6 +39,12 @@ internal interface IPlanTarget
     /// </summary>
     bool PlansMatmulsWithoutLibrary => false;
 
+    /// <summary>
+    /// cuDNN convolutions planned as <see cref="ConvProblemStep"/>s alone, without cuDNN (no descriptors, no algorithm:
+    /// the plan cannot run): for timing and checking plan builds on machines without a GPU.
+    /// </summary>
+    bool PlansConvolutionsWithoutLibrary => false;
+
     /// <summary>A convolution's first plan in a new batch octave starts from the nearest known octave's choice (confirmed by a workspace query) instead of cuDNN's heuristics.</summary>
     bool NearestBatchChoices => false;
 

@@ -159,6 +159,20 @@ internal sealed partial class GraphCompiler
         int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
         var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
         var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        if (_target.PlansConvolutionsWithoutLibrary)
+        {
+            var kept = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w;
+            var shapeKey = new ConvShapeKey(dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : "fp32", Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), MaxConvWorkspace);
+            Emit(new ConvProblemStep(_node, [Dev(input), Dev(kept), relu ? Dev(b!) : -1, Dev(raw), residual is null ? -1 : Dev(residual)], shapeKey));
+            if (!relu && b is not null)
+            {
+                var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
+                _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
+            }
+
+            return;
+        }
+
         var describing = System.Diagnostics.Stopwatch.GetTimestamp();
         var xDesc = Cudnn.Tensor(dataType, Lift(input.Shape), format);
         var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
