@@ -414,6 +414,31 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     public CublasLtHandle PlanningCublasLt => _lt ??= Startup.Measure("plan_cublaslt_handle", CublasLt.Create);
 
     /// <summary>
+    /// The threads that confirm stored convolution choices at a new shape beside a plan's lowering
+    /// (BATCHWISE_PLAN_THREADS), started the first time a plan has such a choice to confirm (never in the session's first
+    /// plan, which asks the heuristics); asked only by builds, which run one at a time.
+    /// </summary>
+    public ConvQueryPool? ConvQueries
+    {
+        get
+        {
+            if (!_convQueriesStarted)
+            {
+                _convQueriesStarted = true;
+                _convQueries = ConvQueryPool.Start(CudaDriver.CurrentContext(), PlanThreads);
+            }
+
+            return _convQueries;
+        }
+    }
+
+    private ConvQueryPool? _convQueries;
+    private bool _convQueriesStarted;
+
+    /// <summary>How many threads <see cref="ConvQueries"/> gets (BATCHWISE_PLAN_THREADS); set before that starts (tests).</summary>
+    public int PlanThreads { get; internal set; } = ConvQueryPool.ThreadsFromEnvironment();
+
+    /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
     /// commands without --timed-tactics); by default null: cuDNN's and cuBLASLt's heuristics (on an H100 the timed winners
     /// were slower inside the CUDA-graph run at small batches: bench/results/cuda-part2-h100.md).
@@ -1095,6 +1120,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             w.Dispose();
         }
 
+        _convQueries?.Dispose();
         Kernels.Dispose();
         _cudnn?.Dispose();
         _lt?.Dispose();
