@@ -43,6 +43,7 @@ public sealed class CudaEngine : IEngine
                 PointwiseConvChoice.Cudnn => "cuDNN (BATCHWISE_POINTWISE_CONV=cudnn)",
                 _ => "auto (cuDNN; cuBLASLt for none yet)",
             },
+            ["stem_conv"] = GraphCompiler.StemGemmFromEnvironment ? "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)" : "cuDNN over channels padded to 8",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -339,6 +340,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs pointwise convolutions in half precision (BATCHWISE_POINTWISE_CONV=auto|gemm|cudnn; tests set it).</summary>
     public PointwiseConvChoice PointwiseConvolutions { get; internal set; } = GraphCompiler.PointwiseConvFromEnvironment;
+
+    /// <summary>Convolutions over fewer than 8 channels as one GEMM (BATCHWISE_STEM_CONV=gemm; tests set it).</summary>
+    public bool StemAsGemm { get; internal set; } = GraphCompiler.StemGemmFromEnvironment;
 
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }

@@ -59,6 +59,9 @@ internal interface IPlanTarget
 
     /// <summary>Who runs pointwise convolutions in half precision: cuBLASLt where chosen (auto), always, or never.</summary>
     PointwiseConvChoice PointwiseConvolutions => PointwiseConvChoice.Auto;
+
+    /// <summary>Convolutions over fewer than 8 channels in half precision as patches times the filter in one GEMM (else cuDNN).</summary>
+    bool StemAsGemm => false;
 }
 
 /// <summary>

@@ -25,6 +25,10 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public PointwiseConvChoice PointwiseConvolutions { get; init; } = PointwiseConvChoice.Auto;
 
+    public bool StemAsGemm { get; init; }
+
+    public bool PlansConvolutionsWithoutLibrary { get; init; }
+
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);
 
     public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException(NoLibraries);

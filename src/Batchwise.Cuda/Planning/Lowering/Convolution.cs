@@ -105,6 +105,11 @@ internal sealed partial class GraphCompiler
             return; // a patch embedding as one GEMM (Patches.cs)
         }
 
+        if (TryLowerStemAsGemm(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
+        {
+            return; // a convolution over a few channels as patches times the filter (Patches.cs)
+        }
+
         if (TryLowerPointwise(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, pe))
         {
             return; // a pointwise convolution as one GEMM with its epilogue (PointwiseConvolution.cs)
