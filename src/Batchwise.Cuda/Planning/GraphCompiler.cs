@@ -44,6 +44,9 @@ internal interface IPlanTarget
 
     /// <summary>Who runs grouped convolutions in half precision: the own kernel where chosen (auto), always, or never.</summary>
     GroupedConvChoice GroupedConvolutions => GroupedConvChoice.Auto;
+
+    /// <summary>How GELU's erf form after a matrix product runs: exact in place behind it, in tanh form as its epilogue (fp16), or as exported.</summary>
+    GeluChoice Gelu => GeluChoice.Exact;
 }
 
 /// <summary>

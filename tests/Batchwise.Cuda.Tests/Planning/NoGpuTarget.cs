@@ -23,6 +23,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public GroupedConvChoice GroupedConvolutions { get; init; } = GroupedConvChoice.Auto;
 
+    public GeluChoice Gelu { get; init; } = GeluChoice.Exact;
+
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);
 
     public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException(NoLibraries);
