@@ -365,11 +365,12 @@ internal static partial class KernelSource
     /// element; launch with <see cref="UnaryInPlaceThreads"/> threads.
     /// </summary>
     /// <remarks>
-    /// Blocks walk the tensor back to front: the product wrote it front to back, so its last part is the likeliest still
-    /// in L2 (fc1's output at ViT-S b=64 is 38.7 MB, the H200's L2 50 MB) and is read first, and the part this kernel
-    /// writes last, the front, is what the next product reads first. In place, the tensor's footprint stays one buffer.
+    /// Blocks walk the tensor back to front (unless <paramref name="backToFront"/> is false): the product wrote it front to
+    /// back, so its last part is the likeliest still in L2 (fc1's output at ViT-S b=64 is 38.7 MB, the H200's L2 50 MB)
+    /// and is read first, and the part this kernel writes last, the front, is what the next product reads first. In
+    /// place, the tensor's footprint stays one buffer.
     /// </remarks>
-    public static KernelCode UnaryInPlace(ElementType type, string expression, long count)
+    public static KernelCode UnaryInPlace(ElementType type, string expression, long count, bool backToFront = true)
     {
         if (!type.IsFloatingPoint())
         {
@@ -383,7 +384,7 @@ internal static partial class KernelSource
         var (t, c) = (CType(type), CType(ComputeType(type)));
         var store = type is ElementType.Float16 or ElementType.BFloat16 ? $"({t})(float)({expression})" : $"({t})({expression})";
         var b = w.Body;
-        b.Append("    const ").Append(ix).Append(" v = (").Append(ix).Append(")(gridDim.x - 1 - blockIdx.x) * blockDim.x + threadIdx.x;\n");
+        b.Append("    const ").Append(ix).Append(" v = (").Append(ix).Append(backToFront ? ")(gridDim.x - 1 - blockIdx.x)" : ")blockIdx.x").Append(" * blockDim.x + threadIdx.x;\n");
         b.Append("    if (v >= ").Append(n).Append(") return;\n");
         if (vector > 1)
         {

@@ -45,6 +45,7 @@ public sealed class KernelCompileTests
             yield return KernelSource.Elementwise(t, [t], [3L << 30], [[3L << 30]], "x0");
             yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 64);
             yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 63);
+            yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 64, backToFront: false);
             yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 3L << 30);
             yield return KernelSource.ViewCopy(t.SizeOf(), [2, 3, 4], [12, 1, 3], 0, [12, 4, 1], 0);
             yield return KernelSource.ViewCopy(t.SizeOf(), [8], [-1], 7, [1], 0);

@@ -239,11 +239,13 @@ public sealed class MatmulEpiloguePlanTests
     [Theory]
     [InlineData("tanh", Precision.Fp16, "tanh epilogue")]
     [InlineData("tanh", Precision.Fp32, "in place")]
+    [InlineData("front-to-back", Precision.Fp32, "in place")]
+    [InlineData("front-to-back", Precision.Fp16, "in place")]
     [InlineData("chain", Precision.Fp16, "chain")]
     [InlineData("chain", Precision.Fp32, "chain")]
     public void Erf_gelu_choice_picks_the_tanh_epilogue_in_fp16_only_or_leaves_the_chain(string gelu, Precision precision, string expected)
     {
-        var choice = gelu == "tanh" ? GeluChoice.Tanh : GeluChoice.Chain;
+        var choice = gelu switch { "tanh" => GeluChoice.Tanh, "chain" => GeluChoice.Chain, _ => GeluChoice.ExactFrontToBack };
         var model = VitMlp(2, 13, 24, 72);
         var inputs = Inputs(model, 13);
         var plan = Compile(precision, model, inputs, choice);

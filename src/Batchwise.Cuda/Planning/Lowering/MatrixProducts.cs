@@ -18,6 +18,9 @@ internal enum GeluChoice
 
     /// <summary>The nodes as exported, fused by the elementwise chain into the next product's step (the engine before session 9).</summary>
     Chain,
+
+    /// <summary>As <see cref="Exact"/>, the kernel's blocks walking front to back: tests only, to measure what the back-to-front order gains in L2.</summary>
+    ExactFrontToBack,
 }
 
 /// <summary>Matrix products (Gemm, MatMul) through cuBLASLt: heuristics or timed tactics, batched and broadcast operands.</summary>
@@ -211,7 +214,7 @@ internal sealed unsafe partial class GraphCompiler
     /// from the product's.
     /// </summary>
     private void ErfGeluInPlace(PlanValue y) =>
-        Emit(new KernelStep(_node + " + GELU (erf, in place)", KernelSource.UnaryInPlace(St(y), "bw_gelu(x0)", y.Count), KernelSource.UnaryInPlaceThreads(St(y), y.Count), KernelSource.BlockSize, [Dev(y)]));
+        Emit(new KernelStep(_node + " + GELU (erf, in place)", KernelSource.UnaryInPlace(St(y), "bw_gelu(x0)", y.Count, backToFront: _target.Gelu != GeluChoice.ExactFrontToBack), KernelSource.UnaryInPlaceThreads(St(y), y.Count), KernelSource.BlockSize, [Dev(y)]));
 
     /// <summary>What a Reshape gives for an input of <paramref name="shape"/>, where its target is a constant here; else null.</summary>
     private long[]? ReshapedShape(OnnxProto.NodeProto reshape, long[] shape)
