@@ -320,8 +320,9 @@ PYEOF
       # Issue 12's c=1 target (p50 <= offline b=1 end to end + 0.25 ms) is with no queue delay: a server of its own, then
       # what a request paid inside the server (queue = arrival at the batcher to the batch's start; request = arrival at
       # the model to its outputs; compute = the engine's part) as sums and counts, beside load's end-to-end p50.
+      # C1_SERVE_ARGS adds serve options to this server (e.g. the transport variant the c1 phase found best).
       "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 0 \
-        --http-port 18000 --grpc-port 18001 --metrics-port 18002 > "$WORK/serve-c1.log" 2>&1 &
+        --http-port 18000 --grpc-port 18001 --metrics-port 18002 ${C1_SERVE_ARGS:-} > "$WORK/serve-c1.log" 2>&1 &
       SERVER=$!
       for i in $(seq 1 120); do
         "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
@@ -434,6 +435,35 @@ if [[ " $PHASES " == *" transport "* ]]; then
       tstop
     fi
   } > "$OUT/transport.txt" 2>&1
+fi
+if [[ " $PHASES " == *" c1 "* ]]; then
+  # Issue 12's lone request (c=1, no queue delay) over gRPC with the 602 KB input in the message, against HTTP: zoo:transport
+  # (ort, CPU only, 1 instance) served with each transport variant in turn, C1_ROUNDS rounds (default 3) in alternation,
+  # p50 of `load -c 1` over gRPC and HTTP per variant and round, and the server's mean time inside (request_us: arrival at
+  # the model to its outputs; p50 minus it is what both sides' HTTP/2 or HTTP/1.1 stacks cost). Variants: the defaults
+  # (64 KB receive blocks, 256 KB HTTP/2 frames), 1 MB receive blocks (Kestrel's HTTP/2 input copy takes one block per
+  # round, each waiting for the frame reader: ~10 rounds per message at 64 KB, 1-2 at 1 MB), 1 MB blocks and 1 MB frames,
+  # inline I/O scheduling (no thread-pool hop between a receive and what reads it), and 1 MB blocks with inline I/O.
+  # About 25 s per variant and round (~6 min at 3 rounds); everything in $OUT/c1.txt.
+  {
+    echo "# c1: $(nproc) cores, $(uptime)"
+    c1metric() { curl -s 127.0.0.1:18112/metrics | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
+    for r in $(seq 1 "${C1_ROUNDS:-3}"); do
+      for v in "" "--receive-block-kb 1024" "--receive-block-kb 1024 --http2-max-frame-kb 1024" "--inline-io" "--receive-block-kb 1024 --inline-io"; do
+        "$CLI" serve zoo:transport --max-queue-delay-us 0 --http-port 18110 --grpc-port 18111 --metrics-port 18112 $v > "$WORK/c1-serve.log" 2>&1 &
+        C1SERVER=$!
+        for _ in $(seq 1 60); do curl -sf -o /dev/null 127.0.0.1:18110/v2/health/ready && break; sleep 0.5; done
+        for p in grpc http grpc http; do
+          port=18110; [ "$p" = grpc ] && port=18111
+          s0=$(c1metric batchwise_inference_request_seconds_sum); n0=$(c1metric batchwise_inference_request_seconds_count)
+          line=$(timeout 30 "$CLI" load "127.0.0.1:$port" -m transport --protocol "$p" -c 1 --warmup 1 --duration 3 2>&1 | grep -E "^concurrency [0-9]+: [0-9]|^Error" | head -1)
+          s1=$(c1metric batchwise_inference_request_seconds_sum); n1=$(c1metric batchwise_inference_request_seconds_count)
+          echo "round $r [${v:-defaults}] $p: $line | server request_us $(awk -v a="$s0" -v b="$s1" -v x="$n0" -v y="$n1" 'BEGIN { if (y > x) printf "%.1f", (b - a) * 1e6 / (y - x); else printf "nan" }')"
+        done
+        kill -TERM "$C1SERVER" 2>/dev/null; timeout 20 tail --pid="$C1SERVER" -f /dev/null || kill -KILL "$C1SERVER"; wait "$C1SERVER" 2>/dev/null
+      done
+    done
+  } > "$OUT/c1.txt" 2>&1
 fi
 if [[ " $PHASES " == *" peers "* ]]; then
   # Issue #4's peer comparison: Batchwise (cuda fp32, fp16) and PyTorch (fp32, fp16 channels-last, fp16 + CUDA graph) on

@@ -35,6 +35,34 @@ public sealed record ServerOptions
     /// <summary>Largest request body (HTTP) or message (gRPC), in bytes.</summary>
     public long MaxBodySize { get; init; } = 64L << 20;
 
+    /// <summary>
+    /// Bytes of each block Kestrel receives into and its pipes and HTTP/2 request bodies are made of (--receive-block-kb;
+    /// 16 KB..16 MB). Larger blocks: fewer receive calls per request, and fewer rounds of Kestrel's HTTP/2 input copy (one
+    /// block per round, each waiting for the frame reader) per gRPC message; each connection or stream with data waiting
+    /// holds at least one block.
+    /// </summary>
+    public int ReceiveBlockBytes { get; init; } = DefaultReceiveBlockBytes;
+
+    /// <summary>The receive block size unless told otherwise (64 KB).</summary>
+    public const int DefaultReceiveBlockBytes = 64 << 10;
+
+    /// <summary>
+    /// The HTTP/2 SETTINGS_MAX_FRAME_SIZE the gRPC port announces (--http2-max-frame-kb; 16 KB..16 MB - 1 byte): grpcio
+    /// clients and the load generator send DATA frames this large; Kestrel handles a DATA frame only once all of it is in.
+    /// </summary>
+    public int Http2MaxFrameBytes { get; init; } = DefaultHttp2MaxFrameBytes;
+
+    /// <summary>The HTTP/2 frame size announced unless told otherwise (256 KB: a 602 KB message in 3 frames).</summary>
+    public const int DefaultHttp2MaxFrameBytes = 256 << 10;
+
+    /// <summary>
+    /// Kestrel's socket transport runs what reads a connection's input on the thread that received it, instead of handing
+    /// it to the thread pool (--inline-io; Kestrel's UnsafePreferInlineScheduling): one thread-pool hop less per receive
+    /// and per send for a lone request, but a request handler that blocks (a lone request's inference runs inline on
+    /// its caller's thread) then holds up the other connections of that I/O thread. Off by default.
+    /// </summary>
+    public bool InlineIoScheduling { get; init; }
+
     /// <summary>How long a stop waits for requests in flight before cutting them off.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -142,6 +170,16 @@ public sealed class InferenceServer : IAsyncDisposable
             throw new BatchwiseException($"--drain-timeout {options.DrainTimeout.TotalSeconds} s is negative", "Give 0 (no drain) or more seconds.");
         }
 
+        if (options.ReceiveBlockBytes is < ReceiveBlockPool.MinBlockSize or > ReceiveBlockPool.MaxBlockSize)
+        {
+            throw new BatchwiseException($"--receive-block-kb {options.ReceiveBlockBytes / 1024.0:0.###} is outside {ReceiveBlockPool.MinBlockSize >> 10}..{ReceiveBlockPool.MaxBlockSize >> 10} KB", "Give the size of Kestrel's receive blocks in KB, e.g. --receive-block-kb 64 (the default) or 1024.");
+        }
+
+        if (options.Http2MaxFrameBytes is < (16 << 10) or > ((16 << 20) - 1))
+        {
+            throw new BatchwiseException($"--http2-max-frame-kb {options.Http2MaxFrameBytes / 1024.0:0.###} is outside HTTP/2's 16..16383 KB", "Give the largest HTTP/2 frame the gRPC port accepts in KB, e.g. --http2-max-frame-kb 256 (the default).");
+        }
+
         var tls = ServerSecurity.LoadTls(options);
         var token = ServerSecurity.LoadToken(options.AuthTokenFile);
         var builder = WebApplication.CreateSlimBuilder();
@@ -156,7 +194,8 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", LogLevel.None);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
         builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
-        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, ReceiveBlockPool.Factory>();
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>>(new ReceiveBlockPool.Factory(options.ReceiveBlockBytes));
+        builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o => o.UnsafePreferInlineScheduling = options.InlineIoScheduling);
         ListenOptions? http = null, grpc = null, metrics = null;
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -171,9 +210,9 @@ public sealed class InferenceServer : IAsyncDisposable
 
             // Clients that send frames as large as the server allows (grpcio / C-core, as tritonclient and perf_analyzer)
             // then carry a 602 KB message in 3 DATA frames instead of 37 of Kestrel's default 16 KB, each of which wakes
-            // the stream's reader; 256 KB stays below the connection's 1 MB input buffer. More streams per connection than
-            // the default 100, so one client connection can keep a concurrency of a few hundred in flight.
-            k.Limits.Http2.MaxFrameSize = 256 << 10;
+            // the stream's reader; 256 KB (the default) stays below the connection's 1 MB input buffer. More streams per
+            // connection than the default 100, so one client connection can keep a concurrency of a few hundred in flight.
+            k.Limits.Http2.MaxFrameSize = options.Http2MaxFrameBytes;
             k.Limits.Http2.MaxStreamsPerConnection = 512;
             http = Listen(k, options.Host, options.HttpPort, HttpProtocols.Http1, tls);
             grpc = Listen(k, options.Host, options.GrpcPort, HttpProtocols.Http2, tls);

@@ -16,6 +16,8 @@ public sealed class ServeLoadCommandTests
     [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--max-request-bytes", "0" }, "--max-request-bytes 0 is outside")]
     [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--tls-cert", "/no/such.pem" }, "--tls-cert was given without --tls-key")]
     [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--auth-token-file", "/no/such/token" }, "Cannot read the token file '/no/such/token'")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--receive-block-kb", "4" }, "--receive-block-kb 4 is outside 16..16384 KB")]
+    [InlineData(new[] { "serve", "zoo:mlp", "--http-port", "0", "--grpc-port", "0", "--http2-max-frame-kb", "0" }, "--http2-max-frame-kb 0 is not a positive number of KB")]
     [InlineData(new[] { "load", "ftp://x", "--model", "m", "-c", "1" }, "is not an http(s) URL")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m" }, "Give either --concurrency or --request-rate")]
     [InlineData(new[] { "load", "http://127.0.0.1:1", "--model", "m", "-c", "1,a" }, "--concurrency '1,a'")]

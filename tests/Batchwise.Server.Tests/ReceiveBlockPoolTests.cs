@@ -7,7 +7,7 @@ public sealed class ReceiveBlockPoolTests
     {
         using var pool = new ReceiveBlockPool();
         var first = pool.Rent(4096);
-        Assert.Equal(ReceiveBlockPool.BlockSize, first.Memory.Length);
+        Assert.Equal(64 * 1024, first.Memory.Length);
         var memory = first.Memory;
         first.Dispose();
         Assert.Equal(1, pool.Retained);
@@ -21,9 +21,29 @@ public sealed class ReceiveBlockPoolTests
     public void A_request_above_the_block_size_gets_its_own_array_that_is_not_kept()
     {
         using var pool = new ReceiveBlockPool();
-        var big = pool.Rent(ReceiveBlockPool.BlockSize + 1);
-        Assert.Equal(ReceiveBlockPool.BlockSize + 1, big.Memory.Length);
+        var big = pool.Rent(pool.BlockSize + 1);
+        Assert.Equal(pool.BlockSize + 1, big.Memory.Length);
         big.Dispose();
         Assert.Equal(0, pool.Retained);
+    }
+
+    [Fact]
+    public void A_configured_block_size_is_what_every_block_has()
+    {
+        using var pool = new ReceiveBlockPool(1 << 20);
+        using var block = pool.Rent(16);
+        Assert.Equal(1 << 20, block.Memory.Length);
+        Assert.Equal(1 << 20, pool.MaxBufferSize);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ReceiveBlockPool(4096));
+    }
+
+    [Theory]
+    [InlineData(4096, 256 << 10, "--receive-block-kb 4")]
+    [InlineData(64 << 10, 8 << 10, "--http2-max-frame-kb 8")]
+    [InlineData(64 << 10, 16 << 20, "--http2-max-frame-kb 16384")]
+    public async Task Sizes_outside_their_range_are_refused_naming_the_option(int block, int frame, string named)
+    {
+        var e = await Assert.ThrowsAsync<BatchwiseException>(() => InferenceServer.StartAsync(new ModelRepository(), new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = -1, ReceiveBlockBytes = block, Http2MaxFrameBytes = frame }, TestContext.Current.CancellationToken));
+        Assert.Contains(named, e.Message, StringComparison.Ordinal);
     }
 }

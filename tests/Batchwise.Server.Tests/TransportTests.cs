@@ -10,7 +10,7 @@ using Grpc.Net.Client;
 namespace Batchwise.Server.Tests;
 
 /// <summary>A real server serving zoo:transport (issue 12's trivial model: float32 [1,3,224,224] in, per-channel means out).</summary>
-public sealed class TransportFixture : IAsyncLifetime
+public class TransportFixture : IAsyncLifetime
 {
     public const int Channels = 3;
     public const int Side = 224;
@@ -30,11 +30,14 @@ public sealed class TransportFixture : IAsyncLifetime
         // Two instances and a short queue delay: concurrent requests run side by side and are merged into batches, so the
         // merge/split paths and the pooled buffers' reuse are all exercised.
         models.Add("transport", "zoo:transport", new ModelConfig { MaxBatchSize = 8, InstanceCount = 2, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 300 } });
-        Server = await InferenceServer.StartAsync(models, new ServerOptions { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 });
+        Server = await InferenceServer.StartAsync(models, Options);
         Http = new HttpClient { BaseAddress = Server.HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
         Channel = GrpcChannel.ForAddress(Server.GrpcAddress);
         Grpc = new GRPCInferenceService.GRPCInferenceServiceClient(Channel);
     }
+
+    /// <summary>How the server is started.</summary>
+    protected virtual ServerOptions Options => new() { HttpPort = 0, GrpcPort = 0, MetricsPort = 0 };
 
     public async ValueTask DisposeAsync()
     {
@@ -157,27 +160,31 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
     }
 
     [Fact]
-    public async Task Concurrent_requests_over_http_and_grpc_each_get_their_own_answer()
+    public Task Concurrent_requests_over_http_and_grpc_each_get_their_own_answer() => EachGetsItsOwnAnswerAsync(fixture, Ct);
+
+    /// <summary>
+    /// 18 clients, a third each HTTP, gRPC (Grpc.Net.Client) and gRPC over the load generator's own HTTP/2 connection
+    /// (one each), 12 requests each, every request a different image: with pooled buffers handed back too early, outputs
+    /// split to the wrong request of a batch, or a response read off the wrong stream, some answer would be another's means.
+    /// </summary>
+    internal static async Task EachGetsItsOwnAnswerAsync(TransportFixture fixture, CancellationToken ct)
     {
-        // 18 clients, a third each HTTP, gRPC (Grpc.Net.Client) and gRPC over the load generator's own HTTP/2 connection
-        // (one each), 12 requests each, every request a different image: with pooled buffers handed back too early, outputs
-        // split to the wrong request of a batch, or a response read off the wrong stream, some answer would be another's means.
         const int clients = 18, each = 12;
         string Kind(int client) => (client % 3) switch { 0 => "http", 1 => "grpc", _ => "grpc frames" };
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(client => Task.Run(
             async () =>
             {
-                using var connection = client % 3 == 2 ? await Batchwise.Server.Load.Http2UnaryConnection.OpenAsync(fixture.Server.GrpcAddress.Host, fixture.Server.GrpcAddress.Port, Ct) : null;
+                using var connection = client % 3 == 2 ? await Batchwise.Server.Load.Http2UnaryConnection.OpenAsync(fixture.Server.GrpcAddress.Host, fixture.Server.GrpcAddress.Port, ct) : null;
                 for (var k = 0; k < each; k++)
                 {
                     var id = (client * each) + k + 1;
                     var image = TransportFixture.Image(id);
                     var got = (client % 3) switch
                     {
-                        0 => await fixture.InferHttpAsync(TransportFixture.HttpBody(image), Ct),
-                        1 => await fixture.InferGrpcAsync(ByteString.CopyFrom(image), Ct),
-                        _ => await fixture.InferFramesAsync(connection!, image, Ct),
+                        0 => await fixture.InferHttpAsync(TransportFixture.HttpBody(image), ct),
+                        1 => await fixture.InferGrpcAsync(ByteString.CopyFrom(image), ct),
+                        _ => await fixture.InferFramesAsync(connection!, image, ct),
                     };
                     var want = TransportFixture.Expected(id);
                     if (got.Length != want.Length || got.Zip(want).Any(p => Math.Abs(p.First - p.Second) > 1e-3 * Math.Max(1, Math.Abs(p.Second))))
@@ -186,7 +193,7 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
                     }
                 }
             },
-            Ct))).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+            ct))).WaitAsync(TimeSpan.FromSeconds(60), ct);
         Assert.Empty(failures);
     }
 
@@ -217,5 +224,45 @@ public sealed class TransportTests(TransportFixture fixture) : IClassFixture<Tra
         }
 
         return least;
+    }
+}
+
+/// <summary>zoo:transport served with the lone-request transport knobs all on: 1 MB receive blocks, 1 MB HTTP/2 frames, inline I/O scheduling.</summary>
+public sealed class TunedTransportFixture : TransportFixture
+{
+    protected override ServerOptions Options => new() { HttpPort = 0, GrpcPort = 0, MetricsPort = 0, ReceiveBlockBytes = 1 << 20, Http2MaxFrameBytes = 1 << 20, InlineIoScheduling = true };
+}
+
+/// <summary>The same checks with --receive-block-kb 1024 --http2-max-frame-kb 1024 --inline-io: no lost or crossed answers.</summary>
+public sealed class TunedTransportTests(TunedTransportFixture fixture) : IClassFixture<TunedTransportFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public Task Concurrent_requests_over_http_and_grpc_each_get_their_own_answer() => TransportTests.EachGetsItsOwnAnswerAsync(fixture, Ct);
+
+    [Fact]
+    public async Task A_lone_request_of_each_kind_gets_its_answer_with_the_whole_message_in_one_frame()
+    {
+        using var connection = await Batchwise.Server.Load.Http2UnaryConnection.OpenAsync(fixture.Server.GrpcAddress.Host, fixture.Server.GrpcAddress.Port, Ct);
+        for (var id = 1; id <= 3; id++)
+        {
+            var image = TransportFixture.Image(id);
+            Near(id, await fixture.InferFramesAsync(connection, image, Ct));
+            Near(id, await fixture.InferHttpAsync(TransportFixture.HttpBody(image), Ct));
+            Near(id, await fixture.InferGrpcAsync(ByteString.CopyFrom(image), Ct));
+        }
+
+        Assert.Equal(1 << 20, connection.MaxFrameSize);
+    }
+
+    private static void Near(int id, float[] got)
+    {
+        var want = TransportFixture.Expected(id);
+        Assert.Equal(want.Length, got.Length);
+        for (var c = 0; c < want.Length; c++)
+        {
+            Assert.Equal(want[c], got[c], 1e-3 * Math.Max(1, Math.Abs(want[c])));
+        }
     }
 }

@@ -37,11 +37,14 @@ public static class ServeCommand
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (chain): serve HTTPS and gRPC over TLS" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert" };
         var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "PEM CA certificate: require client certificates it signed (mutual TLS)" };
+        var receiveBlock = new Option<int>("--receive-block-kb") { Description = "KB of each block the server receives into (fewer receive calls and HTTP/2 copy rounds per large request with larger blocks; 16..16384)", DefaultValueFactory = _ => ServerOptions.DefaultReceiveBlockBytes >> 10 };
+        var maxFrame = new Option<int>("--http2-max-frame-kb") { Description = "Largest HTTP/2 frame the gRPC port accepts, in KB (clients such as grpcio send frames this large; 16..16383)", DefaultValueFactory = _ => ServerOptions.DefaultHttp2MaxFrameBytes >> 10 };
+        var inlineIo = new Option<bool>("--inline-io") { Description = "Handle each connection's input on the thread that received it (Kestrel's UnsafePreferInlineScheduling): fewer thread hops for a lone request; a blocking handler holds up the connections of its I/O thread" };
         var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, Prometheus /metrics on its own port; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
         {
             model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue,
-            maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile,
+            maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile, receiveBlock, maxFrame, inlineIo,
             control, loadModel, pollSecs, exitOnError, metricsPort, traceConfig,
         };
         var engine = EngineOptionGroup.AddTo(command);
@@ -103,6 +106,9 @@ public static class ServeCommand
                 TlsKeyPath = parse.GetValue(tlsKey),
                 TlsClientCaPath = parse.GetValue(tlsClientCa),
                 AuthTokenFile = parse.GetValue(authTokenFile),
+                ReceiveBlockBytes = KiloBytes("--receive-block-kb", parse.GetValue(receiveBlock)),
+                Http2MaxFrameBytes = KiloBytes("--http2-max-frame-kb", parse.GetValue(maxFrame)),
+                InlineIoScheduling = parse.GetValue(inlineIo),
             };
 
             ModelRepository repository;
@@ -192,6 +198,11 @@ public static class ServeCommand
         });
         return command;
     }
+
+    /// <summary>A size option given in KB, in bytes (the server checks its range and names the option).</summary>
+    private static int KiloBytes(string option, int kb) => kb is > 0 and <= int.MaxValue >> 10
+        ? kb << 10
+        : throw new BatchwiseException($"{option} {kb} is not a positive number of KB", $"Give a size in KB, e.g. {option} 256.");
 
     private static int[]? ParseSizes(string? text)
     {

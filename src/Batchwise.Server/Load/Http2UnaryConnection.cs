@@ -38,6 +38,9 @@ internal sealed class Http2UnaryConnection : IDisposable
 
     private Http2UnaryConnection(Socket socket) => _socket = socket;
 
+    /// <summary>The largest DATA frame this connection sends: the server's SETTINGS_MAX_FRAME_SIZE (16 KB..1 MB).</summary>
+    public int MaxFrameSize => _maxFrameSize;
+
     /// <summary>False once the connection failed or the server said GOAWAY: it is disposed, not reused.</summary>
     public bool Healthy { get; private set; } = true;
 
