@@ -29,6 +29,7 @@ internal static unsafe partial class Cudnn
     public const int CUDNN_POINTWISE_RELU_FWD = 100;
     private const int BackendPointwise = 0;
     private const int BackendConvolution = 1;
+    private const int BackendEngine = 2;
     private const int BackendEngineConfig = 3;
     private const int BackendEngineHeuristics = 4;
     private const int BackendExecutionPlan = 5;
@@ -47,6 +48,8 @@ internal static unsafe partial class Cudnn
     private const int TypeHeuristicsMode = 8;
     private const int TypePointwiseMode = 14;
     private const int TypeDescriptor = 15;
+    private const int TypeBehaviorNote = 19;
+    private const int BehaviorNoteRuntimeCompilation = 0;
     private const int AttrPointwiseMode = 0;
     private const int AttrPointwiseMathPrecision = 1;
     private const int AttrConvolutionComputeType = 100;
@@ -59,6 +62,7 @@ internal static unsafe partial class Cudnn
     private const int AttrHeuristicsMode = 200;
     private const int AttrHeuristicsGraph = 201;
     private const int AttrHeuristicsResults = 202;
+    private const int AttrEngineConfigEngine = 300;
     private const int AttrPlanHandle = 400;
     private const int AttrPlanEngineConfig = 401;
     private const int AttrPlanWorkspaceSize = 402;
@@ -83,6 +87,8 @@ internal static unsafe partial class Cudnn
     private const int AttrVariantUniqueIds = 1000;
     private const int AttrVariantPointers = 1001;
     private const int AttrVariantWorkspace = 1003;
+    private const int AttrEngineGlobalIndex = 1301;
+    private const int AttrEngineBehaviorNote = 1305;
     private const int HeuristicsModeA = 3;
 
     /// <summary>cudnnConvolutionFwdAlgoPerf_t.</summary>
@@ -557,6 +563,36 @@ internal static unsafe partial class Cudnn
         {
             plan.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The engine behind an engine configuration: cuDNN's global index of it (what names it in cuDNN's logs and errata) and
+    /// whether it compiles its kernel at run time (the runtime fusion engines).
+    /// </summary>
+    public static (long GlobalIndex, bool RuntimeCompiled) BackendEngineOf(CudnnBackendEngineConfig config)
+    {
+        var engine = CreateBackend(BackendEngine, "ENGINE");
+        try
+        {
+            CheckBackend(cudnnBackendGetAttribute(config.Handle, AttrEngineConfigEngine, TypeDescriptor, 1, out _, &engine), "cudnnBackendGetAttribute(ENGINECFG_ENGINE)");
+            long index = -1;
+            CheckBackend(cudnnBackendGetAttribute(engine, AttrEngineGlobalIndex, TypeInt64, 1, out _, &index), "cudnnBackendGetAttribute(ENGINE_GLOBAL_INDEX)");
+            var notes = stackalloc int[16];
+            var runtime = false;
+            if (cudnnBackendGetAttribute(engine, AttrEngineBehaviorNote, TypeBehaviorNote, 16, out var count, notes) == 0)
+            {
+                for (var i = 0; i < Math.Min(count, 16); i++)
+                {
+                    runtime |= notes[i] == BehaviorNoteRuntimeCompilation;
+                }
+            }
+
+            return (index, runtime);
+        }
+        finally
+        {
+            _ = cudnnBackendDestroyDescriptor(engine);
         }
     }
 

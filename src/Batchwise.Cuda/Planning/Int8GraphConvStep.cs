@@ -38,12 +38,20 @@ internal sealed class Int8GraphConvStep : PlanStep, IDisposable
         {
             if (!_packs.TryGetValue(key, out pack))
             {
+                // Once per set of addresses (the first run, before anything of this step reaches the GPU): what the
+                // descriptors declare is checked here, so a mismatch is this message and not a fault that loses the context.
+                if (Int8ConvGraph.CheckAddresses(_graph.Shape.Uids, pointers, _graph.WorkspaceBytes, workspace, context.WorkspaceBytes) is { } why)
+                {
+                    throw new BatchwiseException($"The int8 graph convolution {Node} cannot run: {why} ({_graph.Shape.Key}, {_graph.Engine})", $"Report this; set {Int8Layers.GraphSwitch}=off to plan int8 convolutions without cuDNN's graph API meanwhile.");
+                }
+
                 pack = Cudnn.BackendVariantPackOf(_graph.Shape.Uids, pointers, workspace);
                 _packs[key] = pack;
             }
         }
 
-        _graph.Execute(context.Cudnn, pack);
+        var handle = context.CudnnOrNull ?? throw new BatchwiseException($"The int8 graph convolution {Node} runs on a slot without a cuDNN handle", "Report this: a plan with int8 graph steps opens cuDNN on its slots (ExecutionPlan.UsesCudnn).");
+        _graph.Execute(handle, pack);
     }
 
     public void Dispose()

@@ -49,6 +49,63 @@ internal static class Int8Layers
     /// </summary>
     public const string GraphSwitch = "BATCHWISE_INT8_GRAPH";
 
+    /// <summary>
+    /// <c>BATCHWISE_INT8_TRACE=1</c>: each int8 decision, and each trial run of a cuDNN graph before it starts, as a line on
+    /// standard error (flushed), so a run that ends in a fault or a crash names the layer and the engine it was trying.
+    /// </summary>
+    public const string TraceSwitch = "BATCHWISE_INT8_TRACE";
+
+    /// <summary>
+    /// <c>BATCHWISE_INT8_GRAPH_SKIP=12,40</c>: cuDNN engines (global indices, as decisions and faults name them) the graph
+    /// route never takes; <c>BATCHWISE_INT8_GRAPH_SUMS=int32|float</c>: only that type of convolution sums (both by default).
+    /// </summary>
+    public const string GraphSkipSwitch = "BATCHWISE_INT8_GRAPH_SKIP";
+
+    /// <summary>See <see cref="GraphSkipSwitch"/>.</summary>
+    public const string GraphSumsSwitch = "BATCHWISE_INT8_GRAPH_SUMS";
+
+    /// <summary>True when <see cref="TraceSwitch"/> is set (1, on, true).</summary>
+    public static bool Tracing => Environment.GetEnvironmentVariable(TraceSwitch)?.Trim().ToLowerInvariant() is "1" or "on" or "true";
+
+    /// <summary>Writes <paramref name="line"/> to standard error when <see cref="Tracing"/>.</summary>
+    public static void Trace(string line)
+    {
+        if (Tracing)
+        {
+            Console.Error.WriteLine("[int8] " + line);
+            Console.Error.Flush();
+        }
+    }
+
+    /// <summary>The engines <see cref="GraphSkipSwitch"/> names.</summary>
+    public static IReadOnlySet<long> SkippedEngines => ParseEngines(Environment.GetEnvironmentVariable(GraphSkipSwitch));
+
+    /// <summary>A comma-separated list of engine indices; a BatchwiseException for anything else.</summary>
+    internal static HashSet<long> ParseEngines(string? text)
+    {
+        var result = new HashSet<long>();
+        foreach (var part in (text ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!long.TryParse(part, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var engine) || engine < 0)
+            {
+                throw new BatchwiseException($"{GraphSkipSwitch} '{text}' is not a list of cuDNN engine indices", $"Give them comma-separated, e.g. {GraphSkipSwitch}=12,40 (the int8 decisions name each layer's engine).");
+            }
+
+            result.Add(engine);
+        }
+
+        return result;
+    }
+
+    /// <summary>The sums types <see cref="GraphSumsSwitch"/> allows, in the order tried (cuDNN data types).</summary>
+    public static int[] GraphSums => Environment.GetEnvironmentVariable(GraphSumsSwitch)?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "both" => [Interop.Cudnn.CUDNN_DATA_INT32, Interop.Cudnn.CUDNN_DATA_FLOAT],
+        "int32" => [Interop.Cudnn.CUDNN_DATA_INT32],
+        "float" => [Interop.Cudnn.CUDNN_DATA_FLOAT],
+        var other => throw new BatchwiseException($"{GraphSumsSwitch} '{other}' is not int32, float or both", $"Unset it, or set {GraphSumsSwitch}=int32 or float."),
+    };
+
     /// <summary><see cref="GraphSwitch"/> as "on", "off" or "pad".</summary>
     public static string GraphMode => Environment.GetEnvironmentVariable(GraphSwitch)?.Trim().ToLowerInvariant() switch
     {
