@@ -17,6 +17,20 @@ internal sealed partial class GraphCompiler
     /// <summary>Configurations timed per problem when tactics are timed (each may cost cuDNN a runtime compilation).</summary>
     private const int Int8GraphTimedConfigs = 3;
 
+    /// <summary>Every graph this compiler chose (a step owns it once emitted): disposed with the steps when planning fails.</summary>
+    private readonly List<Int8ConvGraph> _int8Graphs = [];
+
+    /// <summary>Disposes the graphs chosen so far (a graph's disposal is idempotent: its step may dispose it too).</summary>
+    private void DisposeInt8Graphs()
+    {
+        foreach (var g in _int8Graphs)
+        {
+            g.Dispose();
+        }
+
+        _int8Graphs.Clear();
+    }
+
     /// <summary>
     /// The graph problem of an int8 convolution whose input and output zero points are stored as
     /// <paramref name="storedXZero"/> and <paramref name="storedYZero"/> (a uint8 value is kept as the int8 byte v - 128):
@@ -61,8 +75,9 @@ internal sealed partial class GraphCompiler
                 var g = TimedLibrary("int8_graph_heuristics", () => Int8ConvGraph.Describe(handle, shape, k.Sums));
                 if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, k.Index, MaxConvWorkspace)) is null && !skipped.Contains(g.EngineIndex))
                 {
-                    _target.Choices.Set(storeKey, Encode(k.Sums, k.Index));
+                    _target.Choices.Set(storeKey, EncodeInt8Graph(k.Sums, k.Index));
                     Int8Layers.Trace($"{_node}: stored choice {g.Engine} for {shape.Key}");
+                    _int8Graphs.Add(g);
                     return g;
                 }
 
@@ -87,51 +102,69 @@ internal sealed partial class GraphCompiler
                 continue;
             }
 
-            var best = (Index: -1, Ms: double.PositiveInfinity);
-            var ran = 0;
-            for (var i = 0; i < g.Configs.Count && ran < (cache is null ? 1 : Int8GraphTimedConfigs); i++)
+            try
             {
-                var index = i;
-                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, index, MaxConvWorkspace)) is { } why)
+                if (PlanInt8Graph(g, handle, cache, storeKey, sums, skipped, ref refusal) is { } chosen)
                 {
-                    refusal = why;
-                    continue;
-                }
-
-                if (skipped.Contains(g.EngineIndex))
-                {
-                    refusal = $"{g.Engine} skipped ({Int8Layers.GraphSkipSwitch})";
-                    continue;
-                }
-
-                var (failure, ms) = TimedLibrary("int8_trial", () => RunInt8Graph(handle, g, timed: cache is not null));
-                if (failure is not null)
-                {
-                    refusal = $"{g.Engine}: {failure}";
-                    continue;
-                }
-
-                ran++;
-                if (best.Index < 0 || ms < best.Ms)
-                {
-                    best = (i, ms);
+                    return chosen;
                 }
             }
-
-            if (best.Index < 0 || (g.ConfigIndex != best.Index && g.TryPlan(handle, best.Index, MaxConvWorkspace) is not null))
+            catch
             {
-                g.Dispose();
-                continue;
+                g.Dispose(); // a fault in the trial: the graph goes before the error leaves planning
+                throw;
             }
-
-            _target.Choices.Set(storeKey, Encode(sums, best.Index));
-            cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
-            return g;
         }
 
         return null;
+    }
 
-        static byte[] Encode(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
+    private static byte[] EncodeInt8Graph(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
+
+    /// <summary>The first (or with <paramref name="cache"/> the fastest) configuration of <paramref name="g"/> that plans and runs; null (<paramref name="g"/> disposed) when none does.</summary>
+    private Int8ConvGraph? PlanInt8Graph(Int8ConvGraph g, CudnnHandle handle, TimingCache? cache, string storeKey, int sums, IReadOnlySet<long> skipped, ref string refusal)
+    {
+        var best = (Index: -1, Ms: double.PositiveInfinity);
+        var ran = 0;
+        for (var i = 0; i < g.Configs.Count && ran < (cache is null ? 1 : Int8GraphTimedConfigs); i++)
+        {
+            var index = i;
+            if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, index, MaxConvWorkspace)) is { } why)
+            {
+                refusal = why;
+                continue;
+            }
+
+            if (skipped.Contains(g.EngineIndex))
+            {
+                refusal = $"{g.Engine} skipped ({Int8Layers.GraphSkipSwitch})";
+                continue;
+            }
+
+            var (failure, ms) = TimedLibrary("int8_trial", () => RunInt8Graph(handle, g, timed: cache is not null));
+            if (failure is not null)
+            {
+                refusal = $"{g.Engine}: {failure}";
+                continue;
+            }
+
+            ran++;
+            if (best.Index < 0 || ms < best.Ms)
+            {
+                best = (i, ms);
+            }
+        }
+
+        if (best.Index < 0 || (g.ConfigIndex != best.Index && g.TryPlan(handle, best.Index, MaxConvWorkspace) is not null))
+        {
+            g.Dispose();
+            return null;
+        }
+
+        _target.Choices.Set(storeKey, EncodeInt8Graph(sums, best.Index));
+        cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
+        _int8Graphs.Add(g);
+        return g;
     }
 
     /// <summary>
