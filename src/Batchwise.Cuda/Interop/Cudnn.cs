@@ -50,6 +50,8 @@ internal static unsafe partial class Cudnn
     private const int TypeDescriptor = 15;
     private const int TypeBehaviorNote = 19;
     private const int BehaviorNoteRuntimeCompilation = 0;
+    private const int BehaviorNoteFilterReorder = 1;
+    private const int BehaviorNoteBiasReorder = 2;
     private const int AttrPointwiseMode = 0;
     private const int AttrPointwiseMathPrecision = 1;
     private const int AttrConvolutionComputeType = 100;
@@ -568,9 +570,10 @@ internal static unsafe partial class Cudnn
 
     /// <summary>
     /// The engine behind an engine configuration: cuDNN's global index of it (what names it in cuDNN's logs and errata) and
-    /// whether it compiles its kernel at run time (the runtime fusion engines).
+    /// whether it compiles its kernel at run time (the runtime fusion engines), and whether it wants the filter or bias
+    /// reordered for it first (cudnnReorderFilterAndBias's int8x32 order, CUDNN_BEHAVIOR_NOTE_REQUIRES_*_INT8x32_REORDER).
     /// </summary>
-    public static (long GlobalIndex, bool RuntimeCompiled) BackendEngineOf(CudnnBackendEngineConfig config)
+    public static (long GlobalIndex, bool RuntimeCompiled, bool RequiresReorder) BackendEngineOf(CudnnBackendEngineConfig config)
     {
         var engine = CreateBackend(BackendEngine, "ENGINE");
         try
@@ -579,16 +582,17 @@ internal static unsafe partial class Cudnn
             long index = -1;
             CheckBackend(cudnnBackendGetAttribute(engine, AttrEngineGlobalIndex, TypeInt64, 1, out _, &index), "cudnnBackendGetAttribute(ENGINE_GLOBAL_INDEX)");
             var notes = stackalloc int[16];
-            var runtime = false;
+            var (runtime, reorder) = (false, false);
             if (cudnnBackendGetAttribute(engine, AttrEngineBehaviorNote, TypeBehaviorNote, 16, out var count, notes) == 0)
             {
                 for (var i = 0; i < Math.Min(count, 16); i++)
                 {
                     runtime |= notes[i] == BehaviorNoteRuntimeCompilation;
+                    reorder |= notes[i] is BehaviorNoteFilterReorder or BehaviorNoteBiasReorder;
                 }
             }
 
-            return (index, runtime);
+            return (index, runtime, reorder);
         }
         finally
         {

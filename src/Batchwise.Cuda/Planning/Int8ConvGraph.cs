@@ -72,6 +72,9 @@ internal sealed class Int8ConvGraph : IDisposable
     /// <summary>cuDNN's global index of the engine of <see cref="Plan"/> (-1 where unknown).</summary>
     public long EngineIndex { get; private set; } = -1;
 
+    /// <summary>The engine of <see cref="Plan"/> wants its filter (or bias) reordered to int8x32 first, which this route does not do.</summary>
+    public bool EngineWantsReorder { get; private set; }
+
     /// <summary>The engine of <see cref="Plan"/> in words: cuDNN's global engine index, whether it compiles at run time, the sums' type.</summary>
     public string Engine { get; private set; } = "no plan";
 
@@ -190,7 +193,7 @@ internal sealed class Int8ConvGraph : IDisposable
 
             Plan?.Dispose();
             (Plan, WorkspaceBytes, ConfigIndex) = (plan, workspace, index);
-            (EngineIndex, Engine) = DescribeEngine(Configs[index], SumsType, index);
+            (EngineIndex, EngineWantsReorder, Engine) = DescribeEngine(Configs[index], SumsType, index);
             return null;
         }
         catch (CudaException e)
@@ -200,17 +203,17 @@ internal sealed class Int8ConvGraph : IDisposable
     }
 
     /// <summary>"engine 12 (runtime-compiled), int32 sums, configuration 0": what a decision and a fault name.</summary>
-    private static (long Index, string Text) DescribeEngine(CudnnBackendEngineConfig config, int sumsType, int index)
+    private static (long Index, bool Reorder, string Text) DescribeEngine(CudnnBackendEngineConfig config, int sumsType, int index)
     {
         var sums = sumsType == Cudnn.CUDNN_DATA_INT32 ? "int32" : "float";
         try
         {
-            var (global, runtime) = Cudnn.BackendEngineOf(config);
-            return (global, string.Create(CultureInfo.InvariantCulture, $"engine {global}{(runtime ? " (runtime-compiled)" : string.Empty)}, {sums} sums, configuration {index}"));
+            var (global, runtime, reorder) = Cudnn.BackendEngineOf(config);
+            return (global, reorder, string.Create(CultureInfo.InvariantCulture, $"engine {global}{(runtime ? " (runtime-compiled)" : string.Empty)}{(reorder ? " (wants int8x32 reordered filters)" : string.Empty)}, {sums} sums, configuration {index}"));
         }
         catch (CudaException)
         {
-            return (-1, string.Create(CultureInfo.InvariantCulture, $"{sums} sums, configuration {index}"));
+            return (-1, false, string.Create(CultureInfo.InvariantCulture, $"{sums} sums, configuration {index}"));
         }
     }
 

@@ -73,7 +73,7 @@ internal sealed partial class GraphCompiler
             try
             {
                 var g = TimedLibrary("int8_graph_heuristics", () => Int8ConvGraph.Describe(handle, shape, k.Sums));
-                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, k.Index, MaxConvWorkspace)) is null && !skipped.Contains(g.EngineIndex))
+                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, k.Index, MaxConvWorkspace)) is null && !skipped.Contains(g.EngineIndex) && !g.EngineWantsReorder)
                 {
                     _target.Choices.Set(storeKey, EncodeInt8Graph(k.Sums, k.Index));
                     Int8Layers.Trace($"{_node}: stored choice {g.Engine} for {shape.Key}");
@@ -138,6 +138,13 @@ internal sealed partial class GraphCompiler
             if (skipped.Contains(g.EngineIndex))
             {
                 refusal = $"{g.Engine} skipped ({Int8Layers.GraphSkipSwitch})";
+                continue;
+            }
+
+            if (g.EngineWantsReorder)
+            {
+                // Its filter would have to be in cudnnReorderFilterAndBias's order; the route uploads plain KRSC.
+                refusal = $"{g.Engine}: its filter must be reordered first";
                 continue;
             }
 
