@@ -44,8 +44,11 @@ internal static class Int8Layers
     /// <summary>
     /// The environment variable for int8 convolutions through cuDNN's graph API: <c>on</c> tries them first; <c>pad</c>
     /// too, padding a padded convolution's input explicitly (one copy) instead of the border offsets, the fallback where
-    /// cuDNN refuses those; off by default (the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes, as in session 7): the
-    /// int8 GPU tests with the route on ended in a segmentation fault on the H200 (session 8, not yet found).
+    /// cuDNN refuses those; off by default (the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes, as in session 7). On the
+    /// H200 in session 8 the route ran ResNet-50 at b=1 (0.355 ms) and then faulted the GPU (a misaligned address) in a
+    /// plan-time trial at b=256, reported as cudnnSetStream's STREAM_MISMATCH by the stream reset after it; session 9
+    /// names such a fault (layer, problem, cuDNN engine: <see cref="GraphSkipSwitch"/> skips an engine) and disposes the
+    /// steps of a failed plan build while the handles live (the segmentation fault's candidate). Default until measured.
     /// </summary>
     public const string GraphSwitch = "BATCHWISE_INT8_GRAPH";
 

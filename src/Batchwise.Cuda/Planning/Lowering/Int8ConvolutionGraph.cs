@@ -189,7 +189,16 @@ internal sealed partial class GraphCompiler
         CudaException? failure = null;
         var ms = double.NaN;
         using var stream = CudaDriver.CreateStream();
-        Cudnn.SetStream(handle, stream.Handle);
+        try
+        {
+            Cudnn.SetStream(handle, stream.Handle);
+        }
+        catch (CudaException e)
+        {
+            // Before any trial work: the planning handle refuses a stream of this thread's current context.
+            throw new BatchwiseException($"The int8 convolution {_node}: cuDNN's planning handle refuses a new stream for the graph's trial ({e.Message})", "Report this with the model; set BATCHWISE_INT8_GRAPH=off meanwhile.", e);
+        }
+
         try
         {
             foreach (var bytes in sizes.Take(s.Uids.Length))
