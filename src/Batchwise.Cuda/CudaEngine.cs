@@ -37,6 +37,13 @@ public sealed class CudaEngine : IEngine
                 GroupedConvChoice.Cudnn => "cuDNN (BATCHWISE_GROUPED_CONV=cudnn)",
                 _ => "auto (own kernel for group widths 24-64 not powers of two, fp16)",
             },
+            ["pointwise_conv"] = GraphCompiler.PointwiseConvFromEnvironment switch
+            {
+                PointwiseConvChoice.Gemm => "cuBLASLt (BATCHWISE_POINTWISE_CONV=gemm)",
+                PointwiseConvChoice.Cudnn => "cuDNN (BATCHWISE_POINTWISE_CONV=cudnn)",
+                _ => "auto (cuDNN; cuBLASLt for none yet)",
+            },
+            ["stem_conv"] = GraphCompiler.StemGemmFromEnvironment ? "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)" : "cuDNN over channels padded to 8",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -331,6 +338,12 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Who runs grouped convolutions in half precision (BATCHWISE_GROUPED_CONV=auto|own|cudnn; tests set it).</summary>
     public GroupedConvChoice GroupedConvolutions { get; internal set; } = GraphCompiler.GroupedConvFromEnvironment;
 
+    /// <summary>Who runs pointwise convolutions in half precision (BATCHWISE_POINTWISE_CONV=auto|gemm|cudnn; tests set it).</summary>
+    public PointwiseConvChoice PointwiseConvolutions { get; internal set; } = GraphCompiler.PointwiseConvFromEnvironment;
+
+    /// <summary>Convolutions over fewer than 8 channels as one GEMM (BATCHWISE_STEM_CONV=gemm; tests set it).</summary>
+    public bool StemAsGemm { get; internal set; } = GraphCompiler.StemGemmFromEnvironment;
+
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }
 
@@ -403,6 +416,31 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     public CudnnHandle PlanningCudnn => _cudnn ??= Startup.Measure("plan_cudnn_handle", () => Cudnn.Create(_uploadStream));
 
     public CublasLtHandle PlanningCublasLt => _lt ??= Startup.Measure("plan_cublaslt_handle", CublasLt.Create);
+
+    /// <summary>
+    /// The threads that confirm stored convolution choices at a new shape beside a plan's lowering
+    /// (BATCHWISE_PLAN_THREADS), started the first time a plan has such a choice to confirm (never in the session's first
+    /// plan, which asks the heuristics); asked only by builds, which run one at a time.
+    /// </summary>
+    public ConvQueryPool? ConvQueries
+    {
+        get
+        {
+            if (!_convQueriesStarted)
+            {
+                _convQueriesStarted = true;
+                _convQueries = ConvQueryPool.Start(CudaDriver.CurrentContext(), PlanThreads);
+            }
+
+            return _convQueries;
+        }
+    }
+
+    private ConvQueryPool? _convQueries;
+    private bool _convQueriesStarted;
+
+    /// <summary>How many threads <see cref="ConvQueries"/> gets (BATCHWISE_PLAN_THREADS); set before that starts (tests).</summary>
+    public int PlanThreads { get; internal set; } = ConvQueryPool.ThreadsFromEnvironment();
 
     /// <summary>
     /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
@@ -1086,6 +1124,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             w.Dispose();
         }
 
+        _convQueries?.Dispose();
         Kernels.Dispose();
         _cudnn?.Dispose();
         _lt?.Dispose();

@@ -121,6 +121,19 @@ internal abstract class PlanStep
 }
 
 /// <summary>
+/// A cuDNN convolution planned without the library (<see cref="IPlanTarget.PlansConvolutionsWithoutLibrary"/>): its
+/// buffers (input, filter, bias or -1, output, residual or -1) and problem, for plan tests on machines without a GPU. It
+/// cannot be enqueued.
+/// </summary>
+internal sealed class ConvProblemStep(string node, int[] buffers, ConvShapeKey problem) : PlanStep(node, buffers)
+{
+    public ConvShapeKey Problem => problem;
+
+    public override void Enqueue(ExecutionContext context, int index) =>
+        throw new InvalidOperationException($"{Node}: a convolution planned without cuDNN cannot run");
+}
+
+/// <summary>
 /// A launch of a generated kernel: its parameters are device pointers to plan buffers, then the argument block with the
 /// sizes of this plan (the source is shared by every plan of the same operator signature).
 /// </summary>
@@ -171,9 +184,12 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
     public CudnnTensorDescriptor? BiasDesc { get; }
 
-    public int Algo { get; }
+    public int Algo { get; private set; }
 
-    public long WorkspaceBytes { get; }
+    public long WorkspaceBytes { get; private set; }
+
+    /// <summary>The algorithm and workspace once confirmed (a choice whose workspace query ran beside the plan's lowering).</summary>
+    internal void Resolve(int algo, long workspaceBytes) => (Algo, WorkspaceBytes) = (algo, workspaceBytes);
 
     /// <summary>With an activation: one fused cudnnConvolutionBiasActivationForward (bias required).</summary>
     public CudnnActivationDescriptor? Activation { get; init; }
@@ -221,11 +237,11 @@ internal sealed class ConvStep : PlanStep, IDisposable
 
 /// <summary>
 /// A matrix product as planned, row-major: Y[M, N] = alpha op(A) op(B) + beta C + bias (bias one per column, C of Y's
-/// shape: Y itself unless the step names its own), then GELU's tanh form where <paramref name="TanhGelu"/>,
+/// shape: Y itself unless the step names its own), then GELU's tanh form where <paramref name="TanhGelu"/> or max(0, .) where <paramref name="Relu"/>,
 /// <paramref name="Batch"/> times at the given strides. What a reference runner needs; the cuBLASLt descriptors say the
 /// same thing column-major.
 /// </summary>
-internal sealed record MatmulProblem(ElementType Type, int M, int N, int K, bool TransA, bool TransB, long Lda, long Ldb, int Batch, long StrideA, long StrideB, float Alpha, float Beta, bool TanhGelu = false);
+internal sealed record MatmulProblem(ElementType Type, int M, int N, int K, bool TransA, bool TransB, long Lda, long Ldb, int Batch, long StrideA, long StrideB, float Alpha, float Beta, bool TanhGelu = false, bool Relu = false);
 
 /// <summary>
 /// A cuBLASLt matrix product (<see cref="MatmulProblem"/>): buffers B, A, Y (cuBLASLt's A, B and D: row-major Y^T =

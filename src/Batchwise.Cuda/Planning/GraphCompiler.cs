@@ -39,11 +39,29 @@ internal interface IPlanTarget
     /// </summary>
     bool PlansMatmulsWithoutLibrary => false;
 
+    /// <summary>
+    /// cuDNN convolutions planned as <see cref="ConvProblemStep"/>s alone, without cuDNN (no descriptors, no algorithm:
+    /// the plan cannot run): for timing and checking plan builds on machines without a GPU.
+    /// </summary>
+    bool PlansConvolutionsWithoutLibrary => false;
+
     /// <summary>A convolution's first plan in a new batch octave starts from the nearest known octave's choice (confirmed by a workspace query) instead of cuDNN's heuristics.</summary>
     bool NearestBatchChoices => false;
 
+    /// <summary>
+    /// Threads with cuDNN handles of their own that confirm stored convolution choices at a new exact shape while the
+    /// plan's lowering goes on; null: those queries are made in sequence on <see cref="PlanningCudnn"/>.
+    /// </summary>
+    ConvQueryPool? ConvQueries => null;
+
     /// <summary>Who runs grouped convolutions in half precision: the own kernel where chosen (auto), always, or never.</summary>
     GroupedConvChoice GroupedConvolutions => GroupedConvChoice.Auto;
+
+    /// <summary>Who runs pointwise convolutions in half precision: cuBLASLt where chosen (auto), always, or never.</summary>
+    PointwiseConvChoice PointwiseConvolutions => PointwiseConvChoice.Auto;
+
+    /// <summary>Convolutions over fewer than 8 channels in half precision as patches times the filter in one GEMM (else cuDNN).</summary>
+    bool StemAsGemm => false;
 }
 
 /// <summary>
@@ -219,6 +237,7 @@ internal sealed partial class GraphCompiler
             b.LastStep = Math.Max(_steps.Count, 1);
         }
 
+        ResolvePendingConvolutions();
         var memory = PlaceBuffers(parent);
         return new ExecutionPlan(_steps, _buffers, inputBuffers, outputs, memory, _workspace)
         {

@@ -523,6 +523,11 @@ internal static partial class CpuKernelRunner
                         value = 0.5 * value * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (value + (0.044715 * value * value * value))));
                     }
 
+                    if (p.Relu)
+                    {
+                        value = Math.Max(0, value);
+                    }
+
                     if (half)
                     {
                         ((Half*)d)[at] = (Half)value;

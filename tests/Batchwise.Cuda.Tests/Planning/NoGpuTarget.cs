@@ -23,6 +23,12 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public GroupedConvChoice GroupedConvolutions { get; init; } = GroupedConvChoice.Auto;
 
+    public PointwiseConvChoice PointwiseConvolutions { get; init; } = PointwiseConvChoice.Auto;
+
+    public bool StemAsGemm { get; init; }
+
+    public bool PlansConvolutionsWithoutLibrary { get; init; }
+
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);
 
     public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException(NoLibraries);

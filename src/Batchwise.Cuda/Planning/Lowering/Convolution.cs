@@ -11,6 +11,12 @@ internal sealed partial class GraphCompiler
 {
     private const long MaxConvWorkspace = 256L << 20;
 
+    private readonly List<(ConvStep Step, PendingConv Pending, Func<TacticChoice> Redo)> _pendingConvs = [];
+    private readonly Dictionary<string, Task<long>> _convQueries = new(StringComparer.Ordinal);
+
+    /// <summary>A stored octave choice being confirmed at an exact shape on the query threads.</summary>
+    private sealed record PendingConv(Task<long> Workspace, TacticChoice Reused, string StoreKey, string ExactKey);
+
     private static IEnumerable<(string, OperatorLowering)> ConvolutionLowerings()
     {
         yield return ("Conv", new((c, n, i, a) => c.LowerConv(n, i, a), InputLayout.AsStored, AutoPadCheck));
@@ -99,6 +105,16 @@ internal sealed partial class GraphCompiler
             return; // a patch embedding as one GEMM (Patches.cs)
         }
 
+        if (TryLowerStemAsGemm(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
+        {
+            return; // a convolution over a few channels as patches times the filter (Patches.cs)
+        }
+
+        if (TryLowerPointwise(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, pe))
+        {
+            return; // a pointwise convolution as one GEMM with its epilogue (PointwiseConvolution.cs)
+        }
+
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);
@@ -153,6 +169,20 @@ internal sealed partial class GraphCompiler
         int[] Lift1(long[] v, long one) => (r == 1 ? new[] { one }.Concat(v) : v).Select(i => checked((int)i)).ToArray();
         var dataType = St(x) == ElementType.Float16 ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
         var format = nhwc ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        if (_target.PlansConvolutionsWithoutLibrary)
+        {
+            var kept = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w;
+            var shapeKey = new ConvShapeKey(dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : "fp32", Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), MaxConvWorkspace);
+            Emit(new ConvProblemStep(_node, [Dev(input), Dev(kept), relu ? Dev(b!) : -1, Dev(raw), residual is null ? -1 : Dev(residual)], shapeKey));
+            if (!relu && b is not null)
+            {
+                var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
+                _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
+            }
+
+            return;
+        }
+
         var describing = System.Diagnostics.Stopwatch.GetTimestamp();
         var xDesc = Cudnn.Tensor(dataType, Lift(input.Shape), format);
         var wDesc = Cudnn.Filter(dataType, Lift(w.Shape), format);
@@ -164,31 +194,53 @@ internal sealed partial class GraphCompiler
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
-        var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, relu ? precision + "+bias-relu" : precision, tensorCores, relu, Lift(input.Shape), Lift(w.Shape), Lift(yShape), Lift1(pads, 0), Lift1(strides, 1), Lift1(dilations, 1), checked((int)groups), out var choiceKey);
-        if (chosen is null)
+        var problem = (Precision: relu ? precision + "+bias-relu" : precision, X: Lift(input.Shape), W: Lift(w.Shape), Y: Lift(yShape), Pads: Lift1(pads, 0), Strides: Lift1(strides, 1), Dilations: Lift1(dilations, 1), Groups: checked((int)groups));
+        TacticChoice Choose(bool defer, out string key, out PendingConv? pending)
         {
-            throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
+            var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, problem.Precision, tensorCores, relu, problem.X, problem.W, problem.Y, problem.Pads, problem.Strides, problem.Dilations, problem.Groups, defer, out key, out pending)
+                ?? throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
+            Cudnn.SetMathType(convDesc, chosen.MathType);
+            return chosen.WorkspaceKnown || pending is not null ? chosen : chosen with { WorkspaceBytes = TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo)), WorkspaceKnown = true };
         }
 
-        Cudnn.SetMathType(convDesc, chosen.MathType);
-        var ws = chosen.WorkspaceKnown ? chosen.WorkspaceBytes : TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo));
+        // A stored octave choice to confirm at this exact shape is confirmed on the query threads while lowering goes on
+        // (ResolvePendingConvolutions fills in the workspace, or redoes the choice in sequence where the query failed).
+        var chosen = Choose(defer: true, out var choiceKey, out var pending);
         LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
-        ReserveWorkspace(ws);
+        var ws = pending is null ? chosen.WorkspaceBytes : 0;
+        if (pending is null)
+        {
+            ReserveWorkspace(ws);
+        }
+
         var filter = nhwc ? new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)) : w; // KRSC: cuDNN's NHWC filter format
+        ConvStep step;
         if (relu)
         {
             var biasDesc = Cudnn.Tensor(dataType, Lift(new long[] { 1, b!.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray()));
             var activation = Cudnn.Activation(Cudnn.CUDNN_ACTIVATION_RELU);
-            Emit(new ConvStep(_node, Dev(input), Dev(filter), Dev(b), Dev(raw), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws)
+            Emit(step = new ConvStep(_node, Dev(input), Dev(filter), Dev(b), Dev(raw), xDesc, wDesc, convDesc, yDesc, biasDesc, chosen.Algo, ws)
             {
                 Activation = activation,
                 Residual = residual is null ? -1 : Dev(residual),
                 ChoiceKey = choiceKey,
             });
+        }
+        else
+        {
+            Emit(step = new ConvStep(_node, Dev(input), Dev(filter), -1, Dev(raw), xDesc, wDesc, convDesc, yDesc, null, chosen.Algo, ws) { ChoiceKey = choiceKey });
+        }
+
+        if (pending is not null)
+        {
+            _pendingConvs.Add((step, pending, () => Choose(defer: false, out _, out _)));
+        }
+
+        if (relu)
+        {
             return;
         }
 
-        Emit(new ConvStep(_node, Dev(input), Dev(filter), -1, Dev(raw), xDesc, wDesc, convDesc, yDesc, null, chosen.Algo, ws) { ChoiceKey = choiceKey });
         if (b is not null)
         {
             var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
@@ -197,10 +249,56 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
+    /// The workspace of each convolution whose octave choice went to the query threads, in plan order: the answer where
+    /// cuDNN confirmed the choice at this shape (within the workspace limit) and the octave still keeps that choice;
+    /// otherwise the choice made again in sequence, as without the threads (same algorithms, same workspace). The time
+    /// waited is span conv_workspace_wait (the queries themselves ran beside the lowering).
+    /// </summary>
+    private void ResolvePendingConvolutions()
+    {
+        foreach (var (step, pending, redo) in _pendingConvs)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            long? bytes;
+            try
+            {
+                bytes = pending.Workspace.GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is BatchwiseException or ObjectDisposedException or InvalidOperationException or DllNotFoundException or EntryPointNotFoundException)
+            {
+                bytes = null; // not supported at this shape (or no thread to ask): asked again in sequence below
+            }
+
+            AddLibraryDetail("conv_workspace_wait", started);
+            var octaveKeeps = _target.Choices.TryGet(pending.StoreKey, out var stored) && Decode(stored) is { } now && now.Algo == pending.Reused.Algo && now.MathType == pending.Reused.MathType;
+            if (bytes is { } b && b <= MaxConvWorkspace && octaveKeeps)
+            {
+                var confirmed = pending.Reused with { WorkspaceBytes = b, WorkspaceKnown = true };
+                _target.Choices.Set(pending.ExactKey, Encode(confirmed));
+                step.Resolve(confirmed.Algo, b);
+            }
+            else
+            {
+                var chosen = redo();
+                step.Resolve(chosen.Algo, chosen.WorkspaceBytes);
+            }
+
+            ReserveWorkspace(step.WorkspaceBytes);
+            LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+        }
+
+        _pendingConvs.Clear();
+        _convQueries.Clear();
+    }
+
+    /// <summary>
     /// What follows a convolution that cuDNN can fuse into it: a ReLU, or a residual Add (other input already computed)
     /// then a ReLU. The fused nodes are marked folded and <paramref name="outName"/> becomes the last one's output.
     /// </summary>
-    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape)
+    /// <param name="outName">The convolution's output name; becomes the last fused node's output.</param>
+    /// <param name="yShape">The convolution's output shape.</param>
+    /// <param name="commit">False: only say what would be fused (nothing marked folded, <paramref name="outName"/> unchanged).</param>
+    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape, bool commit = true)
     {
         var name = outName;
         if (_graphOutputs.Contains(name) || !_consumers.TryGetValue(name, out var users) || users.Count != 1)
@@ -211,8 +309,12 @@ internal sealed partial class GraphCompiler
         var next = users[0];
         if (next.OpType == "Relu")
         {
-            _folded.Add(next);
-            outName = next.Output[0];
+            if (commit)
+            {
+                _folded.Add(next);
+                outName = next.Output[0];
+            }
+
             return (true, null);
         }
 
@@ -233,9 +335,13 @@ internal sealed partial class GraphCompiler
             return (false, null);
         }
 
-        _folded.Add(next);
-        _folded.Add(after[0]);
-        outName = after[0].Output[0];
+        if (commit)
+        {
+            _folded.Add(next);
+            _folded.Add(after[0]);
+            outName = after[0].Output[0];
+        }
+
         return (true, z);
     }
 
@@ -269,8 +375,11 @@ internal sealed partial class GraphCompiler
     /// cuDNN's heuristics.
     /// </summary>
     /// <param name="exactKey">The choice's key for this exact problem (what a saved engine's early warm-up calls it by).</param>
-    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups, out string exactKey)
+    /// <param name="defer">Where the octave's stored choice is to be confirmed at this shape: ask the query threads
+    /// (<see cref="IPlanTarget.ConvQueries"/>) and return it with <paramref name="pending"/> (workspace not yet known).</param>
+    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups, bool defer, out string exactKey, out PendingConv? pending)
     {
+        pending = null;
         var cache = _target.Tactics;
         var key = new ConvShapeKey(precision, x, w, y, pads, strides, dilations, groups, MaxConvWorkspace);
 
@@ -313,6 +422,18 @@ internal sealed partial class GraphCompiler
             if (!_target.Choices.TryGet(candidateKey, out var stored) || Decode(stored) is not { } reused)
             {
                 continue;
+            }
+
+            if (defer && candidateKey == storeKey && _target.ConvQueries is { } pool)
+            {
+                // Identical problems of one plan (repeated blocks) share one query.
+                if (!_convQueries.TryGetValue(exactKey, out var query))
+                {
+                    _convQueries[exactKey] = query = TimedLibrary("conv_workspace_enqueue", () => pool.WorkspaceSize(key, reused.Algo, reused.MathType));
+                }
+
+                pending = new PendingConv(query, reused, storeKey, exactKey);
+                return reused with { WorkspaceKnown = false };
             }
 
             try

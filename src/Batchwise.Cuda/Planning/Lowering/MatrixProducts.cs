@@ -319,10 +319,10 @@ internal sealed unsafe partial class GraphCompiler
     /// (CUBLASLT_EPILOGUE_BIAS: per row of the column-major D, per column of Y), then GELU's tanh form where
     /// <paramref name="tanhGelu"/> (CUBLASLT_EPILOGUE_GELU_BIAS).
     /// </summary>
-    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta, PlanValue? bias = null, PlanValue? c = null, bool tanhGelu = false)
+    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta, PlanValue? bias = null, PlanValue? c = null, bool tanhGelu = false, bool relu = false)
     {
         var half = St(a) == ElementType.Float16;
-        var problem = new MatmulProblem(St(a), m, n, k, transA, transB, lda, ldb, batch, strideA, strideB, alpha, beta, tanhGelu);
+        var problem = new MatmulProblem(St(a), m, n, k, transA, transB, lda, ldb, batch, strideA, strideB, alpha, beta, tanhGelu, relu && !tanhGelu);
         if (_target.PlansMatmulsWithoutLibrary)
         {
             Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), null, null, null, null, default));
@@ -336,12 +336,12 @@ internal sealed unsafe partial class GraphCompiler
         if (bias is not null)
         {
             // The address is set when the step first runs (a constant buffer: the same for every context).
-            CublasLt.SetEpilogue(desc, tanhGelu ? CublasLt.CUBLASLT_EPILOGUE_GELU_BIAS : CublasLt.CUBLASLT_EPILOGUE_BIAS, 0, dataType);
+            CublasLt.SetEpilogue(desc, tanhGelu ? CublasLt.CUBLASLT_EPILOGUE_GELU_BIAS : problem.Relu ? CublasLt.CUBLASLT_EPILOGUE_RELU_BIAS : CublasLt.CUBLASLT_EPILOGUE_BIAS, 0, dataType);
             CublasLt.SetBiasType(desc, dataType);
         }
-        else if (tanhGelu)
+        else if (tanhGelu || problem.Relu)
         {
-            CublasLt.SetEpilogue(desc, CublasLt.CUBLASLT_EPILOGUE_GELU, 0, dataType);
+            CublasLt.SetEpilogue(desc, tanhGelu ? CublasLt.CUBLASLT_EPILOGUE_GELU : CublasLt.CUBLASLT_EPILOGUE_RELU, 0, dataType);
         }
 
         var bRows = transB ? k : n;
@@ -351,7 +351,7 @@ internal sealed unsafe partial class GraphCompiler
         var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
         var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
         var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
-        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}{(tanhGelu ? "|gelu" : string.Empty)}";
+        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}{(tanhGelu ? "|gelu" : string.Empty)}{(problem.Relu ? "|relu" : string.Empty)}";
         var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
         CublasLt.HeuristicResult algo;
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();

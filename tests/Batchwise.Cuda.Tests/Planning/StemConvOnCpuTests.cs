@@ -1,0 +1,63 @@
+using Batchwise.Cuda.Planning;
+using Batchwise.Cuda.Tests.Operators;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Operators;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// Convolutions over fewer than 8 channels (a stem) planned as patches times the filter in one GEMM
+/// (BATCHWISE_STEM_CONV=gemm) in half precision, run by the reference runner against ONNX Runtime in float32: the
+/// patches kernel (strides, pads, dilation, zero columns up to a multiple of 8) and the GEMM's bias + ReLU epilogue.
+/// </summary>
+public sealed class StemConvOnCpuTests
+{
+    internal static IReadOnlyDictionary<string, GroupedConvCase> Small { get; } = new Dictionary<string, GroupedConvCase>(StringComparer.Ordinal)
+    {
+        ["7x7-s2-p3-bn-relu"] = new(2, 3, 17, 19, 1, OutChannels: 16, Stride: 2, Pads: [3, 3, 3, 3], Kernel: 7, After: "bn-relu"),
+        ["3x3-s1-asymmetric-bias"] = new(1, 4, 9, 7, 1, OutChannels: 8, Pads: [1, 0, 0, 1], After: "none"),
+        ["3x3-s2-dilation2-relu"] = new(1, 1, 12, 11, 1, OutChannels: 24, Stride: 2, Dilation: 2, Pads: [2, 2, 2, 2], After: "relu"),
+    };
+
+    public static TheoryData<string> Cases => [.. Small.Keys];
+
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, bool stemAsGemm)
+    {
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        var target = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemAsGemm = stemAsGemm };
+        return new GraphCompiler(model, target).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Stem_as_patches_times_filter_agrees_with_onnx_runtime(string name)
+    {
+        CpuKernelRunner.Require();
+        var c = Small[name];
+        var model = c.Model();
+        var inputs = c.Inputs(9);
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+        var plan = Plan(model, inputs, stemAsGemm: true);
+        CpuKernelRunner.Prepare([plan]);
+        Assert.Null(CpuKernelRunner.CannotRun(plan));
+        var product = Assert.IsType<MatmulStep>(Assert.Single(plan.Steps, s => s is MatmulStep));
+        Assert.Equal(0, product.Problem.K % 8);
+        Assert.Equal(c.After != "none", product.Problem.Relu);
+        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, half: true);
+        Assert.True(difference is null, $"{name}: {difference}");
+    }
+
+    [Fact]
+    public void Without_the_switch_a_stem_goes_to_cudnn()
+    {
+        var c = Small["7x7-s2-p3-bn-relu"];
+        var model = c.Model();
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        var target = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PlansConvolutionsWithoutLibrary = true };
+        var plan = new GraphCompiler(model, target).Compile(c.Inputs(9), init, GraphCompiler.HostValueInputs(model));
+        Assert.DoesNotContain(plan.Steps, s => s is MatmulStep);
+        Assert.Single(plan.Steps, s => s is ConvProblemStep);
+    }
+}
