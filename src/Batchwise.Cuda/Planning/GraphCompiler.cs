@@ -164,6 +164,20 @@ internal sealed partial class GraphCompiler
 
     private void DisposePlanned()
     {
+        // Workspace queries still running on the query threads read their steps' descriptors: they finish first.
+        foreach (var (_, pending, _) in _pendingConvs)
+        {
+            try
+            {
+                pending.Workspace.Wait();
+            }
+            catch (AggregateException)
+            {
+                // its failure no longer matters: the plan is given up
+            }
+        }
+
+        _pendingConvs.Clear();
         foreach (var step in _steps.OfType<IDisposable>())
         {
             step.Dispose();
