@@ -113,6 +113,7 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnCreate(out IntPtr handle);
     [LibraryImport(Lib)] internal static partial int cudnnDestroy(IntPtr handle);
     [LibraryImport(Lib)] private static partial int cudnnSetStream(IntPtr handle, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cudnnGetStream(IntPtr handle, out IntPtr stream);
     [LibraryImport(Lib)] private static partial int cudnnCreateTensorDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyTensorDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetTensorNdDescriptor(IntPtr desc, int dataType, int nbDims, int* dims, int* strides);
@@ -170,6 +171,13 @@ internal static unsafe partial class Cudnn
     }
 
     public static void SetStream(CudnnHandle handle, IntPtr stream) => Check(cudnnSetStream(handle.Handle, stream), "cudnnSetStream");
+
+    /// <summary>The stream the handle's calls go to (what a trial restores after borrowing the handle).</summary>
+    public static IntPtr GetStream(CudnnHandle handle)
+    {
+        Check(cudnnGetStream(handle.Handle, out var stream), "cudnnGetStream");
+        return stream;
+    }
 
     /// <summary>
     /// A packed tensor descriptor, dimensions given as [N, C, spatial...]: row-major, or channels-last (NHWC) for 4-d

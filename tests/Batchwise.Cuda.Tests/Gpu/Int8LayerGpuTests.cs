@@ -171,6 +171,11 @@ public sealed class Int8LayerGpuTests
                 }
             }
 
+            if (r.Passed && !r.Tagged("LAYER").Any())
+            {
+                failures.Add($"case {i} ({ConvCases[i].What}): the child printed no routes (skipped?); last lines: {string.Join(" // ", r.Tail(8))}");
+            }
+
             if (!r.Passed)
             {
                 failures.Add($"case {i} ({ConvCases[i].What}): the child {(r.TimedOut ? "timed out" : $"exited {r.ExitCode}")} after {r.Seconds:F0} s; last lines: {string.Join(" // ", r.Tail(12))}");

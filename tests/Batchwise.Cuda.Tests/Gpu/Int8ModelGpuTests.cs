@@ -48,32 +48,29 @@ public sealed partial class Int8ModelGpuTests
             var clock = System.Diagnostics.Stopwatch.StartNew();
             foreach (var route in Routes)
             {
-                var (r, faults, skipped) = RunRoute(nameof(Int8ChildGpuTests.Resnet50_rows_of_one_route_in_a_child), "rows", route, modelPath, null, clock);
+                var (attempts, faults) = RunRoute(nameof(Int8ChildGpuTests.Resnet50_rows_of_one_route_in_a_child), "rows", route, modelPath, null, clock);
                 problems.AddRange(faults.Select(f => $"{route.Name}: {f}"));
-                foreach (var row in r.Tagged("ROW"))
+                foreach (var (r, skipped) in attempts)
                 {
-                    rows[(route.Name, int.Parse(row[0], CultureInfo.InvariantCulture))] = (double.Parse(row[1], CultureInfo.InvariantCulture), double.Parse(row[2], CultureInfo.InvariantCulture));
-                }
-
-                foreach (var l in r.Tagged("LAYERS"))
-                {
-                    var key = (route.Name, int.Parse(l[0], CultureInfo.InvariantCulture));
-                    if (!layers.TryGetValue(key, out var list))
+                    // A later attempt (with more engines skipped) replaces the rows of an earlier one; a fault at b=256 keeps b=1's row.
+                    foreach (var row in r.Tagged("ROW"))
                     {
-                        layers[key] = list = [];
+                        rows[(route.Name, int.Parse(row[0], CultureInfo.InvariantCulture))] = (double.Parse(row[1], CultureInfo.InvariantCulture), double.Parse(row[2], CultureInfo.InvariantCulture));
+                        if (skipped.Length > 0)
+                        {
+                            problems.Add($"{route.Name} b={row[0]}: measured with {Int8Layers.GraphSkipSwitch}={skipped}");
+                        }
                     }
 
-                    list.Add(l);
-                }
+                    foreach (var batch in r.Tagged("LAYERS").GroupBy(l => int.Parse(l[0], CultureInfo.InvariantCulture)))
+                    {
+                        layers[(route.Name, batch.Key)] = [.. batch];
+                    }
 
-                if (skipped.Length > 0)
-                {
-                    problems.Add($"{route.Name}: its rows ran with {Int8Layers.GraphSkipSwitch}={skipped}");
-                }
-
-                if (!r.Passed)
-                {
-                    problems.Add($"{route.Name}: the child {(r.TimedOut ? "timed out" : $"exited {r.ExitCode}")} after {r.Seconds:F0} s; last lines: {string.Join(" // ", r.Tail(15))}");
+                    if (!r.Passed)
+                    {
+                        problems.Add($"{route.Name}{(skipped.Length > 0 ? $" ({Int8Layers.GraphSkipSwitch}={skipped})" : string.Empty)}: the child {(r.TimedOut ? "timed out" : $"exited {r.ExitCode}")} after {r.Seconds:F0} s; last lines: {string.Join(" // ", r.Tail(15))}");
+                    }
                 }
             }
 
@@ -130,12 +127,13 @@ public sealed partial class Int8ModelGpuTests
             Print($"# int8 resnet50 (QDQ, optimize --int8) against ORT QDQ (no graph optimizations), {Int8ChildGpuTests.AccuracyBatches * Int8ChildGpuTests.AccuracyBatch} seeded inputs in batches of {Int8ChildGpuTests.AccuracyBatch}, fp16 plans");
             foreach (var route in Routes.Where(r => r.Int8 == "on"))
             {
-                var (r, faults, skipped) = RunRoute(nameof(Int8ChildGpuTests.Resnet50_accuracy_of_one_route_in_a_child), "accuracy", route, modelPath, folder, clock);
+                var (attempts, faults) = RunRoute(nameof(Int8ChildGpuTests.Resnet50_accuracy_of_one_route_in_a_child), "accuracy", route, modelPath, folder, clock);
                 foreach (var f in faults)
                 {
                     Print($"- {route.Name}: FAULT {f}");
                 }
 
+                var (r, skipped) = attempts[^1];
                 var acc = r.Tagged("ACC").FirstOrDefault();
                 if (acc is null)
                 {
@@ -166,14 +164,15 @@ public sealed partial class Int8ModelGpuTests
     }
 
     /// <summary>
-    /// Runs the child method for one route; where its plan-time trial faulted the GPU (the child's trace names the cuDNN
-    /// engine), runs it again with that engine skipped, up to three engines and while the whole test has run under seven
-    /// minutes. Returns the last child's result, the faults met and the skip list of that last run.
+    /// Runs the child method for one route; where its plan-time trial (or traced first run) faulted the GPU (the child's
+    /// trace names the cuDNN engine), runs it again with that engine skipped, up to three engines and while the whole test
+    /// has run under five minutes. Returns every attempt (its result and skip list) and the faults met.
     /// </summary>
-    private static (ChildRun.Result Result, List<string> Faults, string Skipped) RunRoute(string method, string mode, (string Name, string Title, string? Int8, string? Graph) route, string modelPath, string? expected, System.Diagnostics.Stopwatch clock)
+    private static (List<(ChildRun.Result Result, string Skipped)> Attempts, List<string> Faults) RunRoute(string method, string mode, (string Name, string Title, string? Int8, string? Graph) route, string modelPath, string? expected, System.Diagnostics.Stopwatch clock)
     {
         var skip = new List<long>();
         var faults = new List<string>();
+        var attempts = new List<(ChildRun.Result, string)>();
         while (true)
         {
             var environment = new Dictionary<string, string?>
@@ -193,11 +192,11 @@ public sealed partial class Int8ModelGpuTests
                 environment[Int8Layers.GraphSwitch] = route.Graph;
             }
 
-            var r = ChildRun.Run(typeof(Int8ChildGpuTests).FullName + "." + method, environment, TimeSpan.FromMinutes(4));
-            var skipped = string.Join(',', skip);
+            var r = ChildRun.Run(typeof(Int8ChildGpuTests).FullName + "." + method, environment, TimeSpan.FromMinutes(3));
+            attempts.Add((r, string.Join(',', skip)));
             if (r.Passed)
             {
-                return (r, faults, skipped);
+                return (attempts, faults);
             }
 
             var fault = r.Lines.LastOrDefault(l => l.Contains("faulted", StringComparison.Ordinal) && l.StartsWith("[int8]", StringComparison.Ordinal));
@@ -207,9 +206,9 @@ public sealed partial class Int8ModelGpuTests
                 faults.Add(fault);
             }
 
-            if (engine is not { Success: true } || skip.Count >= 3 || clock.Elapsed > TimeSpan.FromMinutes(7))
+            if (engine is not { Success: true } || skip.Count >= 3 || clock.Elapsed > TimeSpan.FromMinutes(5))
             {
-                return (r, faults, skipped);
+                return (attempts, faults);
             }
 
             skip.Add(long.Parse(engine.Groups[1].Value, CultureInfo.InvariantCulture));

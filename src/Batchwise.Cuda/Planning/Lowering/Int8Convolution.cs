@@ -391,6 +391,7 @@ internal sealed partial class GraphCompiler
     private static string? TryInt8Convolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int algo, long workspaceBytes, long[] x, long[] w, long[] y)
     {
         using var stream = CudaDriver.CreateStream();
+        var previous = Cudnn.GetStream(handle);
         Cudnn.SetStream(handle, stream.Handle);
         CudaException? failure = null;
         try
@@ -412,7 +413,7 @@ internal sealed partial class GraphCompiler
         {
             try
             {
-                Cudnn.SetStream(handle, IntPtr.Zero);
+                Cudnn.SetStream(handle, previous);
             }
             catch (CudaException e)
             {

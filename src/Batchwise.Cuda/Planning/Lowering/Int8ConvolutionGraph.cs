@@ -177,7 +177,8 @@ internal sealed partial class GraphCompiler
     /// <summary>
     /// Runs the graph's plan on zeroed scratch buffers on a stream of its own (timed when asked: median of five after a
     /// warm-up): null and the milliseconds, or cuDNN's error. The planning handle's stream is set for the trial only and
-    /// reset after it; an error in that reset never hides the trial's own. A fault that loses the CUDA context is thrown
+    /// put back after it (its own stream, not the legacy default stream, which would join a capture on another thread's
+    /// blocking stream); an error in that reset never hides the trial's own. A fault that loses the CUDA context is thrown
     /// as a <see cref="BatchwiseException"/> naming the layer, the problem and the engine (nothing after it can run).
     /// </summary>
     private (string? Failure, double Ms) RunInt8Graph(CudnnHandle handle, Int8ConvGraph g, bool timed)
@@ -189,8 +190,10 @@ internal sealed partial class GraphCompiler
         CudaException? failure = null;
         var ms = double.NaN;
         using var stream = CudaDriver.CreateStream();
+        var previous = IntPtr.Zero;
         try
         {
+            previous = Cudnn.GetStream(handle); // the planning handle's own stream (the session's upload stream), put back after
             Cudnn.SetStream(handle, stream.Handle);
         }
         catch (CudaException e)
@@ -238,7 +241,7 @@ internal sealed partial class GraphCompiler
 
             try
             {
-                Cudnn.SetStream(handle, IntPtr.Zero);
+                Cudnn.SetStream(handle, previous);
             }
             catch (CudaException e)
             {
