@@ -44,6 +44,12 @@ public sealed class CudaEngine : IEngine
                 _ => "auto (cuDNN; cuBLASLt for none yet)",
             },
             ["stem_conv"] = GraphCompiler.StemGemmFromEnvironment ? "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)" : "cuDNN over channels padded to 8",
+            ["gelu"] = GraphCompiler.GeluFromEnvironment switch
+            {
+                GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",
+                GeluChoice.Chain => "as exported (BATCHWISE_GELU=chain): erf GELU's nodes fused into one elementwise kernel before the next product",
+                _ => "exact (erf GELU after a product computed in place behind it)",
+            },
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -343,6 +349,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Convolutions over fewer than 8 channels as one GEMM (BATCHWISE_STEM_CONV=gemm; tests set it).</summary>
     public bool StemAsGemm { get; internal set; } = GraphCompiler.StemGemmFromEnvironment;
+
+    /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
+    public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;
 
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }

@@ -359,6 +359,55 @@ internal static partial class KernelSource
     }
 
     /// <summary>
+    /// y = f(y) over <paramref name="count"/> contiguous floating-point elements, in place (an activation right behind the
+    /// matrix product that wrote y: ViT's erf GELU after fc1). <paramref name="expression"/> reads x0 in the compute type
+    /// (float for half precision). Each thread takes 16 bytes (8 half or 4 float values) where the count divides, else one
+    /// element; launch with <see cref="UnaryInPlaceThreads"/> threads.
+    /// </summary>
+    /// <remarks>
+    /// Blocks walk the tensor back to front (unless <paramref name="backToFront"/> is false): the product wrote it front to
+    /// back, so its last part is the likeliest still in L2 (fc1's output at ViT-S b=64 is 38.7 MB, the H200's L2 50 MB)
+    /// and is read first, and the part this kernel writes last, the front, is what the next product reads first. In
+    /// place, the tensor's footprint stays one buffer.
+    /// </remarks>
+    public static KernelCode UnaryInPlace(ElementType type, string expression, long count, bool backToFront = true)
+    {
+        if (!type.IsFloatingPoint())
+        {
+            throw new ArgumentException("an in-place activation needs a floating-point tensor", nameof(type));
+        }
+
+        var vector = UnaryInPlaceVector(type, count);
+        var w = new KernelWriter(KernelWriter.Fits32(count));
+        var ix = w.Idx;
+        var n = w.Size("n", count / vector);
+        var (t, c) = (CType(type), CType(ComputeType(type)));
+        var store = type is ElementType.Float16 or ElementType.BFloat16 ? $"({t})(float)({expression})" : $"({t})({expression})";
+        var b = w.Body;
+        b.Append("    const ").Append(ix).Append(" v = (").Append(ix).Append(backToFront ? ")(gridDim.x - 1 - blockIdx.x)" : ")blockIdx.x").Append(" * blockDim.x + threadIdx.x;\n");
+        b.Append("    if (v >= ").Append(n).Append(") return;\n");
+        if (vector > 1)
+        {
+            b.Append("    uint4 r = *(const uint4*)(y + v * ").Append(KernelWriter.Lit(vector)).Append("); ").Append(t).Append("* e = (").Append(t).Append("*)&r;\n");
+            b.Append("    #pragma unroll\n    for (int j = 0; j < ").Append(KernelWriter.Lit(vector)).Append("; j++) { const ").Append(c).Append(" x0 = e[j]; e[j] = ").Append(store).Append("; }\n");
+            b.Append("    *(uint4*)(y + v * ").Append(KernelWriter.Lit(vector)).Append(") = r;\n");
+        }
+        else
+        {
+            b.Append("    const ").Append(c).Append(" x0 = y[v];\n");
+            b.Append("    y[v] = ").Append(store).Append(";\n");
+        }
+
+        return w.Build($"{t}* __restrict__ y, {KernelWriter.ArgsParameter}");
+    }
+
+    /// <summary>Threads a <see cref="UnaryInPlace"/> launch over <paramref name="count"/> elements needs.</summary>
+    public static long UnaryInPlaceThreads(ElementType type, long count) => count / UnaryInPlaceVector(type, count);
+
+    private static int UnaryInPlaceVector(ElementType type, long count) =>
+        type.SizeOf() is 2 or 4 && count % (16 / type.SizeOf()) == 0 ? 16 / type.SizeOf() : 1;
+
+    /// <summary>
     /// How many elements one thread of <see cref="Elementwise"/> can take, 16 bytes at a time: 8 half or 4 float values
     /// when the output and every full-shape input have that size and the innermost merged dimension divides; otherwise 1.
     /// </summary>

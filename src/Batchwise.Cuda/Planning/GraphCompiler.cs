@@ -62,6 +62,9 @@ internal interface IPlanTarget
 
     /// <summary>Convolutions over fewer than 8 channels in half precision as patches times the filter in one GEMM (else cuDNN).</summary>
     bool StemAsGemm => false;
+
+    /// <summary>How GELU's erf form after a matrix product runs: exact in place behind it, in tanh form as its epilogue (fp16), or as exported.</summary>
+    GeluChoice Gelu => GeluChoice.Exact;
 }
 
 /// <summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -82,6 +83,73 @@ public sealed class MlpGpuTests
             var line = string.Create(CultureInfo.InvariantCulture, $"| mlp layers {name} | {(timed ? "timed" : "heuristic")} | M={rows} N/K={width}/{hidden} | {l.Layer} | {l.Milliseconds:F4} ms | {rate} |");
             Gpu.Publish("mlp.md", line);
             Assert.True(l.Milliseconds > 0, line);
+        }
+    }
+
+    public static TheoryData<string> GeluForms() => new(["exact", "exact-front-to-back", "tanh", "chain"]);
+
+    /// <summary>ViT-S/16's MLP at b=64, its inputs and ONNX Runtime's fp32 output on the CPU: computed once for the three forms.</summary>
+    private static readonly Lazy<(OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected)> VitS64 = new(() =>
+    {
+        var model = MatmulEpiloguePlanTests.VitMlp(64, 197, 384, 1536);
+        var inputs = MatmulEpiloguePlanTests.Inputs(model, 11);
+        using var ort = new OrtEngine().Load(model, new EngineOptions());
+        return (model, inputs, ort.Run(inputs));
+    });
+
+    /// <summary>The MLP branch alone, y - x (the residual dominates y: a wrong GELU would hide in it).</summary>
+    private static Tensor Branch(Tensor y, Tensor x)
+    {
+        var (a, b) = (y.ToDoubles(), x.ToDoubles());
+        return Tensor.From<float>(ElementType.Float, y.Shape, [.. a.Select((v, i) => (float)(v - b[i]))]);
+    }
+
+    /// <summary>
+    /// ViT-S/16's MLP block at b=64 (M=12608: LayerNorm, fc1 + bias, erf GELU as torch exports it, fc2 + bias + residual)
+    /// in fp16 with each BATCHWISE_GELU choice: exact (the GELU in place behind fc1, its own row; and the same kernel
+    /// walking front to back, to see what the back-to-front order gains in L2), tanh (cuBLASLt's GELU epilogue in fc1's
+    /// row) and chain (the exported nodes' fused kernel inside fc2's row, as before). Each step's time
+    /// (CUDA events, 50 runs), the block's (the steps between the input and output conversions), and the MLP branch
+    /// (y - x) against ONNX Runtime fp32 on the CPU (max abs, cosine). Printed and written to BATCHWISE_REPORT_DIR/mlp.md;
+    /// asserted: the form's plan shape and the agreement (cosine 0.9999; 0.999 for the tanh form), never a time.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GeluForms))]
+    public void Vit_mlp_erf_gelu_forms_are_timed_and_agree_with_onnx_runtime(string form)
+    {
+        Gpu.Require();
+        var (model, inputs, expected) = VitS64.Value;
+        var choice = form switch { "tanh" => GeluChoice.Tanh, "chain" => GeluChoice.Chain, "exact-front-to-back" => GeluChoice.ExactFrontToBack, _ => GeluChoice.Exact };
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.Gelu = choice;
+        using var run = cuda.Prepare(inputs);
+        run.Run();
+        var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);
+        var (rows, width, hidden) = (64L * 197, 384L, 1536L);
+        var block = 0.0;
+        foreach (var l in layers)
+        {
+            var io = l.Layer.StartsWith("input", StringComparison.Ordinal) || l.Layer.StartsWith("output", StringComparison.Ordinal);
+            block += io ? 0 : l.Milliseconds;
+            var rate = l.Layer.Contains("GELU", StringComparison.Ordinal)
+                ? string.Create(CultureInfo.InvariantCulture, $"{2.0 * rows * hidden * 2 / (l.Milliseconds * 1e-3) / 1e9:F0} GB/s")
+                : l.Layer.StartsWith("MatMul", StringComparison.Ordinal)
+                    ? string.Create(CultureInfo.InvariantCulture, $"{2.0 * rows * width * hidden / (l.Milliseconds * 1e-3) / 1e12:F0} TFLOP/s")
+                    : string.Empty;
+            Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | M={rows} N/K={width}/{hidden} | {l.Layer} | {l.Milliseconds:F4} ms | {rate} |"));
+        }
+
+        Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | M={rows} | block (LayerNorm, fc1, GELU, fc2) | {block:F4} ms | |"));
+        Assert.Equal(form.StartsWith("exact", StringComparison.Ordinal), layers.Any(l => l.Layer.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal)));
+
+        var actual = cuda.Run(inputs);
+        var x = inputs[0];
+        foreach (var (name, got, want) in new[] { ("y", actual[0], expected[0]), ("y - x", Branch(actual[0], x), Branch(expected[0], x)) })
+        {
+            var r = Assert.Single(Gpu.Compare([got], [want], [model.Outputs[0]]));
+            var line = string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | {name} against ONNX Runtime fp32 | max abs {r.MaxAbs:E2} | cosine {r.Cosine:F7} |");
+            Gpu.Publish("mlp.md", line);
+            Assert.True(r.Cosine >= (form == "tanh" ? 0.999 : 0.9999), line);
         }
     }
 }

@@ -43,6 +43,10 @@ public sealed class KernelCompileTests
             yield return KernelSource.Elementwise(t, [t, t], [4, 16], [[4, 16], [4, 16]], "x0 * x1", null, vector, 16, 32, 16);
             yield return KernelSource.Elementwise(t, [t], [4, 16], [[4, 16]], "x0", null, 1, 16, 32, 0);
             yield return KernelSource.Elementwise(t, [t], [3L << 30], [[3L << 30]], "x0");
+            yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 64);
+            yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 63);
+            yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 64, backToFront: false);
+            yield return KernelSource.UnaryInPlace(t, "bw_gelu(x0)", 3L << 30);
             yield return KernelSource.ViewCopy(t.SizeOf(), [2, 3, 4], [12, 1, 3], 0, [12, 4, 1], 0);
             yield return KernelSource.ViewCopy(t.SizeOf(), [8], [-1], 7, [1], 0);
             yield return KernelSource.ViewCopy(t.SizeOf(), [10, 32], [32, 1], 0, [64, 1], 32);

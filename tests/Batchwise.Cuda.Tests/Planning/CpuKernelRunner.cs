@@ -47,7 +47,7 @@ internal static partial class CpuKernelRunner
         typedef unsigned long long u64;
         struct bw_dim3 { unsigned x, y, z; };
         static thread_local bw_dim3 threadIdx, blockIdx;
-        static bw_dim3 blockDim;
+        static bw_dim3 blockDim, gridDim;
         #define __global__
         #define __device__
         #define __forceinline__ inline
@@ -565,7 +565,7 @@ internal static partial class CpuKernelRunner
                 static void thread_{{name}}(void** p, unsigned block, unsigned thread) { blockIdx.x = block; threadIdx.x = thread; {{name}}({{call}}); }
                 extern "C" void launch_{{name}}(void** p, long long threads, int block)
                 {
-                    blockDim.x = block;
+                    blockDim.x = block; gridDim.x = (unsigned)(threads / block);
                     for (long long b = 0; b < threads / block; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
                 }
                 """;
@@ -574,7 +574,7 @@ internal static partial class CpuKernelRunner
         return $$"""
             extern "C" void launch_{{name}}(void** p, long long threads, int block)
             {
-                blockDim.x = block;
+                blockDim.x = block; gridDim.x = (unsigned)(threads / block);
                 for (long long t = 0; t < threads; t++) { blockIdx.x = (unsigned)(t / block); threadIdx.x = (unsigned)(t % block); {{name}}({{call}}); }
             }
             """;

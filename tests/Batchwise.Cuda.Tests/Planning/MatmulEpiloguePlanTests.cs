@@ -14,10 +14,10 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class MatmulEpiloguePlanTests
 {
-    private static ExecutionPlan Compile(Precision precision, OnnxModel model, IReadOnlyList<Tensor> inputs)
+    private static ExecutionPlan Compile(Precision precision, OnnxModel model, IReadOnlyList<Tensor> inputs, GeluChoice gelu = GeluChoice.Exact)
     {
         var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        return new GraphCompiler(model, new NoGpuTarget(precision, hostMatmuls: true)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new GraphCompiler(model, new NoGpuTarget(precision, hostMatmuls: true) { Gelu = gelu }).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
     }
 
     private static string Constant(GraphBuilder g, string name, float value) => g.Initializer(name, [], [value]);
@@ -78,11 +78,14 @@ public sealed class MatmulEpiloguePlanTests
         })];
     }
 
-    private static void AgreesWithOnnxRuntime(OnnxModel model, IReadOnlyList<Tensor> inputs, params Precision[] precisions)
+    private static void AgreesWithOnnxRuntime(OnnxModel model, IReadOnlyList<Tensor> inputs, params Precision[] precisions) =>
+        AgreesWithOnnxRuntime(model, inputs, GeluChoice.Exact, precisions);
+
+    private static void AgreesWithOnnxRuntime(OnnxModel model, IReadOnlyList<Tensor> inputs, GeluChoice gelu, params Precision[] precisions)
     {
         CpuKernelRunner.Require();
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
-        var plans = precisions.Select(p => (Precision: p, Plan: Compile(p, model, inputs))).ToList();
+        var plans = precisions.Select(p => (Precision: p, Plan: Compile(p, model, inputs, gelu))).ToList();
         CpuKernelRunner.Prepare(plans.Select(p => p.Plan)); // one g++ run for both
         foreach (var (precision, plan) in plans)
         {
@@ -181,6 +184,99 @@ public sealed class MatmulEpiloguePlanTests
         var product = Assert.Single(Products(Compile(Precision.Fp32, model, inputs)));
         Assert.Equal(taken, product.Problem.TanhGelu);
         Assert.True(product.Buffers[3] >= 0, "the bias is an epilogue either way");
+        AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
+    }
+
+    /// <summary>
+    /// GELU's erf form after a product with its bias, as exporters spell it: the Gelu operator (opset 20); torch.onnx's
+    /// nn.GELU (Div by sqrt 2, Erf, Add 1, Mul by x, Mul by 0.5); Hugging Face's x * 0.5 * (1 + erf(x / sqrt 2)) (the
+    /// half taken first); and a Mul by 1/sqrt 2 instead of the Div.
+    /// </summary>
+    internal static OnnxModel ErfGelu(string form, long rows = 5, long k = 8, long n = 16)
+    {
+        var g = new GraphBuilder("erf_gelu_" + form, 9);
+        var x = g.Input("x", ElementType.Float, rows, k);
+        var h = g.Node("Add", [g.Node("MatMul", [x, g.Weight("w", [k, n], 0.5f)]), g.Weight("b", [n], 0.5f)]);
+        var y = form switch
+        {
+            "op" => g.Node("Gelu", [h]),
+            "torch" => g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [g.Node("Erf", [g.Node("Div", [h, Constant(g, "sqrt2", MathF.Sqrt(2f))])]), Constant(g, "one", 1f)])]), Constant(g, "half", 0.5f)]),
+            "hf" => g.Node("Mul", [g.Node("Mul", [h, Constant(g, "half", 0.5f)]), g.Node("Add", [Constant(g, "one", 1f), g.Node("Erf", [g.Node("Div", [h, Constant(g, "sqrt2", MathF.Sqrt(2f))])])])]),
+            "mul" => g.Node("Mul", [h, g.Node("Mul", [Constant(g, "half", 0.5f), g.Node("Add", [g.Node("Erf", [g.Node("Mul", [h, Constant(g, "rsqrt2", 1 / MathF.Sqrt(2f))])]), Constant(g, "one", 1f)])])]),
+            _ => throw new ArgumentOutOfRangeException(nameof(form)),
+        };
+        g.Output(g.Rename(y, "y"), ElementType.Float, rows, n);
+        return g.Build("erf_gelu", form == "op" ? 20 : 17);
+    }
+
+    private static List<KernelStep> Kernels(ExecutionPlan plan) =>
+        [.. plan.Steps.OfType<KernelStep>().Where(k => !k.Node.StartsWith("input", StringComparison.Ordinal) && !k.Node.StartsWith("output", StringComparison.Ordinal))];
+
+    [Theory]
+    [InlineData("op", Precision.Fp32)]
+    [InlineData("op", Precision.Fp16)]
+    [InlineData("torch", Precision.Fp32)]
+    [InlineData("torch", Precision.Fp16)]
+    [InlineData("hf", Precision.Fp32)]
+    [InlineData("hf", Precision.Fp16)]
+    [InlineData("mul", Precision.Fp16)]
+    public void Erf_gelu_runs_in_place_behind_its_product_in_every_exported_form(string form, Precision precision)
+    {
+        var model = ErfGelu(form);
+        var inputs = Inputs(model, 12);
+        var plan = Compile(precision, model, inputs);
+
+        var product = Assert.Single(Products(plan));
+        Assert.False(product.Problem.TanhGelu, "exact: no tanh epilogue");
+        Assert.True(product.Buffers[3] >= 0, "the bias is an epilogue");
+        var gelu = Assert.Single(Kernels(plan));
+        Assert.EndsWith("+ GELU (erf, in place)", gelu.Node, StringComparison.Ordinal);
+        Assert.Equal([product.Buffers[2]], gelu.Buffers);
+        Assert.Same(product, plan.Steps[plan.Steps.ToList().IndexOf(gelu) - 1]);
+        AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
+    }
+
+    [Theory]
+    [InlineData("tanh", Precision.Fp16, "tanh epilogue")]
+    [InlineData("tanh", Precision.Fp32, "in place")]
+    [InlineData("front-to-back", Precision.Fp32, "in place")]
+    [InlineData("front-to-back", Precision.Fp16, "in place")]
+    [InlineData("chain", Precision.Fp16, "chain")]
+    [InlineData("chain", Precision.Fp32, "chain")]
+    public void Erf_gelu_choice_picks_the_tanh_epilogue_in_fp16_only_or_leaves_the_chain(string gelu, Precision precision, string expected)
+    {
+        var choice = gelu switch { "tanh" => GeluChoice.Tanh, "chain" => GeluChoice.Chain, _ => GeluChoice.ExactFrontToBack };
+        var model = VitMlp(2, 13, 24, 72);
+        var inputs = Inputs(model, 13);
+        var plan = Compile(precision, model, inputs, choice);
+
+        var fc1 = Products(plan)[0];
+        Assert.Equal(expected == "tanh epilogue", fc1.Problem.TanhGelu);
+        Assert.Equal(expected == "in place", Kernels(plan).Any(k => k.Node.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal)));
+
+        // LayerNorm, and the exported nodes' fused kernel where the chain is left as it is.
+        Assert.Equal(expected == "tanh epilogue" ? 1 : 2, Kernels(plan).Count);
+        CpuKernelRunner.Require();
+        var actual = CpuKernelRunner.Run(plan, inputs);
+        var difference = OperatorCaseModels.Difference(actual, DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]), precision == Precision.Fp16 ? 2e-2 : 1e-4);
+        Assert.True(difference is null, $"{choice} ({precision}): {difference}");
+    }
+
+    [Fact]
+    public void Erf_gelu_is_not_taken_where_a_chain_value_is_read_elsewhere()
+    {
+        var g = new GraphBuilder("erf_gelu_shared", 9);
+        var x = g.Input("x", ElementType.Float, 5L, 8L);
+        var h = g.Node("Add", [g.Node("MatMul", [x, g.Weight("w", [8, 16], 0.5f)]), g.Weight("b", [16], 0.5f)]);
+        var erf = g.Node("Erf", [g.Node("Div", [h, Constant(g, "sqrt2", MathF.Sqrt(2f))])]);
+        var y = g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [erf, Constant(g, "one", 1f)])]), Constant(g, "half", 0.5f)]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, 5L, 16L);
+        g.Output(g.Rename(erf, "erf"), ElementType.Float, 5L, 16L);
+        var model = g.Build("erf_gelu_shared", 17);
+        var inputs = Inputs(model, 14);
+
+        var plan = Compile(Precision.Fp16, model, inputs);
+        Assert.DoesNotContain(Kernels(plan), k => k.Node.Contains("GELU", StringComparison.Ordinal));
         AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
     }
 

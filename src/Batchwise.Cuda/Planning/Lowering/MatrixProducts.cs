@@ -7,10 +7,35 @@ using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
+/// <summary>How GELU's erf form, 0.5 x (1 + erf(x / sqrt 2)), runs where it follows a matrix product (its bias taken).</summary>
+internal enum GeluChoice
+{
+    /// <summary>Exact: one kernel in place behind the product (erff in fp32), 16 bytes a thread.</summary>
+    Exact,
+
+    /// <summary>In fp16 plans, GELU's tanh form as the product's cuBLASLt GELU epilogue (|delta| &lt;= 4.7e-4); fp32 plans stay exact.</summary>
+    Tanh,
+
+    /// <summary>The nodes as exported, fused by the elementwise chain into the next product's step (the engine before session 9).</summary>
+    Chain,
+
+    /// <summary>As <see cref="Exact"/>, the kernel's blocks walking front to back: tests only, to measure what the back-to-front order gains in L2.</summary>
+    ExactFrontToBack,
+}
+
 /// <summary>Matrix products (Gemm, MatMul) through cuBLASLt: heuristics or timed tactics, batched and broadcast operands.</summary>
 internal sealed unsafe partial class GraphCompiler
 {
     private const long MatmulWorkspace = 32L << 20;
+
+    /// <summary>BATCHWISE_GELU: exact (default), tanh or chain.</summary>
+    internal static GeluChoice GeluFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_GELU")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "exact" => GeluChoice.Exact,
+        "tanh" => GeluChoice.Tanh,
+        "chain" => GeluChoice.Chain,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU '{other}' is not exact, tanh or chain", "Unset it (erf GELU computed exactly), or set BATCHWISE_GELU=tanh to run it in tanh form as the product's epilogue in fp16 (|delta| <= 4.7e-4)."),
+    };
 
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
     {
@@ -48,7 +73,7 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         var broadcastC = c is not null && beta != 0 && bias is null && full is null;
-        var gelu = !broadcastC && full is null ? TakeTanhGelu(node.Output[0]) : null;
+        var (gelu, erf) = !broadcastC && full is null ? TakeGelu(node.Output[0]) : (null, false);
         var (name, yShape, residual) = gelu is not null ? (gelu, [m, n], null) : !broadcastC && full is null ? TakeResidual(node.Output[0], [m, n], St(a)) : (node.Output[0], [m, n], null);
         var y = Output(name, a.Type, yShape);
         if (residual is not null)
@@ -61,7 +86,11 @@ internal sealed unsafe partial class GraphCompiler
             ViewCopy(c!, [m, n], Shapes.BroadcastStrides(c!.Shape, [m, n]), 0, y, [n, 1], 0);
         }
 
-        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full, gelu is not null);
+        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full, gelu is not null && !erf);
+        if (erf)
+        {
+            ErfGeluInPlace(y);
+        }
     }
 
     /// <summary>True for a constant of <paramref name="n"/> elements along its last axis (shape [N], [1, N], ...): a bias per output column.</summary>
@@ -120,18 +149,23 @@ internal sealed unsafe partial class GraphCompiler
     }
 
     /// <summary>
-    /// Where the product's result (its bias taken) feeds elementwise nodes that together compute GELU's tanh form,
-    /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new; Gelu with approximate "tanh"), read nowhere
-    /// else: they are taken into the product (cuBLASLt's GELU epilogue computes exactly that form). Recognised by what
-    /// they compute, not by their spelling: the nodes after the product that read only it, each other and one-element
-    /// constants are evaluated on the host at sample points, and the first whose values are that GELU's ends the chain.
-    /// GELU's erf form (timm's and Hugging Face's ViT) is not taken: cuBLASLt has no exact epilogue for it. Returns
-    /// the name the activation is stored under, or null.
+    /// Where the product's result (its bias taken) feeds elementwise nodes that together compute GELU, read nowhere else:
+    /// they are taken into the product. Its tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new;
+    /// Gelu with approximate "tanh"), is cuBLASLt's GELU epilogue exactly. Its erf form, 0.5 x (1 + erf(x / sqrt 2))
+    /// (timm's, torchvision's and Hugging Face's ViT; Gelu), has no exact epilogue: it runs as one kernel in place behind
+    /// the product (<see cref="ErfGeluInPlace"/>), or with <see cref="GeluChoice.Tanh"/> in an fp16 plan as the tanh
+    /// epilogue (within 4.7e-4 of it); with <see cref="GeluChoice.Chain"/> it is not taken. Recognised by what the nodes
+    /// compute, not by their spelling: the nodes after the product that read only it, each other and one-element constants
+    /// are evaluated on the host at sample points, and the first whose values are either GELU's ends the chain. Returns the
+    /// name the activation is stored under and whether it is the erf form to compute behind the product, or null.
     /// </summary>
-    private string? TakeTanhGelu(string name)
+    private (string? Name, bool Erf) TakeGelu(string name)
     {
         double[] samples = [-5, -3, -1.7, -1, -0.4, -0.05, 0, 0.1, 0.6, 1.3, 2.2, 4];
-        static double Reference(double x) => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x))));
+        static double Tanh(double x) => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x))));
+        static double Erf(double x) => 0.5 * x * (1 + Batchwise.Operators.ElementwiseOperators.Erf(x / Math.Sqrt(2)));
+        bool Matches(HostTensor y, Func<double, double> reference) =>
+            samples.Select((x, k) => Math.Abs(y[k] - reference(x)) <= 1e-5 * Math.Max(1, Math.Abs(reference(x)))).All(ok => ok);
         var values = new Dictionary<string, HostTensor>(StringComparer.Ordinal) { [name] = HostTensor.OfFloats(ElementType.Float, [samples.Length], samples) };
         var chain = new List<OnnxProto.NodeProto>();
         var nodes = _model.Graph.Node;
@@ -148,12 +182,13 @@ internal sealed unsafe partial class GraphCompiler
             var ins = node.Input.Select(x => x.Length == 0 ? null : values.TryGetValue(x, out var h) ? new PlanValue(h.Type, h.Shape, h) : _values[x]).ToArray();
             if (HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed: true) is not [{ IsFloat: true } y] || y.Count != samples.Length)
             {
-                return null;
+                return (null, false);
             }
 
             chain.Add(node);
             values[node.Output[0]] = y;
-            if (!samples.Select((x, k) => Math.Abs(y[k] - Reference(x)) <= 1e-5 * Math.Max(1, Math.Abs(Reference(x)))).All(ok => ok))
+            var erf = !Matches(y, Tanh);
+            if (erf && (_target.Gelu == GeluChoice.Chain || !Matches(y, Erf)))
             {
                 continue;
             }
@@ -163,15 +198,23 @@ internal sealed unsafe partial class GraphCompiler
             var members = chain.ToHashSet(ReferenceEqualityComparer.Instance);
             if (inside.Where(v => v != node.Output[0]).Any(v => _graphOutputs.Contains(v) || _consumers.GetValueOrDefault(v, []).Any(u => !members.Contains(u))))
             {
-                return null;
+                return (null, false);
             }
 
             _folded.UnionWith(chain);
-            return node.Output[0];
+            return (node.Output[0], erf && !(_target.Gelu == GeluChoice.Tanh && Half));
         }
 
-        return null;
+        return (null, false);
     }
+
+    /// <summary>
+    /// GELU's erf form applied in place to a product's result (float32 or float16: <see cref="KernelSource.UnaryInPlace"/>,
+    /// 16 bytes a thread, erff in fp32), as its own step named after the product so a layer profile shows its time apart
+    /// from the product's.
+    /// </summary>
+    private void ErfGeluInPlace(PlanValue y) =>
+        Emit(new KernelStep(_node + " + GELU (erf, in place)", KernelSource.UnaryInPlace(St(y), "bw_gelu(x0)", y.Count, backToFront: _target.Gelu != GeluChoice.ExactFrontToBack), KernelSource.UnaryInPlaceThreads(St(y), y.Count), KernelSource.BlockSize, [Dev(y)]));
 
     /// <summary>What a Reshape gives for an input of <paramref name="shape"/>, where its target is a constant here; else null.</summary>
     private long[]? ReshapedShape(OnnxProto.NodeProto reshape, long[] shape)
@@ -226,10 +269,15 @@ internal sealed unsafe partial class GraphCompiler
             // epilogue (a transformer's projections and MLP: no elementwise pass over the result).
             var av = aCount == batch ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
             var (name, bias) = b.Shape.Length > 1 ? TakeBias(node.Output[0], [.. yShape]) : (node.Output[0], null);
-            var gelu = b.Shape.Length > 1 ? TakeTanhGelu(name) : null;
+            var (gelu, erf) = b.Shape.Length > 1 ? TakeGelu(name) : (null, false);
             var (final, finalShape, residual) = gelu is not null ? (gelu, [.. yShape], null) : b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
             var product = Output(final, a.Type, finalShape);
-            EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual, gelu is not null);
+            EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual, gelu is not null && !erf);
+            if (erf)
+            {
+                ErfGeluInPlace(product);
+            }
+
             return;
         }
 
