@@ -12,6 +12,7 @@ void cudnnGetLastErrorString(char *m, size_t n) { if (n) m[0] = 0; }
 int cudnnCreate(void **h) { return mk(h); }
 int cudnnDestroy(void *h) { return rm(h); }
 int cudnnSetStream(void *h, void *s) { return 0; }
+int cudnnGetStream(void *h, void **s) { *s = 0; return 0; }
 int cudnnCreateTensorDescriptor(void **d) { return mk(d); }
 int cudnnDestroyTensorDescriptor(void *d) { return rm(d); }
 int cudnnSetTensorNdDescriptor(void *d, int t, int n, int *dims, int *strides) { memcpy(d, dims, n * sizeof(int)); return 0; }

@@ -29,6 +29,7 @@ internal static unsafe partial class Cudnn
     public const int CUDNN_POINTWISE_RELU_FWD = 100;
     private const int BackendPointwise = 0;
     private const int BackendConvolution = 1;
+    private const int BackendEngine = 2;
     private const int BackendEngineConfig = 3;
     private const int BackendEngineHeuristics = 4;
     private const int BackendExecutionPlan = 5;
@@ -47,6 +48,10 @@ internal static unsafe partial class Cudnn
     private const int TypeHeuristicsMode = 8;
     private const int TypePointwiseMode = 14;
     private const int TypeDescriptor = 15;
+    private const int TypeBehaviorNote = 19;
+    private const int BehaviorNoteRuntimeCompilation = 0;
+    private const int BehaviorNoteFilterReorder = 1;
+    private const int BehaviorNoteBiasReorder = 2;
     private const int AttrPointwiseMode = 0;
     private const int AttrPointwiseMathPrecision = 1;
     private const int AttrConvolutionComputeType = 100;
@@ -59,6 +64,7 @@ internal static unsafe partial class Cudnn
     private const int AttrHeuristicsMode = 200;
     private const int AttrHeuristicsGraph = 201;
     private const int AttrHeuristicsResults = 202;
+    private const int AttrEngineConfigEngine = 300;
     private const int AttrPlanHandle = 400;
     private const int AttrPlanEngineConfig = 401;
     private const int AttrPlanWorkspaceSize = 402;
@@ -83,6 +89,8 @@ internal static unsafe partial class Cudnn
     private const int AttrVariantUniqueIds = 1000;
     private const int AttrVariantPointers = 1001;
     private const int AttrVariantWorkspace = 1003;
+    private const int AttrEngineGlobalIndex = 1301;
+    private const int AttrEngineBehaviorNote = 1305;
     private const int HeuristicsModeA = 3;
 
     /// <summary>cudnnConvolutionFwdAlgoPerf_t.</summary>
@@ -105,6 +113,7 @@ internal static unsafe partial class Cudnn
     [LibraryImport(Lib)] private static partial int cudnnCreate(out IntPtr handle);
     [LibraryImport(Lib)] internal static partial int cudnnDestroy(IntPtr handle);
     [LibraryImport(Lib)] private static partial int cudnnSetStream(IntPtr handle, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cudnnGetStream(IntPtr handle, out IntPtr stream);
     [LibraryImport(Lib)] private static partial int cudnnCreateTensorDescriptor(out IntPtr desc);
     [LibraryImport(Lib)] internal static partial int cudnnDestroyTensorDescriptor(IntPtr desc);
     [LibraryImport(Lib)] private static partial int cudnnSetTensorNdDescriptor(IntPtr desc, int dataType, int nbDims, int* dims, int* strides);
@@ -162,6 +171,13 @@ internal static unsafe partial class Cudnn
     }
 
     public static void SetStream(CudnnHandle handle, IntPtr stream) => Check(cudnnSetStream(handle.Handle, stream), "cudnnSetStream");
+
+    /// <summary>The stream the handle's calls go to (what a trial restores after borrowing the handle).</summary>
+    public static IntPtr GetStream(CudnnHandle handle)
+    {
+        Check(cudnnGetStream(handle.Handle, out var stream), "cudnnGetStream");
+        return stream;
+    }
 
     /// <summary>
     /// A packed tensor descriptor, dimensions given as [N, C, spatial...]: row-major, or channels-last (NHWC) for 4-d
@@ -557,6 +573,38 @@ internal static unsafe partial class Cudnn
         {
             plan.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The engine behind an engine configuration: cuDNN's global index of it (what names it in cuDNN's logs and errata) and
+    /// whether it compiles its kernel at run time (the runtime fusion engines), and whether it wants the filter or bias
+    /// reordered for it first (cudnnReorderFilterAndBias's int8x32 order, CUDNN_BEHAVIOR_NOTE_REQUIRES_*_INT8x32_REORDER).
+    /// </summary>
+    public static (long GlobalIndex, bool RuntimeCompiled, bool RequiresReorder) BackendEngineOf(CudnnBackendEngineConfig config)
+    {
+        var engine = CreateBackend(BackendEngine, "ENGINE");
+        try
+        {
+            CheckBackend(cudnnBackendGetAttribute(config.Handle, AttrEngineConfigEngine, TypeDescriptor, 1, out _, &engine), "cudnnBackendGetAttribute(ENGINECFG_ENGINE)");
+            long index = -1;
+            CheckBackend(cudnnBackendGetAttribute(engine, AttrEngineGlobalIndex, TypeInt64, 1, out _, &index), "cudnnBackendGetAttribute(ENGINE_GLOBAL_INDEX)");
+            var notes = stackalloc int[16];
+            var (runtime, reorder) = (false, false);
+            if (cudnnBackendGetAttribute(engine, AttrEngineBehaviorNote, TypeBehaviorNote, 16, out var count, notes) == 0)
+            {
+                for (var i = 0; i < Math.Min(count, 16); i++)
+                {
+                    runtime |= notes[i] == BehaviorNoteRuntimeCompilation;
+                    reorder |= notes[i] is BehaviorNoteFilterReorder or BehaviorNoteBiasReorder;
+                }
+            }
+
+            return (index, runtime, reorder);
+        }
+        finally
+        {
+            _ = cudnnBackendDestroyDescriptor(engine);
         }
     }
 

@@ -638,6 +638,9 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
     public CudnnHandle Cudnn => _slot.Cudnn!;
 
+    /// <summary>The slot's cuDNN handle, or null where the slot opened none.</summary>
+    public CudnnHandle? CudnnOrNull => _slot.Cudnn;
+
     public CublasLtHandle CublasLt => _slot.CublasLt!;
 
     public ulong Workspace => _slot.Workspace;

@@ -152,6 +152,45 @@ internal sealed partial class GraphCompiler
     /// </summary>
     public ExecutionPlan Compile(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs, IReadOnlyList<long>? counts = null, ExecutionPlan? parent = null)
     {
+        try
+        {
+            return CompileSteps(inputs, initializers, hostValueInputs, counts, parent);
+        }
+        catch
+        {
+            // The library objects of the steps planned so far go now, while the session's handles and context are alive;
+            // left to finalizers they would be destroyed after them (cuDNN execution plans then crash the process).
+            DisposePlanned();
+            throw;
+        }
+    }
+
+    private void DisposePlanned()
+    {
+        // Workspace queries still running on the query threads read their steps' descriptors: they finish first.
+        foreach (var (_, pending, _) in _pendingConvs)
+        {
+            try
+            {
+                pending.Workspace.Wait();
+            }
+            catch (AggregateException)
+            {
+                // its failure no longer matters: the plan is given up
+            }
+        }
+
+        _pendingConvs.Clear();
+        foreach (var step in _steps.OfType<IDisposable>())
+        {
+            step.Dispose();
+        }
+
+        DisposeInt8Graphs();
+    }
+
+    private ExecutionPlan CompileSteps(IReadOnlyList<Tensor> inputs, IReadOnlyDictionary<string, HostTensor> initializers, ISet<string> hostValueInputs, IReadOnlyList<long>? counts, ExecutionPlan? parent)
+    {
         _counts = counts ?? [];
         (_neededOnHost, _consumers) = (_facts.NeededOnHost, _facts.Consumers);
 

@@ -69,6 +69,52 @@ internal sealed class Int8ConvGraph : IDisposable
 
     public long WorkspaceBytes { get; private set; }
 
+    /// <summary>cuDNN's global index of the engine of <see cref="Plan"/> (-1 where unknown).</summary>
+    public long EngineIndex { get; private set; } = -1;
+
+    /// <summary>The engine of <see cref="Plan"/> wants its filter (or bias) reordered to int8x32 first, which this route does not do.</summary>
+    public bool EngineWantsReorder { get; private set; }
+
+    /// <summary>The engine of <see cref="Plan"/> in words: cuDNN's global engine index, whether it compiles at run time, the sums' type.</summary>
+    public string Engine { get; private set; } = "no plan";
+
+    /// <summary>The byte alignment every real tensor's address is declared with (CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT).</summary>
+    public const long Alignment = 16;
+
+    /// <summary>
+    /// Executions of one plan are serialized: cuDNN's backend execution plans are not safe to execute from several threads
+    /// at once (pytorch/pytorch#103939: cuDNN's answer), and the slots of a session share the plan.
+    /// </summary>
+    public Lock ExecuteLock { get; } = new();
+
+    /// <summary>
+    /// Why the addresses of one execution break what the graph's descriptors declare (each real tensor at
+    /// <see cref="Alignment"/> bytes, a workspace where the plan wants one): null when they fit. What cuDNN would otherwise
+    /// find out as a misaligned-address fault, which loses the CUDA context.
+    /// </summary>
+    public static string? CheckAddresses(long[] uids, ulong[] pointers, long workspaceBytes, ulong workspace, long workspaceAvailable)
+    {
+        for (var i = 0; i < uids.Length; i++)
+        {
+            if (pointers[i] == 0)
+            {
+                return $"tensor {uids[i]} has no address";
+            }
+
+            if (pointers[i] % Alignment != 0)
+            {
+                return $"tensor {uids[i]} at 0x{pointers[i]:x} is not {Alignment}-byte aligned as its descriptor declares";
+            }
+        }
+
+        if (workspaceBytes > 0 && (workspace == 0 || workspaceAvailable < workspaceBytes))
+        {
+            return $"the plan wants {workspaceBytes} bytes of workspace and the slot has {(workspace == 0 ? 0 : workspaceAvailable)}";
+        }
+
+        return null;
+    }
+
     /// <summary>The graph's descriptors and cuDNN's configurations for it; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
     public static Int8ConvGraph Describe(CudnnHandle handle, Int8ConvGraphShape s, int sumsType)
     {
@@ -147,6 +193,7 @@ internal sealed class Int8ConvGraph : IDisposable
 
             Plan?.Dispose();
             (Plan, WorkspaceBytes, ConfigIndex) = (plan, workspace, index);
+            (EngineIndex, EngineWantsReorder, Engine) = DescribeEngine(Configs[index], SumsType, index);
             return null;
         }
         catch (CudaException e)
@@ -155,8 +202,30 @@ internal sealed class Int8ConvGraph : IDisposable
         }
     }
 
+    /// <summary>"engine 12 (runtime-compiled), int32 sums, configuration 0": what a decision and a fault name.</summary>
+    private static (long Index, bool Reorder, string Text) DescribeEngine(CudnnBackendEngineConfig config, int sumsType, int index)
+    {
+        var sums = sumsType == Cudnn.CUDNN_DATA_INT32 ? "int32" : "float";
+        try
+        {
+            var (global, runtime, reorder) = Cudnn.BackendEngineOf(config);
+            return (global, reorder, string.Create(CultureInfo.InvariantCulture, $"engine {global}{(runtime ? " (runtime-compiled)" : string.Empty)}{(reorder ? " (wants int8x32 reordered filters)" : string.Empty)}, {sums} sums, configuration {index}"));
+        }
+        catch (CudaException)
+        {
+            return (-1, false, string.Create(CultureInfo.InvariantCulture, $"{sums} sums, configuration {index}"));
+        }
+    }
+
     /// <summary>Runs the plan on <paramref name="handle"/>'s stream with the tensors' addresses in <see cref="Int8ConvGraphShape.Uids"/> order.</summary>
-    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, Plan!, pack);
+    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack)
+    {
+        var plan = Plan ?? throw new BatchwiseException($"The int8 graph convolution {Shape.Key} has no execution plan", "Report this: a graph step is emitted only once its plan finalized.");
+        lock (ExecuteLock)
+        {
+            Cudnn.BackendExecute(handle, plan, pack);
+        }
+    }
 
     public void Dispose()
     {

@@ -34,16 +34,41 @@ internal sealed class Int8GraphConvStep : PlanStep, IDisposable
         var workspace = context.Workspace;
         var key = string.Join(',', pointers) + ";" + workspace;
         CudnnBackendVariantPack? pack;
+        var first = false;
         lock (_packsLock)
         {
             if (!_packs.TryGetValue(key, out pack))
             {
+                first = true;
+                // Once per set of addresses (the first run, before anything of this step reaches the GPU): what the
+                // descriptors declare is checked here, so a mismatch is this message and not a fault that loses the context.
+                if (Int8ConvGraph.CheckAddresses(_graph.Shape.Uids, pointers, _graph.WorkspaceBytes, workspace, context.WorkspaceBytes) is { } why)
+                {
+                    throw new BatchwiseException($"The int8 graph convolution {Node} cannot run: {why} ({_graph.Shape.Key}, {_graph.Engine})", $"Report this; set {Int8Layers.GraphSwitch}=off to plan int8 convolutions without cuDNN's graph API meanwhile.");
+                }
+
                 pack = Cudnn.BackendVariantPackOf(_graph.Shape.Uids, pointers, workspace);
                 _packs[key] = pack;
             }
         }
 
-        _graph.Execute(context.Cudnn, pack);
+        var handle = context.CudnnOrNull ?? throw new BatchwiseException($"The int8 graph convolution {Node} runs on a slot without a cuDNN handle", "Report this: a plan with int8 graph steps opens cuDNN on its slots (ExecutionPlan.UsesCudnn).");
+        _graph.Execute(handle, pack);
+        if (first && Int8Layers.Tracing)
+        {
+            // Traced, the first execution at these addresses (a step-by-step run: never inside a CUDA graph's capture) is
+            // waited for, so a fault names this layer rather than whatever synchronizes next.
+            try
+            {
+                CudaDriver.Synchronize(context.Stream);
+                Int8Layers.Trace($"{Node}: ran at its arena addresses ({_graph.Engine})");
+            }
+            catch (CudaException e)
+            {
+                Int8Layers.Trace($"{Node}: faulted at its arena addresses ({_graph.Engine}): {e.Message}");
+                throw new BatchwiseException($"The int8 graph convolution {Node} failed in its first run ({_graph.Shape.Key}; {_graph.Engine}): {e.Message}", $"Set {Int8Layers.GraphSkipSwitch} to that engine, or {Int8Layers.GraphSwitch}=off; please report the layer.", e);
+            }
+        }
     }
 
     public void Dispose()

@@ -44,10 +44,70 @@ internal static class Int8Layers
     /// <summary>
     /// The environment variable for int8 convolutions through cuDNN's graph API: <c>on</c> tries them first; <c>pad</c>
     /// too, padding a padded convolution's input explicitly (one copy) instead of the border offsets, the fallback where
-    /// cuDNN refuses those; off by default (the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes, as in session 7): the
-    /// int8 GPU tests with the route on ended in a segmentation fault on the H200 (session 8, not yet found).
+    /// cuDNN refuses those; off by default (the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes, as in session 7). On the
+    /// H200 in session 8 the route ran ResNet-50 at b=1 (0.355 ms) and then faulted the GPU (a misaligned address) in a
+    /// plan-time trial at b=256, reported as cudnnSetStream's STREAM_MISMATCH by the stream reset after it; session 9
+    /// names such a fault (layer, problem, cuDNN engine: <see cref="GraphSkipSwitch"/> skips an engine) and disposes the
+    /// steps of a failed plan build while the handles live (the segmentation fault's candidate). Default until measured.
     /// </summary>
     public const string GraphSwitch = "BATCHWISE_INT8_GRAPH";
+
+    /// <summary>
+    /// <c>BATCHWISE_INT8_TRACE=1</c>: each int8 decision, and each trial run of a cuDNN graph before it starts, as a line on
+    /// standard error (flushed), so a run that ends in a fault or a crash names the layer and the engine it was trying.
+    /// </summary>
+    public const string TraceSwitch = "BATCHWISE_INT8_TRACE";
+
+    /// <summary>
+    /// <c>BATCHWISE_INT8_GRAPH_SKIP=12,40</c>: cuDNN engines (global indices, as decisions and faults name them) the graph
+    /// route never takes; <c>BATCHWISE_INT8_GRAPH_SUMS=int32|float</c>: only that type of convolution sums (both by default).
+    /// </summary>
+    public const string GraphSkipSwitch = "BATCHWISE_INT8_GRAPH_SKIP";
+
+    /// <summary>See <see cref="GraphSkipSwitch"/>.</summary>
+    public const string GraphSumsSwitch = "BATCHWISE_INT8_GRAPH_SUMS";
+
+    /// <summary>True when <see cref="TraceSwitch"/> is set (1, on, true).</summary>
+    public static bool Tracing => Environment.GetEnvironmentVariable(TraceSwitch)?.Trim().ToLowerInvariant() is "1" or "on" or "true";
+
+    /// <summary>Writes <paramref name="line"/> to standard error when <see cref="Tracing"/>.</summary>
+    public static void Trace(string line)
+    {
+        if (Tracing)
+        {
+            Console.Error.WriteLine("[int8] " + line);
+            Console.Error.Flush();
+        }
+    }
+
+    /// <summary>The engines <see cref="GraphSkipSwitch"/> names.</summary>
+    public static IReadOnlySet<long> SkippedEngines => ParseEngines(Environment.GetEnvironmentVariable(GraphSkipSwitch));
+
+    /// <summary>A comma-separated list of engine indices; a BatchwiseException for anything else.</summary>
+    internal static HashSet<long> ParseEngines(string? text)
+    {
+        var result = new HashSet<long>();
+        foreach (var part in (text ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!long.TryParse(part, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var engine) || engine < 0)
+            {
+                throw new BatchwiseException($"{GraphSkipSwitch} '{text}' is not a list of cuDNN engine indices", $"Give them comma-separated, e.g. {GraphSkipSwitch}=12,40 (the int8 decisions name each layer's engine).");
+            }
+
+            result.Add(engine);
+        }
+
+        return result;
+    }
+
+    /// <summary>The sums types <see cref="GraphSumsSwitch"/> allows, in the order tried (cuDNN data types).</summary>
+    public static int[] GraphSums => Environment.GetEnvironmentVariable(GraphSumsSwitch)?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "both" => [Interop.Cudnn.CUDNN_DATA_INT32, Interop.Cudnn.CUDNN_DATA_FLOAT],
+        "int32" => [Interop.Cudnn.CUDNN_DATA_INT32],
+        "float" => [Interop.Cudnn.CUDNN_DATA_FLOAT],
+        var other => throw new BatchwiseException($"{GraphSumsSwitch} '{other}' is not int32, float or both", $"Unset it, or set {GraphSumsSwitch}=int32 or float."),
+    };
 
     /// <summary><see cref="GraphSwitch"/> as "on", "off" or "pad".</summary>
     public static string GraphMode => Environment.GetEnvironmentVariable(GraphSwitch)?.Trim().ToLowerInvariant() switch

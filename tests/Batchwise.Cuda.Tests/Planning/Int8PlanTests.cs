@@ -314,4 +314,48 @@ public sealed class QdqFusionOnCpuTests
             Assert.True(Enumerable.Range(0, q.Length).Count(i => q[i] == e[i]) >= q.Length - 2, $"{precision}: more than ties differ");
         }
     }
+
+    [Fact]
+    public void A_graph_execution_is_refused_before_it_starts_where_an_address_breaks_the_declared_alignment()
+    {
+        long[] uids = [Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid];
+        ulong[] aligned = [0x7f0000000000, 0x7f0000010000, 0x7f0000020100, 0x7f0000020200, 0x7f0000030000];
+        Assert.Null(Int8ConvGraph.CheckAddresses(uids, aligned, 0, 0, 0));
+        Assert.Null(Int8ConvGraph.CheckAddresses(uids, aligned, 4096, 0x7f0000040000, 8192));
+
+        // An int8 activation 8 bytes into an allocation (what a view at an odd channel offset would give).
+        ulong[] misaligned = [.. aligned];
+        misaligned[4] += 8;
+        var why = Int8ConvGraph.CheckAddresses(uids, misaligned, 0, 0, 0);
+        Assert.NotNull(why);
+        Assert.Contains($"tensor {Int8ConvGraph.YUid}", why, StringComparison.Ordinal);
+        Assert.Contains("16-byte", why, StringComparison.Ordinal);
+
+        ulong[] missing = [.. aligned];
+        missing[1] = 0;
+        Assert.Contains("no address", Int8ConvGraph.CheckAddresses(uids, missing, 0, 0, 0), StringComparison.Ordinal);
+        Assert.Contains("workspace", Int8ConvGraph.CheckAddresses(uids, aligned, 4096, 0, 0), StringComparison.Ordinal);
+        Assert.Contains("workspace", Int8ConvGraph.CheckAddresses(uids, aligned, 4096, 0x7f0000040000, 1024), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Only_a_kernel_fault_counts_as_a_lost_context()
+    {
+        Assert.True(GraphCompiler.IsContextLoss(new Batchwise.Cuda.Interop.CudaException("CUDA driver", "cuStreamSynchronize", 716, "CUDA_ERROR_MISALIGNED_ADDRESS")));
+        Assert.True(GraphCompiler.IsContextLoss(new Batchwise.Cuda.Interop.CudaException("CUDA driver", "cuStreamCreate", 700, "CUDA_ERROR_ILLEGAL_ADDRESS")));
+        Assert.False(GraphCompiler.IsContextLoss(new Batchwise.Cuda.Interop.CudaException("CUDA driver", "cuMemAlloc", 2, "CUDA_ERROR_OUT_OF_MEMORY")));
+
+        // cuDNN's own codes never do (its STREAM_MISMATCH after a fault is found out by probing the context instead).
+        Assert.False(GraphCompiler.IsContextLoss(new Batchwise.Cuda.Interop.CudaException("cuDNN", "cudnnSetStream", 716, "CUDNN_STATUS_BAD_PARAM_STREAM_MISMATCH")));
+    }
+
+    [Fact]
+    public void Skipped_engines_parse_as_a_list_and_anything_else_is_refused_with_the_fix()
+    {
+        Assert.Equal([12L, 40L], Int8Layers.ParseEngines(" 12, 40 ,").Order());
+        Assert.Empty(Int8Layers.ParseEngines(null));
+        var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseEngines("12,x"));
+        Assert.Contains(Int8Layers.GraphSkipSwitch, e.Message, StringComparison.Ordinal);
+        Assert.Throws<BatchwiseException>(() => Int8Layers.ParseEngines("-3"));
+    }
 }

@@ -39,6 +39,7 @@ internal sealed partial class GraphCompiler
         var how = "int8";
         var reason = layer.Reason ?? (layer.IsGemm ? LowerInt8Gemm(layer, ins, attrs, out how) : LowerInt8Conv(layer, ins, attrs, out how));
         Int8Decisions[_node] = reason ?? how;
+        Int8Layers.Trace($"{_node}: {reason ?? how}");
         return reason is null;
     }
 
@@ -157,7 +158,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)})"
+        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)}; {graph.Engine})"
             : (gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8")
               + (graphRefusal.Length > 0 ? $" [graph API refused: {graphRefusal}]" : string.Empty);
 
@@ -390,7 +391,9 @@ internal sealed partial class GraphCompiler
     private static string? TryInt8Convolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int algo, long workspaceBytes, long[] x, long[] w, long[] y)
     {
         using var stream = CudaDriver.CreateStream();
+        var previous = Cudnn.GetStream(handle);
         Cudnn.SetStream(handle, stream.Handle);
+        CudaException? failure = null;
         try
         {
             using var xs = CudaDriver.Allocate(Tensor.ElementCountOf(x));
@@ -401,17 +404,31 @@ internal sealed partial class GraphCompiler
             CudaDriver.MemsetD8(ws.Pointer, 0, Tensor.ElementCountOf(w), stream.Handle);
             Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, algo, scratch.Pointer, workspaceBytes, 0f, yDesc, ys.Pointer);
             CudaDriver.Synchronize(stream);
-            return null;
         }
         catch (CudaException e)
         {
-            return e.Message;
+            failure = e;
         }
         finally
         {
-            Cudnn.SetStream(handle, IntPtr.Zero);
+            try
+            {
+                Cudnn.SetStream(handle, previous);
+            }
+            catch (CudaException e)
+            {
+                failure ??= e; // the trial's own error first (a lost context makes this reset fail too)
+            }
         }
+
+        if (failure is not null && LostContext(failure) is { } lost)
+        {
+            throw new BatchwiseException($"An int8 convolution (x {Tensor.ShapeText(x)}, w {Tensor.ShapeText(w)}, cuDNN algorithm {algo}) faulted the GPU in its plan-time trial: {lost.Message}. The CUDA context is lost for this process", $"Set {Int8Layers.Switch}=off to run the model's QDQ pairs in float; please report the layer.", failure);
+        }
+
+        return failure?.Message;
     }
+
     /// <summary>A chosen cuBLASLt int8 GEMM: descriptor with per-row alpha and a bias epilogue, layouts, algorithm.</summary>
     private sealed record Int8Gemm(CublasLtMatmulDescriptor Desc, CublasLtMatrixLayout A, CublasLtMatrixLayout B, CublasLtMatrixLayout D, CublasLt.HeuristicResult Algo);
 

@@ -17,6 +17,20 @@ internal sealed partial class GraphCompiler
     /// <summary>Configurations timed per problem when tactics are timed (each may cost cuDNN a runtime compilation).</summary>
     private const int Int8GraphTimedConfigs = 3;
 
+    /// <summary>Every graph this compiler chose (a step owns it once emitted): disposed with the steps when planning fails.</summary>
+    private readonly List<Int8ConvGraph> _int8Graphs = [];
+
+    /// <summary>Disposes the graphs chosen so far (a graph's disposal is idempotent: its step may dispose it too).</summary>
+    private void DisposeInt8Graphs()
+    {
+        foreach (var g in _int8Graphs)
+        {
+            g.Dispose();
+        }
+
+        _int8Graphs.Clear();
+    }
+
     /// <summary>
     /// The graph problem of an int8 convolution whose input and output zero points are stored as
     /// <paramref name="storedXZero"/> and <paramref name="storedYZero"/> (a uint8 value is kept as the int8 byte v - 128):
@@ -31,15 +45,18 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// The graph's plan for the problem: the configuration stored for it (this session, a saved engine, the timing cache),
-    /// else cuDNN's configurations in heuristic order, int32 sums first, then float: the first that finalizes and runs once
-    /// on scratch buffers, or with timed tactics the fastest of the first <see cref="Int8GraphTimedConfigs"/> that run
-    /// (stored in the timing cache). Null and the last refusal when none runs.
+    /// else cuDNN's configurations in heuristic order, int32 sums first, then float (<see cref="Int8Layers.GraphSumsSwitch"/>),
+    /// skipping the engines <see cref="Int8Layers.GraphSkipSwitch"/> names: the first that finalizes and runs once on
+    /// scratch buffers, or with timed tactics the fastest of the first <see cref="Int8GraphTimedConfigs"/> that run (stored
+    /// in the timing cache). Null and the last refusal when none runs; a trial that faults the GPU (the CUDA context is
+    /// then lost for the process) is a <see cref="BatchwiseException"/> naming the layer and the engine.
     /// </summary>
     private Int8ConvGraph? ChooseInt8Graph(Int8ConvGraphShape shape, out string refusal)
     {
         var handle = _target.PlanningCudnn;
         var cache = _target.Tactics;
         var storeKey = (cache is null ? "int8graph|" : "int8graph-timed|") + shape.Key;
+        var skipped = Int8Layers.SkippedEngines;
         refusal = "cuDNN's heuristics offer no engine configuration";
         (int Sums, int Index)? known = null;
         if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 8)
@@ -51,14 +68,16 @@ internal sealed partial class GraphCompiler
             known = (timed.MathType, timed.Algo);
         }
 
-        if (known is { } k)
+        if (known is { } k && Int8Layers.GraphSums.Contains(k.Sums))
         {
             try
             {
                 var g = TimedLibrary("int8_graph_heuristics", () => Int8ConvGraph.Describe(handle, shape, k.Sums));
-                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, k.Index, MaxConvWorkspace)) is null)
+                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, k.Index, MaxConvWorkspace)) is null && !skipped.Contains(g.EngineIndex) && !g.EngineWantsReorder)
                 {
-                    _target.Choices.Set(storeKey, Encode(k.Sums, k.Index));
+                    _target.Choices.Set(storeKey, EncodeInt8Graph(k.Sums, k.Index));
+                    Int8Layers.Trace($"{_node}: stored choice {g.Engine} for {shape.Key}");
+                    _int8Graphs.Add(g);
                     return g;
                 }
 
@@ -70,7 +89,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        foreach (var sums in new[] { Cudnn.CUDNN_DATA_INT32, Cudnn.CUDNN_DATA_FLOAT })
+        foreach (var sums in Int8Layers.GraphSums)
         {
             Int8ConvGraph g;
             try
@@ -83,55 +102,106 @@ internal sealed partial class GraphCompiler
                 continue;
             }
 
-            var best = (Index: -1, Ms: double.PositiveInfinity);
-            var ran = 0;
-            for (var i = 0; i < g.Configs.Count && ran < (cache is null ? 1 : Int8GraphTimedConfigs); i++)
+            try
             {
-                var index = i;
-                if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, index, MaxConvWorkspace)) is { } why)
+                if (PlanInt8Graph(g, handle, cache, storeKey, sums, skipped, ref refusal) is { } chosen)
                 {
-                    refusal = why;
-                    continue;
-                }
-
-                var (failure, ms) = TimedLibrary("int8_trial", () => RunInt8Graph(handle, g, timed: cache is not null));
-                if (failure is not null)
-                {
-                    refusal = failure;
-                    continue;
-                }
-
-                ran++;
-                if (best.Index < 0 || ms < best.Ms)
-                {
-                    best = (i, ms);
+                    return chosen;
                 }
             }
-
-            if (best.Index < 0 || (g.ConfigIndex != best.Index && g.TryPlan(handle, best.Index, MaxConvWorkspace) is not null))
+            catch
             {
-                g.Dispose();
-                continue;
+                g.Dispose(); // a fault in the trial: the graph goes before the error leaves planning
+                throw;
             }
-
-            _target.Choices.Set(storeKey, Encode(sums, best.Index));
-            cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
-            return g;
         }
 
         return null;
-
-        static byte[] Encode(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
     }
 
-    /// <summary>Runs the graph's plan on zeroed scratch buffers (timed when asked: median of five after a warm-up): null and the milliseconds, or cuDNN's error.</summary>
-    private static (string? Failure, double Ms) RunInt8Graph(CudnnHandle handle, Int8ConvGraph g, bool timed)
+    private static byte[] EncodeInt8Graph(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
+
+    /// <summary>The first (or with <paramref name="cache"/> the fastest) configuration of <paramref name="g"/> that plans and runs; null (<paramref name="g"/> disposed) when none does.</summary>
+    private Int8ConvGraph? PlanInt8Graph(Int8ConvGraph g, CudnnHandle handle, TimingCache? cache, string storeKey, int sums, IReadOnlySet<long> skipped, ref string refusal)
+    {
+        var best = (Index: -1, Ms: double.PositiveInfinity);
+        var ran = 0;
+        for (var i = 0; i < g.Configs.Count && ran < (cache is null ? 1 : Int8GraphTimedConfigs); i++)
+        {
+            var index = i;
+            if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, index, MaxConvWorkspace)) is { } why)
+            {
+                refusal = why;
+                continue;
+            }
+
+            if (skipped.Contains(g.EngineIndex))
+            {
+                refusal = $"{g.Engine} skipped ({Int8Layers.GraphSkipSwitch})";
+                continue;
+            }
+
+            if (g.EngineWantsReorder)
+            {
+                // Its filter would have to be in cudnnReorderFilterAndBias's order; the route uploads plain KRSC.
+                refusal = $"{g.Engine}: its filter must be reordered first";
+                continue;
+            }
+
+            var (failure, ms) = TimedLibrary("int8_trial", () => RunInt8Graph(handle, g, timed: cache is not null));
+            if (failure is not null)
+            {
+                refusal = $"{g.Engine}: {failure}";
+                continue;
+            }
+
+            ran++;
+            if (best.Index < 0 || ms < best.Ms)
+            {
+                best = (i, ms);
+            }
+        }
+
+        if (best.Index < 0 || (g.ConfigIndex != best.Index && g.TryPlan(handle, best.Index, MaxConvWorkspace) is not null))
+        {
+            g.Dispose();
+            return null;
+        }
+
+        _target.Choices.Set(storeKey, EncodeInt8Graph(sums, best.Index));
+        cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
+        _int8Graphs.Add(g);
+        return g;
+    }
+
+    /// <summary>
+    /// Runs the graph's plan on zeroed scratch buffers on a stream of its own (timed when asked: median of five after a
+    /// warm-up): null and the milliseconds, or cuDNN's error. The planning handle's stream is set for the trial only and
+    /// put back after it (its own stream, not the legacy default stream, which would join a capture on another thread's
+    /// blocking stream); an error in that reset never hides the trial's own. A fault that loses the CUDA context is thrown
+    /// as a <see cref="BatchwiseException"/> naming the layer, the problem and the engine (nothing after it can run).
+    /// </summary>
+    private (string? Failure, double Ms) RunInt8Graph(CudnnHandle handle, Int8ConvGraph g, bool timed)
     {
         var s = g.Shape;
+        Int8Layers.Trace($"{_node}: trial of {g.Engine} for {s.Key} ({s.Chain})");
         var sizes = new[] { Tensor.ElementCountOf(s.X), Tensor.ElementCountOf(s.W), 4 * s.Y[1], 4 * s.OffsetCount, Tensor.ElementCountOf(s.Y), 4 * s.Y[1] };
         var buffers = new List<DeviceMemory>();
+        CudaException? failure = null;
+        var ms = double.NaN;
         using var stream = CudaDriver.CreateStream();
-        Cudnn.SetStream(handle, stream.Handle);
+        var previous = IntPtr.Zero;
+        try
+        {
+            previous = Cudnn.GetStream(handle); // the planning handle's own stream (the session's upload stream), put back after
+            Cudnn.SetStream(handle, stream.Handle);
+        }
+        catch (CudaException e)
+        {
+            // Before any trial work: the planning handle refuses a stream of this thread's current context.
+            throw new BatchwiseException($"The int8 convolution {_node}: cuDNN's planning handle refuses a new stream for the graph's trial ({e.Message})", "Report this with the model; set BATCHWISE_INT8_GRAPH=off meanwhile.", e);
+        }
+
         try
         {
             foreach (var bytes in sizes.Take(s.Uids.Length))
@@ -142,30 +212,86 @@ internal sealed partial class GraphCompiler
             }
 
             using var workspace = CudaDriver.Allocate(Math.Max(g.WorkspaceBytes, 256));
-            using var pack = Cudnn.BackendVariantPackOf(s.Uids, [.. buffers.Select(b => b.Pointer)], workspace.Pointer);
-            g.Execute(handle, pack);
-            CudaDriver.Synchronize(stream);
-            if (!timed)
+            ulong[] pointers = [.. buffers.Select(b => b.Pointer)];
+            if (Int8ConvGraph.CheckAddresses(s.Uids, pointers, g.WorkspaceBytes, workspace.Pointer, Math.Max(g.WorkspaceBytes, 256)) is { } why)
             {
-                return (null, double.NaN);
+                return (why, double.NaN);
             }
 
-            using var start = CudaDriver.CreateEvent();
-            using var end = CudaDriver.CreateEvent();
-            var ms = MedianMilliseconds(stream, start, end, () => g.Execute(handle, pack));
-            return double.IsFinite(ms) ? (null, ms) : ("the timed runs failed", ms);
+            using var pack = Cudnn.BackendVariantPackOf(s.Uids, pointers, workspace.Pointer);
+            g.Execute(handle, pack);
+            CudaDriver.Synchronize(stream);
+            if (timed)
+            {
+                using var start = CudaDriver.CreateEvent();
+                using var end = CudaDriver.CreateEvent();
+                ms = MedianMilliseconds(stream, start, end, () => g.Execute(handle, pack));
+            }
         }
         catch (CudaException e)
         {
-            return (e.Message, double.NaN);
+            failure = e;
         }
         finally
         {
-            Cudnn.SetStream(handle, IntPtr.Zero);
             foreach (var b in buffers)
             {
                 b.Dispose();
             }
+
+            try
+            {
+                Cudnn.SetStream(handle, previous);
+            }
+            catch (CudaException e)
+            {
+                // On a lost context cuDNN answers CUDNN_STATUS_BAD_PARAM_STREAM_MISMATCH here (the H200, session 8):
+                // the trial's own error, when there is one, is the one to report.
+                failure ??= e;
+            }
+        }
+
+        if (failure is not null && LostContext(failure) is { } lost)
+        {
+            Int8Layers.Trace($"{_node}: trial of {g.Engine} faulted: {lost.Message}");
+            throw new BatchwiseException(
+                $"The int8 convolution {_node} faulted the GPU in the plan-time trial of cuDNN's graph ({s.Key}, {s.Chain}; {g.Engine}): {lost.Message}. The CUDA context is lost for this process",
+                $"Set {Int8Layers.GraphSkipSwitch}={(g.EngineIndex >= 0 ? g.EngineIndex : 0)} to skip that engine, or {Int8Layers.GraphSwitch}=off to plan int8 convolutions without cuDNN's graph API; please report the layer and the engine.",
+                failure);
+        }
+
+        if (failure is not null)
+        {
+            return (failure.Message, double.NaN);
+        }
+
+        return timed && !double.IsFinite(ms) ? ("the timed runs failed", ms) : (null, ms);
+    }
+
+    /// <summary>The CUDA driver errors after which the context is unusable (a kernel faulted: sticky until the process ends).</summary>
+    internal static bool IsContextLoss(CudaException e) =>
+        e.Library == "CUDA driver" && e.Status is 700 or 702 or 714 or 715 or 716 or 717 or 718 or 719;
+
+    /// <summary>
+    /// After <paramref name="failure"/>: the error that says the context is lost (the failure itself, or what a new
+    /// stream's synchronization answers, since cuDNN reports a fault in its own words), or null while the context works.
+    /// </summary>
+    private static CudaException? LostContext(CudaException failure)
+    {
+        if (IsContextLoss(failure))
+        {
+            return failure;
+        }
+
+        try
+        {
+            using var probe = CudaDriver.CreateStream();
+            CudaDriver.Synchronize(probe);
+            return null;
+        }
+        catch (CudaException e) when (IsContextLoss(e))
+        {
+            return e;
         }
     }
 
