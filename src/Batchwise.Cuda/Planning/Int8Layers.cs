@@ -109,7 +109,7 @@ internal static class Int8Layers
         var other => throw new BatchwiseException($"{GraphSumsSwitch} '{other}' is not int32, float or both", $"Unset it, or set {GraphSumsSwitch}=int32 or float."),
     };
 
-    /// <summary><see cref="GraphSwitch"/> as "on", "off" or "pad".</summary>
+    /// <summary><see cref="GraphSwitch"/> as "on", "off" or "pad" ("pad" is "on": a padded convolution's input is always padded explicitly).</summary>
     public static string GraphMode => Environment.GetEnvironmentVariable(GraphSwitch)?.Trim().ToLowerInvariant() switch
     {
         "on" => "on",
