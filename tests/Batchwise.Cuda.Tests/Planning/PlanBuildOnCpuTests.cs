@@ -59,7 +59,7 @@ public sealed class PlanBuildOnCpuTests
 
         var (first, firstMs) = Build(1);
         var convs = first.Steps.OfType<ConvProblemStep>().ToList();
-        Assert.InRange(convs.Count, 50, 80); // YOLOv8n's cuDNN convolutions (~64)
+        Assert.InRange(convs.Count, 30, 80); // YOLOv8n's cuDNN convolutions (~64, 40 once its 1x1s run as cuBLASLt GEMMs)
         var times = new List<string>();
         // The zoo's YOLOv8n has its head's anchors as constants of one image size: new shapes are new batch sizes.
         foreach (var batch in new long[] { 2, 3, 5, 6, 7, 8, 12 })
