@@ -22,6 +22,13 @@ public sealed class MatmulEpiloguePlanTests
 
     private static string Constant(GraphBuilder g, string name, float value) => g.Initializer(name, [], [value]);
 
+    private static string ConstantNode(GraphBuilder g, string name, float value)
+    {
+        var t = new global::Onnx.TensorProto { Name = name, DataType = (int)global::Onnx.TensorProto.Types.DataType.Float };
+        t.FloatData.Add(value);
+        return g.Node("Constant", [], GraphBuilder.Attr("value", t));
+    }
+
     /// <summary>
     /// timm's ViT block MLP at a small size: LayerNorm, fc1 + bias, erf GELU as exported (Div, Erf, Add, Mul, Mul), fc2 +
     /// bias, the residual Add; <paramref name="tokens"/> of width <paramref name="width"/>, weights scaled by 1/sqrt(fan-in).
@@ -203,6 +210,8 @@ public sealed class MatmulEpiloguePlanTests
             "torch" => g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [g.Node("Erf", [g.Node("Div", [h, Constant(g, "sqrt2", MathF.Sqrt(2f))])]), Constant(g, "one", 1f)])]), Constant(g, "half", 0.5f)]),
             "hf" => g.Node("Mul", [g.Node("Mul", [h, Constant(g, "half", 0.5f)]), g.Node("Add", [Constant(g, "one", 1f), g.Node("Erf", [g.Node("Div", [h, Constant(g, "sqrt2", MathF.Sqrt(2f))])])])]),
             "mul" => g.Node("Mul", [h, g.Node("Mul", [Constant(g, "half", 0.5f), g.Node("Add", [g.Node("Erf", [g.Node("Mul", [h, Constant(g, "rsqrt2", 1 / MathF.Sqrt(2f))])]), Constant(g, "one", 1f)])])]),
+            // torch.onnx's own spelling in a real export (timm's ViT-S): each scalar a Constant node right before its use.
+            "torch-constant-nodes" => g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [g.Node("Erf", [g.Node("Div", [h, ConstantNode(g, "sqrt2", MathF.Sqrt(2f))])]), ConstantNode(g, "one", 1f)])]), ConstantNode(g, "half", 0.5f)]),
             _ => throw new ArgumentOutOfRangeException(nameof(form)),
         };
         g.Output(g.Rename(y, "y"), ElementType.Float, rows, n);
@@ -220,6 +229,7 @@ public sealed class MatmulEpiloguePlanTests
     [InlineData("hf", Precision.Fp32)]
     [InlineData("hf", Precision.Fp16)]
     [InlineData("mul", Precision.Fp16)]
+    [InlineData("torch-constant-nodes", Precision.Fp16)]
     public void Erf_gelu_runs_in_place_behind_its_product_in_every_exported_form(string form, Precision precision)
     {
         var model = ErfGelu(form);

@@ -169,17 +169,30 @@ internal sealed unsafe partial class GraphCompiler
         var values = new Dictionary<string, HostTensor>(StringComparer.Ordinal) { [name] = HostTensor.OfFloats(ElementType.Float, [samples.Length], samples) };
         var chain = new List<OnnxProto.NodeProto>();
         var nodes = _model.Graph.Node;
+
+        // One-element constants of the chain: planned already, or Constant nodes between its nodes that have not been
+        // reached yet (torch.onnx writes each scalar as a Constant node right before its use: timm's ViT-S).
+        var scalars = new Dictionary<string, PlanValue>(StringComparer.Ordinal);
+        bool Scalar(string x, out PlanValue? v) =>
+            (v = scalars.GetValueOrDefault(x) ?? (_values.TryGetValue(x, out var c) && c.Constant is { Count: 1 } ? c : null)) is not null;
         for (var i = _nodeIndex + 1; i < nodes.Count && i <= _nodeIndex + 24 && chain.Count < 12; i++)
         {
             var node = nodes[i];
+            if (node is { OpType: "Constant", Input.Count: 0, Output.Count: 1 } && !_values.ContainsKey(node.Output[0])
+                && HostEvaluator.TryEvaluate(node, [], _model.Opset, needed: true) is [{ Count: 1 } k])
+            {
+                scalars[node.Output[0]] = new PlanValue(k.Type, k.Shape, k);
+                continue;
+            }
+
             var reads = node.Input.Where(x => x.Length > 0).ToList();
             if (_folded.Contains(node) || node.Output.Count != 1 || !(ElementwiseOps.Handles(node.OpType) || node.OpType == "Gelu") || !reads.Any(values.ContainsKey)
-                || !reads.All(x => values.ContainsKey(x) || (_values.TryGetValue(x, out var c) && c.Constant is { Count: 1 })))
+                || !reads.All(x => values.ContainsKey(x) || Scalar(x, out _)))
             {
                 continue;
             }
 
-            var ins = node.Input.Select(x => x.Length == 0 ? null : values.TryGetValue(x, out var h) ? new PlanValue(h.Type, h.Shape, h) : _values[x]).ToArray();
+            var ins = node.Input.Select(x => x.Length == 0 ? null : values.TryGetValue(x, out var h) ? new PlanValue(h.Type, h.Shape, h) : Scalar(x, out var v) ? v : null).ToArray();
             if (HostEvaluator.TryEvaluate(node, ins, _model.Opset, needed: true) is not [{ IsFloat: true } y] || y.Count != samples.Length)
             {
                 return (null, false);
