@@ -154,7 +154,11 @@ public sealed class CudaEngine : IEngine
         ArgumentNullException.ThrowIfNull(options);
         using var session = (CudaSession)new CudaEngine().Load(model, options);
         session.WarmUp(inputsFor, progress);
-        model = session.Model; // --precision int8: the quantized model is what the file carries
+        if (options.Precision == Precision.Int8)
+        {
+            model = session.Model; // the model quantized at load is what the file carries: a load never calibrates again
+        }
+
         SavedEngine.Write(path, model, options, session);
 
         // The file carries the model's structure without its large float weights: loaded as a new process would load
