@@ -139,7 +139,7 @@ public static class CalibratedInt8
         {
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             var stored = ranges.ToDictionary(p => p.Key, p => new[] { p.Value.Min, p.Value.Max }, StringComparer.Ordinal);
-            var tmp = path + "." + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".tmp";
+            var tmp = $"{path}.{Guid.NewGuid():N}.tmp"; // serve's instances load at once: each writes its own, the last move wins
             File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(stored, Int8RangesJson.Default.DictionaryStringSingleArray));
             File.Move(tmp, path, overwrite: true);
         }
