@@ -27,7 +27,7 @@ public sealed class CudaEngine : IEngine
             ["cublaslt"] = info.CublasLtVersion,
             ["nvrtc"] = info.NvrtcVersion,
             ["compute_capability"] = info.ComputeCapability,
-            ["precision"] = options.Precision.ToString().ToLowerInvariant(),
+            ["precision"] = options.Precision == Precision.Int8 ? options.Calibration.Describe() + "; fp16 where it stays float" : options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
             ["tactics"] = options.TimedTactics || !CudaSession.HeuristicTactics ? "timed" : "heuristic",
             ["conv_choices"] = GraphCompiler.NearestBatchChoicesFromEnvironment ? "nearest (a new batch octave starts from the nearest known octave's cuDNN choices)" : "octave (cuDNN's heuristics asked once per batch octave)",
@@ -91,9 +91,16 @@ public sealed class CudaEngine : IEngine
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Precision is not (Precision.Fp32 or Precision.Fp16))
+        if (options.Precision is not (Precision.Fp32 or Precision.Fp16 or Precision.Int8))
         {
-            throw new BatchwiseException($"--precision {options.Precision.ToString().ToLowerInvariant()} is not supported by the cuda engine", "Use --precision fp32 or fp16.");
+            throw new BatchwiseException($"--precision {options.Precision.ToString().ToLowerInvariant()} is not supported by the cuda engine", "Use --precision fp32, fp16 or int8.");
+        }
+
+        // --precision int8 on a float model: quantized here (QDQ, full 8-bit weights), then run as any QDQ model with the
+        // int8 path on for this session. A saved int8 engine carries its quantized model and is never calibrated again.
+        if (options.Precision == Precision.Int8 && model.SavedEngine is null)
+        {
+            model = Transforms.CalibratedInt8.Quantize(model, options.Calibration, reduceRange: false);
         }
 
         // Einsum runs as the Transpose/Reshape/MatMul it decomposes into (on a copy: the caller's model is left as given).
@@ -147,6 +154,11 @@ public sealed class CudaEngine : IEngine
         ArgumentNullException.ThrowIfNull(options);
         using var session = (CudaSession)new CudaEngine().Load(model, options);
         session.WarmUp(inputsFor, progress);
+        if (options.Precision == Precision.Int8)
+        {
+            model = session.Model; // the model quantized at load is what the file carries: a load never calibrates again
+        }
+
         SavedEngine.Write(path, model, options, session);
 
         // The file carries the model's structure without its large float weights: loaded as a new process would load
@@ -232,7 +244,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         ComputeCapability = (CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
-        Precision = options.Precision;
+        Int8 = options.Precision == Precision.Int8;
+        Precision = Int8 ? Precision.Fp16 : options.Precision;
         _useCudaGraph = options.UseCudaGraph;
         _timedTactics = options.TimedTactics;
         _exactPlans = options.ExactPlans;
@@ -312,7 +325,14 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     public bool AllowTf32 { get; }
 
+    /// <summary>Float32, or float16 (also for <see cref="Int8"/>: what stays float runs in fp16).</summary>
     public Precision Precision { get; }
+
+    /// <summary>--precision int8: the model is a QDQ model quantized at load, and the int8 path is on for this session (whatever BATCHWISE_INT8 says).</summary>
+    public bool Int8 { get; }
+
+    /// <summary>The model this session runs (for --precision int8, the QDQ model quantized at load).</summary>
+    internal OnnxModel Model => _model;
 
     /// <summary>Every prepared run copies its inputs up and its outputs back (bench --transfers).</summary>
     public bool IncludeTransfers { get; }

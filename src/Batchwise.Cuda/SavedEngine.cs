@@ -109,10 +109,16 @@ internal sealed class SavedEngine
                 $"Rebuild it on this machine: {SavedEngineFile.RebuildCommand(manifest, path)}");
         }
 
-        var precision = manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32;
+        var precision = PrecisionOf(manifest);
         if (options.Precision != Precision.Fp32 && options.Precision != precision)
         {
             throw new BatchwiseException($"'{path}' was built for {manifest.Precision}; --precision {options.Precision.ToString().ToLowerInvariant()} contradicts it", $"Drop --precision (a saved engine runs as it was built), or rebuild with --precision {options.Precision.ToString().ToLowerInvariant()}.");
+        }
+
+        // An int8 engine carries the model quantized at build: never calibrated again, least of all on other data.
+        if (precision == Precision.Int8 && options.Calibration != Transforms.Int8Calibration.Default && options.Calibration != CalibrationOf(manifest))
+        {
+            throw new BatchwiseException($"'{path}' was quantized at build on {manifest.Calibration} ({manifest.CalibrationMethod}); --calibration {options.Calibration.Data} --calibration-method {options.Calibration.Method.ToString().ToLowerInvariant()} contradicts it", $"Drop --calibration (a saved engine keeps its scales), or rebuild: {SavedEngineFile.RebuildCommand(manifest with { Calibration = options.Calibration.Data, CalibrationMethod = options.Calibration.Method.ToString().ToLowerInvariant() }, path)}");
         }
 
         if (options.BatchProfiles.Count > 0 && !options.BatchProfiles.Order().SequenceEqual(manifest.BatchProfiles.Order()))
@@ -129,9 +135,21 @@ internal sealed class SavedEngine
     /// <summary>The options a saved engine runs with: its precision, TF32, CUDA-graph setting and batch profiles.</summary>
     public EngineOptions Apply(EngineOptions options) => Apply(Manifest, options);
 
+    private static Precision PrecisionOf(SavedEngineManifest manifest) => manifest.Precision switch
+    {
+        "fp16" => Precision.Fp16,
+        "int8" => Precision.Int8,
+        _ => Precision.Fp32,
+    };
+
+    private static Transforms.Int8Calibration CalibrationOf(SavedEngineManifest manifest) => manifest.Calibration is { } data
+        ? new(data, Transforms.Int8Calibration.ParseMethod(manifest.CalibrationMethod ?? "minmax"))
+        : Transforms.Int8Calibration.Default;
+
     private static EngineOptions Apply(SavedEngineManifest manifest, EngineOptions options) => options with
     {
-        Precision = manifest.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32,
+        Precision = PrecisionOf(manifest),
+        Calibration = CalibrationOf(manifest),
         AllowTf32 = manifest.Tf32,
         BatchProfiles = manifest.BatchProfiles,
         ShapeProfiles = [.. manifest.ShapeProfiles.Select(ShapeProfile.Parse)],
@@ -159,7 +177,9 @@ internal sealed class SavedEngine
             options.UseCudaGraph,
             [.. session.BatchProfiles],
             [.. session.ShapeProfiles.Values.Select(p => p.Text)],
-            EnvironmentOf(device));
+            EnvironmentOf(device),
+            options.Precision == Precision.Int8 ? options.Calibration.Data : null,
+            options.Precision == Precision.Int8 ? options.Calibration.Method.ToString().ToLowerInvariant() : null);
         var artefacts = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var (file, image) in session.Kernels.Images)
         {

@@ -134,9 +134,9 @@ public sealed record ModelConfig
             throw new BatchwiseException($"{source}: engine is empty", "Use ort (ONNX Runtime, the default) or cuda.");
         }
 
-        if (Precision is null || !Precision.ToLowerInvariant().Equals("fp32", StringComparison.Ordinal) && !Precision.ToLowerInvariant().Equals("fp16", StringComparison.Ordinal))
+        if (Precision?.ToLowerInvariant() is not ("fp32" or "fp16" or "int8"))
         {
-            throw new BatchwiseException($"{source}: precision '{Precision}' is not fp32 or fp16", "Use fp32 (default) or fp16.");
+            throw new BatchwiseException($"{source}: precision '{Precision}' is not fp32, fp16 or int8", "Use fp32 (default), fp16, or int8 (quantized as it loads, calibrated on random:8 unless `serve --calibration DIR`).");
         }
 
         if (string.IsNullOrEmpty(Version) || Version.Length > 64 || !Version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
@@ -185,7 +185,8 @@ public sealed record ModelConfig
         {
             "fp32" => Engines.Precision.Fp32,
             "fp16" => Engines.Precision.Fp16,
-            _ => throw new BatchwiseException($"Unknown precision '{Precision}'", "Use fp32 or fp16."),
+            "int8" => Engines.Precision.Int8,
+            _ => throw new BatchwiseException($"Unknown precision '{Precision}'", "Use fp32, fp16 or int8."),
         },
         IntraOpThreads = IntraOpThreads,
         IntraOpSpinning = IntraOpSpinning ?? false,

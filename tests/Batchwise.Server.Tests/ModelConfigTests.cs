@@ -13,7 +13,7 @@ public sealed class ModelConfigTests : IDisposable
     [InlineData("""{ "instance_count": 0 }""", "instance_count is 0, outside 1..256")]
     [InlineData("""{ "instance_count": 100000 }""", "instance_count is 100000, outside 1..256")]
     [InlineData("""{ "intra_op_threads": -1 }""", "intra_op_threads is -1, outside 0..1024")]
-    [InlineData("""{ "precision": "int4" }""", "precision 'int4' is not fp32 or fp16")]
+    [InlineData("""{ "precision": "int4" }""", "precision 'int4' is not fp32, fp16 or int8")]
     [InlineData("""{ "engine": "" }""", "engine is empty")]
     [InlineData("""{ "version": "1/../2" }""", "version '1/../2' is not 1 to 64 letters")]
     [InlineData("""{ "dynamic_batching": { "max_queue_delay_microseconds": -1 } }""", "dynamic_batching.max_queue_delay_microseconds is -1, outside 0..60000000")]

@@ -43,14 +43,15 @@ public static class CompareCommand
             var targets = reports.Read(parse);
             var modelSpecs = parse.GetValue(models) ?? [];
             var engineNames = ParseEngines(parse.GetValue(engines) ?? string.Empty);
-            if (modelSpecs.Length == 1 && engineNames.Count == 1)
-            {
-                throw new BatchwiseException("Nothing to compare: one model on one engine", "Give two engines (--engines ort,cuda) or two models (compare a.onnx b.onnx).");
-            }
-
             var tolerance = new Tolerance(parse.GetValue(rtol), parse.GetValue(atol)).Validated();
             var candidateOptions = engine.Read(parse, engineNames, engineNames[^1]);
             var referenceOptions = candidateOptions with { Precision = Precision.Fp32, AllowTf32 = false, TimedTactics = false };
+
+            // One model on one engine compares only where the candidate's precision differs (ort fp32 against ort int8).
+            if (modelSpecs.Length == 1 && engineNames.Count == 1 && candidateOptions.Precision == Precision.Fp32 && !candidateOptions.AllowTf32)
+            {
+                throw new BatchwiseException("Nothing to compare: one model on one engine at one precision", "Give two engines (--engines ort,cuda), two models (compare a.onnx b.onnx), or a candidate precision (--engines ort --precision int8).");
+            }
             var referenceModel = ModelSource.Load(modelSpecs[0]);
             var candidateModel = modelSpecs.Length == 2 ? ModelSource.Load(modelSpecs[1]) : referenceModel;
             if (parse.GetResult(batchSize) is { Implicit: false })
@@ -89,6 +90,9 @@ public static class CompareCommand
         return command;
     }
 
+    /// <summary>", precision P" where the engine's description names a precision (cuda always; ort for int8).</summary>
+    private static string PrecisionOf(EngineDescription engine) => engine.Details.TryGetValue("precision", out var p) ? $", precision {p}" : string.Empty;
+
     /// <summary>Parses --engines: one or two registered engine names.</summary>
     internal static IReadOnlyList<string> ParseEngines(string text)
     {
@@ -103,8 +107,8 @@ public static class CompareCommand
 
     private static void Print(TextWriter output, ComparisonSide reference, ComparisonSide candidate, ModelComparisonResult result, Tolerance tolerance, IReadOnlyDictionary<string, string> filled)
     {
-        output.WriteLine($"reference: {reference.Label} ({result.Reference.Version}, {result.Reference.Device})");
-        output.WriteLine($"candidate: {candidate.Label} ({result.Candidate.Version}, {result.Candidate.Device})");
+        output.WriteLine($"reference: {reference.Label} ({result.Reference.Version}, {result.Reference.Device}{PrecisionOf(result.Reference)})");
+        output.WriteLine($"candidate: {candidate.Label} ({result.Candidate.Version}, {result.Candidate.Device}{PrecisionOf(result.Candidate)})");
         output.WriteLine($"inputs:    {string.Join("; ", result.Inputs.Zip(reference.Model.Inputs, (text, spec) => $"{text}, {filled.GetValueOrDefault(spec.Name, "?")}"))}");
         var table = new PlainTable("output", "shape", "max abs", "max rel", "mean abs", "cosine", "top-1/5", "mismatches", "result");
         foreach (var o in result.Outputs)

@@ -25,8 +25,6 @@ public static class OptimizeCommand
         var keepIo = new Option<bool>("--keep-io-fp32") { Description = "With --fp16: keep float32 inputs and outputs (Casts inside the model)", DefaultValueFactory = _ => true };
         var fp16Cpu = new Option<bool>("--fp16-ort-cpu-kernels") { Description = "With --fp16: also keep in float32 every operator ONNX Runtime's CPU provider has no float16 kernel for (found by loading the model)" };
         var int8 = new Option<bool>("--int8") { Description = "Static int8 quantization (QDQ): per-channel int8 weights, per-tensor uint8 activations" };
-        var calibration = new Option<string?>("--calibration") { Description = "Calibration data for --int8: a folder of .npy samples, or random:N; a folder is also the verification data (with or without --int8)", HelpName = "DIR|random:N" };
-        var method = CliOption.Choice("--calibration-method", "How activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", "minmax", ["minmax", "percentile", "entropy"]);
         var int8Dynamic = new Option<bool>("--int8-dynamic") { Description = "Dynamic int8 quantization of MatMul/Gemm weights (transformers); no calibration" };
         var opset = new Option<long?>("--opset") { Description = $"Convert to this default-domain opset ({OpsetConversion.MinOpset}-{OpsetConversion.MaxOpset}) first, e.g. 17; --fp16/--int8 (13) and --int8-dynamic (11) convert an older model by themselves", HelpName = "N" };
         var shape = SharedOptions.Shape();
@@ -37,7 +35,7 @@ public static class OptimizeCommand
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip verification (output agreement and before/after bench)" };
         var command = new Command("optimize", "Transform a model (opset, input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both (on ONNX Runtime's CPU provider)")
         {
-            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, calibration, method, int8Dynamic, opset, prune, shape, minCosine, batchSizes, duration, noVerify,
+            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, int8Dynamic, opset, prune, shape, minCosine, batchSizes, duration, noVerify,
         };
         var engine = EngineOptionGroup.AddTo(command);
         var reports = ReportOptions.AddTo(command);
@@ -54,8 +52,8 @@ public static class OptimizeCommand
                 KeepIoFp32 = parse.GetValue(keepIo),
                 Fp16OrtCpuKernels = parse.GetValue(fp16Cpu),
                 Int8 = parse.GetValue(int8),
-                Calibration = parse.GetValue(calibration),
-                CalibrationMethod = parse.GetValue(method) switch { "percentile" => CalibrationMethod.Percentile, "entropy" => CalibrationMethod.Entropy, _ => CalibrationMethod.MinMax },
+                Calibration = parse.GetValue(engine.Calibration),
+                CalibrationMethod = Int8Calibration.ParseMethod(parse.GetValue(engine.CalibrationMethod)!),
                 Int8Dynamic = parse.GetValue(int8Dynamic),
                 Opset = parse.GetValue(opset),
                 Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
@@ -87,10 +85,10 @@ public static class OptimizeCommand
         return command;
     }
 
-    /// <summary>The verification runs on ONNX Runtime's CPU provider with its default session options, so of the engine group only --threads applies.</summary>
+    /// <summary>The verification runs on ONNX Runtime's CPU provider with its default session options, so of the engine group only --threads applies (and --calibration, --calibration-method for --int8).</summary>
     private static void RefuseEngineOptionsOtherThanThreads(EngineOptionGroup engine, ParseResult parse)
     {
-        var other = engine.Given(parse).FirstOrDefault(o => o != engine.Threads && !(o == engine.Engine && engine.EngineName(parse) == "ort"));
+        var other = engine.Given(parse).FirstOrDefault(o => o != engine.Threads && o != engine.Calibration && o != engine.CalibrationMethod && !(o == engine.Engine && engine.EngineName(parse) == "ort"));
         if (other is not null)
         {
             throw new BatchwiseException(

@@ -12,7 +12,7 @@ namespace Batchwise.Cli.Options;
 public sealed class EngineOptionGroup
 {
     /// <summary>The precisions an engine can be asked for.</summary>
-    private static readonly string[] Precisions = ["fp32", "fp16"];
+    private static readonly string[] Precisions = ["fp32", "fp16", "int8"];
 
     /// <summary>
     /// Creates the group; <paramref name="withEngine"/> false leaves out --engine (compare names two engines itself);
@@ -29,8 +29,14 @@ public sealed class EngineOptionGroup
     /// <summary>--device: the GPU ordinal.</summary>
     public Option<int> Device { get; } = CliOption.Integer("--device", "GPU ordinal (cuda, or ort with --ep cuda or tensorrt; on ort's CPU providers a GPU other than 0 is an error); `batchwise devices` lists them", 0, 0);
 
-    /// <summary>--precision: fp32 or fp16.</summary>
-    public Option<string> Precision { get; } = CliOption.Choice("--precision", "Arithmetic precision: fp32, or fp16 (cuda; fp16 is an error on ort, which runs a model in the precision it is stored in)", "fp32", Precisions);
+    /// <summary>--precision: fp32, fp16 or int8.</summary>
+    public Option<string> Precision { get; } = CliOption.Choice("--precision", "Arithmetic precision: fp32; fp16 (cuda; an error on ort, which runs a model in the precision it is stored in); or int8: a float model quantized as it loads (QDQ, calibrated as --calibration says; ort runs it with its int8 kernels, cuda on its int8 path with fp16 for what stays float)", "fp32", Precisions);
+
+    /// <summary>--calibration: the data --precision int8 (and optimize --int8) calibrates on; null when not given.</summary>
+    public Option<string?> Calibration { get; } = new("--calibration") { Description = $"Calibration data for int8: a folder of .npy samples (float32, shaped like the model input), or random:N (seeded); --precision int8 defaults to {Transforms.Int8Calibration.DefaultData}, real data gives better scales. Ranges are cached (BATCHWISE_CACHE_DIR/int8) by model, data and method. optimize: for --int8, and a folder is also its verification data", HelpName = "DIR|random:N" };
+
+    /// <summary>--calibration-method: how int8 activation ranges are chosen.</summary>
+    public Option<string> CalibrationMethod { get; } = CliOption.Choice("--calibration-method", "How int8 activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", "minmax", ["minmax", "percentile", "entropy"]);
 
     /// <summary>--tf32: TF32 tensor cores for fp32.</summary>
     public Option<bool> Tf32 { get; } = new("--tf32") { Description = "Let fp32 use TF32 tensor cores (cuda; explain then predicts with the TF32 GEMM ceiling). An error on ort, which Batchwise does not set TF32 on" };
@@ -67,11 +73,11 @@ public sealed class EngineOptionGroup
     // and explained the same.
 
     /// <summary>The options compare applies to its candidate engine alone (the reference runs fp32, as the model says).</summary>
-    public IReadOnlySet<Option> CandidateOnly => new HashSet<Option> { Precision, Tf32, TimedTactics };
+    public IReadOnlySet<Option> CandidateOnly => new HashSet<Option> { Precision, Calibration, CalibrationMethod, Tf32, TimedTactics };
 
     /// <summary>Every option of the group, in help order.</summary>
     public IEnumerable<Option> All =>
-        new Option?[] { Engine, Device, Precision, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics, BatchProfile, ExactPlans, ShapeProfile }.OfType<Option>();
+        new Option?[] { Engine, Device, Precision, Calibration, CalibrationMethod, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics, BatchProfile, ExactPlans, ShapeProfile }.OfType<Option>();
 
     /// <summary>Creates the group and adds it to a command.</summary>
     public static EngineOptionGroup AddTo(Command command, bool withEngine = true, string defaultEngine = "ort")
@@ -114,10 +120,24 @@ public sealed class EngineOptionGroup
             Commands.CommonOptions.WriteWarning(warning);
         }
 
+        var precision = parse.GetValue(Precision) switch
+        {
+            "fp16" => Engines.Precision.Fp16,
+            "int8" => Engines.Precision.Int8,
+            _ => Engines.Precision.Fp32,
+        };
+        if (precision != Engines.Precision.Int8 && Given(parse).FirstOrDefault(o => o == Calibration || o == CalibrationMethod) is { } stray)
+        {
+            throw new BatchwiseException($"{stray.Name} applies to --precision int8 only", "Add --precision int8, or drop it.");
+        }
+
+        var calibration = precision == Engines.Precision.Int8 ? ReadCalibration(parse) : Transforms.Int8Calibration.Default;
+
         return new EngineOptions
         {
             DeviceId = parse.GetValue(Device),
-            Precision = parse.GetValue(Precision) == "fp16" ? Engines.Precision.Fp16 : Engines.Precision.Fp32,
+            Precision = precision,
+            Calibration = calibration,
             AllowTf32 = parse.GetValue(Tf32),
             IntraOpThreads = parse.GetValue(Threads),
             InterOpThreads = parse.GetValue(InterOpThreads),
@@ -129,6 +149,15 @@ public sealed class EngineOptionGroup
             ExactPlans = parse.GetValue(ExactPlans),
             ShapeProfiles = [.. (parse.GetValue(ShapeProfile) ?? []).Select(Engines.ShapeProfile.Parse)],
         };
+    }
+
+    /// <summary>--calibration and --calibration-method as an <see cref="Transforms.Int8Calibration"/> (random:8 when --calibration is not given); the data checked now (a missing folder is an error before any model is read).</summary>
+    public Transforms.Int8Calibration ReadCalibration(ParseResult parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        var data = parse.GetValue(Calibration) ?? Transforms.Int8Calibration.DefaultData;
+        _ = Transforms.CalibrationData.Parse(data);
+        return new Transforms.Int8Calibration(data, Transforms.Int8Calibration.ParseMethod(parse.GetValue(CalibrationMethod)!));
     }
 
     /// <summary>The options of the group written on the command line (not left at their defaults).</summary>

@@ -37,8 +37,8 @@ public static class EngineOptionRules
             // ort: the GPU engine's options.
             new(group.Device, "ort", Severity.Error, "its cpu and openvino execution providers run on this machine's CPU, not a GPU", "Drop --device, or use --ep cuda or --engine cuda to run on a GPU.",
                 parse => parse.GetValue(group.Device) != 0 && parse.GetValue(group.ExecutionProvider) is "cpu" or "openvino"),
-            new(group.Precision, "ort", Severity.Error, "it runs the model in the precision it is stored in", "Convert the model with `batchwise optimize MODEL --fp16 -o OUT.onnx`, or use --engine cuda --precision fp16.",
-                parse => parse.GetValue(group.Precision) != "fp32"),
+            new(group.Precision, "ort", Severity.Error, "it runs the model in the precision it is stored in (or int8, quantized as it loads)", "Convert the model with `batchwise optimize MODEL --fp16 -o OUT.onnx`, or use --engine cuda --precision fp16.",
+                parse => parse.GetValue(group.Precision) == "fp16"),
             new(group.Tf32, "ort", Severity.Error, "Batchwise does not set TF32 on ONNX Runtime (on the CPU there is none)", "Drop --tf32, or use --engine cuda.", parse => parse.GetValue(group.Tf32)),
             new(group.NoCudaGraph, "ort", Severity.Warning, "it never replays CUDA graphs, so its kernels are launched one by one already", string.Empty, parse => parse.GetValue(group.NoCudaGraph)),
             new(group.TimedTactics, "ort", Severity.Error, "ONNX Runtime chooses its kernels itself", "Drop --timed-tactics, or use --engine cuda.", parse => parse.GetValue(group.TimedTactics)),

@@ -20,6 +20,9 @@ internal interface IPlanTarget
     /// <summary>Float32 as given, or float16 storage with float32 accumulation (tensor cores).</summary>
     Precision Precision => Precision.Fp32;
 
+    /// <summary>The session runs --precision int8: the int8 path is on for it, as BATCHWISE_INT8=on turns it on for every session.</summary>
+    bool Int8 => false;
+
     /// <summary>Where timed convolution algorithms are kept; null: take cuDNN's heuristics, time nothing.</summary>
     TimingCache? Tactics => null;
 

@@ -170,14 +170,18 @@ public sealed record DeviceCeilings
     public double PeakFor(string opType) => Precision == "fp32" && opType is "Conv" or "ConvTranspose" && PeakConvFlops is > 0 ? PeakConvFlops.Value : PeakInUse;
 
     /// <summary>
-    /// The ceilings that apply to a run with these engine options: the fp16 GEMM ceiling for <see cref="Engines.Precision.Fp16"/>,
+    /// The ceilings that apply to a run with these engine options: the fp16 GEMM ceiling for <see cref="Engines.Precision.Fp16"/>
+    /// (and for <see cref="Engines.Precision.Int8"/> where measured),
     /// TF32's for fp32 with <see cref="EngineOptions.AllowTf32"/> (where measured; a CPU has none and stays fp32), else fp32;
     /// on a GPU, per-kernel launches instead of CUDA-graph nodes when graphs are off.
     /// </summary>
     public DeviceCeilings For(EngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var precision = options.Precision == Engines.Precision.Fp16 ? "fp16" : options.AllowTf32 && PeakFlopsTf32 is > 0 ? "tf32" : "fp32";
+        // int8 predicts with the fp16 ceiling where one was measured (what stays float runs in fp16 on a GPU; int8
+        // ceilings are not measured yet, so int8 layers are predicted no faster than fp16), else fp32's.
+        var precision = options.Precision == Engines.Precision.Fp16 || (options.Precision == Engines.Precision.Int8 && PeakFlopsFp16 is > 0) ? "fp16"
+            : options.AllowTf32 && PeakFlopsTf32 is > 0 ? "tf32" : "fp32";
         var selected = WithPrecision(precision);
         if (!options.UseCudaGraph && KernelLaunchSeconds is { } launch && StreamRunOverheadSeconds is { } run)
         {

@@ -80,6 +80,12 @@ public enum Precision
 
     /// <summary>16-bit float (tensor cores on a GPU).</summary>
     Fp16,
+
+    /// <summary>
+    /// 8-bit integers: a float model quantized when it is loaded (QDQ, calibrated as <see cref="EngineOptions.Calibration"/>
+    /// says), then run as a QDQ model; what stays float runs as the engine runs float (fp16 on a GPU).
+    /// </summary>
+    Int8,
 }
 
 /// <summary>Options for loading a model; each engine rejects, with a clear error, what it does not support.</summary>
@@ -87,6 +93,9 @@ public sealed record EngineOptions
 {
     /// <summary>Arithmetic precision.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
+
+    /// <summary>With <see cref="Precision.Int8"/>: the calibration data and method the model is quantized with.</summary>
+    public Transforms.Int8Calibration Calibration { get; init; } = Transforms.Int8Calibration.Default;
 
     /// <summary>Threads inside one operator (ONNX Runtime); 0 = engine default.</summary>
     public int IntraOpThreads { get; init; }

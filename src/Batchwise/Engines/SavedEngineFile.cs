@@ -19,12 +19,14 @@ namespace Batchwise.Engines;
 /// <param name="Created">When it was written.</param>
 /// <param name="ModelName">The model's name.</param>
 /// <param name="ModelSha256">SHA-256 of the model bytes it carries (its structure: float weights the engine stores device-ready are left out).</param>
-/// <param name="Precision">fp32 or fp16.</param>
+/// <param name="Precision">fp32, fp16 or int8 (the model it carries then is the QDQ model quantized at build).</param>
 /// <param name="Tf32">TF32 allowed for fp32.</param>
 /// <param name="CudaGraph">Runs replay CUDA graphs.</param>
 /// <param name="BatchProfiles">The batch profiles whose plans it was built with.</param>
 /// <param name="ShapeProfiles">The shape profiles it was built with, as written on the command line.</param>
 /// <param name="Environment">Device, compute capability, driver and library versions, by name.</param>
+/// <param name="Calibration">For int8: the calibration data the carried model's scales came from (--calibration as written).</param>
+/// <param name="CalibrationMethod">For int8: the calibration method (minmax, percentile, entropy).</param>
 public sealed record SavedEngineManifest(
     string Format,
     int Schema,
@@ -38,7 +40,9 @@ public sealed record SavedEngineManifest(
     bool CudaGraph,
     int[] BatchProfiles,
     string[] ShapeProfiles,
-    SortedDictionary<string, string> Environment);
+    SortedDictionary<string, string> Environment,
+    string? Calibration = null,
+    string? CalibrationMethod = null);
 
 /// <summary>
 /// A saved engine on disk (<c>.bwengine</c>): a zip holding manifest.json, the model's structure (model.onnx: its graph,
@@ -109,7 +113,7 @@ public static class SavedEngineFile
     public static string RebuildCommand(SavedEngineManifest manifest, string path)
     {
         ArgumentNullException.ThrowIfNull(manifest);
-        return $"batchwise build <model.onnx> --engine {manifest.Engine} --precision {manifest.Precision}{((manifest.BatchProfiles?.Length ?? 0) > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles!) : string.Empty)}{string.Concat((manifest.ShapeProfiles ?? []).Select(p => " --shape-profile " + p))} -o {path}";
+        return $"batchwise build <model.onnx> --engine {manifest.Engine} --precision {manifest.Precision}{(manifest.Calibration is { } data ? $" --calibration {data} --calibration-method {manifest.CalibrationMethod}" : string.Empty)}{((manifest.BatchProfiles?.Length ?? 0) > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles!) : string.Empty)}{string.Concat((manifest.ShapeProfiles ?? []).Select(p => " --shape-profile " + p))} -o {path}";
     }
 
     /// <summary>True for a path that names a saved engine.</summary>

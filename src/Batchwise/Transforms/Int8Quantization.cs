@@ -17,6 +17,15 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
     /// <summary>Weights in 7 bits (see <see cref="Int8Weights.ReduceRangeByDefault"/>); by default where this CPU lacks VNNI.</summary>
     public bool ReduceRange { get; init; } = Int8Weights.ReduceRangeByDefault;
 
+    /// <summary>
+    /// Activation ranges by value name: given, calibration is skipped and these are used (ranges cached by an earlier
+    /// run); null, they are calibrated. After <see cref="Apply"/>, the ranges the model was quantized with.
+    /// </summary>
+    public IReadOnlyDictionary<string, (float Min, float Max)>? Ranges { get; set; }
+
+    /// <summary>What the user asked for, as errors name it (--int8 for optimize, --precision int8 for an engine session).</summary>
+    public string Flag { get; init; } = "--int8";
+
     /// <inheritdoc/>
     public string Name => "int8";
 
@@ -26,7 +35,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         ArgumentNullException.ThrowIfNull(model);
         if (model.Opset < 13)
         {
-            throw new BatchwiseException($"--int8 needs opset 13 or newer (per-channel DequantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it first with OpsetConversion(13) (`batchwise optimize --int8` does this by itself).");
+            throw new BatchwiseException($"{Flag} needs opset 13 or newer (per-channel DequantizeLinear); '{model.Name}' uses opset {model.Opset}", "Convert it first with OpsetConversion(13) (`batchwise optimize --int8` does this by itself).");
         }
 
         var graph = model.Graph;
@@ -49,7 +58,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         var targets = weights.Keys.ToList();
         if (targets.Count == 0)
         {
-            throw new BatchwiseException($"--int8: '{model.Name}' has no Conv, Gemm or MatMul with float32 weights (or float16 weights cast to float32) to quantize", "Quantize a float32 model (not one already converted to fp16 compute or int8).");
+            throw new BatchwiseException($"{Flag}: '{model.Name}' has no Conv, Gemm or MatMul with float32 weights (or float16 weights cast to float32) to quantize", Flag == "--int8" ? "Quantize a float32 model (not one already converted to fp16 compute or int8)." : "Run it at --precision fp32 or fp16 (a model already quantized runs as it is stored, at --precision fp32 on ort or fp16 on cuda).");
         }
 
         // A Relu that alone reads a quantized output is absorbed: quantizing its output with zero point 0 saturates
@@ -91,12 +100,16 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
             activations.Add(OutputOf(n));
         }
 
-        var ranges = new RangeCollector(Method).Collect(model, Calibration.Samples(model), activations);
+        var ranges = Ranges ?? new RangeCollector(Method).Collect(model, Calibration.Samples(model), activations);
         var missing = activations.Where(a => !ranges.ContainsKey(a)).ToList();
         if (missing.Count > 0)
         {
-            throw new BatchwiseException($"--int8: no float32 values were seen for '{missing[0]}' during calibration", "Quantize a float32 model.");
+            throw Ranges is null
+                ? new BatchwiseException($"{Flag}: no float32 values were seen for '{missing[0]}' during calibration", "Quantize a float32 model.")
+                : new BatchwiseException($"{Flag}: the cached activation ranges have none for '{missing[0]}'", "Delete the int8 folder of the cache (BATCHWISE_CACHE_DIR) to calibrate again.");
         }
+
+        Ranges = activations.ToDictionary(a => a, a => ranges[a], StringComparer.Ordinal);
 
         foreach (var (n, relu) in absorbed)
         {

@@ -160,6 +160,13 @@ public sealed class CeilingsTests : IDisposable
     }
 
     [Fact]
+    public void Int8_predicts_with_the_fp16_ceiling_where_measured_else_fp32()
+    {
+        Assert.Equal("fp16", Synthetic.Gpu().For(new EngineOptions { Precision = Precision.Int8 }).Precision);
+        Assert.Equal("fp32", Synthetic.Device().For(new EngineOptions { Precision = Precision.Int8 }).Precision);
+    }
+
+    [Fact]
     public void Tf32_on_a_device_without_a_tf32_ceiling_predicts_in_fp32()
     {
         var cpu = Synthetic.Device();

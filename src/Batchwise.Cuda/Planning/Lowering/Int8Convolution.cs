@@ -30,7 +30,7 @@ internal sealed partial class GraphCompiler
     /// <summary>Lowers a Conv, MatMul or Gemm int8 when its layer qualifies and the library runs the problem; false (nothing emitted) otherwise.</summary>
     private bool TryLowerInt8(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
-        _int8Layers ??= Int8Layers.Find(_model, Int8Layers.Enabled, Int8Layers.GemmsEnabled);
+        _int8Layers ??= Int8Layers.Find(_model, Int8Layers.Enabled || _target.Int8, Int8Layers.GemmsEnabled || (_target.Int8 && !Int8Layers.Enabled));
         if (!_int8Layers.TryGetValue(node, out var layer))
         {
             return false;

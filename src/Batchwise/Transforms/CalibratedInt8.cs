@@ -1,0 +1,156 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Batchwise.Onnx;
+
+namespace Batchwise.Transforms;
+
+/// <summary>How `--precision int8` calibrates a float model: the data (DIR or random:N) and the method.</summary>
+/// <param name="Data">--calibration as written: a folder of .npy samples, or random:N.</param>
+/// <param name="Method">--calibration-method.</param>
+public sealed record Int8Calibration(string Data, CalibrationMethod Method)
+{
+    /// <summary>The default data: eight seeded random samples (real data gives better scales).</summary>
+    public const string DefaultData = "random:8";
+
+    /// <summary>random:8 with minmax.</summary>
+    public static Int8Calibration Default { get; } = new(DefaultData, CalibrationMethod.MinMax);
+
+    /// <summary>What a session of this precision runs, for engine descriptions and reports: "int8 (QDQ, calibrated on random:8, minmax)".</summary>
+    public string Describe() => $"int8 (QDQ, calibrated on {Data}, {Method.ToString().ToLowerInvariant()})";
+
+    /// <summary>Parses --calibration-method: minmax, percentile or entropy.</summary>
+    public static CalibrationMethod ParseMethod(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "minmax" => CalibrationMethod.MinMax,
+        "percentile" => CalibrationMethod.Percentile,
+        "entropy" => CalibrationMethod.Entropy,
+        _ => throw new BatchwiseException($"Unknown calibration method '{text}'", "Use minmax, percentile or entropy."),
+    };
+}
+
+/// <summary>
+/// `--precision int8` on a float model: the model quantized when a session loads it, by the transforms `batchwise
+/// optimize --int8` runs (opset conversion where needed, clean-up, <see cref="Int8Quantization"/>), with its activation
+/// ranges cached beside the timing cache (by model hash, calibration data and method), so a second session of the same
+/// model does not calibrate again.
+/// </summary>
+public static class CalibratedInt8
+{
+    /// <summary>Where a session's one-line notes go (which calibration ran, or that cached ranges were used); standard error by default.</summary>
+    public static Action<string> Notes { get; set; } = line => Console.Error.WriteLine(line);
+
+    /// <summary>
+    /// The QDQ model for <paramref name="model"/> (left unchanged), quantized as <paramref name="calibration"/> says.
+    /// <paramref name="reduceRange"/>: weights in 7 bits (ONNX Runtime on a CPU without VNNI), false on a GPU.
+    /// </summary>
+    public static OnnxModel Quantize(OnnxModel model, Int8Calibration calibration, bool reduceRange)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(calibration);
+        var options = new OptimizeOptions { Int8 = true, Calibration = calibration.Data, CalibrationMethod = calibration.Method };
+        var transforms = options.CreateTransforms(model.Opset);
+        var quantizer = (Int8Quantization)transforms[^1];
+        var cachePath = CachePath(model, calibration);
+        var cached = ReadRanges(cachePath);
+        var int8 = new Int8Quantization(quantizer.Calibration, quantizer.Method) { ReduceRange = reduceRange, Flag = "--precision int8", Ranges = cached };
+        var result = OnnxModel.FromProto(model.Proto.Clone(), model.Name);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        foreach (var t in transforms.Take(transforms.Count - 1))
+        {
+            t.Apply(result);
+        }
+
+        var summary = int8.Apply(result);
+        var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+        if (cached is not null)
+        {
+            Notes($"int8: activation ranges read from the cache, no recalibration ({cachePath})");
+            return result;
+        }
+
+        WriteRanges(cachePath, int8.Ranges!);
+        var hint = calibration.Data.StartsWith("random:", StringComparison.OrdinalIgnoreCase) ? "; real data gives better scales: --calibration DIR of .npy samples" : string.Empty;
+        Notes(string.Create(CultureInfo.InvariantCulture, $"int8: calibrated on {calibration.Data} ({calibration.Method.ToString().ToLowerInvariant()}) in {seconds:F1} s: {summary}{hint}"));
+        return result;
+    }
+
+    /// <summary>
+    /// The cache file of a model's ranges: $BATCHWISE_CACHE_DIR/int8 (else $XDG_CACHE_HOME/batchwise/int8, else
+    /// ~/.cache/batchwise/int8), named by a hash of the model's bytes, the calibration data (a folder's files by name,
+    /// size and time) and the method.
+    /// </summary>
+    public static string CachePath(OnnxModel model, Int8Calibration calibration)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(calibration);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(model.ToBytes());
+        hash.AppendData(Encoding.UTF8.GetBytes($"\n{calibration.Method}\n{calibration.Data}\n"));
+        if (Directory.Exists(calibration.Data))
+        {
+            foreach (var file in Directory.GetFiles(calibration.Data, "*.npy").Order(StringComparer.Ordinal))
+            {
+                var info = new FileInfo(file);
+                hash.AppendData(Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{info.Name}:{info.Length}:{info.LastWriteTimeUtc.Ticks}\n")));
+            }
+        }
+
+        var name = new string(model.Name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').Take(40).ToArray());
+        return Path.Combine(CacheRoot(), "int8", $"{name}-{Convert.ToHexStringLower(hash.GetHashAndReset())[..16]}.json");
+    }
+
+    private static string CacheRoot()
+    {
+        var explicitDir = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
+        if (!string.IsNullOrWhiteSpace(explicitDir))
+        {
+            return explicitDir;
+        }
+
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        return Path.Combine(!string.IsNullOrWhiteSpace(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "batchwise");
+    }
+
+    private static Dictionary<string, (float Min, float Max)>? ReadRanges(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        try
+        {
+            var stored = JsonSerializer.Deserialize(File.ReadAllBytes(path), Int8RangesJson.Default.DictionaryStringSingleArray);
+            return stored?.Where(p => p.Value.Length == 2).ToDictionary(p => p.Key, p => (p.Value[0], p.Value[1]), StringComparer.Ordinal);
+        }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        {
+            Notes($"int8: the cached ranges '{path}' cannot be read ({e.Message}); calibrating again");
+            return null;
+        }
+    }
+
+    private static void WriteRanges(string path, IReadOnlyDictionary<string, (float Min, float Max)> ranges)
+    {
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var stored = ranges.ToDictionary(p => p.Key, p => new[] { p.Value.Min, p.Value.Max }, StringComparer.Ordinal);
+            var tmp = $"{path}.{Guid.NewGuid():N}.tmp"; // serve's instances load at once: each writes its own, the last move wins
+            File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(stored, Int8RangesJson.Default.DictionaryStringSingleArray));
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            // A read-only cache costs a calibration per session, nothing else.
+            Notes($"int8: the ranges cannot be cached at '{path}' ({e.Message}); set BATCHWISE_CACHE_DIR to a writable folder");
+        }
+    }
+}
+
+/// <summary>The cached ranges: value name to [min, max].</summary>
+[JsonSerializable(typeof(Dictionary<string, float[]>))]
+internal sealed partial class Int8RangesJson : JsonSerializerContext;
