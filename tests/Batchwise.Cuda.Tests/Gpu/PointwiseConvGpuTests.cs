@@ -16,12 +16,15 @@ public sealed class PointwiseConvGpuTests
 {
     public static TheoryData<string> Layers => [.. PointwiseConvModels.ResNet50(1).Keys];
 
-    private static CudaSession Session(OnnxModel model, PointwiseConvChoice choice)
+    /// <summary>An fp16 session of <paramref name="model"/>, configured before its first plan.</summary>
+    internal static CudaSession Fp16Session(OnnxModel model, Action<CudaSession> configure)
     {
         var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
-        session.PointwiseConvolutions = choice;
+        configure(session);
         return session;
     }
+
+    private static CudaSession Session(OnnxModel model, PointwiseConvChoice choice) => Fp16Session(model, s => s.PointwiseConvolutions = choice);
 
     [Fact]
     public void Pointwise_conv_as_a_gemm_matches_onnx_runtime()
@@ -81,12 +84,7 @@ public sealed class StemConvGpuTests
 {
     private static readonly GroupedConvCase Stem = new(1, 3, 224, 224, 1, OutChannels: 64, Stride: 2, Pads: [3, 3, 3, 3], Kernel: 7, After: "bn-relu");
 
-    private static CudaSession Session(OnnxModel model, bool gemm)
-    {
-        var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
-        session.StemAsGemm = gemm;
-        return session;
-    }
+    private static CudaSession Session(OnnxModel model, bool gemm) => PointwiseConvGpuTests.Fp16Session(model, s => s.StemAsGemm = gemm);
 
     [Fact]
     public void Stem_as_a_gemm_matches_onnx_runtime_and_its_time_is_reported()

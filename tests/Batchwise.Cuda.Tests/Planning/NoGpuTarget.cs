@@ -1,6 +1,8 @@
 using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -34,4 +36,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);
 
     public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException(NoLibraries);
+
+    /// <summary>A plan of <paramref name="model"/> for <paramref name="inputs"/> on this target, its initializers as given.</summary>
+    public ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs) =>
+        new GraphCompiler(model, this).Compile(inputs, model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t)), GraphCompiler.HostValueInputs(model));
 }

@@ -2,7 +2,6 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -15,12 +14,8 @@ public sealed class PointwiseConvOnCpuTests
 {
     public static TheoryData<string> Cases => [.. PointwiseConvModels.Small.Keys];
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, PointwiseConvChoice choice)
-    {
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        var target = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PointwiseConvolutions = choice };
-        return new GraphCompiler(model, target).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
-    }
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, PointwiseConvChoice choice) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PointwiseConvolutions = choice }.Compile(model, inputs);
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -60,11 +55,9 @@ public sealed class PointwiseConvOnCpuTests
         var c = PointwiseConvModels.Small["16to32-relu"];
         var model = c.Model();
         var inputs = c.Inputs(5);
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
         foreach (var choice in new[] { PointwiseConvChoice.Auto, PointwiseConvChoice.Cudnn })
         {
-            var target = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PointwiseConvolutions = choice, PlansConvolutionsWithoutLibrary = true };
-            var plan = new GraphCompiler(model, target).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+            var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PointwiseConvolutions = choice, PlansConvolutionsWithoutLibrary = true }.Compile(model, inputs);
             Assert.Equal(choice == PointwiseConvChoice.Auto ? 1 : 0, plan.Steps.Count(s => s is MatmulStep));
             Assert.Equal(choice == PointwiseConvChoice.Auto ? 0 : 1, plan.Steps.Count(s => s is ConvProblemStep));
         }

@@ -2,7 +2,6 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -22,12 +21,8 @@ public sealed class StemConvOnCpuTests
 
     public static TheoryData<string> Cases => [.. Small.Keys];
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, bool stemAsGemm)
-    {
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        var target = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemAsGemm = stemAsGemm };
-        return new GraphCompiler(model, target).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
-    }
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, bool stemAsGemm) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemAsGemm = stemAsGemm }.Compile(model, inputs);
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -53,10 +48,7 @@ public sealed class StemConvOnCpuTests
     public void Without_the_switch_a_stem_goes_to_cudnn()
     {
         var c = Small["7x7-s2-p3-bn-relu"];
-        var model = c.Model();
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        var target = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PlansConvolutionsWithoutLibrary = true };
-        var plan = new GraphCompiler(model, target).Compile(c.Inputs(9), init, GraphCompiler.HostValueInputs(model));
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PlansConvolutionsWithoutLibrary = true }.Compile(c.Model(), c.Inputs(9));
         Assert.DoesNotContain(plan.Steps, s => s is MatmulStep);
         Assert.Single(plan.Steps, s => s is ConvProblemStep);
     }
