@@ -1,7 +1,6 @@
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -15,8 +14,7 @@ public sealed class AttentionPlanTests
 {
     internal static ExecutionPlan Compile(Precision precision, OnnxModel model, IReadOnlyList<Tensor> inputs)
     {
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        return new GraphCompiler(model, new NoGpuTarget(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new NoGpuTarget(precision).Compile(model, inputs);
     }
 
     /// <summary>ViT-style: Transpose of K, MatMul, Mul by the scale, Softmax over the last axis, MatMul with V (70 tokens: two key tiles, a partial query tile; head 40, padded to 48).</summary>

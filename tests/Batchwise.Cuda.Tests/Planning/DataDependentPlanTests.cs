@@ -1,7 +1,6 @@
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -16,8 +15,7 @@ public sealed class DataDependentPlanTests
 {
     private static ExecutionPlan Compile(Precision precision, OnnxModel model, params Tensor[] inputs)
     {
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        return new GraphCompiler(model, new NoGpuTarget(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new NoGpuTarget(precision).Compile(model, inputs);
     }
 
     /// <summary>

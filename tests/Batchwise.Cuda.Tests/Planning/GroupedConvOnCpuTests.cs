@@ -2,7 +2,6 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -21,9 +20,7 @@ public sealed class GroupedConvOnCpuTests
 
     private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, GroupedConvChoice choice)
     {
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        var target = new NoGpuTarget(Precision.Fp16) { GroupedConvolutions = choice };
-        return new GraphCompiler(model, target).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new NoGpuTarget(Precision.Fp16) { GroupedConvolutions = choice }.Compile(model, inputs);
     }
 
     /// <summary>Plans every case (the own kernel forced: the default leaves power-of-two widths to cuDNN), then compiles all their kernels in one g++ run.</summary>

@@ -2,7 +2,6 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -21,8 +20,7 @@ public sealed class KernelCasesOnCpuTests
 
     private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, Precision precision)
     {
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        return new GraphCompiler(model, new NoGpuTarget(precision)).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new NoGpuTarget(precision).Compile(model, inputs);
     }
 
     /// <summary>Plans every case at both precisions, then compiles all their kernels in one g++ run.</summary>

@@ -2,7 +2,6 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -16,8 +15,7 @@ public sealed class MatmulEpiloguePlanTests
 {
     private static ExecutionPlan Compile(Precision precision, OnnxModel model, IReadOnlyList<Tensor> inputs, GeluChoice gelu = GeluChoice.Exact)
     {
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        return new GraphCompiler(model, new NoGpuTarget(precision, hostMatmuls: true) { Gelu = gelu }).Compile(inputs, init, GraphCompiler.HostValueInputs(model));
+        return new NoGpuTarget(precision, hostMatmuls: true) { Gelu = gelu }.Compile(model, inputs);
     }
 
     private static string Constant(GraphBuilder g, string name, float value) => g.Initializer(name, [], [value]);
