@@ -45,19 +45,7 @@ internal sealed partial class GraphCompiler
         }
 
         var (relu, residual) = ConvEpilogue(ref outName, yShape);
-        x = Materialize(x);
-        var stored = x.Nhwc ? Math.Max(c, x.PaddedChannels) : c;
-        var patches = Temp(x.Type, [rows, padded]);
-        Kernel(KernelSource.Patches(St(x), x.Nhwc, n, c, stored, x.Shape[2..], outSpatial, kernel, strides, dilations, padsBegin, padded), rows * padded, Dev(patches), Dev(x));
-
-        // The filter [K, C, kh, kw] as [K, kh, kw, C] rows padded with zeros to the patches' column count.
-        var f = w.Constant;
-        var s4 = w.Shape;
-        var filter = new PlanValue(w.Type, [k, padded], _target.Derive($"stem-filter:{k}x{cols}:{padded}", [f], () =>
-        {
-            var rowsFirst = ChannelsLast(f, s4);
-            return HostTensor.Create(rowsFirst.Type, [k, padded], i => i % padded < cols ? rowsFirst[(i / padded * cols) + (i % padded)] : 0);
-        }));
+        var (patches, filter) = PatchesAndFilter(x, w, outSpatial, kernel, strides, dilations, padsBegin, padded);
         residual = residual is null ? null : Nhwc(residual);
         var y = Output(outName, x.Type, yShape, nhwc: true);
         EmitMatmul(patches, filter, y, (int)rows, (int)k, (int)padded, false, true, padded, padded, 1, 0, 0, 1, residual is null ? 0 : 1, b, residual, relu: relu);
@@ -82,16 +70,7 @@ internal sealed partial class GraphCompiler
             return false; // the GEMM's sizes are 32-bit; tensor cores want the output channels in eights
         }
 
-        // The stored input: channels-last (a network input padded with zero channels reads its first C), else NCHW.
-        x = Materialize(x);
-        var stored = x.Nhwc ? Math.Max(c, x.PaddedChannels) : c;
-        var patches = Temp(x.Type, [rows, cols]);
-        Kernel(KernelSource.Patches(St(x), x.Nhwc, n, c, stored, x.Shape[2..], outSpatial, kernel), rows * cols, Dev(patches), Dev(x));
-
-        // The filter [K, C, kh, kw] as [K, kh, kw, C]: a row per output channel in the patches' column order.
-        var f = w.Constant;
-        var s4 = w.Shape;
-        var filter = new PlanValue(w.Type, [k, cols], _target.Derive($"patch-filter:{k}x{cols}", [f], () => ChannelsLast(f, s4).WithShape([k, cols])));
+        var (patches, filter) = PatchesAndFilter(x, w, outSpatial, kernel, strides, dilations, padsBegin, cols);
         var raw = b is null ? Output(outName, x.Type, yShape, nhwc: true) : Temp(x.Type, yShape, nhwc: true);
         EmitMatmul(patches, filter, raw, (int)rows, (int)k, (int)cols, false, true, cols, cols, 1, 0, 0, 1, 0);
         if (b is not null)
@@ -101,5 +80,33 @@ internal sealed partial class GraphCompiler
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// The patches of <paramref name="x"/> (im2col: a row [N * OH * OW] per output pixel, its window's values in [kh, kw, C]
+    /// order, zero outside the image and from kh * kw * C up to <paramref name="columns"/>) and the constant filter [K, C,
+    /// kh, kw] as [K, columns] rows in the same order (zero columns past kh * kw * C): their product is the convolution's
+    /// output channels-last. The input is read as stored: channels-last (a network input padded with zero channels reads
+    /// its first C), else NCHW.
+    /// </summary>
+    private (PlanValue Patches, PlanValue Filter) PatchesAndFilter(PlanValue x, PlanValue w, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, long columns)
+    {
+        var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
+        var rows = n * outSpatial[0] * outSpatial[1];
+        var cols = kernel[0] * kernel[1] * c;
+        x = Materialize(x);
+        var stored = x.Nhwc ? Math.Max(c, x.PaddedChannels) : c;
+        var patches = Temp(x.Type, [rows, columns]);
+        Kernel(KernelSource.Patches(St(x), x.Nhwc, n, c, stored, x.Shape[2..], outSpatial, kernel, strides, dilations, padsBegin, columns), rows * columns, Dev(patches), Dev(x));
+        var f = w.Constant!;
+        var s4 = w.Shape;
+        var filter = new PlanValue(w.Type, [k, columns], _target.Derive(columns == cols ? $"patch-filter:{k}x{cols}" : $"patch-filter:{k}x{cols}:{columns}", [f], () =>
+        {
+            var rowsFirst = ChannelsLast(f, s4);
+            return columns == cols
+                ? rowsFirst.WithShape([k, cols])
+                : HostTensor.Create(rowsFirst.Type, [k, columns], i => i % columns < cols ? rowsFirst[(i / columns * cols) + (i % columns)] : 0);
+        }));
+        return (patches, filter);
     }
 }
