@@ -39,9 +39,8 @@ public sealed class CudaEngine : IEngine
             },
             ["pointwise_conv"] = GraphCompiler.PointwiseConvFromEnvironment switch
             {
-                PointwiseConvChoice.Gemm => "cuBLASLt (BATCHWISE_POINTWISE_CONV=gemm)",
                 PointwiseConvChoice.Cudnn => "cuDNN (BATCHWISE_POINTWISE_CONV=cudnn)",
-                _ => "auto (cuBLASLt: one GEMM with bias, residual and ReLU in its epilogue)",
+                _ => "cuBLASLt: one GEMM with bias, residual and ReLU in its epilogue",
             },
             ["stem_conv"] = GraphCompiler.StemGemmFromEnvironment ? "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)" : "cuDNN over channels padded to 8",
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch

@@ -60,8 +60,8 @@ internal interface IPlanTarget
     /// <summary>Who runs grouped convolutions in half precision: the own kernel where chosen (auto), always, or never.</summary>
     GroupedConvChoice GroupedConvolutions => GroupedConvChoice.Auto;
 
-    /// <summary>Who runs pointwise convolutions in half precision: cuBLASLt where chosen (auto), always, or never.</summary>
-    PointwiseConvChoice PointwiseConvolutions => PointwiseConvChoice.Auto;
+    /// <summary>Who runs pointwise convolutions in half precision: cuBLASLt (the default) or cuDNN.</summary>
+    PointwiseConvChoice PointwiseConvolutions => PointwiseConvChoice.Gemm;
 
     /// <summary>Convolutions over fewer than 8 channels in half precision as patches times the filter in one GEMM (else cuDNN).</summary>
     bool StemAsGemm => false;

@@ -66,7 +66,7 @@ public sealed class PointwiseConvGpuTests
             var cudnn = Time(PointwiseConvChoice.Cudnn);
             var cosine = batch <= 64 ? Gpu.Compare(gemm.Outputs, cudnn.Outputs, model.Outputs).Min(r => r.Cosine) : double.NaN;
             var line = string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | b={batch} | cuBLASLt {gemm.Ms:F4} ms ({c.Bytes / (gemm.Ms * 1e6):F0} GB/s, {c.Flops / (gemm.Ms * 1e9):F1} TFLOP/s) | cuDNN {cudnn.Ms:F4} ms ({c.Bytes / (cudnn.Ms * 1e6):F0} GB/s) | cuDNN/cuBLASLt {cudnn.Ms / gemm.Ms:F2}x | auto: {(GraphCompiler.PrefersGemmForPointwise(c.Batch * c.Height * c.Width, c.Channels, c.OutChannels, c.Residual) ? "gemm" : "cudnn")} | cosine {cosine:F6} |");
+                $"| {name} | b={batch} | cuBLASLt {gemm.Ms:F4} ms ({c.Bytes / (gemm.Ms * 1e6):F0} GB/s, {c.Flops / (gemm.Ms * 1e9):F1} TFLOP/s) | cuDNN {cudnn.Ms:F4} ms ({c.Bytes / (cudnn.Ms * 1e6):F0} GB/s) | cuDNN/cuBLASLt {cudnn.Ms / gemm.Ms:F2}x | cosine {cosine:F6} |");
             Gpu.Publish("pointwise-conv.md", line);
             Assert.True(gemm.Ms > 0 && cudnn.Ms > 0, line);
             Assert.True(double.IsNaN(cosine) || cosine >= 0.999, line);

@@ -25,7 +25,7 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public GroupedConvChoice GroupedConvolutions { get; init; } = GroupedConvChoice.Auto;
 
-    public PointwiseConvChoice PointwiseConvolutions { get; init; } = PointwiseConvChoice.Auto;
+    public PointwiseConvChoice PointwiseConvolutions { get; init; } = PointwiseConvChoice.Gemm;
 
     public bool StemAsGemm { get; init; }
 

@@ -50,16 +50,16 @@ public sealed class PointwiseConvOnCpuTests
     }
 
     [Fact]
-    public void Auto_takes_the_gemm_and_cudnn_leaves_pointwise_convolutions_to_cudnn()
+    public void The_default_takes_the_gemm_and_cudnn_leaves_pointwise_convolutions_to_cudnn()
     {
         var c = PointwiseConvModels.Small["16to32-relu"];
         var model = c.Model();
         var inputs = c.Inputs(5);
-        foreach (var choice in new[] { PointwiseConvChoice.Auto, PointwiseConvChoice.Cudnn })
+        foreach (var choice in new[] { GraphCompiler.PointwiseConvFromEnvironment, PointwiseConvChoice.Cudnn })
         {
             var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { PointwiseConvolutions = choice, PlansConvolutionsWithoutLibrary = true }.Compile(model, inputs);
-            Assert.Equal(choice == PointwiseConvChoice.Auto ? 1 : 0, plan.Steps.Count(s => s is MatmulStep));
-            Assert.Equal(choice == PointwiseConvChoice.Auto ? 0 : 1, plan.Steps.Count(s => s is ConvProblemStep));
+            Assert.Equal(choice == PointwiseConvChoice.Gemm ? 1 : 0, plan.Steps.Count(s => s is MatmulStep));
+            Assert.Equal(choice == PointwiseConvChoice.Gemm ? 0 : 1, plan.Steps.Count(s => s is ConvProblemStep));
         }
     }
 }

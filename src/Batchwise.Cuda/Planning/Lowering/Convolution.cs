@@ -295,10 +295,7 @@ internal sealed partial class GraphCompiler
     /// What follows a convolution that cuDNN can fuse into it: a ReLU, or a residual Add (other input already computed)
     /// then a ReLU. The fused nodes are marked folded and <paramref name="outName"/> becomes the last one's output.
     /// </summary>
-    /// <param name="outName">The convolution's output name; becomes the last fused node's output.</param>
-    /// <param name="yShape">The convolution's output shape.</param>
-    /// <param name="commit">False: only say what would be fused (nothing marked folded, <paramref name="outName"/> unchanged).</param>
-    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape, bool commit = true)
+    private (bool Relu, PlanValue? Residual) ConvEpilogue(ref string outName, long[] yShape)
     {
         var name = outName;
         if (_graphOutputs.Contains(name) || !_consumers.TryGetValue(name, out var users) || users.Count != 1)
@@ -309,12 +306,8 @@ internal sealed partial class GraphCompiler
         var next = users[0];
         if (next.OpType == "Relu")
         {
-            if (commit)
-            {
-                _folded.Add(next);
-                outName = next.Output[0];
-            }
-
+            _folded.Add(next);
+            outName = next.Output[0];
             return (true, null);
         }
 
@@ -335,13 +328,9 @@ internal sealed partial class GraphCompiler
             return (false, null);
         }
 
-        if (commit)
-        {
-            _folded.Add(next);
-            _folded.Add(after[0]);
-            outName = after[0].Output[0];
-        }
-
+        _folded.Add(next);
+        _folded.Add(after[0]);
+        outName = after[0].Output[0];
         return (true, z);
     }
 

@@ -3,10 +3,13 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>Who runs a pointwise (1x1, stride 1, unpadded, one group) convolution in channels-last half precision.</summary>
 internal enum PointwiseConvChoice
 {
-    /// <summary>cuBLASLt where <see cref="GraphCompiler.PrefersGemmForPointwise"/> says so, cuDNN elsewhere.</summary>
-    Auto,
-
-    /// <summary>cuBLASLt wherever the convolution is a plain GEMM.</summary>
+    /// <summary>
+    /// cuBLASLt wherever the convolution is a plain GEMM (the default). Measured on an H200 (session 9,
+    /// Gpu/PointwiseConvGpuTests, ResNet-50's nine pointwise shapes at batches 1, 64 and 256): within 0.95-1.02x of cuDNN's
+    /// fused call everywhere but the 64 -> 256 expansion with its residual at 56 x 56, where it is 1.80x at batch 256
+    /// (0.261 against 0.470 ms); ResNet-50 fp16 2,836 / 32,150 / 37,860 img/s at b=1/64/256 against 2,768 / 31,584 / 33,699
+    /// with cuDNN (same run).
+    /// </summary>
     Gemm,
 
     /// <summary>cuDNN always.</summary>
@@ -23,23 +26,13 @@ internal enum PointwiseConvChoice
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>BATCHWISE_POINTWISE_CONV: auto (default), gemm or cudnn.</summary>
+    /// <summary>BATCHWISE_POINTWISE_CONV: gemm (default; auto says the same) or cudnn.</summary>
     internal static PointwiseConvChoice PointwiseConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_POINTWISE_CONV")?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "auto" => PointwiseConvChoice.Auto,
-        "gemm" => PointwiseConvChoice.Gemm,
+        null or "" or "auto" or "gemm" => PointwiseConvChoice.Gemm,
         "cudnn" => PointwiseConvChoice.Cudnn,
-        var other => throw new BatchwiseException($"BATCHWISE_POINTWISE_CONV '{other}' is not auto, gemm or cudnn", "Unset it (cuBLASLt for the pointwise convolutions it is chosen for, cuDNN for the rest), or set BATCHWISE_POINTWISE_CONV=gemm or cudnn to force one."),
+        var other => throw new BatchwiseException($"BATCHWISE_POINTWISE_CONV '{other}' is not auto, gemm or cudnn", "Unset it (cuBLASLt), or set BATCHWISE_POINTWISE_CONV=cudnn for cuDNN's fused call."),
     };
-
-    /// <summary>
-    /// The pointwise convolutions that go to cuBLASLt by default: all of them. Measured on an H200 (session 9,
-    /// Gpu/PointwiseConvGpuTests, ResNet-50's nine pointwise shapes at batches 1, 64 and 256): cuBLASLt within 0.95-1.02x
-    /// of cuDNN's fused call everywhere but the 64 -> 256 expansion with its residual at 56 x 56, where it is 1.80x at
-    /// batch 256 (0.261 against 0.470 ms); ResNet-50 fp16 end to end 2,836 / 32,150 / 37,860 img/s at b=1/64/256 against
-    /// 2,768 / 31,584 / 33,699 with cuDNN (same run).
-    /// </summary>
-    internal static bool PrefersGemmForPointwise(long rows, long channels, long outChannels, bool residual) => true;
 
     /// <summary>
     /// Lowers a pointwise convolution with a constant filter in half precision to one cuBLASLt GEMM and returns true, or
@@ -48,8 +41,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private bool TryLowerPointwise(PlanValue x, PlanValue w, PlanValue? b, ref string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] padsEnd)
     {
-        var choice = _target.PointwiseConvolutions;
-        if (choice == PointwiseConvChoice.Cudnn || !Half || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4
+        if (_target.PointwiseConvolutions == PointwiseConvChoice.Cudnn || !Half || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4
             || kernel.Any(k => k != 1) || strides.Any(s => s != 1) || dilations.Any(d => d != 1) || padsBegin.Concat(padsEnd).Any(p => p != 0)
             || !PreferNhwc(x.Shape) || x.PaddedChannels > 0)
         {
@@ -63,14 +55,7 @@ internal sealed partial class GraphCompiler
             return false; // the GEMM's sizes are 32-bit; tensor cores want both channel counts in eights
         }
 
-        var name = outName;
-        var (relu, residual) = ConvEpilogue(ref name, yShape, commit: false);
-        if (choice == PointwiseConvChoice.Auto && !PrefersGemmForPointwise(rows, c, k, residual is not null))
-        {
-            return false;
-        }
-
-        (relu, residual) = ConvEpilogue(ref outName, yShape);
+        var (relu, residual) = ConvEpilogue(ref outName, yShape);
         x = Nhwc(x);
         residual = residual is null ? null : Nhwc(residual);
         var y = Output(outName, x.Type, yShape, nhwc: true);
