@@ -203,6 +203,19 @@ public sealed class DynamicBatcher : IAsyncDisposable
         return (instance, batch, cancellationToken) => execute(instance, batch.Merge(), cancellationToken);
     }
 
+    /// <summary>The shortest wait a timer honours; shorter ones are spun out by <see cref="SpinUntil"/>.</summary>
+    private static readonly TimeSpan TimerResolution = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>Yields the thread until <paramref name="signal"/> completes or the clock reaches <paramref name="until"/>.</summary>
+    private void SpinUntil(Task signal, long until)
+    {
+        var spinner = default(SpinWait);
+        while (!signal.IsCompleted && _time.GetTimestamp() < until)
+        {
+            spinner.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private void Wake() => Volatile.Read(ref _wake).TrySetResult();
@@ -301,7 +314,16 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 // and then moves the clock (a test's fake time) must find the timer already counting, or it would
                 // never fire and the batch never go (the hang CI saw on a loaded 2-core machine).
                 var idle = Interlocked.Exchange(ref _idleWaiter, null);
-                if (wait is { } delay)
+                if (wait is { } shortDelay && shortDelay < TimerResolution && ReferenceEquals(_time, TimeProvider.System))
+                {
+                    // A timer shorter than a millisecond fires at once (timers count whole milliseconds), so awaiting
+                    // one here made this loop spin through the last fraction of a millisecond of every batch's
+                    // max_queue_delay, allocating a timer, a signal and a list per turn (hundreds of MB/s at one request
+                    // at a time). Yield the core until then instead, allocating nothing.
+                    idle?.TrySetResult();
+                    SpinUntil(wake.Task, now + (long)(shortDelay.TotalSeconds * _time.TimestampFrequency));
+                }
+                else if (wait is { } delay)
                 {
                     using var cts = new CancellationTokenSource();
                     var timer = Task.Delay(delay < TimeSpan.Zero ? TimeSpan.Zero : delay, _time, cts.Token);
