@@ -203,6 +203,11 @@ public sealed class DynamicBatcher : IAsyncDisposable
         return (instance, batch, cancellationToken) => execute(instance, batch.Merge(), cancellationToken);
     }
 
+    private long _loopTurns;
+
+    /// <summary>How many times the scheduling loop has looked at the queue (tests: a wait must not spin it).</summary>
+    internal long LoopTurns => Interlocked.Read(ref _loopTurns);
+
     /// <summary>The shortest wait a timer honours; shorter ones are spun out by <see cref="SpinUntil"/>.</summary>
     private static readonly TimeSpan TimerResolution = TimeSpan.FromMilliseconds(1);
 
@@ -266,6 +271,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
             var intakeOpen = true;
             while (true)
             {
+                Interlocked.Increment(ref _loopTurns);
                 var wake = NewSignal();
                 Volatile.Write(ref _wake, wake);
                 while (_intake.Reader.TryRead(out var r))
