@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -371,6 +372,14 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
     public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;
+
+    /// <summary>A staged run's device rows of a buffer (two or more) copied by one segment-copy launch (BATCHWISE_GATHER=kernel|copies; tests set it).</summary>
+    public bool RowsByKernel { get; internal set; } = RowCopies.KernelFromEnvironment;
+
+    /// <summary>The segment-copy kernel (<see cref="KernelSource.CopySegments"/>), compiled (or loaded) on first use.</summary>
+    internal IntPtr CopySegmentsFunction => _copySegments != IntPtr.Zero ? _copySegments : _copySegments = Kernels.FunctionOf(KernelSource.CopySegments(0).Source);
+
+    private IntPtr _copySegments;
 
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }

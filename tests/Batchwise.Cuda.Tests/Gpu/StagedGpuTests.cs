@@ -134,6 +134,93 @@ public sealed class StagedGpuTests
         }
     }
 
+    [Fact]
+    public async Task Device_rows_copied_by_one_segment_launch_give_the_bytes_one_copy_a_row_gives()
+    {
+        // Eight rows in and out: rows 0-1 and 4-6 in device memory (row 5 at an address 3 bytes off the others'
+        // alignment: the kernel's byte path), row 3 in a page-locked (registered) host range, rows 2 and 7 through
+        // staging. With BATCHWISE_GATHER=kernel (the device rows in one launch each way) and =copies (one copy a row),
+        // twice each (the second replays a captured graph), every byte is Run's.
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:mlp");
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions());
+        const int batch = 8;
+        var input = Gpu.RandomInput(model.Inputs[0], batch);
+        var expected = session.Run([input])[0].Data;
+        var (inRow, outRow) = (input.Data.Length / batch, expected.Length / batch);
+        int[] onDevice = [0, 1, 4, 5, 6];
+        var hostIn = AllocateHost(inRow);
+        var hostOut = AllocateHost(outRow);
+        try
+        {
+            System.Runtime.InteropServices.Marshal.Copy(input.Data, 3 * inRow, hostIn, inRow);
+            using var registeredIn = session.TryRegister(hostIn, inRow, out var failure);
+            Assert.True(registeredIn is not null, failure);
+            using var registeredOut = session.TryRegister(hostOut, outRow, out failure);
+            Assert.True(registeredOut is not null, failure);
+            session.MakeCurrent();
+            var shift = (batch * inRow) + 3; // where the shifted copy of the input starts
+            using var deviceIn = CudaDriver.Allocate(shift + (batch * inRow));
+            Upload(deviceIn.Pointer, input.Data);
+            Upload(deviceIn.Pointer + (ulong)shift, input.Data);
+            var shiftOut = (batch * outRow) + 3;
+            using var deviceOut = CudaDriver.Allocate(shiftOut + (batch * outRow));
+            var inMemory = new DeviceRange(0, deviceIn.Pointer, deviceIn.Bytes);
+            var outMemory = new DeviceRange(0, deviceOut.Pointer, deviceOut.Bytes);
+            foreach (var byKernel in new[] { true, false })
+            {
+                session.RowsByKernel = byKernel;
+                for (var round = 0; round < 2; round++)
+                {
+                    session.MakeCurrent();
+                    Upload(deviceOut.Pointer, new byte[deviceOut.Bytes]);
+                    System.Runtime.InteropServices.Marshal.Copy(new byte[outRow], 0, hostOut, outRow);
+                    var answer = new byte[expected.Length];
+                    using (var staged = session.Stage([input.Shape]))
+                    {
+                        staged.Input(0).Span.Clear();
+                        foreach (var r in onDevice)
+                        {
+                            var at = r == 5 ? shift + (r * inRow) : r * inRow;
+                            Assert.True(staged.TryCopyInput(0, r * inRow, new DeviceTensorSource(inMemory, at, inRow)));
+                            var to = r == 5 ? shiftOut + (r * outRow) : r * outRow;
+                            Assert.True(staged.TryCopyOutput(0, r * outRow, outRow, new DeviceTensorTarget(outMemory, to, outRow)));
+                        }
+
+                        Assert.True(staged.TryCopyInput(0, 3 * inRow, new HostTensorSource(hostIn, inRow, pageLocked: true)));
+                        Assert.True(staged.TryCopyOutput(0, 3 * outRow, outRow, new HostTensorTarget(hostOut, outRow, pageLocked: true)));
+                        foreach (var r in new[] { 2, 7 })
+                        {
+                            input.Data.AsSpan(r * inRow, inRow).CopyTo(staged.Input(0).Span[(r * inRow)..]);
+                        }
+
+                        await staged.RunAsync(TestContext.Current.CancellationToken);
+                        foreach (var r in new[] { 2, 7 })
+                        {
+                            staged.Output(0).Span.Slice(r * outRow, outRow).CopyTo(answer.AsSpan(r * outRow));
+                        }
+                    }
+
+                    session.MakeCurrent();
+                    var fromDevice = Download(deviceOut.Pointer, (int)deviceOut.Bytes);
+                    foreach (var r in onDevice)
+                    {
+                        fromDevice.AsSpan(r == 5 ? shiftOut + (r * outRow) : r * outRow, outRow).CopyTo(answer.AsSpan(r * outRow));
+                    }
+
+                    System.Runtime.InteropServices.Marshal.Copy(hostOut, answer, 3 * outRow, outRow);
+                    var wrong = answer.AsSpan().CommonPrefixLength(expected);
+                    Assert.True(wrong == expected.Length, $"BATCHWISE_GATHER={(byKernel ? "kernel" : "copies")}, round {round}: byte {wrong} (row {wrong / outRow}) differs from Run's");
+                }
+            }
+        }
+        finally
+        {
+            FreeHost(hostIn);
+            FreeHost(hostOut);
+        }
+    }
+
     /// <summary>A device range as CUDA shared memory presents it (only its pointer is used by a device-to-device copy).</summary>
     private sealed class DeviceRange(int device, ulong pointer, long bytes) : IDeviceMemory
     {
