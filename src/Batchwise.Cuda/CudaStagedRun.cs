@@ -12,7 +12,8 @@ namespace Batchwise.Cuda;
 /// them to the device asynchronously on the slot's stream (zeroing any rows padded up to a batch profile), replays the
 /// plan and copies the caller's rows of every output back into the page-locked output block. Device pointers (CUDA
 /// shared memory) replace either side with a device-to-device copy; rows in shared memory (CUDA, or a registered system
-/// region) are read from and written to it directly.
+/// region) are read from and written to it directly, a buffer's rows in device memory (two or more) by one segment-copy
+/// launch each way rather than one copy operation a row (<see cref="RowCopies"/>).
 /// </summary>
 internal sealed unsafe class CudaStagedRun : IStagedRun
 {
