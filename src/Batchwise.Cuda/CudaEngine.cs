@@ -579,6 +579,13 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
                 $"warm-up {i + 1}/{all.Count} {string.Join(", ", all[i].Select(Tensor.ShapeText))}: plan {(build is null ? "existed" : $"built in {build.Seconds * 1000:F1} ms ({build.KernelsCompiled} kernels compiled; {string.Join(", ", build.Phases.Concat(build.Details).Where(p => p.Value >= 0.0005).Select(p => p.Key + " " + (p.Value * 1000).ToString("F1", CultureInfo.InvariantCulture)))})")}, two runs, {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms in all"));
         }
+
+        // The segment copy of staged runs (a served batch's rows in CUDA shared memory) is ready before the first such batch.
+        if (RowsByKernel && _hostInputs.Count == 0 && !DataDependent)
+        {
+            _context.MakeCurrent();
+            _ = CopySegmentsFunction;
+        }
     }
 
     private Dictionary<string, ShapeProfile> CheckShapeProfiles(IReadOnlyList<ShapeProfile> profiles)
