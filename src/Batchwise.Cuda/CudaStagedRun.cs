@@ -328,12 +328,17 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             return;
         }
 
-        var table = segments.Table;
-        long args = segments.Count; // the kernel's argument block: { int count; } padded to 8 bytes
+        LaunchSegments(_session.CopySegmentsFunction, segments.Table, segments.Count, segments.Blocks, _context.Stream.Handle, what);
+    }
+
+    /// <summary>Launches the segment copy <paramref name="function"/> over <paramref name="count"/> entries of the device table at <paramref name="table"/>.</summary>
+    internal static void LaunchSegments(IntPtr function, ulong table, int count, long blocks, IntPtr stream, string what)
+    {
+        long args = count; // the kernel's argument block: { int count; } padded to 8 bytes
         var parameters = stackalloc void*[2];
         parameters[0] = &table;
         parameters[1] = &args;
-        CudaDriver.Launch(_session.CopySegmentsFunction, checked((uint)segments.Blocks), KernelSource.SegmentThreads, 0, _context.Stream.Handle, parameters, "segment copy (" + what + ")");
+        CudaDriver.Launch(function, checked((uint)blocks), KernelSource.SegmentThreads, 0, stream, parameters, "segment copy (" + what + ")");
     }
 
     /// <summary>A segment-copy launch: its table's device address, entries and blocks.</summary>

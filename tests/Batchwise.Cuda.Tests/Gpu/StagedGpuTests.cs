@@ -1,4 +1,5 @@
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
 using Batchwise.Engines;
 using Batchwise.Zoo;
 
@@ -219,6 +220,94 @@ public sealed class StagedGpuTests
             FreeHost(hostIn);
             FreeHost(hostOut);
         }
+    }
+
+    [Fact]
+    public unsafe void Gathering_64_ResNet_input_rows_by_one_launch_and_by_one_copy_a_row_give_the_same_bytes_and_are_timed()
+    {
+        // The served CUDA shared-memory gather at b=64 on its own: 64 rows of float32 [3,224,224] (602,112 bytes), from
+        // addresses in reverse order, into one batch. Measured (not asserted): host time to enqueue and finish each way,
+        // median of 200; published to gather-gpu.txt for the lead's A/B beside the served numbers.
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:mlp");
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions());
+        session.MakeCurrent();
+        const int rows = 64;
+        const long row = 3 * 224 * 224 * 4;
+        using var sources = CudaDriver.Allocate(rows * row);
+        using var target = CudaDriver.Allocate(rows * row);
+        using var stream = CudaDriver.CreateStream();
+        using var hostTable = CudaDriver.AllocatePinned(rows * KernelSource.SegmentEntryWords * 8);
+        using var deviceTable = CudaDriver.Allocate(hostTable.Bytes);
+        var random = new Random(7);
+        var data = new byte[rows * row];
+        random.NextBytes(data);
+        Upload(sources.Pointer, data);
+        var table = new Span<ulong>((void*)hostTable.DangerousGetHandle(), rows * KernelSource.SegmentEntryWords);
+        var (count, blocks) = (0, 0L);
+        for (var r = 0; r < rows; r++)
+        {
+            RowCopies.Add(table, ref count, ref blocks, sources.Pointer + (ulong)((rows - 1 - r) * row), target.Pointer + (ulong)(r * row), row);
+        }
+
+        var function = session.CopySegmentsFunction;
+        void Copies()
+        {
+            for (var r = 0; r < rows; r++)
+            {
+                CudaDriver.CopyDeviceToDevice(target.Pointer + (ulong)(r * row), sources.Pointer + (ulong)((rows - 1 - r) * row), row, stream.Handle);
+            }
+        }
+
+        void Kernel()
+        {
+            CudaDriver.CopyToDevice(deviceTable.Pointer, (void*)hostTable.DangerousGetHandle(), (long)count * KernelSource.SegmentEntryWords * 8, stream);
+            CudaStagedRun.LaunchSegments(function, deviceTable.Pointer, count, blocks, stream.Handle, "gather");
+        }
+
+        byte[] Result(Action gather)
+        {
+            CudaDriver.MemsetD8(target.Pointer, 0, rows * row, stream.Handle);
+            gather();
+            CudaDriver.Synchronize(stream);
+            return Download(target.Pointer, (int)(rows * row));
+        }
+
+        var byKernel = Result(Kernel);
+        var byCopies = Result(Copies);
+        for (var r = 0; r < rows; r++)
+        {
+            Assert.True(byKernel.AsSpan((int)(r * row), (int)row).SequenceEqual(data.AsSpan((int)((rows - 1 - r) * row), (int)row)), $"row {r} gathered by the kernel is not its source row");
+        }
+
+        Assert.True(byKernel.AsSpan().SequenceEqual(byCopies), "the kernel's batch differs from the copies'");
+
+        (double Enqueue, double Total) Time(Action gather)
+        {
+            var enqueue = new List<double>();
+            var total = new List<double>();
+            for (var i = 0; i < 220; i++)
+            {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                gather();
+                var enqueued = System.Diagnostics.Stopwatch.GetTimestamp();
+                CudaDriver.Synchronize(stream);
+                var done = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (i >= 20)
+                {
+                    enqueue.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started, enqueued).TotalMicroseconds);
+                    total.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started, done).TotalMicroseconds);
+                }
+            }
+
+            enqueue.Sort();
+            total.Sort();
+            return (enqueue[enqueue.Count / 2], total[total.Count / 2]);
+        }
+
+        var copies = Time(Copies);
+        var kernel = Time(Kernel);
+        Gpu.Publish("gather-gpu.txt", FormattableString.Invariant($"gather {rows} rows x {row} B (device to device): copies enqueue {copies.Enqueue:F1} us, enqueue+finish {copies.Total:F1} us; kernel (table upload + one launch) enqueue {kernel.Enqueue:F1} us, enqueue+finish {kernel.Total:F1} us ({count} segments, {blocks} blocks); medians of 200"));
     }
 
     /// <summary>A device range as CUDA shared memory presents it (only its pointer is used by a device-to-device copy).</summary>
