@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -372,6 +373,14 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
     public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;
 
+    /// <summary>A staged run's device rows of a buffer (two or more) copied by one segment-copy launch (BATCHWISE_GATHER=kernel|copies; tests set it).</summary>
+    public bool RowsByKernel { get; internal set; } = RowCopies.KernelFromEnvironment;
+
+    /// <summary>The segment-copy kernel (<see cref="KernelSource.CopySegments"/>), compiled (or loaded) on first use.</summary>
+    internal IntPtr CopySegmentsFunction => _copySegments != IntPtr.Zero ? _copySegments : _copySegments = Kernels.FunctionOf(KernelSource.CopySegments(0).Source);
+
+    private IntPtr _copySegments;
+
     /// <inheritdoc/>
     public IReadOnlyList<int> BatchProfiles { get; }
 
@@ -569,6 +578,13 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var build = Builds.Skip(builds).FirstOrDefault();
             progress?.Report(string.Create(CultureInfo.InvariantCulture,
                 $"warm-up {i + 1}/{all.Count} {string.Join(", ", all[i].Select(Tensor.ShapeText))}: plan {(build is null ? "existed" : $"built in {build.Seconds * 1000:F1} ms ({build.KernelsCompiled} kernels compiled; {string.Join(", ", build.Phases.Concat(build.Details).Where(p => p.Value >= 0.0005).Select(p => p.Key + " " + (p.Value * 1000).ToString("F1", CultureInfo.InvariantCulture)))})")}, two runs, {Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms in all"));
+        }
+
+        // The segment copy of staged runs (a served batch's rows in CUDA shared memory) is ready before the first such batch.
+        if (RowsByKernel && _hostInputs.Count == 0 && !DataDependent)
+        {
+            _context.MakeCurrent();
+            _ = CopySegmentsFunction;
         }
     }
 

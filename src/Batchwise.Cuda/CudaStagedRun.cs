@@ -1,5 +1,6 @@
 using System.Buffers;
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -11,7 +12,8 @@ namespace Batchwise.Cuda;
 /// them to the device asynchronously on the slot's stream (zeroing any rows padded up to a batch profile), replays the
 /// plan and copies the caller's rows of every output back into the page-locked output block. Device pointers (CUDA
 /// shared memory) replace either side with a device-to-device copy; rows in shared memory (CUDA, or a registered system
-/// region) are read from and written to it directly.
+/// region) are read from and written to it directly, a buffer's rows in device memory (two or more) by one segment-copy
+/// launch each way rather than one copy operation a row (<see cref="RowCopies"/>).
 /// </summary>
 internal sealed unsafe class CudaStagedRun : IStagedRun
 {
@@ -27,6 +29,10 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     private readonly ulong?[] _deviceOutputs;
     private readonly List<DirectRows>?[] _direct;
     private readonly List<DirectRows>?[] _directOutputs;
+    private readonly List<DirectRows>?[] _inputPieces;
+    private readonly List<DirectRows>?[] _outputPieces;
+    private readonly bool[] _inputByKernel;
+    private readonly bool[] _outputByKernel;
     private readonly byte[]?[] _constantOutputs;
     private readonly IntPtr _inputBlock;
     private readonly IntPtr _outputBlock;
@@ -48,6 +54,10 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         _deviceOutputs = new ulong?[_outputBytes.Length];
         _direct = new List<DirectRows>?[_inputBytes.Length];
         _directOutputs = new List<DirectRows>?[_outputBytes.Length];
+        _inputPieces = new List<DirectRows>?[_inputBytes.Length];
+        _outputPieces = new List<DirectRows>?[_outputBytes.Length];
+        _inputByKernel = new bool[_inputBytes.Length];
+        _outputByKernel = new bool[_outputBytes.Length];
         _constantOutputs = [.. plan.Outputs.Select((o, i) => o.Constant is null ? null : Cut(o.Constant.CastTo(o.Type).ToTensor().Data, _outputBytes[i]))];
         (_inputBlock, _outputBlock) = slot.Staging(_inputOffsets[^1], _outputOffsets[^1]);
     }
@@ -131,6 +141,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         // exception, never as a hang.
         _session.MakeCurrent();
         var stream = _context.Stream;
+        var (gather, scatter) = PlanSegments();
         for (var i = 0; i < _inputBytes.Length; i++)
         {
             var buffer = _plan.InputBuffers[i];
@@ -140,43 +151,34 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             }
 
             var dst = _context.Pointer(buffer);
+            var staging = (byte*)_inputBlock + _inputOffsets[i];
             if (_deviceInputs[i] is { } src)
             {
                 CudaDriver.CopyDeviceToDevice(dst, src, _inputBytes[i], stream.Handle);
             }
-            else if (_direct[i] is { } direct)
+            else if (_inputPieces[i] is { } pieces)
             {
-                // Rows read in place (device memory, registered host memory) go straight to their offset; the rows between
-                // them come from the staging buffer the caller wrote.
-                direct.Sort((a, b) => a.Offset.CompareTo(b.Offset));
-                long at = 0;
-                foreach (var rows in direct)
+                // Rows read in place (device memory, registered host memory) go straight to their offset (device rows in
+                // the segment copy when it takes this buffer); the rows between them come from the staging buffer.
+                foreach (var p in pieces)
                 {
-                    if (rows.Offset > at)
+                    if (p.IsGap)
                     {
-                        CudaDriver.CopyToDevice(dst + (ulong)at, (byte*)_inputBlock + _inputOffsets[i] + at, rows.Offset - at, stream);
+                        CudaDriver.CopyToDevice(dst + (ulong)p.Offset, staging + p.Offset, p.Bytes, stream);
                     }
-
-                    if (rows.DevicePointer != 0)
+                    else if (!p.OnDevice)
                     {
-                        CudaDriver.CopyDeviceToDevice(dst + (ulong)rows.Offset, rows.DevicePointer, rows.Bytes, stream.Handle);
+                        CudaDriver.CopyToDevice(dst + (ulong)p.Offset, (void*)p.HostPointer, p.Bytes, stream);
                     }
-                    else
+                    else if (!_inputByKernel[i])
                     {
-                        CudaDriver.CopyToDevice(dst + (ulong)rows.Offset, (void*)rows.HostPointer, rows.Bytes, stream);
+                        CudaDriver.CopyDeviceToDevice(dst + (ulong)p.Offset, p.DevicePointer, p.Bytes, stream.Handle);
                     }
-
-                    at = Math.Max(at, rows.Offset + rows.Bytes);
-                }
-
-                if (_inputBytes[i] > at)
-                {
-                    CudaDriver.CopyToDevice(dst + (ulong)at, (byte*)_inputBlock + _inputOffsets[i] + at, _inputBytes[i] - at, stream);
                 }
             }
             else if (_inputBytes[i] > 0)
             {
-                CudaDriver.CopyToDevice(dst, (byte*)_inputBlock + _inputOffsets[i], _inputBytes[i], stream);
+                CudaDriver.CopyToDevice(dst, staging, _inputBytes[i], stream);
             }
 
             // Rows padded up to a batch profile read zeros, not the last run's data.
@@ -187,7 +189,9 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             }
         }
 
+        LaunchSegments(gather, "gather");
         _context.Enqueue();
+        LaunchSegments(scatter, "scatter");
         for (var i = 0; i < _outputBytes.Length; i++)
         {
             var o = _plan.Outputs[i];
@@ -197,43 +201,34 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             }
 
             var src = _context.Pointer(o.Buffer);
+            var staging = (byte*)_outputBlock + _outputOffsets[i];
             if (_deviceOutputs[i] is { } dst)
             {
                 CudaDriver.CopyDeviceToDevice(dst, src, _outputBytes[i], stream.Handle);
             }
-            else if (_directOutputs[i] is { } direct)
+            else if (_outputPieces[i] is { } pieces)
             {
-                // Rows written in place (device memory, registered host memory) go straight there from the output; the
-                // rows between them go to the staging buffer the caller reads.
-                direct.Sort((a, b) => a.Offset.CompareTo(b.Offset));
-                long at = 0;
-                foreach (var rows in direct)
+                // Rows written in place (device memory, registered host memory) go straight there from the output (device
+                // rows in the segment copy when it takes this buffer); the rows between them go to the staging buffer.
+                foreach (var p in pieces)
                 {
-                    if (rows.Offset > at)
+                    if (p.IsGap)
                     {
-                        CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i] + at, src + (ulong)at, rows.Offset - at, stream);
+                        CudaDriver.CopyToHost(staging + p.Offset, src + (ulong)p.Offset, p.Bytes, stream);
                     }
-
-                    if (rows.DevicePointer != 0)
+                    else if (!p.OnDevice)
                     {
-                        CudaDriver.CopyDeviceToDevice(rows.DevicePointer, src + (ulong)rows.Offset, rows.Bytes, stream.Handle);
+                        CudaDriver.CopyToHost((void*)p.HostPointer, src + (ulong)p.Offset, p.Bytes, stream);
                     }
-                    else
+                    else if (!_outputByKernel[i])
                     {
-                        CudaDriver.CopyToHost((void*)rows.HostPointer, src + (ulong)rows.Offset, rows.Bytes, stream);
+                        CudaDriver.CopyDeviceToDevice(p.DevicePointer, src + (ulong)p.Offset, p.Bytes, stream.Handle);
                     }
-
-                    at = Math.Max(at, rows.Offset + rows.Bytes);
-                }
-
-                if (_outputBytes[i] > at)
-                {
-                    CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i] + at, src + (ulong)at, _outputBytes[i] - at, stream);
                 }
             }
             else
             {
-                CudaDriver.CopyToHost((byte*)_outputBlock + _outputOffsets[i], src, _outputBytes[i], stream);
+                CudaDriver.CopyToHost(staging, src, _outputBytes[i], stream);
             }
         }
 
@@ -250,6 +245,105 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         }
     }
 
+    /// <summary>
+    /// Orders every buffer's in-place rows into pieces and, where the segment copy takes a buffer's device rows, writes
+    /// them into the slot's segment table (inputs' entries, then outputs') and uploads it with one copy; returns each
+    /// launch's table address, entries and blocks (no entries: no launch).
+    /// </summary>
+    private (Segments Gather, Segments Scatter) PlanSegments()
+    {
+        var entries = 0;
+        for (var i = 0; i < _inputBytes.Length; i++)
+        {
+            if (_plan.InputBuffers[i] >= 0 && _deviceInputs[i] is null && _direct[i] is { } rows)
+            {
+                RowCopies.Pieces(rows, _inputBytes[i], _inputPieces[i] ??= []);
+                _inputByKernel[i] = _session.RowsByKernel && RowCopies.ByKernel(_inputPieces[i]!);
+                entries += _inputByKernel[i] ? RowCopies.DeviceRows(_inputPieces[i]!) : 0;
+            }
+        }
+
+        for (var i = 0; i < _outputBytes.Length; i++)
+        {
+            if (_plan.Outputs[i].Constant is null && _outputBytes[i] > 0 && _deviceOutputs[i] is null && _directOutputs[i] is { } rows)
+            {
+                RowCopies.Pieces(rows, _outputBytes[i], _outputPieces[i] ??= []);
+                _outputByKernel[i] = _session.RowsByKernel && RowCopies.ByKernel(_outputPieces[i]!);
+                entries += _outputByKernel[i] ? RowCopies.DeviceRows(_outputPieces[i]!) : 0;
+            }
+        }
+
+        if (entries == 0)
+        {
+            return (default, default);
+        }
+
+        var (host, device) = _slot.SegmentTable((long)entries * KernelSource.SegmentEntryWords);
+        var table = new Span<ulong>((void*)host, entries * KernelSource.SegmentEntryWords);
+        var count = 0;
+        long blocks = 0;
+        for (var i = 0; i < _inputBytes.Length; i++)
+        {
+            if (_inputByKernel[i])
+            {
+                var dst = _context.Pointer(_plan.InputBuffers[i]);
+                foreach (var p in _inputPieces[i]!)
+                {
+                    if (p.OnDevice)
+                    {
+                        RowCopies.Add(table, ref count, ref blocks, p.DevicePointer, dst + (ulong)p.Offset, p.Bytes);
+                    }
+                }
+            }
+        }
+
+        var gather = new Segments(device, count, blocks);
+        var first = count;
+        blocks = 0;
+        for (var i = 0; i < _outputBytes.Length; i++)
+        {
+            if (_outputByKernel[i])
+            {
+                var src = _context.Pointer(_plan.Outputs[i].Buffer);
+                foreach (var p in _outputPieces[i]!)
+                {
+                    if (p.OnDevice)
+                    {
+                        RowCopies.Add(table, ref count, ref blocks, src + (ulong)p.Offset, p.DevicePointer, p.Bytes);
+                    }
+                }
+            }
+        }
+
+        var scatter = new Segments(device + ((ulong)first * KernelSource.SegmentEntryWords * 8), count - first, blocks);
+        CudaDriver.CopyToDevice(device, (void*)host, (long)count * KernelSource.SegmentEntryWords * 8, _context.Stream);
+        return (gather, scatter);
+    }
+
+    /// <summary>One segment-copy launch on the run's stream over <paramref name="segments"/> (none: nothing).</summary>
+    private void LaunchSegments(Segments segments, string what)
+    {
+        if (segments.Count == 0)
+        {
+            return;
+        }
+
+        LaunchSegments(_session.CopySegmentsFunction, segments.Table, segments.Count, segments.Blocks, _context.Stream.Handle, what);
+    }
+
+    /// <summary>Launches the segment copy <paramref name="function"/> over <paramref name="count"/> entries of the device table at <paramref name="table"/>.</summary>
+    internal static void LaunchSegments(IntPtr function, ulong table, int count, long blocks, IntPtr stream, string what)
+    {
+        long args = count; // the kernel's argument block: { int count; } padded to 8 bytes
+        var parameters = stackalloc void*[2];
+        parameters[0] = &table;
+        parameters[1] = &args;
+        CudaDriver.Launch(function, checked((uint)blocks), KernelSource.SegmentThreads, 0, stream, parameters, "segment copy (" + what + ")");
+    }
+
+    /// <summary>A segment-copy launch: its table's device address, entries and blocks.</summary>
+    private readonly record struct Segments(ulong Table, int Count, long Blocks);
+
     public ReadOnlyMemory<byte> Output(int index) =>
         _constantOutputs[index] is { } constant ? constant : new PinnedRegion((byte*)_outputBlock + _outputOffsets[index], checked((int)_outputBytes[index])).Memory;
 
@@ -261,9 +355,6 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             _session.Return(_slot);
         }
     }
-
-    /// <summary>Rows of an input copied from where they are (a device or a page-locked host pointer) rather than from staging, or of an output to there.</summary>
-    private readonly record struct DirectRows(long Offset, long Bytes, IntPtr HostPointer, ulong DevicePointer);
 
     private static long[] Offsets(long[] sizes)
     {

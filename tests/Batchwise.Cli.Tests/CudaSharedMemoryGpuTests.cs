@@ -108,6 +108,70 @@ public sealed partial class CudaSharedMemoryGpuTests
     }
 
     /// <summary>
+    /// CUDA shared memory on the cuda engine under concurrency: 16 requests, each with its input row and its output row at
+    /// its own offset of device regions (inputs 16-byte aligned: the segment copy's vector path; outputs 3 bytes off: its
+    /// byte path), merged
+    /// into batches whose rows are gathered and scattered in place; every answer read back from device memory is the
+    /// one the same input sent by value gets, with the segment copy (BATCHWISE_GATHER=kernel) and one copy a row (copies).
+    /// </summary>
+    [Theory]
+    [InlineData("kernel")]
+    [InlineData("copies")]
+    public async Task Cuda_shared_memory_rows_of_concurrent_requests_each_get_their_own_answer_in_place(string gather)
+    {
+        GpuTest.Require();
+        var ipc = DriverCudaIpc.Create();
+        using var serve = ServeProcess.StartWith(new Dictionary<string, string?> { ["BATCHWISE_GATHER"] = gather }, "serve", "zoo:mlp", "--engine", "cuda", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1", "--max-batch-size", "8", "--max-queue-delay-us", "2000");
+        var address = await serve.ServingAsync(TimeSpan.FromMinutes(3));
+        using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
+        var model = JsonDocument.Parse(await http.GetStringAsync(new Uri("/v2/models/mlp", UriKind.Relative), Ct)).RootElement;
+        var outputName = model.GetProperty("outputs")[0].GetProperty("name").GetString()!;
+        var outputWidth = model.GetProperty("outputs")[0].GetProperty("shape")[1].GetInt32();
+        const int Requests = 16;
+        const int InBytes = 64 * sizeof(float);
+        const int InSkew = 16;
+        const int OutSkew = 3;
+        var outBytes = outputWidth * sizeof(float);
+        var inputs = Enumerable.Range(0, Requests).Select(id => Enumerable.Range(0, 64).Select(k => (float)Math.Cos((id * 64) + k)).ToArray()).ToList();
+        using var inMemory = ipc.Allocate(0, InSkew + (Requests * InBytes));
+        using var outMemory = ipc.Allocate(0, OutSkew + (Requests * outBytes));
+        inMemory.Write(InSkew, [.. inputs.SelectMany(i => MemoryMarshal.AsBytes(i.AsSpan()).ToArray())]);
+        outMemory.Write(0, new byte[outMemory.Bytes]);
+        foreach (var (name, memory) in new[] { ("gpu-in", inMemory), ("gpu-out", outMemory) })
+        {
+            using var r = await http.PostAsync(new Uri($"/v2/cudasharedmemory/region/{name}/register", UriKind.Relative), JsonContent.Create(new { raw_handle = new { b64 = Convert.ToBase64String(memory.IpcHandle()) }, device_id = 0, byte_size = memory.Bytes }), Ct);
+            Assert.True(r.StatusCode == HttpStatusCode.OK, $"register {name}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(Ct)}");
+        }
+
+        async Task<string> Infer(object request)
+        {
+            using var r = await http.PostAsync(new Uri("/v2/models/mlp/infer", UriKind.Relative), JsonContent.Create(request), Ct);
+            var body = await r.Content.ReadAsStringAsync(Ct);
+            Assert.True(r.StatusCode == HttpStatusCode.OK, body);
+            return body;
+        }
+
+        var byReference = Enumerable.Range(0, Requests).Select(id => Infer(new
+        {
+            inputs = new[] { new { name = "input", datatype = "FP32", shape = new[] { 1, 64 }, parameters = new Dictionary<string, object> { ["shared_memory_region"] = "gpu-in", ["shared_memory_byte_size"] = InBytes, ["shared_memory_offset"] = InSkew + (id * InBytes) } } },
+            outputs = new[] { new { name = outputName, parameters = new Dictionary<string, object> { ["shared_memory_region"] = "gpu-out", ["shared_memory_byte_size"] = outBytes, ["shared_memory_offset"] = OutSkew + (id * outBytes) } } },
+        })).ToList();
+        await Task.WhenAll(byReference).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+        var got = new float[Requests * outputWidth];
+        outMemory.Read(OutSkew, MemoryMarshal.AsBytes(got.AsSpan()));
+        for (var id = 0; id < Requests; id++)
+        {
+            var body = await Infer(new { inputs = new[] { new { name = "input", datatype = "FP32", shape = new[] { 1, 64 }, data = inputs[id] } } });
+            var expected = JsonDocument.Parse(body).RootElement.GetProperty("outputs")[0].GetProperty("data").EnumerateArray().Select(v => v.GetSingle()).ToArray();
+            Assert.Equal(outputWidth, expected.Length);
+            for (var k = 0; k < outputWidth; k++)
+            {
+                Assert.Equal(expected[k], got[(id * outputWidth) + k], 5);
+            }
+        }
+    }
+
+    /// <summary>
     /// System shared memory on the cuda engine: the region is page-locked with the driver (said in the server log) and 16
     /// concurrent requests, merged into batches, each have their rows copied from it straight to the device at their
     /// offset; every answer is checked against the same input sent by value.

@@ -39,10 +39,18 @@ internal sealed partial class ServeProcess : IDisposable
     public int Id => _process.Id;
 
     /// <summary>Starts `batchwise ARGS` with the built CLI assembly beside the tests.</summary>
-    public static ServeProcess Start(params string[] args)
+    public static ServeProcess Start(params string[] args) => StartWith(new Dictionary<string, string?>(), args);
+
+    /// <summary>Starts `batchwise ARGS` with <paramref name="environment"/> added to (or, null, removed from) the child's environment.</summary>
+    public static ServeProcess StartWith(IReadOnlyDictionary<string, string?> environment, params string[] args)
     {
         var cli = Path.Combine(AppContext.BaseDirectory, "Batchwise.Cli.dll");
         var info = new ProcessStartInfo(DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
+
         info.ArgumentList.Add(cli);
         foreach (var a in args)
         {

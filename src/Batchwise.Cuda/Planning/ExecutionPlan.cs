@@ -489,6 +489,30 @@ internal sealed class ExecutionSlot : IDisposable
         return (_stagedInputs.DangerousGetHandle(), _stagedOutputs.DangerousGetHandle());
     }
 
+    private PinnedHostMemory? _segmentsHost;
+    private DeviceMemory? _segmentsDevice;
+
+    /// <summary>
+    /// The table a staged run's segment copies read (<see cref="Kernels.KernelSource.CopySegments"/>): a page-locked block
+    /// the host writes and a device block it is copied to, each of at least <paramref name="words"/> 64-bit words, grown
+    /// to the largest seen.
+    /// </summary>
+    public (IntPtr Host, ulong Device) SegmentTable(long words)
+    {
+        var bytes = Math.Max(words, 1) * 8;
+        if (_segmentsHost is null || _segmentsHost.Bytes < bytes)
+        {
+            _segmentsHost?.Dispose();
+            _segmentsHost = null;
+            _segmentsHost = CudaDriver.AllocatePinned(bytes);
+            _segmentsDevice?.Dispose();
+            _segmentsDevice = null;
+            _segmentsDevice = CudaDriver.Allocate(bytes);
+        }
+
+        return (_segmentsHost.DangerousGetHandle(), _segmentsDevice!.Pointer);
+    }
+
     /// <summary>The context of <paramref name="plan"/> on this slot, made (and the arena grown) on first use.</summary>
     /// <param name="plan">The plan to run.</param>
     /// <param name="useCudaGraph">Replay the plan as a CUDA graph once captured.</param>
@@ -574,6 +598,8 @@ internal sealed class ExecutionSlot : IDisposable
         CublasLt?.Dispose();
         _stagedInputs?.Dispose();
         _stagedOutputs?.Dispose();
+        _segmentsHost?.Dispose();
+        _segmentsDevice?.Dispose();
         _arena?.Dispose();
         _workspace?.Dispose();
         Start.Dispose();

@@ -50,22 +50,35 @@ internal sealed class KernelCache : IDisposable
     public void Resolve(IEnumerable<KernelStep> steps)
     {
         var list = steps.ToList();
-        if (list.Any(k => !_functions.ContainsKey(k.Source)))
+        Require(list.Select(k => k.Source));
+        foreach (var k in list)
+        {
+            k.Function = _functions[k.Source];
+            k.FunctionName = NameOf(k.Source);
+        }
+    }
+
+    /// <summary>The function of one kernel source outside a plan (the segment copy), compiled or loaded the first time.</summary>
+    public IntPtr FunctionOf(string source)
+    {
+        Require([source]);
+        return _functions[source];
+    }
+
+    /// <summary>Compiles (or loads from disk) the sources not seen yet, together.</summary>
+    private void Require(IEnumerable<string> sources)
+    {
+        var list = sources.ToList();
+        if (list.Any(s => !_functions.ContainsKey(s)))
         {
             lock (_compile)
             {
-                var missing = list.Select(k => k.Source).Where(s => !_functions.ContainsKey(s)).Distinct(StringComparer.Ordinal).ToList();
+                var missing = list.Where(s => !_functions.ContainsKey(s)).Distinct(StringComparer.Ordinal).ToList();
                 if (missing.Count > 0)
                 {
                     Load(missing);
                 }
             }
-        }
-
-        foreach (var k in list)
-        {
-            k.Function = _functions[k.Source];
-            k.FunctionName = NameOf(k.Source);
         }
     }
 

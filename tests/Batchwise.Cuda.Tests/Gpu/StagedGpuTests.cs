@@ -1,4 +1,5 @@
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
 using Batchwise.Engines;
 using Batchwise.Zoo;
 
@@ -132,6 +133,181 @@ public sealed class StagedGpuTests
         {
             FreeHost(host);
         }
+    }
+
+    [Fact]
+    public async Task Device_rows_copied_by_one_segment_launch_give_the_bytes_one_copy_a_row_gives()
+    {
+        // Eight rows in and out: rows 0-1 and 4-6 in device memory (row 5 at an address 3 bytes off the others'
+        // alignment: the kernel's byte path), row 3 in a page-locked (registered) host range, rows 2 and 7 through
+        // staging. With BATCHWISE_GATHER=kernel (the device rows in one launch each way) and =copies (one copy a row),
+        // twice each (the second replays a captured graph), every byte is Run's.
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:mlp");
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions());
+        const int batch = 8;
+        var input = Gpu.RandomInput(model.Inputs[0], batch);
+        var expected = session.Run([input])[0].Data;
+        var (inRow, outRow) = (input.Data.Length / batch, expected.Length / batch);
+        int[] onDevice = [0, 1, 4, 5, 6];
+        var hostIn = AllocateHost(inRow);
+        var hostOut = AllocateHost(outRow);
+        try
+        {
+            System.Runtime.InteropServices.Marshal.Copy(input.Data, 3 * inRow, hostIn, inRow);
+            using var registeredIn = session.TryRegister(hostIn, inRow, out var failure);
+            Assert.True(registeredIn is not null, failure);
+            using var registeredOut = session.TryRegister(hostOut, outRow, out failure);
+            Assert.True(registeredOut is not null, failure);
+            session.MakeCurrent();
+            var shift = (batch * inRow) + 3; // where the shifted copy of the input starts
+            using var deviceIn = CudaDriver.Allocate(shift + (batch * inRow));
+            Upload(deviceIn.Pointer, input.Data);
+            Upload(deviceIn.Pointer + (ulong)shift, input.Data);
+            var shiftOut = (batch * outRow) + 3;
+            using var deviceOut = CudaDriver.Allocate(shiftOut + (batch * outRow));
+            var inMemory = new DeviceRange(0, deviceIn.Pointer, deviceIn.Bytes);
+            var outMemory = new DeviceRange(0, deviceOut.Pointer, deviceOut.Bytes);
+            foreach (var byKernel in new[] { true, false })
+            {
+                session.RowsByKernel = byKernel;
+                for (var round = 0; round < 2; round++)
+                {
+                    session.MakeCurrent();
+                    Upload(deviceOut.Pointer, new byte[deviceOut.Bytes]);
+                    System.Runtime.InteropServices.Marshal.Copy(new byte[outRow], 0, hostOut, outRow);
+                    var answer = new byte[expected.Length];
+                    using (var staged = session.Stage([input.Shape]))
+                    {
+                        staged.Input(0).Span.Clear();
+                        foreach (var r in onDevice)
+                        {
+                            var at = r == 5 ? shift + (r * inRow) : r * inRow;
+                            Assert.True(staged.TryCopyInput(0, r * inRow, new DeviceTensorSource(inMemory, at, inRow)));
+                            var to = r == 5 ? shiftOut + (r * outRow) : r * outRow;
+                            Assert.True(staged.TryCopyOutput(0, r * outRow, outRow, new DeviceTensorTarget(outMemory, to, outRow)));
+                        }
+
+                        Assert.True(staged.TryCopyInput(0, 3 * inRow, new HostTensorSource(hostIn, inRow, pageLocked: true)));
+                        Assert.True(staged.TryCopyOutput(0, 3 * outRow, outRow, new HostTensorTarget(hostOut, outRow, pageLocked: true)));
+                        foreach (var r in new[] { 2, 7 })
+                        {
+                            input.Data.AsSpan(r * inRow, inRow).CopyTo(staged.Input(0).Span[(r * inRow)..]);
+                        }
+
+                        await staged.RunAsync(TestContext.Current.CancellationToken);
+                        foreach (var r in new[] { 2, 7 })
+                        {
+                            staged.Output(0).Span.Slice(r * outRow, outRow).CopyTo(answer.AsSpan(r * outRow));
+                        }
+                    }
+
+                    session.MakeCurrent();
+                    var fromDevice = Download(deviceOut.Pointer, (int)deviceOut.Bytes);
+                    foreach (var r in onDevice)
+                    {
+                        fromDevice.AsSpan(r == 5 ? shiftOut + (r * outRow) : r * outRow, outRow).CopyTo(answer.AsSpan(r * outRow));
+                    }
+
+                    System.Runtime.InteropServices.Marshal.Copy(hostOut, answer, 3 * outRow, outRow);
+                    var wrong = answer.AsSpan().CommonPrefixLength(expected);
+                    Assert.True(wrong == expected.Length, $"BATCHWISE_GATHER={(byKernel ? "kernel" : "copies")}, round {round}: byte {wrong} (row {wrong / outRow}) differs from Run's");
+                }
+            }
+        }
+        finally
+        {
+            FreeHost(hostIn);
+            FreeHost(hostOut);
+        }
+    }
+
+    [Fact]
+    public unsafe void Gathering_64_ResNet_input_rows_by_one_launch_and_by_one_copy_a_row_give_the_same_bytes_and_are_timed()
+    {
+        // The served CUDA shared-memory gather at b=64 on its own: 64 rows of float32 [3,224,224] (602,112 bytes), from
+        // addresses in reverse order, into one batch. Measured (not asserted): host time to enqueue and finish each way,
+        // median of 200; published to gather-gpu.txt for the lead's A/B beside the served numbers.
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:mlp");
+        using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions());
+        session.MakeCurrent();
+        const int rows = 64;
+        const long row = 3 * 224 * 224 * 4;
+        using var sources = CudaDriver.Allocate(rows * row);
+        using var target = CudaDriver.Allocate(rows * row);
+        using var stream = CudaDriver.CreateStream();
+        using var hostTable = CudaDriver.AllocatePinned(rows * KernelSource.SegmentEntryWords * 8);
+        using var deviceTable = CudaDriver.Allocate(hostTable.Bytes);
+        var random = new Random(7);
+        var data = new byte[rows * row];
+        random.NextBytes(data);
+        Upload(sources.Pointer, data);
+        var table = new Span<ulong>((void*)hostTable.DangerousGetHandle(), rows * KernelSource.SegmentEntryWords);
+        var (count, blocks) = (0, 0L);
+        for (var r = 0; r < rows; r++)
+        {
+            RowCopies.Add(table, ref count, ref blocks, sources.Pointer + (ulong)((rows - 1 - r) * row), target.Pointer + (ulong)(r * row), row);
+        }
+
+        var function = session.CopySegmentsFunction;
+        void Copies()
+        {
+            for (var r = 0; r < rows; r++)
+            {
+                CudaDriver.CopyDeviceToDevice(target.Pointer + (ulong)(r * row), sources.Pointer + (ulong)((rows - 1 - r) * row), row, stream.Handle);
+            }
+        }
+
+        void Kernel()
+        {
+            CudaDriver.CopyToDevice(deviceTable.Pointer, (void*)hostTable.DangerousGetHandle(), (long)count * KernelSource.SegmentEntryWords * 8, stream);
+            CudaStagedRun.LaunchSegments(function, deviceTable.Pointer, count, blocks, stream.Handle, "gather");
+        }
+
+        byte[] Result(Action gather)
+        {
+            CudaDriver.MemsetD8(target.Pointer, 0, rows * row, stream.Handle);
+            gather();
+            CudaDriver.Synchronize(stream);
+            return Download(target.Pointer, (int)(rows * row));
+        }
+
+        var byKernel = Result(Kernel);
+        var byCopies = Result(Copies);
+        for (var r = 0; r < rows; r++)
+        {
+            Assert.True(byKernel.AsSpan((int)(r * row), (int)row).SequenceEqual(data.AsSpan((int)((rows - 1 - r) * row), (int)row)), $"row {r} gathered by the kernel is not its source row");
+        }
+
+        Assert.True(byKernel.AsSpan().SequenceEqual(byCopies), "the kernel's batch differs from the copies'");
+
+        (double Enqueue, double Total) Time(Action gather)
+        {
+            var enqueue = new List<double>();
+            var total = new List<double>();
+            for (var i = 0; i < 220; i++)
+            {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                gather();
+                var enqueued = System.Diagnostics.Stopwatch.GetTimestamp();
+                CudaDriver.Synchronize(stream);
+                var done = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (i >= 20)
+                {
+                    enqueue.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started, enqueued).TotalMicroseconds);
+                    total.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started, done).TotalMicroseconds);
+                }
+            }
+
+            enqueue.Sort();
+            total.Sort();
+            return (enqueue[enqueue.Count / 2], total[total.Count / 2]);
+        }
+
+        var copies = Time(Copies);
+        var kernel = Time(Kernel);
+        Gpu.Publish("gather-gpu.txt", FormattableString.Invariant($"gather {rows} rows x {row} B (device to device): copies enqueue {copies.Enqueue:F1} us, enqueue+finish {copies.Total:F1} us; kernel (table upload + one launch) enqueue {kernel.Enqueue:F1} us, enqueue+finish {kernel.Total:F1} us ({count} segments, {blocks} blocks); medians of 200"));
     }
 
     /// <summary>A device range as CUDA shared memory presents it (only its pointer is used by a device-to-device copy).</summary>

@@ -34,6 +34,8 @@ public sealed class KernelCompileTests
             yield return KernelSource.NonZeroIndices(t, [9], 4);
         }
 
+        yield return KernelSource.CopySegments(3);
+
         ElementType[] floats = [ElementType.Float, ElementType.Float16];
         foreach (var t in floats)
         {

@@ -302,11 +302,35 @@ internal static partial class CpuKernelRunner
     /// Compiles every kernel of <paramref name="plans"/> not compiled yet, in one g++ run (a compiler start per kernel
     /// would cost more than the tests).
     /// </summary>
-    public static void Prepare(IEnumerable<ExecutionPlan> plans)
+    public static void Prepare(IEnumerable<ExecutionPlan> plans) => Prepare(plans.SelectMany(p => p.Steps.OfType<KernelStep>()).Select(k => k.Source));
+
+    /// <summary>
+    /// Runs one kernel outside a plan (the segment copy) over <paramref name="threads"/> threads in blocks of
+    /// <paramref name="block"/>: its pointer parameters are <paramref name="pointers"/>, then its argument block.
+    /// </summary>
+    public static void Run(KernelCode code, IReadOnlyList<IntPtr> pointers, long threads, int block)
+    {
+        Prepare([code.Source]);
+        var args = Marshal.AllocHGlobal(Math.Max(8, code.Args.Length));
+        try
+        {
+            Marshal.Copy(code.Args, 0, args, code.Args.Length);
+            lock (Gate)
+            {
+                Compiled[code.Source]([.. pointers, args], threads, block);
+            }
+        }
+        finally
+        {
+            Marshal.FreeHGlobal(args);
+        }
+    }
+
+    private static void Prepare(IEnumerable<string> sources)
     {
         lock (Gate)
         {
-            var missing = plans.SelectMany(p => p.Steps.OfType<KernelStep>()).Select(k => k.Source).Where(s => !Compiled.ContainsKey(s)).Distinct(StringComparer.Ordinal).ToList();
+            var missing = sources.Where(s => !Compiled.ContainsKey(s)).Distinct(StringComparer.Ordinal).ToList();
             if (missing.Count == 0)
             {
                 return;
