@@ -23,24 +23,32 @@ internal static partial class KernelSource
     public const int GroupedConvMaxWidth = 64;
 
     /// <summary>Static shared memory a block may have.</summary>
-    private const int StaticSharedBytes = 48 * 1024;
+    private const int StaticSharedBytes = Planning.KernelCache.StaticSharedBytes;
 
     /// <summary>
     /// The m16 tiles each warp of <see cref="GroupedConv"/> computes (the block's tile is 4 x that x 2 output rows by
     /// <see cref="GroupedConvTileWidth"/> columns): 2 (16 rows) where the output's height wastes no more rows that way
     /// than with 1 (8 rows) and the input tile fits shared memory, else 1; null when not even that fits (or the group
-    /// widths are not multiples of 8 up to <see cref="GroupedConvMaxWidth"/>): such a convolution stays with cuDNN.
+    /// widths are not multiples of 8 up to <see cref="GroupedConvMaxWidth"/>): such a convolution stays with cuDNN. The
+    /// choice is made within the 48 KB of static shared memory first (what fits there is generated as before), and only
+    /// where nothing fits there within <paramref name="maxSharedBytes"/> (dynamic shared memory up to the device's
+    /// opt-in limit; a stem's 64 x 7 x 7 x 8 filter alone is 51 KB).
     /// </summary>
-    public static int? GroupedConvTilesPerWarp(long groupIn, long groupOut, long[] kernel, long[] strides, long[] dilations, long outHeight)
+    public static int? GroupedConvTilesPerWarp(long groupIn, long groupOut, long[] kernel, long[] strides, long[] dilations, long outHeight, int maxSharedBytes = StaticSharedBytes)
     {
         if (groupIn % 8 != 0 || groupOut % 8 != 0 || groupIn is < 8 or > GroupedConvMaxWidth || groupOut is < 8 or > GroupedConvMaxWidth || kernel.Length != 2)
         {
             return null;
         }
 
-        bool Fits(int tiles) => GroupedConvSharedBytes((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles) <= StaticSharedBytes;
         var tall = (outHeight + 15) / 16 * 16 <= (outHeight + 7) / 8 * 8;
-        return tall && Fits(2) ? 2 : Fits(1) ? 1 : null;
+        int? Within(int limit)
+        {
+            bool Fits(int tiles) => GroupedConvSharedBytes((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles) <= limit;
+            return tall && Fits(2) ? 2 : Fits(1) ? 1 : null;
+        }
+
+        return Within(StaticSharedBytes) ?? (maxSharedBytes > StaticSharedBytes ? Within(maxSharedBytes) : null);
     }
 
     /// <summary>Shared memory of one block: the input tile with its halo and the group's filter, both with padded rows.</summary>
@@ -85,10 +93,15 @@ internal static partial class KernelSource
     public static KernelCode GroupedConv(int groupIn, int groupOut, long[] kernel, long[] strides, long[] dilations, int tilesPerWarp, GroupedConvEpilogue epilogue, long batch, long groups, long[] inSpatial, long[] outSpatial, long[] padsBegin)
     {
         if (groupIn % 8 != 0 || groupOut % 8 != 0 || groupIn is < 8 or > GroupedConvMaxWidth || groupOut is < 8 or > GroupedConvMaxWidth || kernel.Length != 2
-            || tilesPerWarp is not (1 or 2) || GroupedConvSharedBytes(groupIn, groupOut, kernel, strides, dilations, tilesPerWarp) > StaticSharedBytes)
+            || tilesPerWarp is not (1 or 2))
         {
-            throw new ArgumentException("grouped conv: group widths multiples of 8 up to 64, a 2-d window whose tiles fit shared memory");
+            throw new ArgumentException("grouped conv: group widths multiples of 8 up to 64, a 2-d window");
         }
+
+        // Above the static limit the block's shared memory is dynamic: declared extern, launched with its size (the
+        // function opted in to it when loaded, KernelCache.Resolve); the caller checked it against the device's limit.
+        var shared = checked((int)GroupedConvSharedBytes(groupIn, groupOut, kernel, strides, dilations, tilesPerWarp));
+        var dynamic = shared > StaticSharedBytes;
 
         var (rows, inRows, inCols, pitch, reduction, padded, filterPitch) = GroupedConvGeometry(groupIn, kernel, strides, dilations, tilesPerWarp);
         var (kw, sh, sw, dh, dw) = (kernel[1], strides[0], strides[1], dilations[0], dilations[1]);
@@ -123,9 +136,19 @@ internal static partial class KernelSource
             finish.Append("v0 = fmaxf(v0, 0.f); v1 = fmaxf(v1, 0.f); ");
         }
 
+        w.Body.Append(dynamic
+            ? $"""
+                    extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
+                    unsigned short* const xs = bw_dynamic_shared;
+                    unsigned short* const fs = bw_dynamic_shared + {inRows * inCols * pitch};
+
+                """
+            : $"""
+                    __shared__ __align__(16) unsigned short xs[{inRows * inCols * pitch}];
+                    __shared__ __align__(16) unsigned short fs[{groupOut * filterPitch}];
+
+                """);
         w.Body.Append($$"""
-                __shared__ __align__(16) unsigned short xs[{{inRows * inCols * pitch}}];
-                __shared__ __align__(16) unsigned short fs[{{groupOut * filterPitch}}];
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, hi = lane >> 4;
                 if ((i64)blockIdx.x >= {{blocks}}) return;
                 // Block order: group fastest, then tile column, tile row, image (a pixel tile's groups run side by side).
@@ -224,7 +247,7 @@ internal static partial class KernelSource
             """);
         var bias = epilogue.Bias is { } bt ? CType(bt) : "bw_half";
         var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const {bias}* __restrict__ bias, const bw_half* __restrict__ z, {KernelWriter.ArgsParameter}");
-        return code with { Source = AttentionHelpers + code.Source };
+        return code with { Source = AttentionHelpers + code.Source, SharedBytes = dynamic ? shared : 0 };
     }
 
     /// <summary>Threads to launch <see cref="GroupedConv"/> with: a block per (image, tile row, tile column, group).</summary>

@@ -22,7 +22,7 @@ public sealed class StemConvOnCpuTests
     public static TheoryData<string> Cases => [.. Small.Keys];
 
     private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, bool stemAsGemm) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemAsGemm = stemAsGemm }.Compile(model, inputs);
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemConvolutions = stemAsGemm ? StemConvChoice.Gemm : StemConvChoice.Cudnn }.Compile(model, inputs);
 
     [Theory]
     [MemberData(nameof(Cases))]
