@@ -41,22 +41,14 @@ public sealed class OwnStemConvOnCpuTests
     [MemberData(nameof(Cases))]
     public void Own_stem_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
     {
-        CpuKernelRunner.Require();
         var c = Small[name];
-        var model = c.Model();
-        var inputs = c.Inputs(9);
-        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
-        var expected = ort.Run(inputs);
-        var plan = Plan(model, inputs, StemConvChoice.Own);
-        Assert.Null(CpuKernelRunner.CannotRun(plan));
+        var (plan, difference) = StemConvOnCpuTests.RunAgainstOnnxRuntime(c, (model, inputs) => Plan(model, inputs, StemConvChoice.Own));
         var conv = OwnConv(plan);
         Assert.Equal(c.After == "bn-relu", conv.Source.Contains("fmaxf(v0, 0.f)", StringComparison.Ordinal));
 
         // The 7x7 filter over 8 channels for 64 outputs (64 x 408 halves, 51 KB) needs dynamic shared memory; the 5x5 does not.
         Assert.Equal(c.Kernel == 7, conv.SharedBytes > 48 * 1024);
         Assert.Equal(conv.SharedBytes > 0, conv.Source.Contains("extern __shared__", StringComparison.Ordinal));
-        CpuKernelRunner.Prepare([plan]);
-        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, half: true);
         Assert.True(difference is null, $"{name}: {difference}");
     }
 
