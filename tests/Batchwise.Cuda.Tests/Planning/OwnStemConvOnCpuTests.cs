@@ -49,19 +49,27 @@ public sealed class OwnStemConvOnCpuTests
         // The 7x7 filter over 8 channels for 64 outputs (64 x 408 halves, 51 KB) needs dynamic shared memory; the 5x5 does not.
         Assert.Equal(c.Kernel == 7, conv.SharedBytes > 48 * 1024);
         Assert.Equal(conv.SharedBytes > 0, conv.Source.Contains("extern __shared__", StringComparison.Ordinal));
+        Assert.Equal(c.Stride == 2, conv.Source.Contains("(q & 1)", StringComparison.Ordinal)); // columns by parity at stride 2
         Assert.True(difference is null, $"{name}: {difference}");
     }
 
     [Fact]
     public void Resnet_stem_geometry_takes_64_kb_of_dynamic_shared_memory_and_nothing_fits_48_kb()
     {
-        // 224 x 224 -> 112 x 112: 16 output rows a block; the input tile 37 x 21 pixels of 8 channels (12,432 bytes) and
-        // the filter 64 x (400 + 8) halves (52,224 bytes).
+        // 224 x 224 -> 112 x 112: 16 output rows a block; the input tile 37 x 21 pixels of 8 channels (12,432 bytes; 37 x 22
+        // with its columns by parity, 13,024) and the filter 64 x (400 + 8) halves (52,224 bytes).
         Assert.Null(KernelSource.GroupedConvTilesPerWarp(8, 64, Seven, Two, One, 112));
         Assert.Equal(2, KernelSource.GroupedConvTilesPerWarp(8, 64, Seven, Two, One, 112, 227 * 1024));
-        var code = KernelSource.GroupedConv(8, 64, Seven, Two, One, 2, new GroupedConvEpilogue(ElementType.Float16, true, false), 256, 1, [224, 224], [112, 112], [3, 3]);
-        Assert.Equal(12_432 + 52_224, code.SharedBytes);
-        Assert.Contains("extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];", code.Source, StringComparison.Ordinal);
+        Assert.Equal(2, KernelSource.GroupedConvTilesPerWarp(8, 64, Seven, Two, One, 112, 227 * 1024, byParity: true));
+        Assert.Null(KernelSource.GroupedConvTilesPerWarp(8, 64, Seven, One, One, 112, 227 * 1024, byParity: true)); // stride 1: no parity
+        var epilogue = new GroupedConvEpilogue(ElementType.Float16, true, false);
+        var plain = KernelSource.GroupedConv(8, 64, Seven, Two, One, 2, epilogue, 256, 1, [224, 224], [112, 112], [3, 3]);
+        var byParity = KernelSource.GroupedConv(8, 64, Seven, Two, One, 2, epilogue, 256, 1, [224, 224], [112, 112], [3, 3], byParity: true);
+        Assert.Equal(12_432 + 52_224, plain.SharedBytes);
+        Assert.Equal(13_024 + 52_224, byParity.SharedBytes);
+        Assert.Contains("extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];", byParity.Source, StringComparison.Ordinal);
+        Assert.Contains("(q & 1) * 11", byParity.Source, StringComparison.Ordinal);
+        Assert.DoesNotContain("(q & 1)", plain.Source, StringComparison.Ordinal);
         Assert.Equal(256L * 7 * 14 * KernelSource.GroupedConvBlock, KernelSource.GroupedConvThreads(256, 1, [112, 112], 2));
     }
 
@@ -86,7 +94,7 @@ public sealed class OwnStemConvOnCpuTests
         var conv = OwnConv(own);
         Assert.StartsWith(stem, conv.Node, StringComparison.Ordinal);
         Assert.Contains("fmaxf(v0, 0.f)", conv.Source, StringComparison.Ordinal); // BatchNormalization's bias and the ReLU fused
-        Assert.True(conv.SharedBytes > 48 * 1024, $"{conv.SharedBytes} bytes of dynamic shared memory");
+        Assert.Equal(13_024 + 52_224, conv.SharedBytes); // the input tile's columns by parity (stride 2)
         Assert.DoesNotContain(own.Steps, s => s is ConvProblemStep && s.Node.StartsWith(stem, StringComparison.Ordinal));
 
         var byDefault = Plan(model, inputs, StemConvChoice.Cudnn);
