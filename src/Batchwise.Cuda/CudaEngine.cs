@@ -43,7 +43,12 @@ public sealed class CudaEngine : IEngine
                 PointwiseConvChoice.Cudnn => "cuDNN (BATCHWISE_POINTWISE_CONV=cudnn)",
                 _ => "cuBLASLt: one GEMM with bias, residual and ReLU in its epilogue",
             },
-            ["stem_conv"] = GraphCompiler.StemGemmFromEnvironment ? "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)" : "cuDNN over channels padded to 8",
+            ["stem_conv"] = GraphCompiler.StemConvFromEnvironment switch
+            {
+                StemConvChoice.Gemm => "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)",
+                StemConvChoice.Own => "own tensor-core kernel over channels padded to 8, bias + ReLU fused (BATCHWISE_STEM_CONV=own)",
+                _ => "cuDNN over channels padded to 8",
+            },
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
                 GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",
@@ -242,6 +247,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         _context.MakeCurrent();
         Startup.Add("load_context", Stopwatch.GetElapsedTime(started).TotalSeconds);
         ComputeCapability = (CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        MaxSharedBytesPerBlock = CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
         Int8 = options.Precision == Precision.Int8;
@@ -367,8 +373,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Who runs pointwise convolutions in half precision (BATCHWISE_POINTWISE_CONV=auto|gemm|cudnn; tests set it).</summary>
     public PointwiseConvChoice PointwiseConvolutions { get; internal set; } = GraphCompiler.PointwiseConvFromEnvironment;
 
-    /// <summary>Convolutions over fewer than 8 channels as one GEMM (BATCHWISE_STEM_CONV=gemm; tests set it).</summary>
-    public bool StemAsGemm { get; internal set; } = GraphCompiler.StemGemmFromEnvironment;
+    /// <summary>Who runs convolutions over fewer than 8 channels (BATCHWISE_STEM_CONV=cudnn|gemm|own; tests set it).</summary>
+    public StemConvChoice StemConvolutions { get; internal set; } = GraphCompiler.StemConvFromEnvironment;
+
+    /// <inheritdoc/>
+    public int MaxSharedBytesPerBlock { get; }
 
     /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
     public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;

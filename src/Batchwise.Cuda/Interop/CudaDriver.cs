@@ -16,8 +16,10 @@ internal static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_PCI_BUS_ID = 33;
     public const int CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID = 34;
     public const int CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID = 50;
+    public const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
     public const int CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3;
     public const int CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
+    public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
@@ -66,6 +68,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] internal static partial int cuModuleUnload(IntPtr module);
     [LibraryImport(Lib)] private static partial int cuModuleGetFunction(out IntPtr function, IntPtr module, byte* name);
     [LibraryImport(Lib)] private static partial int cuFuncGetAttribute(out int value, int attribute, IntPtr function);
+    [LibraryImport(Lib)] private static partial int cuFuncSetAttribute(IntPtr function, int attribute, int value);
     [LibraryImport(Lib, EntryPoint = "cuStreamBeginCapture_v2")] private static partial int cuStreamBeginCapture(IntPtr stream, int mode);
     [LibraryImport(Lib)] private static partial int cuStreamEndCapture(IntPtr stream, out IntPtr graph);
     [LibraryImport(Lib)] private static partial int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
@@ -377,6 +380,13 @@ internal static unsafe partial class CudaDriver
         Check(cuFuncGetAttribute(out var v, attribute, function), "cuFuncGetAttribute");
         return v;
     }
+
+    /// <summary>
+    /// Lets <paramref name="function"/> launch with up to <paramref name="bytes"/> of dynamic shared memory a block (more
+    /// than the 48 KB every kernel may have needs this once per loaded function, up to the device's opt-in limit).
+    /// </summary>
+    public static void AllowDynamicSharedBytes(IntPtr function, int bytes) =>
+        Check(cuFuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes), $"cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {bytes})");
 
     /// <summary>
     /// Records what <paramref name="enqueue"/> puts on the stream into a CUDA graph and instantiates it. Capture is

@@ -23,40 +23,50 @@ internal static partial class KernelSource
     public const int GroupedConvMaxWidth = 64;
 
     /// <summary>Static shared memory a block may have.</summary>
-    private const int StaticSharedBytes = 48 * 1024;
+    private const int StaticSharedBytes = Planning.KernelCache.StaticSharedBytes;
 
     /// <summary>
     /// The m16 tiles each warp of <see cref="GroupedConv"/> computes (the block's tile is 4 x that x 2 output rows by
     /// <see cref="GroupedConvTileWidth"/> columns): 2 (16 rows) where the output's height wastes no more rows that way
     /// than with 1 (8 rows) and the input tile fits shared memory, else 1; null when not even that fits (or the group
-    /// widths are not multiples of 8 up to <see cref="GroupedConvMaxWidth"/>): such a convolution stays with cuDNN.
+    /// widths are not multiples of 8 up to <see cref="GroupedConvMaxWidth"/>): such a convolution stays with cuDNN. The
+    /// choice is made within the 48 KB of static shared memory first (what fits there is generated as before), and only
+    /// where nothing fits there within <paramref name="maxSharedBytes"/> (dynamic shared memory up to the device's
+    /// opt-in limit; a stem's 64 x 7 x 7 x 8 filter alone is 51 KB).
     /// </summary>
-    public static int? GroupedConvTilesPerWarp(long groupIn, long groupOut, long[] kernel, long[] strides, long[] dilations, long outHeight)
+    public static int? GroupedConvTilesPerWarp(long groupIn, long groupOut, long[] kernel, long[] strides, long[] dilations, long outHeight, int maxSharedBytes = StaticSharedBytes, bool byParity = false)
     {
-        if (groupIn % 8 != 0 || groupOut % 8 != 0 || groupIn is < 8 or > GroupedConvMaxWidth || groupOut is < 8 or > GroupedConvMaxWidth || kernel.Length != 2)
+        if (groupIn % 8 != 0 || groupOut % 8 != 0 || groupIn is < 8 or > GroupedConvMaxWidth || groupOut is < 8 or > GroupedConvMaxWidth || kernel.Length != 2
+            || (byParity && strides[1] != 2))
         {
             return null;
         }
 
-        bool Fits(int tiles) => GroupedConvSharedBytes((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles) <= StaticSharedBytes;
         var tall = (outHeight + 15) / 16 * 16 <= (outHeight + 7) / 8 * 8;
-        return tall && Fits(2) ? 2 : Fits(1) ? 1 : null;
+        int? Within(int limit)
+        {
+            bool Fits(int tiles) => GroupedConvSharedBytes((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles, byParity) <= limit;
+            return tall && Fits(2) ? 2 : Fits(1) ? 1 : null;
+        }
+
+        return Within(StaticSharedBytes) ?? (maxSharedBytes > StaticSharedBytes ? Within(maxSharedBytes) : null);
     }
 
     /// <summary>Shared memory of one block: the input tile with its halo and the group's filter, both with padded rows.</summary>
-    private static long GroupedConvSharedBytes(int groupIn, int groupOut, long[] kernel, long[] strides, long[] dilations, int tilesPerWarp)
+    private static long GroupedConvSharedBytes(int groupIn, int groupOut, long[] kernel, long[] strides, long[] dilations, int tilesPerWarp, bool byParity)
     {
-        var g = GroupedConvGeometry(groupIn, kernel, strides, dilations, tilesPerWarp);
-        return (2L * g.InRows * g.InCols * g.PixelPitch) + (2L * groupOut * g.FilterPitch);
+        var g = GroupedConvGeometry(groupIn, kernel, strides, dilations, tilesPerWarp, byParity);
+        return (2L * g.InRows * g.RowPixels * g.PixelPitch) + (2L * groupOut * g.FilterPitch);
     }
 
     /// <summary>
     /// The compile-time geometry of a block: output rows of its tile, the input rows and columns that tile reads, the
-    /// shared-memory pitch of one input pixel (halves; an odd number of 16-byte units, so the 8 pixels of an ldmatrix
+    /// pixels a row of the tile takes in shared memory (its columns, one more where they are stored by parity and odd in
+    /// number), the shared-memory pitch of one input pixel (halves; an odd number of 16-byte units, so the 8 pixels of an ldmatrix
     /// matrix fall in distinct banks at stride 1), the reduction length (taps x group width) rounded up to 16, and the
     /// filter's row pitch (halves; 8 more than that, an odd number of 16-byte units).
     /// </summary>
-    private static (int Rows, int InRows, int InCols, int PixelPitch, int Reduction, int PaddedReduction, int FilterPitch) GroupedConvGeometry(int groupIn, long[] kernel, long[] strides, long[] dilations, int tilesPerWarp)
+    private static (int Rows, int InRows, int InCols, int RowPixels, int PixelPitch, int Reduction, int PaddedReduction, int FilterPitch) GroupedConvGeometry(int groupIn, long[] kernel, long[] strides, long[] dilations, int tilesPerWarp, bool byParity)
     {
         var rows = 2 * tilesPerWarp * (GroupedConvBlock / 32);
         var inRows = checked((int)(((rows - 1) * strides[0]) + ((kernel[0] - 1) * dilations[0]) + 1));
@@ -65,7 +75,7 @@ internal static partial class KernelSource
         var pixelPitch = (units % 2 == 1 ? units : units + 1) * 8;
         var reduction = checked((int)(kernel[0] * kernel[1] * groupIn));
         var padded = (reduction + 15) / 16 * 16;
-        return (rows, inRows, inCols, pixelPitch, reduction, padded, padded + 8);
+        return (rows, inRows, inCols, byParity ? (inCols + 1) / 2 * 2 : inCols, pixelPitch, reduction, padded, padded + 8);
     }
 
     /// <summary>
@@ -80,18 +90,32 @@ internal static partial class KernelSource
     /// ldmatrix as the attention kernel loads keys. The epilogue (<paramref name="epilogue"/>) adds the bias, the residual
     /// and the ReLU. Window, strides, dilations, group widths and the tile are part of the kernel; sizes and pads are
     /// arguments. The blocks of one pixel tile are neighbours for all groups, so the input's lines are read from DRAM
-    /// about once.
+    /// about once. With <paramref name="byParity"/> (stride 2 across) each row of the input tile is stored even columns
+    /// first, then odd ones: the 8 pixels of an ldmatrix matrix, 2 columns apart in the image, are then neighbours in
+    /// shared memory (an odd number of 16-byte units apart, free of bank conflicts, where 2 pitches apart they conflict
+    /// two ways at 8 channels).
     /// </summary>
-    public static KernelCode GroupedConv(int groupIn, int groupOut, long[] kernel, long[] strides, long[] dilations, int tilesPerWarp, GroupedConvEpilogue epilogue, long batch, long groups, long[] inSpatial, long[] outSpatial, long[] padsBegin)
+    public static KernelCode GroupedConv(int groupIn, int groupOut, long[] kernel, long[] strides, long[] dilations, int tilesPerWarp, GroupedConvEpilogue epilogue, long batch, long groups, long[] inSpatial, long[] outSpatial, long[] padsBegin, bool byParity = false)
     {
         if (groupIn % 8 != 0 || groupOut % 8 != 0 || groupIn is < 8 or > GroupedConvMaxWidth || groupOut is < 8 or > GroupedConvMaxWidth || kernel.Length != 2
-            || tilesPerWarp is not (1 or 2) || GroupedConvSharedBytes(groupIn, groupOut, kernel, strides, dilations, tilesPerWarp) > StaticSharedBytes)
+            || tilesPerWarp is not (1 or 2) || (byParity && strides[1] != 2))
         {
-            throw new ArgumentException("grouped conv: group widths multiples of 8 up to 64, a 2-d window whose tiles fit shared memory");
+            throw new ArgumentException("grouped conv: group widths multiples of 8 up to 64, a 2-d window (stride 2 across for columns by parity)");
         }
 
-        var (rows, inRows, inCols, pitch, reduction, padded, filterPitch) = GroupedConvGeometry(groupIn, kernel, strides, dilations, tilesPerWarp);
+        // Above the static limit the block's shared memory is dynamic: declared extern, launched with its size (the
+        // function opted in to it when loaded, KernelCache.Resolve); the caller checked it against the device's limit.
+        var shared = checked((int)GroupedConvSharedBytes(groupIn, groupOut, kernel, strides, dilations, tilesPerWarp, byParity));
+        var dynamic = shared > StaticSharedBytes;
+
+        var (rows, inRows, inCols, rowPixels, pitch, reduction, padded, filterPitch) = GroupedConvGeometry(groupIn, kernel, strides, dilations, tilesPerWarp, byParity);
         var (kw, sh, sw, dh, dw) = (kernel[1], strides[0], strides[1], dilations[0], dilations[1]);
+
+        // Where the tile's pixel (r, q) sits in shared memory, where a tap's column and a lane's output column start.
+        var half = rowPixels / 2;
+        var slot = byParity ? $"(r * {rowPixels} + (q & 1) * {half} + (q >> 1))" : "p";
+        var tapColumn = byParity ? $"((kj * {dw}) & 1) * {half} + ((kj * {dw}) >> 1)" : $"kj * {dw}";
+        var laneColumn = byParity ? "(lane & 7)" : $"(lane & 7) * {sw}";
         var mt = tilesPerWarp;
         var nt = groupOut / 8;
         var chunks = groupIn / 8;
@@ -123,9 +147,19 @@ internal static partial class KernelSource
             finish.Append("v0 = fmaxf(v0, 0.f); v1 = fmaxf(v1, 0.f); ");
         }
 
+        w.Body.Append(dynamic
+            ? $"""
+                    extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
+                    unsigned short* const xs = bw_dynamic_shared;
+                    unsigned short* const fs = bw_dynamic_shared + {inRows * rowPixels * pitch};
+
+                """
+            : $"""
+                    __shared__ __align__(16) unsigned short xs[{inRows * rowPixels * pitch}];
+                    __shared__ __align__(16) unsigned short fs[{groupOut * filterPitch}];
+
+                """);
         w.Body.Append($$"""
-                __shared__ __align__(16) unsigned short xs[{{inRows * inCols * pitch}}];
-                __shared__ __align__(16) unsigned short fs[{{groupOut * filterPitch}}];
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, hi = lane >> 4;
                 if ((i64)blockIdx.x >= {{blocks}}) return;
                 // Block order: group fastest, then tile column, tile row, image (a pixel tile's groups run side by side).
@@ -144,7 +178,7 @@ internal static partial class KernelSource
                     const int r = p / {{inCols}}, q = p - r * {{inCols}};
                     const int iy = iy0 + r, ix = ix0 + q;
                     const bool in = iy >= 0 && iy < {{ih}} && ix >= 0 && ix < {{iw}};
-                    bw_cp_async16(xs + p * {{pitch}} + ch, in ? xg + ((i64)iy * {{iw}} + ix) * {{c}} + ch : xg, in);
+                    bw_cp_async16(xs + {{slot}} * {{pitch}} + ch, in ? xg + ((i64)iy * {{iw}} + ix) * {{c}} + ch : xg, in);
                 }
 
                 // The group's filter [{{groupOut}}][{{reduction}}] (tap-major, then channel), zero from {{reduction}} to {{padded}}.
@@ -163,7 +197,7 @@ internal static partial class KernelSource
                 auto chunk = [](int kc) {
                     const int tap = kc / {{chunks}}, ch = kc - tap * {{chunks}};
                     const int ki = tap / {{kw}}, kj = tap - ki * {{kw}};
-                    return kc < {{reduction / 8}} ? (ki * {{dh}} * {{inCols}} + kj * {{dw}}) * {{pitch}} + ch * 8 : 0;
+                    return kc < {{reduction / 8}} ? (ki * {{dh}} * {{rowPixels}} + {{tapColumn}}) * {{pitch}} + ch * 8 : 0;
                 };
 
                 // This lane's row of each A matrix: output row (lane >> 3) & 1 of its m16 tile (two output rows), column
@@ -171,7 +205,7 @@ internal static partial class KernelSource
                 // lanes 16-31) of an n-tile pair, k half (lane >> 3) & 1.
                 const unsigned short* arow[{{mt}}];
                 #pragma unroll
-                for (int m = 0; m < {{mt}}; m++) arow[m] = xs + ((2 * (warp * {{mt}} + m) + ((lane >> 3) & 1)) * {{sh}} * {{inCols}} + (lane & 7) * {{sw}}) * {{pitch}};
+                for (int m = 0; m < {{mt}}; m++) arow[m] = xs + ((2 * (warp * {{mt}} + m) + ((lane >> 3) & 1)) * {{sh}} * {{rowPixels}} + {{laneColumn}}) * {{pitch}};
                 const unsigned short* const brow = fs + (lane & 7) * {{filterPitch}} + ((lane >> 3) & 1) * 8;
 
                 float acc[{{mt}}][{{nt}}][4];
@@ -224,7 +258,7 @@ internal static partial class KernelSource
             """);
         var bias = epilogue.Bias is { } bt ? CType(bt) : "bw_half";
         var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const {bias}* __restrict__ bias, const bw_half* __restrict__ z, {KernelWriter.ArgsParameter}");
-        return code with { Source = AttentionHelpers + code.Source };
+        return code with { Source = AttentionHelpers + code.Source, SharedBytes = dynamic ? shared : 0 };
     }
 
     /// <summary>Threads to launch <see cref="GroupedConv"/> with: a block per (image, tile row, tile column, group).</summary>

@@ -11,7 +11,9 @@ namespace Batchwise.Cuda.Kernels;
 /// </summary>
 /// <param name="Source">The kernel's source (with <see cref="KernelSource.Name"/> as the placeholder for its name).</param>
 /// <param name="Args">The argument block passed by value after the buffer pointers, as the source's struct lays it out.</param>
-internal sealed record KernelCode(string Source, byte[] Args);
+/// <param name="SharedBytes">Dynamic shared memory a block is launched with (a kernel that declares its shared memory
+/// <c>extern</c> because a block needs more than the 48 KB static limit); 0 for none.</param>
+internal sealed record KernelCode(string Source, byte[] Args, int SharedBytes = 0);
 
 /// <summary>
 /// Writes a kernel's source and its argument block together: every size goes through <see cref="Size"/>,

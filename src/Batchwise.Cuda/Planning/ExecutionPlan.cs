@@ -144,6 +144,7 @@ internal sealed class KernelStep : PlanStep
     {
         Source = code.Source;
         Args = code.Args;
+        SharedBytes = code.SharedBytes;
         Block = block;
         Grid = checked((uint)Math.Max(1, (threads + block - 1) / block));
     }
@@ -155,6 +156,9 @@ internal sealed class KernelStep : PlanStep
 
     public int Block { get; }
 
+    /// <summary>Dynamic shared memory of a block (0: the kernel's shared memory, if any, is static).</summary>
+    public int SharedBytes { get; }
+
     public uint Grid { get; }
 
     public string FunctionName { get; set; } = string.Empty;
@@ -162,7 +166,7 @@ internal sealed class KernelStep : PlanStep
     public IntPtr Function { get; set; }
 
     public override unsafe void Enqueue(ExecutionContext context, int index) =>
-        CudaDriver.Launch(Function, Grid, (uint)Block, 0, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
+        CudaDriver.Launch(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
 }
 
 /// <summary>A convolution through cuDNN, with the bias added by cudnnAddTensor.</summary>

@@ -63,8 +63,11 @@ internal interface IPlanTarget
     /// <summary>Who runs pointwise convolutions in half precision: cuBLASLt (the default) or cuDNN.</summary>
     PointwiseConvChoice PointwiseConvolutions => PointwiseConvChoice.Gemm;
 
-    /// <summary>Convolutions over fewer than 8 channels in half precision as patches times the filter in one GEMM (else cuDNN).</summary>
-    bool StemAsGemm => false;
+    /// <summary>Who runs convolutions over fewer than 8 channels in half precision (a stem): cuDNN (the default), one GEMM or the own kernel.</summary>
+    StemConvChoice StemConvolutions => StemConvChoice.Cudnn;
+
+    /// <summary>The most shared memory a block of a generated kernel may have on the device (its opt-in limit; 227 KB on sm_90).</summary>
+    int MaxSharedBytesPerBlock => KernelCache.StaticSharedBytes;
 
     /// <summary>How GELU's erf form after a matrix product runs: exact in place behind it, in tanh form as its epilogue (fp16), or as exported.</summary>
     GeluChoice Gelu => GeluChoice.Exact;

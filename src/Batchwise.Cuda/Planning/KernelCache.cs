@@ -55,6 +55,13 @@ internal sealed class KernelCache : IDisposable
         {
             k.Function = _functions[k.Source];
             k.FunctionName = NameOf(k.Source);
+            if (k.SharedBytes > StaticSharedBytes && !_dynamicShared.ContainsKey(k.Function))
+            {
+                // Once per loaded function (its source fixes its shared memory; two threads setting it both is harmless),
+                // before any launch or capture of it.
+                CudaDriver.AllowDynamicSharedBytes(k.Function, k.SharedBytes);
+                _dynamicShared[k.Function] = k.SharedBytes;
+            }
         }
     }
 
@@ -81,6 +88,11 @@ internal sealed class KernelCache : IDisposable
             }
         }
     }
+
+    /// <summary>Shared memory any kernel may have a block without opting in.</summary>
+    public const int StaticSharedBytes = 48 * 1024;
+
+    private readonly ConcurrentDictionary<IntPtr, int> _dynamicShared = new();
 
     /// <summary>Every CUBIN this cache loaded or compiled, by file name: what a saved engine carries.</summary>
     public IReadOnlyDictionary<string, byte[]> Images

@@ -53,6 +53,7 @@ internal static partial class CpuKernelRunner
         #define __forceinline__ inline
         #define __align__(n) __attribute__((aligned(n)))
         #define __shared__ static
+        static unsigned char* bw_dynamic_smem; // a launch's dynamic shared memory (extern __shared__), set by its launcher
         struct uint4 { unsigned x, y, z, w; };
         struct uint2 { unsigned x, y; };
 
@@ -267,7 +268,10 @@ internal static partial class CpuKernelRunner
 
         """;
 
-    private delegate void Launch(IntPtr[] parameters, long threads, int block);
+    private delegate void Launch(IntPtr[] parameters, long threads, int block, IntPtr dynamicShared);
+
+    /// <summary>Bytes after a launch's dynamic shared memory that must come back unchanged (a kernel that wrote past its launch's size fails).</summary>
+    private const int SharedGuardBytes = 4096;
 
     /// <summary>Why g++ cannot run kernels here, or null when it can.</summary>
     public static string? Unavailable { get; } = Probe();
@@ -344,7 +348,7 @@ internal static partial class CpuKernelRunner
                 for (var i = 0; i < missing.Count; i++)
                 {
                     var name = "bw_k" + (first + i);
-                    var text = missing[i].Replace(KernelSource.Name, name, StringComparison.Ordinal);
+                    var text = DynamicShared().Replace(missing[i].Replace(KernelSource.Name, name, StringComparison.Ordinal), "$1* const $2 = ($1*)bw_dynamic_smem;");
                     source.Append(text).Append('\n').Append(Launcher(name, text)).Append('\n');
                 }
 
@@ -483,7 +487,7 @@ internal static partial class CpuKernelRunner
     }
 
     /// <summary>Runs the plan's kernels from its first step (a later segment's plan starts where its parent stopped).</summary>
-    private static void RunSteps(ExecutionPlan plan, IntPtr[] pointers)
+    private static unsafe void RunSteps(ExecutionPlan plan, IntPtr[] pointers)
     {
         Prepare([plan]);
         var steps = plan.Steps.Skip(plan.FirstStep).ToList();
@@ -500,17 +504,54 @@ internal static partial class CpuKernelRunner
 
                 var k = (KernelStep)step;
                 var args = Marshal.AllocHGlobal(Math.Max(8, k.Args.Length));
+                var shared = DynamicSharedMemory(k);
                 try
                 {
                     Marshal.Copy(k.Args, 0, args, k.Args.Length);
                     var parameters = k.Buffers.Select(id => id < 0 ? IntPtr.Zero : pointers[id]).Append(args).ToArray();
-                    Compiled[k.Source](parameters, (long)k.Grid * k.Block, k.Block);
+                    Compiled[k.Source](parameters, (long)k.Grid * k.Block, k.Block, shared);
+                    CheckSharedGuard(k, shared);
                 }
                 finally
                 {
                     Marshal.FreeHGlobal(args);
+                    if (shared != IntPtr.Zero)
+                    {
+                        NativeMemory.AlignedFree((void*)shared);
+                    }
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// The dynamic shared memory of a launch as the GPU would give it: <see cref="KernelStep.SharedBytes"/> (NaN halves
+    /// before the kernel writes them) and a guard after it, or null where the step has none. A kernel that declares extern
+    /// shared memory launched without any fails, as it would fail on the GPU.
+    /// </summary>
+    private static unsafe IntPtr DynamicSharedMemory(KernelStep k)
+    {
+        var declares = DynamicShared().IsMatch(k.Source);
+        if (declares != k.SharedBytes > 0)
+        {
+            throw new InvalidOperationException($"{k.Node}: the kernel {(declares ? "declares" : "does not declare")} dynamic shared memory, launched with {k.SharedBytes} bytes of it");
+        }
+
+        if (!declares)
+        {
+            return IntPtr.Zero;
+        }
+
+        var p = NativeMemory.AlignedAlloc((nuint)(k.SharedBytes + SharedGuardBytes), 128);
+        new Span<byte>(p, k.SharedBytes + SharedGuardBytes).Fill(0xff);
+        return (IntPtr)p;
+    }
+
+    private static unsafe void CheckSharedGuard(KernelStep k, IntPtr shared)
+    {
+        if (shared != IntPtr.Zero && new ReadOnlySpan<byte>((byte*)shared + k.SharedBytes, SharedGuardBytes).ContainsAnyExcept((byte)0xff))
+        {
+            throw new InvalidOperationException($"{k.Node}: the kernel wrote past the {k.SharedBytes} bytes of dynamic shared memory it was launched with");
         }
     }
 
@@ -587,16 +628,16 @@ internal static partial class CpuKernelRunner
         {
             return $$"""
                 static void thread_{{name}}(void** p, unsigned block, unsigned thread) { blockIdx.x = block; threadIdx.x = thread; {{name}}({{call}}); }
-                extern "C" void launch_{{name}}(void** p, long long threads, int block)
+                extern "C" void launch_{{name}}(void** p, long long threads, int block, unsigned char* shared)
                 {
-                    blockDim.x = block; gridDim.x = (unsigned)(threads / block);
+                    blockDim.x = block; gridDim.x = (unsigned)(threads / block); bw_dynamic_smem = shared;
                     for (long long b = 0; b < threads / block; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
                 }
                 """;
         }
 
         return $$"""
-            extern "C" void launch_{{name}}(void** p, long long threads, int block)
+            extern "C" void launch_{{name}}(void** p, long long threads, int block, unsigned char* shared)
             {
                 blockDim.x = block; gridDim.x = (unsigned)(threads / block);
                 for (long long t = 0; t < threads; t++) { blockIdx.x = (unsigned)(t / block); threadIdx.x = (unsigned)(t % block); {{name}}({{call}}); }
@@ -606,4 +647,8 @@ internal static partial class CpuKernelRunner
 
     [GeneratedRegex(@"\s*\b\w+$")]
     private static partial Regex ParameterName();
+
+    /// <summary>A kernel's dynamic shared memory declaration: its element type and name.</summary>
+    [GeneratedRegex(@"extern __shared__ __align__\(\d+\) ([\w ]+?) (\w+)\[\];")]
+    private static partial Regex DynamicShared();
 }

@@ -88,4 +88,38 @@ public sealed class GroupedConvOnCpuTests
         var r = GroupedConvModels.Small["gw24-s1-relu"];
         Assert.Single(Plan(r.Model(), r.Inputs(7), GroupedConvChoice.Auto).Steps, s => s.Node.Contains("own grouped kernel", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void Grouped_convs_that_fit_48_kb_keep_static_shared_memory()
+    {
+        foreach (var (name, c) in All.Value)
+        {
+            var conv = Assert.IsType<KernelStep>(Assert.Single(c.Plan.Steps, s => s.Node.Contains("own grouped kernel", StringComparison.Ordinal)));
+            Assert.True(conv.SharedBytes == 0, $"{name}: {conv.SharedBytes} bytes of dynamic shared memory");
+            Assert.DoesNotContain("extern __shared__", conv.Source, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>
+    /// Group width 56 with a 3x3 window: the filter alone (56 x 512 halves) passes 48 KB. Forced, the own kernel takes it
+    /// in dynamic shared memory and agrees with ONNX Runtime on the CPU; under auto it stays with cuDNN (not measured).
+    /// </summary>
+    [Fact]
+    public void Group_width_56_takes_dynamic_shared_memory_when_forced_and_stays_with_cudnn_under_auto()
+    {
+        CpuKernelRunner.Require();
+        var c = new GroupedConvCase(1, 112, 10, 10, 2, After: "relu");
+        var model = c.Model();
+        var inputs = c.Inputs(7);
+        var plan = Plan(model, inputs, GroupedConvChoice.Own);
+        var conv = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.Contains("own grouped kernel", StringComparison.Ordinal)));
+        Assert.True(conv.SharedBytes > 48 * 1024, $"{conv.SharedBytes} bytes of dynamic shared memory");
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        CpuKernelRunner.Prepare([plan]);
+        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), ort.Run(inputs), half: true);
+        Assert.True(difference is null, difference);
+
+        var e = Assert.ThrowsAny<Exception>(() => Plan(model, inputs, GroupedConvChoice.Auto)).ToString();
+        Assert.True(e.Contains(NoGpuTarget.NoLibraries, StringComparison.Ordinal) || e.Contains("cudnn", StringComparison.OrdinalIgnoreCase), e);
+    }
 }

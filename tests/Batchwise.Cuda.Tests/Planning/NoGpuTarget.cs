@@ -27,7 +27,10 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public PointwiseConvChoice PointwiseConvolutions { get; init; } = PointwiseConvChoice.Gemm;
 
-    public bool StemAsGemm { get; init; }
+    public StemConvChoice StemConvolutions { get; init; } = StemConvChoice.Cudnn;
+
+    /// <summary>sm_90's opt-in limit (227 KB), as an H100 or H200 reports it.</summary>
+    public int MaxSharedBytesPerBlock { get; init; } = 227 * 1024;
 
     public bool PlansConvolutionsWithoutLibrary { get; init; }
 

@@ -22,26 +22,35 @@ public sealed class StemConvOnCpuTests
     public static TheoryData<string> Cases => [.. Small.Keys];
 
     private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, bool stemAsGemm) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemAsGemm = stemAsGemm }.Compile(model, inputs);
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemConvolutions = stemAsGemm ? StemConvChoice.Gemm : StemConvChoice.Cudnn }.Compile(model, inputs);
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Stem_as_patches_times_filter_agrees_with_onnx_runtime(string name)
     {
-        CpuKernelRunner.Require();
         var c = Small[name];
+        var (plan, difference) = RunAgainstOnnxRuntime(c, (model, inputs) => Plan(model, inputs, stemAsGemm: true));
+        var product = Assert.IsType<MatmulStep>(Assert.Single(plan.Steps, s => s is MatmulStep));
+        Assert.Equal(0, product.Problem.K % 8);
+        Assert.Equal(c.After != "none", product.Problem.Relu);
+        Assert.True(difference is null, $"{name}: {difference}");
+    }
+
+    /// <summary>
+    /// The case planned by <paramref name="plan"/> and run on the CPU (skipped where it cannot be) against ONNX Runtime in
+    /// float32: the plan and how the outputs differ (null where they agree).
+    /// </summary>
+    internal static (ExecutionPlan Plan, string? Difference) RunAgainstOnnxRuntime(GroupedConvCase c, Func<OnnxModel, List<Tensor>, ExecutionPlan> plan)
+    {
+        CpuKernelRunner.Require();
         var model = c.Model();
         var inputs = c.Inputs(9);
         using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
         var expected = ort.Run(inputs);
-        var plan = Plan(model, inputs, stemAsGemm: true);
-        CpuKernelRunner.Prepare([plan]);
-        Assert.Null(CpuKernelRunner.CannotRun(plan));
-        var product = Assert.IsType<MatmulStep>(Assert.Single(plan.Steps, s => s is MatmulStep));
-        Assert.Equal(0, product.Problem.K % 8);
-        Assert.Equal(c.After != "none", product.Problem.Relu);
-        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, half: true);
-        Assert.True(difference is null, $"{name}: {difference}");
+        var planned = plan(model, inputs);
+        CpuKernelRunner.Prepare([planned]);
+        Assert.Null(CpuKernelRunner.CannotRun(planned));
+        return (planned, KernelCaseModels.Difference(CpuKernelRunner.Run(planned, inputs), expected, half: true));
     }
 
     [Fact]

@@ -105,6 +105,11 @@ internal sealed partial class GraphCompiler
             return; // a patch embedding as one GEMM (Patches.cs)
         }
 
+        if (TryLowerStemOwn(x, w, b, outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
+        {
+            return; // a convolution over a few channels through the own kernel, channels padded to 8 (GroupedConvolution.cs)
+        }
+
         if (TryLowerStemAsGemm(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
         {
             return; // a convolution over a few channels as patches times the filter (Patches.cs)

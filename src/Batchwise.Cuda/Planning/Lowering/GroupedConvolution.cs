@@ -61,16 +61,31 @@ internal sealed partial class GraphCompiler
             return false;
         }
 
+        // Under auto the own kernel keeps to static shared memory (what was measured); forced, it may use the device's opt-in limit.
         var (groupIn, groupOut) = (c / groups, w.Shape[0] / groups);
+        var maxShared = choice == GroupedConvChoice.Own ? _target.MaxSharedBytesPerBlock : KernelCache.StaticSharedBytes;
         if (w.Shape[1] != groupIn || (choice == GroupedConvChoice.Auto && !PrefersOwnGroupedConv(groupIn, groupOut))
-            || KernelSource.GroupedConvTilesPerWarp(groupIn, groupOut, kernel, strides, dilations, outSpatial[0]) is not { } tiles
+            || KernelSource.GroupedConvTilesPerWarp(groupIn, groupOut, kernel, strides, dilations, outSpatial[0], maxShared) is not { } tiles
             || x.Shape.Concat(yShape).Concat(padsBegin).Any(v => v > int.MaxValue / 4))
         {
             return false;
         }
 
-        x = Nhwc(x);
-        var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant, w.Shape)); // [K, kh, kw, C/G]
+        EmitOwnConv(Nhwc(x), w, b, outName, yShape, kernel, strides, dilations, groups, padsBegin, outSpatial, tiles, false, $" (own grouped kernel, group width {groupIn})");
+        return true;
+    }
+
+    /// <summary>
+    /// Emits <see cref="KernelSource.GroupedConv"/> for channels-last <paramref name="x"/> (its stored channels are the
+    /// convolution's) and the constant filter <paramref name="w"/> [K, C/G, kh, kw], with the ReLU (and a residual Add
+    /// before it) after the convolution as its epilogue; without a ReLU the bias starts an elementwise chain. The step's
+    /// name is the node's with <paramref name="label"/> added; <paramref name="byParity"/> stores the input tile's columns
+    /// by parity (stride 2 across).
+    /// </summary>
+    private void EmitOwnConv(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial, int tiles, bool byParity, string label)
+    {
+        var (groupIn, groupOut) = (x.Shape[1] / groups, w.Shape[0] / groups);
+        var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)); // [K, kh, kw, C/G]
         var (relu, residual) = ConvEpilogue(ref outName, yShape);
         if (residual is not null)
         {
@@ -81,15 +96,48 @@ internal sealed partial class GraphCompiler
         var fusedBias = relu ? b : null;
         var epilogue = new GroupedConvEpilogue(fusedBias is null ? null : St(fusedBias), relu, residual is not null);
         var n = x.Shape[0];
-        var code = KernelSource.GroupedConv((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles, epilogue, n, groups, x.Shape[2..], outSpatial, padsBegin);
-        _node += $" (own grouped kernel, group width {groupIn})";
+        var code = KernelSource.GroupedConv((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles, epilogue, n, groups, x.Shape[2..], outSpatial, padsBegin, byParity);
+        _node += label;
         Emit(new KernelStep(_node, code, KernelSource.GroupedConvThreads(n, groups, outSpatial, tiles), KernelSource.GroupedConvBlock, [Dev(raw), Dev(x), Dev(filter), fusedBias is null ? -1 : Dev(fusedBias), residual is null ? -1 : Dev(residual)]));
         if (!relu && b is not null)
         {
             var bias = View(b, [b.Count, 1, 1]);
             _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
         }
+    }
 
+    /// <summary>
+    /// Lowers a convolution over fewer than 8 input channels (a stem: ResNet's 7x7 stride 2 on 3 channels; constant
+    /// filter, one group, half precision, 8 to 64 output channels in eights) under BATCHWISE_STEM_CONV=own to the own
+    /// kernel as one group of 8 channels, the input and filter padded with zero channels (a network input already is,
+    /// as it entered), and returns true; or returns false (nothing emitted) when it leaves the convolution to the others.
+    /// The filter (64 x 7 x 7 x 8 halves, 51 KB) takes the kernel's dynamic shared memory; at stride 2 across, the input
+    /// tile's columns are stored by parity (conflict-free ldmatrix at 8 channels).
+    /// </summary>
+    private bool TryLowerStemOwn(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
+    {
+        const long Padded = 8;
+        if (_target.StemConvolutions != StemConvChoice.Own || !Half || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4
+            || x.Shape[1] >= Padded || x.PaddedChannels is not (0 or Padded) || !PreferNhwc(x.Shape) || outSpatial.Any(o => o < 1)
+            || KernelSource.GroupedConvTilesPerWarp(Padded, w.Shape[0], kernel, strides, dilations, outSpatial[0], _target.MaxSharedBytesPerBlock, byParity: strides.Length == 2 && strides[1] == 2) is not { } tiles
+            || x.Shape.Concat(yShape).Concat(padsBegin).Any(v => v > int.MaxValue / 4))
+        {
+            return false;
+        }
+
+        var c = x.Shape[1];
+        if (x.PaddedChannels == Padded)
+        {
+            // The network input, padded with zero channels when it entered: only the filter needs them too.
+            w = PadFilter(w, Padded);
+            x = new PlanValue(x.Type, [x.Shape[0], Padded, x.Shape[2], x.Shape[3]], null, x.Buffer) { Nhwc = true };
+        }
+        else
+        {
+            (x, w) = PadChannels(Nhwc(x), w, Padded);
+        }
+
+        EmitOwnConv(x, w, b, outName, yShape, kernel, strides, dilations, 1, padsBegin, outSpatial, tiles, strides[1] == 2, $" (own conv kernel, {c} channels padded to {Padded})");
         return true;
     }
 }

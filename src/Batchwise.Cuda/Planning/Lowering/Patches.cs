@@ -2,6 +2,22 @@ using Batchwise.Cuda.Kernels;
 
 namespace Batchwise.Cuda.Planning;
 
+/// <summary>Who runs a convolution over fewer than 8 input channels (a network's stem) in half precision.</summary>
+internal enum StemConvChoice
+{
+    /// <summary>cuDNN over the input padded to 8 channels: the default until the others are measured faster on the GPU.</summary>
+    Cudnn,
+
+    /// <summary>Patches (im2col) times the filter in one cuBLASLt GEMM (measured slower than cuDNN on an H200: 1.97 ms against 1.23 ms at b=256).</summary>
+    Gemm,
+
+    /// <summary>
+    /// The own tensor-core kernel (<see cref="KernelSource.GroupedConv"/> as one group of 8 padded channels, up to 64
+    /// output channels, bias + ReLU fused); not the default until measured on the GPU.
+    /// </summary>
+    Own,
+}
+
 /// <summary>
 /// Patch-embedding convolutions (window == stride, no padding or dilation, one group: ViT's 16 x 16 stride 16 on 3
 /// channels) in half precision as one GEMM: the patches laid out as rows [N * OH * OW, kh * kw * C] by one copy, times
@@ -11,16 +27,19 @@ namespace Batchwise.Cuda.Planning;
 internal sealed partial class GraphCompiler
 {
     /// <summary>
-    /// BATCHWISE_STEM_CONV: cudnn (default) or gemm — a convolution over fewer than 8 input channels (a network's stem:
-    /// ResNet's 7x7 stride 2 on 3 channels) as patches (im2col, the window's values padded to a multiple of 8 columns)
-    /// times the filter in one cuBLASLt GEMM with the bias, a residual and a ReLU in its epilogue, instead of cuDNN over
-    /// the input padded to 8 channels (1.23 ms of ResNet-50's 7.7 ms at batch 256 on an H200, ~25 TFLOP/s).
+    /// BATCHWISE_STEM_CONV: cudnn (default), gemm or own — a convolution over fewer than 8 input channels (a network's
+    /// stem: ResNet's 7x7 stride 2 on 3 channels) through cuDNN over the input padded to 8 channels (1.23 ms of
+    /// ResNet-50's 7.7 ms at batch 256 on an H200, ~25 TFLOP/s); gemm: as patches (im2col, the window's values padded to
+    /// a multiple of 8 columns) times the filter in one cuBLASLt GEMM with the bias, a residual and a ReLU in its
+    /// epilogue; own: the own tensor-core convolution kernel over the padded channels with the bias, a residual and the
+    /// ReLU in its epilogue. cudnn stays the default until own is measured faster on the GPU.
     /// </summary>
-    internal static bool StemGemmFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_STEM_CONV")?.Trim().ToLowerInvariant() switch
+    internal static StemConvChoice StemConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_STEM_CONV")?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "cudnn" => false,
-        "gemm" => true,
-        var other => throw new BatchwiseException($"BATCHWISE_STEM_CONV '{other}' is not cudnn or gemm", "Unset it (cuDNN), or set BATCHWISE_STEM_CONV=gemm to run convolutions over fewer than 8 channels as patches times the filter in one GEMM."),
+        null or "" or "cudnn" => StemConvChoice.Cudnn,
+        "gemm" => StemConvChoice.Gemm,
+        "own" => StemConvChoice.Own,
+        var other => throw new BatchwiseException($"BATCHWISE_STEM_CONV '{other}' is not cudnn, gemm or own", "Unset it (cuDNN), or set BATCHWISE_STEM_CONV=gemm (patches times the filter in one GEMM) or own (the own tensor-core kernel) for convolutions over fewer than 8 channels."),
     };
 
     /// <summary>
@@ -29,7 +48,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private bool TryLowerStemAsGemm(PlanValue x, PlanValue w, PlanValue? b, ref string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
     {
-        if (!_target.StemAsGemm || !Half || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4 || x.Shape[1] >= 8
+        if (_target.StemConvolutions != StemConvChoice.Gemm || !Half || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4 || x.Shape[1] >= 8
             || !kernel.SequenceEqual(w.Shape[2..]) || kernel.All(k => k == 1) || outSpatial.Any(o => o < 1))
         {
             return false;
