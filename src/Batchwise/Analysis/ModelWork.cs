@@ -49,11 +49,11 @@ public sealed class ModelWork
     }
 
     /// <summary>One layer at batch 1: fixed bytes (weights) and per-sample FLOPs, activation bytes and N.</summary>
-    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel);
+    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel, LayerKind Kind);
 
     /// <summary>Every layer's work at <paramref name="batchSize"/>.</summary>
     public IReadOnlyList<LayerWork> At(int batchSize) => _layers
-        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel))
+        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind))
         .ToList();
 
     /// <summary>Builds from per-layer work at batch 1 and the weights each layer reads (for tests and other cost models).</summary>
@@ -61,7 +61,7 @@ public sealed class ModelWork
     {
         ArgumentNullException.ThrowIfNull(layers);
         return new ModelWork(modelName, inputDescription, layers
-            .Select(l => new LayerTemplate(l.AtBatchOne.Name, l.AtBatchOne.OpType, l.AtBatchOne.Flops, Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), l.WeightBytes, l.AtBatchOne.Gemm, Doubled(l.AtBatchOne), l.AtBatchOne.ParallelSize, l.AtBatchOne.LaunchesKernel))
+            .Select(l => new LayerTemplate(l.AtBatchOne.Name, l.AtBatchOne.OpType, l.AtBatchOne.Flops, Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), l.WeightBytes, l.AtBatchOne.Gemm, Doubled(l.AtBatchOne), l.AtBatchOne.ParallelSize, l.AtBatchOne.LaunchesKernel, l.AtBatchOne.Kind))
             .ToList());
     }
 
@@ -84,6 +84,7 @@ public sealed class ModelWork
         var two = batchable ? CostModel.Compute(model, 2, dims) : one;
         var epilogue = fusesEpilogues ? Epilogues(model, one) : new Dictionary<int, bool>();
         var layers = new List<LayerTemplate>(one.Nodes.Count);
+        var initializers = model.InitializersByName();
         for (var i = 0; i < one.Nodes.Count; i++)
         {
             NodeCost a = one.Nodes[i], b = two.Nodes[i];
@@ -110,7 +111,8 @@ public sealed class ModelWork
                 a.Gemm,
                 b.Gemm,
                 ParallelPerSample(a),
-                launches));
+                launches,
+                LayerRates.KindOf(model.Graph.Node[i], initializers)));
         }
 
         return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")]);
@@ -167,8 +169,8 @@ public sealed class ModelWork
         : g.M * g.BatchCount;
 
     /// <summary>One layer's work from explicit numbers at batch 1 (for tests and engines with cost models of their own).</summary>
-    public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string opType, double flops, double activationBytes, double weightBytes, GemmShape? gemm = null, long? parallel = null) =>
-        (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount)), weightBytes);
+    public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string opType, double flops, double activationBytes, double weightBytes, GemmShape? gemm = null, long? parallel = null, LayerKind kind = LayerKind.Other) =>
+        (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount), Kind: kind), weightBytes);
 
     /// <summary>Values for the model's symbolic dimensions other than the batch, from the input size.</summary>
     private static Dictionary<string, long> SymbolValues(OnnxModel model, InputSize? size)
