@@ -83,6 +83,7 @@ public sealed class ModelWork
         var batchable = model.FindBatchAxis().IsBatchable;
         var two = batchable ? CostModel.Compute(model, 2, dims) : one;
         var epilogue = fusesEpilogues ? Epilogues(model, one) : new Dictionary<int, bool>();
+        var pending = fusesEpilogues ? PendingElementwise(model, one, epilogue) : [];
         var layers = new List<LayerTemplate>(one.Nodes.Count);
         var initializers = model.InitializersByName();
         for (var i = 0; i < one.Nodes.Count; i++)
@@ -92,7 +93,15 @@ public sealed class ModelWork
             var fixedActivation = (a.ActivationBytesRead + a.ActivationBytesWritten) - activationPerSample;
             var launches = a.LaunchesKernel;
             var weights = (double)a.WeightBytes;
-            if (epilogue.TryGetValue(i, out var ownPass))
+            if (pending.Contains(i))
+            {
+                // Computed inside the kernel of the chain's last node (which reads the chain's inputs): no kernel, no bytes of its own.
+                activationPerSample = 0;
+                fixedActivation = 0;
+                weights = 0;
+                launches = false;
+            }
+            else if (epilogue.TryGetValue(i, out var ownPass))
             {
                 // Fused: nothing of its own, or (the end of a chain cuDNN cannot run) one read and write of its output.
                 var outBytes = (double)Math.Max(0, batchable ? b.ActivationBytesWritten - a.ActivationBytesWritten : a.ActivationBytesWritten);
@@ -162,6 +171,21 @@ public sealed class ModelWork
         return inChain.ToDictionary(
             p => p.Key,
             p => p.Value && nodes[p.Key].Output.Any(o => outputs.Contains(o) || consumers[o].Any(c => !inChain.ContainsKey(c))));
+    }
+
+    /// <summary>
+    /// Elementwise nodes (outside the epilogue chains) whose every consumer is elementwise too and whose outputs are not
+    /// graph outputs: a fusing engine keeps them pending and computes them in the kernel of the chain's last node (the
+    /// cuda engine's elementwise chains), so they launch nothing and move no bytes of their own.
+    /// </summary>
+    private static HashSet<int> PendingElementwise(OnnxModel model, ModelCost cost, Dictionary<int, bool> epilogue)
+    {
+        var nodes = model.Graph.Node;
+        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
+        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        bool Elementwise(int i) => cost.Nodes[i].Category == OpCategory.Elementwise;
+        return [.. Enumerable.Range(0, nodes.Count).Where(i => Elementwise(i) && !epilogue.ContainsKey(i)
+            && nodes[i].Output.All(o => !outputs.Contains(o) && consumers[o].Any() && consumers[o].All(Elementwise)))];
     }
 
     private static long? ParallelPerSample(NodeCost c) => c.Gemm is not { } g ? null
