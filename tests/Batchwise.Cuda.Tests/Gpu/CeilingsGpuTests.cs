@@ -14,8 +14,15 @@ public sealed class CeilingsGpuTests
         Gpu.Require();
         var probe = new GpuCeilingsProbe
         {
-            PeakGemmSize = 4096, CurveN = [256, 4096, 65536], BandwidthBytes = 256L << 20, SecondsPerMeasurement = 0.05,
-            GemmOutputs = [64, 1024], GemmReductions = [64, 1024], ConvOutputs = [64, 256], ConvInputs = [64], TableN = [196, 3136, 50176],
+            PeakGemmSize = 4096,
+            CurveN = [256, 4096, 65536],
+            BandwidthBytes = 256L << 20,
+            SecondsPerMeasurement = 0.05,
+            GemmOutputs = [64, 1024],
+            GemmReductions = [64, 1024],
+            ConvOutputs = [64, 256],
+            ConvInputs = [64],
+            TableN = [196, 3136, 50176],
         };
         var c = probe.Measure(new CudaEngine(), new EngineOptions());
         Gpu.Report("ceilings.md", c.Summary());
