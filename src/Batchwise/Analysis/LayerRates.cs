@@ -34,8 +34,8 @@ public sealed record LayerRatePoint(double Outputs, double Reduction, double N, 
 
 /// <summary>
 /// Rates read off measured layer-class tables: each (outputs, reduction) pair measured is a node with a rate curve over
-/// N; a layer's rate is its nodes' rates at its N, interpolated bilinearly in log outputs and log reduction (clamped to
-/// the measured range), each curve interpolated in log N, made non-decreasing in N, with the same time (not the same
+/// N; a layer's rate is its nodes' rates at its N, interpolated bilinearly in log outputs and log reduction (the largest
+/// node's rate past the measured range, the smallest node's time below it), each curve interpolated in log N, made non-decreasing in N, with the same time (not the same
 /// rate) below its smallest N and its best rate past its largest.
 /// </summary>
 public static class LayerRates
@@ -66,7 +66,10 @@ public static class LayerRates
 
         var low = ((1 - tr) * LogRateAt(o0, r0)) + (tr * LogRateAt(o0, r1));
         var high = ((1 - tr) * LogRateAt(o1, r0)) + (tr * LogRateAt(o1, r1));
-        return Math.Exp(((1 - to) * low) + (to * high));
+
+        // Smaller than the smallest measured outputs or K: the same time as there (a call's minimum), not the same rate.
+        var smaller = Math.Min(1, outputs / nodes.Keys.Min(k => k.Outputs)) * Math.Min(1, reduction / nodes.Keys.Min(k => k.Reduction));
+        return Math.Exp(((1 - to) * low) + (to * high)) * smaller;
     }
 
     /// <summary>One node's rate at N: log-linear between points (made non-decreasing), the same time below the first, the best rate past the last.</summary>

@@ -59,7 +59,7 @@ public sealed class LayerRatesTests
     }
 
     [Fact]
-    public void Between_channel_and_k_nodes_the_rate_is_bilinear_in_log_space_and_clamped_outside()
+    public void Between_channel_and_k_nodes_the_rate_is_bilinear_in_log_space_and_outside_the_edge_rate_or_time_holds()
     {
         var table = Table(100e12, 16384);
 
@@ -67,9 +67,9 @@ public sealed class LayerRatesTests
         Assert.Equal(100e12 * Math.Sqrt(256.0 / 1024), LayerRates.Rate(table, 256, 1024, 65536)!.Value, 1e6);
         Assert.Equal(100e12 * Math.Sqrt(256.0 / 1024) * Math.Sqrt(256.0 / 1024), LayerRates.Rate(table, 256, 256, 65536)!.Value, 1e6);
 
-        // Beyond the measured channels and K: the edge node's rate.
+        // Past the largest measured channels and K: the edge node's rate; below the smallest: the edge node's time.
         Assert.Equal(100e12, LayerRates.Rate(table, 4096, 8192, 65536)!.Value, 1e6);
-        Assert.Equal(LayerRates.Rate(table, 64, 64, 65536), LayerRates.Rate(table, 16, 9, 65536));
+        Assert.Equal(LayerRates.Rate(table, 64, 64, 65536)!.Value * (16.0 / 64) * (9.0 / 64), LayerRates.Rate(table, 16, 9, 65536)!.Value, 1e6);
     }
 
     [Fact]
