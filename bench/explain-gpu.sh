@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The explain model on the GPU (the cuda engine): the GPU's ceilings from the cuBLASLt / copy / launch probe, then
-# `batchwise explain --engine cuda` with a short measured sweep per model and precision, and one markdown table of
-# predicted against measured throughput (bench/explain-table.py).
-#   CLI=/tmp/batchwise-device/cli/Batchwise.Cli OUT=/some/dir bench/explain-gpu.sh
-# Needs only the published CLI and python3 (no dotnet). Writes OUT/ceilings.txt (devices --ceilings), ceilings.json,
-# each explain's NAME.txt / NAME.json, resnet50-fp32.html (the report), machine.txt and table.md. The ceilings are
-# measured afresh into OUT/cache. About 4-5 minutes; each explain is cut off after MODEL_TIMEOUT (default 60 s).
+# The explain error study on the GPU (issue 16, item 3): the GPU's ceilings and per-layer rate tables, then
+# `batchwise explain --engine cuda` in fp16 and fp32 on the zoo (resnet50, resnet18, mobilenetv2, yolov8n, bert, mlp)
+# and on peer exports, each at b=1..256, and one markdown table (bench/explain-table.py): the error at every batch, the
+# knees, and pass/fail against ±30% at every batch and the knee within one batch-size step.
+#   CLI=/path/to/Batchwise.Cli OUT=/some/dir [WORLD_EXPORTS=dir] bench/explain-gpu.sh
+# WORLD_EXPORTS: a folder of NAME/model.onnx as `bench/peers/world.py --export-only --work DIR` writes them; the peers run
+# are PEERS (default resnext50_32x4d,efficientnet_b0,convnext_tiny,vit_small_patch16_224,regnetx_016); a missing one is a
+# row saying so. Needs only the published CLI and python3 (no dotnet). Bounded: the whole run stops starting models after
+# BUDGET seconds (default 520, under the device's 600 s per call), and each explain is cut off after MODEL_TIMEOUT (default
+# 45 s, less when the budget is nearly spent); whatever finished is in the table (OUT/table.md), rendered again after each
+# model. BATCHES (default 1,2,4,...,256; THIN=1 for 1,4,16,64,256) and DURATION (default 300ms per batch size) trade time
+# for points. Writes OUT/machine.txt, ceilings.txt / ceilings.json (measured afresh into OUT/cache), NAME.txt / NAME.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CLI=${CLI:-/tmp/batchwise-device/cli/Batchwise.Cli}
@@ -13,43 +18,62 @@ OUT=${OUT:-/tmp/batchwise-explain-gpu}
 [[ -x $CLI ]] || { echo "CLI=$CLI is not an executable (the published Batchwise.Cli)" >&2; exit 2; }
 mkdir -p "$OUT"
 export BATCHWISE_CACHE_DIR="$OUT/cache"
-model_timeout=${MODEL_TIMEOUT:-60}
+budget=${BUDGET:-520}
+model_timeout=${MODEL_TIMEOUT:-45}
+duration=${DURATION:-300ms}
+batches=${BATCHES:-1,2,4,8,16,32,64,128,256}
+[[ ${THIN:-0} == 1 ]] && batches=1,4,16,64,256
+peers=${PEERS:-resnext50_32x4d,efficientnet_b0,convnext_tiny,vit_small_patch16_224,regnetx_016}
 start=$(date +%s)
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) logical cores"
   echo "cli: $CLI"
+  echo "command: BATCHES=$batches DURATION=$duration MODEL_TIMEOUT=$model_timeout BUDGET=$budget WORLD_EXPORTS=${WORLD_EXPORTS:-} PEERS=$peers bench/explain-gpu.sh"
 } >"$OUT/machine.txt"
 
-# The ceilings: measured once (about 10 s), then read from OUT/cache by every explain below.
-timeout 120 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
+# The ceilings and rate tables: measured once (about 30-60 s), then read from OUT/cache by every explain below.
+timeout 150 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
 timeout 30 "$CLI" devices --ceilings --json - >"$OUT/ceilings.json" 2>>"$OUT/ceilings.txt"
 
+names=()
+table() { python3 bench/explain-table.py "$OUT" "${names[@]}" >"$OUT/table.md" 2>"$OUT/table.err"; }
 run() {
-  local name=$1; shift
-  echo "$name: $(( $(date +%s) - start )) s so far" >&2
-  timeout "$model_timeout" "$CLI" explain "$@" --engine cuda --duration 1 --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1
+  local name=$1 model=$2; shift 2
+  names+=("$name")
+  local left=$(( budget - ($(date +%s) - start) ))
+  if (( left < 15 )); then
+    echo "skipped: the run's budget of $budget s was spent" >"$OUT/$name.txt"
+    return 1
+  fi
+  local limit=$(( left < model_timeout ? left : model_timeout ))
+  echo "$name: $(( $(date +%s) - start )) s so far, limit $limit s" >&2
+  timeout "$limit" "$CLI" explain "$model" "$@" --engine cuda -b "$batches" --duration "$duration" --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1
   local code=$?
+  [[ $code == 124 ]] && echo "timed out after $limit s (MODEL_TIMEOUT)" >>"$OUT/$name.txt"
   echo "exit $code" >>"$OUT/$name.txt"
   [[ $code == 0 ]] || { echo "$name failed ($code): see $OUT/$name.txt" >&2; rm -f "$OUT/$name.json"; }
+  table
   return $code
 }
-run resnet50-fp32 zoo:resnet50 --batch-sizes 1,2,4,8,16,32,64,128,256 --report "$OUT/resnet50-fp32.html"
-run resnet50-tf32 zoo:resnet50 --batch-sizes 1,8,64,256 --tf32
-run resnet50-no-graph zoo:resnet50 --batch-sizes 1,8,64,256 --no-cuda-graph
-run resnet50-1600 "zoo:resnet50?size=1600x1008" --batch-sizes 1,2,4,8,16
-run resnet18-fp32 zoo:resnet18 --batch-sizes 1,8,64,256
-run mobilenetv2-fp32 zoo:mobilenetv2 --batch-sizes 1,8,64,256
-run yolov8n-fp32 "zoo:yolov8n?size=640" --batch-sizes 1,8,32
-run bert-fp32 zoo:bert --batch-sizes 1,8,32
-run mlp-fp32 zoo:mlp --batch-sizes 1,64,1024,8192
-# fp16 (the engine's float16 path on tensor cores): measured; where the engine refuses a model in fp16, the prediction alone.
-fp16() { run "$1" "$2" --batch-sizes "$3" --precision fp16 || run "$1" "$2" --batch-sizes "$3" --precision fp16 --no-measure; }
-fp16 resnet50-fp16 zoo:resnet50 1,8,64,256
-fp16 mobilenetv2-fp16 zoo:mobilenetv2 1,8,64,256
-fp16 resnet50-1600-fp16 "zoo:resnet50?size=1600x1008" 1,2,4,8,16
+both() { run "$1-fp16" "$2" --precision fp16; run "$1-fp32" "$2"; }
+
+both resnet50 zoo:resnet50
+both resnet18 zoo:resnet18
+both mobilenetv2 zoo:mobilenetv2
+both yolov8n "zoo:yolov8n?size=640"
+both bert zoo:bert
+both mlp zoo:mlp
+if [[ -n ${WORLD_EXPORTS:-} ]]; then
+  for peer in ${peers//,/ }; do
+    if [[ -f $WORLD_EXPORTS/$peer/model.onnx ]]; then
+      both "$peer" "$WORLD_EXPORTS/$peer/model.onnx"
+    else
+      for p in fp16 fp32; do names+=("$peer-$p"); echo "skipped: no $WORLD_EXPORTS/$peer/model.onnx (bench/peers/world.py --export-only --work DIR writes it)" >"$OUT/$peer-$p.txt"; done
+    fi
+  done
+fi
 echo "total: $(( $(date +%s) - start )) s" >>"$OUT/machine.txt"
-python3 bench/explain-table.py "$OUT" resnet50-fp32 resnet50-tf32 resnet50-no-graph resnet50-1600 resnet18-fp32 mobilenetv2-fp32 \
-  yolov8n-fp32 bert-fp32 mlp-fp32 resnet50-fp16 mobilenetv2-fp16 resnet50-1600-fp16 >"$OUT/table.md"
+table
 cat "$OUT/ceilings.txt" "$OUT/table.md"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The markdown table of an explain study: `explain-table.py OUT_DIR NAME...` reads OUT_DIR/NAME.json (explain --json)
-and OUT_DIR/machine.txt, and prints the machine, the ceilings, the rate curve, one row per model (predicted against
-measured at the smallest and largest batch, the knees) and every batch size's error."""
+and OUT_DIR/machine.txt, and prints the machine, the ceilings, the rate curve, one row per run (predicted against measured,
+the error at every batch size, the knees, pass/fail against ±30% at every batch and the knee within one batch-size step;
+a run without OUT_DIR/NAME.json is a row with the last line of OUT_DIR/NAME.txt) and every batch size's numbers."""
 import json
 import os
 import sys
@@ -42,32 +43,67 @@ if first:
     if c.get("rate_curve"):
         print(f"{c.get('precision', 'fp32')} rate by N (the efficiency the prediction uses): "
               + ", ".join(f"N={p['n']:,.0f}: {rate(p['flops'])} ({p['efficiency']:.0%})" for p in c["rate_curve"]) + "\n")
-print("| model | input | options | load | b first→last | predicted /s | measured /s (median) | fastest run /s | error first / last | vs fastest run | knee pred / meas |")
+TOLERANCE = 0.30  # issue 16: throughput within ±30% at every batch, the knee within one batch-size step
+
+
+def verdict(d):
+    """(worst error, its batch, knee steps apart, pass) over every measured batch size, or None where not measured."""
+    pred = {p["batch_size"]: p["throughput_samples_per_s"] for p in d["predicted"]}
+    m = [p for p in d["measured"] if p["batch_size"] in pred and p["throughput_samples_per_s"] > 0]
+    if not m or not d.get("error"):
+        return None
+    errors = [((pred[p["batch_size"]] - p["throughput_samples_per_s"]) / p["throughput_samples_per_s"], p["batch_size"]) for p in m]
+    worst = max(errors, key=lambda e: abs(e[0]))
+    sizes = [p["batch_size"] for p in m]
+    e = d["error"]
+    steps = abs(sizes.index(e["predicted_knee"]) - sizes.index(e["measured_knee"])) if e["predicted_knee"] in sizes and e["measured_knee"] in sizes else None
+    ok = abs(worst[0]) <= TOLERANCE and steps is not None and steps <= 1
+    return worst, steps, ok, errors
+
+
+def why_not(name):
+    """The last informative line of NAME.txt (a failure, a timeout or a skip)."""
+    path = os.path.join(out, name + ".txt")
+    if not os.path.exists(path):
+        return "not run"
+    lines = [l.strip() for l in open(path, errors="replace") if l.strip() and not l.startswith("exit ")]
+    text = next((l for l in reversed(lines) if l.startswith(("skipped", "timed out"))), lines[-1] if lines else "no output")
+    return text.replace("|", "/")[:160]
+
+
+print("| run | model | input | options | b | predicted /s first→last | measured /s first→last | error at each batch | worst | knee pred / meas | result |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
+passed = total = 0
 for name in names:
     d = load(name)
+    total += 1
     if d is None:
-        print(f"| {name} | (failed: see {name}.txt) ||||||||||")
+        print(f"| {name} | | | | | | | | | | **not measured**: {why_not(name)} |")
         continue
     pred = {p["batch_size"]: p["throughput_samples_per_s"] for p in d["predicted"]}
     options = d["context"].get("ceilings used", "")
-    m, e = d["measured"], d.get("error")
-    if not m or not e:
+    v = verdict(d)
+    if v is None:
         b = sorted(pred)
-        print(f"| {d['context']['model']} | {d['input']} | {options} | – | {b[0]}→{b[-1]} | {num(pred[b[0]])} → {num(pred[b[-1]])} | (not measured) |||| {d['knee']['predicted_batch_size']} / – |")
+        print(f"| {name} | {d['context']['model']} | {d['input']} | {options} | {b[0]}–{b[-1]} | {num(pred[b[0]])} → {num(pred[b[-1]])} | (not measured) | | | {d['knee']['predicted_batch_size']} / – | **not measured** |")
         continue
+    (worst, at), steps, ok, errors = v
+    passed += ok
+    m = d["measured"]
     f, l = m[0], m[-1]
-    best = lambda p: p["batch_size"] / p["latency_min_s"] if p.get("latency_min_s") else None
-    print(f"| {d['context']['model']} | {d['input']} | {options} | {d.get('load_average', 0):.1f} | {f['batch_size']}→{l['batch_size']} "
+    reasons = [] if ok else ([f"{abs(worst):.0%} at b={at}"] if abs(worst) > TOLERANCE else []) + ([f"knee {steps} steps off"] if steps is None or steps > 1 else [])
+    print(f"| {name} | {d['context']['model']} | {d['input']} | {options} | {f['batch_size']}–{l['batch_size']} "
           f"| {num(pred[f['batch_size']])} → {num(pred[l['batch_size']])} | {num(f['throughput_samples_per_s'])} → {num(l['throughput_samples_per_s'])} "
-          f"| {num(best(f))} → {num(best(l))} | {pct(e['throughput_at_first'])} / {pct(e['throughput_at_last'])} "
-          f"| {pct(e.get('best_run_at_first'))} / {pct(e.get('best_run_at_last'))} | {e['predicted_knee']} / {e['measured_knee']} |")
-print("\nPer batch size (predicted / measured median /s, error):\n")
+          f"| {' '.join(pct(x) for x, _ in errors)} | {pct(worst)} at b={at} | {d['error']['predicted_knee']} / {d['error']['measured_knee']} "
+          f"| {'pass' if ok else 'FAIL (' + ', '.join(reasons) + ')'} |")
+print(f"\n{passed} of {total} runs within ±{TOLERANCE:.0%} at every batch with the knee within one batch-size step.")
+print("\nPer batch size (predicted / measured median /s, error; fastest run /s):\n")
 for name in names:
     d = load(name)
     if not d or not d["measured"]:
         continue
     pred = {p["batch_size"]: p["throughput_samples_per_s"] for p in d["predicted"]}
+    best = lambda p: f"; {num(p['batch_size'] / p['latency_min_s'])}" if p.get("latency_min_s") else ""
     print(f"- {name}: " + ", ".join(
-        f"b={p['batch_size']} {num(pred[p['batch_size']])} / {num(p['throughput_samples_per_s'])} ({(pred[p['batch_size']] - p['throughput_samples_per_s']) / p['throughput_samples_per_s']:+.0%})"
-        for p in d["measured"]))
+        f"b={p['batch_size']} {num(pred[p['batch_size']])} / {num(p['throughput_samples_per_s'])} ({(pred[p['batch_size']] - p['throughput_samples_per_s']) / p['throughput_samples_per_s']:+.0%}{best(p)})"
+        for p in d["measured"] if p["batch_size"] in pred))

@@ -148,6 +148,14 @@ if [[ " $PHASES " == *" explain "* ]]; then
     done
   } >> "$OUT/explain.txt" 2>&1
 fi
+if [[ " $PHASES " == *" explain-study "* ]]; then
+  # Issue 16 item 3: explain's error study (bench/explain-gpu.sh): ceilings and per-layer rate tables measured afresh, then
+  # explain --engine cuda in fp16 and fp32 on the zoo and on the peer exports in $WORK/exports (the world phase's, or
+  # WORLD_EXPORT_ONLY=1 in an earlier call), b=1..256, bounded to EXPLAIN_BUDGET (520) s. Table in $OUT/explain-study/table.md.
+  CLI="$CLI" OUT="$OUT/explain-study" WORLD_EXPORTS="$WORK/exports" BUDGET="${EXPLAIN_BUDGET:-520}" \
+    timeout "${EXPLAIN_LIMIT:-580}" bash "$REPO/bench/explain-gpu.sh" > "$OUT/explain-study.txt" 2>&1
+  echo "explain-study exit $?" >> "$OUT/explain-study.txt"
+fi
 if [[ " $PHASES " == *" transfers "* ]]; then
   # End-to-end runs (--transfers: H2D from page-locked memory + plan + D2H, every run) against compute-only runs, at
   # concurrency 1 and 2 (two execution contexts, two streams: one context's copies overlap the other's compute).

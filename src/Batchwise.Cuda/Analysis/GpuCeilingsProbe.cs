@@ -72,6 +72,30 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// <summary>Seconds of trials per measurement (each takes the best trial).</summary>
     public double SecondsPerMeasurement { get; init; } = 0.2;
 
+    /// <summary>Output channels (MatMul columns) of the cuBLASLt rate table.</summary>
+    public IReadOnlyList<int> GemmOutputs { get; init; } = [64, 256, 1024, 4096];
+
+    /// <summary>Reduction lengths (K) of the cuBLASLt rate table.</summary>
+    public IReadOnlyList<int> GemmReductions { get; init; } = [64, 256, 1024, 4096];
+
+    /// <summary>Output channels of the cuDNN 3x3 convolution rate table.</summary>
+    public IReadOnlyList<int> ConvOutputs { get; init; } = [64, 256, 1024];
+
+    /// <summary>Input channels of the cuDNN 3x3 convolution rate table (K = 9 x input channels).</summary>
+    public IReadOnlyList<int> ConvInputs { get; init; } = [8, 64, 256, 512];
+
+    /// <summary>N of both tables (batch x out-H x out-W; 14x14 and 56x56 images at batch 1, 16 and 256 for the convolutions).</summary>
+    public IReadOnlyList<int> TableN { get; init; } = [196, 3136, 50176, 802816];
+
+    /// <summary>Largest FLOPs of one table call, by precision: past it a layer runs at the rate of its largest measured N (it is saturated there).</summary>
+    public double TableFlopsCap { get; init; } = 2e11;
+
+    /// <summary>Seconds of trials per table point.</summary>
+    public double SecondsPerTablePoint { get; init; } = 0.02;
+
+    /// <summary>Copy-kernel nodes in the CUDA graph that times a small memory-bound kernel.</summary>
+    public int FloorNodes { get; init; } = 200;
+
     /// <inheritdoc/>
     public DeviceCeilings Measure(IEngine engine, EngineOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
@@ -113,6 +137,36 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
 
         var gemms = MeasureGemms(timer, kernels, log, details);
         var launch = MeasureLaunches(timer, kernels);
+        var floor = MeasureKernelFloor(timer, kernels, Math.Max(memcpy, copyKernel));
+        details["kernel_floor_us"] = (floor * 1e6).ToString("F2", CultureInfo.InvariantCulture);
+        var tableTimer = new EventTimer(stream, start, end, SecondsPerTablePoint, cancellationToken);
+        var tables = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(StringComparer.Ordinal);
+        var missing = new List<string>();
+        foreach (var precision in new[] { "fp32", "fp16" })
+        {
+            foreach (var (table, measure) in new (string, Func<EventTimer, Kernels, string, IReadOnlyList<LayerRatePoint>>)[] { ("gemm", MeasureGemmTable), ("conv", MeasureConvTable) })
+            {
+                var key = LayerRates.Key(precision, table);
+                try
+                {
+                    var points = measure(tableTimer, kernels, precision);
+                    tables[key] = points;
+                    details[key.Replace('/', '_') + "_table"] = string.Join(" ", points.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Outputs}x{p.Reduction}@{p.N}:{p.Flops / 1e12:F2}")));
+                    log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{key} table: {points.Count} points, {points.Min(p => p.Flops) / 1e12:N2} to {points.Max(p => p.Flops) / 1e12:N1} TFLOP/s (per call in a CUDA graph)"));
+                }
+                catch (Exception e) when (e is CudaException or BatchwiseException or InvalidOperationException)
+                {
+                    // The table's layers fall back to the GEMM rate curve; the verdict names the missing table.
+                    missing.Add($"{key}: {e.Message}");
+                    log?.Invoke($"{key} rate table not measured ({e.Message}); those layers use the GEMM rate curve");
+                }
+            }
+        }
+
+        if (missing.Count > 0)
+        {
+            details["layer_rates_missing"] = string.Join("; ", missing);
+        }
         log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"launch: {launch.Kernel * 1e6:N2} µs per kernel from the host, {launch.GraphNode * 1e6:N2} µs per CUDA-graph node; run overhead {launch.GraphRun * 1e6:N1} µs with a graph, {launch.StreamRun * 1e6:N1} µs without"));
         details["kernel_launch_us"] = (launch.Kernel * 1e6).ToString("F2", CultureInfo.InvariantCulture);
         details["graph_node_us"] = (launch.GraphNode * 1e6).ToString("F2", CultureInfo.InvariantCulture);
@@ -128,6 +182,8 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             PeakFlopsTf32 = gemms["tf32"].Peak,
             PeakFlopsFp16 = gemms["fp16"].Peak,
             RateCurves = gemms.ToDictionary(g => g.Key, g => g.Value.Curve),
+            LayerRates = tables,
+            KernelFloorSeconds = floor,
             BandwidthBytesPerSecond = Math.Max(memcpy, copyKernel),
             RunOverheadSeconds = launch.GraphRun,
             OpOverheadSeconds = launch.GraphNode,
@@ -216,6 +272,153 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         {
             NativeMemory.Free(algo);
         }
+    }
+
+    /// <summary>
+    /// Seconds of one small memory-bound kernel (a 64 kB copy) as a node of a CUDA graph of <see cref="FloorNodes"/>
+    /// such kernels, less its bytes at the bandwidth: what every non-library kernel of a plan costs beyond its bytes.
+    /// </summary>
+    private double MeasureKernelFloor(EventTimer timer, Kernels kernels, double bandwidth)
+    {
+        const long bytes = 64 << 10;
+        using var a = CudaDriver.Allocate(bytes);
+        using var b = CudaDriver.Allocate(bytes);
+        var perNode = PerCallInGraph(timer, () => kernels.Copy(a.Pointer, b.Pointer, bytes, timer.Stream), FloorNodes);
+        return Math.Max(0, perNode - (2.0 * bytes / bandwidth));
+    }
+
+    /// <summary>
+    /// GPU seconds of one call of <paramref name="enqueue"/> replayed from a CUDA graph of up to <paramref name="calls"/>
+    /// calls (fewer for calls that take over 50 µs): the engine runs its plan from a graph, and a library call costs the
+    /// host more than a small kernel takes on the GPU, so calls enqueued one by one would time the host.
+    /// </summary>
+    private static double PerCallInGraph(EventTimer timer, Action enqueue, int calls = 20)
+    {
+        enqueue();
+        CudaDriver.Synchronize(timer.Stream);
+        var once = timer.EventRun(enqueue);
+        var count = once > 50e-6 ? Math.Min(2, calls) : calls;
+        using var graph = CudaDriver.Capture(timer.Stream, () =>
+        {
+            for (var i = 0; i < count; i++)
+            {
+                enqueue();
+            }
+        });
+        return timer.Best(() => CudaDriver.Launch(graph, timer.Stream)) / count;
+    }
+
+    /// <summary>The N values of a table node (outputs x reduction) under the FLOPs cap; the smallest always.</summary>
+    private List<long> TableNs(long outputs, long reduction, string precision)
+    {
+        var cap = precision == "fp16" ? 4 * TableFlopsCap : TableFlopsCap;
+        var (free, _) = CudaDriver.MemoryInfo();
+        var elements = free / 16 / (precision == "fp16" ? 2 : 4); // each of the probe's buffers at most a sixteenth of the free memory
+        var ns = TableN.Select(n => (long)n).Order().ToList();
+        return [.. ns.Where((n, i) => i == 0 || (2.0 * outputs * reduction * n <= cap && Math.Max(outputs, reduction) * n <= elements))];
+    }
+
+    /// <summary>
+    /// cuBLASLt GEMMs as the engine runs MatMul, Gemm and fp16 pointwise convolutions (fp32: true fp32; fp16: half
+    /// operands, fp32 accumulation), D[outputs, N] = W[outputs, K] x X[K, N], over the outputs x K x N grid.
+    /// </summary>
+    private IReadOnlyList<LayerRatePoint> MeasureGemmTable(EventTimer timer, Kernels kernels, string precision)
+    {
+        var half = precision == "fp16";
+        var type = half ? CublasLt.CUDA_R_16F : CublasLt.CUDA_R_32F;
+        long elementBytes = half ? 2 : 4;
+        var plan = (from o in GemmOutputs from k in GemmReductions from n in TableNs(o, k, precision) select (O: (long)o, K: (long)k, N: n)).ToList();
+        using var a = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.K));
+        using var b = CudaDriver.Allocate(elementBytes * plan.Max(p => p.K * p.N));
+        using var d = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.N));
+        using var workspace = CudaDriver.Allocate(WorkspaceBytes);
+        kernels.Fill(a.Pointer, a.Bytes / 4, 7, half, timer.Stream);
+        kernels.Fill(b.Pointer, b.Bytes / 4, 8, half, timer.Stream);
+        using var handle = CublasLt.Create();
+        var algo = (CublasLt.HeuristicResult*)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
+        try
+        {
+            var points = new List<LayerRatePoint>(plan.Count);
+            foreach (var (o, k, n) in plan)
+            {
+                using var desc = CublasLt.MatmulDesc(CublasLt.CUBLAS_COMPUTE_32F, transA: false, transB: false);
+                using var la = CublasLt.Layout(type, o, k, o);
+                using var lb = CublasLt.Layout(type, k, n, k);
+                using var ld = CublasLt.Layout(type, o, n, o);
+                *algo = CublasLt.BestAlgorithm(handle, desc, la, lb, ld, ld, WorkspaceBytes);
+                var algoAddress = (IntPtr)algo;
+                var seconds = PerCallInGraph(timer, () => CublasLt.Matmul(handle, desc, 1f, a.Pointer, la, b.Pointer, lb, 0f, d.Pointer, ld, d.Pointer, ld, (CublasLt.HeuristicResult*)algoAddress, workspace.Pointer, WorkspaceBytes, timer.Stream.Handle));
+                points.Add(new LayerRatePoint(o, k, n, 2.0 * o * k * n / seconds));
+            }
+
+            return points;
+        }
+        finally
+        {
+            NativeMemory.Free(algo);
+        }
+    }
+
+    /// <summary>
+    /// cuDNN 3x3 stride-1 convolutions as the engine runs them (fp32: NCHW without tensor cores; fp16: NHWC on tensor
+    /// cores), input channels x output channels x N (N ≤ 3,136: one square image of N pixels; beyond: 56x56 images),
+    /// each with the fastest of cuDNN's first three allowed algorithms, as the engine's timed tactics pick.
+    /// </summary>
+    private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision)
+    {
+        var half = precision == "fp16";
+        var dataType = half ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
+        var format = half ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+        var math = half ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
+        long elementBytes = half ? 2 : 4;
+        const long maxWorkspace = 256L << 20;
+        var plan = (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
+        static (long Batch, long Side) Image(long n) => n <= 3136 ? (1, (long)Math.Round(Math.Sqrt(n))) : (n / 3136, 56);
+        using var x = CudaDriver.Allocate(elementBytes * plan.Max(p => p.C * p.N));
+        using var y = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.N));
+        using var w = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.C * 9));
+        using var workspace = CudaDriver.Allocate(maxWorkspace);
+        kernels.Fill(x.Pointer, x.Bytes / 4, 5, half, timer.Stream);
+        kernels.Fill(w.Pointer, w.Bytes / 4, 6, half, timer.Stream);
+        using var handle = Cudnn.Create(timer.Stream);
+        var points = new List<LayerRatePoint>(plan.Count);
+        foreach (var (o, c, n) in plan)
+        {
+            var (batch, side) = Image(n);
+            using var xDesc = Cudnn.Tensor(dataType, [batch, c, side, side], format);
+            using var wDesc = Cudnn.Filter(dataType, [o, c, 3, 3], format);
+            using var yDesc = Cudnn.Tensor(dataType, [batch, o, side, side], format);
+            using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], 1, math);
+            var candidates = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, conv, yDesc)
+                .Where(a => a.Status == 0 && (long)a.Memory <= maxWorkspace && (half || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH)).Take(3).ToList();
+            if (candidates.Count == 0)
+            {
+                throw new InvalidOperationException($"cuDNN offers no algorithm for a 3x3 convolution {c}->{o} at {batch}x{side}x{side}");
+            }
+
+            var best = double.MaxValue;
+            foreach (var algo in candidates)
+            {
+                Cudnn.SetMathType(conv, algo.MathType);
+                var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, conv, yDesc, algo.Algo);
+                void Once() => Cudnn.ConvolutionForward(handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, algo.Algo, workspace.Pointer, bytes, 0f, yDesc, y.Pointer);
+                Once();
+                CudaDriver.Synchronize(timer.Stream);
+
+                // A candidate three times slower than the best in one call is not worth its trials (an FFT at a large size can take seconds).
+                if (best < double.MaxValue && timer.EventRun(Once) > 3 * best + 20e-6)
+                {
+                    continue;
+                }
+
+                best = Math.Min(best, PerCallInGraph(timer, Once));
+            }
+
+            var pixels = batch * side * side;
+            points.Add(new LayerRatePoint(o, 9 * c, pixels, 2.0 * o * 9 * c * pixels / best));
+        }
+
+        return points;
     }
 
     private (double Kernel, double StreamRun, double GraphNode, double GraphRun) MeasureLaunches(EventTimer timer, Kernels kernels)

@@ -18,7 +18,7 @@ public sealed record RatePoint(double N, double Flops);
 public sealed record DeviceCeilings
 {
     /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew.</summary>
-    public const int CurrentSchema = 3;
+    public const int CurrentSchema = 4;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -55,6 +55,18 @@ public sealed record DeviceCeilings
     /// GPU's cuBLASLt GEMM of a convolution's M and K; the prediction's efficiency at N comes from it. Empty where not measured.
     /// </summary>
     public IReadOnlyDictionary<string, IReadOnlyList<RatePoint>> RateCurves { get; init; } = new Dictionary<string, IReadOnlyList<RatePoint>>();
+
+    /// <summary>
+    /// Measured rate tables per precision and layer class, keyed "fp16/gemm" (cuBLASLt, for MatMul, Gemm and the cuda
+    /// engine's fp16 pointwise convolutions) and "fp32/conv" (cuDNN convolutions as the engine runs them), each a grid of
+    /// output channels x reduction length x N timed per call inside a CUDA graph; empty where not measured (a CPU), and a
+    /// table that could not be measured is missing (its layers use <see cref="RateCurve"/>, and
+    /// <see cref="Details"/>["layer_rates_missing"] says why).
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<LayerRatePoint>> LayerRates { get; init; } = new Dictionary<string, IReadOnlyList<LayerRatePoint>>();
+
+    /// <summary>GPU: time of one small memory-bound kernel as a node of a CUDA graph (launch latency and a DRAM round trip, beyond its bytes), seconds; null where not measured.</summary>
+    public double? KernelFloorSeconds { get; init; }
 
     /// <summary>Sustained memory bandwidth, bytes/s (read + write).</summary>
     public required double BandwidthBytesPerSecond { get; init; }
@@ -161,6 +173,31 @@ public sealed record DeviceCeilings
         }
 
         return points[^1].Efficiency;
+    }
+
+    /// <summary>
+    /// The measured rate (FLOP/s) of the routine that runs <paramref name="work"/> in the precision in use, from
+    /// <see cref="LayerRates"/>: cuBLASLt's table for MatMul and Gemm (and pointwise convolutions in fp16, which the cuda
+    /// engine runs as one GEMM), cuDNN's for other dense convolutions; null for other layers or where no table was measured.
+    /// </summary>
+    public double? MeasuredRate(LayerWork work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        if (work.Gemm is not { } g || work.ParallelSize is not { } n)
+        {
+            return null;
+        }
+
+        var (table, outputs) = work.Kind switch
+        {
+            LayerKind.MatMul => ("gemm", g.N),
+            LayerKind.PointwiseConvolution => (Precision == "fp16" ? "gemm" : "conv", g.M),
+            LayerKind.Convolution => ("conv", g.M),
+            _ => (string.Empty, 0L),
+        };
+        return table.Length > 0 && LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var points)
+            ? Analysis.LayerRates.Rate(points, outputs, g.K, n)
+            : null;
     }
 
     /// <summary>Effective GEMM rate at a given N: the peak in use x <see cref="Efficiency"/>.</summary>

@@ -137,7 +137,8 @@ public static class ExplainRun
             ["model"] = request.Model,
             ["input"] = explanation.Input,
             ["engine"] = $"{description.Engine} {description.Version}",
-            ["ceilings used"] = ceilings.Precision + " GEMM" + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty),
+            ["ceilings used"] = ceilings.Precision + " GEMM" + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty)
+                + (ceilings.LayerRates.Keys.Any(k => k.StartsWith(ceilings.Precision + "/", StringComparison.Ordinal)) ? ", measured layer rates" : string.Empty),
             ["device"] = description.Device,
             ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
             ["runtime"] = HostInfo.Runtime,

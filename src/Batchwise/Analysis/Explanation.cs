@@ -209,6 +209,11 @@ public static class Explainer
         }
 
         lines.Add(F($"Time at b={first.BatchSize}: {Shares(first)}; at b={last.BatchSize}: {Shares(last)}."));
+        if (RatesLine(c, last) is { } rates)
+        {
+            lines.Add(rates);
+        }
+
         if (e.Uncosted.Count > 0)
         {
             lines.Add(F($"Not costed: {e.Uncosted.Count} layer{(e.Uncosted.Count == 1 ? string.Empty : "s")} Batchwise cannot infer or cost count as zero time, so the prediction is optimistic: {string.Join("; ", e.Uncosted.Take(5))}{(e.Uncosted.Count > 5 ? "; ..." : string.Empty)}."));
@@ -263,7 +268,9 @@ public static class Explainer
                 var worst = Math.Abs(err.AtFirst) >= Math.Abs(err.AtLast) ? (err.AtFirst, e.Measured[0].BatchSize) : (err.AtLast, e.Measured[^1].BatchSize);
                 text += F($" The model is off by more than {PredictionError.Tolerance:P0} (worst {Math.Abs(worst.Item1):P0} at b={worst.Item2}, predicted {(worst.Item1 > 0 ? "faster" : "slower")} than measured): ");
                 text += worst.Item1 > 0
-                    ? "the roofline assumes every layer runs at the device's best GEMM rate or bandwidth, which small, oddly shaped or memory-layout-changing layers do not reach; on a shared CPU other processes also take cycles. Trust the measured curve and use the prediction only for where the time goes."
+                    ? c.LayerRates.Count > 0
+                        ? "the GEMM and convolution rates were measured on isolated calls (warm caches, one algorithm choice), and layers outside those tables (grouped convolutions, data movement, unfused chains) are priced at the bandwidth roofline, which small or layout-changing kernels do not reach. Trust the measured curve and use the prediction only for where the time goes."
+                        : "the roofline assumes every layer runs at the device's best GEMM rate or bandwidth, which small, oddly shaped or memory-layout-changing layers do not reach; on a shared CPU other processes also take cycles. Trust the measured curve and use the prediction only for where the time goes."
                     : "this engine does better than the ceilings suggest — caches hold the activations of small layers, so bytes rarely go to DRAM, and fused operators skip the per-op cost. Trust the measured curve.";
             }
             else
@@ -275,6 +282,35 @@ public static class Explainer
         }
 
         return lines;
+    }
+
+    /// <summary>
+    /// Which layers were priced from the measured per-class rate tables, which fell back to the GEMM curve and why (on
+    /// devices that measured tables: a GPU); null where none were measured.
+    /// </summary>
+    private static string? RatesLine(DeviceCeilings c, BatchPrediction p)
+    {
+        if (c.LayerRates.Count == 0)
+        {
+            return null;
+        }
+
+        var gemmLike = p.Layers.Where(l => l.Work.Kind is LayerKind.MatMul or LayerKind.Convolution or LayerKind.PointwiseConvolution).ToList();
+        var priced = gemmLike.Where(l => c.MeasuredRate(l.Work) is not null).ToList();
+        var grouped = p.Layers.Count(l => l.Work.Kind == LayerKind.GroupedConvolution);
+        var flops = Math.Max(1, gemmLike.Sum(l => l.Work.Flops));
+        var text = F($"Per-layer rates: {priced.Count} of {gemmLike.Count} GEMM and convolution layers ({priced.Sum(l => l.Work.Flops) / flops:P0} of their FLOPs) priced from the {c.Precision} cuBLASLt/cuDNN rates measured per call in a CUDA graph at their own channels, K and N");
+        if (priced.Count < gemmLike.Count)
+        {
+            text += F($"; {gemmLike.Count - priced.Count} from the GEMM rate curve ({(c.Details.TryGetValue("layer_rates_missing", out var why) ? why : $"no {c.Precision} table measured")})");
+        }
+
+        if (grouped > 0)
+        {
+            text += F($"; {grouped} grouped/depthwise convolution{(grouped == 1 ? string.Empty : "s")} at the fp32 CUDA-core rate (own kernels, not measured per class)");
+        }
+
+        return text + F($"; every other kernel at least {(c.KernelFloorSeconds ?? c.OpOverheadSeconds) * 1e6:N1} µs (a small kernel in a CUDA graph).");
     }
 
     /// <summary>The layers' work at a batch size as the device moves it: in fp16 every tensor is half the graph's fp32 bytes.</summary>

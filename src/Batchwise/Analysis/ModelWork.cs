@@ -49,11 +49,11 @@ public sealed class ModelWork
     }
 
     /// <summary>One layer at batch 1: fixed bytes (weights) and per-sample FLOPs, activation bytes and N.</summary>
-    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel);
+    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel, LayerKind Kind);
 
     /// <summary>Every layer's work at <paramref name="batchSize"/>.</summary>
     public IReadOnlyList<LayerWork> At(int batchSize) => _layers
-        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel))
+        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind))
         .ToList();
 
     /// <summary>Builds from per-layer work at batch 1 and the weights each layer reads (for tests and other cost models).</summary>
@@ -61,7 +61,7 @@ public sealed class ModelWork
     {
         ArgumentNullException.ThrowIfNull(layers);
         return new ModelWork(modelName, inputDescription, layers
-            .Select(l => new LayerTemplate(l.AtBatchOne.Name, l.AtBatchOne.OpType, l.AtBatchOne.Flops, Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), l.WeightBytes, l.AtBatchOne.Gemm, Doubled(l.AtBatchOne), l.AtBatchOne.ParallelSize, l.AtBatchOne.LaunchesKernel))
+            .Select(l => new LayerTemplate(l.AtBatchOne.Name, l.AtBatchOne.OpType, l.AtBatchOne.Flops, Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), l.WeightBytes, l.AtBatchOne.Gemm, Doubled(l.AtBatchOne), l.AtBatchOne.ParallelSize, l.AtBatchOne.LaunchesKernel, l.AtBatchOne.Kind))
             .ToList());
     }
 
@@ -83,7 +83,9 @@ public sealed class ModelWork
         var batchable = model.FindBatchAxis().IsBatchable;
         var two = batchable ? CostModel.Compute(model, 2, dims) : one;
         var epilogue = fusesEpilogues ? Epilogues(model, one) : new Dictionary<int, bool>();
+        var pending = fusesEpilogues ? PendingElementwise(model, one, epilogue) : [];
         var layers = new List<LayerTemplate>(one.Nodes.Count);
+        var initializers = model.InitializersByName();
         for (var i = 0; i < one.Nodes.Count; i++)
         {
             NodeCost a = one.Nodes[i], b = two.Nodes[i];
@@ -91,7 +93,15 @@ public sealed class ModelWork
             var fixedActivation = (a.ActivationBytesRead + a.ActivationBytesWritten) - activationPerSample;
             var launches = a.LaunchesKernel;
             var weights = (double)a.WeightBytes;
-            if (epilogue.TryGetValue(i, out var ownPass))
+            if (pending.Contains(i))
+            {
+                // Computed inside the kernel of the chain's last node (which reads the chain's inputs): no kernel, no bytes of its own.
+                activationPerSample = 0;
+                fixedActivation = 0;
+                weights = 0;
+                launches = false;
+            }
+            else if (epilogue.TryGetValue(i, out var ownPass))
             {
                 // Fused: nothing of its own, or (the end of a chain cuDNN cannot run) one read and write of its output.
                 var outBytes = (double)Math.Max(0, batchable ? b.ActivationBytesWritten - a.ActivationBytesWritten : a.ActivationBytesWritten);
@@ -110,7 +120,8 @@ public sealed class ModelWork
                 a.Gemm,
                 b.Gemm,
                 ParallelPerSample(a),
-                launches));
+                launches,
+                LayerRates.KindOf(model.Graph.Node[i], initializers)));
         }
 
         return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")]);
@@ -162,13 +173,28 @@ public sealed class ModelWork
             p => p.Value && nodes[p.Key].Output.Any(o => outputs.Contains(o) || consumers[o].Any(c => !inChain.ContainsKey(c))));
     }
 
+    /// <summary>
+    /// Elementwise nodes (outside the epilogue chains) whose every consumer is elementwise too and whose outputs are not
+    /// graph outputs: a fusing engine keeps them pending and computes them in the kernel of the chain's last node (the
+    /// cuda engine's elementwise chains), so they launch nothing and move no bytes of their own.
+    /// </summary>
+    private static HashSet<int> PendingElementwise(OnnxModel model, ModelCost cost, Dictionary<int, bool> epilogue)
+    {
+        var nodes = model.Graph.Node;
+        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
+        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        bool Elementwise(int i) => cost.Nodes[i].Category == OpCategory.Elementwise;
+        return [.. Enumerable.Range(0, nodes.Count).Where(i => Elementwise(i) && !epilogue.ContainsKey(i)
+            && nodes[i].Output.All(o => !outputs.Contains(o) && consumers[o].Any() && consumers[o].All(Elementwise)))];
+    }
+
     private static long? ParallelPerSample(NodeCost c) => c.Gemm is not { } g ? null
         : c.OpType is "Conv" or "ConvTranspose" ? g.N
         : g.M * g.BatchCount;
 
     /// <summary>One layer's work from explicit numbers at batch 1 (for tests and engines with cost models of their own).</summary>
-    public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string opType, double flops, double activationBytes, double weightBytes, GemmShape? gemm = null, long? parallel = null) =>
-        (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount)), weightBytes);
+    public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string opType, double flops, double activationBytes, double weightBytes, GemmShape? gemm = null, long? parallel = null, LayerKind kind = LayerKind.Other) =>
+        (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount), Kind: kind), weightBytes);
 
     /// <summary>Values for the model's symbolic dimensions other than the batch, from the input size.</summary>
     private static Dictionary<string, long> SymbolValues(OnnxModel model, InputSize? size)

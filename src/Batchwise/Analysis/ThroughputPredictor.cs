@@ -28,7 +28,8 @@ public enum Bound
 /// <param name="Gemm">The GEMM view M/N/K for Conv, MatMul and Gemm.</param>
 /// <param name="ParallelSize">The batch-scaled GEMM dimension, for Conv, MatMul and Gemm.</param>
 /// <param name="LaunchesKernel">False for views (Reshape, Flatten) that engines run without a kernel.</param>
-public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true)
+/// <param name="Kind">Which routine runs it (decides which measured rate table prices it).</param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other)
 {
     /// <summary>FLOPs per byte moved.</summary>
     public double Intensity => Bytes > 0 ? Flops / Bytes : 0;
@@ -95,10 +96,26 @@ public sealed class ThroughputPredictor
     public LayerPrediction Predict(LayerWork work)
     {
         ArgumentNullException.ThrowIfNull(work);
+        var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
+        var stream = Ceilings.Launch == "stream";
+        if (Ceilings.MeasuredRate(work) is { } rate)
+        {
+            // The routine's own measured rate at this layer's size, timed per call inside a CUDA graph: its launch as a
+            // graph node is in that time (without a graph the host launch is added).
+            return new LayerPrediction(work, work.Flops / rate, memory, stream ? Ceilings.OpOverheadSeconds : 0, rate / Ceilings.PeakInUse);
+        }
+
+        // A kernel that is not a library GEMM costs at least a small kernel's time in a graph (where measured).
+        var overhead = !work.LaunchesKernel ? 0 : stream ? Ceilings.OpOverheadSeconds : Ceilings.KernelFloorSeconds ?? Ceilings.OpOverheadSeconds;
+        if (work.Kind == LayerKind.GroupedConvolution && Ceilings.KernelFloorSeconds is not null)
+        {
+            // Grouped and depthwise convolutions run on the engine's own kernels, on CUDA cores: the fp32 FMA rate, not tensor cores.
+            return new LayerPrediction(work, work.Flops / Ceilings.PeakFlops, memory, overhead, Ceilings.PeakFlops / Ceilings.PeakInUse);
+        }
+
         var efficiency = work.ParallelSize is { } n ? Ceilings.Efficiency(n) : 1.0;
         var compute = work.Flops / (Ceilings.PeakFor(work.OpType) * efficiency);
-        var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
-        return new LayerPrediction(work, compute, memory, work.LaunchesKernel ? Ceilings.OpOverheadSeconds : 0, efficiency);
+        return new LayerPrediction(work, compute, memory, overhead, efficiency);
     }
 
     /// <summary>Predicts one run of every layer at one batch size.</summary>

@@ -12,7 +12,18 @@ public sealed class CeilingsGpuTests
     public void Probe_measures_gemm_rates_bandwidth_and_launch_costs()
     {
         Gpu.Require();
-        var probe = new GpuCeilingsProbe { PeakGemmSize = 4096, CurveN = [256, 4096, 65536], BandwidthBytes = 256L << 20, SecondsPerMeasurement = 0.05 };
+        var probe = new GpuCeilingsProbe
+        {
+            PeakGemmSize = 4096,
+            CurveN = [256, 4096, 65536],
+            BandwidthBytes = 256L << 20,
+            SecondsPerMeasurement = 0.05,
+            GemmOutputs = [64, 1024],
+            GemmReductions = [64, 1024],
+            ConvOutputs = [64, 256],
+            ConvInputs = [64],
+            TableN = [196, 3136, 50176],
+        };
         var c = probe.Measure(new CudaEngine(), new EngineOptions());
         Gpu.Report("ceilings.md", c.Summary());
         Gpu.Report("ceilings.md", string.Join("; ", c.Details.Select(d => d.Key + "=" + d.Value)));
@@ -42,6 +53,23 @@ public sealed class CeilingsGpuTests
         }
 
         Assert.InRange(c.SaturationN, 256, 1e6);
+
+        // Per-layer rate tables: every precision and class measured, each node's rate rising with N (a small call is
+        // timed on the GPU inside a CUDA graph, not as the host's cost per call), none past the precision's peak.
+        Assert.False(c.Details.ContainsKey("layer_rates_missing"), c.Details.GetValueOrDefault("layer_rates_missing"));
+        Assert.InRange(c.KernelFloorSeconds!.Value, 1e-8, 1e-4);
+        foreach (var key in new[] { "fp32/gemm", "fp32/conv", "fp16/gemm", "fp16/conv" })
+        {
+            var table = c.LayerRates[key];
+            Gpu.Report("ceilings.md", key + ": " + string.Join(" ", table.Select(p => FormattableString.Invariant($"{p.Outputs}x{p.Reduction}@{p.N}:{p.Flops / 1e12:F2}"))));
+            var peak = c.PeakOf(key[..4])!.Value;
+            Assert.All(table, p => Assert.InRange(p.Flops, 1e9, 1.1 * peak));
+            foreach (var node in table.GroupBy(p => (p.Outputs, p.Reduction)))
+            {
+                var byN = node.OrderBy(p => p.N).ToList();
+                Assert.True(byN[^1].Flops > 2 * byN[0].Flops, $"{key} {node.Key}: {string.Join(", ", byN)}");
+            }
+        }
         Assert.Equal("fp16", c.For(new EngineOptions { Precision = Precision.Fp16 }).Precision);
     }
 

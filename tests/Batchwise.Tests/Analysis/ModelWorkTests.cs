@@ -30,6 +30,22 @@ public sealed class ModelWorkTests
     }
 
     [Fact]
+    public void A_fusing_engine_runs_an_elementwise_chain_as_one_kernel_at_its_last_node()
+    {
+        // bert's decomposed LayerNorm and GELU: elementwise nodes read only by elementwise nodes are pending (no kernel, no
+        // bytes); the chain's last node, read by something else, launches the one kernel.
+        var model = ModelZoo.Build("zoo:bert");
+        var plain = ModelWork.Analyze(model, null).At(4);
+        var fused = ModelWork.Analyze(model, null, fusesEpilogues: true).At(4);
+        var pendingNodes = Enumerable.Range(0, plain.Count).Where(i => plain[i].LaunchesKernel && !fused[i].LaunchesKernel && fused[i].Bytes == 0).ToList();
+        Assert.NotEmpty(pendingNodes);
+        Assert.All(pendingNodes, i => Assert.NotEqual("MatMul", plain[i].OpType));
+        Assert.Contains(plain, l => l.OpType == "Erf");
+        Assert.All(fused.Where(l => l.OpType == "Erf"), l => Assert.False(l.LaunchesKernel)); // GELU's Erf feeds its Add
+        Assert.Contains(fused, l => l.OpType is "Add" or "Mul" or "Div" && l.LaunchesKernel);
+    }
+
+    [Fact]
     public void A_fusing_engine_pays_nothing_for_bn_relu_and_residual_epilogues()
     {
         var plain = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null).At(8);

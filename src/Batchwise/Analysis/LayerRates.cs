@@ -1,0 +1,154 @@
+using OnnxProto = Onnx;
+
+namespace Batchwise.Analysis;
+
+/// <summary>Which library routine an engine runs a layer with, as far as the graph tells: decides which measured rate table prices it.</summary>
+public enum LayerKind
+{
+    /// <summary>Not a GEMM-like layer (elementwise, normalization, pooling, data movement).</summary>
+    Other,
+
+    /// <summary>MatMul or Gemm: a dense matrix product (cuBLASLt on a GPU).</summary>
+    MatMul,
+
+    /// <summary>A dense convolution with a spatial kernel or stride (cuDNN on a GPU).</summary>
+    Convolution,
+
+    /// <summary>A 1x1, stride-1, unpadded, single-group convolution (one cuBLASLt GEMM in the cuda engine's fp16 path, cuDNN in fp32).</summary>
+    PointwiseConvolution,
+
+    /// <summary>A grouped or depthwise convolution (the cuda engine's own kernels, on CUDA cores).</summary>
+    GroupedConvolution,
+}
+
+/// <summary>
+/// One measured point of a layer-class rate table: a layer of <paramref name="Outputs"/> output channels (columns of a
+/// MatMul) and reduction length <paramref name="Reduction"/> (K), at batch-scaled size <paramref name="N"/>, ran at
+/// <paramref name="Flops"/> FLOP/s (timed per call inside a CUDA graph of many calls, so the host cost is not in it).
+/// </summary>
+/// <param name="Outputs">GEMM M of a convolution (output channels), N of a MatMul (output columns).</param>
+/// <param name="Reduction">GEMM K.</param>
+/// <param name="N">The dimension that grows with the batch (batch x out-H x out-W; the rows of a MatMul).</param>
+/// <param name="Flops">Measured rate, FLOP/s.</param>
+public sealed record LayerRatePoint(double Outputs, double Reduction, double N, double Flops);
+
+/// <summary>
+/// Rates read off measured layer-class tables: each (outputs, reduction) pair measured is a node with a rate curve over
+/// N; a layer's rate is its nodes' rates at its N, interpolated bilinearly in log outputs and log reduction (the largest
+/// node's rate past the measured range, the smallest node's time below it), each curve interpolated in log N, made non-decreasing in N, with the same time (not the same
+/// rate) below its smallest N and its best rate past its largest.
+/// </summary>
+public static class LayerRates
+{
+    /// <summary>Table names: "gemm" (cuBLASLt) and "conv" (cuDNN), keyed with the precision as "fp16/gemm".</summary>
+    public static string Key(string precision, string table) => precision + "/" + table;
+
+    /// <summary>The rate (FLOP/s) a table gives a layer of these dimensions, or null for an empty table or a non-positive size.</summary>
+    public static double? Rate(IReadOnlyList<LayerRatePoint> table, double outputs, double reduction, double n)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        var points = table.Where(p => p is { Outputs: > 0, Reduction: > 0, N: > 0, Flops: > 0 }).ToList();
+        if (points.Count == 0 || outputs <= 0 || reduction <= 0 || n <= 0)
+        {
+            return null;
+        }
+
+        var nodes = points.GroupBy(p => (p.Outputs, p.Reduction)).ToDictionary(g => g.Key, g => g.OrderBy(p => p.N).ToList());
+        var (o0, o1, to) = Bracket(nodes.Keys.Select(k => k.Outputs), outputs);
+        var (r0, r1, tr) = Bracket(nodes.Keys.Select(k => k.Reduction), reduction);
+        double LogRateAt(double o, double r)
+        {
+            // A grid with a hole: the nearest measured node (in log distance) stands in.
+            var key = nodes.ContainsKey((o, r)) ? (o, r)
+                : nodes.Keys.MinBy(k => Math.Pow(Math.Log(k.Outputs / o), 2) + Math.Pow(Math.Log(k.Reduction / r), 2));
+            return Math.Log(CurveRate(nodes[key], n));
+        }
+
+        var low = ((1 - tr) * LogRateAt(o0, r0)) + (tr * LogRateAt(o0, r1));
+        var high = ((1 - tr) * LogRateAt(o1, r0)) + (tr * LogRateAt(o1, r1));
+
+        // Smaller than the smallest measured outputs or K: the same time as there (a call's minimum), not the same rate.
+        var smaller = Math.Min(1, outputs / nodes.Keys.Min(k => k.Outputs)) * Math.Min(1, reduction / nodes.Keys.Min(k => k.Reduction));
+        return Math.Exp(((1 - to) * low) + (to * high)) * smaller;
+    }
+
+    /// <summary>One node's rate at N: log-linear between points (made non-decreasing), the same time below the first, the best rate past the last.</summary>
+    internal static double CurveRate(IReadOnlyList<LayerRatePoint> curve, double n)
+    {
+        var running = 0.0;
+        var points = new List<(double LogN, double Rate)>(curve.Count);
+        foreach (var p in curve)
+        {
+            running = Math.Max(running, p.Flops);
+            points.Add((Math.Log(p.N), running));
+        }
+
+        var logN = Math.Log(n);
+        if (logN <= points[0].LogN)
+        {
+            return points[0].Rate * n / curve[0].N;
+        }
+
+        for (var i = 1; i < points.Count; i++)
+        {
+            if (logN <= points[i].LogN)
+            {
+                var t = (logN - points[i - 1].LogN) / (points[i].LogN - points[i - 1].LogN);
+                return Math.Exp(Math.Log(points[i - 1].Rate) + (t * (Math.Log(points[i].Rate) - Math.Log(points[i - 1].Rate))));
+            }
+        }
+
+        return points[^1].Rate;
+    }
+
+    /// <summary>The measured values either side of <paramref name="x"/> and where it sits between them in log scale (0..1, clamped).</summary>
+    private static (double Low, double High, double T) Bracket(IEnumerable<double> values, double x)
+    {
+        var sorted = values.Distinct().Order().ToList();
+        if (x <= sorted[0])
+        {
+            return (sorted[0], sorted[0], 0);
+        }
+
+        for (var i = 1; i < sorted.Count; i++)
+        {
+            if (x <= sorted[i])
+            {
+                return (sorted[i - 1], sorted[i], Math.Log(x / sorted[i - 1]) / Math.Log(sorted[i] / sorted[i - 1]));
+            }
+        }
+
+        return (sorted[^1], sorted[^1], 0);
+    }
+
+    /// <summary>What a node is, for the rate tables: from its operator, its convolution attributes and its filter's shape.</summary>
+    internal static LayerKind KindOf(OnnxProto.NodeProto node, IReadOnlyDictionary<string, OnnxProto.TensorProto> initializers)
+    {
+        switch (node.OpType)
+        {
+            case "MatMul" or "Gemm":
+                return LayerKind.MatMul;
+            case "Conv" or "ConvTranspose":
+                break;
+            default:
+                return LayerKind.Other;
+        }
+
+        long[] Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? [];
+        var groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
+        if (groups > 1)
+        {
+            return LayerKind.GroupedConvolution;
+        }
+
+        var kernel = Ints("kernel_shape");
+        if (kernel.Length == 0 && node.Input.Count > 1 && initializers.TryGetValue(node.Input[1], out var w) && w.Dims.Count > 2)
+        {
+            kernel = [.. w.Dims.Skip(2)];
+        }
+
+        var pointwise = node.OpType == "Conv" && kernel.Length > 0 && kernel.All(k => k == 1) && Ints("strides").All(s => s == 1)
+            && Ints("dilations").All(d => d == 1) && Ints("pads").All(p => p == 0);
+        return pointwise ? LayerKind.PointwiseConvolution : LayerKind.Convolution;
+    }
+}

@@ -1,0 +1,163 @@
+using Batchwise.Analysis;
+using Batchwise.Engines;
+using Batchwise.Zoo;
+
+namespace Batchwise.Tests.Analysis;
+
+public sealed class LayerRatesTests
+{
+    /// <summary>A fake table: rate = peak x min(1, N / saturation) x (outputs / 1024)^0.5, at N = 256 … 65,536 (x4) for outputs 64 and 1024, K 64 and 1024.</summary>
+    private static List<LayerRatePoint> Table(double peak, double saturation) =>
+        [.. from o in new[] { 64.0, 1024 }
+            from k in new[] { 64.0, 1024 }
+            from n in new[] { 256.0, 1024, 4096, 16384, 65536 }
+            select new LayerRatePoint(o, k, n, peak * Math.Min(1, n / saturation) * Math.Sqrt(o / 1024) * Math.Sqrt(k / 1024))];
+
+    private static DeviceCeilings WithTables(double convPeak = 200e12, double gemmPeak = 600e12, double saturation = 16384) => Synthetic.Gpu() with
+    {
+        LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>
+        {
+            [LayerRates.Key("fp16", "conv")] = Table(convPeak, saturation),
+            [LayerRates.Key("fp16", "gemm")] = Table(gemmPeak, saturation),
+            [LayerRates.Key("fp32", "conv")] = Table(convPeak / 10, saturation),
+            [LayerRates.Key("fp32", "gemm")] = Table(gemmPeak / 10, saturation),
+        },
+        KernelFloorSeconds = 2e-6,
+    };
+
+    [Fact]
+    public void Rate_at_a_measured_point_is_the_measured_rate()
+    {
+        var table = Table(100e12, 16384);
+        Assert.Equal(100e12 * 0.25, LayerRates.Rate(table, 1024, 1024, 4096)!.Value, 1e6);
+        Assert.Equal(100e12 * 0.25 * 0.25 * 0.25, LayerRates.Rate(table, 64, 64, 4096)!.Value, 1e6);
+    }
+
+    [Fact]
+    public void Rate_between_two_n_is_interpolated_in_log_n_and_log_rate()
+    {
+        // Halfway in log N between 1,024 and 4,096 (N = 2,048): the geometric mean of the two rates.
+        var table = Table(100e12, 16384);
+        var expected = Math.Sqrt(100e12 * (1024.0 / 16384) * 100e12 * (4096.0 / 16384));
+        Assert.Equal(expected, LayerRates.Rate(table, 1024, 1024, 2048)!.Value, 1e6);
+    }
+
+    [Fact]
+    public void Below_the_smallest_n_a_call_takes_the_same_time()
+    {
+        var table = Table(100e12, 16384);
+        var at256 = LayerRates.Rate(table, 1024, 1024, 256)!.Value;
+        Assert.Equal(at256 / 4, LayerRates.Rate(table, 1024, 1024, 64)!.Value, 1e6);
+    }
+
+    [Fact]
+    public void Past_the_largest_n_the_best_rate_holds_and_a_dip_is_ignored()
+    {
+        List<LayerRatePoint> table = [new(256, 256, 1000, 10e12), new(256, 256, 10_000, 50e12), new(256, 256, 100_000, 40e12)];
+        Assert.Equal(50e12, LayerRates.Rate(table, 256, 256, 100_000)!.Value, 1e6);
+        Assert.Equal(50e12, LayerRates.Rate(table, 256, 256, 1e7)!.Value, 1e6);
+    }
+
+    [Fact]
+    public void Between_channel_and_k_nodes_the_rate_is_bilinear_in_log_space_and_outside_the_edge_rate_or_time_holds()
+    {
+        var table = Table(100e12, 16384);
+
+        // Outputs 256 is halfway in log between 64 and 1024: the rate scales as sqrt(outputs), so the fake is reproduced exactly.
+        Assert.Equal(100e12 * Math.Sqrt(256.0 / 1024), LayerRates.Rate(table, 256, 1024, 65536)!.Value, 1e6);
+        Assert.Equal(100e12 * Math.Sqrt(256.0 / 1024) * Math.Sqrt(256.0 / 1024), LayerRates.Rate(table, 256, 256, 65536)!.Value, 1e6);
+
+        // Past the largest measured channels and K: the edge node's rate; below the smallest: the edge node's time.
+        Assert.Equal(100e12, LayerRates.Rate(table, 4096, 8192, 65536)!.Value, 1e6);
+        Assert.Equal(LayerRates.Rate(table, 64, 64, 65536)!.Value * (16.0 / 64) * (9.0 / 64), LayerRates.Rate(table, 16, 9, 65536)!.Value, 1e6);
+    }
+
+    [Fact]
+    public void Empty_table_or_empty_layer_gives_no_rate()
+    {
+        Assert.Null(LayerRates.Rate([], 64, 64, 100));
+        Assert.Null(LayerRates.Rate(Table(1e12, 1000), 64, 64, 0));
+    }
+
+    [Fact]
+    public void Convolution_is_priced_from_the_conv_table_with_its_node_cost_inside_the_measured_call()
+    {
+        var ceilings = WithTables().WithPrecision("fp16");
+        var conv = new LayerWork("conv", "Conv", 2.0 * 1024 * 4096 * 1024, 1e3, new GemmShape(1024, 4096, 1024), 4096, Kind: LayerKind.Convolution);
+        var p = new ThroughputPredictor(ceilings).Predict(conv);
+        Assert.Equal(conv.Flops / (200e12 * 0.25), p.ComputeSeconds, 12);
+        Assert.Equal(0, p.OverheadSeconds);
+        Assert.Equal(200e12 * 0.25 / 700e12, p.Efficiency, 9);
+    }
+
+    [Fact]
+    public void Pointwise_convolution_takes_the_gemm_table_in_fp16_and_the_conv_table_in_fp32()
+    {
+        var pointwise = new LayerWork("pw", "Conv", 2.0 * 1024 * 65536 * 1024, 1e3, new GemmShape(1024, 65536, 1024), 65536, Kind: LayerKind.PointwiseConvolution);
+        Assert.Equal(600e12, WithTables().WithPrecision("fp16").MeasuredRate(pointwise)!.Value, 1e6);
+        Assert.Equal(20e12, WithTables().MeasuredRate(pointwise)!.Value, 1e6);
+    }
+
+    [Fact]
+    public void Matmul_looks_up_its_output_columns_and_rows_as_n()
+    {
+        // Rows (batch x sequence) = 4,096 are N; the 1,024 output columns are the table's outputs.
+        var matmul = new LayerWork("fc", "MatMul", 2.0 * 4096 * 1024 * 1024, 1e3, new GemmShape(4096, 1024, 1024), 4096, Kind: LayerKind.MatMul);
+        Assert.Equal(600e12 * 0.25, WithTables().WithPrecision("fp16").MeasuredRate(matmul)!.Value, 1e6);
+    }
+
+    [Fact]
+    public void Without_a_table_for_the_precision_layers_fall_back_to_the_gemm_curve_and_the_verdict_says_so()
+    {
+        var tf32 = WithTables().For(new EngineOptions { AllowTf32 = true });
+        var conv = new LayerWork("conv", "Conv", 1e9, 1e3, new GemmShape(256, 16384, 2304), 16384, Kind: LayerKind.Convolution);
+        Assert.Null(tf32.MeasuredRate(conv));
+        Assert.Equal(tf32.Efficiency(16384), new ThroughputPredictor(tf32).Predict(conv).Efficiency, 12);
+
+        var work = ModelWork.FromLayers("one-conv", "x [1, 8]", [ModelWork.Layer("conv", "Conv", 1e9, 1e6, 1e6, new GemmShape(256, 1000, 2304), kind: LayerKind.Convolution)]);
+        var e = Explainer.Explain(work, tf32, [1, 4], []);
+        Assert.Contains(e.Verdict, l => l.Contains("0 of 1 GEMM and convolution layers", StringComparison.Ordinal) && l.Contains("no tf32 table measured", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Grouped_convolution_runs_at_the_fp32_core_rate_and_other_kernels_pay_the_kernel_floor()
+    {
+        var ceilings = WithTables().WithPrecision("fp16");
+        var predictor = new ThroughputPredictor(ceilings);
+        var depthwise = predictor.Predict(new LayerWork("dw", "Conv", 50e9, 1e3, new GemmShape(32, 1000, 9, Groups: 32), 1000, Kind: LayerKind.GroupedConvolution));
+        Assert.Equal(50e9 / 50e12, depthwise.ComputeSeconds, 12);
+        Assert.Equal(2e-6, depthwise.OverheadSeconds);
+        var add = predictor.Predict(new LayerWork("add", "Add", 1e3, 1e3));
+        Assert.Equal(2e-6, add.OverheadSeconds);
+        Assert.Equal(Bound.Launch, add.Bound);
+    }
+
+    [Fact]
+    public void Knee_follows_the_measured_table_saturation()
+    {
+        // One convolution of N = 1,000 per sample on a table saturating at N = 16,384: doubling pays until b = 16.
+        var work = ModelWork.FromLayers("one-conv", "x [1, 8]", [ModelWork.Layer("conv", "Conv", 2.0 * 1024 * 1024 * 1000, 1e3, 1e3, new GemmShape(1024, 1000, 1024), kind: LayerKind.Convolution)]);
+        var predictor = new ThroughputPredictor(WithTables(saturation: 16384).WithPrecision("fp16"));
+        var curve = predictor.Predict([1, 2, 4, 8, 16, 32, 64, 128, 256], work.At);
+        Assert.True(curve[3].Throughput > 1.8 * curve[2].Throughput);
+        Assert.True(curve[8].Throughput < 1.05 * curve[6].Throughput);
+        Assert.Equal(16, Explainer.KneeOf(curve.Select(p => (p.BatchSize, p.Throughput))));
+    }
+
+    [Fact]
+    public void Layer_kinds_follow_the_convolution_attributes()
+    {
+        var resnet = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null).At(1).Where(l => l.OpType == "Conv").ToList();
+        Assert.Equal(LayerKind.Convolution, resnet[0].Kind); // the 7x7 stride-2 stem
+        Assert.Contains(resnet, l => l.Kind == LayerKind.PointwiseConvolution && l.Gemm!.K == 64);
+
+        // The stride-2 1x1 downsampling convolutions are not pointwise GEMMs (the engine gives them to cuDNN).
+        Assert.Contains(resnet, l => l.Kind == LayerKind.Convolution && l.Gemm!.K is 256 or 512 or 1024);
+
+        var mobilenet = ModelWork.Analyze(ModelZoo.Build("zoo:mobilenetv2"), null).At(1);
+        Assert.Contains(mobilenet, l => l.Kind == LayerKind.GroupedConvolution);
+        var mlp = ModelWork.Analyze(ModelZoo.Build("zoo:mlp"), null).At(1);
+        Assert.All(mlp.Where(l => l.OpType is "Gemm" or "MatMul"), l => Assert.Equal(LayerKind.MatMul, l.Kind));
+        Assert.All(mlp.Where(l => l.OpType is not ("Gemm" or "MatMul")), l => Assert.Equal(LayerKind.Other, l.Kind));
+    }
+}
