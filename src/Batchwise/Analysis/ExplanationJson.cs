@@ -70,7 +70,7 @@ public sealed record ExplainDocument(
                 c.Engine, c.Device, c.Machine, c.PeakFlops, c.PeakConvFlops, c.PeakFlopsTf32, c.PeakFlopsFp16, c.Precision, c.PeakInUse,
                 c.RateCurve.Select(p => new ExplainRatePoint(p.N, p.Flops, c.Efficiency(p.N))).ToList(),
                 c.BandwidthBytesPerSecond, c.RunOverheadSeconds, c.OpOverheadSeconds, c.KernelLaunchSeconds, c.Launch.Length > 0 ? c.Launch : null,
-                c.SaturationN, c.SaturationSource, c.MeasuredAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)),
+                c.SaturationN, c.SaturationSource, c.MeasuredAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture), c.PeakFlopsInt8),
             e.Predicted.Select(p => new ExplainPredicted(p.BatchSize, p.Throughput, p.Seconds, p.SecondsBoundBy(Bound.Compute) / p.Seconds, p.SecondsBoundBy(Bound.Memory) / p.Seconds, p.SecondsBoundBy(Bound.Launch) / p.Seconds)).ToList(),
             e.Measured.Select(m => new ExplainMeasured(m.BatchSize, m.Throughput, m.LatencyMedianSeconds, m.LatencyP90Seconds, Finite(m.LatencyMinSeconds), m.Runs)).ToList(),
             new ExplainKnee(e.PredictedKnee, e.MeasuredKnee),
@@ -107,6 +107,7 @@ public sealed record ExplainDocument(
 /// <param name="SaturationN">GEMM N at which the device fills.</param>
 /// <param name="SaturationSource">Where that came from.</param>
 /// <param name="MeasuredAt">When measured (UTC).</param>
+/// <param name="PeakFlopsInt8">int8 GEMM operations/s, where measured (left out where not).</param>
 public sealed record ExplainCeilings(
     string Engine,
     string Device,
@@ -125,7 +126,8 @@ public sealed record ExplainCeilings(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Launch,
     double SaturationN,
     string SaturationSource,
-    string MeasuredAt);
+    string MeasuredAt,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? PeakFlopsInt8 = null);
 
 /// <summary>One point of the rate curve.</summary>
 /// <param name="N">GEMM N.</param>

@@ -28,8 +28,12 @@ public enum Bound
 /// <param name="Gemm">The GEMM view M/N/K for Conv, MatMul and Gemm.</param>
 /// <param name="ParallelSize">The batch-scaled GEMM dimension, for Conv, MatMul and Gemm.</param>
 /// <param name="LaunchesKernel">False for views (Reshape, Flatten) that engines run without a kernel.</param>
-public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true)
+/// <param name="Role">How the layer runs in a quantized model: int8 (at the int8 ceiling, int8 bytes), a quantize or dequantize pass, or float.</param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, QuantizedRole Role = QuantizedRole.Float)
 {
+    /// <summary>True for a layer that runs in int8.</summary>
+    public bool IsInt8 => Role == QuantizedRole.Int8;
+
     /// <summary>FLOPs per byte moved.</summary>
     public double Intensity => Bytes > 0 ? Flops / Bytes : 0;
 
@@ -95,8 +99,10 @@ public sealed class ThroughputPredictor
     public LayerPrediction Predict(LayerWork work)
     {
         ArgumentNullException.ThrowIfNull(work);
-        var efficiency = work.ParallelSize is { } n ? Ceilings.Efficiency(n) : 1.0;
-        var compute = work.Flops / (Ceilings.PeakFor(work.OpType) * efficiency);
+        // An int8 layer takes the int8 ceiling and its curve where measured; without one, the float ceiling in use.
+        var precision = work.IsInt8 && Ceilings.HasInt8 ? "int8" : null;
+        var efficiency = work.ParallelSize is { } n ? Ceilings.Efficiency(n, precision) : 1.0;
+        var compute = work.Flops / (Ceilings.PeakFor(work.OpType, precision) * efficiency);
         var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
         return new LayerPrediction(work, compute, memory, work.LaunchesKernel ? Ceilings.OpOverheadSeconds : 0, efficiency);
     }
