@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using Batchwise.Benchmarking;
 using Batchwise.Analysis;
+using Batchwise.Benchmarking;
 using Batchwise.Cli.Options;
 using Batchwise.Comparison;
 using Batchwise.Engines;
