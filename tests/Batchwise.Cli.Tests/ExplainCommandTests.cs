@@ -30,6 +30,19 @@ public sealed class ExplainCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Explain_in_int8_quantizes_the_model_and_checks_the_int8_gain_against_a_measured_fp32_sweep()
+    {
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--precision", "int8", "--batch-sizes", "1,4", "--duration", "0.02");
+        Assert.True(code == 0, err);
+        var verdict = output.ReplaceLineEndings(" ");
+        Assert.Contains("Int8 (2 layers int8, the rest fp32;", verdict, StringComparison.Ordinal);
+        Assert.Contains("no int8 ceiling was measured on test CPU via ort", verdict, StringComparison.Ordinal); // the cache's synthetic ceilings have none
+        Assert.Contains("Measured at b=4: int8", verdict, StringComparison.Ordinal);
+        Assert.Matches("the measurement (confirms|contradicts) that int8", verdict);
+        Assert.DoesNotContain("Input 64", verdict, StringComparison.Ordinal); // the input-size lever is the float model's
+    }
+
+    [Fact]
     public async Task Explain_small_resnet_writes_an_html_report()
     {
         var report = Path.Combine(_dir, "r18.html");

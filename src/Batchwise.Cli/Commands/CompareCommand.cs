@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Batchwise.Analysis;
 using Batchwise.Benchmarking;
 using Batchwise.Cli.Options;
 using Batchwise.Comparison;
@@ -75,13 +76,18 @@ public static class CompareCommand
             var generator = new InputGenerator(referenceModel, parse.GetValue(seed), data);
             var tensors = generator.Generate(ShapeBindings.Parse(parse.GetValue(shapes) ?? []).Resolve(referenceModel.Inputs, referenceModel.FindBatchAxis(), parse.GetValue(batchSize)));
             var filled = generator.Describe();
-            var result = ModelComparison.Run(reference, candidate, tensors, tolerance, ct);
+            // An int8 candidate (--precision int8, or a quantized model against a float one) rounds every value to one of 256
+            // levels: judged by cosine and top-1 agreement unless a tolerance is given.
+            var int8 = candidateOptions.Precision == Precision.Int8 || (QuantizedGraph.IsQuantized(candidateModel) && !QuantizedGraph.IsQuantized(referenceModel));
+            var explicitTolerance = parse.GetResult(rtol) is { Implicit: false } || parse.GetResult(atol) is { Implicit: false };
+            var agreement = int8 && !explicitTolerance ? Agreement.Int8 : null;
+            var result = ModelComparison.Run(reference, candidate, tensors, tolerance, ct, agreement);
 
             var document = new CompareDocument(
                 new CompareSideRecord(referenceModel.Path ?? modelSpecs[0], result.Reference, referenceOptions.Precision, referenceOptions.AllowTf32),
                 new CompareSideRecord(candidateModel.Path ?? modelSpecs[^1], result.Candidate, candidateOptions.Precision, candidateOptions.AllowTf32),
                 parse.GetValue(seed), result.Inputs, filled, tolerance, result.Outputs, result.Notes, result.Passed, DateTimeOffset.UtcNow, HostRecord.Current());
-            Print(targets.Human, reference, candidate, result, tolerance, filled);
+            Print(targets.Human, reference, candidate, result, tolerance, filled, agreement);
             targets.WriteJson(() => ReportJson.Serialize(document));
             targets.WriteCsv(document.ToCsv);
             targets.SayWritten();
@@ -105,7 +111,7 @@ public static class CompareCommand
         return names;
     }
 
-    private static void Print(TextWriter output, ComparisonSide reference, ComparisonSide candidate, ModelComparisonResult result, Tolerance tolerance, IReadOnlyDictionary<string, string> filled)
+    private static void Print(TextWriter output, ComparisonSide reference, ComparisonSide candidate, ModelComparisonResult result, Tolerance tolerance, IReadOnlyDictionary<string, string> filled, Agreement? agreement)
     {
         output.WriteLine($"reference: {reference.Label} ({result.Reference.Version}, {result.Reference.Device}{PrecisionOf(result.Reference)})");
         output.WriteLine($"candidate: {candidate.Label} ({result.Candidate.Version}, {result.Candidate.Device}{PrecisionOf(result.Candidate)})");
@@ -119,9 +125,9 @@ public static class CompareCommand
                 Number(o.MaxAbsError),
                 Number(o.MaxRelError),
                 Number(o.MeanAbsError),
-                o.Problem is null ? o.Cosine.ToString("F6", CultureInfo.InvariantCulture) : "-",
+                o.Elements > 0 ? o.Cosine.ToString("F6", CultureInfo.InvariantCulture) : "-",
                 o.TopK is null ? "-" : Percent(o.TopK.Top1) + (o.TopK.Top5 is double t5 ? "/" + Percent(t5) : string.Empty),
-                o.Problem is null ? o.Mismatches.ToString(CultureInfo.InvariantCulture) : "-",
+                o.Elements > 0 ? o.Mismatches.ToString(CultureInfo.InvariantCulture) : "-",
                 o.Passed ? "pass" : "FAIL");
         }
 
@@ -131,7 +137,7 @@ public static class CompareCommand
             output.WriteLine($"note: {note}");
         }
 
-        var tol = $"rtol {Number(tolerance.Rtol)}, atol {Number(tolerance.Atol)}";
+        var tol = agreement is not null ? "the int8 bar (" + agreement.Describe() + ")" : $"rtol {Number(tolerance.Rtol)}, atol {Number(tolerance.Atol)}";
         if (result.Passed)
         {
             output.WriteLine($"PASS: all {result.Outputs.Count} outputs within {tol}");

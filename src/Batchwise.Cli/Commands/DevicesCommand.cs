@@ -15,7 +15,7 @@ public static class DevicesCommand
     /// <summary>Creates the devices command.</summary>
     public static Command Create()
     {
-        var ceilings = new Option<bool>("--ceilings") { Description = "Also show each GPU's measured ceilings (GEMM TFLOP/s in fp32, TF32 and fp16, bandwidth, launch costs): from the cache, else measured now (a few seconds) and cached, as explain uses them" };
+        var ceilings = new Option<bool>("--ceilings") { Description = "Also show each GPU's measured ceilings (GEMM TFLOP/s in fp32, TF32 and fp16, int8 TOP/s, bandwidth, launch costs) and the CPU's through ONNX Runtime (fp32 and int8): from the cache, else measured now (seconds) and cached, as explain uses them" };
         var recalibrate = SharedOptions.Recalibrate();
         var command = new Command("devices", "List the NVIDIA GPUs and the CUDA libraries the cuda engine would use") { ceilings, recalibrate };
         var reports = ReportOptions.AddTo(command);
@@ -32,6 +32,11 @@ public static class DevicesCommand
                 // Not an error: the answer to "which GPUs are here?" is "none".
                 var none = new DevicesDocument([]);
                 targets.Human.WriteLine(e.Message);
+                if (parse.GetValue(ceilings) && !targets.TakesStandardOutput)
+                {
+                    targets.Human.WriteLine(CpuCeilings(parse.GetValue(recalibrate)));
+                }
+
                 targets.WriteJson(() => ReportJson.Serialize(none));
                 targets.WriteCsv(none.ToCsv);
                 targets.SayWritten();
@@ -72,7 +77,7 @@ public static class DevicesCommand
             if (measured is not null)
             {
                 var c = CultureInfo.InvariantCulture;
-                var t = new Table().AddColumns("#", "fp32 GEMM", "TF32 GEMM", "fp16 GEMM", "device-to-device", "kernel launch", "CUDA-graph node", "run (graph / no graph)", "GEMM fills at N");
+                var t = new Table().AddColumns("#", "fp32 GEMM", "TF32 GEMM", "fp16 GEMM", "int8 GEMM", "device-to-device", "kernel launch", "CUDA-graph node", "run (graph / no graph)", "GEMM fills at N");
                 foreach (var (m, i) in measured.Select((m, i) => (m, i)))
                 {
                     t.AddRow(
@@ -80,6 +85,7 @@ public static class DevicesCommand
                         string.Create(c, $"{m.PeakFlops / 1e12:N1} TFLOP/s"),
                         m.PeakFlopsTf32 is { } tf ? string.Create(c, $"{tf / 1e12:N1} TFLOP/s") : "-",
                         m.PeakFlopsFp16 is { } h ? string.Create(c, $"{h / 1e12:N1} TFLOP/s") : "-",
+                        m.PeakFlopsInt8 is { } q ? string.Create(c, $"{q / 1e12:N1} TOP/s") : "-",
                         string.Create(c, $"{m.BandwidthBytesPerSecond / 1e9:N0} GB/s"),
                         m.KernelLaunchSeconds is { } k ? string.Create(c, $"{k * 1e6:N2} µs") : "-",
                         string.Create(c, $"{m.OpOverheadSeconds * 1e6:N2} µs"),
@@ -88,13 +94,22 @@ public static class DevicesCommand
                 }
 
                 AnsiConsole.Write(t);
-                Console.WriteLine(string.Create(c, $"ceilings measured {measured[0].MeasuredAt:yyyy-MM-dd HH:mm} UTC (cuBLASLt GEMM {measured[0].Details.GetValueOrDefault("cublaslt", "?")}); fp32 rate by N: {measured[0].Details.GetValueOrDefault("fp32_curve", "-")} TFLOP/s"));
+                Console.WriteLine(string.Create(c, $"ceilings measured {measured[0].MeasuredAt:yyyy-MM-dd HH:mm} UTC (cuBLASLt GEMM {measured[0].Details.GetValueOrDefault("cublaslt", "?")}); fp32 rate by N: {measured[0].Details.GetValueOrDefault("fp32_curve", "-")} TFLOP/s; int8: {measured[0].Details.GetValueOrDefault("int8_curve", "-")} TOP/s"));
+                Console.WriteLine(CpuCeilings(parse.GetValue(recalibrate)));
             }
 
             targets.SayWritten();
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The CPU's ceilings through ONNX Runtime (fp32 and int8 GEMM, bandwidth, overheads) as one line: from the cache explain uses, else measured now.</summary>
+    private static string CpuCeilings(bool recalibrate)
+    {
+        var c = DeviceCeilingsSource.Get(new OrtEngine(), new EngineOptions(), CeilingsCache.Default(), recalibrate, line => Console.Error.WriteLine(line)).Ceilings;
+        var curve = c.Details.TryGetValue("int8_conv_curve", out var q) ? $"; int8 conv rate by N: {q} GOP/s" : c.Details.TryGetValue("int8", out var why) ? $"; int8 {why}" : string.Empty;
+        return "CPU: " + c.Summary() + curve;
     }
 
     /// <summary>One GPU's ceilings from the per-machine cache, measured when absent (explain reads the same file).</summary>

@@ -8,8 +8,8 @@ using Batchwise.Engines;
 namespace Batchwise.Cuda.Analysis;
 
 /// <summary>
-/// A GPU's ceilings measured directly, with CUDA events: cuBLASLt GEMM rates in fp32 (true fp32), TF32 and fp16
-/// (fp16 operands, fp32 accumulation) at a large square size and over growing N at a convolution's M and K
+/// A GPU's ceilings measured directly, with CUDA events: cuBLASLt GEMM rates in fp32 (true fp32), TF32, fp16
+/// (fp16 operands, fp32 accumulation) and int8 (int8 operands, int32 accumulation and output) at a large square size and over growing N at a convolution's M and K
 /// (the rate curve the prediction's efficiency comes from); device-to-device bandwidth (cuMemcpyDtoDAsync and a
 /// copy kernel); and the launch costs the cuda engine pays: a kernel launched from the host, a node of a CUDA
 /// graph, and the fixed cost of one run. Every number is the best of several trials.
@@ -181,6 +181,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             PeakFlops = gemms["fp32"].Peak,
             PeakFlopsTf32 = gemms["tf32"].Peak,
             PeakFlopsFp16 = gemms["fp16"].Peak,
+            PeakFlopsInt8 = gemms.TryGetValue("int8", out var int8) ? int8.Peak : null,
             RateCurves = gemms.ToDictionary(g => g.Key, g => g.Value.Curve),
             LayerRates = tables,
             KernelFloorSeconds = floor,
@@ -241,28 +242,49 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                 ("fp32", CublasLt.CUDA_R_32F, CublasLt.CUBLAS_COMPUTE_32F),
                 ("tf32", CublasLt.CUDA_R_32F, CublasLt.CUBLAS_COMPUTE_32F_FAST_TF32),
                 ("fp16", CublasLt.CUDA_R_16F, CublasLt.CUBLAS_COMPUTE_32F),
+                ("int8", CublasLt.CUDA_R_8I, CublasLt.CUBLAS_COMPUTE_32I),
             })
             {
                 var halves = type == CublasLt.CUDA_R_16F;
-                var elementBytes = halves ? 2 : 4;
+                var int8 = type == CublasLt.CUDA_R_8I;
+                var elementBytes = halves ? 2 : int8 ? 1 : 4;
                 kernels.Fill(bufA.Pointer, bufA.Bytes / 4, 3, halves, timer.Stream);
                 kernels.Fill(bufB.Pointer, bufB.Bytes / 4, 4, halves, timer.Stream);
                 double Rate(long rows, long cols, long inner)
                 {
-                    using var desc = CublasLt.MatmulDesc(compute, transA: false, transB: false);
-                    using var la = CublasLt.Layout(type, rows, inner, rows);
+                    // int8 as the engine's int8 MatMul runs it: int8 x int8 -> int32 with int32 alpha and beta, A transposed
+                    // (the only layout cuBLASLt's int8 tensor-core kernels take); random bytes as operands.
+                    using var desc = int8 ? CublasLt.MatmulDesc(compute, transA: true, transB: false, CublasLt.CUDA_R_32I) : CublasLt.MatmulDesc(compute, transA: false, transB: false);
+                    using var la = int8 ? CublasLt.Layout(type, inner, rows, inner) : CublasLt.Layout(type, rows, inner, rows);
                     using var lb = CublasLt.Layout(type, inner, cols, inner);
-                    using var ld = CublasLt.Layout(type, rows, cols, rows);
+                    using var ld = CublasLt.Layout(int8 ? CublasLt.CUDA_R_32I : type, rows, cols, rows);
                     *algo = CublasLt.BestAlgorithm(handle, desc, la, lb, ld, ld, WorkspaceBytes);
                     var algoAddress = (IntPtr)algo;
-                    var seconds = timer.Best(() => CublasLt.Matmul(handle, desc, 1f, bufA.Pointer, la, bufB.Pointer, lb, 0f, bufD.Pointer, ld, bufD.Pointer, ld, (CublasLt.HeuristicResult*)algoAddress, workspace.Pointer, WorkspaceBytes, timer.Stream.Handle));
+                    var seconds = timer.Best(() =>
+                    {
+                        int one = 1, zero = 0;
+                        float oneF = 1f, zeroF = 0f;
+                        CublasLt.MatmulScaled(handle, desc, int8 ? &one : (void*)&oneF, bufA.Pointer, la, bufB.Pointer, lb, int8 ? &zero : (void*)&zeroF, bufD.Pointer, ld, bufD.Pointer, ld, (CublasLt.HeuristicResult*)algoAddress, workspace.Pointer, WorkspaceBytes, timer.Stream.Handle);
+                    });
                     return 2.0 * rows * cols * inner / seconds;
                 }
 
-                var peak = Rate(s, s, s);
-                var curve = curveN.Select(n => new RatePoint(n, Rate(m, n, k))).ToList();
+                double peak;
+                List<RatePoint> curve;
+                try
+                {
+                    peak = Rate(s, s, s);
+                    curve = curveN.Select(n => new RatePoint(n, Rate(m, n, k))).ToList();
+                }
+                catch (CudaException e) when (int8)
+                {
+                    // A GPU without int8 tensor-core GEMMs: the ceilings have no int8 line, and int8 layers predict at fp16's.
+                    details["int8"] = "not measured: " + e.Message;
+                    continue;
+                }
+
                 details[name + "_curve"] = string.Join(" ", curve.Select(p => string.Create(CultureInfo.InvariantCulture, $"N={p.N}:{p.Flops / 1e12:F1}")));
-                log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{name} GEMM {s}x{s}x{s}: {peak / 1e12:N1} TFLOP/s ({elementBytes}-byte operands); M = {m}, K = {k} by N (TFLOP/s): {details[name + "_curve"]}"));
+                log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{name} GEMM {s}x{s}x{s}: {peak / 1e12:N1} T{(int8 ? "OP" : "FLOP")}/s ({elementBytes}-byte operands); M = {m}, K = {k} by N: {details[name + "_curve"]}"));
                 result[name] = (Math.Max(peak, curve.Count > 0 ? curve.Max(p => p.Flops) : 0), curve);
             }
 

@@ -101,6 +101,32 @@ public sealed class CeilingsProbe : ICeilingsProbe
             details["fp16"] = "not measured: " + refused.Message;
         }
 
+        // int8: the same GEMM and convolution stack in QDQ form (uint8 activations, int8 weights, requantized outputs),
+        // which engines that run int8 fuse into their int8 kernels (ONNX Runtime: QLinearMatMul, QLinearConv). Engines
+        // that cannot run QDQ models say so at load, and the ceilings have no int8 line.
+        double? int8 = null, int8Conv = null;
+        var int8Curve = new List<(double N, double Flops)>();
+        try
+        {
+            var q = TimeModel(engine, options, QdqMatMulModel(s, s, s), [s, s], cancellationToken);
+            int8 = 2.0 * s * s * s / q;
+            foreach (var side in ConvSides)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var t = TimeModel(engine, options, QdqConvModel(channels, side, layers), [1, channels, side + 2, side + 2], cancellationToken, SecondsPerMeasurement / 2);
+                int8Curve.Add((side * side, 2.0 * channels * channels * 9 * side * side * layers / t));
+            }
+
+            int8Conv = int8Curve.Max(c => c.Flops);
+            details["int8_conv_curve"] = string.Join(" ", int8Curve.Select(c => string.Create(CultureInfo.InvariantCulture, $"N={c.N}:{c.Flops / 1e9:F1}")));
+            log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"int8 (QDQ) GEMM {s}x{s}x{s}: {int8 / 1e9:N1} GOP/s; {layers} QDQ Conv 3x3 rate by N (GOP/s): ") + details["int8_conv_curve"]);
+        }
+        catch (BatchwiseException refused)
+        {
+            details["int8"] = "not measured: " + refused.Message;
+            int8Curve.Clear();
+        }
+
         // Bandwidth: c = a + b over tensors far larger than the caches.
         var e = BandwidthElements;
         var addSeconds = TimeModel(engine, options, AddModel(e), [e], cancellationToken);
@@ -122,7 +148,13 @@ public sealed class CeilingsProbe : ICeilingsProbe
             PeakFlops = peak,
             PeakConvFlops = convPeak,
             PeakFlopsFp16 = fp16,
-            RateCurves = new Dictionary<string, IReadOnlyList<RatePoint>> { ["fp32"] = curve.Select(c => new RatePoint(c.N, c.Flops)).ToList() },
+            PeakFlopsInt8 = int8,
+            PeakConvFlopsInt8 = int8Conv,
+            RateCurves = new Dictionary<string, IReadOnlyList<RatePoint>>
+            {
+                ["fp32"] = curve.Select(c => new RatePoint(c.N, c.Flops)).ToList(),
+                ["int8"] = int8Curve.Select(c => new RatePoint(c.N, c.Flops)).ToList(),
+            }.Where(p => p.Value.Count > 0).ToDictionary(),
             BandwidthBytesPerSecond = bandwidth,
             RunOverheadSeconds = perRun,
             OpOverheadSeconds = perOp,
@@ -243,6 +275,56 @@ public sealed class CeilingsProbe : ICeilingsProbe
         }
 
         return g.Build("ceilings_conv");
+    }
+
+    /// <summary>The MatMul of <see cref="MatMulModel"/> in QDQ form: x quantized to uint8, int8 weights, the product requantized to uint8.</summary>
+    private static OnnxModel QdqMatMulModel(long n, long k, long m)
+    {
+        var g = new GraphBuilder("ceilings_gemm_int8", 1);
+        var x = g.Input("x", ElementType.Float, n, k);
+        var y = g.Rename(Requantized(g, g.Node("MatMul", [Quantized(g, x), Int8Weight(g, [k, m])])), "y");
+        g.Output(y, ElementType.Float, n, m);
+        return g.Build("ceilings_gemm_int8");
+    }
+
+    /// <summary>The convolution stack of <see cref="ConvModel"/> in QDQ form: one quantized input, int8 weights, each output requantized.</summary>
+    private static OnnxModel QdqConvModel(long channels, long side, int layers)
+    {
+        var g = new GraphBuilder("ceilings_conv_int8", 1);
+        var x = Quantized(g, g.Input("x", ElementType.Float, 1L, channels, side + 2, side + 2));
+        for (var i = 0; i < layers; i++)
+        {
+            var y = g.Rename(Requantized(g, g.Node("Conv", [x, Int8Weight(g, [channels, channels, 3, 3])])), "y" + i.ToString(CultureInfo.InvariantCulture));
+            g.Output(y, ElementType.Float, 1L, channels, side, side);
+        }
+
+        return g.Build("ceilings_conv_int8");
+    }
+
+    /// <summary>QuantizeLinear then DequantizeLinear at a uint8 scale that holds the probe's inputs: the pair an int8 kernel reads through.</summary>
+    private static string Quantized(GraphBuilder g, string value)
+    {
+        var scale = g.Initializer("scale", [], [1f / 64]);
+        var zero = g.Raw<byte>("zero_point", ElementType.UInt8, [], [128]);
+        return g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [value, scale, zero]), scale, zero]);
+    }
+
+    /// <summary>The requantized output of an int8 product (the engine fuses the pair into its kernel's epilogue).</summary>
+    private static string Requantized(GraphBuilder g, string value) => Quantized(g, value);
+
+    /// <summary>Seeded int8 weights, per-tensor scale, zero point 0, behind their DequantizeLinear.</summary>
+    private static string Int8Weight(GraphBuilder g, long[] shape)
+    {
+        var values = new sbyte[Engines.Tensor.ElementCountOf(shape)];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = (sbyte)g.Random.Next(-63, 64);
+        }
+
+        var w = g.Raw<sbyte>("w", ElementType.Int8, shape, values);
+        var scale = g.Initializer("w_scale", [], [1f / 4096]);
+        var zero = g.Raw<sbyte>("w_zero_point", ElementType.Int8, [], [0]);
+        return g.Node("DequantizeLinear", [w, scale, zero]);
     }
 
     private static OnnxModel AddModel(long elements)

@@ -44,6 +44,12 @@ public sealed record DeviceCeilings
     /// <summary>Peak fp16 GEMM rate, FLOP/s, where measured (GPU tensor cores); null where not.</summary>
     public double? PeakFlopsFp16 { get; init; }
 
+    /// <summary>Peak int8 GEMM rate (int8 operands, int32 accumulation), operations/s counted as FLOPs are (2 per multiply-add), where measured; null where not.</summary>
+    public double? PeakFlopsInt8 { get; init; }
+
+    /// <summary>Best int8 convolution rate through the engine (a QDQ convolution on ONNX Runtime), where measured; null: use <see cref="PeakFlopsInt8"/>.</summary>
+    public double? PeakConvFlopsInt8 { get; init; }
+
     /// <summary>
     /// The arithmetic the prediction uses: fp32, tf32 or fp16 (set from the engine options by <see cref="For"/>);
     /// <see cref="PeakInUse"/>, <see cref="RateCurve"/> and <see cref="SaturationN"/> follow it.
@@ -51,7 +57,7 @@ public sealed record DeviceCeilings
     public string Precision { get; init; } = "fp32";
 
     /// <summary>
-    /// Measured rate by N for each precision (fp32, tf32, fp16): a CPU's 3x3 convolution of growing image size, a
+    /// Measured rate by N for each precision (fp32, tf32, fp16, int8): a CPU's 3x3 convolution of growing image size, a
     /// GPU's cuBLASLt GEMM of a convolution's M and K; the prediction's efficiency at N comes from it. Empty where not measured.
     /// </summary>
     public IReadOnlyDictionary<string, IReadOnlyList<RatePoint>> RateCurves { get; init; } = new Dictionary<string, IReadOnlyList<RatePoint>>();
@@ -119,30 +125,37 @@ public sealed record DeviceCeilings
     [JsonIgnore]
     public double RidgeIntensity => PeakInUse / BandwidthBytesPerSecond;
 
-    /// <summary>The peak GEMM rate of a precision (fp32, tf32, fp16), or null where not measured.</summary>
+    /// <summary>The peak GEMM rate of a precision (fp32, tf32, fp16, int8), or null where not measured.</summary>
     public double? PeakOf(string precision) => precision switch
     {
         "fp32" => PeakFlops,
         "tf32" => PeakFlopsTf32,
         "fp16" => PeakFlopsFp16,
+        "int8" => PeakFlopsInt8,
         _ => null,
     };
+
+    /// <summary>True where an int8 GEMM ceiling was measured, so int8 layers are predicted at the int8 rate.</summary>
+    [JsonIgnore]
+    public bool HasInt8 => PeakFlopsInt8 is > 0;
 
     /// <summary>
     /// Fraction of the peak rate a GEMM of batch-scaled size <paramref name="n"/> reaches. From the measured
     /// <see cref="RateCurve"/> where there is one: its rate over its best rate, made non-decreasing in N (a rate
     /// that falls at large N is caches or a busy host, not idle compute), interpolated in log N between points,
     /// proportional to N below the smallest point (the same time for fewer columns) and 1 past the best point.
-    /// Without a curve: min(1, N / <see cref="SaturationN"/>).
+    /// Without a curve: min(1, N / <see cref="SaturationN"/>). <paramref name="precision"/> names another curve than
+    /// <see cref="Precision"/>'s (int8 layers of a run whose float layers predict in fp16 or fp32); without that curve, the one in use.
     /// </summary>
-    public double Efficiency(double n)
+    public double Efficiency(double n, string? precision = null)
     {
         if (n <= 0)
         {
             return 1.0;
         }
 
-        var curve = RateCurve.Where(p => p.N > 0 && p.Flops > 0).OrderBy(p => p.N).ToList();
+        var source = precision is not null && RateCurves.TryGetValue(precision, out var other) && other.Count > 0 ? other : RateCurve;
+        var curve = source.Where(p => p.N > 0 && p.Flops > 0).OrderBy(p => p.N).ToList();
         if (curve.Count == 0)
         {
             return Math.Min(1.0, n / SaturationN);
@@ -203,8 +216,20 @@ public sealed record DeviceCeilings
     /// <summary>Effective GEMM rate at a given N: the peak in use x <see cref="Efficiency"/>.</summary>
     public double EffectiveFlops(double n) => PeakInUse * Efficiency(n);
 
-    /// <summary>Peak rate for an operator: the fp32 convolution rate for Conv where measured, else the GEMM rate of the precision in use.</summary>
-    public double PeakFor(string opType) => Precision == "fp32" && opType is "Conv" or "ConvTranspose" && PeakConvFlops is > 0 ? PeakConvFlops.Value : PeakInUse;
+    /// <summary>
+    /// Peak rate for an operator: the fp32 convolution rate for Conv where measured, else the GEMM rate of the precision in
+    /// use; with <paramref name="precision"/> "int8" (a layer that runs int8) the int8 rates where measured.
+    /// </summary>
+    public double PeakFor(string opType, string? precision = null)
+    {
+        var conv = opType is "Conv" or "ConvTranspose" or "ConvInteger" or "QLinearConv";
+        if (precision == "int8" && PeakFlopsInt8 is > 0)
+        {
+            return conv && PeakConvFlopsInt8 is > 0 ? PeakConvFlopsInt8.Value : PeakFlopsInt8.Value;
+        }
+
+        return Precision == "fp32" && conv && PeakConvFlops is > 0 ? PeakConvFlops.Value : PeakInUse;
+    }
 
     /// <summary>
     /// The ceilings that apply to a run with these engine options: the fp16 GEMM ceiling for <see cref="Engines.Precision.Fp16"/>
@@ -215,8 +240,8 @@ public sealed record DeviceCeilings
     public DeviceCeilings For(EngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        // int8 predicts with the fp16 ceiling where one was measured (what stays float runs in fp16 on a GPU; int8
-        // ceilings are not measured yet, so int8 layers are predicted no faster than fp16), else fp32's.
+        // int8: what stays float runs in fp16 on a GPU (where an fp16 ceiling was measured), else in fp32; the layers that
+        // run int8 take the int8 ceiling themselves (LayerWork.Precision, PeakFor), so Precision names the float part.
         var precision = options.Precision == Engines.Precision.Fp16 || (options.Precision == Engines.Precision.Int8 && PeakFlopsFp16 is > 0) ? "fp16"
             : options.AllowTf32 && PeakFlopsTf32 is > 0 ? "tf32" : "fp32";
         var selected = WithPrecision(precision);
@@ -256,6 +281,8 @@ public sealed record DeviceCeilings
         peaks += PeakFlopsTf32 is { } tf32 ? $", {Units.FlopRate(tf32)} tf32" : string.Empty;
         peaks += PeakFlopsFp16 is { } fp16 ? $", {Units.FlopRate(fp16)} fp16" : string.Empty;
         peaks += PeakConvFlops is { } conv ? $", {Units.FlopRate(conv)} fp32 conv" : string.Empty;
+        peaks += PeakFlopsInt8 is { } int8 ? $", {Units.FlopRate(int8).Replace("FLOP/s", "OP/s", StringComparison.Ordinal)} int8" : string.Empty;
+        peaks += PeakConvFlopsInt8 is { } convInt8 ? $", {Units.FlopRate(convInt8).Replace("FLOP/s", "OP/s", StringComparison.Ordinal)} int8 conv" : string.Empty;
         var launch = Launch.Length > 0 ? $" ({Launch})" : string.Empty;
         return string.Create(
             c,

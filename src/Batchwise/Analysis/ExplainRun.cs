@@ -108,7 +108,11 @@ public static class ExplainRun
 
         // The cuda engine fuses epilogues (BN folded, ReLU and residual Add in cuDNN's call, other chains in one kernel).
         var fuses = string.Equals(engine.Name, "cuda", StringComparison.OrdinalIgnoreCase);
-        var work = ModelWork.Analyze(onnx, request.Size, fuses);
+
+        // --precision int8 on a float model: explain the QDQ model the engine will run (quantized as it loads, with the
+        // same calibration, whose ranges are cached so the sweep does not calibrate again).
+        var int8 = request.Options.Precision == Precision.Int8 && !QuantizedGraph.IsQuantized(onnx);
+        var work = ModelWork.Analyze(int8 ? Transforms.CalibratedInt8.Quantize(onnx, request.Options.Calibration, reduceRange: !fuses && Transforms.Int8Weights.ReduceRangeByDefault) : onnx, request.Size, fuses);
         var warnings = new List<string>();
         if (HostSynchronisations(onnx, engine.Name) is { } synchronises)
         {
@@ -130,14 +134,26 @@ public static class ExplainRun
         }
 
         var fromBench = request.BenchFile is not null;
-        var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && fromBench ? [] : batches, measured, request.Top, SmallerInput(request.Model, original, request.Size ?? PinnedImageSize(original, onnx), fuses, detail), fromBench ? null : MeasuredSweep.LoadAverage());
+        // The input-size lever is the float model's; an int8 explanation leaves it out rather than mix precisions.
+        var smaller = work.HasInt8 ? null : SmallerInput(request.Model, original, request.Size ?? PinnedImageSize(original, onnx), fuses, detail);
+        // The int8 verdict's check: the float model measured too, in the precision its float layers run (fp16 on a GPU, fp32 on a CPU).
+        IReadOnlyList<MeasuredPoint> floatMeasured = [];
+        if (int8 && !fromBench && measured.Count > 0)
+        {
+            var floatOptions = request.Options with { Precision = ceilings.Precision == "fp16" ? Precision.Fp16 : Precision.Fp32 };
+            detail($"measuring the float model at {ceilings.Precision} for the int8 comparison");
+            floatMeasured = MeasuredSweep.Run(engine, floatOptions, onnx, request.Model, batches, request.Size, request.Duration.TotalSeconds, detail, cancellationToken);
+        }
+
+        var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && fromBench ? [] : batches, measured, request.Top, smaller, fromBench ? null : MeasuredSweep.LoadAverage(), floatMeasured);
         var description = engine.Describe(request.Options);
         var context = new Dictionary<string, string>
         {
             ["model"] = request.Model,
             ["input"] = explanation.Input,
             ["engine"] = $"{description.Engine} {description.Version}",
-            ["ceilings used"] = ceilings.Precision + " GEMM" + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty)
+            ["ceilings used"] = ceilings.Precision + " GEMM" + (work.HasInt8 ? (ceilings.HasInt8 ? " for float layers, int8 GEMM for int8 layers" : " for every layer (no int8 ceiling measured)") : string.Empty)
+                + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty)
                 + (ceilings.LayerRates.Keys.Any(k => k.StartsWith(ceilings.Precision + "/", StringComparison.Ordinal)) ? ", measured layer rates" : string.Empty),
             ["device"] = description.Device,
             ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",

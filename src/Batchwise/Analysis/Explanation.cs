@@ -57,6 +57,12 @@ public sealed record Explanation
     /// <summary>The verdict: plain sentences with numbers.</summary>
     public required IReadOnlyList<string> Verdict { get; init; }
 
+    /// <summary>For a model with int8 layers: the same model predicted in float (int8 layers as the float layers they replace), at the same batch sizes; else empty.</summary>
+    public IReadOnlyList<BatchPrediction> FloatPredicted { get; init; } = [];
+
+    /// <summary>For a float model explained in int8: the float model measured at the float precision (the int8 verdict's check); else empty.</summary>
+    public IReadOnlyList<MeasuredPoint> FloatMeasured { get; init; } = [];
+
     /// <summary>Layers that could not be costed, each as "Op 'name': why" (the prediction counts them as zero).</summary>
     public IReadOnlyList<string> Uncosted { get; init; } = [];
 
@@ -91,7 +97,8 @@ public static class Explainer
     /// <param name="top">How many costly layers to list.</param>
     /// <param name="smallerInput">The same model at a smaller input, for the input-size lever (optional).</param>
     /// <param name="loadAverage">The host's load average while measuring (optional; a busy host is called out).</param>
-    public static Explanation Explain(ModelWork work, DeviceCeilings ceilings, IReadOnlyList<int> batchSizes, IReadOnlyList<MeasuredPoint> measured, int top = 10, (InputSize From, InputSize To, ModelWork Work)? smallerInput = null, double? loadAverage = null)
+    /// <param name="floatMeasured">For a model with int8 layers, the float model measured (optional).</param>
+    public static Explanation Explain(ModelWork work, DeviceCeilings ceilings, IReadOnlyList<int> batchSizes, IReadOnlyList<MeasuredPoint> measured, int top = 10, (InputSize From, InputSize To, ModelWork Work)? smallerInput = null, double? loadAverage = null, IReadOnlyList<MeasuredPoint>? floatMeasured = null)
     {
         ArgumentNullException.ThrowIfNull(work);
         ArgumentNullException.ThrowIfNull(ceilings);
@@ -147,6 +154,8 @@ public static class Explainer
             Error = error,
             Verdict = [],
             LoadAverage = measured.Count > 0 ? loadAverage : null,
+            FloatPredicted = work.HasInt8 ? predictor.Predict(batches, LayersAt(work.AsFloat(), ceilings)) : [],
+            FloatMeasured = work.HasInt8 && floatMeasured is not null ? floatMeasured.OrderBy(p => p.BatchSize).ToList() : [],
         };
         return explanation with { Verdict = Verdict(explanation, predictor, smallerInput) };
     }
@@ -220,7 +229,11 @@ public static class Explainer
         }
 
         // Levers.
-        if (c.Precision == "fp16")
+        if (e.FloatPredicted.Count > 0)
+        {
+            lines.AddRange(Int8Verdict(e));
+        }
+        else if (c.Precision == "fp16")
         {
             lines.Add(F($"Predicted in fp16 ({c.PeakInUse / 1e12:N1} TFLOP/s fp16 GEMM ceiling, against {c.PeakFlops / 1e12:N1} fp32{(c.PeakFlopsTf32 is { } t ? F($" and {t / 1e12:N1} tf32") : string.Empty)}), and half the graph's fp32 bytes moved)."));
         }
@@ -313,9 +326,83 @@ public static class Explainer
         return text + F($"; every other kernel at least {(c.KernelFloorSeconds ?? c.OpOverheadSeconds) * 1e6:N1} µs (a small kernel in a CUDA graph).");
     }
 
-    /// <summary>The layers' work at a batch size as the device moves it: in fp16 every tensor is half the graph's fp32 bytes.</summary>
+    /// <summary>
+    /// Where int8 pays and where it does not: the whole model against the same model in float (fp16 on a GPU, fp32 on a
+    /// CPU) at the smallest and largest batch, the int8 layers that gain most and least (small N, memory-bound,
+    /// overhead-bound), the share of quantize and dequantize passes, and whether the measured sweep agrees.
+    /// </summary>
+    private static List<string> Int8Verdict(Explanation e)
+    {
+        var c = e.Ceilings;
+        var lines = new List<string>();
+        var float0 = e.FloatPredicted[0];
+        var float1 = e.FloatPredicted[^1];
+        var int0 = e.Predicted[0];
+        var int1 = e.Predicted[^1];
+        double gain0 = int0.Throughput / float0.Throughput, gain1 = int1.Throughput / float1.Throughput;
+        var int8Layers = int1.Layers.Count(l => l.Work.IsInt8);
+        var ceiling = c.HasInt8
+            ? F($"int8 ceiling {c.PeakFlopsInt8!.Value / 1e12:N2} TOP/s against {c.PeakInUse / 1e12:N2} TFLOP/s {c.Precision}")
+            : F($"no int8 ceiling was measured on {c.Device} via {c.Engine}, so int8 layers are predicted at the {c.Precision} rate with int8 bytes (explain --recalibrate measures one)");
+        static string Pays(double g) => g >= 1.15 ? "int8 pays" : g >= 0.95 ? "int8 gains little" : "int8 does not pay";
+        lines.Add(F($"Int8 ({int8Layers} layers int8, the rest {c.Precision}; {ceiling}): predicted {gain0:N2}x the {c.Precision} model at b={int0.BatchSize} ({Pays(gain0)}), {gain1:N2}x at b={int1.BatchSize} ({Pays(gain1)})."));
+
+        // Per layer at the largest batch: the int8 layers' time against the same layer in float.
+        var floatByName = float1.Layers.GroupBy(l => l.Work.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var compared = int1.Layers.Where(l => l.Work.IsInt8 && l.Work.Flops > 0 && floatByName.ContainsKey(l.Work.Name))
+            .Select(l => (Int8: l, Float: floatByName[l.Work.Name], Gain: floatByName[l.Work.Name].Seconds / l.Seconds))
+            .GroupBy(x => (x.Int8.Work.OpType, x.Int8.Work.GemmText))
+            .Select(g => (g.First().Int8, g.First().Float, g.First().Gain, Count: g.Count(), Seconds: g.Sum(x => x.Float.Seconds)))
+            .OrderByDescending(x => x.Seconds)
+            .ToList();
+        string Label((LayerPrediction Int8, LayerPrediction Float, double Gain, int Count, double Seconds) x) =>
+            F($"{x.Int8.Work.Name}{(x.Count > 1 ? F($" (x{x.Count})") : string.Empty)} {x.Int8.Work.OpType} {x.Int8.Work.GemmText} {x.Gain:N1}x");
+        var paying = compared.Where(x => x.Gain >= 1.15).Take(3).ToList();
+        var notPaying = compared.Where(x => x.Gain < 1.15).Take(3).ToList();
+        if (paying.Count > 0)
+        {
+            lines.Add(F($"Where int8 pays at b={int1.BatchSize} (int8 time against the layer in {c.Precision}): {string.Join("; ", paying.Select(Label))}."));
+        }
+
+        if (notPaying.Count > 0)
+        {
+            string Why(LayerPrediction l) => l.Bound switch
+            {
+                Bound.Memory => "memory-bound",
+                Bound.Launch => "per-op overhead",
+                _ => l.Efficiency < 0.5 ? F($"small N: {l.Efficiency:P0} of the int8 rate") : "the int8 rate is no better here",
+            };
+            lines.Add(F($"Where it does not: {string.Join("; ", notPaying.Select(x => Label(x) + " (" + Why(x.Int8) + ")"))}."));
+        }
+
+        var passes = int1.Layers.Where(l => l.Work.Role == QuantizedRole.QuantizePass).ToList();
+        if (passes.Count > 0)
+        {
+            lines.Add(F($"Quantize and dequantize passes between float and int8 layers (not fused): {passes.Count} per run, {passes.Sum(l => l.Seconds) / int1.Seconds:P0} of the predicted time at b={int1.BatchSize}."));
+        }
+
+        // The check: int8 against the float model, both measured, at the largest batch both have.
+        var both = e.Measured.Where(m => e.FloatMeasured.Any(f => f.BatchSize == m.BatchSize)).ToList();
+        if (both.Count > 0)
+        {
+            var m = both[^1];
+            var f = e.FloatMeasured.First(x => x.BatchSize == m.BatchSize);
+            var predicted = e.Predicted.First(p => p.BatchSize == m.BatchSize).Throughput / e.FloatPredicted.First(p => p.BatchSize == m.BatchSize).Throughput;
+            var measuredGain = m.Throughput / f.Throughput;
+            var agrees = Pays(predicted) == Pays(measuredGain);
+            lines.Add(F($"Measured at b={m.BatchSize}: int8 {Units.Rate(m.Throughput)}/s against {c.Precision} {Units.Rate(f.Throughput)}/s, {measuredGain:N2}x (predicted {predicted:N2}x): the measurement {(agrees ? "confirms" : "contradicts")} that {Pays(predicted)} here{(agrees ? string.Empty : F($" ({Pays(measuredGain)} measured)"))}."));
+        }
+        else if (e.Measured.Count > 0)
+        {
+            lines.Add(F($"No {c.Precision} sweep to check the int8 gain against (the model is stored quantized, or the points came from a bench file): bench the float model at --precision {c.Precision} to confirm it."));
+        }
+
+        return lines;
+    }
+
+    /// <summary>The layers' work at a batch size as the device moves it: in fp16 every float tensor is half the graph's fp32 bytes (int8 layers keep their int8 bytes).</summary>
     private static Func<int, IReadOnlyList<LayerWork>> LayersAt(ModelWork work, DeviceCeilings ceilings) => ceilings.Precision == "fp16"
-        ? b => work.At(b).Select(l => l with { Bytes = l.Bytes / 2 }).ToList()
+        ? b => work.At(b).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }).ToList()
         : work.At;
 
     private static string Shares(BatchPrediction p)

@@ -33,6 +33,8 @@ public static class ExplanationJson
 /// <param name="Error">The prediction's error, where measured.</param>
 /// <param name="TopLayers">The costliest layers.</param>
 /// <param name="Verdict">In words.</param>
+/// <param name="FloatPredicted">For a model with int8 layers: the same model predicted in float (left out otherwise).</param>
+/// <param name="FloatMeasured">For a float model explained in int8: the float model measured (left out otherwise).</param>
 public sealed record ExplainDocument(
     string Model,
     string Input,
@@ -45,7 +47,9 @@ public sealed record ExplainDocument(
     ExplainKnee Knee,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ExplainError? Error,
     IReadOnlyList<ExplainLayer> TopLayers,
-    IReadOnlyList<string> Verdict) : VersionedDocument(SchemaName, CurrentVersion)
+    IReadOnlyList<string> Verdict,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ExplainPredicted>? FloatPredicted = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ExplainMeasured>? FloatMeasured = null) : VersionedDocument(SchemaName, CurrentVersion)
 {
     /// <summary>The schema's name.</summary>
     public const string SchemaName = "batchwise.explain";
@@ -60,6 +64,8 @@ public sealed record ExplainDocument(
         ArgumentNullException.ThrowIfNull(context);
         var c = e.Ceilings;
         static double? Finite(double v) => double.IsFinite(v) ? v : null;
+        static ExplainPredicted Predicted(BatchPrediction p) => new(p.BatchSize, p.Throughput, p.Seconds, p.SecondsBoundBy(Bound.Compute) / p.Seconds, p.SecondsBoundBy(Bound.Memory) / p.Seconds, p.SecondsBoundBy(Bound.Launch) / p.Seconds);
+        static ExplainMeasured Measured(MeasuredPoint m) => new(m.BatchSize, m.Throughput, m.LatencyMedianSeconds, m.LatencyP90Seconds, Finite(m.LatencyMinSeconds), m.Runs);
         return new ExplainDocument(
             e.ModelName,
             e.Input,
@@ -70,9 +76,9 @@ public sealed record ExplainDocument(
                 c.Engine, c.Device, c.Machine, c.PeakFlops, c.PeakConvFlops, c.PeakFlopsTf32, c.PeakFlopsFp16, c.Precision, c.PeakInUse,
                 c.RateCurve.Select(p => new ExplainRatePoint(p.N, p.Flops, c.Efficiency(p.N))).ToList(),
                 c.BandwidthBytesPerSecond, c.RunOverheadSeconds, c.OpOverheadSeconds, c.KernelLaunchSeconds, c.Launch.Length > 0 ? c.Launch : null,
-                c.SaturationN, c.SaturationSource, c.MeasuredAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)),
-            e.Predicted.Select(p => new ExplainPredicted(p.BatchSize, p.Throughput, p.Seconds, p.SecondsBoundBy(Bound.Compute) / p.Seconds, p.SecondsBoundBy(Bound.Memory) / p.Seconds, p.SecondsBoundBy(Bound.Launch) / p.Seconds)).ToList(),
-            e.Measured.Select(m => new ExplainMeasured(m.BatchSize, m.Throughput, m.LatencyMedianSeconds, m.LatencyP90Seconds, Finite(m.LatencyMinSeconds), m.Runs)).ToList(),
+                c.SaturationN, c.SaturationSource, c.MeasuredAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture), c.PeakFlopsInt8),
+            e.Predicted.Select(Predicted).ToList(),
+            e.Measured.Select(Measured).ToList(),
             new ExplainKnee(e.PredictedKnee, e.MeasuredKnee),
             e.Error is { } err ? new ExplainError(err.AtFirst, err.AtLast, Finite(err.BestRunAtFirst), Finite(err.BestRunAtLast), err.PredictedKnee, err.MeasuredKnee, err.IsOff) : null,
             e.TopLayers.Select(r =>
@@ -84,7 +90,9 @@ public sealed record ExplainDocument(
                     l.Gemm is null ? null : l.ParallelSize,
                     r.SaturationBatch, r.AtFirst.Bound.ToString().ToLowerInvariant(), r.AtLast.Bound.ToString().ToLowerInvariant(), r.ShareAtLast);
             }).ToList(),
-            e.Verdict);
+            e.Verdict,
+            e.FloatPredicted.Count > 0 ? e.FloatPredicted.Select(Predicted).ToList() : null,
+            e.FloatMeasured.Count > 0 ? e.FloatMeasured.Select(Measured).ToList() : null);
     }
 }
 
@@ -107,6 +115,7 @@ public sealed record ExplainDocument(
 /// <param name="SaturationN">GEMM N at which the device fills.</param>
 /// <param name="SaturationSource">Where that came from.</param>
 /// <param name="MeasuredAt">When measured (UTC).</param>
+/// <param name="PeakFlopsInt8">int8 GEMM operations/s, where measured (left out where not).</param>
 public sealed record ExplainCeilings(
     string Engine,
     string Device,
@@ -125,7 +134,8 @@ public sealed record ExplainCeilings(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Launch,
     double SaturationN,
     string SaturationSource,
-    string MeasuredAt);
+    string MeasuredAt,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? PeakFlopsInt8 = null);
 
 /// <summary>One point of the rate curve.</summary>
 /// <param name="N">GEMM N.</param>

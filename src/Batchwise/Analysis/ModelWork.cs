@@ -48,20 +48,38 @@ public sealed class ModelWork
         return g with { M = Scale(g.M, two.M), N = Scale(g.N, two.N), K = Scale(g.K, two.K), BatchCount = Scale(g.BatchCount, two.BatchCount) };
     }
 
-    /// <summary>One layer at batch 1: fixed bytes (weights) and per-sample FLOPs, activation bytes and N.</summary>
-    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel, LayerKind Kind);
+    /// <summary>
+    /// One layer at batch 1: fixed bytes (weights) and per-sample FLOPs, activation bytes and N; the routine that runs it;
+    /// in a quantized model its role and the bytes it would move in float (<see cref="AsFloat"/>).
+    /// </summary>
+    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, double FloatActivationBytesPerSample = 0, double FloatFixedBytes = 0);
+
+    /// <summary>True when some layer runs in int8 (a QDQ or dynamic-int8 model, or a float model quantized for --precision int8).</summary>
+    public bool HasInt8 => _layers.Any(l => l.Role == QuantizedRole.Int8);
 
     /// <summary>Every layer's work at <paramref name="batchSize"/>.</summary>
     public IReadOnlyList<LayerWork> At(int batchSize) => _layers
-        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind))
+        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind, l.Role))
         .ToList();
+
+    /// <summary>
+    /// The same model in float, for what int8 gains: int8 layers as the float layers they replace (float bytes, the
+    /// float ceiling), quantize and dequantize nodes gone; a float model unchanged.
+    /// </summary>
+    public ModelWork AsFloat() => !_layers.Any(l => l.Role != QuantizedRole.Float) ? this : new ModelWork(
+        ModelName,
+        InputDescription,
+        _layers.Where(l => l.Role is QuantizedRole.Float or QuantizedRole.Int8)
+            .Select(l => l.Role == QuantizedRole.Int8 ? l with { Role = QuantizedRole.Float, ActivationBytesPerSample = l.FloatActivationBytesPerSample, FixedBytes = l.FloatFixedBytes } : l)
+            .ToList(),
+        Uncosted);
 
     /// <summary>Builds from per-layer work at batch 1 and the weights each layer reads (for tests and other cost models).</summary>
     public static ModelWork FromLayers(string modelName, string inputDescription, IEnumerable<(LayerWork AtBatchOne, double WeightBytes)> layers)
     {
         ArgumentNullException.ThrowIfNull(layers);
         return new ModelWork(modelName, inputDescription, layers
-            .Select(l => new LayerTemplate(l.AtBatchOne.Name, l.AtBatchOne.OpType, l.AtBatchOne.Flops, Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), l.WeightBytes, l.AtBatchOne.Gemm, Doubled(l.AtBatchOne), l.AtBatchOne.ParallelSize, l.AtBatchOne.LaunchesKernel, l.AtBatchOne.Kind))
+            .Select(l => new LayerTemplate(l.AtBatchOne.Name, l.AtBatchOne.OpType, l.AtBatchOne.Flops, Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), l.WeightBytes, l.AtBatchOne.Gemm, Doubled(l.AtBatchOne), l.AtBatchOne.ParallelSize, l.AtBatchOne.LaunchesKernel, l.AtBatchOne.Kind, l.AtBatchOne.Role, 4 * Math.Max(0, l.AtBatchOne.Bytes - l.WeightBytes), 4 * l.WeightBytes))
             .ToList());
     }
 
@@ -74,23 +92,35 @@ public sealed class ModelWork
     /// residual Add inside cuDNN's fused call, and runs any other chain of elementwise operators after a convolution or
     /// matrix product as one kernel, as the cuda engine does) such chains move no bytes of their own, except one pass over
     /// the output for a chain that cuDNN cannot take (SiLU, Clip), and launch one kernel at most.
+    /// A quantized model (QDQ or dynamic int8) is costed as <see cref="QuantizedGraph"/> says it runs: int8 layers with
+    /// int8 bytes, fused quantize and dequantize nodes free, the others as passes over memory.
     /// </remarks>
     public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         var dims = SymbolValues(model, size);
-        var one = CostModel.Compute(model, 1, dims);
+        var floatOne = CostModel.Compute(model, 1, dims);
         var batchable = model.FindBatchAxis().IsBatchable;
-        var two = batchable ? CostModel.Compute(model, 2, dims) : one;
+        var floatTwo = batchable ? CostModel.Compute(model, 2, dims) : floatOne;
+        var roles = QuantizedGraph.Roles(model);
+        var one = QuantizedGraph.Lower(model, floatOne, roles);
+        var two = QuantizedGraph.Lower(model, floatTwo, roles);
         var epilogue = fusesEpilogues ? Epilogues(model, one) : new Dictionary<int, bool>();
         var pending = fusesEpilogues ? PendingElementwise(model, one, epilogue) : [];
+        (double PerSample, double Fixed) Activations(NodeCost a, NodeCost b)
+        {
+            var perSample = batchable ? (double)(b.ActivationBytesRead + b.ActivationBytesWritten - a.ActivationBytesRead - a.ActivationBytesWritten) : a.ActivationBytesRead + a.ActivationBytesWritten;
+            return (perSample, a.ActivationBytesRead + a.ActivationBytesWritten - perSample);
+        }
+
         var layers = new List<LayerTemplate>(one.Nodes.Count);
         var initializers = model.InitializersByName();
         for (var i = 0; i < one.Nodes.Count; i++)
         {
             NodeCost a = one.Nodes[i], b = two.Nodes[i];
-            var activationPerSample = batchable ? (double)(b.ActivationBytesRead + b.ActivationBytesWritten - a.ActivationBytesRead - a.ActivationBytesWritten) : a.ActivationBytesRead + a.ActivationBytesWritten;
-            var fixedActivation = (a.ActivationBytesRead + a.ActivationBytesWritten) - activationPerSample;
+            var (activationPerSample, fixedActivation) = Activations(a, b);
+            var (floatPerSample, floatFixed) = Activations(floatOne.Nodes[i], floatTwo.Nodes[i]);
+            var integerOp = roles[i] == QuantizedRole.Int8 && floatOne.Nodes[i].Bytes == a.Bytes; // ConvInteger and kin: stored int8, 4x in float
             var launches = a.LaunchesKernel;
             var weights = (double)a.WeightBytes;
             if (pending.Contains(i))
@@ -121,7 +151,10 @@ public sealed class ModelWork
                 b.Gemm,
                 ParallelPerSample(a),
                 launches,
-                LayerRates.KindOf(model.Graph.Node[i], initializers)));
+                LayerRates.KindOf(model.Graph.Node[i], initializers),
+                roles[i],
+                (integerOp ? 4 : 1) * floatPerSample,
+                (integerOp ? 4 : 1) * (a.WeightBytes + Math.Max(0, floatFixed))));
         }
 
         return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")]);

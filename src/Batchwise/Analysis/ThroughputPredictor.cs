@@ -29,8 +29,12 @@ public enum Bound
 /// <param name="ParallelSize">The batch-scaled GEMM dimension, for Conv, MatMul and Gemm.</param>
 /// <param name="LaunchesKernel">False for views (Reshape, Flatten) that engines run without a kernel.</param>
 /// <param name="Kind">Which routine runs it (decides which measured rate table prices it).</param>
-public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other)
+/// <param name="Role">How the layer runs in a quantized model: int8 (at the int8 ceiling, int8 bytes), a quantize or dequantize pass, or float.</param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float)
 {
+    /// <summary>True for a layer that runs in int8.</summary>
+    public bool IsInt8 => Role == QuantizedRole.Int8;
+
     /// <summary>FLOPs per byte moved.</summary>
     public double Intensity => Bytes > 0 ? Flops / Bytes : 0;
 
@@ -98,6 +102,16 @@ public sealed class ThroughputPredictor
         ArgumentNullException.ThrowIfNull(work);
         var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
         var stream = Ceilings.Launch == "stream";
+
+        // A kernel that is not a library GEMM costs at least a small kernel's time in a graph (where measured).
+        var overhead = !work.LaunchesKernel ? 0 : stream ? Ceilings.OpOverheadSeconds : Ceilings.KernelFloorSeconds ?? Ceilings.OpOverheadSeconds;
+        if (work.IsInt8 && Ceilings.HasInt8)
+        {
+            // An int8 layer takes the int8 ceiling and its curve (the measured rate tables are the float routines').
+            var int8Efficiency = work.ParallelSize is { } m ? Ceilings.Efficiency(m, "int8") : 1.0;
+            return new LayerPrediction(work, work.Flops / (Ceilings.PeakFor(work.OpType, "int8") * int8Efficiency), memory, overhead, int8Efficiency);
+        }
+
         if (Ceilings.MeasuredRate(work) is { } rate)
         {
             // The routine's own measured rate at this layer's size, timed per call inside a CUDA graph: its launch as a
@@ -105,8 +119,6 @@ public sealed class ThroughputPredictor
             return new LayerPrediction(work, work.Flops / rate, memory, stream ? Ceilings.OpOverheadSeconds : 0, rate / Ceilings.PeakInUse);
         }
 
-        // A kernel that is not a library GEMM costs at least a small kernel's time in a graph (where measured).
-        var overhead = !work.LaunchesKernel ? 0 : stream ? Ceilings.OpOverheadSeconds : Ceilings.KernelFloorSeconds ?? Ceilings.OpOverheadSeconds;
         if (work.Kind == LayerKind.GroupedConvolution && Ceilings.KernelFloorSeconds is not null)
         {
             // Grouped and depthwise convolutions run on the engine's own kernels, on CUDA cores: the fp32 FMA rate, not tensor cores.

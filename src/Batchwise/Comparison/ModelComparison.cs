@@ -33,8 +33,12 @@ public sealed record ModelComparisonResult(
 /// <summary>Runs the same inputs through two (engine, model) pairs and compares every output.</summary>
 public static class ModelComparison
 {
-    /// <summary>Runs <paramref name="inputs"/> (in the reference model's input order) through both sides and compares the outputs.</summary>
-    public static ModelComparisonResult Run(ComparisonSide reference, ComparisonSide candidate, IReadOnlyList<Tensor> inputs, Tolerance tolerance, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Runs <paramref name="inputs"/> (in the reference model's input order) through both sides and compares the outputs:
+    /// within <paramref name="tolerance"/> element by element, or, given <paramref name="agreement"/> (an int8 candidate),
+    /// by cosine and top-1 agreement.
+    /// </summary>
+    public static ModelComparisonResult Run(ComparisonSide reference, ComparisonSide candidate, IReadOnlyList<Tensor> inputs, Tolerance tolerance, CancellationToken cancellationToken = default, Agreement? agreement = null)
     {
         ArgumentNullException.ThrowIfNull(reference);
         ArgumentNullException.ThrowIfNull(candidate);
@@ -73,11 +77,17 @@ public static class ModelComparison
                 continue;
             }
 
-            comparisons.Add(TensorComparison.Compare(refSpecs[i].Name, candidateOutputs[j], referenceOutputs[i], tolerance));
+            var comparison = TensorComparison.Compare(refSpecs[i].Name, candidateOutputs[j], referenceOutputs[i], tolerance);
+            comparisons.Add(agreement is null ? comparison : comparison.JudgedBy(agreement, candidateOutputs[j], referenceOutputs[i]));
             if (referenceOutputs[i].ElementType.IsFloatingPoint() && Transforms.Verification.Dead(referenceOutputs[i]) is { } dead)
             {
                 notes.Add($"output '{refSpecs[i].Name}' is {dead} in the reference on these inputs: agreement on it proves nothing (give real inputs with --inputs DIR, or check the model's weights)");
             }
+        }
+
+        if (agreement is not null)
+        {
+            notes.Add($"int8 candidate: judged by {agreement.Describe()} per output, not element by element (give --rtol or --atol to judge element by element)");
         }
 
         if (!byPosition)

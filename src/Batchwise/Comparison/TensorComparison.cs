@@ -23,6 +23,22 @@ public sealed record Tolerance(double Rtol, double Atol)
     }
 }
 
+/// <summary>
+/// How an int8 candidate is judged instead of element by element (rounding to 256 levels puts most elements past any
+/// float tolerance): its direction (cosine) and, for classifier-like outputs, its top-1 agreement; an output that is dead
+/// (all ~0 or constant) in the candidate and not in the reference fails.
+/// </summary>
+/// <param name="MinCosine">Lowest cosine similarity that passes.</param>
+/// <param name="MinTop1">Lowest share of rows with the same arg-max that passes (classifier-like outputs).</param>
+public sealed record Agreement(double MinCosine, double MinTop1)
+{
+    /// <summary>Issue 19's bar for int8 against fp32: cosine ≥ 0.99, top-1 agreement ≥ 99%.</summary>
+    public static Agreement Int8 { get; } = new(0.99, 0.99);
+
+    /// <summary>The rule in words, for notes: "cosine ≥ 0.99 and top-1 agreement ≥ 99%".</summary>
+    public string Describe() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"cosine ≥ {MinCosine} and top-1 agreement ≥ {MinTop1 * 100:0.#}%");
+}
+
 /// <summary>Top-k agreement of a classifier-like output: over its rows (all dimensions but the last), how often two tensors pick the same classes.</summary>
 /// <param name="Rows">Rows compared (product of all dimensions but the last).</param>
 /// <param name="Classes">Size of the last dimension.</param>
@@ -195,6 +211,30 @@ public sealed record TensorComparison
             TopK = IsClassifierLike(name, reference) && candidate.ElementType.IsFloatingPoint() ? TopKOf(a, b, reference.Shape[^1]) : null,
             Passed = mismatches == 0,
         };
+    }
+
+    /// <summary>
+    /// This comparison judged by <paramref name="rule"/> instead of the tolerance (element mismatches are still reported):
+    /// passed when the shapes match, the candidate is not dead where the reference is live, the cosine reaches the rule's
+    /// and, for a classifier-like output, so does the top-1 agreement.
+    /// </summary>
+    public TensorComparison JudgedBy(Agreement rule, Tensor candidate, Tensor reference)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        ArgumentNullException.ThrowIfNull(candidate);
+        ArgumentNullException.ThrowIfNull(reference);
+        if (Problem is not null || !candidate.ElementType.IsFloatingPoint())
+        {
+            return this;
+        }
+
+        var c = System.Globalization.CultureInfo.InvariantCulture;
+        var problem = Transforms.Verification.Dead(candidate) is { } dead && Transforms.Verification.Dead(reference) is null
+            ? $"dead output: the candidate's is {dead}, the reference's is not"
+            : !(Cosine >= rule.MinCosine) ? string.Create(c, $"cosine {Cosine:F4} is below {rule.MinCosine}")
+            : TopK is { } k && k.Top1 < rule.MinTop1 ? string.Create(c, $"top-1 agreement {k.Top1 * 100:0.#}% is below {rule.MinTop1 * 100:0.#}%")
+            : null;
+        return this with { Passed = problem is null, Problem = problem };
     }
 
     /// <summary>

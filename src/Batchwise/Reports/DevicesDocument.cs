@@ -10,7 +10,7 @@ public sealed record DevicesDocument(IReadOnlyList<DeviceRecord> Devices) : Vers
     public static readonly IReadOnlyList<string> CsvColumns =
     [
         "ordinal", "name", "memory_bytes", "multiprocessors", "compute_capability", "pci_bus_id", "driver", "cuda_driver_api", "cudnn", "cublaslt", "nvrtc",
-        "peak_flops_fp32", "peak_flops_tf32", "peak_flops_fp16", "bandwidth_bytes_per_s", "kernel_launch_s", "graph_node_s", "run_overhead_s", "saturation_n",
+        "peak_flops_fp32", "peak_flops_tf32", "peak_flops_fp16", "bandwidth_bytes_per_s", "kernel_launch_s", "graph_node_s", "run_overhead_s", "saturation_n", "peak_flops_int8",
     ];
 
     /// <summary>The document as CSV, one row per GPU (ceilings empty unless measured).</summary>
@@ -18,7 +18,7 @@ public sealed record DevicesDocument(IReadOnlyList<DeviceRecord> Devices) : Vers
     [
         d.Ordinal, d.Name, d.MemoryBytes, d.Multiprocessors, d.ComputeCapability, d.PciBusId, d.Driver, d.CudaDriverApi, d.Cudnn, d.Cublaslt, d.Nvrtc,
         d.Ceilings?.PeakFlopsFp32, d.Ceilings?.PeakFlopsTf32, d.Ceilings?.PeakFlopsFp16, d.Ceilings?.BandwidthBytesPerS, d.Ceilings?.KernelLaunchS,
-        d.Ceilings?.GraphNodeS, d.Ceilings?.RunOverheadS, d.Ceilings?.SaturationN,
+        d.Ceilings?.GraphNodeS, d.Ceilings?.RunOverheadS, d.Ceilings?.SaturationN, d.Ceilings?.PeakFlopsInt8,
     ]));
 }
 
@@ -46,12 +46,13 @@ public sealed record DeviceRecord(int Ordinal, string Name, long MemoryBytes, in
 /// <param name="GraphNodeS">Cost of one CUDA-graph node.</param>
 /// <param name="RunOverheadS">Fixed cost of one run.</param>
 /// <param name="SaturationN">GEMM N at which the device fills.</param>
-public sealed record CeilingsRecord(double PeakFlopsFp32, double? PeakFlopsTf32, double? PeakFlopsFp16, double BandwidthBytesPerS, double? KernelLaunchS, double GraphNodeS, double RunOverheadS, double SaturationN)
+/// <param name="PeakFlopsInt8">int8 GEMM operations/s (int8 x int8 -> int32), where measured.</param>
+public sealed record CeilingsRecord(double PeakFlopsFp32, double? PeakFlopsTf32, double? PeakFlopsFp16, double BandwidthBytesPerS, double? KernelLaunchS, double GraphNodeS, double RunOverheadS, double SaturationN, double? PeakFlopsInt8 = null)
 {
     /// <summary>The record of measured ceilings.</summary>
     public static CeilingsRecord From(DeviceCeilings c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        return new(c.PeakFlops, c.PeakFlopsTf32, c.PeakFlopsFp16, c.BandwidthBytesPerSecond, c.KernelLaunchSeconds, c.OpOverheadSeconds, c.RunOverheadSeconds, c.SaturationN);
+        return new(c.PeakFlops, c.PeakFlopsTf32, c.PeakFlopsFp16, c.BandwidthBytesPerSecond, c.KernelLaunchSeconds, c.OpOverheadSeconds, c.RunOverheadSeconds, c.SaturationN, c.PeakFlopsInt8);
     }
 }

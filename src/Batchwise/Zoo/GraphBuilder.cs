@@ -74,6 +74,15 @@ public sealed partial class GraphBuilder
         return t.Name;
     }
 
+    /// <summary>Adds an initializer of any element type from its values (int8 weights, uint8 zero points).</summary>
+    public string Raw<T>(string name, ElementType type, long[] shape, ReadOnlySpan<T> values)
+        where T : unmanaged
+    {
+        var t = Transforms.GraphSurgery.RawTensor(Unique(name), type, shape, values);
+        _graph.Initializer.Add(t);
+        return t.Name;
+    }
+
     /// <summary>Adds an int64 initializer (shapes, axes, indices).</summary>
     public string Int64s(string name, long[] values, long[]? shape = null)
     {

@@ -45,7 +45,7 @@ public sealed class CeilingsGpuTests
         Assert.Equal("cuda graph", c.Launch);
 
         // The rate curve rises with N and each precision has one.
-        foreach (var precision in new[] { "fp32", "tf32", "fp16" })
+        foreach (var precision in new[] { "fp32", "tf32", "fp16", "int8" })
         {
             var curve = c.RateCurves[precision];
             Assert.Equal([256.0, 4096, 65536], curve.Select(p => p.N));
@@ -71,6 +71,21 @@ public sealed class CeilingsGpuTests
             }
         }
         Assert.Equal("fp16", c.For(new EngineOptions { Precision = Precision.Fp16 }).Precision);
+    }
+
+    [Fact]
+    public void Probe_measures_the_cublaslt_int8_gemm_and_explain_predicts_int8_layers_with_it()
+    {
+        Gpu.Require();
+        var probe = new GpuCeilingsProbe { PeakGemmSize = 8192, CurveN = [256, 4096, 65536], BandwidthBytes = 64L << 20, SecondsPerMeasurement = 0.05 };
+        var c = probe.Measure(new CudaEngine(), new EngineOptions());
+        Gpu.Report("ceilings.md", string.Create(CultureInfo.InvariantCulture, $"int8 {c.PeakFlopsInt8 / 1e12:N1} TOP/s vs fp16 {c.PeakFlopsFp16 / 1e12:N1} TFLOP/s ({c.PeakFlopsInt8 / c.PeakFlopsFp16:N2}x); int8 curve {c.Details.GetValueOrDefault("int8_curve", c.Details.GetValueOrDefault("int8", "-"))}"));
+
+        // Tensor cores since Turing do int8 at twice their fp16 rate; cuBLASLt's int8 x int8 -> int32 GEMM at 8192 beats fp16.
+        Assert.True(c.PeakFlopsInt8 > c.PeakFlopsFp16, $"int8 {c.PeakFlopsInt8:E2} vs fp16 {c.PeakFlopsFp16:E2}; {c.Details.GetValueOrDefault("int8", string.Empty)}");
+        var int8Run = c.For(new EngineOptions { Precision = Precision.Int8 });
+        Assert.Equal("fp16", int8Run.Precision);
+        Assert.Equal(c.PeakFlopsInt8!.Value, int8Run.PeakFor("Conv", "int8"));
     }
 
     [Fact]

@@ -321,7 +321,7 @@ internal static partial class CpuKernelRunner
             Marshal.Copy(code.Args, 0, args, code.Args.Length);
             lock (Gate)
             {
-                Compiled[code.Source]([.. pointers, args], threads, block);
+                Compiled[code.Source]([.. pointers, args], threads, block, IntPtr.Zero); // the segment copy has no dynamic shared memory
             }
         }
         finally

@@ -20,7 +20,7 @@ public sealed class CeilingsTests : IDisposable
     {
         var cache = new CeilingsCache(_dir);
         var path = cache.PathFor("host", "ort", "cpu");
-        var original = Synthetic.Gpu() with { PeakConvFlops = 50e9, Details = new Dictionary<string, string> { ["k"] = "v" } };
+        var original = Synthetic.Int8Gpu() with { PeakConvFlops = 50e9, PeakConvFlopsInt8 = 60e9, Details = new Dictionary<string, string> { ["k"] = "v" } };
         cache.Write(path, original);
         var read = cache.TryRead(path);
         Assert.NotNull(read);
@@ -38,7 +38,9 @@ public sealed class CeilingsTests : IDisposable
         Assert.Equal(original.StreamRunOverheadSeconds, read.StreamRunOverheadSeconds);
         Assert.Equal(original.Launch, read.Launch);
         Assert.Equal(original.Precision, read.Precision);
-        Assert.Equal(["fp16", "fp32", "tf32"], read.RateCurves.Keys.Order());
+        Assert.Equal(original.PeakFlopsInt8, read.PeakFlopsInt8);
+        Assert.Equal(original.PeakConvFlopsInt8, read.PeakConvFlopsInt8);
+        Assert.Equal(["fp16", "fp32", "int8", "tf32"], read.RateCurves.Keys.Order());
         foreach (var (precision, curve) in original.RateCurves)
         {
             Assert.Equal(curve, read.RateCurves[precision]);
@@ -129,6 +131,19 @@ public sealed class CeilingsTests : IDisposable
         Assert.Equal(c.PeakConvFlops, c.RateCurves["fp32"].Max(p => p.Flops));
         Assert.Null(c.PeakFlopsFp16); // ONNX Runtime refuses --precision fp16, so there is no fp16 ceiling
         Assert.StartsWith("not measured", c.Details["fp16"], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Int8_probe_runs_qdq_products_on_ort()
+    {
+        var probe = new CeilingsProbe { SecondsPerMeasurement = 0.02, PeakGemmSize = 128, BandwidthElements = 1 << 16, ConvChannels = 32, ConvLayers = 2, ConvSides = [1, 4] };
+        var c = probe.Measure(new OrtEngine(), new EngineOptions { IntraOpThreads = 1 });
+        Assert.True(c.PeakFlopsInt8 is { } q && double.IsFinite(q) && q > 0, $"int8 {c.PeakFlopsInt8}; {string.Join("; ", c.Details)}");
+        Assert.True(c.HasInt8);
+        Assert.Equal([1.0, 16], c.RateCurves["int8"].Select(p => p.N));
+        Assert.Equal(c.PeakConvFlopsInt8, c.RateCurves["int8"].Max(p => p.Flops));
+        Assert.Contains("int8_conv_curve", c.Details.Keys);
+        Assert.Contains(" int8,", c.Summary(), StringComparison.Ordinal);
     }
 
     [Fact]

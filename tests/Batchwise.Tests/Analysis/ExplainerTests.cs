@@ -138,4 +138,63 @@ public sealed class ExplainerTests
         Assert.Contains("Relu 'relu'", line, StringComparison.Ordinal);
         Assert.True(e.Predicted[0].Throughput > 0);
     }
+
+    private static readonly Batchwise.Engines.EngineOptions Int8Options = new() { Precision = Batchwise.Engines.Precision.Int8 };
+
+    /// <summary>A large int8 convolution (N = 65,536 per sample: both curves full), a small-N one (N = 1: both rates idle alike) and a quantize pass.</summary>
+    private static ModelWork Int8Model(bool withSmall = true)
+    {
+        var layers = new List<(LayerWork, double)>
+        {
+            Synthetic.Layer("big", "Conv", 1e11, 1e3, 1e3, new GemmShape(64, 65536, 64), QuantizedRole.Int8),
+            Synthetic.Layer("input_QuantizeLinear", "QuantizeLinear", 1e3, 1e4, 0, null, QuantizedRole.QuantizePass),
+        };
+        if (withSmall)
+        {
+            layers.Add(Synthetic.Layer("small", "Conv", 1e9, 1e3, 1e3, new GemmShape(64, 1, 64), QuantizedRole.Int8));
+        }
+
+        return ModelWork.FromLayers("int8-model", "x [1, 8]", layers);
+    }
+
+    [Fact]
+    public void Int8_verdict_says_where_int8_pays_and_where_it_does_not()
+    {
+        var e = Explainer.Explain(Int8Model(), Synthetic.Int8Gpu().For(Int8Options), [1, 8], []);
+        Assert.Equal(e.Predicted.Count, e.FloatPredicted.Count);
+        Assert.Contains(e.Verdict, l => l.StartsWith("Int8 (2 layers int8, the rest fp16; int8 ceiling 1,400.00 TOP/s against 700.00 TFLOP/s fp16)", StringComparison.Ordinal));
+        Assert.Contains(e.Verdict, l => l.StartsWith("Where int8 pays at b=8", StringComparison.Ordinal) && l.Contains("big Conv", StringComparison.Ordinal) && l.Contains("2.0x", StringComparison.Ordinal));
+        Assert.Contains(e.Verdict, l => l.StartsWith("Where it does not:", StringComparison.Ordinal) && l.Contains("small Conv", StringComparison.Ordinal) && l.Contains("small N", StringComparison.Ordinal));
+        Assert.Contains(e.Verdict, l => l.StartsWith("Quantize and dequantize passes between float and int8 layers (not fused): 1 per run", StringComparison.Ordinal));
+        Assert.DoesNotContain(e.Verdict, l => l.StartsWith("FP16", StringComparison.Ordinal) || l.StartsWith("Predicted in fp16", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Int8_gain_is_against_the_same_model_in_float_without_its_quantize_passes()
+    {
+        var e = Explainer.Explain(Int8Model(withSmall: false), Synthetic.Int8Gpu().For(Int8Options), [8], []);
+        var int8 = e.Predicted[0];
+        var fp16 = e.FloatPredicted[0];
+        Assert.Equal(2, int8.Layers.Count);
+        Assert.Equal("big", Assert.Single(fp16.Layers).Work.Name);
+        Assert.Equal(8e11 / 1400e12, int8.Layers[0].ComputeSeconds, 15);
+        Assert.Equal(8e11 / 700e12, fp16.Layers[0].ComputeSeconds, 15);
+        Assert.Contains(e.Verdict, l => l.Contains("(int8 pays)", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Int8_without_an_int8_ceiling_says_so()
+    {
+        var e = Explainer.Explain(Int8Model(), Synthetic.Gpu().For(Int8Options), [1, 8], []);
+        Assert.Contains(e.Verdict, l => l.Contains("no int8 ceiling was measured on synthetic GPU via cuda", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(2000, 1000, "confirms that int8 pays here.")]
+    [InlineData(1000, 1000, "contradicts that int8 pays here (int8 gains little measured).")]
+    public void Measured_int8_against_measured_float_confirms_or_contradicts_the_prediction(double int8Throughput, double floatThroughput, string expected)
+    {
+        var e = Explainer.Explain(Int8Model(withSmall: false), Synthetic.Int8Gpu().For(Int8Options), [8], [new MeasuredPoint(8, int8Throughput, 1e-3, 1e-3, 10)], floatMeasured: [new MeasuredPoint(8, floatThroughput, 1e-3, 1e-3, 10)]);
+        Assert.Contains(e.Verdict, l => l.StartsWith("Measured at b=8: int8", StringComparison.Ordinal) && l.EndsWith(expected, StringComparison.Ordinal));
+    }
 }

@@ -25,4 +25,19 @@ public sealed class ExplanationJsonTests
         Assert.Equal(e.Verdict.Count, root.GetProperty("verdict").GetArrayLength());
         Assert.Equal(e.Ceilings.SaturationN, root.GetProperty("ceilings").GetProperty("saturation_n").GetDouble());
     }
+
+    [Fact]
+    public void Int8_explanation_writes_the_float_curve_and_a_float_one_leaves_it_out()
+    {
+        var layer = ModelWork.Layer("conv", "Conv", 1e9, 1e3, 1e3, new GemmShape(64, 4096, 64));
+        var int8Work = ModelWork.FromLayers("q", "x [1, 8]", [(layer.AtBatchOne with { Role = QuantizedRole.Int8 }, layer.WeightBytes)]);
+        var floatWork = ModelWork.FromLayers("f", "x [1, 8]", [layer]);
+        var context = new Dictionary<string, string>();
+        using var int8 = JsonDocument.Parse(ExplanationJson.ToJson(Explainer.Explain(int8Work, Synthetic.Int8Gpu(), [1, 8], []), context));
+        using var plain = JsonDocument.Parse(ExplanationJson.ToJson(Explainer.Explain(floatWork, Synthetic.Int8Gpu(), [1, 8], []), context));
+        Assert.Equal(2, int8.RootElement.GetProperty("float_predicted").GetArrayLength());
+        Assert.Equal(1400e12, int8.RootElement.GetProperty("ceilings").GetProperty("peak_flops_int8").GetDouble());
+        Assert.False(int8.RootElement.TryGetProperty("float_measured", out _));
+        Assert.False(plain.RootElement.TryGetProperty("float_predicted", out _));
+    }
 }

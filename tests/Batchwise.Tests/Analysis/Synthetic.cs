@@ -52,6 +52,20 @@ internal static class Synthetic
         MeasuredAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero),
     };
 
+    /// <summary><see cref="Gpu"/> with an int8 ceiling: 1,400 TOP/s (twice fp16), a curve that reaches it at N = 32,768.</summary>
+    public static DeviceCeilings Int8Gpu()
+    {
+        var gpu = Gpu();
+        return gpu with { PeakFlopsInt8 = 1400e12, RateCurves = new Dictionary<string, IReadOnlyList<RatePoint>>(gpu.RateCurves) { ["int8"] = Curve(1400e12, 32768) } };
+    }
+
+    /// <summary>One layer of a quantized model: name, op, FLOPs, activation and weight bytes (as int8 moves them), GEMM shape, role.</summary>
+    public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string op, double flops, double activationBytes, double weightBytes, GemmShape? gemm, QuantizedRole role)
+    {
+        var (work, weights) = ModelWork.Layer(name, op, flops, activationBytes, weightBytes, gemm);
+        return (work with { Role = role }, weights);
+    }
+
     /// <summary>Rate by N for N = 256 … 65,536 (x4 apart): peak x min(1, N / <paramref name="saturationN"/>).</summary>
     public static IReadOnlyList<RatePoint> Curve(double peak, double saturationN) =>
         new[] { 256.0, 1024, 4096, 16384, 65536 }.Select(n => new RatePoint(n, peak * Math.Min(1, n / saturationN))).ToList();

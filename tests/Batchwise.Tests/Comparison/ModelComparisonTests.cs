@@ -126,4 +126,20 @@ public sealed class ModelComparisonTests
         g.Output(y, type, "batch", 3L);
         return g.Build("id_" + type.ShortName());
     }
+
+    [Fact]
+    public void An_int8_candidate_is_judged_by_cosine_and_top1_and_passes_where_element_tolerance_fails()
+    {
+        var model = ModelZoo.Build("zoo:resnet18?size=64");
+        var inputs = new InputGenerator(model, 0).Generate([[2, 3, 64, 64]]);
+        var reference = new ComparisonSide(new OrtEngine(), model, new EngineOptions());
+        var candidate = new ComparisonSide(new OrtEngine(), model, new EngineOptions { Precision = Precision.Int8, Calibration = new Batchwise.Transforms.Int8Calibration("random:2", Batchwise.Transforms.CalibrationMethod.MinMax) });
+        var byElement = ModelComparison.Run(reference, candidate, inputs, Tolerance);
+        var byAgreement = ModelComparison.Run(reference, candidate, inputs, Tolerance, agreement: Agreement.Int8);
+
+        Assert.False(byElement.Passed); // 256 levels put values past rtol 1e-4
+        Assert.True(byAgreement.Passed, byAgreement.Outputs[0].Problem);
+        Assert.True(byAgreement.Outputs[0].Mismatches > 0);
+        Assert.Contains(byAgreement.Notes, n => n.StartsWith("int8 candidate: judged by cosine ≥ 0.99 and top-1 agreement ≥ 99%", StringComparison.Ordinal));
+    }
 }

@@ -143,4 +143,30 @@ public sealed class TensorComparisonTests
     private static Tensor Floats(long[] shape, params float[] values) => Tensor.From<float>(ElementType.Float, shape, values);
 
     private static Tensor Doubles(params double[] values) => Tensor.From<double>(ElementType.Double, [values.Length], values);
+
+    [Fact]
+    public void Int8_agreement_fails_a_dead_candidate_output_even_when_close_in_absolute_terms()
+    {
+        var reference = Floats([2, 4], [0.001f, 0.002f, 0.003f, 0.004f, 0.004f, 0.003f, 0.002f, 0.001f]);
+        var dead = Tensor.From<float>(ElementType.Float, [2, 4], new float[8]);
+        var c = TensorComparison.Compare("logits", dead, reference, new Tolerance(0, 0.01)).JudgedBy(Agreement.Int8, dead, reference);
+        Assert.False(c.Passed);
+        Assert.StartsWith("dead output: the candidate's is all ~0", c.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Int8_agreement_fails_on_low_cosine_or_a_changed_top1_and_passes_otherwise()
+    {
+        // The first row's two leading classes swap places; the second, large row keeps the cosine at 0.9996.
+        var reference = Floats([2, 4], [10f, 9f, 1f, 1f, 50f, 1f, 1f, 1f]);
+        var close = Floats([2, 4], [10.1f, 8.9f, 1.02f, 0.98f, 50.2f, 1.01f, 0.99f, 1f]);
+        var swapped = Floats([2, 4], [9f, 10f, 1f, 1f, 50f, 1f, 1f, 1f]);
+        var tolerance = new Tolerance(1e-4, 1e-5);
+        Assert.True(TensorComparison.Compare("logits", close, reference, tolerance).JudgedBy(Agreement.Int8, close, reference).Passed);
+        var changed = TensorComparison.Compare("logits", swapped, reference, tolerance).JudgedBy(Agreement.Int8, swapped, reference);
+        Assert.False(changed.Passed);
+        Assert.Equal("top-1 agreement 50% is below 99%", changed.Problem);
+        var opposite = Floats([2, 4], [-10f, -9f, -1f, -1f, -50f, -1f, -1f, -1f]);
+        Assert.StartsWith("cosine -1.0000 is below 0.99", TensorComparison.Compare("logits", opposite, reference, tolerance).JudgedBy(Agreement.Int8, opposite, reference).Problem, StringComparison.Ordinal);
+    }
 }
