@@ -293,7 +293,7 @@ PYEOF
     echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system (inputs by reference, page-locked and copied to the device in place)"
     timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -10
     echo "## server log: page-locking of the load's regions"; grep -h "page-locked" "$WORK/serve.log" | head -4
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda (inputs in the load process's device memory, copied device to device; BATCHWISE_GATHER=${BATCHWISE_GATHER:-kernel}: kernel = a batch's rows in one launch each way, copies = one copy a row)"
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda (inputs in the load process's device memory, copied device to device; BATCHWISE_GATHER=${BATCHWISE_GATHER:-copies}: kernel = a batch's rows in one launch each way, copies = one copy a row)"
     timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -10
     echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
     timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
