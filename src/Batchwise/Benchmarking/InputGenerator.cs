@@ -99,13 +99,19 @@ public sealed class InputGenerator
         {
             result[i] = _data.TryGetValue(inputs[i].Name, out var data)
                 ? Tile(inputs[i], data, shapes[i])
-                : Random(inputs[i], shapes[i], new Random(HashCode.Combine(_seed, i)));
+                : Random(inputs[i], shapes[i], new Random(InputSeed(_seed, i)));
         }
 
         return result;
     }
 
     private static bool IsMask(TensorSpec input) => input.Name.Contains("mask", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// The seed of input <paramref name="index"/>'s generator: the same in every process (HashCode.Combine, used before,
+    /// is randomized per process, so "seeded" inputs differed from run to run).
+    /// </summary>
+    internal static int InputSeed(int seed, int index) => unchecked((seed * 7919) + index);
 
     private string DescribeRandom(TensorSpec input)
     {
