@@ -282,42 +282,40 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         var table = new Span<ulong>((void*)host, entries * KernelSource.SegmentEntryWords);
         var count = 0;
         long blocks = 0;
-        for (var i = 0; i < _inputBytes.Length; i++)
-        {
-            if (_inputByKernel[i])
-            {
-                var dst = _context.Pointer(_plan.InputBuffers[i]);
-                foreach (var p in _inputPieces[i]!)
-                {
-                    if (p.OnDevice)
-                    {
-                        RowCopies.Add(table, ref count, ref blocks, p.DevicePointer, dst + (ulong)p.Offset, p.Bytes);
-                    }
-                }
-            }
-        }
-
+        AddDeviceRows(table, ref count, ref blocks, gather: true);
         var gather = new Segments(device, count, blocks);
         var first = count;
         blocks = 0;
-        for (var i = 0; i < _outputBytes.Length; i++)
-        {
-            if (_outputByKernel[i])
-            {
-                var src = _context.Pointer(_plan.Outputs[i].Buffer);
-                foreach (var p in _outputPieces[i]!)
-                {
-                    if (p.OnDevice)
-                    {
-                        RowCopies.Add(table, ref count, ref blocks, src + (ulong)p.Offset, p.DevicePointer, p.Bytes);
-                    }
-                }
-            }
-        }
-
+        AddDeviceRows(table, ref count, ref blocks, gather: false);
         var scatter = new Segments(device + ((ulong)first * KernelSource.SegmentEntryWords * 8), count - first, blocks);
         CudaDriver.CopyToDevice(device, (void*)host, (long)count * KernelSource.SegmentEntryWords * 8, _context.Stream);
         return (gather, scatter);
+    }
+
+    /// <summary>
+    /// Writes into <paramref name="table"/> the device rows of every input (<paramref name="gather"/>: row to buffer) or
+    /// output (row from buffer) whose rows the segment copy takes.
+    /// </summary>
+    private void AddDeviceRows(Span<ulong> table, ref int count, ref long blocks, bool gather)
+    {
+        var (pieces, byKernel) = gather ? (_inputPieces, _inputByKernel) : (_outputPieces, _outputByKernel);
+        for (var i = 0; i < pieces.Length; i++)
+        {
+            if (!byKernel[i])
+            {
+                continue;
+            }
+
+            var buffer = _context.Pointer(gather ? _plan.InputBuffers[i] : _plan.Outputs[i].Buffer);
+            foreach (var p in pieces[i]!)
+            {
+                if (p.OnDevice)
+                {
+                    var inBuffer = buffer + (ulong)p.Offset;
+                    RowCopies.Add(table, ref count, ref blocks, gather ? p.DevicePointer : inBuffer, gather ? inBuffer : p.DevicePointer, p.Bytes);
+                }
+            }
+        }
     }
 
     /// <summary>One segment-copy launch on the run's stream over <paramref name="segments"/> (none: nothing).</summary>
