@@ -46,8 +46,8 @@ public sealed class CudaEngine : IEngine
             ["stem_conv"] = GraphCompiler.StemConvFromEnvironment switch
             {
                 StemConvChoice.Gemm => "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)",
-                StemConvChoice.Own => "own tensor-core kernel over channels padded to 8, bias + ReLU fused (BATCHWISE_STEM_CONV=own)",
-                _ => "cuDNN over channels padded to 8",
+                StemConvChoice.Cudnn => "cuDNN over channels padded to 8 (BATCHWISE_STEM_CONV=cudnn)",
+                _ => "own tensor-core kernel over channels padded to 8, bias + ReLU fused (cuDNN where it does not fit)",
             },
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {

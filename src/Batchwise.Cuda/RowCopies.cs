@@ -23,17 +23,17 @@ internal readonly record struct DirectRows(long Offset, long Bytes, IntPtr HostP
 internal static class RowCopies
 {
     /// <summary>
-    /// BATCHWISE_GATHER: kernel copies a buffer's device rows in one launch; copies (the default until the kernel is measured
-    /// and checked on a GPU: it was written in a session without one) keeps one copy operation a row.
+    /// BATCHWISE_GATHER: kernel (the default) copies a buffer's device rows in one launch (H200, 64 rows of 602,112 bytes:
+    /// 32 us enqueued and finished against 255 us for 64 copies); copies keeps one copy operation a row.
     /// </summary>
     public static bool KernelFromEnvironment => GatherByKernel(Environment.GetEnvironmentVariable("BATCHWISE_GATHER"));
 
-    /// <summary>A BATCHWISE_GATHER value: true for kernel, false for copies (or unset); anything else is refused.</summary>
+    /// <summary>A BATCHWISE_GATHER value: true for kernel (or unset), false for copies; anything else is refused.</summary>
     public static bool GatherByKernel(string? setting) => setting?.Trim().ToLowerInvariant() switch
     {
-        "kernel" => true,
-        null or "" or "copies" => false,
-        var other => throw new BatchwiseException($"BATCHWISE_GATHER '{other}' is not kernel or copies", "Unset it (one copy a row), or set BATCHWISE_GATHER=kernel for one launch that copies a batch's rows in device memory."),
+        null or "" or "kernel" => true,
+        "copies" => false,
+        var other => throw new BatchwiseException($"BATCHWISE_GATHER '{other}' is not kernel or copies", "Unset it (one launch copies a batch's rows in device memory), or set BATCHWISE_GATHER=copies for one copy a row."),
     };
 
     /// <summary>

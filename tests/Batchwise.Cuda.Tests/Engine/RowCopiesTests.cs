@@ -71,9 +71,10 @@ public sealed class RowCopiesTests
     }
 
     [Fact]
-    public void BATCHWISE_GATHER_is_copies_by_default_kernel_when_asked_and_refused_otherwise_naming_both()
+    public void BATCHWISE_GATHER_is_kernel_by_default_copies_when_asked_and_refused_otherwise_naming_both()
     {
-        Assert.False(RowCopies.GatherByKernel(null));
+        Assert.True(RowCopies.GatherByKernel(null));
+        Assert.True(RowCopies.GatherByKernel(""));
         Assert.True(RowCopies.GatherByKernel(" Kernel "));
         Assert.False(RowCopies.GatherByKernel("copies"));
         var e = Assert.Throws<BatchwiseException>(() => RowCopies.GatherByKernel("fast"));

@@ -83,7 +83,7 @@ public sealed class OwnStemConvOnCpuTests
     }
 
     [Fact]
-    public void Stem_conv_own_routes_resnet50s_stem_to_the_own_kernel_and_the_default_does_not()
+    public void Stem_conv_own_routes_resnet50s_stem_to_the_own_kernel_and_cudnn_does_not()
     {
         var model = ModelZoo.Build("zoo:resnet50");
         var inputs = model.Inputs.Select(i => Gpu.Gpu.RandomInput(i, 1)).ToList();
@@ -97,10 +97,10 @@ public sealed class OwnStemConvOnCpuTests
         Assert.Equal(13_024 + 52_224, conv.SharedBytes); // the input tile's columns by parity (stride 2)
         Assert.DoesNotContain(own.Steps, s => s is ConvProblemStep && s.Node.StartsWith(stem, StringComparison.Ordinal));
 
-        var byDefault = Plan(model, inputs, StemConvChoice.Cudnn);
-        Assert.DoesNotContain(byDefault.Steps, s => s.Node.Contains("own conv kernel", StringComparison.Ordinal));
-        var cudnn = Assert.IsType<ConvProblemStep>(byDefault.Steps.First(s => s.Node.StartsWith(stem, StringComparison.Ordinal)));
+        var byCudnn = Plan(model, inputs, StemConvChoice.Cudnn);
+        Assert.DoesNotContain(byCudnn.Steps, s => s.Node.Contains("own conv kernel", StringComparison.Ordinal));
+        var cudnn = Assert.IsType<ConvProblemStep>(byCudnn.Steps.First(s => s.Node.StartsWith(stem, StringComparison.Ordinal)));
         Assert.Equal(8L, cudnn.Problem.X[1]); // cuDNN over the input padded to 8 channels
-        Assert.Equal(own.Steps.Count(s => s is ConvProblemStep) + 1, byDefault.Steps.Count(s => s is ConvProblemStep));
+        Assert.Equal(own.Steps.Count(s => s is ConvProblemStep) + 1, byCudnn.Steps.Count(s => s is ConvProblemStep));
     }
 }
