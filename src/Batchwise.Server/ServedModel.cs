@@ -522,7 +522,7 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         await run.RunAsync(cancellationToken).ConfigureAwait(false);
-        var ownStart = OwnStart(instance, start, Stopwatch.GetTimestamp());
+        var ownStart = OwnStart(ref _stagedRunDone[instance], start, Stopwatch.GetTimestamp());
         var outputs = new Tensor[Outputs.Count];
         for (var o = 0; o < outputs.Length; o++)
         {
@@ -548,17 +548,18 @@ public sealed class ServedModel : IAsyncDisposable
 
     /// <summary>
     /// Where a staged batch's own time starts: at <paramref name="staged"/>, or at the completion of the instance's
-    /// previous batch if that came later (this batch was queued behind it); notes <paramref name="done"/> as the latest.
-    /// Batches on one stream complete in order; should the previous batch's thread note its completion only after this
-    /// read, this batch counts from when it was staged (too long, never too short).
+    /// previous batch (<paramref name="latestDone"/>) if that came later: this batch was queued behind it on the stream.
+    /// Notes <paramref name="done"/> in <paramref name="latestDone"/> as the latest. Batches on one stream complete in
+    /// order; should the previous batch's thread note its completion only after this read, this batch counts from when it
+    /// was staged (too long, never too short).
     /// </summary>
-    private long OwnStart(int instance, long staged, long done)
+    internal static long OwnStart(ref long latestDone, long staged, long done)
     {
-        var previous = Interlocked.Read(ref _stagedRunDone[instance]);
+        var previous = Interlocked.Read(ref latestDone);
         var expected = previous;
         while (expected < done)
         {
-            var seen = Interlocked.CompareExchange(ref _stagedRunDone[instance], done, expected);
+            var seen = Interlocked.CompareExchange(ref latestDone, done, expected);
             if (seen == expected)
             {
                 break;
