@@ -22,7 +22,7 @@ public sealed record ModelConfig
     [JsonPropertyName("dynamic_batching")]
     public DynamicBatchingConfig? DynamicBatching { get; init; }
 
-    /// <summary>Executions in flight at once (one engine session each).</summary>
+    /// <summary>Model instances (one engine session each), each with up to <see cref="PipelineDepth"/> batches in flight.</summary>
     [JsonPropertyName("instance_count")]
     public int InstanceCount { get; init; } = 1;
 

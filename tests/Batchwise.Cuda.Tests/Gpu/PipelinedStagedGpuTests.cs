@@ -8,7 +8,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// <summary>
 /// Pipeline depth 2 (serve --pipeline-depth 2): two staged runs of one session queued back to back on one slot's stream,
 /// each on its own lane (staging blocks, segment table, completion event), give Run's bytes; and the time of 200 batches
-/// from two threads at depth 1 (two streams) and depth 2 (one stream, the next batch queued while one runs).
+/// one or two at a time per stream, on one and two sessions.
 /// </summary>
 [Trait("Category", "GPU")]
 public sealed class PipelinedStagedGpuTests
@@ -39,13 +39,13 @@ public sealed class PipelinedStagedGpuTests
         session.MakeCurrent();
         using var deviceIn = CudaDriver.Allocate(b.Data.Length);
         using var deviceOut = CudaDriver.Allocate(expectedB.Length);
-        Upload(deviceIn.Pointer, b.Data);
-        var inMemory = new DeviceRange(deviceIn.Pointer, deviceIn.Bytes);
-        var outMemory = new DeviceRange(deviceOut.Pointer, deviceOut.Bytes);
+        StagedGpuTests.Upload(deviceIn.Pointer, b.Data);
+        var inMemory = new StagedGpuTests.DeviceRange(0, deviceIn.Pointer, deviceIn.Bytes);
+        var outMemory = new StagedGpuTests.DeviceRange(0, deviceOut.Pointer, deviceOut.Bytes);
         for (var round = 0; round < 12; round++)
         {
             session.MakeCurrent();
-            Upload(deviceOut.Pointer, new byte[expectedB.Length]);
+            StagedGpuTests.Upload(deviceOut.Pointer, new byte[expectedB.Length]);
             var hostFirst = round % 2 == 0;
             using var first = session.Stage([a.Shape]);
             using var second = session.Stage([b.Shape]);
@@ -63,7 +63,7 @@ public sealed class PipelinedStagedGpuTests
             await Task.WhenAll(runs);
             Assert.True(hostRun.Output(0).Span.SequenceEqual(expectedA), $"round {round}: the host-row batch ({(hostFirst ? "first" : "companion")} lane) differs from Run's");
             session.MakeCurrent();
-            var got = Download(deviceOut.Pointer, expectedB.Length);
+            var got = StagedGpuTests.Download(deviceOut.Pointer, expectedB.Length);
             Assert.True(got.AsSpan().SequenceEqual(expectedB), $"round {round}: the device-row batch ({(hostFirst ? "companion" : "first")} lane) differs from Run's");
         }
 
@@ -71,56 +71,85 @@ public sealed class PipelinedStagedGpuTests
     }
 
     [Fact]
-    public async Task Two_hundred_batches_from_two_threads_at_depth_1_and_2_are_timed()
+    public async Task Two_hundred_batches_one_or_two_at_a_time_per_stream_are_timed()
     {
         // The served CUDA shared-memory path without the server: ResNet-50 fp16 b=64, each batch's 64 rows gathered from
-        // device memory, outputs through staging, from two threads back to back (two instances' worth of batches on one
-        // session: depth 1 gives each thread a slot and stream of its own, depth 2 queues both threads' batches on one
-        // stream). Measured, not asserted: img/s each way, published to pipeline-gpu.txt for the lead's A/B.
+        // device memory, outputs through staging, 200 batches back to back. Two sessions at pipeline depth 2 (two
+        // instances); one thread per session runs one batch at a time on its stream (depth 1's behaviour: the GPU waits
+        // for the host between batches), two threads per session queue the next batch on the same stream while one
+        // runs. Measured, not asserted (each batch's bytes are): img/s each way, published to pipeline-gpu.txt.
         Gpu.Require();
         var model = ModelZoo.Build("zoo:resnet50");
-        var spec = model.Inputs[0];
         const int Batch = 64;
         const int Batches = 200;
-        var input = Gpu.RandomInput(spec, Batch, seed: 3);
-        var lines = new List<string>();
-        foreach (var depth in new[] { 1, 2 })
-        {
-            using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16, BatchProfiles = [Batch], PipelineDepth = depth });
-            var expected = session.Run([input])[0].Data;
-            session.MakeCurrent();
-            using var deviceIn = CudaDriver.Allocate(input.Data.Length);
-            Upload(deviceIn.Pointer, input.Data);
-            var inMemory = new DeviceRange(deviceIn.Pointer, deviceIn.Bytes);
-            var wrong = 0;
-            async Task Loop(int count, CancellationToken ct)
-            {
-                for (var i = 0; i < count; i++)
-                {
-                    using var run = session.Stage([input.Shape]);
-                    for (var r = 0; r < Batch; r++)
-                    {
-                        run.TryCopyInput(0, r * InputRow, new DeviceTensorSource(inMemory, r * InputRow, InputRow));
-                    }
+        var input = Gpu.RandomInput(model.Inputs[0], Batch, seed: 3);
+        var options = new EngineOptions { Precision = Precision.Fp16, BatchProfiles = [Batch], PipelineDepth = 2 };
+        using var one = (CudaSession)new CudaEngine().Load(model, options);
+        using var two = (CudaSession)new CudaEngine().Load(model, options);
+        var expected = one.Run([input])[0].Data;
+        Assert.True(two.Run([input])[0].Data.AsSpan().SequenceEqual(expected), "two sessions of one model disagree");
+        var wrong = 0;
+        var ct = TestContext.Current.CancellationToken;
+        using var inOne = Resident(one, input.Data);
+        using var inTwo = Resident(two, input.Data);
 
-                    await run.RunAsync(ct);
-                    if (!run.Output(0).Span.SequenceEqual(expected))
-                    {
-                        Interlocked.Increment(ref wrong);
-                    }
+        async Task Loop(CudaSession session, DeviceMemory memory, int count)
+        {
+            var source = new StagedGpuTests.DeviceRange(0, memory.Pointer, memory.Bytes);
+            for (var i = 0; i < count; i++)
+            {
+                using var run = session.Stage([input.Shape]);
+                for (var r = 0; r < Batch; r++)
+                {
+                    Assert.True(run.TryCopyInput(0, r * InputRow, new DeviceTensorSource(source, r * InputRow, InputRow)));
+                }
+
+                await run.RunAsync(ct);
+                if (!run.Output(0).Span.SequenceEqual(expected))
+                {
+                    Interlocked.Increment(ref wrong);
+                }
+            }
+        }
+
+        async Task<double> Time(int sessions, int threadsEach, int batches)
+        {
+            var started = Stopwatch.GetTimestamp();
+            var loops = new List<Task>();
+            for (var s = 0; s < sessions; s++)
+            {
+                var (session, memory) = s == 0 ? (one, inOne) : (two, inTwo);
+                for (var t = 0; t < threadsEach; t++)
+                {
+                    loops.Add(Task.Run(() => Loop(session, memory, batches / (sessions * threadsEach)), ct));
                 }
             }
 
-            var ct = TestContext.Current.CancellationToken;
-            await Task.WhenAll(Task.Run(() => Loop(10, ct), ct), Task.Run(() => Loop(10, ct), ct)); // warm: graphs captured on every slot and lane
-            var started = Stopwatch.GetTimestamp();
-            await Task.WhenAll(Task.Run(() => Loop(Batches / 2, ct), ct), Task.Run(() => Loop(Batches / 2, ct), ct));
-            var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-            Assert.Equal(0, wrong);
-            lines.Add(FormattableString.Invariant($"depth {depth}: {Batches} batches of {Batch} from 2 threads in {seconds * 1000:F1} ms = {Batches * Batch / seconds:F0} img/s, {seconds * 1000 / Batches:F3} ms/batch, {session.SlotCount} slot(s)"));
+            await Task.WhenAll(loops);
+            return Stopwatch.GetElapsedTime(started).TotalSeconds;
         }
 
-        Gpu.Publish("pipeline-gpu.txt", "ResNet-50 fp16 staged, 64 device rows gathered per batch: " + string.Join("; ", lines));
+        await Time(2, 2, 40); // warm: every lane's staging and the shared graphs
+        var lines = new List<string>();
+        foreach (var (sessions, threads, what) in new[] { (1, 1, "1 stream, 1 batch at a time"), (1, 2, "1 stream, 2 batches queued (depth 2)"), (2, 1, "2 streams, 1 batch each (--instances 2)"), (2, 2, "2 streams, 2 batches each (--instances 2 --pipeline-depth 2)") })
+        {
+            var seconds = await Time(sessions, threads, Batches);
+            lines.Add(FormattableString.Invariant($"{what}: {Batches * Batch / seconds:F0} img/s ({seconds * 1000 / Batches:F3} ms/batch)"));
+        }
+
+        Assert.Equal(0, wrong);
+        Assert.Equal(1, one.SlotCount);
+        Assert.Equal(1, two.SlotCount);
+        Gpu.Publish("pipeline-gpu.txt", $"ResNet-50 fp16 b={Batch} staged, rows gathered from device memory, {Batches} batches: " + string.Join("; ", lines));
+    }
+
+    /// <summary>The bytes in device memory of <paramref name="session"/>'s GPU.</summary>
+    private static DeviceMemory Resident(CudaSession session, byte[] data)
+    {
+        session.MakeCurrent();
+        var memory = CudaDriver.Allocate(data.Length);
+        StagedGpuTests.Upload(memory.Pointer, data);
+        return memory;
     }
 
     /// <summary>The tensor with its rows in reverse order.</summary>
@@ -134,46 +163,5 @@ public sealed class PipelinedStagedGpuTests
         }
 
         return new Tensor(t.ElementType, (long[])t.Shape.Clone(), data);
-    }
-
-    /// <summary>Device memory as CUDA shared memory presents it (only its pointer is used by a device-side copy).</summary>
-    private sealed class DeviceRange(ulong pointer, long bytes) : IDeviceMemory
-    {
-        public int Device => 0;
-
-        public ulong Pointer => pointer;
-
-        public long Bytes => bytes;
-
-        public void Read(long offset, Span<byte> target) => throw new InvalidOperationException("read through the host: the in-place path was not taken");
-
-        public void Write(long offset, ReadOnlySpan<byte> source) => throw new InvalidOperationException("not used");
-
-        public void Dispose()
-        {
-        }
-    }
-
-    private static unsafe void Upload(ulong device, byte[] data)
-    {
-        using var stream = CudaDriver.CreateStream();
-        fixed (byte* p = data)
-        {
-            CudaDriver.CopyToDevice(device, p, data.Length, stream);
-            CudaDriver.Synchronize(stream);
-        }
-    }
-
-    private static unsafe byte[] Download(ulong device, int bytes)
-    {
-        var data = new byte[bytes];
-        using var stream = CudaDriver.CreateStream();
-        fixed (byte* p = data)
-        {
-            CudaDriver.CopyToHost(p, device, bytes, stream);
-            CudaDriver.Synchronize(stream);
-        }
-
-        return data;
     }
 }
