@@ -756,9 +756,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         return OnLane(plan, (slot, lane, context) => new CudaStagedRun(this, plan, slot, lane, context, inputShapes, rows));
     }
 
-    /// <summary>Staged runs one slot's stream carries at once (<see cref="EngineOptions.PipelineDepth"/>).</summary>
-    internal int PipelineDepth => _slots.Depth;
-
     /// <summary>Execution slots (streams) the session has made so far.</summary>
     internal int SlotCount => _slots.All.Count;
 
