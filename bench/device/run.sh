@@ -266,7 +266,8 @@ fi
 if [[ " $PHASES " == *" serve "* ]]; then
   # Issue #11 served: ResNet-50 fp16 with batch profiles (powers of two up to 64), two instances; load at c=16 and c=64
   # over gRPC; the plan-build counter read before and after the load (no build after ready). Issue #12's served numbers
-  # come from the same setup. Everything in $OUT/serve.txt.
+  # come from the same setup. Everything in $OUT/serve.txt. SERVE_ARGS adds serve options to the main server and the
+  # --instances N one (e.g. SERVE_ARGS="--pipeline-depth 2" for the A/B against a run without).
   export BATCHWISE_CACHE_DIR="$WORK/cache"
   metric() { "$PY" - "$1" "$2" <<'PYEOF'
 import sys, urllib.request
@@ -277,8 +278,9 @@ print("\n".join(vals) if vals else name + " (absent)")
 PYEOF
   }
   {
+    echo "## serve options added (SERVE_ARGS): ${SERVE_ARGS:-none}"
     "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 \
-      --http-port 18000 --grpc-port 18001 > "$WORK/serve.log" 2>&1 &
+      --http-port 18000 --grpc-port 18001 ${SERVE_ARGS:-} > "$WORK/serve.log" 2>&1 &
     SERVER=$!
     for i in $(seq 1 120); do
       "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
@@ -311,7 +313,7 @@ PYEOF
       # The shared-memory points again with more instances (more batches in flight to overlap copies and compute).
       n=${SERVE_MORE_INSTANCES:-3}
       "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances $n --max-queue-delay-us 200 \
-        --http-port 18000 --grpc-port 18001 --metrics-port 18002 > "$WORK/serve-n.log" 2>&1 &
+        --http-port 18000 --grpc-port 18001 --metrics-port 18002 ${SERVE_ARGS:-} > "$WORK/serve-n.log" 2>&1 &
       SERVER=$!
       for i in $(seq 1 120); do
         "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break

@@ -206,8 +206,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private readonly ConcurrentDictionary<string, Lazy<ExecutionPlan>> _plans = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Task> _exactBuilds = new(StringComparer.Ordinal);
     private readonly Dictionary<(HostTensor, ElementType), DeviceMemory> _weights = [];
-    private readonly ConcurrentBag<ExecutionSlot> _idleSlots = [];
-    private readonly List<ExecutionSlot> _allSlots = [];
+    private readonly SlotPool<ExecutionSlot> _slots;
     private readonly List<PlanBuild> _builds = [];
     private readonly Lock _build = new();
     private readonly CudaStream _uploadStream;
@@ -242,6 +241,12 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         _model = model;
         Startup = spans ?? new StartupSpans();
         var started = Stopwatch.GetTimestamp();
+        if (options.PipelineDepth < 1)
+        {
+            throw new BatchwiseException($"Pipeline depth {options.PipelineDepth} is below 1", "Use 1 (one staged run per stream) or more.");
+        }
+
+        _slots = new SlotPool<ExecutionSlot>(options.PipelineDepth);
         _device = CudaDriver.Device(options.DeviceId);
         _context = new PrimaryContext(_device);
         _context.MakeCurrent();
@@ -315,12 +320,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         var slot = new ExecutionSlot { Spans = Startup };
         Startup.AddOnce("slot_stream", Stopwatch.GetElapsedTime(started).TotalSeconds);
         slot.OpenLibraries(cudnn, cublasLt);
-        lock (_allSlots)
-        {
-            _allSlots.Add(slot);
-        }
-
-        _idleSlots.Add(slot);
+        _slots.AddIdle(slot);
     }
 
     public IReadOnlyList<TensorSpec> Inputs { get; }
@@ -753,26 +753,19 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
 
         var plan = PlanFor(ShapeKeyOf(shapes), () => [.. shapes.Select((s, i) => Tensor.Zeros(Inputs[i].ElementType, s))]);
-        return OnSlot(plan, (slot, context) => new CudaStagedRun(this, plan, slot, context, inputShapes, rows));
+        return OnLane(plan, (slot, lane, context) => new CudaStagedRun(this, plan, slot, lane, context, inputShapes, rows));
     }
 
-    /// <summary>A run of <paramref name="plan"/> made by <paramref name="make"/> on a slot rented from the pool (returned to it if making fails).</summary>
+    /// <summary>Execution slots (streams) the session has made so far.</summary>
+    internal int SlotCount => _slots.All.Count;
+
+    /// <summary>A run of <paramref name="plan"/> made by <paramref name="make"/> on a whole slot rented from the pool (returned to it if making fails).</summary>
     private T OnSlot<T>(ExecutionPlan plan, Func<ExecutionSlot, Planning.ExecutionContext, T> make)
     {
-        if (!_idleSlots.TryTake(out var slot))
+        if (!_slots.TryTakeWhole(out var slot))
         {
-            var started = Stopwatch.GetTimestamp();
-            var first = !Startup.Has("slot_stream");
-            slot = new ExecutionSlot { Spans = first ? Startup : null };
-            if (first)
-            {
-                Startup.AddOnce("slot_stream", Stopwatch.GetElapsedTime(started).TotalSeconds);
-            }
-
-            lock (_allSlots)
-            {
-                _allSlots.Add(slot);
-            }
+            slot = NewSlot();
+            _slots.AddHeld(slot, whole: true);
         }
 
         try
@@ -781,9 +774,82 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
         catch
         {
-            _idleSlots.Add(slot);
+            _slots.ReturnWhole(slot);
             throw;
         }
+    }
+
+    /// <summary>
+    /// A staged run of <paramref name="plan"/> made by <paramref name="make"/> on a lane of a slot: an idle slot's own, or
+    /// with a pipeline depth above 1 a companion lane of a busy slot (same stream, own staging and completion event), or a
+    /// new slot. A companion whose plan would need the shared arena replaced is given back for a new slot (see
+    /// <see cref="ExecutionSlot.TryContextFor"/>). The lane goes back to the pool if making fails.
+    /// </summary>
+    private T OnLane<T>(ExecutionPlan plan, Func<ExecutionSlot, int, Planning.ExecutionContext, T> make)
+    {
+        var arena = Interlocked.Read(ref _largestArena);
+        if (_slots.TryTakeLane(out var shared, out var lane))
+        {
+            Planning.ExecutionContext? context;
+            try
+            {
+                context = shared.TryContextFor(plan, _useCudaGraph, arena, () => _slots.Held(shared) == 1);
+            }
+            catch
+            {
+                _slots.ReturnLane(shared, lane);
+                throw;
+            }
+
+            if (context is not null)
+            {
+                return MakeOnLane(shared, lane, context, make);
+            }
+
+            _slots.ReturnLane(shared, lane);
+        }
+
+        var slot = NewSlot();
+        _slots.AddHeld(slot, whole: false);
+        Planning.ExecutionContext own;
+        try
+        {
+            own = slot.ContextFor(plan, _useCudaGraph, arena);
+        }
+        catch
+        {
+            _slots.ReturnLane(slot, 0);
+            throw;
+        }
+
+        return MakeOnLane(slot, 0, own, make);
+    }
+
+    private T MakeOnLane<T>(ExecutionSlot slot, int lane, Planning.ExecutionContext context, Func<ExecutionSlot, int, Planning.ExecutionContext, T> make)
+    {
+        try
+        {
+            return make(slot, lane, context);
+        }
+        catch
+        {
+            _slots.ReturnLane(slot, lane);
+            throw;
+        }
+    }
+
+    /// <summary>A new execution slot (the session's first one timed for the cold start).</summary>
+    private ExecutionSlot NewSlot()
+    {
+        var started = Stopwatch.GetTimestamp();
+        var first = !Startup.Has("slot_stream");
+        var slot = new ExecutionSlot { Spans = first ? Startup : null };
+        if (first)
+        {
+            Startup.AddOnce("slot_stream", Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+
+        return slot;
     }
 
     /// <summary>Refuses, with the reason, an input shape outside its shape profile.</summary>
@@ -863,6 +929,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
     }
 
+    /// <summary>Gives back a slot a prepared run held whole.</summary>
     internal void Return(ExecutionSlot slot)
     {
         if (_disposed)
@@ -870,7 +937,18 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             return; // disposed with the session
         }
 
-        _idleSlots.Add(slot);
+        _slots.ReturnWhole(slot);
+    }
+
+    /// <summary>Gives back lane <paramref name="lane"/> of <paramref name="slot"/>, once its run's work on the stream has completed.</summary>
+    internal void ReturnLane(ExecutionSlot slot, int lane)
+    {
+        if (_disposed)
+        {
+            return; // disposed with the session
+        }
+
+        _slots.ReturnLane(slot, lane);
     }
 
     /// <summary>The plan for these inputs: built once (only runs that need it wait for it), then shared.</summary>
@@ -1159,12 +1237,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         Task.WaitAll([.. _exactBuilds.Values], TimeSpan.FromMinutes(2));
         _earlyWarmUp?.Wait();
         _context.MakeCurrent();
-        lock (_allSlots)
+        foreach (var slot in _slots.All)
         {
-            foreach (var slot in _allSlots)
-            {
-                slot.Dispose();
-            }
+            slot.Dispose();
         }
 
         foreach (var p in _plans.Values.Where(l => l.IsValueCreated))

@@ -14,12 +14,24 @@ namespace Batchwise.Cuda;
 /// shared memory) replace either side with a device-to-device copy; rows in shared memory (CUDA, or a registered system
 /// region) are read from and written to it directly, a buffer's rows in device memory (two or more) by one segment-copy
 /// launch each way rather than one copy operation a row (<see cref="RowCopies"/>).
+/// <para>
+/// With a pipeline depth above 1 a run may go on a companion lane of a slot whose stream still executes an earlier run
+/// (<see cref="SlotPool{TSlot}"/>): it writes only its own lane's staging blocks and segment table (the lane is free, so
+/// no queued copy reads them), enqueues its whole run under the slot's <see cref="ExecutionSlot.Enqueuing"/> lock (its
+/// copies into the arena follow the earlier run's last copy out of it on the stream) and waits for its own completion
+/// event, never for the stream (that would wait for the run queued behind it too). Lanes share the slot's
+/// <see cref="Planning.ExecutionContext"/> per plan, and so its CUDA graph: that graph captured the slot's one arena's
+/// addresses, which are every lane's, and a graph exec launched twice into one stream runs its launches in order, each
+/// after the copies enqueued before it; a second context per lane would capture the same addresses for nothing.
+/// </para>
 /// </summary>
 internal sealed unsafe class CudaStagedRun : IStagedRun
 {
     private readonly CudaSession _session;
     private readonly ExecutionPlan _plan;
     private readonly ExecutionSlot _slot;
+    private readonly int _laneIndex;
+    private readonly StagingLane _lane;
     private readonly Planning.ExecutionContext _context;
     private readonly long[] _inputBytes;
     private readonly long[] _inputOffsets;
@@ -37,12 +49,16 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     private readonly IntPtr _inputBlock;
     private readonly IntPtr _outputBlock;
     private bool _disposed;
+    private bool _enqueued;
+    private bool _completed;
 
-    public CudaStagedRun(CudaSession session, ExecutionPlan plan, ExecutionSlot slot, Planning.ExecutionContext context, IReadOnlyList<long[]> inputShapes, int rows)
+    public CudaStagedRun(CudaSession session, ExecutionPlan plan, ExecutionSlot slot, int lane, Planning.ExecutionContext context, IReadOnlyList<long[]> inputShapes, int rows)
     {
         _session = session;
         _plan = plan;
         _slot = slot;
+        _laneIndex = lane;
+        _lane = slot.Lane(lane);
         _context = context;
         var inputs = session.Inputs;
         _inputBytes = [.. inputShapes.Select((s, i) => Tensor.ElementCountOf(s) * inputs[i].ElementType.SizeOf())];
@@ -59,7 +75,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         _inputByKernel = new bool[_inputBytes.Length];
         _outputByKernel = new bool[_outputBytes.Length];
         _constantOutputs = [.. plan.Outputs.Select((o, i) => o.Constant is null ? null : Cut(o.Constant.CastTo(o.Type).ToTensor().Data, _outputBytes[i]))];
-        (_inputBlock, _outputBlock) = slot.Staging(_inputOffsets[^1], _outputOffsets[^1]);
+        (_inputBlock, _outputBlock) = _lane.Staging(_inputOffsets[^1], _outputOffsets[^1]);
     }
 
     public IReadOnlyList<long[]> OutputShapes { get; }
@@ -137,9 +153,33 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
 
-        // Enqueue and wait for the stream on the caller's thread: an error on the device surfaces as the task's
+        // Enqueue and wait for this run's completion on the caller's thread: an error on the device surfaces as the task's
         // exception, never as a hang.
         _session.MakeCurrent();
+        try
+        {
+            lock (_slot.Enqueuing)
+            {
+                _enqueued = true;
+                Enqueue();
+                CudaDriver.Record(_lane.Done, _context.Stream);
+            }
+
+            // Wait on this thread: the caller is a batch's own pool thread or a request's thread (a request run alone), and
+            // a hop to another pool thread only to block there would add its latency to every run.
+            CudaDriver.Synchronize(_lane.Done);
+            _completed = true;
+            return Task.CompletedTask;
+        }
+        catch (Exception e)
+        {
+            return Task.FromException(e);
+        }
+    }
+
+    /// <summary>Enqueues the run on the slot's stream: inputs in, the plan, outputs out (the caller holds the enqueue lock).</summary>
+    private void Enqueue()
+    {
         var stream = _context.Stream;
         var (gather, scatter) = PlanSegments();
         for (var i = 0; i < _inputBytes.Length; i++)
@@ -231,18 +271,6 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
                 CudaDriver.CopyToHost(staging, src, _outputBytes[i], stream);
             }
         }
-
-        // Wait on this thread: the caller is a batch's own pool thread or a request's thread (a request run alone), and
-        // a hop to another pool thread only to block there would add its latency to every run.
-        try
-        {
-            CudaDriver.Synchronize(stream);
-            return Task.CompletedTask;
-        }
-        catch (Exception e)
-        {
-            return Task.FromException(e);
-        }
     }
 
     /// <summary>
@@ -278,7 +306,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             return (default, default);
         }
 
-        var (host, device) = _slot.SegmentTable((long)entries * KernelSource.SegmentEntryWords);
+        var (host, device) = _lane.SegmentTable((long)entries * KernelSource.SegmentEntryWords);
         var table = new Span<ulong>((void*)host, entries * KernelSource.SegmentEntryWords);
         var count = 0;
         long blocks = 0;
@@ -350,7 +378,27 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
         if (!_disposed)
         {
             _disposed = true;
-            _session.Return(_slot);
+            if (_enqueued && !_completed)
+            {
+                // A run that failed part-way may have left copies on the stream that read this lane's staging memory: the
+                // lane is handed on only once they are done (or the context is broken, when nothing runs any more).
+                try
+                {
+                    _session.MakeCurrent();
+                    lock (_slot.Enqueuing)
+                    {
+                        CudaDriver.Record(_lane.Done, _context.Stream);
+                    }
+
+                    CudaDriver.Synchronize(_lane.Done);
+                }
+                catch (CudaException)
+                {
+                    // The device reported an error: it already failed this run; the next run on the slot reports its own.
+                }
+            }
+
+            _session.ReturnLane(_slot, _laneIndex);
         }
     }
 

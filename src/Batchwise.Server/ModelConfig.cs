@@ -22,9 +22,17 @@ public sealed record ModelConfig
     [JsonPropertyName("dynamic_batching")]
     public DynamicBatchingConfig? DynamicBatching { get; init; }
 
-    /// <summary>Executions in flight at once (one engine session each).</summary>
+    /// <summary>Model instances (one engine session each), each with up to <see cref="PipelineDepth"/> batches in flight.</summary>
     [JsonPropertyName("instance_count")]
     public int InstanceCount { get; init; } = 1;
+
+    /// <summary>
+    /// Batches one instance may have in flight at once (1..4): above 1, an engine that queues work on a stream (cuda)
+    /// stages and enqueues the next batch on the instance's stream while the last one runs; other engines run them side
+    /// by side on the instance's session.
+    /// </summary>
+    [JsonPropertyName("pipeline_depth")]
+    public int PipelineDepth { get; init; } = 1;
 
     /// <summary>Engine name from the engine registry (ort, cuda).</summary>
     [JsonPropertyName("engine")]
@@ -110,7 +118,7 @@ public sealed record ModelConfig
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, engine, precision, intra_op_threads, intra_op_spinning, batch_profiles, shape_profiles, label_filename, version.", e);
+            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, pipeline_depth, engine, precision, intra_op_threads, intra_op_spinning, batch_profiles, shape_profiles, label_filename, version.", e);
         }
     }
 
@@ -120,6 +128,9 @@ public sealed record ModelConfig
     /// <summary>Most instances of one model.</summary>
     public const int InstanceCountLimit = 256;
 
+    /// <summary>Most batches one instance may have in flight.</summary>
+    public const int PipelineDepthLimit = 4;
+
     /// <summary>
     /// Checks every field against its range and throws a <see cref="BatchwiseException"/> naming the first one out
     /// of range, its value and the range; <paramref name="source"/> says where the config came from.
@@ -128,6 +139,7 @@ public sealed record ModelConfig
     {
         Range(source, "max_batch_size", MaxBatchSize ?? 0, 0, MaxBatchSizeLimit, "0: no batch axis");
         Range(source, "instance_count", InstanceCount, 1, InstanceCountLimit, "one engine session each");
+        Range(source, "pipeline_depth", PipelineDepth, 1, PipelineDepthLimit, "batches in flight per instance");
         Range(source, "intra_op_threads", IntraOpThreads, 0, 1024, "0: the cores shared out among the instances");
         if (string.IsNullOrWhiteSpace(Engine))
         {
@@ -190,6 +202,7 @@ public sealed record ModelConfig
         },
         IntraOpThreads = IntraOpThreads,
         IntraOpSpinning = IntraOpSpinning ?? false,
+        PipelineDepth = PipelineDepth,
     };
 
     /// <summary>
@@ -257,6 +270,7 @@ public sealed record ModelConfig
             DefaultTimeout = d?.DefaultTimeoutMicroseconds is > 0 and var t ? TimeSpan.FromMicroseconds(t) : null,
             MaxQueueSize = d?.MaxQueueSize is > 0 and var q ? q : 1024,
             InstanceCount = InstanceCount,
+            PipelineDepth = PipelineDepth,
         };
         options.Validate();
         return options;

@@ -20,6 +20,10 @@ public sealed class ServedModel : IAsyncDisposable
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _gaugeLock = new();
 
+    // Per instance: when its latest staged run completed (Stopwatch ticks); a batch queued behind another on the same
+    // stream (pipeline_depth) counts its compute from then, not from when it was staged.
+    private readonly long[] _stagedRunDone;
+
     // Merged batches of this model (their own pool: their many sizes must not crowd the requests' buffers out of the shared one).
     private readonly TensorBufferPool _mergedBuffers = new(MergedBuffersRetained);
     private const int Retired = 1 << 30;
@@ -32,6 +36,7 @@ public sealed class ServedModel : IAsyncDisposable
         MaxBatchSize = maxBatchSize;
         Engine = engine;
         _sessions = sessions;
+        _stagedRunDone = new long[sessions.Length];
         _metrics = metrics;
         Inputs = sessions[0].Inputs;
         Outputs = sessions[0].Outputs;
@@ -474,7 +479,11 @@ public sealed class ServedModel : IAsyncDisposable
     /// goes asynchronously (copies to and from the device on the instance's stream), and the outputs are copied out of
     /// the staging buffers before the run is given back.
     /// </summary>
-    private async Task<(IReadOnlyList<Tensor> Outputs, TimeSpan EngineTime)> RunStagedAsync(IStagedExecution staged, BatchParts batch, CancellationToken cancellationToken)
+    /// <remarks>
+    /// The time returned is the batch's own: from when it was staged, or, when it was queued behind an earlier batch of
+    /// the same instance that was still running (pipeline_depth above 1), from when that batch completed.
+    /// </remarks>
+    private async Task<(IReadOnlyList<Tensor> Outputs, TimeSpan EngineTime)> RunStagedAsync(int instance, IStagedExecution staged, BatchParts batch, CancellationToken cancellationToken)
     {
         var start = Stopwatch.GetTimestamp();
         using var run = staged.Stage([.. Enumerable.Range(0, batch.InputCount).Select(batch.Shape)]);
@@ -513,6 +522,7 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         await run.RunAsync(cancellationToken).ConfigureAwait(false);
+        var ownStart = OwnStart(ref _stagedRunDone[instance], start, Stopwatch.GetTimestamp());
         var outputs = new Tensor[Outputs.Count];
         for (var o = 0; o < outputs.Length; o++)
         {
@@ -533,7 +543,33 @@ public sealed class ServedModel : IAsyncDisposable
             outputs[o] = t;
         }
 
-        return (outputs, Stopwatch.GetElapsedTime(start));
+        return (outputs, Stopwatch.GetElapsedTime(ownStart));
+    }
+
+    /// <summary>
+    /// Where a staged batch's own time starts: at <paramref name="staged"/>, or at the completion of the instance's
+    /// previous batch (<paramref name="latestDone"/>) if that came later: this batch was queued behind it on the stream.
+    /// Notes <paramref name="done"/> in <paramref name="latestDone"/> as the latest. Batches on one stream complete in
+    /// order; should the previous batch's thread note its completion only after this read, this batch counts from when it
+    /// was staged (too long, never too short).
+    /// </summary>
+    internal static long OwnStart(ref long latestDone, long staged, long done)
+    {
+        var previous = Interlocked.Read(ref latestDone);
+        var expected = previous;
+        while (expected < done)
+        {
+            var seen = Interlocked.CompareExchange(ref latestDone, done, expected);
+            if (seen == expected)
+            {
+                break;
+            }
+
+            expected = seen;
+        }
+
+        // A completion later than this one is not this batch's predecessor (a run on another slot): count from staging.
+        return previous > staged && previous <= done ? previous : staged;
     }
 
     private async Task<IReadOnlyList<Tensor>> ExecuteAsync(int instance, BatchParts batch, CancellationToken cancellationToken)
@@ -547,7 +583,7 @@ public sealed class ServedModel : IAsyncDisposable
             // and a request that runs alone at an idle instance is on its own request thread (no hop either way).
             var session = _sessions[instance];
             var (outputs, engineTime) = session is IStagedExecution staged && batch.Requests[0].All(t => t.ElementType != ElementType.String)
-                ? await RunStagedAsync(staged, batch, cancellationToken).ConfigureAwait(false)
+                ? await RunStagedAsync(instance, staged, batch, cancellationToken).ConfigureAwait(false)
                 : RunMerged(session, batch, cancellationToken);
             // The executed rows from the shape (without dynamic batching the batcher counts each request as 1 row).
             var rows = batch.Requests[0][0].Shape.Length > 0 && MaxBatchSize > 0 ? (int)batch.Shape(0)[0] : 1;

@@ -113,16 +113,21 @@ public sealed partial class CudaSharedMemoryGpuTests
     /// byte path), merged
     /// into batches whose rows are gathered and scattered in place; every answer read back from device memory is the
     /// one the same input sent by value gets, with the segment copy (BATCHWISE_GATHER=kernel) and one copy a row (copies).
+    /// With --pipeline-depth 2 and batches of at most 2, the instance has two batches queued on its one stream at a time
+    /// (each on its own staging lane and segment table): still no request gets another's rows.
     /// </summary>
     [Theory]
-    [InlineData("kernel")]
-    [InlineData("copies")]
-    public async Task Cuda_shared_memory_rows_of_concurrent_requests_each_get_their_own_answer_in_place(string gather)
+    [InlineData("kernel", 1, 8)]
+    [InlineData("copies", 1, 8)]
+    [InlineData("kernel", 2, 2)]
+    [InlineData("copies", 2, 2)]
+    public async Task Cuda_shared_memory_rows_of_concurrent_requests_each_get_their_own_answer_in_place(string gather, int depth, int maxBatch)
     {
         GpuTest.Require();
         var ipc = DriverCudaIpc.Create();
-        using var serve = ServeProcess.StartWith(new Dictionary<string, string?> { ["BATCHWISE_GATHER"] = gather }, "serve", "zoo:mlp", "--engine", "cuda", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1", "--max-batch-size", "8", "--max-queue-delay-us", "2000");
+        using var serve = ServeProcess.StartWith(new Dictionary<string, string?> { ["BATCHWISE_GATHER"] = gather }, "serve", "zoo:mlp", "--engine", "cuda", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1", "--max-batch-size", maxBatch.ToString(System.Globalization.CultureInfo.InvariantCulture), "--max-queue-delay-us", "2000", "--pipeline-depth", depth.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var address = await serve.ServingAsync(TimeSpan.FromMinutes(3));
+        Assert.Equal(depth > 1, serve.Out.Contains($"x {depth} batches in flight", StringComparison.Ordinal));
         using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
         var model = JsonDocument.Parse(await http.GetStringAsync(new Uri("/v2/models/mlp", UriKind.Relative), Ct)).RootElement;
         var outputName = model.GetProperty("outputs")[0].GetProperty("name").GetString()!;

@@ -12,6 +12,8 @@ public sealed class ModelConfigTests : IDisposable
     [InlineData("""{ "max_batch_size": 2000000000 }""", "max_batch_size is 2000000000, outside 0..65536")]
     [InlineData("""{ "instance_count": 0 }""", "instance_count is 0, outside 1..256")]
     [InlineData("""{ "instance_count": 100000 }""", "instance_count is 100000, outside 1..256")]
+    [InlineData("""{ "pipeline_depth": 0 }""", "pipeline_depth is 0, outside 1..4")]
+    [InlineData("""{ "pipeline_depth": 5 }""", "pipeline_depth is 5, outside 1..4")]
     [InlineData("""{ "intra_op_threads": -1 }""", "intra_op_threads is -1, outside 0..1024")]
     [InlineData("""{ "precision": "int4" }""", "precision 'int4' is not fp32, fp16 or int8")]
     [InlineData("""{ "engine": "" }""", "engine is empty")]
@@ -57,6 +59,21 @@ public sealed class ModelConfigTests : IDisposable
         var fromCommandLine = new ModelConfig { MaxBatchSize = 64, CommandLineEngineOptions = new Engines.EngineOptions { ExactPlans = true } };
         Assert.True(fromCommandLine.ToEngineOptions(64).ExactPlans);
         Assert.False(new ModelConfig { MaxBatchSize = 64 }.ToEngineOptions(64).ExactPlans);
+    }
+
+    [Fact]
+    public void Pipeline_depth_reaches_the_batcher_and_the_engine_options_and_defaults_to_1()
+    {
+        var path = Path.Combine(_dir.FullName, "config.json");
+        File.WriteAllText(path, """{ "max_batch_size": 64, "instance_count": 2, "pipeline_depth": 4, "engine": "cuda" }""");
+        var config = ModelConfig.Load(path);
+        Assert.Equal(4, config.ToBatcherOptions(64).PipelineDepth);
+        Assert.Equal(2, config.ToBatcherOptions(64).InstanceCount);
+        Assert.Equal(4, config.ToEngineOptions(64).PipelineDepth);
+
+        var plain = new ModelConfig { MaxBatchSize = 64 };
+        Assert.Equal(1, plain.ToBatcherOptions(64).PipelineDepth);
+        Assert.Equal(1, plain.ToEngineOptions(64).PipelineDepth);
     }
 
     [Fact]

@@ -23,7 +23,8 @@ public static class ServeCommand
         var delay = new Option<long>("--max-queue-delay-us") { Description = "Single model: how long the oldest request may wait for others, in microseconds", DefaultValueFactory = _ => 0 };
         var preferred = new Option<string?>("--preferred-batch-size") { Description = "Single model: batch sizes sent at once when reached, e.g. 8,16" };
         var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
-        var instances = new Option<int>("--instances") { Description = "Single model: executions in flight at once (one engine session each)", DefaultValueFactory = _ => 1 };
+        var instances = new Option<int>("--instances") { Description = "Single model: model instances, one engine session each, each running up to --pipeline-depth batches at once", DefaultValueFactory = _ => 1 };
+        var depth = new Option<int>("--pipeline-depth") { Description = $"Single model: batches one instance may have in flight at once (1..{ModelConfig.PipelineDepthLimit}); above 1 the cuda engine stages the next batch on the instance's stream while the last one runs", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
         var control = new Option<string>("--model-control-mode") { Description = "none: load every model at startup; explicit: load and unload by request (POST /v2/repository/models/NAME/load|unload); poll: follow the repository folder", DefaultValueFactory = _ => "none" };
         control.AcceptOnlyFromAmong("none", "explicit", "poll");
@@ -43,7 +44,7 @@ public static class ServeCommand
         var authTokenFile = new Option<string?>("--auth-token-file") { Description = "File holding a bearer token every call but health needs (Authorization: Bearer TOKEN)" };
         var command = new Command("serve", "Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it): HTTP/REST, gRPC, Prometheus /metrics on its own port; the batching and engine options apply to a single model (a repository sets them per model in config.json)")
         {
-            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, queue,
+            model, models, name, host, httpPort, grpcPort, maxBody, maxBatch, delay, preferred, noBatching, instances, depth, queue,
             maxRequestBytes, maxQueueBytes, drainTimeout, tlsCert, tlsKey, tlsClientCa, authTokenFile, receiveBlock, maxFrame, inlineIo,
             control, loadModel, pollSecs, exitOnError, metricsPort, traceConfig,
         };
@@ -114,7 +115,7 @@ public static class ServeCommand
             ModelRepository repository;
             if (folder is not null)
             {
-                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, queue, .. engine.All];
+                Option[] singleModelOptions = [name, maxBatch, delay, preferred, noBatching, instances, depth, queue, .. engine.All];
                 var misplaced = singleModelOptions.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
                 if (misplaced is not null)
                 {
@@ -135,6 +136,7 @@ public static class ServeCommand
                         MaxQueueSize = parse.GetValue(queue),
                     },
                     InstanceCount = parse.GetValue(instances),
+                    PipelineDepth = parse.GetValue(depth),
                     Engine = engine.EngineName(parse),
                     Precision = parse.GetValue(engine.Precision)!,
                     IntraOpThreads = parse.GetValue(engine.Threads),
@@ -173,7 +175,7 @@ public static class ServeCommand
                     var batching = b.MaxBatchSize > 0
                         ? $"dynamic batching up to {b.MaxBatchSize}, max queue delay {b.MaxQueueDelay.TotalMicroseconds:F0} us" + (b.PreferredBatchSizes.Count > 0 ? $", preferred {string.Join(",", b.PreferredBatchSizes)}" : string.Empty)
                         : m.MaxBatchSize > 0 ? $"no dynamic batching (requests up to batch {m.MaxBatchSize} run alone)" : "no batch axis";
-                    Console.WriteLine($"model {m.Name} v{m.Version}: {m.Engine}, {b.InstanceCount} instance(s), {batching}; inputs {string.Join(", ", m.Inputs)}");
+                    Console.WriteLine($"model {m.Name} v{m.Version}: {m.Engine}, {b.InstanceCount} instance(s){(b.PipelineDepth > 1 ? $" x {b.PipelineDepth} batches in flight" : string.Empty)}, {batching}; inputs {string.Join(", ", m.Inputs)}");
                 }
 
                 Console.WriteLine($"serving HTTP on {server.HttpAddress} (GET /v2, POST /v2/models/NAME/infer), gRPC on {server.GrpcAddress}, " +

@@ -344,6 +344,9 @@ internal static unsafe partial class CudaDriver
 
     public static void Record(CudaEvent evt, CudaStream stream) => Check(cuEventRecord(evt.Handle, stream.Handle), "cuEventRecord");
 
+    /// <summary>Waits until the work before the event's last record has completed (that stream's later work not included).</summary>
+    public static void Synchronize(CudaEvent evt) => Check(cuEventSynchronize(evt.Handle), "cuEventSynchronize");
+
     public static double ElapsedSeconds(CudaEvent start, CudaEvent end)
     {
         Check(cuEventSynchronize(end.Handle), "cuEventSynchronize");

@@ -467,54 +467,33 @@ internal sealed class ExecutionSlot : IDisposable
     /// <summary>Where the slot's first set-up is timed (the session's first slot: part of the cold start), or null.</summary>
     public Engines.StartupSpans? Spans { get; init; }
 
-    private PinnedHostMemory? _stagedInputs;
-    private PinnedHostMemory? _stagedOutputs;
+    private readonly List<StagingLane> _lanes = [];
 
     /// <summary>
-    /// Page-locked blocks for staged runs (one for inputs, one for outputs), grown to the largest run seen: a server
-    /// writes request rows here and copies to the device start from here, with no staging copy in between.
+    /// Held while a run enqueues its work on <see cref="Stream"/> (copies, the plan, its completion event): runs of
+    /// several lanes share the stream, and one run's operations must not interleave with another's (the inputs of one
+    /// would land in the arena between the other's copies and its kernels), nor another thread enqueue into a CUDA
+    /// graph capture.
     /// </summary>
-    public (IntPtr Inputs, IntPtr Outputs) Staging(long inputBytes, long outputBytes)
-    {
-        if (_stagedInputs is null || _stagedInputs.Bytes < inputBytes)
-        {
-            _stagedInputs?.Dispose();
-            _stagedInputs = null;
-            _stagedInputs = CudaDriver.AllocatePinned(Math.Max(inputBytes, 1));
-        }
-
-        if (_stagedOutputs is null || _stagedOutputs.Bytes < outputBytes)
-        {
-            _stagedOutputs?.Dispose();
-            _stagedOutputs = null;
-            _stagedOutputs = CudaDriver.AllocatePinned(Math.Max(outputBytes, 1));
-        }
-
-        return (_stagedInputs.DangerousGetHandle(), _stagedOutputs.DangerousGetHandle());
-    }
-
-    private PinnedHostMemory? _segmentsHost;
-    private DeviceMemory? _segmentsDevice;
+    public Lock Enqueuing { get; } = new();
 
     /// <summary>
-    /// The table a staged run's segment copies read (<see cref="Kernels.KernelSource.CopySegments"/>): a page-locked block
-    /// the host writes and a device block it is copied to, each of at least <paramref name="words"/> 64-bit words, grown
-    /// to the largest seen.
+    /// Lane <paramref name="index"/>'s staging memory and completion event (made on first use). Lane 0 is the slot's
+    /// own; lanes 1.. are companions for runs queued on the same stream while an earlier run still executes
+    /// (<see cref="SlotPool{TSlot}"/>): they share the stream, and so the arena, workspace, library handles and
+    /// contexts, whose every use the stream orders.
     /// </summary>
-    public (IntPtr Host, ulong Device) SegmentTable(long words)
+    public StagingLane Lane(int index)
     {
-        var bytes = Math.Max(words, 1) * 8;
-        if (_segmentsHost is null || _segmentsHost.Bytes < bytes)
+        lock (_lanes)
         {
-            _segmentsHost?.Dispose();
-            _segmentsHost = null;
-            _segmentsHost = CudaDriver.AllocatePinned(bytes);
-            _segmentsDevice?.Dispose();
-            _segmentsDevice = null;
-            _segmentsDevice = CudaDriver.Allocate(bytes);
-        }
+            while (_lanes.Count <= index)
+            {
+                _lanes.Add(new StagingLane());
+            }
 
-        return (_segmentsHost.DangerousGetHandle(), _segmentsDevice!.Pointer);
+            return _lanes[index];
+        }
     }
 
     /// <summary>The context of <paramref name="plan"/> on this slot, made (and the arena grown) on first use.</summary>
@@ -522,7 +501,25 @@ internal sealed class ExecutionSlot : IDisposable
     /// <param name="useCudaGraph">Replay the plan as a CUDA graph once captured.</param>
     /// <param name="arenaBytes">At least this much arena (the session's largest plan), so growing happens once.</param>
     /// <param name="keep">Keep the context for the plan's next runs; false for a plan used once (the caller disposes the context).</param>
-    public ExecutionContext ContextFor(ExecutionPlan plan, bool useCudaGraph, long arenaBytes, bool keep = true)
+    public ExecutionContext ContextFor(ExecutionPlan plan, bool useCudaGraph, long arenaBytes, bool keep = true) =>
+        TryContextFor(plan, useCudaGraph, arenaBytes, static () => true, keep)!;
+
+    /// <summary>
+    /// <see cref="ContextFor"/>, unless the arena or workspace would have to be replaced and <paramref name="mayReplace"/>
+    /// (asked under the slot's lock) says no: then null. A lane's run asks "am I the slot's only run?": replacing the
+    /// arena frees memory another run's queued work may still use and disposes the contexts (and graphs) another run
+    /// holds, so with another lane held the run goes to a slot of its own instead. Serve warms every profile up before
+    /// it is ready, so the arena is at its largest by then and this refusal does not happen in practice.
+    /// </summary>
+    public ExecutionContext? TryContextFor(ExecutionPlan plan, bool useCudaGraph, long arenaBytes, Func<bool> mayReplace, bool keep = true)
+    {
+        lock (_contexts)
+        {
+            return ContextLocked(plan, useCudaGraph, arenaBytes, mayReplace, keep);
+        }
+    }
+
+    private ExecutionContext? ContextLocked(ExecutionPlan plan, bool useCudaGraph, long arenaBytes, Func<bool> mayReplace, bool keep)
     {
         if (keep && _contexts.TryGetValue(plan, out var context))
         {
@@ -533,6 +530,11 @@ internal sealed class ExecutionSlot : IDisposable
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         if (needArena > ArenaBytes || plan.WorkspaceBytes > WorkspaceBytes)
         {
+            if (!mayReplace())
+            {
+                return null;
+            }
+
             // Contexts hold pointers into the old arena (and graphs captured with them): they go with it.
             foreach (var c in _contexts.Values)
             {
@@ -600,10 +602,11 @@ internal sealed class ExecutionSlot : IDisposable
         _contexts.Clear();
         Cudnn?.Dispose();
         CublasLt?.Dispose();
-        _stagedInputs?.Dispose();
-        _stagedOutputs?.Dispose();
-        _segmentsHost?.Dispose();
-        _segmentsDevice?.Dispose();
+        foreach (var lane in _lanes)
+        {
+            lane.Dispose();
+        }
+
         _arena?.Dispose();
         _workspace?.Dispose();
         Start.Dispose();

@@ -8,7 +8,7 @@ namespace Batchwise.Batching;
 /// it wants them (an engine's page-locked staging buffers, a pooled array), so a batch's bytes are copied once, not
 /// merged into a fresh array first and copied again.
 /// </summary>
-/// <param name="instance">Which instance (0..InstanceCount-1) runs it; one batch per instance at a time.</param>
+/// <param name="instance">Which instance (0..InstanceCount-1) runs it; up to <see cref="BatcherOptions.PipelineDepth"/> batches per instance at a time (1 by default).</param>
 /// <param name="batch">The requests' inputs and the merged shapes.</param>
 /// <param name="cancellationToken">Cancelled when the batcher is disposed without draining.</param>
 public delegate Task<IReadOnlyList<Tensor>> BatchPartsExecution(int instance, BatchParts batch, CancellationToken cancellationToken);

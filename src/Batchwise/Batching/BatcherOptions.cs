@@ -24,8 +24,15 @@ public sealed record BatcherOptions
     /// <summary>Most requests queued (not yet executing); beyond it new requests are rejected.</summary>
     public int MaxQueueSize { get; init; } = 1024;
 
-    /// <summary>Executions in flight at once (model instances).</summary>
+    /// <summary>Model instances; each runs <see cref="PipelineDepth"/> executions at most at once.</summary>
     public int InstanceCount { get; init; } = 1;
+
+    /// <summary>
+    /// Batches one instance may have in flight at once (1: one at a time). Above 1 an engine that queues work on a
+    /// stream stages and enqueues the next batch while the last one still runs, so the device never waits for the host
+    /// between batches; an idle instance still gets a batch before a busy one gets a second.
+    /// </summary>
+    public int PipelineDepth { get; init; } = 1;
 
     /// <summary>
     /// Run a request on the submitting thread when it would be sent alone at once: nothing else is queued, an instance is
@@ -77,6 +84,11 @@ public sealed record BatcherOptions
         if (InstanceCount < 1)
         {
             throw new BatchwiseException($"instance_count is {InstanceCount}", "Use 1 or more instances.");
+        }
+
+        if (PipelineDepth < 1)
+        {
+            throw new BatchwiseException($"pipeline_depth is {PipelineDepth}", "Use 1 (one batch per instance at a time) or more.");
         }
     }
 }

@@ -6,7 +6,7 @@ using Batchwise.Onnx;
 namespace Batchwise.Batching;
 
 /// <summary>Runs one merged batch on a model instance: inputs in model order, outputs in model order.</summary>
-/// <param name="instance">Which instance (0..InstanceCount-1) runs it; one batch per instance at a time.</param>
+/// <param name="instance">Which instance (0..InstanceCount-1) runs it; up to PipelineDepth batches per instance at a time (1 by default).</param>
 /// <param name="inputs">The merged inputs.</param>
 /// <param name="cancellationToken">Cancelled when the batcher is disposed without draining.</param>
 public delegate Task<IReadOnlyList<Tensor>> BatchExecution(int instance, IReadOnlyList<Tensor> inputs, CancellationToken cancellationToken);
@@ -29,7 +29,9 @@ public sealed record BatchedResult(IReadOnlyList<Tensor> Outputs, TimeSpan Queue
 /// Gathers requests into batches along axis 0 (Triton's dynamic batch scheduler): a batch is sent when it is
 /// full, reaches a preferred size, or its oldest request has waited the max queue delay, and only while a model
 /// instance is free. One loop owns the state (pending requests per priority and per shape key with running row
-/// totals, a deadline heap, free instances); executions run concurrently and hand their instance back. Taking a
+/// totals, a deadline heap, free instances); executions run concurrently and hand their instance back. With a
+/// <see cref="BatcherOptions.PipelineDepth"/> above 1 an instance takes up to that many batches at once (an idle
+/// instance's first, <see cref="InstanceLanes"/>), so an engine can stage the next batch while the last one runs. Taking a
 /// request in, sending it and expiring it cost O(log n) in the queue's length n: a wake looks at the head's shape key
 /// only, and no further than one batch into it, never the whole queue.
 /// </summary>
@@ -41,7 +43,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly Channel<QueuedRequest> _intake;
     private readonly PendingRequests _pending;
     private readonly ConcurrentQueue<QueuedRequest> _cancelled = new();
-    private readonly Stack<int> _freeInstances = new(); // guarded by itself: the loop and a request run alone take from it
+    private readonly InstanceLanes _lanes; // guarded by itself: the loop and a request run alone take from it
     private readonly CancellationTokenSource _abort = new();
     private readonly Task _loop;
     private TaskCompletionSource _wake = NewSignal();
@@ -50,7 +52,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private long _batchesLaunched;
     private int _executing;
     private volatile bool _stopping;
-    private bool _closed; // the loop has ended (guarded by _freeInstances)
+    private bool _closed; // the loop has ended (guarded by _lanes)
 
     /// <summary>Starts the batching loop; each batch is merged into new tensors before <paramref name="execute"/> runs it.</summary>
     public DynamicBatcher(BatcherOptions options, BatchExecution execute, TimeProvider? timeProvider = null)
@@ -73,10 +75,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
             SingleReader = true,
         });
         _pending = new PendingRequests(options.PriorityLevels);
-        for (var i = options.InstanceCount - 1; i >= 0; i--)
-        {
-            _freeInstances.Push(i);
-        }
+        _lanes = new InstanceLanes(options.InstanceCount, options.PipelineDepth);
 
         _loop = Task.Run(RunLoopAsync);
     }
@@ -443,24 +442,24 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     private bool TryTakeInstance(out int instance)
     {
-        lock (_freeInstances)
+        lock (_lanes)
         {
-            return _freeInstances.TryPop(out instance);
+            return _lanes.TryTake(out instance);
         }
     }
 
     private void ReturnInstance(int instance)
     {
-        lock (_freeInstances)
+        lock (_lanes)
         {
-            _freeInstances.Push(instance);
+            _lanes.Return(instance);
         }
     }
 
     /// <summary>Ends the loop if nothing executes any more; afterwards no request runs alone.</summary>
     private bool TryClose()
     {
-        lock (_freeInstances)
+        lock (_lanes)
         {
             if (Volatile.Read(ref _executing) == 0)
             {
@@ -483,11 +482,11 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
 
         int instance;
-        lock (_freeInstances)
+        lock (_lanes)
         {
             // _queued counts this request: 1 means nothing else waits, in the intake or the loop's queues, so running it
             // now overtakes no one (priorities and arrival order hold).
-            if (_closed || _stopping || Volatile.Read(ref _queued) != 1 || !_freeInstances.TryPop(out instance))
+            if (_closed || _stopping || Volatile.Read(ref _queued) != 1 || !_lanes.TryTake(out instance))
             {
                 return false;
             }

@@ -110,6 +110,13 @@ public sealed record EngineOptions
     /// </summary>
     public bool IntraOpSpinning { get; init; } = true;
 
+    /// <summary>
+    /// Staged runs one session may have in flight on one stream (GPU engines; a server sets it from pipeline_depth): a run
+    /// that starts while another runs goes on a companion of that run's slot, with its own staging memory and completion
+    /// event, instead of a slot with a stream of its own. 1: every concurrent run gets a slot of its own.
+    /// </summary>
+    public int PipelineDepth { get; init; } = 1;
+
     /// <summary>ONNX Runtime graph optimisation level: disabled, basic, extended, all.</summary>
     public string GraphOptimization { get; init; } = "all";
 

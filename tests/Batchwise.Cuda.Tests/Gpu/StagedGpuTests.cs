@@ -311,7 +311,7 @@ public sealed class StagedGpuTests
     }
 
     /// <summary>A device range as CUDA shared memory presents it (only its pointer is used by a device-to-device copy).</summary>
-    private sealed class DeviceRange(int device, ulong pointer, long bytes) : IDeviceMemory
+    internal sealed class DeviceRange(int device, ulong pointer, long bytes) : IDeviceMemory
     {
         public int Device => device;
 
@@ -332,7 +332,7 @@ public sealed class StagedGpuTests
 
     private static unsafe void FreeHost(IntPtr host) => System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)host);
 
-    private static unsafe void Upload(ulong device, byte[] data)
+    internal static unsafe void Upload(ulong device, byte[] data)
     {
         using var stream = CudaDriver.CreateStream();
         fixed (byte* p = data)
@@ -342,7 +342,7 @@ public sealed class StagedGpuTests
         }
     }
 
-    private static unsafe byte[] Download(ulong device, int bytes)
+    internal static unsafe byte[] Download(ulong device, int bytes)
     {
         var data = new byte[bytes];
         using var stream = CudaDriver.CreateStream();

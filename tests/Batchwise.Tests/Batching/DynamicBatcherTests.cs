@@ -189,6 +189,69 @@ public sealed class DynamicBatcherTests
     }
 
     [Fact]
+    public async Task With_pipeline_depth_2_an_instance_runs_two_batches_at_once_and_never_three()
+    {
+        await using var batcher = Create(new BatcherOptions { MaxBatchSize = 1, InstanceCount = 1, PipelineDepth = 2 });
+        var tasks = Enumerable.Range(0, 4).Select(i => batcher.SubmitAsync([Rows(1, i)])).ToList();
+        var first = await _engine.NextAsync();
+        var second = await _engine.NextAsync();
+        Assert.Equal([0, 0], new[] { first.Instance, second.Instance });
+        await batcher.WhenIdleAsync().WaitAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal(2, batcher.ExecutionsInFlight);
+        Assert.Equal(2, batcher.BatchesLaunched);
+        Assert.False(_engine.HasWaitingCall);
+
+        first.Complete(Negate(first.Inputs));
+        var third = await _engine.NextAsync();
+        Assert.Equal(0, third.Instance);
+        await batcher.WhenIdleAsync().WaitAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal(2, batcher.ExecutionsInFlight);
+        Assert.False(_engine.HasWaitingCall);
+
+        second.Complete(Negate(second.Inputs));
+        var fourth = await _engine.NextAsync();
+        third.Complete(Negate(third.Inputs));
+        fourth.Complete(Negate(fourth.Inputs));
+        await Task.WhenAll(tasks);
+        for (var i = 0; i < tasks.Count; i++)
+        {
+            Assert.Equal(Negated(Rows(1, i)), (await tasks[i]).Outputs[0].AsSpan<float>().ToArray());
+        }
+    }
+
+    [Fact]
+    public async Task With_pipeline_depth_an_idle_instance_gets_a_batch_before_a_busy_one_gets_a_second()
+    {
+        await using var batcher = Create(new BatcherOptions { MaxBatchSize = 1, InstanceCount = 2, PipelineDepth = 2 });
+        var tasks = Enumerable.Range(0, 2).Select(i => batcher.SubmitAsync([Rows(1, i)])).ToList();
+        var first = await _engine.NextAsync();
+        var second = await _engine.NextAsync();
+        Assert.Equal([0, 1], new[] { first.Instance, second.Instance }.Order());
+
+        // Both busy: the next two go one to each instance (their second lanes), none to a third lane.
+        tasks.AddRange(Enumerable.Range(2, 3).Select(i => batcher.SubmitAsync([Rows(1, i)])));
+        var third = await _engine.NextAsync();
+        var fourth = await _engine.NextAsync();
+        Assert.Equal([0, 1], new[] { third.Instance, fourth.Instance }.Order());
+        await batcher.WhenIdleAsync().WaitAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal(4, batcher.ExecutionsInFlight);
+        Assert.False(_engine.HasWaitingCall);
+
+        // Instance 1 goes idle while instance 0 still runs two: the queued batch goes to instance 1.
+        var onOne = new[] { first, second, third, fourth }.Where(c => c.Instance == 1).ToList();
+        onOne[0].Complete(Negate(onOne[0].Inputs));
+        onOne[1].Complete(Negate(onOne[1].Inputs));
+        var fifth = await _engine.NextAsync();
+        Assert.Equal(1, fifth.Instance);
+        foreach (var c in new[] { first, second, third, fourth, fifth }.Where(c => !c.Result.Task.IsCompleted))
+        {
+            c.Complete(Negate(c.Inputs));
+        }
+
+        await Task.WhenAll(tasks);
+    }
+
+    [Fact]
     public async Task Stopping_sends_queued_requests_without_waiting_for_the_delay()
     {
         var batcher = Create(new BatcherOptions { MaxBatchSize = 8, MaxQueueDelay = TimeSpan.FromHours(1) });
@@ -284,6 +347,9 @@ public sealed class DynamicBatcherTests
         }
 
         public async Task<Call> NextAsync() => await _calls.Reader.ReadAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(Patience);
+
+        /// <summary>An execution has started that the test has not taken with <see cref="NextAsync"/>.</summary>
+        public bool HasWaitingCall => _calls.Reader.Count > 0;
     }
 
     private sealed class Call(int instance, IReadOnlyList<Tensor> inputs)
