@@ -493,7 +493,12 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// commands without --timed-tactics); by default null: cuDNN's and cuBLASLt's heuristics (on an H100 the timed winners
     /// were slower inside the CUDA-graph run at small batches: bench/results/cuda-part2-h100.md).
     /// </summary>
-    public TimingCache? Tactics => HeuristicTactics && !_timedTactics ? null : _timingCache ??= TimingCache.ForDevice(TimingCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version() + "-cublaslt" + CublasLt.Version());
+    public TimingCache? Tactics => HeuristicTactics && !_timedTactics ? null : DeviceTimings;
+
+    /// <inheritdoc/>
+    public TimingCache? Int8GraphTimings => DeviceTimings;
+
+    private TimingCache DeviceTimings => _timingCache ??= TimingCache.ForDevice(TimingCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version() + "-cublaslt" + CublasLt.Version());
 
     public T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
         where T : class => _constants.Derive(recipe, sources, make);

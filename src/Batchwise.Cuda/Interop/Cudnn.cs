@@ -33,6 +33,7 @@ internal static unsafe partial class Cudnn
     private const int BackendEngineConfig = 3;
     private const int BackendEngineHeuristics = 4;
     private const int BackendExecutionPlan = 5;
+    private const int BackendKnobChoice = 7;
     private const int BackendConvolutionForward = 10;
     private const int BackendPointwiseOperation = 13;
     private const int BackendOperationGraph = 15;
@@ -46,6 +47,7 @@ internal static unsafe partial class Cudnn
     private const int TypeVoidPointer = 6;
     private const int TypeConvolutionMode = 7;
     private const int TypeHeuristicsMode = 8;
+    private const int TypeKnobType = 9;
     private const int TypePointwiseMode = 14;
     private const int TypeDescriptor = 15;
     private const int TypeBehaviorNote = 19;
@@ -65,9 +67,12 @@ internal static unsafe partial class Cudnn
     private const int AttrHeuristicsGraph = 201;
     private const int AttrHeuristicsResults = 202;
     private const int AttrEngineConfigEngine = 300;
+    private const int AttrEngineConfigKnobChoices = 302;
     private const int AttrPlanHandle = 400;
     private const int AttrPlanEngineConfig = 401;
     private const int AttrPlanWorkspaceSize = 402;
+    private const int AttrKnobChoiceType = 600;
+    private const int AttrKnobChoiceValue = 601;
     private const int AttrConvolutionForwardAlpha = 700;
     private const int AttrConvolutionForwardBeta = 701;
     private const int AttrConvolutionForwardDescriptor = 702;
@@ -92,6 +97,12 @@ internal static unsafe partial class Cudnn
     private const int AttrEngineGlobalIndex = 1301;
     private const int AttrEngineBehaviorNote = 1305;
     private const int HeuristicsModeA = 3;
+
+    /// <summary>cudnnBackendHeurMode_t: the instant mode A, the slower and broader mode B, and the fallback list.</summary>
+    public const int CUDNN_HEUR_MODE_A = HeuristicsModeA, CUDNN_HEUR_MODE_B = 1, CUDNN_HEUR_MODE_FALLBACK = 2;
+
+    /// <summary>Most knob choices read from one engine configuration (cuDNN 9 defines fewer knob types).</summary>
+    private const int MaxKnobChoices = 64;
 
     /// <summary>cudnnConvolutionFwdAlgoPerf_t.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -521,13 +532,12 @@ internal static unsafe partial class Cudnn
         throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for this graph");
     }
 
-    /// <summary>Every engine configuration cuDNN's heuristics (mode A) offer for the graph, best first (the caller disposes them).</summary>
-    public static List<CudnnBackendEngineConfig> BackendConfigsOf(CudnnBackendOperationGraph graph)
+    /// <summary>Every engine configuration cuDNN's heuristics (<paramref name="mode"/>, by default A) offer for the graph, best first (the caller disposes them).</summary>
+    public static List<CudnnBackendEngineConfig> BackendConfigsOf(CudnnBackendOperationGraph graph, int mode = HeuristicsModeA)
     {
         using var heuristics = new CudnnBackendEngineHeuristics(CreateBackend(BackendEngineHeuristics, "ENGINEHEUR"));
         var hd = heuristics.Handle;
         SetDescriptor(hd, AttrHeuristicsGraph, graph, "ENGINEHEUR_OPERATION_GRAPH");
-        var mode = HeuristicsModeA;
         Set(hd, AttrHeuristicsMode, TypeHeuristicsMode, 1, &mode, "ENGINEHEUR_MODE");
         Finalize(hd, "ENGINEHEUR");
         CheckBackend(cudnnBackendGetAttribute(hd, AttrHeuristicsResults, TypeDescriptor, 0, out var count, null), "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS count)");
@@ -605,6 +615,49 @@ internal static unsafe partial class Cudnn
         finally
         {
             _ = cudnnBackendDestroyDescriptor(engine);
+        }
+    }
+
+    /// <summary>
+    /// The knob choices of an engine configuration (cudnnBackendKnobType_t and value, sorted by type): with the engine's
+    /// global index what tells two configurations apart (cudnn-frontend's plan tag "eng4_k2=1_k3=0" is made of the same).
+    /// </summary>
+    public static (int Type, long Value)[] BackendKnobsOf(CudnnBackendEngineConfig config)
+    {
+        var choices = new IntPtr[MaxKnobChoices];
+        var created = 0;
+        try
+        {
+            for (; created < choices.Length; created++)
+            {
+                choices[created] = CreateBackend(BackendKnobChoice, "KNOB_CHOICE");
+            }
+
+            long count;
+            fixed (IntPtr* p = choices)
+            {
+                CheckBackend(cudnnBackendGetAttribute(config.Handle, AttrEngineConfigKnobChoices, TypeDescriptor, choices.Length, out count, p), "cudnnBackendGetAttribute(ENGINECFG_KNOB_CHOICES)");
+            }
+
+            var knobs = new (int Type, long Value)[Math.Min(count, choices.Length)];
+            for (var i = 0; i < knobs.Length; i++)
+            {
+                int type;
+                long value;
+                CheckBackend(cudnnBackendGetAttribute(choices[i], AttrKnobChoiceType, TypeKnobType, 1, out _, &type), "cudnnBackendGetAttribute(KNOB_CHOICE_KNOB_TYPE)");
+                CheckBackend(cudnnBackendGetAttribute(choices[i], AttrKnobChoiceValue, TypeInt64, 1, out _, &value), "cudnnBackendGetAttribute(KNOB_CHOICE_KNOB_VALUE)");
+                knobs[i] = (type, value);
+            }
+
+            Array.Sort(knobs);
+            return knobs;
+        }
+        finally
+        {
+            for (var i = 0; i < created; i++)
+            {
+                _ = cudnnBackendDestroyDescriptor(choices[i]);
+            }
         }
     }
 

@@ -27,6 +27,12 @@ internal interface IPlanTarget
     TimingCache? Tactics => null;
 
     /// <summary>
+    /// Where the timed configurations of int8 graph convolutions are kept between processes: the device's timing cache
+    /// even without timed tactics (the int8 route is opt-in and times its candidates always); null: kept for the session only.
+    /// </summary>
+    TimingCache? Int8GraphTimings => Tactics;
+
+    /// <summary>
     /// A value derived from session constants alone (a BN-folded filter, a channels-last reorder, a folded node): made
     /// once per session and shared by every plan, so a plan for a new shape neither recomputes nor re-uploads weights.
     /// </summary>

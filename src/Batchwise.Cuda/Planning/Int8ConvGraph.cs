@@ -58,8 +58,17 @@ internal sealed class Int8ConvGraph : IDisposable
     /// <summary>The convolution's virtual output type: CUDNN_DATA_INT32 or CUDNN_DATA_FLOAT.</summary>
     public int SumsType { get; }
 
-    /// <summary>cuDNN's engine configurations for the graph, best first.</summary>
+    /// <summary>
+    /// cuDNN's engine configurations for the graph: heuristics mode A's, best first, then those of mode B and of the
+    /// fallback list that mode A did not offer (<see cref="Candidates"/>).
+    /// </summary>
     public IReadOnlyList<CudnnBackendEngineConfig> Configs { get; private set; } = [];
+
+    /// <summary>Where each of <see cref="Configs"/> came from ("A0": mode A's first) and its engine and knobs ("eng4_k2=1"; null where cuDNN did not say).</summary>
+    public IReadOnlyList<(string Source, string? Tag)> Sources { get; private set; } = [];
+
+    /// <summary>The heuristics modes asked, in order, with the letter a source names them by.</summary>
+    private static readonly (char Letter, int Mode)[] HeuristicsModes = [('A', Cudnn.CUDNN_HEUR_MODE_A), ('B', Cudnn.CUDNN_HEUR_MODE_B), ('F', Cudnn.CUDNN_HEUR_MODE_FALLBACK)];
 
     /// <summary>The finalized plan (null until <see cref="TryPlan"/> succeeds).</summary>
     public CudnnBackendExecutionPlan? Plan { get; private set; }
@@ -115,6 +124,12 @@ internal sealed class Int8ConvGraph : IDisposable
         return null;
     }
 
+    /// <summary>
+    /// The problem without descriptors or a plan (<see cref="IPlanTarget.PlansConvolutionsWithoutLibrary"/>): what a plan
+    /// built on a machine without a GPU emits, to be read (its steps, its labels), never run.
+    /// </summary>
+    public static Int8ConvGraph WithoutLibrary(Int8ConvGraphShape shape, int sumsType) => new(shape, sumsType) { Engine = "planned without cuDNN" };
+
     /// <summary>The graph's descriptors and cuDNN's configurations for it; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
     public static Int8ConvGraph Describe(CudnnHandle handle, Int8ConvGraphShape s, int sumsType)
     {
@@ -164,7 +179,30 @@ internal sealed class Int8ConvGraph : IDisposable
             }
 
             var graph = Keep(Cudnn.BackendGraphOf(handle, ops));
-            g.Configs = Cudnn.BackendConfigsOf(graph);
+            var offered = new List<(CudnnBackendEngineConfig Config, string Source, string? Tag)>();
+            foreach (var (letter, mode) in HeuristicsModes)
+            {
+                List<CudnnBackendEngineConfig> configs;
+                try
+                {
+                    configs = Cudnn.BackendConfigsOf(graph, mode);
+                }
+                catch (CudaException) when (mode != Cudnn.CUDNN_HEUR_MODE_A)
+                {
+                    continue; // mode B or the fallback list refusing the graph leaves mode A's configurations
+                }
+
+                offered.AddRange(configs.Select((c, i) => (c, string.Create(CultureInfo.InvariantCulture, $"{letter}{i}"), TagOf(c))));
+            }
+
+            var keep = Candidates([.. offered.Select(o => o.Tag)]);
+            foreach (var dropped in offered.Where((_, i) => !keep.Contains(i)))
+            {
+                dropped.Config.Dispose();
+            }
+
+            g.Configs = [.. keep.Select(i => offered[i].Config)];
+            g.Sources = [.. keep.Select(i => (offered[i].Source, offered[i].Tag))];
             return g;
         }
         catch
@@ -173,6 +211,42 @@ internal sealed class Int8ConvGraph : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// The indices of the configurations worth planning, in the order offered: each engine-and-knobs tag once (mode B and
+    /// the fallback list repeat much of mode A); a configuration whose tag cuDNN did not give is kept.
+    /// </summary>
+    internal static List<int> Candidates(IReadOnlyList<string?> tags)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var keep = new List<int>();
+        for (var i = 0; i < tags.Count; i++)
+        {
+            if (tags[i] is not { } tag || seen.Add(tag))
+            {
+                keep.Add(i);
+            }
+        }
+
+        return keep;
+    }
+
+    /// <summary>"eng4_k2=1_k11=0": the engine's global index and its knob choices, as cudnn-frontend tags a plan; null where cuDNN does not say.</summary>
+    internal static string? TagOf(CudnnBackendEngineConfig config)
+    {
+        try
+        {
+            return Tag(Cudnn.BackendEngineOf(config).GlobalIndex, Cudnn.BackendKnobsOf(config));
+        }
+        catch (CudaException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>See <see cref="TagOf"/>.</summary>
+    internal static string Tag(long engine, IEnumerable<(int Type, long Value)> knobs) =>
+        string.Create(CultureInfo.InvariantCulture, $"eng{engine}{string.Concat(knobs.Select(k => string.Create(CultureInfo.InvariantCulture, $"_k{k.Type}={k.Value}")))}");
 
     /// <summary>Finalizes the plan of configuration <paramref name="index"/> (replacing any earlier plan): null, or cuDNN's refusal.</summary>
     public string? TryPlan(CudnnHandle handle, int index, long maxWorkspace)
@@ -193,7 +267,7 @@ internal sealed class Int8ConvGraph : IDisposable
 
             Plan?.Dispose();
             (Plan, WorkspaceBytes, ConfigIndex) = (plan, workspace, index);
-            (EngineIndex, EngineWantsReorder, Engine) = DescribeEngine(Configs[index], SumsType, index);
+            (EngineIndex, EngineWantsReorder, Engine) = DescribeEngine(Configs[index], SumsType, index, Sources.Count > index ? Sources[index] : default);
             return null;
         }
         catch (CudaException e)
@@ -202,18 +276,19 @@ internal sealed class Int8ConvGraph : IDisposable
         }
     }
 
-    /// <summary>"engine 12 (runtime-compiled), int32 sums, configuration 0": what a decision and a fault name.</summary>
-    private static (long Index, bool Reorder, string Text) DescribeEngine(CudnnBackendEngineConfig config, int sumsType, int index)
+    /// <summary>"engine 12 (runtime-compiled), int32 sums, configuration 0 (B3 eng12_k2=1)": what a decision and a fault name.</summary>
+    private static (long Index, bool Reorder, string Text) DescribeEngine(CudnnBackendEngineConfig config, int sumsType, int index, (string Source, string? Tag) source)
     {
         var sums = sumsType == Cudnn.CUDNN_DATA_INT32 ? "int32" : "float";
+        var from = source.Source is null ? string.Empty : $" ({source.Source}{(source.Tag is null ? string.Empty : " " + source.Tag)})";
         try
         {
             var (global, runtime, reorder) = Cudnn.BackendEngineOf(config);
-            return (global, reorder, string.Create(CultureInfo.InvariantCulture, $"engine {global}{(runtime ? " (runtime-compiled)" : string.Empty)}{(reorder ? " (wants int8x32 reordered filters)" : string.Empty)}, {sums} sums, configuration {index}"));
+            return (global, reorder, string.Create(CultureInfo.InvariantCulture, $"engine {global}{(runtime ? " (runtime-compiled)" : string.Empty)}{(reorder ? " (wants int8x32 reordered filters)" : string.Empty)}, {sums} sums, configuration {index}{from}"));
         }
         catch (CudaException)
         {
-            return (-1, false, string.Create(CultureInfo.InvariantCulture, $"{sums} sums, configuration {index}"));
+            return (-1, false, string.Create(CultureInfo.InvariantCulture, $"{sums} sums, configuration {index}{from}"));
         }
     }
 

@@ -67,6 +67,33 @@ internal static class Int8Layers
     /// <summary>See <see cref="GraphSkipSwitch"/>.</summary>
     public const string GraphSumsSwitch = "BATCHWISE_INT8_GRAPH_SUMS";
 
+    /// <summary>
+    /// <c>BATCHWISE_INT8_GRAPH_CONFIGS=N</c>: how many of cuDNN's engine configurations for an int8 graph convolution are
+    /// timed on the real shapes, the fastest kept (<see cref="DefaultGraphConfigs"/> by default; 1: the first that runs,
+    /// untimed, as before session 11, where heuristics mode A's first plan ran 4-10x slower than fp16 on ResNet-50's 1x1
+    /// reductions).
+    /// </summary>
+    public const string GraphConfigsSwitch = "BATCHWISE_INT8_GRAPH_CONFIGS";
+
+    /// <summary>Configurations timed per int8 graph problem unless <see cref="GraphConfigsSwitch"/> says otherwise.</summary>
+    public const int DefaultGraphConfigs = 8;
+
+    /// <summary>See <see cref="GraphConfigsSwitch"/>.</summary>
+    public static int GraphConfigs => ParseGraphConfigs(Environment.GetEnvironmentVariable(GraphConfigsSwitch));
+
+    /// <summary>A count of configurations from 1 to 64 (unset: <see cref="DefaultGraphConfigs"/>); a BatchwiseException for anything else.</summary>
+    internal static int ParseGraphConfigs(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return DefaultGraphConfigs;
+        }
+
+        return int.TryParse(text.Trim(), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 64
+            ? n
+            : throw new BatchwiseException($"{GraphConfigsSwitch} '{text}' is not a count from 1 to 64", $"Unset it (times {DefaultGraphConfigs}), or set {GraphConfigsSwitch}=1 to take the first configuration that runs, untimed.");
+    }
+
     /// <summary>True when <see cref="TraceSwitch"/> is set (1, on, true).</summary>
     public static bool Tracing => Environment.GetEnvironmentVariable(TraceSwitch)?.Trim().ToLowerInvariant() is "1" or "on" or "true";
 

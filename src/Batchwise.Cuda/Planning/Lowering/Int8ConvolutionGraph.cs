@@ -14,9 +14,6 @@ namespace Batchwise.Cuda.Planning;
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>Configurations timed per problem when tactics are timed (each may cost cuDNN a runtime compilation).</summary>
-    private const int Int8GraphTimedConfigs = 3;
-
     /// <summary>Every graph this compiler chose (a step owns it once emitted): disposed with the steps when planning fails.</summary>
     private readonly List<Int8ConvGraph> _int8Graphs = [];
 
@@ -45,19 +42,29 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// The graph's plan for the problem: the configuration stored for it (this session, a saved engine, the timing cache),
-    /// else cuDNN's configurations in heuristic order, int32 sums first, then float (<see cref="Int8Layers.GraphSumsSwitch"/>),
-    /// skipping the engines <see cref="Int8Layers.GraphSkipSwitch"/> names: the first that finalizes and runs once on
-    /// scratch buffers, or with timed tactics the fastest of the first <see cref="Int8GraphTimedConfigs"/> that run (stored
-    /// in the timing cache). Null and the last refusal when none runs; a trial that faults the GPU (the CUDA context is
-    /// then lost for the process) is a <see cref="BatchwiseException"/> naming the layer and the engine.
+    /// else cuDNN's configurations (heuristics modes A, B and the fallback list: <see cref="Int8ConvGraph.Configs"/>), int32
+    /// sums first, then float (<see cref="Int8Layers.GraphSumsSwitch"/>), skipping the engines
+    /// <see cref="Int8Layers.GraphSkipSwitch"/> names: the fastest of the first <see cref="Int8Layers.GraphConfigs"/> that
+    /// finalize and run on the real shapes (CUDA events), stored in the session's choices and the device's timing cache so
+    /// that a later plan or process does not time again; with one configuration, the first that runs, untimed. Null and
+    /// the last refusal when none runs; a trial that faults the GPU (the CUDA context is then lost for the process) is a
+    /// <see cref="BatchwiseException"/> naming the layer and the engine.
     /// </summary>
     private Int8ConvGraph? ChooseInt8Graph(Int8ConvGraphShape shape, out string refusal)
     {
-        var handle = _target.PlanningCudnn;
-        var cache = _target.Tactics;
-        var storeKey = (cache is null ? "int8graph|" : "int8graph-timed|") + shape.Key;
-        var skipped = Int8Layers.SkippedEngines;
         refusal = "cuDNN's heuristics offer no engine configuration";
+        if (_target.PlansConvolutionsWithoutLibrary)
+        {
+            var problem = Int8ConvGraph.WithoutLibrary(shape, Int8Layers.GraphSums[0]);
+            _int8Graphs.Add(problem);
+            return problem;
+        }
+
+        var handle = _target.PlanningCudnn;
+        var configs = Int8Layers.GraphConfigs;
+        var cache = configs > 1 ? _target.Int8GraphTimings : null;
+        var storeKey = Int8GraphStoreKey(configs, shape);
+        var skipped = Int8Layers.SkippedEngines;
         (int Sums, int Index)? known = null;
         if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 8)
         {
@@ -104,7 +111,7 @@ internal sealed partial class GraphCompiler
 
             try
             {
-                if (PlanInt8Graph(g, handle, cache, storeKey, sums, skipped, ref refusal) is { } chosen)
+                if (PlanInt8Graph(g, handle, cache, storeKey, sums, configs, skipped, ref refusal) is { } chosen)
                 {
                     return chosen;
                 }
@@ -119,14 +126,45 @@ internal sealed partial class GraphCompiler
         return null;
     }
 
+    /// <summary>
+    /// The key an int8 graph problem's choice is stored under: the number of configurations timed is part of it (the
+    /// first that runs and the fastest of eight are different choices), and so is the candidate list's form (modes A, B
+    /// and the fallback list, each engine and knob set once: "int8graph-ab" from session 11 on).
+    /// </summary>
+    internal static string Int8GraphStoreKey(int configs, Int8ConvGraphShape shape) =>
+        string.Create(CultureInfo.InvariantCulture, $"int8graph-ab{configs}|{shape.Key}");
+
     private static byte[] EncodeInt8Graph(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
 
-    /// <summary>The first (or with <paramref name="cache"/> the fastest) configuration of <paramref name="g"/> that plans and runs; null (<paramref name="g"/> disposed) when none does.</summary>
-    private Int8ConvGraph? PlanInt8Graph(Int8ConvGraph g, CudnnHandle handle, TimingCache? cache, string storeKey, int sums, IReadOnlySet<long> skipped, ref string refusal)
+    /// <summary>One configuration tried for an int8 graph problem: where it came from, its engine in words, and its time or why it did not run.</summary>
+    internal sealed record Int8GraphTrial(int Index, string Engine, double Ms, string? Failure);
+
+    /// <summary>
+    /// The trace line of a timed choice: every configuration that ran with its median time, those that did not with
+    /// why, and the one kept, with what the timing cost the plan.
+    /// </summary>
+    internal static string Int8GraphTimingText(string node, string key, IReadOnlyList<Int8GraphTrial> trials, int chosen, int offered, double seconds)
     {
+        var ran = trials.Count(t => t.Failure is null);
+        var rows = string.Join("; ", trials.Select(t => t.Failure is null
+            ? string.Create(CultureInfo.InvariantCulture, $"{(t.Index == chosen ? "* " : string.Empty)}{t.Engine}: {t.Ms:F4} ms")
+            : $"{t.Engine}: {t.Failure}"));
+        return string.Create(CultureInfo.InvariantCulture, $"{node}: timed {ran} of {offered} configurations for {key} in {seconds:F2} s ({rows})");
+    }
+
+    /// <summary>
+    /// The fastest of the first <paramref name="configs"/> configurations of <paramref name="g"/> that plan and run (with one,
+    /// the first, untimed); null (<paramref name="g"/> disposed) when none does. The choice is stored under
+    /// <paramref name="storeKey"/> in the session's choices and, when timed, in <paramref name="cache"/>.
+    /// </summary>
+    private Int8ConvGraph? PlanInt8Graph(Int8ConvGraph g, CudnnHandle handle, TimingCache? cache, string storeKey, int sums, int configs, IReadOnlySet<long> skipped, ref string refusal)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var timed = configs > 1;
         var best = (Index: -1, Ms: double.PositiveInfinity);
+        var trials = new List<Int8GraphTrial>();
         var ran = 0;
-        for (var i = 0; i < g.Configs.Count && ran < (cache is null ? 1 : Int8GraphTimedConfigs); i++)
+        for (var i = 0; i < g.Configs.Count && ran < configs; i++)
         {
             var index = i;
             if (TimedLibrary("int8_graph_plan", () => g.TryPlan(handle, index, MaxConvWorkspace)) is { } why)
@@ -148,7 +186,8 @@ internal sealed partial class GraphCompiler
                 continue;
             }
 
-            var (failure, ms) = TimedLibrary("int8_trial", () => RunInt8Graph(handle, g, timed: cache is not null));
+            var (failure, ms) = TimedLibrary("int8_trial", () => RunInt8Graph(handle, g, timed));
+            trials.Add(new Int8GraphTrial(i, g.Engine, ms, failure));
             if (failure is not null)
             {
                 refusal = $"{g.Engine}: {failure}";
@@ -168,6 +207,11 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
+        if (timed)
+        {
+            Int8Layers.Trace(Int8GraphTimingText(_node, g.Shape.Key, trials, best.Index, g.Configs.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds));
+        }
+
         _target.Choices.Set(storeKey, EncodeInt8Graph(sums, best.Index));
         cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
         _int8Graphs.Add(g);
@@ -175,8 +219,8 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// Runs the graph's plan on zeroed scratch buffers on a stream of its own (timed when asked: median of five after a
-    /// warm-up): null and the milliseconds, or cuDNN's error. The planning handle's stream is set for the trial only and
+    /// Runs the graph's plan on scratch buffers (<see cref="Int8TrialFill"/>) on a stream of its own (timed when asked:
+    /// median of five after a warm-up): null and the milliseconds, or cuDNN's error. The planning handle's stream is set for the trial only and
     /// put back after it (its own stream, not the legacy default stream, which would join a capture on another thread's
     /// blocking stream); an error in that reset never hides the trial's own. A fault that loses the CUDA context is thrown
     /// as a <see cref="BatchwiseException"/> naming the layer, the problem and the engine (nothing after it can run).
@@ -204,11 +248,19 @@ internal sealed partial class GraphCompiler
 
         try
         {
-            foreach (var bytes in sizes.Take(s.Uids.Length))
+            var fill = Int8TrialFill(timed, s.W[1] * s.W[2] * s.W[3]);
+            for (var i = 0; i < s.Uids.Length; i++)
             {
-                var b = CudaDriver.Allocate(Math.Max(bytes, 256));
+                var b = CudaDriver.Allocate(Math.Max(sizes[i], 256));
                 buffers.Add(b);
-                CudaDriver.MemsetD8(b.Pointer, 0, bytes, stream.Handle);
+                if (fill[i] == 0 || sizes[i] % 4 != 0)
+                {
+                    CudaDriver.MemsetD8(b.Pointer, 0, sizes[i], stream.Handle);
+                }
+                else
+                {
+                    CudaDriver.MemsetD32(b.Pointer, fill[i], sizes[i] / 4, stream.Handle);
+                }
             }
 
             using var workspace = CudaDriver.Allocate(Math.Max(g.WorkspaceBytes, 256));
@@ -266,6 +318,22 @@ internal sealed partial class GraphCompiler
         }
 
         return timed && !double.IsFinite(ms) ? ("the timed runs failed", ms) : (null, ms);
+    }
+
+    /// <summary>
+    /// The 32-bit word each trial buffer (x, w, scale, offset, y, zero) is filled with: zeros for an untimed trial; for a
+    /// timed one, x and w full-range bytes (x 63, -63, -128, 127; w 127, 63, -64, -127: no candidate is timed on zeros)
+    /// whose sums come to -976 per tap, and a scale of 1 / (256 taps), so every output is about -4 steps, not saturated.
+    /// </summary>
+    internal static uint[] Int8TrialFill(bool timed, long taps)
+    {
+        if (!timed)
+        {
+            return [0, 0, 0, 0, 0, 0];
+        }
+
+        var scale = (float)(1.0 / (256.0 * Math.Max(taps, 1)));
+        return [0x7F80C13Fu, 0x81C03F7Fu, BitConverter.SingleToUInt32Bits(scale), 0, 0, 0];
     }
 
     /// <summary>The CUDA driver errors after which the context is unusable (a kernel faulted: sticky until the process ends).</summary>

@@ -74,6 +74,7 @@ internal sealed partial class GraphCompiler
         {
             // Per tensor with constants: elementwise and pending, so it fuses with what reads it (a residual Add and the
             // QuantizeLinear after it become one kernel) and costs nothing where an int8 convolution reads x itself.
+            MakeInt8BeforeItIsExtended(x, node.Input[0]);
             _values[node.Output[0]] = Pending([x], _ => $"((float)x0 - {KernelSource.F(pair.ZeroPoint)}) * {KernelSource.F(pair.Scale)}", scale.Constant!.Type, x.Shape);
             return;
         }

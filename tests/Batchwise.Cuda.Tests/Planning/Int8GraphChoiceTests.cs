@@ -1,0 +1,159 @@
+using System.Globalization;
+using System.Text;
+using Batchwise.Cuda.Planning;
+using Batchwise.Onnx;
+using Batchwise.Transforms;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// How the int8 graph route picks its cuDNN configuration without a GPU: the candidate list (modes A, B and the
+/// fallback list, each engine and knob set once), the stored choice's key, the trace line of a timed choice, the trial's
+/// data; and what a plan of ResNet-50's QDQ model runs under each convolution's label.
+/// </summary>
+public sealed class Int8GraphChoiceTests
+{
+    private static readonly Int8ConvGraphShape Reduction = GraphCompiler.Int8GraphShape([256, 1024, 14, 14], [256, 1024, 1, 1], [256, 256, 14, 14], [0, 0], [1, 1], -128, relu: true, -128);
+
+    [Fact]
+    public void Candidates_keep_the_offered_order_and_drop_a_repeated_engine_and_knob_set()
+    {
+        string?[] tags = ["eng4_k2=1", "eng12_k2=0", "eng4_k2=3", "eng4_k2=1", null, "eng12_k2=0", null, "eng40"];
+        Assert.Equal([0, 1, 2, 4, 6, 7], Int8ConvGraph.Candidates(tags));
+        Assert.Empty(Int8ConvGraph.Candidates([]));
+    }
+
+    [Fact]
+    public void A_tag_names_the_engine_and_its_knobs_in_the_order_given()
+    {
+        Assert.Equal("eng4", Int8ConvGraph.Tag(4, []));
+        Assert.Equal("eng12_k2=1_k11=-1", Int8ConvGraph.Tag(12, [(2, 1), (11, -1)]));
+    }
+
+    [Fact]
+    public void The_stored_choice_of_a_timed_search_is_kept_apart_from_the_first_that_runs()
+    {
+        var first = GraphCompiler.Int8GraphStoreKey(1, Reduction);
+        var timed = GraphCompiler.Int8GraphStoreKey(Int8Layers.DefaultGraphConfigs, Reduction);
+        Assert.NotEqual(first, timed);
+        Assert.EndsWith("|" + Reduction.Key, timed, StringComparison.Ordinal);
+
+        // Keys of the mode-A-only lists before session 11 ("int8graph|", "int8graph-timed|") index another list.
+        Assert.DoesNotContain(new[] { "int8graph|", "int8graph-timed|" }, p => timed.StartsWith(p, StringComparison.Ordinal) || first.StartsWith(p, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void The_configuration_count_defaults_to_eight_and_refuses_what_is_not_a_count()
+    {
+        Assert.Equal(8, Int8Layers.ParseGraphConfigs(null));
+        Assert.Equal(8, Int8Layers.ParseGraphConfigs(" "));
+        Assert.Equal(1, Int8Layers.ParseGraphConfigs("1"));
+        Assert.Equal(64, Int8Layers.ParseGraphConfigs(" 64 "));
+        foreach (var bad in new[] { "0", "65", "all", "-3" })
+        {
+            var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseGraphConfigs(bad));
+            Assert.Contains(Int8Layers.GraphConfigsSwitch, e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void The_trace_of_a_timed_choice_lists_each_configuration_with_its_time_and_marks_the_kept_one()
+    {
+        GraphCompiler.Int8GraphTrial[] trials =
+        [
+            new(0, "engine 4 (runtime-compiled), int32 sums, configuration 0 (A0 eng4_k2=1)", 0.4712, null),
+            new(2, "engine 12, int32 sums, configuration 2 (A2 eng12)", double.NaN, "CUDNN_STATUS_EXECUTION_FAILED"),
+            new(3, "engine 40, int32 sums, configuration 3 (B1 eng40_k3=2)", 0.0271, null),
+        ];
+        var line = GraphCompiler.Int8GraphTimingText("Conv 'conv_136'", Reduction.Key, trials, chosen: 3, offered: 9, seconds: 1.234);
+        Assert.StartsWith($"Conv 'conv_136': timed 2 of 9 configurations for {Reduction.Key} in 1.23 s (", line, StringComparison.Ordinal);
+        Assert.Contains("(A0 eng4_k2=1): 0.4712 ms", line, StringComparison.Ordinal);
+        Assert.Contains("* engine 40, int32 sums, configuration 3 (B1 eng40_k3=2): 0.0271 ms", line, StringComparison.Ordinal);
+        Assert.Contains("(A2 eng12): CUDNN_STATUS_EXECUTION_FAILED", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("* engine 4 ", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_timed_trial_runs_on_full_range_bytes_whose_outputs_stay_a_few_steps_from_zero()
+    {
+        Assert.All(GraphCompiler.Int8TrialFill(timed: false, 1024), v => Assert.Equal(0u, v));
+        foreach (var taps in new long[] { 64 * 9, 256, 1024, 4608 })
+        {
+            var fill = GraphCompiler.Int8TrialFill(timed: true, taps);
+            var x = BitConverter.GetBytes(fill[0]).Select(b => (int)(sbyte)b).ToArray();
+            var w = BitConverter.GetBytes(fill[1]).Select(b => (int)(sbyte)b).ToArray();
+            Assert.Contains(x, v => v == -128);
+            Assert.Contains(x, v => v == 127);
+            Assert.Contains(w, v => v == 127);
+
+            // Input channels are multiples of 4, so a tap group of four sees each byte pair once.
+            var sum = taps / 4 * x.Zip(w, (a, b) => a * b).Sum();
+            var y = sum * BitConverter.UInt32BitsToSingle(fill[2]);
+            Assert.InRange(y, -8, -1);
+            Assert.Equal(0u, fill[3]);
+        }
+    }
+
+    /// <summary>
+    /// ResNet-50's QDQ model planned for the int8 graph route without a GPU: the steps under each convolution's label, in
+    /// plan order (the per-layer profile attributes each step to its label), written to the test output. What runs there
+    /// besides the convolution: the explicit pad of a 3x3, and the kernel that makes a residual block's output int8
+    /// channels-last for the next block's first convolution.
+    /// </summary>
+    [Fact]
+    public void Under_a_convolution_label_of_resnet50_int8_runs_its_pad_and_each_residual_block_output_is_computed_once()
+    {
+        var model = ModelZoo.Build("zoo:resnet50?size=64");
+        foreach (var t in new IModelTransform[] { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval(), new Int8Quantization(CalibrationData.Parse("random:1")) })
+        {
+            t.Apply(model);
+        }
+
+        var saved = (Environment.GetEnvironmentVariable(Int8Layers.Switch), Environment.GetEnvironmentVariable(Int8Layers.GraphSwitch));
+        ExecutionPlan plan;
+        try
+        {
+            Environment.SetEnvironmentVariable(Int8Layers.Switch, "conv");
+            Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, "on");
+            var target = new NoGpuTarget(Engines.Precision.Fp16, hostMatmuls: true) { PlansConvolutionsWithoutLibrary = true };
+            plan = target.Compile(model, [Engines.Tensor.From<float>(ElementType.Float, [8, 3, 64, 64], new float[8 * 3 * 64 * 64])]);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(Int8Layers.Switch, saved.Item1);
+            Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, saved.Item2);
+        }
+
+        var text = new StringBuilder();
+        foreach (var g in plan.Steps.GroupBy(s => s.Node))
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"{g.Key}: {string.Join(", ", g.Select(Describe))}");
+        }
+
+        TestContext.Current.TestOutputHelper?.WriteLine(text.ToString());
+        Console.WriteLine(text.ToString());
+
+        // Every convolution but the float stem is an int8 graph step; a 3x3's label holds its explicit pad.
+        var convs = plan.Steps.GroupBy(s => s.Node).Where(g => g.Key.StartsWith("Conv", StringComparison.Ordinal) && g.Key != "Conv 'conv'").ToList();
+        Assert.Equal(52, convs.Count);
+        Assert.All(convs, g => Assert.Single(g.OfType<Int8GraphConvStep>()));
+        Assert.All(convs.Where(g => g.OfType<Int8GraphConvStep>().Single().Graph.Shape.W[2] == 3), g => Assert.Equal(2, g.Count()));
+
+        // A residual block's output is computed once, from its two int8 inputs, and read from then on: no kernel reads
+        // more than two int8 activations (before session 11's fix the block outputs of a stage were recomputed in each
+        // later block's kernel, one more input per block, under the label of the next block's first convolution).
+        Assert.All(plan.Steps.OfType<KernelStep>(), k => Assert.True(Int8Inputs(k.Source) <= 2, $"{k.Node} reads {Int8Inputs(k.Source)} int8 activations"));
+        Assert.All(convs, g => Assert.DoesNotContain(g.OfType<KernelStep>(), k => Int8Inputs(k.Source) > 1));
+    }
+
+    private static int Int8Inputs(string source) =>
+        System.Text.RegularExpressions.Regex.Count(source, @"const (signed|unsigned) char\* __restrict__ p\d");
+
+    private static string Describe(PlanStep s) => s switch
+    {
+        Int8GraphConvStep g => $"int8 graph conv {g.Graph.Shape.Key}",
+        KernelStep k => $"kernel reading {Int8Inputs(k.Source)} int8 activations ({k.Source.Length} chars of source)",
+        _ => s.GetType().Name,
+    };
+}
