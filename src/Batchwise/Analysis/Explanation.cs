@@ -310,7 +310,8 @@ public static class Explainer
 
         var gemmLike = p.Layers.Where(l => l.Work.Kind is LayerKind.MatMul or LayerKind.Convolution or LayerKind.PointwiseConvolution).ToList();
         var priced = gemmLike.Where(l => c.MeasuredRate(l.Work) is not null).ToList();
-        var grouped = p.Layers.Count(l => l.Work.Kind == LayerKind.GroupedConvolution);
+        var grouped = p.Layers.Where(l => l.Work.IsGroupedConvolution).ToList();
+        var groupedPriced = grouped.Count(l => c.MeasuredRate(l.Work) is not null);
         var flops = Math.Max(1, gemmLike.Sum(l => l.Work.Flops));
         var text = F($"Per-layer rates: {priced.Count} of {gemmLike.Count} GEMM and convolution layers ({priced.Sum(l => l.Work.Flops) / flops:P0} of their FLOPs) priced from the {c.Precision} cuBLASLt/cuDNN rates measured per call in a CUDA graph at their own channels, K and N");
         if (priced.Count < gemmLike.Count)
@@ -318,9 +319,15 @@ public static class Explainer
             text += F($"; {gemmLike.Count - priced.Count} from the GEMM rate curve ({(c.Details.TryGetValue("layer_rates_missing", out var why) ? why : $"no {c.Precision} table measured")})");
         }
 
-        if (grouped > 0)
+        if (groupedPriced > 0)
         {
-            text += F($"; {grouped} grouped/depthwise convolution{(grouped == 1 ? string.Empty : "s")} at the fp32 CUDA-core rate (own kernels, not measured per class)");
+            text += F($"; {groupedPriced} grouped/depthwise convolution{(groupedPriced == 1 ? string.Empty : "s")} from the {c.Precision} grouped and depthwise tables (the routine the engine picks, measured per group width, window and stride)");
+        }
+
+        if (grouped.Count > groupedPriced)
+        {
+            var n = grouped.Count - groupedPriced;
+            text += F($"; {n} grouped/depthwise convolution{(n == 1 ? string.Empty : "s")} at the fp32 CUDA-core rate (no {c.Precision} grouped/depthwise table measured)");
         }
 
         return text + F($"; every other kernel at least {(c.KernelFloorSeconds ?? c.OpOverheadSeconds) * 1e6:N1} µs (a small kernel in a CUDA graph).");
