@@ -235,7 +235,7 @@ public static class Explainer
         }
         else if (c.Precision == "fp16")
         {
-            lines.Add(F($"Predicted in fp16 ({c.PeakInUse / 1e12:N1} TFLOP/s fp16 GEMM ceiling, against {c.PeakFlops / 1e12:N1} fp32{(c.PeakFlopsTf32 is { } t ? F($" and {t / 1e12:N1} tf32") : string.Empty)}), and half the graph's fp32 bytes moved)."));
+            lines.Add(F($"Predicted in fp16 ({c.PeakInUse / 1e12:N1} TFLOP/s fp16 GEMM ceiling, against {c.PeakFlops / 1e12:N1} fp32{(c.PeakFlopsTf32 is { } t ? F($" and {t / 1e12:N1} tf32") : string.Empty)}), and half the graph's fp32 bytes moved, plus a conversion kernel for each float32 input and output)."));
         }
         else if (c.PeakFlopsFp16 is { } fp16 && fp16 > 0)
         {
@@ -407,10 +407,21 @@ public static class Explainer
         return lines;
     }
 
-    /// <summary>The layers' work at a batch size as the device moves it: in fp16 every float tensor is half the graph's fp32 bytes (int8 layers keep their int8 bytes).</summary>
+    /// <summary>
+    /// The layers' work at a batch size as the device moves it: in fp16 every float tensor is half the graph's fp32 bytes
+    /// (int8 layers keep their int8 bytes), and each float32 graph input and output is converted by a kernel of its own
+    /// (4 bytes read and 2 written per element on the way in, the reverse on the way out).
+    /// </summary>
     private static Func<int, IReadOnlyList<LayerWork>> LayersAt(ModelWork work, DeviceCeilings ceilings) => ceilings.Precision == "fp16"
-        ? b => work.At(b).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }).ToList()
+        ? b => [
+            .. work.FloatBoundaries.Where(t => t.IsInput).Select(t => Conversion(t, b)),
+            .. work.At(b).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }),
+            .. work.FloatBoundaries.Where(t => !t.IsInput).Select(t => Conversion(t, b)),
+        ]
         : work.At;
+
+    private static LayerWork Conversion(BoundaryTensor t, int batchSize) =>
+        new(F($"{(t.IsInput ? "input" : "output")} {t.Name} to {(t.IsInput ? "fp16" : "fp32")}"), "Cast", 0, 6 * t.ElementsPerSample * batchSize);
 
     private static string Shares(BatchPrediction p)
     {
