@@ -78,7 +78,8 @@ public sealed class ModelWork
         _layers.Where(l => l.Role is QuantizedRole.Float or QuantizedRole.Int8)
             .Select(l => l.Role == QuantizedRole.Int8 ? l with { Role = QuantizedRole.Float, ActivationBytesPerSample = l.FloatActivationBytesPerSample, FixedBytes = l.FloatFixedBytes } : l)
             .ToList(),
-        Uncosted) { FloatBoundaries = FloatBoundaries };
+        Uncosted)
+    { FloatBoundaries = FloatBoundaries };
 
     /// <summary>Builds from per-layer work at batch 1 and the weights each layer reads (for tests and other cost models).</summary>
     public static ModelWork FromLayers(string modelName, string inputDescription, IEnumerable<(LayerWork AtBatchOne, double WeightBytes)> layers)
