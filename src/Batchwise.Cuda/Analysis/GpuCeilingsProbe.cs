@@ -3,7 +3,10 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Batchwise.Analysis;
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
+using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Analysis;
 
@@ -93,6 +96,24 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// <summary>Seconds of trials per table point.</summary>
     public double SecondsPerTablePoint { get; init; } = 0.02;
 
+    /// <summary>Group widths (input = output channels per group) of the grouped 3x3 convolution table.</summary>
+    public IReadOnlyList<int> GroupWidths { get; init; } = [4, 8, 16, 24, 32, 48, 64];
+
+    /// <summary>Channels of the grouped table's convolutions (every width in <see cref="GroupWidths"/> divides it).</summary>
+    public int GroupedChannels { get; init; } = 384;
+
+    /// <summary>Square windows (3: 3x3) of the depthwise tables.</summary>
+    public IReadOnlyList<int> DepthwiseWindows { get; init; } = [3, 5, 7];
+
+    /// <summary>Channels of the depthwise tables' convolutions.</summary>
+    public int DepthwiseChannels { get; init; } = 144;
+
+    /// <summary>Output side of the grouped and depthwise tables' images (28x28; the input is stride times larger).</summary>
+    public int GroupedSide { get; init; } = 28;
+
+    /// <summary>Batches of the grouped and depthwise tables (N x groups grows with them).</summary>
+    public IReadOnlyList<int> GroupedBatches { get; init; } = [1, 8, 64, 256];
+
     /// <summary>Copy-kernel nodes in the CUDA graph that times a small memory-bound kernel.</summary>
     public int FloorNodes { get; init; } = 200;
 
@@ -142,19 +163,30 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var tableTimer = new EventTimer(stream, start, end, SecondsPerTablePoint, cancellationToken);
         var tables = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(StringComparer.Ordinal);
         var missing = new List<string>();
+
+        // The engine's own grouped and depthwise kernels, compiled as a session compiles them (no disk cache: the probe's sources are few).
+        using var ownKernels = new KernelCache(cc, "nvrtc" + Nvrtc.Version(), null);
+        var own = new OwnKernels(ownKernels, CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN), GraphCompiler.GroupedConvFromEnvironment);
         foreach (var precision in new[] { "fp32", "fp16" })
         {
-            foreach (var (table, measure) in new (string, Func<EventTimer, Kernels, string, IReadOnlyList<LayerRatePoint>>)[] { ("gemm", MeasureGemmTable), ("conv", MeasureConvTable) })
+            foreach (var (table, measure) in new (string, Func<string, IReadOnlyList<LayerRatePoint>>)[]
+            {
+                ("gemm", p => MeasureGemmTable(tableTimer, kernels, p)),
+                ("conv", p => MeasureConvTable(tableTimer, kernels, p)),
+                ("grouped", p => MeasureGroupedTable(tableTimer, kernels, own, p)),
+                ("depthwise", p => MeasureDepthwiseTable(tableTimer, kernels, own, p, 1)),
+                ("depthwise-s2", p => MeasureDepthwiseTable(tableTimer, kernels, own, p, 2)),
+            })
             {
                 var key = LayerRates.Key(precision, table);
                 try
                 {
-                    var points = measure(tableTimer, kernels, precision);
+                    var points = measure(precision);
                     tables[key] = points;
                     details[key.Replace('/', '_') + "_table"] = string.Join(" ", points.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Outputs}x{p.Reduction}@{p.N}:{p.Flops / 1e12:F2}")));
                     log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{key} table: {points.Count} points, {points.Min(p => p.Flops) / 1e12:N2} to {points.Max(p => p.Flops) / 1e12:N1} TFLOP/s (per call in a CUDA graph)"));
                 }
-                catch (Exception e) when (e is CudaException or BatchwiseException or InvalidOperationException)
+                catch (Exception e) when (e is CudaException or BatchwiseException or InvalidOperationException or ArgumentException)
                 {
                     // The table's layers fall back to the GEMM rate curve; the verdict names the missing table.
                     missing.Add($"{key}: {e.Message}");
@@ -411,36 +443,205 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             using var wDesc = Cudnn.Filter(dataType, [o, c, 3, 3], format);
             using var yDesc = Cudnn.Tensor(dataType, [batch, o, side, side], format);
             using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], 1, math);
-            var candidates = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, conv, yDesc)
-                .Where(a => a.Status == 0 && (long)a.Memory <= maxWorkspace && (half || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH)).Take(3).ToList();
-            if (candidates.Count == 0)
-            {
-                throw new InvalidOperationException($"cuDNN offers no algorithm for a 3x3 convolution {c}->{o} at {batch}x{side}x{side}");
-            }
-
-            var best = double.MaxValue;
-            foreach (var algo in candidates)
-            {
-                Cudnn.SetMathType(conv, algo.MathType);
-                var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, conv, yDesc, algo.Algo);
-                void Once() => Cudnn.ConvolutionForward(handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, algo.Algo, workspace.Pointer, bytes, 0f, yDesc, y.Pointer);
-                Once();
-                CudaDriver.Synchronize(timer.Stream);
-
-                // A candidate three times slower than the best in one call is not worth its trials (an FFT at a large size can take seconds).
-                if (best < double.MaxValue && timer.EventRun(Once) > 3 * best + 20e-6)
-                {
-                    continue;
-                }
-
-                best = Math.Min(best, PerCallInGraph(timer, Once));
-            }
-
+            var best = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, $"a 3x3 convolution {c}->{o} at {batch}x{side}x{side}");
             var pixels = batch * side * side;
             points.Add(new LayerRatePoint(o, 9 * c, pixels, 2.0 * o * 9 * c * pixels / best));
         }
 
         return points;
+    }
+
+    /// <summary>
+    /// GPU seconds of one cuDNN forward convolution per call in a CUDA graph: the fastest of cuDNN's first three allowed
+    /// algorithms (tensor-core math only in half precision), as the engine's timed tactics pick.
+    /// </summary>
+    private static double CudnnSeconds(EventTimer timer, CudnnHandle handle, CudnnTensorDescriptor xDesc, ulong x, CudnnFilterDescriptor wDesc, ulong w, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor yDesc, ulong y, DeviceMemory workspace, bool half, string what)
+    {
+        var candidates = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, conv, yDesc)
+            .Where(a => a.Status == 0 && (long)a.Memory <= workspace.Bytes && (half || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH)).Take(3).ToList();
+        if (candidates.Count == 0)
+        {
+            throw new InvalidOperationException($"cuDNN offers no algorithm for {what}");
+        }
+
+        var best = double.MaxValue;
+        foreach (var algo in candidates)
+        {
+            Cudnn.SetMathType(conv, algo.MathType);
+            var bytes = Cudnn.WorkspaceSize(handle, xDesc, wDesc, conv, yDesc, algo.Algo);
+            void Once() => Cudnn.ConvolutionForward(handle, xDesc, x, wDesc, w, conv, algo.Algo, workspace.Pointer, bytes, 0f, yDesc, y);
+            Once();
+            CudaDriver.Synchronize(timer.Stream);
+
+            // A candidate three times slower than the best in one call is not worth its trials (an FFT at a large size can take seconds).
+            if (best < double.MaxValue && timer.EventRun(Once) > 3 * best + 20e-6)
+            {
+                continue;
+            }
+
+            best = Math.Min(best, PerCallInGraph(timer, Once));
+        }
+
+        return best;
+    }
+
+    /// <summary>Who runs a grouped convolution of this group width in this precision in the cuda engine: "own" (its tensor-core kernel) or "cudnn".</summary>
+    internal static string GroupedRoutine(string precision, int width, GroupedConvChoice choice) =>
+        precision == "fp16" && choice != GroupedConvChoice.Cudnn && width % 8 == 0 && width is >= 8 and <= KernelSource.GroupedConvMaxWidth
+            && (choice == GroupedConvChoice.Own || GraphCompiler.PrefersOwnGroupedConv(width, width))
+            ? "own" : "cudnn";
+
+    /// <summary>
+    /// Grouped 3x3 stride-1 convolutions of <see cref="GroupedChannels"/> channels as the engine runs them, one node per
+    /// group width (outputs per group = width, K = 9 x width) over N x groups (<see cref="LayerRates.GroupView"/>): in
+    /// fp16 channels-last through the own tensor-core kernel where the engine picks it (<see cref="GroupedRoutine"/>),
+    /// else cuDNN (fp16 NHWC tensor cores, fp32 NCHW without), with the same algorithm choice as the dense table.
+    /// </summary>
+    private IReadOnlyList<LayerRatePoint> MeasureGroupedTable(EventTimer timer, Kernels kernels, OwnKernels own, string precision)
+    {
+        var half = precision == "fp16";
+        long c = GroupedChannels, side = GroupedSide;
+        long elementBytes = half ? 2 : 4;
+        var batches = FittingBatches(elementBytes * c * side * side);
+        using var x = CudaDriver.Allocate(elementBytes * batches[^1] * c * side * side);
+        using var y = CudaDriver.Allocate(x.Bytes);
+        using var w = CudaDriver.Allocate(elementBytes * c * GroupWidths.Max() * 9);
+        using var workspace = CudaDriver.Allocate(256L << 20);
+        kernels.Fill(x.Pointer, x.Bytes / 4, 9, half, timer.Stream);
+        kernels.Fill(w.Pointer, w.Bytes / 4, 10, half, timer.Stream);
+        using var handle = Cudnn.Create(timer.Stream);
+        var points = new List<LayerRatePoint>();
+        var skipped = new List<string>();
+        foreach (var width in GroupWidths.Where(g => c % g == 0))
+        {
+            var groups = c / width;
+            try
+            {
+                points.AddRange(batches.Select(batch => GroupedPoint(width, groups, batch)));
+            }
+            catch (InvalidOperationException e)
+            {
+                // A width no routine takes here leaves a hole in the grid: its layers read the nearest measured width.
+                skipped.Add($"width {width}: {e.Message}");
+            }
+        }
+
+        if (points.Count == 0)
+        {
+            throw new InvalidOperationException("no grouped convolution could be timed (" + string.Join("; ", skipped) + ")");
+        }
+
+        return points;
+
+        LayerRatePoint GroupedPoint(int width, long groups, long batch)
+        {
+            double seconds;
+            int? tiles = GroupedRoutine(precision, width, own.Choice) == "own"
+                ? KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [1, 1], [1, 1], side, own.Choice == GroupedConvChoice.Own ? own.MaxSharedBytes : KernelCache.StaticSharedBytes)
+                : null;
+            if (tiles is { } t)
+            {
+                var code = KernelSource.GroupedConv(width, width, [3, 3], [1, 1], [1, 1], t, new GroupedConvEpilogue(null, false, false), batch, groups, [side, side], [side, side], [1, 1]);
+                using var launch = new OwnLaunch(own.Cache, code, KernelSource.GroupedConvThreads(batch, groups, [side, side], t), KernelSource.GroupedConvBlock, [y.Pointer, x.Pointer, w.Pointer, 0, 0]);
+                seconds = PerCallInGraph(timer, () => launch.Enqueue(timer.Stream));
+            }
+            else
+            {
+                var format = half ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
+                var dataType = half ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
+                using var xDesc = Cudnn.Tensor(dataType, [batch, c, side, side], format);
+                using var wDesc = Cudnn.Filter(dataType, [c, width, 3, 3], format);
+                using var yDesc = Cudnn.Tensor(dataType, [batch, c, side, side], format);
+                using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], (int)groups, half ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH);
+                seconds = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, $"a grouped 3x3 convolution of width {width} at {batch}x{side}x{side}");
+            }
+
+            var pixels = batch * side * side;
+            return new LayerRatePoint(width, 9 * width, pixels * groups, 2.0 * c * 9 * width * pixels / seconds);
+        }
+    }
+
+    /// <summary>
+    /// Depthwise convolutions of <see cref="DepthwiseChannels"/> channels through the engine's own depthwise kernel at
+    /// one stride (fp16 channels-last, fp32 channels-first, as the engine lays them out), one node per window (outputs
+    /// per group 1, K = window taps) over N x channels (<see cref="LayerRates.GroupView"/>).
+    /// </summary>
+    private IReadOnlyList<LayerRatePoint> MeasureDepthwiseTable(EventTimer timer, Kernels kernels, OwnKernels own, string precision, int stride)
+    {
+        var half = precision == "fp16";
+        var type = half ? ElementType.Float16 : ElementType.Float;
+        long c = DepthwiseChannels, side = GroupedSide, inSide = GroupedSide * stride;
+        long elementBytes = half ? 2 : 4;
+        var batches = FittingBatches(elementBytes * c * inSide * inSide);
+        using var x = CudaDriver.Allocate(elementBytes * batches[^1] * c * inSide * inSide);
+        using var y = CudaDriver.Allocate(elementBytes * batches[^1] * c * side * side);
+        using var w = CudaDriver.Allocate(elementBytes * c * DepthwiseWindows.Max() * DepthwiseWindows.Max());
+        kernels.Fill(x.Pointer, x.Bytes / 4, 11, half, timer.Stream);
+        kernels.Fill(w.Pointer, w.Bytes / 4, 12, half, timer.Stream);
+        var vector = KernelSource.DepthwiseVector(type, half, c);
+        long[] outs = [side, side];
+        KernelCode Code(int window, long batch) => KernelSource.Depthwise(type, half, vector, batch, c, [inSide, inSide], outs, [window, window], [stride, stride], [1, 1], [window / 2, window / 2]);
+
+        // One NVRTC program for the table's kernels (a source per window; the sizes are arguments).
+        own.Cache.Resolve([.. DepthwiseWindows.Select(k => new KernelStep("ceilings probe", Code(k, batches[^1]), 1, KernelSource.BlockSize, []))]);
+        var points = new List<LayerRatePoint>();
+        foreach (var window in DepthwiseWindows)
+        {
+            foreach (var batch in batches)
+            {
+                var code = Code(window, batch);
+                using var launch = new OwnLaunch(own.Cache, code, KernelSource.DepthwiseThreads(half, vector, batch, c, outs), KernelSource.BlockSize, [y.Pointer, x.Pointer, w.Pointer]);
+                var seconds = PerCallInGraph(timer, () => launch.Enqueue(timer.Stream));
+                var pixels = batch * side * side;
+                points.Add(new LayerRatePoint(1, window * window, pixels * c, 2.0 * window * window * pixels * c / seconds));
+            }
+        }
+
+        return points;
+    }
+
+    /// <summary>The batches of <see cref="GroupedBatches"/> whose input (<paramref name="bytesPerImage"/> each) takes at most a sixteenth of the free memory; the smallest always.</summary>
+    private List<long> FittingBatches(long bytesPerImage)
+    {
+        var (free, _) = CudaDriver.MemoryInfo();
+        var batches = GroupedBatches.Select(b => (long)b).Order().ToList();
+        return [.. batches.Where((b, i) => i == 0 || b * bytesPerImage <= free / 16)];
+    }
+
+    /// <summary>The engine's kernel cache the probe compiles its own kernels in, the device's opt-in shared memory and the grouped-convolution choice.</summary>
+    private sealed record OwnKernels(KernelCache Cache, int MaxSharedBytes, GroupedConvChoice Choice);
+
+    /// <summary>One of the engine's generated kernels ready to launch on given device pointers: its parameters laid out as a plan's are (pointers, then the argument block).</summary>
+    private sealed class OwnLaunch : IDisposable
+    {
+        private readonly KernelStep _step;
+        private readonly byte* _params;
+        private readonly void** _addresses;
+
+        public OwnLaunch(KernelCache cache, KernelCode code, long threads, int block, ulong[] pointers)
+        {
+            _step = new KernelStep("ceilings probe", code, threads, block, [.. Enumerable.Range(0, pointers.Length)]);
+            cache.Resolve([_step]);
+            var n = pointers.Length;
+            var args = (code.Args.Length + 7) / 8 * 8;
+            _params = (byte*)NativeMemory.AllocZeroed((nuint)((n * 8) + args + ((n + 1) * 8)));
+            var values = (ulong*)_params;
+            var argBlock = _params + (n * 8);
+            _addresses = (void**)(argBlock + args);
+            for (var i = 0; i < n; i++)
+            {
+                values[i] = pointers[i];
+                _addresses[i] = &values[i];
+            }
+
+            code.Args.CopyTo(new Span<byte>(argBlock, code.Args.Length));
+            _addresses[n] = argBlock;
+        }
+
+        public void Enqueue(CudaStream stream) =>
+            CudaDriver.Launch(_step.Function, _step.Grid, (uint)_step.Block, (uint)_step.SharedBytes, stream.Handle, _addresses, _step.FunctionName);
+
+        public void Dispose() => NativeMemory.Free(_params);
     }
 
     private (double Kernel, double StreamRun, double GraphNode, double GraphRun) MeasureLaunches(EventTimer timer, Kernels kernels)

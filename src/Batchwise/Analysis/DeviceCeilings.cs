@@ -18,7 +18,7 @@ public sealed record RatePoint(double N, double Flops);
 public sealed record DeviceCeilings
 {
     /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew.</summary>
-    public const int CurrentSchema = 4;
+    public const int CurrentSchema = 5;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -64,7 +64,8 @@ public sealed record DeviceCeilings
 
     /// <summary>
     /// Measured rate tables per precision and layer class, keyed "fp16/gemm" (cuBLASLt, for MatMul, Gemm and the cuda
-    /// engine's fp16 pointwise convolutions) and "fp32/conv" (cuDNN convolutions as the engine runs them), each a grid of
+    /// engine's fp16 pointwise convolutions), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" and
+    /// "fp16/depthwise" / "fp16/depthwise-s2" (grouped and depthwise convolutions through the routine the engine picks), each a grid of
     /// output channels x reduction length x N timed per call inside a CUDA graph; empty where not measured (a CPU), and a
     /// table that could not be measured is missing (its layers use <see cref="RateCurve"/>, and
     /// <see cref="Details"/>["layer_rates_missing"] says why).
@@ -191,7 +192,8 @@ public sealed record DeviceCeilings
     /// <summary>
     /// The measured rate (FLOP/s) of the routine that runs <paramref name="work"/> in the precision in use, from
     /// <see cref="LayerRates"/>: cuBLASLt's table for MatMul and Gemm (and pointwise convolutions in fp16, which the cuda
-    /// engine runs as one GEMM), cuDNN's for other dense convolutions; null for other layers or where no table was measured.
+    /// engine runs as one GEMM), cuDNN's for other dense convolutions, the grouped and depthwise tables (in their per-group
+    /// view, <see cref="Analysis.LayerRates.GroupView"/>) for those; null for other layers or where no table was measured.
     /// </summary>
     public double? MeasuredRate(LayerWork work)
     {
@@ -201,16 +203,25 @@ public sealed record DeviceCeilings
             return null;
         }
 
-        var (table, outputs) = work.Kind switch
+        var (table, outputs, reduction, size) = work.Kind switch
         {
-            LayerKind.MatMul => ("gemm", g.N),
-            LayerKind.PointwiseConvolution => (Precision == "fp16" ? "gemm" : "conv", g.M),
-            LayerKind.Convolution => ("conv", g.M),
-            _ => (string.Empty, 0L),
+            LayerKind.MatMul => ("gemm", g.N, g.K, n),
+            LayerKind.PointwiseConvolution => (Precision == "fp16" ? "gemm" : "conv", g.M, g.K, n),
+            LayerKind.Convolution => ("conv", g.M, g.K, n),
+            LayerKind.GroupedConvolution => Grouped("grouped"),
+            LayerKind.DepthwiseConvolution => Grouped("depthwise"),
+            LayerKind.StridedDepthwiseConvolution => Grouped("depthwise-s2"),
+            _ => (string.Empty, 0.0, 0.0, 0.0),
         };
         return table.Length > 0 && LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var points)
-            ? Analysis.LayerRates.Rate(points, outputs, g.K, n)
+            ? Analysis.LayerRates.Rate(points, outputs, reduction, size)
             : null;
+
+        (string, double, double, double) Grouped(string name)
+        {
+            var (o, k, size) = Analysis.LayerRates.GroupView(g, n);
+            return (name, o, k, size);
+        }
     }
 
     /// <summary>Effective GEMM rate at a given N: the peak in use x <see cref="Efficiency"/>.</summary>

@@ -235,7 +235,7 @@ public static class Explainer
         }
         else if (c.Precision == "fp16")
         {
-            lines.Add(F($"Predicted in fp16 ({c.PeakInUse / 1e12:N1} TFLOP/s fp16 GEMM ceiling, against {c.PeakFlops / 1e12:N1} fp32{(c.PeakFlopsTf32 is { } t ? F($" and {t / 1e12:N1} tf32") : string.Empty)}), and half the graph's fp32 bytes moved)."));
+            lines.Add(F($"Predicted in fp16 ({c.PeakInUse / 1e12:N1} TFLOP/s fp16 GEMM ceiling, against {c.PeakFlops / 1e12:N1} fp32{(c.PeakFlopsTf32 is { } t ? F($" and {t / 1e12:N1} tf32") : string.Empty)}), and half the graph's fp32 bytes moved, plus a conversion kernel for each float32 input and output)."));
         }
         else if (c.PeakFlopsFp16 is { } fp16 && fp16 > 0)
         {
@@ -310,7 +310,8 @@ public static class Explainer
 
         var gemmLike = p.Layers.Where(l => l.Work.Kind is LayerKind.MatMul or LayerKind.Convolution or LayerKind.PointwiseConvolution).ToList();
         var priced = gemmLike.Where(l => c.MeasuredRate(l.Work) is not null).ToList();
-        var grouped = p.Layers.Count(l => l.Work.Kind == LayerKind.GroupedConvolution);
+        var grouped = p.Layers.Where(l => l.Work.IsGroupedConvolution).ToList();
+        var groupedPriced = grouped.Count(l => c.MeasuredRate(l.Work) is not null);
         var flops = Math.Max(1, gemmLike.Sum(l => l.Work.Flops));
         var text = F($"Per-layer rates: {priced.Count} of {gemmLike.Count} GEMM and convolution layers ({priced.Sum(l => l.Work.Flops) / flops:P0} of their FLOPs) priced from the {c.Precision} cuBLASLt/cuDNN rates measured per call in a CUDA graph at their own channels, K and N");
         if (priced.Count < gemmLike.Count)
@@ -318,9 +319,15 @@ public static class Explainer
             text += F($"; {gemmLike.Count - priced.Count} from the GEMM rate curve ({(c.Details.TryGetValue("layer_rates_missing", out var why) ? why : $"no {c.Precision} table measured")})");
         }
 
-        if (grouped > 0)
+        if (groupedPriced > 0)
         {
-            text += F($"; {grouped} grouped/depthwise convolution{(grouped == 1 ? string.Empty : "s")} at the fp32 CUDA-core rate (own kernels, not measured per class)");
+            text += F($"; {groupedPriced} grouped/depthwise convolution{(groupedPriced == 1 ? string.Empty : "s")} from the {c.Precision} grouped and depthwise tables (the routine the engine picks, measured per group width, window and stride)");
+        }
+
+        if (grouped.Count > groupedPriced)
+        {
+            var n = grouped.Count - groupedPriced;
+            text += F($"; {n} grouped/depthwise convolution{(n == 1 ? string.Empty : "s")} at the fp32 CUDA-core rate (no {c.Precision} grouped/depthwise table measured)");
         }
 
         return text + F($"; every other kernel at least {(c.KernelFloorSeconds ?? c.OpOverheadSeconds) * 1e6:N1} µs (a small kernel in a CUDA graph).");
@@ -400,10 +407,21 @@ public static class Explainer
         return lines;
     }
 
-    /// <summary>The layers' work at a batch size as the device moves it: in fp16 every float tensor is half the graph's fp32 bytes (int8 layers keep their int8 bytes).</summary>
+    /// <summary>
+    /// The layers' work at a batch size as the device moves it: in fp16 every float tensor is half the graph's fp32 bytes
+    /// (int8 layers keep their int8 bytes), and each float32 graph input and output is converted by a kernel of its own
+    /// (4 bytes read and 2 written per element on the way in, the reverse on the way out).
+    /// </summary>
     private static Func<int, IReadOnlyList<LayerWork>> LayersAt(ModelWork work, DeviceCeilings ceilings) => ceilings.Precision == "fp16"
-        ? b => work.At(b).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }).ToList()
+        ? b => [
+            .. work.FloatBoundaries.Where(t => t.IsInput).Select(t => Conversion(t, b)),
+            .. work.At(b).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }),
+            .. work.FloatBoundaries.Where(t => !t.IsInput).Select(t => Conversion(t, b)),
+        ]
         : work.At;
+
+    private static LayerWork Conversion(BoundaryTensor t, int batchSize) =>
+        new(F($"{(t.IsInput ? "input" : "output")} {t.Name} to {(t.IsInput ? "fp16" : "fp32")}"), "Cast", 0, 6 * t.ElementsPerSample * batchSize);
 
     private static string Shares(BatchPrediction p)
     {

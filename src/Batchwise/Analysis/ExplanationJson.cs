@@ -35,6 +35,7 @@ public static class ExplanationJson
 /// <param name="Verdict">In words.</param>
 /// <param name="FloatPredicted">For a model with int8 layers: the same model predicted in float (left out otherwise).</param>
 /// <param name="FloatMeasured">For a float model explained in int8: the float model measured (left out otherwise).</param>
+/// <param name="LayersAtLast">Every layer's predicted time at the largest batch, in plan order (to set beside `bench --profile`'s per-layer times).</param>
 public sealed record ExplainDocument(
     string Model,
     string Input,
@@ -49,7 +50,8 @@ public sealed record ExplainDocument(
     IReadOnlyList<ExplainLayer> TopLayers,
     IReadOnlyList<string> Verdict,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ExplainPredicted>? FloatPredicted = null,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ExplainMeasured>? FloatMeasured = null) : VersionedDocument(SchemaName, CurrentVersion)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ExplainMeasured>? FloatMeasured = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ExplainLayerTime>? LayersAtLast = null) : VersionedDocument(SchemaName, CurrentVersion)
 {
     /// <summary>The schema's name.</summary>
     public const string SchemaName = "batchwise.explain";
@@ -92,8 +94,13 @@ public sealed record ExplainDocument(
             }).ToList(),
             e.Verdict,
             e.FloatPredicted.Count > 0 ? e.FloatPredicted.Select(Predicted).ToList() : null,
-            e.FloatMeasured.Count > 0 ? e.FloatMeasured.Select(Measured).ToList() : null);
+            e.FloatMeasured.Count > 0 ? e.FloatMeasured.Select(Measured).ToList() : null,
+            e.Predicted.Count > 0 ? [.. e.Predicted[^1].Layers.Select(l => new ExplainLayerTime(
+                l.Work.Name, l.Work.OpType, KindName(l.Work.Kind), l.Seconds, l.ComputeSeconds, l.MemorySeconds, l.OverheadSeconds, l.Bound.ToString().ToLowerInvariant()))] : null);
     }
+
+    /// <summary>A layer kind in the JSON's snake_case: "depthwise_convolution".</summary>
+    private static string KindName(LayerKind kind) => System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(kind.ToString());
 }
 
 /// <summary>The device's ceilings as explain used them.</summary>
@@ -211,3 +218,14 @@ public sealed record ExplainLayer(
 /// <param name="K">Inner dimension.</param>
 /// <param name="BatchCount">Independent GEMMs.</param>
 public sealed record ExplainGemm(long M, long N, long K, long BatchCount);
+
+/// <summary>One layer's predicted time at one batch.</summary>
+/// <param name="Name">Layer (node) name; a float32 input or output conversion in fp16 is named "input NAME to fp16" / "output NAME to fp32".</param>
+/// <param name="Op">Operator.</param>
+/// <param name="Kind">Which rate table prices it: other, mat_mul, convolution, pointwise_convolution, grouped_convolution, depthwise_convolution, strided_depthwise_convolution.</param>
+/// <param name="Seconds">max(compute, memory) + overhead.</param>
+/// <param name="ComputeS">FLOPs over its rate.</param>
+/// <param name="MemoryS">Bytes over the bandwidth.</param>
+/// <param name="OverheadS">Launch or kernel-floor cost.</param>
+/// <param name="Bound">compute, memory or launch.</param>
+public sealed record ExplainLayerTime(string Name, string Op, string Kind, double Seconds, double ComputeS, double MemoryS, double OverheadS, string Bound);

@@ -17,8 +17,17 @@ public enum LayerKind
     /// <summary>A 1x1, stride-1, unpadded, single-group convolution (one cuBLASLt GEMM in the cuda engine's fp16 path, cuDNN in fp32).</summary>
     PointwiseConvolution,
 
-    /// <summary>A grouped or depthwise convolution (the cuda engine's own kernels, on CUDA cores).</summary>
+    /// <summary>
+    /// A grouped convolution (1 &lt; groups, more than one input channel per group): the cuda engine's own tensor-core
+    /// kernel for some group widths in fp16, cuDNN's grouped kernels otherwise; priced from the "grouped" table.
+    /// </summary>
     GroupedConvolution,
+
+    /// <summary>A stride-1 depthwise convolution (one input channel per group): the cuda engine's own depthwise kernel; priced from the "depthwise" table.</summary>
+    DepthwiseConvolution,
+
+    /// <summary>A depthwise convolution with a stride above 1 (each output reads a wider window of input); priced from the "depthwise-s2" table.</summary>
+    StridedDepthwiseConvolution,
 }
 
 /// <summary>
@@ -40,7 +49,11 @@ public sealed record LayerRatePoint(double Outputs, double Reduction, double N, 
 /// </summary>
 public static class LayerRates
 {
-    /// <summary>Table names: "gemm" (cuBLASLt) and "conv" (cuDNN), keyed with the precision as "fp16/gemm".</summary>
+    /// <summary>
+    /// Table names: "gemm" (cuBLASLt), "conv" (cuDNN 3x3), "grouped" (grouped 3x3 convolutions as the engine runs them) and
+    /// "depthwise" / "depthwise-s2" (the engine's depthwise kernel at stride 1 / 2), keyed with the precision as "fp16/gemm".
+    /// The grouped and depthwise tables are in the per-group view of <see cref="GroupView"/>.
+    /// </summary>
     public static string Key(string precision, string table) => precision + "/" + table;
 
     /// <summary>The rate (FLOP/s) a table gives a layer of these dimensions, or null for an empty table or a non-positive size.</summary>
@@ -101,6 +114,18 @@ public static class LayerRates
         return points[^1].Rate;
     }
 
+    /// <summary>
+    /// A grouped or depthwise convolution as a table point: outputs per group (1 for depthwise), its K (input channels per
+    /// group x window) and N x groups (the groups are independent small convolutions side by side, so a layer of G groups
+    /// over P pixels moves and computes as one group over G x P pixels). The tables are measured and read in this view.
+    /// </summary>
+    public static (double Outputs, double Reduction, double N) GroupView(GemmShape gemm, double n)
+    {
+        ArgumentNullException.ThrowIfNull(gemm);
+        var groups = Math.Max(1, gemm.Groups);
+        return ((double)gemm.M / groups, gemm.K, n * groups);
+    }
+
     /// <summary>The measured values either side of <paramref name="x"/> and where it sits between them in log scale (0..1, clamped).</summary>
     private static (double Low, double High, double T) Bracket(IEnumerable<double> values, double x)
     {
@@ -136,13 +161,19 @@ public static class LayerRates
 
         long[] Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? [];
         var groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
+        var w = node.Input.Count > 1 && initializers.TryGetValue(node.Input[1], out var filter) ? filter : null;
         if (groups > 1)
         {
-            return LayerKind.GroupedConvolution;
+            // Depthwise as the engine's own kernel takes it: one input and one output channel per group (a Conv; a
+            // ConvTranspose or a channel multiplier goes to cuDNN's grouped kernels).
+            var depthwise = node.OpType == "Conv" && w is { Dims.Count: > 2 } && w.Dims[0] == groups && w.Dims[1] == 1;
+            return !depthwise ? LayerKind.GroupedConvolution
+                : Ints("strides").Any(s => s > 1) ? LayerKind.StridedDepthwiseConvolution
+                : LayerKind.DepthwiseConvolution;
         }
 
         var kernel = Ints("kernel_shape");
-        if (kernel.Length == 0 && node.Input.Count > 1 && initializers.TryGetValue(node.Input[1], out var w) && w.Dims.Count > 2)
+        if (kernel.Length == 0 && w is { Dims.Count: > 2 })
         {
             kernel = [.. w.Dims.Skip(2)];
         }

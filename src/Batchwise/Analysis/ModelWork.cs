@@ -27,6 +27,12 @@ public sealed class ModelWork
     /// <summary>Input shapes at batch 1, for reports.</summary>
     public string InputDescription { get; }
 
+    /// <summary>
+    /// The graph's float32 inputs and outputs with their elements per sample: a half-precision engine converts each with
+    /// one kernel on the way in and out (empty where not known, as for a model built from layers).
+    /// </summary>
+    public IReadOnlyList<BoundaryTensor> FloatBoundaries { get; private init; } = [];
+
     /// <summary>Number of layers (graph nodes).</summary>
     public int LayerCount => _layers.Count;
 
@@ -72,7 +78,8 @@ public sealed class ModelWork
         _layers.Where(l => l.Role is QuantizedRole.Float or QuantizedRole.Int8)
             .Select(l => l.Role == QuantizedRole.Int8 ? l with { Role = QuantizedRole.Float, ActivationBytesPerSample = l.FloatActivationBytesPerSample, FixedBytes = l.FloatFixedBytes } : l)
             .ToList(),
-        Uncosted);
+        Uncosted)
+    { FloatBoundaries = FloatBoundaries };
 
     /// <summary>Builds from per-layer work at batch 1 and the weights each layer reads (for tests and other cost models).</summary>
     public static ModelWork FromLayers(string modelName, string inputDescription, IEnumerable<(LayerWork AtBatchOne, double WeightBytes)> layers)
@@ -157,7 +164,38 @@ public sealed class ModelWork
                 (integerOp ? 4 : 1) * (a.WeightBytes + Math.Max(0, floatFixed))));
         }
 
-        return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")]);
+        return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")])
+        {
+            FloatBoundaries = Boundaries(model, size, one),
+        };
+    }
+
+    /// <summary>The float32 graph inputs (their shapes at batch 1) and outputs (the shape of the node output that is one) with their elements per sample.</summary>
+    private static List<BoundaryTensor> Boundaries(OnnxModel model, InputSize? size, ModelCost atBatchOne)
+    {
+        static double Elements(IEnumerable<long> shape) => shape.Aggregate(1.0, (a, d) => a * Math.Max(1, d));
+        var inputs = InputShapes.For(model, 1, size);
+        var list = model.Inputs.Select((spec, i) => (spec, i)).Where(x => x.spec.ElementType == ElementType.Float)
+            .Select(x => new BoundaryTensor(x.spec.Name, true, Elements(inputs[x.i])))
+            .ToList();
+        var produced = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < model.Graph.Node.Count; i++)
+        {
+            if (model.Graph.Node[i].Output.Count > 0)
+            {
+                produced.TryAdd(model.Graph.Node[i].Output[0], i);
+            }
+        }
+
+        foreach (var output in model.Outputs.Where(o => o.ElementType == ElementType.Float))
+        {
+            if (produced.TryGetValue(output.Name, out var i) && i < atBatchOne.Nodes.Count)
+            {
+                list.Add(new BoundaryTensor(output.Name, false, Elements(atBatchOne.Nodes[i].OutputShape)));
+            }
+        }
+
+        return list;
     }
 
     /// <summary>
@@ -249,3 +287,9 @@ public sealed class ModelWork
         return dims;
     }
 }
+
+/// <summary>A float32 graph input or output and its elements per sample (what a half-precision engine converts at the boundary).</summary>
+/// <param name="Name">The graph value's name.</param>
+/// <param name="IsInput">True for an input (converted to half on the way in), false for an output.</param>
+/// <param name="ElementsPerSample">Elements at batch 1.</param>
+public sealed record BoundaryTensor(string Name, bool IsInput, double ElementsPerSample);

@@ -38,6 +38,9 @@ public sealed record LayerWork(string Name, string OpType, double Flops, double 
     /// <summary>FLOPs per byte moved.</summary>
     public double Intensity => Bytes > 0 ? Flops / Bytes : 0;
 
+    /// <summary>True for grouped and depthwise convolutions (priced from the grouped and depthwise tables).</summary>
+    public bool IsGroupedConvolution => Kind is LayerKind.GroupedConvolution or LayerKind.DepthwiseConvolution or LayerKind.StridedDepthwiseConvolution;
+
     /// <summary>True for layers that run as a GEMM (Conv, MatMul, Gemm).</summary>
     public bool IsGemm => ParallelSize is not null;
 
@@ -119,9 +122,9 @@ public sealed class ThroughputPredictor
             return new LayerPrediction(work, work.Flops / rate, memory, stream ? Ceilings.OpOverheadSeconds : 0, rate / Ceilings.PeakInUse);
         }
 
-        if (work.Kind == LayerKind.GroupedConvolution && Ceilings.KernelFloorSeconds is not null)
+        if (work.IsGroupedConvolution && Ceilings.KernelFloorSeconds is not null)
         {
-            // Grouped and depthwise convolutions run on the engine's own kernels, on CUDA cores: the fp32 FMA rate, not tensor cores.
+            // No grouped or depthwise table was measured (an older probe, or one that failed): the fp32 FMA rate, not tensor cores.
             return new LayerPrediction(work, work.Flops / Ceilings.PeakFlops, memory, overhead, Ceilings.PeakFlops / Ceilings.PeakInUse);
         }
 

@@ -23,6 +23,9 @@ public sealed class CeilingsGpuTests
             ConvOutputs = [64, 256],
             ConvInputs = [64],
             TableN = [196, 3136, 50176],
+            GroupWidths = [8, 24, 32],
+            DepthwiseWindows = [3, 5],
+            GroupedBatches = [1, 64],
         };
         var c = probe.Measure(new CudaEngine(), new EngineOptions());
         Gpu.Report("ceilings.md", c.Summary());
@@ -58,7 +61,7 @@ public sealed class CeilingsGpuTests
         // timed on the GPU inside a CUDA graph, not as the host's cost per call), none past the precision's peak.
         Assert.False(c.Details.ContainsKey("layer_rates_missing"), c.Details.GetValueOrDefault("layer_rates_missing"));
         Assert.InRange(c.KernelFloorSeconds!.Value, 1e-8, 1e-4);
-        foreach (var key in new[] { "fp32/gemm", "fp32/conv", "fp16/gemm", "fp16/conv" })
+        foreach (var key in from p in new[] { "fp32", "fp16" } from t in new[] { "gemm", "conv", "grouped", "depthwise", "depthwise-s2" } select p + "/" + t)
         {
             var table = c.LayerRates[key];
             Gpu.Report("ceilings.md", key + ": " + string.Join(" ", table.Select(p => FormattableString.Invariant($"{p.Outputs}x{p.Reduction}@{p.N}:{p.Flops / 1e12:F2}"))));
@@ -71,6 +74,14 @@ public sealed class CeilingsGpuTests
             }
         }
         Assert.Equal("fp16", c.For(new EngineOptions { Precision = Precision.Fp16 }).Precision);
+
+        // The grouped and depthwise tables in their per-group view: every width and window measured at both batches
+        // (N = pixels x groups), the grouped widths at 9 x width, the depthwise windows with one output per group.
+        Assert.Equal([8.0, 24, 32], c.LayerRates["fp16/grouped"].Select(p => p.Outputs).Distinct().Order());
+        Assert.All(c.LayerRates["fp16/grouped"], p => Assert.Equal(9 * p.Outputs, p.Reduction));
+        Assert.Equal([9.0, 25], c.LayerRates["fp32/depthwise-s2"].Select(p => p.Reduction).Distinct().Order());
+        Assert.All(c.LayerRates["fp16/depthwise"], p => Assert.Equal(1, p.Outputs));
+        Assert.Contains(c.LayerRates["fp16/depthwise"], p => p.N == 144.0 * 28 * 28 * 64);
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using Batchwise.Analysis;
+using Batchwise.Zoo;
 
 namespace Batchwise.Tests.Analysis;
 
@@ -196,5 +197,25 @@ public sealed class ExplainerTests
     {
         var e = Explainer.Explain(Int8Model(withSmall: false), Synthetic.Int8Gpu().For(Int8Options), [8], [new MeasuredPoint(8, int8Throughput, 1e-3, 1e-3, 10)], floatMeasured: [new MeasuredPoint(8, floatThroughput, 1e-3, 1e-3, 10)]);
         Assert.Contains(e.Verdict, l => l.StartsWith("Measured at b=8: int8", StringComparison.Ordinal) && l.EndsWith(expected, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Fp16_prediction_adds_a_conversion_kernel_for_each_float_input_and_output()
+    {
+        // zoo:mlp: input [b, 64] float32 in, softmax [b, 10] float32 out; the cuda engine's fp16 plan converts both.
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:mlp"), null, fusesEpilogues: true);
+        Assert.Equal([new BoundaryTensor("input", true, 64), new BoundaryTensor("probabilities", false, 10)], work.FloatBoundaries);
+
+        var gpu = Synthetic.Gpu() with { KernelFloorSeconds = 2e-6 };
+        var fp16 = Explainer.Explain(work, gpu.WithPrecision("fp16"), [1, 256], []);
+        var fp32 = Explainer.Explain(work, gpu, [1, 256], []);
+        var first = fp16.Predicted[1].Layers[0];
+        var last = fp16.Predicted[1].Layers[^1];
+        Assert.Equal(("input input to fp16", "Cast", 6.0 * 64 * 256), (first.Work.Name, first.Work.OpType, first.Work.Bytes));
+        Assert.Equal(("output probabilities to fp32", 6.0 * 10 * 256), (last.Work.Name, last.Work.Bytes));
+        Assert.Equal(2e-6, first.OverheadSeconds); // a kernel of its own: at least the kernel floor
+        Assert.Equal(work.At(1).Count + 2, fp16.Predicted[0].Layers.Count);
+        Assert.Equal(work.At(1).Count, fp32.Predicted[0].Layers.Count);
+        Assert.DoesNotContain(fp32.Predicted[0].Layers, l => l.Work.OpType == "Cast");
     }
 }

@@ -27,6 +27,23 @@ public sealed class ExplanationJsonTests
     }
 
     [Fact]
+    public void Json_lists_every_layer_at_the_largest_batch_with_its_predicted_time_and_kind()
+    {
+        var work = ModelWork.FromLayers("two", "x [1, 8]",
+        [
+            ModelWork.Layer("dw", "Conv", 1e8, 1e6, 1e3, new GemmShape(96, 10_000, 9, Groups: 96), 10_000, LayerKind.DepthwiseConvolution),
+            ModelWork.Layer("add", "Add", 1e3, 1e6, 0),
+        ]);
+        var e = Explainer.Explain(work, Synthetic.Gpu(), [1, 8], []);
+        using var doc = JsonDocument.Parse(ExplanationJson.ToJson(e, new Dictionary<string, string>()));
+        var layers = doc.RootElement.GetProperty("layers_at_last").EnumerateArray().ToList();
+        Assert.Equal(["dw", "add"], layers.Select(l => l.GetProperty("name").GetString()));
+        Assert.Equal("depthwise_convolution", layers[0].GetProperty("kind").GetString());
+        Assert.Equal(e.Predicted[^1].Layers[1].Seconds, layers[1].GetProperty("seconds").GetDouble());
+        Assert.Equal(e.Predicted[^1].Seconds - e.Predicted[^1].RunOverheadSeconds, layers.Sum(l => l.GetProperty("seconds").GetDouble()), 12);
+    }
+
+    [Fact]
     public void Int8_explanation_writes_the_float_curve_and_a_float_one_leaves_it_out()
     {
         var layer = ModelWork.Layer("conv", "Conv", 1e9, 1e3, 1e3, new GemmShape(64, 4096, 64));

@@ -1,6 +1,7 @@
 using Batchwise.Analysis;
 using Batchwise.Engines;
 using Batchwise.Zoo;
+using OnnxProto = Onnx;
 
 namespace Batchwise.Tests.Analysis;
 
@@ -119,12 +120,96 @@ public sealed class LayerRatesTests
         Assert.Contains(e.Verdict, l => l.Contains("0 of 1 GEMM and convolution layers", StringComparison.Ordinal) && l.Contains("no tf32 table measured", StringComparison.Ordinal));
     }
 
+    /// <summary>A fake grouped/depthwise table in the per-group view: rate = peak x min(1, N / saturation), at outputs per group 1 and 32, K 9 and 288.</summary>
+    private static List<LayerRatePoint> GroupTable(double peak) =>
+        [.. from o in new[] { 1.0, 32 }
+            from k in new[] { 9.0, 288 }
+            from n in new[] { 1e5, 1e6, 1e7 }
+            select new LayerRatePoint(o, k, n, peak * Math.Min(1, n / 1e7))];
+
+    private static DeviceCeilings WithGroupTables() => WithTables() with
+    {
+        LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(WithTables().LayerRates)
+        {
+            [LayerRates.Key("fp16", "depthwise")] = GroupTable(2e12),
+            [LayerRates.Key("fp16", "depthwise-s2")] = GroupTable(1e12),
+            [LayerRates.Key("fp16", "grouped")] = GroupTable(40e12),
+            [LayerRates.Key("fp32", "grouped")] = GroupTable(8e12),
+        },
+    };
+
     [Fact]
-    public void Grouped_convolution_runs_at_the_fp32_core_rate_and_other_kernels_pay_the_kernel_floor()
+    public void Depthwise_convolution_is_priced_from_the_depthwise_table_at_n_times_channels()
+    {
+        // 96 channels, 3x3, N = 10,416 pixels: one output per group, K = 9, N x groups = 1e6 (a tenth of the table's saturation).
+        var ceilings = WithGroupTables().WithPrecision("fp16");
+        var work = new LayerWork("dw", "Conv", 2.0 * 96 * 9 * 10_416, 1e3, new GemmShape(96, 10_416, 9, Groups: 96), 10_416, Kind: LayerKind.DepthwiseConvolution);
+        Assert.Equal(2e12 * 10_416 * 96 / 1e7, ceilings.MeasuredRate(work)!.Value, 1e3);
+        var p = new ThroughputPredictor(ceilings).Predict(work);
+        Assert.Equal(work.Flops / ceilings.MeasuredRate(work)!.Value, p.ComputeSeconds, 15);
+        Assert.Equal(0, p.OverheadSeconds); // timed as a node of a CUDA graph: the launch is in the rate
+
+        // The same layer at stride 2 reads the stride-2 table, half the rate here.
+        var strided = work with { Kind = LayerKind.StridedDepthwiseConvolution };
+        Assert.Equal(ceilings.MeasuredRate(work)!.Value / 2, ceilings.MeasuredRate(strided)!.Value, 1e3);
+    }
+
+    [Fact]
+    public void Grouped_convolution_is_priced_from_the_grouped_table_per_group_of_its_precision()
+    {
+        // 32 groups of 32 channels, 3x3 (K = 288), N = 1e5 pixels: outputs per group 32, N x groups = 3.2e6.
+        var work = new LayerWork("g", "Conv", 2.0 * 1024 * 288 * 1e5, 1e3, new GemmShape(1024, 100_000, 288, Groups: 32), 100_000, Kind: LayerKind.GroupedConvolution);
+        Assert.Equal(40e12 * 0.32, WithGroupTables().WithPrecision("fp16").MeasuredRate(work)!.Value, 1e3);
+        Assert.Equal(8e12 * 0.32, WithGroupTables().WithPrecision("fp32").MeasuredRate(work)!.Value, 1e3);
+
+        // A depthwise layer is not priced from the grouped table: fp32 has no depthwise table, so it falls back.
+        var dw = new LayerWork("dw", "Conv", 1e9, 1e3, new GemmShape(96, 10_000, 9, Groups: 96), 10_000, Kind: LayerKind.DepthwiseConvolution);
+        Assert.Null(WithGroupTables().WithPrecision("fp32").MeasuredRate(dw));
+    }
+
+    [Fact]
+    public void Verdict_counts_grouped_layers_priced_from_the_tables_and_those_that_fell_back()
+    {
+        var work = ModelWork.FromLayers("two", "x [1, 8]",
+        [
+            ModelWork.Layer("dw", "Conv", 1e8, 1e6, 1e3, new GemmShape(96, 10_000, 9, Groups: 96), 10_000, LayerKind.DepthwiseConvolution),
+            ModelWork.Layer("dw2", "Conv", 1e8, 1e6, 1e3, new GemmShape(96, 2_500, 9, Groups: 96), 2_500, LayerKind.StridedDepthwiseConvolution),
+        ]);
+        var ceilings = WithGroupTables() with
+        {
+            LayerRates = WithGroupTables().LayerRates.Where(t => t.Key != LayerRates.Key("fp16", "depthwise-s2")).ToDictionary(),
+        };
+        var e = Explainer.Explain(work, ceilings.WithPrecision("fp16"), [1, 4], []);
+        Assert.Contains(e.Verdict, l => l.Contains("1 grouped/depthwise convolution from the fp16 grouped and depthwise tables", StringComparison.Ordinal)
+            && l.Contains("1 grouped/depthwise convolution at the fp32 CUDA-core rate", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(96, 96, 1, 1, LayerKind.DepthwiseConvolution)]
+    [InlineData(96, 96, 1, 2, LayerKind.StridedDepthwiseConvolution)]
+    [InlineData(192, 96, 1, 1, LayerKind.GroupedConvolution)] // a channel multiplier of 2: cuDNN's grouped kernels, not the depthwise one
+    [InlineData(256, 32, 8, 2, LayerKind.GroupedConvolution)]
+    public void Grouped_and_depthwise_kinds_follow_the_filter_and_stride(long outputs, long groups, long perGroup, long stride, LayerKind expected)
+    {
+        var node = new OnnxProto.NodeProto { OpType = "Conv", Input = { "x", "w" }, Output = { "y" } };
+        node.Attribute.Add(new OnnxProto.AttributeProto { Name = "group", I = groups, Type = OnnxProto.AttributeProto.Types.AttributeType.Int });
+        node.Attribute.Add(new OnnxProto.AttributeProto { Name = "strides", Ints = { stride, stride }, Type = OnnxProto.AttributeProto.Types.AttributeType.Ints });
+        var w = new OnnxProto.TensorProto { Name = "w", Dims = { outputs, perGroup, 3, 3 } };
+        Assert.Equal(expected, LayerRates.KindOf(node, new Dictionary<string, OnnxProto.TensorProto> { ["w"] = w }));
+    }
+
+    [Fact]
+    public void Group_view_is_outputs_per_group_k_and_n_times_groups()
+    {
+        Assert.Equal((8.0, 72.0, 4000.0), LayerRates.GroupView(new GemmShape(256, 125, 72, Groups: 32), 125));
+    }
+
+    [Fact]
+    public void Grouped_convolution_without_a_table_runs_at_the_fp32_core_rate_and_other_kernels_pay_the_kernel_floor()
     {
         var ceilings = WithTables().WithPrecision("fp16");
         var predictor = new ThroughputPredictor(ceilings);
-        var depthwise = predictor.Predict(new LayerWork("dw", "Conv", 50e9, 1e3, new GemmShape(32, 1000, 9, Groups: 32), 1000, Kind: LayerKind.GroupedConvolution));
+        var depthwise = predictor.Predict(new LayerWork("dw", "Conv", 50e9, 1e3, new GemmShape(32, 1000, 9, Groups: 32), 1000, Kind: LayerKind.DepthwiseConvolution));
         Assert.Equal(50e9 / 50e12, depthwise.ComputeSeconds, 12);
         Assert.Equal(2e-6, depthwise.OverheadSeconds);
         var add = predictor.Predict(new LayerWork("add", "Add", 1e3, 1e3));
@@ -155,7 +240,9 @@ public sealed class LayerRatesTests
         Assert.Contains(resnet, l => l.Kind == LayerKind.Convolution && l.Gemm!.K is 256 or 512 or 1024);
 
         var mobilenet = ModelWork.Analyze(ModelZoo.Build("zoo:mobilenetv2"), null).At(1);
-        Assert.Contains(mobilenet, l => l.Kind == LayerKind.GroupedConvolution);
+        Assert.Contains(mobilenet, l => l.Kind == LayerKind.DepthwiseConvolution);
+        Assert.Contains(mobilenet, l => l.Kind == LayerKind.StridedDepthwiseConvolution);
+        Assert.DoesNotContain(mobilenet, l => l.Kind == LayerKind.GroupedConvolution);
         var mlp = ModelWork.Analyze(ModelZoo.Build("zoo:mlp"), null).At(1);
         Assert.All(mlp.Where(l => l.OpType is "Gemm" or "MatMul"), l => Assert.Equal(LayerKind.MatMul, l.Kind));
         Assert.All(mlp.Where(l => l.OpType is not ("Gemm" or "MatMul")), l => Assert.Equal(LayerKind.Other, l.Kind));

@@ -1,0 +1,55 @@
+using Batchwise.Cuda.Analysis;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Analysis;
+
+/// <summary>What the probe's grouped table times at each width: the routine the engine's lowering picks for it.</summary>
+public sealed class GpuCeilingsProbeTests
+{
+    [Theory]
+    [InlineData("fp16", 24, "Auto", "own")] // RegNet's width: the own tensor-core kernel
+    [InlineData("fp16", 48, "Auto", "own")]
+    [InlineData("fp16", 32, "Auto", "cudnn")] // ResNeXt's powers of two stay with cuDNN
+    [InlineData("fp16", 4, "Own", "cudnn")] // below 8 channels the own kernel cannot run
+    [InlineData("fp16", 32, "Own", "own")]
+    [InlineData("fp16", 24, "Cudnn", "cudnn")]
+    [InlineData("fp32", 24, "Auto", "cudnn")] // fp32 is always cuDNN's
+    public void Grouped_table_times_the_routine_the_engine_picks(string precision, int width, string choice, string expected) =>
+        Assert.Equal(expected, GpuCeilingsProbe.GroupedRoutine(precision, width, Enum.Parse<GroupedConvChoice>(choice)));
+
+    [Fact]
+    public void Default_tables_are_shapes_the_engine_kernels_take()
+    {
+        // The probe's own-kernel shapes generate (a bad shape would cost a table on the GPU, found only there).
+        var probe = new GpuCeilingsProbe();
+        long side = probe.GroupedSide, c = probe.DepthwiseChannels;
+        foreach (var (type, nhwc) in new[] { (ElementType.Float16, true), (ElementType.Float, false) })
+        {
+            foreach (var window in probe.DepthwiseWindows)
+            {
+                foreach (var stride in new long[] { 1, 2 })
+                {
+                    var vector = KernelSource.DepthwiseVector(type, nhwc, c);
+                    var code = KernelSource.Depthwise(type, nhwc, vector, probe.GroupedBatches.Max(), c, [side * stride, side * stride], [side, side], [window, window], [stride, stride], [1, 1], [window / 2, window / 2]);
+                    Assert.Contains("__global__", code.Source, StringComparison.Ordinal);
+                }
+            }
+        }
+
+        Assert.All(probe.GroupWidths, w => Assert.Equal(0, probe.GroupedChannels % w));
+        foreach (var width in probe.GroupWidths.Where(w => GpuCeilingsProbe.GroupedRoutine("fp16", w, GroupedConvChoice.Auto) == "own"))
+        {
+            // Where the tile does not fit 48 KB (width 48) the engine's auto choice, and so the probe, stays with cuDNN.
+            if (KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [1, 1], [1, 1], side, KernelCache.StaticSharedBytes) is not { } tiles)
+            {
+                Assert.NotEqual(24, width); // RegNet's width, the case the own kernel is for, must be timed on it
+                continue;
+            }
+
+            var code = KernelSource.GroupedConv(width, width, [3, 3], [1, 1], [1, 1], tiles, new GroupedConvEpilogue(null, false, false), 256, probe.GroupedChannels / width, [side, side], [side, side], [1, 1]);
+            Assert.Contains("__global__", code.Source, StringComparison.Ordinal);
+        }
+    }
+}
