@@ -265,7 +265,11 @@ internal sealed class Int8ConvGraph : IDisposable
                 return $"configuration {index} wants {workspace >> 20} MiB of workspace";
             }
 
-            Plan?.Dispose();
+            if (!ReferenceEquals(Plan, _kept.Plan))
+            {
+                Plan?.Dispose();
+            }
+
             (Plan, WorkspaceBytes, ConfigIndex) = (plan, workspace, index);
             (EngineIndex, EngineWantsReorder, Engine) = DescribeEngine(Configs[index], SumsType, index, Sources.Count > index ? Sources[index] : default);
             return null;
@@ -274,6 +278,44 @@ internal sealed class Int8ConvGraph : IDisposable
         {
             return e.Message;
         }
+    }
+
+    /// <summary>The plan <see cref="KeepCurrent"/> set aside (a later <see cref="TryPlan"/> does not dispose it).</summary>
+    private (CudnnBackendExecutionPlan? Plan, int Index, long Workspace, long Engine, bool Reorder, string Text) _kept = (null, -1, 0, -1, false, "no plan");
+
+    /// <summary>
+    /// Sets the current plan aside as the one to keep while later configurations are tried (a timed search keeps its
+    /// fastest so far): the plan that was kept before is disposed unless it is the current one.
+    /// </summary>
+    public void KeepCurrent()
+    {
+        if (_kept.Plan is { } previous && !ReferenceEquals(previous, Plan))
+        {
+            previous.Dispose();
+        }
+
+        _kept = (Plan, ConfigIndex, WorkspaceBytes, EngineIndex, EngineWantsReorder, Engine);
+    }
+
+    /// <summary>
+    /// Makes the kept plan (<see cref="KeepCurrent"/>) current again, disposing the one tried after it: no second
+    /// finalization of a configuration (cuDNN refused re-finalizing an earlier configuration of the same graph on the H200,
+    /// session 12, so every timed search whose fastest was not its last came back empty). False when nothing was kept.
+    /// </summary>
+    public bool RestoreKept()
+    {
+        if (_kept.Plan is null)
+        {
+            return false;
+        }
+
+        if (!ReferenceEquals(Plan, _kept.Plan))
+        {
+            Plan?.Dispose();
+        }
+
+        (Plan, ConfigIndex, WorkspaceBytes, EngineIndex, EngineWantsReorder, Engine) = _kept;
+        return true;
     }
 
     /// <summary>"engine 12 (runtime-compiled), int32 sums, configuration 0 (B3 eng12_k2=1)": what a decision and a fault name.</summary>
@@ -304,6 +346,11 @@ internal sealed class Int8ConvGraph : IDisposable
 
     public void Dispose()
     {
+        if (_kept.Plan is { } kept && !ReferenceEquals(kept, Plan))
+        {
+            kept.Dispose();
+        }
+
         Plan?.Dispose();
         foreach (var c in Configs)
         {

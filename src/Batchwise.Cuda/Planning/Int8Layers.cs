@@ -94,6 +94,32 @@ internal static class Int8Layers
             : throw new BatchwiseException($"{GraphConfigsSwitch} '{text}' is not a count from 1 to 64", $"Unset it (times {DefaultGraphConfigs}), or set {GraphConfigsSwitch}=1 to take the first configuration that runs, untimed.");
     }
 
+    /// <summary>
+    /// <c>BATCHWISE_INT8_GRAPH_SECONDS=S</c>: the plan time one int8 graph problem's timed search may take before it keeps
+    /// the fastest configuration so far (<see cref="DefaultGraphSearchSeconds"/> by default). Each configuration of a
+    /// runtime-compiled engine compiles before it runs (~0.2 s each on an H200, session 12).
+    /// </summary>
+    public const string GraphSecondsSwitch = "BATCHWISE_INT8_GRAPH_SECONDS";
+
+    /// <summary>Seconds of timed search per int8 graph problem unless <see cref="GraphSecondsSwitch"/> says otherwise.</summary>
+    public const double DefaultGraphSearchSeconds = 2.0;
+
+    /// <summary>See <see cref="GraphSecondsSwitch"/>.</summary>
+    public static double GraphSearchSeconds => ParseGraphSearchSeconds(Environment.GetEnvironmentVariable(GraphSecondsSwitch));
+
+    /// <summary>Seconds from 0.1 to 600 (unset: <see cref="DefaultGraphSearchSeconds"/>); a BatchwiseException for anything else.</summary>
+    internal static double ParseGraphSearchSeconds(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return DefaultGraphSearchSeconds;
+        }
+
+        return double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s is >= 0.1 and <= 600
+            ? s
+            : throw new BatchwiseException($"{GraphSecondsSwitch} '{text}' is not a number of seconds from 0.1 to 600", $"Unset it ({DefaultGraphSearchSeconds} s per problem), or give more seconds to time more configurations.");
+    }
+
     /// <summary>True when <see cref="TraceSwitch"/> is set (1, on, true).</summary>
     public static bool Tracing => Environment.GetEnvironmentVariable(TraceSwitch)?.Trim().ToLowerInvariant() is "1" or "on" or "true";
 

@@ -58,6 +58,19 @@ public sealed class Int8GraphChoiceTests
     }
 
     [Fact]
+    public void The_search_time_per_problem_defaults_to_two_seconds_and_refuses_what_is_not_seconds()
+    {
+        Assert.Equal(2.0, Int8Layers.ParseGraphSearchSeconds(null));
+        Assert.Equal(0.5, Int8Layers.ParseGraphSearchSeconds(" 0.5 "));
+        Assert.Equal(600, Int8Layers.ParseGraphSearchSeconds("600"));
+        foreach (var bad in new[] { "0", "0.01", "601", "soon", "-1" })
+        {
+            var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseGraphSearchSeconds(bad));
+            Assert.Contains(Int8Layers.GraphSecondsSwitch, e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public void The_trace_of_a_timed_choice_lists_each_configuration_with_its_time_and_marks_the_kept_one()
     {
         GraphCompiler.Int8GraphTrial[] trials =

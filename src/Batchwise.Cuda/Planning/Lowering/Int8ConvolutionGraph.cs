@@ -198,11 +198,24 @@ internal sealed partial class GraphCompiler
             if (best.Index < 0 || ms < best.Ms)
             {
                 best = (i, ms);
+                g.KeepCurrent();
+            }
+
+            if (timed && ran < configs && System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds >= Int8Layers.GraphSearchSeconds)
+            {
+                // The search's time is spent (each configuration of a runtime-compiled engine compiles first): keep the
+                // fastest so far; the trace says how many ran of how many offered.
+                break;
             }
         }
 
-        if (best.Index < 0 || (g.ConfigIndex != best.Index && g.TryPlan(handle, best.Index, MaxConvWorkspace) is not null))
+        if (best.Index < 0 || !g.RestoreKept() || g.ConfigIndex != best.Index)
         {
+            if (timed && trials.Count > 0)
+            {
+                Int8Layers.Trace(Int8GraphTimingText(_node, g.Shape.Key, trials, -1, g.Configs.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds));
+            }
+
             g.Dispose();
             return null;
         }
