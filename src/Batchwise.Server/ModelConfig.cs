@@ -29,10 +29,21 @@ public sealed record ModelConfig
     /// <summary>
     /// Batches one instance may have in flight at once (1..4): above 1, an engine that queues work on a stream (cuda)
     /// stages and enqueues the next batch on the instance's stream while the last one runs; other engines run them side
-    /// by side on the instance's session.
+    /// by side on the instance's session. Unset: <see cref="DefaultPipelineDepth"/>.
     /// </summary>
     [JsonPropertyName("pipeline_depth")]
-    public int PipelineDepth { get; init; } = 1;
+    public int? PipelineDepth { get; init; }
+
+    /// <summary>
+    /// The depth an unset pipeline_depth means: 2 on the cuda engine (served ResNet-50 fp16 on an H200, session 12: +13%
+    /// infer/s with CUDA shared memory, +8% with system shared memory against depth 1; depth 3 no better), 1 elsewhere
+    /// (ONNX Runtime on the host's cores gains nothing from a second run per instance: its threads are the instance's).
+    /// </summary>
+    public int DefaultPipelineDepth => string.Equals(Engine, "cuda", StringComparison.OrdinalIgnoreCase) ? 2 : 1;
+
+    /// <summary>The depth in effect: <see cref="PipelineDepth"/> or <see cref="DefaultPipelineDepth"/>.</summary>
+    [JsonIgnore]
+    public int EffectivePipelineDepth => PipelineDepth ?? DefaultPipelineDepth;
 
     /// <summary>Engine name from the engine registry (ort, cuda).</summary>
     [JsonPropertyName("engine")]
@@ -139,7 +150,7 @@ public sealed record ModelConfig
     {
         Range(source, "max_batch_size", MaxBatchSize ?? 0, 0, MaxBatchSizeLimit, "0: no batch axis");
         Range(source, "instance_count", InstanceCount, 1, InstanceCountLimit, "one engine session each");
-        Range(source, "pipeline_depth", PipelineDepth, 1, PipelineDepthLimit, "batches in flight per instance");
+        Range(source, "pipeline_depth", EffectivePipelineDepth, 1, PipelineDepthLimit, "batches in flight per instance");
         Range(source, "intra_op_threads", IntraOpThreads, 0, 1024, "0: the cores shared out among the instances");
         if (string.IsNullOrWhiteSpace(Engine))
         {
@@ -202,7 +213,7 @@ public sealed record ModelConfig
         },
         IntraOpThreads = IntraOpThreads,
         IntraOpSpinning = IntraOpSpinning ?? false,
-        PipelineDepth = PipelineDepth,
+        PipelineDepth = EffectivePipelineDepth,
     };
 
     /// <summary>
@@ -270,7 +281,7 @@ public sealed record ModelConfig
             DefaultTimeout = d?.DefaultTimeoutMicroseconds is > 0 and var t ? TimeSpan.FromMicroseconds(t) : null,
             MaxQueueSize = d?.MaxQueueSize is > 0 and var q ? q : 1024,
             InstanceCount = InstanceCount,
-            PipelineDepth = PipelineDepth,
+            PipelineDepth = EffectivePipelineDepth,
         };
         options.Validate();
         return options;

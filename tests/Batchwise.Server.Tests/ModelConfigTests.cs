@@ -62,7 +62,7 @@ public sealed class ModelConfigTests : IDisposable
     }
 
     [Fact]
-    public void Pipeline_depth_reaches_the_batcher_and_the_engine_options_and_defaults_to_1()
+    public void Pipeline_depth_reaches_the_batcher_and_the_engine_options_and_defaults_to_2_on_cuda_and_1_elsewhere()
     {
         var path = Path.Combine(_dir.FullName, "config.json");
         File.WriteAllText(path, """{ "max_batch_size": 64, "instance_count": 2, "pipeline_depth": 4, "engine": "cuda" }""");
@@ -74,6 +74,12 @@ public sealed class ModelConfigTests : IDisposable
         var plain = new ModelConfig { MaxBatchSize = 64 };
         Assert.Equal(1, plain.ToBatcherOptions(64).PipelineDepth);
         Assert.Equal(1, plain.ToEngineOptions(64).PipelineDepth);
+
+        var cuda = new ModelConfig { MaxBatchSize = 64, Engine = "cuda" };
+        Assert.Equal(2, cuda.ToBatcherOptions(64).PipelineDepth);
+        Assert.Equal(2, cuda.ToEngineOptions(64).PipelineDepth);
+        var cudaOne = new ModelConfig { MaxBatchSize = 64, Engine = "cuda", PipelineDepth = 1 };
+        Assert.Equal(1, cudaOne.ToBatcherOptions(64).PipelineDepth);
     }
 
     [Fact]

@@ -24,7 +24,7 @@ public static class ServeCommand
         var preferred = new Option<string?>("--preferred-batch-size") { Description = "Single model: batch sizes sent at once when reached, e.g. 8,16" };
         var noBatching = new Option<bool>("--no-dynamic-batching") { Description = "Single model: run every request alone (no merging)" };
         var instances = new Option<int>("--instances") { Description = "Single model: model instances, one engine session each, each running up to --pipeline-depth batches at once", DefaultValueFactory = _ => 1 };
-        var depth = new Option<int>("--pipeline-depth") { Description = $"Single model: batches one instance may have in flight at once (1..{ModelConfig.PipelineDepthLimit}); above 1 the cuda engine stages the next batch on the instance's stream while the last one runs", DefaultValueFactory = _ => 1 };
+        var depth = new Option<int?>("--pipeline-depth") { Description = $"Single model: batches one instance may have in flight at once (1..{ModelConfig.PipelineDepthLimit}); above 1 the cuda engine stages the next batch on the instance's stream while the last one runs [default: 2 on cuda, 1 on ort]" };
         var queue = new Option<int>("--max-queue-size") { Description = "Single model: most queued requests before new ones get 503", DefaultValueFactory = _ => 1024 };
         var control = new Option<string>("--model-control-mode") { Description = "none: load every model at startup; explicit: load and unload by request (POST /v2/repository/models/NAME/load|unload); poll: follow the repository folder", DefaultValueFactory = _ => "none" };
         control.AcceptOnlyFromAmong("none", "explicit", "poll");
