@@ -299,8 +299,8 @@ internal sealed class Int8ConvGraph : IDisposable
 
     /// <summary>
     /// Makes the kept plan (<see cref="KeepCurrent"/>) current again, disposing the one tried after it: no second
-    /// finalization of a configuration (cuDNN refused re-finalizing an earlier configuration of the same graph on the H200,
-    /// session 12, so every timed search whose fastest was not its last came back empty). False when nothing was kept.
+    /// finalization of a configuration (on the H200, session 12, every timed search that finalized its fastest configuration
+    /// again after later ones came back empty; only those whose fastest was the last tried kept it). False when nothing was kept.
     /// </summary>
     public bool RestoreKept()
     {
