@@ -108,16 +108,20 @@ internal static class Int8Layers
     public static double GraphSearchSeconds => ParseGraphSearchSeconds(Environment.GetEnvironmentVariable(GraphSecondsSwitch));
 
     /// <summary>Seconds from 0.1 to 600 (unset: <see cref="DefaultGraphSearchSeconds"/>); a BatchwiseException for anything else.</summary>
-    internal static double ParseGraphSearchSeconds(string? text)
+    internal static double ParseGraphSearchSeconds(string? text) =>
+        ParseSeconds(text, GraphSecondsSwitch, DefaultGraphSearchSeconds, 0.1, 600, $"Unset it ({DefaultGraphSearchSeconds} s per problem), or give more seconds to time more configurations.");
+
+    /// <summary>Seconds from <paramref name="min"/> to <paramref name="max"/> as <paramref name="name"/> gives them (unset: <paramref name="fallback"/>); a one-line BatchwiseException with <paramref name="hint"/> for anything else.</summary>
+    private static double ParseSeconds(string? text, string name, double fallback, double min, double max, string hint)
     {
         if (string.IsNullOrWhiteSpace(text))
         {
-            return DefaultGraphSearchSeconds;
+            return fallback;
         }
 
-        return double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s is >= 0.1 and <= 600
+        return double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= min && s <= max
             ? s
-            : throw new BatchwiseException($"{GraphSecondsSwitch} '{text}' is not a number of seconds from 0.1 to 600", $"Unset it ({DefaultGraphSearchSeconds} s per problem), or give more seconds to time more configurations.");
+            : throw new BatchwiseException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} '{text}' is not a number of seconds from {min} to {max}"), hint);
     }
 
     /// <summary>
@@ -136,17 +140,8 @@ internal static class Int8Layers
     public static double GraphPlanSeconds => ParseGraphPlanSeconds(Environment.GetEnvironmentVariable(GraphPlanSecondsSwitch));
 
     /// <summary>Seconds from 0 to 3600 (unset: <see cref="DefaultGraphPlanSeconds"/>); a BatchwiseException for anything else.</summary>
-    internal static double ParseGraphPlanSeconds(string? text)
-    {
-        if (string.IsNullOrWhiteSpace(text))
-        {
-            return DefaultGraphPlanSeconds;
-        }
-
-        return double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s is >= 0 and <= 3600
-            ? s
-            : throw new BatchwiseException($"{GraphPlanSecondsSwitch} '{text}' is not a number of seconds from 0 to 3600", $"Unset it ({DefaultGraphPlanSeconds} s of int8 searches per plan), give more seconds to time more problems, or 0 to time none.");
-    }
+    internal static double ParseGraphPlanSeconds(string? text) =>
+        ParseSeconds(text, GraphPlanSecondsSwitch, DefaultGraphPlanSeconds, 0, 3600, $"Unset it ({DefaultGraphPlanSeconds} s of int8 searches per plan), give more seconds to time more problems, or 0 to time none.");
 
     /// <summary>
     /// <c>BATCHWISE_INT8_GRAPH_CHOICES=nearest|octave|exact</c>: where an int8 graph problem without a stored choice of its

@@ -66,7 +66,7 @@ public sealed class Int8GraphChoiceTests
         foreach (var bad in new[] { "0", "0.01", "601", "soon", "-1" })
         {
             var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseGraphSearchSeconds(bad));
-            Assert.Contains(Int8Layers.GraphSecondsSwitch, e.Message, StringComparison.Ordinal);
+            Assert.Equal($"{Int8Layers.GraphSecondsSwitch} '{bad}' is not a number of seconds from 0.1 to 600", e.Message);
         }
     }
 
@@ -144,8 +144,8 @@ public sealed class Int8GraphChoiceTests
         foreach (var bad in new[] { "-1", "3601", "half a minute", "NaN" })
         {
             var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseGraphPlanSeconds(bad));
-            Assert.Contains(Int8Layers.GraphPlanSecondsSwitch, e.Message, StringComparison.Ordinal);
-            Assert.DoesNotContain("\n", e.Message, StringComparison.Ordinal);
+            Assert.Equal($"{Int8Layers.GraphPlanSecondsSwitch} '{bad}' is not a number of seconds from 0 to 3600", e.Message);
+            Assert.Contains("0 to time none", e.Hint, StringComparison.Ordinal);
         }
     }
 
