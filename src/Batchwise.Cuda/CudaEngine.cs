@@ -60,6 +60,16 @@ public sealed class CudaEngine : IEngine
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
             ["shape_profiles"] = options.ShapeProfiles.Count == 0 ? "none" : string.Join(' ', options.ShapeProfiles.Select(p => p.Text)),
         };
+        if (Int8Layers.GraphMode != "off" && (Int8Layers.Enabled || options.Precision == Precision.Int8))
+        {
+            details["int8_graph_search"] = string.Create(CultureInfo.InvariantCulture, $"{Int8Layers.GraphConfigs} configurations timed within {Int8Layers.GraphSearchSeconds:0.##} s per problem and {Int8Layers.GraphPlanSeconds:0.##} s per plan; a new batch size takes {Int8Layers.GraphChoices switch
+            {
+                Int8GraphChoices.Octave => "a known batch size's choices within its octave (a new octave searches)",
+                Int8GraphChoices.Exact => "a search of its own",
+                _ => "the nearest known batch size's choices",
+            }} ({Int8Layers.GraphChoicesSwitch})");
+        }
+
         return new EngineDescription(Name, typeof(CudaEngine).Assembly.GetName().Version?.ToString() ?? "0", info.Name, details);
     }
 

@@ -108,17 +108,60 @@ internal static class Int8Layers
     public static double GraphSearchSeconds => ParseGraphSearchSeconds(Environment.GetEnvironmentVariable(GraphSecondsSwitch));
 
     /// <summary>Seconds from 0.1 to 600 (unset: <see cref="DefaultGraphSearchSeconds"/>); a BatchwiseException for anything else.</summary>
-    internal static double ParseGraphSearchSeconds(string? text)
+    internal static double ParseGraphSearchSeconds(string? text) =>
+        ParseSeconds(text, GraphSecondsSwitch, DefaultGraphSearchSeconds, 0.1, 600, $"Unset it ({DefaultGraphSearchSeconds} s per problem), or give more seconds to time more configurations.");
+
+    /// <summary>Seconds from <paramref name="min"/> to <paramref name="max"/> as <paramref name="name"/> gives them (unset: <paramref name="fallback"/>); a one-line BatchwiseException with <paramref name="hint"/> for anything else.</summary>
+    private static double ParseSeconds(string? text, string name, double fallback, double min, double max, string hint)
     {
         if (string.IsNullOrWhiteSpace(text))
         {
-            return DefaultGraphSearchSeconds;
+            return fallback;
         }
 
-        return double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s is >= 0.1 and <= 600
+        return double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= min && s <= max
             ? s
-            : throw new BatchwiseException($"{GraphSecondsSwitch} '{text}' is not a number of seconds from 0.1 to 600", $"Unset it ({DefaultGraphSearchSeconds} s per problem), or give more seconds to time more configurations.");
+            : throw new BatchwiseException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} '{text}' is not a number of seconds from {min} to {max}"), hint);
     }
+
+    /// <summary>
+    /// <c>BATCHWISE_INT8_GRAPH_PLAN_SECONDS=S</c>: the time a plan's timed int8 graph searches may spend together before it
+    /// starts no more (<see cref="DefaultGraphPlanSeconds"/> by default; 0: none is timed; the last one started keeps its
+    /// own limit). Once spent, a later problem without a stored choice takes the first configuration that runs, untimed
+    /// and not stored, and the trace counts them.
+    /// ResNet-50 at b=256 spent ~45 s in 22 searches on an H200 (session 12).
+    /// </summary>
+    public const string GraphPlanSecondsSwitch = "BATCHWISE_INT8_GRAPH_PLAN_SECONDS";
+
+    /// <summary>Seconds of timed int8 graph search per plan unless <see cref="GraphPlanSecondsSwitch"/> says otherwise.</summary>
+    public const double DefaultGraphPlanSeconds = 30.0;
+
+    /// <summary>See <see cref="GraphPlanSecondsSwitch"/>.</summary>
+    public static double GraphPlanSeconds => ParseGraphPlanSeconds(Environment.GetEnvironmentVariable(GraphPlanSecondsSwitch));
+
+    /// <summary>Seconds from 0 to 3600 (unset: <see cref="DefaultGraphPlanSeconds"/>); a BatchwiseException for anything else.</summary>
+    internal static double ParseGraphPlanSeconds(string? text) =>
+        ParseSeconds(text, GraphPlanSecondsSwitch, DefaultGraphPlanSeconds, 0, 3600, $"Unset it ({DefaultGraphPlanSeconds} s of int8 searches per plan), give more seconds to time more problems, or 0 to time none.");
+
+    /// <summary>
+    /// <c>BATCHWISE_INT8_GRAPH_CHOICES=nearest|octave|exact</c>: where an int8 graph problem without a stored choice of its
+    /// own takes the stored choice of the same problem at another batch size (<see cref="Int8GraphChoices"/>; nearest by
+    /// default). An int8-specific switch, not BATCHWISE_CONV_CHOICES: fp16's octave default costs one heuristics query
+    /// (milliseconds) at a new octave, an int8 search 1.2-2.6 s per problem (~45 s per ResNet-50 plan).
+    /// </summary>
+    public const string GraphChoicesSwitch = "BATCHWISE_INT8_GRAPH_CHOICES";
+
+    /// <summary>See <see cref="GraphChoicesSwitch"/>.</summary>
+    public static Int8GraphChoices GraphChoices => ParseGraphChoices(Environment.GetEnvironmentVariable(GraphChoicesSwitch));
+
+    /// <summary>nearest, octave or exact (unset: nearest); a BatchwiseException for anything else.</summary>
+    internal static Int8GraphChoices ParseGraphChoices(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "nearest" => Int8GraphChoices.Nearest,
+        "octave" => Int8GraphChoices.Octave,
+        "exact" => Int8GraphChoices.Exact,
+        _ => throw new BatchwiseException($"{GraphChoicesSwitch} '{text}' is not nearest, octave or exact", $"Unset it (a new batch size reuses the nearest known batch's choices), or set {GraphChoicesSwitch}=octave (search once per batch octave) or exact (search every batch size)."),
+    };
 
     /// <summary>True when <see cref="TraceSwitch"/> is set (1, on, true).</summary>
     public static bool Tracing => Environment.GetEnvironmentVariable(TraceSwitch)?.Trim().ToLowerInvariant() is "1" or "on" or "true";
@@ -432,4 +475,17 @@ internal static class Int8Layers
     private static long Attr(OnnxProto.NodeProto n, string name, long fallback) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
 
     private static long[]? Ints(OnnxProto.NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? [.. a.Ints] : null;
+}
+
+/// <summary>Where an int8 graph problem without a stored choice of its own looks for one at another batch size (<see cref="Int8Layers.GraphChoicesSwitch"/>).</summary>
+internal enum Int8GraphChoices
+{
+    /// <summary>The nearest batch size with a stored choice (by ratio: b=64 takes b=32 before b=128), any octave.</summary>
+    Nearest,
+
+    /// <summary>The nearest batch size of its own octave (33-64 share one); a new octave's first size is searched.</summary>
+    Octave,
+
+    /// <summary>None: every batch size is searched.</summary>
+    Exact,
 }

@@ -147,6 +147,15 @@ internal sealed class TimingCache
         }
     }
 
+    /// <summary>The keys of every entry, a copy (an int8 graph problem looks for its own stored choice at other batch sizes).</summary>
+    public IReadOnlyList<string> Keys()
+    {
+        lock (_gate)
+        {
+            return [.. _entries.Keys];
+        }
+    }
+
     public void Set(ConvShapeKey key, TacticChoice choice) => Set(key.Text, choice);
 
     public void Set(string key, TacticChoice choice)

@@ -66,8 +66,100 @@ public sealed class Int8GraphChoiceTests
         foreach (var bad in new[] { "0", "0.01", "601", "soon", "-1" })
         {
             var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseGraphSearchSeconds(bad));
-            Assert.Contains(Int8Layers.GraphSecondsSwitch, e.Message, StringComparison.Ordinal);
+            Assert.Equal($"{Int8Layers.GraphSecondsSwitch} '{bad}' is not a number of seconds from 0.1 to 600", e.Message);
         }
+    }
+
+    [Fact]
+    public void The_key_of_another_batch_size_replaces_the_batch_of_x_and_y_and_nothing_else()
+    {
+        var key = GraphCompiler.Int8GraphBatchKey(8, Reduction, 64);
+        var own = GraphCompiler.Int8GraphStoreKey(8, Reduction);
+        Assert.Equal(own.Replace("x=256x", "x=64x", StringComparison.Ordinal).Replace("y=256x", "y=64x", StringComparison.Ordinal), key);
+        Assert.Equal(own, GraphCompiler.Int8GraphBatchKey(8, Reduction, 256));
+
+        // A shape whose channels equal its batch keeps them: only the leading dimension of x and y changes.
+        var square = GraphCompiler.Int8GraphShape([64, 64, 56, 56], [64, 64, 1, 1], [64, 64, 56, 56], [0, 0], [1, 1], 0, relu: false, 0);
+        Assert.Contains("x=8x64x56x56|w=64x64x1x1|y=8x64x56x56|", GraphCompiler.Int8GraphBatchKey(8, square, 8), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Known_batches_are_those_stored_for_the_same_problem_and_configuration_count_only()
+    {
+        var other = GraphCompiler.Int8GraphShape([256, 1024, 14, 14], [512, 1024, 1, 1], [256, 512, 14, 14], [0, 0], [1, 1], -128, relu: true, -128);
+        string[] keys =
+        [
+            GraphCompiler.Int8GraphBatchKey(8, Reduction, 1),
+            GraphCompiler.Int8GraphBatchKey(8, Reduction, 256), // its own batch
+            GraphCompiler.Int8GraphBatchKey(8, Reduction, 96),
+            GraphCompiler.Int8GraphBatchKey(1, Reduction, 32), // the first that runs, not a timed choice
+            GraphCompiler.Int8GraphBatchKey(8, other, 16), // another problem
+            GraphCompiler.Int8GraphBatchKey(8, Reduction, 1).Replace("relu=1", "relu=0", StringComparison.Ordinal),
+            "conv-timed|fp16|x=4x1024x14x14",
+            "int8graph-ab8|x=notanumberx1",
+        ];
+        Assert.Equal(new long[] { 1, 96 }, GraphCompiler.Int8GraphKnownBatches(8, Reduction, keys));
+        Assert.Empty(GraphCompiler.Int8GraphKnownBatches(8, Reduction, []));
+    }
+
+    [Fact]
+    public void A_new_batch_takes_the_nearest_known_batch_by_ratio_and_octave_keeps_to_its_own_octave()
+    {
+        // Nearest by ratio: 64 is 2x from 32 and 4x from 256; of two as near, the larger.
+        Assert.Equal(256L, GraphCompiler.Int8GraphNeighbourBatch(64, [1, 256], Int8GraphChoices.Nearest));
+        Assert.Equal(32L, GraphCompiler.Int8GraphNeighbourBatch(64, [1, 32, 256], Int8GraphChoices.Nearest));
+        Assert.Equal(128L, GraphCompiler.Int8GraphNeighbourBatch(64, [32, 128], Int8GraphChoices.Nearest));
+        Assert.Equal(1L, GraphCompiler.Int8GraphNeighbourBatch(2, [1, 5], Int8GraphChoices.Nearest));
+        Assert.Null(GraphCompiler.Int8GraphNeighbourBatch(64, [], Int8GraphChoices.Nearest));
+        Assert.Null(GraphCompiler.Int8GraphNeighbourBatch(64, [64], Int8GraphChoices.Nearest));
+
+        // Octave: 33-64 share one; the first size of a new octave finds none and is searched.
+        Assert.Equal(33L, GraphCompiler.Int8GraphNeighbourBatch(48, [33, 65, 256], Int8GraphChoices.Octave));
+        Assert.Null(GraphCompiler.Int8GraphNeighbourBatch(64, [1, 256], Int8GraphChoices.Octave));
+        Assert.Null(GraphCompiler.Int8GraphNeighbourBatch(32, [33, 64], Int8GraphChoices.Octave));
+
+        // Exact: every batch size searched.
+        Assert.Null(GraphCompiler.Int8GraphNeighbourBatch(64, [32, 128], Int8GraphChoices.Exact));
+    }
+
+    [Fact]
+    public void The_choices_policy_defaults_to_nearest_and_refuses_other_words()
+    {
+        Assert.Equal(Int8GraphChoices.Nearest, Int8Layers.ParseGraphChoices(null));
+        Assert.Equal(Int8GraphChoices.Nearest, Int8Layers.ParseGraphChoices(" "));
+        Assert.Equal(Int8GraphChoices.Octave, Int8Layers.ParseGraphChoices(" Octave "));
+        Assert.Equal(Int8GraphChoices.Exact, Int8Layers.ParseGraphChoices("exact"));
+        var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseGraphChoices("closest"));
+        Assert.Contains(Int8Layers.GraphChoicesSwitch, e.Message, StringComparison.Ordinal);
+        Assert.Contains("'closest'", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_plan_search_budget_defaults_to_thirty_seconds_allows_none_and_refuses_what_is_not_seconds()
+    {
+        Assert.Equal(30.0, Int8Layers.ParseGraphPlanSeconds(null));
+        Assert.Equal(0.0, Int8Layers.ParseGraphPlanSeconds("0"));
+        Assert.Equal(12.5, Int8Layers.ParseGraphPlanSeconds(" 12.5 "));
+        Assert.Equal(3600, Int8Layers.ParseGraphPlanSeconds("3600"));
+        foreach (var bad in new[] { "-1", "3601", "half a minute", "NaN" })
+        {
+            var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseGraphPlanSeconds(bad));
+            Assert.Equal($"{Int8Layers.GraphPlanSecondsSwitch} '{bad}' is not a number of seconds from 0 to 3600", e.Message);
+            Assert.Contains("0 to time none", e.Hint, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void The_trace_says_which_batch_a_choice_came_from_and_counts_the_problems_not_timed()
+    {
+        const string engine = "engine 40, int32 sums, configuration 3 (B1 eng40_k3=2)";
+        Assert.Equal($"Conv 'conv_136': choice of b=256 reused for {Reduction.Key} ({engine}; ran untimed, no search)", GraphCompiler.Int8GraphReuseText("Conv 'conv_136'", Reduction.Key, 256, engine));
+
+        var one = GraphCompiler.Int8GraphUntimedText("Conv 'conv_9'", Reduction.Key, engine, 30, 1);
+        Assert.StartsWith($"Conv 'conv_9': plan's int8 search budget of 30 s ({Int8Layers.GraphPlanSecondsSwitch}) spent: first configuration that runs taken untimed for {Reduction.Key}", one, StringComparison.Ordinal);
+        Assert.EndsWith("; 1 problem of this plan not timed", one, StringComparison.Ordinal);
+        Assert.EndsWith("; 7 problems of this plan not timed", GraphCompiler.Int8GraphUntimedText("Conv 'conv_9'", Reduction.Key, engine, 12.5, 7), StringComparison.Ordinal);
+        Assert.Contains("budget of 12.5 s", GraphCompiler.Int8GraphUntimedText("Conv 'conv_9'", Reduction.Key, engine, 12.5, 7), StringComparison.Ordinal);
     }
 
     [Fact]

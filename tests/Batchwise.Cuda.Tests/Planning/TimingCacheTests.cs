@@ -26,6 +26,22 @@ public sealed class TimingCacheTests : IDisposable
     }
 
     [Fact]
+    public void Keys_list_every_entry_read_from_the_file_and_set_since_as_a_copy()
+    {
+        var cache = TimingCache.ForDevice(_dir, "NVIDIA H200", 90, "9.14.0");
+        Assert.Empty(cache.Keys());
+        cache.Set(Key(), new TacticChoice(1, 3, 0, 0.125));
+        cache.Save();
+
+        var again = TimingCache.ForDevice(_dir, "NVIDIA H200", 90, "9.14.0");
+        again.Set("int8graph-ab8|x=64x1024x14x14", new TacticChoice(3, 3, 0, 0.02));
+        var keys = again.Keys();
+        Assert.Equal(new[] { Key().Text, "int8graph-ab8|x=64x1024x14x14" }, keys.Order(StringComparer.Ordinal));
+        again.Set(Key(batch: 64), new TacticChoice(1, 3, 0, 0.5));
+        Assert.Equal(2, keys.Count);
+    }
+
+    [Fact]
     public void Choices_survive_a_round_trip_through_the_file()
     {
         var cache = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");

@@ -17,6 +17,12 @@ internal sealed partial class GraphCompiler
     /// <summary>Every graph this compiler chose (a step owns it once emitted): disposed with the steps when planning fails.</summary>
     private readonly List<Int8ConvGraph> _int8Graphs = [];
 
+    /// <summary>Seconds this plan's timed int8 graph searches took so far (against <see cref="Int8Layers.GraphPlanSeconds"/>).</summary>
+    private double _int8SearchSeconds;
+
+    /// <summary>Int8 graph problems of this plan that took the first configuration that runs, untimed, once the plan's search budget was spent.</summary>
+    private int _int8Untimed;
+
     /// <summary>Disposes the graphs chosen so far (a graph's disposal is idempotent: its step may dispose it too).</summary>
     private void DisposeInt8Graphs()
     {
@@ -46,7 +52,10 @@ internal sealed partial class GraphCompiler
     /// sums first, then float (<see cref="Int8Layers.GraphSumsSwitch"/>), skipping the engines
     /// <see cref="Int8Layers.GraphSkipSwitch"/> names: the fastest of the first <see cref="Int8Layers.GraphConfigs"/> that
     /// finalize and run on the real shapes (CUDA events), stored in the session's choices and the device's timing cache so
-    /// that a later plan or process does not time again; with one configuration, the first that runs, untimed. Null and
+    /// that a later plan or process does not time again; with one configuration, the first that runs, untimed. A problem
+    /// without a choice of its own first takes the same problem's choice at another batch size
+    /// (<see cref="Int8Layers.GraphChoicesSwitch"/>, untimed trial only); once the plan's searches have spent
+    /// <see cref="Int8Layers.GraphPlanSeconds"/>, the first configuration that runs, untimed and not stored. Null and
     /// the last refusal when none runs; a trial that faults the GPU (the CUDA context is then lost for the process) is a
     /// <see cref="BatchwiseException"/> naming the layer and the engine.
     /// </summary>
@@ -96,6 +105,43 @@ internal sealed partial class GraphCompiler
             }
         }
 
+        // No choice of its own: the same problem's choice at another batch size, where the policy allows one.
+        var policy = Int8Layers.GraphChoices;
+        if (configs > 1 && policy != Int8GraphChoices.Exact && ReuseInt8GraphOfBatch(handle, shape, configs, cache, storeKey, policy, skipped) is { } reused)
+        {
+            return reused;
+        }
+
+        // A timed search while the plan's budget lasts; once spent, the first configuration that runs, untimed and not
+        // stored (a later plan may still time it). A search started keeps its own limit (the plan may overrun its budget
+        // by one search): a choice cut shorter would be stored in the timing cache as if searched.
+        var budget = Int8Layers.GraphPlanSeconds;
+        var untimed = configs > 1 && _int8SearchSeconds >= budget;
+        var searchSeconds = Int8Layers.GraphSearchSeconds;
+        var searchStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            var chosen = SearchInt8Graph(handle, shape, untimed ? null : cache, untimed ? null : storeKey, untimed ? 1 : configs, searchSeconds, skipped, ref refusal);
+            if (chosen is not null && untimed)
+            {
+                _int8Untimed++;
+                Int8Layers.Trace(Int8GraphUntimedText(_node, shape.Key, chosen.Engine, budget, _int8Untimed));
+            }
+
+            return chosen;
+        }
+        finally
+        {
+            if (configs > 1 && !untimed)
+            {
+                _int8SearchSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(searchStarted).TotalSeconds;
+            }
+        }
+    }
+
+    /// <summary>The first of the allowed sums types whose configurations <see cref="PlanInt8Graph"/> finds one that runs; null when none does.</summary>
+    private Int8ConvGraph? SearchInt8Graph(CudnnHandle handle, Int8ConvGraphShape shape, TimingCache? cache, string? storeKey, int configs, double searchSeconds, IReadOnlySet<long> skipped, ref string refusal)
+    {
         foreach (var sums in Int8Layers.GraphSums)
         {
             Int8ConvGraph g;
@@ -111,7 +157,7 @@ internal sealed partial class GraphCompiler
 
             try
             {
-                if (PlanInt8Graph(g, handle, cache, storeKey, sums, configs, skipped, ref refusal) is { } chosen)
+                if (PlanInt8Graph(g, handle, cache, storeKey, sums, configs, searchSeconds, skipped, ref refusal) is { } chosen)
                 {
                     return chosen;
                 }
@@ -134,6 +180,144 @@ internal sealed partial class GraphCompiler
     internal static string Int8GraphStoreKey(int configs, Int8ConvGraphShape shape) =>
         string.Create(CultureInfo.InvariantCulture, $"int8graph-ab{configs}|{shape.Key}");
 
+    /// <summary>
+    /// The stored choice of the same problem at the batch size <paramref name="policy"/> picks among those known (the
+    /// session's choices, the device's timing cache), planned and run once untimed on this shape (it must finalize and
+    /// run), taken without a search and stored in the session's choices for this exact problem (not in the timing cache:
+    /// it was not timed here). Null when there is none, or it does not run here (the caller searches).
+    /// </summary>
+    private Int8ConvGraph? ReuseInt8GraphOfBatch(CudnnHandle handle, Int8ConvGraphShape shape, int configs, TimingCache? cache, string storeKey, Int8GraphChoices policy, IReadOnlySet<long> skipped)
+    {
+        IEnumerable<string> keys = _target.Choices.Snapshot().Keys;
+        if (cache is not null)
+        {
+            keys = keys.Concat(cache.Keys());
+        }
+
+        if (Int8GraphNeighbourBatch(shape.X[0], Int8GraphKnownBatches(configs, shape, keys), policy) is not { } batch)
+        {
+            return null;
+        }
+
+        var key = Int8GraphBatchKey(configs, shape, batch);
+        (int Sums, int Index) choice;
+        if (_target.Choices.TryGet(key, out var stored) && stored.Length == 8)
+        {
+            choice = (BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4));
+        }
+        else if (cache is not null && cache.TryGet(key, out var timed))
+        {
+            choice = (timed.MathType, timed.Algo);
+        }
+        else
+        {
+            return null;
+        }
+
+        if (!Int8Layers.GraphSums.Contains(choice.Sums))
+        {
+            return null;
+        }
+
+        Int8ConvGraph? g = null;
+        try
+        {
+            g = TimedLibrary("int8_graph_heuristics", () => Int8ConvGraph.Describe(handle, shape, choice.Sums));
+            var graph = g;
+            var why = TimedLibrary("int8_graph_plan", () => graph.TryPlan(handle, choice.Index, MaxConvWorkspace))
+                ?? (skipped.Contains(g.EngineIndex) ? $"{g.Engine} skipped ({Int8Layers.GraphSkipSwitch})" : null)
+                ?? (g.EngineWantsReorder ? $"{g.Engine}: its filter must be reordered first" : null)
+                ?? TimedLibrary("int8_trial", () => RunInt8Graph(handle, graph, timed: false)).Failure;
+            if (why is null)
+            {
+                _target.Choices.Set(storeKey, EncodeInt8Graph(choice.Sums, choice.Index));
+                Int8Layers.Trace(Int8GraphReuseText(_node, shape.Key, batch, g.Engine));
+                _int8Graphs.Add(g);
+                return g;
+            }
+
+            Int8Layers.Trace($"{_node}: choice of b={batch} does not run for {shape.Key} ({why}): searching");
+            g.Dispose();
+            return null;
+        }
+        catch (CudaException e)
+        {
+            Int8Layers.Trace($"{_node}: choice of b={batch} does not run for {shape.Key} ({e.Message}): searching");
+            g?.Dispose();
+            return null;
+        }
+        catch
+        {
+            g?.Dispose(); // a fault in the trial: the graph goes before the error leaves planning
+            throw;
+        }
+    }
+
+    /// <summary>The store key of the same problem at batch size <paramref name="batch"/>: the batch of x and y replaced, nothing else.</summary>
+    internal static string Int8GraphBatchKey(int configs, Int8ConvGraphShape shape, long batch) =>
+        Int8GraphStoreKey(configs, shape with { X = [batch, .. shape.X[1..]], Y = [batch, .. shape.Y[1..]] });
+
+    /// <summary>
+    /// The batch sizes other than the problem's own among <paramref name="keys"/> that store the same problem
+    /// (<see cref="Int8GraphBatchKey"/>: only the batch differs; same number of configurations timed).
+    /// </summary>
+    internal static SortedSet<long> Int8GraphKnownBatches(int configs, Int8ConvGraphShape shape, IEnumerable<string> keys)
+    {
+        var own = Int8GraphStoreKey(configs, shape);
+        var prefix = own[..(own.IndexOf("|x=", StringComparison.Ordinal) + 3)];
+        var batches = new SortedSet<long>();
+        foreach (var key in keys)
+        {
+            if (!key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var end = key.IndexOf('x', prefix.Length);
+            if (end > prefix.Length && long.TryParse(key.AsSpan(prefix.Length, end - prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var b)
+                && b >= 1 && b != shape.X[0] && key == Int8GraphBatchKey(configs, shape, b))
+            {
+                batches.Add(b);
+            }
+        }
+
+        return batches;
+    }
+
+    /// <summary>
+    /// The known batch size whose choice a problem at batch <paramref name="own"/> takes: the nearest by ratio (b=64 takes
+    /// b=32 before b=128; of two as near, the larger); under <see cref="Int8GraphChoices.Octave"/> only one of its own
+    /// octave (the power of two at or above it); none under <see cref="Int8GraphChoices.Exact"/>.
+    /// </summary>
+    internal static long? Int8GraphNeighbourBatch(long own, IEnumerable<long> known, Int8GraphChoices policy)
+    {
+        long? best = null;
+        var bestDistance = double.PositiveInfinity;
+        foreach (var b in known)
+        {
+            if (b == own || b < 1 || policy == Int8GraphChoices.Exact || (policy == Int8GraphChoices.Octave && Octave(b) != Octave(own)))
+            {
+                continue;
+            }
+
+            var distance = Math.Abs(Math.Log2((double)b / own));
+            if (distance < bestDistance - 1e-12 || (Math.Abs(distance - bestDistance) <= 1e-12 && b > best))
+            {
+                (best, bestDistance) = (b, distance);
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>The trace line of a problem that took another batch size's stored choice without a timed search.</summary>
+    internal static string Int8GraphReuseText(string node, string key, long batch, string engine) =>
+        string.Create(CultureInfo.InvariantCulture, $"{node}: choice of b={batch} reused for {key} ({engine}; ran untimed, no search)");
+
+    /// <summary>The trace line of a problem that took the first configuration that runs because the plan's search budget was spent.</summary>
+    internal static string Int8GraphUntimedText(string node, string key, string engine, double budget, int untimed) =>
+        string.Create(CultureInfo.InvariantCulture, $"{node}: plan's int8 search budget of {budget:0.##} s ({Int8Layers.GraphPlanSecondsSwitch}) spent: first configuration that runs taken untimed for {key} ({engine}); {untimed} problem{(untimed == 1 ? string.Empty : "s")} of this plan not timed");
+
     private static byte[] EncodeInt8Graph(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
 
     /// <summary>One configuration tried for an int8 graph problem: where it came from, its engine in words, and its time or why it did not run.</summary>
@@ -154,10 +338,11 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// The fastest of the first <paramref name="configs"/> configurations of <paramref name="g"/> that plan and run (with one,
-    /// the first, untimed); null (<paramref name="g"/> disposed) when none does. The choice is stored under
-    /// <paramref name="storeKey"/> in the session's choices and, when timed, in <paramref name="cache"/>.
+    /// the first, untimed), the search stopping after <paramref name="searchSeconds"/>; null (<paramref name="g"/>
+    /// disposed) when none does. The choice is stored under <paramref name="storeKey"/> (null: not stored) in the
+    /// session's choices and, when timed, in <paramref name="cache"/>.
     /// </summary>
-    private Int8ConvGraph? PlanInt8Graph(Int8ConvGraph g, CudnnHandle handle, TimingCache? cache, string storeKey, int sums, int configs, IReadOnlySet<long> skipped, ref string refusal)
+    private Int8ConvGraph? PlanInt8Graph(Int8ConvGraph g, CudnnHandle handle, TimingCache? cache, string? storeKey, int sums, int configs, double searchSeconds, IReadOnlySet<long> skipped, ref string refusal)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var timed = configs > 1;
@@ -201,7 +386,7 @@ internal sealed partial class GraphCompiler
                 g.KeepCurrent();
             }
 
-            if (timed && ran < configs && System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds >= Int8Layers.GraphSearchSeconds)
+            if (timed && ran < configs && System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds >= searchSeconds)
             {
                 // The search's time is spent (each configuration of a runtime-compiled engine compiles first): keep the
                 // fastest so far; the trace says how many ran of how many offered.
@@ -225,8 +410,11 @@ internal sealed partial class GraphCompiler
             Int8Layers.Trace(Int8GraphTimingText(_node, g.Shape.Key, trials, best.Index, g.Configs.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds));
         }
 
-        _target.Choices.Set(storeKey, EncodeInt8Graph(sums, best.Index));
-        cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
+        if (storeKey is not null)
+        {
+            _target.Choices.Set(storeKey, EncodeInt8Graph(sums, best.Index));
+            cache?.Set(storeKey, new TacticChoice(best.Index, sums, g.WorkspaceBytes, best.Ms));
+        }
         _int8Graphs.Add(g);
         return g;
     }
