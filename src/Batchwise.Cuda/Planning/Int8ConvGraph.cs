@@ -1,5 +1,6 @@
 using System.Globalization;
 using Batchwise.Cuda.Interop;
+using Batchwise.Engines;
 
 namespace Batchwise.Cuda.Planning;
 
@@ -16,19 +17,38 @@ namespace Batchwise.Cuda.Planning;
 /// <param name="PerPixelOffset">The offset is [1, K, Ho, Wo] (channels-last, broadcast over the batch) rather than [1, K, 1, 1].</param>
 /// <param name="Relu">A ReLU at the real zero follows the offset.</param>
 /// <param name="ZeroAdd">After the ReLU, the output's stored zero point is added per channel (a ReLU whose floor is stored neither as 0 nor as -128).</param>
-internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd)
+/// <param name="Residual">
+/// A residual block's int8 input (shape <paramref name="Y"/>, channels-last) joins before the ReLU: residual * rscale[k]
+/// is added to the offset's sum (the residual's zero point is in the offset), so the graph writes the block's output.
+/// </param>
+internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd, bool Residual = false)
 {
-    /// <summary>The problem as a cache key (tactic store, timing cache).</summary>
-    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}");
+    /// <summary>The problem as a cache key (tactic store, timing cache); a residual's part only where there is one, so earlier keys stay valid.</summary>
+    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}{(Residual ? "|residual=int8*rscale[k]" : string.Empty)}");
 
     /// <summary>Elements of the offset tensor.</summary>
     public long OffsetCount => PerPixelOffset ? Y[1] * Y[2] * Y[3] : Y[1];
 
     /// <summary>The unique ids of the graph's real tensors, in the order of the step's buffers.</summary>
-    public long[] Uids => ZeroAdd ? [Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid, Int8ConvGraph.ZeroUid] : [Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid];
+    public long[] Uids =>
+        [
+            Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid,
+            .. ZeroAdd ? new[] { Int8ConvGraph.ZeroUid } : [],
+            .. Residual ? new[] { Int8ConvGraph.ResidualUid, Int8ConvGraph.ResidualScaleUid } : [],
+        ];
+
+    /// <summary>The bytes of the real tensor <paramref name="uid"/> (a trial's scratch buffer).</summary>
+    public long BytesOf(long uid) => uid switch
+    {
+        Int8ConvGraph.XUid => Tensor.ElementCountOf(X),
+        Int8ConvGraph.WUid => Tensor.ElementCountOf(W),
+        Int8ConvGraph.OffsetUid => 4 * OffsetCount,
+        Int8ConvGraph.YUid or Int8ConvGraph.ResidualUid => Tensor.ElementCountOf(Y),
+        _ => 4 * Y[1],
+    };
 
     /// <summary>The fused chain in words (a layer's decision says it).</summary>
-    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Relu ? " -> relu" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> int8";
+    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Residual ? " + residual * rscale[k]" : string.Empty)}{(Relu ? " -> relu" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> int8";
 
     /// <summary>NCHW dimensions of a channels-last tensor as strides.</summary>
     internal static long[] ChannelsLast(long[] d) => [d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]];
@@ -43,7 +63,7 @@ internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] P
 /// </summary>
 internal sealed class Int8ConvGraph : IDisposable
 {
-    public const long XUid = 1, WUid = 2, ScaleUid = 3, OffsetUid = 4, YUid = 5, ZeroUid = 6;
+    public const long XUid = 1, WUid = 2, ScaleUid = 3, OffsetUid = 4, YUid = 5, ZeroUid = 6, ResidualUid = 7, ResidualScaleUid = 8;
 
     private readonly List<NativeHandle> _descriptors = [];
 
@@ -159,6 +179,16 @@ internal sealed class Int8ConvGraph : IDisposable
 
             // The pointwise chain; its last operation writes y (int8: cuDNN rounds and saturates).
             var steps = new List<(int Mode, CudnnBackendTensor? B)> { (Cudnn.CUDNN_POINTWISE_MUL, scale), (Cudnn.CUDNN_POINTWISE_ADD, offset) };
+            if (s.Residual)
+            {
+                // The residual's own operation: int8 r * rscale[k] into a float virtual tensor, which the chain then adds.
+                var residual = Keep(Cudnn.BackendTensorOf(ResidualUid, Cudnn.CUDNN_DATA_INT8, s.Y, Int8ConvGraphShape.ChannelsLast(s.Y), false));
+                var residualScale = Keep(Cudnn.BackendTensorOf(ResidualScaleUid, Cudnn.CUDNN_DATA_FLOAT, vector, Int8ConvGraphShape.ChannelsLast(vector), false));
+                var scaled = Virtual(Cudnn.CUDNN_DATA_FLOAT);
+                ops.Add(Keep(Cudnn.BackendPointwiseOperationOf(Keep(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_MUL)), residual, residualScale, scaled)));
+                steps.Add((Cudnn.CUDNN_POINTWISE_ADD, scaled));
+            }
+
             if (s.Relu)
             {
                 steps.Add((Cudnn.CUDNN_POINTWISE_RELU_FWD, null));

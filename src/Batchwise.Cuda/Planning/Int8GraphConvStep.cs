@@ -4,8 +4,9 @@ namespace Batchwise.Cuda.Planning;
 
 /// <summary>
 /// An int8 convolution with its requantization fused by cuDNN's graph API (<see cref="Int8ConvGraph"/>): buffers x, w,
-/// scale, offset, y and the zero vector (-1 when the graph has none). A variant pack (the tensors' addresses) is made
-/// once per set of addresses: an execution context's buffers do not move.
+/// scale, offset, y, then the zero vector and the residual with its scale vector where the graph has them (the order of
+/// <see cref="Int8ConvGraphShape.Uids"/>). A variant pack (the tensors' addresses) is made once per set of addresses: an
+/// execution context's buffers do not move.
 /// </summary>
 internal sealed class Int8GraphConvStep : PlanStep, IDisposable
 {
@@ -13,9 +14,14 @@ internal sealed class Int8GraphConvStep : PlanStep, IDisposable
     private readonly Lock _packsLock = new();
     private readonly Dictionary<string, CudnnBackendVariantPack> _packs = new(StringComparer.Ordinal);
 
-    public Int8GraphConvStep(string node, int x, int w, int scale, int offset, int y, int zero, Int8ConvGraph graph)
-        : base(node, [x, w, scale, offset, y, zero])
+    public Int8GraphConvStep(string node, int[] buffers, Int8ConvGraph graph)
+        : base(node, buffers)
     {
+        if (buffers.Length != graph.Shape.Uids.Length)
+        {
+            throw new BatchwiseException($"The int8 graph convolution {node} has {buffers.Length} buffers for {graph.Shape.Uids.Length} tensors ({graph.Shape.Key})", "Report this: the step's buffers follow the graph's tensors.");
+        }
+
         _graph = graph;
     }
 

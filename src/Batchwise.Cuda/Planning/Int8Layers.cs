@@ -213,6 +213,17 @@ internal static class Int8Layers
         _ => "off",
     };
 
+    /// <summary>
+    /// <c>BATCHWISE_INT8_RESIDUAL=fused</c>: a residual block's Add (+ ReLU) and QuantizeLinear join the cuDNN graph of the
+    /// block's last int8 convolution (the residual read as int8, scaled, added before the ReLU and the output's
+    /// quantization), so no separate pass makes the block's output int8. Off by default until measured on the GPU; where
+    /// cuDNN refuses the longer graph the convolution takes its plain graph and the separate pass, as before.
+    /// </summary>
+    public const string ResidualSwitch = "BATCHWISE_INT8_RESIDUAL";
+
+    /// <summary>True when <see cref="ResidualSwitch"/> says fused.</summary>
+    public static bool ResidualFused => Environment.GetEnvironmentVariable(ResidualSwitch)?.Trim().ToLowerInvariant() == "fused";
+
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(Switch)?.Trim().ToLowerInvariant() is "on" or "conv";
 

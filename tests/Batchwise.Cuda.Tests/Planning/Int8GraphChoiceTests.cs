@@ -209,27 +209,7 @@ public sealed class Int8GraphChoiceTests
     [Fact]
     public void Under_a_convolution_label_of_resnet50_int8_runs_its_pad_and_each_residual_block_output_is_computed_once()
     {
-        var model = ModelZoo.Build("zoo:resnet50?size=64");
-        foreach (var t in new IModelTransform[] { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval(), new Int8Quantization(CalibrationData.Parse("random:1")) })
-        {
-            t.Apply(model);
-        }
-
-        var saved = (Environment.GetEnvironmentVariable(Int8Layers.Switch), Environment.GetEnvironmentVariable(Int8Layers.GraphSwitch));
-        ExecutionPlan plan;
-        try
-        {
-            Environment.SetEnvironmentVariable(Int8Layers.Switch, "conv");
-            Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, "on");
-            var target = new NoGpuTarget(Engines.Precision.Fp16, hostMatmuls: true) { PlansConvolutionsWithoutLibrary = true };
-            plan = target.Compile(model, [Engines.Tensor.From<float>(ElementType.Float, [8, 3, 64, 64], new float[8 * 3 * 64 * 64])]);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(Int8Layers.Switch, saved.Item1);
-            Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, saved.Item2);
-        }
-
+        var plan = PlanResnet50Int8(residual: null);
         var text = new StringBuilder();
         foreach (var g in plan.Steps.GroupBy(s => s.Node))
         {
@@ -250,6 +230,75 @@ public sealed class Int8GraphChoiceTests
         // later block's kernel, one more input per block, under the label of the next block's first convolution).
         Assert.All(plan.Steps.OfType<KernelStep>(), k => Assert.True(Int8Inputs(k.Source) <= 2, $"{k.Node} reads {Int8Inputs(k.Source)} int8 activations"));
         Assert.All(convs, g => Assert.DoesNotContain(g.OfType<KernelStep>(), k => Int8Inputs(k.Source) > 1));
+    }
+
+    /// <summary>
+    /// With BATCHWISE_INT8_RESIDUAL=fused each of ResNet-50's 16 residual blocks ends in its last convolution's graph (or
+    /// its projection shortcut's, whichever is planned second): the Add, ReLU and QuantizeLinear that a separate kernel ran
+    /// under the next DequantizeLinear's label are in the chain, the residual is one more tensor of the graph and part of
+    /// its key, and that label's kernel is gone. Unset, the plan is today's.
+    /// </summary>
+    [Fact]
+    public void Fused_residuals_move_each_resnet50_block_output_into_its_last_convolution_graph()
+    {
+        var plain = PlanResnet50Int8(residual: null);
+        var fused = PlanResnet50Int8(residual: "fused");
+        static List<Int8GraphConvStep> Graphs(ExecutionPlan p) => [.. p.Steps.OfType<Int8GraphConvStep>()];
+        static int DequantizeKernels(ExecutionPlan p) => p.Steps.Count(s => s is KernelStep && s.Node.StartsWith("DequantizeLinear", StringComparison.Ordinal));
+        Assert.DoesNotContain(Graphs(plain), g => g.Graph.Shape.Residual);
+        var withResidual = Graphs(fused).Where(g => g.Graph.Shape.Residual).ToList();
+        Assert.Equal(16, withResidual.Count);
+        Assert.Equal(Graphs(plain).Count, Graphs(fused).Count);
+
+        // Unfused, each block's output is a kernel reading the two int8 activations it adds: under the next block's
+        // DequantizeLinear label (15), the last under the pooling's. Fused, none is left; the stem's conversion stays.
+        static int Adds(ExecutionPlan p) => p.Steps.OfType<KernelStep>().Count(k => Int8Inputs(k.Source) == 2);
+        Assert.Equal(16, Adds(plain));
+        Assert.Equal(0, Adds(fused));
+        Assert.Equal(15, DequantizeKernels(plain) - DequantizeKernels(fused));
+        Assert.DoesNotContain(fused.Steps, s => s is KernelStep && s.Node.StartsWith("DequantizeLinear 'relu_", StringComparison.Ordinal));
+        foreach (var g in withResidual)
+        {
+            var shape = g.Graph.Shape;
+            Assert.Equal(1, shape.W[2]); // a block's last convolution or its projection: 1x1
+            Assert.Contains("+ residual * rscale[k]", shape.Chain, StringComparison.Ordinal);
+            Assert.Contains("|residual=", shape.Key, StringComparison.Ordinal);
+            Assert.Equal([Int8ConvGraph.ResidualUid, Int8ConvGraph.ResidualScaleUid], shape.Uids[^2..]);
+            Assert.Equal(shape.Uids.Length, g.Buffers.Length);
+
+            // The residual is read where it lies: an int8 activation of the output's size, not a copy made for it here.
+            Assert.DoesNotContain(fused.Steps, s => s.Node == g.Node && s is KernelStep);
+        }
+
+        // The unfused plan's keys have no residual part (choices and timings stored before stay valid).
+        Assert.All(Graphs(plain), g => Assert.DoesNotContain("residual", g.Graph.Shape.Key, StringComparison.Ordinal));
+        Assert.Equal(Graphs(plain).Count(g => !g.Graph.Shape.Residual) - 16, Graphs(fused).Count(g => !g.Graph.Shape.Residual));
+    }
+
+    /// <summary>ResNet-50's QDQ model at 64x64 planned for the int8 graph route without a GPU (BATCHWISE_INT8_RESIDUAL as given).</summary>
+    private static ExecutionPlan PlanResnet50Int8(string? residual)
+    {
+        var model = ModelZoo.Build("zoo:resnet50?size=64");
+        foreach (var t in new IModelTransform[] { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval(), new Int8Quantization(CalibrationData.Parse("random:1")) })
+        {
+            t.Apply(model);
+        }
+
+        var saved = (Environment.GetEnvironmentVariable(Int8Layers.Switch), Environment.GetEnvironmentVariable(Int8Layers.GraphSwitch), Environment.GetEnvironmentVariable(Int8Layers.ResidualSwitch));
+        try
+        {
+            Environment.SetEnvironmentVariable(Int8Layers.Switch, "conv");
+            Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, "on");
+            Environment.SetEnvironmentVariable(Int8Layers.ResidualSwitch, residual);
+            var target = new NoGpuTarget(Engines.Precision.Fp16, hostMatmuls: true) { PlansConvolutionsWithoutLibrary = true };
+            return target.Compile(model, [Engines.Tensor.From<float>(ElementType.Float, [8, 3, 64, 64], new float[8 * 3 * 64 * 64])]);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(Int8Layers.Switch, saved.Item1);
+            Environment.SetEnvironmentVariable(Int8Layers.GraphSwitch, saved.Item2);
+            Environment.SetEnvironmentVariable(Int8Layers.ResidualSwitch, saved.Item3);
+        }
     }
 
     private static int Int8Inputs(string source) =>

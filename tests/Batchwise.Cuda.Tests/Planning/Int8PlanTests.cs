@@ -246,6 +246,79 @@ public sealed class Int8PlanTests
         Assert.True(graphExact >= total - 2, $"graph: {total - graphExact} of {total} differ by one (float32 ties only)");
         Assert.True(padExact >= total - 2, $"padded: {total - padExact} of {total} differ by one (float32 ties only)");
     }
+
+    /// <summary>
+    /// A residual block's end fused into its last 1x1 convolution's graph (BATCHWISE_INT8_RESIDUAL=fused), its float32
+    /// chain emulated: sums * scale + offset + residual * rscale [-> relu [+ zero]] -> int8. Against ONNX's QDQ
+    /// semantics, Q(Relu?(DQ(Q(conv)) + DQ(r))), it is at most one step off where the convolution output's own
+    /// QuantizeLinear does not saturate (it skips that rounding: half a step of that scale, here as large as the
+    /// output's); against the same sum without that rounding it agrees but for float32 ties.
+    /// </summary>
+    [Theory]
+    [InlineData(true, 0)] // ReLU, uint8 zero point 0: int8's floor is the ReLU
+    [InlineData(true, 10)] // ReLU at a zero stored as -118: the graph's ReLU, then the zero vector
+    [InlineData(true, 128)] // ReLU at a zero stored as 0
+    [InlineData(false, 120)] // no ReLU
+    public void Fused_residual_tables_reproduce_the_quantized_residual_block_end(bool relu, int yZero)
+    {
+        const int n = 2, c = 8, k = 4, h = 5, w = 6;
+        var rng = new Random((yZero * 2) + (relu ? 1 : 0));
+        var x = Enumerable.Range(0, n * c * h * w).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var res = Enumerable.Range(0, n * k * h * w).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var wq = Enumerable.Range(0, k * c).Select(_ => (long)rng.Next(-127, 128)).ToArray();
+        var wScale = Enumerable.Range(0, k).Select(_ => 0.0005 + (rng.NextDouble() * 0.002)).ToArray();
+        var bias = Enumerable.Range(0, k).Select(_ => rng.NextDouble() - 0.5).ToArray();
+        double xScale = 0.02, xZero = 77, convScale = 0.1, convZero = 128, resScale = 0.04, resZero = 90, yScale = 0.1;
+
+        var weights = HostTensor.OfInts(ElementType.Int8, [k, c, 1, 1], wq);
+        var (_, scale, offset, perPixel) = GraphCompiler.Int8ConvTables(weights, HostTensor.OfFloats(ElementType.Float, [k], wScale), HostTensor.OfFloats(ElementType.Float, [k], bias), xScale, xZero - 128, yScale, [h, w], [h, w], [1, 1], [1, 1], [0, 0]);
+        Assert.False(perPixel);
+        var shape = GraphCompiler.Int8GraphShape([n, c, h, w], [k, c, 1, 1], [n, k, h, w], [0, 0], [1, 1], xZero - 128, relu, yZero - 128) with { Residual = true };
+        var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, yZero - 128, shape.Relu, shape.ZeroAdd, (resScale / yScale, (128 - resZero) * resScale / yScale));
+        Assert.Equal(shape.Uids.Length - 4, tables.Length); // scale, offset, [zero,] rscale: the step's buffers but x, w, y and the residual
+        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
+        static double Q(double v, double s, double z) => Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven) + z, 0, 255);
+
+        var (withinOne, exact, total, residualMatters) = (0, 0, 0, 0);
+        for (var b = 0; b < n; b++)
+        {
+            for (var o = 0; o < k; o++)
+            {
+                for (var p = 0; p < h * w; p++)
+                {
+                    double real = bias[o];
+                    long shifted = 0;
+                    for (var ch = 0; ch < c; ch++)
+                    {
+                        var xv = x[(((b * c) + ch) * h * w) + p];
+                        real += (xv - xZero) * xScale * wq[(o * c) + ch] * wScale[o];
+                        shifted += (xv - 128) * wq[(o * c) + ch];
+                    }
+
+                    var r = res[(((b * k) + o) * h * w) + p];
+                    var residual = (r - resZero) * resScale;
+                    // A convolution output the calibration's range holds (its own QuantizeLinear does not saturate).
+                    Assert.InRange((real / convScale) + convZero, 0, 255);
+                    var onnx = ((Q(real, convScale, convZero) - convZero) * convScale) + residual;
+                    var expected = Q(relu ? Math.Max(onnx, 0) : onnx, yScale, yZero);
+                    var unrounded = Q(relu ? Math.Max(real + residual, 0) : real + residual, yScale, yZero);
+                    residualMatters += Q(relu ? Math.Max(real, 0) : real, yScale, yZero) != unrounded ? 1 : 0;
+
+                    var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o) + ((float)(r - 128) * F(tables[^1], o));
+                    g = shape.Relu ? Math.Max(g, 0f) : g;
+                    g = shape.ZeroAdd ? g + F(tables[2], o) : g;
+                    var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
+                    withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
+                    exact += actual == unrounded ? 1 : 0;
+                    total++;
+                }
+            }
+        }
+
+        Assert.Equal(total, withinOne);
+        Assert.True(exact >= total - 2, $"{total - exact} of {total} differ from the unrounded sum (float32 ties only)");
+        Assert.True(residualMatters > total / 2, $"the residual changed only {residualMatters} of {total} outputs");
+    }
 }
 
 /// <summary>Per-tensor QuantizeLinear/DequantizeLinear with constant scales plan as pending elementwise code: a residual Add between pairs is one kernel.</summary>

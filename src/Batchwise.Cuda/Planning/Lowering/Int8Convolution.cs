@@ -54,6 +54,7 @@ internal sealed partial class GraphCompiler
     {
         how = "int8";
         var (xdq, wdq, q) = (layer.InputDequantize!, layer.WeightDequantize!, layer.Quantize!);
+        var relu = layer.Relu is not null;
         var xq = _values[xdq.Input[0]];
         if (xq.Type is not (ElementType.UInt8 or ElementType.Int8) || xq.Shape.Length != 4)
         {
@@ -102,9 +103,28 @@ internal sealed partial class GraphCompiler
         Int8ConvGraphShape? graphShape = null;
         var graphRefusal = string.Empty;
         long[]? explicitPads = null;
-        if (Int8Layers.GraphMode != "off")
+        Int8ResidualFusion? fusion = null;
+        var residualNote = string.Empty;
+        if (Int8Layers.GraphMode != "off" && Int8Layers.ResidualFused && FindInt8Residual(q, yShape) is { } found)
         {
-            graphShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, layer.Relu is not null, storedYZero);
+            // The residual block's Add (+ ReLU) and QuantizeLinear in the convolution's graph: its output is the block's.
+            var fusedShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, found.Relu is not null, found.StoredYZero) with { Residual = true };
+            var fusedRefusal = "the convolution needs border offsets";
+            if (!fusedShape.PerPixelOffset && ChooseInt8Graph(fusedShape, out fusedRefusal) is { } fusedGraph)
+            {
+                (graph, graphShape, fusion) = (fusedGraph, fusedShape, found);
+                (q, relu, yScale, yType, yZero) = (found.Quantize, found.Relu is not null, (float)found.YScale, found.YType, found.YZero);
+                (outShift, storedYZero) = (found.YType == ElementType.UInt8 ? 128 : 0, found.StoredYZero);
+            }
+            else
+            {
+                residualNote = $" [residual not fused: {fusedRefusal}]";
+            }
+        }
+
+        if (graph is null && Int8Layers.GraphMode != "off")
+        {
+            graphShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, relu, storedYZero);
             // A padded convolution whose input zero point is not zero needs per-pixel offsets at the border: that
             // variant gave outputs up to 255 quantization steps off ONNX Runtime on the H200 (session 9, every padded
             // or strided layer case), so such a convolution always takes the explicitly padded input below.
@@ -118,7 +138,7 @@ internal sealed partial class GraphCompiler
                 // The input padded explicitly with its stored zero
                 // point (one copy), then an unpadded convolution with per-channel offsets.
                 long[] padded = [xq.Shape[0], xq.Shape[1], xq.Shape[2] + (2 * pb[0]), xq.Shape[3] + (2 * pb[1])];
-                var padShape = Int8GraphShape(padded, w.Shape, yShape, [0, 0], strides, storedXZero, layer.Relu is not null, storedYZero);
+                var padShape = Int8GraphShape(padded, w.Shape, yShape, [0, 0], strides, storedXZero, relu, storedYZero);
                 graph = ChooseInt8Graph(padShape, out var padRefusal);
                 if (graph is not null)
                 {
@@ -134,7 +154,7 @@ internal sealed partial class GraphCompiler
         // A 1x1 convolution without stride or padding is a GEMM over pixels: cuBLASLt's int8 kernels apply the per-channel
         // scale (alpha per row) and bias in their epilogue and write int8 themselves, with no float sums in memory.
         var pixels = n * outSpatial[0] * outSpatial[1];
-        var gemmEpilogue = graph is null && kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0) ? Int8GemmEpilogue(layer.Relu is not null, storedYZero) : -1;
+        var gemmEpilogue = graph is null && kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0) ? Int8GemmEpilogue(relu, storedYZero) : -1;
         Int8Gemm? gemm = null;
         var gemmRefusal = string.Empty;
         if (gemmEpilogue >= 0)
@@ -167,9 +187,10 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)}; {graph.Engine})"
+        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : graphShape.Residual ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused: {graphShape.Chain}" : string.Empty)}; {graph.Engine})"
             : (gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8")
               + (graphRefusal.Length > 0 ? $" [graph API refused: {graphRefusal}]" : string.Empty);
+        how += residualNote;
 
         // From here on the layer is int8.
         var input = Int8Input(xq);
@@ -190,9 +211,22 @@ internal sealed partial class GraphCompiler
         if (graph is not null)
         {
             // y = saturate(round(sums * scale[k] + offset)) [ReLU, zero point]: one cuDNN execution.
-            var tables = Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, storedYZero, graphShape!);
+            var residual = fusion is { } f ? (f.ResidualScale / yScale, (f.Residual.Shift - f.ResidualZero) * f.ResidualScale / yScale) : ((double, double)?)null;
+            var tables = Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, storedYZero, graphShape!, residual);
             PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
-            Emit(new Int8GraphConvStep(_node, Dev(convInput), Dev(krsc), Dev(V(tables[0])), Dev(V(tables[1])), y.Buffer, tables.Length > 2 ? Dev(V(tables[2])) : -1, graph));
+            var buffers = new List<int> { Dev(convInput), Dev(krsc), Dev(V(tables[0])), Dev(V(tables[1])), y.Buffer };
+            if (graphShape!.ZeroAdd)
+            {
+                buffers.Add(Dev(V(tables[2])));
+            }
+
+            if (fusion is not null)
+            {
+                buffers.Add(Dev(fusion.Residual.Int8));
+                buffers.Add(Dev(V(tables[^1])));
+            }
+
+            Emit(new Int8GraphConvStep(_node, [.. buffers], graph));
             ReserveWorkspace(graph.WorkspaceBytes);
         }
         else if (gemm is not null)
@@ -207,7 +241,7 @@ internal sealed partial class GraphCompiler
             Emit(new ConvStep(_node, Dev(input.Int8), Dev(krsc), -1, accBuffer.Id, xDesc!, wDesc!, convDesc!, yDesc!, null, chosen!.Algo, chosen.WorkspaceBytes));
             ReserveWorkspace(chosen.WorkspaceBytes);
             var count = y.Count;
-            Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, layer.Relu is not null, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
+            Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, relu, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
         }
 
         // The QuantizeLinear's output as ONNX defines it: int8 as written, uint8 as the int8 byte + 128 (pending, so only
@@ -216,12 +250,72 @@ internal sealed partial class GraphCompiler
         _values[q.Output[0]] = quantized;
         _int8Activations[quantized] = (y, outShift);
         _folded.Add(q);
-        if (layer.Relu is { } relu)
+        if (layer.Relu is { } layerRelu)
         {
-            _folded.Add(relu);
+            _folded.Add(layerRelu);
+        }
+
+        if (fusion is not null)
+        {
+            // The convolution's own QuantizeLinear, its DequantizeLinear, the Add and the ReLU are inside the graph.
+            _folded.UnionWith(fusion.Folded);
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// A residual block's end after an int8 convolution's QuantizeLinear, fused into its graph
+    /// (<see cref="Int8Layers.ResidualSwitch"/>): the nodes folded, the block output's QuantizeLinear and ReLU, and the
+    /// residual as the int8 value it is stored as, with its scale and zero point.
+    /// </summary>
+    private sealed record Int8ResidualFusion(OnnxProto.NodeProto Quantize, OnnxProto.NodeProto? Relu, double YScale, ElementType YType, double YZero, (PlanValue Int8, int Shift) Residual, double ResidualScale, double ResidualZero, OnnxProto.NodeProto[] Folded)
+    {
+        /// <summary>The block output's zero point as stored (a uint8 value is kept as the int8 byte v - 128).</summary>
+        public double StoredYZero => YZero - (YType == ElementType.UInt8 ? 128 : 0);
+    }
+
+    /// <summary>
+    /// QuantizeLinear(Relu?(Add(DequantizeLinear(q's output), DequantizeLinear(r)))) where q's output, its
+    /// DequantizeLinear, the Add and the ReLU have no other reader, every scale and zero point is one constant, the
+    /// DequantizeLinear undoes q, and r is already an int8 channels-last activation of the output's shape (an earlier
+    /// block's output, or a projection shortcut planned first); null otherwise.
+    /// </summary>
+    private Int8ResidualFusion? FindInt8Residual(OnnxProto.NodeProto q, long[] yShape)
+    {
+        (double Scale, double Zero, ElementType Type)? PerTensor(OnnxProto.NodeProto node)
+        {
+            if (node.Domain.Length != 0 || node.Input.Count < 2 || !_values.TryGetValue(node.Input[1], out var scale) || scale.Constant is not { Count: 1 } s)
+            {
+                return null;
+            }
+
+            var zero = node.Input.Count > 2 && node.Input[2].Length > 0 ? _values.GetValueOrDefault(node.Input[2]) : null;
+            return zero is null ? ((float)s[0], 0, ElementType.UInt8) : zero.Constant is { Count: 1 } z ? ((float)s[0], z[0], zero.Type) : null;
+        }
+
+        if (SoleConsumer(q.Output[0]) is not { OpType: "DequantizeLinear" } dq || SoleConsumer(dq.Output[0]) is not { OpType: "Add", Input.Count: 2 } add
+            || add.Input[0] == add.Input[1] || PerTensor(q) is not { } own || PerTensor(dq) is not { } undo || own != undo)
+        {
+            return null;
+        }
+
+        var other = add.Input[0] == dq.Output[0] ? add.Input[1] : add.Input[0];
+        if (Producer(other) is not { OpType: "DequantizeLinear" } rdq || PerTensor(rdq) is not { } res || res.Scale <= 0
+            || !_values.TryGetValue(rdq.Input[0], out var rq) || !_int8Activations.TryGetValue(rq, out var residual) || !residual.Int8.Nhwc || !residual.Int8.Shape.SequenceEqual(yShape))
+        {
+            return null;
+        }
+
+        var relu = SoleConsumer(add.Output[0]) is { OpType: "Relu", Domain.Length: 0 } r ? r : null;
+        if (SoleConsumer((relu ?? add).Output[0]) is not { OpType: "QuantizeLinear" } outQ || PerTensor(outQ) is not { } y || y.Scale <= 0
+            || y.Type is not (ElementType.UInt8 or ElementType.Int8) || (outQ.Attribute.Any(a => a.Name == "output_dtype") && outQ.Input.Count < 3))
+        {
+            return null;
+        }
+
+        OnnxProto.NodeProto[] folded = relu is null ? [q, dq, add, outQ] : [q, dq, add, relu, outQ];
+        return new Int8ResidualFusion(outQ, relu, y.Scale, y.Type, y.Zero, residual, res.Scale, res.Zero, folded);
     }
 
     /// <summary>

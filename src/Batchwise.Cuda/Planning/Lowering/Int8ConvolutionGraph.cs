@@ -1,6 +1,5 @@
 using System.Globalization;
 using Batchwise.Cuda.Interop;
-using Batchwise.Engines;
 using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Planning;
@@ -430,7 +429,7 @@ internal sealed partial class GraphCompiler
     {
         var s = g.Shape;
         Int8Layers.Trace($"{_node}: trial of {g.Engine} for {s.Key} ({s.Chain})");
-        var sizes = new[] { Tensor.ElementCountOf(s.X), Tensor.ElementCountOf(s.W), 4 * s.Y[1], 4 * s.OffsetCount, Tensor.ElementCountOf(s.Y), 4 * s.Y[1] };
+        var sizes = s.Uids.Select(s.BytesOf).ToArray();
         var buffers = new List<DeviceMemory>();
         CudaException? failure = null;
         var ms = double.NaN;
@@ -454,13 +453,14 @@ internal sealed partial class GraphCompiler
             {
                 var b = CudaDriver.Allocate(Math.Max(sizes[i], 256));
                 buffers.Add(b);
-                if (fill[i] == 0 || sizes[i] % 4 != 0)
+                var word = fill[s.Uids[i] - Int8ConvGraph.XUid]; // the fill is in uid order
+                if (word == 0 || sizes[i] % 4 != 0)
                 {
                     CudaDriver.MemsetD8(b.Pointer, 0, sizes[i], stream.Handle);
                 }
                 else
                 {
-                    CudaDriver.MemsetD32(b.Pointer, fill[i], sizes[i] / 4, stream.Handle);
+                    CudaDriver.MemsetD32(b.Pointer, word, sizes[i] / 4, stream.Handle);
                 }
             }
 
@@ -522,19 +522,20 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// The 32-bit word each trial buffer (x, w, scale, offset, y, zero) is filled with: zeros for an untimed trial; for a
-    /// timed one, x and w full-range bytes (x 63, -63, -128, 127; w 127, 63, -64, -127: no candidate is timed on zeros)
-    /// whose sums come to -976 per tap, and a scale of 1 / (256 taps), so every output is about -4 steps, not saturated.
+    /// The 32-bit word each trial buffer (x, w, scale, offset, y, zero, residual, residual scale) is filled with: zeros
+    /// for an untimed trial; for a timed one, x and w full-range bytes (x 63, -63, -128, 127; w 127, 63, -64, -127: no
+    /// candidate is timed on zeros) whose sums come to -976 per tap, and a scale of 1 / (256 taps), so every output is
+    /// about -4 steps, not saturated; the residual's bytes as x's, at a scale of 1/64 (at most 2 steps more).
     /// </summary>
     internal static uint[] Int8TrialFill(bool timed, long taps)
     {
         if (!timed)
         {
-            return [0, 0, 0, 0, 0, 0];
+            return [0, 0, 0, 0, 0, 0, 0, 0];
         }
 
         var scale = (float)(1.0 / (256.0 * Math.Max(taps, 1)));
-        return [0x7F80C13Fu, 0x81C03F7Fu, BitConverter.SingleToUInt32Bits(scale), 0, 0, 0];
+        return [0x7F80C13Fu, 0x81C03F7Fu, BitConverter.SingleToUInt32Bits(scale), 0, 0, 0, 0x7F80C13Fu, BitConverter.SingleToUInt32Bits(1f / 64)];
     }
 
     /// <summary>The CUDA driver errors after which the context is unusable (a kernel faulted: sticky until the process ends).</summary>
@@ -570,10 +571,16 @@ internal sealed partial class GraphCompiler
     /// with the output's stored zero point in it unless a ReLU follows; and, where a ReLU is followed by the zero point
     /// (<paramref name="zeroAdd"/>), that zero point per channel.
     /// </summary>
-    internal static HostTensor[] Int8GraphTables(HostTensor scale, HostTensor offset, double storedYZero, bool relu, bool zeroAdd)
+    /// <para>
+    /// With a residual (<paramref name="residual"/>: its multiplier s_r/s_y and its zero point's share in output steps,
+    /// (shift - z_r)·s_r/s_y for a residual stored as the int8 byte of its value less the shift), that share joins the
+    /// offset and the multiplier follows as a per-channel vector: the tables then follow
+    /// <see cref="Int8ConvGraphShape.Uids"/> from the scale on.
+    /// </para>
+    internal static HostTensor[] Int8GraphTables(HostTensor scale, HostTensor offset, double storedYZero, bool relu, bool zeroAdd, (double Scale, double Offset)? residual = null)
     {
         var k = scale.Count;
-        var inOffset = relu ? 0 : storedYZero;
+        var inOffset = (relu ? 0 : storedYZero) + (residual?.Offset ?? 0);
         var tables = new List<HostTensor>
         {
             HostTensor.CreateInts(ElementType.Int32, [k], i => BitConverter.SingleToInt32Bits((float)scale[i])),
@@ -584,13 +591,19 @@ internal sealed partial class GraphCompiler
             tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], _ => BitConverter.SingleToInt32Bits((float)storedYZero)));
         }
 
+        if (residual is { } r)
+        {
+            tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], _ => BitConverter.SingleToInt32Bits((float)r.Scale)));
+        }
+
         return [.. tables];
     }
 
     /// <summary><see cref="Int8GraphTables"/> made once per session (a saved engine keeps them like other derived weights).</summary>
-    private HostTensor[] Int8GraphConstants(string convRecipe, HostTensor w, HostTensor wScale, HostTensor? bias, HostTensor scale, HostTensor offset, double storedYZero, Int8ConvGraphShape shape)
+    private HostTensor[] Int8GraphConstants(string convRecipe, HostTensor w, HostTensor wScale, HostTensor? bias, HostTensor scale, HostTensor offset, double storedYZero, Int8ConvGraphShape shape, (double Scale, double Offset)? residual)
     {
-        var recipe = string.Create(CultureInfo.InvariantCulture, $"{convRecipe}:graph:r{(shape.Relu ? 1 : 0)}:z{(shape.ZeroAdd ? 1 : 0)}");
-        return _target.Derive(recipe, [w, wScale, bias], () => Int8GraphTables(scale, offset, storedYZero, shape.Relu, shape.ZeroAdd));
+        var residualPart = residual is { } r ? string.Create(CultureInfo.InvariantCulture, $":res{r.Scale:R},{r.Offset:R}") : string.Empty;
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"{convRecipe}:graph:r{(shape.Relu ? 1 : 0)}:z{(shape.ZeroAdd ? 1 : 0)}{residualPart}");
+        return _target.Derive(recipe, [w, wScale, bias], () => Int8GraphTables(scale, offset, storedYZero, shape.Relu, shape.ZeroAdd, residual));
     }
 }
