@@ -201,7 +201,15 @@ internal sealed partial class GraphCompiler
             var padded = NewValue(ElementType.Int8, graphShape!.X, true, "int8 padded input for " + _node);
             long[] physicalIn = [xq.Shape[0], xq.Shape[2], xq.Shape[3], xq.Shape[1]];
             long[] physicalOut = [graphShape.X[0], graphShape.X[2], graphShape.X[3], graphShape.X[1]];
-            Kernel(KernelSource.Pad(ElementType.Int8, physicalIn, physicalOut, [0, explicitPads[0], explicitPads[1], 0], "constant", storedXZero), padded.Count, Dev(padded), Dev(convInput));
+            long[] padsBegin = [0, explicitPads[0], explicitPads[1], 0];
+            if (KernelSource.CanPadBytes16(physicalIn, physicalOut, padsBegin))
+            {
+                Kernel(KernelSource.PadBytes16(physicalIn, physicalOut, padsBegin, unchecked((byte)(sbyte)storedXZero)), padded.Count / 16, Dev(padded), Dev(convInput));
+            }
+            else
+            {
+                Kernel(KernelSource.Pad(ElementType.Int8, physicalIn, physicalOut, padsBegin, "constant", storedXZero), padded.Count, Dev(padded), Dev(convInput));
+            }
             (convInput, inSpatial, pb) = (padded, [graphShape.X[2], graphShape.X[3]], [0, 0]);
         }
 
