@@ -73,17 +73,7 @@ internal sealed partial class GraphCompiler
         var cache = configs > 1 ? _target.Int8GraphTimings : null;
         var storeKey = Int8GraphStoreKey(configs, shape);
         var skipped = Int8Layers.SkippedEngines;
-        (int Sums, int Index)? known = null;
-        if (_target.Choices.TryGet(storeKey, out var stored) && stored.Length == 8)
-        {
-            known = (BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4));
-        }
-        else if (cache is not null && cache.TryGet(storeKey, out var timed))
-        {
-            known = (timed.MathType, timed.Algo);
-        }
-
-        if (known is { } k && Int8Layers.GraphSums.Contains(k.Sums))
+        if (StoredInt8Graph(storeKey, cache) is { } k && Int8Layers.GraphSums.Contains(k.Sums))
         {
             try
             {
@@ -198,22 +188,7 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        var key = Int8GraphBatchKey(configs, shape, batch);
-        (int Sums, int Index) choice;
-        if (_target.Choices.TryGet(key, out var stored) && stored.Length == 8)
-        {
-            choice = (BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4));
-        }
-        else if (cache is not null && cache.TryGet(key, out var timed))
-        {
-            choice = (timed.MathType, timed.Algo);
-        }
-        else
-        {
-            return null;
-        }
-
-        if (!Int8Layers.GraphSums.Contains(choice.Sums))
+        if (StoredInt8Graph(Int8GraphBatchKey(configs, shape, batch), cache) is not { } choice || !Int8Layers.GraphSums.Contains(choice.Sums))
         {
             return null;
         }
@@ -316,6 +291,17 @@ internal sealed partial class GraphCompiler
     /// <summary>The trace line of a problem that took the first configuration that runs because the plan's search budget was spent.</summary>
     internal static string Int8GraphUntimedText(string node, string key, string engine, double budget, int untimed) =>
         string.Create(CultureInfo.InvariantCulture, $"{node}: plan's int8 search budget of {budget:0.##} s ({Int8Layers.GraphPlanSecondsSwitch}) spent: first configuration that runs taken untimed for {key} ({engine}); {untimed} problem{(untimed == 1 ? string.Empty : "s")} of this plan not timed");
+
+    /// <summary>The choice (sums type, configuration index) stored under <paramref name="key"/>: the session's choices first, then <paramref name="cache"/>; null when neither has one.</summary>
+    private (int Sums, int Index)? StoredInt8Graph(string key, TimingCache? cache)
+    {
+        if (_target.Choices.TryGet(key, out var stored) && stored.Length == 8)
+        {
+            return (BitConverter.ToInt32(stored, 0), BitConverter.ToInt32(stored, 4));
+        }
+
+        return cache is not null && cache.TryGet(key, out var timed) ? (timed.MathType, timed.Algo) : null;
+    }
 
     private static byte[] EncodeInt8Graph(int sums, int index) => [.. BitConverter.GetBytes(sums), .. BitConverter.GetBytes(index)];
 
