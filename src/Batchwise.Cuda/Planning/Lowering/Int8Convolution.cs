@@ -293,13 +293,13 @@ internal sealed partial class GraphCompiler
     {
         (double Scale, double Zero, ElementType Type)? PerTensor(OnnxProto.NodeProto node)
         {
-            if (node.Domain.Length != 0 || node.Input.Count < 2 || !_values.TryGetValue(node.Input[1], out var scale) || scale.Constant is not { Count: 1 } s)
+            if (node.Domain.Length != 0 || node.Input.Count < 2 || !_values.TryGetValue(node.Input[1], out var scale))
             {
                 return null;
             }
 
             var zero = node.Input.Count > 2 && node.Input[2].Length > 0 ? _values.GetValueOrDefault(node.Input[2]) : null;
-            return zero is null ? ((float)s[0], 0, ElementType.UInt8) : zero.Constant is { Count: 1 } z ? ((float)s[0], z[0], zero.Type) : null;
+            return ConstantPerTensor(scale, zero) is { } c ? (c.Scale, c.ZeroPoint, zero?.Type ?? ElementType.UInt8) : null;
         }
 
         if (SoleConsumer(q.Output[0]) is not { OpType: "DequantizeLinear" } dq || SoleConsumer(dq.Output[0]) is not { OpType: "Add", Input.Count: 2 } add
