@@ -5,6 +5,8 @@
 # the plan-build counter; then, once, the offline references in the same run (compute only and --transfers, b=64,
 # c=1,2). Everything in $OUT/serve-ab.txt.
 #   CLI=/path/Batchwise.Cli OUT=dir VARIANTS="|--pipeline-depth 2" bash bench/device/serve-ab.sh
+# CUDA_C and SYSTEM_C set the concurrency lists (default 256,512 and 512; empty skips that kind); ROUNDS=2 runs every
+# variant twice, alternating, so a difference can be read against the spread between rounds.
 set -uo pipefail
 CLI=${CLI:?the published Batchwise.Cli}
 OUT=${OUT:-$PWD/serve-ab}
@@ -24,16 +26,20 @@ t = urllib.request.urlopen('http://127.0.0.1:18002/metrics', timeout=10).read().
 print(' '.join(l for l in t.splitlines() if l.startswith('batchwise_plan_builds_total')) or 'batchwise_plan_builds_total (absent)')"; }
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)"
+  for round in $(seq 1 "${ROUNDS:-1}"); do
   for v in "${variants[@]}"; do
-    echo "## serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 ${v:-(defaults)}"
+    # A variant that names --instances replaces the base's 2.
+    base="--instances 2"; [[ "$v" == *--instances* ]] && base=""
+    echo "## round $round: serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 $base --max-queue-delay-us 200 ${v:-(defaults)}"
     # shellcheck disable=SC2086
-    "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 \
-      --http-port 18000 --grpc-port 18001 --metrics-port 18002 $v > "$OUT/serve-${#v}.log" 2>&1 &
+    "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 $base --max-queue-delay-us 200 \
+      --http-port 18000 --grpc-port 18001 --metrics-port 18002 $v > "$OUT/serve-$round-${#v}.log" 2>&1 &
     server=$!
     if ready; then
       echo "plan builds at ready: $(builds)"
       for sm in cuda system; do
-        c=256,512; [ $sm = system ] && c=512
+        c=${CUDA_C-256,512}; [ $sm = system ] && c=${SYSTEM_C-512}
+        [ -z "$c" ] && continue
         echo "### load --protocol grpc --shared-memory $sm -c $c"
         timeout 60 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c $c --shared-memory $sm --duration 4 --warmup 1 2>&1 | grep -E "│ *[0-9]+ |Error|error" | head -4
       done
@@ -42,6 +48,7 @@ print(' '.join(l for l in t.splitlines() if l.startswith('batchwise_plan_builds_
       echo "server did not become ready:"; tail -5 "$OUT/serve-${#v}.log"
     fi
     kill -TERM $server; wait $server; echo "server exit $?"
+  done
   done
   echo "## offline compute only, b=64 c=1,2"
   timeout 60 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64 -c 1,2 --duration 1s --warmup 0.5s 2>&1 | grep -E "│ *64"

@@ -229,8 +229,8 @@ internal static partial class KernelSource
         if (vector > 1)
         {
             // Each thread: `vector` consecutive elements of one row (the innermost dimension divides by it); full inputs
-            // and the output move 16 bytes at a time; strided inputs read one value per element, or one for all where
-            // they do not vary along the row.
+            // and the output move them in one access each (16 bytes for the widest type, 8 or 4 for narrower ones);
+            // strided inputs read one value per element, or one for all where they do not vary along the row.
             b.Append("    const ").Append(ix).Append(" first = ((").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x) * ").Append(vector).Append(";\n");
             b.Append("    if (first >= ").Append(count).Append(") return;\n");
             if (needCoords)
@@ -243,7 +243,8 @@ internal static partial class KernelSource
                 switch (kinds[k])
                 {
                     case InputKind.Full:
-                        b.Append("    const uint4 v").Append(k).Append(" = *(const uint4*)(p").Append(k).Append(" + first); const ").Append(CType(inTypes[k])).Append("* a").Append(k).Append(" = (const ").Append(CType(inTypes[k])).Append("*)&v").Append(k).Append(";\n");
+                        var load = VectorOf(vector * inTypes[k].SizeOf());
+                        b.Append("    const ").Append(load).Append(" v").Append(k).Append(" = *(const ").Append(load).Append("*)(p").Append(k).Append(" + first); const ").Append(CType(inTypes[k])).Append("* a").Append(k).Append(" = (const ").Append(CType(inTypes[k])).Append("*)&v").Append(k).Append(";\n");
                         break;
                     case InputKind.Strided:
                         b.Append("    const ").Append(ix).Append(" base").Append(k).Append(" = ").Append(StridedIndex(k)).Append(";\n");
@@ -251,7 +252,7 @@ internal static partial class KernelSource
                 }
             }
 
-            b.Append("    uint4 out; ").Append(CType(outType)).Append("* o = (").Append(CType(outType)).Append("*)&out;\n");
+            b.Append("    ").Append(VectorOf(vector * outType.SizeOf())).Append(" out; ").Append(CType(outType)).Append("* o = (").Append(CType(outType)).Append("*)&out;\n");
             b.Append("    #pragma unroll\n    for (int j = 0; j < ").Append(vector).Append("; j++) {\n");
             indent = "        ";
         }
@@ -288,7 +289,7 @@ internal static partial class KernelSource
         b.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType is ElementType.Float16 or ElementType.BFloat16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
         if (vector > 1)
         {
-            b.Append("    }\n    *(uint4*)(y + ").Append(Slot("first")).Append(") = out;\n");
+            b.Append("    }\n    *(").Append(VectorOf(vector * outType.SizeOf())).Append("*)(y + ").Append(Slot("first")).Append(") = out;\n");
         }
 
         return w.Build(sig.ToString());
@@ -408,23 +409,33 @@ internal static partial class KernelSource
         type.SizeOf() is 2 or 4 && count % (16 / type.SizeOf()) == 0 ? 16 / type.SizeOf() : 1;
 
     /// <summary>
-    /// How many elements one thread of <see cref="Elementwise"/> can take, 16 bytes at a time: 8 half or 4 float values
-    /// when the output and every full-shape input have that size and the innermost merged dimension divides; otherwise 1.
+    /// How many elements one thread of <see cref="Elementwise"/> can take: as many as make 16 bytes of the widest of the
+    /// output and the full-shape inputs (8 where half values meet int8 ones: 16 bytes of half read, 8 of int8 written),
+    /// when the output is a half or float value or an 8-bit integer, no full-shape input is wider than 4 bytes, and the
+    /// innermost merged dimension divides; otherwise 1.
     /// </summary>
     public static int ElementwiseVector(ElementType outType, IReadOnlyList<ElementType> inTypes, long[] outShape, IReadOnlyList<long[]> inShapes)
     {
         var size = outType.SizeOf();
-        if (size is not (2 or 4) || !outType.IsFloatingPoint())
+        if (!((size is 2 or 4 && outType.IsFloatingPoint()) || outType is ElementType.UInt8 or ElementType.Int8))
         {
             return 1;
         }
 
-        var k = 16 / size;
         var n = Count(outShape);
         var (dims, _, kinds) = BroadcastLayout(outShape, inShapes);
-        var fullOk = Enumerable.Range(0, inShapes.Count).All(i => kinds[i] != InputKind.Full || inTypes[i].SizeOf() == size);
-        return n % k == 0 && n >= k && dims[^1] % k == 0 && fullOk ? k : 1;
+        var widest = Enumerable.Range(0, inShapes.Count).Where(i => kinds[i] == InputKind.Full).Select(i => inTypes[i].SizeOf()).Append(size).Max();
+        if (widest > 4)
+        {
+            return 1;
+        }
+
+        var k = 16 / widest;
+        return n % k == 0 && n >= k && dims[^1] % k == 0 ? k : 1;
     }
+
+    /// <summary>The C type that moves <paramref name="bytes"/> (4, 8 or 16) in one access.</summary>
+    private static string VectorOf(int bytes) => bytes switch { 16 => "uint4", 8 => "uint2", 4 => "unsigned int", _ => throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "4, 8 or 16 bytes") };
 
     /// <summary>
     /// Copies a strided view into another: for every coordinate c of <paramref name="shape"/>,

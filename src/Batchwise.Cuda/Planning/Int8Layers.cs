@@ -210,7 +210,8 @@ internal static class Int8Layers
     {
         "on" => "on",
         "pad" => "pad",
-        _ => "off",
+        null or "" or "off" => "off",
+        var other => throw new BatchwiseException($"{GraphSwitch} '{other}' is not on, pad or off", $"Unset it, or set {GraphSwitch}=on."),
     };
 
     /// <summary>
@@ -222,7 +223,12 @@ internal static class Int8Layers
     public const string ResidualSwitch = "BATCHWISE_INT8_RESIDUAL";
 
     /// <summary>True when <see cref="ResidualSwitch"/> says fused.</summary>
-    public static bool ResidualFused => Environment.GetEnvironmentVariable(ResidualSwitch)?.Trim().ToLowerInvariant() == "fused";
+    public static bool ResidualFused => Environment.GetEnvironmentVariable(ResidualSwitch)?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "off" => false,
+        "fused" => true,
+        var other => throw new BatchwiseException($"{ResidualSwitch} '{other}' is not fused or off", $"Unset it, or set {ResidualSwitch}=fused."),
+    };
 
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(Switch)?.Trim().ToLowerInvariant() is "on" or "conv";

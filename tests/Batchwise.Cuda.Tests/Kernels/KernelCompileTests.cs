@@ -202,6 +202,7 @@ public sealed class KernelCompileTests
         yield return KernelSource.Requantize(ElementType.Int8, 4 * 9 * 8, 8, 9, -3, 0, false, false);
         yield return KernelSource.Elementwise(ElementType.Int8, [ElementType.UInt8], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const int t0 = (int)(signed char)((int)x0 - 128);");
         yield return KernelSource.Elementwise(ElementType.UInt8, [ElementType.Float16], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const float t0 = fminf(fmaxf(rintf((float)x0 / 0.05f) + 3.0f, 0.0f), 255.0f);");
+        yield return KernelSource.Elementwise(ElementType.Int8, [ElementType.Float16, ElementType.Int8], [2, 3, 3, 16], [[2, 3, 3, 16], [2, 3, 3, 16]], "t0", "const float t0 = fminf(fmaxf(rintf((float)x0 / 0.05f) + (float)x1, -128.0f), 127.0f);", 8);
         yield return KernelSource.IntegerConv(ElementType.UInt8, ElementType.UInt8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 2, 100, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 0, 0, false);
         yield return KernelSource.IntegerConv(ElementType.Int8, ElementType.Int8, ElementType.Int8, (ElementType.Double, ElementType.Double, ElementType.Float16), 1, 100, 4, 1, 2, [9], [5], [3], [2], [1], [1], 1, 1, true);
         yield return KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 30, 3, 4, 5, 12, 0, 1, 1, 0, false);

@@ -225,6 +225,29 @@ public sealed partial class KernelSourceTests
     }
 
     [Fact]
+    public void Fused_kernels_between_half_and_int8_move_eight_elements_per_thread()
+    {
+        // Quantizing half to int8 (an int8 convolution's input): 16 bytes of half read, 8 of int8 written per thread.
+        long[] shape = [2, 4, 4, 64];
+        var vector = KernelSource.ElementwiseVector(ElementType.Int8, [ElementType.Float16], shape, [shape]);
+        var quantize = KernelSource.Elementwise(ElementType.Int8, [ElementType.Float16], shape, [shape], "t0", "const int t0 = (int)x0;", vector).Source;
+        Assert.Equal(8, vector);
+        Assert.Contains("const uint4 v0 = *(const uint4*)(p0 + first);", quantize, StringComparison.Ordinal);
+        Assert.Contains("*(uint2*)(y + first) = out;", quantize, StringComparison.Ordinal);
+
+        // Two int8 operands to int8 (a residual block's requantization): 16 of each per thread; float and int8: 4.
+        Assert.Equal(16, KernelSource.ElementwiseVector(ElementType.Int8, [ElementType.Int8, ElementType.UInt8], shape, [shape, shape]));
+        Assert.Equal(4, KernelSource.ElementwiseVector(ElementType.UInt8, [ElementType.Float], shape, [shape]));
+        Assert.Equal(8, KernelSource.ElementwiseVector(ElementType.Float16, [ElementType.Int8], shape, [shape]));
+
+        // Nothing wider than 4 bytes moves in vectors; a broadcast input (read a value at a time) does not set the
+        // count, and a row must divide by it.
+        Assert.Equal(1, KernelSource.ElementwiseVector(ElementType.Int8, [ElementType.Double], shape, [shape]));
+        Assert.Equal(16, KernelSource.ElementwiseVector(ElementType.Int8, [ElementType.Int8, ElementType.Float16], [2, 4, 4, 32], [[2, 4, 4, 32], [1, 1, 1, 32]]));
+        Assert.Equal(1, KernelSource.ElementwiseVector(ElementType.Int8, [ElementType.Int8, ElementType.Float16], [2, 4, 4, 24], [[2, 4, 4, 24], [1, 1, 1, 24]]));
+    }
+
+    [Fact]
     public void Layout_changes_go_through_shared_memory_tiles()
     {
         // [2, 50, 40] -> [2, 40, 50]: 2 x 2 x 2 tiles of 32 x 32, one 256-thread block each.

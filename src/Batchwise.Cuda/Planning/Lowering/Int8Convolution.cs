@@ -96,8 +96,8 @@ internal sealed partial class GraphCompiler
 
         // First cuDNN's graph API: the convolution and its requantization in one fused plan (per-channel scales at int8
         // tensor-core speed). A ReLU whose floor is stored as -128 is the int8 saturation itself.
-        var outShift = yType == ElementType.UInt8 ? 128 : 0;
-        var storedXZero = xZero - (xq.Type == ElementType.UInt8 ? 128 : 0);
+        var outShift = StoredShift(yType);
+        var storedXZero = xZero - StoredShift(xq.Type);
         var storedYZero = yZero - outShift;
         Int8ConvGraph? graph = null;
         Int8ConvGraphShape? graphShape = null;
@@ -114,7 +114,7 @@ internal sealed partial class GraphCompiler
             {
                 (graph, graphShape, fusion) = (fusedGraph, fusedShape, found);
                 (q, relu, yScale, yType, yZero) = (found.Quantize, found.Relu is not null, (float)found.YScale, found.YType, found.YZero);
-                (outShift, storedYZero) = (found.YType == ElementType.UInt8 ? 128 : 0, found.StoredYZero);
+                (outShift, storedYZero) = (StoredShift(found.YType), found.StoredYZero);
             }
             else
             {
@@ -272,6 +272,9 @@ internal sealed partial class GraphCompiler
         return null;
     }
 
+    /// <summary>What is subtracted from a value of <paramref name="type"/> to store it as int8: a uint8 v is kept as the byte v - 128.</summary>
+    private static int StoredShift(ElementType type) => type == ElementType.UInt8 ? 128 : 0;
+
     /// <summary>
     /// A residual block's end after an int8 convolution's QuantizeLinear, fused into its graph
     /// (<see cref="Int8Layers.ResidualSwitch"/>): the nodes folded, the block output's QuantizeLinear and ReLU, and the
@@ -280,7 +283,7 @@ internal sealed partial class GraphCompiler
     private sealed record Int8ResidualFusion(OnnxProto.NodeProto Quantize, OnnxProto.NodeProto? Relu, double YScale, ElementType YType, double YZero, (PlanValue Int8, int Shift) Residual, double ResidualScale, double ResidualZero, OnnxProto.NodeProto[] Folded)
     {
         /// <summary>The block output's zero point as stored (a uint8 value is kept as the int8 byte v - 128).</summary>
-        public double StoredYZero => YZero - (YType == ElementType.UInt8 ? 128 : 0);
+        public double StoredYZero => YZero - StoredShift(YType);
     }
 
     /// <summary>
@@ -338,7 +341,7 @@ internal sealed partial class GraphCompiler
             return input;
         }
 
-        var shift = xq.Type == ElementType.UInt8 ? 128 : 0;
+        var shift = StoredShift(xq.Type);
         var stored = xq.Nhwc ? xq : Nhwc(xq);
         var converted = shift == 0 && stored.Pending is null ? stored : Materialize(Pending([stored], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, xq.Shape));
         input = (converted, shift);
@@ -742,7 +745,7 @@ internal sealed partial class GraphCompiler
         }
 
         // From here on the product is int8: A as row-major int8, the weight as [columns, inner] int8.
-        var shift = aq.Type == ElementType.UInt8 ? 128 : 0;
+        var shift = StoredShift(aq.Type);
         var source = aq.Nhwc ? Nchw(aq) : aq;
         var a = shift == 0 && source.Pending is null ? source : Materialize(Pending([source], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, aq.Shape));
         var zero = aZero - shift;
