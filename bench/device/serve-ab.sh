@@ -5,6 +5,7 @@
 # the plan-build counter; then, once, the offline references in the same run (compute only and --transfers, b=64,
 # c=1,2). Everything in $OUT/serve-ab.txt.
 #   CLI=/path/Batchwise.Cli OUT=dir VARIANTS="|--pipeline-depth 2" bash bench/device/serve-ab.sh
+# A variant's NAME=value words set the server's environment (VARIANTS="|BATCHWISE_HOST_ROW_BYTES=0").
 # CUDA_C and SYSTEM_C set the concurrency lists (default 256,512 and 512; empty skips that kind); ROUNDS=2 runs every
 # variant twice, alternating, so a difference can be read against the spread between rounds.
 set -uo pipefail
@@ -31,9 +32,12 @@ print(' '.join(l for l in t.splitlines() if l.startswith('batchwise_plan_builds_
     # A variant that names --instances replaces the base's 2.
     base="--instances 2"; [[ "$v" == *--instances* ]] && base=""
     echo "## round $round: serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 $base --max-queue-delay-us 200 ${v:-(defaults)}"
+    # Words of the form NAME=value (BATCHWISE_HOST_ROW_BYTES=0) set the server's environment; the rest are serve options.
+    envs=(); opts=()
+    for word in $v; do if [[ $word =~ ^[A-Z_]+= ]]; then envs+=("$word"); else opts+=("$word"); fi; done
     # shellcheck disable=SC2086
-    "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 $base --max-queue-delay-us 200 \
-      --http-port 18000 --grpc-port 18001 --metrics-port 18002 $v > "$OUT/serve-$round-${#v}.log" 2>&1 &
+    env "${envs[@]}" "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 $base --max-queue-delay-us 200 \
+      --http-port 18000 --grpc-port 18001 --metrics-port 18002 "${opts[@]}" > "$OUT/serve-$round-${#v}.log" 2>&1 &
     server=$!
     if ready; then
       echo "plan builds at ready: $(builds)"

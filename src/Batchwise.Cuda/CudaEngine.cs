@@ -395,6 +395,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>A staged run's device rows of a buffer (two or more) copied by one segment-copy launch (BATCHWISE_GATHER=kernel|copies; tests set it).</summary>
     public bool RowsByKernel { get; internal set; } = RowCopies.KernelFromEnvironment;
 
+    /// <summary>The smallest page-locked host row a staged run copies in place (BATCHWISE_HOST_ROW_BYTES; tests set it): smaller rows go through staging.</summary>
+    public long HostRowBytes { get; internal set; } = RowCopies.HostRowBytesFromEnvironment;
+
     /// <summary>The segment-copy kernel (<see cref="KernelSource.CopySegments"/>), compiled (or loaded) on first use.</summary>
     internal IntPtr CopySegmentsFunction => _copySegments != IntPtr.Zero ? _copySegments : _copySegments = Kernels.FunctionOf(KernelSource.CopySegments(0).Source);
 

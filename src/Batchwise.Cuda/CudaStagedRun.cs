@@ -87,9 +87,10 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     public void SetDeviceOutput(int index, ulong devicePointer) => _deviceOutputs[index] = devicePointer;
 
     /// <summary>
-    /// Takes rows in device memory on this session's GPU (CUDA shared memory: copied device to device) and rows in
-    /// page-locked host memory (a registered system shared memory region: copied to the device asynchronously, with no
-    /// staging copy); anything else is refused and the caller writes it into the staging buffer.
+    /// Takes rows in device memory on this session's GPU (CUDA shared memory: copied device to device) and rows of at
+    /// least <see cref="CudaSession.HostRowBytes"/> in page-locked host memory (a registered system shared memory region:
+    /// copied to the device asynchronously, with no staging copy); anything else is refused and the caller writes it into
+    /// the staging buffer.
     /// </summary>
     public bool TryCopyInput(int index, long byteOffset, TensorSource source)
     {
@@ -106,7 +107,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             case DeviceTensorSource d when d.Device == _session.DeviceOrdinal:
                 rows = new DirectRows(byteOffset, source.ByteCount, 0, d.Pointer);
                 break;
-            case HostTensorSource { PageLocked: true } h:
+            case HostTensorSource { PageLocked: true } h when source.ByteCount >= _session.HostRowBytes:
                 rows = new DirectRows(byteOffset, source.ByteCount, h.Pointer, 0);
                 break;
             default:
@@ -118,9 +119,9 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
     }
 
     /// <summary>
-    /// Writes rows to device memory on this session's GPU (CUDA shared memory: device to device) or to page-locked host
-    /// memory (a registered system shared memory region: device to host with no staging copy); anything else is refused
-    /// and the caller copies the rows out of the staging buffer.
+    /// Writes rows to device memory on this session's GPU (CUDA shared memory: device to device) or rows of at least
+    /// <see cref="CudaSession.HostRowBytes"/> to page-locked host memory (a registered system shared memory region: device
+    /// to host with no staging copy); anything else is refused and the caller copies the rows out of the staging buffer.
     /// </summary>
     public bool TryCopyOutput(int index, long byteOffset, long byteCount, TensorTarget target)
     {
@@ -138,7 +139,7 @@ internal sealed unsafe class CudaStagedRun : IStagedRun
             case DeviceTensorTarget d when d.Device == _session.DeviceOrdinal:
                 rows = new DirectRows(byteOffset, byteCount, 0, d.Pointer);
                 break;
-            case HostTensorTarget { PageLocked: true } h:
+            case HostTensorTarget { PageLocked: true } h when byteCount >= _session.HostRowBytes:
                 rows = new DirectRows(byteOffset, byteCount, h.Pointer, 0);
                 break;
             default:

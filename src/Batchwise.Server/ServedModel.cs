@@ -508,32 +508,56 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         // Rows a request wants in shared memory go there from the device (page-locked host or device memory), not through
-        // the staging buffer and a managed copy.
+        // the staging buffer and a managed copy; rows the engine leaves in staging (small rows, pageable memory) are
+        // copied from there to their target once the run is done, still without a managed copy of the batch's output.
         var delivered = new List<OutputRows>[Outputs.Count];
+        List<(int Request, OutputRows Rows, long Offset, long Bytes)>? fromStaging = null;
         foreach (var (r, rows) in batch.DirectOutputs(MaxBatchSize > 0))
         {
-            var shape = run.OutputShapes[rows.Output];
+            if (run.OutputShapes is not { } known)
+            {
+                break; // shapes known only once run: the rows go to their targets from the outputs, as on ort
+            }
+
+            var shape = known[rows.Output];
             var bytes = Tensor.ElementCountOf(shape) * Outputs[rows.Output].ElementType.SizeOf();
-            if (Outputs[rows.Output].ElementType != ElementType.String && rows.Span(shape, bytes) is { } span && run.TryCopyOutput(rows.Output, span.Offset, span.Bytes, rows.Target))
+            if (Outputs[rows.Output].ElementType == ElementType.String || rows.Span(shape, bytes) is not { } span)
+            {
+                continue;
+            }
+
+            if (run.TryCopyOutput(rows.Output, span.Offset, span.Bytes, rows.Target))
             {
                 batch.MarkDelivered(r, rows.Output);
                 (delivered[rows.Output] ??= []).Add(rows);
+            }
+            else if (span.Bytes <= rows.Target.ByteCount)
+            {
+                (fromStaging ??= []).Add((r, rows, span.Offset, span.Bytes));
             }
         }
 
         await run.RunAsync(cancellationToken).ConfigureAwait(false);
         var ownStart = OwnStart(ref _stagedRunDone[instance], start, Stopwatch.GetTimestamp());
+        var shapes = run.OutputShapes ?? throw new BatchwiseException("The engine's staged run gave no output shapes", "This is an engine defect; run the model with --engine ort meanwhile.");
+        foreach (var (r, rows, offset, bytes) in fromStaging ?? [])
+        {
+            rows.Target.CopyFrom(run.Output(rows.Output).Span.Slice(checked((int)offset), checked((int)bytes)));
+            batch.MarkDelivered(r, rows.Output);
+            (delivered[rows.Output] ??= []).Add(rows);
+        }
+
         var outputs = new Tensor[Outputs.Count];
         for (var o = 0; o < outputs.Length; o++)
         {
-            if (delivered[o] is { } rows && DeliveredRowsSource.Delivered(Outputs[o].ElementType, (long[])run.OutputShapes[o].Clone(), rows) is { } all)
+            if (delivered[o] is { } rows && DeliveredRowsSource.Delivered(Outputs[o].ElementType, (long[])shapes[o].Clone(), rows) is { } all)
             {
                 outputs[o] = all;
                 continue;
             }
 
             var bytes = run.Output(o);
-            var t = Tensor.Zeros(Outputs[o].ElementType, (long[])run.OutputShapes[o].Clone());
+            var t = Tensor.Zeros(Outputs[o].ElementType, (long[])shapes[o].Clone());
             if (bytes.Length != t.Data.Length)
             {
                 throw new BatchwiseException($"The engine gave {bytes.Length} bytes for output '{Outputs[o].Name}' of {t}, which holds {t.Data.Length}", "This is an engine defect; run the model with --engine ort meanwhile.");

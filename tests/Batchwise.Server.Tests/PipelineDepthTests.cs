@@ -111,7 +111,7 @@ public sealed class PipelineDepthTests
         /// <summary>A staged run that completes only once two runs have been staged at once (the pipeline filled).</summary>
         private sealed class Run(PairingEngine engine, ManagedStagedRun inner) : IStagedRun
         {
-            public IReadOnlyList<long[]> OutputShapes => inner.OutputShapes;
+            public IReadOnlyList<long[]>? OutputShapes => inner.OutputShapes;
 
             public Memory<byte> Input(int index) => inner.Input(index);
 

@@ -15,8 +15,11 @@ public interface IStagedExecution
 /// <summary>One staged execution: fill the inputs, run, read the outputs, dispose.</summary>
 public interface IStagedRun : IDisposable
 {
-    /// <summary>The output shapes (the caller's rows when the engine pads a batch to a profile).</summary>
-    IReadOnlyList<long[]> OutputShapes { get; }
+    /// <summary>
+    /// The output shapes (the caller's rows when the engine pads a batch to a profile); null before <see cref="RunAsync"/>
+    /// where they are known only once run (a data-dependent model), so no output can go to a target in place.
+    /// </summary>
+    IReadOnlyList<long[]>? OutputShapes { get; }
 
     /// <summary>Input <paramref name="index"/>'s bytes, to be written before <see cref="RunAsync"/> (exactly its shape's size).</summary>
     Memory<byte> Input(int index);
@@ -70,7 +73,7 @@ public sealed class ManagedStagedRun : IStagedRun
     }
 
     /// <inheritdoc/>
-    public IReadOnlyList<long[]> OutputShapes => _outputs?.Select(o => o.Shape).ToList() ?? throw new InvalidOperationException("Run first: the shapes of outputs are known once run");
+    public IReadOnlyList<long[]>? OutputShapes => _outputs?.Select(o => o.Shape).ToList();
 
     /// <inheritdoc/>
     public Memory<byte> Input(int index) => _inputs[index].Data;

@@ -80,4 +80,18 @@ public sealed class RowCopiesTests
         var e = Assert.Throws<BatchwiseException>(() => RowCopies.GatherByKernel("fast"));
         Assert.Contains("kernel or copies", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void The_smallest_in_place_host_row_is_32_KB_unless_set_and_a_bad_setting_is_refused()
+    {
+        Assert.Equal(32768, RowCopies.HostRowBytes(null));
+        Assert.Equal(32768, RowCopies.HostRowBytes(" "));
+        Assert.Equal(0, RowCopies.HostRowBytes("0"));
+        Assert.Equal(4096, RowCopies.HostRowBytes(" 4096 "));
+        foreach (var bad in new[] { "-1", "4k", "1e6" })
+        {
+            var e = Assert.Throws<BatchwiseException>(() => RowCopies.HostRowBytes(bad));
+            Assert.Contains($"BATCHWISE_HOST_ROW_BYTES '{bad}' is not a byte count", e.Message, StringComparison.Ordinal);
+        }
+    }
 }

@@ -26,7 +26,7 @@ public sealed class StagedGpuTests
             using var staged = session.Stage([.. inputs.Select(t => t.Shape)]);
             inputs[0].Data.CopyTo(staged.Input(0));
             await staged.RunAsync(TestContext.Current.CancellationToken);
-            Assert.Equal(expected[0].Shape, staged.OutputShapes[0]);
+            Assert.Equal(expected[0].Shape, staged.OutputShapes![0]);
             Assert.True(staged.Output(0).Span.SequenceEqual(expected[0].Data), $"round {round}: staged output differs from Run's");
         }
     }
@@ -74,10 +74,12 @@ public sealed class StagedGpuTests
             session.MakeCurrent();
             using var device = CudaDriver.Allocate(third);
             Upload(device.Pointer, input.Data[(2 * third)..]);
+            session.HostRowBytes = third; // rows this large or larger are copied in place (the default is 32 KB)
             for (var round = 0; round < 2; round++)
             {
                 using var staged = session.Stage([input.Shape]);
                 Assert.False(staged.TryCopyInput(0, 0, new HostTensorSource(host, third, pageLocked: false)), "pageable host memory goes through staging");
+                Assert.False(staged.TryCopyInput(0, 0, new HostTensorSource(host, third - 1, pageLocked: true)), "a page-locked row under HostRowBytes goes through staging");
                 Assert.True(staged.TryCopyInput(0, 0, new HostTensorSource(host, third, pageLocked: true)));
                 Assert.True(staged.TryCopyInput(0, 2 * third, new DeviceTensorSource(new DeviceRange(0, device.Pointer, third), 0, third)));
                 Assert.False(staged.TryCopyInput(0, 2 * third, new DeviceTensorSource(new DeviceRange(1, device.Pointer, third), 0, third)), "another GPU's memory goes through the host");
@@ -111,11 +113,13 @@ public sealed class StagedGpuTests
             Assert.True(registration is not null, failure);
             session.MakeCurrent();
             using var device = CudaDriver.Allocate(third);
+            session.HostRowBytes = third; // rows this large or larger are copied in place (the default is 32 KB)
             for (var round = 0; round < 2; round++)
             {
                 System.Runtime.InteropServices.Marshal.Copy(new byte[third], 0, host, third);
                 using var staged = session.Stage([input.Shape]);
                 Assert.False(staged.TryCopyOutput(0, 0, third, new HostTensorTarget(host, third, pageLocked: false)), "pageable host memory goes through staging");
+                Assert.False(staged.TryCopyOutput(0, 0, third - 1, new HostTensorTarget(host, third, pageLocked: true)), "a page-locked row under HostRowBytes goes through staging");
                 Assert.False(staged.TryCopyOutput(0, 0, third + 1, new HostTensorTarget(host, third, pageLocked: true)), "rows larger than the target are refused");
                 Assert.True(staged.TryCopyOutput(0, 0, third, new HostTensorTarget(host, third, pageLocked: true)));
                 Assert.True(staged.TryCopyOutput(0, 2 * third, third, new DeviceTensorTarget(new DeviceRange(0, device.Pointer, third), 0, third)));
@@ -161,6 +165,7 @@ public sealed class StagedGpuTests
             Assert.True(registeredOut is not null, failure);
             session.MakeCurrent();
             var shift = (batch * inRow) + 3; // where the shifted copy of the input starts
+            session.HostRowBytes = 0; // every page-locked row in place, however small
             using var deviceIn = CudaDriver.Allocate(shift + (batch * inRow));
             Upload(deviceIn.Pointer, input.Data);
             Upload(deviceIn.Pointer + (ulong)shift, input.Data);

@@ -102,14 +102,65 @@ public sealed class DirectOutputTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Rows_a_staging_engine_leaves_in_staging_go_from_there_to_the_region_and_a_region_too_small_gets_none()
+    {
+        // The engine refuses every output target (as the cuda engine refuses rows under BATCHWISE_HOST_ROW_BYTES): the
+        // server copies each request's rows from the run's staging buffer to its region, with no managed copy of the batch.
+        var engine = new TargetStagingEngine(refuses: true);
+        var name = "staged-refuse-" + Guid.NewGuid().ToString("N");
+        EngineRegistry.Register(name, () => engine);
+        await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = 6, Engine = name, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 30_000_000 } }, new ServerMetrics());
+        var expected = Enumerable.Range(1, 3).Select(seed => ServerFixture.Expected(ServerFixture.Input(2, seed), 2)).ToArray();
+        var bytes = expected[0].Length * sizeof(float);
+        var targets = new[] { Region(bytes), Region(bytes - 1), Region(bytes) };
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 3).Select(i => model.InferAsync([Input(2, i + 1)], 0, null, Ct, outputTargets: [targets[i]])));
+
+        Assert.Equal(0, engine.RowsWritten);
+        foreach (var i in new[] { 0, 2 })
+        {
+            Assert.Same(targets[i], results[i][0].Source?.DeliveredTo);
+            Assert.Equal(expected[i], Floats(targets[i], expected[i].Length));
+        }
+
+        Assert.Null(results[1][0].Source);
+        Assert.Equal(expected[1], results[1][0].AsSpan<float>().ToArray());
+        Assert.Equal(0xAB, Marshal.ReadByte(targets[1].Pointer));
+    }
+
+    [Fact]
+    public async Task On_a_staging_engine_that_knows_output_shapes_only_once_run_requests_with_regions_get_their_outputs()
+    {
+        // A data-dependent model on cuda stages through ManagedStagedRun, whose output shapes are unknown before the run:
+        // nothing goes to a region in place, and every request still gets its own outputs (this threw before).
+        var engine = new StagedOrtEngine();
+        var name = "staged-late-shapes-" + Guid.NewGuid().ToString("N");
+        EngineRegistry.Register(name, () => engine);
+        await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = 4, Engine = name, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 30_000_000 } }, new ServerMetrics());
+        var expected = Enumerable.Range(1, 2).Select(seed => ServerFixture.Expected(ServerFixture.Input(2, seed), 2)).ToArray();
+        var targets = new[] { Region(expected[0].Length * sizeof(float)), Region(expected[1].Length * sizeof(float)) };
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 2).Select(i => model.InferAsync([Input(2, i + 1)], 0, null, Ct, outputTargets: [targets[i]])));
+
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Null(results[i][0].Source);
+            Assert.Equal(expected[i], results[i][0].AsSpan<float>().ToArray());
+        }
+    }
+
     /// <summary>ONNX Runtime behind <see cref="IStagedExecution"/>, whose runs write rows to host targets as the cuda engine's do.</summary>
-    private sealed class TargetStagingEngine : IEngine
+    private sealed class TargetStagingEngine(bool refuses = false) : IEngine
     {
         private int _rowsWritten;
 
         public string Name => "staged-out";
 
         public int RowsWritten => Volatile.Read(ref _rowsWritten);
+
+        /// <summary>True when its runs refuse every output target (the rows stay in staging).</summary>
+        public bool Refuses => refuses;
 
         public EngineDescription Describe(EngineOptions options) => new(Name, "test", "none", new Dictionary<string, string>());
 
@@ -141,6 +192,11 @@ public sealed class DirectOutputTests : IDisposable
 
             public bool TryCopyOutput(int index, long byteOffset, long byteCount, TensorTarget target)
             {
+                if (engine.Refuses)
+                {
+                    return false;
+                }
+
                 _direct.Add((index, byteOffset, byteCount, target));
                 return true;
             }
@@ -155,8 +211,9 @@ public sealed class DirectOutputTests : IDisposable
                 }
             }
 
-            // Rows that went to their targets are not here: a server that copied them from here would copy garbage.
-            public ReadOnlyMemory<byte> Output(int index) => new byte[inner.Output(index).Length];
+            // Rows that went to their targets are not here: a server that copied them from here would copy garbage. A run
+            // that refuses targets keeps every row here, as the cuda engine's staging buffer does.
+            public ReadOnlyMemory<byte> Output(int index) => engine.Refuses ? inner.Output(index) : new byte[inner.Output(index).Length];
 
             public void Dispose() => inner.Dispose();
         }
