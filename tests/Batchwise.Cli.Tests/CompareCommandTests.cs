@@ -157,4 +157,14 @@ public sealed class CompareInputsTests : IDisposable
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void A_quantized_model_is_judged_by_the_int8_bar_against_a_float_one_or_on_another_engine_but_not_on_the_same()
+    {
+        Assert.True(Commands.CompareCommand.JudgedAsInt8(Engines.Precision.Int8, false, false, sameEngine: true));
+        Assert.True(Commands.CompareCommand.JudgedAsInt8(Engines.Precision.Fp32, true, false, sameEngine: true));
+        Assert.True(Commands.CompareCommand.JudgedAsInt8(Engines.Precision.Fp16, true, true, sameEngine: false)); // ort against cuda
+        Assert.False(Commands.CompareCommand.JudgedAsInt8(Engines.Precision.Fp32, true, true, sameEngine: true));
+        Assert.False(Commands.CompareCommand.JudgedAsInt8(Engines.Precision.Fp16, false, false, sameEngine: false));
+    }
 }

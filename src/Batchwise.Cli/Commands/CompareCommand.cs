@@ -76,9 +76,7 @@ public static class CompareCommand
             var generator = new InputGenerator(referenceModel, parse.GetValue(seed), data);
             var tensors = generator.Generate(ShapeBindings.Parse(parse.GetValue(shapes) ?? []).Resolve(referenceModel.Inputs, referenceModel.FindBatchAxis(), parse.GetValue(batchSize)));
             var filled = generator.Describe();
-            // An int8 candidate (--precision int8, or a quantized model against a float one) rounds every value to one of 256
-            // levels: judged by cosine and top-1 agreement unless a tolerance is given.
-            var int8 = candidateOptions.Precision == Precision.Int8 || (QuantizedGraph.IsQuantized(candidateModel) && !QuantizedGraph.IsQuantized(referenceModel));
+            var int8 = JudgedAsInt8(candidateOptions.Precision, QuantizedGraph.IsQuantized(candidateModel), QuantizedGraph.IsQuantized(referenceModel), engineNames[0] == engineNames[^1]);
             var explicitTolerance = parse.GetResult(rtol) is { Implicit: false } || parse.GetResult(atol) is { Implicit: false };
             var agreement = int8 && !explicitTolerance ? Agreement.Int8 : null;
             var result = ModelComparison.Run(reference, candidate, tensors, tolerance, ct, agreement);
@@ -95,6 +93,15 @@ public static class CompareCommand
         });
         return command;
     }
+
+    /// <summary>
+    /// Whether the candidate is judged by the int8 bar (cosine and top-1 agreement) rather than a tolerance: an int8
+    /// candidate (--precision int8), or a quantized model against a float one, rounds every value to one of 256 levels;
+    /// so does a quantized model on another engine than the reference's (ONNX Runtime's QLinearConv and the cuda
+    /// engine's int8 graph requantize alike but round differently, one step here and there, through every layer).
+    /// </summary>
+    internal static bool JudgedAsInt8(Precision candidatePrecision, bool candidateQuantized, bool referenceQuantized, bool sameEngine) =>
+        candidatePrecision == Precision.Int8 || (candidateQuantized && (!referenceQuantized || !sameEngine));
 
     /// <summary>", precision P" where the engine's description names a precision (cuda always; ort for int8).</summary>
     private static string PrecisionOf(EngineDescription engine) => engine.Details.TryGetValue("precision", out var p) ? $", precision {p}" : string.Empty;

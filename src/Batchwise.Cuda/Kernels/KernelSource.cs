@@ -520,10 +520,21 @@ internal static partial class KernelSource
     public static long TransposeThreads(long batch, long rows, long cols) => batch * ((rows + 31) / 32) * ((cols + 31) / 32) * BlockSize;
 
     /// <summary>
-    /// An [N, C, H, W] tensor to channels-last [N, H, W, <paramref name="paddedChannels"/>] with zeros in the added
-    /// channels, converting the element type on the way (a network's float32 image to float16 for its first convolution).
+    /// A QuantizeLinear and DequantizeLinear pair applied to a value on the way: saturate(round_half_even(v / Scale) + Zero)
+    /// to [Low, High], then (q - Zero) * Scale.
     /// </summary>
-    public static KernelCode ChannelsLastPadded(ElementType from, ElementType to, long n, long channels, long pixels, long paddedChannels)
+    public readonly record struct QuantRounding(float Scale, double Zero, int Low, int High)
+    {
+        /// <summary>The pair applied to the float expression <paramref name="v"/>, as the QuantizeLinear lowering rounds.</summary>
+        public string Apply(string v) => $"((fminf(fmaxf(rintf(({v}) / {F(Scale)}) + {F(Zero)}, {F(Low)}), {F(High)}) - {F(Zero)}) * {F(Scale)})";
+    }
+
+    /// <summary>
+    /// An [N, C, H, W] tensor to channels-last [N, H, W, <paramref name="paddedChannels"/>] with zeros in the added
+    /// channels, converting the element type on the way (a network's float32 image to float16 for its first convolution),
+    /// each value quantized and dequantized first where <paramref name="rounding"/> is given.
+    /// </summary>
+    public static KernelCode ChannelsLastPadded(ElementType from, ElementType to, long n, long channels, long pixels, long paddedChannels, QuantRounding? rounding = null)
     {
         // One thread per pixel: its few channels read from their planes (neighbouring threads, neighbouring pixels), the
         // padded pixel written at once (16 bytes for 8 half values) where the size allows.
@@ -540,15 +551,17 @@ internal static partial class KernelSource
         b.Append("    const ").Append(ix).Append(" bq = ").Append(w.Quot(px, "p")).Append(", q = p - bq * ").Append(w.DivValue(px)).Append(";\n");
         b.Append("    const ").Append(CType(from)).Append("* s = src + bq * ").Append(ch).Append(" * ").Append(w.DivValue(px)).Append(" + q;\n");
         var pc = KernelWriter.Lit(paddedChannels);
+        var read = $"(float)s[c * {w.DivValue(px)}]";
+        var value = rounding is { } r ? $"({r.Apply(read)})" : read;
         if (vector is not null)
         {
             b.Append("    ").Append(vector).Append(" packed; ").Append(CType(to)).Append("* v = (").Append(CType(to)).Append("*)&packed;\n");
-            b.Append("    #pragma unroll\n    for (int c = 0; c < ").Append(pc).Append("; c++) v[c] = c < (int)").Append(ch).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(w.DivValue(px)).Append("] : (").Append(CType(to)).Append(")0.f;\n");
+            b.Append("    #pragma unroll\n    for (int c = 0; c < ").Append(pc).Append("; c++) v[c] = c < (int)").Append(ch).Append(" ? (").Append(CType(to)).Append(")").Append(value).Append(" : (").Append(CType(to)).Append(")0.f;\n");
             b.Append("    *(").Append(vector).Append("*)(dst + p * ").Append(pc).Append(") = packed;\n");
         }
         else
         {
-            b.Append("    for (int c = 0; c < ").Append(pc).Append("; c++) dst[p * ").Append(pc).Append(" + c] = c < (int)").Append(ch).Append(" ? (").Append(CType(to)).Append(")(float)s[c * ").Append(w.DivValue(px)).Append("] : (").Append(CType(to)).Append(")0.f;\n");
+            b.Append("    for (int c = 0; c < ").Append(pc).Append("; c++) dst[p * ").Append(pc).Append(" + c] = c < (int)").Append(ch).Append(" ? (").Append(CType(to)).Append(")").Append(value).Append(" : (").Append(CType(to)).Append(")0.f;\n");
         }
 
         return w.Build($"{CType(to)}* __restrict__ dst, const {CType(from)}* __restrict__ src, {KernelWriter.ArgsParameter}");

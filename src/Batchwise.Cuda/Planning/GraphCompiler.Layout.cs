@@ -3,6 +3,7 @@ using System.Text;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
@@ -160,9 +161,10 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// A graph input as the plan computes with it: float32 becomes float16 (4-d inputs channels-last) in one kernel; an
-    /// image whose only consumers are convolutions gets its few channels padded to <paramref name="padTo"/> in that kernel.
+    /// image whose only consumers are convolutions gets its few channels padded to <paramref name="padTo"/> in that kernel,
+    /// each value first quantized and dequantized where <paramref name="rounding"/> is given (a QDQ model's stem input).
     /// </summary>
-    private PlanValue EnterInput(PlanValue raw, long padTo = 0)
+    private PlanValue EnterInput(PlanValue raw, long padTo = 0, KernelSource.QuantRounding? rounding = null)
     {
         if (St(raw.Type) == raw.Type)
         {
@@ -173,7 +175,7 @@ internal sealed partial class GraphCompiler
         if (padTo > 0)
         {
             var padded = NewValue(raw.Type, [s4[0], padTo, s4[2], s4[3]], true, "input padded to " + padTo + " channels");
-            Kernel(KernelSource.ChannelsLastPadded(raw.Type, padded.Type, s4[0], s4[1], s4[2] * s4[3], padTo), KernelSource.ChannelsLastPaddedThreads(s4[0], s4[2] * s4[3]), Dev(padded), Dev(raw));
+            Kernel(KernelSource.ChannelsLastPadded(raw.Type, padded.Type, s4[0], s4[1], s4[2] * s4[3], padTo, rounding), KernelSource.ChannelsLastPaddedThreads(s4[0], s4[2] * s4[3]), Dev(padded), Dev(raw));
             return new PlanValue(padded.Type, s4, null, padded.Buffer) { Nhwc = true, PaddedChannels = padTo };
         }
 
@@ -207,6 +209,43 @@ internal sealed partial class GraphCompiler
         var convs = users.All(n => n.OpType == "Conv" && n.Input[0] == input && n.Input.Skip(1).All(w => w != input)
             && new NodeAttributes(n).Int("group", 1) == 1 && _model.Graph.Initializer.Any(t => t.Name == n.Input[1]));
         return convs ? (shape[1] + 7) / 8 * 8 : 0;
+    }
+
+    /// <summary>
+    /// A QDQ model's image input (<c>batchwise optimize --int8</c>, ONNX Runtime's quantizer): input -> QuantizeLinear ->
+    /// DequantizeLinear -> convolutions only, each node the other's only reader, the pair with one constant scale and zero
+    /// point. Its rounding then joins the input's padded entry kernel, reading the float32 input as ONNX Runtime does, and
+    /// the stem convolution gets the padded channels it wants: no pass that rounds a half copy, no padding copy after it.
+    /// A zero padded channel stays zero (the stored zero point dequantizes to 0). Null for any other input.
+    /// </summary>
+    private (OnnxProto.NodeProto Quantize, OnnxProto.NodeProto Dequantize, long PadTo, KernelSource.QuantRounding Rounding)? QuantizedStemInput(string input, long[] shape, IReadOnlyDictionary<string, HostTensor> initializers)
+    {
+        if (!Half || _graphOutputs.Contains(input) || !_consumers.TryGetValue(input, out var users) || users is not [{ OpType: "QuantizeLinear", Domain: "" } q]
+            || q.Input[0] != input || _graphOutputs.Contains(q.Output[0]) || !_consumers.TryGetValue(q.Output[0], out var readers)
+            || readers is not [{ OpType: "DequantizeLinear", Domain: "" } dq] || dq.Input[0] != q.Output[0] || new NodeAttributes(q).Int("block_size", 0) != 0)
+        {
+            return null;
+        }
+
+        static bool Given(OnnxProto.NodeProto n, int i) => n.Input.Count > i && n.Input[i].Length > 0;
+        HostTensor? Constant(OnnxProto.NodeProto n, int i) => Given(n, i) && initializers.TryGetValue(n.Input[i], out var c) && c.Count == 1 ? c : null;
+        var (scale, zero, dqScale, dqZero) = (Constant(q, 1), Constant(q, 2), Constant(dq, 1), Constant(dq, 2));
+        var sameZero = Given(q, 2) ? zero is not null && dqZero is not null && zero.Type == dqZero.Type && zero[0] == dqZero[0] : !Given(dq, 2);
+        var stored = zero?.Type ?? (ElementType)new NodeAttributes(q).Int("output_dtype", (long)ElementType.UInt8);
+        if (scale is null || dqScale is null || (float)scale[0] != (float)dqScale[0] || !((float)scale[0] > 0) || !sameZero
+            || stored is not (ElementType.UInt8 or ElementType.Int8) || _graphOutputs.Contains(dq.Output[0]))
+        {
+            return null;
+        }
+
+        var padTo = StemChannels(dq.Output[0], shape);
+        if (padTo == 0)
+        {
+            return null;
+        }
+
+        var (low, high) = stored == ElementType.UInt8 ? (0, 255) : (-128, 127);
+        return (q, dq, padTo, new KernelSource.QuantRounding((float)scale[0], zero?[0] ?? 0, low, high));
     }
 
     /// <summary>A graph output as the caller wants it: in the model's declared type and NCHW order.</summary>

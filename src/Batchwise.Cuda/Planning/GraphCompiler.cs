@@ -226,7 +226,19 @@ internal sealed partial class GraphCompiler
                 var b = NewBuffer(t.ElementCount * t.ElementType.SizeOf(), "input " + specs[i].Name);
                 b.WholeRun = true;
                 _node = "input " + specs[i].Name;
-                _values[specs[i].Name] = EnterInput(new PlanValue(t.ElementType, t.Shape, null, b.Id), StemChannels(specs[i].Name, t.Shape));
+                var raw = new PlanValue(t.ElementType, t.Shape, null, b.Id);
+                if (QuantizedStemInput(specs[i].Name, t.Shape, initializers) is { } q)
+                {
+                    // input -> QuantizeLinear -> DequantizeLinear -> convolutions: the pair's rounding in the entry kernel.
+                    _values[q.Dequantize.Output[0]] = EnterInput(raw, q.PadTo, q.Rounding);
+                    _folded.Add(q.Quantize);
+                    _folded.Add(q.Dequantize);
+                }
+                else
+                {
+                    _values[specs[i].Name] = EnterInput(raw, StemChannels(specs[i].Name, t.Shape));
+                }
+
                 inputBuffers[i] = b.Id;
             }
         }

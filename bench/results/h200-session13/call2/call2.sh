@@ -14,7 +14,7 @@ t "extracted; $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 ( python3 bench/peers/world.py --cli "$CLI" --python python3 --out "$R/world-x" --work "$WORK/exports" --export-only --jobs 6 --export-limit 200 \
     --models resnext50_32x4d,efficientnet_b0,convnext_tiny,vit_small_patch16_224,regnetx_016,deit_small_patch16_224,vit-hf,bert > "$R/exports.log" 2>&1 ) &
 EXP=$!
-CLI="$CLI" OUT="$R/serve-ab" VARIANTS="|--instances 3|--pipeline-depth 3" CUDA_C=512 SYSTEM_C=512,1024 timeout 200 bash bench/device/serve-ab.sh > /dev/null 2>&1
+CLI="$CLI" OUT="$R/serve-ab" VARIANTS="|--instances 3|--pipeline-depth 3" CUDA_C=512 SYSTEM_C=512,1024 timeout 220 bash bench/device/serve-ab.sh > /dev/null 2>&1
 t "serve-ab exit $?"
 wait $EXP; t "exports: $(ls "$WORK/exports" 2>/dev/null | tr '\n' ' ')"
 timeout $(( $(left) > 200 ? 200 : $(left) )) python3 bench/peers/world.py --cli "$CLI" --python python3 --out "$R/world" --work "$WORK/exports" \
