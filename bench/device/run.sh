@@ -309,7 +309,7 @@ PYEOF
     echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
     kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
     tail -3 "$WORK/serve.log"
-    if [ -n "${SERVE_MORE_INSTANCES:-3}" ]; then
+    if [ -n "${SERVE_MORE_INSTANCES-3}" ]; then
       # The shared-memory points again with more instances (more batches in flight to overlap copies and compute).
       n=${SERVE_MORE_INSTANCES:-3}
       "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances $n --max-queue-delay-us 200 \
