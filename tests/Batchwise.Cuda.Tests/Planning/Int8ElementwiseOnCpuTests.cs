@@ -1,8 +1,7 @@
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
-using OnnxProto = Onnx;
+using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -13,52 +12,25 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class Int8ElementwiseOnCpuTests
 {
-    private static OnnxProto.NodeProto Node(string op, string output, params string[] inputs)
-    {
-        var n = new OnnxProto.NodeProto { OpType = op, Name = output };
-        n.Input.AddRange(inputs);
-        n.Output.Add(output);
-        return n;
-    }
-
-    private static OnnxProto.ValueInfoProto Info(string name, ElementType type, long[] dims)
-    {
-        var info = new OnnxProto.ValueInfoProto { Name = name, Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)type, Shape = new OnnxProto.TensorShapeProto() } } };
-        info.Type.TensorType.Shape.Dim.AddRange(dims.Select(d => new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = d }));
-        return info;
-    }
-
     /// <summary>
     /// a (uint8) and b (int8) dequantized, added, and quantized to int8: y = Q(DQ(a) + DQ(b)); and x (float) quantized
     /// to uint8 and back, times 2, quantized to int8: z = Q(2 DQ(Q(x))).
     /// </summary>
     private static OnnxModel Model(long[] shape)
     {
-        var g = new OnnxProto.GraphProto { Name = "int8-elementwise" };
-        void Scalar(string name, ElementType type, double value) => g.Initializer.Add((type == ElementType.Float ? HostTensor.OfFloats(type, [], [value]) : HostTensor.OfInts(type, [], [(long)value])).ToProto(name));
-        Scalar("sa", ElementType.Float, 0.05);
-        Scalar("za", ElementType.UInt8, 131);
-        Scalar("sb", ElementType.Float, 0.03);
-        Scalar("zb", ElementType.Int8, -5);
-        Scalar("sy", ElementType.Float, 0.07);
-        Scalar("zy", ElementType.Int8, 3);
-        Scalar("two", ElementType.Float, 2);
-        g.Node.Add(Node("DequantizeLinear", "ad", "a", "sa", "za"));
-        g.Node.Add(Node("DequantizeLinear", "bd", "b", "sb", "zb"));
-        g.Node.Add(Node("Add", "sum", "ad", "bd"));
-        g.Node.Add(Node("QuantizeLinear", "y", "sum", "sy", "zy"));
-        g.Node.Add(Node("QuantizeLinear", "xq", "x", "sa", "za"));
-        g.Node.Add(Node("DequantizeLinear", "xd", "xq", "sa", "za"));
-        g.Node.Add(Node("Mul", "x2", "xd", "two"));
-        g.Node.Add(Node("QuantizeLinear", "z", "x2", "sy", "zy"));
-        g.Input.Add(Info("a", ElementType.UInt8, shape));
-        g.Input.Add(Info("b", ElementType.Int8, shape));
-        g.Input.Add(Info("x", ElementType.Float, shape));
-        g.Output.Add(Info("y", ElementType.Int8, shape));
-        g.Output.Add(Info("z", ElementType.Int8, shape));
-        var proto = new OnnxProto.ModelProto { IrVersion = 8, Graph = g };
-        proto.OpsetImport.Add(new OnnxProto.OperatorSetIdProto { Domain = string.Empty, Version = 17 });
-        return OnnxModel.FromProto(proto, "int8-elementwise");
+        var g = new GraphBuilder("int8-elementwise");
+        var (a, b, x) = (g.Input("a", ElementType.UInt8, [.. shape.Cast<object>()]), g.Input("b", ElementType.Int8, [.. shape.Cast<object>()]), g.Input("x", ElementType.Float, [.. shape.Cast<object>()]));
+        var (sa, sb, sy, two) = (g.Initializer("sa", [], [0.05f]), g.Initializer("sb", [], [0.03f]), g.Initializer("sy", [], [0.07f]), g.Initializer("two", [], [2f]));
+        var za = g.Raw<byte>("za", ElementType.UInt8, [], [131]);
+        var zb = g.Raw<sbyte>("zb", ElementType.Int8, [], [-5]);
+        var zy = g.Raw<sbyte>("zy", ElementType.Int8, [], [3]);
+        var sum = g.Node("Add", [g.Node("DequantizeLinear", [a, sa, za]), g.Node("DequantizeLinear", [b, sb, zb])]);
+        g.Rename(g.Node("QuantizeLinear", [sum, sy, zy]), "y");
+        var xd = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [x, sa, za]), sa, za]);
+        g.Rename(g.Node("QuantizeLinear", [g.Node("Mul", [xd, two]), sy, zy]), "z");
+        g.Output("y", ElementType.Int8, [.. shape.Cast<object>()]);
+        g.Output("z", ElementType.Int8, [.. shape.Cast<object>()]);
+        return g.Build("int8-elementwise");
     }
 
     [Theory]

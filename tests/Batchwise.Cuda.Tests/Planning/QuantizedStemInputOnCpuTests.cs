@@ -2,8 +2,7 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
-using Batchwise.Operators;
-using OnnxProto = Onnx;
+using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
@@ -15,42 +14,19 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class QuantizedStemInputOnCpuTests
 {
-    private static OnnxProto.NodeProto Node(string op, string output, params string[] inputs)
-    {
-        var n = new OnnxProto.NodeProto { OpType = op, Name = output };
-        n.Input.AddRange(inputs);
-        n.Output.Add(output);
-        return n;
-    }
-
-    private static OnnxProto.ValueInfoProto Info(string name, params long[] dims)
-    {
-        var info = new OnnxProto.ValueInfoProto { Name = name, Type = new OnnxProto.TypeProto { TensorType = new OnnxProto.TypeProto.Types.Tensor { ElemType = (int)ElementType.Float, Shape = new OnnxProto.TensorShapeProto() } } };
-        info.Type.TensorType.Shape.Dim.AddRange(dims.Select(d => new OnnxProto.TensorShapeProto.Types.Dimension { DimValue = d }));
-        return info;
-    }
-
-    /// <summary>x [2, 3, 20, 24] -> Q/DQ (scale 2/255, zero point 127 uint8, or -1 int8) [-> Q/DQ again when <paramref name="otherZero"/>] -> Conv 3x3 pad 1, 16 outputs -> Relu.</summary>
+    /// <summary>x [2, 3, 20, 24] -> Q/DQ (scale 2/255, zero point 127 uint8, or -1 int8; the DequantizeLinear's own zero point another one when <paramref name="otherZero"/>) -> Conv 3x3 pad 1, 16 outputs -> Relu.</summary>
     private static OnnxModel Model(ElementType zeroType, bool otherZero = false)
     {
-        var rng = new Random(4);
-        var g = new OnnxProto.GraphProto { Name = "qdq-stem" };
-        g.Initializer.Add(HostTensor.OfFloats(ElementType.Float, [], [2.0 / 255]).ToProto("s"));
-        g.Initializer.Add(HostTensor.OfInts(zeroType, [], [zeroType == ElementType.UInt8 ? 127 : -1]).ToProto("z"));
-        g.Initializer.Add(HostTensor.OfInts(zeroType, [], [zeroType == ElementType.UInt8 ? 120 : -3]).ToProto("z2"));
-        g.Initializer.Add(HostTensor.OfFloats(ElementType.Float, [16, 3, 3, 3], [.. Enumerable.Range(0, 16 * 27).Select(_ => rng.NextDouble() - 0.5)]).ToProto("w"));
-        g.Initializer.Add(HostTensor.OfFloats(ElementType.Float, [16], [.. Enumerable.Range(0, 16).Select(_ => (rng.NextDouble() - 0.5) * 0.1)]).ToProto("b"));
-        g.Node.Add(Node("QuantizeLinear", "xq", "x", "s", "z"));
-        g.Node.Add(Node("DequantizeLinear", "xd", "xq", "s", otherZero ? "z2" : "z"));
-        var conv = Node("Conv", "y", "xd", "w", "b");
-        conv.Attribute.Add(new OnnxProto.AttributeProto { Name = "pads", Type = OnnxProto.AttributeProto.Types.AttributeType.Ints, Ints = { 1, 1, 1, 1 } });
-        g.Node.Add(conv);
-        g.Node.Add(Node("Relu", "r", "y"));
-        g.Input.Add(Info("x", 2, 3, 20, 24));
-        g.Output.Add(Info("r", 2, 16, 20, 24));
-        var proto = new OnnxProto.ModelProto { IrVersion = 8, Graph = g };
-        proto.OpsetImport.Add(new OnnxProto.OperatorSetIdProto { Domain = string.Empty, Version = 17 });
-        return OnnxModel.FromProto(proto, "qdq-stem");
+        var g = new GraphBuilder("qdq-stem", seed: 4);
+        var x = g.Input("x", ElementType.Float, 2L, 3L, 20L, 24L);
+        var s = g.Initializer("s", [], [2f / 255]);
+        string Zero(string name, int uint8, int int8) => zeroType == ElementType.UInt8 ? g.Raw<byte>(name, zeroType, [], [(byte)uint8]) : g.Raw<sbyte>(name, zeroType, [], [(sbyte)int8]);
+        var z = Zero("z", 127, -1);
+        var xd = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [x, s, z]), s, otherZero ? Zero("z2", 120, -3) : z]);
+        var y = g.Node("Conv", [xd, g.Weight("w", [16, 3, 3, 3], 0.5f), g.Weight("b", [16], 0.05f)], GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L));
+        g.Rename(g.Node("Relu", [y]), "r");
+        g.Output("r", ElementType.Float, 2L, 16L, 20L, 24L);
+        return g.Build("qdq-stem");
     }
 
     private static List<Tensor> Inputs()

@@ -41,6 +41,14 @@ public sealed class DirectOutputTests : IDisposable
         return values;
     }
 
+    /// <summary>zoo:mlp served on <paramref name="engine"/> (registered under a fresh name), a batch sent only once full.</summary>
+    private static ServedModel ServedOn(IEngine engine, string prefix, int maxBatchSize)
+    {
+        var name = prefix + Guid.NewGuid().ToString("N");
+        EngineRegistry.Register(name, () => engine);
+        return ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = maxBatchSize, Engine = name, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 30_000_000 } }, new ServerMetrics());
+    }
+
     private static NamedTensor Input(int rows, int seed) => new("input", Tensor.From<float>(ElementType.Float, [rows, Width], ServerFixture.Input(rows, seed)));
 
     [Fact]
@@ -85,9 +93,7 @@ public sealed class DirectOutputTests : IDisposable
     public async Task On_a_staging_engine_the_rows_go_from_the_run_to_the_region_and_the_server_copies_nothing()
     {
         var engine = new TargetStagingEngine();
-        var name = "staged-out-" + Guid.NewGuid().ToString("N");
-        EngineRegistry.Register(name, () => engine);
-        await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = 4, Engine = name, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 30_000_000 } }, new ServerMetrics());
+        await using var model = ServedOn(engine, "staged-out-", maxBatchSize: 4);
         var expected = Enumerable.Range(1, 2).Select(seed => ServerFixture.Expected(ServerFixture.Input(2, seed), 2)).ToArray();
         var bytes = expected[0].Length * sizeof(float);
         var targets = new[] { Region(bytes), Region(bytes) };
@@ -108,9 +114,7 @@ public sealed class DirectOutputTests : IDisposable
         // The engine refuses every output target (as the cuda engine refuses rows under BATCHWISE_HOST_ROW_BYTES): the
         // server copies each request's rows from the run's staging buffer to its region, with no managed copy of the batch.
         var engine = new TargetStagingEngine(refuses: true);
-        var name = "staged-refuse-" + Guid.NewGuid().ToString("N");
-        EngineRegistry.Register(name, () => engine);
-        await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = 6, Engine = name, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 30_000_000 } }, new ServerMetrics());
+        await using var model = ServedOn(engine, "staged-refuse-", maxBatchSize: 6);
         var expected = Enumerable.Range(1, 3).Select(seed => ServerFixture.Expected(ServerFixture.Input(2, seed), 2)).ToArray();
         var bytes = expected[0].Length * sizeof(float);
         var targets = new[] { Region(bytes), Region(bytes - 1), Region(bytes) };
@@ -135,9 +139,7 @@ public sealed class DirectOutputTests : IDisposable
         // A data-dependent model on cuda stages through ManagedStagedRun, whose output shapes are unknown before the run:
         // nothing goes to a region in place, and every request still gets its own outputs (this threw before).
         var engine = new StagedOrtEngine();
-        var name = "staged-late-shapes-" + Guid.NewGuid().ToString("N");
-        EngineRegistry.Register(name, () => engine);
-        await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = 4, Engine = name, DynamicBatching = new DynamicBatchingConfig { MaxQueueDelayMicroseconds = 30_000_000 } }, new ServerMetrics());
+        await using var model = ServedOn(engine, "staged-late-shapes-", maxBatchSize: 4);
         var expected = Enumerable.Range(1, 2).Select(seed => ServerFixture.Expected(ServerFixture.Input(2, seed), 2)).ToArray();
         var targets = new[] { Region(expected[0].Length * sizeof(float)), Region(expected[1].Length * sizeof(float)) };
 
