@@ -207,8 +207,16 @@ internal sealed partial class GraphCompiler
         }
 
         var convs = users.All(n => n.OpType == "Conv" && n.Input[0] == input && n.Input.Skip(1).All(w => w != input)
-            && new NodeAttributes(n).Int("group", 1) == 1 && _model.Graph.Initializer.Any(t => t.Name == n.Input[1]));
+            && new NodeAttributes(n).Int("group", 1) == 1 && ConstantFilter(n.Input[1]));
         return convs ? (shape[1] + 7) / 8 * 8 : 0;
+    }
+
+    /// <summary>An initializer, or a QDQ model's quantized filter: the output of a DequantizeLinear of initializers.</summary>
+    private bool ConstantFilter(string name)
+    {
+        bool Initializer(string n) => _model.Graph.Initializer.Any(t => t.Name == n);
+        return Initializer(name) || _model.Graph.Node.FirstOrDefault(p => p.Output.Contains(name)) is { OpType: "DequantizeLinear", Domain: "" } dq
+            && dq.Input.All(i => i.Length == 0 || Initializer(i));
     }
 
     /// <summary>
