@@ -13,7 +13,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 public sealed class Int8PlanTests
 {
     /// <summary>The zoo's resnet18 at 32x32 with the transforms `optimize --int8` applies (without its verification runs).</summary>
-    private static readonly Lazy<OnnxModel> QdqResnet18 = new(() =>
+    internal static readonly Lazy<OnnxModel> QdqResnet18 = new(() =>
     {
         var model = ModelZoo.Build("zoo:resnet18?size=32");
         foreach (var t in new IModelTransform[] { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval(), new Int8Quantization(CalibrationData.Parse("random:1")) })

@@ -67,13 +67,7 @@ public sealed class QuantizedStemInputOnCpuTests
     public void An_optimized_resnet18s_input_whose_stem_filter_is_dequantized_enters_rounded_and_padded()
     {
         // `optimize --int8`'s model: the stem's filter is a DequantizeLinear of int8 initializers, not a float initializer.
-        var model = ModelZoo.Build("zoo:resnet18?size=32");
-        foreach (var t in new Transforms.IModelTransform[] { new Transforms.ConstantFolding(), new Transforms.BatchNormFolding(), new Transforms.DeadNodeRemoval(), new Transforms.Int8Quantization(Transforms.CalibrationData.Parse("random:1")) })
-        {
-            t.Apply(model);
-        }
-
-        var plan = Plan(model, [Tensor.From<float>(ElementType.Float, [2, 3, 32, 32], new float[2 * 3 * 32 * 32])]);
+        var plan = Plan(Int8PlanTests.QdqResnet18.Value, [Tensor.From<float>(ElementType.Float, [2, 3, 32, 32], new float[2 * 3 * 32 * 32])]);
         Assert.Contains("rintf", Assert.IsType<KernelStep>(plan.Steps[0]).Source, StringComparison.Ordinal);
         var stem = plan.Steps.TakeWhile(s => !s.Node.StartsWith("MaxPool", StringComparison.Ordinal)).Where(s => s.Node.StartsWith("Conv", StringComparison.Ordinal)).ToList();
         Assert.Contains("own conv kernel", Assert.Single(stem).Node, StringComparison.Ordinal);
