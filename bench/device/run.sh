@@ -290,15 +290,15 @@ PYEOF
     METRICS=http://127.0.0.1:18000/metrics
     "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/metrics', timeout=2)" 2>/dev/null && METRICS=http://127.0.0.1:8002/metrics
     echo "## plan builds when ready"; metric "$METRICS" batchwise_plan_builds_total
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64"
-    timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64 --duration 4 --warmup 1 2>&1 | tail -12
+    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64,256"
+    timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64,256 --duration 4 --warmup 1 2>&1 | tail -12
     echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system (inputs by reference, page-locked and copied to the device in place)"
     timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -10
     echo "## server log: page-locking of the load's regions"; grep -h "page-locked" "$WORK/serve.log" | head -4
     echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda (inputs in the load process's device memory, copied device to device; BATCHWISE_GATHER=${BATCHWISE_GATHER:-copies}: kernel = a batch's rows in one launch each way, copies = one copy a row)"
     timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -10
-    echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64"
-    timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64 --duration 4 --warmup 1 2>&1 | tail -8
+    echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64,256"
+    timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64,256 --duration 4 --warmup 1 2>&1 | tail -8
     echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
     echo "## offline in the same run (issue 12's references): --transfers b=1 c=1 and b=64 c=2"
     timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --transfers -b 1,64 -c 1,2 --duration 1s --warmup 0.5s \
