@@ -472,8 +472,7 @@ internal static partial class KernelSource
                 vs[^1] /= k;
                 var ss = srcStrides.Select((v, d) => d == n - 1 ? 1 : v / k).ToArray();
                 var ds = dstStrides.Select((v, d) => d == n - 1 ? 1 : v / k).ToArray();
-                var type = width switch { 16 => "uint4", 8 => "uint2", _ => "unsigned int" };
-                return (vs, ss, srcBase / k, ds, dstBase / k, type);
+                return (vs, ss, srcBase / k, ds, dstBase / k, VectorOf(width));
             }
         }
 
@@ -539,7 +538,7 @@ internal static partial class KernelSource
         // One thread per pixel: its few channels read from their planes (neighbouring threads, neighbouring pixels), the
         // padded pixel written at once (16 bytes for 8 half values) where the size allows.
         var bytes = paddedChannels * to.SizeOf();
-        var vector = bytes is 16 or 8 or 4 ? (bytes == 16 ? "uint4" : bytes == 8 ? "uint2" : "unsigned int") : null;
+        var vector = bytes is 16 or 8 or 4 ? VectorOf((int)bytes) : null;
         var w = new KernelWriter(KernelWriter.Fits32(n * pixels * paddedChannels) && KernelWriter.Fits32(n * pixels * channels));
         var ix = w.Idx;
         var count = w.Size("n", n * pixels);
