@@ -235,13 +235,16 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        static bool Given(OnnxProto.NodeProto n, int i) => n.Input.Count > i && n.Input[i].Length > 0;
-        HostTensor? Constant(OnnxProto.NodeProto n, int i) => Given(n, i) && initializers.TryGetValue(n.Input[i], out var c) && c.Count == 1 ? c : null;
-        var (scale, zero, dqScale, dqZero) = (Constant(q, 1), Constant(q, 2), Constant(dq, 1), Constant(dq, 2));
-        var sameZero = Given(q, 2) ? zero is not null && dqZero is not null && zero.Type == dqZero.Type && zero[0] == dqZero[0] : !Given(dq, 2);
-        var stored = zero?.Type ?? (ElementType)new NodeAttributes(q).Int("output_dtype", (long)ElementType.UInt8);
-        if (scale is null || dqScale is null || (float)scale[0] != (float)dqScale[0] || !((float)scale[0] > 0) || !sameZero
-            || stored is not (ElementType.UInt8 or ElementType.Int8) || _graphOutputs.Contains(dq.Output[0]))
+        static bool ZeroGiven(OnnxProto.NodeProto n) => n.Input.Count > 2 && n.Input[2].Length > 0;
+        PlanValue? Initializer(string name) => initializers.TryGetValue(name, out var c) ? new PlanValue(c.Type, c.Shape, c) : null;
+        if (QdqPerTensor(q, Initializer) is not { } own || QdqPerTensor(dq, Initializer) is not { } undo || own != undo || !(own.Scale > 0)
+            || ZeroGiven(q) != ZeroGiven(dq) || _graphOutputs.Contains(dq.Output[0]))
+        {
+            return null;
+        }
+
+        var stored = ZeroGiven(q) ? own.Type : (ElementType)new NodeAttributes(q).Int("output_dtype", (long)ElementType.UInt8);
+        if (stored is not (ElementType.UInt8 or ElementType.Int8))
         {
             return null;
         }
@@ -253,7 +256,7 @@ internal sealed partial class GraphCompiler
         }
 
         var (low, high) = stored == ElementType.UInt8 ? (0, 255) : (-128, 127);
-        return (q, dq, padTo, new KernelSource.QuantRounding((float)scale[0], zero?[0] ?? 0, low, high));
+        return (q, dq, padTo, new KernelSource.QuantRounding((float)own.Scale, own.Zero, low, high));
     }
 
     /// <summary>A graph output as the caller wants it: in the model's declared type and NCHW order.</summary>

@@ -294,16 +294,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private Int8ResidualFusion? FindInt8Residual(OnnxProto.NodeProto q, long[] yShape)
     {
-        (double Scale, double Zero, ElementType Type)? PerTensor(OnnxProto.NodeProto node)
-        {
-            if (node.Domain.Length != 0 || node.Input.Count < 2 || !_values.TryGetValue(node.Input[1], out var scale))
-            {
-                return null;
-            }
-
-            var zero = node.Input.Count > 2 && node.Input[2].Length > 0 ? _values.GetValueOrDefault(node.Input[2]) : null;
-            return ConstantPerTensor(scale, zero) is { } c ? (c.Scale, c.ZeroPoint, zero?.Type ?? ElementType.UInt8) : null;
-        }
+        (double Scale, double Zero, ElementType Type)? PerTensor(OnnxProto.NodeProto node) => QdqPerTensor(node, _values.GetValueOrDefault);
 
         if (SoleConsumer(q.Output[0]) is not { OpType: "DequantizeLinear" } dq || SoleConsumer(dq.Output[0]) is not { OpType: "Add", Input.Count: 2 } add
             || add.Input[0] == add.Input[1] || PerTensor(q) is not { } own || PerTensor(dq) is not { } undo || own != undo)

@@ -66,6 +66,23 @@ internal sealed partial class GraphCompiler
     private static (double Scale, double ZeroPoint)? ConstantPerTensor(PlanValue scale, PlanValue? zp) =>
         scale.Constant is { Count: 1 } s && (zp is null || zp.Constant is { Count: 1 }) ? ((float)s[0], zp?.Constant is { } z ? z[0] : 0) : null;
 
+    /// <summary>
+    /// The one constant scale and zero point of a QuantizeLinear or DequantizeLinear node, with the zero point's type
+    /// (uint8 where it has none), its inputs read through <paramref name="value"/>; null where either is not a single
+    /// constant or a named input is not found.
+    /// </summary>
+    private static (double Scale, double Zero, ElementType Type)? QdqPerTensor(OnnxProto.NodeProto node, Func<string, PlanValue?> value)
+    {
+        if (node.Domain.Length != 0 || node.Input.Count < 2 || value(node.Input[1]) is not { } scale)
+        {
+            return null;
+        }
+
+        var zeroGiven = node.Input.Count > 2 && node.Input[2].Length > 0;
+        var zero = zeroGiven ? value(node.Input[2]) : null;
+        return (zeroGiven && zero is null) || ConstantPerTensor(scale, zero) is not { } c ? null : (c.Scale, c.ZeroPoint, zero?.Type ?? ElementType.UInt8);
+    }
+
     private void LowerDequantize(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
         var (x, scale, zp) = (ins[0]!, ins[1]!, ins.ElementAtOrDefault(2));
