@@ -272,6 +272,10 @@ internal sealed partial class GraphCompiler
         return null;
     }
 
+    /// <summary><paramref name="v"/> as int8 bytes in memory: itself where nothing is to subtract, else written out less <paramref name="shift"/> (128 for uint8).</summary>
+    private PlanValue StoredInt8(PlanValue v, int shift) =>
+        shift == 0 && v.Pending is null ? v : Materialize(Pending([v], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, v.Shape));
+
     /// <summary>What is subtracted from a value of <paramref name="type"/> to store it as int8: a uint8 v is kept as the byte v - 128.</summary>
     private static int StoredShift(ElementType type) => type == ElementType.UInt8 ? 128 : 0;
 
@@ -334,7 +338,7 @@ internal sealed partial class GraphCompiler
 
         var shift = StoredShift(xq.Type);
         var stored = xq.Nhwc ? xq : Nhwc(xq);
-        var converted = shift == 0 && stored.Pending is null ? stored : Materialize(Pending([stored], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, xq.Shape));
+        var converted = StoredInt8(stored, shift);
         input = (converted, shift);
         _int8Activations[xq] = input;
         if (xq.Pending is not null)
@@ -738,7 +742,7 @@ internal sealed partial class GraphCompiler
         // From here on the product is int8: A as row-major int8, the weight as [columns, inner] int8.
         var shift = StoredShift(aq.Type);
         var source = aq.Nhwc ? Nchw(aq) : aq;
-        var a = shift == 0 && source.Pending is null ? source : Materialize(Pending([source], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, aq.Shape));
+        var a = StoredInt8(source, shift);
         var zero = aZero - shift;
         var recipe = string.Create(CultureInfo.InvariantCulture, $"int8gemm:{(transposed ? "t" : "n")}:{aScale:R}:{zero:R}");
         var t = _target.Derive(recipe, [w, wScale, bias?.Constant], () => Int8GemmTables(w, transposed, wScale, bias?.Constant, aScale, zero));
