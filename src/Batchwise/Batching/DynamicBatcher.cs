@@ -333,7 +333,15 @@ public sealed class DynamicBatcher : IAsyncDisposable
                     using var cts = new CancellationTokenSource();
                     var timer = Task.Delay(delay < TimeSpan.Zero ? TimeSpan.Zero : delay, _time, cts.Token);
                     idle?.TrySetResult();
-                    await Task.WhenAny(wake.Task, timer).ConfigureAwait(false);
+
+                    // The wait was measured from this turn's `now`; a clock that has moved past it since (a test's fake
+                    // time, moved after an earlier turn said idle and before this timer existed) left the timer
+                    // counting from the moved clock, so it would never fire: turn again at once instead.
+                    if (_time.GetElapsedTime(now) < delay)
+                    {
+                        await Task.WhenAny(wake.Task, timer).ConfigureAwait(false);
+                    }
+
                     await cts.CancelAsync().ConfigureAwait(false);
                 }
                 else
