@@ -69,9 +69,11 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
             {
                 if (!_registrationTried && !IsUnmapped)
                 {
-                    _registrationTried = true;
+                    // Tried is published only after the registration: a request that skips the lock on it must find the
+                    // region page-locked already (it used to see tried first and take its rows through staging).
                     var registration = registrar.TryRegister((IntPtr)_mapping, _view.PointerOffset + ByteSize, out var failure);
                     Volatile.Write(ref _registration, registration);
+                    Volatile.Write(ref _registrationTried, true);
                     model.Log?.Invoke(registration is not null
                         ? $"system shared memory region '{Name}' ({ByteSize} bytes) page-locked for {model.Name}: its inputs and outputs are copied between it and the device directly"
                         : $"system shared memory region '{Name}' could not be page-locked for {model.Name} ({failure}); its inputs are copied through the engine's staging buffers instead");
