@@ -863,13 +863,8 @@ internal static partial class KernelSource
     /// written too (ONNX's Indices output; the first of equal maxima), the spatial part in column-major order with
     /// <paramref name="columnMajor"/> (storage_order 1).
     /// </remarks>
-    public static KernelCode Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1, bool indices = false, bool columnMajor = false, PoolChain? chain = null)
+    public static KernelCode Pool(ElementType type, bool max, long nc, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] padsBegin, long[] padsEnd, long[] dilations, bool countIncludePad, bool channelsLast = false, long channels = 1, bool indices = false, bool columnMajor = false)
     {
-        if (chain is not null && (!channelsLast || indices))
-        {
-            throw new ArgumentException("an elementwise chain before pooling needs a channels-last input and no indices", nameof(chain));
-        }
-
         var r = inSpatial.Length;
         var ct = CType(type);
         var vector = PoolVector(type, channelsLast, channels, indices);
@@ -910,14 +905,6 @@ internal static partial class KernelSource
         // With a vector, each thread pools that many neighbouring channels (one 16-byte load per window tap).
         var lanes = KernelWriter.Lit(vector);
         b.Append("    float acc[").Append(lanes).Append("];\n    #pragma unroll\n    for (int u = 0; u < ").Append(lanes).Append(max ? "; u++) acc[u] = -1.f / 0.f;\n" : "; u++) acc[u] = 0.f;\n");
-        for (var k = 0; k < (chain?.ChannelLeaves.Count ?? 0); k++)
-        {
-            // A per-channel operand of the chain: its lanes' values, read once.
-            var c = CType(ComputeType(chain!.ChannelLeaves[k]));
-            b.Append("    ").Append(c).Append(" q").Append(k + 1).Append("[").Append(lanes).Append("];\n    #pragma unroll\n    for (int u = 0; u < ").Append(lanes)
-                .Append("; u++) q").Append(k + 1).Append("[u] = (").Append(c).Append(")p").Append(k + 1).Append("[ch * ").Append(lanes).Append(" + u];\n");
-        }
-
         if (!max)
         {
             b.Append("    int cnt = 0;\n");
@@ -940,27 +927,7 @@ internal static partial class KernelSource
         var offset = string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {strideArgs[d]}"));
         b.Append(indent).Append("const " + PoolVec + " e = *(const " + PoolVec + "*)(xp + ").Append(offset).Append(");\n");
         var at = columnMajor ? string.Join(" + ", Enumerable.Range(0, r).Select(d => $"c{d} * {w.I64("cm" + d, Count(inSpatial[..d]))}")) : offset;
-        var value = "(float)e.v[u]";
-        if (chain is not null)
-        {
-            // The chain that produced the input, applied to each tap's value (x0) with the per-channel operands (x1...).
-            var statements = new StringBuilder("const float x0 = (float)e.v[u]; ");
-            for (var k = 0; k < chain.ChannelLeaves.Count; k++)
-            {
-                statements.Append("const ").Append(CType(ComputeType(chain.ChannelLeaves[k]))).Append(" x").Append(k + 1).Append(" = q").Append(k + 1).Append("[u]; ");
-            }
-
-            statements.Append(chain.Statements.Replace('\n', ' '));
-            b.Append(indent).Append("#pragma unroll\n").Append(indent).Append("for (int u = 0; u < ").Append(lanes).Append("; u++) { ").Append(statements).Append('\n');
-            value = $"(float)({chain.Result})";
-            b.Append(indent).Append("    ");
-        }
-        else
-        {
-            b.Append(indent).Append("#pragma unroll\n").Append(indent).Append("for (int u = 0; u < ").Append(lanes).Append("; u++) { ");
-        }
-
-        b.Append("const float v = ").Append(value).Append("; ")
+        b.Append(indent).Append("#pragma unroll\n").Append(indent).Append("for (int u = 0; u < ").Append(lanes).Append("; u++) { const float v = (float)e.v[u]; ")
             .Append(max ? (indices ? $"if (v > acc[u]) {{ acc[u] = v; at = (i64)r_ * {plane} + {at}; }} }}\n" : "acc[u] = v > acc[u] ? v : acc[u]; }\n") : "acc[u] += v; }\n");
         if (!max)
         {
@@ -994,22 +961,13 @@ internal static partial class KernelSource
             b.Append("    ind[i] = at;\n");
         }
 
-        var leafParameters = string.Concat((chain?.ChannelLeaves ?? []).Select((t, k) => $"const {CType(t)}* __restrict__ p{k + 1}, "));
         var code = w.Build(indices
             ? $"{ct}* __restrict__ y, long long* __restrict__ ind, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}"
-            : $"{ct}* __restrict__ y, const {ct}* __restrict__ x, {leafParameters}{KernelWriter.ArgsParameter}");
+            : $"{ct}* __restrict__ y, const {ct}* __restrict__ x, {KernelWriter.ArgsParameter}");
         var align = KernelWriter.Lit(vector * type.SizeOf());
         var entry = code.Source.IndexOf("extern \"C\"", StringComparison.Ordinal);
         return code with { Source = code.Source.Insert(entry, $"struct __align__({align}) {PoolVec} {{ {ct} v[{lanes}]; }};\n") };
     }
-
-    /// <summary>
-    /// An elementwise chain a pooling kernel applies to each value it reads (a pending bias and QuantizeLinear /
-    /// DequantizeLinear rounding before an int8 model's max pool), so the chain is not written out first:
-    /// <paramref name="Statements"/> read the tapped value as x0 and per-channel operands as x1... (one value per channel,
-    /// of <paramref name="ChannelLeaves"/>' types) and leave the value in <paramref name="Result"/>.
-    /// </summary>
-    public sealed record PoolChain(IReadOnlyList<ElementType> ChannelLeaves, string Statements, string Result);
 
     /// <summary>The vector type of a pooling kernel (named after the kernel, as several share one module).</summary>
     private const string PoolVec = Name + "_vec";

@@ -185,8 +185,6 @@ public sealed class KernelCompileTests
 
         yield return KernelSource.DynamicQuantizeRange(ElementType.Float16, ElementType.Float16, 24);
         yield return KernelSource.Pool(ElementType.Float16, true, 6, [5, 6], [3, 3], [3, 2], [2, 2], [1, 0], [1, 1], [1, 1], false, indices: true, columnMajor: true);
-        yield return KernelSource.Pool(ElementType.Float16, true, 32, [10, 12], [5, 6], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], false, channelsLast: true, channels: 16,
-            chain: new KernelSource.PoolChain([ElementType.Float16], "const float t0 = (float)(((float)x0) + ((float)x1)); const unsigned char t1 = (unsigned char)(fminf(fmaxf(rintf(t0 / 0.03125f) + 128.0f, 0.0f), 255.0f)); ", "((float)t1 - 128.0f) * 0.03125f"));
         yield return KernelSource.Resize(ElementType.Float16, [1, 2, 4, 4], [1, 2, 8, 6], [1, 1, 2, 1.5], "cubic", "half_pixel", "round_prefer_floor", null, -0.5, excludeOutside: true);
         yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "linear", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
         yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "cubic", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
