@@ -372,7 +372,7 @@ fi
 if [[ " $PHASES " == *" transport "* ]]; then
   # Issue #12's transport target (>= 6,000 infer/s over gRPC and over HTTP): zoo:transport (one ReduceMean over float32
   # [1,3,224,224], 602 KB per request) on ort with 4 instances, `load` on the same host over gRPC and HTTP binary at
-  # c=16,64 and with system shared memory at c=64; per point the server's CPU per request (/proc/PID/stat over the load
+  # c=16,64,256 and with system shared memory at c=64; per point the server's CPU per request (/proc/PID/stat over the load
   # call / requests it counted) beside load's own line (its CPU per request and ceiling). Then the same gRPC/HTTP c=64
   # points with ONNX Runtime's own thread defaults (a thread per core per instance, spinning: the served default before
   # session 6), with Server GC (DOTNET_gcServer=1) and, with cli-old carried, the build before this work. About 100 s on an
@@ -412,7 +412,7 @@ if [[ " $PHASES " == *" transport "* ]]; then
     T0=$SECONDS
     echo "# transport: $(nproc) cores, $(uptime)"
     if tserve new "$CLI"; then
-      for p in grpc http; do for c in 16 64; do tload new "$CLI" $p $c none; done; done
+      for p in grpc http; do for c in 16 64 256; do tload new "$CLI" $p $c none; done; done
       tload new "$CLI" grpc 64 system
       tload new "$CLI" http 64 system
       # gRPC with the load generator's former client (Grpc.Net.Client: 16 KB frames, one send each, 8 connections)
