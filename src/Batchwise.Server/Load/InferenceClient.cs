@@ -389,6 +389,10 @@ internal sealed class HttpInferenceClient : InferenceClient
             using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
             return response.IsSuccessStatusCode ? new CallOutcome(true, null) : new CallOutcome(false, $"http_{(int)response.StatusCode}");
         }
+        catch (HttpRequestException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The load point ended", e, cancellationToken);
+        }
         catch (HttpRequestException e)
         {
             return new CallOutcome(false, e.GetType().Name);
@@ -562,6 +566,11 @@ internal sealed class GrpcInferenceClient : InferenceClient
         catch (OperationCanceledException)
         {
             return new CallOutcome(false, "client_timeout");
+        }
+        catch (Exception e) when ((e is IOException or System.Net.Sockets.SocketException) && cancellationToken.IsCancellationRequested)
+        {
+            // A socket operation aborted because the point ended (its read or write cancelled mid-call) is not the server's error.
+            throw new OperationCanceledException("The load point ended", e, cancellationToken);
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidDataException or ArgumentOutOfRangeException or IndexOutOfRangeException)
         {

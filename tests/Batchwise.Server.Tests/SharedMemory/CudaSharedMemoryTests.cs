@@ -279,7 +279,7 @@ public sealed class CudaSharedMemoryTests(CudaServerFixture fixture) : IClassFix
         var report = await generator.RunAsync(cancellationToken: Ct);
         var point = Assert.Single(report.Points);
         Assert.True(point.Requests > 0);
-        Assert.Equal(0, point.Errors);
+        Assert.True(point.Errors == 0, $"{point.Errors} error(s): {string.Join("; ", point.ErrorKinds.Select(k => $"{k.Key} x{k.Value}"))}");
         Assert.Equal("input: float32 [1, 64]; inputs in CUDA shared memory (GPU 0)", report.Inputs);
         Assert.Equal(allocatedBefore, fixture.Ipc.Allocated);
         Assert.Equal(openBefore, fixture.Ipc.Opened - fixture.Ipc.Closed);
