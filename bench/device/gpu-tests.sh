@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA engine's GPU tests one class at a time, each with its own time limit, so a slow class cannot hide the others'
 # results (session 13's single run was cut at 240 s with no summary). A skip is a failure (BATCHWISE_REQUIRE_GPU=1).
-#   TESTS=/path/Batchwise.Cuda.Tests OUT=dir [LIMIT=120] [DEADLINE=480] [CLASSES="StagedGpuTests ..."] [PROBES=1] \
+#   TESTS=/path/Batchwise.Cuda.Tests OUT=dir [LIMIT=120] [LIMITS="Int8ModelGpuTests=240 ..."] [DEADLINE=480] \
+#   [CLASSES="StagedGpuTests ..."] [PROBES=1] \
 #   [BATCHWISE_ONNX_NODE_TESTS=dir] bash bench/device/gpu-tests.sh
 # CLASSES defaults to every class of the Gpu folder and every *Gpu*Tests class the test binary lists (-list classes), less the three measurement probes
 # that time every candidate of a library and judge nothing (PROBES=1 keeps them) and NodeGpuTests when no node data is
@@ -24,7 +25,9 @@ for c in $classes; do
   if [[ $c == NodeGpuTests && -z "${BATCHWISE_ONNX_NODE_TESTS:-}" ]]; then echo "$c: not run (no BATCHWISE_ONNX_NODE_TESTS)" >> "$OUT/summary.txt"; continue; fi
   left=$(( DEADLINE - (SECONDS - start) ))
   if (( left < 20 )); then echo "$c: not run (the ${DEADLINE} s are spent)" >> "$OUT/summary.txt"; continue; fi
-  timeout $(( left < LIMIT ? left : LIMIT )) "$TESTS" -parallelMode none -class "*.$c" -noColor > "$OUT/$c.log" 2>&1
+  limit=$LIMIT
+  for pair in ${LIMITS:-}; do [[ $pair == "$c="* ]] && limit=${pair#*=}; done
+  timeout $(( left < limit ? left : limit )) "$TESTS" -parallelMode none -class "*.$c" -noColor > "$OUT/$c.log" 2>&1
   code=$?
   line=$(grep -E 'Total:' "$OUT/$c.log" | tail -1 | sed 's/^ *//')
   echo "$c: exit $code${line:+; $line}$([ $code = 124 ] && echo "; cut at its time limit")" >> "$OUT/summary.txt"
