@@ -215,7 +215,7 @@ internal sealed partial class GraphCompiler
     private bool ConstantFilter(string name)
     {
         bool Initializer(string n) => _model.Graph.Initializer.Any(t => t.Name == n);
-        return Initializer(name) || _model.Graph.Node.FirstOrDefault(p => p.Output.Contains(name)) is { OpType: "DequantizeLinear", Domain: "" } dq
+        return Initializer(name) || Producer(name) is { OpType: "DequantizeLinear", Domain: "" } dq
             && dq.Input.All(i => i.Length == 0 || Initializer(i));
     }
 
