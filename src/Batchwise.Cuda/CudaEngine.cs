@@ -289,7 +289,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         _initializers = Startup.Measure("load_initializers", () => _constants.AddInitializers(model.Graph.Initializer, defer: saved?.Constants is not null));
         started = Stopwatch.GetTimestamp();
         _hostInputs = GraphCompiler.HostValueInputs(model);
-        _graphFacts = new GraphFacts(model);
+        _graphFacts = new GraphFacts(model, ConcurrentBranches);
         DataDependent = model.Graph.Node.Any(n => OperatorRegistry.Find(n.Domain, n.OpType, model.OpsetOf(n.Domain))?.HasDataDependentShape == true);
         _batchAxis = model.FindBatchAxis();
         Inputs = model.Inputs;
@@ -515,6 +515,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     public T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
         where T : class => _constants.Derive(recipe, sources, make);
+
+    /// <summary>Independent branches on two streams (BATCHWISE_BRANCHES, read once per session; on unless set off).</summary>
+    public bool ConcurrentBranches { get; } = StepLanes.EnabledFromEnvironment;
 
     /// <summary>Where compiled kernels are kept between processes: $BATCHWISE_CACHE_DIR/cuda/kernels (BATCHWISE_KERNEL_CACHE=off keeps none).</summary>
     private static string? KernelCacheDirectory() =>
@@ -1079,6 +1082,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                     ["constants"] = constantSeconds - weightsInConstants,
                 },
                 Details = details,
+                SideSteps = plan.Lanes?.SideSteps ?? 0,
             };
             plan.EarlyWarmUp = _earlyWarmUp;
             if (!Startup.Has("plan_graph"))

@@ -62,6 +62,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuEventCreate(out IntPtr evt, uint flags);
     [LibraryImport(Lib, EntryPoint = "cuEventDestroy_v2")] internal static partial int cuEventDestroy(IntPtr evt);
     [LibraryImport(Lib)] private static partial int cuEventRecord(IntPtr evt, IntPtr stream);
+    [LibraryImport(Lib)] private static partial int cuStreamWaitEvent(IntPtr stream, IntPtr evt, uint flags);
     [LibraryImport(Lib)] private static partial int cuEventSynchronize(IntPtr evt);
     [LibraryImport(Lib)] private static partial int cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
     [LibraryImport(Lib)] private static partial int cuModuleLoadData(out IntPtr module, void* image);
@@ -343,6 +344,9 @@ internal static unsafe partial class CudaDriver
     }
 
     public static void Record(CudaEvent evt, CudaStream stream) => Check(cuEventRecord(evt.Handle, stream.Handle), "cuEventRecord");
+
+    /// <summary>Makes <paramref name="stream"/>'s later work wait for <paramref name="evt"/>'s latest record (in a graph capture: a dependency edge).</summary>
+    public static void Wait(CudaStream stream, CudaEvent evt) => Check(cuStreamWaitEvent(stream.Handle, evt.Handle, 0), "cuStreamWaitEvent");
 
     /// <summary>Waits until the work before the event's last record has completed (that stream's later work not included).</summary>
     public static void Synchronize(CudaEvent evt) => Check(cuEventSynchronize(evt.Handle), "cuEventSynchronize");

@@ -33,6 +33,12 @@ internal sealed class PlanValue
     public PendingElementwise? Pending { get; set; }
 
     /// <summary>
+    /// For a convolution's pending result (raw output plus its per-channel bias): the raw output and the bias constant
+    /// [C], so a convolution or product taking it as its residual reads the raw output and adds the bias to its own.
+    /// </summary>
+    public (PlanValue Raw, PlanValue Bias)? RawPlusBias { get; set; }
+
+    /// <summary>
     /// A strided view of <see cref="Buffer"/> not copied yet (a Transpose, Split, Squeeze or Gather of an attention
     /// operand): element (i0, i1, ...) at <see cref="ViewOffset"/> + sum(i_d * ViewStrides[d]). The fused attention
     /// reads it as it is; any other consumer gets it copied row-major first (<c>Materialize</c>). Null for a row-major value.
@@ -387,6 +393,9 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>The data-dependent nodes this plan synchronises at (its own and its parents'), for explain and verbose output.</summary>
     public IReadOnlyList<string> SyncNodes { get; init; } = [];
 
+    /// <summary>Steps on a second stream beside the main one (independent branches), or null where every step runs on one.</summary>
+    public StepLanes? Lanes { get; init; }
+
     /// <summary>Each Conv of a QDQ model by node: "int8" (tensor cores), or why it runs in float.</summary>
     public IReadOnlyDictionary<string, string> Int8Layers { get; init; } = new Dictionary<string, string>();
 
@@ -435,6 +444,7 @@ internal sealed class ExecutionSlot : IDisposable
     private readonly Dictionary<ExecutionPlan, ExecutionContext> _contexts = new(ReferenceEqualityComparer.Instance);
     private DeviceMemory? _arena;
     private DeviceMemory? _workspace;
+    private DeviceMemory? _sideWorkspace;
 
     public ExecutionSlot()
     {
@@ -463,6 +473,17 @@ internal sealed class ExecutionSlot : IDisposable
     public CudnnHandle? Cudnn { get; private set; }
 
     public CublasLtHandle? CublasLt { get; private set; }
+
+    /// <summary>The second stream for plans with independent branches (<see cref="StepLanes"/>), made on first use.</summary>
+    public CudaStream? SideStream { get; private set; }
+
+    /// <summary>A cuDNN handle bound to <see cref="SideStream"/>, made where a plan with branches uses cuDNN.</summary>
+    public CudnnHandle? SideCudnn { get; private set; }
+
+    /// <summary>The side lane's own workspace (its steps run while the main lane's use the other).</summary>
+    public ulong SideWorkspace => _sideWorkspace?.Pointer ?? 0;
+
+    public long SideWorkspaceBytes { get; private set; }
 
     /// <summary>Where the slot's first set-up is timed (the session's first slot: part of the cold start), or null.</summary>
     public Engines.StartupSpans? Spans { get; init; }
@@ -527,8 +548,9 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         var needArena = Math.Max(plan.Memory.ArenaBytes, arenaBytes);
+        var needSide = SideWorkspaceNeeded(plan);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (needArena > ArenaBytes || plan.WorkspaceBytes > WorkspaceBytes)
+        if (needArena > ArenaBytes || plan.WorkspaceBytes > WorkspaceBytes || needSide > SideWorkspaceBytes)
         {
             if (!mayReplace())
             {
@@ -558,10 +580,26 @@ internal sealed class ExecutionSlot : IDisposable
                 _workspace = CudaDriver.Allocate(plan.WorkspaceBytes);
                 WorkspaceBytes = plan.WorkspaceBytes;
             }
+
+            if (needSide > SideWorkspaceBytes)
+            {
+                _sideWorkspace?.Dispose();
+                _sideWorkspace = null;
+                _sideWorkspace = CudaDriver.Allocate(needSide);
+                SideWorkspaceBytes = needSide;
+            }
         }
 
         Spans?.AddOnce("slot_memory", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         OpenLibraries(plan.UsesCudnn, plan.UsesCublasLt);
+        if (plan.Lanes is not null)
+        {
+            SideStream ??= CudaDriver.CreateStream();
+            if (plan.UsesCudnn)
+            {
+                SideCudnn ??= Interop.Cudnn.Create(SideStream);
+            }
+        }
 
         started = System.Diagnostics.Stopwatch.GetTimestamp();
         context = new ExecutionContext(plan, this, useCudaGraph);
@@ -572,6 +610,31 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         return context;
+    }
+
+    /// <summary>The largest workspace a step of the plan's side lane asks for (0 without one).</summary>
+    private static long SideWorkspaceNeeded(ExecutionPlan plan)
+    {
+        if (plan.Lanes is not { } lanes)
+        {
+            return 0;
+        }
+
+        long most = 0;
+        for (var i = 0; i < plan.Steps.Count; i++)
+        {
+            if (lanes.Lane[i] == 1)
+            {
+                most = Math.Max(most, plan.Steps[i] switch
+                {
+                    ConvStep c => c.WorkspaceBytes,
+                    MatmulStep m => m.WorkspaceBytes,
+                    _ => 0,
+                });
+            }
+        }
+
+        return most;
     }
 
     /// <summary>Creates the slot's cuDNN and cuBLASLt handles where asked and not made yet.</summary>
@@ -601,6 +664,7 @@ internal sealed class ExecutionSlot : IDisposable
 
         _contexts.Clear();
         Cudnn?.Dispose();
+        SideCudnn?.Dispose();
         CublasLt?.Dispose();
         foreach (var lane in _lanes)
         {
@@ -609,8 +673,10 @@ internal sealed class ExecutionSlot : IDisposable
 
         _arena?.Dispose();
         _workspace?.Dispose();
+        _sideWorkspace?.Dispose();
         Start.Dispose();
         End.Dispose();
+        SideStream?.Dispose();
         Stream.Dispose();
     }
 }
@@ -626,6 +692,13 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     private CudaGraphExec? _graph;
     private int _runs;
     private bool _stepsEnqueued;
+
+    // Independent branches (plan.Lanes): the lane the step being enqueued runs on, the events that fork the side lane
+    // at a run's start and join it at the end, and one after each step the other lane waits for.
+    private int _lane;
+    private readonly CudaEvent? _fork;
+    private readonly CudaEvent? _join;
+    private readonly Dictionary<int, CudaEvent> _signals = [];
 
     public ExecutionContext(ExecutionPlan plan, ExecutionSlot slot, bool useCudaGraph)
     {
@@ -665,20 +738,34 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
             addresses[n] = argBlock;
             _params[i] = (IntPtr)block;
         }
+
+        if (plan.Lanes is { } lanes)
+        {
+            _fork = CudaDriver.CreateEvent(timing: false);
+            _join = CudaDriver.CreateEvent(timing: false);
+            for (var i = 0; i < lanes.Signals.Length; i++)
+            {
+                if (lanes.Signals[i])
+                {
+                    _signals[i] = CudaDriver.CreateEvent(timing: false);
+                }
+            }
+        }
     }
 
-    public CudaStream Stream => _slot.Stream;
+    /// <summary>The stream of the step being enqueued: the slot's, or its side stream for a step of the side lane.</summary>
+    public CudaStream Stream => _lane == 0 ? _slot.Stream : _slot.SideStream!;
 
-    public CudnnHandle Cudnn => _slot.Cudnn!;
+    public CudnnHandle Cudnn => (_lane == 0 ? _slot.Cudnn : _slot.SideCudnn)!;
 
-    /// <summary>The slot's cuDNN handle, or null where the slot opened none.</summary>
-    public CudnnHandle? CudnnOrNull => _slot.Cudnn;
+    /// <summary>The lane's cuDNN handle, or null where the slot opened none.</summary>
+    public CudnnHandle? CudnnOrNull => _lane == 0 ? _slot.Cudnn : _slot.SideCudnn;
 
     public CublasLtHandle CublasLt => _slot.CublasLt!;
 
-    public ulong Workspace => _slot.Workspace;
+    public ulong Workspace => _lane == 0 ? _slot.Workspace : _slot.SideWorkspace;
 
-    public long WorkspaceBytes => _slot.WorkspaceBytes;
+    public long WorkspaceBytes => _lane == 0 ? _slot.WorkspaceBytes : _slot.SideWorkspaceBytes;
 
     public ExecutionPlan Plan => _plan;
 
@@ -835,16 +922,67 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         return order.Select(n => (n, byNode[n])).ToList();
     }
 
+    /// <summary>With branches: the side lane waits for everything on the slot's stream so far (the run's inputs, earlier runs).</summary>
+    private void Fork()
+    {
+        if (_fork is not null)
+        {
+            CudaDriver.Record(_fork, _slot.Stream);
+            CudaDriver.Wait(_slot.SideStream!, _fork);
+        }
+    }
+
+    /// <summary>With branches: the slot's stream waits for the side lane's last step, so the run ends on one stream.</summary>
+    private void Join()
+    {
+        if (_join is not null)
+        {
+            CudaDriver.Record(_join, _slot.SideStream!);
+            CudaDriver.Wait(_slot.Stream, _join);
+        }
+    }
+
+    /// <summary>Enqueues step <paramref name="i"/> on its lane, after the other lane's step it waits for; records its event where the other lane waits for it.</summary>
+    private void EnqueueStep(int i)
+    {
+        if (_plan.Lanes is not { } lanes)
+        {
+            _plan.Steps[i].Enqueue(this, i);
+            return;
+        }
+
+        _lane = lanes.Lane[i];
+        try
+        {
+            if (lanes.WaitFor[i] >= 0)
+            {
+                CudaDriver.Wait(Stream, _signals[lanes.WaitFor[i]]);
+            }
+
+            _plan.Steps[i].Enqueue(this, i);
+            if (lanes.Signals[i])
+            {
+                CudaDriver.Record(_signals[i], Stream);
+            }
+        }
+        finally
+        {
+            _lane = 0;
+        }
+    }
+
     private void EnqueueSteps()
     {
         var steps = _plan.Steps;
         if (_stepsEnqueued)
         {
+            Fork();
             for (var i = _plan.FirstStep; i < steps.Count; i++)
             {
-                steps[i].Enqueue(this, i);
+                EnqueueStep(i);
             }
 
+            Join();
             return;
         }
 
@@ -867,13 +1005,16 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
             byKind["ConvWarmUp"] = System.Diagnostics.Stopwatch.GetElapsedTime(warming).TotalSeconds;
         }
 
+        Fork();
         for (var i = _plan.FirstStep; i < steps.Count; i++)
         {
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            steps[i].Enqueue(this, i);
+            EnqueueStep(i);
             var kind = steps[i].GetType().Name;
             byKind[kind] = byKind.GetValueOrDefault(kind) + System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         }
+
+        Join();
 
         FirstEnqueueByKind = byKind;
     }
@@ -944,5 +1085,11 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
         _graph?.Dispose();
         _staging?.Dispose();
+        _fork?.Dispose();
+        _join?.Dispose();
+        foreach (var e in _signals.Values)
+        {
+            e.Dispose();
+        }
     }
 }

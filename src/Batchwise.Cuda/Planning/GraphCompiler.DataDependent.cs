@@ -70,7 +70,7 @@ internal sealed partial class GraphCompiler
     {
         var later = new List<string>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        var nodes = _model.Graph.Node;
+        var nodes = _facts.Nodes;
         for (var i = _nodeIndex; i < nodes.Count; i++)
         {
             later.AddRange(nodes[i].Input.Where(n => n.Length > 0 && seen.Add(n)));

@@ -54,6 +54,12 @@ internal interface IPlanTarget
     /// </summary>
     bool PlansConvolutionsWithoutLibrary => false;
 
+    /// <summary>
+    /// Independent library steps run on a second stream beside the main one (<see cref="StepLanes"/>), and a residual
+    /// branch's single convolution is planned before the branch it joins so it can (<see cref="GraphFacts.Nodes"/>).
+    /// </summary>
+    bool ConcurrentBranches => false;
+
     /// <summary>A convolution's first plan in a new batch octave starts from the nearest known octave's choice (confirmed by a workspace query) instead of cuDNN's heuristics.</summary>
     bool NearestBatchChoices => false;
 
@@ -107,7 +113,7 @@ internal sealed partial class GraphCompiler
     {
         _model = model;
         _target = target;
-        _facts = facts ?? new GraphFacts(model);
+        _facts = facts ?? new GraphFacts(model, target.ConcurrentBranches);
     }
 
     /// <summary>Graph inputs whose values the plan needs on the host (they become part of the plan's cache key).</summary>
@@ -249,9 +255,9 @@ internal sealed partial class GraphCompiler
         }
 
         _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));
-        for (_nodeIndex = 0; _nodeIndex < _model.Graph.Node.Count && !StoppedAtSync; _nodeIndex++)
+        for (_nodeIndex = 0; _nodeIndex < _facts.Nodes.Count && !StoppedAtSync; _nodeIndex++)
         {
-            var node = _model.Graph.Node[_nodeIndex];
+            var node = _facts.Nodes[_nodeIndex];
             if (!_folded.Contains(node))
             {
                 PlanNode(node);
@@ -279,9 +285,12 @@ internal sealed partial class GraphCompiler
         }
 
         ResolvePendingConvolutions();
+        var lanes = parent is null && !StoppedAtSync && _target.ConcurrentBranches ? StepLanes.Plan(_steps, _buffers) : null;
+        lanes?.ExtendLifetimes(_steps, _buffers);
         var memory = PlaceBuffers(parent);
         return new ExecutionPlan(_steps, _buffers, inputBuffers, outputs, memory, _workspace)
         {
+            Lanes = lanes,
             FirstStep = parent?.Steps.Count ?? 0,
             CountBuffer = _countBuffer,
             Counts = [.. _counts.Take(_countsUsed)],
@@ -461,7 +470,7 @@ internal sealed partial class GraphCompiler
 /// </summary>
 internal sealed class GraphFacts
 {
-    public GraphFacts(OnnxModel model)
+    public GraphFacts(OnnxModel model, bool shortcutsFirst = false)
     {
         NeededOnHost = GraphCompiler.NeededOnHost(model);
         var consumers = new Dictionary<string, List<OnnxProto.NodeProto>>(StringComparer.Ordinal);
@@ -479,7 +488,11 @@ internal sealed class GraphFacts
         }
 
         Consumers = consumers;
+        Nodes = shortcutsFirst ? BranchOrder.ShortcutsFirst(model.Graph, consumers) : model.Graph.Node;
     }
+
+    /// <summary>The nodes in the order plans lower them: the graph's, or with residual shortcuts first (<see cref="BranchOrder"/>).</summary>
+    public IReadOnlyList<OnnxProto.NodeProto> Nodes { get; }
 
     /// <summary>Every value whose elements a plan needs on the host (<see cref="GraphCompiler.NeededOnHost"/>).</summary>
     public IReadOnlySet<string> NeededOnHost { get; }

@@ -57,4 +57,7 @@ public sealed record PlanBuild(string Shapes, double Seconds, int KernelsCompile
 
     /// <summary>Finer spans within the phases (library handles, descriptors, heuristics, workspace queries, uploads), seconds by name; they overlap the phases, they do not add to them.</summary>
     public IReadOnlyDictionary<string, double> Details { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>Of <see cref="Steps"/>, those on a second stream beside the main one (independent branches).</summary>
+    public int SideSteps { get; init; }
 }

@@ -34,6 +34,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool PlansConvolutionsWithoutLibrary { get; init; }
 
+    public bool ConcurrentBranches { get; init; }
+
     public GeluChoice Gelu { get; init; } = GeluChoice.Exact;
 
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);

@@ -141,6 +141,7 @@ internal sealed partial class GraphCompiler
         }
 
         var (relu, residual) = ConvEpilogue(ref outName, yShape);
+        FoldResidualBias(ref residual, ref b);
         if (residual is not null)
         {
             residual = nhwc ? Nhwc(residual) : Nchw(residual);
@@ -181,8 +182,7 @@ internal sealed partial class GraphCompiler
             Emit(new ConvProblemStep(_node, [Dev(input), Dev(kept), relu ? Dev(b!) : -1, Dev(raw), residual is null ? -1 : Dev(residual)], shapeKey));
             if (!relu && b is not null)
             {
-                var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
-                _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
+                _values[outName] = RawPlusBias(raw, b, yShape);
             }
 
             return;
@@ -248,9 +248,42 @@ internal sealed partial class GraphCompiler
 
         if (b is not null)
         {
-            var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, r)).ToArray());
-            _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
+            _values[outName] = RawPlusBias(raw, b, yShape);
         }
+    }
+
+    /// <summary>A convolution's raw output plus its per-channel bias, pending (joined to whatever reads it), remembering both.</summary>
+    private PlanValue RawPlusBias(PlanValue raw, PlanValue b, long[] yShape)
+    {
+        var bias = View(b, new[] { b.Count }.Concat(Enumerable.Repeat(1L, yShape.Length - 2)).ToArray());
+        var sum = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
+        sum.RawPlusBias = (raw, b);
+        return sum;
+    }
+
+    /// <summary>
+    /// Where the residual a convolution or product takes is another convolution's raw output plus its bias (a shortcut
+    /// planned first, <see cref="BranchOrder"/>): the raw output becomes the residual and that bias joins this one's
+    /// <paramref name="b"/> (the sum of two per-channel constants), so neither needs a kernel of its own.
+    /// </summary>
+    private void FoldResidualBias(ref PlanValue? residual, ref PlanValue? b)
+    {
+        if (residual?.RawPlusBias is not { } rb || rb.Bias.Constant is not { } extra || extra.Shape.Length != 1
+            || (b is not null && (b.Constant is null || b.Type != rb.Bias.Type || !b.Shape.SequenceEqual(extra.Shape))))
+        {
+            return;
+        }
+
+        if (b?.Constant is { } mine)
+        {
+            b = new PlanValue(b.Type, b.Shape, _target.Derive("bias-sum", [mine, extra], () => HostTensor.Create(mine.Type, mine.Shape, i => mine[i] + extra[i])));
+        }
+        else
+        {
+            b = rb.Bias;
+        }
+
+        residual = rb.Raw;
     }
 
     /// <summary>

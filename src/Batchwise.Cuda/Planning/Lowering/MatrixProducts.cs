@@ -168,7 +168,7 @@ internal sealed unsafe partial class GraphCompiler
             samples.Select((x, k) => Math.Abs(y[k] - reference(x)) <= 1e-5 * Math.Max(1, Math.Abs(reference(x)))).All(ok => ok);
         var values = new Dictionary<string, HostTensor>(StringComparer.Ordinal) { [name] = HostTensor.OfFloats(ElementType.Float, [samples.Length], samples) };
         var chain = new List<OnnxProto.NodeProto>();
-        var nodes = _model.Graph.Node;
+        var nodes = _facts.Nodes;
 
         // One-element constants of the chain: planned already, or Constant nodes between its nodes that have not been
         // reached yet (torch.onnx writes each scalar as a Constant node right before its use: timm's ViT-S).

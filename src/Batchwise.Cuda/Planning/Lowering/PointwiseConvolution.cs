@@ -56,6 +56,7 @@ internal sealed partial class GraphCompiler
         }
 
         var (relu, residual) = ConvEpilogue(ref outName, yShape);
+        FoldResidualBias(ref residual, ref b);
         x = Nhwc(x);
         residual = residual is null ? null : Nhwc(residual);
         var y = Output(outName, x.Type, yShape, nhwc: true);
