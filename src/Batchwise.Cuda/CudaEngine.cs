@@ -516,51 +516,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     public T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
         where T : class => _constants.Derive(recipe, sources, make);
 
-    /// <summary>BATCHWISE_L2_PERSIST: off (default), auto (plans whose arena is at most a quarter of the L2) or on (every plan).</summary>
-    private static string L2PersistFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_L2_PERSIST")?.Trim().ToLowerInvariant() switch
-    {
-        null or "" or "off" => "off",
-        "auto" => "auto",
-        "on" => "on",
-        var other => throw new BatchwiseException($"BATCHWISE_L2_PERSIST '{other}' is not off, auto or on", "Unset it, or set BATCHWISE_L2_PERSIST=auto (small plans) or on (every plan)."),
-    };
-
-    private readonly string _l2Persist = L2PersistFromEnvironment;
-    private bool _persistingL2Set;
-
-    /// <summary>
-    /// The weights' L2 window for a plan's graph (the span of the session's weight allocations; a share of their lines
-    /// kept in the L2 set-aside run after run, the rest streamed past it), or null where BATCHWISE_L2_PERSIST leaves the
-    /// plan alone or the device has no set-aside. Called under the build lock after the plan's constants are uploaded.
-    /// </summary>
-    private (ulong Base, long Bytes, float HitRatio)? L2WindowFor(ExecutionPlan plan)
-    {
-        if (_l2Persist == "off" || _weights.Count == 0)
-        {
-            return null;
-        }
-
-        var l2 = CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE);
-        var maxPersisting = CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE);
-        var maxWindow = CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE);
-        if (maxPersisting <= 0 || maxWindow <= 0 || (_l2Persist == "auto" && plan.Memory.ArenaBytes > l2 / 4))
-        {
-            return null;
-        }
-
-        var start = _weights.Values.Min(w => w.Pointer);
-        var end = _weights.Values.Max(w => w.Pointer + (ulong)w.Bytes);
-        var span = Math.Min((long)(end - start), maxWindow);
-        var setAside = Math.Min(maxPersisting, span);
-        if (!_persistingL2Set)
-        {
-            CudaDriver.SetPersistingL2Bytes(setAside);
-            _persistingL2Set = true;
-        }
-
-        return (start, span, (float)Math.Min(1.0, (double)setAside / span));
-    }
-
     /// <summary>Independent branches on two streams (BATCHWISE_BRANCHES, read once per session; on unless set off).</summary>
     public bool ConcurrentBranches { get; } = StepLanes.EnabledFromEnvironment;
 
@@ -1101,7 +1056,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 kernelSeconds = Stopwatch.GetElapsedTime(graphDone, kernelsDone).TotalSeconds;
                 var weightsBeforeUpload = _constants.WeightSeconds;
                 UploadConstants(plan, details);
-                plan.L2Window = L2WindowFor(plan);
                 constantSeconds = Stopwatch.GetElapsedTime(kernelsDone).TotalSeconds;
                 weightsInConstants = _constants.WeightSeconds - weightsBeforeUpload;
                 _timingCache?.Save();
@@ -1129,7 +1083,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 },
                 Details = details,
                 SideSteps = plan.Lanes?.SideSteps ?? 0,
-                L2Window = plan.L2Window is { } w ? (w.Bytes, w.HitRatio) : default,
             };
             plan.EarlyWarmUp = _earlyWarmUp;
             if (!Startup.Has("plan_graph"))

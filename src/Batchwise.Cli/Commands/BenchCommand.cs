@@ -42,7 +42,7 @@ public static class BenchCommand
         var runner = new BenchmarkRunner(flags.Engine.CreateEngine(parse), engineOptions)
         {
             PlanBuilt = parse.GetValue(CommonOptions.Verbose)
-                ? b => Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plan built for {b.Shapes} in {b.Seconds * 1000:F1} ms ({b.KernelsCompiled} kernels compiled, {b.KernelsLoaded} loaded, {b.Steps} steps{(b.SideSteps > 0 ? $" ({b.SideSteps} on a second stream)" : string.Empty)}{(b.L2Window.Bytes > 0 ? $", L2 window {b.L2Window.Bytes / 1048576.0:F1} MiB ({b.L2Window.Persisting:P0} persisting)" : string.Empty)}{string.Concat(b.Phases.Select(p => $", {p.Key} {p.Value * 1000:F1} ms"))}{(b.Details.Count == 0 ? string.Empty : "; within them: " + string.Join(", ", b.Details.Select(p => $"{p.Key} {p.Value * 1000:F1} ms")))})"))
+                ? b => Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"plan built for {b.Shapes} in {b.Seconds * 1000:F1} ms ({b.KernelsCompiled} kernels compiled, {b.KernelsLoaded} loaded, {b.Steps} steps{(b.SideSteps > 0 ? $" ({b.SideSteps} on a second stream)" : string.Empty)}{string.Concat(b.Phases.Select(p => $", {p.Key} {p.Value * 1000:F1} ms"))}{(b.Details.Count == 0 ? string.Empty : "; within them: " + string.Join(", ", b.Details.Select(p => $"{p.Key} {p.Value * 1000:F1} ms")))})"))
                 : null,
         };
 

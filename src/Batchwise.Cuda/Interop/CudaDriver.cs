@@ -17,14 +17,6 @@ internal static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID = 34;
     public const int CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID = 50;
     public const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
-    public const int CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE = 38;
-    public const int CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE = 108;
-    public const int CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE = 109;
-    private const int CU_LIMIT_PERSISTING_L2_CACHE_SIZE = 0x06;
-    private const int CU_GRAPH_NODE_TYPE_KERNEL = 0;
-    private const int CU_KERNEL_NODE_ATTRIBUTE_ACCESS_POLICY_WINDOW = 1;
-    private const int CU_ACCESS_PROPERTY_STREAMING = 1;
-    private const int CU_ACCESS_PROPERTY_PERSISTING = 2;
     public const int CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3;
     public const int CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
@@ -83,10 +75,6 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
     [LibraryImport(Lib)] private static partial int cuGraphLaunch(IntPtr exec, IntPtr stream);
     [LibraryImport(Lib)] private static partial int cuGraphDestroy(IntPtr graph);
-    [LibraryImport(Lib)] private static partial int cuGraphGetNodes(IntPtr graph, IntPtr* nodes, nuint* count);
-    [LibraryImport(Lib)] private static partial int cuGraphNodeGetType(IntPtr node, out int type);
-    [LibraryImport(Lib)] private static partial int cuGraphKernelNodeSetAttribute(IntPtr node, int attribute, void* value);
-    [LibraryImport(Lib)] private static partial int cuCtxSetLimit(int limit, nuint value);
     [LibraryImport(Lib)] internal static partial int cuGraphExecDestroy(IntPtr exec);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] private static partial int cuMemcpyHtoD(ulong dst, void* src, nuint bytes);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] private static partial int cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
@@ -411,7 +399,7 @@ internal static unsafe partial class CudaDriver
     /// Records what <paramref name="enqueue"/> puts on the stream into a CUDA graph and instantiates it. Capture is
     /// thread-local, so other threads' CUDA calls go on meanwhile.
     /// </summary>
-    public static CudaGraphExec Capture(CudaStream stream, Action enqueue, Action<IntPtr>? beforeInstantiate = null)
+    public static CudaGraphExec Capture(CudaStream stream, Action enqueue)
     {
         Check(cuStreamBeginCapture(stream.Handle, 1), "cuStreamBeginCapture");
         IntPtr graph;
@@ -433,7 +421,6 @@ internal static unsafe partial class CudaDriver
 
         try
         {
-            beforeInstantiate?.Invoke(graph);
             Check(cuGraphInstantiateWithFlags(out var exec, graph, 0), "cuGraphInstantiateWithFlags");
             var h = new CudaGraphExec();
             h.Set(exec);
@@ -443,45 +430,6 @@ internal static unsafe partial class CudaDriver
         {
             cuGraphDestroy(graph);
         }
-    }
-
-    /// <summary>Sets aside <paramref name="bytes"/> of the L2 cache of the current context for persisting accesses (others use it while it is not taken).</summary>
-    public static void SetPersistingL2Bytes(long bytes) => Check(cuCtxSetLimit(CU_LIMIT_PERSISTING_L2_CACHE_SIZE, (nuint)bytes), "cuCtxSetLimit(PERSISTING_L2_CACHE_SIZE)");
-
-    /// <summary>
-    /// Gives every kernel node of a captured graph (before instantiation) the access policy window [base, base + bytes):
-    /// a <paramref name="hitRatio"/> share of its accesses there persist in the L2 set-aside, the rest stream.
-    /// </summary>
-    public static int SetAccessPolicyWindow(IntPtr graph, ulong basePointer, long bytes, float hitRatio)
-    {
-        nuint count = 0;
-        Check(cuGraphGetNodes(graph, null, &count), "cuGraphGetNodes");
-        var nodes = new IntPtr[(int)count];
-        fixed (IntPtr* p = nodes)
-        {
-            Check(cuGraphGetNodes(graph, p, &count), "cuGraphGetNodes");
-        }
-
-        // CUlaunchAttributeValue (64 bytes) holding a CUaccessPolicyWindow: base_ptr, num_bytes, hitRatio, hitProp, missProp.
-        var value = stackalloc byte[64];
-        new Span<byte>(value, 64).Clear();
-        *(ulong*)value = basePointer;
-        *(ulong*)(value + 8) = (ulong)bytes;
-        *(float*)(value + 16) = hitRatio;
-        *(int*)(value + 20) = CU_ACCESS_PROPERTY_PERSISTING;
-        *(int*)(value + 24) = CU_ACCESS_PROPERTY_STREAMING;
-        var set = 0;
-        foreach (var node in nodes)
-        {
-            Check(cuGraphNodeGetType(node, out var type), "cuGraphNodeGetType");
-            if (type == CU_GRAPH_NODE_TYPE_KERNEL)
-            {
-                Check(cuGraphKernelNodeSetAttribute(node, CU_KERNEL_NODE_ATTRIBUTE_ACCESS_POLICY_WINDOW, value), "cuGraphKernelNodeSetAttribute(ACCESS_POLICY_WINDOW)");
-                set++;
-            }
-        }
-
-        return set;
     }
 
     public static void Launch(CudaGraphExec graph, CudaStream stream) => Check(cuGraphLaunch(graph.Handle, stream.Handle), "cuGraphLaunch");

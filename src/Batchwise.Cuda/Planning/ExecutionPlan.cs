@@ -393,9 +393,6 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>The data-dependent nodes this plan synchronises at (its own and its parents'), for explain and verbose output.</summary>
     public IReadOnlyList<string> SyncNodes { get; init; } = [];
 
-    /// <summary>The L2 access policy window its CUDA graph's kernels get (BATCHWISE_L2_PERSIST), or null for none.</summary>
-    public (ulong Base, long Bytes, float HitRatio)? L2Window { get; set; }
-
     /// <summary>Steps on a second stream beside the main one (independent branches), or null where every step runs on one.</summary>
     public StepLanes? Lanes { get; init; }
 
@@ -815,8 +812,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
             var capturing = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
-                var window = _plan.L2Window;
-                _graph = CudaDriver.Capture(Stream, EnqueueSteps, window is { } w ? g => CudaDriver.SetAccessPolicyWindow(g, w.Base, w.Bytes, w.HitRatio) : null);
+                _graph = CudaDriver.Capture(Stream, EnqueueSteps);
                 CaptureSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(capturing).TotalSeconds;
             }
             catch (CudaException e)

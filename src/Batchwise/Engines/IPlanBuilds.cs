@@ -60,7 +60,4 @@ public sealed record PlanBuild(string Shapes, double Seconds, int KernelsCompile
 
     /// <summary>Of <see cref="Steps"/>, those on a second stream beside the main one (independent branches).</summary>
     public int SideSteps { get; init; }
-
-    /// <summary>The L2 access policy window of its graph's kernels (the weights' span) in bytes and the share kept in the L2 set-aside; 0 for none.</summary>
-    public (long Bytes, double Persisting) L2Window { get; init; }
 }
