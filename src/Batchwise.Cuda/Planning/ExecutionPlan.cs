@@ -548,7 +548,7 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         var needArena = Math.Max(plan.Memory.ArenaBytes, arenaBytes);
-        var needSide = SideWorkspaceNeeded(plan);
+        var needSide = plan.Lanes?.SideWorkspaceBytes ?? 0;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         if (needArena > ArenaBytes || plan.WorkspaceBytes > WorkspaceBytes || needSide > SideWorkspaceBytes)
         {
@@ -610,31 +610,6 @@ internal sealed class ExecutionSlot : IDisposable
         }
 
         return context;
-    }
-
-    /// <summary>The largest workspace a step of the plan's side lane asks for (0 without one).</summary>
-    private static long SideWorkspaceNeeded(ExecutionPlan plan)
-    {
-        if (plan.Lanes is not { } lanes)
-        {
-            return 0;
-        }
-
-        long most = 0;
-        for (var i = 0; i < plan.Steps.Count; i++)
-        {
-            if (lanes.Lane[i] == 1)
-            {
-                most = Math.Max(most, plan.Steps[i] switch
-                {
-                    ConvStep c => c.WorkspaceBytes,
-                    MatmulStep m => m.WorkspaceBytes,
-                    _ => 0,
-                });
-            }
-        }
-
-        return most;
     }
 
     /// <summary>Creates the slot's cuDNN and cuBLASLt handles where asked and not made yet.</summary>

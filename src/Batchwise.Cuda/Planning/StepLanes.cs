@@ -11,15 +11,16 @@ namespace Batchwise.Cuda.Planning;
 /// </summary>
 internal sealed class StepLanes
 {
-    private readonly Lazy<(int L0, int L1)[]> _clock;
+    // _seen[step, lane]: the latest step of that lane ordered before or at the step (-1 for none).
+    private readonly int[,] _seen;
 
-    private StepLanes(int[] lane, int[] waitFor, bool[] signals, int lastSide)
+    private StepLanes(int[] lane, int[] waitFor, bool[] signals, long sideWorkspaceBytes)
     {
         Lane = lane;
         WaitFor = waitFor;
         Signals = signals;
-        LastSide = lastSide;
-        _clock = new Lazy<(int L0, int L1)[]>(Clocks);
+        SideWorkspaceBytes = sideWorkspaceBytes;
+        _seen = Seen(lane, waitFor);
     }
 
     /// <summary>Each step's lane: 0 (the slot's stream) or 1 (its side stream).</summary>
@@ -31,8 +32,8 @@ internal sealed class StepLanes
     /// <summary>True for a step after which an event is recorded (a step of the other lane waits for it).</summary>
     public bool[] Signals { get; }
 
-    /// <summary>The last step of lane 1 (the main lane waits for it at the end of a run).</summary>
-    public int LastSide { get; }
+    /// <summary>The largest workspace a step of lane 1 asks for: the side lane's own, as its steps run beside the main lane's.</summary>
+    public long SideWorkspaceBytes { get; }
 
     /// <summary>How many steps run on lane 1.</summary>
     public int SideSteps => Lane.Count(l => l == 1);
@@ -56,6 +57,10 @@ internal sealed class StepLanes
     /// <summary>Steps that may go to the side lane: library calls whose every use of the slot goes through the context's lane.</summary>
     private static bool MayGoAside(PlanStep step) => step is ConvStep or ConvProblemStep or MatmulStep;
 
+    /// <summary>The arena buffers a step uses, each once (constants are never written, so they order nothing).</summary>
+    private static int[] ArenaBuffers(PlanStep step, IReadOnlyList<PlanBuffer> buffers) =>
+        step.Buffers.Where(b => b >= 0 && buffers[b].IsArena).Distinct().ToArray();
+
     /// <summary>
     /// The lanes of <paramref name="steps"/> (dependencies through the arena buffers by id, before the memory plan), or
     /// null where no step would run beside another.
@@ -70,12 +75,14 @@ internal sealed class StepLanes
         var signals = new bool[n];
         var last = new[] { -1, -1 };
         var waited = new[] { -1, -1 }; // the latest step of the other lane each lane already waits for
+        long sideWorkspace = 0;
         for (var i = 0; i < n; i++)
         {
             var step = steps[i];
-            var writes = Writes(step).Where(b => b >= 0 && buffers[b].IsArena).ToHashSet();
+            var arena = ArenaBuffers(step, buffers);
+            var writes = Writes(step).Where(arena.Contains).ToHashSet();
             var deps = new HashSet<int>();
-            foreach (var b in step.Buffers.Where(b => b >= 0 && buffers[b].IsArena))
+            foreach (var b in arena)
             {
                 if (lastWriter.TryGetValue(b, out var w))
                 {
@@ -99,8 +106,18 @@ internal sealed class StepLanes
                 waited[l] = waitFor[i];
             }
 
+            if (l == 1)
+            {
+                sideWorkspace = Math.Max(sideWorkspace, step switch
+                {
+                    ConvStep c => c.WorkspaceBytes,
+                    MatmulStep m => m.WorkspaceBytes,
+                    _ => 0,
+                });
+            }
+
             last[l] = i;
-            foreach (var b in step.Buffers.Where(b => b >= 0 && buffers[b].IsArena).Distinct())
+            foreach (var b in arena)
             {
                 if (writes.Contains(b))
                 {
@@ -119,7 +136,7 @@ internal sealed class StepLanes
             }
         }
 
-        return last[1] < 0 ? null : new StepLanes(lane, waitFor, signals, last[1]);
+        return last[1] < 0 ? null : new StepLanes(lane, waitFor, signals, sideWorkspace);
     }
 
     /// <summary>
@@ -136,7 +153,7 @@ internal sealed class StepLanes
                 continue; // runs beside nothing
             }
 
-            foreach (var b in steps[i].Buffers.Where(b => b >= 0 && buffers[b].IsArena))
+            foreach (var b in ArenaBuffers(steps[i], buffers))
             {
                 buffers[b].FirstStep = Math.Min(buffers[b].FirstStep, lo[i]);
                 buffers[b].LastStep = Math.Max(buffers[b].LastStep, hi[i]);
@@ -146,27 +163,51 @@ internal sealed class StepLanes
 
     /// <summary>
     /// For each step, the first and last index of the steps that may run beside it (<see cref="MayRunTogether"/>); lo
-    /// &gt; hi where there are none.
+    /// &gt; hi where there are none. They are a run of the other lane's steps: the earlier ones after the latest that is
+    /// ordered before the step, then the later ones whose latest predecessor on the step's lane comes before it (that
+    /// predecessor never moves back along a lane, so a binary search finds where the run ends). Part of every plan build.
     /// </summary>
     internal (int[] Lo, int[] Hi) ConcurrentRanges()
     {
         var n = Lane.Length;
+        var byLane = new[] { new List<int>(), new List<int>() };
+        for (var i = 0; i < n; i++)
+        {
+            byLane[Lane[i]].Add(i);
+        }
+
         var lo = new int[n];
         var hi = new int[n];
         for (var i = 0; i < n; i++)
         {
-            (lo[i], hi[i]) = (int.MaxValue, -1);
-            for (var j = 0; j < n; j++)
-            {
-                if (MayRunTogether(i, j))
-                {
-                    lo[i] = Math.Min(lo[i], j);
-                    hi[i] = Math.Max(hi[i], j);
-                }
-            }
+            var (own, other) = (Lane[i], 1 - Lane[i]);
+            var steps = byLane[other];
+            var first = FirstAbove(steps, k => k, _seen[i, other]);
+            var end = FirstAbove(steps, k => _seen[k, own], i - 1);
+            (lo[i], hi[i]) = first < end ? (steps[first], steps[end - 1]) : (int.MaxValue, -1);
         }
 
         return (lo, hi);
+    }
+
+    /// <summary>The first position in <paramref name="steps"/> whose key is above <paramref name="bound"/> (keys nondecreasing along it), or its count.</summary>
+    private static int FirstAbove(List<int> steps, Func<int, int> key, int bound)
+    {
+        var (a, b) = (0, steps.Count);
+        while (a < b)
+        {
+            var m = (a + b) / 2;
+            if (key(steps[m]) <= bound)
+            {
+                a = m + 1;
+            }
+            else
+            {
+                b = m;
+            }
+        }
+
+        return a;
     }
 
     /// <summary>True when neither step is ordered before the other, by its lane or a wait: they may run at the same time.</summary>
@@ -178,32 +219,27 @@ internal sealed class StepLanes
         }
 
         var (first, second) = a < b ? (a, b) : (b, a);
-        return first > Seen(second, Lane[first]);
+        return first > _seen[second, Lane[first]];
     }
 
-    /// <summary>The latest step of lane <paramref name="lane"/> ordered before or at <paramref name="step"/> (-1 for none).</summary>
-    private int Seen(int step, int lane) => lane == 0 ? _clock.Value[step].L0 : _clock.Value[step].L1;
-
     /// <summary>Each step's latest predecessor (or itself) on each lane, through its lane's order and its waits.</summary>
-    private (int L0, int L1)[] Clocks()
+    private static int[,] Seen(int[] lane, int[] waitFor)
     {
-        var n = Lane.Length;
-        var clock = new (int L0, int L1)[n];
+        var n = lane.Length;
+        var seen = new int[n, 2];
         var previous = new[] { -1, -1 };
         for (var i = 0; i < n; i++)
         {
-            var l = Lane[i];
-            var c = previous[l] >= 0 ? clock[previous[l]] : (-1, -1);
-            if (WaitFor[i] >= 0)
+            var l = lane[i];
+            for (var k = 0; k < 2; k++)
             {
-                var w = clock[WaitFor[i]];
-                c = (Math.Max(c.Item1, w.L0), Math.Max(c.Item2, w.L1));
+                var before = previous[l] >= 0 ? seen[previous[l], k] : -1;
+                seen[i, k] = k == l ? i : Math.Max(before, waitFor[i] >= 0 ? seen[waitFor[i], k] : -1);
             }
 
-            clock[i] = l == 0 ? (i, c.Item2) : (c.Item1, i);
             previous[l] = i;
         }
 
-        return clock;
+        return seen;
     }
 }

@@ -96,6 +96,14 @@ public sealed class StepLanesTests
         }
 
         Assert.True(pairs > 0, "no two steps run at once: the test checks nothing");
+
+        // The ranges the memory plan widens lifetimes over are exactly those of the pairs above.
+        var (lo, hi) = lanes.ConcurrentRanges();
+        for (var i = 0; i < plan.Steps.Count; i++)
+        {
+            var beside = Enumerable.Range(0, plan.Steps.Count).Where(j => lanes.MayRunTogether(i, j)).ToList();
+            Assert.Equal(beside.Count == 0 ? (int.MaxValue, -1) : (beside[0], beside[^1]), (lo[i], hi[i]));
+        }
     }
 
     private static IEnumerable<int> Arena(ExecutionPlan plan, int step) => plan.Steps[step].Buffers.Where(b => b >= 0 && plan.Buffers[b].IsArena).Distinct();
