@@ -13,24 +13,19 @@ namespace Batchwise.Cuda.Planning;
 internal static class BranchOrder
 {
     /// <summary>The nodes of <paramref name="graph"/> in the order to plan them: the graph's own with the shortcuts moved.</summary>
-    public static IReadOnlyList<OnnxProto.NodeProto> ShortcutsFirst(OnnxProto.GraphProto graph, IReadOnlyDictionary<string, List<OnnxProto.NodeProto>> consumers)
+    public static IReadOnlyList<OnnxProto.NodeProto> ShortcutsFirst(OnnxProto.GraphProto graph, IReadOnlyDictionary<string, List<OnnxProto.NodeProto>> consumers, IReadOnlyDictionary<string, OnnxProto.NodeProto> producers)
     {
         var nodes = graph.Node;
         var position = new Dictionary<OnnxProto.NodeProto, int>(ReferenceEqualityComparer.Instance);
-        var producer = new Dictionary<string, OnnxProto.NodeProto>(StringComparer.Ordinal);
         for (var i = 0; i < nodes.Count; i++)
         {
             position[nodes[i]] = i;
-            foreach (var o in nodes[i].Output.Where(o => o.Length > 0))
-            {
-                producer[o] = nodes[i];
-            }
         }
 
         var constants = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         var before = new Dictionary<int, List<OnnxProto.NodeProto>>();
         var moved = new HashSet<OnnxProto.NodeProto>(ReferenceEqualityComparer.Instance);
-        OnnxProto.NodeProto? Producer(string name) => producer.GetValueOrDefault(name);
+        OnnxProto.NodeProto? Producer(string name) => producers.GetValueOrDefault(name);
         bool OnlyConsumer(string value, OnnxProto.NodeProto node) => consumers.TryGetValue(value, out var users) && users.Count == 1 && ReferenceEquals(users[0], node);
 
         // A convolution (with its BatchNormalization) whose output only the node after it reads.

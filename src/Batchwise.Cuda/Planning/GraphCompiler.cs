@@ -474,8 +474,14 @@ internal sealed class GraphFacts
     {
         NeededOnHost = GraphCompiler.NeededOnHost(model);
         var consumers = new Dictionary<string, List<OnnxProto.NodeProto>>(StringComparer.Ordinal);
+        var producers = new Dictionary<string, OnnxProto.NodeProto>(StringComparer.Ordinal);
         foreach (var node in model.Graph.Node)
         {
+            foreach (var output in node.Output.Where(o => o.Length > 0))
+            {
+                producers.TryAdd(output, node);
+            }
+
             foreach (var input in node.Input.Where(i => i.Length > 0))
             {
                 if (!consumers.TryGetValue(input, out var list))
@@ -488,8 +494,12 @@ internal sealed class GraphFacts
         }
 
         Consumers = consumers;
-        Nodes = shortcutsFirst ? BranchOrder.ShortcutsFirst(model.Graph, consumers) : model.Graph.Node;
+        Producers = producers;
+        Nodes = shortcutsFirst ? BranchOrder.ShortcutsFirst(model.Graph, consumers, producers) : model.Graph.Node;
     }
+
+    /// <summary>The node that computes each value (the first, as a valid graph has one; read only, shared like <see cref="Consumers"/>).</summary>
+    public IReadOnlyDictionary<string, OnnxProto.NodeProto> Producers { get; }
 
     /// <summary>The nodes in the order plans lower them: the graph's, or with residual shortcuts first (<see cref="BranchOrder"/>).</summary>
     public IReadOnlyList<OnnxProto.NodeProto> Nodes { get; }

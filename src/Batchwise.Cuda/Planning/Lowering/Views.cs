@@ -262,14 +262,8 @@ internal sealed partial class GraphCompiler
         return false;
     }
 
-    private Dictionary<string, OnnxProto.NodeProto>? _producers;
-
     /// <summary>The node that computes <paramref name="name"/> (null for inputs and initializers).</summary>
-    private OnnxProto.NodeProto? Producer(string name)
-    {
-        _producers ??= _model.Graph.Node.SelectMany(n => n.Output.Where(o => o.Length > 0).Select(o => (o, n))).GroupBy(p => p.o, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().n, StringComparer.Ordinal);
-        return _producers.GetValueOrDefault(name);
-    }
+    private OnnxProto.NodeProto? Producer(string name) => _facts.Producers.GetValueOrDefault(name);
 
     private void LowerReshape(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs) =>
         Alias(node, 0, ins[0]!, Shapes.ReshapeTarget(ins[0]!.Shape, _model.Opset >= 5 ? Const(ins[1], "shape").AsLongs() : attrs.Ints("shape")!, attrs.Int("allowzero", 0) != 0));
