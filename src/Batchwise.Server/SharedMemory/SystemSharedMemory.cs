@@ -47,7 +47,7 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
     internal override unsafe TensorSource? Source(long offset, long bytes, ServedModel model)
     {
         PageLock(model);
-        return new HostTensorSource((IntPtr)(_mapping + _view.PointerOffset + offset), bytes, IsPageLocked);
+        return new HostTensorSource((IntPtr)At(offset), bytes, IsPageLocked);
     }
 
     /// <summary>
@@ -57,7 +57,7 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
     internal override unsafe TensorTarget? Target(long offset, long bytes, ServedModel model)
     {
         PageLock(model);
-        return new HostTensorTarget((IntPtr)(_mapping + _view.PointerOffset + offset), bytes, IsPageLocked);
+        return new HostTensorTarget((IntPtr)At(offset), bytes, IsPageLocked);
     }
 
     /// <summary>Registers the whole mapping with the driver on first use by a model on an engine that can page-lock host memory (cuda).</summary>
@@ -155,13 +155,16 @@ public sealed class SystemSharedMemoryRegion : SharedMemoryRegion
 
     /// <summary>
     /// Copies <paramref name="target"/>.Length bytes from <paramref name="offset"/> (checked by the caller) straight from
-    /// the mapping: the view accessor's ReadArray took ~0.25 ms for 602 KB, three times reading the same bytes from a
-    /// request body (bench/results/transport-cpu.md, session 15).
+    /// the mapping: the view accessor's ReadArray took ~0.25 ms for 602 KB, three times what reading the same bytes from a
+    /// request body takes (bench/results/transport-cpu.md, session 15).
     /// </summary>
-    internal override unsafe void Read(long offset, byte[] target) => new ReadOnlySpan<byte>(_mapping + _view.PointerOffset + offset, target.Length).CopyTo(target);
+    internal override unsafe void Read(long offset, byte[] target) => new ReadOnlySpan<byte>(At(offset), target.Length).CopyTo(target);
 
     /// <summary>Copies <paramref name="source"/> to <paramref name="offset"/> (checked by the caller) straight into the mapping.</summary>
-    internal override unsafe void Write(long offset, byte[] source) => source.CopyTo(new Span<byte>(_mapping + _view.PointerOffset + offset, source.Length));
+    internal override unsafe void Write(long offset, byte[] source) => source.CopyTo(new Span<byte>(At(offset), source.Length));
+
+    /// <summary>The address of byte <paramref name="offset"/> of the region in the mapping.</summary>
+    private unsafe byte* At(long offset) => _mapping + _view.PointerOffset + offset;
 
     /// <inheritdoc/>
     private protected override void ReleaseMemory()
