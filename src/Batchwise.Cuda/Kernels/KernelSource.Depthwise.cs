@@ -18,7 +18,10 @@ internal static partial class KernelSource
     /// once into registers; accumulation is in float. Window, stride and dilation are part of the kernel (unrolled); sizes
     /// and pads are arguments.
     /// </summary>
-    public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin)
+    /// <para>With <paramref name="fusion"/>: the input is read as its own type and each element goes through an
+    /// elementwise chain as it is loaded (a DequantizeLinear, a Clip), zero outside the input as before; and/or the sum,
+    /// plus a per-channel bias, goes through an expression before it is stored as the output's type (a QuantizeLinear).</para>
+    public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, DepthwiseFusion? fusion = null)
     {
         if (inSpatial.Length != 2 || vector is not (1 or 2 or 4) || (vector > 1 && (!channelsLast || channels % vector != 0)))
         {
@@ -26,6 +29,9 @@ internal static partial class KernelSource
         }
 
         var t = CType(type);
+        var inType = fusion?.InType ?? type;
+        var outType = fusion?.OutType ?? type;
+        var (tx, ty) = (CType(inType), CType(outType));
         var p = DepthwiseOutputsPerThread;
         var (kh, kw) = (kernel[0], kernel[1]);
         var (sh, sw) = (strides[0], strides[1]);
@@ -49,6 +55,8 @@ internal static partial class KernelSource
         var pw = w.I32("pw", checked((int)padsBegin[1]));
         var c = w.Size("c", channels);
         var vecType = Name + "_vec";
+        var inVecType = inType == type ? vecType : Name + "_xvec";
+        var outVecType = outType == type ? vecType : outType == inType ? inVecType : Name + "_yvec";
         b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
         b.Append("    if (i >= ").Append(n).Append(") return;\n");
         b.Append("    ").Append(ix).Append(" r_ = i;\n");
@@ -77,11 +85,11 @@ internal static partial class KernelSource
         b.Append("    #pragma unroll\n    for (int q = 0; q < ").Append(KernelWriter.Lit(p * vector)).Append("; q++) acc[q / ").Append(KernelWriter.Lit(vector)).Append("][q % ").Append(KernelWriter.Lit(vector)).Append("] = 0.f;\n");
         if (channelsLast)
         {
-            b.Append("    const ").Append(t).Append("* xb = x + img * (").Append(ix).Append(")").Append(ih).Append(" * (").Append(ix).Append(")").Append(iw).Append(" * ").Append(c).Append(" + ch;\n");
+            b.Append("    const ").Append(tx).Append("* xb = x + img * (").Append(ix).Append(")").Append(ih).Append(" * (").Append(ix).Append(")").Append(iw).Append(" * ").Append(c).Append(" + ch;\n");
         }
         else
         {
-            b.Append("    const ").Append(t).Append("* xb = x + (img * ").Append(c).Append(" + ch) * (").Append(ix).Append(")").Append(ih).Append(" * (").Append(ix).Append(")").Append(iw).Append(";\n");
+            b.Append("    const ").Append(tx).Append("* xb = x + (img * ").Append(c).Append(" + ch) * (").Append(ix).Append(")").Append(ih).Append(" * (").Append(ix).Append(")").Append(iw).Append(";\n");
         }
 
         // The input element stride along the width and between rows (channels-last: a pixel is C elements).
@@ -89,13 +97,29 @@ internal static partial class KernelSource
         b.Append("    #pragma unroll\n    for (int ki = 0; ki < ").Append(KernelWriter.Lit(kh)).Append("; ki++) {\n");
         b.Append("        const int yy = y0 + ki * ").Append(KernelWriter.Lit(dh)).Append(";\n");
         b.Append("        if (yy < 0 || yy >= ").Append(ih).Append(") continue;\n");
-        b.Append("        const ").Append(t).Append("* xr = xb + (").Append(ix).Append(")yy * (").Append(ix).Append(")").Append(iw).Append(" * ").Append(colStride).Append(";\n");
+        b.Append("        const ").Append(tx).Append("* xr = xb + (").Append(ix).Append(")yy * (").Append(ix).Append(")").Append(iw).Append(" * ").Append(colStride).Append(";\n");
         b.Append("        float v[").Append(KernelWriter.Lit(span)).Append("][").Append(KernelWriter.Lit(vector)).Append("];\n");
         b.Append("        #pragma unroll\n        for (int s = 0; s < ").Append(KernelWriter.Lit(span)).Append("; s++) {\n");
         b.Append("            const int xx = x0 + s;\n");
         b.Append("            if (xx >= 0 && xx < ").Append(iw).Append(") {\n");
-        b.Append("                const ").Append(vecType).Append(" e = *(const ").Append(vecType).Append("*)(xr + (").Append(ix).Append(")xx * ").Append(colStride).Append(");\n");
-        b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = (float)e.v[u];\n");
+        b.Append("                const ").Append(inVecType).Append(" e = *(const ").Append(inVecType).Append("*)(xr + (").Append(ix).Append(")xx * ").Append(colStride).Append(");\n");
+        if (fusion?.InStatements is { } statements)
+        {
+            // The chain that made the input, applied to each element as it is loaded (xe: the element as stored).
+            b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");
+            b.Append("                    const ").Append(CType(ComputeType(inType))).Append(" xe = e.v[u];\n");
+            foreach (var line in statements.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                b.Append("                    ").Append(line.Trim()).Append('\n');
+            }
+
+            b.Append("                    v[s][u] = (float)(").Append(fusion.InResult).Append(");\n                }\n");
+        }
+        else
+        {
+            b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = (float)e.v[u];\n");
+        }
+
         b.Append("            } else {\n");
         b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = 0.f;\n");
         b.Append("            }\n        }\n");
@@ -116,23 +140,39 @@ internal static partial class KernelSource
         // Outputs: channels-last y [N, OH, OW, C]; channels-first y [N, C, OH, OW].
         if (channelsLast)
         {
-            b.Append("    ").Append(t).Append("* yr = y + ((img * (").Append(ix).Append(")").Append(oh).Append(" + oy) * (").Append(ix).Append(")").Append(ow).Append(") * ").Append(c).Append(" + ch;\n");
+            b.Append("    ").Append(ty).Append("* yr = y + ((img * (").Append(ix).Append(")").Append(oh).Append(" + oy) * (").Append(ix).Append(")").Append(ow).Append(") * ").Append(c).Append(" + ch;\n");
         }
         else
         {
-            b.Append("    ").Append(t).Append("* yr = y + ((img * ").Append(c).Append(" + ch) * (").Append(ix).Append(")").Append(oh).Append(" + oy) * (").Append(ix).Append(")").Append(ow).Append(";\n");
+            b.Append("    ").Append(ty).Append("* yr = y + ((img * ").Append(c).Append(" + ch) * (").Append(ix).Append(")").Append(oh).Append(" + oy) * (").Append(ix).Append(")").Append(ow).Append(";\n");
         }
 
         b.Append("    #pragma unroll\n    for (int o = 0; o < ").Append(KernelWriter.Lit(p)).Append("; o++) {\n");
         b.Append("        if (ox0 + o >= ").Append(ow).Append(") break;\n");
-        b.Append("        ").Append(vecType).Append(" r;\n");
-        b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) r.v[u] = (").Append(t).Append(")acc[o][u];\n");
-        b.Append("        *(").Append(vecType).Append("*)(yr + (").Append(ix).Append(")(ox0 + o) * ").Append(colStride).Append(") = r;\n");
+        b.Append("        ").Append(outVecType).Append(" r;\n");
+        if (fusion is { OutExpression: { } expression })
+        {
+            // The sum (plus the channel's bias) through the expression after it (z: the float sum).
+            b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");
+            b.Append("            const float z = acc[o][u]").Append(fusion.Bias ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty).Append(";\n");
+            b.Append("            r.v[u] = (").Append(ty).Append(")(").Append(expression).Append(");\n        }\n");
+        }
+        else
+        {
+            b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) r.v[u] = (").Append(ty).Append(")acc[o][u];\n");
+        }
+
+        b.Append("        *(").Append(outVecType).Append("*)(yr + (").Append(ix).Append(")(ox0 + o) * ").Append(colStride).Append(") = r;\n");
         b.Append("    }\n");
 
-        var code = w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {t}* __restrict__ wt, {KernelWriter.ArgsParameter}");
-        var vecAlign = vector * type.SizeOf();
-        var vec = new StringBuilder().Append("struct __align__(").Append(KernelWriter.Lit(vecAlign)).Append(") ").Append(vecType).Append(" { ").Append(t).Append(" v[").Append(KernelWriter.Lit(vector)).Append("]; };\n");
+        var biasParameter = fusion is { Bias: true } ? $"const {t}* __restrict__ bias, " : string.Empty;
+        var code = w.Build($"{ty}* __restrict__ y, const {tx}* __restrict__ x, const {t}* __restrict__ wt, {biasParameter}{KernelWriter.ArgsParameter}");
+        var vec = new StringBuilder();
+        foreach (var (name, elementType) in new[] { (vecType, type), (inVecType, inType), (outVecType, outType) }.DistinctBy(v => v.Item1))
+        {
+            vec.Append("struct __align__(").Append(KernelWriter.Lit(vector * elementType.SizeOf())).Append(") ").Append(name).Append(" { ").Append(CType(elementType)).Append(" v[").Append(KernelWriter.Lit(vector)).Append("]; };\n");
+        }
+
         return code with { Source = vec.Append(code.Source).ToString() };
     }
 
@@ -144,3 +184,11 @@ internal static partial class KernelSource
     public static int DepthwiseVector(ElementType type, bool channelsLast, long channels) =>
         channelsLast && type.SizeOf() == 2 && channels % 2 == 0 ? 2 : 1;
 }
+
+/// <summary>
+/// What a <see cref="KernelSource.Depthwise"/> takes in beside the convolution: the chain that made its input
+/// (<paramref name="InStatements"/> over <c>xe</c>, the element as stored in <paramref name="InType"/>, ending in
+/// <paramref name="InResult"/>), and the expression that makes its output (<paramref name="OutExpression"/> over
+/// <c>z</c>, the float sum plus the channel's bias where <paramref name="Bias"/>, stored as <paramref name="OutType"/>).
+/// </summary>
+internal sealed record DepthwiseFusion(ElementType InType, string? InStatements, string? InResult, ElementType OutType, bool Bias, string? OutExpression);

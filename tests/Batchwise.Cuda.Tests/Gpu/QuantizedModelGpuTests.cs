@@ -39,4 +39,28 @@ public sealed class QuantizedModelGpuTests
             }
         }
     }
+
+    /// <summary>
+    /// The zoo's MobileNetV2 through --int8 on the GPU in half precision, its depthwise convolutions reading the 8-bit
+    /// activation through their DequantizeLinear and writing the QuantizeLinear after them themselves (the own depthwise
+    /// kernel's fused chains), with the int8 route for the other convolutions off (float between the pairs) and on.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Int8_qdq_mobilenetv2_with_fused_depthwise_layers_matches_onnx_runtime(bool int8Route)
+    {
+        Gpu.Require();
+        var model = OptimizationPipeline.Run(ModelZoo.Build("zoo:mobilenetv2"), new OptimizeOptions { Int8 = true, Calibration = "random:2" }).Result;
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 4)).ToList();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+        using var route = Int8Switch.Set(int8Route);
+        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        foreach (var r in Gpu.Compare(cuda.Run(inputs), expected, model.Outputs))
+        {
+            Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| mobilenetv2 int8 QDQ (int8 route {(int8Route ? "on" : "off")}) | ORT disabled | Fp16 | {r.Name} | {r.MaxAbs:E2} | {r.MaxRel:E2} | {r.Cosine:F6} |"));
+            Assert.True(r.Cosine >= 0.99, $"int8 route {(int8Route ? "on" : "off")} against ORT on {r.Name}: cosine {r.Cosine}");
+        }
+    }
 }

@@ -19,7 +19,8 @@ internal sealed partial class GraphCompiler
 
     private static IEnumerable<(string, OperatorLowering)> ConvolutionLowerings()
     {
-        yield return ("Conv", new((c, n, i, a) => c.LowerConv(n, i, a), InputLayout.AsStored, AutoPadCheck));
+        // Pending: a depthwise convolution reads an elementwise chain through (its input); everything else materializes it.
+        yield return ("Conv", new((c, n, i, a) => c.LowerConv(n, i, a), InputLayout.Pending, AutoPadCheck));
         yield return ("ConvTranspose", new((c, n, i, a) => c.LowerConvTranspose(n, i, a), InputLayout.AsStored, AutoPadCheck));
     }
 
@@ -72,9 +73,9 @@ internal sealed partial class GraphCompiler
 
     private void LowerConv(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
-        var x = ins[0]!;
-        var w = ins[1]!;
-        var b = ins.ElementAtOrDefault(2);
+        var x = ins[0]!; // pending until the depthwise route declines it
+        var w = Materialize(ins[1]!);
+        var b = ins.ElementAtOrDefault(2) is { } given ? Materialize(given) : null;
         RequireFloat(x);
         var r = x.Shape.Length - 2;
         if (r < 1 || r > 3)
@@ -94,6 +95,8 @@ internal sealed partial class GraphCompiler
         {
             return; // the own depthwise kernel (Depthwise.cs)
         }
+
+        x = Materialize(x);
 
         if (TryLowerGroupedConv(x, w, b, outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
         {
@@ -707,9 +710,9 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private void LowerConvTranspose(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
-        var x = ins[0]!;
-        var w = ins[1]!;
-        var b = ins.ElementAtOrDefault(2);
+        var x = ins[0]!; // pending until the depthwise route declines it
+        var w = Materialize(ins[1]!);
+        var b = ins.ElementAtOrDefault(2) is { } given ? Materialize(given) : null;
         RequireFloat(x);
         var r = x.Shape.Length - 2;
         if (r < 1 || r > 3 || w.Shape.Length != x.Shape.Length)

@@ -121,15 +121,8 @@ internal sealed partial class GraphCompiler
 
         if (!perAxis && x.Count > 0 && ConstantPerTensor(scale, zp) is { } pair)
         {
-            // As the kernel below: round half to even, then saturate; pending, so it fuses into what produces x.
-            var (low, high) = yType switch
-            {
-                ElementType.UInt8 => (0, 255),
-                ElementType.Int8 => (-128, 127),
-                ElementType.UInt16 => (0, 65535),
-                _ => (-32768, 32767),
-            };
-            _values[node.Output[0]] = Pending([x], _ => $"fminf(fmaxf(rintf((float)x0 / {KernelSource.F(pair.Scale)}) + {KernelSource.F(pair.ZeroPoint)}, {KernelSource.F(low)}), {KernelSource.F(high)})", yType, x.Shape);
+            // Pending, so it fuses into what produces x.
+            _values[node.Output[0]] = Pending([x], _ => QuantizeExpression("x0", pair.Scale, pair.ZeroPoint, yType), yType, x.Shape);
             return;
         }
 
@@ -143,6 +136,22 @@ internal sealed partial class GraphCompiler
 
         var (scaleBuffer, scaleType) = ScaleBuffer(scale);
         Kernel(KernelSource.Quantize(St(x), yType, scaleType, x.Count, axisSize, inner, perAxis), y.Count, Dev(y), Dev(x), scaleBuffer, zp is null ? -1 : Dev(zp));
+    }
+
+    /// <summary>
+    /// QuantizeLinear of <paramref name="x"/> (a float expression) per tensor as its kernel computes it: divide by the
+    /// scale, round half to even, add the zero point, saturate to <paramref name="type"/>'s range.
+    /// </summary>
+    private static string QuantizeExpression(string x, double scale, double zero, ElementType type)
+    {
+        var (low, high) = type switch
+        {
+            ElementType.UInt8 => (0, 255),
+            ElementType.Int8 => (-128, 127),
+            ElementType.UInt16 => (0, 65535),
+            _ => (-32768, 32767),
+        };
+        return $"fminf(fmaxf(rintf((float){x} / {KernelSource.F(scale)}) + {KernelSource.F(zero)}, {KernelSource.F(low)}), {KernelSource.F(high)})";
     }
 
     private void LowerDynamicQuantize(OnnxProto.NodeProto node, PlanValue x)
