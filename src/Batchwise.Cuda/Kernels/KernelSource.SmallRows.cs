@@ -113,6 +113,6 @@ internal static partial class KernelSource
         return w.Build(signature);
     }
 
-    /// <summary>Threads to launch <see cref="SmallRows"/> with: a warp per output column.</summary>
-    public static long SmallRowsThreads(long n) => n * 32;
+    /// <summary>Threads to launch <see cref="SmallRows"/> with: a warp per output column, in whole blocks.</summary>
+    public static long SmallRowsThreads(long n) => (n * 32 + SmallRowsBlock - 1) / SmallRowsBlock * SmallRowsBlock;
 }
