@@ -35,27 +35,14 @@ internal sealed record SmallRowsCase(string Kind, long M, long K, long N)
     /// <summary>Inputs in [-1, 1) from a cheap hash: x, then the weight (gemm-b-input), C (gemm-c) or the residual (matmul-residual).</summary>
     public List<Tensor> Inputs(int seed)
     {
-        static Tensor Filled(long[] shape, int seed)
-        {
-            var data = new float[Tensor.ElementCountOf(shape)];
-            for (var i = 0; i < data.Length; i++)
-            {
-                var h = unchecked((uint)(i + seed) * 2654435761u);
-                h ^= h >> 15;
-                data[i] = ((h & 0xffff) / 32768f) - 1f;
-            }
-
-            return Tensor.From<float>(ElementType.Float, shape, data);
-        }
-
-        List<Tensor> inputs = [Filled([M, K], seed)];
+        List<Tensor> inputs = [PointwiseConvModels.Filled([M, K], seed)];
         switch (Kind)
         {
             case "gemm-b-input":
-                inputs.Add(Filled([N, K], seed + 17));
+                inputs.Add(PointwiseConvModels.Filled([N, K], seed + 17));
                 break;
             case "gemm-c" or "matmul-residual":
-                inputs.Add(Filled([M, N], seed + 17));
+                inputs.Add(PointwiseConvModels.Filled([M, N], seed + 17));
                 break;
         }
 
