@@ -43,6 +43,11 @@ public sealed class CudaEngine : IEngine
                 PointwiseConvChoice.Cudnn => "cuDNN (BATCHWISE_POINTWISE_CONV=cudnn)",
                 _ => "cuBLASLt: one GEMM with bias, residual and ReLU in its epilogue",
             },
+            ["small_matmul"] = GraphCompiler.SmallMatmulFromEnvironment switch
+            {
+                SmallMatmulChoice.Library => "cuBLASLt (BATCHWISE_SMALL_MATMUL=cublaslt)",
+                _ => "own kernel for products of 1 to 8 rows (a warp per output column; bias, residual and ReLU fused)",
+            },
             ["stem_conv"] = GraphCompiler.StemConvFromEnvironment switch
             {
                 StemConvChoice.Gemm => "patches x filter in one cuBLASLt GEMM (BATCHWISE_STEM_CONV=gemm)",
@@ -385,6 +390,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs pointwise convolutions in half precision (BATCHWISE_POINTWISE_CONV=auto|gemm|cudnn; tests set it).</summary>
     public PointwiseConvChoice PointwiseConvolutions { get; internal set; } = GraphCompiler.PointwiseConvFromEnvironment;
+
+    /// <summary>Who runs matrix products of 1 to 8 rows (BATCHWISE_SMALL_MATMUL=auto|own|cublaslt; tests set it).</summary>
+    public SmallMatmulChoice SmallMatmuls { get; internal set; } = GraphCompiler.SmallMatmulFromEnvironment;
 
     /// <summary>Who runs convolutions over fewer than 8 channels (BATCHWISE_STEM_CONV=cudnn|gemm|own; tests set it).</summary>
     public StemConvChoice StemConvolutions { get; internal set; } = GraphCompiler.StemConvFromEnvironment;

@@ -75,6 +75,12 @@ internal interface IPlanTarget
     /// <summary>Who runs pointwise convolutions in half precision: cuBLASLt (the default) or cuDNN.</summary>
     PointwiseConvChoice PointwiseConvolutions => PointwiseConvChoice.Gemm;
 
+    /// <summary>
+    /// Who runs matrix products of 1 to 8 rows: cuBLASLt here (plan tests keep their <see cref="MatmulStep"/>s); a
+    /// session takes the own kernel unless BATCHWISE_SMALL_MATMUL says cublaslt.
+    /// </summary>
+    SmallMatmulChoice SmallMatmuls => SmallMatmulChoice.Library;
+
     /// <summary>Who runs convolutions over fewer than 8 channels in half precision (a stem): cuDNN (the default), one GEMM or the own kernel.</summary>
     StemConvChoice StemConvolutions => StemConvChoice.Cudnn;
 

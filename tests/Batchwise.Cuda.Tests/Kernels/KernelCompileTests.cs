@@ -71,6 +71,13 @@ public sealed class KernelCompileTests
             yield return KernelSource.NonZeroCount(t, 120);
             yield return KernelSource.NonZeroIndices(t, [2, 3, 4, 5], 17);
             yield return KernelSource.ScatterElements(t, ElementType.Int64, [4, 5], [2, 5], 0, "none");
+            if (t is ElementType.Float or ElementType.Float16)
+            {
+                yield return KernelSource.SmallRows(t, bias: true, residual: false, relu: false, 1, 1000, 2048, 2048, 2048, 1, 0); // 16-byte loads
+                yield return KernelSource.SmallRows(t, bias: false, residual: true, relu: true, 5, 24, 37, 37, 37, 0.7f, 0.5f); // one element a load
+                yield return KernelSource.SmallRows(t, bias: true, residual: true, relu: false, 8, 1L << 20, 4096, 4096, 4096, 1, 1); // 64-bit indices
+            }
+
             yield return KernelSource.ScatterElements(t, ElementType.Int32, [4, 5], [2, 5], 1, "add");
             yield return KernelSource.ScatterND(t, ElementType.Int64, [4, 5, 6], 3, 2, "mul");
             yield return KernelSource.ScatterND(t, ElementType.Int64, [4, 5, 6], 3, 1, "none");

@@ -37,23 +37,10 @@ internal sealed record PointwiseConvCase(long Batch, long Channels, long OutChan
     /// <summary>Inputs in [-1, 1) from a cheap hash (model-sized batches have hundreds of millions of elements).</summary>
     public List<Tensor> Inputs(int seed)
     {
-        static Tensor Filled(long[] shape, int seed)
-        {
-            var data = new float[Tensor.ElementCountOf(shape)];
-            for (var i = 0; i < data.Length; i++)
-            {
-                var h = unchecked((uint)(i + seed) * 2654435761u);
-                h ^= h >> 15;
-                data[i] = ((h & 0xffff) / 32768f) - 1f;
-            }
-
-            return Tensor.From<float>(ElementType.Float, shape, data);
-        }
-
-        List<Tensor> inputs = [Filled([Batch, Channels, Height, Width], seed)];
+        List<Tensor> inputs = [PointwiseConvModels.Filled([Batch, Channels, Height, Width], seed)];
         if (Residual)
         {
-            inputs.Add(Filled([Batch, OutChannels, Height, Width], seed + 17));
+            inputs.Add(PointwiseConvModels.Filled([Batch, OutChannels, Height, Width], seed + 17));
         }
 
         return inputs;
@@ -63,6 +50,20 @@ internal sealed record PointwiseConvCase(long Batch, long Channels, long OutChan
 /// <summary>Pointwise convolution cases: small ones the CPU runs, and ResNet-50's at model sizes for the GPU.</summary>
 internal static class PointwiseConvModels
 {
+    /// <summary>A float32 tensor of <paramref name="shape"/> with values in [-1, 1) from a cheap hash of the index and <paramref name="seed"/>.</summary>
+    public static Tensor Filled(long[] shape, int seed)
+    {
+        var data = new float[Tensor.ElementCountOf(shape)];
+        for (var i = 0; i < data.Length; i++)
+        {
+            var h = unchecked((uint)(i + seed) * 2654435761u);
+            h ^= h >> 15;
+            data[i] = ((h & 0xffff) / 32768f) - 1f;
+        }
+
+        return Tensor.From<float>(ElementType.Float, shape, data);
+    }
+
     public static IReadOnlyDictionary<string, PointwiseConvCase> Small { get; } = new Dictionary<string, PointwiseConvCase>(StringComparer.Ordinal)
     {
         ["16to32-relu"] = new(2, 16, 32, 3, 5, "relu"),

@@ -27,6 +27,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public PointwiseConvChoice PointwiseConvolutions { get; init; } = PointwiseConvChoice.Gemm;
 
+    public SmallMatmulChoice SmallMatmuls { get; init; } = SmallMatmulChoice.Library;
+
     public StemConvChoice StemConvolutions { get; init; } = StemConvChoice.Cudnn;
 
     public long ConvGemmRows { get; init; }
