@@ -54,9 +54,6 @@ public sealed class CudaEngine : IEngine
                 StemConvChoice.Cudnn => "cuDNN over channels padded to 8 (BATCHWISE_STEM_CONV=cudnn)",
                 _ => "own tensor-core kernel over channels padded to 8, bias + ReLU fused (cuDNN where it does not fit)",
             },
-            ["conv_gemm"] = GraphCompiler.ConvGemmRowsFromEnvironment is > 0 and var rows
-                ? string.Create(CultureInfo.InvariantCulture, $"convolutions of up to {rows} output pixels as patches x filter in one cuBLASLt GEMM (BATCHWISE_CONV_GEMM_ROWS)")
-                : "off (BATCHWISE_CONV_GEMM_ROWS=0)",
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
                 GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",
@@ -396,9 +393,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs convolutions over fewer than 8 channels (BATCHWISE_STEM_CONV=cudnn|gemm|own; tests set it).</summary>
     public StemConvChoice StemConvolutions { get; internal set; } = GraphCompiler.StemConvFromEnvironment;
-
-    /// <summary>Output pixels up to which a convolution runs as patches times the filter in one GEMM (BATCHWISE_CONV_GEMM_ROWS; 0: never; tests set it).</summary>
-    public long ConvGemmRows { get; internal set; } = GraphCompiler.ConvGemmRowsFromEnvironment;
 
     /// <inheritdoc/>
     public int MaxSharedBytesPerBlock { get; }

@@ -84,9 +84,6 @@ internal interface IPlanTarget
     /// <summary>Who runs convolutions over fewer than 8 channels in half precision (a stem): cuDNN (the default), one GEMM or the own kernel.</summary>
     StemConvChoice StemConvolutions => StemConvChoice.Cudnn;
 
-    /// <summary>Output pixels up to which a convolution in half precision runs as patches times the filter in one GEMM (0: never, the default here).</summary>
-    long ConvGemmRows => 0;
-
     /// <summary>The most shared memory a block of a generated kernel may have on the device (its opt-in limit; 227 KB on sm_90).</summary>
     int MaxSharedBytesPerBlock => KernelCache.StaticSharedBytes;
 

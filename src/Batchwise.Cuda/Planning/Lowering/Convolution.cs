@@ -123,11 +123,6 @@ internal sealed partial class GraphCompiler
             return; // a pointwise convolution as one GEMM with its epilogue (PointwiseConvolution.cs)
         }
 
-        if (TryLowerSmallConvAsGemm(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
-        {
-            return; // a convolution with a small output as patches times the filter in one GEMM (Patches.cs)
-        }
-
         // Half precision: channels-last activations and KRSC filters (cuDNN's tensor-core kernels), float32 accumulation.
         var nhwc = PreferNhwc(x.Shape) && w.Constant is not null;
         x = nhwc ? Nhwc(x) : Nchw(x);

@@ -73,54 +73,6 @@ internal sealed partial class GraphCompiler
         return true;
     }
 
-    /// <summary>Output pixels (N x OH x OW) up to which a convolution runs as patches times the filter unless BATCHWISE_CONV_GEMM_ROWS says otherwise.</summary>
-    internal const long DefaultConvGemmRows = 256;
-
-    /// <summary>
-    /// BATCHWISE_CONV_GEMM_ROWS: a convolution (half precision, one group, a window larger than 1x1, channels in eights)
-    /// whose output has at most this many pixels (batch x height x width) runs as patches (im2col) times the filter in
-    /// one cuBLASLt GEMM, bias, residual and ReLU in its epilogue, instead of cuDNN (<see cref="DefaultConvGemmRows"/>
-    /// by default; 0: never). Small outputs are where cuDNN's kernels leave the GPU idle: ResNet-50's 3x3 convolutions at
-    /// 7x7 and batch 1 ran in 12.6 us on 8 thread blocks on an H200 (session 15, Nsight Compute), reading 4.7 MB of filter
-    /// at 0.4 TB/s, where a GEMM can split the reduction over the whole GPU.
-    /// </summary>
-    internal static long ConvGemmRowsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_CONV_GEMM_ROWS")?.Trim() switch
-    {
-        null or "" => DefaultConvGemmRows,
-        var text when long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var rows) && rows <= int.MaxValue => rows,
-        var other => throw new BatchwiseException($"BATCHWISE_CONV_GEMM_ROWS '{other}' is not a count of output pixels", $"Unset it ({DefaultConvGemmRows}), set a count such as 512, or 0 to leave every convolution to cuDNN."),
-    };
-
-    /// <summary>
-    /// Lowers a convolution whose output is small (at most <see cref="IPlanTarget.ConvGemmRows"/> pixels: a late layer
-    /// at a small batch) as patches times the filter in one GEMM, its bias, a residual Add and a ReLU after it in the
-    /// GEMM's epilogue, and returns true; or returns false (nothing emitted, nothing folded).
-    /// </summary>
-    private bool TryLowerSmallConvAsGemm(PlanValue x, PlanValue w, PlanValue? b, ref string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
-    {
-        if (!Half || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4 || !kernel.SequenceEqual(w.Shape[2..]) || kernel.All(k => k == 1)
-            || outSpatial.Any(o => o < 1) || x.PaddedChannels > 0 || !PreferNhwc(x.Shape))
-        {
-            return false;
-        }
-
-        var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
-        var rows = n * outSpatial[0] * outSpatial[1];
-        var cols = kernel[0] * kernel[1] * c;
-        if (rows > _target.ConvGemmRows || c % 8 != 0 || k % 8 != 0 || cols > int.MaxValue || k > int.MaxValue)
-        {
-            return false;
-        }
-
-        var (relu, residual) = ConvEpilogue(ref outName, yShape);
-        FoldResidualBias(ref residual, ref b);
-        var (patches, filter) = PatchesAndFilter(Nhwc(x), w, outSpatial, kernel, strides, dilations, padsBegin, cols);
-        residual = residual is null ? null : Nhwc(residual);
-        var y = Output(outName, x.Type, yShape, nhwc: true);
-        EmitMatmul(patches, filter, y, (int)rows, (int)k, (int)cols, false, true, cols, cols, 1, 0, 0, 1, residual is null ? 0 : 1, b, residual, relu: relu);
-        return true;
-    }
-
     /// <summary>Lowers a patch-embedding convolution with a constant filter and returns true, or returns false (nothing emitted).</summary>
     private bool TryLowerPatches(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] padsEnd, long[] outSpatial)
     {
