@@ -19,7 +19,8 @@ internal static partial class KernelSource
     /// and pads are arguments.
     /// </summary>
     /// <para>With <paramref name="fusion"/>: the input is read as its own type and each element goes through an
-    /// elementwise chain as it is loaded (a DequantizeLinear, a Clip), zero outside the input as before; and/or the sum,
+    /// elementwise chain as it is loaded (a DequantizeLinear, a Clip; over an 8-bit input, a 256-entry table in shared
+    /// memory that each block fills first), zero outside the input as before; and/or the sum,
     /// plus a per-channel bias, goes through an expression before it is stored as the output's type (a QuantizeLinear).</para>
     public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, DepthwiseFusion? fusion = null)
     {
@@ -58,6 +59,22 @@ internal static partial class KernelSource
         var inVecType = inType == type ? vecType : Name + "_xvec";
         var outVecType = outType == type ? vecType : outType == inType ? inVecType : Name + "_yvec";
         b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
+        var table = fusion?.InStatements is not null && inType.SizeOf() == 1;
+        if (table)
+        {
+            // An 8-bit input has 256 values: the chain runs once for each into a table every load then reads (each
+            // input element is loaded by several threads and taps, and a QDQ chain divides and rounds).
+            b.Append("    __shared__ float lut[256];\n");
+            b.Append("    for (int j = threadIdx.x; j < 256; j += blockDim.x) {\n");
+            b.Append("        const ").Append(CType(ComputeType(inType))).Append(" xe = (").Append(tx).Append(")j;\n");
+            foreach (var line in fusion!.InStatements!.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                b.Append("        ").Append(line.Trim()).Append('\n');
+            }
+
+            b.Append("        lut[j] = (float)(").Append(fusion.InResult).Append(");\n    }\n    __syncthreads();\n");
+        }
+
         b.Append("    if (i >= ").Append(n).Append(") return;\n");
         b.Append("    ").Append(ix).Append(" r_ = i;\n");
         if (channelsLast)
@@ -103,7 +120,11 @@ internal static partial class KernelSource
         b.Append("            const int xx = x0 + s;\n");
         b.Append("            if (xx >= 0 && xx < ").Append(iw).Append(") {\n");
         b.Append("                const ").Append(inVecType).Append(" e = *(const ").Append(inVecType).Append("*)(xr + (").Append(ix).Append(")xx * ").Append(colStride).Append(");\n");
-        if (fusion?.InStatements is { } statements)
+        if (table)
+        {
+            b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = lut[(unsigned char)e.v[u]];\n");
+        }
+        else if (fusion?.InStatements is { } statements)
         {
             // The chain that made the input, applied to each element as it is loaded (xe: the element as stored).
             b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");

@@ -19,14 +19,22 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Where the convolution's input is an elementwise chain not written yet over one value of its own shape and layout
-    /// (a DequantizeLinear of an int8 activation, a Clip or SiLU after a product): that value and the chain's statements
-    /// with it as xe, which the depthwise kernel applies to each element as it loads it: no pass writes the chain's
-    /// result first. Null otherwise (the input is written out as before).
+    /// (a DequantizeLinear of an int8 activation, a Clip after a product): that value and the chain's statements with it
+    /// as xe, which the depthwise kernel applies to each element as it loads it (over an 8-bit value, through a table of
+    /// its 256 results): no pass writes the chain's result first. Null otherwise (the input is written out as before).
     /// </summary>
     private (PlanValue Leaf, string Statements, string Result)? FusedDepthwiseInput(PlanValue x, bool nhwc)
     {
         if (x.Pending is not { Leaves: [var leaf] } p || leaf.Pending is not null || leaf.ViewStrides is not null || leaf.Constant is not null
             || leaf.Nhwc != nhwc || leaf.PaddedChannels > 0 || !leaf.Shape.SequenceEqual(x.Shape) || leaf.Type is ElementType.Double or ElementType.Int64)
+        {
+            return null;
+        }
+
+        // Over a wider value the chain runs at every tap that loads an element (about 4.5 loads of each for a 3x3 window
+        // and 4 outputs a thread): only a chain without division, rounding or transcendentals (a Clip, a ReLU) pays.
+        string[] costly = ["/", "rintf", "exp", "tanh", "erf", "log", "pow", "sqrt", "bw_sigmoid", "bw_gelu", "bw_softplus"];
+        if (leaf.Type.SizeOf() != 1 && p.Statements.Any(st => costly.Any(c => st.Code.Contains(c, StringComparison.Ordinal))))
         {
             return null;
         }
@@ -43,21 +51,63 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// Where the convolution's output is read by one QuantizeLinear alone, per tensor with constants, into 8 bits (a QDQ
-    /// model's depthwise layer): that node, its type and the expression that quantizes z as the node does (the same text
-    /// as its elementwise form), so the kernel writes the 8-bit tensor itself. Null otherwise.
+    /// Where the convolution's output goes through elementwise nodes that each read the one before alone — QuantizeLinear
+    /// and DequantizeLinear per tensor with constants, Clip with constant bounds, Relu (a QDQ model's Conv -> Q -> DQ ->
+    /// Clip -> Q) — up to a QuantizeLinear into 8 bits: the nodes up to the last such QuantizeLinear, its output and type,
+    /// and the expression that computes it from z as those nodes do (the same text as their elementwise forms), so the
+    /// kernel writes the 8-bit tensor itself. Null where no such QuantizeLinear follows.
     /// </summary>
-    private (OnnxProto.NodeProto Node, ElementType Type, string Expression)? QuantizedDepthwiseOutput(string name)
+    private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression)? QuantizedDepthwiseOutput(string name)
     {
-        if (SoleConsumer(name) is not { OpType: "QuantizeLinear", Domain: "" } q || q.Input[0] != name || new NodeAttributes(q).Int("block_size", 0) != 0
-            || QdqPerTensor(q, v => _values.GetValueOrDefault(v)) is not { } pair || !(pair.Scale > 0))
+        PlanValue? Value(string v) => _values.GetValueOrDefault(v);
+        double? Scalar(OnnxProto.NodeProto node, int input) =>
+            node.Input.Count > input && node.Input[input].Length > 0 ? Value(node.Input[input])?.Constant is { Count: 1 } c ? c[0] : null : double.NaN;
+        var (nodes, expression, current) = (new List<OnnxProto.NodeProto>(), "z", name);
+        (List<OnnxProto.NodeProto>, string, ElementType, string)? found = null;
+        while (nodes.Count < 16 && SoleConsumer(current) is { Domain: "" } next && next.Input[0] == current)
         {
-            return null;
+            var attrs = new NodeAttributes(next);
+            switch (next.OpType)
+            {
+                case "QuantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } q && q.Scale > 0:
+                    var zeroGiven = next.Input.Count > 2 && next.Input[2].Length > 0;
+                    var type = zeroGiven ? q.Type : (ElementType)attrs.Int("output_dtype", (long)ElementType.UInt8);
+                    if (type is not (ElementType.UInt8 or ElementType.Int8))
+                    {
+                        return found;
+                    }
+
+                    expression = QuantizeExpression(expression, q.Scale, q.Zero, type);
+                    nodes.Add(next);
+                    found = ([.. nodes], next.Output[0], type, expression);
+                    break;
+                case "DequantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } d:
+                    expression = $"(((float)({expression})) - {KernelSource.F(d.Zero)}) * {KernelSource.F(d.Scale)}";
+                    nodes.Add(next);
+                    break;
+                case "Relu":
+                    expression = $"fmaxf((float)({expression}), 0.0f)";
+                    nodes.Add(next);
+                    break;
+                case "Clip" when _model.Opset >= 11 ? Scalar(next, 1) is { } lo && Scalar(next, 2) is { } hi && Clip(lo, hi, ref expression) : Clip(attrs.Float("min", double.NaN), attrs.Float("max", double.NaN), ref expression):
+                    nodes.Add(next);
+                    break;
+                default:
+                    return found;
+            }
+
+            current = next.Output[0];
         }
 
-        var zeroGiven = q.Input.Count > 2 && q.Input[2].Length > 0;
-        var type = zeroGiven ? pair.Type : (ElementType)new NodeAttributes(q).Int("output_dtype", (long)ElementType.UInt8);
-        return type is ElementType.UInt8 or ElementType.Int8 ? (q, type, QuantizeExpression("z", pair.Scale, pair.Zero, type)) : null;
+        return found;
+
+        // Clip's bounds (NaN: none given) applied to the expression.
+        static bool Clip(double lo, double hi, ref string e)
+        {
+            e = double.IsNaN(lo) ? $"(float)({e})" : $"fmaxf((float)({e}), {KernelSource.F(lo)})";
+            e = double.IsNaN(hi) ? e : $"fminf({e}, {KernelSource.F(hi)})";
+            return true;
+        }
     }
 
     /// <summary>
@@ -96,7 +146,7 @@ internal sealed partial class GraphCompiler
             : w;
         var quantize = b is not null ? QuantizedDepthwiseOutput(outName) : null;
         var outType = quantize?.Type ?? type;
-        var raw = quantize is not null ? Output(quantize.Value.Node.Output[0], outType, yShape, nhwc) : b is null ? Output(outName, valueType, yShape, nhwc) : Temp(valueType, yShape, nhwc);
+        var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc) : b is null ? Output(outName, valueType, yShape, nhwc) : Temp(valueType, yShape, nhwc);
         var fusion = source is null && quantize is null ? null
             : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, quantize is not null, quantize?.Expression);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
@@ -105,7 +155,7 @@ internal sealed partial class GraphCompiler
         var threads = KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs);
         if (quantize is not null)
         {
-            _folded.Add(quantize.Value.Node);
+            _folded.UnionWith(quantize.Value.Nodes);
             Kernel(code, threads, Dev(raw), Dev(x), Dev(filter), Dev(View(b!, [b!.Count])));
             return true;
         }

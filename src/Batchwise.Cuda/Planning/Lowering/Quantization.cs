@@ -151,7 +151,7 @@ internal sealed partial class GraphCompiler
             ElementType.UInt16 => (0, 65535),
             _ => (-32768, 32767),
         };
-        return $"fminf(fmaxf(rintf((float){x} / {KernelSource.F(scale)}) + {KernelSource.F(zero)}, {KernelSource.F(low)}), {KernelSource.F(high)})";
+        return $"fminf(fmaxf(rintf((float)({x}) / {KernelSource.F(scale)}) + {KernelSource.F(zero)}, {KernelSource.F(low)}), {KernelSource.F(high)})";
     }
 
     private void LowerDynamicQuantize(OnnxProto.NodeProto node, PlanValue x)
