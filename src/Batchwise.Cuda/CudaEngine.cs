@@ -46,7 +46,8 @@ public sealed class CudaEngine : IEngine
             ["small_matmul"] = GraphCompiler.SmallMatmulFromEnvironment switch
             {
                 SmallMatmulChoice.Library => "cuBLASLt (BATCHWISE_SMALL_MATMUL=cublaslt)",
-                _ => "own kernel for products of 1 to 8 rows (a warp per output column; bias, residual and ReLU fused)",
+                SmallMatmulChoice.Own => "own kernel for products of 1 to 8 rows (BATCHWISE_SMALL_MATMUL=own; a warp per output column; bias, residual and ReLU fused)",
+                _ => "own kernel for one-row products (a warp per output column; bias, residual and ReLU fused), cuBLASLt from two rows",
             },
             ["stem_conv"] = GraphCompiler.StemConvFromEnvironment switch
             {

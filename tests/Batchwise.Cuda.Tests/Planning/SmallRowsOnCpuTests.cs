@@ -52,11 +52,16 @@ public sealed class SmallRowsOnCpuTests
     }
 
     [Fact]
-    public void Cublaslt_keeps_small_row_products_and_nine_rows_stay_on_cublaslt()
+    public void Cublaslt_keeps_small_row_products_nine_rows_stay_on_cublaslt_and_auto_takes_one_row()
     {
         var five = SmallRowsModels.Small["gemm-m5-k37-n24"];
-        var nine = five with { M = 9 };
-        foreach (var (c, choice, own) in new[] { (five, SmallMatmulChoice.Library, false), (nine, SmallMatmulChoice.Own, false), (five, SmallMatmulChoice.Own, true) })
+        var (one, nine) = (five with { M = 1 }, five with { M = 9 });
+        var cases = new[]
+        {
+            (five, SmallMatmulChoice.Library, false), (nine, SmallMatmulChoice.Own, false), (five, SmallMatmulChoice.Own, true),
+            (one, SmallMatmulChoice.Auto, true), (five, SmallMatmulChoice.Auto, false), (one, GraphCompiler.SmallMatmulFromEnvironment, Environment.GetEnvironmentVariable("BATCHWISE_SMALL_MATMUL") is not "cublaslt"),
+        };
+        foreach (var (c, choice, own) in cases)
         {
             var plan = Plan(c, half: true, choice);
             Assert.Equal(own ? 0 : 1, plan.Steps.Count(s => s is MatmulStep));

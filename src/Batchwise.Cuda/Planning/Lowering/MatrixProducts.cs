@@ -23,14 +23,19 @@ internal enum GeluChoice
     ExactFrontToBack,
 }
 
-/// <summary>Who runs a matrix product with few rows (1 to 8, one batch: a classifier head at small batches).</summary>
+/// <summary>Who runs a matrix product with few rows (one batch: a classifier head at small batches).</summary>
 internal enum SmallMatmulChoice
 {
     /// <summary>
-    /// The own kernel (<see cref="KernelSource.SmallRows"/>, a warp per output column) wherever it applies: the default.
-    /// ResNet-50's classifier in fp16 at batch 1 (M 1, N 1,000, K 2,048) took 13.6 us through cuBLASLt on an H200 (the
-    /// fastest of its top eight algorithms), for 4 MB of weights.
+    /// The own kernel (<see cref="KernelSource.SmallRows"/>, a warp per output column) for a single row, cuBLASLt from
+    /// two: the default, as measured on an H200 (session 16). ResNet-50's classifier in fp16 (N 1,000, K 2,048) took
+    /// 13.6-15.4 us through cuBLASLt at batch 1 (the fastest of its top eight algorithms, for 4 MB of weights); with
+    /// the own kernel ResNet-50 fp16 ran 2,998/2,999 img/s at b=1 against 2,950/2,952 (same call). At batch 8 the own
+    /// kernel took 20.2 us (every warp reads all eight rows of A) where cuBLASLt took 8.4 us (session 11's profile).
     /// </summary>
+    Auto,
+
+    /// <summary>The own kernel wherever it applies (1 to 8 rows; <c>BATCHWISE_SMALL_MATMUL=own</c>).</summary>
     Own,
 
     /// <summary>cuBLASLt always.</summary>
@@ -51,12 +56,13 @@ internal sealed unsafe partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_GELU '{other}' is not exact, tanh or chain", "Unset it (erf GELU computed exactly), or set BATCHWISE_GELU=tanh to run it in tanh form as the product's epilogue in fp16 (|delta| <= 4.7e-4)."),
     };
 
-    /// <summary>BATCHWISE_SMALL_MATMUL: own (default; auto says the same) or cublaslt.</summary>
+    /// <summary>BATCHWISE_SMALL_MATMUL: auto (default: the own kernel for one row), own (1 to 8 rows) or cublaslt.</summary>
     internal static SmallMatmulChoice SmallMatmulFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_SMALL_MATMUL")?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "auto" or "own" => SmallMatmulChoice.Own,
+        null or "" or "auto" => SmallMatmulChoice.Auto,
+        "own" => SmallMatmulChoice.Own,
         "cublaslt" => SmallMatmulChoice.Library,
-        var other => throw new BatchwiseException($"BATCHWISE_SMALL_MATMUL '{other}' is not auto, own or cublaslt", "Unset it (the own kernel for products of 1 to 8 rows), or set BATCHWISE_SMALL_MATMUL=cublaslt to run them through cuBLASLt."),
+        var other => throw new BatchwiseException($"BATCHWISE_SMALL_MATMUL '{other}' is not auto, own or cublaslt", "Unset it (the own kernel for one-row products, cuBLASLt from two), or set BATCHWISE_SMALL_MATMUL=own (the own kernel for 1 to 8 rows) or cublaslt (cuBLASLt always)."),
     };
 
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
@@ -473,7 +479,8 @@ internal sealed unsafe partial class GraphCompiler
     private bool TryEmitSmallRows(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, float alpha, float beta, PlanValue? bias, PlanValue? c, bool tanhGelu, bool relu)
     {
         var type = St(a);
-        if (_target.SmallMatmuls != SmallMatmulChoice.Own || batch != 1 || transA || m < 1 || m > KernelSource.SmallRowsMax || tanhGelu
+        var most = _target.SmallMatmuls switch { SmallMatmulChoice.Own => KernelSource.SmallRowsMax, SmallMatmulChoice.Auto => 1, _ => 0 };
+        if (batch != 1 || transA || m < 1 || m > most || tanhGelu
             || type is not (ElementType.Float or ElementType.Float16) || St(b) != type || St(y) != type
             || (bias is not null && St(bias) != type) || (c is not null && St(c) != type) || (beta != 0 && c is null)
             || (!transB && (b.Constant is null || ldb != n)))
