@@ -710,9 +710,9 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private void LowerConvTranspose(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
-        var x = ins[0]!; // pending until the depthwise route declines it
-        var w = Materialize(ins[1]!);
-        var b = ins.ElementAtOrDefault(2) is { } given ? Materialize(given) : null;
+        var x = ins[0]!;
+        var w = ins[1]!;
+        var b = ins.ElementAtOrDefault(2);
         RequireFloat(x);
         var r = x.Shape.Length - 2;
         if (r < 1 || r > 3 || w.Shape.Length != x.Shape.Length)

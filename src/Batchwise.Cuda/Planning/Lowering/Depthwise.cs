@@ -112,7 +112,9 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Lowers a 1-d or 2-d depthwise convolution with a constant filter (BatchNormalization already folded into it) to
-    /// the own kernel and returns true; a QuantizeLinear alone after it (with a bias) is taken into it, or returns false (nothing emitted) for any other convolution.
+    /// the own kernel and returns true, or returns false (nothing emitted) for any other convolution. The elementwise chain
+    /// that makes its input (<see cref="FusedDepthwiseInput"/>) and the quantizing chain after it
+    /// (<see cref="QuantizedDepthwiseOutput"/>) run in the kernel where they qualify.
     /// </summary>
     private bool TryLowerDepthwise(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
     {
@@ -144,11 +146,11 @@ internal sealed partial class GraphCompiler
         var filter = nhwc
             ? new PlanValue(w.Type, [taps, c], _target.Derive($"depthwise-filter:{c}x{taps}", [f], () => HostTensor.Create(f.Type, [taps, c], i => f[((i % c) * taps) + (i / c)])))
             : w;
-        var quantize = b is not null ? QuantizedDepthwiseOutput(outName) : null;
+        var quantize = QuantizedDepthwiseOutput(outName);
         var outType = quantize?.Type ?? type;
         var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc) : b is null ? Output(outName, valueType, yShape, nhwc) : Temp(valueType, yShape, nhwc);
         var fusion = source is null && quantize is null ? null
-            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, quantize is not null, quantize?.Expression);
+            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, quantize is not null && b is not null, quantize?.Expression);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
         var code = KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion);
@@ -156,7 +158,7 @@ internal sealed partial class GraphCompiler
         if (quantize is not null)
         {
             _folded.UnionWith(quantize.Value.Nodes);
-            Kernel(code, threads, Dev(raw), Dev(x), Dev(filter), Dev(View(b!, [b!.Count])));
+            Kernel(code, threads, b is null ? [Dev(raw), Dev(x), Dev(filter)] : [Dev(raw), Dev(x), Dev(filter), Dev(View(b, [b.Count]))]);
             return true;
         }
 
