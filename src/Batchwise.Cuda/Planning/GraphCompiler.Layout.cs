@@ -243,7 +243,7 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        var stored = ZeroGiven(q) ? own.Type : (ElementType)new NodeAttributes(q).Int("output_dtype", (long)ElementType.UInt8);
+        var stored = QuantizedType(q, own);
         if (stored is not (ElementType.UInt8 or ElementType.Int8))
         {
             return null;
@@ -255,7 +255,7 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        var (low, high) = stored == ElementType.UInt8 ? (0, 255) : (-128, 127);
+        var (low, high) = QuantRange(stored);
         return (q, dq, padTo, new KernelSource.QuantRounding((float)own.Scale, own.Zero, low, high));
     }
 

@@ -77,7 +77,7 @@ internal interface IPlanTarget
 
     /// <summary>
     /// Who runs matrix products of 1 to 8 rows: cuBLASLt here (plan tests keep their <see cref="MatmulStep"/>s); a
-    /// session takes the own kernel unless BATCHWISE_SMALL_MATMUL says cublaslt.
+    /// session takes BATCHWISE_SMALL_MATMUL's choice (by default the own kernel for one-row products).
     /// </summary>
     SmallMatmulChoice SmallMatmuls => SmallMatmulChoice.Library;
 

@@ -54,14 +54,18 @@ internal sealed partial class GraphCompiler
     /// Where the convolution's output goes through elementwise nodes that each read the one before alone — QuantizeLinear
     /// and DequantizeLinear per tensor with constants, Clip with constant bounds, Relu (a QDQ model's Conv -> Q -> DQ ->
     /// Clip -> Q) — up to a QuantizeLinear into 8 bits: the nodes up to the last such QuantizeLinear, its output and type,
-    /// and the expression that computes it from z as those nodes do (the same text as their elementwise forms), so the
+    /// and the expression that computes it from z as those nodes do (the expressions their elementwise forms use), so the
     /// kernel writes the 8-bit tensor itself. Null where no such QuantizeLinear follows.
     /// </summary>
     private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression)? QuantizedDepthwiseOutput(string name)
     {
         PlanValue? Value(string v) => _values.GetValueOrDefault(v);
-        double? Scalar(OnnxProto.NodeProto node, int input) =>
-            node.Input.Count > input && node.Input[input].Length > 0 ? Value(node.Input[input])?.Constant is { Count: 1 } c ? c[0] : null : double.NaN;
+        bool Known(OnnxProto.NodeProto node, int input) => node.Input.Count <= input || node.Input[input].Length == 0 || Value(node.Input[input])?.Constant is { Count: 1 };
+        HostTensor? Bound(OnnxProto.NodeProto node, int input) => node.Input.Count > input && node.Input[input].Length > 0 ? Value(node.Input[input])!.Constant : null;
+
+        // An elementwise operator's own expression (Clip, Relu) over the expression so far, as a pending chain writes it.
+        static string Over(string op, Func<string, double, double> attr, string e) =>
+            ReplaceOperands(ElementwiseOps.Expression(op, [ElementType.Float], attr), _ => $"((float)({e}))");
         var (nodes, expression, current) = (new List<OnnxProto.NodeProto>(), "z", name);
         (List<OnnxProto.NodeProto>, string, ElementType, string)? found = null;
         while (nodes.Count < 16 && SoleConsumer(current) is { Domain: "" } next && next.Input[0] == current)
@@ -70,8 +74,7 @@ internal sealed partial class GraphCompiler
             switch (next.OpType)
             {
                 case "QuantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } q && q.Scale > 0:
-                    var zeroGiven = next.Input.Count > 2 && next.Input[2].Length > 0;
-                    var type = zeroGiven ? q.Type : (ElementType)attrs.Int("output_dtype", (long)ElementType.UInt8);
+                    var type = QuantizedType(next, q);
                     if (type is not (ElementType.UInt8 or ElementType.Int8))
                     {
                         return found;
@@ -82,14 +85,15 @@ internal sealed partial class GraphCompiler
                     found = ([.. nodes], next.Output[0], type, expression);
                     break;
                 case "DequantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } d:
-                    expression = $"(((float)({expression})) - {KernelSource.F(d.Zero)}) * {KernelSource.F(d.Scale)}";
+                    expression = DequantizeExpression(expression, d.Scale, d.Zero);
                     nodes.Add(next);
                     break;
                 case "Relu":
-                    expression = $"fmaxf((float)({expression}), 0.0f)";
+                    expression = Over("Relu", (_, fallback) => fallback, expression);
                     nodes.Add(next);
                     break;
-                case "Clip" when _model.Opset >= 11 ? Scalar(next, 1) is { } lo && Scalar(next, 2) is { } hi && Clip(lo, hi, ref expression) : Clip(attrs.Float("min", double.NaN), attrs.Float("max", double.NaN), ref expression):
+                case "Clip" when _model.Opset < 11 || (Known(next, 1) && Known(next, 2)):
+                    expression = Over("Clip", ClipBounds(Bound(next, 1), Bound(next, 2), attrs), expression);
                     nodes.Add(next);
                     break;
                 default:
@@ -100,14 +104,6 @@ internal sealed partial class GraphCompiler
         }
 
         return found;
-
-        // Clip's bounds (NaN: none given) applied to the expression.
-        static bool Clip(double lo, double hi, ref string e)
-        {
-            e = double.IsNaN(lo) ? $"(float)({e})" : $"fmaxf((float)({e}), {KernelSource.F(lo)})";
-            e = double.IsNaN(hi) ? e : $"fminf({e}, {KernelSource.F(hi)})";
-            return true;
-        }
     }
 
     /// <summary>

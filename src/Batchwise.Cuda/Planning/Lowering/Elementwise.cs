@@ -62,27 +62,7 @@ internal sealed partial class GraphCompiler
                 {
                     inputs.Add(ins[0]!);
                     shapes.Add(ins[0]!.Shape);
-                    if (_model.Opset >= 11)
-                    {
-                        var lo = ins.ElementAtOrDefault(1)?.Constant;
-                        var hi = ins.ElementAtOrDefault(2)?.Constant;
-                        attr = (name, fallback) => name switch
-                        {
-                            "min" => lo is null ? double.NegativeInfinity : lo[0],
-                            "max" => hi is null ? double.PositiveInfinity : hi[0],
-                            _ => fallback,
-                        };
-                    }
-                    else
-                    {
-                        attr = (name, fallback) => name switch
-                        {
-                            "min" => attrs.Float("min", double.NegativeInfinity),
-                            "max" => attrs.Float("max", double.PositiveInfinity),
-                            _ => fallback,
-                        };
-                    }
-
+                    attr = ClipBounds(ins.ElementAtOrDefault(1)?.Constant, ins.ElementAtOrDefault(2)?.Constant, attrs);
                     break;
                 }
 
@@ -121,6 +101,24 @@ internal sealed partial class GraphCompiler
         string Expression(IReadOnlyList<ElementType> types) => op is "Cast" or "CastLike" && outType == ElementType.Bool ? "x0 != 0" : ElementwiseOps.Expression(op, types, attr, mode);
         _values[node.Output[0]] = Pending(operands, Expression, outType, outShape);
     }
+
+    /// <summary>
+    /// Clip's bounds as <see cref="ElementwiseOps.Expression"/> reads them ("min", "max"; infinite where none is given):
+    /// from its inputs <paramref name="lo"/> and <paramref name="hi"/> from opset 11, else from its attributes.
+    /// </summary>
+    private Func<string, double, double> ClipBounds(HostTensor? lo, HostTensor? hi, NodeAttributes attrs) => _model.Opset >= 11
+        ? (name, fallback) => name switch
+        {
+            "min" => lo is null ? double.NegativeInfinity : lo[0],
+            "max" => hi is null ? double.PositiveInfinity : hi[0],
+            _ => fallback,
+        }
+        : (name, fallback) => name switch
+        {
+            "min" => attrs.Float("min", double.NegativeInfinity),
+            "max" => attrs.Float("max", double.PositiveInfinity),
+            _ => fallback,
+        };
 
     /// <summary>2 or 3 when <paramref name="exponent"/> is that one-element constant and broadcasting it leaves a floating-point <paramref name="x"/>'s shape as it is; else null.</summary>
     private static int? SmallPower(PlanValue x, PlanValue exponent) =>

@@ -92,7 +92,7 @@ internal sealed partial class GraphCompiler
             // Per tensor with constants: elementwise and pending, so it fuses with what reads it (a residual Add and the
             // QuantizeLinear after it become one kernel) and costs nothing where an int8 convolution reads x itself.
             MakeInt8BeforeItIsExtended(x, node.Input[0]);
-            _values[node.Output[0]] = Pending([x], _ => $"((float)x0 - {KernelSource.F(pair.ZeroPoint)}) * {KernelSource.F(pair.Scale)}", scale.Constant!.Type, x.Shape);
+            _values[node.Output[0]] = Pending([x], _ => DequantizeExpression("x0", pair.Scale, pair.ZeroPoint), scale.Constant!.Type, x.Shape);
             return;
         }
 
@@ -144,15 +144,29 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private static string QuantizeExpression(string x, double scale, double zero, ElementType type)
     {
-        var (low, high) = type switch
-        {
-            ElementType.UInt8 => (0, 255),
-            ElementType.Int8 => (-128, 127),
-            ElementType.UInt16 => (0, 65535),
-            _ => (-32768, 32767),
-        };
+        var (low, high) = QuantRange(type);
         return $"fminf(fmaxf(rintf((float)({x}) / {KernelSource.F(scale)}) + {KernelSource.F(zero)}, {KernelSource.F(low)}), {KernelSource.F(high)})";
     }
+
+    /// <summary>DequantizeLinear of <paramref name="x"/> (a stored integer expression) per tensor: (x - zero point) * scale in float.</summary>
+    private static string DequantizeExpression(string x, double scale, double zero) =>
+        $"((float)({x}) - {KernelSource.F(zero)}) * {KernelSource.F(scale)}";
+
+    /// <summary>The range a QuantizeLinear saturates to: its integer type's (8 or 16 bits).</summary>
+    private static (int Low, int High) QuantRange(ElementType type) => type switch
+    {
+        ElementType.UInt8 => (0, 255),
+        ElementType.Int8 => (-128, 127),
+        ElementType.UInt16 => (0, 65535),
+        _ => (-32768, 32767),
+    };
+
+    /// <summary>
+    /// What a QuantizeLinear stores, given its per-tensor constants <paramref name="pair"/> (<see cref="QdqPerTensor"/>):
+    /// its zero point's type, or without one its output_dtype (uint8 unless set).
+    /// </summary>
+    private static ElementType QuantizedType(OnnxProto.NodeProto q, (double Scale, double Zero, ElementType Type) pair) =>
+        q.Input.Count > 2 && q.Input[2].Length > 0 ? pair.Type : (ElementType)new NodeAttributes(q).Int("output_dtype", (long)ElementType.UInt8);
 
     private void LowerDynamicQuantize(OnnxProto.NodeProto node, PlanValue x)
     {
