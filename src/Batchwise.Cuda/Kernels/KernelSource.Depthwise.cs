@@ -60,19 +60,23 @@ internal static partial class KernelSource
         var outVecType = outType == type ? vecType : outType == inType ? inVecType : Name + "_yvec";
         b.Append("    const ").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x;\n");
         var table = fusion?.InStatements is not null && inType.SizeOf() == 1;
+
+        // The input chain over one stored element (xe, read from load) into target.
+        void InputChain(string indent, string load, string target)
+        {
+            b.Append(indent).Append("const ").Append(CType(ComputeType(inType))).Append(" xe = ").Append(load).Append(";\n");
+            AppendStatements(b, fusion!.InStatements, indent);
+            b.Append(indent).Append(target).Append(" = (float)(").Append(fusion.InResult).Append(");\n");
+        }
+
         if (table)
         {
             // An 8-bit input has 256 values: the chain runs once for each into a table every load then reads (each
             // input element is loaded by several threads and taps, and a QDQ chain divides and rounds).
             b.Append("    __shared__ float lut[256];\n");
             b.Append("    for (int j = threadIdx.x; j < 256; j += blockDim.x) {\n");
-            b.Append("        const ").Append(CType(ComputeType(inType))).Append(" xe = (").Append(tx).Append(")j;\n");
-            foreach (var line in fusion!.InStatements!.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-            {
-                b.Append("        ").Append(line.Trim()).Append('\n');
-            }
-
-            b.Append("        lut[j] = (float)(").Append(fusion.InResult).Append(");\n    }\n    __syncthreads();\n");
+            InputChain("        ", $"({tx})j", "lut[j]");
+            b.Append("    }\n    __syncthreads();\n");
         }
 
         b.Append("    if (i >= ").Append(n).Append(") return;\n");
@@ -124,17 +128,12 @@ internal static partial class KernelSource
         {
             b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = lut[(unsigned char)e.v[u]];\n");
         }
-        else if (fusion?.InStatements is { } statements)
+        else if (fusion?.InStatements is not null)
         {
             // The chain that made the input, applied to each element as it is loaded (xe: the element as stored).
             b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");
-            b.Append("                    const ").Append(CType(ComputeType(inType))).Append(" xe = e.v[u];\n");
-            foreach (var line in statements.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-            {
-                b.Append("                    ").Append(line.Trim()).Append('\n');
-            }
-
-            b.Append("                    v[s][u] = (float)(").Append(fusion.InResult).Append(");\n                }\n");
+            InputChain("                    ", "e.v[u]", "v[s][u]");
+            b.Append("                }\n");
         }
         else
         {

@@ -277,13 +277,7 @@ internal static partial class KernelSource
             b.Append(indent).Append("const ").Append(CType(ComputeType(inTypes[k]))).Append(" x").Append(k).Append(" = ").Append(load).Append(";\n");
         }
 
-        if (statements is not null)
-        {
-            foreach (var line in statements.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-            {
-                b.Append(indent).Append(line.Trim()).Append('\n');
-            }
-        }
+        AppendStatements(b, statements, indent);
 
         var store = vector > 1 ? "o[j]" : $"y[{Slot("i")}]";
         b.Append(indent).Append(store).Append(" = (").Append(CType(outType)).Append(outType is ElementType.Float16 or ElementType.BFloat16 ? ")(float)(" : ")(").Append(expression).Append(");\n");
@@ -432,6 +426,15 @@ internal static partial class KernelSource
 
         var k = 16 / widest;
         return n % k == 0 && n >= k && dims[^1] % k == 0 ? k : 1;
+    }
+
+    /// <summary>A fused chain's statements (one a line), each on its own line at <paramref name="indent"/>; nothing for null.</summary>
+    private static void AppendStatements(StringBuilder b, string? statements, string indent)
+    {
+        foreach (var line in statements?.Split('\n', StringSplitOptions.RemoveEmptyEntries) ?? [])
+        {
+            b.Append(indent).Append(line.Trim()).Append('\n');
+        }
     }
 
     /// <summary>The C type that moves <paramref name="bytes"/> (4, 8 or 16) in one access.</summary>
