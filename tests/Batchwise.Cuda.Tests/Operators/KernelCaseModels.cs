@@ -23,6 +23,10 @@ internal static class KernelCaseModels
         ["dw-3x3-stride2-narrow-no-bias"] = () => Depthwise([1, 10, 5, 6], [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], false, null),
         ["dw-1x5-wide-stride-3"] = () => Depthwise([1, 12, 4, 23], [1, 5], [1, 3], [0, 2, 0, 1], [1, 1], true, null),
         ["dw-1d-k5"] = () => Depthwise1d([2, 6, 20], 5, 2),
+        // Several channel groups and output tiles of the tiled kernel, the last ones partial (96 channels: 2 groups of 24
+        // lanes in half precision, 3 of 32 in float; 128 at stride 2).
+        ["dw-3x3-tiles-and-channel-groups"] = () => Depthwise([1, 96, 23, 37], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], true, "Relu"),
+        ["dw-3x3-stride2-tiles-and-channel-groups"] = () => Depthwise([2, 128, 17, 19], [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], true, null),
 
         // Reductions, read as stored (channels-last in the half-precision plans): an SE block, spatial sums and maxima,
         // channel means, and the general and row-wise cases.
