@@ -38,11 +38,6 @@ public sealed class CudaEngine : IEngine
                 GroupedConvChoice.Cudnn => "cuDNN (BATCHWISE_GROUPED_CONV=cudnn)",
                 _ => "auto (own kernel for group widths 24-64 not powers of two, fp16)",
             },
-            ["depthwise_conv"] = GraphCompiler.DepthwiseFromEnvironment switch
-            {
-                DepthwiseChoice.Rows => "own kernel, each thread reading its window rows from memory (BATCHWISE_DEPTHWISE=rows)",
-                _ => "own kernel, channels-last input tiles staged once in shared memory (the row kernel where no tile fits)",
-            },
             ["pointwise_conv"] = GraphCompiler.PointwiseConvFromEnvironment switch
             {
                 PointwiseConvChoice.Cudnn => "cuDNN (BATCHWISE_POINTWISE_CONV=cudnn)",
@@ -387,9 +382,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>A new batch octave's convolutions start from the nearest known octave's choices (BATCHWISE_CONV_CHOICES=nearest; tests set it).</summary>
     public bool NearestBatchChoices { get; internal set; } = GraphCompiler.NearestBatchChoicesFromEnvironment;
-
-    /// <summary>Which own kernel runs channels-last depthwise convolutions (BATCHWISE_DEPTHWISE=tiled|rows; tests set it).</summary>
-    public DepthwiseChoice Depthwise { get; internal set; } = GraphCompiler.DepthwiseFromEnvironment;
 
     /// <summary>Who runs grouped convolutions in half precision (BATCHWISE_GROUPED_CONV=auto|own|cudnn; tests set it).</summary>
     public GroupedConvChoice GroupedConvolutions { get; internal set; } = GraphCompiler.GroupedConvFromEnvironment;

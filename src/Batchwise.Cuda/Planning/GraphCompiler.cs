@@ -69,9 +69,6 @@ internal interface IPlanTarget
     /// </summary>
     ConvQueryPool? ConvQueries => null;
 
-    /// <summary>Which own kernel runs channels-last depthwise convolutions: the tiled one where a tile fits (the default), or the row one.</summary>
-    DepthwiseChoice Depthwise => DepthwiseChoice.Tiled;
-
     /// <summary>Who runs grouped convolutions in half precision: the own kernel where chosen (auto), always, or never.</summary>
     GroupedConvChoice GroupedConvolutions => GroupedConvChoice.Auto;
 

@@ -78,15 +78,11 @@ public sealed class DepthwiseFusionOnCpuTests
         return [Tensor.From<float>(ElementType.Float, [2, 16, 10, 12], [.. Enumerable.Range(0, 2 * 16 * 10 * 12).Select(_ => (float)((rng.NextDouble() * 2.4) - 1.2))])];
     }
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, Precision precision, DepthwiseChoice choice) =>
-        new NoGpuTarget(precision, hostMatmuls: true) { Depthwise = choice }.Compile(model, inputs);
-
-    /// <summary>In half precision (channels-last) the tiled kernel where chosen, else the row kernel.</summary>
-    private static void IsTheChosenKernel(KernelStep step, Precision precision, DepthwiseChoice choice) =>
-        Assert.Equal(precision == Precision.Fp16 && choice == DepthwiseChoice.Tiled, step.Source.Contains("tile_in[", StringComparison.Ordinal));
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, Precision precision) =>
+        new NoGpuTarget(precision, hostMatmuls: true).Compile(model, inputs);
 
     private static List<KernelStep> DepthwiseSteps(ExecutionPlan plan) =>
-        [.. plan.Steps.OfType<KernelStep>().Where(k => k.Source.Contains("v[s][u]", StringComparison.Ordinal) || k.Source.Contains("tile_in[", StringComparison.Ordinal))];
+        [.. plan.Steps.OfType<KernelStep>().Where(k => k.Source.Contains("v[s][u]", StringComparison.Ordinal))];
 
     private static KernelStep Depthwise(ExecutionPlan plan) => Assert.Single(DepthwiseSteps(plan));
 
@@ -133,29 +129,19 @@ public sealed class DepthwiseFusionOnCpuTests
     [InlineData(Precision.Fp16, 2L, ElementType.Int8, false)]
     public void A_qdq_depthwise_layer_writes_the_quantized_chain_after_it_as_8_bits(Precision precision, long stride, ElementType zeroType, bool bias = true)
     {
-        foreach (var choice in Enum.GetValues<DepthwiseChoice>())
-        {
-            QdqLayer(precision, stride, zeroType, bias, choice);
-        }
-    }
-
-    private static void QdqLayer(Precision precision, long stride, ElementType zeroType, bool bias, DepthwiseChoice choice)
-    {
         // The input's pair over a float value divides and rounds: written once by a pass (a chain run at every tap would
         // cost more); the output's Q -> DQ -> Clip -> Q is the kernel's own, written as 8 bits.
         var half = precision == Precision.Fp16;
         var model = Model(quantized: true, pointwise: half, stride, zeroType, bias: bias);
         var inputs = Inputs();
-        var plan = Plan(model, inputs, precision, choice);
+        var plan = Plan(model, inputs, precision);
         var depthwise = Depthwise(plan);
-        IsTheChosenKernel(depthwise, precision, choice);
-        Assert.Equal(bias, depthwise.Source.Contains("bias[ch", StringComparison.Ordinal) || depthwise.Source.Contains("bias[cbase", StringComparison.Ordinal));
+        Assert.Equal(bias, depthwise.Source.Contains("bias[ch", StringComparison.Ordinal));
         Assert.DoesNotContain("xe = e.v[u]", depthwise.Source, StringComparison.Ordinal);
         Assert.Contains("rintf", depthwise.Source, StringComparison.Ordinal);
         Assert.Contains("unsigned char* __restrict__ y", depthwise.Source, StringComparison.Ordinal); // the last Q's uint8
         Assert.Contains("> 6.0f ? 6.0f :", depthwise.Source, StringComparison.Ordinal); // the Clip between them, as its elementwise form writes it
         Assert.Contains(zeroType == ElementType.UInt8 ? "+ 7.0f" : "+ -3.0f", depthwise.Source, StringComparison.Ordinal); // the first Q
-        Assert.Equal(depthwise.Source.Contains("tile_in[", StringComparison.Ordinal), depthwise.Source.Contains("lut_out[(int)(", StringComparison.Ordinal)); // the tiled kernel: the rest through a table
         Assert.DoesNotContain(plan.Steps.SkipWhile(s => s != depthwise).Skip(1), s => s.Node.StartsWith("Conv", StringComparison.Ordinal));
         AgreesWithOnnxRuntime(model, plan, inputs, half);
     }
@@ -165,22 +151,13 @@ public sealed class DepthwiseFusionOnCpuTests
     [InlineData(Precision.Fp32)]
     public void A_depthwise_layer_reading_an_8_bit_output_reads_its_chain_through_a_table(Precision precision)
     {
-        foreach (var choice in Enum.GetValues<DepthwiseChoice>())
-        {
-            SecondLayer(precision, choice);
-        }
-    }
-
-    private static void SecondLayer(Precision precision, DepthwiseChoice choice)
-    {
         var half = precision == Precision.Fp16;
         var model = Model(quantized: true, pointwise: half, 1, second: true);
         var inputs = Inputs();
-        var plan = Plan(model, inputs, precision, choice);
+        var plan = Plan(model, inputs, precision);
         var steps = string.Join("; ", plan.Steps.Select(s => s.Node));
         var layers = DepthwiseSteps(plan);
         Assert.True(layers.Count == 2, steps);
-        Assert.All(layers, l => IsTheChosenKernel(l, precision, choice));
         Assert.DoesNotContain("lut[", layers[0].Source, StringComparison.Ordinal); // over the input or a half product
         Assert.Contains("lut[(unsigned char)e.v[u]]", layers[1].Source, StringComparison.Ordinal); // over the first one's uint8
         Assert.True(plan.Steps.ToList().IndexOf(layers[1]) == plan.Steps.ToList().IndexOf(layers[0]) + 1, steps); // no pass between the layers
@@ -192,19 +169,10 @@ public sealed class DepthwiseFusionOnCpuTests
     [InlineData(Precision.Fp16, 2L)]
     public void A_clip_after_a_product_is_applied_as_the_depthwise_kernel_loads(Precision precision, long stride)
     {
-        foreach (var choice in Enum.GetValues<DepthwiseChoice>())
-        {
-            ClipInput(precision, stride, choice);
-        }
-    }
-
-    private static void ClipInput(Precision precision, long stride, DepthwiseChoice choice)
-    {
         var model = Model(quantized: false, pointwise: true, stride);
         var inputs = Inputs();
-        var plan = Plan(model, inputs, precision, choice);
+        var plan = Plan(model, inputs, precision);
         var steps = string.Join("; ", plan.Steps.Select(s => s.Node));
-        IsTheChosenKernel(Depthwise(plan), precision, choice);
         Assert.Contains("xe = e.v[u]", Depthwise(plan).Source, StringComparison.Ordinal);
         Assert.True(!plan.Steps.Any(s => s.Node.StartsWith("Clip", StringComparison.Ordinal)), steps);
         AgreesWithOnnxRuntime(model, plan, inputs, half: true, quantized: false);

@@ -25,8 +25,6 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public GroupedConvChoice GroupedConvolutions { get; init; } = GroupedConvChoice.Auto;
 
-    public DepthwiseChoice Depthwise { get; init; } = DepthwiseChoice.Tiled;
-
     public PointwiseConvChoice PointwiseConvolutions { get; init; } = PointwiseConvChoice.Gemm;
 
     public SmallMatmulChoice SmallMatmuls { get; init; } = SmallMatmulChoice.Library;

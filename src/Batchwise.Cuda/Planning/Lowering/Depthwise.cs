@@ -4,19 +4,6 @@ using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
-/// <summary>Which own kernel runs a channels-last depthwise convolution.</summary>
-internal enum DepthwiseChoice
-{
-    /// <summary>
-    /// <see cref="KernelSource.DepthwiseTiled"/>: a block stages its input tile (with the halo) once in shared memory as
-    /// float, then computes from it at fixed offsets; where no tile fits, <see cref="KernelSource.Depthwise"/>.
-    /// </summary>
-    Tiled,
-
-    /// <summary><see cref="KernelSource.Depthwise"/>: each thread loads its window rows from memory (BATCHWISE_DEPTHWISE=rows).</summary>
-    Rows,
-}
-
 /// <summary>
 /// Depthwise convolutions (groups == input channels == output channels, one filter each) through the engine's own kernel
 /// rather than cuDNN, whose channels-last half-precision depthwise kernels ran 50-150x off bandwidth on an H200
@@ -24,14 +11,6 @@ internal enum DepthwiseChoice
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>BATCHWISE_DEPTHWISE: tiled (default) or rows.</summary>
-    internal static DepthwiseChoice DepthwiseFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_DEPTHWISE")?.Trim().ToLowerInvariant() switch
-    {
-        null or "" or "tiled" => DepthwiseChoice.Tiled,
-        "rows" => DepthwiseChoice.Rows,
-        var other => throw new BatchwiseException($"BATCHWISE_DEPTHWISE '{other}' is not tiled or rows", "Unset it (channels-last depthwise layers stage their input tile in shared memory), or set BATCHWISE_DEPTHWISE=rows (each thread reads its window rows from memory)."),
-    };
-
     /// <summary>Largest filter window the own kernel unrolls (11 x 11); larger ones stay with cuDNN.</summary>
     private const long MaxDepthwiseTaps = 121;
 
@@ -78,7 +57,7 @@ internal sealed partial class GraphCompiler
     /// and the expression that computes it from z as those nodes do (the expressions their elementwise forms use), so the
     /// kernel writes the 8-bit tensor itself. Null where no such QuantizeLinear follows.
     /// </summary>
-    private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression, QuantizedOutputTable? Table)? QuantizedDepthwiseOutput(string name)
+    private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression)? QuantizedDepthwiseOutput(string name)
     {
         PlanValue? Value(string v) => _values.GetValueOrDefault(v);
         bool Known(OnnxProto.NodeProto node, int input) => node.Input.Count <= input || node.Input[input].Length == 0 || Value(node.Input[input])?.Constant is { Count: 1 };
@@ -88,11 +67,7 @@ internal sealed partial class GraphCompiler
         static string Over(string op, Func<string, double, double> attr, string e) =>
             ReplaceOperands(ElementwiseOps.Expression(op, [ElementType.Float], attr), _ => $"((float)({e}))");
         var (nodes, expression, current) = (new List<OnnxProto.NodeProto>(), "z", name);
-        (List<OnnxProto.NodeProto>, string, ElementType, string, QuantizedOutputTable?)? found = null;
-
-        // The first QuantizeLinear (over z) and the nodes after it as an expression over its value (qv): a table of 256.
-        (string Expression, int Low)? first = null;
-        var rest = "qv";
+        (List<OnnxProto.NodeProto>, string, ElementType, string)? found = null;
         while (nodes.Count < 16 && SoleConsumer(current) is { Domain: "" } next && next.Input[0] == current)
         {
             var attrs = new NodeAttributes(next);
@@ -106,31 +81,19 @@ internal sealed partial class GraphCompiler
                     }
 
                     expression = QuantizeExpression(expression, q.Scale, q.Zero, type);
-                    if (first is null)
-                    {
-                        first = (expression, QuantRange(type).Low);
-                    }
-                    else
-                    {
-                        rest = QuantizeExpression(rest, q.Scale, q.Zero, type);
-                    }
-
                     nodes.Add(next);
-                    found = ([.. nodes], next.Output[0], type, expression, rest == "qv" ? null : new QuantizedOutputTable(first.Value.Expression, first.Value.Low, rest));
+                    found = ([.. nodes], next.Output[0], type, expression);
                     break;
                 case "DequantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } d:
                     expression = DequantizeExpression(expression, d.Scale, d.Zero);
-                    rest = first is null ? rest : DequantizeExpression(rest, d.Scale, d.Zero);
                     nodes.Add(next);
                     break;
                 case "Relu":
                     expression = Over("Relu", (_, fallback) => fallback, expression);
-                    rest = first is null ? rest : Over("Relu", (_, fallback) => fallback, rest);
                     nodes.Add(next);
                     break;
                 case "Clip" when _model.Opset < 11 || (Known(next, 1) && Known(next, 2)):
                     expression = Over("Clip", ClipBounds(Bound(next, 1), Bound(next, 2), attrs), expression);
-                    rest = first is null ? rest : Over("Clip", ClipBounds(Bound(next, 1), Bound(next, 2), attrs), rest);
                     nodes.Add(next);
                     break;
                 default:
@@ -186,23 +149,16 @@ internal sealed partial class GraphCompiler
             : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, quantize is not null && b is not null, quantize?.Expression);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
-        int[] buffers = quantize is not null && b is not null ? [Dev(raw), Dev(x), Dev(filter), Dev(View(b, [b.Count]))] : [Dev(raw), Dev(x), Dev(filter)];
-        if (nhwc && _target.Depthwise == DepthwiseChoice.Tiled && KernelSource.DepthwiseTiling(vector, c, outs, kernel, s, d) is { } tile)
-        {
-            var tiled = KernelSource.DepthwiseTiled(type, tile, n, c, inSpatial, outs, kernel, s, d, pb, fusion, quantize?.Table);
-            Emit(new KernelStep(_node, tiled, KernelSource.DepthwiseTiledBlocks(tile, n, c, outs) * tile.Block, tile.Block, buffers));
-        }
-        else
-        {
-            Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion), KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs), buffers);
-        }
-
+        var code = KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion);
+        var threads = KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs);
         if (quantize is not null)
         {
             _folded.UnionWith(quantize.Value.Nodes);
+            Kernel(code, threads, b is null ? [Dev(raw), Dev(x), Dev(filter)] : [Dev(raw), Dev(x), Dev(filter), Dev(View(b, [b.Count]))]);
             return true;
         }
 
+        Kernel(code, threads, Dev(raw), Dev(x), Dev(filter));
         if (b is not null)
         {
             var bias = View(b, [b.Count, .. Enumerable.Repeat(1L, r)]);
