@@ -76,7 +76,22 @@ internal static partial class KernelSource
             b.Append("    __shared__ float lut[256];\n");
             b.Append("    for (int j = threadIdx.x; j < 256; j += blockDim.x) {\n");
             InputChain("        ", $"({tx})j", "lut[j]");
-            b.Append("    }\n    __syncthreads();\n");
+            b.Append("    }\n");
+        }
+
+        if (fusion?.OutTable is { } outTable)
+        {
+            // The output's chain after its first QuantizeLinear, once for each of that value's 256 integers (a QDQ
+            // model's Q -> DQ -> Clip -> Q: a division and a rounding per output otherwise).
+            b.Append("    __shared__ ").Append(ty).Append(" lut_out[256];\n");
+            b.Append("    for (int j = threadIdx.x; j < 256; j += blockDim.x) {\n");
+            b.Append("        const float qv = (float)(j + ").Append(KernelWriter.Lit(outTable.Low)).Append(");\n");
+            b.Append("        lut_out[j] = (").Append(ty).Append(")(").Append(outTable.Rest).Append(");\n    }\n");
+        }
+
+        if (table || fusion?.OutTable is not null)
+        {
+            b.Append("    __syncthreads();\n");
         }
 
         b.Append("    if (i >= ").Append(n).Append(") return;\n");
@@ -175,7 +190,14 @@ internal static partial class KernelSource
             // The sum (plus the channel's bias) through the expression after it (z: the float sum).
             b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");
             b.Append("            const float z = acc[o][u]").Append(fusion.Bias ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty).Append(";\n");
-            b.Append("            r.v[u] = (").Append(ty).Append(")(").Append(expression).Append(");\n        }\n");
+            if (fusion.OutTable is { } rest)
+            {
+                b.Append("            r.v[u] = lut_out[(int)(").Append(rest.First).Append(") - ").Append(KernelWriter.Lit(rest.Low)).Append("];\n        }\n");
+            }
+            else
+            {
+                b.Append("            r.v[u] = (").Append(ty).Append(")(").Append(expression).Append(");\n        }\n");
+            }
         }
         else
         {
@@ -211,4 +233,12 @@ internal static partial class KernelSource
 /// <paramref name="InResult"/>), and the expression that makes its output (<paramref name="OutExpression"/> over
 /// <c>z</c>, the float sum plus the channel's bias where <paramref name="Bias"/>, stored as <paramref name="OutType"/>).
 /// </summary>
-internal sealed record DepthwiseFusion(ElementType InType, string? InStatements, string? InResult, ElementType OutType, bool Bias, string? OutExpression);
+internal sealed record DepthwiseFusion(ElementType InType, string? InStatements, string? InResult, ElementType OutType, bool Bias, string? OutExpression, QuantizedOutputTable? OutTable = null);
+
+/// <summary>
+/// The quantizing chain after a depthwise layer where more follows its first QuantizeLinear (Q -> DQ -> Clip -> Q):
+/// <paramref name="First"/> (over z) is that QuantizeLinear as a float of its integer range from <paramref name="Low"/>,
+/// <paramref name="Rest"/> (over qv, that value) the nodes after it up to the stored output, which the kernel evaluates
+/// for each of the 256 values into a table every output then reads.
+/// </summary>
+internal sealed record QuantizedOutputTable(string First, int Low, string Rest);

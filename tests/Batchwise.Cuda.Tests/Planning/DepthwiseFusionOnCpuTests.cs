@@ -142,6 +142,7 @@ public sealed class DepthwiseFusionOnCpuTests
         Assert.Contains("unsigned char* __restrict__ y", depthwise.Source, StringComparison.Ordinal); // the last Q's uint8
         Assert.Contains("> 6.0f ? 6.0f :", depthwise.Source, StringComparison.Ordinal); // the Clip between them, as its elementwise form writes it
         Assert.Contains(zeroType == ElementType.UInt8 ? "+ 7.0f" : "+ -3.0f", depthwise.Source, StringComparison.Ordinal); // the first Q
+        Assert.Contains("lut_out[(int)(", depthwise.Source, StringComparison.Ordinal); // what follows the first Q: a table of its 256 values
         Assert.DoesNotContain(plan.Steps.SkipWhile(s => s != depthwise).Skip(1), s => s.Node.StartsWith("Conv", StringComparison.Ordinal));
         AgreesWithOnnxRuntime(model, plan, inputs, half);
     }

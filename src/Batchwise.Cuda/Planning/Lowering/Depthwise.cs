@@ -57,7 +57,7 @@ internal sealed partial class GraphCompiler
     /// and the expression that computes it from z as those nodes do (the expressions their elementwise forms use), so the
     /// kernel writes the 8-bit tensor itself. Null where no such QuantizeLinear follows.
     /// </summary>
-    private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression)? QuantizedDepthwiseOutput(string name)
+    private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression, QuantizedOutputTable? Table)? QuantizedDepthwiseOutput(string name)
     {
         PlanValue? Value(string v) => _values.GetValueOrDefault(v);
         bool Known(OnnxProto.NodeProto node, int input) => node.Input.Count <= input || node.Input[input].Length == 0 || Value(node.Input[input])?.Constant is { Count: 1 };
@@ -67,7 +67,11 @@ internal sealed partial class GraphCompiler
         static string Over(string op, Func<string, double, double> attr, string e) =>
             ReplaceOperands(ElementwiseOps.Expression(op, [ElementType.Float], attr), _ => $"((float)({e}))");
         var (nodes, expression, current) = (new List<OnnxProto.NodeProto>(), "z", name);
-        (List<OnnxProto.NodeProto>, string, ElementType, string)? found = null;
+        (List<OnnxProto.NodeProto>, string, ElementType, string, QuantizedOutputTable?)? found = null;
+
+        // The first QuantizeLinear (over z), and the nodes after it as an expression over its value (qv): a table of 256.
+        (string Expression, int Low)? first = null;
+        var rest = "qv";
         while (nodes.Count < 16 && SoleConsumer(current) is { Domain: "" } next && next.Input[0] == current)
         {
             var attrs = new NodeAttributes(next);
@@ -81,19 +85,25 @@ internal sealed partial class GraphCompiler
                     }
 
                     expression = QuantizeExpression(expression, q.Scale, q.Zero, type);
+                    rest = first is null ? rest : QuantizeExpression(rest, q.Scale, q.Zero, type);
+                    first ??= (expression, QuantRange(type).Low);
                     nodes.Add(next);
-                    found = ([.. nodes], next.Output[0], type, expression);
+                    found = ([.. nodes], next.Output[0], type, expression, rest == "qv" ? null : new QuantizedOutputTable(first.Value.Expression, first.Value.Low, rest));
                     break;
                 case "DequantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } d:
                     expression = DequantizeExpression(expression, d.Scale, d.Zero);
+                    rest = first is null ? rest : DequantizeExpression(rest, d.Scale, d.Zero);
                     nodes.Add(next);
                     break;
                 case "Relu":
                     expression = Over("Relu", (_, fallback) => fallback, expression);
+                    rest = first is null ? rest : Over("Relu", (_, fallback) => fallback, rest);
                     nodes.Add(next);
                     break;
                 case "Clip" when _model.Opset < 11 || (Known(next, 1) && Known(next, 2)):
-                    expression = Over("Clip", ClipBounds(Bound(next, 1), Bound(next, 2), attrs), expression);
+                    var bounds = ClipBounds(Bound(next, 1), Bound(next, 2), attrs);
+                    expression = Over("Clip", bounds, expression);
+                    rest = first is null ? rest : Over("Clip", bounds, rest);
                     nodes.Add(next);
                     break;
                 default:
@@ -146,7 +156,7 @@ internal sealed partial class GraphCompiler
         var outType = quantize?.Type ?? type;
         var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc) : b is null ? Output(outName, valueType, yShape, nhwc) : Temp(valueType, yShape, nhwc);
         var fusion = source is null && quantize is null ? null
-            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, quantize is not null && b is not null, quantize?.Expression);
+            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, quantize is not null && b is not null, quantize?.Expression, quantize?.Table);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
         var code = KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion);
