@@ -21,7 +21,8 @@ internal static partial class KernelSource
     /// <para>With <paramref name="fusion"/>: the input is read as its own type and each element goes through an
     /// elementwise chain as it is loaded (a DequantizeLinear, a Clip; over an 8-bit input, a 256-entry table in shared
     /// memory that each block fills first), zero outside the input as before; and/or the sum,
-    /// plus a per-channel bias, goes through an expression before it is stored as the output's type (a QuantizeLinear).</para>
+    /// plus a per-channel bias, goes through an expression before it is stored as the output's type (a QuantizeLinear;
+    /// where more follows that first QuantizeLinear, the rest through a 256-entry table of its values each block fills).</para>
     public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, DepthwiseFusion? fusion = null)
     {
         if (inSpatial.Length != 2 || vector is not (1 or 2 or 4) || (vector > 1 && (!channelsLast || channels % vector != 0)))
