@@ -15,8 +15,8 @@ internal static partial class KernelSource
     /// <paramref name="vector"/> channels per thread read as one 4-byte load, neighbouring threads on neighbouring channels)
     /// or channels-first (x [N, C, H, W], filter [C, kh, kw], neighbouring threads along the width). Each thread computes
     /// <see cref="DepthwiseOutputsPerThread"/> neighbouring outputs along the width, loading each filter row's input span
-    /// once into registers; accumulation is in float. Window, stride and dilation are part of the kernel (unrolled); sizes
-    /// and pads are arguments.
+    /// once into registers; accumulation is in float. Window, stride, dilation and the channel count are part of the
+    /// kernel (unrolled, fixed offsets); the batch, image sizes and pads are arguments.
     /// </summary>
     /// <para>With <paramref name="fusion"/>: the input is read as its own type and each element goes through an
     /// elementwise chain as it is loaded (a DequantizeLinear, a Clip; over an 8-bit input, a 256-entry table in shared
@@ -55,7 +55,9 @@ internal static partial class KernelSource
         var ow = w.I32("ow", checked((int)outSpatial[1]));
         var ph = w.I32("ph", checked((int)padsBegin[0]));
         var pw = w.I32("pw", checked((int)padsBegin[1]));
-        var c = w.Size("c", channels);
+        // The channel count is the filter's, fixed for the layer: in the kernel, a channels-last pixel's neighbours and the
+        // filter's taps are reads at fixed offsets from one address (no multiply a load); the batch and image size stay arguments.
+        var c = KernelWriter.Lit(channels);
         var vecType = Name + "_vec";
         var inVecType = inType == type ? vecType : Name + "_xvec";
         var outVecType = outType == type ? vecType : outType == inType ? inVecType : Name + "_yvec";
@@ -131,42 +133,58 @@ internal static partial class KernelSource
 
         // The input element stride along the width and between rows (channels-last: a pixel is C elements).
         var colStride = channelsLast ? c : "1";
+        b.Append("    const bool inside = x0 >= 0 && x0 + ").Append(KernelWriter.Lit(span)).Append(" <= ").Append(iw).Append(";\n");
+        // The thread's filter: its channels' taps at fixed offsets from one address.
+        b.Append("    const ").Append(t).Append("* wc = wt + ").Append(channelsLast ? "ch" : $"ch * {KernelWriter.Lit(kh * kw)}").Append(";\n");
         b.Append("    #pragma unroll\n    for (int ki = 0; ki < ").Append(KernelWriter.Lit(kh)).Append("; ki++) {\n");
         b.Append("        const int yy = y0 + ki * ").Append(KernelWriter.Lit(dh)).Append(";\n");
         b.Append("        if (yy < 0 || yy >= ").Append(ih).Append(") continue;\n");
         b.Append("        const ").Append(tx).Append("* xr = xb + (").Append(ix).Append(")yy * (").Append(ix).Append(")").Append(iw).Append(" * ").Append(colStride).Append(";\n");
         b.Append("        float v[").Append(KernelWriter.Lit(span)).Append("][").Append(KernelWriter.Lit(vector)).Append("];\n");
-        b.Append("        #pragma unroll\n        for (int s = 0; s < ").Append(KernelWriter.Lit(span)).Append("; s++) {\n");
-        b.Append("            const int xx = x0 + s;\n");
-        b.Append("            if (xx >= 0 && xx < ").Append(iw).Append(") {\n");
-        b.Append("                const ").Append(inVecType).Append(" e = *(const ").Append(inVecType).Append("*)(xr + (").Append(ix).Append(")xx * ").Append(colStride).Append(");\n");
-        if (table)
+
+        // One element's load from address into v[s], through the input chain or its table where there is one.
+        void Load(string indent, string address)
         {
-            b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = lut[(unsigned char)e.v[u]];\n");
-        }
-        else if (fusion?.InStatements is not null)
-        {
-            // The chain that made the input, applied to each element as it is loaded (xe: the element as stored).
-            b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");
-            InputChain("                    ", "e.v[u]", "v[s][u]");
-            b.Append("                }\n");
-        }
-        else
-        {
-            b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = (float)e.v[u];\n");
+            b.Append(indent).Append("const ").Append(inVecType).Append(" e = *(const ").Append(inVecType).Append("*)(").Append(address).Append(");\n");
+            if (table)
+            {
+                b.Append(indent).Append("#pragma unroll\n").Append(indent).Append("for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = lut[(unsigned char)e.v[u]];\n");
+            }
+            else if (fusion?.InStatements is not null)
+            {
+                // The chain that made the input, applied to each element as it is loaded (xe: the element as stored).
+                b.Append(indent).Append("#pragma unroll\n").Append(indent).Append("for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");
+                InputChain(indent + "    ", "e.v[u]", "v[s][u]");
+                b.Append(indent).Append("}\n");
+            }
+            else
+            {
+                b.Append(indent).Append("#pragma unroll\n").Append(indent).Append("for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = (float)e.v[u];\n");
+            }
         }
 
-        b.Append("            } else {\n");
-        b.Append("                #pragma unroll\n                for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = 0.f;\n");
-        b.Append("            }\n        }\n");
+        // A thread whose columns all lie inside the row loads without a check per element; one at an edge checks each.
+        // (inside: from the thread's first column, at offsets fixed in the kernel once the loop unrolls).
+        b.Append("        if (inside) {\n");
+        b.Append("            const ").Append(tx).Append("* xp = xr + (").Append(ix).Append(")x0 * ").Append(colStride).Append(";\n");
+        b.Append("            #pragma unroll\n            for (int s = 0; s < ").Append(KernelWriter.Lit(span)).Append("; s++) {\n");
+        Load("                ", $"xp + s * {colStride}");
+        b.Append("            }\n        } else {\n");
+        b.Append("            #pragma unroll\n            for (int s = 0; s < ").Append(KernelWriter.Lit(span)).Append("; s++) {\n");
+        b.Append("                const int xx = x0 + s;\n");
+        b.Append("                if (xx >= 0 && xx < ").Append(iw).Append(") {\n");
+        Load("                    ", $"xr + ({ix})xx * {colStride}");
+        b.Append("                } else {\n");
+        b.Append("                    #pragma unroll\n                    for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) v[s][u] = 0.f;\n");
+        b.Append("                }\n            }\n        }\n");
         b.Append("        #pragma unroll\n        for (int kj = 0; kj < ").Append(KernelWriter.Lit(kw)).Append("; kj++) {\n");
         if (channelsLast)
         {
-            b.Append("            const ").Append(vecType).Append(" f = *(const ").Append(vecType).Append("*)(wt + (").Append(ix).Append(")(ki * ").Append(KernelWriter.Lit(kw)).Append(" + kj) * ").Append(c).Append(" + ch);\n");
+            b.Append("            const ").Append(vecType).Append(" f = *(const ").Append(vecType).Append("*)(wc + (ki * ").Append(KernelWriter.Lit(kw)).Append(" + kj) * ").Append(c).Append(");\n");
         }
         else
         {
-            b.Append("            const ").Append(vecType).Append(" f = *(const ").Append(vecType).Append("*)(wt + ch * ").Append(KernelWriter.Lit(kh * kw)).Append(" + ki * ").Append(KernelWriter.Lit(kw)).Append(" + kj);\n");
+            b.Append("            const ").Append(vecType).Append(" f = *(const ").Append(vecType).Append("*)(wc + ki * ").Append(KernelWriter.Lit(kw)).Append(" + kj);\n");
         }
 
         b.Append("            #pragma unroll\n            for (int o = 0; o < ").Append(KernelWriter.Lit(p)).Append("; o++) {\n");
@@ -183,6 +201,7 @@ internal static partial class KernelSource
             b.Append("    ").Append(ty).Append("* yr = y + ((img * ").Append(c).Append(" + ch) * (").Append(ix).Append(")").Append(oh).Append(" + oy) * (").Append(ix).Append(")").Append(ow).Append(";\n");
         }
 
+        b.Append("    ").Append(ty).Append("* yo = yr + (").Append(ix).Append(")ox0 * ").Append(colStride).Append(";\n");
         b.Append("    #pragma unroll\n    for (int o = 0; o < ").Append(KernelWriter.Lit(p)).Append("; o++) {\n");
         b.Append("        if (ox0 + o >= ").Append(ow).Append(") break;\n");
         b.Append("        ").Append(outVecType).Append(" r;\n");
@@ -205,7 +224,7 @@ internal static partial class KernelSource
             b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) r.v[u] = (").Append(ty).Append(")acc[o][u];\n");
         }
 
-        b.Append("        *(").Append(outVecType).Append("*)(yr + (").Append(ix).Append(")(ox0 + o) * ").Append(colStride).Append(") = r;\n");
+        b.Append("        *(").Append(outVecType).Append("*)(yo + o * ").Append(colStride).Append(") = r;\n");
         b.Append("    }\n");
 
         var biasParameter = fusion is { Bias: true } ? $"const {t}* __restrict__ bias, " : string.Empty;
