@@ -73,6 +73,7 @@ public sealed partial class KernelSourceTests
             (KernelSource.Resize(ElementType.Float, [2, 3, 4, 4], [2, 3, 8, 6], [1, 1, 2, 1.5], "cubic", "half_pixel", "round_prefer_floor", null, -0.5, true), KernelSource.Resize(ElementType.Float, [6, 3, 5, 4], [6, 3, 10, 6], [1, 1, 2, 1.5], "cubic", "half_pixel", "round_prefer_floor", null, -0.5, true)),
             (KernelSource.Resize(ElementType.Float, [1, 1, 4, 4], [1, 1, 3, 5], [1, 1, 1, 1], "linear", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9), KernelSource.Resize(ElementType.Float, [3, 1, 6, 4], [3, 1, 3, 5], [1, 1, 1, 1], "linear", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9)),
             (KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 24), KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 60)),
+            (KernelSource.Depthwise(ElementType.Float16, true, 2, 1, 96, [14, 14], [7, 7], [3, 3], [2, 2], [1, 1], [1, 1]), KernelSource.Depthwise(ElementType.Float16, true, 2, 64, 96, [14, 14], [7, 7], [3, 3], [2, 2], [1, 1], [1, 1])),
             (KernelSource.IntegerConv(ElementType.UInt8, ElementType.Int8, ElementType.UInt8, (ElementType.Double, ElementType.Double, ElementType.Double), 2, 2 * 4 * 25, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1, 1, true), KernelSource.IntegerConv(ElementType.UInt8, ElementType.Int8, ElementType.UInt8, (ElementType.Double, ElementType.Double, ElementType.Double), 2, 3 * 4 * 25, 4, 2, 4, [5, 5], [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 1, 1, true)),
             (KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 2 * 3 * 5, 3, 4, 5, 12, 0, 0, 0, 0, false), KernelSource.IntegerMatMul(ElementType.UInt8, ElementType.Int8, ElementType.Int32, (ElementType.Float, ElementType.Float, ElementType.Float), 7 * 3 * 5, 3, 4, 5, 12, 0, 0, 0, 0, false)),
         ];
@@ -92,8 +93,13 @@ public sealed partial class KernelSourceTests
         var pool = KernelSource.Pool(ElementType.Float16, true, 16, [20, 20], [10, 10], [2, 2], [2, 2], [0, 0], [0, 0], [1, 1], false, channelsLast: true, channels: 16);
         var pool2 = KernelSource.Pool(ElementType.Float16, true, 16, [32, 48], [16, 24], [2, 2], [2, 2], [0, 0], [0, 0], [1, 1], false, channelsLast: true, channels: 16);
 
+        // The depthwise kernel holds its layer's channel count (reads at fixed offsets), not the image's size.
+        var depthwise = KernelSource.Depthwise(ElementType.Float16, true, 2, 1, 96, [14, 14], [14, 14], [3, 3], [1, 1], [1, 1], [1, 1]);
+        var depthwise2 = KernelSource.Depthwise(ElementType.Float16, true, 2, 1, 96, [40, 24], [40, 24], [3, 3], [1, 1], [1, 1], [1, 1]);
+
         Assert.Equal(small.Source, large.Source);
         Assert.Equal(pool.Source, pool2.Source);
+        Assert.Equal(depthwise.Source, depthwise2.Source);
         Assert.Equal(47, Args(large)["last3"]);
         Assert.Equal(48 * 16, Args(pool2)["is0"]); // channels-last: a step along H skips a row of W x C elements
         Assert.Equal(16, Args(pool2)["is1"]);
