@@ -56,7 +56,7 @@ internal static partial class KernelSource
         var ph = w.I32("ph", checked((int)padsBegin[0]));
         var pw = w.I32("pw", checked((int)padsBegin[1]));
         // The channel count is the filter's, fixed for the layer: in the kernel, a channels-last pixel's neighbours and the
-        // filter's taps are reads at fixed offsets from one address (no multiply a load); the batch and image size stay arguments.
+        // filter's taps are reads at fixed offsets from one address (no multiply per load); the batch and image sizes stay arguments.
         var c = KernelWriter.Lit(channels);
         var vecType = Name + "_vec";
         var inVecType = inType == type ? vecType : Name + "_xvec";
