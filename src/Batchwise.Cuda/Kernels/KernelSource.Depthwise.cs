@@ -212,7 +212,7 @@ internal static partial class KernelSource
             b.Append("            const float z = acc[o][u]").Append(fusion.Bias ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty).Append(";\n");
             if (fusion.OutTable is { } rest)
             {
-                b.Append("            r.v[u] = lut_out[(int)(").Append(rest.First).Append(") - ").Append(KernelWriter.Lit(rest.Low)).Append("];\n        }\n");
+                b.Append("            r.v[u] = lut_out[(int)(").Append(expression).Append(") - ").Append(KernelWriter.Lit(rest.Low)).Append("];\n        }\n");
             }
             else
             {
@@ -251,14 +251,15 @@ internal static partial class KernelSource
 /// What a <see cref="KernelSource.Depthwise"/> takes in beside the convolution: the chain that made its input
 /// (<paramref name="InStatements"/> over <c>xe</c>, the element as stored in <paramref name="InType"/>, ending in
 /// <paramref name="InResult"/>), and the expression that makes its output (<paramref name="OutExpression"/> over
-/// <c>z</c>, the float sum plus the channel's bias where <paramref name="Bias"/>, stored as <paramref name="OutType"/>).
+/// <c>z</c>, the float sum plus the channel's bias where <paramref name="Bias"/>, stored as <paramref name="OutType"/>;
+/// with <paramref name="OutTable"/> that expression is the first QuantizeLinear and the table holds the rest).
 /// </summary>
 internal sealed record DepthwiseFusion(ElementType InType, string? InStatements, string? InResult, ElementType OutType, bool Bias, string? OutExpression, QuantizedOutputTable? OutTable = null);
 
 /// <summary>
-/// The quantizing chain after a depthwise layer where more follows its first QuantizeLinear (Q -> DQ -> Clip -> Q):
-/// <paramref name="First"/> (over z) is that QuantizeLinear as a float of its integer range from <paramref name="Low"/>,
-/// <paramref name="Rest"/> (over qv, that value) the nodes after it up to the stored output, which the kernel evaluates
-/// for each of the 256 values into a table every output then reads.
+/// The quantizing chain after a depthwise layer's first QuantizeLinear where more follows it (Q -> DQ -> Clip -> Q):
+/// <paramref name="Rest"/> (over qv, that QuantizeLinear's value, an integer of its range from <paramref name="Low"/>)
+/// the nodes after it up to the stored output, which the kernel evaluates for each of the 256 values into a table every
+/// output then reads.
 /// </summary>
-internal sealed record QuantizedOutputTable(string First, int Low, string Rest);
+internal sealed record QuantizedOutputTable(int Low, string Rest);

@@ -54,8 +54,9 @@ internal sealed partial class GraphCompiler
     /// Where the convolution's output goes through elementwise nodes that each read the one before alone — QuantizeLinear
     /// and DequantizeLinear per tensor with constants, Clip with constant bounds, Relu (a QDQ model's Conv -> Q -> DQ ->
     /// Clip -> Q) — up to a QuantizeLinear into 8 bits: the nodes up to the last such QuantizeLinear, its output and type,
-    /// and the expression that computes it from z as those nodes do (the expressions their elementwise forms use), so the
-    /// kernel writes the 8-bit tensor itself. Null where no such QuantizeLinear follows.
+    /// and the expression that computes the first QuantizeLinear from z as those nodes do (the expressions their
+    /// elementwise forms use) with, where more follows it, the rest as a table over its values, so the kernel writes the
+    /// 8-bit tensor itself. Null where no such QuantizeLinear follows.
     /// </summary>
     private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression, QuantizedOutputTable? Table)? QuantizedDepthwiseOutput(string name)
     {
@@ -66,12 +67,25 @@ internal sealed partial class GraphCompiler
         // An elementwise operator's own expression (Clip, Relu) over the expression so far, as a pending chain writes it.
         static string Over(string op, Func<string, double, double> attr, string e) =>
             ReplaceOperands(ElementwiseOps.Expression(op, [ElementType.Float], attr), _ => $"((float)({e}))");
-        var (nodes, expression, current) = (new List<OnnxProto.NodeProto>(), "z", name);
+        var (nodes, current) = (new List<OnnxProto.NodeProto>(), name);
         (List<OnnxProto.NodeProto>, string, ElementType, string, QuantizedOutputTable?)? found = null;
 
-        // The first QuantizeLinear (over z), and the nodes after it as an expression over its value (qv): a table of 256.
+        // Up to the first QuantizeLinear the nodes build its expression over z (lead); after it, an expression over its
+        // value qv (rest), which the kernel evaluates for each of the 256 values into a table.
+        var (lead, rest) = ("z", "qv");
         (string Expression, int Low)? first = null;
-        var rest = "qv";
+        void Apply(Func<string, string> node)
+        {
+            if (first is null)
+            {
+                lead = node(lead);
+            }
+            else
+            {
+                rest = node(rest);
+            }
+        }
+
         while (nodes.Count < 16 && SoleConsumer(current) is { Domain: "" } next && next.Input[0] == current)
         {
             var attrs = new NodeAttributes(next);
@@ -84,26 +98,22 @@ internal sealed partial class GraphCompiler
                         return found;
                     }
 
-                    expression = QuantizeExpression(expression, q.Scale, q.Zero, type);
-                    rest = first is null ? rest : QuantizeExpression(rest, q.Scale, q.Zero, type);
-                    first ??= (expression, QuantRange(type).Low);
+                    Apply(e => QuantizeExpression(e, q.Scale, q.Zero, type));
+                    first ??= (lead, QuantRange(type).Low);
                     nodes.Add(next);
-                    found = ([.. nodes], next.Output[0], type, expression, rest == "qv" ? null : new QuantizedOutputTable(first.Value.Expression, first.Value.Low, rest));
+                    found = ([.. nodes], next.Output[0], type, first.Value.Expression, rest == "qv" ? null : new QuantizedOutputTable(first.Value.Low, rest));
                     break;
                 case "DequantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } d:
-                    expression = DequantizeExpression(expression, d.Scale, d.Zero);
-                    rest = first is null ? rest : DequantizeExpression(rest, d.Scale, d.Zero);
+                    Apply(e => DequantizeExpression(e, d.Scale, d.Zero));
                     nodes.Add(next);
                     break;
                 case "Relu":
-                    expression = Over("Relu", (_, fallback) => fallback, expression);
-                    rest = first is null ? rest : Over("Relu", (_, fallback) => fallback, rest);
+                    Apply(e => Over("Relu", (_, fallback) => fallback, e));
                     nodes.Add(next);
                     break;
                 case "Clip" when _model.Opset < 11 || (Known(next, 1) && Known(next, 2)):
                     var bounds = ClipBounds(Bound(next, 1), Bound(next, 2), attrs);
-                    expression = Over("Clip", bounds, expression);
-                    rest = first is null ? rest : Over("Clip", bounds, rest);
+                    Apply(e => Over("Clip", bounds, e));
                     nodes.Add(next);
                     break;
                 default:
@@ -155,20 +165,20 @@ internal sealed partial class GraphCompiler
         var quantize = QuantizedDepthwiseOutput(outName);
         var outType = quantize?.Type ?? type;
         var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc) : b is null ? Output(outName, valueType, yShape, nhwc) : Temp(valueType, yShape, nhwc);
+        // The kernel adds the bias itself only before a quantizing chain; otherwise the bias starts the chain after it.
+        var fusedBias = quantize is not null ? b : null;
         var fusion = source is null && quantize is null ? null
-            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, quantize is not null && b is not null, quantize?.Expression, quantize?.Table);
+            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, fusedBias is not null, quantize?.Expression, quantize?.Table);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
-        var code = KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion);
-        var threads = KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs);
+        Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion), KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs),
+            fusedBias is { } fb ? [Dev(raw), Dev(x), Dev(filter), Dev(View(fb, [fb.Count]))] : [Dev(raw), Dev(x), Dev(filter)]);
         if (quantize is not null)
         {
             _folded.UnionWith(quantize.Value.Nodes);
-            Kernel(code, threads, b is null ? [Dev(raw), Dev(x), Dev(filter)] : [Dev(raw), Dev(x), Dev(filter), Dev(View(b, [b.Count]))]);
             return true;
         }
 
-        Kernel(code, threads, Dev(raw), Dev(x), Dev(filter));
         if (b is not null)
         {
             var bias = View(b, [b.Count, .. Enumerable.Repeat(1L, r)]);
