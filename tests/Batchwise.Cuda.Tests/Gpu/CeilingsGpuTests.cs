@@ -70,7 +70,9 @@ public sealed class CeilingsGpuTests
             foreach (var node in table.GroupBy(p => (p.Outputs, p.Reduction)))
             {
                 var byN = node.OrderBy(p => p.N).ToList();
-                Assert.True(byN[^1].Flops > 2 * byN[0].Flops, $"{key} {node.Key}: {string.Join(", ", byN)}");
+                // 1.5x, not 2x: fp32's 5x5 stride-2 depthwise layer rose 1.99x from 1 image to 64 on an H200 (session 18), a
+                // kernel compute-bound at 64 images; a call timed as the host's cost would rise ~64x.
+                Assert.True(byN[^1].Flops > 1.5 * byN[0].Flops, $"{key} {node.Key}: {string.Join(", ", byN)}");
             }
         }
         Assert.Equal("fp16", c.For(new EngineOptions { Precision = Precision.Fp16 }).Precision);

@@ -13,7 +13,8 @@ public sealed partial class KernelSourceTests
     /// </summary>
     internal static Dictionary<string, double> Args(KernelCode code)
     {
-        var decl = code.Source[..code.Source.IndexOf("};", StringComparison.Ordinal)];
+        var start = code.Source.IndexOf("_args {", StringComparison.Ordinal); // after any vector types the source declares first
+        var decl = code.Source[start..code.Source.IndexOf("};", start, StringComparison.Ordinal)];
         var values = new Dictionary<string, double>(StringComparer.Ordinal);
         var offset = 0;
         foreach (Match m in FieldPattern().Matches(decl))
@@ -83,6 +84,18 @@ public sealed partial class KernelSourceTests
             Assert.Equal(p.A.Source, p.B.Source);
             Assert.False(p.A.Args.AsSpan().SequenceEqual(p.B.Args), "the sizes differ, so the argument blocks must");
         });
+    }
+
+    [Fact]
+    public void The_depthwise_interior_path_is_an_argument_so_both_ways_share_one_kernel()
+    {
+        var with = KernelSource.Depthwise(ElementType.Float16, true, 2, 64, 96, [56, 56], [56, 56], [3, 3], [1, 1], [1, 1], [1, 1], interior: true);
+        var without = KernelSource.Depthwise(ElementType.Float16, true, 2, 1, 96, [56, 56], [56, 56], [3, 3], [1, 1], [1, 1], [1, 1], interior: false);
+
+        Assert.Equal(with.Source, without.Source);
+        Assert.Equal(1, Args(with)["interior"]);
+        Assert.Equal(0, Args(without)["interior"]);
+        Assert.Contains("const bool inside = a.interior != 0 && ", with.Source, StringComparison.Ordinal);
     }
 
     [Fact]
