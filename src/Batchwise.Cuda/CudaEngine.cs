@@ -55,12 +55,6 @@ public sealed class CudaEngine : IEngine
                 StemConvChoice.Cudnn => "cuDNN over channels padded to 8 (BATCHWISE_STEM_CONV=cudnn)",
                 _ => "own tensor-core kernel over channels padded to 8, bias + ReLU fused (cuDNN where it does not fit)",
             },
-            ["depthwise_interior"] = GraphCompiler.DepthwiseInteriorFromEnvironment switch
-            {
-                DepthwiseInteriorChoice.On => "every layer (BATCHWISE_DEPTHWISE_INTERIOR=on)",
-                DepthwiseInteriorChoice.Off => "none: every load checks its column (BATCHWISE_DEPTHWISE_INTERIOR=off)",
-                _ => string.Create(CultureInfo.InvariantCulture, $"auto: layers of {KernelSource.DepthwiseInteriorThreads:N0} threads and more (a wave) load inside the row without a check per element"),
-            },
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
                 GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",
@@ -400,9 +394,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs convolutions over fewer than 8 channels (BATCHWISE_STEM_CONV=cudnn|gemm|own; tests set it).</summary>
     public StemConvChoice StemConvolutions { get; internal set; } = GraphCompiler.StemConvFromEnvironment;
-
-    /// <summary>Which depthwise layers take the kernel's interior path (BATCHWISE_DEPTHWISE_INTERIOR=auto|on|off; tests set it).</summary>
-    public DepthwiseInteriorChoice DepthwiseInterior { get; internal set; } = GraphCompiler.DepthwiseInteriorFromEnvironment;
 
     /// <inheritdoc/>
     public int MaxSharedBytesPerBlock { get; }

@@ -10,31 +10,20 @@ internal static partial class KernelSource
     public const int DepthwiseOutputsPerThread = 4;
 
     /// <summary>
-    /// Threads from which a depthwise layer takes the interior path by default (<see cref="Planning.DepthwiseInteriorChoice.Auto"/>):
-    /// 2^18, about one full wave of an H200 (132 SMs x 2,048 threads). On an H200 the kernel with the interior path ran
-    /// MobileNetV2, MobileNetV3, EfficientNet and ConvNeXt 4-10% faster at b=64 and 256 and each depthwise layer 1-1.5 us
-    /// slower at b=1 (Nsight Compute, session 18), where a layer is less than a wave and its time one thread's latency.
-    /// </summary>
-    public const long DepthwiseInteriorThreads = 1L << 18;
-
-    /// <summary>
     /// A depthwise 2-d convolution y[n, c, oh, ow] = sum over (i, j) of x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] * w[c, i, j]
     /// (zero outside the input). Channels-last (<paramref name="channelsLast"/>: x [N, H, W, C], filter [kh, kw, C],
     /// <paramref name="vector"/> channels per thread read as one 4-byte load, neighbouring threads on neighbouring channels)
     /// or channels-first (x [N, C, H, W], filter [C, kh, kw], neighbouring threads along the width). Each thread computes
     /// <see cref="DepthwiseOutputsPerThread"/> neighbouring outputs along the width, loading each filter row's input span
     /// once into registers; accumulation is in float. Window, stride, dilation and the channel count are part of the
-    /// kernel (unrolled, fixed offsets); the batch, image sizes and pads are arguments. With <paramref name="interior"/>
-    /// (an argument too: the source is the same either way; null: from <see cref="DepthwiseInteriorThreads"/> threads) a
-    /// thread whose window lies inside the row loads at fixed offsets without a check per element; without it every load
-    /// checks its column (less code on the path a thread runs).
+    /// kernel (unrolled, fixed offsets); the batch, image sizes and pads are arguments.
     /// </summary>
     /// <para>With <paramref name="fusion"/>: the input is read as its own type and each element goes through an
     /// elementwise chain as it is loaded (a DequantizeLinear, a Clip; over an 8-bit input, a 256-entry table in shared
     /// memory that each block fills first), zero outside the input as before; and/or the sum,
     /// plus a per-channel bias, goes through an expression before it is stored as the output's type (a QuantizeLinear;
     /// where more follows that first QuantizeLinear, the rest through a 256-entry table of its values each block fills).</para>
-    public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, DepthwiseFusion? fusion = null, bool? interior = null)
+    public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, DepthwiseFusion? fusion = null)
     {
         if (inSpatial.Length != 2 || vector is not (1 or 2 or 4) || (vector > 1 && (!channelsLast || channels % vector != 0)))
         {
@@ -66,7 +55,6 @@ internal static partial class KernelSource
         var ow = w.I32("ow", checked((int)outSpatial[1]));
         var ph = w.I32("ph", checked((int)padsBegin[0]));
         var pw = w.I32("pw", checked((int)padsBegin[1]));
-        var interiorPath = w.I32("interior", (interior ?? threads >= DepthwiseInteriorThreads) ? 1 : 0);
         // The channel count is the filter's, fixed for the layer: in the kernel, a channels-last pixel's neighbours and the
         // filter's taps are reads at fixed offsets from one address (no multiply per load); the batch and image sizes stay arguments.
         var c = KernelWriter.Lit(channels);
@@ -145,7 +133,7 @@ internal static partial class KernelSource
 
         // The input element stride along the width and between rows (channels-last: a pixel is C elements).
         var colStride = channelsLast ? c : "1";
-        b.Append("    const bool inside = ").Append(interiorPath).Append(" != 0 && x0 >= 0 && x0 + ").Append(KernelWriter.Lit(span)).Append(" <= ").Append(iw).Append(";\n");
+        b.Append("    const bool inside = x0 >= 0 && x0 + ").Append(KernelWriter.Lit(span)).Append(" <= ").Append(iw).Append(";\n");
         // The thread's filter: its channels' taps at fixed offsets from one address.
         b.Append("    const ").Append(t).Append("* wc = wt + ").Append(channelsLast ? "ch" : $"ch * {KernelWriter.Lit(kh * kw)}").Append(";\n");
         b.Append("    #pragma unroll\n    for (int ki = 0; ki < ").Append(KernelWriter.Lit(kh)).Append("; ki++) {\n");

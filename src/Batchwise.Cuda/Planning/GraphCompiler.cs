@@ -84,9 +84,6 @@ internal interface IPlanTarget
     /// <summary>Who runs convolutions over fewer than 8 channels in half precision (a stem): cuDNN (the default), one GEMM or the own kernel.</summary>
     StemConvChoice StemConvolutions => StemConvChoice.Cudnn;
 
-    /// <summary>Which depthwise layers take the kernel's interior path (loads without a check per element): layers of a wave and more (auto), all, none.</summary>
-    DepthwiseInteriorChoice DepthwiseInterior => DepthwiseInteriorChoice.Auto;
-
     /// <summary>The most shared memory a block of a generated kernel may have on the device (its opt-in limit; 227 KB on sm_90).</summary>
     int MaxSharedBytesPerBlock => KernelCache.StaticSharedBytes;
 

@@ -87,18 +87,6 @@ public sealed partial class KernelSourceTests
     }
 
     [Fact]
-    public void The_depthwise_interior_path_is_an_argument_so_both_ways_share_one_kernel()
-    {
-        var with = KernelSource.Depthwise(ElementType.Float16, true, 2, 64, 96, [56, 56], [56, 56], [3, 3], [1, 1], [1, 1], [1, 1], interior: true);
-        var without = KernelSource.Depthwise(ElementType.Float16, true, 2, 1, 96, [56, 56], [56, 56], [3, 3], [1, 1], [1, 1], [1, 1], interior: false);
-
-        Assert.Equal(with.Source, without.Source);
-        Assert.Equal(1, Args(with)["interior"]);
-        Assert.Equal(0, Args(without)["interior"]);
-        Assert.Contains("const bool inside = a.interior != 0 && ", with.Source, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public void Image_sizes_are_arguments_too()
     {
         var small = KernelSource.Resize(ElementType.Float16, [1, 16, 20, 20], [1, 16, 40, 40], [1, 1, 2, 2], "nearest", "asymmetric", "floor");

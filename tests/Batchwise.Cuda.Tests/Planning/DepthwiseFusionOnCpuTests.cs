@@ -166,25 +166,6 @@ public sealed class DepthwiseFusionOnCpuTests
     }
 
     [Theory]
-    [InlineData(1L, "Auto", 0)] // 1 x 56 x 14 x 48 threads: less than a wave
-    [InlineData(8L, "Auto", 1)] // 8x that: more than 2^18
-    [InlineData(1L, "On", 1)]
-    [InlineData(8L, "Off", 0)]
-    public void A_depthwise_layer_of_a_wave_and_more_takes_the_interior_path(long batch, string choice, int expected)
-    {
-        var g = new GraphBuilder("dw-interior", seed: 3);
-        var x = g.Input("x", ElementType.Float, batch, 96L, 56L, 56L);
-        g.Rename(g.Node("Conv", [x, g.Weight("dw", [96, 1, 3, 3], 0.5f)], GraphBuilder.Attr("group", 96L), GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L)), "y");
-        g.Output("y", ElementType.Float, batch, 96L, 56L, 56L);
-        var model = g.Build("dw-interior");
-        var inputs = new List<Tensor> { Tensor.From<float>(ElementType.Float, [batch, 96, 56, 56], new float[batch * 96 * 56 * 56]) };
-        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { DepthwiseInterior = Enum.Parse<DepthwiseInteriorChoice>(choice) }.Compile(model, inputs);
-
-        var step = Depthwise(plan);
-        Assert.Equal(expected, Kernels.KernelSourceTests.Args(new Batchwise.Cuda.Kernels.KernelCode(step.Source, step.Args))["interior"]);
-    }
-
-    [Theory]
     [InlineData(Precision.Fp16, 1L)]
     [InlineData(Precision.Fp16, 2L)]
     public void A_clip_after_a_product_is_applied_as_the_depthwise_kernel_loads(Precision precision, long stride)

@@ -12,28 +12,24 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class KernelCasesOnCpuTests
 {
-    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, List<(string Variant, Precision Precision, ExecutionPlan Plan)> Plans);
+    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, List<(Precision Precision, ExecutionPlan Plan)> Plans);
 
     private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
 
     public static TheoryData<string> Cases => [.. KernelCaseModels.All.Keys];
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, Precision precision, DepthwiseInteriorChoice interior = DepthwiseInteriorChoice.Auto)
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, Precision precision)
     {
-        return new NoGpuTarget(precision) { DepthwiseInterior = interior }.Compile(model, inputs);
+        return new NoGpuTarget(precision).Compile(model, inputs);
     }
 
-    /// <summary>
-    /// Plans every case at both precisions (a depthwise case also with the interior path on: these cases are smaller than
-    /// the wave from which auto takes it), then compiles all their kernels in one g++ run.
-    /// </summary>
+    /// <summary>Plans every case at both precisions, then compiles all their kernels in one g++ run.</summary>
     private static Dictionary<string, Prepared> PrepareAll()
     {
         var all = KernelCaseModels.All.Keys.ToDictionary(n => n, n =>
         {
             var (model, inputs, expected) = KernelCaseModels.Build(n);
-            DepthwiseInteriorChoice[] interiors = n.StartsWith("dw-", StringComparison.Ordinal) ? [DepthwiseInteriorChoice.Auto, DepthwiseInteriorChoice.On] : [DepthwiseInteriorChoice.Auto];
-            return new Prepared(inputs, expected, [.. from i in interiors from p in new[] { Precision.Fp32, Precision.Fp16 } select ($"interior {i}", p, Plan(model, inputs, p, i))]);
+            return new Prepared(inputs, expected, [.. new[] { Precision.Fp32, Precision.Fp16 }.Select(p => (p, Plan(model, inputs, p)))]);
         }, StringComparer.Ordinal);
         CpuKernelRunner.Prepare(all.Values.SelectMany(p => p.Plans.Select(x => x.Plan)));
         return all;
@@ -45,11 +41,11 @@ public sealed class KernelCasesOnCpuTests
     {
         CpuKernelRunner.Require();
         var c = All.Value[name];
-        foreach (var (variant, precision, plan) in c.Plans)
+        foreach (var (precision, plan) in c.Plans)
         {
             Assert.Null(CpuKernelRunner.CannotRun(plan));
             var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(plan, c.Inputs), c.Expected, precision == Precision.Fp16);
-            Assert.True(difference is null, $"{name} ({precision}, {variant}): {difference}");
+            Assert.True(difference is null, $"{name} ({precision}): {difference}");
         }
     }
 

@@ -31,8 +31,6 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public StemConvChoice StemConvolutions { get; init; } = StemConvChoice.Cudnn;
 
-    public DepthwiseInteriorChoice DepthwiseInterior { get; init; } = DepthwiseInteriorChoice.Auto;
-
     /// <summary>sm_90's opt-in limit (227 KB), as an H100 or H200 reports it.</summary>
     public int MaxSharedBytesPerBlock { get; init; } = 227 * 1024;
 

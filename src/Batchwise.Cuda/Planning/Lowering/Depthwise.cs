@@ -4,19 +4,6 @@ using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
-/// <summary>Where a depthwise layer's threads whose window lies inside the row load without a check per element.</summary>
-internal enum DepthwiseInteriorChoice
-{
-    /// <summary>Layers of at least <see cref="KernelSource.DepthwiseInteriorThreads"/> threads (a wave and more; the default).</summary>
-    Auto,
-
-    /// <summary>Every layer.</summary>
-    On,
-
-    /// <summary>No layer: every load checks its column.</summary>
-    Off,
-}
-
 /// <summary>
 /// Depthwise convolutions (groups == input channels == output channels, one filter each) through the engine's own kernel
 /// rather than cuDNN, whose channels-last half-precision depthwise kernels ran 50-150x off bandwidth on an H200
@@ -24,15 +11,6 @@ internal enum DepthwiseInteriorChoice
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>BATCHWISE_DEPTHWISE_INTERIOR: auto (default), on or off.</summary>
-    internal static DepthwiseInteriorChoice DepthwiseInteriorFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_DEPTHWISE_INTERIOR")?.Trim().ToLowerInvariant() switch
-    {
-        null or "" or "auto" => DepthwiseInteriorChoice.Auto,
-        "on" => DepthwiseInteriorChoice.On,
-        "off" => DepthwiseInteriorChoice.Off,
-        var other => throw new BatchwiseException($"BATCHWISE_DEPTHWISE_INTERIOR '{other}' is not auto, on or off", "Unset it (the interior path for layers of a wave and more), or set it to on or off."),
-    };
-
     /// <summary>Largest filter window the own kernel unrolls (11 x 11); larger ones stay with cuDNN.</summary>
     private const long MaxDepthwiseTaps = 121;
 
@@ -193,8 +171,7 @@ internal sealed partial class GraphCompiler
             : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, fusedBias is not null, quantize?.Expression, quantize?.Table);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
-        bool? interior = _target.DepthwiseInterior switch { DepthwiseInteriorChoice.On => true, DepthwiseInteriorChoice.Off => false, _ => null };
-        Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion, interior), KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs),
+        Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion), KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs),
             fusedBias is { } fb ? [Dev(raw), Dev(x), Dev(filter), Dev(View(fb, [fb.Count]))] : [Dev(raw), Dev(x), Dev(filter)]);
         if (quantize is not null)
         {
