@@ -8,7 +8,8 @@
 #   t "message"                                  # a timed line in $R/log.txt
 #   pack                                         # last: $OUT/r.tar.xz and $OUT/log.txt (the run tool returns few files)
 #
-# What .device holds (carry it with `carry: [".device"]`; with the tracked tree it must stay under 64 MiB):
+# What .device holds (bench/device/publish.sh packs it; carry it with `carry: [".device"]`; with the tracked tree it must
+# stay under 64 MiB):
 #   cli-full.tar.xz  the self-contained CLI publish (folder cli/);
 #   testdiff.tar.xz  the test publish's files that differ from the CLI's (flat: extracted over a copy of cli/);
 #   cli-base.tar.xz  files of an earlier build extracted over a copy of cli/ to time it in the same call; FLAT, no
