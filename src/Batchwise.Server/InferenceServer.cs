@@ -59,7 +59,9 @@ public sealed record ServerOptions
     /// Kestrel's socket transport runs what reads a connection's input on the thread that received it, instead of handing
     /// it to the thread pool (--inline-io; Kestrel's UnsafePreferInlineScheduling): one thread-pool hop less per receive
     /// and per send for a lone request, but a request handler that blocks (a lone request's inference runs inline on
-    /// its caller's thread) then holds up the other connections of that I/O thread. Off by default.
+    /// its caller's thread) then holds up the other connections of that I/O thread. Off by default. It also asks the
+    /// runtime to complete socket operations inline (<see cref="InlineSocketCompletions"/>), which Kestrel's option
+    /// needs to take the hop out of the runtime's layer too, when the process has used no socket before the server.
     /// </summary>
     public bool InlineIoScheduling { get; init; }
 
@@ -195,6 +197,11 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout);
         builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
         builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>>(new ReceiveBlockPool.Factory(options.ReceiveBlockBytes));
+        if (options.InlineIoScheduling)
+        {
+            InlineSocketCompletions.TryPreferInline();
+        }
+
         builder.Services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(o => o.UnsafePreferInlineScheduling = options.InlineIoScheduling);
         ListenOptions? http = null, grpc = null, metrics = null;
         builder.WebHost.ConfigureKestrel(k =>
