@@ -327,34 +327,44 @@ PYEOF
       kill -TERM $SERVER; wait $SERVER; echo "server (--instances $n) exit $?"
     fi
     if [ "${SERVE_C1:-1}" = 1 ]; then
-      # Issue 12's c=1 target (p50 <= offline b=1 end to end + 0.25 ms) is with no queue delay: a server of its own, then
-      # what a request paid inside the server (queue = arrival at the batcher to the batch's start; request = arrival at
-      # the model to its outputs; compute = the engine's part) as sums and counts, beside load's end-to-end p50.
-      # C1_SERVE_ARGS adds serve options to this server (e.g. the transport variant the c1 phase found best).
-      "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 0 \
-        --http-port 18000 --grpc-port 18001 --metrics-port 18002 ${C1_SERVE_ARGS:-} > "$WORK/serve-c1.log" 2>&1 &
-      SERVER=$!
-      for i in $(seq 1 120); do
-        "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
-        sleep 1
+      # Issue 12's c=1 target (p50 <= offline b=1 end to end + 0.25 ms) is with no queue delay: a server of its own per
+      # variant (C1_VARIANTS: serve options separated by '|', e.g. "|--inline-io"; C1_SERVE_ARGS, the former knob, is
+      # the single variant when C1_VARIANTS is unset), each lone-request run beside what it paid inside the server, as
+      # means over that run's requests: queue (arrival at the batcher to the batch's start), request (arrival at the
+      # model to its outputs), compute (the engine's part: staging, the run, the copies back).
+      c1sum() { curl -s 127.0.0.1:18002/metrics | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { printf "%.9f", s + 0 }'; }
+      c1load() {
+        local label=$1 q0 r0 k0 n0 q1 r1 k1 n1; shift
+        q0=$(c1sum batchwise_inference_queue_seconds_sum); r0=$(c1sum batchwise_inference_request_seconds_sum)
+        k0=$(c1sum batchwise_inference_compute_seconds_sum); n0=$(c1sum batchwise_inference_request_seconds_count)
+        echo "## c=1, no queue delay [$variant]: $label"
+        timeout 60 "$CLI" load "$@" -m resnet50 -c 1 --duration 3 --warmup 1 2>&1 | grep -E "^concurrency 1: [0-9]|Error" | head -2
+        q1=$(c1sum batchwise_inference_queue_seconds_sum); r1=$(c1sum batchwise_inference_request_seconds_sum)
+        k1=$(c1sum batchwise_inference_compute_seconds_sum); n1=$(c1sum batchwise_inference_request_seconds_count)
+        awk -v q="$q0 $q1" -v r="$r0 $r1" -v k="$k0 $k1" -v n="$n0 $n1" 'BEGIN { split(q, Q, " "); split(r, R, " "); split(k, K, " "); split(n, N, " "); c = N[2] - N[1]; if (c > 0) printf "server, mean over %d requests: queue %.1f us, request %.1f us, compute %.1f us\n", c, (Q[2] - Q[1]) * 1e6 / c, (R[2] - R[1]) * 1e6 / c, (K[2] - K[1]) * 1e6 / c }'
+      }
+      IFS='|' read -r -a c1variants <<< "${C1_VARIANTS-${C1_SERVE_ARGS:-}}"
+      [ ${#c1variants[@]} -eq 0 ] && c1variants=("")
+      for variant in "${c1variants[@]}"; do
+        "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 0 \
+          --http-port 18000 --grpc-port 18001 --metrics-port 18002 $variant > "$WORK/serve-c1.log" 2>&1 &
+        SERVER=$!
+        for i in $(seq 1 120); do
+          "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
+          sleep 1
+        done
+        variant=${variant:-defaults}
+        for sm in none system cuda; do
+          c1load "batchwise load 127.0.0.1:18001 --protocol grpc --shared-memory $sm" 127.0.0.1:18001 --protocol grpc --shared-memory $sm
+        done
+        # The lone request with Grpc.Net.Client as the client (16 KB frames, one send each) and over HTTP, for the
+        # transport's share of p50 on each path.
+        c1load "... --protocol grpc --grpc-client grpc-dotnet --shared-memory none" 127.0.0.1:18001 --protocol grpc --grpc-client grpc-dotnet
+        for sm in none system; do
+          c1load "batchwise load 127.0.0.1:18000 --protocol http --shared-memory $sm" 127.0.0.1:18000 --protocol http --shared-memory $sm
+        done
+        kill -TERM $SERVER; wait $SERVER; echo "c=1 server [$variant] exit $?"
       done
-      for sm in none system cuda; do
-        echo "## c=1, no queue delay: batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1 --shared-memory $sm"
-        timeout 60 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1 --shared-memory $sm --duration 3 --warmup 1 2>&1 | grep -E "^concurrency|Error" | head -3
-      done
-      # The same lone requests with the load generator's former gRPC client (Grpc.Net.Client: 16 KB frames, one send
-      # each; session 6's 1.99 ms) and over HTTP, for the transport's share of p50 on each path.
-      echo "## c=1, no queue delay: ... --protocol grpc --grpc-client grpc-dotnet --shared-memory none"
-      timeout 60 "$CLI" load 127.0.0.1:18001 --protocol grpc --grpc-client grpc-dotnet -m resnet50 -c 1 --duration 3 --warmup 1 2>&1 | grep -E "^concurrency|Error" | head -3
-      for sm in none system; do
-        echo "## c=1, no queue delay: batchwise load 127.0.0.1:18000 --protocol http -m resnet50 -c 1 --shared-memory $sm"
-        timeout 60 "$CLI" load 127.0.0.1:18000 --protocol http -m resnet50 -c 1 --shared-memory $sm --duration 3 --warmup 1 2>&1 | grep -E "^concurrency|Error" | head -3
-      done
-      echo "## c=1 server-side time (all six runs): queue, request, compute (_sum seconds, _count)"
-      for m in batchwise_inference_queue_seconds batchwise_inference_request_seconds batchwise_inference_compute_seconds; do
-        metric http://127.0.0.1:18002/metrics "${m}_sum"; metric http://127.0.0.1:18002/metrics "${m}_count"
-      done
-      kill -TERM $SERVER; wait $SERVER; echo "c=1 server exit $?"
     fi
   } > "$OUT/serve.txt" 2>&1
 fi
