@@ -278,53 +278,56 @@ print("\n".join(vals) if vals else name + " (absent)")
 PYEOF
   }
   {
-    echo "## serve options added (SERVE_ARGS): ${SERVE_ARGS:-none}"
-    "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 \
-      --http-port 18000 --grpc-port 18001 ${SERVE_ARGS:-} > "$WORK/serve.log" 2>&1 &
-    SERVER=$!
-    for i in $(seq 1 120); do
-      "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
-      sleep 1
-    done
-    echo "## server log (warm-up)"; cat "$WORK/serve.log"
-    METRICS=http://127.0.0.1:18000/metrics
-    "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/metrics', timeout=2)" 2>/dev/null && METRICS=http://127.0.0.1:8002/metrics
-    echo "## plan builds when ready"; metric "$METRICS" batchwise_plan_builds_total
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64,256"
-    timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64,256 --duration 4 --warmup 1 2>&1 | tail -12
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system (inputs by reference, page-locked and copied to the device in place)"
-    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -10
-    echo "## server log: page-locking of the load's regions"; grep -h "page-locked" "$WORK/serve.log" | head -4
-    echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda (inputs in the load process's device memory, copied device to device; BATCHWISE_GATHER=${BATCHWISE_GATHER:-copies}: kernel = a batch's rows in one launch each way, copies = one copy a row)"
-    timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -10
-    echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64,256"
-    timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64,256 --duration 4 --warmup 1 2>&1 | tail -8
-    echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
-    echo "## offline in the same run (issue 12's references): --transfers b=1 c=1 and b=64 c=2"
-    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --transfers -b 1,64 -c 1,2 --duration 1s --warmup 0.5s \
-      --csv "$OUT/serve-offline.csv" 2>&1 | tail -16
-    echo "## offline compute-only in the same run (the CUDA shared-memory reference): b=64 c=1 and c=2, inputs already on the device"
-    timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64 -c 1,2 --duration 1s --warmup 0.5s \
-      --csv "$OUT/serve-offline-compute.csv" 2>&1 | tail -8
-    echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
-    kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
-    tail -3 "$WORK/serve.log"
-    if [ -n "${SERVE_MORE_INSTANCES-3}" ]; then
-      # The shared-memory points again with more instances (more batches in flight to overlap copies and compute).
-      n=${SERVE_MORE_INSTANCES:-3}
-      "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances $n --max-queue-delay-us 200 \
-        --http-port 18000 --grpc-port 18001 --metrics-port 18002 ${SERVE_ARGS:-} > "$WORK/serve-n.log" 2>&1 &
+    # SERVE_MAIN=0 skips the main servers and the offline references: the c=1 servers alone.
+    if [ "${SERVE_MAIN:-1}" = 1 ]; then
+      echo "## serve options added (SERVE_ARGS): ${SERVE_ARGS:-none}"
+      "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 \
+        --http-port 18000 --grpc-port 18001 ${SERVE_ARGS:-} > "$WORK/serve.log" 2>&1 &
       SERVER=$!
       for i in $(seq 1 120); do
         "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
         sleep 1
       done
-      for sm in system cuda; do
-        echo "## --instances $n: batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 256,512 --shared-memory $sm"
-        timeout 100 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 256,512 --shared-memory $sm --duration 4 --warmup 1 2>&1 | tail -8
-      done
-      echo "## --instances $n: plan builds after the load"; metric http://127.0.0.1:18002/metrics batchwise_plan_builds_total
-      kill -TERM $SERVER; wait $SERVER; echo "server (--instances $n) exit $?"
+      echo "## server log (warm-up)"; cat "$WORK/serve.log"
+      METRICS=http://127.0.0.1:18000/metrics
+      "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/metrics', timeout=2)" 2>/dev/null && METRICS=http://127.0.0.1:8002/metrics
+      echo "## plan builds when ready"; metric "$METRICS" batchwise_plan_builds_total
+      echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64,256"
+      timeout 200 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 1,16,64,256 --duration 4 --warmup 1 2>&1 | tail -12
+      echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system (inputs by reference, page-locked and copied to the device in place)"
+      timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory system --duration 4 --warmup 1 2>&1 | tail -10
+      echo "## server log: page-locking of the load's regions"; grep -h "page-locked" "$WORK/serve.log" | head -4
+      echo "## batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256 --shared-memory cuda (inputs in the load process's device memory, copied device to device; BATCHWISE_GATHER=${BATCHWISE_GATHER:-copies}: kernel = a batch's rows in one launch each way, copies = one copy a row)"
+      timeout 150 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 16,64,256,512 --shared-memory cuda --duration 4 --warmup 1 2>&1 | tail -10
+      echo "## batchwise load http://127.0.0.1:18000 -m resnet50 -c 16,64,256"
+      timeout 150 "$CLI" load http://127.0.0.1:18000 -m resnet50 -c 16,64,256 --duration 4 --warmup 1 2>&1 | tail -8
+      echo "## plan builds after the load"; metric "$METRICS" batchwise_plan_builds_total
+      echo "## offline in the same run (issue 12's references): --transfers b=1 c=1 and b=64 c=2"
+      timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --transfers -b 1,64 -c 1,2 --duration 1s --warmup 0.5s \
+        --csv "$OUT/serve-offline.csv" 2>&1 | tail -16
+      echo "## offline compute-only in the same run (the CUDA shared-memory reference): b=64 c=1 and c=2, inputs already on the device"
+      timeout 120 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 -b 64 -c 1,2 --duration 1s --warmup 0.5s \
+        --csv "$OUT/serve-offline-compute.csv" 2>&1 | tail -8
+      echo "## executed batch sizes and compute time"; metric "$METRICS" batchwise_inference_batch_size_count; metric "$METRICS" batchwise_inference_compute_seconds_sum
+      kill -TERM $SERVER; wait $SERVER; echo "server exit $?"
+      tail -3 "$WORK/serve.log"
+      if [ -n "${SERVE_MORE_INSTANCES-3}" ]; then
+        # The shared-memory points again with more instances (more batches in flight to overlap copies and compute).
+        n=${SERVE_MORE_INSTANCES:-3}
+        "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances $n --max-queue-delay-us 200 \
+          --http-port 18000 --grpc-port 18001 --metrics-port 18002 ${SERVE_ARGS:-} > "$WORK/serve-n.log" 2>&1 &
+        SERVER=$!
+        for i in $(seq 1 120); do
+          "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
+          sleep 1
+        done
+        for sm in system cuda; do
+          echo "## --instances $n: batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 256,512 --shared-memory $sm"
+          timeout 100 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 256,512 --shared-memory $sm --duration 4 --warmup 1 2>&1 | tail -8
+        done
+        echo "## --instances $n: plan builds after the load"; metric http://127.0.0.1:18002/metrics batchwise_plan_builds_total
+        kill -TERM $SERVER; wait $SERVER; echo "server (--instances $n) exit $?"
+      fi
     fi
     if [ "${SERVE_C1:-1}" = 1 ]; then
       # Issue 12's c=1 target (p50 <= offline b=1 end to end + 0.25 ms) is with no queue delay: a server of its own per
