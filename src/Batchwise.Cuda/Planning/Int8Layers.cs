@@ -230,22 +230,6 @@ internal static class Int8Layers
         var other => throw new BatchwiseException($"{ResidualSwitch} '{other}' is not fused or off", $"Unset it, or set {ResidualSwitch}=fused."),
     };
 
-    /// <summary>
-    /// <c>BATCHWISE_INT8_POINTWISE=gemm</c>: an int8 1x1 convolution without stride or padding whose residual is not fused
-    /// into its graph goes to cuBLASLt's int8 GEMM (per-row alpha, bias and ReLU in its epilogue, int8 written) before
-    /// cuDNN's graph engines are tried; <c>graph</c> (the default) tries the graph engines first, as before. Opt-in until
-    /// the A/B on a GPU says which is faster.
-    /// </summary>
-    public const string PointwiseSwitch = "BATCHWISE_INT8_POINTWISE";
-
-    /// <summary>True when <see cref="PointwiseSwitch"/> says gemm.</summary>
-    public static bool PointwiseGemmFirst => Environment.GetEnvironmentVariable(PointwiseSwitch)?.Trim().ToLowerInvariant() switch
-    {
-        null or "" or "graph" => false,
-        "gemm" => true,
-        var other => throw new BatchwiseException($"{PointwiseSwitch} '{other}' is not gemm or graph", $"Unset it, or set {PointwiseSwitch}=gemm."),
-    };
-
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(Switch)?.Trim().ToLowerInvariant() is "on" or "conv";
 

@@ -122,9 +122,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        // BATCHWISE_INT8_POINTWISE=gemm: a plain 1x1 layer goes to cuBLASLt's int8 GEMM below before any graph engine.
-        var pointwiseGemmFirst = Int8Layers.PointwiseGemmFirst && kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0);
-        if (graph is null && Int8Layers.GraphMode != "off" && !pointwiseGemmFirst)
+        if (graph is null && Int8Layers.GraphMode != "off")
         {
             graphShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, relu, storedYZero);
             // A padded convolution whose input zero point is not zero needs per-pixel offsets at the border: that
@@ -162,12 +160,6 @@ internal sealed partial class GraphCompiler
         if (gemmEpilogue >= 0)
         {
             gemm = ChooseInt8Gemm(pixels, c, k, gemmEpilogue, out gemmRefusal);
-            if (gemm is null && pointwiseGemmFirst && Int8Layers.GraphMode != "off")
-            {
-                // cuBLASLt refused the layer it was asked first for: the graph engines after all.
-                graphShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, relu, storedYZero);
-                graph = ChooseInt8Graph(graphShape, out graphRefusal);
-            }
         }
 
         // Otherwise cuDNN: int8 NHWC x and KRSC w, int32 accumulation, float y. The first algorithm that cuDNN offers and
