@@ -269,6 +269,14 @@ if [[ " $PHASES " == *" serve "* ]]; then
   # come from the same setup. Everything in $OUT/serve.txt. SERVE_ARGS adds serve options to the main server and the
   # --instances N one (e.g. SERVE_ARGS="--pipeline-depth 2" for the A/B against a run without).
   export BATCHWISE_CACHE_DIR="$WORK/cache"
+  # Waits up to 120 s for the server on port 18000 to say it is ready.
+  serve_ready() {
+    for _ in $(seq 1 120); do
+      "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && return 0
+      sleep 1
+    done
+    return 1
+  }
   metric() { "$PY" - "$1" "$2" <<'PYEOF'
 import sys, urllib.request
 url, name = sys.argv[1], sys.argv[2]
@@ -284,10 +292,7 @@ PYEOF
       "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 200 \
         --http-port 18000 --grpc-port 18001 ${SERVE_ARGS:-} > "$WORK/serve.log" 2>&1 &
       SERVER=$!
-      for i in $(seq 1 120); do
-        "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
-        sleep 1
-      done
+      serve_ready
       echo "## server log (warm-up)"; cat "$WORK/serve.log"
       METRICS=http://127.0.0.1:18000/metrics
       "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/metrics', timeout=2)" 2>/dev/null && METRICS=http://127.0.0.1:8002/metrics
@@ -317,10 +322,7 @@ PYEOF
         "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances $n --max-queue-delay-us 200 \
           --http-port 18000 --grpc-port 18001 --metrics-port 18002 ${SERVE_ARGS:-} > "$WORK/serve-n.log" 2>&1 &
         SERVER=$!
-        for i in $(seq 1 120); do
-          "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
-          sleep 1
-        done
+        serve_ready
         for sm in system cuda; do
           echo "## --instances $n: batchwise load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 256,512 --shared-memory $sm"
           timeout 100 "$CLI" load 127.0.0.1:18001 --protocol grpc -m resnet50 -c 256,512 --shared-memory $sm --duration 4 --warmup 1 2>&1 | tail -8
@@ -352,10 +354,7 @@ PYEOF
         "$CLI" serve zoo:resnet50 --engine cuda --precision fp16 --max-batch-size 64 --instances 2 --max-queue-delay-us 0 \
           --http-port 18000 --grpc-port 18001 --metrics-port 18002 $variant > "$WORK/serve-c1.log" 2>&1 &
         SERVER=$!
-        for i in $(seq 1 120); do
-          "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:18000/v2/health/ready', timeout=2).status == 200 else 1)" 2>/dev/null && break
-          sleep 1
-        done
+        serve_ready
         variant=${variant:-defaults}
         for sm in none system cuda; do
           c1load "batchwise load 127.0.0.1:18001 --protocol grpc --shared-memory $sm" 127.0.0.1:18001 --protocol grpc --shared-memory $sm
