@@ -99,6 +99,7 @@ internal static partial class KernelSource
         2 => "unsigned short",
         4 => "unsigned int",
         8 => "unsigned long long",
+        16 => "uint4",
         _ => throw new ArgumentOutOfRangeException(nameof(elementSize)),
     };
 
@@ -672,7 +673,7 @@ internal static partial class KernelSource
                 i64 o = rest / {{cnt}};
                 i64 k = (i64)idx[j];
                 if (k < 0) k += {{axis}};
-                if (k < 0 || k >= {{axis}}) { y[i] = 0; return; }
+                if (k < 0 || k >= {{axis}}) { const {{t}} zero = {}; y[i] = zero; return; }
                 y[i] = data[(o * {{axis}} + k) * {{inn}} + in_];
 
             """);

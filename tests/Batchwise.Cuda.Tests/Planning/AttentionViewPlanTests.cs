@@ -158,7 +158,7 @@ public sealed class AttentionViewPlanTests
         Assert.Equal(expected, GraphCompiler.Restride(shape, strides, target));
     }
 
-    private static void AssertMatchesOnnxRuntime(string name, OnnxModel model, IReadOnlyList<Tensor> inputs, ExecutionPlan plan)
+    internal static void AssertMatchesOnnxRuntime(string name, OnnxModel model, IReadOnlyList<Tensor> inputs, ExecutionPlan plan)
     {
         Assert.Null(CpuKernelRunner.CannotRun(plan));
         CpuKernelRunner.Require();

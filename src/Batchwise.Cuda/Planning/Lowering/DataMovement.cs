@@ -109,7 +109,12 @@ internal sealed partial class GraphCompiler
         var y = Output(node, 0, data.Type, data.Shape.Take(a).Concat(idx.Shape).Concat(data.Shape.Skip(a + 1)).ToArray());
         var outer = Shapes.Product(data.Shape.Take(a));
         var inner = Shapes.Product(data.Shape.Skip(a + 1));
-        Kernel(KernelSource.Gather(St(data).SizeOf(), idx.Type, outer, data.Shape[a], inner, idx.Count), y.Count, Dev(y), Dev(data), Dev(idx));
+
+        // Rows of whole 16-, 8- or 4-byte chunks move a chunk per thread (an embedding's 768 halves: 96 threads, not 768).
+        var size = St(data).SizeOf();
+        var bytes = inner * size;
+        var move = new[] { 16, 8, 4 }.FirstOrDefault(c => c > size && bytes % c == 0, size);
+        Kernel(KernelSource.Gather(move, idx.Type, outer, data.Shape[a], bytes / move, idx.Count), y.Count / (move / size), Dev(y), Dev(data), Dev(idx));
     }
 
     private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, string[] names, long axis)

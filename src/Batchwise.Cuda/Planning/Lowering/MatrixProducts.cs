@@ -308,6 +308,11 @@ internal sealed unsafe partial class GraphCompiler
         {
             // [..., M, K] x [K, N]: one GEMM with M' = batch * M; a bias Add and a residual Add after it run in its
             // epilogue (a transformer's projections and MLP: no elementwise pass over the result).
+            if (aCount == batch && TryLowerSiblingProducts(node, a, b, batchShape, m))
+            {
+                return;
+            }
+
             var av = aCount == batch ? a : Broadcasted(a, batchShape.Concat(new[] { m, k }).ToArray());
             var (name, bias) = b.Shape.Length > 1 ? TakeBias(node.Output[0], [.. yShape]) : (node.Output[0], null);
             var (gelu, erf) = b.Shape.Length > 1 ? TakeGelu(name) : (null, false);
