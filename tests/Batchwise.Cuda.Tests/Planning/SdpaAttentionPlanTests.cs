@@ -182,6 +182,45 @@ public sealed class SdpaAttentionPlanTests
         AssertMatchesOnnxRuntime(name, model, inputs, plan);
     }
 
+    /// <summary>
+    /// Hugging Face BERT / DistilBERT (transformers 5, SDPA) as exported: attention_mask [B, N] -> [B, 1, 1, N] -> bool ->
+    /// Expand [B, 1, N, N], read by every layer's Where(mask, 0, -inf); two layers here, the second's Q the first's output.
+    /// </summary>
+    internal static OnnxModel ExpandedPaddingMask(long b, long h, long n, long d)
+    {
+        var g = new GraphBuilder("expanded_padding_mask", 17);
+        var keep = g.Node("Cast", [g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool));
+        var mask = g.Node("Expand", [keep, g.Int64s("mask_shape", [b, 1, n, n])]);
+        var kt = g.Node("Transpose", [g.Input("k", ElementType.Float, b, h, n, d)], GraphBuilder.Attr("perm", 0L, 1L, 3L, 2L));
+        var v = g.Input("v", ElementType.Float, b, h, n, d);
+        var scale = g.Scalar(1f / MathF.Sqrt(d));
+        var first = Sdpa(g, g.Node("Mul", [g.Input("q", ElementType.Float, b, h, n, d), scale]), kt, v, boolMask: mask);
+        var second = Sdpa(g, g.Node("Mul", [first, scale]), kt, v, boolMask: mask);
+        g.Output(g.Rename(second, "y"), ElementType.Float, b, h, n, d);
+        return g.Build("expanded_padding_mask");
+    }
+
+    [Fact]
+    public void An_expanded_padding_mask_is_read_through_broadcast_strides_by_every_layer()
+    {
+        // Two sequences of 40 tokens (the second's first 3 keys masked), 2 heads of 32.
+        var model = ExpandedPaddingMask(2, 2, 40, 32);
+        var inputs = Inputs(model, 8);
+        var plan = AttentionPlanTests.Compile(Precision.Fp16, model, inputs);
+        var steps = plan.Steps.Select(s => s.Node).ToList();
+        var fused = plan.Steps.Where(s => s.Node.Contains("fused attention", StringComparison.Ordinal)).Cast<KernelStep>().ToList();
+        Assert.Equal(2, fused.Count);
+
+        // Both kernels read the [2, 1, 1, 40] mask itself (80 bytes: the Cast's result, computed while the Expand was
+        // planned), stride 0 along queries; no [2, 1, 40, 40] copy is made.
+        Assert.Equal(fused[0].Buffers[^1], fused[1].Buffers[^1]);
+        Assert.True(fused[0].Buffers[^1] >= 0, string.Join("; ", steps));
+        Assert.Equal(80, plan.Buffers[fused[0].Buffers[^1]].Bytes);
+        Assert.DoesNotContain(plan.Buffers, b => b.Bytes == 2 * 40 * 40);
+        Assert.Contains("const unsigned char* __restrict__ mask", fused[0].Source, StringComparison.Ordinal);
+        AssertMatchesOnnxRuntime("expanded_padding_mask", model, inputs, plan);
+    }
+
     [Fact]
     public void A_safe_softmax_tail_with_another_value_or_another_reader_is_not_fused()
     {

@@ -174,7 +174,8 @@ internal sealed partial class GraphCompiler
         }
 
         var vo = Operand(v.ViewStrides is null ? Nchw(v) : v);
-        mask = mask is null ? null : Nchw(mask);
+        // The mask row-major, or a broadcast view (an Expand's, see ExpandsAMaskOnly) read through its strides.
+        var mo = mask is null ? default : Operand(mask.ViewStrides is null || mask.ViewOffset != 0 ? Nchw(mask) : mask);
         _node = $"{_node} + {string.Join(" + ", chain.Select(n => n.OpType))} + MatMul{(outTranspose is null ? string.Empty : " + Transpose")} (fused attention)";
         var batch = lead.Length == 1 ? 1L : lead[0];
         PlanValue y;
@@ -206,10 +207,9 @@ internal sealed partial class GraphCompiler
             return s.Length == 4 ? s : [0, .. s];
         }
 
-        long[] RowMajor(PlanValue x, long rows, long cols) => Strides(x.Shape, KernelSource.Strides(x.Shape), rows, cols);
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : RowMajor(mask, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select);
-        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mask)]));
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select);
+        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
         return true;
     }
 

@@ -98,9 +98,27 @@ internal sealed partial class GraphCompiler
     {
         var x = ins[0]!;
         var shape = Shapes.Broadcast(x.Shape, Const(ins[1], "shape").AsLongs());
+        if (ExpandsAMaskOnly(node, x))
+        {
+            // Read through broadcast strides by the attention kernels it masks (any other reader copies it, once).
+            _values[node.Output[0]] = StridedView(x, shape, Shapes.BroadcastStrides(x.Shape, shape), 0);
+            return;
+        }
+
         var y = Output(node, 0, x.Type, shape);
         ViewCopy(x, shape, Shapes.BroadcastStrides(x.Shape, shape), 0, y, KernelSource.Strides(shape), 0);
     }
+
+    /// <summary>
+    /// Whether an Expand's result is read only as the condition of Wheres (the boolean attention mask of torch's SDPA
+    /// export: Expand([B, 1, 1, Sk] -> [B, 1, Sq, Sk]), then Where(mask, 0, -inf) per layer) in a plan whose attention
+    /// fuses: then it stays a broadcast view of its input, which the fused kernel reads with stride 0 along the
+    /// broadcast axes instead of a materialised copy.
+    /// </summary>
+    private bool ExpandsAMaskOnly(OnnxProto.NodeProto node, PlanValue x) =>
+        Half && _target.ComputeCapability >= 80 && x.Type == ElementType.Bool && x.Constant is null && x.ViewStrides is null && x.Pending is null && !x.Nhwc && x.Buffer >= 0
+        && !_graphOutputs.Contains(node.Output[0]) && _consumers.TryGetValue(node.Output[0], out var users) && users.Count > 0
+        && users.All(u => u.OpType == "Where" && u.Input.Count == 3 && u.Input[0] == node.Output[0] && u.Input[1] != node.Output[0] && u.Input[2] != node.Output[0]);
 
     private void LowerGather(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {
