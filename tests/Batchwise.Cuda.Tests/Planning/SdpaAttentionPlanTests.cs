@@ -77,23 +77,25 @@ public sealed class SdpaAttentionPlanTests
     /// <summary>
     /// GPT-2 (transformers 5, SDPA) as exported: the causal mask (key index &lt;= query index, from Range) And the padding
     /// mask (attention_mask [B, N] int64 as bool, [B, 1, 1, N]; without <paramref name="padding"/> the causal mask alone,
-    /// a constant) -> [B, 1, N, N] bool, computed on the device; the packed
+    /// a constant; without <paramref name="causal"/> the padding mask alone) -> [B, 1, N, N] bool, computed on the device; the packed
     /// projection [B, N, 3C] split on its last axis -> Reshape [B, N, H, D] -> Transpose (K: (0, 2, 3, 1)) -> Mul by
     /// sqrt(1/sqrt(D)) each -> SDPA with that mask and the safe-softmax tail -> Transpose(0, 2, 1, 3) -> Reshape [B, N, C].
     /// </summary>
-    internal static OnnxModel Gpt2(long b, long n, long h, long d, bool padding = true)
+    internal static OnnxModel Gpt2(long b, long n, long h, long d, bool padding = true, bool causal = true)
     {
         var c = h * d;
         var g = new GraphBuilder("gpt2_sdpa", 17);
         var qkv = g.Input("qkv", ElementType.Float, b, n, 3 * c);
-        var positions = g.Node("Range", [g.Int64s("start", [0], []), g.Int64s("limit", [n], []), g.Int64s("delta", [1], [])]);
-        var causal = g.Node("LessOrEqual", [g.Node("Unsqueeze", [positions, g.Int64s("key_axes", [0])]), g.Node("Unsqueeze", [positions, g.Int64s("query_axes", [1])])]);
-        var mask = causal;
-        if (padding)
+        var keep = padding
+            ? g.Node("Cast", [g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool))
+            : null;
+        string Lower()
         {
-            var keep = g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])]);
-            mask = g.Node("And", [causal, g.Node("Cast", [keep], GraphBuilder.Attr("to", (long)ElementType.Bool))]);
+            var positions = g.Node("Range", [g.Int64s("start", [0], []), g.Int64s("limit", [n], []), g.Int64s("delta", [1], [])]);
+            return g.Node("LessOrEqual", [g.Node("Unsqueeze", [positions, g.Int64s("key_axes", [0])]), g.Node("Unsqueeze", [positions, g.Int64s("query_axes", [1])])]);
         }
+
+        var mask = !causal ? keep! : keep is null ? Lower() : g.Node("And", [Lower(), keep]);
 
         var parts = g.NodeN("Split", [qkv], 3, GraphBuilder.Attr("axis", 2L));
         var shape = g.Int64s("head_shape", [b, n, h, d]);
@@ -141,7 +143,7 @@ public sealed class SdpaAttentionPlanTests
         })];
     }
 
-    public static TheoryData<string> Cases() => new(["hf_vit", "gpt2_causal_padding", "gpt2_causal_only", "masked_row_safe", "masked_row_plain"]);
+    public static TheoryData<string> Cases() => new(["hf_vit", "gpt2_causal_padding", "gpt2_causal_only", "gpt2_causal_padding_80", "gpt2_padding_only_64", "masked_row_safe", "masked_row_plain"]);
 
     internal static OnnxModel Case(string name) => name switch
     {
@@ -151,6 +153,11 @@ public sealed class SdpaAttentionPlanTests
         "gpt2_causal_padding" => Gpt2(2, 40, 2, 48),
         // The causal mask alone: a [N, N] boolean constant, uploaded once.
         "gpt2_causal_only" => Gpt2(1, 70, 2, 32, padding: false),
+        // Head 64 and 80 tokens: 16-byte mask rows, so each key tile's [64 rows][keys] of the mask is staged in shared
+        // memory; two query tiles and two key tiles, the second of each partial.
+        "gpt2_causal_padding_80" => Gpt2(2, 80, 2, 64),
+        // The padding mask alone, [B, 1, 1, N] bool: one staged row per key tile, broadcast over the queries.
+        "gpt2_padding_only_64" => Gpt2(2, 64, 2, 64, causal: false),
         // Two query tiles, two key tiles, a full mask with -inf at random and query 3 masked entirely.
         "masked_row_safe" => MaskedRows(2, 70, 100, 64, safe: true),
         "masked_row_plain" => MaskedRows(2, 70, 100, 64, safe: false),
@@ -170,9 +177,9 @@ public sealed class SdpaAttentionPlanTests
         Assert.Equal(name is not "masked_row_plain", fused.Node.Contains("IsNaN + Where", StringComparison.Ordinal));
 
         // Nothing else but the input and output conversions: a boolean mask is read as it is (GPT-2's And of the causal
-        // and padding masks computed into it where the kernel reads it), no additive half copy of it.
+        // and padding masks, or the padding mask's Cast, computed into it where the kernel reads it), no additive half copy of it.
         var others = steps.Where(s => !s.Contains("fused attention", StringComparison.Ordinal) && !s.StartsWith("input ", StringComparison.Ordinal) && !s.StartsWith("output ", StringComparison.Ordinal)).ToList();
-        Assert.True(others.Count == (name == "gpt2_causal_padding" ? 1 : 0), string.Join("; ", steps));
+        Assert.True(others.Count == (name.Contains("padding", StringComparison.Ordinal) ? 1 : 0), string.Join("; ", steps));
 
         // HF ViT's mask adds nothing (all true, Where(mask, 0, -inf)): dropped, the kernel reads none. The others read one.
         var kernel = (KernelStep)fused;
@@ -276,12 +283,13 @@ public sealed class SdpaAttentionPlanTests
             worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
         }
 
-        // Rows masked entirely: query 3 of each head (masked_row cases), queries 0-2 of the padded sequence (GPT-2; 2 heads of 48).
+        // Rows masked entirely: query 3 of each head (masked_row cases), queries 0-2 of the padded sequence (GPT-2; 2 heads of 48 or 64).
         var (expectNans, expectZeros) = name switch
         {
             "masked_row_plain" => (2 * 64, 0),
             "masked_row_safe" => (0, 2 * 64),
             "gpt2_causal_padding" => (0, 3 * 2 * 48),
+            "gpt2_causal_padding_80" => (0, 3 * 2 * 64),
             _ => (0, 0),
         };
         Assert.Equal(expectNans, nans);
