@@ -64,23 +64,16 @@ internal static partial class KernelSource
 
     /// <summary>
     /// O = softmax(scale * Q K^T + mask) V for every (batch, head), without writing the scores, FlashAttention-2 style:
-    /// one block per 64 query rows of one (batch, head), each warp 16 rows whose Q fragments are loaded once, straight
-    /// from global memory into registers. Key and value tiles stream through two shared-memory stages by cp.async, keys
-    /// and values of a tile in commit groups of their own: the first two tiles (all of a 128-key sequence at a head of
-    /// 64) go out at once with the query loads, a tile's scores start when its keys have landed and its PV product when
-    /// its values have, and tile j + 2's copies go out once tile j is done. Tiles reach the tensor cores (mma.sync
-    /// m16n8k16, half inputs, float accumulation) through ldmatrix, the values transposed by ldmatrix.trans; shared rows
-    /// are padded by 16 bytes, so the eight rows of each 8x8 matrix fall in distinct banks. A mask contiguous along the
-    /// keys in 16-byte chunks is staged with its key tile (a boolean mask's [64 rows][keys], an additive mask broadcast
-    /// over queries as one row), so the scores do not wait on scattered global loads; any other mask is read from
-    /// global memory. The softmax is online (running maximum and sum per row, exp2 with the scale and log2(e) folded
+    /// one block per 64 query rows of one (batch, head), each warp 16 rows whose Q fragments stay in registers; key and
+    /// value tiles stream through two shared-memory stages by cp.async (tile j + 1's copies are in flight while tile j is
+    /// computed) and reach the tensor cores (mma.sync m16n8k16, half inputs, float accumulation) through ldmatrix, the
+    /// values transposed by ldmatrix.trans; shared rows are padded by 16 bytes, so the eight rows of each 8x8 matrix fall
+    /// in distinct banks. The softmax is online (running maximum and sum per row, exp2 with the scale and log2(e) folded
     /// in, row maxima and sums across a row's four threads by shuffles), and the probabilities stay in registers as the
-    /// A operand of the PV product; each warp writes its own rows out through the stage the last tile did not use. At
-    /// padded heads up to 64 the kernel asks the compiler for four blocks per multiprocessor (128 registers a thread).
-    /// Q is [.., Sq, D], K is read as (key, d) through its strides, V is [.., Sk, Dv], the mask (optional, added after
-    /// the scale) broadcasts to [.., Sq, Sk]; every operand has (batch, head, row, column) strides, 0 where it
-    /// broadcasts. Operands contiguous along the head with 16-byte aligned rows take the cp.async path (Q: 4-byte
-    /// loads); any other layout (a K read through [.., D, Sk] strides) is loaded element by element, correct but slower
+    /// A operand of the PV product. Q is [.., Sq, D], K is read as (key, d) through its strides, V is [.., Sk, Dv], the
+    /// mask (optional, added after the scale) broadcasts to [.., Sq, Sk]; every operand has (batch, head, row, column)
+    /// strides, 0 where it broadcasts. Operands contiguous along the head with 16-byte aligned rows take the cp.async
+    /// path; any other layout (a K read through [.., D, Sk] strides) is loaded element by element, correct but slower
     /// (the planner copies K^T into [.., Sk, D] first where it can). Q, K and V start <paramref name="offsets"/> elements
     /// into their buffers (strided views of one buffer, as a packed QKV projection split by views; 0 when null). O has
     /// (batch, head, row) strides <paramref name="outStrides"/> and is contiguous along Dv: [batch, heads, Sq, Dv] when
@@ -112,11 +105,8 @@ internal static partial class KernelSource
         var ks = Strides("k", kStrides);
         var vs = Strides("v", vStrides);
         var ms = Strides("m", maskStrides ?? [0, 0, 0, 0]);
-        var (maskTrue, maskFalse) = booleanMask is var (whenTrue, whenFalse)
-            ? (w.Float("m_true", whenTrue * 1.4426950408889634), w.Float("m_false", whenFalse * 1.4426950408889634))
-            : ("", "");
-        var (maskType, globalTerm) = booleanMask is not null
-            ? ("unsigned char", $"(mp[r * mr + key * mc] ? {maskTrue} : {maskFalse})")
+        var (maskType, maskTerm) = booleanMask is var (whenTrue, whenFalse)
+            ? ("unsigned char", $"(mp[r * mr + key * mc] ? {w.Float("m_true", whenTrue * 1.4426950408889634)} : {w.Float("m_false", whenFalse * 1.4426950408889634)})")
             : ("bw_half", "(float)mp[r * mr + key * mc] * LOG2E");
         var (qo, ko, vo) = (w.I64("q_off", offsets?[0] ?? 0), w.I64("k_off", offsets?[1] ?? 0), w.I64("v_off", offsets?[2] ?? 0));
         var os = outStrides ?? [heads * sq * dv, sq * dv, dv];
@@ -125,30 +115,11 @@ internal static partial class KernelSource
         var bn = AttentionKeyTile(dp);
         const int sub = 32;
 
-        // Shared memory, in halves: two stages of [key tile | value tile], each [bn][dp + 8] ([key][d]); the output tile
-        // [64][dp + 8] goes through the stage the last key tile did not use (both fit: bn >= 32). The query tile never
-        // touches shared memory: each thread loads its A fragments straight from global memory.
+        // Shared memory, in halves: two stages of [key tile | value tile], each [bn][dp + 8] ([key][d]). The query tile
+        // [64][dp + 8] is staged in stage 1 before the loop, the output tile in stage 0 after it (both fit: bn >= 32).
         var qp = dp + 8;
         var kTile = bn * (dp + 8);
         var stage = 2 * kTile;
-
-        // The mask's part of each key tile, staged beside it by cp.async where the mask is contiguous along the keys in
-        // 16-byte chunks: a boolean mask as [64 query rows][bn keys] (one row where it broadcasts over queries), rows
-        // padded by 16 bytes so a warp's eight rows fall in distinct banks; an additive mask only where it broadcasts over
-        // queries ([.., 1, Sk], BERT's padding mask), as one row of bn halves. Only where it fits the 48 KB beside the
-        // two stages (not for a boolean mask at a padded head of 80); anywhere else the mask is read from global memory.
-        var chunk = booleanMask is null ? 8 : 16;
-        var maskPitch = booleanMask is null ? 2 * bn : bn + 16;
-        var maskStage = booleanMask is null ? maskPitch : 64 * maskPitch;
-        var stageMask = (2 * stage * 2) + (2 * maskStage) <= Planning.KernelCache.StaticSharedBytes;
-        var stagedTerm = booleanMask is not null
-            ? $"(mt[(mr ? lr * {maskPitch} : 0) + key - k0] ? {maskTrue} : {maskFalse})"
-            : "(float)((const bw_half*)mt)[key - k0] * LOG2E";
-        var maskStaged = !stageMask
-            ? "false"
-            : booleanMask is not null
-                ? $"mp && mc == 1 && (mr & 15) == 0 && (nk & 15) == 0 && ({ms[0]} & 15) == 0 && ({ms[1]} & 15) == 0 && ((unsigned long long)mask & 15) == 0"
-                : $"mp && mc == 1 && mr == 0 && (nk & 7) == 0 && ({ms[0]} & 7) == 0 && ({ms[1]} & 7) == 0 && ((unsigned long long)mask & 15) == 0";
 
         // An output pair: the accumulators over the row's sum; zeros for a row whose sum is not positive where empty
         // rows give zeros (the accumulators may hold NaN then, so they are not multiplied).
@@ -162,7 +133,6 @@ internal static partial class KernelSource
             : $"for (int u = 0; u < {(n + AttentionBlock - 1) / AttentionBlock}; u++) {{ const int i = tid + u * {AttentionBlock}; if (i >= {n}) break;";
         w.Body.Append($$"""
                 __shared__ __align__(16) unsigned short sm[2][{{stage}}];
-                __shared__ __align__(16) unsigned char msm[2][{{(stageMask ? maskStage : 16)}}];
                 const float NEG_INF = __uint_as_float(0xff800000u);
                 const float LOG2E = 1.4426950408889634f;
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -182,20 +152,35 @@ internal static partial class KernelSource
                 const int qr = (int){{qs[2]}}, qc = (int){{qs[3]}}, kr = (int){{ks[2]}}, kc = (int){{ks[3]}}, vr = (int){{vs[2]}}, vc = (int){{vs[3]}};
                 const int mr = (int){{ms[2]}}, mc = (int){{ms[3]}};
 
-                // Which operands take the fast paths: contiguous along the head, 16-byte aligned rows and slices, a width
-                // that is a multiple of 8 (whole 16-byte chunks); the mask where its key tiles are staged in shared memory.
+                // Which operands take the cp.async path: contiguous along the head, 16-byte aligned rows and slices, a width
+                // that is a multiple of 8 (whole 16-byte chunks).
                 const bool qfast = qc == 1 && (qr & 7) == 0 && (kd & 7) == 0 && ({{qs[0]}} & 7) == 0 && ({{qs[1]}} & 7) == 0 && ((unsigned long long)q & 15) == 0;
                 const bool kaligned = ({{ks[0]}} & 7) == 0 && ({{ks[1]}} & 7) == 0 && ((unsigned long long)k & 15) == 0;
                 const bool kfast = kaligned && kc == 1 && (kr & 7) == 0 && (kd & 7) == 0;
                 const bool vfast = vc == 1 && (vr & 7) == 0 && (vd & 7) == 0 && ({{vs[0]}} & 7) == 0 && ({{vs[1]}} & 7) == 0 && ((unsigned long long)v & 15) == 0;
-                const bool mstaged = {{maskStaged}};
 
-                // Key tile j (and its part of the mask, where staged) into stage s, zero past the ends: cp.async where the
-                // layout allows (completing at a later wait), else loads and stores now (walking the operand's contiguous
-                // axis, so the loads coalesce).
-                auto loadKeys = [&](int j, int s) {
+                // The query tile into stage 1 as [row][d], zero past the ends.
+                unsigned short* const qsm = &sm[1][0];
+                if (qfast) {
+                    #pragma unroll
+                    {{Chunks(8 * dp)}}
+                        const int r = i / {{dp / 8}}, c = (i - r * {{dp / 8}}) * 8;
+                        const bool in = row0 + r < nq && c < kd;
+                        bw_cp_async16(qsm + r * {{qp}} + c, in ? qg + (row0 + r) * qr + c : qg, in);
+                    }
+                } else {
+                    for (int i = tid; i < 64 * {{dp}}; i += {{AttentionBlock}}) {
+                        const int r = i / {{dp}}, c = i - r * {{dp}};
+                        qsm[r * {{qp}} + c] = row0 + r < nq && c < kd ? qg[(row0 + r) * qr + c * qc] : (unsigned short)0;
+                    }
+                }
+
+                // Key and value tile j into stage s, zero past the ends: cp.async where the layout allows (completing at a
+                // later wait), else loads and stores now (walking the operand's contiguous axis, so the loads coalesce).
+                auto load = [&](int j, int s) {
                     const int k0 = j * {{bn}};
                     unsigned short* const kt = &sm[s][0];
+                    unsigned short* const vt = &sm[s][{{kTile}}];
                     if (kfast) {
                         #pragma unroll
                         {{Chunks(bn * dp / 8)}}
@@ -214,20 +199,6 @@ internal static partial class KernelSource
                             kt[r * {{dp + 8}} + c] = k0 + r < nk && c < kd ? kg[(k0 + r) * kr + c * kc] : (unsigned short)0;
                         }
                     }
-                    if (mstaged) {
-                        unsigned char* const mt = msm[s];
-                        for (int i = tid; i < (mr ? 64 : 1) * {{bn / chunk}}; i += {{AttentionBlock}}) {
-                            const int r = i / {{bn / chunk}}, c = (i - r * {{bn / chunk}}) * {{chunk}};
-                            const bool in = row0 + r < nq && k0 + c < nk;
-                            bw_cp_async16((unsigned short*)(mt + r * {{maskPitch}} + c * (int)sizeof({{maskType}})), (const unsigned short*)(in ? mp + (row0 + r) * mr + k0 + c : mp), in);
-                        }
-                    }
-                };
-
-                // Value tile j into stage s, the same way.
-                auto loadValues = [&](int j, int s) {
-                    const int k0 = j * {{bn}};
-                    unsigned short* const vt = &sm[s][{{kTile}}];
                     if (vfast) {
                         #pragma unroll
                         {{Chunks(bn * dp / 8)}}
@@ -248,53 +219,30 @@ internal static partial class KernelSource
                     }
                 };
 
-                // Everything the first two key tiles need goes out at once, one commit group each, in the order they are
-                // used: keys 0, values 0, keys 1, values 1 (empty groups past the last tile keep the count fixed, so every
-                // wait below has the same immediate). Two tiles are all of a 128-key sequence at a head of 64.
                 const int ntiles = (nk + {{bn - 1}}) / {{bn}};
-                loadKeys(0, 0);
+                load(0, 0);
                 bw_cp_async_commit();
+                bw_cp_async_wait<0>();
+                __syncthreads();
 
-                // This warp's 16 query rows as A fragments, straight from global memory while the tiles are in flight:
-                // fragment register i holds row g (+ 8 for odd i), columns 2t, 2t + 1 (+ 8 for i >= 2) of each 16-wide step.
+                // This warp's 16 query rows as A fragments, loaded once: matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15).
                 unsigned qf[{{dp / 16}}][4];
-                {
-                    const int ra = row0 + wrow + g, rb = ra + 8;
-                    const unsigned short* const qa = qg + (ra < nq ? ra : 0) * qr;
-                    const unsigned short* const qb = qg + (rb < nq ? rb : 0) * qr;
-                    auto pair = [&](const unsigned short* row, int c) -> unsigned {
-                        if (qfast) return c < kd ? *(const unsigned*)(row + c) : 0u;
-                        const unsigned lo = c < kd ? row[c * qc] : 0u, hi = c + 1 < kd ? row[(c + 1) * qc] : 0u;
-                        return lo | (hi << 16);
-                    };
-                    #pragma unroll
-                    for (int kk = 0; kk < {{dp / 16}}; kk++) {
-                        const int c = kk * 16 + 2 * t;
-                        qf[kk][0] = ra < nq ? pair(qa, c) : 0u;
-                        qf[kk][1] = rb < nq ? pair(qb, c) : 0u;
-                        qf[kk][2] = ra < nq ? pair(qa, c + 8) : 0u;
-                        qf[kk][3] = rb < nq ? pair(qb, c + 8) : 0u;
-                    }
-                }
-
-                loadValues(0, 0);
-                bw_cp_async_commit();
-                if (ntiles > 1) loadKeys(1, 1);
-                bw_cp_async_commit();
-                if (ntiles > 1) loadValues(1, 1);
-                bw_cp_async_commit();
+                #pragma unroll
+                for (int kk = 0; kk < {{dp / 16}}; kk++) bw_ldsm_x4(qf[kk], qsm + (wrow + (lane & 15)) * {{qp}} + kk * 16 + (lane >> 4) * 8);
+                __syncthreads();
 
                 float acc[{{dp / 8}}][4];
                 #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) { acc[n][0] = 0.f; acc[n][1] = 0.f; acc[n][2] = 0.f; acc[n][3] = 0.f; }
                 float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
                 for (int j = 0; j < ntiles; j++) {
-                    // Tile j's keys have landed (the groups after them: its values, tile j + 1's keys and values).
-                    bw_cp_async_wait<3>();
+                    // Tile j + 1's copies go out before tile j's math; tile j's (the group before) are waited for.
+                    if (j + 1 < ntiles) load(j + 1, (j + 1) & 1);
+                    bw_cp_async_commit();
+                    bw_cp_async_wait<1>();
                     __syncthreads();
                     const unsigned short* const kt = &sm[j & 1][0];
                     const unsigned short* const vt = &sm[j & 1][{{kTile}}];
-                    const unsigned char* const mt = msm[j & 1];
                     const int k0 = j * {{bn}};
 
                     // The tile in sub-tiles of {{sub}} keys (fewer live scores); none past the last key.
@@ -318,8 +266,7 @@ internal static partial class KernelSource
                             }
                         }
 
-                        // In the log2 domain; keys past the end are -inf, the mask (if any) is added: from the staged tile
-                        // where it is staged, else from global memory.
+                        // In the log2 domain; keys past the end are -inf, the mask (if any) is added.
                         float x0 = NEG_INF, x1 = NEG_INF;
                         if (mp || kb + {{sub}} > nk) {
                             #pragma unroll
@@ -327,10 +274,10 @@ internal static partial class KernelSource
                                 #pragma unroll
                                 for (int i = 0; i < 4; i++) {
                                     const int key = kb + nb * 8 + 2 * t + (i & 1);
-                                    const int lr = wrow + g + ((i & 2) ? 8 : 0), r = row0 + lr;
+                                    const int r = row0 + wrow + g + ((i & 2) ? 8 : 0);
                                     float val = s[nb][i] * {{scaled}};
                                     if (key >= nk) val = NEG_INF;
-                                    else if (mp && r < nq) val += mstaged ? {{stagedTerm}} : {{globalTerm}};
+                                    else if (mp && r < nq) val += {{maskTerm}};
                                     s[nb][i] = val;
                                 }
                             }
@@ -369,12 +316,6 @@ internal static partial class KernelSource
                             pa[nb >> 1][(nb & 1) ? 3 : 1] = bw_pack_half2(p2, p3);
                         }
 
-                        // Tile j's values have landed (the groups after them: tile j + 1's keys and values), once per tile.
-                        if (ks0 == 0) {
-                            bw_cp_async_wait<2>();
-                            __syncthreads();
-                        }
-
                         // PV: values [key][d] through ldmatrix.trans, B fragments of two 8-wide column tiles per load.
                         #pragma unroll
                         for (int kk = 0; kk < {{sub / 16}}; kk++) {
@@ -387,55 +328,40 @@ internal static partial class KernelSource
                             }
                         }
                     }
-
-                    // Tile j + 2 into this stage once everyone is done with it; two groups either way.
-                    if (j + 2 < ntiles) {
-                        __syncthreads();
-                        loadKeys(j + 2, j & 1);
-                        bw_cp_async_commit();
-                        loadValues(j + 2, j & 1);
-                        bw_cp_async_commit();
-                    } else {
-                        bw_cp_async_commit();
-                        bw_cp_async_commit();
-                    }
+                    // Everyone is done with stage j & 1 before tile j + 2's copies are issued into it.
+                    __syncthreads();
                 }
-                // Only empty groups are left (or, without key tiles, the first tiles' zero fills): none lands after here.
-                bw_cp_async_wait<0>();
 
                 l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
                 l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
                 const float nan = __uint_as_float(0x7fc00000u);
                 const float i0 = l0 > 0.f ? 1.f / l0 : nan, i1 = l1 > 0.f ? 1.f / l1 : nan;
 
-                // Each warp's 16 output rows through the stage the last key tile did not use (every warp passed the barrier
-                // at the top of the last tile, so it is done with the tile before; nothing is loaded into it after) as
-                // [row][d], then out by the warp alone in whole 16-byte chunks where the width allows: a warp's rows are one
-                // contiguous run of O.
-                unsigned short* const osm = &sm[ntiles & 1][0];
+                // The output tile through stage 0 as [row][d], then out in whole 16-byte chunks where the width allows: the
+                // block's rows are one contiguous run of O.
+                unsigned short* const osm = &sm[0][0];
                 #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) {
                     *(unsigned*)&osm[(wrow + g) * {{qp}} + n * 8 + 2 * t] = {{Normalized("0", "1", "i0", "l0")}};
                     *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = {{Normalized("2", "3", "i1", "l1")}};
                 }
-                __syncwarp();
-                unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + (row0 + wrow) * {{osr}};
-                const unsigned short* const ow = osm + wrow * {{qp}};
-                const int nrows = nq - row0 - wrow < 16 ? nq - row0 - wrow : 16, orow = (int){{osr}};
+                __syncthreads();
+                unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
+                const int nrows = nq - row0 < 64 ? nq - row0 : 64, orow = (int){{osr}};
                 if ((vd & 7) == 0 && (orow & 7) == 0 && ((unsigned long long)og & 15) == 0) {
-                    for (int i = lane; i < nrows * (vd >> 3); i += 32) {
+                    for (int i = tid; i < nrows * (vd >> 3); i += {{AttentionBlock}}) {
                         const int r = i / (vd >> 3), c = (i - r * (vd >> 3)) * 8;
-                        *(uint4*)(og + r * orow + c) = *(const uint4*)(ow + r * {{qp}} + c);
+                        *(uint4*)(og + r * orow + c) = *(const uint4*)(osm + r * {{qp}} + c);
                     }
                 } else {
-                    for (int i = lane; i < nrows * vd; i += 32) {
+                    for (int i = tid; i < nrows * vd; i += {{AttentionBlock}}) {
                         const int r = i / vd, c = i - r * vd;
-                        og[r * orow + c] = ow[r * {{qp}} + c];
+                        og[r * orow + c] = osm[r * {{qp}} + c];
                     }
                 }
 
             """);
-        var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {KernelWriter.ArgsParameter}", dp <= 64 ? (AttentionBlock, 4) : null);
+        var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {KernelWriter.ArgsParameter}");
         return code with { Source = AttentionHelpers + code.Source };
     }
 

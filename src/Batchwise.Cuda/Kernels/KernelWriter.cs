@@ -85,12 +85,8 @@ internal sealed class KernelWriter
     public string Peel(string div, string rest, string coord) =>
         $"{Idx} {coord}; {{ const {Idx} q_ = {Quot(div, rest)}; {coord} = {rest} - q_ * {DivValue(div)}; {rest} = q_; }}";
 
-    /// <summary>
-    /// The source: the argument struct, then <paramref name="signature"/> (which must end with <c>const KERNEL_NAME_args a</c>),
-    /// then the body; with <paramref name="launchBounds"/>, the kernel's <c>__launch_bounds__</c> (threads per block, and
-    /// blocks per multiprocessor the compiler keeps registers low enough for).
-    /// </summary>
-    public KernelCode Build(string signature, (int Threads, int MinBlocks)? launchBounds = null)
+    /// <summary>The source: the argument struct, then <paramref name="signature"/> (which must end with <c>const KERNEL_NAME_args a</c>), then the body.</summary>
+    public KernelCode Build(string signature)
     {
         if (_size == 0)
         {
@@ -113,13 +109,7 @@ internal sealed class KernelWriter
 
         var source = new StringBuilder();
         source.Append("struct __align__(8) ").Append(KernelSource.Name).Append("_args {\n").Append(_fields).Append("};\n");
-        source.Append("extern \"C\" __global__ ");
-        if (launchBounds is var (threads, minBlocks))
-        {
-            source.Append("__launch_bounds__(").Append(Lit(threads)).Append(", ").Append(Lit(minBlocks)).Append(") ");
-        }
-
-        source.Append("void ").Append(KernelSource.Name).Append('(').Append(signature).Append(")\n{\n");
+        source.Append("extern \"C\" __global__ void ").Append(KernelSource.Name).Append('(').Append(signature).Append(")\n{\n");
         source.Append(Body).Append("}\n");
         return new KernelCode(source.ToString(), bytes);
     }

@@ -94,8 +94,7 @@ public sealed class AttentionGpuTests
 
     /// <summary>
     /// The kernel's registers per thread and local memory (spills) as this device's NVRTC compiles it, the way the engine
-    /// does, at heads 64 and 128 with and without a mask: printed, and the kernel must not spill at head 64 (where it asks
-    /// for four blocks per multiprocessor, so at most 128 registers).
+    /// does, at heads 64 and 128 with and without a mask: printed, and the kernel must not spill at head 64.
     /// </summary>
     [Fact]
     public void Fused_attention_registers_are_reported()
@@ -106,7 +105,7 @@ public sealed class AttentionGpuTests
         using var context = new PrimaryContext(device);
         context.MakeCurrent();
         var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-        // Without a mask, with an additive one and with a boolean one (its key tiles staged in shared memory).
+        // Without a mask, with an additive one and with a boolean one.
         foreach (var (head, mask) in new[] { (64, "none"), (64, "additive"), (64, "boolean"), (128, "none"), (128, "boolean") })
         {
             var code = KernelSource.Attention(head, 1, 1, 64, 64, head, head, 0.125, [0, 0, head, 1], [0, 0, head, 1], [0, 0, head, 1], mask == "none" ? null : [0, 0, 64, 1], booleanMask: mask == "boolean" ? (0, double.NegativeInfinity) : null);

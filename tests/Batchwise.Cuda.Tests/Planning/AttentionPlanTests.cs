@@ -110,7 +110,7 @@ public sealed class AttentionPlanTests
         }).ToList();
     }
 
-    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head64_tails_mask", "head64_padding_staged", "head80_padding", "head128", "head20_kt_given"]);
+    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head64_tails_mask", "head64_padding_128_keys", "head80_padding", "head128", "head20_kt_given"]);
 
     internal static OnnxModel Case(string name) => name switch
     {
@@ -119,8 +119,8 @@ public sealed class AttentionPlanTests
         "rank3" => RankThree(),
         // Two query tiles (the second partial), two key tiles (the second partial), a full mask with -inf and a NaN row.
         "head64_tails_mask" => Sized(2, 70, 100, 64, 64, 0.125f, [70, 100]),
-        // Head 64, 128 keys, a padding mask broadcast over queries in 16-byte chunks: staged in shared memory per key tile.
-        "head64_padding_staged" => Sized(2, 70, 128, 64, 64, 0.125f, [1, 128]),
+        // Head 64, 128 keys (two whole key tiles), a padding mask broadcast over queries: BERT's shape, two query tiles.
+        "head64_padding_128_keys" => Sized(2, 70, 128, 64, 64, 0.125f, [1, 128]),
         // Head 80 (key tiles of 64): three key tiles, the last of 2 keys; a padding mask broadcast over queries.
         "head80_padding" => Sized(1, 20, 130, 80, 80, 1f / MathF.Sqrt(80), [1, 130]),
         // Head 128 (key tiles of 32): a partial second key tile, no scale, no mask.

@@ -153,10 +153,9 @@ public sealed class SdpaAttentionPlanTests
         "gpt2_causal_padding" => Gpt2(2, 40, 2, 48),
         // The causal mask alone: a [N, N] boolean constant, uploaded once.
         "gpt2_causal_only" => Gpt2(1, 70, 2, 32, padding: false),
-        // Head 64 and 80 tokens: 16-byte mask rows, so each key tile's [64 rows][keys] of the mask is staged in shared
-        // memory; two query tiles and two key tiles, the second of each partial.
+        // Head 64 and 80 tokens: two query tiles and two key tiles, the second of each partial.
         "gpt2_causal_padding_80" => Gpt2(2, 80, 2, 64),
-        // The padding mask alone, [B, 1, 1, N] bool: one staged row per key tile, broadcast over the queries.
+        // The padding mask alone, [B, 1, 1, N] bool, broadcast over the queries.
         "gpt2_padding_only_64" => Gpt2(2, 64, 2, 64, causal: false),
         // Two query tiles, two key tiles, a full mask with -inf at random and query 3 masked entirely.
         "masked_row_safe" => MaskedRows(2, 70, 100, 64, safe: true),
