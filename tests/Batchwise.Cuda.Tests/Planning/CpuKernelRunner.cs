@@ -194,6 +194,13 @@ internal static partial class CpuKernelRunner
         static inline double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         static inline float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
         static inline float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+        static inline float bw_gelu_half(float x) {
+            const float z = fabsf(x) * 0.70710678118654752f;
+            const float t = 1.f / fmaf(0.5f, z, 1.f);
+            const float q = fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, 0.17087277f, -0.82215223f), 1.48851587f), -1.13520398f), 0.27886807f), -0.18628806f), 0.09678418f), 0.37409196f), 1.00002368f), -1.26551223f);
+            const float tail = 0.5f * t * expf(q - z * z);
+            return x * (x >= 0.f ? 1.f - tail : tail);
+        }
         static inline float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
         static inline float bw_warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
         static inline float bw_warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
@@ -630,8 +637,8 @@ internal static partial class CpuKernelRunner
                 static void thread_{{name}}(void** p, unsigned block, unsigned thread) { blockIdx.x = block; threadIdx.x = thread; {{name}}({{call}}); }
                 extern "C" void launch_{{name}}(void** p, long long threads, int block, unsigned char* shared)
                 {
-                    blockDim.x = block; gridDim.x = (unsigned)(threads / block); bw_dynamic_smem = shared;
-                    for (long long b = 0; b < threads / block; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
+                    blockDim.x = block; gridDim.x = (unsigned)((threads + block - 1) / block); bw_dynamic_smem = shared;
+                    for (long long b = 0; b < gridDim.x; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
                 }
                 """;
         }
@@ -639,8 +646,9 @@ internal static partial class CpuKernelRunner
         return $$"""
             extern "C" void launch_{{name}}(void** p, long long threads, int block, unsigned char* shared)
             {
-                blockDim.x = block; gridDim.x = (unsigned)(threads / block);
-                for (long long t = 0; t < threads; t++) { blockIdx.x = (unsigned)(t / block); threadIdx.x = (unsigned)(t % block); {{name}}({{call}}); }
+                // Whole blocks, as a launch of (threads + block - 1) / block blocks runs them (kernels guard their own ends).
+                blockDim.x = block; gridDim.x = (unsigned)((threads + block - 1) / block);
+                for (long long t = 0; t < (long long)gridDim.x * block; t++) { blockIdx.x = (unsigned)(t / block); threadIdx.x = (unsigned)(t % block); {{name}}({{call}}); }
             }
             """;
     }
