@@ -56,16 +56,6 @@ internal static partial class KernelSource
         __device__ __forceinline__ double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         __device__ __forceinline__ float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
         __device__ __forceinline__ float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
-        // GELU's erf form for half-precision results: Phi(x) from erfc(|x| / sqrt 2) by the Chebyshev fit of Numerical
-        // Recipes' erfcc (relative error under 1.2e-7 everywhere, so also in the negative tail, far under a half's
-        // rounding), branch-free, fewer instructions than erff.
-        __device__ __forceinline__ float bw_gelu_half(float x) {
-            const float z = fabsf(x) * 0.70710678118654752f;
-            const float t = __fdividef(1.f, fmaf(0.5f, z, 1.f));
-            const float q = fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, 0.17087277f, -0.82215223f), 1.48851587f), -1.13520398f), 0.27886807f), -0.18628806f), 0.09678418f), 0.37409196f), 1.00002368f), -1.26551223f);
-            const float tail = 0.5f * t * __expf(q - z * z);
-            return x * (x >= 0.f ? 1.f - tail : tail);
-        }
         __device__ __forceinline__ float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
         __device__ __forceinline__ float bw_warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
         __device__ __forceinline__ float bw_warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }

@@ -194,13 +194,6 @@ internal static partial class CpuKernelRunner
         static inline double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         static inline float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
         static inline float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
-        static inline float bw_gelu_half(float x) {
-            const float z = fabsf(x) * 0.70710678118654752f;
-            const float t = 1.f / fmaf(0.5f, z, 1.f);
-            const float q = fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, fmaf(t, 0.17087277f, -0.82215223f), 1.48851587f), -1.13520398f), 0.27886807f), -0.18628806f), 0.09678418f), 0.37409196f), 1.00002368f), -1.26551223f);
-            const float tail = 0.5f * t * expf(q - z * z);
-            return x * (x >= 0.f ? 1.f - tail : tail);
-        }
         static inline float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
         static inline float bw_warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
         static inline float bw_warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }

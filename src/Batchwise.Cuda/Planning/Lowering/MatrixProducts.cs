@@ -251,12 +251,11 @@ internal sealed unsafe partial class GraphCompiler
 
     /// <summary>
     /// GELU's erf form applied in place to a product's result (float32 or float16: <see cref="KernelSource.UnaryInPlace"/>,
-    /// 16 bytes a thread), as its own step named after the product so a layer profile shows its time apart from the
-    /// product's. float32 results take erff; float16 results bw_gelu_half (erfc from a Chebyshev fit, relative error under
-    /// 1.2e-7: the pass was bound by erff's instructions, not by memory, at 33 us for DistilBERT's 25M halves).
+    /// 16 bytes a thread, erff in fp32), as its own step named after the product so a layer profile shows its time apart
+    /// from the product's.
     /// </summary>
     private void ErfGeluInPlace(PlanValue y) =>
-        Emit(new KernelStep(_node + " + GELU (erf, in place)", KernelSource.UnaryInPlace(St(y), St(y) == ElementType.Float16 ? "bw_gelu_half(x0)" : "bw_gelu(x0)", y.Count, backToFront: _target.Gelu != GeluChoice.ExactFrontToBack), KernelSource.UnaryInPlaceThreads(St(y), y.Count), KernelSource.BlockSize, [Dev(y)]));
+        Emit(new KernelStep(_node + " + GELU (erf, in place)", KernelSource.UnaryInPlace(St(y), "bw_gelu(x0)", y.Count, backToFront: _target.Gelu != GeluChoice.ExactFrontToBack), KernelSource.UnaryInPlaceThreads(St(y), y.Count), KernelSource.BlockSize, [Dev(y)]));
 
     /// <summary>What a Reshape gives for an input of <paramref name="shape"/>, where its target is a constant here; else null.</summary>
     private long[]? ReshapedShape(OnnxProto.NodeProto reshape, long[] shape)
