@@ -89,13 +89,13 @@ public sealed class SdpaAttentionPlanTests
         var keep = padding
             ? g.Node("Cast", [g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool))
             : null;
-        string Lower()
+        string Causal()
         {
             var positions = g.Node("Range", [g.Int64s("start", [0], []), g.Int64s("limit", [n], []), g.Int64s("delta", [1], [])]);
             return g.Node("LessOrEqual", [g.Node("Unsqueeze", [positions, g.Int64s("key_axes", [0])]), g.Node("Unsqueeze", [positions, g.Int64s("query_axes", [1])])]);
         }
 
-        var mask = !causal ? keep! : keep is null ? Lower() : g.Node("And", [Lower(), keep]);
+        var mask = !causal ? keep! : keep is null ? Causal() : g.Node("And", [Causal(), keep]);
 
         var parts = g.NodeN("Split", [qkv], 3, GraphBuilder.Attr("axis", 2L));
         var shape = g.Int64s("head_shape", [b, n, h, d]);

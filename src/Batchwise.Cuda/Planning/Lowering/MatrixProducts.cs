@@ -132,9 +132,7 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private (string Name, PlanValue? Bias) TakeBias(string name, long[] shape)
     {
-        if (SoleConsumer(name) is { OpType: "Add", Input.Count: 2 } add && add.Input[0] != add.Input[1]
-            && _values.TryGetValue(add.Input[0] == name ? add.Input[1] : add.Input[0], out var bias)
-            && IsBiasVector(bias, shape[^1]) && bias.Shape.Length <= shape.Length)
+        if (BiasAdd(name, shape) is var (add, bias))
         {
             _folded.Add(add);
             return (add.Output[0], bias);
@@ -142,6 +140,17 @@ internal sealed unsafe partial class GraphCompiler
 
         return (name, null);
     }
+
+    /// <summary>
+    /// The Add that alone reads a product's result <paramref name="name"/> (of <paramref name="shape"/>) with a constant
+    /// bias of N as its other operand, and that bias; null otherwise. Folds nothing.
+    /// </summary>
+    private (OnnxProto.NodeProto Add, PlanValue Bias)? BiasAdd(string name, long[] shape) =>
+        SoleConsumer(name) is { OpType: "Add", Input.Count: 2 } add && add.Input[0] != add.Input[1]
+            && _values.TryGetValue(add.Input[0] == name ? add.Input[1] : add.Input[0], out var bias)
+            && IsBiasVector(bias, shape[^1]) && bias.Shape.Length <= shape.Length
+            ? (add, bias)
+            : null;
 
     /// <summary>
     /// Where the result (of <paramref name="shape"/>, stored as <paramref name="type"/>) is read by one Add alone whose

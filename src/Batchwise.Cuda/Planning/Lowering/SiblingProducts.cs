@@ -37,11 +37,8 @@ internal sealed partial class GraphCompiler
                 continue;
             }
 
-            var n = w.Shape[1];
             var (name, added, add) = (u.Output[0], (PlanValue?)null, (OnnxProto.NodeProto?)null);
-            if (SoleConsumer(name) is { OpType: "Add", Input.Count: 2 } next && next.Input[0] != next.Input[1]
-                && _values.TryGetValue(next.Input[0] == name ? next.Input[1] : next.Input[0], out var c)
-                && IsBiasVector(c, n) && c.Shape.Length <= a.Shape.Length && !_graphOutputs.Contains(next.Output[0]))
+            if (BiasAdd(name, [.. batchShape, m, w.Shape[1]]) is var (next, c) && !_graphOutputs.Contains(next.Output[0]))
             {
                 (name, added, add) = (next.Output[0], c, next);
             }
