@@ -55,6 +55,11 @@ public sealed class CudaEngine : IEngine
                 StemConvChoice.Cudnn => "cuDNN over channels padded to 8 (BATCHWISE_STEM_CONV=cudnn)",
                 _ => "own tensor-core kernel over channels padded to 8, bias + ReLU fused (cuDNN where it does not fit)",
             },
+            ["splitk_conv"] = GraphCompiler.SplitKConvFromEnvironment switch
+            {
+                SplitKConvChoice.Off => "off (BATCHWISE_SPLITK_CONV=off): cuDNN",
+                _ => "own kernel for dense fp16 convolutions whose unsplit grid fills at most half the SMs (reduction split over up to 16 blocks)",
+            },
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
                 GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",
@@ -269,6 +274,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         Startup.Add("load_context", Stopwatch.GetElapsedTime(started).TotalSeconds);
         ComputeCapability = (CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         MaxSharedBytesPerBlock = CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+        Multiprocessors = CudaDriver.Attribute(_device, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         _busId = CudaDriver.PciBusId(_device);
         AllowTf32 = options.AllowTf32;
         Int8 = options.Precision == Precision.Int8;
@@ -397,6 +403,12 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <inheritdoc/>
     public int MaxSharedBytesPerBlock { get; }
+
+    /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|off; tests set it).</summary>
+    public SplitKConvChoice SplitKConvolutions { get; internal set; } = GraphCompiler.SplitKConvFromEnvironment;
+
+    /// <inheritdoc/>
+    public int Multiprocessors { get; }
 
     /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
     public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;

@@ -87,6 +87,12 @@ internal interface IPlanTarget
     /// <summary>The most shared memory a block of a generated kernel may have on the device (its opt-in limit; 227 KB on sm_90).</summary>
     int MaxSharedBytesPerBlock => KernelCache.StaticSharedBytes;
 
+    /// <summary>Who runs dense convolutions too small to fill the device in half precision: cuDNN here; a session takes BATCHWISE_SPLITK_CONV's choice (the own split-K kernel by default).</summary>
+    SplitKConvChoice SplitKConvolutions => SplitKConvChoice.Off;
+
+    /// <summary>The device's streaming multiprocessors (what a grid must fill).</summary>
+    int Multiprocessors => 132;
+
     /// <summary>How GELU's erf form after a matrix product runs: exact in place behind it, in tanh form as its epilogue (fp16), or as exported.</summary>
     GeluChoice Gelu => GeluChoice.Exact;
 }

@@ -56,6 +56,12 @@ internal static partial class CpuKernelRunner
         static unsigned char* bw_dynamic_smem; // a launch's dynamic shared memory (extern __shared__), set by its launcher
         struct uint4 { unsigned x, y, z, w; };
         struct uint2 { unsigned x, y; };
+        struct float4 { float x, y, z, w; };
+        static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+        static inline float4 __ldcg(const float4* p) { return *p; }
+        // Blocks run one at a time here: a fence orders nothing more, an atomic is one as the host has it.
+        static inline void __threadfence() {}
+        static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 
         // A barrier a thread can leave (a returned thread no longer holds the others up).
         struct bw_barrier { pthread_mutex_t m; pthread_cond_t c; int expected, count; unsigned long generation; };

@@ -31,6 +31,10 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public StemConvChoice StemConvolutions { get; init; } = StemConvChoice.Cudnn;
 
+    public SplitKConvChoice SplitKConvolutions { get; init; } = SplitKConvChoice.Off;
+
+    public int Multiprocessors { get; init; } = 132;
+
     /// <summary>sm_90's opt-in limit (227 KB), as an H100 or H200 reports it.</summary>
     public int MaxSharedBytesPerBlock { get; init; } = 227 * 1024;
 

@@ -118,6 +118,11 @@ internal sealed partial class GraphCompiler
             return; // a convolution over a few channels as patches times the filter (Patches.cs)
         }
 
+        if (TryLowerSplitKConv(x, w, b, outName, yShape, kernel, strides, dilations, groups, pb, outSpatial))
+        {
+            return; // a convolution too small to fill the device through the own split-K kernel (SplitKConvolution.cs)
+        }
+
         if (TryLowerPointwise(x, w, b, ref outName, yShape, kernel, strides, dilations, groups, pb, pe))
         {
             return; // a pointwise convolution as one GEMM with its epilogue (PointwiseConvolution.cs)

@@ -86,6 +86,22 @@ internal sealed partial class GraphCompiler
     {
         var (groupIn, groupOut) = (x.Shape[1] / groups, w.Shape[0] / groups);
         var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)); // [K, kh, kw, C/G]
+        var (raw, fusedBias, residual, epilogue) = OwnConvOutput(x, b, ref outName, yShape);
+        var n = x.Shape[0];
+        var code = KernelSource.GroupedConv((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles, epilogue, n, groups, x.Shape[2..], outSpatial, padsBegin, byParity);
+        _node += label;
+        Emit(new KernelStep(_node, code, KernelSource.GroupedConvThreads(n, groups, outSpatial, tiles), KernelSource.GroupedConvBlock, [Dev(raw), Dev(x), Dev(filter), fusedBias is null ? -1 : Dev(fusedBias), residual is null ? -1 : Dev(residual)]));
+        OwnConvBiasChain(raw, b, epilogue, outName, yShape);
+    }
+
+    /// <summary>
+    /// Where an own convolution kernel writes and what its epilogue does: with a ReLU after the convolution (and a
+    /// residual Add before that) the bias, the residual and the ReLU are the epilogue and the kernel writes the node's
+    /// output (<paramref name="outName"/> becomes the last fused node's); without one it writes a temporary that
+    /// <see cref="OwnConvBiasChain"/> adds the bias to.
+    /// </summary>
+    private (PlanValue Raw, PlanValue? Bias, PlanValue? Residual, GroupedConvEpilogue Epilogue) OwnConvOutput(PlanValue x, PlanValue? b, ref string outName, long[] yShape)
+    {
         var (relu, residual) = ConvEpilogue(ref outName, yShape);
         if (residual is not null)
         {
@@ -94,12 +110,13 @@ internal sealed partial class GraphCompiler
 
         var raw = relu || b is null ? Output(outName, x.Type, yShape, nhwc: true) : Temp(x.Type, yShape, nhwc: true);
         var fusedBias = relu ? b : null;
-        var epilogue = new GroupedConvEpilogue(fusedBias is null ? null : St(fusedBias), relu, residual is not null);
-        var n = x.Shape[0];
-        var code = KernelSource.GroupedConv((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles, epilogue, n, groups, x.Shape[2..], outSpatial, padsBegin, byParity);
-        _node += label;
-        Emit(new KernelStep(_node, code, KernelSource.GroupedConvThreads(n, groups, outSpatial, tiles), KernelSource.GroupedConvBlock, [Dev(raw), Dev(x), Dev(filter), fusedBias is null ? -1 : Dev(fusedBias), residual is null ? -1 : Dev(residual)]));
-        if (!relu && b is not null)
+        return (raw, fusedBias, residual, new GroupedConvEpilogue(fusedBias is null ? null : St(fusedBias), relu, residual is not null));
+    }
+
+    /// <summary>Without a ReLU epilogue, the bias starts an elementwise chain on the kernel's output (the activation after it joins).</summary>
+    private void OwnConvBiasChain(PlanValue raw, PlanValue? b, GroupedConvEpilogue epilogue, string outName, long[] yShape)
+    {
+        if (!epilogue.Relu && b is not null)
         {
             var bias = View(b, [b.Count, 1, 1]);
             _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);

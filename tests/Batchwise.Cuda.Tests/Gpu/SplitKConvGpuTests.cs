@@ -1,0 +1,122 @@
+using System.Globalization;
+using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
+using Batchwise.Cuda.Tests.Operators;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>
+/// The own split-K convolution kernel on the GPU at ResNet-50's 3x3 layer sizes at batch 1 (and layer4 at batch 8):
+/// against ONNX Runtime in float32, and its time (with its counter reset) against cuDNN's for the same layer, both
+/// reported to splitk-conv.md under BATCHWISE_REPORT_DIR.
+/// </summary>
+[Trait("Category", "GPU")]
+public sealed class SplitKConvGpuTests
+{
+    private static readonly Dictionary<string, GroupedConvCase> ResNet50 = new(StringComparer.Ordinal)
+    {
+        ["layer1-3x3-b1"] = new(1, 64, 56, 56, 1),
+        ["layer2-3x3-s2-b1"] = new(1, 128, 56, 56, 1, Stride: 2),
+        ["layer2-3x3-b1"] = new(1, 128, 28, 28, 1),
+        ["layer3-3x3-s2-b1"] = new(1, 256, 28, 28, 1, Stride: 2),
+        ["layer3-3x3-b1"] = new(1, 256, 14, 14, 1),
+        ["layer4-3x3-s2-b1"] = new(1, 512, 14, 14, 1, Stride: 2),
+        ["layer4-3x3-b1"] = new(1, 512, 7, 7, 1),
+        ["layer4-3x3-b8"] = new(8, 512, 7, 7, 1),
+    };
+
+    public static TheoryData<string> Layers => [.. ResNet50.Keys];
+
+    private static CudaSession Session(OnnxModel model, SplitKConvChoice choice)
+    {
+        var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        session.SplitKConvolutions = choice;
+        return session;
+    }
+
+    /// <summary>Each layer with the own kernel (auto), against ONNX Runtime fp32: cosine at least 0.9999.</summary>
+    [Theory]
+    [MemberData(nameof(Layers))]
+    public void Split_k_kernel_matches_onnx_runtime_at_resnet50_sizes(string name)
+    {
+        Gpu.Require();
+        var c = ResNet50[name];
+        var model = c.Model();
+        var inputs = c.Inputs(3);
+        using var ort = new OrtEngine().Load(model, new EngineOptions());
+        var expected = ort.Run(inputs);
+        using var cuda = Session(model, SplitKConvChoice.Auto);
+        using var run = cuda.Prepare(inputs);
+        run.Run();
+        var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(1);
+        Assert.Contains(layers, l => l.Layer.Contains("own split-K kernel", StringComparison.Ordinal));
+        foreach (var r in Gpu.Compare(cuda.Run(inputs), expected, model.Outputs))
+        {
+            Gpu.Report("splitk-conv.md", string.Create(CultureInfo.InvariantCulture, $"| agreement {name} | {r.Name} | max abs {r.MaxAbs:E2} | max rel {r.MaxRel:E2} | cosine {r.Cosine:F7} |"));
+            Assert.True(r.Cosine >= 0.9999, $"{name}/{r.Name}: cosine {r.Cosine}, max abs error {r.MaxAbs}");
+        }
+    }
+
+    /// <summary>
+    /// Each layer: the own kernel's time with its counter reset and cuDNN's (CUDA events around each step, 100 runs),
+    /// their TFLOP/s and the ratio; the two outputs agree. Printed and reported, not asserted beyond both running and
+    /// agreeing (bench/ measures the model).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Layers))]
+    public void Split_k_kernel_time_against_cudnn_is_reported(string name)
+    {
+        Gpu.Require();
+        var c = ResNet50[name];
+        var model = c.Model();
+        var inputs = c.Inputs(3);
+        (double Ms, string Steps, IReadOnlyList<Tensor> Outputs) Time(SplitKConvChoice choice)
+        {
+            using var cuda = Session(model, choice);
+            using var run = cuda.Prepare(inputs);
+            run.Run();
+            var convs = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(100).Where(l => l.Layer.StartsWith("Conv", StringComparison.Ordinal)).ToList();
+            return (convs.Sum(l => l.Milliseconds), string.Join(" + ", convs.Select(l => l.Milliseconds.ToString("F4", CultureInfo.InvariantCulture))), cuda.Run(inputs));
+        }
+
+        var own = Time(SplitKConvChoice.Auto);
+        var cudnn = Time(SplitKConvChoice.Off);
+        var cosine = Gpu.Compare(own.Outputs, cudnn.Outputs, model.Outputs).Min(r => r.Cosine);
+        var line = string.Create(CultureInfo.InvariantCulture,
+            $"| {name} | x [{c.Batch},{c.Channels},{c.Height},{c.Width}] k={c.K} s={c.Stride} | own {own.Ms:F4} ms ({own.Steps}; {c.Flops / (own.Ms * 1e9):F1} TFLOP/s) | cuDNN {cudnn.Ms:F4} ms ({c.Flops / (cudnn.Ms * 1e9):F1} TFLOP/s) | cuDNN/own {cudnn.Ms / own.Ms:F2}x | cosine {cosine:F6} |");
+        Gpu.Publish("splitk-conv.md", line);
+        Assert.True(own.Ms > 0 && cudnn.Ms > 0, line);
+        Assert.True(cosine >= 0.999, line);
+    }
+
+    /// <summary>Registers per thread and local memory of the kernel for each epilogue, as this device's NVRTC compiles it: reported, none may spill.</summary>
+    [Fact]
+    public void Split_k_kernel_registers_are_reported()
+    {
+        Gpu.Require();
+        CudaDriver.Initialize();
+        var device = CudaDriver.Device(0);
+        using var context = new PrimaryContext(device);
+        context.MakeCurrent();
+        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        var kernels = new (string Name, KernelCode Code)[]
+        {
+            ("512 3x3 s1 bias relu", KernelSource.SplitKConv(512, [3, 3], [1, 1], [1, 1], new(ElementType.Float16, true, false), 1, 512, [7, 7], [7, 7], [1, 1], 16, 9, 0)),
+            ("256 3x3 s2 bias residual relu", KernelSource.SplitKConv(256, [3, 3], [2, 2], [1, 1], new(ElementType.Float16, true, true), 1, 256, [28, 28], [14, 14], [1, 1], 8, 9, 0)),
+            ("64 3x3 s1 no epilogue", KernelSource.SplitKConv(64, [3, 3], [1, 1], [1, 1], new(null, false, false), 1, 64, [56, 56], [56, 56], [1, 1], 2, 9, 0)),
+        };
+        foreach (var (name, code) in kernels)
+        {
+            using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(KernelSource.Prelude + code.Source.Replace(KernelSource.Name, "skconv", StringComparison.Ordinal), "skconv.cu", cc));
+            var function = CudaDriver.GetFunction(module, "skconv");
+            var registers = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS);
+            var local = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
+            var line = string.Create(CultureInfo.InvariantCulture, $"| split-K conv kernel {name} | sm_{cc}, NVRTC {Nvrtc.Version()} | {registers} registers | {local} bytes local memory |");
+            Gpu.Publish("splitk-conv.md", line);
+            Assert.True(local == 0, line);
+        }
+    }
+}

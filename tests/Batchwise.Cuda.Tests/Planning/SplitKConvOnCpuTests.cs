@@ -1,0 +1,121 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
+using Batchwise.Cuda.Tests.Operators;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// The own split-K convolution kernel (tensor cores through the emulated mma/ldmatrix/cp.async, partial tiles summed by
+/// the block that arrives last), planned without a GPU in half precision for a device of 8 SMs (so small layers split)
+/// and run on the CPU with g++ (<see cref="CpuKernelRunner"/>), against ONNX Runtime in float32. A plan that fell back
+/// to cuDNN would fail to plan here (no library), so each case also shows the own kernel was chosen.
+/// </summary>
+public sealed class SplitKConvOnCpuTests
+{
+    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, ExecutionPlan Plan);
+
+    private const int Sms = 8;
+
+    /// <summary>Dense convolutions (one group): uneven splits, stride 2, a partial last pixel tile, every epilogue, dilation with asymmetric pads.</summary>
+    private static readonly Dictionary<string, GroupedConvCase> Small = new(StringComparer.Ordinal)
+    {
+        ["c64-7x7-relu-4-uneven-splits"] = new(1, 64, 7, 7, 1),
+        ["c32-k128-s2-bn-relu-2-images"] = new(2, 32, 9, 11, 1, OutChannels: 128, Stride: 2, After: "bn-relu"),
+        ["c64-8x8-residual-relu"] = new(1, 64, 8, 8, 1, After: "residual-relu"),
+        ["c32-k64-bias-only"] = new(1, 32, 5, 6, 1, OutChannels: 64, After: "none"),
+        ["c32-k64-dilation2-asymmetric"] = new(1, 32, 10, 7, 1, OutChannels: 64, Pads: [2, 1, 1, 2], Dilation: 2),
+        ["c32-k64-10x10-two-pixel-tiles"] = new(1, 32, 10, 10, 1, OutChannels: 64),
+    };
+
+    private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
+
+    public static TheoryData<string> Cases => [.. Small.Keys];
+
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, SplitKConvChoice choice = SplitKConvChoice.Auto, int sms = Sms) =>
+        new NoGpuTarget(Precision.Fp16) { SplitKConvolutions = choice, Multiprocessors = sms }.Compile(model, inputs);
+
+    private static Dictionary<string, Prepared> PrepareAll()
+    {
+        var all = Small.ToDictionary(p => p.Key, p =>
+        {
+            var model = p.Value.Model();
+            var inputs = p.Value.Inputs(11);
+            using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+            return new Prepared(inputs, ort.Run(inputs), Plan(model, inputs));
+        }, StringComparer.Ordinal);
+        CpuKernelRunner.Prepare(all.Values.Select(p => p.Plan));
+        return all;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Split_k_conv_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
+    {
+        CpuKernelRunner.Require();
+        var c = All.Value[name];
+        Assert.Null(CpuKernelRunner.CannotRun(c.Plan));
+        Assert.Single(c.Plan.Steps, s => s.Node.Contains("own split-K kernel", StringComparison.Ordinal));
+        Assert.Single(c.Plan.Steps, s => s.Node.Contains("split-K counters reset", StringComparison.Ordinal));
+        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(c.Plan, c.Inputs), c.Expected, half: true);
+        Assert.True(difference is null, $"{name}: {difference}");
+
+        // A second run on the same memory: the counters the first left behind must be zero again.
+        difference = KernelCaseModels.Difference(CpuKernelRunner.Run(c.Plan, c.Inputs), c.Expected, half: true);
+        Assert.True(difference is null, $"{name}, second run: {difference}");
+    }
+
+    [Fact]
+    public void Splits_fill_the_device_for_resnet50_layers_at_batch_1_and_are_left_out_where_tiles_fill_it()
+    {
+        // ResNet-50 at b=1, 132 SMs: layer4 3x3 (7x7, 512 -> 512), layer3 (14x14, 256), layer2 (28x28, 128), layer1 (56x56, 64).
+        Assert.Equal((16, 9), KernelSource.SplitKConvSplits(49, 512, 9 * 16, 132));
+        Assert.Equal((8, 9), KernelSource.SplitKConvSplits(196, 256, 9 * 8, 132));
+        Assert.Equal((5, 8), KernelSource.SplitKConvSplits(784, 128, 9 * 4, 132));
+        Assert.Equal((2, 9), KernelSource.SplitKConvSplits(3136, 64, 9 * 2, 132));
+
+        // Layer3 at b=8: 100 tiles already fill most of the device; a reduction of 7 steps is too short to share.
+        Assert.Null(KernelSource.SplitKConvSplits(1568, 256, 9 * 8, 132));
+        Assert.Null(KernelSource.SplitKConvSplits(49, 512, 7, 132));
+
+        // Every split has work: 18 steps over at most 4 splits of 5 leave the last with 3.
+        Assert.Equal((4, 5), KernelSource.SplitKConvSplits(49, 64, 18, 8));
+    }
+
+    [Fact]
+    public void Off_or_a_grid_that_fills_the_device_leaves_the_convolution_to_cudnn()
+    {
+        var c = Small["c64-7x7-relu-4-uneven-splits"];
+        static void GoesToCudnn(Func<ExecutionPlan> plan)
+        {
+            var e = Assert.ThrowsAny<Exception>(plan).ToString();
+            Assert.True(e.Contains(NoGpuTarget.NoLibraries, StringComparison.Ordinal) || e.Contains("cudnn", StringComparison.OrdinalIgnoreCase), e);
+        }
+
+        GoesToCudnn(() => Plan(c.Model(), c.Inputs(11), SplitKConvChoice.Off));
+        GoesToCudnn(() => Plan(c.Model(), c.Inputs(11), sms: 1));
+    }
+
+    /// <summary>Two split-K convolutions in a row: one counter reset for both, and the pair agrees with ONNX Runtime.</summary>
+    [Fact]
+    public void Split_k_convolutions_of_a_plan_share_one_counter_reset()
+    {
+        CpuKernelRunner.Require();
+        var g = new GraphBuilder("two-convs", seed: 3);
+        var x = g.Input("x", ElementType.Float, 1, 32, 6, 6);
+        var y = g.Node("Relu", [g.Node("Conv", [x, g.Weight("w1", [64, 32, 3, 3], 0.3f), g.Weight("b1", [64], 0.3f)], GraphBuilder.Attr("kernel_shape", 3, 3), GraphBuilder.Attr("pads", 1, 1, 1, 1))]);
+        y = g.Node("Relu", [g.Node("Conv", [y, g.Weight("w2", [64, 64, 3, 3], 0.2f), g.Weight("b2", [64], 0.3f)], GraphBuilder.Attr("kernel_shape", 3, 3), GraphBuilder.Attr("pads", 1, 1, 1, 1))]);
+        g.Output(g.Rename(y, "y"), ElementType.Float, 1, 64, 6, 6);
+        var model = g.Build("two-convs");
+        var inputs = new GroupedConvCase(1, 32, 6, 6, 1).Inputs(5);
+        var plan = Plan(model, inputs);
+        Assert.Equal(2, plan.Steps.Count(s => s.Node.Contains("own split-K kernel", StringComparison.Ordinal)));
+        Assert.Single(plan.Steps, s => s.Node.Contains("split-K counters reset", StringComparison.Ordinal));
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        CpuKernelRunner.Prepare([plan]);
+        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), ort.Run(inputs), half: true);
+        Assert.True(difference is null, difference);
+    }
+}
