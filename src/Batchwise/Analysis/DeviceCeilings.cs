@@ -18,7 +18,7 @@ public sealed record RatePoint(double N, double Flops);
 public sealed record DeviceCeilings
 {
     /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew.</summary>
-    public const int CurrentSchema = 5;
+    public const int CurrentSchema = 6;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -64,7 +64,7 @@ public sealed record DeviceCeilings
 
     /// <summary>
     /// Measured rate tables per precision and layer class, keyed "fp16/gemm" (cuBLASLt, for MatMul, Gemm and the cuda
-    /// engine's fp16 pointwise convolutions), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" and
+    /// engine's fp16 pointwise convolutions), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" / "fp16/grouped-s2" and
     /// "fp16/depthwise" / "fp16/depthwise-s2" (grouped and depthwise convolutions through the routine the engine picks), each a grid of
     /// output channels x reduction length x N timed per call inside a CUDA graph; empty where not measured (a CPU), and a
     /// table that could not be measured is missing (its layers use <see cref="RateCurve"/>, and
@@ -209,6 +209,7 @@ public sealed record DeviceCeilings
             LayerKind.PointwiseConvolution => (Precision == "fp16" ? "gemm" : "conv", g.M, g.K, n),
             LayerKind.Convolution => ("conv", g.M, g.K, n),
             LayerKind.GroupedConvolution => Grouped("grouped"),
+            LayerKind.StridedGroupedConvolution => Grouped("grouped-s2"),
             LayerKind.DepthwiseConvolution => Grouped("depthwise"),
             LayerKind.StridedDepthwiseConvolution => Grouped("depthwise-s2"),
             _ => (string.Empty, 0.0, 0.0, 0.0),

@@ -23,6 +23,13 @@ public enum LayerKind
     /// </summary>
     GroupedConvolution,
 
+    /// <summary>
+    /// A grouped convolution with a stride above 1 (RegNet's first block of each stage): the same routine as
+    /// <see cref="GroupedConvolution"/>, whose strided input tile loads make it slower per FLOP (the own kernel ran
+    /// RegNetX's stride-2 layers at about half its stride-1 rate); priced from the "grouped-s2" table.
+    /// </summary>
+    StridedGroupedConvolution,
+
     /// <summary>A stride-1 depthwise convolution (one input channel per group): the cuda engine's own depthwise kernel; priced from the "depthwise" table.</summary>
     DepthwiseConvolution,
 
@@ -44,13 +51,15 @@ public sealed record LayerRatePoint(double Outputs, double Reduction, double N, 
 /// <summary>
 /// Rates read off measured layer-class tables: each (outputs, reduction) pair measured is a node with a rate curve over
 /// N; a layer's rate is its nodes' rates at its N, interpolated bilinearly in log outputs and log reduction (the largest
-/// node's rate past the measured range, the smallest node's time below it), each curve interpolated in log N, made non-decreasing in N, with the same time (not the same
-/// rate) below its smallest N and its best rate past its largest.
+/// node's rate past the measured range, the smallest node's time below it), each curve interpolated in log N between its
+/// measured points as they are (a lower rate at a larger N is kept: the routine changed algorithm or tile there, or left
+/// the cache, and the engine meets the same size), with the same time (not the same rate) below its smallest N and its
+/// largest N's rate past it.
 /// </summary>
 public static class LayerRates
 {
     /// <summary>
-    /// Table names: "gemm" (cuBLASLt), "conv" (cuDNN 3x3), "grouped" (grouped 3x3 convolutions as the engine runs them) and
+    /// Table names: "gemm" (cuBLASLt), "conv" (cuDNN 3x3), "grouped" / "grouped-s2" (grouped 3x3 convolutions at stride 1 / 2 as the engine runs them) and
     /// "depthwise" / "depthwise-s2" (the engine's depthwise kernel at stride 1 / 2), keyed with the precision as "fp16/gemm".
     /// The grouped and depthwise tables are in the per-group view of <see cref="GroupView"/>.
     /// </summary>
@@ -85,33 +94,30 @@ public static class LayerRates
         return Math.Exp(((1 - to) * low) + (to * high)) * smaller;
     }
 
-    /// <summary>One node's rate at N: log-linear between points (made non-decreasing), the same time below the first, the best rate past the last.</summary>
+    /// <summary>
+    /// One node's rate at N: log-linear between its measured points (a dip at a larger N is what the routine does there:
+    /// cuDNN's algorithms whose workspace grows with the batch drop out past the engine's workspace limit), the same time
+    /// below the first, the last point's rate past the last.
+    /// </summary>
     internal static double CurveRate(IReadOnlyList<LayerRatePoint> curve, double n)
     {
-        var running = 0.0;
-        var points = new List<(double LogN, double Rate)>(curve.Count);
-        foreach (var p in curve)
-        {
-            running = Math.Max(running, p.Flops);
-            points.Add((Math.Log(p.N), running));
-        }
-
         var logN = Math.Log(n);
-        if (logN <= points[0].LogN)
+        if (logN <= Math.Log(curve[0].N))
         {
-            return points[0].Rate * n / curve[0].N;
+            return curve[0].Flops * n / curve[0].N;
         }
 
-        for (var i = 1; i < points.Count; i++)
+        for (var i = 1; i < curve.Count; i++)
         {
-            if (logN <= points[i].LogN)
+            double n0 = Math.Log(curve[i - 1].N), n1 = Math.Log(curve[i].N);
+            if (logN <= n1)
             {
-                var t = (logN - points[i - 1].LogN) / (points[i].LogN - points[i - 1].LogN);
-                return Math.Exp(Math.Log(points[i - 1].Rate) + (t * (Math.Log(points[i].Rate) - Math.Log(points[i - 1].Rate))));
+                var t = n1 > n0 ? (logN - n0) / (n1 - n0) : 1;
+                return Math.Exp(Math.Log(curve[i - 1].Flops) + (t * (Math.Log(curve[i].Flops) - Math.Log(curve[i - 1].Flops))));
             }
         }
 
-        return points[^1].Rate;
+        return curve[^1].Flops;
     }
 
     /// <summary>
@@ -167,8 +173,9 @@ public static class LayerRates
             // Depthwise as the engine's own kernel takes it: one input and one output channel per group (a Conv; a
             // ConvTranspose or a channel multiplier goes to cuDNN's grouped kernels).
             var depthwise = node.OpType == "Conv" && w is { Dims.Count: > 2 } && w.Dims[0] == groups && w.Dims[1] == 1;
-            return !depthwise ? LayerKind.GroupedConvolution
-                : Ints("strides").Any(s => s > 1) ? LayerKind.StridedDepthwiseConvolution
+            var strided = Ints("strides").Any(s => s > 1);
+            return !depthwise ? (strided ? LayerKind.StridedGroupedConvolution : LayerKind.GroupedConvolution)
+                : strided ? LayerKind.StridedDepthwiseConvolution
                 : LayerKind.DepthwiseConvolution;
         }
 

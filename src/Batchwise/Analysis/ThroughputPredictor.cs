@@ -39,7 +39,7 @@ public sealed record LayerWork(string Name, string OpType, double Flops, double 
     public double Intensity => Bytes > 0 ? Flops / Bytes : 0;
 
     /// <summary>True for grouped and depthwise convolutions (priced from the grouped and depthwise tables).</summary>
-    public bool IsGroupedConvolution => Kind is LayerKind.GroupedConvolution or LayerKind.DepthwiseConvolution or LayerKind.StridedDepthwiseConvolution;
+    public bool IsGroupedConvolution => Kind is LayerKind.GroupedConvolution or LayerKind.StridedGroupedConvolution or LayerKind.DepthwiseConvolution or LayerKind.StridedDepthwiseConvolution;
 
     /// <summary>True for layers that run as a GEMM (Conv, MatMul, Gemm).</summary>
     public bool IsGemm => ParallelSize is not null;

@@ -52,11 +52,14 @@ public sealed class LayerRatesTests
     }
 
     [Fact]
-    public void Past_the_largest_n_the_best_rate_holds_and_a_dip_is_ignored()
+    public void A_measured_dip_at_larger_n_is_kept_and_the_last_rate_holds_past_it()
     {
+        // cuDNN's fast algorithms need workspace that grows with the batch: past the engine's limit the rate falls, and the
+        // engine meets the same fall at that size, so the table's lower point prices it (not the best rate before it).
         List<LayerRatePoint> table = [new(256, 256, 1000, 10e12), new(256, 256, 10_000, 50e12), new(256, 256, 100_000, 40e12)];
-        Assert.Equal(50e12, LayerRates.Rate(table, 256, 256, 100_000)!.Value, 1e6);
-        Assert.Equal(50e12, LayerRates.Rate(table, 256, 256, 1e7)!.Value, 1e6);
+        Assert.Equal(40e12, LayerRates.Rate(table, 256, 256, 100_000)!.Value, 1e6);
+        Assert.Equal(Math.Sqrt(50e12 * 40e12), LayerRates.Rate(table, 256, 256, Math.Sqrt(10_000.0 * 100_000))!.Value, 1e6);
+        Assert.Equal(40e12, LayerRates.Rate(table, 256, 256, 1e7)!.Value, 1e6);
     }
 
     [Fact]
@@ -134,6 +137,7 @@ public sealed class LayerRatesTests
             [LayerRates.Key("fp16", "depthwise")] = GroupTable(2e12),
             [LayerRates.Key("fp16", "depthwise-s2")] = GroupTable(1e12),
             [LayerRates.Key("fp16", "grouped")] = GroupTable(40e12),
+            [LayerRates.Key("fp16", "grouped-s2")] = GroupTable(20e12),
             [LayerRates.Key("fp32", "grouped")] = GroupTable(8e12),
         },
     };
@@ -168,6 +172,20 @@ public sealed class LayerRatesTests
     }
 
     [Fact]
+    public void Strided_grouped_convolution_is_priced_from_the_stride_2_grouped_table()
+    {
+        // RegNet's first block of a stage: the same routine at stride 2, whose own table here runs at half the stride-1 rate.
+        var work = new LayerWork("g", "Conv", 2.0 * 1024 * 288 * 1e5, 1e3, new GemmShape(1024, 100_000, 288, Groups: 32), 100_000, Kind: LayerKind.StridedGroupedConvolution);
+        var ceilings = WithGroupTables().WithPrecision("fp16");
+        Assert.Equal(20e12 * 0.32, ceilings.MeasuredRate(work)!.Value, 1e3);
+        Assert.Equal(ceilings.MeasuredRate(work with { Kind = LayerKind.GroupedConvolution })!.Value / 2, ceilings.MeasuredRate(work)!.Value, 1e3);
+        Assert.True(work.IsGroupedConvolution);
+
+        // fp32 measured no stride-2 table here: the layer falls back (and the verdict counts it so), not to the stride-1 rate.
+        Assert.Null(WithGroupTables().WithPrecision("fp32").MeasuredRate(work));
+    }
+
+    [Fact]
     public void Verdict_counts_grouped_layers_priced_from_the_tables_and_those_that_fell_back()
     {
         var work = ModelWork.FromLayers("two", "x [1, 8]",
@@ -188,7 +206,8 @@ public sealed class LayerRatesTests
     [InlineData(96, 96, 1, 1, LayerKind.DepthwiseConvolution)]
     [InlineData(96, 96, 1, 2, LayerKind.StridedDepthwiseConvolution)]
     [InlineData(192, 96, 1, 1, LayerKind.GroupedConvolution)] // a channel multiplier of 2: cuDNN's grouped kernels, not the depthwise one
-    [InlineData(256, 32, 8, 2, LayerKind.GroupedConvolution)]
+    [InlineData(256, 32, 8, 1, LayerKind.GroupedConvolution)]
+    [InlineData(256, 32, 8, 2, LayerKind.StridedGroupedConvolution)]
     public void Grouped_and_depthwise_kinds_follow_the_filter_and_stride(long outputs, long groups, long perGroup, long stride, LayerKind expected)
     {
         var node = new OnnxProto.NodeProto { OpType = "Conv", Input = { "x", "w" }, Output = { "y" } };
