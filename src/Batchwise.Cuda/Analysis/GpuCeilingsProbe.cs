@@ -167,13 +167,16 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         // The engine's own grouped and depthwise kernels, compiled as a session compiles them (no disk cache: the probe's sources are few).
         using var ownKernels = new KernelCache(cc, "nvrtc" + Nvrtc.Version(), null);
         var own = new OwnKernels(ownKernels, CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN), GraphCompiler.GroupedConvFromEnvironment);
+        var cudnnCandidates = CudnnCandidates(TimesTactics(options));
+        details["cudnn_choice"] = cudnnCandidates == 1 ? "heuristics' first allowed algorithm (as the engine's default)" : $"fastest of the first {cudnnCandidates} allowed algorithms (timed tactics)";
         foreach (var precision in new[] { "fp32", "fp16" })
         {
             foreach (var (table, measure) in new (string, Func<string, IReadOnlyList<LayerRatePoint>>)[]
             {
                 ("gemm", p => MeasureGemmTable(tableTimer, kernels, p)),
-                ("conv", p => MeasureConvTable(tableTimer, kernels, p)),
-                ("grouped", p => MeasureGroupedTable(tableTimer, kernels, own, p)),
+                ("conv", p => MeasureConvTable(tableTimer, kernels, p, cudnnCandidates)),
+                ("grouped", p => MeasureGroupedTable(tableTimer, kernels, own, p, 1, cudnnCandidates)),
+                ("grouped-s2", p => MeasureGroupedTable(tableTimer, kernels, own, p, 2, cudnnCandidates)),
                 ("depthwise", p => MeasureDepthwiseTable(tableTimer, kernels, own, p, 1)),
                 ("depthwise-s2", p => MeasureDepthwiseTable(tableTimer, kernels, own, p, 2)),
             })
@@ -416,9 +419,9 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// <summary>
     /// cuDNN 3x3 stride-1 convolutions as the engine runs them (fp32: NCHW without tensor cores; fp16: NHWC on tensor
     /// cores), input channels x output channels x N (N ≤ 3,136: one square image of N pixels; beyond: 56x56 images),
-    /// each with the fastest of cuDNN's first three allowed algorithms, as the engine's timed tactics pick.
+    /// each with the algorithm the engine would run (<see cref="CudnnCandidates"/>).
     /// </summary>
-    private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision)
+    private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision, int candidates)
     {
         var half = precision == "fp16";
         var dataType = half ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
@@ -443,7 +446,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             using var wDesc = Cudnn.Filter(dataType, [o, c, 3, 3], format);
             using var yDesc = Cudnn.Tensor(dataType, [batch, o, side, side], format);
             using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], 1, math);
-            var best = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, $"a 3x3 convolution {c}->{o} at {batch}x{side}x{side}");
+            var best = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, candidates, $"a 3x3 convolution {c}->{o} at {batch}x{side}x{side}");
             var pixels = batch * side * side;
             points.Add(new LayerRatePoint(o, 9 * c, pixels, 2.0 * o * 9 * c * pixels / best));
         }
@@ -452,13 +455,27 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     }
 
     /// <summary>
-    /// GPU seconds of one cuDNN forward convolution per call in a CUDA graph: the fastest of cuDNN's first three allowed
-    /// algorithms (tensor-core math only in half precision), as the engine's timed tactics pick.
+    /// Whether the engine these options run times cuDNN's candidates when it plans (bench --timed-tactics,
+    /// BATCHWISE_CUDNN_ALGO=timed) or takes the heuristics' first allowed algorithm (the default): the same test
+    /// the cuda engine reports as "tactics".
     /// </summary>
-    private static double CudnnSeconds(EventTimer timer, CudnnHandle handle, CudnnTensorDescriptor xDesc, ulong x, CudnnFilterDescriptor wDesc, ulong w, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor yDesc, ulong y, DeviceMemory workspace, bool half, string what)
+    internal static bool TimesTactics(EngineOptions options) => options.TimedTactics || !CudaSession.HeuristicTactics;
+
+    /// <summary>
+    /// How many of cuDNN's allowed algorithms (in the heuristics' order) the tables time, keeping the fastest: 1 where the
+    /// engine takes the heuristics' first choice (its default: the fastest of several overstated fp32 grouped and large-batch
+    /// convolutions, where the heuristics' pick is slower), 3 where it times its tactics.
+    /// </summary>
+    internal static int CudnnCandidates(bool timedTactics) => timedTactics ? 3 : 1;
+
+    /// <summary>
+    /// GPU seconds of one cuDNN forward convolution per call in a CUDA graph: the fastest of cuDNN's first
+    /// <paramref name="count"/> allowed algorithms (tensor-core math only in half precision; <see cref="CudnnCandidates"/>).
+    /// </summary>
+    private static double CudnnSeconds(EventTimer timer, CudnnHandle handle, CudnnTensorDescriptor xDesc, ulong x, CudnnFilterDescriptor wDesc, ulong w, CudnnConvolutionDescriptor conv, CudnnTensorDescriptor yDesc, ulong y, DeviceMemory workspace, bool half, int count, string what)
     {
         var candidates = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, conv, yDesc)
-            .Where(a => a.Status == 0 && (long)a.Memory <= workspace.Bytes && (half || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH)).Take(3).ToList();
+            .Where(a => a.Status == 0 && (long)a.Memory <= workspace.Bytes && (half || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH)).Take(count).ToList();
         if (candidates.Count == 0)
         {
             throw new InvalidOperationException($"cuDNN offers no algorithm for {what}");
@@ -492,19 +509,20 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             ? "own" : "cudnn";
 
     /// <summary>
-    /// Grouped 3x3 stride-1 convolutions of <see cref="GroupedChannels"/> channels as the engine runs them, one node per
-    /// group width (outputs per group = width, K = 9 x width) over N x groups (<see cref="LayerRates.GroupView"/>): in
-    /// fp16 channels-last through the own tensor-core kernel where the engine picks it (<see cref="GroupedRoutine"/>),
-    /// else cuDNN (fp16 NHWC tensor cores, fp32 NCHW without), with the same algorithm choice as the dense table.
+    /// Grouped 3x3 convolutions of <see cref="GroupedChannels"/> channels at one stride (a <see cref="GroupedSide"/>
+    /// output, the input stride times wider) as the engine runs them, one node per group width (outputs per group = width,
+    /// K = 9 x width) over N x groups (<see cref="LayerRates.GroupView"/>): in fp16 channels-last through the own
+    /// tensor-core kernel where the engine picks it (<see cref="GroupedRoutine"/>), else cuDNN (fp16 NHWC tensor cores,
+    /// fp32 NCHW without), with the same algorithm choice as the dense table.
     /// </summary>
-    private IReadOnlyList<LayerRatePoint> MeasureGroupedTable(EventTimer timer, Kernels kernels, OwnKernels own, string precision)
+    private IReadOnlyList<LayerRatePoint> MeasureGroupedTable(EventTimer timer, Kernels kernels, OwnKernels own, string precision, int stride, int candidates)
     {
         var half = precision == "fp16";
-        long c = GroupedChannels, side = GroupedSide;
+        long c = GroupedChannels, side = GroupedSide, inSide = GroupedSide * stride;
         long elementBytes = half ? 2 : 4;
-        var batches = FittingBatches(elementBytes * c * side * side);
-        using var x = CudaDriver.Allocate(elementBytes * batches[^1] * c * side * side);
-        using var y = CudaDriver.Allocate(x.Bytes);
+        var batches = FittingBatches(elementBytes * c * inSide * inSide);
+        using var x = CudaDriver.Allocate(elementBytes * batches[^1] * c * inSide * inSide);
+        using var y = CudaDriver.Allocate(elementBytes * batches[^1] * c * side * side);
         using var w = CudaDriver.Allocate(elementBytes * c * GroupWidths.Max() * 9);
         using var workspace = CudaDriver.Allocate(256L << 20);
         kernels.Fill(x.Pointer, x.Bytes / 4, 9, half, timer.Stream);
@@ -537,11 +555,11 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         {
             double seconds;
             int? tiles = GroupedRoutine(precision, width, own.Choice) == "own"
-                ? KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [1, 1], [1, 1], side, own.Choice == GroupedConvChoice.Own ? own.MaxSharedBytes : KernelCache.StaticSharedBytes)
+                ? KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [stride, stride], [1, 1], side, own.Choice == GroupedConvChoice.Own ? own.MaxSharedBytes : KernelCache.StaticSharedBytes)
                 : null;
             if (tiles is { } t)
             {
-                var code = KernelSource.GroupedConv(width, width, [3, 3], [1, 1], [1, 1], t, new GroupedConvEpilogue(null, false, false), batch, groups, [side, side], [side, side], [1, 1]);
+                var code = KernelSource.GroupedConv(width, width, [3, 3], [stride, stride], [1, 1], t, new GroupedConvEpilogue(null, false, false), batch, groups, [inSide, inSide], [side, side], [1, 1]);
                 using var launch = new OwnLaunch(own.Cache, code, KernelSource.GroupedConvThreads(batch, groups, [side, side], t), KernelSource.GroupedConvBlock, [y.Pointer, x.Pointer, w.Pointer, 0, 0]);
                 seconds = PerCallInGraph(timer, () => launch.Enqueue(timer.Stream));
             }
@@ -549,11 +567,11 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             {
                 var format = half ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
                 var dataType = half ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
-                using var xDesc = Cudnn.Tensor(dataType, [batch, c, side, side], format);
+                using var xDesc = Cudnn.Tensor(dataType, [batch, c, inSide, inSide], format);
                 using var wDesc = Cudnn.Filter(dataType, [c, width, 3, 3], format);
                 using var yDesc = Cudnn.Tensor(dataType, [batch, c, side, side], format);
-                using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], (int)groups, half ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH);
-                seconds = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, $"a grouped 3x3 convolution of width {width} at {batch}x{side}x{side}");
+                using var conv = Cudnn.Convolution([1, 1], [stride, stride], [1, 1], (int)groups, half ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH);
+                seconds = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, candidates, $"a grouped 3x3 stride-{stride} convolution of width {width} at {batch}x{inSide}x{inSide}");
             }
 
             var pixels = batch * side * side;

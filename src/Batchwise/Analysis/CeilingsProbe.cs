@@ -389,7 +389,7 @@ public static class DeviceCeilingsSource
         }
     }
 
-    /// <summary>The cache file for this machine, the engine, its device and the settings that change the ceilings (version, threads, provider).</summary>
+    /// <summary>The cache file for this machine, the engine, its device and the settings that change the ceilings (version, threads, provider, how library algorithms are picked).</summary>
     public static string CachePath(IEngine engine, EngineOptions options, CeilingsCache cache)
     {
         ArgumentNullException.ThrowIfNull(engine);
@@ -397,6 +397,14 @@ public static class DeviceCeilingsSource
         ArgumentNullException.ThrowIfNull(cache);
         var description = engine.Describe(options);
         var settings = string.Create(CultureInfo.InvariantCulture, $"v{description.Version};threads={options.IntraOpThreads};ep={options.ExecutionProvider};dev={options.DeviceId};opt={options.GraphOptimization}");
+
+        // An engine that says how it picks library algorithms (the cuda engine: heuristics or timed tactics) gets a file
+        // per way, since its probe times the algorithms that way picks.
+        if (description.Details.TryGetValue("tactics", out var tactics))
+        {
+            settings += ";tactics=" + tactics;
+        }
+
         return cache.PathFor(HostInfo.MachineName, engine.Name, description.Device, settings);
     }
 

@@ -19,6 +19,16 @@ public sealed class GpuCeilingsProbeTests
     public void Grouped_table_times_the_routine_the_engine_picks(string precision, int width, string choice, string expected) =>
         Assert.Equal(expected, GpuCeilingsProbe.GroupedRoutine(precision, width, Enum.Parse<GroupedConvChoice>(choice)));
 
+    [Theory]
+    [InlineData(false, 1)] // the engine's default: cuDNN's heuristics' first allowed algorithm, so the tables time that one
+    [InlineData(true, 3)] // timed tactics: the fastest of the first three
+    public void Conv_tables_time_the_algorithms_the_engine_would_choose_from(bool timed, int expected) =>
+        Assert.Equal(expected, GpuCeilingsProbe.CudnnCandidates(timed));
+
+    [Fact]
+    public void Timed_tactics_option_makes_the_probe_time_candidates() =>
+        Assert.True(GpuCeilingsProbe.TimesTactics(new Batchwise.Engines.EngineOptions { TimedTactics = true }));
+
     [Fact]
     public void Default_tables_are_shapes_the_engine_kernels_take()
     {
@@ -50,6 +60,17 @@ public sealed class GpuCeilingsProbeTests
 
             var code = KernelSource.GroupedConv(width, width, [3, 3], [1, 1], [1, 1], tiles, new GroupedConvEpilogue(null, false, false), 256, probe.GroupedChannels / width, [side, side], [side, side], [1, 1]);
             Assert.Contains("__global__", code.Source, StringComparison.Ordinal);
+
+            // The stride-2 table's shape (the input twice as wide) generates too where the tile fits.
+            if (KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [2, 2], [1, 1], side, KernelCache.StaticSharedBytes) is { } strided)
+            {
+                var s2 = KernelSource.GroupedConv(width, width, [3, 3], [2, 2], [1, 1], strided, new GroupedConvEpilogue(null, false, false), 256, probe.GroupedChannels / width, [2 * side, 2 * side], [side, side], [1, 1]);
+                Assert.Contains("__global__", s2.Source, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.NotEqual(24, width); // RegNet's strided layers run on the own kernel too
+            }
         }
     }
 }

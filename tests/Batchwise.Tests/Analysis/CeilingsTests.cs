@@ -225,6 +225,26 @@ public sealed class CeilingsTests : IDisposable
         }
     }
 
+    [Fact]
+    public void An_engine_that_reports_how_it_picks_tactics_gets_a_cache_file_per_way()
+    {
+        // The cuda probe times the cuDNN algorithms the engine's way of picking would run, so heuristic and timed differ.
+        var cache = new CeilingsCache(_dir);
+        var options = new EngineOptions();
+        var heuristic = DeviceCeilingsSource.CachePath(new TacticsEngine("heuristic"), options, cache);
+        Assert.NotEqual(heuristic, DeviceCeilingsSource.CachePath(new TacticsEngine("timed"), options, cache));
+        Assert.Equal(heuristic, DeviceCeilingsSource.CachePath(new TacticsEngine("heuristic"), options, cache));
+    }
+
+    private sealed class TacticsEngine(string tactics) : IEngine
+    {
+        public string Name => "tactics-test";
+
+        public EngineDescription Describe(EngineOptions options) => new("tactics-test", "1", "device", new Dictionary<string, string> { ["tactics"] = tactics });
+
+        public IEngineSession Load(Batchwise.Onnx.OnnxModel model, EngineOptions options) => throw new NotSupportedException();
+    }
+
     private sealed class NamedEngine(IEngine inner, string name) : IEngine
     {
         public string Name => name;
