@@ -39,6 +39,7 @@ internal static partial class CpuKernelRunner
         #include <cmath>
         #include <cstring>
         #include <cstdint>
+        #include <cstdlib>
         #include <pthread.h>
         #include <cstdio>
         #include <ctime>
@@ -57,11 +58,24 @@ internal static partial class CpuKernelRunner
         struct uint4 { unsigned x, y, z, w; };
         struct uint2 { unsigned x, y; };
         struct float4 { float x, y, z, w; };
-        static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
-        static inline float4 __ldcg(const float4* p) { return *p; }
-        // Blocks run one at a time here: a fence orders nothing more, an atomic is one as the host has it.
-        static inline void __threadfence() {}
-        static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+        struct float2 { float x, y; };
+        static inline float2 make_float2(float x, float y) { return float2{x, y}; }
+        static inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+
+        // Thread-block clusters, emulated: blocks run one at a time here, so a cluster kernel's grid runs twice (its
+        // launcher sets the phase): every block's products into its partial tile (kept per block, not in the shared
+        // memory the next block reuses), then every block's reduction over its cluster's tiles. The barrier is the
+        // pass between them.
+        #define BW_CLUSTER_HELPERS
+        #define __cluster_dims__(x, y, z)
+        static int bw_cluster_phase;
+        static float* bw_cluster_partials;
+        static const unsigned bw_cluster_tile_floats = 64 * 68;
+        static inline bool bw_cluster_computes() { return bw_cluster_phase == 1; }
+        static inline bool bw_cluster_reduces() { return bw_cluster_phase == 2; }
+        static inline void bw_cluster_sync() {}
+        static inline float* bw_cluster_tile(float*) { return bw_cluster_partials + (size_t)blockIdx.x * bw_cluster_tile_floats; }
+        static inline const float* bw_cluster_peer(const float* mine, unsigned self, unsigned rank) { return mine + ((long)rank - (long)self) * (long)bw_cluster_tile_floats; }
 
         // A barrier a thread can leave (a returned thread no longer holds the others up).
         struct bw_barrier { pthread_mutex_t m; pthread_cond_t c; int expected, count; unsigned long generation; };
@@ -615,7 +629,7 @@ internal static partial class CpuKernelRunner
     /// <summary>A C function that calls the kernel once per thread of its launch, its parameters cast from an array of pointers.</summary>
     private static string Launcher(string name, string source)
     {
-        var open = source.IndexOf($"void {name}(", StringComparison.Ordinal) + name.Length + 6;
+        var open = source.IndexOf($" {name}(", StringComparison.Ordinal) + name.Length + 2;
         var close = source.IndexOf(")\n{", open, StringComparison.Ordinal);
         var parameters = source[open..close].Split(", ");
         var call = new StringBuilder();
@@ -628,6 +642,21 @@ internal static partial class CpuKernelRunner
             }
 
             call.Append(j == parameters.Length - 1 ? $"*({type.Replace("const ", string.Empty, StringComparison.Ordinal)}*)p[{j}]" : $"({type})p[{j}]");
+        }
+
+        if (source.Contains("bw_cluster_tile(", StringComparison.Ordinal))
+        {
+            return $$"""
+                static void thread_{{name}}(void** p, unsigned block, unsigned thread) { blockIdx.x = block; threadIdx.x = thread; {{name}}({{call}}); }
+                extern "C" void launch_{{name}}(void** p, long long threads, int block, unsigned char* shared)
+                {
+                    blockDim.x = block; gridDim.x = (unsigned)((threads + block - 1) / block); bw_dynamic_smem = shared;
+                    bw_cluster_partials = (float*)calloc((size_t)gridDim.x * bw_cluster_tile_floats, sizeof(float));
+                    for (bw_cluster_phase = 1; bw_cluster_phase <= 2; bw_cluster_phase++)
+                        for (long long b = 0; b < gridDim.x; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
+                    free(bw_cluster_partials);
+                }
+                """;
         }
 
         if (Cooperates(source[close..]))

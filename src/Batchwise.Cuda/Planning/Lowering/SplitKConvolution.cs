@@ -17,20 +17,12 @@ internal enum SplitKConvChoice
 /// Dense convolutions (one group, 2-d, constant filter, more than one tap) in channels-last half precision whose output
 /// is too small to fill the device (ResNet-50's 7x7 and 14x14 layers at batch 1 are 8 to 16 tiles of 64 x 64 for 132
 /// SMs; cuDNN ran them on 8 to 16 blocks at 12-15 us each) through the own split-K kernel (<see cref="KernelSource.SplitKConv"/>):
-/// the reduction is shared by up to 16 blocks per tile, the last to finish adding the others' partials. The bias, a
-/// residual Add and the ReLU after it are its epilogue, as the grouped kernel's.
+/// the reduction is shared by the up to 8 blocks of a thread-block cluster per tile (sm_90 and later), which sum their
+/// partial tiles through distributed shared memory. The bias, a residual Add and the ReLU after it are its epilogue, as
+/// the grouped kernel's.
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>Counters one reset covers (a convolution takes one per output tile, at most half the SMs' count).</summary>
-    private const long SplitKCounterWords = 2048;
-
-    /// <summary>The counter buffer split-K convolutions take their counters from (reset by a kernel where it was made), or -1.</summary>
-    private int _splitKCounters = -1;
-
-    /// <summary>Counters of <see cref="_splitKCounters"/> taken so far.</summary>
-    private long _splitKCountersUsed;
-
     /// <summary>BATCHWISE_SPLITK_CONV: auto (default) or off.</summary>
     internal static SplitKConvChoice SplitKConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_SPLITK_CONV")?.Trim().ToLowerInvariant() switch
     {
@@ -45,7 +37,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private bool TryLowerSplitKConv(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
     {
-        if (_target.SplitKConvolutions == SplitKConvChoice.Off || !Half || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4
+        if (_target.SplitKConvolutions == SplitKConvChoice.Off || !Half || _target.ComputeCapability < 90 || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4
             || kernel[0] * kernel[1] < 2 || x.Shape[1] % KernelSource.SplitKConvChunk != 0 || w.Shape[0] % KernelSource.SplitKConvTile != 0
             || w.Shape[1] != x.Shape[1] || x.PaddedChannels > 0 || !PreferNhwc(x.Shape) || St(x) != ElementType.Float16
             || x.Shape.Concat(yShape).Concat(padsBegin).Any(v => v > int.MaxValue / 4) || x.Count > int.MaxValue / 2 || w.Count > int.MaxValue / 2)
@@ -56,40 +48,19 @@ internal sealed partial class GraphCompiler
         var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
         var pixels = n * outSpatial[0] * outSpatial[1];
         var chunks = kernel[0] * kernel[1] * (c / KernelSource.SplitKConvChunk);
-        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors) is not var (splits, perSplit))
+        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors) is not var (splits, perSplit)
+            || KernelSource.SplitKConvSharedBytes(KernelSource.SplitKConvStages(perSplit)) > _target.MaxSharedBytesPerBlock)
         {
             return false;
         }
 
         x = Nhwc(x);
-        var tiles = (pixels + KernelSource.SplitKConvTile - 1) / KernelSource.SplitKConvTile * (k / KernelSource.SplitKConvTile);
-        var counterBase = SplitKCounters(tiles);
-        var partials = NewBuffer(splits * tiles * KernelSource.SplitKPartialFloats * 4L, "split-K partials for " + _node).Id;
         var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)); // [K, kh, kw, C]
         var (raw, bias, residual, epilogue) = OwnConvOutput(x, b, ref outName, yShape);
-        var code = KernelSource.SplitKConv(c, kernel, strides, dilations, epilogue, n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit, counterBase);
+        var code = KernelSource.SplitKConv(c, kernel, strides, dilations, epilogue, n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit);
         _node += $" (own split-K kernel, {splits} splits)";
-        Emit(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, [Dev(raw), Dev(x), Dev(filter), bias is null ? -1 : Dev(bias), residual is null ? -1 : Dev(residual), partials, _splitKCounters]));
+        Emit(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, [Dev(raw), Dev(x), Dev(filter), bias is null ? -1 : Dev(bias), residual is null ? -1 : Dev(residual)]));
         OwnConvBiasChain(raw, b, epilogue, outName, yShape);
         return true;
-    }
-
-    /// <summary>
-    /// The first of <paramref name="count"/> counters in <see cref="_splitKCounters"/>: a new counter buffer, reset to zero
-    /// by a kernel emitted here, where the current one is full or there is none yet.
-    /// </summary>
-    private long SplitKCounters(long count)
-    {
-        if (_splitKCounters < 0 || _splitKCountersUsed + count > SplitKCounterWords)
-        {
-            var words = Math.Max(SplitKCounterWords, count);
-            _splitKCounters = NewBuffer(words * 4, "split-K counters").Id;
-            _splitKCountersUsed = 0;
-            Emit(new KernelStep(_node + " (split-K counters reset)", KernelSource.SplitKCountersReset(words), words, KernelSource.BlockSize, [_splitKCounters]));
-        }
-
-        var first = _splitKCountersUsed;
-        _splitKCountersUsed += count;
-        return first;
     }
 }
