@@ -58,7 +58,8 @@ public sealed class CudaEngine : IEngine
             ["splitk_conv"] = GraphCompiler.SplitKConvFromEnvironment switch
             {
                 SplitKConvChoice.Off => "off (BATCHWISE_SPLITK_CONV=off): cuDNN",
-                _ => "own kernel for dense fp16 convolutions whose unsplit grid fills at most half the SMs (reduction split over up to 16 blocks)",
+                SplitKConvChoice.All => "own kernel for dense fp16 convolutions, 1x1 included (BATCHWISE_SPLITK_CONV=all), whose unsplit grid fills at most half the SMs (a cluster of up to 8 blocks shares the reduction)",
+                _ => "own kernel for dense fp16 convolutions of more than one tap whose unsplit grid fills at most half the SMs (a cluster of up to 8 blocks shares the reduction)",
             },
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {

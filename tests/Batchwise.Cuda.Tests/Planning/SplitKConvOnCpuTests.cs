@@ -28,6 +28,7 @@ public sealed class SplitKConvOnCpuTests
         ["c32-k64-bias-only"] = new(1, 32, 5, 6, 1, OutChannels: 64, After: "none"),
         ["c32-k64-dilation2-asymmetric"] = new(1, 32, 10, 7, 1, OutChannels: 64, Pads: [2, 1, 1, 2], Dilation: 2),
         ["c32-k64-10x10-two-pixel-tiles"] = new(1, 32, 10, 10, 1, OutChannels: 64),
+        ["c256-k64-1x1-s2-all"] = new(1, 256, 9, 9, 1, OutChannels: 64, Stride: 2, Pads: [0, 0, 0, 0], Kernel: 1, After: "none"),
     };
 
     private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
@@ -44,7 +45,7 @@ public sealed class SplitKConvOnCpuTests
             var model = p.Value.Model();
             var inputs = p.Value.Inputs(11);
             using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
-            return new Prepared(inputs, ort.Run(inputs), Plan(model, inputs));
+            return new Prepared(inputs, ort.Run(inputs), Plan(model, inputs, p.Key.EndsWith("-all", StringComparison.Ordinal) ? SplitKConvChoice.All : SplitKConvChoice.Auto));
         }, StringComparer.Ordinal);
         CpuKernelRunner.Prepare(all.Values.Select(p => p.Plan));
         return all;
@@ -92,6 +93,10 @@ public sealed class SplitKConvOnCpuTests
 
         GoesToCudnn(() => Plan(c.Model(), c.Inputs(11), SplitKConvChoice.Off));
         GoesToCudnn(() => Plan(c.Model(), c.Inputs(11), sms: 1));
+
+        // A 1x1 convolution stays a GEMM under auto (planned here without cuBLASLt, it throws the same way).
+        var pointwise = Small["c256-k64-1x1-s2-all"];
+        GoesToCudnn(() => Plan(pointwise.Model(), pointwise.Inputs(11)));
     }
 
     /// <summary>Two split-K convolutions in a row (2 and 4 splits): each a cluster kernel of its splits, the pair agrees with ONNX Runtime.</summary>

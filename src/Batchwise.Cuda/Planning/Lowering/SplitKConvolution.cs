@@ -6,8 +6,11 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>Who runs dense convolutions whose output is a few tiles (a 3x3 layer at batch 1) in half precision.</summary>
 internal enum SplitKConvChoice
 {
-    /// <summary>The own split-K kernel where its grid would fill at most half of the device unsplit, cuDNN elsewhere.</summary>
+    /// <summary>The own split-K kernel for windows of more than one tap where its grid would fill at most half of the device unsplit.</summary>
     Auto,
+
+    /// <summary>As <see cref="Auto"/>, and 1x1 (pointwise) convolutions too, which otherwise run as one cuBLASLt GEMM.</summary>
+    All,
 
     /// <summary>cuDNN always.</summary>
     Off,
@@ -23,12 +26,13 @@ internal enum SplitKConvChoice
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>BATCHWISE_SPLITK_CONV: auto (default) or off.</summary>
+    /// <summary>BATCHWISE_SPLITK_CONV: auto (default), all or off.</summary>
     internal static SplitKConvChoice SplitKConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_SPLITK_CONV")?.Trim().ToLowerInvariant() switch
     {
         null or "" or "auto" => SplitKConvChoice.Auto,
+        "all" => SplitKConvChoice.All,
         "off" or "cudnn" => SplitKConvChoice.Off,
-        var other => throw new BatchwiseException($"BATCHWISE_SPLITK_CONV '{other}' is not auto or off", "Unset it (the own split-K kernel for convolutions too small to fill the GPU), or set BATCHWISE_SPLITK_CONV=off for cuDNN everywhere."),
+        var other => throw new BatchwiseException($"BATCHWISE_SPLITK_CONV '{other}' is not auto, all or off", "Unset it (the own split-K kernel for convolutions too small to fill the GPU), set BATCHWISE_SPLITK_CONV=all to take 1x1 convolutions there too, or off for cuDNN and cuBLASLt everywhere."),
     };
 
     /// <summary>
@@ -38,7 +42,7 @@ internal sealed partial class GraphCompiler
     private bool TryLowerSplitKConv(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
     {
         if (_target.SplitKConvolutions == SplitKConvChoice.Off || !Half || _target.ComputeCapability < 90 || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4
-            || kernel[0] * kernel[1] < 2 || x.Shape[1] % KernelSource.SplitKConvChunk != 0 || w.Shape[0] % KernelSource.SplitKConvTile != 0
+            || (kernel[0] * kernel[1] < 2 && _target.SplitKConvolutions != SplitKConvChoice.All) || x.Shape[1] % KernelSource.SplitKConvChunk != 0 || w.Shape[0] % KernelSource.SplitKConvTile != 0
             || w.Shape[1] != x.Shape[1] || x.PaddedChannels > 0 || !PreferNhwc(x.Shape) || St(x) != ElementType.Float16
             || x.Shape.Concat(yShape).Concat(padsBegin).Any(v => v > int.MaxValue / 4) || x.Count > int.MaxValue / 2 || w.Count > int.MaxValue / 2)
         {
