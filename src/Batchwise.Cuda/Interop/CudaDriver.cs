@@ -20,6 +20,7 @@ internal static unsafe partial class CudaDriver
     public const int CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3;
     public const int CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+    public const int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
@@ -394,6 +395,10 @@ internal static unsafe partial class CudaDriver
     /// </summary>
     public static void AllowDynamicSharedBytes(IntPtr function, int bytes) =>
         Check(cuFuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes), $"cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {bytes})");
+
+    /// <summary>Lets a kernel run in thread-block clusters of more than 8 blocks (sm_90 takes 16 where the kernel's resources allow).</summary>
+    public static void AllowNonPortableClusters(IntPtr function) =>
+        Check(cuFuncSetAttribute(function, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1), "cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1)");
 
     /// <summary>
     /// Records what <paramref name="enqueue"/> puts on the stream into a CUDA graph and instantiates it. Capture is

@@ -15,14 +15,33 @@ internal static partial class KernelSource
     /// <summary>Input channels of one step of the reduction (one tap's 32 channels): the input's channels are a multiple of it.</summary>
     public const int SplitKConvChunk = 32;
 
-    /// <summary>The most shared-memory stages of the cp.async pipeline (a split's every step in flight where it has no more).</summary>
-    public const int SplitKMaxStages = 8;
+    /// <summary>The shared-memory stages of the cp.async pipeline by default (a split's every step in flight where it has no more).</summary>
+    public const int SplitKStages = 8;
+
+    /// <summary>The most stages a kernel takes.</summary>
+    public const int SplitKMaxStages = 16;
 
     /// <summary>Shared-memory pitch of a tile row (halves): 32 + 8, an odd number of 16-byte units (conflict-free ldmatrix).</summary>
     private const int SplitKPitch = 40;
 
-    /// <summary>The most splits: a thread-block cluster's portable size (the splits of a tile are one cluster).</summary>
-    public const int SplitKMaxSplits = 8;
+    /// <summary>The most splits by default: a thread-block cluster's portable size (the splits of a tile are one cluster).</summary>
+    public const int PortableClusterSize = 8;
+
+    /// <summary>The most splits a kernel takes: sm_90's largest (non-portable) cluster.</summary>
+    public const int SplitKMaxSplits = 16;
+
+    /// <summary>The blocks of one cluster a kernel's source fixes (its <c>__cluster_dims__</c>), 1 for none.</summary>
+    public static int ClusterSize(string source)
+    {
+        var at = source.IndexOf("__cluster_dims__(", StringComparison.Ordinal);
+        if (at < 0)
+        {
+            return 1;
+        }
+
+        at += "__cluster_dims__(".Length;
+        return int.Parse(source.AsSpan(at, source.IndexOf(',', at) - at), System.Globalization.CultureInfo.InvariantCulture);
+    }
 
     /// <summary>Row pitch (floats) of the partial tile each block leaves in its shared memory for the cluster's reduction.</summary>
     private const int SplitKPartialPitch = 68;
@@ -30,17 +49,18 @@ internal static partial class KernelSource
     /// <summary>Shared memory of one block: <paramref name="stages"/> stages of an input and a filter tile (the partial tile reuses it).</summary>
     public static int SplitKConvSharedBytes(int stages) => Math.Max(stages * 2 * SplitKConvTile * SplitKPitch * 2, SplitKConvTile * SplitKPartialPitch * 4);
 
-    /// <summary>The pipeline's stages for a split of <paramref name="perSplit"/> steps: all of them in flight up to <see cref="SplitKMaxStages"/>, at least 2.</summary>
-    public static int SplitKConvStages(int perSplit) => Math.Clamp(perSplit, 2, SplitKMaxStages);
+    /// <summary>The pipeline's stages for a split of <paramref name="perSplit"/> steps: one more than its steps (all in flight) up to <paramref name="most"/>, at least 2.</summary>
+    public static int SplitKConvStages(int perSplit, int most = SplitKStages) => Math.Clamp(perSplit + 1, 2, Math.Min(most, SplitKMaxStages));
 
     /// <summary>
     /// How a dense convolution of <paramref name="pixels"/> output pixels (batch x output positions), <paramref name="outChannels"/>
     /// output channels and a reduction of <paramref name="chunks"/> steps of <see cref="SplitKConvChunk"/> channels is split
-    /// over <paramref name="multiprocessors"/> SMs: (splits, steps per split), splits &gt;= 2 only where the unsplit grid
-    /// fills at most half of the device, at most <see cref="SplitKMaxSplits"/>, each split at least 4 steps long and none
-    /// empty; null where a split would not pay (the tiles alone fill the device, or the reduction is too short to share).
+    /// over <paramref name="multiprocessors"/> SMs: (splits, steps per split), at least <paramref name="fewest"/> splits
+    /// (the grid unsplit fills at most a half of the device for 2) and at most <paramref name="most"/>, each split at least
+    /// 4 steps long and none empty; null where a split would not pay (the tiles alone fill the device, or the reduction is
+    /// too short to share).
     /// </summary>
-    public static (int Splits, int PerSplit)? SplitKConvSplits(long pixels, long outChannels, long chunks, int multiprocessors)
+    public static (int Splits, int PerSplit)? SplitKConvSplits(long pixels, long outChannels, long chunks, int multiprocessors, int most = PortableClusterSize, int fewest = 2)
     {
         var tiles = ((pixels + SplitKConvTile - 1) / SplitKConvTile) * (outChannels / SplitKConvTile);
         if (tiles < 1 || chunks < 8)
@@ -48,8 +68,8 @@ internal static partial class KernelSource
             return null;
         }
 
-        var splits = Math.Min(Math.Min(SplitKMaxSplits, multiprocessors / tiles), chunks / 4);
-        if (splits < 2)
+        var splits = Math.Min(Math.Min(Math.Min(most, SplitKMaxSplits), multiprocessors / tiles), chunks / 4);
+        if (splits < Math.Max(2, fewest))
         {
             return null;
         }
@@ -93,11 +113,11 @@ internal static partial class KernelSource
     /// <see cref="GroupedConv"/>'s) and writes them. Taps, strides, dilations, channels, splits and stages are part of the
     /// kernel; sizes are arguments.
     /// </summary>
-    public static KernelCode SplitKConv(long channels, long[] kernel, long[] strides, long[] dilations, GroupedConvEpilogue epilogue, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int splits, int perSplit)
+    public static KernelCode SplitKConv(long channels, long[] kernel, long[] strides, long[] dilations, GroupedConvEpilogue epilogue, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int splits, int perSplit, int stages)
     {
-        if (channels % SplitKConvChunk != 0 || outChannels % SplitKConvTile != 0 || kernel.Length != 2 || splits is < 1 or > SplitKMaxSplits || perSplit < 1)
+        if (channels % SplitKConvChunk != 0 || outChannels % SplitKConvTile != 0 || kernel.Length != 2 || splits is < 1 or > SplitKMaxSplits || perSplit < 1 || stages is < 2 or > SplitKMaxStages)
         {
-            throw new ArgumentException("split-K conv: input channels a multiple of 32, output channels of 64, a 2-d window, 1 to 8 splits");
+            throw new ArgumentException("split-K conv: input channels a multiple of 32, output channels of 64, a 2-d window, 1 to 16 splits, 2 to 16 stages");
         }
 
         var perTap = channels / SplitKConvChunk;
@@ -105,7 +125,6 @@ internal static partial class KernelSource
         var reduction = kernel[0] * kernel[1] * channels;
         var pixels = batch * outSpatial[0] * outSpatial[1];
         var tilesN = outChannels / SplitKConvTile;
-        var stages = SplitKConvStages(perSplit);
         var shared = SplitKConvSharedBytes(stages);
         var dynamic = shared > StaticSharedBytes;
         var w = new KernelWriter(small: true);

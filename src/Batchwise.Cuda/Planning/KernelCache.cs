@@ -37,6 +37,8 @@ internal sealed class KernelCache : IDisposable
     /// <summary>Kernels loaded from CUBINs on disk (or a saved engine).</summary>
     public int Loaded { get; private set; }
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<IntPtr, bool> _nonPortableClusters = new();
+
     /// <summary>Seconds spent in NVRTC.</summary>
     public double CompileSeconds { get; private set; }
 
@@ -61,6 +63,11 @@ internal sealed class KernelCache : IDisposable
                 // before any launch or capture of it.
                 CudaDriver.AllowDynamicSharedBytes(k.Function, k.SharedBytes);
                 _dynamicShared[k.Function] = k.SharedBytes;
+            }
+
+            if (KernelSource.ClusterSize(k.Source) > KernelSource.PortableClusterSize && _nonPortableClusters.TryAdd(k.Function, true))
+            {
+                CudaDriver.AllowNonPortableClusters(k.Function);
             }
         }
     }

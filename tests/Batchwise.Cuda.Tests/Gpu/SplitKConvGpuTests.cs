@@ -104,9 +104,9 @@ public sealed class SplitKConvGpuTests
         var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         var kernels = new (string Name, KernelCode Code)[]
         {
-            ("512 3x3 s1 bias relu", KernelSource.SplitKConv(512, [3, 3], [1, 1], [1, 1], new(ElementType.Float16, true, false), 1, 512, [7, 7], [7, 7], [1, 1], 8, 18)),
-            ("256 3x3 s2 bias residual relu", KernelSource.SplitKConv(256, [3, 3], [2, 2], [1, 1], new(ElementType.Float16, true, true), 1, 256, [28, 28], [14, 14], [1, 1], 8, 9)),
-            ("64 3x3 s1 no epilogue", KernelSource.SplitKConv(64, [3, 3], [1, 1], [1, 1], new(null, false, false), 1, 64, [56, 56], [56, 56], [1, 1], 2, 9)),
+            ("512 3x3 s1 bias relu", KernelSource.SplitKConv(512, [3, 3], [1, 1], [1, 1], new(ElementType.Float16, true, false), 1, 512, [7, 7], [7, 7], [1, 1], 8, 18, 8)),
+            ("256 3x3 s2 bias residual relu", KernelSource.SplitKConv(256, [3, 3], [2, 2], [1, 1], new(ElementType.Float16, true, true), 1, 256, [28, 28], [14, 14], [1, 1], 8, 9, 10)),
+            ("64 3x3 s1 no epilogue", KernelSource.SplitKConv(64, [3, 3], [1, 1], [1, 1], new(null, false, false), 1, 64, [56, 56], [56, 56], [1, 1], 2, 9, 10)),
         };
         foreach (var (name, code) in kernels)
         {

@@ -99,6 +99,36 @@ public sealed class SplitKConvOnCpuTests
         GoesToCudnn(() => Plan(pointwise.Model(), pointwise.Inputs(11)));
     }
 
+    /// <summary>Three splits (an odd cluster: rows 0, 3, 6... for rank 0, 64 rows not a multiple of 3) agree with ONNX Runtime.</summary>
+    [Fact]
+    public void An_odd_number_of_splits_reduces_every_row_once()
+    {
+        CpuKernelRunner.Require();
+        var c = Small["c64-8x8-residual-relu"];
+        var (model, inputs) = (c.Model(), c.Inputs(11));
+        var plan = Plan(model, inputs, sms: 3);
+        var conv = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.Contains("own split-K kernel, 3 splits", StringComparison.Ordinal)));
+        Assert.Equal(3, KernelSource.ClusterSize(conv.Source));
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        CpuKernelRunner.Prepare([plan]);
+        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), ort.Run(inputs), half: true);
+        Assert.True(difference is null, difference);
+    }
+
+    [Fact]
+    public void Stages_cover_a_split_and_sixteen_splits_are_a_non_portable_cluster()
+    {
+        Assert.Equal(10, KernelSource.SplitKConvStages(9, 16));
+        Assert.Equal(8, KernelSource.SplitKConvStages(9));
+        Assert.Equal(2, KernelSource.SplitKConvStages(1));
+        Assert.Equal((16, 9), KernelSource.SplitKConvSplits(49, 512, 144, 132, most: 16));
+        Assert.Null(KernelSource.SplitKConvSplits(784, 128, 36, 132, fewest: 8));
+        var code = KernelSource.SplitKConv(512, [3, 3], [1, 1], [1, 1], new(null, true, false), 1, 512, [7, 7], [7, 7], [1, 1], 16, 9, 10);
+        Assert.Equal(16, KernelSource.ClusterSize(code.Source));
+        Assert.True(code.SharedBytes > 48 * 1024, $"{code.SharedBytes} bytes");
+        Assert.Equal(1, KernelSource.ClusterSize("extern \"C\" __global__ void k()"));
+    }
+
     /// <summary>Two split-K convolutions in a row (2 and 4 splits): each a cluster kernel of its splits, the pair agrees with ONNX Runtime.</summary>
     [Fact]
     public void Split_k_convolutions_in_a_row_are_cluster_kernels_and_agree_with_onnx_runtime()

@@ -35,6 +35,28 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_SPLITK_CONV '{other}' is not auto, all or off", "Unset it (the own split-K kernel for convolutions too small to fill the GPU), set BATCHWISE_SPLITK_CONV=all to take 1x1 convolutions there too, or off for cuDNN and cuBLASLt everywhere."),
     };
 
+    /// <summary>BATCHWISE_SPLITK_MAX_SPLITS: the most splits of a tile (a cluster's blocks; 2 to 16, 8 by default: more than 8 needs sm_90's non-portable clusters).</summary>
+    internal static int SplitKMaxSplitsFromEnvironment => IntFromEnvironment("BATCHWISE_SPLITK_MAX_SPLITS", KernelSource.PortableClusterSize, 2, KernelSource.SplitKMaxSplits);
+
+    /// <summary>BATCHWISE_SPLITK_MIN_SPLITS: the fewest splits worth the kernel (2 to 16, 2 by default).</summary>
+    internal static int SplitKMinSplitsFromEnvironment => IntFromEnvironment("BATCHWISE_SPLITK_MIN_SPLITS", 2, 2, KernelSource.SplitKMaxSplits);
+
+    /// <summary>BATCHWISE_SPLITK_STAGES: the most cp.async stages (2 to 16, 8 by default).</summary>
+    internal static int SplitKStagesFromEnvironment => IntFromEnvironment("BATCHWISE_SPLITK_STAGES", KernelSource.SplitKStages, 2, KernelSource.SplitKMaxStages);
+
+    private static int IntFromEnvironment(string name, int fallback, int low, int high)
+    {
+        var text = Environment.GetEnvironmentVariable(name)?.Trim();
+        if (string.IsNullOrEmpty(text))
+        {
+            return fallback;
+        }
+
+        return int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var v) && v >= low && v <= high
+            ? v
+            : throw new BatchwiseException($"{name} '{text}' is not a whole number from {low} to {high}", $"Unset it (default {fallback}) or set a value from {low} to {high}.");
+    }
+
     /// <summary>
     /// Lowers a dense convolution too small to fill the device to the own split-K kernel and returns true, or returns
     /// false (nothing emitted) where the choice, precision, layout, channel counts or size leave it to the others.
@@ -52,8 +74,13 @@ internal sealed partial class GraphCompiler
         var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
         var pixels = n * outSpatial[0] * outSpatial[1];
         var chunks = kernel[0] * kernel[1] * (c / KernelSource.SplitKConvChunk);
-        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors) is not var (splits, perSplit)
-            || KernelSource.SplitKConvSharedBytes(KernelSource.SplitKConvStages(perSplit)) > _target.MaxSharedBytesPerBlock)
+        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors, SplitKMaxSplitsFromEnvironment, SplitKMinSplitsFromEnvironment) is not var (splits, perSplit))
+        {
+            return false;
+        }
+
+        var stages = KernelSource.SplitKConvStages(perSplit, SplitKStagesFromEnvironment);
+        if (KernelSource.SplitKConvSharedBytes(stages) > _target.MaxSharedBytesPerBlock)
         {
             return false;
         }
@@ -61,7 +88,7 @@ internal sealed partial class GraphCompiler
         x = Nhwc(x);
         var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)); // [K, kh, kw, C]
         var (raw, bias, residual, epilogue) = OwnConvOutput(x, b, ref outName, yShape);
-        var code = KernelSource.SplitKConv(c, kernel, strides, dilations, epilogue, n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit);
+        var code = KernelSource.SplitKConv(c, kernel, strides, dilations, epilogue, n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit, stages);
         _node += $" (own split-K kernel, {splits} splits)";
         Emit(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, [Dev(raw), Dev(x), Dev(filter), bias is null ? -1 : Dev(bias), residual is null ? -1 : Dev(residual)]));
         OwnConvBiasChain(raw, b, epilogue, outName, yShape);
