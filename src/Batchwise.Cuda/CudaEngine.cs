@@ -15,6 +15,11 @@ public sealed class CudaEngine : IEngine
     /// <inheritdoc/>
     public string Name => "cuda";
 
+    /// <summary>The split-K kernel's shape as the engine description says it.</summary>
+    private static string SplitKText(SplitKShape shape) => shape.FewestSplits == shape.MostSplits
+        ? $"{shape.MostSplits} splits of a tile as one thread-block cluster where the unsplit grid fills at most 1/{shape.FewestSplits} of the SMs, up to {shape.Stages} stages"
+        : $"{shape.FewestSplits} to {shape.MostSplits} splits of a tile as one thread-block cluster where the unsplit grid fills at most 1/{shape.FewestSplits} of the SMs, up to {shape.Stages} stages";
+
     /// <inheritdoc/>
     public EngineDescription Describe(EngineOptions options)
     {
@@ -58,8 +63,8 @@ public sealed class CudaEngine : IEngine
             ["splitk_conv"] = GraphCompiler.SplitKConvFromEnvironment switch
             {
                 SplitKConvChoice.Off => "off (BATCHWISE_SPLITK_CONV=off): cuDNN",
-                SplitKConvChoice.All => "own kernel for dense fp16 convolutions, 1x1 included (BATCHWISE_SPLITK_CONV=all), whose unsplit grid fills at most half the SMs (a cluster of up to 8 blocks shares the reduction)",
-                _ => "own kernel for dense fp16 convolutions of more than one tap whose unsplit grid fills at most half the SMs (a cluster of up to 8 blocks shares the reduction)",
+                SplitKConvChoice.All => $"own kernel for dense fp16 convolutions, 1x1 included (BATCHWISE_SPLITK_CONV=all), {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
+                _ => $"own kernel for dense fp16 convolutions of more than one tap, {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
             },
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
@@ -407,6 +412,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|off; tests set it).</summary>
     public SplitKConvChoice SplitKConvolutions { get; internal set; } = GraphCompiler.SplitKConvFromEnvironment;
+
+    /// <summary>The split-K kernel's shape (BATCHWISE_SPLITK_MAX_SPLITS, _MIN_SPLITS, _STAGES; tests set it).</summary>
+    public SplitKShape SplitKConvShape { get; internal set; } = GraphCompiler.SplitKShapeFromEnvironment;
 
     /// <inheritdoc/>
     public int Multiprocessors { get; }

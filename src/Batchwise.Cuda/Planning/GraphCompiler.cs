@@ -90,6 +90,9 @@ internal interface IPlanTarget
     /// <summary>Who runs dense convolutions too small to fill the device in half precision: cuDNN here; a session takes BATCHWISE_SPLITK_CONV's choice (the own split-K kernel by default).</summary>
     SplitKConvChoice SplitKConvolutions => SplitKConvChoice.Off;
 
+    /// <summary>The split-K kernel's shape: <see cref="SplitKShape.Default"/> here; a session takes BATCHWISE_SPLITK_*'s.</summary>
+    SplitKShape SplitKConvShape => SplitKShape.Default;
+
     /// <summary>The device's streaming multiprocessors (what a grid must fill).</summary>
     int Multiprocessors => 132;
 

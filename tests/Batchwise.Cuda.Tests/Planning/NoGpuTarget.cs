@@ -35,6 +35,9 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int Multiprocessors { get; init; } = 132;
 
+    /// <summary>2 to 8 splits (small test layers split on a device of few SMs); sessions default to <see cref="SplitKShape.Default"/>.</summary>
+    public SplitKShape SplitKConvShape { get; init; } = SplitKShape.Default with { FewestSplits = 2 };
+
     /// <summary>sm_90's opt-in limit (227 KB), as an H100 or H200 reports it.</summary>
     public int MaxSharedBytesPerBlock { get; init; } = 227 * 1024;
 

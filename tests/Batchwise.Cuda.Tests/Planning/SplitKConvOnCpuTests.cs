@@ -73,6 +73,10 @@ public sealed class SplitKConvOnCpuTests
         Assert.Equal((5, 8), KernelSource.SplitKConvSplits(784, 128, 9 * 4, 132));
         Assert.Equal((2, 9), KernelSource.SplitKConvSplits(3136, 64, 9 * 2, 132));
 
+        // The default shape takes only the layers of at most 16 tiles (8 splits each): layer3 and layer4 at b=1.
+        Assert.Equal((8, 9), KernelSource.SplitKConvSplits(196, 256, 9 * 8, 132, SplitKShape.Default.MostSplits, SplitKShape.Default.FewestSplits));
+        Assert.Null(KernelSource.SplitKConvSplits(784, 128, 9 * 4, 132, SplitKShape.Default.MostSplits, SplitKShape.Default.FewestSplits));
+
         // Layer3 at b=8: 100 tiles already fill most of the device; a reduction of 7 steps is too short to share.
         Assert.Null(KernelSource.SplitKConvSplits(1568, 256, 9 * 8, 132));
         Assert.Null(KernelSource.SplitKConvSplits(49, 512, 7, 132));

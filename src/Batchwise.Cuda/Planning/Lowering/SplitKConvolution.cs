@@ -16,6 +16,20 @@ internal enum SplitKConvChoice
     Off,
 }
 
+/// <summary>The split-K kernel's shape: the most and fewest splits of a tile and the most pipeline stages.</summary>
+/// <param name="MostSplits">A cluster's most blocks (8 portable; 16 on sm_90 with the function's non-portable attribute).</param>
+/// <param name="FewestSplits">The fewest splits worth the kernel: the unsplit grid fills at most 1/FewestSplits of the device.</param>
+/// <param name="Stages">The most cp.async stages.</param>
+internal sealed record SplitKShape(int MostSplits, int FewestSplits, int Stages)
+{
+    /// <summary>
+    /// 8 splits at most and at least (ResNet-50 fp16 on an H200 in one run, session 21 call 3: b=1 3,148 img/s against
+    /// 2,988 with cuDNN, b=8 unchanged; with 2 splits allowed, layers 1 and 2 at b=1 lost 9-14% to cuDNN and b=8 8%;
+    /// 16 splits or 16 stages moved nothing past the noise), 8 stages.
+    /// </summary>
+    public static SplitKShape Default { get; } = new(KernelSource.PortableClusterSize, 8, KernelSource.SplitKStages);
+}
+
 /// <summary>
 /// Dense convolutions (one group, 2-d, constant filter, more than one tap) in channels-last half precision whose output
 /// is too small to fill the device (ResNet-50's 7x7 and 14x14 layers at batch 1 are 8 to 16 tiles of 64 x 64 for 132
@@ -35,14 +49,15 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_SPLITK_CONV '{other}' is not auto, all or off", "Unset it (the own split-K kernel for convolutions too small to fill the GPU), set BATCHWISE_SPLITK_CONV=all to take 1x1 convolutions there too, or off for cuDNN and cuBLASLt everywhere."),
     };
 
-    /// <summary>BATCHWISE_SPLITK_MAX_SPLITS: the most splits of a tile (a cluster's blocks; 2 to 16, 8 by default: more than 8 needs sm_90's non-portable clusters).</summary>
-    internal static int SplitKMaxSplitsFromEnvironment => IntFromEnvironment("BATCHWISE_SPLITK_MAX_SPLITS", KernelSource.PortableClusterSize, 2, KernelSource.SplitKMaxSplits);
-
-    /// <summary>BATCHWISE_SPLITK_MIN_SPLITS: the fewest splits worth the kernel (2 to 16, 2 by default).</summary>
-    internal static int SplitKMinSplitsFromEnvironment => IntFromEnvironment("BATCHWISE_SPLITK_MIN_SPLITS", 2, 2, KernelSource.SplitKMaxSplits);
-
-    /// <summary>BATCHWISE_SPLITK_STAGES: the most cp.async stages (2 to 16, 8 by default).</summary>
-    internal static int SplitKStagesFromEnvironment => IntFromEnvironment("BATCHWISE_SPLITK_STAGES", KernelSource.SplitKStages, 2, KernelSource.SplitKMaxStages);
+    /// <summary>
+    /// The split-K kernel's shape from BATCHWISE_SPLITK_MAX_SPLITS (the most splits of a tile, a cluster's blocks: 2 to
+    /// 16, more than 8 on sm_90's non-portable clusters), BATCHWISE_SPLITK_MIN_SPLITS (the fewest worth the kernel) and
+    /// BATCHWISE_SPLITK_STAGES (the most cp.async stages); unset, <see cref="SplitKShape.Default"/>.
+    /// </summary>
+    internal static SplitKShape SplitKShapeFromEnvironment => new(
+        IntFromEnvironment("BATCHWISE_SPLITK_MAX_SPLITS", SplitKShape.Default.MostSplits, 2, KernelSource.SplitKMaxSplits),
+        IntFromEnvironment("BATCHWISE_SPLITK_MIN_SPLITS", SplitKShape.Default.FewestSplits, 2, KernelSource.SplitKMaxSplits),
+        IntFromEnvironment("BATCHWISE_SPLITK_STAGES", SplitKShape.Default.Stages, 2, KernelSource.SplitKMaxStages));
 
     private static int IntFromEnvironment(string name, int fallback, int low, int high)
     {
@@ -74,12 +89,13 @@ internal sealed partial class GraphCompiler
         var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
         var pixels = n * outSpatial[0] * outSpatial[1];
         var chunks = kernel[0] * kernel[1] * (c / KernelSource.SplitKConvChunk);
-        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors, SplitKMaxSplitsFromEnvironment, SplitKMinSplitsFromEnvironment) is not var (splits, perSplit))
+        var shape = _target.SplitKConvShape;
+        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors, shape.MostSplits, shape.FewestSplits) is not var (splits, perSplit))
         {
             return false;
         }
 
-        var stages = KernelSource.SplitKConvStages(perSplit, SplitKStagesFromEnvironment);
+        var stages = KernelSource.SplitKConvStages(perSplit, shape.Stages);
         if (KernelSource.SplitKConvSharedBytes(stages) > _target.MaxSharedBytesPerBlock)
         {
             return false;
