@@ -8,7 +8,34 @@ namespace Batchwise.Cuda.Kernels;
 /// <param name="Bias">The bias's storage type, or null for none.</param>
 /// <param name="Relu">max(0, .) last.</param>
 /// <param name="Residual">A tensor of the output's shape added before the ReLU.</param>
-internal sealed record GroupedConvEpilogue(Onnx.ElementType? Bias, bool Relu, bool Residual);
+internal sealed record GroupedConvEpilogue(Onnx.ElementType? Bias, bool Relu, bool Residual)
+{
+    /// <summary>
+    /// The epilogue's statements for neighbouring output channels held in <paramref name="values"/>: bias[<paramref name="biasAt"/> + i]
+    /// and z[<paramref name="residualAt"/> + i] added to value i, then the ReLU, each where the epilogue has it.
+    /// </summary>
+    public string Text(string[] values, string biasAt, string residualAt)
+    {
+        static string At(string at, int i) => i == 0 ? at : $"{at} + {i}";
+        var text = new System.Text.StringBuilder();
+        for (var i = 0; Bias is not null && i < values.Length; i++)
+        {
+            text.Append($"{values[i]} += (float)bias[{At(biasAt, i)}]; ");
+        }
+
+        for (var i = 0; Residual && i < values.Length; i++)
+        {
+            text.Append($"{values[i]} += (float)z[{At(residualAt, i)}]; ");
+        }
+
+        for (var i = 0; Relu && i < values.Length; i++)
+        {
+            text.Append($"{values[i]} = fmaxf({values[i]}, 0.f); ");
+        }
+
+        return text.ToString();
+    }
+}
 
 /// <summary>Grouped convolutions (1 &lt; groups &lt; channels) in channels-last half precision on tensor cores.</summary>
 internal static partial class KernelSource
@@ -131,21 +158,7 @@ internal static partial class KernelSource
         var k = w.I32("k", checked((int)(groups * groupOut)));
 
         // The epilogue of one pair of neighbouring output channels (v0, v1) at output element o, channel n of the group.
-        var finish = new System.Text.StringBuilder();
-        if (epilogue.Bias is not null)
-        {
-            finish.Append("v0 += (float)bias[gk + n]; v1 += (float)bias[gk + n + 1]; ");
-        }
-
-        if (epilogue.Residual)
-        {
-            finish.Append("v0 += (float)z[o + n]; v1 += (float)z[o + n + 1]; ");
-        }
-
-        if (epilogue.Relu)
-        {
-            finish.Append("v0 = fmaxf(v0, 0.f); v1 = fmaxf(v1, 0.f); ");
-        }
+        var finish = epilogue.Text(["v0", "v1"], "gk + n", "o + n");
 
         w.Body.Append(dynamic
             ? $"""

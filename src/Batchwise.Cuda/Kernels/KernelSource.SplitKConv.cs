@@ -139,21 +139,7 @@ internal static partial class KernelSource
         const int T = SplitKConvTile, P = SplitKPitch, PP = SplitKPartialPitch;
         var S = stages;
 
-        var finish = new System.Text.StringBuilder();
-        if (epilogue.Bias is not null)
-        {
-            finish.Append("v[0] += (float)bias[n]; v[1] += (float)bias[n + 1]; v[2] += (float)bias[n + 2]; v[3] += (float)bias[n + 3]; ");
-        }
-
-        if (epilogue.Residual)
-        {
-            finish.Append("v[0] += (float)z[o + n]; v[1] += (float)z[o + n + 1]; v[2] += (float)z[o + n + 2]; v[3] += (float)z[o + n + 3]; ");
-        }
-
-        if (epilogue.Relu)
-        {
-            finish.Append("v[0] = fmaxf(v[0], 0.f); v[1] = fmaxf(v[1], 0.f); v[2] = fmaxf(v[2], 0.f); v[3] = fmaxf(v[3], 0.f); ");
-        }
+        var finish = epilogue.Text(["v[0]", "v[1]", "v[2]", "v[3]"], "n", "o + n");
 
         w.Body.Append(dynamic
             ? $"""

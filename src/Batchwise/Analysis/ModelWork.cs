@@ -101,8 +101,12 @@ public sealed class ModelWork
     /// the output for a chain that cuDNN cannot take (SiLU, Clip), and launch one kernel at most.
     /// A quantized model (QDQ or dynamic int8) is costed as <see cref="QuantizedGraph"/> says it runs: int8 layers with
     /// int8 bytes, fused quantize and dequantize nodes free, the others as passes over memory.
+    /// With <paramref name="fusesAttention"/> (the cuda engine in half precision) an attention block
+    /// (MatMul(Q, K^T), a scalar scale, a mask Add, Softmax, MatMul(., V), a Transpose of its output) is one kernel, the
+    /// head-split views that feed it cost no copy, and sibling projections of one activation that feed it run as one
+    /// product (<see cref="FuseAttention"/>).
     /// </remarks>
-    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false)
+    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         var dims = SymbolValues(model, size);
@@ -162,6 +166,11 @@ public sealed class ModelWork
                 roles[i],
                 (integerOp ? 4 : 1) * floatPerSample,
                 (integerOp ? 4 : 1) * (a.WeightBytes + Math.Max(0, floatFixed))));
+        }
+
+        if (fusesAttention)
+        {
+            FuseAttention(model, one, two, batchable, layers);
         }
 
         return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")])
@@ -257,6 +266,124 @@ public sealed class ModelWork
         bool Elementwise(int i) => cost.Nodes[i].Category == OpCategory.Elementwise;
         return [.. Enumerable.Range(0, nodes.Count).Where(i => Elementwise(i) && !epilogue.ContainsKey(i)
             && nodes[i].Output.All(o => !outputs.Contains(o) && consumers[o].Any() && consumers[o].All(Elementwise)))];
+    }
+
+    /// <summary>
+    /// The cuda engine's half-precision attention plan (Lowering/Attention.cs, Views.cs, SiblingProducts.cs) as costs:
+    /// MatMul(Q, K^T) -> [scalar Mul or Div] -> [Add mask] -> Softmax -> MatMul(., V) [-> Transpose] is one kernel that
+    /// never writes the scores or probabilities (the first product's row takes both products' FLOPs and reads Q, K and V
+    /// and writes O; the rest launch nothing); the Transpose, Split, Gather and Slice views between the projections and
+    /// the block are strides the kernel reads (no copy); MatMuls of one activation by constant weights of the same K
+    /// whose results all feed such blocks (Q, K, V) are one GEMM over the concatenated weights (the first sibling's row
+    /// takes the summed N, FLOPs and weights and reads the activation once). Identity, Dropout and Cast in the chain are skipped.
+    /// </summary>
+    private static void FuseAttention(OnnxModel model, ModelCost one, ModelCost two, bool batchable, List<LayerTemplate> layers)
+    {
+        var nodes = model.Graph.Node;
+        var initializers = model.InitializersByName();
+        var producer = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            foreach (var o in nodes[i].Output)
+            {
+                producer[o] = i;
+            }
+        }
+
+        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
+        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        int Sole(int i) => nodes[i].Output.Count == 1 && !outputs.Contains(nodes[i].Output[0]) && consumers[nodes[i].Output[0]].Distinct().Count() == 1 ? consumers[nodes[i].Output[0]].First() : -1;
+        bool Scalar(string name) => initializers.TryGetValue(name, out var t) && t.Dims.Aggregate(1L, (a, d) => a * d) == 1;
+        double PerSample(Func<NodeCost, long> bytes, int i) => batchable ? bytes(two.Nodes[i]) - bytes(one.Nodes[i]) : bytes(one.Nodes[i]);
+        void Free(int i) => layers[i] = layers[i] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
+
+        var operands = new HashSet<string>(StringComparer.Ordinal);
+        for (var a = 0; a < nodes.Count; a++)
+        {
+            if (nodes[a].OpType != "MatMul" || nodes[a].Input.Count != 2 || nodes[a].Input.Any(initializers.ContainsKey))
+            {
+                continue;
+            }
+
+            var chain = new List<int>();
+            var at = Sole(a);
+            while (at >= 0 && (nodes[at].OpType is "Identity" or "Dropout" or "Cast"
+                || (nodes[at].OpType is "Mul" or "Div" && !chain.Any(c => nodes[c].OpType is "Mul" or "Div" or "Add" or "Softmax") && nodes[at].Input.Skip(1).All(Scalar))
+                || (nodes[at].OpType == "Add" && !chain.Any(c => nodes[c].OpType is "Add" or "Softmax"))
+                || (nodes[at].OpType == "Softmax" && !chain.Any(c => nodes[c].OpType == "Softmax"))))
+            {
+                chain.Add(at);
+                at = Sole(at);
+            }
+
+            if (at < 0 || nodes[at].OpType != "MatMul" || !chain.Any(c => nodes[c].OpType == "Softmax") || !producer.TryGetValue(nodes[at].Input[0], out var fed) || fed != chain[^1]
+                || initializers.ContainsKey(nodes[at].Input[1]))
+            {
+                continue;
+            }
+
+            var b = at;
+            var scores = PerSample(c => c.ActivationBytesWritten, a);
+            layers[a] = layers[a] with
+            {
+                FlopsPerSample = layers[a].FlopsPerSample + layers[b].FlopsPerSample,
+                ActivationBytesPerSample = Math.Max(0, layers[a].ActivationBytesPerSample + layers[b].ActivationBytesPerSample - (2 * scores)),
+                LaunchesKernel = true,
+            };
+            chain.ForEach(Free);
+            Free(b);
+            if (Sole(b) is var t and >= 0 && nodes[t].OpType == "Transpose")
+            {
+                Free(t);
+            }
+
+            operands.UnionWith([nodes[a].Input[0], nodes[a].Input[1], nodes[b].Input[1]]);
+        }
+
+        // The views between a projection (and its bias Add) and the block: strides the kernel reads.
+        var projections = new HashSet<int>();
+        foreach (var operand in operands)
+        {
+            var value = operand;
+            while (producer.TryGetValue(value, out var p))
+            {
+                if (nodes[p].OpType is "Transpose" or "Split" or "Gather" or "Slice")
+                {
+                    Free(p);
+                }
+                else if (nodes[p].OpType is not ("Reshape" or "Squeeze" or "Unsqueeze" or "Flatten")
+                    && !(nodes[p].OpType == "Add" && nodes[p].Input.Any(initializers.ContainsKey)))
+                {
+                    if (nodes[p].OpType == "MatMul")
+                    {
+                        projections.Add(p);
+                    }
+
+                    break;
+                }
+
+                value = nodes[p].Input.First(x => !initializers.ContainsKey(x));
+            }
+        }
+
+        // Sibling projections of one activation by constant 2-D weights of the same K: one GEMM.
+        foreach (var group in projections.Where(p => initializers.TryGetValue(nodes[p].Input[1], out var w) && w.Dims.Count == 2 && one.Nodes[p].Gemm is not null)
+            .GroupBy(p => (nodes[p].Input[0], initializers[nodes[p].Input[1]].Dims[0])).Where(g => g.Count() > 1))
+        {
+            var members = group.Order().ToList();
+            var first = members[0];
+            var input = PerSample(c => c.ActivationBytesRead, first);
+            GemmShape? Summed(Func<LayerTemplate, GemmShape?> gemm) => gemm(layers[first]) is { } g ? g with { N = members.Sum(m => gemm(layers[m])!.N) } : null;
+            layers[first] = layers[first] with
+            {
+                FlopsPerSample = members.Sum(m => layers[m].FlopsPerSample),
+                ActivationBytesPerSample = members.Sum(m => layers[m].ActivationBytesPerSample) - ((members.Count - 1) * input),
+                FixedBytes = members.Sum(m => layers[m].FixedBytes),
+                GemmAtBatchOne = Summed(l => l.GemmAtBatchOne),
+                GemmAtBatchTwo = Summed(l => l.GemmAtBatchTwo),
+            };
+            members.Skip(1).ToList().ForEach(Free);
+        }
     }
 
     private static long? ParallelPerSample(NodeCost c) => c.Gemm is not { } g ? null

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Tests.Planning;
 using Batchwise.Engines;
@@ -100,20 +99,13 @@ public sealed class AttentionGpuTests
     public void Fused_attention_registers_are_reported()
     {
         Gpu.Require();
-        CudaDriver.Initialize();
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+
         // Without a mask, with an additive one and with a boolean one.
-        foreach (var (head, mask) in new[] { (64, "none"), (64, "additive"), (64, "boolean"), (128, "none"), (128, "boolean") })
+        var cases = new[] { (64, "none"), (64, "additive"), (64, "boolean"), (128, "none"), (128, "boolean") };
+        var compiled = Gpu.KernelResources(cases.Select(c => KernelSource.Attention(c.Item1, 1, 1, 64, 64, c.Item1, c.Item1, 0.125, [0, 0, c.Item1, 1], [0, 0, c.Item1, 1], [0, 0, c.Item1, 1], c.Item2 == "none" ? null : [0, 0, 64, 1], booleanMask: c.Item2 == "boolean" ? (0, double.NegativeInfinity) : null)));
+        foreach (var ((head, mask), (toolchain, registers, local)) in cases.Zip(compiled))
         {
-            var code = KernelSource.Attention(head, 1, 1, 64, 64, head, head, 0.125, [0, 0, head, 1], [0, 0, head, 1], [0, 0, head, 1], mask == "none" ? null : [0, 0, 64, 1], booleanMask: mask == "boolean" ? (0, double.NegativeInfinity) : null);
-            using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(KernelSource.Prelude + code.Source.Replace(KernelSource.Name, "attention", StringComparison.Ordinal), "attention.cu", cc));
-            var function = CudaDriver.GetFunction(module, "attention");
-            var registers = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS);
-            var local = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
-            var line = string.Create(CultureInfo.InvariantCulture, $"| attention kernel head {head} mask {mask} | sm_{cc}, NVRTC {Nvrtc.Version()} | {registers} registers | {local} bytes local memory |");
+            var line = string.Create(CultureInfo.InvariantCulture, $"| attention kernel head {head} mask {mask} | {toolchain} | {registers} registers | {local} bytes local memory |");
             Gpu.Publish("attention.md", line);
             Assert.True(head != 64 || local == 0, line);
         }

@@ -26,6 +26,29 @@ internal static class Gpu
         }
     }
 
+    /// <summary>
+    /// Compiles each generated kernel as the engine does (NVRTC for this device's compute capability, the engine's prelude)
+    /// and returns the report line's prefix (sm_NN, NVRTC version), its registers per thread and its local memory (spills).
+    /// </summary>
+    public static List<(string Toolchain, int Registers, int LocalBytes)> KernelResources(IEnumerable<Batchwise.Cuda.Kernels.KernelCode> codes)
+    {
+        CudaDriver.Initialize();
+        var device = CudaDriver.Device(0);
+        using var context = new PrimaryContext(device);
+        context.MakeCurrent();
+        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        var toolchain = $"sm_{cc}, NVRTC {Nvrtc.Version()}";
+        var found = new List<(string, int, int)>();
+        foreach (var code in codes)
+        {
+            using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(Batchwise.Cuda.Kernels.KernelSource.Prelude + code.Source.Replace(Batchwise.Cuda.Kernels.KernelSource.Name, "kernel", StringComparison.Ordinal), "kernel.cu", cc));
+            var function = CudaDriver.GetFunction(module, "kernel");
+            found.Add((toolchain, CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS), CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)));
+        }
+
+        return found;
+    }
+
     /// <summary>Skips with the reason, or fails with it where a GPU run is required (<see cref="Required"/>).</summary>
     public static void SkipOrFail(string reason)
     {

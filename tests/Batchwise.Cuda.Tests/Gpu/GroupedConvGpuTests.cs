@@ -1,5 +1,4 @@
 using System.Globalization;
-using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
@@ -93,11 +92,6 @@ public sealed class GroupedConvGpuTests
     public void Grouped_conv_registers_are_reported()
     {
         Gpu.Require();
-        CudaDriver.Initialize();
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         GroupedConvEpilogue biasRelu = new(ElementType.Float16, true, false);
         var kernels = new (string Name, KernelCode Code)[]
         {
@@ -107,13 +101,9 @@ public sealed class GroupedConvGpuTests
             ("gw24 s1 residual", KernelSource.GroupedConv(24, 24, [3, 3], [1, 1], [1, 1], 1, new(ElementType.Float16, true, true), 64, 37, [7, 7], [7, 7], [1, 1])),
             ("gw32 s1 tile 8", KernelSource.GroupedConv(32, 32, [3, 3], [1, 1], [1, 1], 1, biasRelu, 64, 32, [7, 7], [7, 7], [1, 1])),
         };
-        foreach (var (name, code) in kernels)
+        foreach (var ((name, _), (toolchain, registers, local)) in kernels.Zip(Gpu.KernelResources(kernels.Select(k => k.Code))))
         {
-            using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(KernelSource.Prelude + code.Source.Replace(KernelSource.Name, "gconv", StringComparison.Ordinal), "gconv.cu", cc));
-            var function = CudaDriver.GetFunction(module, "gconv");
-            var registers = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS);
-            var local = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
-            var line = string.Create(CultureInfo.InvariantCulture, $"| grouped conv kernel {name} | sm_{cc}, NVRTC {Nvrtc.Version()} | {registers} registers | {local} bytes local memory |");
+            var line = string.Create(CultureInfo.InvariantCulture, $"| grouped conv kernel {name} | {toolchain} | {registers} registers | {local} bytes local memory |");
             Gpu.Publish("grouped-conv.md", line);
             Assert.True(local == 0, line);
         }

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
@@ -101,24 +100,15 @@ public sealed class SplitKConvGpuTests
     public void Split_k_kernel_registers_are_reported()
     {
         Gpu.Require();
-        CudaDriver.Initialize();
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         var kernels = new (string Name, KernelCode Code)[]
         {
             ("512 3x3 s1 bias relu", KernelSource.SplitKConv(512, [3, 3], [1, 1], [1, 1], new(ElementType.Float16, true, false), 1, 512, [7, 7], [7, 7], [1, 1], 8, 18, 8)),
             ("256 3x3 s2 bias residual relu", KernelSource.SplitKConv(256, [3, 3], [2, 2], [1, 1], new(ElementType.Float16, true, true), 1, 256, [28, 28], [14, 14], [1, 1], 8, 9, 10)),
             ("64 3x3 s1 no epilogue", KernelSource.SplitKConv(64, [3, 3], [1, 1], [1, 1], new(null, false, false), 1, 64, [56, 56], [56, 56], [1, 1], 2, 9, 10)),
         };
-        foreach (var (name, code) in kernels)
+        foreach (var ((name, _), (toolchain, registers, local)) in kernels.Zip(Gpu.KernelResources(kernels.Select(k => k.Code))))
         {
-            using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(KernelSource.Prelude + code.Source.Replace(KernelSource.Name, "skconv", StringComparison.Ordinal), "skconv.cu", cc));
-            var function = CudaDriver.GetFunction(module, "skconv");
-            var registers = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_NUM_REGS);
-            var local = CudaDriver.FunctionAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
-            var line = string.Create(CultureInfo.InvariantCulture, $"| split-K conv kernel {name} | sm_{cc}, NVRTC {Nvrtc.Version()} | {registers} registers | {local} bytes local memory |");
+            var line = string.Create(CultureInfo.InvariantCulture, $"| split-K conv kernel {name} | {toolchain} | {registers} registers | {local} bytes local memory |");
             Gpu.Publish("splitk-conv.md", line);
             Assert.True(local == 0, line);
         }
