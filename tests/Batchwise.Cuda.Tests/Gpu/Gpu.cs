@@ -27,6 +27,29 @@ internal static class Gpu
     }
 
     /// <summary>
+    /// Runs <paramref name="inputs"/> through <paramref name="cuda"/>, checks that a layer of its plan has
+    /// <paramref name="route"/> in its name (the route under test was taken), and that every output agrees with ONNX
+    /// Runtime fp32 to a cosine of at least <paramref name="cosine"/>; each output's agreement goes to
+    /// <paramref name="report"/> as "agreement <paramref name="label"/>".
+    /// </summary>
+    public static void AgreesWithOrt(OnnxModel model, List<Tensor> inputs, CudaSession cuda, string route, string report, string label, double cosine = 0.9999)
+    {
+        using var ort = new OrtEngine().Load(model, new EngineOptions());
+        var expected = ort.Run(inputs);
+        using (var run = cuda.Prepare(inputs))
+        {
+            run.Run();
+            Assert.Contains(Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(1), l => l.Layer.Contains(route, StringComparison.Ordinal));
+        }
+
+        foreach (var r in Compare(cuda.Run(inputs), expected, model.Outputs))
+        {
+            Report(report, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"| agreement {label} | {r.Name} | max abs {r.MaxAbs:E2} | max rel {r.MaxRel:E2} | cosine {r.Cosine:F7} |"));
+            Assert.True(r.Cosine >= cosine, $"{label}/{r.Name}: cosine {r.Cosine}, max abs error {r.MaxAbs}");
+        }
+    }
+
+    /// <summary>
     /// Compiles each generated kernel as the engine does (NVRTC for this device's compute capability, the engine's prelude)
     /// and returns the report line's prefix (sm_NN, NVRTC version), its registers per thread and its local memory (spills).
     /// </summary>

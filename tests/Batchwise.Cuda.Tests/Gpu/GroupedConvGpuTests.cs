@@ -35,18 +35,8 @@ public sealed class GroupedConvGpuTests
         var c = GroupedConvModels.Layers(4)[name];
         var model = c.Model();
         var inputs = c.Inputs(3);
-        using var ort = new OrtEngine().Load(model, new EngineOptions());
-        var expected = ort.Run(inputs);
         using var cuda = Session(model, GroupedConvChoice.Own);
-        using var run = cuda.Prepare(inputs);
-        run.Run();
-        var layer = Conv(Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(1));
-        Assert.Contains("own grouped kernel", layer.Layer, StringComparison.Ordinal);
-        foreach (var r in Gpu.Compare(cuda.Run(inputs), expected, model.Outputs))
-        {
-            Gpu.Report("grouped-conv.md", string.Create(CultureInfo.InvariantCulture, $"| agreement {name} b=4 | {r.Name} | max abs {r.MaxAbs:E2} | max rel {r.MaxRel:E2} | cosine {r.Cosine:F7} |"));
-            Assert.True(r.Cosine >= 0.9999, $"{name}/{r.Name}: cosine {r.Cosine}, max abs error {r.MaxAbs}");
-        }
+        Gpu.AgreesWithOrt(model, inputs, cuda, "own grouped kernel", "grouped-conv.md", $"{name} b=4");
     }
 
     /// <summary>

@@ -49,18 +49,8 @@ public sealed class SplitKConvGpuTests
         var c = ResNet50[name];
         var model = c.Model();
         var inputs = c.Inputs(3);
-        using var ort = new OrtEngine().Load(model, new EngineOptions());
-        var expected = ort.Run(inputs);
         using var cuda = Session(model, SplitKConvChoice.Auto);
-        using var run = cuda.Prepare(inputs);
-        run.Run();
-        var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(1);
-        Assert.Contains(layers, l => l.Layer.Contains("own split-K kernel", StringComparison.Ordinal));
-        foreach (var r in Gpu.Compare(cuda.Run(inputs), expected, model.Outputs))
-        {
-            Gpu.Report("splitk-conv.md", string.Create(CultureInfo.InvariantCulture, $"| agreement {name} | {r.Name} | max abs {r.MaxAbs:E2} | max rel {r.MaxRel:E2} | cosine {r.Cosine:F7} |"));
-            Assert.True(r.Cosine >= 0.9999, $"{name}/{r.Name}: cosine {r.Cosine}, max abs error {r.MaxAbs}");
-        }
+        Gpu.AgreesWithOrt(model, inputs, cuda, "own split-K kernel", "splitk-conv.md", name);
     }
 
     /// <summary>

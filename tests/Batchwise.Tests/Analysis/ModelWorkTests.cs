@@ -46,6 +46,36 @@ public sealed class ModelWorkTests
     }
 
     [Fact]
+    public void Half_precision_attention_is_one_kernel_and_its_projections_one_product()
+    {
+        var model = ModelZoo.Build("zoo:bert");
+        var plain = ModelWork.Analyze(model, null, fusesEpilogues: true).At(8);
+        var fused = ModelWork.Analyze(model, null, fusesEpilogues: true, fusesAttention: true).At(8);
+        LayerWork Of(IReadOnlyList<LayerWork> layers, string name) => layers.Single(l => l.Name == name);
+
+        // Q, K and V (matmul, matmul_5, matmul_9 of one activation) are one GEMM of the summed N, reading the activation once.
+        Assert.Equal(3 * Of(plain, "matmul").Gemm!.N, Of(fused, "matmul").Gemm!.N);
+        Assert.Equal(Of(plain, "matmul").Flops + Of(plain, "matmul_5").Flops + Of(plain, "matmul_9").Flops, Of(fused, "matmul").Flops, 1e-6);
+        Assert.True(Of(fused, "matmul").Bytes < Of(plain, "matmul").Bytes + Of(plain, "matmul_5").Bytes + Of(plain, "matmul_9").Bytes);
+        Assert.False(Of(fused, "matmul_5").LaunchesKernel);
+
+        // The block matmul_13 -> div -> add_14 -> softmax -> matmul_15 -> transpose_16 is one kernel with both products' FLOPs
+        // that never writes the scores; the head-split transposes are views it reads.
+        Assert.Equal(Of(plain, "matmul_13").Flops + Of(plain, "matmul_15").Flops, Of(fused, "matmul_13").Flops, 1e-6);
+        Assert.True(Of(fused, "matmul_13").Bytes < Of(plain, "matmul_13").Bytes);
+        Assert.All(new[] { "div", "add_14", "softmax", "matmul_15", "transpose_16", "transpose", "transpose_8", "transpose_12" }, n =>
+        {
+            Assert.False(Of(fused, n).LaunchesKernel);
+            Assert.Equal(0, Of(fused, n).Bytes);
+        });
+        Assert.Equal(plain.Sum(l => l.Flops), fused.Sum(l => l.Flops), 1e-3 * plain.Sum(l => l.Flops));
+        Assert.True(fused.Count(l => l.LaunchesKernel) < 0.6 * plain.Count(l => l.LaunchesKernel));
+
+        // Without it (fp32, or another engine) every node keeps its own kernel.
+        Assert.True(Of(plain, "softmax").LaunchesKernel && Of(plain, "matmul_5").LaunchesKernel);
+    }
+
+    [Fact]
     public void A_fusing_engine_pays_nothing_for_bn_relu_and_residual_epilogues()
     {
         var plain = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null).At(8);
