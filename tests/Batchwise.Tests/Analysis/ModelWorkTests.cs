@@ -62,7 +62,7 @@ public sealed class ModelWorkTests
         // The block matmul_13 -> div -> add_14 -> softmax -> matmul_15 -> transpose_16 is one kernel with both products' FLOPs
         // that never writes the scores; the head-split transposes are views it reads.
         Assert.Equal(Of(plain, "matmul_13").Flops + Of(plain, "matmul_15").Flops, Of(fused, "matmul_13").Flops, 1e-6);
-        Assert.True(Of(fused, "matmul_13").Bytes < Of(plain, "matmul_13").Bytes);
+        Assert.True(Of(fused, "matmul_13").Bytes < Of(plain, "matmul_13").Bytes + Of(plain, "matmul_15").Bytes - Of(plain, "matmul_13").Bytes / 2);
         Assert.All(new[] { "div", "add_14", "softmax", "matmul_15", "transpose_16", "transpose", "transpose_8", "transpose_12" }, n =>
         {
             Assert.False(Of(fused, n).LaunchesKernel);
