@@ -87,8 +87,14 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// <summary>Input channels of the cuDNN 3x3 convolution rate table (K = 9 x input channels).</summary>
     public IReadOnlyList<int> ConvInputs { get; init; } = [8, 64, 256, 512];
 
-    /// <summary>N of both tables (batch x out-H x out-W; 14x14 and 56x56 images at batch 1, 16 and 256 for the convolutions).</summary>
-    public IReadOnlyList<int> TableN { get; init; } = [196, 3136, 50176, 802816];
+    /// <summary>
+    /// N of both tables (batch x out-H x out-W): the 7x7, 14x14, 28x28 and 56x56 images of an ImageNet network at batch 1,
+    /// then 16 and 256 of the 56x56 ones. Below its smallest N a table holds the time (not the rate) of that N, which the
+    /// routines do not: cuDNN's fp32 3x3 512 -> 512 at 7x7 took 162 us per call in ResNet-18 at b=1 (H200, session 21
+    /// call 5), about twice its 14x14 call, and a layer between two N a factor 16 apart took the log-linear mean of a
+    /// latency-bound and a bandwidth-bound call (BERT's products at N = 128 x batch).
+    /// </summary>
+    public IReadOnlyList<int> TableN { get; init; } = [49, 196, 784, 3136, 50176, 802816];
 
     /// <summary>Largest FLOPs of one table call, by precision: past it a layer runs at the rate of its largest measured N (it is saturated there).</summary>
     public double TableFlopsCap { get; init; } = 2e11;

@@ -26,6 +26,15 @@ public sealed class GpuCeilingsProbeTests
         Assert.Equal(expected, GpuCeilingsProbe.CudnnCandidates(timed));
 
     [Fact]
+    public void Tables_are_measured_down_to_a_7x7_image_at_batch_1_and_at_every_image_side_of_a_resnet()
+    {
+        // A layer below the smallest N is priced at that N's time: ResNet's 7x7 stage at b=1 needs its own point.
+        var n = new GpuCeilingsProbe().TableN;
+        Assert.Equal(49, n.Min());
+        Assert.All(new[] { 7 * 7, 14 * 14, 28 * 28, 56 * 56 }, side => Assert.Contains(side, n));
+    }
+
+    [Fact]
     public void Timed_tactics_option_makes_the_probe_time_candidates() =>
         Assert.True(GpuCeilingsProbe.TimesTactics(new Batchwise.Engines.EngineOptions { TimedTactics = true }));
 
