@@ -35,6 +35,10 @@ public sealed class GpuCeilingsProbeTests
     }
 
     [Fact]
+    public void Grouped_tables_are_measured_at_every_batch_octave_to_8() =>
+        Assert.Equal([1, 2, 4, 8], new GpuCeilingsProbe().GroupedBatches.Where(b => b <= 8));
+
+    [Fact]
     public void Timed_tactics_option_makes_the_probe_time_candidates() =>
         Assert.True(GpuCeilingsProbe.TimesTactics(new Batchwise.Engines.EngineOptions { TimedTactics = true }));
 
