@@ -25,7 +25,7 @@ measured = {}
 for row in csv.DictReader(open(sys.argv[2])):
     if int(row["batch"]) != batch:
         continue
-    m = re.match(r"^\S+ '(.*)'$", row["layer"])
+    m = re.match(r"^\S+ '([^']*)'", row["layer"])  # the name, without a suffix such as "(own grouped kernel, group width 24)"
     name = m.group(1) if m else row["layer"]
     measured[name] = measured.get(name, 0.0) + float(row["ms"]) / 1e3
 if not measured:
