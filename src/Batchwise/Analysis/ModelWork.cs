@@ -218,16 +218,7 @@ public sealed class ModelWork
     private static Dictionary<int, bool> Epilogues(OnnxModel model, ModelCost cost)
     {
         var nodes = model.Graph.Node;
-        var producer = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (var i = 0; i < nodes.Count; i++)
-        {
-            foreach (var o in nodes[i].Output)
-            {
-                producer[o] = i;
-            }
-        }
-
-        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
+        var (producer, consumers, outputs) = NodeLinks.Of(model);
         bool Chainable(int i) => cost.Nodes[i].Category == OpCategory.Elementwise || nodes[i].OpType == "BatchNormalization";
         var inChain = new Dictionary<int, bool>(); // node -> whether its chain so far holds an op cuDNN cannot fuse
         for (var i = 0; i < nodes.Count; i++)
@@ -247,7 +238,6 @@ public sealed class ModelWork
         }
 
         // A chain's last node (some consumer outside the chain, or a graph output) pays the pass when the chain needs one.
-        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         return inChain.ToDictionary(
             p => p.Key,
             p => p.Value && nodes[p.Key].Output.Any(o => outputs.Contains(o) || consumers[o].Any(c => !inChain.ContainsKey(c))));
@@ -261,8 +251,7 @@ public sealed class ModelWork
     private static HashSet<int> PendingElementwise(OnnxModel model, ModelCost cost, Dictionary<int, bool> epilogue)
     {
         var nodes = model.Graph.Node;
-        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
-        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var (_, consumers, outputs) = NodeLinks.Of(model);
         bool Elementwise(int i) => cost.Nodes[i].Category == OpCategory.Elementwise;
         return [.. Enumerable.Range(0, nodes.Count).Where(i => Elementwise(i) && !epilogue.ContainsKey(i)
             && nodes[i].Output.All(o => !outputs.Contains(o) && consumers[o].Any() && consumers[o].All(Elementwise)))];
@@ -281,17 +270,7 @@ public sealed class ModelWork
     {
         var nodes = model.Graph.Node;
         var initializers = model.InitializersByName();
-        var producer = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (var i = 0; i < nodes.Count; i++)
-        {
-            foreach (var o in nodes[i].Output)
-            {
-                producer[o] = i;
-            }
-        }
-
-        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
-        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var (producer, consumers, outputs) = NodeLinks.Of(model);
         int Sole(int i) => nodes[i].Output.Count == 1 && !outputs.Contains(nodes[i].Output[0]) && consumers[nodes[i].Output[0]].Distinct().Count() == 1 ? consumers[nodes[i].Output[0]].First() : -1;
         bool Scalar(string name) => initializers.TryGetValue(name, out var t) && t.Dims.Aggregate(1L, (a, d) => a * d) == 1;
         double PerSample(Func<NodeCost, long> bytes, int i) => batchable ? bytes(two.Nodes[i]) - bytes(one.Nodes[i]) : bytes(one.Nodes[i]);

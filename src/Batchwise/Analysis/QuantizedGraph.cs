@@ -46,17 +46,7 @@ public static class QuantizedGraph
         var nodes = model.Graph.Node;
         var roles = new QuantizedRole[nodes.Count];
         var initializers = model.Graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        var producer = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (var i = 0; i < nodes.Count; i++)
-        {
-            foreach (var o in nodes[i].Output)
-            {
-                producer[o] = i;
-            }
-        }
-
-        var consumers = nodes.SelectMany((n, i) => n.Input.Select(x => (x, i))).ToLookup(p => p.x, p => p.i, StringComparer.Ordinal);
-        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var (producer, consumers, outputs) = NodeLinks.Of(model);
         bool Is(int i, string op) => nodes[i].OpType == op && nodes[i].Domain.Length == 0;
         bool WeightDq(string value) => producer.TryGetValue(value, out var p) && Is(p, "DequantizeLinear") && initializers.Contains(nodes[p].Input[0]);
         bool ActivationDq(string value) => producer.TryGetValue(value, out var p) && Is(p, "DequantizeLinear") && !initializers.Contains(nodes[p].Input[0]);
