@@ -6,7 +6,7 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>Who runs dense convolutions whose output is a few tiles (a 3x3 layer at batch 1) in half precision.</summary>
 internal enum SplitKConvChoice
 {
-    /// <summary>The own split-K kernel for windows of more than one tap where its grid would fill at most half of the device unsplit.</summary>
+    /// <summary>The own split-K kernel for windows of more than one tap where its splits fill the device (<see cref="SplitKShape"/>).</summary>
     Auto,
 
     /// <summary>As <see cref="Auto"/>, and 1x1 (pointwise) convolutions too, which otherwise run as one cuBLASLt GEMM.</summary>
@@ -34,8 +34,8 @@ internal sealed record SplitKShape(int MostSplits, int FewestSplits, int Stages)
 /// Dense convolutions (one group, 2-d, constant filter, more than one tap) in channels-last half precision whose output
 /// is too small to fill the device (ResNet-50's 7x7 and 14x14 layers at batch 1 are 8 to 16 tiles of 64 x 64 for 132
 /// SMs; cuDNN ran them on 8 to 16 blocks at 12-15 us each) through the own split-K kernel (<see cref="KernelSource.SplitKConv"/>):
-/// the reduction is shared by the up to 8 blocks of a thread-block cluster per tile (sm_90 and later), which sum their
-/// partial tiles through distributed shared memory. The bias, a residual Add and the ReLU after it are its epilogue, as
+/// the reduction is shared by the 8 blocks of a thread-block cluster per tile (sm_90 and later; by default only where 8
+/// splits fill the device), which sum their partial tiles through distributed shared memory. The bias, a residual Add and the ReLU after it are its epilogue, as
 /// the grouped kernel's.
 /// </summary>
 internal sealed partial class GraphCompiler
