@@ -35,7 +35,7 @@ public sealed class CudaEngine : IEngine
             ["compute_capability"] = info.ComputeCapability,
             ["precision"] = options.Precision == Precision.Int8 ? options.Calibration.Describe() + "; fp16 where it stays float" : options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
-            ["tactics"] = options.TimedTactics || !CudaSession.HeuristicTactics ? "timed" : "heuristic",
+            ["tactics"] = CudaSession.TimesTactics(options.TimedTactics) ? "timed" : "heuristic",
             ["conv_choices"] = GraphCompiler.NearestBatchChoicesFromEnvironment ? "nearest (a new batch octave starts from the nearest known octave's cuDNN choices)" : "octave (cuDNN's heuristics asked once per batch octave)",
             ["grouped_conv"] = GraphCompiler.GroupedConvFromEnvironment switch
             {
@@ -495,6 +495,12 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         }
     }
 
+    /// <summary>
+    /// Whether a session with <paramref name="timedTactics"/> (bench --timed-tactics) times cuDNN's and cuBLASLt's
+    /// candidates when it plans: asked for, or BATCHWISE_CUDNN_ALGO=timed; otherwise it takes the heuristics' first choice.
+    /// </summary>
+    internal static bool TimesTactics(bool timedTactics) => timedTactics || !HeuristicTactics;
+
     internal static bool HeuristicTactics => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
     {
         null or "" or "heuristic" => true,
@@ -536,7 +542,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// commands without --timed-tactics); by default null: cuDNN's and cuBLASLt's heuristics (on an H100 the timed winners
     /// were slower inside the CUDA-graph run at small batches: bench/results/cuda-part2-h100.md).
     /// </summary>
-    public TimingCache? Tactics => HeuristicTactics && !_timedTactics ? null : DeviceTimings;
+    public TimingCache? Tactics => TimesTactics(_timedTactics) ? DeviceTimings : null;
 
     /// <inheritdoc/>
     public TimingCache? Int8GraphTimings => DeviceTimings;

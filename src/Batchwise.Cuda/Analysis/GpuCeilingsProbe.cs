@@ -178,7 +178,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         // The engine's own grouped and depthwise kernels, compiled as a session compiles them (no disk cache: the probe's sources are few).
         using var ownKernels = new KernelCache(cc, "nvrtc" + Nvrtc.Version(), null);
         var own = new OwnKernels(ownKernels, CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN), GraphCompiler.GroupedConvFromEnvironment);
-        var cudnnCandidates = CudnnCandidates(TimesTactics(options));
+        var cudnnCandidates = CudnnCandidates(CudaSession.TimesTactics(options.TimedTactics));
         details["cudnn_choice"] = cudnnCandidates == 1 ? "heuristics' first allowed algorithm (as the engine's default)" : $"fastest of the first {cudnnCandidates} allowed algorithms (timed tactics)";
         foreach (var precision in new[] { "fp32", "fp16" })
         {
@@ -464,13 +464,6 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
 
         return points;
     }
-
-    /// <summary>
-    /// Whether the engine these options run times cuDNN's candidates when it plans (bench --timed-tactics,
-    /// BATCHWISE_CUDNN_ALGO=timed) or takes the heuristics' first allowed algorithm (the default): the same test
-    /// the cuda engine reports as "tactics".
-    /// </summary>
-    internal static bool TimesTactics(EngineOptions options) => options.TimedTactics || !CudaSession.HeuristicTactics;
 
     /// <summary>
     /// How many of cuDNN's allowed algorithms (in the heuristics' order) the tables time, keeping the fastest: 1 where the

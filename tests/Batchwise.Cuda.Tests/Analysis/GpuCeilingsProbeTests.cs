@@ -40,7 +40,7 @@ public sealed class GpuCeilingsProbeTests
 
     [Fact]
     public void Timed_tactics_option_makes_the_probe_time_candidates() =>
-        Assert.True(GpuCeilingsProbe.TimesTactics(new Batchwise.Engines.EngineOptions { TimedTactics = true }));
+        Assert.True(CudaSession.TimesTactics(timedTactics: true));
 
     [Fact]
     public void Default_tables_are_shapes_the_engine_kernels_take()
