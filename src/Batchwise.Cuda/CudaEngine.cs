@@ -16,9 +16,8 @@ public sealed class CudaEngine : IEngine
     public string Name => "cuda";
 
     /// <summary>The split-K kernel's shape as the engine description says it.</summary>
-    private static string SplitKText(SplitKShape shape) => shape.FewestSplits == shape.MostSplits
-        ? $"{shape.MostSplits} splits of a tile as one thread-block cluster where the unsplit grid fills at most 1/{shape.FewestSplits} of the SMs, up to {shape.Stages} stages"
-        : $"{shape.FewestSplits} to {shape.MostSplits} splits of a tile as one thread-block cluster where the unsplit grid fills at most 1/{shape.FewestSplits} of the SMs, up to {shape.Stages} stages";
+    private static string SplitKText(SplitKShape shape) =>
+        $"{(shape.FewestSplits == shape.MostSplits ? $"{shape.MostSplits}" : $"{shape.FewestSplits} to {shape.MostSplits}")} splits of a tile as one thread-block cluster where the unsplit grid fills at most 1/{shape.FewestSplits} of the SMs, up to {shape.Stages} stages";
 
     /// <inheritdoc/>
     public EngineDescription Describe(EngineOptions options)

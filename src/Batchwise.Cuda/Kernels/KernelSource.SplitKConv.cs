@@ -46,8 +46,11 @@ internal static partial class KernelSource
     /// <summary>Row pitch (floats) of the partial tile each block leaves in its shared memory for the cluster's reduction.</summary>
     private const int SplitKPartialPitch = 68;
 
+    /// <summary>Floats of one block's partial tile (what the CPU test runner keeps per block when it emulates the cluster).</summary>
+    public const int SplitKPartialFloats = SplitKConvTile * SplitKPartialPitch;
+
     /// <summary>Shared memory of one block: <paramref name="stages"/> stages of an input and a filter tile (the partial tile reuses it).</summary>
-    public static int SplitKConvSharedBytes(int stages) => Math.Max(stages * 2 * SplitKConvTile * SplitKPitch * 2, SplitKConvTile * SplitKPartialPitch * 4);
+    public static int SplitKConvSharedBytes(int stages) => Math.Max(stages * 2 * SplitKConvTile * SplitKPitch * 2, SplitKPartialFloats * 4);
 
     /// <summary>The pipeline's stages for a split of <paramref name="perSplit"/> steps: one more than its steps (all in flight) up to <paramref name="most"/>, at least 2.</summary>
     public static int SplitKConvStages(int perSplit, int most = SplitKStages) => Math.Clamp(perSplit + 1, 2, Math.Min(most, SplitKMaxStages));

@@ -70,7 +70,7 @@ internal static partial class CpuKernelRunner
         #define __cluster_dims__(x, y, z)
         static int bw_cluster_phase;
         static float* bw_cluster_partials;
-        static const unsigned bw_cluster_tile_floats = 64 * 68;
+        static const unsigned bw_cluster_tile_floats = BW_CLUSTER_TILE_FLOATS; // KernelSource.SplitKPartialFloats, defined before the prelude
         static inline bool bw_cluster_computes() { return bw_cluster_phase == 1; }
         static inline bool bw_cluster_reduces() { return bw_cluster_phase == 2; }
         static inline void bw_cluster_sync() {}
@@ -364,7 +364,7 @@ internal static partial class CpuKernelRunner
             try
             {
                 var first = Compiled.Count;
-                var source = new StringBuilder(HostPrelude);
+                var source = new StringBuilder($"#define BW_CLUSTER_TILE_FLOATS {KernelSource.SplitKPartialFloats}\n").Append(HostPrelude);
                 for (var i = 0; i < missing.Count; i++)
                 {
                     var name = "bw_k" + (first + i);
@@ -644,29 +644,22 @@ internal static partial class CpuKernelRunner
             call.Append(j == parameters.Length - 1 ? $"*({type.Replace("const ", string.Empty, StringComparison.Ordinal)}*)p[{j}]" : $"({type})p[{j}]");
         }
 
-        if (source.Contains("bw_cluster_tile(", StringComparison.Ordinal))
-        {
-            return $$"""
-                static void thread_{{name}}(void** p, unsigned block, unsigned thread) { blockIdx.x = block; threadIdx.x = thread; {{name}}({{call}}); }
-                extern "C" void launch_{{name}}(void** p, long long threads, int block, unsigned char* shared)
-                {
-                    blockDim.x = block; gridDim.x = (unsigned)((threads + block - 1) / block); bw_dynamic_smem = shared;
-                    bw_cluster_partials = (float*)calloc((size_t)gridDim.x * bw_cluster_tile_floats, sizeof(float));
-                    for (bw_cluster_phase = 1; bw_cluster_phase <= 2; bw_cluster_phase++)
-                        for (long long b = 0; b < gridDim.x; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
-                    free(bw_cluster_partials);
-                }
-                """;
-        }
-
         if (Cooperates(source[close..]))
         {
+            // A cluster kernel's grid runs twice, every block's products before every block's reduction (the prelude's
+            // emulated clusters), over partial tiles kept per block.
+            var blocks = $"for (long long b = 0; b < gridDim.x; b++) bw_run_block(thread_{name}, p, (unsigned)b, (unsigned)block);";
+            var run = !source.Contains("bw_cluster_tile(", StringComparison.Ordinal) ? blocks : $$"""
+                bw_cluster_partials = (float*)calloc((size_t)gridDim.x * bw_cluster_tile_floats, sizeof(float));
+                    for (bw_cluster_phase = 1; bw_cluster_phase <= 2; bw_cluster_phase++) {{blocks}}
+                    free(bw_cluster_partials);
+                """;
             return $$"""
                 static void thread_{{name}}(void** p, unsigned block, unsigned thread) { blockIdx.x = block; threadIdx.x = thread; {{name}}({{call}}); }
                 extern "C" void launch_{{name}}(void** p, long long threads, int block, unsigned char* shared)
                 {
                     blockDim.x = block; gridDim.x = (unsigned)((threads + block - 1) / block); bw_dynamic_smem = shared;
-                    for (long long b = 0; b < gridDim.x; b++) bw_run_block(thread_{{name}}, p, (unsigned)b, (unsigned)block);
+                    {{run}}
                 }
                 """;
         }
