@@ -409,7 +409,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <inheritdoc/>
     public int MaxSharedBytesPerBlock { get; }
 
-    /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|off; tests set it).</summary>
+    /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|all|off; tests set it).</summary>
     public SplitKConvChoice SplitKConvolutions { get; internal set; } = GraphCompiler.SplitKConvFromEnvironment;
 
     /// <summary>The split-K kernel's shape (BATCHWISE_SPLITK_MAX_SPLITS, _MIN_SPLITS, _STAGES; tests set it).</summary>
