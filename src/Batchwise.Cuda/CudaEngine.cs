@@ -59,6 +59,9 @@ public sealed class CudaEngine : IEngine
                 StemConvChoice.Cudnn => "cuDNN over channels padded to 8 (BATCHWISE_STEM_CONV=cudnn)",
                 _ => "own tensor-core kernel over channels padded to 8, bias + ReLU fused (cuDNN where it does not fit)",
             },
+            ["stem_pool"] = GraphCompiler.StemPoolFromEnvironment == StemPoolChoice.Off
+                ? "off (BATCHWISE_STEM_POOL=off): the input converted on entry, then the stem's layers one by one"
+                : "own kernel for input -> Conv -> ReLU -> 3x3/2 MaxPool stems (ResNet's), reading the input as given; the layers one by one where it does not fit",
             ["splitk_conv"] = GraphCompiler.SplitKConvFromEnvironment switch
             {
                 SplitKConvChoice.Off => "off (BATCHWISE_SPLITK_CONV=off): cuDNN",
@@ -408,6 +411,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <inheritdoc/>
     public int MaxSharedBytesPerBlock { get; }
+
+    /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling (BATCHWISE_STEM_POOL=auto|off; tests set it).</summary>
+    public StemPoolChoice StemPools { get; internal set; } = GraphCompiler.StemPoolFromEnvironment;
 
     /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|all|off; tests set it).</summary>
     public SplitKConvChoice SplitKConvolutions { get; internal set; } = GraphCompiler.SplitKConvFromEnvironment;

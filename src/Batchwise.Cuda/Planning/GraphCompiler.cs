@@ -90,6 +90,9 @@ internal interface IPlanTarget
     /// <summary>Who runs dense convolutions too small to fill the device in half precision: cuDNN here; a session takes BATCHWISE_SPLITK_CONV's choice (the own split-K kernel by default).</summary>
     SplitKConvChoice SplitKConvolutions => SplitKConvChoice.Off;
 
+    /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
+    StemPoolChoice StemPools => StemPoolChoice.Off;
+
     /// <summary>The split-K kernel's shape: <see cref="SplitKShape.Default"/> here; a session takes BATCHWISE_SPLITK_*'s.</summary>
     SplitKShape SplitKConvShape => SplitKShape.Default;
 
@@ -227,6 +230,9 @@ internal sealed partial class GraphCompiler
         _counts = counts ?? [];
         (_neededOnHost, _consumers) = (_facts.NeededOnHost, _facts.Consumers);
 
+        // Graph outputs are known before the inputs enter: an input's entry asks whether what reads it is one.
+        _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));
+        _stemInputs.Clear();
         var specs = _model.Inputs;
         var inputBuffers = new int[specs.Count];
         for (var i = 0; i < specs.Count; i++)
@@ -255,6 +261,12 @@ internal sealed partial class GraphCompiler
                     _folded.Add(q.Quantize);
                     _folded.Add(q.Dequantize);
                 }
+                else if (FeedsStemPool(specs[i].Name, t.Shape, t.ElementType))
+                {
+                    // Read as given by the fused stem kernel (StemPool.cs): no entry kernel, no converted copy.
+                    _values[specs[i].Name] = raw;
+                    _stemInputs[raw] = StemChannels(specs[i].Name, t.Shape);
+                }
                 else
                 {
                     _values[specs[i].Name] = EnterInput(raw, StemChannels(specs[i].Name, t.Shape));
@@ -269,7 +281,6 @@ internal sealed partial class GraphCompiler
             _values.TryAdd(name, new PlanValue(value.Type, value.Shape, value));
         }
 
-        _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));
         for (_nodeIndex = 0; _nodeIndex < _facts.Nodes.Count && !StoppedAtSync; _nodeIndex++)
         {
             var node = _facts.Nodes[_nodeIndex];

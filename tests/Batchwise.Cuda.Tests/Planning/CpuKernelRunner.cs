@@ -68,6 +68,7 @@ internal static partial class CpuKernelRunner
         // pass between them.
         #define BW_CLUSTER_HELPERS
         #define __cluster_dims__(x, y, z)
+        #define __launch_bounds__(...)
         static int bw_cluster_phase;
         static float* bw_cluster_partials;
         static const unsigned bw_cluster_tile_floats = BW_CLUSTER_TILE_FLOATS; // KernelSource.SplitKPartialFloats, defined before the prelude

@@ -33,6 +33,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public SplitKConvChoice SplitKConvolutions { get; init; } = SplitKConvChoice.Off;
 
+    public StemPoolChoice StemPools { get; init; } = StemPoolChoice.Off;
+
     public int Multiprocessors { get; init; } = 132;
 
     /// <summary>2 to 8 splits (small test layers split on a device of few SMs); sessions default to <see cref="SplitKShape.Default"/>.</summary>

@@ -91,6 +91,11 @@ internal sealed partial class GraphCompiler
         }
 
         var yShape = new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray();
+        if (_stemInputs.ContainsKey(x) && TryLowerStemPool(ref x, w, b, outName, kernel, strides, pb, outSpatial))
+        {
+            return; // input -> convolution -> ReLU -> max pooling as one kernel (StemPool.cs)
+        }
+
         if (TryLowerDepthwise(x, w, b, outName, yShape, strides, dilations, groups, pb, outSpatial))
         {
             return; // the own depthwise kernel (Depthwise.cs)

@@ -1,0 +1,254 @@
+namespace Batchwise.Cuda.Kernels;
+
+/// <summary>A network's stem, convolution + ReLU + 3x3 max pooling, as one kernel (ResNet's first three layers).</summary>
+internal static partial class KernelSource
+{
+    /// <summary>Input rows of the shared-memory ring of <see cref="StemPool"/> (a power of two: a row's slot is its index's low bits).</summary>
+    public const int StemPoolRing = 16;
+
+    /// <summary>Most output columns <see cref="StemPool"/> takes: a warp per 16 columns, 8 warps.</summary>
+    public const int StemPoolMaxColumns = 128;
+
+    /// <summary>Most input channels <see cref="StemPool"/> takes: a pixel is 4 halves in shared memory.</summary>
+    public const int StemPoolMaxChannels = 4;
+
+    /// <summary>Warps of a <see cref="StemPool"/> block for a convolution output <paramref name="outWidth"/> columns wide: one per 16 columns.</summary>
+    public static int StemPoolWarps(long outWidth) => (int)((outWidth + 15) / 16);
+
+    /// <summary>Halves of one filter row's reduction (taps x 4 channels, rounded up to a k16 step): 16 for up to 4 taps across, 32 for up to 8.</summary>
+    public static int StemPoolRowReduction(long kernelWidth) => kernelWidth <= 4 ? 16 : 32;
+
+    /// <summary>Pixel slots of one input row in shared memory: every column a warp's A rows can reach (2 x output column + the row's reduction).</summary>
+    private static int StemPoolSlots(int warps, int rowReduction) => (32 * warps) + (rowReduction / 4) - 2;
+
+    /// <summary>Whether an input row <paramref name="inWidth"/> wide, stored from column -<paramref name="padLeft"/>, fits a ring row of <see cref="StemPool"/>.</summary>
+    public static bool StemPoolFits(long inWidth, long padLeft, long outWidth, long kernelWidth) =>
+        outWidth <= StemPoolMaxColumns && inWidth + padLeft <= StemPoolSlots(StemPoolWarps(outWidth), StemPoolRowReduction(kernelWidth));
+
+    /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, three convolution output rows.</summary>
+    public static int StemPoolSharedBytes(int warps, long kernelHeight, long kernelWidth, int outChannels)
+    {
+        var rw = StemPoolRowReduction(kernelWidth);
+        return checked((2 * StemPoolRing * StemPoolSlots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 3 * 16 * warps * (outChannels + 8)));
+    }
+
+    /// <summary>
+    /// Convolution (stride 2, no dilation, one group, at most <see cref="StemPoolMaxChannels"/> input channels, a window
+    /// of at most 10 rows x 8 columns) + bias + ReLU + MaxPool (3 x 3, stride 2, pads 1) in one kernel, reading
+    /// the network's input as it is given (float32 or float16, NCHW) and writing the pooled result channels-last in half
+    /// precision [N, PH, PW, K]: the convolution's output (4x the pooled one, ResNet's largest activation) never reaches
+    /// memory, nor does a converted, padded copy of the input.
+    /// <para>
+    /// A block takes one image's band of pooled rows and walks down it. Each step computes two convolution rows across
+    /// the whole width on tensor cores (mma.sync m16n8k16, a warp per 16 columns, both rows: m16 tiles of 16
+    /// neighbouring output pixels of one row) and keeps them, after bias and ReLU, in a ring of three rows in shared
+    /// memory with the row before them, from which the step's pooled row is taken (a zero stands for the padding: every
+    /// value is >= 0 after the ReLU, so the maximum is unchanged). Input rows go into a ring of
+    /// <see cref="StemPoolRing"/> rows as half, four channels a pixel (zeros past the image's channels), each pixel 8
+    /// bytes; with stride 2 the 8 taps x 4 channels of one filter row read by output column x are the 32 halves at byte
+    /// 16x of the row (the row stored from column -pad), so the im2col gather is one ldmatrix per 16 columns and k16
+    /// step, and its 8 rows are 128 contiguous bytes (free of bank conflicts). A filter row's reduction is 32 halves (taps
+    /// past the window and the fourth channel weigh zero): 7 x 32 for ResNet's 7 x 7 window over 3 channels, against
+    /// 7 x 7 x 8 when the input is padded to 8 channels. The next step's 4 input rows are loaded into registers while this
+    /// step computes and stored after it. Sizes are arguments; the warps, window, channels and output channels are the
+    /// kernel's.
+    /// </para>
+    /// </summary>
+    public static KernelCode StemPool(Onnx.ElementType inputType, Onnx.ElementType? biasType, int channels, int outChannels, long kernelHeight, long kernelWidth, int warps, long batch, long[] inSpatial, long[] outSpatial, long[] pooled, long[] padsBegin, int bands)
+    {
+        if (channels is < 1 or > StemPoolMaxChannels || outChannels % 16 != 0 || outChannels is < 16 or > 64 || kernelWidth is < 1 or > 8 || kernelHeight is < 1 or > StemPoolRing - 6
+            || warps != StemPoolWarps(outSpatial[1]) || warps > StemPoolMaxColumns / 16 || bands < 1)
+        {
+            throw new ArgumentException("stem pool: 1 to 4 channels, 16 to 64 output channels in sixteens, a window up to 10 x 8, up to 128 output columns");
+        }
+
+        var rw = StemPoolRowReduction(kernelWidth);
+        var js = rw / 16;
+        var slots = StemPoolSlots(warps, rw);
+        if (!StemPoolFits(inSpatial[1], padsBegin[1], outSpatial[1], kernelWidth))
+        {
+            throw new ArgumentException("stem pool: the input row is wider than the kernel's ring row");
+        }
+
+        var threads = 32 * warps;
+        var cols = 16 * warps;
+        var (kh, nt) = ((int)kernelHeight, outChannels / 8);
+        var filterRow = kh * rw;
+        var fp = filterRow + 8;
+        var cp = outChannels + 8;
+        var ring = StemPoolRing * slots * 4;
+        var pairs = ((channels * slots) + threads - 1) / threads;
+        var w = new KernelWriter(small: true);
+        var blocks = w.I64("blocks", batch * bands);
+        var nbands = w.I32("bands", bands);
+        var band = w.I32("band", checked((int)((pooled[0] + bands - 1) / bands)));
+        var (ih, iw) = (w.I32("ih", checked((int)inSpatial[0])), w.I32("iw", checked((int)inSpatial[1])));
+        var (oh, ow) = (w.I32("oh", checked((int)outSpatial[0])), w.I32("ow", checked((int)outSpatial[1])));
+        var (ph, pw) = (w.I32("ph", checked((int)pooled[0])), w.I32("pw", checked((int)pooled[1])));
+        var (pt, pl) = (w.I32("pt", checked((int)padsBegin[0])), w.I32("pl", checked((int)padsBegin[1])));
+        string Bias(int i) => biasType is null ? "0.f" : $"(float)bias[c0 + {i}]";
+        w.Body.Append($$"""
+                extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
+                unsigned short* const xs = bw_dynamic_shared;          // [{{StemPoolRing}}][{{slots}}][4] input rows (ring)
+                unsigned short* const fs = xs + {{ring}};                // [{{outChannels}}][{{fp}}] filter
+                unsigned short* const cs = fs + {{outChannels * fp}};    // [3][{{cols}}][{{cp}}] convolution rows after ReLU (ring)
+                const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+                if ((i64)blockIdx.x >= {{blocks}}) return;
+                const int bnd = (int)(blockIdx.x % (unsigned){{nbands}});
+                const i64 img = blockIdx.x / (unsigned){{nbands}};
+                const int py0 = bnd * {{band}}, py1 = py0 + {{band}} < {{ph}} ? py0 + {{band}} : {{ph}};
+                if (py0 >= py1) return;
+
+                // The filter (cp.async), and the ring zeroed: pad columns and the fourth channel stay zero.
+                const unsigned short* const wg = (const unsigned short*)wt;
+                for (int i = tid; i < {{outChannels * filterRow / 8}}; i += {{threads}}) {
+                    const int r = i / {{filterRow / 8}}, col = (i - r * {{filterRow / 8}}) * 8;
+                    bw_cp_async16(fs + r * {{fp}} + col, wg + r * {{filterRow}} + col, true);
+                }
+                bw_cp_async_commit();
+                for (int i = tid; i < {{ring / 8}}; i += {{threads}}) { uint4 z; z.x = 0u; z.y = 0u; z.z = 0u; z.w = 0u; ((uint4*)xs)[i] = z; }
+                __syncthreads();
+
+                // This thread's (channel, column) pairs of an input row: where they are in the image and in a ring row.
+                const {{CType(inputType)}}* const xg = x + img * {{channels}} * {{ih}} * {{iw}};
+                int go[{{pairs}}], so[{{pairs}}];
+                #pragma unroll
+                for (int u = 0; u < {{pairs}}; u++) {
+                    const int i = tid + u * {{threads}}, c = i / {{iw}}, ix = i - c * {{iw}};
+                    go[u] = c < {{channels}} ? c * {{ih}} * {{iw}} + ix : -1;
+                    so[u] = (ix + {{pl}}) * 4 + c;
+                }
+                float pre[4][{{pairs}}];
+                auto fetch = [&](int from) {
+                    #pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        const int iy = from + r;
+                        #pragma unroll
+                        for (int u = 0; u < {{pairs}}; u++) pre[r][u] = go[u] >= 0 && iy >= 0 && iy < {{ih}} ? (float)xg[go[u] + (i64)iy * {{iw}}] : 0.f;
+                    }
+                };
+                auto place = [&](int from) {
+                    #pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        unsigned short* const row = xs + ((from + r) & {{StemPoolRing - 1}}) * {{slots * 4}};
+                        #pragma unroll
+                        for (int u = 0; u < {{pairs}}; u++) if (go[u] >= 0) ((bw_half*)row)[so[u]] = bw_half(pre[r][u]);
+                    }
+                };
+
+                // Step s computes convolution rows ra = 2 (py0 + s) - 2 and ra + 1 from input rows [2 ra - pt, 2 ra + 2 - pt + {{kh}}),
+                // then pools row py0 + s - 1 from rows ra - 1 (the step before), ra and ra + 1. The first step's rows: in blocks of 4.
+                const int first = 2 * (2 * py0 - 2) - {{pt}};
+                for (int from = first; from < first + {{kh + 2}}; from += 4) { fetch(from); place(from); }
+                const int ahead = first + {{kh + 2}};
+                fetch(ahead);
+                bw_cp_async_wait<0>();
+                __syncthreads();
+
+                const int xcol = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+                const unsigned short* const arow = xs + xcol * 8 + (lane >> 4) * 8;
+                const unsigned short* const brow = fs + (lane & 7) * {{fp}} + ((lane >> 3) & 1) * 8;
+                for (int s = 0; s <= py1 - py0; s++) {
+                    const int ra = 2 * (py0 + s) - 2;
+                    float acc[2][{{nt}}][4];
+                    #pragma unroll
+                    for (int m = 0; m < 2; m++) {
+                        #pragma unroll
+                        for (int n = 0; n < {{nt}}; n++) { acc[m][n][0] = 0.f; acc[m][n][1] = 0.f; acc[m][n][2] = 0.f; acc[m][n][3] = 0.f; }
+                    }
+                    #pragma unroll
+                    for (int ki = 0; ki < {{kh}}; ki++) {
+                        const int r0 = ((2 * ra - {{pt}} + ki) & {{StemPoolRing - 1}}) * {{slots * 4}}, r1 = ((2 * ra + 2 - {{pt}} + ki) & {{StemPoolRing - 1}}) * {{slots * 4}};
+                        #pragma unroll
+                        for (int j = 0; j < {{js}}; j++) {
+                            unsigned a0[4], a1[4];
+                            bw_ldsm_x4(a0, arow + r0 + j * 16);
+                            bw_ldsm_x4(a1, arow + r1 + j * 16);
+                            #pragma unroll
+                            for (int np = 0; np < {{nt / 2}}; np++) {
+                                unsigned f[4];
+                                bw_ldsm_x4(f, brow + (np * 16 + (lane >> 4) * 8) * {{fp}} + ki * {{rw}} + j * 16);
+                                bw_mma_16816(acc[0][2 * np], a0, f[0], f[1]); bw_mma_16816(acc[0][2 * np + 1], a0, f[2], f[3]);
+                                bw_mma_16816(acc[1][2 * np], a1, f[0], f[1]); bw_mma_16816(acc[1][2 * np + 1], a1, f[2], f[3]);
+                            }
+                        }
+                    }
+
+                    // The next step's input rows (fetched during this one) go into ring slots no warp reads in this step.
+                    place(ahead + 4 * s);
+                    fetch(ahead + 4 * s + 4);
+
+                    // Bias and ReLU into the row ring; rows and columns outside the output are zeros (the pooling's padding).
+                    #pragma unroll
+                    for (int m = 0; m < 2; m++) {
+                        const int rho = ra + m;
+                        unsigned short* const crow = cs + ((rho + 3) % 3) * {{cols * cp}};
+                        const bool row_in = rho >= 0 && rho < {{oh}};
+                        #pragma unroll
+                        for (int h = 0; h < 2; h++) {
+                            const int xo = warp * 16 + g + h * 8;
+                            const bool in = row_in && xo < {{ow}};
+                            #pragma unroll
+                            for (int nb = 0; nb < {{nt}}; nb++) {
+                                const int c0 = nb * 8 + 2 * t;
+                                float v0 = acc[m][nb][2 * h] + {{Bias(0)}}, v1 = acc[m][nb][2 * h + 1] + {{Bias(1)}};
+                                v0 = in && v0 > 0.f ? v0 : 0.f; v1 = in && v1 > 0.f ? v1 : 0.f;
+                                *(unsigned*)(crow + xo * {{cp}} + c0) = bw_pack_half2(v0, v1);
+                            }
+                        }
+                    }
+                    __syncthreads();
+
+                    // Pooled row py0 + s - 1: the maximum of 3 x 3 values >= 0 (as unsigned halves, they order alike).
+                    if (s > 0) {
+                        const int p = py0 + s - 1;
+                        for (int i = tid; i < {{pw}} * {{outChannels / 8}}; i += {{threads}}) {
+                            const int q = i / {{outChannels / 8}}, c8 = (i - q * {{outChannels / 8}}) * 8;
+                            uint4 best; best.x = 0u; best.y = 0u; best.z = 0u; best.w = 0u;
+                            #pragma unroll
+                            for (int dy = 0; dy < 3; dy++) {
+                                const unsigned short* const crow = cs + ((2 * p - 1 + dy + 3) % 3) * {{cols * cp}};
+                                #pragma unroll
+                                for (int dx = 0; dx < 3; dx++) {
+                                    const int xo = 2 * q - 1 + dx;
+                                    if (xo < 0 || xo >= {{cols}}) continue;
+                                    const uint4 v = *(const uint4*)(crow + xo * {{cp}} + c8);
+                                    best.x = bw_umax2(best.x, v.x); best.y = bw_umax2(best.y, v.y); best.z = bw_umax2(best.z, v.z); best.w = bw_umax2(best.w, v.w);
+                                }
+                            }
+                            *(uint4*)((unsigned short*)y + ((img * {{ph}} + p) * {{pw}} + q) * {{outChannels}} + c8) = best;
+                        }
+                    }
+                    __syncthreads();
+                }
+
+            """);
+        var biasParameter = biasType is { } bt ? CType(bt) : "bw_half";
+        var code = w.Build($"bw_half* __restrict__ y, const {CType(inputType)}* __restrict__ x, const bw_half* __restrict__ wt, const {biasParameter}* __restrict__ bias, {KernelWriter.ArgsParameter}");
+        const string Umax = """
+            #ifndef BW_STEM_HELPERS
+            #define BW_STEM_HELPERS
+            __device__ __forceinline__ unsigned bw_umax2(unsigned a, unsigned b)
+            {
+                const unsigned lo = (a & 0xffffu) > (b & 0xffffu) ? (a & 0xffffu) : (b & 0xffffu);
+                const unsigned hi = (a >> 16) > (b >> 16) ? (a >> 16) : (b >> 16);
+                return lo | (hi << 16);
+            }
+            #endif
+
+            """;
+        // Two blocks an SM (the shared memory allows two of ResNet's): at most 65,536 / (2 x threads) registers a thread.
+        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({threads}, 2) ", StringComparison.Ordinal);
+        return code with { Source = AttentionHelpers + Umax + source, SharedBytes = StemPoolSharedBytes(warps, kernelHeight, kernelWidth, outChannels) };
+    }
+
+    /// <summary>Threads to launch <see cref="StemPool"/> with: a block of 32 x warps threads per (image, band).</summary>
+    public static long StemPoolThreads(long batch, int bands, int warps) => batch * bands * 32L * warps;
+
+    /// <summary>
+    /// Bands of pooled rows per image for <see cref="StemPool"/>: enough blocks for about four per SM (each band's first
+    /// step computes a row it only borrows), at most one band per pooled row.
+    /// </summary>
+    public static int StemPoolBands(long batch, long pooledHeight, int multiprocessors) =>
+        (int)Math.Clamp(((4L * multiprocessors) + batch - 1) / batch, 1, pooledHeight);
+}

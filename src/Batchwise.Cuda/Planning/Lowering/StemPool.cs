@@ -1,0 +1,142 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Who runs a network's stem (input -> Conv [-> BatchNormalization] -> Relu -> MaxPool 3x3/2) in half precision.</summary>
+internal enum StemPoolChoice
+{
+    /// <summary>The own fused kernel wherever it can take the stem.</summary>
+    Auto,
+
+    /// <summary>The layers one by one (the input converted on entry, the convolution, the pooling).</summary>
+    Off,
+}
+
+/// <summary>
+/// ResNet's stem as one kernel (<see cref="KernelSource.StemPool"/>): the graph input, float32 NCHW as the caller gives
+/// it, goes straight into the fused convolution + bias + ReLU + 3x3 max pooling, whose output is the only one written.
+/// Layer by layer (session 22, ResNet-50 fp16 at b=256 on an H200) the entry kernel, the 7x7 convolution over channels
+/// padded to 8 and the pooling took 0.10 + 0.60 + 0.15 ms of 6.1: the convolution's output alone is 411 MB written and
+/// read again.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>Graph inputs left as given (not converted on entry) for a fused stem, with the channels their entry would have padded to.</summary>
+    private readonly Dictionary<PlanValue, long> _stemInputs = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>BATCHWISE_STEM_POOL: auto (default) or off.</summary>
+    internal static StemPoolChoice StemPoolFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_STEM_POOL")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => StemPoolChoice.Auto,
+        "off" => StemPoolChoice.Off,
+        var other => throw new BatchwiseException($"BATCHWISE_STEM_POOL '{other}' is not auto or off", "Unset it (a stem of convolution, ReLU and 3x3 max pooling runs as one kernel), or set BATCHWISE_STEM_POOL=off to run its layers one by one."),
+    };
+
+    /// <summary>
+    /// Whether graph input <paramref name="input"/> feeds only a stem the fused kernel takes: one Conv (constant filter and
+    /// bias, one group, stride 2, no dilation, at most 4 input channels, 16 to 64 output channels in sixteens, a window of
+    /// at most 10 x 8, at most 128 output columns), then an optional BatchNormalization, a Relu and a MaxPool (3 x 3, stride
+    /// 2, pads 1, no dilation, floor mode, one output), each the other's only reader and none a graph output.
+    /// </summary>
+    private bool FeedsStemPool(string input, long[] shape, ElementType type)
+    {
+        if (!Half || _target.StemPools == StemPoolChoice.Off || _target.ComputeCapability < 80 || shape.Length != 4 || shape[1] > KernelSource.StemPoolMaxChannels
+            || type != ElementType.Float || SoleReader(input) is not { OpType: "Conv", Domain: "" } conv || conv.Input[0] != input
+            || InitializerShape(conv.Input[1]) is not { Length: 4 } w || (conv.Input.Count > 2 && conv.Input[2].Length > 0 && InitializerShape(conv.Input[2]) is null))
+        {
+            return false;
+        }
+
+        var attrs = new NodeAttributes(conv);
+        if (attrs.String("auto_pad", "NOTSET") != "NOTSET")
+        {
+            return false;
+        }
+
+        var (kernel, strides, dilations, groups, _, padsBegin, _, outSpatial) = Window(attrs, shape, w);
+        if (groups != 1 || w[1] != shape[1] || strides.Any(s => s != 2) || dilations.Any(d => d != 1) || kernel[0] > KernelSource.StemPoolRing - 6 || kernel[1] > 8
+            || w[0] % 16 != 0 || w[0] is < 16 or > 64 || !KernelSource.StemPoolFits(shape[3], padsBegin[1], outSpatial[1], kernel[1]) || outSpatial.Any(o => o < 1) || shape.Any(v => v > int.MaxValue / 8))
+        {
+            return false;
+        }
+
+        var after = SoleReader(conv.Output[0]);
+        if (after is { OpType: "BatchNormalization", Domain: "" } bn && bn.Output.Count(o => o.Length > 0) == 1)
+        {
+            after = SoleReader(bn.Output[0]);
+        }
+
+        return after is { OpType: "Relu", Domain: "" } relu && StemMaxPool(relu.Output[0]) is not null;
+    }
+
+    /// <summary>The MaxPool that alone reads <paramref name="name"/>, when it is 3 x 3, stride 2, pads 1, no dilation, floor mode, one output; else null.</summary>
+    private OnnxProto.NodeProto? StemMaxPool(string name)
+    {
+        if (SoleReader(name) is not { OpType: "MaxPool", Domain: "" } pool || pool.Output.Count(o => o.Length > 0) != 1 || (pool.Output.Count > 1 && pool.Output[1].Length > 0))
+        {
+            return null;
+        }
+
+        var a = new NodeAttributes(pool);
+        static bool All(long[]? v, long value, int count) => v is not null && v.Length == count && v.All(x => x == value);
+        return All(a.Ints("kernel_shape"), 3, 2) && All(a.Ints("strides"), 2, 2) && All(a.Ints("pads") ?? [0, 0, 0, 0], 1, 4) && (a.Ints("dilations") is null || All(a.Ints("dilations"), 1, 2))
+            && a.String("auto_pad", "NOTSET") == "NOTSET" && a.Int("ceil_mode", 0) == 0 ? pool : null;
+    }
+
+    /// <summary>The node that alone reads <paramref name="name"/> (which is not a graph output), or null.</summary>
+    private OnnxProto.NodeProto? SoleReader(string name) =>
+        !_graphOutputs.Contains(name) && _consumers.TryGetValue(name, out var users) && users.Count == 1 ? users[0] : null;
+
+    /// <summary>An initializer's dimensions, or null when <paramref name="name"/> is not one.</summary>
+    private long[]? InitializerShape(string name) => _model.Graph.Initializer.FirstOrDefault(t => t.Name == name)?.Dims.ToArray();
+
+    /// <summary>
+    /// Lowers the stem whose graph input <paramref name="x"/> was left as given (<see cref="_stemInputs"/>) to the fused
+    /// kernel and returns true; or converts the input as its entry would have (the stem was not what
+    /// <see cref="FeedsStemPool"/> saw, as when a BatchNormalization could not be folded) and returns false with
+    /// <paramref name="x"/> the converted value.
+    /// </summary>
+    private bool TryLowerStemPool(ref PlanValue x, PlanValue w, PlanValue? b, string outName, long[] kernel, long[] strides, long[] padsBegin, long[] outSpatial)
+    {
+        if (!_stemInputs.Remove(x, out var padTo))
+        {
+            return false;
+        }
+
+        var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
+        if (SoleReader(outName) is not { OpType: "Relu", Domain: "" } relu || StemMaxPool(relu.Output[0]) is not { } pool || w.Constant is null || b is { Constant: null }
+            || strides.Any(s => s != 2) || w.Shape[1] != c)
+        {
+            x = EnterInput(x, padTo);
+            return false;
+        }
+
+        var warps = KernelSource.StemPoolWarps(outSpatial[1]);
+        var pooled = outSpatial.Select(o => ((o - 1) / 2) + 1).ToArray();
+        var shared = KernelSource.StemPoolSharedBytes(warps, kernel[0], kernel[1], checked((int)k));
+        if (shared > _target.MaxSharedBytesPerBlock)
+        {
+            x = EnterInput(x, padTo);
+            return false;
+        }
+
+        _folded.Add(relu);
+        _folded.Add(pool);
+        var (kh, kw, rw) = (kernel[0], kernel[1], KernelSource.StemPoolRowReduction(kernel[1]));
+        var f = w.Constant;
+        var filter = new PlanValue(ElementType.Float, [k, kh * rw], _target.Derive($"stem-pool-filter:{rw}", [f], () => HostTensor.Create(ElementType.Float, [k, kh * rw], i =>
+        {
+            var (o, ki, e) = (i / (kh * rw), i / rw % kh, i % rw);
+            var (tap, ch) = (e / 4, e % 4);
+            return tap < kw && ch < c ? f[(((((o * c) + ch) * kh) + ki) * kw) + tap] : 0;
+        })));
+        var y = Output(pool.Output[0], ElementType.Float, [n, k, pooled[0], pooled[1]], nhwc: true);
+        var bands = KernelSource.StemPoolBands(n, pooled[0], _target.Multiprocessors);
+        var code = KernelSource.StemPool(x.Type, b is null ? null : St(b), checked((int)c), checked((int)k), kh, kw, warps, n, x.Shape[2..], outSpatial, pooled, padsBegin, bands);
+        _node += $" + Relu + MaxPool (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input, {bands} bands)";
+        Emit(new KernelStep(_node, code, KernelSource.StemPoolThreads(n, bands, warps), 32 * warps, [Dev(y), Dev(x), Dev(filter), b is null ? -1 : Dev(b)]));
+        return true;
+    }
+}

@@ -1,0 +1,84 @@
+using System.Globalization;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
+using Batchwise.Cuda.Tests.Operators;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>
+/// The fused stem kernel (input -> Conv -> ReLU -> MaxPool 3x3/2, <see cref="KernelSource.StemPool"/>) on the GPU: ResNet-50
+/// from the zoo against ONNX Runtime in float32, the stem's time against its layers one by one (entry kernel, convolution,
+/// pooling), and the kernel's registers and spills; reported to stem-pool.md under BATCHWISE_REPORT_DIR.
+/// </summary>
+[Trait("Category", "GPU")]
+public sealed class StemPoolGpuTests
+{
+    private static CudaSession Session(OnnxModel model, StemPoolChoice choice)
+    {
+        var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        session.StemPools = choice;
+        return session;
+    }
+
+    /// <summary>ResNet-50 with its stem fused, at 1 and 8 images (56 and 7 bands of pooled rows), against ONNX Runtime fp32: cosine at least 0.9999.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    public void Resnet50_with_the_fused_stem_matches_onnx_runtime(int batch)
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet50");
+        var inputs = new GroupedConvCase(batch, 3, 224, 224, 1).Inputs(5);
+        using var cuda = Session(model, StemPoolChoice.Auto);
+        Gpu.AgreesWithOrt(model, inputs, cuda, "own stem kernel", "stem-pool.md", $"resnet50 b={batch}");
+    }
+
+    /// <summary>
+    /// The stem at 1, 64 and 256 images: the fused kernel's time against the entry kernel + convolution + pooling it
+    /// replaces (CUDA events around each step, 50 runs), printed and reported; the two plans' outputs agree.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(64)]
+    [InlineData(256)]
+    public void Stem_time_against_its_layers_one_by_one_is_reported(int batch)
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet50");
+        var inputs = new GroupedConvCase(batch, 3, 224, 224, 1).Inputs(5);
+        (double Ms, string Steps, IReadOnlyList<Tensor> Outputs) Time(StemPoolChoice choice)
+        {
+            using var cuda = Session(model, choice);
+            using var run = cuda.Prepare(inputs);
+            run.Run();
+            var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50).Take(choice == StemPoolChoice.Auto ? 1 : 3).ToList();
+            return (layers.Sum(l => l.Milliseconds), string.Join(" + ", layers.Select(l => $"{l.Layer} {l.Milliseconds.ToString("F4", CultureInfo.InvariantCulture)}")), cuda.Run(inputs));
+        }
+
+        var fused = Time(StemPoolChoice.Auto);
+        var apart = Time(StemPoolChoice.Off);
+        Assert.Contains("own stem kernel", fused.Steps, StringComparison.Ordinal);
+        Assert.Contains("MaxPool", apart.Steps, StringComparison.Ordinal);
+        var cosine = Gpu.Compare(fused.Outputs, apart.Outputs, model.Outputs).Min(r => r.Cosine);
+        var line = string.Create(CultureInfo.InvariantCulture, $"| b={batch} | fused {fused.Ms:F4} ms | one by one {apart.Ms:F4} ms ({apart.Steps}) | {apart.Ms / fused.Ms:F2}x | cosine {cosine:F7} |");
+        Console.WriteLine(line);
+        Gpu.Report("stem-pool.md", line);
+        Assert.True(cosine >= 0.9999, line);
+    }
+
+    /// <summary>ResNet's stem kernel compiles for this device with no spills; its registers are reported (two blocks of 224 threads an SM need at most 146).</summary>
+    [Fact]
+    public void Stem_kernel_compiles_without_spills()
+    {
+        Gpu.Require();
+        var code = KernelSource.StemPool(ElementType.Float, ElementType.Float16, 3, 64, 7, 7, 7, 256, [224, 224], [112, 112], [56, 56], [3, 3], 3);
+        var (toolchain, registers, local) = Assert.Single(Gpu.KernelResources([code]));
+        var line = $"| {toolchain} | stem kernel | {registers} registers | {local} bytes local |";
+        Console.WriteLine(line);
+        Gpu.Report("stem-pool.md", line);
+        Assert.Equal(0, local);
+    }
+}
