@@ -346,10 +346,13 @@ internal sealed unsafe partial class GraphCompiler
     }
 
     /// <summary>
-    /// The fastest of cuBLASLt's top eight candidates for this product, timed on scratch buffers (CUDA events, median of
-    /// five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank.
+    /// The fastest of cuBLASLt's top eight candidates for this product, timed on zeroed scratch buffers (CUDA events,
+    /// median of five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank. Timed
+    /// as the step runs: with its <paramref name="beta"/>, reading C from a buffer of its own where the step reads a
+    /// residual (<paramref name="separateC"/>). Session 22 measured why: timed with beta 0, ResNet-50's residual 1x1
+    /// layers at b=256 took candidates that ran 1.9-2.4x slower than the heuristic's once they read their residual.
     /// </summary>
-    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout bl, CublasLtMatrixLayout al, CublasLtMatrixLayout dl, string key, long bElements, long aElements, long dElements, int elementSize, long biasElements)
+    private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout bl, CublasLtMatrixLayout al, CublasLtMatrixLayout dl, string key, long bElements, long aElements, long dElements, int elementSize, long biasElements, float beta, bool separateC)
     {
         var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, 8);
         if (candidates.Length == 0)
@@ -366,12 +369,18 @@ internal sealed unsafe partial class GraphCompiler
         using var b = CudaDriver.Allocate(Math.Max(1, bElements) * elementSize);
         using var a = CudaDriver.Allocate(Math.Max(1, aElements) * elementSize);
         using var d = CudaDriver.Allocate(Math.Max(1, dElements) * elementSize);
+        using var c = CudaDriver.Allocate(separateC ? Math.Max(1, dElements) * elementSize : 1);
         using var workspace = CudaDriver.Allocate(MatmulWorkspace);
         using var bias = CudaDriver.Allocate(Math.Max(1, biasElements) * elementSize);
         if (biasElements > 0)
         {
             // A bias epilogue reads its vector: a scratch one while timing (the step sets the plan's own when it runs).
             CublasLt.SetBias(desc, bias.Pointer);
+        }
+
+        foreach (var (buffer, bytes) in new[] { (a, aElements), (b, bElements), (d, dElements), (c, separateC ? dElements : 0) })
+        {
+            CudaDriver.MemsetD8(buffer.Pointer, 0, Math.Max(1, bytes) * elementSize, stream.Handle);
         }
 
         using var start = CudaDriver.CreateEvent();
@@ -384,7 +393,7 @@ internal sealed unsafe partial class GraphCompiler
             double ms;
             try
             {
-                ms = MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, 0, d.Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
+                ms = MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, beta, separateC ? c.Pointer : d.Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
             }
             finally
             {
@@ -459,7 +468,7 @@ internal sealed unsafe partial class GraphCompiler
         var bl = CublasLt.Layout(dataType, bRows, bCols, ldb, batch, strideB);
         var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
         var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
-        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}{(tanhGelu ? "|gelu" : string.Empty)}{(problem.Relu ? "|relu" : string.Empty)}";
+        var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}{(tanhGelu ? "|gelu" : string.Empty)}{(problem.Relu ? "|relu" : string.Empty)}{(beta != 0 ? FormattableString.Invariant($"|beta={beta:R}{(c is null ? string.Empty : "|c")}") : string.Empty)}";
         var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
         CublasLt.HeuristicResult algo;
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -470,7 +479,7 @@ internal sealed unsafe partial class GraphCompiler
         else
         {
             algo = TimedLibrary("matmul_heuristics", () => _target.Tactics is { } cache
-                ? TimedMatmul(cache, handle, desc, bl, al, dl, key, (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4, bias is null ? 0 : n)
+                ? TimedMatmul(cache, handle, desc, bl, al, dl, key, (bRows * (long)bCols) + (strideB * (batch - 1)), (aRows * (long)aCols) + (strideA * (batch - 1)), (long)m * n * batch, half ? 2 : 4, bias is null ? 0 : n, beta, c is not null)
                 : CublasLt.BestAlgorithm(handle, desc, bl, al, dl, dl, MatmulWorkspace));
             var bytes = new byte[sizeof(CublasLt.HeuristicResult)];
             MemoryMarshal.Write(bytes, in algo);
