@@ -378,9 +378,9 @@ internal sealed unsafe partial class GraphCompiler
             CublasLt.SetBias(desc, bias.Pointer);
         }
 
-        foreach (var (buffer, bytes) in new[] { (a, aElements), (b, bElements), (d, dElements), (c, separateC ? dElements : 0) })
+        foreach (var (buffer, elements) in separateC ? new[] { (a, aElements), (b, bElements), (d, dElements), (c, dElements) } : [(a, aElements), (b, bElements), (d, dElements)])
         {
-            CudaDriver.MemsetD8(buffer.Pointer, 0, Math.Max(1, bytes) * elementSize, stream.Handle);
+            CudaDriver.MemsetD8(buffer.Pointer, 0, Math.Max(1, elements) * elementSize, stream.Handle);
         }
 
         using var start = CudaDriver.CreateEvent();
