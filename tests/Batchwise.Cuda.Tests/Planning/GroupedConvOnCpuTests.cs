@@ -12,9 +12,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class GroupedConvOnCpuTests
 {
-    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, ExecutionPlan Plan);
-
-    private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
+    private static readonly Lazy<Dictionary<string, OwnKernelCase>> All = new(PrepareAll);
 
     public static TheoryData<string> Cases => [.. GroupedConvModels.Small.Keys];
 
@@ -24,29 +22,14 @@ public sealed class GroupedConvOnCpuTests
     }
 
     /// <summary>Plans every case (the own kernel forced: the default leaves power-of-two widths to cuDNN), then compiles all their kernels in one g++ run.</summary>
-    private static Dictionary<string, Prepared> PrepareAll()
-    {
-        var all = GroupedConvModels.Small.ToDictionary(p => p.Key, p =>
-        {
-            var model = p.Value.Model();
-            var inputs = p.Value.Inputs(7);
-            using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
-            return new Prepared(inputs, ort.Run(inputs), Plan(model, inputs, GroupedConvChoice.Own));
-        }, StringComparer.Ordinal);
-        CpuKernelRunner.Prepare(all.Values.Select(p => p.Plan));
-        return all;
-    }
+    private static Dictionary<string, OwnKernelCase> PrepareAll() =>
+        OwnKernelCase.PrepareAll(GroupedConvModels.Small, (_, c) => (c.Model(), c.Inputs(7)), (_, model, inputs) => Plan(model, inputs, GroupedConvChoice.Own));
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Grouped_conv_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
     {
-        CpuKernelRunner.Require();
-        var c = All.Value[name];
-        Assert.Null(CpuKernelRunner.CannotRun(c.Plan));
-        Assert.Single(c.Plan.Steps, s => s.Node.Contains("own grouped kernel", StringComparison.Ordinal));
-        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(c.Plan, c.Inputs), c.Expected, half: true);
-        Assert.True(difference is null, $"{name}: {difference}");
+        All.Value[name].RunsOnTheCpuAndAgrees(name, "own grouped kernel");
     }
 
     [Fact]

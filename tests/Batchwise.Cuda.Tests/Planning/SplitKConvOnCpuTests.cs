@@ -15,8 +15,6 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class SplitKConvOnCpuTests
 {
-    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, ExecutionPlan Plan);
-
     private const int Sms = 8;
 
     /// <summary>Dense convolutions (one group): uneven splits, stride 2, a partial last pixel tile, every epilogue, dilation with asymmetric pads.</summary>
@@ -31,36 +29,19 @@ public sealed class SplitKConvOnCpuTests
         ["c256-k64-1x1-s2-all"] = new(1, 256, 9, 9, 1, OutChannels: 64, Stride: 2, Pads: [0, 0, 0, 0], Kernel: 1, After: "none"),
     };
 
-    private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
+    private static readonly Lazy<Dictionary<string, OwnKernelCase>> All = new(() => OwnKernelCase.PrepareAll(Small, (_, c) => (c.Model(), c.Inputs(11)),
+        (name, model, inputs) => Plan(model, inputs, name.EndsWith("-all", StringComparison.Ordinal) ? SplitKConvChoice.All : SplitKConvChoice.Auto)));
 
     public static TheoryData<string> Cases => [.. Small.Keys];
 
     private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, SplitKConvChoice choice = SplitKConvChoice.Auto, int sms = Sms) =>
         new NoGpuTarget(Precision.Fp16) { SplitKConvolutions = choice, Multiprocessors = sms }.Compile(model, inputs);
 
-    private static Dictionary<string, Prepared> PrepareAll()
-    {
-        var all = Small.ToDictionary(p => p.Key, p =>
-        {
-            var model = p.Value.Model();
-            var inputs = p.Value.Inputs(11);
-            using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
-            return new Prepared(inputs, ort.Run(inputs), Plan(model, inputs, p.Key.EndsWith("-all", StringComparison.Ordinal) ? SplitKConvChoice.All : SplitKConvChoice.Auto));
-        }, StringComparer.Ordinal);
-        CpuKernelRunner.Prepare(all.Values.Select(p => p.Plan));
-        return all;
-    }
-
     [Theory]
     [MemberData(nameof(Cases))]
     public void Split_k_conv_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
     {
-        CpuKernelRunner.Require();
-        var c = All.Value[name];
-        Assert.Null(CpuKernelRunner.CannotRun(c.Plan));
-        Assert.Single(c.Plan.Steps, s => s.Node.Contains("own split-K kernel", StringComparison.Ordinal));
-        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(c.Plan, c.Inputs), c.Expected, half: true);
-        Assert.True(difference is null, $"{name}: {difference}");
+        All.Value[name].RunsOnTheCpuAndAgrees(name, "own split-K kernel");
     }
 
     [Fact]

@@ -43,8 +43,6 @@ public sealed class StemPoolOnCpuTests
         public List<Tensor> Inputs(int seed) => new GroupedConvCase(Batch, Channels, Height, Width, 1).Inputs(seed);
     }
 
-    private sealed record Prepared(List<Tensor> Inputs, IReadOnlyList<Tensor> Expected, ExecutionPlan Plan);
-
     /// <summary>ResNet's stem small (one warp of columns, one pooled row a band), odd sizes over two and three warps with bands of several rows (and a band past the end), one channel with a 5x5 window (a k16 step a filter row).</summary>
     private static readonly Dictionary<string, StemCase> Small = new(StringComparer.Ordinal)
     {
@@ -54,37 +52,21 @@ public sealed class StemPoolOnCpuTests
         ["one-channel-5x5-k16"] = new(1, 1, 20, 20, 16, 5, Bn: false, Sms: 2),
     };
 
-    private static readonly Lazy<Dictionary<string, Prepared>> All = new(PrepareAll);
+    private static readonly Lazy<Dictionary<string, OwnKernelCase>> All = new(() => OwnKernelCase.PrepareAll(Small, (_, c) => (c.Model(), c.Inputs(3)), (name, _, _) => Plan(Small[name])));
 
     public static TheoryData<string> Cases => [.. Small.Keys];
 
     private static ExecutionPlan Plan(StemCase c, StemPoolChoice choice = StemPoolChoice.Auto) =>
         new NoGpuTarget(Precision.Fp16) { StemPools = choice, Multiprocessors = c.Sms }.Compile(c.Model(), c.Inputs(3));
 
-    private static Dictionary<string, Prepared> PrepareAll()
-    {
-        var all = Small.ToDictionary(p => p.Key, p =>
-        {
-            var inputs = p.Value.Inputs(3);
-            using var ort = new OrtEngine().Load(p.Value.Model(), new EngineOptions { GraphOptimization = "disabled" });
-            return new Prepared(inputs, ort.Run(inputs), Plan(p.Value));
-        }, StringComparer.Ordinal);
-        CpuKernelRunner.Prepare(all.Values.Select(p => p.Plan));
-        return all;
-    }
-
     [Theory]
     [MemberData(nameof(Cases))]
     public void Stem_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(string name)
     {
-        CpuKernelRunner.Require();
         var c = All.Value[name];
-        Assert.Null(CpuKernelRunner.CannotRun(c.Plan));
-        var stem = Assert.IsType<KernelStep>(Assert.Single(c.Plan.Steps, s => s.Node.Contains("own stem kernel", StringComparison.Ordinal)));
+        var stem = c.RunsOnTheCpuAndAgrees(name, "own stem kernel");
         Assert.DoesNotContain(c.Plan.Steps, s => s.Node.StartsWith("input ", StringComparison.Ordinal));
         Assert.Contains("+ Relu + MaxPool", stem.Node, StringComparison.Ordinal);
-        var difference = KernelCaseModels.Difference(CpuKernelRunner.Run(c.Plan, c.Inputs), c.Expected, half: true);
-        Assert.True(difference is null, $"{name}: {difference}");
     }
 
     [Fact]
