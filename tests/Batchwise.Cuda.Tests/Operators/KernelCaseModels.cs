@@ -37,6 +37,7 @@ internal static class KernelCaseModels
         ["reducemean-channels"] = () => Reduce("ReduceMean", [2, 24, 5, 6], [1], keep: true),
         ["reducemean-width-no-keepdims"] = () => Reduce("ReduceMean", [2, 8, 5, 6], [3], keep: false),
         ["reducemean-hw-split-ranges"] = () => Reduce("ReduceMean", [1, 32, 40, 40], [2, 3], keep: true),
+        ["reducemax-hw-81-split-ranges"] = () => Reduce("ReduceMax", [2, 16, 72, 72], [2, 3], keep: true),
         ["reducemax-hw-split-ranges-odd-channels"] = () => Reduce("ReduceMax", [2, 5, 20, 20], [2, 3], keep: false),
         ["reducesum-long-rows"] = () => Reduce("ReduceSum", [2, 3, 64, 48], [2, 3], keep: true, opset: 13),
         ["reducemax-last-axis"] = () => Reduce("ReduceMax", [4, 5, 33], [2], keep: false),

@@ -108,7 +108,7 @@ internal sealed partial class GraphCompiler
             // Few blocks for a long reduced axis (a batch-1 spatial mean): partial results per range, then one pass over them.
             var partials = new PlanValue(ElementType.Float, [splits, outer, inner], null, NewBuffer(splits * outer * inner * sizeof(float), "partial reductions for " + _node).Id);
             Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner, splits, partial: true), KernelSource.ReduceColumnsThreads(vector, outer, inner, splits), Dev(partials), Dev(x));
-            Kernel(KernelSource.ReduceSplits(type, kind, splits, outer, reduced, inner), outer * inner, Dev(y), Dev(partials));
+            WarpKernel(KernelSource.ReduceSplits(type, kind, splits, outer, reduced, inner), outer * inner, Dev(y), Dev(partials));
             return;
         }
 
