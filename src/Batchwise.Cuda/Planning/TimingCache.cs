@@ -106,18 +106,7 @@ internal sealed class TimingCache
     public int Misses { get; private set; }
 
     /// <summary>The directory of batchwise's caches: $BATCHWISE_CACHE_DIR, else $XDG_CACHE_HOME/batchwise, else ~/.cache/batchwise.</summary>
-    public static string DefaultDirectory()
-    {
-        var explicitDir = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
-        if (!string.IsNullOrWhiteSpace(explicitDir))
-        {
-            return explicitDir;
-        }
-
-        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        var root = !string.IsNullOrWhiteSpace(xdg) ? xdg : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-        return System.IO.Path.Combine(root, "batchwise");
-    }
+    public static string DefaultDirectory() => CacheDirectory.Root;
 
     /// <summary>The cache of one device under a cache directory (its own file per device name, compute capability and cuDNN version).</summary>
     public static TimingCache ForDevice(string directory, string device, int computeCapability, string cudnnVersion)

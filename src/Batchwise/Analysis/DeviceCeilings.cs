@@ -312,20 +312,7 @@ public sealed class CeilingsCache
     public string Directory { get; }
 
     /// <summary>The user's default cache: $BATCHWISE_CACHE_DIR, else $XDG_CACHE_HOME/batchwise, else ~/.cache/batchwise.</summary>
-    public static CeilingsCache Default()
-    {
-        var explicitDir = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
-        if (!string.IsNullOrWhiteSpace(explicitDir))
-        {
-            return new CeilingsCache(Path.Combine(explicitDir, "ceilings"));
-        }
-
-        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        var root = !string.IsNullOrWhiteSpace(xdg)
-            ? xdg
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-        return new CeilingsCache(Path.Combine(root, "batchwise", "ceilings"));
-    }
+    public static CeilingsCache Default() => new(Path.Combine(CacheDirectory.Root, "ceilings"));
 
     /// <summary>The file that holds the ceilings for one machine, engine and device (and the settings that change them).</summary>
     public string PathFor(string machine, string engine, string device, string settings = "")

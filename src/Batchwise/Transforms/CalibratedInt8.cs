@@ -99,19 +99,7 @@ public static class CalibratedInt8
         }
 
         var name = new string(model.Name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').Take(40).ToArray());
-        return Path.Combine(CacheRoot(), "int8", $"{name}-{Convert.ToHexStringLower(hash.GetHashAndReset())[..16]}.json");
-    }
-
-    private static string CacheRoot()
-    {
-        var explicitDir = Environment.GetEnvironmentVariable("BATCHWISE_CACHE_DIR");
-        if (!string.IsNullOrWhiteSpace(explicitDir))
-        {
-            return explicitDir;
-        }
-
-        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        return Path.Combine(!string.IsNullOrWhiteSpace(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "batchwise");
+        return Path.Combine(CacheDirectory.Root, "int8", $"{name}-{Convert.ToHexStringLower(hash.GetHashAndReset())[..16]}.json");
     }
 
     private static Dictionary<string, (float Min, float Max)>? ReadRanges(string path)
