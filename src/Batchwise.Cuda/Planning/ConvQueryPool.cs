@@ -33,18 +33,8 @@ internal sealed class ConvQueryPool : IDisposable
     /// BATCHWISE_PLAN_THREADS: threads that answer a plan's cuDNN workspace queries beside its lowering (0 or 1: none, the
     /// queries are made in sequence as before); default min(8, cores / 2).
     /// </summary>
-    public static int ThreadsFromEnvironment()
-    {
-        var text = Environment.GetEnvironmentVariable("BATCHWISE_PLAN_THREADS")?.Trim();
-        if (string.IsNullOrEmpty(text))
-        {
-            return Math.Min(8, Environment.ProcessorCount / 2);
-        }
-
-        return int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= 0
-            ? Math.Min(n, 64)
-            : throw new BatchwiseException($"BATCHWISE_PLAN_THREADS '{text}' is not a whole number of threads", "Unset it (min(8, cores / 2) threads) or set it to 0-64 (0 or 1: no threads, queries in sequence).");
-    }
+    public static int ThreadsFromEnvironment() =>
+        Math.Min(64, EnvironmentSetting.Int("BATCHWISE_PLAN_THREADS", Math.Min(8, Environment.ProcessorCount / 2), 0, int.MaxValue, "Unset it (min(8, cores / 2) threads) or set it to 0-64 (0 or 1: no threads, queries in sequence)."));
 
     /// <summary>A pool of <paramref name="threads"/> threads in <paramref name="context"/>, or null for fewer than two.</summary>
     public static ConvQueryPool? Start(IntPtr context, int threads) => threads < 2 ? null : new ConvQueryPool(context, threads);

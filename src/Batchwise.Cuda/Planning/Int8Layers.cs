@@ -82,17 +82,8 @@ internal static class Int8Layers
     public static int GraphConfigs => ParseGraphConfigs(Environment.GetEnvironmentVariable(GraphConfigsSwitch));
 
     /// <summary>A count of configurations from 1 to 64 (unset: <see cref="DefaultGraphConfigs"/>); a BatchwiseException for anything else.</summary>
-    internal static int ParseGraphConfigs(string? text)
-    {
-        if (string.IsNullOrWhiteSpace(text))
-        {
-            return DefaultGraphConfigs;
-        }
-
-        return int.TryParse(text.Trim(), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 64
-            ? n
-            : throw new BatchwiseException($"{GraphConfigsSwitch} '{text}' is not a count from 1 to 64", $"Unset it (times {DefaultGraphConfigs}), or set {GraphConfigsSwitch}=1 to take the first configuration that runs, untimed.");
-    }
+    internal static int ParseGraphConfigs(string? text) =>
+        EnvironmentSetting.ParseInt(GraphConfigsSwitch, text, DefaultGraphConfigs, 1, 64, $"Unset it (times {DefaultGraphConfigs}), or set {GraphConfigsSwitch}=1 to take the first configuration that runs, untimed.");
 
     /// <summary>
     /// <c>BATCHWISE_INT8_GRAPH_SECONDS=S</c>: the plan time one int8 graph problem's timed search may take before it keeps
@@ -109,20 +100,7 @@ internal static class Int8Layers
 
     /// <summary>Seconds from 0.1 to 600 (unset: <see cref="DefaultGraphSearchSeconds"/>); a BatchwiseException for anything else.</summary>
     internal static double ParseGraphSearchSeconds(string? text) =>
-        ParseSeconds(text, GraphSecondsSwitch, DefaultGraphSearchSeconds, 0.1, 600, $"Unset it ({DefaultGraphSearchSeconds} s per problem), or give more seconds to time more configurations.");
-
-    /// <summary>Seconds from <paramref name="min"/> to <paramref name="max"/> as <paramref name="name"/> gives them (unset: <paramref name="fallback"/>); a one-line BatchwiseException with <paramref name="hint"/> for anything else.</summary>
-    private static double ParseSeconds(string? text, string name, double fallback, double min, double max, string hint)
-    {
-        if (string.IsNullOrWhiteSpace(text))
-        {
-            return fallback;
-        }
-
-        return double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= min && s <= max
-            ? s
-            : throw new BatchwiseException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} '{text}' is not a number of seconds from {min} to {max}"), hint);
-    }
+        EnvironmentSetting.ParseSeconds(GraphSecondsSwitch, text, DefaultGraphSearchSeconds, 0.1, 600, $"Unset it ({DefaultGraphSearchSeconds} s per problem), or give more seconds to time more configurations.");
 
     /// <summary>
     /// <c>BATCHWISE_INT8_GRAPH_PLAN_SECONDS=S</c>: the time a plan's timed int8 graph searches may spend together before it
@@ -141,7 +119,7 @@ internal static class Int8Layers
 
     /// <summary>Seconds from 0 to 3600 (unset: <see cref="DefaultGraphPlanSeconds"/>); a BatchwiseException for anything else.</summary>
     internal static double ParseGraphPlanSeconds(string? text) =>
-        ParseSeconds(text, GraphPlanSecondsSwitch, DefaultGraphPlanSeconds, 0, 3600, $"Unset it ({DefaultGraphPlanSeconds} s of int8 searches per plan), give more seconds to time more problems, or 0 to time none.");
+        EnvironmentSetting.ParseSeconds(GraphPlanSecondsSwitch, text, DefaultGraphPlanSeconds, 0, 3600, $"Unset it ({DefaultGraphPlanSeconds} s of int8 searches per plan), give more seconds to time more problems, or 0 to time none.");
 
     /// <summary>
     /// <c>BATCHWISE_INT8_GRAPH_CHOICES=nearest|octave|exact</c>: where an int8 graph problem without a stored choice of its

@@ -55,22 +55,9 @@ internal sealed partial class GraphCompiler
     /// BATCHWISE_SPLITK_STAGES (the most cp.async stages); unset, <see cref="SplitKShape.Default"/>.
     /// </summary>
     internal static SplitKShape SplitKShapeFromEnvironment => new(
-        IntFromEnvironment("BATCHWISE_SPLITK_MAX_SPLITS", SplitKShape.Default.MostSplits, 2, KernelSource.SplitKMaxSplits),
-        IntFromEnvironment("BATCHWISE_SPLITK_MIN_SPLITS", SplitKShape.Default.FewestSplits, 2, KernelSource.SplitKMaxSplits),
-        IntFromEnvironment("BATCHWISE_SPLITK_STAGES", SplitKShape.Default.Stages, 2, KernelSource.SplitKMaxStages));
-
-    private static int IntFromEnvironment(string name, int fallback, int low, int high)
-    {
-        var text = Environment.GetEnvironmentVariable(name)?.Trim();
-        if (string.IsNullOrEmpty(text))
-        {
-            return fallback;
-        }
-
-        return int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var v) && v >= low && v <= high
-            ? v
-            : throw new BatchwiseException($"{name} '{text}' is not a whole number from {low} to {high}", $"Unset it (default {fallback}) or set a value from {low} to {high}.");
-    }
+        EnvironmentSetting.Int("BATCHWISE_SPLITK_MAX_SPLITS", SplitKShape.Default.MostSplits, 2, KernelSource.SplitKMaxSplits),
+        EnvironmentSetting.Int("BATCHWISE_SPLITK_MIN_SPLITS", SplitKShape.Default.FewestSplits, 2, KernelSource.SplitKMaxSplits),
+        EnvironmentSetting.Int("BATCHWISE_SPLITK_STAGES", SplitKShape.Default.Stages, 2, KernelSource.SplitKMaxStages));
 
     /// <summary>
     /// Lowers a dense convolution too small to fill the device to the own split-K kernel and returns true, or returns
