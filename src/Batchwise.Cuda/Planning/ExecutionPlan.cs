@@ -999,9 +999,15 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     /// (BATCHWISE_CONV_WARM_THREADS; 0 or 1: none; default up to 8, one per core). cuDNN's first call of a convolution
     /// costs milliseconds of host time (its kernel loads lazily, its engine is set up): ResNet-50's 53 took 190-300 ms of
     /// a 0.5-0.7 s cold start on an H200; made on 8 threads, each with its own stream, handle and workspace, ~100 ms less.
+    /// Read when first asked (a value that is not a count of 0 to 64 is refused then, in one line); tests set it.
     /// </summary>
-    internal static int ConvWarmThreads { get; set; } =
-        int.TryParse(Environment.GetEnvironmentVariable("BATCHWISE_CONV_WARM_THREADS"), out var n) ? Math.Max(0, n) : Math.Min(8, Environment.ProcessorCount);
+    internal static int ConvWarmThreads
+    {
+        get => _convWarmThreads ??= EnvironmentSetting.Int("BATCHWISE_CONV_WARM_THREADS", Math.Min(8, Environment.ProcessorCount), 0, 64);
+        set => _convWarmThreads = value;
+    }
+
+    private static int? _convWarmThreads;
 
     /// <summary>Scratch the warm-up may take (outputs and workspaces of all its threads); a plan that needs more is not warmed.</summary>
     private const long ConvWarmScratchBytes = 256L << 20;
