@@ -552,7 +552,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <inheritdoc/>
     public TimingCache? Int8GraphTimings => DeviceTimings;
 
-    private TimingCache DeviceTimings => _timingCache ??= TimingCache.ForDevice(TimingCache.DefaultDirectory(), CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version() + "-cublaslt" + CublasLt.Version());
+    private TimingCache DeviceTimings => _timingCache ??= TimingCache.ForDevice(CacheDirectory.Root, CudaDriver.DeviceName(_device), ComputeCapability, Cudnn.Version() + "-cublaslt" + CublasLt.Version());
 
     public T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
         where T : class => _constants.Derive(recipe, sources, make);
@@ -564,7 +564,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private static string? KernelCacheDirectory() =>
         Environment.GetEnvironmentVariable("BATCHWISE_KERNEL_CACHE")?.Trim().ToLowerInvariant() is "off" or "0" or "false"
             ? null
-            : Path.Combine(TimingCache.DefaultDirectory(), "kernels");
+            : Path.Combine(CacheDirectory.Root, "kernels");
 
     private List<int> CheckProfiles(IReadOnlyList<int> profiles)
     {

@@ -105,9 +105,6 @@ internal sealed class TimingCache
 
     public int Misses { get; private set; }
 
-    /// <summary>The directory of batchwise's caches: $BATCHWISE_CACHE_DIR, else $XDG_CACHE_HOME/batchwise, else ~/.cache/batchwise.</summary>
-    public static string DefaultDirectory() => CacheDirectory.Root;
-
     /// <summary>The cache of one device under a cache directory (its own file per device name, compute capability and cuDNN version).</summary>
     public static TimingCache ForDevice(string directory, string device, int computeCapability, string cudnnVersion)
     {

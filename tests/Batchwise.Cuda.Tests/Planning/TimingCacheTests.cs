@@ -106,9 +106,9 @@ public sealed class TimingCacheTests : IDisposable
         {
             Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", _dir);
             Environment.SetEnvironmentVariable("XDG_CACHE_HOME", "/tmp/xdg");
-            Assert.Equal(_dir, TimingCache.DefaultDirectory());
+            Assert.Equal(_dir, CacheDirectory.Root);
             Environment.SetEnvironmentVariable("BATCHWISE_CACHE_DIR", null);
-            Assert.Equal(Path.Combine("/tmp/xdg", "batchwise"), TimingCache.DefaultDirectory());
+            Assert.Equal(Path.Combine("/tmp/xdg", "batchwise"), CacheDirectory.Root);
         }
         finally
         {

@@ -91,7 +91,7 @@ internal sealed partial class GraphCompiler
         }
 
         var yShape = new[] { x.Shape[0], w.Shape[0] }.Concat(outSpatial).ToArray();
-        if (_stemInputs.ContainsKey(x) && TryLowerStemPool(ref x, w, b, outName, kernel, strides, pb, outSpatial))
+        if (_stemInputs.ContainsKey(x) && TryLowerStemPool(ref x, w, b, outName, kernel, pb, outSpatial))
         {
             return; // input -> convolution -> ReLU -> max pooling as one kernel (StemPool.cs)
         }

@@ -366,21 +366,23 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         using var stream = CudaDriver.CreateStream();
-        using var b = CudaDriver.Allocate(Math.Max(1, bElements) * elementSize);
-        using var a = CudaDriver.Allocate(Math.Max(1, aElements) * elementSize);
-        using var d = CudaDriver.Allocate(Math.Max(1, dElements) * elementSize);
-        using var c = CudaDriver.Allocate(separateC ? Math.Max(1, dElements) * elementSize : 1);
+        DeviceMemory Zeroed(long elements)
+        {
+            var memory = CudaDriver.Allocate(Math.Max(1, elements) * elementSize);
+            CudaDriver.MemsetD8(memory.Pointer, 0, Math.Max(1, elements) * elementSize, stream.Handle);
+            return memory;
+        }
+
+        using var b = Zeroed(bElements);
+        using var a = Zeroed(aElements);
+        using var d = Zeroed(dElements);
+        using var c = separateC ? Zeroed(dElements) : null;
         using var workspace = CudaDriver.Allocate(MatmulWorkspace);
         using var bias = CudaDriver.Allocate(Math.Max(1, biasElements) * elementSize);
         if (biasElements > 0)
         {
             // A bias epilogue reads its vector: a scratch one while timing (the step sets the plan's own when it runs).
             CublasLt.SetBias(desc, bias.Pointer);
-        }
-
-        foreach (var (buffer, elements) in separateC ? new[] { (a, aElements), (b, bElements), (d, dElements), (c, dElements) } : [(a, aElements), (b, bElements), (d, dElements)])
-        {
-            CudaDriver.MemsetD8(buffer.Pointer, 0, Math.Max(1, elements) * elementSize, stream.Handle);
         }
 
         using var start = CudaDriver.CreateEvent();
@@ -393,7 +395,7 @@ internal sealed unsafe partial class GraphCompiler
             double ms;
             try
             {
-                ms = MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, beta, separateC ? c.Pointer : d.Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
+                ms = MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, beta, (c ?? d).Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
             }
             finally
             {

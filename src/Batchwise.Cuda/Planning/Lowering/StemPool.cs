@@ -43,7 +43,7 @@ internal sealed partial class GraphCompiler
     private bool FeedsStemPool(string input, long[] shape, ElementType type)
     {
         if (!Half || _target.StemPools == StemPoolChoice.Off || _target.ComputeCapability < 80 || shape.Length != 4 || shape[1] > KernelSource.StemPoolMaxChannels
-            || type != ElementType.Float || SoleReader(input) is not { OpType: "Conv", Domain: "" } conv || conv.Input[0] != input
+            || type != ElementType.Float || SoleConsumer(input) is not { OpType: "Conv", Domain: "" } conv || conv.Input[0] != input
             || InitializerShape(conv.Input[1]) is not { Length: 4 } w || (conv.Input.Count > 2 && conv.Input[2].Length > 0 && InitializerShape(conv.Input[2]) is null))
         {
             return false;
@@ -62,10 +62,10 @@ internal sealed partial class GraphCompiler
             return false;
         }
 
-        var after = SoleReader(conv.Output[0]);
+        var after = SoleConsumer(conv.Output[0]);
         if (after is { OpType: "BatchNormalization", Domain: "" } bn && bn.Output.Count(o => o.Length > 0) == 1)
         {
-            after = SoleReader(bn.Output[0]);
+            after = SoleConsumer(bn.Output[0]);
         }
 
         return after is { OpType: "Relu", Domain: "" } relu && StemMaxPool(relu.Output[0]) is not null;
@@ -74,7 +74,7 @@ internal sealed partial class GraphCompiler
     /// <summary>The MaxPool that alone reads <paramref name="name"/>, when it is 3 x 3, stride 2, pads 1, no dilation, floor mode, one output; else null.</summary>
     private OnnxProto.NodeProto? StemMaxPool(string name)
     {
-        if (SoleReader(name) is not { OpType: "MaxPool", Domain: "" } pool || pool.Output.Count(o => o.Length > 0) != 1 || (pool.Output.Count > 1 && pool.Output[1].Length > 0))
+        if (SoleConsumer(name) is not { OpType: "MaxPool", Domain: "" } pool || pool.Output.Count(o => o.Length > 0) != 1 || (pool.Output.Count > 1 && pool.Output[1].Length > 0))
         {
             return null;
         }
@@ -85,10 +85,6 @@ internal sealed partial class GraphCompiler
             && a.String("auto_pad", "NOTSET") == "NOTSET" && a.Int("ceil_mode", 0) == 0 ? pool : null;
     }
 
-    /// <summary>The node that alone reads <paramref name="name"/> (which is not a graph output), or null.</summary>
-    private OnnxProto.NodeProto? SoleReader(string name) =>
-        !_graphOutputs.Contains(name) && _consumers.TryGetValue(name, out var users) && users.Count == 1 ? users[0] : null;
-
     /// <summary>An initializer's dimensions, or null when <paramref name="name"/> is not one.</summary>
     private long[]? InitializerShape(string name) => _model.Graph.Initializer.FirstOrDefault(t => t.Name == name)?.Dims.ToArray();
 
@@ -98,29 +94,25 @@ internal sealed partial class GraphCompiler
     /// <see cref="FeedsStemPool"/> saw, as when a BatchNormalization could not be folded) and returns false with
     /// <paramref name="x"/> the converted value.
     /// </summary>
-    private bool TryLowerStemPool(ref PlanValue x, PlanValue w, PlanValue? b, string outName, long[] kernel, long[] strides, long[] padsBegin, long[] outSpatial)
+    private bool TryLowerStemPool(ref PlanValue x, PlanValue w, PlanValue? b, string outName, long[] kernel, long[] padsBegin, long[] outSpatial)
     {
         if (!_stemInputs.Remove(x, out var padTo))
         {
             return false;
         }
 
+        // The window, strides and channels are as FeedsStemPool saw them; what lowering may still find otherwise is a
+        // BatchNormalization left unfolded, a computed filter or bias, or a device with less shared memory a block.
         var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
-        if (SoleReader(outName) is not { OpType: "Relu", Domain: "" } relu || StemMaxPool(relu.Output[0]) is not { } pool || w.Constant is null || b is { Constant: null }
-            || strides.Any(s => s != 2) || w.Shape[1] != c)
+        var warps = KernelSource.StemPoolWarps(outSpatial[1]);
+        if (SoleConsumer(outName) is not { OpType: "Relu", Domain: "" } relu || StemMaxPool(relu.Output[0]) is not { } pool || w.Constant is null || b is { Constant: null }
+            || KernelSource.StemPoolSharedBytes(warps, kernel[0], kernel[1], checked((int)k)) > _target.MaxSharedBytesPerBlock)
         {
             x = EnterInput(x, padTo);
             return false;
         }
 
-        var warps = KernelSource.StemPoolWarps(outSpatial[1]);
         var pooled = outSpatial.Select(o => ((o - 1) / 2) + 1).ToArray();
-        var shared = KernelSource.StemPoolSharedBytes(warps, kernel[0], kernel[1], checked((int)k));
-        if (shared > _target.MaxSharedBytesPerBlock)
-        {
-            x = EnterInput(x, padTo);
-            return false;
-        }
 
         _folded.Add(relu);
         _folded.Add(pool);
