@@ -34,7 +34,7 @@ public sealed class CudaEngine : IEngine
             ["compute_capability"] = info.ComputeCapability,
             ["precision"] = options.Precision == Precision.Int8 ? options.Calibration.Describe() + "; fp16 where it stays float" : options.Precision.ToString().ToLowerInvariant(),
             ["tf32"] = options.AllowTf32 ? "on" : "off",
-            ["tactics"] = CudaSession.TimesTactics(options.TimedTactics) ? "timed" : "heuristic",
+            ["tactics"] = CudaSession.TimesTactics(options.Tactics) ? "timed" : "heuristic",
             ["conv_choices"] = GraphCompiler.NearestBatchChoicesFromEnvironment ? "nearest (a new batch octave starts from the nearest known octave's cuDNN choices)" : "octave (cuDNN's heuristics asked once per batch octave)",
             ["grouped_conv"] = GraphCompiler.GroupedConvFromEnvironment switch
             {
@@ -249,7 +249,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     private ConvWarmUp? _earlyWarmUp;
     private readonly GraphFacts _graphFacts;
     private readonly bool _useCudaGraph;
-    private readonly bool _timedTactics;
+    private readonly TacticSelection _tactics;
     private readonly bool _exactPlans;
     private long _largestArena;
     private int _continuationPlans;
@@ -288,7 +288,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
         Int8 = options.Precision == Precision.Int8;
         Precision = Int8 ? Precision.Fp16 : options.Precision;
         _useCudaGraph = options.UseCudaGraph;
-        _timedTactics = options.TimedTactics;
+        _tactics = options.Tactics;
         _exactPlans = options.ExactPlans;
         IncludeTransfers = options.IncludeTransfers;
         _uploadStream = Startup.Measure("load_stream", CudaDriver.CreateStream);
@@ -501,16 +501,23 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     }
 
     /// <summary>
-    /// Whether a session with <paramref name="timedTactics"/> (bench --timed-tactics) times cuDNN's and cuBLASLt's
-    /// candidates when it plans: asked for, or BATCHWISE_CUDNN_ALGO=timed; otherwise it takes the heuristics' first choice.
+    /// Whether a session asked for <paramref name="tactics"/> (--tactics) times cuDNN's and cuBLASLt's candidates when it
+    /// plans. Not asked: BATCHWISE_CUDNN_ALGO (heuristic|timed) where set, else timed (the default since session 23: the
+    /// candidates are timed inside a captured CUDA graph, so the winners are the winners of the graph the plan replays).
     /// </summary>
-    internal static bool TimesTactics(bool timedTactics) => timedTactics || !HeuristicTactics;
-
-    internal static bool HeuristicTactics => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
+    internal static bool TimesTactics(TacticSelection tactics) => tactics switch
     {
-        null or "" or "heuristic" => true,
-        "timed" => false,
-        var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it, or set BATCHWISE_CUDNN_ALGO=timed (as bench --timed-tactics does) to time cuDNN's and cuBLASLt's candidates when a plan is built."),
+        TacticSelection.Timed => true,
+        TacticSelection.Heuristic => false,
+        _ => TacticsFromEnvironment ?? true,
+    };
+
+    private static bool? TacticsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => null,
+        "heuristic" => false,
+        "timed" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_CUDNN_ALGO '{other}' is not heuristic or timed", "Unset it (tactics timed, the default), or pass --tactics timed|heuristic."),
     };
 
     public CudnnHandle PlanningCudnn => _cudnn ??= Startup.Measure("plan_cudnn_handle", () => Cudnn.Create(_uploadStream));
@@ -543,11 +550,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     public int PlanThreads { get; internal set; } = ConvQueryPool.ThreadsFromEnvironment();
 
     /// <summary>
-    /// The timing cache when tactics are timed (<see cref="EngineOptions.TimedTactics"/>, or BATCHWISE_CUDNN_ALGO=timed for
-    /// commands without --timed-tactics); by default null: cuDNN's and cuBLASLt's heuristics (on an H100 the timed winners
-    /// were slower inside the CUDA-graph run at small batches: bench/results/cuda-part2-h100.md).
+    /// The timing cache when tactics are timed (<see cref="TimesTactics"/>: the default); null with --tactics heuristic.
+    /// Candidates are timed inside a captured CUDA graph: timed one call at a time, the winners of small problems were
+    /// the ones with the least host cost and ran slower inside the graph (bench/results/cuda-part2-h100.md).
     /// </summary>
-    public TimingCache? Tactics => TimesTactics(_timedTactics) ? DeviceTimings : null;
+    public TimingCache? Tactics => TimesTactics(_tactics) ? DeviceTimings : null;
 
     /// <inheritdoc/>
     public TimingCache? Int8GraphTimings => DeviceTimings;

@@ -32,7 +32,7 @@ public static class CompareCommand
         var inputs = new Option<string?>("--inputs") { Description = "Folder of input data: NAME.npy or NAME.pb per input (input_N.* by position); inputs without a file get random data", HelpName = "DIR" };
         var rtol = SharedOptions.Rtol(1e-4);
         var atol = SharedOptions.Atol(1e-5);
-        var command = new Command("compare", "Run the same inputs through two engines or two model variants and compare every output (exit 3 when past tolerance); --precision, --tf32 and --timed-tactics apply to the candidate, the other engine options to both")
+        var command = new Command("compare", "Run the same inputs through two engines or two model variants and compare every output (exit 3 when past tolerance); --precision, --tf32 and --tactics apply to the candidate, the other engine options to both")
         {
             models, engines, batchSize, shapes, seed, input, inputs, rtol, atol,
         };
@@ -46,7 +46,7 @@ public static class CompareCommand
             var engineNames = ParseEngines(parse.GetValue(engines) ?? string.Empty);
             var tolerance = new Tolerance(parse.GetValue(rtol), parse.GetValue(atol)).Validated();
             var candidateOptions = engine.Read(parse, engineNames, engineNames[^1]);
-            var referenceOptions = candidateOptions with { Precision = Precision.Fp32, AllowTf32 = false, TimedTactics = false };
+            var referenceOptions = candidateOptions with { Precision = Precision.Fp32, AllowTf32 = false, Tactics = TacticSelection.EngineDefault };
 
             // One model on one engine compares only where the candidate's precision differs (ort fp32 against ort int8).
             if (modelSpecs.Length == 1 && engineNames.Count == 1 && candidateOptions.Precision == Precision.Fp32 && !candidateOptions.AllowTf32)

@@ -71,6 +71,14 @@ public static class CliOption
             return (allowed.Contains(value), value);
         }, $"one of {string.Join(", ", allowed)}", $"{name} {allowed[0]}");
 
+    /// <summary>One of a fixed set of words (case-insensitive; the value is lower case), or null when not given.</summary>
+    public static Option<string?> OptionalChoice(string name, string description, IReadOnlyList<string> allowed, params string[] aliases) =>
+        Typed<string?>(name, description, string.Join('|', allowed), null, aliases, text =>
+        {
+            var value = text.ToLowerInvariant();
+            return (allowed.Contains(value), value);
+        }, $"one of {string.Join(", ", allowed)}", $"{name} {allowed[0]}");
+
     /// <summary>An input size in the one convention Batchwise uses everywhere: SIZE, or HEIGHTxWIDTH as in NCHW.</summary>
     public static Option<InputSize?> Size(string name, string description, params string[] aliases) =>
         Typed<InputSize?>(name, description, "SIZE|HxW", null, aliases, text => (InputSize.TryParse(text, out var size), size),

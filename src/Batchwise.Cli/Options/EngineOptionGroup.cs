@@ -56,8 +56,8 @@ public sealed class EngineOptionGroup
     /// <summary>--no-cuda-graph: launch kernels one by one.</summary>
     public Option<bool> NoCudaGraph { get; } = new("--no-cuda-graph") { Description = "Launch kernels one by one instead of replaying a CUDA graph (cuda). Only a warning on ort: it never replays CUDA graphs, so the flag asks for what it does anyway" };
 
-    /// <summary>--timed-tactics: time the candidate kernels when a plan is built.</summary>
-    public Option<bool> TimedTactics { get; } = new("--timed-tactics") { Description = "Time cuDNN's convolution algorithms and cuBLASLt's matmul candidates when a plan is built and keep the winners in a timing cache on disk (like TensorRT's); default: the libraries' heuristics (cuda; an error on ort, which chooses its kernels itself)" };
+    /// <summary>--tactics: how the GPU engine picks its library kernels (timed or heuristic); null when not given.</summary>
+    public Option<string?> Tactics { get; } = CliOption.OptionalChoice("--tactics", "How the cuda engine picks cuDNN's convolution algorithms and cuBLASLt's matmul algorithms: timed (the default: each candidate timed inside a captured CUDA graph as the step runs, with its bias, residual and activation, when a plan is built; the winners kept in a timing cache on disk, like TensorRT's builder) or heuristic (the libraries' first choice: no timing, a faster first build). An error on ort, which chooses its kernels itself", ["timed", "heuristic"]);
 
     /// <summary>--batch-profile: batch sizes with a plan of their own (TensorRT's optimization profiles); null when not given.</summary>
     public Option<int[]?> BatchProfile { get; } = CliOption.IntegerList("--batch-profile", "Batch sizes that get a plan of their own on a GPU engine; a batch in between runs padded to the next (TensorRT's optimization profiles). Default: a plan per batch size (serve: powers of two up to max_batch_size; build: 1,2,4,...,64). An error on ort, which needs no plans", "1,8,32,64", null);
@@ -73,11 +73,11 @@ public sealed class EngineOptionGroup
     // and explained the same.
 
     /// <summary>The options compare applies to its candidate engine alone (the reference runs fp32, as the model says).</summary>
-    public IReadOnlySet<Option> CandidateOnly => new HashSet<Option> { Precision, Calibration, CalibrationMethod, Tf32, TimedTactics };
+    public IReadOnlySet<Option> CandidateOnly => new HashSet<Option> { Precision, Calibration, CalibrationMethod, Tf32, Tactics };
 
     /// <summary>Every option of the group, in help order.</summary>
     public IEnumerable<Option> All =>
-        new Option?[] { Engine, Device, Precision, Calibration, CalibrationMethod, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, TimedTactics, BatchProfile, ExactPlans, ShapeProfile }.OfType<Option>();
+        new Option?[] { Engine, Device, Precision, Calibration, CalibrationMethod, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, Tactics, BatchProfile, ExactPlans, ShapeProfile }.OfType<Option>();
 
     /// <summary>Creates the group and adds it to a command.</summary>
     public static EngineOptionGroup AddTo(Command command, bool withEngine = true, string defaultEngine = "ort")
@@ -144,7 +144,12 @@ public sealed class EngineOptionGroup
             GraphOptimization = parse.GetValue(GraphOptimization)!,
             ExecutionProvider = parse.GetValue(ExecutionProvider)!,
             UseCudaGraph = !parse.GetValue(NoCudaGraph),
-            TimedTactics = parse.GetValue(TimedTactics),
+            Tactics = parse.GetValue(Tactics) switch
+            {
+                "timed" => TacticSelection.Timed,
+                "heuristic" => TacticSelection.Heuristic,
+                _ => TacticSelection.EngineDefault,
+            },
             BatchProfiles = parse.GetValue(BatchProfile) is { Length: > 0 } profiles ? profiles : [],
             ExactPlans = parse.GetValue(ExactPlans),
             ShapeProfiles = [.. (parse.GetValue(ShapeProfile) ?? []).Select(Engines.ShapeProfile.Parse)],

@@ -41,7 +41,7 @@ public static class EngineOptionRules
                 parse => parse.GetValue(group.Precision) == "fp16"),
             new(group.Tf32, "ort", Severity.Error, "Batchwise does not set TF32 on ONNX Runtime (on the CPU there is none)", "Drop --tf32, or use --engine cuda.", parse => parse.GetValue(group.Tf32)),
             new(group.NoCudaGraph, "ort", Severity.Warning, "it never replays CUDA graphs, so its kernels are launched one by one already", string.Empty, parse => parse.GetValue(group.NoCudaGraph)),
-            new(group.TimedTactics, "ort", Severity.Error, "ONNX Runtime chooses its kernels itself", "Drop --timed-tactics, or use --engine cuda.", parse => parse.GetValue(group.TimedTactics)),
+            new(group.Tactics, "ort", Severity.Error, "ONNX Runtime chooses its kernels itself", "Drop --tactics, or use --engine cuda."),
             new(group.BatchProfile, "ort", Severity.Error, "it runs every batch size without building a plan for it", "Drop --batch-profile, or use --engine cuda."),
             new(group.ExactPlans, "ort", Severity.Error, "it runs every batch size at its own size, padding none", "Drop --exact-plans, or use --engine cuda --batch-profile ...", parse => parse.GetValue(group.ExactPlans)),
             new(group.ShapeProfile, "ort", Severity.Error, "it runs every shape without building a plan for it", "Drop --shape-profile, or use --engine cuda."),

@@ -178,7 +178,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         // The engine's own grouped and depthwise kernels, compiled as a session compiles them (no disk cache: the probe's sources are few).
         using var ownKernels = new KernelCache(cc, "nvrtc" + Nvrtc.Version(), null);
         var own = new OwnKernels(ownKernels, CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN), GraphCompiler.GroupedConvFromEnvironment);
-        var cudnnCandidates = CudnnCandidates(CudaSession.TimesTactics(options.TimedTactics));
+        var cudnnCandidates = CudnnCandidates(CudaSession.TimesTactics(options.Tactics));
         details["cudnn_choice"] = cudnnCandidates == 1 ? "heuristics' first allowed algorithm (as the engine's default)" : $"fastest of the first {cudnnCandidates} allowed algorithms (timed tactics)";
         foreach (var precision in new[] { "fp32", "fp16" })
         {

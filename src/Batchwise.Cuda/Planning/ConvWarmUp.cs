@@ -12,7 +12,7 @@ internal sealed record WarmProblem(string Key, ConvShapeKey Shape, TacticChoice 
     public bool Nhwc => Shape.Precision.StartsWith("fp16-nhwc", StringComparison.Ordinal);
 
     /// <summary>Bias and ReLU fused into cuDNN's call (cudnnConvolutionBiasActivationForward).</summary>
-    public bool Fused => Shape.Precision.EndsWith("+bias-relu", StringComparison.Ordinal);
+    public bool Fused => Shape.Precision.Contains("+bias-relu", StringComparison.Ordinal);
 
     private int ElementBytes => Half ? 2 : 4;
 

@@ -142,10 +142,11 @@ public sealed record EngineOptions
     public bool IncludeTransfers { get; init; }
 
     /// <summary>
-    /// Time the candidate kernels (cuDNN convolution algorithms, cuBLASLt matmul algorithms) when a plan is built and keep
-    /// the winners in an on-disk timing cache per device, shape and precision (GPU engines). Off: the libraries' heuristics.
+    /// How a GPU engine picks its library kernels (cuDNN convolution algorithms, cuBLASLt matmul algorithms): timed when a
+    /// plan is built, the winners kept in an on-disk timing cache per device, shape and precision, or the libraries'
+    /// heuristics. <see cref="TacticSelection.EngineDefault"/>: the engine's own default (cuda: timed).
     /// </summary>
-    public bool TimedTactics { get; init; }
+    public TacticSelection Tactics { get; init; }
 
     /// <summary>
     /// Batch sizes that get a plan of their own (GPU engines); a batch between two runs padded to the next one. Empty:
@@ -165,4 +166,17 @@ public sealed record EngineOptions
     /// clear refusal for a shape outside it. Empty: any shape, each getting its plan when first seen.
     /// </summary>
     public IReadOnlyList<ShapeProfile> ShapeProfiles { get; init; } = [];
+}
+
+/// <summary>How a GPU engine picks the library kernels of a plan (--tactics).</summary>
+public enum TacticSelection
+{
+    /// <summary>Not asked: the engine's default (cuda: timed, unless BATCHWISE_CUDNN_ALGO says otherwise).</summary>
+    EngineDefault,
+
+    /// <summary>Every candidate timed when a plan is built; the winners kept in a timing cache on disk (TensorRT's way).</summary>
+    Timed,
+
+    /// <summary>The libraries' heuristics' first choice: no timing, a faster first build.</summary>
+    Heuristic,
 }

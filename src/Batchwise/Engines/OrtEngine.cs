@@ -45,9 +45,9 @@ public sealed class OrtEngine : IEngine
             throw new BatchwiseException("The ort engine runs the model in the precision it is stored in (or int8, quantized as it loads)", "Convert the model with `batchwise optimize MODEL --fp16 -o OUT.onnx`, or use --engine cuda --precision fp16.");
         }
 
-        if (options.TimedTactics)
+        if (options.Tactics != TacticSelection.EngineDefault)
         {
-            throw new BatchwiseException("The ort engine chooses its kernels itself: --timed-tactics is for the cuda engine", "Drop --timed-tactics, or use --engine cuda.");
+            throw new BatchwiseException("The ort engine chooses its kernels itself: --tactics is for the cuda engine", "Drop --tactics, or use --engine cuda.");
         }
 
         if (options.IncludeTransfers)

@@ -12,7 +12,8 @@ public sealed class EngineOptionRuleTests
 
     [Theory]
     [InlineData("ort", "--tf32", null, "--tf32 does not apply to the ort engine", "use --engine cuda")]
-    [InlineData("ort", "--timed-tactics", null, "--timed-tactics does not apply to the ort engine", "use --engine cuda")]
+    [InlineData("ort", "--tactics", "timed", "--tactics timed does not apply to the ort engine", "use --engine cuda")]
+    [InlineData("ort", "--tactics", "heuristic", "--tactics heuristic does not apply to the ort engine", "use --engine cuda")]
     [InlineData("ort", "--batch-profile", "1,8", "--batch-profile 1,8 does not apply to the ort engine", "use --engine cuda")]
     [InlineData("ort", "--exact-plans", null, "--exact-plans does not apply to the ort engine", "use --engine cuda")]
     [InlineData("ort", "--shape-profile", "x:1x4..8x4", "--shape-profile x:1x4..8x4 does not apply to the ort engine", "use --engine cuda")]

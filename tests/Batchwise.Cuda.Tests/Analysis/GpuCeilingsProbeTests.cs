@@ -1,6 +1,7 @@
 using Batchwise.Cuda.Analysis;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
 using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Tests.Analysis;
@@ -39,8 +40,15 @@ public sealed class GpuCeilingsProbeTests
         Assert.Equal([1, 2, 4, 8], new GpuCeilingsProbe().GroupedBatches.Where(b => b <= 8));
 
     [Fact]
-    public void Timed_tactics_option_makes_the_probe_time_candidates() =>
-        Assert.True(CudaSession.TimesTactics(timedTactics: true));
+    public void Tactics_are_timed_unless_heuristics_are_asked_for()
+    {
+        Assert.True(CudaSession.TimesTactics(TacticSelection.Timed));
+        Assert.False(CudaSession.TimesTactics(TacticSelection.Heuristic));
+        if (string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable("BATCHWISE_CUDNN_ALGO")))
+        {
+            Assert.True(CudaSession.TimesTactics(TacticSelection.EngineDefault));
+        }
+    }
 
     [Fact]
     public void Default_tables_are_shapes_the_engine_kernels_take()

@@ -7,7 +7,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// <summary>
 /// Half-precision channels-last convolutions with their epilogue (bias, the bottleneck's residual add, ReLU) three ways
 /// at ResNet-50's shapes: cuDNN's legacy fused call with the heuristics' first algorithm (the engine's default), the
-/// same call with the fastest of its candidates (what --timed-tactics picks), and cuDNN's backend (graph) API with the
+/// same call with the fastest of its candidates (what --tactics timed picks), and cuDNN's backend (graph) API with the
 /// whole epilogue in one runtime-fused plan (heuristics mode A). A table of CUDA-event times; it measures, it does not
 /// judge speed, and fails only when no variant ran at all.
 /// </summary>
@@ -121,7 +121,7 @@ public sealed unsafe class ConvFusionProbeGpuTests
                         var first = timed[0];
                         var best = timed.MinBy(t => t.Seconds);
                         rows.Add(("legacy fused, heuristics' first (engine default)", $"{first.Algo} (math {first.Math})", first.Seconds, null));
-                        rows.Add(("legacy fused, fastest candidate (--timed-tactics)", $"{best.Algo} (math {best.Math}) of {timed.Count}", best.Seconds, null));
+                        rows.Add(("legacy fused, fastest candidate (--tactics timed)", $"{best.Algo} (math {best.Math}) of {timed.Count}", best.Seconds, null));
                     }
                     else
                     {

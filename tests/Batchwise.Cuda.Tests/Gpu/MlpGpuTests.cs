@@ -68,7 +68,7 @@ public sealed class MlpGpuTests
             _ => (64L * 128, 768L, 3072L),
         };
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 11);
-        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16, TimedTactics = timed });
+        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16, Tactics = timed ? TacticSelection.Timed : TacticSelection.Heuristic });
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);

@@ -167,7 +167,7 @@ public sealed class ModelGpuTests
     }
 
     /// <summary>
-    /// --timed-tactics: the first plan times cuBLASLt's and cuDNN's candidates and writes the timing cache; a second
+    /// --tactics timed: the first plan times cuBLASLt's and cuDNN's candidates and writes the timing cache; a second
     /// session reads its choices from the file (no timing) and computes the same outputs.
     /// </summary>
     [Fact]
@@ -184,7 +184,7 @@ public sealed class ModelGpuTests
             var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 16)).ToList();
             double[] Outputs()
             {
-                using var session = new CudaEngine().Load(model, new EngineOptions { TimedTactics = true, Precision = Precision.Fp16 });
+                using var session = new CudaEngine().Load(model, new EngineOptions { Tactics = TacticSelection.Timed, Precision = Precision.Fp16 });
                 return session.Run(inputs)[0].ToDoubles();
             }
 

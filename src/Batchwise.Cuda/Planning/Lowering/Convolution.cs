@@ -212,10 +212,10 @@ internal sealed partial class GraphCompiler
         var handle = _target.PlanningCudnn;
         var precision = dataType == Cudnn.CUDNN_DATA_HALF ? (nhwc ? "fp16-nhwc" : "fp16") : _target.AllowTf32 ? "fp32+tf32" : "fp32";
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
-        var problem = (Precision: relu ? precision + "+bias-relu" : precision, X: Lift(input.Shape), W: Lift(w.Shape), Y: Lift(yShape), Pads: Lift1(pads, 0), Strides: Lift1(strides, 1), Dilations: Lift1(dilations, 1), Groups: checked((int)groups));
+        var problem = (Precision: relu ? precision + (residual is null ? "+bias-relu" : "+bias-relu+residual") : precision, X: Lift(input.Shape), W: Lift(w.Shape), Y: Lift(yShape), Pads: Lift1(pads, 0), Strides: Lift1(strides, 1), Dilations: Lift1(dilations, 1), Groups: checked((int)groups));
         TacticChoice Choose(bool defer, out string key, out PendingConv? pending)
         {
-            var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, problem.Precision, tensorCores, relu, problem.X, problem.W, problem.Y, problem.Pads, problem.Strides, problem.Dilations, problem.Groups, defer, out key, out pending)
+            var chosen = ChooseConvAlgorithm(handle, xDesc, wDesc, convDesc, yDesc, dataType, problem.Precision, tensorCores, relu, residual is not null, problem.X, problem.W, problem.Y, problem.Pads, problem.Strides, problem.Dilations, problem.Groups, defer, out key, out pending)
                 ?? throw new BatchwiseException($"cuDNN offers no algorithm for this convolution (x {Tensor.ShapeText(input.Shape)}, w {Tensor.ShapeText(w.Shape)}, groups {groups})", "Check the shapes; use --engine ort.");
             Cudnn.SetMathType(convDesc, chosen.MathType);
             return chosen.WorkspaceKnown || pending is not null ? chosen : chosen with { WorkspaceBytes = TimedLibrary("conv_workspace", () => Cudnn.WorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, chosen.Algo)), WorkspaceKnown = true };
@@ -417,7 +417,7 @@ internal sealed partial class GraphCompiler
     /// <param name="exactKey">The choice's key for this exact problem (what a saved engine's early warm-up calls it by).</param>
     /// <param name="defer">Where the octave's stored choice is to be confirmed at this shape: ask the query threads
     /// (<see cref="IPlanTarget.ConvQueries"/>) and return it with <paramref name="pending"/> (workspace not yet known).</param>
-    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups, bool defer, out string exactKey, out PendingConv? pending)
+    private TacticChoice? ChooseConvAlgorithm(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, string precision, bool tensorCores, bool fused, bool residual, long[] x, long[] w, long[] y, int[] pads, int[] strides, int[] dilations, int groups, bool defer, out string exactKey, out PendingConv? pending)
     {
         pending = null;
         var cache = _target.Tactics;
@@ -498,7 +498,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        var choice = TimedLibrary("conv_heuristics", () => ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, x, w, y, cache, key));
+        var choice = TimedLibrary("conv_heuristics", () => ChooseConvAlgorithmUncached(handle, xDesc, wDesc, convDesc, yDesc, dataType, tensorCores, fused, residual, x, w, y, cache, key));
         if (choice is null)
         {
             return null;
@@ -547,7 +547,7 @@ internal sealed partial class GraphCompiler
         return o;
     }
 
-    private static TacticChoice? ChooseConvAlgorithmUncached(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool tensorCores, bool fused, long[] x, long[] w, long[] y, TimingCache? cache, ConvShapeKey key)
+    private static TacticChoice? ChooseConvAlgorithmUncached(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool tensorCores, bool fused, bool residual, long[] x, long[] w, long[] y, TimingCache? cache, ConvShapeKey key)
     {
         bool Allowed(Cudnn.ConvolutionFwdAlgoPerf a) => a.Status == 0 && (long)a.Memory <= MaxConvWorkspace && (tensorCores || a.MathType != Cudnn.CUDNN_TENSOR_OP_MATH);
         if (cache is not null && cache.TryGet(key, out var cached))
@@ -558,11 +558,12 @@ internal sealed partial class GraphCompiler
         var candidates = Cudnn.ForwardAlgorithms(handle, xDesc, wDesc, convDesc, yDesc).Where(Allowed).ToList();
         if (cache is not null && candidates.Count > 1)
         {
-            // Each candidate timed in the call the plan will make (the fused bias + ReLU one where it is fused): cuDNN's own
-            // Find times the plain convolution, whose winners can be slow in the fused call.
+            // Each candidate timed in the call the plan will make (the fused bias + ReLU one where it is fused, reading its
+            // residual where it has one): cuDNN's own Find times the plain convolution, whose winners can be slow in the
+            // fused call.
             try
             {
-                var timed = TimeConvolution(handle, xDesc, wDesc, convDesc, yDesc, dataType, fused, x, w, y, candidates);
+                var timed = TimeConvolution(handle, xDesc, wDesc, convDesc, yDesc, dataType, fused, residual, x, w, y, candidates);
                 if (timed is not null)
                 {
                     cache.Set(key, timed);
@@ -578,14 +579,19 @@ internal sealed partial class GraphCompiler
         return candidates.Select(a => new TacticChoice(a.Algo, a.MathType, (long)a.Memory, double.NaN)).FirstOrDefault();
     }
 
-    /// <summary>The fastest candidate (median of five runs after a warm-up, CUDA events) on scratch buffers, or null.</summary>
-    private static TacticChoice? TimeConvolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool fused, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
+    /// <summary>
+    /// The fastest candidate on zeroed scratch buffers (<see cref="MedianMilliseconds"/>: inside a captured CUDA graph),
+    /// called as the step calls it: fused with bias and ReLU where <paramref name="fused"/>, adding a residual read from a
+    /// buffer of its own (alpha2 1) where <paramref name="residual"/>; or null.
+    /// </summary>
+    private static TacticChoice? TimeConvolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool fused, bool residual, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
     {
         using var stream = CudaDriver.CreateStream();
         Cudnn.SetStream(handle, stream.Handle);
         using var xs = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(x) * 4);
         using var ws = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(w) * 4);
         using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4); // float32-sized: big enough for half too
+        using var zs = residual ? CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4) : null;
         using var bias = CudaDriver.Allocate(y[1] * 4);
         using var scratch = CudaDriver.Allocate(MaxConvWorkspace);
         using var biasDesc = Cudnn.Tensor(dataType, new long[] { 1, y[1] }.Concat(Enumerable.Repeat(1L, y.Length - 2)).ToArray());
@@ -595,6 +601,11 @@ internal sealed partial class GraphCompiler
         CudaDriver.MemsetD8(xs.Pointer, 0, Engines.Tensor.ElementCountOf(x) * 4, stream.Handle);
         CudaDriver.MemsetD8(ws.Pointer, 0, Engines.Tensor.ElementCountOf(w) * 4, stream.Handle);
         CudaDriver.MemsetD8(bias.Pointer, 0, y[1] * 4, stream.Handle);
+        if (zs is not null)
+        {
+            CudaDriver.MemsetD8(zs.Pointer, 0, Engines.Tensor.ElementCountOf(y) * 4, stream.Handle);
+        }
+
         TacticChoice? best = null;
         foreach (var c in candidates)
         {
@@ -603,7 +614,7 @@ internal sealed partial class GraphCompiler
             {
                 if (fused)
                 {
-                    Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
+                    Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, zs is null ? 0f : 1f, yDesc, (zs ?? ys).Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
                 }
                 else
                 {
@@ -682,34 +693,54 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// The median of five timed calls after a warm-up one (CUDA events around each on <paramref name="stream"/>), or
-    /// infinity when the call fails (a candidate that cannot run this problem is no candidate).
+    /// One call's time as a plan's CUDA graph runs it: the call captured into a graph (repeated so that one replay lasts
+    /// about <see cref="TimedReplayMilliseconds"/>), the median of five timed replays after a warm-up one (CUDA events)
+    /// divided by the repeats; infinity when the call fails or cannot be captured (a candidate that cannot run this problem
+    /// inside the plan's graph is no candidate). Timed one call at a time outside a graph, a small problem's time is
+    /// mostly the host's launch cost, and the winners at small batches ran slower in the replayed graph than the
+    /// heuristics' choice (bench/results/cuda-part2-h100.md; ResNet-50 b=1 -1.8% in session 22).
     /// </summary>
     private static double MedianMilliseconds(CudaStream stream, CudaEvent start, CudaEvent end, Action call)
     {
-        var times = new List<double>();
         try
         {
+            // One call outside the graph first: a candidate that fails does so here, and its time sizes the repeats.
+            CudaDriver.Record(start, stream);
+            call();
+            CudaDriver.Record(end, stream);
+            var once = CudaDriver.ElapsedSeconds(start, end) * 1000;
+            var repeats = (int)Math.Clamp(Math.Ceiling(TimedReplayMilliseconds / Math.Max(once, 1e-4)), 1, 16);
+            using var graph = CudaDriver.Capture(stream, () =>
+            {
+                for (var i = 0; i < repeats; i++)
+                {
+                    call();
+                }
+            });
+            var times = new List<double>();
             for (var r = 0; r < 6; r++)
             {
                 CudaDriver.Record(start, stream);
-                call();
+                CudaDriver.Launch(graph, stream);
                 CudaDriver.Record(end, stream);
-                var ms = CudaDriver.ElapsedSeconds(start, end) * 1000;
+                var ms = CudaDriver.ElapsedSeconds(start, end) * 1000 / repeats;
                 if (r > 0)
                 {
                     times.Add(ms);
                 }
             }
+
+            times.Sort();
+            return times[times.Count / 2];
         }
         catch (CudaException)
         {
             return double.PositiveInfinity;
         }
-
-        times.Sort();
-        return times[times.Count / 2];
     }
+
+    /// <summary>How long one timed replay of a candidate's graph should last: long enough that the replay's own launch is noise.</summary>
+    private const double TimedReplayMilliseconds = 0.1;
 
 
     /// <summary>
