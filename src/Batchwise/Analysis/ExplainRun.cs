@@ -112,10 +112,13 @@ public static class ExplainRun
         // In half precision it also runs attention blocks as one kernel and their Q, K, V projections as one product.
         var fusesAttention = fuses && ceilings.Precision == "fp16";
 
+        // And (from compute capability 8.0) ResNet's stem as one kernel reading the float32 input as given.
+        var fusesStem = fusesAttention && (!ceilings.Details.TryGetValue("compute_capability", out var cc) || !int.TryParse(cc, CultureInfo.InvariantCulture, out var capability) || capability >= 80);
+
         // --precision int8 on a float model: explain the QDQ model the engine will run (quantized as it loads, with the
         // same calibration, whose ranges are cached so the sweep does not calibrate again).
         var int8 = request.Options.Precision == Precision.Int8 && !QuantizedGraph.IsQuantized(onnx);
-        var work = ModelWork.Analyze(int8 ? Transforms.CalibratedInt8.Quantize(onnx, request.Options.Calibration, reduceRange: !fuses && Transforms.Int8Weights.ReduceRangeByDefault) : onnx, request.Size, fuses, fusesAttention);
+        var work = ModelWork.Analyze(int8 ? Transforms.CalibratedInt8.Quantize(onnx, request.Options.Calibration, reduceRange: !fuses && Transforms.Int8Weights.ReduceRangeByDefault) : onnx, request.Size, fuses, fusesAttention, fusesStem);
         var warnings = new List<string>();
         if (HostSynchronisations(onnx, engine.Name) is { } synchronises)
         {
@@ -138,7 +141,7 @@ public static class ExplainRun
 
         var fromBench = request.BenchFile is not null;
         // The input-size lever is the float model's; an int8 explanation leaves it out rather than mix precisions.
-        var smaller = work.HasInt8 ? null : SmallerInput(request.Model, original, request.Size ?? PinnedImageSize(original, onnx), fuses, fusesAttention, detail);
+        var smaller = work.HasInt8 ? null : SmallerInput(request.Model, original, request.Size ?? PinnedImageSize(original, onnx), fuses, fusesAttention, fusesStem, detail);
         // The int8 verdict's check: the float model measured too, in the precision its float layers run (fp16 on a GPU, fp32 on a CPU).
         IReadOnlyList<MeasuredPoint> floatMeasured = [];
         if (int8 && !fromBench && measured.Count > 0)
@@ -176,7 +179,7 @@ public static class ExplainRun
     }
 
     /// <summary>The same model at half the image size (for the input-size lever), where the model allows it.</summary>
-    private static (InputSize From, InputSize To, ModelWork Work)? SmallerInput(string spec, OnnxModel onnx, InputSize? size, bool fuses, bool fusesAttention, Action<string> log)
+    private static (InputSize From, InputSize To, ModelWork Work)? SmallerInput(string spec, OnnxModel onnx, InputSize? size, bool fuses, bool fusesAttention, bool fusesStem, Action<string> log)
     {
         var image = onnx.Inputs.FirstOrDefault(i => i.Shape.Count == 4);
         if (image is null)
@@ -199,10 +202,10 @@ public static class ExplainRun
                 var q = spec.IndexOf('?', StringComparison.Ordinal);
                 var kept = q < 0 ? [] : spec[(q + 1)..].Split('&').Where(p => !p.StartsWith("size=", StringComparison.OrdinalIgnoreCase));
                 var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append($"size={to}"));
-                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null, fuses, fusesAttention));
+                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null, fuses, fusesAttention, fusesStem));
             }
 
-            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to, fuses, fusesAttention)) : null;
+            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to, fuses, fusesAttention, fusesStem)) : null;
         }
         catch (BatchwiseException e)
         {

@@ -415,7 +415,7 @@ public static class Explainer
     private static Func<int, IReadOnlyList<LayerWork>> LayersAt(ModelWork work, DeviceCeilings ceilings) => ceilings.Precision == "fp16"
         ? b => [
             .. work.FloatBoundaries.Where(t => t.IsInput).Select(t => Conversion(t, b)),
-            .. work.At(b).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }),
+            .. work.At(b, channelsLast: true).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }),
             .. work.FloatBoundaries.Where(t => !t.IsInput).Select(t => Conversion(t, b)),
         ]
         : work.At;

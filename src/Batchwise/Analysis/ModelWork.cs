@@ -58,14 +58,20 @@ public sealed class ModelWork
     /// One layer at batch 1: fixed bytes (weights) and per-sample FLOPs, activation bytes and N; the routine that runs it;
     /// in a quantized model its role and the bytes it would move in float (<see cref="AsFloat"/>).
     /// </summary>
-    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, double FloatActivationBytesPerSample = 0, double FloatFixedBytes = 0);
+    internal sealed record LayerTemplate(string Name, string OpType, double FlopsPerSample, double ActivationBytesPerSample, double FixedBytes, GemmShape? GemmAtBatchOne, GemmShape? GemmAtBatchTwo, long? ParallelPerSample, bool LaunchesKernel, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, double FloatActivationBytesPerSample = 0, double FloatFixedBytes = 0, SpatialReduction? Reduction = null);
 
     /// <summary>True when some layer runs in int8 (a QDQ or dynamic-int8 model, or a float model quantized for --precision int8).</summary>
     public bool HasInt8 => _layers.Any(l => l.Role == QuantizedRole.Int8);
 
     /// <summary>Every layer's work at <paramref name="batchSize"/>.</summary>
-    public IReadOnlyList<LayerWork> At(int batchSize) => _layers
-        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind, l.Role))
+    public IReadOnlyList<LayerWork> At(int batchSize) => At(batchSize, channelsLast: false);
+
+    /// <summary>
+    /// Every layer's work at <paramref name="batchSize"/>; with <paramref name="channelsLast"/> (the cuda engine in half
+    /// precision) a spatial reduction is the engine's column reduction, its memory round trips counted (<see cref="SpatialReduction"/>).
+    /// </summary>
+    public IReadOnlyList<LayerWork> At(int batchSize, bool channelsLast) => _layers
+        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind, l.Role, channelsLast && l.Reduction is { } r ? r.LatencyRounds(batchSize) : 1))
         .ToList();
 
     /// <summary>
@@ -104,9 +110,10 @@ public sealed class ModelWork
     /// With <paramref name="fusesAttention"/> (the cuda engine in half precision) an attention block
     /// (MatMul(Q, K^T), a scalar scale, a mask Add, Softmax, MatMul(., V), a Transpose of its output) is one kernel, the
     /// head-split views that feed it cost no copy, and sibling projections of one activation that feed it run as one
-    /// product (<see cref="FuseAttention"/>).
+    /// product (<see cref="FuseAttention"/>). With <paramref name="fusesStem"/> (the cuda engine in half precision on compute
+    /// capability 8.0 or later) ResNet's stem is one kernel (<see cref="FuseStem"/>).
     /// </remarks>
-    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false)
+    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false, bool fusesStem = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         var dims = SymbolValues(model, size);
@@ -126,6 +133,7 @@ public sealed class ModelWork
 
         var layers = new List<LayerTemplate>(one.Nodes.Count);
         var initializers = model.InitializersByName();
+        var producers = NodeLinks.Of(model).Producer;
         for (var i = 0; i < one.Nodes.Count; i++)
         {
             NodeCost a = one.Nodes[i], b = two.Nodes[i];
@@ -165,7 +173,8 @@ public sealed class ModelWork
                 LayerRates.KindOf(model.Graph.Node[i], initializers),
                 roles[i],
                 (integerOp ? 4 : 1) * floatPerSample,
-                (integerOp ? 4 : 1) * (a.WeightBytes + Math.Max(0, floatFixed))));
+                (integerOp ? 4 : 1) * (a.WeightBytes + Math.Max(0, floatFixed)),
+                fusesEpilogues && launches ? SpatialReductionOf(model, i, one, producers, initializers) : null));
         }
 
         if (fusesAttention)
@@ -173,9 +182,15 @@ public sealed class ModelWork
             FuseAttention(model, one, two, batchable, layers);
         }
 
+        var boundaries = Boundaries(model, size, one);
+        if (fusesStem && FuseStem(model, one, layers) is { } stemInput)
+        {
+            boundaries.RemoveAll(t => t.IsInput && t.Name == stemInput);
+        }
+
         return new ModelWork(model.Name, InputShapes.Describe(model, size), layers, [.. one.Uncosted.Select(n => $"{n.OpType} '{n.Name}': {n.Uncosted}")])
         {
-            FloatBoundaries = Boundaries(model, size, one),
+            FloatBoundaries = boundaries,
         };
     }
 
@@ -363,6 +378,82 @@ public sealed class ModelWork
             };
             members.Skip(1).ToList().ForEach(Free);
         }
+    }
+
+    /// <summary>
+    /// The cuda engine's fused stem (Planning/Lowering/StemPool.cs, half precision only): a float32 graph input [N, C, H, W]
+    /// of at most 4 channels read by one Conv alone (constant 4-D filter, one group, stride 2, no dilation, explicit pads,
+    /// 16 to 64 outputs in sixteens, a window of at most 8 columns), then an optional BatchNormalization, a Relu and a
+    /// MaxPool 3 x 3 / 2 with pads 1 (floor mode), each the other's only reader, is one kernel: it reads the input as given
+    /// (4 bytes an element, no conversion kernel), computes the convolution at its rate (the same tensor-core work) and
+    /// writes only the pooled output (ResNet-50 at b=256: 0.48 ms for what was a conversion, a convolution and a pooling,
+    /// session 22). Returns the input's name when the stem was fused, else null.
+    /// </summary>
+    private static string? FuseStem(OnnxModel model, ModelCost one, List<LayerTemplate> layers)
+    {
+        var nodes = model.Graph.Node;
+        var initializers = model.InitializersByName();
+        var (producer, consumers, outputs) = NodeLinks.Of(model);
+        int Sole(string value, string op) => !outputs.Contains(value) && consumers[value].Distinct().ToList() is [var c] && nodes[c].OpType == op && nodes[c].Domain.Length == 0 ? c : -1;
+        long[] Ints(int i, string name) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? [];
+        string Text(int i, string name, string otherwise) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.S.ToStringUtf8() : otherwise;
+        long Int(int i, string name, long otherwise) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name)?.I ?? otherwise;
+        foreach (var input in model.Inputs.Where(x => x.ElementType == ElementType.Float && x.Shape.Count == 4))
+        {
+            var conv = Sole(input.Name, "Conv");
+            if (conv < 0 || nodes[conv].Input[0] != input.Name || !initializers.TryGetValue(nodes[conv].Input[1], out var w) || w.Dims.Count != 4
+                || w.Dims[1] > 4 || w.Dims[0] % 16 != 0 || w.Dims[0] is < 16 or > 64 || w.Dims[3] > 8 || Int(conv, "group", 1) != 1
+                || Text(conv, "auto_pad", "NOTSET") != "NOTSET" || Ints(conv, "strides") is not [2, 2] || Ints(conv, "dilations").Any(d => d != 1))
+            {
+                continue;
+            }
+
+            var next = Sole(nodes[conv].Output[0], "BatchNormalization") is var bn and >= 0 ? bn : conv;
+            var relu = Sole(nodes[next].Output[0], "Relu");
+            var pool = relu < 0 ? -1 : Sole(nodes[relu].Output[0], "MaxPool");
+            if (pool < 0 || Ints(pool, "kernel_shape") is not [3, 3] || Ints(pool, "strides") is not [2, 2] || (Ints(pool, "pads") is { Length: > 0 } pads && pads.Any(p => p != 1))
+                || Ints(pool, "dilations").Any(d => d != 1) || Int(pool, "ceil_mode", 0) != 0 || nodes[pool].Output.Count(o => o.Length > 0) != 1)
+            {
+                continue;
+            }
+
+            // Bytes are kept as the graph's float32 ones (the caller halves them in fp16): the input is read at 4 bytes an
+            // element, so twice its graph bytes go in; the pooled output is written in half precision.
+            var inputBytes = (double)one.Nodes[conv].ActivationBytesRead;
+            var pooledBytes = (double)one.Nodes[pool].ActivationBytesWritten;
+            layers[conv] = layers[conv] with { ActivationBytesPerSample = (2 * inputBytes) + pooledBytes, LaunchesKernel = true };
+            foreach (var i in new[] { next, relu, pool }.Where(i => i != conv))
+            {
+                layers[i] = layers[i] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
+            }
+
+            return input.Name;
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Node <paramref name="i"/> as a reduction over the spatial axes (2 and 3, and only those) of a computed 4-D tensor,
+    /// or null: ReduceMean, ReduceSum, ReduceMax, ReduceMin and kin, axes from the attribute or a constant input.
+    /// </summary>
+    private static SpatialReduction? SpatialReductionOf(OnnxModel model, int i, ModelCost cost, Dictionary<string, int> producer, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers)
+    {
+        var node = model.Graph.Node[i];
+        if (!node.OpType.StartsWith("Reduce", StringComparison.Ordinal) || node.Domain.Length > 0 || node.Input.Count == 0)
+        {
+            return null;
+        }
+
+        if (!producer.TryGetValue(node.Input[0], out var p) || cost.Nodes[p].OutputShape is not { Count: 4 } shape)
+        {
+            return null;
+        }
+
+        var axes = node.Attribute.FirstOrDefault(a => a.Name == "axes")?.Ints.ToArray()
+            ?? (node.Input.Count > 1 && initializers.TryGetValue(node.Input[1], out var t) ? t.ToInt64s() : null);
+        var spatial = axes?.Select(a => a < 0 ? a + 4 : a).Order().ToArray();
+        return spatial is [2, 3] ? new SpatialReduction(shape[2] * shape[3], shape[1]) : null;
     }
 
     private static long? ParallelPerSample(NodeCost c) => c.Gemm is not { } g ? null

@@ -30,7 +30,12 @@ public enum Bound
 /// <param name="LaunchesKernel">False for views (Reshape, Flatten) that engines run without a kernel.</param>
 /// <param name="Kind">Which routine runs it (decides which measured rate table prices it).</param>
 /// <param name="Role">How the layer runs in a quantized model: int8 (at the int8 ceiling, int8 bytes), a quantize or dequantize pass, or float.</param>
-public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float)
+/// <param name="LatencyRounds">
+/// For a kernel that is not a library GEMM: the dependent memory round trips its threads wait on, over its kernels (a split
+/// reduction's partial pass and finishing pass, <see cref="SpatialReduction"/>); each costs at least the kernel floor, which
+/// is one launch and one DRAM round trip. 1 for a pass that streams its bytes.
+/// </param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, int LatencyRounds = 1)
 {
     /// <summary>True for a layer that runs in int8.</summary>
     public bool IsInt8 => Role == QuantizedRole.Int8;
@@ -106,8 +111,11 @@ public sealed class ThroughputPredictor
         var memory = work.Bytes / Ceilings.BandwidthBytesPerSecond;
         var stream = Ceilings.Launch == "stream";
 
-        // A kernel that is not a library GEMM costs at least a small kernel's time in a graph (where measured).
-        var overhead = !work.LaunchesKernel ? 0 : stream ? Ceilings.OpOverheadSeconds : Ceilings.KernelFloorSeconds ?? Ceilings.OpOverheadSeconds;
+        // A kernel that is not a library GEMM costs at least a small kernel's time in a graph (where measured). A chain of
+        // dependent memory round trips (a split reduction: two kernels, each a few loads deep a thread) costs a floor per
+        // round past the first, as far as streaming its bytes does not already take that long.
+        var floor = Ceilings.KernelFloorSeconds ?? Ceilings.OpOverheadSeconds;
+        var overhead = !work.LaunchesKernel ? 0 : stream ? Ceilings.OpOverheadSeconds : floor + Math.Max(0, (floor * (Math.Max(1, work.LatencyRounds) - 1)) - memory);
         if (work.IsInt8 && Ceilings.HasInt8)
         {
             // An int8 layer takes the int8 ceiling and its curve (the measured rate tables are the float routines').
