@@ -625,6 +625,11 @@ internal sealed partial class GraphCompiler
             {
                 best = new TacticChoice(c.Algo, c.MathType, (long)c.Memory, ms);
             }
+
+            if (best is not null && best.Milliseconds < SmallProblemMilliseconds)
+            {
+                break; // the heuristics' first choice of a small problem stands (see SmallProblemMilliseconds)
+            }
         }
 
         Cudnn.SetStream(handle, IntPtr.Zero); // the scratch stream goes away with this method
@@ -738,6 +743,15 @@ internal sealed partial class GraphCompiler
             return double.PositiveInfinity;
         }
     }
+
+    /// <summary>
+    /// A problem whose heuristic choice runs faster than this keeps that choice untimed against the rest. Session 23's
+    /// call 1 (H200, six timm models and ResNet-50, heuristics against every candidate timed): timing paid at b=64 on
+    /// every model (+2% to +10%) and lost at b=1 on most (-2% to -12%: ViT-S, ConvNeXt-T, MobileNetV3), whose layers
+    /// take a few microseconds each; timed in a graph of repeats of itself, such a layer runs with its operands in L2
+    /// and its neighbours' work absent, so the winner there is not the winner in the plan.
+    /// </summary>
+    private const double SmallProblemMilliseconds = 0.015;
 
     /// <summary>How long one timed replay of a candidate's graph should last: long enough that the replay's own launch is noise.</summary>
     private const double TimedReplayMilliseconds = 0.1;

@@ -406,6 +406,11 @@ internal sealed unsafe partial class GraphCompiler
             {
                 best = (i, ms);
             }
+
+            if (i == 0 && ms < SmallProblemMilliseconds)
+            {
+                break; // the heuristics' first choice of a small problem stands (see SmallProblemMilliseconds)
+            }
         }
 
         cache.Set(key, new TacticChoice(best.Index, 0, (long)candidates[best.Index].WorkspaceSize, best.Ms));
