@@ -86,7 +86,12 @@ public sealed class StemConvGpuTests
 {
     private static readonly GroupedConvCase Stem = new(1, 3, 224, 224, 1, OutChannels: 64, Stride: 2, Pads: [3, 3, 3, 3], Kernel: 7, After: "bn-relu");
 
-    private static CudaSession Session(OnnxModel model, StemConvChoice choice) => PointwiseConvGpuTests.Fp16Session(model, s => s.StemConvolutions = choice);
+    /// <summary>A session with the stem convolution as asked, the fused stem (Conv + ReLU + MaxPool as one kernel, which takes ResNet's stem first) off.</summary>
+    private static CudaSession Session(OnnxModel model, StemConvChoice choice) => PointwiseConvGpuTests.Fp16Session(model, s =>
+    {
+        s.StemConvolutions = choice;
+        s.StemPools = StemPoolChoice.Off;
+    });
 
     /// <summary>The stem's time in a profile: every step but the input's and the output's conversions.</summary>
     private static double StemMs(OnnxModel model, List<Tensor> inputs, StemConvChoice choice)
