@@ -65,19 +65,18 @@ public static class CliOption
 
     /// <summary>One of a fixed set of words (case-insensitive; the value is lower case).</summary>
     public static Option<string> Choice(string name, string description, string defaultValue, IReadOnlyList<string> allowed, params string[] aliases) =>
-        Typed(name, description, string.Join('|', allowed), defaultValue, aliases, text =>
-        {
-            var value = text.ToLowerInvariant();
-            return (allowed.Contains(value), value);
-        }, $"one of {string.Join(", ", allowed)}", $"{name} {allowed[0]}");
+        Typed(name, description, string.Join('|', allowed), defaultValue, aliases, text => Word(text, allowed), $"one of {string.Join(", ", allowed)}", $"{name} {allowed[0]}");
 
     /// <summary>One of a fixed set of words (case-insensitive; the value is lower case), or null when not given.</summary>
     public static Option<string?> OptionalChoice(string name, string description, IReadOnlyList<string> allowed, params string[] aliases) =>
-        Typed<string?>(name, description, string.Join('|', allowed), null, aliases, text =>
-        {
-            var value = text.ToLowerInvariant();
-            return (allowed.Contains(value), value);
-        }, $"one of {string.Join(", ", allowed)}", $"{name} {allowed[0]}");
+        Typed<string?>(name, description, string.Join('|', allowed), null, aliases, text => Word(text, allowed), $"one of {string.Join(", ", allowed)}", $"{name} {allowed[0]}");
+
+    /// <summary>The word in lower case, and whether it is one of <paramref name="allowed"/>.</summary>
+    private static (bool Ok, string Value) Word(string text, IReadOnlyList<string> allowed)
+    {
+        var value = text.ToLowerInvariant();
+        return (allowed.Contains(value), value);
+    }
 
     /// <summary>An input size in the one convention Batchwise uses everywhere: SIZE, or HEIGHTxWIDTH as in NCHW.</summary>
     public static Option<InputSize?> Size(string name, string description, params string[] aliases) =>

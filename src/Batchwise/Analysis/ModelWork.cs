@@ -133,7 +133,7 @@ public sealed class ModelWork
 
         var layers = new List<LayerTemplate>(one.Nodes.Count);
         var initializers = model.InitializersByName();
-        var producers = NodeLinks.Of(model).Producer;
+        var links = NodeLinks.Of(model);
         for (var i = 0; i < one.Nodes.Count; i++)
         {
             NodeCost a = one.Nodes[i], b = two.Nodes[i];
@@ -174,7 +174,7 @@ public sealed class ModelWork
                 roles[i],
                 (integerOp ? 4 : 1) * floatPerSample,
                 (integerOp ? 4 : 1) * (a.WeightBytes + Math.Max(0, floatFixed)),
-                fusesEpilogues && launches ? SpatialReductionOf(model, i, one, producers, initializers) : null));
+                fusesEpilogues && launches ? SpatialReductionOf(model, i, one, links.Producer, initializers) : null));
         }
 
         if (fusesAttention)
@@ -183,7 +183,7 @@ public sealed class ModelWork
         }
 
         var boundaries = Boundaries(model, size, one);
-        if (fusesStem && FuseStem(model, one, layers) is { } stemInput)
+        if (fusesStem && FuseStem(model, one, links, initializers, layers) is { } stemInput)
         {
             boundaries.RemoveAll(t => t.IsInput && t.Name == stemInput);
         }
@@ -389,11 +389,10 @@ public sealed class ModelWork
     /// writes only the pooled output (ResNet-50 at b=256: 0.48 ms for what was a conversion, a convolution and a pooling,
     /// session 22). Returns the input's name when the stem was fused, else null.
     /// </summary>
-    private static string? FuseStem(OnnxModel model, ModelCost one, List<LayerTemplate> layers)
+    private static string? FuseStem(OnnxModel model, ModelCost one, NodeLinks links, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers, List<LayerTemplate> layers)
     {
         var nodes = model.Graph.Node;
-        var initializers = model.InitializersByName();
-        var (producer, consumers, outputs) = NodeLinks.Of(model);
+        var (_, consumers, outputs) = links;
         int Sole(string value, string op) => !outputs.Contains(value) && consumers[value].Distinct().ToList() is [var c] && nodes[c].OpType == op && nodes[c].Domain.Length == 0 ? c : -1;
         long[] Ints(int i, string name) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? [];
         string Text(int i, string name, string otherwise) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.S.ToStringUtf8() : otherwise;

@@ -607,8 +607,9 @@ internal sealed partial class GraphCompiler
         }
 
         TacticChoice? best = null;
-        foreach (var c in candidates)
+        for (var i = 0; i < candidates.Count; i++)
         {
+            var c = candidates[i];
             Cudnn.SetMathType(convDesc, c.MathType);
             var ms = MedianMilliseconds(stream, start, end, () =>
             {
@@ -626,9 +627,9 @@ internal sealed partial class GraphCompiler
                 best = new TacticChoice(c.Algo, c.MathType, (long)c.Memory, ms);
             }
 
-            if (best is not null && best.Milliseconds < SmallProblemMilliseconds)
+            if (KeepsHeuristicChoice(i, ms))
             {
-                break; // the heuristics' first choice of a small problem stands (see SmallProblemMilliseconds)
+                break;
             }
         }
 
@@ -752,6 +753,9 @@ internal sealed partial class GraphCompiler
     /// and its neighbours' work absent, so the winner there is not the winner in the plan.
     /// </summary>
     private const double SmallProblemMilliseconds = 0.015;
+
+    /// <summary>Whether timing stops at candidate <paramref name="index"/> timed at <paramref name="ms"/>: the heuristics' first choice (index 0) of a small problem stands.</summary>
+    private static bool KeepsHeuristicChoice(int index, double ms) => index == 0 && ms < SmallProblemMilliseconds;
 
     /// <summary>How long one timed replay of a candidate's graph should last: long enough that the replay's own launch is noise.</summary>
     private const double TimedReplayMilliseconds = 0.1;

@@ -407,9 +407,9 @@ internal sealed unsafe partial class GraphCompiler
                 best = (i, ms);
             }
 
-            if (i == 0 && ms < SmallProblemMilliseconds)
+            if (KeepsHeuristicChoice(i, ms))
             {
-                break; // the heuristics' first choice of a small problem stands (see SmallProblemMilliseconds)
+                break;
             }
         }
 
