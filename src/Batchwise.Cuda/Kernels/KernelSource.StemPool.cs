@@ -25,11 +25,11 @@ internal static partial class KernelSource
     public static bool StemPoolFits(long inWidth, long padLeft, long outWidth, long kernelWidth) =>
         outWidth <= StemPoolMaxColumns && inWidth + padLeft <= StemPoolSlots(StemPoolWarps(outWidth), StemPoolRowReduction(kernelWidth));
 
-    /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, three convolution output rows.</summary>
+    /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, two rows of column maxima (double-buffered), the bias.</summary>
     public static int StemPoolSharedBytes(int warps, long kernelHeight, long kernelWidth, int outChannels)
     {
         var rw = StemPoolRowReduction(kernelWidth);
-        return checked((2 * StemPoolRing * StemPoolSlots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 3 * 16 * warps * (outChannels + 8)));
+        return checked((2 * StemPoolRing * StemPoolSlots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 2 * 16 * warps * (outChannels + 8)) + (4 * outChannels));
     }
 
     /// <summary>
@@ -41,9 +41,15 @@ internal static partial class KernelSource
     /// <para>
     /// A block takes one image's band of pooled rows and walks down it. Each step computes two convolution rows across
     /// the whole width on tensor cores (mma.sync m16n8k16, a warp per 16 columns, both rows: m16 tiles of 16
-    /// neighbouring output pixels of one row) and keeps them, after bias and ReLU, in a ring of three rows in shared
-    /// memory with the row before them, from which the step's pooled row is taken (a zero stands for the padding: every
-    /// value is >= 0 after the ReLU, so the maximum is unchanged). Input rows go into a ring of
+    /// neighbouring output pixels of one row; the accumulators start from the bias). After the ReLU each thread takes,
+    /// in registers, the maximum of its values over the pooling window's three rows: the two just computed and the
+    /// second row of the step before, which it keeps (a thread holds the same columns and channels in both rows of
+    /// every step). Only that row of column maxima goes to shared memory (two buffers, so a step's pooling overlaps
+    /// the next step's products), and the pooled row is the maximum of three of its columns (a zero stands for the
+    /// padding: every value is >= 0 after the ReLU, so the maximum is unchanged). Session 24's Nsight Compute profile of
+    /// the first form (three rows in shared memory, nine loads a pooled value, an unsigned maximum in eight
+    /// instructions, the bias read from global memory at every output) counted 1,856 instructions a warp a step of
+    /// which 224 were the products. Input rows go into a ring of
     /// <see cref="StemPoolRing"/> rows as half, four channels a pixel (zeros past the image's channels), each pixel 8
     /// bytes; with stride 2 the 8 taps x 4 channels of one filter row read by output column x are the 32 halves at byte
     /// 16x of the row (the row stored from column -pad), so the im2col gather is one ldmatrix per 16 columns and k16
@@ -86,12 +92,12 @@ internal static partial class KernelSource
         var (oh, ow) = (w.I32("oh", checked((int)outSpatial[0])), w.I32("ow", checked((int)outSpatial[1])));
         var (ph, pw) = (w.I32("ph", checked((int)pooled[0])), w.I32("pw", checked((int)pooled[1])));
         var (pt, pl) = (w.I32("pt", checked((int)padsBegin[0])), w.I32("pl", checked((int)padsBegin[1])));
-        string Bias(int i) => biasType is null ? "0.f" : $"(float)bias[c0 + {i}]";
         w.Body.Append($$"""
                 extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
                 unsigned short* const xs = bw_dynamic_shared;          // [{{StemPoolRing}}][{{slots}}][4] input rows (ring)
                 unsigned short* const fs = xs + {{ring}};                // [{{outChannels}}][{{fp}}] filter
-                unsigned short* const cs = fs + {{outChannels * fp}};    // [3][{{cols}}][{{cp}}] convolution rows after ReLU (ring)
+                unsigned short* const cs = fs + {{outChannels * fp}};    // [2][{{cols}}][{{cp}}] column maxima over a pooling window's rows
+                float* const bs = (float*)(cs + {{2 * cols * cp}});       // [{{outChannels}}] bias
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 if ((i64)blockIdx.x >= {{blocks}}) return;
                 const int bnd = (int)(blockIdx.x % (unsigned){{nbands}});
@@ -107,6 +113,7 @@ internal static partial class KernelSource
                 }
                 bw_cp_async_commit();
                 for (int i = tid; i < {{ring / 8}}; i += {{threads}}) { uint4 z; z.x = 0u; z.y = 0u; z.z = 0u; z.w = 0u; ((uint4*)xs)[i] = z; }
+                for (int i = tid; i < {{outChannels}}; i += {{threads}}) bs[i] = {{(biasType is null ? "0.f" : "(float)bias[i]")}};
                 __syncthreads();
 
                 // This thread's (channel, column) pairs of an input row: where they are in the image and in a ring row.
@@ -148,13 +155,20 @@ internal static partial class KernelSource
                 const int xcol = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
                 const unsigned short* const arow = xs + xcol * 8 + (lane >> 4) * 8;
                 const unsigned short* const brow = fs + (lane & 7) * {{fp}} + ((lane >> 3) & 1) * 8;
+                unsigned prev[2][{{nt}}];   // the step before's second row after ReLU: this thread's columns and channels
+                #pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    #pragma unroll
+                    for (int n = 0; n < {{nt}}; n++) prev[h][n] = 0u;
+                }
                 for (int s = 0; s <= py1 - py0; s++) {
                     const int ra = 2 * (py0 + s) - 2;
                     float acc[2][{{nt}}][4];
                     #pragma unroll
-                    for (int m = 0; m < 2; m++) {
+                    for (int n = 0; n < {{nt}}; n++) {
+                        const float2 b2 = *(const float2*)(bs + n * 8 + 2 * t);
                         #pragma unroll
-                        for (int n = 0; n < {{nt}}; n++) { acc[m][n][0] = 0.f; acc[m][n][1] = 0.f; acc[m][n][2] = 0.f; acc[m][n][3] = 0.f; }
+                        for (int m = 0; m < 2; m++) { acc[m][n][0] = b2.x; acc[m][n][1] = b2.y; acc[m][n][2] = b2.x; acc[m][n][3] = b2.y; }
                     }
                     #pragma unroll
                     for (int ki = 0; ki < {{kh}}; ki++) {
@@ -178,48 +192,41 @@ internal static partial class KernelSource
                     place(ahead + 4 * s);
                     fetch(ahead + 4 * s + 4);
 
-                    // Bias and ReLU into the row ring; rows and columns outside the output are zeros (the pooling's padding).
+                    // ReLU (rows and columns outside the output are zeros: the pooling's padding), then the maximum over
+                    // rows ra - 1, ra and ra + 1 in registers; that row of column maxima goes to this step's buffer.
+                    unsigned short* const crow = cs + (s & 1) * {{cols * cp}};
+                    const bool in0 = ra >= 0 && ra < {{oh}}, in1 = ra + 1 >= 0 && ra + 1 < {{oh}};
                     #pragma unroll
-                    for (int m = 0; m < 2; m++) {
-                        const int rho = ra + m;
-                        unsigned short* const crow = cs + ((rho + 3) % 3) * {{cols * cp}};
-                        const bool row_in = rho >= 0 && rho < {{oh}};
+                    for (int h = 0; h < 2; h++) {
+                        const int xo = warp * 16 + g + h * 8;
+                        const bool col = xo < {{ow}};
                         #pragma unroll
-                        for (int h = 0; h < 2; h++) {
-                            const int xo = warp * 16 + g + h * 8;
-                            const bool in = row_in && xo < {{ow}};
-                            #pragma unroll
-                            for (int nb = 0; nb < {{nt}}; nb++) {
-                                const int c0 = nb * 8 + 2 * t;
-                                float v0 = acc[m][nb][2 * h] + {{Bias(0)}}, v1 = acc[m][nb][2 * h + 1] + {{Bias(1)}};
-                                v0 = in && v0 > 0.f ? v0 : 0.f; v1 = in && v1 > 0.f ? v1 : 0.f;
-                                *(unsigned*)(crow + xo * {{cp}} + c0) = bw_pack_half2(v0, v1);
-                            }
+                        for (int nb = 0; nb < {{nt}}; nb++) {
+                            const unsigned v0 = in0 && col ? bw_pack_half2(fmaxf(acc[0][nb][2 * h], 0.f), fmaxf(acc[0][nb][2 * h + 1], 0.f)) : 0u;
+                            const unsigned v1 = in1 && col ? bw_pack_half2(fmaxf(acc[1][nb][2 * h], 0.f), fmaxf(acc[1][nb][2 * h + 1], 0.f)) : 0u;
+                            *(unsigned*)(crow + xo * {{cp}} + nb * 8 + 2 * t) = bw_hmax2(prev[h][nb], bw_hmax2(v0, v1));
+                            prev[h][nb] = v1;
                         }
                     }
                     __syncthreads();
 
-                    // Pooled row py0 + s - 1: the maximum of 3 x 3 values >= 0 (as unsigned halves, they order alike).
+                    // Pooled row py0 + s - 1: the maximum of three columns of column maxima (values >= 0). The next step
+                    // writes the other buffer, so no barrier follows: its barrier comes after every thread has pooled.
                     if (s > 0) {
                         const int p = py0 + s - 1;
                         for (int i = tid; i < {{pw}} * {{outChannels / 8}}; i += {{threads}}) {
                             const int q = i / {{outChannels / 8}}, c8 = (i - q * {{outChannels / 8}}) * 8;
                             uint4 best; best.x = 0u; best.y = 0u; best.z = 0u; best.w = 0u;
                             #pragma unroll
-                            for (int dy = 0; dy < 3; dy++) {
-                                const unsigned short* const crow = cs + ((2 * p - 1 + dy + 3) % 3) * {{cols * cp}};
-                                #pragma unroll
-                                for (int dx = 0; dx < 3; dx++) {
-                                    const int xo = 2 * q - 1 + dx;
-                                    if (xo < 0 || xo >= {{cols}}) continue;
-                                    const uint4 v = *(const uint4*)(crow + xo * {{cp}} + c8);
-                                    best.x = bw_umax2(best.x, v.x); best.y = bw_umax2(best.y, v.y); best.z = bw_umax2(best.z, v.z); best.w = bw_umax2(best.w, v.w);
-                                }
+                            for (int dx = 0; dx < 3; dx++) {
+                                const int xo = 2 * q - 1 + dx;
+                                if (xo < 0 || xo >= {{cols}}) continue;
+                                const uint4 v = *(const uint4*)(crow + xo * {{cp}} + c8);
+                                best.x = bw_hmax2(best.x, v.x); best.y = bw_hmax2(best.y, v.y); best.z = bw_hmax2(best.z, v.z); best.w = bw_hmax2(best.w, v.w);
                             }
                             *(uint4*)((unsigned short*)y + ((img * {{ph}} + p) * {{pw}} + q) * {{outChannels}} + c8) = best;
                         }
                     }
-                    __syncthreads();
                 }
 
             """);
@@ -228,11 +235,11 @@ internal static partial class KernelSource
         const string Umax = """
             #ifndef BW_STEM_HELPERS
             #define BW_STEM_HELPERS
-            __device__ __forceinline__ unsigned bw_umax2(unsigned a, unsigned b)
+            __device__ __forceinline__ unsigned bw_hmax2(unsigned a, unsigned b)
             {
-                const unsigned lo = (a & 0xffffu) > (b & 0xffffu) ? (a & 0xffffu) : (b & 0xffffu);
-                const unsigned hi = (a >> 16) > (b >> 16) ? (a >> 16) : (b >> 16);
-                return lo | (hi << 16);
+                unsigned r;
+                asm("max.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+                return r;
             }
             #endif
 

@@ -130,6 +130,14 @@ internal static partial class CpuKernelRunner
             bw_barrier_wait(&bw_warp_barrier[warp]);
         }
 
+        // The stem kernel's max.f16x2 (a half maximum per 16-bit lane), emulated.
+        #define BW_STEM_HELPERS
+        static inline unsigned bw_hmax2(unsigned a, unsigned b)
+        {
+            const float lo = fmaxf(bw_h(a, 0), bw_h(b, 0)), hi = fmaxf(bw_h(a, 1), bw_h(b, 1));
+            return bw_pack_half2(lo, hi);
+        }
+
         // A fault in how the kernel uses ldmatrix or cp.async (an address not 16-byte aligned, too many copies in flight):
         // reported once and the destination poisoned with NaN halves, so the output cannot match.
         static void bw_fault(const char* what, const void* p)
