@@ -25,11 +25,11 @@ internal static partial class KernelSource
     public static bool StemPoolFits(long inWidth, long padLeft, long outWidth, long kernelWidth) =>
         outWidth <= StemPoolMaxColumns && inWidth + padLeft <= StemPoolSlots(StemPoolWarps(outWidth), StemPoolRowReduction(kernelWidth));
 
-    /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, two rows of column maxima (double-buffered), the bias.</summary>
+    /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, two rows of column maxima (double-buffered), the last convolution row, the bias.</summary>
     public static int StemPoolSharedBytes(int warps, long kernelHeight, long kernelWidth, int outChannels)
     {
         var rw = StemPoolRowReduction(kernelWidth);
-        return checked((2 * StemPoolRing * StemPoolSlots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 2 * 16 * warps * (outChannels + 8)) + (4 * outChannels));
+        return checked((2 * StemPoolRing * StemPoolSlots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 3 * 16 * warps * (outChannels + 8)) + (4 * outChannels));
     }
 
     /// <summary>
@@ -41,15 +41,16 @@ internal static partial class KernelSource
     /// <para>
     /// A block takes one image's band of pooled rows and walks down it. Each step computes two convolution rows across
     /// the whole width on tensor cores (mma.sync m16n8k16, a warp per 16 columns, both rows: m16 tiles of 16
-    /// neighbouring output pixels of one row; the accumulators start from the bias). After the ReLU each thread takes,
-    /// in registers, the maximum of its values over the pooling window's three rows: the two just computed and the
-    /// second row of the step before, which it keeps (a thread holds the same columns and channels in both rows of
-    /// every step). Only that row of column maxima goes to shared memory (two buffers, so a step's pooling overlaps
-    /// the next step's products), and the pooled row is the maximum of three of its columns (a zero stands for the
-    /// padding: every value is >= 0 after the ReLU, so the maximum is unchanged). Session 24's Nsight Compute profile of
-    /// the first form (three rows in shared memory, nine loads a pooled value, an unsigned maximum in eight
-    /// instructions, the bias read from global memory at every output) counted 1,856 instructions a warp a step of
-    /// which 224 were the products. Input rows go into a ring of
+    /// neighbouring output pixels of one row; the accumulators start from the bias). After the ReLU each thread takes
+    /// the maximum of its values over the pooling window's three rows: the two just computed and the second row of the
+    /// step before, which it left in shared memory where only it reads it again (a thread holds the same columns and
+    /// channels in both rows of every step; in registers it spilled: 96 bytes a thread at 128 registers). Only that
+    /// row of column maxima goes to shared memory for the others (two buffers, so a step's pooling overlaps the next
+    /// step's products), and the pooled row is the maximum of three of its columns (a zero stands for the padding:
+    /// every value is >= 0 after the ReLU, so the maximum is unchanged). Session 24's Nsight Compute profile of the
+    /// first form (three rows in shared memory, nine loads a pooled value, an unsigned maximum in eight instructions,
+    /// the bias read from global memory at every output) counted 1,856 instructions a warp a step of which 224 were
+    /// the products. Input rows go into a ring of
     /// <see cref="StemPoolRing"/> rows as half, four channels a pixel (zeros past the image's channels), each pixel 8
     /// bytes; with stride 2 the 8 taps x 4 channels of one filter row read by output column x are the 32 halves at byte
     /// 16x of the row (the row stored from column -pad), so the im2col gather is one ldmatrix per 16 columns and k16
@@ -97,7 +98,8 @@ internal static partial class KernelSource
                 unsigned short* const xs = bw_dynamic_shared;          // [{{StemPoolRing}}][{{slots}}][4] input rows (ring)
                 unsigned short* const fs = xs + {{ring}};                // [{{outChannels}}][{{fp}}] filter
                 unsigned short* const cs = fs + {{outChannels * fp}};    // [2][{{cols}}][{{cp}}] column maxima over a pooling window's rows
-                float* const bs = (float*)(cs + {{2 * cols * cp}});       // [{{outChannels}}] bias
+                unsigned short* const ps = cs + {{2 * cols * cp}};        // [{{cols}}][{{cp}}] the last convolution row after ReLU, each thread's own
+                float* const bs = (float*)(ps + {{cols * cp}});           // [{{outChannels}}] bias
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 if ((i64)blockIdx.x >= {{blocks}}) return;
                 const int bnd = (int)(blockIdx.x % (unsigned){{nbands}});
@@ -155,12 +157,6 @@ internal static partial class KernelSource
                 const int xcol = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
                 const unsigned short* const arow = xs + xcol * 8 + (lane >> 4) * 8;
                 const unsigned short* const brow = fs + (lane & 7) * {{fp}} + ((lane >> 3) & 1) * 8;
-                unsigned prev[2][{{nt}}];   // the step before's second row after ReLU: this thread's columns and channels
-                #pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    #pragma unroll
-                    for (int n = 0; n < {{nt}}; n++) prev[h][n] = 0u;
-                }
                 for (int s = 0; s <= py1 - py0; s++) {
                     const int ra = 2 * (py0 + s) - 2;
                     float acc[2][{{nt}}][4];
@@ -204,8 +200,11 @@ internal static partial class KernelSource
                         for (int nb = 0; nb < {{nt}}; nb++) {
                             const unsigned v0 = in0 && col ? bw_pack_half2(fmaxf(acc[0][nb][2 * h], 0.f), fmaxf(acc[0][nb][2 * h + 1], 0.f)) : 0u;
                             const unsigned v1 = in1 && col ? bw_pack_half2(fmaxf(acc[1][nb][2 * h], 0.f), fmaxf(acc[1][nb][2 * h + 1], 0.f)) : 0u;
-                            *(unsigned*)(crow + xo * {{cp}} + nb * 8 + 2 * t) = bw_hmax2(prev[h][nb], bw_hmax2(v0, v1));
-                            prev[h][nb] = v1;
+                            // Row ra - 1 as this thread left it in the step before (unread at the first step: no pooling then).
+                            unsigned* const last = (unsigned*)(ps + xo * {{cp}} + nb * 8 + 2 * t);
+                            const unsigned above = *last;
+                            *last = v1;
+                            *(unsigned*)(crow + xo * {{cp}} + nb * 8 + 2 * t) = bw_hmax2(above, bw_hmax2(v0, v1));
                         }
                     }
                     __syncthreads();
