@@ -84,9 +84,7 @@ internal static partial class KernelSource
         var fp = filterRow + 8;
         var cp = outChannels + 8;
         var ring = StemPoolRing * slots * 4;
-        // A thread's (channel, input column) pairs: enough for the image's columns (3 x 224 = 3 a thread at 224 threads;
-        // sized by the ring row's 230 slots it was 4, and the 4 more registers a thread spilled 8 bytes, session 24).
-        var pairs = checked((int)(((channels * inSpatial[1]) + threads - 1) / threads));
+        var pairs = ((channels * slots) + threads - 1) / threads;
         var w = new KernelWriter(small: true);
         var blocks = w.I64("blocks", batch * bands);
         var nbands = w.I32("bands", bands);
