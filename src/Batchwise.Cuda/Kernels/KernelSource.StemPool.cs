@@ -3,33 +3,29 @@ namespace Batchwise.Cuda.Kernels;
 /// <summary>A network's stem, convolution + ReLU + 3x3 max pooling, as one kernel (ResNet's first three layers).</summary>
 internal static partial class KernelSource
 {
-    /// <summary>Input rows of the shared-memory ring of <see cref="StemPool"/> (a power of two: a row's slot is its index's low bits).</summary>
-    public const int StemPoolRing = 16;
+    /// <summary>Input rows of the shared-memory ring of <see cref="StemPool"/> (<see cref="StemPattern.Ring"/>).</summary>
+    public const int StemPoolRing = StemPattern.Ring;
 
-    /// <summary>Most output columns <see cref="StemPool"/> takes: a warp per 16 columns, 8 warps.</summary>
-    public const int StemPoolMaxColumns = 128;
+    /// <summary>Most output columns <see cref="StemPool"/> takes (<see cref="StemPattern.MaxOutputColumns"/>).</summary>
+    public const int StemPoolMaxColumns = StemPattern.MaxOutputColumns;
 
-    /// <summary>Most input channels <see cref="StemPool"/> takes: a pixel is 4 halves in shared memory.</summary>
-    public const int StemPoolMaxChannels = 4;
+    /// <summary>Most input channels <see cref="StemPool"/> takes (<see cref="StemPattern.MaxChannels"/>).</summary>
+    public const int StemPoolMaxChannels = StemPattern.MaxChannels;
 
-    /// <summary>Warps of a <see cref="StemPool"/> block for a convolution output <paramref name="outWidth"/> columns wide: one per 16 columns.</summary>
-    public static int StemPoolWarps(long outWidth) => (int)((outWidth + 15) / 16);
+    /// <summary>Warps of a <see cref="StemPool"/> block for a convolution output <paramref name="outWidth"/> columns wide (<see cref="StemPattern.Warps"/>).</summary>
+    public static int StemPoolWarps(long outWidth) => StemPattern.Warps(outWidth);
 
-    /// <summary>Halves of one filter row's reduction (taps x 4 channels, rounded up to a k16 step): 16 for up to 4 taps across, 32 for up to 8.</summary>
-    public static int StemPoolRowReduction(long kernelWidth) => kernelWidth <= 4 ? 16 : 32;
+    /// <summary>Halves of one filter row's reduction (<see cref="StemPattern.RowReduction"/>).</summary>
+    public static int StemPoolRowReduction(long kernelWidth) => StemPattern.RowReduction(kernelWidth);
 
-    /// <summary>Pixel slots of one input row in shared memory: every column a warp's A rows can reach (2 x output column + the row's reduction).</summary>
-    private static int StemPoolSlots(int warps, int rowReduction) => (32 * warps) + (rowReduction / 4) - 2;
-
-    /// <summary>Whether an input row <paramref name="inWidth"/> wide, stored from column -<paramref name="padLeft"/>, fits a ring row of <see cref="StemPool"/>.</summary>
-    public static bool StemPoolFits(long inWidth, long padLeft, long outWidth, long kernelWidth) =>
-        outWidth <= StemPoolMaxColumns && inWidth + padLeft <= StemPoolSlots(StemPoolWarps(outWidth), StemPoolRowReduction(kernelWidth));
+    /// <summary>Whether an input row fits a ring row of <see cref="StemPool"/> (<see cref="StemPattern.Fits"/>).</summary>
+    public static bool StemPoolFits(long inWidth, long padLeft, long outWidth, long kernelWidth) => StemPattern.Fits(inWidth, padLeft, outWidth, kernelWidth);
 
     /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, two rows of column maxima (double-buffered), the last convolution row, the bias.</summary>
     public static int StemPoolSharedBytes(int warps, long kernelHeight, long kernelWidth, int outChannels)
     {
         var rw = StemPoolRowReduction(kernelWidth);
-        return checked((2 * StemPoolRing * StemPoolSlots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 3 * 16 * warps * (outChannels + 8)) + (4 * outChannels));
+        return checked((2 * StemPoolRing * StemPattern.Slots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 3 * 16 * warps * (outChannels + 8)) + (4 * outChannels));
     }
 
     /// <summary>
@@ -71,7 +67,7 @@ internal static partial class KernelSource
 
         var rw = StemPoolRowReduction(kernelWidth);
         var js = rw / 16;
-        var slots = StemPoolSlots(warps, rw);
+        var slots = StemPattern.Slots(warps, rw);
         if (!StemPoolFits(inSpatial[1], padsBegin[1], outSpatial[1], kernelWidth))
         {
             throw new ArgumentException("stem pool: the input row is wider than the kernel's ring row");

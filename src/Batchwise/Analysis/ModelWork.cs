@@ -1,4 +1,5 @@
 using Batchwise.Onnx;
+using Batchwise.Operators;
 
 namespace Batchwise.Analysis;
 
@@ -183,7 +184,7 @@ public sealed class ModelWork
         }
 
         var boundaries = Boundaries(model, size, one);
-        if (fusesStem && FuseStem(model, one, links, initializers, layers) is { } stemInput)
+        if (fusesStem && FuseStem(model, size, one, links, initializers, layers) is { } stemInput)
         {
             boundaries.RemoveAll(t => t.IsInput && t.Name == stemInput);
         }
@@ -381,49 +382,37 @@ public sealed class ModelWork
     }
 
     /// <summary>
-    /// The cuda engine's fused stem (Planning/Lowering/StemPool.cs, half precision only): a float32 graph input [N, C, H, W]
-    /// of at most 4 channels read by one Conv alone (constant 4-D filter, one group, stride 2, no dilation, explicit pads,
-    /// 16 to 64 outputs in sixteens, a window of at most 8 columns), then an optional BatchNormalization, a Relu and a
-    /// MaxPool 3 x 3 / 2 with pads 1 (floor mode), each the other's only reader, is one kernel: it reads the input as given
-    /// (4 bytes an element, no conversion kernel), computes the convolution at its rate (the same tensor-core work) and
-    /// writes only the pooled output (ResNet-50 at b=256: 0.48 ms for what was a conversion, a convolution and a pooling,
-    /// session 22). Returns the input's name when the stem was fused, else null.
+    /// The cuda engine's fused stem (half precision only; the pattern and the kernel's limits are
+    /// <see cref="StemPattern"/>, which the engine's planner uses too), at the input's size: one kernel that reads the
+    /// input as given (4 bytes an element, no conversion kernel), computes the convolution at its rate (the same
+    /// tensor-core work) and writes only the pooled output (ResNet-50 at b=256: 0.33 ms for what layer by layer is a
+    /// conversion, a convolution and a pooling of 0.85 ms, session 24). Returns the input's name when the stem was fused,
+    /// else null.
     /// </summary>
-    private static string? FuseStem(OnnxModel model, ModelCost one, NodeLinks links, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers, List<LayerTemplate> layers)
+    private static string? FuseStem(OnnxModel model, InputSize? size, ModelCost one, NodeLinks links, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers, List<LayerTemplate> layers)
     {
         var nodes = model.Graph.Node;
-        var (_, consumers, outputs) = links;
-        int Sole(string value, string op) => !outputs.Contains(value) && consumers[value].Distinct().ToList() is [var c] && nodes[c].OpType == op && nodes[c].Domain.Length == 0 ? c : -1;
-        long[] Ints(int i, string name) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? [];
-        string Text(int i, string name, string otherwise) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.S.ToStringUtf8() : otherwise;
-        long Int(int i, string name, long otherwise) => nodes[i].Attribute.FirstOrDefault(a => a.Name == name)?.I ?? otherwise;
-        foreach (var input in model.Inputs.Where(x => x.ElementType == ElementType.Float && x.Shape.Count == 4))
+        var (producer, consumers, outputs) = links;
+        global::Onnx.NodeProto? Sole(string value) => !outputs.Contains(value) && consumers[value].Distinct().ToList() is [var c] ? nodes[c] : null;
+        long[]? InitializerShape(string name) => initializers.TryGetValue(name, out var t) ? t.Dims.ToArray() : null;
+        var shapes = InputShapes.For(model, 1, size);
+        foreach (var (input, i) in model.Inputs.Select((x, i) => (x, i)).Where(x => x.x.ElementType == ElementType.Float && x.x.Shape.Count == 4))
         {
-            var conv = Sole(input.Name, "Conv");
-            if (conv < 0 || nodes[conv].Input[0] != input.Name || !initializers.TryGetValue(nodes[conv].Input[1], out var w) || w.Dims.Count != 4
-                || w.Dims[1] > 4 || w.Dims[0] % 16 != 0 || w.Dims[0] is < 16 or > 64 || w.Dims[3] > 8 || Int(conv, "group", 1) != 1
-                || Text(conv, "auto_pad", "NOTSET") != "NOTSET" || Ints(conv, "strides") is not [2, 2] || Ints(conv, "dilations").Any(d => d != 1))
+            if (StemPattern.Find(input.Name, shapes[i], Sole, InitializerShape) is not { } stem)
             {
                 continue;
             }
 
-            var next = Sole(nodes[conv].Output[0], "BatchNormalization") is var bn and >= 0 ? bn : conv;
-            var relu = Sole(nodes[next].Output[0], "Relu");
-            var pool = relu < 0 ? -1 : Sole(nodes[relu].Output[0], "MaxPool");
-            if (pool < 0 || Ints(pool, "kernel_shape") is not [3, 3] || Ints(pool, "strides") is not [2, 2] || (Ints(pool, "pads") is { Length: > 0 } pads && pads.Any(p => p != 1))
-                || Ints(pool, "dilations").Any(d => d != 1) || Int(pool, "ceil_mode", 0) != 0 || nodes[pool].Output.Count(o => o.Length > 0) != 1)
-            {
-                continue;
-            }
+            var (conv, pool) = (producer[stem.Conv.Output[0]], producer[stem.Pool.Output[0]]);
 
             // Bytes are kept as the graph's float32 ones (the caller halves them in fp16): the input is read at 4 bytes an
             // element, so twice its graph bytes go in; the pooled output is written in half precision.
             var inputBytes = (double)one.Nodes[conv].ActivationBytesRead;
             var pooledBytes = (double)one.Nodes[pool].ActivationBytesWritten;
             layers[conv] = layers[conv] with { ActivationBytesPerSample = (2 * inputBytes) + pooledBytes, LaunchesKernel = true };
-            foreach (var i in new[] { next, relu, pool }.Where(i => i != conv))
+            foreach (var folded in new[] { stem.BatchNorm, stem.Relu, stem.Pool }.OfType<global::Onnx.NodeProto>().Select(n => producer[n.Output[0]]))
             {
-                layers[i] = layers[i] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
+                layers[folded] = layers[folded] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
             }
 
             return input.Name;

@@ -57,4 +57,14 @@ public sealed class SpatialReductionTests
         Assert.DoesNotContain(fusedWork.FloatBoundaries, t => t.IsInput);
         Assert.Contains(ModelWork.Analyze(model, null, fusesEpilogues: true).FloatBoundaries, t => t.IsInput);
     }
+
+    [Theory]
+    [InlineData(256, true)] // 128 convolution output columns: the kernel's widest
+    [InlineData(320, false)] // 160 columns: the engine runs the stem layer by layer, and so must explain price it
+    public void Resnets_stem_is_one_kernel_only_at_sizes_the_engines_kernel_takes(int side, bool fused)
+    {
+        var work = ModelWork.Analyze(ModelZoo.Build($"zoo:resnet18?size={side}"), null, fusesEpilogues: true, fusesAttention: true, fusesStem: true);
+        Assert.Equal(!fused, work.At(1).First(l => l.OpType == "MaxPool").LaunchesKernel);
+        Assert.Equal(!fused, work.FloatBoundaries.Any(t => t.IsInput));
+    }
 }

@@ -1,6 +1,5 @@
 using Batchwise.Cuda.Kernels;
 using Batchwise.Onnx;
-using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
@@ -35,55 +34,12 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>
-    /// Whether graph input <paramref name="input"/> feeds only a stem the fused kernel takes: one Conv (constant filter and
-    /// bias, one group, stride 2, no dilation, at most 4 input channels, 16 to 64 output channels in sixteens, a window of
-    /// at most 10 x 8, at most 128 output columns), then an optional BatchNormalization, a Relu and a MaxPool (3 x 3, stride
-    /// 2, pads 1, no dilation, floor mode, one output), each the other's only reader and none a graph output.
+    /// Whether graph input <paramref name="input"/> feeds only a stem the fused kernel takes (<see cref="StemPattern"/>:
+    /// the pattern and the kernel's limits, shared with explain), in half precision on compute capability 8.0 or later.
     /// </summary>
-    private bool FeedsStemPool(string input, long[] shape, ElementType type)
-    {
-        if (!Half || _target.StemPools == StemPoolChoice.Off || _target.ComputeCapability < 80 || shape.Length != 4 || shape[1] > KernelSource.StemPoolMaxChannels
-            || type != ElementType.Float || SoleConsumer(input) is not { OpType: "Conv", Domain: "" } conv || conv.Input[0] != input
-            || InitializerShape(conv.Input[1]) is not { Length: 4 } w || (conv.Input.Count > 2 && conv.Input[2].Length > 0 && InitializerShape(conv.Input[2]) is null))
-        {
-            return false;
-        }
-
-        var attrs = new NodeAttributes(conv);
-        if (attrs.String("auto_pad", "NOTSET") != "NOTSET")
-        {
-            return false;
-        }
-
-        var (kernel, strides, dilations, groups, _, padsBegin, _, outSpatial) = Window(attrs, shape, w);
-        if (groups != 1 || w[1] != shape[1] || strides.Any(s => s != 2) || dilations.Any(d => d != 1) || kernel[0] > KernelSource.StemPoolRing - 6 || kernel[1] > 8
-            || w[0] % 16 != 0 || w[0] is < 16 or > 64 || !KernelSource.StemPoolFits(shape[3], padsBegin[1], outSpatial[1], kernel[1]) || outSpatial.Any(o => o < 1) || shape.Any(v => v > int.MaxValue / 8))
-        {
-            return false;
-        }
-
-        var after = SoleConsumer(conv.Output[0]);
-        if (after is { OpType: "BatchNormalization", Domain: "" } bn && bn.Output.Count(o => o.Length > 0) == 1)
-        {
-            after = SoleConsumer(bn.Output[0]);
-        }
-
-        return after is { OpType: "Relu", Domain: "" } relu && StemMaxPool(relu.Output[0]) is not null;
-    }
-
-    /// <summary>The MaxPool that alone reads <paramref name="name"/>, when it is 3 x 3, stride 2, pads 1, no dilation, floor mode, one output; else null.</summary>
-    private OnnxProto.NodeProto? StemMaxPool(string name)
-    {
-        if (SoleConsumer(name) is not { OpType: "MaxPool", Domain: "" } pool || pool.Output.Count(o => o.Length > 0) != 1 || (pool.Output.Count > 1 && pool.Output[1].Length > 0))
-        {
-            return null;
-        }
-
-        var a = new NodeAttributes(pool);
-        static bool All(long[]? v, long value, int count) => v is not null && v.Length == count && v.All(x => x == value);
-        return All(a.Ints("kernel_shape"), 3, 2) && All(a.Ints("strides"), 2, 2) && All(a.Ints("pads") ?? [0, 0, 0, 0], 1, 4) && (a.Ints("dilations") is null || All(a.Ints("dilations"), 1, 2))
-            && a.String("auto_pad", "NOTSET") == "NOTSET" && a.Int("ceil_mode", 0) == 0 ? pool : null;
-    }
+    private bool FeedsStemPool(string input, long[] shape, ElementType type) =>
+        Half && _target.StemPools != StemPoolChoice.Off && _target.ComputeCapability >= 80 && type == ElementType.Float
+            && StemPattern.Find(input, shape, SoleConsumer, InitializerShape) is not null;
 
     /// <summary>An initializer's dimensions, or null when <paramref name="name"/> is not one.</summary>
     private long[]? InitializerShape(string name) => _model.Graph.Initializer.FirstOrDefault(t => t.Name == name)?.Dims.ToArray();
@@ -104,8 +60,8 @@ internal sealed partial class GraphCompiler
         // The window, strides and channels are as FeedsStemPool saw them; what lowering may still find otherwise is a
         // BatchNormalization left unfolded, a computed filter or bias, or a device with less shared memory a block.
         var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
-        var warps = KernelSource.StemPoolWarps(outSpatial[1]);
-        if (SoleConsumer(outName) is not { OpType: "Relu", Domain: "" } relu || StemMaxPool(relu.Output[0]) is not { } pool || w.Constant is null || b is { Constant: null }
+        var warps = StemPattern.Warps(outSpatial[1]);
+        if (SoleConsumer(outName) is not { OpType: "Relu", Domain: "" } relu || StemPattern.MaxPool(relu.Output[0], SoleConsumer) is not { } pool || w.Constant is null || b is { Constant: null }
             || KernelSource.StemPoolSharedBytes(warps, kernel[0], kernel[1], checked((int)k)) > _target.MaxSharedBytesPerBlock)
         {
             x = EnterInput(x, padTo);
@@ -116,7 +72,7 @@ internal sealed partial class GraphCompiler
 
         _folded.Add(relu);
         _folded.Add(pool);
-        var (kh, kw, rw) = (kernel[0], kernel[1], KernelSource.StemPoolRowReduction(kernel[1]));
+        var (kh, kw, rw) = (kernel[0], kernel[1], StemPattern.RowReduction(kernel[1]));
         var f = w.Constant;
         var filter = new PlanValue(ElementType.Float, [k, kh * rw], _target.Derive($"stem-pool-filter:{rw}", [f], () => HostTensor.Create(ElementType.Float, [k, kh * rw], i =>
         {
