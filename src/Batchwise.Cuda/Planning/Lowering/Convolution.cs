@@ -587,7 +587,23 @@ internal sealed partial class GraphCompiler
     private static TacticChoice? TimeConvolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool fused, bool residual, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates)
     {
         using var stream = CudaDriver.CreateStream();
+        var previous = Cudnn.GetStream(handle); // the planning handle's own stream (the session's upload stream), put back after
         Cudnn.SetStream(handle, stream.Handle);
+        try
+        {
+            return TimeConvolution(handle, xDesc, wDesc, convDesc, yDesc, dataType, fused, residual, x, w, y, candidates, stream);
+        }
+        finally
+        {
+            // Not the legacy default stream, as before session 24 (the handle's later calls would synchronize with every
+            // blocking stream of the context), nor, after a failed candidate, the scratch stream this method destroys.
+            Cudnn.SetStream(handle, previous);
+        }
+    }
+
+    /// <summary>The timing itself, on <paramref name="stream"/>, which <paramref name="handle"/> calls into meanwhile.</summary>
+    private static TacticChoice? TimeConvolution(CudnnHandle handle, CudnnTensorDescriptor xDesc, CudnnFilterDescriptor wDesc, CudnnConvolutionDescriptor convDesc, CudnnTensorDescriptor yDesc, int dataType, bool fused, bool residual, long[] x, long[] w, long[] y, List<Cudnn.ConvolutionFwdAlgoPerf> candidates, CudaStream stream)
+    {
         using var xs = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(x) * 4);
         using var ws = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(w) * 4);
         using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4); // float32-sized: big enough for half too
@@ -633,7 +649,6 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        Cudnn.SetStream(handle, IntPtr.Zero); // the scratch stream goes away with this method
         if (best is not null)
         {
             Cudnn.SetMathType(convDesc, best.MathType);
