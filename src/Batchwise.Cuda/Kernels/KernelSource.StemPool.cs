@@ -185,7 +185,8 @@ internal static partial class KernelSource
                     fetch(ahead + 4 * s + 4);
 
                     // ReLU (rows and columns outside the output are zeros: the pooling's padding), then the maximum over
-                    // rows ra - 1, ra and ra + 1 in registers; that row of column maxima goes to this step's buffer.
+                    // rows ra - 1 (this thread's own values, kept in shared memory), ra and ra + 1; that row of column
+                    // maxima goes to this step's buffer.
                     unsigned short* const crow = cs + (s & 1) * {{cols * cp}};
                     const bool in0 = ra >= 0 && ra < {{oh}}, in1 = ra + 1 >= 0 && ra + 1 < {{oh}};
                     #pragma unroll
