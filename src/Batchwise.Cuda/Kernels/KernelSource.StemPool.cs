@@ -3,33 +3,15 @@ namespace Batchwise.Cuda.Kernels;
 /// <summary>A network's stem, convolution + ReLU + 3x3 max pooling, as one kernel (ResNet's first three layers).</summary>
 internal static partial class KernelSource
 {
-    /// <summary>Input rows of the shared-memory ring of <see cref="StemPool"/> (<see cref="StemPattern.Ring"/>).</summary>
-    public const int StemPoolRing = StemPattern.Ring;
-
-    /// <summary>Most output columns <see cref="StemPool"/> takes (<see cref="StemPattern.MaxOutputColumns"/>).</summary>
-    public const int StemPoolMaxColumns = StemPattern.MaxOutputColumns;
-
-    /// <summary>Most input channels <see cref="StemPool"/> takes (<see cref="StemPattern.MaxChannels"/>).</summary>
-    public const int StemPoolMaxChannels = StemPattern.MaxChannels;
-
-    /// <summary>Warps of a <see cref="StemPool"/> block for a convolution output <paramref name="outWidth"/> columns wide (<see cref="StemPattern.Warps"/>).</summary>
-    public static int StemPoolWarps(long outWidth) => StemPattern.Warps(outWidth);
-
-    /// <summary>Halves of one filter row's reduction (<see cref="StemPattern.RowReduction"/>).</summary>
-    public static int StemPoolRowReduction(long kernelWidth) => StemPattern.RowReduction(kernelWidth);
-
-    /// <summary>Whether an input row fits a ring row of <see cref="StemPool"/> (<see cref="StemPattern.Fits"/>).</summary>
-    public static bool StemPoolFits(long inWidth, long padLeft, long outWidth, long kernelWidth) => StemPattern.Fits(inWidth, padLeft, outWidth, kernelWidth);
-
     /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, two rows of column maxima (double-buffered), the last convolution row, the bias.</summary>
     public static int StemPoolSharedBytes(int warps, long kernelHeight, long kernelWidth, int outChannels)
     {
-        var rw = StemPoolRowReduction(kernelWidth);
-        return checked((2 * StemPoolRing * StemPattern.Slots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 3 * 16 * warps * (outChannels + 8)) + (4 * outChannels));
+        var rw = StemPattern.RowReduction(kernelWidth);
+        return checked((2 * StemPattern.Ring * StemPattern.Slots(warps, rw) * 4) + (2 * outChannels * ((int)kernelHeight * rw + 8)) + (2 * 3 * 16 * warps * (outChannels + 8)) + (4 * outChannels));
     }
 
     /// <summary>
-    /// Convolution (stride 2, no dilation, one group, at most <see cref="StemPoolMaxChannels"/> input channels, a window
+    /// Convolution (stride 2, no dilation, one group, at most <see cref="StemPattern.MaxChannels"/> input channels, a window
     /// of at most 10 rows x 8 columns) + bias + ReLU + MaxPool (3 x 3, stride 2, pads 1) in one kernel, reading
     /// the network's input as it is given (float32 or float16, NCHW) and writing the pooled result channels-last in half
     /// precision [N, PH, PW, K]: the convolution's output (4x the pooled one, ResNet's largest activation) never reaches
@@ -47,7 +29,7 @@ internal static partial class KernelSource
     /// first form (three rows in shared memory, nine loads a pooled value, an unsigned maximum in eight instructions,
     /// the bias read from global memory at every output) counted 1,856 instructions a warp a step of which 224 were
     /// the products. Input rows go into a ring of
-    /// <see cref="StemPoolRing"/> rows as half, four channels a pixel (zeros past the image's channels), each pixel 8
+    /// <see cref="StemPattern.Ring"/> rows as half, four channels a pixel (zeros past the image's channels), each pixel 8
     /// bytes; with stride 2 the 8 taps x 4 channels of one filter row read by output column x are the 32 halves at byte
     /// 16x of the row (the row stored from column -pad), so the im2col gather is one ldmatrix per 16 columns and k16
     /// step, and its 8 rows are 128 contiguous bytes (free of bank conflicts). A filter row's reduction is 32 halves (taps
@@ -59,16 +41,16 @@ internal static partial class KernelSource
     /// </summary>
     public static KernelCode StemPool(Onnx.ElementType inputType, Onnx.ElementType? biasType, int channels, int outChannels, long kernelHeight, long kernelWidth, int warps, long batch, long[] inSpatial, long[] outSpatial, long[] pooled, long[] padsBegin, int bands)
     {
-        if (channels is < 1 or > StemPoolMaxChannels || outChannels % 16 != 0 || outChannels is < 16 or > 64 || kernelWidth is < 1 or > 8 || kernelHeight is < 1 or > StemPoolRing - 6
-            || warps != StemPoolWarps(outSpatial[1]) || warps > StemPoolMaxColumns / 16 || bands < 1)
+        if (channels is < 1 or > StemPattern.MaxChannels || outChannels % 16 != 0 || outChannels is < 16 or > 64 || kernelWidth is < 1 or > StemPattern.MaxWindowColumns || kernelHeight is < 1 or > StemPattern.MaxWindowRows
+            || warps != StemPattern.Warps(outSpatial[1]) || warps > StemPattern.MaxOutputColumns / 16 || bands < 1)
         {
             throw new ArgumentException("stem pool: 1 to 4 channels, 16 to 64 output channels in sixteens, a window up to 10 x 8, up to 128 output columns");
         }
 
-        var rw = StemPoolRowReduction(kernelWidth);
+        var rw = StemPattern.RowReduction(kernelWidth);
         var js = rw / 16;
         var slots = StemPattern.Slots(warps, rw);
-        if (!StemPoolFits(inSpatial[1], padsBegin[1], outSpatial[1], kernelWidth))
+        if (!StemPattern.Fits(inSpatial[1], padsBegin[1], outSpatial[1], kernelWidth))
         {
             throw new ArgumentException("stem pool: the input row is wider than the kernel's ring row");
         }
@@ -79,7 +61,7 @@ internal static partial class KernelSource
         var filterRow = kh * rw;
         var fp = filterRow + 8;
         var cp = outChannels + 8;
-        var ring = StemPoolRing * slots * 4;
+        var ring = StemPattern.Ring * slots * 4;
         var pairs = ((channels * slots) + threads - 1) / threads;
         var w = new KernelWriter(small: true);
         var blocks = w.I64("blocks", batch * bands);
@@ -91,7 +73,7 @@ internal static partial class KernelSource
         var (pt, pl) = (w.I32("pt", checked((int)padsBegin[0])), w.I32("pl", checked((int)padsBegin[1])));
         w.Body.Append($$"""
                 extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
-                unsigned short* const xs = bw_dynamic_shared;          // [{{StemPoolRing}}][{{slots}}][4] input rows (ring)
+                unsigned short* const xs = bw_dynamic_shared;          // [{{StemPattern.Ring}}][{{slots}}][4] input rows (ring)
                 unsigned short* const fs = xs + {{ring}};                // [{{outChannels}}][{{fp}}] filter
                 unsigned short* const cs = fs + {{outChannels * fp}};    // [2][{{cols}}][{{cp}}] column maxima over a pooling window's rows
                 unsigned short* const ps = cs + {{2 * cols * cp}};        // [{{cols}}][{{cp}}] the last convolution row after ReLU, each thread's own
@@ -135,7 +117,7 @@ internal static partial class KernelSource
                 auto place = [&](int from) {
                     #pragma unroll
                     for (int r = 0; r < 4; r++) {
-                        unsigned short* const row = xs + ((from + r) & {{StemPoolRing - 1}}) * {{slots * 4}};
+                        unsigned short* const row = xs + ((from + r) & {{StemPattern.Ring - 1}}) * {{slots * 4}};
                         #pragma unroll
                         for (int u = 0; u < {{pairs}}; u++) if (go[u] >= 0) ((bw_half*)row)[so[u]] = bw_half(pre[r][u]);
                     }
@@ -164,7 +146,7 @@ internal static partial class KernelSource
                     }
                     #pragma unroll
                     for (int ki = 0; ki < {{kh}}; ki++) {
-                        const int r0 = ((2 * ra - {{pt}} + ki) & {{StemPoolRing - 1}}) * {{slots * 4}}, r1 = ((2 * ra + 2 - {{pt}} + ki) & {{StemPoolRing - 1}}) * {{slots * 4}};
+                        const int r0 = ((2 * ra - {{pt}} + ki) & {{StemPattern.Ring - 1}}) * {{slots * 4}}, r1 = ((2 * ra + 2 - {{pt}} + ki) & {{StemPattern.Ring - 1}}) * {{slots * 4}};
                         #pragma unroll
                         for (int j = 0; j < {{js}}; j++) {
                             unsigned a0[4], a1[4];

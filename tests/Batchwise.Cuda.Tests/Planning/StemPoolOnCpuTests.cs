@@ -3,6 +3,7 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -76,12 +77,12 @@ public sealed class StemPoolOnCpuTests
         Assert.Equal(9, KernelSource.StemPoolBands(64, 56, 132));
         Assert.Equal(56, KernelSource.StemPoolBands(1, 56, 132));
         Assert.Equal(1, KernelSource.StemPoolBands(1024, 56, 132));
-        Assert.Equal(7, KernelSource.StemPoolWarps(112));
+        Assert.Equal(7, StemPattern.Warps(112));
 
         // ResNet's stem at 224 x 224 keeps two blocks an SM within sm_90's 228 KB.
         Assert.True(KernelSource.StemPoolSharedBytes(7, 7, 7, 64) <= 113 * 1024, $"{KernelSource.StemPoolSharedBytes(7, 7, 7, 64)} bytes");
-        Assert.True(KernelSource.StemPoolFits(224, 3, 112, 7));
-        Assert.False(KernelSource.StemPoolFits(512, 3, 256, 7));
+        Assert.True(StemPattern.Fits(224, 3, 112, 7));
+        Assert.False(StemPattern.Fits(512, 3, 256, 7));
     }
 
     [Fact]
