@@ -117,7 +117,8 @@ public sealed class ModelWork
     public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false, bool fusesStem = false)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var dims = SymbolValues(model, size);
+        var inputShapes = InputShapes.For(model, 1, size);
+        var dims = SymbolValues(model, inputShapes);
         var floatOne = CostModel.Compute(model, 1, dims);
         var batchable = model.FindBatchAxis().IsBatchable;
         var floatTwo = batchable ? CostModel.Compute(model, 2, dims) : floatOne;
@@ -183,8 +184,8 @@ public sealed class ModelWork
             FuseAttention(model, one, two, batchable, layers);
         }
 
-        var boundaries = Boundaries(model, size, one);
-        if (fusesStem && FuseStem(model, size, one, links, initializers, layers) is { } stemInput)
+        var boundaries = Boundaries(model, inputShapes, one);
+        if (fusesStem && FuseStem(model, inputShapes, one, links, initializers, layers) is { } stemInput)
         {
             boundaries.RemoveAll(t => t.IsInput && t.Name == stemInput);
         }
@@ -196,10 +197,9 @@ public sealed class ModelWork
     }
 
     /// <summary>The float32 graph inputs (their shapes at batch 1) and outputs (the shape of the node output that is one) with their elements per sample.</summary>
-    private static List<BoundaryTensor> Boundaries(OnnxModel model, InputSize? size, ModelCost atBatchOne)
+    private static List<BoundaryTensor> Boundaries(OnnxModel model, IReadOnlyList<long[]> inputs, ModelCost atBatchOne)
     {
         static double Elements(IEnumerable<long> shape) => shape.Aggregate(1.0, (a, d) => a * Math.Max(1, d));
-        var inputs = InputShapes.For(model, 1, size);
         var list = model.Inputs.Select((spec, i) => (spec, i)).Where(x => x.spec.ElementType == ElementType.Float)
             .Select(x => new BoundaryTensor(x.spec.Name, true, Elements(inputs[x.i])))
             .ToList();
@@ -389,13 +389,12 @@ public sealed class ModelWork
     /// conversion, a convolution and a pooling of 0.85 ms, session 24). Returns the input's name when the stem was fused,
     /// else null.
     /// </summary>
-    private static string? FuseStem(OnnxModel model, InputSize? size, ModelCost one, NodeLinks links, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers, List<LayerTemplate> layers)
+    private static string? FuseStem(OnnxModel model, IReadOnlyList<long[]> shapes, ModelCost one, NodeLinks links, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers, List<LayerTemplate> layers)
     {
         var nodes = model.Graph.Node;
         var (producer, consumers, outputs) = links;
         global::Onnx.NodeProto? Sole(string value) => !outputs.Contains(value) && consumers[value].Distinct().ToList() is [var c] ? nodes[c] : null;
         long[]? InitializerShape(string name) => initializers.TryGetValue(name, out var t) ? t.Dims.ToArray() : null;
-        var shapes = InputShapes.For(model, 1, size);
         foreach (var (input, i) in model.Inputs.Select((x, i) => (x, i)).Where(x => x.x.ElementType == ElementType.Float && x.x.Shape.Count == 4))
         {
             if (StemPattern.Find(input.Name, shapes[i], Sole, InitializerShape) is not { } stem)
@@ -452,10 +451,9 @@ public sealed class ModelWork
     public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string opType, double flops, double activationBytes, double weightBytes, GemmShape? gemm = null, long? parallel = null, LayerKind kind = LayerKind.Other) =>
         (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount), Kind: kind), weightBytes);
 
-    /// <summary>Values for the model's symbolic dimensions other than the batch, from the input size.</summary>
-    private static Dictionary<string, long> SymbolValues(OnnxModel model, InputSize? size)
+    /// <summary>Values for the model's symbolic dimensions other than the batch, from the input shapes at batch 1.</summary>
+    private static Dictionary<string, long> SymbolValues(OnnxModel model, IReadOnlyList<long[]> shapes)
     {
-        var shapes = InputShapes.For(model, 1, size);
         var dims = new Dictionary<string, long>(StringComparer.Ordinal);
         for (var i = 0; i < model.Inputs.Count; i++)
         {
