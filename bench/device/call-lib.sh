@@ -38,7 +38,13 @@ q() {
 
 # unpack [tests] [base] [old] [node]: $WORK/cli always; tests, base and old as copies of cli/ with their overlay.
 unpack() {
-  rm -rf "$WORK/cli" && tar -xJf .device/cli-full.tar.xz -C "$WORK" || { t "no .device/cli-full.tar.xz"; return 1; }
+  local full=.device/cli-full.tar.xz
+  if [ ! -f "$full" ]; then
+    # Carried in two calls (the tree and one carry must stay under 64 MiB): the first part staged by stage.sh.
+    full=$WORK/cli-full.tar.xz
+    cat /tmp/bw-parts/cli-full.part.* .device/cli-full.part.* > "$full" 2>/dev/null
+  fi
+  rm -rf "$WORK/cli" && tar -xJf "$full" -C "$WORK" || { t "no .device/cli-full.tar.xz (nor its parts: run bench/device/stage.sh first)"; return 1; }
   CLI=$WORK/cli/Batchwise.Cli
   local what
   for what in "$@"; do

@@ -4,7 +4,7 @@
 # Each variant is a fresh process with a fresh cache directory (cold), then the same directory again (warm):
 #   plain, CUDA_DEVICE_MAX_CONNECTIONS=32 (each timed problem creates and destroys a stream), CUDA_MODULE_LOADING=EAGER,
 #   --tactics heuristic (no timing at all), BATCHWISE_PLAN_THREADS=0 (no query threads).
-#   CLI=/path/Batchwise.Cli MODEL=model.onnx OUT=dir [B=1] bash bench/device/cold-build.sh
+#   CLI=/path/Batchwise.Cli MODEL=model.onnx OUT=dir [B=1] [VARIANTS="plain heuristic ..."] bash bench/device/cold-build.sh
 # Writes OUT/NAME-cold.txt, OUT/NAME-warm.txt and OUT/summary.txt (throughput and p50 of each). About 15 s a run on an H200.
 set -uo pipefail
 : "${CLI:?CLI: the published Batchwise.Cli}" "${MODEL:?MODEL: an .onnx file or zoo:NAME}" "${OUT:?OUT: results folder}"
@@ -24,8 +24,9 @@ run() { # NAME [ENV=VALUE ...] [-- extra bench args]
   done
   rm -rf "$cache"
 }
-run plain
-run connections32 CUDA_DEVICE_MAX_CONNECTIONS=32
-run eager CUDA_MODULE_LOADING=EAGER
-run heuristic -- --tactics heuristic
-run no-plan-threads BATCHWISE_PLAN_THREADS=0
+want() { [[ " ${VARIANTS:-plain connections32 eager heuristic no-plan-threads} " == *" $1 "* ]]; }
+want plain && run plain
+want connections32 && run connections32 CUDA_DEVICE_MAX_CONNECTIONS=32
+want eager && run eager CUDA_MODULE_LOADING=EAGER
+want heuristic && run heuristic -- --tactics heuristic
+want no-plan-threads && run no-plan-threads BATCHWISE_PLAN_THREADS=0

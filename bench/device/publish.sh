@@ -36,4 +36,4 @@ XZ_OPT="-9 -T4" tar --exclude='*.pdb' --exclude='*.xml' -cJf "$ROOT/.device/test
 git -C "$ROOT" rev-parse --short "$REV" > "$ROOT/.device/rev"
 rm -rf "$PUB"
 ls -la "$ROOT/.device"
-echo "carry + tracked tree: $(( ( $(du -cb "$ROOT/.device" | tail -1 | cut -f1) + $(git -C "$ROOT" ls-files -z | (cd "$ROOT" && xargs -0 du -cb) | tail -1 | cut -f1) ) / 1048576 )) MiB of 64"
+echo "carry + tracked tree: $(( ( $(du -cb "$ROOT/.device" | tail -1 | cut -f1) + $(git -C "$ROOT" ls-files -z | (cd "$ROOT" && du --files0-from=- -cb) | tail -1 | cut -f1) ) / 1048576 )) MiB of 64"

@@ -200,12 +200,19 @@ internal static class Int8Layers
     /// </summary>
     public const string ResidualSwitch = "BATCHWISE_INT8_RESIDUAL";
 
-    /// <summary>True when <see cref="ResidualSwitch"/> says fused.</summary>
-    public static bool ResidualFused => Environment.GetEnvironmentVariable(ResidualSwitch)?.Trim().ToLowerInvariant() switch
+    /// <summary>True when <see cref="ResidualSwitch"/> says fused (the cuDNN graph route fuses only then).</summary>
+    public static bool ResidualFused => ResidualSetting == true;
+
+    /// <summary>
+    /// <see cref="ResidualSwitch"/>: true for fused, false for off, null when unset (the own int8 kernel then fuses the
+    /// block's end in its epilogue, cuDNN's graph route does not).
+    /// </summary>
+    public static bool? ResidualSetting => Environment.GetEnvironmentVariable(ResidualSwitch)?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "off" => false,
+        null or "" => null,
+        "off" => false,
         "fused" => true,
-        var other => throw new BatchwiseException($"{ResidualSwitch} '{other}' is not fused or off", $"Unset it, or set {ResidualSwitch}=fused."),
+        var other => throw new BatchwiseException($"{ResidualSwitch} '{other}' is not fused or off", $"Unset it, or set {ResidualSwitch}=fused or off."),
     };
 
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>

@@ -61,6 +61,10 @@ internal static partial class CpuKernelRunner
         struct float2 { float x, y; };
         static inline float2 make_float2(float x, float y) { return float2{x, y}; }
         static inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+        struct int2 { int x, y; };
+        struct int4 { int x, y, z, w; };
+        static inline int2 make_int2(int x, int y) { return int2{x, y}; }
+        static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
         // Thread-block clusters, emulated: blocks run one at a time here, so a cluster kernel's grid runs twice (its
         // launcher sets the phase): every block's products into its partial tile (kept per block, not in the shared
@@ -124,6 +128,30 @@ internal static partial class CpuKernelRunner
                     const unsigned* fa = bw_mma_frag[warp][(r & 7) * 4 + ((k & 7) >> 1)];
                     const unsigned* fb = bw_mma_frag[warp][n * 4 + ((k & 7) >> 1)];
                     sum += bw_h(fa[(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k & 1) * bw_h(fb[4 + (k >= 8 ? 1 : 0)], k & 1);
+                }
+                c[i] = sum;
+            }
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+        }
+
+        // The int8 product (mma.sync m16n8k32 .s8, int32 sums), emulated as the half one: fragment registers hold four
+        // bytes where they hold two halves (A: row g (+ 8 in a1, a3), k 4t..4t+3 (+ 16 in a2, a3); B: column g, k 4t..4t+3
+        // in b0, + 16 in b1).
+        #define BW_INT8_MMA_HELPERS
+        static inline int bw_s8(unsigned v, int byte) { return (int)(signed char)(v >> (8 * byte)); }
+        static inline void bw_mma_16832_s8(int* c, const unsigned* a, unsigned b0, unsigned b1)
+        {
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+            unsigned* mine = bw_mma_frag[warp][lane];
+            mine[0] = a[0]; mine[1] = a[1]; mine[2] = a[2]; mine[3] = a[3]; mine[4] = b0; mine[5] = b1;
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+            for (int i = 0; i < 4; i++) {
+                const int r = (int)g + ((i & 2) ? 8 : 0), n = 2 * (int)t + (i & 1);
+                int sum = c[i];
+                for (int k = 0; k < 32; k++) {
+                    const unsigned* fa = bw_mma_frag[warp][(r & 7) * 4 + ((k & 15) >> 2)];
+                    const unsigned* fb = bw_mma_frag[warp][n * 4 + ((k & 15) >> 2)];
+                    sum += bw_s8(fa[(r >= 8 ? 1 : 0) + (k >= 16 ? 2 : 0)], k & 3) * bw_s8(fb[4 + (k >= 16 ? 1 : 0)], k & 3);
                 }
                 c[i] = sum;
             }

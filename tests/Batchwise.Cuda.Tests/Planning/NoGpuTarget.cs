@@ -35,6 +35,10 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public StemPoolChoice StemPools { get; init; } = StemPoolChoice.Off;
 
+    public Int8ConvChoice Int8Convolutions { get; init; } = Int8ConvChoice.Library;
+
+    public bool Int8 { get; init; }
+
     public int Multiprocessors { get; init; } = 132;
 
     /// <summary>2 to 8 splits (small test layers split on a device of few SMs); sessions default to <see cref="SplitKShape.Default"/>.</summary>

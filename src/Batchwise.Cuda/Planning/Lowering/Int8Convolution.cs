@@ -94,7 +94,15 @@ internal sealed partial class GraphCompiler
             return "an empty output";
         }
 
-        // First cuDNN's graph API: the convolution and its requantization in one fused plan (per-channel scales at int8
+        // First the own kernel, where its tiles fill the device (the convolution, its requantization and a residual
+        // block's end in one kernel, no cuDNN engine to finalize).
+        if (OwnInt8ConvTile(n * outSpatial[0] * outSpatial[1], c, k) is { } tile)
+        {
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, tile);
+            return null;
+        }
+
+        // Then cuDNN's graph API: the convolution and its requantization in one fused plan (per-channel scales at int8
         // tensor-core speed). A ReLU whose floor is stored as -128 is the int8 saturation itself.
         var outShift = StoredShift(yType);
         var storedXZero = xZero - StoredShift(xq.Type);
@@ -252,13 +260,24 @@ internal sealed partial class GraphCompiler
             Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, relu, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
         }
 
+        PublishInt8Conv(q, layer.Relu, fusion, y, yShape, outShift);
+        return null;
+    }
+
+    /// <summary>
+    /// The int8 convolution's output <paramref name="y"/> (the stored bytes) as the value of <paramref name="q"/>'s output,
+    /// and the nodes the convolution computed (its QuantizeLinear and ReLU; with a residual fused, the block's
+    /// DequantizeLinear, Add, ReLU and QuantizeLinear) folded.
+    /// </summary>
+    private void PublishInt8Conv(OnnxProto.NodeProto q, OnnxProto.NodeProto? layerRelu, Int8ResidualFusion? fusion, PlanValue y, long[] yShape, int outShift)
+    {
         // The QuantizeLinear's output as ONNX defines it: int8 as written, uint8 as the int8 byte + 128 (pending, so only
         // a reader other than an int8 convolution pays for it).
         var quantized = outShift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, yShape);
         _values[q.Output[0]] = quantized;
         _int8Activations[quantized] = (y, outShift);
         _folded.Add(q);
-        if (layer.Relu is { } layerRelu)
+        if (layerRelu is not null)
         {
             _folded.Add(layerRelu);
         }
@@ -268,8 +287,6 @@ internal sealed partial class GraphCompiler
             // The convolution's own QuantizeLinear, its DequantizeLinear, the Add and the ReLU are inside the graph.
             _folded.UnionWith(fusion.Folded);
         }
-
-        return null;
     }
 
     /// <summary><paramref name="v"/> as int8 bytes in memory: itself where nothing is to subtract, else written out less <paramref name="shift"/> (128 for uint8).</summary>

@@ -1,0 +1,116 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>Who runs an int8 convolution of a QDQ model (<see cref="Int8Layers"/>).</summary>
+internal enum Int8ConvChoice
+{
+    /// <summary>The own kernel where its tiles fill the device (large batches), cuDNN's routes elsewhere (the default).</summary>
+    Auto,
+
+    /// <summary>The own kernel wherever the channel counts allow it, whatever the grid.</summary>
+    Own,
+
+    /// <summary>cuDNN's routes (graph API, legacy int8) and cuBLASLt only: the routes before the own kernel.</summary>
+    Library,
+}
+
+/// <summary>
+/// Int8 convolutions through the own implicit-GEMM kernel (<see cref="KernelSource.Int8Conv"/>): int8 channels-last in
+/// and out, int32 sums on tensor cores, the requantization, a ReLU and a residual block's end (its Add, ReLU and
+/// QuantizeLinear) in the epilogue. Padding reads the input's stored zero point, so the offsets are per channel and no
+/// padded copy of the input is made.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>BATCHWISE_INT8_CONV: auto (default), own or library.</summary>
+    internal static Int8ConvChoice Int8ConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => Int8ConvChoice.Auto,
+        "own" => Int8ConvChoice.Own,
+        "library" or "cudnn" or "graph" => Int8ConvChoice.Library,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, own or library", "Unset it (the own int8 kernel where its tiles fill the GPU), set BATCHWISE_INT8_CONV=own for the own kernel everywhere it applies, or library for cuDNN's routes only."),
+    };
+
+    /// <summary>The own kernel's pipeline stages.</summary>
+    private const int Int8ConvStages = 4;
+
+    /// <summary>
+    /// The own kernel's tile for a convolution of <paramref name="pixels"/> output pixels, <paramref name="c"/> input and
+    /// <paramref name="k"/> output channels: the largest whose grid is two blocks per SM or more, else the largest with
+    /// one per SM (under <see cref="Int8ConvChoice.Own"/>, else the smallest); null where the choice, the device or the
+    /// channel counts leave the convolution to the libraries.
+    /// </summary>
+    internal (int M, int N)? OwnInt8ConvTile(long pixels, long c, long k)
+    {
+        var choice = _target.Int8Convolutions;
+        if (choice == Int8ConvChoice.Library || _target.ComputeCapability < 80 || c % KernelSource.Int8ConvChunk != 0 || pixels > int.MaxValue || k > int.MaxValue)
+        {
+            return null;
+        }
+
+        var fits = KernelSource.Int8ConvTiles.Where(t => k % t.N == 0 && KernelSource.Int8ConvSharedBytes(t.M, t.N, Int8ConvStages) <= _target.MaxSharedBytesPerBlock).ToList();
+        long Blocks((int M, int N) t) => ((pixels + t.M - 1) / t.M) * (k / t.N);
+        foreach (var wave in new[] { 2L, 1L })
+        {
+            if (fits.Where(t => Blocks(t) >= wave * _target.Multiprocessors).Select(t => ((int, int)?)t).FirstOrDefault() is { } tile)
+            {
+                return tile;
+            }
+        }
+
+        return choice == Int8ConvChoice.Own && fits.Count > 0 ? fits[^1] : null;
+    }
+
+    /// <summary>
+    /// Emits the own int8 convolution of <paramref name="layer"/> (a residual block's end fused where the layer's output
+    /// is one, the layer has no ReLU of its own and <see cref="Int8Layers.ResidualSwitch"/> does not say off) and returns
+    /// how it runs.
+    /// </summary>
+    private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, (int M, int N) tile)
+    {
+        var relu = layer.Relu is not null;
+        var fusion = relu || Int8Layers.ResidualSetting == false ? null : FindInt8Residual(q.Node, yShape);
+        var own = q; // the convolution's own QuantizeLinear (its saturation stays in a fused block)
+        if (fusion is not null)
+        {
+            (q, relu) = ((fusion.Quantize, fusion.YScale, fusion.YType, fusion.YZero), fusion.Relu is not null);
+        }
+
+        var outShift = StoredShift(q.Type);
+        var storedYZero = q.Zero - outShift;
+        var input = Int8Input(xq);
+        var zero = x.Zero - input.Shift; // the input's zero point as stored: what a tap outside the image reads
+        var (n, c, k) = (xq.Shape[0], xq.Shape[1], w.Shape[0]);
+        long[] inSpatial = [xq.Shape[2], xq.Shape[3]], unpadded = [0, 0];
+        var recipe = Int8ConvRecipe(x.Scale, zero, q.Scale, storedYZero, inSpatial, strides, unpadded);
+        var (krsc, _, offset, _, alpha, _) = Int8ConvConstants(recipe, w, wScale, bias, x.Scale, zero, q.Scale, storedYZero, inSpatial, outSpatial, kernel, strides, unpadded);
+        (double Scale, double Offset, double Low, double High)? residual = null;
+        if (fusion is { } f)
+        {
+            // In output steps: the residual's byte times s_r/s_y plus its zero point's share; the convolution's value
+            // clamped where its own QuantizeLinear saturates ((low - z) s / s_y, (high - z) s / s_y).
+            var (low, high) = own.Type == ElementType.UInt8 ? (0.0, 255.0) : (-128.0, 127.0);
+            residual = (f.ResidualScale / q.Scale, (f.Residual.Shift - f.ResidualZero) * f.ResidualScale / q.Scale, (low - own.Zero) * own.Scale / q.Scale, (high - own.Zero) * own.Scale / q.Scale);
+        }
+
+        var offsets = _target.Derive(recipe + ":own", [w, wScale, bias], () =>
+        {
+            var o = offset.Constant!;
+            return HostTensor.CreateInts(ElementType.Int32, [o.Count], i => BitConverter.SingleToInt32Bits((float)o[i]));
+        });
+
+        var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Node.Output[0]);
+        var epilogue = new Int8ConvEpilogue(q.Type, q.Zero, relu, residual);
+        var code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, Int8ConvStages, (int)zero, epilogue);
+        var pixels = n * outSpatial[0] * outSpatial[1];
+        var how = $"int8 (own kernel, {tile.M}x{tile.N} tiles{(fusion is null ? string.Empty : $", residual Add{(relu ? " and ReLU" : string.Empty)} fused")})";
+        _node += $" ({how})";
+        Emit(new KernelStep(_node, code, KernelSource.Int8ConvThreads(pixels, k, tile.M, tile.N), KernelSource.Int8ConvBlock,
+            [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), fusion is null ? -1 : Dev(fusion.Residual.Int8)]));
+        PublishInt8Conv(q.Node, layer.Relu, fusion, y, yShape, outShift);
+        return how;
+    }
+}

@@ -1,0 +1,58 @@
+using System.Globalization;
+using Batchwise.Engines;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>
+/// The own int8 convolution kernel on the GPU (BATCHWISE_INT8_CONV=own): ResNet-50's QDQ model (the zoo's at 64x64,
+/// `optimize --int8` with random calibration) at b=8, every convolution with input channels in 64s on the kernel and
+/// each residual block's end in its epilogue, against cuDNN's routes (BATCHWISE_INT8_CONV=library) and against ONNX
+/// Runtime's QDQ run (graph optimizations off). The fused block skips its last convolution's own rounding, so outputs may
+/// differ by a step where that rounding mattered; they must agree to a cosine of 0.999.
+/// </summary>
+[Trait("Category", "GPU")]
+public sealed class Int8ConvGpuTests
+{
+    [Fact]
+    public void Own_int8_kernels_match_the_library_routes_and_onnx_runtime()
+    {
+        Gpu.Require();
+        var model = QuantizedModelGpuTests.Int8Resnet18("zoo:resnet50?size=64");
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 8, seed: 5)).ToList();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+
+        var saved = Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV");
+        var runs = new Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)>(StringComparer.Ordinal);
+        try
+        {
+            using var on = Int8Switch.Set(true, "on");
+            foreach (var mode in new[] { "own", "library" })
+            {
+                Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", mode);
+                using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+                runs[mode] = (cuda.Run(inputs), cuda.Int8Layers());
+            }
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", saved);
+        }
+
+        var own = runs["own"].Layers;
+        var kernels = own.Count(p => p.Value.Contains("own kernel", StringComparison.Ordinal));
+        var fused = own.Count(p => p.Value.Contains("own kernel", StringComparison.Ordinal) && p.Value.Contains("residual Add", StringComparison.Ordinal));
+        var ownCosine = Gpu.Compare(runs["own"].Outputs, expected, model.Outputs)[0].Cosine;
+        var libraryCosine = Gpu.Compare(runs["library"].Outputs, expected, model.Outputs)[0].Cosine;
+        var between = Gpu.Compare(runs["own"].Outputs, runs["library"].Outputs, model.Outputs)[0].Cosine;
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_CONV=own | {kernels} convolutions on the own kernel, {fused} block ends fused | cosine vs ORT {ownCosine:F6} (library {libraryCosine:F6}) | vs library {between:F6} |"));
+
+        // 52 of the 53 convolutions have input channels in 64s (the stem's 3 do not); 16 blocks end in a residual Add.
+        Assert.True(kernels == 52, $"{kernels} convolutions on the own kernel: {string.Join(" // ", own.Select(p => $"{p.Key}: {p.Value}"))}");
+        Assert.Equal(16, fused);
+        Assert.DoesNotContain(runs["library"].Layers.Values, how => how.Contains("own kernel", StringComparison.Ordinal));
+        Assert.True(ownCosine >= 0.999, $"own kernels against ORT: cosine {ownCosine}");
+        Assert.True(libraryCosine >= 0.999, $"library routes against ORT: cosine {libraryCosine}");
+        Assert.True(between >= 0.999, $"own against library: cosine {between}");
+    }
+}

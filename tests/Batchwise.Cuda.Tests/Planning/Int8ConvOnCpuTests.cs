@@ -1,0 +1,133 @@
+using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+using Batchwise.Zoo;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// The own int8 convolution kernel (<see cref="KernelSource.Int8Conv"/>: mma.sync m16n8k32 on int8, emulated from its
+/// PTX fragment layout) planned without a GPU for QDQ models and run on the CPU with g++ (<see cref="CpuKernelRunner"/>),
+/// against ONNX Runtime's QDQ run (graph optimizations off: the model's own semantics). Quantized outputs may differ
+/// from ONNX Runtime's by one step where the float rounding ties (the kernel sums in int32 and scales once; a fused
+/// residual also skips the convolution output's own rounding), never by more.
+/// </summary>
+public sealed class Int8ConvOnCpuTests
+{
+    /// <summary>
+    /// x uint8 [2, c, h, w] -> DQ -> Conv(DQ(int8 w, per channel), bias) [-> Relu] -> Q (uint8, zero 3) = a; with a
+    /// residual: a -> DQ -> Conv 3x3 (k -> k, pad 1) -> Q -> DQ, + DQ(a) -> Relu -> Q = y. Outputs are the quantized bytes.
+    /// </summary>
+    private static OnnxModel Model(int c, int k, int kernel, int stride, int xZero, bool relu, bool residual, long h = 9, long w = 9)
+    {
+        var rng = new Random(7);
+        var g = new GraphBuilder("int8-conv");
+        var x = g.Input("x", ElementType.UInt8, 2L, (long)c, h, w);
+        string Scalar(string name, float v) => g.Initializer(name, [], [v]);
+        string Zero(string name, int v) => g.Raw<byte>(name, ElementType.UInt8, [], [(byte)v]);
+        string Conv(string input, string sx, string zx, int cin, int cout, int size, int s, string prefix)
+        {
+            var wq = g.Raw<sbyte>(prefix + "wq", ElementType.Int8, [cout, cin, size, size], [.. Enumerable.Range(0, cout * cin * size * size).Select(_ => (sbyte)rng.Next(-127, 128))]);
+            var ws = g.Initializer(prefix + "ws", [cout], [.. Enumerable.Range(0, cout).Select(_ => (float)(0.002 + (rng.NextDouble() * 0.004)))]);
+            var wz = g.Raw<sbyte>(prefix + "wz", ElementType.Int8, [cout], new sbyte[cout]);
+            var b = g.Initializer(prefix + "b", [cout], [.. Enumerable.Range(0, cout).Select(_ => (float)(rng.NextDouble() - 0.5))]);
+            var xd = g.Node("DequantizeLinear", [input, sx, zx]);
+            var wd = g.Node("DequantizeLinear", [wq, ws, wz], GraphBuilder.Attr("axis", 0L));
+            var pad = size / 2;
+            return g.Node("Conv", [xd, wd, b], GraphBuilder.Attr("strides", s, s), GraphBuilder.Attr("kernel_shape", size, size), GraphBuilder.Attr("pads", pad, pad, pad, pad));
+        }
+
+        var (xs, xz, ys, yz) = (Scalar("xs", 0.02f), Zero("xz", xZero), Scalar("ys", 0.05f), Zero("yz", 3));
+        var conv = Conv(x, xs, xz, c, k, kernel, stride, "a");
+        var a = g.Node("QuantizeLinear", [relu ? g.Node("Relu", [conv]) : conv, ys, yz]);
+        if (!residual)
+        {
+            g.Rename(a, "y");
+        }
+        else
+        {
+            var (rs, rz) = (Scalar("rs", 0.06f), Zero("rz", 9));
+            var block = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [Conv(a, ys, yz, k, k, 3, 1, "b"), rs, rz]), rs, rz]);
+            var sum = g.Node("Add", [block, g.Node("DequantizeLinear", [a, ys, yz])]);
+            g.Rename(g.Node("QuantizeLinear", [g.Node("Relu", [sum]), Scalar("os", 0.07f), Zero("oz", 0)]), "y");
+        }
+
+        var o = ((h + (2 * (kernel / 2)) - kernel) / stride) + 1;
+        var ow = ((w + (2 * (kernel / 2)) - kernel) / stride) + 1;
+        g.Output("y", ElementType.UInt8, 2L, (long)k, o, ow);
+        return g.Build("int8-conv");
+    }
+
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms) =>
+        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Own, Multiprocessors = sms }.Compile(model, inputs);
+
+    /// <summary>The plan's own int8 kernels agree with ONNX Runtime within a step, and at most <paramref name="offByOne"/> of the outputs differ at all.</summary>
+    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne)
+    {
+        CpuKernelRunner.Require();
+        var rng = new Random(5);
+        var shape = model.Inputs[0].Shape.Select(d => (long)d.Value!).ToArray();
+        var count = (int)shape.Aggregate(1L, (p, d) => p * d);
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, shape, [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
+        var plan = Plan(model, inputs, sms);
+        var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal)).ToList();
+        Assert.Equal(ownKernels, own.Count);
+        Assert.All(own, s => Assert.Contains(tile, s.Node, StringComparison.Ordinal));
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var want = ort.Run(inputs)[0].AsSpan<byte>().ToArray();
+        CpuKernelRunner.Prepare([plan]);
+        var got = CpuKernelRunner.Run(plan, inputs)[0].AsSpan<byte>().ToArray();
+        Assert.Equal(want.Length, got.Length);
+        var differ = Enumerable.Range(0, want.Length).Where(i => want[i] != got[i]).ToList();
+        var far = differ.Where(i => Math.Abs(want[i] - got[i]) > 1).ToList();
+        Assert.True(far.Count == 0, $"{far.Count} of {want.Length} outputs more than a step off, first at {far.FirstOrDefault()}: {got[far.FirstOrDefault()]} where ONNX Runtime gives {want[far.FirstOrDefault()]}");
+        Assert.True(differ.Count <= offByOne * want.Length, $"{differ.Count} of {want.Length} outputs a step off");
+
+        // Not a dead output: the bytes spread over the range.
+        Assert.True(want.Distinct().Count() > 20, "the reference output is nearly constant: the case checks nothing");
+    }
+
+    [Theory]
+    [InlineData(64, 128, 1, 1, 0, false, 132, "64x64")] // 1x1, a partial pixel tile (162 pixels), input zero point 0 (stored as -128)
+    [InlineData(64, 64, 3, 1, 131, true, 132, "64x64")] // 3x3 padded: taps outside read the stored zero point (3)
+    [InlineData(128, 64, 3, 2, 128, true, 132, "64x64")] // strided, two steps of channels a tap, zero point 128 (stored as 0: padding by cp.async's zero fill)
+    [InlineData(64, 128, 1, 1, 140, true, 1, "128x128")] // the 128 x 128 tile (the grid fills one SM)
+    [InlineData(64, 64, 3, 1, 100, false, 1, "128x64")] // 128 x 64
+    public void Own_int8_convolution_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int kernel, int stride, int xZero, bool relu, int sms, string tile)
+    {
+        RunsAndAgrees(Model(c, k, kernel, stride, xZero, relu, residual: false), sms, 1, $"{tile} tiles", 0.01);
+    }
+
+    [Fact]
+    public void A_residual_blocks_end_joins_the_own_kernels_epilogue_and_agrees_with_onnx_runtime()
+    {
+        // The block's Add, ReLU and QuantizeLinear in the second convolution's epilogue: two kernels in all.
+        var model = Model(64, 64, 1, 1, 120, relu: false, residual: true);
+        var plan = Plan(model, [Tensor.From<byte>(ElementType.UInt8, [2, 64, 9, 9], new byte[2 * 64 * 81])], 132);
+        Assert.Single(plan.Steps, s => s.Node.Contains("residual Add and ReLU fused", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan.Steps, s => s.Node.Contains("Add", StringComparison.Ordinal) && !s.Node.Contains("own kernel", StringComparison.Ordinal));
+        RunsAndAgrees(Model(64, 64, 1, 1, 120, relu: false, residual: true), 132, 2, "tiles", 0.15); // 7% measured: the skipped rounding moves a value up to 0.43 of an output step
+    }
+
+    [Fact]
+    public void Tiles_fill_the_device_or_the_convolution_stays_with_the_libraries()
+    {
+        var target = new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Auto };
+        var compiler = new GraphCompiler(Model(64, 64, 1, 1, 128, false, false), target);
+
+        // ResNet-50 at b=256 on 132 SMs: 56x56 1x1 64 -> 256 takes the largest tile; 7x7 512 -> 2048 too (98 x 16 blocks).
+        Assert.Equal((128, 128), compiler.OwnInt8ConvTile(256 * 56 * 56, 64, 256));
+        Assert.Equal((128, 128), compiler.OwnInt8ConvTile(256 * 7 * 7, 512, 2048));
+
+        // b=64's 7x7 512 -> 512 (25 x 4 blocks of 128 x 128) takes 64 x 64 (49 x 8 = 392 blocks, two a SM and more).
+        Assert.Equal((64, 64), compiler.OwnInt8ConvTile(64 * 7 * 7, 512, 512));
+
+        // b=1: no tile fills the device, so cuDNN's routes keep it; input channels not in 64s never take the kernel.
+        Assert.Null(compiler.OwnInt8ConvTile(7 * 7, 512, 512));
+        Assert.Null(compiler.OwnInt8ConvTile(256 * 56 * 56, 32, 256));
+
+        // Output channels in 64s but not 128s: the 128 x 64 tile.
+        Assert.Equal((128, 64), compiler.OwnInt8ConvTile(256 * 28 * 28, 128, 192));
+    }
+}
