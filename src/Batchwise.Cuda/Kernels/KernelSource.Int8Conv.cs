@@ -36,9 +36,9 @@ internal static partial class KernelSource
     /// <summary>The tiles (output pixels x output channels) the kernel is written for, largest first.</summary>
     public static readonly (int M, int N)[] Int8ConvTiles = [(128, 128), (128, 64), (64, 64)];
 
-    /// <summary>Shared memory of one block: the stages of an input and a filter tile, or the int32 tile the epilogue reads (over the stages).</summary>
+    /// <summary>Shared memory of one block: the stages of an input and a filter tile, or half the int32 tile the epilogue reads (over the stages).</summary>
     public static int Int8ConvSharedBytes(int tileM, int tileN, int stages) =>
-        Math.Max(stages * (tileM + tileN) * Int8ConvPitch * 2, tileM * (tileN + 4) * 4);
+        Math.Max(stages * (tileM + tileN) * Int8ConvPitch * 2, tileM / 2 * (tileN + 8) * 4);
 
     /// <summary>Threads to launch <see cref="Int8Conv"/> with: a block per (pixel tile, output-channel tile).</summary>
     public static long Int8ConvThreads(long pixels, long outChannels, int tileM, int tileN) =>
@@ -53,8 +53,8 @@ internal static partial class KernelSource
     /// rows (gathered per tap) and filter rows a step through <paramref name="stages"/> cp.async stages into ldmatrix (the
     /// same byte layout as the half-precision kernels: two int8 values where they have one half). Taps outside the image
     /// read <paramref name="inputZero"/> (the input's stored zero point: padding stands for a real 0), so the offsets
-    /// are per channel. The sums go through shared memory so that each thread requantizes 16 channels of one pixel and
-    /// reads the residual and writes the output 16 bytes at a time. scale and offset are float tables per output
+    /// are per channel. The sums go through shared memory so that each thread requantizes 4 channels of one pixel and
+    /// reads the residual and writes the output 4 bytes a thread, 128 a warp. scale and offset are float tables per output
     /// channel; channels, taps, strides, tile and stages are part of the kernel, sizes are arguments.
     /// </summary>
     public static KernelCode Int8Conv(long channels, long[] kernel, long[] strides, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int tileM, int tileN, int stages, int inputZero, Int8ConvEpilogue epilogue)
@@ -73,7 +73,7 @@ internal static partial class KernelSource
         var dynamic = shared > StaticSharedBytes;
         var (mi, nj) = (tileM / 32, tileN / 16); // a warp's m16 and n8 tiles
         var (rowsA, rowsB) = (tileM / 32, tileN / 32); // the tile rows each thread copies a step (4 threads a 64-byte row)
-        var pitch = tileN + 4; // ints of a row of the epilogue's tile
+        var pitch = tileN + 8; // ints of a row of the epilogue's tile
         var w = new KernelWriter(small: true);
         var m = w.I32("m", checked((int)pixels));
         var k = w.I32("k", checked((int)outChannels));
@@ -88,7 +88,7 @@ internal static partial class KernelSource
         if (epilogue.Residual is { } rs)
         {
             var (lo, hi, rscale, roff) = (w.Float("conv_low", rs.Low), w.Float("conv_high", rs.High), w.Float("rscale", rs.Scale), w.Float("roffset", rs.Offset));
-            residual = $"v = v < {lo} ? {lo} : v > {hi} ? {hi} : v;\n                v += (float)(signed char)(rw[q] >> (8 * e)) * {rscale} + {roff};";
+            residual = $"v = v < {lo} ? {lo} : v > {hi} ? {hi} : v;\n                    v += (float)(signed char)(rw >> (8 * e)) * {rscale} + {roff};";
         }
 
         var fill = unchecked((uint)(byte)(sbyte)inputZero * 0x01010101u);
@@ -191,34 +191,36 @@ internal static partial class KernelSource
                 }
                 __syncthreads();
 
-                // The sums as an int32 tile [{{tileM}}][{{pitch}}] over the stages' memory: accumulator e of n-tile nb holds
-                // row g (+ 8 for e >= 2) of the m16 tile, columns 2t and 2t + 1.
+                // The sums through shared memory, half the tile's rows at a time (the warps of that half write, every
+                // thread requantizes): an int32 tile [{{tileM / 2}}][{{pitch}}] over the stages' memory. Accumulator e of n-tile
+                // nb holds row g (+ 8 for e >= 2) of the m16 tile, columns 2t and 2t + 1 (a half-warp's 8-byte writes
+                // fall in distinct banks: rows {{pitch}} ints apart). Then 4 channels of one pixel a thread, a warp's 32
+                // threads along a row: the residual read and the output written 4 bytes a thread, 128 a warp.
                 int* const part = (int*)sm_;
                 #pragma unroll
-                for (int u = 0; u < {{mi}}; u++) {
-                    #pragma unroll
-                    for (int nb = 0; nb < {{nj}}; nb++) {
-                        const int row = wm + u * 16 + g, c = wn + nb * 8 + 2 * t;
-                        *(int2*)(part + row * {{pitch}} + c) = make_int2(acc[u][nb][0], acc[u][nb][1]);
-                        *(int2*)(part + (row + 8) * {{pitch}} + c) = make_int2(acc[u][nb][2], acc[u][nb][3]);
+                for (int half = 0; half < 2; half++) {
+                    if ((warp >> 1) == half) {
+                        #pragma unroll
+                        for (int u = 0; u < {{mi}}; u++) {
+                            #pragma unroll
+                            for (int nb = 0; nb < {{nj}}; nb++) {
+                                const int row = u * 16 + g, c = wn + nb * 8 + 2 * t;
+                                *(int2*)(part + row * {{pitch}} + c) = make_int2(acc[u][nb][0], acc[u][nb][1]);
+                                *(int2*)(part + (row + 8) * {{pitch}} + c) = make_int2(acc[u][nb][2], acc[u][nb][3]);
+                            }
+                        }
                     }
-                }
-                __syncthreads();
-
-                // 16 channels of one pixel a thread: the requantization, 16 bytes of residual in, 16 bytes out.
-                for (int i = tid; i < {{tileM * (tileN / 16)}}; i += {{Block}}) {
-                    const int row = i / {{tileN / 16}}, c16 = (i - row * {{tileN / 16}}) * 16;
-                    const int p = m0 + row;
-                    if (p >= {{m}}) continue;
-                    const int n = n0 + c16;
-                    const i64 o = (i64)p * {{k}} + n;
-                    {{(epilogue.Residual is null ? string.Empty : "const uint4 rv = *(const uint4*)((const signed char*)r + o);\n        const unsigned rw[4] = {rv.x, rv.y, rv.z, rv.w};")}}
-                    unsigned out[4];
-                    #pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        const int4 s4 = *(const int4*)(part + row * {{pitch}} + c16 + 4 * q);
-                        const float4 sc = *(const float4*)(scale + n + 4 * q);
-                        const float4 of = *(const float4*)(offset + n + 4 * q);
+                    __syncthreads();
+                    for (int i = tid; i < {{tileM / 2 * (tileN / 4)}}; i += {{Block}}) {
+                        const int row = i / {{tileN / 4}}, c4 = (i - row * {{tileN / 4}}) * 4;
+                        const int p = m0 + half * {{tileM / 2}} + row;
+                        if (p >= {{m}}) continue;
+                        const int n = n0 + c4;
+                        const i64 o = (i64)p * {{k}} + n;
+                        {{(epilogue.Residual is null ? string.Empty : "const unsigned rw = *(const unsigned*)((const signed char*)r + o);")}}
+                        const int4 s4 = *(const int4*)(part + row * {{pitch}} + c4);
+                        const float4 sc = *(const float4*)(scale + n);
+                        const float4 of = *(const float4*)(offset + n);
                         const int sv[4] = {s4.x, s4.y, s4.z, s4.w};
                         const float scv[4] = {sc.x, sc.y, sc.z, sc.w}, ofv[4] = {of.x, of.y, of.z, of.w};
                         unsigned word = 0;
@@ -231,9 +233,9 @@ internal static partial class KernelSource
                             v = v < {{low}} ? {{low}} : v > {{high}} ? {{high}} : v;
                             word |= ((unsigned)((int)v - {{epilogue.Shift}}) & 0xffu) << (8 * e);
                         }
-                        out[q] = word;
+                        *(unsigned*)((signed char*)y + o) = word;
                     }
-                    *(uint4*)((signed char*)y + o) = make_uint4(out[0], out[1], out[2], out[3]);
+                    __syncthreads();
                 }
 
             """);

@@ -34,8 +34,31 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, own or library", "Unset it (the own int8 kernel where its tiles fill the GPU), set BATCHWISE_INT8_CONV=own for the own kernel everywhere it applies, or library for cuDNN's routes only."),
     };
 
-    /// <summary>The own kernel's pipeline stages.</summary>
+    /// <summary>The own kernel's pipeline stages at most (a reduction of fewer steps takes one more than its steps).</summary>
     private const int Int8ConvStages = 4;
+
+    /// <summary>BATCHWISE_INT8_CONV_TILE=MxN (128x128, 128x64 or 64x64): the own kernel's tile wherever it divides the output channels, for measuring the tiles against each other; unset, chosen by the grid.</summary>
+    internal static (int M, int N)? Int8ConvTileFromEnvironment
+    {
+        get
+        {
+            var text = Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV_TILE")?.Trim();
+            if (string.IsNullOrEmpty(text))
+            {
+                return null;
+            }
+
+            foreach (var t in KernelSource.Int8ConvTiles)
+            {
+                if (text == $"{t.M}x{t.N}")
+                {
+                    return t;
+                }
+            }
+
+            throw new BatchwiseException($"BATCHWISE_INT8_CONV_TILE '{text}' is not one of {string.Join(", ", KernelSource.Int8ConvTiles.Select(t => $"{t.M}x{t.N}"))}", "Unset it (the tile chosen by the grid), or give one of those tiles.");
+        }
+    }
 
     /// <summary>
     /// The own kernel's tile for a convolution of <paramref name="pixels"/> output pixels, <paramref name="c"/> input and
@@ -52,6 +75,11 @@ internal sealed partial class GraphCompiler
         }
 
         var fits = KernelSource.Int8ConvTiles.Where(t => k % t.N == 0 && KernelSource.Int8ConvSharedBytes(t.M, t.N, Int8ConvStages) <= _target.MaxSharedBytesPerBlock).ToList();
+        if (Int8ConvTileFromEnvironment is { } forced && fits.Contains(forced))
+        {
+            return forced;
+        }
+
         long Blocks((int M, int N) t) => ((pixels + t.M - 1) / t.M) * (k / t.N);
         foreach (var wave in new[] { 2L, 1L })
         {
@@ -104,7 +132,9 @@ internal sealed partial class GraphCompiler
 
         var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Node.Output[0]);
         var epilogue = new Int8ConvEpilogue(q.Type, q.Zero, relu, residual);
-        var code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, Int8ConvStages, (int)zero, epilogue);
+        var steps = kernel[0] * kernel[1] * (c / KernelSource.Int8ConvChunk);
+        var stages = (int)Math.Clamp(steps + 1, 2, Int8ConvStages);
+        var code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, stages, (int)zero, epilogue);
         var pixels = n * outSpatial[0] * outSpatial[1];
         var how = $"int8 (own kernel, {tile.M}x{tile.N} tiles{(fusion is null ? string.Empty : $", residual Add{(relu ? " and ReLU" : string.Empty)} fused")})";
         _node += $" ({how})";
