@@ -81,12 +81,9 @@ public sealed class CudaEngine : IEngine
         };
         if (Int8Layers.Enabled || options.Precision == Precision.Int8)
         {
-            details["int8_conv"] = GraphCompiler.Int8ConvFromEnvironment switch
-            {
-                Int8ConvChoice.Own => "own int8 tensor-core kernel wherever the channels allow (BATCHWISE_INT8_CONV=own; input channels in 64s)",
-                Int8ConvChoice.Library => "cuDNN and cuBLASLt (BATCHWISE_INT8_CONV=library)",
-                _ => "own int8 tensor-core kernel where its tiles fill the GPU (input channels in 64s; requantization and a residual block's end fused), cuDNN and cuBLASLt elsewhere",
-            };
+            details["int8_conv"] = GraphCompiler.Int8ConvFromEnvironment == Int8ConvChoice.Own
+                ? "own int8 tensor-core kernel wherever the channels allow (BATCHWISE_INT8_CONV=own; input channels in 64s; requantization and a residual block's end fused)"
+                : "cuDNN and cuBLASLt";
         }
 
         if (Int8Layers.GraphMode != "off" && (Int8Layers.Enabled || options.Precision == Precision.Int8))
@@ -425,7 +422,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling (BATCHWISE_STEM_POOL=auto|off; tests set it).</summary>
     public StemPoolChoice StemPools { get; internal set; } = GraphCompiler.StemPoolFromEnvironment;
 
-    /// <summary>Who runs a QDQ model's int8 convolutions (BATCHWISE_INT8_CONV=auto|own|library; tests set it).</summary>
+    /// <summary>Who runs a QDQ model's int8 convolutions (BATCHWISE_INT8_CONV=library|own; tests set it).</summary>
     public Int8ConvChoice Int8Convolutions { get; internal set; } = GraphCompiler.Int8ConvFromEnvironment;
 
     /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|all|off; tests set it).</summary>

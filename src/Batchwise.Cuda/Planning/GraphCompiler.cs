@@ -90,7 +90,7 @@ internal interface IPlanTarget
     /// <summary>Who runs dense convolutions too small to fill the device in half precision: cuDNN here; a session takes BATCHWISE_SPLITK_CONV's choice (the own split-K kernel by default).</summary>
     SplitKConvChoice SplitKConvolutions => SplitKConvChoice.Off;
 
-    /// <summary>Who runs a QDQ model's int8 convolutions: the libraries here; a session takes BATCHWISE_INT8_CONV's choice (the own kernel where its tiles fill the device by default).</summary>
+    /// <summary>Who runs a QDQ model's int8 convolutions: the libraries here; a session takes BATCHWISE_INT8_CONV's choice (the libraries by default).</summary>
     Int8ConvChoice Int8Convolutions => Int8ConvChoice.Library;
 
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>

@@ -111,10 +111,10 @@ public sealed class Int8ConvOnCpuTests
     }
 
     [Fact]
-    public void Tiles_fill_the_device_or_the_convolution_stays_with_the_libraries()
+    public void Tiles_fill_the_device_and_only_the_own_choice_takes_the_kernel()
     {
-        var target = new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Auto };
-        var compiler = new GraphCompiler(Model(64, 64, 1, 1, 128, false, false), target);
+        var model = Model(64, 64, 1, 1, 128, false, false);
+        var compiler = new GraphCompiler(model, new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Own });
 
         // ResNet-50 at b=256 on 132 SMs: 56x56 1x1 64 -> 256 takes the largest tile; 7x7 512 -> 2048 too (98 x 16 blocks).
         Assert.Equal((128, 128), compiler.OwnInt8ConvTile(256 * 56 * 56, 64, 256));
@@ -123,11 +123,15 @@ public sealed class Int8ConvOnCpuTests
         // b=64's 7x7 512 -> 512 (25 x 4 blocks of 128 x 128) takes 64 x 64 (49 x 8 = 392 blocks, two a SM and more).
         Assert.Equal((64, 64), compiler.OwnInt8ConvTile(64 * 7 * 7, 512, 512));
 
-        // b=1: no tile fills the device, so cuDNN's routes keep it; input channels not in 64s never take the kernel.
-        Assert.Null(compiler.OwnInt8ConvTile(7 * 7, 512, 512));
+        // b=1: no tile fills the device, so the smallest; input channels not in 64s never take the kernel.
+        Assert.Equal((64, 64), compiler.OwnInt8ConvTile(7 * 7, 512, 512));
         Assert.Null(compiler.OwnInt8ConvTile(256 * 56 * 56, 32, 256));
 
         // Output channels in 64s but not 128s: the 128 x 64 tile.
         Assert.Equal((128, 64), compiler.OwnInt8ConvTile(256 * 28 * 28, 128, 192));
+
+        // The libraries' choice (the default) never takes it.
+        var library = new GraphCompiler(model, new NoGpuTarget(Precision.Fp16) { Int8 = true });
+        Assert.Null(library.OwnInt8ConvTile(256 * 56 * 56, 64, 256));
     }
 }

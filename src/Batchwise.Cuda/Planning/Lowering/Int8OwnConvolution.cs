@@ -7,14 +7,16 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>Who runs an int8 convolution of a QDQ model (<see cref="Int8Layers"/>).</summary>
 internal enum Int8ConvChoice
 {
-    /// <summary>The own kernel where its tiles fill the device (large batches), cuDNN's routes elsewhere (the default).</summary>
-    Auto,
-
-    /// <summary>The own kernel wherever the channel counts allow it, whatever the grid.</summary>
-    Own,
-
-    /// <summary>cuDNN's routes (graph API, legacy int8) and cuBLASLt only: the routes before the own kernel.</summary>
+    /// <summary>
+    /// cuDNN's routes (graph API, legacy int8) and cuBLASLt (the default). On an H200 (session 25, ResNet-50 QDQ at
+    /// b=256, one call) they ran every convolution faster than the own kernel with any of its tiles: 6.04 ms of layers
+    /// against 10.9-11.7 ms; cuDNN's runtime-compiled engines reach ~1,000 int8 TOPS on the 3x3 layers (warpgroup MMA),
+    /// the own mma.sync kernel ~470.
+    /// </summary>
     Library,
+
+    /// <summary>The own kernel wherever the channel counts allow it (BATCHWISE_INT8_CONV=own).</summary>
+    Own,
 }
 
 /// <summary>
@@ -25,13 +27,12 @@ internal enum Int8ConvChoice
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>BATCHWISE_INT8_CONV: auto (default), own or library.</summary>
+    /// <summary>BATCHWISE_INT8_CONV: library (default) or own.</summary>
     internal static Int8ConvChoice Int8ConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV")?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "auto" => Int8ConvChoice.Auto,
+        null or "" or "library" => Int8ConvChoice.Library,
         "own" => Int8ConvChoice.Own,
-        "library" or "cudnn" or "graph" => Int8ConvChoice.Library,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, own or library", "Unset it (the own int8 kernel where its tiles fill the GPU), set BATCHWISE_INT8_CONV=own for the own kernel everywhere it applies, or library for cuDNN's routes only."),
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not library or own", "Unset it (cuDNN's and cuBLASLt's int8 routes), or set BATCHWISE_INT8_CONV=own for the own int8 kernel wherever the channel counts allow it."),
     };
 
     /// <summary>The own kernel's pipeline stages at most (a reduction of fewer steps takes one more than its steps).</summary>
@@ -62,14 +63,13 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// The own kernel's tile for a convolution of <paramref name="pixels"/> output pixels, <paramref name="c"/> input and
-    /// <paramref name="k"/> output channels: the largest whose grid is two blocks per SM or more, else the largest with
-    /// one per SM (under <see cref="Int8ConvChoice.Own"/>, else the smallest); null where the choice, the device or the
-    /// channel counts leave the convolution to the libraries.
+    /// <paramref name="k"/> output channels under <see cref="Int8ConvChoice.Own"/>: the largest whose grid is two blocks
+    /// per SM or more, else the largest with one per SM, else the smallest (BATCHWISE_INT8_CONV_TILE forces one); null
+    /// where the choice, the device or the channel counts leave the convolution to the libraries.
     /// </summary>
     internal (int M, int N)? OwnInt8ConvTile(long pixels, long c, long k)
     {
-        var choice = _target.Int8Convolutions;
-        if (choice == Int8ConvChoice.Library || _target.ComputeCapability < 80 || c % KernelSource.Int8ConvChunk != 0 || pixels > int.MaxValue || k > int.MaxValue)
+        if (_target.Int8Convolutions != Int8ConvChoice.Own || _target.ComputeCapability < 80 || c % KernelSource.Int8ConvChunk != 0 || pixels > int.MaxValue || k > int.MaxValue)
         {
             return null;
         }
@@ -89,7 +89,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        return choice == Int8ConvChoice.Own && fits.Count > 0 ? fits[^1] : null;
+        return fits.Count > 0 ? fits[^1] : null;
     }
 
     /// <summary>
