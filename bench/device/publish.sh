@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Packs a commit for device calls that source call-lib.sh: .device/cli-full.tar.xz (the CLI, self-contained, folder cli/),
+# Packs a commit for device calls that source call-lib.sh: .device/cli-full.tar.xz (the CLI, self-contained, folder cli/;
+# split in two unless SPLIT=0: .device1/cli-full.part.aa and .device/cli-full.part.ab, see the end),
 # .device/testdiff.tar.xz (the CUDA test binary's files that differ from the CLI's, flat) and .device/rev.
 #   bash bench/device/publish.sh [REV] [WORKTREE]     # REV: default HEAD; WORKTREE: a scratch worktree (made if absent)
 #   bash bench/device/publish.sh --overlay REV DEST   # REV's Batchwise.Cuda.dll alone, flat, as .device/DEST (a "base")
@@ -37,3 +38,11 @@ git -C "$ROOT" rev-parse --short "$REV" > "$ROOT/.device/rev"
 rm -rf "$PUB"
 ls -la "$ROOT/.device"
 echo "carry + tracked tree: $(( ( $(du -cb "$ROOT/.device" | tail -1 | cut -f1) + $(git -C "$ROOT" ls-files -z | (cd "$ROOT" && du --files0-from=- -cb) | tail -1 | cut -f1) ) / 1048576 )) MiB of 64"
+# What travels is larger than the tracked files (the device tool sent 40 MB for 26 MB of them in session 25): the CLI
+# goes in two parts, the first carried alone as .device1 and staged (bench/device/stage.sh) while the machine stays warm.
+if [ "${SPLIT:-1}" = 1 ]; then
+  rm -rf "$ROOT/.device1" "$ROOT"/.device/cli-full.part.*; mkdir -p "$ROOT/.device1"
+  split -b 20000000 "$ROOT/.device/cli-full.tar.xz" "$ROOT/.device/cli-full.part."
+  mv "$ROOT/.device/cli-full.part.aa" "$ROOT/.device1/" && rm "$ROOT/.device/cli-full.tar.xz"
+  echo "split: run bench/device/stage.sh with carry [\".device1\"], then the call script with carry [\".device\"] within 30 s"
+fi
