@@ -92,7 +92,7 @@ public sealed class CudaEngine : IEngine
             {
                 Int8GraphChoices.Octave => "a known batch size's choices within its octave (a new octave searches)",
                 Int8GraphChoices.Exact => "a search of its own",
-                _ => "the nearest known batch size's choices",
+                _ => "the nearest known batch size's choices within a factor of 4 (farther, a search)",
             }} ({Int8Layers.GraphChoicesSwitch})");
         }
 

@@ -138,7 +138,7 @@ internal static class Int8Layers
         null or "" or "nearest" => Int8GraphChoices.Nearest,
         "octave" => Int8GraphChoices.Octave,
         "exact" => Int8GraphChoices.Exact,
-        _ => throw new BatchwiseException($"{GraphChoicesSwitch} '{text}' is not nearest, octave or exact", $"Unset it (a new batch size reuses the nearest known batch's choices), or set {GraphChoicesSwitch}=octave (search once per batch octave) or exact (search every batch size)."),
+        _ => throw new BatchwiseException($"{GraphChoicesSwitch} '{text}' is not nearest, octave or exact", $"Unset it (a new batch size reuses the choices of the nearest known batch within a factor of 4), or set {GraphChoicesSwitch}=octave (search once per batch octave) or exact (search every batch size)."),
     };
 
     /// <summary>True when <see cref="TraceSwitch"/> is set (1, on, true).</summary>
@@ -482,7 +482,7 @@ internal static class Int8Layers
 /// <summary>Where an int8 graph problem without a stored choice of its own looks for one at another batch size (<see cref="Int8Layers.GraphChoicesSwitch"/>).</summary>
 internal enum Int8GraphChoices
 {
-    /// <summary>The nearest batch size with a stored choice (by ratio: b=64 takes b=32 before b=128), any octave.</summary>
+    /// <summary>The nearest batch size with a stored choice (by ratio: b=64 takes b=32 before b=128) within a factor of 4; farther, a search.</summary>
     Nearest,
 
     /// <summary>The nearest batch size of its own octave (33-64 share one); a new octave's first size is searched.</summary>
