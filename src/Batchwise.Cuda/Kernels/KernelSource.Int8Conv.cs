@@ -96,16 +96,7 @@ internal static partial class KernelSource
             ? "bw_cp_async16(dst, src, in);"
             : $"if (in) bw_cp_async16(dst, src, true); else *(uint4*)dst = make_uint4({fill}u, {fill}u, {fill}u, {fill}u);";
 
-        w.Body.Append(dynamic
-            ? """
-                    extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
-                    unsigned short* const sm_ = bw_dynamic_shared;
-
-                """
-            : $"""
-                    __shared__ __align__(16) unsigned short sm_[{shared / 2}];
-
-                """);
+        w.Body.Append(SharedHalves(shared));
         w.Body.Append($$"""
                 unsigned short* const as_ = sm_;
                 unsigned short* const bs_ = sm_ + {{stages * tileM * P}};

@@ -144,16 +144,7 @@ internal static partial class KernelSource
 
         var finish = epilogue.Text(["v[0]", "v[1]", "v[2]", "v[3]"], "n", "o + n");
 
-        w.Body.Append(dynamic
-            ? $"""
-                    extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
-                    unsigned short* const sm_ = bw_dynamic_shared;
-
-                """
-            : $"""
-                    __shared__ __align__(16) unsigned short sm_[{shared / 2}];
-
-                """);
+        w.Body.Append(SharedHalves(shared));
         w.Body.Append($$"""
                 unsigned short* const as_ = sm_;
                 unsigned short* const bs_ = sm_ + {{S * T * P}};
@@ -280,6 +271,21 @@ internal static partial class KernelSource
         var source = splits > 1 ? code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __cluster_dims__({splits}, 1, 1) ", StringComparison.Ordinal) : code.Source;
         return code with { Source = AttentionHelpers + ClusterHelpers + source, SharedBytes = dynamic ? shared : 0 };
     }
+
+    /// <summary>
+    /// The declaration of a block's shared memory as <c>sm_</c>, 16-bit units: static up to the 48 KB a kernel may declare,
+    /// dynamic (launched with <see cref="KernelCode.SharedBytes"/>) beyond.
+    /// </summary>
+    private static string SharedHalves(int bytes) => bytes > StaticSharedBytes
+        ? """
+                extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
+                unsigned short* const sm_ = bw_dynamic_shared;
+
+            """
+        : $"""
+                __shared__ __align__(16) unsigned short sm_[{bytes / 2}];
+
+            """;
 
     /// <summary>Threads to launch <see cref="SplitKConv"/> with: a block per (pixel tile, output-channel tile, split), exactly (a cluster's blocks all run).</summary>
     public static long SplitKConvThreads(long pixels, long outChannels, int splits) =>
