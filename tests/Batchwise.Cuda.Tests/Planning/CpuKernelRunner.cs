@@ -115,12 +115,18 @@ internal static partial class CpuKernelRunner
             std::memcpy(&a, &l, 2); std::memcpy(&b, &u, 2);
             return (unsigned)a | ((unsigned)b << 16);
         }
-        static inline void bw_mma_16816(float* c, const unsigned* a, unsigned b0, unsigned b1)
+        // A product's operands published to the warp's table (then every thread reads the fragments it needs).
+        static inline void bw_mma_publish(const unsigned* a, unsigned b0, unsigned b1)
         {
-            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
             unsigned* mine = bw_mma_frag[warp][lane];
             mine[0] = a[0]; mine[1] = a[1]; mine[2] = a[2]; mine[3] = a[3]; mine[4] = b0; mine[5] = b1;
             bw_barrier_wait(&bw_warp_barrier[warp]);
+        }
+        static inline void bw_mma_16816(float* c, const unsigned* a, unsigned b0, unsigned b1)
+        {
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+            bw_mma_publish(a, b0, b1);
             for (int i = 0; i < 4; i++) {
                 const int r = (int)g + ((i & 2) ? 8 : 0), n = 2 * (int)t + (i & 1);
                 float sum = c[i];
@@ -142,9 +148,7 @@ internal static partial class CpuKernelRunner
         static inline void bw_mma_16832_s8(int* c, const unsigned* a, unsigned b0, unsigned b1)
         {
             const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-            unsigned* mine = bw_mma_frag[warp][lane];
-            mine[0] = a[0]; mine[1] = a[1]; mine[2] = a[2]; mine[3] = a[3]; mine[4] = b0; mine[5] = b1;
-            bw_barrier_wait(&bw_warp_barrier[warp]);
+            bw_mma_publish(a, b0, b1);
             for (int i = 0; i < 4; i++) {
                 const int r = (int)g + ((i & 2) ? 8 : 0), n = 2 * (int)t + (i & 1);
                 int sum = c[i];
