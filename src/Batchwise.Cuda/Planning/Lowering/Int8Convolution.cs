@@ -94,8 +94,8 @@ internal sealed partial class GraphCompiler
             return "an empty output";
         }
 
-        // First the own kernel, where its tiles fill the device (the convolution, its requantization and a residual
-        // block's end in one kernel, no cuDNN engine to finalize).
+        // First the own kernel where BATCHWISE_INT8_CONV=own asks for it (the convolution, its requantization and a
+        // residual block's end in one kernel; half cuDNN's speed on an H200, so not the default).
         if (OwnInt8ConvTile(n * outSpatial[0] * outSpatial[1], c, k) is { } tile)
         {
             how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, tile);
