@@ -79,14 +79,15 @@ public sealed class CudaEngine : IEngine
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
             ["shape_profiles"] = options.ShapeProfiles.Count == 0 ? "none" : string.Join(' ', options.ShapeProfiles.Select(p => p.Text)),
         };
-        if (Int8Layers.Enabled || options.Precision == Precision.Int8)
+        var int8 = Int8Layers.Enabled || options.Precision == Precision.Int8;
+        if (int8)
         {
             details["int8_conv"] = GraphCompiler.Int8ConvFromEnvironment == Int8ConvChoice.Own
                 ? "own int8 tensor-core kernel wherever the channels allow (BATCHWISE_INT8_CONV=own; input channels in 64s; requantization and a residual block's end fused)"
                 : "cuDNN and cuBLASLt";
         }
 
-        if (Int8Layers.GraphMode != "off" && (Int8Layers.Enabled || options.Precision == Precision.Int8))
+        if (int8 && Int8Layers.GraphMode != "off")
         {
             details["int8_graph_search"] = string.Create(CultureInfo.InvariantCulture, $"{Int8Layers.GraphConfigs} configurations timed within {Int8Layers.GraphSearchSeconds:0.##} s per problem and {Int8Layers.GraphPlanSeconds:0.##} s per plan; a new batch size takes {Int8Layers.GraphChoices switch
             {

@@ -50,16 +50,17 @@ internal static partial class KernelSource
     /// filter [K, kh, kw, C] (K a multiple of the tile's columns), as an implicit GEMM (M = output pixels, N = output
     /// channels, reduction = taps x channels) on tensor cores: mma.sync m16n8k32 with int32 sums. A block of four warps
     /// computes a <paramref name="tileM"/> x <paramref name="tileN"/> tile, streaming one tap's 64 channels of its input
-    /// rows (gathered per tap) and filter rows a step through <paramref name="stages"/> cp.async stages into ldmatrix (the
-    /// same byte layout as the half-precision kernels: two int8 values where they have one half). Taps outside the image
+    /// rows (gathered per tap) and filter rows a step through cp.async stages (one more than the reduction's steps, 2 to
+    /// <paramref name="mostStages"/>) into ldmatrix (the same byte layout as the half-precision kernels: two int8 values
+    /// where they have one half). Taps outside the image
     /// read <paramref name="inputZero"/> (the input's stored zero point: padding stands for a real 0), so the offsets
     /// are per channel. The sums go through shared memory so that each thread requantizes 4 channels of one pixel and
     /// reads the residual and writes the output 4 bytes a thread, 128 a warp. scale and offset are float tables per output
     /// channel; channels, taps, strides, tile and stages are part of the kernel, sizes are arguments.
     /// </summary>
-    public static KernelCode Int8Conv(long channels, long[] kernel, long[] strides, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int tileM, int tileN, int stages, int inputZero, Int8ConvEpilogue epilogue)
+    public static KernelCode Int8Conv(long channels, long[] kernel, long[] strides, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int tileM, int tileN, int mostStages, int inputZero, Int8ConvEpilogue epilogue)
     {
-        if (channels % Int8ConvChunk != 0 || kernel.Length != 2 || !Int8ConvTiles.Contains((tileM, tileN)) || outChannels % tileN != 0 || stages < 2 || inputZero is < -128 or > 127)
+        if (channels % Int8ConvChunk != 0 || kernel.Length != 2 || !Int8ConvTiles.Contains((tileM, tileN)) || outChannels % tileN != 0 || mostStages < 2 || inputZero is < -128 or > 127)
         {
             throw new ArgumentException("int8 conv: input channels a multiple of 64, output channels of the tile's columns, a 2-d window, a known tile, 2 or more stages, an int8 zero point");
         }
@@ -68,6 +69,7 @@ internal static partial class KernelSource
         var perTap = channels / Int8ConvChunk;
         var chunks = kernel[0] * kernel[1] * perTap;
         var reduction = kernel[0] * kernel[1] * channels;
+        var stages = (int)Math.Clamp(chunks + 1, 2, mostStages);
         var pixels = batch * outSpatial[0] * outSpatial[1];
         var shared = Int8ConvSharedBytes(tileM, tileN, stages);
         var dynamic = shared > StaticSharedBytes;

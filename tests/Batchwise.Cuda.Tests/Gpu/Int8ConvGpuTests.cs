@@ -72,7 +72,7 @@ public sealed class Int8ConvGpuTests
         foreach (var (m, n) in KernelSource.Int8ConvTiles)
         {
             var conv3 = KernelSource.Int8Conv(256, [3, 3], [1, 1], 256, 256, [14, 14], [14, 14], [1, 1], m, n, 4, 3, new Int8ConvEpilogue(ElementType.UInt8, 0, true));
-            var conv1 = KernelSource.Int8Conv(64, [1, 1], [1, 1], 256, 256, [56, 56], [56, 56], [0, 0], m, n, 2, 0, new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200)));
+            var conv1 = KernelSource.Int8Conv(64, [1, 1], [1, 1], 256, 256, [56, 56], [56, 56], [0, 0], m, n, 4, 0, new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200)));
             foreach (var (name, (toolchain, registers, local)) in new[] { "3x3", "1x1 + residual" }.Zip(Gpu.KernelResources([conv3, conv1])))
             {
                 var line = $"| {toolchain} | int8 conv {name}, {m}x{n} tiles | {registers} registers | {local} bytes local |";

@@ -120,7 +120,7 @@ internal sealed partial class GraphCompiler
         {
             // In output steps: the residual's byte times s_r/s_y plus its zero point's share; the convolution's value
             // clamped where its own QuantizeLinear saturates ((low - z) s / s_y, (high - z) s / s_y).
-            var (low, high) = own.Type == ElementType.UInt8 ? (0.0, 255.0) : (-128.0, 127.0);
+            var (low, high) = QuantRange(own.Type);
             residual = (f.ResidualScale / q.Scale, (f.Residual.Shift - f.ResidualZero) * f.ResidualScale / q.Scale, (low - own.Zero) * own.Scale / q.Scale, (high - own.Zero) * own.Scale / q.Scale);
         }
 
@@ -132,9 +132,7 @@ internal sealed partial class GraphCompiler
 
         var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Node.Output[0]);
         var epilogue = new Int8ConvEpilogue(q.Type, q.Zero, relu, residual);
-        var steps = kernel[0] * kernel[1] * (c / KernelSource.Int8ConvChunk);
-        var stages = (int)Math.Clamp(steps + 1, 2, Int8ConvStages);
-        var code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, stages, (int)zero, epilogue);
+        var code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, Int8ConvStages, (int)zero, epilogue);
         var pixels = n * outSpatial[0] * outSpatial[1];
         var how = $"int8 (own kernel, {tile.M}x{tile.N} tiles{(fusion is null ? string.Empty : $", residual Add{(relu ? " and ReLU" : string.Empty)} fused")})";
         _node += $" ({how})";
