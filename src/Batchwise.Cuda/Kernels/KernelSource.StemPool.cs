@@ -39,7 +39,14 @@ internal static partial class KernelSource
     /// kernel's.
     /// </para>
     /// </summary>
-    public static KernelCode StemPool(Onnx.ElementType inputType, Onnx.ElementType? biasType, int channels, int outChannels, long kernelHeight, long kernelWidth, int warps, long batch, long[] inSpatial, long[] outSpatial, long[] pooled, long[] padsBegin, int bands)
+    /// <para>
+    /// A QDQ model's stem (<see cref="StemPattern.FindQuantized"/>) adds two things: <paramref name="inputRounding"/>, the
+    /// input's QuantizeLinear and DequantizeLinear applied to each value as it is read, and <paramref name="quantized"/>,
+    /// which writes the pooled result as the int8 activation the next int8 convolution reads (the convolution's
+    /// QuantizeLinear after the ReLU, the pooling's QuantizeLinear after that, stored less the uint8 shift). The maximum
+    /// commutes with the monotonic rounding, so rounding the pooled maximum once is rounding every value before pooling.
+    /// </para>
+    public static KernelCode StemPool(Onnx.ElementType inputType, Onnx.ElementType? biasType, int channels, int outChannels, long kernelHeight, long kernelWidth, int warps, long batch, long[] inSpatial, long[] outSpatial, long[] pooled, long[] padsBegin, int bands, QuantRounding? inputRounding = null, StemPoolQuantized? quantized = null)
     {
         if (channels is < 1 or > StemPattern.MaxChannels || outChannels % 16 != 0 || outChannels is < 16 or > 64 || kernelWidth is < 1 or > StemPattern.MaxWindowColumns || kernelHeight is < 1 or > StemPattern.MaxWindowRows
             || warps != StemPattern.Warps(outSpatial[1]) || warps > StemPattern.MaxOutputColumns / 16 || bands < 1)
@@ -71,6 +78,18 @@ internal static partial class KernelSource
         var (oh, ow) = (w.I32("oh", checked((int)outSpatial[0])), w.I32("ow", checked((int)outSpatial[1])));
         var (ph, pw) = (w.I32("ph", checked((int)pooled[0])), w.I32("pw", checked((int)pooled[1])));
         var (pt, pl) = (w.I32("pt", checked((int)padsBegin[0])), w.I32("pl", checked((int)padsBegin[1])));
+        var element = $"(float)xg[go[u] + (i64)iy * {iw}]";
+        var read = inputRounding is { } rounding ? rounding.Apply(element) : element;
+        var at = $"((img * {ph} + p) * {pw} + q) * {outChannels} + c8";
+        var store = quantized is { } qo
+            ? $$"""
+                const bw_half* const hb = (const bw_half*)&best;
+                                        unsigned char ob[8];
+                                        #pragma unroll
+                                        for (int e = 0; e < 8; e++) ob[e] = (unsigned char)(signed char)(int)({{qo.Stored("(float)hb[e]")}});
+                                        *(uint2*)(y + {{at}}) = *(const uint2*)ob;
+                """
+            : $"*(uint4*)((unsigned short*)y + {at}) = best;";
         w.Body.Append($$"""
                 extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
                 unsigned short* const xs = bw_dynamic_shared;          // [{{StemPattern.Ring}}][{{slots}}][4] input rows (ring)
@@ -111,7 +130,7 @@ internal static partial class KernelSource
                     for (int r = 0; r < 4; r++) {
                         const int iy = from + r;
                         #pragma unroll
-                        for (int u = 0; u < {{pairs}}; u++) pre[r][u] = go[u] >= 0 && iy >= 0 && iy < {{ih}} ? (float)xg[go[u] + (i64)iy * {{iw}}] : 0.f;
+                        for (int u = 0; u < {{pairs}}; u++) pre[r][u] = go[u] >= 0 && iy >= 0 && iy < {{ih}} ? {{read}} : 0.f;
                     }
                 };
                 auto place = [&](int from) {
@@ -202,14 +221,14 @@ internal static partial class KernelSource
                                 const uint4 v = *(const uint4*)(crow + xo * {{cp}} + c8);
                                 best.x = bw_hmax2(best.x, v.x); best.y = bw_hmax2(best.y, v.y); best.z = bw_hmax2(best.z, v.z); best.w = bw_hmax2(best.w, v.w);
                             }
-                            *(uint4*)((unsigned short*)y + ((img * {{ph}} + p) * {{pw}} + q) * {{outChannels}} + c8) = best;
+                            {{store}}
                         }
                     }
                 }
 
             """);
         var biasParameter = biasType is { } bt ? CType(bt) : "bw_half";
-        var code = w.Build($"bw_half* __restrict__ y, const {CType(inputType)}* __restrict__ x, const bw_half* __restrict__ wt, const {biasParameter}* __restrict__ bias, {KernelWriter.ArgsParameter}");
+        var code = w.Build($"{(quantized is null ? "bw_half" : "signed char")}* __restrict__ y, const {CType(inputType)}* __restrict__ x, const bw_half* __restrict__ wt, const {biasParameter}* __restrict__ bias, {KernelWriter.ArgsParameter}");
         const string Umax = """
             #ifndef BW_STEM_HELPERS
             #define BW_STEM_HELPERS
@@ -225,6 +244,26 @@ internal static partial class KernelSource
         // Two blocks an SM (the shared memory allows two of ResNet's): at most 65,536 / (2 x threads) registers a thread.
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({threads}, 2) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Umax + source, SharedBytes = StemPoolSharedBytes(warps, kernelHeight, kernelWidth, outChannels) };
+    }
+
+    /// <summary>
+    /// The int8 output of a QDQ stem (<see cref="StemPool"/>): the convolution's QuantizeLinear after the ReLU
+    /// (<paramref name="Conv"/>), then, where the pooling's QuantizeLinear differs from it, its DequantizeLinear and the
+    /// pooling's (<paramref name="Pool"/>); stored as the int8 byte of the value less <paramref name="Shift"/> (128 for uint8).
+    /// </summary>
+    public readonly record struct StemPoolQuantized(QuantRounding Conv, QuantRounding Pool, int Shift)
+    {
+        /// <summary>The stored byte (as a float expression of an integer) of the pooled maximum <paramref name="v"/>.</summary>
+        public string Stored(string v)
+        {
+            var q = Conv.Quantize(v);
+            if (Pool != Conv)
+            {
+                q = Pool.Quantize($"(({q}) - {F(Conv.Zero)}) * {F(Conv.Scale)}");
+            }
+
+            return Shift == 0 ? q : $"({q}) - {F(Shift)}";
+        }
     }
 
     /// <summary>Threads to launch <see cref="StemPool"/> with: a block of 32 x warps threads per (image, band).</summary>

@@ -529,7 +529,10 @@ internal static partial class KernelSource
     public readonly record struct QuantRounding(float Scale, double Zero, int Low, int High)
     {
         /// <summary>The pair applied to the float expression <paramref name="v"/>, as the QuantizeLinear lowering rounds.</summary>
-        public string Apply(string v) => $"((fminf(fmaxf(rintf(({v}) / {F(Scale)}) + {F(Zero)}, {F(Low)}), {F(High)}) - {F(Zero)}) * {F(Scale)})";
+        public string Apply(string v) => $"(({Quantize(v)} - {F(Zero)}) * {F(Scale)})";
+
+        /// <summary>The QuantizeLinear alone: the quantized value of the float expression <paramref name="v"/>, as a float.</summary>
+        public string Quantize(string v) => $"fminf(fmaxf(rintf(({v}) / {F(Scale)}) + {F(Zero)}, {F(Low)}), {F(High)})";
     }
 
     /// <summary>

@@ -236,6 +236,7 @@ internal sealed partial class GraphCompiler
         // Graph outputs are known before the inputs enter: an input's entry asks whether what reads it is one.
         _graphOutputs.UnionWith(_model.Graph.Output.Select(o => o.Name));
         _stemInputs.Clear();
+        _quantizedStems.Clear();
         var specs = _model.Inputs;
         var inputBuffers = new int[specs.Count];
         for (var i = 0; i < specs.Count; i++)
@@ -257,7 +258,17 @@ internal sealed partial class GraphCompiler
                 b.WholeRun = true;
                 _node = "input " + specs[i].Name;
                 var raw = new PlanValue(t.ElementType, t.Shape, null, b.Id);
-                if (QuantizedStemInput(specs[i].Name, t.Shape, initializers) is { } q)
+                if (QuantizedStemPool(specs[i].Name, t.Shape, t.ElementType, initializers) is { } stem)
+                {
+                    // input -> QuantizeLinear -> DequantizeLinear -> a stem the fused kernel takes, writing int8 (StemPool.cs).
+                    var dq = stem.Match.InputDequantize;
+                    _values[dq.Output[0]] = raw;
+                    _stemInputs[raw] = StemChannels(dq.Output[0], t.Shape);
+                    _quantizedStems[raw] = stem;
+                    _folded.Add(stem.Match.InputQuantize);
+                    _folded.Add(dq);
+                }
+                else if (QuantizedStemInput(specs[i].Name, t.Shape, initializers) is { } q)
                 {
                     // input -> QuantizeLinear -> DequantizeLinear -> convolutions: the pair's rounding in the entry kernel.
                     _values[q.Dequantize.Output[0]] = EnterInput(raw, q.PadTo, q.Rounding);

@@ -53,6 +53,63 @@ public static class StemPattern
     /// </summary>
     public static Match? Find(string input, IReadOnlyList<long> shape, Func<string, OnnxProto.NodeProto?> soleConsumer, Func<string, long[]?> initializerShape)
     {
+        if (Window(input, shape, soleConsumer, initializerShape) is not { } window)
+        {
+            return null;
+        }
+
+        var (conv, kernel, padsBegin, outSpatial) = window;
+        var after = soleConsumer(conv.Output[0]);
+        OnnxProto.NodeProto? bn = null;
+        if (after is { OpType: "BatchNormalization", Domain: "" } b && b.Output.Count(o => o.Length > 0) == 1)
+        {
+            bn = b;
+            after = soleConsumer(b.Output[0]);
+        }
+
+        return after is { OpType: "Relu", Domain: "" } relu && MaxPool(relu.Output[0], soleConsumer) is { } pool
+            ? new Match(conv, bn, relu, pool, kernel, padsBegin, outSpatial)
+            : null;
+    }
+
+    /// <summary>
+    /// A QDQ model's stem (<c>batchwise optimize --int8</c>, ONNX Runtime's quantizer): the input's QuantizeLinear and
+    /// DequantizeLinear, the convolution of <see cref="Find"/> (its filter and bias may be DequantizeLinear outputs of
+    /// constants), an optional Relu, the convolution output's QuantizeLinear
+    /// and DequantizeLinear, the MaxPool and the pooled value's QuantizeLinear. The caller checks what needs values: one
+    /// constant scale and zero point each, the pairs undoing each other, and that the rounding is the ReLU where there
+    /// is none.
+    /// </summary>
+    public sealed record QuantizedMatch(OnnxProto.NodeProto InputQuantize, OnnxProto.NodeProto InputDequantize, OnnxProto.NodeProto Conv, OnnxProto.NodeProto? Relu, OnnxProto.NodeProto ConvQuantize, OnnxProto.NodeProto ConvDequantize, OnnxProto.NodeProto Pool, OnnxProto.NodeProto PoolQuantize, long[] Kernel, long[] PadsBegin, long[] OutSpatial);
+
+    /// <summary>The QDQ stem graph input <paramref name="input"/> feeds (<see cref="QuantizedMatch"/>), when the kernel takes it; else null.</summary>
+    public static QuantizedMatch? FindQuantized(string input, IReadOnlyList<long> shape, Func<string, OnnxProto.NodeProto?> soleConsumer, Func<string, long[]?> constantShape)
+    {
+        static bool Is(OnnxProto.NodeProto? n, string op, string from) => n is not null && n.OpType == op && n.Domain.Length == 0 && n.Input.Count > 0 && n.Input[0] == from;
+        var q = soleConsumer(input);
+        if (!Is(q, "QuantizeLinear", input) || soleConsumer(q!.Output[0]) is not { } dq || !Is(dq, "DequantizeLinear", q.Output[0])
+            || Window(dq.Output[0], shape, soleConsumer, constantShape) is not { } window)
+        {
+            return null;
+        }
+
+        var (conv, kernel, padsBegin, outSpatial) = window;
+        var after = soleConsumer(conv.Output[0]);
+        var relu = Is(after, "Relu", conv.Output[0]) ? after : null;
+        var convQ = relu is null ? after : soleConsumer(relu.Output[0]);
+        var from = (relu ?? conv).Output[0];
+        if (!Is(convQ, "QuantizeLinear", from) || soleConsumer(convQ!.Output[0]) is not { } convDq || !Is(convDq, "DequantizeLinear", convQ.Output[0])
+            || MaxPool(convDq.Output[0], soleConsumer) is not { } pool || soleConsumer(pool.Output[0]) is not { } poolQ || !Is(poolQ, "QuantizeLinear", pool.Output[0]))
+        {
+            return null;
+        }
+
+        return new QuantizedMatch(q, dq, conv, relu, convQ, convDq, pool, poolQ, kernel, padsBegin, outSpatial);
+    }
+
+    /// <summary>The convolution <see cref="Find"/> describes reading <paramref name="input"/>, with its window, leading pads and output size; else null.</summary>
+    private static (OnnxProto.NodeProto Conv, long[] Kernel, long[] PadsBegin, long[] OutSpatial)? Window(string input, IReadOnlyList<long> shape, Func<string, OnnxProto.NodeProto?> soleConsumer, Func<string, long[]?> initializerShape)
+    {
         if (shape.Count != 4 || shape[1] is < 1 or > MaxChannels || shape[2] < 1 || shape[3] < 1 || shape.Any(v => v > int.MaxValue / 8)
             || soleConsumer(input) is not { OpType: "Conv", Domain: "" } conv || conv.Input[0] != input
             || initializerShape(conv.Input[1]) is not { Length: 4 } w || (conv.Input.Count > 2 && conv.Input[2].Length > 0 && initializerShape(conv.Input[2]) is null))
@@ -78,17 +135,7 @@ public static class StemPattern
             return null;
         }
 
-        var after = soleConsumer(conv.Output[0]);
-        OnnxProto.NodeProto? bn = null;
-        if (after is { OpType: "BatchNormalization", Domain: "" } b && b.Output.Count(o => o.Length > 0) == 1)
-        {
-            bn = b;
-            after = soleConsumer(b.Output[0]);
-        }
-
-        return after is { OpType: "Relu", Domain: "" } relu && MaxPool(relu.Output[0], soleConsumer) is { } pool
-            ? new Match(conv, bn, relu, pool, kernel, [pads[0], pads[1]], outSpatial)
-            : null;
+        return (conv, kernel, [pads[0], pads[1]], outSpatial);
     }
 
     /// <summary>The MaxPool that alone reads <paramref name="name"/>, when it is 3 x 3, stride 2, pads 1, no dilation, floor mode, one output; else null.</summary>

@@ -107,6 +107,103 @@ public sealed class StemPoolOnCpuTests
         Assert.Contains(fp32.Steps, s => s.Node.StartsWith("MaxPool", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A QDQ stem: x float32 [2, 3, 32, 32] -> QuantizeLinear (0.02, zero 128) -> DequantizeLinear -> Conv 7x7/2 (int8
+    /// filter per channel through DequantizeLinear, float bias) [-> Relu] -> QuantizeLinear (0.05, zero 0) ->
+    /// DequantizeLinear -> MaxPool 3x3/2 -> QuantizeLinear (the pooled value's own scale and zero point) = y.
+    /// </summary>
+    private static OnnxModel QuantizedStem(bool relu, float poolScale, int poolZero, ElementType poolType)
+    {
+        var rng = new Random(11);
+        var g = new GraphBuilder("qdq-stem");
+        var x = g.Input("x", ElementType.Float, 2L, 3L, 32L, 32L);
+        string Scalar(string name, float v) => g.Initializer(name, [], [v]);
+        string Zero(string name, int v, ElementType type = ElementType.UInt8) =>
+            type == ElementType.UInt8 ? g.Raw<byte>(name, type, [], [(byte)v]) : g.Raw<sbyte>(name, type, [], [(sbyte)v]);
+        var (xs, xz) = (Scalar("xs", 0.02f), Zero("xz", 128));
+        var wq = g.Raw<sbyte>("wq", ElementType.Int8, [64, 3, 7, 7], [.. Enumerable.Range(0, 64 * 3 * 49).Select(_ => (sbyte)rng.Next(-127, 128))]);
+        var ws = g.Initializer("ws", [64], [.. Enumerable.Range(0, 64).Select(_ => (float)(0.001 + (rng.NextDouble() * 0.002)))]);
+        var wd = g.Node("DequantizeLinear", [wq, ws, g.Raw<sbyte>("wz", ElementType.Int8, [64], new sbyte[64])], GraphBuilder.Attr("axis", 0L));
+        var b = g.Initializer("b", [64], [.. Enumerable.Range(0, 64).Select(_ => (float)(rng.NextDouble() - 0.5))]);
+        var xd = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [x, xs, xz]), xs, xz]);
+        var conv = g.Node("Conv", [xd, wd, b], GraphBuilder.Attr("kernel_shape", 7, 7), GraphBuilder.Attr("strides", 2, 2), GraphBuilder.Attr("pads", 3, 3, 3, 3));
+        var (cs, cz) = (Scalar("cs", 0.05f), Zero("cz", 0));
+        var cd = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [relu ? g.Node("Relu", [conv]) : conv, cs, cz]), cs, cz]);
+        var pool = g.Node("MaxPool", [cd], GraphBuilder.Attr("kernel_shape", 3, 3), GraphBuilder.Attr("strides", 2, 2), GraphBuilder.Attr("pads", 1, 1, 1, 1));
+        g.Rename(g.Node("QuantizeLinear", [pool, Scalar("ps", poolScale), Zero("pz", poolZero, poolType)]), "y");
+        g.Output("y", poolType, 2L, 64L, 8L, 8L);
+        return g.Build("qdq-stem");
+    }
+
+    [Theory]
+    [InlineData(false, 0.05f, 0, ElementType.UInt8)] // optimize --int8's form: the Relu dropped, the pooled value quantized as the convolution's
+    [InlineData(true, 0.07f, 5, ElementType.UInt8)] // a Relu written out, a second rounding to another scale and zero point
+    [InlineData(false, 0.04f, 0, ElementType.Int8)] // the pooled value int8 (stored as it is)
+    public void A_qdq_stem_is_one_kernel_that_writes_int8_and_agrees_with_onnx_runtime(bool relu, float poolScale, int poolZero, ElementType poolType)
+    {
+        CpuKernelRunner.Require();
+        var model = QuantizedStem(relu, poolScale, poolZero, poolType);
+        var rng = new Random(3);
+        List<Tensor> inputs = [Tensor.From<float>(ElementType.Float, [2, 3, 32, 32], [.. Enumerable.Range(0, 2 * 3 * 32 * 32).Select(_ => (float)((rng.NextDouble() * 5.2) - 2.6))])];
+        var plan = new NoGpuTarget(Precision.Fp16) { Int8 = true, StemPools = StemPoolChoice.Auto, Multiprocessors = 8 }.Compile(model, inputs);
+        var stem = Assert.Single(plan.Steps, s => s.Node.StartsWith("Conv", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan.Steps, s => s.Node.StartsWith("input ", StringComparison.Ordinal) || s.Node.StartsWith("MaxPool", StringComparison.Ordinal) || s.Node.Contains("Quantize", StringComparison.Ordinal) && s != stem);
+        Assert.Contains("own stem kernel", stem.Node, StringComparison.Ordinal);
+        Assert.Contains("int8 out", stem.Node, StringComparison.Ordinal);
+
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var want = ort.Run(inputs)[0];
+        CpuKernelRunner.Prepare([plan]);
+        var got = CpuKernelRunner.Run(plan, inputs)[0];
+        int[] Values(Tensor t) => poolType == ElementType.UInt8 ? [.. t.AsSpan<byte>().ToArray().Select(v => (int)v)] : [.. t.AsSpan<sbyte>().ToArray().Select(v => (int)v)];
+        var (w, o) = (Values(want), Values(got));
+        Assert.Equal(w.Length, o.Length);
+        var differ = Enumerable.Range(0, w.Length).Where(i => w[i] != o[i]).ToList();
+        // A step of the convolution's rounding (fp16 sums against float ones) is 0.05 / poolScale steps of the pooled one.
+        var steps = (int)Math.Ceiling((0.05 / poolScale) - 1e-6);
+        Assert.True(differ.All(i => Math.Abs(w[i] - o[i]) <= steps), $"outputs more than {steps} steps off ONNX Runtime: {string.Join(", ", differ.Where(i => Math.Abs(w[i] - o[i]) > steps).Take(8).Select(i => $"{o[i]} for {w[i]} at {i}"))}");
+        Assert.True(differ.Count <= 0.02 * w.Length, $"{differ.Count} of {w.Length} outputs a step off");
+        Assert.True(w.Distinct().Count() > 20, "the reference output is nearly constant: the case checks nothing");
+    }
+
+    [Fact]
+    public void A_qdq_stem_stays_layer_by_layer_when_the_int8_path_is_off_or_the_rounding_is_not_the_relu()
+    {
+        var model = QuantizedStem(false, 0.05f, 0, ElementType.UInt8);
+        List<Tensor> inputs = [Tensor.From<float>(ElementType.Float, [2, 3, 32, 32], new float[2 * 3 * 32 * 32])];
+        var off = new NoGpuTarget(Precision.Fp16) { StemPools = StemPoolChoice.Auto, Multiprocessors = 8, PlansConvolutionsWithoutLibrary = true }.Compile(model, inputs);
+        Assert.DoesNotContain(off.Steps, s => s.Node.Contains("own stem kernel", StringComparison.Ordinal));
+
+        // An int8 rounding whose zero point is not its floor keeps negatives: without a Relu it is not the kernel's ReLU.
+        var signed = QuantizedStem(false, 0.05f, 0, ElementType.Int8);
+        foreach (var n in signed.Graph.Node.Where(n => n.OpType is "QuantizeLinear" or "DequantizeLinear" && n.Input.Count > 2 && n.Input[2] == "cz"))
+        {
+            n.Input[2] = "pz";
+        }
+
+        var kept = new NoGpuTarget(Precision.Fp16) { Int8 = true, StemPools = StemPoolChoice.Auto, Multiprocessors = 8, PlansConvolutionsWithoutLibrary = true }.Compile(signed, inputs);
+        Assert.DoesNotContain(kept.Steps, s => s.Node.Contains("own stem kernel", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Optimize_int8s_resnet18_plans_its_stem_as_one_kernel_whose_int8_output_the_next_convolutions_read()
+    {
+        // Up to the first residual block's output (the int8 classifier needs cuBLASLt to plan).
+        var model = OnnxModel.FromProto(Int8PlanTests.QdqResnet18.Value.Proto.Clone(), "resnet18-int8-head");
+        var add = model.Graph.Node.First(n => n.OpType == "Add");
+        var blockEnd = model.Graph.Node.Single(n => n.OpType == "QuantizeLinear" && n.Input[0] == add.Output[0]).Output[0];
+        model.Graph.Output.Clear();
+        model.Graph.Output.Add(new global::Onnx.ValueInfoProto { Name = blockEnd, Type = new global::Onnx.TypeProto { TensorType = new global::Onnx.TypeProto.Types.Tensor { ElemType = (int)ElementType.UInt8 } } });
+        new Transforms.DeadNodeRemoval().Apply(model);
+        var inputs = new GroupedConvCase(2, 3, 32, 32, 1).Inputs(1);
+        var plan = new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Own, StemPools = StemPoolChoice.Auto, Multiprocessors = 8 }.Compile(model, inputs);
+        var stem = plan.Steps[0];
+        Assert.Contains("own stem kernel from the float input rounded as its QuantizeLinear, int8 out", stem.Node, StringComparison.Ordinal);
+        Assert.StartsWith("Conv", plan.Steps[1].Node, StringComparison.Ordinal);
+        Assert.Contains("int8 (own kernel", plan.Steps[1].Node, StringComparison.Ordinal);
+        Assert.DoesNotContain(plan.Steps, s => s.Node.StartsWith("MaxPool", StringComparison.Ordinal) || s.Node.StartsWith("input ", StringComparison.Ordinal) || s.Node.StartsWith("QuantizeLinear", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Resnet50s_stem_from_the_zoo_is_one_kernel()
     {

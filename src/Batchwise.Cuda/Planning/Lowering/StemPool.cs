@@ -1,5 +1,6 @@
 using Batchwise.Cuda.Kernels;
 using Batchwise.Onnx;
+using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
@@ -38,8 +39,64 @@ internal sealed partial class GraphCompiler
     /// the pattern and the kernel's limits, shared with explain), in half precision on compute capability 8.0 or later.
     /// </summary>
     private bool FeedsStemPool(string input, long[] shape, ElementType type) =>
-        Half && _target.StemPools != StemPoolChoice.Off && _target.ComputeCapability >= 80 && type == ElementType.Float
-            && StemPattern.Find(input, shape, SoleConsumer, InitializerShape) is not null;
+        FeedsStemKernel(type) && StemPattern.Find(input, shape, SoleConsumer, InitializerShape) is not null;
+
+    /// <summary>Whether the fused stem kernel may read a graph input of <paramref name="type"/>: float32, half precision, compute capability 8.0 or later, not switched off.</summary>
+    private bool FeedsStemKernel(ElementType type) =>
+        Half && _target.StemPools != StemPoolChoice.Off && _target.ComputeCapability >= 80 && type == ElementType.Float;
+
+    /// <summary>
+    /// A QDQ stem the fused kernel takes (<see cref="StemPattern.FindQuantized"/>) when the int8 path is on: its nodes, the
+    /// input's rounding and the pooled output's int8 form.
+    /// </summary>
+    private sealed record QuantizedStem(StemPattern.QuantizedMatch Match, KernelSource.QuantRounding Input, KernelSource.StemPoolQuantized Output);
+
+    /// <summary>Graph inputs of <see cref="_stemInputs"/> whose stem is a QDQ one.</summary>
+    private readonly Dictionary<PlanValue, QuantizedStem> _quantizedStems = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>
+    /// The QDQ stem graph input <paramref name="input"/> feeds (input -> QuantizeLinear -> DequantizeLinear -> Conv [->
+    /// Relu] -> QuantizeLinear -> DequantizeLinear -> MaxPool -> QuantizeLinear), when the int8 path is on and the fused
+    /// kernel can take it: each pair per tensor with constants, the DequantizeLinears undoing their QuantizeLinears, 8-bit
+    /// stored types, and the convolution's rounding saturating negatives to zero where no Relu is written (zero point at
+    /// the type's floor: ONNX Runtime's quantizer and <c>optimize --int8</c> drop the Relu so). Null otherwise.
+    /// </summary>
+    private QuantizedStem? QuantizedStemPool(string input, long[] shape, ElementType type, IReadOnlyDictionary<string, HostTensor> initializers)
+    {
+        if (!(Int8Layers.Enabled || _target.Int8) || !FeedsStemKernel(type) || _graphOutputs.Contains(input)
+            || StemPattern.FindQuantized(input, shape, SoleConsumer, ConstantShape) is not { } m)
+        {
+            return null;
+        }
+
+        PlanValue? Initializer(string name) => initializers.TryGetValue(name, out var c) ? new PlanValue(c.Type, c.Shape, c) : null;
+        static bool ZeroGiven(OnnxProto.NodeProto n) => n.Input.Count > 2 && n.Input[2].Length > 0;
+        KernelSource.QuantRounding? Rounding(OnnxProto.NodeProto q, OnnxProto.NodeProto? dq)
+        {
+            if (QdqPerTensor(q, Initializer) is not { } own || !(own.Scale > 0) || new NodeAttributes(q).Int("block_size", 0) != 0
+                || (dq is not null && (QdqPerTensor(dq, Initializer) is not { } undo || undo != own || ZeroGiven(q) != ZeroGiven(dq)))
+                || QuantizedType(q, own) is not (ElementType.UInt8 or ElementType.Int8))
+            {
+                return null;
+            }
+
+            var (low, high) = QuantRange(QuantizedType(q, own));
+            return new KernelSource.QuantRounding((float)own.Scale, own.Zero, low, high);
+        }
+
+        if (Rounding(m.InputQuantize, m.InputDequantize) is not { } rounding || Rounding(m.ConvQuantize, m.ConvDequantize) is not { } conv
+            || Rounding(m.PoolQuantize, null) is not { } pool || (m.Relu is null && conv.Low != conv.Zero) || StemChannels(m.InputDequantize.Output[0], shape) == 0)
+        {
+            return null;
+        }
+
+        var poolType = QuantizedType(m.PoolQuantize, QdqPerTensor(m.PoolQuantize, Initializer)!.Value);
+        return new QuantizedStem(m, rounding, new KernelSource.StemPoolQuantized(conv, pool, StoredShift(poolType)));
+    }
+
+    /// <summary>A constant's dimensions: an initializer's, or those of a DequantizeLinear of initializers (a QDQ model's filter and bias).</summary>
+    private long[]? ConstantShape(string name) =>
+        InitializerShape(name) ?? (Producer(name) is { OpType: "DequantizeLinear", Domain: "" } dq && ConstantFilter(name) ? InitializerShape(dq.Input[0]) : null);
 
     /// <summary>An initializer's dimensions, or null when <paramref name="name"/> is not one.</summary>
     private long[]? InitializerShape(string name) => _model.Graph.Initializer.FirstOrDefault(t => t.Name == name)?.Dims.ToArray();
@@ -57,21 +114,23 @@ internal sealed partial class GraphCompiler
             return false;
         }
 
+        var quantized = _quantizedStems.Remove(x, out var qs) ? qs : null;
+
         // The window, strides and channels are as FeedsStemPool saw them; what lowering may still find otherwise is a
         // BatchNormalization left unfolded, a computed filter or bias, or a device with less shared memory a block.
         var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
         var warps = StemPattern.Warps(outSpatial[1]);
-        if (SoleConsumer(outName) is not { OpType: "Relu", Domain: "" } relu || StemPattern.MaxPool(relu.Output[0], SoleConsumer) is not { } pool || w.Constant is null || b is { Constant: null }
+        var relu = quantized is null ? SoleConsumer(outName) as OnnxProto.NodeProto : quantized.Match.Relu;
+        var pool = quantized?.Match.Pool ?? (relu is { OpType: "Relu", Domain: "" } ? StemPattern.MaxPool(relu.Output[0], SoleConsumer) : null);
+        if ((quantized is null ? pool is null : outName != quantized.Match.Conv.Output[0]) || w.Constant is null || b is { Constant: null }
             || KernelSource.StemPoolSharedBytes(warps, kernel[0], kernel[1], checked((int)k)) > _target.MaxSharedBytesPerBlock)
         {
-            x = EnterInput(x, padTo);
+            x = EnterInput(x, padTo, quantized?.Input);
             return false;
         }
 
         var pooled = outSpatial.Select(o => ((o - 1) / 2) + 1).ToArray();
-
-        _folded.Add(relu);
-        _folded.Add(pool);
+        _folded.Add(pool!);
         var (kh, kw, rw) = (kernel[0], kernel[1], StemPattern.RowReduction(kernel[1]));
         var f = w.Constant;
         var filter = new PlanValue(ElementType.Float, [k, kh * rw], _target.Derive($"stem-pool-filter:{rw}", [f], () => HostTensor.Create(ElementType.Float, [k, kh * rw], i =>
@@ -80,10 +139,27 @@ internal sealed partial class GraphCompiler
             var (tap, ch) = (e / 4, e % 4);
             return tap < kw && ch < c ? f[(((((o * c) + ch) * kh) + ki) * kw) + tap] : 0;
         })));
-        var y = Output(pool.Output[0], ElementType.Float, [n, k, pooled[0], pooled[1]], nhwc: true);
+        long[] yShape = [n, k, pooled[0], pooled[1]];
+        PlanValue y;
+        if (quantized is { Match: var m })
+        {
+            // The pooled value's QuantizeLinear writes the int8 activation the stem's int8 readers take as it is.
+            y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + m.PoolQuantize.Output[0]);
+            PublishInt8Conv(m.PoolQuantize, relu, null, y, yShape, quantized.Output.Shift);
+            _folded.Add(m.ConvQuantize);
+            _folded.Add(m.ConvDequantize);
+        }
+        else
+        {
+            _folded.Add(relu!);
+            y = Output(pool!.Output[0], ElementType.Float, yShape, nhwc: true);
+        }
+
         var bands = KernelSource.StemPoolBands(n, pooled[0], _target.Multiprocessors);
-        var code = KernelSource.StemPool(x.Type, b is null ? null : St(b), checked((int)c), checked((int)k), kh, kw, warps, n, x.Shape[2..], outSpatial, pooled, padsBegin, bands);
-        _node += $" + Relu + MaxPool (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input, {bands} bands)";
+        var code = KernelSource.StemPool(x.Type, b is null ? null : St(b), checked((int)c), checked((int)k), kh, kw, warps, n, x.Shape[2..], outSpatial, pooled, padsBegin, bands, quantized?.Input, quantized?.Output);
+        _node += quantized is null
+            ? $" + Relu + MaxPool (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input, {bands} bands)"
+            : $"{(relu is null ? string.Empty : " + Relu")} + QuantizeLinear + MaxPool + QuantizeLinear (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input rounded as its QuantizeLinear, int8 out, {bands} bands)";
         Emit(new KernelStep(_node, code, KernelSource.StemPoolThreads(n, bands, warps), 32 * warps, [Dev(y), Dev(x), Dev(filter), b is null ? -1 : Dev(b)]));
         return true;
     }
