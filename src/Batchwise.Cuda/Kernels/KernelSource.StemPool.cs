@@ -79,7 +79,7 @@ internal static partial class KernelSource
         var (ph, pw) = (w.I32("ph", checked((int)pooled[0])), w.I32("pw", checked((int)pooled[1])));
         var (pt, pl) = (w.I32("pt", checked((int)padsBegin[0])), w.I32("pl", checked((int)padsBegin[1])));
         var element = $"(float)xg[go[u] + (i64)iy * {iw}]";
-        var read = inputRounding is { } rounding ? rounding.Apply(element) : element;
+        var read = inputRounding is { } rounding ? rounding.ApplyByReciprocal(element) : element;
         var at = $"((img * {ph} + p) * {pw} + q) * {outChannels} + c8";
         var store = quantized is { } qo
             ? $$"""
@@ -243,7 +243,7 @@ internal static partial class KernelSource
             """;
         // Two blocks an SM (the shared memory allows two of ResNet's): at most 65,536 / (2 x threads) registers a thread.
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({threads}, 2) ", StringComparison.Ordinal);
-        return code with { Source = AttentionHelpers + Umax + source, SharedBytes = StemPoolSharedBytes(warps, kernelHeight, kernelWidth, outChannels) };
+        return code with { Source = AttentionHelpers + Umax + (inputRounding is null && quantized is null ? string.Empty : QuotientHelper) + source, SharedBytes = StemPoolSharedBytes(warps, kernelHeight, kernelWidth, outChannels) };
     }
 
     /// <summary>
@@ -256,10 +256,10 @@ internal static partial class KernelSource
         /// <summary>The stored byte (as a float expression of an integer) of the pooled maximum <paramref name="v"/>.</summary>
         public string Stored(string v)
         {
-            var q = Conv.Quantize(v);
+            var q = Conv.QuantizeByReciprocal(v);
             if (Pool != Conv)
             {
-                q = Pool.Quantize($"(({q}) - {F(Conv.Zero)}) * {F(Conv.Scale)}");
+                q = Pool.QuantizeByReciprocal($"(({q}) - {F(Conv.Zero)}) * {F(Conv.Scale)}");
             }
 
             return Shift == 0 ? q : $"({q}) - {F(Shift)}";

@@ -533,7 +533,26 @@ internal static partial class KernelSource
 
         /// <summary>The QuantizeLinear alone: the quantized value of the float expression <paramref name="v"/>, as a float.</summary>
         public string Quantize(string v) => $"fminf(fmaxf(rintf(({v}) / {F(Scale)}) + {F(Zero)}, {F(Low)}), {F(High)})";
+
+        /// <summary>
+        /// <see cref="Quantize"/> with the division as a product by the reciprocal and one correction (<see cref="QuotientHelper"/>:
+        /// the correctly rounded quotient for the normal operands a QuantizeLinear meets), for kernels that round in their
+        /// inner loop, where the division's full-range sequence costs (the fused stem: twice the kernel's time).
+        /// </summary>
+        public string QuantizeByReciprocal(string v) => $"fminf(fmaxf(rintf(bw_qdiv({v}, {F(Scale)}, {F(1f / Scale)})) + {F(Zero)}, {F(Low)}), {F(High)})";
+
+        /// <summary><see cref="Apply"/> through <see cref="QuantizeByReciprocal"/>.</summary>
+        public string ApplyByReciprocal(string v) => $"(({QuantizeByReciprocal(v)} - {F(Zero)}) * {F(Scale)})";
     }
+
+    /// <summary>bw_qdiv(x, s, 1/s): x / s from the reciprocal, q = x·(1/s) corrected once by the remainder fma(-q, s, x) (Markstein).</summary>
+    public const string QuotientHelper = """
+        #ifndef BW_QDIV
+        #define BW_QDIV
+        __device__ __forceinline__ float bw_qdiv(float x, float s, float inv) { const float q = x * inv; return fmaf(fmaf(-q, s, x), inv, q); }
+        #endif
+
+        """;
 
     /// <summary>
     /// An [N, C, H, W] tensor to channels-last [N, H, W, <paramref name="paddedChannels"/>] with zeros in the added
