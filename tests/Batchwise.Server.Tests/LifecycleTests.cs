@@ -24,7 +24,7 @@ public sealed class LifecycleTests
         var running = PostAsync(http, 1f, Ct);
         await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         var queued = PostAsync(http, 2f, Ct);
-        await Until(() => model.QueueLength == 1);
+        await ServerState.Until(() => model.QueueLength == 1);
 
         using var rejected = await PostAsync(http, 3f, Ct);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, rejected.StatusCode);
@@ -59,10 +59,10 @@ public sealed class LifecycleTests
         await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var abandoned = PostAsync(http, 2f, cts.Token);
-        await Until(() => model.QueueLength == 1);
+        await ServerState.Until(() => model.QueueLength == 1);
         await cts.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => abandoned);
-        await Until(() => model.QueueLength == 0);
+        await ServerState.Until(() => model.QueueLength == 0);
 
         engine.Open();
         using var first = await running;
@@ -82,10 +82,10 @@ public sealed class LifecycleTests
         var running = PostAsync(http, 1f, Ct);
         await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         var queued = PostAsync(http, 2f, Ct);
-        await Until(() => model.QueueLength == 1);
+        await ServerState.Until(() => model.QueueLength == 1);
 
         var stopping = server.StopAsync();
-        await Until(() => !model.IsReady);
+        await ServerState.Until(() => !model.IsReady);
         Assert.False(stopping.IsCompleted, "stop waits for the requests in flight");
         engine.Open();
         using var first = await running;
@@ -107,7 +107,7 @@ public sealed class LifecycleTests
         await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
 
         var stopping = server.StopAsync();
-        await Until(() => !model.IsReady);
+        await ServerState.Until(() => !model.IsReady);
         using (var late = new HttpClient { BaseAddress = server.HttpAddress })
         using (var refused = await PostAsync(late, 2f, Ct))
         {
@@ -134,7 +134,7 @@ public sealed class LifecycleTests
         var running = PostAsync(http, 1f, Ct);
         await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         var queued = PostAsync(http, 2f, Ct);
-        await Until(() => server.Admission.InFlight == 2);
+        await ServerState.Until(() => server.Admission.InFlight == 2);
 
         var stopping = server.StopAsync();
 
@@ -175,16 +175,5 @@ public sealed class LifecycleTests
         var data = Enumerable.Repeat(marker, 64).ToArray();
         var body = JsonSerializer.Serialize(new { inputs = new[] { new { name = "input", shape = new[] { 1, 64 }, datatype = "FP32", data } } });
         return http.PostAsync(new Uri("/v2/models/gated/infer", UriKind.Relative), new StringContent(body, Encoding.UTF8, "application/json"), cancellationToken);
-    }
-
-    /// <summary>Waits (bounded) for a server-side state the test cannot be told about directly.</summary>
-    private static async Task Until(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not reached within 10 s");
-            await Task.Delay(5, Ct);
-        }
     }
 }

@@ -27,7 +27,7 @@ public sealed class ModelControlTests
         await engine.Started.WaitAsync(TimeSpan.FromSeconds(10), Ct);
 
         var unloading = http.PostAsync(new Uri("/v2/repository/models/gated/unload", UriKind.Relative), null, Ct);
-        await Until(() => server.Models.Index()[0].State == "UNLOADING");
+        await ServerState.Until(() => server.Models.Index()[0].State == "UNLOADING");
         using (var refused = await PostAsync(http, 2f))
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
@@ -67,7 +67,7 @@ public sealed class ModelControlTests
         var config = JsonSerializer.Serialize(new { version = "2", engine = "ort", max_batch_size = 1, dynamic_batching = new { } });
         var body = JsonSerializer.Serialize(new { parameters = new { config } });
         var reloading = http.PostAsync(new Uri("/v2/repository/models/gated/load", UriKind.Relative), new StringContent(body, Encoding.UTF8, "application/json"), Ct);
-        await Until(() => server.Models.Find("gated").Version == "2");
+        await ServerState.Until(() => server.Models.Find("gated").Version == "2");
         using (var fresh = await PostAsync(http, 2f))
         {
             Assert.Equal(HttpStatusCode.OK, fresh.StatusCode);
@@ -206,14 +206,4 @@ public sealed class ModelControlTests
 
     private static async Task<JsonDocument> ReadJsonAsync(HttpResponseMessage response) =>
         JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
-
-    private static async Task Until(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not reached within 10 s");
-            await Task.Delay(5, Ct);
-        }
-    }
 }
