@@ -19,7 +19,7 @@ public sealed class Int8ConvOnCpuTests
     /// x uint8 [2, c, h, w] -> DQ -> Conv(DQ(int8 w, per channel), bias) [-> Relu] -> Q (uint8, zero 3) = a; with a
     /// residual: a -> DQ -> Conv 3x3 (k -> k, pad 1) -> Q -> DQ, + DQ(a) -> Relu -> Q = y. Outputs are the quantized bytes.
     /// </summary>
-    private static OnnxModel Model(int c, int k, int kernel, int stride, int xZero, bool relu, bool residual, long h = 9, long w = 9)
+    private static OnnxModel Model(int c, int k, int kernel, int stride, int xZero, bool relu, bool residual, long h = 9, long w = 9, int blockKernel = 3)
     {
         var rng = new Random(7);
         var g = new GraphBuilder("int8-conv");
@@ -48,7 +48,7 @@ public sealed class Int8ConvOnCpuTests
         else
         {
             var (rs, rz) = (Scalar("rs", 0.06f), Zero("rz", 9));
-            var block = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [Conv(a, ys, yz, k, k, 3, 1, "b"), rs, rz]), rs, rz]);
+            var block = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [Conv(a, ys, yz, k, k, blockKernel, 1, "b"), rs, rz]), rs, rz]);
             var sum = g.Node("Add", [block, g.Node("DequantizeLinear", [a, ys, yz])]);
             g.Rename(g.Node("QuantizeLinear", [g.Node("Relu", [sum]), Scalar("os", 0.07f), Zero("oz", 0)]), "y");
         }
@@ -59,19 +59,19 @@ public sealed class Int8ConvOnCpuTests
         return g.Build("int8-conv");
     }
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms) =>
-        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Own, Multiprocessors = sms }.Compile(model, inputs);
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms, Int8ConvChoice choice = Int8ConvChoice.Own) =>
+        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = choice, Multiprocessors = sms }.Compile(model, inputs);
 
     /// <summary>The plan's own int8 kernels agree with ONNX Runtime within a step, and at most <paramref name="offByOne"/> of the outputs differ at all.</summary>
-    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne)
+    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne, Int8ConvChoice choice = Int8ConvChoice.Own)
     {
         CpuKernelRunner.Require();
         var rng = new Random(5);
         var shape = model.Inputs[0].Shape.Select(d => (long)d.Value!).ToArray();
         var count = (int)shape.Aggregate(1L, (p, d) => p * d);
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, shape, [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
-        var plan = Plan(model, inputs, sms);
-        var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal)).ToList();
+        var plan = Plan(model, inputs, sms, choice);
+        var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal) || s.Node.Contains("own pointwise kernel", StringComparison.Ordinal)).ToList();
         Assert.Equal(ownKernels, own.Count);
         Assert.All(own, s => Assert.Contains(tile, s.Node, StringComparison.Ordinal));
         using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
@@ -108,6 +108,45 @@ public sealed class Int8ConvOnCpuTests
         Assert.Single(plan.Steps, s => s.Node.Contains("residual Add and ReLU fused", StringComparison.Ordinal));
         Assert.DoesNotContain(plan.Steps, s => s.Node.Contains("Add", StringComparison.Ordinal) && !s.Node.Contains("own kernel", StringComparison.Ordinal));
         RunsAndAgrees(Model(64, 64, 1, 1, 120, relu: false, residual: true), 132, 2, "tiles", 0.15); // 7% measured: the skipped rounding moves a value up to 0.43 of an output step
+    }
+
+    [Theory]
+    [InlineData(64, 128, 0, false, 1)] // one channel block; one block walks all three pixel tiles (the last partial), two in flight
+    [InlineData(128, 256, 131, true, 1)] // two channel blocks, a ReLU, the input zero point's share in the offsets
+    [InlineData(256, 128, 140, true, 132)] // 256 input channels (eight k32 steps), a block per tile
+    public void Own_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu, int sms)
+    {
+        RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, "own pointwise kernel", 0.01, Int8ConvChoice.Pointwise);
+    }
+
+    [Fact]
+    public void A_residual_blocks_1x1_end_joins_the_pointwise_kernels_epilogue_and_agrees_with_onnx_runtime()
+    {
+        var model = Model(128, 128, 1, 1, 120, relu: false, residual: true, blockKernel: 1);
+        var plan = Plan(model, [Tensor.From<byte>(ElementType.UInt8, [2, 128, 9, 9], new byte[2 * 128 * 81])], 1, Int8ConvChoice.Pointwise);
+        Assert.Single(plan.Steps, s => s.Node.Contains("own pointwise kernel", StringComparison.Ordinal) && s.Node.Contains("residual Add and ReLU fused", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan.Steps, s => s.Node.Contains("Add", StringComparison.Ordinal) && !s.Node.Contains("own pointwise kernel", StringComparison.Ordinal));
+        RunsAndAgrees(model, 1, 2, "own pointwise kernel", 0.15, Int8ConvChoice.Pointwise); // the skipped rounding, as the own kernel's fused block
+    }
+
+    [Fact]
+    public void Only_unstrided_unpadded_1x1_convolutions_with_channels_the_kernel_holds_take_the_pointwise_kernel()
+    {
+        var compiler = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise });
+        long[] one = [1, 1], none = [0, 0];
+        Assert.True(compiler.OwnInt8Pointwise(one, one, none, 64, 256, 256 * 56 * 56)); // ResNet-50's 56x56 block end
+        Assert.True(compiler.OwnInt8Pointwise(one, one, none, 256, 1024, 256 * 14 * 14));
+        Assert.False(compiler.OwnInt8Pointwise([3, 3], one, [1, 1], 64, 256, 4096)); // a 3x3
+        Assert.False(compiler.OwnInt8Pointwise(one, [2, 2], none, 256, 512, 4096)); // a strided downsample
+        Assert.False(compiler.OwnInt8Pointwise(one, one, none, 512, 2048, 4096)); // 512 input channels: not held whole
+        Assert.False(compiler.OwnInt8Pointwise(one, one, none, 64, 192, 4096)); // output channels not in 128s
+        var library = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true });
+        Assert.False(library.OwnInt8Pointwise(one, one, none, 64, 256, 256 * 56 * 56));
+
+        // Per channel block, the blocks the device runs at once (four an SM up to 128 input channels), at most one a tile.
+        Assert.Equal(528, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 64, 132));
+        Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 14 * 14, 1024, 256, 132));
+        Assert.Equal(3, KernelSource.Int8PointwiseBlocks(162, 128, 64, 132));
     }
 
     [Fact]

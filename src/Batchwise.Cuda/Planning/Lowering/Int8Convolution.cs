@@ -94,8 +94,15 @@ internal sealed partial class GraphCompiler
             return "an empty output";
         }
 
-        // First the own kernel where BATCHWISE_INT8_CONV=own asks for it (the convolution, its requantization and a
-        // residual block's end in one kernel; half cuDNN's speed on an H200, so not the default).
+        // First the own kernels where BATCHWISE_INT8_CONV asks for them (the convolution, its requantization and a
+        // residual block's end in one kernel): =pointwise the persistent 1x1 kernel, =own the implicit GEMM everywhere
+        // (half cuDNN's speed on an H200, so not the default).
+        if (OwnInt8Pointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
+        {
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, null);
+            return null;
+        }
+
         if (OwnInt8ConvTile(n * outSpatial[0] * outSpatial[1], c, k) is { } tile)
         {
             how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, tile);

@@ -17,6 +17,12 @@ internal enum Int8ConvChoice
 
     /// <summary>The own kernel wherever the channel counts allow it (BATCHWISE_INT8_CONV=own).</summary>
     Own,
+
+    /// <summary>
+    /// The own persistent kernel (<see cref="KernelSource.Int8Pointwise"/>) for unstrided, unpadded 1x1 convolutions with
+    /// 64, 128 or 256 input channels and output channels in 128s, the libraries for the rest (BATCHWISE_INT8_CONV=pointwise).
+    /// </summary>
+    Pointwise,
 }
 
 /// <summary>
@@ -32,7 +38,8 @@ internal sealed partial class GraphCompiler
     {
         null or "" or "library" => Int8ConvChoice.Library,
         "own" => Int8ConvChoice.Own,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not library or own", "Unset it (cuDNN's and cuBLASLt's int8 routes), or set BATCHWISE_INT8_CONV=own for the own int8 kernel wherever the channel counts allow it."),
+        "pointwise" => Int8ConvChoice.Pointwise,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not library, own or pointwise", "Unset it (cuDNN's and cuBLASLt's int8 routes), or set BATCHWISE_INT8_CONV=own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernel and the libraries elsewhere."),
     };
 
     /// <summary>The own kernel's pipeline stages at most (a reduction of fewer steps takes one more than its steps).</summary>
@@ -93,11 +100,19 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
+    /// Whether a convolution takes the own persistent 1x1 kernel (<see cref="Int8ConvChoice.Pointwise"/>): unstrided and
+    /// unpadded 1x1, channel counts the kernel holds, its shared memory within the device's, compute capability 8.0+.
+    /// </summary>
+    internal bool OwnInt8Pointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
+        _target.Int8Convolutions == Int8ConvChoice.Pointwise && _target.ComputeCapability >= 80 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
+            && KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c) <= _target.MaxSharedBytesPerBlock;
+
+    /// <summary>
     /// Emits the own int8 convolution of <paramref name="layer"/> (a residual block's end fused where the layer's output
     /// is one, the layer has no ReLU of its own and <see cref="Int8Layers.ResidualSwitch"/> does not say off) and returns
     /// how it runs.
     /// </summary>
-    private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, (int M, int N) tile)
+    private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, (int M, int N)? tile)
     {
         var relu = layer.Relu is not null;
         var fusion = relu || Int8Layers.ResidualSetting == false ? null : FindInt8Residual(q.Node, yShape);
@@ -132,11 +147,26 @@ internal sealed partial class GraphCompiler
 
         var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Node.Output[0]);
         var epilogue = new Int8ConvEpilogue(q.Type, q.Zero, relu, residual);
-        var code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, Int8ConvStages, (int)zero, epilogue);
         var pixels = n * outSpatial[0] * outSpatial[1];
-        var how = $"int8 (own kernel, {tile.M}x{tile.N} tiles{(fusion is null ? string.Empty : $", residual Add{(relu ? " and ReLU" : string.Empty)} fused")})";
+        var fused = fusion is null ? string.Empty : $", residual Add{(relu ? " and ReLU" : string.Empty)} fused";
+        KernelCode code;
+        long threads;
+        int block;
+        string how;
+        if (tile is { } t)
+        {
+            code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, t.M, t.N, Int8ConvStages, (int)zero, epilogue);
+            (threads, block, how) = (KernelSource.Int8ConvThreads(pixels, k, t.M, t.N), KernelSource.Int8ConvBlock, $"int8 (own kernel, {t.M}x{t.N} tiles{fused})");
+        }
+        else
+        {
+            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, c, _target.Multiprocessors);
+            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue);
+            (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks{fused})");
+        }
+
         _node += $" ({how})";
-        Emit(new KernelStep(_node, code, KernelSource.Int8ConvThreads(pixels, k, tile.M, tile.N), KernelSource.Int8ConvBlock,
+        Emit(new KernelStep(_node, code, threads, block,
             [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), fusion is null ? -1 : Dev(fusion.Residual.Int8)]));
         PublishInt8Conv(q.Node, layer.Relu, fusion, y, yShape, outShift);
         return how;

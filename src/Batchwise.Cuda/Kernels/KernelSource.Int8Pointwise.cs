@@ -1,0 +1,192 @@
+namespace Batchwise.Cuda.Kernels;
+
+/// <summary>
+/// An int8 1x1 convolution (unstrided, unpadded: a GEMM over pixels) as a persistent, memory-streaming kernel: ResNet's
+/// block ends (64 -> 256 channels at 56x56 and the like, with the residual) move far more bytes than they compute, and
+/// cuDNN's fused graphs run them at 1.4-1.6 TB/s on an H200 (session 26), fp16's at ~4.
+/// </summary>
+internal static partial class KernelSource
+{
+    /// <summary>Threads per block of <see cref="Int8Pointwise"/>: eight warps, a 2 x 4 grid of 32 x 32 warp tiles.</summary>
+    public const int Int8PointwiseBlock = 256;
+
+    /// <summary>Output pixels of one tile of <see cref="Int8Pointwise"/>.</summary>
+    public const int Int8PointwiseTileM = 64;
+
+    /// <summary>Output channels of one tile of <see cref="Int8Pointwise"/> (a block's channel block, for all its pixel tiles).</summary>
+    public const int Int8PointwiseTileN = 128;
+
+    /// <summary>Input channel counts the kernel holds whole in shared memory (its filter block and two input tiles).</summary>
+    public static bool Int8PointwiseTakes(long channels, long outChannels) =>
+        channels is 64 or 128 or 256 && outChannels % Int8PointwiseTileN == 0 && outChannels <= int.MaxValue;
+
+    /// <summary>Shared memory of one block: the filter block [128][C + 16], two input tiles [64][C + 16] and two output tiles [64][144] (bytes).</summary>
+    public static int Int8PointwiseSharedBytes(long channels) =>
+        checked((int)(((Int8PointwiseTileN + (2 * Int8PointwiseTileM)) * (channels + 16)) + (2 * Int8PointwiseTileM * (Int8PointwiseTileN + 16))));
+
+    /// <summary>
+    /// Blocks to launch: per channel block, as many as run at once on <paramref name="multiprocessors"/> SMs (two a SM,
+    /// four where the input channels are few), never more than there are pixel tiles.
+    /// </summary>
+    public static long Int8PointwiseBlocks(long pixels, long outChannels, long channels, int multiprocessors)
+    {
+        var channelBlocks = outChannels / Int8PointwiseTileN;
+        var tiles = (pixels + Int8PointwiseTileM - 1) / Int8PointwiseTileM;
+        var resident = (long)multiprocessors * (channels <= 128 ? 4 : 2);
+        var perChannelBlock = Math.Clamp((resident + channelBlocks - 1) / channelBlocks, 1, tiles);
+        return perChannelBlock * channelBlocks;
+    }
+
+    /// <summary>
+    /// y[p, n] = saturate(rint(relu?(x[p, :] · w[n, :] · scale[n] + offset[n] [clamped, + r[p, n] · rscale + roffset])) +
+    /// zero) - shift, as <see cref="Int8Conv"/>'s epilogue (<see cref="Int8ConvEpilogue"/>), for int8 channels-last x
+    /// [pixels, C] and an int8 filter [K, C]. Each block keeps one channel block's filter rows (128 x C) in shared memory
+    /// and walks pixel tiles of 64 (blockIdx / channel blocks, then every <c>gridDim / channel blocks</c>-th), two tiles
+    /// in flight: while it multiplies one tile (mma.sync m16n8k32, int32 sums, all of C at once) and requantizes it, the
+    /// next tile's input rows and residual arrive through cp.async. The requantized tile is written into the residual's
+    /// shared-memory tile (each thread its own bytes) and leaves as 16-byte rows, so the residual is read and the output
+    /// written in whole 128-byte lines. Blocks of the same pixel tile and neighbouring channel blocks run side by side,
+    /// so the second reads its input rows from L2.
+    /// </summary>
+    public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue)
+    {
+        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % (outChannels / Int8PointwiseTileN) != 0)
+        {
+            throw new ArgumentException("int8 pointwise: 64, 128 or 256 input channels, output channels in 128s, a block count in whole channel blocks");
+        }
+
+        const int BM = Int8PointwiseTileM, BN = Int8PointwiseTileN, Block = Int8PointwiseBlock;
+        var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
+        const int OP = BN + 16; // bytes of an output row in shared memory
+        var segments = (int)channels / 16;
+        var shared = Int8PointwiseSharedBytes(channels);
+        var w = new KernelWriter(small: true);
+        var m = w.I32("m", checked((int)pixels));
+        var k = w.I32("k", checked((int)outChannels));
+        var nb = w.I32("channel_blocks", checked((int)(outChannels / BN)));
+        var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
+        var stride = w.I32("stride", checked((int)(blocks / (outChannels / BN))));
+        var (low, high) = Saturation(epilogue.OutType);
+        var zero = w.Float("zero", epilogue.OutZero);
+        var residual = string.Empty;
+        var residualLoad = string.Empty;
+        if (epilogue.Residual is { } rs)
+        {
+            var (lo, hi, rscale, roff) = (w.Float("conv_low", rs.Low), w.Float("conv_high", rs.High), w.Float("rscale", rs.Scale), w.Float("roffset", rs.Offset));
+            residual = $"v = v < {lo} ? {lo} : v > {hi} ? {hi} : v;\n                                v += (float)rv[e & 1] * {rscale} + {roff};";
+            residualLoad = $$"""
+                        for (int i = tid; i < {{BM * BN / 16}}; i += {{Block}}) {
+                            const int row = i >> 3, seg = i & 7, p = t0 * {{BM}} + row;
+                            bw_cp_async16(os_ + buf * {{BM * OP / 2}} + row * {{OP / 2}} + seg * 8, (const unsigned short*)(rb + (i64)(p < {{m}} ? p : 0) * {{k}} + n0 + seg * 16), p < {{m}});
+                        }
+                """;
+        }
+
+        w.Body.Append(SharedHalves(shared));
+        w.Body.Append($$"""
+                unsigned short* const bs_ = sm_;                                  // [{{BN}}][{{pb}} bytes] filter block
+                unsigned short* const as_ = sm_ + {{BN * pb / 2}};                // [2][{{BM}}][{{pb}} bytes] input tiles
+                unsigned short* const os_ = as_ + {{2 * BM * pb / 2}};            // [2][{{BM}}][{{OP}} bytes] residual, then output tiles
+                const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+                const int cb = (int)blockIdx.x % {{nb}}, n0 = cb * {{BN}};
+                const int wm = (warp >> 2) * 32, wn = (warp & 3) * 32;
+                const signed char* const xb = (const signed char*)x;
+                const signed char* const wb = (const signed char*)wt;
+                const signed char* const rb = (const signed char*)r;
+
+                // This thread's output channels (the same in every tile): their scale and offset in registers.
+                float sc[4][2], of[4][2];
+                #pragma unroll
+                for (int nj = 0; nj < 4; nj++) {
+                    #pragma unroll
+                    for (int e = 0; e < 2; e++) { const int n = n0 + wn + nj * 8 + 2 * t + e; sc[nj][e] = scale[n]; of[nj][e] = offset[n]; }
+                }
+
+                // The filter block once, then the first tile.
+                for (int i = tid; i < {{BN * segments}}; i += {{Block}}) {
+                    const int row = i / {{segments}}, seg = i - row * {{segments}};
+                    bw_cp_async16(bs_ + row * {{pb / 2}} + seg * 8, (const unsigned short*)(wb + (i64)(n0 + row) * {{channels}} + seg * 16), true);
+                }
+                auto load = [&](int t0, int buf) {
+                    for (int i = tid; i < {{BM * segments}}; i += {{Block}}) {
+                        const int row = i / {{segments}}, seg = i - row * {{segments}}, p = t0 * {{BM}} + row;
+                        bw_cp_async16(as_ + buf * {{BM * pb / 2}} + row * {{pb / 2}} + seg * 8, (const unsigned short*)(xb + (i64)(p < {{m}} ? p : 0) * {{channels}} + seg * 16), p < {{m}});
+                    }
+            {{residualLoad}}
+                };
+                int tile = (int)blockIdx.x / {{nb}};
+                if (tile < {{tiles}}) load(tile, 0);
+                bw_cp_async_commit();
+
+                const int aoff = (wm + (lane & 15)) * {{pb / 2}} + (lane >> 4) * 8;
+                const int boff = (wn + (lane >> 4) * 8 + (lane & 7)) * {{pb / 2}} + ((lane >> 3) & 1) * 8;
+                for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
+                    const int buf = it & 1;
+                    if (tile + {{stride}} < {{tiles}}) load(tile + {{stride}}, buf ^ 1);
+                    bw_cp_async_commit();
+                    bw_cp_async_wait<1>();
+                    __syncthreads();
+
+                    int acc[2][4][4];
+                    #pragma unroll
+                    for (int u = 0; u < 2; u++) {
+                        #pragma unroll
+                        for (int nj = 0; nj < 4; nj++) { acc[u][nj][0] = 0; acc[u][nj][1] = 0; acc[u][nj][2] = 0; acc[u][nj][3] = 0; }
+                    }
+                    const unsigned short* const at = as_ + buf * {{BM * pb / 2}};
+                    #pragma unroll
+                    for (int ks = 0; ks < {{channels / 32}}; ks++) {
+                        unsigned af[2][4];
+                        bw_ldsm_x4(af[0], at + aoff + ks * 16);
+                        bw_ldsm_x4(af[1], at + aoff + 16 * {{pb / 2}} + ks * 16);
+                        #pragma unroll
+                        for (int np = 0; np < 2; np++) {
+                            unsigned f[4];
+                            bw_ldsm_x4(f, bs_ + boff + np * 16 * {{pb / 2}} + ks * 16);
+                            #pragma unroll
+                            for (int u = 0; u < 2; u++) { bw_mma_16832_s8(acc[u][2 * np], af[u], f[0], f[1]); bw_mma_16832_s8(acc[u][2 * np + 1], af[u], f[2], f[3]); }
+                        }
+                    }
+
+                    // Requantize into the tile's output rows (over the residual, each thread its own two bytes a row).
+                    unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
+                    #pragma unroll
+                    for (int u = 0; u < 2; u++) {
+                        #pragma unroll
+                        for (int nj = 0; nj < 4; nj++) {
+                            #pragma unroll
+                            for (int h = 0; h < 2; h++) {
+                                unsigned short* const at2 = (unsigned short*)(ot + (wm + u * 16 + g + 8 * h) * {{OP}} + wn + nj * 8 + 2 * t);
+                                const unsigned short pair = *at2;
+                                const signed char rv[2] = {(signed char)(pair & 0xff), (signed char)(pair >> 8)};
+                                (void)rv;
+                                unsigned short out = 0;
+                                #pragma unroll
+                                for (int e = 0; e < 2; e++) {
+                                    float v = (float)acc[u][nj][2 * h + e] * sc[nj][e] + of[nj][e];
+                                    {{residual}}
+                                    {{(epilogue.Relu ? "v = v > 0.f ? v : 0.f;" : string.Empty)}}
+                                    v = rintf(v) + {{zero}};
+                                    v = v < {{low}} ? {{low}} : v > {{high}} ? {{high}} : v;
+                                    out |= (unsigned short)(((unsigned)((int)v - {{epilogue.Shift}}) & 0xffu) << (8 * e));
+                                }
+                                *at2 = out;
+                            }
+                        }
+                    }
+                    __syncthreads();
+                    signed char* const yb = (signed char*)y;
+                    for (int i = tid; i < {{BM * BN / 16}}; i += {{Block}}) {
+                        const int row = i >> 3, seg = i & 7, p = tile * {{BM}} + row;
+                        if (p < {{m}}) *(uint4*)(yb + (i64)p * {{k}} + n0 + seg * 16) = *(const uint4*)(ot + row * {{OP}} + seg * 16);
+                    }
+                    __syncthreads();
+                }
+                bw_cp_async_wait<0>();
+
+            """);
+        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {KernelWriter.ArgsParameter}");
+        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, 2) ", StringComparison.Ordinal);
+        return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
+    }
+}

@@ -1,0 +1,75 @@
+using System.Globalization;
+using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>
+/// The own persistent 1x1 int8 kernel on the GPU (BATCHWISE_INT8_CONV=pointwise): ResNet-50's QDQ model (the zoo's at
+/// 64x64, `optimize --int8` with random calibration) at b=8, its unstrided 1x1 convolutions with 64-256 input channels
+/// on the kernel (the 13 residual block ends of the first three stages in its epilogue), the rest on the libraries,
+/// against the library routes alone and ONNX Runtime's QDQ run (graph optimizations off).
+/// </summary>
+[Trait("Category", "GPU")]
+public sealed class Int8PointwiseGpuTests
+{
+    [Fact]
+    public void Own_pointwise_kernel_matches_the_library_routes_and_onnx_runtime()
+    {
+        Gpu.Require();
+        var model = QuantizedModelGpuTests.Int8Resnet18("zoo:resnet50?size=64");
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 8, seed: 5)).ToList();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+
+        var saved = Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV");
+        var runs = new Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)>(StringComparer.Ordinal);
+        try
+        {
+            using var on = Int8Switch.Set(true, "on");
+            foreach (var mode in new[] { "pointwise", "library" })
+            {
+                Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", mode);
+                using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+                runs[mode] = (cuda.Run(inputs), cuda.Int8Layers());
+            }
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", saved);
+        }
+
+        var layers = runs["pointwise"].Layers;
+        var kernels = layers.Count(p => p.Value.Contains("own pointwise kernel", StringComparison.Ordinal));
+        var fused = layers.Count(p => p.Value.Contains("own pointwise kernel", StringComparison.Ordinal) && p.Value.Contains("residual Add", StringComparison.Ordinal));
+        var cosine = Gpu.Compare(runs["pointwise"].Outputs, expected, model.Outputs)[0].Cosine;
+        var between = Gpu.Compare(runs["pointwise"].Outputs, runs["library"].Outputs, model.Outputs)[0].Cosine;
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_CONV=pointwise | {kernels} convolutions on the pointwise kernel, {fused} block ends fused | cosine vs ORT {cosine:F6} | vs library {between:F6} |"));
+
+        // Block ends of 64, 128 and 256 input channels: 3 + 4 + 6 (the last stage's have 512).
+        Assert.True(fused == 13, $"{fused} block ends fused: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
+        Assert.True(kernels >= fused);
+        Assert.True(cosine >= 0.999, $"pointwise kernel against ORT: cosine {cosine}");
+        Assert.True(between >= 0.999, $"pointwise against library: cosine {between}");
+    }
+
+    /// <summary>The kernel compiles for this device without local memory at 64 and 256 input channels with a residual (two blocks an SM: 128 registers at most).</summary>
+    [Fact]
+    public void Own_pointwise_kernel_compiles_without_local_memory()
+    {
+        Gpu.Require();
+        var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200));
+        var codes = new[] { (64L, 256L), (256L, 1024L) }.Select(ck => KernelSource.Int8Pointwise(ck.Item1, ck.Item2, 256 * 56 * 56, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, ck.Item2, ck.Item1, 132), epilogue)).ToList();
+        var lines = new List<string>();
+        foreach (var (name, (toolchain, registers, local)) in new[] { "64 -> 256", "256 -> 1024" }.Zip(Gpu.KernelResources(codes)))
+        {
+            var line = $"| {toolchain} | int8 pointwise {name} + residual | {registers} registers | {local} bytes local |";
+            Console.WriteLine(line);
+            lines.Add(line);
+            Assert.True(local == 0, line);
+        }
+
+        Gpu.Report("int8.md", string.Join('\n', lines));
+    }
+}
