@@ -25,14 +25,15 @@ internal static partial class KernelSource
         checked((int)(((Int8PointwiseTileN + (2 * Int8PointwiseTileM)) * (channels + 16)) + (2 * Int8PointwiseTileM * (Int8PointwiseTileN + 16))));
 
     /// <summary>
-    /// Blocks to launch: per channel block, as many as run at once on <paramref name="multiprocessors"/> SMs (two a SM,
-    /// four where the input channels are few), never more than there are pixel tiles.
+    /// Blocks to launch: two a SM on <paramref name="multiprocessors"/> SMs (what the launch bounds guarantee resident: a
+    /// persistent block that waits for another to finish doubles the time of its tiles), in whole channel blocks, never
+    /// more per channel block than there are pixel tiles.
     /// </summary>
-    public static long Int8PointwiseBlocks(long pixels, long outChannels, long channels, int multiprocessors)
+    public static long Int8PointwiseBlocks(long pixels, long outChannels, int multiprocessors)
     {
         var channelBlocks = outChannels / Int8PointwiseTileN;
         var tiles = (pixels + Int8PointwiseTileM - 1) / Int8PointwiseTileM;
-        var resident = (long)multiprocessors * (channels <= 128 ? 4 : 2);
+        var resident = 2L * multiprocessors;
         var perChannelBlock = Math.Clamp((resident + channelBlocks - 1) / channelBlocks, 1, tiles);
         return perChannelBlock * channelBlocks;
     }

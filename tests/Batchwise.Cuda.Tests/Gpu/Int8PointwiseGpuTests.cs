@@ -60,7 +60,7 @@ public sealed class Int8PointwiseGpuTests
     {
         Gpu.Require();
         var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200));
-        var codes = new[] { (64L, 256L), (256L, 1024L) }.Select(ck => KernelSource.Int8Pointwise(ck.Item1, ck.Item2, 256 * 56 * 56, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, ck.Item2, ck.Item1, 132), epilogue)).ToList();
+        var codes = new[] { (64L, 256L), (256L, 1024L) }.Select(ck => KernelSource.Int8Pointwise(ck.Item1, ck.Item2, 256 * 56 * 56, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, ck.Item2, 132), epilogue)).ToList();
         var lines = new List<string>();
         foreach (var (name, (toolchain, registers, local)) in new[] { "64 -> 256", "256 -> 1024" }.Zip(Gpu.KernelResources(codes)))
         {

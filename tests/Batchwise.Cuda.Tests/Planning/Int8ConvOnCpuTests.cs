@@ -143,10 +143,10 @@ public sealed class Int8ConvOnCpuTests
         var library = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true });
         Assert.False(library.OwnInt8Pointwise(one, one, none, 64, 256, 256 * 56 * 56));
 
-        // Per channel block, the blocks the device runs at once (four an SM up to 128 input channels), at most one a tile.
-        Assert.Equal(528, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 64, 132));
-        Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 14 * 14, 1024, 256, 132));
-        Assert.Equal(3, KernelSource.Int8PointwiseBlocks(162, 128, 64, 132));
+        // Two blocks an SM in whole channel blocks, at most one a tile per channel block.
+        Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132));
+        Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 14 * 14, 1024, 132));
+        Assert.Equal(3, KernelSource.Int8PointwiseBlocks(162, 128, 132));
     }
 
     [Fact]

@@ -160,7 +160,7 @@ internal sealed partial class GraphCompiler
         }
         else
         {
-            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, c, _target.Multiprocessors);
+            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors);
             code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue);
             (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks{fused})");
         }
