@@ -19,28 +19,7 @@ public sealed class Int8ConvGpuTests
     public void Own_int8_kernels_match_the_library_routes_and_onnx_runtime()
     {
         Gpu.Require();
-        var model = QuantizedModelGpuTests.Int8Resnet18("zoo:resnet50?size=64");
-        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 8, seed: 5)).ToList();
-        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
-        var expected = ort.Run(inputs);
-
-        var saved = Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV");
-        var runs = new Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)>(StringComparer.Ordinal);
-        try
-        {
-            using var on = Int8Switch.Set(true, "on");
-            foreach (var mode in new[] { "own", "library" })
-            {
-                Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", mode);
-                using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
-                runs[mode] = (cuda.Run(inputs), cuda.Int8Layers());
-            }
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", saved);
-        }
-
+        var (model, expected, runs) = RunChoices("own", "library");
         var own = runs["own"].Layers;
         var kernels = own.Count(p => p.Value.Contains("own kernel", StringComparison.Ordinal));
         var fused = own.Count(p => p.Value.Contains("own kernel", StringComparison.Ordinal) && p.Value.Contains("residual Add", StringComparison.Ordinal));
@@ -56,6 +35,38 @@ public sealed class Int8ConvGpuTests
         Assert.True(ownCosine >= 0.999, $"own kernels against ORT: cosine {ownCosine}");
         Assert.True(libraryCosine >= 0.999, $"library routes against ORT: cosine {libraryCosine}");
         Assert.True(between >= 0.999, $"own against library: cosine {between}");
+    }
+
+    /// <summary>
+    /// ResNet-50's QDQ model (the zoo's at 64x64, `optimize --int8` with random calibration) at b=8 through ONNX Runtime
+    /// (graph optimizations off) and through the cuda engine's int8 path under each BATCHWISE_INT8_CONV choice: the
+    /// outputs and every layer's int8 decision.
+    /// </summary>
+    internal static (OnnxModel Model, IReadOnlyList<Tensor> Expected, Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)> Runs) RunChoices(params string[] choices)
+    {
+        var model = QuantizedModelGpuTests.Int8Resnet18("zoo:resnet50?size=64");
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 8, seed: 5)).ToList();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+
+        var saved = Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV");
+        var runs = new Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)>(StringComparer.Ordinal);
+        try
+        {
+            using var on = Int8Switch.Set(true, "on");
+            foreach (var choice in choices)
+            {
+                Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", choice);
+                using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+                runs[choice] = (cuda.Run(inputs), cuda.Int8Layers());
+            }
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", saved);
+        }
+
+        return (model, expected, runs);
     }
 
     /// <summary>

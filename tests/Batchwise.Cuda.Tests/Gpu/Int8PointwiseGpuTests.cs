@@ -1,6 +1,5 @@
 using System.Globalization;
 using Batchwise.Cuda.Kernels;
-using Batchwise.Engines;
 using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Tests.Gpu;
@@ -18,28 +17,7 @@ public sealed class Int8PointwiseGpuTests
     public void Own_pointwise_kernel_matches_the_library_routes_and_onnx_runtime()
     {
         Gpu.Require();
-        var model = QuantizedModelGpuTests.Int8Resnet18("zoo:resnet50?size=64");
-        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 8, seed: 5)).ToList();
-        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
-        var expected = ort.Run(inputs);
-
-        var saved = Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV");
-        var runs = new Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)>(StringComparer.Ordinal);
-        try
-        {
-            using var on = Int8Switch.Set(true, "on");
-            foreach (var mode in new[] { "pointwise", "library" })
-            {
-                Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", mode);
-                using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
-                runs[mode] = (cuda.Run(inputs), cuda.Int8Layers());
-            }
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", saved);
-        }
-
+        var (model, expected, runs) = Int8ConvGpuTests.RunChoices("pointwise", "library");
         var layers = runs["pointwise"].Layers;
         var kernels = layers.Count(p => p.Value.Contains("own pointwise kernel", StringComparison.Ordinal));
         var fused = layers.Count(p => p.Value.Contains("own pointwise kernel", StringComparison.Ordinal) && p.Value.Contains("residual Add", StringComparison.Ordinal));
