@@ -423,8 +423,11 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling (BATCHWISE_STEM_POOL=auto|off; tests set it).</summary>
     public StemPoolChoice StemPools { get; internal set; } = GraphCompiler.StemPoolFromEnvironment;
 
-    /// <summary>Who runs a QDQ model's int8 convolutions (BATCHWISE_INT8_CONV=library|own; tests set it).</summary>
+    /// <summary>Who runs a QDQ model's int8 convolutions (BATCHWISE_INT8_CONV=library|own|pointwise; tests set it).</summary>
     public Int8ConvChoice Int8Convolutions { get; internal set; } = GraphCompiler.Int8ConvFromEnvironment;
+
+    /// <summary>Tiles in flight a block of the own pointwise int8 kernel (BATCHWISE_INT8_POINTWISE_STAGES=2..4; tests set it).</summary>
+    public int Int8PointwiseStages { get; internal set; } = GraphCompiler.Int8PointwiseStagesFromEnvironment;
 
     /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|all|off; tests set it).</summary>
     public SplitKConvChoice SplitKConvolutions { get; internal set; } = GraphCompiler.SplitKConvFromEnvironment;

@@ -20,21 +20,31 @@ internal static partial class KernelSource
     public static bool Int8PointwiseTakes(long channels, long outChannels) =>
         channels is 64 or 128 or 256 && outChannels % Int8PointwiseTileN == 0 && outChannels <= int.MaxValue;
 
-    /// <summary>Shared memory of one block: the filter block [128][C + 16], two input tiles [64][C + 16] and two output tiles [64][144] (bytes).</summary>
-    public static int Int8PointwiseSharedBytes(long channels) =>
-        checked((int)(((Int8PointwiseTileN + (2 * Int8PointwiseTileM)) * (channels + 16)) + (2 * Int8PointwiseTileM * (Int8PointwiseTileN + 16))));
+    /// <summary>Tiles in flight a block by default: two (one multiplied while the next arrives), as measured (session 26).</summary>
+    public const int Int8PointwiseStages = 2;
+
+    /// <summary>Shared memory of one block: the filter block [128][C + 16], and a stage's input tile [64][C + 16] and output tile [64][144] for each stage (bytes).</summary>
+    public static int Int8PointwiseSharedBytes(long channels, int stages = Int8PointwiseStages) =>
+        checked((int)((Int8PointwiseTileN * (channels + 16)) + (stages * ((Int8PointwiseTileM * (channels + 16)) + (Int8PointwiseTileM * (Int8PointwiseTileN + 16))))));
 
     /// <summary>
-    /// Blocks to launch: two a SM on <paramref name="multiprocessors"/> SMs (what the launch bounds guarantee resident: a
+    /// Blocks of <see cref="Int8Pointwise"/> resident on an SM: two (its launch bounds) where two blocks' shared memory
+    /// fits in <paramref name="sharedPerSm"/> bytes (1 KB reserved a block), else one.
+    /// </summary>
+    public static int Int8PointwiseBlocksPerSm(long channels, int stages, int sharedPerSm) =>
+        Math.Clamp((sharedPerSm + 1024) / (Int8PointwiseSharedBytes(channels, stages) + 1024), 1, 2);
+
+    /// <summary>
+    /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs (what stays resident: a
     /// persistent block that waits for another to finish doubles the time of its tiles), in whole channel blocks, never
     /// more per channel block than there are pixel tiles.
     /// </summary>
-    public static long Int8PointwiseBlocks(long pixels, long outChannels, int multiprocessors)
+    public static long Int8PointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm = 2)
     {
         var channelBlocks = outChannels / Int8PointwiseTileN;
         var tiles = (pixels + Int8PointwiseTileM - 1) / Int8PointwiseTileM;
-        var resident = 2L * multiprocessors;
-        var perChannelBlock = Math.Clamp((resident + channelBlocks - 1) / channelBlocks, 1, tiles);
+        var resident = (long)perSm * multiprocessors;
+        var perChannelBlock = Math.Clamp(resident / channelBlocks, 1, tiles); // rounded down: none waits for a slot
         return perChannelBlock * channelBlocks;
     }
 
@@ -42,25 +52,25 @@ internal static partial class KernelSource
     /// y[p, n] = saturate(rint(relu?(x[p, :] · w[n, :] · scale[n] + offset[n] [clamped, + r[p, n] · rscale + roffset])) +
     /// zero) - shift, as <see cref="Int8Conv"/>'s epilogue (<see cref="Int8ConvEpilogue"/>), for int8 channels-last x
     /// [pixels, C] and an int8 filter [K, C]. Each block keeps one channel block's filter rows (128 x C) in shared memory
-    /// and walks pixel tiles of 64 (blockIdx / channel blocks, then every <c>gridDim / channel blocks</c>-th), two tiles
-    /// in flight: while it multiplies one tile (mma.sync m16n8k32, int32 sums, all of C at once) and requantizes it, the
-    /// next tile's input rows and residual arrive through cp.async. The requantized tile is written into the residual's
+    /// and walks pixel tiles of 64 (blockIdx / channel blocks, then every <c>gridDim / channel blocks</c>-th),
+    /// <paramref name="stages"/> tiles in flight: while it multiplies one tile (mma.sync m16n8k32, int32 sums, all of C at
+    /// once) and requantizes it, the next tiles' input rows and residuals arrive through cp.async. The requantized tile is written into the residual's
     /// shared-memory tile (each thread its own bytes) and leaves as 16-byte rows, so the residual is read and the output
     /// written in whole 128-byte lines. Blocks of the same pixel tile and neighbouring channel blocks run side by side,
     /// so the second reads its input rows from L2.
     /// </summary>
-    public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue)
+    public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages)
     {
-        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % (outChannels / Int8PointwiseTileN) != 0)
+        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % (outChannels / Int8PointwiseTileN) != 0 || stages is < 2 or > 4)
         {
-            throw new ArgumentException("int8 pointwise: 64, 128 or 256 input channels, output channels in 128s, a block count in whole channel blocks");
+            throw new ArgumentException("int8 pointwise: 64, 128 or 256 input channels, output channels in 128s, a block count in whole channel blocks, 2 to 4 stages");
         }
 
         const int BM = Int8PointwiseTileM, BN = Int8PointwiseTileN, Block = Int8PointwiseBlock;
         var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
         const int OP = BN + 16; // bytes of an output row in shared memory
         var segments = (int)channels / 16;
-        var shared = Int8PointwiseSharedBytes(channels);
+        var shared = Int8PointwiseSharedBytes(channels, stages);
         var w = new KernelWriter(small: true);
         var m = w.I32("m", checked((int)pixels));
         var k = w.I32("k", checked((int)outChannels));
@@ -86,8 +96,8 @@ internal static partial class KernelSource
         w.Body.Append(SharedHalves(shared));
         w.Body.Append($$"""
                 unsigned short* const bs_ = sm_;                                  // [{{BN}}][{{pb}} bytes] filter block
-                unsigned short* const as_ = sm_ + {{BN * pb / 2}};                // [2][{{BM}}][{{pb}} bytes] input tiles
-                unsigned short* const os_ = as_ + {{2 * BM * pb / 2}};            // [2][{{BM}}][{{OP}} bytes] residual, then output tiles
+                unsigned short* const as_ = sm_ + {{BN * pb / 2}};                // [{{stages}}][{{BM}}][{{pb}} bytes] input tiles
+                unsigned short* const os_ = as_ + {{stages * BM * pb / 2}};       // [{{stages}}][{{BM}}][{{OP}} bytes] residual, then output tiles
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 const int cb = (int)blockIdx.x % {{nb}}, n0 = cb * {{BN}};
                 const int wm = (warp >> 2) * 32, wn = (warp & 3) * 32;
@@ -116,16 +126,19 @@ internal static partial class KernelSource
             {{residualLoad}}
                 };
                 int tile = (int)blockIdx.x / {{nb}};
-                if (tile < {{tiles}}) load(tile, 0);
-                bw_cp_async_commit();
+                #pragma unroll
+                for (int s = 0; s < {{stages - 1}}; s++) {
+                    if (tile + s * {{stride}} < {{tiles}}) load(tile + s * {{stride}}, s);
+                    bw_cp_async_commit();
+                }
 
                 const int aoff = (wm + (lane & 15)) * {{pb / 2}} + (lane >> 4) * 8;
                 const int boff = (wn + (lane >> 4) * 8 + (lane & 7)) * {{pb / 2}} + ((lane >> 3) & 1) * 8;
                 for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
-                    const int buf = it & 1;
-                    if (tile + {{stride}} < {{tiles}}) load(tile + {{stride}}, buf ^ 1);
+                    const int buf = it % {{stages}};
+                    if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
                     bw_cp_async_commit();
-                    bw_cp_async_wait<1>();
+                    bw_cp_async_wait<{{stages - 1}}>();
                     __syncthreads();
 
                     int acc[2][4][4];

@@ -93,6 +93,9 @@ internal interface IPlanTarget
     /// <summary>Who runs a QDQ model's int8 convolutions: the libraries here; a session takes BATCHWISE_INT8_CONV's choice (the libraries by default).</summary>
     Int8ConvChoice Int8Convolutions => Int8ConvChoice.Library;
 
+    /// <summary>Tiles in flight a block of the own pointwise int8 kernel: two here; a session takes BATCHWISE_INT8_POINTWISE_STAGES's.</summary>
+    int Int8PointwiseStages => KernelSource.Int8PointwiseStages;
+
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 

@@ -59,18 +59,18 @@ public sealed class Int8ConvOnCpuTests
         return g.Build("int8-conv");
     }
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms, Int8ConvChoice choice = Int8ConvChoice.Own) =>
-        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = choice, Multiprocessors = sms }.Compile(model, inputs);
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages) =>
+        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = choice, Int8PointwiseStages = stages, Multiprocessors = sms }.Compile(model, inputs);
 
     /// <summary>The plan's own int8 kernels agree with ONNX Runtime within a step, and at most <paramref name="offByOne"/> of the outputs differ at all.</summary>
-    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne, Int8ConvChoice choice = Int8ConvChoice.Own)
+    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages)
     {
         CpuKernelRunner.Require();
         var rng = new Random(5);
         var shape = model.Inputs[0].Shape.Select(d => (long)d.Value!).ToArray();
         var count = (int)shape.Aggregate(1L, (p, d) => p * d);
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, shape, [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
-        var plan = Plan(model, inputs, sms, choice);
+        var plan = Plan(model, inputs, sms, choice, stages);
         var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal) || s.Node.Contains("own pointwise kernel", StringComparison.Ordinal)).ToList();
         Assert.Equal(ownKernels, own.Count);
         Assert.All(own, s => Assert.Contains(tile, s.Node, StringComparison.Ordinal));
@@ -111,12 +111,14 @@ public sealed class Int8ConvOnCpuTests
     }
 
     [Theory]
-    [InlineData(64, 128, 0, false, 1)] // one channel block; one block walks all three pixel tiles (the last partial), two in flight
-    [InlineData(128, 256, 131, true, 1)] // two channel blocks, a ReLU, the input zero point's share in the offsets
-    [InlineData(256, 128, 140, true, 132)] // 256 input channels (eight k32 steps), a block per tile
-    public void Own_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu, int sms)
+    [InlineData(64, 128, 0, false, 1, 2)] // one channel block; one block walks all three pixel tiles (the last partial), two in flight
+    [InlineData(128, 256, 131, true, 1, 2)] // two channel blocks, a ReLU, the input zero point's share in the offsets
+    [InlineData(256, 128, 140, true, 132, 2)] // 256 input channels (eight k32 steps), a block per tile
+    [InlineData(64, 128, 7, true, 1, 3)] // three tiles in flight over three tiles
+    [InlineData(128, 128, 200, false, 1, 4)] // four in flight, more than the block's tiles
+    public void Own_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu, int sms, int stages)
     {
-        RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, "own pointwise kernel", 0.01, Int8ConvChoice.Pointwise);
+        RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, $"{stages} tiles in flight", 0.01, Int8ConvChoice.Pointwise, stages);
     }
 
     [Fact]
@@ -147,6 +149,12 @@ public sealed class Int8ConvOnCpuTests
         Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132));
         Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 14 * 14, 1024, 132));
         Assert.Equal(3, KernelSource.Int8PointwiseBlocks(162, 128, 132));
+
+        // Two blocks an SM where their shared memory fits sm_90's 227 KB, else one (256 channels, four tiles in flight: 138 KB a block).
+        Assert.Equal(2, KernelSource.Int8PointwiseBlocksPerSm(256, 3, 227 * 1024));
+        Assert.Equal(1, KernelSource.Int8PointwiseBlocksPerSm(256, 4, 227 * 1024));
+        Assert.Equal(2, KernelSource.Int8PointwiseBlocksPerSm(64, 4, 227 * 1024));
+        Assert.Equal(128, KernelSource.Int8PointwiseBlocks(256 * 14 * 14, 1024, 132, perSm: 1)); // 16 a channel block: rounded down, so every block is resident
     }
 
     [Fact]

@@ -100,12 +100,25 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
+    /// BATCHWISE_INT8_POINTWISE_STAGES=2..4: tiles in flight a block of the pointwise kernel (unset: 2, the form measured
+    /// in session 26; 3 and 4 are there to be measured against it, with the shared memory they take).
+    /// </summary>
+    internal static int Int8PointwiseStagesFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_STAGES")?.Trim() switch
+    {
+        null or "" => KernelSource.Int8PointwiseStages,
+        "2" => 2,
+        "3" => 3,
+        "4" => 4,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_POINTWISE_STAGES '{other}' is not 2, 3 or 4", "Unset it (two tiles in flight a block), or give 2, 3 or 4."),
+    };
+
+    /// <summary>
     /// Whether a convolution takes the own persistent 1x1 kernel (<see cref="Int8ConvChoice.Pointwise"/>): unstrided and
     /// unpadded 1x1, channel counts the kernel holds, its shared memory within the device's, compute capability 8.0+.
     /// </summary>
     internal bool OwnInt8Pointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
         _target.Int8Convolutions == Int8ConvChoice.Pointwise && _target.ComputeCapability >= 80 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
-            && KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c) <= _target.MaxSharedBytesPerBlock;
+            && KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages) <= _target.MaxSharedBytesPerBlock;
 
     /// <summary>
     /// Emits the own int8 convolution of <paramref name="layer"/> (a residual block's end fused where the layer's output
@@ -160,9 +173,10 @@ internal sealed partial class GraphCompiler
         }
         else
         {
-            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors);
-            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue);
-            (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks{fused})");
+            var stages = _target.Int8PointwiseStages;
+            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors, KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock));
+            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue, stages);
+            (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks, {stages} tiles in flight{fused})");
         }
 
         _node += $" ({how})";
