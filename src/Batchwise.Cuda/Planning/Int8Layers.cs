@@ -37,18 +37,21 @@ internal static class Int8Layers
     /// vector for int8 GEMMs; the fast int8-to-int8 convolutions (INT8_CONFIG, 1.1-4x fp16) take one scale per tensor and
     /// symmetric activations, which `optimize --int8` does not write yet. Off, QDQ models run in float between the pairs.
     /// Session 8 adds cuDNN's graph API route (<see cref="GraphSwitch"/>: per-channel scales fused at int8-to-int8 speed,
-    /// 1.1-4.9x fp16 per layer in the probe); the default stays off until ResNet-50 end to end is measured with it.
+    /// 1.1-4.9x fp16 per layer in the probe). With it and the fused residual blocks (both the defaults since session 26)
+    /// ResNet-50 runs 1.12x fp16 at b=256 but 0.96x at b=1, MobileNetV2 0.8x and BERT 0.62-0.75x (sessions 25-26): not a
+    /// gain everywhere, so the path stays a choice (this switch, or <c>--precision int8</c> for a float model).
     /// </summary>
     public const string Switch = "BATCHWISE_INT8";
 
     /// <summary>
     /// The environment variable for int8 convolutions through cuDNN's graph API: <c>on</c> tries them first; <c>pad</c>
     /// too, padding a padded convolution's input explicitly (one copy) instead of the border offsets, the fallback where
-    /// cuDNN refuses those; off by default (the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes, as in session 7). On the
-    /// H200 in session 8 the route ran ResNet-50 at b=1 (0.355 ms) and then faulted the GPU (a misaligned address) in a
-    /// plan-time trial at b=256, reported as cudnnSetStream's STREAM_MISMATCH by the stream reset after it; session 9
-    /// names such a fault (layer, problem, cuDNN engine: <see cref="GraphSkipSwitch"/> skips an engine) and disposes the
-    /// steps of a failed plan build while the handles live (the segmentation fault's candidate). Default until measured.
+    /// cuDNN refuses those; <c>off</c> leaves the cuBLASLt 1x1 and legacy INT8_EXT_CONFIG routes. On by default since
+    /// session 26: with the residual blocks fused it ran every int8 measurement of sessions 13-26 (ResNet-50 at b=256
+    /// 51,037 img/s, 1.12x fp16), where the routes without it ran 2,015 (session 26, call 1: cuBLASLt refuses the
+    /// per-row-alpha int8 GEMM on an H200, so every convolution took the legacy route and a separate requantization).
+    /// Session 8's plan-time fault at b=256 is named when it happens (layer, problem, cuDNN engine:
+    /// <see cref="GraphSkipSwitch"/> skips an engine).
     /// </summary>
     public const string GraphSwitch = "BATCHWISE_INT8_GRAPH";
 
@@ -186,27 +189,25 @@ internal static class Int8Layers
     /// <summary><see cref="GraphSwitch"/> as "on", "off" or "pad" ("pad" is "on": a padded convolution's input is always padded explicitly).</summary>
     public static string GraphMode => Environment.GetEnvironmentVariable(GraphSwitch)?.Trim().ToLowerInvariant() switch
     {
-        "on" => "on",
+        null or "" or "on" => "on",
         "pad" => "pad",
-        null or "" or "off" => "off",
+        "off" => "off",
         var other => throw new BatchwiseException($"{GraphSwitch} '{other}' is not on, pad or off", $"Unset it, or set {GraphSwitch}=on."),
     };
 
     /// <summary>
-    /// <c>BATCHWISE_INT8_RESIDUAL=fused</c>: a residual block's Add (+ ReLU) and QuantizeLinear join the cuDNN graph of the
-    /// block's last int8 convolution (the residual read as int8, scaled, added before the ReLU and the output's
-    /// quantization), so no separate pass makes the block's output int8. Off by default until measured on the GPU; where
-    /// cuDNN refuses the longer graph the convolution takes its plain graph and the separate pass, as before.
+    /// <c>BATCHWISE_INT8_RESIDUAL=fused</c> (the default since session 26) or <c>off</c>: a residual block's Add (+ ReLU)
+    /// and QuantizeLinear join the cuDNN graph (or the own kernel) of the block's last int8 convolution (the residual
+    /// read as int8, scaled, added before the ReLU and the output's quantization), so no separate pass makes the block's
+    /// output int8 (ResNet-50 int8 at b=256 on an H200: 0.57x fp16 without, 1.05x with, session 13). Where cuDNN refuses
+    /// the longer graph the convolution takes its plain graph and the separate pass.
     /// </summary>
     public const string ResidualSwitch = "BATCHWISE_INT8_RESIDUAL";
 
-    /// <summary>True when <see cref="ResidualSwitch"/> says fused (the cuDNN graph route fuses only then).</summary>
-    public static bool ResidualFused => ResidualSetting == true;
+    /// <summary>True unless <see cref="ResidualSwitch"/> says off.</summary>
+    public static bool ResidualFused => ResidualSetting != false;
 
-    /// <summary>
-    /// <see cref="ResidualSwitch"/>: true for fused, false for off, null when unset (the own int8 kernel then fuses the
-    /// block's end in its epilogue, cuDNN's graph route does not).
-    /// </summary>
+    /// <summary><see cref="ResidualSwitch"/>: true for fused, false for off, null when unset (fused).</summary>
     public static bool? ResidualSetting => Environment.GetEnvironmentVariable(ResidualSwitch)?.Trim().ToLowerInvariant() switch
     {
         null or "" => null,

@@ -30,7 +30,7 @@ public sealed class Int8PrecisionGpuTests
         var int8 = layers.Count(p => p.Value.StartsWith("int8", StringComparison.Ordinal));
         var cosine = Gpu.Compare(got, want, model.Outputs)[0].Cosine;
         var top1 = Top1Agreement(got[0], want[0]);
-        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet18 64x64 --precision int8 (random:4, minmax) vs fp32, b=64 | {int8} of {layers.Count} layers int8 | cosine {cosine:F6} | top-1 {top1:P1} | graph route {Environment.GetEnvironmentVariable("BATCHWISE_INT8_GRAPH") ?? "off"} |"));
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet18 64x64 --precision int8 (random:4, minmax) vs fp32, b=64 | {int8} of {layers.Count} layers int8 | cosine {cosine:F6} | top-1 {top1:P1} | graph route {Environment.GetEnvironmentVariable("BATCHWISE_INT8_GRAPH") ?? "on"} |"));
         Assert.True(int8 > 0, "no layer ran int8: " + string.Join("; ", layers.Select(p => $"{p.Key}: {p.Value}")));
         Assert.True(cosine >= 0.99, $"cosine {cosine}");
         Assert.True(top1 >= 0.9, $"top-1 agreement {top1}");
