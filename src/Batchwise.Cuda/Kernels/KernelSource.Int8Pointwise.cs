@@ -16,7 +16,7 @@ internal static partial class KernelSource
     /// <summary>Output channels of one tile of <see cref="Int8Pointwise"/> (a block's channel block, for all its pixel tiles).</summary>
     public const int Int8PointwiseTileN = 128;
 
-    /// <summary>Input channel counts the kernel holds whole in shared memory (its filter block and two input tiles).</summary>
+    /// <summary>Input channel counts the kernel holds whole in shared memory (its filter block and its input tiles).</summary>
     public static bool Int8PointwiseTakes(long channels, long outChannels) =>
         channels is 64 or 128 or 256 && outChannels % Int8PointwiseTileN == 0 && outChannels <= int.MaxValue;
 
@@ -54,9 +54,9 @@ internal static partial class KernelSource
     /// [pixels, C] and an int8 filter [K, C]. Each block keeps one channel block's filter rows (128 x C) in shared memory
     /// and walks pixel tiles of 64 (blockIdx / channel blocks, then every <c>gridDim / channel blocks</c>-th),
     /// <paramref name="stages"/> tiles in flight: while it multiplies one tile (mma.sync m16n8k32, int32 sums, all of C at
-    /// once) and requantizes it, the next tiles' input rows and residuals arrive through cp.async. The requantized tile is written into the residual's
-    /// shared-memory tile (each thread its own bytes) and leaves as 16-byte rows, so the residual is read and the output
-    /// written in whole 128-byte lines. Blocks of the same pixel tile and neighbouring channel blocks run side by side,
+    /// once) and requantizes it, the next tiles' input rows and residuals arrive through cp.async. The requantized tile
+    /// is written into the residual's shared-memory tile (each thread its own bytes) and leaves as 16-byte rows, so the
+    /// residual is read and the output written in whole 128-byte lines. Blocks of the same pixel tile and neighbouring channel blocks run side by side,
     /// so the second reads its input rows from L2.
     /// </summary>
     public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages)
