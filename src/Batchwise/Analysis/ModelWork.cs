@@ -386,8 +386,9 @@ public sealed class ModelWork
     /// <see cref="StemPattern"/>, which the engine's planner uses too), at the input's size: one kernel that reads the
     /// input as given (4 bytes an element, no conversion kernel), computes the convolution at its rate (the same
     /// tensor-core work) and writes only the pooled output (ResNet-50 at b=256: 0.33 ms for what layer by layer is a
-    /// conversion, a convolution and a pooling of 0.85 ms, session 24). Returns the input's name when the stem was fused,
-    /// else null.
+    /// conversion, a convolution and a pooling of 0.85 ms, session 24). A QDQ model's stem (<see cref="StemPattern.FindQuantized"/>,
+    /// which the engine fuses on its int8 path since session 26) likewise, writing the pooled result in int8 and with its
+    /// QuantizeLinear and DequantizeLinear nodes inside. Returns the input's name when the stem was fused, else null.
     /// </summary>
     private static string? FuseStem(OnnxModel model, IReadOnlyList<long[]> shapes, ModelCost one, NodeLinks links, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers, List<LayerTemplate> layers)
     {
@@ -395,8 +396,27 @@ public sealed class ModelWork
         var (producer, consumers, outputs) = links;
         global::Onnx.NodeProto? Sole(string value) => !outputs.Contains(value) && consumers[value].Distinct().ToList() is [var c] ? nodes[c] : null;
         long[]? InitializerShape(string name) => initializers.TryGetValue(name, out var t) ? t.Dims.ToArray() : null;
+        long[]? ConstantShape(string name) => InitializerShape(name)
+            ?? (producer.TryGetValue(name, out var p) && nodes[p] is { OpType: "DequantizeLinear", Domain: "" } dq ? InitializerShape(dq.Input[0]) : null);
         foreach (var (input, i) in model.Inputs.Select((x, i) => (x, i)).Where(x => x.x.ElementType == ElementType.Float && x.x.Shape.Count == 4))
         {
+            if (StemPattern.FindQuantized(input.Name, shapes[i], Sole, ConstantShape) is { } quantized)
+            {
+                // A QDQ model's stem (the engine's int8 path): the float32 input read as given and rounded in the kernel,
+                // the pooled maximum written as int8 (bytes doubled here as the float layers' are, which the caller halves).
+                var inputElements = (double)shapes[i].Skip(1).Aggregate(1L, (a, d) => a * d);
+                var filter = ConstantShape(quantized.Conv.Input[1])!;
+                var pooledElements = (double)filter[0] * (((quantized.OutSpatial[0] - 1) / 2) + 1) * (((quantized.OutSpatial[1] - 1) / 2) + 1);
+                var qconv = producer[quantized.Conv.Output[0]];
+                layers[qconv] = layers[qconv] with { ActivationBytesPerSample = (2 * 4 * inputElements) + (2 * pooledElements), LaunchesKernel = true };
+                foreach (var folded in new[] { quantized.InputQuantize, quantized.InputDequantize, quantized.Relu, quantized.ConvQuantize, quantized.ConvDequantize, quantized.Pool, quantized.PoolQuantize }.OfType<global::Onnx.NodeProto>().Select(n => producer[n.Output[0]]))
+                {
+                    layers[folded] = layers[folded] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
+                }
+
+                return input.Name;
+            }
+
             if (StemPattern.Find(input.Name, shapes[i], Sole, InitializerShape) is not { } stem)
             {
                 continue;

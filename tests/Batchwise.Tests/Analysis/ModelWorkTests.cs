@@ -19,6 +19,29 @@ public sealed class ModelWorkTests
     }
 
     [Fact]
+    public void A_qdq_stem_is_one_kernel_reading_the_float_input_and_writing_int8_when_the_engine_fuses_stems()
+    {
+        var (_, model) = Transforms.TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        new Batchwise.Transforms.Int8Quantization(Batchwise.Transforms.CalibrationData.Parse("random:1")).Apply(model);
+        var fused = ModelWork.Analyze(model, null, fusesEpilogues: true, fusesAttention: true, fusesStem: true);
+        var apart = ModelWork.Analyze(model, null, fusesEpilogues: true, fusesAttention: true, fusesStem: false);
+
+        // The stem convolution: the float32 input (3 x 64 x 64, 4 bytes) read and the pooled 64 x 16 x 16 written as
+        // int8, both doubled (the caller halves float layers' bytes in fp16), plus at most its float weights and bias.
+        var stem = fused.At(1).First(l => l.OpType == "Conv");
+        Assert.True(stem.LaunchesKernel);
+        Assert.InRange(stem.Bytes - ((2.0 * 4 * 3 * 64 * 64) + (2.0 * 64 * 16 * 16)), 0, (64 * 3 * 49 * 4) + (64 * 4));
+
+        // Its QuantizeLinear, DequantizeLinear and MaxPool nodes are inside: no kernel, no bytes; the input needs no conversion.
+        var inside = fused.At(1).TakeWhile(l => l.OpType != "Conv" || l == stem).Concat(fused.At(1).SkipWhile(l => l != stem).Skip(1).TakeWhile(l => l.OpType != "Conv")).Where(l => l != stem).ToList();
+        Assert.Contains(inside, l => l.OpType == "MaxPool");
+        Assert.All(inside, l => Assert.False(l.LaunchesKernel || l.Bytes > 0, $"{l.OpType} '{l.Name}' launches or moves bytes"));
+        Assert.DoesNotContain(fused.FloatBoundaries, t => t.IsInput);
+        Assert.Contains(apart.FloatBoundaries, t => t.IsInput);
+        Assert.Contains(apart.At(1), l => l.OpType == "MaxPool" && l.LaunchesKernel);
+    }
+
+    [Fact]
     public void Resnet50_at_224_costs_the_published_4_1_gmacs()
     {
         var work = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null);
