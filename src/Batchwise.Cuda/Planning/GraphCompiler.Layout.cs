@@ -230,15 +230,31 @@ internal sealed partial class GraphCompiler
     {
         if (!Half || _graphOutputs.Contains(input) || !_consumers.TryGetValue(input, out var users) || users is not [{ OpType: "QuantizeLinear", Domain: "" } q]
             || q.Input[0] != input || _graphOutputs.Contains(q.Output[0]) || !_consumers.TryGetValue(q.Output[0], out var readers)
-            || readers is not [{ OpType: "DequantizeLinear", Domain: "" } dq] || dq.Input[0] != q.Output[0] || new NodeAttributes(q).Int("block_size", 0) != 0)
+            || readers is not [{ OpType: "DequantizeLinear", Domain: "" } dq] || dq.Input[0] != q.Output[0])
         {
             return null;
         }
 
+        if (QdqRounding(q, dq, initializers) is not { } pair || _graphOutputs.Contains(dq.Output[0]))
+        {
+            return null;
+        }
+
+        var padTo = StemChannels(dq.Output[0], shape);
+        return padTo == 0 ? null : (q, dq, padTo, pair.Rounding);
+    }
+
+    /// <summary>
+    /// The rounding of QuantizeLinear <paramref name="q"/> (with the DequantizeLinear <paramref name="dq"/> that undoes it,
+    /// where given) and what it stores: per tensor with a positive scale and constants of <paramref name="initializers"/>,
+    /// unblocked, 8 bits; the pair's constants and zero-point inputs alike. Null otherwise.
+    /// </summary>
+    private static (KernelSource.QuantRounding Rounding, ElementType Stored)? QdqRounding(OnnxProto.NodeProto q, OnnxProto.NodeProto? dq, IReadOnlyDictionary<string, HostTensor> initializers)
+    {
         static bool ZeroGiven(OnnxProto.NodeProto n) => n.Input.Count > 2 && n.Input[2].Length > 0;
         PlanValue? Initializer(string name) => initializers.TryGetValue(name, out var c) ? new PlanValue(c.Type, c.Shape, c) : null;
-        if (QdqPerTensor(q, Initializer) is not { } own || QdqPerTensor(dq, Initializer) is not { } undo || own != undo || !(own.Scale > 0)
-            || ZeroGiven(q) != ZeroGiven(dq) || _graphOutputs.Contains(dq.Output[0]))
+        if (QdqPerTensor(q, Initializer) is not { } own || !(own.Scale > 0) || new NodeAttributes(q).Int("block_size", 0) != 0
+            || (dq is not null && (QdqPerTensor(dq, Initializer) is not { } undo || undo != own || ZeroGiven(q) != ZeroGiven(dq))))
         {
             return null;
         }
@@ -249,14 +265,8 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        var padTo = StemChannels(dq.Output[0], shape);
-        if (padTo == 0)
-        {
-            return null;
-        }
-
         var (low, high) = QuantRange(stored);
-        return (q, dq, padTo, new KernelSource.QuantRounding((float)own.Scale, own.Zero, low, high));
+        return (new KernelSource.QuantRounding((float)own.Scale, own.Zero, low, high), stored);
     }
 
     /// <summary>A graph output as the caller wants it: in the model's declared type and NCHW order.</summary>

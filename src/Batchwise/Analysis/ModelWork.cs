@@ -290,7 +290,7 @@ public sealed class ModelWork
         int Sole(int i) => nodes[i].Output.Count == 1 && !outputs.Contains(nodes[i].Output[0]) && consumers[nodes[i].Output[0]].Distinct().Count() == 1 ? consumers[nodes[i].Output[0]].First() : -1;
         bool Scalar(string name) => initializers.TryGetValue(name, out var t) && t.Dims.Aggregate(1L, (a, d) => a * d) == 1;
         double PerSample(Func<NodeCost, long> bytes, int i) => batchable ? bytes(two.Nodes[i]) - bytes(one.Nodes[i]) : bytes(one.Nodes[i]);
-        void Free(int i) => layers[i] = layers[i] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
+        void Free(int i) => layers[i] = Inside(layers[i]);
 
         var operands = new HashSet<string>(StringComparer.Ordinal);
         for (var a = 0; a < nodes.Count; a++)
@@ -411,7 +411,7 @@ public sealed class ModelWork
                 layers[qconv] = layers[qconv] with { ActivationBytesPerSample = (2 * 4 * inputElements) + (2 * pooledElements), LaunchesKernel = true };
                 foreach (var folded in new[] { quantized.InputQuantize, quantized.InputDequantize, quantized.Relu, quantized.ConvQuantize, quantized.ConvDequantize, quantized.Pool, quantized.PoolQuantize }.OfType<global::Onnx.NodeProto>().Select(n => producer[n.Output[0]]))
                 {
-                    layers[folded] = layers[folded] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
+                    layers[folded] = Inside(layers[folded]);
                 }
 
                 return input.Name;
@@ -431,7 +431,7 @@ public sealed class ModelWork
             layers[conv] = layers[conv] with { ActivationBytesPerSample = (2 * inputBytes) + pooledBytes, LaunchesKernel = true };
             foreach (var folded in new[] { stem.BatchNorm, stem.Relu, stem.Pool }.OfType<global::Onnx.NodeProto>().Select(n => producer[n.Output[0]]))
             {
-                layers[folded] = layers[folded] with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
+                layers[folded] = Inside(layers[folded]);
             }
 
             return input.Name;
@@ -439,6 +439,10 @@ public sealed class ModelWork
 
         return null;
     }
+
+    /// <summary>A layer computed inside another's kernel: no work, no bytes and no launch of its own.</summary>
+    private static LayerTemplate Inside(LayerTemplate layer) =>
+        layer with { FlopsPerSample = 0, ActivationBytesPerSample = 0, FixedBytes = 0, LaunchesKernel = false, FloatActivationBytesPerSample = 0, FloatFixedBytes = 0 };
 
     /// <summary>
     /// Node <paramref name="i"/> as a reduction over the spatial axes (2 and 3, and only those) of a computed 4-D tensor,

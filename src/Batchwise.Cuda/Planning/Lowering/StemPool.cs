@@ -69,29 +69,13 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        PlanValue? Initializer(string name) => initializers.TryGetValue(name, out var c) ? new PlanValue(c.Type, c.Shape, c) : null;
-        static bool ZeroGiven(OnnxProto.NodeProto n) => n.Input.Count > 2 && n.Input[2].Length > 0;
-        KernelSource.QuantRounding? Rounding(OnnxProto.NodeProto q, OnnxProto.NodeProto? dq)
-        {
-            if (QdqPerTensor(q, Initializer) is not { } own || !(own.Scale > 0) || new NodeAttributes(q).Int("block_size", 0) != 0
-                || (dq is not null && (QdqPerTensor(dq, Initializer) is not { } undo || undo != own || ZeroGiven(q) != ZeroGiven(dq)))
-                || QuantizedType(q, own) is not (ElementType.UInt8 or ElementType.Int8))
-            {
-                return null;
-            }
-
-            var (low, high) = QuantRange(QuantizedType(q, own));
-            return new KernelSource.QuantRounding((float)own.Scale, own.Zero, low, high);
-        }
-
-        if (Rounding(m.InputQuantize, m.InputDequantize) is not { } rounding || Rounding(m.ConvQuantize, m.ConvDequantize) is not { } conv
-            || Rounding(m.PoolQuantize, null) is not { } pool || (m.Relu is null && conv.Low != conv.Zero) || StemChannels(m.InputDequantize.Output[0], shape) == 0)
+        if (QdqRounding(m.InputQuantize, m.InputDequantize, initializers) is not { } entry || QdqRounding(m.ConvQuantize, m.ConvDequantize, initializers) is not { } conv
+            || QdqRounding(m.PoolQuantize, null, initializers) is not { } pool || (m.Relu is null && conv.Rounding.Low != conv.Rounding.Zero) || StemChannels(m.InputDequantize.Output[0], shape) == 0)
         {
             return null;
         }
 
-        var poolType = QuantizedType(m.PoolQuantize, QdqPerTensor(m.PoolQuantize, Initializer)!.Value);
-        return new QuantizedStem(m, rounding, new KernelSource.StemPoolQuantized(conv, pool, StoredShift(poolType)));
+        return new QuantizedStem(m, entry.Rounding, new KernelSource.StemPoolQuantized(conv.Rounding, pool.Rounding, StoredShift(pool.Stored)));
     }
 
     /// <summary>A constant's dimensions: an initializer's, or those of a DequantizeLinear of initializers (a QDQ model's filter and bias).</summary>
