@@ -77,14 +77,11 @@ internal static partial class KernelSource
         var nb = w.I32("channel_blocks", checked((int)(outChannels / BN)));
         var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
         var stride = w.I32("stride", checked((int)(blocks / (outChannels / BN))));
-        var (low, high) = Saturation(epilogue.OutType);
-        var zero = w.Float("zero", epilogue.OutZero);
-        var residual = string.Empty;
+        var folded = w.Float("folded", epilogue.Folded);
+        var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
         var residualLoad = string.Empty;
-        if (epilogue.Residual is { } rs)
+        if (epilogue.Residual is not null)
         {
-            var (lo, hi, rscale, roff) = (w.Float("conv_low", rs.Low), w.Float("conv_high", rs.High), w.Float("rscale", rs.Scale), w.Float("roffset", rs.Offset));
-            residual = $"v = v < {lo} ? {lo} : v > {hi} ? {hi} : v;\n                                v += (float)rv[e & 1] * {rscale} + {roff};";
             residualLoad = $$"""
                         for (int i = tid; i < {{BM * BN / 16}}; i += {{Block}}) {
                             const int row = i >> 3, seg = i & 7, p = t0 * {{BM}} + row;
@@ -110,7 +107,7 @@ internal static partial class KernelSource
                 #pragma unroll
                 for (int nj = 0; nj < 4; nj++) {
                     #pragma unroll
-                    for (int e = 0; e < 2; e++) { const int n = n0 + wn + nj * 8 + 2 * t + e; sc[nj][e] = scale[n]; of[nj][e] = offset[n]; }
+                    for (int e = 0; e < 2; e++) { const int n = n0 + wn + nj * 8 + 2 * t + e; sc[nj][e] = scale[n]; of[nj][e] = offset[n] + {{folded}}; }
                 }
 
                 // The filter block once, then the first tile.
@@ -171,20 +168,15 @@ internal static partial class KernelSource
                             #pragma unroll
                             for (int h = 0; h < 2; h++) {
                                 unsigned short* const at2 = (unsigned short*)(ot + (wm + u * 16 + g + 8 * h) * {{OP}} + wn + nj * 8 + 2 * t);
-                                const unsigned short pair = *at2;
-                                const signed char rv[2] = {(signed char)(pair & 0xff), (signed char)(pair >> 8)};
-                                (void)rv;
-                                unsigned short out = 0;
+                                const unsigned pair = {{(epilogue.Residual is null ? "0u" : "*at2")}};
+                                (void)pair;
+                                unsigned q[2];
                                 #pragma unroll
                                 for (int e = 0; e < 2; e++) {
                                     float v = (float)acc[u][nj][2 * h + e] * sc[nj][e] + of[nj][e];
-                                    {{residual}}
-                                    {{(epilogue.Relu ? "v = v > 0.f ? v : 0.f;" : string.Empty)}}
-                                    v = rintf(v) + {{zero}};
-                                    v = v < {{low}} ? {{low}} : v > {{high}} ? {{high}} : v;
-                                    out |= (unsigned short)(((unsigned)((int)v - {{epilogue.Shift}}) & 0xffu) << (8 * e));
+                                    {{requantize}}
                                 }
-                                *at2 = out;
+                                *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
                             }
                         }
                     }
