@@ -91,7 +91,7 @@ internal static partial class KernelSource
         var (ph, pw) = (w.I32("ph", checked((int)padsBegin[0])), w.I32("pw", checked((int)padsBegin[1])));
         var (kw, sh, sw) = (kernel[1], strides[0], strides[1]);
         var folded = w.Float("folded", epilogue.Folded);
-        var requantize = Int8Requantize(w, epilogue, "v", Int8ResidualFloat("rw", "e"), "q[e]");
+        var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(rw >> (8 * e))", "q[e]");
 
         var fill = unchecked((uint)(byte)(sbyte)inputZero * 0x01010101u);
         var outside = inputZero == 0
@@ -210,7 +210,7 @@ internal static partial class KernelSource
                         if (p >= {{m}}) continue;
                         const int n = n0 + c4;
                         const i64 o = (i64)p * {{k}} + n;
-                        {{(epilogue.Residual is null ? string.Empty : "const unsigned rw = *(const unsigned*)((const signed char*)r + o) ^ 0x80808080u;")}}
+                        {{(epilogue.Residual is null ? string.Empty : "const unsigned rw = *(const unsigned*)((const signed char*)r + o);")}}
                         const int4 s4 = *(const int4*)(part + row * {{pitch}} + c4);
                         const float4 sc = *(const float4*)(scale + n);
                         const float4 of = *(const float4*)(offset + n);
@@ -235,21 +235,20 @@ internal static partial class KernelSource
     /// <summary>
     /// Statements turning <paramref name="v"/> (a float: the sum times its channel's scale plus its offset plus
     /// <see cref="Int8ConvEpilogue.Folded"/>) into <paramref name="q"/> (an unsigned whose low byte is the stored int8):
-    /// the convolution's clamp and the residual (<paramref name="residual"/>, a float expression of the stored byte,
-    /// see <see cref="Int8ResidualFloat"/>), the ReLU as the lower bound of the saturation, and the rounding to even by
-    /// adding 1.5 * 2^23 (the sum's low byte is the rounded value's). Float adds, multiply-adds and min/max only: the
-    /// requantization is most of a 1x1 block end's instructions (session 27), where rintf, a separate zero point and
-    /// shift, compare-selects and int-to-float conversions (16 a clock an SM on Hopper, against 128 float
-    /// multiply-adds) took 0.286 ms of a 56x56 block end, now (with <see cref="Int8SumFloat"/>) fewer. The same values
-    /// as rounding each step as ONNX writes it, but where the folded constants move a tie (a step at most).
+    /// the convolution's clamp and the residual (<paramref name="residualByte"/>, a signed char expression), the ReLU as
+    /// the lower bound of the saturation, and the rounding to even by adding 1.5 * 2^23 (the sum's low byte is the
+    /// rounded value's). Nine float instructions a value with a residual, five without: the requantization is most of
+    /// a 1x1 block end's instructions (session 27), where rintf, a separate zero point and shift and compare-selects took
+    /// about twice as many. The same values as rounding each step as ONNX writes it, but where the folded constants
+    /// move a tie (a step at most).
     /// </summary>
-    private static string Int8Requantize(KernelWriter w, Int8ConvEpilogue epilogue, string v, string residual, string q)
+    private static string Int8Requantize(KernelWriter w, Int8ConvEpilogue epilogue, string v, string residualByte, string q)
     {
         var text = new System.Text.StringBuilder();
         if (epilogue.Residual is { } rs)
         {
             var (lo, hi, rscale) = (w.Float("conv_low", rs.Low + epilogue.Folded), w.Float("conv_high", rs.High + epilogue.Folded), w.Float("rscale", rs.Scale));
-            text.Append($"{v} = fminf(fmaxf({v}, {lo}), {hi}); {v} = fmaf({residual}, {rscale}, {v}); ");
+            text.Append($"{v} = fminf(fmaxf({v}, {lo}), {hi}); {v} = fmaf((float)({residualByte}), {rscale}, {v}); ");
         }
 
         var zero = epilogue.OutZero - epilogue.Shift;
@@ -257,19 +256,6 @@ internal static partial class KernelSource
         text.Append($"{v} = fminf(fmaxf({v}, {w.Float("out_low", low)}), 127.f); {q} = __float_as_uint({v} + 12582912.f);");
         return text.ToString();
     }
-
-    /// <summary>
-    /// The float value of byte <paramref name="e"/> (0-3) of <paramref name="flipped"/>, a word of stored int8 bytes each
-    /// XORed with 0x80 (so as unsigned bytes they are the values plus 128), without a conversion instruction: the byte
-    /// under the bits of 1.5 * 2^23 is that float plus the byte, less 1.5 * 2^23 + 128 exactly.
-    /// </summary>
-    private static string Int8ResidualFloat(string flipped, string e) => $"(__uint_as_float(__byte_perm({flipped}, 0x4B400000u, 0x7650u | (unsigned)({e}))) - 12583040.f)";
-
-    /// <summary>
-    /// An int32 sum as a float without a conversion instruction, exact for |sum| &lt;= 2^22 (a reduction of at most 256
-    /// int8 products: the bits of 1.5 * 2^23 plus the sum are that float plus the sum).
-    /// </summary>
-    private static string Int8SumFloat(string sum) => $"(__int_as_float({sum} + 0x4B400000) - 12582912.f)";
 
     /// <summary>The int8 tensor-core product (m16n8k32, int32 sums); the CPU test runner defines its own.</summary>
     private const string Int8MmaHelper = """

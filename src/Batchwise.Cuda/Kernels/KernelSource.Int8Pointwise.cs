@@ -16,7 +16,7 @@ internal static partial class KernelSource
     /// <summary>Output channels of one tile of <see cref="Int8Pointwise"/> (a block's channel block, for all its pixel tiles).</summary>
     public const int Int8PointwiseTileN = 128;
 
-    /// <summary>Input channel counts the kernel holds whole in shared memory (its filter block and its input tiles); at most 256, so its int32 sums convert to float exactly by <see cref="Int8SumFloat"/>.</summary>
+    /// <summary>Input channel counts the kernel holds whole in shared memory (its filter block and its input tiles).</summary>
     public static bool Int8PointwiseTakes(long channels, long outChannels) =>
         channels is 64 or 128 or 256 && outChannels % Int8PointwiseTileN == 0 && outChannels <= int.MaxValue;
 
@@ -78,7 +78,7 @@ internal static partial class KernelSource
         var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
         var stride = w.I32("stride", checked((int)(blocks / (outChannels / BN))));
         var folded = w.Float("folded", epilogue.Folded);
-        var requantize = Int8Requantize(w, epilogue, "v", Int8ResidualFloat("pair", "e"), "q[e]");
+        var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
         var residualLoad = string.Empty;
         if (epilogue.Residual is not null)
         {
@@ -168,12 +168,12 @@ internal static partial class KernelSource
                             #pragma unroll
                             for (int h = 0; h < 2; h++) {
                                 unsigned short* const at2 = (unsigned short*)(ot + (wm + u * 16 + g + 8 * h) * {{OP}} + wn + nj * 8 + 2 * t);
-                                const unsigned pair = {{(epilogue.Residual is null ? "0u" : "*at2 ^ 0x8080u")}};
+                                const unsigned pair = {{(epilogue.Residual is null ? "0u" : "*at2")}};
                                 (void)pair;
                                 unsigned q[2];
                                 #pragma unroll
                                 for (int e = 0; e < 2; e++) {
-                                    float v = {{Int8SumFloat("acc[u][nj][2 * h + e]")}} * sc[nj][e] + of[nj][e];
+                                    float v = (float)acc[u][nj][2 * h + e] * sc[nj][e] + of[nj][e];
                                     {{requantize}}
                                 }
                                 *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);

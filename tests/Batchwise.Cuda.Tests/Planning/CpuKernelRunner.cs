@@ -231,7 +231,6 @@ internal static partial class CpuKernelRunner
 
         static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
         static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
-        static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
         static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((u64)a * b) >> 32); }
         static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
             const u64 v = ((u64)y << 32) | x; unsigned r = 0;
