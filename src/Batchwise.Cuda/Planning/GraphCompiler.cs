@@ -90,7 +90,7 @@ internal interface IPlanTarget
     /// <summary>Who runs dense convolutions too small to fill the device in half precision: cuDNN here; a session takes BATCHWISE_SPLITK_CONV's choice (the own split-K kernel by default).</summary>
     SplitKConvChoice SplitKConvolutions => SplitKConvChoice.Off;
 
-    /// <summary>Who runs a QDQ model's int8 convolutions: the libraries here; a session takes BATCHWISE_INT8_CONV's choice (the libraries by default).</summary>
+    /// <summary>Who runs a QDQ model's int8 convolutions: the libraries here; a session takes BATCHWISE_INT8_CONV's choice (the own 1x1 kernel for expanding 1x1s and the libraries elsewhere by default).</summary>
     Int8ConvChoice Int8Convolutions => Int8ConvChoice.Library;
 
     /// <summary>Tiles in flight a block of the own pointwise int8 kernel: two here; a session takes BATCHWISE_INT8_POINTWISE_STAGES's.</summary>

@@ -145,6 +145,13 @@ public sealed class Int8ConvOnCpuTests
         var library = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true });
         Assert.False(library.OwnInt8Pointwise(one, one, none, 64, 256, 256 * 56 * 56));
 
+        // The default: the kernel for expanding 1x1s only (where it measured faster than cuDNN), the libraries for reductions.
+        var auto = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Auto });
+        Assert.True(auto.OwnInt8Pointwise(one, one, none, 64, 256, 256 * 56 * 56)); // a block end
+        Assert.True(auto.OwnInt8Pointwise(one, one, none, 128, 256, 4096)); // exactly twice
+        Assert.False(auto.OwnInt8Pointwise(one, one, none, 256, 128, 256 * 56 * 56)); // ResNet-50's 256 -> 128 reduction
+        Assert.False(auto.OwnInt8Pointwise(one, one, none, 128, 128, 4096));
+
         // Two blocks an SM in whole channel blocks, at most one a tile per channel block.
         Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132));
         Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 14 * 14, 1024, 132));

@@ -8,7 +8,17 @@ namespace Batchwise.Cuda.Planning;
 internal enum Int8ConvChoice
 {
     /// <summary>
-    /// cuDNN's routes (graph API, legacy int8) and cuBLASLt (the default). On an H200 (session 25, ResNet-50 QDQ at
+    /// The own persistent 1x1 kernel (<see cref="KernelSource.Int8Pointwise"/>) for the expanding 1x1 convolutions it
+    /// takes (output channels at least twice the input's: ResNet's block ends and projections), cuDNN and cuBLASLt for
+    /// the rest (the default since session 27, BATCHWISE_INT8_CONV unset or auto). Measured on an H200 (session 27,
+    /// calls 2-3, ResNet-50 QDQ at b=256): the kernel ran the 56x56 block ends in 0.200 ms against cuDNN's fused graphs'
+    /// 0.334, the 28x28 ends 0.125 against 0.160, the 14x14 ends 0.081 against 0.091, the 64 -> 256 projection 0.124
+    /// against 0.189, but the 256 -> 128 reduction (one channel block, eight k32 steps a tile) 0.122 against 0.100.
+    /// </summary>
+    Auto,
+
+    /// <summary>
+    /// cuDNN's routes (graph API, legacy int8) and cuBLASLt only (BATCHWISE_INT8_CONV=library). On an H200 (session 25, ResNet-50 QDQ at
     /// b=256, one call) they ran every convolution faster than the own kernel with any of its tiles: 6.04 ms of layers
     /// against 10.9-11.7 ms; cuDNN's runtime-compiled engines reach ~1,000 int8 TOPS on the 3x3 layers (warpgroup MMA),
     /// the own mma.sync kernel ~470.
@@ -33,13 +43,14 @@ internal enum Int8ConvChoice
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>BATCHWISE_INT8_CONV: library (default) or own.</summary>
+    /// <summary>BATCHWISE_INT8_CONV: auto (default), library, own or pointwise.</summary>
     internal static Int8ConvChoice Int8ConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_CONV")?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "library" => Int8ConvChoice.Library,
+        null or "" or "auto" => Int8ConvChoice.Auto,
+        "library" => Int8ConvChoice.Library,
         "own" => Int8ConvChoice.Own,
         "pointwise" => Int8ConvChoice.Pointwise,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not library, own or pointwise", "Unset it (cuDNN's and cuBLASLt's int8 routes), or set BATCHWISE_INT8_CONV=own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernel and the libraries elsewhere."),
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, library, own or pointwise", "Unset it (the own 1x1 kernel for expanding 1x1 convolutions, cuDNN and cuBLASLt elsewhere), or set BATCHWISE_INT8_CONV=library for the libraries only, own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernel on every 1x1 it takes."),
     };
 
     /// <summary>The own kernel's pipeline stages at most (a reduction of fewer steps takes one more than its steps).</summary>
@@ -113,11 +124,12 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>
-    /// Whether a convolution takes the own persistent 1x1 kernel (<see cref="Int8ConvChoice.Pointwise"/>): unstrided and
-    /// unpadded 1x1, channel counts the kernel holds, its shared memory within the device's, compute capability 8.0+.
+    /// Whether a convolution takes the own persistent 1x1 kernel (<see cref="Int8ConvChoice.Pointwise"/>, or
+    /// <see cref="Int8ConvChoice.Auto"/> for an expanding one): unstrided and unpadded 1x1, channel counts the kernel
+    /// holds, its shared memory within the device's, compute capability 8.0+.
     /// </summary>
     internal bool OwnInt8Pointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
-        _target.Int8Convolutions == Int8ConvChoice.Pointwise && _target.ComputeCapability >= 80 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
+        (_target.Int8Convolutions == Int8ConvChoice.Pointwise || (_target.Int8Convolutions == Int8ConvChoice.Auto && k >= 2 * c)) && _target.ComputeCapability >= 80 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
             && KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages) <= _target.MaxSharedBytesPerBlock;
 
     /// <summary>
