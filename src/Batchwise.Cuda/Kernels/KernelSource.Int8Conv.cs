@@ -244,6 +244,11 @@ internal static partial class KernelSource
     /// </summary>
     private static string Int8Requantize(KernelWriter w, Int8ConvEpilogue epilogue, string v, string residualByte, string q)
     {
+        if (epilogue.OutType is not (ElementType.UInt8 or ElementType.Int8))
+        {
+            throw new ArgumentException($"int8 requantization: the output is {epilogue.OutType.ShortName()}, not uint8 or int8 (the stored byte's range is [-128, 127] after the shift)");
+        }
+
         var text = new System.Text.StringBuilder();
         if (epilogue.Residual is { } rs)
         {
