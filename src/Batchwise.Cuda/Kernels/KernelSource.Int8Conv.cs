@@ -258,9 +258,15 @@ internal static partial class KernelSource
 
         var zero = epilogue.OutZero - epilogue.Shift;
         var low = epilogue.Relu ? Math.Max(zero, -128) : -128;
-        text.Append($"{v} = fminf(fmaxf({v}, {w.Float("out_low", low)}), 127.f); {q} = __float_as_uint({v} + 12582912.f);");
+        text.Append($"{v} = fminf(fmaxf({v}, {w.Float("out_low", low)}), 127.f); {q} = {RoundedBits(v)};");
         return text.ToString();
     }
+
+    /// <summary>
+    /// The bits of float expression <paramref name="v"/> (within [-128, 127]) plus 1.5 * 2^23, an unsigned whose low byte
+    /// is v rounded half to even, as a stored int8: the float add rounds to units, with no rintf or conversion.
+    /// </summary>
+    private static string RoundedBits(string v) => $"__float_as_uint(({v}) + 12582912.f)";
 
     /// <summary>The int8 tensor-core product (m16n8k32, int32 sums); the CPU test runner defines its own.</summary>
     private const string Int8MmaHelper = """

@@ -168,8 +168,7 @@ internal static partial class KernelSource
                             #pragma unroll
                             for (int h = 0; h < 2; h++) {
                                 unsigned short* const at2 = (unsigned short*)(ot + (wm + u * 16 + g + 8 * h) * {{OP}} + wn + nj * 8 + 2 * t);
-                                const unsigned pair = {{(epilogue.Residual is null ? "0u" : "*at2")}};
-                                (void)pair;
+                                {{(epilogue.Residual is null ? string.Empty : "const unsigned pair = *at2;")}}
                                 unsigned q[2];
                                 #pragma unroll
                                 for (int e = 0; e < 2; e++) {

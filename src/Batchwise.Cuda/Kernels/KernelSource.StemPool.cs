@@ -86,7 +86,7 @@ internal static partial class KernelSource
                 const bw_half* const hb = (const bw_half*)&best;
                                         unsigned char ob[8];
                                         #pragma unroll
-                                        for (int e = 0; e < 8; e++) ob[e] = (unsigned char)__float_as_uint(({{qo.Stored("(float)hb[e]")}}) + 12582912.f);
+                                        for (int e = 0; e < 8; e++) ob[e] = (unsigned char){{RoundedBits(qo.Stored("(float)hb[e]"))}};
                                         *(uint2*)(y + {{at}}) = *(const uint2*)ob;
                 """
             : $"*(uint4*)((unsigned short*)y + {at}) = best;";
