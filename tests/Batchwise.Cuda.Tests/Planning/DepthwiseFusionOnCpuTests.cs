@@ -1,3 +1,4 @@
+using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
@@ -21,10 +22,10 @@ public sealed class DepthwiseFusionOnCpuTests
     /// <paramref name="second"/> a second such depthwise layer (stride 1) reads the first one's 8-bit output; without
     /// <paramref name="bias"/> the convolutions have none.
     /// </summary>
-    private static OnnxModel Model(bool quantized, bool pointwise, long stride, ElementType zeroType = ElementType.UInt8, bool second = false, bool bias = true)
+    private static OnnxModel Model(bool quantized, bool pointwise, long stride, ElementType zeroType = ElementType.UInt8, bool second = false, bool bias = true, long height = 10, long width = 12)
     {
         var g = new GraphBuilder("dw-fusion", seed: 3);
-        var x = g.Input("x", ElementType.Float, 2L, 16L, 10L, 12L);
+        var x = g.Input("x", ElementType.Float, 2L, 16L, height, width);
         var p = pointwise ? g.Node("Conv", [x, g.Weight("pw", [16, 16, 1, 1], 0.4f), g.Weight("pb", [16], 0.1f)]) : x;
         var rng = new Random(5);
         string Pair(string v, float scale, string zero)
@@ -68,18 +69,18 @@ public sealed class DepthwiseFusionOnCpuTests
         }
 
         g.Rename(g.Node("Relu", [y]), "r");
-        g.Output("r", ElementType.Float, 2L, 16L, ((10 - 1) / stride) + 1, ((12 - 1) / stride) + 1);
+        g.Output("r", ElementType.Float, 2L, 16L, ((height - 1) / stride) + 1, ((width - 1) / stride) + 1);
         return g.Build("dw-fusion");
     }
 
-    private static List<Tensor> Inputs()
+    private static List<Tensor> Inputs(long height = 10, long width = 12)
     {
         var rng = new Random(8);
-        return [Tensor.From<float>(ElementType.Float, [2, 16, 10, 12], [.. Enumerable.Range(0, 2 * 16 * 10 * 12).Select(_ => (float)((rng.NextDouble() * 2.4) - 1.2))])];
+        return [Tensor.From<float>(ElementType.Float, [2, 16, height, width], [.. Enumerable.Range(0, (int)(2 * 16 * height * width)).Select(_ => (float)((rng.NextDouble() * 2.4) - 1.2))])];
     }
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, Precision precision) =>
-        new NoGpuTarget(precision, hostMatmuls: true).Compile(model, inputs);
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, Precision precision, int multiprocessors = 132) =>
+        new NoGpuTarget(precision, hostMatmuls: true) { Multiprocessors = multiprocessors }.Compile(model, inputs);
 
     private static List<KernelStep> DepthwiseSteps(ExecutionPlan plan) =>
         [.. plan.Steps.OfType<KernelStep>().Where(k => k.Source.Contains("v[s][u]", StringComparison.Ordinal))];
@@ -138,11 +139,11 @@ public sealed class DepthwiseFusionOnCpuTests
         var depthwise = Depthwise(plan);
         Assert.Equal(bias, depthwise.Source.Contains("bias[ch", StringComparison.Ordinal));
         Assert.DoesNotContain("xe = e.v[u]", depthwise.Source, StringComparison.Ordinal);
-        Assert.Contains("rintf", depthwise.Source, StringComparison.Ordinal);
+        Assert.Contains("fmaxf(bw_qdiv(z, ", depthwise.Source, StringComparison.Ordinal); // the first Q, by the reciprocal
         Assert.Contains("unsigned char* __restrict__ y", depthwise.Source, StringComparison.Ordinal); // the last Q's uint8
         Assert.Contains("> 6.0f ? 6.0f :", depthwise.Source, StringComparison.Ordinal); // the Clip between them, as its elementwise form writes it
-        Assert.Contains(zeroType == ElementType.UInt8 ? "+ 7.0f" : "+ -3.0f", depthwise.Source, StringComparison.Ordinal); // the first Q
-        Assert.Contains("lut_out[(int)(", depthwise.Source, StringComparison.Ordinal); // what follows the first Q: a table of its 256 values
+        Assert.Contains(zeroType == ElementType.UInt8 ? "-7.0f), 248.0f)" : "-125.0f), 130.0f)", depthwise.Source, StringComparison.Ordinal); // its saturation less its zero point
+        Assert.Contains("lut_out[((j & ~3) << 5) | (lane_ << 2) | (j & 3)]", depthwise.Source, StringComparison.Ordinal); // what follows the first Q: a table of its 256 values, a copy per lane
         Assert.DoesNotContain(plan.Steps.SkipWhile(s => s != depthwise).Skip(1), s => s.Node.StartsWith("Conv", StringComparison.Ordinal));
         AgreesWithOnnxRuntime(model, plan, inputs, half);
     }
@@ -160,8 +161,30 @@ public sealed class DepthwiseFusionOnCpuTests
         var layers = DepthwiseSteps(plan);
         Assert.True(layers.Count == 2, steps);
         Assert.DoesNotContain("lut[", layers[0].Source, StringComparison.Ordinal); // over the input or a half product
-        Assert.Contains("lut[(unsigned char)e.v[u]]", layers[1].Source, StringComparison.Ordinal); // over the first one's uint8
+        Assert.Contains("lut[((unsigned)(unsigned char)e.v[u] << 5) | lane_]", layers[1].Source, StringComparison.Ordinal); // over the first one's uint8, a copy per lane
         Assert.True(plan.Steps.ToList().IndexOf(layers[1]) == plan.Steps.ToList().IndexOf(layers[0]) + 1, steps); // no pass between the layers
+        AgreesWithOnnxRuntime(model, plan, inputs, half);
+    }
+
+    [Theory]
+    [InlineData(Precision.Fp16, 1L)]
+    [InlineData(Precision.Fp32, 2L)]
+    public void A_depthwise_kernel_with_tables_runs_fewer_threads_than_positions_each_taking_positions_a_grid_apart(Precision precision, long stride)
+    {
+        // Two layers, the second reading the first's 8-bit output through its table, over 40 x 44 outputs each. On a device
+        // of one multiprocessor the kernels launch 4 blocks of 256 threads for more positions than that (a block fills
+        // its tables once for all of its positions).
+        var half = precision == Precision.Fp16;
+        var (height, width) = (40 * stride, 44 * stride);
+        var model = Model(quantized: true, pointwise: half, stride, second: true, height: height, width: width);
+        var inputs = Inputs(height, width);
+        var plan = Plan(model, inputs, precision, multiprocessors: 1);
+        var layers = DepthwiseSteps(plan);
+        Assert.Equal(2, layers.Count);
+        var positions = KernelSource.DepthwiseThreads(true, 4, 2, 16, [40, 44], GraphCompiler.DepthwiseRowsFromEnvironment);
+        Assert.True(positions > 4 * 256, $"{positions} positions");
+        Assert.All(layers, k => Assert.Contains("i += (", k.Source, StringComparison.Ordinal));
+        Assert.All(layers, k => Assert.Equal(4 * 256, k.Grid * k.Block));
         AgreesWithOnnxRuntime(model, plan, inputs, half);
     }
 

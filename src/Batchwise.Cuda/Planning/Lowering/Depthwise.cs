@@ -17,6 +17,22 @@ internal sealed partial class GraphCompiler
     /// <summary>Largest input span (columns) one thread holds in registers per filter row.</summary>
     private const long MaxDepthwiseSpan = 48;
 
+    /// <summary>Blocks a multiprocessor of a depthwise kernel with tables launches (their threads then take positions a grid apart).</summary>
+    private const int DepthwiseBlocksPerMultiprocessor = 4;
+
+    /// <summary>
+    /// Output rows a thread of a depthwise kernel with tables computes (BATCHWISE_DEPTHWISE_ROWS=1|2|4; unset: 2): each
+    /// loaded input row serves every one of them whose window holds it.
+    /// </summary>
+    internal static int DepthwiseRowsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_DEPTHWISE_ROWS")?.Trim() switch
+    {
+        null or "" => 2,
+        "1" => 1,
+        "2" => 2,
+        "4" => 4,
+        var other => throw new BatchwiseException($"BATCHWISE_DEPTHWISE_ROWS '{other}' is not 1, 2 or 4", "Unset it (two output rows a thread), or give 1, 2 or 4."),
+    };
+
     /// <summary>
     /// Where the convolution's input is an elementwise chain not written yet over one value of its own shape and layout
     /// (a DequantizeLinear of an int8 activation, a Clip after a product): that value and the chain's statements with it
@@ -54,11 +70,11 @@ internal sealed partial class GraphCompiler
     /// Where the convolution's output goes through elementwise nodes that each read the one before alone — QuantizeLinear
     /// and DequantizeLinear per tensor with constants, Clip with constant bounds, Relu (a QDQ model's Conv -> Q -> DQ ->
     /// Clip -> Q) — up to a QuantizeLinear into 8 bits: the nodes up to the last such QuantizeLinear, its output and type,
-    /// and the expression that computes the first QuantizeLinear from z as those nodes do (the expressions their
-    /// elementwise forms use) with, where more follows it, the rest as a table over its values, so the kernel writes the
-    /// 8-bit tensor itself. Null where no such QuantizeLinear follows.
+    /// the first QuantizeLinear (its constants) and the expression over z it quantizes (the nodes before it, as their
+    /// elementwise forms write them; null: z itself) with, where more follows it, the rest as a table over its values, so
+    /// the kernel writes the 8-bit tensor itself. Null where no such QuantizeLinear follows.
     /// </summary>
-    private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, string Expression, QuantizedOutputTable? Table)? QuantizedDepthwiseOutput(string name)
+    private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, KernelSource.QuantRounding First, string? FirstInput, QuantizedOutputTable? Table)? QuantizedDepthwiseOutput(string name)
     {
         PlanValue? Value(string v) => _values.GetValueOrDefault(v);
         bool Known(OnnxProto.NodeProto node, int input) => node.Input.Count <= input || node.Input[input].Length == 0 || Value(node.Input[input])?.Constant is { Count: 1 };
@@ -68,12 +84,12 @@ internal sealed partial class GraphCompiler
         static string Over(string op, Func<string, double, double> attr, string e) =>
             ReplaceOperands(ElementwiseOps.Expression(op, [ElementType.Float], attr), _ => $"((float)({e}))");
         var (nodes, current) = (new List<OnnxProto.NodeProto>(), name);
-        (List<OnnxProto.NodeProto>, string, ElementType, string, QuantizedOutputTable?)? found = null;
+        (List<OnnxProto.NodeProto>, string, ElementType, KernelSource.QuantRounding, string?, QuantizedOutputTable?)? found = null;
 
         // Up to the first QuantizeLinear the nodes build its expression over z (lead); after it, an expression over its
         // value qv (rest), which the kernel evaluates for each of the 256 values into a table.
         var (lead, rest) = ("z", "qv");
-        (string Expression, int Low)? first = null;
+        (KernelSource.QuantRounding Pair, string Input)? first = null;
         void Apply(Func<string, string> node)
         {
             if (first is null)
@@ -98,10 +114,11 @@ internal sealed partial class GraphCompiler
                         return found;
                     }
 
+                    var (low, high, input) = (QuantRange(type).Low, QuantRange(type).High, lead);
                     Apply(e => QuantizeExpression(e, q.Scale, q.Zero, type));
-                    first ??= (lead, QuantRange(type).Low);
+                    first ??= (new KernelSource.QuantRounding((float)q.Scale, q.Zero, low, high), input);
                     nodes.Add(next);
-                    found = ([.. nodes], next.Output[0], type, first.Value.Expression, rest == "qv" ? null : new QuantizedOutputTable(first.Value.Low, rest));
+                    found = ([.. nodes], next.Output[0], type, first.Value.Pair, first.Value.Input == "z" ? null : first.Value.Input, rest == "qv" ? null : new QuantizedOutputTable(first.Value.Pair.Low, rest));
                     break;
                 case "DequantizeLinear" when attrs.Int("block_size", 0) == 0 && QdqPerTensor(next, Value) is { } d:
                     Apply(e => DequantizeExpression(e, d.Scale, d.Zero));
@@ -168,10 +185,17 @@ internal sealed partial class GraphCompiler
         // The kernel adds the bias itself only before a quantizing chain; otherwise the bias starts the chain after it.
         var fusedBias = quantize is not null ? b : null;
         var fusion = source is null && quantize is null ? null
-            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, fusedBias is not null, quantize?.Expression, quantize?.Table);
+            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, fusedBias is not null, quantize?.First, quantize?.FirstInput, quantize?.Table);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
-        Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion), KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs),
+        // A kernel with a table (an 8-bit input's chain, a quantized output's) holds each table once per lane and reuses
+        // each loaded input row for several output rows; its threads take positions a grid apart, so a block fills its
+        // tables once for many of them.
+        var tables = (source is not null && St(x).SizeOf() == 1) || quantize?.Table is not null;
+        var rows = tables ? DepthwiseRowsFromEnvironment : 1;
+        var threads = KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs, rows);
+        Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion, rows, persistent: tables),
+            tables ? Math.Min(threads, (long)_target.Multiprocessors * DepthwiseBlocksPerMultiprocessor * KernelSource.BlockSize) : threads,
             fusedBias is { } fb ? [Dev(raw), Dev(x), Dev(filter), Dev(View(fb, [fb.Count]))] : [Dev(raw), Dev(x), Dev(filter)]);
         if (quantize is not null)
         {
