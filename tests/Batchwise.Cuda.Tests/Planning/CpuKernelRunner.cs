@@ -232,6 +232,10 @@ internal static partial class CpuKernelRunner
         static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
         static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
         static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((u64)a * b) >> 32); }
+        static inline int __dp4a(int a, int b, int c) {
+            for (int i = 0; i < 4; i++) c += (int)(signed char)(a >> (8 * i)) * (int)(signed char)(b >> (8 * i));
+            return c;
+        }
         static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
             const u64 v = ((u64)y << 32) | x; unsigned r = 0;
             for (int i = 0; i < 4; i++) r |= (unsigned)((v >> (8 * ((s >> (4 * i)) & 7u))) & 0xffu) << (8 * i);

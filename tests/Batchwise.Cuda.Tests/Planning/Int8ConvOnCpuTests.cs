@@ -71,7 +71,7 @@ public sealed class Int8ConvOnCpuTests
         var count = (int)shape.Aggregate(1L, (p, d) => p * d);
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, shape, [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
         var plan = Plan(model, inputs, sms, choice, stages);
-        var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal) || s.Node.Contains("own pointwise kernel", StringComparison.Ordinal)).ToList();
+        var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal) || s.Node.Contains("pointwise kernel", StringComparison.Ordinal)).ToList();
         Assert.Equal(ownKernels, own.Count);
         Assert.All(own, s => Assert.Contains(tile, s.Node, StringComparison.Ordinal));
         using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
@@ -121,6 +121,16 @@ public sealed class Int8ConvOnCpuTests
         RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, $"{stages} tiles in flight", 0.01, Int8ConvChoice.Pointwise, stages);
     }
 
+    [Theory]
+    [InlineData(16, 96, 0, true)] // MobileNetV2's first expansion, input zero point 0 (stored as -128)
+    [InlineData(24, 144, 131, true)] // its 56x56 expansions: six dp4a steps, the input zero point's share in the offsets
+    [InlineData(32, 192, 140, false)] // eight steps, no ReLU
+    [InlineData(8, 16, 7, true)] // the fewest channels it takes
+    public void Own_narrow_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu)
+    {
+        RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), 132, 1, "own narrow pointwise kernel", 0.01, Int8ConvChoice.Auto);
+    }
+
     [Fact]
     public void A_residual_blocks_1x1_end_joins_the_pointwise_kernels_epilogue_and_agrees_with_onnx_runtime()
     {
@@ -151,6 +161,16 @@ public sealed class Int8ConvOnCpuTests
         Assert.True(auto.OwnInt8Pointwise(one, one, none, 128, 256, 4096)); // exactly twice
         Assert.False(auto.OwnInt8Pointwise(one, one, none, 256, 128, 256 * 56 * 56)); // ResNet-50's 256 -> 128 reduction
         Assert.False(auto.OwnInt8Pointwise(one, one, none, 128, 128, 4096));
+
+        // Expansions from fewer channels (a MobileNet's) take the narrow kernel by default; not reductions, nor what the
+        // tensor-core kernel takes, nor under the library choice.
+        Assert.True(auto.OwnInt8NarrowPointwise(one, one, none, 24, 144, 256 * 56 * 56));
+        Assert.True(auto.OwnInt8NarrowPointwise(one, one, none, 16, 96, 256 * 112 * 112));
+        Assert.False(auto.OwnInt8NarrowPointwise(one, one, none, 144, 24, 4096)); // a projection
+        Assert.False(auto.OwnInt8NarrowPointwise(one, one, none, 64, 384, 4096)); // the tensor-core kernel's
+        Assert.False(auto.OwnInt8NarrowPointwise(one, one, none, 20, 120, 4096)); // channels not in 8s
+        Assert.False(auto.OwnInt8NarrowPointwise(one, [2, 2], none, 24, 144, 4096));
+        Assert.False(library.OwnInt8NarrowPointwise(one, one, none, 24, 144, 4096));
 
         // Two blocks an SM in whole channel blocks, at most one a tile per channel block.
         Assert.Equal(264, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132));

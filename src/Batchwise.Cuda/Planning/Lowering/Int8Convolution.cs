@@ -94,9 +94,16 @@ internal sealed partial class GraphCompiler
             return "an empty output";
         }
 
-        // First the own kernels where BATCHWISE_INT8_CONV asks for them (the convolution, its requantization and a
-        // residual block's end in one kernel): =pointwise the persistent 1x1 kernel, =own the implicit GEMM everywhere
-        // (half cuDNN's speed on an H200, so not the default).
+        // First the own kernels (the convolution, its requantization and a residual block's end in one kernel) where
+        // BATCHWISE_INT8_CONV gives them the layer: by default (auto) the narrow 1x1 kernel for expansions from 8 to 64
+        // channels and the persistent 1x1 kernel for expansions from 64-256; =pointwise those for every 1x1 they take;
+        // =own the implicit GEMM everywhere (half cuDNN's speed on an H200, so not the default).
+        if (OwnInt8NarrowPointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
+        {
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, null, narrow: true);
+            return null;
+        }
+
         if (OwnInt8Pointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
         {
             how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, null);

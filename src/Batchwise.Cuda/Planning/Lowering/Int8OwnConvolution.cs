@@ -14,6 +14,8 @@ internal enum Int8ConvChoice
     /// calls 2-3, ResNet-50 QDQ at b=256): the kernel ran the 56x56 block ends in 0.200 ms against cuDNN's fused graphs'
     /// 0.334, the 28x28 ends 0.125 against 0.160, the 14x14 ends 0.081 against 0.091, the 64 -> 256 projection 0.124
     /// against 0.189, but the 256 -> 128 reduction (one channel block, eight k32 steps a tile) 0.122 against 0.100.
+    /// Expansions from 8 to 64 input channels that kernel does not take (a MobileNet's) run on the own narrow kernel
+    /// (<see cref="KernelSource.Int8NarrowPointwise"/>, dp4a).
     /// </summary>
     Auto,
 
@@ -133,14 +135,24 @@ internal sealed partial class GraphCompiler
             && KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages) <= _target.MaxSharedBytesPerBlock;
 
     /// <summary>
+    /// Whether a convolution takes the own narrow 1x1 kernel (<see cref="KernelSource.Int8NarrowPointwise"/>: dp4a, a
+    /// pixel a thread) under <see cref="Int8ConvChoice.Auto"/> or <see cref="Int8ConvChoice.Pointwise"/>: an unstrided,
+    /// unpadded 1x1 expansion (output channels at least twice the input's) from 8 to 64 input channels that the
+    /// tensor-core pointwise kernel does not take (a MobileNet's 16 -> 96, 24 -> 144, 32 -> 192).
+    /// </summary>
+    internal bool OwnInt8NarrowPointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
+        _target.Int8Convolutions is Int8ConvChoice.Auto or Int8ConvChoice.Pointwise && k >= 2 * c && _target.ComputeCapability >= 61 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
+            && KernelSource.Int8NarrowPointwiseTakes(c, k) && !KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue;
+
+    /// <summary>
     /// Emits the own int8 convolution of <paramref name="layer"/> (a residual block's end fused where the layer's output
     /// is one, the layer has no ReLU of its own and <see cref="Int8Layers.ResidualSwitch"/> does not say off) and returns
     /// how it runs.
     /// </summary>
-    private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, (int M, int N)? tile)
+    private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, (int M, int N)? tile, bool narrow = false)
     {
         var relu = layer.Relu is not null;
-        var fusion = relu || Int8Layers.ResidualSetting == false ? null : FindInt8Residual(q.Node, yShape);
+        var fusion = relu || narrow || Int8Layers.ResidualSetting == false ? null : FindInt8Residual(q.Node, yShape); // the narrow kernel ends no residual block (an expansion starts one)
         var own = q; // the convolution's own QuantizeLinear (its saturation stays in a fused block)
         if (fusion is not null)
         {
@@ -178,7 +190,12 @@ internal sealed partial class GraphCompiler
         long threads;
         int block;
         string how;
-        if (tile is { } t)
+        if (narrow)
+        {
+            code = KernelSource.Int8NarrowPointwise(c, k, pixels, epilogue);
+            (threads, block, how) = (pixels, KernelSource.Int8NarrowPointwiseBlock, $"int8 (own narrow pointwise kernel, dp4a{fused})");
+        }
+        else if (tile is { } t)
         {
             code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, t.M, t.N, Int8ConvStages, (int)zero, epilogue);
             (threads, block, how) = (KernelSource.Int8ConvThreads(pixels, k, t.M, t.N), KernelSource.Int8ConvBlock, $"int8 (own kernel, {t.M}x{t.N} tiles{fused})");
