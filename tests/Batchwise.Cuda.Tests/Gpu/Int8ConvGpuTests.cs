@@ -42,9 +42,13 @@ public sealed class Int8ConvGpuTests
     /// (graph optimizations off) and through the cuda engine's int8 path under each BATCHWISE_INT8_CONV choice: the
     /// outputs and every layer's int8 decision.
     /// </summary>
-    internal static (OnnxModel Model, IReadOnlyList<Tensor> Expected, Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)> Runs) RunChoices(params string[] choices)
+    internal static (OnnxModel Model, IReadOnlyList<Tensor> Expected, Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)> Runs) RunChoices(params string[] choices) =>
+        RunChoicesOn("zoo:resnet50?size=64", choices);
+
+    /// <summary><see cref="RunChoices"/> for the zoo model <paramref name="spec"/>.</summary>
+    internal static (OnnxModel Model, IReadOnlyList<Tensor> Expected, Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)> Runs) RunChoicesOn(string spec, params string[] choices)
     {
-        var model = QuantizedModelGpuTests.Int8Resnet18("zoo:resnet50?size=64");
+        var model = QuantizedModelGpuTests.Int8Resnet18(spec);
         var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 8, seed: 5)).ToList();
         using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
         var expected = ort.Run(inputs);
