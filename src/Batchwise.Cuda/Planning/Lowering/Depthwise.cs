@@ -21,16 +21,17 @@ internal sealed partial class GraphCompiler
     private const int DepthwiseBlocksPerMultiprocessor = 4;
 
     /// <summary>
-    /// Output rows a thread of a depthwise kernel with tables computes (BATCHWISE_DEPTHWISE_ROWS=1|2|4; unset: 2): each
-    /// loaded input row serves every one of them whose window holds it.
+    /// Output rows a thread of a depthwise kernel computes (each loaded input row serves every one of them whose window
+    /// holds it): BATCHWISE_DEPTHWISE_ROWS=1|2|4 for every depthwise kernel; unset, 2 for a kernel with tables (an 8-bit
+    /// input's chain, a quantized output's) and 1 for the rest (null here).
     /// </summary>
-    internal static int DepthwiseRowsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_DEPTHWISE_ROWS")?.Trim() switch
+    internal static int? DepthwiseRowsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_DEPTHWISE_ROWS")?.Trim() switch
     {
-        null or "" => 2,
+        null or "" => null,
         "1" => 1,
         "2" => 2,
         "4" => 4,
-        var other => throw new BatchwiseException($"BATCHWISE_DEPTHWISE_ROWS '{other}' is not 1, 2 or 4", "Unset it (two output rows a thread), or give 1, 2 or 4."),
+        var other => throw new BatchwiseException($"BATCHWISE_DEPTHWISE_ROWS '{other}' is not 1, 2 or 4", "Unset it (two output rows a thread for a kernel with tables, one for the rest), or give 1, 2 or 4."),
     };
 
     /// <summary>
@@ -192,7 +193,7 @@ internal sealed partial class GraphCompiler
         // each loaded input row for several output rows; its threads take positions a grid apart, so a block fills its
         // tables once for many of them.
         var tables = (source is not null && St(x).SizeOf() == 1) || quantize?.Table is not null;
-        var rows = tables ? DepthwiseRowsFromEnvironment : 1;
+        var rows = DepthwiseRowsFromEnvironment ?? (tables ? 2 : 1);
         var threads = KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs, rows);
         Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion, rows, persistent: tables),
             tables ? Math.Min(threads, (long)_target.Multiprocessors * DepthwiseBlocksPerMultiprocessor * KernelSource.BlockSize) : threads,
