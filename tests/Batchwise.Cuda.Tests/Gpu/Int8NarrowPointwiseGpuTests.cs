@@ -6,8 +6,8 @@ namespace Batchwise.Cuda.Tests.Gpu;
 
 /// <summary>
 /// The own narrow 1x1 int8 kernel (dp4a) on the GPU: MobileNetV2's QDQ model (the zoo's at 96x96, `optimize --int8` with
-/// random calibration) at b=8, its expansions from 16, 24 and 32 channels on the kernel by default (BATCHWISE_INT8_CONV
-/// unset), against the library routes alone and ONNX Runtime's QDQ run (graph optimizations off).
+/// random calibration) at b=8, its expansions from 16, 24 and 32 channels on the kernel (BATCHWISE_INT8_CONV=pointwise),
+/// against the library routes alone and ONNX Runtime's QDQ run (graph optimizations off).
 /// </summary>
 [Trait("Category", "GPU")]
 public sealed class Int8NarrowPointwiseGpuTests
@@ -16,13 +16,13 @@ public sealed class Int8NarrowPointwiseGpuTests
     public void Own_narrow_pointwise_kernel_matches_the_library_routes_and_onnx_runtime()
     {
         Gpu.Require();
-        var (model, expected, runs) = Int8ConvGpuTests.RunChoicesOn("zoo:mobilenetv2?size=96", "auto", "library");
-        var layers = runs["auto"].Layers;
+        var (model, expected, runs) = Int8ConvGpuTests.RunChoicesOn("zoo:mobilenetv2?size=96", "pointwise", "library");
+        var layers = runs["pointwise"].Layers;
         var narrow = layers.Count(p => p.Value.Contains("own narrow pointwise kernel", StringComparison.Ordinal));
-        var cosine = Gpu.Compare(runs["auto"].Outputs, expected, model.Outputs)[0].Cosine;
+        var cosine = Gpu.Compare(runs["pointwise"].Outputs, expected, model.Outputs)[0].Cosine;
         var library = Gpu.Compare(runs["library"].Outputs, expected, model.Outputs)[0].Cosine;
-        var between = Gpu.Compare(runs["auto"].Outputs, runs["library"].Outputs, model.Outputs)[0].Cosine;
-        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| mobilenetv2 96x96 QDQ b=8, BATCHWISE_INT8_CONV unset | {narrow} expansions on the narrow kernel | cosine vs ORT {cosine:F6} (library {library:F6}) | vs library {between:F6} |"));
+        var between = Gpu.Compare(runs["pointwise"].Outputs, runs["library"].Outputs, model.Outputs)[0].Cosine;
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| mobilenetv2 96x96 QDQ b=8, BATCHWISE_INT8_CONV=pointwise | {narrow} expansions on the narrow kernel | cosine vs ORT {cosine:F6} (library {library:F6}) | vs library {between:F6} |"));
 
         // The expansions 16 -> 96, 24 -> 144 (twice) and 32 -> 192 (three times); 64 -> 384 is the tensor-core kernel's.
         Assert.True(narrow == 6, $"{narrow} convolutions on the narrow kernel: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");

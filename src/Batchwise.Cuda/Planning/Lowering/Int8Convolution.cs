@@ -95,8 +95,8 @@ internal sealed partial class GraphCompiler
         }
 
         // First the own kernels (the convolution, its requantization and a residual block's end in one kernel) where
-        // BATCHWISE_INT8_CONV gives them the layer: by default (auto) the narrow 1x1 kernel for expansions from 8 to 64
-        // channels and the persistent 1x1 kernel for expansions from 64-256; =pointwise those for every 1x1 they take;
+        // BATCHWISE_INT8_CONV gives them the layer: by default (auto) the persistent 1x1 kernel for expansions from 64-256
+        // channels; =pointwise it for every 1x1 it takes and the narrow 1x1 kernel for expansions from 8-64 channels;
         // =own the implicit GEMM everywhere (half cuDNN's speed on an H200, so not the default).
         if (OwnInt8NarrowPointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
         {

@@ -14,8 +14,6 @@ internal enum Int8ConvChoice
     /// calls 2-3, ResNet-50 QDQ at b=256): the kernel ran the 56x56 block ends in 0.200 ms against cuDNN's fused graphs'
     /// 0.334, the 28x28 ends 0.125 against 0.160, the 14x14 ends 0.081 against 0.091, the 64 -> 256 projection 0.124
     /// against 0.189, but the 256 -> 128 reduction (one channel block, eight k32 steps a tile) 0.122 against 0.100.
-    /// Expansions from 8 to 64 input channels that kernel does not take (a MobileNet's) run on the own narrow kernel
-    /// (<see cref="KernelSource.Int8NarrowPointwise"/>, dp4a).
     /// </summary>
     Auto,
 
@@ -32,7 +30,9 @@ internal enum Int8ConvChoice
 
     /// <summary>
     /// The own persistent kernel (<see cref="KernelSource.Int8Pointwise"/>) for unstrided, unpadded 1x1 convolutions with
-    /// 64, 128 or 256 input channels and output channels in 128s, the libraries for the rest (BATCHWISE_INT8_CONV=pointwise).
+    /// 64, 128 or 256 input channels and output channels in 128s, the own narrow kernel
+    /// (<see cref="KernelSource.Int8NarrowPointwise"/>, dp4a) for 1x1 expansions from 8 to 64 input channels, the
+    /// libraries for the rest (BATCHWISE_INT8_CONV=pointwise).
     /// </summary>
     Pointwise,
 }
@@ -52,7 +52,7 @@ internal sealed partial class GraphCompiler
         "library" => Int8ConvChoice.Library,
         "own" => Int8ConvChoice.Own,
         "pointwise" => Int8ConvChoice.Pointwise,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, library, own or pointwise", "Unset it (the own 1x1 kernel for expanding 1x1 convolutions, cuDNN and cuBLASLt elsewhere), or set BATCHWISE_INT8_CONV=library for the libraries only, own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernel on every 1x1 it takes."),
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, library, own or pointwise", "Unset it (the own 1x1 kernel for expanding 1x1 convolutions, cuDNN and cuBLASLt elsewhere), or set BATCHWISE_INT8_CONV=library for the libraries only, own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernels on every 1x1 they take (the narrow one on expansions from 8-64 channels)."),
     };
 
     /// <summary>The own kernel's pipeline stages at most (a reduction of fewer steps takes one more than its steps).</summary>
@@ -136,12 +136,13 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Whether a convolution takes the own narrow 1x1 kernel (<see cref="KernelSource.Int8NarrowPointwise"/>: dp4a, a
-    /// pixel a thread) under <see cref="Int8ConvChoice.Auto"/> or <see cref="Int8ConvChoice.Pointwise"/>: an unstrided,
-    /// unpadded 1x1 expansion (output channels at least twice the input's) from 8 to 64 input channels that the
-    /// tensor-core pointwise kernel does not take (a MobileNet's 16 -> 96, 24 -> 144, 32 -> 192).
+    /// pixel a thread) under <see cref="Int8ConvChoice.Pointwise"/>: an unstrided, unpadded 1x1 expansion (output
+    /// channels at least twice the input's) from 8 to 64 input channels that the tensor-core pointwise kernel does not
+    /// take (a MobileNet's 16 -> 96, 24 -> 144, 32 -> 192). Not under <see cref="Int8ConvChoice.Auto"/> until it is
+    /// measured against cuDNN on a GPU (written in session 28, whose device calls ended before it ran).
     /// </summary>
     internal bool OwnInt8NarrowPointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
-        _target.Int8Convolutions is Int8ConvChoice.Auto or Int8ConvChoice.Pointwise && k >= 2 * c && _target.ComputeCapability >= 61 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
+        _target.Int8Convolutions == Int8ConvChoice.Pointwise && k >= 2 * c && _target.ComputeCapability >= 61 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
             && KernelSource.Int8NarrowPointwiseTakes(c, k) && !KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue;
 
     /// <summary>
