@@ -85,7 +85,7 @@ public sealed class CudaEngine : IEngine
             details["int8_conv"] = GraphCompiler.Int8ConvFromEnvironment switch
             {
                 Int8ConvChoice.Own => "own int8 tensor-core kernel wherever the channels allow (BATCHWISE_INT8_CONV=own; input channels in 64s; requantization and a residual block's end fused)",
-                Int8ConvChoice.Pointwise => "own persistent 1x1 kernel on every unstrided 1x1 of 64-256 input channels and output channels in 128s (BATCHWISE_INT8_CONV=pointwise), cuDNN and cuBLASLt elsewhere",
+                Int8ConvChoice.Pointwise => "own persistent 1x1 kernel on every unstrided 1x1 of 64-256 input channels and output channels in 128s, own narrow 1x1 kernel (dp4a) on expansions from 8-64 input channels (BATCHWISE_INT8_CONV=pointwise), cuDNN and cuBLASLt elsewhere",
                 Int8ConvChoice.Library => "cuDNN and cuBLASLt (BATCHWISE_INT8_CONV=library)",
                 _ => "own persistent 1x1 kernel for expanding 1x1s (output channels >= 2x input, 64-256 input channels, output in 128s; a residual block's end fused), cuDNN and cuBLASLt elsewhere",
             };
