@@ -171,20 +171,20 @@ public sealed class DepthwiseFusionOnCpuTests
     [InlineData(Precision.Fp32, 2L)]
     public void A_depthwise_kernel_with_tables_runs_fewer_threads_than_positions_each_taking_positions_a_grid_apart(Precision precision, long stride)
     {
-        // Two layers, the second reading the first's 8-bit output through its table, over 64 x 64 outputs each. On a device
-        // of one multiprocessor the kernels launch 4 blocks of 256 threads for more positions than that (a block fills
+        // Two layers, the second reading the first's 8-bit output through its table, over 96 x 96 outputs each. On a device
+        // of one multiprocessor the kernels launch 12 blocks of 256 threads for more positions than that (a block fills
         // its tables once for all of its positions).
         var half = precision == Precision.Fp16;
-        var (height, width) = (64 * stride, 64 * stride);
+        var (height, width) = (96 * stride, 96 * stride);
         var model = Model(quantized: true, pointwise: half, stride, second: true, height: height, width: width);
         var inputs = Inputs(height, width);
         var plan = Plan(model, inputs, precision, multiprocessors: 1);
         var layers = DepthwiseSteps(plan);
         Assert.Equal(2, layers.Count);
-        var positions = KernelSource.DepthwiseThreads(true, 4, 2, 16, [64, 64], GraphCompiler.DepthwiseRowsFromEnvironment ?? 2);
-        Assert.True(positions > 4 * 256, $"{positions} positions");
+        var positions = KernelSource.DepthwiseThreads(true, 4, 2, 16, [96, 96], GraphCompiler.DepthwiseRowsFromEnvironment ?? 2);
+        Assert.True(positions > 12 * 256, $"{positions} positions");
         Assert.All(layers, k => Assert.Contains("i += (", k.Source, StringComparison.Ordinal));
-        Assert.All(layers, k => Assert.Equal(4 * 256, k.Grid * k.Block));
+        Assert.All(layers, k => Assert.Equal(12 * 256, k.Grid * k.Block));
         AgreesWithOnnxRuntime(model, plan, inputs, half);
     }
 

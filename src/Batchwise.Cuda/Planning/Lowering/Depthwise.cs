@@ -17,8 +17,12 @@ internal sealed partial class GraphCompiler
     /// <summary>Largest input span (columns) one thread holds in registers per filter row.</summary>
     private const long MaxDepthwiseSpan = 48;
 
-    /// <summary>Blocks a multiprocessor of a depthwise kernel with tables launches (their threads then take positions a grid apart).</summary>
-    private const int DepthwiseBlocksPerMultiprocessor = 4;
+    /// <summary>
+    /// Blocks a multiprocessor of a depthwise kernel with tables launches at most (their threads then take positions a grid
+    /// apart): 12, a multiple of every residency from 1 to 4 blocks an SM (41 KB of tables a block; registers decide which),
+    /// so the blocks run in whole rounds, each filling its tables once for several positions a thread.
+    /// </summary>
+    private const int DepthwiseBlocksPerMultiprocessor = 12;
 
     /// <summary>
     /// Output rows a thread of a depthwise kernel computes (each loaded input row serves every one of them whose window
