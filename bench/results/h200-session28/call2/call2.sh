@@ -5,13 +5,13 @@
 # the int8 depthwise kernel's tables a copy per lane, two output rows a thread, the output's QuantizeLinear by the
 # reciprocal, threads a grid apart (2d89b25, the int8 default); the own narrow dp4a kernel for expansions from 8-64
 # channels (b7020ef, opt-in: BATCHWISE_INT8_CONV=pointwise); BATCHWISE_DEPTHWISE_ROWS for every depthwise kernel
-# (74eefed). GPU classes over depthwise layers, the narrow kernel and the QDQ MobileNetV2; MobileNetV2 int8 per layer
+# (74eefed). GPU classes over depthwise layers, the narrow kernel and the QDQ MobileNetV2, NVRTC compiles of every generator (KernelCompileTests, with the int8 depthwise kernel); MobileNetV2 int8 per layer
 # (pointwise choice), with the defaults, the pointwise choice and 8867d82's engine, 1 and 4 rows; fp16 with both engines
 # (the float depthwise kernel's row loop is unrolled by the generator now: the same arithmetic) and with two rows a
 # thread; ORT against cuda; YOLOv8n int8 and fp16 at b=64 (never measured).
 source bench/device/call-lib.sh 545
 unpack tests base || { pack; exit 1; }
-CLASSES="Int8NarrowPointwiseGpuTests KernelCaseGpuTests QuantizedModelGpuTests" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=170 bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
+CLASSES="Int8NarrowPointwiseGpuTests KernelCompileTests KernelCaseGpuTests QuantizedModelGpuTests" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=200 bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
 q m2q-opt 25 "$CLI" optimize zoo:mobilenetv2 --int8 --calibration random:2 -o "$WORK/m2q.onnx"
 q m2q-prof 60 env BATCHWISE_INT8=on BATCHWISE_INT8_CONV=pointwise "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256 --profile --duration 300ms --json "$R/m2q-prof.json"
