@@ -25,9 +25,9 @@ internal static partial class KernelSource
     /// and/or the sum, plus a per-channel bias, goes through a QuantizeLinear (divided by the reciprocal with one
     /// correction, rounded by adding 1.5 * 2^23) before it is stored as the output's type (where more follows that
     /// QuantizeLinear, the rest through a 256-entry table of its values, one copy per lane likewise). A kernel with a
-    /// table may run fewer threads than positions (<paramref name="persistent"/>: each takes positions a grid apart),
-    /// so that a block fills its tables once for many of them.</para>
-    public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, DepthwiseFusion? fusion = null, int rows = 1, bool persistent = false)
+    /// table (<see cref="DepthwiseFusion.Tables"/>) may run fewer threads than positions: each takes positions a grid
+    /// apart, so that a block fills its tables once for many of them.</para>
+    public static KernelCode Depthwise(ElementType type, bool channelsLast, int vector, long batch, long channels, long[] inSpatial, long[] outSpatial, long[] kernel, long[] strides, long[] dilations, long[] padsBegin, DepthwiseFusion? fusion = null, int rows = 1)
     {
         if (inSpatial.Length != 2 || vector is not (1 or 2 or 4) || (vector > 1 && (!channelsLast || channels % vector != 0)) || rows is < 1 or > 8)
         {
@@ -66,13 +66,9 @@ internal static partial class KernelSource
         var vecType = Name + "_vec";
         var inVecType = inType == type ? vecType : Name + "_xvec";
         var outVecType = outType == type ? vecType : outType == inType ? inVecType : Name + "_yvec";
-        var table = fusion?.InStatements is not null && inType.SizeOf() == 1;
+        var table = fusion?.InputTable == true;
         var outTable = fusion?.OutTable;
-        var tables = table || outTable is not null;
-        if (persistent && !tables)
-        {
-            throw new ArgumentException("depthwise: only a kernel with a table runs persistent threads");
-        }
+        var tables = fusion?.Tables == true;
 
         // The input chain over one stored element (xe, read from load) into target.
         void InputChain(string indent, string load, string target)
@@ -123,7 +119,7 @@ internal static partial class KernelSource
             b.Append("    const unsigned lane_ = threadIdx.x & 31u;\n");
         }
 
-        if (persistent)
+        if (tables)
         {
             b.Append("    for (").Append(ix).Append(" i = (").Append(ix).Append(")blockIdx.x * blockDim.x + threadIdx.x; i < ").Append(n).Append("; i += (").Append(ix).Append(")gridDim.x * blockDim.x) {\n");
         }
@@ -320,7 +316,14 @@ internal static partial class KernelSource
 /// <paramref name="Bias"/>; null: z itself), stored as <paramref name="OutType"/>; with <paramref name="OutTable"/> the
 /// table holds what follows that QuantizeLinear).
 /// </summary>
-internal sealed record DepthwiseFusion(ElementType InType, string? InStatements, string? InResult, ElementType OutType, bool Bias, KernelSource.QuantRounding? OutQuantize, string? OutInput = null, QuantizedOutputTable? OutTable = null);
+internal sealed record DepthwiseFusion(ElementType InType, string? InStatements, string? InResult, ElementType OutType, bool Bias, KernelSource.QuantRounding? OutQuantize, string? OutInput = null, QuantizedOutputTable? OutTable = null)
+{
+    /// <summary>Whether the input's chain runs through a table: a chain over an 8-bit input (256 values).</summary>
+    public bool InputTable => InStatements is not null && InType.SizeOf() == 1;
+
+    /// <summary>Whether the kernel holds a table (the input's or the output's), and so takes positions a grid apart.</summary>
+    public bool Tables => InputTable || OutTable is not null;
+}
 
 /// <summary>
 /// The quantizing chain after a depthwise layer's first QuantizeLinear where more follows it (Q -> DQ -> Clip -> Q):

@@ -110,8 +110,8 @@ public sealed class KernelCompileTests
             // after it, each held once per lane; 2 and 4 rows a thread, threads a grid apart.
             var int8Fusion = new DepthwiseFusion(ElementType.UInt8, "const float t0 = ((float)xe - 128.0f) * 0.02f;", "t0", ElementType.UInt8, true,
                 new KernelSource.QuantRounding(0.01f, 7, 0, 255), null, new QuantizedOutputTable(0, "fminf(fmaxf(qv - 7.0f, 0.0f), 255.0f)"));
-            yield return KernelSource.Depthwise(t, true, 4, 256, 32, [112, 112], [112, 112], [3, 3], [1, 1], [1, 1], [1, 1], int8Fusion, 2, persistent: true);
-            yield return KernelSource.Depthwise(t, true, 4, 256, 96, [112, 112], [56, 56], [3, 3], [2, 2], [1, 1], [1, 1], int8Fusion, 4, persistent: true);
+            yield return KernelSource.Depthwise(t, true, 4, 256, 32, [112, 112], [112, 112], [3, 3], [1, 1], [1, 1], [1, 1], int8Fusion, 2);
+            yield return KernelSource.Depthwise(t, true, 4, 256, 96, [112, 112], [56, 56], [3, 3], [2, 2], [1, 1], [1, 1], int8Fusion, 4);
 
             foreach (var kind in new[] { "mean", "sum", "max", "min", "l1", "l2", "sumsquare", "logsum", "prod" })
             {

@@ -119,7 +119,8 @@ internal sealed partial class GraphCompiler
                         return found;
                     }
 
-                    var (low, high, input) = (QuantRange(type).Low, QuantRange(type).High, lead);
+                    var (low, high) = QuantRange(type);
+                    var input = lead; // what this QuantizeLinear quantizes, where it is the first
                     Apply(e => QuantizeExpression(e, q.Scale, q.Zero, type));
                     first ??= (new KernelSource.QuantRounding((float)q.Scale, q.Zero, low, high), input);
                     nodes.Add(next);
@@ -196,10 +197,10 @@ internal sealed partial class GraphCompiler
         // A kernel with a table (an 8-bit input's chain, a quantized output's) holds each table once per lane and reuses
         // each loaded input row for several output rows; its threads take positions a grid apart, so a block fills its
         // tables once for many of them.
-        var tables = (source is not null && St(x).SizeOf() == 1) || quantize?.Table is not null;
+        var tables = fusion?.Tables == true;
         var rows = DepthwiseRowsFromEnvironment ?? (tables ? 2 : 1);
         var threads = KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs, rows);
-        Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion, rows, persistent: tables),
+        Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion, rows),
             tables ? Math.Min(threads, (long)_target.Multiprocessors * DepthwiseBlocksPerMultiprocessor * KernelSource.BlockSize) : threads,
             fusedBias is { } fb ? [Dev(raw), Dev(x), Dev(filter), Dev(View(fb, [fb.Count]))] : [Dev(raw), Dev(x), Dev(filter)]);
         if (quantize is not null)
