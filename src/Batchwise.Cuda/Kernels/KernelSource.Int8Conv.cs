@@ -222,7 +222,7 @@ internal static partial class KernelSource
                             float v = (float)sv[e] * scv[e] + (ofv[e] + {{folded}});
                             {{requantize}}
                         }
-                        *(unsigned*)((signed char*)y + o) = __byte_perm(__byte_perm(q[0], q[1], 0x0040), __byte_perm(q[2], q[3], 0x0040), 0x5410);
+                        *(unsigned*)((signed char*)y + o) = {{PackedBytes("q", 0)}};
                     }
                     __syncthreads();
                 }
@@ -267,6 +267,13 @@ internal static partial class KernelSource
     /// is v rounded half to even, as a stored int8: the float add rounds to units, with no rintf or conversion.
     /// </summary>
     private static string RoundedBits(string v) => $"__float_as_uint(({v}) + 12582912.f)";
+
+    /// <summary>
+    /// The low bytes of <paramref name="q"/>[<paramref name="first"/>] to [first + 3] (unsigneds from
+    /// <see cref="Int8Requantize"/>) packed into one 32-bit word, the first in the lowest byte.
+    /// </summary>
+    private static string PackedBytes(string q, int first) =>
+        $"__byte_perm(__byte_perm({q}[{first}], {q}[{first + 1}], 0x0040), __byte_perm({q}[{first + 2}], {q}[{first + 3}], 0x0040), 0x5410)";
 
     /// <summary>The int8 tensor-core product (m16n8k32, int32 sums); the CPU test runner defines its own.</summary>
     private const string Int8MmaHelper = """

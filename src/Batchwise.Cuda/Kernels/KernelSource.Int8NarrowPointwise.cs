@@ -74,10 +74,10 @@ internal static partial class KernelSource
                         {{requantize}}
                     }
                     int4 out;
-                    out.x = (int)__byte_perm(__byte_perm(q[0], q[1], 0x0040), __byte_perm(q[2], q[3], 0x0040), 0x5410);
-                    out.y = (int)__byte_perm(__byte_perm(q[4], q[5], 0x0040), __byte_perm(q[6], q[7], 0x0040), 0x5410);
-                    out.z = (int)__byte_perm(__byte_perm(q[8], q[9], 0x0040), __byte_perm(q[10], q[11], 0x0040), 0x5410);
-                    out.w = (int)__byte_perm(__byte_perm(q[12], q[13], 0x0040), __byte_perm(q[14], q[15], 0x0040), 0x5410);
+                    out.x = (int){{PackedBytes("q", 0)}};
+                    out.y = (int){{PackedBytes("q", 4)}};
+                    out.z = (int){{PackedBytes("q", 8)}};
+                    out.w = (int){{PackedBytes("q", 12)}};
                     *(int4*)(y + o) = out;
                 }
 
