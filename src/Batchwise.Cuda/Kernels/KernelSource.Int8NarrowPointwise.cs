@@ -25,7 +25,8 @@ internal static partial class KernelSource
     /// epilogue (<see cref="Int8ConvEpilogue"/>, without a residual: an expansion starts a block), for int8 channels-last x
     /// [pixels, C] and an int8 filter [K, C] with C of 8 to 64. A thread takes one pixel: its C input bytes in registers,
     /// then for each group of 16 output channels the 16 sums by dp4a (four channels a step) against the filter in shared
-    /// memory (the same address in every lane: broadcast reads), requantized and stored as 16 bytes.
+    /// memory (the same address in every lane: broadcast reads), requantized and stored as 16 bytes. The parameters are
+    /// the other own int8 kernels' (the planner passes them alike); r, the residual, is not read.
     /// </summary>
     public static KernelCode Int8NarrowPointwise(long channels, long outChannels, long pixels, Int8ConvEpilogue epilogue)
     {
