@@ -27,6 +27,7 @@ internal static unsafe partial class Cudnn
     public const int CUDNN_POINTWISE_ADD = 0;
     public const int CUDNN_POINTWISE_MUL = 1;
     public const int CUDNN_POINTWISE_RELU_FWD = 100;
+    public const int CUDNN_POINTWISE_SWISH_FWD = 106;
     private const int BackendPointwise = 0;
     private const int BackendConvolution = 1;
     private const int BackendEngine = 2;
@@ -441,7 +442,7 @@ internal static unsafe partial class Cudnn
         return c;
     }
 
-    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD) computing in float.</summary>
+    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1) computing in float.</summary>
     public static CudnnBackendPointwise BackendPointwiseOf(int mode)
     {
         var p = new CudnnBackendPointwise(CreateBackend(BackendPointwise, "POINTWISE"));

@@ -11,7 +11,12 @@ namespace Batchwise.Cuda.Kernels;
 /// convolution's value first clamped to [Low, High] (its own QuantizeLinear's saturation, in output steps: the fused
 /// block skips only that QuantizeLinear's rounding); null for none.
 /// </param>
-internal sealed record Int8ConvEpilogue(ElementType OutType, double OutZero, bool Relu, (double Scale, double Offset, double Low, double High)? Residual = null)
+/// <param name="Silu">
+/// A SiLU after the convolution's QuantizeLinear (<see cref="OutType"/> and <see cref="OutZero"/> are that one's): the
+/// value rounded and saturated as it, dequantized, times its sigmoid (itself rounded through a quantization where the
+/// model has one), quantized again as the SiLU's QuantizeLinear; null for none.
+/// </param>
+internal sealed record Int8ConvEpilogue(ElementType OutType, double OutZero, bool Relu, (double Scale, double Offset, double Low, double High)? Residual = null, Int8SiluEpilogue? Silu = null)
 {
     /// <summary>What is subtracted from the saturated value to store it as int8: 128 for uint8.</summary>
     public int Shift => OutType == ElementType.UInt8 ? 128 : 0;
@@ -21,6 +26,18 @@ internal sealed record Int8ConvEpilogue(ElementType OutType, double OutZero, boo
     /// output's zero point less <see cref="Shift"/>, plus the residual's offset (once a channel, not once a value).
     /// </summary>
     public double Folded => OutZero - Shift + (Residual?.Offset ?? 0);
+}
+
+/// <summary>
+/// A SiLU and its QuantizeLinear in an int8 convolution's epilogue: x·sigmoid(x) of the convolution's dequantized
+/// output (scale <paramref name="YScale"/>), the sigmoid optionally through its own quantization
+/// (<paramref name="Sigmoid"/>: scale, zero point and type), quantized with <paramref name="OutScale"/>,
+/// <paramref name="OutZero"/> and <paramref name="OutType"/>.
+/// </summary>
+internal sealed record Int8SiluEpilogue(double YScale, (double Scale, double Zero, ElementType Type)? Sigmoid, double OutScale, double OutZero, ElementType OutType)
+{
+    /// <summary>What is subtracted from the SiLU's quantized value to store it as int8: 128 for uint8.</summary>
+    public int Shift => OutType == ElementType.UInt8 ? 128 : 0;
 }
 
 /// <summary>
@@ -258,6 +275,22 @@ internal static partial class KernelSource
 
         var zero = epilogue.OutZero - epilogue.Shift;
         var low = epilogue.Relu ? Math.Max(zero, -128) : -128;
+        if (epilogue.Silu is { } f)
+        {
+            // The convolution's own QuantizeLinear (rounded and saturated), its DequantizeLinear, the sigmoid [and its
+            // QuantizeLinear and DequantizeLinear], the Mul, then the SiLU's QuantizeLinear below.
+            text.Append($"{v} = rintf(fminf(fmaxf({v}, -128.f), 127.f)); {{ const float real_ = ({v} - {w.Float("silu_in_zero", zero)}) * {w.Float("silu_in_scale", f.YScale)}; float gate_ = bw_sigmoid(real_); ");
+            if (f.Sigmoid is { } g)
+            {
+                var (gLow, gHigh) = g.Type == ElementType.UInt8 ? (0.0, 255.0) : (-128.0, 127.0);
+                var (gScale, gZero) = (w.Float("gate_scale", g.Scale), w.Float("gate_zero", g.Zero));
+                text.Append($"gate_ = (fminf(fmaxf(rintf(gate_ / {gScale}) + {gZero}, {w.Float("gate_low", gLow)}), {w.Float("gate_high", gHigh)}) - {gZero}) * {gScale}; ");
+            }
+
+            text.Append($"{v} = real_ * gate_ * {w.Float("silu_out_multiplier", 1 / f.OutScale)} + {w.Float("silu_out_zero", f.OutZero - f.Shift)}; }} ");
+            low = -128;
+        }
+
         text.Append($"{v} = fminf(fmaxf({v}, {w.Float("out_low", low)}), 127.f); {q} = {RoundedBits(v)};");
         return text.ToString();
     }

@@ -21,10 +21,15 @@ namespace Batchwise.Cuda.Planning;
 /// A residual block's int8 input (shape <paramref name="Y"/>, channels-last) joins before the ReLU: residual * rscale[k]
 /// is added to the offset's sum (the residual's zero point is in the offset), so the graph writes the block's output.
 /// </param>
-internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd, bool Residual = false)
+/// <param name="Silu">
+/// A SiLU and the next QuantizeLinear follow (<see cref="GraphCompiler"/>'s SiLU fusion): the scale and offset give the
+/// convolution's real value, swish (x·sigmoid(x)) of it is multiplied by outscale[k] (1/s_z) and the zero point added
+/// (<paramref name="ZeroAdd"/> is then set), so the graph writes the SiLU's quantized output.
+/// </param>
+internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd, bool Residual = false, bool Silu = false)
 {
-    /// <summary>The problem as a cache key (tactic store, timing cache); a residual's part only where there is one, so earlier keys stay valid.</summary>
-    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}{(Residual ? "|residual=int8*rscale[k]" : string.Empty)}");
+    /// <summary>The problem as a cache key (tactic store, timing cache); a residual's or a SiLU's part only where there is one, so earlier keys stay valid.</summary>
+    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}{(Residual ? "|residual=int8*rscale[k]" : string.Empty)}{(Silu ? "|swish*outscale[k]" : string.Empty)}");
 
     /// <summary>Elements of the offset tensor.</summary>
     public long OffsetCount => PerPixelOffset ? Y[1] * Y[2] * Y[3] : Y[1];
@@ -35,6 +40,7 @@ internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] P
             Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid,
             .. ZeroAdd ? new[] { Int8ConvGraph.ZeroUid } : [],
             .. Residual ? new[] { Int8ConvGraph.ResidualUid, Int8ConvGraph.ResidualScaleUid } : [],
+            .. Silu ? new[] { Int8ConvGraph.OutScaleUid } : [],
         ];
 
     /// <summary>The bytes of the real tensor <paramref name="uid"/> (a trial's scratch buffer).</summary>
@@ -48,7 +54,7 @@ internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] P
     };
 
     /// <summary>The fused chain in words (a layer's decision says it).</summary>
-    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Residual ? " + residual * rscale[k]" : string.Empty)}{(Relu ? " -> relu" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> int8";
+    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Residual ? " + residual * rscale[k]" : string.Empty)}{(Relu ? " -> relu" : string.Empty)}{(Silu ? " -> swish * outscale[k]" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> int8";
 
     /// <summary>NCHW dimensions of a channels-last tensor as strides.</summary>
     internal static long[] ChannelsLast(long[] d) => [d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]];
@@ -63,7 +69,7 @@ internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] P
 /// </summary>
 internal sealed class Int8ConvGraph : IDisposable
 {
-    public const long XUid = 1, WUid = 2, ScaleUid = 3, OffsetUid = 4, YUid = 5, ZeroUid = 6, ResidualUid = 7, ResidualScaleUid = 8;
+    public const long XUid = 1, WUid = 2, ScaleUid = 3, OffsetUid = 4, YUid = 5, ZeroUid = 6, ResidualUid = 7, ResidualScaleUid = 8, OutScaleUid = 9;
 
     private readonly List<NativeHandle> _descriptors = [];
 
@@ -192,6 +198,12 @@ internal sealed class Int8ConvGraph : IDisposable
             if (s.Relu)
             {
                 steps.Add((Cudnn.CUDNN_POINTWISE_RELU_FWD, null));
+            }
+
+            if (s.Silu)
+            {
+                steps.Add((Cudnn.CUDNN_POINTWISE_SWISH_FWD, null));
+                steps.Add((Cudnn.CUDNN_POINTWISE_MUL, Keep(Cudnn.BackendTensorOf(OutScaleUid, Cudnn.CUDNN_DATA_FLOAT, vector, Int8ConvGraphShape.ChannelsLast(vector), false))));
             }
 
             if (s.ZeroAdd)

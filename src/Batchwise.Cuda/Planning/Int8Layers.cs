@@ -216,6 +216,25 @@ internal static class Int8Layers
         var other => throw new BatchwiseException($"{ResidualSwitch} '{other}' is not fused or off", $"Unset it, or set {ResidualSwitch}=fused or off."),
     };
 
+    /// <summary>
+    /// <c>BATCHWISE_INT8_SILU=fused|off</c>: a SiLU between an int8 convolution's QuantizeLinear and the next
+    /// (DequantizeLinear, Sigmoid, Mul, QuantizeLinear: YOLOv8's and EfficientNet's activation as a QDQ model writes it)
+    /// joins the convolution's step (fused, the default: cuDNN's graph with a swish, which skips the convolution output's
+    /// own rounding, or the own kernels' epilogue, which keeps it), or runs as a kernel of its own (off, for measuring).
+    /// </summary>
+    public const string SiluSwitch = "BATCHWISE_INT8_SILU";
+
+    /// <summary>True unless <see cref="SiluSwitch"/> says off.</summary>
+    public static bool SiluFused => ParseSiluFused(Environment.GetEnvironmentVariable(SiluSwitch));
+
+    /// <summary>fused (or unset) true, off false; a BatchwiseException for anything else.</summary>
+    internal static bool ParseSiluFused(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "fused" => true,
+        "off" => false,
+        var other => throw new BatchwiseException($"{SiluSwitch} '{other}' is not fused or off", $"Unset it (the SiLU in the convolution's step), or set {SiluSwitch}=off to run it as a kernel of its own."),
+    };
+
     /// <summary>True when <see cref="Switch"/> says on or conv.</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(Switch)?.Trim().ToLowerInvariant() is "on" or "conv";
 

@@ -213,6 +213,12 @@ public sealed class KernelCompileTests
             yield return KernelSource.Elementwise(outType, leaves, shape, leafShapes, "t0", "const double t0 = (double)(((int)x0) * ((double)x1) + ((double)x2));", KernelSource.ElementwiseVector(outType, leaves, shape, leafShapes));
         }
 
+        // The own int8 convolutions with a SiLU and its QuantizeLinear in the epilogue (the sigmoid quantized or not).
+        var silu = new Int8ConvEpilogue(ElementType.UInt8, 128, false, null, new Int8SiluEpilogue(0.05, null, 0.026, 11, ElementType.UInt8));
+        var gatedSilu = silu with { Silu = silu.Silu! with { Sigmoid = (1.0 / 255, 0, ElementType.UInt8), OutType = ElementType.Int8, OutZero = -117 } };
+        yield return KernelSource.Int8Conv(64, [3, 3], [1, 1], 2, 64, [20, 20], [20, 20], [1, 1], 64, 64, 4, 3, silu);
+        yield return KernelSource.Int8Pointwise(64, 128, 800, 4, gatedSilu);
+        yield return KernelSource.Int8NarrowPointwise(16, 96, 800, silu);
         yield return KernelSource.Requantize(ElementType.Int8, 4 * 9 * 8, 8, 9, -3, 0, false, false);
         yield return KernelSource.Elementwise(ElementType.Int8, [ElementType.UInt8], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const int t0 = (int)(signed char)((int)x0 - 128);");
         yield return KernelSource.Elementwise(ElementType.UInt8, [ElementType.Float16], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const float t0 = fminf(fmaxf(rintf((float)x0 / 0.05f) + 3.0f, 0.0f), 255.0f);");

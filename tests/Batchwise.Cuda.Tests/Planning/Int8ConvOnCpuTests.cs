@@ -17,9 +17,11 @@ public sealed class Int8ConvOnCpuTests
 {
     /// <summary>
     /// x uint8 [2, c, h, w] -> DQ -> Conv(DQ(int8 w, per channel), bias) [-> Relu] -> Q (uint8, zero 3) = a; with a
-    /// residual: a -> DQ -> Conv 3x3 (k -> k, pad 1) -> Q -> DQ, + DQ(a) -> Relu -> Q = y. Outputs are the quantized bytes.
+    /// residual: a -> DQ -> Conv 3x3 (k -> k, pad 1) -> Q -> DQ, + DQ(a) -> Relu -> Q = y; with a SiLU (<paramref name="silu"/>
+    /// 1, or 2 with the sigmoid's own Q/DQ pair as ONNX Runtime's quantizer writes it): a's zero point 128, then
+    /// d = DQ(a), Mul(d, Sigmoid(d)) -> Q (uint8, zero 11) = y. Outputs are the quantized bytes.
     /// </summary>
-    private static OnnxModel Model(int c, int k, int kernel, int stride, int xZero, bool relu, bool residual, long h = 9, long w = 9, int blockKernel = 3)
+    private static OnnxModel Model(int c, int k, int kernel, int stride, int xZero, bool relu, bool residual, long h = 9, long w = 9, int blockKernel = 3, int silu = 0)
     {
         var rng = new Random(7);
         var g = new GraphBuilder("int8-conv");
@@ -38,10 +40,22 @@ public sealed class Int8ConvOnCpuTests
             return g.Node("Conv", [xd, wd, b], GraphBuilder.Attr("strides", s, s), GraphBuilder.Attr("kernel_shape", size, size), GraphBuilder.Attr("pads", pad, pad, pad, pad));
         }
 
-        var (xs, xz, ys, yz) = (Scalar("xs", 0.02f), Zero("xz", xZero), Scalar("ys", 0.05f), Zero("yz", 3));
+        var (xs, xz, ys, yz) = (Scalar("xs", 0.02f), Zero("xz", xZero), Scalar("ys", 0.05f), Zero("yz", silu > 0 ? 128 : 3));
         var conv = Conv(x, xs, xz, c, k, kernel, stride, "a");
         var a = g.Node("QuantizeLinear", [relu ? g.Node("Relu", [conv]) : conv, ys, yz]);
-        if (!residual)
+        if (silu > 0)
+        {
+            var d = g.Node("DequantizeLinear", [a, ys, yz]);
+            var gate = g.Node("Sigmoid", [d]);
+            if (silu == 2)
+            {
+                var (gs, gz) = (Scalar("gs", 1f / 255), Zero("gz", 0));
+                gate = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [gate, gs, gz]), gs, gz]);
+            }
+
+            g.Rename(g.Node("QuantizeLinear", [g.Node("Mul", [d, gate]), Scalar("zs", 0.026f), Zero("zz", 11)]), "y");
+        }
+        else if (!residual)
         {
             g.Rename(a, "y");
         }
@@ -139,6 +153,42 @@ public sealed class Int8ConvOnCpuTests
         Assert.Single(plan.Steps, s => s.Node.Contains("own pointwise kernel", StringComparison.Ordinal) && s.Node.Contains("residual Add and ReLU fused", StringComparison.Ordinal));
         Assert.DoesNotContain(plan.Steps, s => s.Node.Contains("Add", StringComparison.Ordinal) && !s.Node.Contains("own pointwise kernel", StringComparison.Ordinal));
         RunsAndAgrees(model, 1, 2, "own pointwise kernel", 0.15, Int8ConvChoice.Pointwise); // the skipped rounding, as the own kernel's fused block
+    }
+
+    [Theory]
+    [InlineData(64, 64, 3, 1, 131, false, "64x64 tiles", 1)] // the implicit GEMM, padded: YOLOv8's 3x3 layers
+    [InlineData(64, 64, 3, 2, 20, false, "64x64 tiles", 2)] // strided, the sigmoid's own Q/DQ pair
+    [InlineData(64, 128, 1, 1, 7, true, "tiles in flight", 1)] // the persistent 1x1 kernel
+    [InlineData(16, 96, 1, 1, 140, true, "own narrow pointwise kernel", 2)] // the narrow 1x1 kernel
+    public void A_silu_and_its_quantize_join_the_own_kernels_epilogue_and_agree_with_onnx_runtime(int c, int k, int kernel, int stride, int xZero, bool pointwise, string route, int silu)
+    {
+        var choice = pointwise ? Int8ConvChoice.Pointwise : Int8ConvChoice.Own;
+        // The convolution's QuantizeLinear, DequantizeLinear, Sigmoid [its pair], Mul and the SiLU's QuantizeLinear in
+        // the kernel: nothing of the SiLU left as a step of its own.
+        var model = Model(c, k, kernel, stride, xZero, relu: false, residual: false, silu: silu);
+        var shape = model.Inputs[0].Shape.Select(d => (long)d.Value!).ToArray();
+        var plan = Plan(model, [Tensor.From<byte>(ElementType.UInt8, shape, new byte[shape.Aggregate(1L, (p, d) => p * d)])], 132, choice);
+        Assert.Single(plan.Steps, s => s.Node.Contains("SiLU fused", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan.Steps, s => s.Node.Contains("Sigmoid", StringComparison.Ordinal) || s.Node.Contains("Mul", StringComparison.Ordinal));
+
+        // Exact but where expf or a tie moves a value: a step at most, rarely.
+        RunsAndAgrees(model, 132, 1, route, 0.02, choice);
+    }
+
+    [Theory]
+    [InlineData(3, 131, ", input padded explicitly, SiLU fused")] // padded with a zero point not stored as 0: the padded copy, then the fused graph
+    [InlineData(1, 131, ", SiLU fused")]
+    public void A_silu_and_its_quantize_join_the_cudnn_graph_of_the_convolution(int kernel, int xZero, string route)
+    {
+        // Planned without cuDNN (the graph's problem is what a GPU plan would ask cuDNN for): one graph step writes the
+        // SiLU's quantized output, and no Sigmoid or Mul is left as a step of its own.
+        var model = Model(64, 64, kernel, 1, xZero, relu: false, residual: false, silu: 1);
+        var target = new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Library, PlansConvolutionsWithoutLibrary = true };
+        var plan = target.Compile(model, [Tensor.From<byte>(ElementType.UInt8, [2, 64, 9, 9], new byte[2 * 64 * 81])]);
+        Assert.Single(plan.Steps.OfType<Int8GraphConvStep>());
+        var decision = Assert.Single(plan.Int8Layers.Values);
+        Assert.Contains(route + ": conv * scale[k] + offset[k] -> swish * outscale[k] + zero[k] -> int8", decision, StringComparison.Ordinal);
+        Assert.DoesNotContain(plan.Steps, s => s.Node.Contains("Sigmoid", StringComparison.Ordinal) || s.Node.Contains("Mul", StringComparison.Ordinal));
     }
 
     [Fact]

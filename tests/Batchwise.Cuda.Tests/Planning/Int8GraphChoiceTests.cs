@@ -58,6 +58,16 @@ public sealed class Int8GraphChoiceTests
     }
 
     [Fact]
+    public void The_silu_fusion_is_on_unless_set_off_and_refuses_other_words()
+    {
+        Assert.True(Int8Layers.ParseSiluFused(null));
+        Assert.True(Int8Layers.ParseSiluFused(" Fused "));
+        Assert.False(Int8Layers.ParseSiluFused("off"));
+        var e = Assert.Throws<BatchwiseException>(() => Int8Layers.ParseSiluFused("on"));
+        Assert.Equal($"{Int8Layers.SiluSwitch} 'on' is not fused or off", e.Message);
+    }
+
+    [Fact]
     public void The_search_time_per_problem_defaults_to_two_seconds_and_refuses_what_is_not_seconds()
     {
         Assert.Equal(2.0, Int8Layers.ParseGraphSearchSeconds(null));

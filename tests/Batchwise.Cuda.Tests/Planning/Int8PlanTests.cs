@@ -319,6 +319,72 @@ public sealed class Int8PlanTests
         Assert.True(exact >= total - 2, $"{total - exact} of {total} differ from the unrounded sum (float32 ties only)");
         Assert.True(residualMatters > total / 2, $"the residual changed only {residualMatters} of {total} outputs");
     }
+
+    /// <summary>
+    /// A SiLU and its QuantizeLinear fused into a 1x1 convolution's graph, its float32 chain emulated: sums * scale +
+    /// offset -> swish -> * outscale [+ zero] -> int8. Against ONNX's QDQ semantics, Q_z(d·sigmoid(d)) with
+    /// d = DQ(Q_y(conv)), it is at most one step off (it skips Q_y's rounding: half a step of s_y, here about the
+    /// output's); against the same SiLU without that rounding it agrees but for float32 ties.
+    /// </summary>
+    [Theory]
+    [InlineData(11)] // the zero point YOLOv8's SiLU outputs calibrate to: the zero vector
+    [InlineData(128)] // a zero stored as 0: no zero vector
+    public void Fused_silu_tables_reproduce_the_quantized_silu(int zZero)
+    {
+        const int n = 2, c = 8, k = 4, h = 5, w = 6;
+        var rng = new Random(zZero);
+        var x = Enumerable.Range(0, n * c * h * w).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var wq = Enumerable.Range(0, k * c).Select(_ => (long)rng.Next(-127, 128)).ToArray();
+        var wScale = Enumerable.Range(0, k).Select(_ => 0.002 + (rng.NextDouble() * 0.004)).ToArray();
+        var bias = Enumerable.Range(0, k).Select(_ => rng.NextDouble() - 0.5).ToArray();
+        double xScale = 0.02, xZero = 77, yScale = 0.05, yZero = 128, zScale = 0.04;
+
+        var weights = HostTensor.OfInts(ElementType.Int8, [k, c, 1, 1], wq);
+        var (_, scale, offset, _) = GraphCompiler.Int8ConvTables(weights, HostTensor.OfFloats(ElementType.Float, [k], wScale), HostTensor.OfFloats(ElementType.Float, [k], bias), xScale, xZero - 128, yScale, [h, w], [h, w], [1, 1], [1, 1], [0, 0]);
+        var shape = GraphCompiler.Int8GraphShape([n, c, h, w], [k, c, 1, 1], [n, k, h, w], [0, 0], [1, 1], xZero - 128, false, yZero - 128) with { ZeroAdd = zZero != 128, Silu = true };
+        var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, zZero - 128, shape.Relu, shape.ZeroAdd, null, (yScale, zScale));
+        Assert.Equal(shape.Uids.Length - 3, tables.Length); // scale, offset, [zero,] outscale: the step's buffers but x, w and y
+        Assert.Contains("swish * outscale[k]", shape.Chain, StringComparison.Ordinal);
+        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
+        static double Q(double v, double s, double z) => Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven) + z, 0, 255);
+        static double Silu(double v) => v / (1 + Math.Exp(-v));
+
+        var (withinOne, exact, total, negative) = (0, 0, 0, 0);
+        for (var b = 0; b < n; b++)
+        {
+            for (var o = 0; o < k; o++)
+            {
+                for (var p = 0; p < h * w; p++)
+                {
+                    double real = bias[o];
+                    long shifted = 0;
+                    for (var ch = 0; ch < c; ch++)
+                    {
+                        var xv = x[(((b * c) + ch) * h * w) + p];
+                        real += (xv - xZero) * xScale * wq[(o * c) + ch] * wScale[o];
+                        shifted += (xv - 128) * wq[(o * c) + ch];
+                    }
+
+                    Assert.InRange((real / yScale) + yZero, 0, 255); // Q_y does not saturate here
+                    var expected = Q(Silu((Q(real, yScale, yZero) - yZero) * yScale), zScale, zZero);
+                    var unrounded = Q(Silu(real), zScale, zZero);
+                    negative += real < 0 ? 1 : 0;
+
+                    var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o);
+                    g = g / (1f + MathF.Exp(-g)) * F(tables[^1], o);
+                    g = shape.ZeroAdd ? g + F(tables[2], o) : g;
+                    var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
+                    withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
+                    exact += actual == unrounded ? 1 : 0;
+                    total++;
+                }
+            }
+        }
+
+        Assert.Equal(total, withinOne);
+        Assert.True(exact >= total - 2, $"{total - exact} of {total} differ from the unrounded SiLU (float32 ties only)");
+        Assert.True(negative > total / 5 && negative < total * 4 / 5, $"{negative} of {total} convolution outputs negative: the case does not cover both sides of the SiLU");
+    }
 }
 
 /// <summary>Per-tensor QuantizeLinear/DequantizeLinear with constant scales plan as pending elementwise code: a residual Add between pairs is one kernel.</summary>

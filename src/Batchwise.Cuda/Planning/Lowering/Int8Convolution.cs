@@ -126,7 +126,7 @@ internal sealed partial class GraphCompiler
         var graphRefusal = string.Empty;
         long[]? explicitPads = null;
         Int8ResidualFusion? fusion = null;
-        var residualNote = string.Empty;
+        var fusionNote = string.Empty;
         if (Int8Layers.GraphMode != "off" && Int8Layers.ResidualFused && FindInt8Residual(q, yShape) is { } found)
         {
             // The residual block's Add (+ ReLU) and QuantizeLinear in the convolution's graph: its output is the block's.
@@ -140,37 +140,64 @@ internal sealed partial class GraphCompiler
             }
             else
             {
-                residualNote = $" [residual not fused: {fusedRefusal}]";
+                fusionNote = $" [residual not fused: {fusedRefusal}]";
             }
         }
 
+        Int8SiluFusion? silu = null;
         if (graph is null && Int8Layers.GraphMode != "off")
         {
-            graphShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, relu, storedYZero);
-            // A padded convolution whose input zero point is not zero needs per-pixel offsets at the border: that
-            // variant gave outputs up to 255 quantization steps off ONNX Runtime on the H200 (session 9, every padded
-            // or strided layer case), so such a convolution always takes the explicitly padded input below.
-            if (!graphShape.PerPixelOffset)
+            // A SiLU after the convolution (its QuantizeLinear, DequantizeLinear, Sigmoid, Mul and the next QuantizeLinear)
+            // joins the graph where cuDNN takes it; refused, the convolution's graph alone and the SiLU as a kernel of its own.
+            if (!relu && FindInt8Silu(q) is { } foundSilu)
             {
-                graph = ChooseInt8Graph(graphShape, out graphRefusal);
-            }
-
-            if (graph is null && graphShape.PerPixelOffset)
-            {
-                // The input padded explicitly with its stored zero
-                // point (one copy), then an unpadded convolution with per-channel offsets.
-                long[] padded = [xq.Shape[0], xq.Shape[1], xq.Shape[2] + (2 * pb[0]), xq.Shape[3] + (2 * pb[1])];
-                var padShape = Int8GraphShape(padded, w.Shape, yShape, [0, 0], strides, storedXZero, relu, storedYZero);
-                graph = ChooseInt8Graph(padShape, out var padRefusal);
+                var siluRefusal = string.Empty;
+                (graph, graphShape, explicitPads) = TryInt8Graph(foundSilu, ref siluRefusal);
                 if (graph is not null)
                 {
-                    (graphShape, explicitPads) = (padShape, [pb[0], pb[1]]);
+                    silu = foundSilu;
                 }
                 else
                 {
-                    graphRefusal = graphRefusal.Length > 0 ? $"{graphRefusal}; padded explicitly: {padRefusal}" : padRefusal;
+                    fusionNote = $" [SiLU not fused: {siluRefusal}]";
                 }
             }
+
+            if (graph is null)
+            {
+                (graph, graphShape, explicitPads) = TryInt8Graph(null, ref graphRefusal);
+            }
+        }
+
+        // The graph for the convolution [and the SiLU after it]: its own padding where the input's stored zero point is
+        // 0, else the input padded explicitly (one copy) and an unpadded convolution with per-channel offsets.
+        (Int8ConvGraph? Graph, Int8ConvGraphShape Shape, long[]? Pads) TryInt8Graph(Int8SiluFusion? withSilu, ref string refusal)
+        {
+            Int8ConvGraphShape ShapeOf(long[] x, long[] pads)
+            {
+                var s = Int8GraphShape(x, w.Shape, yShape, pads, strides, storedXZero, relu, storedYZero);
+                return withSilu is null ? s : s with { Relu = false, ZeroAdd = withSilu.StoredZZero != 0, Silu = true };
+            }
+
+            var direct = ShapeOf(xq.Shape, pb);
+            // A padded convolution whose input zero point is not zero needs per-pixel offsets at the border: that
+            // variant gave outputs up to 255 quantization steps off ONNX Runtime on the H200 (session 9, every padded
+            // or strided layer case), so such a convolution always takes the explicitly padded input below.
+            if (!direct.PerPixelOffset)
+            {
+                return (ChooseInt8Graph(direct, out refusal), direct, null);
+            }
+
+            long[] padded = [xq.Shape[0], xq.Shape[1], xq.Shape[2] + (2 * pb[0]), xq.Shape[3] + (2 * pb[1])];
+            var padShape = ShapeOf(padded, [0, 0]);
+            var chosen = ChooseInt8Graph(padShape, out var padRefusal);
+            if (chosen is null)
+            {
+                refusal = refusal.Length > 0 ? $"{refusal}; padded explicitly: {padRefusal}" : padRefusal;
+                return (null, direct, null);
+            }
+
+            return (chosen, padShape, [pb[0], pb[1]]);
         }
 
         // A 1x1 convolution without stride or padding is a GEMM over pixels: cuBLASLt's int8 kernels apply the per-channel
@@ -209,10 +236,10 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : graphShape.Residual ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused: {graphShape.Chain}" : string.Empty)}; {graph.Engine})"
+        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)}{(graphShape.Residual ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused: {graphShape.Chain}" : graphShape.Silu ? $", SiLU fused: {graphShape.Chain}" : string.Empty)}; {graph.Engine})"
             : (gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8")
               + (graphRefusal.Length > 0 ? $" [graph API refused: {graphRefusal}]" : string.Empty);
-        how += residualNote;
+        how += fusionNote;
 
         // From here on the layer is int8.
         var input = Int8Input(xq);
@@ -242,7 +269,9 @@ internal sealed partial class GraphCompiler
         {
             // y = saturate(round(sums * scale[k] + offset)) [ReLU, zero point]: one cuDNN execution.
             var residual = fusion is { } f ? (f.ResidualScale / yScale, (f.Residual.Shift - f.ResidualZero) * f.ResidualScale / yScale) : ((double, double)?)null;
-            var tables = Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, storedYZero, graphShape!, residual);
+            var tables = silu is null
+                ? Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, storedYZero, graphShape!, residual)
+                : Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, silu.StoredZZero, graphShape!, null, (yScale, silu.ZScale));
             PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
             var buffers = new List<int> { Dev(convInput), Dev(krsc), Dev(V(tables[0])), Dev(V(tables[1])), y.Buffer };
             if (graphShape!.ZeroAdd)
@@ -253,6 +282,11 @@ internal sealed partial class GraphCompiler
             if (fusion is not null)
             {
                 buffers.Add(Dev(fusion.Residual.Int8));
+                buffers.Add(Dev(V(tables[^1])));
+            }
+
+            if (silu is not null)
+            {
                 buffers.Add(Dev(V(tables[^1])));
             }
 
@@ -274,16 +308,16 @@ internal sealed partial class GraphCompiler
             Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, relu, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
         }
 
-        PublishInt8Conv(q, layer.Relu, fusion, y, yShape, outShift);
+        PublishInt8Conv(silu?.Quantize ?? q, layer.Relu, [.. fusion?.Folded ?? [], .. silu?.Folded ?? []], y, yShape, silu is null ? outShift : StoredShift(silu.ZType));
         return null;
     }
 
     /// <summary>
     /// The int8 convolution's output <paramref name="y"/> (the stored bytes) as the value of <paramref name="q"/>'s output,
-    /// and the nodes the convolution computed (its QuantizeLinear and ReLU; with a residual fused, the block's
-    /// DequantizeLinear, Add, ReLU and QuantizeLinear) folded.
+    /// and the nodes the convolution computed (its QuantizeLinear and ReLU; <paramref name="folded"/>: with a residual
+    /// fused, the block's DequantizeLinear, Add, ReLU and QuantizeLinear; with a SiLU, its nodes) folded.
     /// </summary>
-    private void PublishInt8Conv(OnnxProto.NodeProto q, OnnxProto.NodeProto? layerRelu, Int8ResidualFusion? fusion, PlanValue y, long[] yShape, int outShift)
+    private void PublishInt8Conv(OnnxProto.NodeProto q, OnnxProto.NodeProto? layerRelu, IEnumerable<OnnxProto.NodeProto> folded, PlanValue y, long[] yShape, int outShift)
     {
         // The QuantizeLinear's output as ONNX defines it: int8 as written, uint8 as the int8 byte + 128 (pending, so only
         // a reader other than an int8 convolution pays for it).
@@ -296,11 +330,9 @@ internal sealed partial class GraphCompiler
             _folded.Add(layerRelu);
         }
 
-        if (fusion is not null)
-        {
-            // The convolution's own QuantizeLinear, its DequantizeLinear, the Add and the ReLU are inside the graph.
-            _folded.UnionWith(fusion.Folded);
-        }
+        // A fused residual block's end (the convolution's own QuantizeLinear, its DequantizeLinear, the Add and the ReLU)
+        // or SiLU (the convolution's QuantizeLinear, DequantizeLinear, Sigmoid, Mul and any pair between) is inside the step.
+        _folded.UnionWith(folded);
     }
 
     /// <summary><paramref name="v"/> as int8 bytes in memory: itself where nothing is to subtract, else written out less <paramref name="shift"/> (128 for uint8).</summary>
@@ -353,6 +385,73 @@ internal sealed partial class GraphCompiler
 
         OnnxProto.NodeProto[] folded = relu is null ? [q, dq, add, outQ] : [q, dq, add, relu, outQ];
         return new Int8ResidualFusion(outQ, relu, y.Scale, y.Type, y.Zero, residual, res.Scale, res.Zero, folded);
+    }
+
+    /// <summary>
+    /// A SiLU and its QuantizeLinear after an int8 convolution's QuantizeLinear, fused into the convolution: the nodes
+    /// folded, the SiLU output's QuantizeLinear and its constants, the convolution's own output constants (the SiLU reads
+    /// them) and, where the model quantizes the sigmoid too, its constants.
+    /// </summary>
+    private sealed record Int8SiluFusion(OnnxProto.NodeProto Quantize, double ZScale, ElementType ZType, double ZZero, (double Scale, double Zero, ElementType Type) Y, (double Scale, double Zero, ElementType Type)? Sigmoid, OnnxProto.NodeProto[] Folded)
+    {
+        /// <summary>The SiLU output's zero point as stored (a uint8 value is kept as the int8 byte v - 128).</summary>
+        public double StoredZZero => ZZero - StoredShift(ZType);
+    }
+
+    /// <summary>
+    /// QuantizeLinear(Mul(d, [DequantizeLinear(QuantizeLinear(]Sigmoid(d)[))])) where d = DequantizeLinear(q's output):
+    /// the SiLU as `batchwise optimize --int8` writes it (and, with the sigmoid's own pair, as ONNX Runtime's quantizer
+    /// does). Every value between has no other reader, every scale and zero point is one constant and d undoes q; null
+    /// otherwise, or when <see cref="Int8Layers.SiluSwitch"/> says off.
+    /// </summary>
+    private Int8SiluFusion? FindInt8Silu(OnnxProto.NodeProto q)
+    {
+        if (!Int8Layers.SiluFused)
+        {
+            return null;
+        }
+
+        (double Scale, double Zero, ElementType Type)? PerTensor(OnnxProto.NodeProto node) => QdqPerTensor(node, _values.GetValueOrDefault);
+        bool Quantized((double Scale, double Zero, ElementType Type)? p) => p is { } v && v.Scale > 0 && double.IsFinite(v.Scale) && v.Type is ElementType.UInt8 or ElementType.Int8;
+
+        if (SoleConsumer(q.Output[0]) is not { OpType: "DequantizeLinear" } dq || PerTensor(q) is not { } own || PerTensor(dq) != own || !Quantized(own)
+            || _graphOutputs.Contains(dq.Output[0]) || !_consumers.TryGetValue(dq.Output[0], out var readers) || readers.Count != 2)
+        {
+            return null;
+        }
+
+        var sigmoid = readers.FirstOrDefault(r => r is { OpType: "Sigmoid", Domain.Length: 0 });
+        var mul = readers.FirstOrDefault(r => r is { OpType: "Mul", Domain.Length: 0, Input.Count: 2 });
+        if (sigmoid is null || mul is null)
+        {
+            return null;
+        }
+
+        // The sigmoid's value as the Mul reads it: directly, or through its own QuantizeLinear and DequantizeLinear.
+        List<OnnxProto.NodeProto> folded = [q, dq, sigmoid];
+        (double Scale, double Zero, ElementType Type)? sigmoidPair = null;
+        var gate = sigmoid.Output[0];
+        if (SoleConsumer(gate) is { OpType: "QuantizeLinear" } sq && SoleConsumer(sq.Output[0]) is { OpType: "DequantizeLinear" } sdq)
+        {
+            if (PerTensor(sq) is not { } pair || PerTensor(sdq) != pair || !Quantized(pair) || sq.Attribute.Any(a => a.Name == "output_dtype"))
+            {
+                return null;
+            }
+
+            (sigmoidPair, gate) = (pair, sdq.Output[0]);
+            folded.AddRange([sq, sdq]);
+        }
+
+        var operands = mul.Input.ToHashSet(StringComparer.Ordinal);
+        if (operands.Count != 2 || !operands.Contains(dq.Output[0]) || !operands.Contains(gate) || SoleConsumer(gate) != mul
+            || SoleConsumer(mul.Output[0]) is not { OpType: "QuantizeLinear" } outQ || PerTensor(outQ) is not { } z || !Quantized(z)
+            || (outQ.Attribute.Any(a => a.Name == "output_dtype") && outQ.Input.Count < 3))
+        {
+            return null;
+        }
+
+        folded.AddRange([mul, outQ]);
+        return new Int8SiluFusion(outQ, z.Scale, z.Type, z.Zero, own, sigmoidPair, [.. folded]);
     }
 
     /// <summary>

@@ -571,14 +571,20 @@ internal sealed partial class GraphCompiler
     /// offset and the multiplier follows as a per-channel vector: the tables then follow
     /// <see cref="Int8ConvGraphShape.Uids"/> from the scale on.
     /// </para>
-    internal static HostTensor[] Int8GraphTables(HostTensor scale, HostTensor offset, double storedYZero, bool relu, bool zeroAdd, (double Scale, double Offset)? residual = null)
+    /// <para>
+    /// With a SiLU (<paramref name="silu"/>: the convolution's own output scale s_y and the SiLU's QuantizeLinear scale
+    /// s_z; <paramref name="storedYZero"/> is then the SiLU output's stored zero point): the scale and offset times s_y
+    /// (the convolution's real value, before swish), the zero point, and 1/s_z per channel last.
+    /// </para>
+    internal static HostTensor[] Int8GraphTables(HostTensor scale, HostTensor offset, double storedYZero, bool relu, bool zeroAdd, (double Scale, double Offset)? residual = null, (double YScale, double ZScale)? silu = null)
     {
         var k = scale.Count;
-        var inOffset = (relu ? 0 : storedYZero) + (residual?.Offset ?? 0);
+        var toReal = silu?.YScale ?? 1;
+        var inOffset = (relu || silu is not null ? 0 : storedYZero) + (residual?.Offset ?? 0);
         var tables = new List<HostTensor>
         {
-            HostTensor.CreateInts(ElementType.Int32, [k], i => BitConverter.SingleToInt32Bits((float)scale[i])),
-            HostTensor.CreateInts(ElementType.Int32, [offset.Count], i => BitConverter.SingleToInt32Bits((float)(offset[i] + inOffset))),
+            HostTensor.CreateInts(ElementType.Int32, [k], i => BitConverter.SingleToInt32Bits((float)(scale[i] * toReal))),
+            HostTensor.CreateInts(ElementType.Int32, [offset.Count], i => BitConverter.SingleToInt32Bits((float)((offset[i] + inOffset) * toReal))),
         };
         if (zeroAdd)
         {
@@ -590,14 +596,20 @@ internal sealed partial class GraphCompiler
             tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], _ => BitConverter.SingleToInt32Bits((float)r.Scale)));
         }
 
+        if (silu is { } f)
+        {
+            tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], _ => BitConverter.SingleToInt32Bits((float)(1 / f.ZScale))));
+        }
+
         return [.. tables];
     }
 
     /// <summary><see cref="Int8GraphTables"/> made once per session (a saved engine keeps them like other derived weights).</summary>
-    private HostTensor[] Int8GraphConstants(string convRecipe, HostTensor w, HostTensor wScale, HostTensor? bias, HostTensor scale, HostTensor offset, double storedYZero, Int8ConvGraphShape shape, (double Scale, double Offset)? residual)
+    private HostTensor[] Int8GraphConstants(string convRecipe, HostTensor w, HostTensor wScale, HostTensor? bias, HostTensor scale, HostTensor offset, double storedYZero, Int8ConvGraphShape shape, (double Scale, double Offset)? residual, (double YScale, double ZScale)? silu = null)
     {
         var residualPart = residual is { } r ? string.Create(CultureInfo.InvariantCulture, $":res{r.Scale:R},{r.Offset:R}") : string.Empty;
-        var recipe = string.Create(CultureInfo.InvariantCulture, $"{convRecipe}:graph:r{(shape.Relu ? 1 : 0)}:z{(shape.ZeroAdd ? 1 : 0)}{residualPart}");
-        return _target.Derive(recipe, [w, wScale, bias], () => Int8GraphTables(scale, offset, storedYZero, shape.Relu, shape.ZeroAdd, residual));
+        var siluPart = silu is { } f ? string.Create(CultureInfo.InvariantCulture, $":silu{f.YScale:R},{f.ZScale:R},{storedYZero:R}") : string.Empty;
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"{convRecipe}:graph:r{(shape.Relu ? 1 : 0)}:z{(shape.ZeroAdd ? 1 : 0)}{residualPart}{siluPart}");
+        return _target.Derive(recipe, [w, wScale, bias], () => Int8GraphTables(scale, offset, storedYZero, shape.Relu, shape.ZeroAdd, residual, silu));
     }
 }

@@ -147,8 +147,8 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Emits the own int8 convolution of <paramref name="layer"/> (a residual block's end fused where the layer's output
-    /// is one, the layer has no ReLU of its own and <see cref="Int8Layers.ResidualSwitch"/> does not say off) and returns
-    /// how it runs.
+    /// is one, the layer has no ReLU of its own and <see cref="Int8Layers.ResidualSwitch"/> does not say off; else a SiLU
+    /// and its QuantizeLinear where they follow) and returns how it runs.
     /// </summary>
     private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, (int M, int N)? tile, bool narrow = false)
     {
@@ -183,10 +183,13 @@ internal sealed partial class GraphCompiler
             return HostTensor.CreateInts(ElementType.Int32, [o.Count], i => BitConverter.SingleToInt32Bits((float)o[i]));
         });
 
-        var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + q.Node.Output[0]);
-        var epilogue = new Int8ConvEpilogue(q.Type, q.Zero, relu, residual);
+        // A SiLU after the convolution (no ReLU, no residual block's end) and its QuantizeLinear, exactly as the model
+        // rounds them: the step writes the SiLU's quantized output.
+        var silu = relu || fusion is not null ? null : FindInt8Silu(q.Node);
+        var y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + (silu?.Quantize ?? q.Node).Output[0]);
+        var epilogue = new Int8ConvEpilogue(q.Type, q.Zero, relu, residual, silu is null ? null : new Int8SiluEpilogue(q.Scale, silu.Sigmoid, silu.ZScale, silu.ZZero, silu.ZType));
         var pixels = n * outSpatial[0] * outSpatial[1];
-        var fused = fusion is null ? string.Empty : $", residual Add{(relu ? " and ReLU" : string.Empty)} fused";
+        var fused = fusion is not null ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused" : silu is not null ? ", SiLU fused" : string.Empty;
         KernelCode code;
         long threads;
         int block;
@@ -212,7 +215,7 @@ internal sealed partial class GraphCompiler
         _node += $" ({how})";
         Emit(new KernelStep(_node, code, threads, block,
             [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), fusion is null ? -1 : Dev(fusion.Residual.Int8)]));
-        PublishInt8Conv(q.Node, layer.Relu, fusion, y, yShape, outShift);
+        PublishInt8Conv(silu?.Quantize ?? q.Node, layer.Relu, [.. fusion?.Folded ?? [], .. silu?.Folded ?? []], y, yShape, silu is null ? outShift : StoredShift(silu.ZType));
         return how;
     }
 }

@@ -129,7 +129,7 @@ internal sealed partial class GraphCompiler
         {
             // The pooled value's QuantizeLinear writes the int8 activation the stem's int8 readers take as it is.
             y = NewValue(ElementType.Int8, yShape, true, "int8 activation " + m.PoolQuantize.Output[0]);
-            PublishInt8Conv(m.PoolQuantize, relu, null, y, yShape, quantized.Output.Shift);
+            PublishInt8Conv(m.PoolQuantize, relu, [], y, yShape, quantized.Output.Shift);
             _folded.Add(m.ConvQuantize);
             _folded.Add(m.ConvDequantize);
         }
