@@ -91,6 +91,13 @@ public sealed class CudaEngine : IEngine
             };
         }
 
+        if (int8 && Int8Layers.GemmsEnabled)
+        {
+            details["int8_gemm"] = GraphCompiler.Int8GemmFromEnvironment == Int8GemmChoice.Graph
+                ? "cuDNN's graph as a 1x1 convolution, the per-column scale and offset fused, float16 written (BATCHWISE_INT8_GEMM=graph), cuBLASLt where cuDNN refuses"
+                : "cuBLASLt, int32 sums dequantized by the kernel that reads them";
+        }
+
         if (int8 && Int8Layers.GraphMode != "off")
         {
             details["int8_graph_search"] = string.Create(CultureInfo.InvariantCulture, $"{Int8Layers.GraphConfigs} configurations timed within {Int8Layers.GraphSearchSeconds:0.##} s per problem and {Int8Layers.GraphPlanSeconds:0.##} s per plan; a new batch size takes {Int8Layers.GraphChoices switch
@@ -429,6 +436,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs a QDQ model's int8 convolutions (BATCHWISE_INT8_CONV=library|own|pointwise; tests set it).</summary>
     public Int8ConvChoice Int8Convolutions { get; internal set; } = GraphCompiler.Int8ConvFromEnvironment;
+
+    /// <summary>Who runs a QDQ model's int8 MatMuls and Gemms (BATCHWISE_INT8_GEMM=cublaslt|graph; tests set it).</summary>
+    public Int8GemmChoice Int8Gemms { get; internal set; } = GraphCompiler.Int8GemmFromEnvironment;
 
     /// <summary>Tiles in flight a block of the own pointwise int8 kernel (BATCHWISE_INT8_POINTWISE_STAGES=2..4; tests set it).</summary>
     public int Int8PointwiseStages { get; internal set; } = GraphCompiler.Int8PointwiseStagesFromEnvironment;

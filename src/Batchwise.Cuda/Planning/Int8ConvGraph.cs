@@ -1,6 +1,7 @@
 using System.Globalization;
 using Batchwise.Cuda.Interop;
 using Batchwise.Engines;
+using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
@@ -26,10 +27,14 @@ namespace Batchwise.Cuda.Planning;
 /// convolution's real value, swish (x·sigmoid(x)) of it is multiplied by outscale[k] (1/s_z) and the zero point added
 /// (<paramref name="ZeroAdd"/> is then set), so the graph writes the SiLU's quantized output.
 /// </param>
-internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd, bool Residual = false, bool Silu = false)
+/// <param name="Out">
+/// What y holds: int8 (the requantized output), or float16 or float32 (the real value itself, for a QDQ MatMul's float
+/// output: the scale and offset then dequantize).
+/// </param>
+internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd, bool Residual = false, bool Silu = false, ElementType Out = ElementType.Int8)
 {
     /// <summary>The problem as a cache key (tactic store, timing cache); a residual's or a SiLU's part only where there is one, so earlier keys stay valid.</summary>
-    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}{(Residual ? "|residual=int8*rscale[k]" : string.Empty)}{(Silu ? "|swish*outscale[k]" : string.Empty)}");
+    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}{(Residual ? "|residual=int8*rscale[k]" : string.Empty)}{(Silu ? "|swish*outscale[k]" : string.Empty)}{(Out != ElementType.Int8 ? $"|y={Out.ShortName()}" : string.Empty)}");
 
     /// <summary>Elements of the offset tensor.</summary>
     public long OffsetCount => PerPixelOffset ? Y[1] * Y[2] * Y[3] : Y[1];
@@ -49,12 +54,13 @@ internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] P
         Int8ConvGraph.XUid => Tensor.ElementCountOf(X),
         Int8ConvGraph.WUid => Tensor.ElementCountOf(W),
         Int8ConvGraph.OffsetUid => 4 * OffsetCount,
-        Int8ConvGraph.YUid or Int8ConvGraph.ResidualUid => Tensor.ElementCountOf(Y),
+        Int8ConvGraph.YUid => Tensor.ElementCountOf(Y) * Out.SizeOf(),
+        Int8ConvGraph.ResidualUid => Tensor.ElementCountOf(Y),
         _ => 4 * Y[1],
     };
 
     /// <summary>The fused chain in words (a layer's decision says it).</summary>
-    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Residual ? " + residual * rscale[k]" : string.Empty)}{(Relu ? " -> relu" : string.Empty)}{(Silu ? " -> swish * outscale[k]" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> int8";
+    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Residual ? " + residual * rscale[k]" : string.Empty)}{(Relu ? " -> relu" : string.Empty)}{(Silu ? " -> swish * outscale[k]" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> {Out.ShortName()}";
 
     /// <summary>NCHW dimensions of a channels-last tensor as strides.</summary>
     internal static long[] ChannelsLast(long[] d) => [d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]];
@@ -177,13 +183,20 @@ internal sealed class Int8ConvGraph : IDisposable
             var w = Keep(Cudnn.BackendTensorOf(WUid, Cudnn.CUDNN_DATA_INT8, s.W, Int8ConvGraphShape.ChannelsLast(s.W), false));
             var scale = Keep(Cudnn.BackendTensorOf(ScaleUid, Cudnn.CUDNN_DATA_FLOAT, vector, Int8ConvGraphShape.ChannelsLast(vector), false));
             var offset = Keep(Cudnn.BackendTensorOf(OffsetUid, Cudnn.CUDNN_DATA_FLOAT, offsetDims, Int8ConvGraphShape.ChannelsLast(offsetDims), false));
-            var y = Keep(Cudnn.BackendTensorOf(YUid, Cudnn.CUDNN_DATA_INT8, s.Y, Int8ConvGraphShape.ChannelsLast(s.Y), false));
+            var outType = s.Out switch
+            {
+                ElementType.Int8 => Cudnn.CUDNN_DATA_INT8,
+                ElementType.Float16 => Cudnn.CUDNN_DATA_HALF,
+                ElementType.Float => Cudnn.CUDNN_DATA_FLOAT,
+                _ => throw new ArgumentException($"an int8 graph convolution writes int8, float16 or float32, not {s.Out.ShortName()}"),
+            };
+            var y = Keep(Cudnn.BackendTensorOf(YUid, outType, s.Y, Int8ConvGraphShape.ChannelsLast(s.Y), false));
             var conv = Keep(Cudnn.BackendConvolutionOf(Cudnn.CUDNN_DATA_INT32, s.Pads, s.Strides, [1, 1]));
             var ops = new List<NativeHandle>();
             var sums = Virtual(sumsType);
             ops.Add(Keep(Cudnn.BackendConvolutionForwardOf(conv, x, w, sums)));
 
-            // The pointwise chain; its last operation writes y (int8: cuDNN rounds and saturates).
+            // The pointwise chain; its last operation writes y (int8: cuDNN rounds and saturates; float16 or float32: the value).
             var steps = new List<(int Mode, CudnnBackendTensor? B)> { (Cudnn.CUDNN_POINTWISE_MUL, scale), (Cudnn.CUDNN_POINTWISE_ADD, offset) };
             if (s.Residual)
             {

@@ -7,6 +7,8 @@ namespace Batchwise.Cuda.Planning;
 /// An int8 GEMM through cuBLASLt: either requantizing in its epilogue, D = saturate(round(alpha[row] * (A^T B) + bias[row]))
 /// in int8 with alpha and bias float32 vectors on the device (a 1x1 convolution of a QDQ model over NHWC pixels), or,
 /// with no vectors (-1), the exact int32 sums D = A^T B (a QDQ MatMul or Gemm, dequantized by the kernel that reads them).
+/// Planned without a library (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>) it has no descriptors and cannot be
+/// enqueued.
 /// </summary>
 internal sealed class Int8GemmStep : PlanStep, IDisposable
 {
@@ -14,7 +16,7 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
     private readonly Lock _biasLock = new();
     private ulong _bias;
 
-    public unsafe Int8GemmStep(string node, int a, int b, int d, int alpha, int bias, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout aLayout, CublasLtMatrixLayout bLayout, CublasLtMatrixLayout dLayout, CublasLt.HeuristicResult algo)
+    public unsafe Int8GemmStep(string node, int a, int b, int d, int alpha, int bias, CublasLtMatmulDescriptor? desc, CublasLtMatrixLayout? aLayout, CublasLtMatrixLayout? bLayout, CublasLtMatrixLayout? dLayout, CublasLt.HeuristicResult algo)
         : base(node, [a, b, d, alpha, bias])
     {
         (Desc, ALayout, BLayout, DLayout) = (desc, aLayout, bLayout, dLayout);
@@ -22,16 +24,21 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
         *(CublasLt.HeuristicResult*)_algo = algo;
     }
 
-    public CublasLtMatmulDescriptor Desc { get; }
+    public CublasLtMatmulDescriptor? Desc { get; }
 
-    public CublasLtMatrixLayout ALayout { get; }
+    public CublasLtMatrixLayout? ALayout { get; }
 
-    public CublasLtMatrixLayout BLayout { get; }
+    public CublasLtMatrixLayout? BLayout { get; }
 
-    public CublasLtMatrixLayout DLayout { get; }
+    public CublasLtMatrixLayout? DLayout { get; }
 
     public override unsafe void Enqueue(ExecutionContext context, int index)
     {
+        if (Desc is null || ALayout is null || BLayout is null || DLayout is null)
+        {
+            throw new InvalidOperationException($"{Node}: this int8 product was planned without cuBLASLt and cannot run on a GPU");
+        }
+
         var d = context.Pointer(Buffers[2]);
         if (Buffers[3] < 0)
         {
@@ -57,10 +64,10 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
 
     public unsafe void Dispose()
     {
-        Desc.Dispose();
-        ALayout.Dispose();
-        BLayout.Dispose();
-        DLayout.Dispose();
+        Desc?.Dispose();
+        ALayout?.Dispose();
+        BLayout?.Dispose();
+        DLayout?.Dispose();
         NativeMemory.Free((void*)_algo);
     }
 }

@@ -199,6 +199,10 @@ public sealed class Int8GraphChoiceTests
     public void A_timed_trial_runs_on_full_range_bytes_whose_outputs_stay_a_few_steps_from_zero()
     {
         Assert.All(GraphCompiler.Int8TrialFill(timed: false, 1024), v => Assert.Equal(0u, v));
+
+        // A word for every tensor a graph can have (the buffers are filled by uid, from x's on).
+        Assert.Equal((int)(Int8ConvGraph.OutScaleUid - Int8ConvGraph.XUid + 1), GraphCompiler.Int8TrialFill(timed: false, 1).Length);
+        Assert.Equal((int)(Int8ConvGraph.OutScaleUid - Int8ConvGraph.XUid + 1), GraphCompiler.Int8TrialFill(timed: true, 1).Length);
         foreach (var taps in new long[] { 64 * 9, 256, 1024, 4608 })
         {
             var fill = GraphCompiler.Int8TrialFill(timed: true, taps);

@@ -37,6 +37,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public Int8ConvChoice Int8Convolutions { get; init; } = Int8ConvChoice.Library;
 
+    public Int8GemmChoice Int8Gemms { get; init; } = Int8GemmChoice.Cublaslt;
+
     public int Int8PointwiseStages { get; init; } = Batchwise.Cuda.Kernels.KernelSource.Int8PointwiseStages;
 
     public bool Int8 { get; init; }

@@ -16,12 +16,33 @@ namespace Batchwise.Cuda.Planning;
 /// byte v - 128, which the next convolution reads with its zero point shifted by 128, and which anything else reads
 /// through a pending "+ 128". Whatever this refuses (or cuDNN does) runs as before, in float between the pairs.
 /// </summary>
+/// <summary>Who runs a QDQ model's int8 MatMuls and Gemms (<see cref="Int8Layers"/>).</summary>
+internal enum Int8GemmChoice
+{
+    /// <summary>
+    /// cuBLASLt's int8 product with int32 sums (the default, BATCHWISE_INT8_GEMM unset or cublaslt), dequantized by the
+    /// kernel that reads them: cuBLASLt 13.1 refuses a per-column scale vector for int8 products, so the sums go to
+    /// memory (4 bytes a value) and back. BERT int8 ran 0.62-0.75x fp16 this way on an H200 (session 26).
+    /// </summary>
+    Cublaslt,
+
+    /// <summary>
+    /// cuDNN's graph API with the product as a 1x1 convolution over the rows (BATCHWISE_INT8_GEMM=graph): int8 on
+    /// tensor cores with the per-column scale and offset in its epilogue, the float16 (or float32) value written directly;
+    /// cuBLASLt where cuDNN refuses. Written in session 29 without a GPU: opt-in until measured.
+    /// </summary>
+    Graph,
+}
+
 internal sealed partial class GraphCompiler
 {
     /// <summary>Trial runs of int8 problems, by problem: null when cuDNN ran it, else its error. One per process.</summary>
     private static readonly ConcurrentDictionary<string, string?> Int8Trials = new(StringComparer.Ordinal);
 
     private readonly Dictionary<PlanValue, (PlanValue Int8, int Shift)> _int8Activations = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>The quantized first operands of int8 products as the stored row-major int8 bytes the GEMMs read, by the value they quantize.</summary>
+    private readonly Dictionary<PlanValue, PlanValue> _int8GemmOperands = new(ReferenceEqualityComparer.Instance);
     private IReadOnlyDictionary<OnnxProto.NodeProto, Int8Layer>? _int8Layers;
 
     /// <summary>The names of the values that int8 convolutions read quantized (their input DequantizeLinear's input).</summary>
@@ -833,13 +854,112 @@ internal sealed partial class GraphCompiler
             return "an empty product";
         }
 
+        // BATCHWISE_INT8_GEMM=graph: cuDNN's graph with the product as a 1x1 convolution over the rows (x [1, inner, rows,
+        // 1] channels-last is A row-major, w [columns, inner, 1, 1] is the int8 weight table, y [1, columns, rows, 1] the
+        // row-major output), the per-column scale and offset in its epilogue, the plan's float type written directly.
+        var outType = St(ElementType.Float);
+        Int8ConvGraph? graph = null;
+        var graphRefusal = string.Empty;
+        if (_target.Int8Gemms == Int8GemmChoice.Graph && Int8Layers.GraphMode != "off" && rows <= int.MaxValue)
+        {
+            graph = ChooseInt8Graph(new Int8ConvGraphShape([1, inner, rows, 1], [columns, inner, 1, 1], [1, columns, rows, 1], [0, 0], [1, 1], false, false, false, Out: outType), out graphRefusal);
+        }
+
+        // Planned without cuBLASLt (a planning test), the step is the one a GPU plan would have, without descriptors.
+        (CublasLtMatmulDescriptor? Desc, CublasLtMatrixLayout? A, CublasLtMatrixLayout? B, CublasLtMatrixLayout? D, CublasLt.HeuristicResult Algo) gemmPlan = default;
+        if (graph is null && !_target.PlansMatmulsWithoutLibrary)
+        {
+            if (ChooseInt32Gemm(rows, inner, columns, out var refusal) is not { } chosen)
+            {
+                return "cuBLASLt does not run it: " + refusal;
+            }
+
+            gemmPlan = chosen;
+        }
+
+        // From here on the product is int8: A as row-major int8, the weight as [columns, inner] int8.
+        var shift = StoredShift(aq.Type);
+        if (!_int8GemmOperands.TryGetValue(aq, out var a))
+        {
+            // Made int8 once for every product that reads it (a transformer's Q, K and V projections read one LayerNorm).
+            a = StoredInt8(aq.Nhwc ? Nchw(aq) : aq, shift);
+            _int8GemmOperands[aq] = a;
+        }
+
+        var zero = aZero - shift;
+        var outShape = aq.Shape[..^1].Append(columns).ToArray();
+
+        // On the graph, a bias Add that alone reads a MatMul's output (a constant per column) joins the offset.
+        var biasAdd = graph is not null && bias is null ? FollowingBiasAdd(node, outShape) : null;
+        var biasValues = bias?.Constant ?? biasAdd?.Bias;
+        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8gemm:{(transposed ? "t" : "n")}:{aScale:R}:{zero:R}");
+        var t = _target.Derive(recipe, [w, wScale, biasValues], () => Int8GemmTables(w, transposed, wScale, biasValues, aScale, zero));
+        if (graph is not null)
+        {
+            // y = sums * scale[n] + offset[n] in the plan's float type: the float32 vectors of the float64 tables.
+            var vectors = _target.Derive<HostTensor[]>(recipe + ":graph", [w, wScale, biasValues], () => [.. t[1..3].Select(v => HostTensor.CreateInts(ElementType.Int32, [columns], i => BitConverter.SingleToInt32Bits((float)v[i])))]);
+            PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
+            var y = NewValue(outType, outShape, false, "int8 product " + _node);
+            Emit(new Int8GraphConvStep(_node, [Dev(a), Dev(V(t[0])), Dev(V(vectors[0])), Dev(V(vectors[1])), y.Buffer], graph));
+            ReserveWorkspace(graph.WorkspaceBytes);
+            _values[(biasAdd?.Add ?? node).Output[0]] = y;
+            if (biasAdd is not null)
+            {
+                _folded.Add(biasAdd.Value.Add);
+            }
+
+            how = $"int8 (cuDNN graph, a 1x1 convolution over {rows} rows: {graph.Shape.Chain}{(biasAdd is null ? string.Empty : ", the bias Add in the offset")}; {graph.Engine})";
+            return null;
+        }
+
+        if (graphRefusal.Length > 0)
+        {
+            how += $" [graph API refused: {graphRefusal}]";
+        }
+
+        var sums = NewValue(ElementType.Int32, outShape, false, "int32 sums for " + _node);
+        Emit(new Int8GemmStep(_node, Dev(new PlanValue(t[0].Type, t[0].Shape, t[0])), Dev(a), sums.Buffer, -1, -1, gemmPlan.Desc, gemmPlan.A, gemmPlan.B, gemmPlan.D, gemmPlan.Algo));
+        ReserveWorkspace((long)gemmPlan.Algo.WorkspaceSize);
+        var scale = new PlanValue(t[1].Type, t[1].Shape, t[1]);
+        var offset = new PlanValue(t[2].Type, t[2].Shape, t[2]);
+        _values[node.Output[0]] = Pending([sums, scale, offset], _ => "x0 * x1 + x2", ElementType.Float, outShape);
+        return null;
+    }
+
+    /// <summary>
+    /// The Add that alone reads <paramref name="node"/>'s output (of <paramref name="shape"/>) and adds a constant of one
+    /// value per column (shape [columns] or ones then columns), with that constant as a vector; null otherwise.
+    /// </summary>
+    private (OnnxProto.NodeProto Add, HostTensor Bias)? FollowingBiasAdd(OnnxProto.NodeProto node, long[] shape)
+    {
+        if (SoleConsumer(node.Output[0]) is not { OpType: "Add", Domain.Length: 0, Input.Count: 2 } add || add.Input[0] == add.Input[1])
+        {
+            return null;
+        }
+
+        var other = add.Input[0] == node.Output[0] ? add.Input[1] : add.Input[0];
+        if (!_values.TryGetValue(other, out var b) || b.Constant is not { IsFloat: true } c || b.Shape.Length == 0 || b.Shape.Length > shape.Length
+            || b.Shape[^1] != shape[^1] || b.Shape[..^1].Any(d => d != 1))
+        {
+            return null;
+        }
+
+        return (add, c);
+    }
+
+    /// <summary>
+    /// cuBLASLt's int8 product with exact int32 sums for <paramref name="rows"/> x <paramref name="inner"/> by
+    /// <paramref name="inner"/> x <paramref name="columns"/>: the first of its algorithms that runs once on scratch
+    /// buffers, with its descriptors; null and the last refusal when none does.
+    /// </summary>
+    private (CublasLtMatmulDescriptor? Desc, CublasLtMatrixLayout? A, CublasLtMatrixLayout? B, CublasLtMatrixLayout? D, CublasLt.HeuristicResult Algo)? ChooseInt32Gemm(long rows, long inner, long columns, out string refusal)
+    {
         var handle = _target.PlanningCublasLt;
         var desc = CublasLt.MatmulDesc(CublasLt.CUBLAS_COMPUTE_32I, transA: true, transB: false, CublasLt.CUDA_R_32I);
         var la = CublasLt.Layout(CublasLt.CUDA_R_8I, inner, columns, inner);
         var lb = CublasLt.Layout(CublasLt.CUDA_R_8I, inner, rows, inner);
         var ld = CublasLt.Layout(CublasLt.CUDA_R_32I, columns, rows, columns);
-        CublasLt.HeuristicResult? chosen = null;
-        var refusal = "no algorithm";
+        refusal = "no algorithm";
         try
         {
             foreach (var algo in TimedLibrary("matmul_heuristics", () => CublasLt.Algorithms(handle, desc, la, lb, ld, ld, MaxConvWorkspace, 4)))
@@ -848,8 +968,7 @@ internal sealed partial class GraphCompiler
                 var failure = Int8GemmTrials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt32Gemm(handle, desc, la, lb, ld, algo, rows, inner, columns)));
                 if (failure is null)
                 {
-                    chosen = algo;
-                    break;
+                    return (desc, la, lb, ld, algo);
                 }
 
                 refusal = failure;
@@ -860,29 +979,10 @@ internal sealed partial class GraphCompiler
             refusal = e.Message;
         }
 
-        if (chosen is not { } found)
-        {
-            desc.Dispose();
-            la.Dispose();
-            lb.Dispose();
-            ld.Dispose();
-            return "cuBLASLt does not run it: " + refusal;
-        }
-
-        // From here on the product is int8: A as row-major int8, the weight as [columns, inner] int8.
-        var shift = StoredShift(aq.Type);
-        var source = aq.Nhwc ? Nchw(aq) : aq;
-        var a = StoredInt8(source, shift);
-        var zero = aZero - shift;
-        var recipe = string.Create(CultureInfo.InvariantCulture, $"int8gemm:{(transposed ? "t" : "n")}:{aScale:R}:{zero:R}");
-        var t = _target.Derive(recipe, [w, wScale, bias?.Constant], () => Int8GemmTables(w, transposed, wScale, bias?.Constant, aScale, zero));
-        var outShape = aq.Shape[..^1].Append(columns).ToArray();
-        var sums = NewValue(ElementType.Int32, outShape, false, "int32 sums for " + _node);
-        Emit(new Int8GemmStep(_node, Dev(new PlanValue(t[0].Type, t[0].Shape, t[0])), Dev(a), sums.Buffer, -1, -1, desc, la, lb, ld, found));
-        ReserveWorkspace((long)found.WorkspaceSize);
-        var scale = new PlanValue(t[1].Type, t[1].Shape, t[1]);
-        var offset = new PlanValue(t[2].Type, t[2].Shape, t[2]);
-        _values[node.Output[0]] = Pending([sums, scale, offset], _ => "x0 * x1 + x2", ElementType.Float, outShape);
+        desc.Dispose();
+        la.Dispose();
+        lb.Dispose();
+        ld.Dispose();
         return null;
     }
 

@@ -516,20 +516,21 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// The 32-bit word each trial buffer (x, w, scale, offset, y, zero, residual, residual scale) is filled with: zeros
+    /// The 32-bit word each trial buffer (x, w, scale, offset, y, zero, residual, residual scale, SiLU output scale) is filled with: zeros
     /// for an untimed trial; for a timed one, x and w full-range bytes (x 63, -63, -128, 127; w 127, 63, -64, -127: no
     /// candidate is timed on zeros) whose sums come to -976 per tap, and a scale of 1 / (256 taps), so every output is
-    /// about -4 steps, not saturated; the residual's bytes as x's, at a scale of 1/64 (at most 2 steps more).
+    /// about -4 steps, not saturated; the residual's bytes as x's, at a scale of 1/64 (at most 2 steps more); a SiLU's
+    /// output scale 1.
     /// </summary>
     internal static uint[] Int8TrialFill(bool timed, long taps)
     {
         if (!timed)
         {
-            return [0, 0, 0, 0, 0, 0, 0, 0];
+            return [0, 0, 0, 0, 0, 0, 0, 0, 0];
         }
 
         var scale = (float)(1.0 / (256.0 * Math.Max(taps, 1)));
-        return [0x7F80C13Fu, 0x81C03F7Fu, BitConverter.SingleToUInt32Bits(scale), 0, 0, 0, 0x7F80C13Fu, BitConverter.SingleToUInt32Bits(1f / 64)];
+        return [0x7F80C13Fu, 0x81C03F7Fu, BitConverter.SingleToUInt32Bits(scale), 0, 0, 0, 0x7F80C13Fu, BitConverter.SingleToUInt32Bits(1f / 64), BitConverter.SingleToUInt32Bits(1f)];
     }
 
     /// <summary>The CUDA driver errors after which the context is unusable (a kernel faulted: sticky until the process ends).</summary>
