@@ -27,7 +27,9 @@ internal static unsafe partial class Cudnn
     public const int CUDNN_POINTWISE_ADD = 0;
     public const int CUDNN_POINTWISE_MUL = 1;
     public const int CUDNN_POINTWISE_RELU_FWD = 100;
+    public const int CUDNN_POINTWISE_GELU_FWD = 104;
     public const int CUDNN_POINTWISE_SWISH_FWD = 106;
+    public const int CUDNN_POINTWISE_GELU_APPROX_TANH_FWD = 107;
     private const int BackendPointwise = 0;
     private const int BackendConvolution = 1;
     private const int BackendEngine = 2;
@@ -442,7 +444,7 @@ internal static unsafe partial class Cudnn
         return c;
     }
 
-    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1) computing in float.</summary>
+    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1, GELU_FWD, GELU_APPROX_TANH_FWD) computing in float.</summary>
     public static CudnnBackendPointwise BackendPointwiseOf(int mode)
     {
         var p = new CudnnBackendPointwise(CreateBackend(BackendPointwise, "POINTWISE"));

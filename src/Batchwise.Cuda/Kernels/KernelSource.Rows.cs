@@ -38,7 +38,7 @@ internal static partial class KernelSource
     /// A one-warp-per-row kernel's writer, its body started: the row and lane, the row's input and output pointers
     /// (<c>xr</c>, <c>yr</c>) and the row in registers (<see cref="LoadRow"/>); returns the layout and the columns' field.
     /// </summary>
-    private static (KernelWriter W, int Vector, int Loads, string Cols) RowKernel(string kernel, ElementType type, long rows, long cols)
+    private static (KernelWriter W, int Vector, int Loads, string Cols) RowKernel(string kernel, ElementType type, long rows, long cols, string? outType = null)
     {
         var (vector, loads) = RowLayout(type, cols) ?? throw new ArgumentException($"{kernel}: {cols} columns do not fit registers");
         var t = CType(type);
@@ -51,7 +51,7 @@ internal static partial class KernelSource
                 const unsigned lane = threadIdx.x & 31;
                 if (row >= {{r}}) return;
                 const {{t}}* xr = x + row * {{c}};
-                {{t}}* yr = y + row * {{c}};
+                {{outType ?? t}}* yr = y + row * {{c}};
 
             """);
         w.Body.Append(LoadRow(t, Name + "_vec", vector, loads, ix, c));
@@ -81,7 +81,7 @@ internal static partial class KernelSource
     /// <paramref name="loads"/> vectors, <paramref name="stride"/> vectors apart, scaled, shifted and stored, and the row's
     /// Mean and InvStdDev by its first lane.
     /// </summary>
-    private static string NormalizedRowWrite(string loads, string stride, string ix, string lit, string c, string t, string vec, string pvec, bool hasBias) => $$"""
+    private static string NormalizedRowWrite(string loads, string stride, string ix, string lit, string c, string t, string vec, string pvec, bool hasBias, string? quantized = null) => $$"""
             #pragma unroll
             for (int it = 0; it < {{loads}}; it++) {
                 const {{ix}} at = (({{ix}})it * {{stride}} + lane) * {{lit}};
@@ -89,10 +89,10 @@ internal static partial class KernelSource
                 const {{pvec}} g = *(const {{pvec}}*)(scale + at);
                 {{pvec}} b;
                 {{(hasBias ? $"b = *(const {pvec}*)(bias + at);" : $"for (int u = 0; u < {lit}; u++) b.v[u] = 0.f;")}}
-                {{vec}} o;
+                {{(quantized is null ? vec : Name + "_qvec")}} o;
                 #pragma unroll
-                for (int u = 0; u < {{lit}}; u++) o.v[u] = ({{t}})((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]);
-                *({{vec}}*)(yr + at) = o;
+                for (int u = 0; u < {{lit}}; u++) o.v[u] = {{(quantized is null ? $"({t})((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u])" : quantized)}};
+                *({{(quantized is null ? vec : Name + "_qvec")}}*)(yr + at) = o;
             }
             if (lane == 0) {
                 if (meanOut) meanOut[row] = mean;
@@ -106,9 +106,14 @@ internal static partial class KernelSource
     /// each (see <see cref="RowLayout"/> for the sizes it takes): mean, then variance from the registers, then one write;
     /// optional Mean and InvStdDev outputs. One warp per row.
     /// </summary>
-    public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias)
+    /// <para>
+    /// With <paramref name="quantize"/> (a QuantizeLinear that alone reads the output: its scale, zero point and the shift
+    /// its type is stored with, 128 for uint8), each value is quantized as ONNX does, rint(v / scale) + zero saturated to
+    /// the type's range, and written as the int8 byte of that less the shift: y is then signed char.
+    /// </para>
+    public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, (double Scale, double Zero, int Shift)? quantize = null)
     {
-        var (w, vector, loads, c) = RowKernel("LayerNormRows", type, rows, cols);
+        var (w, vector, loads, c) = RowKernel("LayerNormRows", type, rows, cols, quantize is null ? null : "signed char");
         var t = CType(type);
         var pt = CType(paramType);
         var ix = w.Idx;
@@ -133,10 +138,18 @@ internal static partial class KernelSource
                 const float inv = 1.f / sqrtf(bw_warp_sum(q) / (float){{c}} + {{F(epsilon)}});
 
             """);
-        w.Body.Append(NormalizedRowWrite(KernelWriter.Lit(loads), "32", ix, lit, c, t, vec, pvec, hasBias));
-        var code = w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
+        string? quantized = null;
+        if (quantize is { } q)
+        {
+            var (low, high) = q.Shift == 128 ? (0.0, 255.0) : (-128.0, 127.0);
+            quantized = $"(signed char)(fminf(fmaxf(rintf(((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]) / {w.Float("q_scale", q.Scale)}) + {w.Float("q_zero", q.Zero)}, {w.Float("q_low", low)}), {w.Float("q_high", high)}) - {w.Float("q_shift", q.Shift)})";
+        }
+
+        w.Body.Append(NormalizedRowWrite(KernelWriter.Lit(loads), "32", ix, lit, c, t, vec, pvec, hasBias, quantized));
+        var code = w.Build($"{(quantize is null ? t : "signed char")}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
         code = WithVector(code, t, vector * type.SizeOf(), vector);
-        return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + code.Source };
+        var quantizedVector = quantize is null ? string.Empty : $"struct __align__({KernelWriter.Lit(vector)}) {Name}_qvec {{ signed char v[{lit}]; }};\n";
+        return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + quantizedVector + code.Source };
     }
 
     /// <summary>

@@ -22,19 +22,23 @@ namespace Batchwise.Cuda.Planning;
 /// A residual block's int8 input (shape <paramref name="Y"/>, channels-last) joins before the ReLU: residual * rscale[k]
 /// is added to the offset's sum (the residual's zero point is in the offset), so the graph writes the block's output.
 /// </param>
-/// <param name="Silu">
-/// A SiLU and the next QuantizeLinear follow (<see cref="GraphCompiler"/>'s SiLU fusion): the scale and offset give the
-/// convolution's real value, swish (x·sigmoid(x)) of it is multiplied by outscale[k] (1/s_z) and the zero point added
-/// (<paramref name="ZeroAdd"/> is then set), so the graph writes the SiLU's quantized output.
+/// <param name="Activation">
+/// An activation after the offset (and residual): "swish" (x·sigmoid(x), a SiLU), "gelu" (erf) or "gelu_tanh"; null for
+/// none. With an int8 output the scale and offset give the real value, the activation's result is multiplied by
+/// outscale[k] (1/s of the QuantizeLinear after it) and the zero point added (<paramref name="ZeroAdd"/> where it is not
+/// stored as 0), so the graph writes that QuantizeLinear's bytes.
 /// </param>
 /// <param name="Out">
 /// What y holds: int8 (the requantized output), or float16 or float32 (the real value itself, for a QDQ MatMul's float
 /// output: the scale and offset then dequantize).
 /// </param>
-internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd, bool Residual = false, bool Silu = false, ElementType Out = ElementType.Int8)
+internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] Pads, long[] Strides, bool PerPixelOffset, bool Relu, bool ZeroAdd, bool Residual = false, string? Activation = null, ElementType Out = ElementType.Int8)
 {
+    /// <summary>Whether the activation's result is requantized by an outscale vector (an activation and an int8 output).</summary>
+    public bool HasOutScale => Activation is not null && Out == ElementType.Int8;
+
     /// <summary>The problem as a cache key (tactic store, timing cache); a residual's or a SiLU's part only where there is one, so earlier keys stay valid.</summary>
-    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}{(Residual ? "|residual=int8*rscale[k]" : string.Empty)}{(Silu ? "|swish*outscale[k]" : string.Empty)}{(Out != ElementType.Int8 ? $"|y={Out.ShortName()}" : string.Empty)}");
+    public string Key => string.Create(CultureInfo.InvariantCulture, $"x={J(X)}|w={J(W)}|y={J(Y)}|pad={J(Pads)}|stride={J(Strides)}|offset={(PerPixelOffset ? "pixel" : "channel")}|relu={(Relu ? 1 : 0)}|zero={(ZeroAdd ? 1 : 0)}{(Residual ? "|residual=int8*rscale[k]" : string.Empty)}{(Activation is null ? string.Empty : $"|{Activation}{(HasOutScale ? "*outscale[k]" : string.Empty)}")}{(Out != ElementType.Int8 ? $"|y={Out.ShortName()}" : string.Empty)}");
 
     /// <summary>Elements of the offset tensor.</summary>
     public long OffsetCount => PerPixelOffset ? Y[1] * Y[2] * Y[3] : Y[1];
@@ -45,7 +49,7 @@ internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] P
             Int8ConvGraph.XUid, Int8ConvGraph.WUid, Int8ConvGraph.ScaleUid, Int8ConvGraph.OffsetUid, Int8ConvGraph.YUid,
             .. ZeroAdd ? new[] { Int8ConvGraph.ZeroUid } : [],
             .. Residual ? new[] { Int8ConvGraph.ResidualUid, Int8ConvGraph.ResidualScaleUid } : [],
-            .. Silu ? new[] { Int8ConvGraph.OutScaleUid } : [],
+            .. HasOutScale ? new[] { Int8ConvGraph.OutScaleUid } : [],
         ];
 
     /// <summary>The bytes of the real tensor <paramref name="uid"/> (a trial's scratch buffer).</summary>
@@ -60,7 +64,7 @@ internal sealed record Int8ConvGraphShape(long[] X, long[] W, long[] Y, long[] P
     };
 
     /// <summary>The fused chain in words (a layer's decision says it).</summary>
-    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Residual ? " + residual * rscale[k]" : string.Empty)}{(Relu ? " -> relu" : string.Empty)}{(Silu ? " -> swish * outscale[k]" : string.Empty)}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> {Out.ShortName()}";
+    public string Chain => $"conv * scale[k] + offset[{(PerPixelOffset ? "pixel, k" : "k")}]{(Residual ? " + residual * rscale[k]" : string.Empty)}{(Relu ? " -> relu" : string.Empty)}{(Activation is null ? string.Empty : $" -> {Activation}{(HasOutScale ? " * outscale[k]" : string.Empty)}")}{(ZeroAdd ? " + zero[k]" : string.Empty)} -> {Out.ShortName()}";
 
     /// <summary>NCHW dimensions of a channels-last tensor as strides.</summary>
     internal static long[] ChannelsLast(long[] d) => [d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]];
@@ -213,10 +217,19 @@ internal sealed class Int8ConvGraph : IDisposable
                 steps.Add((Cudnn.CUDNN_POINTWISE_RELU_FWD, null));
             }
 
-            if (s.Silu)
+            if (s.Activation is { } activation)
             {
-                steps.Add((Cudnn.CUDNN_POINTWISE_SWISH_FWD, null));
-                steps.Add((Cudnn.CUDNN_POINTWISE_MUL, Keep(Cudnn.BackendTensorOf(OutScaleUid, Cudnn.CUDNN_DATA_FLOAT, vector, Int8ConvGraphShape.ChannelsLast(vector), false))));
+                steps.Add((activation switch
+                {
+                    "swish" => Cudnn.CUDNN_POINTWISE_SWISH_FWD,
+                    "gelu" => Cudnn.CUDNN_POINTWISE_GELU_FWD,
+                    "gelu_tanh" => Cudnn.CUDNN_POINTWISE_GELU_APPROX_TANH_FWD,
+                    _ => throw new ArgumentException($"an int8 graph convolution's activation is swish, gelu or gelu_tanh, not {activation}"),
+                }, null));
+                if (s.HasOutScale)
+                {
+                    steps.Add((Cudnn.CUDNN_POINTWISE_MUL, Keep(Cudnn.BackendTensorOf(OutScaleUid, Cudnn.CUDNN_DATA_FLOAT, vector, Int8ConvGraphShape.ChannelsLast(vector), false))));
+                }
             }
 
             if (s.ZeroAdd)

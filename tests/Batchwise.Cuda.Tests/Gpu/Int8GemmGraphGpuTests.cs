@@ -7,8 +7,9 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// <summary>
 /// BATCHWISE_INT8_GEMM=graph on the GPU: a two-layer BERT's QDQ model (the zoo's at seq 32, `optimize --int8` with random
 /// calibration) with every int8 MatMul on cuDNN's graph as a 1x1 convolution writing its float16 value (the bias Add in
-/// its offset), against cuBLASLt's int32 route and ONNX Runtime's QDQ run (graph optimizations off). Both int8 routes
-/// compute the same exact int32 sums; they differ by float16 rounding.
+/// its offset, the residual Add after the output projections from the LayerNorm's int8 bytes), against cuBLASLt's int32
+/// route and ONNX Runtime's QDQ run (graph optimizations off). Both int8 routes compute the same exact int32 sums; they
+/// differ by float16 rounding.
 /// </summary>
 [Trait("Category", "GPU")]
 public sealed class Int8GemmGraphGpuTests
@@ -44,9 +45,11 @@ public sealed class Int8GemmGraphGpuTests
         var products = runs["cublaslt"].Layers.Count(p => p.Value.StartsWith("int8 (cuBLASLt", StringComparison.Ordinal));
         var onGraph = runs["graph"].Layers.Count(p => p.Value.StartsWith("int8 (cuDNN graph, a 1x1 convolution", StringComparison.Ordinal));
         var refused = runs["graph"].Layers.Where(p => p.Value.Contains("graph API refused", StringComparison.Ordinal)).Select(p => $"{p.Key}: {p.Value}").ToList();
+        var residuals = runs["graph"].Layers.Count(p => p.Value.Contains("the residual Add fused", StringComparison.Ordinal));
+        var residualRefused = runs["graph"].Layers.Values.FirstOrDefault(how => how.Contains("residual Add not fused", StringComparison.Ordinal));
         double Cosine(string run, IReadOnlyList<Tensor> against) => Gpu.Compare(runs[run].Outputs, against, model.Outputs)[0].Cosine;
         var (cublaslt, graph, between) = (Cosine("cublaslt", expected), Cosine("graph", expected), Cosine("graph", runs["cublaslt"].Outputs));
-        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| bert 2 layers seq 32 QDQ b=4, BATCHWISE_INT8_GEMM=graph | {onGraph} of {products} int8 products on cuDNN's graph, {refused.Count} refused | cosine vs ORT: graph {graph:F6}, cuBLASLt {cublaslt:F6} | graph vs cuBLASLt {between:F6} |"));
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| bert 2 layers seq 32 QDQ b=4, BATCHWISE_INT8_GEMM=graph | {onGraph} of {products} int8 products on cuDNN's graph, {refused.Count} refused, {residuals} with the residual Add{(residualRefused is null ? string.Empty : $" ({residualRefused})")} | cosine vs ORT: graph {graph:F6}, cuBLASLt {cublaslt:F6} | graph vs cuBLASLt {between:F6} |"));
 
         Assert.True(products >= 12, $"only {products} int8 products on cuBLASLt's route: {string.Join(" // ", runs["cublaslt"].Layers.Select(p => $"{p.Key}: {p.Value}"))}");
         Assert.True(refused.Count == 0, $"cuDNN refused {refused.Count} products: {string.Join(" // ", refused.Take(3))}");

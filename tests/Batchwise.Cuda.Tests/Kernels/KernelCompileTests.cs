@@ -58,6 +58,7 @@ public sealed class KernelCompileTests
             yield return KernelSource.Softmax(t, 6, 100, 1, false);
             yield return KernelSource.SoftmaxShortAxis(t, 6, 16, 8, true);
             yield return KernelSource.LayerNorm(t, t, ElementType.Float, 4, 64, 1e-5, true, 64, 64);
+            yield return KernelSource.LayerNormRows(t, t, ElementType.Float, 4, 768, 1e-12, true, (0.03, 131, 128)); // a QuantizeLinear's bytes written
             yield return KernelSource.Pool(t, true, 16, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], false);
             yield return KernelSource.Pool(t, false, 16, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], true, channelsLast: true, channels: 8);
             yield return KernelSource.Pool(t, false, 16, [8], [4], [2], [2], [0], [0], [1], false);

@@ -1,6 +1,7 @@
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -68,6 +69,115 @@ public sealed class Int8GemmPlanTests
 
         // Nothing reads int32 sums: the graph's output is the product itself.
         Assert.DoesNotContain(plan.Steps.OfType<KernelStep>(), k => k.Source.Contains("const int* __restrict__", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A transformer's output projection: x [2, 8, 32] -> LayerNormalization -> Q -> DQ = d; MatMul(d, DQ(int8 w [32, 32]))
+    /// + bias + d = y. On the graph the LayerNorm writes the int8 bytes, and one graph step computes the product, its
+    /// bias and the residual from those bytes.
+    /// </summary>
+    [Fact]
+    public void On_cudnns_graph_a_residual_add_of_a_quantized_layernorm_joins_the_product()
+    {
+        var rng = new Random(9);
+        var g = new GraphBuilder("int8-block", seed: 2);
+        var x = g.Input("x", ElementType.Float, 2L, 8L, 32L);
+        var (s, z) = (g.Initializer("s", [], [0.02f]), g.Raw<byte>("z", ElementType.UInt8, [], [(byte)125]));
+        var ln = g.Node("LayerNormalization", [x, g.Weight("gamma", [32], 1f), g.Weight("beta", [32], 0.1f)], GraphBuilder.Attr("axis", -1L));
+        var d = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [ln, s, z]), s, z]);
+        var wq = g.Raw<sbyte>("wq", ElementType.Int8, [32, 32], [.. Enumerable.Range(0, 32 * 32).Select(_ => (sbyte)rng.Next(-127, 128))]);
+        var wd = g.Node("DequantizeLinear", [wq, g.Initializer("ws", [32], [.. Enumerable.Range(0, 32).Select(_ => 0.004f)]), g.Raw<sbyte>("wz", ElementType.Int8, [32], new sbyte[32])], GraphBuilder.Attr("axis", 1L));
+        var product = g.Node("Add", [g.Node("MatMul", [d, wd]), g.Weight("b", [32], 0.1f)]);
+        g.Rename(g.Node("Add", [product, d]), "y");
+        g.Output("y", ElementType.Float, 2L, 8L, 32L);
+        var model = g.Build("int8-block");
+
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Int8 = true, Int8Gemms = Int8GemmChoice.Graph, PlansConvolutionsWithoutLibrary = true }
+            .Compile(model, [Tensor.From<float>(ElementType.Float, [2, 8, 32], new float[2 * 8 * 32])]);
+        var graph = Assert.Single(plan.Steps.OfType<Int8GraphConvStep>());
+        Assert.True(graph.Graph.Shape.Residual);
+        Assert.Equal(graph.Graph.Shape.Uids.Length, graph.Buffers.Length);
+        Assert.Contains("the bias Add in the offset, the residual Add fused", Assert.Single(plan.Int8Layers.Values), StringComparison.Ordinal);
+        Assert.Single(plan.Steps, st => st.Node.Contains("LayerNormalization", StringComparison.Ordinal) && st.Node.Contains("+ QuantizeLinear", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan.Steps, st => st.Node.StartsWith("Add", StringComparison.Ordinal) || st.Node.StartsWith("QuantizeLinear", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A transformer's MLP: x [2, 8, 32] -> LayerNormalization -> Q -> DQ = d; h = GELU(MatMul(d, w1) + b1) as BERT's
+    /// export writes it (Div by sqrt 2, Erf, Add 1, Mul, Mul 0.5) -> Q -> DQ; y = MatMul(h, w2) + b2 + d. On the graph
+    /// the first product writes the GELU's QuantizeLinear bytes, which the second reads as they are.
+    /// </summary>
+    [Fact]
+    public void On_cudnns_graph_a_gelu_and_its_quantize_join_the_product_before_them()
+    {
+        var rng = new Random(10);
+        var g = new GraphBuilder("int8-mlp", seed: 3);
+        var x = g.Input("x", ElementType.Float, 2L, 8L, 32L);
+        string Scalar(string name, float v) => g.Initializer(name, [], [v]);
+        string Weight(string name, int inner, int columns) => g.Node("DequantizeLinear", [g.Raw<sbyte>(name, ElementType.Int8, [inner, columns], [.. Enumerable.Range(0, inner * columns).Select(_ => (sbyte)rng.Next(-127, 128))]), g.Initializer(name + "s", [columns], [.. Enumerable.Range(0, columns).Select(_ => 0.004f)]), g.Raw<sbyte>(name + "z", ElementType.Int8, [columns], new sbyte[columns])], GraphBuilder.Attr("axis", 1L));
+        var (s, z) = (Scalar("s", 0.02f), g.Raw<byte>("z", ElementType.UInt8, [], [(byte)125]));
+        var ln = g.Node("LayerNormalization", [x, g.Weight("gamma", [32], 1f), g.Weight("beta", [32], 0.1f)], GraphBuilder.Attr("axis", -1L));
+        var d = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [ln, s, z]), s, z]);
+        var f = g.Node("Add", [g.Node("MatMul", [d, Weight("w1", 32, 64)]), g.Weight("b1", [64], 0.1f)]);
+        var gelu = g.Node("Mul", [g.Node("Mul", [f, g.Node("Add", [g.Node("Erf", [g.Node("Div", [f, Scalar("sqrt2", 1.4142135f)])]), Scalar("one", 1f)])]), Scalar("half", 0.5f)]);
+        var (hs, hz) = (Scalar("hs", 0.01f), g.Raw<byte>("hz", ElementType.UInt8, [], [(byte)17]));
+        var h = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [gelu, hs, hz]), hs, hz]);
+        g.Rename(g.Node("Add", [g.Node("Add", [g.Node("MatMul", [h, Weight("w2", 64, 32)]), g.Weight("b2", [32], 0.1f)]), d]), "y");
+        g.Output("y", ElementType.Float, 2L, 8L, 32L);
+        var model = g.Build("int8-mlp");
+
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Int8 = true, Int8Gemms = Int8GemmChoice.Graph, PlansConvolutionsWithoutLibrary = true }
+            .Compile(model, [Tensor.From<float>(ElementType.Float, [2, 8, 32], new float[2 * 8 * 32])]);
+        var graphs = plan.Steps.OfType<Int8GraphConvStep>().ToList();
+        Assert.Equal(2, graphs.Count);
+        Assert.Equal(("gelu", ElementType.Int8, true), (graphs[0].Graph.Shape.Activation, graphs[0].Graph.Shape.Out, graphs[0].Graph.Shape.ZeroAdd));
+        Assert.Equal(graphs[0].Graph.Shape.Uids.Length, graphs[0].Buffers.Length);
+        Assert.True(graphs[1].Graph.Shape.Residual);
+
+        // The LayerNorm writes the first operand, the first graph the second: nothing else runs.
+        var work = plan.Steps.Where(st => !st.Node.StartsWith("input ", StringComparison.Ordinal) && !st.Node.StartsWith("output ", StringComparison.Ordinal)).Select(st => st.Node).ToList();
+        Assert.True(work.Count == 3, string.Join(" // ", work));
+    }
+
+    /// <summary>
+    /// The graph's float32 chain, sums * scale + offset + r * rscale, against the QDQ semantics in float64:
+    /// MatMul(DQ(a), DQ(w)) + b + DQ(r), for a uint8 operand and residual stored as their bytes less 128.
+    /// </summary>
+    [Fact]
+    public void The_graph_vectors_reproduce_the_dequantized_product_with_its_bias_and_residual()
+    {
+        const int rows = 5, inner = 16, columns = 8;
+        var rng = new Random(4);
+        var a = Enumerable.Range(0, rows * inner).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var res = Enumerable.Range(0, rows * columns).Select(_ => (long)rng.Next(0, 256)).ToArray();
+        var w = Enumerable.Range(0, inner * columns).Select(_ => (long)rng.Next(-127, 128)).ToArray();
+        var wScale = Enumerable.Range(0, columns).Select(_ => 0.001 + (rng.NextDouble() * 0.01)).ToArray();
+        var bias = Enumerable.Range(0, columns).Select(_ => rng.NextDouble() - 0.5).ToArray();
+        const double aScale = 0.03, aZero = 121, rScale = 0.05, rZero = 130;
+        var t = GraphCompiler.Int8GemmTables(HostTensor.OfInts(ElementType.Int8, [inner, columns], w), false, HostTensor.OfFloats(ElementType.Float, [columns], wScale), HostTensor.OfFloats(ElementType.Float, [columns], bias), aScale, aZero - 128);
+        var v = GraphCompiler.Int8GemmGraphVectors(t, (rScale, (128 - rZero) * rScale));
+        static float F(HostTensor h, long i) => BitConverter.Int32BitsToSingle((int)h[i]);
+        for (var m = 0; m < rows; m++)
+        {
+            for (var n = 0; n < columns; n++)
+            {
+                double expected = bias[n] + ((res[(m * columns) + n] - rZero) * rScale);
+                long sum = 0;
+                for (var k = 0; k < inner; k++)
+                {
+                    expected += (a[(m * inner) + k] - aZero) * aScale * w[(k * columns) + n] * wScale[n];
+                    sum += (a[(m * inner) + k] - 128) * (long)t[0][(n * inner) + k];
+                }
+
+                var graph = (sum * F(v[0], n)) + F(v[1], n) + ((res[(m * columns) + n] - 128) * F(v[2], n));
+                Assert.True(Math.Abs(graph - expected) <= 1e-4 * (1 + Math.Abs(expected)), $"({m}, {n}): {graph} against {expected}");
+            }
+        }
+
+        // An int8 output (a QuantizeLinear after the activation): its stored zero point and 1/scale per column.
+        var q = GraphCompiler.Int8GemmGraphVectors(t, null, (0.01, -111));
+        Assert.All(Enumerable.Range(0, columns), n => Assert.Equal((-111f, 100f, 0f), (F(q[3], n), F(q[4], n), F(q[2], n))));
+        Assert.All(Enumerable.Range(0, columns), n => Assert.Equal(F(v[0], n), F(q[0], n)));
     }
 
     [Fact]

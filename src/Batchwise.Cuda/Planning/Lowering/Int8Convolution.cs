@@ -197,7 +197,7 @@ internal sealed partial class GraphCompiler
             Int8ConvGraphShape ShapeOf(long[] x, long[] pads)
             {
                 var s = Int8GraphShape(x, w.Shape, yShape, pads, strides, storedXZero, relu, storedYZero);
-                return withSilu is null ? s : s with { Relu = false, ZeroAdd = withSilu.StoredZZero != 0, Silu = true };
+                return withSilu is null ? s : s with { Relu = false, ZeroAdd = withSilu.StoredZZero != 0, Activation = "swish" };
             }
 
             var direct = ShapeOf(xq.Shape, pb);
@@ -257,7 +257,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)}{(graphShape.Residual ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused: {graphShape.Chain}" : graphShape.Silu ? $", SiLU fused: {graphShape.Chain}" : string.Empty)}; {graph.Engine})"
+        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)}{(graphShape.Residual ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused: {graphShape.Chain}" : graphShape.Activation is not null ? $", SiLU fused: {graphShape.Chain}" : string.Empty)}; {graph.Engine})"
             : (gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8")
               + (graphRefusal.Length > 0 ? $" [graph API refused: {graphRefusal}]" : string.Empty);
         how += fusionNote;
@@ -857,13 +857,11 @@ internal sealed partial class GraphCompiler
         // BATCHWISE_INT8_GEMM=graph: cuDNN's graph with the product as a 1x1 convolution over the rows (x [1, inner, rows,
         // 1] channels-last is A row-major, w [columns, inner, 1, 1] is the int8 weight table, y [1, columns, rows, 1] the
         // row-major output), the per-column scale and offset in its epilogue, the plan's float type written directly.
-        var outType = St(ElementType.Float);
-        Int8ConvGraph? graph = null;
+        var outShape = aq.Shape[..^1].Append(columns).ToArray();
         var graphRefusal = string.Empty;
-        if (_target.Int8Gemms == Int8GemmChoice.Graph && Int8Layers.GraphMode != "off" && rows <= int.MaxValue)
-        {
-            graph = ChooseInt8Graph(new Int8ConvGraphShape([1, inner, rows, 1], [columns, inner, 1, 1], [1, columns, rows, 1], [0, 0], [1, 1], false, false, false, Out: outType), out graphRefusal);
-        }
+        var graph = _target.Int8Gemms == Int8GemmChoice.Graph && Int8Layers.GraphMode != "off" && rows <= int.MaxValue
+            ? PlanInt8GemmGraph(node, rows, inner, columns, outShape, bias is null, out graphRefusal)
+            : null;
 
         // Planned without cuBLASLt (a planning test), the step is the one a GPU plan would have, without descriptors.
         (CublasLtMatmulDescriptor? Desc, CublasLtMatrixLayout? A, CublasLtMatrixLayout? B, CublasLtMatrixLayout? D, CublasLt.HeuristicResult Algo) gemmPlan = default;
@@ -887,28 +885,12 @@ internal sealed partial class GraphCompiler
         }
 
         var zero = aZero - shift;
-        var outShape = aq.Shape[..^1].Append(columns).ToArray();
-
-        // On the graph, a bias Add that alone reads a MatMul's output (a constant per column) joins the offset.
-        var biasAdd = graph is not null && bias is null ? FollowingBiasAdd(node, outShape) : null;
-        var biasValues = bias?.Constant ?? biasAdd?.Bias;
+        var biasValues = bias?.Constant ?? graph?.BiasAdd?.Bias;
         var recipe = string.Create(CultureInfo.InvariantCulture, $"int8gemm:{(transposed ? "t" : "n")}:{aScale:R}:{zero:R}");
         var t = _target.Derive(recipe, [w, wScale, biasValues], () => Int8GemmTables(w, transposed, wScale, biasValues, aScale, zero));
         if (graph is not null)
         {
-            // y = sums * scale[n] + offset[n] in the plan's float type: the float32 vectors of the float64 tables.
-            var vectors = _target.Derive<HostTensor[]>(recipe + ":graph", [w, wScale, biasValues], () => [.. t[1..3].Select(v => HostTensor.CreateInts(ElementType.Int32, [columns], i => BitConverter.SingleToInt32Bits((float)v[i])))]);
-            PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
-            var y = NewValue(outType, outShape, false, "int8 product " + _node);
-            Emit(new Int8GraphConvStep(_node, [Dev(a), Dev(V(t[0])), Dev(V(vectors[0])), Dev(V(vectors[1])), y.Buffer], graph));
-            ReserveWorkspace(graph.WorkspaceBytes);
-            _values[(biasAdd?.Add ?? node).Output[0]] = y;
-            if (biasAdd is not null)
-            {
-                _folded.Add(biasAdd.Value.Add);
-            }
-
-            how = $"int8 (cuDNN graph, a 1x1 convolution over {rows} rows: {graph.Shape.Chain}{(biasAdd is null ? string.Empty : ", the bias Add in the offset")}; {graph.Engine})";
+            how = EmitInt8GemmGraph(node, graph, a, t, recipe, [w, wScale, biasValues], outShape, rows, graphRefusal);
             return null;
         }
 
@@ -924,27 +906,6 @@ internal sealed partial class GraphCompiler
         var offset = new PlanValue(t[2].Type, t[2].Shape, t[2]);
         _values[node.Output[0]] = Pending([sums, scale, offset], _ => "x0 * x1 + x2", ElementType.Float, outShape);
         return null;
-    }
-
-    /// <summary>
-    /// The Add that alone reads <paramref name="node"/>'s output (of <paramref name="shape"/>) and adds a constant of one
-    /// value per column (shape [columns] or ones then columns), with that constant as a vector; null otherwise.
-    /// </summary>
-    private (OnnxProto.NodeProto Add, HostTensor Bias)? FollowingBiasAdd(OnnxProto.NodeProto node, long[] shape)
-    {
-        if (SoleConsumer(node.Output[0]) is not { OpType: "Add", Domain.Length: 0, Input.Count: 2 } add || add.Input[0] == add.Input[1])
-        {
-            return null;
-        }
-
-        var other = add.Input[0] == node.Output[0] ? add.Input[1] : add.Input[0];
-        if (!_values.TryGetValue(other, out var b) || b.Constant is not { IsFloat: true } c || b.Shape.Length == 0 || b.Shape.Length > shape.Length
-            || b.Shape[^1] != shape[^1] || b.Shape[..^1].Any(d => d != 1))
-        {
-            return null;
-        }
-
-        return (add, c);
     }
 
     /// <summary>

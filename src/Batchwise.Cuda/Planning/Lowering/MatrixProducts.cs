@@ -194,9 +194,11 @@ internal sealed unsafe partial class GraphCompiler
     /// epilogue (within 4.7e-4 of it); with <see cref="GeluChoice.Chain"/> it is not taken. Recognised by what the nodes
     /// compute, not by their spelling: the nodes after the product that read only it, each other and one-element constants
     /// are evaluated on the host at sample points, and the first whose values are either GELU's ends the chain. Returns the
-    /// name the activation is stored under and whether it is the erf form to compute behind the product, or null.
+    /// name the activation is stored under and whether it is the erf form to compute behind the product, or null. Without
+    /// <paramref name="commit"/> the chain is only found, not taken (an int8 product asks before cuDNN says whether its
+    /// graph takes the GELU).
     /// </summary>
-    private (string? Name, bool Erf) TakeGelu(string name)
+    private (string? Name, bool Erf) TakeGelu(string name, bool commit = true)
     {
         double[] samples = [-5, -3, -1.7, -1, -0.4, -0.05, 0, 0.1, 0.6, 1.3, 2.2, 4];
         static double Tanh(double x) => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x))));
@@ -251,7 +253,11 @@ internal sealed unsafe partial class GraphCompiler
                 return (null, false);
             }
 
-            _folded.UnionWith(chain);
+            if (commit)
+            {
+                _folded.UnionWith(chain);
+            }
+
             return (node.Output[0], erf && !(_target.Gelu == GeluChoice.Tanh && Half));
         }
 

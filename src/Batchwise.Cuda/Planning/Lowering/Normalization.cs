@@ -64,6 +64,21 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException("LayerNormalization scale/bias must cover the normalised dimensions", "Use scale and bias of the normalised shape.");
         }
 
+        if (node.Output.Count(o => o.Length > 0) == 1 && scale.Count == cols && (bias is null || bias.Count == cols) && St(scale) == St(bias ?? scale)
+            && KernelSource.RowLayout(St(x), cols) is not null && KernelSource.RowLayout(St(scale), cols) is not null && QuantizedAlone(node.Output[0]) is { } q)
+        {
+            // A QuantizeLinear that alone reads the output joins the kernel: the int8 bytes are written once (a
+            // transformer's LayerNorm before its int8 projections), the uint8 value pending on them.
+            var stored = NewValue(ElementType.Int8, x.Shape, false, "int8 " + q.Node.Output[0]);
+            _node += " + QuantizeLinear";
+            WarpKernel(KernelSource.LayerNormRows(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, (q.Scale, q.Zero, StoredShift(q.Type))), rows, Dev(stored), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), -1, -1);
+            var quantized = q.Type == ElementType.UInt8 ? Pending([stored], _ => "x0 + 128", ElementType.UInt8, x.Shape) : stored;
+            _values[q.Node.Output[0]] = quantized;
+            _int8GemmOperands[quantized] = stored;
+            _folded.Add(q.Node);
+            return;
+        }
+
         var y = Output(node, 0, x.Type, x.Shape);
         var statShape = x.Shape.Select((s, d) => d < a ? s : 1).ToArray();
         var mean = node.Output.Count > 1 && node.Output[1].Length > 0 ? Dev(Output(node, 1, ElementType.Float, statShape)) : -1;
@@ -84,6 +99,22 @@ internal sealed partial class GraphCompiler
         }
 
         WarpKernel(KernelSource.LayerNorm(St(x), St(scale), St(ElementType.Float), rows, cols, epsilon, bias is not null, scale.Count, bias?.Count ?? 1), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
+    }
+
+    /// <summary>
+    /// The QuantizeLinear that alone reads <paramref name="name"/> (not a graph output), per tensor with constant scale
+    /// and zero point, to uint8 or int8: the node, its scale, zero point and type; null otherwise.
+    /// </summary>
+    private (OnnxProto.NodeProto Node, double Scale, double Zero, ElementType Type)? QuantizedAlone(string name)
+    {
+        if (SoleConsumer(name) is not { OpType: "QuantizeLinear", Domain.Length: 0 } q || QdqPerTensor(q, _values.GetValueOrDefault) is not { } pair
+            || pair.Scale <= 0 || !double.IsFinite(pair.Scale))
+        {
+            return null;
+        }
+
+        var type = QuantizedType(q, pair);
+        return type is ElementType.UInt8 or ElementType.Int8 ? (q, pair.Scale, pair.Zero, type) : null;
     }
 
     /// <summary>InstanceNormalization (a group per channel) and GroupNormalization (scale and bias per group at opset 18, per channel from 21).</summary>

@@ -1,0 +1,209 @@
+using System.Globalization;
+using Batchwise.Onnx;
+using OnnxProto = Onnx;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// A QDQ model's int8 MatMul or Gemm on cuDNN's graph API (<see cref="Int8GemmChoice.Graph"/>): the product as a 1x1
+/// int8 convolution over its rows (x [1, inner, rows, 1] channels-last is A row-major, w [columns, inner, 1, 1] the int8
+/// weight table, y [1, columns, rows, 1] the row-major output) with what follows it in the graph's epilogue: the
+/// dequantization (per-column scale and offset), a bias Add, then either a residual Add of an int8 activation already
+/// stored (a transformer's LayerNorm output) or a GELU, and where a QuantizeLinear alone reads the GELU, that
+/// QuantizeLinear (the graph then writes its bytes). What cuDNN refuses falls back a step at a time: without the residual
+/// or the activation, then cuBLASLt.
+/// </summary>
+internal sealed partial class GraphCompiler
+{
+    /// <summary>
+    /// The graph chosen for an int8 product and what it takes in: the bias Add, the residual, the activation's mode and
+    /// the name its result is stored under, and the QuantizeLinear after it (the graph then writes int8).
+    /// </summary>
+    private sealed record Int8GemmGraph(Int8ConvGraph Graph, (OnnxProto.NodeProto Add, HostTensor Bias)? BiasAdd, Int8GemmResidual? Residual, string? Activation, string? ActivationOutput, (OnnxProto.NodeProto Node, double Scale, double Zero, ElementType Type)? Quantize);
+
+    /// <summary>
+    /// The graph for an int8 product of <paramref name="rows"/> x <paramref name="inner"/> by <paramref name="inner"/> x
+    /// <paramref name="columns"/> with as much of what follows as cuDNN takes (a bias Add only where the node has no bias
+    /// of its own, <paramref name="takeBias"/>); null and cuDNN's refusals where it takes not even the product.
+    /// </summary>
+    private Int8GemmGraph? PlanInt8GemmGraph(OnnxProto.NodeProto node, long rows, long inner, long columns, long[] outShape, bool takeBias, out string refusal)
+    {
+        var outType = St(ElementType.Float);
+        var biasAdd = takeBias ? FollowingBiasAdd(node, outShape) : null;
+        var afterBias = (biasAdd?.Add ?? node).Output[0];
+        var residual = FollowingInt8Residual(afterBias, outShape);
+        var gelu = residual is null ? TakeGelu(afterBias, commit: false) : (null, false);
+        var quantize = gelu.Name is null ? null : QuantizedAlone(gelu.Name);
+        var plain = new Int8ConvGraphShape([1, inner, rows, 1], [columns, inner, 1, 1], [1, columns, rows, 1], [0, 0], [1, 1], false, false, false, Out: outType);
+        var notes = new List<string>();
+        if (residual is not null)
+        {
+            if (ChooseInt8Graph(plain with { Residual = true }, out var why) is { } g)
+            {
+                refusal = string.Empty;
+                return new Int8GemmGraph(g, biasAdd, residual, null, null, null);
+            }
+
+            notes.Add($"residual Add not fused: {why}");
+        }
+
+        if (gelu.Name is not null)
+        {
+            var activation = gelu.Erf ? "gelu" : "gelu_tanh";
+            var shape = quantize is { } q
+                ? plain with { Activation = activation, Out = ElementType.Int8, ZeroAdd = q.Zero - StoredShift(q.Type) != 0 }
+                : plain with { Activation = activation };
+            if (ChooseInt8Graph(shape, out var why) is { } g)
+            {
+                TakeGelu(afterBias); // now the chain is the graph's
+                refusal = string.Join("; ", notes);
+                return new Int8GemmGraph(g, biasAdd, null, activation, gelu.Name, quantize);
+            }
+
+            notes.Add($"GELU not fused: {why}");
+        }
+
+        if (ChooseInt8Graph(plain, out var plainWhy) is { } chosen)
+        {
+            refusal = string.Join("; ", notes);
+            return new Int8GemmGraph(chosen, biasAdd, null, null, null, null);
+        }
+
+        notes.Add(plainWhy);
+        refusal = string.Join("; ", notes);
+        return null;
+    }
+
+    /// <summary>
+    /// Emits the product on its graph: the int8 operand <paramref name="a"/>, the tables <paramref name="t"/>
+    /// (<see cref="Int8GemmTables"/>), the vectors its epilogue reads; stores the output under the last node it takes
+    /// and folds those nodes; returns how it runs.
+    /// </summary>
+    private string EmitInt8GemmGraph(OnnxProto.NodeProto node, Int8GemmGraph plan, PlanValue a, HostTensor[] t, string recipe, HostTensor?[] sources, long[] outShape, long rows, string notes)
+    {
+        var (graph, r, q) = (plan.Graph, plan.Residual, plan.Quantize);
+        var shape = graph.Shape;
+        var storedZero = q is { } z ? z.Zero - StoredShift(z.Type) : 0;
+        var vectors = _target.Derive(string.Create(CultureInfo.InvariantCulture, $"{recipe}:graph:{r?.Scale:R}:{r?.Offset:R}:{q?.Scale:R}:{storedZero:R}"), sources, () => Int8GemmGraphVectors(t, r is null ? null : (r.Scale, r.Offset), q is null ? null : (q.Value.Scale, storedZero)));
+        PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
+        var y = NewValue(shape.Out, outShape, false, "int8 product " + _node);
+        var buffers = new List<int> { Dev(a), Dev(V(t[0])), Dev(V(vectors[0])), Dev(V(vectors[1])), y.Buffer };
+        if (shape.ZeroAdd)
+        {
+            buffers.Add(Dev(V(vectors[3])));
+        }
+
+        if (r is not null)
+        {
+            buffers.Add(Dev(r.Stored));
+            buffers.Add(Dev(V(vectors[2])));
+        }
+
+        if (shape.HasOutScale)
+        {
+            buffers.Add(Dev(V(vectors[4])));
+        }
+
+        Emit(new Int8GraphConvStep(_node, [.. buffers], graph));
+        ReserveWorkspace(graph.WorkspaceBytes);
+        if (plan.BiasAdd is { } biasAdd)
+        {
+            _folded.Add(biasAdd.Add);
+        }
+
+        if (r is not null)
+        {
+            _folded.UnionWith(r.Folded);
+        }
+
+        if (q is { } quantize)
+        {
+            // The QuantizeLinear's bytes, stored as int8 (a uint8 value less 128), for the next product to read as they are.
+            var shift = StoredShift(quantize.Type);
+            var quantized = shift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, outShape);
+            _values[quantize.Node.Output[0]] = quantized;
+            _int8GemmOperands[quantized] = y;
+            _folded.Add(quantize.Node);
+        }
+        else
+        {
+            _values[r?.Add.Output[0] ?? plan.ActivationOutput ?? (plan.BiasAdd?.Add ?? node).Output[0]] = y;
+        }
+
+        var took = string.Concat(plan.BiasAdd is null ? string.Empty : ", the bias Add in the offset", r is null ? string.Empty : ", the residual Add fused", plan.Activation is null ? string.Empty : $", {plan.Activation} fused", q is null ? string.Empty : " and its QuantizeLinear");
+        return $"int8 (cuDNN graph, a 1x1 convolution over {rows} rows: {shape.Chain}{took}; {graph.Engine}){(notes.Length > 0 ? $" [{notes}]" : string.Empty)}";
+    }
+
+    /// <summary>
+    /// The float32 vectors (as int32 bits) of an int8 product on cuDNN's graph from its tables (<see cref="Int8GemmTables"/>):
+    /// the per-column scale, the offset (with a residual's zero point's share), the residual's scale per column (0
+    /// without one), and for an int8 output (<paramref name="output"/>: the QuantizeLinear's scale and its stored zero
+    /// point) the zero point and 1/scale per column (0 without one).
+    /// </summary>
+    internal static HostTensor[] Int8GemmGraphVectors(HostTensor[] tables, (double Scale, double Offset)? residual, (double Scale, double StoredZero)? output = null)
+    {
+        var columns = tables[1].Count;
+        HostTensor Vector(Func<long, double> value) => HostTensor.CreateInts(ElementType.Int32, [columns], i => BitConverter.SingleToInt32Bits((float)value(i)));
+        return
+        [
+            Vector(i => tables[1][i]),
+            Vector(i => tables[2][i] + (residual?.Offset ?? 0)),
+            Vector(_ => residual?.Scale ?? 0),
+            Vector(_ => output?.StoredZero ?? 0),
+            Vector(_ => output is { } o ? 1 / o.Scale : 0),
+        ];
+    }
+
+    /// <summary>
+    /// A residual Add after an int8 product on cuDNN's graph: the Add, the int8 bytes of its other operand as stored, that
+    /// operand's scale and its zero point's share of the offset ((shift - z) · s), and the nodes folded with the Add.
+    /// </summary>
+    private sealed record Int8GemmResidual(OnnxProto.NodeProto Add, PlanValue Stored, double Scale, double Offset, OnnxProto.NodeProto[] Folded);
+
+    /// <summary>
+    /// The Add that alone reads <paramref name="name"/> (of <paramref name="shape"/>) where its other operand is
+    /// DequantizeLinear(q) (per tensor) and q's int8 bytes are already stored row-major by an earlier step (a LayerNorm
+    /// that wrote its QuantizeLinear, an int8 product's operand) in the same shape; null otherwise. The DequantizeLinear
+    /// is folded only where the Add is its one reader.
+    /// </summary>
+    private Int8GemmResidual? FollowingInt8Residual(string name, long[] shape)
+    {
+        if (SoleConsumer(name) is not { OpType: "Add", Domain.Length: 0, Input.Count: 2 } add || add.Input[0] == add.Input[1])
+        {
+            return null;
+        }
+
+        var other = add.Input[0] == name ? add.Input[1] : add.Input[0];
+        if (Producer(other) is not { OpType: "DequantizeLinear" } dq || QdqPerTensor(dq, _values.GetValueOrDefault) is not { } pair || pair.Scale <= 0
+            || !_values.TryGetValue(dq.Input[0], out var q) || q.Type is not (ElementType.UInt8 or ElementType.Int8) || q.Nhwc
+            || !_int8GemmOperands.TryGetValue(q, out var stored) || !stored.Shape.SequenceEqual(shape))
+        {
+            return null;
+        }
+
+        var shift = StoredShift(q.Type);
+        OnnxProto.NodeProto[] folded = SoleConsumer(dq.Output[0]) == add ? [add, dq] : [add];
+        return new Int8GemmResidual(add, stored, pair.Scale, (shift - pair.Zero) * pair.Scale, folded);
+    }
+
+    /// <summary>
+    /// The Add that alone reads <paramref name="node"/>'s output (of <paramref name="shape"/>) and adds a constant of one
+    /// value per column (shape [columns] or ones then columns), with that constant as a vector; null otherwise.
+    /// </summary>
+    private (OnnxProto.NodeProto Add, HostTensor Bias)? FollowingBiasAdd(OnnxProto.NodeProto node, long[] shape)
+    {
+        if (SoleConsumer(node.Output[0]) is not { OpType: "Add", Domain.Length: 0, Input.Count: 2 } add || add.Input[0] == add.Input[1])
+        {
+            return null;
+        }
+
+        var other = add.Input[0] == node.Output[0] ? add.Input[1] : add.Input[0];
+        if (!_values.TryGetValue(other, out var b) || b.Constant is not { IsFloat: true } c || b.Shape.Length == 0 || b.Shape.Length > shape.Length
+            || b.Shape[^1] != shape[^1] || b.Shape[..^1].Any(d => d != 1))
+        {
+            return null;
+        }
+
+        return (add, c);
+    }
+}
