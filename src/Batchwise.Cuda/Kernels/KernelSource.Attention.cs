@@ -83,8 +83,12 @@ internal static partial class KernelSource
     /// A boolean mask (<paramref name="booleanMask"/>: bytes, not halves) adds WhenTrue where it is true and WhenFalse
     /// where it is false (torch's SDPA export: Where(mask, 0, -inf)), read as it is. The source depends only on
     /// <paramref name="paddedHead"/> (the head width rounded up to 16) and those two choices.
+    /// With <paramref name="quantize"/> (a QuantizeLinear that alone reads O, through views: its scale, zero point and
+    /// the shift its type is stored with), O is written as that QuantizeLinear's bytes stored as int8, each the float16
+    /// value the kernel would have written, quantized (rint(v / s) + z, saturated, less the shift): the same bytes as
+    /// writing O and quantizing it after.
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, int Shift)? quantize = null)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
@@ -346,8 +350,9 @@ internal static partial class KernelSource
                     *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = {{Normalized("2", "3", "i1", "l1")}};
                 }
                 __syncthreads();
-                unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
                 const int nrows = nq - row0 < 64 ? nq - row0 : 64, orow = (int){{osr}};
+                {{(quantize is null ? $$"""
+                unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
                 if ((vd & 7) == 0 && (orow & 7) == 0 && ((unsigned long long)og & 15) == 0) {
                     for (int i = tid; i < nrows * (vd >> 3); i += {{AttentionBlock}}) {
                         const int r = i / (vd >> 3), c = (i - r * (vd >> 3)) * 8;
@@ -359,10 +364,29 @@ internal static partial class KernelSource
                         og[r * orow + c] = osm[r * {{qp}} + c];
                     }
                 }
+""" : QuantizedAttentionStore(w, quantize.Value, osb, osh, osr, qp))}}
 
             """);
         var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {KernelWriter.ArgsParameter}");
         return code with { Source = AttentionHelpers + code.Source };
+    }
+
+    /// <summary>
+    /// <see cref="Attention"/>'s store of a block's output tile (float16 in shared memory as [row][d]) as a QuantizeLinear's
+    /// bytes: each value rint(v / s) + z, saturated to the stored type's range, less the shift, one byte a thread a step
+    /// (consecutive threads, consecutive bytes of a row).
+    /// </summary>
+    private static string QuantizedAttentionStore(KernelWriter w, (double Scale, double Zero, int Shift) q, string osb, string osh, string osr, int qp)
+    {
+        var (low, high) = q.Shift == 128 ? (0.0, 255.0) : (-128.0, 127.0);
+        return $$"""
+                signed char* const og = (signed char*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
+                for (int i = tid; i < nrows * vd; i += {{AttentionBlock}}) {
+                    const int r = i / vd, c = i - r * vd;
+                    const float value = (float)*(const bw_half*)(osm + r * {{qp}} + c);
+                    og[r * orow + c] = (signed char)(fminf(fmaxf(rintf(value / {{w.Float("q_scale", q.Scale)}}) + {{w.Float("q_zero", q.Zero)}}, {{w.Float("q_low", low)}}), {{w.Float("q_high", high)}}) - {{w.Float("q_shift", q.Shift)}});
+                }
+""";
     }
 
     /// <summary>Threads to launch <see cref="Attention"/> with: a block per 64 query rows of each (batch, head).</summary>

@@ -180,7 +180,23 @@ internal sealed partial class GraphCompiler
         var batch = lead.Length == 1 ? 1L : lead[0];
         PlanValue y;
         long[]? outStrides = null;
-        if (outTranspose is not null)
+        (double Scale, double Zero, int Shift)? quantize = null;
+        if (outTranspose is not null && QuantizedAttentionOutput(outTranspose, [batch, sq, heads, dv]) is { } quantized)
+        {
+            // O -> Transpose -> Reshape -> QuantizeLinear: the kernel writes the QuantizeLinear's bytes (stored as int8) in
+            // [B, Sq, H, Dv] order, which is the Reshape's output as it lies; the int8 products read them as they are.
+            var q8 = quantized.Quantize;
+            _folded.UnionWith([outTranspose, quantized.Reshape, q8.Node]);
+            _node += " + Reshape + QuantizeLinear";
+            var shift = StoredShift(q8.Type);
+            y = NewValue(ElementType.Int8, quantized.Shape, false, "int8 " + q8.Node.Output[0]);
+            outStrides = [sq * heads * dv, dv, heads * dv];
+            quantize = (q8.Scale, q8.Zero, shift);
+            var published = shift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, quantized.Shape);
+            _values[q8.Node.Output[0]] = published;
+            _int8GemmOperands[published] = y;
+        }
+        else if (outTranspose is not null)
         {
             // O written as [B, Sq, H, Dv]: the Transpose's output is that buffer as it is; the product's output a view of it.
             _folded.Add(outTranspose);
@@ -208,9 +224,25 @@ internal sealed partial class GraphCompiler
         }
 
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select);
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize);
         Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
         return true;
+    }
+
+    /// <summary>
+    /// Where the attention's output Transpose (of <paramref name="transposed"/>, [B, Sq, H, Dv]) is read by a Reshape alone
+    /// (a constant target, the same elements in the same order) and that by a QuantizeLinear alone (per tensor, to uint8
+    /// or int8): the Reshape, its shape and the QuantizeLinear; null otherwise.
+    /// </summary>
+    private (OnnxProto.NodeProto Reshape, long[] Shape, (OnnxProto.NodeProto Node, double Scale, double Zero, ElementType Type) Quantize)? QuantizedAttentionOutput(OnnxProto.NodeProto transpose, long[] transposed)
+    {
+        if (SoleConsumer(transpose.Output[0]) is not { OpType: "Reshape" } reshape || ReshapedShape(reshape, transposed) is not { } shape
+            || Engines.Tensor.ElementCountOf(shape) != Engines.Tensor.ElementCountOf(transposed) || QuantizedAlone(reshape.Output[0]) is not { } q)
+        {
+            return null;
+        }
+
+        return (reshape, shape, q);
     }
 
     /// <summary>
