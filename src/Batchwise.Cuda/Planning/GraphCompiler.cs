@@ -345,10 +345,14 @@ internal sealed partial class GraphCompiler
         };
     }
 
+    /// <summary>How steps and decisions name a node: its op type and name, or its first output where it has no name.</summary>
+    private static string NodeLabel(OnnxProto.NodeProto node) =>
+        string.IsNullOrEmpty(node.Name) ? $"{node.OpType} (output '{node.Output.FirstOrDefault()}')" : $"{node.OpType} '{node.Name}'";
+
     /// <summary>Plans one node: folds it to constants where the host can compute it, else lowers it to steps.</summary>
     private void PlanNode(OnnxProto.NodeProto node)
     {
-        _node = string.IsNullOrEmpty(node.Name) ? $"{node.OpType} (output '{node.Output.FirstOrDefault()}')" : $"{node.OpType} '{node.Name}'";
+        _node = NodeLabel(node);
         var ins = node.Input.Select(n => n.Length == 0 ? null : _values[n]).ToArray();
         try
         {

@@ -140,6 +140,74 @@ public sealed class Int8GemmPlanTests
     }
 
     /// <summary>
+    /// A QDQ attention block: x [2, 16, 32] -> Q -> DQ = d; Q, K and V = MatMul(d, DQ(int8 [32, 32])) + bias, each split
+    /// into two heads of 16 (Reshape, Transpose), then MatMul, Div, Softmax, MatMul, the heads merged. On the graph the
+    /// three products are one, each result a view of its columns that the fused attention reads as it lies.
+    /// </summary>
+    [Fact]
+    public void On_cudnns_graph_the_q_k_and_v_projections_are_one_product_read_by_the_fused_attention()
+    {
+        var rng = new Random(12);
+        var g = new GraphBuilder("int8-qkv", seed: 5);
+        var x = g.Input("x", ElementType.Float, 2L, 16L, 32L);
+        var (s, z) = (g.Initializer("s", [], [0.02f]), g.Raw<byte>("z", ElementType.UInt8, [], [(byte)128]));
+        var d = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [x, s, z]), s, z]);
+        string Heads(string name, long[] perm)
+        {
+            var w = g.Node("DequantizeLinear", [g.Raw<sbyte>(name, ElementType.Int8, [32, 32], [.. Enumerable.Range(0, 32 * 32).Select(_ => (sbyte)rng.Next(-127, 128))]), g.Initializer(name + "s", [32], [.. Enumerable.Range(0, 32).Select(_ => 0.003f)]), g.Raw<sbyte>(name + "z", ElementType.Int8, [32], new sbyte[32])], GraphBuilder.Attr("axis", 1L));
+            var projected = g.Node("Add", [g.Node("MatMul", [d, w]), g.Weight(name + "b", [32], 0.1f)]);
+            return g.Node("Transpose", [g.Node("Reshape", [projected, g.Int64s(name + "shape", [2L, 16L, 2L, 16L])])], GraphBuilder.Attr("perm", perm));
+        }
+
+        var (q, kt, v) = (Heads("wq", [0, 2, 1, 3]), Heads("wk", [0, 2, 3, 1]), Heads("wv", [0, 2, 1, 3]));
+        var probs = g.Node("Softmax", [g.Node("Div", [g.Node("MatMul", [q, kt]), g.Scalar(4f)])], GraphBuilder.Attr("axis", -1L));
+        var merged = g.Node("Reshape", [g.Node("Transpose", [g.Node("MatMul", [probs, v])], GraphBuilder.Attr("perm", 0L, 2L, 1L, 3L)), g.Int64s("merged", [2L, 16L, 32L])]);
+        g.Output(g.Rename(merged, "y"), ElementType.Float, 2L, 16L, 32L);
+        var model = g.Build("int8-qkv");
+
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Int8 = true, Int8Gemms = Int8GemmChoice.Graph, PlansConvolutionsWithoutLibrary = true }
+            .Compile(model, [Tensor.From<float>(ElementType.Float, [2, 16, 32], new float[2 * 16 * 32])]);
+        var product = Assert.Single(plan.Steps.OfType<Int8GraphConvStep>());
+        Assert.Contains("(one product)", product.Node, StringComparison.Ordinal);
+        Assert.Equal(new long[] { 1, 96, 32, 1 }, product.Graph.Shape.Y); // Q, K and V side by side over the 32 rows
+        var int8 = plan.Int8Layers.Values.Where(how => how.StartsWith("int8", StringComparison.Ordinal)).ToList(); // the attention's products stay float
+        Assert.Equal(3, int8.Count);
+        Assert.All(int8, how => Assert.StartsWith("int8 (cuDNN graph, 3 products of one operand", how, StringComparison.Ordinal));
+        Assert.Single(plan.Steps, st => st.Node.Contains("fused attention", StringComparison.Ordinal));
+
+        // Besides the product and the attention: the input made int8 and the output made float32, nothing (no copies of Q, K or V).
+        var others = plan.Steps.Where(st => st != product && !st.Node.Contains("fused attention", StringComparison.Ordinal)).Select(st => st.Node).ToList();
+        Assert.True(others.Count <= 3, string.Join(" // ", others));
+    }
+
+    [Fact]
+    public void Sibling_tables_join_one_after_another()
+    {
+        var rng = new Random(13);
+        HostTensor[] Tables(int columns)
+        {
+            var w = HostTensor.OfInts(ElementType.Int8, [8, columns], [.. Enumerable.Range(0, 8 * columns).Select(_ => (long)rng.Next(-127, 128))]);
+            var scales = HostTensor.OfFloats(ElementType.Float, [columns], [.. Enumerable.Range(0, columns).Select(_ => 0.001 + rng.NextDouble())]);
+            var bias = HostTensor.OfFloats(ElementType.Float, [columns], [.. Enumerable.Range(0, columns).Select(_ => rng.NextDouble())]);
+            return GraphCompiler.Int8GemmTables(w, false, scales, bias, 0.02, -3);
+        }
+
+        HostTensor[][] parts = [Tables(4), Tables(12), Tables(4)];
+        var joined = GraphCompiler.JoinedInt8GemmTables(parts);
+        Assert.Equal(new long[] { 20, 8 }, joined[0].Shape);
+        var row = 0;
+        foreach (var p in parts)
+        {
+            for (var n = 0; n < p[1].Count; n++, row++)
+            {
+                Assert.Equal(p[1][n], joined[1][row]);
+                Assert.Equal(p[2][n], joined[2][row]);
+                Assert.All(Enumerable.Range(0, 8), k => Assert.Equal(p[0][(n * 8) + k], joined[0][(row * 8) + k]));
+            }
+        }
+    }
+
+    /// <summary>
     /// The graph's float32 chain, sums * scale + offset + r * rscale, against the QDQ semantics in float64:
     /// MatMul(DQ(a), DQ(w)) + b + DQ(r), for a uint8 operand and residual stored as their bytes less 128.
     /// </summary>

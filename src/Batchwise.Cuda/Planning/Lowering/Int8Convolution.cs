@@ -858,10 +858,15 @@ internal sealed partial class GraphCompiler
         // 1] channels-last is A row-major, w [columns, inner, 1, 1] is the int8 weight table, y [1, columns, rows, 1] the
         // row-major output), the per-column scale and offset in its epilogue, the plan's float type written directly.
         var outShape = aq.Shape[..^1].Append(columns).ToArray();
+        var onGraph = _target.Int8Gemms == Int8GemmChoice.Graph && Int8Layers.GraphMode != "off" && rows <= int.MaxValue;
+        if (onGraph && node.OpType == "MatMul" && TryLowerInt8SiblingGraph(layer, aq, aScale, aZero, rows, inner) is { } together)
+        {
+            how = together;
+            return null;
+        }
+
         var graphRefusal = string.Empty;
-        var graph = _target.Int8Gemms == Int8GemmChoice.Graph && Int8Layers.GraphMode != "off" && rows <= int.MaxValue
-            ? PlanInt8GemmGraph(node, rows, inner, columns, outShape, bias is null, out graphRefusal)
-            : null;
+        var graph = onGraph ? PlanInt8GemmGraph(node, rows, inner, columns, outShape, bias is null, out graphRefusal) : null;
 
         // Planned without cuBLASLt (a planning test), the step is the one a GPU plan would have, without descriptors.
         (CublasLtMatmulDescriptor? Desc, CublasLtMatrixLayout? A, CublasLtMatrixLayout? B, CublasLtMatrixLayout? D, CublasLt.HeuristicResult Algo) gemmPlan = default;
@@ -877,12 +882,7 @@ internal sealed partial class GraphCompiler
 
         // From here on the product is int8: A as row-major int8, the weight as [columns, inner] int8.
         var shift = StoredShift(aq.Type);
-        if (!_int8GemmOperands.TryGetValue(aq, out var a))
-        {
-            // Made int8 once for every product that reads it (a transformer's Q, K and V projections read one LayerNorm).
-            a = StoredInt8(aq.Nhwc ? Nchw(aq) : aq, shift);
-            _int8GemmOperands[aq] = a;
-        }
+        var a = Int8GemmOperand(aq);
 
         var zero = aZero - shift;
         var biasValues = bias?.Constant ?? graph?.BiasAdd?.Bias;

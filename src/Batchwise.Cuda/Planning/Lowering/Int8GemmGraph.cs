@@ -135,6 +135,147 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
+    /// <paramref name="aq"/> (a quantized first operand of int8 products) as the stored row-major int8 bytes the products
+    /// read: made once for every product that reads it (a transformer's Q, K and V projections read one LayerNorm), or as
+    /// a LayerNorm or an attention kernel already wrote them.
+    /// </summary>
+    private PlanValue Int8GemmOperand(PlanValue aq)
+    {
+        if (!_int8GemmOperands.TryGetValue(aq, out var a))
+        {
+            a = StoredInt8(aq.Nhwc ? Nchw(aq) : aq, StoredShift(aq.Type));
+            _int8GemmOperands[aq] = a;
+        }
+
+        return a;
+    }
+
+    /// <summary>
+    /// Plans <paramref name="layer"/>'s MatMul with its not yet planned siblings (a transformer's Q, K and V projections:
+    /// int8 MatMuls of the same quantized activation, each with or without a bias Add, every result feeding a fused
+    /// attention block) as one graph over the weights side by side, each result a strided view of its columns (as the
+    /// float path's <see cref="TryLowerSiblingProducts"/>); returns how, or null (nothing emitted, nothing folded) where
+    /// fewer than two qualify or cuDNN refuses the product.
+    /// </summary>
+    private string? TryLowerInt8SiblingGraph(Int8Layer layer, PlanValue aq, double aScale, double aZero, long rows, long inner)
+    {
+        var node = layer.Node;
+        var operand = layer.InputDequantize!.Output[0];
+        _int8Layers ??= FindInt8Layers();
+        var batchShape = aq.Shape[..^1];
+        var siblings = new List<(OnnxProto.NodeProto Node, HostTensor Weight, HostTensor Scale, (OnnxProto.NodeProto Add, HostTensor Bias)? BiasAdd, string Name)>();
+        foreach (var u in _consumers.GetValueOrDefault(operand, []))
+        {
+            if (u.OpType != "MatMul" || u.Input[0] != operand || _folded.Contains(u) || (u != node && !PlannedLater(u)) || u.Output.Any(_graphOutputs.Contains)
+                || !_int8Layers.TryGetValue(u, out var l) || !l.Int8 || l.InputDequantize != layer.InputDequantize || siblings.Any(x => x.Node == u))
+            {
+                continue;
+            }
+
+            var w = _values[l.WeightDequantize!.Input[0]].Constant!;
+            var scale = _values[l.WeightDequantize.Input[1]].Constant!;
+            if (w.Shape.Length != 2 || w.Shape[0] != inner)
+            {
+                continue;
+            }
+
+            long[] shape = [.. batchShape, w.Shape[1]];
+            var biasAdd = FollowingBiasAdd(u, shape);
+            var name = (biasAdd?.Add ?? u).Output[0];
+            if (FeedsAttention(name))
+            {
+                siblings.Add((u, w, scale, biasAdd, name));
+            }
+        }
+
+        if (siblings.Count < 2 || !siblings.Any(x => x.Node == node))
+        {
+            return null;
+        }
+
+        var widths = siblings.Select(x => x.Weight.Shape[1]).ToArray();
+        var total = widths.Sum();
+        var starts = new long[widths.Length];
+        for (var i = 1; i < widths.Length; i++)
+        {
+            starts[i] = starts[i - 1] + widths[i - 1];
+        }
+
+        var plain = new Int8ConvGraphShape([1, inner, rows, 1], [total, inner, 1, 1], [1, total, rows, 1], [0, 0], [1, 1], false, false, false, Out: St(ElementType.Float));
+        if (ChooseInt8Graph(plain, out _) is not { } graph)
+        {
+            return null;
+        }
+
+        // Each sibling's tables, side by side: the weights [sum N, inner], the scales and offsets [sum N].
+        var a = Int8GemmOperand(aq);
+        var zero = aZero - StoredShift(aq.Type);
+        var parts = siblings.Select(x => _target.Derive(string.Create(CultureInfo.InvariantCulture, $"int8gemm:n:{aScale:R}:{zero:R}"), [x.Weight, x.Scale, x.BiasAdd?.Bias], () => Int8GemmTables(x.Weight, false, x.Scale, x.BiasAdd?.Bias, aScale, zero))).ToList();
+        var sources = siblings.SelectMany(x => new[] { x.Weight, x.Scale, x.BiasAdd?.Bias }).ToArray();
+        var merged = _target.Derive(string.Create(CultureInfo.InvariantCulture, $"int8gemm-siblings:{inner}x{string.Join('+', widths)}:{aScale:R}:{zero:R}"), sources, () =>
+        {
+            var t = JoinedInt8GemmTables(parts);
+            return Int8GemmGraphVectors(t, null).Take(2).Prepend(t[0]).ToArray();
+        });
+        PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
+        var product = NewValue(St(ElementType.Float), [rows, total], false, "int8 products " + _node);
+        var label = _node;
+        _node = $"{label} + {string.Join(" + ", siblings.Where(x => x.Node != node).Select(x => string.IsNullOrEmpty(x.Node.Name) ? x.Node.Output[0] : x.Node.Name))} (one product)";
+        Emit(new Int8GraphConvStep(_node, [Dev(a), Dev(V(merged[0])), Dev(V(merged[1])), Dev(V(merged[2])), product.Buffer], graph));
+        _node = label;
+        ReserveWorkspace(graph.WorkspaceBytes);
+
+        // Each result a view of its columns: shape batch x [N_i], rows `total` apart.
+        var how = $"int8 (cuDNN graph, {siblings.Count} products of one operand as one 1x1 convolution over {rows} rows: {graph.Shape.Chain}{(siblings.Any(x => x.BiasAdd is not null) ? ", the bias Adds in the offset" : string.Empty)}; {graph.Engine})";
+        for (var i = 0; i < siblings.Count; i++)
+        {
+            long[] shape = [.. batchShape, widths[i]];
+            var strides = Kernels.KernelSource.Strides(shape);
+            for (var d = 0; d < shape.Length - 1; d++)
+            {
+                strides[d] = strides[d] / widths[i] * total;
+            }
+
+            _values[siblings[i].Name] = StridedView(product, shape, strides, starts[i]);
+            if (siblings[i].Node != node)
+            {
+                _folded.Add(siblings[i].Node);
+                Int8Decisions[NodeLabel(siblings[i].Node)] = how;
+            }
+
+            if (siblings[i].BiasAdd is { } add)
+            {
+                _folded.Add(add.Add);
+            }
+        }
+
+        return how;
+    }
+
+    /// <summary>
+    /// Sibling products' tables (<see cref="Int8GemmTables"/>: weights [N_i, inner], scales and offsets [N_i]) as one
+    /// product's: the weights' rows, the scales and the offsets one sibling after another.
+    /// </summary>
+    internal static HostTensor[] JoinedInt8GemmTables(IReadOnlyList<HostTensor[]> parts)
+    {
+        var widths = parts.Select(p => p[1].Count).ToArray();
+        var (total, inner) = (widths.Sum(), parts[0][0].Shape[1]);
+        var starts = new long[widths.Length];
+        for (var i = 1; i < widths.Length; i++)
+        {
+            starts[i] = starts[i - 1] + widths[i - 1];
+        }
+
+        HostTensor Joined(int table, long[] shape, long width) => HostTensor.Create(parts[0][table].Type, shape, i =>
+        {
+            var (row, col) = (i / width, i % width);
+            var part = Array.FindLastIndex(starts, s => s <= row);
+            return parts[part][table][((row - starts[part]) * width) + col];
+        });
+        return [Joined(0, [total, inner], inner), Joined(1, [total], 1), Joined(2, [total], 1)];
+    }
+
+    /// <summary>
     /// The float32 vectors (as int32 bits) of an int8 product on cuDNN's graph from its tables (<see cref="Int8GemmTables"/>):
     /// the per-column scale, the offset (with a residual's zero point's share), the residual's scale per column (0
     /// without one), and for an int8 output (<paramref name="output"/>: the QuantizeLinear's scale and its stored zero
