@@ -38,7 +38,7 @@ internal sealed partial class GraphCompiler
         var notes = new List<string>();
         if (residual is not null)
         {
-            if (ChooseInt8Graph(plain with { Residual = true }, out var why) is { } g)
+            if (ChooseInt8GemmGraph(plain with { Residual = true }, out var why) is { } g)
             {
                 refusal = string.Empty;
                 return new Int8GemmGraph(g, biasAdd, residual, null, null, null);
@@ -53,7 +53,7 @@ internal sealed partial class GraphCompiler
             var shape = quantize is { } q
                 ? plain with { Activation = activation, Out = ElementType.Int8, ZeroAdd = q.Zero - StoredShift(q.Type) != 0 }
                 : plain with { Activation = activation };
-            if (ChooseInt8Graph(shape, out var why) is { } g)
+            if (ChooseInt8GemmGraph(shape, out var why) is { } g)
             {
                 TakeGelu(afterBias); // now the chain is the graph's
                 refusal = string.Join("; ", notes);
@@ -63,7 +63,7 @@ internal sealed partial class GraphCompiler
             notes.Add($"GELU not fused: {why}");
         }
 
-        if (ChooseInt8Graph(plain, out var plainWhy) is { } chosen)
+        if (ChooseInt8GemmGraph(plain, out var plainWhy) is { } chosen)
         {
             refusal = string.Join("; ", notes);
             return new Int8GemmGraph(chosen, biasAdd, null, null, null, null);
@@ -71,6 +71,27 @@ internal sealed partial class GraphCompiler
 
         notes.Add(plainWhy);
         refusal = string.Join("; ", notes);
+        return null;
+    }
+
+    /// <summary>
+    /// <see cref="ChooseInt8Graph"/> for a product laid out as a 1x1 convolution over one image of rows x 1 pixels, and
+    /// where cuDNN refuses that, over rows images of one pixel (the same bytes: x, w and y are row-major either way).
+    /// </summary>
+    private Int8ConvGraph? ChooseInt8GemmGraph(Int8ConvGraphShape shape, out string refusal)
+    {
+        if (ChooseInt8Graph(shape, out refusal) is { } tall)
+        {
+            return tall;
+        }
+
+        var images = shape with { X = [shape.X[2], shape.X[1], 1, 1], Y = [shape.Y[2], shape.Y[1], 1, 1] };
+        if (ChooseInt8Graph(images, out var imagesRefusal) is { } chosen)
+        {
+            return chosen;
+        }
+
+        refusal = $"{refusal}; as {shape.Y[2]} images: {imagesRefusal}";
         return null;
     }
 
@@ -202,7 +223,7 @@ internal sealed partial class GraphCompiler
         }
 
         var plain = new Int8ConvGraphShape([1, inner, rows, 1], [total, inner, 1, 1], [1, total, rows, 1], [0, 0], [1, 1], false, false, false, Out: St(ElementType.Float));
-        if (ChooseInt8Graph(plain, out _) is not { } graph)
+        if (ChooseInt8GemmGraph(plain, out _) is not { } graph)
         {
             return null;
         }
