@@ -164,7 +164,6 @@ public sealed class Int8PlanTests
         Assert.Equal(relu && yZero != 0 && yZero != 128, shape.ZeroAdd);
         Assert.Equal(shape.ZeroAdd ? 3 : 2, tables.Length);
         Assert.Equal(shape.OffsetCount, tables[1].Count);
-        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
 
         // The fallback for border offsets: the input padded explicitly with its stored zero point, an unpadded
         // convolution with per-channel offsets.
@@ -247,6 +246,41 @@ public sealed class Int8PlanTests
         Assert.True(padExact >= total - 2, $"padded: {total - padExact} of {total} differ by one (float32 ties only)");
     }
 
+    /// <summary>A float32 vector entry of a graph's tables (stored as its bits).</summary>
+    private static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
+
+    /// <summary>ONNX's QuantizeLinear to uint8: round half to even, add the zero point, saturate.</summary>
+    private static double Q(double v, double s, double z) => Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven) + z, 0, 255);
+
+    /// <summary>
+    /// Each output of a 1x1 int8 convolution of uint8 x [n, c, hw] (scale <paramref name="xScale"/>, zero point
+    /// <paramref name="xZero"/>) by int8 weights [k, c] (per-channel scales, a bias): its real value, as ONNX computes it
+    /// in float64, and the sum cuDNN computes (the bytes less 128 times the weights).
+    /// </summary>
+    private static IEnumerable<(int B, int O, int P, double Real, long Shifted)> PointwiseOutputs(long[] x, long[] wq, double[] wScale, double[] bias, (int N, int C, int K, int Pixels) size, double xScale, double xZero)
+    {
+        var (n, c, k, hw) = size;
+        for (var b = 0; b < n; b++)
+        {
+            for (var o = 0; o < k; o++)
+            {
+                for (var p = 0; p < hw; p++)
+                {
+                    double real = bias[o];
+                    long shifted = 0;
+                    for (var ch = 0; ch < c; ch++)
+                    {
+                        var xv = x[(((b * c) + ch) * hw) + p];
+                        real += (xv - xZero) * xScale * wq[(o * c) + ch] * wScale[o];
+                        shifted += (xv - 128) * wq[(o * c) + ch];
+                    }
+
+                    yield return (b, o, p, real, shifted);
+                }
+            }
+        }
+    }
+
     /// <summary>
     /// A residual block's end fused into its last 1x1 convolution's graph (BATCHWISE_INT8_RESIDUAL=fused), its float32
     /// chain emulated: sums * scale + offset + residual * rscale [-> relu [+ zero]] -> int8. Against ONNX's QDQ
@@ -276,43 +310,26 @@ public sealed class Int8PlanTests
         var shape = GraphCompiler.Int8GraphShape([n, c, h, w], [k, c, 1, 1], [n, k, h, w], [0, 0], [1, 1], xZero - 128, relu, yZero - 128) with { Residual = true };
         var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, yZero - 128, shape.Relu, shape.ZeroAdd, (resScale / yScale, (128 - resZero) * resScale / yScale));
         Assert.Equal(shape.Uids.Length - 4, tables.Length); // scale, offset, [zero,] rscale: the step's buffers but x, w, y and the residual
-        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
-        static double Q(double v, double s, double z) => Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven) + z, 0, 255);
 
         var (withinOne, exact, total, residualMatters) = (0, 0, 0, 0);
-        for (var b = 0; b < n; b++)
+        foreach (var (b, o, p, real, shifted) in PointwiseOutputs(x, wq, wScale, bias, (n, c, k, h * w), xScale, xZero))
         {
-            for (var o = 0; o < k; o++)
-            {
-                for (var p = 0; p < h * w; p++)
-                {
-                    double real = bias[o];
-                    long shifted = 0;
-                    for (var ch = 0; ch < c; ch++)
-                    {
-                        var xv = x[(((b * c) + ch) * h * w) + p];
-                        real += (xv - xZero) * xScale * wq[(o * c) + ch] * wScale[o];
-                        shifted += (xv - 128) * wq[(o * c) + ch];
-                    }
+            var r = res[(((b * k) + o) * h * w) + p];
+            var residual = (r - resZero) * resScale;
+            // A convolution output the calibration's range holds (its own QuantizeLinear does not saturate).
+            Assert.InRange((real / convScale) + convZero, 0, 255);
+            var onnx = ((Q(real, convScale, convZero) - convZero) * convScale) + residual;
+            var expected = Q(relu ? Math.Max(onnx, 0) : onnx, yScale, yZero);
+            var unrounded = Q(relu ? Math.Max(real + residual, 0) : real + residual, yScale, yZero);
+            residualMatters += Q(relu ? Math.Max(real, 0) : real, yScale, yZero) != unrounded ? 1 : 0;
 
-                    var r = res[(((b * k) + o) * h * w) + p];
-                    var residual = (r - resZero) * resScale;
-                    // A convolution output the calibration's range holds (its own QuantizeLinear does not saturate).
-                    Assert.InRange((real / convScale) + convZero, 0, 255);
-                    var onnx = ((Q(real, convScale, convZero) - convZero) * convScale) + residual;
-                    var expected = Q(relu ? Math.Max(onnx, 0) : onnx, yScale, yZero);
-                    var unrounded = Q(relu ? Math.Max(real + residual, 0) : real + residual, yScale, yZero);
-                    residualMatters += Q(relu ? Math.Max(real, 0) : real, yScale, yZero) != unrounded ? 1 : 0;
-
-                    var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o) + ((float)(r - 128) * F(tables[^1], o));
-                    g = shape.Relu ? Math.Max(g, 0f) : g;
-                    g = shape.ZeroAdd ? g + F(tables[2], o) : g;
-                    var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
-                    withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
-                    exact += actual == unrounded ? 1 : 0;
-                    total++;
-                }
-            }
+            var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o) + ((float)(r - 128) * F(tables[^1], o));
+            g = shape.Relu ? Math.Max(g, 0f) : g;
+            g = shape.ZeroAdd ? g + F(tables[2], o) : g;
+            var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
+            withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
+            exact += actual == unrounded ? 1 : 0;
+            total++;
         }
 
         Assert.Equal(total, withinOne);
@@ -345,40 +362,23 @@ public sealed class Int8PlanTests
         var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, zZero - 128, shape.Relu, shape.ZeroAdd, null, (yScale, zScale));
         Assert.Equal(shape.Uids.Length - 3, tables.Length); // scale, offset, [zero,] outscale: the step's buffers but x, w and y
         Assert.Contains("swish * outscale[k]", shape.Chain, StringComparison.Ordinal);
-        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
-        static double Q(double v, double s, double z) => Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven) + z, 0, 255);
         static double Silu(double v) => v / (1 + Math.Exp(-v));
 
         var (withinOne, exact, total, negative) = (0, 0, 0, 0);
-        for (var b = 0; b < n; b++)
+        foreach (var (_, o, _, real, shifted) in PointwiseOutputs(x, wq, wScale, bias, (n, c, k, h * w), xScale, xZero))
         {
-            for (var o = 0; o < k; o++)
-            {
-                for (var p = 0; p < h * w; p++)
-                {
-                    double real = bias[o];
-                    long shifted = 0;
-                    for (var ch = 0; ch < c; ch++)
-                    {
-                        var xv = x[(((b * c) + ch) * h * w) + p];
-                        real += (xv - xZero) * xScale * wq[(o * c) + ch] * wScale[o];
-                        shifted += (xv - 128) * wq[(o * c) + ch];
-                    }
+            Assert.InRange((real / yScale) + yZero, 0, 255); // Q_y does not saturate here
+            var expected = Q(Silu((Q(real, yScale, yZero) - yZero) * yScale), zScale, zZero);
+            var unrounded = Q(Silu(real), zScale, zZero);
+            negative += real < 0 ? 1 : 0;
 
-                    Assert.InRange((real / yScale) + yZero, 0, 255); // Q_y does not saturate here
-                    var expected = Q(Silu((Q(real, yScale, yZero) - yZero) * yScale), zScale, zZero);
-                    var unrounded = Q(Silu(real), zScale, zZero);
-                    negative += real < 0 ? 1 : 0;
-
-                    var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o);
-                    g = g / (1f + MathF.Exp(-g)) * F(tables[^1], o);
-                    g = shape.ZeroAdd ? g + F(tables[2], o) : g;
-                    var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
-                    withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
-                    exact += actual == unrounded ? 1 : 0;
-                    total++;
-                }
-            }
+            var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o);
+            g = g / (1f + MathF.Exp(-g)) * F(tables[^1], o);
+            g = shape.ZeroAdd ? g + F(tables[2], o) : g;
+            var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
+            withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
+            exact += actual == unrounded ? 1 : 0;
+            total++;
         }
 
         Assert.Equal(total, withinOne);
