@@ -8,14 +8,6 @@ using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
-/// <summary>
-/// The convolutions of a QDQ model on int8 tensor cores (<see cref="Int8Layers"/> picks them): cuDNN convolves int8
-/// channels-last activations with int8 KRSC filters into int32 sums (as exact floats, INT8_EXT_CONFIG), and one kernel
-/// requantizes them (per-channel scale, bias, the input zero point's share, ReLU, the output zero point) into the next
-/// int8 activation. Activations between such layers stay int8 and channels-last: a uint8 value v is kept as the int8
-/// byte v - 128, which the next convolution reads with its zero point shifted by 128, and which anything else reads
-/// through a pending "+ 128". Whatever this refuses (or cuDNN does) runs as before, in float between the pairs.
-/// </summary>
 /// <summary>Who runs a QDQ model's int8 MatMuls and Gemms (<see cref="Int8Layers"/>).</summary>
 internal enum Int8GemmChoice
 {
@@ -34,6 +26,14 @@ internal enum Int8GemmChoice
     Graph,
 }
 
+/// <summary>
+/// The convolutions of a QDQ model on int8 tensor cores (<see cref="Int8Layers"/> picks them): cuDNN convolves int8
+/// channels-last activations with int8 KRSC filters into int32 sums (as exact floats, INT8_EXT_CONFIG), and one kernel
+/// requantizes them (per-channel scale, bias, the input zero point's share, ReLU, the output zero point) into the next
+/// int8 activation. Activations between such layers stay int8 and channels-last: a uint8 value v is kept as the int8
+/// byte v - 128, which the next convolution reads with its zero point shifted by 128, and which anything else reads
+/// through a pending "+ 128". Whatever this refuses (or cuDNN does) runs as before, in float between the pairs.
+/// </summary>
 internal sealed partial class GraphCompiler
 {
     /// <summary>Trial runs of int8 problems, by problem: null when cuDNN ran it, else its error. One per process.</summary>
