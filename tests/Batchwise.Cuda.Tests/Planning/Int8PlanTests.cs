@@ -249,6 +249,18 @@ public sealed class Int8PlanTests
     /// <summary>A float32 vector entry of a graph's tables (stored as its bits).</summary>
     private static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
 
+    /// <summary>
+    /// The uint8 value a graph's chain writes for channel <paramref name="o"/> from <paramref name="g"/> (its value after
+    /// the offset, the residual or the activation): the ReLU, the zero vector (the tables' third), int8's rounding and
+    /// saturation, read back as uint8.
+    /// </summary>
+    private static double GraphWrites(float g, Int8ConvGraphShape shape, HostTensor[] tables, long o)
+    {
+        g = shape.Relu ? Math.Max(g, 0f) : g;
+        g = shape.ZeroAdd ? g + F(tables[2], o) : g;
+        return Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
+    }
+
     /// <summary>ONNX's QuantizeLinear to uint8: round half to even, add the zero point, saturate.</summary>
     private static double Q(double v, double s, double z) => Math.Clamp(Math.Round(v / s, MidpointRounding.ToEven) + z, 0, 255);
 
@@ -323,10 +335,7 @@ public sealed class Int8PlanTests
             var unrounded = Q(relu ? Math.Max(real + residual, 0) : real + residual, yScale, yZero);
             residualMatters += Q(relu ? Math.Max(real, 0) : real, yScale, yZero) != unrounded ? 1 : 0;
 
-            var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o) + ((float)(r - 128) * F(tables[^1], o));
-            g = shape.Relu ? Math.Max(g, 0f) : g;
-            g = shape.ZeroAdd ? g + F(tables[2], o) : g;
-            var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
+            var actual = GraphWrites(((float)shifted * F(tables[0], o)) + F(tables[1], o) + ((float)(r - 128) * F(tables[^1], o)), shape, tables, o);
             withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
             exact += actual == unrounded ? 1 : 0;
             total++;
@@ -373,9 +382,7 @@ public sealed class Int8PlanTests
             negative += real < 0 ? 1 : 0;
 
             var g = ((float)shifted * F(tables[0], o)) + F(tables[1], o);
-            g = g / (1f + MathF.Exp(-g)) * F(tables[^1], o);
-            g = shape.ZeroAdd ? g + F(tables[2], o) : g;
-            var actual = Math.Clamp(Math.Round(g, MidpointRounding.ToEven), -128, 127) + 128;
+            var actual = GraphWrites(g / (1f + MathF.Exp(-g)) * F(tables[^1], o), shape, tables, o);
             withinOne += Math.Abs(actual - expected) <= 1 ? 1 : 0;
             exact += actual == unrounded ? 1 : 0;
             total++;
