@@ -121,19 +121,19 @@ internal sealed partial class GraphCompiler
         // =own the implicit GEMM everywhere (half cuDNN's speed on an H200, so not the default).
         if (OwnInt8NarrowPointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
         {
-            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, null, narrow: true);
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, OwnInt8Kernel.Narrow);
             return null;
         }
 
         if (OwnInt8Pointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
         {
-            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, null);
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, OwnInt8Kernel.Pointwise);
             return null;
         }
 
         if (OwnInt8ConvTile(n * outSpatial[0] * outSpatial[1], c, k) is { } tile)
         {
-            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, tile);
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, OwnInt8Kernel.Tiled, tile);
             return null;
         }
 

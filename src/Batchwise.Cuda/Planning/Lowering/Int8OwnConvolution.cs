@@ -37,6 +37,19 @@ internal enum Int8ConvChoice
     Pointwise,
 }
 
+/// <summary>Which own int8 kernel runs a convolution (<see cref="GraphCompiler"/>'s LowerOwnInt8Conv).</summary>
+internal enum OwnInt8Kernel
+{
+    /// <summary>The implicit GEMM (<see cref="KernelSource.Int8Conv"/>) with a tile.</summary>
+    Tiled,
+
+    /// <summary>The persistent tensor-core 1x1 kernel (<see cref="KernelSource.Int8Pointwise"/>).</summary>
+    Pointwise,
+
+    /// <summary>The narrow dp4a 1x1 kernel (<see cref="KernelSource.Int8NarrowPointwise"/>).</summary>
+    Narrow,
+}
+
 /// <summary>
 /// Int8 convolutions through the own implicit-GEMM kernel (<see cref="KernelSource.Int8Conv"/>): int8 channels-last in
 /// and out, int32 sums on tensor cores, the requantization, a ReLU and a residual block's end (its Add, ReLU and
@@ -161,9 +174,10 @@ internal sealed partial class GraphCompiler
     /// is one, the layer has no ReLU of its own and <see cref="Int8Layers.ResidualSwitch"/> does not say off; else a SiLU
     /// and its QuantizeLinear where they follow) and returns how it runs.
     /// </summary>
-    private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, (int M, int N)? tile, bool narrow = false)
+    private string LowerOwnInt8Conv(Int8Layer layer, PlanValue xq, HostTensor w, HostTensor wScale, HostTensor? bias, (double Scale, double Zero) x, (OnnxProto.NodeProto Node, double Scale, ElementType Type, double Zero) q, long[] kernel, long[] strides, long[] pads, long[] outSpatial, long[] yShape, OwnInt8Kernel which, (int M, int N) tile = default)
     {
         var relu = layer.Relu is not null;
+        var narrow = which == OwnInt8Kernel.Narrow;
         var fusion = relu || narrow || Int8Layers.ResidualSetting == false ? null : FindInt8Residual(q.Node, yShape); // the narrow kernel ends no residual block (an expansion starts one)
         var own = q; // the convolution's own QuantizeLinear (its saturation stays in a fused block)
         if (fusion is not null)
@@ -210,10 +224,10 @@ internal sealed partial class GraphCompiler
             code = KernelSource.Int8NarrowPointwise(c, k, pixels, epilogue);
             (threads, block, how) = (pixels, KernelSource.Int8NarrowPointwiseBlock, $"int8 (own narrow pointwise kernel, dp4a{fused})");
         }
-        else if (tile is { } t)
+        else if (which == OwnInt8Kernel.Tiled)
         {
-            code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, t.M, t.N, Int8ConvStages, (int)zero, epilogue);
-            (threads, block, how) = (KernelSource.Int8ConvThreads(pixels, k, t.M, t.N), KernelSource.Int8ConvBlock, $"int8 (own kernel, {t.M}x{t.N} tiles{fused})");
+            code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, Int8ConvStages, (int)zero, epilogue);
+            (threads, block, how) = (KernelSource.Int8ConvThreads(pixels, k, tile.M, tile.N), KernelSource.Int8ConvBlock, $"int8 (own kernel, {tile.M}x{tile.N} tiles{fused})");
         }
         else
         {
