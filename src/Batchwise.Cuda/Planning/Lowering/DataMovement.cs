@@ -142,9 +142,20 @@ internal sealed partial class GraphCompiler
         var shape = (long[])parts[0].Shape.Clone();
         shape[a] = parts.Sum(p => p.Shape[a]);
 
+        // A QuantizeLinear that alone reads the result (a QDQ model's Concat of dequantized parts: YOLOv8's C2f and SPPF)
+        // joins the parts: each is quantized straight into its slice, as the int8 bytes an int8 convolution reads (not
+        // dequantized into a float concatenation and quantized again).
+        var quantized = QuantizedAlone(node.Output[0]);
+        if (quantized is { } q)
+        {
+            var shift = StoredShift(q.Type);
+            parts = [.. parts.Select(p => Pending([p], _ => $"{QuantizeExpression("x0", q.Scale, q.Zero, q.Type)} - {KernelSource.F(shift)}", ElementType.Int8, p.Shape))];
+            _node += " + QuantizeLinear";
+        }
+
         // Channels-last when every part is: the copies then run along the physical axis.
         var nhwc = parts.All(p => p.Nhwc);
-        var y = Output(node, 0, St(parts[0]), shape, nhwc);
+        var y = quantized is null ? Output(node, 0, St(parts[0]), shape, nhwc) : NewValue(ElementType.Int8, shape, nhwc, "int8 " + quantized.Value.Node.Output[0]);
         var pa = nhwc ? PhysicalAxis(a) : a;
         var phys = Phys(y);
         var outer = Shapes.Product(phys.Take(pa));
@@ -156,7 +167,7 @@ internal sealed partial class GraphCompiler
             var block = p.Shape[a] * inner;
 
             // A pending part read by nothing else is computed straight into its slice: no copy.
-            var onlyHere = names.Count(n => n == names[k]) == 1 && _consumers.TryGetValue(names[k], out var users) && users.Count == 1 && !_graphOutputs.Contains(names[k]);
+            var onlyHere = quantized is not null || (names.Count(n => n == names[k]) == 1 && _consumers.TryGetValue(names[k], out var users) && users.Count == 1 && !_graphOutputs.Contains(names[k]));
             if (p.Pending is not null && onlyHere && p.Nhwc == nhwc && p.Pending.Leaves.All(l => Fits(l, nhwc, rank)))
             {
                 Materialize(p, y, block, phys[pa] * inner, offset * inner);
@@ -168,6 +179,25 @@ internal sealed partial class GraphCompiler
             }
 
             offset += p.Shape[a];
+        }
+
+        if (quantized is { } qq)
+        {
+            // The QuantizeLinear's output as ONNX defines it (uint8: the stored byte + 128, pending), the stored bytes for
+            // an int8 convolution (channels-last) or product (row-major) to read as they are.
+            var shift = StoredShift(qq.Type);
+            var published = shift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, shape);
+            _values[qq.Node.Output[0]] = published;
+            if (nhwc && rank == 4)
+            {
+                _int8Activations[published] = (y, shift);
+            }
+            else if (!nhwc)
+            {
+                _int8GemmOperands[published] = y;
+            }
+
+            _folded.Add(qq.Node);
         }
     }
 
