@@ -2,6 +2,7 @@ using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Operators;
 using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
@@ -51,6 +52,18 @@ public sealed class Int8ConvOnCpuTests
             {
                 var (gs, gz) = (Scalar("gs", 1f / 255), Zero("gz", 0));
                 gate = g.Node("DequantizeLinear", [g.Node("QuantizeLinear", [gate, gs, gz]), gs, gz]);
+            }
+
+            if (silu == 3)
+            {
+                // YOLOv8's C2f: the SiLU's output split in two halves along the channels, each quantized on its own.
+                var halves = g.NodeN("Split", [g.Node("Mul", [d, gate]), g.Int64s("halves", [k / 2L, k / 2L])], 2, GraphBuilder.Attr("axis", 1L));
+                g.Rename(g.Node("QuantizeLinear", [halves[0], Scalar("z0s", 0.026f), Zero("z0z", 11)]), "y");
+                g.Rename(g.Node("QuantizeLinear", [halves[1], Scalar("z1s", 0.031f), Zero("z1z", 9)]), "y1");
+                var (o1, ow1) = (((h + (2 * (kernel / 2)) - kernel) / stride) + 1, ((w + (2 * (kernel / 2)) - kernel) / stride) + 1);
+                g.Output("y", ElementType.UInt8, 2L, (long)k / 2, o1, ow1);
+                g.Output("y1", ElementType.UInt8, 2L, (long)k / 2, o1, ow1);
+                return g.Build("int8-conv");
             }
 
             g.Rename(g.Node("QuantizeLinear", [g.Node("Mul", [d, gate]), Scalar("zs", 0.026f), Zero("zz", 11)]), "y");
@@ -189,6 +202,34 @@ public sealed class Int8ConvOnCpuTests
         var decision = Assert.Single(plan.Int8Layers.Values);
         Assert.Contains(route + ": conv * scale[k] + offset[k] -> swish * outscale[k] + zero[k] -> int8", decision, StringComparison.Ordinal);
         Assert.DoesNotContain(plan.Steps, s => s.Node.Contains("Sigmoid", StringComparison.Ordinal) || s.Node.Contains("Mul", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_silu_split_into_parts_each_quantized_joins_the_cudnn_graph_with_a_scale_a_part()
+    {
+        // YOLOv8's C2f: the graph writes both parts' bytes (outscale and zero vectors a part per channel), and the parts
+        // are the channels of its output copied out; no Sigmoid, Mul, Split or QuantizeLinear left of their own.
+        var model = Model(64, 64, 1, 1, 131, relu: false, residual: false, silu: 3);
+        var target = new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Library, PlansConvolutionsWithoutLibrary = true };
+        var plan = target.Compile(model, [Tensor.From<byte>(ElementType.UInt8, [2, 64, 9, 9], new byte[2 * 64 * 81])]);
+        var graph = Assert.Single(plan.Steps.OfType<Int8GraphConvStep>());
+        Assert.Equal(("swish", true), (graph.Graph.Shape.Activation, graph.Graph.Shape.ZeroAdd));
+        Assert.Contains("SiLU and its split into 2 quantized parts fused", Assert.Single(plan.Int8Layers.Values), StringComparison.Ordinal);
+        Assert.DoesNotContain(plan.Steps, s => s.Node.StartsWith("Sigmoid", StringComparison.Ordinal) || s.Node.StartsWith("Mul", StringComparison.Ordinal)
+            || s.Node.StartsWith("Split", StringComparison.Ordinal) || s.Node.StartsWith("QuantizeLinear", StringComparison.Ordinal));
+
+        // The vectors a part: 1/0.026 and 11 - 128 for the first 32 channels, 1/0.031 and 9 - 128 for the others.
+        var (scale, zero) = (new double[64], new double[64]);
+        for (var i = 0; i < 64; i++)
+        {
+            (scale[i], zero[i]) = i < 32 ? (0.026, -117.0) : (0.031, -119.0);
+        }
+
+        var one = HostTensor.OfFloats(ElementType.Float, [64], new double[64]);
+        var tables = GraphCompiler.Int8GraphTables(one, one, 0, false, true, null, (0.05, (scale, zero)));
+        static float F(HostTensor t, long i) => BitConverter.Int32BitsToSingle((int)t[i]);
+        Assert.Equal((-117f, (float)(1 / 0.026)), (F(tables[2], 5), F(tables[^1], 5)));
+        Assert.Equal((-119f, (float)(1 / 0.031)), (F(tables[2], 40), F(tables[^1], 40)));
     }
 
     [Fact]

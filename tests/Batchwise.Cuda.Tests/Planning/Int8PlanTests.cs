@@ -368,7 +368,7 @@ public sealed class Int8PlanTests
         var weights = HostTensor.OfInts(ElementType.Int8, [k, c, 1, 1], wq);
         var (_, scale, offset, _) = GraphCompiler.Int8ConvTables(weights, HostTensor.OfFloats(ElementType.Float, [k], wScale), HostTensor.OfFloats(ElementType.Float, [k], bias), xScale, xZero - 128, yScale, [h, w], [h, w], [1, 1], [1, 1], [0, 0]);
         var shape = GraphCompiler.Int8GraphShape([n, c, h, w], [k, c, 1, 1], [n, k, h, w], [0, 0], [1, 1], xZero - 128, false, yZero - 128) with { ZeroAdd = zZero != 128, Activation = "swish" };
-        var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, zZero - 128, shape.Relu, shape.ZeroAdd, null, (yScale, zScale));
+        var tables = GraphCompiler.Int8GraphTables(scale.Constant!, offset.Constant!, 0, shape.Relu, shape.ZeroAdd, null, (yScale, ([.. Enumerable.Repeat(zScale, k)], [.. Enumerable.Repeat(zZero - 128.0, k)])));
         Assert.Equal(shape.Uids.Length - 3, tables.Length); // scale, offset, [zero,] outscale: the step's buffers but x, w and y
         Assert.Contains("swish * outscale[k]", shape.Chain, StringComparison.Ordinal);
         static double Silu(double v) => v / (1 + Math.Exp(-v));

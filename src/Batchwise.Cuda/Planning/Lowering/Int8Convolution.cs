@@ -170,7 +170,7 @@ internal sealed partial class GraphCompiler
         {
             // A SiLU after the convolution (its QuantizeLinear, DequantizeLinear, Sigmoid, Mul and the next QuantizeLinear)
             // joins the graph where cuDNN takes it; refused, the convolution's graph alone and the SiLU as a kernel of its own.
-            if (!relu && FindInt8Silu(q) is { } foundSilu)
+            if (!relu && FindInt8Silu(q, yShape) is { } foundSilu)
             {
                 var siluRefusal = string.Empty;
                 (graph, graphShape, explicitPads) = TryInt8Graph(foundSilu, ref siluRefusal);
@@ -197,7 +197,7 @@ internal sealed partial class GraphCompiler
             Int8ConvGraphShape ShapeOf(long[] x, long[] pads)
             {
                 var s = Int8GraphShape(x, w.Shape, yShape, pads, strides, storedXZero, relu, storedYZero);
-                return withSilu is null ? s : s with { Relu = false, ZeroAdd = withSilu.StoredZZero != 0, Activation = "swish" };
+                return withSilu is null ? s : s with { Relu = false, ZeroAdd = withSilu.PerChannel(yShape[1]).StoredZero.Any(z => z != 0), Activation = "swish" };
             }
 
             var direct = ShapeOf(xq.Shape, pb);
@@ -257,7 +257,7 @@ internal sealed partial class GraphCompiler
             }
         }
 
-        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)}{(graphShape.Residual ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused: {graphShape.Chain}" : graphShape.Activation is not null ? $", SiLU fused: {graphShape.Chain}" : string.Empty)}; {graph.Engine})"
+        how = graph is not null ? $"int8 (cuDNN graph{(graphShape!.PerPixelOffset ? ", border offsets" : explicitPads is not null ? ", input padded explicitly" : string.Empty)}{(graphShape.Residual ? $", residual Add{(relu ? " and ReLU" : string.Empty)} fused: {graphShape.Chain}" : graphShape.Activation is not null ? $", SiLU{(silu?.Parts is { } split ? $" and its split into {split.Count} quantized parts" : string.Empty)} fused: {graphShape.Chain}" : string.Empty)}; {graph.Engine})"
             : (gemm is not null ? "int8 (cuBLASLt)" : gemmEpilogue >= 0 ? $"int8 (cuDNN; cuBLASLt refused the 1x1: {gemmRefusal})" : "int8")
               + (graphRefusal.Length > 0 ? $" [graph API refused: {graphRefusal}]" : string.Empty);
         how += fusionNote;
@@ -292,7 +292,7 @@ internal sealed partial class GraphCompiler
             var residual = fusion is { } f ? (f.ResidualScale / yScale, (f.Residual.Shift - f.ResidualZero) * f.ResidualScale / yScale) : ((double, double)?)null;
             var tables = silu is null
                 ? Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, storedYZero, graphShape!, residual)
-                : Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, silu.StoredZZero, graphShape!, null, (yScale, silu.ZScale));
+                : Int8GraphConstants(recipe, w, wScale, bias?.Constant, scale.Constant!, offset.Constant!, 0, graphShape!, null, (yScale, silu.PerChannel(k)));
             PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
             var buffers = new List<int> { Dev(convInput), Dev(krsc), Dev(V(tables[0])), Dev(V(tables[1])), y.Buffer };
             if (graphShape!.ZeroAdd)
@@ -327,6 +327,23 @@ internal sealed partial class GraphCompiler
             ReserveWorkspace(chosen.WorkspaceBytes);
             var count = y.Count;
             Kernel(KernelSource.Requantize(yType, count, k, outSpatial[0] * outSpatial[1], yZero, outShift, relu, perPixel), count, Dev(y), accBuffer.Id, Dev(scale), Dev(offset));
+        }
+
+        if (silu?.Parts is { } parts)
+        {
+            // Each part of the split as an int8 activation of its own: its channels copied out of y (channels-last).
+            _folded.UnionWith(silu.Folded);
+            long start = 0;
+            foreach (var part in parts)
+            {
+                long[] partShape = [yShape[0], part.Channels, yShape[2], yShape[3]];
+                var stored = NewValue(ElementType.Int8, partShape, true, "int8 activation " + part.Quantize.Output[0]);
+                ViewCopy(y, [pixels, part.Channels], [yShape[1], 1], start, stored, [part.Channels, 1], 0);
+                PublishInt8Conv(part.Quantize, null, [], stored, partShape, StoredShift(silu.ZType));
+                start += part.Channels;
+            }
+
+            return null;
         }
 
         PublishInt8Conv(silu?.Quantize ?? q, layer.Relu, [.. fusion?.Folded ?? [], .. silu?.Folded ?? []], y, yShape, silu is null ? outShift : StoredShift(silu.ZType));
@@ -413,10 +430,32 @@ internal sealed partial class GraphCompiler
     /// folded, the SiLU output's QuantizeLinear and its constants, the convolution's own output constants (the SiLU reads
     /// them) and, where the model quantizes the sigmoid too, its constants.
     /// </summary>
-    private sealed record Int8SiluFusion(OnnxProto.NodeProto Quantize, double ZScale, ElementType ZType, double ZZero, (double Scale, double Zero, ElementType Type) Y, (double Scale, double Zero, ElementType Type)? Sigmoid, OnnxProto.NodeProto[] Folded)
+    /// <para>
+    /// With <paramref name="Parts"/>, the SiLU's output is split along the channels (YOLOv8's C2f) and each part has a
+    /// QuantizeLinear of its own (scale, zero point, its channels and the QuantizeLinear): the first part's are then also
+    /// <paramref name="ZScale"/>, <paramref name="ZType"/> and <paramref name="ZZero"/>.
+    /// </para>
+    private sealed record Int8SiluFusion(OnnxProto.NodeProto Quantize, double ZScale, ElementType ZType, double ZZero, (double Scale, double Zero, ElementType Type) Y, (double Scale, double Zero, ElementType Type)? Sigmoid, OnnxProto.NodeProto[] Folded, IReadOnlyList<(OnnxProto.NodeProto Quantize, double Scale, double Zero, long Channels)>? Parts = null)
     {
         /// <summary>The SiLU output's zero point as stored (a uint8 value is kept as the int8 byte v - 128).</summary>
         public double StoredZZero => ZZero - StoredShift(ZType);
+
+        /// <summary>Each output channel's quantization scale and stored zero point (one pair for all without parts).</summary>
+        public (double[] Scale, double[] StoredZero) PerChannel(long channels)
+        {
+            var (scale, zero) = (new double[channels], new double[channels]);
+            var parts = Parts ?? [(Quantize, ZScale, ZZero, channels)];
+            var k = 0;
+            foreach (var part in parts)
+            {
+                for (var i = 0; i < part.Channels; i++, k++)
+                {
+                    (scale[k], zero[k]) = (part.Scale, part.Zero - StoredShift(ZType));
+                }
+            }
+
+            return (scale, zero);
+        }
     }
 
     /// <summary>
@@ -425,7 +464,7 @@ internal sealed partial class GraphCompiler
     /// does). Every value between has no other reader, every scale and zero point is one constant and d undoes q; null
     /// otherwise, or when <see cref="Int8Layers.SiluSwitch"/> says off.
     /// </summary>
-    private Int8SiluFusion? FindInt8Silu(OnnxProto.NodeProto q)
+    private Int8SiluFusion? FindInt8Silu(OnnxProto.NodeProto q, long[]? splitShape = null)
     {
         if (!Int8Layers.SiluFused)
         {
@@ -464,15 +503,47 @@ internal sealed partial class GraphCompiler
         }
 
         var operands = mul.Input.ToHashSet(StringComparer.Ordinal);
-        if (operands.Count != 2 || !operands.Contains(dq.Output[0]) || !operands.Contains(gate) || SoleConsumer(gate) != mul
-            || SoleConsumer(mul.Output[0]) is not { OpType: "QuantizeLinear" } outQ || PerTensor(outQ) is not { } z || !Quantized(z)
-            || (outQ.Attribute.Any(a => a.Name == "output_dtype") && outQ.Input.Count < 3))
+        if (operands.Count != 2 || !operands.Contains(dq.Output[0]) || !operands.Contains(gate) || SoleConsumer(gate) != mul)
         {
             return null;
         }
 
-        folded.AddRange([mul, outQ]);
-        return new Int8SiluFusion(outQ, z.Scale, z.Type, z.Zero, own, sigmoidPair, [.. folded]);
+        bool QuantizesTo(OnnxProto.NodeProto outQ) => !(outQ.Attribute.Any(a => a.Name == "output_dtype") && outQ.Input.Count < 3);
+        var next = SoleConsumer(mul.Output[0]);
+        if (next is { OpType: "QuantizeLinear" } single && PerTensor(single) is { } z && Quantized(z) && QuantizesTo(single))
+        {
+            folded.AddRange([mul, single]);
+            return new Int8SiluFusion(single, z.Scale, z.Type, z.Zero, own, sigmoidPair, [.. folded]);
+        }
+
+        // Split along the channels (splitShape: the convolution's output shape, where the caller takes parts), each part
+        // read by a QuantizeLinear alone, all to the same type.
+        if (splitShape is null || next is not { OpType: "Split", Domain.Length: 0 } split || split.Output.Any(o => o.Length == 0))
+        {
+            return null;
+        }
+
+        var (axis, sizes) = SplitSizes(split, [new PlanValue(ElementType.Float, splitShape), split.Input.Count > 1 && split.Input[1].Length > 0 ? _values.GetValueOrDefault(split.Input[1]) : null], new NodeAttributes(split));
+        if (axis != 1 || sizes.Length != split.Output.Count || sizes.Sum() != splitShape[1])
+        {
+            return null;
+        }
+
+        var parts = new List<(OnnxProto.NodeProto Quantize, double Scale, double Zero, long Channels)>();
+        for (var i = 0; i < sizes.Length; i++)
+        {
+            if (SoleConsumer(split.Output[i]) is not { OpType: "QuantizeLinear" } pq || PerTensor(pq) is not { } pz || !Quantized(pz) || !QuantizesTo(pq)
+                || (parts.Count > 0 && PerTensor(parts[0].Quantize)!.Value.Type != pz.Type))
+            {
+                return null;
+            }
+
+            parts.Add((pq, pz.Scale, pz.Zero, sizes[i]));
+        }
+
+        var first = PerTensor(parts[0].Quantize)!.Value;
+        folded.AddRange([mul, split, .. parts.Select(p => p.Quantize)]);
+        return new Int8SiluFusion(parts[0].Quantize, first.Scale, first.Type, first.Zero, own, sigmoidPair, [.. folded], parts);
     }
 
     /// <summary>

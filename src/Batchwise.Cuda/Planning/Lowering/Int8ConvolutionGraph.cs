@@ -573,11 +573,11 @@ internal sealed partial class GraphCompiler
     /// <see cref="Int8ConvGraphShape.Uids"/> from the scale on.
     /// </para>
     /// <para>
-    /// With a SiLU (<paramref name="silu"/>: the convolution's own output scale s_y and the SiLU's QuantizeLinear scale
-    /// s_z; <paramref name="storedYZero"/> is then the SiLU output's stored zero point): the scale and offset times s_y
-    /// (the convolution's real value, before swish), the zero point, and 1/s_z per channel last.
+    /// With a SiLU (<paramref name="silu"/>: the convolution's own output scale s_y and, per output channel, the SiLU's
+    /// QuantizeLinear scale s_z and stored zero point: one pair for all, or a pair a part where the SiLU's output is split):
+    /// the scale and offset times s_y (the convolution's real value, before swish), the zero points, and 1/s_z last.
     /// </para>
-    internal static HostTensor[] Int8GraphTables(HostTensor scale, HostTensor offset, double storedYZero, bool relu, bool zeroAdd, (double Scale, double Offset)? residual = null, (double YScale, double ZScale)? silu = null)
+    internal static HostTensor[] Int8GraphTables(HostTensor scale, HostTensor offset, double storedYZero, bool relu, bool zeroAdd, (double Scale, double Offset)? residual = null, (double YScale, (double[] Scale, double[] StoredZero) Out)? silu = null)
     {
         var k = scale.Count;
         var toReal = silu?.YScale ?? 1;
@@ -589,7 +589,7 @@ internal sealed partial class GraphCompiler
         };
         if (zeroAdd)
         {
-            tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], _ => BitConverter.SingleToInt32Bits((float)storedYZero)));
+            tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], i => BitConverter.SingleToInt32Bits((float)(silu?.Out.StoredZero[i] ?? storedYZero))));
         }
 
         if (residual is { } r)
@@ -599,17 +599,17 @@ internal sealed partial class GraphCompiler
 
         if (silu is { } f)
         {
-            tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], _ => BitConverter.SingleToInt32Bits((float)(1 / f.ZScale))));
+            tables.Add(HostTensor.CreateInts(ElementType.Int32, [k], i => BitConverter.SingleToInt32Bits((float)(1 / f.Out.Scale[i]))));
         }
 
         return [.. tables];
     }
 
     /// <summary><see cref="Int8GraphTables"/> made once per session (a saved engine keeps them like other derived weights).</summary>
-    private HostTensor[] Int8GraphConstants(string convRecipe, HostTensor w, HostTensor wScale, HostTensor? bias, HostTensor scale, HostTensor offset, double storedYZero, Int8ConvGraphShape shape, (double Scale, double Offset)? residual, (double YScale, double ZScale)? silu = null)
+    private HostTensor[] Int8GraphConstants(string convRecipe, HostTensor w, HostTensor wScale, HostTensor? bias, HostTensor scale, HostTensor offset, double storedYZero, Int8ConvGraphShape shape, (double Scale, double Offset)? residual, (double YScale, (double[] Scale, double[] StoredZero) Out)? silu = null)
     {
         var residualPart = residual is { } r ? string.Create(CultureInfo.InvariantCulture, $":res{r.Scale:R},{r.Offset:R}") : string.Empty;
-        var siluPart = silu is { } f ? string.Create(CultureInfo.InvariantCulture, $":silu{f.YScale:R},{f.ZScale:R},{storedYZero:R}") : string.Empty;
+        var siluPart = silu is { } f ? string.Create(CultureInfo.InvariantCulture, $":silu{f.YScale:R},{string.Join(',', f.Out.Scale.Distinct().Select(v => v.ToString("R", CultureInfo.InvariantCulture)))},{string.Join(',', f.Out.StoredZero.Distinct().Select(v => v.ToString("R", CultureInfo.InvariantCulture)))},{f.Out.Scale.Length}") : string.Empty;
         var recipe = string.Create(CultureInfo.InvariantCulture, $"{convRecipe}:graph:r{(shape.Relu ? 1 : 0)}:z{(shape.ZeroAdd ? 1 : 0)}{residualPart}{siluPart}");
         return _target.Derive(recipe, [w, wScale, bias], () => Int8GraphTables(scale, offset, storedYZero, shape.Relu, shape.ZeroAdd, residual, silu));
     }
