@@ -93,6 +93,18 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
             }
         }
 
+        // A Split some of whose outputs are quantized (YOLOv8's C2f: one half feeds a convolution, the other only a Concat):
+        // its other outputs are quantized too, as ONNX Runtime's quantizer quantizes every output of a Split, so the
+        // producer can write every part as int8 (the cuda engine's SiLU with its split in the convolution's step).
+        var splits = graph.Node.Where(n => n.OpType == "Split" && n.Domain.Length == 0 && n.Output.Any(activations.Contains)).ToList();
+        foreach (var n in splits)
+        {
+            foreach (var o in n.Output.Where(o => o.Length > 0 && consumers.ContainsKey(o) && !graphOutputs.Contains(o)))
+            {
+                activations.Add(o);
+            }
+        }
+
         // Residual Adds of two quantized activations: quantizing their output too lets ONNX Runtime run QLinearAdd.
         var adds = graph.Node.Where(n => n.OpType == "Add" && n.Domain.Length == 0 && n.Input.Count == 2 && n.Input.All(activations.Contains) && consumers.ContainsKey(n.Output[0])).ToList();
         foreach (var n in adds)

@@ -118,6 +118,13 @@ public sealed class PrecisionTransformTests
         new Int8Quantization(CalibrationData.Parse("random:2")).Apply(result);
         var a = Assert.Single(Verification.Compare(original, result));
         Assert.True(a.Cosine > 0.95, $"cosine {a.Cosine}");
+
+        // Every part of each C2f's Split is quantized (one half feeds a convolution, the other only a Concat), as ONNX
+        // Runtime's quantizer quantizes every output of a Split.
+        var consumers = Batchwise.Transforms.GraphSurgery.Consumers(result.Graph);
+        var splits = result.Graph.Node.Where(n => n.OpType == "Split" && n.Output.Any(o => consumers[o].Any(c => c.OpType == "QuantizeLinear"))).ToList();
+        Assert.Equal(8, splits.Count); // the C2f blocks' (the head's Split of boxes and classes feeds nothing quantized)
+        Assert.All(splits.SelectMany(n => n.Output), o => Assert.Equal(["QuantizeLinear"], consumers[o].Select(c => c.OpType)));
     }
 
     [Theory]
