@@ -103,7 +103,21 @@ public sealed class OptimizeCommandTests : IDisposable
         (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--fp16", "--int8", "--calibration", "random:2");
         Assert.Equal(2, code);
         Assert.Contains("not supported yet", stderr, StringComparison.Ordinal);
+        (code, _, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "-o", output, "--int8-activations", "symmetric");
+        Assert.Equal(2, code);
+        Assert.Contains("--int8-activations applies to --int8 (static quantization) only", stderr, StringComparison.Ordinal);
         Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public async Task Int8_with_symmetric_activations_writes_zero_points_of_128_and_passes_verification()
+    {
+        var output = Path.Combine(_dir.FullName, "sym.onnx");
+        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:resnet18?size=32", "-o", output, "--int8", "--calibration", "random:2", "--int8-activations", "symmetric", "--batch-sizes", "1", "--duration", "0.05");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("pass", stdout, StringComparison.Ordinal);
+        var model = Batchwise.Onnx.OnnxModel.Load(output);
+        Assert.All(model.Graph.Initializer.Where(t => t.Name.EndsWith("_zero_point", StringComparison.Ordinal) && t.DataType == (int)Batchwise.Onnx.ElementType.UInt8), z => Assert.Equal([128], z.RawData.ToByteArray()));
     }
 
     [Fact]

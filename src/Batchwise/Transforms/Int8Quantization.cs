@@ -26,6 +26,14 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
     /// <summary>What the user asked for, as errors name it (--int8 for optimize, --precision int8 for an engine session).</summary>
     public string Flag { get; init; } = "--int8";
 
+    /// <summary>
+    /// Every activation's uint8 zero point 128 and its scale max(|min|, |max|) / 127 (symmetric, as TensorRT quantizes
+    /// activations), rather than its range over 255 levels: half the resolution of a one-sided range (a ReLU's), but the
+    /// stored zero point of the cuda engine's int8 activations is then 0, so padded convolutions read their input as it
+    /// lies (no padded copy of it).
+    /// </summary>
+    public bool SymmetricActivations { get; init; }
+
     /// <inheritdoc/>
     public string Name => "int8";
 
@@ -63,6 +71,8 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
 
         // A Relu that alone reads a quantized output is absorbed: quantizing its output with zero point 0 saturates
         // negatives to zero, which is the Relu (as ONNX Runtime's own quantizer does). The op then writes the Relu's output.
+        // Symmetric activations (zero point 128) keep their Relus, quantizing the Relu's output (op -> Relu -> Q): the
+        // saturation would not be one.
         var absorbed = new Dictionary<OnnxProto.NodeProto, OnnxProto.NodeProto>();
         string OutputOf(OnnxProto.NodeProto n)
         {
@@ -70,7 +80,11 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
             if (!graphOutputs.Contains(y) && consumers.TryGetValue(y, out var r) && r.Count == 1 && r[0].OpType == "Relu" && r[0].Domain.Length == 0
                 && !graphOutputs.Contains(r[0].Output[0]))
             {
-                absorbed[n] = r[0];
+                if (!SymmetricActivations)
+                {
+                    absorbed[n] = r[0];
+                }
+
                 return r[0].Output[0];
             }
 
@@ -141,8 +155,9 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
             var (min, max) = ranges[a];
             min = Math.Min(min, 0);
             max = Math.Max(max, 0);
-            var scale = max > min ? (max - min) / 255f : 1f;
-            var zeroPoint = (byte)Math.Clamp(MathF.Round(-min / scale), 0, 255);
+            var bound = Math.Max(-min, max);
+            var scale = SymmetricActivations ? (bound > 0 ? bound / 127f : 1f) : max > min ? (max - min) / 255f : 1f;
+            var zeroPoint = SymmetricActivations ? (byte)128 : (byte)Math.Clamp(MathF.Round(-min / scale), 0, 255);
             scales[a] = scale;
             var s = GraphSurgery.Unique(names, a + "_scale");
             var z = GraphSurgery.Unique(names, a + "_zero_point");
@@ -208,7 +223,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         GraphSurgery.TopologicalSort(graph);
         new DeadNodeRemoval().Apply(model);
         model.Validate();
-        return $"{targets.Count} nodes quantized (weights int8 per channel{(ReduceRange ? " in 7 bits, as this CPU lacks VNNI" : string.Empty)}, {activations.Count} activations uint8 per tensor, {adds.Count} residual Adds, {absorbed.Count} Relus absorbed; {Method.ToString().ToLowerInvariant()} ranges from {Calibration.Description})";
+        return $"{targets.Count} nodes quantized (weights int8 per channel{(ReduceRange ? " in 7 bits, as this CPU lacks VNNI" : string.Empty)}, {activations.Count} activations uint8 per tensor{(SymmetricActivations ? " (symmetric: zero point 128)" : string.Empty)}, {adds.Count} residual Adds, {absorbed.Count} Relus absorbed; {Method.ToString().ToLowerInvariant()} ranges from {Calibration.Description})";
 
     }
 

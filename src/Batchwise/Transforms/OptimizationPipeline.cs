@@ -32,6 +32,13 @@ public sealed record OptimizeOptions
     /// <summary>How activation ranges are chosen.</summary>
     public CalibrationMethod CalibrationMethod { get; init; } = CalibrationMethod.MinMax;
 
+    /// <summary>
+    /// Symmetric activations for <see cref="Int8"/> (--int8-activations symmetric): every activation's uint8 zero point
+    /// 128, its scale the larger end of its range over 127 (as TensorRT quantizes activations); otherwise asymmetric,
+    /// the range's ends over 255 levels.
+    /// </summary>
+    public bool Int8Symmetric { get; init; }
+
     /// <summary>Dynamic int8 quantization of MatMul/Gemm.</summary>
     public bool Int8Dynamic { get; init; }
 
@@ -81,6 +88,11 @@ public sealed record OptimizeOptions
         if (Int8 && Int8Dynamic)
         {
             throw new BatchwiseException("--int8 and --int8-dynamic are alternatives", "Use --int8 (static, calibrated; convolutional models) or --int8-dynamic (MatMul-heavy models).");
+        }
+
+        if (Int8Symmetric && !Int8)
+        {
+            throw new BatchwiseException("--int8-activations applies to --int8 (static quantization) only", "Add --int8, or drop --int8-activations.");
         }
 
         if (Int8 && Calibration is null)
@@ -142,7 +154,7 @@ public sealed record OptimizeOptions
 
         if (Int8)
         {
-            transforms.Add(new Int8Quantization(CalibrationData.Parse(Calibration!), CalibrationMethod));
+            transforms.Add(new Int8Quantization(CalibrationData.Parse(Calibration!), CalibrationMethod) { SymmetricActivations = Int8Symmetric });
         }
 
         if (Int8Dynamic)

@@ -295,11 +295,24 @@ public sealed class Int8GraphChoiceTests
         Assert.Equal(Graphs(plain).Count(g => !g.Graph.Shape.Residual) - 16, Graphs(fused).Count(g => !g.Graph.Shape.Residual));
     }
 
+    [Fact]
+    public void Symmetric_activations_let_the_padded_convolutions_read_their_input_as_it_lies()
+    {
+        // Asymmetric: the ReLU outputs' zero point 0 is stored as -128, so each padded 3x3 reads a copy padded with it.
+        // Symmetric (zero point 128, stored as 0): cuDNN's own zero padding is the real zero; no copy, ReLUs in the graphs.
+        bool Padded(ExecutionPlan plan) => plan.Int8Layers.Values.Any(how => how.Contains("input padded explicitly", StringComparison.Ordinal));
+        Assert.Equal(16, PlanResnet50Int8("fused").Int8Layers.Values.Count(how => how.Contains("input padded explicitly", StringComparison.Ordinal)));
+        var symmetric = PlanResnet50Int8("fused", symmetric: true);
+        Assert.False(Padded(symmetric));
+        Assert.Equal(52, symmetric.Int8Layers.Values.Count(how => how.StartsWith("int8", StringComparison.Ordinal)));
+        Assert.DoesNotContain(symmetric.Steps, s => s.Node.StartsWith("Relu", StringComparison.Ordinal) || s.Node.Contains("'relu", StringComparison.Ordinal)); // each in its convolution's step
+    }
+
     /// <summary>ResNet-50's QDQ model at 64x64 planned for the int8 graph route without a GPU (BATCHWISE_INT8_RESIDUAL as given).</summary>
-    private static ExecutionPlan PlanResnet50Int8(string? residual)
+    private static ExecutionPlan PlanResnet50Int8(string? residual, bool symmetric = false)
     {
         var model = ModelZoo.Build("zoo:resnet50?size=64");
-        foreach (var t in new IModelTransform[] { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval(), new Int8Quantization(CalibrationData.Parse("random:1")) })
+        foreach (var t in new IModelTransform[] { new ConstantFolding(), new BatchNormFolding(), new DeadNodeRemoval(), new Int8Quantization(CalibrationData.Parse("random:1")) { SymmetricActivations = symmetric } })
         {
             t.Apply(model);
         }

@@ -91,6 +91,23 @@ public sealed class PrecisionTransformTests
         Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.98);
     }
 
+    [Fact]
+    public void Int8_symmetric_activations_keep_their_relus_and_zero_points_at_128()
+    {
+        var (original, result) = TransformTestModels.CleanedUp("zoo:resnet18?size=64");
+        var relus = TransformTestModels.Count(result, "Relu");
+        new Int8Quantization(CalibrationData.Parse("random:2")) { SymmetricActivations = true }.Apply(result);
+
+        // Zero point 128 would not saturate negatives to zero: every Relu stays, its output quantized (Conv -> Relu -> Q).
+        Assert.Equal(relus, TransformTestModels.Count(result, "Relu"));
+        var consumers = Batchwise.Transforms.GraphSurgery.Consumers(result.Graph);
+        Assert.All(result.Graph.Node.Where(n => n.OpType == "Relu"), r => Assert.Equal(["QuantizeLinear"], consumers[r.Output[0]].Select(c => c.OpType)));
+        var zeros = result.Graph.Initializer.Where(t => t.Name.EndsWith("_zero_point", StringComparison.Ordinal) && t.DataType == (int)ElementType.UInt8).ToList();
+        Assert.NotEmpty(zeros);
+        Assert.All(zeros, z => Assert.Equal([128], z.RawData.ToByteArray()));
+        Assert.True(Verification.Compare(original, result)[0].Cosine >= 0.98);
+    }
+
     [Theory]
     [InlineData(CalibrationMethod.Percentile)]
     [InlineData(CalibrationMethod.Entropy)]
