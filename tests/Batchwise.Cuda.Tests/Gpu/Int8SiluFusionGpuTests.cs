@@ -45,16 +45,16 @@ public sealed class Int8SiluFusionGpuTests
             Environment.SetEnvironmentVariable("BATCHWISE_INT8_CONV", saved.Item3);
         }
 
-        int Fused(string run) => runs[run].Layers.Values.Count(how => how.Contains("SiLU fused", StringComparison.Ordinal));
+        int Fused(string run) => runs[run].Layers.Values.Count(how => how.Contains("SiLU fused", StringComparison.Ordinal) || how.Contains("quantized parts fused", StringComparison.Ordinal));
         var refused = runs["fused"].Layers.Where(p => p.Value.Contains("SiLU not fused", StringComparison.Ordinal)).Select(p => $"{p.Key}: {p.Value}").ToList();
         double Cosine(string run, IReadOnlyList<Tensor> against) => Gpu.Compare(runs[run].Outputs, against, model.Outputs)[0].Cosine;
         var (unfused, fused, own, fusedUnfused) = (Cosine("off", expected), Cosine("fused", expected), Cosine("own", expected), Cosine("fused", runs["off"].Outputs));
         Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| yolov8n 160x160 QDQ b=8, {Int8Layers.SiluSwitch}=fused | {Fused("fused")} SiLUs in cuDNN graphs, {refused.Count} refused; {Fused("own")} with BATCHWISE_INT8_CONV=own (own kernels and graphs) | cosine vs ORT: fused {fused:F6}, own {own:F6}, unfused {unfused:F6} | fused vs unfused {fusedUnfused:F6} |"));
 
-        // 59 of the model's SiLUs end in a QuantizeLinear of their own (planned without a GPU); the rest feed a Split, an
-        // Add or a Concat first and stay kernels of their own.
+        // 41 of the model's SiLUs end in a QuantizeLinear of their own, or in a Split whose parts each have one (planned
+        // without a GPU: 33 and 8); the rest feed a bottleneck's Add first and stay kernels of their own.
         Assert.True(refused.Count == 0, $"cuDNN refused {refused.Count} SiLU graphs: {string.Join(" // ", refused.Take(3))}");
-        Assert.True(Fused("fused") >= 50, $"only {Fused("fused")} SiLUs fused into cuDNN graphs");
+        Assert.True(Fused("fused") >= 41, $"only {Fused("fused")} SiLUs fused into cuDNN graphs");
         var ownEpilogues = runs["own"].Layers.Values.Count(how => how.Contains("own kernel", StringComparison.Ordinal) && how.Contains("SiLU fused", StringComparison.Ordinal));
         Assert.True(ownEpilogues >= 1, "no SiLU joined an own kernel's epilogue");
         Assert.Equal(0, Fused("off"));
