@@ -186,15 +186,13 @@ internal sealed partial class GraphCompiler
             // O -> Transpose -> Reshape -> QuantizeLinear: the kernel writes the QuantizeLinear's bytes (stored as int8) in
             // [B, Sq, H, Dv] order, which is the Reshape's output as it lies; the int8 products read them as they are.
             var q8 = quantized.Quantize;
-            _folded.UnionWith([outTranspose, quantized.Reshape, q8.Node]);
+            _folded.UnionWith([outTranspose, quantized.Reshape]);
             _node += " + Reshape + QuantizeLinear";
             var shift = StoredShift(q8.Type);
             y = NewValue(ElementType.Int8, quantized.Shape, false, "int8 " + q8.Node.Output[0]);
             outStrides = [sq * heads * dv, dv, heads * dv];
             quantize = (q8.Scale, q8.Zero, shift);
-            var published = shift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, quantized.Shape);
-            _values[q8.Node.Output[0]] = published;
-            _int8GemmOperands[published] = y;
+            PublishQuantized(q8.Node, y, quantized.Shape, shift);
         }
         else if (outTranspose is not null)
         {

@@ -146,9 +146,9 @@ internal sealed partial class GraphCompiler
         // joins the parts: each is quantized straight into its slice, as the int8 bytes an int8 convolution reads (not
         // dequantized into a float concatenation and quantized again).
         var quantized = QuantizedAlone(node.Output[0]);
+        var shift = quantized is null ? 0 : StoredShift(quantized.Value.Type);
         if (quantized is { } q)
         {
-            var shift = StoredShift(q.Type);
             parts = [.. parts.Select(p => Pending([p], _ => $"{QuantizeExpression("x0", q.Scale, q.Zero, q.Type)} - {KernelSource.F(shift)}", ElementType.Int8, p.Shape))];
             _node += " + QuantizeLinear";
         }
@@ -181,23 +181,9 @@ internal sealed partial class GraphCompiler
             offset += p.Shape[a];
         }
 
-        if (quantized is { } qq)
+        if (quantized is not null)
         {
-            // The QuantizeLinear's output as ONNX defines it (uint8: the stored byte + 128, pending), the stored bytes for
-            // an int8 convolution (channels-last) or product (row-major) to read as they are.
-            var shift = StoredShift(qq.Type);
-            var published = shift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, shape);
-            _values[qq.Node.Output[0]] = published;
-            if (nhwc && rank == 4)
-            {
-                _int8Activations[published] = (y, shift);
-            }
-            else if (!nhwc)
-            {
-                _int8GemmOperands[published] = y;
-            }
-
-            _folded.Add(qq.Node);
+            PublishQuantized(quantized.Value.Node, y, shape, shift);
         }
     }
 

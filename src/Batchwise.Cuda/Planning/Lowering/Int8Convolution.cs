@@ -357,12 +357,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private void PublishInt8Conv(OnnxProto.NodeProto q, OnnxProto.NodeProto? layerRelu, IEnumerable<OnnxProto.NodeProto> folded, PlanValue y, long[] yShape, int outShift)
     {
-        // The QuantizeLinear's output as ONNX defines it: int8 as written, uint8 as the int8 byte + 128 (pending, so only
-        // a reader other than an int8 convolution pays for it).
-        var quantized = outShift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, yShape);
-        _values[q.Output[0]] = quantized;
-        _int8Activations[quantized] = (y, outShift);
-        _folded.Add(q);
+        PublishQuantized(q, y, yShape, outShift);
         if (layerRelu is not null)
         {
             _folded.Add(layerRelu);
@@ -371,6 +366,28 @@ internal sealed partial class GraphCompiler
         // A fused residual block's end (the convolution's own QuantizeLinear, its DequantizeLinear, the Add and the ReLU)
         // or SiLU (the convolution's QuantizeLinear, DequantizeLinear, Sigmoid, Mul and any pair between) is inside the step.
         _folded.UnionWith(folded);
+    }
+
+    /// <summary>
+    /// The bytes <paramref name="stored"/> (a QuantizeLinear's output stored as int8, less <paramref name="shift"/>) as the
+    /// value of <paramref name="q"/>'s output as ONNX defines it: int8 as written, uint8 as the stored byte + 128 (pending,
+    /// so only a reader other than an int8 layer pays for it); kept for the int8 layers that read it as it lies (an int8
+    /// convolution where it is channels-last, an int8 product where it is row-major), and <paramref name="q"/> folded.
+    /// </summary>
+    private void PublishQuantized(OnnxProto.NodeProto q, PlanValue stored, long[] shape, int shift)
+    {
+        var published = shift == 0 ? stored : Pending([stored], _ => "x0 + 128", ElementType.UInt8, shape);
+        _values[q.Output[0]] = published;
+        if (stored.Nhwc && shape.Length == 4)
+        {
+            _int8Activations[published] = (stored, shift);
+        }
+        else if (!stored.Nhwc)
+        {
+            _int8GemmOperands[published] = stored;
+        }
+
+        _folded.Add(q);
     }
 
     /// <summary><paramref name="v"/> as int8 bytes in memory: itself where nothing is to subtract, else written out less <paramref name="shift"/> (128 for uint8).</summary>

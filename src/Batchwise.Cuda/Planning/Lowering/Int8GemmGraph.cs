@@ -140,11 +140,7 @@ internal sealed partial class GraphCompiler
         if (q is { } quantize)
         {
             // The QuantizeLinear's bytes, stored as int8 (a uint8 value less 128), for the next product to read as they are.
-            var shift = StoredShift(quantize.Type);
-            var quantized = shift == 0 ? y : Pending([y], _ => "x0 + 128", ElementType.UInt8, outShape);
-            _values[quantize.Node.Output[0]] = quantized;
-            _int8GemmOperands[quantized] = y;
-            _folded.Add(quantize.Node);
+            PublishQuantized(quantize.Node, y, outShape, StoredShift(quantize.Type));
         }
         else
         {

@@ -72,10 +72,7 @@ internal sealed partial class GraphCompiler
             var stored = NewValue(ElementType.Int8, x.Shape, false, "int8 " + q.Node.Output[0]);
             _node += " + QuantizeLinear";
             WarpKernel(KernelSource.LayerNormRows(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, (q.Scale, q.Zero, StoredShift(q.Type))), rows, Dev(stored), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), -1, -1);
-            var quantized = q.Type == ElementType.UInt8 ? Pending([stored], _ => "x0 + 128", ElementType.UInt8, x.Shape) : stored;
-            _values[q.Node.Output[0]] = quantized;
-            _int8GemmOperands[quantized] = stored;
-            _folded.Add(q.Node);
+            PublishQuantized(q.Node, stored, x.Shape, StoredShift(q.Type));
             return;
         }
 
