@@ -378,13 +378,12 @@ internal static partial class KernelSource
     /// </summary>
     private static string QuantizedAttentionStore(KernelWriter w, (double Scale, double Zero, int Shift) q, string osb, string osh, string osr, int qp)
     {
-        var (low, high) = q.Shift == 128 ? (0.0, 255.0) : (-128.0, 127.0);
         return $$"""
                 signed char* const og = (signed char*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
                 for (int i = tid; i < nrows * vd; i += {{AttentionBlock}}) {
                     const int r = i / vd, c = i - r * vd;
                     const float value = (float)*(const bw_half*)(osm + r * {{qp}} + c);
-                    og[r * orow + c] = (signed char)(fminf(fmaxf(rintf(value / {{w.Float("q_scale", q.Scale)}}) + {{w.Float("q_zero", q.Zero)}}, {{w.Float("q_low", low)}}), {{w.Float("q_high", high)}}) - {{w.Float("q_shift", q.Shift)}});
+                    og[r * orow + c] = {{StoredQuantized(w, "value", q)}};
                 }
 """;
     }

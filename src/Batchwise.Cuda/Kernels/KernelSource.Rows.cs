@@ -138,18 +138,24 @@ internal static partial class KernelSource
                 const float inv = 1.f / sqrtf(bw_warp_sum(q) / (float){{c}} + {{F(epsilon)}});
 
             """);
-        string? quantized = null;
-        if (quantize is { } q)
-        {
-            var (low, high) = q.Shift == 128 ? (0.0, 255.0) : (-128.0, 127.0);
-            quantized = $"(signed char)(fminf(fmaxf(rintf(((v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]) / {w.Float("q_scale", q.Scale)}) + {w.Float("q_zero", q.Zero)}, {w.Float("q_low", low)}), {w.Float("q_high", high)}) - {w.Float("q_shift", q.Shift)})";
-        }
+        var quantized = quantize is { } q ? StoredQuantized(w, "(v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]", q) : null;
 
         w.Body.Append(NormalizedRowWrite(KernelWriter.Lit(loads), "32", ix, lit, c, t, vec, pvec, hasBias, quantized));
         var code = w.Build($"{(quantize is null ? t : "signed char")}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
         code = WithVector(code, t, vector * type.SizeOf(), vector);
         var quantizedVector = quantize is null ? string.Empty : $"struct __align__({KernelWriter.Lit(vector)}) {Name}_qvec {{ signed char v[{lit}]; }};\n";
         return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + quantizedVector + code.Source };
+    }
+
+    /// <summary>
+    /// The float expression <paramref name="v"/> quantized as ONNX's QuantizeLinear does (rint(v / scale) + zero,
+    /// saturated to the stored type's range: uint8 for a shift of 128, else int8) and stored as the int8 byte of that less
+    /// the shift; the scale, zero point and bounds are fields of the kernel's arguments (one kernel for every layer).
+    /// </summary>
+    private static string StoredQuantized(KernelWriter w, string v, (double Scale, double Zero, int Shift) q)
+    {
+        var (low, high) = q.Shift == 128 ? (0.0, 255.0) : (-128.0, 127.0);
+        return $"(signed char)(fminf(fmaxf(rintf(({v}) / {w.Float("q_scale", q.Scale)}) + {w.Float("q_zero", q.Zero)}, {w.Float("q_low", low)}), {w.Float("q_high", high)}) - {w.Float("q_shift", q.Shift)})";
     }
 
     /// <summary>
