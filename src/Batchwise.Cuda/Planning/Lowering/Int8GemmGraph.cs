@@ -212,11 +212,7 @@ internal sealed partial class GraphCompiler
 
         var widths = siblings.Select(x => x.Weight.Shape[1]).ToArray();
         var total = widths.Sum();
-        var starts = new long[widths.Length];
-        for (var i = 1; i < widths.Length; i++)
-        {
-            starts[i] = starts[i - 1] + widths[i - 1];
-        }
+        var starts = ColumnStarts(widths);
 
         var plain = new Int8ConvGraphShape([1, inner, rows, 1], [total, inner, 1, 1], [1, total, rows, 1], [0, 0], [1, 1], false, false, false, Out: St(ElementType.Float));
         if (ChooseInt8GemmGraph(plain, out _) is not { } graph)
@@ -236,24 +232,14 @@ internal sealed partial class GraphCompiler
         });
         PlanValue V(HostTensor h) => new(h.Type, h.Shape, h);
         var product = NewValue(St(ElementType.Float), [rows, total], false, "int8 products " + _node);
-        var label = _node;
-        _node = $"{label} + {string.Join(" + ", siblings.Where(x => x.Node != node).Select(x => string.IsNullOrEmpty(x.Node.Name) ? x.Node.Output[0] : x.Node.Name))} (one product)";
-        Emit(new Int8GraphConvStep(_node, [Dev(a), Dev(V(merged[0])), Dev(V(merged[1])), Dev(V(merged[2])), product.Buffer], graph));
-        _node = label;
+        Emit(new Int8GraphConvStep(SiblingsLabel(node, siblings.Select(x => x.Node)), [Dev(a), Dev(V(merged[0])), Dev(V(merged[1])), Dev(V(merged[2])), product.Buffer], graph));
         ReserveWorkspace(graph.WorkspaceBytes);
 
         // Each result a view of its columns: shape batch x [N_i], rows `total` apart.
         var how = $"int8 (cuDNN graph, {siblings.Count} products of one operand as one 1x1 convolution over {rows} rows: {graph.Shape.Chain}{(siblings.Any(x => x.BiasAdd is not null) ? ", the bias Adds in the offset" : string.Empty)}; {graph.Engine})";
         for (var i = 0; i < siblings.Count; i++)
         {
-            long[] shape = [.. batchShape, widths[i]];
-            var strides = Kernels.KernelSource.Strides(shape);
-            for (var d = 0; d < shape.Length - 1; d++)
-            {
-                strides[d] = strides[d] / widths[i] * total;
-            }
-
-            _values[siblings[i].Name] = StridedView(product, shape, strides, starts[i]);
+            _values[siblings[i].Name] = ColumnView(product, batchShape, widths[i], total, starts[i]);
             if (siblings[i].Node != node)
             {
                 _folded.Add(siblings[i].Node);
@@ -277,11 +263,7 @@ internal sealed partial class GraphCompiler
     {
         var widths = parts.Select(p => p[1].Count).ToArray();
         var (total, inner) = (widths.Sum(), parts[0][0].Shape[1]);
-        var starts = new long[widths.Length];
-        for (var i = 1; i < widths.Length; i++)
-        {
-            starts[i] = starts[i - 1] + widths[i - 1];
-        }
+        var starts = ColumnStarts(widths);
 
         HostTensor Joined(int table, long[] shape, long width) => HostTensor.Create(parts[0][table].Type, shape, i =>
         {

@@ -57,11 +57,7 @@ internal sealed partial class GraphCompiler
         // The weights side by side as one [K, sum N] constant, the biases as one [sum N]: derived once per session.
         var widths = siblings.Select(s => s.Weight.Shape[1]).ToArray();
         var total = widths.Sum();
-        var starts = new long[widths.Length];
-        for (var i = 1; i < widths.Length; i++)
-        {
-            starts[i] = starts[i - 1] + widths[i - 1];
-        }
+        var starts = ColumnStarts(widths);
 
         HostTensor[] weights = [.. siblings.Select(s => s.Weight)];
         var merged = _target.Derive($"concat-columns:{k}x{string.Join('+', widths)}", weights, () => HostTensor.Create(weights[0].Type, [k, total], i =>
@@ -84,7 +80,7 @@ internal sealed partial class GraphCompiler
         var rows = checked(Shapes.Product(batchShape) * m);
         var product = Temp(a.Type, [rows, total]);
         var label = _node;
-        _node = $"{label} + {string.Join(" + ", siblings.Where(s => s.Node != node).Select(s => string.IsNullOrEmpty(s.Node.Name) ? s.Node.Output[0] : s.Node.Name))} (one product)";
+        _node = SiblingsLabel(node, siblings.Select(s => s.Node));
         try
         {
             EmitMatmul(a, new PlanValue(merged.Type, [k, total], merged), product, (int)rows, (int)total, (int)k, false, false, k, total, 1, 0, 0, 1, 0, bias);
@@ -97,14 +93,7 @@ internal sealed partial class GraphCompiler
         // Each result a view of its columns: shape batch x [M, N_i], rows `total` apart.
         for (var i = 0; i < siblings.Count; i++)
         {
-            long[] shape = [.. batchShape, m, widths[i]];
-            var strides = KernelSource.Strides(shape);
-            for (var d = 0; d < shape.Length - 1; d++)
-            {
-                strides[d] = strides[d] / widths[i] * total;
-            }
-
-            _values[siblings[i].Name] = StridedView(product, shape, strides, starts[i]);
+            _values[siblings[i].Name] = ColumnView(product, [.. batchShape, m], widths[i], total, starts[i]);
             if (siblings[i].Node != node)
             {
                 _folded.Add(siblings[i].Node);
@@ -118,6 +107,38 @@ internal sealed partial class GraphCompiler
 
         return true;
     }
+
+    /// <summary>Where each sibling's columns start in the product over their weights side by side (widths <paramref name="widths"/>).</summary>
+    private static long[] ColumnStarts(long[] widths)
+    {
+        var starts = new long[widths.Length];
+        for (var i = 1; i < widths.Length; i++)
+        {
+            starts[i] = starts[i - 1] + widths[i - 1];
+        }
+
+        return starts;
+    }
+
+    /// <summary>
+    /// One sibling's result as a view of the joint product: shape <paramref name="lead"/> x [<paramref name="width"/>],
+    /// rows <paramref name="total"/> apart, from column <paramref name="start"/>.
+    /// </summary>
+    private PlanValue ColumnView(PlanValue product, long[] lead, long width, long total, long start)
+    {
+        long[] shape = [.. lead, width];
+        var strides = KernelSource.Strides(shape);
+        for (var d = 0; d < shape.Length - 1; d++)
+        {
+            strides[d] = strides[d] / width * total;
+        }
+
+        return StridedView(product, shape, strides, start);
+    }
+
+    /// <summary>The joint product's step name: the node planned, then its siblings (by name, or first output), "(one product)".</summary>
+    private string SiblingsLabel(OnnxProto.NodeProto node, IEnumerable<OnnxProto.NodeProto> siblings) =>
+        $"{_node} + {string.Join(" + ", siblings.Where(s => s != node).Select(s => string.IsNullOrEmpty(s.Name) ? s.Output[0] : s.Name))} (one product)";
 
     /// <summary>Whether <paramref name="node"/> comes after the node being planned (so it has not been planned yet).</summary>
     private bool PlannedLater(OnnxProto.NodeProto node)
