@@ -547,20 +547,21 @@ internal sealed partial class GraphCompiler
         }
 
         var parts = new List<(OnnxProto.NodeProto Quantize, double Scale, double Zero, long Channels)>();
+        (double Scale, double Zero, ElementType Type)? first = null;
         for (var i = 0; i < sizes.Length; i++)
         {
             if (SoleConsumer(split.Output[i]) is not { OpType: "QuantizeLinear" } pq || PerTensor(pq) is not { } pz || !Quantized(pz) || !QuantizesTo(pq)
-                || (parts.Count > 0 && PerTensor(parts[0].Quantize)!.Value.Type != pz.Type))
+                || (first is { } f && f.Type != pz.Type))
             {
                 return null;
             }
 
+            first ??= pz;
             parts.Add((pq, pz.Scale, pz.Zero, sizes[i]));
         }
 
-        var first = PerTensor(parts[0].Quantize)!.Value;
         folded.AddRange([mul, split, .. parts.Select(p => p.Quantize)]);
-        return new Int8SiluFusion(parts[0].Quantize, first.Scale, first.Type, first.Zero, own, sigmoidPair, [.. folded], parts);
+        return new Int8SiluFusion(parts[0].Quantize, first!.Value.Scale, first.Value.Type, first.Value.Zero, own, sigmoidPair, [.. folded], parts);
     }
 
     /// <summary>

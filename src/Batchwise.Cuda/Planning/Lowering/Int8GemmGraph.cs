@@ -16,10 +16,10 @@ namespace Batchwise.Cuda.Planning;
 internal sealed partial class GraphCompiler
 {
     /// <summary>
-    /// The graph chosen for an int8 product and what it takes in: the bias Add, the residual, the activation's mode and
-    /// the name its result is stored under, and the QuantizeLinear after it (the graph then writes int8).
+    /// The graph chosen for an int8 product and what it takes in: the bias Add, the residual, the name the activation's
+    /// result is stored under (its mode is the graph shape's), and the QuantizeLinear after it (the graph then writes int8).
     /// </summary>
-    private sealed record Int8GemmGraph(Int8ConvGraph Graph, (OnnxProto.NodeProto Add, HostTensor Bias)? BiasAdd, Int8GemmResidual? Residual, string? Activation, string? ActivationOutput, (OnnxProto.NodeProto Node, double Scale, double Zero, ElementType Type)? Quantize);
+    private sealed record Int8GemmGraph(Int8ConvGraph Graph, (OnnxProto.NodeProto Add, HostTensor Bias)? BiasAdd, Int8GemmResidual? Residual, string? ActivationOutput, (OnnxProto.NodeProto Node, double Scale, double Zero, ElementType Type)? Quantize);
 
     /// <summary>
     /// The graph for an int8 product of <paramref name="rows"/> x <paramref name="inner"/> by <paramref name="inner"/> x
@@ -41,7 +41,7 @@ internal sealed partial class GraphCompiler
             if (ChooseInt8GemmGraph(plain with { Residual = true }, out var why) is { } g)
             {
                 refusal = string.Empty;
-                return new Int8GemmGraph(g, biasAdd, residual, null, null, null);
+                return new Int8GemmGraph(g, biasAdd, residual, null, null);
             }
 
             notes.Add($"residual Add not fused: {why}");
@@ -57,7 +57,7 @@ internal sealed partial class GraphCompiler
             {
                 TakeGelu(afterBias); // now the chain is the graph's
                 refusal = string.Join("; ", notes);
-                return new Int8GemmGraph(g, biasAdd, null, activation, gelu.Name, quantize);
+                return new Int8GemmGraph(g, biasAdd, null, gelu.Name, quantize);
             }
 
             notes.Add($"GELU not fused: {why}");
@@ -66,7 +66,7 @@ internal sealed partial class GraphCompiler
         if (ChooseInt8GemmGraph(plain, out var plainWhy) is { } chosen)
         {
             refusal = string.Join("; ", notes);
-            return new Int8GemmGraph(chosen, biasAdd, null, null, null, null);
+            return new Int8GemmGraph(chosen, biasAdd, null, null, null);
         }
 
         notes.Add(plainWhy);
@@ -147,7 +147,7 @@ internal sealed partial class GraphCompiler
             _values[r?.Add.Output[0] ?? plan.ActivationOutput ?? (plan.BiasAdd?.Add ?? node).Output[0]] = y;
         }
 
-        var took = string.Concat(plan.BiasAdd is null ? string.Empty : ", the bias Add in the offset", r is null ? string.Empty : ", the residual Add fused", plan.Activation is null ? string.Empty : $", {plan.Activation} fused", q is null ? string.Empty : " and its QuantizeLinear");
+        var took = string.Concat(plan.BiasAdd is null ? string.Empty : ", the bias Add in the offset", r is null ? string.Empty : ", the residual Add fused", shape.Activation is null ? string.Empty : $", {shape.Activation} fused", q is null ? string.Empty : " and its QuantizeLinear");
         return $"int8 (cuDNN graph, a 1x1 convolution over {rows} rows: {shape.Chain}{took}; {graph.Engine}){(notes.Length > 0 ? $" [{notes}]" : string.Empty)}";
     }
 

@@ -64,8 +64,11 @@ internal sealed partial class GraphCompiler
             throw new BatchwiseException("LayerNormalization scale/bias must cover the normalised dimensions", "Use scale and bias of the normalised shape.");
         }
 
-        if (node.Output.Count(o => o.Length > 0) == 1 && scale.Count == cols && (bias is null || bias.Count == cols) && St(scale) == St(bias ?? scale)
-            && KernelSource.RowLayout(St(x), cols) is not null && KernelSource.RowLayout(St(scale), cols) is not null && QuantizedAlone(node.Output[0]) is { } q)
+        // Scale and bias of the whole row, of one type: the row kernels take them; rows that fit a warp's registers (up to
+        // 1,024 elements, 32 a lane: see RowLayout) take the warp-per-row kernel.
+        var wholeRow = scale.Count == cols && (bias is null || bias.Count == cols) && St(scale) == St(bias ?? scale);
+        var warpRows = wholeRow && KernelSource.RowLayout(St(x), cols) is not null && KernelSource.RowLayout(St(scale), cols) is not null;
+        if (warpRows && node.Output.Count(o => o.Length > 0) == 1 && QuantizedAlone(node.Output[0]) is { } q)
         {
             // A QuantizeLinear that alone reads the output joins the kernel: the int8 bytes are written once (a
             // transformer's LayerNorm before its int8 projections), the uint8 value pending on them.
@@ -81,14 +84,14 @@ internal sealed partial class GraphCompiler
         var mean = node.Output.Count > 1 && node.Output[1].Length > 0 ? Dev(Output(node, 1, ElementType.Float, statShape)) : -1;
         var inv = node.Output.Count > 2 && node.Output[2].Length > 0 ? Dev(Output(node, 2, ElementType.Float, statShape)) : -1;
         var epsilon = attrs.Float("epsilon", 1e-5);
-        if (scale.Count == cols && (bias is null || bias.Count == cols) && St(scale) == St(bias ?? scale) && KernelSource.RowLayout(St(x), cols) is not null && KernelSource.RowLayout(St(scale), cols) is not null)
+        if (warpRows)
         {
-            // Rows that fit a warp's registers (up to 1,024 elements, 32 a lane: see RowLayout): read once, written once.
+            // Rows that fit a warp's registers: read once, written once.
             WarpKernel(KernelSource.LayerNormRows(St(x), St(scale), St(ElementType.Float), rows, cols, epsilon, bias is not null), rows, Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv);
             return;
         }
 
-        if (scale.Count == cols && (bias is null || bias.Count == cols) && St(scale) == St(bias ?? scale) && KernelSource.WideRowWarps(St(x), cols) is { } warps)
+        if (wholeRow && KernelSource.WideRowWarps(St(x), cols) is { } warps)
         {
             // Wider rows (to 8,192 elements): a few warps of a block per row, the row still read once and written once.
             Emit(new KernelStep(_node, KernelSource.LayerNormWideRows(St(x), St(scale), St(ElementType.Float), rows, cols, epsilon, bias is not null, warps), Math.Max(1, rows) * 32 * warps, KernelSource.BlockSize, [Dev(y), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), mean, inv]));
