@@ -44,10 +44,6 @@ public static class OptimizeCommand
         command.SetGuardedAction(parse =>
         {
             RefuseEngineOptionsOtherThanThreads(engine, parse);
-            if (parse.GetResult(int8Activations) is { Implicit: false } && !parse.GetValue(int8))
-            {
-                throw new BatchwiseException("--int8-activations applies to --int8 (static quantization) only", "Add --int8, or drop --int8-activations.");
-            }
 
             var targets = reports.Read(parse);
             var options = new OptimizeOptions
@@ -60,7 +56,7 @@ public static class OptimizeCommand
                 Int8 = parse.GetValue(int8),
                 Calibration = parse.GetValue(engine.Calibration),
                 CalibrationMethod = Int8Calibration.ParseMethod(parse.GetValue(engine.CalibrationMethod)!),
-                Int8Symmetric = parse.GetValue(int8Activations) == "symmetric",
+                Int8Symmetric = parse.GetResult(int8Activations) is { Implicit: false } ? parse.GetValue(int8Activations) == "symmetric" : null,
                 Int8Dynamic = parse.GetValue(int8Dynamic),
                 Opset = parse.GetValue(opset),
                 Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),

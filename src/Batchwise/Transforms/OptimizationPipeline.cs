@@ -33,11 +33,11 @@ public sealed record OptimizeOptions
     public CalibrationMethod CalibrationMethod { get; init; } = CalibrationMethod.MinMax;
 
     /// <summary>
-    /// Symmetric activations for <see cref="Int8"/> (--int8-activations symmetric): every activation's uint8 zero point
-    /// 128, its scale the larger end of its range over 127 (as TensorRT quantizes activations); otherwise asymmetric,
-    /// the range's ends over 255 levels.
+    /// --int8-activations for <see cref="Int8"/>: true for symmetric (every activation's uint8 zero point 128, its scale
+    /// the larger end of its range over 127, as TensorRT quantizes activations), false for asymmetric (the range's ends
+    /// over 255 levels, the default); null when not given.
     /// </summary>
-    public bool Int8Symmetric { get; init; }
+    public bool? Int8Symmetric { get; init; }
 
     /// <summary>Dynamic int8 quantization of MatMul/Gemm.</summary>
     public bool Int8Dynamic { get; init; }
@@ -90,7 +90,7 @@ public sealed record OptimizeOptions
             throw new BatchwiseException("--int8 and --int8-dynamic are alternatives", "Use --int8 (static, calibrated; convolutional models) or --int8-dynamic (MatMul-heavy models).");
         }
 
-        if (Int8Symmetric && !Int8)
+        if (Int8Symmetric is not null && !Int8)
         {
             throw new BatchwiseException("--int8-activations applies to --int8 (static quantization) only", "Add --int8, or drop --int8-activations.");
         }
@@ -154,7 +154,7 @@ public sealed record OptimizeOptions
 
         if (Int8)
         {
-            transforms.Add(new Int8Quantization(CalibrationData.Parse(Calibration!), CalibrationMethod) { SymmetricActivations = Int8Symmetric });
+            transforms.Add(new Int8Quantization(CalibrationData.Parse(Calibration!), CalibrationMethod) { SymmetricActivations = Int8Symmetric == true });
         }
 
         if (Int8Dynamic)
