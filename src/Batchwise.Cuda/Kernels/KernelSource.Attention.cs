@@ -1,3 +1,5 @@
+using Batchwise.Onnx;
+
 namespace Batchwise.Cuda.Kernels;
 
 /// <summary>Fused scaled-dot-product attention on tensor cores (half precision, float accumulation).</summary>
@@ -84,11 +86,11 @@ internal static partial class KernelSource
     /// where it is false (torch's SDPA export: Where(mask, 0, -inf)), read as it is. The source depends only on
     /// <paramref name="paddedHead"/> (the head width rounded up to 16) and those two choices.
     /// With <paramref name="quantize"/> (a QuantizeLinear that alone reads O, through views: its scale, zero point and
-    /// the shift its type is stored with), O is written as that QuantizeLinear's bytes stored as int8, each the float16
+    /// type), O is written as that QuantizeLinear's bytes stored as int8, each the float16
     /// value the kernel would have written, quantized (rint(v / s) + z, saturated, less the shift): the same bytes as
     /// writing O and quantizing it after.
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, int Shift)? quantize = null)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
@@ -376,7 +378,7 @@ internal static partial class KernelSource
     /// bytes: each value rint(v / s) + z, saturated to the stored type's range, less the shift, one byte a thread a step
     /// (consecutive threads, consecutive bytes of a row).
     /// </summary>
-    private static string QuantizedAttentionStore(KernelWriter w, (double Scale, double Zero, int Shift) q, string osb, string osh, string osr, int qp)
+    private static string QuantizedAttentionStore(KernelWriter w, (double Scale, double Zero, ElementType Type) q, string osb, string osh, string osr, int qp)
     {
         return $$"""
                 signed char* const og = (signed char*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};

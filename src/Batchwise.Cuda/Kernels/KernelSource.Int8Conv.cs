@@ -19,7 +19,7 @@ namespace Batchwise.Cuda.Kernels;
 internal sealed record Int8ConvEpilogue(ElementType OutType, double OutZero, bool Relu, (double Scale, double Offset, double Low, double High)? Residual = null, Int8SiluEpilogue? Silu = null)
 {
     /// <summary>What is subtracted from the saturated value to store it as int8: 128 for uint8.</summary>
-    public int Shift => OutType == ElementType.UInt8 ? 128 : 0;
+    public int Shift => KernelSource.StoredShift(OutType);
 
     /// <summary>
     /// What a kernel adds to each channel's offset before <see cref="KernelSource.Int8Requantize"/>'s statements: the
@@ -37,7 +37,7 @@ internal sealed record Int8ConvEpilogue(ElementType OutType, double OutZero, boo
 internal sealed record Int8SiluEpilogue(double YScale, (double Scale, double Zero, ElementType Type)? Sigmoid, double OutScale, double OutZero, ElementType OutType)
 {
     /// <summary>What is subtracted from the SiLU's quantized value to store it as int8: 128 for uint8.</summary>
-    public int Shift => OutType == ElementType.UInt8 ? 128 : 0;
+    public int Shift => KernelSource.StoredShift(OutType);
 }
 
 /// <summary>
@@ -282,9 +282,8 @@ internal static partial class KernelSource
             text.Append($"{v} = rintf(fminf(fmaxf({v}, -128.f), 127.f)); {{ const float real_ = ({v} - {w.Float("silu_in_zero", zero)}) * {w.Float("silu_in_scale", f.YScale)}; float gate_ = bw_sigmoid(real_); ");
             if (f.Sigmoid is { } g)
             {
-                var (gLow, gHigh) = g.Type == ElementType.UInt8 ? (0.0, 255.0) : (-128.0, 127.0);
-                var (gScale, gZero) = (w.Float("gate_scale", g.Scale), w.Float("gate_zero", g.Zero));
-                text.Append($"gate_ = (fminf(fmaxf(rintf(gate_ / {gScale}) + {gZero}, {w.Float("gate_low", gLow)}), {w.Float("gate_high", gHigh)}) - {gZero}) * {gScale}; ");
+                var (quantized, gScale, gZero) = QuantizedField(w, "gate_", "gate", g.Scale, g.Zero, g.Type);
+                text.Append($"gate_ = ({quantized} - {gZero}) * {gScale}; ");
             }
 
             text.Append($"{v} = real_ * gate_ * {w.Float("silu_out_multiplier", 1 / f.OutScale)} + {w.Float("silu_out_zero", f.OutZero - f.Shift)}; }} ");

@@ -10,6 +10,29 @@ namespace Batchwise.Cuda.Kernels;
 /// </summary>
 internal static partial class KernelSource
 {
+    /// <summary>What is subtracted from a quantized value of <paramref name="type"/> to store it as int8: a uint8 v is kept as the byte v - 128.</summary>
+    public static int StoredShift(ElementType type) => type == ElementType.UInt8 ? 128 : 0;
+
+    /// <summary>
+    /// The float expression <paramref name="v"/> quantized to <paramref name="type"/> as ONNX's QuantizeLinear does,
+    /// rint(v / scale) + zero saturated to the type's range (<see cref="Saturation"/>), as a float; the scale and zero
+    /// point are fields of the kernel's arguments named after <paramref name="prefix"/> (one kernel for every layer).
+    /// Returns the expression and the scale's and zero point's fields.
+    /// </summary>
+    private static (string Value, string Scale, string Zero) QuantizedField(KernelWriter w, string v, string prefix, double scale, double zero, ElementType type)
+    {
+        var (low, high) = Saturation(type);
+        var (s, z) = (w.Float(prefix + "_scale", scale), w.Float(prefix + "_zero", zero));
+        return ($"fminf(fmaxf(rintf(({v}) / {s}) + {z}, {low}), {high})", s, z);
+    }
+
+    /// <summary>
+    /// <see cref="QuantizedField"/> (fields "q_*") stored as the int8 byte of the quantized value less the shift its
+    /// type is stored with (128 for uint8, <see cref="StoredShift"/>).
+    /// </summary>
+    private static string StoredQuantized(KernelWriter w, string v, (double Scale, double Zero, ElementType Type) q) =>
+        $"(signed char)({QuantizedField(w, v, "q", q.Scale, q.Zero, q.Type).Value} - {F(StoredShift(q.Type))})";
+
     /// <summary>The saturating range of an 8-bit (or 16-bit) quantized type.</summary>
     private static (string Low, string High) Saturation(ElementType t) => t switch
     {

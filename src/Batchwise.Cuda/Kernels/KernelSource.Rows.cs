@@ -107,11 +107,11 @@ internal static partial class KernelSource
     /// optional Mean and InvStdDev outputs. One warp per row.
     /// </summary>
     /// <para>
-    /// With <paramref name="quantize"/> (a QuantizeLinear that alone reads the output: its scale, zero point and the shift
-    /// its type is stored with, 128 for uint8), each value is quantized as ONNX does, rint(v / scale) + zero saturated to
-    /// the type's range, and written as the int8 byte of that less the shift: y is then signed char.
+    /// With <paramref name="quantize"/> (a QuantizeLinear that alone reads the output: its scale, zero point and type),
+    /// each value is quantized as ONNX does, rint(v / scale) + zero saturated to the type's range, and written as the int8
+    /// byte of that less the shift its type is stored with (128 for uint8): y is then signed char.
     /// </para>
-    public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, (double Scale, double Zero, int Shift)? quantize = null)
+    public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, (double Scale, double Zero, ElementType Type)? quantize = null)
     {
         var (w, vector, loads, c) = RowKernel("LayerNormRows", type, rows, cols, quantize is null ? null : "signed char");
         var t = CType(type);
@@ -145,17 +145,6 @@ internal static partial class KernelSource
         code = WithVector(code, t, vector * type.SizeOf(), vector);
         var quantizedVector = quantize is null ? string.Empty : $"struct __align__({KernelWriter.Lit(vector)}) {Name}_qvec {{ signed char v[{lit}]; }};\n";
         return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + quantizedVector + code.Source };
-    }
-
-    /// <summary>
-    /// The float expression <paramref name="v"/> quantized as ONNX's QuantizeLinear does (rint(v / scale) + zero,
-    /// saturated to the stored type's range: uint8 for a shift of 128, else int8) and stored as the int8 byte of that less
-    /// the shift; the scale, zero point and bounds are fields of the kernel's arguments (one kernel for every layer).
-    /// </summary>
-    private static string StoredQuantized(KernelWriter w, string v, (double Scale, double Zero, int Shift) q)
-    {
-        var (low, high) = q.Shift == 128 ? (0.0, 255.0) : (-128.0, 127.0);
-        return $"(signed char)(fminf(fmaxf(rintf(({v}) / {w.Float("q_scale", q.Scale)}) + {w.Float("q_zero", q.Zero)}, {w.Float("q_low", low)}), {w.Float("q_high", high)}) - {w.Float("q_shift", q.Shift)})";
     }
 
     /// <summary>

@@ -58,7 +58,7 @@ public sealed class KernelCompileTests
             yield return KernelSource.Softmax(t, 6, 100, 1, false);
             yield return KernelSource.SoftmaxShortAxis(t, 6, 16, 8, true);
             yield return KernelSource.LayerNorm(t, t, ElementType.Float, 4, 64, 1e-5, true, 64, 64);
-            yield return KernelSource.LayerNormRows(t, t, ElementType.Float, 4, 768, 1e-12, true, (0.03, 131, 128)); // a QuantizeLinear's bytes written
+            yield return KernelSource.LayerNormRows(t, t, ElementType.Float, 4, 768, 1e-12, true, (0.03, 131, ElementType.UInt8)); // a QuantizeLinear's bytes written
             yield return KernelSource.Pool(t, true, 16, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], false);
             yield return KernelSource.Pool(t, false, 16, [8, 8], [4, 4], [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], true, channelsLast: true, channels: 8);
             yield return KernelSource.Pool(t, false, 16, [8], [4], [2], [2], [0], [0], [1], false);
@@ -220,7 +220,7 @@ public sealed class KernelCompileTests
         yield return KernelSource.Int8Conv(64, [3, 3], [1, 1], 2, 64, [20, 20], [20, 20], [1, 1], 64, 64, 4, 3, silu);
         yield return KernelSource.Int8Pointwise(64, 128, 800, 4, gatedSilu);
         yield return KernelSource.Int8NarrowPointwise(16, 96, 800, silu);
-        yield return KernelSource.Attention(64, 2, 12, 128, 128, 64, 64, 0.125, [196608, 64, 768, 1], [196608, 64, 768, 1], [196608, 64, 768, 1], [128, 0, 0, 1], null, [98304, 64, 768], quantize: (0.012, 130, 128)); // O as a QuantizeLinear's bytes
+        yield return KernelSource.Attention(64, 2, 12, 128, 128, 64, 64, 0.125, [196608, 64, 768, 1], [196608, 64, 768, 1], [196608, 64, 768, 1], [128, 0, 0, 1], null, [98304, 64, 768], quantize: (0.012, 130, ElementType.UInt8)); // O as a QuantizeLinear's bytes
         yield return KernelSource.Requantize(ElementType.Int8, 4 * 9 * 8, 8, 9, -3, 0, false, false);
         yield return KernelSource.Elementwise(ElementType.Int8, [ElementType.UInt8], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const int t0 = (int)(signed char)((int)x0 - 128);");
         yield return KernelSource.Elementwise(ElementType.UInt8, [ElementType.Float16], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const float t0 = fminf(fmaxf(rintf((float)x0 / 0.05f) + 3.0f, 0.0f), 255.0f);");

@@ -180,7 +180,7 @@ internal sealed partial class GraphCompiler
         var batch = lead.Length == 1 ? 1L : lead[0];
         PlanValue y;
         long[]? outStrides = null;
-        (double Scale, double Zero, int Shift)? quantize = null;
+        (double Scale, double Zero, ElementType Type)? quantize = null;
         if (outTranspose is not null && QuantizedAttentionOutput(outTranspose, [batch, sq, heads, dv]) is { } quantized)
         {
             // O -> Transpose -> Reshape -> QuantizeLinear: the kernel writes the QuantizeLinear's bytes (stored as int8) in
@@ -188,11 +188,10 @@ internal sealed partial class GraphCompiler
             var q8 = quantized.Quantize;
             _folded.UnionWith([outTranspose, quantized.Reshape]);
             _node += " + Reshape + QuantizeLinear";
-            var shift = StoredShift(q8.Type);
             y = NewValue(ElementType.Int8, quantized.Shape, false, "int8 " + q8.Node.Output[0]);
             outStrides = [sq * heads * dv, dv, heads * dv];
-            quantize = (q8.Scale, q8.Zero, shift);
-            PublishQuantized(q8.Node, y, quantized.Shape, shift);
+            quantize = (q8.Scale, q8.Zero, q8.Type);
+            PublishQuantized(q8.Node, y, quantized.Shape, StoredShift(q8.Type));
         }
         else if (outTranspose is not null)
         {

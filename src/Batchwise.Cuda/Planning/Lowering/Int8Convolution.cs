@@ -395,7 +395,7 @@ internal sealed partial class GraphCompiler
         shift == 0 && v.Pending is null ? v : Materialize(Pending([v], _ => shift == 0 ? "x0" : "x0 - 128", ElementType.Int8, v.Shape));
 
     /// <summary>What is subtracted from a value of <paramref name="type"/> to store it as int8: a uint8 v is kept as the byte v - 128.</summary>
-    private static int StoredShift(ElementType type) => type == ElementType.UInt8 ? 128 : 0;
+    private static int StoredShift(ElementType type) => KernelSource.StoredShift(type);
 
     /// <summary>
     /// A residual block's end after an int8 convolution's QuantizeLinear, fused into its graph

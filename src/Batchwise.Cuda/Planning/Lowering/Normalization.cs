@@ -74,7 +74,7 @@ internal sealed partial class GraphCompiler
             // transformer's LayerNorm before its int8 projections), the uint8 value pending on them.
             var stored = NewValue(ElementType.Int8, x.Shape, false, "int8 " + q.Node.Output[0]);
             _node += " + QuantizeLinear";
-            WarpKernel(KernelSource.LayerNormRows(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, (q.Scale, q.Zero, StoredShift(q.Type))), rows, Dev(stored), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), -1, -1);
+            WarpKernel(KernelSource.LayerNormRows(St(x), St(scale), St(ElementType.Float), rows, cols, attrs.Float("epsilon", 1e-5), bias is not null, (q.Scale, q.Zero, q.Type)), rows, Dev(stored), Dev(x), Dev(scale), bias is null ? -1 : Dev(bias), -1, -1);
             PublishQuantized(q.Node, stored, x.Shape, StoredShift(q.Type));
             return;
         }
