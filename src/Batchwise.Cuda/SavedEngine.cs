@@ -118,7 +118,8 @@ internal sealed class SavedEngine
         // An int8 engine carries the model quantized at build: never calibrated again, least of all on other data.
         if (precision == Precision.Int8 && options.Calibration != Transforms.Int8Calibration.Default && options.Calibration != CalibrationOf(manifest))
         {
-            throw new BatchwiseException($"'{path}' was quantized at build on {manifest.Calibration} ({manifest.CalibrationMethod}); --calibration {options.Calibration.Data} --calibration-method {options.Calibration.Method.ToString().ToLowerInvariant()} contradicts it", $"Drop --calibration (a saved engine keeps its scales), or rebuild: {SavedEngineFile.RebuildCommand(manifest with { Calibration = options.Calibration.Data, CalibrationMethod = options.Calibration.Method.ToString().ToLowerInvariant() }, path)}");
+            var built = CalibrationOf(manifest);
+            throw new BatchwiseException($"'{path}' was quantized at build on {built.Data} ({built.Method.ToString().ToLowerInvariant()}, {built.Scheme} activations); --calibration {options.Calibration.Data} --calibration-method {options.Calibration.Method.ToString().ToLowerInvariant()} --int8-activations {options.Calibration.Scheme} contradicts it", $"Drop --calibration and --int8-activations (a saved engine keeps its scales), or rebuild: {SavedEngineFile.RebuildCommand(manifest with { Calibration = options.Calibration.Data, CalibrationMethod = options.Calibration.Method.ToString().ToLowerInvariant(), Int8Activations = options.Calibration.Scheme }, path)}");
         }
 
         if (options.BatchProfiles.Count > 0 && !options.BatchProfiles.Order().SequenceEqual(manifest.BatchProfiles.Order()))
@@ -143,7 +144,7 @@ internal sealed class SavedEngine
     };
 
     private static Transforms.Int8Calibration CalibrationOf(SavedEngineManifest manifest) => manifest.Calibration is { } data
-        ? new(data, Transforms.Int8Calibration.ParseMethod(manifest.CalibrationMethod ?? "minmax"))
+        ? new(data, Transforms.Int8Calibration.ParseMethod(manifest.CalibrationMethod ?? "minmax"), Transforms.Int8Calibration.ParseSymmetric(manifest.Int8Activations ?? "asymmetric"))
         : Transforms.Int8Calibration.Default;
 
     private static EngineOptions Apply(SavedEngineManifest manifest, EngineOptions options) => options with
@@ -179,7 +180,8 @@ internal sealed class SavedEngine
             [.. session.ShapeProfiles.Values.Select(p => p.Text)],
             EnvironmentOf(device),
             options.Precision == Precision.Int8 ? options.Calibration.Data : null,
-            options.Precision == Precision.Int8 ? options.Calibration.Method.ToString().ToLowerInvariant() : null);
+            options.Precision == Precision.Int8 ? options.Calibration.Method.ToString().ToLowerInvariant() : null,
+            options.Precision == Precision.Int8 ? options.Calibration.Scheme : null);
         var artefacts = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var (file, image) in session.Kernels.Images)
         {

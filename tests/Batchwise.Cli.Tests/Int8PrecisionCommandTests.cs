@@ -55,11 +55,32 @@ public sealed class Int8PrecisionCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Bench_int8_with_symmetric_activations_quantizes_about_128_and_keeps_its_own_cached_ranges()
+    {
+        var (code, output, err) = await CliRunner.RunAsync(["bench", Model, "--precision", "int8", "--calibration", "random:2", "--int8-activations", "symmetric", .. Quick]);
+        Assert.True(code == 0, err);
+        Assert.Contains("(symmetric: zero point 128)", err, StringComparison.Ordinal);
+        Assert.Contains("precision=int8 (QDQ, calibrated on random:2, minmax, symmetric activations)", output.ReplaceLineEndings(string.Empty), StringComparison.Ordinal);
+
+        // The asymmetric scheme's ranges are others (its Relus are absorbed): it calibrates again rather than reading these.
+        (code, _, err) = await CliRunner.RunAsync(["bench", Model, "--precision", "int8", "--calibration", "random:2", .. Quick]);
+        Assert.True(code == 0, err);
+        Assert.Contains("int8: calibrated on random:2 (minmax)", err, StringComparison.Ordinal);
+        Assert.DoesNotContain("symmetric", err, StringComparison.Ordinal);
+        (code, _, err) = await CliRunner.RunAsync(["bench", Model, "--precision", "int8", "--calibration", "random:2", "--int8-activations", "symmetric", .. Quick]);
+        Assert.True(code == 0, err);
+        Assert.Contains("int8: activation ranges read from the cache, no recalibration", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Calibration_without_int8_is_refused()
     {
         var (code, _, err) = await CliRunner.RunAsync(["bench", "zoo:mlp", "--calibration", "random:2", .. Quick]);
         Assert.Equal(2, code);
         Assert.Contains("--calibration applies to --precision int8 only", err, StringComparison.Ordinal);
+        (code, _, err) = await CliRunner.RunAsync(["bench", "zoo:mlp", "--int8-activations", "symmetric", .. Quick]);
+        Assert.Equal(2, code);
+        Assert.Contains("--int8-activations applies to --precision int8 only", err, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -25,7 +25,6 @@ public static class OptimizeCommand
         var keepIo = new Option<bool>("--keep-io-fp32") { Description = "With --fp16: keep float32 inputs and outputs (Casts inside the model)", DefaultValueFactory = _ => true };
         var fp16Cpu = new Option<bool>("--fp16-ort-cpu-kernels") { Description = "With --fp16: also keep in float32 every operator ONNX Runtime's CPU provider has no float16 kernel for (found by loading the model)" };
         var int8 = new Option<bool>("--int8") { Description = "Static int8 quantization (QDQ): per-channel int8 weights, per-tensor uint8 activations" };
-        var int8Activations = CliOption.Choice("--int8-activations", "With --int8: asymmetric (each activation's range over 255 levels) or symmetric (zero point 128, the larger end over 127, as TensorRT quantizes: half the resolution of a one-sided range, but the cuda engine's padded int8 convolutions read their input as it lies instead of a padded copy)", "asymmetric", ["asymmetric", "symmetric"]);
         var int8Dynamic = new Option<bool>("--int8-dynamic") { Description = "Dynamic int8 quantization of MatMul/Gemm weights (transformers); no calibration" };
         var opset = new Option<long?>("--opset") { Description = $"Convert to this default-domain opset ({OpsetConversion.MinOpset}-{OpsetConversion.MaxOpset}) first, e.g. 17; --fp16/--int8 (13) and --int8-dynamic (11) convert an older model by themselves", HelpName = "N" };
         var shape = SharedOptions.Shape();
@@ -36,7 +35,7 @@ public static class OptimizeCommand
         var noVerify = new Option<bool>("--no-verify") { Description = "Skip verification (output agreement and before/after bench)" };
         var command = new Command("optimize", "Transform a model (opset, input size, dynamic batch, fp16, int8, pruning; clean-up always), verify it against the original and bench both (on ONNX Runtime's CPU provider)")
         {
-            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, int8Activations, int8Dynamic, opset, prune, shape, minCosine, batchSizes, duration, noVerify,
+            model, output, inputSize, dynamicBatch, fp16, keepIo, fp16Cpu, int8, int8Dynamic, opset, prune, shape, minCosine, batchSizes, duration, noVerify,
         };
         var engine = EngineOptionGroup.AddTo(command);
         var reports = ReportOptions.AddTo(command);
@@ -56,7 +55,7 @@ public static class OptimizeCommand
                 Int8 = parse.GetValue(int8),
                 Calibration = parse.GetValue(engine.Calibration),
                 CalibrationMethod = Int8Calibration.ParseMethod(parse.GetValue(engine.CalibrationMethod)!),
-                Int8Symmetric = parse.GetResult(int8Activations) is { Implicit: false } ? parse.GetValue(int8Activations) == "symmetric" : null,
+                Int8Symmetric = parse.GetResult(engine.Int8Activations) is { Implicit: false } ? Int8Calibration.ParseSymmetric(parse.GetValue(engine.Int8Activations)!) : null,
                 Int8Dynamic = parse.GetValue(int8Dynamic),
                 Opset = parse.GetValue(opset),
                 Shapes = Benchmarking.ShapeBindings.Parse(parse.GetValue(shape) ?? []),
@@ -88,10 +87,10 @@ public static class OptimizeCommand
         return command;
     }
 
-    /// <summary>The verification runs on ONNX Runtime's CPU provider with its default session options, so of the engine group only --threads applies (and --calibration, --calibration-method for --int8).</summary>
+    /// <summary>The verification runs on ONNX Runtime's CPU provider with its default session options, so of the engine group only --threads applies (and --calibration, --calibration-method, --int8-activations for --int8).</summary>
     private static void RefuseEngineOptionsOtherThanThreads(EngineOptionGroup engine, ParseResult parse)
     {
-        var other = engine.Given(parse).FirstOrDefault(o => o != engine.Threads && o != engine.Calibration && o != engine.CalibrationMethod && !(o == engine.Engine && engine.EngineName(parse) == "ort"));
+        var other = engine.Given(parse).FirstOrDefault(o => o != engine.Threads && o != engine.Calibration && o != engine.CalibrationMethod && o != engine.Int8Activations && !(o == engine.Engine && engine.EngineName(parse) == "ort"));
         if (other is not null)
         {
             throw new BatchwiseException(

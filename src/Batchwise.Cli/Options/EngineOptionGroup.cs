@@ -38,6 +38,9 @@ public sealed class EngineOptionGroup
     /// <summary>--calibration-method: how int8 activation ranges are chosen.</summary>
     public Option<string> CalibrationMethod { get; } = CliOption.Choice("--calibration-method", "How int8 activation ranges are chosen: minmax, percentile (99.99%) or entropy (KL)", "minmax", ["minmax", "percentile", "entropy"]);
 
+    /// <summary>--int8-activations: how int8 activations are scaled (asymmetric or symmetric).</summary>
+    public Option<string> Int8Activations { get; } = CliOption.Choice("--int8-activations", "How int8 activations are scaled (--precision int8; optimize: --int8): asymmetric (each activation's range over 255 levels) or symmetric (zero point 128, the larger end over 127, as TensorRT quantizes: half the resolution of a one-sided range, but the cuda engine's padded int8 convolutions read their input as it lies instead of a padded copy)", "asymmetric", ["asymmetric", "symmetric"]);
+
     /// <summary>--tf32: TF32 tensor cores for fp32.</summary>
     public Option<bool> Tf32 { get; } = new("--tf32") { Description = "Let fp32 use TF32 tensor cores (cuda; explain then predicts with the TF32 GEMM ceiling). An error on ort, which Batchwise does not set TF32 on" };
 
@@ -73,11 +76,11 @@ public sealed class EngineOptionGroup
     // and explained the same.
 
     /// <summary>The options compare applies to its candidate engine alone (the reference runs fp32, as the model says).</summary>
-    public IReadOnlySet<Option> CandidateOnly => new HashSet<Option> { Precision, Calibration, CalibrationMethod, Tf32, Tactics };
+    public IReadOnlySet<Option> CandidateOnly => new HashSet<Option> { Precision, Calibration, CalibrationMethod, Int8Activations, Tf32, Tactics };
 
     /// <summary>Every option of the group, in help order.</summary>
     public IEnumerable<Option> All =>
-        new Option?[] { Engine, Device, Precision, Calibration, CalibrationMethod, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, Tactics, BatchProfile, ExactPlans, ShapeProfile }.OfType<Option>();
+        new Option?[] { Engine, Device, Precision, Calibration, CalibrationMethod, Int8Activations, Tf32, Threads, InterOpThreads, GraphOptimization, ExecutionProvider, NoCudaGraph, Tactics, BatchProfile, ExactPlans, ShapeProfile }.OfType<Option>();
 
     /// <summary>Creates the group and adds it to a command.</summary>
     public static EngineOptionGroup AddTo(Command command, bool withEngine = true, string defaultEngine = "ort")
@@ -126,7 +129,7 @@ public sealed class EngineOptionGroup
             "int8" => Engines.Precision.Int8,
             _ => Engines.Precision.Fp32,
         };
-        if (precision != Engines.Precision.Int8 && Given(parse).FirstOrDefault(o => o == Calibration || o == CalibrationMethod) is { } stray)
+        if (precision != Engines.Precision.Int8 && Given(parse).FirstOrDefault(o => o == Calibration || o == CalibrationMethod || o == Int8Activations) is { } stray)
         {
             throw new BatchwiseException($"{stray.Name} applies to --precision int8 only", "Add --precision int8, or drop it.");
         }
@@ -156,13 +159,13 @@ public sealed class EngineOptionGroup
         };
     }
 
-    /// <summary>--calibration and --calibration-method as an <see cref="Transforms.Int8Calibration"/> (random:8 when --calibration is not given); the data checked now (a missing folder is an error before any model is read).</summary>
+    /// <summary>--calibration, --calibration-method and --int8-activations as an <see cref="Transforms.Int8Calibration"/> (random:8 when --calibration is not given); the data checked now (a missing folder is an error before any model is read).</summary>
     public Transforms.Int8Calibration ReadCalibration(ParseResult parse)
     {
         ArgumentNullException.ThrowIfNull(parse);
         var data = parse.GetValue(Calibration) ?? Transforms.Int8Calibration.DefaultData;
         _ = Transforms.CalibrationData.Parse(data);
-        return new Transforms.Int8Calibration(data, Transforms.Int8Calibration.ParseMethod(parse.GetValue(CalibrationMethod)!));
+        return new Transforms.Int8Calibration(data, Transforms.Int8Calibration.ParseMethod(parse.GetValue(CalibrationMethod)!), Transforms.Int8Calibration.ParseSymmetric(parse.GetValue(Int8Activations)!));
     }
 
     /// <summary>The options of the group written on the command line (not left at their defaults).</summary>

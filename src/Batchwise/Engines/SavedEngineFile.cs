@@ -27,6 +27,7 @@ namespace Batchwise.Engines;
 /// <param name="Environment">Device, compute capability, driver and library versions, by name.</param>
 /// <param name="Calibration">For int8: the calibration data the carried model's scales came from (--calibration as written).</param>
 /// <param name="CalibrationMethod">For int8: the calibration method (minmax, percentile, entropy).</param>
+/// <param name="Int8Activations">For int8: the activations' scheme (asymmetric, symmetric); a file written before the scheme existed has none and is asymmetric.</param>
 public sealed record SavedEngineManifest(
     string Format,
     int Schema,
@@ -42,7 +43,8 @@ public sealed record SavedEngineManifest(
     string[] ShapeProfiles,
     SortedDictionary<string, string> Environment,
     string? Calibration = null,
-    string? CalibrationMethod = null);
+    string? CalibrationMethod = null,
+    string? Int8Activations = null);
 
 /// <summary>
 /// A saved engine on disk (<c>.bwengine</c>): a zip holding manifest.json, the model's structure (model.onnx: its graph,
@@ -113,7 +115,7 @@ public static class SavedEngineFile
     public static string RebuildCommand(SavedEngineManifest manifest, string path)
     {
         ArgumentNullException.ThrowIfNull(manifest);
-        return $"batchwise build <model.onnx> --engine {manifest.Engine} --precision {manifest.Precision}{(manifest.Calibration is { } data ? $" --calibration {data} --calibration-method {manifest.CalibrationMethod}" : string.Empty)}{((manifest.BatchProfiles?.Length ?? 0) > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles!) : string.Empty)}{string.Concat((manifest.ShapeProfiles ?? []).Select(p => " --shape-profile " + p))} -o {path}";
+        return $"batchwise build <model.onnx> --engine {manifest.Engine} --precision {manifest.Precision}{(manifest.Calibration is { } data ? $" --calibration {data} --calibration-method {manifest.CalibrationMethod}{(manifest.Int8Activations is "symmetric" ? " --int8-activations symmetric" : string.Empty)}" : string.Empty)}{((manifest.BatchProfiles?.Length ?? 0) > 0 ? " --batch-profile " + string.Join(',', manifest.BatchProfiles!) : string.Empty)}{string.Concat((manifest.ShapeProfiles ?? []).Select(p => " --shape-profile " + p))} -o {path}";
     }
 
     /// <summary>True for a path that names a saved engine.</summary>

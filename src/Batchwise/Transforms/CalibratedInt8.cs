@@ -7,10 +7,11 @@ using Batchwise.Onnx;
 
 namespace Batchwise.Transforms;
 
-/// <summary>How `--precision int8` calibrates a float model: the data (DIR or random:N) and the method.</summary>
+/// <summary>How `--precision int8` calibrates a float model: the data (DIR or random:N), the method and the activations' scheme.</summary>
 /// <param name="Data">--calibration as written: a folder of .npy samples, or random:N.</param>
 /// <param name="Method">--calibration-method.</param>
-public sealed record Int8Calibration(string Data, CalibrationMethod Method)
+/// <param name="Symmetric">--int8-activations symmetric: zero point 128 (<see cref="Int8Quantization.SymmetricActivations"/>); false: asymmetric.</param>
+public sealed record Int8Calibration(string Data, CalibrationMethod Method, bool Symmetric = false)
 {
     /// <summary>The default data: eight seeded random samples (real data gives better scales).</summary>
     public const string DefaultData = "random:8";
@@ -18,8 +19,19 @@ public sealed record Int8Calibration(string Data, CalibrationMethod Method)
     /// <summary>random:8 with minmax.</summary>
     public static Int8Calibration Default { get; } = new(DefaultData, CalibrationMethod.MinMax);
 
-    /// <summary>What a session of this precision runs, for engine descriptions and reports: "int8 (QDQ, calibrated on random:8, minmax)".</summary>
-    public string Describe() => $"int8 (QDQ, calibrated on {Data}, {Method.ToString().ToLowerInvariant()})";
+    /// <summary>--int8-activations as written: symmetric or asymmetric.</summary>
+    public string Scheme => Symmetric ? "symmetric" : "asymmetric";
+
+    /// <summary>What a session of this precision runs, for engine descriptions and reports: "int8 (QDQ, calibrated on random:8, minmax)", with ", symmetric activations" where they are.</summary>
+    public string Describe() => $"int8 (QDQ, calibrated on {Data}, {Method.ToString().ToLowerInvariant()}{(Symmetric ? ", symmetric activations" : string.Empty)})";
+
+    /// <summary>Parses --int8-activations: true for symmetric, false for asymmetric.</summary>
+    public static bool ParseSymmetric(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "symmetric" => true,
+        "asymmetric" => false,
+        _ => throw new BatchwiseException($"Unknown int8 activation scheme '{text}'", "Use asymmetric or symmetric."),
+    };
 
     /// <summary>Parses --calibration-method: minmax, percentile or entropy.</summary>
     public static CalibrationMethod ParseMethod(string text) => text.Trim().ToLowerInvariant() switch
@@ -50,12 +62,12 @@ public static class CalibratedInt8
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(calibration);
-        var options = new OptimizeOptions { Int8 = true, Calibration = calibration.Data, CalibrationMethod = calibration.Method };
+        var options = new OptimizeOptions { Int8 = true, Calibration = calibration.Data, CalibrationMethod = calibration.Method, Int8Symmetric = calibration.Symmetric };
         var transforms = options.CreateTransforms(model.Opset);
         var quantizer = (Int8Quantization)transforms[^1];
         var cachePath = CachePath(model, calibration);
         var cached = ReadRanges(cachePath);
-        var int8 = new Int8Quantization(quantizer.Calibration, quantizer.Method) { ReduceRange = reduceRange, Flag = "--precision int8", Ranges = cached };
+        var int8 = new Int8Quantization(quantizer.Calibration, quantizer.Method) { ReduceRange = reduceRange, Flag = "--precision int8", Ranges = cached, SymmetricActivations = calibration.Symmetric };
         var result = OnnxModel.FromProto(model.Proto.Clone(), model.Name);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var t in transforms.Take(transforms.Count - 1))
@@ -80,7 +92,8 @@ public static class CalibratedInt8
     /// <summary>
     /// The cache file of a model's ranges: $BATCHWISE_CACHE_DIR/int8 (else $XDG_CACHE_HOME/batchwise/int8, else
     /// ~/.cache/batchwise/int8), named by a hash of the model's bytes, the calibration data (a folder's files by name,
-    /// size and time) and the method.
+    /// size and time), the method and, for symmetric activations, the scheme (whose Relu outputs are ranges of their own;
+    /// an asymmetric file keeps the name it had before the scheme existed).
     /// </summary>
     public static string CachePath(OnnxModel model, Int8Calibration calibration)
     {
@@ -88,7 +101,7 @@ public static class CalibratedInt8
         ArgumentNullException.ThrowIfNull(calibration);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(model.ToBytes());
-        hash.AppendData(Encoding.UTF8.GetBytes($"\n{calibration.Method}\n{calibration.Data}\n"));
+        hash.AppendData(Encoding.UTF8.GetBytes($"\n{calibration.Method}\n{calibration.Data}\n{(calibration.Symmetric ? "symmetric\n" : string.Empty)}"));
         if (Directory.Exists(calibration.Data))
         {
             foreach (var file in Directory.GetFiles(calibration.Data, "*.npy").Order(StringComparer.Ordinal))

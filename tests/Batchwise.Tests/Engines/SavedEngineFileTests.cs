@@ -159,4 +159,23 @@ public sealed class SavedEngineFileTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void An_int8_engines_rebuild_command_carries_its_calibration_and_only_a_symmetric_scheme()
+    {
+        var bytes = ModelZoo.Build("zoo:mlp").ToBytes();
+        var int8 = Manifest(bytes) with { Precision = "int8", Calibration = "random:4", CalibrationMethod = "entropy", Int8Activations = "asymmetric" };
+        Assert.Equal("batchwise build <model.onnx> --engine cuda --precision int8 --calibration random:4 --calibration-method entropy --batch-profile 1,8 --shape-profile x:1x4..1x8:2 -o e.bwengine", SavedEngineFile.RebuildCommand(int8, "e.bwengine"));
+        Assert.Contains("--calibration-method entropy --int8-activations symmetric --batch-profile", SavedEngineFile.RebuildCommand(int8 with { Int8Activations = "symmetric" }, "e.bwengine"), StringComparison.Ordinal);
+        var path = Path.Combine(Path.GetTempPath(), $"bw-{Guid.NewGuid():N}.bwengine");
+        try
+        {
+            SavedEngineFile.Write(path, int8 with { Int8Activations = "symmetric" }, bytes, new Dictionary<string, byte[]>());
+            Assert.Equal("symmetric", SavedEngineFile.ReadManifest(path).Int8Activations);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -48,6 +48,8 @@ public sealed class CalibratedInt8Tests
         Assert.NotEqual(CalibratedInt8.CachePath(a, random8), CalibratedInt8.CachePath(b, random8));
         Assert.NotEqual(CalibratedInt8.CachePath(a, random8), CalibratedInt8.CachePath(a, random8 with { Data = "random:9" }));
         Assert.NotEqual(CalibratedInt8.CachePath(a, random8), CalibratedInt8.CachePath(a, random8 with { Method = CalibrationMethod.Entropy }));
+        Assert.NotEqual(CalibratedInt8.CachePath(a, random8), CalibratedInt8.CachePath(a, random8 with { Symmetric = true }));
         Assert.Equal("int8 (QDQ, calibrated on random:8, minmax)", random8.Describe());
+        Assert.Equal("int8 (QDQ, calibrated on random:8, minmax, symmetric activations)", (random8 with { Symmetric = true }).Describe());
     }
 }
