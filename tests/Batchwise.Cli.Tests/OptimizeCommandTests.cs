@@ -121,6 +121,21 @@ public sealed class OptimizeCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task No_verify_writes_the_model_exits_0_and_reports_it_unverified_not_failed()
+    {
+        var output = Path.Combine(_dir.FullName, "skipped.onnx");
+        var json = Path.Combine(_dir.FullName, "skipped.json");
+        var (code, stdout, stderr) = await CliRunner.RunAsync("optimize", "zoo:mlp", "--fp16", "-o", output, "--no-verify", "--json", json);
+        Assert.True(code == 0, stderr);
+        Assert.DoesNotContain("FAILED", stderr, StringComparison.Ordinal);
+        Assert.Contains("verification skipped (--no-verify)", stdout, StringComparison.Ordinal);
+        Assert.True(File.Exists(output));
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+        Assert.False(doc.RootElement.GetProperty("verified").GetBoolean());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, doc.RootElement.GetProperty("failure").ValueKind);
+    }
+
+    [Fact]
     public async Task Input_size_on_a_model_with_a_fixed_grid_names_the_node_and_exits_2()
     {
         var output = Path.Combine(_dir.FullName, "yolo.onnx");

@@ -218,8 +218,11 @@ public sealed record OptimizationReport(
     [System.Text.Json.Serialization.JsonPropertyOrder(-1)]
     public int SchemaVersion { get; init; } = 1;
 
-    /// <summary>One line: why verification failed, or null when it passed.</summary>
-    public string? Failure => Passed ? null
+    /// <summary>False when verification was skipped (--no-verify): the result is neither passed nor failed.</summary>
+    public bool Verified { get; init; } = true;
+
+    /// <summary>One line: why verification failed, or null when it passed or was skipped.</summary>
+    public string? Failure => Passed || !Verified ? null
         : AgreementError is not null ? $"outputs not compared: {AgreementError}"
         : string.Join("; ", Agreement.Where(a => !a.Passed).Select(a => $"'{a.Output}': {a.Problem}"));
 }
@@ -285,7 +288,7 @@ public static class OptimizationPipeline
         var (inputsBefore, inputsAfter) = (inputs.Describe(original), inputs.Describe(result));
         if (!options.Verify)
         {
-            return (result, new OptimizationReport(original.Name, steps, inputsBefore, inputsAfter, null, null, "none", minCosine, [], "verification skipped (--no-verify)", false, [], [], engine, DateTimeOffset.UtcNow));
+            return (result, new OptimizationReport(original.Name, steps, inputsBefore, inputsAfter, null, null, "none", minCosine, [], "verification skipped (--no-verify)", false, [], [], engine, DateTimeOffset.UtcNow) { Verified = false });
         }
 
         progress?.Invoke($"verifying outputs on {inputs.Description}...");
