@@ -39,16 +39,20 @@ internal static partial class KernelSource
     /// rows of lanes stride over that range and meet in shared memory. With one split the block writes y; with more
     /// (<paramref name="partial"/>) it writes its float partial result to y as [splits, outer, inner], and
     /// <see cref="ReduceSplits"/> finishes (so a spatial mean over 112 x 112 at batch 1 runs on a few hundred blocks, not one).
-    /// Max and min ignore NaN as fmaxf does: inputs are expected finite.
+    /// Max and min ignore NaN as fmaxf does: inputs are expected finite. With <paramref name="input"/> x is the value an
+    /// elementwise chain makes <paramref name="type"/> from (a DequantizeLinear of an int8 activation), the chain applied
+    /// to each element as it is loaded.
     /// </summary>
-    public static KernelCode ReduceColumns(ElementType type, string kind, int vector, long outer, long reduced, long inner, long splits = 1, bool partial = false)
+    public static KernelCode ReduceColumns(ElementType type, string kind, int vector, long outer, long reduced, long inner, long splits = 1, bool partial = false, ReductionInput? input = null)
     {
-        if (!CoalescedReduction(kind, type) || vector is not (1 or 2) || inner % vector != 0 || splits < 1 || (splits > 1 && !partial))
+        var inType = input?.Type ?? type;
+        if (!CoalescedReduction(kind, type) || vector is not (1 or 2 or 4 or 8) || vector * inType.SizeOf() > 16 || inner % vector != 0 || splits < 1 || (splits > 1 && !partial))
         {
             throw new ArgumentException($"ReduceColumns: {kind} over {type}, vector {vector}, inner {inner}, splits {splits}");
         }
 
         var t = CType(type);
+        var xt = CType(inType);
         var yt = partial ? "float" : t;
         var w = new KernelWriter(KernelWriter.Fits32((outer * reduced * inner) + inner) && KernelWriter.Fits32(splits * outer * inner));
         var ix = w.Idx;
@@ -61,7 +65,7 @@ internal static partial class KernelSource
         var inn = w.Size("inner", inner);
         var (init, step, combine, result) = ReductionParts(kind, rN);
         var vec = Name + "_vec";
-        var yvec = partial ? Name + "_fvec" : vec;
+        var yvec = partial ? Name + "_fvec" : inType == type ? vec : Name + "_yvec";
         var v = KernelWriter.Lit(vector);
         w.Body.Append($$"""
                 __shared__ float part[{{KernelWriter.Lit(ReduceColumnRows)}}][32 * {{v}}];
@@ -77,12 +81,12 @@ internal static partial class KernelSource
                 #pragma unroll
                 for (int u = 0; u < {{v}}; u++) acc[u] = {{init}};
                 if (col < {{inn}}) {
-                    const {{t}}* xp = x + blk * {{rN}} * {{inn}} + col;
+                    const {{xt}}* xp = x + blk * {{rN}} * {{inn}} + col;
                     #pragma unroll 4
                     for ({{ix}} j = first + row; j < end; j += {{KernelWriter.Lit(ReduceColumnRows)}}) {
                         const {{vec}} e = *(const {{vec}}*)(xp + j * {{inn}});
                         #pragma unroll
-                        for (int u = 0; u < {{v}}; u++) { float z = acc[u]; const float v = (float)e.v[u]; {{step}} acc[u] = z; }
+                        for (int u = 0; u < {{v}}; u++) { float z = acc[u]; {{Loaded(input, "e.v[u]")}} {{step}} acc[u] = z; }
                     }
                 }
                 #pragma unroll
@@ -99,9 +103,28 @@ internal static partial class KernelSource
                 *({{yvec}}*)(y + (split * {{o}} + blk) * {{inn}} + col) = r;
 
             """);
-        var code = WithVector(w.Build($"{yt}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}"), t, vector * type.SizeOf(), vector);
-        return partial ? code with { Source = $"struct __align__({KernelWriter.Lit(vector * 4)}) {Name}_fvec {{ float v[{v}]; }};\n" + code.Source } : code;
+        var code = WithVector(w.Build($"{yt}* __restrict__ y, const {xt}* __restrict__ x, {KernelWriter.ArgsParameter}"), xt, vector * inType.SizeOf(), vector);
+        return partial ? code with { Source = $"struct __align__({KernelWriter.Lit(vector * 4)}) {Name}_fvec {{ float v[{v}]; }};\n" + code.Source }
+            : yvec != vec ? code with { Source = $"struct __align__({KernelWriter.Lit(vector * type.SizeOf())}) {Name}_yvec {{ {t} v[{v}]; }};\n" + code.Source }
+            : code;
     }
+
+    /// <summary>
+    /// The widest load <see cref="ReduceColumns"/> takes of an [outer, reduced, inner] value stored in <paramref name="type"/>:
+    /// up to 16 bytes a lane where the inner axis divides, so a warp reads whole 128-byte lines of an 8-bit activation
+    /// (one byte a lane read 32); two elements for half precision, one for float32, as before.
+    /// </summary>
+    public static int ReduceColumnVector(ElementType type, long inner) => type.SizeOf() switch
+    {
+        1 => inner % 8 == 0 ? 8 : inner % 4 == 0 ? 4 : inner % 2 == 0 ? 2 : 1,
+        2 => inner % 2 == 0 ? 2 : 1,
+        _ => 1,
+    };
+
+    /// <summary>The statement that sets a reduction's float v from a loaded element: the element itself, or the input's chain over it.</summary>
+    private static string Loaded(ReductionInput? input, string element) => input is null
+        ? $"const float v = (float){element};"
+        : $"float v; {{ const {CType(ComputeType(input.Type))} xe = {element}; {input.Statements.Replace('\n', ' ')} v = (float)({input.Result}); }}";
 
     /// <summary>Threads to launch <see cref="ReduceColumns"/> with: a block per outer index, split and chunk of 32 lanes.</summary>
     public static long ReduceColumnsThreads(int vector, long outer, long inner, long splits = 1) => outer * splits * (((inner / vector) + 31) / 32) * 32 * ReduceColumnRows;
@@ -150,8 +173,10 @@ internal static partial class KernelSource
     /// <summary>
     /// Reduces each contiguous row of x [rows, cols] into y [rows]: a warp per row (<paramref name="block"/> 32) or a block
     /// of <paramref name="block"/> threads per row for long rows, partial results combined through shuffles and shared memory.
+    /// With <paramref name="input"/> x is the value an elementwise chain makes <paramref name="type"/> from, as
+    /// <see cref="ReduceColumns"/> reads it.
     /// </summary>
-    public static KernelCode ReduceRows(ElementType type, string kind, int block, long rows, long cols)
+    public static KernelCode ReduceRows(ElementType type, string kind, int block, long rows, long cols, ReductionInput? input = null)
     {
         if (!CoalescedReduction(kind, type) || block is not (32 or 256))
         {
@@ -171,9 +196,9 @@ internal static partial class KernelSource
         body.Append($$"""
                 const {{ix}} rw = {{rowExpr}};
                 if (rw >= {{r}}) return;
-                const {{t}}* xr = x + rw * {{c}};
+                const {{CType(input?.Type ?? type)}}* xr = x + rw * {{c}};
                 float z = {{init}};
-                for ({{ix}} j = {{start}}; j < {{c}}; j += {{KernelWriter.Lit(block)}}) { const float v = (float)xr[j]; {{step}} }
+                for ({{ix}} j = {{start}}; j < {{c}}; j += {{KernelWriter.Lit(block)}}) { {{Loaded(input, "xr[j]")}} {{step}} }
                 {{shuffle}}
 
             """);
@@ -195,10 +220,20 @@ internal static partial class KernelSource
 
             """);
         w.Body.Append(body);
-        return w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}");
+        return w.Build($"{t}* __restrict__ y, const {CType(input?.Type ?? type)}* __restrict__ x, {KernelWriter.ArgsParameter}");
     }
 
     /// <summary>The source with a <c>KERNEL_NAME_vec</c> struct of <paramref name="vector"/> elements (one aligned load) put before it.</summary>
     private static KernelCode WithVector(KernelCode code, string type, int align, int vector) =>
         code with { Source = $"struct __align__({KernelWriter.Lit(align)}) {Name}_vec {{ {type} v[{KernelWriter.Lit(vector)}]; }};\n" + code.Source };
 }
+
+/// <summary>
+/// A reduction's input read through the elementwise chain that makes it: x is stored as <paramref name="Type"/>, and
+/// <paramref name="Statements"/> over <c>xe</c> (the element as loaded, in its compute type) end in
+/// <paramref name="Result"/>, the value reduced.
+/// </summary>
+/// <param name="Type">How the value the kernel reads is stored (an int8 activation's bytes).</param>
+/// <param name="Statements">The chain's statements over xe, one a line.</param>
+/// <param name="Result">The name of the chain's result.</param>
+internal sealed record ReductionInput(ElementType Type, string Statements, string Result);

@@ -374,6 +374,40 @@ internal sealed partial class GraphCompiler
         return new PlanValue(St(outType), outShape) { Nhwc = nhwc, Pending = new PendingElementwise(statements, temp, leaves) };
     }
 
+    /// <summary>
+    /// Where <paramref name="x"/> is an elementwise chain not written yet over one value of its own shape and layout
+    /// <paramref name="nhwc"/> (a DequantizeLinear of an int8 activation, a Clip after a product): that value and the
+    /// chain's statements with it as xe, which a kernel applies to each element as it loads it, so no pass writes the
+    /// chain's result first. Null otherwise (the input is written out as before). A kernel that loads each element
+    /// several times (<paramref name="eachElementOnce"/> false: a depthwise window, about 4.5 loads an element for 3x3
+    /// and 4 outputs a thread) takes over a wider value only a chain without division, rounding or transcendentals (a
+    /// Clip, a ReLU); over an 8-bit value it runs the chain once a value, into a table.
+    /// </summary>
+    private (PlanValue Leaf, string Statements, string Result)? OneLeafChain(PlanValue x, bool nhwc, bool eachElementOnce)
+    {
+        if (x.Pending is not { Leaves: [var leaf] } p || leaf.Pending is not null || leaf.ViewStrides is not null || leaf.Constant is not null
+            || leaf.Nhwc != nhwc || leaf.PaddedChannels > 0 || !leaf.Shape.SequenceEqual(x.Shape) || leaf.Type is ElementType.Double or ElementType.Int64)
+        {
+            return null;
+        }
+
+        string[] costly = ["/", "rintf", "exp", "tanh", "erf", "log", "pow", "sqrt", "bw_sigmoid", "bw_gelu", "bw_softplus"];
+        if (!eachElementOnce && leaf.Type.SizeOf() != 1 && p.Statements.Any(st => costly.Any(c => st.Code.Contains(c, StringComparison.Ordinal))))
+        {
+            return null;
+        }
+
+        var id = LeafId(leaf);
+        var text = new StringBuilder();
+        foreach (var (_, code) in p.Statements)
+        {
+            AppendWithLeaves(text, code, k => k == id ? "xe" : throw new InvalidOperationException($"a one-leaf chain names leaf {k}"));
+            text.Append('\n');
+        }
+
+        return (leaf, text.ToString(), p.Result);
+    }
+
     /// <summary>Whether a value can be read as a broadcast input of an output in the given order without a copy.</summary>
     private static bool Fits(PlanValue v, bool nhwc, int outRank)
     {

@@ -39,39 +39,6 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>
-    /// Where the convolution's input is an elementwise chain not written yet over one value of its own shape and layout
-    /// (a DequantizeLinear of an int8 activation, a Clip after a product): that value and the chain's statements with it
-    /// as xe, which the depthwise kernel applies to each element as it loads it (over an 8-bit value, through a table of
-    /// its 256 results): no pass writes the chain's result first. Null otherwise (the input is written out as before).
-    /// </summary>
-    private (PlanValue Leaf, string Statements, string Result)? FusedDepthwiseInput(PlanValue x, bool nhwc)
-    {
-        if (x.Pending is not { Leaves: [var leaf] } p || leaf.Pending is not null || leaf.ViewStrides is not null || leaf.Constant is not null
-            || leaf.Nhwc != nhwc || leaf.PaddedChannels > 0 || !leaf.Shape.SequenceEqual(x.Shape) || leaf.Type is ElementType.Double or ElementType.Int64)
-        {
-            return null;
-        }
-
-        // Over a wider value the chain runs at every tap that loads an element (about 4.5 loads of each for a 3x3 window
-        // and 4 outputs a thread): only a chain without division, rounding or transcendentals (a Clip, a ReLU) pays.
-        string[] costly = ["/", "rintf", "exp", "tanh", "erf", "log", "pow", "sqrt", "bw_sigmoid", "bw_gelu", "bw_softplus"];
-        if (leaf.Type.SizeOf() != 1 && p.Statements.Any(st => costly.Any(c => st.Code.Contains(c, StringComparison.Ordinal))))
-        {
-            return null;
-        }
-
-        var id = LeafId(leaf);
-        var text = new System.Text.StringBuilder();
-        foreach (var (_, code) in p.Statements)
-        {
-            AppendWithLeaves(text, code, k => k == id ? "xe" : throw new InvalidOperationException($"a one-leaf chain names leaf {k}"));
-            text.Append('\n');
-        }
-
-        return (leaf, text.ToString(), p.Result);
-    }
-
-    /// <summary>
     /// Where the convolution's output goes through elementwise nodes that each read the one before alone — QuantizeLinear
     /// and DequantizeLinear per tensor with constants, Clip with constant bounds, Relu (a QDQ model's Conv -> Q -> DQ ->
     /// Clip -> Q) — up to a QuantizeLinear into 8 bits: the nodes up to the last such QuantizeLinear, its output and type,
@@ -152,7 +119,7 @@ internal sealed partial class GraphCompiler
     /// <summary>
     /// Lowers a 1-d or 2-d depthwise convolution with a constant filter (BatchNormalization already folded into it) to
     /// the own kernel and returns true, or returns false (nothing emitted) for any other convolution. The elementwise chain
-    /// that makes its input (<see cref="FusedDepthwiseInput"/>) and the quantizing chain after it
+    /// that makes its input (<see cref="OneLeafChain"/>) and the quantizing chain after it
     /// (<see cref="QuantizedDepthwiseOutput"/>) run in the kernel where they qualify.
     /// </summary>
     private bool TryLowerDepthwise(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
@@ -178,7 +145,7 @@ internal sealed partial class GraphCompiler
 
         var nhwc = PreferNhwc(x.Shape);
         var (valueType, type) = (x.Type, St(x));
-        var source = FusedDepthwiseInput(x, nhwc);
+        var source = OneLeafChain(x, nhwc, eachElementOnce: false);
         x = source?.Leaf ?? (nhwc ? Nhwc(x) : Nchw(x));
         var taps = kernel[0] * kernel[1];
         var f = w.Constant;

@@ -11,8 +11,9 @@ internal sealed partial class GraphCompiler
     {
         yield return ("MaxPool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, true), InputLayout.AsStored, AutoPadCheck));
         yield return ("AveragePool", new((c, n, i, a) => c.LowerPool(n, i[0]!, a, false), InputLayout.AsStored, AutoPadCheck));
-        yield return ("GlobalAveragePool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "mean"), InputLayout.AsStored));
-        yield return ("GlobalMaxPool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "max"), InputLayout.AsStored));
+        // Pending: a coalesced global pooling reads an elementwise chain through (EmitReduce); the rest materializes it.
+        yield return ("GlobalAveragePool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "mean"), InputLayout.Pending));
+        yield return ("GlobalMaxPool", new((c, n, i, _) => c.LowerGlobalPool(n, i[0]!, "max"), InputLayout.Pending));
     }
 
     private void LowerGlobalPool(OnnxProto.NodeProto node, PlanValue x, string kind)

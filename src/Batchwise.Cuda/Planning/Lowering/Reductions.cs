@@ -7,7 +7,10 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>
 /// Reductions over any set of axes, read in the order the value is stored (a channels-last activation's spatial mean runs
 /// with threads along the channels, no NCHW copy first): coalesced kernels where the reduced axes are one contiguous run,
-/// else one thread per output element.
+/// else one thread per output element. A coalesced reduction of an elementwise chain over one value (a QDQ model's
+/// DequantizeLinear of an int8 activation before its global pooling or squeeze-excite mean) reads that value and applies
+/// the chain as it loads each element: the chain's result is never written (ResNet-50 int8 at b=256 wrote and read
+/// back 51 MB of float16 for the 26 MB of int8 it pools).
 /// </summary>
 internal sealed partial class GraphCompiler
 {
@@ -15,7 +18,7 @@ internal sealed partial class GraphCompiler
     {
         foreach (var op in new[] { "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp" })
         {
-            yield return (op, new((c, n, i, a) => c.LowerReduce(n, i, a), InputLayout.AsStored));
+            yield return (op, new((c, n, i, a) => c.LowerReduce(n, i, a), InputLayout.Pending));
         }
     }
 
@@ -31,7 +34,7 @@ internal sealed partial class GraphCompiler
         {
             if (attrs.Int("noop_with_empty_axes", 0) != 0)
             {
-                Alias(node, 0, x, x.Shape);
+                Alias(node, 0, Materialize(x), x.Shape);
                 return;
             }
 
@@ -83,35 +86,40 @@ internal sealed partial class GraphCompiler
         var type = St(x);
         if (KernelSource.CoalescedReduction(kind, type) && MergeReduced(phys, physReduced) is var (outer, reduced, inner) && reduced > 1)
         {
+            // Read through a one-value chain where its stored elements are no wider than its result (never more bytes).
+            var chain = OneLeafChain(x, x.Nhwc, eachElementOnce: true) is { } c && St(c.Leaf).SizeOf() <= type.SizeOf() ? c : ((PlanValue Leaf, string Statements, string Result)?)null;
+            var input = chain is { } f ? new ReductionInput(St(f.Leaf), f.Statements, f.Result) : null;
+            var source = chain?.Leaf ?? Materialize(x);
             if (inner == 1)
             {
                 if (reduced >= 2048)
                 {
-                    Kernel(KernelSource.ReduceRows(type, kind, KernelSource.BlockSize, outer, reduced), outer * KernelSource.BlockSize, Dev(y), Dev(x));
+                    Kernel(KernelSource.ReduceRows(type, kind, KernelSource.BlockSize, outer, reduced, input), outer * KernelSource.BlockSize, Dev(y), Dev(source));
                 }
                 else
                 {
-                    WarpKernel(KernelSource.ReduceRows(type, kind, 32, outer, reduced), outer, Dev(y), Dev(x));
+                    WarpKernel(KernelSource.ReduceRows(type, kind, 32, outer, reduced, input), outer, Dev(y), Dev(source));
                 }
 
                 return;
             }
 
-            var vector = type.SizeOf() == 2 && inner % 2 == 0 ? 2 : 1;
+            var vector = KernelSource.ReduceColumnVector(St(source), inner);
             var splits = KernelSource.ReduceColumnSplits(vector, outer, reduced, inner);
             if (splits == 1)
             {
-                Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner), KernelSource.ReduceColumnsThreads(vector, outer, inner), Dev(y), Dev(x));
+                Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner, input: input), KernelSource.ReduceColumnsThreads(vector, outer, inner), Dev(y), Dev(source));
                 return;
             }
 
             // Few blocks for a long reduced axis (a batch-1 spatial mean): partial results per range, then one pass over them.
             var partials = new PlanValue(ElementType.Float, [splits, outer, inner], null, NewBuffer(splits * outer * inner * sizeof(float), "partial reductions for " + _node).Id);
-            Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner, splits, partial: true), KernelSource.ReduceColumnsThreads(vector, outer, inner, splits), Dev(partials), Dev(x));
+            Kernel(KernelSource.ReduceColumns(type, kind, vector, outer, reduced, inner, splits, partial: true, input), KernelSource.ReduceColumnsThreads(vector, outer, inner, splits), Dev(partials), Dev(source));
             WarpKernel(KernelSource.ReduceSplits(type, kind, splits, outer, reduced, inner), outer * inner, Dev(y), Dev(partials));
             return;
         }
 
+        x = Materialize(x);
         Kernel(KernelSource.Reduce(type, kind, phys, physReduced), y.Count, Dev(y), Dev(x));
     }
 
