@@ -123,6 +123,12 @@ public sealed class KernelCompileTests
                 yield return KernelSource.ReduceRows(t, kind, 256, 6, 5000);
             }
 
+            // A QDQ model's global pooling and means, reading the int8 activation through its DequantizeLinear.
+            var dequantized = new ReductionInput(ElementType.Int8, "const unsigned char t0 = (unsigned char)(((signed char)xe) + 128);\nconst float t1 = (float)(((float)t0 - 3.0f) * 0.02f);\n", "t1");
+            yield return KernelSource.ReduceColumns(t, "mean", 8, 256, 49, 2048, input: dequantized);
+            yield return KernelSource.ReduceColumns(t, "max", 4, 1, 12544, 36, 98, partial: true, input: dequantized);
+            yield return KernelSource.ReduceRows(t, "mean", 32, 6, 100, dequantized);
+
             foreach (var cols in new long[] { 384, 96, 37, 1024 / t.SizeOf() })
             {
                 yield return KernelSource.LayerNormRows(t, t, ElementType.Float, 100, cols, 1e-6, hasBias: cols != 96);
