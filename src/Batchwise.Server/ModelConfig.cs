@@ -49,9 +49,24 @@ public sealed record ModelConfig
     [JsonPropertyName("engine")]
     public string Engine { get; init; } = "ort";
 
-    /// <summary>fp32 or fp16.</summary>
+    /// <summary>fp32, fp16 or int8 (a float model quantized as it loads).</summary>
     [JsonPropertyName("precision")]
     public string Precision { get; init; } = "fp32";
+
+    /// <summary>
+    /// For precision int8: the calibration data, random:N or a folder of .npy samples (relative to the model folder);
+    /// null: as the command line says (random:8 by default).
+    /// </summary>
+    [JsonPropertyName("calibration")]
+    public string? Calibration { get; init; }
+
+    /// <summary>For precision int8: minmax, percentile or entropy; null: as the command line says (minmax by default).</summary>
+    [JsonPropertyName("calibration_method")]
+    public string? CalibrationMethod { get; init; }
+
+    /// <summary>For precision int8: asymmetric or symmetric activations; null: as the command line says (asymmetric by default).</summary>
+    [JsonPropertyName("int8_activations")]
+    public string? Int8Activations { get; init; }
 
     /// <summary>
     /// Threads inside one operator per instance (ONNX Runtime); 0 = the served default: the host's cores shared out
@@ -129,7 +144,7 @@ public sealed record ModelConfig
         }
         catch (JsonException e)
         {
-            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, pipeline_depth, engine, precision, intra_op_threads, intra_op_spinning, batch_profiles, shape_profiles, label_filename, version.", e);
+            throw new BatchwiseException($"{origin} is not a valid model config: {e.Message}", "Known keys: max_batch_size, dynamic_batching {max_queue_delay_microseconds, preferred_batch_size, priority_levels, default_priority_level, default_timeout_microseconds, max_queue_size}, instance_count, pipeline_depth, engine, precision, calibration, calibration_method, int8_activations, intra_op_threads, intra_op_spinning, batch_profiles, shape_profiles, label_filename, version.", e);
         }
     }
 
@@ -159,7 +174,23 @@ public sealed record ModelConfig
 
         if (Precision?.ToLowerInvariant() is not ("fp32" or "fp16" or "int8"))
         {
-            throw new BatchwiseException($"{source}: precision '{Precision}' is not fp32, fp16 or int8", "Use fp32 (default), fp16, or int8 (quantized as it loads, calibrated on random:8 unless `serve --calibration DIR`).");
+            throw new BatchwiseException($"{source}: precision '{Precision}' is not fp32, fp16 or int8", "Use fp32 (default), fp16, or int8 (quantized as it loads, calibrated on random:8 unless its \"calibration\" key or `serve --calibration DIR` says otherwise).");
+        }
+
+        if (!string.Equals(Precision, "int8", StringComparison.OrdinalIgnoreCase)
+            && new[] { ("calibration", Calibration), ("calibration_method", CalibrationMethod), ("int8_activations", Int8Activations) }.FirstOrDefault(p => p.Item2 is not null) is ({ } key, not null))
+        {
+            throw new BatchwiseException($"{source}: {key} applies to precision int8 only", "Set \"precision\": \"int8\", or drop it.");
+        }
+
+        try
+        {
+            _ = CalibrationMethod is null ? default : Transforms.Int8Calibration.ParseMethod(CalibrationMethod);
+            _ = Int8Activations is not null && Transforms.Int8Calibration.ParseSymmetric(Int8Activations);
+        }
+        catch (BatchwiseException e)
+        {
+            throw new BatchwiseException($"{source}: {e.Message}", e.Hint, e);
         }
 
         if (string.IsNullOrEmpty(Version) || Version.Length > 64 || !Version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
@@ -198,9 +229,13 @@ public sealed record ModelConfig
         }
     }
 
-    /// <summary>Engine options implied by the config, for a model whose effective max batch size is <paramref name="maxBatchSize"/>.</summary>
-    public EngineOptions ToEngineOptions(int maxBatchSize = 0) => (CommandLineEngineOptions ?? new EngineOptions()) with
+    /// <summary>
+    /// Engine options implied by the config, for a model whose effective max batch size is <paramref name="maxBatchSize"/>;
+    /// a calibration folder is relative to the model's <paramref name="folder"/>.
+    /// </summary>
+    public EngineOptions ToEngineOptions(int maxBatchSize = 0, string? folder = null) => (CommandLineEngineOptions ?? new EngineOptions()) with
     {
+        Calibration = CalibrationFor(CommandLineEngineOptions?.Calibration ?? Transforms.Int8Calibration.Default, folder),
         BatchProfiles = BatchProfilesFor(maxBatchSize),
         ShapeProfiles = [.. (ShapeProfiles ?? []).Select(ShapeProfile.Parse)],
         ExactPlans = ExactPlans ?? CommandLineEngineOptions?.ExactPlans ?? false,
@@ -215,6 +250,18 @@ public sealed record ModelConfig
         IntraOpSpinning = IntraOpSpinning ?? false,
         PipelineDepth = EffectivePipelineDepth,
     };
+
+    /// <summary>The int8 calibration: the config's keys over <paramref name="given"/> (the command line's, or the default).</summary>
+    private Transforms.Int8Calibration CalibrationFor(Transforms.Int8Calibration given, string? folder)
+    {
+        var data = Calibration is null ? given.Data
+            : Calibration.StartsWith("random:", StringComparison.OrdinalIgnoreCase) || folder is null || Path.IsPathRooted(Calibration) ? Calibration
+            : Path.Combine(folder, Calibration);
+        return new Transforms.Int8Calibration(
+            data,
+            CalibrationMethod is null ? given.Method : Transforms.Int8Calibration.ParseMethod(CalibrationMethod),
+            Int8Activations is null ? given.Symmetric : Transforms.Int8Calibration.ParseSymmetric(Int8Activations));
+    }
 
     /// <summary>
     /// The intra-op threads an instance of a served model runs with: intra_op_threads as set, or for 0 on an engine that

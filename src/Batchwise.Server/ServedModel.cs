@@ -131,7 +131,7 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         var engine = EngineRegistry.Create(config.Engine);
-        var options = config.ToEngineOptions(maxBatch);
+        var options = config.ToEngineOptions(maxBatch, folder);
         var instances = Math.Max(1, config.InstanceCount);
         options = options with { IntraOpThreads = ModelConfig.ServedIntraOpThreads(engine.Name, options.IntraOpThreads, instances, Environment.ProcessorCount) };
         if (engine.Name == "ort")

@@ -76,6 +76,12 @@ internal static class TritonModelConfig
         config.DefaultModelFilename = "model.onnx";
         config.Parameters.Add(EngineParameter, new Proto.ModelParameter { StringValue = model.Engine });
         config.Parameters.Add("batchwise_precision", new Proto.ModelParameter { StringValue = model.Config.Precision });
+        if (string.Equals(model.Config.Precision, "int8", StringComparison.OrdinalIgnoreCase))
+        {
+            // How the float model was quantized as it loaded: "int8 (QDQ, calibrated on random:8, minmax)".
+            config.Parameters.Add("batchwise_int8", new Proto.ModelParameter { StringValue = model.Config.ToEngineOptions(model.MaxBatchSize, model.Folder).Calibration.Describe() });
+        }
+
         return config;
     }
 

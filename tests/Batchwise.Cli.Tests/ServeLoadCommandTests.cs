@@ -5,6 +5,7 @@ public sealed class ServeLoadCommandTests
     [Theory]
     [InlineData(new[] { "serve" }, "Nothing to serve")]
     [InlineData(new[] { "serve", "zoo:mlp", "--models", "/tmp" }, "not both")]
+    [InlineData(new[] { "serve", "/tmp" }, "'/tmp' is a directory, not a model file")]
     [InlineData(new[] { "serve", "--models", "/no/such/folder" }, "Model repository '/no/such/folder' not found")]
     [InlineData(new[] { "serve", "--models", "/tmp", "--instances", "2" }, "--instances applies to a single model")]
     [InlineData(new[] { "serve", "--models", "/tmp", "--pipeline-depth", "2" }, "--pipeline-depth applies to a single model")]

@@ -17,6 +17,10 @@ public sealed class ModelConfigTests : IDisposable
     [InlineData("""{ "intra_op_threads": -1 }""", "intra_op_threads is -1, outside 0..1024")]
     [InlineData("""{ "precision": "int4" }""", "precision 'int4' is not fp32, fp16 or int8")]
     [InlineData("""{ "engine": "" }""", "engine is empty")]
+    [InlineData("""{ "calibration": "random:4" }""", "calibration applies to precision int8 only")]
+    [InlineData("""{ "precision": "fp16", "int8_activations": "symmetric" }""", "int8_activations applies to precision int8 only")]
+    [InlineData("""{ "precision": "int8", "calibration_method": "median" }""", "Unknown calibration method 'median'")]
+    [InlineData("""{ "precision": "int8", "int8_activations": "signed" }""", "Unknown int8 activation scheme 'signed'")]
     [InlineData("""{ "version": "1/../2" }""", "version '1/../2' is not 1 to 64 letters")]
     [InlineData("""{ "dynamic_batching": { "max_queue_delay_microseconds": -1 } }""", "dynamic_batching.max_queue_delay_microseconds is -1, outside 0..60000000")]
     [InlineData("""{ "dynamic_batching": { "priority_levels": -2 } }""", "dynamic_batching.priority_levels is -2, outside 0..1000")]
@@ -59,6 +63,22 @@ public sealed class ModelConfigTests : IDisposable
         var fromCommandLine = new ModelConfig { MaxBatchSize = 64, CommandLineEngineOptions = new Engines.EngineOptions { ExactPlans = true } };
         Assert.True(fromCommandLine.ToEngineOptions(64).ExactPlans);
         Assert.False(new ModelConfig { MaxBatchSize = 64 }.ToEngineOptions(64).ExactPlans);
+    }
+
+    [Fact]
+    public void Int8_calibration_keys_reach_the_engine_options_over_the_command_line_a_folder_read_from_the_model_folder()
+    {
+        var path = Path.Combine(_dir.FullName, "config.json");
+        File.WriteAllText(path, """{ "precision": "int8", "calibration": "samples", "int8_activations": "symmetric" }""");
+        var commandLine = new Engines.EngineOptions { Calibration = new Transforms.Int8Calibration("random:4", Transforms.CalibrationMethod.Entropy) };
+        var options = (ModelConfig.Load(path) with { CommandLineEngineOptions = commandLine }).ToEngineOptions(8, _dir.FullName);
+        Assert.Equal(Engines.Precision.Int8, options.Precision);
+        Assert.Equal(new Transforms.Int8Calibration(Path.Combine(_dir.FullName, "samples"), Transforms.CalibrationMethod.Entropy, Symmetric: true), options.Calibration);
+
+        // Unset keys leave the command line's (or the default) calibration as it is.
+        Assert.Equal(commandLine.Calibration, new ModelConfig { Precision = "int8", CommandLineEngineOptions = commandLine }.ToEngineOptions(8, _dir.FullName).Calibration);
+        Assert.Equal(Transforms.Int8Calibration.Default, new ModelConfig { Precision = "int8" }.ToEngineOptions(8).Calibration);
+        Assert.Equal("random:2", new ModelConfig { Precision = "int8", Calibration = "random:2" }.ToEngineOptions(8, _dir.FullName).Calibration.Data);
     }
 
     [Fact]
@@ -116,5 +136,17 @@ public sealed class ModelConfigTests : IDisposable
         await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { InstanceCount = 2 }, new ServerMetrics(), log: l => { lock (lines) { lines.Add(l); } });
         var threads = ModelConfig.ServedIntraOpThreads("ort", 0, 2, Environment.ProcessorCount);
         Assert.Contains(lines, l => l.StartsWith($"mlp: 2 instance(s) x {threads} intra-op thread(s) on {Environment.ProcessorCount} cores", StringComparison.Ordinal) && l.EndsWith("spinning off", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_served_int8_model_is_quantized_as_its_config_says_and_its_config_endpoint_tells_how()
+    {
+        var config = new ModelConfig { MaxBatchSize = 4, Precision = "int8", Calibration = "random:2", Int8Activations = "symmetric" };
+        await using var model = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), config, new ServerMetrics(), folder: _dir.FullName);
+        var described = TritonModelConfig.Describe(model);
+        Assert.Equal("int8", described.Parameters["batchwise_precision"].StringValue);
+        Assert.Equal("int8 (QDQ, calibrated on random:2, minmax, symmetric activations)", described.Parameters["batchwise_int8"].StringValue);
+        await using var fp32 = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = 4 }, new ServerMetrics());
+        Assert.False(TritonModelConfig.Describe(fp32).Parameters.ContainsKey("batchwise_int8"));
     }
 }

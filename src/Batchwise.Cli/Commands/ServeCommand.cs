@@ -58,6 +58,11 @@ public static class ServeCommand
                 throw new BatchwiseException(single is null ? "Nothing to serve" : "Give either a model or --models, not both", "Use `batchwise serve model.onnx`, `batchwise serve zoo:resnet18` or `batchwise serve --models DIR`.");
             }
 
+            if (single is not null && Directory.Exists(single))
+            {
+                throw new BatchwiseException($"'{single}' is a directory, not a model file", $"Serve it as a model repository (a subfolder per model holding model.onnx): `batchwise serve --models {single}`; or pass the .onnx file inside it.");
+            }
+
             var mode = Enum.Parse<ModelControlMode>(parse.GetValue(control)!, ignoreCase: true);
             var startup = parse.GetValue(loadModel) ?? [];
             if (startup.Length > 0 && mode != ModelControlMode.Explicit)

@@ -84,7 +84,7 @@ public static class CalibratedInt8
         }
 
         WriteRanges(cachePath, int8.Ranges!);
-        var hint = calibration.Data.StartsWith("random:", StringComparison.OrdinalIgnoreCase) ? "; real data gives better scales: --calibration DIR of .npy samples" : string.Empty;
+        var hint = calibration.Data.StartsWith("random:", StringComparison.OrdinalIgnoreCase) ? "; real data gives better scales: a folder of .npy samples (--calibration DIR, or a served model's \"calibration\" key)" : string.Empty;
         Notes(string.Create(CultureInfo.InvariantCulture, $"int8: calibrated on {calibration.Data} ({calibration.Method.ToString().ToLowerInvariant()}) in {seconds:F1} s: {summary}{hint}"));
         return result;
     }
