@@ -519,6 +519,28 @@ internal static partial class KernelSource
         return w.Build($"{t}* __restrict__ dst, const {t}* __restrict__ src, {KernelWriter.ArgsParameter}");
     }
 
+    /// <summary>
+    /// Where a strided copy (as <see cref="ViewCopy(int, long[], long[], long, long[], long)"/> takes it, from offset 0 to
+    /// offset 0) is a batched transpose of a row-major [B, R, C] into a row-major [B, C, R] once contiguous dimensions are
+    /// merged (a float32 plan's Transpose(0, 2, 3, 1) of an NCHW activation, ConvNeXt's permutes around its LayerNorms,
+    /// and back): B, R and C, for <see cref="Transpose"/>, whose 32 x 32 tiles read and write whole lines where the
+    /// element-per-thread copy reads one element of each line it touches. Null otherwise, or where a side is shorter
+    /// than <paramref name="minSide"/> (the tiles would be mostly empty).
+    /// </summary>
+    public static (long Batch, long Rows, long Cols)? BatchedTranspose(long[] shape, long[] srcStrides, long[] dstStrides, long minSide = 8)
+    {
+        var (s, a, d) = Collapse(shape, srcStrides, dstStrides);
+        var (batch, x, y, sa, da) = s.Length switch
+        {
+            2 => (1L, s[0], s[1], a, d),
+            3 when a[0] == s[1] * s[2] && d[0] == s[1] * s[2] => (s[0], s[1], s[2], a[1..], d[1..]),
+            _ => (0L, 0L, 0L, a, d),
+        };
+
+        // dst [x, y] row-major (strides y, 1) from src [y, x] row-major (strides 1, x): rows y, columns x of the source.
+        return batch > 0 && da[0] == y && da[1] == 1 && sa[0] == 1 && sa[1] == x && Math.Min(x, y) >= minSide ? (batch, y, x) : null;
+    }
+
     /// <summary>Threads to launch <see cref="Transpose"/> with (one block of 256 per 32x32 tile).</summary>
     public static long TransposeThreads(long batch, long rows, long cols) => batch * ((rows + 31) / 32) * ((cols + 31) / 32) * BlockSize;
 

@@ -476,6 +476,12 @@ internal sealed partial class GraphCompiler
             return;
         }
 
+        if (srcBase == 0 && dstBase == 0 && KernelSource.BatchedTranspose(shape, srcStrides, dstStrides) is var (batch, rows, cols))
+        {
+            Transpose(src, dst, batch, rows, cols); // through shared-memory tiles: whole lines read and written
+            return;
+        }
+
         var size = St(src).SizeOf();
         Kernel(KernelSource.ViewCopy(size, shape, srcStrides, srcBase, dstStrides, dstBase), KernelSource.ViewCopyThreads(size, shape, srcStrides, srcBase, dstStrides, dstBase), Dev(dst), Dev(src));
     }
