@@ -3,7 +3,7 @@ using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Kernels;
 
-/// <summary>Depthwise convolution (one filter per channel, groups == channels), without bias: the bias joins the elementwise chain after it.</summary>
+/// <summary>Depthwise convolution (one filter per channel, groups == channels), its bias added before the output is stored.</summary>
 internal static partial class KernelSource
 {
     /// <summary>Outputs along the width one thread computes (their input windows overlap, so a row of input is loaded once for all).</summary>
@@ -282,7 +282,8 @@ internal static partial class KernelSource
         }
         else
         {
-            b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) rv.v[u] = (").Append(ty).Append(")acc[r][o][u];\n");
+            var bias = fusion is { Bias: true } ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty;
+            b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) rv.v[u] = (").Append(ty).Append(")(acc[r][o][u]").Append(bias).Append(");\n");
         }
 
         b.Append("        *(").Append(outVecType).Append("*)(yo + o * ").Append(colStride).Append(") = rv;\n");

@@ -201,4 +201,38 @@ public sealed class DepthwiseFusionOnCpuTests
         Assert.True(!plan.Steps.Any(s => s.Node.StartsWith("Clip", StringComparison.Ordinal)), steps);
         AgreesWithOnnxRuntime(model, plan, inputs, half: true, quantized: false);
     }
+
+    /// <summary>
+    /// ConvNeXt's block start: depthwise 7x7 (16 channels, bias) -> Transpose(0, 2, 3, 1) -> LayerNormalization over the
+    /// channels -> Relu, a [2, 10, 12, 16] output.
+    /// </summary>
+    private static OnnxModel ConvNextBlock()
+    {
+        var rng = new Random(4);
+        var g = new GraphBuilder("convnext", seed: 1);
+        var x = g.Input("x", ElementType.Float, 2L, 16L, 10L, 12L);
+        var w = g.Initializer("w", [16, 1, 7, 7], [.. Enumerable.Range(0, 16 * 49).Select(_ => (float)((rng.NextDouble() - 0.5) * 0.4))]);
+        var b = g.Initializer("b", [16], [.. Enumerable.Range(0, 16).Select(_ => (float)(rng.NextDouble() - 0.5))]);
+        var d = g.Node("Conv", [x, w, b], GraphBuilder.Attr("group", 16L), GraphBuilder.Attr("kernel_shape", 7L, 7L), GraphBuilder.Attr("pads", 3L, 3L, 3L, 3L));
+        var t = g.Node("Transpose", [d], GraphBuilder.Attr("perm", 0L, 2L, 3L, 1L));
+        var scale = g.Initializer("ls", [16], [.. Enumerable.Range(0, 16).Select(_ => (float)(0.5 + rng.NextDouble()))]);
+        var ln = g.Node("LayerNormalization", [t, scale, g.Initializer("lb", [16], [.. Enumerable.Range(0, 16).Select(_ => (float)(rng.NextDouble() - 0.5))])], GraphBuilder.Attr("axis", -1L));
+        g.Rename(g.Node("Relu", [ln]), "y");
+        g.Output("y", ElementType.Float, 2L, 10L, 12L, 16L);
+        return g.Build("convnext", opset: 17);
+    }
+
+    [Fact]
+    public void A_depthwise_layer_adds_its_bias_so_a_channels_last_layer_norm_reads_its_output_as_written()
+    {
+        var model = ConvNextBlock();
+        var inputs = Inputs();
+        var plan = Plan(model, inputs, Precision.Fp16);
+        Assert.Contains("bias[ch + u]", Depthwise(plan).Source, StringComparison.Ordinal);
+        // No pass between them: the Transpose is a relabelling of the channels-last output, which the LayerNorm reads.
+        var nodes = plan.Steps.Select(s => s.Node).ToList();
+        Assert.DoesNotContain(nodes, n => n.StartsWith("Transpose", StringComparison.Ordinal));
+        Assert.Equal(1, nodes.IndexOf(nodes.First(n => n.StartsWith("LayerNormalization", StringComparison.Ordinal))) - nodes.IndexOf("Conv 'conv'"));
+        AgreesWithOnnxRuntime(model, plan, inputs, half: true, quantized: false);
+    }
 }

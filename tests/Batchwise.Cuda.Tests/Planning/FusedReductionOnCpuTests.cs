@@ -108,4 +108,42 @@ public sealed class FusedReductionOnCpuTests
         Assert.Contains("const unsigned char* __restrict__ x", pool.Source, StringComparison.Ordinal);
         AgreesWithOnnxRuntime(model, plan, inputs, 2e-3);
     }
+
+    /// <summary>
+    /// A squeeze-excite block as EfficientNet exports it: s = SiLU(depthwise 3x3 (x) + bias) [2, 32, 9, 9]; m = ReduceMean(s)
+    /// over H and W (kept); y = s * Sigmoid(m).
+    /// </summary>
+    private static OnnxModel SqueezeExcite()
+    {
+        var rng = new Random(2);
+        var g = new GraphBuilder("se", seed: 1);
+        var x = g.Input("x", ElementType.Float, 2L, 32L, 9L, 9L);
+        var w = g.Initializer("w", [32, 1, 3, 3], [.. Enumerable.Range(0, 32 * 9).Select(_ => (float)(rng.NextDouble() - 0.5))]);
+        var b = g.Initializer("b", [32], [.. Enumerable.Range(0, 32).Select(_ => (float)(rng.NextDouble() - 0.5))]);
+        var d = g.Node("Conv", [x, w, b], GraphBuilder.Attr("group", 32L), GraphBuilder.Attr("kernel_shape", 3L, 3L), GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L));
+        var silu = g.Node("Mul", [d, g.Node("Sigmoid", [d])]);
+        var mean = g.Node("ReduceMean", [silu], GraphBuilder.Attr("axes", 2L, 3L));
+        g.Rename(g.Node("Mul", [silu, g.Node("Sigmoid", [mean])]), "y");
+        g.Output("y", ElementType.Float, 2L, 32L, 9L, 9L);
+        return g.Build("se", opset: 13);
+    }
+
+    [Fact]
+    public void A_squeeze_excite_mean_reads_the_depthwise_output_through_its_silu()
+    {
+        CpuKernelRunner.Require();
+        var model = SqueezeExcite();
+        var rng = new Random(6);
+        List<Tensor> inputs = [Tensor.From<float>(ElementType.Float, [2, 32, 9, 9], [.. Enumerable.Range(0, 2 * 32 * 81).Select(_ => (float)((rng.NextDouble() * 4) - 2))])];
+        var plan = new NoGpuTarget(Precision.Fp16).Compile(model, inputs);
+
+        // The depthwise kernel adds its bias, so the SiLU is a chain over its output alone, which the mean reads through
+        // (one kernel, no SiLU written for it); the product with the gate is written by the output's steps.
+        var depthwise = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.StartsWith("Conv", StringComparison.Ordinal)), exactMatch: false);
+        Assert.Contains("bias[ch + u]", depthwise.Source, StringComparison.Ordinal);
+        var mean = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.StartsWith("ReduceMean", StringComparison.Ordinal)), exactMatch: false);
+        Assert.Contains("xe =", mean.Source, StringComparison.Ordinal);
+        Assert.Equal(["input x", "Conv 'conv'", "ReduceMean 'reducemean'"], plan.Steps.Select(s => s.Node).Where(n => !n.StartsWith("output", StringComparison.Ordinal)));
+        AgreesWithOnnxRuntime(model, plan, inputs, 4e-3);
+    }
 }

@@ -154,10 +154,12 @@ internal sealed partial class GraphCompiler
             : w;
         var quantize = QuantizedDepthwiseOutput(outName);
         var outType = quantize?.Type ?? type;
-        var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc) : b is null ? Output(outName, valueType, yShape, nhwc) : Temp(valueType, yShape, nhwc);
-        // The kernel adds the bias itself only before a quantizing chain; otherwise the bias starts the chain after it.
-        var fusedBias = quantize is not null ? b : null;
-        var fusion = source is null && quantize is null ? null
+        var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc) : Output(outName, valueType, yShape, nhwc);
+        // The kernel adds the bias itself, so what follows reads one value: an elementwise chain after it (bias + SiLU
+        // before a squeeze-excite mean, which then reads through it) starts from the output alone, and a LayerNorm or a
+        // pooling reads the output as written instead of a pass that adds the bias first.
+        var fusedBias = b;
+        var fusion = source is null && quantize is null && b is null ? null
             : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, fusedBias is not null, quantize?.First, quantize?.FirstInput, quantize?.Table);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
@@ -173,13 +175,6 @@ internal sealed partial class GraphCompiler
         if (quantize is not null)
         {
             _folded.UnionWith(quantize.Value.Nodes);
-            return true;
-        }
-
-        if (b is not null)
-        {
-            var bias = View(b, [b.Count, .. Enumerable.Repeat(1L, r)]);
-            _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
         }
 
         return true;
