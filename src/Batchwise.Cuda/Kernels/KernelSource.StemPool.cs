@@ -41,7 +41,8 @@ internal static partial class KernelSource
     /// </summary>
     /// <para>
     /// A QDQ model's stem (<see cref="StemPattern.FindQuantized"/>) adds two things: <paramref name="inputRounding"/>, the
-    /// input's QuantizeLinear and DequantizeLinear applied to each value as it is read, and <paramref name="quantized"/>,
+    /// input's QuantizeLinear and DequantizeLinear applied to each value as it goes into the ring (its load still in flight through
+    /// the step before), and <paramref name="quantized"/>,
     /// which writes the pooled result as the int8 activation the next int8 convolution reads (the convolution's
     /// QuantizeLinear after the ReLU, the pooling's QuantizeLinear after that, stored less the uint8 shift). The maximum
     /// commutes with the monotonic rounding, so rounding the pooled maximum once is rounding every value before pooling.
@@ -78,8 +79,11 @@ internal static partial class KernelSource
         var (oh, ow) = (w.I32("oh", checked((int)outSpatial[0])), w.I32("ow", checked((int)outSpatial[1])));
         var (ph, pw) = (w.I32("ph", checked((int)pooled[0])), w.I32("pw", checked((int)pooled[1])));
         var (pt, pl) = (w.I32("pt", checked((int)padsBegin[0])), w.I32("pl", checked((int)padsBegin[1])));
-        var element = $"(float)xg[go[u] + (i64)iy * {iw}]";
-        var read = inputRounding is { } rounding ? rounding.ApplyByReciprocal(element) : element;
+        // The input's rounding (a QDQ stem) is applied as a row goes into the ring, not as it is fetched: the loads then
+        // stay in flight through the step's products (the rounding of a value would wait for its load at the fetch). A
+        // zero outside the image rounds to zero (its QuantizeLinear gives the zero point).
+        var read = $"(float)xg[go[u] + (i64)iy * {iw}]";
+        var stored = inputRounding is { } rounding ? rounding.ApplyByReciprocal("pre[r][u]") : "pre[r][u]";
         var at = $"((img * {ph} + p) * {pw} + q) * {outChannels} + c8";
         var store = quantized is { } qo
             ? $$"""
@@ -138,7 +142,7 @@ internal static partial class KernelSource
                     for (int r = 0; r < 4; r++) {
                         unsigned short* const row = xs + ((from + r) & {{StemPattern.Ring - 1}}) * {{slots * 4}};
                         #pragma unroll
-                        for (int u = 0; u < {{pairs}}; u++) if (go[u] >= 0) ((bw_half*)row)[so[u]] = bw_half(pre[r][u]);
+                        for (int u = 0; u < {{pairs}}; u++) if (go[u] >= 0) ((bw_half*)row)[so[u]] = bw_half({{stored}});
                     }
                 };
 
