@@ -185,8 +185,15 @@ public sealed record ModelConfig
 
         try
         {
-            _ = CalibrationMethod is null ? default : Transforms.Int8Calibration.ParseMethod(CalibrationMethod);
-            _ = Int8Activations is not null && Transforms.Int8Calibration.ParseSymmetric(Int8Activations);
+            if (CalibrationMethod is not null)
+            {
+                _ = Transforms.Int8Calibration.ParseMethod(CalibrationMethod);
+            }
+
+            if (Int8Activations is not null)
+            {
+                _ = Transforms.Int8Calibration.ParseSymmetric(Int8Activations);
+            }
         }
         catch (BatchwiseException e)
         {

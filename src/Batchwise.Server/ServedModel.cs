@@ -132,6 +132,11 @@ public sealed class ServedModel : IAsyncDisposable
 
         var engine = EngineRegistry.Create(config.Engine);
         var options = config.ToEngineOptions(maxBatch, folder);
+        if (config.Calibration is not null && !config.Calibration.StartsWith("random:", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(options.Calibration.Data))
+        {
+            throw new BatchwiseException($"Model '{name}': calibration folder '{options.Calibration.Data}' not found", "Put the .npy calibration samples in that folder (relative to the model folder), or set \"calibration\": \"random:N\".");
+        }
+
         var instances = Math.Max(1, config.InstanceCount);
         options = options with { IntraOpThreads = ModelConfig.ServedIntraOpThreads(engine.Name, options.IntraOpThreads, instances, Environment.ProcessorCount) };
         if (engine.Name == "ort")

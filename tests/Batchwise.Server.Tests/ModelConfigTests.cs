@@ -146,6 +146,8 @@ public sealed class ModelConfigTests : IDisposable
         var described = TritonModelConfig.Describe(model);
         Assert.Equal("int8", described.Parameters["batchwise_precision"].StringValue);
         Assert.Equal("int8 (QDQ, calibrated on random:2, minmax, symmetric activations)", described.Parameters["batchwise_int8"].StringValue);
+        var missing = Assert.Throws<BatchwiseException>(() => ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), config with { Calibration = "samples" }, new ServerMetrics(), folder: _dir.FullName));
+        Assert.Contains($"Model 'mlp': calibration folder '{Path.Combine(_dir.FullName, "samples")}' not found", missing.Message, StringComparison.Ordinal);
         await using var fp32 = ServedModel.Load("mlp", Zoo.ModelZoo.Build("zoo:mlp"), new ModelConfig { MaxBatchSize = 4 }, new ServerMetrics());
         Assert.False(TritonModelConfig.Describe(fp32).Parameters.ContainsKey("batchwise_int8"));
     }

@@ -127,9 +127,9 @@ public sealed class OptionConsistencyTests
     public void Every_command_that_runs_a_model_takes_the_whole_engine_group()
     {
         var group = new EngineOptionGroup().All.Select(o => o.Name).ToList();
-        // engine, device, precision, calibration, calibration method, tf32, threads, inter-op threads, graph optimization,
-        // ep, cuda graph, tactics, batch profiles, exact plans and shape profiles
-        Assert.Equal(15, group.Count);
+        // engine, device, precision, calibration, calibration method, int8 activations, tf32, threads, inter-op threads,
+        // graph optimization, ep, cuda graph, tactics, batch profiles, exact plans and shape profiles
+        Assert.Equal(16, group.Count);
         foreach (var name in EngineCommands)
         {
             var options = Command(name).Options.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
