@@ -151,9 +151,12 @@ public sealed class CudaEngine : IEngine
 
         // --precision int8 on a float model: quantized here (QDQ, full 8-bit weights), then run as any QDQ model with the
         // int8 path on for this session. A saved int8 engine carries its quantized model and is never calibrated again.
+        // The driver is asked first: a machine without a GPU says so before a calibration that may take minutes.
+        var spans = new StartupSpans();
         if (options.Precision == Precision.Int8 && model.SavedEngine is null)
         {
-            model = Transforms.CalibratedInt8.Quantize(model, options.Calibration, reduceRange: false);
+            spans.Measure("load_cuda_init", CudaDriver.Initialize);
+            model = spans.Measure("load_int8_quantize", () => Transforms.CalibratedInt8.Quantize(model, options.Calibration, reduceRange: false));
         }
 
         // Einsum runs as the Transpose/Reshape/MatMul it decomposes into (on a copy: the caller's model is left as given).
@@ -168,7 +171,6 @@ public sealed class CudaEngine : IEngine
 
         // Validate before touching the GPU: an unsupported operator fails the same way on every machine.
         OperatorSupport.Validate(model);
-        var spans = new StartupSpans();
         spans.Measure("load_cuda_init", CudaDriver.Initialize);
         if (model.SavedEngine is { } path)
         {

@@ -73,6 +73,21 @@ public sealed class Int8PrecisionCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Int8_on_the_cuda_engine_without_a_gpu_says_so_before_it_calibrates()
+    {
+        var (_, devices, _) = await CliRunner.RunAsync("devices");
+        if (!devices.StartsWith("no NVIDIA GPU found", StringComparison.Ordinal))
+        {
+            Assert.Skip("a GPU is here: the engine loads, so there is no refusal to check");
+        }
+
+        var (code, _, err) = await CliRunner.RunAsync(["bench", Model, "--engine", "cuda", "--precision", "int8", .. Quick]);
+        Assert.Equal(2, code);
+        Assert.Contains("no NVIDIA GPU found", err, StringComparison.Ordinal);
+        Assert.DoesNotContain("calibrated on", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Calibration_without_int8_is_refused()
     {
         var (code, _, err) = await CliRunner.RunAsync(["bench", "zoo:mlp", "--calibration", "random:2", .. Quick]);
