@@ -2,8 +2,8 @@ namespace Batchwise.Cuda.Kernels;
 
 /// <summary>
 /// What a <see cref="KernelSource.GroupedConv"/> kernel does after the product: add the bias (null: none) and, with
-/// <paramref name="Relu"/>, a residual (when given) and the ReLU. Without ReLU the bias is left to the elementwise chain
-/// after the kernel, so whatever activation follows joins it.
+/// <paramref name="Relu"/>, a residual (when given) and the ReLU. Another activation after it is an elementwise chain
+/// over the kernel's output alone.
 /// </summary>
 /// <param name="Bias">The bias's storage type, or null for none.</param>
 /// <param name="Relu">max(0, .) last.</param>

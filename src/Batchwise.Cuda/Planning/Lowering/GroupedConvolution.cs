@@ -77,8 +77,8 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Emits <see cref="KernelSource.GroupedConv"/> for channels-last <paramref name="x"/> (its stored channels are the
-    /// convolution's) and the constant filter <paramref name="w"/> [K, C/G, kh, kw], with the ReLU (and a residual Add
-    /// before it) after the convolution as its epilogue; without a ReLU the bias starts an elementwise chain. The step's
+    /// convolution's) and the constant filter <paramref name="w"/> [K, C/G, kh, kw], with the bias and, after the
+    /// convolution, the ReLU (and a residual Add before it) as its epilogue. The step's
     /// name is the node's with <paramref name="label"/> added; <paramref name="byParity"/> stores the input tile's columns
     /// by parity (stride 2 across).
     /// </summary>
@@ -91,14 +91,12 @@ internal sealed partial class GraphCompiler
         var code = KernelSource.GroupedConv((int)groupIn, (int)groupOut, kernel, strides, dilations, tiles, epilogue, n, groups, x.Shape[2..], outSpatial, padsBegin, byParity);
         _node += label;
         Emit(new KernelStep(_node, code, KernelSource.GroupedConvThreads(n, groups, outSpatial, tiles), KernelSource.GroupedConvBlock, [Dev(raw), Dev(x), Dev(filter), fusedBias is null ? -1 : Dev(fusedBias), residual is null ? -1 : Dev(residual)]));
-        OwnConvBiasChain(raw, b, epilogue, outName, yShape);
     }
 
     /// <summary>
-    /// Where an own convolution kernel writes and what its epilogue does: with a ReLU after the convolution (and a
-    /// residual Add before that) the bias, the residual and the ReLU are the epilogue and the kernel writes the node's
-    /// output (<paramref name="outName"/> becomes the last fused node's); without one it writes a temporary that
-    /// <see cref="OwnConvBiasChain"/> adds the bias to.
+    /// Where an own convolution kernel writes and what its epilogue does: the bias always, and with a ReLU after the
+    /// convolution (and a residual Add before that) the residual and the ReLU; the kernel writes the node's output
+    /// (<paramref name="outName"/> becomes the last fused node's), so an activation after it is a chain over that alone.
     /// </summary>
     private (PlanValue Raw, PlanValue? Bias, PlanValue? Residual, GroupedConvEpilogue Epilogue) OwnConvOutput(PlanValue x, PlanValue? b, ref string outName, long[] yShape)
     {
@@ -108,19 +106,8 @@ internal sealed partial class GraphCompiler
             residual = Nhwc(residual);
         }
 
-        var raw = relu || b is null ? Output(outName, x.Type, yShape, nhwc: true) : Temp(x.Type, yShape, nhwc: true);
-        var fusedBias = relu ? b : null;
-        return (raw, fusedBias, residual, new GroupedConvEpilogue(fusedBias is null ? null : St(fusedBias), relu, residual is not null));
-    }
-
-    /// <summary>Without a ReLU epilogue, the bias starts an elementwise chain on the kernel's output (the activation after it joins).</summary>
-    private void OwnConvBiasChain(PlanValue raw, PlanValue? b, GroupedConvEpilogue epilogue, string outName, long[] yShape)
-    {
-        if (!epilogue.Relu && b is not null)
-        {
-            var bias = View(b, [b.Count, 1, 1]);
-            _values[outName] = Pending([raw, bias], _ => "x0 + x1", raw.Type, yShape);
-        }
+        var raw = Output(outName, x.Type, yShape, nhwc: true);
+        return (raw, b, residual, new GroupedConvEpilogue(b is null ? null : St(b), relu, residual is not null));
     }
 
     /// <summary>

@@ -94,7 +94,6 @@ internal sealed partial class GraphCompiler
         var code = KernelSource.SplitKConv(c, kernel, strides, dilations, epilogue, n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit, stages);
         _node += $" (own split-K kernel, {splits} splits)";
         Emit(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, [Dev(raw), Dev(x), Dev(filter), bias is null ? -1 : Dev(bias), residual is null ? -1 : Dev(residual)]));
-        OwnConvBiasChain(raw, b, epilogue, outName, yShape);
         return true;
     }
 }
