@@ -144,6 +144,40 @@ internal static partial class KernelSource
     }
 
     /// <summary>
+    /// The first pass of a large DynamicQuantizeLinear's range: each of the <paramref name="blocks"/> blocks takes the
+    /// minimum and maximum (0 included) of its grid-stride share of x into partials [lo of every block, then hi of every
+    /// block], which <see cref="DynamicQuantizeRange"/> then reduces as its input (the minimum of all the lows and highs
+    /// is the lowest low, the maximum the highest high). One block over a transformer's activation (BERT's 4096 x 768 at
+    /// b=32) read at one multiprocessor's bandwidth.
+    /// </summary>
+    public static KernelCode DynamicQuantizePartials(ElementType xType, long count, long blocks)
+    {
+        var w = new KernelWriter(small: false);
+        var n = w.I64("n", count);
+        var b = w.I64("blocks", blocks);
+        w.Body.Append($$"""
+                __shared__ float lo[{{BlockSize}}], hi[{{BlockSize}}];
+                float mn = 0.f, mx = 0.f;
+                for (i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x; j < {{n}}; j += (i64){{b}} * blockDim.x) { const float v = (float)x[j]; mn = v < mn ? v : mn; mx = v > mx ? v : mx; }
+                lo[threadIdx.x] = mn; hi[threadIdx.x] = mx;
+                __syncthreads();
+                for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+                    if (threadIdx.x < s) {
+                        lo[threadIdx.x] = lo[threadIdx.x + s] < lo[threadIdx.x] ? lo[threadIdx.x + s] : lo[threadIdx.x];
+                        hi[threadIdx.x] = hi[threadIdx.x + s] > hi[threadIdx.x] ? hi[threadIdx.x + s] : hi[threadIdx.x];
+                    }
+                    __syncthreads();
+                }
+                if (threadIdx.x == 0) { partials[blockIdx.x] = lo[0]; partials[{{b}} + blockIdx.x] = hi[0]; }
+
+            """);
+        return w.Build($"float* __restrict__ partials, const {CType(xType)}* __restrict__ x, {KernelWriter.ArgsParameter}");
+    }
+
+    /// <summary>Blocks of <see cref="DynamicQuantizePartials"/> for <paramref name="count"/> values: one per 16 values a thread, at most 1,024; 1 (one pass, no partials) for up to 64 K values.</summary>
+    public static long DynamicQuantizeBlocks(long count) => count <= 65536 ? 1 : Math.Min(1024, (count + (16 * BlockSize) - 1) / (16 * BlockSize));
+
+    /// <summary>
     /// An integer convolution over NCHW (any spatial rank): acc = sum over the group's window of (x - x_zero_point) *
     /// (w - w_zero_point[m]) in int32. With <paramref name="requantize"/> (QLinearConv) the output is
     /// saturate(round_half_even((acc + bias[m]) * x_scale * w_scale[m] / y_scale) + y_zero_point), else acc (ConvInteger).

@@ -24,6 +24,12 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
         *(CublasLt.HeuristicResult*)_algo = algo;
     }
 
+    /// <summary>
+    /// For an int32-sum product (no vectors): D [rows, columns] = B [rows, inner] · A [columns, inner]^T, its sizes (the
+    /// CPU test runner computes it from them); null for a requantizing one.
+    /// </summary>
+    public (long Rows, long Inner, long Columns)? Sums { get; init; }
+
     public CublasLtMatmulDescriptor? Desc { get; }
 
     public CublasLtMatrixLayout? ALayout { get; }

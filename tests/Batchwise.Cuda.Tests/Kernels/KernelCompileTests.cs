@@ -210,6 +210,7 @@ public sealed class KernelCompileTests
         yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "linear", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
         yield return KernelSource.Resize(ElementType.Float, [1, 2, 4, 4], [1, 2, 3, 5], [1, 1, 0.75, 1.25], "cubic", "tf_crop_and_resize", "round_prefer_floor", null, roi: [0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], extrapolation: 9);
         yield return KernelSource.DynamicQuantizeRange(ElementType.Float, ElementType.Float, 24);
+        yield return KernelSource.DynamicQuantizePartials(ElementType.Float16, 3_145_728, KernelSource.DynamicQuantizeBlocks(3_145_728));
         yield return KernelSource.Requantize(ElementType.UInt8, 4 * 9 * 8, 8, 9, 0, 128, true, true);
         foreach (var outType in new[] { ElementType.Float, ElementType.Float16 })
         {

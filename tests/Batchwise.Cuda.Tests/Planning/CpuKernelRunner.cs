@@ -362,7 +362,7 @@ internal static partial class CpuKernelRunner
 
     /// <summary>Why a plan cannot run on the CPU (a library step), or null.</summary>
     public static string? CannotRun(ExecutionPlan plan) =>
-        plan.Steps.FirstOrDefault(s => s is not (KernelStep or MatmulStep)) is { } step ? $"{step.Node} is a {step.GetType().Name}" : null;
+        plan.Steps.FirstOrDefault(s => s is not (KernelStep or MatmulStep or Int8GemmStep { Sums: not null })) is { } step ? $"{step.Node} is a {step.GetType().Name}" : null;
 
     /// <summary>True for kernels whose threads exchange values (warp shuffles, shared memory, barriers): those run a block's threads at once.</summary>
     private static bool Cooperates(string source) =>
@@ -572,6 +572,12 @@ internal static partial class CpuKernelRunner
                     continue;
                 }
 
+                if (step is Int8GemmStep { Sums: { } sums })
+                {
+                    RunInt8Sums(sums, pointers[step.Buffers[0]], pointers[step.Buffers[1]], pointers[step.Buffers[2]]);
+                    continue;
+                }
+
                 var k = (KernelStep)step;
                 var args = Marshal.AllocHGlobal(Math.Max(8, k.Args.Length));
                 var shared = DynamicSharedMemory(k);
@@ -672,6 +678,27 @@ internal static partial class CpuKernelRunner
                         ((float*)d)[at] = (float)value;
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>cuBLASLt's exact int8 product as an int32-sum <see cref="Int8GemmStep"/> asks it: D [rows, columns] = B [rows, inner] · A [columns, inner]^T.</summary>
+    private static unsafe void RunInt8Sums((long Rows, long Inner, long Columns) size, IntPtr a, IntPtr b, IntPtr d)
+    {
+        var weights = (sbyte*)a;
+        var operand = (sbyte*)b;
+        var sums = (int*)d;
+        for (long r = 0; r < size.Rows; r++)
+        {
+            for (long c = 0; c < size.Columns; c++)
+            {
+                var sum = 0;
+                for (long k = 0; k < size.Inner; k++)
+                {
+                    sum += operand[(r * size.Inner) + k] * weights[(c * size.Inner) + k];
+                }
+
+                sums[(r * size.Columns) + c] = sum;
             }
         }
     }

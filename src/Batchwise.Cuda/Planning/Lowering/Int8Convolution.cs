@@ -989,7 +989,7 @@ internal sealed partial class GraphCompiler
         }
 
         var sums = NewValue(ElementType.Int32, outShape, false, "int32 sums for " + _node);
-        Emit(new Int8GemmStep(_node, Dev(new PlanValue(t[0].Type, t[0].Shape, t[0])), Dev(a), sums.Buffer, -1, -1, gemmPlan.Desc, gemmPlan.A, gemmPlan.B, gemmPlan.D, gemmPlan.Algo));
+        Emit(new Int8GemmStep(_node, Dev(new PlanValue(t[0].Type, t[0].Shape, t[0])), Dev(a), sums.Buffer, -1, -1, gemmPlan.Desc, gemmPlan.A, gemmPlan.B, gemmPlan.D, gemmPlan.Algo) { Sums = (rows, inner, columns) });
         ReserveWorkspace((long)gemmPlan.Algo.WorkspaceSize);
         var scale = new PlanValue(t[1].Type, t[1].Shape, t[1]);
         var offset = new PlanValue(t[2].Type, t[2].Shape, t[2]);

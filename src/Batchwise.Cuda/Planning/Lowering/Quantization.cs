@@ -1,3 +1,5 @@
+using System.Globalization;
+using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -173,8 +175,21 @@ internal sealed partial class GraphCompiler
         var y = Output(node, 0, ElementType.UInt8, x.Shape);
         var scale = Output(node, 1, St(ElementType.Float), []);
         var zp = Output(node, 2, ElementType.UInt8, []);
-        var scale32 = Temp(ElementType.Float, []);
-        Kernel(KernelSource.DynamicQuantizeRange(St(x), scale.Type, x.Count), KernelSource.BlockSize, Dev(scale32), Dev(scale), Dev(zp), Dev(x));
+        // float32 whatever the plan's precision (Temp would store a float value as half in a half-precision plan).
+        var scale32 = new PlanValue(ElementType.Float, [], null, NewBuffer(sizeof(float), "float32 scale for " + _node).Id);
+        var blocks = KernelSource.DynamicQuantizeBlocks(x.Count);
+        if (blocks == 1)
+        {
+            Kernel(KernelSource.DynamicQuantizeRange(St(x), scale.Type, x.Count), KernelSource.BlockSize, Dev(scale32), Dev(scale), Dev(zp), Dev(x));
+        }
+        else
+        {
+            // Many blocks' lows and highs first, then the one-block range over those.
+            var partials = new PlanValue(ElementType.Float, [2 * blocks], null, NewBuffer(2 * blocks * sizeof(float), "range partials for " + _node).Id);
+            Kernel(KernelSource.DynamicQuantizePartials(St(x), x.Count, blocks), blocks * KernelSource.BlockSize, Dev(partials), Dev(x));
+            Kernel(KernelSource.DynamicQuantizeRange(ElementType.Float, scale.Type, 2 * blocks), KernelSource.BlockSize, Dev(scale32), Dev(scale), Dev(zp), Dev(partials));
+        }
+
         if (y.Count > 0)
         {
             Kernel(KernelSource.Quantize(St(x), ElementType.UInt8, ElementType.Float, x.Count, 1, 1, false), y.Count, Dev(y), Dev(x), Dev(scale32), Dev(zp));
@@ -239,6 +254,11 @@ internal sealed partial class GraphCompiler
         var bZp = requantize ? ins.ElementAtOrDefault(5) : ins.ElementAtOrDefault(3);
         RequireInt8(a, "first operand");
         RequireInt8(b, "second operand");
+        if (!requantize && TryLowerIntegerMatMulOnTensorCores(node, a, b, aZp, bZp))
+        {
+            return;
+        }
+
         var aShape = a.Shape.Length == 1 ? [1, a.Shape[0]] : a.Shape;
         var bShape = b.Shape.Length == 1 ? [b.Shape[0], 1] : b.Shape;
         var (rows, inner, cols) = (aShape[^2], aShape[^1], bShape[^1]);
@@ -269,6 +289,78 @@ internal sealed partial class GraphCompiler
         var (xs, ws, ys, scaleTypes, bScaleStride) = requantize ? Scales(ins[1]!, ins[4]!, ins[6]!) : (-1, -1, -1, (ElementType.Float, ElementType.Float, ElementType.Float), 0L);
         var code = KernelSource.IntegerMatMul(St(a), St(b), yType, scaleTypes, y.Count, rows, inner, cols, aStride, bStride, aZp is { Count: > 1 } ? 1 : 0, bZp is { Count: > 1 } ? 1 : 0, bScaleStride, requantize);
         Kernel(code, y.Count, Dev(y), Dev(a), Dev(b), aZp is null ? -1 : Dev(aZp), bZp is null ? -1 : Dev(bZp), xs, ws, ys, requantize && ins.ElementAtOrDefault(7) is { } yZp ? Dev(yZp) : -1, -1);
+    }
+
+    /// <summary>
+    /// MatMulInteger of an 8-bit activation by a constant int8 weight [K, N] with zero points of 0 (a dynamic int8 export:
+    /// DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul, as `optimize --int8-dynamic` and ONNX Runtime's dynamic
+    /// quantizer write it) on cuBLASLt's int8 tensor cores, as the int8 path's QDQ products run: the activation as stored
+    /// int8 (a uint8 byte less 128), the weight as [N, K], int32 sums, and (a - a_zero_point) restored by
+    /// + (shift - a_zero_point) · Σ_k w[k, n] in an elementwise chain the Cast and Mul after it join. The activation's zero
+    /// point may be computed (DynamicQuantizeLinear's). Returns false (nothing emitted) where the product does not fit
+    /// (a weight with batch dimensions or a zero point other than 0, an activation zero point per row, cuBLASLt refusing),
+    /// for the direct kernel.
+    /// </summary>
+    private bool TryLowerIntegerMatMulOnTensorCores(OnnxProto.NodeProto node, PlanValue a, PlanValue b, PlanValue? aZp, PlanValue? bZp)
+    {
+        if (_target.ComputeCapability < 75 || b.Constant is not { } w || b.Type != ElementType.Int8 || b.Shape.Length != 2 || a.Shape.Length < 2
+            || a.Shape[^1] != b.Shape[0] || (aZp is not null && aZp.Count != 1)
+            || (bZp is not null && (bZp.Constant is not { } z || Enumerable.Range(0, (int)z.Count).Any(i => z[i] != 0))))
+        {
+            return false;
+        }
+
+        var (inner, columns) = (b.Shape[0], b.Shape[1]);
+        var rows = Tensor.ElementCountOf(a.Shape[..^1]);
+        if (rows is 0 or > int.MaxValue || inner > int.MaxValue || columns > int.MaxValue)
+        {
+            return false;
+        }
+
+        (CublasLtMatmulDescriptor? Desc, CublasLtMatrixLayout? A, CublasLtMatrixLayout? B, CublasLtMatrixLayout? D, CublasLt.HeuristicResult Algo) gemmPlan = default;
+        if (!_target.PlansMatmulsWithoutLibrary)
+        {
+            if (ChooseInt32Gemm(rows, inner, columns, out _) is not { } chosen)
+            {
+                return false;
+            }
+
+            gemmPlan = chosen;
+        }
+
+        var shift = StoredShift(a.Type);
+        var stored = Int8GemmOperand(a);
+        var t = _target.Derive("matmulinteger:int8", [w], () => IntegerGemmTables(w));
+        var outShape = a.Shape[..^1].Append(columns).ToArray();
+        var sums = NewValue(ElementType.Int32, outShape, false, "int32 sums for " + _node);
+        _node += " (int8 tensor cores, cuBLASLt)";
+        Emit(new Int8GemmStep(_node, Dev(new PlanValue(t[0].Type, t[0].Shape, t[0])), Dev(stored), sums.Buffer, -1, -1, gemmPlan.Desc, gemmPlan.A, gemmPlan.B, gemmPlan.D, gemmPlan.Algo) { Sums = (rows, inner, columns) });
+        ReserveWorkspace((long)gemmPlan.Algo.WorkspaceSize);
+        var colsum = new PlanValue(ElementType.Int32, [columns], t[1]);
+        var shiftText = shift.ToString(CultureInfo.InvariantCulture);
+        _values[node.Output[0]] = aZp is not null ? Pending([sums, aZp, colsum], _ => $"x0 + ({shiftText} - (int)x1) * x2", ElementType.Int32, outShape)
+            : shift != 0 ? Pending([sums, colsum], _ => $"x0 + {shiftText} * x1", ElementType.Int32, outShape)
+            : sums;
+        return true;
+    }
+
+    /// <summary>An int8 weight [K, N] for cuBLASLt's int8 product: itself as [N, K], and its column sums Σ_k w[k, n] as int32.</summary>
+    internal static HostTensor[] IntegerGemmTables(HostTensor w)
+    {
+        var (inner, columns) = (w.Shape[0], w.Shape[1]);
+        var weights = new long[columns * inner];
+        var sums = new long[columns];
+        for (long n = 0; n < columns; n++)
+        {
+            for (long k = 0; k < inner; k++)
+            {
+                var v = (long)w[(k * columns) + n];
+                weights[(n * inner) + k] = v;
+                sums[n] += v;
+            }
+        }
+
+        return [HostTensor.OfInts(ElementType.Int8, [columns, inner], weights), HostTensor.OfInts(ElementType.Int32, [columns], sums)];
     }
 
     /// <summary>The three scales of a requantizing operator: buffers, the types the kernel reads them as, the filter scale's stride.</summary>
