@@ -46,6 +46,8 @@ public sealed class DynamicInt8OnCpuTests
         Assert.Equal(2, products.Count);
         Assert.All(products, p => Assert.Contains("(int8 tensor cores, cuBLASLt)", p.Node, StringComparison.Ordinal));
         Assert.Equal((rows, 256L, 96L), products[0].Sums);
+        // The first product's operand: quantized by the computed scale and zero point and stored less 128 in one kernel.
+        Assert.Contains(plan.Steps.OfType<KernelStep>(), k => k.Source.Contains("signed char* __restrict__ y", StringComparison.Ordinal) && k.Source.Contains("rintf(", StringComparison.Ordinal) && k.Source.Contains("- 128", StringComparison.Ordinal));
         var partials = plan.Steps.OfType<KernelStep>().Count(k => k.Source.Contains("partials[blockIdx.x]", StringComparison.Ordinal));
         Assert.Equal(rows * 256 > 65536 ? 1 : 0, partials);
 

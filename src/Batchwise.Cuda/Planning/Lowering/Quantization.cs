@@ -23,7 +23,9 @@ internal sealed partial class GraphCompiler
         yield return ("DynamicQuantizeLinear", new((c, n, i, _) => c.LowerDynamicQuantize(n, i[0]!)));
         yield return ("ConvInteger", new((c, n, i, a) => c.LowerIntegerConv(n, i, a, requantize: false), Check: AutoPadCheck));
         yield return ("QLinearConv", new((c, n, i, a) => c.LowerIntegerConv(n, i, a, requantize: true), Check: AutoPadCheck));
-        yield return ("MatMulInteger", new((c, n, i, _) => c.LowerIntegerMatMul(n, i, requantize: false)));
+        // Pending: a DynamicQuantizeLinear's output reaches the int8 product as its chain (quantized and stored as int8 in
+        // one pass); the direct kernel materializes it.
+        yield return ("MatMulInteger", new((c, n, i, _) => c.LowerIntegerMatMul(n, i, requantize: false), InputLayout.Pending));
         yield return ("QLinearMatMul", new((c, n, i, _) => c.LowerIntegerMatMul(n, i, requantize: true)));
     }
 
@@ -170,9 +172,13 @@ internal sealed partial class GraphCompiler
     private static ElementType QuantizedType(OnnxProto.NodeProto q, (double Scale, double Zero, ElementType Type) pair) =>
         q.Input.Count > 2 && q.Input[2].Length > 0 ? pair.Type : (ElementType)new NodeAttributes(q).Int("output_dtype", (long)ElementType.UInt8);
 
+    /// <summary>
+    /// DynamicQuantizeLinear: the range's kernels (<see cref="KernelSource.DynamicQuantizeRange"/>, in many blocks for a
+    /// large x), then y as an elementwise chain over x and the computed scale and zero point, so that what reads it applies
+    /// it as it writes (an int8 product's operand, stored less 128, is then one pass over x, not a quantization and a shift).
+    /// </summary>
     private void LowerDynamicQuantize(OnnxProto.NodeProto node, PlanValue x)
     {
-        var y = Output(node, 0, ElementType.UInt8, x.Shape);
         var scale = Output(node, 1, St(ElementType.Float), []);
         var zp = Output(node, 2, ElementType.UInt8, []);
         // float32 whatever the plan's precision (Temp would store a float value as half in a half-precision plan).
@@ -190,10 +196,8 @@ internal sealed partial class GraphCompiler
             Kernel(KernelSource.DynamicQuantizeRange(ElementType.Float, scale.Type, 2 * blocks), KernelSource.BlockSize, Dev(scale32), Dev(scale), Dev(zp), Dev(partials));
         }
 
-        if (y.Count > 0)
-        {
-            Kernel(KernelSource.Quantize(St(x), ElementType.UInt8, ElementType.Float, x.Count, 1, 1, false), y.Count, Dev(y), Dev(x), Dev(scale32), Dev(zp));
-        }
+        // saturate(round_half_even(x / scale) + zero point), as the QuantizeLinear kernel rounds.
+        _values[node.Output[0]] = Pending([x, scale32, zp], _ => "fminf(fmaxf(rintf(x0 / x1) + (float)x2, 0.f), 255.f)", ElementType.UInt8, x.Shape);
     }
 
     /// <summary>Requires an 8-bit integer operand (the integer kernels read uint8 or int8).</summary>
@@ -254,10 +258,12 @@ internal sealed partial class GraphCompiler
         var bZp = requantize ? ins.ElementAtOrDefault(5) : ins.ElementAtOrDefault(3);
         RequireInt8(a, "first operand");
         RequireInt8(b, "second operand");
-        if (!requantize && TryLowerIntegerMatMulOnTensorCores(node, a, b, aZp, bZp))
+        if (!requantize && TryLowerIntegerMatMulOnTensorCores(node, a, b, aZp is null ? null : Nchw(aZp), bZp))
         {
             return;
         }
+
+        (a, b, aZp, bZp) = (Nchw(a), Nchw(b), aZp is null ? null : Nchw(aZp), bZp is null ? null : Nchw(bZp));
 
         var aShape = a.Shape.Length == 1 ? [1, a.Shape[0]] : a.Shape;
         var bShape = b.Shape.Length == 1 ? [b.Shape[0], 1] : b.Shape;
