@@ -89,4 +89,39 @@ public sealed class DynamicInt8OnCpuTests
             Assert.Equal(want, sums + ((128 - zero) * (long)t[1][c]));
         }
     }
+
+    /// <summary>QLinearMatMul (the QOperator format): uint8 a [5, 64] (scale 0.02, zero 120) by a constant int8 b [64, 48] (per-column scales, zero points 0) into uint8 (scale 0.05, zero 128).</summary>
+    private static OnnxModel QLinearMatMul()
+    {
+        var rng = new Random(6);
+        var g = new GraphBuilder("qlinear", seed: 1);
+        var a = g.Input("a", ElementType.UInt8, 5L, 64L);
+        var b = g.Raw<sbyte>("b", ElementType.Int8, [64, 48], [.. Enumerable.Range(0, 64 * 48).Select(_ => (sbyte)rng.Next(-127, 128))]);
+        var bScale = g.Initializer("bs", [48], [.. Enumerable.Range(0, 48).Select(_ => (float)(0.002 + (rng.NextDouble() * 0.002)))]);
+        var inputs = new[]
+        {
+            a, g.Initializer("as", [], [0.02f]), g.Raw<byte>("az", ElementType.UInt8, [], [(byte)120]), b, bScale,
+            g.Raw<sbyte>("bz", ElementType.Int8, [48], new sbyte[48]), g.Initializer("ys", [], [0.05f]), g.Raw<byte>("yz", ElementType.UInt8, [], [(byte)128]),
+        };
+        g.Rename(g.Node("QLinearMatMul", inputs), "y");
+        g.Output("y", ElementType.UInt8, 5L, 48L);
+        return g.Build("qlinear", opset: 13);
+    }
+
+    [Fact]
+    public void Qlinear_matmul_with_constant_scales_runs_on_the_int8_route_and_agrees_with_onnx_runtime()
+    {
+        CpuKernelRunner.Require();
+        var model = QLinearMatMul();
+        var rng = new Random(2);
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [5, 64], [.. Enumerable.Range(0, 5 * 64).Select(_ => (byte)rng.Next(0, 256))])];
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true).Compile(model, inputs);
+        Assert.Single(plan.Steps.OfType<Int8GemmStep>());
+
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var want = ort.Run(inputs)[0].ToDoubles();
+        CpuKernelRunner.Prepare([plan]);
+        var got = CpuKernelRunner.Run(plan, inputs)[0].ToDoubles();
+        QuantizedBytes.AgreeWithinAStep(want, got, 50, 40);
+    }
 }

@@ -263,6 +263,14 @@ internal sealed partial class GraphCompiler
             return;
         }
 
+        // QLinearMatMul with constant scales: the same int8 product, then its requantization as the chain after it.
+        if (requantize && ins[1]!.Constant is { Count: 1 } aScale && ins[4]!.Constant is { } bScale && ins[6]!.Constant is { Count: 1 } yScale
+            && b.Shape.Length == 2 && (bScale.Count == 1 || bScale.Count == b.Shape[1]) && TryLowerIntegerMatMulOnTensorCores(node, a, b, aZp, bZp))
+        {
+            RequantizeIntegerProduct(node, ins.ElementAtOrDefault(7), aScale, bScale, yScale, b.Shape[1]);
+            return;
+        }
+
         (a, b, aZp, bZp) = (Nchw(a), Nchw(b), aZp is null ? null : Nchw(aZp), bZp is null ? null : Nchw(bZp));
 
         var aShape = a.Shape.Length == 1 ? [1, a.Shape[0]] : a.Shape;
@@ -348,6 +356,22 @@ internal sealed partial class GraphCompiler
             : shift != 0 ? Pending([sums, colsum], _ => $"x0 + {shiftText} * x1", ElementType.Int32, outShape)
             : sums;
         return true;
+    }
+
+    /// <summary>
+    /// QLinearMatMul's output from the exact int32 product now in <paramref name="node"/>'s output: saturate(round_half_even(
+    /// acc · (a_scale · b_scale[n] / y_scale)) + y_zero_point), the multiplier computed in float32 as the direct kernel
+    /// computes it (held as float64, so a half-precision plan keeps it exact).
+    /// </summary>
+    private void RequantizeIntegerProduct(OnnxProto.NodeProto node, PlanValue? yZp, HostTensor aScale, HostTensor bScale, HostTensor yScale, long columns)
+    {
+        var yType = yZp?.Type ?? ElementType.UInt8;
+        var (low, high) = QuantRange(yType);
+        var multiplier = _target.Derive("qlinearmatmul:multiplier", [aScale, bScale, yScale], () => HostTensor.Create(ElementType.Double, [columns], n => (float)aScale[0] * (float)bScale[bScale.Count == 1 ? 0 : n] / (float)yScale[0]));
+        var acc = _values[node.Output[0]];
+        var m = new PlanValue(ElementType.Double, [columns], multiplier);
+        var zero = yZp is null ? "0.f" : "(float)x2";
+        _values[node.Output[0]] = Pending(yZp is null ? [acc, m] : [acc, m, yZp], _ => $"fminf(fmaxf(rintf((float)x0 * (float)x1) + {zero}, {KernelSource.F(low)}), {KernelSource.F(high)})", yType, acc.Shape);
     }
 
     /// <summary>An int8 weight [K, N] for cuBLASLt's int8 product: itself as [N, K], and its column sums Σ_k w[k, n] as int32.</summary>
