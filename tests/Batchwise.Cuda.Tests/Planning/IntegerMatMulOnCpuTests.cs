@@ -8,11 +8,12 @@ using Batchwise.Zoo;
 namespace Batchwise.Cuda.Tests.Planning;
 
 /// <summary>
-/// A dynamic int8 export (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul, as `optimize --int8-dynamic` writes it)
-/// runs its products on the int8 tensor-core route (cuBLASLt's int32 sums, emulated here as cuBLASLt defines them) and
-/// a large activation's range in many blocks. Planned without a GPU, run on the CPU through g++, against ONNX Runtime.
+/// Integer products on the int8 tensor-core route (cuBLASLt's int32 sums, emulated here as cuBLASLt defines them): a
+/// dynamic int8 export (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul, as `optimize --int8-dynamic` writes it,
+/// a large activation's range in many blocks) and QLinearMatMul with constant scales. Planned without a GPU, run on the
+/// CPU through g++, against ONNX Runtime.
 /// </summary>
-public sealed class DynamicInt8OnCpuTests
+public sealed class IntegerMatMulOnCpuTests
 {
     /// <summary>x [rows, 256] -> MatMul [256, 96] + bias -> Relu -> MatMul [96, 40], quantized dynamically (full 8-bit weights).</summary>
     private static OnnxModel Model(long rows)
