@@ -169,6 +169,16 @@ public sealed class CudaEngine : IEngine
             new Transforms.EinsumDecomposition().Apply(model);
         }
 
+        // A QOperator-format model (QLinearConv, ONNX Runtime's QLinearAdd and QLinearGlobalAveragePool) runs in its QDQ
+        // form, as any QDQ model (on a copy, as for Einsum).
+        if (model.Graph.Node.Any(Transforms.QOperatorToQdq.Rewrites))
+        {
+            var (savedEngine, leftOut) = (model.SavedEngine, model.WeightsLeftOut);
+            model = OnnxModel.FromProto(model.Proto.Clone(), model.Name);
+            (model.SavedEngine, model.WeightsLeftOut) = (savedEngine, leftOut);
+            new Transforms.QOperatorToQdq().Apply(model);
+        }
+
         // Validate before touching the GPU: an unsupported operator fails the same way on every machine.
         OperatorSupport.Validate(model);
         spans.Measure("load_cuda_init", CudaDriver.Initialize);
