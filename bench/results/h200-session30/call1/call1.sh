@@ -20,7 +20,7 @@ PEERS=convnext_tiny,efficientnet_b0
 mkdir -p "$R/exports"
 timeout 150 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --models $PEERS --jobs 2 > "$R/exports.log" 2>&1 &
 exports=$!
-CLASSES="KernelCompileTests DynamicInt8GpuTests Int8PrecisionGpuTests KernelCaseGpuTests ModelGpuTests OperatorCaseGpuTests" TESTS=$TESTS OUT=$R/gpu LIMIT=60 DEADLINE=120 bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
+CLASSES="KernelCompileTests DynamicInt8GpuTests QOperatorGpuTests Int8PrecisionGpuTests KernelCaseGpuTests ModelGpuTests OperatorCaseGpuTests" TESTS=$TESTS OUT=$R/gpu LIMIT=60 DEADLINE=120 bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
 I8="env BATCHWISE_INT8=on"
 q r50q-opt 60 "$CLI" optimize zoo:resnet50 --int8 --calibration random:2 --no-verify -o "$WORK/r50q.onnx"
