@@ -118,8 +118,20 @@ public sealed class QOperatorToQdq : IModelTransform
         var wd = GraphSurgery.Unique(names, $"{stem}/w_dequantized");
         nodes.Add(GraphSurgery.Node("DequantizeLinear", GraphSurgery.Unique(names, $"{stem}/DequantizeLinear_x"), [node.Input[0], node.Input[1], node.Input[2]], [xd]));
         var wScale = inits.GetValueOrDefault(node.Input[4]);
-        var wDequantize = GraphSurgery.Node("DequantizeLinear", GraphSurgery.Unique(names, $"{stem}/DequantizeLinear_w"), [node.Input[3], node.Input[4], node.Input[5]], [wd]);
-        if (wScale is not null && HostTensor.FromProto(wScale).Count > 1)
+        var wZero = node.Input[5];
+        var perChannel = wScale is not null && HostTensor.FromProto(wScale).Count > 1;
+        if (perChannel && inits.TryGetValue(wZero, out var zeroTensor) && HostTensor.FromProto(zeroTensor) is { Count: 1 } one)
+        {
+            // QLinearConv takes one weight zero point beside per-channel scales; DequantizeLinear wants one per scale.
+            var count = HostTensor.FromProto(wScale!).Count;
+            wZero = GraphSurgery.Unique(names, $"{stem}/w_zero_points");
+            graph.Initializer.Add(one.Type == ElementType.UInt8
+                ? GraphSurgery.RawTensor<byte>(wZero, ElementType.UInt8, [count], [.. Enumerable.Repeat((byte)one[0], (int)count)])
+                : GraphSurgery.RawTensor<sbyte>(wZero, ElementType.Int8, [count], [.. Enumerable.Repeat((sbyte)one[0], (int)count)]));
+        }
+
+        var wDequantize = GraphSurgery.Node("DequantizeLinear", GraphSurgery.Unique(names, $"{stem}/DequantizeLinear_w"), [node.Input[3], node.Input[4], wZero], [wd]);
+        if (perChannel)
         {
             wDequantize.Attribute.Add(GraphSurgery.IntAttr("axis", 0)); // per output channel
         }
