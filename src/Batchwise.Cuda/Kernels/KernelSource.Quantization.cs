@@ -108,6 +108,19 @@ internal static partial class KernelSource
         return w.Build($"signed char* __restrict__ y, const float* __restrict__ acc, const double* __restrict__ scale, const double* __restrict__ offset, {KernelWriter.ArgsParameter}");
     }
 
+    /// <summary>A block's threads' minima mn and maxima mx into lo[0] and hi[0] (shared arrays of a value a thread), by halves.</summary>
+    private const string BlockMinMax = """
+            lo[threadIdx.x] = mn; hi[threadIdx.x] = mx;
+            __syncthreads();
+            for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+                if (threadIdx.x < s) {
+                    lo[threadIdx.x] = lo[threadIdx.x + s] < lo[threadIdx.x] ? lo[threadIdx.x + s] : lo[threadIdx.x];
+                    hi[threadIdx.x] = hi[threadIdx.x + s] > hi[threadIdx.x] ? hi[threadIdx.x + s] : hi[threadIdx.x];
+                }
+                __syncthreads();
+            }
+        """;
+
     /// <summary>
     /// DynamicQuantizeLinear's range, in one block: min and max of x with 0 included, scale = (max - min) / 255 (1 when
     /// the range is empty), zero point = round_half_even(clamp(-min / scale, 0, 255)); the scale is written as float32
@@ -121,15 +134,7 @@ internal static partial class KernelSource
                 __shared__ float lo[{{BlockSize}}], hi[{{BlockSize}}];
                 float mn = 0.f, mx = 0.f;
                 for (i64 j = threadIdx.x; j < {{n}}; j += blockDim.x) { const float v = (float)x[j]; mn = v < mn ? v : mn; mx = v > mx ? v : mx; }
-                lo[threadIdx.x] = mn; hi[threadIdx.x] = mx;
-                __syncthreads();
-                for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-                    if (threadIdx.x < s) {
-                        lo[threadIdx.x] = lo[threadIdx.x + s] < lo[threadIdx.x] ? lo[threadIdx.x + s] : lo[threadIdx.x];
-                        hi[threadIdx.x] = hi[threadIdx.x + s] > hi[threadIdx.x] ? hi[threadIdx.x + s] : hi[threadIdx.x];
-                    }
-                    __syncthreads();
-                }
+            {{BlockMinMax}}
                 if (threadIdx.x == 0) {
                     const float scale = hi[0] == lo[0] ? 1.f : (hi[0] - lo[0]) / 255.f;
                     float zp = 0.f - lo[0] / scale;
@@ -159,15 +164,7 @@ internal static partial class KernelSource
                 __shared__ float lo[{{BlockSize}}], hi[{{BlockSize}}];
                 float mn = 0.f, mx = 0.f;
                 for (i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x; j < {{n}}; j += (i64){{b}} * blockDim.x) { const float v = (float)x[j]; mn = v < mn ? v : mn; mx = v > mx ? v : mx; }
-                lo[threadIdx.x] = mn; hi[threadIdx.x] = mx;
-                __syncthreads();
-                for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-                    if (threadIdx.x < s) {
-                        lo[threadIdx.x] = lo[threadIdx.x + s] < lo[threadIdx.x] ? lo[threadIdx.x + s] : lo[threadIdx.x];
-                        hi[threadIdx.x] = hi[threadIdx.x + s] > hi[threadIdx.x] ? hi[threadIdx.x + s] : hi[threadIdx.x];
-                    }
-                    __syncthreads();
-                }
+            {{BlockMinMax}}
                 if (threadIdx.x == 0) { partials[blockIdx.x] = lo[0]; partials[{{b}} + blockIdx.x] = hi[0]; }
 
             """);

@@ -24,47 +24,26 @@ public sealed class EinsumDecomposition : IModelTransform
         ArgumentNullException.ThrowIfNull(model);
         var shapes = ShapeInference.Run(model, null, tolerateUnresolved: true);
         var graph = model.Graph;
-        var rewritten = 0;
-        var kept = new List<string>();
-        for (var i = 0; i < graph.Node.Count; i++)
-        {
-            var node = graph.Node[i];
-            if (node.OpType != "Einsum" || OperatorRegistry.NormalizeDomain(node.Domain).Length != 0)
+        static string Label(OnnxProto.NodeProto node) => string.IsNullOrEmpty(node.Name) ? $"Einsum node (output '{node.Output[0]}')" : $"Einsum node '{node.Name}'";
+        var (rewritten, kept) = GraphSurgery.ReplaceNodes(
+            graph,
+            node => node.OpType == "Einsum" && OperatorRegistry.NormalizeDomain(node.Domain).Length == 0,
+            node =>
             {
-                continue;
-            }
-
-            var label = string.IsNullOrEmpty(node.Name) ? $"Einsum node (output '{node.Output[0]}')" : $"Einsum node '{node.Name}'";
-            string? reason;
-            List<OnnxProto.NodeProto>? replacement = null;
-            try
-            {
-                var ranks = node.Input.Select(input => shapes[input].Rank).ToArray();
-                var equation = new NodeAttributes(node).String("equation", string.Empty);
-                var parsed = EinsumEquation.Parse(equation, ranks, m => new BatchwiseException($"{label}: {m}", "Check the model."));
-                reason = Decompose(node, parsed, out replacement);
-            }
-            catch (BatchwiseException e)
-            {
-                reason = e.Message;
-            }
-
-            if (replacement is null)
-            {
-                kept.Add($"{label}: {reason}");
-                continue;
-            }
-
-            graph.Node.RemoveAt(i);
-            for (var k = 0; k < replacement.Count; k++)
-            {
-                graph.Node.Insert(i + k, replacement[k]);
-            }
-
-            i += replacement.Count - 1;
-            rewritten++;
-        }
-
+                try
+                {
+                    var ranks = node.Input.Select(input => shapes[input].Rank).ToArray();
+                    var equation = new NodeAttributes(node).String("equation", string.Empty);
+                    var parsed = EinsumEquation.Parse(equation, ranks, m => new BatchwiseException($"{Label(node)}: {m}", "Check the model."));
+                    var reason = Decompose(node, parsed, out var replacement);
+                    return (replacement, reason);
+                }
+                catch (BatchwiseException e)
+                {
+                    return (null, e.Message);
+                }
+            },
+            Label);
         return $"rewrote {rewritten} Einsum node(s) as Transpose and MatMul" + (kept.Count > 0 ? $"; kept {kept.Count}: {string.Join("; ", kept)}" : string.Empty);
     }
 

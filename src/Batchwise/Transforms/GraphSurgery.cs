@@ -198,6 +198,43 @@ internal static class GraphSurgery
         t.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values));
     }
 
+    /// <summary>
+    /// Replaces each node that <paramref name="selects"/> picks by the nodes <paramref name="rewrite"/> returns, in its
+    /// place and order, or keeps it where that returns none, with the reason it gives: the count replaced, and
+    /// "<paramref name="label"/>: reason" for each node kept.
+    /// </summary>
+    public static (int Rewritten, List<string> Kept) ReplaceNodes(OnnxProto.GraphProto graph, Func<OnnxProto.NodeProto, bool> selects, Func<OnnxProto.NodeProto, (List<OnnxProto.NodeProto>? Nodes, string? Why)> rewrite, Func<OnnxProto.NodeProto, string> label)
+    {
+        var rewritten = 0;
+        var kept = new List<string>();
+        for (var i = 0; i < graph.Node.Count; i++)
+        {
+            var node = graph.Node[i];
+            if (!selects(node))
+            {
+                continue;
+            }
+
+            var (nodes, why) = rewrite(node);
+            if (nodes is null)
+            {
+                kept.Add($"{label(node)}: {why}");
+                continue;
+            }
+
+            graph.Node.RemoveAt(i);
+            for (var k = 0; k < nodes.Count; k++)
+            {
+                graph.Node.Insert(i + k, nodes[k]);
+            }
+
+            i += nodes.Count - 1;
+            rewritten++;
+        }
+
+        return (rewritten, kept);
+    }
+
     /// <summary>Sorts nodes so every node comes after the producers of its inputs (after edits that append nodes).</summary>
     public static void TopologicalSort(OnnxProto.GraphProto graph)
     {

@@ -11,8 +11,8 @@ namespace Batchwise.Transforms;
 /// (com.microsoft) become DequantizeLinear -> Add or GlobalAveragePool -> QuantizeLinear. The QDQ form means the same
 /// (ONNX Runtime fuses it back into the QLinear kernels); an engine that runs QDQ models then runs these too, the cuda
 /// engine's int8 path taking the pairs as int8 layers where QLinearConv would otherwise have had its direct kernel and the
-/// com.microsoft operators none. A node whose scales or zero points are not constants, or whose bias is not, is kept,
-/// and the summary names it.
+/// com.microsoft operators none. A QLinearConv whose int32 bias cannot become a float one (the bias or its scales not
+/// constants), or a pooling over a channels-last input, is kept, and the summary names it.
 /// </summary>
 public sealed class QOperatorToQdq : IModelTransform
 {
@@ -34,32 +34,7 @@ public sealed class QOperatorToQdq : IModelTransform
         var graph = model.Graph;
         var inits = GraphSurgery.Initializers(graph);
         var names = GraphSurgery.Names(graph);
-        var rewritten = 0;
-        var kept = new List<string>();
-        for (var i = 0; i < graph.Node.Count; i++)
-        {
-            var node = graph.Node[i];
-            if (!Rewrites(node))
-            {
-                continue;
-            }
-
-            if (Rewrite(node, inits, names, graph, out var why) is not { } replacement)
-            {
-                kept.Add($"{GraphSurgery.Label(node)}: {why}");
-                continue;
-            }
-
-            graph.Node.RemoveAt(i);
-            for (var k = 0; k < replacement.Count; k++)
-            {
-                graph.Node.Insert(i + k, replacement[k]);
-            }
-
-            i += replacement.Count - 1;
-            rewritten++;
-        }
-
+        var (rewritten, kept) = GraphSurgery.ReplaceNodes(graph, Rewrites, node => (Rewrite(node, inits, names, graph, out var why), why), GraphSurgery.Label);
         return $"rewrote {rewritten} QOperator node(s) as DequantizeLinear -> operator -> QuantizeLinear" + (kept.Count > 0 ? $"; kept {kept.Count}: {string.Join("; ", kept)}" : string.Empty);
     }
 
