@@ -93,7 +93,7 @@ internal interface IPlanTarget
     /// <summary>Who runs a QDQ model's int8 convolutions: the libraries here; a session takes BATCHWISE_INT8_CONV's choice (the own 1x1 kernel for expanding 1x1s and the libraries elsewhere by default).</summary>
     Int8ConvChoice Int8Convolutions => Int8ConvChoice.Library;
 
-    /// <summary>Who runs a QDQ model's int8 MatMuls and Gemms: cuBLASLt here; a session takes BATCHWISE_INT8_GEMM's choice (cuBLASLt by default).</summary>
+    /// <summary>Who runs a QDQ model's int8 MatMuls and Gemms: cuBLASLt here; a session takes BATCHWISE_INT8_GEMM's choice (cuDNN's graph by default).</summary>
     Int8GemmChoice Int8Gemms => Int8GemmChoice.Cublaslt;
 
     /// <summary>Tiles in flight a block of the own pointwise int8 kernel: two here; a session takes BATCHWISE_INT8_POINTWISE_STAGES's.</summary>

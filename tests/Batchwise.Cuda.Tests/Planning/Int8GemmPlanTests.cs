@@ -249,12 +249,12 @@ public sealed class Int8GemmPlanTests
     }
 
     [Fact]
-    public void The_gemm_route_is_cublaslt_unless_set_to_graph_and_refuses_other_words()
+    public void The_gemm_route_is_the_graph_unless_set_to_cublaslt_and_refuses_other_words()
     {
-        Assert.Equal(Int8GemmChoice.Cublaslt, GraphCompiler.ParseInt8Gemm(null));
+        Assert.Equal(Int8GemmChoice.Graph, GraphCompiler.ParseInt8Gemm(null));
         Assert.Equal(Int8GemmChoice.Cublaslt, GraphCompiler.ParseInt8Gemm(" cuBLASLt "));
         Assert.Equal(Int8GemmChoice.Graph, GraphCompiler.ParseInt8Gemm("graph"));
         var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8Gemm("cudnn"));
-        Assert.Equal("BATCHWISE_INT8_GEMM 'cudnn' is not cublaslt or graph", e.Message);
+        Assert.Equal("BATCHWISE_INT8_GEMM 'cudnn' is not graph or cublaslt", e.Message);
     }
 }

@@ -68,15 +68,15 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, library, own or pointwise", "Unset it (the own 1x1 kernel for expanding 1x1 convolutions, cuDNN and cuBLASLt elsewhere), or set BATCHWISE_INT8_CONV=library for the libraries only, own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernels on every 1x1 they take (the narrow one on expansions from 8-64 channels)."),
     };
 
-    /// <summary>BATCHWISE_INT8_GEMM: cublaslt (default) or graph.</summary>
+    /// <summary>BATCHWISE_INT8_GEMM: graph (default) or cublaslt.</summary>
     internal static Int8GemmChoice Int8GemmFromEnvironment => ParseInt8Gemm(Environment.GetEnvironmentVariable("BATCHWISE_INT8_GEMM"));
 
-    /// <summary>cublaslt (or unset) or graph; a BatchwiseException for anything else.</summary>
+    /// <summary>graph (or unset) or cublaslt; a BatchwiseException for anything else.</summary>
     internal static Int8GemmChoice ParseInt8Gemm(string? text) => text?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "cublaslt" => Int8GemmChoice.Cublaslt,
-        "graph" => Int8GemmChoice.Graph,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_GEMM '{other}' is not cublaslt or graph", "Unset it (cuBLASLt's int8 products with int32 sums), or set BATCHWISE_INT8_GEMM=graph for cuDNN's graph with the dequantization fused."),
+        null or "" or "graph" => Int8GemmChoice.Graph,
+        "cublaslt" => Int8GemmChoice.Cublaslt,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_GEMM '{other}' is not graph or cublaslt", "Unset it (cuDNN's graph with the dequantization fused), or set BATCHWISE_INT8_GEMM=cublaslt for cuBLASLt's int8 products with int32 sums."),
     };
 
     /// <summary>The own kernel's pipeline stages at most (a reduction of fewer steps takes one more than its steps).</summary>
