@@ -92,13 +92,22 @@ public sealed class QOperatorToQdq : IModelTransform
         var xd = GraphSurgery.Unique(names, $"{stem}/x_dequantized");
         var wd = GraphSurgery.Unique(names, $"{stem}/w_dequantized");
         nodes.Add(GraphSurgery.Node("DequantizeLinear", GraphSurgery.Unique(names, $"{stem}/DequantizeLinear_x"), [node.Input[0], node.Input[1], node.Input[2]], [xd]));
-        var wScale = inits.GetValueOrDefault(node.Input[4]);
+        var ws = inits.TryGetValue(node.Input[4], out var wScale) ? HostTensor.FromProto(wScale) : null;
+        var hasBias = node.Input.Count > 8 && node.Input[8].Length > 0;
+        OnnxProto.TensorProto? bias = null, xScale = null;
+        if (hasBias && (!inits.TryGetValue(node.Input[8], out bias) || !inits.TryGetValue(node.Input[1], out xScale) || ws is null))
+        {
+            // Checked before anything is added to the graph: a kept node leaves it as it was.
+            why = "its bias or scales are not constants";
+            return null;
+        }
+
         var wZero = node.Input[5];
-        var perChannel = wScale is not null && HostTensor.FromProto(wScale).Count > 1;
+        var perChannel = ws is { Count: > 1 };
         if (perChannel && inits.TryGetValue(wZero, out var zeroTensor) && HostTensor.FromProto(zeroTensor) is { Count: 1 } one)
         {
             // QLinearConv takes one weight zero point beside per-channel scales; DequantizeLinear wants one per scale.
-            var count = HostTensor.FromProto(wScale!).Count;
+            var count = ws!.Count;
             wZero = GraphSurgery.Unique(names, $"{stem}/w_zero_points");
             graph.Initializer.Add(one.Type == ElementType.UInt8
                 ? GraphSurgery.RawTensor<byte>(wZero, ElementType.UInt8, [count], [.. Enumerable.Repeat((byte)one[0], (int)count)])
@@ -113,20 +122,14 @@ public sealed class QOperatorToQdq : IModelTransform
 
         nodes.Add(wDequantize);
         var convInputs = new List<string> { xd, wd };
-        if (node.Input.Count > 8 && node.Input[8].Length > 0)
+        if (hasBias)
         {
             // The int32 bias is in units of x_scale * w_scale[c]: as a float bias, B[c] * x_scale * w_scale[c].
-            if (!inits.TryGetValue(node.Input[8], out var bias) || !inits.TryGetValue(node.Input[1], out var xScale) || wScale is null)
-            {
-                why = "its bias or scales are not constants";
-                return null;
-            }
-
-            var (b, xs, ws) = (HostTensor.FromProto(bias), HostTensor.FromProto(xScale), HostTensor.FromProto(wScale));
+            var (b, xs) = (HostTensor.FromProto(bias!), HostTensor.FromProto(xScale!));
             var values = new float[b.Count];
             for (var c = 0; c < values.Length; c++)
             {
-                values[c] = (float)(b[c] * (float)xs[0] * (float)ws[ws.Count == 1 ? 0 : c]);
+                values[c] = (float)(b[c] * (float)xs[0] * (float)ws![ws.Count == 1 ? 0 : c]);
             }
 
             var name = GraphSurgery.Unique(names, $"{stem}/bias_float");
