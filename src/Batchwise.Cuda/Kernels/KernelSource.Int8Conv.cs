@@ -16,7 +16,12 @@ namespace Batchwise.Cuda.Kernels;
 /// value rounded and saturated as it, dequantized, times its sigmoid (itself rounded through a quantization where the
 /// model has one), quantized again as the SiLU's QuantizeLinear; null for none.
 /// </param>
-internal sealed record Int8ConvEpilogue(ElementType OutType, double OutZero, bool Relu, (double Scale, double Offset, double Low, double High)? Residual = null, Int8SiluEpilogue? Silu = null)
+/// <param name="Clamp">
+/// Bounds on the convolution's value in output steps (real value / output scale), applied first: a folded
+/// QuantizeLinear's saturation or a Clip's bound that the output's saturation does not give (<see cref="Planning.Int8Layer.Clamp"/>); an
+/// infinite side is not applied; null for none.
+/// </param>
+internal sealed record Int8ConvEpilogue(ElementType OutType, double OutZero, bool Relu, (double Scale, double Offset, double Low, double High)? Residual = null, Int8SiluEpilogue? Silu = null, (double Low, double High)? Clamp = null)
 {
     /// <summary>What is subtracted from the saturated value to store it as int8: 128 for uint8.</summary>
     public int Shift => KernelSource.StoredShift(OutType);
@@ -267,6 +272,19 @@ internal static partial class KernelSource
         }
 
         var text = new System.Text.StringBuilder();
+        if (epilogue.Clamp is { } cl)
+        {
+            if (!double.IsInfinity(cl.Low))
+            {
+                text.Append($"{v} = fmaxf({v}, {w.Float("clamp_low", cl.Low + epilogue.Folded)}); ");
+            }
+
+            if (!double.IsInfinity(cl.High))
+            {
+                text.Append($"{v} = fminf({v}, {w.Float("clamp_high", cl.High + epilogue.Folded)}); ");
+            }
+        }
+
         if (epilogue.Residual is { } rs)
         {
             var (lo, hi, rscale) = (w.Float("conv_low", rs.Low + epilogue.Folded), w.Float("conv_high", rs.High + epilogue.Folded), w.Float("rscale", rs.Scale));

@@ -13,10 +13,26 @@ namespace Batchwise.Cuda.Planning;
 /// <param name="WeightDequantize">DequantizeLinear of the int8 weight initializer (per channel on axis 0, or per tensor; zero points 0).</param>
 /// <param name="Relu">A Relu between the Conv and its QuantizeLinear, fused into the requantization.</param>
 /// <param name="Quantize">The QuantizeLinear (per tensor) whose output the int8 step writes.</param>
-internal sealed record Int8Layer(OnnxProto.NodeProto Node, string? Reason, OnnxProto.NodeProto? InputDequantize = null, OnnxProto.NodeProto? WeightDequantize = null, OnnxProto.NodeProto? Relu = null, OnnxProto.NodeProto? Quantize = null)
+/// <param name="Between">
+/// Nodes between the convolution and <paramref name="Quantize"/> that the step absorbs besides a ReLU: the convolution's
+/// own QuantizeLinear, its DequantizeLinear and a Clip or Relu (a QDQ model's ReLU6 as Conv -> Q -> DQ -> Clip -> Q),
+/// whose bounds the last QuantizeLinear's saturation, <paramref name="Relu"/> and <paramref name="Clamp"/> give; null for none.
+/// </param>
+/// <param name="Clamp">
+/// Real bounds of <paramref name="Between"/> that the last QuantizeLinear's saturation does not give (the first
+/// QuantizeLinear's range, narrower by a fraction of a step, or a Clip's bound inside the range): only the own kernels'
+/// epilogue clamps, so elsewhere the layer writes its own QuantizeLinear and the nodes after it run as they are; null for none.
+/// </param>
+internal sealed record Int8Layer(OnnxProto.NodeProto Node, string? Reason, OnnxProto.NodeProto? InputDequantize = null, OnnxProto.NodeProto? WeightDequantize = null, OnnxProto.NodeProto? Relu = null, OnnxProto.NodeProto? Quantize = null, IReadOnlyList<OnnxProto.NodeProto>? Between = null, (double Low, double High)? Clamp = null)
 {
     /// <summary>True when the layer runs int8 on tensor cores.</summary>
     public bool Int8 => Reason is null;
+
+    /// <summary>A depthwise convolution (groups == channels, one filter each), which the own int8 depthwise kernel runs.</summary>
+    public bool Depthwise => Node.OpType == "Conv" && Node.Attribute.FirstOrDefault(a => a.Name == "group") is { I: > 1 };
+
+    /// <summary>The layer writing its own QuantizeLinear, the nodes of <see cref="Between"/> left to run after it (a route without the clamp).</summary>
+    public Int8Layer Unfolded => Between is null ? this : this with { Quantize = Between[0], Relu = null, Between = null, Clamp = null };
 
     /// <summary>A MatMul or Gemm (int8 GEMM, float output) rather than a Conv.</summary>
     public bool IsGemm => Node.OpType is "MatMul" or "Gemm";
@@ -405,11 +421,13 @@ internal static class Int8Layers
             return Float("its weight zero point is not 0 (asymmetric weights)");
         }
 
-        // The convolution: plain 2-d, channel counts cuDNN's int8 kernels take.
+        // The convolution: plain 2-d, channel counts cuDNN's int8 kernels take; or depthwise ([C, 1, kh, kw], groups == C),
+        // which the own int8 depthwise kernel runs (channels in fours).
         var c = w.Dims[1];
-        if (Attr(conv, "group", 1) != 1)
+        var group = Attr(conv, "group", 1);
+        if (group != 1 && !(c == 1 && k == group))
         {
-            return Float("grouped convolution");
+            return Float("grouped convolution (int8 only where each group is one channel: depthwise)");
         }
 
         if (Ints(conv, "dilations") is { } d && d.Any(v => v != 1))
@@ -417,9 +435,9 @@ internal static class Int8Layers
             return Float("dilated convolution");
         }
 
-        if (c % 4 != 0 || k % 4 != 0)
+        if (group != 1 ? k % 4 != 0 : c % 4 != 0 || k % 4 != 0)
         {
-            return Float($"{c} input and {k} output channels (int8 convolutions want multiples of 4)");
+            return Float(group != 1 ? $"a depthwise convolution over {k} channels (the int8 kernel wants multiples of 4)" : $"{c} input and {k} output channels (int8 convolutions want multiples of 4)");
         }
 
         if (conv.Input.Count > 2 && conv.Input[2].Length > 0 && !Constant(conv.Input[2], inits, producers))
@@ -458,8 +476,108 @@ internal static class Int8Layers
             return Float("output QuantizeLinear: " + qWhy);
         }
 
+        if (relu is null && FoldedClamp(next, inits, consumers, outputs) is { } clamp)
+        {
+            return new Int8Layer(conv, null, xdq, wdq, clamp.Relu, clamp.Quantize, clamp.Between, clamp.Clamp);
+        }
+
         return new Int8Layer(conv, null, xdq, wdq, relu, next);
     }
+
+    /// <summary>
+    /// After a convolution's QuantizeLinear <paramref name="q1"/>: DequantizeLinear (undoing it) -> Clip or Relu ->
+    /// QuantizeLinear q2, each read by the next alone, with constant bounds: the step then writes q2 directly from the
+    /// convolution's value (a QDQ model's ReLU6 after the layer), skipping only q1's rounding (a step of q2 at most). A
+    /// lower bound of 0 is a ReLU at the real zero; a bound that q2's saturation gives within half a step needs nothing;
+    /// any other (q1's saturation, a Clip's bound inside q2's range) is the clamp the own kernels apply. The nodes
+    /// absorbed, the node that stands for a ReLU (null where none is needed), q2 and the clamp; null where the chain is
+    /// not there or a lower bound is above 0.
+    /// </summary>
+    private static (OnnxProto.NodeProto[] Between, OnnxProto.NodeProto? Relu, OnnxProto.NodeProto Quantize, (double Low, double High)? Clamp)? FoldedClamp(OnnxProto.NodeProto q1, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, List<OnnxProto.NodeProto>> consumers, HashSet<string> outputs)
+    {
+        OnnxProto.NodeProto? Sole(string name) =>
+            !outputs.Contains(name) && consumers.TryGetValue(name, out var list) && list.Count == 1 && list[0].Domain.Length == 0 && list[0].Input[0] == name ? list[0] : null;
+        if (Sole(q1.Output[0]) is not { OpType: "DequantizeLinear" } dq || PerTensor(dq, inits) is not null || Sole(dq.Output[0]) is not { OpType: "Clip" or "Relu" } clip
+            || Sole(clip.Output[0]) is not { OpType: "QuantizeLinear" } q2 || PerTensor(q2, inits) is not null)
+        {
+            return null;
+        }
+
+        var (p1, pd, p2) = (QuantParameters(q1, inits), QuantParameters(dq, inits), QuantParameters(q2, inits));
+        if (p1 is null || pd is null || p2 is null || pd.Value.Scale != p1.Value.Scale || pd.Value.Zero != p1.Value.Zero || p1.Value.Scale <= 0 || p2.Value.Scale <= 0)
+        {
+            return null;
+        }
+
+        // The Clip's bounds: inputs 1 and 2 (opset 11+, initializers or absent) or attributes min and max.
+        var (low, high) = (double.NegativeInfinity, double.PositiveInfinity);
+        if (clip.OpType == "Relu")
+        {
+            low = 0;
+        }
+        else if (clip.Input.Count > 1 || clip.Attribute.Count == 0)
+        {
+            for (var i = 1; i < clip.Input.Count; i++)
+            {
+                if (clip.Input[i].Length == 0)
+                {
+                    continue;
+                }
+
+                if (!inits.TryGetValue(clip.Input[i], out var bound) || Count(bound) != 1)
+                {
+                    return null;
+                }
+
+                var value = HostTensor.FromProto(bound)[0];
+                (low, high) = i == 1 ? (value, high) : (low, value);
+            }
+        }
+        else
+        {
+            low = clip.Attribute.FirstOrDefault(a => a.Name == "min") is { } mn ? mn.F : low;
+            high = clip.Attribute.FirstOrDefault(a => a.Name == "max") is { } mx ? mx.F : high;
+        }
+
+        if (low > 0)
+        {
+            return null;
+        }
+
+        // The exact chain clamps the convolution's value to q1's range and the Clip's; q2's saturation (and a ReLU at
+        // 0) gives a bound where it is reached within half a step of q2.
+        var (low1, high1) = RealRange(p1.Value);
+        var (low2, high2) = RealRange(p2.Value);
+        var margin = 0.49 * p2.Value.Scale;
+        var top = Math.Min(high, high1);
+        var bottom = low == 0 ? 0 : Math.Max(low, low1);
+        var clampHigh = top >= high2 - margin ? double.PositiveInfinity : top;
+        var clampLow = low == 0 || bottom <= low2 + margin ? double.NegativeInfinity : bottom;
+        (double, double)? clamp = double.IsInfinity(clampHigh) && double.IsInfinity(clampLow) ? null : (clampLow, clampHigh);
+        return ([q1, dq, clip], low == 0 ? clip : null, q2, clamp);
+    }
+
+    /// <summary>A per-tensor QuantizeLinear's or DequantizeLinear's scale, zero point and 8-bit type (uint8 without a zero point); null where not constants.</summary>
+    private static (double Scale, double Zero, ElementType Type)? QuantParameters(OnnxProto.NodeProto q, Dictionary<string, OnnxProto.TensorProto> inits)
+    {
+        if (q.Input.Count < 2 || !inits.TryGetValue(q.Input[1], out var scale) || Count(scale) != 1)
+        {
+            return null;
+        }
+
+        if (q.Input.Count < 3 || q.Input[2].Length == 0)
+        {
+            return (HostTensor.FromProto(scale)[0], 0, ElementType.UInt8);
+        }
+
+        return inits.TryGetValue(q.Input[2], out var zp) && Count(zp) == 1 && (ElementType)zp.DataType is ElementType.UInt8 or ElementType.Int8
+            ? (HostTensor.FromProto(scale)[0], HostTensor.FromProto(zp)[0], (ElementType)zp.DataType)
+            : null;
+    }
+
+    /// <summary>The real values a quantization's saturation spans: (min - zero) · scale to (max - zero) · scale.</summary>
+    private static (double Low, double High) RealRange((double Scale, double Zero, ElementType Type) p) =>
+        p.Type == ElementType.UInt8 ? ((0 - p.Zero) * p.Scale, (255 - p.Zero) * p.Scale) : ((-128 - p.Zero) * p.Scale, (127 - p.Zero) * p.Scale);
 
     /// <summary>Why a QuantizeLinear or DequantizeLinear is not per tensor with a float32 scale and an 8-bit zero point, or null.</summary>
     private static string? PerTensor(OnnxProto.NodeProto q, Dictionary<string, OnnxProto.TensorProto> inits)

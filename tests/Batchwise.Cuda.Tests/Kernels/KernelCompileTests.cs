@@ -227,6 +227,8 @@ public sealed class KernelCompileTests
         yield return KernelSource.Int8Conv(64, [3, 3], [1, 1], 2, 64, [20, 20], [20, 20], [1, 1], 64, 64, 4, 3, silu);
         yield return KernelSource.Int8Pointwise(64, 128, 800, 4, gatedSilu);
         yield return KernelSource.Int8NarrowPointwise(16, 96, 800, silu);
+        yield return KernelSource.Int8Depthwise(96, [3, 3], [2, 2], 2, [20, 20], [10, 10], [1, 1], -128, new Int8ConvEpilogue(ElementType.UInt8, 0, true, Clamp: (double.NegativeInfinity, 200)));
+        yield return KernelSource.Int8Depthwise(48, [5, 5], [1, 1], 2, [9, 9], [9, 9], [2, 2], 3, silu, rows: 1);
         yield return KernelSource.Attention(64, 2, 12, 128, 128, 64, 64, 0.125, [196608, 64, 768, 1], [196608, 64, 768, 1], [196608, 64, 768, 1], [128, 0, 0, 1], null, [98304, 64, 768], quantize: (0.012, 130, ElementType.UInt8)); // O as a QuantizeLinear's bytes
         yield return KernelSource.Requantize(ElementType.Int8, 4 * 9 * 8, 8, 9, -3, 0, false, false);
         yield return KernelSource.Elementwise(ElementType.Int8, [ElementType.UInt8], [2, 3, 3, 8], [[2, 3, 3, 8]], "t0", "const int t0 = (int)(signed char)((int)x0 - 128);");

@@ -76,13 +76,27 @@ internal sealed partial class GraphCompiler
     private string? LowerInt8Conv(Int8Layer layer, PlanValue?[] ins, NodeAttributes attrs, out string how)
     {
         how = "int8";
-        var (xdq, wdq, q) = (layer.InputDequantize!, layer.WeightDequantize!, layer.Quantize!);
-        var relu = layer.Relu is not null;
+        var (xdq, wdq) = (layer.InputDequantize!, layer.WeightDequantize!);
         var xq = _values[xdq.Input[0]];
         if (xq.Type is not (ElementType.UInt8 or ElementType.Int8) || xq.Shape.Length != 4)
         {
             return $"its input is {xq.Type.ShortName()} of rank {xq.Shape.Length} (4-d uint8 or int8 only)";
         }
+
+        if (layer.Clamp is not null && !layer.Depthwise)
+        {
+            // Only the own kernels clamp: elsewhere the convolution writes its own QuantizeLinear and the chain after it
+            // (DequantizeLinear, Clip, QuantizeLinear) runs as it is.
+            var (kernel0, strides0, _, _, _, pads0, _, out0) = Window(attrs, xq.Shape, _values[wdq.Input[0]].Constant!.Shape);
+            var (c0, k0, pixels0) = (xq.Shape[1], _values[wdq.Input[0]].Constant!.Shape[0], xq.Shape[0] * out0[0] * out0[1]);
+            if (!OwnInt8NarrowPointwise(kernel0, strides0, pads0, c0, k0, pixels0) && !OwnInt8Pointwise(kernel0, strides0, pads0, c0, k0, pixels0) && OwnInt8ConvTile(pixels0, c0, k0) is null)
+            {
+                layer = layer.Unfolded;
+            }
+        }
+
+        var q = layer.Quantize!;
+        var relu = layer.Relu is not null;
 
         double Scalar(string name) => _values[name].Constant![0];
         var xScale = (float)Scalar(xdq.Input[1]);
@@ -106,6 +120,25 @@ internal sealed partial class GraphCompiler
 
         var (kernel, strides, dilations, _, inSpatial, pb, pe, outSpatial) = Window(attrs, xq.Shape, w.Shape);
         var (n, c, k) = (xq.Shape[0], xq.Shape[1], w.Shape[0]);
+        if (layer.Depthwise)
+        {
+            // The own int8 depthwise kernel (no library takes an int8 depthwise layer with per-channel scales); its
+            // windows read the input's stored zero point outside the image, so the end pads may differ from the begin's.
+            if (c != k || w.Shape[1] != 1 || dilations.Any(d => d != 1) || !KernelSource.Int8DepthwiseTakes(c, kernel, strides))
+            {
+                return c != k || w.Shape[1] != 1 ? "a grouped convolution that is not depthwise" : $"a depthwise {string.Join('x', kernel)} window, stride {string.Join('x', strides)} (the int8 kernel takes up to 7x8, strides 1-2, channels in fours)";
+            }
+
+            long[] depthwiseShape = [n, k, outSpatial[0], outSpatial[1]];
+            if (Tensor.ElementCountOf(depthwiseShape) == 0 || KernelSource.Int8DepthwiseThreads(n, c, outSpatial, 2) > int.MaxValue)
+            {
+                return "an empty output or more than 2^31 threads";
+            }
+
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, depthwiseShape, OwnInt8Kernel.Depthwise);
+            return null;
+        }
+
         if (c != w.Shape[1] || !pb.SequenceEqual(pe) || dilations.Any(d => d != 1))
         {
             return c != w.Shape[1] ? "filter and input channels differ" : "asymmetric padding";
@@ -348,7 +381,7 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        PublishInt8Conv(silu?.Quantize ?? q, layer.Relu, [.. fusion?.Folded ?? [], .. silu?.Folded ?? []], y, yShape, silu is null ? outShift : StoredShift(silu.ZType));
+        PublishInt8Conv(silu?.Quantize ?? q, layer.Relu, [.. layer.Between ?? [], .. fusion?.Folded ?? [], .. silu?.Folded ?? []], y, yShape, silu is null ? outShift : StoredShift(silu.ZType));
         return null;
     }
 
