@@ -124,6 +124,11 @@ internal sealed partial class GraphCompiler
         {
             // The own int8 depthwise kernel (no library takes an int8 depthwise layer with per-channel scales); its
             // windows read the input's stored zero point outside the image, so the end pads may differ from the begin's.
+            if (_target.Int8Convolutions == Int8ConvChoice.Library)
+            {
+                return "BATCHWISE_INT8_CONV=library (no library runs an int8 depthwise convolution)";
+            }
+
             if (c != k || w.Shape[1] != 1 || dilations.Any(d => d != 1) || !KernelSource.Int8DepthwiseTakes(c, kernel, strides))
             {
                 return c != k || w.Shape[1] != 1 ? "a grouped convolution that is not depthwise" : $"a depthwise {string.Join('x', kernel)} window, stride {string.Join('x', strides)} (the int8 kernel takes up to 7x8, strides 1-2, channels in fours)";

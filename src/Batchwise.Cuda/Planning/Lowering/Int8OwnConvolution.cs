@@ -9,8 +9,9 @@ internal enum Int8ConvChoice
 {
     /// <summary>
     /// The own persistent 1x1 kernel (<see cref="KernelSource.Int8Pointwise"/>) for the expanding 1x1 convolutions it
-    /// takes (output channels at least twice the input's: ResNet's block ends and projections), cuDNN and cuBLASLt for
-    /// the rest (the default since session 27, BATCHWISE_INT8_CONV unset or auto). Measured on an H200 (session 27,
+    /// takes (output channels at least twice the input's: ResNet's block ends and projections), the narrow 1x1 kernel for
+    /// expansions from 8-64 channels and the depthwise kernel for depthwise layers (since session 31), cuDNN and cuBLASLt
+    /// for the rest (the default since session 27, BATCHWISE_INT8_CONV unset or auto). Measured on an H200 (session 27,
     /// calls 2-3, ResNet-50 QDQ at b=256): the kernel ran the 56x56 block ends in 0.200 ms against cuDNN's fused graphs'
     /// 0.334, the 28x28 ends 0.125 against 0.160, the 14x14 ends 0.081 against 0.091, the 64 -> 256 projection 0.124
     /// against 0.189, but the 256 -> 128 reduction (one channel block, eight k32 steps a tile) 0.122 against 0.100.
@@ -18,7 +19,8 @@ internal enum Int8ConvChoice
     Auto,
 
     /// <summary>
-    /// cuDNN's routes (graph API, legacy int8) and cuBLASLt only (BATCHWISE_INT8_CONV=library). On an H200 (session 25, ResNet-50 QDQ at
+    /// cuDNN's routes (graph API, legacy int8) and cuBLASLt only (BATCHWISE_INT8_CONV=library; depthwise layers, which no
+    /// library runs in int8, then run in float between their pairs). On an H200 (session 25, ResNet-50 QDQ at
     /// b=256, one call) they ran every convolution faster than the own kernel with any of its tiles: 6.04 ms of layers
     /// against 10.9-11.7 ms; cuDNN's runtime-compiled engines reach ~1,000 int8 TOPS on the 3x3 layers (warpgroup MMA),
     /// the own mma.sync kernel ~470.
@@ -68,7 +70,7 @@ internal sealed partial class GraphCompiler
         "library" => Int8ConvChoice.Library,
         "own" => Int8ConvChoice.Own,
         "pointwise" => Int8ConvChoice.Pointwise,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, library, own or pointwise", "Unset it (the own 1x1 kernel for expanding 1x1 convolutions, cuDNN and cuBLASLt elsewhere), or set BATCHWISE_INT8_CONV=library for the libraries only, own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernels on every 1x1 they take (the narrow one on expansions from 8-64 channels)."),
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_CONV '{other}' is not auto, library, own or pointwise", "Unset it (the own kernels for expanding 1x1 and depthwise convolutions, cuDNN and cuBLASLt elsewhere), or set BATCHWISE_INT8_CONV=library for the libraries only, own for the own int8 kernel wherever the channel counts allow it, or pointwise for the own 1x1 kernels on every 1x1 they take (the narrow one on expansions from 8-64 channels)."),
     };
 
     /// <summary>BATCHWISE_INT8_GEMM: graph (default) or cublaslt.</summary>
