@@ -54,6 +54,13 @@ internal static partial class KernelSource
         __device__ __forceinline__ unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         __device__ __forceinline__ float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
         __device__ __forceinline__ double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+        // QuantizeLinear's rintf(x / s) clamped to [lo, hi] (the saturation less the zero point): the quotient from the
+        // reciprocal with one correction (correctly rounded), an infinite one as it is, rounded to even by two float adds.
+        __device__ __forceinline__ float bw_quantize(float x, float s, float inv, float lo, float hi) {
+            const float q = x * inv;
+            const float r = isfinite(q) ? fmaf(fmaf(-q, s, x), inv, q) : q;
+            return (fminf(fmaxf(r, lo), hi) + 12582912.f) - 12582912.f;
+        }
         __device__ __forceinline__ float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
         __device__ __forceinline__ float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
         __device__ __forceinline__ float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }

@@ -391,7 +391,7 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        string[] costly = ["/", "rintf", "exp", "tanh", "erf", "log", "pow", "sqrt", "bw_sigmoid", "bw_gelu", "bw_softplus"];
+        string[] costly = ["/", "rintf", "bw_quantize", "exp", "tanh", "erf", "log", "pow", "sqrt", "bw_sigmoid", "bw_gelu", "bw_softplus"];
         if (!eachElementOnce && leaf.Type.SizeOf() != 1 && p.Statements.Any(st => costly.Any(c => st.Code.Contains(c, StringComparison.Ordinal))))
         {
             return null;

@@ -261,6 +261,11 @@ internal static partial class CpuKernelRunner
         struct bw_div { unsigned d, m, s; };
         static inline unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         static inline float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+        static inline float bw_quantize(float x, float s, float inv, float lo, float hi) {
+            const float q = x * inv;
+            const float r = std::isfinite(q) ? fmaf(fmaf(-q, s, x), inv, q) : q;
+            return (fminf(fmaxf(r, lo), hi) + 12582912.f) - 12582912.f;
+        }
         static inline double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         static inline float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
         static inline float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
