@@ -58,7 +58,7 @@ internal static partial class KernelSource
         // reciprocal with one correction (correctly rounded), an infinite one as it is, rounded to even by two float adds.
         __device__ __forceinline__ float bw_quantize(float x, float s, float inv, float lo, float hi) {
             const float q = x * inv;
-            const float r = isfinite(q) ? fmaf(fmaf(-q, s, x), inv, q) : q;
+            const float r = fabsf(q) <= 3.402823466e38f ? fmaf(fmaf(-q, s, x), inv, q) : q;
             return (fminf(fmaxf(r, lo), hi) + 12582912.f) - 12582912.f;
         }
         __device__ __forceinline__ float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }

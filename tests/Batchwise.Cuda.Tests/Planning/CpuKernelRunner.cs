@@ -263,7 +263,7 @@ internal static partial class CpuKernelRunner
         static inline float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
         static inline float bw_quantize(float x, float s, float inv, float lo, float hi) {
             const float q = x * inv;
-            const float r = std::isfinite(q) ? fmaf(fmaf(-q, s, x), inv, q) : q;
+            const float r = fabsf(q) <= 3.402823466e38f ? fmaf(fmaf(-q, s, x), inv, q) : q;
             return (fminf(fmaxf(r, lo), hi) + 12582912.f) - 12582912.f;
         }
         static inline double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
