@@ -22,7 +22,9 @@ public enum QuantizedRole
 /// Which nodes of a QDQ or dynamic-int8 graph run in int8, as ONNX Runtime's QDQ fusion (QLinearConv, QLinearMatMul,
 /// QLinearAdd, MatMulIntegerToFloat) and the cuda engine's int8 route run them: a Conv, MatMul or Gemm whose data input
 /// and weight both come from DequantizeLinear runs int8 (int8 in, int8 weights, int8 out when a QuantizeLinear alone
-/// reads its output, else float out); what reads or writes float between int8 layers pays a quantize or dequantize pass.
+/// reads its output, else float out); what reads or writes float between int8 layers pays a quantize or dequantize pass,
+/// except a ReLU6 between an int8 op's QuantizeLinear and the next (DequantizeLinear, Clip, QuantizeLinear), which its
+/// epilogue takes.
 /// </summary>
 public static class QuantizedGraph
 {
@@ -92,6 +94,24 @@ public static class QuantizedGraph
             if (fused)
             {
                 roles[i] = QuantizedRole.Fused;
+            }
+        }
+
+        // A ReLU6 (or ReLU) as a QDQ model writes it after an int8 op: its requantized output -> DequantizeLinear -> Clip
+        // or Relu -> QuantizeLinear, each read by the next alone, joins the op's epilogue (the cuda engine's int8 layers
+        // write the last QuantizeLinear's bytes).
+        int? Sole(string value) => !outputs.Contains(value) && consumers[value].Count() == 1 ? consumers[value].First() : null;
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            if (!(Is(i, "QuantizeLinear") && roles[i] == QuantizedRole.Fused && producer.TryGetValue(nodes[i].Input[0], out var op) && roles[op] == QuantizedRole.Int8))
+            {
+                continue;
+            }
+
+            if (Sole(nodes[i].Output[0]) is { } dq && Is(dq, "DequantizeLinear") && Sole(nodes[dq].Output[0]) is { } clip && (Is(clip, "Clip") || Is(clip, "Relu"))
+                && Sole(nodes[clip].Output[0]) is { } q && Is(q, "QuantizeLinear"))
+            {
+                roles[dq] = roles[clip] = roles[q] = QuantizedRole.Fused;
             }
         }
 

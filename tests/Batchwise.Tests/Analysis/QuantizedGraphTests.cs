@@ -49,6 +49,25 @@ public sealed class QuantizedGraphTests
     }
 
     [Fact]
+    public void A_relu6_between_int8_layers_and_depthwise_layers_run_in_the_int8_layers()
+    {
+        // MobileNetV2 as optimize --int8 writes it: Conv -> Q -> DQ -> Clip -> Q -> DQ -> depthwise Conv; the Clip and
+        // the pair before it join the expansion's epilogue, and the depthwise layer runs int8 as the cuda engine runs it.
+        var (_, model) = TransformTestModels.CleanedUp("zoo:mobilenetv2?size=64");
+        new Int8Quantization(CalibrationData.Parse("random:1")).Apply(model);
+        var roles = QuantizedGraph.Roles(model);
+        var nodes = model.Graph.Node;
+        var (producer, consumers, _) = NodeLinks.Of(model);
+        var clips = nodes.Select((n, i) => (n, i)).Where(x => x.n.OpType == "Clip" && consumers[x.n.Output[0]].All(c => nodes[c].OpType == "QuantizeLinear")).ToList();
+        Assert.Contains(nodes.Select((n, i) => (n, i)), x => x.n.OpType == "Clip" && !clips.Contains(x)); // the last, read in float by the pooling: a pass
+        Assert.NotEmpty(clips);
+        var afterInt8 = clips.Where(x => producer.TryGetValue(x.n.Input[0], out var dq) && producer.TryGetValue(nodes[dq].Input[0], out var q) && producer.TryGetValue(nodes[q].Input[0], out var conv) && roles[conv] == QuantizedRole.Int8).ToList();
+        Assert.NotEmpty(afterInt8);
+        Assert.All(afterInt8, x => Assert.Equal(QuantizedRole.Fused, roles[x.i]));
+        Assert.All(nodes.Select((n, i) => (n, i)).Where(x => x.n.OpType == "Conv" && x.n.Attribute.Any(a => a.Name == "group" && a.I > 1)), x => Assert.Equal(QuantizedRole.Int8, roles[x.i]));
+    }
+
+    [Fact]
     public void A_float_model_has_only_float_layers()
     {
         var model = ModelZoo.Build("zoo:mlp");
