@@ -127,6 +127,35 @@ public sealed class Int8ConvOnCpuTests
     }
 
     [Fact]
+    public void A_convolution_with_its_own_relu_keeps_it_rather_than_joining_a_residual_add_into_cudnns_graph()
+    {
+        // x -> DQ -> Conv -> Q = r; r -> DQ -> Conv -> Relu -> Q = a; y = Q(DQ(a) + DQ(r)): the graph's one activation
+        // would be the block's (after the Add), so the second convolution keeps its ReLU and the Add runs after it.
+        var g = new GraphBuilder("relu-then-residual");
+        var x = g.Input("x", ElementType.UInt8, 2L, 64L, 5L, 5L);
+        string Conv(string input, string sx, string zx, string prefix)
+        {
+            var wq = g.Raw<sbyte>(prefix + "wq", ElementType.Int8, [64, 64, 1, 1], [.. Enumerable.Range(0, 64 * 64).Select(i => (sbyte)((i * 37 % 255) - 127))]);
+            var wd = g.Node("DequantizeLinear", [wq, g.Initializer(prefix + "ws", [64], [.. Enumerable.Repeat(0.003f, 64)]), g.Raw<sbyte>(prefix + "wz", ElementType.Int8, [64], new sbyte[64])], GraphBuilder.Attr("axis", 0L));
+            return g.Node("Conv", [g.Node("DequantizeLinear", [input, sx, zx]), wd], GraphBuilder.Attr("kernel_shape", 1L, 1L));
+        }
+
+        var (xs, xz) = (g.Initializer("xs", [], [0.02f]), g.Raw<byte>("xz", ElementType.UInt8, [], [(byte)128]));
+        var (rs, rz) = (g.Initializer("rs", [], [0.04f]), g.Raw<byte>("rz", ElementType.UInt8, [], [(byte)120]));
+        var r = g.Node("QuantizeLinear", [Conv(x, xs, xz, "r"), rs, rz]);
+        var (s, z) = (g.Initializer("s", [], [0.05f]), g.Raw<byte>("z", ElementType.UInt8, [], [(byte)3]));
+        var a = g.Node("QuantizeLinear", [g.Node("Relu", [Conv(r, rs, rz, "a")]), s, z]);
+        var sum = g.Node("Add", [g.Node("DequantizeLinear", [a, s, z]), g.Node("DequantizeLinear", [r, rs, rz])]);
+        g.Rename(g.Node("QuantizeLinear", [sum, g.Initializer("os", [], [0.07f]), g.Raw<byte>("oz", ElementType.UInt8, [], [(byte)100])]), "y");
+        g.Output("y", ElementType.UInt8, 2L, 64L, 5L, 5L);
+        var plan = new NoGpuTarget(Precision.Fp16, true) { Int8 = true, Int8Convolutions = Int8ConvChoice.Library, PlansConvolutionsWithoutLibrary = true }
+            .Compile(g.Build("relu-then-residual"), [Tensor.From<byte>(ElementType.UInt8, [2, 64, 5, 5], new byte[2 * 64 * 25])]);
+        Assert.Equal(2, plan.Int8Layers.Count);
+        Assert.All(plan.Int8Layers.Values, d => Assert.StartsWith("int8 (cuDNN graph", d, StringComparison.Ordinal));
+        Assert.DoesNotContain(plan.Int8Layers.Values, d => d.Contains("residual", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_residual_blocks_end_joins_the_own_kernels_epilogue_and_agrees_with_onnx_runtime()
     {
         // The block's Add, ReLU and QuantizeLinear in the second convolution's epilogue: two kernels in all.

@@ -188,9 +188,11 @@ internal sealed partial class GraphCompiler
         long[]? explicitPads = null;
         Int8ResidualFusion? fusion = null;
         var fusionNote = string.Empty;
-        if (Int8Layers.GraphMode != "off" && Int8Layers.ResidualFused && FindInt8Residual(q, yShape) is { } found)
+        if (Int8Layers.GraphMode != "off" && Int8Layers.ResidualFused && !relu && layer.Between is null && FindInt8Residual(q, yShape) is { } found)
         {
             // The residual block's Add (+ ReLU) and QuantizeLinear in the convolution's graph: its output is the block's.
+            // Not after a ReLU or a folded ReLU6 of the convolution's own: the graph's one activation is the block's,
+            // after the Add.
             var fusedShape = Int8GraphShape(xq.Shape, w.Shape, yShape, pb, strides, storedXZero, found.Relu is not null, found.StoredYZero) with { Residual = true };
             var fusedRefusal = "the convolution needs border offsets";
             if (!fusedShape.PerPixelOffset && ChooseInt8Graph(fusedShape, out fusedRefusal) is { } fusedGraph)
