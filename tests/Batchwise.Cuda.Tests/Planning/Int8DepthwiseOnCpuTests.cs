@@ -81,6 +81,8 @@ public sealed class Int8DepthwiseOnCpuTests
     [InlineData(32, 3, 1, 6f / 255, 0)] // MobileNetV2's 3x3: two windows of four columns a row, the second output of each a byte later
     [InlineData(96, 3, 2, 6f / 255, 0)] // stride 2: a window for every output column
     [InlineData(48, 5, 1, 6f / 255, 0)] // EfficientNet's 5x5: two chunks a row (4 + 1 taps)
+    [InlineData(32, 5, 2, 6f / 255, 0)] // 5x5 stride 2: a window a column and chunk
+    [InlineData(32, 7, 1, 6f / 255, 0)] // ConvNeXt's 7x7: two chunks (4 + 3), eight input rows for two output rows
     [InlineData(64, 3, 1, 5f / 255, 0)] // the first Clip's top (6) above its QuantizeLinear's (5): the saturation gives it
     [InlineData(32, 3, 2, 12f / 255, 128, -1f)] // symmetric activations (zero 128): a ReLU at the real zero after the expansion; the output Clip's -1 as a clamp
     public void Depthwise_layers_and_their_relu6_run_int8_in_one_kernel_each_and_agree_with_onnx_runtime(int c, int kernel, int stride, float reluScale, int reluZero, float clipLow = 0)
