@@ -22,7 +22,10 @@ internal static partial class KernelSource
     public const string GateKernel = "bw_gate";
 
     /// <summary>Definitions every plan's program starts with (and <see cref="GateKernel"/>, for profiling).</summary>
-    public const string Prelude = """
+    public const string Prelude = PreludeDefinitions + QuantizeHelper;
+
+    /// <summary><see cref="Prelude"/> less <see cref="QuantizeHelper"/>.</summary>
+    private const string PreludeDefinitions = """
         typedef long long i64;
         typedef unsigned long long u64;
         struct __align__(2) bw_half {
@@ -54,13 +57,6 @@ internal static partial class KernelSource
         __device__ __forceinline__ unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         __device__ __forceinline__ float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
         __device__ __forceinline__ double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-        // QuantizeLinear's rintf(x / s) clamped to [lo, hi] (the saturation less the zero point): the quotient from the
-        // reciprocal with one correction (correctly rounded), an infinite one as it is, rounded to even by two float adds.
-        __device__ __forceinline__ float bw_quantize(float x, float s, float inv, float lo, float hi) {
-            const float q = x * inv;
-            const float r = fabsf(q) <= 3.402823466e38f ? fmaf(fmaf(-q, s, x), inv, q) : q;
-            return (fminf(fmaxf(r, lo), hi) + 12582912.f) - 12582912.f;
-        }
         __device__ __forceinline__ float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
         __device__ __forceinline__ float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
         __device__ __forceinline__ float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
@@ -585,6 +581,19 @@ internal static partial class KernelSource
         // Round half to even for |x| <= 2^22 (a clamped quantized value): the sum's last place is the units.
         __device__ __forceinline__ float bw_rint(float x) { return (x + 12582912.f) - 12582912.f; }
         #endif
+
+        """;
+
+    /// <summary>
+    /// bw_quantize(x, s, 1/s, lo, hi): QuantizeLinear's rintf(x / s) clamped to [lo, hi] (the saturation less the zero
+    /// point), the quotient by <see cref="QuotientHelper"/>'s bw_qdiv (an infinite one as it is: the correction would make
+    /// it NaN) and rounded by its bw_rint; in <see cref="Prelude"/> for elementwise chains, and the CPU emulator's.
+    /// </summary>
+    public const string QuantizeHelper = QuotientHelper + """
+        __device__ __forceinline__ float bw_quantize(float x, float s, float inv, float lo, float hi) {
+            const float q = x * inv;
+            return bw_rint(fminf(fmaxf(fabsf(q) <= 3.402823466e38f ? bw_qdiv(x, s, inv) : q, lo), hi));
+        }
 
         """;
 

@@ -261,11 +261,6 @@ internal static partial class CpuKernelRunner
         struct bw_div { unsigned d, m, s; };
         static inline unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         static inline float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
-        static inline float bw_quantize(float x, float s, float inv, float lo, float hi) {
-            const float q = x * inv;
-            const float r = fabsf(q) <= 3.402823466e38f ? fmaf(fmaf(-q, s, x), inv, q) : q;
-            return (fminf(fmaxf(r, lo), hi) + 12582912.f) - 12582912.f;
-        }
         static inline double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         static inline float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
         static inline float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
@@ -419,7 +414,7 @@ internal static partial class CpuKernelRunner
             try
             {
                 var first = Compiled.Count;
-                var source = new StringBuilder($"#define BW_CLUSTER_TILE_FLOATS {KernelSource.SplitKPartialFloats}\n").Append(HostPrelude);
+                var source = new StringBuilder($"#define BW_CLUSTER_TILE_FLOATS {KernelSource.SplitKPartialFloats}\n").Append(HostPrelude).Append(KernelSource.QuantizeHelper);
                 for (var i = 0; i < missing.Count; i++)
                 {
                     var name = "bw_k" + (first + i);
