@@ -249,7 +249,7 @@ internal sealed partial class GraphCompiler
     /// where given) and what it stores: per tensor with a positive scale and constants of <paramref name="initializers"/>,
     /// unblocked, 8 bits; the pair's constants and zero-point inputs alike. Null otherwise.
     /// </summary>
-    private static (KernelSource.QuantRounding Rounding, ElementType Stored)? QdqRounding(OnnxProto.NodeProto q, OnnxProto.NodeProto? dq, IReadOnlyDictionary<string, HostTensor> initializers)
+    internal static (KernelSource.QuantRounding Rounding, ElementType Stored)? QdqRounding(OnnxProto.NodeProto q, OnnxProto.NodeProto? dq, IReadOnlyDictionary<string, HostTensor> initializers)
     {
         static bool ZeroGiven(OnnxProto.NodeProto n) => n.Input.Count > 2 && n.Input[2].Length > 0;
         PlanValue? Initializer(string name) => initializers.TryGetValue(name, out var c) ? new PlanValue(c.Type, c.Shape, c) : null;

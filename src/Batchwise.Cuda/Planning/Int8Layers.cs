@@ -1,3 +1,4 @@
+using Batchwise.Cuda.Kernels;
 using Batchwise.Onnx;
 using OnnxProto = Onnx;
 
@@ -291,7 +292,7 @@ internal static class Int8Layers
         var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var conv in graph.Node.Where(n => n.OpType == "Conv" && n.Domain.Length == 0))
         {
-            result[conv] = enabled ? Decide(conv, inits, producers, consumers, outputs) : new Int8Layer(conv, $"{Switch}=off");
+            result[conv] = enabled ? Decide(conv, inits, producers, consumers, outputs, model.Opset) : new Int8Layer(conv, $"{Switch}=off");
         }
 
         foreach (var gemm in graph.Node.Where(n => n.OpType is "MatMul" or "Gemm" && n.Domain.Length == 0))
@@ -371,7 +372,7 @@ internal static class Int8Layers
 
     private static float Float32(OnnxProto.NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : 1f;
 
-    private static Int8Layer Decide(OnnxProto.NodeProto conv, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers, Dictionary<string, List<OnnxProto.NodeProto>> consumers, HashSet<string> outputs)
+    private static Int8Layer Decide(OnnxProto.NodeProto conv, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, OnnxProto.NodeProto> producers, Dictionary<string, List<OnnxProto.NodeProto>> consumers, HashSet<string> outputs, long opset)
     {
         Int8Layer Float(string reason) => new(conv, reason);
         OnnxProto.NodeProto? Producer(string name) => producers.TryGetValue(name, out var p) && p.Domain.Length == 0 ? p : null;
@@ -476,7 +477,7 @@ internal static class Int8Layers
             return Float("output QuantizeLinear: " + qWhy);
         }
 
-        if (relu is null && FoldedClamp(next, inits, consumers, outputs) is { } clamp)
+        if (relu is null && FoldedClamp(next, inits, consumers, outputs, opset) is { } clamp)
         {
             return new Int8Layer(conv, null, xdq, wdq, clamp.Relu, clamp.Quantize, clamp.Between, clamp.Clamp);
         }
@@ -493,52 +494,27 @@ internal static class Int8Layers
     /// absorbed, the node that stands for a ReLU (null where none is needed), q2 and the clamp; null where the chain is
     /// not there or a lower bound is above 0.
     /// </summary>
-    private static (OnnxProto.NodeProto[] Between, OnnxProto.NodeProto? Relu, OnnxProto.NodeProto Quantize, (double Low, double High)? Clamp)? FoldedClamp(OnnxProto.NodeProto q1, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, List<OnnxProto.NodeProto>> consumers, HashSet<string> outputs)
+    private static (OnnxProto.NodeProto[] Between, OnnxProto.NodeProto? Relu, OnnxProto.NodeProto Quantize, (double Low, double High)? Clamp)? FoldedClamp(OnnxProto.NodeProto q1, Dictionary<string, OnnxProto.TensorProto> inits, Dictionary<string, List<OnnxProto.NodeProto>> consumers, HashSet<string> outputs, long opset)
     {
         OnnxProto.NodeProto? Sole(string name) =>
             !outputs.Contains(name) && consumers.TryGetValue(name, out var list) && list.Count == 1 && list[0].Domain.Length == 0 && list[0].Input[0] == name ? list[0] : null;
-        if (Sole(q1.Output[0]) is not { OpType: "DequantizeLinear" } dq || PerTensor(dq, inits) is not null || Sole(dq.Output[0]) is not { OpType: "Clip" or "Relu" } clip
-            || Sole(clip.Output[0]) is not { OpType: "QuantizeLinear" } q2 || PerTensor(q2, inits) is not null)
+        if (Sole(q1.Output[0]) is not { OpType: "DequantizeLinear" } dq || Sole(dq.Output[0]) is not { OpType: "Clip" or "Relu" } clip
+            || Sole(clip.Output[0]) is not { OpType: "QuantizeLinear" } q2)
         {
             return null;
         }
 
-        var (p1, pd, p2) = (QuantParameters(q1, inits), QuantParameters(dq, inits), QuantParameters(q2, inits));
-        if (p1 is null || pd is null || p2 is null || pd.Value.Scale != p1.Value.Scale || pd.Value.Zero != p1.Value.Zero || p1.Value.Scale <= 0 || p2.Value.Scale <= 0)
+        // The pair's and the last QuantizeLinear's constants (each input past the first, where an initializer of one value).
+        var constants = new[] { q1, dq, clip, q2 }.SelectMany(n => n.Input.Skip(1)).Where(i => inits.TryGetValue(i, out var t) && Count(t) == 1).Distinct()
+            .ToDictionary(i => i, i => HostTensor.FromProto(inits[i]), StringComparer.Ordinal);
+        if (GraphCompiler.QdqRounding(q1, dq, constants) is not { } first || GraphCompiler.QdqRounding(q2, null, constants) is not { } last
+            || clip.Input.Skip(1).Any(i => i.Length > 0 && !constants.ContainsKey(i)))
         {
             return null;
         }
 
-        // The Clip's bounds: inputs 1 and 2 (opset 11+, initializers or absent) or attributes min and max.
-        var (low, high) = (double.NegativeInfinity, double.PositiveInfinity);
-        if (clip.OpType == "Relu")
-        {
-            low = 0;
-        }
-        else if (clip.Input.Count > 1 || clip.Attribute.Count == 0)
-        {
-            for (var i = 1; i < clip.Input.Count; i++)
-            {
-                if (clip.Input[i].Length == 0)
-                {
-                    continue;
-                }
-
-                if (!inits.TryGetValue(clip.Input[i], out var bound) || Count(bound) != 1)
-                {
-                    return null;
-                }
-
-                var value = HostTensor.FromProto(bound)[0];
-                (low, high) = i == 1 ? (value, high) : (low, value);
-            }
-        }
-        else
-        {
-            low = clip.Attribute.FirstOrDefault(a => a.Name == "min") is { } mn ? mn.F : low;
-            high = clip.Attribute.FirstOrDefault(a => a.Name == "max") is { } mx ? mx.F : high;
-        }
-
+        var bounds = GraphCompiler.ClipBounds(opset, clip.Input.Count > 1 && clip.Input[1].Length > 0 ? constants[clip.Input[1]] : null, clip.Input.Count > 2 && clip.Input[2].Length > 0 ? constants[clip.Input[2]] : null, new NodeAttributes(clip));
+        var (low, high) = clip.OpType == "Relu" ? (0.0, double.PositiveInfinity) : (bounds("min", 0), bounds("max", 0));
         if (low > 0)
         {
             return null;
@@ -546,9 +522,10 @@ internal static class Int8Layers
 
         // The exact chain clamps the convolution's value to q1's range and the Clip's; q2's saturation (and a ReLU at
         // 0) gives a bound where it is reached within half a step of q2.
-        var (low1, high1) = RealRange(p1.Value);
-        var (low2, high2) = RealRange(p2.Value);
-        var margin = 0.49 * p2.Value.Scale;
+        static (double Low, double High) RealRange(KernelSource.QuantRounding r) => ((r.Low - r.Zero) * r.Scale, (r.High - r.Zero) * r.Scale);
+        var (low1, high1) = RealRange(first.Rounding);
+        var (low2, high2) = RealRange(last.Rounding);
+        var margin = 0.49 * last.Rounding.Scale;
         var top = Math.Min(high, high1);
         var bottom = low == 0 ? 0 : Math.Max(low, low1);
         var clampHigh = top >= high2 - margin ? double.PositiveInfinity : top;
@@ -556,28 +533,6 @@ internal static class Int8Layers
         (double, double)? clamp = double.IsInfinity(clampHigh) && double.IsInfinity(clampLow) ? null : (clampLow, clampHigh);
         return ([q1, dq, clip], low == 0 ? clip : null, q2, clamp);
     }
-
-    /// <summary>A per-tensor QuantizeLinear's or DequantizeLinear's scale, zero point and 8-bit type (uint8 without a zero point); null where not constants.</summary>
-    private static (double Scale, double Zero, ElementType Type)? QuantParameters(OnnxProto.NodeProto q, Dictionary<string, OnnxProto.TensorProto> inits)
-    {
-        if (q.Input.Count < 2 || !inits.TryGetValue(q.Input[1], out var scale) || Count(scale) != 1)
-        {
-            return null;
-        }
-
-        if (q.Input.Count < 3 || q.Input[2].Length == 0)
-        {
-            return (HostTensor.FromProto(scale)[0], 0, ElementType.UInt8);
-        }
-
-        return inits.TryGetValue(q.Input[2], out var zp) && Count(zp) == 1 && (ElementType)zp.DataType is ElementType.UInt8 or ElementType.Int8
-            ? (HostTensor.FromProto(scale)[0], HostTensor.FromProto(zp)[0], (ElementType)zp.DataType)
-            : null;
-    }
-
-    /// <summary>The real values a quantization's saturation spans: (min - zero) · scale to (max - zero) · scale.</summary>
-    private static (double Low, double High) RealRange((double Scale, double Zero, ElementType Type) p) =>
-        p.Type == ElementType.UInt8 ? ((0 - p.Zero) * p.Scale, (255 - p.Zero) * p.Scale) : ((-128 - p.Zero) * p.Scale, (127 - p.Zero) * p.Scale);
 
     /// <summary>Why a QuantizeLinear or DequantizeLinear is not per tensor with a float32 scale and an 8-bit zero point, or null.</summary>
     private static string? PerTensor(OnnxProto.NodeProto q, Dictionary<string, OnnxProto.TensorProto> inits)

@@ -106,7 +106,10 @@ internal sealed partial class GraphCompiler
     /// Clip's bounds as <see cref="ElementwiseOps.Expression"/> reads them ("min", "max"; infinite where none is given):
     /// from its inputs <paramref name="lo"/> and <paramref name="hi"/> from opset 11, else from its attributes.
     /// </summary>
-    private Func<string, double, double> ClipBounds(HostTensor? lo, HostTensor? hi, NodeAttributes attrs) => _model.Opset >= 11
+    private Func<string, double, double> ClipBounds(HostTensor? lo, HostTensor? hi, NodeAttributes attrs) => ClipBounds(_model.Opset, lo, hi, attrs);
+
+    /// <summary>See <see cref="ClipBounds(HostTensor?, HostTensor?, NodeAttributes)"/>, for a model of opset <paramref name="opset"/>.</summary>
+    internal static Func<string, double, double> ClipBounds(long opset, HostTensor? lo, HostTensor? hi, NodeAttributes attrs) => opset >= 11
         ? (name, fallback) => name switch
         {
             "min" => lo is null ? double.NegativeInfinity : lo[0],
