@@ -83,16 +83,25 @@ internal sealed partial class GraphCompiler
             return $"its input is {xq.Type.ShortName()} of rank {xq.Shape.Length} (4-d uint8 or int8 only)";
         }
 
-        if (layer.Clamp is not null && !layer.Depthwise)
+        var w = _values[wdq.Input[0]].Constant!;
+        var (kernel, strides, dilations, _, inSpatial, pb, pe, outSpatial) = Window(attrs, xq.Shape, w.Shape);
+        var (n, c, k) = (xq.Shape[0], xq.Shape[1], w.Shape[0]);
+
+        // The own kernels (the convolution, its requantization and a residual block's end in one kernel) where
+        // BATCHWISE_INT8_CONV gives them the layer: by default (auto) the persistent 1x1 kernel for expansions from 64-256
+        // channels and the narrow 1x1 kernel for expansions from 8-64; =pointwise both for every 1x1 they take; =own the
+        // implicit GEMM everywhere (half cuDNN's speed on an H200, so not the default).
+        var pixels = n * outSpatial[0] * outSpatial[1];
+        (OwnInt8Kernel Kernel, (int M, int N) Tile)? own = layer.Depthwise ? null
+            : OwnInt8NarrowPointwise(kernel, strides, pb, c, k, pixels) ? (OwnInt8Kernel.Narrow, default)
+            : OwnInt8Pointwise(kernel, strides, pb, c, k, pixels) ? (OwnInt8Kernel.Pointwise, default)
+            : OwnInt8ConvTile(pixels, c, k) is { } tile ? (OwnInt8Kernel.Tiled, tile)
+            : null;
+        if (layer.Clamp is not null && !layer.Depthwise && own is null)
         {
             // Only the own kernels clamp: elsewhere the convolution writes its own QuantizeLinear and the chain after it
             // (DequantizeLinear, Clip, QuantizeLinear) runs as it is.
-            var (kernel0, strides0, _, _, _, pads0, _, out0) = Window(attrs, xq.Shape, _values[wdq.Input[0]].Constant!.Shape);
-            var (c0, k0, pixels0) = (xq.Shape[1], _values[wdq.Input[0]].Constant!.Shape[0], xq.Shape[0] * out0[0] * out0[1]);
-            if (!OwnInt8NarrowPointwise(kernel0, strides0, pads0, c0, k0, pixels0) && !OwnInt8Pointwise(kernel0, strides0, pads0, c0, k0, pixels0) && OwnInt8ConvTile(pixels0, c0, k0) is null)
-            {
-                layer = layer.Unfolded;
-            }
+            layer = layer.Unfolded;
         }
 
         var q = layer.Quantize!;
@@ -101,7 +110,6 @@ internal sealed partial class GraphCompiler
         double Scalar(string name) => _values[name].Constant![0];
         var xScale = (float)Scalar(xdq.Input[1]);
         var xZero = Scalar(xdq.Input[2]);
-        var w = _values[wdq.Input[0]].Constant!;
         var wScale = _values[wdq.Input[1]].Constant!;
         var bias = ins.ElementAtOrDefault(2);
         if (bias is not null && bias.Constant is null)
@@ -118,8 +126,12 @@ internal sealed partial class GraphCompiler
             return "a non-positive activation scale";
         }
 
-        var (kernel, strides, dilations, _, inSpatial, pb, pe, outSpatial) = Window(attrs, xq.Shape, w.Shape);
-        var (n, c, k) = (xq.Shape[0], xq.Shape[1], w.Shape[0]);
+        long[] yShape = [n, k, outSpatial[0], outSpatial[1]];
+        if (Tensor.ElementCountOf(yShape) == 0)
+        {
+            return "an empty output";
+        }
+
         if (layer.Depthwise)
         {
             // The own int8 depthwise kernel (no library takes an int8 depthwise layer with per-channel scales); its
@@ -134,13 +146,12 @@ internal sealed partial class GraphCompiler
                 return c != k || w.Shape[1] != 1 ? "a grouped convolution that is not depthwise" : $"a depthwise {string.Join('x', kernel)} window, stride {string.Join('x', strides)} (the int8 kernel takes up to 7x8, strides 1-2, channels in fours)";
             }
 
-            long[] depthwiseShape = [n, k, outSpatial[0], outSpatial[1]];
-            if (Tensor.ElementCountOf(depthwiseShape) == 0 || KernelSource.Int8DepthwiseThreads(n, c, outSpatial, 2) > int.MaxValue)
+            if (KernelSource.Int8DepthwiseThreads(n, c, outSpatial, 2) > int.MaxValue)
             {
-                return "an empty output or more than 2^31 threads";
+                return "more than 2^31 threads";
             }
 
-            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, depthwiseShape, OwnInt8Kernel.Depthwise);
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, OwnInt8Kernel.Depthwise);
             return null;
         }
 
@@ -149,31 +160,9 @@ internal sealed partial class GraphCompiler
             return c != w.Shape[1] ? "filter and input channels differ" : "asymmetric padding";
         }
 
-        long[] yShape = [n, k, outSpatial[0], outSpatial[1]];
-        if (Tensor.ElementCountOf(yShape) == 0)
+        if (own is { } o)
         {
-            return "an empty output";
-        }
-
-        // First the own kernels (the convolution, its requantization and a residual block's end in one kernel) where
-        // BATCHWISE_INT8_CONV gives them the layer: by default (auto) the persistent 1x1 kernel for expansions from 64-256
-        // channels; =pointwise it for every 1x1 it takes and the narrow 1x1 kernel for expansions from 8-64 channels;
-        // =own the implicit GEMM everywhere (half cuDNN's speed on an H200, so not the default).
-        if (OwnInt8NarrowPointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
-        {
-            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, OwnInt8Kernel.Narrow);
-            return null;
-        }
-
-        if (OwnInt8Pointwise(kernel, strides, pb, c, k, n * outSpatial[0] * outSpatial[1]))
-        {
-            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, OwnInt8Kernel.Pointwise);
-            return null;
-        }
-
-        if (OwnInt8ConvTile(n * outSpatial[0] * outSpatial[1], c, k) is { } tile)
-        {
-            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, OwnInt8Kernel.Tiled, tile);
+            how = LowerOwnInt8Conv(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), (q, yScale, yType, yZero), kernel, strides, pb, outSpatial, yShape, o.Kernel, o.Tile);
             return null;
         }
 
@@ -265,7 +254,6 @@ internal sealed partial class GraphCompiler
 
         // A 1x1 convolution without stride or padding is a GEMM over pixels: cuBLASLt's int8 kernels apply the per-channel
         // scale (alpha per row) and bias in their epilogue and write int8 themselves, with no float sums in memory.
-        var pixels = n * outSpatial[0] * outSpatial[1];
         var gemmEpilogue = graph is null && kernel.All(v => v == 1) && strides.All(v => v == 1) && pb.All(v => v == 0) ? Int8GemmEpilogue(relu, storedYZero) : -1;
         Int8Gemm? gemm = null;
         var gemmRefusal = string.Empty;
