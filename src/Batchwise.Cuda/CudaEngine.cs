@@ -74,6 +74,9 @@ public sealed class CudaEngine : IEngine
                 GeluChoice.Chain => "as exported (BATCHWISE_GELU=chain): erf GELU's nodes fused into one elementwise kernel before the next product",
                 _ => "exact (erf GELU after a product computed in place behind it)",
             },
+            ["pdl"] = GraphCompiler.ProgrammaticLaunchFromEnvironment
+                ? "on (BATCHWISE_PDL=on): generated kernels launch with programmatic dependent launch (sm_90), each scheduled as the one before it ends"
+                : "off (each kernel launched after the one before it has ended; BATCHWISE_PDL=on overlaps them on sm_90)",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -463,6 +466,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <inheritdoc/>
     public int Multiprocessors { get; }
+
+    /// <summary>Generated kernels launch with programmatic dependent launch on sm_90 (BATCHWISE_PDL=on|off; tests set it).</summary>
+    public bool ProgrammaticLaunch { get; internal set; } = GraphCompiler.ProgrammaticLaunchFromEnvironment;
 
     /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
     public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;
@@ -1171,6 +1177,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 },
                 Details = details,
                 SideSteps = plan.Lanes?.SideSteps ?? 0,
+                ProgrammaticKernels = plan.ProgrammaticLaunch ? plan.Steps.Count(s => s is KernelStep) : 0,
             };
             plan.EarlyWarmUp = _earlyWarmUp;
             if (!Startup.Has("plan_graph"))

@@ -21,6 +21,7 @@ internal static unsafe partial class CudaDriver
     public const int CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     public const int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
+    public const int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
@@ -84,6 +85,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuIpcOpenMemHandle_v2")] private static partial int cuIpcOpenMemHandle(out ulong pointer, IpcMemHandle handle, uint flags);
     [LibraryImport(Lib)] internal static partial int cuIpcCloseMemHandle(ulong pointer);
     [LibraryImport(Lib)] private static partial int cuLaunchKernel(IntPtr f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, uint sharedBytes, IntPtr stream, void** args, void** extra);
+    [LibraryImport(Lib)] private static partial int cuLaunchKernelEx(LaunchConfig* config, IntPtr f, void** args, void** extra);
 
     /// <summary>Initialises the driver once; throws a one-line "no NVIDIA GPU" error where there is none.</summary>
     public static void Initialize()
@@ -441,6 +443,59 @@ internal static unsafe partial class CudaDriver
 
     public static void Launch(IntPtr function, uint gridX, uint blockX, uint sharedBytes, IntPtr stream, void** args, string name) =>
         Check(cuLaunchKernel(function, gridX, 1, 1, blockX, 1, 1, sharedBytes, stream, args, null), $"cuLaunchKernel({name})");
+
+    /// <summary>
+    /// Launches as <see cref="Launch(IntPtr, uint, uint, uint, IntPtr, void**, string)"/>, with programmatic dependent
+    /// launch (sm_90): the kernel may be scheduled before the kernel before it on the stream has finished, once that
+    /// kernel's blocks have all run <c>griddepcontrol.launch_dependents</c> (or ended), and waits for it with
+    /// <c>griddepcontrol.wait</c> before it reads anything (every generated kernel begins so: <c>bw_pdl_enter</c>). Only
+    /// for kernels that wait so; a library's kernel before it that never signals is waited for as without the attribute.
+    /// </summary>
+    public static void LaunchProgrammatic(IntPtr function, uint gridX, uint blockX, uint sharedBytes, IntPtr stream, void** args, string name)
+    {
+        var attribute = default(LaunchAttribute);
+        attribute.Id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        *(int*)attribute.Value = 1;
+        var config = new LaunchConfig
+        {
+            GridX = gridX,
+            GridY = 1,
+            GridZ = 1,
+            BlockX = blockX,
+            BlockY = 1,
+            BlockZ = 1,
+            SharedBytes = sharedBytes,
+            Stream = stream,
+            Attributes = &attribute,
+            AttributeCount = 1,
+        };
+        Check(cuLaunchKernelEx(&config, function, args, null), $"cuLaunchKernelEx({name}, programmatic)");
+    }
+}
+
+/// <summary>CUlaunchAttribute: the attribute's id (an enum, padded to 8 bytes) and its value (a union of 64 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LaunchAttribute
+{
+    public int Id;
+    public int Padding;
+    public fixed byte Value[64];
+}
+
+/// <summary>CUlaunchConfig: the grid, the block, the dynamic shared memory, the stream and the attributes of a cuLaunchKernelEx.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LaunchConfig
+{
+    public uint GridX;
+    public uint GridY;
+    public uint GridZ;
+    public uint BlockX;
+    public uint BlockY;
+    public uint BlockZ;
+    public uint SharedBytes;
+    public IntPtr Stream;
+    public LaunchAttribute* Attributes;
+    public uint AttributeCount;
 }
 
 /// <summary>A failed call into an NVIDIA library: the library, the call and the library's own error text.</summary>

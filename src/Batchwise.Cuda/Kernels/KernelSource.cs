@@ -53,6 +53,16 @@ internal static partial class KernelSource
             asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
             do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while (*open == 0 && now - start < 500000000ull);
         }
+        // Programmatic dependent launch (sm_90): every generated kernel begins here. Launched with the attribute
+        // (BATCHWISE_PDL=on), it waits for the kernel before it on the stream to finish and its writes to be visible, then
+        // lets the kernel after it be scheduled (that one waits here in turn); launched without, both are no-ops.
+        __device__ __forceinline__ void bw_pdl_enter()
+        {
+        #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+            asm volatile("griddepcontrol.wait;" ::: "memory");
+            asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+        #endif
+        }
         struct bw_div { unsigned d, m, s; };
         __device__ __forceinline__ unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         __device__ __forceinline__ float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }

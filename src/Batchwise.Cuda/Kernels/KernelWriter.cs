@@ -110,9 +110,16 @@ internal sealed class KernelWriter
         var source = new StringBuilder();
         source.Append("struct __align__(8) ").Append(KernelSource.Name).Append("_args {\n").Append(_fields).Append("};\n");
         source.Append("extern \"C\" __global__ void ").Append(KernelSource.Name).Append('(').Append(signature).Append(")\n{\n");
-        source.Append(Body).Append("}\n");
+        source.Append(PdlEnter).Append(Body).Append("}\n");
         return new KernelCode(source.ToString(), bytes);
     }
+
+    /// <summary>
+    /// The first statement of every generated kernel (<c>bw_pdl_enter</c> in <see cref="KernelSource.Prelude"/>): nothing
+    /// is read before it, so a kernel may be launched with programmatic dependent launch
+    /// (<see cref="Interop.CudaDriver.LaunchProgrammatic"/>) and still see everything the kernels before it wrote.
+    /// </summary>
+    public const string PdlEnter = "    bw_pdl_enter();\n";
 
     /// <summary>The argument parameter that ends every signature.</summary>
     public static string ArgsParameter => "const " + KernelSource.Name + "_args a";

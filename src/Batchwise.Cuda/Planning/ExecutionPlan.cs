@@ -171,8 +171,17 @@ internal sealed class KernelStep : PlanStep
 
     public IntPtr Function { get; set; }
 
-    public override unsafe void Enqueue(ExecutionContext context, int index) =>
-        CudaDriver.Launch(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
+    public override unsafe void Enqueue(ExecutionContext context, int index)
+    {
+        if (context.ProgrammaticLaunch)
+        {
+            CudaDriver.LaunchProgrammatic(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
+        }
+        else
+        {
+            CudaDriver.Launch(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
+        }
+    }
 }
 
 /// <summary>A convolution through cuDNN, with the bias added by cudnnAddTensor.</summary>
@@ -395,6 +404,12 @@ internal sealed class ExecutionPlan : IDisposable
 
     /// <summary>Steps on a second stream beside the main one (independent branches), or null where every step runs on one.</summary>
     public StepLanes? Lanes { get; init; }
+
+    /// <summary>
+    /// Generated kernels launch with programmatic dependent launch (BATCHWISE_PDL=on, sm_90): each may be scheduled while
+    /// the kernel before it finishes and waits for it in its first statement (<see cref="Kernels.KernelWriter.PdlEnter"/>).
+    /// </summary>
+    public bool ProgrammaticLaunch { get; init; }
 
     /// <summary>Each Conv of a QDQ model by node: "int8" (tensor cores), or why it runs in float.</summary>
     public IReadOnlyDictionary<string, string> Int8Layers { get; init; } = new Dictionary<string, string>();
@@ -730,6 +745,9 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
     /// <summary>The stream of the step being enqueued: the slot's, or its side stream for a step of the side lane.</summary>
     public CudaStream Stream => _lane == 0 ? _slot.Stream : _slot.SideStream!;
+
+    /// <summary>The plan's generated kernels launch with programmatic dependent launch (<see cref="ExecutionPlan.ProgrammaticLaunch"/>).</summary>
+    public bool ProgrammaticLaunch => _plan.ProgrammaticLaunch;
 
     public CudnnHandle Cudnn => (_lane == 0 ? _slot.Cudnn : _slot.SideCudnn)!;
 

@@ -110,6 +110,9 @@ internal interface IPlanTarget
 
     /// <summary>How GELU's erf form after a matrix product runs: exact in place behind it, in tanh form as its epilogue (fp16), or as exported.</summary>
     GeluChoice Gelu => GeluChoice.Exact;
+
+    /// <summary>Generated kernels launch with programmatic dependent launch where the device has it (sm_90): off here; a session takes BATCHWISE_PDL's choice.</summary>
+    bool ProgrammaticLaunch => false;
 }
 
 /// <summary>
@@ -342,6 +345,7 @@ internal sealed partial class GraphCompiler
             Counts = [.. _counts.Take(_countsUsed)],
             SyncNodes = [.. _syncNodes],
             Int8Layers = Int8Decisions,
+            ProgrammaticLaunch = _target.ProgrammaticLaunch && _target.ComputeCapability >= 90,
         };
     }
 

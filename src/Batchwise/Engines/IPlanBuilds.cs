@@ -60,4 +60,7 @@ public sealed record PlanBuild(string Shapes, double Seconds, int KernelsCompile
 
     /// <summary>Of <see cref="Steps"/>, those on a second stream beside the main one (independent branches).</summary>
     public int SideSteps { get; init; }
+
+    /// <summary>Of <see cref="Steps"/>, the generated kernels launched with programmatic dependent launch (0 where it is off).</summary>
+    public int ProgrammaticKernels { get; init; }
 }

@@ -258,6 +258,7 @@ internal static partial class CpuKernelRunner
             bw_bf16(int v) : bw_bf16((float)v) {}
             operator float() const { return __uint_as_float((unsigned)bits << 16); }
         };
+        static inline void bw_pdl_enter() {}
         struct bw_div { unsigned d, m, s; };
         static inline unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         static inline float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }

@@ -17,7 +17,7 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public Precision Precision => precision;
 
-    public int ComputeCapability => 90;
+    public int ComputeCapability { get; init; } = 90;
 
     public bool AllowTf32 => false;
 
@@ -56,6 +56,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
     public bool ConcurrentBranches { get; init; }
 
     public GeluChoice Gelu { get; init; } = GeluChoice.Exact;
+
+    public bool ProgrammaticLaunch { get; init; }
 
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);
 
