@@ -66,6 +66,7 @@ public sealed class CudaEngine : IEngine
             {
                 SplitKConvChoice.Off => "off (BATCHWISE_SPLITK_CONV=off): cuDNN",
                 SplitKConvChoice.All => $"own kernel for dense fp16 convolutions, 1x1 included (BATCHWISE_SPLITK_CONV=all), {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
+                SplitKConvChoice.Every => $"own kernel for dense fp16 convolutions, 1x1 included, unsplit where a split does not pay and the grid is at most two waves (BATCHWISE_SPLITK_CONV=every), {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
                 _ => $"own kernel for dense fp16 convolutions of more than one tap, {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
             },
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch

@@ -130,7 +130,7 @@ internal static partial class KernelSource
         var tilesN = outChannels / SplitKConvTile;
         var shared = SplitKConvSharedBytes(stages);
         var dynamic = shared > StaticSharedBytes;
-        var w = new KernelWriter(small: true);
+        var w = new KernelWriter(small: true) { PlacesPdlEnter = true };
         var m = w.I32("m", checked((int)pixels));
         var k = w.I32("k", checked((int)outChannels));
         var tn = w.I32("tiles_n", checked((int)tilesN));
@@ -180,7 +180,7 @@ internal static partial class KernelSource
                         iy0[j] = oy * {{sh}} - {{ph}};
                         ix0[j] = ox * {{sw}} - {{pw}};
                     }
-                    auto load = [&](int kc, int stage) {
+                    auto loadInput = [&](int kc, int stage) {
                         const int tap = kc / {{perTap}}, cc = (kc - tap * {{perTap}}) * {{SplitKConvChunk}};
                         const int ki = tap / {{kw}}, kj = tap - ki * {{kw}};
                         #pragma unroll
@@ -188,12 +188,25 @@ internal static partial class KernelSource
                             const int iy = iy0[j] + ki * {{dh}}, ix = ix0[j] + kj * {{dw}};
                             const bool in = pv[j] && iy >= 0 && iy < {{ih}} && ix >= 0 && ix < {{iw}};
                             bw_cp_async16(as_ + (stage * {{T}} + lr + 32 * j) * {{P}} + seg * 8, in ? xh + xbase[j] + ((i64)iy * {{iw}} + ix) * {{channels}} + cc : xh, in);
-                            bw_cp_async16(bs_ + (stage * {{T}} + lr + 32 * j) * {{P}} + seg * 8, wh + (i64)(n0 + lr + 32 * j) * {{reduction}} + (i64)kc * {{SplitKConvChunk}} + seg * 8, true);
                         }
                     };
+                    auto loadFilter = [&](int kc, int stage) {
+                        #pragma unroll
+                        for (int j = 0; j < 2; j++) bw_cp_async16(bs_ + (stage * {{T}} + lr + 32 * j) * {{P}} + seg * 8, wh + (i64)(n0 + lr + 32 * j) * {{reduction}} + (i64)kc * {{SplitKConvChunk}} + seg * 8, true);
+                    };
+                    auto load = [&](int kc, int stage) { loadInput(kc, stage); loadFilter(kc, stage); };
+
+                    // The filter is a constant: its first stages are fetched before the kernel waits for the kernel before
+                    // it (bw_pdl_enter; with programmatic dependent launch their latency overlaps that kernel's end). They
+                    // join the first stage's group of copies, which the first step waits for.
                     #pragma unroll
                     for (int s = 0; s < {{S - 1}}; s++) {
-                        if (s < count) load(kc0 + s, s);
+                        if (s < count) loadFilter(kc0 + s, s);
+                    }
+                    bw_pdl_enter();
+                    #pragma unroll
+                    for (int s = 0; s < {{S - 1}}; s++) {
+                        if (s < count) loadInput(kc0 + s, s);
                         bw_cp_async_commit();
                     }
 
@@ -224,6 +237,8 @@ internal static partial class KernelSource
                         }
                     }
                     bw_cp_async_wait<0>();
+                } else {
+                    bw_pdl_enter();
                 }
                 __syncthreads();
 

@@ -44,6 +44,13 @@ internal sealed class KernelWriter
     /// <summary>The kernel body (after the signature).</summary>
     public StringBuilder Body { get; } = new();
 
+    /// <summary>
+    /// The body calls <c>bw_pdl_enter()</c> itself, after reading only constants (a filter's first stages), instead of
+    /// as its first statement (<see cref="PdlEnter"/>): every path through it must reach the call before it reads or
+    /// writes anything another kernel writes or reads. <see cref="Build"/> checks that the call is there.
+    /// </summary>
+    public bool PlacesPdlEnter { get; init; }
+
     /// <summary>Whether every index up to <paramref name="limit"/> fits 32-bit arithmetic (with room for a sum of two).</summary>
     public static bool Fits32(long limit) => limit >= 0 && limit < int.MaxValue;
 
@@ -110,7 +117,13 @@ internal sealed class KernelWriter
         var source = new StringBuilder();
         source.Append("struct __align__(8) ").Append(KernelSource.Name).Append("_args {\n").Append(_fields).Append("};\n");
         source.Append("extern \"C\" __global__ void ").Append(KernelSource.Name).Append('(').Append(signature).Append(")\n{\n");
-        source.Append(PdlEnter).Append(Body).Append("}\n");
+        var body = Body.ToString();
+        if (PlacesPdlEnter && !body.Contains(PdlEnter.Trim(), StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException("a kernel that places bw_pdl_enter itself has no call to it");
+        }
+
+        source.Append(PlacesPdlEnter ? string.Empty : PdlEnter).Append(body).Append("}\n");
         return new KernelCode(source.ToString(), bytes);
     }
 

@@ -19,7 +19,7 @@ public sealed class ProgrammaticLaunchGpuTests
 {
     public static TheoryData<string, long, Precision, bool> Cases => new()
     {
-        // ResNet-50 at batch 1 with every convolution but the stem on the own split-K kernel: most of its kernels generated.
+        // ResNet-50 at batch 1 with every convolution but the stem on the own split-K kernel (BATCHWISE_SPLITK_CONV=every): all its kernels generated.
         { "zoo:resnet50", 1, Precision.Fp16, true },
         { "zoo:resnet50?size=64", 8, Precision.Fp16, false },
         { "zoo:mobilenetv2", 2, Precision.Fp16, false },
@@ -53,7 +53,7 @@ public sealed class ProgrammaticLaunchGpuTests
     private static (List<IReadOnlyList<Tensor>> Outputs, int ProgrammaticKernels, double Ms) Outputs(OnnxModel model, Precision precision, bool splitKEverywhere, List<List<Tensor>> inputs, bool programmatic)
     {
         using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = precision, Tactics = TacticSelection.Heuristic });
-        session.SplitKConvolutions = splitKEverywhere ? SplitKConvChoice.All : SplitKConvChoice.Auto;
+        session.SplitKConvolutions = splitKEverywhere ? SplitKConvChoice.Every : SplitKConvChoice.Auto;
         session.ProgrammaticLaunch = programmatic;
         var outputs = new List<IReadOnlyList<Tensor>>();
         for (var round = 0; round < 3; round++)

@@ -22,7 +22,7 @@ public sealed class ProgrammaticLaunchTests
         return new NoGpuTarget(Precision.Fp16, hostMatmuls: true)
         {
             PlansConvolutionsWithoutLibrary = true,
-            SplitKConvolutions = SplitKConvChoice.All,
+            SplitKConvolutions = SplitKConvChoice.Every,
             ProgrammaticLaunch = programmatic,
             ComputeCapability = computeCapability,
         }.Compile(m, inputs);
@@ -34,14 +34,42 @@ public sealed class ProgrammaticLaunchTests
         var plan = Plan(programmatic: true);
         var kernels = plan.Steps.OfType<KernelStep>().ToList();
         Assert.True(kernels.Count >= 10, $"{kernels.Count} generated kernels in ResNet-50's fp16 plan with the split-K kernel on every convolution");
+        var splitK = 0;
         foreach (var k in kernels)
         {
             var body = k.Source.IndexOf(")\n{\n", k.Source.IndexOf("__global__", StringComparison.Ordinal), StringComparison.Ordinal) + 4;
+            if (k.Node.Contains("own split-K kernel", StringComparison.Ordinal))
+            {
+                // The split-K kernel fetches its filter's first stages (a constant) first: between its copy routines'
+                // definitions and the call, filter copies only; the branch that computes nothing calls it too.
+                splitK++;
+                var src = k.Source[body..];
+                var enter = src.IndexOf("bw_pdl_enter();", StringComparison.Ordinal);
+                var definitions = src.IndexOf("auto load = ", StringComparison.Ordinal);
+                Assert.True(definitions > 0 && definitions < enter, $"{k.Node}: bw_pdl_enter comes before the copy routines");
+                var before = src[src.IndexOf('\n', definitions)..enter];
+                Assert.Contains("loadFilter(kc0 + s, s)", before, StringComparison.Ordinal);
+                Assert.DoesNotContain("loadInput(", before, StringComparison.Ordinal);
+                Assert.DoesNotContain("load(", before.Replace("loadFilter(", string.Empty, StringComparison.Ordinal), StringComparison.Ordinal);
+                Assert.Matches(@"\}\s*else\s*\{\s*bw_pdl_enter\(\);", src);
+                continue;
+            }
+
             Assert.True(k.Source.AsSpan(body).StartsWith(KernelWriter.PdlEnter), $"{k.Node}: the kernel's body does not begin with bw_pdl_enter: {k.Source.AsSpan(body, Math.Min(120, k.Source.Length - body))}");
         }
 
+        Assert.True(splitK >= 10, $"{splitK} convolutions on the split-K kernel");
+
         Assert.Contains("griddepcontrol.wait", KernelSource.Prelude, StringComparison.Ordinal);
         Assert.True(KernelSource.Prelude.IndexOf("griddepcontrol.wait", StringComparison.Ordinal) < KernelSource.Prelude.IndexOf("griddepcontrol.launch_dependents", StringComparison.Ordinal), "the kernel after may be scheduled only once this one's wait has returned");
+    }
+
+    [Fact]
+    public void A_kernel_that_places_the_wait_itself_must_have_it()
+    {
+        var w = new KernelWriter(small: true) { PlacesPdlEnter = true };
+        w.Body.Append("    y[0] = 1.f;\n");
+        Assert.Throws<InvalidOperationException>(() => w.Build($"float* y, {KernelWriter.ArgsParameter}"));
     }
 
     [Fact]

@@ -27,10 +27,12 @@ public sealed class SplitKConvOnCpuTests
         ["c32-k64-dilation2-asymmetric"] = new(1, 32, 10, 7, 1, OutChannels: 64, Pads: [2, 1, 1, 2], Dilation: 2),
         ["c32-k64-10x10-two-pixel-tiles"] = new(1, 32, 10, 10, 1, OutChannels: 64),
         ["c256-k64-1x1-s2-all"] = new(1, 256, 9, 9, 1, OutChannels: 64, Stride: 2, Pads: [0, 0, 0, 0], Kernel: 1, After: "none"),
+        ["c64-k64-1x1-residual-unsplit-every"] = new(1, 64, 8, 8, 1, OutChannels: 64, Pads: [0, 0, 0, 0], Kernel: 1, After: "residual-relu"),
+        ["c32-k64-3x3-seven-tiles-unsplit-every"] = new(1, 32, 20, 20, 1, OutChannels: 64),
     };
 
     private static readonly Lazy<Dictionary<string, OwnKernelCase>> All = new(() => OwnKernelCase.PrepareAll(Small, (_, c) => (c.Model(), c.Inputs(11)),
-        (name, model, inputs) => Plan(model, inputs, name.EndsWith("-all", StringComparison.Ordinal) ? SplitKConvChoice.All : SplitKConvChoice.Auto)));
+        (name, model, inputs) => Plan(model, inputs, name.EndsWith("-all", StringComparison.Ordinal) ? SplitKConvChoice.All : name.EndsWith("-every", StringComparison.Ordinal) ? SplitKConvChoice.Every : SplitKConvChoice.Auto)));
 
     public static TheoryData<string> Cases => [.. Small.Keys];
 
@@ -82,6 +84,20 @@ public sealed class SplitKConvOnCpuTests
         // A 1x1 convolution stays a GEMM under auto (planned here without cuBLASLt, it throws the same way).
         var pointwise = Small["c256-k64-1x1-s2-all"];
         GoesToCudnn(() => Plan(pointwise.Model(), pointwise.Inputs(11)));
+    }
+
+    [Fact]
+    public void Every_runs_unsplit_what_a_split_does_not_pay_for_up_to_two_waves()
+    {
+        var c = Small["c32-k64-3x3-seven-tiles-unsplit-every"]; // 7 tiles: on 8 SMs a split does not pay
+        var plan = Plan(c.Model(), c.Inputs(11), SplitKConvChoice.Every);
+        var conv = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.Contains("own split-K kernel, unsplit", StringComparison.Ordinal)));
+        Assert.Equal(1, KernelSource.ClusterSize(conv.Source));
+        Assert.Equal(7u, conv.Grid);
+
+        // On 3 SMs, 7 tiles are more than two waves: left to cuDNN (planned here without it, it throws).
+        var e = Assert.ThrowsAny<Exception>(() => Plan(c.Model(), c.Inputs(11), SplitKConvChoice.Every, sms: 3)).ToString();
+        Assert.True(e.Contains(NoGpuTarget.NoLibraries, StringComparison.Ordinal) || e.Contains("cudnn", StringComparison.OrdinalIgnoreCase), e);
     }
 
     /// <summary>Three splits (an odd cluster: rows 0, 3, 6... for rank 0, 64 rows not a multiple of 3) agree with ONNX Runtime.</summary>

@@ -2,9 +2,11 @@
 # Session 32, call 1 — PREPARED, NOT RUN (no device machine was lent in session 32). On a publish of main at or after
 # session 32's programmatic dependent launch commit:
 # 1. Programmatic dependent launch (BATCHWISE_PDL=on; never run on a GPU): ResNet-50 fp16 at b=1 and 8, PDL off/on x the
-#    split-K kernel on 3x3s only (auto) / on 1x1s too (all), one process each, alternating twice (issue 16: b=1 >= 4,000
+#    split-K kernel where it splits (auto) / on every convolution of at most two waves, unsplit where a split does not
+#    pay (every: all of ResNet-50's kernels at b=1 generated), one process each, alternating twice (issue 16: b=1 >= 4,000
 #    img/s, 3,245 in session 31); MobileNetV2 and BERT at b=1 off/on; ProgrammaticLaunchGpuTests (bit for bit against
-#    ordinary launches, its times in gpu/pdl.md).
+#    ordinary launches, its times in gpu/pdl.md); SplitKConvGpuTests (the split-K kernel now fetches its filter's first
+#    stages before it waits for the kernel before it).
 # 2. Session 31's commits that never ran on a GPU: bw_quantize in every plan's prelude (MobileNetV2 int8 against fp16
 #    and ORT), the graph-route residual guard (Int8ResidualFusionGpuTests), KernelCompileTests, QuantizedModelGpuTests.
 source bench/device/call-lib.sh 545
@@ -16,8 +18,8 @@ r50() { # TAG ENV...: ResNet-50 fp16 at b=1 and 8 under the given environment
 for round in 1 2; do
   r50 r50-auto-off$round BATCHWISE_PDL=off
   r50 r50-auto-on$round BATCHWISE_PDL=on
-  r50 r50-all-off$round BATCHWISE_PDL=off BATCHWISE_SPLITK_CONV=all
-  r50 r50-all-on$round BATCHWISE_PDL=on BATCHWISE_SPLITK_CONV=all
+  r50 r50-every-off$round BATCHWISE_PDL=off BATCHWISE_SPLITK_CONV=every
+  r50 r50-every-on$round BATCHWISE_PDL=on BATCHWISE_SPLITK_CONV=every
 done
 for pdl in off on; do
   q m2-$pdl 30 env BATCHWISE_PDL=$pdl "$CLI" bench zoo:mobilenetv2 --engine cuda --precision fp16 -b 1 --duration 500ms --json "$R/m2-$pdl.json"
@@ -27,6 +29,6 @@ I8="env BATCHWISE_INT8=on"
 q m2q-opt 20 "$CLI" optimize zoo:mobilenetv2 --int8 --calibration random:2 --no-verify -o "$WORK/m2q.onnx"
 q m2q 60 $I8 "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/m2q.json"
 q m2q-cmp 30 $I8 "$CLI" compare "$WORK/m2q.onnx" --engines ort,cuda --precision fp16 -b 32
-CLASSES="ProgrammaticLaunchGpuTests KernelCompileTests Int8ResidualFusionGpuTests QuantizedModelGpuTests" LIMITS="ProgrammaticLaunchGpuTests=150" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=$(( $(left) - 12 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
+CLASSES="ProgrammaticLaunchGpuTests SplitKConvGpuTests KernelCompileTests Int8ResidualFusionGpuTests QuantizedModelGpuTests" LIMITS="ProgrammaticLaunchGpuTests=150" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=$(( $(left) - 12 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
 pack

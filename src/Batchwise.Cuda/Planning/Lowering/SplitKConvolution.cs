@@ -12,6 +12,12 @@ internal enum SplitKConvChoice
     /// <summary>As <see cref="Auto"/>, and 1x1 (pointwise) convolutions too, which otherwise run as one cuBLASLt GEMM.</summary>
     All,
 
+    /// <summary>
+    /// As <see cref="All"/>, and unsplit where a split does not pay but the grid is at most two waves (batch 1): every
+    /// such convolution a generated kernel, so programmatic dependent launch (BATCHWISE_PDL=on) overlaps every boundary.
+    /// </summary>
+    Every,
+
     /// <summary>cuDNN always.</summary>
     Off,
 }
@@ -40,13 +46,14 @@ internal sealed record SplitKShape(int MostSplits, int FewestSplits, int Stages)
 /// </summary>
 internal sealed partial class GraphCompiler
 {
-    /// <summary>BATCHWISE_SPLITK_CONV: auto (default), all or off.</summary>
+    /// <summary>BATCHWISE_SPLITK_CONV: auto (default), all, every or off.</summary>
     internal static SplitKConvChoice SplitKConvFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_SPLITK_CONV")?.Trim().ToLowerInvariant() switch
     {
         null or "" or "auto" => SplitKConvChoice.Auto,
         "all" => SplitKConvChoice.All,
+        "every" => SplitKConvChoice.Every,
         "off" or "cudnn" => SplitKConvChoice.Off,
-        var other => throw new BatchwiseException($"BATCHWISE_SPLITK_CONV '{other}' is not auto, all or off", "Unset it (the own split-K kernel for convolutions too small to fill the GPU), set BATCHWISE_SPLITK_CONV=all to take 1x1 convolutions there too, or off for cuDNN and cuBLASLt everywhere."),
+        var other => throw new BatchwiseException($"BATCHWISE_SPLITK_CONV '{other}' is not auto, all, every or off", "Unset it (the own split-K kernel for convolutions too small to fill the GPU), set BATCHWISE_SPLITK_CONV=all to take 1x1 convolutions there too, every to take also those of at most two waves unsplit, or off for cuDNN and cuBLASLt everywhere."),
     };
 
     /// <summary>
@@ -66,7 +73,7 @@ internal sealed partial class GraphCompiler
     private bool TryLowerSplitKConv(PlanValue x, PlanValue w, PlanValue? b, string outName, long[] yShape, long[] kernel, long[] strides, long[] dilations, long groups, long[] padsBegin, long[] outSpatial)
     {
         if (_target.SplitKConvolutions == SplitKConvChoice.Off || !Half || _target.ComputeCapability < 90 || x.Shape.Length != 4 || groups != 1 || w.Constant is null || w.Shape.Length != 4
-            || (kernel[0] * kernel[1] < 2 && _target.SplitKConvolutions != SplitKConvChoice.All) || x.Shape[1] % KernelSource.SplitKConvChunk != 0 || w.Shape[0] % KernelSource.SplitKConvTile != 0
+            || (kernel[0] * kernel[1] < 2 && _target.SplitKConvolutions is not (SplitKConvChoice.All or SplitKConvChoice.Every)) || x.Shape[1] % KernelSource.SplitKConvChunk != 0 || w.Shape[0] % KernelSource.SplitKConvTile != 0
             || w.Shape[1] != x.Shape[1] || x.PaddedChannels > 0 || !PreferNhwc(x.Shape) || St(x) != ElementType.Float16
             || x.Shape.Concat(yShape).Concat(padsBegin).Any(v => v > int.MaxValue / 4) || x.Count > int.MaxValue / 2 || w.Count > int.MaxValue / 2)
         {
@@ -79,7 +86,13 @@ internal sealed partial class GraphCompiler
         var shape = _target.SplitKConvShape;
         if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors, shape.MostSplits, shape.FewestSplits) is not var (splits, perSplit))
         {
-            return false;
+            var tiles = (pixels + KernelSource.SplitKConvTile - 1) / KernelSource.SplitKConvTile * (k / KernelSource.SplitKConvTile);
+            if (_target.SplitKConvolutions != SplitKConvChoice.Every || tiles > 2L * _target.Multiprocessors || chunks > int.MaxValue)
+            {
+                return false;
+            }
+
+            (splits, perSplit) = (1, (int)chunks);
         }
 
         var stages = KernelSource.SplitKConvStages(perSplit, shape.Stages);
@@ -92,7 +105,7 @@ internal sealed partial class GraphCompiler
         var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)); // [K, kh, kw, C]
         var (raw, bias, residual, epilogue) = OwnConvOutput(x, b, ref outName, yShape);
         var code = KernelSource.SplitKConv(c, kernel, strides, dilations, epilogue, n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit, stages);
-        _node += $" (own split-K kernel, {splits} splits)";
+        _node += splits > 1 ? $" (own split-K kernel, {splits} splits)" : " (own split-K kernel, unsplit)";
         Emit(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, [Dev(raw), Dev(x), Dev(filter), bias is null ? -1 : Dev(bias), residual is null ? -1 : Dev(residual)]));
         return true;
     }
