@@ -93,6 +93,7 @@ public sealed class CudaEngine : IEngine
                 Int8ConvChoice.Library => "cuDNN and cuBLASLt (BATCHWISE_INT8_CONV=library)",
                 _ => "own persistent 1x1 kernel for expanding 1x1s (output channels >= 2x input, 64-256 input channels, output in 128s; a residual block's end fused), cuDNN and cuBLASLt elsewhere",
             };
+            details["int8_pointwise"] = string.Create(CultureInfo.InvariantCulture, $"{GraphCompiler.Int8PointwiseStagesFromEnvironment} tiles in flight a block (BATCHWISE_INT8_POINTWISE_STAGES), built for {GraphCompiler.Int8PointwiseResidentBlocksFromEnvironment} resident blocks an SM where shared memory allows (BATCHWISE_INT8_POINTWISE_BLOCKS)");
         }
 
         if (int8 && Int8Layers.GemmsEnabled)
@@ -458,6 +459,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Tiles in flight a block of the own pointwise int8 kernel (BATCHWISE_INT8_POINTWISE_STAGES=2..4; tests set it).</summary>
     public int Int8PointwiseStages { get; internal set; } = GraphCompiler.Int8PointwiseStagesFromEnvironment;
+
+    /// <summary>Resident blocks an SM the own pointwise int8 kernel is built for (BATCHWISE_INT8_POINTWISE_BLOCKS=2..4; tests set it).</summary>
+    public int Int8PointwiseResidentBlocks { get; internal set; } = GraphCompiler.Int8PointwiseResidentBlocksFromEnvironment;
 
     /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|all|off; tests set it).</summary>
     public SplitKConvChoice SplitKConvolutions { get; internal set; } = GraphCompiler.SplitKConvFromEnvironment;

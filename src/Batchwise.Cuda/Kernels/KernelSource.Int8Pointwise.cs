@@ -27,12 +27,16 @@ internal static partial class KernelSource
     public static int Int8PointwiseSharedBytes(long channels, int stages = Int8PointwiseStages) =>
         checked((int)((Int8PointwiseTileN * (channels + 16)) + (stages * ((Int8PointwiseTileM * (channels + 16)) + (Int8PointwiseTileM * (Int8PointwiseTileN + 16))))));
 
+    /// <summary>Resident blocks an SM <see cref="Int8Pointwise"/> is built for by default (its launch bounds: 128 registers a thread).</summary>
+    public const int Int8PointwiseResidentBlocks = 2;
+
     /// <summary>
-    /// Blocks of <see cref="Int8Pointwise"/> resident on an SM: two (its launch bounds) where two blocks' shared memory
-    /// fits in <paramref name="sharedPerSm"/> bytes (1 KB reserved a block), else one.
+    /// Blocks of <see cref="Int8Pointwise"/> resident on an SM: <paramref name="most"/> (its launch bounds) where that many
+    /// blocks' shared memory fits in <paramref name="sharedPerSm"/> bytes (1 KB reserved a block), else as many as fit, at
+    /// least one.
     /// </summary>
-    public static int Int8PointwiseBlocksPerSm(long channels, int stages, int sharedPerSm) =>
-        Math.Clamp((sharedPerSm + 1024) / (Int8PointwiseSharedBytes(channels, stages) + 1024), 1, 2);
+    public static int Int8PointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks) =>
+        Math.Clamp((sharedPerSm + 1024) / (Int8PointwiseSharedBytes(channels, stages) + 1024), 1, most);
 
     /// <summary>
     /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs (what stays resident: a
@@ -59,11 +63,17 @@ internal static partial class KernelSource
     /// residual is read and the output written in whole 128-byte lines. Blocks of the same pixel tile and neighbouring channel blocks run side by side,
     /// so the second reads its input rows from L2.
     /// </summary>
-    public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages)
+    /// <para>
+    /// <paramref name="residentBlocks"/> is the launch bounds' blocks an SM (<see cref="Int8PointwiseBlocksPerSm"/>): two by
+    /// default (128 registers a thread); three (85 registers) puts 24 warps instead of 16 on an SM where shared memory
+    /// allows, more to hide the latency of each block's serial steps (wait, products, requantization, store), for
+    /// measurement (BATCHWISE_INT8_POINTWISE_BLOCKS).
+    /// </para>
+    public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks)
     {
-        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % (outChannels / Int8PointwiseTileN) != 0 || stages is < 2 or > 4)
+        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % (outChannels / Int8PointwiseTileN) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4)
         {
-            throw new ArgumentException("int8 pointwise: 64, 128 or 256 input channels, output channels in 128s, a block count in whole channel blocks, 2 to 4 stages");
+            throw new ArgumentException("int8 pointwise: 64, 128 or 256 input channels, output channels in 128s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks");
         }
 
         const int BM = Int8PointwiseTileM, BN = Int8PointwiseTileN, Block = Int8PointwiseBlock;
@@ -191,7 +201,7 @@ internal static partial class KernelSource
 
             """);
         var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {KernelWriter.ArgsParameter}");
-        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, 2) ", StringComparison.Ordinal);
+        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
     }
 }

@@ -99,6 +99,9 @@ internal interface IPlanTarget
     /// <summary>Tiles in flight a block of the own pointwise int8 kernel: two here; a session takes BATCHWISE_INT8_POINTWISE_STAGES's.</summary>
     int Int8PointwiseStages => KernelSource.Int8PointwiseStages;
 
+    /// <summary>Resident blocks an SM the own pointwise int8 kernel is built for: two here; a session takes BATCHWISE_INT8_POINTWISE_BLOCKS's.</summary>
+    int Int8PointwiseResidentBlocks => KernelSource.Int8PointwiseResidentBlocks;
+
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 

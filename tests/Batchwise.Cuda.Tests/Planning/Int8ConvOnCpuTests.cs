@@ -86,18 +86,18 @@ public sealed class Int8ConvOnCpuTests
         return g.Build("int8-conv");
     }
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages) =>
-        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = choice, Int8PointwiseStages = stages, Multiprocessors = sms }.Compile(model, inputs);
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages, int resident = KernelSource.Int8PointwiseResidentBlocks) =>
+        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = choice, Int8PointwiseStages = stages, Int8PointwiseResidentBlocks = resident, Multiprocessors = sms }.Compile(model, inputs);
 
     /// <summary>The plan's own int8 kernels agree with ONNX Runtime within a step, and at most <paramref name="offByOne"/> of the outputs differ at all.</summary>
-    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages)
+    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages, int resident = KernelSource.Int8PointwiseResidentBlocks)
     {
         CpuKernelRunner.Require();
         var rng = new Random(5);
         var shape = model.Inputs[0].Shape.Select(d => (long)d.Value!).ToArray();
         var count = (int)shape.Aggregate(1L, (p, d) => p * d);
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, shape, [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
-        var plan = Plan(model, inputs, sms, choice, stages);
+        var plan = Plan(model, inputs, sms, choice, stages, resident);
         var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal) || s.Node.Contains("pointwise kernel", StringComparison.Ordinal)).ToList();
         Assert.Equal(ownKernels, own.Count);
         Assert.All(own, s => Assert.Contains(tile, s.Node, StringComparison.Ordinal));
@@ -175,6 +175,25 @@ public sealed class Int8ConvOnCpuTests
     public void Own_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu, int sms, int stages)
     {
         RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, $"{stages} tiles in flight", 0.01, Int8ConvChoice.Pointwise, stages);
+    }
+
+    [Fact]
+    public void Three_resident_blocks_an_sm_take_the_launch_bounds_and_the_grid_and_agree_with_onnx_runtime()
+    {
+        // On two SMs, 64 -> 256 channels over 81 x 2 pixels (three tiles, two channel blocks): three blocks a channel
+        // block, each with one tile, built for three blocks an SM (85 registers a thread).
+        var model = Model(64, 256, 1, 1, 9, relu: true, residual: false);
+        var plan = Plan(model, [Tensor.From<byte>(ElementType.UInt8, [2, 64, 9, 9], new byte[2 * 64 * 81])], 2, Int8ConvChoice.Pointwise, resident: 3);
+        var nodes = string.Join(" // ", plan.Steps.Select(s => s.Node));
+        var step = Assert.IsType<KernelStep>(plan.Steps.SingleOrDefault(s => s.Node.Contains("own pointwise kernel, 6 persistent blocks", StringComparison.Ordinal)) ?? throw new Xunit.Sdk.XunitException(nodes));
+        Assert.Contains("__launch_bounds__(256, 3)", step.Source, StringComparison.Ordinal);
+        RunsAndAgrees(model, 2, 1, "6 persistent blocks", 0.01, Int8ConvChoice.Pointwise, resident: 3);
+
+        // Three where three blocks' shared memory fits sm_90's 227 KB (64 and 128 channels), two where it does not (256).
+        Assert.Equal(3, KernelSource.Int8PointwiseBlocksPerSm(64, 2, 227 * 1024, 3));
+        Assert.Equal(3, KernelSource.Int8PointwiseBlocksPerSm(128, 2, 227 * 1024, 3));
+        Assert.Equal(2, KernelSource.Int8PointwiseBlocksPerSm(256, 2, 227 * 1024, 3));
+        Assert.Equal(2, KernelSource.Int8PointwiseBlocksPerSm(64, 2, 227 * 1024));
     }
 
     [Theory]

@@ -41,6 +41,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int Int8PointwiseStages { get; init; } = Batchwise.Cuda.Kernels.KernelSource.Int8PointwiseStages;
 
+    public int Int8PointwiseResidentBlocks { get; init; } = Batchwise.Cuda.Kernels.KernelSource.Int8PointwiseResidentBlocks;
+
     public bool Int8 { get; init; }
 
     public int Multiprocessors { get; init; } = 132;

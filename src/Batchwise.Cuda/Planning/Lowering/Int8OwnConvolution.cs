@@ -155,6 +155,13 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>
+    /// BATCHWISE_INT8_POINTWISE_BLOCKS=2..4: resident blocks an SM the pointwise kernel is built for (its launch bounds and
+    /// its persistent grid, where shared memory allows; unset: 2, 128 registers a thread), more warps an SM to measure
+    /// against it.
+    /// </summary>
+    internal static int Int8PointwiseResidentBlocksFromEnvironment => EnvironmentSetting.Int("BATCHWISE_INT8_POINTWISE_BLOCKS", KernelSource.Int8PointwiseResidentBlocks, 2, 4);
+
+    /// <summary>
     /// Whether a convolution takes the own persistent 1x1 kernel (<see cref="Int8ConvChoice.Pointwise"/>, or
     /// <see cref="Int8ConvChoice.Auto"/> for an expanding one): unstrided and unpadded 1x1, channel counts the kernel
     /// holds, its shared memory within the device's, compute capability 8.0+.
@@ -253,8 +260,9 @@ internal sealed partial class GraphCompiler
         else
         {
             var stages = _target.Int8PointwiseStages;
-            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors, KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock));
-            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue, stages);
+            var resident = KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
+            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue, stages, resident);
             (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks, {stages} tiles in flight{fused})");
         }
 
