@@ -43,6 +43,8 @@ q bert-long 40 "$CLI" bench zoo:bert --engine cuda --precision fp16 -b 1 --warmu
 export BATCHWISE_CACHE_DIR=$WORK/cold2
 q bert-cold-long 40 "$CLI" bench zoo:bert --engine cuda --precision fp16 -b 1 --warmup 3s --duration 1s --json "$R/bert-cold-long.json"
 kill $smi 2>/dev/null
+# The probe's GEMM rates replay one call on the same weights (L2-resident); a model's weights beyond L2 come from DRAM.
+timeout "$(lim 60)" python3 bench/explain-cold-weights.py --out "$R/cold-weights.md" > "$R/cold-weights.txt" 2>&1; t "cold weights exit $?"
 # The pointwise kernel's registers and local memory built for two and for three blocks an SM.
 CLASSES="Int8PointwiseGpuTests" TESTS=$TESTS OUT=$R/gpu LIMIT=60 DEADLINE=$(( $(left) - 8 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
