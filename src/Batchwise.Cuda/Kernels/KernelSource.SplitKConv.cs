@@ -114,7 +114,8 @@ internal static partial class KernelSource
     /// barrier block r sums rows r, r + splits, ... of every block's tile through distributed shared memory, in rank
     /// order (the same sums run after run), adds the bias, the residual and the ReLU (<paramref name="epilogue"/>, as
     /// <see cref="GroupedConv"/>'s) and writes them. Taps, strides, dilations, channels, splits and stages are part of the
-    /// kernel; sizes are arguments.
+    /// kernel; sizes are arguments. With one split (BATCHWISE_SPLITK_CONV=every, where a split does not pay) the kernel
+    /// is no cluster: the block sums its own tile, read from its own shared memory.
     /// </summary>
     public static KernelCode SplitKConv(long channels, long[] kernel, long[] strides, long[] dilations, GroupedConvEpilogue epilogue, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int splits, int perSplit, int stages)
     {
@@ -269,7 +270,7 @@ internal static partial class KernelSource
                         float v[4] = {0.f, 0.f, 0.f, 0.f};
                         #pragma unroll
                         for (int q = 0; q < {{splits}}; q++) {
-                            const float4 u = *(const float4*)(bw_cluster_peer(part, (unsigned)split, (unsigned)q) + row * {{PP}} + c4);
+                            const float4 u = *(const float4*)({{(splits > 1 ? "bw_cluster_peer(part, (unsigned)split, (unsigned)q)" : "part")}} + row * {{PP}} + c4);
                             v[0] += u.x; v[1] += u.y; v[2] += u.z; v[3] += u.w;
                         }
                         const i64 o = (i64)p * {{k}};
