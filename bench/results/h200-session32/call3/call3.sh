@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Session 32, call 3 — PREPARED, NOT RUN (no device machine was lent in session 32). Lower priority than calls 1-2: what
 # session 31's call 4 left (EfficientNet-B0 int8 with its depthwise layers and SiLU on the int8 depthwise kernel, never
-# run on a GPU, against fp16 and ORT), ONNX's node tests (not run since session 30) and OperatorCase. Carry .device with
+# run on a GPU, against fp16 and ORT), YOLOv8n int8 and fp16 layer by layer at b=64, ONNX's node tests (not run since
+# session 30) and OperatorCase. Carry .device with
 # node.tar.xz (tar -cJf .device/node.tar.xz -C /usr/share/libonnx-testdata/data node) beside the CLI parts.
 source bench/device/call-lib.sh 545
 unpack tests node || { pack; exit 1; }
@@ -12,6 +13,10 @@ q e0q-opt 30 "$CLI" optimize "$E0" --int8 --calibration random:2 --no-verify -o 
 q e0q-cmp 60 $I8 "$CLI" compare "$WORK/e0q.onnx" --engines ort,cuda --precision fp16 -b 8
 q e0q 80 $I8 "$CLI" bench "$WORK/e0q.onnx" --engine cuda --precision fp16 -b 64 --duration 300ms --json "$R/e0q.json"
 q e0 40 "$CLI" bench "$E0" --engine cuda --precision fp16 -b 64 --duration 300ms --json "$R/e0.json"
+# YOLOv8n int8 was 1.01x fp16 at b=64 in session 31 (1.06x in session 30, the same plan): where its layers stand.
+q y8q-opt 30 "$CLI" optimize "zoo:yolov8n?size=640" --int8 --calibration random:2 --no-verify -o "$WORK/y8q.onnx"
+q y8q-prof 50 $I8 "$CLI" bench "$WORK/y8q.onnx" --engine cuda --precision fp16 -b 64 --profile --duration 200ms --json "$R/y8q-prof.json"
+q y8-prof 40 "$CLI" bench "zoo:yolov8n?size=640" --engine cuda --precision fp16 -b 64 --profile --duration 200ms --json "$R/y8-prof.json"
 CLASSES="NodeGpuTests OperatorCaseGpuTests" BATCHWISE_ONNX_NODE_TESTS=$NODE TESTS=$TESTS OUT=$R/gpu LIMIT=150 DEADLINE=$(( $(left) - 12 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
 pack
