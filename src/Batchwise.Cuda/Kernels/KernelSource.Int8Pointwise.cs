@@ -16,9 +16,16 @@ internal static partial class KernelSource
     /// <summary>Output channels of one tile of <see cref="Int8Pointwise"/> (a block's channel block, for all its pixel tiles).</summary>
     public const int Int8PointwiseTileN = 128;
 
-    /// <summary>Input channel counts the kernel holds whole in shared memory (its filter block and its input tiles).</summary>
+    /// <summary>
+    /// Channel counts the kernel takes: input channels 64 to 256 in 32s (held whole in shared memory, a k32 step each 32;
+    /// a row of C + 16 bytes is an odd number of 16-byte units, so ldmatrix rows meet no bank conflict), output channels
+    /// in 64s (the last channel block half empty where they are not in 128s: a MobileNet's 96 -> 576 and 160 -> 960).
+    /// </summary>
     public static bool Int8PointwiseTakes(long channels, long outChannels) =>
-        channels is 64 or 128 or 256 && outChannels % Int8PointwiseTileN == 0 && outChannels <= int.MaxValue;
+        channels % 32 == 0 && channels is >= 64 and <= 256 && outChannels % 64 == 0 && outChannels is > 0 and <= int.MaxValue;
+
+    /// <summary>Channel blocks of <see cref="Int8PointwiseTileN"/> output channels (the last one partial where they are not in 128s).</summary>
+    public static long Int8PointwiseChannelBlocks(long outChannels) => (outChannels + Int8PointwiseTileN - 1) / Int8PointwiseTileN;
 
     /// <summary>Tiles in flight a block by default: two (one multiplied while the next arrives), as measured (session 26).</summary>
     public const int Int8PointwiseStages = 2;
@@ -45,7 +52,7 @@ internal static partial class KernelSource
     /// </summary>
     public static long Int8PointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm = 2)
     {
-        var channelBlocks = outChannels / Int8PointwiseTileN;
+        var channelBlocks = Int8PointwiseChannelBlocks(outChannels);
         var tiles = (pixels + Int8PointwiseTileM - 1) / Int8PointwiseTileM;
         var resident = (long)perSm * multiprocessors;
         var perChannelBlock = Math.Clamp(resident / channelBlocks, 1, tiles); // rounded down: none waits for a slot
@@ -71,9 +78,9 @@ internal static partial class KernelSource
     /// </para>
     public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks)
     {
-        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % (outChannels / Int8PointwiseTileN) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4)
+        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4)
         {
-            throw new ArgumentException("int8 pointwise: 64, 128 or 256 input channels, output channels in 128s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks");
+            throw new ArgumentException("int8 pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks");
         }
 
         const int BM = Int8PointwiseTileM, BN = Int8PointwiseTileN, Block = Int8PointwiseBlock;
@@ -84,9 +91,15 @@ internal static partial class KernelSource
         var w = new KernelWriter(small: true);
         var m = w.I32("m", checked((int)pixels));
         var k = w.I32("k", checked((int)outChannels));
-        var nb = w.I32("channel_blocks", checked((int)(outChannels / BN)));
+        var nb = w.I32("channel_blocks", checked((int)Int8PointwiseChannelBlocks(outChannels)));
         var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
-        var stride = w.I32("stride", checked((int)(blocks / (outChannels / BN))));
+        var stride = w.I32("stride", checked((int)(blocks / Int8PointwiseChannelBlocks(outChannels))));
+
+        // Output channels not in 128s: the last channel block's upper half lies past them. Its filter rows are zeros, its
+        // scales and offsets zero, and its residual bytes neither read nor its output bytes written (whole 16-byte
+        // segments: the channels are in 64s).
+        var partial = outChannels % BN != 0;
+        string Within(string channel) => partial ? $" && {channel} < {k}" : string.Empty;
         var folded = w.Float("folded", epilogue.Folded);
         var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
         var residualLoad = string.Empty;
@@ -95,7 +108,8 @@ internal static partial class KernelSource
             residualLoad = $$"""
                         for (int i = tid; i < {{BM * BN / 16}}; i += {{Block}}) {
                             const int row = i >> 3, seg = i & 7, p = t0 * {{BM}} + row;
-                            bw_cp_async16(os_ + buf * {{BM * OP / 2}} + row * {{OP / 2}} + seg * 8, (const unsigned short*)(rb + (i64)(p < {{m}} ? p : 0) * {{k}} + n0 + seg * 16), p < {{m}});
+                            const bool in = p < {{m}}{{Within("n0 + seg * 16")}};
+                            bw_cp_async16(os_ + buf * {{BM * OP / 2}} + row * {{OP / 2}} + seg * 8, (const unsigned short*)(rb + (in ? (i64)p * {{k}} + n0 + seg * 16 : 0)), in);
                         }
                 """;
         }
@@ -117,13 +131,18 @@ internal static partial class KernelSource
                 #pragma unroll
                 for (int nj = 0; nj < 4; nj++) {
                     #pragma unroll
-                    for (int e = 0; e < 2; e++) { const int n = n0 + wn + nj * 8 + 2 * t + e; sc[nj][e] = scale[n]; of[nj][e] = offset[n] + {{folded}}; }
+                    for (int e = 0; e < 2; e++) {
+                        const int n = n0 + wn + nj * 8 + 2 * t + e;
+                        {{(partial ? $"if (n >= {k}) {{ sc[nj][e] = 0.f; of[nj][e] = 0.f; continue; }}" : string.Empty)}}
+                        sc[nj][e] = scale[n]; of[nj][e] = offset[n] + {{folded}};
+                    }
                 }
 
                 // The filter block once, then the first tile.
                 for (int i = tid; i < {{BN * segments}}; i += {{Block}}) {
                     const int row = i / {{segments}}, seg = i - row * {{segments}};
-                    bw_cp_async16(bs_ + row * {{pb / 2}} + seg * 8, (const unsigned short*)(wb + (i64)(n0 + row) * {{channels}} + seg * 16), true);
+                    const bool in = true{{Within("n0 + row")}};
+                    bw_cp_async16(bs_ + row * {{pb / 2}} + seg * 8, (const unsigned short*)(wb + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
                 }
                 auto load = [&](int t0, int buf) {
                     for (int i = tid; i < {{BM * segments}}; i += {{Block}}) {
@@ -193,7 +212,7 @@ internal static partial class KernelSource
                     signed char* const yb = (signed char*)y;
                     for (int i = tid; i < {{BM * BN / 16}}; i += {{Block}}) {
                         const int row = i >> 3, seg = i & 7, p = tile * {{BM}} + row;
-                        if (p < {{m}}) *(uint4*)(yb + (i64)p * {{k}} + n0 + seg * 16) = *(const uint4*)(ot + row * {{OP}} + seg * 16);
+                        if (p < {{m}}{{Within("n0 + seg * 16")}}) *(uint4*)(yb + (i64)p * {{k}} + n0 + seg * 16) = *(const uint4*)(ot + row * {{OP}} + seg * 16);
                     }
                     __syncthreads();
                 }

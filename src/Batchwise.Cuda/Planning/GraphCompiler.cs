@@ -102,6 +102,9 @@ internal interface IPlanTarget
     /// <summary>Resident blocks an SM the own pointwise int8 kernel is built for: two here; a session takes BATCHWISE_INT8_POINTWISE_BLOCKS's.</summary>
     int Int8PointwiseResidentBlocks => KernelSource.Int8PointwiseResidentBlocks;
 
+    /// <summary>The own pointwise int8 kernel takes every channel count it can (64-256 in 32s, outputs in 64s): on here; a session takes BATCHWISE_INT8_POINTWISE_WIDE's.</summary>
+    bool Int8PointwiseWide => true;
+
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 

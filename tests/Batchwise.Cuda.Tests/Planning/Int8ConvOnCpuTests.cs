@@ -172,9 +172,31 @@ public sealed class Int8ConvOnCpuTests
     [InlineData(256, 128, 140, true, 132, 2)] // 256 input channels (eight k32 steps), a block per tile
     [InlineData(64, 128, 7, true, 1, 3)] // three tiles in flight over three tiles
     [InlineData(128, 128, 200, false, 1, 4)] // four in flight, more than the block's tiles
+    [InlineData(96, 192, 3, true, 1, 2)] // 96 channels (three k32 steps; rows of 112 bytes), the second channel block half past the 192 outputs
+    [InlineData(160, 320, 140, false, 2, 2)] // 160 channels (five steps), three channel blocks, the last partial
+    [InlineData(224, 128, 9, true, 1, 3)] // 224 channels (seven steps)
     public void Own_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu, int sms, int stages)
     {
         RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, $"{stages} tiles in flight", 0.01, Int8ConvChoice.Pointwise, stages);
+    }
+
+    [Fact]
+    public void A_residual_blocks_end_with_output_channels_not_in_128s_reads_and_writes_only_its_channels()
+    {
+        // 96 -> 192 (a channel block and a half), then 192 -> 192 with the block's residual: the half past 192 reads no
+        // residual byte and writes no output byte.
+        var model = Model(96, 192, 1, 1, 120, relu: false, residual: true, blockKernel: 1);
+        var plan = Plan(model, [Tensor.From<byte>(ElementType.UInt8, [2, 96, 9, 9], new byte[2 * 96 * 81])], 1, Int8ConvChoice.Pointwise);
+        Assert.Equal(2, plan.Steps.Count(s => s.Node.Contains("own pointwise kernel", StringComparison.Ordinal)));
+        Assert.Single(plan.Steps, s => s.Node.Contains("own pointwise kernel", StringComparison.Ordinal) && s.Node.Contains("residual Add and ReLU fused", StringComparison.Ordinal));
+        RunsAndAgrees(model, 1, 2, "own pointwise kernel", 0.15, Int8ConvChoice.Pointwise);
+        Assert.True(KernelSource.Int8PointwiseTakes(96, 576));
+        Assert.True(KernelSource.Int8PointwiseTakes(160, 960));
+        Assert.False(KernelSource.Int8PointwiseTakes(32, 192)); // the narrow kernel's
+        Assert.False(KernelSource.Int8PointwiseTakes(80, 480)); // not in 32s
+        Assert.False(KernelSource.Int8PointwiseTakes(320, 1280)); // more than the shared memory holds
+        Assert.False(KernelSource.Int8PointwiseTakes(96, 600)); // outputs not in 64s
+        Assert.Equal(5, KernelSource.Int8PointwiseChannelBlocks(576));
     }
 
     [Fact]
@@ -290,7 +312,12 @@ public sealed class Int8ConvOnCpuTests
         Assert.False(compiler.OwnInt8Pointwise([3, 3], one, [1, 1], 64, 256, 4096)); // a 3x3
         Assert.False(compiler.OwnInt8Pointwise(one, [2, 2], none, 256, 512, 4096)); // a strided downsample
         Assert.False(compiler.OwnInt8Pointwise(one, one, none, 512, 2048, 4096)); // 512 input channels: not held whole
-        Assert.False(compiler.OwnInt8Pointwise(one, one, none, 64, 192, 4096)); // output channels not in 128s
+        Assert.True(compiler.OwnInt8Pointwise(one, one, none, 96, 576, 256 * 14 * 14)); // MobileNetV2's 14x14 expansion: a half channel block at the end
+        var narrow = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8PointwiseWide = false });
+        Assert.False(narrow.OwnInt8Pointwise(one, one, none, 96, 576, 256 * 14 * 14)); // BATCHWISE_INT8_POINTWISE_WIDE=off: as sessions 26-31 measured it
+        Assert.True(narrow.OwnInt8Pointwise(one, one, none, 64, 256, 256 * 56 * 56));
+        Assert.False(compiler.OwnInt8Pointwise(one, one, none, 64, 160, 4096)); // output channels not in 64s
+        Assert.False(compiler.OwnInt8Pointwise(one, one, none, 48, 192, 4096)); // input channels not in 32s
         var library = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true });
         Assert.False(library.OwnInt8Pointwise(one, one, none, 64, 256, 256 * 56 * 56));
 

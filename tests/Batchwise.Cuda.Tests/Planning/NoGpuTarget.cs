@@ -43,6 +43,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int Int8PointwiseResidentBlocks { get; init; } = Batchwise.Cuda.Kernels.KernelSource.Int8PointwiseResidentBlocks;
 
+    public bool Int8PointwiseWide { get; init; } = true;
+
     public bool Int8 { get; init; }
 
     public int Multiprocessors { get; init; } = 132;

@@ -168,7 +168,23 @@ internal sealed partial class GraphCompiler
     /// </summary>
     internal bool OwnInt8Pointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
         (_target.Int8Convolutions == Int8ConvChoice.Pointwise || (_target.Int8Convolutions == Int8ConvChoice.Auto && k >= 2 * c)) && _target.ComputeCapability >= 80 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
-            && KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages) <= _target.MaxSharedBytesPerBlock;
+            && PointwiseKernelTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages) <= _target.MaxSharedBytesPerBlock;
+
+    /// <summary>The tensor-core pointwise kernel's channel counts under <see cref="IPlanTarget.Int8PointwiseWide"/>.</summary>
+    private bool PointwiseKernelTakes(long c, long k) =>
+        KernelSource.Int8PointwiseTakes(c, k) && (_target.Int8PointwiseWide || (c is 64 or 128 or 256 && k % KernelSource.Int8PointwiseTileN == 0));
+
+    /// <summary>
+    /// BATCHWISE_INT8_POINTWISE_WIDE: on (default since session 32, not yet measured) lets the pointwise kernel take input
+    /// channels 64-256 in 32s and output channels in 64s (a MobileNet's 96 -> 576 and 160 -> 960, whose ReLU6 then folds
+    /// into it); off keeps it to 64, 128 or 256 input channels and outputs in 128s, as measured in sessions 26-31.
+    /// </summary>
+    internal static bool Int8PointwiseWideFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_WIDE")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "on" => true,
+        "off" => false,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_POINTWISE_WIDE '{other}' is not on or off", "Unset it (the pointwise int8 kernel takes 64-256 input channels in 32s and outputs in 64s) or set BATCHWISE_INT8_POINTWISE_WIDE=off (64, 128 or 256 input channels, outputs in 128s)."),
+    };
 
     /// <summary>
     /// Whether a convolution takes the own narrow 1x1 kernel (<see cref="KernelSource.Int8NarrowPointwise"/>: dp4a, a
@@ -179,7 +195,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     internal bool OwnInt8NarrowPointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
         _target.Int8Convolutions is Int8ConvChoice.Pointwise or Int8ConvChoice.Auto && k >= 2 * c && _target.ComputeCapability >= 61 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
-            && KernelSource.Int8NarrowPointwiseTakes(c, k) && !KernelSource.Int8PointwiseTakes(c, k) && pixels <= int.MaxValue;
+            && KernelSource.Int8NarrowPointwiseTakes(c, k) && !PointwiseKernelTakes(c, k) && pixels <= int.MaxValue;
 
     /// <summary>
     /// Emits the own int8 convolution of <paramref name="layer"/> (a residual block's end fused where the layer's output
