@@ -11,9 +11,13 @@ transformer alternates kernels: more than cold + ln is a cost of alternating), a
   python3 bench/explain-cold-weights.py [--out FILE.md]
 """
 import argparse
+import os
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+from torch_bench import capture  # noqa: E402  (warm-up on a side stream, then one CUDA graph)
 
 SHAPES = [  # (name, rows M at batch 1, K, N) as the models run them: activations [M, K] x weights [K, N]
     ("bert fc1 b=1", 128, 768, 3072),
@@ -28,23 +32,16 @@ CALLS = 24
 
 
 def per_call(fn, calls=CALLS, repeats=20):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
+    """Microseconds a call: the best of `repeats` replays of `fn` (`calls` calls) captured into a CUDA graph."""
+    replay = capture(fn)
     for _ in range(3):
-        g.replay()
+        replay()
     torch.cuda.synchronize()
     best = float("inf")
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for _ in range(repeats):
         start.record()
-        g.replay()
+        replay()
         end.record()
         end.synchronize()
         best = min(best, start.elapsed_time(end) * 1e3 / calls)
