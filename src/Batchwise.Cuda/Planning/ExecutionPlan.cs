@@ -153,7 +153,15 @@ internal sealed class KernelStep : PlanStep
         SharedBytes = code.SharedBytes;
         Block = block;
         Grid = checked((uint)Math.Max(1, (threads + block - 1) / block));
+        WaitsForPrerequisite = code.Source.Contains(Kernels.KernelWriter.PdlEnter.Trim(), StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// The kernel waits for the kernel before it (<c>bw_pdl_enter</c>, as <see cref="Kernels.KernelWriter"/> writes every
+    /// kernel), so it may be launched with programmatic dependent launch; one that does not is always launched after the
+    /// kernel before it has ended.
+    /// </summary>
+    public bool WaitsForPrerequisite { get; }
 
     public string Source { get; }
 
@@ -173,7 +181,7 @@ internal sealed class KernelStep : PlanStep
 
     public override unsafe void Enqueue(ExecutionContext context, int index)
     {
-        if (context.ProgrammaticLaunch)
+        if (context.ProgrammaticLaunch && WaitsForPrerequisite)
         {
             CudaDriver.LaunchProgrammatic(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
         }
