@@ -1185,7 +1185,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 },
                 Details = details,
                 SideSteps = plan.Lanes?.SideSteps ?? 0,
-                ProgrammaticKernels = plan.ProgrammaticLaunch ? plan.Steps.Count(s => s is KernelStep) : 0,
+                ProgrammaticKernels = plan.Steps.Count(s => s is KernelStep k && k.LaunchesProgrammatically(plan.ProgrammaticLaunch)),
             };
             plan.EarlyWarmUp = _earlyWarmUp;
             if (!Startup.Has("plan_graph"))

@@ -441,18 +441,21 @@ internal static unsafe partial class CudaDriver
 
     public static void Launch(CudaGraphExec graph, CudaStream stream) => Check(cuGraphLaunch(graph.Handle, stream.Handle), "cuGraphLaunch");
 
-    public static void Launch(IntPtr function, uint gridX, uint blockX, uint sharedBytes, IntPtr stream, void** args, string name) =>
-        Check(cuLaunchKernel(function, gridX, 1, 1, blockX, 1, 1, sharedBytes, stream, args, null), $"cuLaunchKernel({name})");
-
     /// <summary>
-    /// Launches as <see cref="Launch(IntPtr, uint, uint, uint, IntPtr, void**, string)"/>, with programmatic dependent
-    /// launch (sm_90): the kernel may be scheduled before the kernel before it on the stream has finished, once that
-    /// kernel's blocks have all run <c>griddepcontrol.launch_dependents</c> (or ended), and waits for it with
+    /// Launches a one-dimensional grid. With <paramref name="programmatic"/>, through cuLaunchKernelEx with programmatic
+    /// dependent launch (sm_90): the kernel may be scheduled before the kernel before it on the stream has finished, once
+    /// that kernel's blocks have all run <c>griddepcontrol.launch_dependents</c> (or ended), and waits for it with
     /// <c>griddepcontrol.wait</c> before it reads anything (every generated kernel begins so: <c>bw_pdl_enter</c>). Only
     /// for kernels that wait so; a library's kernel before it that never signals is waited for as without the attribute.
     /// </summary>
-    public static void LaunchProgrammatic(IntPtr function, uint gridX, uint blockX, uint sharedBytes, IntPtr stream, void** args, string name)
+    public static void Launch(IntPtr function, uint gridX, uint blockX, uint sharedBytes, IntPtr stream, void** args, string name, bool programmatic = false)
     {
+        if (!programmatic)
+        {
+            Check(cuLaunchKernel(function, gridX, 1, 1, blockX, 1, 1, sharedBytes, stream, args, null), $"cuLaunchKernel({name})");
+            return;
+        }
+
         var attribute = default(LaunchAttribute);
         attribute.Id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
         *(int*)attribute.Value = 1;

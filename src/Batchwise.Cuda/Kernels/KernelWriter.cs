@@ -118,7 +118,7 @@ internal sealed class KernelWriter
         source.Append("struct __align__(8) ").Append(KernelSource.Name).Append("_args {\n").Append(_fields).Append("};\n");
         source.Append("extern \"C\" __global__ void ").Append(KernelSource.Name).Append('(').Append(signature).Append(")\n{\n");
         var body = Body.ToString();
-        if (PlacesPdlEnter && !body.Contains(PdlEnter.Trim(), StringComparison.Ordinal))
+        if (PlacesPdlEnter && !body.Contains(PdlEnterCall, StringComparison.Ordinal))
         {
             throw new InvalidOperationException("a kernel that places bw_pdl_enter itself has no call to it");
         }
@@ -130,9 +130,13 @@ internal sealed class KernelWriter
     /// <summary>
     /// The first statement of every generated kernel (<c>bw_pdl_enter</c> in <see cref="KernelSource.Prelude"/>): nothing
     /// is read before it, so a kernel may be launched with programmatic dependent launch
-    /// (<see cref="Interop.CudaDriver.LaunchProgrammatic"/>) and still see everything the kernels before it wrote.
+    /// (<see cref="Interop.CudaDriver.Launch(IntPtr, uint, uint, uint, IntPtr, void**, string, bool)"/>) and still see
+    /// everything the kernels before it wrote.
     /// </summary>
-    public const string PdlEnter = "    bw_pdl_enter();\n";
+    public const string PdlEnter = "    " + PdlEnterCall + "\n";
+
+    /// <summary>The call itself, as a kernel that places it (<see cref="PlacesPdlEnter"/>) writes it.</summary>
+    public const string PdlEnterCall = "bw_pdl_enter();";
 
     /// <summary>The argument parameter that ends every signature.</summary>
     public static string ArgsParameter => "const " + KernelSource.Name + "_args a";

@@ -153,7 +153,7 @@ internal sealed class KernelStep : PlanStep
         SharedBytes = code.SharedBytes;
         Block = block;
         Grid = checked((uint)Math.Max(1, (threads + block - 1) / block));
-        WaitsForPrerequisite = code.Source.Contains(Kernels.KernelWriter.PdlEnter.Trim(), StringComparison.Ordinal);
+        WaitsForPrerequisite = code.Source.Contains(Kernels.KernelWriter.PdlEnterCall, StringComparison.Ordinal);
     }
 
     /// <summary>
@@ -179,17 +179,11 @@ internal sealed class KernelStep : PlanStep
 
     public IntPtr Function { get; set; }
 
-    public override unsafe void Enqueue(ExecutionContext context, int index)
-    {
-        if (context.ProgrammaticLaunch && WaitsForPrerequisite)
-        {
-            CudaDriver.LaunchProgrammatic(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
-        }
-        else
-        {
-            CudaDriver.Launch(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node);
-        }
-    }
+    /// <summary>Whether a plan that launches programmatically (<see cref="ExecutionPlan.ProgrammaticLaunch"/>) launches this step so.</summary>
+    public bool LaunchesProgrammatically(bool planProgrammatic) => planProgrammatic && WaitsForPrerequisite;
+
+    public override unsafe void Enqueue(ExecutionContext context, int index) =>
+        CudaDriver.Launch(Function, Grid, (uint)Block, (uint)SharedBytes, context.Stream.Handle, context.KernelParams(index), FunctionName + " for " + Node, LaunchesProgrammatically(context.ProgrammaticLaunch));
 }
 
 /// <summary>A convolution through cuDNN, with the bias added by cudnnAddTensor.</summary>

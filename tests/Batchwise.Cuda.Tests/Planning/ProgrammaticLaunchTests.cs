@@ -59,11 +59,12 @@ public sealed class ProgrammaticLaunchTests
         }
 
         Assert.True(splitK >= 10, $"{splitK} convolutions on the split-K kernel");
-        Assert.All(kernels, k => Assert.True(k.WaitsForPrerequisite, k.Node));
+        Assert.All(kernels, k => Assert.True(k.WaitsForPrerequisite && k.LaunchesProgrammatically(plan.ProgrammaticLaunch), k.Node));
 
         // A kernel written without the wait is never launched programmatically, whatever the plan says.
         var bare = new KernelStep("bare", new KernelCode("extern \"C\" __global__ void KERNEL_NAME(float* y) { y[0] = 1.f; }", []), 32, 32, [0]);
         Assert.False(bare.WaitsForPrerequisite);
+        Assert.False(bare.LaunchesProgrammatically(planProgrammatic: true));
 
         Assert.Contains("griddepcontrol.wait", KernelSource.Prelude, StringComparison.Ordinal);
         Assert.True(KernelSource.Prelude.IndexOf("griddepcontrol.wait", StringComparison.Ordinal) < KernelSource.Prelude.IndexOf("griddepcontrol.launch_dependents", StringComparison.Ordinal), "the kernel after may be scheduled only once this one's wait has returned");
