@@ -105,6 +105,9 @@ internal interface IPlanTarget
     /// <summary>The own pointwise int8 kernel takes every channel count it can (64-256 in 32s, outputs in 64s): on here; a session takes BATCHWISE_INT8_POINTWISE_WIDE's.</summary>
     bool Int8PointwiseWide => true;
 
+    /// <summary>The own pointwise int8 kernel with every warp its own pipeline (<see cref="KernelSource.Int8WarpPointwise"/>): off here; a session takes BATCHWISE_INT8_POINTWISE_KERNEL's.</summary>
+    bool Int8PointwiseWarps => false;
+
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 

@@ -92,6 +92,7 @@ internal static partial class CpuKernelRunner
         static bw_barrier bw_warp_barrier[32];
         static unsigned long long bw_exchange[32][32];
         static inline void __syncthreads() { bw_barrier_wait(&bw_block_barrier); }
+        static inline void __syncwarp(unsigned = 0xffffffffu) { bw_barrier_wait(&bw_warp_barrier[threadIdx.x >> 5]); }
         template <class T> static inline T __shfl_xor_sync(unsigned, T v, int o)
         {
             const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -367,7 +368,7 @@ internal static partial class CpuKernelRunner
 
     /// <summary>True for kernels whose threads exchange values (warp shuffles, shared memory, barriers): those run a block's threads at once.</summary>
     private static bool Cooperates(string source) =>
-        new[] { "__shfl", "__syncthreads", "__shared__", "bw_warp_", "bw_block_" }.Any(t => source.Contains(t, StringComparison.Ordinal));
+        new[] { "__shfl", "__syncthreads", "__syncwarp", "__shared__", "bw_warp_", "bw_block_" }.Any(t => source.Contains(t, StringComparison.Ordinal));
 
     private static readonly Dictionary<string, Launch> Compiled = new(StringComparer.Ordinal);
     private static readonly List<IntPtr> Libraries = [];

@@ -86,18 +86,18 @@ public sealed class Int8ConvOnCpuTests
         return g.Build("int8-conv");
     }
 
-    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages, int resident = KernelSource.Int8PointwiseResidentBlocks) =>
-        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = choice, Int8PointwiseStages = stages, Int8PointwiseResidentBlocks = resident, Multiprocessors = sms }.Compile(model, inputs);
+    private static ExecutionPlan Plan(OnnxModel model, List<Tensor> inputs, int sms, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages, int resident = KernelSource.Int8PointwiseResidentBlocks, bool warps = false) =>
+        new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = choice, Int8PointwiseStages = stages, Int8PointwiseResidentBlocks = resident, Int8PointwiseWarps = warps, Multiprocessors = sms }.Compile(model, inputs);
 
     /// <summary>The plan's own int8 kernels agree with ONNX Runtime within a step, and at most <paramref name="offByOne"/> of the outputs differ at all.</summary>
-    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages, int resident = KernelSource.Int8PointwiseResidentBlocks)
+    private static void RunsAndAgrees(OnnxModel model, int sms, int ownKernels, string tile, double offByOne, Int8ConvChoice choice = Int8ConvChoice.Own, int stages = KernelSource.Int8PointwiseStages, int resident = KernelSource.Int8PointwiseResidentBlocks, bool warps = false)
     {
         CpuKernelRunner.Require();
         var rng = new Random(5);
         var shape = model.Inputs[0].Shape.Select(d => (long)d.Value!).ToArray();
         var count = (int)shape.Aggregate(1L, (p, d) => p * d);
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, shape, [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
-        var plan = Plan(model, inputs, sms, choice, stages, resident);
+        var plan = Plan(model, inputs, sms, choice, stages, resident, warps);
         var own = plan.Steps.Where(s => s.Node.Contains("own kernel", StringComparison.Ordinal) || s.Node.Contains("pointwise kernel", StringComparison.Ordinal)).ToList();
         Assert.Equal(ownKernels, own.Count);
         Assert.All(own, s => Assert.Contains(tile, s.Node, StringComparison.Ordinal));
@@ -178,6 +178,49 @@ public sealed class Int8ConvOnCpuTests
     public void Own_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu, int sms, int stages)
     {
         RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, $"{stages} tiles in flight", 0.01, Int8ConvChoice.Pointwise, stages);
+    }
+
+    [Theory]
+    [InlineData(64, 128, 0, false, 1, 2, 1)] // one channel block, one block: 11 tiles of 16 pixels for 8 warps, three take two (the last partial)
+    [InlineData(128, 256, 131, true, 1, 2, 2)] // two channel blocks, a block each; a ReLU, the input zero point's share in the offsets
+    [InlineData(256, 128, 140, true, 132, 2, 2)] // 256 input channels (eight k32 steps); two blocks (16 warps for 11 tiles)
+    [InlineData(64, 128, 7, true, 1, 3, 1)] // three tiles in flight a warp
+    [InlineData(128, 128, 200, false, 1, 4, 1)] // four in flight, more than a warp's tiles
+    [InlineData(96, 192, 3, true, 1, 2, 1)] // 96 channels, the second channel block half past the 192 outputs
+    [InlineData(160, 320, 140, false, 2, 2, 2)] // 160 channels, three channel blocks, the last partial
+    public void Warp_tiled_pointwise_kernel_runs_on_the_cpu_and_agrees_with_onnx_runtime(int c, int k, int xZero, bool relu, int sms, int stages, int resident)
+    {
+        RunsAndAgrees(Model(c, k, 1, 1, xZero, relu, residual: false), sms, 1, "warp tiles", 0.01, Int8ConvChoice.Pointwise, stages, resident, warps: true);
+    }
+
+    [Fact]
+    public void A_residual_blocks_end_on_the_warp_tiled_kernel_reads_and_writes_only_its_channels_and_agrees_with_onnx_runtime()
+    {
+        // 96 -> 192, then 192 -> 192 with the block's residual (a channel block and a half), both on the warp-tiled kernel.
+        var model = Model(96, 192, 1, 1, 120, relu: false, residual: true, blockKernel: 1);
+        var plan = Plan(model, [Tensor.From<byte>(ElementType.UInt8, [2, 96, 9, 9], new byte[2 * 96 * 81])], 1, Int8ConvChoice.Pointwise, warps: true);
+        Assert.Equal(2, plan.Steps.Count(s => s.Node.Contains("own pointwise kernel, warp tiles", StringComparison.Ordinal)));
+        Assert.Single(plan.Steps, s => s.Node.Contains("warp tiles", StringComparison.Ordinal) && s.Node.Contains("residual Add and ReLU fused", StringComparison.Ordinal));
+        RunsAndAgrees(model, 1, 2, "warp tiles", 0.15, Int8ConvChoice.Pointwise, warps: true);
+
+        // One barrier for the block (after the filter), warp barriers in the loop; launch bounds and grid as sized.
+        var step = plan.Steps.OfType<KernelStep>().First(s => s.Node.Contains("warp tiles", StringComparison.Ordinal));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(step.Source, @"__syncthreads\(\)"));
+        Assert.Contains("__launch_bounds__(256, 2)", step.Source, StringComparison.Ordinal);
+
+        // Shared memory: 64 channels, two stages: 10,240 + 1,024 + 8 x 2 x (1,280 + 2,304) = 68,608 bytes, three blocks
+        // an SM fit 227 KB; 256 channels with four stages do not fit one block, so the planner keeps such a layer off it.
+        Assert.Equal(68_608, KernelSource.Int8WarpPointwiseSharedBytes(64, 2));
+        Assert.Equal(3, KernelSource.Int8WarpPointwiseBlocksPerSm(64, 2, 227 * 1024, 3));
+        Assert.Equal(1, KernelSource.Int8WarpPointwiseBlocksPerSm(256, 2, 227 * 1024, 3));
+        Assert.True(KernelSource.Int8WarpPointwiseSharedBytes(256, 4) > 227 * 1024);
+        var big = new GraphCompiler(Model(64, 128, 1, 1, 0, false, false), new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8PointwiseWarps = true, Int8PointwiseStages = 4 });
+        Assert.False(big.OwnInt8Pointwise([1, 1], [1, 1], [0, 0, 0, 0], 256, 1024, 256 * 14 * 14));
+        Assert.True(big.OwnInt8Pointwise([1, 1], [1, 1], [0, 0, 0, 0], 64, 256, 256 * 56 * 56));
+
+        // The grid: two blocks an SM on 132 SMs, whole channel blocks, no more a channel block than its warps have tiles.
+        Assert.Equal(264, KernelSource.Int8WarpPointwiseBlocks(256 * 56 * 56, 256, 132, 2));
+        Assert.Equal(4, KernelSource.Int8WarpPointwiseBlocks(2 * 81, 256, 132, 2)); // 11 tiles: two blocks a channel block, not 132
     }
 
     [Fact]

@@ -168,7 +168,22 @@ internal sealed partial class GraphCompiler
     /// </summary>
     internal bool OwnInt8Pointwise(long[] kernel, long[] strides, long[] pads, long c, long k, long pixels) =>
         (_target.Int8Convolutions == Int8ConvChoice.Pointwise || (_target.Int8Convolutions == Int8ConvChoice.Auto && k >= 2 * c)) && _target.ComputeCapability >= 80 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
-            && PointwiseKernelTakes(c, k) && pixels <= int.MaxValue && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages) <= _target.MaxSharedBytesPerBlock;
+            && PointwiseKernelTakes(c, k) && pixels <= int.MaxValue && PointwiseSharedBytes(c) <= _target.MaxSharedBytesPerBlock;
+
+    /// <summary>Shared memory of a block of the pointwise kernel the target asks for (<see cref="IPlanTarget.Int8PointwiseWarps"/>) at <paramref name="c"/> input channels.</summary>
+    private int PointwiseSharedBytes(long c) => _target.Int8PointwiseWarps ? KernelSource.Int8WarpPointwiseSharedBytes(c, _target.Int8PointwiseStages) : KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages);
+
+    /// <summary>
+    /// BATCHWISE_INT8_POINTWISE_KERNEL: block (default: <see cref="KernelSource.Int8Pointwise"/>, a block's eight warps in
+    /// step through three barriers a tile, as measured in sessions 26-31) or warp (<see cref="KernelSource.Int8WarpPointwise"/>:
+    /// every warp its own tiles, copies and stages, no block-wide barrier after the filter's; not yet measured).
+    /// </summary>
+    internal static bool Int8PointwiseWarpsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_KERNEL")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "block" => false,
+        "warp" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_POINTWISE_KERNEL '{other}' is not block or warp", "Unset it (block: the measured kernel, a block's warps in step) or set BATCHWISE_INT8_POINTWISE_KERNEL=warp (every warp its own pipeline)."),
+    };
 
     /// <summary>The tensor-core pointwise kernel's channel counts under <see cref="IPlanTarget.Int8PointwiseWide"/>.</summary>
     private bool PointwiseKernelTakes(long c, long k) =>
@@ -272,6 +287,14 @@ internal sealed partial class GraphCompiler
         {
             code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, Int8ConvStages, (int)zero, epilogue);
             (threads, block, how) = (KernelSource.Int8ConvThreads(pixels, k, tile.M, tile.N), KernelSource.Int8ConvBlock, $"int8 (own kernel, {tile.M}x{tile.N} tiles{fused})");
+        }
+        else if (_target.Int8PointwiseWarps)
+        {
+            var stages = _target.Int8PointwiseStages;
+            var resident = KernelSource.Int8WarpPointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+            var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
+            code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident);
+            (threads, block, how) = (blocks * KernelSource.Int8WarpPointwiseBlock, KernelSource.Int8WarpPointwiseBlock, $"int8 (own pointwise kernel, warp tiles, {blocks} persistent blocks, {stages} tiles in flight a warp{fused})");
         }
         else
         {

@@ -1,0 +1,195 @@
+namespace Batchwise.Cuda.Kernels;
+
+/// <summary>
+/// The int8 1x1 convolution of <see cref="KernelSource.Int8Pointwise"/> with every warp its own pipeline: no block-wide
+/// barrier once the filter is in shared memory.
+/// </summary>
+internal static partial class KernelSource
+{
+    /// <summary>Threads per block of <see cref="Int8WarpPointwise"/>: eight warps, each streaming its own pixel tiles.</summary>
+    public const int Int8WarpPointwiseBlock = 256;
+
+    /// <summary>Output pixels of one warp's tile of <see cref="Int8WarpPointwise"/> (one m16 row of products).</summary>
+    public const int Int8WarpPointwiseTileM = 16;
+
+    /// <summary>
+    /// Shared memory of one block of <see cref="Int8WarpPointwise"/>: the filter block [128][C + 16], the block's scales and
+    /// offsets (1 KB), and for each of its eight warps <paramref name="stages"/> input tiles [16][C + 16] and
+    /// residual-then-output tiles [16][144] (bytes).
+    /// </summary>
+    public static int Int8WarpPointwiseSharedBytes(long channels, int stages) =>
+        checked((int)((Int8PointwiseTileN * (channels + 16)) + (2 * Int8PointwiseTileN * 4) + (Int8WarpPointwiseBlock / 32 * stages * ((Int8WarpPointwiseTileM * (channels + 16)) + (Int8WarpPointwiseTileM * (Int8PointwiseTileN + 16))))));
+
+    /// <summary>
+    /// Blocks of <see cref="Int8WarpPointwise"/> resident on an SM: <paramref name="most"/> (its launch bounds) where that
+    /// many blocks' shared memory fits in <paramref name="sharedPerSm"/> bytes (1 KB reserved a block), else as many as
+    /// fit, at least one.
+    /// </summary>
+    public static int Int8WarpPointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks) =>
+        Math.Clamp((sharedPerSm + 1024) / (Int8WarpPointwiseSharedBytes(channels, stages) + 1024), 1, most);
+
+    /// <summary>
+    /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs, in whole channel blocks,
+    /// never more per channel block than its eight warps have pixel tiles to take.
+    /// </summary>
+    public static long Int8WarpPointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm)
+    {
+        var channelBlocks = Int8PointwiseChannelBlocks(outChannels);
+        var warpsPerBlock = Int8WarpPointwiseBlock / 32;
+        var tiles = (pixels + Int8WarpPointwiseTileM - 1) / Int8WarpPointwiseTileM;
+        var perChannelBlock = Math.Clamp((long)perSm * multiprocessors / channelBlocks, 1, (tiles + warpsPerBlock - 1) / warpsPerBlock);
+        return perChannelBlock * channelBlocks;
+    }
+
+    /// <summary>
+    /// The same convolution and epilogue as <see cref="Int8Pointwise"/> (int8 channels-last x [pixels, C], filter [K, C],
+    /// the requantization, ReLU and residual of <see cref="Int8ConvEpilogue"/>), written so that a warp never waits for
+    /// another. A block keeps one channel block's filter rows (128 x C) and their scales and offsets in shared memory,
+    /// loaded once behind the kernel's only block-wide barrier. Then each warp walks its own tiles of 16 pixels x 128
+    /// channels (warp w of block b takes tile (b / channel blocks) x 8 + w, then every <c>stride</c>-th), with
+    /// <paramref name="stages"/> tiles in flight through its own cp.async groups and its own shared memory: it multiplies
+    /// (mma.sync m16n8k32, 16 n8 tiles of int32 sums a thread), requantizes over the residual's bytes, and stores 16 rows
+    /// of 128 bytes, with <c>__syncwarp</c> between the steps. Session 27's measurements of <see cref="Int8Pointwise"/>
+    /// (more tiles in flight did not help; fewer epilogue instructions did) leave each block's serial chain of three
+    /// barriers a tile as the suspect: sixteen independent warps an SM instead of two blocks in lockstep.
+    /// </summary>
+    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks)
+    {
+        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4)
+        {
+            throw new ArgumentException("int8 warp pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks");
+        }
+
+        const int BM = Int8WarpPointwiseTileM, BN = Int8PointwiseTileN, Block = Int8WarpPointwiseBlock, Warps = Int8WarpPointwiseBlock / 32;
+        var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
+        const int OP = BN + 16; // bytes of an output row in shared memory (9 units: conflict-free rows)
+        var segments = (int)channels / 16;
+        var shared = Int8WarpPointwiseSharedBytes(channels, stages);
+        var perWarp = stages * ((BM * pb) + (BM * OP)) / 2; // 16-bit units of one warp's stages
+        var w = new KernelWriter(small: true);
+        var m = w.I32("m", checked((int)pixels));
+        var k = w.I32("k", checked((int)outChannels));
+        var nb = w.I32("channel_blocks", checked((int)Int8PointwiseChannelBlocks(outChannels)));
+        var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
+        var stride = w.I32("stride", checked((int)(blocks / Int8PointwiseChannelBlocks(outChannels) * Warps)));
+
+        // Output channels not in 128s: the last channel block's upper half lies past them (zero filter rows, scales and
+        // offsets; its residual bytes not read, its output bytes not written: whole 16-byte segments).
+        var partial = outChannels % BN != 0;
+        string Within(string channel) => partial ? $" && {channel} < {k}" : string.Empty;
+        var folded = w.Float("folded", epilogue.Folded);
+        var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
+        var residualLoad = epilogue.Residual is null
+            ? string.Empty
+            : $$"""
+                        for (int i = lane; i < {{BM * BN / 16}}; i += 32) {
+                            const int row = i >> 3, seg = i & 7, p = t0 * {{BM}} + row;
+                            const bool in = p < {{m}}{{Within("n0 + seg * 16")}};
+                            bw_cp_async16(os_ + buf * {{BM * OP / 2}} + row * {{OP / 2}} + seg * 8, (const unsigned short*)(rb + (in ? (i64)p * {{k}} + n0 + seg * 16 : 0)), in);
+                        }
+                """;
+
+        w.Body.Append(SharedHalves(shared));
+        w.Body.Append($$"""
+                unsigned short* const fs_ = sm_;                                  // [{{BN}}][{{pb}} bytes] filter block
+                float* const so_ = (float*)(sm_ + {{BN * pb / 2}});               // [{{BN}}] scales, then [{{BN}}] offsets
+                const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+                unsigned short* const xs_ = sm_ + {{(BN * pb / 2) + (2 * BN * 2)}} + warp * {{perWarp}}; // [{{stages}}][{{BM}}][{{pb}} bytes] this warp's input tiles
+                unsigned short* const os_ = xs_ + {{stages * BM * pb / 2}};       // [{{stages}}][{{BM}}][{{OP}} bytes] its residual, then output tiles
+                const int cb = (int)blockIdx.x % {{nb}}, n0 = cb * {{BN}};
+                const signed char* const xb = (const signed char*)x;
+                const signed char* const wb = (const signed char*)wt;
+                const signed char* const rb = (const signed char*)r;
+
+                // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
+                for (int i = tid; i < {{BN * segments}}; i += {{Block}}) {
+                    const int row = i / {{segments}}, seg = i - row * {{segments}};
+                    const bool in = true{{Within("n0 + row")}};
+                    bw_cp_async16(fs_ + row * {{pb / 2}} + seg * 8, (const unsigned short*)(wb + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
+                }
+                bw_cp_async_commit();
+                for (int i = tid; i < {{BN}}; i += {{Block}}) {
+                    const int n = n0 + i;
+                    const bool in = true{{Within("n")}};
+                    so_[i] = in ? scale[n] : 0.f;
+                    so_[{{BN}} + i] = in ? offset[n] + {{folded}} : 0.f;
+                }
+                bw_cp_async_wait<0>();
+                __syncthreads();
+
+                // This warp's tiles: its input rows and residual rows through its own copies, in its own stages.
+                auto load = [&](int t0, int buf) {
+                    for (int i = lane; i < {{BM * segments}}; i += 32) {
+                        const int row = i / {{segments}}, seg = i - row * {{segments}}, p = t0 * {{BM}} + row;
+                        bw_cp_async16(xs_ + buf * {{BM * pb / 2}} + row * {{pb / 2}} + seg * 8, (const unsigned short*)(xb + (i64)(p < {{m}} ? p : 0) * {{channels}} + seg * 16), p < {{m}});
+                    }
+            {{residualLoad}}
+                };
+                int tile = ((int)blockIdx.x / {{nb}}) * {{Warps}} + warp;
+                #pragma unroll
+                for (int s = 0; s < {{stages - 1}}; s++) {
+                    if (tile + s * {{stride}} < {{tiles}}) load(tile + s * {{stride}}, s);
+                    bw_cp_async_commit();
+                }
+
+                const int aoff = (lane & 15) * {{pb / 2}} + (lane >> 4) * 8;
+                const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{pb / 2}} + ((lane >> 3) & 1) * 8;
+                signed char* const yb = (signed char*)y;
+                for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
+                    const int buf = it % {{stages}};
+                    if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
+                    bw_cp_async_commit();
+                    bw_cp_async_wait<{{stages - 1}}>();
+                    __syncwarp();
+
+                    int acc[16][4];
+                    #pragma unroll
+                    for (int nj = 0; nj < 16; nj++) { acc[nj][0] = 0; acc[nj][1] = 0; acc[nj][2] = 0; acc[nj][3] = 0; }
+                    const unsigned short* const at = xs_ + buf * {{BM * pb / 2}};
+                    #pragma unroll
+                    for (int ks = 0; ks < {{channels / 32}}; ks++) {
+                        unsigned af[4];
+                        bw_ldsm_x4(af, at + aoff + ks * 16);
+                        #pragma unroll
+                        for (int np = 0; np < 8; np++) {
+                            unsigned f[4];
+                            bw_ldsm_x4(f, fs_ + boff + np * 16 * {{pb / 2}} + ks * 16);
+                            bw_mma_16832_s8(acc[2 * np], af, f[0], f[1]);
+                            bw_mma_16832_s8(acc[2 * np + 1], af, f[2], f[3]);
+                        }
+                    }
+
+                    // Requantize over the residual's bytes (each thread its own two a row), then 16 rows of 128 bytes out.
+                    unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
+                    #pragma unroll
+                    for (int nj = 0; nj < 16; nj++) {
+                        const float2 s2 = *(const float2*)(so_ + nj * 8 + 2 * t), o2 = *(const float2*)(so_ + {{BN}} + nj * 8 + 2 * t);
+                        const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
+                        #pragma unroll
+                        for (int h = 0; h < 2; h++) {
+                            unsigned short* const at2 = (unsigned short*)(ot + (g + 8 * h) * {{OP}} + nj * 8 + 2 * t);
+                            {{(epilogue.Residual is null ? string.Empty : "const unsigned pair = *at2;")}}
+                            unsigned q[2];
+                            #pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                float v = (float)acc[nj][2 * h + e] * sc[e] + of[e];
+                                {{requantize}}
+                            }
+                            *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
+                        }
+                    }
+                    __syncwarp();
+                    for (int i = lane; i < {{BM * BN / 16}}; i += 32) {
+                        const int row = i >> 3, seg = i & 7, p = tile * {{BM}} + row;
+                        if (p < {{m}}{{Within("n0 + seg * 16")}}) *(uint4*)(yb + (i64)p * {{k}} + n0 + seg * 16) = *(const uint4*)(ot + row * {{OP}} + seg * 16);
+                    }
+                    __syncwarp();
+                }
+                bw_cp_async_wait<0>();
+
+            """);
+        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {KernelWriter.ArgsParameter}");
+        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
+        return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
+    }
+}
