@@ -264,7 +264,7 @@ internal static partial class KernelSource
     /// about twice as many. The same values as rounding each step as ONNX writes it, but where the folded constants
     /// move a tie (a step at most).
     /// </summary>
-    private static string Int8Requantize(KernelWriter w, Int8ConvEpilogue epilogue, string v, string residualByte, string q)
+    private static string Int8Requantize(KernelWriter w, Int8ConvEpilogue epilogue, string v, string residualByte, string q, string prefix = "")
     {
         if (epilogue.OutType is not (ElementType.UInt8 or ElementType.Int8))
         {
@@ -276,18 +276,18 @@ internal static partial class KernelSource
         {
             if (!double.IsInfinity(cl.Low))
             {
-                text.Append($"{v} = fmaxf({v}, {w.Float("clamp_low", cl.Low + epilogue.Folded)}); ");
+                text.Append($"{v} = fmaxf({v}, {w.Float(prefix + "clamp_low", cl.Low + epilogue.Folded)}); ");
             }
 
             if (!double.IsInfinity(cl.High))
             {
-                text.Append($"{v} = fminf({v}, {w.Float("clamp_high", cl.High + epilogue.Folded)}); ");
+                text.Append($"{v} = fminf({v}, {w.Float(prefix + "clamp_high", cl.High + epilogue.Folded)}); ");
             }
         }
 
         if (epilogue.Residual is { } rs)
         {
-            var (lo, hi, rscale) = (w.Float("conv_low", rs.Low + epilogue.Folded), w.Float("conv_high", rs.High + epilogue.Folded), w.Float("rscale", rs.Scale));
+            var (lo, hi, rscale) = (w.Float(prefix + "conv_low", rs.Low + epilogue.Folded), w.Float(prefix + "conv_high", rs.High + epilogue.Folded), w.Float(prefix + "rscale", rs.Scale));
             text.Append($"{v} = fminf(fmaxf({v}, {lo}), {hi}); {v} = fmaf((float)({residualByte}), {rscale}, {v}); ");
         }
 
@@ -297,18 +297,18 @@ internal static partial class KernelSource
         {
             // The convolution's own QuantizeLinear (rounded and saturated), its DequantizeLinear, the sigmoid [and its
             // QuantizeLinear and DequantizeLinear], the Mul, then the SiLU's QuantizeLinear below.
-            text.Append($"{v} = rintf(fminf(fmaxf({v}, -128.f), 127.f)); {{ const float real_ = ({v} - {w.Float("silu_in_zero", zero)}) * {w.Float("silu_in_scale", f.YScale)}; float gate_ = bw_sigmoid(real_); ");
+            text.Append($"{v} = rintf(fminf(fmaxf({v}, -128.f), 127.f)); {{ const float real_ = ({v} - {w.Float(prefix + "silu_in_zero", zero)}) * {w.Float(prefix + "silu_in_scale", f.YScale)}; float gate_ = bw_sigmoid(real_); ");
             if (f.Sigmoid is { } g)
             {
                 var (quantized, gScale, gZero) = QuantizedField(w, "gate_", "gate", g.Scale, g.Zero, g.Type);
                 text.Append($"gate_ = ({quantized} - {gZero}) * {gScale}; ");
             }
 
-            text.Append($"{v} = real_ * gate_ * {w.Float("silu_out_multiplier", 1 / f.OutScale)} + {w.Float("silu_out_zero", f.OutZero - f.Shift)}; }} ");
+            text.Append($"{v} = real_ * gate_ * {w.Float(prefix + "silu_out_multiplier", 1 / f.OutScale)} + {w.Float(prefix + "silu_out_zero", f.OutZero - f.Shift)}; }} ");
             low = -128;
         }
 
-        text.Append($"{v} = fminf(fmaxf({v}, {w.Float("out_low", low)}), 127.f); {q} = {RoundedBits(v)};");
+        text.Append($"{v} = fminf(fmaxf({v}, {w.Float(prefix + "out_low", low)}), 127.f); {q} = {RoundedBits(v)};");
         return text.ToString();
     }
 

@@ -34,6 +34,14 @@ internal static partial class KernelSource
     public static int Int8PointwiseSharedBytes(long channels, int stages = Int8PointwiseStages) =>
         checked((int)((Int8PointwiseTileN * (channels + 16)) + (stages * ((Int8PointwiseTileM * (channels + 16)) + (Int8PointwiseTileM * (Int8PointwiseTileN + 16))))));
 
+    /// <summary>
+    /// Shared memory of one block with a projection shortcut of <paramref name="projectionChannels"/> input channels
+    /// computed in it (<see cref="Int8PointwiseProjection"/>): <see cref="Int8PointwiseSharedBytes(long, int)"/> plus the projection's
+    /// filter block [128][C2 + 16], its scales and offsets (1 KB) and a stage's projection input tile [64][C2 + 16] each stage.
+    /// </summary>
+    public static int Int8PointwiseSharedBytes(long channels, int stages, long projectionChannels) =>
+        checked(Int8PointwiseSharedBytes(channels, stages) + (int)((Int8PointwiseTileN * (projectionChannels + 16)) + (2 * Int8PointwiseTileN * 4) + (stages * Int8PointwiseTileM * (projectionChannels + 16))));
+
     /// <summary>Resident blocks an SM <see cref="Int8Pointwise"/> is built for by default (its launch bounds: 128 registers a thread).</summary>
     public const int Int8PointwiseResidentBlocks = 2;
 
@@ -76,18 +84,31 @@ internal static partial class KernelSource
     /// allows, more to hide the latency of each block's serial steps (wait, products, requantization, store), for
     /// measurement (BATCHWISE_INT8_POINTWISE_BLOCKS).
     /// </para>
-    public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks)
+    /// <para>
+    /// With <paramref name="projection"/>, the residual is not read: the block's projection shortcut (another 1x1 int8
+    /// convolution of the block's input x2 [pixels, C2] with filter w2 [K, C2], requantized as its own QuantizeLinear) is
+    /// computed tile by tile into the residual's shared-memory tile, each thread the bytes its epilogue reads, so the
+    /// shortcut's output never reaches memory. The same bytes as the shortcut's own kernel would store.
+    /// </para>
+    public static KernelCode Int8Pointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null)
     {
         if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4)
         {
             throw new ArgumentException("int8 pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks");
         }
 
+        if (projection is not null && (epilogue.Residual is null || !Int8PointwiseTakes(projection.Channels, outChannels) || projection.Epilogue.Residual is not null || projection.Epilogue.Silu is not null || projection.Epilogue.Relu))
+        {
+            throw new ArgumentException("int8 pointwise: a projection shortcut needs the block end's residual, 64 to 256 input channels in 32s, and no residual, SiLU or ReLU of its own");
+        }
+
         const int BM = Int8PointwiseTileM, BN = Int8PointwiseTileN, Block = Int8PointwiseBlock;
         var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
         const int OP = BN + 16; // bytes of an output row in shared memory
         var segments = (int)channels / 16;
-        var shared = Int8PointwiseSharedBytes(channels, stages);
+        var shared = projection is null ? Int8PointwiseSharedBytes(channels, stages) : Int8PointwiseSharedBytes(channels, stages, projection.Channels);
+        var pb2 = (int)(projection?.Channels ?? 0) + 16; // bytes of a projection filter or input row
+        var segments2 = (int)(projection?.Channels ?? 0) / 16;
         var w = new KernelWriter(small: true);
         var m = w.I32("m", checked((int)pixels));
         var k = w.I32("k", checked((int)outChannels));
@@ -103,7 +124,19 @@ internal static partial class KernelSource
         var folded = w.Float("folded", epilogue.Folded);
         var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
         var residualLoad = string.Empty;
-        if (epilogue.Residual is not null)
+        var folded2 = projection is null ? null : w.Float("projection_folded", projection.Epilogue.Folded);
+        var requantize2 = projection is null ? null : Int8Requantize(w, projection.Epilogue, "v", "0", "q[e]", "projection_");
+        if (projection is not null)
+        {
+            // The shortcut's input rows instead of the residual's bytes.
+            residualLoad = $$"""
+                        for (int i = tid; i < {{BM * segments2}}; i += {{Block}}) {
+                            const int row = i / {{segments2}}, seg = i - row * {{segments2}}, p = t0 * {{BM}} + row;
+                            bw_cp_async16(x2s_ + buf * {{BM * pb2 / 2}} + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)(x2b + (i64)(p < {{m}} ? p : 0) * {{projection.Channels}} + seg * 16), p < {{m}});
+                        }
+                """;
+        }
+        else if (epilogue.Residual is not null)
         {
             residualLoad = $$"""
                         for (int i = tid; i < {{BM * BN / 16}}; i += {{Block}}) {
@@ -112,6 +145,80 @@ internal static partial class KernelSource
                             bw_cp_async16(os_ + buf * {{BM * OP / 2}} + row * {{OP / 2}} + seg * 8, (const unsigned short*)(rb + (in ? (i64)p * {{k}} + n0 + seg * 16 : 0)), in);
                         }
                 """;
+        }
+
+        var projectionSetup = string.Empty;
+        var projectionTile = string.Empty;
+        if (projection is not null)
+        {
+            projectionSetup = $$"""
+                    // The projection shortcut's filter block, scales and offsets (with its zero points folded), once.
+                    unsigned short* const b2s_ = os_ + {{stages * BM * OP / 2}};   // [{{BN}}][{{pb2}} bytes] projection filter block
+                    float* const so2_ = (float*)(b2s_ + {{BN * pb2 / 2}});         // [{{BN}}] its scales, then [{{BN}}] offsets
+                    unsigned short* const x2s_ = (unsigned short*)(so2_ + {{2 * BN}}); // [{{stages}}][{{BM}}][{{pb2}} bytes] its input tiles
+                    const signed char* const x2b = (const signed char*)x2;
+                    const signed char* const w2b = (const signed char*)wt2;
+                    for (int i = tid; i < {{BN * segments2}}; i += {{Block}}) {
+                        const int row = i / {{segments2}}, seg = i - row * {{segments2}};
+                        const bool in = true{{Within("n0 + row")}};
+                        bw_cp_async16(b2s_ + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)(w2b + (in ? (i64)(n0 + row) * {{projection.Channels}} + seg * 16 : 0)), in);
+                    }
+                    for (int i = tid; i < {{BN}}; i += {{Block}}) {
+                        const int n = n0 + i;
+                        const bool in = true{{Within("n")}};
+                        so2_[i] = in ? scale2[n] : 0.f;
+                        so2_[{{BN}} + i] = in ? offset2[n] + {{folded2}} : 0.f;
+                    }
+
+            """;
+            projectionTile = $$"""
+                    {
+                        // The shortcut's tile: its products, requantized as its own QuantizeLinear into the residual tile's
+                        // bytes that this thread's epilogue reads below (the same thread: no barrier between).
+                        int acc[2][4][4];
+                        #pragma unroll
+                        for (int u = 0; u < 2; u++) {
+                            #pragma unroll
+                            for (int nj = 0; nj < 4; nj++) { acc[u][nj][0] = 0; acc[u][nj][1] = 0; acc[u][nj][2] = 0; acc[u][nj][3] = 0; }
+                        }
+                        const unsigned short* const at = x2s_ + buf * {{BM * pb2 / 2}};
+                        const int aoff2 = (wm + (lane & 15)) * {{pb2 / 2}} + (lane >> 4) * 8;
+                        const int boff2 = (wn + (lane >> 4) * 8 + (lane & 7)) * {{pb2 / 2}} + ((lane >> 3) & 1) * 8;
+                        #pragma unroll
+                        for (int ks = 0; ks < {{projection.Channels / 32}}; ks++) {
+                            unsigned af[2][4];
+                            bw_ldsm_x4(af[0], at + aoff2 + ks * 16);
+                            bw_ldsm_x4(af[1], at + aoff2 + 16 * {{pb2 / 2}} + ks * 16);
+                            #pragma unroll
+                            for (int np = 0; np < 2; np++) {
+                                unsigned f[4];
+                                bw_ldsm_x4(f, b2s_ + boff2 + np * 16 * {{pb2 / 2}} + ks * 16);
+                                #pragma unroll
+                                for (int u = 0; u < 2; u++) { bw_mma_16832_s8(acc[u][2 * np], af[u], f[0], f[1]); bw_mma_16832_s8(acc[u][2 * np + 1], af[u], f[2], f[3]); }
+                            }
+                        }
+                        unsigned char* const rt = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
+                        #pragma unroll
+                        for (int nj = 0; nj < 4; nj++) {
+                            const int n = wn + nj * 8 + 2 * t;
+                            const float sc2[2] = {so2_[n], so2_[n + 1]}, of2[2] = {so2_[{{BN}} + n], so2_[{{BN}} + n + 1]};
+                            #pragma unroll
+                            for (int u = 0; u < 2; u++) {
+                                #pragma unroll
+                                for (int h = 0; h < 2; h++) {
+                                    unsigned q[2];
+                                    #pragma unroll
+                                    for (int e = 0; e < 2; e++) {
+                                        float v = (float)acc[u][nj][2 * h + e] * sc2[e] + of2[e];
+                                        {{requantize2}}
+                                    }
+                                    *(unsigned short*)(rt + (wm + u * 16 + g + 8 * h) * {{OP}} + n) = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
+                                }
+                            }
+                        }
+                    }
+
+            """;
         }
 
         w.Body.Append(SharedHalves(shared));
@@ -125,7 +232,7 @@ internal static partial class KernelSource
                 const signed char* const xb = (const signed char*)x;
                 const signed char* const wb = (const signed char*)wt;
                 const signed char* const rb = (const signed char*)r;
-
+            {{projectionSetup}}
                 // This thread's output channels (the same in every tile): their scale and offset in registers.
                 float sc[4][2], of[4][2];
                 #pragma unroll
@@ -173,6 +280,7 @@ internal static partial class KernelSource
                         #pragma unroll
                         for (int nj = 0; nj < 4; nj++) { acc[u][nj][0] = 0; acc[u][nj][1] = 0; acc[u][nj][2] = 0; acc[u][nj][3] = 0; }
                     }
+            {{projectionTile}}
                     const unsigned short* const at = as_ + buf * {{BM * pb / 2}};
                     #pragma unroll
                     for (int ks = 0; ks < {{channels / 32}}; ks++) {
@@ -219,8 +327,16 @@ internal static partial class KernelSource
                 bw_cp_async_wait<0>();
 
             """);
-        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {KernelWriter.ArgsParameter}");
+        var projectionParameters = projection is null ? string.Empty : "const signed char* __restrict__ x2, const signed char* __restrict__ wt2, const float* __restrict__ scale2, const float* __restrict__ offset2, ";
+        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {projectionParameters}{KernelWriter.ArgsParameter}");
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
     }
 }
+
+/// <summary>
+/// A residual block's projection shortcut computed inside the block end's <see cref="KernelSource.Int8Pointwise"/> (its
+/// residual): an unstrided, unpadded 1x1 int8 convolution of the block's input (<paramref name="Channels"/> channels)
+/// with its own requantization (<paramref name="Epilogue"/>: the shortcut's QuantizeLinear, no ReLU, residual or SiLU).
+/// </summary>
+internal sealed record Int8PointwiseProjection(long Channels, Int8ConvEpilogue Epilogue);

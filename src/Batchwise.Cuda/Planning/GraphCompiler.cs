@@ -108,6 +108,9 @@ internal interface IPlanTarget
     /// <summary>The own pointwise int8 kernel with every warp its own pipeline (<see cref="KernelSource.Int8WarpPointwise"/>): off here; a session takes BATCHWISE_INT8_POINTWISE_KERNEL's.</summary>
     bool Int8PointwiseWarps => false;
 
+    /// <summary>A residual block's projection shortcut computed inside its block end's pointwise kernel (<see cref="Kernels.Int8PointwiseProjection"/>): off here; a session takes BATCHWISE_INT8_PROJECTION's.</summary>
+    bool Int8Projections => false;
+
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 
@@ -465,6 +468,19 @@ internal sealed partial class GraphCompiler
 
     private void Emit(PlanStep step)
     {
+        // A projection shortcut set aside for its block end's kernel (Int8OwnConvolution.cs) is emitted here after all, as
+        // planned, once a step reads its output: that block end did not take it.
+        if (_deferredProjections.Count > 0)
+        {
+            foreach (var id in step.Buffers)
+            {
+                if (id >= 0 && _deferredProjections.Remove(id, out var deferred))
+                {
+                    Emit(deferred.Step);
+                }
+            }
+        }
+
         var index = _steps.Count;
         foreach (var id in step.Buffers.Where(b => b >= 0))
         {

@@ -79,6 +79,52 @@ public sealed class Int8PointwiseGpuTests
         Gpu.Report("int8.md", string.Join('\n', lines));
     }
 
+    /// <summary>
+    /// ResNet-50's first block's projection shortcut computed inside its block end's kernel (BATCHWISE_INT8_PROJECTION=on):
+    /// one kernel fewer and the same output bytes as with the shortcut's own kernel; the kernel compiles without local
+    /// memory (64 -> 256 with a 64-channel shortcut, two and three tiles in flight).
+    /// </summary>
+    [Fact]
+    public void Projection_shortcut_in_the_block_end_gives_the_same_outputs_as_its_own_kernel()
+    {
+        Gpu.Require();
+        const string Switch = "BATCHWISE_INT8_PROJECTION";
+        var saved = Environment.GetEnvironmentVariable(Switch);
+        try
+        {
+            Environment.SetEnvironmentVariable(Switch, "off");
+            var (model, expected, apart) = Int8ConvGpuTests.RunChoices("auto");
+            Environment.SetEnvironmentVariable(Switch, "on");
+            var (_, _, inside) = Int8ConvGpuTests.RunChoices("auto");
+            var layers = inside["auto"].Layers;
+            var absorbed = layers.Count(p => p.Value.Contains("its projection shortcut computed in it", StringComparison.Ordinal));
+            var between = Gpu.Compare(inside["auto"].Outputs, apart["auto"].Outputs, model.Outputs)[0];
+            var cosine = Gpu.Compare(inside["auto"].Outputs, expected, model.Outputs)[0].Cosine;
+            Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_PROJECTION=on | {absorbed} projection shortcut(s) computed in their block end | vs its own kernel: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
+            Assert.True(absorbed == 1, $"{absorbed} shortcuts absorbed: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
+            Assert.True(between.MaxAbs == 0, $"outputs differ from the shortcut's own kernel: max abs {between.MaxAbs}");
+            Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(Switch, saved);
+        }
+
+        var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, false, (0.7, 1.5, -20, 200));
+        var shortcut = new Int8PointwiseProjection(64, new Int8ConvEpilogue(ElementType.UInt8, 9, false));
+        var codes = new[] { 2, 3 }.Select(stages => KernelSource.Int8Pointwise(64, 256, 256 * 56 * 56, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132), epilogue, stages, projection: shortcut)).ToList();
+        var lines = new List<string>();
+        foreach (var (stages, (toolchain, registers, local)) in new[] { 2, 3 }.Zip(Gpu.KernelResources(codes)))
+        {
+            var line = $"| {toolchain} | int8 pointwise 64 -> 256 + residual, its 64-channel shortcut in it, {stages} tiles in flight | {registers} registers | {local} bytes local |";
+            Console.WriteLine(line);
+            lines.Add(line);
+            Assert.True(local == 0, line);
+        }
+
+        Gpu.Report("int8.md", string.Join('\n', lines));
+    }
+
     /// <summary>The kernel compiles for this device without local memory at 64, 96, 160 and 256 input channels with a residual (96 -> 576 and 160 -> 960 with a half channel block), 2 to 4 tiles in flight (two blocks an SM: 128 registers at most).</summary>
     [Fact]
     public void Own_pointwise_kernel_compiles_without_local_memory()

@@ -223,6 +223,99 @@ public sealed class Int8ConvOnCpuTests
         Assert.Equal(4, KernelSource.Int8WarpPointwiseBlocks(2 * 81, 256, 132, 2)); // 11 tiles: two blocks a channel block, not 132
     }
 
+    /// <summary>
+    /// A residual block with a projection shortcut, as ResNet's first block: x uint8 [2, c, 9, 9]; a = Q(Relu(Conv 1x1
+    /// c -> 64)); e = Q(Conv 1x1 64 -> k) (no ReLU); p = Q(Conv 1x1 c -> k), the shortcut; y = Q(Relu(DQ(e) + DQ(p))).
+    /// The shortcut's nodes come first (<paramref name="shortcutFirst"/>, as torchvision's export orders them) or last;
+    /// <paramref name="endUndone"/> false gives e's DequantizeLinear another scale than its QuantizeLinear, so the block
+    /// end cannot take the Add.
+    /// </summary>
+    private static OnnxModel ProjectionModel(int c, int k, bool shortcutFirst = true, bool endUndone = true)
+    {
+        var rng = new Random(11);
+        var g = new GraphBuilder("int8-projection");
+        var x = g.Input("x", ElementType.UInt8, 2L, (long)c, 9L, 9L);
+        string Scalar(string name, float v) => g.Initializer(name, [], [v]);
+        string Zero(string name, int v) => g.Raw<byte>(name, ElementType.UInt8, [], [(byte)v]);
+        string Conv(string input, string sx, string zx, int cin, int cout, string prefix)
+        {
+            var wq = g.Raw<sbyte>(prefix + "wq", ElementType.Int8, [cout, cin, 1, 1], [.. Enumerable.Range(0, cout * cin).Select(_ => (sbyte)rng.Next(-127, 128))]);
+            var ws = g.Initializer(prefix + "ws", [cout], [.. Enumerable.Range(0, cout).Select(_ => (float)(0.002 + (rng.NextDouble() * 0.004)))]);
+            var b = g.Initializer(prefix + "b", [cout], [.. Enumerable.Range(0, cout).Select(_ => (float)(rng.NextDouble() - 0.5))]);
+            var wd = g.Node("DequantizeLinear", [wq, ws, g.Raw<sbyte>(prefix + "wz", ElementType.Int8, [cout], new sbyte[cout])], GraphBuilder.Attr("axis", 0L));
+            return g.Node("Conv", [g.Node("DequantizeLinear", [input, sx, zx]), wd, b], GraphBuilder.Attr("kernel_shape", 1L, 1L));
+        }
+
+        var (xs, xz) = (Scalar("xs", 0.02f), Zero("xz", 131));
+        var (ps, pz) = (Scalar("ps", 0.06f), Zero("pz", 120));
+        string Shortcut() => g.Node("QuantizeLinear", [Conv(x, xs, xz, c, k, "p"), ps, pz]);
+        var p = shortcutFirst ? Shortcut() : null;
+        var (as_, az) = (Scalar("as", 0.05f), Zero("az", 3));
+        var a = g.Node("QuantizeLinear", [g.Node("Relu", [Conv(x, xs, xz, c, 64, "a")]), as_, az]);
+        var (es, ez) = (Scalar("es", 0.07f), Zero("ez", 128));
+        var e = g.Node("QuantizeLinear", [Conv(a, as_, az, 64, k, "e"), es, ez]);
+        p ??= Shortcut();
+        var sum = g.Node("Add", [g.Node("DequantizeLinear", [e, endUndone ? es : Scalar("es2", 0.071f), ez]), g.Node("DequantizeLinear", [p, ps, pz])]);
+        g.Rename(g.Node("QuantizeLinear", [g.Node("Relu", [sum]), Scalar("os", 0.08f), Zero("oz", 0)]), "y");
+        g.Output("y", ElementType.UInt8, 2L, (long)k, 9L, 9L);
+        return g.Build("int8-projection");
+    }
+
+    [Theory]
+    [InlineData(64, 256)] // ResNet-50's first block: the 64 -> 256 shortcut in the 64 -> 256 end
+    [InlineData(128, 256)] // a shortcut of more channels than the end's input
+    [InlineData(96, 192)] // a channel block and a half: the half past 192 computes nothing it stores
+    public void A_projection_shortcut_computed_in_its_block_end_gives_the_same_bytes_as_its_own_kernel(int c, int k)
+    {
+        CpuKernelRunner.Require();
+        var model = ProjectionModel(c, k);
+        var rng = new Random(3);
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [2, c, 9, 9], [.. Enumerable.Range(0, 2 * c * 81).Select(_ => (byte)rng.Next(0, 256))])];
+        ExecutionPlan Build(bool projections) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = projections, Multiprocessors = 2 }.Compile(model, inputs);
+        var (apart, inside) = (Build(false), Build(true));
+        var nodes = string.Join(" // ", inside.Steps.Select(s => s.Node));
+        Assert.Equal(apart.Steps.Count - 1, inside.Steps.Count);
+        Assert.True(inside.Steps.Count(s => s.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal)) == 1, nodes);
+        Assert.DoesNotContain(inside.Steps, s => s.Node.Contains("set aside", StringComparison.Ordinal));
+
+        CpuKernelRunner.Prepare([apart, inside]);
+        var want = CpuKernelRunner.Run(apart, inputs)[0].AsSpan<byte>().ToArray();
+        var got = CpuKernelRunner.Run(inside, inputs)[0].AsSpan<byte>().ToArray();
+        Assert.Equal(want, got);
+        Assert.True(want.Distinct().Count() > 20, "the output is nearly constant: the case checks nothing");
+
+        // And ONNX Runtime's run of the model within a step (the block end skips its own rounding, as every fused end).
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var reference = ort.Run(inputs)[0].AsSpan<byte>().ToArray();
+        Assert.True(Enumerable.Range(0, want.Length).All(i => Math.Abs(reference[i] - got[i]) <= 1), "more than a step from ONNX Runtime");
+        Assert.True(Enumerable.Range(0, want.Length).Count(i => reference[i] != got[i]) <= 0.15 * want.Length, "too many outputs a step off");
+    }
+
+    [Fact]
+    public void A_projection_shortcut_its_block_end_does_not_take_is_emitted_before_the_step_that_reads_it()
+    {
+        // The block end's DequantizeLinear does not undo its QuantizeLinear, so the end keeps its own rounding and the
+        // Add runs after it, in float: the shortcut set aside for it is emitted where that chain first reads it.
+        CpuKernelRunner.Require();
+        var model = ProjectionModel(64, 256, endUndone: false);
+        var rng = new Random(4);
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [2, 64, 9, 9], [.. Enumerable.Range(0, 2 * 64 * 81).Select(_ => (byte)rng.Next(0, 256))])];
+        var plan = new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = true, Multiprocessors = 2 }.Compile(model, inputs);
+        var nodes = string.Join(" // ", plan.Steps.Select(s => s.Node));
+        Assert.DoesNotContain("computed in it", nodes, StringComparison.Ordinal);
+        Assert.Equal(3, plan.Steps.Count(s => s.Node.Contains("own pointwise kernel", StringComparison.Ordinal)));
+        var shortcut = plan.Steps.ToList().FindIndex(s => s.Node.Contains("set aside for its block end", StringComparison.Ordinal));
+        var reader = plan.Steps.ToList().FindIndex(s => s.Buffers.Contains(plan.Steps[shortcut].Buffers[0]) && !ReferenceEquals(s, plan.Steps[shortcut]));
+        Assert.True(shortcut >= 0 && reader > shortcut, nodes);
+
+        CpuKernelRunner.Prepare([plan]);
+        var got = CpuKernelRunner.Run(plan, inputs)[0].AsSpan<byte>().ToArray();
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var reference = ort.Run(inputs)[0].AsSpan<byte>().ToArray();
+        Assert.True(Enumerable.Range(0, got.Length).All(i => Math.Abs(reference[i] - got[i]) <= 1), "more than a step from ONNX Runtime");
+        Assert.True(reference.Distinct().Count() > 20, "the output is nearly constant: the case checks nothing");
+    }
+
     [Fact]
     public void A_residual_blocks_end_with_output_channels_not_in_128s_reads_and_writes_only_its_channels()
     {

@@ -47,6 +47,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool Int8PointwiseWarps { get; init; }
 
+    public bool Int8Projections { get; init; }
+
     public bool Int8 { get; init; }
 
     public int Multiprocessors { get; init; } = 132;

@@ -185,6 +185,61 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_INT8_POINTWISE_KERNEL '{other}' is not block or warp", "Unset it (block: the measured kernel, a block's warps in step) or set BATCHWISE_INT8_POINTWISE_KERNEL=warp (every warp its own pipeline)."),
     };
 
+    /// <summary>
+    /// BATCHWISE_INT8_PROJECTION: on computes a residual block's projection shortcut (an unstrided 1x1 int8 convolution of
+    /// the block's input, ResNet-50's first block) inside the block end's pointwise kernel, so its output (205 MB at b=256
+    /// for ResNet-50's) is neither written nor read back; off (default until measured) runs it as its own kernel.
+    /// </summary>
+    internal static bool Int8ProjectionsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_PROJECTION")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "off" => false,
+        "on" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_PROJECTION '{other}' is not on or off", "Unset it (projection shortcuts as their own kernels) or set BATCHWISE_INT8_PROJECTION=on (computed inside their block end's kernel)."),
+    };
+
+    /// <summary>A projection shortcut's kernel set aside (by its output buffer) for the block end that reads it as its residual; emitted by <see cref="Emit"/> if another step reads that buffer first.</summary>
+    private readonly Dictionary<int, DeferredProjection> _deferredProjections = [];
+
+    /// <summary>The projection's kernel as planned, and what the block end's kernel needs to compute it instead: its input, filter, scales, offsets, channels and requantization.</summary>
+    private sealed record DeferredProjection(KernelStep Step, int Input, int Filter, int Scale, int Offset, long Channels, Int8ConvEpilogue Epilogue);
+
+    /// <summary>
+    /// Whether the pointwise layer whose QuantizeLinear is <paramref name="q"/> (<paramref name="c"/> input channels, output
+    /// <paramref name="yShape"/>) is a residual block's projection shortcut that the block's end will compute inside its
+    /// own pointwise kernel: its output read only by its DequantizeLinear into the block's Add, whose other input is the
+    /// DequantizeLinear of an int8 1x1 convolution not planned yet that takes the pointwise kernel with a residual (no
+    /// ReLU, clamp or nodes between of its own) and the shortcut's channels within its shared memory.
+    /// </summary>
+    private bool ProjectionAbsorbed(OnnxProto.NodeProto q, long c, long[] yShape)
+    {
+        if (!_target.Int8Projections || _target.Int8PointwiseWarps || Int8Layers.ResidualSetting == false || _graphOutputs.Contains(q.Output[0])
+            || SoleConsumer(q.Output[0]) is not { OpType: "DequantizeLinear" } dq || SoleConsumer(dq.Output[0]) is not { OpType: "Add", Input.Count: 2 } add || add.Input[0] == add.Input[1])
+        {
+            return false;
+        }
+
+        var other = add.Input[0] == dq.Output[0] ? add.Input[1] : add.Input[0];
+        if (Producer(other) is not { OpType: "DequantizeLinear" } odq || Producer(odq.Input[0]) is not { OpType: "QuantizeLinear" } oq || _values.ContainsKey(oq.Output[0]))
+        {
+            return false;
+        }
+
+        _int8Layers ??= FindInt8Layers();
+        var end = _int8Layers.Values.FirstOrDefault(l => l.Quantize == oq);
+        if (end is not { Int8: true, IsGemm: false, Depthwise: false, Relu: null, Clamp: null, Between: null } || _values.GetValueOrDefault(end.WeightDequantize!.Input[0])?.Constant is not { Shape: [var k, var c7, 1, 1] })
+        {
+            return false;
+        }
+
+        var attrs = new NodeAttributes(end.Node);
+        long[] one = [1, 1];
+        var strides = attrs.Ints("strides") ?? one;
+        var pads = attrs.Ints("pads") ?? [0, 0, 0, 0];
+        var pixels = yShape[0] * yShape[2] * yShape[3];
+        return k == yShape[1] && attrs.Int("group", 1) == 1 && (attrs.Ints("dilations") ?? one).All(d => d == 1) && OwnInt8Pointwise(one, strides, pads, c7, k, pixels)
+            && KernelSource.Int8PointwiseTakes(c, k) && KernelSource.Int8PointwiseSharedBytes(c7, _target.Int8PointwiseStages, c) <= _target.MaxSharedBytesPerBlock;
+    }
+
     /// <summary>The tensor-core pointwise kernel's channel counts under <see cref="IPlanTarget.Int8PointwiseWide"/>.</summary>
     private bool PointwiseKernelTakes(long c, long k) =>
         KernelSource.Int8PointwiseTakes(c, k) && (_target.Int8PointwiseWide || (c is 64 or 128 or 256 && k % KernelSource.Int8PointwiseTileN == 0));
@@ -298,16 +353,41 @@ internal sealed partial class GraphCompiler
         }
         else
         {
+            // A block end whose residual is a projection shortcut set aside for it computes that shortcut itself.
+            var projection = fusion is not null && _deferredProjections.TryGetValue(fusion.Residual.Int8.Buffer, out var p)
+                && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages, p.Channels) <= _target.MaxSharedBytesPerBlock ? p : null;
             var stages = _target.Int8PointwiseStages;
-            var resident = KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+            var resident = projection is null
+                ? KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks)
+                : Math.Clamp((_target.MaxSharedBytesPerBlock + 1024) / (KernelSource.Int8PointwiseSharedBytes(c, stages, projection.Channels) + 1024), 1, _target.Int8PointwiseResidentBlocks);
             var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
-            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue, stages, resident);
-            (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks, {stages} tiles in flight{fused})");
+            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue, stages, resident, projection is null ? null : new Int8PointwiseProjection(projection.Channels, projection.Epilogue));
+            (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks, {stages} tiles in flight{fused}{(projection is null ? string.Empty : ", its projection shortcut computed in it")})");
+            if (projection is not null)
+            {
+                _deferredProjections.Remove(fusion!.Residual.Int8.Buffer);
+                _node += $" ({how})";
+                Emit(new KernelStep(_node, code, threads, block,
+                    [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), -1, projection.Input, projection.Filter, projection.Scale, projection.Offset]));
+                PublishInt8Conv(q.Node, layer.Relu, [.. layer.Between ?? [], .. fusion.Folded], y, yShape, outShift);
+                return how;
+            }
+        }
+
+        var buffers = new[] { y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), fusion is null ? -1 : Dev(fusion.Residual.Int8) };
+        if (which == OwnInt8Kernel.Pointwise && !_target.Int8PointwiseWarps && fusion is null && silu is null && !relu && clamp is null && ProjectionAbsorbed(q.Node, c, yShape))
+        {
+            // A projection shortcut: set aside for its block end's kernel, which computes it (or emitted as planned where a
+            // step reads its output first).
+            how += ", set aside for its block end's kernel";
+            _deferredProjections[y.Buffer] = new DeferredProjection(new KernelStep($"{_node} ({how})", code, threads, block, buffers), buffers[1], buffers[2], buffers[3], buffers[4], c, epilogue);
+            _node += $" ({how})";
+            PublishInt8Conv(q.Node, layer.Relu, [.. layer.Between ?? []], y, yShape, outShift);
+            return how;
         }
 
         _node += $" ({how})";
-        Emit(new KernelStep(_node, code, threads, block,
-            [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), fusion is null ? -1 : Dev(fusion.Residual.Int8)]));
+        Emit(new KernelStep(_node, code, threads, block, buffers));
         PublishInt8Conv(silu?.Quantize ?? q.Node, layer.Relu, [.. layer.Between ?? [], .. fusion?.Folded ?? [], .. silu?.Folded ?? []], y, yShape, silu is null ? outShift : StoredShift(silu.ZType));
         return how;
     }
