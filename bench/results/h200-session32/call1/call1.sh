@@ -33,6 +33,6 @@ q m2q 60 $I8 "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256
 q m2q-notwide 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_WIDE=off "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/m2q-notwide.json"
 q m2q-again 40 $I8 "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/m2q-again.json"
 q m2q-cmp 30 $I8 "$CLI" compare "$WORK/m2q.onnx" --engines ort,cuda --precision fp16 -b 32
-CLASSES="ProgrammaticLaunchGpuTests QuantizedModelGpuTests KernelCompileTests SplitKConvGpuTests Int8PointwiseGpuTests Int8ResidualFusionGpuTests" LIMITS="ProgrammaticLaunchGpuTests=150" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=$(( $(left) - 12 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
+CLASSES="ProgrammaticLaunchGpuTests QuantizedModelGpuTests KernelCompileTests SplitKConvGpuTests Int8ResidualFusionGpuTests" LIMITS="ProgrammaticLaunchGpuTests=150" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=$(( $(left) - 12 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
 pack

@@ -6,7 +6,7 @@
 # halved, when the kernel was bound by its instructions) and built for three resident blocks an SM (session 32,
 # BATCHWISE_INT8_POINTWISE_BLOCKS=3, never run on a GPU), and whether explain's b=1 over-predictions (BERT fp16 +42%,
 # ViT-S fp32 +43%) are a measurement of a cold start (a long warm-up against the default, a warm timing cache against a
-# cold one). About 400 s on an H200 (520 with session 33's warp-tiled kernel runs).
+# cold one). About 400 s on an H200.
 source bench/device/call-lib.sh 545
 unpack tests || { pack; exit 1; }
 I8="env BATCHWISE_INT8=on"
@@ -18,11 +18,6 @@ q r50qs-prof3 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_STAGES=3 "$CLI" 
 # Three resident blocks an SM (24 warps instead of 16; 85 registers a thread) on the 64- and 128-channel block ends.
 q r50qs-profb3 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_BLOCKS=3 "$CLI" bench "$WORK/r50qs.onnx" --engine cuda --precision fp16 -b 256 --profile --duration 200ms --json "$R/r50qs-profb3.json"
 q r50qs-b3 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_BLOCKS=3 "$CLI" bench "$WORK/r50qs.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/r50qs-b3.json"
-# Added in session 33 (953afa4): the warp-tiled kernel (every warp its own pipeline, no block barrier in its loop), two
-# and three tiles in flight a warp, against the block kernel's runs above and below.
-q r50qs-profw 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_KERNEL=warp "$CLI" bench "$WORK/r50qs.onnx" --engine cuda --precision fp16 -b 256 --profile --duration 200ms --json "$R/r50qs-profw.json"
-q r50qs-w 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_KERNEL=warp "$CLI" bench "$WORK/r50qs.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/r50qs-w.json"
-q r50qs-w3 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_KERNEL=warp BATCHWISE_INT8_POINTWISE_STAGES=3 "$CLI" bench "$WORK/r50qs.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/r50qs-w3.json"
 q r50qs-again 40 $I8 "$CLI" bench "$WORK/r50qs.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/r50qs-again.json"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ]; then
