@@ -184,19 +184,7 @@ internal static partial class KernelSource
                         const unsigned short* const at = x2s_ + buf * {{BM * pb2 / 2}};
                         const int aoff2 = (wm + (lane & 15)) * {{pb2 / 2}} + (lane >> 4) * 8;
                         const int boff2 = (wn + (lane >> 4) * 8 + (lane & 7)) * {{pb2 / 2}} + ((lane >> 3) & 1) * 8;
-                        #pragma unroll
-                        for (int ks = 0; ks < {{projection.Channels / 32}}; ks++) {
-                            unsigned af[2][4];
-                            bw_ldsm_x4(af[0], at + aoff2 + ks * 16);
-                            bw_ldsm_x4(af[1], at + aoff2 + 16 * {{pb2 / 2}} + ks * 16);
-                            #pragma unroll
-                            for (int np = 0; np < 2; np++) {
-                                unsigned f[4];
-                                bw_ldsm_x4(f, b2s_ + boff2 + np * 16 * {{pb2 / 2}} + ks * 16);
-                                #pragma unroll
-                                for (int u = 0; u < 2; u++) { bw_mma_16832_s8(acc[u][2 * np], af[u], f[0], f[1]); bw_mma_16832_s8(acc[u][2 * np + 1], af[u], f[2], f[3]); }
-                            }
-                        }
+            {{WarpTileProducts("at", "aoff2", "b2s_", "boff2", pb2 / 2, projection.Channels)}}
                         unsigned char* const rt = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
                         #pragma unroll
                         for (int nj = 0; nj < 4; nj++) {
@@ -282,19 +270,7 @@ internal static partial class KernelSource
                     }
             {{projectionTile}}
                     const unsigned short* const at = as_ + buf * {{BM * pb / 2}};
-                    #pragma unroll
-                    for (int ks = 0; ks < {{channels / 32}}; ks++) {
-                        unsigned af[2][4];
-                        bw_ldsm_x4(af[0], at + aoff + ks * 16);
-                        bw_ldsm_x4(af[1], at + aoff + 16 * {{pb / 2}} + ks * 16);
-                        #pragma unroll
-                        for (int np = 0; np < 2; np++) {
-                            unsigned f[4];
-                            bw_ldsm_x4(f, bs_ + boff + np * 16 * {{pb / 2}} + ks * 16);
-                            #pragma unroll
-                            for (int u = 0; u < 2; u++) { bw_mma_16832_s8(acc[u][2 * np], af[u], f[0], f[1]); bw_mma_16832_s8(acc[u][2 * np + 1], af[u], f[2], f[3]); }
-                        }
-                    }
+            {{WarpTileProducts("at", "aoff", "bs_", "boff", pb / 2, channels)}}
 
                     // Requantize into the tile's output rows (over the residual, each thread its own two bytes a row).
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
@@ -332,6 +308,28 @@ internal static partial class KernelSource
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
     }
+
+    /// <summary>
+    /// A warp's 32 x 32 tile of int8 products over <paramref name="channels"/> (k32 steps): the rows from
+    /// <paramref name="a"/> at this lane's <paramref name="aoff"/> and the filter rows from <paramref name="b"/> at its
+    /// <paramref name="boff"/> (ldmatrix, rows <paramref name="pitch"/> 16-bit units apart), summed into int acc[2][4][4]
+    /// (mma.sync m16n8k32).
+    /// </summary>
+    private static string WarpTileProducts(string a, string aoff, string b, string boff, int pitch, long channels) => $$"""
+                    #pragma unroll
+                    for (int ks = 0; ks < {{channels / 32}}; ks++) {
+                        unsigned af[2][4];
+                        bw_ldsm_x4(af[0], {{a}} + {{aoff}} + ks * 16);
+                        bw_ldsm_x4(af[1], {{a}} + {{aoff}} + 16 * {{pitch}} + ks * 16);
+                        #pragma unroll
+                        for (int np = 0; np < 2; np++) {
+                            unsigned f[4];
+                            bw_ldsm_x4(f, {{b}} + {{boff}} + np * 16 * {{pitch}} + ks * 16);
+                            #pragma unroll
+                            for (int u = 0; u < 2; u++) { bw_mma_16832_s8(acc[u][2 * np], af[u], f[0], f[1]); bw_mma_16832_s8(acc[u][2 * np + 1], af[u], f[2], f[3]); }
+                        }
+                    }
+        """;
 }
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Batchwise.Cuda.Kernels;
+using Batchwise.Engines;
 using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Tests.Gpu;
@@ -41,42 +42,22 @@ public sealed class Int8PointwiseGpuTests
     public void Warp_tiled_pointwise_kernel_matches_the_block_kernel_and_onnx_runtime()
     {
         Gpu.Require();
-        const string Switch = "BATCHWISE_INT8_POINTWISE_KERNEL";
-        var saved = Environment.GetEnvironmentVariable(Switch);
-        try
-        {
-            Environment.SetEnvironmentVariable(Switch, "block");
-            var (model, expected, block) = Int8ConvGpuTests.RunChoices("pointwise");
-            Environment.SetEnvironmentVariable(Switch, "warp");
-            var (_, _, warp) = Int8ConvGpuTests.RunChoices("pointwise");
-            var layers = warp["pointwise"].Layers;
-            var kernels = layers.Count(p => p.Value.Contains("own pointwise kernel, warp tiles", StringComparison.Ordinal));
-            var fused = layers.Count(p => p.Value.Contains("warp tiles", StringComparison.Ordinal) && p.Value.Contains("residual Add", StringComparison.Ordinal));
-            var cosine = Gpu.Compare(warp["pointwise"].Outputs, expected, model.Outputs)[0].Cosine;
-            var between = Gpu.Compare(warp["pointwise"].Outputs, block["pointwise"].Outputs, model.Outputs)[0];
-            Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_POINTWISE_KERNEL=warp | {kernels} convolutions on the warp-tiled kernel, {fused} block ends fused | cosine vs ORT {cosine:F6} | vs the block kernel: cosine {between.Cosine:F6}, max abs {between.MaxAbs:G4} |"));
-            Assert.True(fused == 13, $"{fused} block ends fused: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
-            Assert.True(cosine >= 0.999, $"warp-tiled kernel against ORT: cosine {cosine}");
-            Assert.True(between.Cosine >= 0.99999, $"warp-tiled against block kernel: cosine {between.Cosine}, max abs {between.MaxAbs}");
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(Switch, saved);
-        }
+        var (model, expected, block) = RunWith("BATCHWISE_INT8_POINTWISE_KERNEL", "block", "pointwise");
+        var (_, _, warp) = RunWith("BATCHWISE_INT8_POINTWISE_KERNEL", "warp", "pointwise");
+        var layers = warp["pointwise"].Layers;
+        var kernels = layers.Count(p => p.Value.Contains("own pointwise kernel, warp tiles", StringComparison.Ordinal));
+        var fused = layers.Count(p => p.Value.Contains("warp tiles", StringComparison.Ordinal) && p.Value.Contains("residual Add", StringComparison.Ordinal));
+        var cosine = Gpu.Compare(warp["pointwise"].Outputs, expected, model.Outputs)[0].Cosine;
+        var between = Gpu.Compare(warp["pointwise"].Outputs, block["pointwise"].Outputs, model.Outputs)[0];
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_POINTWISE_KERNEL=warp | {kernels} convolutions on the warp-tiled kernel, {fused} block ends fused | cosine vs ORT {cosine:F6} | vs the block kernel: cosine {between.Cosine:F6}, max abs {between.MaxAbs:G4} |"));
+        Assert.True(fused == 13, $"{fused} block ends fused: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
+        Assert.True(cosine >= 0.999, $"warp-tiled kernel against ORT: cosine {cosine}");
+        Assert.True(between.Cosine >= 0.99999, $"warp-tiled against block kernel: cosine {between.Cosine}, max abs {between.MaxAbs}");
 
         var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200));
         var cases = (from stages in new[] { 2, 3 } from ck in new[] { (64L, 256L), (128L, 512L), (256L, 1024L) } where KernelSource.Int8WarpPointwiseSharedBytes(ck.Item1, stages) <= 227 * 1024 select (ck.Item1, ck.Item2, stages)).ToList();
         var codes = cases.Select(c => KernelSource.Int8WarpPointwise(c.Item1, c.Item2, 256 * 56 * 56, KernelSource.Int8WarpPointwiseBlocks(256 * 56 * 56, c.Item2, 132, 2), epilogue, c.stages)).ToList();
-        var lines = new List<string>();
-        foreach (var (name, (toolchain, registers, local)) in cases.Select(c => $"{c.Item1} -> {c.Item2}, {c.stages} tiles in flight a warp").Zip(Gpu.KernelResources(codes)))
-        {
-            var line = $"| {toolchain} | int8 warp-tiled pointwise {name} + residual | {registers} registers | {local} bytes local |";
-            Console.WriteLine(line);
-            lines.Add(line);
-            Assert.True(local == 0, line);
-        }
-
-        Gpu.Report("int8.md", string.Join('\n', lines));
+        ReportWithoutLocalMemory(cases.Select(c => $"int8 warp-tiled pointwise {c.Item1} -> {c.Item2} + residual, {c.stages} tiles in flight a warp"), codes);
     }
 
     /// <summary>
@@ -88,35 +69,45 @@ public sealed class Int8PointwiseGpuTests
     public void Projection_shortcut_in_the_block_end_gives_the_same_outputs_as_its_own_kernel()
     {
         Gpu.Require();
-        const string Switch = "BATCHWISE_INT8_PROJECTION";
-        var saved = Environment.GetEnvironmentVariable(Switch);
-        try
-        {
-            Environment.SetEnvironmentVariable(Switch, "off");
-            var (model, expected, apart) = Int8ConvGpuTests.RunChoices("auto");
-            Environment.SetEnvironmentVariable(Switch, "on");
-            var (_, _, inside) = Int8ConvGpuTests.RunChoices("auto");
-            var layers = inside["auto"].Layers;
-            var absorbed = layers.Count(p => p.Value.Contains("its projection shortcut computed in it", StringComparison.Ordinal));
-            var between = Gpu.Compare(inside["auto"].Outputs, apart["auto"].Outputs, model.Outputs)[0];
-            var cosine = Gpu.Compare(inside["auto"].Outputs, expected, model.Outputs)[0].Cosine;
-            Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_PROJECTION=on | {absorbed} projection shortcut(s) computed in their block end | vs its own kernel: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
-            Assert.True(absorbed == 1, $"{absorbed} shortcuts absorbed: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
-            Assert.True(between.MaxAbs == 0, $"outputs differ from the shortcut's own kernel: max abs {between.MaxAbs}");
-            Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(Switch, saved);
-        }
+        var (model, expected, apart) = RunWith("BATCHWISE_INT8_PROJECTION", "off", "auto");
+        var (_, _, inside) = RunWith("BATCHWISE_INT8_PROJECTION", "on", "auto");
+        var layers = inside["auto"].Layers;
+        var absorbed = layers.Count(p => p.Value.Contains("its projection shortcut computed in it", StringComparison.Ordinal));
+        var between = Gpu.Compare(inside["auto"].Outputs, apart["auto"].Outputs, model.Outputs)[0];
+        var cosine = Gpu.Compare(inside["auto"].Outputs, expected, model.Outputs)[0].Cosine;
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_PROJECTION=on | {absorbed} projection shortcut(s) computed in their block end | vs its own kernel: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
+        Assert.True(absorbed == 1, $"{absorbed} shortcuts absorbed: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
+        Assert.True(between.MaxAbs == 0, $"outputs differ from the shortcut's own kernel: max abs {between.MaxAbs}");
+        Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
 
         var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, false, (0.7, 1.5, -20, 200));
         var shortcut = new Int8PointwiseProjection(64, new Int8ConvEpilogue(ElementType.UInt8, 9, false));
         var codes = new[] { 2, 3 }.Select(stages => KernelSource.Int8Pointwise(64, 256, 256 * 56 * 56, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132), epilogue, stages, projection: shortcut)).ToList();
-        var lines = new List<string>();
-        foreach (var (stages, (toolchain, registers, local)) in new[] { 2, 3 }.Zip(Gpu.KernelResources(codes)))
+        ReportWithoutLocalMemory(new[] { 2, 3 }.Select(stages => $"int8 pointwise 64 -> 256 + residual, its 64-channel shortcut in it, {stages} tiles in flight"), codes);
+    }
+
+    /// <summary><see cref="Int8ConvGpuTests.RunChoices"/> for <paramref name="choice"/> with <paramref name="variable"/> set to <paramref name="value"/> (restored after).</summary>
+    private static (OnnxModel Model, IReadOnlyList<Tensor> Expected, Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)> Runs) RunWith(string variable, string value, string choice)
+    {
+        var saved = Environment.GetEnvironmentVariable(variable);
+        try
         {
-            var line = $"| {toolchain} | int8 pointwise 64 -> 256 + residual, its 64-channel shortcut in it, {stages} tiles in flight | {registers} registers | {local} bytes local |";
+            Environment.SetEnvironmentVariable(variable, value);
+            return Int8ConvGpuTests.RunChoices(choice);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable, saved);
+        }
+    }
+
+    /// <summary>Compiles <paramref name="codes"/> for this device, reports each one's registers and local memory under <paramref name="names"/>, and fails on any local memory (a spill).</summary>
+    private static void ReportWithoutLocalMemory(IEnumerable<string> names, IReadOnlyList<KernelCode> codes)
+    {
+        var lines = new List<string>();
+        foreach (var (name, (toolchain, registers, local)) in names.Zip(Gpu.KernelResources(codes)))
+        {
+            var line = $"| {toolchain} | {name} | {registers} registers | {local} bytes local |";
             Console.WriteLine(line);
             lines.Add(line);
             Assert.True(local == 0, line);
