@@ -292,6 +292,21 @@ public sealed class Int8ConvOnCpuTests
     }
 
     [Fact]
+    public void The_warp_kernel_and_projection_switches_read_their_values_and_refuse_others()
+    {
+        Assert.False(GraphCompiler.ParseInt8PointwiseKernel(null));
+        Assert.False(GraphCompiler.ParseInt8PointwiseKernel(" Block "));
+        Assert.True(GraphCompiler.ParseInt8PointwiseKernel("warp"));
+        var kernel = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8PointwiseKernel("warps"));
+        Assert.Contains("BATCHWISE_INT8_POINTWISE_KERNEL 'warps' is not block or warp", kernel.Message, StringComparison.Ordinal);
+        Assert.False(GraphCompiler.ParseInt8Projection(""));
+        Assert.False(GraphCompiler.ParseInt8Projection("off"));
+        Assert.True(GraphCompiler.ParseInt8Projection("ON"));
+        var projection = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8Projection("1"));
+        Assert.Contains("BATCHWISE_INT8_PROJECTION '1' is not on or off", projection.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_projection_shortcut_its_block_end_does_not_take_is_emitted_before_the_step_that_reads_it()
     {
         // The block end's DequantizeLinear does not undo its QuantizeLinear, so the end keeps its own rounding and the

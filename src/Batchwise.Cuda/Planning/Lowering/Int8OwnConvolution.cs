@@ -178,7 +178,10 @@ internal sealed partial class GraphCompiler
     /// step through three barriers a tile, as measured in sessions 26-31) or warp (<see cref="KernelSource.Int8WarpPointwise"/>:
     /// every warp its own tiles, copies and stages, no block-wide barrier after the filter's; not yet measured).
     /// </summary>
-    internal static bool Int8PointwiseWarpsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_KERNEL")?.Trim().ToLowerInvariant() switch
+    internal static bool Int8PointwiseWarpsFromEnvironment => ParseInt8PointwiseKernel(Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_KERNEL"));
+
+    /// <summary>block (or unset): false; warp: true; a BatchwiseException for anything else.</summary>
+    internal static bool ParseInt8PointwiseKernel(string? text) => text?.Trim().ToLowerInvariant() switch
     {
         null or "" or "block" => false,
         "warp" => true,
@@ -190,7 +193,10 @@ internal sealed partial class GraphCompiler
     /// the block's input, ResNet-50's first block) inside the block end's pointwise kernel, so its output (205 MB at b=256
     /// for ResNet-50's) is neither written nor read back; off (default until measured) runs it as its own kernel.
     /// </summary>
-    internal static bool Int8ProjectionsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_PROJECTION")?.Trim().ToLowerInvariant() switch
+    internal static bool Int8ProjectionsFromEnvironment => ParseInt8Projection(Environment.GetEnvironmentVariable("BATCHWISE_INT8_PROJECTION"));
+
+    /// <summary>off (or unset): false; on: true; a BatchwiseException for anything else.</summary>
+    internal static bool ParseInt8Projection(string? text) => text?.Trim().ToLowerInvariant() switch
     {
         null or "" or "off" => false,
         "on" => true,
