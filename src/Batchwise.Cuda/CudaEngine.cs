@@ -68,7 +68,7 @@ public sealed class CudaEngine : IEngine
                 SplitKConvChoice.All => $"own kernel for dense fp16 convolutions, 1x1 included (BATCHWISE_SPLITK_CONV=all), {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
                 SplitKConvChoice.Every => $"own kernel for dense fp16 convolutions, 1x1 included, unsplit where a split does not pay and the grid is at most two waves (BATCHWISE_SPLITK_CONV=every), {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
                 _ => $"own kernel for dense fp16 convolutions of more than one tap, {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
-            },
+            } + (GraphCompiler.SplitKProjectionsFromEnvironment ? "; projection shortcuts computed in their block end's kernel (BATCHWISE_SPLITK_PROJECTION=on)" : string.Empty),
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
                 GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",
@@ -474,6 +474,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|all|off; tests set it).</summary>
     public SplitKConvChoice SplitKConvolutions { get; internal set; } = GraphCompiler.SplitKConvFromEnvironment;
+
+    /// <summary>A residual block's projection shortcut computed in its block end's split-K kernel (BATCHWISE_SPLITK_PROJECTION=on|off; tests set it).</summary>
+    public bool SplitKProjections { get; internal set; } = GraphCompiler.SplitKProjectionsFromEnvironment;
 
     /// <summary>The split-K kernel's shape (BATCHWISE_SPLITK_MAX_SPLITS, _MIN_SPLITS, _STAGES; tests set it).</summary>
     public SplitKShape SplitKConvShape { get; internal set; } = GraphCompiler.SplitKShapeFromEnvironment;

@@ -117,15 +117,27 @@ internal static partial class KernelSource
     /// kernel; sizes are arguments. With one split (BATCHWISE_SPLITK_CONV=every, where a split does not pay) the kernel
     /// is no cluster: the block sums its own tile, read from its own shared memory.
     /// </summary>
-    public static KernelCode SplitKConv(long channels, long[] kernel, long[] strides, long[] dilations, GroupedConvEpilogue epilogue, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int splits, int perSplit, int stages)
+    /// <para>
+    /// With <paramref name="shortcut"/> the reduction goes on past the window's taps into a second input: a residual
+    /// block's projection shortcut (a 1x1 convolution of x2 [N, H2, W2, C2] at its stride, no padding, filter [K, C2]),
+    /// whose sum the block adds to this convolution's before the ReLU. Both products land in one accumulator, so the
+    /// shortcut's output never reaches memory; the epilogue's bias is both biases' sum.
+    /// </para>
+    public static KernelCode SplitKConv(long channels, long[] kernel, long[] strides, long[] dilations, GroupedConvEpilogue epilogue, long batch, long outChannels, long[] inSpatial, long[] outSpatial, long[] padsBegin, int splits, int perSplit, int stages, SplitKShortcut? shortcut = null)
     {
         if (channels % SplitKConvChunk != 0 || outChannels % SplitKConvTile != 0 || kernel.Length != 2 || splits is < 1 or > SplitKMaxSplits || perSplit < 1 || stages is < 2 or > SplitKMaxStages)
         {
             throw new ArgumentException("split-K conv: input channels a multiple of 32, output channels of 64, a 2-d window, 1 to 16 splits, 2 to 16 stages");
         }
 
+        if (shortcut is not null && (shortcut.Channels % SplitKConvChunk != 0 || shortcut.Stride < 1 || epilogue.Residual || shortcut.InputSpatial.Length != 2))
+        {
+            throw new ArgumentException("split-K conv: a shortcut of channels in 32s, a positive stride and a 2-d input, and no residual besides");
+        }
+
         var perTap = channels / SplitKConvChunk;
-        var chunks = kernel[0] * kernel[1] * perTap;
+        var windowChunks = kernel[0] * kernel[1] * perTap;
+        var chunks = windowChunks + ((shortcut?.Channels ?? 0) / SplitKConvChunk);
         var reduction = kernel[0] * kernel[1] * channels;
         var pixels = batch * outSpatial[0] * outSpatial[1];
         var tilesN = outChannels / SplitKConvTile;
@@ -144,6 +156,39 @@ internal static partial class KernelSource
         var S = stages;
 
         var finish = epilogue.Text(["v[0]", "v[1]", "v[2]", "v[3]"], "n", "o + n");
+
+        // The shortcut's input and filter rows, past the window's chunks.
+        var (shortcutBase, shortcutInput, shortcutFilter) = (string.Empty, string.Empty, string.Empty);
+        if (shortcut is { } sc)
+        {
+            var (ih2, iw2) = (w.I32("ih2", checked((int)sc.InputSpatial[0])), w.I32("iw2", checked((int)sc.InputSpatial[1])));
+            shortcutBase = $$"""
+                        i64 xbase2[2];
+                        #pragma unroll
+                        for (int j = 0; j < 2; j++) {
+                            const int pp = pv[j] ? m0 + lr + 32 * j : 0, ohw = {{oh}} * {{ow}};
+                            const int img = pp / ohw, rem = pp - img * ohw, oy = rem / {{ow}}, ox = rem - oy * {{ow}};
+                            xbase2[j] = (((i64)img * {{ih2}} + (i64)oy * {{sc.Stride}}) * {{iw2}} + (i64)ox * {{sc.Stride}}) * {{sc.Channels}} + seg * 8;
+                        }
+                        const unsigned short* const x2h = (const unsigned short*)x2;
+                        const unsigned short* const w2h = (const unsigned short*)wt2;
+                """;
+            shortcutInput = $$"""
+                            if (kc >= {{windowChunks}}) {
+                                const int cc = (kc - {{windowChunks}}) * {{SplitKConvChunk}};
+                                #pragma unroll
+                                for (int j = 0; j < 2; j++) bw_cp_async16(as_ + (stage * {{T}} + lr + 32 * j) * {{P}} + seg * 8, pv[j] ? x2h + xbase2[j] + cc : x2h, pv[j]);
+                                return;
+                            }
+                """;
+            shortcutFilter = $$"""
+                            if (kc >= {{windowChunks}}) {
+                                #pragma unroll
+                                for (int j = 0; j < 2; j++) bw_cp_async16(bs_ + (stage * {{T}} + lr + 32 * j) * {{P}} + seg * 8, w2h + (i64)(n0 + lr + 32 * j) * {{sc.Channels}} + (i64)(kc - {{windowChunks}}) * {{SplitKConvChunk}} + seg * 8, true);
+                                return;
+                            }
+                """;
+        }
 
         w.Body.Append(SharedHalves(shared));
         w.Body.Append($$"""
@@ -181,7 +226,9 @@ internal static partial class KernelSource
                         iy0[j] = oy * {{sh}} - {{ph}};
                         ix0[j] = ox * {{sw}} - {{pw}};
                     }
+            {{shortcutBase}}
                     auto loadInput = [&](int kc, int stage) {
+            {{shortcutInput}}
                         const int tap = kc / {{perTap}}, cc = (kc - tap * {{perTap}}) * {{SplitKConvChunk}};
                         const int ki = tap / {{kw}}, kj = tap - ki * {{kw}};
                         #pragma unroll
@@ -192,6 +239,7 @@ internal static partial class KernelSource
                         }
                     };
                     auto loadFilter = [&](int kc, int stage) {
+            {{shortcutFilter}}
                         #pragma unroll
                         for (int j = 0; j < 2; j++) bw_cp_async16(bs_ + (stage * {{T}} + lr + 32 * j) * {{P}} + seg * 8, wh + (i64)(n0 + lr + 32 * j) * {{reduction}} + (i64)kc * {{SplitKConvChunk}} + seg * 8, true);
                     };
@@ -283,7 +331,8 @@ internal static partial class KernelSource
 
             """);
         var bias = epilogue.Bias is { } bt ? CType(bt) : "bw_half";
-        var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const {bias}* __restrict__ bias, const bw_half* __restrict__ z, {KernelWriter.ArgsParameter}");
+        var shortcutParameters = shortcut is null ? string.Empty : "const bw_half* __restrict__ x2, const bw_half* __restrict__ wt2, ";
+        var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const {bias}* __restrict__ bias, const bw_half* __restrict__ z, {shortcutParameters}{KernelWriter.ArgsParameter}");
         var source = splits > 1 ? code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __cluster_dims__({splits}, 1, 1) ", StringComparison.Ordinal) : code.Source;
         return code with { Source = AttentionHelpers + ClusterHelpers + source, SharedBytes = dynamic ? shared : 0 };
     }
@@ -307,3 +356,10 @@ internal static partial class KernelSource
     public static long SplitKConvThreads(long pixels, long outChannels, int splits) =>
         ((pixels + SplitKConvTile - 1) / SplitKConvTile) * (outChannels / SplitKConvTile) * splits * SplitKConvBlock;
 }
+
+/// <summary>
+/// A residual block's projection shortcut computed in its block end's <see cref="KernelSource.SplitKConv"/>: a 1x1
+/// convolution of an input with <paramref name="Channels"/> channels and spatial size <paramref name="InputSpatial"/>
+/// at <paramref name="Stride"/>, no padding.
+/// </summary>
+internal sealed record SplitKShortcut(long Channels, long Stride, long[] InputSpatial);

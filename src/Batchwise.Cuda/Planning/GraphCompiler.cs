@@ -90,6 +90,9 @@ internal interface IPlanTarget
     /// <summary>Who runs dense convolutions too small to fill the device in half precision: cuDNN here; a session takes BATCHWISE_SPLITK_CONV's choice (the own split-K kernel by default).</summary>
     SplitKConvChoice SplitKConvolutions => SplitKConvChoice.Off;
 
+    /// <summary>A residual block's projection shortcut computed in its block end's split-K kernel (<see cref="Kernels.SplitKShortcut"/>): off here; a session takes BATCHWISE_SPLITK_PROJECTION's.</summary>
+    bool SplitKProjections => false;
+
     /// <summary>Who runs a QDQ model's int8 convolutions: the libraries here; a session takes BATCHWISE_INT8_CONV's choice (the own 1x1 kernel for expanding 1x1s and the libraries elsewhere by default).</summary>
     Int8ConvChoice Int8Convolutions => Int8ConvChoice.Library;
 
@@ -466,15 +469,25 @@ internal sealed partial class GraphCompiler
             : new PlanValue(source.Type, shape, null, source.Buffer) { Nhwc = source.Nhwc };
     }
 
+    /// <summary>
+    /// Projection shortcuts set aside, by their output buffer, for the residual block end that computes them in its own
+    /// kernel (int8: Int8OwnConvolution.cs; half precision: SplitKConvolution.cs); <see cref="Emit"/> emits one as planned
+    /// where another step reads that buffer first.
+    /// </summary>
+    private readonly Dictionary<int, DeferredShortcut> _deferredShortcuts = [];
+
+    /// <summary>A shortcut's kernel as planned (what a block end that takes it needs is in the derived record).</summary>
+    private abstract record DeferredShortcut(KernelStep Step);
+
     private void Emit(PlanStep step)
     {
-        // A projection shortcut set aside for its block end's kernel (Int8OwnConvolution.cs) is emitted here after all, as
-        // planned, once a step reads its output: that block end did not take it.
-        if (_deferredProjections.Count > 0)
+        // A projection shortcut set aside for its block end's kernel is emitted here after all, as planned, once a step
+        // reads its output: that block end did not take it.
+        if (_deferredShortcuts.Count > 0)
         {
             foreach (var id in step.Buffers)
             {
-                if (id >= 0 && _deferredProjections.Remove(id, out var deferred))
+                if (id >= 0 && _deferredShortcuts.Remove(id, out var deferred))
                 {
                     Emit(deferred.Step);
                 }

@@ -85,6 +85,51 @@ public sealed class SplitKConvGpuTests
         Assert.True(cosine >= 0.999, line);
     }
 
+    /// <summary>
+    /// ResNet-50 at batch 1 with every convolution on the split-K kernel (BATCHWISE_SPLITK_CONV=every) and its four
+    /// projection shortcuts computed in their block ends (BATCHWISE_SPLITK_PROJECTION=on): four kernels fewer, the
+    /// outputs against ONNX Runtime and against the shortcuts' own kernels, the time of 200 graph replays of each
+    /// reported to splitk-conv.md.
+    /// </summary>
+    [Fact]
+    public void Projection_shortcuts_in_their_block_ends_agree_with_onnx_runtime_and_their_time_is_reported()
+    {
+        Gpu.Require();
+        var model = Batchwise.Zoo.ModelZoo.Build("zoo:resnet50");
+        var inputs = model.Inputs.Select(i => Gpu.RandomInput(i, 1, seed: 3)).ToList();
+        (IReadOnlyList<Tensor> Outputs, int Steps, double Ms) Run(bool projections)
+        {
+            using var session = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16, Tactics = TacticSelection.Heuristic });
+            session.SplitKConvolutions = SplitKConvChoice.Every;
+            session.SplitKProjections = projections;
+            var outputs = session.Run(inputs);
+            using var run = session.Prepare(inputs);
+            for (var i = 0; i < 20; i++)
+            {
+                run.Run();
+            }
+
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            for (var i = 0; i < 200; i++)
+            {
+                run.Run();
+            }
+
+            return (outputs, ((IPlanBuilds)session).Builds.Max(b => b.Steps), clock.Elapsed.TotalMilliseconds / 200);
+        }
+
+        var apart = Run(false);
+        var inside = Run(true);
+        using var ort = new OrtEngine().Load(model, new EngineOptions());
+        var cosine = Gpu.Compare(inside.Outputs, ort.Run(inputs), model.Outputs).Min(r => r.Cosine);
+        var between = Gpu.Compare(inside.Outputs, apart.Outputs, model.Outputs).Min(r => r.Cosine);
+        var line = string.Create(CultureInfo.InvariantCulture, $"| resnet50 b=1, every convolution split-K | shortcuts in their block ends: {inside.Steps} steps, {inside.Ms:F4} ms a run | apart: {apart.Steps} steps, {apart.Ms:F4} ms ({apart.Ms / inside.Ms:F3}x) | cosine vs ORT {cosine:F6}, vs apart {between:F6} |");
+        Gpu.Publish("splitk-conv.md", line);
+        Assert.True(apart.Steps - inside.Steps == 4, line);
+        Assert.True(cosine >= 0.999, line);
+        Assert.True(between >= 0.9999, line);
+    }
+
     /// <summary>Registers per thread and local memory of the kernel for each epilogue, as this device's NVRTC compiles it: reported, none may spill.</summary>
     [Fact]
     public void Split_k_kernel_registers_are_reported()

@@ -33,6 +33,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public SplitKConvChoice SplitKConvolutions { get; init; } = SplitKConvChoice.Off;
 
+    public bool SplitKProjections { get; init; }
+
     public StemPoolChoice StemPools { get; init; } = StemPoolChoice.Off;
 
     public Int8ConvChoice Int8Convolutions { get; init; } = Int8ConvChoice.Library;

@@ -46,6 +46,89 @@ public sealed class SplitKConvOnCpuTests
         All.Value[name].RunsOnTheCpuAndAgrees(name, "own split-K kernel");
     }
 
+    /// <summary>
+    /// A residual block with a projection shortcut, float32, as torchvision's ResNet (v1.5) writes it: a = Relu(BN(Conv
+    /// 3x3 x, stride s, pad 1, c -> m)); e = BN(Conv 1x1 a, m -> k); p = BN(Conv 1x1 x, stride s, c -> k); y = Relu(e + p).
+    /// </summary>
+    private static OnnxModel ProjectionBlock(int n, int c, int m, int k, int h, int stride, bool shortcutLast = false)
+    {
+        var rng = new Random(21);
+        var g = new GraphBuilder("projection-block");
+        var x = g.Input("x", ElementType.Float, (long)n, (long)c, (long)h, (long)h);
+        float[] Random(int count, double scale) => [.. Enumerable.Range(0, count).Select(_ => (float)((rng.NextDouble() - 0.5) * scale))];
+        string ConvBn(string input, int cin, int cout, int size, int s, string prefix)
+        {
+            var w = g.Initializer(prefix + "w", [cout, cin, size, size], Random(cout * cin * size * size, 2.0 / Math.Sqrt(cin * size * size)));
+            var conv = g.Node("Conv", [input, w], GraphBuilder.Attr("kernel_shape", size, size), GraphBuilder.Attr("strides", s, s), GraphBuilder.Attr("pads", size / 2, size / 2, size / 2, size / 2));
+            var (gamma, beta) = (g.Initializer(prefix + "g", [cout], [.. Random(cout, 0.5).Select(v => v + 1f)]), g.Initializer(prefix + "be", [cout], Random(cout, 0.2)));
+            var (mean, variance) = (g.Initializer(prefix + "mu", [cout], Random(cout, 0.1)), g.Initializer(prefix + "var", [cout], [.. Random(cout, 0.2).Select(v => v + 1f)]));
+            return g.Node("BatchNormalization", [conv, gamma, beta, mean, variance]);
+        }
+
+        var shortcut = shortcutLast ? null : ConvBn(x, c, k, 1, stride, "p");
+        var a = g.Node("Relu", [ConvBn(x, c, m, 3, stride, "a")]);
+        var e = ConvBn(a, m, k, 1, 1, "e");
+        shortcut ??= ConvBn(x, c, k, 1, stride, "p");
+        g.Rename(g.Node("Relu", [g.Node("Add", [e, shortcut])]), "y");
+        var o = ((h - 1) / stride) + 1;
+        g.Output("y", ElementType.Float, (long)n, (long)k, (long)o, (long)o);
+        return g.Build("projection-block");
+    }
+
+    [Theory]
+    [InlineData(1, 64, 64, 256, 8, 1, 1)] // ResNet-50's first block at b=1 (on 8 SMs): both unsplit, 2 + 2 steps
+    [InlineData(2, 64, 64, 128, 9, 2, 1)] // a stride-2 shortcut over an odd input (every second pixel of 9), two images
+    [InlineData(2, 1024, 64, 64, 4, 2, 7)] // 2 + 32 steps, 5 a split: a cluster of 7, the shortcut's steps from the first split's third on
+    [InlineData(2, 64, 64, 128, 9, 2, 1, true)] // the shortcut planned last: the block's 1x1 set aside, the strided shortcut's kernel computes both
+    public void A_projection_shortcut_computed_in_its_block_ends_split_k_kernel_agrees_with_onnx_runtime(int n, int c, int m, int k, int h, int stride, int splits, bool shortcutLast = false)
+    {
+        CpuKernelRunner.Require();
+        var model = ProjectionBlock(n, c, m, k, h, stride, shortcutLast);
+        var rng = new Random(5);
+        List<Tensor> inputs = [Tensor.From<float>(ElementType.Float, [n, c, h, h], [.. Enumerable.Range(0, n * c * h * h).Select(_ => (float)(rng.NextDouble() * 2 - 1))])];
+        ExecutionPlan Build(bool projections) => new NoGpuTarget(Precision.Fp16) { SplitKConvolutions = SplitKConvChoice.Every, SplitKProjections = projections, Multiprocessors = Sms }.Compile(model, inputs);
+        var (apart, inside) = (Build(false), Build(true));
+        var nodes = string.Join(" // ", inside.Steps.Select(s => s.Node));
+        Assert.Equal(apart.Steps.Count - 1, inside.Steps.Count);
+        var fused = Assert.Single(inside.Steps, s => s.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal));
+        Assert.Contains(splits > 1 ? $"{splits} splits" : "unsplit", fused.Node, StringComparison.Ordinal);
+        Assert.DoesNotContain("set aside", nodes, StringComparison.Ordinal);
+
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var expected = ort.Run(inputs);
+        CpuKernelRunner.Prepare([apart, inside]);
+        var got = CpuKernelRunner.Run(inside, inputs);
+        Assert.True(KernelCaseModels.Difference(got, expected, half: true) is null, $"{KernelCaseModels.Difference(got, expected, half: true)}: {nodes}");
+        Assert.True(KernelCaseModels.Difference(CpuKernelRunner.Run(apart, inputs), expected, half: true) is null, "the plan without the fusion");
+        Assert.True(expected[0].ToDoubles().Count(v => v > 0) > expected[0].ToDoubles().Length / 4, "the ReLU leaves too few outputs: the case checks little");
+    }
+
+    [Fact]
+    public void Resnet50_at_batch_1_computes_all_four_projection_shortcuts_in_their_block_ends()
+    {
+        // The first block's shortcut is planned before the block's last convolution, the three strided ones after it
+        // (that convolution is set aside and the shortcut's kernel computes both): four kernels fewer either way. (The
+        // plan runs on the CPU against ONNX Runtime too, in about five minutes: the block cases above run both orders.)
+        var model = ModelZoo.Build("zoo:resnet50?size=64");
+        var rng = new Random(8);
+        List<Tensor> inputs = [Tensor.From<float>(ElementType.Float, [1, 3, 64, 64], [.. Enumerable.Range(0, 3 * 64 * 64).Select(_ => (float)(rng.NextDouble() * 2 - 1))])];
+        ExecutionPlan Build(bool projections) => new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { StemPools = StemPoolChoice.Auto, SplitKConvolutions = SplitKConvChoice.Every, SplitKProjections = projections }.Compile(model, inputs);
+        var (apart, inside) = (Build(false), Build(true));
+        var nodes = string.Join(" // ", inside.Steps.Select(s => s.Node));
+        Assert.Equal(apart.Steps.Count - 4, inside.Steps.Count);
+        Assert.True(inside.Steps.Count(s => s.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal)) == 4, nodes);
+        Assert.True(inside.Steps.Count(s => s.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal) && s.Node.Contains("unsplit", StringComparison.Ordinal)) >= 1, nodes);
+
+    }
+
+    [Fact]
+    public void The_split_k_projection_switch_reads_on_and_off_and_refuses_others()
+    {
+        Assert.False(GraphCompiler.ParseSplitKProjection(null));
+        Assert.True(GraphCompiler.ParseSplitKProjection(" on"));
+        Assert.Contains("BATCHWISE_SPLITK_PROJECTION 'yes' is not on or off", Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseSplitKProjection("yes")).Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Splits_fill_the_device_for_resnet50_layers_at_batch_1_and_are_left_out_where_tiles_fill_it()
     {

@@ -203,11 +203,8 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_INT8_PROJECTION '{other}' is not on or off", "Unset it (projection shortcuts as their own kernels) or set BATCHWISE_INT8_PROJECTION=on (computed inside their block end's kernel)."),
     };
 
-    /// <summary>A projection shortcut's kernel set aside (by its output buffer) for the block end that reads it as its residual; emitted by <see cref="Emit"/> if another step reads that buffer first.</summary>
-    private readonly Dictionary<int, DeferredProjection> _deferredProjections = [];
-
-    /// <summary>The projection's kernel as planned, and what the block end's kernel needs to compute it instead: its input, filter, scales, offsets, channels and requantization.</summary>
-    private sealed record DeferredProjection(KernelStep Step, int Input, int Filter, int Scale, int Offset, long Channels, Int8ConvEpilogue Epilogue);
+    /// <summary>An int8 projection shortcut's kernel as planned, and what the block end's kernel needs to compute it instead: its input, filter, scales, offsets, channels and requantization.</summary>
+    private sealed record Int8DeferredShortcut(KernelStep Step, int Input, int Filter, int Scale, int Offset, long Channels, Int8ConvEpilogue Epilogue) : DeferredShortcut(Step);
 
     /// <summary>
     /// Whether the pointwise layer whose QuantizeLinear is <paramref name="q"/> (<paramref name="c"/> input channels, output
@@ -360,7 +357,7 @@ internal sealed partial class GraphCompiler
         else
         {
             // A block end whose residual is a projection shortcut set aside for it computes that shortcut itself.
-            var projection = fusion is not null && _deferredProjections.TryGetValue(fusion.Residual.Int8.Buffer, out var p)
+            var projection = fusion is not null && _deferredShortcuts.TryGetValue(fusion.Residual.Int8.Buffer, out var d) && d is Int8DeferredShortcut p
                 && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages, p.Channels) <= _target.MaxSharedBytesPerBlock ? p : null;
             var stages = _target.Int8PointwiseStages;
             var resident = projection is null
@@ -371,7 +368,7 @@ internal sealed partial class GraphCompiler
             (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks, {stages} tiles in flight{fused}{(projection is null ? string.Empty : ", its projection shortcut computed in it")})");
             if (projection is not null)
             {
-                _deferredProjections.Remove(fusion!.Residual.Int8.Buffer);
+                _deferredShortcuts.Remove(fusion!.Residual.Int8.Buffer);
                 _node += $" ({how})";
                 Emit(new KernelStep(_node, code, threads, block,
                     [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), -1, projection.Input, projection.Filter, projection.Scale, projection.Offset]));
@@ -386,7 +383,7 @@ internal sealed partial class GraphCompiler
             // A projection shortcut: set aside for its block end's kernel, which computes it (or emitted as planned where a
             // step reads its output first).
             how += ", set aside for its block end's kernel";
-            _deferredProjections[y.Buffer] = new DeferredProjection(new KernelStep($"{_node} ({how})", code, threads, block, buffers), buffers[1], buffers[2], buffers[3], buffers[4], c, epilogue);
+            _deferredShortcuts[y.Buffer] = new Int8DeferredShortcut(new KernelStep($"{_node} ({how})", code, threads, block, buffers), buffers[1], buffers[2], buffers[3], buffers[4], c, epilogue);
             _node += $" ({how})";
             PublishInt8Conv(q.Node, layer.Relu, [.. layer.Between ?? []], y, yShape, outShift);
             return how;

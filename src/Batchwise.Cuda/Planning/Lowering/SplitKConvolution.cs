@@ -67,6 +67,72 @@ internal sealed partial class GraphCompiler
         EnvironmentSetting.Int("BATCHWISE_SPLITK_STAGES", SplitKShape.Default.Stages, 2, KernelSource.SplitKMaxStages));
 
     /// <summary>
+    /// BATCHWISE_SPLITK_PROJECTION: on computes a residual block's 1x1 projection shortcut in its block end's split-K
+    /// kernel, the two products in one accumulator (one kernel and the shortcut's output fewer: ResNet-50 at batch 1 has
+    /// four); off (default until measured) runs the shortcut as its own kernel.
+    /// </summary>
+    internal static bool SplitKProjectionsFromEnvironment => ParseSplitKProjection(Environment.GetEnvironmentVariable("BATCHWISE_SPLITK_PROJECTION"));
+
+    /// <summary>off (or unset): false; on: true; a BatchwiseException for anything else.</summary>
+    internal static bool ParseSplitKProjection(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "off" => false,
+        "on" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_SPLITK_PROJECTION '{other}' is not on or off", "Unset it (projection shortcuts as their own kernels) or set BATCHWISE_SPLITK_PROJECTION=on (computed in their block end's split-K kernel)."),
+    };
+
+    /// <summary>A half-precision projection shortcut's kernel as planned, and what its block end's split-K kernel needs to compute it instead: the input, the filter [K, C2], the bias and the stride.</summary>
+    private sealed record SplitKDeferredShortcut(KernelStep Step, PlanValue Input, PlanValue Filter, PlanValue? Bias, long Stride) : DeferredShortcut(Step);
+
+    /// <summary>The split-K kernel's (splits, steps a split) for a problem, or null where neither a split pays nor (under <see cref="SplitKConvChoice.Every"/>) the grid is at most two waves.</summary>
+    private (int Splits, int PerSplit)? SplitKPlan(long pixels, long k, long chunks)
+    {
+        var shape = _target.SplitKConvShape;
+        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors, shape.MostSplits, shape.FewestSplits) is { } split)
+        {
+            return split;
+        }
+
+        var tiles = (pixels + KernelSource.SplitKConvTile - 1) / KernelSource.SplitKConvTile * (k / KernelSource.SplitKConvTile);
+        return _target.SplitKConvolutions != SplitKConvChoice.Every || tiles > 2L * _target.Multiprocessors || chunks > int.MaxValue ? null : (1, (int)chunks);
+    }
+
+    /// <summary>
+    /// Whether the other side of a residual block will take this 1x1 convolution (output <paramref name="outName"/>,
+    /// <paramref name="k"/> output channels, <paramref name="channels"/> input channels) into its split-K kernel: its
+    /// output read only by an Add followed by a ReLU, the Add's other side a dense constant-filter convolution (a
+    /// BatchNormalization after it folds) not planned yet, whose output only the Add reads, with channels the split-K
+    /// kernel takes and a split-K plan for both reductions together. Whichever of the two comes first in the plan is
+    /// set aside: a projection shortcut planned before the block's last convolution, or (torchvision's order for the
+    /// strided blocks) the block's last 1x1 convolution planned before its shortcut, which then computes both.
+    /// </summary>
+    private bool ShortcutTaken(string outName, long channels, long k, long[] yShape)
+    {
+        if (!_target.SplitKProjections || _target.SplitKConvolutions is not (SplitKConvChoice.All or SplitKConvChoice.Every) || _graphOutputs.Contains(outName)
+            || SoleConsumer(outName) is not { OpType: "Add", Input.Count: 2 } add || add.Input[0] == add.Input[1] || _graphOutputs.Contains(add.Output[0]) || SoleConsumer(add.Output[0]) is not { OpType: "Relu" })
+        {
+            return false;
+        }
+
+        var other = add.Input[0] == outName ? add.Input[1] : add.Input[0];
+        var producer = Producer(other);
+        if (producer is { OpType: "BatchNormalization" } bn && SoleConsumer(bn.Input[0]) == bn)
+        {
+            producer = Producer(bn.Input[0]);
+        }
+
+        if (producer is not { OpType: "Conv" } end || _values.ContainsKey(other) || SoleConsumer(other) != add || _values.GetValueOrDefault(end.Input[1])?.Constant is not { Shape: [var k2, var c2, var kh, var kw] } || k2 != k)
+        {
+            return false;
+        }
+
+        var plan = c2 % KernelSource.SplitKConvChunk == 0 && new NodeAttributes(end).Int("group", 1) == 1
+            ? SplitKPlan(yShape[0] * yShape[2] * yShape[3], k, ((kh * kw * c2) + channels) / KernelSource.SplitKConvChunk)
+            : null;
+        return plan is { } p && KernelSource.SplitKConvSharedBytes(KernelSource.SplitKConvStages(p.PerSplit, _target.SplitKConvShape.Stages)) <= _target.MaxSharedBytesPerBlock;
+    }
+
+    /// <summary>
     /// Lowers a dense convolution too small to fill the device to the own split-K kernel and returns true, or returns
     /// false (nothing emitted) where the choice, precision, layout, channel counts or size leave it to the others.
     /// </summary>
@@ -83,19 +149,20 @@ internal sealed partial class GraphCompiler
         var (n, c, k) = (x.Shape[0], x.Shape[1], w.Shape[0]);
         var pixels = n * outSpatial[0] * outSpatial[1];
         var chunks = kernel[0] * kernel[1] * (c / KernelSource.SplitKConvChunk);
-        var shape = _target.SplitKConvShape;
-        if (KernelSource.SplitKConvSplits(pixels, k, chunks, _target.Multiprocessors, shape.MostSplits, shape.FewestSplits) is not var (splits, perSplit))
-        {
-            var tiles = (pixels + KernelSource.SplitKConvTile - 1) / KernelSource.SplitKConvTile * (k / KernelSource.SplitKConvTile);
-            if (_target.SplitKConvolutions != SplitKConvChoice.Every || tiles > 2L * _target.Multiprocessors || chunks > int.MaxValue)
-            {
-                return false;
-            }
 
-            (splits, perSplit) = (1, (int)chunks);
+        // A projection shortcut set aside for this block end (its residual): its reduction joins this one.
+        var shortcut = ShortcutFor(outName, yShape);
+        if (shortcut is not null)
+        {
+            chunks += shortcut.Filter.Shape[1] / KernelSource.SplitKConvChunk;
         }
 
-        var stages = KernelSource.SplitKConvStages(perSplit, shape.Stages);
+        if (SplitKPlan(pixels, k, chunks) is not var (splits, perSplit))
+        {
+            return false;
+        }
+
+        var stages = KernelSource.SplitKConvStages(perSplit, _target.SplitKConvShape.Stages);
         if (KernelSource.SplitKConvSharedBytes(stages) > _target.MaxSharedBytesPerBlock)
         {
             return false;
@@ -104,9 +171,46 @@ internal sealed partial class GraphCompiler
         x = Nhwc(x);
         var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)); // [K, kh, kw, C]
         var (raw, bias, residual, epilogue) = OwnConvOutput(x, b, ref outName, yShape);
+        if (shortcut is not null && residual is not null && _deferredShortcuts.Remove(residual.Buffer))
+        {
+            // The block's Add and ReLU are this kernel's; the shortcut's sum is in its accumulator, its bias in the bias.
+            var sum = bias?.Constant is { } b1 && shortcut.Bias?.Constant is { } b2
+                ? _target.Derive("splitk-shortcut-bias", [b1, b2], () => HostTensor.OfFloats(ElementType.Float, [k], [.. Enumerable.Range(0, (int)k).Select(i => (double)(float)(b1[i] + b2[i]))]))
+                : (bias?.Constant ?? shortcut.Bias?.Constant);
+            var joined = sum is null ? null : new PlanValue(ElementType.Float, [k], sum);
+            var shortcutInput = shortcut.Input;
+            var code2 = KernelSource.SplitKConv(c, kernel, strides, dilations, new GroupedConvEpilogue(joined is null ? null : St(joined), epilogue.Relu, false), n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit, stages,
+                new SplitKShortcut(shortcutInput.Shape[1], shortcut.Stride, shortcutInput.Shape[2..]));
+            _node += (splits > 1 ? $" (own split-K kernel, {splits} splits" : " (own split-K kernel, unsplit") + ", its projection shortcut computed in it)";
+            Emit(new KernelStep(_node, code2, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, [Dev(raw), Dev(x), Dev(filter), joined is null ? -1 : Dev(joined), -1, Dev(shortcutInput), Dev(shortcut.Filter)]));
+            return true;
+        }
+
         var code = KernelSource.SplitKConv(c, kernel, strides, dilations, epilogue, n, k, x.Shape[2..], outSpatial, padsBegin, splits, perSplit, stages);
         _node += splits > 1 ? $" (own split-K kernel, {splits} splits)" : " (own split-K kernel, unsplit)";
-        Emit(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, [Dev(raw), Dev(x), Dev(filter), bias is null ? -1 : Dev(bias), residual is null ? -1 : Dev(residual)]));
+        int[] buffers = [Dev(raw), Dev(x), Dev(filter), bias is null ? -1 : Dev(bias), residual is null ? -1 : Dev(residual)];
+        if (kernel.All(v => v == 1) && padsBegin.All(v => v == 0) && !epilogue.Relu && residual is null && ShortcutTaken(outName, c, k, yShape))
+        {
+            // A projection shortcut: set aside for its block end's split-K kernel, which computes it (or emitted as
+            // planned where a step reads its output first).
+            _node += ", set aside for its block end's kernel";
+            _deferredShortcuts[raw.Buffer] = new SplitKDeferredShortcut(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, buffers), x, filter, bias, strides[0] == strides[1] ? strides[0] : -1);
+            return true;
+        }
+
+        Emit(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, buffers));
         return true;
+    }
+
+    /// <summary>The shortcut set aside for the block end whose output is <paramref name="outName"/> (the other side of the Add after it), or null.</summary>
+    private SplitKDeferredShortcut? ShortcutFor(string outName, long[] yShape)
+    {
+        if (_deferredShortcuts.Count == 0 || _graphOutputs.Contains(outName) || SoleConsumer(outName) is not { OpType: "Add", Input.Count: 2 } add)
+        {
+            return null;
+        }
+
+        var other = add.Input[0] == outName ? add.Input[1] : add.Input[0];
+        return _values.TryGetValue(other, out var z) && z.Shape.SequenceEqual(yShape) && _deferredShortcuts.GetValueOrDefault(z.Buffer) is SplitKDeferredShortcut { Stride: > 0 } s ? s : null;
     }
 }
