@@ -5,7 +5,8 @@
 #    split-K kernel where it splits (auto) / on every convolution of at most two waves, unsplit where a split does not
 #    pay (every: all of ResNet-50's kernels at b=1 generated), one process each, auto-off and every-on twice (issue 16:
 #    b=1 >= 4,000 img/s, 3,245 in session 31); MobileNetV2 and BERT at b=1 off/on; ProgrammaticLaunchGpuTests (bit for bit against
-#    ordinary launches, its times in gpu/pdl.md); SplitKConvGpuTests (the split-K kernel now fetches its filter's first
+#    ordinary launches, its times in gpu/pdl.md); [moved to session 33's call 2: SplitKConvGpuTests and Int8PointwiseGpuTests]
+#    (SplitKConvGpuTests: the split-K kernel now fetches its filter's first
 #    stages before it waits for the kernel before it).
 # 2. MobileNetV2 int8 at b=256 with the pointwise kernel on its 96 -> 576 and 160 -> 960 expansions (session 32's
 #    BATCHWISE_INT8_POINTWISE_WIDE, on by default) against off, and against ORT; session 31's commits that never ran on
@@ -33,6 +34,6 @@ q m2q 60 $I8 "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256
 q m2q-notwide 40 env BATCHWISE_INT8=on BATCHWISE_INT8_POINTWISE_WIDE=off "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/m2q-notwide.json"
 q m2q-again 40 $I8 "$CLI" bench "$WORK/m2q.onnx" --engine cuda --precision fp16 -b 256 --duration 300ms --json "$R/m2q-again.json"
 q m2q-cmp 30 $I8 "$CLI" compare "$WORK/m2q.onnx" --engines ort,cuda --precision fp16 -b 32
-CLASSES="ProgrammaticLaunchGpuTests QuantizedModelGpuTests KernelCompileTests SplitKConvGpuTests Int8ResidualFusionGpuTests" LIMITS="ProgrammaticLaunchGpuTests=150" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=$(( $(left) - 12 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
+CLASSES="ProgrammaticLaunchGpuTests QuantizedModelGpuTests KernelCompileTests Int8ResidualFusionGpuTests" LIMITS="ProgrammaticLaunchGpuTests=150" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=$(( $(left) - 12 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
 pack
