@@ -15,7 +15,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class ProgrammaticLaunchTests
 {
-    private static ExecutionPlan Plan(bool programmatic, int computeCapability = 90)
+    private static ExecutionPlan Plan(bool programmatic, int computeCapability = 90, bool projections = false)
     {
         var m = ModelZoo.Build("zoo:resnet50?size=64");
         var inputs = m.Inputs.Select(i => Tensor.Zeros(i.ElementType, i.Shape.Select((d, k) => k == 0 ? 1L : d.Value ?? 1L).ToArray())).ToList();
@@ -23,15 +23,19 @@ public sealed class ProgrammaticLaunchTests
         {
             PlansConvolutionsWithoutLibrary = true,
             SplitKConvolutions = SplitKConvChoice.Every,
+            SplitKProjections = projections,
             ProgrammaticLaunch = programmatic,
             ComputeCapability = computeCapability,
         }.Compile(m, inputs);
     }
 
-    [Fact]
-    public void Every_generated_kernel_waits_for_the_kernel_before_it_before_anything_else()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // the projection shortcuts in their block ends' kernels (a second input's filter before the wait too)
+    public void Every_generated_kernel_waits_for_the_kernel_before_it_before_anything_else(bool projections)
     {
-        var plan = Plan(programmatic: true);
+        var plan = Plan(programmatic: true, projections: projections);
+        Assert.Equal(projections ? 4 : 0, plan.Steps.Count(s => s.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal)));
         var kernels = plan.Steps.OfType<KernelStep>().ToList();
         Assert.True(kernels.Count >= 10, $"{kernels.Count} generated kernels in ResNet-50's fp16 plan with the split-K kernel on every convolution");
         var splitK = 0;
