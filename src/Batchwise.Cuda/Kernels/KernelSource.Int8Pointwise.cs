@@ -51,7 +51,10 @@ internal static partial class KernelSource
     /// least one.
     /// </summary>
     public static int Int8PointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks) =>
-        Math.Clamp((sharedPerSm + 1024) / (Int8PointwiseSharedBytes(channels, stages) + 1024), 1, most);
+        ResidentBlocks(Int8PointwiseSharedBytes(channels, stages), sharedPerSm, most);
+
+    /// <summary>Blocks of <paramref name="sharedBytes"/> each that fit in <paramref name="sharedPerSm"/> (1 KB reserved a block), from 1 to <paramref name="most"/>.</summary>
+    public static int ResidentBlocks(int sharedBytes, int sharedPerSm, int most) => Math.Clamp((sharedPerSm + 1024) / (sharedBytes + 1024), 1, most);
 
     /// <summary>
     /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs (what stays resident: a

@@ -15,10 +15,12 @@ internal static partial class KernelSource
     /// <summary>
     /// Shared memory of one block of <see cref="Int8WarpPointwise"/>: the filter block [128][C + 16], the block's scales and
     /// offsets (1 KB), and for each of its eight warps <paramref name="stages"/> input tiles [16][C + 16] and
-    /// residual-then-output tiles [16][144] (bytes).
+    /// residual-then-output tiles [16][144] (bytes); with a projection shortcut of <paramref name="projectionChannels"/>
+    /// channels computed in it, its filter block, scales and offsets and each warp's stages of its input tiles too.
     /// </summary>
-    public static int Int8WarpPointwiseSharedBytes(long channels, int stages) =>
-        checked((int)((Int8PointwiseTileN * (channels + 16)) + (2 * Int8PointwiseTileN * 4) + (Int8WarpPointwiseBlock / 32 * stages * ((Int8WarpPointwiseTileM * (channels + 16)) + (Int8WarpPointwiseTileM * (Int8PointwiseTileN + 16))))));
+    public static int Int8WarpPointwiseSharedBytes(long channels, int stages, long projectionChannels = 0) =>
+        checked((int)((Int8PointwiseTileN * (channels + 16)) + (2 * Int8PointwiseTileN * 4) + (Int8WarpPointwiseBlock / 32 * stages * ((Int8WarpPointwiseTileM * (channels + 16)) + (Int8WarpPointwiseTileM * (Int8PointwiseTileN + 16))))
+            + (projectionChannels == 0 ? 0 : (Int8PointwiseTileN * (projectionChannels + 16)) + (2 * Int8PointwiseTileN * 4) + (Int8WarpPointwiseBlock / 32 * stages * Int8WarpPointwiseTileM * (projectionChannels + 16)))));
 
     /// <summary>
     /// Blocks of <see cref="Int8WarpPointwise"/> resident on an SM: <paramref name="most"/> (its launch bounds) where that
@@ -26,7 +28,7 @@ internal static partial class KernelSource
     /// fit, at least one.
     /// </summary>
     public static int Int8WarpPointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks) =>
-        Math.Clamp((sharedPerSm + 1024) / (Int8WarpPointwiseSharedBytes(channels, stages) + 1024), 1, most);
+        ResidentBlocks(Int8WarpPointwiseSharedBytes(channels, stages), sharedPerSm, most);
 
     /// <summary>
     /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs, in whole channel blocks,
@@ -53,19 +55,31 @@ internal static partial class KernelSource
     /// (more tiles in flight did not help; fewer epilogue instructions did) leave each block's serial chain of three
     /// barriers a tile as the suspect: sixteen independent warps an SM instead of two blocks in lockstep.
     /// </summary>
-    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks)
+    /// <para>
+    /// With <paramref name="projection"/>, as <see cref="Int8Pointwise"/>'s: the block's projection shortcut computed in
+    /// each warp's tile into its residual bytes (the warp's own), not read from memory.
+    /// </para>
+    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null)
     {
         if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4)
         {
             throw new ArgumentException("int8 warp pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks");
         }
 
+        if (projection is not null && (epilogue.Residual is null || !Int8PointwiseTakes(projection.Channels, outChannels) || projection.Epilogue.Residual is not null || projection.Epilogue.Silu is not null || projection.Epilogue.Relu))
+        {
+            throw new ArgumentException("int8 warp pointwise: a projection shortcut needs the block end's residual, 64 to 256 input channels in 32s, and no residual, SiLU or ReLU of its own");
+        }
+
         const int BM = Int8WarpPointwiseTileM, BN = Int8PointwiseTileN, Block = Int8WarpPointwiseBlock, Warps = Int8WarpPointwiseBlock / 32;
         var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
         const int OP = BN + 16; // bytes of an output row in shared memory (9 units: conflict-free rows)
         var segments = (int)channels / 16;
-        var shared = Int8WarpPointwiseSharedBytes(channels, stages);
-        var perWarp = stages * ((BM * pb) + (BM * OP)) / 2; // 16-bit units of one warp's stages
+        var c2 = projection?.Channels ?? 0;
+        var (pb2, segments2) = ((int)c2 + 16, (int)c2 / 16);
+        var shared = Int8WarpPointwiseSharedBytes(channels, stages, c2);
+        var perWarp = stages * ((BM * pb) + (BM * OP) + (projection is null ? 0 : BM * pb2)) / 2; // 16-bit units of one warp's stages
+        var blockShared = (BN * pb / 2) + (2 * BN * 2) + (projection is null ? 0 : (BN * pb2 / 2) + (2 * BN * 2)); // the block's filters, scales and offsets
         var w = new KernelWriter(small: true);
         var m = w.I32("m", checked((int)pixels));
         var k = w.I32("k", checked((int)outChannels));
@@ -81,6 +95,13 @@ internal static partial class KernelSource
         var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
         var residualLoad = epilogue.Residual is null
             ? string.Empty
+            : projection is not null
+            ? $$"""
+                        for (int i = lane; i < {{BM * segments2}}; i += 32) {
+                            const int row = i / {{segments2}}, seg = i - row * {{segments2}}, p = t0 * {{BM}} + row;
+                            bw_cp_async16(x2s_ + buf * {{BM * pb2 / 2}} + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)(x2b + (i64)(p < {{m}} ? p : 0) * {{c2}} + seg * 16), p < {{m}});
+                        }
+                """
             : $$"""
                         for (int i = lane; i < {{BM * BN / 16}}; i += 32) {
                             const int row = i >> 3, seg = i & 7, p = t0 * {{BM}} + row;
@@ -88,19 +109,52 @@ internal static partial class KernelSource
                             bw_cp_async16(os_ + buf * {{BM * OP / 2}} + row * {{OP / 2}} + seg * 8, (const unsigned short*)(rb + (in ? (i64)p * {{k}} + n0 + seg * 16 : 0)), in);
                         }
                 """;
+        var (projectionSetup, projectionTile) = (string.Empty, string.Empty);
+        if (projection is not null)
+        {
+            var folded2 = w.Float("projection_folded", projection.Epilogue.Folded);
+            var requantize2 = Int8Requantize(w, projection.Epilogue, "v", "0", "q[e]", "projection_");
+            projectionSetup = $$"""
+                    // The projection shortcut's filter block, scales and offsets (its zero points folded), once.
+                    unsigned short* const fs2_ = sm_ + {{(BN * pb / 2) + (2 * BN * 2)}};      // [{{BN}}][{{pb2}} bytes] projection filter block
+                    float* const so2_ = (float*)(fs2_ + {{BN * pb2 / 2}});                     // [{{BN}}] its scales, then [{{BN}}] offsets
+                    unsigned short* const x2s_ = os_ + {{stages * BM * OP / 2}};                // [{{stages}}][{{BM}}][{{pb2}} bytes] this warp's shortcut input tiles
+                    const signed char* const x2b = (const signed char*)x2;
+                    for (int i = tid; i < {{BN * segments2}}; i += {{Block}}) {
+                        const int row = i / {{segments2}}, seg = i - row * {{segments2}};
+                        const bool in = true{{Within("n0 + row")}};
+                        bw_cp_async16(fs2_ + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)((const signed char*)wt2 + (in ? (i64)(n0 + row) * {{c2}} + seg * 16 : 0)), in);
+                    }
+                    for (int i = tid; i < {{BN}}; i += {{Block}}) {
+                        const int n = n0 + i;
+                        const bool in = true{{Within("n")}};
+                        so2_[i] = in ? scale2[n] : 0.f;
+                        so2_[{{BN}} + i] = in ? offset2[n] + {{folded2}} : 0.f;
+                    }
+
+            """;
+            projectionTile = $$"""
+                    {
+                        // The shortcut's tile into the residual bytes this thread's epilogue reads below.
+                        {{WarpRowProducts("x2s_ + buf * " + (BM * pb2 / 2), "fs2_", pb2 / 2, c2)}}
+                        {{WarpRowRequantize("so2_", requantize2, readsResidual: false)}}
+                    }
+
+            """;
+        }
 
         w.Body.Append(SharedHalves(shared));
         w.Body.Append($$"""
                 unsigned short* const fs_ = sm_;                                  // [{{BN}}][{{pb}} bytes] filter block
                 float* const so_ = (float*)(sm_ + {{BN * pb / 2}});               // [{{BN}}] scales, then [{{BN}}] offsets
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-                unsigned short* const xs_ = sm_ + {{(BN * pb / 2) + (2 * BN * 2)}} + warp * {{perWarp}}; // [{{stages}}][{{BM}}][{{pb}} bytes] this warp's input tiles
+                unsigned short* const xs_ = sm_ + {{blockShared}} + warp * {{perWarp}}; // [{{stages}}][{{BM}}][{{pb}} bytes] this warp's input tiles
                 unsigned short* const os_ = xs_ + {{stages * BM * pb / 2}};       // [{{stages}}][{{BM}}][{{OP}} bytes] its residual, then output tiles
                 const int cb = (int)blockIdx.x % {{nb}}, n0 = cb * {{BN}};
                 const signed char* const xb = (const signed char*)x;
                 const signed char* const wb = (const signed char*)wt;
                 const signed char* const rb = (const signed char*)r;
-
+            {{projectionSetup}}
                 // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
                 for (int i = tid; i < {{BN * segments}}; i += {{Block}}) {
                     const int row = i / {{segments}}, seg = i - row * {{segments}};
@@ -132,8 +186,6 @@ internal static partial class KernelSource
                     bw_cp_async_commit();
                 }
 
-                const int aoff = (lane & 15) * {{pb / 2}} + (lane >> 4) * 8;
-                const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{pb / 2}} + ((lane >> 3) & 1) * 8;
                 signed char* const yb = (signed char*)y;
                 for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
                     const int buf = it % {{stages}};
@@ -142,41 +194,12 @@ internal static partial class KernelSource
                     bw_cp_async_wait<{{stages - 1}}>();
                     __syncwarp();
 
-                    int acc[16][4];
-                    #pragma unroll
-                    for (int nj = 0; nj < 16; nj++) { acc[nj][0] = 0; acc[nj][1] = 0; acc[nj][2] = 0; acc[nj][3] = 0; }
-                    const unsigned short* const at = xs_ + buf * {{BM * pb / 2}};
-                    #pragma unroll
-                    for (int ks = 0; ks < {{channels / 32}}; ks++) {
-                        unsigned af[4];
-                        bw_ldsm_x4(af, at + aoff + ks * 16);
-                        #pragma unroll
-                        for (int np = 0; np < 8; np++) {
-                            unsigned f[4];
-                            bw_ldsm_x4(f, fs_ + boff + np * 16 * {{pb / 2}} + ks * 16);
-                            bw_mma_16832_s8(acc[2 * np], af, f[0], f[1]);
-                            bw_mma_16832_s8(acc[2 * np + 1], af, f[2], f[3]);
-                        }
-                    }
-
                     // Requantize over the residual's bytes (each thread its own two a row), then 16 rows of 128 bytes out.
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
-                    #pragma unroll
-                    for (int nj = 0; nj < 16; nj++) {
-                        const float2 s2 = *(const float2*)(so_ + nj * 8 + 2 * t), o2 = *(const float2*)(so_ + {{BN}} + nj * 8 + 2 * t);
-                        const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
-                        #pragma unroll
-                        for (int h = 0; h < 2; h++) {
-                            unsigned short* const at2 = (unsigned short*)(ot + (g + 8 * h) * {{OP}} + nj * 8 + 2 * t);
-                            {{(epilogue.Residual is null ? string.Empty : "const unsigned pair = *at2;")}}
-                            unsigned q[2];
-                            #pragma unroll
-                            for (int e = 0; e < 2; e++) {
-                                float v = (float)acc[nj][2 * h + e] * sc[e] + of[e];
-                                {{requantize}}
-                            }
-                            *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
-                        }
+            {{projectionTile}}
+                    {
+            {{WarpRowProducts("xs_ + buf * " + (BM * pb / 2), "fs_", pb / 2, channels)}}
+            {{WarpRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null)}}
                     }
                     __syncwarp();
                     for (int i = lane; i < {{BM * BN / 16}}; i += 32) {
@@ -188,8 +211,62 @@ internal static partial class KernelSource
                 bw_cp_async_wait<0>();
 
             """);
-        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {KernelWriter.ArgsParameter}");
+        var projectionParameters = projection is null ? string.Empty : "const signed char* __restrict__ x2, const signed char* __restrict__ wt2, const float* __restrict__ scale2, const float* __restrict__ offset2, ";
+        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {projectionParameters}{KernelWriter.ArgsParameter}");
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
     }
+
+    /// <summary>
+    /// A warp's 16 x 128 tile of int8 products over <paramref name="channels"/> (k32 steps) into a fresh int acc[16][4]:
+    /// its 16 input rows at <paramref name="rows"/> and the block's 128 filter rows at <paramref name="filter"/> (ldmatrix,
+    /// rows <paramref name="pitch"/> 16-bit units apart; the lane offsets aoff and boff are the kernel's).
+    /// </summary>
+    private static string WarpRowProducts(string rows, string filter, int pitch, long channels) => $$"""
+                    int acc[16][4];
+                    #pragma unroll
+                    for (int nj = 0; nj < 16; nj++) { acc[nj][0] = 0; acc[nj][1] = 0; acc[nj][2] = 0; acc[nj][3] = 0; }
+                    {
+                        const unsigned short* const at = {{rows}};
+                        const int aoff = (lane & 15) * {{pitch}} + (lane >> 4) * 8;
+                        const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{pitch}} + ((lane >> 3) & 1) * 8;
+                        #pragma unroll
+                        for (int ks = 0; ks < {{channels / 32}}; ks++) {
+                            unsigned af[4];
+                            bw_ldsm_x4(af, at + aoff + ks * 16);
+                            #pragma unroll
+                            for (int np = 0; np < 8; np++) {
+                                unsigned f[4];
+                                bw_ldsm_x4(f, {{filter}} + boff + np * 16 * {{pitch}} + ks * 16);
+                                bw_mma_16832_s8(acc[2 * np], af, f[0], f[1]);
+                                bw_mma_16832_s8(acc[2 * np + 1], af, f[2], f[3]);
+                            }
+                        }
+                    }
+        """;
+
+    /// <summary>
+    /// acc[16][4] requantized (<paramref name="requantize"/>'s statements, the scales and offsets at
+    /// <paramref name="scales"/>) into the warp's output tile ot, each thread its own two bytes a row, after reading the
+    /// residual's two bytes there where <paramref name="readsResidual"/>.
+    /// </summary>
+    private static string WarpRowRequantize(string scales, string requantize, bool readsResidual) => $$"""
+                    #pragma unroll
+                    for (int nj = 0; nj < 16; nj++) {
+                        const float2 s2 = *(const float2*)({{scales}} + nj * 8 + 2 * t), o2 = *(const float2*)({{scales}} + {{Int8PointwiseTileN}} + nj * 8 + 2 * t);
+                        const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
+                        #pragma unroll
+                        for (int h = 0; h < 2; h++) {
+                            unsigned short* const at2 = (unsigned short*)(ot + (g + 8 * h) * {{Int8PointwiseTileN + 16}} + nj * 8 + 2 * t);
+                            {{(readsResidual ? "const unsigned pair = *at2;" : string.Empty)}}
+                            unsigned q[2];
+                            #pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                float v = (float)acc[nj][2 * h + e] * sc[e] + of[e];
+                                {{requantize}}
+                            }
+                            *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
+                        }
+                    }
+        """;
 }

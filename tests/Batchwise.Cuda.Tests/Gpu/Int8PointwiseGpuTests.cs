@@ -82,8 +82,9 @@ public sealed class Int8PointwiseGpuTests
 
         var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, false, (0.7, 1.5, -20, 200));
         var shortcut = new Int8PointwiseProjection(64, new Int8ConvEpilogue(ElementType.UInt8, 9, false));
-        var codes = new[] { 2, 3 }.Select(stages => KernelSource.Int8Pointwise(64, 256, 256 * 56 * 56, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132), epilogue, stages, projection: shortcut)).ToList();
-        ReportWithoutLocalMemory(new[] { 2, 3 }.Select(stages => $"int8 pointwise 64 -> 256 + residual, its 64-channel shortcut in it, {stages} tiles in flight"), codes);
+        var codes = new[] { 2, 3 }.Select(stages => KernelSource.Int8Pointwise(64, 256, 256 * 56 * 56, KernelSource.Int8PointwiseBlocks(256 * 56 * 56, 256, 132), epilogue, stages, projection: shortcut))
+            .Append(KernelSource.Int8WarpPointwise(64, 256, 256 * 56 * 56, KernelSource.Int8WarpPointwiseBlocks(256 * 56 * 56, 256, 132, 2), epilogue, 2, projection: shortcut)).ToList();
+        ReportWithoutLocalMemory(new[] { 2, 3 }.Select(stages => $"int8 pointwise 64 -> 256 + residual, its 64-channel shortcut in it, {stages} tiles in flight").Append("int8 warp-tiled pointwise 64 -> 256 + residual, its 64-channel shortcut in it, 2 tiles in flight a warp"), codes);
     }
 
     /// <summary><see cref="Int8ConvGpuTests.RunChoices"/> for <paramref name="choice"/> with <paramref name="variable"/> set to <paramref name="value"/> (restored after).</summary>

@@ -262,17 +262,20 @@ public sealed class Int8ConvOnCpuTests
     }
 
     [Theory]
-    [InlineData(64, 256)] // ResNet-50's first block: the 64 -> 256 shortcut in the 64 -> 256 end
-    [InlineData(128, 256)] // a shortcut of more channels than the end's input
-    [InlineData(96, 192)] // a channel block and a half: the half past 192 computes nothing it stores
-    public void A_projection_shortcut_computed_in_its_block_end_gives_the_same_bytes_as_its_own_kernel(int c, int k)
+    [InlineData(64, 256, false)] // ResNet-50's first block: the 64 -> 256 shortcut in the 64 -> 256 end
+    [InlineData(128, 256, false)] // a shortcut of more channels than the end's input
+    [InlineData(96, 192, false)] // a channel block and a half: the half past 192 computes nothing it stores
+    [InlineData(64, 256, true)] // on the warp-tiled kernel (BATCHWISE_INT8_POINTWISE_KERNEL=warp)
+    [InlineData(96, 192, true)]
+    public void A_projection_shortcut_computed_in_its_block_end_gives_the_same_bytes_as_its_own_kernel(int c, int k, bool warps)
     {
         CpuKernelRunner.Require();
         var model = ProjectionModel(c, k);
         var rng = new Random(3);
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [2, c, 9, 9], [.. Enumerable.Range(0, 2 * c * 81).Select(_ => (byte)rng.Next(0, 256))])];
-        ExecutionPlan Build(bool projections) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = projections, Multiprocessors = 2 }.Compile(model, inputs);
+        ExecutionPlan Build(bool projections) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = projections, Int8PointwiseWarps = warps, Multiprocessors = 2 }.Compile(model, inputs);
         var (apart, inside) = (Build(false), Build(true));
+        Assert.Equal(warps ? 2 : 0, inside.Steps.Count(s => s.Node.Contains("warp tiles", StringComparison.Ordinal)));
         var nodes = string.Join(" // ", inside.Steps.Select(s => s.Node));
         Assert.Equal(apart.Steps.Count - 1, inside.Steps.Count);
         Assert.True(inside.Steps.Count(s => s.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal)) == 1, nodes);

@@ -170,8 +170,10 @@ internal sealed partial class GraphCompiler
         (_target.Int8Convolutions == Int8ConvChoice.Pointwise || (_target.Int8Convolutions == Int8ConvChoice.Auto && k >= 2 * c)) && _target.ComputeCapability >= 80 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
             && PointwiseKernelTakes(c, k) && pixels <= int.MaxValue && PointwiseSharedBytes(c) <= _target.MaxSharedBytesPerBlock;
 
-    /// <summary>Shared memory of a block of the pointwise kernel the target asks for (<see cref="IPlanTarget.Int8PointwiseWarps"/>) at <paramref name="c"/> input channels.</summary>
-    private int PointwiseSharedBytes(long c) => _target.Int8PointwiseWarps ? KernelSource.Int8WarpPointwiseSharedBytes(c, _target.Int8PointwiseStages) : KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages);
+    /// <summary>Shared memory of a block of the pointwise kernel the target asks for (<see cref="IPlanTarget.Int8PointwiseWarps"/>) at <paramref name="c"/> input channels, with a projection shortcut of <paramref name="projectionChannels"/> computed in it (0: none).</summary>
+    private int PointwiseSharedBytes(long c, long projectionChannels = 0) => _target.Int8PointwiseWarps
+        ? KernelSource.Int8WarpPointwiseSharedBytes(c, _target.Int8PointwiseStages, projectionChannels)
+        : projectionChannels == 0 ? KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages) : KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages, projectionChannels);
 
     /// <summary>
     /// BATCHWISE_INT8_POINTWISE_KERNEL: block (default: <see cref="KernelSource.Int8Pointwise"/>, a block's eight warps in
@@ -215,7 +217,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private bool ProjectionAbsorbed(OnnxProto.NodeProto q, long c, long[] yShape)
     {
-        if (!_target.Int8Projections || _target.Int8PointwiseWarps || Int8Layers.ResidualSetting == false || _graphOutputs.Contains(q.Output[0])
+        if (!_target.Int8Projections || Int8Layers.ResidualSetting == false || _graphOutputs.Contains(q.Output[0])
             || SoleConsumer(q.Output[0]) is not { OpType: "DequantizeLinear" } dq || SoleConsumer(dq.Output[0]) is not { OpType: "Add", Input.Count: 2 } add || add.Input[0] == add.Input[1])
         {
             return false;
@@ -240,7 +242,7 @@ internal sealed partial class GraphCompiler
         var pads = attrs.Ints("pads") ?? [0, 0, 0, 0];
         var pixels = yShape[0] * yShape[2] * yShape[3];
         return k == yShape[1] && attrs.Int("group", 1) == 1 && (attrs.Ints("dilations") ?? one).All(d => d == 1) && OwnInt8Pointwise(one, strides, pads, c7, k, pixels)
-            && KernelSource.Int8PointwiseTakes(c, k) && KernelSource.Int8PointwiseSharedBytes(c7, _target.Int8PointwiseStages, c) <= _target.MaxSharedBytesPerBlock;
+            && KernelSource.Int8PointwiseTakes(c, k) && PointwiseSharedBytes(c7, c) <= _target.MaxSharedBytesPerBlock;
     }
 
     /// <summary>The tensor-core pointwise kernel's channel counts under <see cref="IPlanTarget.Int8PointwiseWide"/>.</summary>
@@ -346,26 +348,28 @@ internal sealed partial class GraphCompiler
             code = KernelSource.Int8Conv(c, kernel, strides, n, k, inSpatial, outSpatial, pads, tile.M, tile.N, Int8ConvStages, (int)zero, epilogue);
             (threads, block, how) = (KernelSource.Int8ConvThreads(pixels, k, tile.M, tile.N), KernelSource.Int8ConvBlock, $"int8 (own kernel, {tile.M}x{tile.N} tiles{fused})");
         }
-        else if (_target.Int8PointwiseWarps)
-        {
-            var stages = _target.Int8PointwiseStages;
-            var resident = KernelSource.Int8WarpPointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
-            var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
-            code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident);
-            (threads, block, how) = (blocks * KernelSource.Int8WarpPointwiseBlock, KernelSource.Int8WarpPointwiseBlock, $"int8 (own pointwise kernel, warp tiles, {blocks} persistent blocks, {stages} tiles in flight a warp{fused})");
-        }
         else
         {
             // A block end whose residual is a projection shortcut set aside for it computes that shortcut itself.
             var projection = fusion is not null && _deferredShortcuts.TryGetValue(fusion.Residual.Int8.Buffer, out var d) && d is Int8DeferredShortcut p
-                && KernelSource.Int8PointwiseSharedBytes(c, _target.Int8PointwiseStages, p.Channels) <= _target.MaxSharedBytesPerBlock ? p : null;
+                && PointwiseSharedBytes(c, p.Channels) <= _target.MaxSharedBytesPerBlock ? p : null;
+            var shortcut = projection is null ? null : new Int8PointwiseProjection(projection.Channels, projection.Epilogue);
             var stages = _target.Int8PointwiseStages;
-            var resident = projection is null
-                ? KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks)
-                : Math.Clamp((_target.MaxSharedBytesPerBlock + 1024) / (KernelSource.Int8PointwiseSharedBytes(c, stages, projection.Channels) + 1024), 1, _target.Int8PointwiseResidentBlocks);
-            var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
-            code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue, stages, resident, projection is null ? null : new Int8PointwiseProjection(projection.Channels, projection.Epilogue));
-            (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks, {stages} tiles in flight{fused}{(projection is null ? string.Empty : ", its projection shortcut computed in it")})");
+            var resident = KernelSource.ResidentBlocks(PointwiseSharedBytes(c, projection?.Channels ?? 0), _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+            var inside = projection is null ? string.Empty : ", its projection shortcut computed in it";
+            if (_target.Int8PointwiseWarps)
+            {
+                var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
+                code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut);
+                (threads, block, how) = (blocks * KernelSource.Int8WarpPointwiseBlock, KernelSource.Int8WarpPointwiseBlock, $"int8 (own pointwise kernel, warp tiles, {blocks} persistent blocks, {stages} tiles in flight a warp{fused}{inside})");
+            }
+            else
+            {
+                var blocks = KernelSource.Int8PointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
+                code = KernelSource.Int8Pointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut);
+                (threads, block, how) = (blocks * KernelSource.Int8PointwiseBlock, KernelSource.Int8PointwiseBlock, $"int8 (own pointwise kernel, {blocks} persistent blocks, {stages} tiles in flight{fused}{inside})");
+            }
+
             if (projection is not null)
             {
                 _deferredShortcuts.Remove(fusion!.Residual.Int8.Buffer);
@@ -378,7 +382,7 @@ internal sealed partial class GraphCompiler
         }
 
         var buffers = new[] { y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), fusion is null ? -1 : Dev(fusion.Residual.Int8) };
-        if (which == OwnInt8Kernel.Pointwise && !_target.Int8PointwiseWarps && fusion is null && silu is null && !relu && clamp is null && ProjectionAbsorbed(q.Node, c, yShape))
+        if (which == OwnInt8Kernel.Pointwise && fusion is null && silu is null && !relu && clamp is null && ProjectionAbsorbed(q.Node, c, yShape))
         {
             // A projection shortcut: set aside for its block end's kernel, which computes it (or emitted as planned where a
             // step reads its output first).
