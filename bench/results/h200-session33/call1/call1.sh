@@ -8,7 +8,7 @@
 #   (one kernel and 410 MB of traffic fewer at b=256).
 # Alternating with the default in one process each and one warm timing cache; fp16 in the same call for the ratio;
 # profiles of all three; Int8PointwiseGpuTests (the warp kernel against the block kernel, the shortcut byte for byte,
-# registers and local memory of both new forms). About 450 s on an H200.
+# registers and local memory of both new forms); both together (299d79f). About 480 s on an H200.
 source bench/device/call-lib.sh 545
 unpack tests || { pack; exit 1; }
 M=$WORK/r50qs.onnx
@@ -22,6 +22,7 @@ b r50qs-1 BATCHWISE_PDL=off
 b r50qs-w-1 BATCHWISE_INT8_POINTWISE_KERNEL=warp
 b r50qs-p-1 BATCHWISE_INT8_PROJECTION=on
 b r50qs-w3-1 BATCHWISE_INT8_POINTWISE_KERNEL=warp BATCHWISE_INT8_POINTWISE_STAGES=3
+b r50qs-wp-1 BATCHWISE_INT8_POINTWISE_KERNEL=warp BATCHWISE_INT8_PROJECTION=on
 b r50qs-2 BATCHWISE_PDL=off
 b r50qs-w-2 BATCHWISE_INT8_POINTWISE_KERNEL=warp
 b r50qs-p-2 BATCHWISE_INT8_PROJECTION=on
