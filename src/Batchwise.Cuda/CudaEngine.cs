@@ -69,6 +69,7 @@ public sealed class CudaEngine : IEngine
                 SplitKConvChoice.Every => $"own kernel for dense fp16 convolutions, 1x1 included, unsplit where a split does not pay and the grid is at most two waves (BATCHWISE_SPLITK_CONV=every), {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
                 _ => $"own kernel for dense fp16 convolutions of more than one tap, {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
             } + (GraphCompiler.SplitKProjectionsFromEnvironment ? "; projection shortcuts computed in their block end's kernel (BATCHWISE_SPLITK_PROJECTION=on)" : string.Empty),
+            ["conv_workspace"] = string.Create(CultureInfo.InvariantCulture, $"{GraphCompiler.MaxConvWorkspace >> 20} MB at most for a cuDNN convolution's algorithm (BATCHWISE_CONV_WORKSPACE_MB)"),
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
                 GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",

@@ -439,7 +439,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var format = half ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
         var math = half ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
         long elementBytes = half ? 2 : 4;
-        const long maxWorkspace = 256L << 20;
+        var maxWorkspace = Planning.GraphCompiler.MaxConvWorkspace; // the engine's limit: the tables time what its plans may choose
         var plan = (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
         static (long Batch, long Side) Image(long n) => n <= 3136 ? (1, (long)Math.Round(Math.Sqrt(n))) : (n / 3136, 56);
         using var x = CudaDriver.Allocate(elementBytes * plan.Max(p => p.C * p.N));
@@ -530,7 +530,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         using var x = CudaDriver.Allocate(elementBytes * batches[^1] * c * inSide * inSide);
         using var y = CudaDriver.Allocate(elementBytes * batches[^1] * c * side * side);
         using var w = CudaDriver.Allocate(elementBytes * c * GroupWidths.Max() * 9);
-        using var workspace = CudaDriver.Allocate(256L << 20);
+        using var workspace = CudaDriver.Allocate(Planning.GraphCompiler.MaxConvWorkspace); // the engine's limit
         kernels.Fill(x.Pointer, x.Bytes / 4, 9, half, timer.Stream);
         kernels.Fill(w.Pointer, w.Bytes / 4, 10, half, timer.Stream);
         using var handle = Cudnn.Create(timer.Stream);

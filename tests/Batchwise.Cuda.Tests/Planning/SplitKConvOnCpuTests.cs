@@ -122,6 +122,14 @@ public sealed class SplitKConvOnCpuTests
     }
 
     [Fact]
+    public void The_convolution_workspace_limit_reads_megabytes_and_refuses_others()
+    {
+        Assert.Equal(256L << 20, GraphCompiler.ParseConvWorkspace(null));
+        Assert.Equal(2048L << 20, GraphCompiler.ParseConvWorkspace("2048"));
+        Assert.Contains("BATCHWISE_CONV_WORKSPACE_MB '32' is not a whole number from 64 to 16384", Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseConvWorkspace("32")).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void The_split_k_projection_switch_reads_on_and_off_and_refuses_others()
     {
         Assert.False(GraphCompiler.ParseSplitKProjection(null));
