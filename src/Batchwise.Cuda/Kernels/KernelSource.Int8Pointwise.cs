@@ -160,18 +160,8 @@ internal static partial class KernelSource
                     float* const so2_ = (float*)(b2s_ + {{BN * pb2 / 2}});         // [{{BN}}] its scales, then [{{BN}}] offsets
                     unsigned short* const x2s_ = (unsigned short*)(so2_ + {{2 * BN}}); // [{{stages}}][{{BM}}][{{pb2}} bytes] its input tiles
                     const signed char* const x2b = (const signed char*)x2;
-                    const signed char* const w2b = (const signed char*)wt2;
-                    for (int i = tid; i < {{BN * segments2}}; i += {{Block}}) {
-                        const int row = i / {{segments2}}, seg = i - row * {{segments2}};
-                        const bool in = true{{Within("n0 + row")}};
-                        bw_cp_async16(b2s_ + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)(w2b + (in ? (i64)(n0 + row) * {{projection.Channels}} + seg * 16 : 0)), in);
-                    }
-                    for (int i = tid; i < {{BN}}; i += {{Block}}) {
-                        const int n = n0 + i;
-                        const bool in = true{{Within("n")}};
-                        so2_[i] = in ? scale2[n] : 0.f;
-                        so2_[{{BN}} + i] = in ? offset2[n] + {{folded2}} : 0.f;
-                    }
+            {{FilterBlockCopies("b2s_", "wt2", pb2 / 2, projection.Channels, Within, Block)}}
+            {{ScaleTable("so2_", "scale2", "offset2", folded2!, Within, Block)}}
 
             """;
             projectionTile = $$"""
@@ -237,11 +227,7 @@ internal static partial class KernelSource
                 }
 
                 // The filter block once, then the first tile.
-                for (int i = tid; i < {{BN * segments}}; i += {{Block}}) {
-                    const int row = i / {{segments}}, seg = i - row * {{segments}};
-                    const bool in = true{{Within("n0 + row")}};
-                    bw_cp_async16(bs_ + row * {{pb / 2}} + seg * 8, (const unsigned short*)(wb + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
-                }
+            {{FilterBlockCopies("bs_", "wt", pb / 2, channels, Within, Block)}}
                 auto load = [&](int t0, int buf) {
                     for (int i = tid; i < {{BM * segments}}; i += {{Block}}) {
                         const int row = i / {{segments}}, seg = i - row * {{segments}}, p = t0 * {{BM}} + row;
@@ -311,6 +297,34 @@ internal static partial class KernelSource
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
     }
+
+    /// <summary>
+    /// A block's copies of a channel block's 128 filter rows (<paramref name="weights"/>, <paramref name="channels"/> int8
+    /// values a row, from output channel n0) into <paramref name="filter"/> (rows <paramref name="pitch"/> 16-bit units
+    /// apart) through cp.async by a block of <paramref name="block"/> threads, rows past the output channels
+    /// (<paramref name="within"/>) zero-filled.
+    /// </summary>
+    private static string FilterBlockCopies(string filter, string weights, int pitch, long channels, Func<string, string> within, int block) => $$"""
+                    for (int i = tid; i < {{Int8PointwiseTileN * (channels / 16)}}; i += {{block}}) {
+                        const int row = i / {{channels / 16}}, seg = i - row * {{channels / 16}};
+                        const bool in = true{{within("n0 + row")}};
+                        bw_cp_async16({{filter}} + row * {{pitch}} + seg * 8, (const unsigned short*)((const signed char*){{weights}} + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
+                    }
+        """;
+
+    /// <summary>
+    /// A channel block's 128 scales and offsets (<paramref name="scales"/>[n], <paramref name="offsets"/>[n] +
+    /// <paramref name="folded"/>) into the shared table <paramref name="table"/> (scales, then offsets), zero past the
+    /// output channels (<paramref name="within"/>), by a block of <paramref name="block"/> threads.
+    /// </summary>
+    private static string ScaleTable(string table, string scales, string offsets, string folded, Func<string, string> within, int block) => $$"""
+                    for (int i = tid; i < {{Int8PointwiseTileN}}; i += {{block}}) {
+                        const int n = n0 + i;
+                        const bool in = true{{within("n")}};
+                        {{table}}[i] = in ? {{scales}}[n] : 0.f;
+                        {{table}}[{{Int8PointwiseTileN}} + i] = in ? {{offsets}}[n] + {{folded}} : 0.f;
+                    }
+        """;
 
     /// <summary>
     /// A warp's 32 x 32 tile of int8 products over <paramref name="channels"/> (k32 steps): the rows from

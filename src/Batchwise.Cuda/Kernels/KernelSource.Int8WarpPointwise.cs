@@ -120,17 +120,8 @@ internal static partial class KernelSource
                     float* const so2_ = (float*)(fs2_ + {{BN * pb2 / 2}});                     // [{{BN}}] its scales, then [{{BN}}] offsets
                     unsigned short* const x2s_ = os_ + {{stages * BM * OP / 2}};                // [{{stages}}][{{BM}}][{{pb2}} bytes] this warp's shortcut input tiles
                     const signed char* const x2b = (const signed char*)x2;
-                    for (int i = tid; i < {{BN * segments2}}; i += {{Block}}) {
-                        const int row = i / {{segments2}}, seg = i - row * {{segments2}};
-                        const bool in = true{{Within("n0 + row")}};
-                        bw_cp_async16(fs2_ + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)((const signed char*)wt2 + (in ? (i64)(n0 + row) * {{c2}} + seg * 16 : 0)), in);
-                    }
-                    for (int i = tid; i < {{BN}}; i += {{Block}}) {
-                        const int n = n0 + i;
-                        const bool in = true{{Within("n")}};
-                        so2_[i] = in ? scale2[n] : 0.f;
-                        so2_[{{BN}} + i] = in ? offset2[n] + {{folded2}} : 0.f;
-                    }
+            {{FilterBlockCopies("fs2_", "wt2", pb2 / 2, c2, Within, Block)}}
+            {{ScaleTable("so2_", "scale2", "offset2", folded2, Within, Block)}}
 
             """;
             projectionTile = $$"""
@@ -156,18 +147,9 @@ internal static partial class KernelSource
                 const signed char* const rb = (const signed char*)r;
             {{projectionSetup}}
                 // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
-                for (int i = tid; i < {{BN * segments}}; i += {{Block}}) {
-                    const int row = i / {{segments}}, seg = i - row * {{segments}};
-                    const bool in = true{{Within("n0 + row")}};
-                    bw_cp_async16(fs_ + row * {{pb / 2}} + seg * 8, (const unsigned short*)(wb + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
-                }
+            {{FilterBlockCopies("fs_", "wt", pb / 2, channels, Within, Block)}}
                 bw_cp_async_commit();
-                for (int i = tid; i < {{BN}}; i += {{Block}}) {
-                    const int n = n0 + i;
-                    const bool in = true{{Within("n")}};
-                    so_[i] = in ? scale[n] : 0.f;
-                    so_[{{BN}} + i] = in ? offset[n] + {{folded}} : 0.f;
-                }
+            {{ScaleTable("so_", "scale", "offset", folded, Within, Block)}}
                 bw_cp_async_wait<0>();
                 __syncthreads();
 
