@@ -205,7 +205,9 @@ internal sealed partial class GraphCompiler
     /// <summary>The shortcut set aside for the block end whose output is <paramref name="outName"/> (the other side of the Add after it), or null.</summary>
     private SplitKDeferredShortcut? ShortcutFor(string outName, long[] yShape)
     {
-        if (_deferredShortcuts.Count == 0 || _graphOutputs.Contains(outName) || SoleConsumer(outName) is not { OpType: "Add", Input.Count: 2 } add)
+        // As ConvEpilogue finds the block's Add and ReLU (the kernel then takes them, and this shortcut as their other side).
+        if (_deferredShortcuts.Count == 0 || _graphOutputs.Contains(outName) || SoleConsumer(outName) is not { OpType: "Add", Input.Count: 2 } add
+            || _graphOutputs.Contains(add.Output[0]) || SoleConsumer(add.Output[0]) is not { OpType: "Relu" })
         {
             return null;
         }
