@@ -96,6 +96,9 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// </summary>
     public IReadOnlyList<int> TableN { get; init; } = [49, 196, 784, 3136, 50176, 802816];
 
+    /// <summary>The largest N of the cold-weights GEMM table: past it a product's work, not its weights' reading, sets its time.</summary>
+    private const long ColdTableMaxN = 3136;
+
     /// <summary>Largest FLOPs of one table call, by precision: past it a layer runs at the rate of its largest measured N (it is saturated there).</summary>
     public double TableFlopsCap { get; init; } = 2e11;
 
@@ -172,6 +175,8 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var floor = MeasureKernelFloor(timer, kernels, Math.Max(memcpy, copyKernel));
         details["kernel_floor_us"] = (floor * 1e6).ToString("F2", CultureInfo.InvariantCulture);
         var tableTimer = new EventTimer(stream, start, end, SecondsPerTablePoint, cancellationToken);
+        long cacheBytes = CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE);
+        details["l2_cache_mb"] = (cacheBytes / (1024.0 * 1024.0)).ToString("F0", CultureInfo.InvariantCulture);
         var tables = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(StringComparer.Ordinal);
         var missing = new List<string>();
 
@@ -185,6 +190,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             foreach (var (table, measure) in new (string, Func<string, IReadOnlyList<LayerRatePoint>>)[]
             {
                 ("gemm", p => MeasureGemmTable(tableTimer, kernels, p)),
+                ("gemm-cold", p => MeasureGemmTable(tableTimer, kernels, p, cacheBytes)),
                 ("conv", p => MeasureConvTable(tableTimer, kernels, p, cudnnCandidates)),
                 ("grouped", p => MeasureGroupedTable(tableTimer, kernels, own, p, 1, cudnnCandidates)),
                 ("grouped-s2", p => MeasureGroupedTable(tableTimer, kernels, own, p, 2, cudnnCandidates)),
@@ -231,6 +237,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             RateCurves = gemms.ToDictionary(g => g.Key, g => g.Value.Curve),
             LayerRates = tables,
             KernelFloorSeconds = floor,
+            CacheBytes = cacheBytes > 0 ? cacheBytes : null,
             BandwidthBytesPerSecond = Math.Max(memcpy, copyKernel),
             RunOverheadSeconds = launch.GraphRun,
             OpOverheadSeconds = launch.GraphNode,
@@ -389,14 +396,21 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// <summary>
     /// cuBLASLt GEMMs as the engine runs MatMul, Gemm and fp16 pointwise convolutions (fp32: true fp32; fp16: half
     /// operands, fp32 accumulation), D[outputs, N] = W[outputs, K] x X[K, N], over the outputs x K x N grid.
+    /// <para>
+    /// With <paramref name="coldCacheBytes"/> (the "gemm-cold" table, N up to <see cref="ColdTableMaxN"/>), each call of
+    /// a timed graph reads another copy of W, the copies together more than twice that cache, so every call's weights
+    /// come from memory as a model's do when they do not fit the cache; X and D stay the same (a layer's input was just
+    /// written by the layer before it).
+    /// </para>
     /// </summary>
-    private IReadOnlyList<LayerRatePoint> MeasureGemmTable(EventTimer timer, Kernels kernels, string precision)
+    private IReadOnlyList<LayerRatePoint> MeasureGemmTable(EventTimer timer, Kernels kernels, string precision, long coldCacheBytes = 0)
     {
         var half = precision == "fp16";
         var type = half ? CublasLt.CUDA_R_16F : CublasLt.CUDA_R_32F;
         long elementBytes = half ? 2 : 4;
-        var plan = (from o in GemmOutputs from k in GemmReductions from n in TableNs(o, k, precision) select (O: (long)o, K: (long)k, N: n)).ToList();
-        using var a = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.K));
+        var plan = (from o in GemmOutputs from k in GemmReductions from n in TableNs(o, k, precision) where coldCacheBytes == 0 || n <= ColdTableMaxN select (O: (long)o, K: (long)k, N: n)).ToList();
+        var weightPool = coldCacheBytes > 0 ? Math.Max(plan.Max(p => p.O * p.K) * elementBytes * 2, (coldCacheBytes * 5 / 2) + (plan.Max(p => p.O * p.K) * elementBytes)) : elementBytes * plan.Max(p => p.O * p.K);
+        using var a = CudaDriver.Allocate(weightPool);
         using var b = CudaDriver.Allocate(elementBytes * plan.Max(p => p.K * p.N));
         using var d = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.N));
         using var workspace = CudaDriver.Allocate(WorkspaceBytes);
@@ -415,7 +429,15 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                 using var ld = CublasLt.Layout(type, o, n, o);
                 *algo = CublasLt.BestAlgorithm(handle, desc, la, lb, ld, ld, WorkspaceBytes);
                 var algoAddress = (IntPtr)algo;
-                var seconds = PerCallInGraph(timer, () => CublasLt.Matmul(handle, desc, 1f, a.Pointer, la, b.Pointer, lb, 0f, d.Pointer, ld, d.Pointer, ld, (CublasLt.HeuristicResult*)algoAddress, workspace.Pointer, WorkspaceBytes, timer.Stream.Handle));
+                var weightBytes = o * k * elementBytes;
+
+                // Cold: copies of W 256-byte aligned through the pool, one a call, a graph of enough calls to pass through
+                // more than twice the cache (at most 512 calls).
+                var stride = (weightBytes + 255) / 256 * 256;
+                var copies = coldCacheBytes > 0 ? Math.Max(2, (a.Bytes - weightBytes) / stride + 1) : 1;
+                var calls = coldCacheBytes > 0 ? (int)Math.Clamp((coldCacheBytes * 5 / 2) / weightBytes + 1, 20, 512) : 20;
+                var call = 0L;
+                var seconds = PerCallInGraph(timer, () => CublasLt.Matmul(handle, desc, 1f, a.Pointer + (ulong)((call++ % copies) * stride), la, b.Pointer, lb, 0f, d.Pointer, ld, d.Pointer, ld, (CublasLt.HeuristicResult*)algoAddress, workspace.Pointer, WorkspaceBytes, timer.Stream.Handle), calls);
                 points.Add(new LayerRatePoint(o, k, n, 2.0 * o * k * n / seconds));
             }
 

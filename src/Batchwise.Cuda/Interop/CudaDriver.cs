@@ -17,6 +17,7 @@ internal static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID = 34;
     public const int CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID = 50;
     public const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+    public const int CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE = 38;
     public const int CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3;
     public const int CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;

@@ -17,8 +17,8 @@ public sealed record RatePoint(double N, double Flops);
 /// </summary>
 public sealed record DeviceCeilings
 {
-    /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew.</summary>
-    public const int CurrentSchema = 7;
+    /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew (8: the GEMM tables with cold weights and the cache size).</summary>
+    public const int CurrentSchema = 8;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -64,7 +64,8 @@ public sealed record DeviceCeilings
 
     /// <summary>
     /// Measured rate tables per precision and layer class, keyed "fp16/gemm" (cuBLASLt, for MatMul, Gemm and the cuda
-    /// engine's fp16 pointwise convolutions), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" / "fp16/grouped-s2" and
+    /// engine's fp16 pointwise convolutions; "fp16/gemm-cold" the same with every call's weights read from memory, for
+    /// models whose weights exceed the cache, <see cref="WeightsCold"/>), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" / "fp16/grouped-s2" and
     /// "fp16/depthwise" / "fp16/depthwise-s2" (grouped and depthwise convolutions through the routine the engine picks), each a grid of
     /// output channels x reduction length x N timed per call inside a CUDA graph; empty where not measured (a CPU), and a
     /// table that could not be measured is missing (its layers use <see cref="RateCurve"/>, and
@@ -74,6 +75,22 @@ public sealed record DeviceCeilings
 
     /// <summary>GPU: time of one small memory-bound kernel as a node of a CUDA graph (launch latency and a DRAM round trip, beyond its bytes), seconds; null where not measured.</summary>
     public double? KernelFloorSeconds { get; init; }
+
+    /// <summary>GPU: the last-level (L2) cache, bytes; null where not known.</summary>
+    public long? CacheBytes { get; init; }
+
+    /// <summary>
+    /// True when the model's weights do not fit <see cref="CacheBytes"/> (<see cref="ForWeights"/>): each product then
+    /// reads its weights from memory, not from the cache a table of repeated calls keeps them in, so MatMul and Gemm
+    /// (and fp16 pointwise convolutions) take the "gemm-cold" table, measured with the weights rotated through more
+    /// than the cache holds, where it covers their size.
+    /// </summary>
+    [JsonIgnore]
+    public bool WeightsCold { get; init; }
+
+    /// <summary>These ceilings for a model of <paramref name="weightBytes"/> of weights: cold GEMM weights where they exceed the cache and a cold table was measured.</summary>
+    public DeviceCeilings ForWeights(double weightBytes) =>
+        this with { WeightsCold = CacheBytes is > 0 && weightBytes > CacheBytes && LayerRates.ContainsKey(Analysis.LayerRates.Key(Precision, "gemm-cold")) };
 
     /// <summary>Sustained memory bandwidth, bytes/s (read + write).</summary>
     public required double BandwidthBytesPerSecond { get; init; }
@@ -194,6 +211,7 @@ public sealed record DeviceCeilings
     /// <see cref="LayerRates"/>: cuBLASLt's table for MatMul and Gemm (and pointwise convolutions in fp16, which the cuda
     /// engine runs as one GEMM), cuDNN's for other dense convolutions, the grouped and depthwise tables (in their per-group
     /// view, <see cref="Analysis.LayerRates.GroupView"/>) for those; null for other layers or where no table was measured.
+    /// With <see cref="WeightsCold"/>, products take the cold-weights GEMM table up to its largest N.
     /// </summary>
     public double? MeasuredRate(LayerWork work)
     {
@@ -214,6 +232,12 @@ public sealed record DeviceCeilings
             LayerKind.StridedDepthwiseConvolution => Grouped("depthwise-s2"),
             _ => (string.Empty, 0.0, 0.0, 0.0),
         };
+        if (table == "gemm" && WeightsCold && LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, "gemm-cold"), out var cold) && cold.Count > 0 && size <= cold.Max(p => p.N))
+        {
+            // The cold table covers the small N where reading the weights is most of a product's time (ForWeights).
+            table = "gemm-cold";
+        }
+
         return table.Length > 0 && LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var points)
             ? Analysis.LayerRates.Rate(points, outputs, reduction, size)
             : null;

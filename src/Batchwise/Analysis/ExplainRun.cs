@@ -103,8 +103,9 @@ public static class ExplainRun
         var (measuredCeilings, fromCache, cachePath) = DeviceCeilingsSource.Get(engine, request.Options, CeilingsCache.Default(), request.Recalibrate, say, cancellationToken);
         detail($"ceilings {(fromCache ? "from" : "written to")} {cachePath}");
 
-        // The cache holds every precision the probe measured; the prediction takes the one these options run in.
-        var ceilings = measuredCeilings.For(request.Options);
+        // The cache holds every precision the probe measured; the prediction takes the one these options run in, with the
+        // products' weights cold where the model's do not fit the device's cache.
+        var ceilings = measuredCeilings.For(request.Options).ForWeights(WeightBytes(original, request.Options.Precision));
 
         // The cuda engine fuses epilogues (BN folded, ReLU and residual Add in cuDNN's call, other chains in one kernel).
         var fuses = string.Equals(engine.Name, "cuda", StringComparison.OrdinalIgnoreCase);
@@ -160,7 +161,8 @@ public static class ExplainRun
             ["engine"] = $"{description.Engine} {description.Version}",
             ["ceilings used"] = ceilings.Precision + " GEMM" + (work.HasInt8 ? (ceilings.HasInt8 ? " for float layers, int8 GEMM for int8 layers" : " for every layer (no int8 ceiling measured)") : string.Empty)
                 + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty)
-                + (ceilings.LayerRates.Keys.Any(k => k.StartsWith(ceilings.Precision + "/", StringComparison.Ordinal)) ? ", measured layer rates" : string.Empty),
+                + (ceilings.LayerRates.Keys.Any(k => k.StartsWith(ceilings.Precision + "/", StringComparison.Ordinal)) ? ", measured layer rates" : string.Empty)
+                + (ceilings.WeightsCold ? ", products' weights from memory (they exceed the device's cache)" : string.Empty),
             ["device"] = description.Device,
             ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
             ["runtime"] = HostInfo.Runtime,
@@ -213,4 +215,22 @@ public static class ExplainRun
             return null;
         }
     }
+
+    /// <summary>
+    /// The model's weights as an engine at <paramref name="precision"/> keeps them: float initializers at 2 bytes in fp16
+    /// (and int8, whose float layers run in fp16) and 4 in fp32, 8-bit ones at 1, others at their own size.
+    /// </summary>
+    internal static double WeightBytes(Onnx.OnnxModel model, Precision precision) =>
+        model.Graph.Initializer.Sum(t =>
+        {
+            var count = t.Dims.Aggregate(1.0, (a, b) => a * b);
+            return count * (ElementType)t.DataType switch
+            {
+                ElementType.Float or ElementType.Float16 or ElementType.BFloat16 => precision == Precision.Fp32 ? 4 : 2,
+                ElementType.Int8 or ElementType.UInt8 or ElementType.Bool => 1,
+                ElementType.Int16 or ElementType.UInt16 => 2,
+                ElementType.Int32 or ElementType.UInt32 => 4,
+                _ => 8, // 64-bit values (shapes, indices) and anything else: few, counted wide
+            };
+        });
 }

@@ -59,7 +59,7 @@ public sealed record LayerRatePoint(double Outputs, double Reduction, double N, 
 public static class LayerRates
 {
     /// <summary>
-    /// Table names: "gemm" (cuBLASLt), "conv" (cuDNN 3x3), "grouped" / "grouped-s2" (grouped 3x3 convolutions at stride 1 / 2 as the engine runs them) and
+    /// Table names: "gemm" (cuBLASLt), "gemm-cold" (cuBLASLt with each call's weights read from memory, small N), "conv" (cuDNN 3x3), "grouped" / "grouped-s2" (grouped 3x3 convolutions at stride 1 / 2 as the engine runs them) and
     /// "depthwise" / "depthwise-s2" (the engine's depthwise kernel at stride 1 / 2), keyed with the precision as "fp16/gemm".
     /// The grouped and depthwise tables are in the per-group view of <see cref="GroupView"/>.
     /// </summary>

@@ -23,6 +23,22 @@ public sealed class ExplainRunTests
     }
 
     [Fact]
+    public void Weight_bytes_count_float_initializers_at_the_run_precision_and_8_bit_ones_at_one_byte()
+    {
+        var model = ModelZoo.Build("zoo:mlp");
+        var floats = model.Graph.Initializer.Where(t => (ElementType)t.DataType == ElementType.Float).Sum(t => t.Dims.Aggregate(1.0, (a, b) => a * b));
+        Assert.True(floats > 1000, "the model has float weights");
+        Assert.Equal(floats * 4, ExplainRun.WeightBytes(model, Batchwise.Engines.Precision.Fp32), 6);
+        Assert.Equal(floats * 2, ExplainRun.WeightBytes(model, Batchwise.Engines.Precision.Fp16), 6);
+
+        // int8 weights (a QDQ model from optimize --int8): a byte each, their float scales at two.
+        var q = Batchwise.Transforms.CalibratedInt8.Quantize(model, new Batchwise.Transforms.Int8Calibration("random:2", Batchwise.Transforms.CalibrationMethod.MinMax), reduceRange: false);
+        var int8 = q.Graph.Initializer.Where(t => (ElementType)t.DataType == ElementType.Int8).Sum(t => t.Dims.Aggregate(1.0, (a, b) => a * b));
+        Assert.True(int8 > 1000, "the quantized model has int8 weights");
+        Assert.True(ExplainRun.WeightBytes(q, Batchwise.Engines.Precision.Int8) < floats * 2, "int8 weights count less than their fp16 form");
+    }
+
+    [Fact]
     public void Explain_names_the_host_synchronisation_of_a_nonzero_on_the_cuda_engine()
     {
         var note = ExplainRun.HostSynchronisations(Mask(withNonZero: true), "cuda");

@@ -111,6 +111,34 @@ public sealed class LayerRatesTests
     }
 
     [Fact]
+    public void A_model_whose_weights_exceed_the_cache_prices_small_products_from_the_cold_weights_table()
+    {
+        // The cold table (half the hot rates) reaches N = 1,024: a product at N = 256 takes it once the weights exceed
+        // the 50 MB cache, one at N = 4,096 (past the cold table) keeps the hot table, and so do small models, ceilings
+        // without a cache size and ceilings without a cold table.
+        var cold = (from o in new[] { 64.0, 1024 } from k in new[] { 64.0, 1024 } from n in new[] { 256.0, 1024 } select new LayerRatePoint(o, k, n, 300e12 * Math.Min(1, n / 16384) * Math.Sqrt(o / 1024) * Math.Sqrt(k / 1024))).ToList();
+        var ceilings = WithTables().WithPrecision("fp16") with
+        {
+            CacheBytes = 50L << 20,
+            LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(WithTables().LayerRates) { [LayerRates.Key("fp16", "gemm-cold")] = cold },
+        };
+        LayerWork Product(long n) => new("fc", "MatMul", 2.0 * n * 1024 * 1024, 1e3, new GemmShape(n, 1024, 1024), n, Kind: LayerKind.MatMul);
+        var hot = ceilings.MeasuredRate(Product(256))!.Value;
+        var big = ceilings.ForWeights(170e6);
+        Assert.True(big.WeightsCold);
+        Assert.Equal(hot / 2, big.MeasuredRate(Product(256))!.Value, 1e6);
+        Assert.Equal(ceilings.MeasuredRate(Product(4096))!.Value, big.MeasuredRate(Product(4096))!.Value, 1e6);
+        Assert.False(ceilings.ForWeights(20e6).WeightsCold);
+        Assert.Equal(hot, ceilings.ForWeights(20e6).MeasuredRate(Product(256))!.Value, 1e6);
+        Assert.False((ceilings with { CacheBytes = null }).ForWeights(170e6).WeightsCold);
+        Assert.False(WithTables().WithPrecision("fp16").ForWeights(170e6).WeightsCold);
+
+        // A convolution keeps the conv table either way.
+        var conv = new LayerWork("c", "Conv", 1e9, 1e3, new GemmShape(1024, 256, 1024), 256, Kind: LayerKind.Convolution);
+        Assert.Equal(ceilings.MeasuredRate(conv)!.Value, big.MeasuredRate(conv)!.Value, 1e6);
+    }
+
+    [Fact]
     public void Without_a_table_for_the_precision_layers_fall_back_to_the_gemm_curve_and_the_verdict_says_so()
     {
         var tf32 = WithTables().For(new EngineOptions { AllowTf32 = true });
