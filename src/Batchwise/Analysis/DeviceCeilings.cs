@@ -211,7 +211,8 @@ public sealed record DeviceCeilings
     /// <see cref="LayerRates"/>: cuBLASLt's table for MatMul and Gemm (and pointwise convolutions in fp16, which the cuda
     /// engine runs as one GEMM), cuDNN's for other dense convolutions, the grouped and depthwise tables (in their per-group
     /// view, <see cref="Analysis.LayerRates.GroupView"/>) for those; null for other layers or where no table was measured.
-    /// With <see cref="WeightsCold"/>, products take the cold-weights GEMM table up to its largest N.
+    /// With <see cref="WeightsCold"/>, products of constant weights take the cold-weights GEMM table up to its largest N
+    /// (a product of two activations, as attention's, reads what the layer before it just wrote).
     /// </summary>
     public double? MeasuredRate(LayerWork work)
     {
@@ -232,7 +233,7 @@ public sealed record DeviceCeilings
             LayerKind.StridedDepthwiseConvolution => Grouped("depthwise-s2"),
             _ => (string.Empty, 0.0, 0.0, 0.0),
         };
-        if (table == "gemm" && WeightsCold && LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, "gemm-cold"), out var cold) && cold.Count > 0 && size <= cold.Max(p => p.N))
+        if (table == "gemm" && WeightsCold && work.WeightBytes > 0 && LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, "gemm-cold"), out var cold) && cold.Count > 0 && size <= cold.Max(p => p.N))
         {
             // The cold table covers the small N where reading the weights is most of a product's time (ForWeights).
             table = "gemm-cold";

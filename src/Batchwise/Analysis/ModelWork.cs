@@ -72,7 +72,7 @@ public sealed class ModelWork
     /// precision) a spatial reduction is the engine's column reduction, its memory round trips counted (<see cref="SpatialReduction"/>).
     /// </summary>
     public IReadOnlyList<LayerWork> At(int batchSize, bool channelsLast) => _layers
-        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind, l.Role, channelsLast && l.Reduction is { } r ? r.LatencyRounds(batchSize) : 1))
+        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind, l.Role, channelsLast && l.Reduction is { } r ? r.LatencyRounds(batchSize) : 1, l.FixedBytes))
         .ToList();
 
     /// <summary>
@@ -473,7 +473,7 @@ public sealed class ModelWork
 
     /// <summary>One layer's work from explicit numbers at batch 1 (for tests and engines with cost models of their own).</summary>
     public static (LayerWork AtBatchOne, double WeightBytes) Layer(string name, string opType, double flops, double activationBytes, double weightBytes, GemmShape? gemm = null, long? parallel = null, LayerKind kind = LayerKind.Other) =>
-        (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount), Kind: kind), weightBytes);
+        (new LayerWork(name, opType, flops, activationBytes + weightBytes, gemm, parallel ?? (gemm is null ? null : opType is "Conv" or "ConvTranspose" ? gemm.N : gemm.M * gemm.BatchCount), Kind: kind, WeightBytes: weightBytes), weightBytes);
 
     /// <summary>Values for the model's symbolic dimensions other than the batch, from the input shapes at batch 1.</summary>
     private static Dictionary<string, long> SymbolValues(OnnxModel model, IReadOnlyList<long[]> shapes)

@@ -35,7 +35,8 @@ public enum Bound
 /// reduction's partial pass and finishing pass, <see cref="SpatialReduction"/>); each costs at least the kernel floor, which
 /// is one launch and one DRAM round trip. 1 for a pass that streams its bytes.
 /// </param>
-public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, int LatencyRounds = 1)
+/// <param name="WeightBytes">The constant operands' bytes within <paramref name="Bytes"/> (0 for a product of two activations, as attention's).</param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, int LatencyRounds = 1, double WeightBytes = 0)
 {
     /// <summary>True for a layer that runs in int8.</summary>
     public bool IsInt8 => Role == QuantizedRole.Int8;

@@ -122,7 +122,7 @@ public sealed class LayerRatesTests
             CacheBytes = 50L << 20,
             LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(WithTables().LayerRates) { [LayerRates.Key("fp16", "gemm-cold")] = cold },
         };
-        LayerWork Product(long n) => new("fc", "MatMul", 2.0 * n * 1024 * 1024, 1e3, new GemmShape(n, 1024, 1024), n, Kind: LayerKind.MatMul);
+        LayerWork Product(long n) => new("fc", "MatMul", 2.0 * n * 1024 * 1024, 1e3, new GemmShape(n, 1024, 1024), n, Kind: LayerKind.MatMul, WeightBytes: 2.0 * 1024 * 1024);
         var hot = ceilings.MeasuredRate(Product(256))!.Value;
         var big = ceilings.ForWeights(170e6);
         Assert.True(big.WeightsCold);
@@ -132,6 +132,9 @@ public sealed class LayerRatesTests
         Assert.Equal(hot, ceilings.ForWeights(20e6).MeasuredRate(Product(256))!.Value, 1e6);
         Assert.False((ceilings with { CacheBytes = null }).ForWeights(170e6).WeightsCold);
         Assert.False(WithTables().WithPrecision("fp16").ForWeights(170e6).WeightsCold);
+
+        // A product of two activations (attention's) keeps the hot table: its operands were just written.
+        Assert.Equal(hot, big.MeasuredRate(Product(256) with { WeightBytes = 0 })!.Value, 1e6);
 
         // A convolution keeps the conv table either way.
         var conv = new LayerWork("c", "Conv", 1e9, 1e3, new GemmShape(1024, 256, 1024), 256, Kind: LayerKind.Convolution);

@@ -16,6 +16,18 @@ public sealed class ModelWorkTests
 
         // Weights (32x64 + 32 floats) once; input 4x64 and output 4x32 floats.
         Assert.Equal(4.0 * ((32 * 64) + 32 + (4 * 64) + (4 * 32)), fc1.Bytes);
+        Assert.Equal(4.0 * ((32 * 64) + 32), fc1.WeightBytes);
+    }
+
+    [Fact]
+    public void Products_of_weights_carry_their_weight_bytes_and_attentions_products_of_activations_none()
+    {
+        // BERT in float32, unfused: the projections and the MLP multiply by weights, the attention's two products
+        // multiply activations (what explain's cold-weights table prices and what it leaves hot).
+        var layers = ModelWork.Analyze(ModelZoo.Build("zoo:bert"), null).At(1).Where(l => l.OpType == "MatMul").ToList();
+        Assert.Contains(layers, l => l.WeightBytes > 1e6);
+        Assert.Contains(layers, l => l.WeightBytes == 0 && l.Flops > 0);
+        Assert.All(layers.Where(l => l.WeightBytes > 0), l => Assert.True(l.WeightBytes < l.Bytes, l.Name));
     }
 
     [Fact]
