@@ -432,7 +432,8 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                 var weightBytes = o * k * elementBytes;
 
                 // Cold: copies of W 256-byte aligned through the pool, one a call, a graph of enough calls to pass through
-                // more than twice the cache (at most 512 calls).
+                // more than twice the cache (at most 512 calls; a call of more than 50 us gets two, as every table's
+                // does, and its weights are then a small part of its time).
                 var stride = (weightBytes + 255) / 256 * 256;
                 var copies = coldCacheBytes > 0 ? Math.Max(2, (a.Bytes - weightBytes) / stride + 1) : 1;
                 var calls = coldCacheBytes > 0 ? (int)Math.Clamp((coldCacheBytes * 5 / 2) / weightBytes + 1, 20, 512) : 20;
