@@ -467,7 +467,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>The own pointwise int8 kernel takes 64-256 input channels in 32s and outputs in 64s (BATCHWISE_INT8_POINTWISE_WIDE=on|off; tests set it).</summary>
     public bool Int8PointwiseWide { get; internal set; } = GraphCompiler.Int8PointwiseWideFromEnvironment;
 
-    /// <summary>The own pointwise int8 kernel with every warp its own pipeline (BATCHWISE_INT8_POINTWISE_KERNEL=block|warp; tests set it).</summary>
+    /// <summary>The own pointwise int8 kernel with every warp its own pipeline (BATCHWISE_INT8_POINTWISE_KERNEL=warp|block, warp by default; tests set it).</summary>
     public bool Int8PointwiseWarps { get; internal set; } = GraphCompiler.Int8PointwiseWarpsFromEnvironment;
 
     /// <summary>A residual block's projection shortcut computed inside its block end's pointwise kernel (BATCHWISE_INT8_PROJECTION=on|off; tests set it).</summary>

@@ -297,12 +297,12 @@ public sealed class Int8ConvOnCpuTests
     [Fact]
     public void The_warp_kernel_and_projection_switches_read_their_values_and_refuse_others()
     {
-        Assert.False(GraphCompiler.ParseInt8PointwiseKernel(null));
+        Assert.True(GraphCompiler.ParseInt8PointwiseKernel(null)); // warp by default (session 33's measurement)
         Assert.False(GraphCompiler.ParseInt8PointwiseKernel(" Block "));
         Assert.True(GraphCompiler.ParseInt8PointwiseKernel("warp"));
         var kernel = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8PointwiseKernel("warps"));
         Assert.Contains("BATCHWISE_INT8_POINTWISE_KERNEL 'warps' is not block or warp", kernel.Message, StringComparison.Ordinal);
-        Assert.False(GraphCompiler.ParseInt8Projection(""));
+        Assert.True(GraphCompiler.ParseInt8Projection("")); // on by default (session 33's measurement)
         Assert.False(GraphCompiler.ParseInt8Projection("off"));
         Assert.True(GraphCompiler.ParseInt8Projection("ON"));
         var projection = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8Projection("1"));
