@@ -50,8 +50,8 @@ internal static partial class KernelSource
     /// blocks' shared memory fits in <paramref name="sharedPerSm"/> bytes (1 KB reserved a block), else as many as fit, at
     /// least one.
     /// </summary>
-    public static int Int8PointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks) =>
-        ResidentBlocks(Int8PointwiseSharedBytes(channels, stages), sharedPerSm, most);
+    public static int Int8PointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks, long projectionChannels = 0) =>
+        ResidentBlocks(projectionChannels == 0 ? Int8PointwiseSharedBytes(channels, stages) : Int8PointwiseSharedBytes(channels, stages, projectionChannels), sharedPerSm, most);
 
     /// <summary>Blocks of <paramref name="sharedBytes"/> each that fit in <paramref name="sharedPerSm"/> (1 KB reserved a block), from 1 to <paramref name="most"/>.</summary>
     public static int ResidentBlocks(int sharedBytes, int sharedPerSm, int most) => Math.Clamp((sharedPerSm + 1024) / (sharedBytes + 1024), 1, most);

@@ -27,8 +27,8 @@ internal static partial class KernelSource
     /// many blocks' shared memory fits in <paramref name="sharedPerSm"/> bytes (1 KB reserved a block), else as many as
     /// fit, at least one.
     /// </summary>
-    public static int Int8WarpPointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks) =>
-        ResidentBlocks(Int8WarpPointwiseSharedBytes(channels, stages), sharedPerSm, most);
+    public static int Int8WarpPointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks, long projectionChannels = 0) =>
+        ResidentBlocks(Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels), sharedPerSm, most);
 
     /// <summary>
     /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs, in whole channel blocks,

@@ -359,7 +359,9 @@ internal sealed partial class GraphCompiler
                 && PointwiseSharedBytes(c, p.Channels) <= _target.MaxSharedBytesPerBlock ? p : null;
             var shortcut = projection is null ? null : new Int8PointwiseProjection(projection.Channels, projection.Epilogue);
             var stages = _target.Int8PointwiseStages;
-            var resident = KernelSource.ResidentBlocks(PointwiseSharedBytes(c, projection?.Channels ?? 0), _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+            var resident = _target.Int8PointwiseWarps
+                ? KernelSource.Int8WarpPointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks, projection?.Channels ?? 0)
+                : KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks, projection?.Channels ?? 0);
             var inside = projection is null ? string.Empty : ", its projection shortcut computed in it";
             if (_target.Int8PointwiseWarps)
             {

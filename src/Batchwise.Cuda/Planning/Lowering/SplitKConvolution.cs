@@ -1,5 +1,6 @@
 using Batchwise.Cuda.Kernels;
 using Batchwise.Onnx;
+using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
@@ -108,8 +109,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private bool ShortcutTaken(string outName, long channels, long k, long[] yShape)
     {
-        if (!_target.SplitKProjections || _target.SplitKConvolutions is not (SplitKConvChoice.All or SplitKConvChoice.Every) || _graphOutputs.Contains(outName)
-            || SoleConsumer(outName) is not { OpType: "Add", Input.Count: 2 } add || add.Input[0] == add.Input[1] || _graphOutputs.Contains(add.Output[0]) || SoleConsumer(add.Output[0]) is not { OpType: "Relu" })
+        if (!_target.SplitKProjections || _target.SplitKConvolutions is not (SplitKConvChoice.All or SplitKConvChoice.Every) || BlockAdd(outName) is not { } add)
         {
             return false;
         }
@@ -202,12 +202,18 @@ internal sealed partial class GraphCompiler
         return true;
     }
 
+    /// <summary>
+    /// The residual block's Add that alone reads <paramref name="outName"/>, of two distinct inputs, followed by a ReLU
+    /// that alone reads it, as ConvEpilogue finds the block end it fuses; null otherwise (SoleConsumer leaves graph
+    /// outputs out).
+    /// </summary>
+    private OnnxProto.NodeProto? BlockAdd(string outName) =>
+        SoleConsumer(outName) is { OpType: "Add", Input.Count: 2 } add && add.Input[0] != add.Input[1] && SoleConsumer(add.Output[0]) is { OpType: "Relu" } ? add : null;
+
     /// <summary>The shortcut set aside for the block end whose output is <paramref name="outName"/> (the other side of the Add after it), or null.</summary>
     private SplitKDeferredShortcut? ShortcutFor(string outName, long[] yShape)
     {
-        // As ConvEpilogue finds the block's Add and ReLU (the kernel then takes them, and this shortcut as their other side).
-        if (_deferredShortcuts.Count == 0 || _graphOutputs.Contains(outName) || SoleConsumer(outName) is not { OpType: "Add", Input.Count: 2 } add
-            || _graphOutputs.Contains(add.Output[0]) || SoleConsumer(add.Output[0]) is not { OpType: "Relu" })
+        if (_deferredShortcuts.Count == 0 || BlockAdd(outName) is not { } add)
         {
             return null;
         }
