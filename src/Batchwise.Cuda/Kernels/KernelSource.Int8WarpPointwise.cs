@@ -202,24 +202,26 @@ internal static partial class KernelSource
     /// <summary>
     /// A warp's 16 x 128 tile of int8 products over <paramref name="channels"/> (k32 steps) into a fresh int acc[16][4]:
     /// its 16 input rows at <paramref name="rows"/> and the block's 128 filter rows at <paramref name="filter"/> (ldmatrix,
-    /// rows <paramref name="pitch"/> 16-bit units apart; the lane offsets aoff and boff are the kernel's).
+    /// rows <paramref name="pitch"/> 16-bit units apart, the filter's <paramref name="filterPitch"/> where not 0; the lane
+    /// offsets aoff and boff are the kernel's). <paramref name="tiles"/> n8 tiles (an even number) for fewer than 128
+    /// columns.
     /// </summary>
-    private static string WarpRowProducts(string rows, string filter, int pitch, long channels) => $$"""
-                    int acc[16][4];
+    private static string WarpRowProducts(string rows, string filter, int pitch, long channels, int filterPitch = 0, int tiles = 16) => $$"""
+                    int acc[{{tiles}}][4];
                     #pragma unroll
-                    for (int nj = 0; nj < 16; nj++) { acc[nj][0] = 0; acc[nj][1] = 0; acc[nj][2] = 0; acc[nj][3] = 0; }
+                    for (int nj = 0; nj < {{tiles}}; nj++) { acc[nj][0] = 0; acc[nj][1] = 0; acc[nj][2] = 0; acc[nj][3] = 0; }
                     {
                         const unsigned short* const at = {{rows}};
                         const int aoff = (lane & 15) * {{pitch}} + (lane >> 4) * 8;
-                        const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{pitch}} + ((lane >> 3) & 1) * 8;
+                        const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{(filterPitch == 0 ? pitch : filterPitch)}} + ((lane >> 3) & 1) * 8;
                         #pragma unroll
                         for (int ks = 0; ks < {{channels / 32}}; ks++) {
                             unsigned af[4];
                             bw_ldsm_x4(af, at + aoff + ks * 16);
                             #pragma unroll
-                            for (int np = 0; np < 8; np++) {
+                            for (int np = 0; np < {{tiles / 2}}; np++) {
                                 unsigned f[4];
-                                bw_ldsm_x4(f, {{filter}} + boff + np * 16 * {{pitch}} + ks * 16);
+                                bw_ldsm_x4(f, {{filter}} + boff + np * 16 * {{(filterPitch == 0 ? pitch : filterPitch)}} + ks * 16);
                                 bw_mma_16832_s8(acc[2 * np], af, f[0], f[1]);
                                 bw_mma_16832_s8(acc[2 * np + 1], af, f[2], f[3]);
                             }
@@ -229,17 +231,18 @@ internal static partial class KernelSource
 
     /// <summary>
     /// acc[16][4] requantized (<paramref name="requantize"/>'s statements, the scales and offsets at
-    /// <paramref name="scales"/>) into the warp's output tile ot, each thread its own two bytes a row, after reading the
-    /// residual's two bytes there where <paramref name="readsResidual"/>.
+    /// <paramref name="scales"/>) into the warp's output tile <paramref name="tile"/> (rows <paramref name="pitch"/> bytes
+    /// apart), each thread its own two bytes a row, after reading the residual's two bytes there where
+    /// <paramref name="readsResidual"/>; <paramref name="tiles"/> n8 tiles of acc.
     /// </summary>
-    private static string WarpRowRequantize(string scales, string requantize, bool readsResidual) => $$"""
+    private static string WarpRowRequantize(string scales, string requantize, bool readsResidual, string tile = "ot", int pitch = Int8PointwiseTileN + 16, int tiles = 16) => $$"""
                     #pragma unroll
-                    for (int nj = 0; nj < 16; nj++) {
+                    for (int nj = 0; nj < {{tiles}}; nj++) {
                         const float2 s2 = *(const float2*)({{scales}} + nj * 8 + 2 * t), o2 = *(const float2*)({{scales}} + {{Int8PointwiseTileN}} + nj * 8 + 2 * t);
                         const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
                         #pragma unroll
                         for (int h = 0; h < 2; h++) {
-                            unsigned short* const at2 = (unsigned short*)(ot + (g + 8 * h) * {{Int8PointwiseTileN + 16}} + nj * 8 + 2 * t);
+                            unsigned short* const at2 = (unsigned short*)({{tile}} + (g + 8 * h) * {{pitch}} + nj * 8 + 2 * t);
                             {{(readsResidual ? "const unsigned pair = *at2;" : string.Empty)}}
                             unsigned q[2];
                             #pragma unroll

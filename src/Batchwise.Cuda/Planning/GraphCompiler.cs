@@ -114,6 +114,9 @@ internal interface IPlanTarget
     /// <summary>A residual block's projection shortcut computed inside its block end's pointwise kernel (<see cref="Kernels.Int8PointwiseProjection"/>): off here; a session takes BATCHWISE_INT8_PROJECTION's.</summary>
     bool Int8Projections => false;
 
+    /// <summary>A residual block end's pointwise kernel computing the next block's 1x1 reduction too (<see cref="KernelSource.Int8ChainPointwise"/>): off here; a session takes BATCHWISE_INT8_CHAIN's.</summary>
+    bool Int8Chains => false;
+
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 

@@ -87,6 +87,39 @@ public sealed class Int8PointwiseGpuTests
         ReportWithoutLocalMemory(new[] { 2, 3 }.Select(stages => $"int8 pointwise 64 -> 256 + residual, its 64-channel shortcut in it, {stages} tiles in flight").Append("int8 warp-tiled pointwise 64 -> 256 + residual, its 64-channel shortcut in it, 2 tiles in flight a warp"), codes);
     }
 
+    /// <summary>
+    /// ResNet-50's 56x56 block ends computing the next block's 1x1 reduction in their kernel (BATCHWISE_INT8_CHAIN=on):
+    /// three kernels fewer and the same output bytes as with the reductions on their own pointwise kernel; the kernel
+    /// compiles without local memory at the warps the planner gives it (16, 12 with the shortcut inside, 13 for the
+    /// 256 -> 128 reduction).
+    /// </summary>
+    [Fact]
+    public void Chained_reduction_in_the_block_end_gives_the_same_outputs_as_its_own_kernel()
+    {
+        Gpu.Require();
+        var (model, expected, apart) = RunWith("BATCHWISE_INT8_CHAIN", "off", "pointwise");
+        var (_, _, chained) = RunWith("BATCHWISE_INT8_CHAIN", "on", "pointwise");
+        var layers = chained["pointwise"].Layers;
+        var chains = layers.Count(p => p.Value.Contains("the next 1x1", StringComparison.Ordinal));
+        var between = Gpu.Compare(chained["pointwise"].Outputs, apart["pointwise"].Outputs, model.Outputs)[0];
+        var cosine = Gpu.Compare(chained["pointwise"].Outputs, expected, model.Outputs)[0].Cosine;
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_CHAIN=on | {chains} reductions computed in their block end | vs their own kernel: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
+        Assert.True(chains == 3, $"{chains} reductions chained: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
+        Assert.True(between.MaxAbs == 0, $"outputs differ from the reductions' own kernels: max abs {between.MaxAbs}");
+        Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
+
+        var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200));
+        var reduction = new Int8ConvEpilogue(ElementType.UInt8, 3, true);
+        var shortcut = new Int8PointwiseProjection(64, new Int8ConvEpilogue(ElementType.UInt8, 9, false));
+        var cases = new (long K2, Int8PointwiseProjection? Shortcut)[] { (64, null), (64, shortcut), (128, null) };
+        var codes = cases.Select(c =>
+        {
+            var warps = KernelSource.Int8ChainPointwiseWarps(64, 256, c.K2, 2, 227 * 1024, c.Shortcut?.Channels ?? 0);
+            return KernelSource.Int8ChainPointwise(64, 256, c.K2, 256 * 56 * 56, KernelSource.Int8ChainPointwiseBlocks(256 * 56 * 56, warps, 132), warps, epilogue, reduction, 2, c.Shortcut);
+        }).ToList();
+        ReportWithoutLocalMemory(cases.Select(c => $"int8 chained pointwise 64 -> 256 + residual, then 256 -> {c.K2}{(c.Shortcut is null ? string.Empty : ", its 64-channel shortcut in it")}"), codes);
+    }
+
     /// <summary><see cref="Int8ConvGpuTests.RunChoices"/> for <paramref name="choice"/> with <paramref name="variable"/> set to <paramref name="value"/> (restored after).</summary>
     private static (OnnxModel Model, IReadOnlyList<Tensor> Expected, Dictionary<string, (IReadOnlyList<Tensor> Outputs, IReadOnlyDictionary<string, string> Layers)> Runs) RunWith(string variable, string value, string choice)
     {

@@ -294,6 +294,115 @@ public sealed class Int8ConvOnCpuTests
         Assert.True(Enumerable.Range(0, want.Length).Count(i => reference[i] != got[i]) <= 0.15 * want.Length, "too many outputs a step off");
     }
 
+    /// <summary>
+    /// Two residual blocks as ResNet's, the first ending in a 1x1 expansion whose output the second's 1x1 reduction reads:
+    /// x uint8 [n, c, h, w]; a = Q(Relu(Conv 1x1 c -> 64)); e = Q(Conv 1x1 64 -> k); p = Q(Conv 1x1 c -> k), the
+    /// shortcut; y = Q(Relu(DQ(e) + DQ(p))), the first block's end; z = Q(Relu(Conv 1x1 DQ(y): k -> k2)), the reduction;
+    /// out = Q(Relu(DQ(Q(Conv 1x1 DQ(z): k2 -> k)) + DQ(y))), the second block's end. Outputs z and out.
+    /// </summary>
+    private static OnnxModel ChainModel(int c, int k, int k2, long n = 2, long h = 9)
+    {
+        var rng = new Random(12);
+        var g = new GraphBuilder("int8-chain");
+        var x = g.Input("x", ElementType.UInt8, n, (long)c, h, h);
+        string Scalar(string name, float v) => g.Initializer(name, [], [v]);
+        string Zero(string name, int v) => g.Raw<byte>(name, ElementType.UInt8, [], [(byte)v]);
+        string Conv(string input, string sx, string zx, int cin, int cout, string prefix)
+        {
+            var wq = g.Raw<sbyte>(prefix + "wq", ElementType.Int8, [cout, cin, 1, 1], [.. Enumerable.Range(0, cout * cin).Select(_ => (sbyte)rng.Next(-127, 128))]);
+            var ws = g.Initializer(prefix + "ws", [cout], [.. Enumerable.Range(0, cout).Select(_ => (float)((0.002 + (rng.NextDouble() * 0.004)) * 64 / cin))]);
+            var b = g.Initializer(prefix + "b", [cout], [.. Enumerable.Range(0, cout).Select(_ => (float)(rng.NextDouble() - 0.5))]);
+            var wd = g.Node("DequantizeLinear", [wq, ws, g.Raw<sbyte>(prefix + "wz", ElementType.Int8, [cout], new sbyte[cout])], GraphBuilder.Attr("axis", 0L));
+            return g.Node("Conv", [g.Node("DequantizeLinear", [input, sx, zx]), wd, b], GraphBuilder.Attr("kernel_shape", 1L, 1L));
+        }
+
+        var (xs, xz) = (Scalar("xs", 0.02f), Zero("xz", 131));
+        var (ps, pz) = (Scalar("ps", 0.06f), Zero("pz", 120));
+        var p = g.Node("QuantizeLinear", [Conv(x, xs, xz, c, k, "p"), ps, pz]);
+        var (as_, az) = (Scalar("as", 0.05f), Zero("az", 3));
+        var a = g.Node("QuantizeLinear", [g.Node("Relu", [Conv(x, xs, xz, c, 64, "a")]), as_, az]);
+        var (es, ez) = (Scalar("es", 0.07f), Zero("ez", 128));
+        var e = g.Node("QuantizeLinear", [Conv(a, as_, az, 64, k, "e"), es, ez]);
+        var (ys, yz) = (Scalar("ys", 0.08f), Zero("yz", 0));
+        var y = g.Node("QuantizeLinear", [g.Node("Relu", [g.Node("Add", [g.Node("DequantizeLinear", [e, es, ez]), g.Node("DequantizeLinear", [p, ps, pz])])]), ys, yz]);
+        var (zs, zz) = (Scalar("zs", 0.04f), Zero("zz", 5));
+        g.Rename(g.Node("QuantizeLinear", [g.Node("Relu", [Conv(y, ys, yz, k, k2, "z")]), zs, zz]), "z");
+        var (fs, fz) = (Scalar("fs", 0.06f), Zero("fz", 128));
+        var f = g.Node("QuantizeLinear", [Conv("z", zs, zz, k2, k, "f"), fs, fz]);
+        var sum = g.Node("Add", [g.Node("DequantizeLinear", [f, fs, fz]), g.Node("DequantizeLinear", [y, ys, yz])]);
+        g.Rename(g.Node("QuantizeLinear", [g.Node("Relu", [sum]), Scalar("os", 0.09f), Zero("oz", 0)]), "out");
+        g.Output("z", ElementType.UInt8, n, (long)k2, h, h);
+        g.Output("out", ElementType.UInt8, n, (long)k, h, h);
+        return g.Build("int8-chain");
+    }
+
+    [Theory]
+    [InlineData(64, 256, 64, false, 2, 9)] // ResNet-50's 56x56 block end and the next block's reduction, one tile a warp
+    [InlineData(64, 256, 64, true, 4, 17)] // with the projection shortcut inside too; warps walking several tiles, a partial last one
+    [InlineData(64, 256, 128, false, 2, 9)] // the last 56x56 end and the next stage's 256 -> 128 reduction
+    [InlineData(128, 256, 64, true, 2, 9)] // a 128-channel shortcut inside: nine warps
+    public void A_reduction_computed_in_its_block_ends_kernel_gives_the_same_bytes_as_its_own_kernel(int c, int k, int k2, bool projections, long n, long h)
+    {
+        CpuKernelRunner.Require();
+        var model = ChainModel(c, k, k2, n, h);
+        var rng = new Random(5);
+        var count = checked((int)(n * c * h * h));
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [n, c, h, h], [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
+        ExecutionPlan Build(bool chains) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = projections, Int8PointwiseWarps = true, Int8Chains = chains, Multiprocessors = 2 }.Compile(model, inputs);
+        var (apart, chained) = (Build(false), Build(true));
+        var nodes = string.Join(" // ", chained.Steps.Select(s => s.Node));
+        Assert.Equal(apart.Steps.Count - 1, chained.Steps.Count);
+        var step = Assert.Single(chained.Steps, s => s.Node.Contains("computed in it)", StringComparison.Ordinal) && s.Node.Contains("the next 1x1", StringComparison.Ordinal));
+        Assert.Equal(projections, step.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal));
+        var warps = KernelSource.Int8ChainPointwiseWarps(64, k, k2, 2, 227 * 1024, projections ? c : 0); // the block end reads a's 64 channels
+        Assert.True(warps >= KernelSource.Int8ChainPointwiseLeastWarps, nodes);
+        Assert.Contains($"of {warps} warps", step.Node, StringComparison.Ordinal);
+        Assert.Contains($"__launch_bounds__({warps * 32}, 1)", ((KernelStep)step).Source, StringComparison.Ordinal);
+
+        CpuKernelRunner.Prepare([apart, chained]);
+        var want = CpuKernelRunner.Run(apart, inputs);
+        var got = CpuKernelRunner.Run(chained, inputs);
+        for (var i = 0; i < 2; i++)
+        {
+            var (wb, gb) = (want[i].AsSpan<byte>().ToArray(), got[i].AsSpan<byte>().ToArray());
+            Assert.Equal(wb, gb);
+            Assert.True(wb.Distinct().Count() > 20, $"output {i} is nearly constant: the case checks nothing");
+        }
+
+        // And ONNX Runtime's run of the model. The first block's fused end skips its convolution's own rounding, so y is a
+        // step off in places and the reduction over its k channels carries that on: a few steps at most, rarely.
+        using var ort = new OrtEngine().Load(model, new EngineOptions { GraphOptimization = "disabled" });
+        var reference = ort.Run(inputs);
+        for (var i = 0; i < 2; i++)
+        {
+            var (r, gb) = (reference[i].AsSpan<byte>().ToArray(), got[i].AsSpan<byte>().ToArray());
+            var off = Enumerable.Range(0, r.Length).Select(j => Math.Abs(r[j] - gb[j])).ToArray();
+            Assert.True(off.Max() <= 4 && off.Count(d => d > 1) <= 0.05 * r.Length && off.Average() < 0.35, $"output {i} against ONNX Runtime: {off.Max()} steps at most, {off.Count(d => d > 1)} of {r.Length} more than one, {off.Average():F3} on average");
+        }
+    }
+
+    [Fact]
+    public void The_chain_switch_reads_its_values_and_refuses_others_and_the_kernel_takes_only_what_fits()
+    {
+        Assert.False(GraphCompiler.ParseInt8Chain(null)); // off until measured
+        Assert.True(GraphCompiler.ParseInt8Chain(" On "));
+        Assert.False(GraphCompiler.ParseInt8Chain("off"));
+        var chain = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8Chain("yes"));
+        Assert.Contains("BATCHWISE_INT8_CHAIN 'yes' is not on or off", chain.Message, StringComparison.Ordinal);
+
+        // ResNet-50's 56x56 ends: 20,480 + 2,048 + 17,408 + 1,024 bytes of filters and tables and 11,264 a warp (two
+        // stages of [16][80] + [16][272]): sixteen warps in 227 KB; with the projection shortcut inside, twelve. The
+        // 28x28 ends (128 -> 512, then 512 -> 128) leave room for three warps: not taken.
+        Assert.Equal(40_960 + (16 * 11_264), KernelSource.Int8ChainPointwiseSharedBytes(64, 256, 64, 2, 16));
+        Assert.Equal(16, KernelSource.Int8ChainPointwiseWarps(64, 256, 64, 2, 227 * 1024));
+        Assert.Equal(12, KernelSource.Int8ChainPointwiseWarps(64, 256, 64, 2, 227 * 1024, 64));
+        Assert.Equal(0, KernelSource.Int8ChainPointwiseWarps(128, 512, 128, 2, 227 * 1024));
+        Assert.False(KernelSource.Int8ChainPointwiseTakes(64, 256, 32));
+        Assert.False(KernelSource.Int8ChainPointwiseTakes(64, 192, 64)); // output channels in 128s only
+        Assert.Equal(132, KernelSource.Int8ChainPointwiseBlocks(256 * 56 * 56, 16, 132));
+        Assert.Equal(1, KernelSource.Int8ChainPointwiseBlocks(2 * 81, 16, 132));
+    }
+
     [Fact]
     public void The_warp_kernel_and_projection_switches_read_their_values_and_refuse_others()
     {

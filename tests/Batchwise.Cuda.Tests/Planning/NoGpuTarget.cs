@@ -51,6 +51,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool Int8Projections { get; init; }
 
+    public bool Int8Chains { get; init; }
+
     public bool Int8 { get; init; }
 
     public int Multiprocessors { get; init; } = 132;

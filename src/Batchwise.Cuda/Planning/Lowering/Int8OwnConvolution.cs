@@ -276,6 +276,17 @@ internal sealed partial class GraphCompiler
         _target.Int8Convolutions is Int8ConvChoice.Pointwise or Int8ConvChoice.Auto && k >= 2 * c && _target.ComputeCapability >= 61 && kernel.All(v => v == 1) && strides.All(v => v == 1) && pads.All(v => v == 0)
             && KernelSource.Int8NarrowPointwiseTakes(c, k) && !PointwiseKernelTakes(c, k) && pixels <= int.MaxValue;
 
+    /// <summary>The own kernels' offsets (<paramref name="offset"/>'s floats) as the int32 bit patterns they read, derived once per recipe and constants.</summary>
+    private PlanValue OwnOffsets(string recipe, HostTensor w, HostTensor wScale, HostTensor? bias, PlanValue offset)
+    {
+        var offsets = _target.Derive(recipe + ":own", [w, wScale, bias], () =>
+        {
+            var o = offset.Constant!;
+            return HostTensor.CreateInts(ElementType.Int32, [o.Count], i => BitConverter.SingleToInt32Bits((float)o[i]));
+        });
+        return new PlanValue(offsets.Type, offsets.Shape, offsets);
+    }
+
     /// <summary>
     /// Emits the own int8 convolution of <paramref name="layer"/> (a residual block's end fused where the layer's output
     /// is one, the layer has no ReLU of its own and <see cref="Int8Layers.ResidualSwitch"/> does not say off; else a SiLU
@@ -311,11 +322,7 @@ internal sealed partial class GraphCompiler
             residual = (f.ResidualScale / q.Scale, (f.Residual.Shift - f.ResidualZero) * f.ResidualScale / q.Scale, (low - own.Zero) * own.Scale / q.Scale, (high - own.Zero) * own.Scale / q.Scale);
         }
 
-        var offsets = _target.Derive(recipe + ":own", [w, wScale, bias], () =>
-        {
-            var o = offset.Constant!;
-            return HostTensor.CreateInts(ElementType.Int32, [o.Count], i => BitConverter.SingleToInt32Bits((float)o[i]));
-        });
+        var offsets = OwnOffsets(recipe, w, wScale, bias, offset);
 
         // A SiLU after the convolution (no ReLU, no residual block's end) and its QuantizeLinear, exactly as the model
         // rounds them: the step writes the SiLU's quantized output.
@@ -363,6 +370,12 @@ internal sealed partial class GraphCompiler
                 ? KernelSource.Int8WarpPointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks, projection?.Channels ?? 0)
                 : KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks, projection?.Channels ?? 0);
             var inside = projection is null ? string.Empty : ", its projection shortcut computed in it";
+            if (fusion is not null && FindChainedReduction(fusion.Quantize, outShift, yShape, c, projection?.Channels ?? 0) is { } chain)
+            {
+                // The next block's 1x1 reduction computed in the same kernel, from the tile just written.
+                return EmitChainedBlockEnd(chain, layer, fusion, q.Node, y, yShape, outShift, input.Int8, krsc, alpha, offsets, epilogue, projection, c, pixels, fused);
+            }
+
             if (_target.Int8PointwiseWarps)
             {
                 var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
@@ -381,13 +394,13 @@ internal sealed partial class GraphCompiler
                 _deferredShortcuts.Remove(fusion!.Residual.Int8.Buffer);
                 _node += $" ({how})";
                 Emit(new KernelStep(_node, code, threads, block,
-                    [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), -1, projection.Input, projection.Filter, projection.Scale, projection.Offset]));
+                    [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(offsets), -1, projection.Input, projection.Filter, projection.Scale, projection.Offset]));
                 PublishInt8Conv(q.Node, layer.Relu, [.. layer.Between ?? [], .. fusion.Folded], y, yShape, outShift);
                 return how;
             }
         }
 
-        var buffers = new[] { y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(new PlanValue(offsets.Type, offsets.Shape, offsets)), fusion is null ? -1 : Dev(fusion.Residual.Int8) };
+        var buffers = new[] { y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(offsets), fusion is null ? -1 : Dev(fusion.Residual.Int8) };
         if (which == OwnInt8Kernel.Pointwise && fusion is null && silu is null && !relu && clamp is null && ProjectionAbsorbed(q.Node, c, yShape))
         {
             // A projection shortcut: set aside for its block end's kernel, which computes it (or emitted as planned where a
