@@ -17,27 +17,50 @@ internal static partial class KernelSource
     /// offsets (1 KB), and for each of its eight warps <paramref name="stages"/> input tiles [16][C + 16] and
     /// residual-then-output tiles [16][144] (bytes); with a projection shortcut of <paramref name="projectionChannels"/>
     /// channels computed in it, its filter block, scales and offsets and each warp's stages of its input tiles too.
+    /// <paramref name="warps"/> warps a block (eight unless <see cref="Int8WarpPointwiseWarps"/> gives more).
     /// </summary>
-    public static int Int8WarpPointwiseSharedBytes(long channels, int stages, long projectionChannels = 0) =>
-        checked((int)((Int8PointwiseTileN * (channels + 16)) + (2 * Int8PointwiseTileN * 4) + (Int8WarpPointwiseBlock / 32 * stages * ((Int8WarpPointwiseTileM * (channels + 16)) + (Int8WarpPointwiseTileM * (Int8PointwiseTileN + 16))))
-            + (projectionChannels == 0 ? 0 : (Int8PointwiseTileN * (projectionChannels + 16)) + (2 * Int8PointwiseTileN * 4) + (Int8WarpPointwiseBlock / 32 * stages * Int8WarpPointwiseTileM * (projectionChannels + 16)))));
+    public static int Int8WarpPointwiseSharedBytes(long channels, int stages, long projectionChannels = 0, int warps = Int8WarpPointwiseBlock / 32) =>
+        checked((int)((Int8PointwiseTileN * (channels + 16)) + (2 * Int8PointwiseTileN * 4) + (warps * stages * ((Int8WarpPointwiseTileM * (channels + 16)) + (Int8WarpPointwiseTileM * (Int8PointwiseTileN + 16))))
+            + (projectionChannels == 0 ? 0 : (Int8PointwiseTileN * (projectionChannels + 16)) + (2 * Int8PointwiseTileN * 4) + (warps * stages * Int8WarpPointwiseTileM * (projectionChannels + 16)))));
 
     /// <summary>
     /// Blocks of <see cref="Int8WarpPointwise"/> resident on an SM: <paramref name="most"/> (its launch bounds) where that
     /// many blocks' shared memory fits in <paramref name="sharedPerSm"/> bytes (1 KB reserved a block), else as many as
     /// fit, at least one.
     /// </summary>
-    public static int Int8WarpPointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks, long projectionChannels = 0) =>
-        ResidentBlocks(Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels), sharedPerSm, most);
+    public static int Int8WarpPointwiseBlocksPerSm(long channels, int stages, int sharedPerSm, int most = Int8PointwiseResidentBlocks, long projectionChannels = 0, int warps = Int8WarpPointwiseBlock / 32) =>
+        ResidentBlocks(Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, warps), sharedPerSm, most);
+
+    /// <summary>
+    /// Warps a block of <see cref="Int8WarpPointwise"/> where only one block fits an SM (256 input channels: 142 KB at
+    /// eight warps): as many as fit <paramref name="sharedPerSm"/> up to <paramref name="most"/> (an SM's sixteen, as
+    /// two blocks of eight give the layers of fewer channels); eight where two or more blocks of eight fit.
+    /// </summary>
+    public static int Int8WarpPointwiseWarps(long channels, int stages, int sharedPerSm, int most, long projectionChannels = 0)
+    {
+        const int Eight = Int8WarpPointwiseBlock / 32;
+        if (most <= Eight || Int8WarpPointwiseBlocksPerSm(channels, stages, sharedPerSm, 2, projectionChannels) >= 2)
+        {
+            return Eight;
+        }
+
+        var warps = most;
+        while (warps > Eight && Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, warps) > sharedPerSm)
+        {
+            warps--;
+        }
+
+        return warps;
+    }
 
     /// <summary>
     /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs, in whole channel blocks,
     /// never more per channel block than its eight warps have pixel tiles to take.
     /// </summary>
-    public static long Int8WarpPointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm)
+    public static long Int8WarpPointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm, int warps = Int8WarpPointwiseBlock / 32)
     {
         var channelBlocks = Int8PointwiseChannelBlocks(outChannels);
-        var warpsPerBlock = Int8WarpPointwiseBlock / 32;
+        var warpsPerBlock = warps;
         var tiles = (pixels + Int8WarpPointwiseTileM - 1) / Int8WarpPointwiseTileM;
         var perChannelBlock = Math.Clamp((long)perSm * multiprocessors / channelBlocks, 1, (tiles + warpsPerBlock - 1) / warpsPerBlock);
         return perChannelBlock * channelBlocks;
@@ -59,11 +82,11 @@ internal static partial class KernelSource
     /// With <paramref name="projection"/>, as <see cref="Int8Pointwise"/>'s: the block's projection shortcut computed in
     /// each warp's tile into its residual bytes (the warp's own), not read from memory.
     /// </para>
-    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null)
+    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null, int warps = Int8WarpPointwiseBlock / 32)
     {
-        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4)
+        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4 || warps is < 1 or > 32)
         {
-            throw new ArgumentException("int8 warp pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks");
+            throw new ArgumentException("int8 warp pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks, 1 to 32 warps");
         }
 
         if (projection is not null && (epilogue.Residual is null || !Int8PointwiseTakes(projection.Channels, outChannels) || projection.Epilogue.Residual is not null || projection.Epilogue.Silu is not null || projection.Epilogue.Relu))
@@ -71,13 +94,14 @@ internal static partial class KernelSource
             throw new ArgumentException("int8 warp pointwise: a projection shortcut needs the block end's residual, 64 to 256 input channels in 32s, and no residual, SiLU or ReLU of its own");
         }
 
-        const int BM = Int8WarpPointwiseTileM, BN = Int8PointwiseTileN, Block = Int8WarpPointwiseBlock, Warps = Int8WarpPointwiseBlock / 32;
+        const int BM = Int8WarpPointwiseTileM, BN = Int8PointwiseTileN;
+        var threads = warps * 32;
         var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
         const int OP = BN + 16; // bytes of an output row in shared memory (9 units: conflict-free rows)
         var segments = (int)channels / 16;
         var c2 = projection?.Channels ?? 0;
         var (pb2, segments2) = ((int)c2 + 16, (int)c2 / 16);
-        var shared = Int8WarpPointwiseSharedBytes(channels, stages, c2);
+        var shared = Int8WarpPointwiseSharedBytes(channels, stages, c2, warps);
         var perWarp = stages * ((BM * pb) + (BM * OP) + (projection is null ? 0 : BM * pb2)) / 2; // 16-bit units of one warp's stages
         var blockShared = (BN * pb / 2) + (2 * BN * 2) + (projection is null ? 0 : (BN * pb2 / 2) + (2 * BN * 2)); // the block's filters, scales and offsets
         var w = new KernelWriter(small: true);
@@ -85,7 +109,7 @@ internal static partial class KernelSource
         var k = w.I32("k", checked((int)outChannels));
         var nb = w.I32("channel_blocks", checked((int)Int8PointwiseChannelBlocks(outChannels)));
         var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
-        var stride = w.I32("stride", checked((int)(blocks / Int8PointwiseChannelBlocks(outChannels) * Warps)));
+        var stride = w.I32("stride", checked((int)(blocks / Int8PointwiseChannelBlocks(outChannels) * warps)));
 
         // Output channels not in 128s: the last channel block's upper half lies past them (zero filter rows, scales and
         // offsets; its residual bytes not read, its output bytes not written: whole 16-byte segments).
@@ -120,8 +144,8 @@ internal static partial class KernelSource
                     float* const so2_ = (float*)(fs2_ + {{BN * pb2 / 2}});                     // [{{BN}}] its scales, then [{{BN}}] offsets
                     unsigned short* const x2s_ = os_ + {{stages * BM * OP / 2}};                // [{{stages}}][{{BM}}][{{pb2}} bytes] this warp's shortcut input tiles
                     const signed char* const x2b = (const signed char*)x2;
-            {{FilterBlockCopies("fs2_", "wt2", pb2 / 2, c2, Within, Block)}}
-            {{ScaleTable("so2_", "scale2", "offset2", folded2, Within, Block)}}
+            {{FilterBlockCopies("fs2_", "wt2", pb2 / 2, c2, Within, threads)}}
+            {{ScaleTable("so2_", "scale2", "offset2", folded2, Within, threads)}}
 
             """;
             projectionTile = $$"""
@@ -147,9 +171,9 @@ internal static partial class KernelSource
                 const signed char* const rb = (const signed char*)r;
             {{projectionSetup}}
                 // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
-            {{FilterBlockCopies("fs_", "wt", pb / 2, channels, Within, Block)}}
+            {{FilterBlockCopies("fs_", "wt", pb / 2, channels, Within, threads)}}
                 bw_cp_async_commit();
-            {{ScaleTable("so_", "scale", "offset", folded, Within, Block)}}
+            {{ScaleTable("so_", "scale", "offset", folded, Within, threads)}}
                 bw_cp_async_wait<0>();
                 __syncthreads();
 
@@ -161,7 +185,7 @@ internal static partial class KernelSource
                     }
             {{residualLoad}}
                 };
-                int tile = ((int)blockIdx.x / {{nb}}) * {{Warps}} + warp;
+                int tile = ((int)blockIdx.x / {{nb}}) * {{warps}} + warp;
                 #pragma unroll
                 for (int s = 0; s < {{stages - 1}}; s++) {
                     if (tile + s * {{stride}} < {{tiles}}) load(tile + s * {{stride}}, s);
@@ -195,7 +219,7 @@ internal static partial class KernelSource
             """);
         var projectionParameters = projection is null ? string.Empty : "const signed char* __restrict__ x2, const signed char* __restrict__ wt2, const float* __restrict__ scale2, const float* __restrict__ offset2, ";
         var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {projectionParameters}{KernelWriter.ArgsParameter}");
-        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
+        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({threads}, {residentBlocks}) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
     }
 

@@ -117,6 +117,9 @@ internal interface IPlanTarget
     /// <summary>A residual block end's pointwise kernel computing the next block's 1x1 reduction too (<see cref="KernelSource.Int8ChainPointwise"/>): off here; a session takes BATCHWISE_INT8_CHAIN's.</summary>
     bool Int8Chains => false;
 
+    /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM: eight here; a session takes BATCHWISE_INT8_POINTWISE_WARPS's.</summary>
+    int Int8PointwiseMostWarps => KernelSource.Int8WarpPointwiseBlock / 32;
+
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 

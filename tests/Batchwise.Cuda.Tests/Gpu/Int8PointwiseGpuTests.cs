@@ -117,7 +117,9 @@ public sealed class Int8PointwiseGpuTests
             var warps = KernelSource.Int8ChainPointwiseWarps(64, 256, c.K2, 2, 227 * 1024, c.Shortcut?.Channels ?? 0);
             return KernelSource.Int8ChainPointwise(64, 256, c.K2, 256 * 56 * 56, KernelSource.Int8ChainPointwiseBlocks(256 * 56 * 56, warps, 132), warps, epilogue, reduction, 2, c.Shortcut);
         }).ToList();
-        ReportWithoutLocalMemory(cases.Select(c => $"int8 chained pointwise 64 -> 256 + residual, then 256 -> {c.K2}{(c.Shortcut is null ? string.Empty : ", its 64-channel shortcut in it")}"), codes);
+        // And the warp-tiled kernel with fourteen warps a block (BATCHWISE_INT8_POINTWISE_WARPS=16 at 256 input channels).
+        var fourteen = KernelSource.Int8WarpPointwise(256, 1024, 256 * 14 * 14, KernelSource.Int8WarpPointwiseBlocks(256 * 14 * 14, 1024, 132, 1, 14), epilogue, 2, 1, null, 14);
+        ReportWithoutLocalMemory(cases.Select(c => $"int8 chained pointwise 64 -> 256 + residual, then 256 -> {c.K2}{(c.Shortcut is null ? string.Empty : ", its 64-channel shortcut in it")}").Append("int8 warp-tiled pointwise 256 -> 1024 + residual, 14 warps a block"), [.. codes, fourteen]);
     }
 
     /// <summary><see cref="Int8ConvGpuTests.RunChoices"/> for <paramref name="choice"/> with <paramref name="variable"/> set to <paramref name="value"/> (restored after).</summary>

@@ -294,6 +294,31 @@ public sealed class Int8ConvOnCpuTests
         Assert.True(Enumerable.Range(0, want.Length).Count(i => reference[i] != got[i]) <= 0.15 * want.Length, "too many outputs a step off");
     }
 
+    [Fact]
+    public void A_256_channel_block_end_takes_more_warps_a_block_where_one_block_fits_an_sm_and_gives_the_same_bytes()
+    {
+        // 64 -> 256, then 256 -> 256 with the block's residual: at 256 input channels a block of eight warps takes 142 KB,
+        // so one fits an SM; BATCHWISE_INT8_POINTWISE_WARPS=16 gives it as many as fit (14: 222,208 bytes), the layers of
+        // fewer channels keep two blocks of eight.
+        CpuKernelRunner.Require();
+        var model = Model(64, 256, 1, 1, 120, relu: false, residual: true, blockKernel: 1);
+        var rng = new Random(8);
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [2, 64, 9, 9], [.. Enumerable.Range(0, 2 * 64 * 81).Select(_ => (byte)rng.Next(0, 256))])];
+        ExecutionPlan Build(int most) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8PointwiseWarps = true, Int8PointwiseMostWarps = most, Multiprocessors = 2 }.Compile(model, inputs);
+        var (eight, more) = (Build(8), Build(16));
+        var end = Assert.Single(more.Steps.OfType<KernelStep>(), s => s.Node.Contains("residual Add", StringComparison.Ordinal));
+        Assert.Contains("of 14 warps", end.Node, StringComparison.Ordinal);
+        Assert.Contains("__launch_bounds__(448, 1)", end.Source, StringComparison.Ordinal);
+        Assert.DoesNotContain(more.Steps, s => s.Node.Contains("warps", StringComparison.Ordinal) && !s.Node.Contains("residual Add", StringComparison.Ordinal) && s.Node.Contains(" of ", StringComparison.Ordinal));
+        Assert.DoesNotContain(eight.Steps, s => s.Node.Contains("warps,", StringComparison.Ordinal));
+        Assert.Equal(14, KernelSource.Int8WarpPointwiseWarps(256, 2, 227 * 1024, 16));
+        Assert.Equal(8, KernelSource.Int8WarpPointwiseWarps(64, 2, 227 * 1024, 16));
+        Assert.Equal(8, KernelSource.Int8WarpPointwiseWarps(256, 2, 227 * 1024, 8));
+
+        CpuKernelRunner.Prepare([eight, more]);
+        Assert.Equal(CpuKernelRunner.Run(eight, inputs)[0].AsSpan<byte>().ToArray(), CpuKernelRunner.Run(more, inputs)[0].AsSpan<byte>().ToArray());
+    }
+
     /// <summary>
     /// Two residual blocks as ResNet's, the first ending in a 1x1 expansion whose output the second's 1x1 reduction reads:
     /// x uint8 [n, c, h, w]; a = Q(Relu(Conv 1x1 c -> 64)); e = Q(Conv 1x1 64 -> k); p = Q(Conv 1x1 c -> k), the

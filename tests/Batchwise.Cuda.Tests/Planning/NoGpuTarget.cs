@@ -53,6 +53,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool Int8Chains { get; init; }
 
+    public int Int8PointwiseMostWarps { get; init; } = 8;
+
     public bool Int8 { get; init; }
 
     public int Multiprocessors { get; init; } = 132;

@@ -162,6 +162,13 @@ internal sealed partial class GraphCompiler
     internal static int Int8PointwiseResidentBlocksFromEnvironment => EnvironmentSetting.Int("BATCHWISE_INT8_POINTWISE_BLOCKS", KernelSource.Int8PointwiseResidentBlocks, 2, 4);
 
     /// <summary>
+    /// BATCHWISE_INT8_POINTWISE_WARPS=8..16: warps a block of the warp-tiled pointwise kernel may have where only one block
+    /// of eight fits an SM (256 input channels: ResNet-50's 14x14 block ends, 142 KB, eight warps an SM where the layers of
+    /// fewer channels run sixteen), as many as fit up to this; unset, 8 (the form measured in session 33).
+    /// </summary>
+    internal static int Int8PointwiseMostWarpsFromEnvironment => EnvironmentSetting.Int("BATCHWISE_INT8_POINTWISE_WARPS", KernelSource.Int8WarpPointwiseBlock / 32, 8, 16);
+
+    /// <summary>
     /// Whether a convolution takes the own persistent 1x1 kernel (<see cref="Int8ConvChoice.Pointwise"/>, or
     /// <see cref="Int8ConvChoice.Auto"/> for an expanding one): unstrided and unpadded 1x1, channel counts the kernel
     /// holds, its shared memory within the device's, compute capability 8.0+.
@@ -366,8 +373,9 @@ internal sealed partial class GraphCompiler
                 && PointwiseSharedBytes(c, p.Channels) <= _target.MaxSharedBytesPerBlock ? p : null;
             var shortcut = projection is null ? null : new Int8PointwiseProjection(projection.Channels, projection.Epilogue);
             var stages = _target.Int8PointwiseStages;
+            var warps = KernelSource.Int8WarpPointwiseWarps(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseMostWarps, projection?.Channels ?? 0);
             var resident = _target.Int8PointwiseWarps
-                ? KernelSource.Int8WarpPointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks, projection?.Channels ?? 0)
+                ? KernelSource.Int8WarpPointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks, projection?.Channels ?? 0, warps)
                 : KernelSource.Int8PointwiseBlocksPerSm(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks, projection?.Channels ?? 0);
             var inside = projection is null ? string.Empty : ", its projection shortcut computed in it";
             if (fusion is not null && FindChainedReduction(fusion.Quantize, outShift, yShape, c, projection?.Channels ?? 0) is { } chain)
@@ -378,9 +386,10 @@ internal sealed partial class GraphCompiler
 
             if (_target.Int8PointwiseWarps)
             {
-                var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident);
-                code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut);
-                (threads, block, how) = (blocks * KernelSource.Int8WarpPointwiseBlock, KernelSource.Int8WarpPointwiseBlock, $"int8 (own pointwise kernel, warp tiles, {blocks} persistent blocks, {stages} tiles in flight a warp{fused}{inside})");
+                var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident, warps);
+                code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut, warps);
+                var ofWarps = warps == KernelSource.Int8WarpPointwiseBlock / 32 ? string.Empty : $" of {warps} warps";
+                (threads, block, how) = (blocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp tiles, {blocks} persistent blocks{ofWarps}, {stages} tiles in flight a warp{fused}{inside})");
             }
             else
             {
