@@ -188,20 +188,11 @@ internal static partial class KernelSource
             {{residualLoad}}
                 };
                 int tile = (int)blockIdx.x * {{warps}} + warp;
-                #pragma unroll
-                for (int s = 0; s < {{stages - 1}}; s++) {
-                    if (tile + s * {{stride}} < {{tiles}}) load(tile + s * {{stride}}, s);
-                    bw_cp_async_commit();
-                }
+            {{WarpTilesFirstCopies(stages, stride, tiles)}}
 
                 signed char* const yb = (signed char*)y;
                 signed char* const zb = (signed char*)z;
-                for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
-                    const int buf = it % {{stages}};
-                    if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
-                    bw_cp_async_commit();
-                    bw_cp_async_wait<{{stages - 1}}>();
-                    __syncwarp();
+            {{WarpTilesLoop(stages, stride, tiles)}}
 
                     // The block end a 128 channels at a time, requantized over the residual's bytes (each thread its own).
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * op / 2}});
