@@ -323,9 +323,10 @@ public sealed class Int8ConvOnCpuTests
     /// Two residual blocks as ResNet's, the first ending in a 1x1 expansion whose output the second's 1x1 reduction reads:
     /// x uint8 [n, c, h, w]; a = Q(Relu(Conv 1x1 c -> 64)); e = Q(Conv 1x1 64 -> k); p = Q(Conv 1x1 c -> k), the
     /// shortcut; y = Q(Relu(DQ(e) + DQ(p))), the first block's end; z = Q(Relu(Conv 1x1 DQ(y): k -> k2)), the reduction;
-    /// out = Q(Relu(DQ(Q(Conv 1x1 DQ(z): k2 -> k)) + DQ(y))), the second block's end. Outputs z and out.
+    /// out = Q(Relu(DQ(Q(Conv 1x1 DQ(z): k2 -> k)) + DQ(y))), the second block's end. Outputs z and out; without
+    /// <paramref name="reductionRelu"/> the reduction has no ReLU (its QuantizeLinear's range is its floor).
     /// </summary>
-    private static OnnxModel ChainModel(int c, int k, int k2, long n = 2, long h = 9)
+    private static OnnxModel ChainModel(int c, int k, int k2, long n = 2, long h = 9, bool reductionRelu = true)
     {
         var rng = new Random(12);
         var g = new GraphBuilder("int8-chain");
@@ -351,7 +352,8 @@ public sealed class Int8ConvOnCpuTests
         var (ys, yz) = (Scalar("ys", 0.08f), Zero("yz", 0));
         var y = g.Node("QuantizeLinear", [g.Node("Relu", [g.Node("Add", [g.Node("DequantizeLinear", [e, es, ez]), g.Node("DequantizeLinear", [p, ps, pz])])]), ys, yz]);
         var (zs, zz) = (Scalar("zs", 0.04f), Zero("zz", 5));
-        g.Rename(g.Node("QuantizeLinear", [g.Node("Relu", [Conv(y, ys, yz, k, k2, "z")]), zs, zz]), "z");
+        var reduction = Conv(y, ys, yz, k, k2, "z");
+        g.Rename(g.Node("QuantizeLinear", [reductionRelu ? g.Node("Relu", [reduction]) : reduction, zs, zz]), "z");
         var (fs, fz) = (Scalar("fs", 0.06f), Zero("fz", 128));
         var f = g.Node("QuantizeLinear", [Conv("z", zs, zz, k2, k, "f"), fs, fz]);
         var sum = g.Node("Add", [g.Node("DequantizeLinear", [f, fs, fz]), g.Node("DequantizeLinear", [y, ys, yz])]);
@@ -366,10 +368,11 @@ public sealed class Int8ConvOnCpuTests
     [InlineData(64, 256, 64, true, 4, 17)] // with the projection shortcut inside too; warps walking several tiles, a partial last one
     [InlineData(64, 256, 128, false, 2, 9)] // the last 56x56 end and the next stage's 256 -> 128 reduction
     [InlineData(128, 256, 64, true, 2, 9)] // a 128-channel shortcut inside: nine warps
-    public void A_reduction_computed_in_its_block_ends_kernel_gives_the_same_bytes_as_its_own_kernel(int c, int k, int k2, bool projections, long n, long h)
+    [InlineData(64, 256, 64, false, 2, 9, false)] // a reduction without a ReLU of its own
+    public void A_reduction_computed_in_its_block_ends_kernel_gives_the_same_bytes_as_its_own_kernel(int c, int k, int k2, bool projections, long n, long h, bool reductionRelu = true)
     {
         CpuKernelRunner.Require();
-        var model = ChainModel(c, k, k2, n, h);
+        var model = ChainModel(c, k, k2, n, h, reductionRelu);
         var rng = new Random(5);
         var count = checked((int)(n * c * h * h));
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [n, c, h, h], [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];

@@ -31,8 +31,8 @@ internal sealed partial class GraphCompiler
     /// <summary>
     /// The 1x1 reduction that reads the block end's output (<paramref name="blockQ"/>'s, stored less
     /// <paramref name="blockShift"/>, shape <paramref name="yShape"/>) and that the chained kernel can compute with it: the
-    /// only int8 convolution among its readers that is one (a projection shortcut reading it too reads it from memory), unstrided, unpadded, one group, 64 or 128 output channels, its ReLU and
-    /// QuantizeLinear its own (no residual, clamp, SiLU or nodes between), a constant bias, and both filters within the
+    /// only int8 convolution among its readers that is one (a projection shortcut reading it too reads it from memory), unstrided, unpadded, one group, 64 or 128 output channels, its QuantizeLinear
+    /// and any ReLU its own (no residual, clamp, SiLU or nodes between), a constant bias, and both filters within the
     /// block's shared memory beside at least eight warps' tiles; null otherwise (or with BATCHWISE_INT8_CHAIN off).
     /// </summary>
     private Int8ChainedReduction? FindChainedReduction(OnnxProto.NodeProto blockQ, int blockShift, long[] yShape, long c, long projectionChannels)
@@ -69,7 +69,7 @@ internal sealed partial class GraphCompiler
         long[] spatial = [yShape[2], yShape[3]], one = [1, 1], unpadded = [0, 0];
         var recipe = Int8ConvRecipe(xs, zero, ys, storedYZero, spatial, one, unpadded);
         var (filter, _, offset, _, alpha, _) = Int8ConvConstants(recipe, w, wScale, bias, xs, zero, ys, storedYZero, spatial, spatial, one, one, unpadded);
-        return new Int8ChainedReduction(layer, q, k2, [yShape[0], k2, yShape[2], yShape[3]], warps, filter, alpha, OwnOffsets(recipe, w, wScale, bias, offset), new Int8ConvEpilogue(y.Type, y.Zero, Relu: true), shift);
+        return new Int8ChainedReduction(layer, q, k2, [yShape[0], k2, yShape[2], yShape[3]], warps, filter, alpha, OwnOffsets(recipe, w, wScale, bias, offset), new Int8ConvEpilogue(y.Type, y.Zero, layer.Relu is not null), shift);
     }
 
     /// <summary>
@@ -79,8 +79,8 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private ChainCandidate? ChainableReduction(Int8Layer? layer, OnnxProto.NodeProto blockQ, long k, long c)
     {
-        if (layer is not { Int8: true, IsGemm: false, Depthwise: false, Clamp: null, Between: null, Relu: not null, Quantize: { } q, InputDequantize: { } xdq, WeightDequantize: { } wdq }
-            || xdq.Input[0] != blockQ.Output[0] || _values.GetValueOrDefault(wdq.Input[0])?.Constant is not { Shape: [var k2, var kc, 1, 1] } w || kc != k
+        if (layer is not { Int8: true, IsGemm: false, Depthwise: false, Clamp: null, Between: null, Quantize: { } q, InputDequantize: { } xdq, WeightDequantize: { } wdq }
+            || xdq.Input[0] != blockQ.Output[0] || (layer.Relu is null && !OnlyConvolutionsRead(q)) || _values.GetValueOrDefault(wdq.Input[0])?.Constant is not { Shape: [var k2, var kc, 1, 1] } w || kc != k
             || !KernelSource.Int8ChainPointwiseTakes(c, k, k2) || _values.GetValueOrDefault(wdq.Input[1])?.Constant is not { } wScale)
         {
             return null;
@@ -106,6 +106,15 @@ internal sealed partial class GraphCompiler
 
         return new ChainCandidate(layer, w, wScale, bias, x, y);
     }
+
+    /// <summary>
+    /// Whether only convolutions read <paramref name="q"/>'s output (through DequantizeLinear nodes; a graph output aside): a reduction without a
+    /// ReLU of its own (a model whose QuantizeLinear's zero point is the ReLU's floor, as ONNX Runtime's quantizer writes
+    /// it) that ends no residual block and feeds no SiLU, whose fusions the chained kernel does not make.
+    /// </summary>
+    private bool OnlyConvolutionsRead(OnnxProto.NodeProto q) =>
+        _consumers.TryGetValue(q.Output[0], out var readers)
+        && readers.All(r => r.OpType == "DequantizeLinear" && _consumers.TryGetValue(r.Output[0], out var users) && users.All(u => u.OpType == "Conv"));
 
     /// <summary>A reduction the chained kernel can compute: its layer, filter, scales, bias, and its input's and output's quantization.</summary>
     private sealed record ChainCandidate(Int8Layer Layer, HostTensor W, HostTensor WScale, HostTensor? Bias, (double Scale, double Zero, ElementType Type) X, (double Scale, double Zero, ElementType Type) Y);
