@@ -94,7 +94,7 @@ public sealed class CudaEngine : IEngine
                 Int8ConvChoice.Library => "cuDNN and cuBLASLt (BATCHWISE_INT8_CONV=library)",
                 _ => "own persistent 1x1 kernel for expanding 1x1s (output channels >= 2x input, 64-256 input channels, output in 128s; a residual block's end fused), cuDNN and cuBLASLt elsewhere",
             };
-            details["int8_pointwise"] = string.Create(CultureInfo.InvariantCulture, $"{(GraphCompiler.Int8PointwiseWideFromEnvironment ? "64-256 input channels in 32s, outputs in 64s" : "64, 128 or 256 input channels, outputs in 128s")} (BATCHWISE_INT8_POINTWISE_WIDE), {GraphCompiler.Int8PointwiseStagesFromEnvironment} tiles in flight a block (BATCHWISE_INT8_POINTWISE_STAGES), built for {GraphCompiler.Int8PointwiseResidentBlocksFromEnvironment} resident blocks an SM where shared memory allows (BATCHWISE_INT8_POINTWISE_BLOCKS), {(GraphCompiler.Int8PointwiseWarpsFromEnvironment ? "each warp its own pipeline" : "a block's warps in step")} (BATCHWISE_INT8_POINTWISE_KERNEL), up to {GraphCompiler.Int8PointwiseMostWarpsFromEnvironment} warps a block where one block fits an SM (BATCHWISE_INT8_POINTWISE_WARPS), projection shortcuts {(GraphCompiler.Int8ProjectionsFromEnvironment ? "computed in their block ends" : "as their own kernels")} (BATCHWISE_INT8_PROJECTION), the next block's 1x1 reduction {(GraphCompiler.Int8ChainsFromEnvironment ? "computed in a block end's kernel where both filters fit" : "as its own kernel")} (BATCHWISE_INT8_CHAIN)");
+            details["int8_pointwise"] = string.Create(CultureInfo.InvariantCulture, $"{(GraphCompiler.Int8PointwiseWideFromEnvironment ? "64-256 input channels in 32s, outputs in 64s" : "64, 128 or 256 input channels, outputs in 128s")} (BATCHWISE_INT8_POINTWISE_WIDE), {GraphCompiler.Int8PointwiseStagesFromEnvironment} tiles in flight a block (BATCHWISE_INT8_POINTWISE_STAGES), built for {GraphCompiler.Int8PointwiseResidentBlocksFromEnvironment} resident blocks an SM where shared memory allows (BATCHWISE_INT8_POINTWISE_BLOCKS), {(GraphCompiler.Int8PointwiseWarpsFromEnvironment ? "each warp its own pipeline" : "a block's warps in step")} (BATCHWISE_INT8_POINTWISE_KERNEL), up to {GraphCompiler.Int8PointwiseMostWarpsFromEnvironment} warps a block where one block fits an SM (BATCHWISE_INT8_POINTWISE_WARPS), projection shortcuts {(GraphCompiler.Int8ProjectionsFromEnvironment ? "computed in their block ends" : "as their own kernels")} (BATCHWISE_INT8_PROJECTION), the next block's 1x1 reduction {(GraphCompiler.Int8ChainLeastWarpsFromEnvironment is var least && least > 0 ? $"computed in a block end's kernel where both filters fit beside {least} warps" : "as its own kernel")} (BATCHWISE_INT8_CHAIN)");
         }
 
         if (int8 && Int8Layers.GemmsEnabled)
@@ -473,10 +473,10 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>A residual block's projection shortcut computed inside its block end's pointwise kernel (BATCHWISE_INT8_PROJECTION=on|off; tests set it).</summary>
     public bool Int8Projections { get; internal set; } = GraphCompiler.Int8ProjectionsFromEnvironment;
 
-    /// <summary>A residual block end's pointwise kernel computing the next block's 1x1 reduction too (BATCHWISE_INT8_CHAIN=on|off; tests set it).</summary>
-    public bool Int8Chains { get; internal set; } = GraphCompiler.Int8ChainsFromEnvironment;
+    /// <summary>The fewest warps a block with which a residual block end's pointwise kernel computes the next block's 1x1 reduction too (BATCHWISE_INT8_CHAIN=on|any|off: 16, 8, 0; tests set it).</summary>
+    public int Int8ChainLeastWarps { get; internal set; } = GraphCompiler.Int8ChainLeastWarpsFromEnvironment;
 
-    /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM (BATCHWISE_INT8_POINTWISE_WARPS=8..16; tests set it).</summary>
+    /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM (BATCHWISE_INT8_POINTWISE_WARPS=8..16, 16 by default; tests set it).</summary>
     public int Int8PointwiseMostWarps { get; internal set; } = GraphCompiler.Int8PointwiseMostWarpsFromEnvironment;
 
     /// <summary>Who runs dense convolutions too small to fill the device (BATCHWISE_SPLITK_CONV=auto|all|off; tests set it).</summary>

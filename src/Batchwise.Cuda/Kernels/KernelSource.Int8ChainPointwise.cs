@@ -9,8 +9,17 @@ internal static partial class KernelSource
     /// <summary>Warps a block of <see cref="Int8ChainPointwise"/> has at most (one block an SM, 128 registers a thread).</summary>
     public const int Int8ChainPointwiseMostWarps = 16;
 
-    /// <summary>Warps a block of <see cref="Int8ChainPointwise"/> needs at least: fewer cannot keep an SM's four schedulers and its memory busy.</summary>
-    public const int Int8ChainPointwiseLeastWarps = 8;
+    /// <summary>
+    /// Warps a block of <see cref="Int8ChainPointwise"/> needs at least where the planner chains by default
+    /// (BATCHWISE_INT8_CHAIN=on): measured per layer on an H100 (session 34, ResNet-50 int8 at b=256), the 56x56 end
+    /// with sixteen warps and a 64-channel reduction ran 0.216 ms against 0.185 + 0.100 apart, but twelve warps with the
+    /// projection shortcut inside 0.304 against 0.184 + 0.102, and thirteen with a 128-channel reduction 0.304 against
+    /// 0.184 + 0.120: the chain's extra products need a full SM of warps.
+    /// </summary>
+    public const int Int8ChainPointwiseLeastWarps = 16;
+
+    /// <summary>Warps a block of <see cref="Int8ChainPointwise"/> needs at least in any case (BATCHWISE_INT8_CHAIN=any, to measure): fewer cannot keep an SM's four schedulers busy.</summary>
+    public const int Int8ChainPointwiseFewestWarps = 8;
 
     /// <summary>
     /// Channel counts the chained kernel takes: the block end's as <see cref="Int8PointwiseTakes"/> with output channels in
@@ -38,11 +47,11 @@ internal static partial class KernelSource
 
     /// <summary>
     /// The warps a block of <see cref="Int8ChainPointwise"/> takes within <paramref name="sharedPerBlock"/> bytes (at most
-    /// <see cref="Int8ChainPointwiseMostWarps"/>), or 0 where fewer than <see cref="Int8ChainPointwiseLeastWarps"/> fit.
+    /// <see cref="Int8ChainPointwiseMostWarps"/>), or 0 where fewer than <paramref name="least"/> fit.
     /// </summary>
-    public static int Int8ChainPointwiseWarps(long channels, long outChannels, long chainChannels, int stages, int sharedPerBlock, long projectionChannels = 0)
+    public static int Int8ChainPointwiseWarps(long channels, long outChannels, long chainChannels, int stages, int sharedPerBlock, long projectionChannels = 0, int least = Int8ChainPointwiseLeastWarps)
     {
-        for (var warps = Int8ChainPointwiseMostWarps; warps >= Int8ChainPointwiseLeastWarps; warps--)
+        for (var warps = Int8ChainPointwiseMostWarps; warps >= Math.Max(least, 1); warps--)
         {
             if (Int8ChainPointwiseSharedBytes(channels, outChannels, chainChannels, stages, warps, projectionChannels) <= sharedPerBlock)
             {

@@ -114,10 +114,10 @@ internal interface IPlanTarget
     /// <summary>A residual block's projection shortcut computed inside its block end's pointwise kernel (<see cref="Kernels.Int8PointwiseProjection"/>): off here; a session takes BATCHWISE_INT8_PROJECTION's.</summary>
     bool Int8Projections => false;
 
-    /// <summary>A residual block end's pointwise kernel computing the next block's 1x1 reduction too (<see cref="KernelSource.Int8ChainPointwise"/>): off here; a session takes BATCHWISE_INT8_CHAIN's.</summary>
-    bool Int8Chains => false;
+    /// <summary>The fewest warps a block with which a residual block end's pointwise kernel computes the next block's 1x1 reduction too (<see cref="KernelSource.Int8ChainPointwise"/>; 0: never): 0 here; a session takes BATCHWISE_INT8_CHAIN's.</summary>
+    int Int8ChainLeastWarps => 0;
 
-    /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM: eight here; a session takes BATCHWISE_INT8_POINTWISE_WARPS's.</summary>
+    /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM: eight here; a session takes BATCHWISE_INT8_POINTWISE_WARPS's (16 by default).</summary>
     int Int8PointwiseMostWarps => KernelSource.Int8WarpPointwiseBlock / 32;
 
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>

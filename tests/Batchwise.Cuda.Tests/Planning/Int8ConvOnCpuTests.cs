@@ -376,14 +376,14 @@ public sealed class Int8ConvOnCpuTests
         var rng = new Random(5);
         var count = checked((int)(n * c * h * h));
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [n, c, h, h], [.. Enumerable.Range(0, count).Select(_ => (byte)rng.Next(0, 256))])];
-        ExecutionPlan Build(bool chains) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = projections, Int8PointwiseWarps = true, Int8Chains = chains, Multiprocessors = 2 }.Compile(model, inputs);
+        ExecutionPlan Build(bool chains) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = projections, Int8PointwiseWarps = true, Int8ChainLeastWarps = chains ? KernelSource.Int8ChainPointwiseFewestWarps : 0, Multiprocessors = 2 }.Compile(model, inputs);
         var (apart, chained) = (Build(false), Build(true));
         var nodes = string.Join(" // ", chained.Steps.Select(s => s.Node));
         Assert.Equal(apart.Steps.Count - 1, chained.Steps.Count);
         var step = Assert.Single(chained.Steps, s => s.Node.Contains("computed in it)", StringComparison.Ordinal) && s.Node.Contains("the next 1x1", StringComparison.Ordinal));
         Assert.Equal(projections, step.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal));
-        var warps = KernelSource.Int8ChainPointwiseWarps(64, k, k2, 2, 227 * 1024, projections ? c : 0); // the block end reads a's 64 channels
-        Assert.True(warps >= KernelSource.Int8ChainPointwiseLeastWarps, nodes);
+        var warps = KernelSource.Int8ChainPointwiseWarps(64, k, k2, 2, 227 * 1024, projections ? c : 0, KernelSource.Int8ChainPointwiseFewestWarps); // the block end reads a's 64 channels
+        Assert.True(warps >= KernelSource.Int8ChainPointwiseFewestWarps, nodes);
         Assert.Contains($"of {warps} warps", step.Node, StringComparison.Ordinal);
         Assert.Contains($"__launch_bounds__({warps * 32}, 1)", ((KernelStep)step).Source, StringComparison.Ordinal);
 
@@ -412,19 +412,22 @@ public sealed class Int8ConvOnCpuTests
     [Fact]
     public void The_chain_switch_reads_its_values_and_refuses_others_and_the_kernel_takes_only_what_fits()
     {
-        Assert.False(GraphCompiler.ParseInt8Chain(null)); // off until measured
-        Assert.True(GraphCompiler.ParseInt8Chain(" On "));
-        Assert.False(GraphCompiler.ParseInt8Chain("off"));
+        Assert.Equal(16, GraphCompiler.ParseInt8Chain(null)); // on, with sixteen warps, since session 34's measurement
+        Assert.Equal(16, GraphCompiler.ParseInt8Chain(" On "));
+        Assert.Equal(8, GraphCompiler.ParseInt8Chain("any"));
+        Assert.Equal(0, GraphCompiler.ParseInt8Chain("off"));
         var chain = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8Chain("yes"));
-        Assert.Contains("BATCHWISE_INT8_CHAIN 'yes' is not on or off", chain.Message, StringComparison.Ordinal);
+        Assert.Contains("BATCHWISE_INT8_CHAIN 'yes' is not on, any or off", chain.Message, StringComparison.Ordinal);
 
         // ResNet-50's 56x56 ends: 20,480 + 2,048 + 17,408 + 1,024 bytes of filters and tables and 11,264 a warp (two
         // stages of [16][80] + [16][272]): sixteen warps in 227 KB; with the projection shortcut inside, twelve. The
         // 28x28 ends (128 -> 512, then 512 -> 128) leave room for three warps: not taken.
         Assert.Equal(40_960 + (16 * 11_264), KernelSource.Int8ChainPointwiseSharedBytes(64, 256, 64, 2, 16));
         Assert.Equal(16, KernelSource.Int8ChainPointwiseWarps(64, 256, 64, 2, 227 * 1024));
-        Assert.Equal(12, KernelSource.Int8ChainPointwiseWarps(64, 256, 64, 2, 227 * 1024, 64));
-        Assert.Equal(0, KernelSource.Int8ChainPointwiseWarps(128, 512, 128, 2, 227 * 1024));
+        Assert.Equal(12, KernelSource.Int8ChainPointwiseWarps(64, 256, 64, 2, 227 * 1024, 64, KernelSource.Int8ChainPointwiseFewestWarps));
+        Assert.Equal(0, KernelSource.Int8ChainPointwiseWarps(64, 256, 64, 2, 227 * 1024, 64)); // by default sixteen warps or none (measured)
+        Assert.Equal(0, KernelSource.Int8ChainPointwiseWarps(64, 256, 128, 2, 227 * 1024));
+        Assert.Equal(0, KernelSource.Int8ChainPointwiseWarps(128, 512, 128, 2, 227 * 1024, 0, KernelSource.Int8ChainPointwiseFewestWarps));
         Assert.False(KernelSource.Int8ChainPointwiseTakes(64, 256, 32));
         Assert.False(KernelSource.Int8ChainPointwiseTakes(64, 192, 64)); // output channels in 128s only
         Assert.Equal(132, KernelSource.Int8ChainPointwiseBlocks(256 * 56 * 56, 16, 132));

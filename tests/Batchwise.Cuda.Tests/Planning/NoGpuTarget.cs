@@ -51,7 +51,7 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool Int8Projections { get; init; }
 
-    public bool Int8Chains { get; init; }
+    public int Int8ChainLeastWarps { get; init; }
 
     public int Int8PointwiseMostWarps { get; init; } = 8;
 

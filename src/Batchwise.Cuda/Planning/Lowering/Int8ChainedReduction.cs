@@ -11,18 +11,22 @@ namespace Batchwise.Cuda.Planning;
 internal sealed partial class GraphCompiler
 {
     /// <summary>
-    /// BATCHWISE_INT8_CHAIN: on computes the next block's 1x1 reduction (ResNet's 256 -> 64 after a 56x56 block end) inside
-    /// the block end's warp-tiled pointwise kernel where both filters fit in shared memory beside eight warps' tiles; off
-    /// (the default until it is measured) runs the reduction as its own kernel, reading the block end's output back.
+    /// BATCHWISE_INT8_CHAIN: on (the default since session 34) computes the next block's 1x1 reduction (ResNet's 256 -> 64
+    /// after a 56x56 block end) inside the block end's warp-tiled pointwise kernel where both filters fit in shared memory
+    /// beside sixteen warps' tiles (<see cref="KernelSource.Int8ChainPointwiseLeastWarps"/>); any takes it down to eight
+    /// warps (measured slower there, kept to measure); off runs the reduction as its own kernel, reading the block end's
+    /// output back. Measured on an H100 (session 34, ResNet-50 int8 symmetric at b=256, with
+    /// BATCHWISE_INT8_POINTWISE_WARPS=16): 63,645-64,556 img/s against 61,875-62,552; alone 62,856.
     /// </summary>
-    internal static bool Int8ChainsFromEnvironment => ParseInt8Chain(Environment.GetEnvironmentVariable("BATCHWISE_INT8_CHAIN"));
+    internal static int Int8ChainLeastWarpsFromEnvironment => ParseInt8Chain(Environment.GetEnvironmentVariable("BATCHWISE_INT8_CHAIN"));
 
-    /// <summary>on: true; off (or unset): false; a BatchwiseException for anything else.</summary>
-    internal static bool ParseInt8Chain(string? text) => text?.Trim().ToLowerInvariant() switch
+    /// <summary>on (or unset): sixteen warps; any: eight; off: 0 (no chain); a BatchwiseException for anything else.</summary>
+    internal static int ParseInt8Chain(string? text) => text?.Trim().ToLowerInvariant() switch
     {
-        "on" => true,
-        null or "" or "off" => false,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_CHAIN '{other}' is not on or off", "Unset it (the next block's 1x1 reduction as its own kernel) or set BATCHWISE_INT8_CHAIN=on (computed inside the block end's kernel where both filters fit)."),
+        null or "" or "on" => KernelSource.Int8ChainPointwiseLeastWarps,
+        "any" => KernelSource.Int8ChainPointwiseFewestWarps,
+        "off" => 0,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_CHAIN '{other}' is not on, any or off", "Unset it (the next block's 1x1 reduction computed inside the block end's kernel where sixteen warps fit), or set BATCHWISE_INT8_CHAIN=any (down to eight warps) or off (the reduction as its own kernel)."),
     };
 
     /// <summary>The next block's 1x1 reduction as a block end's kernel computes it: its layer and QuantizeLinear, output channels and shape, the block's warps, its filter, scales and offsets as the kernel reads them, its requantization and stored shift.</summary>
@@ -33,11 +37,11 @@ internal sealed partial class GraphCompiler
     /// <paramref name="blockShift"/>, shape <paramref name="yShape"/>) and that the chained kernel can compute with it: the
     /// only int8 convolution among its readers that is one (a projection shortcut reading it too reads it from memory), unstrided, unpadded, one group, 64 or 128 output channels, its QuantizeLinear
     /// and any ReLU its own (no residual, clamp, SiLU or nodes between), a constant bias, and both filters within the
-    /// block's shared memory beside at least eight warps' tiles; null otherwise (or with BATCHWISE_INT8_CHAIN off).
+    /// block's shared memory beside the target's least warps' tiles; null otherwise (or with BATCHWISE_INT8_CHAIN off).
     /// </summary>
     private Int8ChainedReduction? FindChainedReduction(OnnxProto.NodeProto blockQ, int blockShift, long[] yShape, long c, long projectionChannels)
     {
-        if (!_target.Int8Chains || !_target.Int8PointwiseWarps || !_consumers.TryGetValue(blockQ.Output[0], out var readers))
+        if (_target.Int8ChainLeastWarps == 0 || !_target.Int8PointwiseWarps || !_consumers.TryGetValue(blockQ.Output[0], out var readers))
         {
             return null;
         }
@@ -55,7 +59,7 @@ internal sealed partial class GraphCompiler
         }
 
         var (q, k2) = (layer.Quantize!, w.Shape[0]);
-        var warps = KernelSource.Int8ChainPointwiseWarps(c, yShape[1], k2, _target.Int8PointwiseStages, _target.MaxSharedBytesPerBlock, projectionChannels);
+        var warps = KernelSource.Int8ChainPointwiseWarps(c, yShape[1], k2, _target.Int8PointwiseStages, _target.MaxSharedBytesPerBlock, projectionChannels, _target.Int8ChainLeastWarps);
         if (warps == 0)
         {
             return null;

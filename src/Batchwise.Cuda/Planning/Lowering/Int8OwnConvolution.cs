@@ -164,9 +164,11 @@ internal sealed partial class GraphCompiler
     /// <summary>
     /// BATCHWISE_INT8_POINTWISE_WARPS=8..16: warps a block of the warp-tiled pointwise kernel may have where only one block
     /// of eight fits an SM (256 input channels: ResNet-50's 14x14 block ends, 142 KB, eight warps an SM where the layers of
-    /// fewer channels run sixteen), as many as fit up to this; unset, 8 (the form measured in session 33).
+    /// fewer channels run sixteen), as many as fit up to this; unset, 16 (the default since session 34: on an H100,
+    /// ResNet-50 int8 at b=256, the six 14x14 ends with fourteen warps ran 0.082 ms each against 0.091 with eight, the
+    /// model 63,230 img/s against 62,040 alone); 8 is session 33's form.
     /// </summary>
-    internal static int Int8PointwiseMostWarpsFromEnvironment => EnvironmentSetting.Int("BATCHWISE_INT8_POINTWISE_WARPS", KernelSource.Int8WarpPointwiseBlock / 32, 8, 16);
+    internal static int Int8PointwiseMostWarpsFromEnvironment => EnvironmentSetting.Int("BATCHWISE_INT8_POINTWISE_WARPS", KernelSource.Int8ChainPointwiseMostWarps, 8, 16);
 
     /// <summary>
     /// Whether a convolution takes the own persistent 1x1 kernel (<see cref="Int8ConvChoice.Pointwise"/>, or
