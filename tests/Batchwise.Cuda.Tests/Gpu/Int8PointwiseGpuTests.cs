@@ -69,16 +69,7 @@ public sealed class Int8PointwiseGpuTests
     public void Projection_shortcut_in_the_block_end_gives_the_same_outputs_as_its_own_kernel()
     {
         Gpu.Require();
-        var (model, expected, apart) = RunWith("BATCHWISE_INT8_PROJECTION", "off", "auto");
-        var (_, _, inside) = RunWith("BATCHWISE_INT8_PROJECTION", "on", "auto");
-        var layers = inside["auto"].Layers;
-        var absorbed = layers.Count(p => p.Value.Contains("its projection shortcut computed in it", StringComparison.Ordinal));
-        var between = Gpu.Compare(inside["auto"].Outputs, apart["auto"].Outputs, model.Outputs)[0];
-        var cosine = Gpu.Compare(inside["auto"].Outputs, expected, model.Outputs)[0].Cosine;
-        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_PROJECTION=on | {absorbed} projection shortcut(s) computed in their block end | vs its own kernel: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
-        Assert.True(absorbed == 1, $"{absorbed} shortcuts absorbed: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
-        Assert.True(between.MaxAbs == 0, $"outputs differ from the shortcut's own kernel: max abs {between.MaxAbs}");
-        Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
+        FusedGivesTheSameOutputs("BATCHWISE_INT8_PROJECTION", "off", "on", "auto", "its projection shortcut computed in it", 1, "projection shortcut(s) computed in their block end");
 
         var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, false, (0.7, 1.5, -20, 200));
         var shortcut = new Int8PointwiseProjection(64, new Int8ConvEpilogue(ElementType.UInt8, 9, false));
@@ -98,16 +89,7 @@ public sealed class Int8PointwiseGpuTests
     public void Chained_reduction_in_the_block_end_gives_the_same_outputs_as_its_own_kernel()
     {
         Gpu.Require();
-        var (model, expected, apart) = RunWith("BATCHWISE_INT8_CHAIN", "off", "pointwise");
-        var (_, _, chained) = RunWith("BATCHWISE_INT8_CHAIN", "any", "pointwise");
-        var layers = chained["pointwise"].Layers;
-        var chains = layers.Count(p => p.Value.Contains("the next 1x1", StringComparison.Ordinal));
-        var between = Gpu.Compare(chained["pointwise"].Outputs, apart["pointwise"].Outputs, model.Outputs)[0];
-        var cosine = Gpu.Compare(chained["pointwise"].Outputs, expected, model.Outputs)[0].Cosine;
-        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_CHAIN=on | {chains} reductions computed in their block end | vs their own kernel: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
-        Assert.True(chains == 3, $"{chains} reductions chained: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
-        Assert.True(between.MaxAbs == 0, $"outputs differ from the reductions' own kernels: max abs {between.MaxAbs}");
-        Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
+        FusedGivesTheSameOutputs("BATCHWISE_INT8_CHAIN", "off", "any", "pointwise", "the next 1x1", 3, "reductions computed in their block end");
 
         var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200));
         var reduction = new Int8ConvEpilogue(ElementType.UInt8, 3, true);
@@ -121,6 +103,25 @@ public sealed class Int8PointwiseGpuTests
         // And the warp-tiled kernel with fourteen warps a block (BATCHWISE_INT8_POINTWISE_WARPS=16 at 256 input channels).
         var fourteen = KernelSource.Int8WarpPointwise(256, 1024, 256 * 14 * 14, KernelSource.Int8WarpPointwiseBlocks(256 * 14 * 14, 1024, 132, 1, 14), epilogue, 2, 1, null, 14);
         ReportWithoutLocalMemory(cases.Select(c => $"int8 chained pointwise 64 -> 256 + residual, then 256 -> {c.K2}{(c.Shortcut is null ? string.Empty : ", its 64-channel shortcut in it")}").Append("int8 warp-tiled pointwise 256 -> 1024 + residual, 14 warps a block"), [.. codes, fourteen]);
+    }
+
+    /// <summary>
+    /// The test model under <paramref name="choice"/> with <paramref name="variable"/> at <paramref name="off"/> and at
+    /// <paramref name="on"/>: with it on, <paramref name="count"/> layers name <paramref name="marker"/> (reported as
+    /// <paramref name="what"/>), the outputs are the same bytes as with it off, and within cosine 0.999 of ONNX Runtime's.
+    /// </summary>
+    private static void FusedGivesTheSameOutputs(string variable, string off, string on, string choice, string marker, int count, string what)
+    {
+        var (model, expected, apart) = RunWith(variable, off, choice);
+        var (_, _, fused) = RunWith(variable, on, choice);
+        var layers = fused[choice].Layers;
+        var taken = layers.Count(p => p.Value.Contains(marker, StringComparison.Ordinal));
+        var between = Gpu.Compare(fused[choice].Outputs, apart[choice].Outputs, model.Outputs)[0];
+        var cosine = Gpu.Compare(fused[choice].Outputs, expected, model.Outputs)[0].Cosine;
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, {variable}={on} | {taken} {what} | against {off}: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
+        Assert.True(taken == count, $"{taken} {what}: {string.Join(" // ", layers.Select(p => $"{p.Key}: {p.Value}"))}");
+        Assert.True(between.MaxAbs == 0, $"outputs differ from {variable}={off}'s: max abs {between.MaxAbs}");
+        Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
     }
 
     /// <summary><see cref="Int8ConvGpuTests.RunChoices"/> for <paramref name="choice"/> with <paramref name="variable"/> set to <paramref name="value"/> (restored after).</summary>
