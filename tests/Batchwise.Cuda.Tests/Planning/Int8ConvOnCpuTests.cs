@@ -409,6 +409,20 @@ public sealed class Int8ConvOnCpuTests
         }
     }
 
+    [Theory]
+    [InlineData(64, false, true)] // sixteen warps: chained by default
+    [InlineData(64, true, false)] // the shortcut inside leaves twelve: measured slower, not chained by default
+    [InlineData(128, false, false)] // a 128-channel reduction leaves thirteen: measured no faster, not chained by default
+    public void By_default_a_block_end_chains_its_reduction_only_where_sixteen_warps_fit(int k2, bool projections, bool chained)
+    {
+        var model = ChainModel(64, 256, k2);
+        List<Tensor> inputs = [Tensor.Zeros(ElementType.UInt8, [2, 64, 9, 9])];
+        var plan = new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8Projections = projections, Int8PointwiseWarps = true, Int8ChainLeastWarps = GraphCompiler.ParseInt8Chain(null), Multiprocessors = 2 }.Compile(model, inputs);
+        var nodes = string.Join(" // ", plan.Steps.Select(s => s.Node));
+        Assert.True(chained == plan.Steps.Any(s => s.Node.Contains("the next 1x1", StringComparison.Ordinal)), nodes);
+        Assert.Equal(projections, plan.Steps.Any(s => s.Node.Contains("its projection shortcut computed in it", StringComparison.Ordinal)));
+    }
+
     [Fact]
     public void The_chain_switch_reads_its_values_and_refuses_others_and_the_kernel_takes_only_what_fits()
     {
