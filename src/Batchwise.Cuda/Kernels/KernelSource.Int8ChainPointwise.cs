@@ -133,7 +133,7 @@ internal static partial class KernelSource
             var folded2 = w.Float("projection_folded", projection.Epilogue.Folded);
             var requantize2 = Int8Requantize(w, projection.Epilogue, "v", "0", "q[e]", "projection_");
             projectionSetup = $$"""
-                    unsigned short* const fs2_ = sz_ + 512;                                  // [{{k}}][{{pb2}} bytes] projection filter
+                    unsigned short* const fs2_ = (unsigned short*)(szf_ + 256);              // [{{k}}][{{pb2}} bytes] projection filter
                     float* const so2_ = (float*)(fs2_ + {{k * pb2 / 2}});                     // [{{chunks}}][256] its scales and offsets
                     unsigned short* const x2s_ = os_ + {{stages * BM * op / 2}};               // [{{stages}}][{{BM}}][{{pb2}} bytes] this warp's shortcut input tiles
                     const signed char* const x2b = (const signed char*)x2;
@@ -146,19 +146,13 @@ internal static partial class KernelSource
                         }
             """;
             residualLoad = $$"""
-                        for (int i = lane; i < {{BM * c2 / 16}}; i += 32) {
-                            const int row = i / {{c2 / 16}}, seg = i - row * {{c2 / 16}}, p = t0 * {{BM}} + row;
-                            bw_cp_async16(x2s_ + buf * {{BM * pb2 / 2}} + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)(x2b + (i64)(p < {{m}} ? p : 0) * {{c2}} + seg * 16), p < {{m}});
-                        }
+                {{WarpRowLoads("x2s_ + buf * " + (BM * pb2 / 2), pb2, "x2b", c2, c2, m)}}
                 """;
         }
         else
         {
             residualLoad = $$"""
-                        for (int i = lane; i < {{BM * k / 16}}; i += 32) {
-                            const int row = i / {{k / 16}}, seg = i - row * {{k / 16}}, p = t0 * {{BM}} + row;
-                            bw_cp_async16(os_ + buf * {{BM * op / 2}} + row * {{op / 2}} + seg * 8, (const unsigned short*)(rb + (p < {{m}} ? (i64)p * {{k}} + seg * 16 : 0)), p < {{m}});
-                        }
+                {{WarpRowLoads("os_ + buf * " + (BM * op / 2), op, "rb", k, k, m)}}
                 """;
         }
 
@@ -168,7 +162,6 @@ internal static partial class KernelSource
                 float* const so_ = (float*)(sm_ + {{k * pb / 2}});                // [{{chunks}}][256] its scales and offsets a 128 channels
                 unsigned short* const fz_ = (unsigned short*)(so_ + {{chunks * 256}}); // [{{k2}}][{{op}} bytes] the reduction's filter
                 float* const szf_ = (float*)(fz_ + {{k2 * op / 2}});              // [256] its scales and offsets
-                unsigned short* const sz_ = (unsigned short*)szf_;
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 unsigned short* const xs_ = sm_ + {{blockShared}} + warp * {{perWarp}}; // [{{stages}}][{{BM}}][{{xp}} bytes] this warp's input tiles, then its reduction outputs
                 unsigned short* const os_ = xs_ + {{stages * BM * xp / 2}};       // [{{stages}}][{{BM}}][{{op}} bytes] its residual, then output tiles
@@ -177,23 +170,17 @@ internal static partial class KernelSource
             {{projectionSetup}}
                 // Both filters, their scales and offsets, once, behind the kernel's only block-wide barrier.
             {{Chunks(FilterBlockCopies("fs_ + j * " + (BN * pb / 2), "wt", pb / 2, c, noLimit, threads) + ScaleTable("(so_ + j * 256)", "scale", "offset", folded, noLimit, threads))}}
-                for (int i = tid; i < {{k2 * k / 16}}; i += {{threads}}) {
-                    const int row = i / {{k / 16}}, seg = i - row * {{k / 16}};
-                    bw_cp_async16(fz_ + row * {{op / 2}} + seg * 8, (const unsigned short*)((const signed char*)wt3 + (i64)row * {{k}} + seg * 16), true);
-                }
-                bw_cp_async_commit();
-                for (int i = tid; i < {{BN}}; i += {{threads}}) {
-                    szf_[i] = i < {{k2}} ? scale3[i] : 0.f;
-                    szf_[{{BN}} + i] = i < {{k2}} ? offset3[i] + {{chainFolded}} : 0.f;
+                {
+                    const int n0 = 0;
+            {{FilterBlockCopies("fz_", "wt3", op / 2, k, noLimit, threads, k2)}}
+                    bw_cp_async_commit();
+            {{ScaleTable("szf_", "scale3", "offset3", chainFolded, n => $" && {n} < {k2}", threads)}}
                 }
                 bw_cp_async_wait<0>();
                 __syncthreads();
 
                 auto load = [&](int t0, int buf) {
-                    for (int i = lane; i < {{BM * c / 16}}; i += 32) {
-                        const int row = i / {{c / 16}}, seg = i - row * {{c / 16}}, p = t0 * {{BM}} + row;
-                        bw_cp_async16(xs_ + buf * {{BM * xp / 2}} + row * {{xp / 2}} + seg * 8, (const unsigned short*)(xb + (i64)(p < {{m}} ? p : 0) * {{c}} + seg * 16), p < {{m}});
-                    }
+            {{WarpRowLoads("xs_ + buf * " + (BM * xp / 2), xp, "xb", c, c, m)}}
             {{residualLoad}}
                 };
                 int tile = (int)blockIdx.x * {{warps}} + warp;
@@ -215,10 +202,7 @@ internal static partial class KernelSource
                         }
                     }
                     __syncwarp();
-                    for (int i = lane; i < {{BM * k / 16}}; i += 32) {
-                        const int row = i / {{k / 16}}, seg = i - row * {{k / 16}}, p = tile * {{BM}} + row;
-                        if (p < {{m}}) *(uint4*)(yb + (i64)p * {{k}} + seg * 16) = *(const uint4*)(ot + row * {{op}} + seg * 16);
-                    }
+            {{WarpRowStores("yb", k, "ot", op, k, m)}}
 
                     // The reduction over the tile just written, into the input tile's place.
                     unsigned char* const zt = (unsigned char*)(xs_ + buf * {{BM * xp / 2}});
@@ -227,10 +211,7 @@ internal static partial class KernelSource
             {{WarpRowRequantize("szf_", chainRequantize, readsResidual: false, tile: "zt", pitch: zp, tiles: k2 / 8)}}
                     }
                     __syncwarp();
-                    for (int i = lane; i < {{BM * k2 / 16}}; i += 32) {
-                        const int row = i / {{k2 / 16}}, seg = i - row * {{k2 / 16}}, p = tile * {{BM}} + row;
-                        if (p < {{m}}) *(uint4*)(zb + (i64)p * {{k2}} + seg * 16) = *(const uint4*)(zt + row * {{zp}} + seg * 16);
-                    }
+            {{WarpRowStores("zb", k2, "zt", zp, k2, m)}}
                     __syncwarp();
                 }
                 bw_cp_async_wait<0>();

@@ -211,7 +211,6 @@ internal static partial class KernelSource
                 const int cb = (int)blockIdx.x % {{nb}}, n0 = cb * {{BN}};
                 const int wm = (warp >> 2) * 32, wn = (warp & 3) * 32;
                 const signed char* const xb = (const signed char*)x;
-                const signed char* const wb = (const signed char*)wt;
                 const signed char* const rb = (const signed char*)r;
             {{projectionSetup}}
                 // This thread's output channels (the same in every tile): their scale and offset in registers.
@@ -299,13 +298,13 @@ internal static partial class KernelSource
     }
 
     /// <summary>
-    /// A block's copies of a channel block's 128 filter rows (<paramref name="weights"/>, <paramref name="channels"/> int8
-    /// values a row, from output channel n0) into <paramref name="filter"/> (rows <paramref name="pitch"/> 16-bit units
-    /// apart) through cp.async by a block of <paramref name="block"/> threads, rows past the output channels
-    /// (<paramref name="within"/>) zero-filled.
+    /// A block's copies of a channel block's 128 filter rows (<paramref name="rows"/> where given; <paramref name="weights"/>,
+    /// <paramref name="channels"/> int8 values a row, from output channel n0) into <paramref name="filter"/> (rows
+    /// <paramref name="pitch"/> 16-bit units apart) through cp.async by a block of <paramref name="block"/> threads, rows
+    /// past the output channels (<paramref name="within"/>) zero-filled.
     /// </summary>
-    private static string FilterBlockCopies(string filter, string weights, int pitch, long channels, Func<string, string> within, int block) => $$"""
-                    for (int i = tid; i < {{Int8PointwiseTileN * (channels / 16)}}; i += {{block}}) {
+    private static string FilterBlockCopies(string filter, string weights, int pitch, long channels, Func<string, string> within, int block, int rows = Int8PointwiseTileN) => $$"""
+                    for (int i = tid; i < {{rows * (channels / 16)}}; i += {{block}}) {
                         const int row = i / {{channels / 16}}, seg = i - row * {{channels / 16}};
                         const bool in = true{{within("n0 + row")}};
                         bw_cp_async16({{filter}} + row * {{pitch}} + seg * 8, (const unsigned short*)((const signed char*){{weights}} + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);

@@ -60,9 +60,8 @@ internal static partial class KernelSource
     public static long Int8WarpPointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm, int warps = Int8WarpPointwiseBlock / 32)
     {
         var channelBlocks = Int8PointwiseChannelBlocks(outChannels);
-        var warpsPerBlock = warps;
         var tiles = (pixels + Int8WarpPointwiseTileM - 1) / Int8WarpPointwiseTileM;
-        var perChannelBlock = Math.Clamp((long)perSm * multiprocessors / channelBlocks, 1, (tiles + warpsPerBlock - 1) / warpsPerBlock);
+        var perChannelBlock = Math.Clamp((long)perSm * multiprocessors / channelBlocks, 1, (tiles + warps - 1) / warps);
         return perChannelBlock * channelBlocks;
     }
 
@@ -98,9 +97,8 @@ internal static partial class KernelSource
         var threads = warps * 32;
         var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
         const int OP = BN + 16; // bytes of an output row in shared memory (9 units: conflict-free rows)
-        var segments = (int)channels / 16;
         var c2 = projection?.Channels ?? 0;
-        var (pb2, segments2) = ((int)c2 + 16, (int)c2 / 16);
+        var pb2 = (int)c2 + 16;
         var shared = Int8WarpPointwiseSharedBytes(channels, stages, c2, warps);
         var perWarp = stages * ((BM * pb) + (BM * OP) + (projection is null ? 0 : BM * pb2)) / 2; // 16-bit units of one warp's stages
         var blockShared = (BN * pb / 2) + (2 * BN * 2) + (projection is null ? 0 : (BN * pb2 / 2) + (2 * BN * 2)); // the block's filters, scales and offsets
@@ -121,17 +119,10 @@ internal static partial class KernelSource
             ? string.Empty
             : projection is not null
             ? $$"""
-                        for (int i = lane; i < {{BM * segments2}}; i += 32) {
-                            const int row = i / {{segments2}}, seg = i - row * {{segments2}}, p = t0 * {{BM}} + row;
-                            bw_cp_async16(x2s_ + buf * {{BM * pb2 / 2}} + row * {{pb2 / 2}} + seg * 8, (const unsigned short*)(x2b + (i64)(p < {{m}} ? p : 0) * {{c2}} + seg * 16), p < {{m}});
-                        }
+                {{WarpRowLoads("x2s_ + buf * " + (BM * pb2 / 2), pb2, "x2b", c2, c2, m)}}
                 """
             : $$"""
-                        for (int i = lane; i < {{BM * BN / 16}}; i += 32) {
-                            const int row = i >> 3, seg = i & 7, p = t0 * {{BM}} + row;
-                            const bool in = p < {{m}}{{Within("n0 + seg * 16")}};
-                            bw_cp_async16(os_ + buf * {{BM * OP / 2}} + row * {{OP / 2}} + seg * 8, (const unsigned short*)(rb + (in ? (i64)p * {{k}} + n0 + seg * 16 : 0)), in);
-                        }
+                {{WarpRowLoads("os_ + buf * " + (BM * OP / 2), OP, "rb", outChannels, BN, m, "n0 + ", Within)}}
                 """;
         var (projectionSetup, projectionTile) = (string.Empty, string.Empty);
         if (projection is not null)
@@ -167,7 +158,6 @@ internal static partial class KernelSource
                 unsigned short* const os_ = xs_ + {{stages * BM * pb / 2}};       // [{{stages}}][{{BM}}][{{OP}} bytes] its residual, then output tiles
                 const int cb = (int)blockIdx.x % {{nb}}, n0 = cb * {{BN}};
                 const signed char* const xb = (const signed char*)x;
-                const signed char* const wb = (const signed char*)wt;
                 const signed char* const rb = (const signed char*)r;
             {{projectionSetup}}
                 // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
@@ -179,10 +169,7 @@ internal static partial class KernelSource
 
                 // This warp's tiles: its input rows and residual rows through its own copies, in its own stages.
                 auto load = [&](int t0, int buf) {
-                    for (int i = lane; i < {{BM * segments}}; i += 32) {
-                        const int row = i / {{segments}}, seg = i - row * {{segments}}, p = t0 * {{BM}} + row;
-                        bw_cp_async16(xs_ + buf * {{BM * pb / 2}} + row * {{pb / 2}} + seg * 8, (const unsigned short*)(xb + (i64)(p < {{m}} ? p : 0) * {{channels}} + seg * 16), p < {{m}});
-                    }
+            {{WarpRowLoads("xs_ + buf * " + (BM * pb / 2), pb, "xb", channels, channels, m)}}
             {{residualLoad}}
                 };
                 int tile = ((int)blockIdx.x / {{nb}}) * {{warps}} + warp;
@@ -199,10 +186,7 @@ internal static partial class KernelSource
             {{WarpRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null)}}
                     }
                     __syncwarp();
-                    for (int i = lane; i < {{BM * BN / 16}}; i += 32) {
-                        const int row = i >> 3, seg = i & 7, p = tile * {{BM}} + row;
-                        if (p < {{m}}{{Within("n0 + seg * 16")}}) *(uint4*)(yb + (i64)p * {{k}} + n0 + seg * 16) = *(const uint4*)(ot + row * {{OP}} + seg * 16);
-                    }
+            {{WarpRowStores("yb", outChannels, "ot", OP, BN, m, "n0 + ", Within)}}
                     __syncwarp();
                 }
                 bw_cp_async_wait<0>();
@@ -295,5 +279,32 @@ internal static partial class KernelSource
                         bw_cp_async_commit();
                         bw_cp_async_wait<{{stages - 1}}>();
                         __syncwarp();
+        """;
+
+    /// <summary>
+    /// A warp's cp.async copies of one tile's 16 rows (t0 x 16 on, in the kernel's <c>load</c>) of <paramref name="source"/>
+    /// (int8 rows of <paramref name="rowBytes"/>, <paramref name="columns"/> bytes from byte <paramref name="column"/>, an
+    /// expression ending in " + " or empty) into <paramref name="target"/> (rows <paramref name="pitch"/> bytes apart);
+    /// rows past <paramref name="m"/> and 16-byte segments past <paramref name="within"/>'s bound zero-filled.
+    /// </summary>
+    private static string WarpRowLoads(string target, int pitch, string source, long rowBytes, long columns, string m, string column = "", Func<string, string>? within = null) => $$"""
+                        for (int i = lane; i < {{Int8WarpPointwiseTileM * columns / 16}}; i += 32) {
+                            const int row = i / {{columns / 16}}, seg = i - row * {{columns / 16}}, p = t0 * {{Int8WarpPointwiseTileM}} + row;
+                            const bool in = p < {{m}}{{within?.Invoke(column + "seg * 16")}};
+                            bw_cp_async16({{target}} + row * {{pitch / 2}} + seg * 8, (const unsigned short*)({{source}} + (in ? (i64)p * {{rowBytes}} + {{column}}seg * 16 : 0)), in);
+                        }
+        """;
+
+    /// <summary>
+    /// A warp's stores of this tile's 16 rows (<c>tile</c> x 16 on) from <paramref name="from"/> (rows
+    /// <paramref name="pitch"/> bytes apart) into <paramref name="target"/> (int8 rows of <paramref name="rowBytes"/>,
+    /// <paramref name="columns"/> bytes from byte <paramref name="column"/>, as <see cref="WarpRowLoads"/>), 16 bytes a
+    /// lane a step; rows past <paramref name="m"/> and segments past <paramref name="within"/>'s bound not written.
+    /// </summary>
+    private static string WarpRowStores(string target, long rowBytes, string from, int pitch, long columns, string m, string column = "", Func<string, string>? within = null) => $$"""
+                    for (int i = lane; i < {{Int8WarpPointwiseTileM * columns / 16}}; i += 32) {
+                        const int row = i / {{columns / 16}}, seg = i - row * {{columns / 16}}, p = tile * {{Int8WarpPointwiseTileM}} + row;
+                        if (p < {{m}}{{within?.Invoke(column + "seg * 16")}}) *(uint4*)({{target}} + (i64)p * {{rowBytes}} + {{column}}seg * 16) = *(const uint4*)({{from}} + row * {{pitch}} + seg * 16);
+                    }
         """;
 }
