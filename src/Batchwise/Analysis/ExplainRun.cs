@@ -227,10 +227,8 @@ public static class ExplainRun
             return count * (ElementType)t.DataType switch
             {
                 ElementType.Float or ElementType.Float16 or ElementType.BFloat16 => precision == Precision.Fp32 ? 4 : 2,
-                ElementType.Int8 or ElementType.UInt8 or ElementType.Bool => 1,
-                ElementType.Int16 or ElementType.UInt16 => 2,
-                ElementType.Int32 or ElementType.UInt32 => 4,
-                _ => 8, // 64-bit values (shapes, indices) and anything else: few, counted wide
+                var other when other is ElementType.Undefined or ElementType.String || !Enum.IsDefined(other) => 8, // no fixed size: few, counted wide
+                var type => type.SizeOf(),
             };
         });
 }
