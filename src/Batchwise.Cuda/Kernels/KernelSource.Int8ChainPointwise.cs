@@ -217,9 +217,6 @@ internal static partial class KernelSource
                 bw_cp_async_wait<0>();
 
             """);
-        var projectionParameters = projection is null ? string.Empty : "const signed char* __restrict__ x2, const signed char* __restrict__ wt2, const float* __restrict__ scale2, const float* __restrict__ offset2, ";
-        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {projectionParameters}signed char* __restrict__ z, const signed char* __restrict__ wt3, const float* __restrict__ scale3, const float* __restrict__ offset3, {KernelWriter.ArgsParameter}");
-        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({threads}, 1) ", StringComparison.Ordinal);
-        return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
+        return Int8PointwiseKernel(w, projection is not null, threads, 1, shared, "signed char* __restrict__ z, const signed char* __restrict__ wt3, const float* __restrict__ scale3, const float* __restrict__ offset3");
     }
 }

@@ -291,9 +291,21 @@ internal static partial class KernelSource
                 bw_cp_async_wait<0>();
 
             """);
-        var projectionParameters = projection is null ? string.Empty : "const signed char* __restrict__ x2, const signed char* __restrict__ wt2, const float* __restrict__ scale2, const float* __restrict__ offset2, ";
-        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {projectionParameters}{KernelWriter.ArgsParameter}");
-        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({Block}, {residentBlocks}) ", StringComparison.Ordinal);
+        return Int8PointwiseKernel(w, projection is not null, Block, residentBlocks, shared);
+    }
+
+    /// <summary>
+    /// The pointwise int8 kernels' common end: <paramref name="w"/>'s kernel with their parameters (y, x, the filter, scales
+    /// and offsets, the residual; the projection shortcut's input, filter, scales and offsets where
+    /// <paramref name="projection"/>; then <paramref name="more"/>), launch bounds of <paramref name="threads"/> threads and
+    /// <paramref name="residentBlocks"/> blocks an SM, the mma helpers, and <paramref name="shared"/> bytes of dynamic
+    /// shared memory where past the static limit.
+    /// </summary>
+    private static KernelCode Int8PointwiseKernel(KernelWriter w, bool projection, int threads, int residentBlocks, int shared, string more = "")
+    {
+        var shortcut = projection ? "const signed char* __restrict__ x2, const signed char* __restrict__ wt2, const float* __restrict__ scale2, const float* __restrict__ offset2, " : string.Empty;
+        var code = w.Build($"signed char* __restrict__ y, const signed char* __restrict__ x, const signed char* __restrict__ wt, const float* __restrict__ scale, const float* __restrict__ offset, const signed char* __restrict__ r, {shortcut}{(more.Length > 0 ? more + ", " : string.Empty)}{KernelWriter.ArgsParameter}");
+        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({threads}, {residentBlocks}) ", StringComparison.Ordinal);
         return code with { Source = AttentionHelpers + Int8MmaHelper + source, SharedBytes = shared > StaticSharedBytes ? shared : 0 };
     }
 
