@@ -184,11 +184,11 @@ internal static partial class KernelSource
             {{residualLoad}}
                 };
                 int tile = (int)blockIdx.x * {{warps}} + warp;
-            {{WarpTilesFirstCopies(stages, stride, tiles)}}
+            {{TilesFirstCopies(stages, stride, tiles)}}
 
                 signed char* const yb = (signed char*)y;
                 signed char* const zb = (signed char*)z;
-            {{WarpTilesLoop(stages, stride, tiles)}}
+            {{TilesLoop(stages, stride, tiles)}}
 
                     // The block end a 128 channels at a time, requantized over the residual's bytes (each thread its own).
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * op / 2}});

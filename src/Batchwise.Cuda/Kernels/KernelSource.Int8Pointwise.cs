@@ -235,20 +235,11 @@ internal static partial class KernelSource
             {{residualLoad}}
                 };
                 int tile = (int)blockIdx.x / {{nb}};
-                #pragma unroll
-                for (int s = 0; s < {{stages - 1}}; s++) {
-                    if (tile + s * {{stride}} < {{tiles}}) load(tile + s * {{stride}}, s);
-                    bw_cp_async_commit();
-                }
+            {{TilesFirstCopies(stages, stride, tiles)}}
 
                 const int aoff = (wm + (lane & 15)) * {{pb / 2}} + (lane >> 4) * 8;
                 const int boff = (wn + (lane >> 4) * 8 + (lane & 7)) * {{pb / 2}} + ((lane >> 3) & 1) * 8;
-                for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
-                    const int buf = it % {{stages}};
-                    if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
-                    bw_cp_async_commit();
-                    bw_cp_async_wait<{{stages - 1}}>();
-                    __syncthreads();
+            {{TilesLoop(stages, stride, tiles, "__syncthreads()")}}
 
                     int acc[2][4][4];
                     #pragma unroll

@@ -173,10 +173,10 @@ internal static partial class KernelSource
             {{residualLoad}}
                 };
                 int tile = ((int)blockIdx.x / {{nb}}) * {{warps}} + warp;
-            {{WarpTilesFirstCopies(stages, stride, tiles)}}
+            {{TilesFirstCopies(stages, stride, tiles)}}
 
                 signed char* const yb = (signed char*)y;
-            {{WarpTilesLoop(stages, stride, tiles)}}
+            {{TilesLoop(stages, stride, tiles)}}
 
                     // Requantize over the residual's bytes (each thread its own two a row), then 16 rows of 128 bytes out.
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
@@ -252,11 +252,11 @@ internal static partial class KernelSource
         """;
 
     /// <summary>
-    /// A warp's pipeline over its tiles (tile, then every <paramref name="stride"/>-th below <paramref name="tiles"/>,
-    /// copied by the kernel's <c>load(tile, stage)</c>): the first <paramref name="stages"/> - 1 tiles' copies, each its
-    /// own cp.async group.
+    /// A warp's or a block's pipeline over its tiles (tile, then every <paramref name="stride"/>-th below
+    /// <paramref name="tiles"/>, copied by the kernel's <c>load(tile, stage)</c>): the first <paramref name="stages"/> - 1
+    /// tiles' copies, each its own cp.async group.
     /// </summary>
-    private static string WarpTilesFirstCopies(int stages, string stride, string tiles) => $$"""
+    private static string TilesFirstCopies(int stages, string stride, string tiles) => $$"""
                     #pragma unroll
                     for (int s = 0; s < {{stages - 1}}; s++) {
                         if (tile + s * {{stride}} < {{tiles}}) load(tile + s * {{stride}}, s);
@@ -265,17 +265,17 @@ internal static partial class KernelSource
         """;
 
     /// <summary>
-    /// The head of the loop over a warp's tiles after <see cref="WarpTilesFirstCopies"/>: each time the copies of the tile
-    /// <paramref name="stages"/> - 1 ahead started, this tile's awaited, <c>buf</c> its stage (the caller's body and
-    /// closing brace follow).
+    /// The head of the loop over a warp's or a block's tiles after <see cref="TilesFirstCopies"/>: each time the copies of
+    /// the tile <paramref name="stages"/> - 1 ahead started, this tile's awaited and <paramref name="barrier"/> passed,
+    /// <c>buf</c> its stage (the caller's body and closing brace follow).
     /// </summary>
-    private static string WarpTilesLoop(int stages, string stride, string tiles) => $$"""
+    private static string TilesLoop(int stages, string stride, string tiles, string barrier = "__syncwarp()") => $$"""
                     for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
                         const int buf = it % {{stages}};
                         if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
                         bw_cp_async_commit();
                         bw_cp_async_wait<{{stages - 1}}>();
-                        __syncwarp();
+                        {{barrier}};
         """;
 
     /// <summary>
