@@ -19,13 +19,14 @@ internal static partial class KernelSource
     /// <para>
     /// A block takes one image's band of pooled rows and walks down it. Each step computes two convolution rows across
     /// the whole width on tensor cores (mma.sync m16n8k16, a warp per 16 columns, both rows: m16 tiles of 16
-    /// neighbouring output pixels of one row; the accumulators start from the bias). After the ReLU each thread takes
+    /// neighbouring output pixels of one row; the accumulators start from the bias). Each thread takes
     /// the maximum of its values over the pooling window's three rows: the two just computed and the second row of the
     /// step before, which it left in shared memory where only it reads it again (a thread holds the same columns and
     /// channels in both rows of every step; in registers it spilled: 96 bytes a thread at 128 registers). Only that
     /// row of column maxima goes to shared memory for the others (two buffers, so a step's pooling overlaps the next
-    /// step's products), and the pooled row is the maximum of three of its columns (a zero stands for the padding:
-    /// every value is >= 0 after the ReLU, so the maximum is unchanged). Session 24's Nsight Compute profile of the
+    /// step's products), and the pooled row is the maximum of zero and three of its columns: the ReLU, taken once a
+    /// pooled value (the maximum of ReLUs is the ReLU of the maximum), and a zero stands for the padding (it changes
+    /// nothing a ReLU would not). Session 24's Nsight Compute profile of the
     /// first form (three rows in shared memory, nine loads a pooled value, an unsigned maximum in eight instructions,
     /// the bias read from global memory at every output) counted 1,856 instructions a warp a step of which 224 were
     /// the products. Input rows go into a ring of
@@ -90,7 +91,7 @@ internal static partial class KernelSource
                 const bw_half* const hb = (const bw_half*)&best;
                                         unsigned char ob[8];
                                         #pragma unroll
-                                        for (int e = 0; e < 8; e++) ob[e] = (unsigned char){{RoundedBits(qo.Stored("(float)hb[e]"))}};
+                                        for (int e = 0; e < 8; e++) ob[e] = (unsigned char){{qo.StoredBits("(float)hb[e]")}};
                                         *(uint2*)(y + {{at}}) = *(const uint2*)ob;
                 """
             : $"*(uint4*)((unsigned short*)y + {at}) = best;";
@@ -99,7 +100,7 @@ internal static partial class KernelSource
                 unsigned short* const xs = bw_dynamic_shared;          // [{{StemPattern.Ring}}][{{slots}}][4] input rows (ring)
                 unsigned short* const fs = xs + {{ring}};                // [{{outChannels}}][{{fp}}] filter
                 unsigned short* const cs = fs + {{outChannels * fp}};    // [2][{{cols}}][{{cp}}] column maxima over a pooling window's rows
-                unsigned short* const ps = cs + {{2 * cols * cp}};        // [{{cols}}][{{cp}}] the last convolution row after ReLU, each thread's own
+                unsigned short* const ps = cs + {{2 * cols * cp}};        // [{{cols}}][{{cp}}] the last convolution row, each thread's own
                 float* const bs = (float*)(ps + {{cols * cp}});           // [{{outChannels}}] bias
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 if ((i64)blockIdx.x >= {{blocks}}) return;
@@ -189,9 +190,11 @@ internal static partial class KernelSource
                     place(ahead + 4 * s);
                     fetch(ahead + 4 * s + 4);
 
-                    // ReLU (rows and columns outside the output are zeros: the pooling's padding), then the maximum over
-                    // rows ra - 1 (this thread's own values, kept in shared memory), ra and ra + 1; that row of column
-                    // maxima goes to this step's buffer.
+                    // The maximum over rows ra - 1 (this thread's own values, kept in shared memory), ra and ra + 1, as
+                    // the products give them (rows and columns outside the output are zeros, the pooling's padding);
+                    // that row of column maxima goes to this step's buffer. The ReLU is the pooled maximum's start at
+                    // zero below: the maximum of ReLUs is the ReLU of the maximum, and a zero for the padding changes
+                    // neither (a maximum per value here took 64 instructions a thread a step).
                     unsigned short* const crow = cs + (s & 1) * {{cols * cp}};
                     const bool in0 = ra >= 0 && ra < {{oh}}, in1 = ra + 1 >= 0 && ra + 1 < {{oh}};
                     #pragma unroll
@@ -200,8 +203,8 @@ internal static partial class KernelSource
                         const bool col = xo < {{ow}};
                         #pragma unroll
                         for (int nb = 0; nb < {{nt}}; nb++) {
-                            const unsigned v0 = in0 && col ? bw_pack_half2(fmaxf(acc[0][nb][2 * h], 0.f), fmaxf(acc[0][nb][2 * h + 1], 0.f)) : 0u;
-                            const unsigned v1 = in1 && col ? bw_pack_half2(fmaxf(acc[1][nb][2 * h], 0.f), fmaxf(acc[1][nb][2 * h + 1], 0.f)) : 0u;
+                            const unsigned v0 = in0 && col ? bw_pack_half2(acc[0][nb][2 * h], acc[0][nb][2 * h + 1]) : 0u;
+                            const unsigned v1 = in1 && col ? bw_pack_half2(acc[1][nb][2 * h], acc[1][nb][2 * h + 1]) : 0u;
                             // Row ra - 1 as this thread left it in the step before (unread at the first step: no pooling then).
                             unsigned* const last = (unsigned*)(ps + xo * {{cp}} + nb * 8 + 2 * t);
                             const unsigned above = *last;
@@ -211,7 +214,7 @@ internal static partial class KernelSource
                     }
                     __syncthreads();
 
-                    // Pooled row py0 + s - 1: the maximum of three columns of column maxima (values >= 0). The next step
+                    // Pooled row py0 + s - 1: the maximum of zero (the ReLU) and three columns of column maxima. The next step
                     // writes the other buffer, so no barrier follows: its barrier comes after every thread has pooled.
                     if (s > 0) {
                         const int p = py0 + s - 1;
@@ -257,17 +260,12 @@ internal static partial class KernelSource
     /// </summary>
     public readonly record struct StemPoolQuantized(QuantRounding Conv, QuantRounding Pool, int Shift)
     {
-        /// <summary>The stored byte (as a float expression of an integer) of the pooled maximum <paramref name="v"/>.</summary>
-        public string Stored(string v)
-        {
-            var q = Conv.QuantizeByReciprocal(v);
-            if (Pool != Conv)
-            {
-                q = Pool.QuantizeByReciprocal($"(({q}) - {F(Conv.Zero)}) * {F(Conv.Scale)}");
-            }
-
-            return Shift == 0 ? q : $"({q}) - {F(Shift)}";
-        }
+        /// <summary>
+        /// The stored byte of the pooled maximum <paramref name="v"/> as the low byte of an unsigned expression: one rounding
+        /// (<see cref="QuantRounding.StoredBits"/>) where the pooling's QuantizeLinear is the convolution's, else the
+        /// convolution's applied (<see cref="QuantRounding.ApplyByReciprocal"/>) and the pooling's stored.
+        /// </summary>
+        public string StoredBits(string v) => Pool == Conv ? Conv.StoredBits(v, Shift) : Pool.StoredBits(Conv.ApplyByReciprocal(v), Shift);
     }
 
     /// <summary>Threads to launch <see cref="StemPool"/> with: a block of 32 x warps threads per (image, band).</summary>

@@ -577,10 +577,24 @@ internal static partial class KernelSource
         /// integers) and rounded to even by adding and taking away 1.5 * 2^23 (bw_rint: two float adds, where rintf
         /// takes the conversion unit, 16 a clock an SM on Hopper).
         /// </summary>
-        public string QuantizeByReciprocal(string v) => $"(bw_rint(fminf(fmaxf(bw_qdiv({v}, {F(Scale)}, {F(1f / Scale)}), {F(Low - Zero)}), {F(High - Zero)})) + {F(Zero)})";
+        public string QuantizeByReciprocal(string v) => $"(bw_rint({ClampedQuotient(v)}) + {F(Zero)})";
 
-        /// <summary><see cref="Apply"/> through <see cref="QuantizeByReciprocal"/>.</summary>
-        public string ApplyByReciprocal(string v) => $"(({QuantizeByReciprocal(v)} - {F(Zero)}) * {F(Scale)})";
+        /// <summary>
+        /// <see cref="Apply"/> through <see cref="QuantizeByReciprocal"/>: the rounded quotient times the scale, the same value
+        /// as adding the zero point and taking it away again (integers far below 2^24), two adds fewer a value.
+        /// </summary>
+        public string ApplyByReciprocal(string v) => $"(bw_rint({ClampedQuotient(v)}) * {F(Scale)})";
+
+        /// <summary>
+        /// The stored byte of <see cref="QuantizeByReciprocal"/> less <paramref name="shift"/> as the low byte of an unsigned
+        /// expression: the clamped quotient plus 1.5 * 2^23 (its bits then hold the rounded value in the low bits, as
+        /// bw_rint rounds) plus the zero point less the shift as an integer, where rounding, adding the zero point,
+        /// taking the shift away and adding 1.5 * 2^23 again for the bits took four float adds.
+        /// </summary>
+        public string StoredBits(string v, int shift) => $"(__float_as_uint({ClampedQuotient(v)} + 12582912.f) + (unsigned)({checked((int)Zero - shift)}))";
+
+        /// <summary>The quotient by the reciprocal clamped to the saturation less the zero point (integers: clamping before rounding is the same).</summary>
+        private string ClampedQuotient(string v) => $"fminf(fmaxf(bw_qdiv({v}, {F(Scale)}, {F(1f / Scale)}), {F(Low - Zero)}), {F(High - Zero)})";
     }
 
     /// <summary>bw_qdiv(x, s, 1/s): x / s from the reciprocal, q = x·(1/s) corrected once by the remainder fma(-q, s, x) (Markstein); bw_rint(x): rintf for |x| &lt;= 2^22 in two float adds.</summary>
