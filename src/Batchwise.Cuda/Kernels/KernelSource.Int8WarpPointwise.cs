@@ -17,10 +17,11 @@ internal static partial class KernelSource
     /// offsets (1 KB), and for each of its eight warps <paramref name="stages"/> input tiles [16][C + 16] and
     /// residual-then-output tiles [16][144] (bytes); with a projection shortcut of <paramref name="projectionChannels"/>
     /// channels computed in it, its filter block, scales and offsets and each warp's stages of its input tiles too.
-    /// <paramref name="warps"/> warps a block (eight unless <see cref="Int8WarpPointwiseWarps"/> gives more).
+    /// <paramref name="warps"/> warps a block (eight unless <see cref="Int8WarpPointwiseWarps"/> gives more); a warp's tiles
+    /// <paramref name="rows"/> pixels (16, or <see cref="Int8WarpPointwiseWideTileM"/>).
     /// </summary>
-    public static int Int8WarpPointwiseSharedBytes(long channels, int stages, long projectionChannels = 0, int warps = Int8WarpPointwiseBlock / 32) =>
-        checked((int)((Int8PointwiseTileN * (channels + 16)) + (2 * Int8PointwiseTileN * 4) + (warps * stages * ((Int8WarpPointwiseTileM * (channels + 16)) + (Int8WarpPointwiseTileM * (Int8PointwiseTileN + 16))))
+    public static int Int8WarpPointwiseSharedBytes(long channels, int stages, long projectionChannels = 0, int warps = Int8WarpPointwiseBlock / 32, int rows = Int8WarpPointwiseTileM) =>
+        checked((int)((Int8PointwiseTileN * (channels + 16)) + (2 * Int8PointwiseTileN * 4) + (warps * stages * ((rows * (channels + 16)) + (rows * (Int8PointwiseTileN + 16))))
             + (projectionChannels == 0 ? 0 : (Int8PointwiseTileN * (projectionChannels + 16)) + (2 * Int8PointwiseTileN * 4) + (warps * stages * Int8WarpPointwiseTileM * (projectionChannels + 16)))));
 
     /// <summary>
@@ -36,16 +37,18 @@ internal static partial class KernelSource
     /// eight warps): as many as fit <paramref name="sharedPerSm"/> up to <paramref name="most"/> (an SM's sixteen, as
     /// two blocks of eight give the layers of fewer channels); eight where two or more blocks of eight fit.
     /// </summary>
-    public static int Int8WarpPointwiseWarps(long channels, int stages, int sharedPerSm, int most, long projectionChannels = 0)
+    public static int Int8WarpPointwiseWarps(long channels, int stages, int sharedPerSm, int most, long projectionChannels = 0, int rows = Int8WarpPointwiseTileM)
     {
         const int Eight = Int8WarpPointwiseBlock / 32;
-        if (most <= Eight || Int8WarpPointwiseBlocksPerSm(channels, stages, sharedPerSm, 2, projectionChannels) >= 2)
+        if (ResidentBlocks(Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, Eight, rows), sharedPerSm, 2) >= 2 || (rows == Int8WarpPointwiseTileM && most <= Eight))
         {
             return Eight;
         }
 
-        var warps = most;
-        while (warps > Eight && Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, warps) > sharedPerSm)
+        // 16-pixel tiles keep at least eight warps; 32-pixel tiles take twice a warp's shared memory and as many warps as
+        // fit, fewer than eight where eight do not (seven at 256 input channels).
+        var (warps, fewest) = (Math.Max(most, Eight), rows == Int8WarpPointwiseTileM ? Eight : 1);
+        while (warps > fewest && Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, warps, rows) > sharedPerSm)
         {
             warps--;
         }
@@ -54,13 +57,21 @@ internal static partial class KernelSource
     }
 
     /// <summary>
+    /// Pixels of a warp's tile of <see cref="Int8WarpPointwise"/> where asked (BATCHWISE_INT8_POINTWISE_ROWS=32; 16,
+    /// <see cref="Int8WarpPointwiseTileM"/>, by default): two m16 rows multiplied by each filter fragment, the 128-channel
+    /// block in two halves of 64, so 6 ldmatrix a 16 mma.sync instead of 9 — the shared memory reads that bound the
+    /// 256-channel ends (session 35's Nsight Compute) — for twice a warp's shared memory (fewer warps an SM).
+    /// </summary>
+    public const int Int8WarpPointwiseWideTileM = 32;
+
+    /// <summary>
     /// Blocks to launch: <paramref name="perSm"/> an SM on <paramref name="multiprocessors"/> SMs, in whole channel blocks,
     /// never more per channel block than its eight warps have pixel tiles to take.
     /// </summary>
-    public static long Int8WarpPointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm, int warps = Int8WarpPointwiseBlock / 32)
+    public static long Int8WarpPointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm, int warps = Int8WarpPointwiseBlock / 32, int rows = Int8WarpPointwiseTileM)
     {
         var channelBlocks = Int8PointwiseChannelBlocks(outChannels);
-        var tiles = (pixels + Int8WarpPointwiseTileM - 1) / Int8WarpPointwiseTileM;
+        var tiles = (pixels + rows - 1) / rows;
         var perChannelBlock = Math.Clamp((long)perSm * multiprocessors / channelBlocks, 1, (tiles + warps - 1) / warps);
         return perChannelBlock * channelBlocks;
     }
@@ -81,11 +92,12 @@ internal static partial class KernelSource
     /// With <paramref name="projection"/>, as <see cref="Int8Pointwise"/>'s: the block's projection shortcut computed in
     /// each warp's tile into its residual bytes (the warp's own), not read from memory.
     /// </para>
-    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null, int warps = Int8WarpPointwiseBlock / 32)
+    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null, int warps = Int8WarpPointwiseBlock / 32, int rows = Int8WarpPointwiseTileM)
     {
-        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4 || warps is < 1 or > 32)
+        if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4 || warps is < 1 or > 32
+            || rows is not (Int8WarpPointwiseTileM or Int8WarpPointwiseWideTileM) || (rows != Int8WarpPointwiseTileM && projection is not null))
         {
-            throw new ArgumentException("int8 warp pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks, 1 to 32 warps");
+            throw new ArgumentException("int8 warp pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks, 1 to 32 warps, tiles of 16 pixels or (without a projection shortcut) 32");
         }
 
         if (projection is not null && (epilogue.Residual is null || !Int8PointwiseTakes(projection.Channels, outChannels) || projection.Epilogue.Residual is not null || projection.Epilogue.Silu is not null || projection.Epilogue.Relu))
@@ -93,13 +105,14 @@ internal static partial class KernelSource
             throw new ArgumentException("int8 warp pointwise: a projection shortcut needs the block end's residual, 64 to 256 input channels in 32s, and no residual, SiLU or ReLU of its own");
         }
 
-        const int BM = Int8WarpPointwiseTileM, BN = Int8PointwiseTileN;
+        const int BN = Int8PointwiseTileN;
+        var BM = rows;
         var threads = warps * 32;
         var pb = (int)channels + 16; // bytes of a filter or input row in shared memory: an odd number of 16-byte units
         const int OP = BN + 16; // bytes of an output row in shared memory (9 units: conflict-free rows)
         var c2 = projection?.Channels ?? 0;
         var pb2 = (int)c2 + 16;
-        var shared = Int8WarpPointwiseSharedBytes(channels, stages, c2, warps);
+        var shared = Int8WarpPointwiseSharedBytes(channels, stages, c2, warps, rows);
         var perWarp = stages * ((BM * pb) + (BM * OP) + (projection is null ? 0 : BM * pb2)) / 2; // 16-bit units of one warp's stages
         var blockShared = (BN * pb / 2) + (2 * BN * 2) + (projection is null ? 0 : (BN * pb2 / 2) + (2 * BN * 2)); // the block's filters, scales and offsets
         var w = new KernelWriter(small: true);
@@ -122,7 +135,7 @@ internal static partial class KernelSource
                 {{WarpRowLoads("x2s_ + buf * " + (BM * pb2 / 2), pb2, "x2b", c2, c2, m)}}
                 """
             : $$"""
-                {{WarpRowLoads("os_ + buf * " + (BM * OP / 2), OP, "rb", outChannels, BN, m, "n0 + ", Within)}}
+                {{WarpRowLoads("os_ + buf * " + (BM * OP / 2), OP, "rb", outChannels, BN, m, "n0 + ", Within, rows)}}
                 """;
         var (projectionSetup, projectionTile) = (string.Empty, string.Empty);
         if (projection is not null)
@@ -169,7 +182,7 @@ internal static partial class KernelSource
 
                 // This warp's tiles: its input rows and residual rows through its own copies, in its own stages.
                 auto load = [&](int t0, int buf) {
-            {{WarpRowLoads("xs_ + buf * " + (BM * pb / 2), pb, "xb", channels, channels, m)}}
+            {{WarpRowLoads("xs_ + buf * " + (BM * pb / 2), pb, "xb", channels, channels, m, rows: rows)}}
             {{residualLoad}}
                 };
                 int tile = ((int)blockIdx.x / {{nb}}) * {{warps}} + warp;
@@ -181,19 +194,97 @@ internal static partial class KernelSource
                     // Requantize over the residual's bytes (each thread its own two a row), then 16 rows of 128 bytes out.
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
             {{projectionTile}}
-                    {
-            {{WarpRowProducts("xs_ + buf * " + (BM * pb / 2), "fs_", pb / 2, channels)}}
-            {{WarpRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null)}}
-                    }
+            {{(rows == Int8WarpPointwiseTileM ? WholeTile() : HalvesOfTile())}}
                     __syncwarp();
-            {{WarpRowStores("yb", outChannels, "ot", OP, BN, m, "n0 + ", Within)}}
+            {{WarpRowStores("yb", outChannels, "ot", OP, BN, m, "n0 + ", Within, rows)}}
                     __syncwarp();
                 }
                 bw_cp_async_wait<0>();
 
             """);
         return Int8PointwiseKernel(w, projection is not null, threads, residentBlocks, shared);
+
+        // The 16-pixel tile: its products over the whole channel block, then their requantization.
+        string WholeTile() => $$"""
+                    {
+            {{WarpRowProducts("xs_ + buf * " + (BM * pb / 2), "fs_", pb / 2, channels)}}
+            {{WarpRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null)}}
+                    }
+            """;
+
+        // The 32-pixel tile: two m16 rows a filter fragment, the channel block in two halves of 64 (the sums of one half in
+        // registers at a time).
+        string HalvesOfTile() => $$"""
+                    #pragma unroll
+                    for (int half = 0; half < 2; half++) {
+            {{WarpTwoRowProducts("xs_ + buf * " + (BM * pb / 2), "fs_", pb / 2, channels)}}
+            {{WarpTwoRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null)}}
+                    }
+            """;
     }
+
+    /// <summary>
+    /// A warp's 32 x 64 half tile (<c>half</c>, the kernel's loop variable: channels 64 x half on) of int8 products over
+    /// <paramref name="channels"/> into a fresh int acc[2][8][4]: its 32 input rows at <paramref name="rows"/> (two m16
+    /// rows, each filter fragment multiplied into both) and the block's filter rows at <paramref name="filter"/>
+    /// (<paramref name="pitch"/> 16-bit units apart, as <see cref="WarpRowProducts"/>).
+    /// </summary>
+    private static string WarpTwoRowProducts(string rows, string filter, int pitch, long channels) => $$"""
+                    int acc[2][8][4];
+                    #pragma unroll
+                    for (int mi = 0; mi < 2; mi++) {
+                        #pragma unroll
+                        for (int nj = 0; nj < 8; nj++) { acc[mi][nj][0] = 0; acc[mi][nj][1] = 0; acc[mi][nj][2] = 0; acc[mi][nj][3] = 0; }
+                    }
+                    {
+                        const unsigned short* const at = {{rows}};
+                        const int aoff = (lane & 15) * {{pitch}} + (lane >> 4) * 8;
+                        const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{pitch}} + ((lane >> 3) & 1) * 8 + half * {{64 * pitch}};
+                        #pragma unroll
+                        for (int ks = 0; ks < {{channels / 32}}; ks++) {
+                            unsigned a0[4], a1[4];
+                            bw_ldsm_x4(a0, at + aoff + ks * 16);
+                            bw_ldsm_x4(a1, at + aoff + {{16 * pitch}} + ks * 16);
+                            #pragma unroll
+                            for (int np = 0; np < 4; np++) {
+                                unsigned f[4];
+                                bw_ldsm_x4(f, {{filter}} + boff + np * {{16 * pitch}} + ks * 16);
+                                bw_mma_16832_s8(acc[0][2 * np], a0, f[0], f[1]);
+                                bw_mma_16832_s8(acc[0][2 * np + 1], a0, f[2], f[3]);
+                                bw_mma_16832_s8(acc[1][2 * np], a1, f[0], f[1]);
+                                bw_mma_16832_s8(acc[1][2 * np + 1], a1, f[2], f[3]);
+                            }
+                        }
+                    }
+        """;
+
+    /// <summary>
+    /// acc[2][8][4] of <see cref="WarpTwoRowProducts"/> requantized into the warp's output tile <c>ot</c> (rows 144 bytes
+    /// apart, channels 64 x half on), as <see cref="WarpRowRequantize"/> does a 16-row tile: the same statements a value.
+    /// </summary>
+    private static string WarpTwoRowRequantize(string scales, string requantize, bool readsResidual) => $$"""
+                    #pragma unroll
+                    for (int mi = 0; mi < 2; mi++) {
+                        #pragma unroll
+                        for (int nj = 0; nj < 8; nj++) {
+                            const int col = half * 64 + nj * 8 + 2 * t;
+                            const float2 s2 = *(const float2*)({{scales}} + col), o2 = *(const float2*)({{scales}} + {{Int8PointwiseTileN}} + col);
+                            const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
+                            #pragma unroll
+                            for (int h = 0; h < 2; h++) {
+                                unsigned short* const at2 = (unsigned short*)(ot + (mi * 16 + g + 8 * h) * {{Int8PointwiseTileN + 16}} + col);
+                                {{(readsResidual ? "const unsigned pair = *at2;" : string.Empty)}}
+                                unsigned q[2];
+                                #pragma unroll
+                                for (int e = 0; e < 2; e++) {
+                                    float v = (float)acc[mi][nj][2 * h + e] * sc[e] + of[e];
+                                    {{requantize}}
+                                }
+                                *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
+                            }
+                        }
+                    }
+        """;
 
     /// <summary>
     /// A warp's 16 x 128 tile of int8 products over <paramref name="channels"/> (k32 steps) into a fresh int acc[16][4]:
@@ -284,9 +375,9 @@ internal static partial class KernelSource
     /// expression ending in " + " or empty) into <paramref name="target"/> (rows <paramref name="pitch"/> bytes apart);
     /// rows past <paramref name="m"/> and 16-byte segments past <paramref name="within"/>'s bound zero-filled.
     /// </summary>
-    private static string WarpRowLoads(string target, int pitch, string source, long rowBytes, long columns, string m, string column = "", Func<string, string>? within = null) => $$"""
-                        for (int i = lane; i < {{Int8WarpPointwiseTileM * columns / 16}}; i += 32) {
-                            const int row = i / {{columns / 16}}, seg = i - row * {{columns / 16}}, p = t0 * {{Int8WarpPointwiseTileM}} + row;
+    private static string WarpRowLoads(string target, int pitch, string source, long rowBytes, long columns, string m, string column = "", Func<string, string>? within = null, int rows = Int8WarpPointwiseTileM) => $$"""
+                        for (int i = lane; i < {{rows * columns / 16}}; i += 32) {
+                            const int row = i / {{columns / 16}}, seg = i - row * {{columns / 16}}, p = t0 * {{rows}} + row;
                             const bool in = p < {{m}}{{within?.Invoke(column + "seg * 16")}};
                             bw_cp_async16({{target}} + row * {{pitch / 2}} + seg * 8, (const unsigned short*)({{source}} + (in ? (i64)p * {{rowBytes}} + {{column}}seg * 16 : 0)), in);
                         }
@@ -298,9 +389,9 @@ internal static partial class KernelSource
     /// <paramref name="columns"/> bytes from byte <paramref name="column"/>, as <see cref="WarpRowLoads"/>), 16 bytes a
     /// lane a step; rows past <paramref name="m"/> and segments past <paramref name="within"/>'s bound not written.
     /// </summary>
-    private static string WarpRowStores(string target, long rowBytes, string from, int pitch, long columns, string m, string column = "", Func<string, string>? within = null) => $$"""
-                    for (int i = lane; i < {{Int8WarpPointwiseTileM * columns / 16}}; i += 32) {
-                        const int row = i / {{columns / 16}}, seg = i - row * {{columns / 16}}, p = tile * {{Int8WarpPointwiseTileM}} + row;
+    private static string WarpRowStores(string target, long rowBytes, string from, int pitch, long columns, string m, string column = "", Func<string, string>? within = null, int rows = Int8WarpPointwiseTileM) => $$"""
+                    for (int i = lane; i < {{rows * columns / 16}}; i += 32) {
+                        const int row = i / {{columns / 16}}, seg = i - row * {{columns / 16}}, p = tile * {{rows}} + row;
                         if (p < {{m}}{{within?.Invoke(column + "seg * 16")}}) *(uint4*)({{target}} + (i64)p * {{rowBytes}} + {{column}}seg * 16) = *(const uint4*)({{from}} + row * {{pitch}} + seg * 16);
                     }
         """;

@@ -55,6 +55,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int Int8PointwiseMostWarps { get; init; } = 8;
 
+    public int Int8PointwiseRows { get; init; } = 16;
+
     public bool Int8 { get; init; }
 
     public int Multiprocessors { get; init; } = 132;

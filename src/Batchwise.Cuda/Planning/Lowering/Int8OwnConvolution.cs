@@ -164,6 +164,22 @@ internal sealed partial class GraphCompiler
     /// </summary>
     internal static int Int8PointwiseResidentBlocksFromEnvironment => EnvironmentSetting.Int("BATCHWISE_INT8_POINTWISE_BLOCKS", KernelSource.Int8PointwiseResidentBlocks, 2, 4);
 
+    /// <summary>BATCHWISE_INT8_POINTWISE_ROWS (<see cref="ParseInt8PointwiseRows"/>).</summary>
+    internal static int Int8PointwiseRowsFromEnvironment => ParseInt8PointwiseRows(Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_ROWS"));
+
+    /// <summary>
+    /// BATCHWISE_INT8_POINTWISE_ROWS: 16 (or unset) or 32 pixels a warp's tile of the warp-tiled pointwise kernel
+    /// (<see cref="KernelSource.Int8WarpPointwiseWideTileM"/>: each filter fragment multiplied into two m16 rows, for the
+    /// block ends a projection shortcut or chained reduction does not join; not measured yet); a BatchwiseException for
+    /// anything else.
+    /// </summary>
+    internal static int ParseInt8PointwiseRows(string? text) => text?.Trim() switch
+    {
+        null or "" or "16" => KernelSource.Int8WarpPointwiseTileM,
+        "32" => KernelSource.Int8WarpPointwiseWideTileM,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_POINTWISE_ROWS '{other}' is not 16 or 32", "Unset it (16-pixel warp tiles) or set BATCHWISE_INT8_POINTWISE_ROWS=32 (32-pixel tiles: fewer shared memory reads a product, fewer warps an SM)."),
+    };
+
     /// <summary>
     /// BATCHWISE_INT8_POINTWISE_WARPS=8..16: warps a block of the warp-tiled pointwise kernel may have where only one block
     /// of eight fits an SM (256 input channels: ResNet-50's 14x14 block ends, 142 KB, eight warps an SM where the layers of
@@ -391,10 +407,19 @@ internal sealed partial class GraphCompiler
 
             if (_target.Int8PointwiseWarps)
             {
-                var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident, warps);
-                code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut, warps);
+                // 32-pixel warp tiles where asked (BATCHWISE_INT8_POINTWISE_ROWS=32), for the block ends without a shortcut inside.
+                var rows = projection is null ? _target.Int8PointwiseRows : KernelSource.Int8WarpPointwiseTileM;
+                if (rows != KernelSource.Int8WarpPointwiseTileM)
+                {
+                    warps = KernelSource.Int8WarpPointwiseWarps(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseMostWarps, 0, rows);
+                    resident = KernelSource.ResidentBlocks(KernelSource.Int8WarpPointwiseSharedBytes(c, stages, 0, warps, rows), _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+                }
+
+                var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident, warps, rows);
+                code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut, warps, rows);
                 var ofWarps = warps == KernelSource.Int8WarpPointwiseBlock / 32 ? string.Empty : $" of {warps} warps";
-                (threads, block, how) = (blocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp tiles, {blocks} persistent blocks{ofWarps}, {stages} tiles in flight a warp{fused}{inside})");
+                var ofRows = rows == KernelSource.Int8WarpPointwiseTileM ? string.Empty : $" of {rows} pixels";
+                (threads, block, how) = (blocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp tiles{ofRows}, {blocks} persistent blocks{ofWarps}, {stages} tiles in flight a warp{fused}{inside})");
             }
             else
             {
