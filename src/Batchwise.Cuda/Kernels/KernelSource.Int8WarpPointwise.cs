@@ -218,7 +218,10 @@ internal static partial class KernelSource
                     #pragma unroll
                     for (int half = 0; half < 2; half++) {
             {{WarpTwoRowProducts("xs_ + buf * " + (BM * pb / 2), "fs_", pb / 2, channels)}}
-            {{WarpTwoRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null)}}
+                    #pragma unroll
+                    for (int mi = 0; mi < 2; mi++) {
+            {{WarpRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null, tiles: 8, sums: "acc[mi][nj]", row: "mi * 16 + ", column: "half * 64 + ")}}
+                    }
                     }
             """;
     }
@@ -253,34 +256,6 @@ internal static partial class KernelSource
                                 bw_mma_16832_s8(acc[0][2 * np + 1], a0, f[2], f[3]);
                                 bw_mma_16832_s8(acc[1][2 * np], a1, f[0], f[1]);
                                 bw_mma_16832_s8(acc[1][2 * np + 1], a1, f[2], f[3]);
-                            }
-                        }
-                    }
-        """;
-
-    /// <summary>
-    /// acc[2][8][4] of <see cref="WarpTwoRowProducts"/> requantized into the warp's output tile <c>ot</c> (rows 144 bytes
-    /// apart, channels 64 x half on), as <see cref="WarpRowRequantize"/> does a 16-row tile: the same statements a value.
-    /// </summary>
-    private static string WarpTwoRowRequantize(string scales, string requantize, bool readsResidual) => $$"""
-                    #pragma unroll
-                    for (int mi = 0; mi < 2; mi++) {
-                        #pragma unroll
-                        for (int nj = 0; nj < 8; nj++) {
-                            const int col = half * 64 + nj * 8 + 2 * t;
-                            const float2 s2 = *(const float2*)({{scales}} + col), o2 = *(const float2*)({{scales}} + {{Int8PointwiseTileN}} + col);
-                            const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
-                            #pragma unroll
-                            for (int h = 0; h < 2; h++) {
-                                unsigned short* const at2 = (unsigned short*)(ot + (mi * 16 + g + 8 * h) * {{Int8PointwiseTileN + 16}} + col);
-                                {{(readsResidual ? "const unsigned pair = *at2;" : string.Empty)}}
-                                unsigned q[2];
-                                #pragma unroll
-                                for (int e = 0; e < 2; e++) {
-                                    float v = (float)acc[mi][nj][2 * h + e] * sc[e] + of[e];
-                                    {{requantize}}
-                                }
-                                *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
                             }
                         }
                     }
@@ -322,19 +297,19 @@ internal static partial class KernelSource
     /// apart), each thread its own two bytes a row, after reading the residual's two bytes there where
     /// <paramref name="readsResidual"/>; <paramref name="tiles"/> n8 tiles of acc.
     /// </summary>
-    private static string WarpRowRequantize(string scales, string requantize, bool readsResidual, string tile = "ot", int pitch = Int8PointwiseTileN + 16, int tiles = 16) => $$"""
+    private static string WarpRowRequantize(string scales, string requantize, bool readsResidual, string tile = "ot", int pitch = Int8PointwiseTileN + 16, int tiles = 16, string sums = "acc[nj]", string row = "", string column = "") => $$"""
                     #pragma unroll
                     for (int nj = 0; nj < {{tiles}}; nj++) {
-                        const float2 s2 = *(const float2*)({{scales}} + nj * 8 + 2 * t), o2 = *(const float2*)({{scales}} + {{Int8PointwiseTileN}} + nj * 8 + 2 * t);
+                        const float2 s2 = *(const float2*)({{scales}} + {{column}}nj * 8 + 2 * t), o2 = *(const float2*)({{scales}} + {{Int8PointwiseTileN}} + {{column}}nj * 8 + 2 * t);
                         const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
                         #pragma unroll
                         for (int h = 0; h < 2; h++) {
-                            unsigned short* const at2 = (unsigned short*)({{tile}} + (g + 8 * h) * {{pitch}} + nj * 8 + 2 * t);
+                            unsigned short* const at2 = (unsigned short*)({{tile}} + ({{row}}g + 8 * h) * {{pitch}} + {{column}}nj * 8 + 2 * t);
                             {{(readsResidual ? "const unsigned pair = *at2;" : string.Empty)}}
                             unsigned q[2];
                             #pragma unroll
                             for (int e = 0; e < 2; e++) {
-                                float v = (float)acc[nj][2 * h + e] * sc[e] + of[e];
+                                float v = (float){{sums}}[2 * h + e] * sc[e] + of[e];
                                 {{requantize}}
                             }
                             *at2 = (unsigned short)__byte_perm(q[0], q[1], 0x0040);
