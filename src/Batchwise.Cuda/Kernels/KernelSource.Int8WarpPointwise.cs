@@ -191,7 +191,7 @@ internal static partial class KernelSource
                 signed char* const yb = (signed char*)y;
             {{TilesLoop(stages, stride, tiles)}}
 
-                    // Requantize over the residual's bytes (each thread its own two a row), then 16 rows of 128 bytes out.
+                    // Requantize over the residual's bytes (each thread its own two a row), then {{BM}} rows of 128 bytes out.
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
             {{projectionTile}}
             {{(rows == Int8WarpPointwiseTileM ? WholeTile() : HalvesOfTile())}}
