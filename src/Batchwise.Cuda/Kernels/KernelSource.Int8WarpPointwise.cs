@@ -232,7 +232,7 @@ internal static partial class KernelSource
     /// rows, each filter fragment multiplied into both) and the block's filter rows at <paramref name="filter"/>
     /// (<paramref name="pitch"/> 16-bit units apart, as <see cref="WarpRowProducts"/>).
     /// </summary>
-    private static string WarpTwoRowProducts(string rows, string filter, int pitch, long channels) => $$"""
+    private static string WarpTwoRowProducts(string rows, string filter, int pitch, long channels, string half = "half") => $$"""
                     int acc[2][8][4];
                     #pragma unroll
                     for (int mi = 0; mi < 2; mi++) {
@@ -242,7 +242,7 @@ internal static partial class KernelSource
                     {
                         const unsigned short* const at = {{rows}};
                         const int aoff = (lane & 15) * {{pitch}} + (lane >> 4) * 8;
-                        const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{pitch}} + ((lane >> 3) & 1) * 8 + half * {{64 * pitch}};
+                        const int boff = ((lane >> 4) * 8 + (lane & 7)) * {{pitch}} + ((lane >> 3) & 1) * 8 + {{half}} * {{64 * pitch}};
                         #pragma unroll
                         for (int ks = 0; ks < {{channels / 32}}; ks++) {
                             unsigned a0[4], a1[4];
@@ -297,14 +297,14 @@ internal static partial class KernelSource
     /// apart), each thread its own two bytes a row, after reading the residual's two bytes there where
     /// <paramref name="readsResidual"/>; <paramref name="tiles"/> n8 tiles of acc.
     /// </summary>
-    private static string WarpRowRequantize(string scales, string requantize, bool readsResidual, string tile = "ot", int pitch = Int8PointwiseTileN + 16, int tiles = 16, string sums = "acc[nj]", string row = "", string column = "") => $$"""
+    private static string WarpRowRequantize(string scales, string requantize, bool readsResidual, string tile = "ot", int pitch = Int8PointwiseTileN + 16, int tiles = 16, string sums = "acc[nj]", string row = "", string column = "", string? tileColumn = null) => $$"""
                     #pragma unroll
                     for (int nj = 0; nj < {{tiles}}; nj++) {
                         const float2 s2 = *(const float2*)({{scales}} + {{column}}nj * 8 + 2 * t), o2 = *(const float2*)({{scales}} + {{Int8PointwiseTileN}} + {{column}}nj * 8 + 2 * t);
                         const float sc[2] = {s2.x, s2.y}, of[2] = {o2.x, o2.y};
                         #pragma unroll
                         for (int h = 0; h < 2; h++) {
-                            unsigned short* const at2 = (unsigned short*)({{tile}} + ({{row}}g + 8 * h) * {{pitch}} + {{column}}nj * 8 + 2 * t);
+                            unsigned short* const at2 = (unsigned short*)({{tile}} + ({{row}}g + 8 * h) * {{pitch}} + {{tileColumn ?? column}}nj * 8 + 2 * t);
                             {{(readsResidual ? "const unsigned pair = *at2;" : string.Empty)}}
                             unsigned q[2];
                             #pragma unroll
@@ -350,8 +350,8 @@ internal static partial class KernelSource
     /// expression ending in " + " or empty) into <paramref name="target"/> (rows <paramref name="pitch"/> bytes apart);
     /// rows past <paramref name="m"/> and 16-byte segments past <paramref name="within"/>'s bound zero-filled.
     /// </summary>
-    private static string WarpRowLoads(string target, int pitch, string source, long rowBytes, long columns, string m, string column = "", Func<string, string>? within = null, int rows = Int8WarpPointwiseTileM) => $$"""
-                        for (int i = lane; i < {{rows * columns / 16}}; i += 32) {
+    private static string WarpRowLoads(string target, int pitch, string source, long rowBytes, long columns, string m, string column = "", Func<string, string>? within = null, int rows = Int8WarpPointwiseTileM, string first = "lane", int step = 32) => $$"""
+                        for (int i = {{first}}; i < {{rows * columns / 16}}; i += {{step}}) {
                             const int row = i / {{columns / 16}}, seg = i - row * {{columns / 16}}, p = t0 * {{rows}} + row;
                             const bool in = p < {{m}}{{within?.Invoke(column + "seg * 16")}};
                             bw_cp_async16({{target}} + row * {{pitch / 2}} + seg * 8, (const unsigned short*)({{source}} + (in ? (i64)p * {{rowBytes}} + {{column}}seg * 16 : 0)), in);

@@ -120,8 +120,8 @@ internal interface IPlanTarget
     /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM: eight here; a session takes BATCHWISE_INT8_POINTWISE_WARPS's (16 by default).</summary>
     int Int8PointwiseMostWarps => KernelSource.Int8WarpPointwiseBlock / 32;
 
-    /// <summary>Pixels of a warp's tile of the warp-tiled pointwise int8 kernel: 16 here; a session takes BATCHWISE_INT8_POINTWISE_ROWS's (16 by default).</summary>
-    int Int8PointwiseRows => KernelSource.Int8WarpPointwiseTileM;
+    /// <summary>The warp tiles of the warp-tiled pointwise int8 kernel: 16 pixels here; a session takes BATCHWISE_INT8_POINTWISE_ROWS's (16 by default).</summary>
+    Int8WarpTile Int8PointwiseTile => Int8WarpTile.Sixteen;
 
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;

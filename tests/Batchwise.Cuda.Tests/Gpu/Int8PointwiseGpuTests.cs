@@ -1,5 +1,6 @@
 using System.Globalization;
 using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
 
@@ -109,31 +110,45 @@ public sealed class Int8PointwiseGpuTests
     }
 
     /// <summary>
-    /// 32-pixel warp tiles (BATCHWISE_INT8_POINTWISE_ROWS=32) on ResNet-50's block ends: the same output bytes as 16-pixel
-    /// ones, and the kernel compiles without local memory at the warps the planner gives it (15, 11 and 7 at 64, 128 and
-    /// 256 input channels).
+    /// 32-pixel warp tiles (BATCHWISE_INT8_POINTWISE_ROWS=32) and warp pairs on them (pairs) on ResNet-50's block ends:
+    /// the same output bytes as 16-pixel tiles, and the kernels compile without local memory at the warps the planner
+    /// gives them (32: 15, 11 and 7 at 64, 128 and 256 input channels; pairs: 8, 8 and 14).
     /// </summary>
-    [Fact]
-    public void Warp_tiles_of_32_pixels_give_the_same_outputs_as_tiles_of_16()
+    [Theory]
+    [InlineData("32")]
+    [InlineData("pairs")]
+    public void Warp_tiles_of_32_pixels_give_the_same_outputs_as_tiles_of_16(string form)
     {
         Gpu.Require();
+        var pairs = GraphCompiler.ParseInt8PointwiseTile(form) == Int8WarpTile.Pairs;
+        var marker = pairs ? "warp pairs on 32-pixel tiles" : "warp tiles of 32 pixels";
         var (model, _, sixteen) = RunWith([("BATCHWISE_INT8_POINTWISE_ROWS", "16")], "auto");
-        var (_, _, wide) = RunWith([("BATCHWISE_INT8_POINTWISE_ROWS", "32")], "auto");
-        var taken = wide["auto"].Layers.Count(p => p.Value.Contains("warp tiles of 32 pixels", StringComparison.Ordinal));
+        var (_, _, wide) = RunWith([("BATCHWISE_INT8_POINTWISE_ROWS", form)], "auto");
+        var taken = wide["auto"].Layers.Count(p => p.Value.Contains(marker, StringComparison.Ordinal));
         var between = Gpu.Compare(wide["auto"].Outputs, sixteen["auto"].Outputs, model.Outputs)[0];
-        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_POINTWISE_ROWS=32 | {taken} block ends on 32-pixel warp tiles | against 16: max abs {between.MaxAbs:G4} |"));
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_POINTWISE_ROWS={form} | {taken} block ends on it | against 16: max abs {between.MaxAbs:G4} |"));
         Assert.True(taken >= 1, string.Join(" // ", wide["auto"].Layers.Select(p => $"{p.Key}: {p.Value}")));
         Assert.True(between.MaxAbs == 0, $"outputs differ from 16-pixel tiles': max abs {between.MaxAbs}");
 
         var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200));
         var cases = new[] { (64L, 256L, 56L), (128L, 512L, 28L), (256L, 1024L, 14L) };
+        var names = new List<string>();
         var codes = cases.Select(c =>
         {
-            var warps = KernelSource.Int8WarpPointwiseWarps(c.Item1, 2, 227 * 1024, 16, rows: 32);
             var pixels = 256 * c.Item3 * c.Item3;
+            if (pairs)
+            {
+                var pw = KernelSource.Int8PairPointwiseWarps(c.Item1, 2, 227 * 1024, 16);
+                var resident = KernelSource.ResidentBlocks(KernelSource.Int8PairPointwiseSharedBytes(c.Item1, 2, pw), 227 * 1024, 2);
+                names.Add($"int8 pair pointwise {c.Item1} -> {c.Item2} + residual, {pw} warps a block, {resident} an SM");
+                return KernelSource.Int8PairPointwise(c.Item1, c.Item2, pixels, KernelSource.Int8PairPointwiseBlocks(pixels, c.Item2, 132, resident, pw), epilogue, pw, 2, resident);
+            }
+
+            var warps = KernelSource.Int8WarpPointwiseWarps(c.Item1, 2, 227 * 1024, 16, rows: 32);
+            names.Add($"int8 warp-tiled pointwise {c.Item1} -> {c.Item2} + residual, 32-pixel tiles, {warps} warps a block");
             return KernelSource.Int8WarpPointwise(c.Item1, c.Item2, pixels, KernelSource.Int8WarpPointwiseBlocks(pixels, c.Item2, 132, 1, warps, 32), epilogue, 2, 1, null, warps, 32);
         }).ToList();
-        ReportWithoutLocalMemory(cases.Select(c => $"int8 warp-tiled pointwise {c.Item1} -> {c.Item2} + residual, 32-pixel tiles, {KernelSource.Int8WarpPointwiseWarps(c.Item1, 2, 227 * 1024, 16, rows: 32)} warps a block"), codes);
+        ReportWithoutLocalMemory(names, codes);
     }
 
     /// <summary>

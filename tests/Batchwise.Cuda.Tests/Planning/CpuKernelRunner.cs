@@ -90,6 +90,10 @@ internal static partial class CpuKernelRunner
         static void bw_barrier_leave(bw_barrier* b) { pthread_mutex_lock(&b->m); b->expected--; if (b->count > 0 && b->count >= b->expected) bw_barrier_release(b); pthread_mutex_unlock(&b->m); }
         static bw_barrier bw_block_barrier;
         static bw_barrier bw_warp_barrier[32];
+        // A pair of warps' named barrier (bar.sync id, 64), emulated: one a pair.
+        #define BW_PAIR_HELPERS
+        static bw_barrier bw_pair_barrier[16];
+        static inline void bw_pair_sync(int pair) { bw_barrier_wait(&bw_pair_barrier[pair]); }
         static unsigned long long bw_exchange[32][32];
         static inline void __syncthreads() { bw_barrier_wait(&bw_block_barrier); }
         static inline void __syncwarp(unsigned = 0xffffffffu) { bw_barrier_wait(&bw_warp_barrier[threadIdx.x >> 5]); }
@@ -308,6 +312,7 @@ internal static partial class CpuKernelRunner
                 t.kernel(t.p, t.block, t.thread);
                 bw_barrier_leave(&bw_block_barrier);
                 bw_barrier_leave(&bw_warp_barrier[t.thread >> 5]);
+                bw_barrier_leave(&bw_pair_barrier[t.thread >> 6]);
                 pthread_mutex_lock(&bw_pool_lock);
                 if (--bw_pool_running == 0) pthread_cond_signal(&bw_pool_done);
             }
@@ -317,6 +322,7 @@ internal static partial class CpuKernelRunner
         {
             bw_barrier_init(&bw_block_barrier, (int)threads);
             for (unsigned w = 0; w < (threads + 31) / 32; w++) bw_barrier_init(&bw_warp_barrier[w], (int)(threads - w * 32 < 32 ? threads - w * 32 : 32));
+            for (unsigned p = 0; p < (threads + 63) / 64 && p < 16; p++) bw_barrier_init(&bw_pair_barrier[p], (int)(threads - p * 64 < 64 ? threads - p * 64 : 64));
             pthread_mutex_lock(&bw_pool_lock);
             bw_pool_running = (int)threads;
             for (unsigned t = 0; t < threads; t++) {

@@ -321,26 +321,34 @@ public sealed class Int8ConvOnCpuTests
 
     /// <summary>
     /// 32-pixel warp tiles (BATCHWISE_INT8_POINTWISE_ROWS=32: two m16 rows a filter fragment, the channel block in two
-    /// halves) give the same bytes as 16-pixel ones: block ends of 64, 128 and 256 input channels with their residual, a
-    /// plain expansion with its ReLU, a last channel block of 64 (192 outputs), pixels not in 32s (2 x 9 x 9) and in 32s (2 x 8 x 8).
+    /// halves) and warp pairs on them (pairs: two warps share the tile, a half each) give the same bytes as 16-pixel
+    /// tiles: block ends of 64, 128 and 256 input channels with their residual, a plain expansion with its ReLU, a last
+    /// channel block of 64 (192 outputs), pixels not in 32s (2 x 9 x 9) and in 32s (2 x 8 x 8).
     /// </summary>
     [Theory]
-    [InlineData(64, 256, true, 9)]
-    [InlineData(128, 128, true, 9)]
-    [InlineData(64, 256, true, 8)]
-    [InlineData(96, 192, true, 9)]
-    [InlineData(64, 256, false, 9)]
-    public void Warp_tiles_of_32_pixels_give_the_same_bytes_as_tiles_of_16(int c, int k, bool residual, int h)
+    [InlineData(64, 256, true, 9, "32")]
+    [InlineData(128, 128, true, 9, "32")]
+    [InlineData(64, 256, true, 8, "32")]
+    [InlineData(96, 192, true, 9, "32")]
+    [InlineData(64, 256, false, 9, "32")]
+    [InlineData(64, 256, true, 9, "pairs")]
+    [InlineData(128, 128, true, 9, "pairs")]
+    [InlineData(64, 256, true, 8, "pairs")]
+    [InlineData(96, 192, true, 9, "pairs")]
+    [InlineData(64, 256, false, 9, "pairs")]
+    public void Warp_tiles_of_32_pixels_give_the_same_bytes_as_tiles_of_16(int c, int k, bool residual, int h, string form)
     {
         CpuKernelRunner.Require();
         var model = residual ? Model(c, k, 1, 1, 120, relu: false, residual: true, h: h, w: h, blockKernel: 1) : Model(c, k, 1, 1, 9, relu: true, residual: false, h: h, w: h);
         var rng = new Random(5);
         List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [2, c, h, h], [.. Enumerable.Range(0, 2 * c * h * h).Select(_ => (byte)rng.Next(0, 256))])];
-        ExecutionPlan Build(int rows) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8PointwiseWarps = true, Int8PointwiseMostWarps = 16, Int8PointwiseRows = rows, Multiprocessors = 2 }.Compile(model, inputs);
-        var (sixteen, wide) = (Build(16), Build(32));
-        var taken = wide.Steps.OfType<KernelStep>().Where(s => s.Node.Contains("warp tiles of 32 pixels", StringComparison.Ordinal)).ToList();
+        ExecutionPlan Build(Int8WarpTile tile) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8PointwiseWarps = true, Int8PointwiseMostWarps = 16, Int8PointwiseTile = tile, Multiprocessors = 2 }.Compile(model, inputs);
+        var tile = GraphCompiler.ParseInt8PointwiseTile(form);
+        var (sixteen, wide) = (Build(Int8WarpTile.Sixteen), Build(tile));
+        var marker = tile == Int8WarpTile.Pairs ? "warp pairs on 32-pixel tiles" : "warp tiles of 32 pixels";
+        var taken = wide.Steps.OfType<KernelStep>().Where(s => s.Node.Contains(marker, StringComparison.Ordinal)).ToList();
         Assert.True(taken.Count >= 1, string.Join(" // ", wide.Steps.Select(s => s.Node)));
-        Assert.DoesNotContain(sixteen.Steps, s => s.Node.Contains("of 32 pixels", StringComparison.Ordinal));
+        Assert.DoesNotContain(sixteen.Steps, s => s.Node.Contains("32-pixel", StringComparison.Ordinal) || s.Node.Contains("32 pixels", StringComparison.Ordinal));
         Assert.Equal(sixteen.Steps.Count, wide.Steps.Count);
 
         CpuKernelRunner.Prepare([sixteen, wide]);
@@ -350,7 +358,7 @@ public sealed class Int8ConvOnCpuTests
     }
 
     [Fact]
-    public void Warp_tiles_of_32_pixels_take_as_many_warps_as_fit_and_fewer_than_eight_at_256_channels()
+    public void Warp_tiles_of_32_pixels_take_as_many_warps_as_fit_and_pairs_as_many_as_16_pixel_tiles()
     {
         Assert.Equal(7, KernelSource.Int8WarpPointwiseWarps(256, 2, 227 * 1024, 16, rows: 32));
         Assert.Equal(11, KernelSource.Int8WarpPointwiseWarps(128, 2, 227 * 1024, 16, rows: 32));
@@ -358,11 +366,17 @@ public sealed class Int8ConvOnCpuTests
         Assert.Equal(7, KernelSource.Int8WarpPointwiseWarps(256, 2, 227 * 1024, 8, rows: 32));
         Assert.True(KernelSource.Int8WarpPointwiseSharedBytes(256, 2, 0, 7, 32) <= 227 * 1024);
         Assert.Equal(14, KernelSource.Int8WarpPointwiseWarps(256, 2, 227 * 1024, 16));
-        Assert.Equal(KernelSource.Int8WarpPointwiseTileM, GraphCompiler.ParseInt8PointwiseRows(null));
-        Assert.Equal(32, GraphCompiler.ParseInt8PointwiseRows(" 32 "));
-        var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8PointwiseRows("64"));
+        Assert.Equal(14, KernelSource.Int8PairPointwiseWarps(256, 2, 227 * 1024, 16));
+        Assert.Equal(8, KernelSource.Int8PairPointwiseWarps(128, 2, 227 * 1024, 16)); // two blocks of eight fit, as with 16-pixel tiles
+        Assert.True(KernelSource.Int8PairPointwiseSharedBytes(256, 2, 14) <= 227 * 1024);
+        Assert.Equal(Int8WarpTile.Sixteen, GraphCompiler.ParseInt8PointwiseTile(null));
+        Assert.Equal(Int8WarpTile.ThirtyTwo, GraphCompiler.ParseInt8PointwiseTile(" 32 "));
+        Assert.Equal(Int8WarpTile.Pairs, GraphCompiler.ParseInt8PointwiseTile("Pairs"));
+        var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8PointwiseTile("64"));
         Assert.Contains("BATCHWISE_INT8_POINTWISE_ROWS", e.Message, StringComparison.Ordinal);
-        Assert.Throws<ArgumentException>(() => KernelSource.Int8WarpPointwise(64, 256, 1000, 2, new Int8ConvEpilogue(ElementType.UInt8, 0, false, (0.7, 1.5, -20, 200)), projection: new Int8PointwiseProjection(64, new Int8ConvEpilogue(ElementType.UInt8, 9, false)), rows: 32));
+        var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, false, (0.7, 1.5, -20, 200));
+        Assert.Throws<ArgumentException>(() => KernelSource.Int8WarpPointwise(64, 256, 1000, 2, epilogue, projection: new Int8PointwiseProjection(64, new Int8ConvEpilogue(ElementType.UInt8, 9, false)), rows: 32));
+        Assert.Throws<ArgumentException>(() => KernelSource.Int8PairPointwise(64, 256, 1000, 2, epilogue, warps: 7));
     }
 
     /// <summary>

@@ -55,7 +55,7 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int Int8PointwiseMostWarps { get; init; } = 8;
 
-    public int Int8PointwiseRows { get; init; } = 16;
+    public Int8WarpTile Int8PointwiseTile { get; init; }
 
     public bool Int8 { get; init; }
 

@@ -5,6 +5,22 @@ using OnnxProto = Onnx;
 namespace Batchwise.Cuda.Planning;
 
 /// <summary>Who runs an int8 convolution of a QDQ model (<see cref="Int8Layers"/>).</summary>
+/// <summary>
+/// The warp tiles of the warp-tiled pointwise int8 kernel for block ends without a projection shortcut or chained
+/// reduction inside (BATCHWISE_INT8_POINTWISE_ROWS).
+/// </summary>
+internal enum Int8WarpTile
+{
+    /// <summary>16 pixels x 128 channels a warp (<see cref="Kernels.KernelSource.Int8WarpPointwise"/>; the default, as measured since session 33).</summary>
+    Sixteen,
+
+    /// <summary>32 pixels a warp, the channel block in two halves (<see cref="Kernels.KernelSource.Int8WarpPointwiseWideTileM"/>): fewer shared memory reads a product, twice a warp's shared memory.</summary>
+    ThirtyTwo,
+
+    /// <summary>Two warps share a 32-pixel tile, a channel half each (<see cref="Kernels.KernelSource.Int8PairPointwise"/>): the same reads as ThirtyTwo at 16-pixel tiles' shared memory a warp.</summary>
+    Pairs,
+}
+
 internal enum Int8ConvChoice
 {
     /// <summary>
@@ -164,20 +180,20 @@ internal sealed partial class GraphCompiler
     /// </summary>
     internal static int Int8PointwiseResidentBlocksFromEnvironment => EnvironmentSetting.Int("BATCHWISE_INT8_POINTWISE_BLOCKS", KernelSource.Int8PointwiseResidentBlocks, 2, 4);
 
-    /// <summary>BATCHWISE_INT8_POINTWISE_ROWS (<see cref="ParseInt8PointwiseRows"/>).</summary>
-    internal static int Int8PointwiseRowsFromEnvironment => ParseInt8PointwiseRows(Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_ROWS"));
+    /// <summary>BATCHWISE_INT8_POINTWISE_ROWS (<see cref="ParseInt8PointwiseTile"/>).</summary>
+    internal static Int8WarpTile Int8PointwiseTileFromEnvironment => ParseInt8PointwiseTile(Environment.GetEnvironmentVariable("BATCHWISE_INT8_POINTWISE_ROWS"));
 
     /// <summary>
-    /// BATCHWISE_INT8_POINTWISE_ROWS: 16 (or unset) or 32 pixels a warp's tile of the warp-tiled pointwise kernel
-    /// (<see cref="KernelSource.Int8WarpPointwiseWideTileM"/>: each filter fragment multiplied into two m16 rows, for the
-    /// block ends a projection shortcut or chained reduction does not join; not measured yet); a BatchwiseException for
-    /// anything else.
+    /// BATCHWISE_INT8_POINTWISE_ROWS: 16 (or unset), 32 or pairs — the warp tiles of the warp-tiled pointwise kernel for
+    /// the block ends a projection shortcut or chained reduction does not join (<see cref="Int8WarpTile"/>; 32 and pairs
+    /// not measured yet); a BatchwiseException for anything else.
     /// </summary>
-    internal static int ParseInt8PointwiseRows(string? text) => text?.Trim() switch
+    internal static Int8WarpTile ParseInt8PointwiseTile(string? text) => text?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "16" => KernelSource.Int8WarpPointwiseTileM,
-        "32" => KernelSource.Int8WarpPointwiseWideTileM,
-        var other => throw new BatchwiseException($"BATCHWISE_INT8_POINTWISE_ROWS '{other}' is not 16 or 32", "Unset it (16-pixel warp tiles) or set BATCHWISE_INT8_POINTWISE_ROWS=32 (32-pixel tiles: fewer shared memory reads a product, fewer warps an SM)."),
+        null or "" or "16" => Int8WarpTile.Sixteen,
+        "32" => Int8WarpTile.ThirtyTwo,
+        "pairs" => Int8WarpTile.Pairs,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_POINTWISE_ROWS '{other}' is not 16, 32 or pairs", "Unset it (16-pixel warp tiles), or set BATCHWISE_INT8_POINTWISE_ROWS=32 (a warp's 32-pixel tiles: fewer shared memory reads a product, fewer warps an SM) or pairs (two warps share a 32-pixel tile, a channel half each)."),
     };
 
     /// <summary>
@@ -407,19 +423,32 @@ internal sealed partial class GraphCompiler
 
             if (_target.Int8PointwiseWarps)
             {
-                // 32-pixel warp tiles where asked (BATCHWISE_INT8_POINTWISE_ROWS=32), for the block ends without a shortcut inside.
-                var rows = projection is null ? _target.Int8PointwiseRows : KernelSource.Int8WarpPointwiseTileM;
-                if (rows != KernelSource.Int8WarpPointwiseTileM)
+                // 32-pixel warp tiles where asked (BATCHWISE_INT8_POINTWISE_ROWS=32 or pairs), for the block ends without a shortcut inside.
+                var warpTile = projection is null ? _target.Int8PointwiseTile : Int8WarpTile.Sixteen;
+                var rows = warpTile == Int8WarpTile.Sixteen ? KernelSource.Int8WarpPointwiseTileM : KernelSource.Int8WarpPointwiseWideTileM;
+                if (warpTile == Int8WarpTile.Pairs)
                 {
-                    warps = KernelSource.Int8WarpPointwiseWarps(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseMostWarps, 0, rows);
-                    resident = KernelSource.ResidentBlocks(KernelSource.Int8WarpPointwiseSharedBytes(c, stages, 0, warps, rows), _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+                    warps = KernelSource.Int8PairPointwiseWarps(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseMostWarps);
+                    resident = KernelSource.ResidentBlocks(KernelSource.Int8PairPointwiseSharedBytes(c, stages, warps), _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+                    var pairBlocks = KernelSource.Int8PairPointwiseBlocks(pixels, k, _target.Multiprocessors, resident, warps);
+                    code = KernelSource.Int8PairPointwise(c, k, pixels, pairBlocks, epilogue, warps, stages, resident);
+                    var pairWarps = warps == KernelSource.Int8WarpPointwiseBlock / 32 ? string.Empty : $" of {warps} warps";
+                    (threads, block, how) = (pairBlocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp pairs on 32-pixel tiles, {pairBlocks} persistent blocks{pairWarps}, {stages} tiles in flight a pair{fused})");
                 }
+                else
+                {
+                    if (rows != KernelSource.Int8WarpPointwiseTileM)
+                    {
+                        warps = KernelSource.Int8WarpPointwiseWarps(c, stages, _target.MaxSharedBytesPerBlock, _target.Int8PointwiseMostWarps, 0, rows);
+                        resident = KernelSource.ResidentBlocks(KernelSource.Int8WarpPointwiseSharedBytes(c, stages, 0, warps, rows), _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
+                    }
 
-                var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident, warps, rows);
-                code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut, warps, rows);
-                var ofWarps = warps == KernelSource.Int8WarpPointwiseBlock / 32 ? string.Empty : $" of {warps} warps";
-                var ofRows = rows == KernelSource.Int8WarpPointwiseTileM ? string.Empty : $" of {rows} pixels";
-                (threads, block, how) = (blocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp tiles{ofRows}, {blocks} persistent blocks{ofWarps}, {stages} tiles in flight a warp{fused}{inside})");
+                    var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident, warps, rows);
+                    code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut, warps, rows);
+                    var ofWarps = warps == KernelSource.Int8WarpPointwiseBlock / 32 ? string.Empty : $" of {warps} warps";
+                    var ofRows = rows == KernelSource.Int8WarpPointwiseTileM ? string.Empty : $" of {rows} pixels";
+                    (threads, block, how) = (blocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp tiles{ofRows}, {blocks} persistent blocks{ofWarps}, {stages} tiles in flight a warp{fused}{inside})");
+                }
             }
             else
             {
