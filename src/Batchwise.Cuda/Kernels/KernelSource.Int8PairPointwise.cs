@@ -69,15 +69,7 @@ internal static partial class KernelSource
         var perWarp = stages * BM * OP / 2; // 16-bit units of a warp's half tiles
         var blockShared = (BN * pb / 2) + (2 * BN * 2); // the block's filter, scales and offsets
         var w = new KernelWriter(small: true);
-        var m = w.I32("m", checked((int)pixels));
-        var k = w.I32("k", checked((int)outChannels));
-        var nb = w.I32("channel_blocks", checked((int)Int8PointwiseChannelBlocks(outChannels)));
-        var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
-        var stride = w.I32("stride", checked((int)(blocks / Int8PointwiseChannelBlocks(outChannels) * pairs)));
-        var partial = outChannels % BN != 0;
-        string Within(string channel) => partial ? $" && {channel} < {k}" : string.Empty;
-        var folded = w.Float("folded", epilogue.Folded);
-        var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
+        var (m, nb, tiles, stride, Within, folded, requantize) = ChannelBlockArguments(w, pixels, outChannels, blocks, pairs, BM, epilogue);
         var residualLoad = epilogue.Residual is null ? string.Empty : WarpRowLoads("os_ + buf * " + (BM * OP / 2), OP, "rb", outChannels, BN / 2, m, "n0 + side * 64 + ", Within, BM);
         w.Body.Append(SharedHalves(shared));
         w.Body.Append($$"""

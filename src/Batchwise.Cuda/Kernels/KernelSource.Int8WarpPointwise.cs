@@ -116,18 +116,7 @@ internal static partial class KernelSource
         var perWarp = stages * ((BM * pb) + (BM * OP) + (projection is null ? 0 : BM * pb2)) / 2; // 16-bit units of one warp's stages
         var blockShared = (BN * pb / 2) + (2 * BN * 2) + (projection is null ? 0 : (BN * pb2 / 2) + (2 * BN * 2)); // the block's filters, scales and offsets
         var w = new KernelWriter(small: true);
-        var m = w.I32("m", checked((int)pixels));
-        var k = w.I32("k", checked((int)outChannels));
-        var nb = w.I32("channel_blocks", checked((int)Int8PointwiseChannelBlocks(outChannels)));
-        var tiles = w.I32("tiles", checked((int)((pixels + BM - 1) / BM)));
-        var stride = w.I32("stride", checked((int)(blocks / Int8PointwiseChannelBlocks(outChannels) * warps)));
-
-        // Output channels not in 128s: the last channel block's upper half lies past them (zero filter rows, scales and
-        // offsets; its residual bytes not read, its output bytes not written: whole 16-byte segments).
-        var partial = outChannels % BN != 0;
-        string Within(string channel) => partial ? $" && {channel} < {k}" : string.Empty;
-        var folded = w.Float("folded", epilogue.Folded);
-        var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
+        var (m, nb, tiles, stride, Within, folded, requantize) = ChannelBlockArguments(w, pixels, outChannels, blocks, warps, BM, epilogue);
         var residualLoad = epilogue.Residual is null
             ? string.Empty
             : projection is not null
@@ -224,6 +213,27 @@ internal static partial class KernelSource
                     }
                     }
             """;
+    }
+
+    /// <summary>
+    /// The arguments of a persistent pointwise kernel over channel blocks (<paramref name="w"/>'s: pixels m, output
+    /// channels k, channel blocks, tiles of <paramref name="tileRows"/> pixels, the stride between a worker's tiles for
+    /// <paramref name="workers"/> workers a block) and its requantization's; Within bounds a channel where the output
+    /// channels are not in 128s (the last channel block's upper half lies past them: zero filter rows, scales and
+    /// offsets, its residual bytes not read, its output bytes not written, whole 16-byte segments).
+    /// </summary>
+    private static (string M, string ChannelBlocks, string Tiles, string Stride, Func<string, string> Within, string Folded, string Requantize) ChannelBlockArguments(KernelWriter w, long pixels, long outChannels, long blocks, int workers, int tileRows, Int8ConvEpilogue epilogue)
+    {
+        var m = w.I32("m", checked((int)pixels));
+        var k = w.I32("k", checked((int)outChannels));
+        var nb = w.I32("channel_blocks", checked((int)Int8PointwiseChannelBlocks(outChannels)));
+        var tiles = w.I32("tiles", checked((int)((pixels + tileRows - 1) / tileRows)));
+        var stride = w.I32("stride", checked((int)(blocks / Int8PointwiseChannelBlocks(outChannels) * workers)));
+        var partial = outChannels % Int8PointwiseTileN != 0;
+        string Within(string channel) => partial ? $" && {channel} < {k}" : string.Empty;
+        var folded = w.Float("folded", epilogue.Folded);
+        var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
+        return (m, nb, tiles, stride, Within, folded, requantize);
     }
 
     /// <summary>
