@@ -82,12 +82,7 @@ internal static partial class KernelSource
                 const int cb = (int)blockIdx.x % {{nb}}, n0 = cb * {{BN}};
                 const signed char* const xb = (const signed char*)x;
                 const signed char* const rb = (const signed char*)r;
-                // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
-            {{FilterBlockCopies("fs_", "wt", pb / 2, channels, Within, threads)}}
-                bw_cp_async_commit();
-            {{ScaleTable("so_", "scale", "offset", folded, Within, threads)}}
-                bw_cp_async_wait<0>();
-                __syncthreads();
+            {{FilterBlockAndScales(pb / 2, channels, Within, folded, threads)}}
 
                 // The pair's input rows (this warp every other 16-byte segment) and this warp's half of the residual rows.
                 auto load = [&](int t0, int buf) {

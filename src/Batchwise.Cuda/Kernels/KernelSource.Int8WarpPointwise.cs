@@ -162,12 +162,7 @@ internal static partial class KernelSource
                 const signed char* const xb = (const signed char*)x;
                 const signed char* const rb = (const signed char*)r;
             {{projectionSetup}}
-                // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
-            {{FilterBlockCopies("fs_", "wt", pb / 2, channels, Within, threads)}}
-                bw_cp_async_commit();
-            {{ScaleTable("so_", "scale", "offset", folded, Within, threads)}}
-                bw_cp_async_wait<0>();
-                __syncthreads();
+            {{FilterBlockAndScales(pb / 2, channels, Within, folded, threads)}}
 
                 // This warp's tiles: its input rows and residual rows through its own copies, in its own stages.
                 auto load = [&](int t0, int buf) {
@@ -235,6 +230,20 @@ internal static partial class KernelSource
         var requantize = Int8Requantize(w, epilogue, "v", "(signed char)(pair >> (8 * e))", "q[e]");
         return (m, nb, tiles, stride, Within, folded, requantize);
     }
+
+    /// <summary>
+    /// A persistent pointwise kernel's start: the block's filter rows (fs_, from wt; rows <paramref name="pitch"/> 16-bit
+    /// units apart), scales and offsets (so_) copied once by its <paramref name="threads"/> threads, behind its only
+    /// block-wide barrier.
+    /// </summary>
+    private static string FilterBlockAndScales(int pitch, long channels, Func<string, string> within, string folded, int threads) => $$"""
+                // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
+            {{FilterBlockCopies("fs_", "wt", pitch, channels, within, threads)}}
+                bw_cp_async_commit();
+            {{ScaleTable("so_", "scale", "offset", folded, within, threads)}}
+                bw_cp_async_wait<0>();
+                __syncthreads();
+        """;
 
     /// <summary>
     /// A warp's 32 x 64 half tile (<c>half</c>, the kernel's loop variable: channels 64 x half on) of int8 products over
