@@ -21,22 +21,8 @@ internal static partial class KernelSource
     /// Warps a block of <see cref="Int8PairPointwise"/>, an even number: eight where two blocks of eight fit an SM, else as
     /// many as fit <paramref name="sharedPerSm"/> up to <paramref name="most"/> (at least eight).
     /// </summary>
-    public static int Int8PairPointwiseWarps(long channels, int stages, int sharedPerSm, int most)
-    {
-        const int Eight = Int8WarpPointwiseBlock / 32;
-        if (most <= Eight || ResidentBlocks(Int8PairPointwiseSharedBytes(channels, stages, Eight), sharedPerSm, 2) >= 2)
-        {
-            return Eight;
-        }
-
-        var warps = most & ~1;
-        while (warps > Eight && Int8PairPointwiseSharedBytes(channels, stages, warps) > sharedPerSm)
-        {
-            warps -= 2;
-        }
-
-        return warps;
-    }
+    public static int Int8PairPointwiseWarps(long channels, int stages, int sharedPerSm, int most) =>
+        WarpsThatFit(warps => Int8PairPointwiseSharedBytes(channels, stages, warps), sharedPerSm, most, keepEight: true, step: 2);
 
     /// <summary>Blocks to launch <see cref="Int8PairPointwise"/> with: as <see cref="Int8WarpPointwiseBlocks"/>, a pair taking a 32-pixel tile.</summary>
     public static long Int8PairPointwiseBlocks(long pixels, long outChannels, int multiprocessors, int perSm, int warps) =>

@@ -37,20 +37,30 @@ internal static partial class KernelSource
     /// eight warps): as many as fit <paramref name="sharedPerSm"/> up to <paramref name="most"/> (an SM's sixteen, as
     /// two blocks of eight give the layers of fewer channels); eight where two or more blocks of eight fit.
     /// </summary>
-    public static int Int8WarpPointwiseWarps(long channels, int stages, int sharedPerSm, int most, long projectionChannels = 0, int rows = Int8WarpPointwiseTileM)
+    public static int Int8WarpPointwiseWarps(long channels, int stages, int sharedPerSm, int most, long projectionChannels = 0, int rows = Int8WarpPointwiseTileM) =>
+        // 16-pixel tiles keep at least eight warps; 32-pixel tiles take twice a warp's shared memory and as many warps as
+        // fit, fewer than eight where eight do not (seven at 256 input channels).
+        WarpsThatFit(warps => Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, warps, rows), sharedPerSm, most, keepEight: rows == Int8WarpPointwiseTileM, step: 1);
+
+    /// <summary>
+    /// Warps a block of a persistent pointwise kernel whose shared memory at a warp count is <paramref name="sharedBytes"/>:
+    /// eight where two blocks of eight fit an SM's <paramref name="sharedPerSm"/>; else as many as fit, from
+    /// <paramref name="most"/> (at least eight) down in steps of <paramref name="step"/>, never below eight where
+    /// <paramref name="keepEight"/> (which also keeps eight when <paramref name="most"/> asks no more), else below it where
+    /// eight do not fit.
+    /// </summary>
+    private static int WarpsThatFit(Func<int, int> sharedBytes, int sharedPerSm, int most, bool keepEight, int step)
     {
         const int Eight = Int8WarpPointwiseBlock / 32;
-        if (ResidentBlocks(Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, Eight, rows), sharedPerSm, 2) >= 2 || (rows == Int8WarpPointwiseTileM && most <= Eight))
+        if (ResidentBlocks(sharedBytes(Eight), sharedPerSm, 2) >= 2 || (keepEight && most <= Eight))
         {
             return Eight;
         }
 
-        // 16-pixel tiles keep at least eight warps; 32-pixel tiles take twice a warp's shared memory and as many warps as
-        // fit, fewer than eight where eight do not (seven at 256 input channels).
-        var (warps, fewest) = (Math.Max(most, Eight), rows == Int8WarpPointwiseTileM ? Eight : 1);
-        while (warps > fewest && Int8WarpPointwiseSharedBytes(channels, stages, projectionChannels, warps, rows) > sharedPerSm)
+        var (warps, fewest) = (Math.Max(most, Eight) / step * step, keepEight ? Eight : step);
+        while (warps > fewest && sharedBytes(warps) > sharedPerSm)
         {
-            warps--;
+            warps -= step;
         }
 
         return warps;

@@ -4,7 +4,6 @@ using OnnxProto = Onnx;
 
 namespace Batchwise.Cuda.Planning;
 
-/// <summary>Who runs an int8 convolution of a QDQ model (<see cref="Int8Layers"/>).</summary>
 /// <summary>
 /// The warp tiles of the warp-tiled pointwise int8 kernel for block ends without a projection shortcut or chained
 /// reduction inside (BATCHWISE_INT8_POINTWISE_ROWS).
@@ -21,6 +20,7 @@ internal enum Int8WarpTile
     Pairs,
 }
 
+/// <summary>Who runs an int8 convolution of a QDQ model (<see cref="Int8Layers"/>).</summary>
 internal enum Int8ConvChoice
 {
     /// <summary>
