@@ -131,7 +131,7 @@ public sealed class ServedModel : IAsyncDisposable
         }
 
         var engine = EngineRegistry.Create(config.Engine);
-        var options = config.ToEngineOptions(maxBatch, folder);
+        var options = Transforms.CalibratedInt8.OptionsFor(config.ToEngineOptions(maxBatch, folder), model);
         if (config.Calibration is not null && !config.Calibration.StartsWith("random:", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(options.Calibration.Data))
         {
             throw new BatchwiseException($"Model '{name}': calibration folder '{options.Calibration.Data}' not found", "Put the .npy calibration samples in that folder (relative to the model folder), or set \"calibration\": \"random:N\".");

@@ -131,6 +131,32 @@ public sealed class Int8PrecisionCommandTests : IDisposable
         Assert.Contains("--precision fp32 or fp16", err, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_model_already_quantized_runs_at_int8_with_its_own_scales_and_refuses_a_calibration()
+    {
+        var qdq = Path.Combine(_dir, "qdq.onnx");
+        var (code, _, err) = await CliRunner.RunAsync("optimize", Model, "--int8", "--calibration", "random:2", "--no-verify", "-o", qdq);
+        Assert.True(code == 0, err);
+
+        var json = Path.Combine(_dir, "qdq.json");
+        (code, var output, err) = await CliRunner.RunAsync(["bench", qdq, "--precision", "int8", "--json", json, .. Quick]);
+        Assert.True(code == 0, err);
+        Assert.Contains("int8: 'qdq' is already quantized: it runs with its own scales, nothing calibrated", err, StringComparison.Ordinal);
+        Assert.DoesNotContain("calibrated on", err + output, StringComparison.Ordinal);
+        Assert.Contains("precision=int8 (QDQ as stored: the model's own scales, not calibrated)", output.ReplaceLineEndings(string.Empty), StringComparison.Ordinal);
+        using (var doc = JsonDocument.Parse(File.ReadAllText(json)))
+        {
+            Assert.Equal("int8 (QDQ as stored: the model's own scales, not calibrated)", doc.RootElement.GetProperty("engine").GetProperty("details").GetProperty("precision").GetString());
+        }
+
+        // A calibration asked for it would never run: refused in one line, before any measurement.
+        (code, output, err) = await CliRunner.RunAsync(["bench", qdq, "--precision", "int8", "--calibration", "random:2", .. Quick]);
+        Assert.Equal(2, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains("--precision int8: 'qdq' is already quantized, so there is nothing to calibrate", err, StringComparison.Ordinal);
+        Assert.Empty(output);
+    }
+
     public void Dispose()
     {
         _cache.Dispose();

@@ -34,6 +34,7 @@ public static class BenchCommand
         // The engine's device context starts while the model file is read (the cold start counts from that moment).
         flags.Engine.CreateEngine(parse).Prestart(engineOptions);
         var onnx = ModelSource.Load(spec);
+        engineOptions = Transforms.CalibratedInt8.OptionsFor(engineOptions, onnx);
 
         // Per-layer timings first: an engine without them fails here, before a long sweep.
         var profiles = engineOptions.Profile

@@ -45,6 +45,7 @@ public static class BuildCommand
             }
 
             var onnx = ModelSource.Load(parse.GetValue(model)!);
+            options = Transforms.CalibratedInt8.OptionsFor(options, onnx);
             var generator = new InputGenerator(onnx, 0);
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var builds = Cuda.CudaEngine.Build(onnx, options, path, generator.Generate, new LineProgress());

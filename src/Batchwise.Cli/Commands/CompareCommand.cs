@@ -61,8 +61,8 @@ public static class CompareCommand
                 ModelComparison.RequireBatch(candidateModel, parse.GetValue(batchSize));
             }
 
-            var reference = new ComparisonSide(EngineRegistry.Create(engineNames[0]), referenceModel, referenceOptions);
-            var candidate = new ComparisonSide(EngineRegistry.Create(engineNames[^1]), candidateModel, candidateOptions);
+            var reference = new ComparisonSide(EngineRegistry.Create(engineNames[0]), referenceModel, Transforms.CalibratedInt8.OptionsFor(referenceOptions, referenceModel));
+            var candidate = new ComparisonSide(EngineRegistry.Create(engineNames[^1]), candidateModel, Transforms.CalibratedInt8.OptionsFor(candidateOptions, candidateModel));
 
             var data = new Dictionary<string, Tensor>(InputGenerator.ReadDataFiles(parse.GetValue(input) ?? []), StringComparer.Ordinal);
             if (parse.GetValue(inputs) is { } inputDir)

@@ -89,6 +89,7 @@ public static class ExplainRun
 
         var batches = request.BatchSizes.Distinct().Order().ToList();
         var original = ModelSource.Load(request.Model);
+        request = request with { Options = Transforms.CalibratedInt8.OptionsFor(request.Options, original) };
 
         // Every dynamic dimension but the batch gets a size from --shape or --input-size, never a silent default:
         // the same rule, error and syntax as bench.

@@ -19,11 +19,18 @@ public sealed record Int8Calibration(string Data, CalibrationMethod Method, bool
     /// <summary>random:8 with minmax.</summary>
     public static Int8Calibration Default { get; } = new(DefaultData, CalibrationMethod.MinMax);
 
+    /// <summary>
+    /// A model already quantized (QDQ, or dynamic int8) at `--precision int8`: it runs with the scales it carries, nothing
+    /// calibrated (<see cref="CalibratedInt8.OptionsFor"/> puts it in the options).
+    /// </summary>
+    public static Int8Calibration Stored { get; } = new("the model's own scales", CalibrationMethod.MinMax);
+
     /// <summary>--int8-activations as written: symmetric or asymmetric.</summary>
     public string Scheme => Symmetric ? "symmetric" : "asymmetric";
 
     /// <summary>What a session of this precision runs, for engine descriptions and reports: "int8 (QDQ, calibrated on random:8, minmax)", with ", symmetric activations" where they are.</summary>
-    public string Describe() => $"int8 (QDQ, calibrated on {Data}, {Method.ToString().ToLowerInvariant()}{(Symmetric ? ", symmetric activations" : string.Empty)})";
+    public string Describe() => this == Stored ? "int8 (QDQ as stored: the model's own scales, not calibrated)"
+        : $"int8 (QDQ, calibrated on {Data}, {Method.ToString().ToLowerInvariant()}{(Symmetric ? ", symmetric activations" : string.Empty)})";
 
     /// <summary>Parses --int8-activations: true for symmetric, false for asymmetric.</summary>
     public static bool ParseSymmetric(string text) => text.Trim().ToLowerInvariant() switch
@@ -62,6 +69,17 @@ public static class CalibratedInt8
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(calibration);
+        if (Analysis.QuantizedGraph.IsQuantized(model))
+        {
+            RefuseCalibrationOf(model, calibration);
+            Notes($"int8: '{model.Name}' is already quantized: it runs with its own scales, nothing calibrated");
+            return model;
+        }
+
+        if (calibration == Int8Calibration.Stored)
+        {
+            throw new BatchwiseException($"--precision int8: '{model.Name}' is not quantized, so it has no scales of its own to run with", "Quantize it as it loads (--calibration DIR|random:N), or with `batchwise optimize MODEL --int8 -o OUT.onnx`.");
+        }
         var options = new OptimizeOptions { Int8 = true, Calibration = calibration.Data, CalibrationMethod = calibration.Method, Int8Symmetric = calibration.Symmetric };
         var transforms = options.CreateTransforms(model.Opset);
         var quantizer = (Int8Quantization)transforms[^1];
@@ -87,6 +105,33 @@ public static class CalibratedInt8
         var hint = calibration.Data.StartsWith("random:", StringComparison.OrdinalIgnoreCase) ? "; real data gives better scales: a folder of .npy samples (--calibration DIR, or a served model's \"calibration\" key)" : string.Empty;
         Notes(string.Create(CultureInfo.InvariantCulture, $"int8: calibrated on {calibration.Data} ({calibration.Method.ToString().ToLowerInvariant()}) in {seconds:F1} s: {summary}{hint}"));
         return result;
+    }
+
+    /// <summary>
+    /// <paramref name="options"/> for running <paramref name="model"/>: at `--precision int8` a model already quantized
+    /// (QDQ from `optimize --int8` or another tool, or dynamic int8) runs with its own scales, so its options say
+    /// <see cref="Int8Calibration.Stored"/> (and reports "int8 (QDQ as stored ...)", not a calibration that never ran);
+    /// calibration options given for such a model are refused. Other options are returned as they are.
+    /// </summary>
+    public static Engines.EngineOptions OptionsFor(Engines.EngineOptions options, OnnxModel model)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(model);
+        if (options.Precision != Engines.Precision.Int8 || model.SavedEngine is not null || !Analysis.QuantizedGraph.IsQuantized(model))
+        {
+            return options;
+        }
+
+        RefuseCalibrationOf(model, options.Calibration);
+        return options with { Calibration = Int8Calibration.Stored };
+    }
+
+    private static void RefuseCalibrationOf(OnnxModel model, Int8Calibration calibration)
+    {
+        if (calibration != Int8Calibration.Default && calibration != Int8Calibration.Stored)
+        {
+            throw new BatchwiseException($"--precision int8: '{model.Name}' is already quantized, so there is nothing to calibrate ({calibration.Describe()} was asked for)", "Drop --calibration, --calibration-method and --int8-activations: the model runs with its own scales (or quantize its float original with them).");
+        }
     }
 
     /// <summary>

@@ -66,7 +66,7 @@ public sealed class Int8Quantization(CalibrationData calibration, CalibrationMet
         var targets = weights.Keys.ToList();
         if (targets.Count == 0)
         {
-            throw new BatchwiseException($"{Flag}: '{model.Name}' has no Conv, Gemm or MatMul with float32 weights (or float16 weights cast to float32) to quantize", Flag == "--int8" ? "Quantize a float32 model (not one already converted to fp16 compute or int8)." : "Run it at --precision fp32 or fp16 (a model already quantized runs as it is stored, at --precision fp32 on ort or fp16 on cuda).");
+            throw new BatchwiseException($"{Flag}: '{model.Name}' has no Conv, Gemm or MatMul with float32 weights (or float16 weights cast to float32) to quantize", Flag == "--int8" ? "Quantize a float32 model (not one already converted to fp16 compute or int8)." : "Run it at --precision fp32 or fp16.");
         }
 
         // A Relu that alone reads a quantized output is absorbed: quantizing its output with zero point 0 saturates
