@@ -49,7 +49,7 @@ public sealed record ModelConfig
     [JsonPropertyName("engine")]
     public string Engine { get; init; } = "ort";
 
-    /// <summary>fp32, fp16 or int8 (a float model quantized as it loads).</summary>
+    /// <summary>fp32, fp16 or int8 (a float model quantized as it loads; a QDQ model run with its own scales).</summary>
     [JsonPropertyName("precision")]
     public string Precision { get; init; } = "fp32";
 

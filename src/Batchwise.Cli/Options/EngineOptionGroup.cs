@@ -30,7 +30,7 @@ public sealed class EngineOptionGroup
     public Option<int> Device { get; } = CliOption.Integer("--device", "GPU ordinal (cuda, or ort with --ep cuda or tensorrt; on ort's CPU providers a GPU other than 0 is an error); `batchwise devices` lists them", 0, 0);
 
     /// <summary>--precision: fp32, fp16 or int8.</summary>
-    public Option<string> Precision { get; } = CliOption.Choice("--precision", "Arithmetic precision: fp32; fp16 (cuda; an error on ort, which runs a model in the precision it is stored in); or int8: a float model quantized as it loads (QDQ, calibrated as --calibration says; ort runs it with its int8 kernels, cuda on its int8 path with fp16 for what stays float)", "fp32", Precisions);
+    public Option<string> Precision { get; } = CliOption.Choice("--precision", "Arithmetic precision: fp32; fp16 (cuda; an error on ort, which runs a model in the precision it is stored in); or int8: a float model quantized as it loads (QDQ, calibrated as --calibration says), a model already quantized (QDQ) run with its own scales; ort runs it with its int8 kernels, cuda on its int8 path with fp16 for what stays float", "fp32", Precisions);
 
     /// <summary>--calibration: the data --precision int8 (and optimize --int8) calibrates on; null when not given.</summary>
     public Option<string?> Calibration { get; } = new("--calibration") { Description = $"Calibration data for int8: a folder of .npy samples (float32, shaped like the model input), or random:N (seeded); --precision int8 defaults to {Transforms.Int8Calibration.DefaultData}, real data gives better scales. Ranges are cached (BATCHWISE_CACHE_DIR/int8) by model, data, method and --int8-activations. optimize: for --int8, and a folder is also its verification data", HelpName = "DIR|random:N" };
