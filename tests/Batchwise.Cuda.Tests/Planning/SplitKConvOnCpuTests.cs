@@ -124,7 +124,8 @@ public sealed class SplitKConvOnCpuTests
     [Fact]
     public void The_convolution_workspace_limit_reads_megabytes_and_refuses_others()
     {
-        Assert.Equal(256L << 20, GraphCompiler.ParseConvWorkspace(null));
+        Assert.Equal(2048L << 20, GraphCompiler.ParseConvWorkspace(null));
+        Assert.Equal(256L << 20, GraphCompiler.ParseConvWorkspace("256"));
         Assert.Equal(2048L << 20, GraphCompiler.ParseConvWorkspace("2048"));
         Assert.Contains("BATCHWISE_CONV_WORKSPACE_MB '32' is not a whole number from 64 to 16384", Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseConvWorkspace("32")).Message, StringComparison.Ordinal);
     }

@@ -10,16 +10,19 @@ namespace Batchwise.Cuda.Planning;
 internal sealed partial class GraphCompiler
 {
     /// <summary>
-    /// The most workspace a cuDNN convolution's algorithm may take (BATCHWISE_CONV_WORKSPACE_MB, 64 to 16,384; 256 by
-    /// default). At large batches in float32 the fastest algorithms want more than 256 MB (ResNet-50 fp32 on an H200 ran
-    /// 4,152 img/s at b=256 against 4,992 at b=128, session 24: the workspace-hungry algorithms dropped out), so a larger
-    /// limit is there to be measured; it is part of every timing-cache key.
+    /// The most workspace a cuDNN convolution's algorithm may take (BATCHWISE_CONV_WORKSPACE_MB, 64 to 16,384; 2,048 by
+    /// default). At large batches in float32 the fastest algorithms want more than 256 MB, the limit until session 36:
+    /// on an H100 at b=256, ResNet-50 fp32 ran 3,910 img/s with 256 MB against 5,050-5,057 with 2,048 (4,913 with 1,024),
+    /// ResNet-18 fp32 10,622 against 15,649, MobileNetV2 fp32 15,757 against 16,560, while fp16 was unchanged (ResNet-50
+    /// 40,136-40,440 against 39,737-40,413) and b=64 too (bench/results/h200-session36). A plan holds only the workspace
+    /// its chosen algorithms take, and timing allocates the most its candidates take, not this limit. It is part of
+    /// every timing-cache key.
     /// </summary>
     internal static long MaxConvWorkspace { get; } = ParseConvWorkspace(Environment.GetEnvironmentVariable("BATCHWISE_CONV_WORKSPACE_MB"));
 
-    /// <summary>Megabytes (unset: 256) as bytes; a BatchwiseException outside 64 to 16,384.</summary>
+    /// <summary>Megabytes (unset: 2,048) as bytes; a BatchwiseException outside 64 to 16,384.</summary>
     internal static long ParseConvWorkspace(string? text) =>
-        (long)EnvironmentSetting.ParseInt("BATCHWISE_CONV_WORKSPACE_MB", text, 256, 64, 16384, "Unset it (256 MB, the measured limit) or give megabytes from 64 to 16384.") << 20;
+        (long)EnvironmentSetting.ParseInt("BATCHWISE_CONV_WORKSPACE_MB", text, 2048, 64, 16384, "Unset it (2,048 MB, the measured limit) or give megabytes from 64 to 16384.") << 20;
 
     private readonly List<(ConvStep Step, PendingConv Pending, Func<TacticChoice> Redo)> _pendingConvs = [];
     private readonly Dictionary<string, Task<long>> _convQueries = new(StringComparer.Ordinal);
@@ -619,7 +622,8 @@ internal sealed partial class GraphCompiler
         using var ys = CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4); // float32-sized: big enough for half too
         using var zs = residual ? CudaDriver.Allocate(Engines.Tensor.ElementCountOf(y) * 4) : null;
         using var bias = CudaDriver.Allocate(y[1] * 4);
-        using var scratch = CudaDriver.Allocate(MaxConvWorkspace);
+        var scratchBytes = Math.Max(1L, candidates.Max(c => (long)c.Memory)); // the most a candidate takes (each is within MaxConvWorkspace)
+        using var scratch = CudaDriver.Allocate(scratchBytes);
         using var biasDesc = Cudnn.Tensor(dataType, new long[] { 1, y[1] }.Concat(Enumerable.Repeat(1L, y.Length - 2)).ToArray());
         using var activation = Cudnn.Activation(Cudnn.CUDNN_ACTIVATION_RELU);
         using var start = CudaDriver.CreateEvent();
@@ -641,11 +645,11 @@ internal sealed partial class GraphCompiler
             {
                 if (fused)
                 {
-                    Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, zs is null ? 0f : 1f, yDesc, (zs ?? ys).Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
+                    Cudnn.ConvolutionBiasActivationForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, scratchBytes, zs is null ? 0f : 1f, yDesc, (zs ?? ys).Pointer, biasDesc, bias.Pointer, activation, yDesc, ys.Pointer);
                 }
                 else
                 {
-                    Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, MaxConvWorkspace, 0f, yDesc, ys.Pointer);
+                    Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, scratchBytes, 0f, yDesc, ys.Pointer);
                 }
             });
             if (double.IsFinite(ms) && (best is null || ms < best.Milliseconds))
