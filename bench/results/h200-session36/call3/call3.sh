@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Session 36, call 3 (typed inline on the machine call 2 left warm; kept here as it ran): fp16 at b=256 with 256 and
+# 2,048 MB (does fp16 want the larger workspace too?), fp32 at 1,024 MB, MobileNetV2 fp32 at b=256 with both.
+source bench/device/call-lib.sh 200; CLI=$WORK/cli/Batchwise.Cli; b() { local tag=$1 ws=$2; shift 2; q "$tag" 60 env BATCHWISE_CONV_WORKSPACE_MB=$ws "$CLI" bench "$@" --engine cuda --duration 400ms --json "$R/$tag.json"; }; b r50h-ws256 256 zoo:resnet50 --precision fp16 -b 256; b r50h-ws2048 2048 zoo:resnet50 --precision fp16 -b 256; b r50-ws1024 1024 zoo:resnet50 -b 256; b r18-ws1024 1024 zoo:resnet18 -b 256; b r50h-ws256-2 256 zoo:resnet50 --precision fp16 -b 256; b r50h-ws2048-2 2048 zoo:resnet50 --precision fp16 -b 256; b m2-ws256 256 zoo:mobilenetv2 -b 256; b m2-ws2048 2048 zoo:mobilenetv2 -b 256; pack
