@@ -155,6 +155,11 @@ public sealed class Int8PrecisionCommandTests : IDisposable
         Assert.Single(err.Trim().Split('\n'));
         Assert.Contains("--precision int8: 'qdq' is already quantized, so there is nothing to calibrate", err, StringComparison.Ordinal);
         Assert.Empty(output);
+
+        // On ort the same model at fp32 and at int8 is one run twice: compare says so instead of a "pass".
+        (code, _, err) = await CliRunner.RunAsync("compare", qdq, "--engines", "ort", "--precision", "int8");
+        Assert.Equal(2, code);
+        Assert.Contains("Nothing to compare: 'qdq' is already quantized", err, StringComparison.Ordinal);
     }
 
     public void Dispose()

@@ -55,6 +55,12 @@ public static class CompareCommand
             }
             var referenceModel = ModelSource.Load(modelSpecs[0]);
             var candidateModel = modelSpecs.Length == 2 ? ModelSource.Load(modelSpecs[1]) : referenceModel;
+
+            // ort runs a model already quantized with its int8 kernels at fp32 as at int8: the same run twice.
+            if (modelSpecs.Length == 1 && engineNames.Count == 1 && engineNames[0] == "ort" && candidateOptions.Precision == Precision.Int8 && QuantizedGraph.IsQuantized(referenceModel))
+            {
+                throw new BatchwiseException($"Nothing to compare: '{referenceModel.Name}' is already quantized, so ort runs it the same at fp32 and at int8", "Compare it with its float original (compare FLOAT.onnx QDQ.onnx --engines ort), or on two engines (--engines ort,cuda --precision int8).");
+            }
             if (parse.GetResult(batchSize) is { Implicit: false })
             {
                 ModelComparison.RequireBatch(referenceModel, parse.GetValue(batchSize));
