@@ -206,6 +206,12 @@ public sealed class CudaEngine : IEngine
             }
         }
 
+        if (options.Precision != Precision.Int8 && !Int8Layers.Enabled && model.Graph.Node.Any(n => n.OpType == "DequantizeLinear" && n.Domain.Length == 0))
+        {
+            // A QDQ model at fp16 or fp32 runs the float math between its pairs, slower than its int8 path: said once a load.
+            Transforms.CalibratedInt8.Notes($"note: '{model.Name}' is quantized (QDQ): at --precision {options.Precision.ToString().ToLowerInvariant()} the cuda engine runs it in float between its QuantizeLinear/DequantizeLinear pairs; --precision int8 runs its int8 path");
+        }
+
         return new CudaSession(model, options, spans: spans);
     }
 
