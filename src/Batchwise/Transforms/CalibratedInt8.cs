@@ -80,6 +80,7 @@ public static class CalibratedInt8
         {
             throw new BatchwiseException($"--precision int8: '{model.Name}' is not quantized, so it has no scales of its own to run with", "Quantize it as it loads (--calibration DIR|random:N), or with `batchwise optimize MODEL --int8 -o OUT.onnx`.");
         }
+
         var options = new OptimizeOptions { Int8 = true, Calibration = calibration.Data, CalibrationMethod = calibration.Method, Int8Symmetric = calibration.Symmetric };
         var transforms = options.CreateTransforms(model.Opset);
         var quantizer = (Int8Quantization)transforms[^1];
