@@ -79,13 +79,9 @@ internal static partial class KernelSource
             {{TilesFirstCopies(stages, stride, tiles)}}
 
                 signed char* const yb = (signed char*)y;
-                for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
-                    const int buf = it % {{stages}};
-                    bw_pair_sync(pair); // the partner has multiplied the stage the next copies overwrite
-                    if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
-                    bw_cp_async_commit();
-                    bw_cp_async_wait<{{stages - 1}}>();
-                    bw_pair_sync(pair); // both warps' copies of this tile have landed
+                // The pair's barrier before the copies (the partner has multiplied the stage they overwrite) and after
+                // the wait (both warps' copies of this tile have landed).
+            {{TilesLoop(stages, stride, tiles, barrier: "bw_pair_sync(pair)", beforeCopies: "bw_pair_sync(pair)")}}
 
                     // This warp's half of the channel block over the pair's 32 rows, requantized over its residual bytes,
                     // then 32 rows of 64 bytes out.

@@ -361,12 +361,13 @@ internal static partial class KernelSource
 
     /// <summary>
     /// The head of the loop over a warp's or a block's tiles after <see cref="TilesFirstCopies"/>: each time the copies of
-    /// the tile <paramref name="stages"/> - 1 ahead started, this tile's awaited and <paramref name="barrier"/> passed,
+    /// the tile <paramref name="stages"/> - 1 ahead started (after <paramref name="beforeCopies"/>, where given: a barrier
+    /// that the stage those copies overwrite has been read), this tile's awaited and <paramref name="barrier"/> passed,
     /// <c>buf</c> its stage (the caller's body and closing brace follow).
     /// </summary>
-    private static string TilesLoop(int stages, string stride, string tiles, string barrier = "__syncwarp()") => $$"""
+    private static string TilesLoop(int stages, string stride, string tiles, string barrier = "__syncwarp()", string? beforeCopies = null) => $$"""
                     for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
-                        const int buf = it % {{stages}};
+                        const int buf = it % {{stages}};{{(beforeCopies is null ? string.Empty : $"\n                        {beforeCopies};")}}
                         if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
                         bw_cp_async_commit();
                         bw_cp_async_wait<{{stages - 1}}>();
