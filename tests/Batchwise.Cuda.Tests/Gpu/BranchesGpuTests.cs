@@ -9,6 +9,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// beside their blocks and a transformer's K and V projections beside Q compute what one stream computes, run after
 /// run, replayed from the CUDA graph (where the side lane is part of the graph as a branch).
 /// </summary>
+[Collection(nameof(ProcessEnvironment))]
 public sealed class BranchesGpuTests
 {
     private static readonly Lock EnvironmentLock = new();

@@ -13,6 +13,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// differ by a step where that rounding mattered; they must agree to a cosine of 0.999.
 /// </summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class Int8ConvGpuTests
 {
     [Fact]

@@ -12,6 +12,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// differ by float16 rounding.
 /// </summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class Int8GemmGraphGpuTests
 {
     [Fact]

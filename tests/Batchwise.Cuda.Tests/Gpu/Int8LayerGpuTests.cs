@@ -15,6 +15,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// (<see cref="ChildRun"/>): a fault in one cannot fail the others.
 /// </summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class Int8LayerGpuTests
 {
     private static void AddNode(OnnxProto.GraphProto g, string op, string output, string[] inputs, OnnxProto.AttributeProto[] attributes)

@@ -13,6 +13,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// against the library routes alone and ONNX Runtime's QDQ run (graph optimizations off).
 /// </summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class Int8PointwiseGpuTests
 {
     [Fact]

@@ -12,6 +12,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// a step where that rounding mattered; the outputs must still agree to a cosine of 0.999.
 /// </summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class Int8ResidualFusionGpuTests
 {
     [Fact]

@@ -13,6 +13,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// epilogue keeps it.
 /// </summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class Int8SiluFusionGpuTests
 {
     [Fact]

@@ -7,6 +7,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 
 /// <summary>Whole models on the GPU against ONNX Runtime on the CPU: the zoo, a torchvision export, and timings.</summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class ModelGpuTests
 {
     public static TheoryData<string, int> ZooModels() => new()

@@ -12,6 +12,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 /// float convolutions, as the cuda engine runs it) and against ORT's fused int8 kernels (QLinearConv).
 /// </summary>
 [Trait("Category", "GPU")]
+[Collection(nameof(ProcessEnvironment))]
 public sealed class QuantizedModelGpuTests
 {
     /// <summary>The zoo's resnet18 (at <paramref name="spec"/>'s size) through the --int8 optimization pipeline.</summary>

@@ -12,6 +12,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// fallback list, each engine and knob set once), the stored choice's key, the trace line of a timed choice, the trial's
 /// data; and what a plan of ResNet-50's QDQ model runs under each convolution's label.
 /// </summary>
+[Collection(nameof(ProcessEnvironment))]
 public sealed class Int8GraphChoiceTests
 {
     private static readonly Int8ConvGraphShape Reduction = GraphCompiler.Int8GraphShape([256, 1024, 14, 14], [256, 1024, 1, 1], [256, 256, 14, 14], [0, 0], [1, 1], -128, relu: true, -128);
