@@ -482,9 +482,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>The fewest warps a block with which a residual block end's pointwise kernel computes the next block's 1x1 reduction too (BATCHWISE_INT8_CHAIN=on|any|off: 16, 8, 0; tests set it).</summary>
     public int Int8ChainLeastWarps { get; internal set; } = GraphCompiler.Int8ChainLeastWarpsFromEnvironment;
 
-    /// <summary>Who runs a QDQ model's residual block ends (BATCHWISE_INT8_BLOCK_END=own|cublaslt; tests set it).</summary>
-    public Int8BlockEndChoice Int8BlockEnds { get; internal set; } = GraphCompiler.Int8BlockEndsFromEnvironment;
-
     /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM (BATCHWISE_INT8_POINTWISE_WARPS=8..16, 16 by default; tests set it).</summary>
     public int Int8PointwiseMostWarps { get; internal set; } = GraphCompiler.Int8PointwiseMostWarpsFromEnvironment;
 

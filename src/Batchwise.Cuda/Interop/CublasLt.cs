@@ -14,7 +14,6 @@ internal static unsafe partial class CublasLt
     public const int CUBLAS_COMPUTE_32I = 72;
     public const int CUBLASLT_POINTER_MODE_HOST = 0;
     public const int CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO = 3;
-    public const int CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST = 4;
     public const int CUBLASLT_EPILOGUE_DEFAULT = 1;
     public const int CUBLASLT_EPILOGUE_RELU = 2;
     public const int CUBLASLT_EPILOGUE_BIAS = 4;
@@ -113,12 +112,11 @@ internal static unsafe partial class CublasLt
 
     /// <summary>
     /// Alpha as a device vector of fp32, one per row of D, and beta zero (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO):
-    /// per-output-channel requantization scales applied in the epilogue; with <paramref name="betaOnHost"/>, beta a host
-    /// scalar instead (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST: a residual C added as beta C).
+    /// per-output-channel requantization scales applied in the epilogue.
     /// </summary>
-    public static void SetAlphaPerRow(CublasLtMatmulDescriptor desc, bool betaOnHost = false)
+    public static void SetAlphaPerRow(CublasLtMatmulDescriptor desc)
     {
-        var mode = betaOnHost ? CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST : CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO;
+        var mode = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO;
         Check(cublasLtMatmulDescSetAttribute(desc.Handle, DescPointerMode, &mode, sizeof(int)), "cublasLtMatmulDescSetAttribute(POINTER_MODE)");
     }
 

@@ -117,9 +117,6 @@ internal interface IPlanTarget
     /// <summary>The fewest warps a block with which a residual block end's pointwise kernel computes the next block's 1x1 reduction too (<see cref="KernelSource.Int8ChainPointwise"/>; 0: never): 0 here; a session takes BATCHWISE_INT8_CHAIN's.</summary>
     int Int8ChainLeastWarps => 0;
 
-    /// <summary>Who runs a QDQ model's residual block ends: the own kernel or cuDNN's graph here; a session takes BATCHWISE_INT8_BLOCK_END's.</summary>
-    Int8BlockEndChoice Int8BlockEnds => Int8BlockEndChoice.Own;
-
     /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM: eight here; a session takes BATCHWISE_INT8_POINTWISE_WARPS's (16 by default).</summary>
     int Int8PointwiseMostWarps => KernelSource.Int8WarpPointwiseBlock / 32;
 

@@ -7,10 +7,8 @@ namespace Batchwise.Cuda.Planning;
 /// An int8 GEMM through cuBLASLt: either requantizing in its epilogue, D = saturate(round(alpha[row] * (A^T B) + bias[row]))
 /// in int8 with alpha and bias float32 vectors on the device (a 1x1 convolution of a QDQ model over NHWC pixels), or,
 /// with no vectors (-1), the exact int32 sums D = A^T B (a QDQ MatMul or Gemm, dequantized by the kernel that reads them).
-/// With a residual (a sixth buffer: an int8 matrix of D's layout), the residual block's Add in the same epilogue:
-/// D = saturate(round(epilogue(alpha[row] * (A^T B) + <see cref="Beta"/> * C + bias[row]))), beta a host scalar
-/// (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST). Planned without a library
-/// (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>) it has no descriptors and cannot be enqueued.
+/// Planned without a library (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>) it has no descriptors and cannot be
+/// enqueued.
 /// </summary>
 internal sealed class Int8GemmStep : PlanStep, IDisposable
 {
@@ -18,10 +16,9 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
     private readonly Lock _biasLock = new();
     private ulong _bias;
 
-    public unsafe Int8GemmStep(string node, int a, int b, int d, int alpha, int bias, CublasLtMatmulDescriptor? desc, CublasLtMatrixLayout? aLayout, CublasLtMatrixLayout? bLayout, CublasLtMatrixLayout? dLayout, CublasLt.HeuristicResult algo, (int Buffer, float Beta)? residual = null)
-        : base(node, residual is { } r ? [a, b, d, alpha, bias, r.Buffer] : [a, b, d, alpha, bias])
+    public unsafe Int8GemmStep(string node, int a, int b, int d, int alpha, int bias, CublasLtMatmulDescriptor? desc, CublasLtMatrixLayout? aLayout, CublasLtMatrixLayout? bLayout, CublasLtMatrixLayout? dLayout, CublasLt.HeuristicResult algo)
+        : base(node, [a, b, d, alpha, bias])
     {
-        Beta = residual?.Beta ?? 0f;
         (Desc, ALayout, BLayout, DLayout) = (desc, aLayout, bLayout, dLayout);
         _algo = (IntPtr)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
         *(CublasLt.HeuristicResult*)_algo = algo;
@@ -32,9 +29,6 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
     /// CPU test runner computes it from them); null for a requantizing one.
     /// </summary>
     public (long Rows, long Inner, long Columns)? Sums { get; init; }
-
-    /// <summary>The residual's factor (its scale over the output's) where the step has a residual; 0 otherwise.</summary>
-    public float Beta { get; }
 
     public CublasLtMatmulDescriptor? Desc { get; }
 
@@ -70,9 +64,8 @@ internal sealed class Int8GemmStep : PlanStep, IDisposable
             }
         }
 
-        var beta = Beta;
-        var c = Buffers.Length > 5 ? context.Pointer(Buffers[5]) : d;
-        CublasLt.MatmulScaled(context.CublasLt, Desc, (void*)context.Pointer(Buffers[3]), context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, &beta, c, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
+        var beta = 0f;
+        CublasLt.MatmulScaled(context.CublasLt, Desc, (void*)context.Pointer(Buffers[3]), context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, &beta, d, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
     }
 
     public unsafe void Dispose()

@@ -484,16 +484,6 @@ public sealed class Int8ConvOnCpuTests
     }
 
     [Fact]
-    public void The_block_end_switch_reads_own_or_cublaslt_and_refuses_others()
-    {
-        Assert.Equal(Int8BlockEndChoice.Own, GraphCompiler.ParseInt8BlockEnds(null));
-        Assert.Equal(Int8BlockEndChoice.Own, GraphCompiler.ParseInt8BlockEnds(" Own "));
-        Assert.Equal(Int8BlockEndChoice.Cublaslt, GraphCompiler.ParseInt8BlockEnds("cuBLASLt"));
-        var refused = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8BlockEnds("library"));
-        Assert.Contains("BATCHWISE_INT8_BLOCK_END 'library' is not own or cublaslt", refused.Message, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public void The_chain_switch_reads_its_values_and_refuses_others_and_the_kernel_takes_only_what_fits()
     {
         Assert.Equal(16, GraphCompiler.ParseInt8Chain(null)); // on, with sixteen warps, since session 34's measurement

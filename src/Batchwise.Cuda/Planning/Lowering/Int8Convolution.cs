@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Engines;
@@ -159,12 +158,6 @@ internal sealed partial class GraphCompiler
         if (c != w.Shape[1] || !pb.SequenceEqual(pe) || dilations.Any(d => d != 1))
         {
             return c != w.Shape[1] ? "filter and input channels differ" : "asymmetric padding";
-        }
-
-        if (TryLowerCublasLtBlockEnd(layer, xq, w, wScale, bias?.Constant, (xScale, xZero), kernel, strides, pb, yShape) is { } blockEnd)
-        {
-            how = blockEnd;
-            return null;
         }
 
         if (own is { } o)
@@ -862,13 +855,8 @@ internal sealed partial class GraphCompiler
     internal static int Int8GemmEpilogue(bool relu, double storedZero) =>
         !relu || storedZero == -128 ? CublasLt.CUBLASLT_EPILOGUE_BIAS : storedZero == 0 ? CublasLt.CUBLASLT_EPILOGUE_RELU_BIAS : -1;
 
-    /// <summary>
-    /// cuBLASLt's int8 GEMM for [pixels, c] x [k, c]^T into int8 [pixels, k] with per-row alpha and the epilogue: the first
-    /// candidate that runs once on scratch buffers; null and the refusal otherwise. With <paramref name="residualBeta"/>,
-    /// a residual C (int8, D's layout) added as beta C, beta a host scalar, and the candidates timed as the step runs them
-    /// (<see cref="MedianMilliseconds"/>, the timing cache's choice where it has one; the first that runs without tactics).
-    /// </summary>
-    private unsafe Int8Gemm? ChooseInt8Gemm(long pixels, long c, long k, int epilogue, out string refusal, float? residualBeta = null)
+    /// <summary>cuBLASLt's int8 GEMM for [pixels, c] x [k, c]^T into int8 [pixels, k] with per-row alpha and the epilogue, run once on scratch buffers; null and the refusal otherwise.</summary>
+    private unsafe Int8Gemm? ChooseInt8Gemm(long pixels, long c, long k, int epilogue, out string refusal)
     {
         refusal = "no algorithm";
         CublasLtMatmulDescriptor? desc = null;
@@ -877,37 +865,24 @@ internal sealed partial class GraphCompiler
         {
             var handle = _target.PlanningCublasLt;
             desc = CublasLt.MatmulDesc(CublasLt.CUBLAS_COMPUTE_32I, transA: true, transB: false, CublasLt.CUDA_R_32F);
-            CublasLt.SetAlphaPerRow(desc, betaOnHost: residualBeta is not null);
+            CublasLt.SetAlphaPerRow(desc);
             CublasLt.SetEpilogue(desc, epilogue, 256, CublasLt.CUDA_R_32F); // any 16-byte-aligned address: heuristics read only its alignment
             a = CublasLt.Layout(CublasLt.CUDA_R_8I, c, k, c);
             b = CublasLt.Layout(CublasLt.CUDA_R_8I, c, pixels, c);
             d = CublasLt.Layout(CublasLt.CUDA_R_8I, k, pixels, k);
-            var candidates = TimedLibrary("matmul_heuristics", () => CublasLt.Algorithms(handle, desc, a, b, d, d, MaxConvWorkspace, residualBeta is null ? 4 : 8));
-            var problem = string.Create(CultureInfo.InvariantCulture, $"int8gemm|{pixels}x{c}x{k}|e{epilogue}{(residualBeta is { } rb ? $"|beta={rb:R}" : string.Empty)}");
-            var runs = new List<int>();
-            for (var i = 0; i < candidates.Length; i++)
+            var candidates = TimedLibrary("matmul_heuristics", () => CublasLt.Algorithms(handle, desc, a, b, d, d, MaxConvWorkspace, 4));
+            foreach (var algo in candidates)
             {
-                var algo = candidates[i];
+                var id = AlgoId(algo);
+                var key = string.Create(CultureInfo.InvariantCulture, $"{pixels}x{c}x{k}|e{epilogue}|{id}");
                 var (ad, bd, dd, dsc) = (a, b, d, desc);
-                var failure = Int8GemmTrials.GetOrAdd($"{problem}|{AlgoId(algo)}", _ => TimedLibrary("int8_trial", () => TryInt8Gemm(handle, dsc, ad, bd, dd, algo, pixels, c, k, residualBeta)));
+                var failure = Int8GemmTrials.GetOrAdd(key, _ => TimedLibrary("int8_trial", () => TryInt8Gemm(handle, dsc, ad, bd, dd, algo, pixels, c, k)));
                 if (failure is null)
                 {
-                    runs.Add(i);
-                    if (residualBeta is null || _target.Tactics is null)
-                    {
-                        break;
-                    }
+                    return new Int8Gemm(desc, a, b, d, algo);
                 }
-                else
-                {
-                    refusal = failure;
-                }
-            }
 
-            if (runs.Count > 0)
-            {
-                var chosen = runs.Count == 1 || _target.Tactics is not { } cache ? runs[0] : TimedInt8Gemm(cache, problem, handle, desc, a, b, d, [.. runs.Select(i => candidates[i])], pixels, c, k, residualBeta!.Value, runs);
-                return new Int8Gemm(desc, a, b, d, candidates[chosen]);
+                refusal = failure;
             }
         }
         catch (CudaException e)
@@ -922,62 +897,6 @@ internal sealed partial class GraphCompiler
         return null;
     }
 
-    /// <summary>
-    /// The fastest of <paramref name="candidates"/> (the heuristics' indexes <paramref name="indexes"/>) for a residual int8
-    /// GEMM, timed on zeroed scratch buffers with a C of its own (<see cref="MedianMilliseconds"/>), or the timing cache's
-    /// choice for <paramref name="problem"/>; the heuristics' index of the choice.
-    /// </summary>
-    private static unsafe int TimedInt8Gemm(TimingCache cache, string problem, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout d, CublasLt.HeuristicResult[] candidates, long pixels, long c, long k, float beta, List<int> indexes)
-    {
-        if (cache.TryGet(problem, out var cached) && indexes.Contains(cached.Algo))
-        {
-            return cached.Algo;
-        }
-
-        using var stream = CudaDriver.CreateStream();
-        using var ad = CudaDriver.Allocate(k * c);
-        using var bd = CudaDriver.Allocate(c * pixels);
-        using var cd = CudaDriver.Allocate(k * pixels);
-        using var dd = CudaDriver.Allocate(k * pixels);
-        using var vectors = CudaDriver.Allocate(8 * k);
-        var most = candidates.Max(x => (long)x.WorkspaceSize);
-        using var workspace = CudaDriver.Allocate(Math.Max(most, 256));
-        CudaDriver.MemsetD8(ad.Pointer, 0, k * c, stream.Handle);
-        CudaDriver.MemsetD8(bd.Pointer, 0, c * pixels, stream.Handle);
-        CudaDriver.MemsetD8(cd.Pointer, 0, k * pixels, stream.Handle);
-        CudaDriver.MemsetD8(vectors.Pointer, 0, 8 * k, stream.Handle);
-        CublasLt.SetBias(desc, vectors.Pointer + (ulong)(4 * k));
-        using var start = CudaDriver.CreateEvent();
-        using var end = CudaDriver.CreateEvent();
-        var best = (Index: indexes[0], Ms: double.PositiveInfinity);
-        for (var i = 0; i < candidates.Length; i++)
-        {
-            var candidate = (IntPtr)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
-            *(CublasLt.HeuristicResult*)candidate = candidates[i];
-            double ms;
-            try
-            {
-                ms = MedianMilliseconds(stream, start, end, () =>
-                {
-                    var bt = beta;
-                    CublasLt.MatmulScaled(handle, desc, (void*)vectors.Pointer, ad.Pointer, a, bd.Pointer, b, &bt, cd.Pointer, d, dd.Pointer, d, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, Math.Max(most, 256), stream.Handle);
-                });
-            }
-            finally
-            {
-                NativeMemory.Free((void*)candidate);
-            }
-
-            if (ms < best.Ms)
-            {
-                best = (indexes[i], ms);
-            }
-        }
-
-        cache.Set(problem, new TacticChoice(best.Index, 0, (long)candidates[indexes.IndexOf(best.Index)].WorkspaceSize, best.Ms));
-        return best.Index;
-    }
-
     private static unsafe string AlgoId(CublasLt.HeuristicResult algo)
     {
         var words = new ulong[8];
@@ -989,7 +908,7 @@ internal sealed partial class GraphCompiler
         return string.Join(',', words);
     }
 
-    private static unsafe string? TryInt8Gemm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout d, CublasLt.HeuristicResult algo, long pixels, long c, long k, float? residualBeta = null)
+    private static unsafe string? TryInt8Gemm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout d, CublasLt.HeuristicResult algo, long pixels, long c, long k)
     {
         try
         {
@@ -1003,7 +922,7 @@ internal sealed partial class GraphCompiler
             CudaDriver.MemsetD8(bd.Pointer, 0, c * pixels, stream.Handle);
             CudaDriver.MemsetD8(vectors.Pointer, 0, 8 * k, stream.Handle);
             CublasLt.SetBias(desc, vectors.Pointer + (ulong)(4 * k));
-            var beta = residualBeta ?? 0f;
+            var beta = 0f;
             CublasLt.MatmulScaled(handle, desc, (void*)vectors.Pointer, ad.Pointer, a, bd.Pointer, b, &beta, dd.Pointer, d, dd.Pointer, d, &algo, workspace.Pointer, (long)algo.WorkspaceSize, stream.Handle);
             CudaDriver.Synchronize(stream);
             return null;
