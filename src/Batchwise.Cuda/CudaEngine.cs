@@ -482,6 +482,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>The fewest warps a block with which a residual block end's pointwise kernel computes the next block's 1x1 reduction too (BATCHWISE_INT8_CHAIN=on|any|off: 16, 8, 0; tests set it).</summary>
     public int Int8ChainLeastWarps { get; internal set; } = GraphCompiler.Int8ChainLeastWarpsFromEnvironment;
 
+    /// <summary>The warp-tiled pointwise int8 kernel's products on warpgroup MMA on sm_90 (BATCHWISE_INT8_WGMMA=on|off, off by default; tests set it).</summary>
+    public bool Int8WarpGroups { get; internal set; } = GraphCompiler.Int8WarpGroupsFromEnvironment;
+
     /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM (BATCHWISE_INT8_POINTWISE_WARPS=8..16, 16 by default; tests set it).</summary>
     public int Int8PointwiseMostWarps { get; internal set; } = GraphCompiler.Int8PointwiseMostWarpsFromEnvironment;
 

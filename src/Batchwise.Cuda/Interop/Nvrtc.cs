@@ -33,11 +33,15 @@ internal static unsafe partial class Nvrtc
         return $"{major}.{minor}";
     }
 
-    /// <summary>Compiles <paramref name="source"/> for sm_<paramref name="computeCapability"/>; a failed compile throws with the compiler's log.</summary>
+    /// <summary>
+    /// Compiles <paramref name="source"/> for sm_<paramref name="computeCapability"/> (sm_90a on compute capability 9.0:
+    /// its architecture-specific instructions, warpgroup MMA among them, for the device it runs on); a failed compile
+    /// throws with the compiler's log.
+    /// </summary>
     public static byte[] CompileToCubin(string source, string name, int computeCapability, IEnumerable<string>? extraOptions = null)
     {
         NativeLibraries.Load(NativeLibraries.Nvrtc);
-        var options = new List<string> { $"--gpu-architecture=sm_{computeCapability}", "--std=c++17", "-default-device" };
+        var options = new List<string> { $"--gpu-architecture=sm_{computeCapability}{(computeCapability == 90 ? "a" : string.Empty)}", "--std=c++17", "-default-device" };
         options.AddRange(extraOptions ?? []);
         var src = Encoding.UTF8.GetBytes(source + "\0");
         var nm = Encoding.UTF8.GetBytes(name + "\0");

@@ -102,12 +102,23 @@ internal static partial class KernelSource
     /// With <paramref name="projection"/>, as <see cref="Int8Pointwise"/>'s: the block's projection shortcut computed in
     /// each warp's tile into its residual bytes (the warp's own), not read from memory.
     /// </para>
-    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null, int warps = Int8WarpPointwiseBlock / 32, int rows = Int8WarpPointwiseTileM)
+    /// <para>
+    /// With <paramref name="warpGroups"/> (sm_90a), each four warps multiply their tiles together on warpgroup MMA
+    /// (<see cref="WarpGroupProducts"/>) with the filter in shared memory as its descriptor reads it: the same sums, so the
+    /// same output bytes; a warpgroup walks on while its first warp's tile is a tile (the others' copies and stores stop at
+    /// the last pixel as ever). 16-pixel tiles, no projection shortcut, whole warpgroups.
+    /// </para>
+    public static KernelCode Int8WarpPointwise(long channels, long outChannels, long pixels, long blocks, Int8ConvEpilogue epilogue, int stages = Int8PointwiseStages, int residentBlocks = Int8PointwiseResidentBlocks, Int8PointwiseProjection? projection = null, int warps = Int8WarpPointwiseBlock / 32, int rows = Int8WarpPointwiseTileM, bool warpGroups = false)
     {
         if (!Int8PointwiseTakes(channels, outChannels) || pixels < 1 || pixels > int.MaxValue || blocks % Int8PointwiseChannelBlocks(outChannels) != 0 || stages is < 2 or > 4 || residentBlocks is < 1 or > 4 || warps is < 1 or > 32
             || rows is not (Int8WarpPointwiseTileM or Int8WarpPointwiseWideTileM) || (rows != Int8WarpPointwiseTileM && projection is not null))
         {
             throw new ArgumentException("int8 warp pointwise: 64 to 256 input channels in 32s, output channels in 64s, a block count in whole channel blocks, 2 to 4 stages, 1 to 4 resident blocks, 1 to 32 warps, tiles of 16 pixels or (without a projection shortcut) 32");
+        }
+
+        if (warpGroups && (projection is not null || rows != Int8WarpPointwiseTileM || warps % 4 != 0))
+        {
+            throw new ArgumentException("int8 warp pointwise on warpgroup MMA: 16-pixel tiles, no projection shortcut, whole warpgroups (warps in fours)");
         }
 
         if (projection is not null && (epilogue.Residual is null || !Int8PointwiseTakes(projection.Channels, outChannels) || projection.Epilogue.Residual is not null || projection.Epilogue.Silu is not null || projection.Epilogue.Relu))
@@ -172,7 +183,7 @@ internal static partial class KernelSource
                 const signed char* const xb = (const signed char*)x;
                 const signed char* const rb = (const signed char*)r;
             {{projectionSetup}}
-            {{FilterBlockAndScales(pb / 2, channels, Within, folded, threads)}}
+            {{(warpGroups ? WarpGroupFilterAndScales(channels, Within, folded, threads) : FilterBlockAndScales(pb / 2, channels, Within, folded, threads))}}
 
                 // This warp's tiles: its input rows and residual rows through its own copies, in its own stages.
                 auto load = [&](int t0, int buf) {
@@ -183,12 +194,12 @@ internal static partial class KernelSource
             {{TilesFirstCopies(stages, stride, tiles)}}
 
                 signed char* const yb = (signed char*)y;
-            {{TilesLoop(stages, stride, tiles)}}
+            {{TilesLoop(stages, stride, tiles, loopTile: warpGroups ? "tile - (warp & 3)" : "tile")}}
 
                     // Requantize over the residual's bytes (each thread its own two a row), then {{BM}} rows of 128 bytes out.
                     unsigned char* const ot = (unsigned char*)(os_ + buf * {{BM * OP / 2}});
             {{projectionTile}}
-            {{(rows == Int8WarpPointwiseTileM ? WholeTile() : HalvesOfTile())}}
+            {{(warpGroups ? WarpGroupTile() : rows == Int8WarpPointwiseTileM ? WholeTile() : HalvesOfTile())}}
                     __syncwarp();
             {{WarpRowStores("yb", outChannels, "ot", OP, BN, m, "n0 + ", Within, rows)}}
                     __syncwarp();
@@ -196,7 +207,16 @@ internal static partial class KernelSource
                 bw_cp_async_wait<0>();
 
             """);
-        return Int8PointwiseKernel(w, projection is not null, threads, residentBlocks, shared);
+        var kernel = Int8PointwiseKernel(w, projection is not null, threads, residentBlocks, shared);
+        return warpGroups ? kernel with { Source = Int8WgmmaHelper + kernel.Source } : kernel;
+
+        // The 16-pixel tile as a quarter of its warpgroup's products, then its requantization.
+        string WarpGroupTile() => $$"""
+                    {
+            {{WarpGroupProducts("xs_ + buf * " + (BM * pb / 2), pb / 2, channels)}}
+            {{WarpRowRequantize("so_", requantize, readsResidual: epilogue.Residual is not null)}}
+                    }
+            """;
 
         // The 16-pixel tile: its products over the whole channel block, then their requantization.
         string WholeTile() => $$"""
@@ -363,10 +383,11 @@ internal static partial class KernelSource
     /// The head of the loop over a warp's or a block's tiles after <see cref="TilesFirstCopies"/>: each time the copies of
     /// the tile <paramref name="stages"/> - 1 ahead started (after <paramref name="beforeCopies"/>, where given: a barrier
     /// that the stage those copies overwrite has been read), this tile's awaited and <paramref name="barrier"/> passed,
-    /// <c>buf</c> its stage (the caller's body and closing brace follow).
+    /// <c>buf</c> its stage (the caller's body and closing brace follow); it goes on while <paramref name="loopTile"/> (an
+    /// expression of <c>tile</c>: a warpgroup's first tile) is a tile.
     /// </summary>
-    private static string TilesLoop(int stages, string stride, string tiles, string barrier = "__syncwarp()", string? beforeCopies = null) => $$"""
-                    for (int it = 0; tile < {{tiles}}; tile += {{stride}}, it++) {
+    private static string TilesLoop(int stages, string stride, string tiles, string barrier = "__syncwarp()", string? beforeCopies = null, string loopTile = "tile") => $$"""
+                    for (int it = 0; {{loopTile}} < {{tiles}}; tile += {{stride}}, it++) {
                         const int buf = it % {{stages}};{{(beforeCopies is null ? string.Empty : $"\n                        {beforeCopies};")}}
                         if (tile + {{stages - 1}} * {{stride}} < {{tiles}}) load(tile + {{stages - 1}} * {{stride}}, (it + {{stages - 1}}) % {{stages}});
                         bw_cp_async_commit();

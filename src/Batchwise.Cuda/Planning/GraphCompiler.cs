@@ -117,6 +117,9 @@ internal interface IPlanTarget
     /// <summary>The fewest warps a block with which a residual block end's pointwise kernel computes the next block's 1x1 reduction too (<see cref="KernelSource.Int8ChainPointwise"/>; 0: never): 0 here; a session takes BATCHWISE_INT8_CHAIN's.</summary>
     int Int8ChainLeastWarps => 0;
 
+    /// <summary>The warp-tiled pointwise int8 kernel's products on warpgroup MMA where the device has it (sm_90): off here; a session takes BATCHWISE_INT8_WGMMA's.</summary>
+    bool Int8WarpGroups => false;
+
     /// <summary>Warps a block of the warp-tiled pointwise int8 kernel may have where only one block fits an SM: eight here; a session takes BATCHWISE_INT8_POINTWISE_WARPS's (16 by default).</summary>
     int Int8PointwiseMostWarps => KernelSource.Int8WarpPointwiseBlock / 32;
 

@@ -49,6 +49,14 @@ internal static class Gpu
         }
     }
 
+    /// <summary>The first device's compute capability as one number (90 for sm_90).</summary>
+    public static int ComputeCapability()
+    {
+        CudaDriver.Initialize();
+        var device = CudaDriver.Device(0);
+        return (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+    }
+
     /// <summary>
     /// Compiles each generated kernel as the engine does (NVRTC for this device's compute capability, the engine's prelude)
     /// and returns the report line's prefix (sm_NN, NVRTC version), its registers per thread and its local memory (spills).

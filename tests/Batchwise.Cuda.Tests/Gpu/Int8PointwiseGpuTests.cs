@@ -153,6 +153,46 @@ public sealed class Int8PointwiseGpuTests
     }
 
     /// <summary>
+    /// The warp-tiled kernel's products on warpgroup MMA (BATCHWISE_INT8_WGMMA=on, sm_90a): the same output bytes as on
+    /// mma.sync for ResNet-50's block ends, and the kernels compile without local memory at the warps the planner gives
+    /// them (8, 8 and 12 at 64, 128 and 256 input channels).
+    /// </summary>
+    [Fact]
+    public void Warp_group_products_give_the_same_outputs_as_warp_products()
+    {
+        Gpu.Require();
+        if (Gpu.ComputeCapability() != 90)
+        {
+            Gpu.SkipOrFail($"warpgroup MMA is sm_90a's; this device is sm_{Gpu.ComputeCapability()}");
+            return;
+        }
+
+        var (model, expected, warps) = RunWith([("BATCHWISE_INT8_WGMMA", "off")], "auto");
+        var (_, _, groups) = RunWith([("BATCHWISE_INT8_WGMMA", "on")], "auto");
+        var taken = groups["auto"].Layers.Count(p => p.Value.Contains("on warpgroup MMA", StringComparison.Ordinal));
+        var between = Gpu.Compare(groups["auto"].Outputs, warps["auto"].Outputs, model.Outputs)[0];
+        var cosine = Gpu.Compare(groups["auto"].Outputs, expected, model.Outputs)[0].Cosine;
+        Gpu.Report("int8.md", string.Create(CultureInfo.InvariantCulture, $"| resnet50 64x64 QDQ b=8, BATCHWISE_INT8_WGMMA=on | {taken} block ends on warpgroup MMA | against mma.sync: max abs {between.MaxAbs:G4} | cosine vs ORT {cosine:F6} |"));
+        Assert.True(taken >= 1, string.Join(" // ", groups["auto"].Layers.Select(p => $"{p.Key}: {p.Value}")));
+        Assert.True(between.MaxAbs == 0, $"outputs differ from mma.sync's: max abs {between.MaxAbs}");
+        Assert.True(cosine >= 0.999, $"against ORT: cosine {cosine}");
+
+        var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, true, (0.7, 1.5, -20, 200));
+        var cases = new[] { (64L, 256L, 56L), (128L, 512L, 28L), (256L, 1024L, 14L) };
+        var names = new List<string>();
+        var codes = cases.Select(c =>
+        {
+            var pixels = 256 * c.Item3 * c.Item3;
+            var most = KernelSource.Int8WarpPointwiseWarps(c.Item1, 2, 227 * 1024, 16);
+            var w = KernelSource.Int8WarpGroupWarps(most);
+            var resident = KernelSource.Int8WarpPointwiseBlocksPerSm(c.Item1, 2, 227 * 1024, 2, 0, most);
+            names.Add($"int8 warp-tiled pointwise {c.Item1} -> {c.Item2} + residual on warpgroup MMA, {w} warps a block, {resident} an SM");
+            return KernelSource.Int8WarpPointwise(c.Item1, c.Item2, pixels, KernelSource.Int8WarpPointwiseBlocks(pixels, c.Item2, 132, resident, w), epilogue, 2, resident, null, w, warpGroups: true);
+        }).ToList();
+        ReportWithoutLocalMemory(names, codes);
+    }
+
+    /// <summary>
     /// The test model under <paramref name="choice"/> with <paramref name="variable"/> at <paramref name="off"/> and at
     /// <paramref name="on"/>: with it on, <paramref name="count"/> layers name <paramref name="marker"/> (reported as
     /// <paramref name="what"/>), the outputs are the same bytes as with it off, and within cosine 0.999 of ONNX Runtime's.

@@ -167,6 +167,45 @@ internal static partial class CpuKernelRunner
             bw_barrier_wait(&bw_warp_barrier[warp]);
         }
 
+        // Warpgroup MMA (wgmma.mma_async m64n128k32 .s8, sm_90a), emulated: fences, commit and wait are nothing here (the
+        // product is done when it returns); a descriptor keeps its LBO and SBO in the PTX bit fields and its address, which
+        // a host pointer does not fit, beside it; each thread sums its D fragment (the m16n8 layout an n8 tile) from its
+        // warp's A fragments (as mma.sync m16n8k32's) and B read through the descriptor: core matrices of 8 rows x 16 bytes,
+        // row r of core matrix (n / 8, k / 16) at n / 8 x SBO + k / 16 x LBO + r x 16.
+        #define BW_WGMMA_HELPERS
+        static void bw_fault(const char* what, const void* p);
+        static thread_local const unsigned char* bw_wgmma_address;
+        static inline void bw_wgmma_fence() {}
+        static inline void bw_wgmma_commit() {}
+        static inline void bw_wgmma_wait0() {}
+        static inline void bw_fence_proxy_async() {}
+        static inline unsigned long long bw_wgmma_desc(const void* smem, unsigned lbo, unsigned sbo)
+        {
+            bw_wgmma_address = (const unsigned char*)smem;
+            if (((uintptr_t)smem & 15) != 0) bw_fault("wgmma descriptor", smem);
+            return ((unsigned long long)((lbo & 0x3FFFFu) >> 4) << 16) | ((unsigned long long)((sbo & 0x3FFFFu) >> 4) << 32);
+        }
+        static inline void bw_wgmma_64n128k32_s8(int (*c)[4], const unsigned* a, unsigned long long desc, int accumulate)
+        {
+            const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+            const unsigned lbo = (unsigned)((desc >> 16) & 0x3FFFu) << 4, sbo = (unsigned)((desc >> 32) & 0x3FFFu) << 4;
+            const unsigned char* const b = bw_wgmma_address;
+            bw_mma_publish(a, 0, 0);
+            for (int j = 0; j < 16; j++) {
+                for (int i = 0; i < 4; i++) {
+                    const int r = (int)g + ((i & 2) ? 8 : 0), n = 8 * j + 2 * (int)t + (i & 1);
+                    int sum = 0;
+                    for (int k = 0; k < 32; k++) {
+                        const unsigned* fa = bw_mma_frag[warp][(r & 7) * 4 + ((k & 15) >> 2)];
+                        sum += bw_s8(fa[(r >= 8 ? 1 : 0) + (k >= 16 ? 2 : 0)], k & 3) * (int)(signed char)b[(n >> 3) * sbo + (k >> 4) * lbo + (n & 7) * 16 + (k & 15)];
+                    }
+                    c[j][i] = accumulate ? c[j][i] + sum : sum;
+                }
+            }
+            bw_barrier_wait(&bw_warp_barrier[warp]);
+        }
+        template <int KS> static inline void bw_wgmma_hold(int (*)[4], unsigned (*)[4]) {}
+
         // The stem kernel's max.f16x2 (a half maximum per 16-bit lane), emulated.
         #define BW_STEM_HELPERS
         static inline unsigned bw_hmax2(unsigned a, unsigned b)

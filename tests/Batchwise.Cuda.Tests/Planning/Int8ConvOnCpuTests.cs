@@ -357,6 +357,51 @@ public sealed class Int8ConvOnCpuTests
         Assert.True(want.Distinct().Count() > 20, "the output is nearly constant: the case checks nothing");
     }
 
+    /// <summary>
+    /// The warp-tiled kernel's products on warpgroup MMA (BATCHWISE_INT8_WGMMA=on), emulated from the PTX definitions: the
+    /// same output bytes as mma.sync's, with and without a residual, with a half channel block (192 outputs) and with pixel
+    /// counts that leave a warpgroup's last warps without a tile (2 x 9 x 9 = 162 pixels: 11 tiles, the third warpgroup
+    /// of 12 warps two warps short).
+    /// </summary>
+    [Theory]
+    [InlineData(64, 256, true, 9)]
+    [InlineData(128, 128, true, 9)]
+    [InlineData(96, 192, true, 8)]
+    [InlineData(64, 256, false, 9)]
+    [InlineData(256, 256, true, 7)]
+    public void Warp_group_products_give_the_same_bytes_as_warp_products(int c, int k, bool residual, int h)
+    {
+        CpuKernelRunner.Require();
+        var model = residual ? Model(c, k, 1, 1, 120, relu: false, residual: true, h: h, w: h, blockKernel: 1) : Model(c, k, 1, 1, 9, relu: true, residual: false, h: h, w: h);
+        var rng = new Random(6);
+        List<Tensor> inputs = [Tensor.From<byte>(ElementType.UInt8, [2, c, h, h], [.. Enumerable.Range(0, 2 * c * h * h).Select(_ => (byte)rng.Next(0, 256))])];
+        ExecutionPlan Build(bool groups) => new NoGpuTarget(Precision.Fp16) { Int8 = true, Int8Convolutions = Int8ConvChoice.Pointwise, Int8PointwiseWarps = true, Int8PointwiseMostWarps = 16, Int8WarpGroups = groups, Multiprocessors = 1 }.Compile(model, inputs);
+        var (warps, groups) = (Build(false), Build(true));
+        var taken = groups.Steps.OfType<KernelStep>().Where(s => s.Node.Contains("on warpgroup MMA", StringComparison.Ordinal)).ToList();
+        Assert.True(taken.Count >= 1, string.Join(" // ", groups.Steps.Select(s => s.Node)));
+        Assert.DoesNotContain(warps.Steps, s => s.Node.Contains("warpgroup", StringComparison.Ordinal));
+        Assert.All(taken, s => Assert.Equal(0, s.Block % 128));
+
+        CpuKernelRunner.Prepare([warps, groups]);
+        var want = CpuKernelRunner.Run(warps, inputs)[0].AsSpan<byte>().ToArray();
+        Assert.Equal(want, CpuKernelRunner.Run(groups, inputs)[0].AsSpan<byte>().ToArray());
+        Assert.True(want.Distinct().Count() > 20, "the output is nearly constant: the case checks nothing");
+    }
+
+    [Fact]
+    public void Warp_group_products_take_whole_warpgroups_and_refuse_what_they_do_not_take()
+    {
+        Assert.Equal(12, KernelSource.Int8WarpGroupWarps(14));
+        Assert.Equal(8, KernelSource.Int8WarpGroupWarps(8));
+        Assert.Equal(0, KernelSource.Int8WarpGroupWarps(3));
+        var epilogue = new Int8ConvEpilogue(ElementType.UInt8, 0, false, (0.7, 1.5, -20, 200));
+        Assert.Throws<ArgumentException>(() => KernelSource.Int8WarpPointwise(64, 256, 1000, 2, epilogue, warps: 6, warpGroups: true));
+        Assert.Throws<ArgumentException>(() => KernelSource.Int8WarpPointwise(64, 256, 1000, 2, epilogue, rows: 32, warpGroups: true));
+        var code = KernelSource.Int8WarpPointwise(256, 1024, 50_176, 128, epilogue, warps: 12, warpGroups: true);
+        Assert.Contains("wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1,", code.Source, StringComparison.Ordinal);
+        Assert.Contains("%63}, {%64, %65, %66, %67}, %68, p;", code.Source, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Warp_tiles_of_32_pixels_take_as_many_warps_as_fit_and_pairs_as_many_as_16_pixel_tiles()
     {

@@ -49,6 +49,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool Int8PointwiseWarps { get; init; }
 
+    public bool Int8WarpGroups { get; init; }
+
     public bool Int8Projections { get; init; }
 
     public int Int8ChainLeastWarps { get; init; }

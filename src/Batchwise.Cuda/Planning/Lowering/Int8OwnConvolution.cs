@@ -238,6 +238,18 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>
+    /// BATCHWISE_INT8_WGMMA: on runs the warp-tiled pointwise kernel's products on Hopper's warpgroup MMA (sm_90:
+    /// <see cref="KernelSource.Int8WarpPointwise"/> with warp groups, the block's warps rounded down to fours) for the block
+    /// ends without a projection shortcut inside; off (the default until measured) keeps mma.sync.
+    /// </summary>
+    internal static bool Int8WarpGroupsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_INT8_WGMMA")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "off" => false,
+        "on" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_INT8_WGMMA '{other}' is not on or off", "Unset it (the int8 pointwise kernel on mma.sync) or set BATCHWISE_INT8_WGMMA=on (on Hopper's warpgroup MMA)."),
+    };
+
+    /// <summary>
     /// BATCHWISE_INT8_PROJECTION: on (default since session 33) computes a residual block's projection shortcut (an
     /// unstrided 1x1 int8 convolution of the block's input, ResNet-50's first block) inside the block end's pointwise
     /// kernel, so its output (205 MB at b=256 for ResNet-50's) is neither written nor read back; off runs it as its own
@@ -444,10 +456,17 @@ internal sealed partial class GraphCompiler
                         resident = KernelSource.ResidentBlocks(KernelSource.Int8WarpPointwiseSharedBytes(c, stages, 0, warps, rows), _target.MaxSharedBytesPerBlock, _target.Int8PointwiseResidentBlocks);
                     }
 
+                    // On warpgroup MMA where asked (BATCHWISE_INT8_WGMMA, sm_90): the block's warps in whole warpgroups.
+                    var groups = _target.Int8WarpGroups && _target.ComputeCapability == 90 && projection is null && rows == KernelSource.Int8WarpPointwiseTileM && KernelSource.Int8WarpGroupWarps(warps) > 0;
+                    if (groups)
+                    {
+                        warps = KernelSource.Int8WarpGroupWarps(warps);
+                    }
+
                     var blocks = KernelSource.Int8WarpPointwiseBlocks(pixels, k, _target.Multiprocessors, resident, warps, rows);
-                    code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut, warps, rows);
+                    code = KernelSource.Int8WarpPointwise(c, k, pixels, blocks, epilogue, stages, resident, shortcut, warps, rows, groups);
                     var ofRows = rows == KernelSource.Int8WarpPointwiseTileM ? string.Empty : $" of {rows} pixels";
-                    (threads, block, how) = (blocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp tiles{ofRows}, {blocks} persistent blocks{OfWarps()}, {stages} tiles in flight a warp{fused}{inside})");
+                    (threads, block, how) = (blocks * warps * 32, warps * 32, $"int8 (own pointwise kernel, warp tiles{ofRows}{(groups ? " on warpgroup MMA" : string.Empty)}, {blocks} persistent blocks{OfWarps()}, {stages} tiles in flight a warp{fused}{inside})");
                 }
             }
             else
