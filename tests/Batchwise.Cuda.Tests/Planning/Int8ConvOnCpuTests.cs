@@ -391,6 +391,10 @@ public sealed class Int8ConvOnCpuTests
     [Fact]
     public void Warp_group_products_take_whole_warpgroups_and_refuse_what_they_do_not_take()
     {
+        Assert.True(GraphCompiler.ParseInt8WarpGroups(null)); // on since session 37's measurement
+        Assert.True(GraphCompiler.ParseInt8WarpGroups(" On "));
+        Assert.False(GraphCompiler.ParseInt8WarpGroups("off"));
+        Assert.Contains("BATCHWISE_INT8_WGMMA 'yes' is not on or off", Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseInt8WarpGroups("yes")).Message, StringComparison.Ordinal);
         Assert.Equal(12, KernelSource.Int8WarpGroupWarps(14));
         Assert.Equal(8, KernelSource.Int8WarpGroupWarps(8));
         Assert.Equal(0, KernelSource.Int8WarpGroupWarps(3));
