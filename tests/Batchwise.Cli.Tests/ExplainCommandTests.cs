@@ -68,6 +68,62 @@ public sealed class ExplainCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Explain_takes_ceilings_from_a_file_and_needs_no_device_to_predict()
+    {
+        // Ceilings recorded on a GPU machine: the cuda engine explained here, where no GPU is.
+        var file = Path.Combine(_dir, "h100.json");
+        new CeilingsCache(_dir).Write(file, new DeviceCeilings
+        {
+            Engine = "cuda",
+            Device = "Recorded GPU 80GB",
+            Machine = "gpu-host",
+            PeakFlops = 50e12,
+            BandwidthBytesPerSecond = 3e12,
+            RunOverheadSeconds = 8e-6,
+            OpOverheadSeconds = 1e-6,
+            SaturationN = 16_384,
+            MeasuredAt = DateTimeOffset.UtcNow,
+        });
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--engine", "cuda", "--ceilings", file, "--no-measure", "--batch-sizes", "1,64");
+        Assert.True(code == 0, err);
+        Assert.Contains("Recorded GPU 80GB via cuda", output, StringComparison.Ordinal);
+        Assert.Contains(file, output, StringComparison.Ordinal);
+        Assert.Contains("Predicted:", output.ReplaceLineEndings(" "), StringComparison.Ordinal);
+
+        var (both, _, bothErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings", file, "--recalibrate", "--no-measure");
+        Assert.NotEqual(0, both);
+        Assert.Contains("--ceilings and --recalibrate both say where the ceilings come from", bothErr, StringComparison.Ordinal);
+        var (missing, _, missingErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings", Path.Combine(_dir, "none.json"), "--no-measure");
+        Assert.NotEqual(0, missing);
+        Assert.Contains("not found", missingErr, StringComparison.Ordinal);
+        var summary = Path.Combine(_dir, "summary.json");
+        await File.WriteAllTextAsync(summary, """{"schema": "batchwise.devices", "schema_version": 1, "devices": []}""", TestContext.Current.CancellationToken);
+        var (notCeilings, _, notCeilingsErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings", summary, "--no-measure");
+        Assert.NotEqual(0, notCeilings);
+        Assert.Contains("is not a ceilings file", notCeilingsErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Explain_takes_the_measured_points_of_an_earlier_explain_report()
+    {
+        var report = Path.Combine(_dir, "first.json");
+        var (firstCode, _, firstErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--batch-sizes", "1,8", "--duration", "0.05", "--json", report);
+        Assert.True(firstCode == 0, firstErr);
+        var measured = BenchFile.Read(report).Points;
+        Assert.Equal([1, 8], measured.Select(p => p.BatchSize));
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--bench", report);
+        Assert.True(code == 0, err);
+        Assert.Contains($"Measured: {Units.Rate(measured[0].Throughput)}/s at b=1, {Units.Rate(measured[1].Throughput)}/s at b=8", output.ReplaceLineEndings(" "), StringComparison.Ordinal);
+
+        var predicted = Path.Combine(_dir, "predicted.json");
+        var (noMeasureCode, _, noMeasureErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--batch-sizes", "1,8", "--no-measure", "--json", predicted);
+        Assert.True(noMeasureCode == 0, noMeasureErr);
+        var (emptyCode, _, emptyErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--bench", predicted);
+        Assert.NotEqual(0, emptyCode);
+        Assert.Contains("is an explain report without measured points", emptyErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Bench_writes_an_html_report()
     {
         var report = Path.Combine(_dir, "bench.html");

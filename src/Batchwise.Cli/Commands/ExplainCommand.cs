@@ -17,14 +17,15 @@ public static class ExplainCommand
         var batchSizes = SharedOptions.BatchSizes([1, 2, 4, 8, 16, 32]);
         var inputSize = SharedOptions.InputSize();
         var shape = SharedOptions.Shape();
-        var bench = new Option<string?>("--bench") { Description = "A measured sweep from `batchwise bench --json` to explain (otherwise a short sweep runs)", HelpName = "FILE" };
+        var bench = new Option<string?>("--bench") { Description = "A measured sweep from `batchwise bench --json` (or an earlier `explain --json` report) to explain (otherwise a short sweep runs)", HelpName = "FILE" };
         var noMeasure = new Option<bool>("--no-measure") { Description = "Predict only: run no measured sweep" };
         var duration = SharedOptions.Duration(TimeSpan.FromSeconds(1));
         var top = CliOption.Integer("--top", "How many of the most costly layers to list", 1, 10);
         var recalibrate = SharedOptions.Recalibrate();
+        var ceilings = new Option<string?>("--ceilings") { Description = "Device ceilings from FILE (a ceilings cache file, $BATCHWISE_CACHE_DIR/ceilings/*.json, perhaps measured on another machine) instead of this machine's; with --no-measure or --bench no device is needed: explain a model for a GPU you do not have", HelpName = "FILE" };
         var command = new Command("explain", "Why batching helps or not: per-layer FLOPs, bytes and GEMM sizes against the device's measured ceilings, predicted beside measured throughput, and a verdict")
         {
-            model, batchSizes, inputSize, shape, bench, noMeasure, duration, top, recalibrate,
+            model, batchSizes, inputSize, shape, bench, noMeasure, duration, top, recalibrate, ceilings,
         };
         var engine = EngineOptionGroup.AddTo(command);
         var reports = ReportOptions.AddTo(command, withHtml: true);
@@ -45,6 +46,7 @@ public static class ExplainCommand
                 Duration = parse.GetValue(duration),
                 Top = parse.GetValue(top),
                 Recalibrate = parse.GetValue(recalibrate),
+                CeilingsFile = parse.GetValue(ceilings),
             };
             var verbose = parse.GetValue(CommonOptions.Verbose);
             var result = ExplainRun.Execute(request, line => Console.Error.WriteLine(line), line =>

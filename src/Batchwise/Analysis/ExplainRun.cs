@@ -41,6 +41,13 @@ public sealed record ExplainRequest
 
     /// <summary>Measure the device's ceilings again instead of reading the cache.</summary>
     public bool Recalibrate { get; init; }
+
+    /// <summary>
+    /// Device ceilings from this file (a ceilings cache file, as `explain` and `devices --ceilings` write them under
+    /// $BATCHWISE_CACHE_DIR/ceilings, perhaps on another machine) instead of this machine's cache or a probe; with
+    /// <see cref="NoMeasure"/> or <see cref="BenchFile"/> the engine's device is not needed.
+    /// </summary>
+    public string? CeilingsFile { get; init; }
 }
 
 /// <summary>An explanation with what it was made from.</summary>
@@ -101,7 +108,8 @@ public static class ExplainRun
 
         var onnx = request.Size is null && (bindings.Text.Count > 0 || original.Inputs.Any(i => i.Shape.Skip(1).Any(d => d.IsDynamic))) ? bindings.Pin(original) : original;
         var engine = request.Engine;
-        var (measuredCeilings, fromCache, cachePath) = DeviceCeilingsSource.Get(engine, request.Options, CeilingsCache.Default(), request.Recalibrate, say, cancellationToken);
+        var (measuredCeilings, fromCache, cachePath) = request.CeilingsFile is { } file ? (ReadCeilingsFile(file, request.Recalibrate), true, file)
+            : DeviceCeilingsSource.Get(engine, request.Options, CeilingsCache.Default(), request.Recalibrate, say, cancellationToken);
         detail($"ceilings {(fromCache ? "from" : "written to")} {cachePath}");
 
         // The cache holds every precision the probe measured; the prediction takes the one these options run in, with the
@@ -154,17 +162,27 @@ public static class ExplainRun
         }
 
         var explanation = Explainer.Explain(work, ceilings, measured.Count > 0 && fromBench ? [] : batches, measured, request.Top, smaller, fromBench ? null : MeasuredSweep.LoadAverage(), floatMeasured);
-        var description = engine.Describe(request.Options);
+
+        // With ceilings from a file and nothing measured here, this machine need not have the engine's device.
+        EngineDescription? description = null;
+        try
+        {
+            description = engine.Describe(request.Options);
+        }
+        catch (BatchwiseException) when (request.CeilingsFile is not null && (request.NoMeasure || fromBench))
+        {
+        }
+
         var context = new Dictionary<string, string>
         {
             ["model"] = request.Model,
             ["input"] = explanation.Input,
-            ["engine"] = $"{description.Engine} {description.Version}",
+            ["engine"] = description is null ? $"{engine.Name} (not loaded here: ceilings from {request.CeilingsFile})" : $"{description.Engine} {description.Version}",
             ["ceilings used"] = ceilings.Precision + " GEMM" + (work.HasInt8 ? (ceilings.HasInt8 ? " for float layers, int8 GEMM for int8 layers" : " for every layer (no int8 ceiling measured)") : string.Empty)
                 + (ceilings.Launch.Length > 0 ? $", launch costs of a {ceilings.Launch}" : string.Empty)
                 + (ceilings.LayerRates.Keys.Any(k => k.StartsWith(ceilings.Precision + "/", StringComparison.Ordinal)) ? ", measured layer rates" : string.Empty)
                 + (ceilings.WeightsCold ? ", products' weights from memory (they exceed the device's cache)" : string.Empty),
-            ["device"] = description.Device,
+            ["device"] = description?.Device ?? ceilings.Device,
             ["machine"] = $"{HostInfo.MachineName}, {HostInfo.LogicalCores} logical cores, {HostInfo.OperatingSystem}",
             ["runtime"] = HostInfo.Runtime,
             ["measured sweep"] = fromBench ? $"from {request.BenchFile}" : measured.Count > 0 ? $"short sweep, {request.Duration.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s per batch size" : "none (--no-measure)",
@@ -172,6 +190,23 @@ public static class ExplainRun
             ["date"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
         };
         return new ExplainResult(explanation, context, fromCache, cachePath, warnings);
+    }
+
+    /// <summary>The ceilings in <paramref name="path"/> (a ceilings cache file); a one-line error where it is not one.</summary>
+    private static DeviceCeilings ReadCeilingsFile(string path, bool recalibrate)
+    {
+        if (recalibrate)
+        {
+            throw new BatchwiseException("--ceilings and --recalibrate both say where the ceilings come from", "Give one: --ceilings FILE (measured earlier, perhaps elsewhere) or --recalibrate (measure this machine's device again).");
+        }
+
+        if (!File.Exists(path))
+        {
+            throw new BatchwiseException($"Ceilings file '{path}' not found", "Pass a file from a ceilings cache ($BATCHWISE_CACHE_DIR/ceilings/*.json, written by explain or `devices --ceilings`).");
+        }
+
+        return new CeilingsCache(Path.GetDirectoryName(Path.GetFullPath(path))!).TryRead(path)
+            ?? throw new BatchwiseException($"'{path}' is not a ceilings file of this Batchwise (schema {DeviceCeilings.CurrentSchema})", "Pass a file from a ceilings cache ($BATCHWISE_CACHE_DIR/ceilings/*.json), not `devices --ceilings --json` output (a summary without the rate tables), or measure with --recalibrate.");
     }
 
     /// <summary>The image size --shape gave a model with a dynamic height and width, or null.</summary>
