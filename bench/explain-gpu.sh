@@ -12,7 +12,7 @@
 # the table (OUT/table.md), rendered again after each model. BATCHES (default 1,2,4,...,256; THIN=1 for 1,4,16,64,256) and
 # DURATION (default 300ms per batch size) trade time for points. On an H200 the default took 191 s (session 11: ceilings
 # 29 s, ~7 s a run of 9 batches) and THIN 129 s (session 13: ceilings 33 s, ~4.3 s a run); the stride-2 grouped tables add
-# a few seconds to the ceilings, so expect ~210 s for the default, far inside the budget. Writes OUT/machine.txt, ceilings.txt / ceilings.json (measured afresh into OUT/cache; the cache files kept in OUT/ceilings-cache for replays with `explain --ceilings`), NAME.txt / NAME.json.
+# a few seconds to the ceilings, so expect ~210 s for the default, far inside the budget. Writes OUT/machine.txt, ceilings.txt / ceilings.json (measured afresh into OUT/cache; the cache files kept in OUT/ceilings-cache for replays with `explain --ceilings-file`), NAME.txt / NAME.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CLI=${CLI:-/tmp/batchwise-device/cli/Batchwise.Cli}
@@ -39,7 +39,7 @@ start=$(date +%s)
 timeout 150 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
 timeout 30 "$CLI" devices --ceilings --json - >"$OUT/ceilings.json" 2>>"$OUT/ceilings.txt"
 # The cache files themselves (rate tables included: what the predictions used), kept for replays on any machine:
-# `batchwise explain MODEL --engine cuda [--precision fp16] --ceilings OUT/ceilings-cache/F.json --bench OUT/NAME.json`.
+# `batchwise explain MODEL --engine cuda [--precision fp16] --ceilings-file OUT/ceilings-cache/F.json --bench OUT/NAME.json`.
 keep_ceilings() { mkdir -p "$OUT/ceilings-cache" && cp "$OUT"/cache/ceilings/*.json "$OUT/ceilings-cache/" 2>/dev/null; }
 keep_ceilings
 

@@ -84,21 +84,21 @@ public sealed class ExplainCommandTests : IDisposable
             SaturationN = 16_384,
             MeasuredAt = DateTimeOffset.UtcNow,
         });
-        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--engine", "cuda", "--ceilings", file, "--no-measure", "--batch-sizes", "1,64");
+        var (code, output, err) = await CliRunner.RunAsync("explain", "zoo:mlp", "--engine", "cuda", "--ceilings-file", file, "--no-measure", "--batch-sizes", "1,64");
         Assert.True(code == 0, err);
         Assert.Contains("Recorded GPU 80GB via cuda", output, StringComparison.Ordinal);
         Assert.Contains(file, output, StringComparison.Ordinal);
         Assert.Contains("Predicted:", output.ReplaceLineEndings(" "), StringComparison.Ordinal);
 
-        var (both, _, bothErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings", file, "--recalibrate", "--no-measure");
+        var (both, _, bothErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings-file", file, "--recalibrate", "--no-measure");
         Assert.NotEqual(0, both);
-        Assert.Contains("--ceilings and --recalibrate both say where the ceilings come from", bothErr, StringComparison.Ordinal);
-        var (missing, _, missingErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings", Path.Combine(_dir, "none.json"), "--no-measure");
+        Assert.Contains("--ceilings-file and --recalibrate both say where the ceilings come from", bothErr, StringComparison.Ordinal);
+        var (missing, _, missingErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings-file", Path.Combine(_dir, "none.json"), "--no-measure");
         Assert.NotEqual(0, missing);
         Assert.Contains("not found", missingErr, StringComparison.Ordinal);
         var summary = Path.Combine(_dir, "summary.json");
         await File.WriteAllTextAsync(summary, """{"schema": "batchwise.devices", "schema_version": 1, "devices": []}""", TestContext.Current.CancellationToken);
-        var (notCeilings, _, notCeilingsErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings", summary, "--no-measure");
+        var (notCeilings, _, notCeilingsErr) = await CliRunner.RunAsync("explain", "zoo:mlp", "--ceilings-file", summary, "--no-measure");
         Assert.NotEqual(0, notCeilings);
         Assert.Contains("is not a ceilings file", notCeilingsErr, StringComparison.Ordinal);
     }

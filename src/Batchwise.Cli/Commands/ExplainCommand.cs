@@ -22,7 +22,7 @@ public static class ExplainCommand
         var duration = SharedOptions.Duration(TimeSpan.FromSeconds(1));
         var top = CliOption.Integer("--top", "How many of the most costly layers to list", 1, 10);
         var recalibrate = SharedOptions.Recalibrate();
-        var ceilings = new Option<string?>("--ceilings") { Description = "Device ceilings from FILE (a ceilings cache file, $BATCHWISE_CACHE_DIR/ceilings/*.json, perhaps measured on another machine) instead of this machine's; with --no-measure or --bench no device is needed: explain a model for a GPU you do not have", HelpName = "FILE" };
+        var ceilings = new Option<string?>("--ceilings-file") { Description = "Device ceilings from FILE (a ceilings cache file, $BATCHWISE_CACHE_DIR/ceilings/*.json, perhaps measured on another machine) instead of this machine's; with --no-measure or --bench no device is needed: explain a model for a GPU you do not have", HelpName = "FILE" };
         var command = new Command("explain", "Why batching helps or not: per-layer FLOPs, bytes and GEMM sizes against the device's measured ceilings, predicted beside measured throughput, and a verdict")
         {
             model, batchSizes, inputSize, shape, bench, noMeasure, duration, top, recalibrate, ceilings,

@@ -43,7 +43,7 @@ public sealed record ExplainRequest
     public bool Recalibrate { get; init; }
 
     /// <summary>
-    /// Device ceilings from this file (a ceilings cache file, as `explain` and `devices --ceilings` write them under
+    /// Device ceilings from this file (--ceilings-file: a ceilings cache file, as `explain` and `devices --ceilings` write them under
     /// $BATCHWISE_CACHE_DIR/ceilings, perhaps on another machine) instead of this machine's cache or a probe; with
     /// <see cref="NoMeasure"/> or <see cref="BenchFile"/> the engine's device is not needed.
     /// </summary>
@@ -197,7 +197,7 @@ public static class ExplainRun
     {
         if (recalibrate)
         {
-            throw new BatchwiseException("--ceilings and --recalibrate both say where the ceilings come from", "Give one: --ceilings FILE (measured earlier, perhaps elsewhere) or --recalibrate (measure this machine's device again).");
+            throw new BatchwiseException("--ceilings-file and --recalibrate both say where the ceilings come from", "Give one: --ceilings-file FILE (measured earlier, perhaps elsewhere) or --recalibrate (measure this machine's device again).");
         }
 
         if (!File.Exists(path))
