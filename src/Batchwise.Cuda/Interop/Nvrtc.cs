@@ -34,14 +34,15 @@ internal static unsafe partial class Nvrtc
     }
 
     /// <summary>
-    /// Compiles <paramref name="source"/> for sm_<paramref name="computeCapability"/> (sm_90a on compute capability 9.0:
-    /// its architecture-specific instructions, warpgroup MMA among them, for the device it runs on); a failed compile
-    /// throws with the compiler's log.
+    /// Compiles <paramref name="source"/> for sm_<paramref name="computeCapability"/>, or sm_90a where the source uses
+    /// warpgroup MMA (an architecture-specific instruction of compute capability 9.0, for the device it runs on); a failed
+    /// compile throws with the compiler's log.
     /// </summary>
     public static byte[] CompileToCubin(string source, string name, int computeCapability, IEnumerable<string>? extraOptions = null)
     {
         NativeLibraries.Load(NativeLibraries.Nvrtc);
-        var options = new List<string> { $"--gpu-architecture=sm_{computeCapability}{(computeCapability == 90 ? "a" : string.Empty)}", "--std=c++17", "-default-device" };
+        var specific = computeCapability == 90 && source.Contains("wgmma.", StringComparison.Ordinal);
+        var options = new List<string> { $"--gpu-architecture=sm_{computeCapability}{(specific ? "a" : string.Empty)}", "--std=c++17", "-default-device" };
         options.AddRange(extraOptions ?? []);
         var src = Encoding.UTF8.GetBytes(source + "\0");
         var nm = Encoding.UTF8.GetBytes(name + "\0");
