@@ -303,14 +303,15 @@ internal static partial class KernelSource
     /// <summary>
     /// A block's copies of a channel block's 128 filter rows (<paramref name="rows"/> where given; <paramref name="weights"/>,
     /// <paramref name="channels"/> int8 values a row, from output channel n0) into <paramref name="filter"/> (rows
-    /// <paramref name="pitch"/> 16-bit units apart) through cp.async by a block of <paramref name="block"/> threads, rows
-    /// past the output channels (<paramref name="within"/>) zero-filled.
+    /// <paramref name="pitch"/> 16-bit units apart, or at <paramref name="place"/>: an expression of row and seg, the
+    /// 16-byte segment, in 16-bit units) through cp.async by a block of <paramref name="block"/> threads, rows past the
+    /// output channels (<paramref name="within"/>) zero-filled.
     /// </summary>
-    private static string FilterBlockCopies(string filter, string weights, int pitch, long channels, Func<string, string> within, int block, int rows = Int8PointwiseTileN) => $$"""
+    private static string FilterBlockCopies(string filter, string weights, int pitch, long channels, Func<string, string> within, int block, int rows = Int8PointwiseTileN, string? place = null) => $$"""
                     for (int i = tid; i < {{rows * (channels / 16)}}; i += {{block}}) {
                         const int row = i / {{channels / 16}}, seg = i - row * {{channels / 16}};
                         const bool in = true{{within("n0 + row")}};
-                        bw_cp_async16({{filter}} + row * {{pitch}} + seg * 8, (const unsigned short*)((const signed char*){{weights}} + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
+                        bw_cp_async16({{filter}} + {{place ?? $"row * {pitch} + seg * 8"}}, (const unsigned short*)((const signed char*){{weights}} + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
                     }
         """;
 

@@ -59,31 +59,16 @@ internal static partial class KernelSource
         """;
 
     /// <summary>
-    /// A block's copies of its channel block's 128 filter rows (<c>wt</c>, <paramref name="channels"/> int8 values a row,
-    /// from output channel n0; rows past the output channels zero-filled by <paramref name="within"/>) into fs_ as the
-    /// warpgroup products' descriptor reads them — row group g (8 rows) at g x 8C bytes, its 16-byte column c at c x 128,
-    /// row r of it at r x 16 — with the scales and offsets (so_), then the async proxy's fence and the kernel's only
-    /// block-wide barrier.
+    /// Where <see cref="FilterBlockCopies"/> puts filter row <c>row</c>'s 16-byte segment <c>seg</c> (16-bit units) for the
+    /// warpgroup products' descriptor: row group g (8 rows) at g x 8C bytes, its segment s at s x 128, row r of it at r x 16.
     /// </summary>
-    private static string WarpGroupFilterAndScales(long channels, Func<string, string> within, string folded, int threads) => $$"""
-                // The block's filter rows in wgmma's core matrices, scales and offsets, once, behind the only block-wide barrier.
-                for (int i = tid; i < {{Int8PointwiseTileN * (channels / 16)}}; i += {{threads}}) {
-                    const int row = i / {{channels / 16}}, seg = i - row * {{channels / 16}};
-                    const bool in = true{{within("n0 + row")}};
-                    bw_cp_async16(fs_ + (row >> 3) * {{channels * 4}} + seg * 64 + (row & 7) * 8, (const unsigned short*)((const signed char*)wt + (in ? (i64)(n0 + row) * {{channels}} + seg * 16 : 0)), in);
-                }
-                bw_cp_async_commit();
-            {{ScaleTable("so_", "scale", "offset", folded, within, threads)}}
-                bw_cp_async_wait<0>();
-                bw_fence_proxy_async();
-                __syncthreads();
-        """;
+    private static string WarpGroupFilterPlace(long channels) => $"(row >> 3) * {channels * 4} + seg * 64 + (row & 7) * 8";
 
     /// <summary>
     /// A warp's 16 x 128 tile of int8 products over <paramref name="channels"/> as its quarter of a warpgroup's 64 x 128
     /// (wgmma m64n128k32, k32 steps) into a fresh int acc[16][4], the layout <see cref="WarpRowRequantize"/> reads: its A
     /// fragments from its 16 input rows at <paramref name="rows"/> (ldmatrix, rows <paramref name="pitch"/> 16-bit units
-    /// apart), the filter from fs_ (<see cref="WarpGroupFilterAndScales"/>'s layout: LBO 128 bytes, SBO 8C). All four
+    /// apart), the filter from fs_ (<see cref="WarpGroupFilterPlace"/>'s layout: LBO 128 bytes, SBO 8C). All four
     /// warps of the warpgroup must reach it together.
     /// </summary>
     private static string WarpGroupProducts(string rows, int pitch, long channels) => $$"""

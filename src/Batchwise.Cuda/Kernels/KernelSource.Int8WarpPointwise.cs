@@ -183,7 +183,7 @@ internal static partial class KernelSource
                 const signed char* const xb = (const signed char*)x;
                 const signed char* const rb = (const signed char*)r;
             {{projectionSetup}}
-            {{(warpGroups ? WarpGroupFilterAndScales(channels, Within, folded, threads) : FilterBlockAndScales(pb / 2, channels, Within, folded, threads))}}
+            {{FilterBlockAndScales(pb / 2, channels, Within, folded, threads, warpGroups ? WarpGroupFilterPlace(channels) : null, asyncProxy: warpGroups)}}
 
                 // This warp's tiles: its input rows and residual rows through its own copies, in its own stages.
                 auto load = [&](int t0, int buf) {
@@ -263,15 +263,16 @@ internal static partial class KernelSource
 
     /// <summary>
     /// A persistent pointwise kernel's start: the block's filter rows (fs_, from wt; rows <paramref name="pitch"/> 16-bit
-    /// units apart), scales and offsets (so_) copied once by its <paramref name="threads"/> threads, behind its only
-    /// block-wide barrier.
+    /// units apart, or where <paramref name="place"/> puts them), scales and offsets (so_) copied once by its
+    /// <paramref name="threads"/> threads, behind its only block-wide barrier; with <paramref name="asyncProxy"/> the
+    /// copies made visible to the async proxy (warpgroup MMA reads the filter) before it.
     /// </summary>
-    private static string FilterBlockAndScales(int pitch, long channels, Func<string, string> within, string folded, int threads) => $$"""
+    private static string FilterBlockAndScales(int pitch, long channels, Func<string, string> within, string folded, int threads, string? place = null, bool asyncProxy = false) => $$"""
                 // The block's filter rows, scales and offsets, once, behind the kernel's only block-wide barrier.
-            {{FilterBlockCopies("fs_", "wt", pitch, channels, within, threads)}}
+            {{FilterBlockCopies("fs_", "wt", pitch, channels, within, threads, place: place)}}
                 bw_cp_async_commit();
             {{ScaleTable("so_", "scale", "offset", folded, within, threads)}}
-                bw_cp_async_wait<0>();
+                bw_cp_async_wait<0>();{{(asyncProxy ? " bw_fence_proxy_async();" : string.Empty)}}
                 __syncthreads();
         """;
 

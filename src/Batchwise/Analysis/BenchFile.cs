@@ -85,7 +85,7 @@ public static class BenchFile
         using (document)
         {
             var root = document.RootElement;
-            if (root.ValueKind != System.Text.Json.JsonValueKind.Object || !root.TryGetProperty("schema", out var schema) || schema.ValueKind != System.Text.Json.JsonValueKind.String || schema.GetString() != "batchwise.explain")
+            if (root.ValueKind != System.Text.Json.JsonValueKind.Object || !root.TryGetProperty("schema", out var schema) || schema.ValueKind != System.Text.Json.JsonValueKind.String || schema.GetString() != ExplanationJson.SchemaName)
             {
                 return null;
             }
