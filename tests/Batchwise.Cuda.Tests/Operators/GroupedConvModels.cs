@@ -18,7 +18,7 @@ namespace Batchwise.Cuda.Tests.Operators;
 /// <param name="Pads">[top, left, bottom, right].</param>
 /// <param name="Dilation">Both dilations.</param>
 /// <param name="Kernel">The window's side.</param>
-/// <param name="After">"relu", "bn-relu" (a BatchNormalization folded in, then ReLU), "residual-relu" (Add of the input, then ReLU), or "none" (bias only).</param>
+/// <param name="After">"relu", "bn-relu" (a BatchNormalization folded in, then ReLU), "residual-relu" (Add of the input, then ReLU), "silu" (Sigmoid and Mul: a chain over the raw sum that takes the bias), or "none" (bias only).</param>
 internal sealed record GroupedConvCase(long Batch, long Channels, long Height, long Width, long Groups, long OutChannels = 0, long Stride = 1, long[]? Pads = null, long Dilation = 1, long Kernel = 3, string After = "relu")
 {
     public long K => OutChannels == 0 ? Channels : OutChannels;
@@ -45,6 +45,7 @@ internal sealed record GroupedConvCase(long Batch, long Channels, long Height, l
             "relu" => g.Node("Relu", [y]),
             "bn-relu" => g.Node("Relu", [g.Node("BatchNormalization", [y, g.Uniform("gamma", [K], 0.5f, 1.5f), g.Weight("beta", [K], 0.5f), g.Weight("mean", [K], 0.2f), g.Uniform("var", [K], 0.5f, 1.5f)])]),
             "residual-relu" => g.Node("Relu", [g.Node("Add", [y, x])]),
+            "silu" => g.Node("Mul", [y, g.Node("Sigmoid", [y])]),
             _ => y,
         };
         g.Output(g.Rename(y, "y"), ElementType.Float, Batch, K, OutHeight, OutWidth);
@@ -71,6 +72,7 @@ internal static class GroupedConvModels
         ["gw24-s2-odd-bn-relu"] = new(1, 72, 13, 10, 3, Stride: 2, After: "bn-relu"),
         ["gw24-s1-residual-relu"] = new(1, 48, 7, 9, 2, After: "residual-relu"),
         ["gw24-s1-bias-only"] = new(1, 48, 5, 6, 2, After: "none"),
+        ["gw24-s1-silu"] = new(1, 48, 7, 6, 2, After: "silu"),
         ["gw24-dilation2-asymmetric"] = new(1, 48, 10, 7, 2, Pads: [2, 1, 1, 2], Dilation: 2),
         ["gw16-s1-relu"] = new(1, 32, 7, 7, 2),
         ["gw8-s2-bn-relu"] = new(1, 32, 12, 9, 4, Stride: 2, After: "bn-relu"),

@@ -36,6 +36,15 @@ public sealed class PlanBuildOnCpuTests
 
         public CublasLtHandle PlanningCublasLt => throw new InvalidOperationException(NoGpuTarget.NoLibraries);
 
+        /// <summary>Off as before; a session's default (auto) where a test wants the own kernels a session plans.</summary>
+        public SplitKConvChoice SplitKConvolutions { get; init; } = SplitKConvChoice.Off;
+
+        public StemConvChoice StemConvolutions { get; init; } = StemConvChoice.Cudnn;
+
+        public int Multiprocessors => 132;
+
+        public int MaxSharedBytesPerBlock => 227 * 1024;
+
         public T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
             where T : class => _constants.Derive(recipe, sources, make);
 
@@ -74,5 +83,32 @@ public sealed class PlanBuildOnCpuTests
         }
 
         TestContext.Current.SendDiagnosticMessage(string.Create(CultureInfo.InvariantCulture, $"yolov8n fp16 plans on the CPU (no libraries): first {firstMs:F1} ms; later {string.Join(", ", times)} ms"));
+    }
+
+    /// <summary>
+    /// ShapeGpuTests (session 38, H100) saw YOLOv8n at 128x128 compile 8 kernels for its plan at b=33 after b=2..16: its
+    /// smallest layers run on the own split-K kernel up to b=16 and on cuDNN from there, and the SiLU after each was a
+    /// chain over the kernel's biased output in one regime and over cuDNN's raw sum plus the bias in the other. The own
+    /// kernel now leaves the bias to such a chain, so both regimes' chains are one kernel: b=33's plan has no generated
+    /// kernel the earlier plans lack (the split-K kernels themselves only where a batch first reaches them).
+    /// </summary>
+    [Fact]
+    public void Yolov8n_plans_on_both_sides_of_the_split_k_threshold_share_their_generated_kernels()
+    {
+        var model = ModelZoo.Build("zoo:yolov8n?size=128");
+        var target = new SessionLikeTarget { SplitKConvolutions = SplitKConvChoice.Auto, StemConvolutions = StemConvChoice.Own };
+        var initializers = target.Initializers(model);
+        var facts = new GraphFacts(model);
+        var hostInputs = GraphCompiler.HostValueInputs(model);
+        List<KernelStep> Kernels(long batch) =>
+            [.. new GraphCompiler(model, target, facts).Compile([Tensor.Zeros(ElementType.Float, [batch, 3, 128, 128])], initializers, hostInputs).Steps.OfType<KernelStep>()];
+
+        static int SplitK(List<KernelStep> kernels) => kernels.Count(k => k.Node.Contains("own split-K kernel", StringComparison.Ordinal));
+        var first = Kernels(2);
+        var early = first.Concat(new[] { 3L, 7, 16 }.SelectMany(Kernels)).ToList();
+        var late = Kernels(33);
+        Assert.InRange(SplitK(late), 0, SplitK(first) - 1); // layers that left the split-K kernel for cuDNN at b=33
+        var known = early.Select(k => k.Source).ToHashSet(StringComparer.Ordinal);
+        Assert.All(late, k => Assert.True(known.Contains(k.Source), $"b=33's kernel for {k.Node} is none of b=2..16's"));
     }
 }

@@ -24,6 +24,7 @@ public sealed class SplitKConvOnCpuTests
         ["c32-k128-s2-bn-relu-2-images"] = new(2, 32, 9, 11, 1, OutChannels: 128, Stride: 2, After: "bn-relu"),
         ["c64-8x8-residual-relu"] = new(1, 64, 8, 8, 1, After: "residual-relu"),
         ["c32-k64-bias-only"] = new(1, 32, 5, 6, 1, OutChannels: 64, After: "none"),
+        ["c32-k64-silu"] = new(1, 32, 6, 5, 1, OutChannels: 64, After: "silu"),
         ["c32-k64-dilation2-asymmetric"] = new(1, 32, 10, 7, 1, OutChannels: 64, Pads: [2, 1, 1, 2], Dilation: 2),
         ["c32-k64-10x10-two-pixel-tiles"] = new(1, 32, 10, 10, 1, OutChannels: 64),
         ["c256-k64-1x1-s2-all"] = new(1, 256, 9, 9, 1, OutChannels: 64, Stride: 2, Pads: [0, 0, 0, 0], Kernel: 1, After: "none"),

@@ -94,9 +94,13 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// Where an own convolution kernel writes and what its epilogue does: the bias always, and with a ReLU after the
-    /// convolution (and a residual Add before that) the residual and the ReLU; the kernel writes the node's output
-    /// (<paramref name="outName"/> becomes the last fused node's), so an activation after it is a chain over that alone.
+    /// Where an own convolution kernel writes and what its epilogue does: with a ReLU after the convolution (and a
+    /// residual Add before that) the bias, the residual and the ReLU, the kernel writing the last fused node's output
+    /// (<paramref name="outName"/> becomes its name). Read only by elementwise nodes (SiLU's Sigmoid and Mul, a
+    /// hard-swish), the kernel writes the raw sum and the bias joins their chain, as after a cuDNN convolution: the chain
+    /// is then the same kernel whichever runs the convolution, so a plan whose batch size moves a layer between cuDNN and
+    /// an own kernel (the split-K kernel fills the device only at small batches) compiles no new chain. Otherwise the
+    /// bias is the kernel's too.
     /// </summary>
     private (PlanValue Raw, PlanValue? Bias, PlanValue? Residual, GroupedConvEpilogue Epilogue) OwnConvOutput(PlanValue x, PlanValue? b, ref string outName, long[] yShape)
     {
@@ -106,9 +110,25 @@ internal sealed partial class GraphCompiler
             residual = Nhwc(residual);
         }
 
+        var name = outName;
+        if (!relu && residual is null && b is not null && ReadByElementwiseOnly(name))
+        {
+            var rawOnly = Temp(x.Type, yShape, nhwc: true);
+            _values[name] = RawPlusBias(rawOnly, b, yShape);
+            return (rawOnly, null, null, new GroupedConvEpilogue(null, false, false));
+        }
+
         var raw = Output(outName, x.Type, yShape, nhwc: true);
         return (raw, b, residual, new GroupedConvEpilogue(b is null ? null : St(b), relu, residual is not null));
     }
+
+    /// <summary>
+    /// Whether <paramref name="name"/> is no graph output and every node reading it is an elementwise one (a pending chain
+    /// joins them) other than an Add or Sum, which a residual block end or a shortcut set aside for it takes biased.
+    /// </summary>
+    private bool ReadByElementwiseOnly(string name) =>
+        !_graphOutputs.Contains(name) && _consumers.TryGetValue(name, out var users) && users.Count > 0
+        && users.All(u => u.Domain is "" or "ai.onnx" && ElementwiseOps.Operators.Contains(u.OpType) && u.OpType is not ("BatchNormalization" or "Add" or "Sum"));
 
     /// <summary>
     /// Lowers a convolution over fewer than 8 input channels (a stem: ResNet's 7x7 stride 2 on 3 channels; constant
