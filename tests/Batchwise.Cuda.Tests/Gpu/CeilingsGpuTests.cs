@@ -65,7 +65,10 @@ public sealed class CeilingsGpuTests
         {
             var table = c.LayerRates[key];
             Gpu.Report("ceilings.md", key + ": " + string.Join(" ", table.Select(p => FormattableString.Invariant($"{p.Outputs}x{p.Reduction}@{p.N}:{p.Flops / 1e12:F2}"))));
-            var peak = c.PeakOf(key[..4])!.Value;
+            // A 3x3 convolution's rate counts the direct method's multiply-adds, and cuDNN may run it as Winograd's
+            // F(2x2, 3x3), 2.25x fewer: session 38's H100 measured fp32's 64 -> 256 3x3 layer at 67.4 TFLOP/s against
+            // a 51.4 TFLOP/s fp32 GEMM (with the 2,048 MB workspace default since session 36, which admits it).
+            var peak = c.PeakOf(key[..4])!.Value * (key.EndsWith("/conv", StringComparison.Ordinal) ? 2.25 : 1);
             Assert.All(table, p => Assert.InRange(p.Flops, 1e9, 1.1 * peak));
             foreach (var node in table.GroupBy(p => (p.Outputs, p.Reduction)))
             {
