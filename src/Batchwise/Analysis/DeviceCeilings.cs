@@ -239,9 +239,22 @@ public sealed record DeviceCeilings
             table = "gemm-cold";
         }
 
-        return table.Length > 0 && LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var points)
-            ? Analysis.LayerRates.Rate(points, outputs, reduction, size)
-            : null;
+        if (table.Length == 0 || !LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var points))
+        {
+            return null;
+        }
+
+        if (table is not ("gemm" or "gemm-cold"))
+        {
+            return Analysis.LayerRates.Rate(points, outputs, reduction, size);
+        }
+
+        // cuBLASLt computes whole tiles: a product whose outputs or K are not a multiple of its tile (RegNet's 72, 168,
+        // 408 and 912 channels) computes up to the next one. The tables' nodes are powers of two; such a layer is priced
+        // as the padded product at its rate, over its own FLOPs (session 38's H100: RegNetX-016's fp16 1x1s at b=256
+        // ran 1.2-1.4x their unpadded table times).
+        var (paddedOutputs, paddedReduction) = (GemmTilePadded(outputs), GemmTilePadded(reduction));
+        return Analysis.LayerRates.Rate(points, paddedOutputs, paddedReduction, size) * outputs * reduction / (paddedOutputs * paddedReduction);
 
         (string, double, double, double) Grouped(string name)
         {
@@ -249,6 +262,12 @@ public sealed record DeviceCeilings
             return (name, o, k, size);
         }
     }
+
+    /// <summary>The tile granularity <see cref="MeasuredRate"/> pads a GEMM's outputs and K to (past one tile).</summary>
+    internal const double GemmTile = 64;
+
+    /// <summary><paramref name="size"/> up to a multiple of <see cref="GemmTile"/>; a size within one tile as it is (a small product's tile fits it).</summary>
+    internal static double GemmTilePadded(double size) => size <= GemmTile ? size : Math.Ceiling(size / GemmTile) * GemmTile;
 
     /// <summary>Effective GEMM rate at a given N: the peak in use x <see cref="Efficiency"/>.</summary>
     public double EffectiveFlops(double n) => PeakInUse * Efficiency(n);
