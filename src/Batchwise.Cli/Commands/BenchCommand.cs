@@ -131,10 +131,16 @@ public static class BenchCommand
         return result!;
     }
 
+    /// <summary>The whole run's time beside the layers' total, and what a layer's time holds past its own work where the total exceeds it.</summary>
+    private static string WholeRun(LayerProfile profile) => profile.WholeRunMilliseconds is not { } whole ? string.Empty
+        : profile.TotalMilliseconds > whole * 1.05
+            ? string.Create(CultureInfo.InvariantCulture, $", against {whole:F3} ms for the whole run unprofiled: a layer's time here holds about {(profile.TotalMilliseconds - whole) * 1000 / profile.Layers.Count:F1} µs of events and lost launch overlap")
+            : string.Create(CultureInfo.InvariantCulture, $"; the whole run unprofiled {whole:F3} ms");
+
     private static Table ProfileTable(LayerProfile profile)
     {
         var table = new Table().Title(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-            $"b={profile.BatchSize}: slowest layers (CUDA events, layer by layer, mean of {profile.Runs} runs; total {profile.TotalMilliseconds:F3} ms over {profile.Layers.Count} layers)")));
+            $"b={profile.BatchSize}: slowest layers (CUDA events, layer by layer, mean of {profile.Runs} runs; total {profile.TotalMilliseconds:F3} ms over {profile.Layers.Count} layers{WholeRun(profile)})")));
         table.AddColumn("#", c => c.RightAligned()).AddColumn("layer").AddColumn("ms", c => c.RightAligned()).AddColumn("share", c => c.RightAligned()).AddColumn("cumulative", c => c.RightAligned());
         var cumulative = 0.0;
         foreach (var ((layer, share), i) in profile.Top(10).Select((t, i) => (t, i)))
