@@ -283,7 +283,15 @@ internal static partial class KernelSource
         else
         {
             var bias = fusion is { Bias: true } ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty;
-            b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) rv.v[u] = (").Append(ty).Append(")(acc[r][o][u]").Append(bias).Append(");\n");
+            if (fusion?.OutInput is { } activation)
+            {
+                // The activations after the layer (an expression over z, the sum plus the bias), applied before the write.
+                b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) { const float z = acc[r][o][u]").Append(bias).Append("; rv.v[u] = (").Append(ty).Append(")(").Append(activation).Append("); }\n");
+            }
+            else
+            {
+                b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) rv.v[u] = (").Append(ty).Append(")(acc[r][o][u]").Append(bias).Append(");\n");
+            }
         }
 
         b.Append("        *(").Append(outVecType).Append("*)(yo + o * ").Append(colStride).Append(") = rv;\n");
@@ -314,7 +322,8 @@ internal static partial class KernelSource
 /// (<paramref name="InStatements"/> over <c>xe</c>, the element as stored in <paramref name="InType"/>, ending in
 /// <paramref name="InResult"/>), and the QuantizeLinear that makes its output (<paramref name="OutQuantize"/>, per tensor,
 /// over <paramref name="OutInput"/>: an expression over <c>z</c>, the float sum plus the channel's bias where
-/// <paramref name="Bias"/>; null: z itself), stored as <paramref name="OutType"/>; with <paramref name="OutTable"/> the
+/// <paramref name="Bias"/>; null: z itself) — without a QuantizeLinear, <paramref name="OutInput"/> is the activations after
+/// the layer, written as they give it — stored as <paramref name="OutType"/>; with <paramref name="OutTable"/> the
 /// table holds what follows that QuantizeLinear).
 /// </summary>
 internal sealed record DepthwiseFusion(ElementType InType, string? InStatements, string? InResult, ElementType OutType, bool Bias, KernelSource.QuantRounding? OutQuantize, string? OutInput = null, QuantizedOutputTable? OutTable = null)

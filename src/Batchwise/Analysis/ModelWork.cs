@@ -112,9 +112,13 @@ public sealed class ModelWork
     /// (MatMul(Q, K^T), a scalar scale, a mask Add, Softmax, MatMul(., V), a Transpose of its output) is one kernel, the
     /// head-split views that feed it cost no copy, and sibling projections of one activation that feed it run as one
     /// product (<see cref="FuseAttention"/>). With <paramref name="fusesStem"/> (the cuda engine in half precision on compute
-    /// capability 8.0 or later) ResNet's stem is one kernel (<see cref="FuseStem"/>).
+    /// capability 8.0 or later) ResNet's stem is one kernel (<see cref="FuseStem"/>). With <paramref name="halfProducts"/> (the
+    /// cuda engine in half precision: a 1x1 convolution's bias in its product's epilogue) a cheap chain (BatchNormalization,
+    /// Relu, Clip) read only by depthwise convolutions is applied as they load: no pass of its own. A chain after a
+    /// depthwise convolution that its kernel applies before it writes (Relu, Clip, HardSwish, HardSigmoid, LeakyRelu) is
+    /// free in either precision.
     /// </remarks>
-    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false, bool fusesStem = false)
+    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false, bool fusesStem = false, bool halfProducts = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         var inputShapes = InputShapes.For(model, 1, size);
@@ -125,7 +129,7 @@ public sealed class ModelWork
         var roles = QuantizedGraph.Roles(model);
         var one = QuantizedGraph.Lower(model, floatOne, roles);
         var two = QuantizedGraph.Lower(model, floatTwo, roles);
-        var epilogue = fusesEpilogues ? Epilogues(model, one) : new Dictionary<int, bool>();
+        var epilogue = fusesEpilogues ? Epilogues(model, one, depthwiseReadsChains: fusesEpilogues && halfProducts) : new Dictionary<int, bool>();
         var pending = fusesEpilogues ? PendingElementwise(model, one, epilogue) : [];
         (double PerSample, double Fixed) Activations(NodeCost a, NodeCost b)
         {
@@ -231,7 +235,7 @@ public sealed class ModelWork
     /// Elementwise and BatchNormalization nodes in chains after a Conv, Gemm or MatMul, by node index: true for the node
     /// that ends a chain cuDNN's fused call cannot take (it pays one pass over its output), false for the others.
     /// </summary>
-    private static Dictionary<int, bool> Epilogues(OnnxModel model, ModelCost cost)
+    private static Dictionary<int, bool> Epilogues(OnnxModel model, ModelCost cost, bool depthwiseReadsChains)
     {
         var nodes = model.Graph.Node;
         var (producer, consumers, outputs) = NodeLinks.Of(model);
@@ -253,10 +257,51 @@ public sealed class ModelWork
             }
         }
 
-        // A chain's last node (some consumer outside the chain, or a graph output) pays the pass when the chain needs one.
+        // A chain's last node (some consumer outside the chain, or a graph output) pays the pass when the chain needs one,
+        // unless a depthwise kernel takes the chain: the cuda engine's own depthwise kernel applies the activations after
+        // it before it writes (Relu, Clip, HardSwish, HardSigmoid, LeakyRelu, each the one before's sole reader) and reads
+        // a chain that makes its input as it loads each element (MobileNetV2's ReLU6 after the expanding 1x1).
+        var initializers = model.InitializersByName();
+        bool Depthwise(int i) => LayerRates.KindOf(nodes[i], initializers) is LayerKind.DepthwiseConvolution or LayerKind.StridedDepthwiseConvolution;
+        bool SoleReader(int i) => nodes[i].Input.Count > 0 && producer.TryGetValue(nodes[i].Input[0], out var f) && !outputs.Contains(nodes[i].Input[0]) && consumers[nodes[i].Input[0]].Distinct().Count() == 1 && (inChain.ContainsKey(f) || Depthwise(f));
+        bool DepthwiseEpilogue(int last)
+        {
+            for (var at = last; ; at = producer[nodes[at].Input[0]])
+            {
+                if (nodes[at].OpType is not ("BatchNormalization" or "Relu" or "Clip" or "HardSwish" or "HardSigmoid" or "LeakyRelu") || !SoleReader(at))
+                {
+                    return false;
+                }
+
+                if (Depthwise(producer[nodes[at].Input[0]]))
+                {
+                    return true;
+                }
+            }
+        }
+
+        // As it loads, only a cheap chain (no transcendentals: it runs at every tap) over one value: after a 1x1 in half
+        // precision, whose bias is in its product's epilogue (in float32 cuDNN's raw sum and the bias are two, as after a
+        // spatial convolution).
+        bool Cheap(int last)
+        {
+            var at = last;
+            for (; inChain.ContainsKey(at); at = producer[nodes[at].Input[0]])
+            {
+                if (nodes[at].OpType is not ("BatchNormalization" or "Relu" or "Clip") || !producer.ContainsKey(nodes[at].Input[0]))
+                {
+                    return false;
+                }
+            }
+
+            return LayerRates.KindOf(nodes[at], initializers) == LayerKind.PointwiseConvolution;
+        }
+
+        bool ReadByDepthwiseOnly(int last) => depthwiseReadsChains && Cheap(last)
+            && nodes[last].Output.All(o => !outputs.Contains(o) && consumers[o].Any() && consumers[o].All(c => Depthwise(c) && nodes[c].Input[0] == o));
         return inChain.ToDictionary(
             p => p.Key,
-            p => p.Value && nodes[p.Key].Output.Any(o => outputs.Contains(o) || consumers[o].Any(c => !inChain.ContainsKey(c))));
+            p => p.Value && nodes[p.Key].Output.Any(o => outputs.Contains(o) || consumers[o].Any(c => !inChain.ContainsKey(c))) && !DepthwiseEpilogue(p.Key) && !ReadByDepthwiseOnly(p.Key));
     }
 
     /// <summary>

@@ -235,4 +235,34 @@ public sealed class DepthwiseFusionOnCpuTests
         Assert.Equal(1, nodes.IndexOf(nodes.First(n => n.StartsWith("LayerNormalization", StringComparison.Ordinal))) - nodes.IndexOf("Conv 'conv'"));
         AgreesWithOnnxRuntime(model, plan, inputs, half: true, quantized: false);
     }
+
+    /// <summary>
+    /// MobileNetV2's inverted residual in small: 1x1 expand -> ReLU6 -> depthwise 3x3 -> ReLU6 -> 1x1 project. The expand's
+    /// ReLU6 is applied as the depthwise kernel loads, the depthwise's own ReLU6 before it writes: the project's product
+    /// reads the kernel's output with no pass between them (there was one a block before session 38).
+    /// </summary>
+    [Theory]
+    [InlineData(1L)]
+    [InlineData(2L)]
+    public void A_relu6_after_a_depthwise_layer_is_the_kernels_own_and_the_product_after_it_reads_its_output(long stride)
+    {
+        var g = new GraphBuilder("inverted-residual", seed: 4);
+        var x = g.Input("x", ElementType.Float, 2L, 16L, 10L, 12L);
+        string Relu6(string v) => g.Node("Clip", [v, g.Initializer("lo", [], [0f]), g.Initializer("hi", [], [6f])]);
+        var expanded = Relu6(g.Node("Conv", [x, g.Weight("pe", [32, 16, 1, 1], 0.4f), g.Weight("be", [32], 0.1f)]));
+        var dw = Relu6(g.Node("Conv", [expanded, g.Weight("dw", [32, 1, 3, 3], 0.5f), g.Weight("db", [32], 0.1f)], GraphBuilder.Attr("group", 32L), GraphBuilder.Attr("pads", 1L, 1L, 1L, 1L), GraphBuilder.Attr("strides", stride, stride)));
+        g.Rename(g.Node("Conv", [dw, g.Weight("pp", [16, 32, 1, 1], 0.3f), g.Weight("bp", [16], 0.1f)]), "y");
+        g.Output("y", ElementType.Float, 2L, 16L, (9 / stride) + 1, (11 / stride) + 1);
+        var model = g.Build("inverted-residual");
+        var inputs = Inputs();
+        var plan = Plan(model, inputs, Precision.Fp16);
+        var steps = plan.Steps.ToList();
+        var depthwise = Depthwise(plan);
+        Assert.EndsWith(" + Clip", depthwise.Node, StringComparison.Ordinal);
+        Assert.Contains("xe = e.v[u]", depthwise.Source, StringComparison.Ordinal); // the expand's ReLU6, as it loads
+        Assert.Contains("const float z = acc[r][o][u]", depthwise.Source, StringComparison.Ordinal); // its own, before it writes
+        Assert.IsType<MatmulStep>(steps[steps.IndexOf(depthwise) + 1]);
+        Assert.DoesNotContain(steps, s => s.Node.StartsWith("Clip", StringComparison.Ordinal));
+        AgreesWithOnnxRuntime(model, plan, inputs, half: true, quantized: false);
+    }
 }

@@ -99,17 +99,20 @@ public sealed class KernelCasesOnCpuTests
     }
 
     [Fact]
-    public void Depthwise_convolution_is_one_own_kernel_with_its_bias_in_the_activation_after_it()
+    public void Depthwise_convolution_is_one_own_kernel_with_its_bias_and_the_activation_after_it()
     {
         var (model, inputs) = KernelCaseModels.All["dw-3x3-stride2-asymmetric-hardswish"]();
         foreach (var precision in new[] { Precision.Fp32, Precision.Fp16 })
         {
-            // The convolution's kernel, then bias + HardSwish in one kernel that writes the output (in half precision the
-            // input's conversion to channels-last half comes first, the output's conversion back to float32 NCHW last).
+            // The convolution's kernel adds the bias and applies the HardSwish before it writes the output (in half
+            // precision the input's conversion to channels-last half comes first, the output's conversion back to float32
+            // NCHW last); with BATCHWISE_DEPTHWISE_ACTIVATION=off the HardSwish was a kernel of its own after it.
             var plan = Plan(model, inputs, precision);
             var steps = string.Join("; ", plan.Steps.Select(s => s.Node));
-            Assert.True(plan.Steps.Count == (precision == Precision.Fp16 ? 4 : 2), steps);
-            Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.StartsWith("Conv", StringComparison.Ordinal)));
+            Assert.True(plan.Steps.Count == (precision == Precision.Fp16 ? 3 : 1), steps);
+            var conv = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.StartsWith("Conv", StringComparison.Ordinal)));
+            Assert.EndsWith(" + HardSwish", conv.Node, StringComparison.Ordinal);
+            Assert.Contains("const float z = acc[r][o][u]", conv.Source, StringComparison.Ordinal);
             Assert.True(!plan.Steps.Any(s => s.Node.StartsWith("HardSwish", StringComparison.Ordinal)), steps);
         }
     }

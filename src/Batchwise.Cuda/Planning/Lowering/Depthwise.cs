@@ -153,14 +153,17 @@ internal sealed partial class GraphCompiler
             ? new PlanValue(w.Type, [taps, c], _target.Derive($"depthwise-filter:{c}x{taps}", [f], () => HostTensor.Create(f.Type, [taps, c], i => f[((i % c) * taps) + (i / c)])))
             : w;
         var quantize = QuantizedDepthwiseOutput(outName);
+        var activation = quantize is null ? DepthwiseActivation(outName) : null;
         var outType = quantize?.Type ?? type;
-        var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc) : Output(outName, valueType, yShape, nhwc);
+        var raw = quantize is not null ? Output(quantize.Value.Output, outType, yShape, nhwc)
+            : activation is { } act ? Output(act.Output, valueType, yShape, nhwc)
+            : Output(outName, valueType, yShape, nhwc);
         // The kernel adds the bias itself, so what follows reads one value: an elementwise chain after it (bias + SiLU
         // before a squeeze-excite mean, which then reads through it) starts from the output alone, and a LayerNorm or a
         // pooling reads the output as written instead of a pass that adds the bias first.
         var fusedBias = b;
-        var fusion = source is null && quantize is null && b is null ? null
-            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, fusedBias is not null, quantize?.First, quantize?.FirstInput, quantize?.Table);
+        var fusion = source is null && quantize is null && activation is null && b is null ? null
+            : new DepthwiseFusion(St(x), source?.Statements, source?.Result, outType, fusedBias is not null, quantize?.First, quantize?.FirstInput ?? activation?.Expression, quantize?.Table);
         var vector = nhwc && St(x).SizeOf() == 1 && outType.SizeOf() == 1 && c % 4 == 0 ? 4 : KernelSource.DepthwiseVector(type, nhwc, c);
         var n = x.Shape[0];
         // A kernel with a table (an 8-bit input's chain, a quantized output's) holds each table once per lane and reuses
@@ -169,6 +172,11 @@ internal sealed partial class GraphCompiler
         var tables = fusion?.Tables == true;
         var rows = DepthwiseRowsFromEnvironment ?? (tables ? 2 : 1);
         var threads = KernelSource.DepthwiseThreads(nhwc, vector, n, c, outs, rows);
+        if (activation is { Nodes: var applied })
+        {
+            _node += " + " + string.Join(" + ", applied.Select(a => a.OpType));
+        }
+
         Kernel(KernelSource.Depthwise(type, nhwc, vector, n, c, inSpatial, outs, kernel, s, d, pb, fusion, rows),
             tables ? Math.Min(threads, (long)_target.Multiprocessors * DepthwiseBlocksPerMultiprocessor * KernelSource.BlockSize) : threads,
             fusedBias is { } fb ? [Dev(raw), Dev(x), Dev(filter), Dev(View(fb, [fb.Count]))] : [Dev(raw), Dev(x), Dev(filter)]);
@@ -177,6 +185,62 @@ internal sealed partial class GraphCompiler
             _folded.UnionWith(quantize.Value.Nodes);
         }
 
+        if (activation is not null)
+        {
+            _folded.UnionWith(activation.Value.Nodes);
+        }
+
         return true;
+    }
+
+    /// <summary>BATCHWISE_DEPTHWISE_ACTIVATION: on (default) or off (the activation after a depthwise layer a chain of its own).</summary>
+    internal static bool DepthwiseActivationFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_DEPTHWISE_ACTIVATION")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "on" => true,
+        "off" => false,
+        var other => throw new BatchwiseException($"BATCHWISE_DEPTHWISE_ACTIVATION '{other}' is not on or off", "Unset it (a ReLU, ReLU6, hard-swish or leaky ReLU after a depthwise layer is the kernel's own), or set it to off to run it as a chain after the kernel."),
+    };
+
+    /// <summary>
+    /// The activations after a depthwise convolution that the kernel applies to its sum before it writes (each node the
+    /// one before's sole reader, on its first input: Relu, Clip with constant bounds, HardSwish, HardSigmoid, LeakyRelu —
+    /// MobileNetV2's ReLU6, MobileNetV3's hard-swish): the nodes, the last one's output and the expression over z (the
+    /// sum plus the bias). Null where none follows or BATCHWISE_DEPTHWISE_ACTIVATION is off. Without it such an activation
+    /// was a chain over the kernel's output, which a following product (cuBLASLt, taking no prologue) had written by a pass
+    /// of its own: one kernel and a read and write of the layer's output a block (session 38's CPU plan of MobileNetV2 fp16:
+    /// 17 such passes in 84 steps).
+    /// </summary>
+    private (List<OnnxProto.NodeProto> Nodes, string Output, string Expression)? DepthwiseActivation(string name)
+    {
+        if (!DepthwiseActivationFromEnvironment)
+        {
+            return null;
+        }
+
+        bool Known(OnnxProto.NodeProto node, int input) => node.Input.Count <= input || node.Input[input].Length == 0 || _values.GetValueOrDefault(node.Input[input])?.Constant is { Count: 1 };
+        HostTensor? Bound(OnnxProto.NodeProto node, int input) => node.Input.Count > input && node.Input[input].Length > 0 ? _values[node.Input[input]].Constant : null;
+        var (nodes, current, expression) = (new List<OnnxProto.NodeProto>(), name, "z");
+        while (nodes.Count < 4 && SoleConsumer(current) is { Domain: "" or "ai.onnx" } next && next.Input[0] == current)
+        {
+            var attrs = new NodeAttributes(next);
+            Func<string, double, double>? attr = next.OpType switch
+            {
+                "Relu" or "HardSwish" => (_, fallback) => fallback,
+                "LeakyRelu" or "HardSigmoid" => (key, fallback) => attrs.Float(key, fallback),
+                "Clip" when _model.Opset < 11 || (Known(next, 1) && Known(next, 2)) => ClipBounds(Bound(next, 1), Bound(next, 2), attrs),
+                _ => null,
+            };
+            if (attr is null)
+            {
+                break;
+            }
+
+            var e = expression;
+            expression = ReplaceOperands(ElementwiseOps.Expression(next.OpType, [ElementType.Float], attr), _ => $"((float)({e}))");
+            nodes.Add(next);
+            current = next.Output[0];
+        }
+
+        return nodes.Count == 0 ? null : (nodes, current, expression);
     }
 }
