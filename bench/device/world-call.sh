@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# PREPARED, NOT RUN (next session; publish of the final commit): issue 16's peer table, all 19 models against PyTorch's
-# best in one run of world.py (last full table: session 31 on an H200, 38 of 38 rows >= 1.2x; since then the int8 work,
-# the fp32 workspace default and 751dabd's SiLU chains after the own kernels). As session 31's call 3.
-source bench/device/call-lib.sh 560
+# A device call (`run` with carry [".device"], after publish.sh and stage.sh): issue 16's peer table, every model of
+# bench/peers/world.py exported on the machine, then each against PyTorch's best (fp16, channels-last, CUDA graph; SDPA
+# for the transformers) in one run. About 540 s (session 31: exports ~200 s at 12 jobs, the table 334 s).
+source bench/device/call-lib.sh "${CALL_SECONDS:-560}"
 unpack || { pack; exit 1; }
 mkdir -p "$R/exports"
 timeout 200 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --jobs 12 > "$R/exports.log" 2>&1
