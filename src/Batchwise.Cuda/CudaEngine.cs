@@ -69,6 +69,9 @@ public sealed class CudaEngine : IEngine
                 SplitKConvChoice.Every => $"own kernel for dense fp16 convolutions, 1x1 included, unsplit where a split does not pay and the grid is at most two waves (BATCHWISE_SPLITK_CONV=every), {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
                 _ => $"own kernel for dense fp16 convolutions of more than one tap, {SplitKText(GraphCompiler.SplitKShapeFromEnvironment)}",
             } + (GraphCompiler.SplitKProjectionsFromEnvironment ? "; projection shortcuts computed in their block end's kernel (BATCHWISE_SPLITK_PROJECTION=on)" : string.Empty),
+            ["depthwise_activation"] = GraphCompiler.DepthwiseActivationFromEnvironment
+                ? "in the depthwise kernel (Relu, Clip, HardSwish, HardSigmoid, LeakyRelu after a depthwise layer applied before it writes)"
+                : "off (BATCHWISE_DEPTHWISE_ACTIVATION=off): a chain after the depthwise kernel",
             ["conv_workspace"] = string.Create(CultureInfo.InvariantCulture, $"{GraphCompiler.MaxConvWorkspace >> 20} MB at most for a cuDNN convolution's algorithm (BATCHWISE_CONV_WORKSPACE_MB)"),
             ["gelu"] = GraphCompiler.GeluFromEnvironment switch
             {
