@@ -128,7 +128,7 @@ public static class ExplainRun
         // --precision int8 on a float model: explain the QDQ model the engine will run (quantized as it loads, with the
         // same calibration, whose ranges are cached so the sweep does not calibrate again).
         var int8 = request.Options.Precision == Precision.Int8 && !QuantizedGraph.IsQuantized(onnx);
-        var work = ModelWork.Analyze(int8 ? Transforms.CalibratedInt8.Quantize(onnx, request.Options.Calibration, reduceRange: !fuses && Transforms.Int8Weights.ReduceRangeByDefault) : onnx, request.Size, fuses, fusesAttention, fusesStem, halfProducts: fusesAttention);
+        var work = ModelWork.Analyze(int8 ? Transforms.CalibratedInt8.Quantize(onnx, request.Options.Calibration, reduceRange: !fuses && Transforms.Int8Weights.ReduceRangeByDefault) : onnx, request.Size, fuses, fusesAttention, fusesStem);
         var warnings = new List<string>();
         if (HostSynchronisations(onnx, engine.Name) is { } synchronises)
         {
@@ -240,10 +240,10 @@ public static class ExplainRun
                 var q = spec.IndexOf('?', StringComparison.Ordinal);
                 var kept = q < 0 ? [] : spec[(q + 1)..].Split('&').Where(p => !p.StartsWith("size=", StringComparison.OrdinalIgnoreCase));
                 var smaller = (q < 0 ? spec : spec[..q]) + "?" + string.Join('&', kept.Append($"size={to}"));
-                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null, fuses, fusesAttention, fusesStem, fusesAttention));
+                return (from, to, ModelWork.Analyze(ModelZoo.Build(smaller), null, fuses, fusesAttention, fusesStem));
             }
 
-            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to, fuses, fusesAttention, fusesStem, fusesAttention)) : null;
+            return image.Shape[2].IsDynamic ? (from, to, ModelWork.Analyze(onnx, to, fuses, fusesAttention, fusesStem)) : null;
         }
         catch (BatchwiseException e)
         {

@@ -112,13 +112,13 @@ public sealed class ModelWork
     /// (MatMul(Q, K^T), a scalar scale, a mask Add, Softmax, MatMul(., V), a Transpose of its output) is one kernel, the
     /// head-split views that feed it cost no copy, and sibling projections of one activation that feed it run as one
     /// product (<see cref="FuseAttention"/>). With <paramref name="fusesStem"/> (the cuda engine in half precision on compute
-    /// capability 8.0 or later) ResNet's stem is one kernel (<see cref="FuseStem"/>). With <paramref name="halfProducts"/> (the
-    /// cuda engine in half precision: a 1x1 convolution's bias in its product's epilogue) a cheap chain (BatchNormalization,
-    /// Relu, Clip) read only by depthwise convolutions is applied as they load: no pass of its own. A chain after a
+    /// capability 8.0 or later) ResNet's stem is one kernel (<see cref="FuseStem"/>). With <paramref name="fusesAttention"/> too
+    /// (half precision: a 1x1 convolution's bias in its product's epilogue) a cheap chain (BatchNormalization, Relu, Clip)
+    /// after a 1x1 and read only by depthwise convolutions is applied as they load: no pass of its own. A chain after a
     /// depthwise convolution that its kernel applies before it writes (Relu, Clip, HardSwish, HardSigmoid, LeakyRelu) is
     /// free in either precision.
     /// </remarks>
-    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false, bool fusesStem = false, bool halfProducts = false)
+    public static ModelWork Analyze(OnnxModel model, InputSize? size, bool fusesEpilogues = false, bool fusesAttention = false, bool fusesStem = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         var inputShapes = InputShapes.For(model, 1, size);
@@ -129,7 +129,9 @@ public sealed class ModelWork
         var roles = QuantizedGraph.Roles(model);
         var one = QuantizedGraph.Lower(model, floatOne, roles);
         var two = QuantizedGraph.Lower(model, floatTwo, roles);
-        var epilogue = fusesEpilogues ? Epilogues(model, one, depthwiseReadsChains: fusesEpilogues && halfProducts) : new Dictionary<int, bool>();
+        var initializers = model.InitializersByName();
+        var links = NodeLinks.Of(model);
+        var epilogue = fusesEpilogues ? Epilogues(model, one, links, initializers, depthwiseReadsChains: fusesAttention) : new Dictionary<int, bool>();
         var pending = fusesEpilogues ? PendingElementwise(model, one, epilogue) : [];
         (double PerSample, double Fixed) Activations(NodeCost a, NodeCost b)
         {
@@ -138,8 +140,6 @@ public sealed class ModelWork
         }
 
         var layers = new List<LayerTemplate>(one.Nodes.Count);
-        var initializers = model.InitializersByName();
-        var links = NodeLinks.Of(model);
         for (var i = 0; i < one.Nodes.Count; i++)
         {
             NodeCost a = one.Nodes[i], b = two.Nodes[i];
@@ -235,10 +235,10 @@ public sealed class ModelWork
     /// Elementwise and BatchNormalization nodes in chains after a Conv, Gemm or MatMul, by node index: true for the node
     /// that ends a chain cuDNN's fused call cannot take (it pays one pass over its output), false for the others.
     /// </summary>
-    private static Dictionary<int, bool> Epilogues(OnnxModel model, ModelCost cost, bool depthwiseReadsChains)
+    private static Dictionary<int, bool> Epilogues(OnnxModel model, ModelCost cost, NodeLinks links, IReadOnlyDictionary<string, global::Onnx.TensorProto> initializers, bool depthwiseReadsChains)
     {
         var nodes = model.Graph.Node;
-        var (producer, consumers, outputs) = NodeLinks.Of(model);
+        var (producer, consumers, outputs) = links;
         bool Chainable(int i) => cost.Nodes[i].Category == OpCategory.Elementwise || nodes[i].OpType == "BatchNormalization";
         var inChain = new Dictionary<int, bool>(); // node -> whether its chain so far holds an op cuDNN cannot fuse
         for (var i = 0; i < nodes.Count; i++)
@@ -261,7 +261,6 @@ public sealed class ModelWork
         // unless a depthwise kernel takes the chain: the cuda engine's own depthwise kernel applies the activations after
         // it before it writes (Relu, Clip, HardSwish, HardSigmoid, LeakyRelu, each the one before's sole reader) and reads
         // a chain that makes its input as it loads each element (MobileNetV2's ReLU6 after the expanding 1x1).
-        var initializers = model.InitializersByName();
         bool Depthwise(int i) => LayerRates.KindOf(nodes[i], initializers) is LayerKind.DepthwiseConvolution or LayerKind.StridedDepthwiseConvolution;
         bool SoleReader(int i) => nodes[i].Input.Count > 0 && producer.TryGetValue(nodes[i].Input[0], out var f) && !outputs.Contains(nodes[i].Input[0]) && consumers[nodes[i].Input[0]].Distinct().Count() == 1 && (inChain.ContainsKey(f) || Depthwise(f));
         bool DepthwiseEpilogue(int last)

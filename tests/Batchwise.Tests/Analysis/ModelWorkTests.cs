@@ -89,7 +89,7 @@ public sealed class ModelWorkTests
         // them: fp16 67 steps, 17 fewer than before session 38.)
         var model = ModelZoo.Build("zoo:mobilenetv2");
         var nodes = model.Graph.Node;
-        var half = ModelWork.Analyze(model, null, fusesEpilogues: true, fusesAttention: true, fusesStem: true, halfProducts: true).At(4);
+        var half = ModelWork.Analyze(model, null, fusesEpilogues: true, fusesAttention: true, fusesStem: true).At(4);
         var single = ModelWork.Analyze(model, null, fusesEpilogues: true).At(4);
         var clips = Enumerable.Range(0, nodes.Count).Where(i => nodes[i].OpType == "Clip").ToList();
         bool AfterDepthwise(int clip) => nodes[clip - 2] is { OpType: "Conv" } conv && conv.Attribute.Any(a => a.Name == "group" && a.I > 1);

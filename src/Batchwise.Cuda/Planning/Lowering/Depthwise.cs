@@ -49,12 +49,6 @@ internal sealed partial class GraphCompiler
     private (List<OnnxProto.NodeProto> Nodes, string Output, ElementType Type, KernelSource.QuantRounding First, string? FirstInput, QuantizedOutputTable? Table)? QuantizedDepthwiseOutput(string name)
     {
         PlanValue? Value(string v) => _values.GetValueOrDefault(v);
-        bool Known(OnnxProto.NodeProto node, int input) => node.Input.Count <= input || node.Input[input].Length == 0 || Value(node.Input[input])?.Constant is { Count: 1 };
-        HostTensor? Bound(OnnxProto.NodeProto node, int input) => node.Input.Count > input && node.Input[input].Length > 0 ? Value(node.Input[input])!.Constant : null;
-
-        // An elementwise operator's own expression (Clip, Relu) over the expression so far, as a pending chain writes it.
-        static string Over(string op, Func<string, double, double> attr, string e) =>
-            ReplaceOperands(ElementwiseOps.Expression(op, [ElementType.Float], attr), _ => $"((float)({e}))");
         var (nodes, current) = (new List<OnnxProto.NodeProto>(), name);
         (List<OnnxProto.NodeProto>, string, ElementType, KernelSource.QuantRounding, string?, QuantizedOutputTable?)? found = null;
 
@@ -101,8 +95,8 @@ internal sealed partial class GraphCompiler
                     Apply(e => Over("Relu", (_, fallback) => fallback, e));
                     nodes.Add(next);
                     break;
-                case "Clip" when _model.Opset < 11 || (Known(next, 1) && Known(next, 2)):
-                    var bounds = ClipBounds(Bound(next, 1), Bound(next, 2), attrs);
+                case "Clip" when ConstantClip(next):
+                    var bounds = ClipBounds(ScalarInput(next, 1), ScalarInput(next, 2), attrs);
                     Apply(e => Over("Clip", bounds, e));
                     nodes.Add(next);
                     break;
@@ -193,6 +187,21 @@ internal sealed partial class GraphCompiler
         return true;
     }
 
+    /// <summary>An elementwise operator's own expression over the expression <paramref name="e"/> so far, as a pending chain writes it.</summary>
+    private static string Over(string op, Func<string, double, double> attr, string e) =>
+        ReplaceOperands(ElementwiseOps.Expression(op, [ElementType.Float], attr), _ => $"((float)({e}))");
+
+    /// <summary>Whether a Clip's bounds are known constants (attributes before opset 11; one-element constants or absent after).</summary>
+    private bool ConstantClip(OnnxProto.NodeProto clip)
+    {
+        bool Known(int input) => clip.Input.Count <= input || clip.Input[input].Length == 0 || _values.GetValueOrDefault(clip.Input[input])?.Constant is { Count: 1 };
+        return _model.Opset < 11 || (Known(1) && Known(2));
+    }
+
+    /// <summary>The constant of <paramref name="node"/>'s input <paramref name="input"/>, or null where it has none there.</summary>
+    private HostTensor? ScalarInput(OnnxProto.NodeProto node, int input) =>
+        node.Input.Count > input && node.Input[input].Length > 0 ? _values[node.Input[input]].Constant : null;
+
     /// <summary>BATCHWISE_DEPTHWISE_ACTIVATION: on (default) or off (the activation after a depthwise layer a chain of its own).</summary>
     internal static bool DepthwiseActivationFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_DEPTHWISE_ACTIVATION")?.Trim().ToLowerInvariant() switch
     {
@@ -217,8 +226,6 @@ internal sealed partial class GraphCompiler
             return null;
         }
 
-        bool Known(OnnxProto.NodeProto node, int input) => node.Input.Count <= input || node.Input[input].Length == 0 || _values.GetValueOrDefault(node.Input[input])?.Constant is { Count: 1 };
-        HostTensor? Bound(OnnxProto.NodeProto node, int input) => node.Input.Count > input && node.Input[input].Length > 0 ? _values[node.Input[input]].Constant : null;
         var (nodes, current, expression) = (new List<OnnxProto.NodeProto>(), name, "z");
         while (nodes.Count < 4 && SoleConsumer(current) is { Domain: "" or "ai.onnx" } next && next.Input[0] == current)
         {
@@ -227,7 +234,7 @@ internal sealed partial class GraphCompiler
             {
                 "Relu" or "HardSwish" => (_, fallback) => fallback,
                 "LeakyRelu" or "HardSigmoid" => (key, fallback) => attrs.Float(key, fallback),
-                "Clip" when _model.Opset < 11 || (Known(next, 1) && Known(next, 2)) => ClipBounds(Bound(next, 1), Bound(next, 2), attrs),
+                "Clip" when ConstantClip(next) => ClipBounds(ScalarInput(next, 1), ScalarInput(next, 2), attrs),
                 _ => null,
             };
             if (attr is null)
@@ -235,8 +242,7 @@ internal sealed partial class GraphCompiler
                 break;
             }
 
-            var e = expression;
-            expression = ReplaceOperands(ElementwiseOps.Expression(next.OpType, [ElementType.Float], attr), _ => $"((float)({e}))");
+            expression = Over(next.OpType, attr, expression);
             nodes.Add(next);
             current = next.Output[0];
         }
