@@ -294,14 +294,18 @@ public sealed class BenchmarkRunner
             var schedule = new MeasurementSchedule(options);
             var windows = new List<Window>();
             report("warm-up", null);
+            // Each stage and window ends at the end of the last run it saw (not at the instant it was observed), so a
+            // window is whole runs end to end: see ScheduleObservation.ToLastRun.
             var (start, cpuStart, before) = (Stopwatch.GetTimestamp(), ProcessCpuSeconds(), 0L);
             while (schedule.Stage != MeasurementStage.Finished)
             {
-                var (now, completed) = (start, before);
+                var (lastEnd, completed) = (start, before);
                 if (!monitor.WaitUntil(() =>
                 {
-                    (now, completed) = (Stopwatch.GetTimestamp(), monitor.Completed());
-                    var seen = new ScheduleObservation(Stopwatch.GetElapsedTime(start, now), completed - before, workers.All(w => w.Completed > 0), overBudget());
+                    var now = Stopwatch.GetTimestamp();
+                    (completed, lastEnd) = monitor.Progress();
+                    var toLastRun = completed > before ? Stopwatch.GetElapsedTime(start, lastEnd) : TimeSpan.Zero;
+                    var seen = new ScheduleObservation(Stopwatch.GetElapsedTime(start, now), completed - before, workers.All(w => w.Progress.Completed > 0), overBudget(), toLastRun);
                     return schedule.Observe(seen) != ScheduleStep.Continue;
                 }))
                 {
@@ -312,7 +316,7 @@ public sealed class BenchmarkRunner
                 if (schedule.Windows.Count > windows.Count)
                 {
                     var closed = schedule.Windows[^1];
-                    windows.Add(new Window(start, now, closed.Runs, closed.Runs * batch / closed.Seconds, cpuNow - cpuStart));
+                    windows.Add(new Window(start, lastEnd, closed.Runs, closed.Runs * batch / closed.Seconds, cpuNow - cpuStart));
                     report($"window {windows.Count}", null);
                 }
                 else
@@ -320,7 +324,7 @@ public sealed class BenchmarkRunner
                     monitor.ResetPeaks(); // the warm-up ended: peaks are the measurement's own
                 }
 
-                (start, cpuStart, before) = (now, cpuNow, completed);
+                (start, cpuStart, before) = (lastEnd, cpuNow, completed);
             }
 
             state.Stop = true;
@@ -399,6 +403,9 @@ public sealed class BenchmarkRunner
 
     private sealed record Window(long Start, long End, long Runs, double Throughput, double CpuSeconds);
 
+    /// <summary>A thread's runs completed and the timestamp of the last one's end (0 before the first).</summary>
+    private readonly record struct RunProgress(long Completed, long LastEnd);
+
     /// <summary>Shared between the coordinator and the workers of one point.</summary>
     private sealed class PointState
     {
@@ -416,7 +423,8 @@ public sealed class BenchmarkRunner
     /// <summary>One dedicated thread's loop over its own prepared run; it alone writes its sample lists.</summary>
     private sealed class Worker(IPreparedRun run, PointState state)
     {
-        private long _completed;
+        private readonly Lock _progressLock = new();
+        private RunProgress _progress;
 
         public IPreparedRun Run { get; } = run;
 
@@ -429,7 +437,17 @@ public sealed class BenchmarkRunner
 
         public Exception? Error { get; private set; }
 
-        public long Completed => Interlocked.Read(ref _completed);
+        /// <summary>Runs completed and the last one's end, read together (a count with an older end would misplace a run between windows).</summary>
+        public RunProgress Progress
+        {
+            get
+            {
+                lock (_progressLock)
+                {
+                    return _progress;
+                }
+            }
+        }
 
         public void Loop()
         {
@@ -439,10 +457,14 @@ public sealed class BenchmarkRunner
                 while (!state.Stop)
                 {
                     var seconds = Run.Run();
-                    Ends.Add(Stopwatch.GetTimestamp());
+                    var end = Stopwatch.GetTimestamp();
+                    Ends.Add(end);
                     Latencies.Add(seconds);
                     Phases.Add(timing?.LastTransferTimes);
-                    Interlocked.Increment(ref _completed);
+                    lock (_progressLock)
+                    {
+                        _progress = new RunProgress(_progress.Completed + 1, end);
+                    }
                 }
             }
             catch (Exception e)
@@ -465,7 +487,12 @@ public sealed class BenchmarkRunner
 
         public double? DeviceUtilization => _deviceSamples == 0 ? null : _deviceUtilizationSum / _deviceSamples;
 
-        public long Completed() => workers.Sum(w => w.Completed);
+        /// <summary>Runs completed by every thread and the latest end among them.</summary>
+        public (long Completed, long LastEnd) Progress()
+        {
+            var progress = workers.Select(w => w.Progress).ToList();
+            return (progress.Sum(p => p.Completed), progress.Max(p => p.LastEnd));
+        }
 
         public void ResetPeaks()
         {

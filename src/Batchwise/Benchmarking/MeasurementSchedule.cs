@@ -19,7 +19,7 @@ public enum ScheduleStep
     /// <summary>Keep the threads running and observe again later (the stage or window is not over).</summary>
     Continue,
 
-    /// <summary>The stage or window just ended: note the time and run count now, they start the next window.</summary>
+    /// <summary>The stage or window just ended: its last run's end and the run count start the next window.</summary>
     StartWindow,
 
     /// <summary>Stop the threads: the point is measured.</summary>
@@ -44,10 +44,16 @@ public enum FinishReason
 /// <param name="Runs">Runs completed (all threads) since then.</param>
 /// <param name="EveryThreadRan">Whether every thread has completed at least one run since the point began.</param>
 /// <param name="OverBudget">Whether the sweep's time budget is spent (<see cref="MeasurementSchedule.IsOverBudget"/>).</param>
-public readonly record struct ScheduleObservation(TimeSpan Elapsed, long Runs, bool EveryThreadRan, bool OverBudget);
+/// <param name="ToLastRun">
+/// Time from the window's start to the end of the last of its <paramref name="Runs"/> (null: taken as <paramref name="Elapsed"/>).
+/// A closed window spans exactly this, from one run's end to another's, so it holds whole runs: a window that ends at an
+/// arbitrary instant counts the run in flight as nothing, and where a run is a large part of a window (77 ms runs in
+/// 100 ms windows) three windows held 3 runs or 4 by chance, a rate 25% apart that every window repeated.
+/// </param>
+public readonly record struct ScheduleObservation(TimeSpan Elapsed, long Runs, bool EveryThreadRan, bool OverBudget, TimeSpan? ToLastRun = null);
 
 /// <summary>One closed measurement window as the schedule judged it.</summary>
-/// <param name="Seconds">Its length.</param>
+/// <param name="Seconds">Its length: from the run's end that began it to its last run's end.</param>
 /// <param name="Runs">Runs completed in it.</param>
 public readonly record struct ScheduleWindow(double Seconds, long Runs)
 {
@@ -58,7 +64,8 @@ public readonly record struct ScheduleWindow(double Seconds, long Runs)
 /// <summary>
 /// bench's measurement policy for one point, as a pure state machine in the manner of BenchmarkDotNet's engine stages:
 /// warm-up (until <see cref="BenchmarkOptions.Warmup"/> has passed and every thread has run once), then windows of
-/// <see cref="BenchmarkOptions.Window"/> (each lasting until at least one run ends in it) until the last three agree
+/// <see cref="BenchmarkOptions.Window"/> (each lasting until at least one run ends in it, and measured from one run's
+/// end to another's: <see cref="ScheduleObservation.ToLastRun"/>) until the last three agree
 /// within <see cref="BenchmarkOptions.StabilityTolerance"/>, or <see cref="BenchmarkOptions.MaxWindows"/> windows have
 /// passed, or the sweep's time budget is spent after three windows. It owns no thread and reads no clock: the driver
 /// (bench's coordinator thread) feeds it <see cref="ScheduleObservation"/>s and does what <see cref="Observe"/> says.
@@ -137,7 +144,7 @@ public sealed class MeasurementSchedule
                     return ScheduleStep.Continue;
                 }
 
-                _windows.Add(new ScheduleWindow(observation.Elapsed.TotalSeconds, observation.Runs));
+                _windows.Add(new ScheduleWindow((observation.ToLastRun ?? observation.Elapsed).TotalSeconds, observation.Runs));
                 Finish = IsStable() ? FinishReason.Stable
                     : _windows.Count >= MaxWindows ? FinishReason.WindowLimit
                     : _windows.Count >= JudgedWindows && observation.OverBudget ? FinishReason.TimeBudget

@@ -30,6 +30,18 @@ public sealed class MeasurementScheduleTests
     }
 
     [Fact]
+    public void A_window_spans_from_a_runs_end_to_its_last_runs_end_not_to_the_instant_it_was_observed()
+    {
+        var schedule = new MeasurementSchedule(Options);
+        schedule.Observe(new(TimeSpan.FromSeconds(2), 10, EveryThreadRan: true, OverBudget: false));
+
+        // Observed 1.2 s in, its last run ended at 0.9 s: the window is 0.9 s of 3 runs, not 1.2 s.
+        Assert.Equal(ScheduleStep.StartWindow, schedule.Observe(new(TimeSpan.FromSeconds(1.2), 3, EveryThreadRan: true, OverBudget: false, ToLastRun: TimeSpan.FromSeconds(0.9))));
+        Assert.Equal(0.9, schedule.Windows[0].Seconds, 9);
+        Assert.Equal(3 / 0.9, schedule.Windows[0].Rate, 9);
+    }
+
+    [Fact]
     public void A_zero_warm_up_still_waits_for_every_thread_to_run_once()
     {
         var schedule = new MeasurementSchedule(Options with { Warmup = TimeSpan.Zero });
