@@ -121,6 +121,14 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     public int GroupedSide { get; init; } = 28;
 
     /// <summary>
+    /// Further output sides of the grouped tables, each its own table ("grouped@14", <see cref="LayerRates.SideTable"/>)
+    /// that explain interpolates between by a layer's output side. cuDNN's grouped kernels are not one rate per group over
+    /// groups x pixels: session 38's H100 ran RegNetX-016's fp32 14x14 layers (17 groups of 24 at b=2) at 77 µs where
+    /// the 28x28 table (16 groups of 24) priced them at 23 µs, and its 28x28 layers (7 groups) at 33 µs as priced.
+    /// </summary>
+    public IReadOnlyList<int> GroupedExtraSides { get; init; } = [14, 7];
+
+    /// <summary>
     /// Batches of the grouped and depthwise tables (N x groups grows with them): every octave to 8, where the engine asks
     /// cuDNN's heuristics again (conv_choices=octave) and a table sampled at 1 and 8 cannot see an algorithm that the
     /// heuristics pick at 2 or 4 (RegNetX-016 fp32 on an H200, session 21: 898 img/s at b=1 and 951 at b=2, latency
@@ -187,16 +195,22 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         details["cudnn_choice"] = cudnnCandidates == 1 ? "heuristics' first allowed algorithm (as the engine with --tactics heuristic)" : "fastest of every allowed algorithm (as the engine's timed tactics)";
         foreach (var precision in new[] { "fp32", "fp16" })
         {
-            foreach (var (table, measure) in new (string, Func<string, IReadOnlyList<LayerRatePoint>>)[]
-            {
+            (string Table, Func<string, IReadOnlyList<LayerRatePoint>> Measure)[] measures =
+            [
                 ("gemm", p => MeasureGemmTable(tableTimer, kernels, p)),
                 ("gemm-cold", p => MeasureGemmTable(tableTimer, kernels, p, cacheBytes)),
                 ("conv", p => MeasureConvTable(tableTimer, kernels, p, cudnnCandidates)),
-                ("grouped", p => MeasureGroupedTable(tableTimer, kernels, own, p, 1, cudnnCandidates)),
-                ("grouped-s2", p => MeasureGroupedTable(tableTimer, kernels, own, p, 2, cudnnCandidates)),
+                ("grouped", p => MeasureGroupedTable(tableTimer, kernels, own, p, 1, GroupedSide, cudnnCandidates)),
+                ("grouped-s2", p => MeasureGroupedTable(tableTimer, kernels, own, p, 2, GroupedSide, cudnnCandidates)),
                 ("depthwise", p => MeasureDepthwiseTable(tableTimer, kernels, own, p, 1)),
                 ("depthwise-s2", p => MeasureDepthwiseTable(tableTimer, kernels, own, p, 2)),
-            })
+                .. GroupedExtraSides.Where(side => side != GroupedSide).SelectMany(side => new (string, Func<string, IReadOnlyList<LayerRatePoint>>)[]
+                {
+                    (LayerRates.SideTable("grouped", side), p => MeasureGroupedTable(tableTimer, kernels, own, p, 1, side, cudnnCandidates)),
+                    (LayerRates.SideTable("grouped-s2", side), p => MeasureGroupedTable(tableTimer, kernels, own, p, 2, side, cudnnCandidates)),
+                }),
+            ];
+            foreach (var (table, measure) in measures)
             {
                 var key = LayerRates.Key(precision, table);
                 try
@@ -538,16 +552,16 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             ? "own" : "cudnn";
 
     /// <summary>
-    /// Grouped 3x3 convolutions of <see cref="GroupedChannels"/> channels at one stride (a <see cref="GroupedSide"/>
+    /// Grouped 3x3 convolutions of <see cref="GroupedChannels"/> channels at one stride (a <paramref name="side"/>
     /// output, the input stride times wider) as the engine runs them, one node per group width (outputs per group = width,
     /// K = 9 x width) over N x groups (<see cref="LayerRates.GroupView"/>): in fp16 channels-last through the own
     /// tensor-core kernel where the engine picks it (<see cref="GroupedRoutine"/>), else cuDNN (fp16 NHWC tensor cores,
     /// fp32 NCHW without), with the same algorithm choice as the dense table.
     /// </summary>
-    private IReadOnlyList<LayerRatePoint> MeasureGroupedTable(EventTimer timer, Kernels kernels, OwnKernels own, string precision, int stride, int candidates)
+    private IReadOnlyList<LayerRatePoint> MeasureGroupedTable(EventTimer timer, Kernels kernels, OwnKernels own, string precision, int stride, int side, int candidates)
     {
         var half = precision == "fp16";
-        long c = GroupedChannels, side = GroupedSide, inSide = GroupedSide * stride;
+        long c = GroupedChannels, inSide = (long)side * stride;
         long elementBytes = half ? 2 : 4;
         var batches = FittingBatches(elementBytes * c * inSide * inSide);
         using var x = CudaDriver.Allocate(elementBytes * batches[^1] * c * inSide * inSide);

@@ -17,8 +17,17 @@ public sealed record RatePoint(double N, double Flops);
 /// </summary>
 public sealed record DeviceCeilings
 {
-    /// <summary>Version of this record's JSON layout; a cache file of another version is measured anew (8: the GEMM tables with cold weights and the cache size).</summary>
-    public const int CurrentSchema = 8;
+    /// <summary>
+    /// Version of this record's JSON layout; a cache file of another version is measured anew (8: the GEMM tables with
+    /// cold weights and the cache size; 9: the grouped tables at further output sides, "grouped@14").
+    /// </summary>
+    public const int CurrentSchema = 9;
+
+    /// <summary>
+    /// The oldest schema a file named by --ceilings-file is read in (the cache measures anew past it): 8 has every field
+    /// of 9 but the grouped tables at further sides, whose layers then take the 28x28 table as 8 did.
+    /// </summary>
+    public const int OldestReadableSchema = 8;
 
     /// <summary>JSON layout version.</summary>
     public int Schema { get; init; } = CurrentSchema;
@@ -65,7 +74,7 @@ public sealed record DeviceCeilings
     /// <summary>
     /// Measured rate tables per precision and layer class, keyed "fp16/gemm" (cuBLASLt, for MatMul, Gemm and the cuda
     /// engine's fp16 pointwise convolutions; "fp16/gemm-cold" the same with every call's weights read from memory, for
-    /// models whose weights exceed the cache, <see cref="WeightsCold"/>), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" / "fp16/grouped-s2" and
+    /// models whose weights exceed the cache, <see cref="WeightsCold"/>), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" / "fp16/grouped-s2" (at 28x28 outputs; "fp16/grouped@14" and the like at further sides) and
     /// "fp16/depthwise" / "fp16/depthwise-s2" (grouped and depthwise convolutions through the routine the engine picks), each a grid of
     /// output channels x reduction length x N timed per call inside a CUDA graph; empty where not measured (a CPU), and a
     /// table that could not be measured is missing (its layers use <see cref="RateCurve"/>, and
@@ -244,6 +253,12 @@ public sealed record DeviceCeilings
             return null;
         }
 
+        if (table is "grouped" or "grouped-s2" && work.PixelsPerSample is > 0 && SideTables(table) is { Count: > 1 } bySide)
+        {
+            // Measured at several output sides: between the two around this layer's (its positions as a square's side).
+            return Analysis.LayerRates.Rate(bySide, Math.Sqrt(work.PixelsPerSample.Value), outputs, reduction, size);
+        }
+
         if (table is not ("gemm" or "gemm-cold"))
         {
             return Analysis.LayerRates.Rate(points, outputs, reduction, size);
@@ -261,6 +276,21 @@ public sealed record DeviceCeilings
             var (o, k, size) = Analysis.LayerRates.GroupView(g, n);
             return (name, o, k, size);
         }
+    }
+
+    /// <summary>The grouped table <paramref name="table"/> of the precision in use at every output side measured (side -> points): its 28x28 table and those named "table@side".</summary>
+    private Dictionary<int, IReadOnlyList<LayerRatePoint>> SideTables(string table)
+    {
+        var prefix = Analysis.LayerRates.Key(Precision, table) + "@";
+        var bySide = LayerRates
+            .Where(t => t.Key.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(t.Key.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            .ToDictionary(t => int.Parse(t.Key.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture), t => t.Value);
+        if (LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var at28))
+        {
+            bySide[Analysis.LayerRates.GroupedTableSide] = at28;
+        }
+
+        return bySide;
     }
 
     /// <summary>The tile granularity <see cref="MeasuredRate"/> pads a GEMM's outputs and K to (past one tile).</summary>
@@ -366,8 +396,11 @@ public sealed class CeilingsCache
         return Path.Combine(Directory, $"{Sanitize(machine)}-{Sanitize(engine)}-{hash}.json");
     }
 
-    /// <summary>Reads cached ceilings, or null when absent, unreadable or of another schema.</summary>
-    public DeviceCeilings? TryRead(string path)
+    /// <summary>
+    /// Reads cached ceilings, or null when absent, unreadable or of another schema (with <paramref name="olderSchemas"/>,
+    /// one from <see cref="DeviceCeilings.OldestReadableSchema"/> on: a file the user named, not the cache).
+    /// </summary>
+    public DeviceCeilings? TryRead(string path, bool olderSchemas = false)
     {
         try
         {
@@ -377,7 +410,8 @@ public sealed class CeilingsCache
             }
 
             var c = JsonSerializer.Deserialize(File.ReadAllText(path), CeilingsJsonContext.Default.DeviceCeilings);
-            return c is { Schema: DeviceCeilings.CurrentSchema, PeakFlops: > 0, BandwidthBytesPerSecond: > 0, SaturationN: > 0 } ? c : null;
+            var schemaRead = c is not null && (c.Schema == DeviceCeilings.CurrentSchema || (olderSchemas && c.Schema is >= DeviceCeilings.OldestReadableSchema and < DeviceCeilings.CurrentSchema));
+            return schemaRead && c is { PeakFlops: > 0, BandwidthBytesPerSecond: > 0, SaturationN: > 0 } ? c : null;
         }
         catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException)
         {

@@ -205,8 +205,8 @@ public static class ExplainRun
             throw new BatchwiseException($"Ceilings file '{path}' not found", "Pass a file from a ceilings cache ($BATCHWISE_CACHE_DIR/ceilings/*.json, written by explain or `devices --ceilings`).");
         }
 
-        return new CeilingsCache(Path.GetDirectoryName(Path.GetFullPath(path))!).TryRead(path)
-            ?? throw new BatchwiseException($"'{path}' is not a ceilings file of this Batchwise (schema {DeviceCeilings.CurrentSchema})", "Pass a file from a ceilings cache ($BATCHWISE_CACHE_DIR/ceilings/*.json), not `devices --ceilings --json` output (a summary without the rate tables), or measure with --recalibrate.");
+        return new CeilingsCache(Path.GetDirectoryName(Path.GetFullPath(path))!).TryRead(path, olderSchemas: true)
+            ?? throw new BatchwiseException($"'{path}' is not a ceilings file of this Batchwise (schema {DeviceCeilings.OldestReadableSchema} to {DeviceCeilings.CurrentSchema})", "Pass a file from a ceilings cache ($BATCHWISE_CACHE_DIR/ceilings/*.json), not `devices --ceilings --json` output (a summary without the rate tables), or measure with --recalibrate.");
     }
 
     /// <summary>The image size --shape gave a model with a dynamic height and width, or null.</summary>

@@ -1,3 +1,4 @@
+using System.Globalization;
 using OnnxProto = Onnx;
 
 namespace Batchwise.Analysis;
@@ -64,6 +65,39 @@ public static class LayerRates
     /// The grouped and depthwise tables are in the per-group view of <see cref="GroupView"/>.
     /// </summary>
     public static string Key(string precision, string table) => precision + "/" + table;
+
+    /// <summary>
+    /// The name of a grouped table measured at another output side than the 28x28 of "grouped" / "grouped-s2":
+    /// "grouped@14". <see cref="DeviceCeilings.MeasuredRate"/> interpolates between the sides measured by a layer's own.
+    /// </summary>
+    public static string SideTable(string table, int side) => string.Create(CultureInfo.InvariantCulture, $"{table}@{side}");
+
+    /// <summary>The output side of the grouped tables without a side in their name.</summary>
+    public const int GroupedTableSide = 28;
+
+    /// <summary>
+    /// The rate of a grouped layer whose output is <paramref name="side"/> wide from the tables of one kind measured at
+    /// several sides (<paramref name="bySide"/>: side -> table): log-linear in the side between the two measured sides
+    /// around it, the nearest side's outside them (a grouped kernel's rate is not one per group over groups x pixels: its
+    /// tiles cover a group's pixels, so fewer pixels a group leave more of each tile and of the device idle).
+    /// </summary>
+    public static double? Rate(IReadOnlyDictionary<int, IReadOnlyList<LayerRatePoint>> bySide, double side, double outputs, double reduction, double n)
+    {
+        ArgumentNullException.ThrowIfNull(bySide);
+        var sides = bySide.Where(t => t.Value.Count > 0).Select(t => (double)t.Key).ToList();
+        if (sides.Count == 0 || side <= 0)
+        {
+            return null;
+        }
+
+        var (low, high, t) = Bracket(sides, side);
+        if (Rate(bySide[(int)low], outputs, reduction, n) is not { } atLow || Rate(bySide[(int)high], outputs, reduction, n) is not { } atHigh)
+        {
+            return null;
+        }
+
+        return Math.Exp(((1 - t) * Math.Log(atLow)) + (t * Math.Log(atHigh)));
+    }
 
     /// <summary>The rate (FLOP/s) a table gives a layer of these dimensions, or null for an empty table or a non-positive size.</summary>
     public static double? Rate(IReadOnlyList<LayerRatePoint> table, double outputs, double reduction, double n)

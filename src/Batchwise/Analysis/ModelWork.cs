@@ -72,7 +72,7 @@ public sealed class ModelWork
     /// precision) a spatial reduction is the engine's column reduction, its memory round trips counted (<see cref="SpatialReduction"/>).
     /// </summary>
     public IReadOnlyList<LayerWork> At(int batchSize, bool channelsLast) => _layers
-        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind, l.Role, channelsLast && l.Reduction is { } r ? r.LatencyRounds(batchSize) : 1, l.FixedBytes))
+        .Select(l => new LayerWork(l.Name, l.OpType, l.FlopsPerSample * batchSize, l.FixedBytes + (l.ActivationBytesPerSample * batchSize), ScaleGemm(l, batchSize), l.ParallelPerSample * batchSize, l.LaunchesKernel, l.Kind, l.Role, channelsLast && l.Reduction is { } r ? r.LatencyRounds(batchSize) : 1, l.FixedBytes, l.OpType is "Conv" or "ConvTranspose" ? l.ParallelPerSample : null))
         .ToList();
 
     /// <summary>

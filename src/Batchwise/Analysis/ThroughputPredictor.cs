@@ -36,7 +36,8 @@ public enum Bound
 /// is one launch and one DRAM round trip. 1 for a pass that streams its bytes.
 /// </param>
 /// <param name="WeightBytes">The constant operands' bytes within <paramref name="Bytes"/> (0 for a product of two activations, as attention's).</param>
-public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, int LatencyRounds = 1, double WeightBytes = 0)
+/// <param name="PixelsPerSample">A convolution's output positions per sample (its N at batch 1); null elsewhere. The grouped tables' rate depends on it, not only on N x groups (<see cref="LayerRates.SideTable"/>).</param>
+public sealed record LayerWork(string Name, string OpType, double Flops, double Bytes, GemmShape? Gemm = null, long? ParallelSize = null, bool LaunchesKernel = true, LayerKind Kind = LayerKind.Other, QuantizedRole Role = QuantizedRole.Float, int LatencyRounds = 1, double WeightBytes = 0, long? PixelsPerSample = null)
 {
     /// <summary>True for a layer that runs in int8.</summary>
     public bool IsInt8 => Role == QuantizedRole.Int8;

@@ -70,27 +70,32 @@ public sealed class GpuCeilingsProbeTests
         }
 
         Assert.All(probe.GroupWidths, w => Assert.Equal(0, probe.GroupedChannels % w));
-        foreach (var width in probe.GroupWidths.Where(w => GpuCeilingsProbe.GroupedRoutine("fp16", w, GroupedConvChoice.Auto) == "own"))
+
+        // At the 28x28 side and at every further side the grouped tables are measured at.
+        foreach (long gside in new[] { probe.GroupedSide }.Concat(probe.GroupedExtraSides))
         {
-            // Where the tile does not fit 48 KB (width 48) the engine's auto choice, and so the probe, stays with cuDNN.
-            if (KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [1, 1], [1, 1], side, KernelCache.StaticSharedBytes) is not { } tiles)
+            foreach (var width in probe.GroupWidths.Where(w => GpuCeilingsProbe.GroupedRoutine("fp16", w, GroupedConvChoice.Auto) == "own"))
             {
-                Assert.NotEqual(24, width); // RegNet's width, the case the own kernel is for, must be timed on it
-                continue;
-            }
+                // Where the tile does not fit 48 KB (width 48) the engine's auto choice, and so the probe, stays with cuDNN.
+                if (KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [1, 1], [1, 1], gside, KernelCache.StaticSharedBytes) is not { } tiles)
+                {
+                    Assert.NotEqual(24, width); // RegNet's width, the case the own kernel is for, must be timed on it
+                    continue;
+                }
 
-            var code = KernelSource.GroupedConv(width, width, [3, 3], [1, 1], [1, 1], tiles, new GroupedConvEpilogue(null, false, false), 256, probe.GroupedChannels / width, [side, side], [side, side], [1, 1]);
-            Assert.Contains("__global__", code.Source, StringComparison.Ordinal);
+                var code = KernelSource.GroupedConv(width, width, [3, 3], [1, 1], [1, 1], tiles, new GroupedConvEpilogue(null, false, false), 256, probe.GroupedChannels / width, [gside, gside], [gside, gside], [1, 1]);
+                Assert.Contains("__global__", code.Source, StringComparison.Ordinal);
 
-            // The stride-2 table's shape (the input twice as wide) generates too where the tile fits.
-            if (KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [2, 2], [1, 1], side, KernelCache.StaticSharedBytes) is { } strided)
-            {
-                var s2 = KernelSource.GroupedConv(width, width, [3, 3], [2, 2], [1, 1], strided, new GroupedConvEpilogue(null, false, false), 256, probe.GroupedChannels / width, [2 * side, 2 * side], [side, side], [1, 1]);
-                Assert.Contains("__global__", s2.Source, StringComparison.Ordinal);
-            }
-            else
-            {
-                Assert.NotEqual(24, width); // RegNet's strided layers run on the own kernel too
+                // The stride-2 table's shape (the input twice as wide) generates too where the tile fits.
+                if (KernelSource.GroupedConvTilesPerWarp(width, width, [3, 3], [2, 2], [1, 1], gside, KernelCache.StaticSharedBytes) is { } strided)
+                {
+                    var s2 = KernelSource.GroupedConv(width, width, [3, 3], [2, 2], [1, 1], strided, new GroupedConvEpilogue(null, false, false), 256, probe.GroupedChannels / width, [2 * gside, 2 * gside], [gside, gside], [1, 1]);
+                    Assert.Contains("__global__", s2.Source, StringComparison.Ordinal);
+                }
+                else
+                {
+                    Assert.NotEqual(24, width); // RegNet's strided layers run on the own kernel too
+                }
             }
         }
     }

@@ -26,6 +26,7 @@ public sealed class CeilingsGpuTests
             GroupWidths = [8, 24, 32],
             DepthwiseWindows = [3, 5],
             GroupedBatches = [1, 64],
+            GroupedExtraSides = [14],
         };
         var c = probe.Measure(new CudaEngine(), new EngineOptions());
         Gpu.Report("ceilings.md", c.Summary());
@@ -61,7 +62,7 @@ public sealed class CeilingsGpuTests
         // timed on the GPU inside a CUDA graph, not as the host's cost per call), none past the precision's peak.
         Assert.False(c.Details.ContainsKey("layer_rates_missing"), c.Details.GetValueOrDefault("layer_rates_missing"));
         Assert.InRange(c.KernelFloorSeconds!.Value, 1e-8, 1e-4);
-        foreach (var key in from p in new[] { "fp32", "fp16" } from t in new[] { "gemm", "conv", "grouped", "depthwise", "depthwise-s2" } select p + "/" + t)
+        foreach (var key in from p in new[] { "fp32", "fp16" } from t in new[] { "gemm", "conv", "grouped", "grouped@14", "grouped-s2@14", "depthwise", "depthwise-s2" } select p + "/" + t)
         {
             var table = c.LayerRates[key];
             Gpu.Report("ceilings.md", key + ": " + string.Join(" ", table.Select(p => FormattableString.Invariant($"{p.Outputs}x{p.Reduction}@{p.N}:{p.Flops / 1e12:F2}"))));
@@ -88,6 +89,11 @@ public sealed class CeilingsGpuTests
         Assert.Equal([9.0, 25], c.LayerRates["fp32/depthwise-s2"].Select(p => p.Reduction).Distinct().Order());
         Assert.All(c.LayerRates["fp16/depthwise"], p => Assert.Equal(1, p.Outputs));
         Assert.Contains(c.LayerRates["fp16/depthwise"], p => p.N == 144.0 * 28 * 28 * 64);
+
+        // The grouped tables at a further side: the same widths, N over that side's positions (384 channels: 384 / width groups).
+        Assert.Equal([8.0, 24, 32], c.LayerRates["fp32/grouped@14"].Select(p => p.Outputs).Distinct().Order());
+        Assert.Contains(c.LayerRates["fp32/grouped@14"], p => p.Outputs == 24 && p.N == 14.0 * 14 * 64 * (384 / 24));
+        Assert.False(c.LayerRates.ContainsKey("fp32/grouped@7"));
     }
 
     [Fact]

@@ -61,6 +61,21 @@ public sealed class CeilingsTests : IDisposable
     }
 
     [Fact]
+    public void A_file_the_user_names_is_read_from_the_oldest_readable_schema_on_the_cache_only_at_the_current_one()
+    {
+        var cache = new CeilingsCache(_dir);
+        var path = cache.PathFor("host", "cuda", "gpu");
+        cache.Write(path, Synthetic.Device() with { Schema = DeviceCeilings.OldestReadableSchema });
+        Assert.Null(cache.TryRead(path));
+        Assert.Equal(DeviceCeilings.OldestReadableSchema, cache.TryRead(path, olderSchemas: true)!.Schema);
+
+        cache.Write(path, Synthetic.Device() with { Schema = DeviceCeilings.OldestReadableSchema - 1 });
+        Assert.Null(cache.TryRead(path, olderSchemas: true));
+        cache.Write(path, Synthetic.Device() with { Schema = DeviceCeilings.CurrentSchema + 1 });
+        Assert.Null(cache.TryRead(path, olderSchemas: true));
+    }
+
+    [Fact]
     public void Cache_files_differ_per_machine_engine_device_and_settings()
     {
         var cache = new CeilingsCache(_dir);

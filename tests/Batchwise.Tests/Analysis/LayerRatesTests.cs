@@ -220,6 +220,44 @@ public sealed class LayerRatesTests
     }
 
     [Fact]
+    public void Grouped_tables_at_several_sides_are_interpolated_in_log_side_by_the_layers_output_side()
+    {
+        // fp32 "grouped" (28x28) at 8 TFLOP/s x 0.32 here; the same kind measured at 14x14 four times slower and at 7x7
+        // eight times slower (cuDNN's fp32 grouped kernels: RegNetX-016's 14x14 layers ran 3x their 28x28 table's time).
+        var ceilings = WithGroupTables() with
+        {
+            LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(WithGroupTables().LayerRates)
+            {
+                [LayerRates.Key("fp32", LayerRates.SideTable("grouped", 14))] = GroupTable(2e12),
+                [LayerRates.Key("fp32", LayerRates.SideTable("grouped", 7))] = GroupTable(1e12),
+            },
+        };
+        var fp32 = ceilings.WithPrecision("fp32");
+        LayerWork At(long pixelsPerSample) => new("g", "Conv", 2.0 * 1024 * 288 * 1e5, 1e3, new GemmShape(1024, 100_000, 288, Groups: 32), 100_000, Kind: LayerKind.GroupedConvolution, PixelsPerSample: pixelsPerSample);
+
+        Assert.Equal(8e12 * 0.32, fp32.MeasuredRate(At(28 * 28))!.Value, 1e3);
+        Assert.Equal(2e12 * 0.32, fp32.MeasuredRate(At(14 * 14))!.Value, 1e3);
+        Assert.Equal(1e12 * 0.32, fp32.MeasuredRate(At(7 * 7))!.Value, 1e3);
+        Assert.Equal(4e12 * 0.32, fp32.MeasuredRate(At(20 * 20 - 4))!.Value, 0.02e12); // sqrt(396) = 19.9: halfway in log between 14 and 28
+        Assert.Equal(8e12 * 0.32, fp32.MeasuredRate(At(56 * 56))!.Value, 1e3);        // past the largest side: its rate
+        Assert.Equal(1e12 * 0.32, fp32.MeasuredRate(At(4 * 4))!.Value, 1e3);          // below the smallest: its rate
+
+        // A layer without its positions, and a precision measured at one side only, take the 28x28 table as before.
+        Assert.Equal(8e12 * 0.32, fp32.MeasuredRate(At(14 * 14) with { PixelsPerSample = null })!.Value, 1e3);
+        Assert.Equal(40e12 * 0.32, ceilings.WithPrecision("fp16").MeasuredRate(At(14 * 14))!.Value, 1e3);
+    }
+
+    [Fact]
+    public void A_conv_layers_work_carries_its_output_positions_per_sample()
+    {
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:resnet18"), null).At(4, channelsLast: false);
+        var stem = work.First(l => l.OpType == "Conv");
+        Assert.Equal(112 * 112, stem.PixelsPerSample);
+        Assert.Equal(4 * 112 * 112, stem.ParallelSize);
+        Assert.All(work.Where(l => l.OpType is not ("Conv" or "ConvTranspose")), l => Assert.Null(l.PixelsPerSample));
+    }
+
+    [Fact]
     public void Strided_grouped_convolution_is_priced_from_the_stride_2_grouped_table()
     {
         // RegNet's first block of a stage: the same routine at stride 2, whose own table here runs at half the stride-1 rate.
