@@ -63,6 +63,14 @@ internal static partial class KernelSource
             asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
         #endif
         }
+        """ + MathHelpers;
+
+    /// <summary>
+    /// The prelude's arithmetic and warp helpers (<c>__device__ __forceinline__</c>, which the CPU kernel emulator of the
+    /// tests defines as <c>inline</c> and compiles from this same text).
+    /// </summary>
+    internal const string MathHelpers = """
+
         struct bw_div { unsigned d, m, s; };
         __device__ __forceinline__ unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
         __device__ __forceinline__ float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }

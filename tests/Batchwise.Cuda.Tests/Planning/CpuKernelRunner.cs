@@ -303,24 +303,7 @@ internal static partial class CpuKernelRunner
             operator float() const { return __uint_as_float((unsigned)bits << 16); }
         };
         static inline void bw_pdl_enter() {}
-        struct bw_div { unsigned d, m, s; };
-        static inline unsigned bw_q(const bw_div v, unsigned n) { return (__umulhi(n, v.m) + n) >> v.s; }
-        static inline float bw_sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
-        static inline double bw_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-        static inline float bw_softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
-        static inline float bw_gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
-        static inline float bw_gelu_tanh(float x) { return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
-        static inline float bw_warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
-        static inline float bw_warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
-        static inline float bw_block_sum(float v, float* shared) {
-            v = bw_warp_sum(v);
-            __syncthreads();
-            if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
-            __syncthreads();
-            v = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? shared[threadIdx.x & 31] : 0.f;
-            return bw_warp_sum(v);
-        }
-
+        """ + KernelSource.MathHelpers + """
         // Runs one block's threads at once (barriers and warp exchanges between them); a thread that returns leaves both.
         // The host threads are a pool kept from block to block (creating a thread per CUDA thread of every block cost
         // more than the kernels): worker i runs CUDA thread i of each block, and leaves after two idle seconds (a
