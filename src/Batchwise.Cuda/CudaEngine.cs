@@ -1045,7 +1045,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var device = Nvml.DeviceByPciBusId(_busId, _device);
             var u = Nvml.UtilizationOf(device);
             var m = Nvml.MemoryOf(device);
-            return new DeviceSample(u.Gpu, (long)m.Used, (long)m.Total);
+            return new DeviceSample(u.Gpu, (long)m.Used, (long)m.Total, Nvml.SmClockOf(device), Nvml.PowerOf(device), Nvml.ClockLimitsOf(device) is { } limits ? DeviceClockLimit.Names(limits) : null);
         }
         catch (BatchwiseException)
         {

@@ -29,6 +29,11 @@ public static class BenchmarkTable
         {
             console.MarkupLine("[grey]--transfers: latency = H2D (inputs from page-locked host memory) + compute + D2H (outputs back), means per batch in the phase columns; one execution context runs them in series, -c 2 or more overlaps one context's copies with another's compute (docs/transfers.md)[/]");
         }
+
+        if (result.Points.Any(p => p.DeviceClocks is not null))
+        {
+            console.MarkupLine("[grey]clock: the mean SM clock over the measurement (NVML), with what held it below its maximum in a tenth of the samples or more (power cap, thermal, ...): points at different clocks are not the same device's speed[/]");
+        }
         if (result.ColdStart is { } cold)
         {
             var plan = cold.FirstPlan is { } first ? $", plan {first.Seconds * 1000:F0} ms{PhaseText(first)}" : string.Empty;
@@ -64,6 +69,7 @@ public static class BenchmarkTable
         var smallest = result.Points.Count == 0 ? 1 : result.Points.Min(q => q.BatchSize);
         var hasDevice = result.Points.Any(p => p.DeviceUtilizationPercent is not null || p.DeviceMemoryUsedBytes is not null);
         var hasTransfers = result.Points.Any(p => p.Transfers is not null);
+        var hasClocks = result.Points.Any(p => p.DeviceClocks is not null);
         var severalConcurrencies = result.Points.Select(p => p.Concurrency).Distinct().Count() > 1;
         var columns = new List<(string Header, bool Show, Func<BenchmarkPoint, string> Cell)>
         {
@@ -83,6 +89,7 @@ public static class BenchmarkTable
             ("peak mem", full, p => Bytes(p.PeakWorkingSetBytes)),
             ("device", hasDevice, p => p.DeviceUtilizationPercent is { } u ? string.Create(ic, $"{u:0}%") : "-"),
             ("dev mem", hasDevice, p => p.DeviceMemoryUsedBytes is { } m ? Bytes(m) : "-"),
+            ("clock", hasClocks, p => p.DeviceClocks is { } k ? ClockCell(k) : "-"),
             ("stable", true, p => p.Stable ? string.Create(ic, $"ok ±{p.Spread * 50:0.0}%") : string.Create(ic, $"[yellow]UNSTABLE ±{p.Spread * 50:0}%[/]")),
         };
         var shown = columns.Where(c => c.Show).ToList();
@@ -98,6 +105,13 @@ public static class BenchmarkTable
         }
 
         return table;
+    }
+
+    /// <summary>The mean SM clock in MHz, and the limit that held it most where one did in a tenth of the samples or more ("1,755 power cap").</summary>
+    private static string ClockCell(DeviceClocks clocks)
+    {
+        var clock = clocks.SmClockMhz.ToString("N0", CultureInfo.InvariantCulture);
+        return clocks.Limits.Where(l => l.Value >= 0.1).OrderByDescending(l => l.Value).FirstOrDefault() is { Key: { } limit } ? $"{clock} [yellow]{limit}[/]" : clock;
     }
 
     /// <summary>Console width from which every column is shown.</summary>

@@ -35,6 +35,11 @@ internal static unsafe partial class Nvml
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetUUID(IntPtr device, byte* uuid, uint length);
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetPowerUsage(IntPtr device, out uint milliwatts);
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetEnforcedPowerLimit(IntPtr device, out uint milliwatts);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetClockInfo(IntPtr device, int type, out uint mhz);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetCurrentClocksThrottleReasons(IntPtr device, out ulong reasons);
+
+    /// <summary>NVML_CLOCK_SM.</summary>
+    private const int ClockSm = 1;
 
     /// <summary>NVML_ERROR_NOT_SUPPORTED: the device does not report the quantity asked for.</summary>
     private const int NotSupported = 3;
@@ -150,6 +155,43 @@ internal static unsafe partial class Nvml
 
         Check(status, "nvmlDeviceGetEnforcedPowerLimit");
         return mw / 1000.0;
+    }
+
+    /// <summary>The SM clock now in MHz, or null where the device does not report it.</summary>
+    public static double? SmClockOf(IntPtr device)
+    {
+        var status = nvmlDeviceGetClockInfo(device, ClockSm, out var mhz);
+        if (status == NotSupported)
+        {
+            return null;
+        }
+
+        Check(status, "nvmlDeviceGetClockInfo");
+        return mhz;
+    }
+
+    /// <summary>
+    /// What holds the clocks below their maximum now (nvmlClocksThrottleReasons / nvmlClocksEventReasons bits: 0x4 the
+    /// software power cap, 0x8 a hardware slowdown, 0x20 / 0x40 software / hardware thermal slowdown, 0x80 the power
+    /// brake, ...), or null where the device or the library does not report it.
+    /// </summary>
+    public static ulong? ClockLimitsOf(IntPtr device)
+    {
+        try
+        {
+            var status = nvmlDeviceGetCurrentClocksThrottleReasons(device, out var reasons);
+            if (status == NotSupported)
+            {
+                return null;
+            }
+
+            Check(status, "nvmlDeviceGetCurrentClocksThrottleReasons");
+            return reasons;
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return null;
+        }
     }
 
     public static string NameOf(IntPtr device)

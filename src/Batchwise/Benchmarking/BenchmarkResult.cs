@@ -48,7 +48,20 @@ public sealed record BenchmarkPoint(
 
     /// <summary>The batch this point ran padded to (a batch profile), or null when it ran at its own size.</summary>
     public int? PaddedTo { get; init; }
+
+    /// <summary>The device's clock and power over the measurement, where the engine reports them (a GPU through NVML); otherwise null.</summary>
+    public DeviceClocks? DeviceClocks { get; init; }
 }
+
+/// <summary>
+/// A GPU's clock and power over a point's measurement, sampled with its utilisation: a rate measured at a lower clock
+/// than another (a sustained tensor-core load held at the power cap, a warm card) is not the same device's speed.
+/// </summary>
+/// <param name="SmClockMhz">Mean SM clock, MHz.</param>
+/// <param name="PowerWatts">Mean power draw, W, where reported.</param>
+/// <param name="Limits">Each reason that held the clocks below their maximum in some samples (<see cref="DeviceClockLimit"/>), with its share of the samples, 0-1.</param>
+/// <param name="Samples">Samples taken.</param>
+public sealed record DeviceClocks(double SmClockMhz, double? PowerWatts, IReadOnlyDictionary<string, double> Limits, int Samples);
 
 /// <summary>How long the first inference took from nothing: loading the model on the engine, its first plan, its first run.</summary>
 /// <param name="LoadSeconds">Loading the model into a session (weights read and converted, device set up).</param>

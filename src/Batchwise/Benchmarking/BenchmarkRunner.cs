@@ -392,6 +392,7 @@ public sealed class BenchmarkRunner
                     Statistics.Summarize(phases.Select(p => p.ComputeSeconds * 1000).ToList()),
                     Statistics.Summarize(phases.Select(p => p.DeviceToHostSeconds * 1000).ToList()))
                 : null,
+            DeviceClocks = monitor.Clocks,
         };
     }
 
@@ -480,6 +481,12 @@ public sealed class BenchmarkRunner
     {
         private double _deviceUtilizationSum;
         private int _deviceSamples;
+        private double _clockSum;
+        private int _clockSamples;
+        private double _powerSum;
+        private int _powerSamples;
+        private int _limitSamples;
+        private readonly Dictionary<string, int> _limitCounts = new(StringComparer.Ordinal);
 
         public long PeakWorkingSet { get; private set; }
 
@@ -494,11 +501,20 @@ public sealed class BenchmarkRunner
             return (progress.Sum(p => p.Completed), progress.Max(p => p.LastEnd));
         }
 
+        /// <summary>The device's clock, power and clock limits over the samples since the warm-up, or null where none reported a clock.</summary>
+        public DeviceClocks? Clocks => _clockSamples == 0 ? null : new DeviceClocks(
+            _clockSum / _clockSamples,
+            _powerSamples == 0 ? null : _powerSum / _powerSamples,
+            _limitCounts.ToDictionary(l => l.Key, l => (double)l.Value / Math.Max(1, _limitSamples), StringComparer.Ordinal),
+            _clockSamples);
+
         public void ResetPeaks()
         {
             PeakWorkingSet = 0;
             DeviceMemoryPeak = null;
             (_deviceUtilizationSum, _deviceSamples) = (0, 0);
+            (_clockSum, _clockSamples, _powerSum, _powerSamples, _limitSamples) = (0, 0, 0, 0, 0);
+            _limitCounts.Clear();
         }
 
         /// <summary>Polls until the condition holds (true), or Ctrl+C (false); rethrows a worker's failure.</summary>
@@ -540,6 +556,24 @@ public sealed class BenchmarkRunner
                 _deviceUtilizationSum += device.UtilizationPercent;
                 _deviceSamples++;
                 DeviceMemoryPeak = Math.Max(DeviceMemoryPeak ?? 0, device.MemoryUsedBytes);
+                if (device.SmClockMhz is { } clock)
+                {
+                    (_clockSum, _clockSamples) = (_clockSum + clock, _clockSamples + 1);
+                }
+
+                if (device.PowerWatts is { } power)
+                {
+                    (_powerSum, _powerSamples) = (_powerSum + power, _powerSamples + 1);
+                }
+
+                if (device.ClockLimits is { } limits)
+                {
+                    _limitSamples++;
+                    foreach (var limit in limits)
+                    {
+                        _limitCounts[limit] = _limitCounts.GetValueOrDefault(limit) + 1;
+                    }
+                }
             }
         }
     }

@@ -63,7 +63,41 @@ public interface IPreparedRun : IDisposable
 /// <param name="UtilizationPercent">Busy share of the last sampling period, 0-100.</param>
 /// <param name="MemoryUsedBytes">Device memory in use.</param>
 /// <param name="MemoryTotalBytes">Device memory in all.</param>
-public sealed record DeviceSample(double UtilizationPercent, long MemoryUsedBytes, long MemoryTotalBytes);
+/// <param name="SmClockMhz">The SM clock now, MHz, where the device reports it.</param>
+/// <param name="PowerWatts">Power draw now, W, where the device reports it.</param>
+/// <param name="ClockLimits">What holds the clocks below their maximum now (<see cref="DeviceClockLimit"/> names), where the device reports it; empty: nothing.</param>
+public sealed record DeviceSample(double UtilizationPercent, long MemoryUsedBytes, long MemoryTotalBytes, double? SmClockMhz = null, double? PowerWatts = null, IReadOnlyList<string>? ClockLimits = null);
+
+/// <summary>Why a GPU's clocks are below their maximum (NVML's clock event reasons), by the names bench reports.</summary>
+public static class DeviceClockLimit
+{
+    /// <summary>The names of the reasons set in NVML's bit mask, the idle state left out (a device between runs is not held back).</summary>
+    public static IReadOnlyList<string> Names(ulong reasons)
+    {
+        var names = new List<string>();
+        foreach (var (bit, name) in Bits)
+        {
+            if ((reasons & bit) != 0)
+            {
+                names.Add(name);
+            }
+        }
+
+        return names;
+    }
+
+    private static readonly (ulong Bit, string Name)[] Bits =
+    [
+        (0x2, "applications clocks"),
+        (0x4, "power cap"),
+        (0x8, "hardware slowdown"),
+        (0x10, "sync boost"),
+        (0x20, "thermal (software)"),
+        (0x40, "thermal (hardware)"),
+        (0x80, "power brake"),
+        (0x100, "display clocks"),
+    ];
+}
 
 /// <summary>What ran: for the context of every result.</summary>
 /// <param name="Engine">Engine name (ort, cuda).</param>

@@ -63,7 +63,10 @@ public sealed record BenchDocument(
                 p.BatchSize, p.Concurrency, p.InputShapes, p.Stable, p.Spread, p.WindowThroughputs, p.Throughput, p.BatchesPerSecond, p.TimePerSampleMs, p.LatencyMs,
                 p.CpuUtilization, p.PeakWorkingSetBytes, p.DeviceUtilizationPercent, p.DeviceMemoryUsedBytes,
                 p.Transfers is { } t ? new BenchTransfers(t.HostToDeviceMs, t.ComputeMs, t.DeviceToHostMs) : null,
-                p.WarmupRuns, p.MeasuredSeconds, p.PaddedTo, p.PlanBuilds, p.LatencySamplesMs.Select(x => Math.Round(x, 6)).ToList())).ToList(),
+                p.WarmupRuns, p.MeasuredSeconds, p.PaddedTo, p.PlanBuilds, p.LatencySamplesMs.Select(x => Math.Round(x, 6)).ToList())
+            {
+                DeviceClocks = p.DeviceClocks,
+            }).ToList(),
             result.Knees.Select(k => new BenchKnee(k.Concurrency, k.KneeBatchSize, k.BestBatchSize, k.BestThroughput, k.BaselineBatchSize, k.SpeedupAtKnee, k.GainBeyondKnee,
                 k.Steps.Select(x => new BenchKneeStep(x.FromBatchSize, x.ToBatchSize, x.Gain)).ToList(), k.Verdict)).ToList(),
             result.Notes,
@@ -186,7 +189,11 @@ public sealed record BenchPointRecord(
     double MeasuredSeconds,
     int? PaddedTo,
     IReadOnlyList<PlanBuild> PlanBuilds,
-    IReadOnlyList<double> LatencySamplesMs);
+    IReadOnlyList<double> LatencySamplesMs)
+{
+    /// <summary>A GPU's mean SM clock and power over the measurement and what held its clocks back, where reported; null otherwise.</summary>
+    public DeviceClocks? DeviceClocks { get; init; }
+}
 
 /// <summary>A batch's phases with --transfers, ms.</summary>
 /// <param name="H2d">Inputs to the device.</param>

@@ -14,7 +14,7 @@ public static class BenchmarkCsv
         "latency_mean_ms", "latency_stddev_ms", "latency_ci95_ms", "latency_min_ms", "latency_p50_ms", "latency_p90_ms",
         "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_count",
         "cpu_utilization", "peak_working_set_bytes", "device_utilization_percent", "device_memory_used_bytes",
-        "h2d_mean_ms", "compute_mean_ms", "d2h_mean_ms",
+        "h2d_mean_ms", "compute_mean_ms", "d2h_mean_ms", "device_sm_clock_mhz", "device_power_w",
     ];
 
     /// <summary>Writes the CSV to a file.</summary>
@@ -41,6 +41,7 @@ public static class BenchmarkCsv
                 l.Mean, l.StdDev, l.Ci95, l.Min, l.P50, l.P90, l.P95, l.P99, l.Max, l.Count,
                 p.CpuUtilization, p.PeakWorkingSetBytes, p.DeviceUtilizationPercent, p.DeviceMemoryUsedBytes,
                 p.Transfers?.HostToDeviceMs.Mean, p.Transfers?.ComputeMs.Mean, p.Transfers?.DeviceToHostMs.Mean,
+                p.DeviceClocks?.SmClockMhz, p.DeviceClocks?.PowerWatts,
             ];
         }));
     }

@@ -39,6 +39,23 @@ public sealed class BenchmarkTableTests
         Assert.DoesNotContain("--transfers", text, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Device_clocks_add_a_clock_column_naming_what_held_it_and_a_legend()
+    {
+        var held = new DeviceClocks(1755, 690, new Dictionary<string, double> { ["power cap"] = 0.6, ["thermal (software)"] = 0.05 }, 12);
+        var text = Render(Result.Value with { Points = Result.Value.Points.Select(p => p with { DeviceClocks = held }).ToList() });
+        Assert.Contains("clock", text, StringComparison.Ordinal);
+        Assert.Contains("1,755 power cap", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("thermal (software)", text, StringComparison.Ordinal); // in 5% of the samples: below the tenth shown
+        Assert.Contains("clock: the mean SM clock over the measurement", text, StringComparison.Ordinal);
+
+        var free = new DeviceClocks(1980, null, new Dictionary<string, double>(), 12);
+        var plain = Render(Result.Value with { Points = Result.Value.Points.Select(p => p with { DeviceClocks = free }).ToList() });
+        Assert.Contains("1,980", plain, StringComparison.Ordinal);
+        Assert.Matches(@"│\s*1,980\s*│", plain); // the clock alone: nothing held it
+        Assert.DoesNotContain("clock:", Render(Result.Value), StringComparison.Ordinal);
+    }
+
     private static string Render(BenchmarkResult result)
     {
         using var writer = new StringWriter();

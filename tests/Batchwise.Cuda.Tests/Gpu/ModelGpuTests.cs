@@ -144,6 +144,12 @@ public sealed class ModelGpuTests
         var sample = session.SampleDevice();
         Assert.NotNull(sample);
         Assert.True(sample.MemoryUsedBytes > 0 && sample.MemoryTotalBytes > sample.MemoryUsedBytes);
+
+        // Through NVML (the device machine has it): the SM clock and power, and the clock limits as names.
+        Gpu.Report("device-sample.md", $"SM clock {sample.SmClockMhz} MHz, power {sample.PowerWatts} W, limits [{string.Join(", ", sample.ClockLimits ?? [])}]");
+        Assert.InRange(sample.SmClockMhz!.Value, 100, 4000);
+        Assert.InRange(sample.PowerWatts!.Value, 1, 2000);
+        Assert.NotNull(sample.ClockLimits);
     }
 
     [Fact]

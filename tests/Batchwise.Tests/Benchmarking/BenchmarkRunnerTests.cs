@@ -102,6 +102,21 @@ public sealed class BenchmarkRunnerTests
     }
 
     [Fact]
+    public void Device_clocks_are_the_mean_of_the_measurements_samples_with_each_limits_share()
+    {
+        // The fake device alternates 1,500 MHz held by the power cap with 1,700 MHz unheld, at 600 W throughout.
+        var runner = new BenchmarkRunner(new FakeEngine(reportClocks: true), new EngineOptions());
+        var point = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [2] }, cancellationToken: TestContext.Current.CancellationToken).Points[0];
+
+        var clocks = Assert.IsType<DeviceClocks>(point.DeviceClocks);
+        Assert.True(clocks.Samples >= 2, $"{clocks.Samples} samples");
+        Assert.InRange(clocks.SmClockMhz, 1500, 1700);
+        Assert.Equal(600, clocks.PowerWatts!.Value, 9);
+        Assert.InRange(clocks.Limits["power cap"], 0.2, 0.8);
+        Assert.Null(new BenchmarkRunner(new FakeEngine(), new EngineOptions()).Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [2] }, cancellationToken: TestContext.Current.CancellationToken).Points[0].DeviceClocks);
+    }
+
+    [Fact]
     public void Runs_reporting_transfer_times_give_a_breakdown_that_adds_up_to_the_latency()
     {
         var runner = new BenchmarkRunner(new FakeEngine(reportTransfers: true), new EngineOptions());
@@ -280,7 +295,7 @@ public sealed class BenchmarkRunnerTests
     /// An engine whose runs take about 0.2 ms and report a fixed time (or, with <paramref name="sleepMilliseconds"/>,
     /// sleep that long and report the time they took); Prepare fails from a batch size on.
     /// </summary>
-    private sealed class FakeEngine(int failFromBatch = int.MaxValue, bool reportTransfers = false, int sleepMilliseconds = 0) : IEngine
+    private sealed class FakeEngine(int failFromBatch = int.MaxValue, bool reportTransfers = false, int sleepMilliseconds = 0, bool reportClocks = false) : IEngine
     {
         public const double ReportedSeconds = 0.000123;
 
@@ -296,11 +311,17 @@ public sealed class BenchmarkRunnerTests
         public IEngineSession Load(OnnxModel model, EngineOptions options)
         {
             Loads++;
-            return new Session(model, failFromBatch, reportTransfers, sleepMilliseconds);
+            return new Session(model, failFromBatch, reportTransfers, sleepMilliseconds, reportClocks);
         }
 
-        private sealed class Session(OnnxModel model, int failFromBatch, bool reportTransfers, int sleepMilliseconds) : IEngineSession
+        private sealed class Session(OnnxModel model, int failFromBatch, bool reportTransfers, int sleepMilliseconds, bool reportClocks) : IEngineSession
         {
+            private int _samples;
+
+            public DeviceSample? SampleDevice() => !reportClocks ? null
+                : ++_samples % 2 == 0 ? new DeviceSample(90, 1 << 20, 1 << 30, 1500, 600, ["power cap"])
+                : new DeviceSample(90, 1 << 20, 1 << 30, 1700, 600, []);
+
             public IReadOnlyList<TensorSpec> Inputs => model.Inputs;
 
             public IReadOnlyList<TensorSpec> Outputs => model.Outputs;

@@ -81,7 +81,7 @@ public sealed class BenchmarkReportTests
             "schema_version,date_utc,model,model_sha256,engine,engine_version,device,batch_size,concurrency,stable,spread,windows," +
             "throughput_samples_per_s,batches_per_s,time_per_sample_ms,latency_mean_ms,latency_stddev_ms,latency_ci95_ms,latency_min_ms," +
             "latency_p50_ms,latency_p90_ms,latency_p95_ms,latency_p99_ms,latency_max_ms,latency_count,cpu_utilization,peak_working_set_bytes," +
-            "device_utilization_percent,device_memory_used_bytes,h2d_mean_ms,compute_mean_ms,d2h_mean_ms",
+            "device_utilization_percent,device_memory_used_bytes,h2d_mean_ms,compute_mean_ms,d2h_mean_ms,device_sm_clock_mhz,device_power_w",
             lines[0]);
         Assert.StartsWith("schema_version,date_utc,model,", lines[0], StringComparison.Ordinal);
         Assert.Equal(3, lines.Length);
@@ -90,6 +90,30 @@ public sealed class BenchmarkReportTests
         Assert.Equal(header.Length, row.Length);
         Assert.Equal("1", row[Array.IndexOf(header, "batch_size")]);
         Assert.Equal("2", lines[2].Split(',')[Array.IndexOf(header, "batch_size")]);
+    }
+
+    [Fact]
+    public void Device_clocks_are_written_to_json_and_csv_and_absent_where_not_reported()
+    {
+        var clocks = new DeviceClocks(1755, 690.5, new Dictionary<string, double> { ["power cap"] = 0.625 }, 16);
+        var result = Result.Value with { Points = Result.Value.Points.Select(p => p with { DeviceClocks = clocks }).ToList() };
+
+        using var doc = JsonDocument.Parse(BenchmarkJson.ToJson(result));
+        var written = doc.RootElement.GetProperty("points")[0].GetProperty("device_clocks");
+        Assert.Equal(1755, written.GetProperty("sm_clock_mhz").GetDouble());
+        Assert.Equal(690.5, written.GetProperty("power_watts").GetDouble());
+        Assert.Equal(0.625, written.GetProperty("limits").GetProperty("power cap").GetDouble());
+        Assert.Equal(16, written.GetProperty("samples").GetInt32());
+
+        var lines = BenchmarkCsv.ToCsv(result).TrimEnd().Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        var header = lines[0].Split(',');
+        Assert.Equal("1755", lines[1].Split(',')[Array.IndexOf(header, "device_sm_clock_mhz")]);
+        Assert.Equal("690.5", lines[1].Split(',')[Array.IndexOf(header, "device_power_w")]);
+
+        // ONNX Runtime on the CPU reports no device: null in the JSON, empty in the CSV.
+        using var plain = JsonDocument.Parse(BenchmarkJson.ToJson(Result.Value));
+        Assert.Equal(JsonValueKind.Null, plain.RootElement.GetProperty("points")[0].GetProperty("device_clocks").ValueKind);
+        Assert.Equal(string.Empty, BenchmarkCsv.ToCsv(Result.Value).Split('\n')[1].TrimEnd('\r').Split(',')[Array.IndexOf(header, "device_sm_clock_mhz")]);
     }
 
     [Fact]
