@@ -61,7 +61,7 @@ public static class BenchFile
         }
 
         var measured = MeasuredSweep.AtLowestConcurrency(points.Select(p =>
-            (p.Concurrency, new MeasuredPoint(p.BatchSize, p.ThroughputSamplesPerS, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3))));
+            (p.Concurrency, new MeasuredPoint(p.BatchSize, p.ThroughputSamplesPerS, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3) { Clocks = p.DeviceClocks })));
         return new Contents(measured, document.Engine?.Name ?? "?", document.Engine?.Device ?? "?", document.Model?.Source ?? "?");
     }
 
@@ -101,7 +101,11 @@ public static class BenchFile
             {
                 double Number(string name) => row.TryGetProperty(name, out var v) && v.ValueKind == System.Text.Json.JsonValueKind.Number ? v.GetDouble()
                     : throw new BatchwiseException($"'{path}' is not a readable explain report: a measured point has no {name}", Hint);
-                points.Add(new MeasuredPoint((int)Number("batch_size"), Number("throughput_samples_per_s"), Number("latency_p50_s"), Number("latency_p90_s"), (int)Number("runs"), Number("latency_min_s")));
+                points.Add(new MeasuredPoint((int)Number("batch_size"), Number("throughput_samples_per_s"), Number("latency_p50_s"), Number("latency_p90_s"), (int)Number("runs"), Number("latency_min_s"))
+                {
+                    Clocks = row.TryGetProperty("device_clocks", out var clocks) && clocks.ValueKind == System.Text.Json.JsonValueKind.Object
+                        ? System.Text.Json.JsonSerializer.Deserialize<Benchmarking.DeviceClocks>(clocks, Reports.ReportJson.Options) : null,
+                });
             }
 
             string Text(string section, string name) => root.TryGetProperty(section, out var s) && s.ValueKind == System.Text.Json.JsonValueKind.Object && s.TryGetProperty(name, out var v) && v.ValueKind == System.Text.Json.JsonValueKind.String ? v.GetString()! : "?";

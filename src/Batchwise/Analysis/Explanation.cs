@@ -267,6 +267,11 @@ public static class Explainer
             lines.Add(F($"The machine was busy while measuring (load average {load:N1} on {e.LogicalCores} logical cores): other processes took CPU time, so measured throughput is below what this device does alone, while the ceilings (best of many short runs) catch its quiet moments."));
         }
 
+        if (ClockVerdict(e.Measured) is { } clocks)
+        {
+            lines.Add(clocks);
+        }
+
         // Honesty: say where the model is off.
         if (e.Error is { } err)
         {
@@ -338,6 +343,40 @@ public static class Explainer
     /// CPU) at the smallest and largest batch, the int8 layers that gain most and least (small N, memory-bound,
     /// overhead-bound), the share of quantize and dequantize passes, and whether the measured sweep agrees.
     /// </summary>
+    /// <summary>Limits on a GPU's clocks that slow it (not its settings: applications or display clocks, sync boost).</summary>
+    private static readonly string[] SlowingLimits = ["power cap", "hardware slowdown", "thermal (software)", "thermal (hardware)", "power brake"];
+
+    /// <summary>
+    /// Where the measured points report the GPU's clock (bench's device clocks) and it fell by 5% or more between them, or a
+    /// power or thermal limit held it in a tenth of a point's samples: which points ran slower and why, since the
+    /// ceilings' rates are timed in short bursts at the full clock; null otherwise.
+    /// </summary>
+    private static string? ClockVerdict(IReadOnlyList<MeasuredPoint> measured)
+    {
+        var clocked = measured.Where(m => m.Clocks is not null).ToList();
+        if (clocked.Count == 0)
+        {
+            return null;
+        }
+
+        var fastest = clocked.MaxBy(m => m.Clocks!.SmClockMhz)!;
+        var slowest = clocked.MinBy(m => m.Clocks!.SmClockMhz)!;
+        var held = clocked
+            .SelectMany(m => m.Clocks!.Limits.Where(l => l.Value >= 0.1 && SlowingLimits.Contains(l.Key)).Select(l => (m.BatchSize, Limit: l.Key)))
+            .GroupBy(h => h.Limit)
+            .Select(g => F($"the {g.Key} at b={string.Join(", ", g.Select(h => h.BatchSize))}"))
+            .ToList();
+        if (slowest.Clocks!.SmClockMhz >= 0.95 * fastest.Clocks!.SmClockMhz && held.Count == 0)
+        {
+            return null;
+        }
+
+        var range = slowest == fastest
+            ? F($"{slowest.Clocks.SmClockMhz:N0} MHz")
+            : F($"{fastest.Clocks.SmClockMhz:N0} MHz at b={fastest.BatchSize} down to {slowest.Clocks.SmClockMhz:N0} MHz at b={slowest.BatchSize}");
+        return F($"The GPU's SM clock while measured: {range}{(held.Count > 0 ? "; held by " + string.Join(" and ", held) : string.Empty)}. The ceilings' rates are timed in short bursts at the full clock, so the points measured slower ran on a slower device than the prediction assumes.");
+    }
+
     private static List<string> Int8Verdict(Explanation e)
     {
         var c = e.Ceilings;

@@ -67,7 +67,7 @@ public sealed record ExplainDocument(
         var c = e.Ceilings;
         static double? Finite(double v) => double.IsFinite(v) ? v : null;
         static ExplainPredicted Predicted(BatchPrediction p) => new(p.BatchSize, p.Throughput, p.Seconds, p.SecondsBoundBy(Bound.Compute) / p.Seconds, p.SecondsBoundBy(Bound.Memory) / p.Seconds, p.SecondsBoundBy(Bound.Launch) / p.Seconds);
-        static ExplainMeasured Measured(MeasuredPoint m) => new(m.BatchSize, m.Throughput, m.LatencyMedianSeconds, m.LatencyP90Seconds, Finite(m.LatencyMinSeconds), m.Runs);
+        static ExplainMeasured Measured(MeasuredPoint m) => new(m.BatchSize, m.Throughput, m.LatencyMedianSeconds, m.LatencyP90Seconds, Finite(m.LatencyMinSeconds), m.Runs) { DeviceClocks = m.Clocks };
         return new ExplainDocument(
             e.ModelName,
             e.Input,
@@ -166,7 +166,11 @@ public sealed record ExplainPredicted(int BatchSize, double ThroughputSamplesPer
 /// <param name="LatencyP90S">90th percentile.</param>
 /// <param name="LatencyMinS">Fastest run, where known.</param>
 /// <param name="Runs">Runs measured.</param>
-public sealed record ExplainMeasured(int BatchSize, double ThroughputSamplesPerS, double LatencyP50S, double LatencyP90S, double? LatencyMinS, int Runs);
+public sealed record ExplainMeasured(int BatchSize, double ThroughputSamplesPerS, double LatencyP50S, double LatencyP90S, double? LatencyMinS, int Runs)
+{
+    /// <summary>A GPU's mean SM clock and power while it was measured and what held its clocks back (bench's device_clocks), where known.</summary>
+    public Benchmarking.DeviceClocks? DeviceClocks { get; init; }
+}
 
 /// <summary>Both knees.</summary>
 /// <param name="PredictedBatchSize">Of the prediction.</param>

@@ -16,6 +16,9 @@ public sealed record MeasuredPoint(int BatchSize, double Throughput, double Late
 {
     /// <summary>Samples per second of the fastest run; NaN where unknown.</summary>
     public double BestRunThroughput => BatchSize / LatencyMinSeconds;
+
+    /// <summary>The device's clock and power while it was measured (a GPU through NVML), where known.</summary>
+    public DeviceClocks? Clocks { get; init; }
 }
 
 /// <summary>The measured side of explain: a short sweep through the bench runner, or the points of a bench result.</summary>
@@ -61,7 +64,7 @@ public static class MeasuredSweep
     public static IReadOnlyList<MeasuredPoint> FromBench(BenchmarkResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        return AtLowestConcurrency(result.Points.Select(p => (p.Concurrency, new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3))));
+        return AtLowestConcurrency(result.Points.Select(p => (p.Concurrency, new MeasuredPoint(p.BatchSize, p.Throughput, p.LatencyMs.P50 / 1e3, p.LatencyMs.P90 / 1e3, p.LatencyMs.Count, p.LatencyMs.Min / 1e3) { Clocks = p.DeviceClocks })));
     }
 
     /// <summary>Of points measured at several concurrencies, those at the lowest, one per batch size (the last measured), by batch size.</summary>

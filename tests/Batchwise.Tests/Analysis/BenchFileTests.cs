@@ -32,6 +32,30 @@ public sealed class BenchFileTests : IDisposable
         Assert.Equal(300, points[1].Throughput);
     }
 
+    [Fact]
+    public void A_points_device_clocks_are_read_from_a_bench_result_and_from_an_explain_report()
+    {
+        File.WriteAllText(_path, """
+            { "schema": "batchwise.bench", "schema_version": 1, "engine": { "name": "cuda", "device": "GPU" },
+              "points": [ { "batch_size": 8, "concurrency": 1, "throughput_samples_per_s": 800, "latency_ms": { "count": 9, "p50": 10, "p90": 11 },
+                            "device_clocks": { "sm_clock_mhz": 1740, "power_watts": 699, "limits": { "power cap": 0.8 }, "samples": 5 } } ] }
+            """);
+        var fromBench = BenchFile.Read(_path).Points[0].Clocks!;
+        Assert.Equal(1740, fromBench.SmClockMhz);
+        Assert.Equal(0.8, fromBench.Limits["power cap"]);
+
+        File.WriteAllText(_path, """
+            { "schema": "batchwise.explain", "ceilings": { "engine": "cuda", "device": "GPU" }, "context": { "model": "zoo:mlp" },
+              "measured": [ { "batch_size": 8, "throughput_samples_per_s": 800, "latency_p50_s": 0.01, "latency_p90_s": 0.011, "latency_min_s": 0.0099, "runs": 9,
+                              "device_clocks": { "sm_clock_mhz": 1755, "power_watts": null, "limits": {}, "samples": 4 } },
+                            { "batch_size": 16, "throughput_samples_per_s": 900, "latency_p50_s": 0.018, "latency_p90_s": 0.019, "latency_min_s": 0.017, "runs": 6 } ] }
+            """);
+        var fromExplain = BenchFile.Read(_path).Points;
+        Assert.Equal(1755, fromExplain[0].Clocks!.SmClockMhz);
+        Assert.Null(fromExplain[0].Clocks!.PowerWatts);
+        Assert.Null(fromExplain[1].Clocks);
+    }
+
     [Theory]
     [InlineData("""{ "nothing": [1, 2] }""", "not a bench result")]
     [InlineData("""{ "schema": "batchwise.bench", "schema_version": 99, "points": [] }""", "schema version 99")]

@@ -1,4 +1,5 @@
 using Batchwise.Analysis;
+using Batchwise.Benchmarking;
 using Batchwise.Zoo;
 
 namespace Batchwise.Tests.Analysis;
@@ -45,6 +46,23 @@ public sealed class ExplainerTests
         var e = Explainer.Explain(work, device, [1, 8], measured);
         Assert.True(e.Error!.IsOff);
         Assert.Contains(e.Verdict, l => l.Contains("off by more than 30", StringComparison.Ordinal) && l.Contains("predicted faster", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_gpu_clock_that_fell_or_was_held_by_power_between_the_measured_points_is_called_out()
+    {
+        var device = Synthetic.Device();
+        var work = Synthetic.OneGemm(100);
+        static DeviceClocks Clocks(double mhz, double powerCap = 0) => new(mhz, 650, powerCap > 0 ? new Dictionary<string, double> { ["power cap"] = powerCap } : new Dictionary<string, double>(), 10);
+        MeasuredPoint At(int b, DeviceClocks clocks) => new(b, 10 * b, 0.1, 0.1, 3) { Clocks = clocks };
+
+        var fell = Explainer.Explain(work, device, [1, 64], [At(1, Clocks(1980)), At(64, Clocks(1740, powerCap: 0.7))]);
+        Assert.Contains(fell.Verdict, l => l.Contains("SM clock while measured: 1,980 MHz at b=1 down to 1,740 MHz at b=64; held by the power cap at b=64", StringComparison.Ordinal));
+
+        // Steady within 5% and never held: nothing to say; no clocks (a CPU): nothing either.
+        var steady = Explainer.Explain(work, device, [1, 64], [At(1, Clocks(1980)), At(64, Clocks(1950, powerCap: 0.05))]);
+        Assert.DoesNotContain(steady.Verdict, l => l.Contains("SM clock", StringComparison.Ordinal));
+        Assert.DoesNotContain(Explainer.Explain(work, device, [1], [new MeasuredPoint(1, 10, 0.1, 0.1, 3)]).Verdict, l => l.Contains("SM clock", StringComparison.Ordinal));
     }
 
     [Fact]
