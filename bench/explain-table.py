@@ -108,13 +108,20 @@ for name in names:
           f"| {' '.join(pct(x) for x, _ in errors)} | {pct(worst)} at b={at} | {d['error']['predicted_knee']} / {d['error']['measured_knee']} "
           f"| {'pass' if ok else 'FAIL (' + ', '.join(reasons) + ')'} |")
 print(f"\n{passed} of {total} runs within ±{TOLERANCE:.0%} at every batch with the knee within one batch-size step (a doubling).")
-print("\nPer batch size (predicted / measured median /s, error; fastest run /s):\n")
+print("\nPer batch size (predicted / measured median /s, error; fastest run /s; the GPU's mean SM clock and what held it, where bench reported them):\n")
 for name in names:
     d = load(name)
     if not d or not d["measured"]:
         continue
     pred = {p["batch_size"]: p["throughput_samples_per_s"] for p in d["predicted"]}
     best = lambda p: f"; {num(p['batch_size'] / p['latency_min_s'])}" if p.get("latency_min_s") else ""
+
+    def clock(p):
+        c = p.get("device_clocks")
+        if not c:
+            return ""
+        held = [f"{k} {v:.0%}" for k, v in sorted(c.get("limits", {}).items(), key=lambda kv: -kv[1]) if v >= 0.1]
+        return f"; {c['sm_clock_mhz']:,.0f} MHz" + (f" {', '.join(held)}" if held else "")
     print(f"- {name}: " + ", ".join(
-        f"b={p['batch_size']} {num(pred[p['batch_size']])} / {num(p['throughput_samples_per_s'])} ({(pred[p['batch_size']] - p['throughput_samples_per_s']) / p['throughput_samples_per_s']:+.0%}{best(p)})"
+        f"b={p['batch_size']} {num(pred[p['batch_size']])} / {num(p['throughput_samples_per_s'])} ({(pred[p['batch_size']] - p['throughput_samples_per_s']) / p['throughput_samples_per_s']:+.0%}{best(p)}{clock(p)})"
         for p in d["measured"] if p["batch_size"] in pred))
