@@ -1,64 +1,62 @@
 #!/usr/bin/env python3
-"""Where explain's per-layer prediction is off: `explain-layers.py EXPLAIN.json PROFILE.csv [BATCH]` sets explain's
-layers_at_last (explain --json, predicted at its largest batch) beside `bench --profile`'s per-layer CSV (batch, order,
-layer, ms, share; layer "Op 'node'", "input NAME", "output NAME") at that batch, and prints the predicted and measured
-time per class (operator and rate-table kind), largest gap first.
+"""explain's per-layer prediction against a measured per-layer profile at one batch size.
 
-The profile charges a fused chain (BatchNormalization, Relu, a residual Add, an activation) to the kernel that runs it,
-named after the chain's first node; explain prices such nodes on their own rows (zero where fused). Predicted rows with
-no profile row of their name are summed as "fused or not in the plan", so a class's gap may sit in that line instead."""
+  bench MODEL --engine cuda [--precision fp16] -b B --profile --json RUN.json      # on the GPU: RUN.layers.csv too
+  batchwise explain MODEL --engine cuda [--precision fp16] --ceilings-file CACHE.json --no-measure -b B --json PRED.json
+  bench/explain-layers.py RUN.json PRED.json [B]
+
+The profile times each step between CUDA events, which costs each step a few microseconds the graph run does not pay;
+that cost is taken out evenly: (sum of the steps - the run's median latency in the graph) / steps. Steps are matched to
+explain's layers by the node name in quotes ("Conv 'conv_9' (own split-K kernel)" -> conv_9); a fused step carries the
+name of its first node, and explain's layers that no step names (fused away, or views) are summed as "unmatched".
+Prints a table by explain's layer kind and the layers furthest from their prediction.
+"""
 import csv
 import json
 import re
 import sys
 from collections import defaultdict
 
-explain = json.load(open(sys.argv[1]))
-layers = explain.get("layers_at_last")
-if not layers:
-    sys.exit(f"{sys.argv[1]} has no layers_at_last (explain --json of this Batchwise writes it)")
-batch = int(sys.argv[3]) if len(sys.argv) > 3 else explain["predicted"][-1]["batch_size"]
-if batch != explain["predicted"][-1]["batch_size"]:
-    sys.exit(f"layers_at_last is at b={explain['predicted'][-1]['batch_size']}, not b={batch}: explain with --batch-sizes ending at {batch}")
+run_path, pred_path = sys.argv[1], sys.argv[2]
+run = json.load(open(run_path))
+pred = json.load(open(pred_path))
+batch = int(sys.argv[3]) if len(sys.argv) > 3 else pred["predicted"][-1]["batch_size"]
+layers_csv = re.sub(r"\.json$", "", run_path) + ".layers.csv"
+steps = [r for r in csv.DictReader(open(layers_csv)) if int(r["batch"]) == batch]
+if not steps:
+    sys.exit(f"no profiled steps at b={batch} in {layers_csv}")
+point = next((p for p in run["points"] if p["batch_size"] == batch), None)
+total = sum(float(r["ms"]) for r in steps) * 1e3
+graph = point["latency_ms"]["p50"] * 1e3 if point else total
+event = max(0.0, (total - graph) / len(steps))
+layers = {l["name"]: l for l in pred["layers_at_last"]}
+if pred["predicted"][-1]["batch_size"] != batch:
+    sys.exit(f"{pred_path} predicts up to b={pred['predicted'][-1]['batch_size']}, not b={batch}: run explain with -b {batch}")
 
-measured = {}
-for row in csv.DictReader(open(sys.argv[2])):
-    if int(row["batch"]) != batch:
-        continue
-    m = re.match(r"^\S+ '([^']*)'", row["layer"])  # the name, without a suffix such as "(own grouped kernel, group width 24)"
-    name = m.group(1) if m else row["layer"]
-    measured[name] = measured.get(name, 0.0) + float(row["ms"]) / 1e3
-if not measured:
-    sys.exit(f"{sys.argv[2]} has no rows at b={batch}")
-
-
-def key(layer):
-    # explain names the fp16 conversions "input NAME to fp16" / "output NAME to fp32"; the profile "input NAME" / "output NAME".
-    m = re.match(r"^(input|output) (.*) to fp(16|32)$", layer["name"])
-    return f"{m.group(1)} {m.group(2)}" if m else layer["name"]
-
-
-by_class = defaultdict(lambda: [0.0, 0.0, 0])
-unmatched = 0.0
-for layer in layers:
-    k = key(layer)
-    if k in measured:
-        cls = f"{layer['op']} ({layer['kind']})"
-        by_class[cls][0] += layer["seconds"]
-        by_class[cls][1] += measured.pop(k)
-        by_class[cls][2] += 1
-    else:
-        unmatched += layer["seconds"]
-for name, t in measured.items():
-    by_class["in the profile only"][1] += t
-    by_class["in the profile only"][2] += 1
-
-total_p = sum(v[0] for v in by_class.values()) + unmatched
-total_m = sum(v[1] for v in by_class.values())
-print(f"{explain['model']} at b={batch} ({explain['ceilings']['precision']}): predicted {total_p * 1e3:.3f} ms of layers, measured {total_m * 1e3:.3f} ms\n")
-print("| class | layers | predicted ms | measured ms | measured / predicted |")
-print("|---|---|---|---|---|")
-for cls, (p, m, n) in sorted(by_class.items(), key=lambda kv: -abs(kv[1][1] - kv[1][0])):
-    ratio = f"{m / p:.2f}" if p > 0 else "–"
-    print(f"| {cls} | {n} | {p * 1e3:.3f} | {m * 1e3:.3f} | {ratio} |")
-print(f"| fused or not in the plan (predicted only) | – | {unmatched * 1e3:.3f} | – | – |")
+by_kind = defaultdict(lambda: [0.0, 0.0, 0])
+rows, seen = [], set()
+for r in steps:
+    m = re.search(r"'([^']+)'", r["layer"])
+    name = m.group(1) if m else r["layer"]
+    measured = float(r["ms"]) * 1e3 - event
+    layer = layers.get(name)
+    kind = layer["kind"] if layer else "(no layer of that name)"
+    predicted = layer["seconds"] * 1e6 if layer else 0.0
+    seen.add(name)
+    by_kind[kind][0] += predicted
+    by_kind[kind][1] += measured
+    by_kind[kind][2] += 1
+    rows.append((name, kind, predicted, measured, r["layer"]))
+unmatched = sum(l["seconds"] for n, l in layers.items() if n not in seen) * 1e6
+print(f"b={batch}: {len(steps)} steps, {total:,.1f} µs profiled, {graph:,.1f} µs a run in the graph (median), "
+      f"{event:.2f} µs a step of event cost taken out; explain predicts {pred['predicted'][-1]['latency_s'] * 1e6:,.1f} µs a run\n")
+print("| kind | steps | predicted µs | measured µs | predicted / measured |")
+print("|---|---:|---:|---:|---:|")
+for kind, (p, m, n) in sorted(by_kind.items(), key=lambda kv: -kv[1][1]):
+    print(f"| {kind} | {n} | {p:,.1f} | {m:,.1f} | {p / m if m > 0 else float('nan'):.2f} |")
+print(f"| explain's layers no step names (fused or views) | | {unmatched:,.1f} | | |")
+print("\nFurthest from their prediction:\n")
+print("| step | kind | predicted µs | measured µs |")
+print("|---|---|---:|---:|")
+for name, kind, p, m, label in sorted(rows, key=lambda r: -abs(r[2] - r[3]))[:15]:
+    print(f"| {label} | {kind} | {p:,.1f} | {m:,.1f} |")
