@@ -28,16 +28,21 @@ internal static partial class KernelSource
     /// <paramref name="lda"/>, W row-major [N, K] with row pitch <paramref name="ldw"/>, Y and C contiguous [M, N], the
     /// bias N; all of <paramref name="type"/> (float32 or float16). One warp per output column n: its lanes stride over K
     /// (16-byte loads where <see cref="SmallRowsVector"/> allows, else one element), each row's sum is reduced across the
-    /// warp and lane m writes row m. Parameters: y, x (A), w, then bias and C where present.
+    /// warp and lane m writes row m. Parameters: y, x (A), w, then bias and C where present. Y is of
+    /// <paramref name="outputType"/> where given: float32 over float16 operands for a product that is a graph's float32
+    /// output (a classifier's logits), so its sums are written as they are and no conversion pass follows.
     /// </summary>
-    public static KernelCode SmallRows(ElementType type, bool bias, bool residual, bool relu, long m, long n, long k, long lda, long ldw, float alpha, float beta)
+    public static KernelCode SmallRows(ElementType type, bool bias, bool residual, bool relu, long m, long n, long k, long lda, long ldw, float alpha, float beta, ElementType? outputType = null)
     {
-        if (type is not (ElementType.Float or ElementType.Float16) || m < 1 || m > SmallRowsMax || n < 1 || k < 1 || lda < k || ldw < k)
+        var output = outputType ?? type;
+        if (type is not (ElementType.Float or ElementType.Float16) || m < 1 || m > SmallRowsMax || n < 1 || k < 1 || lda < k || ldw < k
+            || (output != type && !(type == ElementType.Float16 && output == ElementType.Float && !residual)))
         {
-            throw new ArgumentException($"SmallRows: {type} M {m} N {n} K {k} lda {lda} ldw {ldw}");
+            throw new ArgumentException($"SmallRows: {type} M {m} N {n} K {k} lda {lda} ldw {ldw}, output {output}{(residual ? " with C" : string.Empty)}");
         }
 
         var t = CType(type);
+        var ot = CType(output);
         var vector = SmallRowsVector(type, k, lda, ldw);
         var w = new KernelWriter(KernelWriter.Fits32(Math.Max(((m - 1) * lda) + k, ((n - 1) * ldw) + k)) && KernelWriter.Fits32((m * n) + (n * 32L)));
         var ix = w.Idx;
@@ -100,13 +105,13 @@ internal static partial class KernelSource
                         if (lane == (unsigned)r) {
                             float z = {{value}};
                             {{(relu ? "z = fmaxf(z, 0.f);" : string.Empty)}}
-                            y[r * {{cols}} + col] = ({{t}})z;
+                            y[r * {{cols}} + col] = ({{ot}})z;
                         }
                     }
                 }
 
             """);
-        var signature = $"{t}* __restrict__ y, const {t}* __restrict__ x, const {t}* __restrict__ w, "
+        var signature = $"{ot}* __restrict__ y, const {t}* __restrict__ x, const {t}* __restrict__ w, "
             + (bias ? $"const {t}* __restrict__ bias, " : string.Empty)
             + (residual ? $"const {t}* __restrict__ c, " : string.Empty)
             + KernelWriter.ArgsParameter;

@@ -449,6 +449,15 @@ internal sealed partial class GraphCompiler
         return v;
     }
 
+    /// <summary>A node's output stored as <paramref name="storage"/> itself, not as the plan's precision would store its type (a float32 graph output written by the kernel that computes it in a half-precision plan).</summary>
+    private PlanValue StoredOutput(string name, ElementType storage, long[] shape)
+    {
+        var b = NewBuffer(Math.Max(1, Tensor.ElementCountOf(shape)) * storage.SizeOf(), name);
+        var v = new PlanValue(storage, shape, null, b.Id);
+        _values[name] = v;
+        return v;
+    }
+
     private PlanValue Temp(ElementType type, long[] shape, bool nhwc = false) => NewValue(type, shape, nhwc, "temp for " + _node);
 
     private void Alias(OnnxProto.NodeProto node, int index, PlanValue source, long[] shape) => _values[node.Output[index]] = View(source, shape);

@@ -449,13 +449,15 @@ public static class Explainer
     /// <summary>
     /// The layers' work at a batch size as the device moves it: in fp16 every float tensor is half the graph's fp32 bytes
     /// (int8 layers keep their int8 bytes), and each float32 graph input and output is converted by a kernel of its own
-    /// (4 bytes read and 2 written per element on the way in, the reverse on the way out).
+    /// (4 bytes read and 2 written per element on the way in, the reverse on the way out) — but a classifier's logits at
+    /// batch 1, which the engine's small-row kernel writes in float32 itself (<see cref="BoundaryTensor.OneRowProductAtBatchOne"/>:
+    /// the row stays, at no cost, so every batch has the same layers).
     /// </summary>
     private static Func<int, IReadOnlyList<LayerWork>> LayersAt(ModelWork work, DeviceCeilings ceilings) => ceilings.Precision == "fp16"
         ? b => [
             .. work.FloatBoundaries.Where(t => t.IsInput).Select(t => Conversion(t, b)),
             .. work.At(b, channelsLast: true).Select(l => l.IsInt8 ? l : l with { Bytes = l.Bytes / 2 }),
-            .. work.FloatBoundaries.Where(t => !t.IsInput).Select(t => Conversion(t, b)),
+            .. work.FloatBoundaries.Where(t => !t.IsInput).Select(t => b == 1 && t.OneRowProductAtBatchOne ? Conversion(t, b) with { Bytes = 0, LaunchesKernel = false } : Conversion(t, b)),
         ]
         : work.At;
 

@@ -216,11 +216,18 @@ public sealed class ModelWork
             }
         }
 
+        var read = model.Graph.Node.SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
+        var constants = model.Graph.Initializer.ToDictionary(t => t.Name, t => t, StringComparer.Ordinal);
         foreach (var output in model.Outputs.Where(o => o.ElementType == ElementType.Float))
         {
             if (produced.TryGetValue(output.Name, out var i) && i < atBatchOne.Nodes.Count)
             {
-                list.Add(new BoundaryTensor(output.Name, false, Elements(atBatchOne.Nodes[i].OutputShape)));
+                var node = model.Graph.Node[i];
+                var shape = atBatchOne.Nodes[i].OutputShape;
+                var oneRowGemm = node.OpType == "Gemm" && node.Domain.Length == 0 && shape.Count == 2 && shape[0] == 1 && !read.Contains(output.Name)
+                    && (node.Attribute.FirstOrDefault(a => a.Name == "transA")?.I ?? 0) == 0
+                    && (node.Input.Count < 3 || node.Input[2].Length == 0 || (constants.TryGetValue(node.Input[2], out var c) && c.Dims.Count == 1));
+                list.Add(new BoundaryTensor(output.Name, false, Elements(shape), oneRowGemm));
             }
         }
 
@@ -543,4 +550,8 @@ public sealed class ModelWork
 /// <param name="Name">The graph value's name.</param>
 /// <param name="IsInput">True for an input (converted to half on the way in), false for an output.</param>
 /// <param name="ElementsPerSample">Elements at batch 1.</param>
-public sealed record BoundaryTensor(string Name, bool IsInput, double ElementsPerSample);
+/// <param name="OneRowProductAtBatchOne">
+/// An output that a Gemm of one row at batch 1 writes and nothing else reads (a classifier's logits): the cuda engine's
+/// small-row kernel writes it in float32 itself at batch 1, with no conversion after it.
+/// </param>
+public sealed record BoundaryTensor(string Name, bool IsInput, double ElementsPerSample, bool OneRowProductAtBatchOne = false);

@@ -45,6 +45,9 @@ public sealed class PlanBuildOnCpuTests
 
         public int MaxSharedBytesPerBlock => 227 * 1024;
 
+        /// <summary>Library as before; a session's default (auto: the own kernel for one row) where a test wants it.</summary>
+        public SmallMatmulChoice SmallMatmuls { get; init; } = SmallMatmulChoice.Library;
+
         public T Derive<T>(string recipe, IReadOnlyList<HostTensor?> sources, Func<T> make)
             where T : class => _constants.Derive(recipe, sources, make);
 
@@ -83,6 +86,29 @@ public sealed class PlanBuildOnCpuTests
         }
 
         TestContext.Current.SendDiagnosticMessage(string.Create(CultureInfo.InvariantCulture, $"yolov8n fp16 plans on the CPU (no libraries): first {firstMs:F1} ms; later {string.Join(", ", times)} ms"));
+    }
+
+    /// <summary>
+    /// ResNet-50 in fp16 under a session's defaults: at b=1 the classifier is the own small-row kernel, which writes the
+    /// float32 logits itself, so the plan ends at it (one kernel a run fewer, of 56); at b=2 (cuBLASLt) a conversion
+    /// kernel to the declared float32 output follows as before.
+    /// </summary>
+    [Fact]
+    public void Resnet50_fp16_at_batch_one_ends_at_its_classifier_which_writes_the_float32_logits()
+    {
+        var model = ModelZoo.Build("zoo:resnet50");
+        var target = new SessionLikeTarget { SmallMatmuls = SmallMatmulChoice.Auto };
+        var initializers = target.Initializers(model);
+        var facts = new GraphFacts(model);
+        ExecutionPlan Plan(long batch) => new GraphCompiler(model, target, facts).Compile([Tensor.Zeros(ElementType.Float, [batch, 3, 224, 224])], initializers, GraphCompiler.HostValueInputs(model));
+
+        var one = Plan(1);
+        Assert.EndsWith("(own small-row product)", one.Steps[^1].Node, StringComparison.Ordinal);
+        Assert.Contains("float* __restrict__ y", Assert.IsType<KernelStep>(one.Steps[^1]).Source, StringComparison.Ordinal);
+        Assert.Equal(ElementType.Float, one.Outputs[0].Type);
+        var two = Plan(2);
+        Assert.StartsWith("output ", two.Steps[^1].Node, StringComparison.Ordinal);
+        Assert.Equal(two.Steps.Count, one.Steps.Count + 1);
     }
 
     /// <summary>

@@ -51,6 +51,20 @@ public sealed class SmallRowsOnCpuTests
         Assert.True(product.Buffers.Length == (c.Kind == "matmul-residual" ? 5 : 4), steps); // y, a, w, then the bias and C that exist
     }
 
+    [Theory]
+    [InlineData("gemm-m5-k37-n24", true)]
+    [InlineData("gemm-c-m4-k40-n12", false)]
+    public void In_fp16_a_gemm_that_is_a_float32_graph_output_is_written_in_float32_by_the_kernel_with_no_conversion_after_it(string name, bool direct)
+    {
+        // A classifier's logits at a small batch: the kernel writes its float sums; the conversion pass to the declared
+        // float32 output (a kernel a run) goes. Not with a C (the kernel's C is of the operands' type): converted as before.
+        var plan = Plan(SmallRowsModels.Small[name], half: true, SmallMatmulChoice.Own);
+        var product = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.EndsWith(OwnStep, StringComparison.Ordinal)));
+        Assert.Equal(direct, product.Source.Contains("float* __restrict__ y", StringComparison.Ordinal));
+        Assert.Equal(direct ? 0 : 1, plan.Steps.Count(s => s.Node.StartsWith("output ", StringComparison.Ordinal)));
+        Assert.Equal(Onnx.ElementType.Float, plan.Outputs[0].Type);
+    }
+
     [Fact]
     public void Cublaslt_keeps_small_row_products_nine_rows_stay_on_cublaslt_and_auto_takes_one_row()
     {

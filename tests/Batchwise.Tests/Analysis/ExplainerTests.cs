@@ -236,4 +236,22 @@ public sealed class ExplainerTests
         Assert.Equal(work.At(1).Count, fp32.Predicted[0].Layers.Count);
         Assert.DoesNotContain(fp32.Predicted[0].Layers, l => l.Work.OpType == "Cast");
     }
+
+    [Fact]
+    public void Fp16_prediction_at_batch_one_has_no_conversion_after_a_classifiers_one_row_gemm()
+    {
+        // ResNet-50's logits are its Gemm's output, read by nothing else: at b=1 the engine's small-row kernel writes them
+        // in float32 itself; from b=2 (cuBLASLt) a conversion kernel follows as before.
+        var work = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null, fusesEpilogues: true);
+        var logits = Assert.Single(work.FloatBoundaries, t => !t.IsInput);
+        Assert.True(logits.OneRowProductAtBatchOne);
+        var fp16 = Explainer.Explain(work, (Synthetic.Gpu() with { KernelFloorSeconds = 2e-6 }).WithPrecision("fp16"), [1, 2], []);
+        var atOne = Assert.Single(fp16.Predicted[0].Layers, l => l.Work.Name.StartsWith("output ", StringComparison.Ordinal));
+        var atTwo = Assert.Single(fp16.Predicted[1].Layers, l => l.Work.Name.StartsWith("output ", StringComparison.Ordinal));
+        Assert.Equal(0, atOne.Seconds);
+        Assert.True(atTwo.Seconds >= 2e-6, $"{atTwo.Seconds}"); // a kernel of its own: at least the floor
+
+        // zoo:mlp's output is a Softmax's: converted at every batch.
+        Assert.False(Assert.Single(ModelWork.Analyze(ModelZoo.Build("zoo:mlp"), null).FloatBoundaries, t => !t.IsInput).OneRowProductAtBatchOne);
+    }
 }

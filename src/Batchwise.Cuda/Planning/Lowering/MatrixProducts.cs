@@ -103,7 +103,10 @@ internal sealed unsafe partial class GraphCompiler
         var broadcastC = c is not null && beta != 0 && bias is null && full is null;
         var (gelu, erf) = !broadcastC && full is null ? TakeGelu(node.Output[0]) : (null, false);
         var (name, yShape, residual) = gelu is not null ? (gelu, [m, n], null) : !broadcastC && full is null ? TakeResidual(node.Output[0], [m, n], St(a)) : (node.Output[0], [m, n], null);
-        var y = Output(name, a.Type, yShape);
+        var plain = gelu is null && residual is null && !broadcastC && full is null;
+        var y = plain && GemmOutputType(name, a, b, (int)m, (int)n, transA, transB, b.Shape[1], bias) is var stored && stored != St(a)
+            ? StoredOutput(name, stored, yShape)
+            : Output(name, a.Type, yShape);
         if (residual is not null)
         {
             // beta * C is already spoken for by the Add that follows: C is its other operand, beta 1.
@@ -451,6 +454,11 @@ internal sealed unsafe partial class GraphCompiler
             return;
         }
 
+        if (St(y) != St(a))
+        {
+            throw new InvalidOperationException($"{_node}: a {St(y)} output of {St(a)} operands is the small-row kernel's alone (GemmOutputType chose it, SmallRowsTake declined)");
+        }
+
         var half = St(a) == ElementType.Float16;
         var problem = new MatmulProblem(St(a), m, n, k, transA, transB, lda, ldb, batch, strideA, strideB, alpha, beta, tanhGelu, relu && !tanhGelu);
         if (_target.PlansMatmulsWithoutLibrary)
@@ -506,6 +514,34 @@ internal sealed unsafe partial class GraphCompiler
     }
 
     /// <summary>
+    /// Whether the own small-row kernel takes a product (<see cref="TryEmitSmallRows"/>) whose Y is stored as
+    /// <paramref name="yType"/>: one batch of 1 to 8 rows (1 under auto) in float32 or float16, A not transposed, no tanh
+    /// GELU, C given apart from Y, W readable as [N, K]; Y of the operands' type, or float32 over float16 operands without C.
+    /// </summary>
+    private bool SmallRowsTake(PlanValue a, PlanValue b, ElementType yType, int m, int n, bool transA, bool transB, long ldb, int batch, float beta, PlanValue? bias, PlanValue? c, bool tanhGelu)
+    {
+        var type = St(a);
+        var most = _target.SmallMatmuls switch { SmallMatmulChoice.Own => KernelSource.SmallRowsMax, SmallMatmulChoice.Auto => 1, _ => 0 };
+        return batch == 1 && !transA && m >= 1 && m <= most && !tanhGelu
+            && type is ElementType.Float or ElementType.Float16 && St(b) == type
+            && (yType == type || (type == ElementType.Float16 && yType == ElementType.Float && c is null))
+            && (bias is null || St(bias) == type) && (c is null || St(c) == type) && (beta == 0 || c is not null)
+            && (transB || (b.Constant is not null && ldb == n));
+    }
+
+    /// <summary>
+    /// The type a Gemm stores its output <paramref name="name"/> in: float32 over float16 operands where that output is a
+    /// graph output declared float32 that nothing else reads and the small-row kernel computes it (a classifier's logits
+    /// at a small batch: the kernel writes its float sums and the conversion pass after it goes), else the operands' type.
+    /// </summary>
+    private ElementType GemmOutputType(string name, PlanValue a, PlanValue b, int m, int n, bool transA, bool transB, long ldb, PlanValue? bias)
+    {
+        var floatOutput = St(a) == ElementType.Float16 && _graphOutputs.Contains(name) && (!_consumers.TryGetValue(name, out var users) || users.Count == 0)
+            && _model.Outputs.Any(o => o.Name == name && o.ElementType == ElementType.Float);
+        return floatOutput && SmallRowsTake(a, b, ElementType.Float, m, n, transA, transB, ldb, 1, 0, bias, null, false) ? ElementType.Float : St(a);
+    }
+
+    /// <summary>
     /// Emits a product of 1 to 8 rows as the own kernel (<see cref="KernelSource.SmallRows"/>: a warp per output column
     /// reads its row of W once) and returns true, where <see cref="IPlanTarget.SmallMatmuls"/> chooses it and the product
     /// is one batch of float32 or float16 with A not transposed, no GELU epilogue and C, if any, given apart from Y; B must
@@ -515,11 +551,7 @@ internal sealed unsafe partial class GraphCompiler
     private bool TryEmitSmallRows(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, float alpha, float beta, PlanValue? bias, PlanValue? c, bool tanhGelu, bool relu)
     {
         var type = St(a);
-        var most = _target.SmallMatmuls switch { SmallMatmulChoice.Own => KernelSource.SmallRowsMax, SmallMatmulChoice.Auto => 1, _ => 0 };
-        if (batch != 1 || transA || m < 1 || m > most || tanhGelu
-            || type is not (ElementType.Float or ElementType.Float16) || St(b) != type || St(y) != type
-            || (bias is not null && St(bias) != type) || (c is not null && St(c) != type) || (beta != 0 && c is null)
-            || (!transB && (b.Constant is null || ldb != n)))
+        if (!SmallRowsTake(a, b, St(y), m, n, transA, transB, ldb, batch, beta, bias, c, tanhGelu))
         {
             return false;
         }
@@ -532,7 +564,7 @@ internal sealed unsafe partial class GraphCompiler
             ldw = k;
         }
 
-        var code = KernelSource.SmallRows(type, bias is not null, c is not null, relu, m, n, k, lda, ldw, alpha, beta);
+        var code = KernelSource.SmallRows(type, bias is not null, c is not null, relu, m, n, k, lda, ldw, alpha, beta, St(y));
         List<int> buffers = [Dev(y), Dev(a), Dev(w)];
         if (bias is not null)
         {
