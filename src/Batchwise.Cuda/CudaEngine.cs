@@ -61,7 +61,8 @@ public sealed class CudaEngine : IEngine
             },
             ["stem_pool"] = GraphCompiler.StemPoolFromEnvironment == StemPoolChoice.Off
                 ? "off (BATCHWISE_STEM_POOL=off): the input converted on entry, then the stem's layers one by one"
-                : "own kernel for input -> Conv -> ReLU -> 3x3/2 MaxPool stems (ResNet's), reading the input as given; the layers one by one where it does not fit",
+                : "own kernel for input -> Conv -> ReLU -> 3x3/2 MaxPool stems (ResNet's), reading the input as given; the layers one by one where it does not fit"
+                    + GraphCompiler.StemSplitsFromEnvironment switch { 1 => string.Empty, 0 => "; a band's channels split over up to 4 blocks (BATCHWISE_STEM_SPLITS=auto)", var n => $"; a band's channels split over {n} blocks (BATCHWISE_STEM_SPLITS={n})" },
             ["splitk_conv"] = GraphCompiler.SplitKConvFromEnvironment switch
             {
                 SplitKConvChoice.Off => "off (BATCHWISE_SPLITK_CONV=off): cuDNN",
@@ -460,6 +461,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling (BATCHWISE_STEM_POOL=auto|off; tests set it).</summary>
     public StemPoolChoice StemPools { get; internal set; } = GraphCompiler.StemPoolFromEnvironment;
+
+    /// <summary>The fused stem's channel splits (BATCHWISE_STEM_SPLITS=1|2|4|auto; tests set it).</summary>
+    public int StemSplits { get; internal set; } = GraphCompiler.StemSplitsFromEnvironment;
 
     /// <summary>Who runs a QDQ model's int8 convolutions (BATCHWISE_INT8_CONV=library|own|pointwise; tests set it).</summary>
     public Int8ConvChoice Int8Convolutions { get; internal set; } = GraphCompiler.Int8ConvFromEnvironment;

@@ -3,7 +3,7 @@ namespace Batchwise.Cuda.Kernels;
 /// <summary>A network's stem, convolution + ReLU + 3x3 max pooling, as one kernel (ResNet's first three layers).</summary>
 internal static partial class KernelSource
 {
-    /// <summary>Shared memory of one <see cref="StemPool"/> block: the input ring, the filter, two rows of column maxima (double-buffered), the last convolution row, the bias.</summary>
+    /// <summary>Shared memory of one <see cref="StemPool"/> block computing <paramref name="outChannels"/> channels (a channel split's share): the input ring, the filter, two rows of column maxima (double-buffered), the last convolution row, the bias.</summary>
     public static int StemPoolSharedBytes(int warps, long kernelHeight, long kernelWidth, int outChannels)
     {
         var rw = StemPattern.RowReduction(kernelWidth);
@@ -48,13 +48,17 @@ internal static partial class KernelSource
     /// QuantizeLinear after the ReLU, the pooling's QuantizeLinear after that, stored less the uint8 shift). The maximum
     /// commutes with the monotonic rounding, so rounding the pooled maximum once is rounding every value before pooling.
     /// </para>
-    public static KernelCode StemPool(Onnx.ElementType inputType, Onnx.ElementType? biasType, int channels, int outChannels, long kernelHeight, long kernelWidth, int warps, long batch, long[] inSpatial, long[] outSpatial, long[] pooled, long[] padsBegin, int bands, QuantRounding? inputRounding = null, StemPoolQuantized? quantized = null)
+    public static KernelCode StemPool(Onnx.ElementType inputType, Onnx.ElementType? biasType, int channels, int outChannels, long kernelHeight, long kernelWidth, int warps, long batch, long[] inSpatial, long[] outSpatial, long[] pooled, long[] padsBegin, int bands, QuantRounding? inputRounding = null, StemPoolQuantized? quantized = null, int channelSplits = 1)
     {
         if (channels is < 1 or > StemPattern.MaxChannels || outChannels % 16 != 0 || outChannels is < 16 or > 64 || kernelWidth is < 1 or > StemPattern.MaxWindowColumns || kernelHeight is < 1 or > StemPattern.MaxWindowRows
-            || warps != StemPattern.Warps(outSpatial[1]) || warps > StemPattern.MaxOutputColumns / 16 || bands < 1)
+            || warps != StemPattern.Warps(outSpatial[1]) || warps > StemPattern.MaxOutputColumns / 16 || bands < 1 || channelSplits < 1 || outChannels % (16 * channelSplits) != 0)
         {
-            throw new ArgumentException("stem pool: 1 to 4 channels, 16 to 64 output channels in sixteens, a window up to 10 x 8, up to 128 output columns");
+            throw new ArgumentException("stem pool: 1 to 4 channels, 16 to 64 output channels in sixteens (each channel split's a multiple of 16), a window up to 10 x 8, up to 128 output columns");
         }
+
+        // A block computes kc of the output channels: with channelSplits > 1 a band's channels are split over that many
+        // blocks (each reads the band's input rows and its share of the filter), for more blocks where the bands are few.
+        var kc = outChannels / channelSplits;
 
         var rw = StemPattern.RowReduction(kernelWidth);
         var js = rw / 16;
@@ -66,14 +70,14 @@ internal static partial class KernelSource
 
         var threads = 32 * warps;
         var cols = 16 * warps;
-        var (kh, nt) = ((int)kernelHeight, outChannels / 8);
+        var (kh, nt) = ((int)kernelHeight, kc / 8);
         var filterRow = kh * rw;
         var fp = filterRow + 8;
-        var cp = outChannels + 8;
+        var cp = kc + 8;
         var ring = StemPattern.Ring * slots * 4;
         var pairs = ((channels * slots) + threads - 1) / threads;
         var w = new KernelWriter(small: true);
-        var blocks = w.I64("blocks", batch * bands);
+        var blocks = w.I64("blocks", batch * bands * channelSplits);
         var nbands = w.I32("bands", bands);
         var band = w.I32("band", checked((int)((pooled[0] + bands - 1) / bands)));
         var (ih, iw) = (w.I32("ih", checked((int)inSpatial[0])), w.I32("iw", checked((int)inSpatial[1])));
@@ -85,7 +89,7 @@ internal static partial class KernelSource
         // zero outside the image rounds to zero (its QuantizeLinear gives the zero point).
         var read = $"(float)xg[go[u] + (i64)iy * {iw}]";
         var stored = inputRounding is { } rounding ? rounding.ApplyByReciprocal("pre[r][u]") : "pre[r][u]";
-        var at = $"((img * {ph} + p) * {pw} + q) * {outChannels} + c8";
+        var at = $"((img * {ph} + p) * {pw} + q) * {outChannels} + ch0 + c8";
         var store = quantized is { } qo
             ? $$"""
                 const bw_half* const hb = (const bw_half*)&best;
@@ -98,26 +102,28 @@ internal static partial class KernelSource
         w.Body.Append($$"""
                 extern __shared__ __align__(16) unsigned short bw_dynamic_shared[];
                 unsigned short* const xs = bw_dynamic_shared;          // [{{StemPattern.Ring}}][{{slots}}][4] input rows (ring)
-                unsigned short* const fs = xs + {{ring}};                // [{{outChannels}}][{{fp}}] filter
-                unsigned short* const cs = fs + {{outChannels * fp}};    // [2][{{cols}}][{{cp}}] column maxima over a pooling window's rows
+                unsigned short* const fs = xs + {{ring}};                // [{{kc}}][{{fp}}] filter (this block's channels)
+                unsigned short* const cs = fs + {{kc * fp}};    // [2][{{cols}}][{{cp}}] column maxima over a pooling window's rows
                 unsigned short* const ps = cs + {{2 * cols * cp}};        // [{{cols}}][{{cp}}] the last convolution row, each thread's own
-                float* const bs = (float*)(ps + {{cols * cp}});           // [{{outChannels}}] bias
+                float* const bs = (float*)(ps + {{cols * cp}});           // [{{kc}}] bias
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 if ((i64)blockIdx.x >= {{blocks}}) return;
-                const int bnd = (int)(blockIdx.x % (unsigned){{nbands}});
-                const i64 img = blockIdx.x / (unsigned){{nbands}};
+                const int ch0 = (int)(blockIdx.x % {{channelSplits}}u) * {{kc}};
+                const unsigned band_block = blockIdx.x / {{channelSplits}}u;
+                const int bnd = (int)(band_block % (unsigned){{nbands}});
+                const i64 img = band_block / (unsigned){{nbands}};
                 const int py0 = bnd * {{band}}, py1 = py0 + {{band}} < {{ph}} ? py0 + {{band}} : {{ph}};
                 if (py0 >= py1) return;
 
                 // The filter (cp.async), and the ring zeroed: pad columns and the fourth channel stay zero.
                 const unsigned short* const wg = (const unsigned short*)wt;
-                for (int i = tid; i < {{outChannels * filterRow / 8}}; i += {{threads}}) {
+                for (int i = tid; i < {{kc * filterRow / 8}}; i += {{threads}}) {
                     const int r = i / {{filterRow / 8}}, col = (i - r * {{filterRow / 8}}) * 8;
-                    bw_cp_async16(fs + r * {{fp}} + col, wg + r * {{filterRow}} + col, true);
+                    bw_cp_async16(fs + r * {{fp}} + col, wg + (ch0 + r) * {{filterRow}} + col, true);
                 }
                 bw_cp_async_commit();
                 for (int i = tid; i < {{ring / 8}}; i += {{threads}}) { uint4 z; z.x = 0u; z.y = 0u; z.z = 0u; z.w = 0u; ((uint4*)xs)[i] = z; }
-                for (int i = tid; i < {{outChannels}}; i += {{threads}}) bs[i] = {{(biasType is null ? "0.f" : "(float)bias[i]")}};
+                for (int i = tid; i < {{kc}}; i += {{threads}}) bs[i] = {{(biasType is null ? "0.f" : "(float)bias[ch0 + i]")}};
                 __syncthreads();
 
                 // This thread's (channel, column) pairs of an input row: where they are in the image and in a ring row.
@@ -218,8 +224,8 @@ internal static partial class KernelSource
                     // writes the other buffer, so no barrier follows: its barrier comes after every thread has pooled.
                     if (s > 0) {
                         const int p = py0 + s - 1;
-                        for (int i = tid; i < {{pw}} * {{outChannels / 8}}; i += {{threads}}) {
-                            const int q = i / {{outChannels / 8}}, c8 = (i - q * {{outChannels / 8}}) * 8;
+                        for (int i = tid; i < {{pw}} * {{kc / 8}}; i += {{threads}}) {
+                            const int q = i / {{kc / 8}}, c8 = (i - q * {{kc / 8}}) * 8;
                             uint4 best; best.x = 0u; best.y = 0u; best.z = 0u; best.w = 0u;
                             #pragma unroll
                             for (int dx = 0; dx < 3; dx++) {
@@ -250,7 +256,7 @@ internal static partial class KernelSource
             """;
         // Two blocks an SM (the shared memory allows two of ResNet's): at most 65,536 / (2 x threads) registers a thread.
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({threads}, 2) ", StringComparison.Ordinal);
-        return code with { Source = AttentionHelpers + Umax + (inputRounding is null && quantized is null ? string.Empty : QuotientHelper) + source, SharedBytes = StemPoolSharedBytes(warps, kernelHeight, kernelWidth, outChannels) };
+        return code with { Source = AttentionHelpers + Umax + (inputRounding is null && quantized is null ? string.Empty : QuotientHelper) + source, SharedBytes = StemPoolSharedBytes(warps, kernelHeight, kernelWidth, kc) };
     }
 
     /// <summary>
@@ -268,8 +274,8 @@ internal static partial class KernelSource
         public string StoredBits(string v) => Pool == Conv ? Conv.StoredBits(v, Shift) : Pool.StoredBits(Conv.ApplyByReciprocal(v), Shift);
     }
 
-    /// <summary>Threads to launch <see cref="StemPool"/> with: a block of 32 x warps threads per (image, band).</summary>
-    public static long StemPoolThreads(long batch, int bands, int warps) => batch * bands * 32L * warps;
+    /// <summary>Threads to launch <see cref="StemPool"/> with: a block of 32 x warps threads per (image, band, channel split).</summary>
+    public static long StemPoolThreads(long batch, int bands, int warps, int channelSplits = 1) => batch * bands * channelSplits * 32L * warps;
 
     /// <summary>
     /// Bands of pooled rows per image for <see cref="StemPool"/>: enough blocks for about four per SM (each band's first

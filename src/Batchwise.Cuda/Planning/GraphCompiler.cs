@@ -129,6 +129,9 @@ internal interface IPlanTarget
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 
+    /// <summary>The fused stem's channel splits (<see cref="GraphCompiler.StemChannelSplits"/>: 1, 2, 4, or 0 for auto): 1 here; a session takes BATCHWISE_STEM_SPLITS's.</summary>
+    int StemSplits => 1;
+
     /// <summary>The split-K kernel's shape: <see cref="SplitKShape.Default"/> here; a session takes BATCHWISE_SPLITK_*'s.</summary>
     SplitKShape SplitKConvShape => SplitKShape.Default;
 

@@ -37,6 +37,33 @@ public sealed class StemPoolGpuTests
     }
 
     /// <summary>
+    /// ResNet-50 at b=1 with the stem's bands split over 2 and 4 blocks by output channel (BATCHWISE_STEM_SPLITS): the same
+    /// outputs as ONNX Runtime, and the stem's time against one block a band (CUDA events around it, 200 runs), reported.
+    /// </summary>
+    [Fact]
+    public void Stem_channel_splits_at_batch_one_agree_and_their_time_is_reported()
+    {
+        Gpu.Require();
+        var model = ModelZoo.Build("zoo:resnet50");
+        var inputs = new GroupedConvCase(1, 3, 224, 224, 1).Inputs(5);
+        var times = new List<string>();
+        foreach (var splits in new[] { 1, 2, 4 })
+        {
+            using var cuda = Session(model, StemPoolChoice.Auto);
+            cuda.StemSplits = splits;
+            Gpu.AgreesWithOrt(model, inputs, cuda, splits == 1 ? "56 bands)" : $"x {splits} channel splits", "stem-pool.md", $"resnet50 b=1, {splits} channel splits");
+            using var run = cuda.Prepare(inputs);
+            run.Run();
+            var stem = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(200).First();
+            times.Add(string.Create(CultureInfo.InvariantCulture, $"{splits} split(s) {stem.Milliseconds * 1000:F2} µs"));
+        }
+
+        var line = $"| b=1 stem by channel splits (with its events) | {string.Join(" | ", times)} |";
+        Console.WriteLine(line);
+        Gpu.Report("stem-pool.md", line);
+    }
+
+    /// <summary>
     /// The stem at 1, 64 and 256 images: the fused kernel's time against the entry kernel + convolution + pooling it
     /// replaces (CUDA events around each step, 50 runs), printed and reported; the two plans' outputs agree.
     /// </summary>

@@ -37,6 +37,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public StemPoolChoice StemPools { get; init; } = StemPoolChoice.Off;
 
+    public int StemSplits { get; init; } = 1;
+
     public Int8ConvChoice Int8Convolutions { get; init; } = Int8ConvChoice.Library;
 
     public Int8GemmChoice Int8Gemms { get; init; } = Int8GemmChoice.Cublaslt;

@@ -16,7 +16,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 public sealed class StemPoolOnCpuTests
 {
     /// <summary>A stem: <paramref name="Bn"/> a BatchNormalization after the convolution (else a bias), pads of half the window.</summary>
-    internal sealed record StemCase(long Batch, long Channels, long Height, long Width, long OutChannels, long Kernel, bool Bn, int Sms, long PoolKernel = 3)
+    internal sealed record StemCase(long Batch, long Channels, long Height, long Width, long OutChannels, long Kernel, bool Bn, int Sms, long PoolKernel = 3, int Splits = 1)
     {
         public long OutHeight => ((Height + (2 * (Kernel / 2)) - Kernel) / 2) + 1;
 
@@ -44,13 +44,16 @@ public sealed class StemPoolOnCpuTests
         public List<Tensor> Inputs(int seed) => new GroupedConvCase(Batch, Channels, Height, Width, 1).Inputs(seed);
     }
 
-    /// <summary>ResNet's stem small (one warp of columns, one pooled row a band), odd sizes over two and three warps with bands of several rows (and a band past the end), one channel with a 5x5 window (a k16 step a filter row).</summary>
+    /// <summary>ResNet's stem small (one warp of columns, one pooled row a band), odd sizes over two and three warps with bands of several rows (and a band past the end), one channel with a 5x5 window (a k16 step a filter row); some with a band's channels split over 2 or 4 blocks.</summary>
     private static readonly Dictionary<string, StemCase> Small = new(StringComparer.Ordinal)
     {
         ["resnet-stem-bn-2-images"] = new(2, 3, 32, 32, 64, 7, Bn: true, Sms: 8),
         ["odd-37x45-k32-bias-bands-of-3"] = new(1, 3, 37, 45, 32, 7, Bn: false, Sms: 1),
         ["odd-23x70-k48-bn-3-warps"] = new(2, 3, 23, 70, 48, 7, Bn: true, Sms: 1),
         ["one-channel-5x5-k16"] = new(1, 1, 20, 20, 16, 5, Bn: false, Sms: 2),
+        ["resnet-stem-bn-2-images-2-channel-splits"] = new(2, 3, 32, 32, 64, 7, Bn: true, Sms: 8, Splits: 2),
+        ["resnet-stem-bn-1-image-4-channel-splits"] = new(1, 3, 32, 32, 64, 7, Bn: true, Sms: 8, Splits: 4),
+        ["odd-37x45-k32-bias-bands-of-3-2-channel-splits"] = new(1, 3, 37, 45, 32, 7, Bn: false, Sms: 1, Splits: 2),
     };
 
     private static readonly Lazy<Dictionary<string, OwnKernelCase>> All = new(() => OwnKernelCase.PrepareAll(Small, (_, c) => (c.Model(), c.Inputs(3)), (name, _, _) => Plan(Small[name])));
@@ -58,7 +61,7 @@ public sealed class StemPoolOnCpuTests
     public static TheoryData<string> Cases => [.. Small.Keys];
 
     private static ExecutionPlan Plan(StemCase c, StemPoolChoice choice = StemPoolChoice.Auto) =>
-        new NoGpuTarget(Precision.Fp16) { StemPools = choice, Multiprocessors = c.Sms }.Compile(c.Model(), c.Inputs(3));
+        new NoGpuTarget(Precision.Fp16) { StemPools = choice, Multiprocessors = c.Sms, StemSplits = c.Splits }.Compile(c.Model(), c.Inputs(3));
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -68,6 +71,19 @@ public sealed class StemPoolOnCpuTests
         var stem = c.RunsOnTheCpuAndAgrees(name, "own stem kernel");
         Assert.DoesNotContain(c.Plan.Steps, s => s.Node.StartsWith("input ", StringComparison.Ordinal));
         Assert.Contains("+ Relu + MaxPool", stem.Node, StringComparison.Ordinal);
+        var splits = Small[name].Splits;
+        Assert.Equal(splits > 1, stem.Node.Contains($"x {splits} channel splits", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Channel_splits_are_the_ones_asked_where_each_share_is_a_multiple_of_16_and_auto_fills_two_blocks_an_sm()
+    {
+        Assert.Equal(2, GraphCompiler.StemChannelSplits(2, 56, 64, 132));
+        Assert.Equal(1, GraphCompiler.StemChannelSplits(2, 56, 48, 132)); // 24 a block: not a multiple of 16
+        Assert.Equal(4, GraphCompiler.StemChannelSplits(0, 56, 64, 132)); // ResNet-50 at b=1: 224 blocks for 264 places
+        Assert.Equal(2, GraphCompiler.StemChannelSplits(0, 112, 64, 132)); // b=2
+        Assert.Equal(1, GraphCompiler.StemChannelSplits(0, 540, 64, 132)); // b=64: the bands fill it already
+        Assert.Equal(1, GraphCompiler.StemChannelSplits(1, 56, 64, 132));
     }
 
     [Fact]
@@ -139,14 +155,16 @@ public sealed class StemPoolOnCpuTests
     [InlineData(false, 0.05f, 0, ElementType.UInt8)] // optimize --int8's form: the Relu dropped, the pooled value quantized as the convolution's
     [InlineData(true, 0.07f, 5, ElementType.UInt8)] // a Relu written out, a second rounding to another scale and zero point
     [InlineData(false, 0.04f, 0, ElementType.Int8)] // the pooled value int8 (stored as it is)
-    public void A_qdq_stem_is_one_kernel_that_writes_int8_and_agrees_with_onnx_runtime(bool relu, float poolScale, int poolZero, ElementType poolType)
+    [InlineData(true, 0.07f, 5, ElementType.UInt8, 2)] // a band's channels over two blocks
+    public void A_qdq_stem_is_one_kernel_that_writes_int8_and_agrees_with_onnx_runtime(bool relu, float poolScale, int poolZero, ElementType poolType, int splits = 1)
     {
         CpuKernelRunner.Require();
         var model = QuantizedStem(relu, poolScale, poolZero, poolType);
         var rng = new Random(3);
         List<Tensor> inputs = [Tensor.From<float>(ElementType.Float, [2, 3, 32, 32], [.. Enumerable.Range(0, 2 * 3 * 32 * 32).Select(_ => (float)((rng.NextDouble() * 5.2) - 2.6))])];
-        var plan = new NoGpuTarget(Precision.Fp16) { Int8 = true, StemPools = StemPoolChoice.Auto, Multiprocessors = 8 }.Compile(model, inputs);
+        var plan = new NoGpuTarget(Precision.Fp16) { Int8 = true, StemPools = StemPoolChoice.Auto, Multiprocessors = 8, StemSplits = splits }.Compile(model, inputs);
         var stem = Assert.Single(plan.Steps, s => s.Node.StartsWith("Conv", StringComparison.Ordinal));
+        Assert.Equal(splits > 1, stem.Node.Contains("channel splits", StringComparison.Ordinal));
         Assert.DoesNotContain(plan.Steps, s => s.Node.StartsWith("input ", StringComparison.Ordinal) || s.Node.StartsWith("MaxPool", StringComparison.Ordinal) || s.Node.Contains("Quantize", StringComparison.Ordinal) && s != stem);
         Assert.Contains("own stem kernel", stem.Node, StringComparison.Ordinal);
         Assert.Contains("int8 out", stem.Node, StringComparison.Ordinal);

@@ -35,6 +35,32 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>
+    /// BATCHWISE_STEM_SPLITS: 1 (default: a block computes all of a band's channels), 2 or 4 (a band's output channels split
+    /// over that many blocks, where each share is a multiple of 16), or auto (the most of 4, 2, 1 whose blocks fit two an
+    /// SM); 0 stands for auto. At batch 1 ResNet-50's stem is 56 bands, one pooled row each, for 132 SMs (session 38's H100:
+    /// 15 µs with its events, the largest step of the run): splits give it more blocks. Not measured yet.
+    /// </summary>
+    internal static int StemSplitsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_STEM_SPLITS")?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "1" => 1,
+        "2" => 2,
+        "4" => 4,
+        "auto" => 0,
+        var other => throw new BatchwiseException($"BATCHWISE_STEM_SPLITS '{other}' is not 1, 2, 4 or auto", "Unset it (one block a band of the fused stem), or set BATCHWISE_STEM_SPLITS=2, 4 or auto to split a band's output channels over blocks."),
+    };
+
+    /// <summary>
+    /// The channel splits of the fused stem for <paramref name="blocks"/> (images x bands) and <paramref name="channels"/>
+    /// output channels: <paramref name="requested"/> where each share is a multiple of 16 (else 1); under auto (0) the most
+    /// of 4, 2 and 1 with such shares whose blocks fit two an SM.
+    /// </summary>
+    internal static int StemChannelSplits(int requested, long blocks, long channels, int multiprocessors) => requested switch
+    {
+        0 => new[] { 4, 2, 1 }.First(s => s == 1 || (channels % (16 * s) == 0 && blocks * s <= 2L * multiprocessors)),
+        _ => channels % (16 * requested) == 0 ? requested : 1,
+    };
+
+    /// <summary>
     /// Whether graph input <paramref name="input"/> feeds only a stem the fused kernel takes (<see cref="StemPattern"/>:
     /// the pattern and the kernel's limits, shared with explain), in half precision on compute capability 8.0 or later.
     /// </summary>
@@ -140,11 +166,13 @@ internal sealed partial class GraphCompiler
         }
 
         var bands = KernelSource.StemPoolBands(n, pooled[0], _target.Multiprocessors);
-        var code = KernelSource.StemPool(x.Type, b is null ? null : St(b), checked((int)c), checked((int)k), kh, kw, warps, n, x.Shape[2..], outSpatial, pooled, padsBegin, bands, quantized?.Input, quantized?.Output);
+        var splits = StemChannelSplits(_target.StemSplits, n * bands, k, _target.Multiprocessors);
+        var code = KernelSource.StemPool(x.Type, b is null ? null : St(b), checked((int)c), checked((int)k), kh, kw, warps, n, x.Shape[2..], outSpatial, pooled, padsBegin, bands, quantized?.Input, quantized?.Output, splits);
+        var blocks = splits == 1 ? $"{bands} bands" : $"{bands} bands x {splits} channel splits";
         _node += quantized is null
-            ? $" + Relu + MaxPool (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input, {bands} bands)"
-            : $"{(relu is null ? string.Empty : " + Relu")} + QuantizeLinear + MaxPool + QuantizeLinear (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input rounded as its QuantizeLinear, int8 out, {bands} bands)";
-        Emit(new KernelStep(_node, code, KernelSource.StemPoolThreads(n, bands, warps), 32 * warps, [Dev(y), Dev(x), Dev(filter), b is null ? -1 : Dev(b)]));
+            ? $" + Relu + MaxPool (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input, {blocks})"
+            : $"{(relu is null ? string.Empty : " + Relu")} + QuantizeLinear + MaxPool + QuantizeLinear (own stem kernel from the {x.Type.ToString().ToLowerInvariant()} input rounded as its QuantizeLinear, int8 out, {blocks})";
+        Emit(new KernelStep(_node, code, KernelSource.StemPoolThreads(n, bands, warps, splits), 32 * warps, [Dev(y), Dev(x), Dev(filter), b is null ? -1 : Dev(b)]));
         return true;
     }
 }
