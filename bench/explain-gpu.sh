@@ -36,7 +36,7 @@ start=$(date +%s)
 } >"$OUT/machine.txt"
 
 # The ceilings and rate tables: measured once (about 30-60 s), then read from OUT/cache by every explain below.
-timeout 150 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
+timeout 240 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
 timeout 30 "$CLI" devices --ceilings --json - >"$OUT/ceilings.json" 2>>"$OUT/ceilings.txt"
 # The cache files themselves (rate tables included: what the predictions used), kept for replays on any machine:
 # `batchwise explain MODEL --engine cuda [--precision fp16] --ceilings-file OUT/ceilings-cache/F.json --bench OUT/NAME.json`.

@@ -12,7 +12,7 @@ PEERS=${PEERS:-resnext50_32x4d,efficientnet_b0,convnext_tiny,vit_small_patch16_2
 BATCHES=${BATCHES:-4,128}
 timeout 150 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --models $PEERS --jobs 5 > "$R/exports.log" 2>&1
 t "exports: $(ls "$WORK"/exports/*/model.onnx 2>/dev/null | wc -l) models"
-q ceilings 150 "$CLI" devices --ceilings --recalibrate -v
+q ceilings 240 "$CLI" devices --ceilings --recalibrate -v
 mkdir -p "$R/ceilings-cache" && cp "$BATCHWISE_CACHE_DIR"/ceilings/*.json "$R/ceilings-cache/" 2>/dev/null
 models=(resnet50=zoo:resnet50 resnet18=zoo:resnet18 mobilenetv2=zoo:mobilenetv2 "yolov8n=zoo:yolov8n?size=640" bert=zoo:bert mlp=zoo:mlp)
 for peer in ${PEERS//,/ }; do [ -f "$WORK/exports/$peer/model.onnx" ] && models+=("$peer=$WORK/exports/$peer/model.onnx"); done
