@@ -303,9 +303,9 @@ public sealed class BenchmarkRunner
                 if (!monitor.WaitUntil(() =>
                 {
                     var now = Stopwatch.GetTimestamp();
-                    (completed, lastEnd) = monitor.Progress();
+                    (completed, lastEnd) = state.Progress();
                     var toLastRun = completed > before ? Stopwatch.GetElapsedTime(start, lastEnd) : TimeSpan.Zero;
-                    var seen = new ScheduleObservation(Stopwatch.GetElapsedTime(start, now), completed - before, workers.All(w => w.Progress.Completed > 0), overBudget(), toLastRun);
+                    var seen = new ScheduleObservation(Stopwatch.GetElapsedTime(start, now), completed - before, workers.All(w => w.Completed > 0), overBudget(), toLastRun);
                     return schedule.Observe(seen) != ScheduleStep.Continue;
                 }))
                 {
@@ -404,9 +404,6 @@ public sealed class BenchmarkRunner
 
     private sealed record Window(long Start, long End, long Runs, double Throughput, double CpuSeconds);
 
-    /// <summary>A thread's runs completed and the timestamp of the last one's end (0 before the first).</summary>
-    private readonly record struct RunProgress(long Completed, long LastEnd);
-
     /// <summary>Shared between the coordinator and the workers of one point.</summary>
     private sealed class PointState
     {
@@ -419,13 +416,40 @@ public sealed class BenchmarkRunner
         }
 
         public ManualResetEventSlim Failed { get; } = new();
+
+        /// <summary>
+        /// Notes a run's end: its timestamp is taken under the same lock that counts it, for every thread, so a count read
+        /// with <see cref="Progress"/> covers exactly the runs that ended by the end read with it (a run counted later ends
+        /// later), and a window from one such end to another holds whole runs whatever the threads' interleaving.
+        /// </summary>
+        public long NoteRunEnd()
+        {
+            lock (_progressLock)
+            {
+                var end = Stopwatch.GetTimestamp();
+                (_completed, _lastEnd) = (_completed + 1, end);
+                return end;
+            }
+        }
+
+        /// <summary>Runs ended (every thread) and the last one's end, read together.</summary>
+        public (long Completed, long LastEnd) Progress()
+        {
+            lock (_progressLock)
+            {
+                return (_completed, _lastEnd);
+            }
+        }
+
+        private readonly Lock _progressLock = new();
+        private long _completed;
+        private long _lastEnd;
     }
 
     /// <summary>One dedicated thread's loop over its own prepared run; it alone writes its sample lists.</summary>
     private sealed class Worker(IPreparedRun run, PointState state)
     {
-        private readonly Lock _progressLock = new();
-        private RunProgress _progress;
+        private long _completed;
 
         public IPreparedRun Run { get; } = run;
 
@@ -438,17 +462,7 @@ public sealed class BenchmarkRunner
 
         public Exception? Error { get; private set; }
 
-        /// <summary>Runs completed and the last one's end, read together (a count with an older end would misplace a run between windows).</summary>
-        public RunProgress Progress
-        {
-            get
-            {
-                lock (_progressLock)
-                {
-                    return _progress;
-                }
-            }
-        }
+        public long Completed => Interlocked.Read(ref _completed);
 
         public void Loop()
         {
@@ -458,14 +472,10 @@ public sealed class BenchmarkRunner
                 while (!state.Stop)
                 {
                     var seconds = Run.Run();
-                    var end = Stopwatch.GetTimestamp();
-                    Ends.Add(end);
+                    Ends.Add(state.NoteRunEnd());
                     Latencies.Add(seconds);
                     Phases.Add(timing?.LastTransferTimes);
-                    lock (_progressLock)
-                    {
-                        _progress = new RunProgress(_progress.Completed + 1, end);
-                    }
+                    Interlocked.Increment(ref _completed);
                 }
             }
             catch (Exception e)
@@ -493,13 +503,6 @@ public sealed class BenchmarkRunner
         public long? DeviceMemoryPeak { get; private set; }
 
         public double? DeviceUtilization => _deviceSamples == 0 ? null : _deviceUtilizationSum / _deviceSamples;
-
-        /// <summary>Runs completed by every thread and the latest end among them.</summary>
-        public (long Completed, long LastEnd) Progress()
-        {
-            var progress = workers.Select(w => w.Progress).ToList();
-            return (progress.Sum(p => p.Completed), progress.Max(p => p.LastEnd));
-        }
 
         /// <summary>The device's clock, power and clock limits over the samples since the warm-up, or null where none reported a clock.</summary>
         public DeviceClocks? Clocks => _clockSamples == 0 ? null : new DeviceClocks(

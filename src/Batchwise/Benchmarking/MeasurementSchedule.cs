@@ -144,7 +144,7 @@ public sealed class MeasurementSchedule
                     return ScheduleStep.Continue;
                 }
 
-                _windows.Add(new ScheduleWindow((observation.ToLastRun ?? observation.Elapsed).TotalSeconds, observation.Runs));
+                _windows.Add(new ScheduleWindow((observation.ToLastRun is { } span && span > TimeSpan.Zero ? span : observation.Elapsed).TotalSeconds, observation.Runs));
                 Finish = IsStable() ? FinishReason.Stable
                     : _windows.Count >= MaxWindows ? FinishReason.WindowLimit
                     : _windows.Count >= JudgedWindows && observation.OverBudget ? FinishReason.TimeBudget
