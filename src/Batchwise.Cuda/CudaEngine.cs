@@ -1049,7 +1049,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
             var device = Nvml.DeviceByPciBusId(_busId, _device);
             var u = Nvml.UtilizationOf(device);
             var m = Nvml.MemoryOf(device);
-            return new DeviceSample(u.Gpu, (long)m.Used, (long)m.Total, Nvml.SmClockOf(device), Nvml.PowerOf(device), Nvml.ClockLimitsOf(device) is { } limits ? DeviceClockLimit.Names(limits) : null);
+            return new DeviceSample(u.Gpu, (long)m.Used, (long)m.Total, Optional(() => Nvml.SmClockOf(device)), Optional(() => Nvml.PowerOf(device)),
+                Optional(() => Nvml.ClockLimitsOf(device)) is { } limits ? DeviceClockLimit.Names(limits) : null);
         }
         catch (BatchwiseException)
         {
@@ -1061,6 +1062,20 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     }
 
     internal void MakeCurrent() => _context.MakeCurrent();
+
+    /// <summary>A reading NVML may refuse (no permission in a container, a field the device lacks): null then, the sample kept.</summary>
+    private static T? Optional<T>(Func<T?> read)
+        where T : struct
+    {
+        try
+        {
+            return read();
+        }
+        catch (BatchwiseException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>
     /// Notes a run's times for the cold start: the session's first run (host time to enqueue it step by step, GPU time,

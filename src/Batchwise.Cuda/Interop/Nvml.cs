@@ -36,6 +36,7 @@ internal static unsafe partial class Nvml
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetPowerUsage(IntPtr device, out uint milliwatts);
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetEnforcedPowerLimit(IntPtr device, out uint milliwatts);
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetClockInfo(IntPtr device, int type, out uint mhz);
+    [LibraryImport(Lib)] private static partial int nvmlDeviceGetCurrentClocksEventReasons(IntPtr device, out ulong reasons);
     [LibraryImport(Lib)] private static partial int nvmlDeviceGetCurrentClocksThrottleReasons(IntPtr device, out ulong reasons);
 
     /// <summary>NVML_CLOCK_SM.</summary>
@@ -177,21 +178,32 @@ internal static unsafe partial class Nvml
     /// </summary>
     public static ulong? ClockLimitsOf(IntPtr device)
     {
+        // The name since driver 535; the older one (the same call) where a library predates it.
+        int status;
+        ulong reasons;
         try
         {
-            var status = nvmlDeviceGetCurrentClocksThrottleReasons(device, out var reasons);
-            if (status == NotSupported)
-            {
-                return null;
-            }
-
-            Check(status, "nvmlDeviceGetCurrentClocksThrottleReasons");
-            return reasons;
+            status = nvmlDeviceGetCurrentClocksEventReasons(device, out reasons);
         }
         catch (EntryPointNotFoundException)
         {
+            try
+            {
+                status = nvmlDeviceGetCurrentClocksThrottleReasons(device, out reasons);
+            }
+            catch (EntryPointNotFoundException)
+            {
+                return null;
+            }
+        }
+
+        if (status == NotSupported)
+        {
             return null;
         }
+
+        Check(status, "nvmlDeviceGetCurrentClocksEventReasons");
+        return reasons;
     }
 
     public static string NameOf(IntPtr device)
