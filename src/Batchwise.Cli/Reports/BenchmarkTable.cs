@@ -107,11 +107,11 @@ public static class BenchmarkTable
         return table;
     }
 
-    /// <summary>The mean SM clock in MHz, and the limit that held it most where one did in a tenth of the samples or more ("1,755 power cap").</summary>
+    /// <summary>The mean SM clock in MHz, and the slowing limit (power, thermal) that held it most where one did in a tenth of the samples or more ("1,755 power cap").</summary>
     private static string ClockCell(DeviceClocks clocks)
     {
         var clock = clocks.SmClockMhz.ToString("N0", CultureInfo.InvariantCulture);
-        return clocks.Limits.Where(l => l.Value >= 0.1).OrderByDescending(l => l.Value).FirstOrDefault() is { Key: { } limit } ? $"{clock} [yellow]{limit}[/]" : clock;
+        return clocks.Limits.Where(l => l.Value >= 0.1 && DeviceClockLimit.Slowing.Contains(l.Key)).OrderByDescending(l => l.Value).FirstOrDefault() is { Key: { } limit } ? $"{clock} [yellow]{limit}[/]" : clock;
     }
 
     /// <summary>Console width from which every column is shown.</summary>

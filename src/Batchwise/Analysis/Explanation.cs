@@ -343,9 +343,6 @@ public static class Explainer
     /// CPU) at the smallest and largest batch, the int8 layers that gain most and least (small N, memory-bound,
     /// overhead-bound), the share of quantize and dequantize passes, and whether the measured sweep agrees.
     /// </summary>
-    /// <summary>Limits on a GPU's clocks that slow it (not its settings: applications or display clocks, sync boost).</summary>
-    private static readonly string[] SlowingLimits = ["power cap", "hardware slowdown", "thermal (software)", "thermal (hardware)", "power brake"];
-
     /// <summary>
     /// Where the measured points report the GPU's clock (bench's device clocks) and it fell by 5% or more between them, or a
     /// power or thermal limit held it in a tenth of a point's samples: which points ran slower and why, since the
@@ -362,7 +359,7 @@ public static class Explainer
         var fastest = clocked.MaxBy(m => m.Clocks!.SmClockMhz)!;
         var slowest = clocked.MinBy(m => m.Clocks!.SmClockMhz)!;
         var held = clocked
-            .SelectMany(m => m.Clocks!.Limits.Where(l => l.Value >= 0.1 && SlowingLimits.Contains(l.Key)).Select(l => (m.BatchSize, Limit: l.Key)))
+            .SelectMany(m => m.Clocks!.Limits.Where(l => l.Value >= 0.1 && Engines.DeviceClockLimit.Slowing.Contains(l.Key)).Select(l => (m.BatchSize, Limit: l.Key)))
             .GroupBy(h => h.Limit)
             .Select(g => F($"the {g.Key} at b={string.Join(", ", g.Select(h => h.BatchSize))}"))
             .ToList();

@@ -86,6 +86,9 @@ public static class DeviceClockLimit
         return names;
     }
 
+    /// <summary>The reasons that slow a device below the clock it would run (not its settings: applications or display clocks, sync boost).</summary>
+    public static IReadOnlySet<string> Slowing { get; } = new HashSet<string>(StringComparer.Ordinal) { "power cap", "hardware slowdown", "thermal (software)", "thermal (hardware)", "power brake" };
+
     private static readonly (ulong Bit, string Name)[] Bits =
     [
         (0x2, "applications clocks"),

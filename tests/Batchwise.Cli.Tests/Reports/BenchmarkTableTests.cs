@@ -49,7 +49,7 @@ public sealed class BenchmarkTableTests
         Assert.DoesNotContain("thermal (software)", text, StringComparison.Ordinal); // in 5% of the samples: below the tenth shown
         Assert.Contains("clock: the mean SM clock over the measurement", text, StringComparison.Ordinal);
 
-        var free = new DeviceClocks(1980, null, new Dictionary<string, double>(), 12);
+        var free = new DeviceClocks(1980, null, new Dictionary<string, double> { ["applications clocks"] = 1.0 }, 12); // a setting, not a slowdown
         var plain = Render(Result.Value with { Points = Result.Value.Points.Select(p => p with { DeviceClocks = free }).ToList() });
         Assert.Contains("1,980", plain, StringComparison.Ordinal);
         Assert.Matches(@"│\s*1,980\s*│", plain); // the clock alone: nothing held it
