@@ -282,9 +282,15 @@ public sealed record DeviceCeilings
     private Dictionary<int, IReadOnlyList<LayerRatePoint>> SideTables(string table)
     {
         var prefix = Analysis.LayerRates.Key(Precision, table) + "@";
-        var bySide = LayerRates
-            .Where(t => t.Key.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(t.Key.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out _))
-            .ToDictionary(t => int.Parse(t.Key.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture), t => t.Value);
+        var bySide = new Dictionary<int, IReadOnlyList<LayerRatePoint>>();
+        foreach (var (key, points) in LayerRates)
+        {
+            if (key.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(key.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var side))
+            {
+                bySide[side] = points;
+            }
+        }
+
         if (LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var at28))
         {
             bySide[Analysis.LayerRates.GroupedTableSide] = at28;
