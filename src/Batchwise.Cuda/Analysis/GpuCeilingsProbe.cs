@@ -89,12 +89,15 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
 
     /// <summary>
     /// N of both tables (batch x out-H x out-W): the 7x7, 14x14, 28x28 and 56x56 images of an ImageNet network at batch 1,
-    /// then 16 and 256 of the 56x56 ones. Below its smallest N a table holds the time (not the rate) of that N, which the
+    /// then 4, 16 and 256 of the 56x56 ones. Below its smallest N a table holds the time (not the rate) of that N, which the
     /// routines do not: cuDNN's fp32 3x3 512 -> 512 at 7x7 took 162 us per call in ResNet-18 at b=1 (H200, session 21
     /// call 5), about twice its 14x14 call, and a layer between two N a factor 16 apart took the log-linear mean of a
-    /// latency-bound and a bandwidth-bound call (BERT's products at N = 128 x batch).
+    /// latency-bound and a bandwidth-bound call (BERT's products at N = 128 x batch). 12,544 (four 56x56 images) halves
+    /// the widest gap, where the rate curves bend: session 38's study replayed ResNet-18 fp32 at -19% to -28% for b=8..32
+    /// (its layers at N = 12,544 to 100,352 priced between 3,136 and 50,176) and BERT fp16 at +4% to +10% for b=64..256
+    /// (N = 8,192 to 32,768).
     /// </summary>
-    public IReadOnlyList<int> TableN { get; init; } = [49, 196, 784, 3136, 50176, 802816];
+    public IReadOnlyList<int> TableN { get; init; } = [49, 196, 784, 3136, 12544, 50176, 802816];
 
     /// <summary>The largest N of the cold-weights GEMM table: past it a product's work, not its weights' reading, sets its time.</summary>
     private const long ColdTableMaxN = 3136;
