@@ -111,7 +111,7 @@ public static class BenchmarkTable
     private static string ClockCell(DeviceClocks clocks)
     {
         var clock = clocks.SmClockMhz.ToString("N0", CultureInfo.InvariantCulture);
-        return clocks.Limits.Where(l => l.Value >= 0.1 && DeviceClockLimit.Slowing.Contains(l.Key)).OrderByDescending(l => l.Value).FirstOrDefault() is { Key: { } limit } ? $"{clock} [yellow]{limit}[/]" : clock;
+        return clocks.SlowedBy() is [var limit, ..] ? $"{clock} [yellow]{limit}[/]" : clock;
     }
 
     /// <summary>Console width from which every column is shown.</summary>

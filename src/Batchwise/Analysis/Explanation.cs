@@ -339,11 +339,6 @@ public static class Explainer
     }
 
     /// <summary>
-    /// Where int8 pays and where it does not: the whole model against the same model in float (fp16 on a GPU, fp32 on a
-    /// CPU) at the smallest and largest batch, the int8 layers that gain most and least (small N, memory-bound,
-    /// overhead-bound), the share of quantize and dequantize passes, and whether the measured sweep agrees.
-    /// </summary>
-    /// <summary>
     /// Where the measured points report the GPU's clock (bench's device clocks) and it fell by 5% or more between them, or a
     /// power or thermal limit held it in a tenth of a point's samples: which points ran slower and why, since the
     /// ceilings' rates are timed in short bursts at the full clock; null otherwise.
@@ -359,7 +354,7 @@ public static class Explainer
         var fastest = clocked.MaxBy(m => m.Clocks!.SmClockMhz)!;
         var slowest = clocked.MinBy(m => m.Clocks!.SmClockMhz)!;
         var held = clocked
-            .SelectMany(m => m.Clocks!.Limits.Where(l => l.Value >= 0.1 && Engines.DeviceClockLimit.Slowing.Contains(l.Key)).Select(l => (m.BatchSize, Limit: l.Key)))
+            .SelectMany(m => m.Clocks!.SlowedBy().Select(limit => (m.BatchSize, Limit: limit)))
             .GroupBy(h => h.Limit)
             .Select(g => F($"the {g.Key} at b={string.Join(", ", g.Select(h => h.BatchSize))}"))
             .ToList();
@@ -374,6 +369,11 @@ public static class Explainer
         return F($"The GPU's SM clock while measured: {range}{(held.Count > 0 ? "; held by " + string.Join(" and ", held) : string.Empty)}. The ceilings' rates are timed in short bursts at the full clock, so the points measured slower ran on a slower device than the prediction assumes.");
     }
 
+    /// <summary>
+    /// Where int8 pays and where it does not: the whole model against the same model in float (fp16 on a GPU, fp32 on a
+    /// CPU) at the smallest and largest batch, the int8 layers that gain most and least (small N, memory-bound,
+    /// overhead-bound), the share of quantize and dequantize passes, and whether the measured sweep agrees.
+    /// </summary>
     private static List<string> Int8Verdict(Explanation e)
     {
         var c = e.Ceilings;

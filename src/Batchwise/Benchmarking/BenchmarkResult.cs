@@ -61,7 +61,12 @@ public sealed record BenchmarkPoint(
 /// <param name="PowerWatts">Mean power draw, W, where reported.</param>
 /// <param name="Limits">Each reason that held the clocks below their maximum in some samples (<see cref="DeviceClockLimit"/>), with its share of the samples, 0-1.</param>
 /// <param name="Samples">Samples taken.</param>
-public sealed record DeviceClocks(double SmClockMhz, double? PowerWatts, IReadOnlyDictionary<string, double> Limits, int Samples);
+public sealed record DeviceClocks(double SmClockMhz, double? PowerWatts, IReadOnlyDictionary<string, double> Limits, int Samples)
+{
+    /// <summary>The limits that slowed the device (<see cref="DeviceClockLimit.Slowing"/>: power, thermal) in a tenth of the samples or more, the most frequent first.</summary>
+    public IReadOnlyList<string> SlowedBy() =>
+        [.. Limits.Where(l => l.Value >= 0.1 && DeviceClockLimit.Slowing.Contains(l.Key)).OrderByDescending(l => l.Value).Select(l => l.Key)];
+}
 
 /// <summary>How long the first inference took from nothing: loading the model on the engine, its first plan, its first run.</summary>
 /// <param name="LoadSeconds">Loading the model into a session (weights read and converted, device set up).</param>
