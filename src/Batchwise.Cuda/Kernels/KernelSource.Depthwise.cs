@@ -259,13 +259,14 @@ internal static partial class KernelSource
         b.Append("    #pragma unroll\n    for (int o = 0; o < ").Append(KernelWriter.Lit(p)).Append("; o++) {\n");
         b.Append("        if (ox0 + o >= ").Append(ow).Append(") break;\n");
         b.Append("        ").Append(outVecType).Append(" rv;\n");
+        var bias = fusion is { Bias: true } ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty;
         if (fusion is { OutQuantize: { } quantize })
         {
             // The sum (plus the channel's bias) through what comes before the QuantizeLinear (z: the float sum), then the
             // QuantizeLinear: the quotient clamped to the saturation less the zero point, rounded to even by adding 1.5 * 2^23,
             // whose float bits less those of 1.5 * 2^23 are the rounded integer (q: the stored value less the zero point).
             b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) {\n");
-            b.Append("            const float z = acc[r][o][u]").Append(fusion.Bias ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty).Append(";\n");
+            b.Append("            const float z = acc[r][o][u]").Append(bias).Append(";\n");
             b.Append("            const float zq = fminf(fmaxf(bw_qdiv(").Append(fusion.OutInput ?? "z").Append(", ").Append(F(quantize.Scale)).Append(", ").Append(F(1f / quantize.Scale)).Append("), ")
                 .Append(F(quantize.Low - quantize.Zero)).Append("), ").Append(F(quantize.High - quantize.Zero)).Append(");\n");
             b.Append("            const int q = (int)(__float_as_uint(zq + 12582912.f) - 0x4B400000u);\n");
@@ -282,16 +283,9 @@ internal static partial class KernelSource
         }
         else
         {
-            var bias = fusion is { Bias: true } ? channelsLast ? " + (float)bias[ch + u]" : " + (float)bias[ch]" : string.Empty;
-            if (fusion?.OutInput is { } activation)
-            {
-                // The activations after the layer (an expression over z, the sum plus the bias), applied before the write.
-                b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) { const float z = acc[r][o][u]").Append(bias).Append("; rv.v[u] = (").Append(ty).Append(")(").Append(activation).Append("); }\n");
-            }
-            else
-            {
-                b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) rv.v[u] = (").Append(ty).Append(")(acc[r][o][u]").Append(bias).Append(");\n");
-            }
+            // z, the sum plus the bias, or the activations after the layer over it (applied before the write).
+            var value = fusion?.OutInput ?? "z";
+            b.Append("        #pragma unroll\n        for (int u = 0; u < ").Append(KernelWriter.Lit(vector)).Append("; u++) { const float z = acc[r][o][u]").Append(bias).Append("; rv.v[u] = (").Append(ty).Append(")(").Append(value).Append("); }\n");
         }
 
         b.Append("        *(").Append(outVecType).Append("*)(yo + o * ").Append(colStride).Append(") = rv;\n");

@@ -217,7 +217,7 @@ public sealed class ModelWork
         }
 
         var read = model.Graph.Node.SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
-        var constants = model.Graph.Initializer.ToDictionary(t => t.Name, t => t, StringComparer.Ordinal);
+        var constants = model.InitializersByName();
         foreach (var output in model.Outputs.Where(o => o.ElementType == ElementType.Float))
         {
             if (produced.TryGetValue(output.Name, out var i) && i < atBatchOne.Nodes.Count)
