@@ -465,6 +465,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>The fused stem's channel splits (BATCHWISE_STEM_SPLITS=1|2|4|auto; tests set it).</summary>
     public int StemSplits { get; internal set; } = GraphCompiler.StemSplitsFromEnvironment;
 
+    /// <summary>Whether an activation after a depthwise convolution is the depthwise kernel's own (BATCHWISE_DEPTHWISE_ACTIVATION=on|off).</summary>
+    public bool DepthwiseActivations { get; internal set; } = GraphCompiler.DepthwiseActivationFromEnvironment;
+
     /// <summary>Who runs a QDQ model's int8 convolutions (BATCHWISE_INT8_CONV=library|own|pointwise; tests set it).</summary>
     public Int8ConvChoice Int8Convolutions { get; internal set; } = GraphCompiler.Int8ConvFromEnvironment;
 

@@ -132,6 +132,9 @@ internal interface IPlanTarget
     /// <summary>The fused stem's channel splits (<see cref="GraphCompiler.StemChannelSplits"/>: 1, 2, 4, or 0 for auto): 1 here; a session takes BATCHWISE_STEM_SPLITS's.</summary>
     int StemSplits => 1;
 
+    /// <summary>Whether an activation after a depthwise convolution is the depthwise kernel's own (<see cref="GraphCompiler.DepthwiseActivationFromEnvironment"/>): yes here; a session takes BATCHWISE_DEPTHWISE_ACTIVATION's.</summary>
+    bool DepthwiseActivations => true;
+
     /// <summary>The split-K kernel's shape: <see cref="SplitKShape.Default"/> here; a session takes BATCHWISE_SPLITK_*'s.</summary>
     SplitKShape SplitKConvShape => SplitKShape.Default;
 

@@ -114,6 +114,12 @@ public sealed class KernelCasesOnCpuTests
             Assert.EndsWith(" + HardSwish", conv.Node, StringComparison.Ordinal);
             Assert.Contains("const float z = acc[r][o][u]", conv.Source, StringComparison.Ordinal);
             Assert.True(!plan.Steps.Any(s => s.Node.StartsWith("HardSwish", StringComparison.Ordinal)), steps);
+
+            // With BATCHWISE_DEPTHWISE_ACTIVATION=off (a session's DepthwiseActivations) the HardSwish is a chain of its own.
+            var apart = new NoGpuTarget(precision) { DepthwiseActivations = false }.Compile(model, inputs);
+            var apartSteps = string.Join("; ", apart.Steps.Select(s => s.Node));
+            Assert.True(apart.Steps.Count == plan.Steps.Count + 1, apartSteps);
+            Assert.DoesNotContain(" + HardSwish", Assert.Single(apart.Steps, s => s.Node.StartsWith("Conv", StringComparison.Ordinal)).Node, StringComparison.Ordinal);
         }
     }
 }

@@ -39,6 +39,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int StemSplits { get; init; } = 1;
 
+    public bool DepthwiseActivations { get; init; } = true;
+
     public Int8ConvChoice Int8Convolutions { get; init; } = Int8ConvChoice.Library;
 
     public Int8GemmChoice Int8Gemms { get; init; } = Int8GemmChoice.Cublaslt;

@@ -221,7 +221,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private (List<OnnxProto.NodeProto> Nodes, string Output, string Expression)? DepthwiseActivation(string name)
     {
-        if (!DepthwiseActivationFromEnvironment)
+        if (!_target.DepthwiseActivations)
         {
             return null;
         }
