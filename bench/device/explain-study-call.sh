@@ -11,5 +11,6 @@ timeout 150 python3 bench/peers/world.py --export-only --work "$WORK/exports" --
 t "exports: $(ls "$WORK"/exports/*/model.onnx 2>/dev/null | wc -l) models"
 CLI=$CLI OUT=$R/explain WORLD_EXPORTS=$WORK/exports PEERS=$PEERS BUDGET=$(( $(left) - 25 )) bash bench/explain-gpu.sh > "$R/explain.log" 2>&1
 t "explain exit $? $(grep -E '^[0-9]+ of [0-9]+ runs' "$R/explain/table.md" 2>/dev/null)"
-rm -rf "$R/explain/cache"
+# The measured ceilings stay on the machine for later calls while it is warm (BATCHWISE_CACHE_DIR=$WORK/study-cache).
+rm -rf "$WORK/study-cache" && mv "$R/explain/cache" "$WORK/study-cache"
 pack
