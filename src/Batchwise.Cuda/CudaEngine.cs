@@ -62,7 +62,7 @@ public sealed class CudaEngine : IEngine
             ["stem_pool"] = GraphCompiler.StemPoolFromEnvironment == StemPoolChoice.Off
                 ? "off (BATCHWISE_STEM_POOL=off): the input converted on entry, then the stem's layers one by one"
                 : "own kernel for input -> Conv -> ReLU -> 3x3/2 MaxPool stems (ResNet's), reading the input as given; the layers one by one where it does not fit"
-                    + GraphCompiler.StemSplitsFromEnvironment switch { 1 => string.Empty, 0 => "; a band's channels split over up to 4 blocks (BATCHWISE_STEM_SPLITS=auto)", var n => $"; a band's channels split over {n} blocks (BATCHWISE_STEM_SPLITS={n})" },
+                    + GraphCompiler.StemSplitsFromEnvironment switch { 1 => "; a block a band (BATCHWISE_STEM_SPLITS=1)", 0 => "; a band's channels split over up to 4 blocks where the bands fill less than the SMs", var n => $"; a band's channels split over {n} blocks (BATCHWISE_STEM_SPLITS={n})" },
             ["splitk_conv"] = GraphCompiler.SplitKConvFromEnvironment switch
             {
                 SplitKConvChoice.Off => "off (BATCHWISE_SPLITK_CONV=off): cuDNN",
@@ -462,7 +462,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling (BATCHWISE_STEM_POOL=auto|off; tests set it).</summary>
     public StemPoolChoice StemPools { get; internal set; } = GraphCompiler.StemPoolFromEnvironment;
 
-    /// <summary>The fused stem's channel splits (BATCHWISE_STEM_SPLITS=1|2|4|auto; tests set it).</summary>
+    /// <summary>The fused stem's channel splits (BATCHWISE_STEM_SPLITS=auto|1|2|4, auto by default; tests set it).</summary>
     public int StemSplits { get; internal set; } = GraphCompiler.StemSplitsFromEnvironment;
 
     /// <summary>Whether an activation after a depthwise convolution is the depthwise kernel's own (BATCHWISE_DEPTHWISE_ACTIVATION=on|off).</summary>

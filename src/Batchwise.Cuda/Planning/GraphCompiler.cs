@@ -129,7 +129,7 @@ internal interface IPlanTarget
     /// <summary>Who runs a stem of convolution, ReLU and 3x3 max pooling in half precision: its layers one by one here; a session takes BATCHWISE_STEM_POOL's choice (the own fused kernel by default).</summary>
     StemPoolChoice StemPools => StemPoolChoice.Off;
 
-    /// <summary>The fused stem's channel splits (<see cref="GraphCompiler.StemChannelSplits"/>: 1, 2, 4, or 0 for auto): 1 here; a session takes BATCHWISE_STEM_SPLITS's.</summary>
+    /// <summary>The fused stem's channel splits (<see cref="GraphCompiler.StemChannelSplits"/>: 1, 2, 4, or 0 for auto): 1 here; a session takes BATCHWISE_STEM_SPLITS's (auto by default).</summary>
     int StemSplits => 1;
 
     /// <summary>Whether an activation after a depthwise convolution is the depthwise kernel's own (<see cref="GraphCompiler.DepthwiseActivationFromEnvironment"/>): yes here; a session takes BATCHWISE_DEPTHWISE_ACTIVATION's.</summary>

@@ -76,12 +76,13 @@ public sealed class StemPoolOnCpuTests
     }
 
     [Fact]
-    public void Channel_splits_are_the_ones_asked_where_each_share_is_a_multiple_of_16_and_auto_fills_two_blocks_an_sm()
+    public void Channel_splits_are_the_ones_asked_where_each_share_is_a_multiple_of_16_and_auto_fills_each_sm_once()
     {
         Assert.Equal(2, GraphCompiler.StemChannelSplits(2, 56, 64, 132));
         Assert.Equal(1, GraphCompiler.StemChannelSplits(2, 56, 48, 132)); // 24 a block: not a multiple of 16
-        Assert.Equal(4, GraphCompiler.StemChannelSplits(0, 56, 64, 132)); // ResNet-50 at b=1: 224 blocks for 264 places
-        Assert.Equal(2, GraphCompiler.StemChannelSplits(0, 112, 64, 132)); // b=2
+        Assert.Equal(2, GraphCompiler.StemChannelSplits(0, 56, 64, 132)); // ResNet-50 at b=1: 112 blocks for 132 SMs (4 splits, 224, measured no faster)
+        Assert.Equal(1, GraphCompiler.StemChannelSplits(0, 112, 64, 132)); // b=2
+        Assert.Equal(4, GraphCompiler.StemChannelSplits(0, 28, 64, 132)); // half the bands: 112 blocks again
         Assert.Equal(1, GraphCompiler.StemChannelSplits(0, 540, 64, 132)); // b=64: the bands fill it already
         Assert.Equal(1, GraphCompiler.StemChannelSplits(1, 56, 64, 132));
     }

@@ -35,28 +35,29 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>
-    /// BATCHWISE_STEM_SPLITS: 1 (default: a block computes all of a band's channels), 2 or 4 (a band's output channels split
-    /// over that many blocks, where each share is a multiple of 16), or auto (the most of 4, 2, 1 whose blocks fit two an
-    /// SM); 0 stands for auto. At batch 1 ResNet-50's stem is 56 bands, one pooled row each, for 132 SMs (session 38's H100:
-    /// 15 µs with its events, the largest step of the run): splits give it more blocks. Not measured yet.
+    /// BATCHWISE_STEM_SPLITS: auto (default; 0 here: the most of 4, 2, 1 whose blocks fit one an SM), 1 (a block computes all
+    /// of a band's channels), 2 or 4 (a band's output channels split over that many blocks, where each share is a multiple
+    /// of 16). At batch 1 ResNet-50's stem is 56 bands, one pooled row each, for 132 SMs. Session 40's H200, ResNet-50 fp16
+    /// b=1 alternating twice: 1 split 3,156 / 3,158 img/s, 2 splits 3,178 / 3,195, 4 splits 3,154 / 3,108; the stem's step
+    /// 14.7 / 11.9 / 13.6 µs with its events. Auto takes 2 there and 1 from b=2 (112 bands).
     /// </summary>
     internal static int StemSplitsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_STEM_SPLITS")?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "1" => 1,
+        null or "" or "auto" => 0,
+        "1" => 1,
         "2" => 2,
         "4" => 4,
-        "auto" => 0,
-        var other => throw new BatchwiseException($"BATCHWISE_STEM_SPLITS '{other}' is not 1, 2, 4 or auto", "Unset it (one block a band of the fused stem), or set BATCHWISE_STEM_SPLITS=2, 4 or auto to split a band's output channels over blocks."),
+        var other => throw new BatchwiseException($"BATCHWISE_STEM_SPLITS '{other}' is not 1, 2, 4 or auto", "Unset it (a band's output channels split over as many blocks as fill the SMs once), or set BATCHWISE_STEM_SPLITS=1, 2 or 4."),
     };
 
     /// <summary>
     /// The channel splits of the fused stem for <paramref name="blocks"/> (images x bands) and <paramref name="channels"/>
     /// output channels: <paramref name="requested"/> where each share is a multiple of 16 (else 1); under auto (0) the most
-    /// of 4, 2 and 1 with such shares whose blocks fit two an SM.
+    /// of 4, 2 and 1 with such shares whose blocks fit one an SM (two an SM, 4 splits at b=1, measured no faster than 1).
     /// </summary>
     internal static int StemChannelSplits(int requested, long blocks, long channels, int multiprocessors) => requested switch
     {
-        0 => new[] { 4, 2, 1 }.First(s => s == 1 || (channels % (16 * s) == 0 && blocks * s <= 2L * multiprocessors)),
+        0 => new[] { 4, 2, 1 }.First(s => s == 1 || (channels % (16 * s) == 0 && blocks * s <= multiprocessors)),
         _ => channels % (16 * requested) == 0 ? requested : 1,
     };
 
