@@ -53,7 +53,7 @@ internal sealed partial class GraphCompiler
     /// <summary>
     /// The channel splits of the fused stem for <paramref name="blocks"/> (images x bands) and <paramref name="channels"/>
     /// output channels: <paramref name="requested"/> where each share is a multiple of 16 (else 1); under auto (0) the most
-    /// of 4, 2 and 1 with such shares whose blocks fit one an SM (two an SM, 4 splits at b=1, measured no faster than 1).
+    /// of 4, 2 and 1 with such shares whose blocks fit one an SM (two an SM took 4 at b=1, measured no faster than 1).
     /// </summary>
     internal static int StemChannelSplits(int requested, long blocks, long channels, int multiprocessors) => requested switch
     {
