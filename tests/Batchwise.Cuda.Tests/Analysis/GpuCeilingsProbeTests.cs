@@ -34,7 +34,7 @@ public sealed class GpuCeilingsProbeTests
         Assert.Equal(49, n.Min());
         Assert.All(new[] { 7 * 7, 14 * 14, 28 * 28, 56 * 56 }, side => Assert.Contains(side, n));
 
-        // No two neighbouring N more than 16x apart, and none past 4x between 3,136 and 50,176, where the rates bend.
+        // No two neighbouring N more than 16x apart, and one between 3,136 and 50,176, where the rates bend.
         var sorted = n.Order().ToList();
         Assert.All(sorted.Zip(sorted.Skip(1)), p => Assert.InRange((double)p.Second / p.First, 1, 16));
         Assert.Contains(sorted, v => v is > 3136 and < 50176);
