@@ -95,6 +95,10 @@ public static class DevicesCommand
 
                 AnsiConsole.Write(t);
                 Console.WriteLine(string.Create(c, $"ceilings measured {measured[0].MeasuredAt:yyyy-MM-dd HH:mm} UTC (cuBLASLt GEMM {measured[0].Details.GetValueOrDefault("cublaslt", "?")}); fp32 rate by N: {measured[0].Details.GetValueOrDefault("fp32_curve", "-")} TFLOP/s; int8: {measured[0].Details.GetValueOrDefault("int8_curve", "-")} TOP/s"));
+                var sustained = string.Join("; ", new[] { "fp32", "tf32", "fp16" }.Where(p => measured[0].Details.ContainsKey(p + "_sustained")).Select(p => $"{p} {measured[0].Details[p + "_sustained"]}"));
+                Console.WriteLine(sustained.Length > 0
+                    ? $"held for {measured[0].Details.GetValueOrDefault("sustained_hold_s", "?")} s, GEMMs keep of their burst rate (activity:share): {sustained}"
+                    : "sustained load: not measured (ceilings from an older probe: run with --recalibrate)");
                 Console.WriteLine(CpuCeilings(parse.GetValue(recalibrate)));
             }
 

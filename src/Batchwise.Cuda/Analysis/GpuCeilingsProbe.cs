@@ -63,6 +63,16 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// <summary>N of the rate curve's GEMMs (batch x out-H x out-W of a convolution).</summary>
     public IReadOnlyList<int> CurveN { get; init; } = [16, 64, 256, 1024, 4096, 16384, 65536, 131072];
 
+    /// <summary>
+    /// N of the sustained-load GEMMs (at the rate curve's M and K; the peak square GEMM is held too): sizes that keep about a
+    /// quarter, two thirds and nine tenths of the tensor cores busy, so <see cref="DeviceCeilings.SustainedFactor"/> sees
+    /// where the power limit starts to lower the clock.
+    /// </summary>
+    public IReadOnlyList<int> SustainedN { get; init; } = [1024, 4096, 16384];
+
+    /// <summary>Seconds each sustained-load GEMM is held back to back (0: not measured); its sustained rate is the mean over the last 40%.</summary>
+    public double HoldSeconds { get; init; } = 1.0;
+
     /// <summary>Bytes of each of the two buffers the bandwidth copies move between (far past the L2 cache).</summary>
     public long BandwidthBytes { get; init; } = 512L << 20;
 
@@ -182,6 +192,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"device-to-device: {memcpy / 1e9:N0} GB/s (cuMemcpyDtoDAsync), {copyKernel / 1e9:N0} GB/s (copy kernel), nominal {details["nominal_bandwidth_gb_s"]} GB/s"));
 
         var gemms = MeasureGemms(timer, kernels, log, details);
+        details["sustained_hold_s"] = HoldSeconds.ToString("F1", CultureInfo.InvariantCulture);
         var launch = MeasureLaunches(timer, kernels);
         var floor = MeasureKernelFloor(timer, kernels, Math.Max(memcpy, copyKernel));
         details["kernel_floor_us"] = (floor * 1e6).ToString("F2", CultureInfo.InvariantCulture);
@@ -252,6 +263,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             PeakFlopsFp16 = gemms["fp16"].Peak,
             PeakFlopsInt8 = gemms.TryGetValue("int8", out var int8) ? int8.Peak : null,
             RateCurves = gemms.ToDictionary(g => g.Key, g => g.Value.Curve),
+            SustainedLoad = gemms.Where(g => g.Value.Sustained.Count > 0).ToDictionary(g => g.Key, g => g.Value.Sustained),
             LayerRates = tables,
             KernelFloorSeconds = floor,
             CacheBytes = cacheBytes > 0 ? cacheBytes : null,
@@ -284,7 +296,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         return (2.0 * bytes / memcpy, 2.0 * bytes / copy);
     }
 
-    private Dictionary<string, (double Peak, IReadOnlyList<RatePoint> Curve)> MeasureGemms(EventTimer timer, Kernels kernels, Action<string>? log, Dictionary<string, string> details)
+    private Dictionary<string, (double Peak, IReadOnlyList<RatePoint> Curve, IReadOnlyList<SustainedPoint> Sustained)> MeasureGemms(EventTimer timer, Kernels kernels, Action<string>? log, Dictionary<string, string> details)
     {
         long s = PeakGemmSize, m = CurveM, k = CurveK;
         var curveN = CurveN.Order().ToList();
@@ -306,7 +318,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var algo = (CublasLt.HeuristicResult*)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
         try
         {
-            var result = new Dictionary<string, (double, IReadOnlyList<RatePoint>)>(StringComparer.Ordinal);
+            var result = new Dictionary<string, (double, IReadOnlyList<RatePoint>, IReadOnlyList<SustainedPoint>)>(StringComparer.Ordinal);
             foreach (var (name, type, compute) in new[]
             {
                 ("fp32", CublasLt.CUDA_R_32F, CublasLt.CUBLAS_COMPUTE_32F),
@@ -320,7 +332,9 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                 var elementBytes = halves ? 2 : int8 ? 1 : 4;
                 kernels.Fill(bufA.Pointer, bufA.Bytes / 4, 3, halves, timer.Stream);
                 kernels.Fill(bufB.Pointer, bufB.Bytes / 4, 4, halves, timer.Stream);
-                double Rate(long rows, long cols, long inner)
+                double Rate(long rows, long cols, long inner) => 2.0 * rows * cols * inner / WithGemm(rows, cols, inner, timer.Best);
+
+                T WithGemm<T>(long rows, long cols, long inner, Func<Action, T> time)
                 {
                     // int8 as the engine's int8 MatMul runs it: int8 x int8 -> int32 with int32 alpha and beta, A transposed
                     // (the only layout cuBLASLt's int8 tensor-core kernels take); random bytes as operands.
@@ -330,13 +344,12 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                     using var ld = CublasLt.Layout(int8 ? CublasLt.CUDA_R_32I : type, rows, cols, rows);
                     *algo = CublasLt.BestAlgorithm(handle, desc, la, lb, ld, ld, WorkspaceBytes);
                     var algoAddress = (IntPtr)algo;
-                    var seconds = timer.Best(() =>
+                    return time(() =>
                     {
                         int one = 1, zero = 0;
                         float oneF = 1f, zeroF = 0f;
                         CublasLt.MatmulScaled(handle, desc, int8 ? &one : (void*)&oneF, bufA.Pointer, la, bufB.Pointer, lb, int8 ? &zero : (void*)&zeroF, bufD.Pointer, ld, bufD.Pointer, ld, (CublasLt.HeuristicResult*)algoAddress, workspace.Pointer, WorkspaceBytes, timer.Stream.Handle);
                     });
-                    return 2.0 * rows * cols * inner / seconds;
                 }
 
                 double peak;
@@ -355,7 +368,20 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
 
                 details[name + "_curve"] = string.Join(" ", curve.Select(p => string.Create(CultureInfo.InvariantCulture, $"N={p.N}:{p.Flops / 1e12:F1}")));
                 log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{name} GEMM {s}x{s}x{s}: {peak / 1e12:N1} T{(int8 ? "OP" : "FLOP")}/s ({elementBytes}-byte operands); M = {m}, K = {k} by N: {details[name + "_curve"]}"));
-                result[name] = (Math.Max(peak, curve.Count > 0 ? curve.Max(p => p.Flops) : 0), curve);
+                var best = Math.Max(peak, curve.Count > 0 ? curve.Max(p => p.Flops) : 0);
+                IReadOnlyList<SustainedPoint> sustained = [];
+                if (!int8 && HoldSeconds > 0)
+                {
+                    // From the least busy to the busiest, so each hold starts after a lighter one. Activity: the burst rate's
+                    // share of the precision's best rate; factor: the sustained rate's share of the burst rate.
+                    sustained = [.. SustainedN.Where(n => n <= nMax).Order().Select(n => (Rows: m, Cols: (long)n, Inner: k)).Append((Rows: s, Cols: s, Inner: s))
+                        .Select(g => (Flops: 2.0 * g.Rows * g.Cols * g.Inner, Held: WithGemm(g.Rows, g.Cols, g.Inner, enqueue => timer.Held(enqueue, HoldSeconds))))
+                        .Select(g => new SustainedPoint(Math.Min(1.0, g.Flops / g.Held.Burst / best), g.Held.Burst / g.Held.Sustained))];
+                    details[name + "_sustained"] = string.Join(" ", sustained.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Activity:F2}:{p.RateFactor:F3}")));
+                    log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{name} GEMMs held {HoldSeconds:N1} s each, activity:sustained/burst rate: {details[name + "_sustained"]}"));
+                }
+
+                result[name] = (best, curve, sustained);
             }
 
             return result;
@@ -784,6 +810,46 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                 CudaDriver.Record(end, stream);
                 return CudaDriver.ElapsedSeconds(start, end) / repeats;
             });
+        }
+
+        /// <summary>
+        /// GPU seconds of one <paramref name="enqueue"/> held back to back for <paramref name="holdSeconds"/> (replayed from a
+        /// CUDA graph of a few milliseconds of calls, so the host's enqueueing leaves the GPU no gaps), timed in windows of
+        /// about 10 ms: the fastest window (the burst, at the clock the hold started with) and the mean over the hold's last
+        /// 40% (once a power or thermal limit has had time to lower the clock). Starts after 200 ms idle, for the clock to recover.
+        /// </summary>
+        public (double Burst, double Sustained) Held(Action enqueue, double holdSeconds)
+        {
+            enqueue();
+            CudaDriver.Synchronize(stream);
+            var once = Math.Max(EventRun(enqueue), 1e-7);
+            var count = (int)Math.Clamp(Math.Ceiling(0.002 / once), 1, 2000);
+            using var graph = CudaDriver.Capture(stream, () =>
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    enqueue();
+                }
+            });
+            var launches = (int)Math.Clamp(Math.Ceiling(0.01 / (once * count)), 1, 100);
+            Thread.Sleep(200);
+            var windows = new List<(double At, double Seconds)>();
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalSeconds < holdSeconds || windows.Count < 5)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                CudaDriver.Record(start, stream);
+                for (var i = 0; i < launches; i++)
+                {
+                    CudaDriver.Launch(graph, stream);
+                }
+
+                CudaDriver.Record(end, stream);
+                windows.Add((clock.Elapsed.TotalSeconds, CudaDriver.ElapsedSeconds(start, end) / (launches * count)));
+            }
+
+            var late = windows.Where(w => w.At >= 0.6 * clock.Elapsed.TotalSeconds).Select(w => w.Seconds).DefaultIfEmpty(windows[^1].Seconds);
+            return (Math.Max(windows.Min(w => w.Seconds), 1e-9), Math.Max(late.Average(), 1e-9));
         }
 
         /// <summary>Host wall seconds of one synchronous <paramref name="action"/>: the best of its repetitions.</summary>

@@ -11,6 +11,14 @@ namespace Batchwise.Analysis;
 public sealed record RatePoint(double N, double Flops);
 
 /// <summary>
+/// One GEMM held back to back for about a second: how much of the device's arithmetic it keeps busy at the full clock and
+/// how much of that rate it keeps once a power or thermal limit has lowered the clock (<see cref="DeviceCeilings.SustainedLoad"/>).
+/// </summary>
+/// <param name="Activity">The GEMM's burst rate over the precision's peak: the share of the peak arithmetic it keeps busy at the full clock.</param>
+/// <param name="RateFactor">Its rate over the hold's last part over its burst rate: 1 where the clock held, below 1 where a limit lowered it.</param>
+public sealed record SustainedPoint(double Activity, double RateFactor);
+
+/// <summary>
 /// What one device can do, measured through one engine: the numbers a roofline prediction needs.
 /// A CPU fills it from engine micro-benchmarks (<see cref="CeilingsProbe"/>); a GPU engine fills the same
 /// fields from its own probes (cuBLASLt GEMM, device-to-device copies, empty-kernel launches).
@@ -25,7 +33,8 @@ public sealed record DeviceCeilings
 
     /// <summary>
     /// The oldest schema a file named by --ceilings-file is read in (the cache measures anew past it): 8 has every field
-    /// of 9 but the grouped tables at further sides, whose layers then take the 28x28 table as 8 did.
+    /// of 10 but the grouped tables at further sides, whose layers then take the 28x28 table as 8 did, and the sustained
+    /// load (9 lacks it too), whose runs then predict at the full clock.
     /// </summary>
     public const int OldestReadableSchema = 8;
 
@@ -81,6 +90,15 @@ public sealed record DeviceCeilings
     /// <see cref="Details"/>["layer_rates_missing"] says why).
     /// </summary>
     public IReadOnlyDictionary<string, IReadOnlyList<LayerRatePoint>> LayerRates { get; init; } = new Dictionary<string, IReadOnlyList<LayerRatePoint>>();
+
+    /// <summary>
+    /// By precision (fp32, tf32, fp16): GEMMs of growing size held back to back for about a second each, their burst
+    /// rate's share of the peak against the share of it they keep (<see cref="SustainedPoint"/>). The rate tables are
+    /// timed in short bursts at the full clock; a model run back to back for long keeps its tensor cores busy enough that
+    /// the GPU's power limit lowers the clock (session 40's H200: BERT fp16 at 1,878 MHz at b=32 and 1,536 at b=256 of
+    /// 1,980), and <see cref="SustainedFactor"/> prices that. Empty where not measured (a CPU, an older probe).
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<SustainedPoint>> SustainedLoad { get; init; } = new Dictionary<string, IReadOnlyList<SustainedPoint>>();
 
     /// <summary>GPU: time of one small memory-bound kernel as a node of a CUDA graph (launch latency and a DRAM round trip, beyond its bytes), seconds; null where not measured.</summary>
     public double? KernelFloorSeconds { get; init; }
@@ -213,6 +231,38 @@ public sealed record DeviceCeilings
         }
 
         return points[^1].Efficiency;
+    }
+
+    /// <summary>
+    /// The share of its burst rate a run keeps under sustained load when it keeps <paramref name="activity"/> of the
+    /// peak arithmetic of <see cref="Precision"/> busy at the full clock (its FLOPs at the peak rate over its time): from
+    /// <see cref="SustainedLoad"/>, the measured factors made non-increasing in activity, 1 at no activity, interpolated
+    /// linearly between points, and the busiest point's factor past it. 1 where nothing was measured.
+    /// </summary>
+    public double SustainedFactor(double activity)
+    {
+        var key = SustainedLoad.ContainsKey(Precision) ? Precision : Precision == "tf32" ? "fp32" : Precision;
+        if (!SustainedLoad.TryGetValue(key, out var measured) || measured.Count == 0 || !(activity > 0))
+        {
+            return 1.0;
+        }
+
+        var points = new List<(double Activity, double Factor)> { (0, 1) };
+        foreach (var p in measured.Where(p => p.Activity > 0 && p.RateFactor > 0).OrderBy(p => p.Activity))
+        {
+            points.Add((p.Activity, Math.Min(points[^1].Factor, Math.Min(1.0, p.RateFactor))));
+        }
+
+        for (var i = 1; i < points.Count; i++)
+        {
+            if (activity <= points[i].Activity)
+            {
+                var t = (activity - points[i - 1].Activity) / (points[i].Activity - points[i - 1].Activity);
+                return points[i - 1].Factor + (t * (points[i].Factor - points[i - 1].Factor));
+            }
+        }
+
+        return points[^1].Factor;
     }
 
     /// <summary>

@@ -267,7 +267,12 @@ public static class Explainer
             lines.Add(F($"The machine was busy while measuring (load average {load:N1} on {e.LogicalCores} logical cores): other processes took CPU time, so measured throughput is below what this device does alone, while the ceilings (best of many short runs) catch its quiet moments."));
         }
 
-        if (ClockVerdict(e.Measured) is { } clocks)
+        if (SustainedLine(e.Predicted) is { } sustained)
+        {
+            lines.Add(sustained);
+        }
+
+        if (ClockVerdict(e.Measured, e.Predicted.Any(p => p.SustainedFactor < 1)) is { } clocks)
         {
             lines.Add(clocks);
         }
@@ -339,11 +344,27 @@ public static class Explainer
     }
 
     /// <summary>
-    /// Where the measured points report the GPU's clock (bench's device clocks) and it fell by 5% or more between them, or a
-    /// power or thermal limit held it in a tenth of a point's samples: which points ran slower and why, since the
-    /// ceilings' rates are timed in short bursts at the full clock; null otherwise.
+    /// Where the prediction priced a sustained-load clock (<see cref="BatchPrediction.SustainedFactor"/> below 1 at some
+    /// batch): from which batch on and by how much; null where every batch kept the full clock's rate.
     /// </summary>
-    private static string? ClockVerdict(IReadOnlyList<MeasuredPoint> measured)
+    private static string? SustainedLine(IReadOnlyList<BatchPrediction> predicted)
+    {
+        var slowed = predicted.Where(p => p.SustainedFactor < 0.995).ToList();
+        if (slowed.Count == 0)
+        {
+            return null;
+        }
+
+        var busiest = slowed.MinBy(p => p.SustainedFactor)!;
+        return F($"Sustained load: run back to back, this model keeps {busiest.FullClockActivity:P0} of the peak arithmetic busy at b={busiest.BatchSize} at the full clock; the probe's GEMMs held that busy for a second lost clock to the power limit, so the prediction takes {slowed[0].SustainedFactor:P0} of the full clock's compute rate at b={slowed[0].BatchSize}{(slowed.Count > 1 ? F($" down to {busiest.SustainedFactor:P0} at b={busiest.BatchSize}") : string.Empty)}.");
+    }
+
+    /// <summary>
+    /// Where the measured points report the GPU's clock (bench's device clocks) and it fell by 5% or more between them, or a
+    /// power or thermal limit held it in a tenth of a point's samples: which points ran slower and why (against a prediction
+    /// at the full clock, or one that priced the sustained clock, <paramref name="sustainedPriced"/>); null otherwise.
+    /// </summary>
+    private static string? ClockVerdict(IReadOnlyList<MeasuredPoint> measured, bool sustainedPriced)
     {
         var clocked = measured.Where(m => m.Clocks is not null).ToList();
         if (clocked.Count == 0)
@@ -366,7 +387,10 @@ public static class Explainer
         var range = slowest == fastest
             ? F($"{slowest.Clocks.SmClockMhz:N0} MHz")
             : F($"{fastest.Clocks.SmClockMhz:N0} MHz at b={fastest.BatchSize} down to {slowest.Clocks.SmClockMhz:N0} MHz at b={slowest.BatchSize}");
-        return F($"The GPU's SM clock while measured: {range}{(held.Count > 0 ? "; held by " + string.Join(" and ", held) : string.Empty)}. The ceilings' rates are timed in short bursts at the full clock, so the points measured slower ran on a slower device than the prediction assumes.");
+        var against = sustainedPriced
+            ? "The prediction lowers the compute rate where the probe's held GEMMs lost clock at the same activity; a point measured at another clock than that ran on another device than the one predicted."
+            : "The ceilings' rates are timed in short bursts at the full clock, so the points measured slower ran on a slower device than the prediction assumes.";
+        return F($"The GPU's SM clock while measured: {range}{(held.Count > 0 ? "; held by " + string.Join(" and ", held) : string.Empty)}. {against}");
     }
 
     /// <summary>

@@ -66,7 +66,10 @@ public sealed record ExplainDocument(
         ArgumentNullException.ThrowIfNull(context);
         var c = e.Ceilings;
         static double? Finite(double v) => double.IsFinite(v) ? v : null;
-        static ExplainPredicted Predicted(BatchPrediction p) => new(p.BatchSize, p.Throughput, p.Seconds, p.SecondsBoundBy(Bound.Compute) / p.Seconds, p.SecondsBoundBy(Bound.Memory) / p.Seconds, p.SecondsBoundBy(Bound.Launch) / p.Seconds);
+        static ExplainPredicted Predicted(BatchPrediction p) => new(p.BatchSize, p.Throughput, p.Seconds, p.SecondsBoundBy(Bound.Compute) / p.Seconds, p.SecondsBoundBy(Bound.Memory) / p.Seconds, p.SecondsBoundBy(Bound.Launch) / p.Seconds)
+        {
+            SustainedFactor = p.SustainedFactor < 1 ? p.SustainedFactor : null,
+        };
         static ExplainMeasured Measured(MeasuredPoint m) => new(m.BatchSize, m.Throughput, m.LatencyMedianSeconds, m.LatencyP90Seconds, Finite(m.LatencyMinSeconds), m.Runs) { DeviceClocks = m.Clocks };
         return new ExplainDocument(
             e.ModelName,
@@ -157,7 +160,11 @@ public sealed record ExplainRatePoint(double N, double Flops, double Efficiency)
 /// <param name="ComputeShare">Share of time in compute-bound layers.</param>
 /// <param name="MemoryShare">Share in memory-bound layers.</param>
 /// <param name="OverheadShare">Share in launch and run overhead.</param>
-public sealed record ExplainPredicted(int BatchSize, double ThroughputSamplesPerS, double LatencyS, double ComputeShare, double MemoryShare, double OverheadShare);
+public sealed record ExplainPredicted(int BatchSize, double ThroughputSamplesPerS, double LatencyS, double ComputeShare, double MemoryShare, double OverheadShare)
+{
+    /// <summary>The share of the full clock's compute rate priced for sustained load (the GPU's power limit), where below 1; null at the full clock.</summary>
+    public double? SustainedFactor { get; init; }
+}
 
 /// <summary>A measured batch size.</summary>
 /// <param name="BatchSize">Batch size.</param>

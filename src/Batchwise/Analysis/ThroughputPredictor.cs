@@ -80,7 +80,12 @@ public sealed record LayerPrediction(LayerWork Work, double ComputeSeconds, doub
 /// <param name="BatchSize">Samples per run.</param>
 /// <param name="RunOverheadSeconds">Fixed cost of a run.</param>
 /// <param name="Layers">Every layer's prediction.</param>
-public sealed record BatchPrediction(int BatchSize, double RunOverheadSeconds, IReadOnlyList<LayerPrediction> Layers)
+/// <param name="SustainedFactor">
+/// The share of the full clock's compute rate the run keeps under sustained load (<see cref="DeviceCeilings.SustainedFactor"/>),
+/// already applied to <paramref name="Layers"/>' compute time; 1 where the ceilings measured none or the run keeps the clock.
+/// </param>
+/// <param name="FullClockActivity">The share of the peak arithmetic the run keeps busy at the full clock (<see cref="ThroughputPredictor.Activity"/>), which set <paramref name="SustainedFactor"/>.</param>
+public sealed record BatchPrediction(int BatchSize, double RunOverheadSeconds, IReadOnlyList<LayerPrediction> Layers, double SustainedFactor = 1.0, double FullClockActivity = 0)
 {
     /// <summary>Predicted latency of one run.</summary>
     public double Seconds => RunOverheadSeconds + Layers.Sum(l => l.Seconds);
@@ -148,11 +153,31 @@ public sealed class ThroughputPredictor
         return new LayerPrediction(work, compute, memory, overhead, efficiency);
     }
 
-    /// <summary>Predicts one run of every layer at one batch size.</summary>
+    /// <summary>
+    /// Predicts one run of every layer at one batch size. The layers are priced at the full clock (the probe's rates are
+    /// short bursts); where the ceilings measured the sustained load, the run's activity at that clock (its FLOPs at the
+    /// peak rate of each layer's arithmetic, over its time) gives the share of the compute rate it keeps once the power
+    /// limit has lowered the clock, and each layer's compute time is divided by it (memory and launch costs stay).
+    /// </summary>
     public BatchPrediction Predict(int batchSize, IReadOnlyList<LayerWork> layers)
     {
         ArgumentNullException.ThrowIfNull(layers);
-        return new BatchPrediction(batchSize, Ceilings.RunOverheadSeconds, layers.Select(Predict).ToList());
+        var full = new BatchPrediction(batchSize, Ceilings.RunOverheadSeconds, layers.Select(Predict).ToList());
+        var activity = Activity(full);
+        var factor = Ceilings.SustainedFactor(activity);
+        return factor >= 1.0 ? full with { FullClockActivity = activity }
+            : full with { Layers = full.Layers.Select(l => l with { ComputeSeconds = l.ComputeSeconds / factor }).ToList(), SustainedFactor = factor, FullClockActivity = activity };
+    }
+
+    /// <summary>
+    /// The share of the peak arithmetic of the precision in use a run keeps busy: each layer's compute time times its
+    /// efficiency (its FLOPs at the peak rate of its own arithmetic), over the run's time.
+    /// </summary>
+    private static double Activity(BatchPrediction prediction)
+    {
+        ArgumentNullException.ThrowIfNull(prediction);
+        var seconds = prediction.Seconds;
+        return seconds > 0 ? prediction.Layers.Sum(l => l.ComputeSeconds * l.Efficiency) / seconds : 0;
     }
 
     /// <summary>Predicts a throughput curve: <paramref name="layersAt"/> gives the layers' work at a batch size.</summary>

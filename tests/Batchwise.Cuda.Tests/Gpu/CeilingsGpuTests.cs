@@ -27,6 +27,8 @@ public sealed class CeilingsGpuTests
             DepthwiseWindows = [3, 5],
             GroupedBatches = [1, 64],
             GroupedExtraSides = [14],
+            SustainedN = [256, 4096],
+            HoldSeconds = 0.3,
         };
         var c = probe.Measure(new CudaEngine(), new EngineOptions());
         Gpu.Report("ceilings.md", c.Summary());
@@ -57,6 +59,18 @@ public sealed class CeilingsGpuTests
         }
 
         Assert.InRange(c.SaturationN, 256, 1e6);
+
+        // Held GEMMs: fp32, tf32 and fp16 (not int8), two curve sizes and the peak square, each busier than the one before
+        // and keeping between a third of its burst rate and all of it (a burst is the hold's fastest window).
+        Assert.Equal(["fp16", "fp32", "tf32"], c.SustainedLoad.Keys.Order());
+        foreach (var (precision, held) in c.SustainedLoad)
+        {
+            Gpu.Report("ceilings.md", $"{precision} held: " + string.Join(" ", held.Select(p => FormattableString.Invariant($"{p.Activity:F2}:{p.RateFactor:F3}"))));
+            Assert.Equal(3, held.Count);
+            Assert.True(held[0].Activity < held[1].Activity, $"{precision}: {string.Join(", ", held)}");
+            Assert.All(held, p => Assert.InRange(p.Activity, 1e-4, 1.0));
+            Assert.All(held, p => Assert.InRange(p.RateFactor, 0.33, 1.0));
+        }
 
         // Per-layer rate tables: every precision and class measured, each node's rate rising with N (a small call is
         // timed on the GPU inside a CUDA graph, not as the host's cost per call), none past the precision's peak.

@@ -20,7 +20,13 @@ public sealed class CeilingsTests : IDisposable
     {
         var cache = new CeilingsCache(_dir);
         var path = cache.PathFor("host", "ort", "cpu");
-        var original = Synthetic.Int8Gpu() with { PeakConvFlops = 50e9, PeakConvFlopsInt8 = 60e9, Details = new Dictionary<string, string> { ["k"] = "v" } };
+        var original = Synthetic.Int8Gpu() with
+        {
+            PeakConvFlops = 50e9,
+            PeakConvFlopsInt8 = 60e9,
+            Details = new Dictionary<string, string> { ["k"] = "v" },
+            SustainedLoad = new Dictionary<string, IReadOnlyList<SustainedPoint>> { ["fp16"] = [new(0.25, 1.0), new(0.9, 0.8)] },
+        };
         cache.Write(path, original);
         var read = cache.TryRead(path);
         Assert.NotNull(read);
@@ -45,6 +51,8 @@ public sealed class CeilingsTests : IDisposable
         {
             Assert.Equal(curve, read.RateCurves[precision]);
         }
+
+        Assert.Equal(original.SustainedLoad["fp16"], read.SustainedLoad["fp16"]);
     }
 
     [Fact]

@@ -66,6 +66,27 @@ public sealed class ExplainerTests
     }
 
     [Fact]
+    public void A_prediction_priced_at_the_sustained_clock_says_from_which_batch_and_how_much()
+    {
+        // fp16 GEMM of N = 1,000 a sample on the synthetic GPU (full at N = 16,384): b=1 keeps it 6% busy, b=64 fully.
+        var gpu = Synthetic.Gpu().WithPrecision("fp16") with
+        {
+            SustainedLoad = new Dictionary<string, IReadOnlyList<SustainedPoint>> { ["fp16"] = [new(0.25, 1.0), new(1.0, 0.8)] },
+        };
+        var work = Synthetic.OneGemm(nPerSample: 1000, flopsPerSample: 1e10, activationBytes: 1e3, weightBytes: 1e3);
+        var e = Explainer.Explain(work, gpu, [1, 64], []);
+        Assert.Equal(1.0, e.Predicted[0].SustainedFactor);
+        Assert.InRange(e.Predicted[1].SustainedFactor, 0.8, 0.81);
+        Assert.Contains(e.Verdict, l => l.StartsWith("Sustained load:", StringComparison.Ordinal) && l.Contains("at b=64", StringComparison.Ordinal));
+        var json = ExplainDocument.From(e, new Dictionary<string, string>());
+        Assert.Null(json.Predicted[0].SustainedFactor);
+        Assert.Equal(e.Predicted[1].SustainedFactor, json.Predicted[1].SustainedFactor);
+
+        // Without held GEMMs in the ceilings: no such line.
+        Assert.DoesNotContain(Explainer.Explain(work, Synthetic.Gpu().WithPrecision("fp16"), [1, 64], []).Verdict, l => l.StartsWith("Sustained load:", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Busy_host_is_called_out()
     {
         var device = Synthetic.Device();

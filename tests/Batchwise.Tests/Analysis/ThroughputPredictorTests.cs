@@ -208,4 +208,76 @@ public sealed class ThroughputPredictorTests
         var work = new LayerWork("conv", "Conv", 1e9, 1e3, new GemmShape(64, 65536, 64), 65536, Role: QuantizedRole.Int8);
         Assert.Equal(1e9 / 700e12, new ThroughputPredictor(gpu).Predict(work).ComputeSeconds, 15);
     }
+
+    private static DeviceCeilings PowerCapped() => Synthetic.Gpu().WithPrecision("fp16") with
+    {
+        // Quarter-busy GEMMs keep their clock; two-thirds-busy keep 95% of their rate, the peak GEMM 80%.
+        SustainedLoad = new Dictionary<string, IReadOnlyList<SustainedPoint>>
+        {
+            ["fp16"] = [new(0.25, 1.0), new(0.67, 0.95), new(1.0, 0.8)],
+            ["fp32"] = [new(1.0, 0.9)],
+        },
+    };
+
+    [Fact]
+    public void Sustained_factor_interpolates_between_held_gemms_and_is_one_without_them()
+    {
+        var c = PowerCapped();
+        Assert.Equal(1.0, c.SustainedFactor(0));
+        Assert.Equal(1.0, c.SustainedFactor(0.2));
+        Assert.Equal(0.975, c.SustainedFactor((0.25 + 0.67) / 2), 9);
+        Assert.Equal(0.875, c.SustainedFactor(0.67 + (0.33 * 0.5)), 9);
+        Assert.Equal(0.8, c.SustainedFactor(1.2), 9);
+
+        // tf32 takes fp32's held GEMMs where none of its own were measured; fp32's one point interpolates from no activity.
+        Assert.Equal(0.95, c.WithPrecision("tf32").SustainedFactor(0.5), 9);
+        Assert.Equal(1.0, Synthetic.Gpu().SustainedFactor(0.9));
+    }
+
+    [Fact]
+    public void Sustained_factor_never_rises_with_activity()
+    {
+        // A busier GEMM measured as keeping more of its rate (noise) does not make a busier run faster.
+        var c = Synthetic.Gpu() with { SustainedLoad = new Dictionary<string, IReadOnlyList<SustainedPoint>> { ["fp32"] = [new(0.5, 0.9), new(1.0, 0.97)] } };
+        Assert.Equal(0.9, c.SustainedFactor(1.0), 9);
+    }
+
+    [Fact]
+    public void Busy_runs_are_priced_at_the_sustained_clock_and_light_ones_at_the_full_clock()
+    {
+        var capped = new ThroughputPredictor(PowerCapped());
+        var full = new ThroughputPredictor(PowerCapped() with { SustainedLoad = new Dictionary<string, IReadOnlyList<SustainedPoint>>() });
+
+        // One fp16 GEMM of N = 100,000 a sample: at the peak rate, no memory or launch cost to speak of, so the run keeps
+        // nearly all the arithmetic busy and loses what the peak GEMM lost held.
+        var busy = Synthetic.OneGemm(nPerSample: 100_000, flopsPerSample: 1e12, activationBytes: 1e3, weightBytes: 1e3);
+        var heavy = capped.Predict(8, busy.At(8));
+        Assert.InRange(heavy.FullClockActivity, 0.99, 1.0);
+        Assert.InRange(heavy.SustainedFactor, 0.80, 0.801);
+        Assert.Equal(full.Predict(8, busy.At(8)).Throughput * heavy.SustainedFactor, heavy.Throughput, 1e-3 * heavy.Throughput);
+
+        // The same GEMM at 1 kFLOP a sample: the run's launch and run costs dominate, the clock stays, nothing changes.
+        var light = Synthetic.OneGemm(nPerSample: 100_000, flopsPerSample: 1e3, activationBytes: 1e3, weightBytes: 1e3);
+        Assert.Equal(1.0, capped.Predict(8, light.At(8)).SustainedFactor);
+        Assert.Equal(full.Predict(8, light.At(8)).Throughput, capped.Predict(8, light.At(8)).Throughput);
+    }
+
+    [Fact]
+    public void Memory_bound_time_is_not_slowed_by_the_sustained_clock()
+    {
+        // Half the run in a peak-rate GEMM, half in a memory-bound copy: activity one half, and only the GEMM's time grows.
+        var c = PowerCapped();
+        var predictor = new ThroughputPredictor(c);
+        IReadOnlyList<LayerWork> layers =
+        [
+            new LayerWork("gemm", "MatMul", 700e9, 1e3, new GemmShape(1_000_000, 4096, 4096), 1_000_000),
+            new LayerWork("copy", "Add", 0, 2e9),
+        ];
+        var p = predictor.Predict(1, layers);
+        Assert.InRange(p.FullClockActivity, 0.49, 0.51);
+        var f = c.SustainedFactor(p.FullClockActivity);
+        Assert.Equal(f, p.SustainedFactor, 9);
+        Assert.Equal(1e-3 / f, p.Layers[0].ComputeSeconds, 9);
+        Assert.Equal(1e-3, p.Layers[1].MemorySeconds, 9);
+    }
 }
