@@ -98,6 +98,22 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     public IReadOnlyList<int> ConvInputs { get; init; } = [8, 64, 256, 512];
 
     /// <summary>
+    /// Further output sides of the fp32 3x3 convolution table, each its own table ("conv@14", <see cref="LayerRates.SideTable"/>)
+    /// of <see cref="ConvSideBatches"/> images of that side, which explain interpolates between by a layer's output side.
+    /// The "conv" table's N past 3,136 are 56x56 images, and cuDNN's fp32 rate is not one per N over images of any side:
+    /// session 41's H200 study ran ResNet-18 fp32 at b=16 (its 28x28, 14x14 and 7x7 layers priced from 56x56 images of
+    /// the same N) 32% faster than predicted, and ResNet-50 fp32 at b=256 (its 28x28 and 14x14 layers past the table's
+    /// largest N held at its rate there) 34% slower.
+    /// </summary>
+    public IReadOnlyList<int> ConvExtraSides { get; init; } = [28, 14, 7];
+
+    /// <summary>Batches (images) of the side tables of the fp32 convolution table.</summary>
+    public IReadOnlyList<int> ConvSideBatches { get; init; } = [1, 4, 16, 64, 256];
+
+    /// <summary>Largest FLOPs of one call of the convolution side tables: ResNet-50's 28x28 layers at b=256 take 2.4e11-9.5e11.</summary>
+    public double ConvSideFlopsCap { get; init; } = 1e12;
+
+    /// <summary>
     /// N of both tables (batch x out-H x out-W): the 7x7, 14x14, 28x28 and 56x56 images of an ImageNet network at batch 1,
     /// then 4, 16 and 256 of the 56x56 ones. Below its smallest N a table holds the time (not the rate) of that N, which the
     /// routines do not: cuDNN's fp32 3x3 512 -> 512 at 7x7 took 162 us per call in ResNet-18 at b=1 (H200, session 21
@@ -223,6 +239,10 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                     (LayerRates.SideTable("grouped", side), p => MeasureGroupedTable(tableTimer, kernels, own, p, 1, side, cudnnCandidates)),
                     (LayerRates.SideTable("grouped-s2", side), p => MeasureGroupedTable(tableTimer, kernels, own, p, 2, side, cudnnCandidates)),
                 }),
+
+                // fp32 only: fp16's dense 3x3 layers run the engine's own kernels as often as cuDNN's, and its study rows pass.
+                .. ConvExtraSides.Where(side => precision == "fp32" && side != LayerRates.ConvTableSide).Select(side =>
+                    (LayerRates.SideTable("conv", side), (Func<string, IReadOnlyList<LayerRatePoint>>)(p => MeasureConvTable(tableTimer, kernels, p, cudnnCandidates, side)))),
             ];
             foreach (var (table, measure) in measures)
             {
@@ -430,10 +450,16 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     private List<long> TableNs(long outputs, long reduction, string precision)
     {
         var cap = precision == "fp16" ? 4 * TableFlopsCap : TableFlopsCap;
-        var (free, _) = CudaDriver.MemoryInfo();
-        var elements = free / 16 / (precision == "fp16" ? 2 : 4); // each of the probe's buffers at most a sixteenth of the free memory
+        var elements = SideTableElements(precision);
         var ns = TableN.Select(n => (long)n).Order().ToList();
         return [.. ns.Where((n, i) => i == 0 || (2.0 * outputs * reduction * n <= cap && Math.Max(outputs, reduction) * n <= elements))];
+    }
+
+    /// <summary>The most elements of one of a table's buffers: a sixteenth of the free memory.</summary>
+    private static long SideTableElements(string precision)
+    {
+        var (free, _) = CudaDriver.MemoryInfo();
+        return free / 16 / (precision == "fp16" ? 2 : 4);
     }
 
     /// <summary>
@@ -496,9 +522,11 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// <summary>
     /// cuDNN 3x3 stride-1 convolutions as the engine runs them (fp32: NCHW without tensor cores; fp16: NHWC on tensor
     /// cores), input channels x output channels x N (N ≤ 3,136: one square image of N pixels; beyond: 56x56 images),
-    /// each with the algorithm the engine would run (<see cref="CudnnCandidates"/>).
+    /// each with the algorithm the engine would run (<see cref="CudnnCandidates"/>). With <paramref name="side"/>: a side
+    /// table of <see cref="ConvSideBatches"/> images of that side (N = images x side²), input channels from 64 (narrower
+    /// inputs are stems, at the largest sides), up to <see cref="ConvSideFlopsCap"/> a call.
     /// </summary>
-    private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision, int candidates)
+    private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision, int candidates, int? side = null)
     {
         var half = precision == "fp16";
         var dataType = half ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
@@ -506,8 +534,12 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var math = half ? Cudnn.CUDNN_TENSOR_OP_MATH : Cudnn.CUDNN_FMA_MATH;
         long elementBytes = half ? 2 : 4;
         var maxWorkspace = Planning.GraphCompiler.MaxConvWorkspace; // the engine's limit: the tables time what its plans may choose
-        var plan = (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
-        static (long Batch, long Side) Image(long n) => n <= 3136 ? (1, (long)Math.Round(Math.Sqrt(n))) : (n / 3136, 56);
+        var plan = side is { } s
+            ? (from o in ConvOutputs from c in ConvInputs where c >= 64 from b in ConvSideBatches let n = (long)b * s * s
+               where b == ConvSideBatches.Min() || (2.0 * o * 9 * c * n <= ConvSideFlopsCap && Math.Max(o, c) * n <= SideTableElements(precision))
+               select (O: (long)o, C: (long)c, N: n)).ToList()
+            : (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
+        (long Batch, long Side) Image(long n) => side is { } s ? (n / ((long)s * s), s) : n <= 3136 ? (1, (long)Math.Round(Math.Sqrt(n))) : (n / 3136, 56);
         using var x = CudaDriver.Allocate(elementBytes * plan.Max(p => p.C * p.N));
         using var y = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.N));
         using var w = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.C * 9));
@@ -518,13 +550,13 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var points = new List<LayerRatePoint>(plan.Count);
         foreach (var (o, c, n) in plan)
         {
-            var (batch, side) = Image(n);
-            using var xDesc = Cudnn.Tensor(dataType, [batch, c, side, side], format);
+            var (batch, width) = Image(n);
+            using var xDesc = Cudnn.Tensor(dataType, [batch, c, width, width], format);
             using var wDesc = Cudnn.Filter(dataType, [o, c, 3, 3], format);
-            using var yDesc = Cudnn.Tensor(dataType, [batch, o, side, side], format);
+            using var yDesc = Cudnn.Tensor(dataType, [batch, o, width, width], format);
             using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], 1, math);
-            var best = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, candidates, $"a 3x3 convolution {c}->{o} at {batch}x{side}x{side}");
-            var pixels = batch * side * side;
+            var best = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, candidates, $"a 3x3 convolution {c}->{o} at {batch}x{width}x{width}");
+            var pixels = batch * width * width;
             points.Add(new LayerRatePoint(o, 9 * c, pixels, 2.0 * o * 9 * c * pixels / best));
         }
 

@@ -27,14 +27,16 @@ public sealed record DeviceCeilings
 {
     /// <summary>
     /// Version of this record's JSON layout; a cache file of another version is measured anew (8: the GEMM tables with
-    /// cold weights and the cache size; 9: the grouped tables at further output sides, "grouped@14").
+    /// cold weights and the cache size; 9: the grouped tables at further output sides, "grouped@14"; 10: the sustained
+    /// load and the fp32 3x3 convolution table at further output sides, "conv@14").
     /// </summary>
-    public const int CurrentSchema = 9;
+    public const int CurrentSchema = 10;
 
     /// <summary>
     /// The oldest schema a file named by --ceilings-file is read in (the cache measures anew past it): 8 has every field
-    /// of 10 but the grouped tables at further sides, whose layers then take the 28x28 table as 8 did, and the sustained
-    /// load (9 lacks it too), whose runs then predict at the full clock.
+    /// of 10 but the grouped tables at further sides, whose layers then take the 28x28 table as 8 did, and (as 9) the
+    /// sustained load and the convolution tables at further sides: its runs predict at the full clock, its 3x3
+    /// convolutions from the 56x56 table.
     /// </summary>
     public const int OldestReadableSchema = 8;
 
@@ -83,7 +85,7 @@ public sealed record DeviceCeilings
     /// <summary>
     /// Measured rate tables per precision and layer class, keyed "fp16/gemm" (cuBLASLt, for MatMul, Gemm and the cuda
     /// engine's fp16 pointwise convolutions; "fp16/gemm-cold" the same with every call's weights read from memory, for
-    /// models whose weights exceed the cache, <see cref="WeightsCold"/>), "fp32/conv" (cuDNN convolutions as the engine runs them), "fp16/grouped" / "fp16/grouped-s2" (at 28x28 outputs; "fp16/grouped@14" and the like at further sides) and
+    /// models whose weights exceed the cache, <see cref="WeightsCold"/>), "fp32/conv" (cuDNN convolutions as the engine runs them; "fp32/conv@14" and the like at further output sides), "fp16/grouped" / "fp16/grouped-s2" (at 28x28 outputs; "fp16/grouped@14" and the like at further sides) and
     /// "fp16/depthwise" / "fp16/depthwise-s2" (grouped and depthwise convolutions through the routine the engine picks), each a grid of
     /// output channels x reduction length x N timed per call inside a CUDA graph; empty where not measured (a CPU), and a
     /// table that could not be measured is missing (its layers use <see cref="RateCurve"/>, and
@@ -98,7 +100,14 @@ public sealed record DeviceCeilings
     /// the GPU's power limit lowers the clock (session 40's H200: BERT fp16 at 1,878 MHz at b=32 and 1,536 at b=256 of
     /// 1,980), and <see cref="SustainedFactor"/> prices that. Empty where not measured (a CPU, an older probe).
     /// </summary>
-    public IReadOnlyDictionary<string, IReadOnlyList<SustainedPoint>> SustainedLoad { get; init; } = new Dictionary<string, IReadOnlyList<SustainedPoint>>();
+    /// <remarks>A file without the field (schema 9 and older) reads as empty: the generated serializer sets a missing init-only property to null, which this turns back into empty.</remarks>
+    public IReadOnlyDictionary<string, IReadOnlyList<SustainedPoint>> SustainedLoad
+    {
+        get => _sustainedLoad;
+        init => _sustainedLoad = value ?? new Dictionary<string, IReadOnlyList<SustainedPoint>>();
+    }
+
+    private readonly IReadOnlyDictionary<string, IReadOnlyList<SustainedPoint>> _sustainedLoad = new Dictionary<string, IReadOnlyList<SustainedPoint>>();
 
     /// <summary>GPU: time of one small memory-bound kernel as a node of a CUDA graph (launch latency and a DRAM round trip, beyond its bytes), seconds; null where not measured.</summary>
     public double? KernelFloorSeconds { get; init; }
@@ -303,7 +312,7 @@ public sealed record DeviceCeilings
             return null;
         }
 
-        if (table is "grouped" or "grouped-s2" && work.PixelsPerSample is > 0 && SideTables(table) is { Count: > 1 } bySide)
+        if (table is "grouped" or "grouped-s2" or "conv" && work.PixelsPerSample is > 0 && SideTables(table) is { Count: > 1 } bySide)
         {
             // Measured at several output sides: between the two around this layer's (its positions as a square's side).
             return Analysis.LayerRates.Rate(bySide, Math.Sqrt(work.PixelsPerSample.Value), outputs, reduction, size);
@@ -328,7 +337,10 @@ public sealed record DeviceCeilings
         }
     }
 
-    /// <summary>The grouped table <paramref name="table"/> of the precision in use at every output side measured (side -> points): its 28x28 table and those named "table@side".</summary>
+    /// <summary>
+    /// The side-measured table <paramref name="table"/> of the precision in use at every output side measured (side ->
+    /// points): the table itself at its own side (28 for the grouped tables, 56 for "conv") and those named "table@side".
+    /// </summary>
     private Dictionary<int, IReadOnlyList<LayerRatePoint>> SideTables(string table)
     {
         var prefix = Analysis.LayerRates.Key(Precision, table) + "@";
@@ -341,9 +353,9 @@ public sealed record DeviceCeilings
             }
         }
 
-        if (LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var at28))
+        if (LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var atOwnSide))
         {
-            bySide[Analysis.LayerRates.GroupedTableSide] = at28;
+            bySide[table == "conv" ? Analysis.LayerRates.ConvTableSide : Analysis.LayerRates.GroupedTableSide] = atOwnSide;
         }
 
         return bySide;

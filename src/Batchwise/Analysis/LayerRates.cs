@@ -67,13 +67,20 @@ public static class LayerRates
     public static string Key(string precision, string table) => precision + "/" + table;
 
     /// <summary>
-    /// The name of a grouped table measured at another output side than the 28x28 of "grouped" / "grouped-s2":
-    /// "grouped@14". <see cref="DeviceCeilings.MeasuredRate"/> interpolates between the sides measured by a layer's own.
+    /// The name of a grouped table measured at another output side than the 28x28 of "grouped" / "grouped-s2" ("grouped@14"),
+    /// or of a 3x3 convolution table at another side than the 56x56 of "conv" ("conv@14").
+    /// <see cref="DeviceCeilings.MeasuredRate"/> interpolates between the sides measured by a layer's own.
     /// </summary>
     public static string SideTable(string table, int side) => string.Create(CultureInfo.InvariantCulture, $"{table}@{side}");
 
     /// <summary>The output side of the grouped tables without a side in their name.</summary>
     public const int GroupedTableSide = 28;
+
+    /// <summary>
+    /// The output side of the "conv" table without a side in its name, past one image (its N from 3,136 on are 56x56
+    /// images; below, one square image of N positions, as a layer of that side at batch 1 is).
+    /// </summary>
+    public const int ConvTableSide = 56;
 
     /// <summary>
     /// The rate of a grouped layer whose output is <paramref name="side"/> wide from the tables of one kind measured at

@@ -29,6 +29,8 @@ public sealed class CeilingsGpuTests
             GroupedExtraSides = [14],
             SustainedN = [256, 4096],
             HoldSeconds = 0.3,
+            ConvExtraSides = [14],
+            ConvSideBatches = [1, 16],
         };
         var c = probe.Measure(new CudaEngine(), new EngineOptions());
         Gpu.Report("ceilings.md", c.Summary());
@@ -108,6 +110,14 @@ public sealed class CeilingsGpuTests
         Assert.Equal([8.0, 24, 32], c.LayerRates["fp32/grouped@14"].Select(p => p.Outputs).Distinct().Order());
         Assert.Contains(c.LayerRates["fp32/grouped@14"], p => p.Outputs == 24 && p.N == 14.0 * 14 * 64 * (384 / 24));
         Assert.False(c.LayerRates.ContainsKey("fp32/grouped@7"));
+
+        // The fp32 convolution table at a further side: its nodes from 64 input channels, N at 1 and 16 images of 14x14,
+        // each rate rising with the images; fp16 measures the 56x56 table only.
+        var conv14 = c.LayerRates["fp32/conv@14"];
+        Assert.Equal([14.0 * 14, 16 * 14 * 14], conv14.Select(p => p.N).Distinct().Order());
+        Assert.Equal([9.0 * 64], conv14.Select(p => p.Reduction).Distinct());
+        Assert.All(conv14.GroupBy(p => p.Outputs), node => Assert.True(node.MaxBy(p => p.N)!.Flops > node.MinBy(p => p.N)!.Flops, string.Join(", ", node)));
+        Assert.False(c.LayerRates.ContainsKey("fp16/conv@14"));
     }
 
     [Fact]

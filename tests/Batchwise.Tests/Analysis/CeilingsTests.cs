@@ -84,6 +84,22 @@ public sealed class CeilingsTests : IDisposable
     }
 
     [Fact]
+    public void A_file_from_before_the_sustained_load_reads_with_none_and_predicts_at_the_full_clock()
+    {
+        // Schema 9 had no sustained_load: the field is absent, not empty (a null here made every prediction throw).
+        var cache = new CeilingsCache(_dir);
+        var path = cache.PathFor("host", "cuda", "gpu");
+        cache.Write(path, Synthetic.Gpu() with { Schema = 9 });
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        json.Remove("sustained_load");
+        File.WriteAllText(path, json.ToJsonString());
+
+        var read = cache.TryRead(path, olderSchemas: true)!;
+        Assert.Empty(read.SustainedLoad);
+        Assert.Equal(1.0, read.WithPrecision("fp16").SustainedFactor(0.9));
+    }
+
+    [Fact]
     public void Cache_files_differ_per_machine_engine_device_and_settings()
     {
         var cache = new CeilingsCache(_dir);

@@ -248,6 +248,34 @@ public sealed class LayerRatesTests
     }
 
     [Fact]
+    public void Dense_convolutions_take_the_conv_tables_at_their_output_side_where_further_sides_were_measured()
+    {
+        // fp32 "conv" (56x56 images past one image) at 20 TFLOP/s at saturation; "conv@14" measured twice as fast and
+        // "conv@28" at the same rate. fp16 measured one side only.
+        var ceilings = WithTables() with
+        {
+            LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(WithTables().LayerRates)
+            {
+                [LayerRates.Key("fp32", LayerRates.SideTable("conv", 28))] = Table(20e12, 16384),
+                [LayerRates.Key("fp32", LayerRates.SideTable("conv", 14))] = Table(40e12, 16384),
+            },
+        };
+        var fp32 = ceilings.WithPrecision("fp32");
+        LayerWork At(long pixelsPerSample) => new("c", "Conv", 2.0 * 1024 * 1024 * 65536, 1e3, new GemmShape(1024, 65536, 1024), 65536, Kind: LayerKind.Convolution, PixelsPerSample: pixelsPerSample);
+
+        Assert.Equal(40e12, fp32.MeasuredRate(At(14 * 14))!.Value, 1e3);
+        Assert.Equal(20e12, fp32.MeasuredRate(At(28 * 28))!.Value, 1e3);
+        Assert.Equal(20e12, fp32.MeasuredRate(At(56 * 56))!.Value, 1e3);
+        Assert.Equal(20e12, fp32.MeasuredRate(At(112 * 112))!.Value, 1e3);   // past the largest side (the 56x56 table): its rate
+        Assert.Equal(40e12, fp32.MeasuredRate(At(7 * 7))!.Value, 1e3);       // below the smallest side measured: its rate
+        Assert.Equal(Math.Sqrt(20e12 * 40e12), fp32.MeasuredRate(At(396))!.Value, 0.2e12); // sqrt(396) = 19.9: about halfway in log between 14 and 28
+
+        // Without its positions, and in fp16 (one side measured), the 56x56 table as before.
+        Assert.Equal(20e12, fp32.MeasuredRate(At(14 * 14) with { PixelsPerSample = null })!.Value, 1e3);
+        Assert.Equal(200e12, ceilings.WithPrecision("fp16").MeasuredRate(At(14 * 14))!.Value, 1e3);
+    }
+
+    [Fact]
     public void A_conv_layers_work_carries_its_output_positions_per_sample()
     {
         var work = ModelWork.Analyze(ModelZoo.Build("zoo:resnet18"), null).At(4, channelsLast: false);
