@@ -535,7 +535,11 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         long elementBytes = half ? 2 : 4;
         var maxWorkspace = Planning.GraphCompiler.MaxConvWorkspace; // the engine's limit: the tables time what its plans may choose
         var plan = side is { } s
-            ? (from o in ConvOutputs from c in ConvInputs where c >= 64 from b in ConvSideBatches let n = (long)b * s * s
+            ? (from o in ConvOutputs
+               from c in ConvInputs
+               where c >= 64
+               from b in ConvSideBatches
+               let n = (long)b * s * s
                where b == ConvSideBatches.Min() || (2.0 * o * 9 * c * n <= ConvSideFlopsCap && Math.Max(o, c) * n <= SideTableElements(precision))
                select (O: (long)o, C: (long)c, N: n)).ToList()
             : (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
