@@ -450,13 +450,13 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     private List<long> TableNs(long outputs, long reduction, string precision)
     {
         var cap = precision == "fp16" ? 4 * TableFlopsCap : TableFlopsCap;
-        var elements = SideTableElements(precision);
+        var elements = TableBufferElements(precision);
         var ns = TableN.Select(n => (long)n).Order().ToList();
         return [.. ns.Where((n, i) => i == 0 || (2.0 * outputs * reduction * n <= cap && Math.Max(outputs, reduction) * n <= elements))];
     }
 
     /// <summary>The most elements of one of a table's buffers: a sixteenth of the free memory.</summary>
-    private static long SideTableElements(string precision)
+    private static long TableBufferElements(string precision)
     {
         var (free, _) = CudaDriver.MemoryInfo();
         return free / 16 / (precision == "fp16" ? 2 : 4);
@@ -540,7 +540,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                where c >= 64
                from b in ConvSideBatches
                let n = (long)b * s * s
-               where b == ConvSideBatches.Min() || (2.0 * o * 9 * c * n <= ConvSideFlopsCap && Math.Max(o, c) * n <= SideTableElements(precision))
+               where b == ConvSideBatches.Min() || (2.0 * o * 9 * c * n <= ConvSideFlopsCap && Math.Max(o, c) * n <= TableBufferElements(precision))
                select (O: (long)o, C: (long)c, N: n)).ToList()
             : (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
         (long Batch, long Side) Image(long n) => side is { } s ? (n / ((long)s * s), s) : n <= 3136 ? (1, (long)Math.Round(Math.Sqrt(n))) : (n / 3136, 56);
