@@ -41,6 +41,23 @@ public sealed class GpuCeilingsProbeTests
     }
 
     [Fact]
+    public void Fp32_conv_side_tables_reach_a_resnets_inner_layers_at_the_studys_largest_batch()
+    {
+        // ResNet-50's 28x28 and 14x14 3x3 layers at b=256 (128 and 256 channels) are under the side tables' FLOPs cap, so
+        // they are measured at their own side and N, not held at the rate of a smaller N of 56x56 images.
+        var probe = new GpuCeilingsProbe();
+        Assert.Equal([7, 14, 28], probe.ConvExtraSides.Order());
+        Assert.Equal(256, probe.ConvSideBatches.Max());
+        Assert.Equal(1, probe.ConvSideBatches.Min());
+        foreach (var (side, channels) in new[] { (28, 128), (14, 256) })
+        {
+            var nodeOutputs = probe.ConvOutputs.Where(o => o >= channels).Min();
+            var nodeInputs = probe.ConvInputs.Where(c => c >= channels).Min();
+            Assert.True(2.0 * nodeOutputs * 9 * nodeInputs * 256 * side * side <= probe.ConvSideFlopsCap, $"{side}x{side}, {channels} channels");
+        }
+    }
+
+    [Fact]
     public void Grouped_tables_are_measured_at_every_batch_octave_to_8() =>
         Assert.Equal([1, 2, 4, 8], new GpuCeilingsProbe().GroupedBatches.Where(b => b <= 8));
 
