@@ -523,8 +523,8 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// cuDNN 3x3 stride-1 convolutions as the engine runs them (fp32: NCHW without tensor cores; fp16: NHWC on tensor
     /// cores), input channels x output channels x N (N ≤ 3,136: one square image of N pixels; beyond: 56x56 images),
     /// each with the algorithm the engine would run (<see cref="CudnnCandidates"/>). With <paramref name="side"/>: a side
-    /// table of <see cref="ConvSideBatches"/> images of that side (N = images x side²), input channels from 64 (narrower
-    /// inputs are stems, at the largest sides), up to <see cref="ConvSideFlopsCap"/> a call.
+    /// table of <see cref="ConvSideBatches"/> images of that side (N = images x side²), the same channels (a layer below
+    /// the smallest K measured takes that K's time), up to <see cref="ConvSideFlopsCap"/> a call.
     /// </summary>
     private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision, int candidates, int? side = null)
     {
@@ -537,7 +537,6 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var plan = side is { } s
             ? (from o in ConvOutputs
                from c in ConvInputs
-               where c >= 64
                from b in ConvSideBatches
                let n = (long)b * s * s
                where b == ConvSideBatches.Min() || (2.0 * o * 9 * c * n <= ConvSideFlopsCap && Math.Max(o, c) * n <= TableBufferElements(precision))

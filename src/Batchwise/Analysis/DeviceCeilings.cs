@@ -312,7 +312,10 @@ public sealed record DeviceCeilings
             return null;
         }
 
-        if (table is "grouped" or "grouped-s2" or "conv" && work.PixelsPerSample is > 0 && SideTables(table) is { Count: > 1 } bySide)
+        // 1x1 convolutions priced from the "conv" table stay with its 56x56 images: the side tables are 3x3 layers', and what
+        // a 1x1's rate does with the image side was never measured.
+        var bySides = table is "grouped" or "grouped-s2" || (table == "conv" && work.Kind == LayerKind.Convolution);
+        if (bySides && work.PixelsPerSample is > 0 && SideTables(table) is { Count: > 1 } bySide)
         {
             // Measured at several output sides: between the two around this layer's (its positions as a square's side).
             return Analysis.LayerRates.Rate(bySide, Math.Sqrt(work.PixelsPerSample.Value), outputs, reduction, size);

@@ -270,8 +270,9 @@ public sealed class LayerRatesTests
         Assert.Equal(40e12, fp32.MeasuredRate(At(7 * 7))!.Value, 1e3);       // below the smallest side measured: its rate
         Assert.Equal(Math.Sqrt(20e12 * 40e12), fp32.MeasuredRate(At(396))!.Value, 0.2e12); // sqrt(396) = 19.9: about halfway in log between 14 and 28
 
-        // Without its positions, and in fp16 (one side measured), the 56x56 table as before.
+        // Without its positions, as a 1x1 (the side tables are 3x3 layers'), and in fp16 (one side measured), the 56x56 table as before.
         Assert.Equal(20e12, fp32.MeasuredRate(At(14 * 14) with { PixelsPerSample = null })!.Value, 1e3);
+        Assert.Equal(20e12, fp32.MeasuredRate(At(14 * 14) with { Kind = LayerKind.PointwiseConvolution })!.Value, 1e3);
         Assert.Equal(200e12, ceilings.WithPrecision("fp16").MeasuredRate(At(14 * 14))!.Value, 1e3);
     }
 
