@@ -111,7 +111,7 @@ public sealed class CeilingsGpuTests
         Assert.Contains(c.LayerRates["fp32/grouped@14"], p => p.Outputs == 24 && p.N == 14.0 * 14 * 64 * (384 / 24));
         Assert.False(c.LayerRates.ContainsKey("fp32/grouped@7"));
 
-        // The fp32 convolution table at a further side: its nodes from 64 input channels, N at 1 and 16 images of 14x14,
+        // The fp32 convolution table at a further side: its nodes at the probe's input channels (64 here), N at 1 and 16 images of 14x14,
         // each rate rising with the images; fp16 measures the 56x56 table only.
         var conv14 = c.LayerRates["fp32/conv@14"];
         Assert.Equal([14.0 * 14, 16 * 14 * 14], conv14.Select(p => p.N).Distinct().Order());
