@@ -101,7 +101,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// Further output sides of the fp32 3x3 convolution table, each its own table ("conv@14", <see cref="LayerRates.SideTable"/>)
     /// of <see cref="ConvSideBatches"/> images of that side, which explain interpolates between by a layer's output side.
     /// The "conv" table's N past 3,136 are 56x56 images, and cuDNN's fp32 rate is not one per N over images of any side:
-    /// session 41's H200 study ran ResNet-18 fp32 at b=16 (its 28x28, 14x14 and 7x7 layers priced from 56x56 images of
+    /// session 41's H200 study ran ResNet-18 fp32 at b=16 (its 28x28, 14x14 and 7x7 layers priced from images of another side at
     /// the same N) 32% faster than predicted, and ResNet-50 fp32 at b=256 (its 28x28 and 14x14 layers past the table's
     /// largest N held at its rate there) 34% slower.
     /// </summary>
