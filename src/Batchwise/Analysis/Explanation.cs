@@ -388,7 +388,7 @@ public static class Explainer
             ? F($"{slowest.Clocks.SmClockMhz:N0} MHz")
             : F($"{fastest.Clocks.SmClockMhz:N0} MHz at b={fastest.BatchSize} down to {slowest.Clocks.SmClockMhz:N0} MHz at b={slowest.BatchSize}");
         var against = sustainedPriced
-            ? "The prediction lowers the compute rate where the probe's held GEMMs lost clock at the same activity; a point measured at another clock than that ran on another device than the one predicted."
+            ? "The prediction already takes the compute rate the probe's held GEMMs kept at each batch's activity; a model's own mix of work can hold the clock lower or higher than theirs did."
             : "The ceilings' rates are timed in short bursts at the full clock, so the points measured slower ran on a slower device than the prediction assumes.";
         return F($"The GPU's SM clock while measured: {range}{(held.Count > 0 ? "; held by " + string.Join(" and ", held) : string.Empty)}. {against}");
     }
