@@ -2,7 +2,7 @@
 # The CUDA engine's GPU tests one class at a time, each with its own time limit, so a slow class cannot hide the others'
 # results (session 13's single run was cut at 240 s with no summary). A skip is a failure (BATCHWISE_REQUIRE_GPU=1).
 #   TESTS=/path/Batchwise.Cuda.Tests OUT=dir [LIMIT=120] [LIMITS="Int8ModelGpuTests=240 ..."] [DEADLINE=480] \
-#   [CLASSES="StagedGpuTests ..."] [PROBES=1] \
+#   [CLASSES="StagedGpuTests ..."] [FIRST="..."] [LAST="..."] [SKIP="..."] [PROBES=1] \
 #   [BATCHWISE_ONNX_NODE_TESTS=dir] bash bench/device/gpu-tests.sh
 # CLASSES defaults to every class of the Gpu folder and every *Gpu*Tests class the test binary lists (-list classes), less the three measurement probes
 # that time every candidate of a library and judge nothing (PROBES=1 keeps them) and NodeGpuTests when no node data is
@@ -18,6 +18,11 @@ mkdir -p "$OUT"
 export BATCHWISE_REQUIRE_GPU=1
 probes=" ConvFusionProbeGpuTests Int8ProbeGpuTests Int8GraphEnginesGpuTests "
 classes=${CLASSES:-$("$TESTS" -list classes 2>/dev/null | grep -E '\.Gpu\.|Gpu[A-Za-z0-9_]*Tests$' | sed 's/.*\.//' | sort -u)}
+# FIRST and LAST put those classes at the ends of the order; SKIP leaves classes out (those a call before passed).
+if [[ -n ${FIRST:-}${LAST:-}${SKIP:-} ]]; then
+  middle=$(tr ' ' '\n' <<< "$classes" | grep -vxF -f <(tr ' ' '\n' <<< "${FIRST:-} ${LAST:-} ${SKIP:-}" | grep .) | tr '\n' ' ')
+  classes="${FIRST:-} $middle ${LAST:-}"
+fi
 start=$SECONDS
 : > "$OUT/summary.txt"
 for c in $classes; do
