@@ -447,19 +447,19 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     }
 
     /// <summary>The N values of a table node (outputs x reduction) under the FLOPs cap; the smallest always.</summary>
-    private List<long> TableNs(long outputs, long reduction, string precision)
-    {
-        var cap = precision == "fp16" ? 4 * TableFlopsCap : TableFlopsCap;
-        var elements = TableBufferElements(precision);
-        var ns = TableN.Select(n => (long)n).Order().ToList();
-        return [.. ns.Where((n, i) => i == 0 || (2.0 * outputs * reduction * n <= cap && Math.Max(outputs, reduction) * n <= elements))];
-    }
+    private List<long> TableNs(long outputs, long reduction, string precision) =>
+        FittingNs(TableN.Select(n => (long)n), 2.0 * outputs * reduction, precision == "fp16" ? 4 * TableFlopsCap : TableFlopsCap, Math.Max(outputs, reduction), precision);
 
-    /// <summary>The most elements of one of a table's buffers: a sixteenth of the free memory.</summary>
-    private static long TableBufferElements(string precision)
+    /// <summary>
+    /// Of <paramref name="ns"/>, in order, those whose call stays under <paramref name="flopsCap"/> (<paramref name="flopsPerN"/>
+    /// a position) and whose largest buffer (<paramref name="rowsPerN"/> elements a position) takes at most a sixteenth of
+    /// the free memory; the smallest always.
+    /// </summary>
+    private static List<long> FittingNs(IEnumerable<long> ns, double flopsPerN, double flopsCap, long rowsPerN, string precision)
     {
         var (free, _) = CudaDriver.MemoryInfo();
-        return free / 16 / (precision == "fp16" ? 2 : 4);
+        var elements = free / 16 / (precision == "fp16" ? 2 : 4);
+        return [.. ns.Order().Where((n, i) => i == 0 || (flopsPerN * n <= flopsCap && rowsPerN * n <= elements))];
     }
 
     /// <summary>
@@ -537,9 +537,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var plan = side is { } s
             ? (from o in ConvOutputs
                from c in ConvInputs
-               from b in ConvSideBatches
-               let n = (long)b * s * s
-               where b == ConvSideBatches.Min() || (2.0 * o * 9 * c * n <= ConvSideFlopsCap && Math.Max(o, c) * n <= TableBufferElements(precision))
+               from n in FittingNs(ConvSideBatches.Select(b => (long)b * s * s), 2.0 * o * 9 * c, ConvSideFlopsCap, Math.Max(o, c), precision)
                select (O: (long)o, C: (long)c, N: n)).ToList()
             : (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
         (long Batch, long Side) Image(long n) => side is { } s ? (n / ((long)s * s), s) : n <= 3136 ? (1, (long)Math.Round(Math.Sqrt(n))) : (n / 3136, 56);
