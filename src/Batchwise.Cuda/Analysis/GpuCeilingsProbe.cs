@@ -107,6 +107,19 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// </summary>
     public IReadOnlyList<int> ConvExtraSides { get; init; } = [28, 14, 7];
 
+    /// <summary>
+    /// Output sides of the fp32 pointwise (1x1) and stride-2 3x3 convolution tables ("pointwise" at the 56x56 of
+    /// <see cref="LayerRates.ConvTableSide"/>, "pointwise@28" and the like; "conv-s2", "conv-s2@28"), each of
+    /// <see cref="ConvSideBatches"/> images. cuDNN's fp32 3x3 stride-1 rates, which priced both before, are Winograd's
+    /// (up to 157 TFLOP/s counted as direct FLOPs on an H100 whose fp32 GEMMs reach 52): session 42's H100 profile of
+    /// ResNet-50 fp32 at b=256 ran its 1x1 layers at 0.38-0.85 and its stride-2 3x3 layers at 0.30-0.46 of their time
+    /// priced so, its stride-1 3x3 layers at 1.00-1.10.
+    /// </summary>
+    public IReadOnlyList<int> PointwiseAndStridedSides { get; init; } = [56, 28, 14, 7];
+
+    /// <summary>Input channels (K) of the fp32 pointwise tables: MobileNetV2's narrow 1x1s to ResNet-50's 2,048.</summary>
+    public IReadOnlyList<int> PointwiseInputs { get; init; } = [16, 64, 256, 1024, 2048];
+
     /// <summary>Batches (images) of the side tables of the fp32 convolution table.</summary>
     public IReadOnlyList<int> ConvSideBatches { get; init; } = [1, 4, 16, 64, 256];
 
@@ -240,9 +253,15 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
                     (LayerRates.SideTable("grouped-s2", side), p => MeasureGroupedTable(tableTimer, kernels, own, p, 2, side, cudnnCandidates)),
                 }),
 
-                // fp32 only: fp16's dense 3x3 layers run the engine's own kernels as often as cuDNN's, and its study rows pass.
+                // fp32 only: fp16's dense 3x3 layers run the engine's own kernels as often as cuDNN's, its 1x1s cuBLASLt's
+                // GEMM (the "gemm" table), and its study rows pass.
                 .. ConvExtraSides.Where(side => precision == "fp32" && side != LayerRates.ConvTableSide).Select(side =>
                     (LayerRates.SideTable("conv", side), (Func<string, IReadOnlyList<LayerRatePoint>>)(p => MeasureConvTable(tableTimer, kernels, p, cudnnCandidates, side)))),
+                .. PointwiseAndStridedSides.Where(_ => precision == "fp32").SelectMany(side => new (string, Func<string, IReadOnlyList<LayerRatePoint>>)[]
+                {
+                    (LayerRates.ConvTableName("pointwise", side), p => MeasureConvTable(tableTimer, kernels, p, cudnnCandidates, side, taps: 1, inputs: PointwiseInputs)),
+                    (LayerRates.ConvTableName("conv-s2", side), p => MeasureConvTable(tableTimer, kernels, p, cudnnCandidates, side, stride: 2)),
+                }),
             ];
             foreach (var (table, measure) in measures)
             {
@@ -523,11 +542,19 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// cuDNN 3x3 stride-1 convolutions as the engine runs them (fp32: NCHW without tensor cores; fp16: NHWC on tensor
     /// cores), input channels x output channels x N (N ≤ 3,136: one square image of N pixels; beyond: 56x56 images),
     /// each with the algorithm the engine would run (<see cref="CudnnCandidates"/>). With <paramref name="side"/>: a side
-    /// table of <see cref="ConvSideBatches"/> images of that side (N = images x side²), the same channels (a layer below
-    /// the smallest K measured takes that K's time), up to <see cref="ConvSideFlopsCap"/> a call.
+    /// table of <see cref="ConvSideBatches"/> images of that output side (N = images x side²), the same channels (a layer
+    /// below the smallest K measured takes that K's time), up to <see cref="ConvSideFlopsCap"/> a call; there also
+    /// <paramref name="taps"/> x <paramref name="taps"/> filters (1: pointwise, K = input channels, <paramref name="inputs"/>
+    /// for them) and <paramref name="stride"/> 2 (the input twice the output's side).
     /// </summary>
-    private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision, int candidates, int? side = null)
+    private IReadOnlyList<LayerRatePoint> MeasureConvTable(EventTimer timer, Kernels kernels, string precision, int candidates, int? side = null, int taps = 3, int stride = 1, IReadOnlyList<int>? inputs = null)
     {
+        if (side is null && (taps != 3 || stride != 1))
+        {
+            throw new ArgumentException("a 1x1 or strided convolution table is measured at an output side", nameof(side));
+        }
+
+        long area = (long)taps * taps;
         var half = precision == "fp16";
         var dataType = half ? Cudnn.CUDNN_DATA_HALF : Cudnn.CUDNN_DATA_FLOAT;
         var format = half ? Cudnn.CUDNN_TENSOR_NHWC : Cudnn.CUDNN_TENSOR_NCHW;
@@ -536,14 +563,14 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var maxWorkspace = Planning.GraphCompiler.MaxConvWorkspace; // the engine's limit: the tables time what its plans may choose
         var plan = side is { } s
             ? (from o in ConvOutputs
-               from c in ConvInputs
-               from n in FittingNs(ConvSideBatches.Select(b => (long)b * s * s), 2.0 * o * 9 * c, ConvSideFlopsCap, Math.Max(o, c), precision)
+               from c in inputs ?? ConvInputs
+               from n in FittingNs(ConvSideBatches.Select(b => (long)b * s * s), 2.0 * o * area * c, ConvSideFlopsCap, Math.Max(o, c) * stride * stride, precision)
                select (O: (long)o, C: (long)c, N: n)).ToList()
             : (from o in ConvOutputs from c in ConvInputs from n in TableNs(o, 9L * c, precision) select (O: (long)o, C: (long)c, N: n)).ToList();
         (long Batch, long Side) Image(long n) => side is { } s ? (n / ((long)s * s), s) : n <= 3136 ? (1, (long)Math.Round(Math.Sqrt(n))) : (n / 3136, 56);
-        using var x = CudaDriver.Allocate(elementBytes * plan.Max(p => p.C * p.N));
+        using var x = CudaDriver.Allocate(elementBytes * plan.Max(p => p.C * p.N * stride * stride));
         using var y = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.N));
-        using var w = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.C * 9));
+        using var w = CudaDriver.Allocate(elementBytes * plan.Max(p => p.O * p.C * area));
         using var workspace = CudaDriver.Allocate(maxWorkspace);
         kernels.Fill(x.Pointer, x.Bytes / 4, 5, half, timer.Stream);
         kernels.Fill(w.Pointer, w.Bytes / 4, 6, half, timer.Stream);
@@ -552,13 +579,14 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         foreach (var (o, c, n) in plan)
         {
             var (batch, width) = Image(n);
-            using var xDesc = Cudnn.Tensor(dataType, [batch, c, width, width], format);
-            using var wDesc = Cudnn.Filter(dataType, [o, c, 3, 3], format);
+            var pad = taps / 2;
+            using var xDesc = Cudnn.Tensor(dataType, [batch, c, width * stride, width * stride], format);
+            using var wDesc = Cudnn.Filter(dataType, [o, c, taps, taps], format);
             using var yDesc = Cudnn.Tensor(dataType, [batch, o, width, width], format);
-            using var conv = Cudnn.Convolution([1, 1], [1, 1], [1, 1], 1, math);
-            var best = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, candidates, $"a 3x3 convolution {c}->{o} at {batch}x{width}x{width}");
+            using var conv = Cudnn.Convolution([pad, pad], [stride, stride], [1, 1], 1, math);
+            var best = CudnnSeconds(timer, handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, yDesc, y.Pointer, workspace, half, candidates, $"a {taps}x{taps} stride-{stride} convolution {c}->{o} at {batch}x{width}x{width} outputs");
             var pixels = batch * width * width;
-            points.Add(new LayerRatePoint(o, 9 * c, pixels, 2.0 * o * 9 * c * pixels / best));
+            points.Add(new LayerRatePoint(o, area * c, pixels, 2.0 * o * area * c * pixels / best));
         }
 
         return points;

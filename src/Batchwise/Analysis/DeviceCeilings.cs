@@ -28,15 +28,16 @@ public sealed record DeviceCeilings
     /// <summary>
     /// Version of this record's JSON layout; a cache file of another version is measured anew (8: the GEMM tables with
     /// cold weights and the cache size; 9: the grouped tables at further output sides, "grouped@14"; 10: the sustained
-    /// load and the fp32 3x3 convolution table at further output sides, "conv@14").
+    /// load and the fp32 3x3 convolution table at further output sides, "conv@14"; 11: the fp32 1x1 and stride-2 3x3
+    /// convolution tables, "pointwise", "conv-s2" and theirs at further sides).
     /// </summary>
-    public const int CurrentSchema = 10;
+    public const int CurrentSchema = 11;
 
     /// <summary>
     /// The oldest schema a file named by --ceilings-file is read in (the cache measures anew past it): 8 has every field
     /// of 10 but the grouped tables at further sides, whose layers then take the 28x28 table as 8 did, and (as 9) the
     /// sustained load and the convolution tables at further sides: its runs predict at the full clock, its 3x3
-    /// convolutions from the 56x56 table.
+    /// convolutions from the 56x56 table; before 11, fp32's 1x1 and strided convolutions from the 3x3 tables.
     /// </summary>
     public const int OldestReadableSchema = 8;
 
@@ -293,7 +294,9 @@ public sealed record DeviceCeilings
         var (table, outputs, reduction, size) = work.Kind switch
         {
             LayerKind.MatMul => ("gemm", g.N, g.K, n),
-            LayerKind.PointwiseConvolution => (Precision == "fp16" ? "gemm" : "conv", g.M, g.K, n),
+            LayerKind.PointwiseConvolution => (Precision == "fp16" ? "gemm" : Fp32Dense("pointwise"), g.M, g.K, n),
+            LayerKind.StridedPointwiseConvolution => (Fp32Dense("pointwise"), g.M, g.K, n),
+            LayerKind.StridedConvolution => (Fp32Dense("conv-s2"), g.M, g.K, n),
             LayerKind.Convolution => ("conv", g.M, g.K, n),
             LayerKind.GroupedConvolution => Grouped("grouped"),
             LayerKind.StridedGroupedConvolution => Grouped("grouped-s2"),
@@ -312,9 +315,9 @@ public sealed record DeviceCeilings
             return null;
         }
 
-        // 1x1 convolutions priced from the "conv" table stay with its 56x56 images: the side tables are 3x3 layers', and what
-        // a 1x1's rate does with the image side was never measured.
-        var bySides = table is "grouped" or "grouped-s2" || (table == "conv" && work.Kind == LayerKind.Convolution);
+        // 1x1 and strided convolutions priced from the "conv" table (files without their own tables) stay with its 56x56
+        // images: its side tables are stride-1 3x3 layers'.
+        var bySides = table is "grouped" or "grouped-s2" or "pointwise" or "conv-s2" || (table == "conv" && work.Kind == LayerKind.Convolution);
         if (bySides && work.PixelsPerSample is > 0 && SideTables(table) is { Count: > 1 } bySide)
         {
             // Measured at several output sides: between the two around this layer's (its positions as a square's side).
@@ -332,6 +335,10 @@ public sealed record DeviceCeilings
         // ran 1.2-1.4x their unpadded table times).
         var (paddedOutputs, paddedReduction) = (GemmTilePadded(outputs), GemmTilePadded(reduction));
         return Analysis.LayerRates.Rate(points, paddedOutputs, paddedReduction, size) * outputs * reduction / (paddedOutputs * paddedReduction);
+
+        // fp32's 1x1 and strided layers from their own cuDNN tables where measured (schema 11), else the 3x3 "conv" table;
+        // in fp16 cuDNN runs them on tensor cores at the 3x3 table's rates (no Winograd there).
+        string Fp32Dense(string name) => Precision == "fp32" && LayerRates.ContainsKey(Analysis.LayerRates.Key(Precision, name)) ? name : "conv";
 
         (string, double, double, double) Grouped(string name)
         {
@@ -358,7 +365,7 @@ public sealed record DeviceCeilings
 
         if (LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var atOwnSide))
         {
-            bySide[table == "conv" ? Analysis.LayerRates.ConvTableSide : Analysis.LayerRates.GroupedTableSide] = atOwnSide;
+            bySide[table is "conv" or "pointwise" or "conv-s2" ? Analysis.LayerRates.ConvTableSide : Analysis.LayerRates.GroupedTableSide] = atOwnSide;
         }
 
         return bySide;

@@ -318,7 +318,7 @@ public static class Explainer
             return null;
         }
 
-        var gemmLike = p.Layers.Where(l => l.Work.Kind is LayerKind.MatMul or LayerKind.Convolution or LayerKind.PointwiseConvolution).ToList();
+        var gemmLike = p.Layers.Where(l => l.Work.Kind is LayerKind.MatMul or LayerKind.Convolution or LayerKind.PointwiseConvolution or LayerKind.StridedConvolution or LayerKind.StridedPointwiseConvolution).ToList();
         var priced = gemmLike.Where(l => c.MeasuredRate(l.Work) is not null).ToList();
         var grouped = p.Layers.Where(l => l.Work.IsGroupedConvolution).ToList();
         var groupedPriced = grouped.Count(l => c.MeasuredRate(l.Work) is not null);

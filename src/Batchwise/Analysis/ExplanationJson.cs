@@ -233,7 +233,7 @@ public sealed record ExplainGemm(long M, long N, long K, long BatchCount);
 /// <summary>One layer's predicted time at one batch.</summary>
 /// <param name="Name">Layer (node) name; a float32 input or output conversion in fp16 is named "input NAME to fp16" / "output NAME to fp32".</param>
 /// <param name="Op">Operator.</param>
-/// <param name="Kind">Which rate table prices it: other, mat_mul, convolution, pointwise_convolution, grouped_convolution, depthwise_convolution, strided_depthwise_convolution.</param>
+/// <param name="Kind">Which rate table prices it: other, mat_mul, convolution, pointwise_convolution, strided_convolution, strided_pointwise_convolution, grouped_convolution, strided_grouped_convolution, depthwise_convolution, strided_depthwise_convolution.</param>
 /// <param name="Seconds">max(compute, memory) + overhead.</param>
 /// <param name="ComputeS">FLOPs over its rate.</param>
 /// <param name="MemoryS">Bytes over the bandwidth.</param>

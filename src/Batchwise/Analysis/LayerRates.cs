@@ -12,11 +12,21 @@ public enum LayerKind
     /// <summary>MatMul or Gemm: a dense matrix product (cuBLASLt on a GPU).</summary>
     MatMul,
 
-    /// <summary>A dense convolution with a spatial kernel or stride (cuDNN on a GPU).</summary>
+    /// <summary>A dense stride-1 convolution with a spatial kernel, or a padded or dilated 1x1 (cuDNN on a GPU).</summary>
     Convolution,
 
     /// <summary>A 1x1, stride-1, unpadded, single-group convolution (one cuBLASLt GEMM in the cuda engine's fp16 path, cuDNN in fp32).</summary>
     PointwiseConvolution,
+
+    /// <summary>
+    /// A dense convolution with a spatial kernel and a stride above 1 (ResNet's stride-2 3x3s, a 7x7 stem; cuDNN on a GPU):
+    /// in fp32 priced from the "conv-s2" tables, as cuDNN's Winograd algorithms that make its stride-1 3x3s fast do not
+    /// take a stride.
+    /// </summary>
+    StridedConvolution,
+
+    /// <summary>A 1x1 convolution with a stride above 1 (ResNet's projection shortcuts; cuDNN on a GPU): in fp32 priced from the "pointwise" tables at its output side.</summary>
+    StridedPointwiseConvolution,
 
     /// <summary>
     /// A grouped convolution (1 &lt; groups, more than one input channel per group): the cuda engine's own tensor-core
@@ -60,7 +70,7 @@ public sealed record LayerRatePoint(double Outputs, double Reduction, double N, 
 public static class LayerRates
 {
     /// <summary>
-    /// Table names: "gemm" (cuBLASLt), "gemm-cold" (cuBLASLt with each call's weights read from memory, small N), "conv" (cuDNN 3x3), "grouped" / "grouped-s2" (grouped 3x3 convolutions at stride 1 / 2 as the engine runs them) and
+    /// Table names: "gemm" (cuBLASLt), "gemm-cold" (cuBLASLt with each call's weights read from memory, small N), "conv" (cuDNN 3x3), "pointwise" and "conv-s2" (cuDNN fp32 1x1 and stride-2 3x3), "grouped" / "grouped-s2" (grouped 3x3 convolutions at stride 1 / 2 as the engine runs them) and
     /// "depthwise" / "depthwise-s2" (the engine's depthwise kernel at stride 1 / 2), keyed with the precision as "fp16/gemm".
     /// The grouped and depthwise tables are in the per-group view of <see cref="GroupView"/>.
     /// </summary>
@@ -72,6 +82,9 @@ public static class LayerRates
     /// <see cref="DeviceCeilings.MeasuredRate"/> interpolates between the sides measured by a layer's own.
     /// </summary>
     public static string SideTable(string table, int side) => string.Create(CultureInfo.InvariantCulture, $"{table}@{side}");
+
+    /// <summary>The name of a dense convolution table ("conv", "pointwise", "conv-s2") at an output side: the bare name at <see cref="ConvTableSide"/>, else <see cref="SideTable"/>.</summary>
+    public static string ConvTableName(string table, int side) => side == ConvTableSide ? table : SideTable(table, side);
 
     /// <summary>The output side of the grouped tables without a side in their name.</summary>
     public const int GroupedTableSide = 28;
@@ -209,12 +222,12 @@ public static class LayerRates
         long[] Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? [];
         var groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
         var w = node.Input.Count > 1 && initializers.TryGetValue(node.Input[1], out var filter) ? filter : null;
+        var strided = Ints("strides").Any(s => s > 1);
         if (groups > 1)
         {
             // Depthwise as the engine's own kernel takes it: one input and one output channel per group (a Conv; a
             // ConvTranspose or a channel multiplier goes to cuDNN's grouped kernels).
             var depthwise = node.OpType == "Conv" && w is { Dims.Count: > 2 } && w.Dims[0] == groups && w.Dims[1] == 1;
-            var strided = Ints("strides").Any(s => s > 1);
             return !depthwise ? (strided ? LayerKind.StridedGroupedConvolution : LayerKind.GroupedConvolution)
                 : strided ? LayerKind.StridedDepthwiseConvolution
                 : LayerKind.DepthwiseConvolution;
@@ -226,8 +239,13 @@ public static class LayerRates
             kernel = [.. w.Dims.Skip(2)];
         }
 
-        var pointwise = node.OpType == "Conv" && kernel.Length > 0 && kernel.All(k => k == 1) && Ints("strides").All(s => s == 1)
-            && Ints("dilations").All(d => d == 1) && Ints("pads").All(p => p == 0);
-        return pointwise ? LayerKind.PointwiseConvolution : LayerKind.Convolution;
+        var oneByOne = node.OpType == "Conv" && kernel.Length > 0 && kernel.All(k => k == 1) && Ints("dilations").All(d => d == 1) && Ints("pads").All(p => p == 0);
+        return (oneByOne, strided && node.OpType == "Conv") switch
+        {
+            (true, false) => LayerKind.PointwiseConvolution,
+            (true, true) => LayerKind.StridedPointwiseConvolution,
+            (false, true) => LayerKind.StridedConvolution,
+            _ => LayerKind.Convolution,
+        };
     }
 }

@@ -1,3 +1,4 @@
+using Batchwise.Analysis;
 using Batchwise.Cuda.Analysis;
 using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
@@ -38,6 +39,17 @@ public sealed class GpuCeilingsProbeTests
         var sorted = n.Order().ToList();
         Assert.All(sorted.Zip(sorted.Skip(1)), p => Assert.InRange((double)p.Second / p.First, 1, 16));
         Assert.Contains(sorted, v => v is > 3136 and < 50176);
+    }
+
+    [Fact]
+    public void Fp32_pointwise_and_strided_tables_cover_a_resnets_sides_and_channels()
+    {
+        // ResNet-50's 1x1s run at 56, 28, 14 and 7 (K 64 to 2,048), its stride-2 3x3s output 28, 14 and 7: the tables
+        // have each side (the 56x56 one under the bare name) and K up to 2,048, so no 1x1 is held at a smaller K's rate.
+        var probe = new GpuCeilingsProbe();
+        Assert.Equal([7, 14, 28, 56], probe.PointwiseAndStridedSides.Order());
+        Assert.Equal(2048, probe.PointwiseInputs.Max());
+        Assert.Equal(["conv-s2", "conv-s2@28", "pointwise", "pointwise@7"], new[] { ("conv-s2", 56), ("conv-s2", 28), ("pointwise", 56), ("pointwise", 7) }.Select(t => LayerRates.ConvTableName(t.Item1, t.Item2)));
     }
 
     [Fact]

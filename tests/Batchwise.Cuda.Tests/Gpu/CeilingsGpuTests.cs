@@ -31,6 +31,8 @@ public sealed class CeilingsGpuTests
             HoldSeconds = 0.3,
             ConvExtraSides = [14],
             ConvSideBatches = [1, 16],
+            PointwiseAndStridedSides = [14],
+            PointwiseInputs = [64, 256],
         };
         var c = probe.Measure(new CudaEngine(), new EngineOptions());
         Gpu.Report("ceilings.md", c.Summary());
@@ -118,6 +120,17 @@ public sealed class CeilingsGpuTests
         Assert.Equal([9.0 * 64], conv14.Select(p => p.Reduction).Distinct());
         Assert.All(conv14.GroupBy(p => p.Outputs), node => Assert.True(node.MaxBy(p => p.N)!.Flops > node.MinBy(p => p.N)!.Flops, string.Join(", ", node)));
         Assert.False(c.LayerRates.ContainsKey("fp16/conv@14"));
+
+        // The fp32 1x1 and stride-2 3x3 tables at that side (K = input channels; 9 x them), none at 56x56 here nor in fp16;
+        // a stride-2 3x3 reads four times the input of a stride-1 one for the same outputs, and Winograd does not take it:
+        // its rate stays under the stride-1 table's at the same node.
+        var pointwise = c.LayerRates["fp32/pointwise@14"];
+        Assert.Equal([64.0, 256], pointwise.Select(p => p.Reduction).Distinct().Order());
+        Assert.Equal([14.0 * 14, 16 * 14 * 14], pointwise.Select(p => p.N).Distinct().Order());
+        var strided = c.LayerRates["fp32/conv-s2@14"];
+        Assert.Equal([9.0 * 64], strided.Select(p => p.Reduction).Distinct());
+        Assert.All(strided, p => Assert.True(p.Flops < 1.2 * conv14.Single(q => q.Outputs == p.Outputs && q.N == p.N).Flops, $"{p} vs the stride-1 table"));
+        Assert.False(c.LayerRates.ContainsKey("fp32/pointwise") || c.LayerRates.ContainsKey("fp16/pointwise@14") || c.LayerRates.ContainsKey("fp16/conv-s2@14"));
     }
 
     [Fact]

@@ -277,6 +277,46 @@ public sealed class LayerRatesTests
     }
 
     [Fact]
+    public void Fp32_pointwise_and_strided_convolutions_take_their_own_tables_by_side_where_measured()
+    {
+        // The 3x3 stride-1 table at 150 TFLOP/s (cuDNN's Winograd, FLOPs counted as direct); the 1x1s at 40 (56x56) and
+        // 20 (7x7), the stride-2 3x3s at 30 (56x56) and 10 (7x7).
+        var tables = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(WithTables().LayerRates)
+        {
+            [LayerRates.Key("fp32", "conv")] = Table(150e12, 16384),
+            [LayerRates.Key("fp32", LayerRates.ConvTableName("pointwise", 56))] = Table(40e12, 16384),
+            [LayerRates.Key("fp32", LayerRates.ConvTableName("pointwise", 7))] = Table(20e12, 16384),
+            [LayerRates.Key("fp32", LayerRates.ConvTableName("conv-s2", 56))] = Table(30e12, 16384),
+            [LayerRates.Key("fp32", LayerRates.ConvTableName("conv-s2", 7))] = Table(10e12, 16384),
+        };
+        Assert.Equal("pointwise", LayerRates.ConvTableName("pointwise", LayerRates.ConvTableSide));
+        Assert.Equal("conv-s2@7", LayerRates.ConvTableName("conv-s2", 7));
+        var ceilings = WithTables() with { LayerRates = tables };
+        var fp32 = ceilings.WithPrecision("fp32");
+        LayerWork At(LayerKind kind, long side) => new("c", "Conv", 2.0 * 1024 * 1024 * 65536, 1e3, new GemmShape(1024, 65536, 1024), 65536, Kind: kind, PixelsPerSample: side * side);
+
+        Assert.Equal(150e12, fp32.MeasuredRate(At(LayerKind.Convolution, 7))!.Value, 1e3);
+        Assert.Equal(40e12, fp32.MeasuredRate(At(LayerKind.PointwiseConvolution, 56))!.Value, 1e3);
+        Assert.Equal(20e12, fp32.MeasuredRate(At(LayerKind.PointwiseConvolution, 7))!.Value, 1e3);
+        Assert.Equal(Math.Sqrt(40e12 * 20e12), fp32.MeasuredRate(At(LayerKind.PointwiseConvolution, 20))!.Value, 0.3e12); // log-halfway between 7 and 56
+        Assert.Equal(20e12, fp32.MeasuredRate(At(LayerKind.StridedPointwiseConvolution, 7))!.Value, 1e3);
+        Assert.Equal(10e12, fp32.MeasuredRate(At(LayerKind.StridedConvolution, 7))!.Value, 1e3);
+        Assert.Equal(30e12, fp32.MeasuredRate(At(LayerKind.StridedConvolution, 112))!.Value, 1e3); // a stem past the largest side
+
+        // fp16 keeps its routes: 1x1s from the GEMM table, strided layers from the 3x3 table (cuDNN's tensor cores).
+        var fp16 = ceilings.WithPrecision("fp16");
+        Assert.Equal(fp16.MeasuredRate(At(LayerKind.Convolution, 7))!.Value, fp16.MeasuredRate(At(LayerKind.StridedConvolution, 7))!.Value, 1e3);
+        Assert.Equal(fp16.MeasuredRate(At(LayerKind.Convolution, 7))!.Value, fp16.MeasuredRate(At(LayerKind.StridedPointwiseConvolution, 7))!.Value, 1e3);
+
+        // A file without the new tables (schema 10 and before): every fp32 dense layer from the 3x3 table, as then.
+        var old = WithTables() with { LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(WithTables().LayerRates) { [LayerRates.Key("fp32", "conv")] = Table(150e12, 16384) } };
+        foreach (var kind in new[] { LayerKind.PointwiseConvolution, LayerKind.StridedPointwiseConvolution, LayerKind.StridedConvolution })
+        {
+            Assert.Equal(150e12, old.WithPrecision("fp32").MeasuredRate(At(kind, 7))!.Value, 1e3);
+        }
+    }
+
+    [Fact]
     public void A_conv_layers_work_carries_its_output_positions_per_sample()
     {
         var work = ModelWork.Analyze(ModelZoo.Build("zoo:resnet18"), null).At(4, channelsLast: false);
@@ -367,11 +407,14 @@ public sealed class LayerRatesTests
     public void Layer_kinds_follow_the_convolution_attributes()
     {
         var resnet = ModelWork.Analyze(ModelZoo.Build("zoo:resnet50"), null).At(1).Where(l => l.OpType == "Conv").ToList();
-        Assert.Equal(LayerKind.Convolution, resnet[0].Kind); // the 7x7 stride-2 stem
+        Assert.Equal(LayerKind.StridedConvolution, resnet[0].Kind); // the 7x7 stride-2 stem
         Assert.Contains(resnet, l => l.Kind == LayerKind.PointwiseConvolution && l.Gemm!.K == 64);
+        Assert.Contains(resnet, l => l.Kind == LayerKind.Convolution && l.Gemm!.K == 576); // a stride-1 3x3 of the first stage
 
-        // The stride-2 1x1 downsampling convolutions are not pointwise GEMMs (the engine gives them to cuDNN).
-        Assert.Contains(resnet, l => l.Kind == LayerKind.Convolution && l.Gemm!.K is 256 or 512 or 1024);
+        // The stride-2 1x1 downsampling convolutions are not pointwise GEMMs (the engine gives them to cuDNN), nor are the
+        // stride-2 3x3s stride-1 ones (zoo:resnet50 is torchvision's v1.5: the stride on the 3x3): three of each.
+        Assert.Equal([256L, 512, 1024], resnet.Where(l => l.Kind == LayerKind.StridedPointwiseConvolution).Select(l => (long)l.Gemm!.K));
+        Assert.Equal([1152L, 2304, 4608], resnet.Where(l => l.Kind == LayerKind.StridedConvolution).Skip(1).Select(l => (long)l.Gemm!.K));
 
         var mobilenet = ModelWork.Analyze(ModelZoo.Build("zoo:mobilenetv2"), null).At(1);
         Assert.Contains(mobilenet, l => l.Kind == LayerKind.DepthwiseConvolution);
