@@ -39,8 +39,10 @@ for r in steps:
     m = re.search(r"'([^']+)'", r["layer"])
     name = m.group(1) if m else r["layer"]
     measured = float(r["ms"]) * 1e3 - event
-    layer = layers.get(name)
-    kind = layer["kind"] if layer else "(no layer of that name)"
+    # A second step under a name already seen is a further pass of that layer's kernel chain (BERT's GELU in place after
+    # its product, "MatMul 'matmul_22' + GELU (erf, in place)"): explain priced it among the layers no step names.
+    layer = layers.get(name) if name not in seen else None
+    kind = layer["kind"] if layer else "(a further pass of a step's layer)" if name in seen else "(no layer of that name)"
     predicted = layer["seconds"] * 1e6 if layer else 0.0
     seen.add(name)
     by_kind[kind][0] += predicted

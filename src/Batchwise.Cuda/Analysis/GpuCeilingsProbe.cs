@@ -138,6 +138,14 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     /// </summary>
     public IReadOnlyList<int> TableN { get; init; } = [49, 196, 784, 3136, 12544, 50176, 802816];
 
+    /// <summary>
+    /// Further N of the GEMM tables (cheap to measure: cuBLASLt's heuristic choice, no algorithm search), halfway in log
+    /// between <see cref="TableN"/>'s from 196 to 50,176. A rate curve rises concavely in log N there, so a layer between
+    /// two points 4x apart took less than its rate: session 42's H100 profile of BERT fp32 at b=16 (N = 2,048, between 784
+    /// and 3,136) ran its products 9-16% faster than priced, and the study put its knee two steps late.
+    /// </summary>
+    public IReadOnlyList<int> GemmExtraN { get; init; } = [392, 1568, 6272, 25088];
+
     /// <summary>The largest N of the cold-weights GEMM table: past it a product's work, not its weights' reading, sets its time.</summary>
     private const long ColdTableMaxN = 3136;
 
@@ -466,8 +474,8 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     }
 
     /// <summary>The N values of a table node (outputs x reduction) under the FLOPs cap; the smallest always.</summary>
-    private List<long> TableNs(long outputs, long reduction, string precision) =>
-        FittingNs(TableN.Select(n => (long)n), 2.0 * outputs * reduction, precision == "fp16" ? 4 * TableFlopsCap : TableFlopsCap, Math.Max(outputs, reduction), precision);
+    private List<long> TableNs(long outputs, long reduction, string precision, IEnumerable<int>? extra = null) =>
+        FittingNs(TableN.Concat(extra ?? []).Distinct().Select(n => (long)n), 2.0 * outputs * reduction, precision == "fp16" ? 4 * TableFlopsCap : TableFlopsCap, Math.Max(outputs, reduction), precision);
 
     /// <summary>
     /// Of <paramref name="ns"/>, in order, those whose call stays under <paramref name="flopsCap"/> (<paramref name="flopsPerN"/>
@@ -496,7 +504,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
         var half = precision == "fp16";
         var type = half ? CublasLt.CUDA_R_16F : CublasLt.CUDA_R_32F;
         long elementBytes = half ? 2 : 4;
-        var plan = (from o in GemmOutputs from k in GemmReductions from n in TableNs(o, k, precision) where coldCacheBytes == 0 || n <= ColdTableMaxN select (O: (long)o, K: (long)k, N: n)).ToList();
+        var plan = (from o in GemmOutputs from k in GemmReductions from n in TableNs(o, k, precision, GemmExtraN) where coldCacheBytes == 0 || n <= ColdTableMaxN select (O: (long)o, K: (long)k, N: n)).ToList();
         var weightPool = coldCacheBytes > 0 ? Math.Max(plan.Max(p => p.O * p.K) * elementBytes * 2, (coldCacheBytes * 5 / 2) + (plan.Max(p => p.O * p.K) * elementBytes)) : elementBytes * plan.Max(p => p.O * p.K);
         using var a = CudaDriver.Allocate(weightPool);
         using var b = CudaDriver.Allocate(elementBytes * plan.Max(p => p.K * p.N));

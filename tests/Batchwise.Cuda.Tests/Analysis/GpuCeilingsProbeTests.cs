@@ -42,6 +42,17 @@ public sealed class GpuCeilingsProbeTests
     }
 
     [Fact]
+    public void Gemm_tables_have_a_point_within_a_factor_2_of_every_transformer_row_count_up_to_batch_256_at_sequence_128()
+    {
+        // BERT's products at N = 128 x batch: between two GEMM points 4x apart the log-linear rate fell short of the curve.
+        var probe = new GpuCeilingsProbe();
+        var n = probe.TableN.Concat(probe.GemmExtraN).Distinct().Order().ToList();
+        var sorted = n.Where(v => v is >= 196 and <= 50176).ToList();
+        Assert.All(sorted.Zip(sorted.Skip(1)), p => Assert.InRange((double)p.Second / p.First, 1, 2.01));
+        Assert.All(Enumerable.Range(0, 9).Select(i => 128 << i), rows => Assert.Contains(n, v => v >= rows / 2.0 && v <= rows * 2.0));
+    }
+
+    [Fact]
     public void Fp32_pointwise_and_strided_tables_cover_a_resnets_sides_and_channels()
     {
         // ResNet-50's 1x1s run at 56, 28, 14 and 7 (K 64 to 2,048), its stride-2 3x3s output 28, 14 and 7: the tables

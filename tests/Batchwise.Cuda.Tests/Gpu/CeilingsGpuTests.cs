@@ -23,6 +23,7 @@ public sealed class CeilingsGpuTests
             ConvOutputs = [64, 256],
             ConvInputs = [64],
             TableN = [196, 3136, 50176],
+            GemmExtraN = [1568],
             GroupWidths = [8, 24, 32],
             DepthwiseWindows = [3, 5],
             GroupedBatches = [1, 64],
@@ -120,6 +121,11 @@ public sealed class CeilingsGpuTests
         Assert.Equal([9.0 * 64], conv14.Select(p => p.Reduction).Distinct());
         Assert.All(conv14.GroupBy(p => p.Outputs), node => Assert.True(node.MaxBy(p => p.N)!.Flops > node.MinBy(p => p.N)!.Flops, string.Join(", ", node)));
         Assert.False(c.LayerRates.ContainsKey("fp16/conv@14"));
+
+        // The GEMM tables take the further N between the others; the convolution tables do not.
+        Assert.Contains(c.LayerRates["fp32/gemm"], p => p.N == 1568);
+        Assert.Contains(c.LayerRates["fp16/gemm-cold"], p => p.N == 1568);
+        Assert.DoesNotContain(c.LayerRates["fp32/conv"], p => p.N == 1568);
 
         // The fp32 1x1 and stride-2 3x3 tables at that side (K = input channels; 9 x them), none at 56x56 here nor in fp16;
         // a stride-2 3x3 reads four times the input of a stride-1 one for the same outputs, and Winograd does not take it:
