@@ -274,12 +274,14 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             foreach (var (table, measure) in measures)
             {
                 var key = LayerRates.Key(precision, table);
+                var tableClock = System.Diagnostics.Stopwatch.StartNew();
                 try
                 {
                     var points = measure(precision);
                     tables[key] = points;
                     details[key.Replace('/', '_') + "_table"] = string.Join(" ", points.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Outputs}x{p.Reduction}@{p.N}:{p.Flops / 1e12:F2}")));
-                    log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{key} table: {points.Count} points, {points.Min(p => p.Flops) / 1e12:N2} to {points.Max(p => p.Flops) / 1e12:N1} TFLOP/s (per call in a CUDA graph)"));
+                    details[key.Replace('/', '_') + "_table_s"] = tableClock.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture);
+                    log?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{key} table: {points.Count} points, {points.Min(p => p.Flops) / 1e12:N2} to {points.Max(p => p.Flops) / 1e12:N1} TFLOP/s (per call in a CUDA graph) in {tableClock.Elapsed.TotalSeconds:N1} s"));
                 }
                 catch (Exception e) when (e is CudaException or BatchwiseException or InvalidOperationException or ArgumentException)
                 {
