@@ -315,9 +315,9 @@ public sealed record DeviceCeilings
             return null;
         }
 
-        // 1x1 and strided convolutions priced from the "conv" table (files without their own tables) stay with its 56x56
-        // images: its side tables are stride-1 3x3 layers'.
-        var bySides = table is "grouped" or "grouped-s2" or "pointwise" or "conv-s2" || (table == "conv" && work.Kind == LayerKind.Convolution);
+        // 1x1 convolutions priced from the "conv" table (files without their own tables) stay with its 56x56 images, its
+        // side tables being 3x3 layers'; strided layers take its sides there, as before schema 11.
+        var bySides = table is "grouped" or "grouped-s2" or "pointwise" or "conv-s2" || (table == "conv" && work.Kind is LayerKind.Convolution or LayerKind.StridedConvolution);
         if (bySides && work.PixelsPerSample is > 0 && SideTables(table) is { Count: > 1 } bySide)
         {
             // Measured at several output sides: between the two around this layer's (its positions as a square's side).

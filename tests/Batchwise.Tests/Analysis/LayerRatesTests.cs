@@ -314,6 +314,11 @@ public sealed class LayerRatesTests
         {
             Assert.Equal(150e12, old.WithPrecision("fp32").MeasuredRate(At(kind, 7))!.Value, 1e3);
         }
+
+        // With schema 10's 3x3 side tables: a strided layer takes them by its side as it did then, a 1x1 the 56x56 table.
+        var withSides = old with { LayerRates = new Dictionary<string, IReadOnlyList<LayerRatePoint>>(old.LayerRates) { [LayerRates.Key("fp32", "conv@7")] = Table(50e12, 16384) } };
+        Assert.Equal(50e12, withSides.WithPrecision("fp32").MeasuredRate(At(LayerKind.StridedConvolution, 7))!.Value, 1e3);
+        Assert.Equal(150e12, withSides.WithPrecision("fp32").MeasuredRate(At(LayerKind.PointwiseConvolution, 7))!.Value, 1e3);
     }
 
     [Fact]
