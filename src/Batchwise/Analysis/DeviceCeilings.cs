@@ -365,7 +365,7 @@ public sealed record DeviceCeilings
 
         if (LayerRates.TryGetValue(Analysis.LayerRates.Key(Precision, table), out var atOwnSide))
         {
-            bySide[table is "conv" or "pointwise" or "conv-s2" ? Analysis.LayerRates.ConvTableSide : Analysis.LayerRates.GroupedTableSide] = atOwnSide;
+            bySide[Analysis.LayerRates.BareTableSide(table)] = atOwnSide;
         }
 
         return bySide;

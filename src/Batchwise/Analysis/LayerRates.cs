@@ -83,8 +83,11 @@ public static class LayerRates
     /// </summary>
     public static string SideTable(string table, int side) => string.Create(CultureInfo.InvariantCulture, $"{table}@{side}");
 
-    /// <summary>The name of a dense convolution table ("conv", "pointwise", "conv-s2") at an output side: the bare name at <see cref="ConvTableSide"/>, else <see cref="SideTable"/>.</summary>
-    public static string ConvTableName(string table, int side) => side == ConvTableSide ? table : SideTable(table, side);
+    /// <summary>The name of a dense convolution table ("conv", "pointwise", "conv-s2") at an output side: the bare name at its <see cref="BareTableSide"/>, else <see cref="SideTable"/>.</summary>
+    public static string ConvTableName(string table, int side) => side == BareTableSide(table) ? table : SideTable(table, side);
+
+    /// <summary>The output side a side-measured table's bare name stands for: <see cref="GroupedTableSide"/> for the grouped tables, <see cref="ConvTableSide"/> for the dense convolution tables.</summary>
+    public static int BareTableSide(string table) => table is "grouped" or "grouped-s2" ? GroupedTableSide : ConvTableSide;
 
     /// <summary>The output side of the grouped tables without a side in their name.</summary>
     public const int GroupedTableSide = 28;

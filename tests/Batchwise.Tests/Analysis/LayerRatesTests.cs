@@ -291,6 +291,7 @@ public sealed class LayerRatesTests
         };
         Assert.Equal("pointwise", LayerRates.ConvTableName("pointwise", LayerRates.ConvTableSide));
         Assert.Equal("conv-s2@7", LayerRates.ConvTableName("conv-s2", 7));
+        Assert.Equal([56, 56, 56, 28, 28], new[] { "conv", "pointwise", "conv-s2", "grouped", "grouped-s2" }.Select(LayerRates.BareTableSide));
         var ceilings = WithTables() with { LayerRates = tables };
         var fp32 = ceilings.WithPrecision("fp32");
         LayerWork At(LayerKind kind, long side) => new("c", "Conv", 2.0 * 1024 * 1024 * 65536, 1e3, new GemmShape(1024, 65536, 1024), 65536, Kind: kind, PixelsPerSample: side * side);
