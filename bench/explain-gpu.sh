@@ -9,7 +9,7 @@
 # row saying so. Needs only the published CLI and python3 (no dotnet). Bounded: the whole run, the ceilings included, stops
 # starting models after BUDGET seconds (default 480, so one device call of 540 s holds it with room for what wraps it), and
 # each explain is cut off after MODEL_TIMEOUT (default 45 s, less when the budget is nearly spent); whatever finished is in
-# the table (OUT/table.md), rendered again after each model. BATCHES (default 1,2,4,...,256; THIN=1 for 1,4,16,64,256) and
+# the table (OUT/table.md), rendered again after each model. ONLY=bert,mlp runs those models alone. BATCHES (default 1,2,4,...,256; THIN=1 for 1,4,16,64,256) and
 # DURATION (default 300ms per batch size) trade time for points. On an H200 the default took 191 s (session 11: ceilings
 # 29 s, ~7 s a run of 9 batches) and THIN 129 s (session 13: ceilings 33 s, ~4.3 s a run); the stride-2 grouped tables add
 # a few seconds to the ceilings, so expect ~210 s for the default, far inside the budget. Writes OUT/machine.txt, ceilings.txt / ceilings.json (measured afresh into OUT/cache; the cache files kept in OUT/ceilings-cache for replays with `explain --ceilings-file`), NAME.txt / NAME.json.
@@ -36,7 +36,7 @@ start=$(date +%s)
 } >"$OUT/machine.txt"
 
 # The ceilings and rate tables: measured once (about 30-60 s), then read from OUT/cache by every explain below.
-timeout 240 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
+timeout 330 "$CLI" devices --ceilings --recalibrate -v >"$OUT/ceilings.txt" 2>&1; echo "devices --ceilings exit $?" >>"$OUT/ceilings.txt"
 timeout 30 "$CLI" devices --ceilings --json - >"$OUT/ceilings.json" 2>>"$OUT/ceilings.txt"
 # The cache files themselves (rate tables included: what the predictions used), kept for replays on any machine:
 # `batchwise explain MODEL --engine cuda [--precision fp16] --ceilings-file OUT/ceilings-cache/F.json --bench OUT/NAME.json`.
@@ -63,7 +63,11 @@ run() {
   table
   return $code
 }
-both() { run "$1-fp16" "$2" --precision fp16; run "$1-fp32" "$2"; }
+# ONLY (names, comma-separated: ONLY=bert) runs those models alone, their rows the whole table.
+both() {
+  [[ -z ${ONLY:-} || ",$ONLY," == *",$1,"* ]] || return 0
+  run "$1-fp16" "$2" --precision fp16; run "$1-fp32" "$2"
+}
 
 both resnet50 zoo:resnet50
 both resnet18 zoo:resnet18

@@ -29,15 +29,17 @@ public sealed record DeviceCeilings
     /// Version of this record's JSON layout; a cache file of another version is measured anew (8: the GEMM tables with
     /// cold weights and the cache size; 9: the grouped tables at further output sides, "grouped@14"; 10: the sustained
     /// load and the fp32 3x3 convolution table at further output sides, "conv@14"; 11: the fp32 1x1 and stride-2 3x3
-    /// convolution tables, "pointwise", "conv-s2" and theirs at further sides).
+    /// convolution tables, "pointwise", "conv-s2" and theirs at further sides; 12: the GEMM tables' algorithms chosen as
+    /// the engine's timed tactics choose them, where 11 took cuBLASLt's heuristic choice).
     /// </summary>
-    public const int CurrentSchema = 11;
+    public const int CurrentSchema = 12;
 
     /// <summary>
     /// The oldest schema a file named by --ceilings-file is read in (the cache measures anew past it): 8 has every field
     /// of 10 but the grouped tables at further sides, whose layers then take the 28x28 table as 8 did, and (as 9) the
     /// sustained load and the convolution tables at further sides: its runs predict at the full clock, its 3x3
-    /// convolutions from the 56x56 table; before 11, fp32's 1x1 and strided convolutions from the 3x3 tables.
+    /// convolutions from the 56x56 table; before 11, fp32's 1x1 and strided convolutions from the 3x3 tables; before 12, its
+    /// products at the heuristic's choice (up to 15% slower at mid N than the engine's timed choice).
     /// </summary>
     public const int OldestReadableSchema = 8;
 

@@ -27,6 +27,15 @@ public sealed class GpuCeilingsProbeTests
     public void Conv_tables_time_the_algorithms_the_engine_would_choose_from(bool timed, int expected) =>
         Assert.Equal(expected, GpuCeilingsProbe.CudnnCandidates(timed));
 
+    [Theory]
+    [InlineData(false, 1)] // --tactics heuristic: cuBLASLt's heuristic choice, which the engine then runs
+    [InlineData(true, 8)] // timed tactics (the default): as many candidates as a product's plan times
+    public void Gemm_tables_time_the_candidates_the_engine_would_choose_from(bool timed, int expected)
+    {
+        Assert.Equal(expected, GpuCeilingsProbe.GemmCandidates(timed));
+        Assert.Equal(GraphCompiler.MatmulCandidates, GpuCeilingsProbe.GemmCandidates(true));
+    }
+
     [Fact]
     public void Tables_are_measured_down_to_a_7x7_image_at_batch_1_and_at_every_image_side_of_a_resnet()
     {

@@ -781,10 +781,10 @@ internal sealed partial class GraphCompiler
     /// take a few microseconds each; timed in a graph of repeats of itself, such a layer runs with its operands in L2
     /// and its neighbours' work absent, so the winner there is not the winner in the plan.
     /// </summary>
-    private const double SmallProblemMilliseconds = 0.015;
+    internal const double SmallProblemMilliseconds = 0.015;
 
     /// <summary>Whether timing stops at candidate <paramref name="index"/> timed at <paramref name="ms"/>: the heuristics' first choice (index 0) of a small problem stands.</summary>
-    private static bool KeepsHeuristicChoice(int index, double ms) => index == 0 && ms < SmallProblemMilliseconds;
+    internal static bool KeepsHeuristicChoice(int index, double ms) => index == 0 && ms < SmallProblemMilliseconds;
 
     /// <summary>How long one timed replay of a candidate's graph should last: long enough that the replay's own launch is noise.</summary>
     private const double TimedReplayMilliseconds = 0.1;

@@ -354,6 +354,9 @@ internal sealed unsafe partial class GraphCompiler
         _ = outShape;
     }
 
+    /// <summary>How many of cuBLASLt's candidates a product's timed tactics time (the explain probe's GEMM tables time as many).</summary>
+    internal const int MatmulCandidates = 8;
+
     /// <summary>
     /// The fastest of cuBLASLt's top eight candidates for this product, timed on zeroed scratch buffers (CUDA events,
     /// median of five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank. Timed
@@ -363,7 +366,7 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private static CublasLt.HeuristicResult TimedMatmul(TimingCache cache, CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout bl, CublasLtMatrixLayout al, CublasLtMatrixLayout dl, string key, long bElements, long aElements, long dElements, int elementSize, long biasElements, float beta, bool separateC)
     {
-        var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, 8);
+        var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, MatmulCandidates);
         if (candidates.Length == 0)
         {
             throw new CudaException("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
