@@ -40,7 +40,7 @@ q() {
 unpack() {
   local full=.device/cli-full.tar.xz
   if [ ! -f "$full" ]; then
-    # Carried in two calls (the tree and one carry must stay under 64 MiB): the first part staged by stage.sh.
+    # Carried in several calls (the tree and one carry must stay under 64 MiB): the leading parts staged by stage.sh.
     full=$WORK/cli-full.tar.xz
     cat /tmp/bw-parts/cli-full.part.* .device/cli-full.part.* > "$full" 2>/dev/null
   fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs a commit for device calls that source call-lib.sh: .device/cli-full.tar.xz (the CLI, self-contained, folder cli/;
-# split in two unless SPLIT=0: .device1/cli-full.part.aa and .device/cli-full.part.ab, see the end),
+# split unless SPLIT=0: .device1/cli-full.part.aa, .device2/... and the last part in .device, see the end),
 # .device/testdiff.tar.xz (the CUDA test binary's files that differ from the CLI's, flat) and .device/rev.
 #   bash bench/device/publish.sh [REV] [WORKTREE]     # REV: default HEAD; WORKTREE: a scratch worktree (made if absent)
 #   bash bench/device/publish.sh --overlay REV DEST   # REV's Batchwise.Cuda.dll alone, flat, as .device/DEST (a "base")
@@ -38,12 +38,17 @@ git -C "$ROOT" rev-parse --short "$REV" > "$ROOT/.device/rev"
 rm -rf "$PUB"
 ls -la "$ROOT/.device"
 # What travels is larger than the tracked files (the device tool sent 40 MB for 26 MB of them in session 25): the CLI
-# goes in two parts, the first carried alone as .device1 and staged (bench/device/stage.sh) while the machine stays warm.
+# goes in parts of PART_BYTES (default 14 MB; session 43 was refused 20 MB parts with 44 MB tracked), the leading ones
+# carried alone as .device1, .device2, ... and staged (bench/device/stage.sh DIR) while the machine stays warm, the last
+# in .device with the call.
 if [ "${SPLIT:-1}" = 1 ]; then
-  rm -rf "$ROOT/.device1" "$ROOT"/.device/cli-full.part.*; mkdir -p "$ROOT/.device1"
-  split -b 20000000 "$ROOT/.device/cli-full.tar.xz" "$ROOT/.device/cli-full.part."
-  mv "$ROOT/.device/cli-full.part.aa" "$ROOT/.device1/" && rm "$ROOT/.device/cli-full.tar.xz"
-  echo "split: run bench/device/stage.sh with carry [\".device1\"], then the call script with carry [\".device\"] within 30 s"
+  rm -rf "$ROOT"/.device[0-9] "$ROOT"/.device/cli-full.part.*
+  split -b "${PART_BYTES:-14000000}" "$ROOT/.device/cli-full.tar.xz" "$ROOT/.device/cli-full.part." && rm "$ROOT/.device/cli-full.tar.xz"
+  parts=("$ROOT"/.device/cli-full.part.*); i=0; stages=""
+  for part in "${parts[@]::${#parts[@]}-1}"; do
+    i=$((i + 1)); mkdir -p "$ROOT/.device$i" && mv "$part" "$ROOT/.device$i/"; stages="$stages \`bash bench/device/stage.sh .device$i\` (carry [\".device$i\"]),"
+  done
+  echo "split in $((i + 1)): run${stages} then the call script with carry [\".device\"], each within 30 s of the last"
 fi
 # The tracked files alone; the tool also sends git's own files (session 25: ~40 MB in all with 26 MB tracked).
 echo "tracked files + .device: $(( ( $(du -cb "$ROOT/.device" | tail -1 | cut -f1) + $(git -C "$ROOT" ls-files -z | (cd "$ROOT" && du --files0-from=- -cb) | tail -1 | cut -f1) ) / 1048576 )) MiB (the call's carry; 64 MiB with what else travels)"
