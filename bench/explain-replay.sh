@@ -3,7 +3,7 @@
 # checkout's explain from the study's recorded ceilings (OUT/ceilings-cache) against the points it measured (OUT/NAME.json),
 # so a change to the cost model is judged on the GPU's numbers without a GPU. Peer runs need their models: MODELS holds
 # NAME.onnx or NAME.onnx.xz (weights zeroed are enough: explain reads the graph; bench/results/h200-session38/call4/zeroed).
-#   CLI=/path/to/Batchwise.Cli STUDY=bench/results/h200-session38/call2/explain OUT=/tmp/replay [MODELS=dir] bench/explain-replay.sh
+#   CLI=/path/to/Batchwise.Cli STUDY=bench/results/h200-session38/call2/explain OUT=/tmp/replay [MODELS=dir] [CEILINGS=file[.xz]] bench/explain-replay.sh
 # Writes OUT/NAME.txt / NAME.json for each run and OUT/table.md (bench/explain-table.py), and prints the table's summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +12,10 @@ STUDY=${STUDY:?an explain-gpu.sh output folder}
 OUT=${OUT:-/tmp/explain-replay}
 MODELS=${MODELS:-bench/results/h200-session38/call4/zeroed}
 mkdir -p "$OUT"
-cache=$(ls "$STUDY"/ceilings-cache/vm-cuda-*.json 2>/dev/null | head -1)
+# CEILINGS: another study's cache file to predict with (a change to the probe judged on this study's points).
+cache=${CEILINGS:-$(ls "$STUDY"/ceilings-cache/vm-cuda-*.json "$STUDY"/ceilings-cache/vm-cuda-*.json.xz 2>/dev/null | head -1)}
 [[ -n $cache ]] || { echo "no $STUDY/ceilings-cache/vm-cuda-*.json: the study kept no ceilings to replay" >&2; exit 2; }
+if [[ $cache == *.xz ]]; then xz -dc "$cache" > "$OUT/ceilings.json" && cache=$OUT/ceilings.json; fi
 # Large reports were xz-compressed when the study was packed (call-lib.sh's pack): read them decompressed.
 mkdir -p "$OUT/measured"
 for f in "$STUDY"/*-fp16.json "$STUDY"/*-fp32.json "$STUDY"/*-fp16.json.xz "$STUDY"/*-fp32.json.xz; do

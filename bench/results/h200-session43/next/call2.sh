@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PREPARED (carry .device with node.tar.xz): CeilingsGpuTests (its pointwise, conv-s2 and further-N GEMM assertions, not
+# AS RAN in call 2 (carry .device): CeilingsGpuTests (its pointwise, conv-s2 and further-N GEMM assertions, not
 # yet run on a GPU), then ResNet-50 fp16 b=1 under Nsight Compute with the caches kept (bench/device/b1-ncu-call.sh's
 # steps, default plan only) and its rate with PDL on.
 source bench/device/call-lib.sh "${CALL_SECONDS:-420}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PREPARED (carry .device): the explain study's BERT rows on the probe whose GEMM tables time the engine's candidates
+# AS RAN in call 5 (carry .device): the explain study's BERT rows on the probe whose GEMM tables time the engine's candidates
 # (schema 12), calibration measured afresh; then DistilBERT and BERT (4 layers, seq 128) at b=64 fp16, the peer table's two
 # rows under 1.2x: default, PDL on, the tanh GELU epilogue, and a per-step profile.
 source bench/device/call-lib.sh "${CALL_SECONDS:-320}"
