@@ -80,6 +80,9 @@ public sealed class CudaEngine : IEngine
                 GeluChoice.Chain => "as exported (BATCHWISE_GELU=chain): erf GELU's nodes fused into one elementwise kernel before the next product",
                 _ => "exact (erf GELU after a product computed in place behind it)",
             },
+            ["attention_rows"] = GraphCompiler.AttentionRowsFromEnvironment == KernelSource.AttentionWideRows
+                ? "128 (BATCHWISE_ATTENTION_ROWS=128): the fused attention kernel's block takes 128 query rows in eight warps where the head is at most 80 wide"
+                : "64 (the fused attention kernel's block takes 64 query rows in four warps; BATCHWISE_ATTENTION_ROWS=128 takes 128)",
             ["pdl"] = GraphCompiler.ProgrammaticLaunchFromEnvironment
                 ? "on (BATCHWISE_PDL=on): generated kernels launch with programmatic dependent launch (sm_90), each scheduled as the one before it ends"
                 : "off (each kernel launched after the one before it has ended; BATCHWISE_PDL=on overlaps them on sm_90)",
@@ -518,6 +521,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
     public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;
+
+    /// <summary>The fused attention kernel's query rows a block (BATCHWISE_ATTENTION_ROWS=64|128; tests set it).</summary>
+    public int AttentionRows { get; internal set; } = GraphCompiler.AttentionRowsFromEnvironment;
 
     /// <summary>A staged run's device rows of a buffer (two or more) copied by one segment-copy launch (BATCHWISE_GATHER=kernel|copies; tests set it).</summary>
     public bool RowsByKernel { get; internal set; } = RowCopies.KernelFromEnvironment;

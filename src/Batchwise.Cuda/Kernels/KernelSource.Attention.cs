@@ -8,8 +8,21 @@ internal static partial class KernelSource
     /// <summary>Threads per block of <see cref="Attention"/>: four warps of 16 query rows each.</summary>
     public const int AttentionBlock = 128;
 
-    /// <summary>Query rows per block of <see cref="Attention"/>.</summary>
+    /// <summary>Query rows per block of <see cref="Attention"/> by default (<see cref="AttentionWideRows"/> where asked for and the head allows).</summary>
     public const int AttentionRows = 64;
+
+    /// <summary>
+    /// The wider block of <see cref="Attention"/>: 128 query rows, eight warps, so one block reads a (batch, head)'s keys
+    /// and values once where the sequence is at most 128 long (two 64-row blocks read them twice). Only for padded heads
+    /// up to 80, whose two key-and-value stages hold the 128-row query and output tiles.
+    /// </summary>
+    public const int AttentionWideRows = 128;
+
+    /// <summary>Threads of a block of <see cref="Attention"/> with <paramref name="rows"/> query rows: a warp per 16.</summary>
+    public static int AttentionThreadsPerBlock(int rows) => rows * 2;
+
+    /// <summary>Whether <see cref="Attention"/> takes <paramref name="rows"/> query rows a block at this padded head width.</summary>
+    public static bool AttentionTakesRows(int rows, int paddedHead) => rows == AttentionRows || (rows == AttentionWideRows && paddedHead <= 80);
 
     /// <summary>The widest head (query/key and value width) <see cref="Attention"/> takes.</summary>
     public const int AttentionMaxHead = 128;
@@ -66,7 +79,7 @@ internal static partial class KernelSource
 
     /// <summary>
     /// O = softmax(scale * Q K^T + mask) V for every (batch, head), without writing the scores, FlashAttention-2 style:
-    /// one block per 64 query rows of one (batch, head), each warp 16 rows whose Q fragments stay in registers; key and
+    /// one block per 64 query rows (or <paramref name="rows"/> = 128: <see cref="AttentionWideRows"/>) of one (batch, head), each warp 16 rows whose Q fragments stay in registers; key and
     /// value tiles stream through two shared-memory stages by cp.async (tile j + 1's copies are in flight while tile j is
     /// computed) and reach the tensor cores (mma.sync m16n8k16, half inputs, float accumulation) through ldmatrix, the
     /// values transposed by ldmatrix.trans; shared rows are padded by 16 bytes, so the eight rows of each 8x8 matrix fall
@@ -90,18 +103,25 @@ internal static partial class KernelSource
     /// value the kernel would have written, quantized (rint(v / s) + z, saturated, less the shift): the same bytes as
     /// writing O and quantizing it after.
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null, int rows = AttentionRows)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
             throw new ArgumentOutOfRangeException(nameof(paddedHead), "a multiple of 16 up to 128");
         }
 
+        if (!AttentionTakesRows(rows, paddedHead))
+        {
+            throw new ArgumentOutOfRangeException(nameof(rows), $"{AttentionRows} query rows a block, or {AttentionWideRows} for padded heads up to 80");
+        }
+
+        var block = AttentionThreadsPerBlock(rows);
+
         var w = new KernelWriter(small: false);
         var heads_ = w.I64("heads", heads);
-        var tiles = w.I64("tiles", (sq + AttentionRows - 1) / AttentionRows);
-        var total = w.I64("blocks", batch * heads * ((sq + AttentionRows - 1) / AttentionRows));
-        var rows = w.I64("sq", sq);
+        var tiles = w.I64("tiles", (sq + rows - 1) / rows);
+        var total = w.I64("blocks", batch * heads * ((sq + rows - 1) / rows));
+        var queries = w.I64("sq", sq);
         var keys = w.I64("sk", sk);
         var width = w.I64("d", d);
         var vwidth = w.I64("dv", dv);
@@ -122,7 +142,7 @@ internal static partial class KernelSource
         const int sub = 32;
 
         // Shared memory, in halves: two stages of [key tile | value tile], each [bn][dp + 8] ([key][d]). The query tile
-        // [64][dp + 8] is staged in stage 1 before the loop, the output tile in stage 0 after it (both fit: bn >= 32).
+        // [rows][dp + 8] is staged in stage 1 before the loop, the output tile in stage 0 after it (both fit: rows <= 2 bn).
         var qp = dp + 8;
         var kTile = bn * (dp + 8);
         var stage = 2 * kTile;
@@ -134,9 +154,9 @@ internal static partial class KernelSource
             : $"bw_pack_half2(acc[n][{a}] * {inverse}, acc[n][{b}] * {inverse})";
 
         // A loop over n 16-byte chunks, i running over the block's threads: a fixed count per thread, unrolled.
-        static string Chunks(int n) => n % AttentionBlock == 0
-            ? $"for (int u = 0; u < {n / AttentionBlock}; u++) {{ const int i = tid + u * {AttentionBlock};"
-            : $"for (int u = 0; u < {(n + AttentionBlock - 1) / AttentionBlock}; u++) {{ const int i = tid + u * {AttentionBlock}; if (i >= {n}) break;";
+        string Chunks(int n) => n % block == 0
+            ? $"for (int u = 0; u < {n / block}; u++) {{ const int i = tid + u * {block};"
+            : $"for (int u = 0; u < {(n + block - 1) / block}; u++) {{ const int i = tid + u * {block}; if (i >= {n}) break;";
         w.Body.Append($$"""
                 __shared__ __align__(16) unsigned short sm[2][{{stage}}];
                 const float NEG_INF = __uint_as_float(0xff800000u);
@@ -152,9 +172,9 @@ internal static partial class KernelSource
                 const unsigned short* kg = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
                 const unsigned short* vg = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
                 const {{maskType}}* mp = mask ? mask + b * {{ms[0]}} + h * {{ms[1]}} : mask;
-                const int row0 = (int)(tile * 64), wrow = warp * 16;
+                const int row0 = (int)(tile * {{rows}}), wrow = warp * 16;
                 // Offsets inside one (batch, head) slice fit 32 bits (the planner checks).
-                const int nq = (int){{rows}}, nk = (int){{keys}}, kd = (int){{width}}, vd = (int){{vwidth}};
+                const int nq = (int){{queries}}, nk = (int){{keys}}, kd = (int){{width}}, vd = (int){{vwidth}};
                 const int qr = (int){{qs[2]}}, qc = (int){{qs[3]}}, kr = (int){{ks[2]}}, kc = (int){{ks[3]}}, vr = (int){{vs[2]}}, vc = (int){{vs[3]}};
                 const int mr = (int){{ms[2]}}, mc = (int){{ms[3]}};
 
@@ -169,13 +189,13 @@ internal static partial class KernelSource
                 unsigned short* const qsm = &sm[1][0];
                 if (qfast) {
                     #pragma unroll
-                    {{Chunks(8 * dp)}}
+                    {{Chunks(rows * dp / 8)}}
                         const int r = i / {{dp / 8}}, c = (i - r * {{dp / 8}}) * 8;
                         const bool in = row0 + r < nq && c < kd;
                         bw_cp_async16(qsm + r * {{qp}} + c, in ? qg + (row0 + r) * qr + c : qg, in);
                     }
                 } else {
-                    for (int i = tid; i < 64 * {{dp}}; i += {{AttentionBlock}}) {
+                    for (int i = tid; i < {{rows * dp}}; i += {{block}}) {
                         const int r = i / {{dp}}, c = i - r * {{dp}};
                         qsm[r * {{qp}} + c] = row0 + r < nq && c < kd ? qg[(row0 + r) * qr + c * qc] : (unsigned short)0;
                     }
@@ -195,12 +215,12 @@ internal static partial class KernelSource
                             bw_cp_async16(kt + r * {{dp + 8}} + c, in ? kg + (k0 + r) * kr + c : kg, in);
                         }
                     } else if (kr == 1) {
-                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                        for (int i = tid; i < {{bn * dp}}; i += {{block}}) {
                             const int c = i / {{bn}}, r = i - c * {{bn}};
                             kt[r * {{dp + 8}} + c] = k0 + r < nk && c < kd ? kg[(k0 + r) + c * kc] : (unsigned short)0;
                         }
                     } else {
-                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                        for (int i = tid; i < {{bn * dp}}; i += {{block}}) {
                             const int r = i / {{dp}}, c = i - r * {{dp}};
                             kt[r * {{dp + 8}} + c] = k0 + r < nk && c < kd ? kg[(k0 + r) * kr + c * kc] : (unsigned short)0;
                         }
@@ -213,12 +233,12 @@ internal static partial class KernelSource
                             bw_cp_async16(vt + r * {{dp + 8}} + c, in ? vg + (k0 + r) * vr + c : vg, in);
                         }
                     } else if (vr == 1) {
-                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                        for (int i = tid; i < {{bn * dp}}; i += {{block}}) {
                             const int c = i / {{bn}}, r = i - c * {{bn}};
                             vt[r * {{dp + 8}} + c] = k0 + r < nk && c < vd ? vg[(k0 + r) + c * vc] : (unsigned short)0;
                         }
                     } else {
-                        for (int i = tid; i < {{bn * dp}}; i += {{AttentionBlock}}) {
+                        for (int i = tid; i < {{bn * dp}}; i += {{block}}) {
                             const int r = i / {{dp}}, c = i - r * {{dp}};
                             vt[r * {{dp + 8}} + c] = k0 + r < nk && c < vd ? vg[(k0 + r) * vr + c * vc] : (unsigned short)0;
                         }
@@ -352,21 +372,21 @@ internal static partial class KernelSource
                     *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = {{Normalized("2", "3", "i1", "l1")}};
                 }
                 __syncthreads();
-                const int nrows = nq - row0 < 64 ? nq - row0 : 64, orow = (int){{osr}};
+                const int nrows = nq - row0 < {{rows}} ? nq - row0 : {{rows}}, orow = (int){{osr}};
                 {{(quantize is null ? $$"""
                 unsigned short* const og = (unsigned short*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
                 if ((vd & 7) == 0 && (orow & 7) == 0 && ((unsigned long long)og & 15) == 0) {
-                    for (int i = tid; i < nrows * (vd >> 3); i += {{AttentionBlock}}) {
+                    for (int i = tid; i < nrows * (vd >> 3); i += {{block}}) {
                         const int r = i / (vd >> 3), c = (i - r * (vd >> 3)) * 8;
                         *(uint4*)(og + r * orow + c) = *(const uint4*)(osm + r * {{qp}} + c);
                     }
                 } else {
-                    for (int i = tid; i < nrows * vd; i += {{AttentionBlock}}) {
+                    for (int i = tid; i < nrows * vd; i += {{block}}) {
                         const int r = i / vd, c = i - r * vd;
                         og[r * orow + c] = osm[r * {{qp}} + c];
                     }
                 }
-""" : QuantizedAttentionStore(w, quantize.Value, osb, osh, osr, qp))}}
+""" : QuantizedAttentionStore(w, quantize.Value, osb, osh, osr, qp, block))}}
 
             """);
         var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {KernelWriter.ArgsParameter}");
@@ -378,11 +398,11 @@ internal static partial class KernelSource
     /// bytes: each value rint(v / s) + z, saturated to the stored type's range, less the shift, one byte a thread a step
     /// (consecutive threads, consecutive bytes of a row).
     /// </summary>
-    private static string QuantizedAttentionStore(KernelWriter w, (double Scale, double Zero, ElementType Type) q, string osb, string osh, string osr, int qp)
+    private static string QuantizedAttentionStore(KernelWriter w, (double Scale, double Zero, ElementType Type) q, string osb, string osh, string osr, int qp, int block)
     {
         return $$"""
                 signed char* const og = (signed char*)o + b * {{osb}} + h * {{osh}} + row0 * {{osr}};
-                for (int i = tid; i < nrows * vd; i += {{AttentionBlock}}) {
+                for (int i = tid; i < nrows * vd; i += {{block}}) {
                     const int r = i / vd, c = i - r * vd;
                     const float value = (float)*(const bw_half*)(osm + r * {{qp}} + c);
                     og[r * orow + c] = {{StoredQuantized(w, "value", q)}};
@@ -390,6 +410,6 @@ internal static partial class KernelSource
 """;
     }
 
-    /// <summary>Threads to launch <see cref="Attention"/> with: a block per 64 query rows of each (batch, head).</summary>
-    public static long AttentionThreads(long batch, long heads, long sq) => batch * heads * ((sq + AttentionRows - 1) / AttentionRows) * AttentionBlock;
+    /// <summary>Threads to launch <see cref="Attention"/> with: a block per <paramref name="rows"/> query rows of each (batch, head).</summary>
+    public static long AttentionThreads(long batch, long heads, long sq, int rows = AttentionRows) => batch * heads * ((sq + rows - 1) / rows) * AttentionThreadsPerBlock(rows);
 }

@@ -144,6 +144,9 @@ internal interface IPlanTarget
     /// <summary>How GELU's erf form after a matrix product runs: exact in place behind it, in tanh form as its epilogue (fp16), or as exported.</summary>
     GeluChoice Gelu => GeluChoice.Exact;
 
+    /// <summary>Query rows a block of the fused attention kernel takes (<see cref="GraphCompiler.AttentionRowsFromEnvironment"/>): 64 here; a session takes BATCHWISE_ATTENTION_ROWS's.</summary>
+    int AttentionRows => KernelSource.AttentionRows;
+
     /// <summary>Generated kernels launch with programmatic dependent launch where the device has it (sm_90): off here; a session takes BATCHWISE_PDL's choice.</summary>
     bool ProgrammaticLaunch => false;
 }

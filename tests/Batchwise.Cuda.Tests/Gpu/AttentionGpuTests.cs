@@ -11,7 +11,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 [Trait("Category", "GPU")]
 public sealed class AttentionGpuTests
 {
-    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head80_padding", "head128", "head20_kt_given", "vit_s", "bert_base_masked", "head128_masked", "head64_kt_given"]);
+    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head80_padding", "head128", "head20_kt_given", "vit_s", "bert_base_masked", "head128_masked", "head64_kt_given", "vit_s_rows128", "bert_base_masked_rows128", "head80_padding_rows128"]);
 
     private static OnnxModel Case(string name) => name switch
     {
@@ -45,10 +45,12 @@ public sealed class AttentionGpuTests
     public void Fused_attention_in_fp16_matches_onnx_runtime_fp32(string name)
     {
         Gpu.Require();
-        var model = Case(name);
+        var wide = name.EndsWith("_rows128", StringComparison.Ordinal);
+        var model = Case(name.Replace("_rows128", string.Empty, StringComparison.Ordinal));
         var inputs = AttentionPlanTests.Inputs(model, 11);
         using var ort = new OrtEngine().Load(model, new EngineOptions());
-        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.AttentionRows = wide ? KernelSource.AttentionWideRows : KernelSource.AttentionRows;
         var expected = ort.Run(inputs);
         var actual = cuda.Run(inputs);
         foreach (var r in Gpu.Compare(actual, expected, model.Outputs))
@@ -58,19 +60,20 @@ public sealed class AttentionGpuTests
         }
     }
 
-    public static TheoryData<string> Throughputs() => new(["vit_s_b64", "bert_base_b32", "bert_base_b64"]);
+    public static TheoryData<string> Throughputs() => new(["vit_s_b64", "bert_base_b32", "bert_base_b64", "vit_s_b64_rows128", "bert_base_b32_rows128", "bert_base_b64_rows128"]);
 
     /// <summary>
     /// The fused kernel's own time (CUDA events around each step, 50 runs, the stream gated so they run back to back) at
     /// ViT-S (b=64, 6 heads, 197 tokens, head 64) and BERT-base (b=32 and 64, 12 heads, seq 128, head 64, padding mask) sizes,
-    /// printed with its TFLOP/s (4 b h sq sk d) and the time of the operand copies planned with it; not asserted.
+    /// printed with its TFLOP/s (4 b h sq sk d) and the time of the operand copies planned with it; not asserted. The
+    /// "_rows128" cases run the eight-warp block of 128 query rows (BATCHWISE_ATTENTION_ROWS=128) on the same sizes.
     /// </summary>
     [Theory]
     [MemberData(nameof(Throughputs))]
     public void Fused_attention_throughput_is_reported(string name)
     {
         Gpu.Require();
-        var (b, h, s, d, mask) = name switch
+        var (b, h, s, d, mask) = name.Replace("_rows128", string.Empty, StringComparison.Ordinal) switch
         {
             "vit_s_b64" => (64L, 6L, 197L, 64L, false),
             "bert_base_b64" => (64L, 12L, 128L, 64L, true),
@@ -78,7 +81,8 @@ public sealed class AttentionGpuTests
         };
         var model = Sdpa(b, h, s, s, d, mask);
         var inputs = AttentionPlanTests.Inputs(model, 11);
-        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.AttentionRows = name.EndsWith("_rows128", StringComparison.Ordinal) ? KernelSource.AttentionWideRows : KernelSource.AttentionRows;
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);

@@ -132,12 +132,24 @@ public sealed class AttentionPlanTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void An_attention_block_in_half_precision_is_one_kernel_and_matches_onnx_runtime(string name)
+    public void An_attention_block_in_half_precision_is_one_kernel_and_matches_onnx_runtime(string name) =>
+        PlannedAttentionMatchesOnnxRuntime(name, new NoGpuTarget(Precision.Fp16), expectedBlock: 128);
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void The_128_row_block_matches_onnx_runtime_and_heads_over_80_keep_64_rows(string name)
+    {
+        var head = name switch { "head128" => 128, _ => 0 };
+        PlannedAttentionMatchesOnnxRuntime(name, new NoGpuTarget(Precision.Fp16) { AttentionRows = 128 }, expectedBlock: head > 80 ? 128 : 256);
+    }
+
+    private static void PlannedAttentionMatchesOnnxRuntime(string name, NoGpuTarget target, int expectedBlock)
     {
         var model = Case(name);
         var inputs = Inputs(model, 7);
-        var plan = Compile(Precision.Fp16, model, inputs);
-        Assert.Single(plan.Steps, s => s.Node.Contains("fused attention", StringComparison.Ordinal));
+        var plan = target.Compile(model, inputs);
+        var fused = Assert.Single(plan.Steps, s => s.Node.Contains("fused attention", StringComparison.Ordinal));
+        Assert.Equal(expectedBlock, Assert.IsType<KernelStep>(fused).Block);
         Assert.DoesNotContain(plan.Steps, s => s.Node.StartsWith("Softmax", StringComparison.Ordinal));
         Assert.Null(CpuKernelRunner.CannotRun(plan));
         CpuKernelRunner.Require();

@@ -1,4 +1,5 @@
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Kernels;
 using Batchwise.Cuda.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -78,6 +79,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
     public bool ConcurrentBranches { get; init; }
 
     public GeluChoice Gelu { get; init; } = GeluChoice.Exact;
+
+    public int AttentionRows { get; init; } = KernelSource.AttentionRows;
 
     public bool ProgrammaticLaunch { get; init; }
 

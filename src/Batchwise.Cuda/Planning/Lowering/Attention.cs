@@ -141,6 +141,7 @@ internal sealed partial class GraphCompiler
         // Q and V may be strided views (of a packed QKV projection, say): their spans are checked too. The output goes
         // straight into [B, Sq, H, Dv] where a Transpose(0, 2, 1, 3) alone reads it (then a free view).
         var (copyKeys, keyMemory) = KeyLayout(kt, sk, d);
+        var rows = KernelSource.AttentionTakesRows(_target.AttentionRows, head) ? _target.AttentionRows : KernelSource.AttentionRows;
         static long Span(long rowStride, long rows, long colStride, long cols) => (Math.Abs(rowStride) * (rows - 1)) + (Math.Abs(colStride) * (cols - 1));
         var maskStrides = mask is null ? null : Shapes.BroadcastStrides(mask.Shape, scores);
         var (qMemory, vMemory) = (MemoryStrides(q), MemoryStrides(v));
@@ -149,7 +150,7 @@ internal sealed partial class GraphCompiler
             && new NodeAttributes(t).Ints("perm") is [0, 2, 1, 3] && !_graphOutputs.Contains(t.Output[0]) ? t : null;
         if ((!copyKeys && Span(keyMemory[^2], sk, keyMemory[^1], d) >= int.MaxValue) || (maskStrides is not null && Span(maskStrides[^2], sq, maskStrides[^1], sk) >= int.MaxValue)
             || Span(qMemory[^2], sq, qMemory[^1], d) >= int.MaxValue || Span(vMemory[^2], sk, vMemory[^1], dv) >= int.MaxValue
-            || (outTranspose is not null && heads * dv * (long)KernelSource.AttentionRows >= int.MaxValue))
+            || (outTranspose is not null && heads * dv * (long)rows >= int.MaxValue))
         {
             return false;
         }
@@ -221,8 +222,8 @@ internal sealed partial class GraphCompiler
         }
 
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize);
-        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq), KernelSource.AttentionBlock, [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows);
+        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq, rows), KernelSource.AttentionThreadsPerBlock(rows), [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
         return true;
     }
 
