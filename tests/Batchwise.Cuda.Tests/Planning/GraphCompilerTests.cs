@@ -150,7 +150,7 @@ public sealed class GraphCompilerTests
         Assert.Contains("+ ch * 1;", kernels[1], StringComparison.Ordinal); // channels-last pooling: the channel is the fastest index (4 channels: one per thread)
         Assert.Equal(4, Kernels.KernelSourceTests.Args(new(kernels[1], plan.Steps.Cast<KernelStep>().ElementAt(1).Args))["channels"]);
         Assert.Contains("xe =", kernels[2], StringComparison.Ordinal);
-        Assert.Contains("float* __restrict__ dst, const bw_half* __restrict__ src", kernels[3], StringComparison.Ordinal);
+        Assert.Contains("float* __restrict__ y, const bw_half* __restrict__ p0", kernels[3], StringComparison.Ordinal); // the elementwise kernel's vector path (8 floats: 4 a thread)
         Assert.Equal(ElementType.Float, plan.Outputs[0].Type);
         Assert.Equal([2L, 4L], plan.Outputs[0].Shape);
         Assert.Equal(2 * 4 * 2, plan.Buffers[plan.InputBuffers[0]].Bytes / (8 * 8) / 2); // the input stays float32
