@@ -3,6 +3,7 @@ using Batchwise.Engines;
 using Batchwise.Server.SharedMemory;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -249,6 +250,29 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Services.AddSingleton(sharedMemory);
         var app = builder.Build();
         HttpEndpoints.UseProtocolErrors(app);
+
+        // Once draining, an HTTP/1.1 response closes its connection (Connection: close), so no client sends its next request
+        // on a kept-alive connection that the stop is about to close: it would see the connection cut, not an answer. One
+        // hook for every request, its state the context: nothing allocated per request.
+        Func<object, Task> closeWhenDraining = state =>
+        {
+            var context = (HttpContext)state;
+            if (admission.IsDraining)
+            {
+                context.Response.Headers.Connection = "close";
+            }
+
+            return Task.CompletedTask;
+        };
+        app.Use((ctx, next) =>
+        {
+            if (HttpProtocol.IsHttp11(ctx.Request.Protocol))
+            {
+                ctx.Response.OnStarting(closeWhenDraining, ctx);
+            }
+
+            return next(ctx);
+        });
         if (token is not null)
         {
             app.Use(ServerSecurity.RequireToken(token));
@@ -319,6 +343,12 @@ public sealed class InferenceServer : IAsyncDisposable
         }
     }
 
+    /// <summary>How long refusals must have stopped before the drain closes the listener.</summary>
+    private static readonly TimeSpan DrainQuietPeriod = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>The longest the drain waits for refusals to stop (a client that retries at once never does).</summary>
+    private static readonly TimeSpan DrainQuietLimit = TimeSpan.FromSeconds(1);
+
     private async Task<DrainReport> StopCoreAsync()
     {
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -337,6 +367,15 @@ public sealed class InferenceServer : IAsyncDisposable
             catch (OperationCanceledException)
             {
                 dropped = _admission.InFlight;
+            }
+
+            // While clients still arrive, keep refusing them (503, their responses closing the connection) until they
+            // have been quiet a moment, at most a second: closing the listener under them resets the connections queued
+            // in its backlog and cuts requests sent on a kept-alive connection, where a 503 tells them to go elsewhere.
+            var quietWait = System.Diagnostics.Stopwatch.GetTimestamp();
+            while (dropped == 0 && _admission.SinceLastRefusal < DrainQuietPeriod && System.Diagnostics.Stopwatch.GetElapsedTime(quietWait) < DrainQuietLimit && !deadline.IsCancellationRequested)
+            {
+                await Task.Delay(DrainQuietPeriod / 4, CancellationToken.None).ConfigureAwait(false);
             }
 
             try

@@ -16,6 +16,7 @@ public sealed class RequestAdmission
     private int _inFlight;
     private long _accepted;
     private bool _draining;
+    private long _lastRefusal;
     private TaskCompletionSource? _idle;
 
     /// <summary>Creates the admission with the server's limits.</summary>
@@ -53,6 +54,7 @@ public sealed class RequestAdmission
         {
             if (_draining)
             {
+                _lastRefusal = System.Diagnostics.Stopwatch.GetTimestamp();
                 throw new InferenceError(503, StatusCode.Unavailable, "The server is stopping and accepts no new requests; retry against another replica") { RetryAfterSeconds = 1 };
             }
 
@@ -69,6 +71,18 @@ public sealed class RequestAdmission
         lock (_gate)
         {
             _draining = true;
+        }
+    }
+
+    /// <summary>How long since a request was last refused for the stop (<see cref="TimeSpan.MaxValue"/> if none was).</summary>
+    public TimeSpan SinceLastRefusal
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _lastRefusal == 0 ? TimeSpan.MaxValue : System.Diagnostics.Stopwatch.GetElapsedTime(_lastRefusal);
+            }
         }
     }
 

@@ -113,11 +113,15 @@ public sealed class LifecycleTests
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
             Assert.Contains("stopping", JsonDocument.Parse(await refused.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
+            Assert.True(refused.Headers.ConnectionClose, "a 503 of the drain closes its connection");
         }
 
         engine.Open();
         using var first = await running;
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        // Answered during the drain: its connection closes, so the client's next request does not go out on a connection
+        // the stop is about to close.
+        Assert.True(first.Headers.ConnectionClose, "an answer given during the drain closes its connection");
         var report = await stopping.WaitAsync(TimeSpan.FromSeconds(30), Ct);
         Assert.Equal(0, report.Dropped);
         Assert.Equal(1, report.InFlightAtStop);

@@ -49,10 +49,12 @@ public sealed class RequestAdmissionTests
     {
         var admission = new RequestAdmission(1000, 1000);
         var accepted = admission.Admit();
+        Assert.Equal(TimeSpan.MaxValue, admission.SinceLastRefusal);
         admission.BeginDrain();
         var e = Assert.Throws<InferenceError>(() => admission.Admit());
         Assert.Equal(503, e.HttpStatus);
         Assert.Equal(StatusCode.Unavailable, e.GrpcStatus);
+        Assert.True(admission.SinceLastRefusal < TimeSpan.FromMinutes(1), "the refusal is remembered: the drain waits for refusals to stop before closing the listener");
         var idle = admission.WhenIdleAsync(TestContext.Current.CancellationToken);
         Assert.False(idle.IsCompleted);
         accepted.Dispose();
