@@ -5,9 +5,6 @@ namespace Batchwise.Cuda.Kernels;
 /// <summary>Fused scaled-dot-product attention on tensor cores (half precision, float accumulation).</summary>
 internal static partial class KernelSource
 {
-    /// <summary>Threads per block of <see cref="Attention"/>: four warps of 16 query rows each.</summary>
-    public const int AttentionBlock = 128;
-
     /// <summary>Query rows per block of <see cref="Attention"/> by default (<see cref="AttentionWideRows"/> where asked for and the head allows).</summary>
     public const int AttentionRows = 64;
 
