@@ -627,9 +627,9 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     private readonly Dictionary<(string Precision, long O, long K, long N), CublasLt.HeuristicResult> _gemmChoices = [];
 
     /// <summary>
-    /// Of <paramref name="candidates"/> (heuristic order), the one the engine's timed tactics would keep: each timed per
-    /// call in a CUDA graph of repeats, the fastest kept, the first kept untimed against the rest where it runs under
-    /// <see cref="GraphCompiler.SmallProblemMilliseconds"/>. <paramref name="scratch"/> holds the candidate being timed.
+    /// Of <paramref name="candidates"/> (heuristic order), the one the engine's timed tactics keep
+    /// (<see cref="GraphCompiler.FastestCandidate"/>), each timed per call in a CUDA graph of repeats; a later candidate that
+    /// fails to run is passed over, as the engine's timing passes it over. <paramref name="scratch"/> holds the one timed.
     /// </summary>
     private static CublasLt.HeuristicResult FastestGemm(EventTimer timer, CublasLt.HeuristicResult[] candidates, Action<IntPtr> call, CublasLt.HeuristicResult* scratch)
     {
@@ -638,33 +638,20 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
             throw new CudaException("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
         }
 
-        var best = (Index: 0, Seconds: double.MaxValue);
         var address = (IntPtr)scratch;
-        for (var i = 0; i < candidates.Length; i++)
+        var (index, _) = GraphCompiler.FastestCandidate(candidates.Length, i =>
         {
-            *scratch = candidates[i];
-            double seconds;
+            *(CublasLt.HeuristicResult*)address = candidates[i];
             try
             {
-                seconds = PerCallInGraph(timer, () => call(address));
+                return PerCallInGraph(timer, () => call(address)) * 1000;
             }
             catch (CudaException) when (i > 0)
             {
-                continue; // a later candidate that fails to run is one the engine's timing would drop too
+                return double.PositiveInfinity;
             }
-
-            if (seconds < best.Seconds)
-            {
-                best = (i, seconds);
-            }
-
-            if (GraphCompiler.KeepsHeuristicChoice(i, seconds * 1000))
-            {
-                break;
-            }
-        }
-
-        return candidates[best.Index];
+        });
+        return candidates[index];
     }
 
     /// <summary>

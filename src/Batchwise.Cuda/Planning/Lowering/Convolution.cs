@@ -636,12 +636,11 @@ internal sealed partial class GraphCompiler
             CudaDriver.MemsetD8(zs.Pointer, 0, Engines.Tensor.ElementCountOf(y) * 4, stream.Handle);
         }
 
-        TacticChoice? best = null;
-        for (var i = 0; i < candidates.Count; i++)
+        var (index, fastest) = FastestCandidate(candidates.Count, i =>
         {
             var c = candidates[i];
             Cudnn.SetMathType(convDesc, c.MathType);
-            var ms = MedianMilliseconds(stream, start, end, () =>
+            return MedianMilliseconds(stream, start, end, () =>
             {
                 if (fused)
                 {
@@ -652,23 +651,15 @@ internal sealed partial class GraphCompiler
                     Cudnn.ConvolutionForward(handle, xDesc, xs.Pointer, wDesc, ws.Pointer, convDesc, c.Algo, scratch.Pointer, scratchBytes, 0f, yDesc, ys.Pointer);
                 }
             });
-            if (double.IsFinite(ms) && (best is null || ms < best.Milliseconds))
-            {
-                best = new TacticChoice(c.Algo, c.MathType, (long)c.Memory, ms);
-            }
-
-            if (KeepsHeuristicChoice(i, ms))
-            {
-                break;
-            }
-        }
-
-        if (best is not null)
+        });
+        if (index < 0)
         {
-            Cudnn.SetMathType(convDesc, best.MathType);
+            return null;
         }
 
-        return best;
+        var best = candidates[index];
+        Cudnn.SetMathType(convDesc, best.MathType);
+        return new TacticChoice(best.Algo, best.MathType, (long)best.Memory, fastest);
     }
 
     /// <summary>
@@ -784,7 +775,33 @@ internal sealed partial class GraphCompiler
     internal const double SmallProblemMilliseconds = 0.015;
 
     /// <summary>Whether timing stops at candidate <paramref name="index"/> timed at <paramref name="ms"/>: the heuristics' first choice (index 0) of a small problem stands.</summary>
-    internal static bool KeepsHeuristicChoice(int index, double ms) => index == 0 && ms < SmallProblemMilliseconds;
+    private static bool KeepsHeuristicChoice(int index, double ms) => index == 0 && ms < SmallProblemMilliseconds;
+
+    /// <summary>
+    /// The timed tactics' choice among <paramref name="count"/> candidates in the library's order, each timed by
+    /// <paramref name="milliseconds"/> (not finite: it failed to run): the fastest, the first kept untimed against the rest
+    /// where it runs under <see cref="SmallProblemMilliseconds"/>. Index -1 when none ran. The engine's products and
+    /// convolutions and the explain probe's GEMM tables choose by it alike.
+    /// </summary>
+    internal static (int Index, double Milliseconds) FastestCandidate(int count, Func<int, double> milliseconds)
+    {
+        var best = (Index: -1, Milliseconds: double.PositiveInfinity);
+        for (var i = 0; i < count; i++)
+        {
+            var ms = milliseconds(i);
+            if (double.IsFinite(ms) && ms < best.Milliseconds)
+            {
+                best = (i, ms);
+            }
+
+            if (KeepsHeuristicChoice(i, ms))
+            {
+                break;
+            }
+        }
+
+        return best;
+    }
 
     /// <summary>How long one timed replay of a candidate's graph should last: long enough that the replay's own launch is noise.</summary>
     private const double TimedReplayMilliseconds = 0.1;

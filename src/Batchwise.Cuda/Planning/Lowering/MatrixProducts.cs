@@ -411,33 +411,25 @@ internal sealed unsafe partial class GraphCompiler
 
         using var start = CudaDriver.CreateEvent();
         using var end = CudaDriver.CreateEvent();
-        var best = (Index: 0, Ms: double.PositiveInfinity);
-        for (var i = 0; i < candidates.Length; i++)
+        var best = FastestCandidate(candidates.Length, i =>
         {
             var candidate = (IntPtr)NativeMemory.Alloc((nuint)sizeof(CublasLt.HeuristicResult));
             *(CublasLt.HeuristicResult*)candidate = candidates[i];
-            double ms;
             try
             {
-                ms = MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, beta, (c ?? d).Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
+                return MedianMilliseconds(stream, start, end, () => CublasLt.Matmul(handle, desc, 1, b.Pointer, bl, a.Pointer, al, beta, (c ?? d).Pointer, dl, d.Pointer, dl, (CublasLt.HeuristicResult*)candidate, workspace.Pointer, MatmulWorkspace, stream.Handle));
             }
             finally
             {
                 NativeMemory.Free((void*)candidate);
             }
-
-            if (ms < best.Ms)
-            {
-                best = (i, ms);
-            }
-
-            if (KeepsHeuristicChoice(i, ms))
-            {
-                break;
-            }
+        });
+        if (best.Index < 0)
+        {
+            best = (0, double.PositiveInfinity); // none ran: the heuristic's first, as the plan then runs it
         }
 
-        cache.Set(key, new TacticChoice(best.Index, 0, (long)candidates[best.Index].WorkspaceSize, best.Ms));
+        cache.Set(key, new TacticChoice(best.Index, 0, (long)candidates[best.Index].WorkspaceSize, best.Milliseconds));
         return candidates[best.Index];
     }
 
