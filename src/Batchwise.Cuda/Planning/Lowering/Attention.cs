@@ -21,6 +21,18 @@ namespace Batchwise.Cuda.Planning;
 /// </summary>
 internal sealed partial class GraphCompiler
 {
+    /// <summary>
+    /// BATCHWISE_ATTENTION_ROWS: the fused attention kernel's query rows a block, 64 (four warps; the default) or 128
+    /// (eight warps, a (batch, head)'s keys and values read once by one block where the sequence is at most 128; padded
+    /// heads up to 80 only, others keep 64). Off by default until timed on a GPU.
+    /// </summary>
+    internal static int AttentionRowsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION_ROWS")?.Trim() switch
+    {
+        null or "" or "64" => KernelSource.AttentionRows,
+        "128" => KernelSource.AttentionWideRows,
+        var other => throw new BatchwiseException($"BATCHWISE_ATTENTION_ROWS '{other}' is not 64 or 128", "Unset it (64 query rows a block), or set BATCHWISE_ATTENTION_ROWS=128 for the eight-warp block."),
+    };
+
     /// <summary>Plans the attention block that starts at MatMul <paramref name="node"/>, or returns false for node-by-node planning.</summary>
     private bool TryLowerAttention(OnnxProto.NodeProto node, PlanValue q, PlanValue kt)
     {
