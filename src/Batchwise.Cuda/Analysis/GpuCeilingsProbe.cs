@@ -635,7 +635,7 @@ public sealed unsafe class GpuCeilingsProbe : ICeilingsProbe
     {
         if (candidates.Length == 0)
         {
-            throw new CudaException("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
+            throw CublasLt.NoAlgorithm();
         }
 
         var address = (IntPtr)scratch;

@@ -171,6 +171,9 @@ internal static unsafe partial class CublasLt
         return results[..returned];
     }
 
+    /// <summary>What the heuristics' empty answer is reported as: cuBLASLt's NOT_SUPPORTED for the problem.</summary>
+    public static CudaException NoAlgorithm() => new("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
+
     /// <summary>The best algorithm the heuristics offer within a workspace limit.</summary>
     public static HeuristicResult BestAlgorithm(CublasLtHandle handle, CublasLtMatmulDescriptor desc, CublasLtMatrixLayout a, CublasLtMatrixLayout b, CublasLtMatrixLayout c, CublasLtMatrixLayout d, long maxWorkspace)
     {
@@ -182,7 +185,7 @@ internal static unsafe partial class CublasLt
         Check(cublasLtMatmulAlgoGetHeuristic(handle.Handle, desc.Handle, a.Handle, b.Handle, c.Handle, d.Handle, p, 1, &result, out var returned), "cublasLtMatmulAlgoGetHeuristic");
         if (returned == 0)
         {
-            throw new CudaException("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
+            throw NoAlgorithm();
         }
 
         return result;

@@ -369,7 +369,7 @@ internal sealed unsafe partial class GraphCompiler
         var candidates = CublasLt.Algorithms(handle, desc, bl, al, dl, dl, MatmulWorkspace, MatmulCandidates);
         if (candidates.Length == 0)
         {
-            throw new CudaException("cuBLASLt", "cublasLtMatmulAlgoGetHeuristic", 15, "CUBLAS_STATUS_NOT_SUPPORTED: no algorithm for this problem");
+            throw CublasLt.NoAlgorithm();
         }
 
         if (cache.TryGet(key, out var cached) && cached.Algo < candidates.Length)
