@@ -110,7 +110,7 @@ public sealed class AttentionPlanTests
         }).ToList();
     }
 
-    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head64_tails_mask", "head64_padding_128_keys", "head80_padding", "head128", "head20_kt_given"]);
+    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head64_tails_mask", "head64_padding_128_keys", "head64_four_key_tiles", "head32_three_key_tiles", "head80_padding", "head128", "head20_kt_given"]);
 
     internal static OnnxModel Case(string name) => name switch
     {
@@ -121,6 +121,10 @@ public sealed class AttentionPlanTests
         "head64_tails_mask" => Sized(2, 70, 100, 64, 64, 0.125f, [70, 100]),
         // Head 64, 128 keys (two whole key tiles), a padding mask broadcast over queries: BERT's shape, two query tiles.
         "head64_padding_128_keys" => Sized(2, 70, 128, 64, 64, 0.125f, [1, 128]),
+        // Head 64 with its own query tile: four key tiles (the last of 8 keys), so stages are refilled with tile j + 2.
+        "head64_four_key_tiles" => Sized(1, 20, 200, 64, 64, 0.125f, [1, 200]),
+        // Head 32: its own query tile at 128 rows too; three key tiles, two query tiles at 64 rows, one at 128.
+        "head32_three_key_tiles" => Sized(1, 100, 150, 32, 32, 0.2f, [1, 150]),
         // Head 80 (key tiles of 64): three key tiles, the last of 2 keys; a padding mask broadcast over queries.
         "head80_padding" => Sized(1, 20, 130, 80, 80, 1f / MathF.Sqrt(80), [1, 130]),
         // Head 128 (key tiles of 32): a partial second key tile, no scale, no mask.

@@ -33,6 +33,17 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_ATTENTION_ROWS '{other}' is not 64 or 128", "Unset it (64 query rows a block), or set BATCHWISE_ATTENTION_ROWS=128 for the eight-warp block."),
     };
 
+    /// <summary>
+    /// BATCHWISE_ATTENTION_MIN_BLOCKS (an experiment, unset by default): blocks of the fused attention kernel an SM must
+    /// hold at once, given to the compiler as __launch_bounds__'s minimum (it caps the registers a thread may use).
+    /// </summary>
+    private static int AttentionMinBlocksFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION_MIN_BLOCKS")?.Trim() switch
+    {
+        null or "" => 0,
+        var n when int.TryParse(n, System.Globalization.CultureInfo.InvariantCulture, out var blocks) && blocks is >= 1 and <= 16 => blocks,
+        var other => throw new BatchwiseException($"BATCHWISE_ATTENTION_MIN_BLOCKS '{other}' is not a count from 1 to 16", "Unset it, or give the blocks an SM must hold at once."),
+    };
+
     /// <summary>Plans the attention block that starts at MatMul <paramref name="node"/>, or returns false for node-by-node planning.</summary>
     private bool TryLowerAttention(OnnxProto.NodeProto node, PlanValue q, PlanValue kt)
     {
@@ -234,7 +245,7 @@ internal sealed partial class GraphCompiler
         }
 
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows);
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows, AttentionMinBlocksFromEnvironment);
         Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq, rows), KernelSource.AttentionThreadsPerBlock(rows), [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
         return true;
     }
