@@ -21,17 +21,6 @@ internal static partial class KernelSource
     /// <summary>Whether <see cref="Attention"/> takes <paramref name="rows"/> query rows a block at this padded head width.</summary>
     public static bool AttentionTakesRows(int rows, int paddedHead) => rows == AttentionRows || (rows == AttentionWideRows && paddedHead <= 80);
 
-    /// <summary>
-    /// Whether <see cref="Attention"/>'s query tile at <paramref name="rows"/> rows and this padded head width has its own
-    /// shared buffer beside the two key-and-value stages (all three within the 48 KB of static shared memory), so two key
-    /// tiles are fetched ahead; otherwise the query tile is staged in stage 1 and one tile is fetched ahead.
-    /// </summary>
-    public static bool AttentionOwnQueryTile(int rows, int paddedHead)
-    {
-        var row = paddedHead + 8;
-        return 2 * (((4 * AttentionKeyTile(paddedHead)) + rows) * row) <= 48 * 1024;
-    }
-
     /// <summary>The widest head (query/key and value width) <see cref="Attention"/> takes.</summary>
     public const int AttentionMaxHead = 128;
 
@@ -150,14 +139,10 @@ internal static partial class KernelSource
         const int sub = 32;
 
         // Shared memory, in halves: two stages of [key tile | value tile], each [bn][dp + 8] ([key][d]). The query tile
-        // [rows][dp + 8] has its own buffer where the three fit the 48 KB a block may have statically (heads up to 64 at 64
-        // rows): then tiles 0 and 1 are both in flight before the first is computed (one memory round trip, not two, at a
-        // sequence of two tiles). Otherwise it is staged in stage 1 before the loop and tile j + 1 is fetched while tile j
-        // is computed. The output tile goes through stage 0 after the loop (it fits: rows <= 2 bn).
+        // [rows][dp + 8] is staged in stage 1 before the loop, the output tile in stage 0 after it (both fit: rows <= 2 bn).
         var qp = dp + 8;
         var kTile = bn * (dp + 8);
         var stage = 2 * kTile;
-        var ownQuery = AttentionOwnQueryTile(rows, dp);
 
         // An output pair: the accumulators over the row's sum; zeros for a row whose sum is not positive where empty
         // rows give zeros (the accumulators may hold NaN then, so they are not multiplied).
@@ -171,7 +156,6 @@ internal static partial class KernelSource
             : $"for (int u = 0; u < {(n + block - 1) / block}; u++) {{ const int i = tid + u * {block}; if (i >= {n}) break;";
         w.Body.Append($$"""
                 __shared__ __align__(16) unsigned short sm[2][{{stage}}];
-                {{(ownQuery ? $"__shared__ __align__(16) unsigned short qbuf[{rows * qp}];" : "// the query tile is staged in stage 1")}}
                 const float NEG_INF = __uint_as_float(0xff800000u);
                 const float LOG2E = 1.4426950408889634f;
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -198,8 +182,8 @@ internal static partial class KernelSource
                 const bool kfast = kaligned && kc == 1 && (kr & 7) == 0 && (kd & 7) == 0;
                 const bool vfast = vc == 1 && (vr & 7) == 0 && (vd & 7) == 0 && ({{vs[0]}} & 7) == 0 && ({{vs[1]}} & 7) == 0 && ((unsigned long long)v & 15) == 0;
 
-                // The query tile as [row][d], zero past the ends.
-                unsigned short* const qsm = {{(ownQuery ? "qbuf" : "&sm[1][0]")}};
+                // The query tile into stage 1 as [row][d], zero past the ends.
+                unsigned short* const qsm = &sm[1][0];
                 if (qfast) {
                     #pragma unroll
                     {{Chunks(rows * dp / 8)}}
@@ -261,39 +245,25 @@ internal static partial class KernelSource
                 const int ntiles = (nk + {{bn - 1}}) / {{bn}};
                 load(0, 0);
                 bw_cp_async_commit();
-                {{(ownQuery ? """
-                // Tile 1 in flight too (its own commit group, empty when there is none): the loop then waits for tile j's
-                // group with one group left pending, and refills stage j & 1 with tile j + 2 after computing tile j.
-                if (1 < ntiles) load(1, 1);
-                bw_cp_async_commit();
-                bw_cp_async_wait<1>();
-""" : "bw_cp_async_wait<0>();")}}
+                bw_cp_async_wait<0>();
                 __syncthreads();
 
                 // This warp's 16 query rows as A fragments, loaded once: matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15).
                 unsigned qf[{{dp / 16}}][4];
                 #pragma unroll
                 for (int kk = 0; kk < {{dp / 16}}; kk++) bw_ldsm_x4(qf[kk], qsm + (wrow + (lane & 15)) * {{qp}} + kk * 16 + (lane >> 4) * 8);
-                {{(ownQuery ? "// The query buffer is not written again: no barrier." : "__syncthreads();")}}
+                __syncthreads();
 
                 float acc[{{dp / 8}}][4];
                 #pragma unroll
                 for (int n = 0; n < {{dp / 8}}; n++) { acc[n][0] = 0.f; acc[n][1] = 0.f; acc[n][2] = 0.f; acc[n][3] = 0.f; }
                 float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
                 for (int j = 0; j < ntiles; j++) {
-                    {{(ownQuery ? """
-                    // Tile j's group is complete once at most one (tile j + 1's) is pending; tile 0's was waited for above.
-                    if (j > 0) {
-                        bw_cp_async_wait<1>();
-                        __syncthreads();
-                    }
-""" : """
                     // Tile j + 1's copies go out before tile j's math; tile j's (the group before) are waited for.
                     if (j + 1 < ntiles) load(j + 1, (j + 1) & 1);
                     bw_cp_async_commit();
                     bw_cp_async_wait<1>();
                     __syncthreads();
-""")}}
                     const unsigned short* const kt = &sm[j & 1][0];
                     const unsigned short* const vt = &sm[j & 1][{{kTile}}];
                     const int k0 = j * {{bn}};
@@ -383,10 +353,6 @@ internal static partial class KernelSource
                     }
                     // Everyone is done with stage j & 1 before tile j + 2's copies are issued into it.
                     __syncthreads();
-                    {{(ownQuery ? """
-                    if (j + 2 < ntiles) load(j + 2, j & 1);
-                    bw_cp_async_commit();
-""" : string.Empty)}}
                 }
 
                 l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
