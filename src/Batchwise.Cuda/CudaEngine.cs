@@ -525,9 +525,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>The fused attention kernel's query rows a block (BATCHWISE_ATTENTION_ROWS=64|128; tests set it).</summary>
     public int AttentionRows { get; internal set; } = GraphCompiler.AttentionRowsFromEnvironment;
 
-    /// <summary>The fused attention kernel's query rows a warp (BATCHWISE_ATTENTION_WARP_ROWS=16|32; tests set it).</summary>
-    public int AttentionWarpRows { get; internal set; } = GraphCompiler.AttentionWarpRowsFromEnvironment;
-
     /// <summary>A staged run's device rows of a buffer (two or more) copied by one segment-copy launch (BATCHWISE_GATHER=kernel|copies; tests set it).</summary>
     public bool RowsByKernel { get; internal set; } = RowCopies.KernelFromEnvironment;
 

@@ -16,10 +16,10 @@ internal static partial class KernelSource
     public const int AttentionWideRows = 128;
 
     /// <summary>Threads of a block of <see cref="Attention"/> with <paramref name="rows"/> query rows: a warp per 16.</summary>
-    public static int AttentionThreadsPerBlock(int rows, int warpRows = 16) => rows / warpRows * 32;
+    public static int AttentionThreadsPerBlock(int rows) => rows * 2;
 
     /// <summary>Whether <see cref="Attention"/> takes <paramref name="rows"/> query rows a block at this padded head width.</summary>
-    public static bool AttentionTakesRows(int rows, int paddedHead, int warpRows = 16) => (rows == AttentionRows && warpRows == 16) || (rows == AttentionWideRows && paddedHead <= (warpRows == 32 ? 64 : 80));
+    public static bool AttentionTakesRows(int rows, int paddedHead) => rows == AttentionRows || (rows == AttentionWideRows && paddedHead <= 80);
 
     /// <summary>The widest head (query/key and value width) <see cref="Attention"/> takes.</summary>
     public const int AttentionMaxHead = 128;
@@ -100,20 +100,19 @@ internal static partial class KernelSource
     /// value the kernel would have written, quantized (rint(v / s) + z, saturated, less the shift): the same bytes as
     /// writing O and quantizing it after.
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null, int rows = AttentionRows, int minBlocks = 0, int warpRows = 16)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null, int rows = AttentionRows)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
             throw new ArgumentOutOfRangeException(nameof(paddedHead), "a multiple of 16 up to 128");
         }
 
-        if (!AttentionTakesRows(rows, paddedHead, warpRows))
+        if (!AttentionTakesRows(rows, paddedHead))
         {
-            throw new ArgumentOutOfRangeException(nameof(rows), $"{AttentionRows} query rows a block (16 a warp), or {AttentionWideRows} for padded heads up to 80 (16 a warp) or 64 (32 a warp)");
+            throw new ArgumentOutOfRangeException(nameof(rows), $"{AttentionRows} query rows a block, or {AttentionWideRows} for padded heads up to 80");
         }
 
-        var block = AttentionThreadsPerBlock(rows, warpRows);
-        var mt = warpRows / 16;
+        var block = AttentionThreadsPerBlock(rows);
 
         var w = new KernelWriter(small: false);
         var heads_ = w.I64("heads", heads);
@@ -148,8 +147,8 @@ internal static partial class KernelSource
         // An output pair: the accumulators over the row's sum; zeros for a row whose sum is not positive where empty
         // rows give zeros (the accumulators may hold NaN then, so they are not multiplied).
         string Normalized(string a, string b, string inverse, string sum) => zeroEmptyRows
-            ? $"{sum} > 0.f ? bw_pack_half2(acc[mi][n][{a}] * {inverse}, acc[mi][n][{b}] * {inverse}) : 0u"
-            : $"bw_pack_half2(acc[mi][n][{a}] * {inverse}, acc[mi][n][{b}] * {inverse})";
+            ? $"{sum} > 0.f ? bw_pack_half2(acc[n][{a}] * {inverse}, acc[n][{b}] * {inverse}) : 0u"
+            : $"bw_pack_half2(acc[n][{a}] * {inverse}, acc[n][{b}] * {inverse})";
 
         // A loop over n 16-byte chunks, i running over the block's threads: a fixed count per thread, unrolled.
         string Chunks(int n) => n % block == 0
@@ -170,7 +169,7 @@ internal static partial class KernelSource
                 const unsigned short* kg = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
                 const unsigned short* vg = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
                 const {{maskType}}* mp = mask ? mask + b * {{ms[0]}} + h * {{ms[1]}} : mask;
-                const int row0 = (int)(tile * {{rows}}), wrow = warp * {{warpRows}};
+                const int row0 = (int)(tile * {{rows}}), wrow = warp * 16;
                 // Offsets inside one (batch, head) slice fit 32 bits (the planner checks).
                 const int nq = (int){{queries}}, nk = (int){{keys}}, kd = (int){{width}}, vd = (int){{vwidth}};
                 const int qr = (int){{qs[2]}}, qc = (int){{qs[3]}}, kr = (int){{ks[2]}}, kc = (int){{ks[3]}}, vr = (int){{vs[2]}}, vc = (int){{vs[3]}};
@@ -249,24 +248,16 @@ internal static partial class KernelSource
                 bw_cp_async_wait<0>();
                 __syncthreads();
 
-                // This warp's {{warpRows}} query rows ({{mt}} tile(s) mi of 16) as A fragments, loaded once: matrices (rows 0-7 | 8-15)
-                // x (columns 0-7 | 8-15). Every key and value fragment read from shared memory below serves all {{mt}}.
-                unsigned qf[{{mt}}][{{dp / 16}}][4];
+                // This warp's 16 query rows as A fragments, loaded once: matrices (rows 0-7 | 8-15) x (columns 0-7 | 8-15).
+                unsigned qf[{{dp / 16}}][4];
                 #pragma unroll
-                for (int mi = 0; mi < {{mt}}; mi++) {
-                    #pragma unroll
-                    for (int kk = 0; kk < {{dp / 16}}; kk++) bw_ldsm_x4(qf[mi][kk], qsm + (wrow + mi * 16 + (lane & 15)) * {{qp}} + kk * 16 + (lane >> 4) * 8);
-                }
+                for (int kk = 0; kk < {{dp / 16}}; kk++) bw_ldsm_x4(qf[kk], qsm + (wrow + (lane & 15)) * {{qp}} + kk * 16 + (lane >> 4) * 8);
                 __syncthreads();
 
-                float acc[{{mt}}][{{dp / 8}}][4];
-                float m0[{{mt}}], m1[{{mt}}], l0[{{mt}}], l1[{{mt}}];
+                float acc[{{dp / 8}}][4];
                 #pragma unroll
-                for (int mi = 0; mi < {{mt}}; mi++) {
-                    #pragma unroll
-                    for (int n = 0; n < {{dp / 8}}; n++) { acc[mi][n][0] = 0.f; acc[mi][n][1] = 0.f; acc[mi][n][2] = 0.f; acc[mi][n][3] = 0.f; }
-                    m0[mi] = NEG_INF; m1[mi] = NEG_INF; l0[mi] = 0.f; l1[mi] = 0.f;
-                }
+                for (int n = 0; n < {{dp / 8}}; n++) { acc[n][0] = 0.f; acc[n][1] = 0.f; acc[n][2] = 0.f; acc[n][3] = 0.f; }
+                float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
                 for (int j = 0; j < ntiles; j++) {
                     // Tile j + 1's copies go out before tile j's math; tile j's (the group before) are waited for.
                     if (j + 1 < ntiles) load(j + 1, (j + 1) & 1);
@@ -283,78 +274,69 @@ internal static partial class KernelSource
                         const int kb = k0 + ks0;
                         if (kb >= nk) break;
 
-                        // Scores of {{sub}} keys: {{sub / 8}} 16x8 tiles per 16 rows. One ldmatrix.x4 gives both B fragments of two key tiles.
-                        float s[{{mt}}][{{sub / 8}}][4];
+                        // Scores of {{sub}} keys: {{sub / 8}} 16x8 tiles per warp. One ldmatrix.x4 gives both B fragments of two key tiles.
+                        float s[{{sub / 8}}][4];
                         #pragma unroll
                         for (int np = 0; np < {{sub / 16}}; np++) {
                             #pragma unroll
-                            for (int mi = 0; mi < {{mt}}; mi++) {
-                                #pragma unroll
-                                for (int i = 0; i < 4; i++) { s[mi][2 * np][i] = 0.f; s[mi][2 * np + 1][i] = 0.f; }
-                            }
+                            for (int i = 0; i < 4; i++) { s[2 * np][i] = 0.f; s[2 * np + 1][i] = 0.f; }
                             #pragma unroll
                             for (int kk = 0; kk < {{dp / 16}}; kk++) {
                                 unsigned f[4];
                                 bw_ldsm_x4(f, kt + (ks0 + np * 16 + (lane & 7) + (lane >> 4) * 8) * {{dp + 8}} + kk * 16 + ((lane >> 3) & 1) * 8);
-                                #pragma unroll
-                                for (int mi = 0; mi < {{mt}}; mi++) {
-                                    bw_mma_16816(s[mi][2 * np], qf[mi][kk], f[0], f[1]);
-                                    bw_mma_16816(s[mi][2 * np + 1], qf[mi][kk], f[2], f[3]);
-                                }
+                                bw_mma_16816(s[2 * np], qf[kk], f[0], f[1]);
+                                bw_mma_16816(s[2 * np + 1], qf[kk], f[2], f[3]);
                             }
                         }
 
-                        unsigned pa[{{mt}}][{{sub / 16}}][4];
+                        // In the log2 domain; keys past the end are -inf, the mask (if any) is added.
+                        float x0 = NEG_INF, x1 = NEG_INF;
+                        if (mp || kb + {{sub}} > nk) {
+                            #pragma unroll
+                            for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                                #pragma unroll
+                                for (int i = 0; i < 4; i++) {
+                                    const int key = kb + nb * 8 + 2 * t + (i & 1);
+                                    const int r = row0 + wrow + g + ((i & 2) ? 8 : 0);
+                                    float val = s[nb][i] * {{scaled}};
+                                    if (key >= nk) val = NEG_INF;
+                                    else if (mp && r < nq) val += {{maskTerm}};
+                                    s[nb][i] = val;
+                                }
+                            }
+                        } else {
+                            #pragma unroll
+                            for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                                #pragma unroll
+                                for (int i = 0; i < 4; i++) s[nb][i] *= {{scaled}};
+                            }
+                        }
                         #pragma unroll
-                        for (int mi = 0; mi < {{mt}}; mi++) {
-                            // In the log2 domain; keys past the end are -inf, the mask (if any) is added.
-                            float x0 = NEG_INF, x1 = NEG_INF;
-                            if (mp || kb + {{sub}} > nk) {
-                                #pragma unroll
-                                for (int nb = 0; nb < {{sub / 8}}; nb++) {
-                                    #pragma unroll
-                                    for (int i = 0; i < 4; i++) {
-                                        const int key = kb + nb * 8 + 2 * t + (i & 1);
-                                        const int r = row0 + wrow + mi * 16 + g + ((i & 2) ? 8 : 0);
-                                        float val = s[mi][nb][i] * {{scaled}};
-                                        if (key >= nk) val = NEG_INF;
-                                        else if (mp && r < nq) val += {{maskTerm}};
-                                        s[mi][nb][i] = val;
-                                    }
-                                }
-                            } else {
-                                #pragma unroll
-                                for (int nb = 0; nb < {{sub / 8}}; nb++) {
-                                    #pragma unroll
-                                    for (int i = 0; i < 4; i++) s[mi][nb][i] *= {{scaled}};
-                                }
-                            }
-                            #pragma unroll
-                            for (int nb = 0; nb < {{sub / 8}}; nb++) {
-                                x0 = fmaxf(x0, fmaxf(s[mi][nb][0], s[mi][nb][1]));
-                                x1 = fmaxf(x1, fmaxf(s[mi][nb][2], s[mi][nb][3]));
-                            }
+                        for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                            x0 = fmaxf(x0, fmaxf(s[nb][0], s[nb][1]));
+                            x1 = fmaxf(x1, fmaxf(s[nb][2], s[nb][3]));
+                        }
 
-                            // A row's four threads agree on its maximum; earlier sums and outputs are rescaled to it.
-                            x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1)); x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
-                            x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1)); x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
-                            const float n0 = fmaxf(m0[mi], x0), n1 = fmaxf(m1[mi], x1);
-                            const float z0 = n0 == NEG_INF ? 0.f : n0, z1 = n1 == NEG_INF ? 0.f : n1;
-                            const float c0 = bw_exp2(m0[mi] - z0), c1 = bw_exp2(m1[mi] - z1);
-                            m0[mi] = n0; m1[mi] = n1;
-                            l0[mi] *= c0; l1[mi] *= c1;
-                            #pragma unroll
-                            for (int n = 0; n < {{dp / 8}}; n++) { acc[mi][n][0] *= c0; acc[mi][n][1] *= c0; acc[mi][n][2] *= c1; acc[mi][n][3] *= c1; }
+                        // A row's four threads agree on its maximum; earlier sums and outputs are rescaled to it.
+                        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1)); x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
+                        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1)); x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
+                        const float n0 = fmaxf(m0, x0), n1 = fmaxf(m1, x1);
+                        const float z0 = n0 == NEG_INF ? 0.f : n0, z1 = n1 == NEG_INF ? 0.f : n1;
+                        const float c0 = bw_exp2(m0 - z0), c1 = bw_exp2(m1 - z1);
+                        m0 = n0; m1 = n1;
+                        l0 *= c0; l1 *= c1;
+                        #pragma unroll
+                        for (int n = 0; n < {{dp / 8}}; n++) { acc[n][0] *= c0; acc[n][1] *= c0; acc[n][2] *= c1; acc[n][3] *= c1; }
 
-                            // Probabilities as A fragments: the accumulators of key tiles 2kk and 2kk + 1 are the 16x16 tile kk.
-                            #pragma unroll
-                            for (int nb = 0; nb < {{sub / 8}}; nb++) {
-                                const float p0 = bw_exp2(s[mi][nb][0] - z0), p1 = bw_exp2(s[mi][nb][1] - z0);
-                                const float p2 = bw_exp2(s[mi][nb][2] - z1), p3 = bw_exp2(s[mi][nb][3] - z1);
-                                l0[mi] += p0 + p1; l1[mi] += p2 + p3;
-                                pa[mi][nb >> 1][(nb & 1) ? 2 : 0] = bw_pack_half2(p0, p1);
-                                pa[mi][nb >> 1][(nb & 1) ? 3 : 1] = bw_pack_half2(p2, p3);
-                            }
+                        // Probabilities as A fragments: the accumulators of key tiles 2kk and 2kk + 1 are the 16x16 tile kk.
+                        unsigned pa[{{sub / 16}}][4];
+                        #pragma unroll
+                        for (int nb = 0; nb < {{sub / 8}}; nb++) {
+                            const float p0 = bw_exp2(s[nb][0] - z0), p1 = bw_exp2(s[nb][1] - z0);
+                            const float p2 = bw_exp2(s[nb][2] - z1), p3 = bw_exp2(s[nb][3] - z1);
+                            l0 += p0 + p1; l1 += p2 + p3;
+                            pa[nb >> 1][(nb & 1) ? 2 : 0] = bw_pack_half2(p0, p1);
+                            pa[nb >> 1][(nb & 1) ? 3 : 1] = bw_pack_half2(p2, p3);
                         }
 
                         // PV: values [key][d] through ldmatrix.trans, B fragments of two 8-wide column tiles per load.
@@ -364,11 +346,8 @@ internal static partial class KernelSource
                             for (int np = 0; np < {{dp / 16}}; np++) {
                                 unsigned f[4];
                                 bw_ldsm_x4_trans(f, vt + (ks0 + kk * 16 + (lane & 15)) * {{dp + 8}} + np * 16 + (lane >> 4) * 8);
-                                #pragma unroll
-                                for (int mi = 0; mi < {{mt}}; mi++) {
-                                    bw_mma_16816(acc[mi][2 * np], pa[mi][kk], f[0], f[1]);
-                                    bw_mma_16816(acc[mi][2 * np + 1], pa[mi][kk], f[2], f[3]);
-                                }
+                                bw_mma_16816(acc[2 * np], pa[kk], f[0], f[1]);
+                                bw_mma_16816(acc[2 * np + 1], pa[kk], f[2], f[3]);
                             }
                         }
                     }
@@ -376,21 +355,18 @@ internal static partial class KernelSource
                     __syncthreads();
                 }
 
+                l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+                l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+                const float nan = __uint_as_float(0x7fc00000u);
+                const float i0 = l0 > 0.f ? 1.f / l0 : nan, i1 = l1 > 0.f ? 1.f / l1 : nan;
+
                 // The output tile through stage 0 as [row][d], then out in whole 16-byte chunks where the width allows: the
                 // block's rows are one contiguous run of O.
-                const float nan = __uint_as_float(0x7fc00000u);
                 unsigned short* const osm = &sm[0][0];
                 #pragma unroll
-                for (int mi = 0; mi < {{mt}}; mi++) {
-                    float s0 = l0[mi], s1 = l1[mi];
-                    s0 += __shfl_xor_sync(0xffffffffu, s0, 1); s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-                    s1 += __shfl_xor_sync(0xffffffffu, s1, 1); s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
-                    const float i0 = s0 > 0.f ? 1.f / s0 : nan, i1 = s1 > 0.f ? 1.f / s1 : nan;
-                    #pragma unroll
-                    for (int n = 0; n < {{dp / 8}}; n++) {
-                        *(unsigned*)&osm[(wrow + mi * 16 + g) * {{qp}} + n * 8 + 2 * t] = {{Normalized("0", "1", "i0", "s0")}};
-                        *(unsigned*)&osm[(wrow + mi * 16 + g + 8) * {{qp}} + n * 8 + 2 * t] = {{Normalized("2", "3", "i1", "s1")}};
-                    }
+                for (int n = 0; n < {{dp / 8}}; n++) {
+                    *(unsigned*)&osm[(wrow + g) * {{qp}} + n * 8 + 2 * t] = {{Normalized("0", "1", "i0", "l0")}};
+                    *(unsigned*)&osm[(wrow + g + 8) * {{qp}} + n * 8 + 2 * t] = {{Normalized("2", "3", "i1", "l1")}};
                 }
                 __syncthreads();
                 const int nrows = nq - row0 < {{rows}} ? nq - row0 : {{rows}}, orow = (int){{osr}};
@@ -411,10 +387,7 @@ internal static partial class KernelSource
 
             """);
         var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {KernelWriter.ArgsParameter}");
-        var source = minBlocks > 0
-            ? code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({block}, {minBlocks}) ", StringComparison.Ordinal)
-            : code.Source;
-        return code with { Source = AttentionHelpers + source };
+        return code with { Source = AttentionHelpers + code.Source };
     }
 
     /// <summary>
@@ -435,5 +408,5 @@ internal static partial class KernelSource
     }
 
     /// <summary>Threads to launch <see cref="Attention"/> with: a block per <paramref name="rows"/> query rows of each (batch, head).</summary>
-    public static long AttentionThreads(long batch, long heads, long sq, int rows = AttentionRows, int warpRows = 16) => batch * heads * ((sq + rows - 1) / rows) * AttentionThreadsPerBlock(rows, warpRows);
+    public static long AttentionThreads(long batch, long heads, long sq, int rows = AttentionRows) => batch * heads * ((sq + rows - 1) / rows) * AttentionThreadsPerBlock(rows);
 }

@@ -147,9 +147,6 @@ internal interface IPlanTarget
     /// <summary>Query rows a block of the fused attention kernel takes (<see cref="GraphCompiler.AttentionRowsFromEnvironment"/>): 64 here; a session takes BATCHWISE_ATTENTION_ROWS's.</summary>
     int AttentionRows => KernelSource.AttentionRows;
 
-    /// <summary>Query rows a warp of the fused attention kernel takes, 16 or 32 (<see cref="GraphCompiler.AttentionWarpRowsFromEnvironment"/>): 16 here; a session takes BATCHWISE_ATTENTION_WARP_ROWS's.</summary>
-    int AttentionWarpRows => 16;
-
     /// <summary>Generated kernels launch with programmatic dependent launch where the device has it (sm_90): off here; a session takes BATCHWISE_PDL's choice.</summary>
     bool ProgrammaticLaunch => false;
 }

@@ -11,7 +11,7 @@ namespace Batchwise.Cuda.Tests.Gpu;
 [Trait("Category", "GPU")]
 public sealed class AttentionGpuTests
 {
-    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head80_padding", "head128", "head20_kt_given", "vit_s", "bert_base_masked", "head128_masked", "head64_kt_given", "vit_s_rows128", "bert_base_masked_rows128", "head80_padding_rows128", "vit_s_warp32", "bert_base_masked_warp32", "head64_four_key_tiles_warp32"]);
+    public static TheoryData<string> Cases() => new(["vit", "bert", "rank3", "head80_padding", "head128", "head20_kt_given", "vit_s", "bert_base_masked", "head128_masked", "head64_kt_given", "vit_s_rows128", "bert_base_masked_rows128", "head80_padding_rows128"]);
 
     private static OnnxModel Case(string name) => name switch
     {
@@ -46,12 +46,11 @@ public sealed class AttentionGpuTests
     {
         Gpu.Require();
         var wide = name.EndsWith("_rows128", StringComparison.Ordinal);
-        var model = Case(name.Replace("_rows128", string.Empty, StringComparison.Ordinal).Replace("_warp32", string.Empty, StringComparison.Ordinal));
+        var model = Case(name.Replace("_rows128", string.Empty, StringComparison.Ordinal));
         var inputs = AttentionPlanTests.Inputs(model, 11);
         using var ort = new OrtEngine().Load(model, new EngineOptions());
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.AttentionRows = wide ? KernelSource.AttentionWideRows : KernelSource.AttentionRows;
-        cuda.AttentionWarpRows = name.EndsWith("_warp32", StringComparison.Ordinal) ? 32 : 16;
         var expected = ort.Run(inputs);
         var actual = cuda.Run(inputs);
         foreach (var r in Gpu.Compare(actual, expected, model.Outputs))
@@ -61,7 +60,7 @@ public sealed class AttentionGpuTests
         }
     }
 
-    public static TheoryData<string> Throughputs() => new(["vit_s_b64", "bert_base_b32", "bert_base_b64", "vit_s_b64_rows128", "bert_base_b32_rows128", "bert_base_b64_rows128", "vit_s_b64_warp32", "bert_base_b64_warp32"]);
+    public static TheoryData<string> Throughputs() => new(["vit_s_b64", "bert_base_b32", "bert_base_b64", "vit_s_b64_rows128", "bert_base_b32_rows128", "bert_base_b64_rows128"]);
 
     /// <summary>
     /// The fused kernel's own time (CUDA events around each step, 50 runs, the stream gated so they run back to back) at
@@ -74,7 +73,7 @@ public sealed class AttentionGpuTests
     public void Fused_attention_throughput_is_reported(string name)
     {
         Gpu.Require();
-        var (b, h, s, d, mask) = name.Replace("_rows128", string.Empty, StringComparison.Ordinal).Replace("_warp32", string.Empty, StringComparison.Ordinal) switch
+        var (b, h, s, d, mask) = name.Replace("_rows128", string.Empty, StringComparison.Ordinal) switch
         {
             "vit_s_b64" => (64L, 6L, 197L, 64L, false),
             "bert_base_b64" => (64L, 12L, 128L, 64L, true),
@@ -84,7 +83,6 @@ public sealed class AttentionGpuTests
         var inputs = AttentionPlanTests.Inputs(model, 11);
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.AttentionRows = name.EndsWith("_rows128", StringComparison.Ordinal) ? KernelSource.AttentionWideRows : KernelSource.AttentionRows;
-        cuda.AttentionWarpRows = name.EndsWith("_warp32", StringComparison.Ordinal) ? 32 : 16;
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);

@@ -147,18 +147,6 @@ public sealed class AttentionPlanTests
         PlannedAttentionMatchesOnnxRuntime(name, new NoGpuTarget(Precision.Fp16) { AttentionRows = 128 }, expectedBlock: head > 80 ? 128 : 256);
     }
 
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void Warps_of_32_rows_match_onnx_runtime_and_heads_over_64_keep_16_rows_a_warp(string name)
-    {
-        var head = name switch { "head128" => 128, "head80_padding" => 80, _ => 0 };
-        PlannedAttentionMatchesOnnxRuntime(name, new NoGpuTarget(Precision.Fp16) { AttentionWarpRows = 32 }, expectedBlock: 128);
-        var plan = new NoGpuTarget(Precision.Fp16) { AttentionWarpRows = 32 }.Compile(Case(name), Inputs(Case(name), 7));
-        var fused = Assert.IsType<KernelStep>(Assert.Single(plan.Steps, s => s.Node.Contains("fused attention", StringComparison.Ordinal)));
-        // Two 16-row tiles of query fragments a warp where the padded head is at most 64, else one.
-        Assert.Contains(head > 64 ? "unsigned qf[1]" : "unsigned qf[2]", fused.Source, StringComparison.Ordinal);
-    }
-
     private static void PlannedAttentionMatchesOnnxRuntime(string name, NoGpuTarget target, int expectedBlock)
     {
         var model = Case(name);

@@ -82,8 +82,6 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int AttentionRows { get; init; } = KernelSource.AttentionRows;
 
-    public int AttentionWarpRows { get; init; } = 16;
-
     public bool ProgrammaticLaunch { get; init; }
 
     public CudnnHandle PlanningCudnn => throw new InvalidOperationException(NoLibraries);

@@ -33,29 +33,6 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_ATTENTION_ROWS '{other}' is not 64 or 128", "Unset it (64 query rows a block), or set BATCHWISE_ATTENTION_ROWS=128 for the eight-warp block."),
     };
 
-    /// <summary>
-    /// BATCHWISE_ATTENTION_MIN_BLOCKS (an experiment, unset by default): blocks of the fused attention kernel an SM must
-    /// hold at once, given to the compiler as __launch_bounds__'s minimum (it caps the registers a thread may use).
-    /// </summary>
-    private static int AttentionMinBlocksFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION_MIN_BLOCKS")?.Trim() switch
-    {
-        null or "" => 0,
-        var n when int.TryParse(n, System.Globalization.CultureInfo.InvariantCulture, out var blocks) && blocks is >= 1 and <= 16 => blocks,
-        var other => throw new BatchwiseException($"BATCHWISE_ATTENTION_MIN_BLOCKS '{other}' is not a count from 1 to 16", "Unset it, or give the blocks an SM must hold at once."),
-    };
-
-    /// <summary>
-    /// BATCHWISE_ATTENTION_WARP_ROWS (an experiment, 16 by default): query rows a warp of the fused attention kernel
-    /// takes; 32 (two 16-row tiles, each key and value fragment read from shared memory once for both) runs blocks of
-    /// 128 rows in four warps where the padded head is at most 64.
-    /// </summary>
-    internal static int AttentionWarpRowsFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION_WARP_ROWS")?.Trim() switch
-    {
-        null or "" or "16" => 16,
-        "32" => 32,
-        var other => throw new BatchwiseException($"BATCHWISE_ATTENTION_WARP_ROWS '{other}' is not 16 or 32", "Unset it (16 query rows a warp), or set 32."),
-    };
-
     /// <summary>Plans the attention block that starts at MatMul <paramref name="node"/>, or returns false for node-by-node planning.</summary>
     private bool TryLowerAttention(OnnxProto.NodeProto node, PlanValue q, PlanValue kt)
     {
@@ -176,9 +153,7 @@ internal sealed partial class GraphCompiler
         // Q and V may be strided views (of a packed QKV projection, say): their spans are checked too. The output goes
         // straight into [B, Sq, H, Dv] where a Transpose(0, 2, 1, 3) alone reads it (then a free view).
         var (copyKeys, keyMemory) = KeyLayout(kt, sk, d);
-        var warpRows = _target.AttentionWarpRows == 32 && KernelSource.AttentionTakesRows(KernelSource.AttentionWideRows, head, 32) ? 32 : 16;
-        var rows = warpRows == 32 ? KernelSource.AttentionWideRows
-            : KernelSource.AttentionTakesRows(_target.AttentionRows, head) ? _target.AttentionRows : KernelSource.AttentionRows;
+        var rows = KernelSource.AttentionTakesRows(_target.AttentionRows, head) ? _target.AttentionRows : KernelSource.AttentionRows;
         static long Span(long rowStride, long rows, long colStride, long cols) => (Math.Abs(rowStride) * (rows - 1)) + (Math.Abs(colStride) * (cols - 1));
         var maskStrides = mask is null ? null : Shapes.BroadcastStrides(mask.Shape, scores);
         var (qMemory, vMemory) = (MemoryStrides(q), MemoryStrides(v));
@@ -259,8 +234,8 @@ internal sealed partial class GraphCompiler
         }
 
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows, AttentionMinBlocksFromEnvironment, warpRows);
-        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq, rows, warpRows), KernelSource.AttentionThreadsPerBlock(rows, warpRows), [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows);
+        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq, rows), KernelSource.AttentionThreadsPerBlock(rows), [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
         return true;
     }
 
