@@ -94,8 +94,7 @@ internal static partial class KernelSource
     /// softmax, Where(IsNaN(p), 0, p)) a row whose sum is not positive (every score -inf, or a NaN among them) gives zeros.
     /// A boolean mask (<paramref name="booleanMask"/>: bytes, not halves) adds WhenTrue where it is true and WhenFalse
     /// where it is false (torch's SDPA export: Where(mask, 0, -inf)), read as it is. The source depends only on
-    /// <paramref name="paddedHead"/> (the head width rounded up to 16), those two choices and whether the mask is the same for every
-    /// query row (a padding mask, read once a key then).
+    /// <paramref name="paddedHead"/> (the head width rounded up to 16) and those two choices.
     /// With <paramref name="quantize"/> (a QuantizeLinear that alone reads O, through views: its scale, zero point and
     /// type), O is written as that QuantizeLinear's bytes stored as int8, each the float16
     /// value the kernel would have written, quantized (rint(v / s) + z, saturated, less the shift): the same bytes as
@@ -129,8 +128,6 @@ internal static partial class KernelSource
         var ks = Strides("k", kStrides);
         var vs = Strides("v", vStrides);
         var ms = Strides("m", maskStrides ?? [0, 0, 0, 0]);
-        // A mask whose row stride is 0 (broadcast over queries: a padding mask) is read once a key, not once a score.
-        var rowBroadcast = maskStrides is { } maskAxes && maskAxes[2] == 0;
         var (maskType, maskTerm) = booleanMask is var (whenTrue, whenFalse)
             ? ("unsigned char", $"(mp[r * mr + key * mc] ? {w.Float("m_true", whenTrue * 1.4426950408889634)} : {w.Float("m_false", whenFalse * 1.4426950408889634)})")
             : ("bw_half", "(float)mp[r * mr + key * mc] * LOG2E");
@@ -297,16 +294,6 @@ internal static partial class KernelSource
                         if (mp || kb + {{sub}} > nk) {
                             #pragma unroll
                             for (int nb = 0; nb < {{sub / 8}}; nb++) {
-                {{(rowBroadcast ? $$"""
-                                // The mask is the same for every query row (a padding mask): one read a key serves both rows.
-                                #pragma unroll
-                                for (int e = 0; e < 2; e++) {
-                                    const int key = kb + nb * 8 + 2 * t + e;
-                                    const float add = key < nk && mp ? {{maskTerm.Replace("r * mr + ", string.Empty, StringComparison.Ordinal)}} : 0.f;
-                                    s[nb][e] = key >= nk ? NEG_INF : s[nb][e] * {{scaled}} + add;
-                                    s[nb][e + 2] = key >= nk ? NEG_INF : s[nb][e + 2] * {{scaled}} + add;
-                                }
-""" : $$"""
                                 #pragma unroll
                                 for (int i = 0; i < 4; i++) {
                                     const int key = kb + nb * 8 + 2 * t + (i & 1);
@@ -316,7 +303,6 @@ internal static partial class KernelSource
                                     else if (mp && r < nq) val += {{maskTerm}};
                                     s[nb][i] = val;
                                 }
-""")}}
                             }
                         } else {
                             #pragma unroll
