@@ -380,7 +380,9 @@ def read_profile(out_dir, model, batch=PROFILE_BATCH, top=PROFILE_TOP):
 
 
 def collect(out_dir, models):
-    exports, batchwise, torch, profiles = {}, {}, {}, {}
+    """The raw files of OUT: exports, Batchwise's points, PyTorch's points, profiles, the context and PyTorch's timed
+    windows ({model: {(batch, variant): [per_s, ...]}})."""
+    exports, batchwise, torch, profiles, windows = {}, {}, {}, {}, {}
     context = {}
     if os.path.exists(os.path.join(out_dir, "context.json")):
         with open(os.path.join(out_dir, "context.json"), encoding="utf-8") as f:
@@ -396,6 +398,7 @@ def collect(out_dir, models):
         jsonl, log = os.path.join(out_dir, f"torch-{m.name}.jsonl"), os.path.join(out_dir, f"torch-{m.name}.log")
         if os.path.exists(jsonl) or os.path.exists(log):
             torch[m.name], tc = compare.read_torch(jsonl, log)
+            windows[m.name] = read_torch_windows(jsonl)
             for key in ("device", "torch", "cuda", "cudnn"):
                 if tc.get(key) is not None:
                     context.setdefault(key, tc[key])
@@ -405,7 +408,22 @@ def collect(out_dir, models):
         profile = read_profile(out_dir, m)
         if profile is not None:
             profiles[m.name] = profile
-    return exports, batchwise, torch, profiles, context
+    return exports, batchwise, torch, profiles, context, windows
+
+
+def read_torch_windows(jsonl):
+    """{(batch, variant): the per-window rates} of a torch-NAME.jsonl's measured points."""
+    found = {}
+    if os.path.exists(jsonl):
+        with open(jsonl, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    d = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(d, dict) and d.get("windows") and "batch" in d and "variant" in d:
+                    found[(d["batch"], d["variant"])] = d["windows"]
+    return found
 
 
 def read_versions(jsonl):
@@ -437,7 +455,12 @@ def torch_notes(out_dir, model):
     return sorted(notes)
 
 
-def build_rows(models, exports, batchwise, torch, batches=BATCHES, target=TARGET):
+# A best PyTorch variant whose timed windows spread more than this (max - min over the median) moved within the run:
+# its row's ratio says so (session 44: BERT b=64 eager 30,293 / 43,134 / 42,841, a 30% spread).
+UNSTEADY_PEER = 0.15
+
+
+def build_rows(models, exports, batchwise, torch, batches=BATCHES, target=TARGET, windows=None):
     rows = []
     for m in models:
         export = exports.get(m.name)
@@ -460,6 +483,10 @@ def build_rows(models, exports, batchwise, torch, batches=BATCHES, target=TARGET
             measured = {v: x for v, x in row["pytorch"].items() if isinstance(x, (int, float))}
             best = max(measured, key=measured.get) if measured else None
             row["best_pytorch"] = {"variant": best, "per_s": measured[best]} if best else None
+            timed = (windows or {}).get(m.name, {}).get((batch, best)) if best else None
+            if timed and len(timed) > 1 and measured[best] > 0:
+                row["best_pytorch"]["windows"] = timed
+                row["best_pytorch"]["spread"] = round((max(timed) - min(timed)) / measured[best], 3)
             ours = row["batchwise"].get("images_per_s")
             row["ratio"] = round(ours / measured[best], 3) if ours and best else None
             row["met"], row["verdict"] = verdict(row, target)
@@ -545,7 +572,8 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
             r["model"], r["family"], str(r["batch"]), r["unit"],
             bw_cell(r["batchwise"], ("Export " if r["batchwise"]["status"].startswith("export") else "Batchwise ") + r["model"]),
             cells(eager), cells(graph),
-            f"{compare.fmt_rate(best['per_s'])} ({best['variant']})" if best else "–",
+            (f"{compare.fmt_rate(best['per_s'])} ({best['variant']}"
+             + (f"; windows spread {best['spread']:.0%}" if best.get("spread", 0) > UNSTEADY_PEER else "") + ")") if best else "–",
             f"{r['ratio']:.2f}x" if r["ratio"] is not None else "–",
             r["verdict"],
         ]) + " |")
@@ -560,6 +588,11 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
     below = sorted((r for r in rows if r["met"] is False and r["ratio"] is not None), key=lambda r: r["ratio"])
     if below:
         lines.append("Below, worst first: " + "; ".join(f"{r['model']} b={r['batch']} {r['ratio']:.2f}x" for r in below) + ".")
+    unsteady = [r for r in rows if r["best_pytorch"] and r["best_pytorch"].get("spread", 0) > UNSTEADY_PEER]
+    if unsteady:
+        lines.append(f"PyTorch's windows spread more than {UNSTEADY_PEER:.0%} (max - min over the median) at: "
+                     + "; ".join(f"{r['model']} b={r['batch']} {r['best_pytorch']['spread']:.0%}" for r in unsteady)
+                     + ": the peer moved within the run, so those ratios are less certain than the others.")
     failed = sorted({r["model"] for r in rows if "images_per_s" not in r["batchwise"]})
     if failed:
         lines.append("Batchwise has no number for: " + ", ".join(failed) + " (footnotes say why).")
@@ -600,9 +633,9 @@ def write_table(out_dir, models=None):
             with open(os.path.join(out_dir, "context.json"), encoding="utf-8") as f:
                 names = json.load(f).get("models", [])
         models = [BY_NAME[n] for n in names if n in BY_NAME] or MODELS
-    exports, batchwise, torch, profiles, context = collect(out_dir, models)
+    exports, batchwise, torch, profiles, context, windows = collect(out_dir, models)
     batches = tuple(context.get("batches") or BATCHES)
-    rows = build_rows(models, exports, batchwise, torch, batches)
+    rows = build_rows(models, exports, batchwise, torch, batches, windows=windows)
     notes_by_model = {m.name: n for m in models if (n := torch_notes(out_dir, m))}
     markdown = render_markdown(rows, context, profiles, models, notes_by_model)
     with open(os.path.join(out_dir, "world.md"), "w", encoding="utf-8") as f:
@@ -801,8 +834,8 @@ def main(argv=None):
         worker.close()
 
     if args.profile_worst > 0:
-        exports, batchwise, torch, _, _ = collect(args.out, models)
-        for name in worst(build_rows(models, exports, batchwise, torch, batches), args.profile_worst):
+        exports, batchwise, torch, _, _, windows = collect(args.out, models)
+        for name in worst(build_rows(models, exports, batchwise, torch, batches, windows=windows), args.profile_worst):
             m, info = BY_NAME[name], read_export(args.out, BY_NAME[name])
             stem = os.path.join(args.out, f"profile-{name}")
             code = runner.run([args.cli, "bench", info["path"], "--engine", "cuda", "--precision", "fp16",
