@@ -379,7 +379,8 @@ internal static partial class KernelSource
     /// y = f(y) over <paramref name="count"/> contiguous floating-point elements, in place (an activation right behind the
     /// matrix product that wrote y: ViT's erf GELU after fc1). <paramref name="expression"/> reads x0 in the compute type
     /// (float for half precision). Each thread takes 16 bytes (8 half or 4 float values) where the count divides, else one
-    /// element; launch with <see cref="UnaryInPlaceThreads"/> threads.
+    /// element; launch with <see cref="UnaryInPlaceThreads"/> threads. With <paramref name="offset"/> the elements start
+    /// that far into y (a row chunk of a product's result).
     /// </summary>
     /// <remarks>
     /// Blocks walk the tensor back to front (unless <paramref name="backToFront"/> is false): the product wrote it front to
@@ -387,7 +388,7 @@ internal static partial class KernelSource
     /// and is read first, and the part this kernel writes last, the front, is what the next product reads first. In
     /// place, the tensor's footprint stays one buffer.
     /// </remarks>
-    public static KernelCode UnaryInPlace(ElementType type, string expression, long count, bool backToFront = true)
+    public static KernelCode UnaryInPlace(ElementType type, string expression, long count, bool backToFront = true, long offset = 0)
     {
         if (!type.IsFloatingPoint())
         {
@@ -401,6 +402,12 @@ internal static partial class KernelSource
         var (t, c) = (CType(type), CType(ComputeType(type)));
         var store = type is ElementType.Float16 or ElementType.BFloat16 ? $"({t})(float)({expression})" : $"({t})({expression})";
         var b = w.Body;
+        if (offset != 0)
+        {
+            // A part of the tensor (a row chunk's), starting this many elements in: 16-byte aligned where vectors are read.
+            b.Append("    y += ").Append(w.I64("offset", offset)).Append(";\n");
+        }
+
         b.Append("    const ").Append(ix).Append(" v = (").Append(ix).Append(backToFront ? ")(gridDim.x - 1 - blockIdx.x)" : ")blockIdx.x").Append(" * blockDim.x + threadIdx.x;\n");
         b.Append("    if (v >= ").Append(n).Append(") return;\n");
         if (vector > 1)

@@ -300,6 +300,13 @@ internal sealed class MatmulStep : PlanStep, IDisposable
 
     public long WorkspaceBytes { get; }
 
+    /// <summary>
+    /// Bytes into the activations' buffer (Buffers[1]) and into the output's (Buffers[2], and C's where it is another
+    /// buffer) where this product's rows start: 0 for a whole product; a row chunk's offset for one of the chunks a
+    /// product is split into (<see cref="GraphCompiler"/>'s BATCHWISE_GELU_CHUNKS).
+    /// </summary>
+    public (long Activations, long Output) RowOffsets { get; init; }
+
     public override unsafe void Enqueue(ExecutionContext context, int index)
     {
         if (Desc is null || ALayout is null || BLayout is null || DLayout is null)
@@ -321,9 +328,9 @@ internal sealed class MatmulStep : PlanStep, IDisposable
             }
         }
 
-        var d = context.Pointer(Buffers[2]);
-        var c = Buffers[4] >= 0 ? context.Pointer(Buffers[4]) : d;
-        CublasLt.Matmul(context.CublasLt, Desc, Alpha, context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]), BLayout, Beta, c, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
+        var d = context.Pointer(Buffers[2]) + (ulong)RowOffsets.Output;
+        var c = Buffers[4] >= 0 ? context.Pointer(Buffers[4]) + (ulong)RowOffsets.Output : d;
+        CublasLt.Matmul(context.CublasLt, Desc, Alpha, context.Pointer(Buffers[0]), ALayout, context.Pointer(Buffers[1]) + (ulong)RowOffsets.Activations, BLayout, Beta, c, DLayout, d, DLayout, (CublasLt.HeuristicResult*)_algo, context.Workspace, context.WorkspaceBytes, context.Stream.Handle);
     }
 
     public unsafe void Dispose()

@@ -144,6 +144,9 @@ internal interface IPlanTarget
     /// <summary>How GELU's erf form after a matrix product runs: exact in place behind it, in tanh form as its epilogue (fp16), or as exported.</summary>
     GeluChoice Gelu => GeluChoice.Exact;
 
+    /// <summary>Row chunks a product followed by GELU's erf form runs in (<see cref="GraphCompiler.GeluChunksFromEnvironment"/>): 1 (whole) here; a session takes BATCHWISE_GELU_CHUNKS's.</summary>
+    int GeluChunks => 1;
+
     /// <summary>Query rows a block of the fused attention kernel takes (<see cref="GraphCompiler.AttentionRowsFromEnvironment"/>): 64 here; a session takes BATCHWISE_ATTENTION_ROWS's.</summary>
     int AttentionRows => KernelSource.AttentionRows;
 

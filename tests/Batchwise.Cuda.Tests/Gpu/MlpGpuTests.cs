@@ -86,7 +86,7 @@ public sealed class MlpGpuTests
         }
     }
 
-    public static TheoryData<string> GeluForms() => new(["exact", "exact-front-to-back", "tanh", "chain"]);
+    public static TheoryData<string> GeluForms() => new(["exact", "exact-front-to-back", "exact-chunks2", "exact-chunks4", "tanh", "chain"]);
 
     /// <summary>ViT-S/16's MLP at b=64, its inputs and ONNX Runtime's fp32 output on the CPU: computed once for the three forms.</summary>
     private static readonly Lazy<(OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected)> VitS64 = new(() =>
@@ -108,7 +108,8 @@ public sealed class MlpGpuTests
     /// ViT-S/16's MLP block at b=64 (M=12608: LayerNorm, fc1 + bias, erf GELU as torch exports it, fc2 + bias + residual)
     /// in fp16 with each BATCHWISE_GELU choice: exact (the GELU in place behind fc1, its own row; and the same kernel
     /// walking front to back, to see what the back-to-front order gains in L2), tanh (cuBLASLt's GELU epilogue in fc1's
-    /// row) and chain (the exported nodes' fused kernel inside fc2's row, as before). Each step's time
+    /// row) and chain (the exported nodes' fused kernel inside fc2's row, as before); exact in 2 and 4 row chunks
+    /// (BATCHWISE_GELU_CHUNKS: each chunk's fc1 rows, then the pass over them, read from L2). Each step's time
     /// (CUDA events, 50 runs), the block's (the steps between the input and output conversions), and the MLP branch
     /// (y - x) against ONNX Runtime fp32 on the CPU (max abs, cosine). Printed and written to BATCHWISE_REPORT_DIR/mlp.md;
     /// asserted: the form's plan shape and the agreement (cosine 0.9999; 0.999 for the tanh form), never a time.
@@ -122,6 +123,7 @@ public sealed class MlpGpuTests
         var choice = form switch { "tanh" => GeluChoice.Tanh, "chain" => GeluChoice.Chain, "exact-front-to-back" => GeluChoice.ExactFrontToBack, _ => GeluChoice.Exact };
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.Gelu = choice;
+        cuda.GeluChunks = form switch { "exact-chunks2" => 2, "exact-chunks4" => 4, _ => 1 };
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);
@@ -131,16 +133,19 @@ public sealed class MlpGpuTests
         {
             var io = l.Layer.StartsWith("input", StringComparison.Ordinal) || l.Layer.StartsWith("output", StringComparison.Ordinal);
             block += io ? 0 : l.Milliseconds;
+            // A row chunk's step does its share of the rows.
+            var share = l.Layer.Contains("(rows ", StringComparison.Ordinal) ? 1.0 / cuda.GeluChunks : 1.0;
             var rate = l.Layer.Contains("GELU", StringComparison.Ordinal)
-                ? string.Create(CultureInfo.InvariantCulture, $"{2.0 * rows * hidden * 2 / (l.Milliseconds * 1e-3) / 1e9:F0} GB/s")
+                ? string.Create(CultureInfo.InvariantCulture, $"{share * 2.0 * rows * hidden * 2 / (l.Milliseconds * 1e-3) / 1e9:F0} GB/s")
                 : l.Layer.StartsWith("MatMul", StringComparison.Ordinal)
-                    ? string.Create(CultureInfo.InvariantCulture, $"{2.0 * rows * width * hidden / (l.Milliseconds * 1e-3) / 1e12:F0} TFLOP/s")
+                    ? string.Create(CultureInfo.InvariantCulture, $"{share * 2.0 * rows * width * hidden / (l.Milliseconds * 1e-3) / 1e12:F0} TFLOP/s")
                     : string.Empty;
             Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | M={rows} N/K={width}/{hidden} | {l.Layer} | {l.Milliseconds:F4} ms | {rate} |"));
         }
 
         Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | M={rows} | block (LayerNorm, fc1, GELU, fc2) | {block:F4} ms | |"));
         Assert.Equal(form.StartsWith("exact", StringComparison.Ordinal), layers.Any(l => l.Layer.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal)));
+        Assert.Equal(cuda.GeluChunks, Math.Max(1, layers.Count(l => l.Layer.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal))));
 
         var actual = cuda.Run(inputs);
         var x = inputs[0];

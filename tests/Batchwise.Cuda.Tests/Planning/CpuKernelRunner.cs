@@ -670,9 +670,9 @@ internal static partial class CpuKernelRunner
         var p = step.Problem;
         var half = p.Type == ElementType.Float16;
         double Read(IntPtr at, long i) => half ? (double)((Half*)at)[i] : ((float*)at)[i];
-        var (b, a, d) = (pointers[step.Buffers[0]], pointers[step.Buffers[1]], pointers[step.Buffers[2]]);
+        var (b, a, d) = (pointers[step.Buffers[0]], pointers[step.Buffers[1]] + (nint)step.RowOffsets.Activations, pointers[step.Buffers[2]] + (nint)step.RowOffsets.Output);
         var bias = step.Buffers[3] >= 0 ? pointers[step.Buffers[3]] : IntPtr.Zero;
-        var c = step.Buffers[4] >= 0 ? pointers[step.Buffers[4]] : d;
+        var c = step.Buffers[4] >= 0 ? pointers[step.Buffers[4]] + (nint)step.RowOffsets.Output : d;
         for (var t = 0; t < p.Batch; t++)
         {
             for (var i = 0; i < p.M; i++)

@@ -244,6 +244,38 @@ public sealed class MatmulEpiloguePlanTests
         AgreesWithOnnxRuntime(model, inputs, Precision.Fp32, Precision.Fp16);
     }
 
+    /// <summary>
+    /// BATCHWISE_GELU_CHUNKS: the product and its erf GELU pass in row chunks, each chunk's product (its rows of X in, of Y
+    /// out, by byte offsets) right before the pass over those rows; the values are the whole plan's exactly. Rows that do
+    /// not divide into chunks of at least 256 stay whole.
+    /// </summary>
+    [Theory]
+    [InlineData(Precision.Fp16)]
+    [InlineData(Precision.Fp32)]
+    public void Erf_gelu_chunks_run_the_product_and_its_pass_chunk_by_chunk_with_the_whole_plans_values(Precision precision)
+    {
+        var model = ErfGelu("torch", rows: 1024, k: 128, n: 128);
+        var inputs = Inputs(model, 15);
+        var whole = Compile(precision, model, inputs);
+        var chunked = new NoGpuTarget(precision, hostMatmuls: true) { GeluChunks = 4 }.Compile(model, inputs);
+
+        var products = Products(chunked);
+        var size = precision == Precision.Fp16 ? 2L : 4L;
+        long[] offsets = [0, 256 * 128 * size, 512 * 128 * size, 768 * 128 * size];
+        Assert.Equal(offsets, products.Select(p => p.RowOffsets.Activations));
+        Assert.Equal(offsets, products.Select(p => p.RowOffsets.Output));
+        Assert.All(products, p => Assert.Equal(256, p.Problem.M));
+        var passes = Kernels(chunked).Where(k => k.Node.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal)).ToList();
+        Assert.Equal(4, passes.Count);
+        var steps = chunked.Steps.ToList();
+        Assert.All(products.Zip(passes), pair => Assert.Same(pair.First, steps[steps.IndexOf(pair.Second) - 1]));
+
+        CpuKernelRunner.Require();
+        Assert.Equal(CpuKernelRunner.Run(whole, inputs)[0].ToDoubles(), CpuKernelRunner.Run(chunked, inputs)[0].ToDoubles());
+        Assert.Single(Products(new NoGpuTarget(precision, hostMatmuls: true) { GeluChunks = 3 }.Compile(model, inputs)));
+        Assert.Single(Products(new NoGpuTarget(precision, hostMatmuls: true) { GeluChunks = 8 }.Compile(model, inputs)));
+    }
+
     [Theory]
     [InlineData("tanh", Precision.Fp16, "tanh epilogue")]
     [InlineData("tanh", Precision.Fp32, "in place")]

@@ -80,6 +80,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public GeluChoice Gelu { get; init; } = GeluChoice.Exact;
 
+    public int GeluChunks { get; init; } = 1;
+
     public int AttentionRows { get; init; } = KernelSource.AttentionRows;
 
     public bool ProgrammaticLaunch { get; init; }

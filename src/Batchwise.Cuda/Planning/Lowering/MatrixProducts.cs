@@ -65,6 +65,47 @@ internal sealed unsafe partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_SMALL_MATMUL '{other}' is not auto, own or cublaslt", "Unset it (the own kernel for one-row products, cuBLASLt from two), or set BATCHWISE_SMALL_MATMUL=own (the own kernel for 1 to 8 rows) or cublaslt (cuBLASLt always)."),
     };
 
+    /// <summary>
+    /// BATCHWISE_GELU_CHUNKS (an experiment; 1, the default, is off): a product followed by GELU's erf form runs as this
+    /// many row chunks, each product chunk followed by the GELU pass over its rows, so the pass reads rows the product
+    /// has just written while they are in L2 (BERT's lin1 output at b=64 is 50 MB, an H100's L2 50 MB: the pass moved
+    /// 100 MB at 2.7 TB/s in session 43). Only where the rows divide evenly into chunks of at least 256.
+    /// </summary>
+    internal static int GeluChunksFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_GELU_CHUNKS")?.Trim() switch
+    {
+        null or "" or "1" => 1,
+        var n when int.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var chunks) && chunks is >= 1 and <= 16 => chunks,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_CHUNKS '{other}' is not a count from 1 to 16", "Unset it (a product and its GELU pass whole), or set BATCHWISE_GELU_CHUNKS=2 or 4 (row chunks, each product's rows then its GELU pass)."),
+    };
+
+    /// <summary>
+    /// A product whose result GELU's erf form follows: whole, then the pass in place (<see cref="ErfGeluInPlace"/>), or in
+    /// <see cref="IPlanTarget.GeluChunks"/> row chunks (each chunk's product, then the pass over its rows) where the rows
+    /// divide into chunks of at least 256 and every chunk starts 256-byte aligned in A and Y (not transposed, one batch).
+    /// </summary>
+    private void EmitMatmulThenErfGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
+    {
+        var chunks = _target.GeluChunks;
+        var size = St(a).SizeOf();
+        if (chunks <= 1 || transA || m % chunks != 0 || m / chunks < 256 || lda * size % 256 != 0 || (long)n * size % 256 != 0)
+        {
+            EmitMatmul(a, b, y, m, n, k, transA, transB, lda, ldb, 1, 0, 0, alpha, 0, bias);
+            ErfGeluInPlace(y);
+            return;
+        }
+
+        var rows = m / chunks;
+        var node = _node;
+        for (var i = 0; i < chunks; i++)
+        {
+            _node = FormattableString.Invariant($"{node} (rows {i * rows}-{((i + 1) * rows) - 1})");
+            EmitMatmul(a, b, y, rows, n, k, transA, transB, lda, ldb, 1, 0, 0, alpha, 0, bias, rowOffsets: ((long)i * rows * lda * size, (long)i * rows * n * size));
+            ErfGeluInPlace(y, (long)i * rows * n, (long)rows * n);
+        }
+
+        _node = node;
+    }
+
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
     {
         yield return ("Gemm", new((c, n, i, a) => c.LowerGemm(n, i, a)));
@@ -115,6 +156,12 @@ internal sealed unsafe partial class GraphCompiler
         else if (broadcastC)
         {
             ViewCopy(c!, [m, n], Shapes.BroadcastStrides(c!.Shape, [m, n]), 0, y, [n, 1], 0);
+        }
+
+        if (erf && full is null && beta == 0)
+        {
+            EmitMatmulThenErfGelu(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], (float)attrs.Float("alpha", 1.0), bias);
+            return;
         }
 
         EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full, gelu is not null && !erf);
@@ -272,8 +319,11 @@ internal sealed unsafe partial class GraphCompiler
     /// 16 bytes a thread, erff in fp32), as its own step named after the product so a layer profile shows its time apart
     /// from the product's.
     /// </summary>
-    private void ErfGeluInPlace(PlanValue y) =>
-        Emit(new KernelStep(_node + " + GELU (erf, in place)", KernelSource.UnaryInPlace(St(y), "bw_gelu(x0)", y.Count, backToFront: _target.Gelu != GeluChoice.ExactFrontToBack), KernelSource.UnaryInPlaceThreads(St(y), y.Count), KernelSource.BlockSize, [Dev(y)]));
+    private void ErfGeluInPlace(PlanValue y, long offset = 0, long count = -1)
+    {
+        count = count < 0 ? y.Count : count;
+        Emit(new KernelStep(_node + " + GELU (erf, in place)", KernelSource.UnaryInPlace(St(y), "bw_gelu(x0)", count, backToFront: _target.Gelu != GeluChoice.ExactFrontToBack, offset), KernelSource.UnaryInPlaceThreads(St(y), count), KernelSource.BlockSize, [Dev(y)]));
+    }
 
     /// <summary>What a Reshape gives for an input of <paramref name="shape"/>, where its target is a constant here; else null.</summary>
     private long[]? ReshapedShape(OnnxProto.NodeProto reshape, long[] shape)
@@ -336,6 +386,12 @@ internal sealed unsafe partial class GraphCompiler
             var (gelu, erf) = b.Shape.Length > 1 ? TakeGelu(name) : (null, false);
             var (final, finalShape, residual) = gelu is not null ? (gelu, [.. yShape], null) : b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
             var product = Output(final, a.Type, finalShape);
+            if (erf && residual is null)
+            {
+                EmitMatmulThenErfGelu(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, bias);
+                return;
+            }
+
             EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual, gelu is not null && !erf);
             if (erf)
             {
@@ -442,9 +498,9 @@ internal sealed unsafe partial class GraphCompiler
     /// (CUBLASLT_EPILOGUE_BIAS: per row of the column-major D, per column of Y), then GELU's tanh form where
     /// <paramref name="tanhGelu"/> (CUBLASLT_EPILOGUE_GELU_BIAS).
     /// </summary>
-    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta, PlanValue? bias = null, PlanValue? c = null, bool tanhGelu = false, bool relu = false)
+    private void EmitMatmul(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, int batch, long strideA, long strideB, float alpha, float beta, PlanValue? bias = null, PlanValue? c = null, bool tanhGelu = false, bool relu = false, (long Activations, long Output) rowOffsets = default)
     {
-        if (TryEmitSmallRows(a, b, y, m, n, k, transA, transB, lda, ldb, batch, alpha, beta, bias, c, tanhGelu, relu))
+        if (rowOffsets == default && TryEmitSmallRows(a, b, y, m, n, k, transA, transB, lda, ldb, batch, alpha, beta, bias, c, tanhGelu, relu))
         {
             return;
         }
@@ -458,7 +514,7 @@ internal sealed unsafe partial class GraphCompiler
         var problem = new MatmulProblem(St(a), m, n, k, transA, transB, lda, ldb, batch, strideA, strideB, alpha, beta, tanhGelu, relu && !tanhGelu);
         if (_target.PlansMatmulsWithoutLibrary)
         {
-            Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), null, null, null, null, default));
+            Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), null, null, null, null, default) { RowOffsets = rowOffsets });
             return;
         }
 
@@ -505,7 +561,7 @@ internal sealed unsafe partial class GraphCompiler
         LibrarySeconds += System.Diagnostics.Stopwatch.GetElapsedTime(queried).TotalSeconds;
 
         ReserveWorkspace(MatmulWorkspace);
-        Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), desc, bl, al, dl, algo));
+        Emit(new MatmulStep(_node, problem, Dev(b), Dev(a), Dev(y), bias is null ? -1 : Dev(bias), c is null ? -1 : Dev(c), desc, bl, al, dl, algo) { RowOffsets = rowOffsets });
     }
 
     /// <summary>
