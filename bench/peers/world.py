@@ -411,47 +411,39 @@ def collect(out_dir, models):
     return exports, batchwise, torch, profiles, context, windows
 
 
+def jsonl_records(path):
+    """The JSON objects of a .jsonl file's lines (none when it is missing; lines that are not JSON skipped)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for text in f:
+            try:
+                d = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(d, dict):
+                yield d
+
+
 def read_torch_windows(jsonl):
     """{(batch, variant): the per-window rates} of a torch-NAME.jsonl's measured points."""
-    found = {}
-    if os.path.exists(jsonl):
-        with open(jsonl, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    d = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(d, dict) and d.get("windows") and "batch" in d and "variant" in d:
-                    found[(d["batch"], d["variant"])] = d["windows"]
-    return found
+    return {(d["batch"], d["variant"]): d["windows"] for d in jsonl_records(jsonl) if d.get("windows") and "batch" in d and "variant" in d}
 
 
 def read_versions(jsonl):
     """timm and transformers versions and notes (e.g. SDPA refused) from a torch-NAME.jsonl's first lines."""
     out = {}
-    if os.path.exists(jsonl):
-        with open(jsonl, encoding="utf-8", errors="replace") as f:
-            for text in f:
-                try:
-                    d = json.loads(text)
-                except ValueError:
-                    continue
-                for key in ("timm", "transformers"):
-                    if d.get(key):
-                        out.setdefault(key, d[key])
+    for d in jsonl_records(jsonl):
+        for key in ("timm", "transformers"):
+            if d.get(key):
+                out.setdefault(key, d[key])
     return out
 
 
 def torch_notes(out_dir, model):
     notes = set()
-    path = os.path.join(out_dir, f"torch-{model.name}.jsonl")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for text in f:
-                try:
-                    notes.update(json.loads(text).get("notes", []))
-                except (ValueError, AttributeError):
-                    continue
+    for d in jsonl_records(os.path.join(out_dir, f"torch-{model.name}.jsonl")):
+        notes.update(d.get("notes", []))
     return sorted(notes)
 
 
