@@ -158,17 +158,14 @@ internal sealed unsafe partial class GraphCompiler
             ViewCopy(c!, [m, n], Shapes.BroadcastStrides(c!.Shape, [m, n]), 0, y, [n, 1], 0);
         }
 
-        if (erf && full is null && beta == 0)
+        if (erf)
         {
+            // GELU is taken only with no C but the bias (beta 0, no residual): the product and its pass alone.
             EmitMatmulThenErfGelu(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], (float)attrs.Float("alpha", 1.0), bias);
             return;
         }
 
-        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full, gelu is not null && !erf);
-        if (erf)
-        {
-            ErfGeluInPlace(y);
-        }
+        EmitMatmul(a, b, y, (int)m, (int)n, (int)k, transA, transB, a.Shape[1], b.Shape[1], 1, 0, 0, (float)attrs.Float("alpha", 1.0), beta, bias, full, gelu is not null);
     }
 
     /// <summary>True for a constant of <paramref name="n"/> elements along its last axis (shape [N], [1, N], ...): a bias per output column.</summary>
@@ -386,18 +383,14 @@ internal sealed unsafe partial class GraphCompiler
             var (gelu, erf) = b.Shape.Length > 1 ? TakeGelu(name) : (null, false);
             var (final, finalShape, residual) = gelu is not null ? (gelu, [.. yShape], null) : b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
             var product = Output(final, a.Type, finalShape);
-            if (erf && residual is null)
+            if (erf)
             {
+                // A GELU taken leaves no residual to add.
                 EmitMatmulThenErfGelu(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, bias);
                 return;
             }
 
-            EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual, gelu is not null && !erf);
-            if (erf)
-            {
-                ErfGeluInPlace(product);
-            }
-
+            EmitMatmul(av, b, product, checked((int)(batch * m)), (int)n, (int)k, false, false, k, n, 1, 0, 0, 1, residual is null ? 0 : 1, bias, residual, gelu is not null);
             return;
         }
 
