@@ -286,13 +286,6 @@ internal sealed partial class GraphCompiler
             var phys = KernelSource.Strides(ToNhwcOrder(s));
             ConvertCopy(v, s, [phys[0], phys[3], phys[1], phys[2]], y, KernelSource.Strides(s));
         }
-        else if (v.Type is ElementType.Float16 or ElementType.BFloat16 && declared == ElementType.Float && v.Count > 0)
-        {
-            // A half-precision plan's float output, converted a vector at a time (16 bytes of floats a thread): one element
-            // a thread ran at about a third of the copy bandwidth (session 43's H100, DistilBERT b=64: 32.8 us for 6.3 M).
-            var vector = KernelSource.ElementwiseVector(declared, [v.Type], s, [s]);
-            Kernel(KernelSource.Elementwise(declared, [v.Type], s, [s], "x0", vector: vector), v.Count / vector, Dev(y), Dev(v));
-        }
         else
         {
             ConvertCopy(v, s, KernelSource.Strides(s), y, KernelSource.Strides(s));
@@ -303,8 +296,22 @@ internal sealed partial class GraphCompiler
 
     private void ConvertCopy(PlanValue src, long[] shape, long[] srcStrides, PlanValue dst, long[] dstStrides)
     {
-        if (Tensor.ElementCountOf(shape) == 0)
+        var count = Tensor.ElementCountOf(shape);
+        if (count == 0)
         {
+            return;
+        }
+
+        var contiguous = KernelSource.Strides(shape);
+        static bool SixteenBit(ElementType t) => t is ElementType.Float16 or ElementType.BFloat16;
+        if (((St(src) == ElementType.Float && SixteenBit(St(dst))) || (SixteenBit(St(src)) && St(dst) == ElementType.Float))
+            && srcStrides.SequenceEqual(contiguous) && dstStrides.SequenceEqual(contiguous))
+        {
+            // Between float and a 16-bit float, row-major on both sides (a half plan's float output, a float input into a
+            // half plan): the elementwise kernel's vector path, 16 bytes a thread. One element a thread ran at about a third of
+            // the copy bandwidth (session 43's H100, DistilBERT b=64's output: 32.8 us for 6.3 M; 12.4 us so in session 44).
+            var vector = KernelSource.ElementwiseVector(St(dst), [St(src)], shape, [shape]);
+            Kernel(KernelSource.Elementwise(St(dst), [St(src)], shape, [shape], "x0", vector: vector), count / vector, Dev(dst), Dev(src));
             return;
         }
 
