@@ -26,6 +26,31 @@ internal static unsafe partial class Cudnn
     // The backend (graph) API: descriptor types, attribute types and names (cudnn_graph.h).
     public const int CUDNN_POINTWISE_ADD = 0;
     public const int CUDNN_POINTWISE_MUL = 1;
+
+    /// <summary>cudnnPointwiseMode_t MAX: y = max(x, b).</summary>
+    public const int CUDNN_POINTWISE_MAX = 3;
+
+    /// <summary>cudnnPointwiseMode_t DIV: y = x / b.</summary>
+    public const int CUDNN_POINTWISE_DIV = 6;
+
+    /// <summary>cudnnPointwiseMode_t SUB: y = x - b.</summary>
+    public const int CUDNN_POINTWISE_SUB = 9;
+
+    /// <summary>cudnnPointwiseMode_t EXP: y = exp(x).</summary>
+    public const int CUDNN_POINTWISE_EXP = 13;
+
+    /// <summary>cudnnPointwiseMode_t LOG: y = log(x).</summary>
+    public const int CUDNN_POINTWISE_LOG = 15;
+
+    /// <summary>cudnnPointwiseMode_t RECIPROCAL: y = 1 / x.</summary>
+    public const int CUDNN_POINTWISE_RECIPROCAL = 22;
+
+    /// <summary>cudnnReduceTensorOp_t ADD: the sum over the reduced dimensions.</summary>
+    public const int CUDNN_REDUCE_TENSOR_ADD = 0;
+
+    /// <summary>cudnnReduceTensorOp_t MAX: the maximum over the reduced dimensions.</summary>
+    public const int CUDNN_REDUCE_TENSOR_MAX = 3;
+
     public const int CUDNN_POINTWISE_RELU_FWD = 100;
     public const int CUDNN_POINTWISE_GELU_FWD = 104;
     public const int CUDNN_POINTWISE_SWISH_FWD = 106;
@@ -42,6 +67,10 @@ internal static unsafe partial class Cudnn
     private const int BackendOperationGraph = 15;
     private const int BackendVariantPack = 16;
     private const int BackendTensor = 17;
+    private const int BackendMatmul = 18;
+    private const int BackendMatmulOperation = 19;
+    private const int BackendReduction = 21;
+    private const int BackendReductionOperation = 22;
     private const int TypeHandle = 0;
     private const int TypeDataType = 1;
     private const int TypeBoolean = 2;
@@ -53,6 +82,7 @@ internal static unsafe partial class Cudnn
     private const int TypeKnobType = 9;
     private const int TypePointwiseMode = 14;
     private const int TypeDescriptor = 15;
+    private const int TypeReductionOperator = 18;
     private const int TypeBehaviorNote = 19;
     private const int BehaviorNoteRuntimeCompilation = 0;
     private const int BehaviorNoteFilterReorder = 1;
@@ -94,11 +124,22 @@ internal static unsafe partial class Cudnn
     private const int AttrTensorStrides = 903;
     private const int AttrTensorUniqueId = 906;
     private const int AttrTensorIsVirtual = 907;
+    private const int AttrTensorIsByValue = 908;
     private const int AttrVariantUniqueIds = 1000;
     private const int AttrVariantPointers = 1001;
     private const int AttrVariantWorkspace = 1003;
     private const int AttrEngineGlobalIndex = 1301;
     private const int AttrEngineBehaviorNote = 1305;
+    private const int AttrMatmulComputeType = 1500;
+    private const int AttrMatmulA = 1520;
+    private const int AttrMatmulB = 1521;
+    private const int AttrMatmulC = 1522;
+    private const int AttrMatmulDescriptor = 1523;
+    private const int AttrReductionOperator = 1600;
+    private const int AttrReductionComputeType = 1601;
+    private const int AttrReductionX = 1610;
+    private const int AttrReductionY = 1611;
+    private const int AttrReductionDescriptor = 1612;
     private const int HeuristicsModeA = 3;
 
     /// <summary>cudnnBackendHeurMode_t: the instant mode A, the slower and broader mode B, and the fallback list.</summary>
@@ -402,8 +443,12 @@ internal static unsafe partial class Cudnn
         Set(d, name, TypeDescriptor, 1, &h, what);
     }
 
-    /// <summary>A backend tensor: data type, dimensions and strides (element units), unique id; virtual ones live only inside a fused graph.</summary>
-    public static CudnnBackendTensor BackendTensorOf(long uid, int dataType, long[] dims, long[] strides, bool isVirtual, long alignment = 16)
+    /// <summary>
+    /// A backend tensor: data type, dimensions and strides (element units), unique id; virtual ones live only inside a fused
+    /// graph; a by-value one (<paramref name="isByValue"/>, a scalar such as attention's scale) is passed in the variant
+    /// pack as the host address of its value.
+    /// </summary>
+    public static CudnnBackendTensor BackendTensorOf(long uid, int dataType, long[] dims, long[] strides, bool isVirtual, long alignment = 16, bool isByValue = false)
     {
         var t = new CudnnBackendTensor(CreateBackend(BackendTensor, "TENSOR"));
         var d = t.Handle;
@@ -418,6 +463,12 @@ internal static unsafe partial class Cudnn
         Set(d, AttrTensorAlignment, TypeInt64, 1, &alignment, "TENSOR_BYTE_ALIGNMENT");
         var v = isVirtual;
         Set(d, AttrTensorIsVirtual, TypeBoolean, 1, &v, "TENSOR_IS_VIRTUAL");
+        if (isByValue)
+        {
+            var byValue = true;
+            Set(d, AttrTensorIsByValue, TypeBoolean, 1, &byValue, "TENSOR_IS_BY_VALUE");
+        }
+
         Finalize(d, "TENSOR");
         return t;
     }
@@ -444,7 +495,7 @@ internal static unsafe partial class Cudnn
         return c;
     }
 
-    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1, GELU_FWD, GELU_APPROX_TANH_FWD) computing in float.</summary>
+    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1, GELU_FWD, GELU_APPROX_TANH_FWD, SUB, DIV, MAX, EXP, LOG, RECIPROCAL) computing in float.</summary>
     public static CudnnBackendPointwise BackendPointwiseOf(int mode)
     {
         var p = new CudnnBackendPointwise(CreateBackend(BackendPointwise, "POINTWISE"));
@@ -486,6 +537,55 @@ internal static unsafe partial class Cudnn
 
         SetDescriptor(d, AttrPointwiseY, y, "OPERATION_POINTWISE_YDESC");
         Finalize(d, "OPERATION_POINTWISE");
+        return op;
+    }
+
+    /// <summary>A backend matmul descriptor with the given accumulator type (<see cref="CUDNN_DATA_FLOAT"/>).</summary>
+    public static CudnnBackendMatmul BackendMatmulOf(int computeType)
+    {
+        var m = new CudnnBackendMatmul(CreateBackend(BackendMatmul, "MATMUL"));
+        var d = m.Handle;
+        Set(d, AttrMatmulComputeType, TypeDataType, 1, &computeType, "MATMUL_COMP_TYPE");
+        Finalize(d, "MATMUL");
+        return m;
+    }
+
+    /// <summary>
+    /// The graph's matmul node: c = a b over the last two dimensions ([.., M, K] x [.., K, N] -> [.., M, N]), the leading
+    /// ones batched (a transposed operand is said through its strides).
+    /// </summary>
+    public static CudnnBackendMatmulOperation BackendMatmulOperationOf(CudnnBackendMatmul matmul, CudnnBackendTensor a, CudnnBackendTensor b, CudnnBackendTensor c)
+    {
+        var op = new CudnnBackendMatmulOperation(CreateBackend(BackendMatmulOperation, "OPERATION_MATMUL"));
+        var d = op.Handle;
+        SetDescriptor(d, AttrMatmulA, a, "OPERATION_MATMUL_ADESC");
+        SetDescriptor(d, AttrMatmulB, b, "OPERATION_MATMUL_BDESC");
+        SetDescriptor(d, AttrMatmulC, c, "OPERATION_MATMUL_CDESC");
+        SetDescriptor(d, AttrMatmulDescriptor, matmul, "OPERATION_MATMUL_DESC");
+        Finalize(d, "OPERATION_MATMUL");
+        return op;
+    }
+
+    /// <summary>A backend reduction descriptor: <paramref name="reduceOp"/> (<see cref="CUDNN_REDUCE_TENSOR_ADD"/>, MAX) computing in <paramref name="computeType"/>.</summary>
+    public static CudnnBackendReduction BackendReductionOf(int reduceOp, int computeType)
+    {
+        var r = new CudnnBackendReduction(CreateBackend(BackendReduction, "REDUCTION"));
+        var d = r.Handle;
+        Set(d, AttrReductionComputeType, TypeDataType, 1, &computeType, "REDUCTION_COMP_TYPE");
+        Set(d, AttrReductionOperator, TypeReductionOperator, 1, &reduceOp, "REDUCTION_OPERATOR");
+        Finalize(d, "REDUCTION");
+        return r;
+    }
+
+    /// <summary>The graph's reduction node: y = reduce(x) over the dimensions where y's are 1 and x's are not.</summary>
+    public static CudnnBackendReductionOperation BackendReductionOperationOf(CudnnBackendReduction reduction, CudnnBackendTensor x, CudnnBackendTensor y)
+    {
+        var op = new CudnnBackendReductionOperation(CreateBackend(BackendReductionOperation, "OPERATION_REDUCTION"));
+        var d = op.Handle;
+        SetDescriptor(d, AttrReductionDescriptor, reduction, "OPERATION_REDUCTION_DESC");
+        SetDescriptor(d, AttrReductionX, x, "OPERATION_REDUCTION_XDESC");
+        SetDescriptor(d, AttrReductionY, y, "OPERATION_REDUCTION_YDESC");
+        Finalize(d, "OPERATION_REDUCTION");
         return op;
     }
 
@@ -789,6 +889,50 @@ internal sealed class CudnnBackendConvolutionForward : NativeHandle
 internal sealed class CudnnBackendPointwiseOperation : NativeHandle
 {
     public CudnnBackendPointwiseOperation(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend matmul descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendMatmul : NativeHandle
+{
+    public CudnnBackendMatmul(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend matmul operation descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendMatmulOperation : NativeHandle
+{
+    public CudnnBackendMatmulOperation(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend reduction descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendReduction : NativeHandle
+{
+    public CudnnBackendReduction(IntPtr h)
+        : base(h)
+    {
+    }
+
+    protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
+}
+
+/// <summary>A cuDNN backend reduction operation descriptor (cudnnBackendDescriptor_t of that type).</summary>
+internal sealed class CudnnBackendReductionOperation : NativeHandle
+{
+    public CudnnBackendReductionOperation(IntPtr h)
         : base(h)
     {
     }

@@ -1,0 +1,193 @@
+using System.Runtime.InteropServices;
+
+namespace Batchwise.Cuda.Interop;
+
+/// <summary>
+/// cuDNN's fused scaled-dot-product attention forward (inference, half data, float compute) built through the backend
+/// (graph) API as cudnn-frontend's composite SDPA node builds it for is_inference=true:
+/// O = softmax(Q K^T * scale [+ bias]) V, the softmax spelled as max / sub / exp / sum / (log + add: the virtual stats) / div.
+/// Q, K, V and O are [batch, heads, seq, headDim] with any strides (element units), so they can be read out of an
+/// interleaved QKV buffer and written straight into [batch, seq, heads, headDim]; the optional additive bias is a half
+/// [batch, 1, 1, seqKv] tensor (a padding mask as 0 / -10000). The plan is the first of heuristics mode A's
+/// configurations that finalizes; every descriptor it was built from lives as long as it does.
+/// </summary>
+internal sealed unsafe class CudnnAttention : IDisposable
+{
+    private const long UidQ = 1, UidK = 2, UidV = 3, UidO = 4, UidBias = 5, UidScale = 6;
+
+    private readonly List<NativeHandle> _descriptors = [];
+    private readonly List<CudnnBackendEngineConfig> _configs = [];
+    private readonly CudnnBackendExecutionPlan _plan;
+    private readonly bool _bias;
+    private float* _scale;
+    private ulong[]? _packPointers;
+    private CudnnBackendVariantPack? _pack;
+
+    /// <summary>Builds the graph and its plan on <paramref name="handle"/>; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
+    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias)
+    {
+        _bias = bias;
+        _scale = (float*)NativeMemory.Alloc(sizeof(float));
+        *_scale = scale;
+        try
+        {
+            long b = batch, h = heads, sq = seqQ, skv = seqKv, d = headDim;
+            const int half = Cudnn.CUDNN_DATA_HALF, single = Cudnn.CUDNN_DATA_FLOAT;
+            long[] scores = [b, h, sq, skv], scoreStrides = [h * sq * skv, sq * skv, skv, 1];
+            long[] rows = [b, h, sq, 1], rowStrides = [h * sq, sq, 1, 1];
+            var nextVirtual = 100L;
+
+            CudnnBackendTensor Keep(CudnnBackendTensor t)
+            {
+                _descriptors.Add(t);
+                return t;
+            }
+
+            T KeepOp<T>(T op)
+                where T : NativeHandle
+            {
+                _descriptors.Add(op);
+                return op;
+            }
+
+            CudnnBackendTensor Virtual(int type, long[] dims, long[] strides) => Keep(Cudnn.BackendTensorOf(nextVirtual++, type, dims, strides, true));
+
+            // The backend wants K^T: K's [b, h, skv, d] seen as [b, h, d, skv] by swapping the last two dims and strides.
+            var q = Keep(Cudnn.BackendTensorOf(UidQ, half, [b, h, sq, d], qStrides, false));
+            var kt = Keep(Cudnn.BackendTensorOf(UidK, half, [b, h, d, skv], [kStrides[0], kStrides[1], kStrides[3], kStrides[2]], false));
+            var v = Keep(Cudnn.BackendTensorOf(UidV, half, [b, h, skv, d], vStrides, false));
+            var o = Keep(Cudnn.BackendTensorOf(UidO, half, [b, h, sq, d], oStrides, false));
+            var scaleTensor = Keep(Cudnn.BackendTensorOf(UidScale, single, [1, 1, 1, 1], [1, 1, 1, 1], false, isByValue: true));
+            var biasTensor = bias ? Keep(Cudnn.BackendTensorOf(UidBias, half, [b, 1, 1, skv], [skv, skv, skv, 1], false)) : null;
+
+            var matmul = KeepOp(Cudnn.BackendMatmulOf(single));
+            var mul = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_MUL));
+            var add = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_ADD));
+            var sub = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_SUB));
+            var exp = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_EXP));
+            var log = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_LOG));
+            var div = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_DIV));
+            var max = KeepOp(Cudnn.BackendReductionOf(Cudnn.CUDNN_REDUCE_TENSOR_MAX, single));
+            var sum = KeepOp(Cudnn.BackendReductionOf(Cudnn.CUDNN_REDUCE_TENSOR_ADD, single));
+
+            var ops = new List<NativeHandle>();
+
+            // bmm1: S = Q K^T (float), then S * scale, then (optionally) S + bias.
+            var s = Virtual(single, scores, scoreStrides);
+            ops.Add(KeepOp(Cudnn.BackendMatmulOperationOf(matmul, q, kt, s)));
+            var scaled = Virtual(single, scores, scoreStrides);
+            ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(mul, s, scaleTensor, scaled)));
+            var last = scaled;
+            if (biasTensor is not null)
+            {
+                var biased = Virtual(single, scores, scoreStrides);
+                ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(add, last, biasTensor, biased)));
+                last = biased;
+            }
+
+            // Softmax as cudnn-frontend's CompositeSoftmaxNode spells it: M = max(S); E = exp(S - M); Z = sum(E);
+            // stats = M + log(Z) (virtual: the frontend adds it even for inference); P = E / Z in the i/o type.
+            var m = Virtual(single, rows, rowStrides);
+            ops.Add(KeepOp(Cudnn.BackendReductionOperationOf(max, last, m)));
+            var centered = Virtual(single, scores, scoreStrides);
+            ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(sub, last, m, centered)));
+            var e = Virtual(single, scores, scoreStrides);
+            ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(exp, centered, null, e)));
+            var z = Virtual(single, rows, rowStrides);
+            ops.Add(KeepOp(Cudnn.BackendReductionOperationOf(sum, e, z)));
+            var logZ = Virtual(single, rows, rowStrides);
+            ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(log, z, null, logZ)));
+            var stats = Virtual(single, rows, rowStrides);
+            ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(add, m, logZ, stats)));
+            var p = Virtual(half, scores, scoreStrides);
+            ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(div, e, z, p)));
+
+            // bmm2: O = P V.
+            ops.Add(KeepOp(Cudnn.BackendMatmulOperationOf(matmul, p, v, o)));
+
+            var graph = KeepOp(Cudnn.BackendGraphOf(handle, ops));
+            _configs.AddRange(Cudnn.BackendConfigsOf(graph));
+            Offered = [.. _configs.Select(c => Cudnn.BackendEngineOf(c).GlobalIndex)];
+            CudaException? first = null;
+            CudnnBackendExecutionPlan? chosen = null;
+            foreach (var config in _configs)
+            {
+                try
+                {
+                    (chosen, WorkspaceBytes) = Cudnn.BackendPlanOf(handle, config);
+                    (EngineGlobalIndex, RuntimeCompiled, _) = Cudnn.BackendEngineOf(config);
+                    break;
+                }
+                catch (CudaException ex)
+                {
+                    first ??= ex;
+                }
+            }
+
+            _plan = chosen ?? throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for the attention graph");
+        }
+        catch
+        {
+            Release();
+            throw;
+        }
+    }
+
+    /// <summary>Bytes of device workspace <see cref="Execute"/> needs.</summary>
+    public long WorkspaceBytes { get; }
+
+    /// <summary>cuDNN's global index of the engine behind the plan.</summary>
+    public long EngineGlobalIndex { get; }
+
+    /// <summary>Whether that engine compiles its kernel at run time (CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION).</summary>
+    public bool RuntimeCompiled { get; }
+
+    /// <summary>The global indices of every engine configuration heuristics mode A offered, best first.</summary>
+    public IReadOnlyList<long> Offered { get; } = [];
+
+    /// <summary>
+    /// Enqueues the attention on the handle's stream: device addresses of Q, K, V (element 0 of each, strides as built),
+    /// O, the bias (ignored when built without one) and a workspace of <see cref="WorkspaceBytes"/>.
+    /// </summary>
+    public void Execute(CudnnHandle handle, ulong q, ulong k, ulong v, ulong o, ulong bias, ulong workspace)
+    {
+        ObjectDisposedException.ThrowIf(_scale == null, this);
+        ulong[] pointers = _bias ? [q, k, v, o, bias, (ulong)_scale, workspace] : [q, k, v, o, (ulong)_scale, workspace];
+        if (_pack is null || !pointers.AsSpan().SequenceEqual(_packPointers))
+        {
+            _pack?.Dispose();
+            _pack = null;
+            long[] uids = _bias ? [UidQ, UidK, UidV, UidO, UidBias, UidScale] : [UidQ, UidK, UidV, UidO, UidScale];
+            _pack = Cudnn.BackendVariantPackOf(uids, pointers[..^1], workspace);
+            _packPointers = pointers;
+        }
+
+        Cudnn.BackendExecute(handle, _plan, _pack);
+    }
+
+    public void Dispose() => Release();
+
+    private void Release()
+    {
+        _pack?.Dispose();
+        _pack = null;
+        _plan?.Dispose();
+        foreach (var c in _configs)
+        {
+            c.Dispose();
+        }
+
+        _configs.Clear();
+        for (var i = _descriptors.Count - 1; i >= 0; i--)
+        {
+            _descriptors[i].Dispose();
+        }
+
+        _descriptors.Clear();
+        if (_scale != null)
+        {
+            NativeMemory.Free(_scale);
+            _scale = null;
+        }
+    }
+}

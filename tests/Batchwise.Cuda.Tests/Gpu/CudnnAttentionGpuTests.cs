@@ -1,0 +1,206 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Batchwise.Cuda.Interop;
+
+namespace Batchwise.Cuda.Tests.Gpu;
+
+/// <summary>
+/// A probe of cuDNN's fused scaled-dot-product attention (flash attention forward, inference, half data, float compute)
+/// through the backend graph API (<see cref="CudnnAttention"/>): which engine heuristics mode A offers, whether it agrees
+/// with a double-precision CPU reference at a small shape, and its time at BERT-base's shape with Q, K and V read out of
+/// one interleaved QKV buffer. It measures, it does not judge speed.
+/// </summary>
+[Trait("Category", "GPU")]
+public sealed unsafe class CudnnAttentionGpuTests
+{
+    private const string ReportFile = "cudnn-sdpa-probe.md";
+
+    private const string Source = """
+        // Half values of random sign in [0.0625, 0.125).
+        extern "C" __global__ void sdpa_fill_half(unsigned short* p, unsigned long long n, unsigned int seed)
+        {
+            for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x)
+            {
+                unsigned int x = (unsigned int)(i * 2654435761ull) ^ seed;
+                x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15;
+                p[i] = (unsigned short)((x & 0x8000u) | 0x2c00u | (x & 0x3ffu));
+            }
+        }
+        """;
+
+    [Fact]
+    public void Cudnn_sdpa_matches_a_cpu_reference_small()
+    {
+        Gpu.Require();
+        var device = CudaDriver.Device(0);
+        using var context = new PrimaryContext(device);
+        context.MakeCurrent();
+        using var stream = CudaDriver.CreateStream();
+        using var handle = Cudnn.Create(stream);
+        var notes = new List<string>();
+        foreach (var bias in new[] { false, true })
+        {
+            string? ran = null;
+            foreach (var seq in new[] { 40, 64 })
+            {
+                try
+                {
+                    var (error, attention) = RunSmall(handle, stream, 2, 3, seq, 64, bias);
+                    ran = $"bias={bias} s={seq}: {attention}, max abs error {error:E2}";
+                    notes.Add(ran);
+                    Gpu.Publish(ReportFile, $"| cudnn sdpa vs cpu | b=2 h=3 s={seq} d=64 bias={(bias ? "yes" : "no")} | {attention} | max abs error {error.ToString("E2", CultureInfo.InvariantCulture)} |");
+                    Assert.True(error <= 2e-2, string.Join("; ", notes));
+                    break;
+                }
+                catch (CudaException e)
+                {
+                    notes.Add($"bias={bias} s={seq}: {e.Message}");
+                }
+            }
+
+            Assert.True(ran is not null, "cuDNN built no SDPA plan: " + string.Join("; ", notes));
+        }
+    }
+
+    [Fact]
+    public void Cudnn_sdpa_at_bert_base_shape_in_the_qkv_buffer_is_timed()
+    {
+        Gpu.Require();
+        const int b = 64, h = 12, s = 128, d = 64;
+        var device = CudaDriver.Device(0);
+        using var context = new PrimaryContext(device);
+        context.MakeCurrent();
+        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        using var stream = CudaDriver.CreateStream();
+        using var start = CudaDriver.CreateEvent();
+        using var end = CudaDriver.CreateEvent();
+        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(Source, "sdpaprobe.cu", cc));
+        var fill = CudaDriver.GetFunction(module, "sdpa_fill_half");
+        using var handle = Cudnn.Create(stream);
+
+        // [b, s, 3, h, d] row-major: Q, K, V of token t, head j at ((t's row) * 3 + 0/1/2) * h * d + j * d.
+        const long qkvElements = (long)b * s * 3 * h * d, oElements = (long)b * s * h * d;
+        using var qkv = CudaDriver.Allocate(qkvElements * 2);
+        using var o = CudaDriver.Allocate(oElements * 2);
+        using var bias = CudaDriver.Allocate((long)b * s * 2);
+        ulong p = qkv.Pointer;
+        ulong n = qkvElements;
+        uint seed = 7;
+        var args = stackalloc void*[] { &p, &n, &seed };
+        CudaDriver.Launch(fill, 1024, 256, 0, stream.Handle, args, "sdpa_fill_half");
+        CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle);
+        CudaDriver.Synchronize(stream);
+        long[] qkvStrides = [(long)s * 3 * h * d, d, 3L * h * d, 1], oStrides = [(long)s * h * d, d, (long)h * d, 1];
+        var (q, k, v) = (qkv.Pointer, qkv.Pointer + (ulong)(h * d * 2), qkv.Pointer + (ulong)(2 * h * d * 2));
+        var flops = 4.0 * b * h * s * s * d;
+        Gpu.Publish(ReportFile, $"# cuDNN SDPA probe: {CudaDriver.DeviceName(device)} (sm_{cc}), cuDNN {Cudnn.Version()}, {DateTimeOffset.UtcNow:u}");
+        var failures = new List<string>();
+        foreach (var withBias in new[] { true, false })
+        {
+            var label = withBias ? "cudnn sdpa (+bias [b,1,1,s])" : "cudnn sdpa (no bias)";
+            try
+            {
+                using var attention = new CudnnAttention(handle, b, h, s, s, d, qkvStrides, qkvStrides, qkvStrides, oStrides, 1f / MathF.Sqrt(d), withBias);
+                using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
+                var seconds = EventTiming.Best(stream, start, end, () => attention.Execute(handle, q, k, v, o.Pointer, bias.Pointer, workspace.Pointer));
+                CudaDriver.Synchronize(stream);
+                var output = new Half[oElements];
+                CudaDriver.CopyToHostSync(MemoryMarshal.AsBytes(output.AsSpan()), o.Pointer);
+                var finite = output.All(x => Half.IsFinite(x));
+                var line = string.Create(CultureInfo.InvariantCulture, $"| {label} | b={b} h={h} s={s} d={d} | engine {attention.EngineGlobalIndex} (runtime compiled: {(attention.RuntimeCompiled ? "yes" : "no")}; offered: {string.Join(",", attention.Offered)}; workspace {attention.WorkspaceBytes} B) | {seconds * 1e6:F1} us | {flops / seconds / 1e12:F1} TFLOP/s | output finite: {(finite ? "yes" : "no")} |");
+                Gpu.Publish(ReportFile, line);
+                if (!finite)
+                {
+                    failures.Add($"{label}: non-finite output");
+                }
+            }
+            catch (CudaException e)
+            {
+                Gpu.Publish(ReportFile, $"| {label} | b={b} h={h} s={s} d={d} | failed: {e.Message} | | |");
+                failures.Add($"{label}: {e.Message}");
+            }
+        }
+
+        Assert.True(failures.Count == 0, string.Join("; ", failures));
+    }
+
+    /// <summary>One run at a contiguous [b, h, s, d] layout against softmax(Q K^T * scale + bias) V in double: the max abs error and the engine.</summary>
+    private static (double Error, string Engine) RunSmall(CudnnHandle handle, CudaStream stream, int b, int h, int s, int d, bool withBias)
+    {
+        var scale = 1f / MathF.Sqrt(d);
+        var count = b * h * s * d;
+        var rng = new Random(1234 + s);
+        Half[] Random() => [.. Enumerable.Range(0, count).Select(_ => (Half)((rng.NextDouble() * 2) - 1))];
+        var (q, k, v) = (Random(), Random(), Random());
+        var bias = new Half[b * s];
+        if (withBias)
+        {
+            for (var j = s - 5; j < s; j++)
+            {
+                bias[s + j] = (Half)(-10000f);
+            }
+        }
+
+        long[] strides = [(long)h * s * d, (long)s * d, d, 1];
+        using var attention = new CudnnAttention(handle, b, h, s, s, d, strides, strides, strides, strides, scale, withBias);
+        using var dq = CudaDriver.Allocate(count * 2L);
+        using var dk = CudaDriver.Allocate(count * 2L);
+        using var dv = CudaDriver.Allocate(count * 2L);
+        using var dout = CudaDriver.Allocate(count * 2L);
+        using var dbias = CudaDriver.Allocate(b * s * 2L);
+        using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
+        CudaDriver.CopyToDeviceSync(dq.Pointer, MemoryMarshal.AsBytes(q.AsSpan()));
+        CudaDriver.CopyToDeviceSync(dk.Pointer, MemoryMarshal.AsBytes(k.AsSpan()));
+        CudaDriver.CopyToDeviceSync(dv.Pointer, MemoryMarshal.AsBytes(v.AsSpan()));
+        CudaDriver.CopyToDeviceSync(dbias.Pointer, MemoryMarshal.AsBytes(bias.AsSpan()));
+        attention.Execute(handle, dq.Pointer, dk.Pointer, dv.Pointer, dout.Pointer, dbias.Pointer, workspace.Pointer);
+        CudaDriver.Synchronize(stream);
+        var output = new Half[count];
+        CudaDriver.CopyToHostSync(MemoryMarshal.AsBytes(output.AsSpan()), dout.Pointer);
+
+        var error = 0.0;
+        var row = new double[s];
+        for (var bh = 0; bh < b * h; bh++)
+        {
+            var batch = bh / h;
+            var baseOffset = bh * s * d;
+            for (var i = 0; i < s; i++)
+            {
+                var max = double.NegativeInfinity;
+                for (var j = 0; j < s; j++)
+                {
+                    var dot = 0.0;
+                    for (var c = 0; c < d; c++)
+                    {
+                        dot += (double)q[baseOffset + (i * d) + c] * (double)k[baseOffset + (j * d) + c];
+                    }
+
+                    row[j] = (dot * scale) + (withBias ? (double)bias[(batch * s) + j] : 0);
+                    max = Math.Max(max, row[j]);
+                }
+
+                var sum = 0.0;
+                for (var j = 0; j < s; j++)
+                {
+                    row[j] = Math.Exp(row[j] - max);
+                    sum += row[j];
+                }
+
+                for (var c = 0; c < d; c++)
+                {
+                    var expected = 0.0;
+                    for (var j = 0; j < s; j++)
+                    {
+                        expected += row[j] / sum * (double)v[baseOffset + (j * d) + c];
+                    }
+
+                    var actual = (double)output[baseOffset + (i * d) + c];
+                    error = Math.Max(error, double.IsFinite(actual) ? Math.Abs(actual - expected) : double.PositiveInfinity);
+                }
+            }
+        }
+
+        var engine = $"engine {attention.EngineGlobalIndex} (runtime compiled: {(attention.RuntimeCompiled ? "yes" : "no")}; offered: {string.Join(",", attention.Offered)})";
+        return (error, engine);
+    }
+}
