@@ -5,7 +5,7 @@
 #   run `bash bench/device/stage.sh .device1` with carry [".device1"]   (empties /tmp/bw-parts first)
 #   run `bash bench/device/stage.sh .device2` with carry [".device2"]   (adds to it)
 # then the call script with carry [".device"]: call-lib.sh's unpack joins /tmp/bw-parts/cli-full.part.* and
-# .device/cli-full.part.*. Session 43: 20 MB parts were refused ("larger than 64 MiB") with 44 MB tracked, 14 MB went.
+# .device/cli-full.part.*. Session 43: 20 MB parts were refused ("larger than 64 MiB") with 44 MB tracked, 14 MB went; session 45: 14 MB refused with 48 MB tracked, 10 MB went.
 set -euo pipefail
 dir=${1:-.device1}
 [ "$dir" = .device1 ] && rm -rf /tmp/bw-parts
