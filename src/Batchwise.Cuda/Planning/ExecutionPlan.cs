@@ -432,7 +432,7 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>The compiled gate kernel (<see cref="Kernels.KernelSource.GateKernel"/>) profiling holds the stream with.</summary>
     public IntPtr Gate { get; set; }
 
-    public bool UsesCudnn => Steps.Any(s => s is ConvStep or ConvTransposeStep or Int8GraphConvStep);
+    public bool UsesCudnn => Steps.Any(s => s is ConvStep or ConvTransposeStep or Int8GraphConvStep or CudnnAttentionStep);
 
     public bool UsesCublasLt => Steps.Any(s => s is MatmulStep or Int8GemmStep);
 

@@ -60,7 +60,38 @@ public sealed class AttentionGpuTests
         }
     }
 
-    public static TheoryData<string> Throughputs() => new(["vit_s_b64", "bert_base_b32", "bert_base_b64", "vit_s_b64_rows128", "bert_base_b32_rows128", "bert_base_b64_rows128"]);
+    public static TheoryData<string> Throughputs() => new(["vit_s_b64", "bert_base_b32", "bert_base_b64", "vit_s_b64_rows128", "bert_base_b32_rows128", "bert_base_b64_rows128", "vit_s_b64_cudnn", "bert_base_b64_cudnn"]);
+
+    /// <summary>
+    /// Attention blocks run by cuDNN's fused attention (BATCHWISE_ATTENTION=cudnn) against ONNX Runtime in float32: BERT-base
+    /// with its padding mask (a half bias), ViT-S without one, head 128 with a mask, and GPT-2's boolean padding mask with the
+    /// safe-softmax tail where one sequence is masked entirely (zeros there); each plan must hold a cuDNN step.
+    /// </summary>
+    [Theory]
+    [InlineData("bert_base_masked")]
+    [InlineData("vit_s")]
+    [InlineData("head128_masked")]
+    [InlineData("gpt2_padding_all_masked")]
+    public void Cudnn_attention_matches_onnx_runtime_and_is_taken(string name)
+    {
+        Gpu.Require();
+        var model = name == "gpt2_padding_all_masked" ? SdpaAttentionPlanTests.Gpt2(2, 64, 2, 64, causal: false) : Case(name);
+        var inputs = name == "gpt2_padding_all_masked" ? SdpaAttentionPlanTests.Inputs(model, 5, leftPadding: 64) : AttentionPlanTests.Inputs(model, 11);
+        using var ort = new OrtEngine().Load(model, new EngineOptions());
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.AttentionByCudnn = true;
+        var expected = ort.Run(inputs);
+        var actual = cuda.Run(inputs);
+        using var run = cuda.Prepare(inputs);
+        run.Run();
+        var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(3);
+        Assert.Contains(layers, l => l.Layer.EndsWith("(cuDNN)", StringComparison.Ordinal));
+        foreach (var r in Gpu.Compare(actual, expected, model.Outputs))
+        {
+            Gpu.Report("attention.md", string.Create(CultureInfo.InvariantCulture, $"| cudnn {name} | {r.Name} | {r.MaxAbs:E2} | {r.MaxRel:E2} | {r.Cosine:F7} |"));
+            Assert.True(r.Cosine >= 0.9995 && r.MaxAbs <= 3e-2, $"{name}/{r.Name}: cosine {r.Cosine}, max abs error {r.MaxAbs}");
+        }
+    }
 
     /// <summary>
     /// The fused kernel's own time (CUDA events around each step, 50 runs, the stream gated so they run back to back) at
@@ -73,7 +104,8 @@ public sealed class AttentionGpuTests
     public void Fused_attention_throughput_is_reported(string name)
     {
         Gpu.Require();
-        var (b, h, s, d, mask) = name.Replace("_rows128", string.Empty, StringComparison.Ordinal) switch
+        var cudnn = name.EndsWith("_cudnn", StringComparison.Ordinal);
+        var (b, h, s, d, mask) = name.Replace("_rows128", string.Empty, StringComparison.Ordinal).Replace("_cudnn", string.Empty, StringComparison.Ordinal) switch
         {
             "vit_s_b64" => (64L, 6L, 197L, 64L, false),
             "bert_base_b64" => (64L, 12L, 128L, 64L, true),
@@ -83,10 +115,12 @@ public sealed class AttentionGpuTests
         var inputs = AttentionPlanTests.Inputs(model, 11);
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.AttentionRows = name.EndsWith("_rows128", StringComparison.Ordinal) ? KernelSource.AttentionWideRows : KernelSource.AttentionRows;
+        cuda.AttentionByCudnn = cudnn;
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);
-        var kernel = Assert.Single(layers, l => l.Layer.Contains("fused attention", StringComparison.Ordinal));
+        // cuDNN's step ("... (fused attention) (cuDNN)") beside its bias kernel ("... (bias)"), or the own kernel alone.
+        var kernel = Assert.Single(layers, l => cudnn ? l.Layer.EndsWith("(cuDNN)", StringComparison.Ordinal) : l.Layer.EndsWith("(fused attention)", StringComparison.Ordinal));
         var product = kernel.Layer[..kernel.Layer.IndexOf(" + ", StringComparison.Ordinal)];
         var copies = layers.Where(l => l.Layer == product).Sum(l => l.Milliseconds);
         var tflops = 4.0 * b * h * s * s * d / (kernel.Milliseconds * 1e-3) / 1e12;

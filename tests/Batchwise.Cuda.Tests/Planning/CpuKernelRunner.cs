@@ -392,7 +392,7 @@ internal static partial class CpuKernelRunner
 
     /// <summary>Why a plan cannot run on the CPU (a library step), or null.</summary>
     public static string? CannotRun(ExecutionPlan plan) =>
-        plan.Steps.FirstOrDefault(s => s is not (KernelStep or MatmulStep or Int8GemmStep { Sums: not null })) is { } step ? $"{step.Node} is a {step.GetType().Name}" : null;
+        plan.Steps.FirstOrDefault(s => s is not (KernelStep or MatmulStep or Int8GemmStep { Sums: not null } or CudnnAttentionStep)) is { } step ? $"{step.Node} is a {step.GetType().Name}" : null;
 
     /// <summary>True for kernels whose threads exchange values (warp shuffles, shared memory, barriers): those run a block's threads at once.</summary>
     private static bool Cooperates(string source) =>
@@ -602,6 +602,12 @@ internal static partial class CpuKernelRunner
                     continue;
                 }
 
+                if (step is CudnnAttentionStep attention)
+                {
+                    RunCudnnAttention(attention, pointers);
+                    continue;
+                }
+
                 if (step is Int8GemmStep { Sums: { } sums })
                 {
                     RunInt8Sums(sums, pointers[step.Buffers[0]], pointers[step.Buffers[1]], pointers[step.Buffers[2]]);
@@ -706,6 +712,61 @@ internal static partial class CpuKernelRunner
                     else
                     {
                         ((float*)d)[at] = (float)value;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// cuDNN's fused attention by its definition (<see cref="CudnnAttentionShape"/>): O = softmax(Q K^T scale + bias) V per
+    /// (batch, head, row), in double from the half operands, rounded once to half; a row whose every score is -inf gives
+    /// NaN, as cuDNN's softmax does.
+    /// </summary>
+    private static unsafe void RunCudnnAttention(CudnnAttentionStep step, IntPtr[] pointers)
+    {
+        var s = step.Shape;
+        var o = (Half*)pointers[step.Buffers[0]];
+        var q = (Half*)pointers[step.Buffers[1]] + s.Offsets[0];
+        var k = (Half*)pointers[step.Buffers[2]] + s.Offsets[1];
+        var v = (Half*)pointers[step.Buffers[3]] + s.Offsets[2];
+        var bias = s.Bias ? (Half*)pointers[step.Buffers[4]] : null;
+        var scores = new double[s.Keys];
+        for (var b = 0; b < s.Batch; b++)
+        {
+            for (var h = 0; h < s.Heads; h++)
+            {
+                for (var r = 0; r < s.Rows; r++)
+                {
+                    var max = double.NegativeInfinity;
+                    for (var j = 0; j < s.Keys; j++)
+                    {
+                        var dot = 0.0;
+                        for (var c = 0; c < s.HeadDim; c++)
+                        {
+                            dot += (double)q[(b * s.Q[0]) + (h * s.Q[1]) + (r * s.Q[2]) + (c * s.Q[3])] * (double)k[(b * s.K[0]) + (h * s.K[1]) + (j * s.K[2]) + (c * s.K[3])];
+                        }
+
+                        scores[j] = (dot * s.Scale) + (bias is null ? 0 : (double)bias[((long)b * s.Keys) + j]);
+                        max = Math.Max(max, scores[j]);
+                    }
+
+                    var sum = 0.0;
+                    for (var j = 0; j < s.Keys; j++)
+                    {
+                        scores[j] = Math.Exp(scores[j] - max);
+                        sum += scores[j];
+                    }
+
+                    for (var c = 0; c < s.HeadDim; c++)
+                    {
+                        var value = 0.0;
+                        for (var j = 0; j < s.Keys; j++)
+                        {
+                            value += scores[j] / sum * (double)v[(b * s.V[0]) + (h * s.V[1]) + (j * s.V[2]) + (c * s.V[3])];
+                        }
+
+                        o[(b * s.O[0]) + (h * s.O[1]) + (r * s.O[2]) + (c * s.O[3])] = (Half)value;
                     }
                 }
             }

@@ -82,6 +82,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int GeluChunks { get; init; } = 1;
 
+    public bool AttentionByCudnn { get; init; }
+
     public int AttentionRows { get; init; } = KernelSource.AttentionRows;
 
     public bool ProgrammaticLaunch { get; init; }

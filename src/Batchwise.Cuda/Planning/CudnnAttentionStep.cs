@@ -1,0 +1,57 @@
+using Batchwise.Cuda.Interop;
+
+namespace Batchwise.Cuda.Planning;
+
+/// <summary>
+/// The shape of an attention block run by cuDNN's fused attention (<see cref="CudnnAttention"/>): [batch, heads, rows,
+/// keys] scores, a head of <see cref="HeadDim"/>; the (batch, head, row, column) strides of Q, K (as [.., key, d]), V
+/// and O in elements, each operand's offset into its buffer in elements; whether a half [batch, 1, 1, keys] bias is added.
+/// </summary>
+internal sealed record CudnnAttentionShape(int Batch, int Heads, int Rows, int Keys, int HeadDim, long[] Q, long[] K, long[] V, long[] O, long[] Offsets, float Scale, bool Bias);
+
+/// <summary>
+/// An attention block run by cuDNN's fused scaled-dot-product attention (BATCHWISE_ATTENTION=cudnn): buffers O, Q, K, V
+/// and the half bias (or -1). Planned without the library (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>) it has
+/// no cuDNN plan: the CPU test runner computes it from <see cref="Shape"/>. A variant pack (the tensors' addresses) is
+/// made once per set of addresses: an execution context's buffers do not move.
+/// </summary>
+internal sealed class CudnnAttentionStep : PlanStep, IDisposable
+{
+    private readonly CudnnAttention? _attention;
+    private readonly Lock _lock = new();
+
+    public CudnnAttentionStep(string node, int[] buffers, CudnnAttentionShape shape, CudnnAttention? attention)
+        : base(node, buffers)
+    {
+        Shape = shape;
+        _attention = attention;
+    }
+
+    public CudnnAttentionShape Shape { get; }
+
+    /// <summary>The engine cuDNN's heuristics gave (global index), for the engine report; -1 planned without the library.</summary>
+    public long Engine => _attention?.EngineGlobalIndex ?? -1;
+
+    public override void Enqueue(ExecutionContext context, int index)
+    {
+        if (_attention is null)
+        {
+            throw new InvalidOperationException($"{Node} was planned without cuDNN (a plan test's target) and cannot run on a GPU");
+        }
+
+        ulong At(int buffer, long offset) => context.Pointer(Buffers[buffer]) + (ulong)(offset * 2);
+        var handle = context.CudnnOrNull ?? throw new BatchwiseException($"The cuDNN attention {Node} runs on a slot without a cuDNN handle", "Report this: a plan with cuDNN attention steps opens cuDNN on its slots (ExecutionPlan.UsesCudnn).");
+        if (context.WorkspaceBytes < _attention.WorkspaceBytes)
+        {
+            throw new BatchwiseException($"The cuDNN attention {Node} needs {_attention.WorkspaceBytes} bytes of workspace, its slot has {context.WorkspaceBytes}", "Report this; unset BATCHWISE_ATTENTION meanwhile (the engine's own attention kernel).");
+        }
+
+        lock (_lock)
+        {
+            // The pack is cached per address set inside CudnnAttention; one step runs on one slot's stream at a time.
+            _attention.Execute(handle, At(1, Shape.Offsets[0]), At(2, Shape.Offsets[1]), At(3, Shape.Offsets[2]), context.Pointer(Buffers[0]), Shape.Bias ? context.Pointer(Buffers[4]) : 0, context.Workspace);
+        }
+    }
+
+    public void Dispose() => _attention?.Dispose();
+}

@@ -1,0 +1,98 @@
+using Batchwise.Cuda.Planning;
+using Batchwise.Engines;
+using Batchwise.Onnx;
+
+namespace Batchwise.Cuda.Tests.Planning;
+
+/// <summary>
+/// Attention blocks planned for cuDNN's fused attention (BATCHWISE_ATTENTION=cudnn) on a machine without a GPU: which
+/// blocks it takes (half, heads a multiple of 8 up to 128, a mask per batch item and key) and which keep the own kernel,
+/// the padding bias made from a boolean or an additive mask, the batch items masked entirely zeroed after it where the
+/// "safe softmax" tail asks; cuDNN's step computed by its definition and the small kernels on the CPU, against ONNX
+/// Runtime in float32.
+/// </summary>
+public sealed class CudnnAttentionPlanTests
+{
+    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { AttentionByCudnn = true }.Compile(model, inputs);
+
+    public static TheoryData<string, int> Cases() => new()
+    {
+        { "bert", 1 },
+        { "vit", 1 },
+        // Heads of 24 for Q and K, 8 for V: cuDNN's attention takes one width.
+        { "rank3", 0 },
+        { "head64_padding_128_keys", 1 },
+        { "head80_padding", 1 },
+        { "head128", 1 },
+        { "head32_three_key_tiles", 1 },
+        // A full mask [queries, keys] is not per key; a head of 20 is not a multiple of 8: the own kernel keeps both.
+        { "head64_tails_mask", 0 },
+        { "head20_kt_given", 0 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Blocks_cudnn_takes_match_onnx_runtime_and_the_rest_keep_the_own_kernel(string name, int cudnnSteps)
+    {
+        var model = AttentionPlanTests.Case(name);
+        var inputs = AttentionPlanTests.Inputs(model, 7);
+        var plan = Compile(model, inputs);
+        Assert.Equal(cudnnSteps, plan.Steps.Count(s => s is CudnnAttentionStep));
+        Assert.Equal(1 - cudnnSteps, plan.Steps.Count(s => s is KernelStep && s.Node.EndsWith("(fused attention)", StringComparison.Ordinal)));
+        // head64_tails_mask masks query 3 of both heads entirely: NaN there, as ONNX's Softmax gives.
+        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime(name, model, inputs, plan, (name == "head64_tails_mask" ? 2 * 64 : 0, 0));
+    }
+
+    [Theory]
+    [InlineData(3)]
+    [InlineData(64)]
+    public void A_boolean_padding_mask_becomes_a_bias_and_a_sequence_masked_entirely_gives_zeros(int maskedKeys)
+    {
+        // GPT-2's padding mask alone ([B, 1, 1, N] bool, Where(mask, 0, -inf), the safe-softmax tail), 2 heads of 64; the
+        // second sequence's first 3 keys masked, or all 64 of them (its output is zeros, as the tail makes it).
+        var model = SdpaAttentionPlanTests.Gpt2(2, 64, 2, 64, causal: false);
+        var inputs = SdpaAttentionPlanTests.Inputs(model, 5, leftPadding: maskedKeys);
+        var plan = Compile(model, inputs);
+        var step = Assert.Single(plan.Steps.OfType<CudnnAttentionStep>());
+        Assert.True(step.Shape.Bias);
+        Assert.Single(plan.Steps, s => s.Node.EndsWith("(bias)", StringComparison.Ordinal));
+        Assert.Single(plan.Steps, s => s.Node.EndsWith("(rows masked entirely)", StringComparison.Ordinal));
+        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime($"gpt2_padding_{maskedKeys}", model, inputs, plan, (0, maskedKeys == 64 ? 64 * 2 * 64 : 0));
+        if (maskedKeys == 64)
+        {
+            var y = CpuKernelRunner.Run(plan, inputs)[0].ToDoubles();
+            Assert.All(y[(y.Length / 2)..], x => Assert.Equal(0, x));
+        }
+    }
+
+    [Fact]
+    public void A_causal_mask_is_not_per_key_and_keeps_the_own_kernel()
+    {
+        var model = SdpaAttentionPlanTests.Gpt2(2, 40, 2, 48);
+        var inputs = SdpaAttentionPlanTests.Inputs(model, 5);
+        var plan = Compile(model, inputs);
+        Assert.DoesNotContain(plan.Steps, s => s is CudnnAttentionStep);
+        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("gpt2_causal_padding", model, inputs, plan);
+    }
+
+    [Fact]
+    public void An_expanded_padding_mask_is_read_per_key_by_every_layer()
+    {
+        var model = SdpaAttentionPlanTests.ExpandedPaddingMask(2, 2, 40, 32);
+        var inputs = SdpaAttentionPlanTests.Inputs(model, 8);
+        var plan = Compile(model, inputs);
+        Assert.Equal(2, plan.Steps.Count(s => s is CudnnAttentionStep));
+        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("expanded_padding_mask", model, inputs, plan);
+    }
+
+    [Fact]
+    public void Own_attention_stays_the_default()
+    {
+        var model = AttentionPlanTests.Case("bert");
+        var inputs = AttentionPlanTests.Inputs(model, 7);
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true).Compile(model, inputs);
+        Assert.DoesNotContain(plan.Steps, s => s is CudnnAttentionStep);
+        Assert.Single(plan.Steps, s => s.Node.EndsWith("(fused attention)", StringComparison.Ordinal));
+    }
+}
