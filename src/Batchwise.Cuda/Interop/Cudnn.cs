@@ -27,9 +27,6 @@ internal static unsafe partial class Cudnn
     public const int CUDNN_POINTWISE_ADD = 0;
     public const int CUDNN_POINTWISE_MUL = 1;
 
-    /// <summary>cudnnPointwiseMode_t MAX: y = max(x, b).</summary>
-    public const int CUDNN_POINTWISE_MAX = 3;
-
     /// <summary>cudnnPointwiseMode_t DIV: y = x / b.</summary>
     public const int CUDNN_POINTWISE_DIV = 6;
 
@@ -41,9 +38,6 @@ internal static unsafe partial class Cudnn
 
     /// <summary>cudnnPointwiseMode_t LOG: y = log(x).</summary>
     public const int CUDNN_POINTWISE_LOG = 15;
-
-    /// <summary>cudnnPointwiseMode_t RECIPROCAL: y = 1 / x.</summary>
-    public const int CUDNN_POINTWISE_RECIPROCAL = 22;
 
     /// <summary>cudnnReduceTensorOp_t ADD: the sum over the reduced dimensions.</summary>
     public const int CUDNN_REDUCE_TENSOR_ADD = 0;
@@ -495,7 +489,7 @@ internal static unsafe partial class Cudnn
         return c;
     }
 
-    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1, GELU_FWD, GELU_APPROX_TANH_FWD, SUB, DIV, MAX, EXP, LOG, RECIPROCAL) computing in float.</summary>
+    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1, GELU_FWD, GELU_APPROX_TANH_FWD, SUB, DIV, EXP, LOG) computing in float.</summary>
     public static CudnnBackendPointwise BackendPointwiseOf(int mode)
     {
         var p = new CudnnBackendPointwise(CreateBackend(BackendPointwise, "POINTWISE"));

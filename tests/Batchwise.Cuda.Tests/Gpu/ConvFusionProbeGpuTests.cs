@@ -16,7 +16,8 @@ public sealed unsafe class ConvFusionProbeGpuTests
 {
     private const long WorkspaceBytes = 256L << 20;
 
-    private const string Source = """
+    /// <summary>An NVRTC kernel filling half buffers with small values of random sign (probe_fill_half), shared by the cuDNN probes.</summary>
+    internal const string FillSource = """
         // Half values of random sign in [0.0625, 0.125): sums of a few thousand products stay far from fp16's range.
         extern "C" __global__ void probe_fill_half(unsigned short* p, unsigned long long n, unsigned int seed)
         {
@@ -47,11 +48,11 @@ public sealed unsafe class ConvFusionProbeGpuTests
         var device = CudaDriver.Device(0);
         using var context = new PrimaryContext(device);
         context.MakeCurrent();
-        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        var cc = Gpu.ComputeCapability();
         using var stream = CudaDriver.CreateStream();
         using var start = CudaDriver.CreateEvent();
         using var end = CudaDriver.CreateEvent();
-        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(Source, "convprobe.cu", cc));
+        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(FillSource, "convprobe.cu", cc));
         var fill = CudaDriver.GetFunction(module, "probe_fill_half");
         using var handle = Cudnn.Create(stream);
         using var workspace = CudaDriver.Allocate(WorkspaceBytes);

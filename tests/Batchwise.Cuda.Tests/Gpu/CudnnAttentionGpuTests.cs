@@ -15,19 +15,6 @@ public sealed unsafe class CudnnAttentionGpuTests
 {
     private const string ReportFile = "cudnn-sdpa-probe.md";
 
-    private const string Source = """
-        // Half values of random sign in [0.0625, 0.125).
-        extern "C" __global__ void sdpa_fill_half(unsigned short* p, unsigned long long n, unsigned int seed)
-        {
-            for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x)
-            {
-                unsigned int x = (unsigned int)(i * 2654435761ull) ^ seed;
-                x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15;
-                p[i] = (unsigned short)((x & 0x8000u) | 0x2c00u | (x & 0x3ffu));
-            }
-        }
-        """;
-
     [Fact]
     public void Cudnn_sdpa_matches_a_cpu_reference_small()
     {
@@ -70,12 +57,12 @@ public sealed unsafe class CudnnAttentionGpuTests
         var device = CudaDriver.Device(0);
         using var context = new PrimaryContext(device);
         context.MakeCurrent();
-        var cc = (CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10) + CudaDriver.Attribute(device, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        var cc = Gpu.ComputeCapability();
         using var stream = CudaDriver.CreateStream();
         using var start = CudaDriver.CreateEvent();
         using var end = CudaDriver.CreateEvent();
-        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(Source, "sdpaprobe.cu", cc));
-        var fill = CudaDriver.GetFunction(module, "sdpa_fill_half");
+        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(ConvFusionProbeGpuTests.FillSource, "sdpaprobe.cu", cc));
+        var fill = CudaDriver.GetFunction(module, "probe_fill_half");
         using var handle = Cudnn.Create(stream);
 
         // [b, s, 3, h, d] row-major: Q, K, V of token t, head j at ((t's row) * 3 + 0/1/2) * h * d + j * d.
@@ -87,7 +74,7 @@ public sealed unsafe class CudnnAttentionGpuTests
         ulong n = qkvElements;
         uint seed = 7;
         var args = stackalloc void*[] { &p, &n, &seed };
-        CudaDriver.Launch(fill, 1024, 256, 0, stream.Handle, args, "sdpa_fill_half");
+        CudaDriver.Launch(fill, 1024, 256, 0, stream.Handle, args, "probe_fill_half");
         CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle);
         CudaDriver.Synchronize(stream);
         long[] qkvStrides = [(long)s * 3 * h * d, d, 3L * h * d, 1], oStrides = [(long)s * h * d, d, (long)h * d, 1];
