@@ -133,7 +133,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
         }
     }
 
-    /// <summary>Bytes of device workspace <see cref="Execute"/> needs.</summary>
+    /// <summary>Bytes of device workspace an execution needs.</summary>
     public long WorkspaceBytes { get; }
 
     /// <summary>cuDNN's global index of the engine behind the plan.</summary>
@@ -146,25 +146,39 @@ internal sealed unsafe class CudnnAttention : IDisposable
     public IReadOnlyList<long> Offered { get; } = [];
 
     /// <summary>
-    /// Enqueues the attention on the handle's stream: device addresses of Q, K, V (element 0 of each, strides as built),
-    /// O, the bias (ignored when built without one) and a workspace of <see cref="WorkspaceBytes"/>.
+    /// A variant pack for these addresses (the caller owns it): device addresses of Q, K, V (element 0 of each, strides as
+    /// built), O, the bias (ignored when built without one) and a workspace of <see cref="WorkspaceBytes"/>.
+    /// </summary>
+    public CudnnBackendVariantPack Pack(ulong q, ulong k, ulong v, ulong o, ulong bias, ulong workspace)
+    {
+        ObjectDisposedException.ThrowIf(_scale == null, this);
+        ulong[] pointers = _bias ? [q, k, v, o, bias, (ulong)_scale] : [q, k, v, o, (ulong)_scale];
+        long[] uids = _bias ? [UidQ, UidK, UidV, UidO, UidBias, UidScale] : [UidQ, UidK, UidV, UidO, UidScale];
+        return Cudnn.BackendVariantPackOf(uids, pointers, workspace);
+    }
+
+    /// <summary>Enqueues the attention on the handle's stream with the addresses of <paramref name="pack"/> (<see cref="Pack"/>).</summary>
+    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, _plan, pack);
+
+    /// <summary>
+    /// Enqueues the attention at these addresses (see <see cref="Pack"/>), keeping one variant pack for the last set of
+    /// addresses it was given: for a caller that runs one set (a probe); a plan step keeps its own packs.
     /// </summary>
     public void Execute(CudnnHandle handle, ulong q, ulong k, ulong v, ulong o, ulong bias, ulong workspace)
     {
-        ObjectDisposedException.ThrowIf(_scale == null, this);
-        ulong[] pointers = _bias ? [q, k, v, o, bias, (ulong)_scale, workspace] : [q, k, v, o, (ulong)_scale, workspace];
+        ulong[] pointers = [q, k, v, o, bias, workspace];
         if (_pack is null || !pointers.AsSpan().SequenceEqual(_packPointers))
         {
             _pack?.Dispose();
             _pack = null;
-            long[] uids = _bias ? [UidQ, UidK, UidV, UidO, UidBias, UidScale] : [UidQ, UidK, UidV, UidO, UidScale];
-            _pack = Cudnn.BackendVariantPackOf(uids, pointers[..^1], workspace);
+            _pack = Pack(q, k, v, o, bias, workspace);
             _packPointers = pointers;
         }
 
-        Cudnn.BackendExecute(handle, _plan, _pack);
+        Execute(handle, _pack);
     }
 
+    /// <summary>Releases the plan and every descriptor; safe to call more than once (steps of one plan may share it).</summary>
     public void Dispose() => Release();
 
     private void Release()

@@ -13,13 +13,15 @@ internal sealed record CudnnAttentionShape(int Batch, int Heads, int Rows, int K
 /// An attention block run by cuDNN's fused scaled-dot-product attention (BATCHWISE_ATTENTION=cudnn): buffers O, Q, K, V
 /// and the half bias (or -1). Planned without the library (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>) it has
 /// no cuDNN plan: the CPU test runner computes it from <see cref="Shape"/>. A variant pack (the tensors' addresses) is
-/// made once per set of addresses: an execution context's buffers do not move.
+/// made once per set of addresses: an execution context's buffers do not move. Blocks of one shape share one cuDNN plan.
 /// </summary>
 internal sealed class CudnnAttentionStep : PlanStep, IDisposable
 {
     private readonly CudnnAttention? _attention;
-    private readonly Lock _lock = new();
+    private readonly Lock _packsLock = new();
+    private readonly Dictionary<string, CudnnBackendVariantPack> _packs = new(StringComparer.Ordinal);
 
+    /// <summary>A step over <paramref name="attention"/>'s plan (shared by the plan's blocks of one shape; disposing it twice is safe).</summary>
     public CudnnAttentionStep(string node, int[] buffers, CudnnAttentionShape shape, CudnnAttention? attention)
         : base(node, buffers)
     {
@@ -29,9 +31,6 @@ internal sealed class CudnnAttentionStep : PlanStep, IDisposable
 
     public CudnnAttentionShape Shape { get; }
 
-    /// <summary>The engine cuDNN's heuristics gave (global index), for the engine report; -1 planned without the library.</summary>
-    public long Engine => _attention?.EngineGlobalIndex ?? -1;
-
     public override void Enqueue(ExecutionContext context, int index)
     {
         if (_attention is null)
@@ -39,19 +38,41 @@ internal sealed class CudnnAttentionStep : PlanStep, IDisposable
             throw new InvalidOperationException($"{Node} was planned without cuDNN (a plan test's target) and cannot run on a GPU");
         }
 
-        ulong At(int buffer, long offset) => context.Pointer(Buffers[buffer]) + (ulong)(offset * 2);
         var handle = context.CudnnOrNull ?? throw new BatchwiseException($"The cuDNN attention {Node} runs on a slot without a cuDNN handle", "Report this: a plan with cuDNN attention steps opens cuDNN on its slots (ExecutionPlan.UsesCudnn).");
         if (context.WorkspaceBytes < _attention.WorkspaceBytes)
         {
             throw new BatchwiseException($"The cuDNN attention {Node} needs {_attention.WorkspaceBytes} bytes of workspace, its slot has {context.WorkspaceBytes}", "Report this; unset BATCHWISE_ATTENTION meanwhile (the engine's own attention kernel).");
         }
 
-        lock (_lock)
+        ulong At(int buffer, long offset) => context.Pointer(Buffers[buffer]) + (ulong)(offset * 2);
+        ulong[] pointers = [At(1, Shape.Offsets[0]), At(2, Shape.Offsets[1]), At(3, Shape.Offsets[2]), context.Pointer(Buffers[0]), Shape.Bias ? context.Pointer(Buffers[4]) : 0, context.Workspace];
+        var key = string.Join(',', pointers);
+        CudnnBackendVariantPack? pack;
+        lock (_packsLock)
         {
-            // The pack is cached per address set inside CudnnAttention; one step runs on one slot's stream at a time.
-            _attention.Execute(handle, At(1, Shape.Offsets[0]), At(2, Shape.Offsets[1]), At(3, Shape.Offsets[2]), context.Pointer(Buffers[0]), Shape.Bias ? context.Pointer(Buffers[4]) : 0, context.Workspace);
+            // Once per set of addresses: an execution context's buffers do not move.
+            if (!_packs.TryGetValue(key, out pack))
+            {
+                pack = _attention.Pack(pointers[0], pointers[1], pointers[2], pointers[3], pointers[4], pointers[5]);
+                _packs[key] = pack;
+            }
         }
+
+        _attention.Execute(handle, pack);
     }
 
-    public void Dispose() => _attention?.Dispose();
+    public void Dispose()
+    {
+        lock (_packsLock)
+        {
+            foreach (var p in _packs.Values)
+            {
+                p.Dispose();
+            }
+
+            _packs.Clear();
+        }
+
+        _attention?.Dispose();
+    }
 }

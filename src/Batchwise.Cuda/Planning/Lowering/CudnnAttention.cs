@@ -15,6 +15,9 @@ namespace Batchwise.Cuda.Planning;
 /// </summary>
 internal sealed partial class GraphCompiler
 {
+    /// <summary>cuDNN attention plans by shape (null where cuDNN refused it), shared by the blocks of this plan.</summary>
+    private readonly Dictionary<string, CudnnAttention?> _cudnnAttentions = new(StringComparer.Ordinal);
+
     /// <summary>BATCHWISE_ATTENTION: own (the engine's fused kernel; the default) or cudnn (cuDNN's fused attention where it takes the block).</summary>
     internal static bool AttentionByCudnnFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION")?.Trim().ToLowerInvariant() switch
     {
@@ -53,13 +56,26 @@ internal sealed partial class GraphCompiler
         CudnnAttention? attention = null;
         if (!_target.PlansMatmulsWithoutLibrary)
         {
-            try
+            // One cuDNN plan (its engine compiled at run time) for the plan's blocks of one shape: offsets are applied to
+            // the addresses, so BERT's layers share it.
+            var key = FormattableString.Invariant($"{shape.Batch},{shape.Heads},{shape.Rows},{shape.Keys},{shape.HeadDim};{string.Join(',', shape.Q)};{string.Join(',', shape.K)};{string.Join(',', shape.V)};{string.Join(',', shape.O)};{shape.Scale:R};{shape.Bias}");
+            if (!_cudnnAttentions.TryGetValue(key, out attention))
             {
-                attention = new CudnnAttention(_target.PlanningCudnn, shape.Batch, shape.Heads, shape.Rows, shape.Keys, shape.HeadDim, shape.Q, shape.K, shape.V, shape.O, shape.Scale, shape.Bias);
+                try
+                {
+                    attention = new CudnnAttention(_target.PlanningCudnn, shape.Batch, shape.Heads, shape.Rows, shape.Keys, shape.HeadDim, shape.Q, shape.K, shape.V, shape.O, shape.Scale, shape.Bias);
+                }
+                catch (CudaException)
+                {
+                    attention = null; // cuDNN's heuristics offer nothing that finalizes for this shape: the own kernel takes it
+                }
+
+                _cudnnAttentions[key] = attention;
             }
-            catch (CudaException)
+
+            if (attention is null)
             {
-                return false; // cuDNN's heuristics offer nothing that finalizes for this block: the own kernel takes it
+                return false;
             }
         }
 
