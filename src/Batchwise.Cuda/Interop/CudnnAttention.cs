@@ -20,8 +20,6 @@ internal sealed unsafe class CudnnAttention : IDisposable
     private readonly CudnnBackendExecutionPlan _plan;
     private readonly bool _bias;
     private float* _scale;
-    private ulong[]? _packPointers;
-    private CudnnBackendVariantPack? _pack;
 
     /// <summary>Builds the graph and its plan on <paramref name="handle"/>; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
     public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias)
@@ -160,31 +158,11 @@ internal sealed unsafe class CudnnAttention : IDisposable
     /// <summary>Enqueues the attention on the handle's stream with the addresses of <paramref name="pack"/> (<see cref="Pack"/>).</summary>
     public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, _plan, pack);
 
-    /// <summary>
-    /// Enqueues the attention at these addresses (see <see cref="Pack"/>), keeping one variant pack for the last set of
-    /// addresses it was given: for a caller that runs one set (a probe); a plan step keeps its own packs.
-    /// </summary>
-    public void Execute(CudnnHandle handle, ulong q, ulong k, ulong v, ulong o, ulong bias, ulong workspace)
-    {
-        ulong[] pointers = [q, k, v, o, bias, workspace];
-        if (_pack is null || !pointers.AsSpan().SequenceEqual(_packPointers))
-        {
-            _pack?.Dispose();
-            _pack = null;
-            _pack = Pack(q, k, v, o, bias, workspace);
-            _packPointers = pointers;
-        }
-
-        Execute(handle, _pack);
-    }
-
     /// <summary>Releases the plan and every descriptor; safe to call more than once (steps of one plan may share it).</summary>
     public void Dispose() => Release();
 
     private void Release()
     {
-        _pack?.Dispose();
-        _pack = null;
         _plan?.Dispose();
         foreach (var c in _configs)
         {

@@ -18,8 +18,7 @@ internal sealed record CudnnAttentionShape(int Batch, int Heads, int Rows, int K
 internal sealed class CudnnAttentionStep : PlanStep, IDisposable
 {
     private readonly CudnnAttention? _attention;
-    private readonly Lock _packsLock = new();
-    private readonly Dictionary<string, CudnnBackendVariantPack> _packs = new(StringComparer.Ordinal);
+    private readonly VariantPacks _packs = new();
 
     /// <summary>A step over <paramref name="attention"/>'s plan (shared by the plan's blocks of one shape; disposing it twice is safe).</summary>
     public CudnnAttentionStep(string node, int[] buffers, CudnnAttentionShape shape, CudnnAttention? attention)
@@ -46,33 +45,13 @@ internal sealed class CudnnAttentionStep : PlanStep, IDisposable
 
         ulong At(int buffer, long offset) => context.Pointer(Buffers[buffer]) + (ulong)(offset * 2);
         ulong[] pointers = [At(1, Shape.Offsets[0]), At(2, Shape.Offsets[1]), At(3, Shape.Offsets[2]), context.Pointer(Buffers[0]), Shape.Bias ? context.Pointer(Buffers[4]) : 0, context.Workspace];
-        var key = string.Join(',', pointers);
-        CudnnBackendVariantPack? pack;
-        lock (_packsLock)
-        {
-            // Once per set of addresses: an execution context's buffers do not move.
-            if (!_packs.TryGetValue(key, out pack))
-            {
-                pack = _attention.Pack(pointers[0], pointers[1], pointers[2], pointers[3], pointers[4], pointers[5]);
-                _packs[key] = pack;
-            }
-        }
-
-        _attention.Execute(handle, pack);
+        var attention = _attention;
+        _attention.Execute(handle, _packs.For(pointers, () => attention.Pack(pointers[0], pointers[1], pointers[2], pointers[3], pointers[4], pointers[5]), out _));
     }
 
     public void Dispose()
     {
-        lock (_packsLock)
-        {
-            foreach (var p in _packs.Values)
-            {
-                p.Dispose();
-            }
-
-            _packs.Clear();
-        }
-
+        _packs.Dispose();
         _attention?.Dispose();
     }
 }

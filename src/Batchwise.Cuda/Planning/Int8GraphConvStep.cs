@@ -11,8 +11,7 @@ namespace Batchwise.Cuda.Planning;
 internal sealed class Int8GraphConvStep : PlanStep, IDisposable
 {
     private readonly Int8ConvGraph _graph;
-    private readonly Lock _packsLock = new();
-    private readonly Dictionary<string, CudnnBackendVariantPack> _packs = new(StringComparer.Ordinal);
+    private readonly VariantPacks _packs = new();
 
     public Int8GraphConvStep(string node, int[] buffers, Int8ConvGraph graph)
         : base(node, buffers)
@@ -38,25 +37,17 @@ internal sealed class Int8GraphConvStep : PlanStep, IDisposable
         }
 
         var workspace = context.Workspace;
-        var key = string.Join(',', pointers) + ";" + workspace;
-        CudnnBackendVariantPack? pack;
-        var first = false;
-        lock (_packsLock)
+        var pack = _packs.For([.. pointers, workspace], () =>
         {
-            if (!_packs.TryGetValue(key, out pack))
+            // Once per set of addresses (the first run, before anything of this step reaches the GPU): what the
+            // descriptors declare is checked here, so a mismatch is this message and not a fault that loses the context.
+            if (Int8ConvGraph.CheckAddresses(_graph.Shape.Uids, pointers, _graph.WorkspaceBytes, workspace, context.WorkspaceBytes) is { } why)
             {
-                first = true;
-                // Once per set of addresses (the first run, before anything of this step reaches the GPU): what the
-                // descriptors declare is checked here, so a mismatch is this message and not a fault that loses the context.
-                if (Int8ConvGraph.CheckAddresses(_graph.Shape.Uids, pointers, _graph.WorkspaceBytes, workspace, context.WorkspaceBytes) is { } why)
-                {
-                    throw new BatchwiseException($"The int8 graph convolution {Node} cannot run: {why} ({_graph.Shape.Key}, {_graph.Engine})", $"Report this; set {Int8Layers.GraphSwitch}=off to plan int8 convolutions without cuDNN's graph API meanwhile.");
-                }
-
-                pack = Cudnn.BackendVariantPackOf(_graph.Shape.Uids, pointers, workspace);
-                _packs[key] = pack;
+                throw new BatchwiseException($"The int8 graph convolution {Node} cannot run: {why} ({_graph.Shape.Key}, {_graph.Engine})", $"Report this; set {Int8Layers.GraphSwitch}=off to plan int8 convolutions without cuDNN's graph API meanwhile.");
             }
-        }
+
+            return Cudnn.BackendVariantPackOf(_graph.Shape.Uids, pointers, workspace);
+        }, out var first);
 
         var handle = context.CudnnOrNull ?? throw new BatchwiseException($"The int8 graph convolution {Node} runs on a slot without a cuDNN handle", "Report this: a plan with int8 graph steps opens cuDNN on its slots (ExecutionPlan.UsesCudnn).");
         _graph.Execute(handle, pack);
@@ -79,16 +70,7 @@ internal sealed class Int8GraphConvStep : PlanStep, IDisposable
 
     public void Dispose()
     {
-        lock (_packsLock)
-        {
-            foreach (var p in _packs.Values)
-            {
-                p.Dispose();
-            }
-
-            _packs.Clear();
-        }
-
+        _packs.Dispose();
         _graph.Dispose();
     }
 }

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Batchwise.Cuda.Interop;
+using Batchwise.Cuda.Planning;
+using Batchwise.Cuda.Tests.Planning;
 
 namespace Batchwise.Cuda.Tests.Gpu;
 
@@ -89,7 +91,8 @@ public sealed unsafe class CudnnAttentionGpuTests
             {
                 using var attention = new CudnnAttention(handle, b, h, s, s, d, qkvStrides, qkvStrides, qkvStrides, oStrides, 1f / MathF.Sqrt(d), withBias);
                 using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
-                var seconds = EventTiming.Best(stream, start, end, () => attention.Execute(handle, q, k, v, o.Pointer, bias.Pointer, workspace.Pointer));
+                using var pack = attention.Pack(q, k, v, o.Pointer, bias.Pointer, workspace.Pointer);
+                var seconds = EventTiming.Best(stream, start, end, () => attention.Execute(handle, pack));
                 CudaDriver.Synchronize(stream);
                 var output = new Half[oElements];
                 CudaDriver.CopyToHostSync(MemoryMarshal.AsBytes(output.AsSpan()), o.Pointer);
@@ -140,51 +143,27 @@ public sealed unsafe class CudnnAttentionGpuTests
         CudaDriver.CopyToDeviceSync(dk.Pointer, MemoryMarshal.AsBytes(k.AsSpan()));
         CudaDriver.CopyToDeviceSync(dv.Pointer, MemoryMarshal.AsBytes(v.AsSpan()));
         CudaDriver.CopyToDeviceSync(dbias.Pointer, MemoryMarshal.AsBytes(bias.AsSpan()));
-        attention.Execute(handle, dq.Pointer, dk.Pointer, dv.Pointer, dout.Pointer, dbias.Pointer, workspace.Pointer);
+        using (var pack = attention.Pack(dq.Pointer, dk.Pointer, dv.Pointer, dout.Pointer, dbias.Pointer, workspace.Pointer))
+        {
+            attention.Execute(handle, pack);
+        }
+
         CudaDriver.Synchronize(stream);
         var output = new Half[count];
         CudaDriver.CopyToHostSync(MemoryMarshal.AsBytes(output.AsSpan()), dout.Pointer);
 
-        var error = 0.0;
-        var row = new double[s];
-        for (var bh = 0; bh < b * h; bh++)
+        var shape = new CudnnAttentionShape(b, h, s, s, d, strides, strides, strides, strides, [0, 0, 0], scale, withBias);
+        double[] expected;
+        fixed (Half* qp = q, kp = k, vp = v, bp = bias)
         {
-            var batch = bh / h;
-            var baseOffset = bh * s * d;
-            for (var i = 0; i < s; i++)
-            {
-                var max = double.NegativeInfinity;
-                for (var j = 0; j < s; j++)
-                {
-                    var dot = 0.0;
-                    for (var c = 0; c < d; c++)
-                    {
-                        dot += (double)q[baseOffset + (i * d) + c] * (double)k[baseOffset + (j * d) + c];
-                    }
+            expected = CpuKernelRunner.CudnnAttentionReference(shape, qp, kp, vp, withBias ? bp : null);
+        }
 
-                    row[j] = (dot * scale) + (withBias ? (double)bias[(batch * s) + j] : 0);
-                    max = Math.Max(max, row[j]);
-                }
-
-                var sum = 0.0;
-                for (var j = 0; j < s; j++)
-                {
-                    row[j] = Math.Exp(row[j] - max);
-                    sum += row[j];
-                }
-
-                for (var c = 0; c < d; c++)
-                {
-                    var expected = 0.0;
-                    for (var j = 0; j < s; j++)
-                    {
-                        expected += row[j] / sum * (double)v[baseOffset + (j * d) + c];
-                    }
-
-                    var actual = (double)output[baseOffset + (i * d) + c];
-                    error = Math.Max(error, double.IsFinite(actual) ? Math.Abs(actual - expected) : double.PositiveInfinity);
-                }
-            }
+        var error = 0.0;
+        for (var i = 0; i < count; i++)
+        {
+            var actual = (double)output[i];
+            error = Math.Max(error, double.IsFinite(actual) ? Math.Abs(actual - expected[i]) : double.PositiveInfinity);
         }
 
         var engine = $"engine {attention.EngineGlobalIndex} (runtime compiled: {(attention.RuntimeCompiled ? "yes" : "no")}; offered: {string.Join(",", attention.Offered)})";

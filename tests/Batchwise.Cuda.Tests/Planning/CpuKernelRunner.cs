@@ -720,17 +720,13 @@ internal static partial class CpuKernelRunner
 
     /// <summary>
     /// cuDNN's fused attention by its definition (<see cref="CudnnAttentionShape"/>): O = softmax(Q K^T scale + bias) V per
-    /// (batch, head, row), in double from the half operands, rounded once to half; a row whose every score is -inf gives
-    /// NaN, as cuDNN's softmax does.
+    /// (batch, head, row), in double from the half operands (Q, K, V at their shape's strides, each pointer already at its
+    /// offset; the bias [batch, keys] or null), returned dense in (batch, head, row, column) order; a row whose every score
+    /// is -inf gives NaN, as cuDNN's softmax does.
     /// </summary>
-    private static unsafe void RunCudnnAttention(CudnnAttentionStep step, IntPtr[] pointers)
+    internal static unsafe double[] CudnnAttentionReference(CudnnAttentionShape s, Half* q, Half* k, Half* v, Half* bias)
     {
-        var s = step.Shape;
-        var o = (Half*)pointers[step.Buffers[0]];
-        var q = (Half*)pointers[step.Buffers[1]] + s.Offsets[0];
-        var k = (Half*)pointers[step.Buffers[2]] + s.Offsets[1];
-        var v = (Half*)pointers[step.Buffers[3]] + s.Offsets[2];
-        var bias = s.Bias ? (Half*)pointers[step.Buffers[4]] : null;
+        var o = new double[(long)s.Batch * s.Heads * s.Rows * s.HeadDim];
         var scores = new double[s.Keys];
         for (var b = 0; b < s.Batch; b++)
         {
@@ -766,7 +762,31 @@ internal static partial class CpuKernelRunner
                             value += scores[j] / sum * (double)v[(b * s.V[0]) + (h * s.V[1]) + (j * s.V[2]) + (c * s.V[3])];
                         }
 
-                        o[(b * s.O[0]) + (h * s.O[1]) + (r * s.O[2]) + (c * s.O[3])] = (Half)value;
+                        o[((((long)b * s.Heads) + h) * s.Rows + r) * s.HeadDim + c] = value;
+                    }
+                }
+            }
+        }
+
+        return o;
+    }
+
+    /// <summary>A <see cref="CudnnAttentionStep"/> on the CPU: <see cref="CudnnAttentionReference"/> written to O at its strides, rounded once to half.</summary>
+    private static unsafe void RunCudnnAttention(CudnnAttentionStep step, IntPtr[] pointers)
+    {
+        var s = step.Shape;
+        var o = (Half*)pointers[step.Buffers[0]];
+        var values = CudnnAttentionReference(s, (Half*)pointers[step.Buffers[1]] + s.Offsets[0], (Half*)pointers[step.Buffers[2]] + s.Offsets[1], (Half*)pointers[step.Buffers[3]] + s.Offsets[2], s.Bias ? (Half*)pointers[step.Buffers[4]] : null);
+        var i = 0;
+        for (var b = 0; b < s.Batch; b++)
+        {
+            for (var h = 0; h < s.Heads; h++)
+            {
+                for (var r = 0; r < s.Rows; r++)
+                {
+                    for (var c = 0; c < s.HeadDim; c++)
+                    {
+                        o[(b * s.O[0]) + (h * s.O[1]) + (r * s.O[2]) + (c * s.O[3])] = (Half)values[i++];
                     }
                 }
             }
