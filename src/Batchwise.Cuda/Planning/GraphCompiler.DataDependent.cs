@@ -64,7 +64,7 @@ internal sealed partial class GraphCompiler
     /// <summary>
     /// Before a synchronisation: every value a later node or a graph output reads (and <paramref name="input"/>) is
     /// written out and kept live to the end of this segment, so the next segment finds it; copies in another layout
-    /// made so far are forgotten (the next segment makes its own).
+    /// made so far, and attention biases, are forgotten (the next segment makes its own).
     /// </summary>
     private void KeepLiveAcrossSync(PlanValue input)
     {
@@ -96,6 +96,7 @@ internal sealed partial class GraphCompiler
 
         _nchwCopies.Clear();
         _nhwcCopies.Clear();
+        _cudnnAttentionBiases.Clear();
     }
 
     /// <summary>

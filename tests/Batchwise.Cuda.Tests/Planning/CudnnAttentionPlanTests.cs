@@ -77,12 +77,15 @@ public sealed class CudnnAttentionPlanTests
     }
 
     [Fact]
-    public void An_expanded_padding_mask_is_read_per_key_by_every_layer()
+    public void An_expanded_padding_mask_is_read_per_key_by_every_layer_through_one_bias()
     {
         var model = SdpaAttentionPlanTests.ExpandedPaddingMask(2, 2, 40, 32);
         var inputs = SdpaAttentionPlanTests.Inputs(model, 8);
         var plan = Compile(model, inputs);
         Assert.Equal(2, plan.Steps.Count(s => s is CudnnAttentionStep));
+        // Both layers read one mask: one bias kernel, its buffer read by both cuDNN steps.
+        var bias = Assert.Single(plan.Steps, s => s.Node.EndsWith("(bias)", StringComparison.Ordinal));
+        Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.Equal(bias.Buffers[0], s.Buffers[4]));
         SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("expanded_padding_mask", model, inputs, plan);
     }
 

@@ -18,6 +18,9 @@ internal sealed partial class GraphCompiler
     /// <summary>cuDNN attention plans by shape (null where cuDNN refused it), shared by the blocks of this plan.</summary>
     private readonly Dictionary<string, CudnnAttention?> _cudnnAttentions = new(StringComparer.Ordinal);
 
+    /// <summary>The half bias made from a mask, by the mask's buffer and how it is read: BERT's layers read one mask, so one bias kernel serves them all (values are written once, so a buffer read the same way gives the same bias).</summary>
+    private readonly Dictionary<(int MaskBuffer, string View), int> _cudnnAttentionBiases = [];
+
     /// <summary>BATCHWISE_ATTENTION: own (the engine's fused kernel; the default) or cudnn (cuDNN's fused attention where it takes the block).</summary>
     internal static bool AttentionByCudnnFromEnvironment => Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION")?.Trim().ToLowerInvariant() switch
     {
@@ -82,9 +85,16 @@ internal sealed partial class GraphCompiler
         var bias = -1;
         if (mask is { } mk)
         {
-            var b = Temp(ElementType.Float16, [batch, keys]);
-            Emit(new KernelStep(_node + " (bias)", KernelSource.AttentionBias(St(mk.Value), batch, keys, batch > 1 ? mk.Strides[0] : 0, mk.Strides[3], mk.Offset, mk.Select), batch * keys, KernelSource.BlockSize, [Dev(b), Dev(mk.Value)]));
-            bias = Dev(b);
+            var maskBatchStride = batch > 1 ? mk.Strides[0] : 0;
+            var maskBuffer = Dev(mk.Value);
+            var view = FormattableString.Invariant($"{St(mk.Value)},{batch},{keys},{maskBatchStride},{mk.Strides[3]},{mk.Offset},{mk.Select}");
+            if (!_cudnnAttentionBiases.TryGetValue((maskBuffer, view), out bias))
+            {
+                var b = Temp(ElementType.Float16, [batch, keys]);
+                Emit(new KernelStep(_node + " (bias)", KernelSource.AttentionBias(St(mk.Value), batch, keys, maskBatchStride, mk.Strides[3], mk.Offset, mk.Select), batch * keys, KernelSource.BlockSize, [Dev(b), maskBuffer]));
+                bias = Dev(b);
+                _cudnnAttentionBiases[(maskBuffer, view)] = bias;
+            }
         }
 
         Emit(new CudnnAttentionStep(_node + " (cuDNN)", [Dev(y), Dev(qkv[0].Value), Dev(qkv[1].Value), Dev(qkv[2].Value), bias], shape, attention));
