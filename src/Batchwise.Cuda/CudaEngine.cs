@@ -83,9 +83,12 @@ public sealed class CudaEngine : IEngine
             ["attention_rows"] = GraphCompiler.AttentionRowsFromEnvironment == KernelSource.AttentionWideRows
                 ? "128 (BATCHWISE_ATTENTION_ROWS=128): the fused attention kernel's block takes 128 query rows in eight warps where the head is at most 80 wide"
                 : "64 (the fused attention kernel's block takes 64 query rows in four warps; BATCHWISE_ATTENTION_ROWS=128 takes 128)",
-            ["attention"] = GraphCompiler.AttentionByCudnnFromEnvironment
-                ? "cudnn (BATCHWISE_ATTENTION=cudnn): recognised attention blocks of half plans run by cuDNN's fused attention where it takes them (a mask per batch item and key as a half bias), the own kernel elsewhere"
-                : "own (the engine's fused attention kernel; BATCHWISE_ATTENTION=cudnn takes cuDNN's where it can)",
+            ["attention"] = GraphCompiler.AttentionFromEnvironment switch
+            {
+                AttentionChoice.Cudnn => "cudnn (BATCHWISE_ATTENTION=cudnn): recognised attention blocks of half plans run by cuDNN's fused attention wherever it takes them (a mask as a half bias), the own kernel elsewhere",
+                AttentionChoice.Own => "own (BATCHWISE_ATTENTION=own): the engine's fused attention kernel",
+                _ => "auto: cuDNN's fused attention for blocks of half plans with at least as many (batch item, head) pairs as the device has multiprocessors, where cuDNN takes them (a mask as a half bias); the engine's fused kernel for smaller ones (BATCHWISE_ATTENTION=own|cudnn forces one)",
+            },
             ["pdl"] = GraphCompiler.ProgrammaticLaunchFromEnvironment
                 ? "on (BATCHWISE_PDL=on): generated kernels launch with programmatic dependent launch (sm_90), each scheduled as the one before it ends"
                 : "off (each kernel launched after the one before it has ended; BATCHWISE_PDL=on overlaps them on sm_90)",
@@ -528,8 +531,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Row chunks a product followed by erf GELU runs in (BATCHWISE_GELU_CHUNKS, 1 = whole; tests set it).</summary>
     public int GeluChunks { get; internal set; } = GraphCompiler.GeluChunksFromEnvironment;
 
-    /// <summary>Whether recognised attention blocks run by cuDNN's fused attention (BATCHWISE_ATTENTION=cudnn; tests set it).</summary>
-    public bool AttentionByCudnn { get; internal set; } = GraphCompiler.AttentionByCudnnFromEnvironment;
+    /// <summary>Who runs recognised attention blocks (BATCHWISE_ATTENTION=auto|own|cudnn; tests set it).</summary>
+    public AttentionChoice Attention { get; internal set; } = GraphCompiler.AttentionFromEnvironment;
 
     /// <summary>The fused attention kernel's query rows a block (BATCHWISE_ATTENTION_ROWS=64|128; tests set it).</summary>
     public int AttentionRows { get; internal set; } = GraphCompiler.AttentionRowsFromEnvironment;

@@ -8,7 +8,8 @@ namespace Batchwise.Cuda.Interop;
 /// O = softmax(Q K^T * scale [+ bias]) V, the softmax spelled as max / sub / exp / sum / (log + add: the virtual stats) / div.
 /// Q, K, V and O are [batch, heads, seq, headDim] with any strides (element units), so they can be read out of an
 /// interleaved QKV buffer and written straight into [batch, seq, heads, headDim]; the optional additive bias is a half
-/// [batch, 1, 1, seqKv] tensor (a padding mask as 0 / -10000). The plan is the first of heuristics mode A's
+/// [batch, 1, 1, seqKv] tensor (a padding mask as 0 / -10000), or [batch, 1, seqQ, seqKv] with
+/// <c>biasPerRow</c> (a mask that varies by query). The plan is the first of heuristics mode A's
 /// configurations that finalizes; every descriptor it was built from lives as long as it does.
 /// </summary>
 internal sealed unsafe class CudnnAttention : IDisposable
@@ -22,7 +23,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
     private float* _scale;
 
     /// <summary>Builds the graph and its plan on <paramref name="handle"/>; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
-    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias)
+    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias, bool biasPerRow = false)
     {
         _bias = bias;
         _scale = (float*)NativeMemory.Alloc(sizeof(float));
@@ -56,7 +57,8 @@ internal sealed unsafe class CudnnAttention : IDisposable
             var v = Keep(Cudnn.BackendTensorOf(UidV, half, [b, h, skv, d], vStrides, false));
             var o = Keep(Cudnn.BackendTensorOf(UidO, half, [b, h, sq, d], oStrides, false));
             var scaleTensor = Keep(Cudnn.BackendTensorOf(UidScale, single, [1, 1, 1, 1], [1, 1, 1, 1], false, isByValue: true));
-            var biasTensor = bias ? Keep(Cudnn.BackendTensorOf(UidBias, half, [b, 1, 1, skv], [skv, skv, skv, 1], false)) : null;
+            var biasRows = biasPerRow ? sq : 1;
+            var biasTensor = bias ? Keep(Cudnn.BackendTensorOf(UidBias, half, [b, 1, biasRows, skv], [biasRows * skv, biasRows * skv, skv, 1], false)) : null;
 
             var matmul = KeepOp(Cudnn.BackendMatmulOf(single));
             var mul = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_MUL));

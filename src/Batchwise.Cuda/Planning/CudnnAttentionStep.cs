@@ -7,7 +7,7 @@ namespace Batchwise.Cuda.Planning;
 /// keys] scores, a head of <see cref="HeadDim"/>; the (batch, head, row, column) strides of Q, K (as [.., key, d]), V
 /// and O in elements, each operand's offset into its buffer in elements; whether a half [batch, 1, 1, keys] bias is added.
 /// </summary>
-internal sealed record CudnnAttentionShape(int Batch, int Heads, int Rows, int Keys, int HeadDim, long[] Q, long[] K, long[] V, long[] O, long[] Offsets, float Scale, bool Bias);
+internal sealed record CudnnAttentionShape(int Batch, int Heads, int Rows, int Keys, int HeadDim, long[] Q, long[] K, long[] V, long[] O, long[] Offsets, float Scale, bool Bias, bool BiasPerRow = false);
 
 /// <summary>
 /// An attention block run by cuDNN's fused scaled-dot-product attention (BATCHWISE_ATTENTION=cudnn): buffers O, Q, K, V

@@ -147,8 +147,8 @@ internal interface IPlanTarget
     /// <summary>Row chunks a product followed by GELU's erf form runs in (<see cref="GraphCompiler.GeluChunksFromEnvironment"/>): 1 (whole) here; a session takes BATCHWISE_GELU_CHUNKS's.</summary>
     int GeluChunks => 1;
 
-    /// <summary>Whether recognised attention blocks run by cuDNN's fused attention where it takes them (<see cref="GraphCompiler.AttentionByCudnnFromEnvironment"/>): no here; a session takes BATCHWISE_ATTENTION's.</summary>
-    bool AttentionByCudnn => false;
+    /// <summary>Who runs recognised attention blocks (<see cref="GraphCompiler.AttentionFromEnvironment"/>): the own kernel here; a session takes BATCHWISE_ATTENTION's.</summary>
+    AttentionChoice Attention => AttentionChoice.Own;
 
     /// <summary>Query rows a block of the fused attention kernel takes (<see cref="GraphCompiler.AttentionRowsFromEnvironment"/>): 64 here; a session takes BATCHWISE_ATTENTION_ROWS's.</summary>
     int AttentionRows => KernelSource.AttentionRows;

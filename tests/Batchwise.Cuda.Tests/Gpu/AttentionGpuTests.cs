@@ -1,5 +1,6 @@
 using System.Globalization;
 using Batchwise.Cuda.Kernels;
+using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Planning;
 using Batchwise.Engines;
 using Batchwise.Onnx;
@@ -51,6 +52,7 @@ public sealed class AttentionGpuTests
         using var ort = new OrtEngine().Load(model, new EngineOptions());
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.AttentionRows = wide ? KernelSource.AttentionWideRows : KernelSource.AttentionRows;
+        cuda.Attention = AttentionChoice.Own;
         var expected = ort.Run(inputs);
         var actual = cuda.Run(inputs);
         foreach (var r in Gpu.Compare(actual, expected, model.Outputs))
@@ -79,7 +81,7 @@ public sealed class AttentionGpuTests
         var inputs = name == "gpt2_padding_all_masked" ? SdpaAttentionPlanTests.Inputs(model, 5, leftPadding: 64) : AttentionPlanTests.Inputs(model, 11);
         using var ort = new OrtEngine().Load(model, new EngineOptions());
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
-        cuda.AttentionByCudnn = true;
+        cuda.Attention = AttentionChoice.Cudnn;
         var expected = ort.Run(inputs);
         var actual = cuda.Run(inputs);
         using var run = cuda.Prepare(inputs);
@@ -115,7 +117,7 @@ public sealed class AttentionGpuTests
         var inputs = AttentionPlanTests.Inputs(model, 11);
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.AttentionRows = name.EndsWith("_rows128", StringComparison.Ordinal) ? KernelSource.AttentionWideRows : KernelSource.AttentionRows;
-        cuda.AttentionByCudnn = cudnn;
+        cuda.Attention = cudnn ? AttentionChoice.Cudnn : AttentionChoice.Own;
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);
@@ -174,7 +176,8 @@ public sealed class AttentionGpuTests
         var fused = name != "timm_head160_unfused";
         var inputs = AttentionPlanTests.Inputs(model, 13);
         using var ort = new OrtEngine().Load(model, new EngineOptions());
-        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.Attention = AttentionChoice.Own; // the own kernel's test: cuDNN's has its own cases
         var expected = ort.Run(inputs);
         using var run = cuda.Prepare(inputs);
         run.Run();
@@ -207,7 +210,8 @@ public sealed class AttentionGpuTests
         Gpu.Require();
         var model = AttentionViewPlanTests.Timm(64, 197, 6, 64);
         var inputs = AttentionPlanTests.Inputs(model, 11);
-        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.Attention = AttentionChoice.Own; // the own kernel's test: cuDNN's has its own cases
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);
@@ -245,7 +249,8 @@ public sealed class AttentionGpuTests
         var model = SdpaCase(name);
         var inputs = SdpaAttentionPlanTests.Inputs(model, 17);
         using var ort = new OrtEngine().Load(model, new EngineOptions());
-        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.Attention = AttentionChoice.Own; // the own kernel's test: cuDNN's has its own cases
         var expected = ort.Run(inputs);
         using var run = cuda.Prepare(inputs);
         run.Run();
@@ -281,7 +286,8 @@ public sealed class AttentionGpuTests
         var model = SdpaCase(name);
         var (b, s) = name == "gpt2_b64" ? (64L, 128L) : (64L, 197L);
         var inputs = SdpaAttentionPlanTests.Inputs(model, 11);
-        using var cuda = new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
+        cuda.Attention = AttentionChoice.Own; // the own kernel's test: cuDNN's has its own cases
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);

@@ -743,7 +743,7 @@ internal static partial class CpuKernelRunner
                             dot += (double)q[(b * s.Q[0]) + (h * s.Q[1]) + (r * s.Q[2]) + (c * s.Q[3])] * (double)k[(b * s.K[0]) + (h * s.K[1]) + (j * s.K[2]) + (c * s.K[3])];
                         }
 
-                        scores[j] = (dot * s.Scale) + (bias is null ? 0 : (double)bias[((long)b * s.Keys) + j]);
+                        scores[j] = (dot * s.Scale) + (bias is null ? 0 : (double)bias[((((long)b * (s.BiasPerRow ? s.Rows : 1)) + (s.BiasPerRow ? r : 0)) * s.Keys) + j]);
                         max = Math.Max(max, scores[j]);
                     }
 

@@ -14,7 +14,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 public sealed class CudnnAttentionPlanTests
 {
     private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { AttentionByCudnn = true }.Compile(model, inputs);
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Attention = AttentionChoice.Cudnn }.Compile(model, inputs);
 
     public static TheoryData<string, int> Cases() => new()
     {
@@ -26,8 +26,8 @@ public sealed class CudnnAttentionPlanTests
         { "head80_padding", 1 },
         { "head128", 1 },
         { "head32_three_key_tiles", 1 },
-        // A full mask [queries, keys] is not per key; a head of 20 is not a multiple of 8: the own kernel keeps both.
-        { "head64_tails_mask", 0 },
+        // A full mask [queries, keys]: a bias per query and key. A head of 20 is not a multiple of 8: the own kernel.
+        { "head64_tails_mask", 1 },
         { "head20_kt_given", 0 },
     };
 
@@ -67,13 +67,51 @@ public sealed class CudnnAttentionPlanTests
     }
 
     [Fact]
-    public void A_causal_mask_is_not_per_key_and_keeps_the_own_kernel()
+    public void A_causal_mask_becomes_a_bias_per_query_and_key()
     {
+        // GPT-2's causal and padding mask [B, 1, N, N]: cuDNN reads it as a half bias [B, N, N], made once.
         var model = SdpaAttentionPlanTests.Gpt2(2, 40, 2, 48);
         var inputs = SdpaAttentionPlanTests.Inputs(model, 5);
         var plan = Compile(model, inputs);
-        Assert.DoesNotContain(plan.Steps, s => s is CudnnAttentionStep);
+        var step = Assert.Single(plan.Steps.OfType<CudnnAttentionStep>());
+        Assert.True(step.Shape.Bias && step.Shape.BiasPerRow);
+        var bias = Assert.Single(plan.Steps.OfType<KernelStep>(), s => s.Node.EndsWith("(bias)", StringComparison.Ordinal));
+        Assert.Equal((uint)((2 * 40 * 40) + bias.Block - 1) / (uint)bias.Block, bias.Grid);
         SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("gpt2_causal_padding", model, inputs, plan);
+    }
+
+    [Fact]
+    public void A_bias_per_query_zeroes_just_the_rows_its_mask_empties()
+    {
+        // Causal with the second sequence's first 3 keys padded: its queries 0-2 see no key (zeros, as the safe-softmax
+        // tail makes them); every other row is attended as usual.
+        var model = SdpaAttentionPlanTests.Gpt2(2, 64, 2, 64);
+        var inputs = SdpaAttentionPlanTests.Inputs(model, 5, leftPadding: 3);
+        var plan = Compile(model, inputs);
+        Assert.True(Assert.Single(plan.Steps.OfType<CudnnAttentionStep>()).Shape.BiasPerRow);
+        Assert.Single(plan.Steps, s => s.Node.EndsWith("(rows masked entirely)", StringComparison.Ordinal));
+        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("gpt2_causal_padding_3", model, inputs, plan, (0, 3 * 2 * 64));
+        var y = CpuKernelRunner.Run(plan, inputs)[0].ToDoubles();
+        const int c = 2 * 64;
+        for (var r = 0; r < 64; r++)
+        {
+            var row = y.AsSpan(((64 + r) * c), c).ToArray();
+            Assert.Equal(r < 3, row.All(x => x == 0));
+        }
+    }
+
+    [Theory]
+    [InlineData(2, 1)]
+    [InlineData(2 * 2, 1)]
+    [InlineData((2 * 2) + 1, 0)]
+    [InlineData(132, 0)]
+    public void Auto_gives_cudnn_blocks_of_as_many_batch_head_pairs_as_multiprocessors(int multiprocessors, int cudnnSteps)
+    {
+        // BERT's case: 2 sequences, 2 heads: 4 (batch, head) pairs.
+        var model = AttentionPlanTests.Case("bert");
+        var inputs = AttentionPlanTests.Inputs(model, 7);
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Attention = AttentionChoice.Auto, Multiprocessors = multiprocessors }.Compile(model, inputs);
+        Assert.Equal(cudnnSteps, plan.Steps.Count(s => s is CudnnAttentionStep));
     }
 
     [Fact]
@@ -90,12 +128,16 @@ public sealed class CudnnAttentionPlanTests
     }
 
     [Fact]
-    public void Own_attention_stays_the_default()
+    public void The_own_choice_keeps_the_own_kernel_and_auto_is_the_default()
     {
         var model = AttentionPlanTests.Case("bert");
         var inputs = AttentionPlanTests.Inputs(model, 7);
-        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true).Compile(model, inputs);
+        var plan = new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Attention = AttentionChoice.Own, Multiprocessors = 1 }.Compile(model, inputs);
         Assert.DoesNotContain(plan.Steps, s => s is CudnnAttentionStep);
         Assert.Single(plan.Steps, s => s.Node.EndsWith("(fused attention)", StringComparison.Ordinal));
+        if (Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION") is null)
+        {
+            Assert.Equal(AttentionChoice.Auto, GraphCompiler.AttentionFromEnvironment);
+        }
     }
 }

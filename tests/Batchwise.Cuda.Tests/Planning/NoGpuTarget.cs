@@ -82,7 +82,7 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int GeluChunks { get; init; } = 1;
 
-    public bool AttentionByCudnn { get; init; }
+    public AttentionChoice Attention { get; init; } = AttentionChoice.Own;
 
     public int AttentionRows { get; init; } = KernelSource.AttentionRows;
 

@@ -234,7 +234,7 @@ internal sealed partial class GraphCompiler
         }
 
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
-        if (_target.AttentionByCudnn && quantize is null && d == dv
+        if (_target.Attention != AttentionChoice.Own && quantize is null && d == dv
             && TryEmitCudnnAttention(y, [(qo.Value, Strides(q.Shape, qo.Memory, sq, d), qo.Offset), (keys, Strides(keyShape, keyMemory, sk, d), keyOffset), (vo.Value, Strides(v.Shape, vo.Memory, sk, dv), vo.Offset)], outStrides is null ? Strides(y.Shape, KernelSource.Strides(y.Shape), sq, dv) : [.. outStrides, 1], batch, heads, sq, sk, d, scale, mask is null ? null : (mo.Value, Strides(mask.Shape, mo.Memory, sq, sk), mo.Offset, select), zeroEmptyRows))
         {
             return true;
