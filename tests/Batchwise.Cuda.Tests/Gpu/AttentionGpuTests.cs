@@ -67,18 +67,26 @@ public sealed class AttentionGpuTests
     /// <summary>
     /// Attention blocks run by cuDNN's fused attention (BATCHWISE_ATTENTION=cudnn) against ONNX Runtime in float32: BERT-base
     /// with its padding mask (a half bias), ViT-S without one, head 128 with a mask, and GPT-2's boolean padding mask with the
-    /// safe-softmax tail where one sequence is masked entirely (zeros there); each plan must hold a cuDNN step.
+    /// safe-softmax tail where one sequence is masked entirely (zeros there), and GPT-2's causal and padding mask (a bias per
+    /// query and key; the padded sequence's first queries see no key: zeros); each plan must hold a cuDNN step.
     /// </summary>
     [Theory]
     [InlineData("bert_base_masked")]
     [InlineData("vit_s")]
     [InlineData("head128_masked")]
     [InlineData("gpt2_padding_all_masked")]
+    [InlineData("gpt2_causal_padding")]
     public void Cudnn_attention_matches_onnx_runtime_and_is_taken(string name)
     {
         Gpu.Require();
-        var model = name == "gpt2_padding_all_masked" ? SdpaAttentionPlanTests.Gpt2(2, 64, 2, 64, causal: false) : Case(name);
-        var inputs = name == "gpt2_padding_all_masked" ? SdpaAttentionPlanTests.Inputs(model, 5, leftPadding: 64) : AttentionPlanTests.Inputs(model, 11);
+        var model = name switch
+        {
+            "gpt2_padding_all_masked" => SdpaAttentionPlanTests.Gpt2(2, 64, 2, 64, causal: false),
+            // Causal and padded (a bias per query and key): the second sequence's first 3 queries see no key (zeros).
+            "gpt2_causal_padding" => SdpaAttentionPlanTests.Gpt2(2, 64, 2, 64),
+            _ => Case(name),
+        };
+        var inputs = name.StartsWith("gpt2", StringComparison.Ordinal) ? SdpaAttentionPlanTests.Inputs(model, 5, leftPadding: name == "gpt2_causal_padding" ? 3 : 64) : AttentionPlanTests.Inputs(model, 11);
         using var ort = new OrtEngine().Load(model, new EngineOptions());
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.Attention = AttentionChoice.Cudnn;
