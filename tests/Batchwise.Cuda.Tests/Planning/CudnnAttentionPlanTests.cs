@@ -114,13 +114,16 @@ public sealed class CudnnAttentionPlanTests
         Assert.Equal(cudnnSteps, plan.Steps.Count(s => s is CudnnAttentionStep));
     }
 
-    [Fact]
-    public void An_expanded_padding_mask_is_read_per_key_by_every_layer_through_one_bias()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void An_expanded_padding_mask_is_read_per_key_by_every_layer_through_one_bias(bool queryAnd)
     {
-        var model = SdpaAttentionPlanTests.ExpandedPaddingMask(2, 2, 40, 32);
+        var model = SdpaAttentionPlanTests.ExpandedPaddingMask(2, 2, 40, 32, queryAnd);
         var inputs = SdpaAttentionPlanTests.Inputs(model, 8);
         var plan = Compile(model, inputs);
         Assert.Equal(2, plan.Steps.Count(s => s is CudnnAttentionStep));
+        Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.False(s.Shape.BiasPerRow));
         // Both layers read one mask: one bias kernel, its buffer read by both cuDNN steps.
         var bias = Assert.Single(plan.Steps, s => s.Node.EndsWith("(bias)", StringComparison.Ordinal));
         Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.Equal(bias.Buffers[0], s.Buffers[4]));

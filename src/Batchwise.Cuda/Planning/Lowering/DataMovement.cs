@@ -13,7 +13,8 @@ internal sealed partial class GraphCompiler
         yield return ("Split", new((c, n, i, a) => c.LowerSplit(n, i, a), InputLayout.AsStored));
         yield return ("Slice", new((c, n, i, a) => c.LowerSlice(n, i, a), InputLayout.AsStored));
         yield return ("Transpose", new((c, n, i, a) => c.LowerTranspose(n, i[0]!, a), InputLayout.AsStored));
-        yield return ("Expand", new((c, n, i, _) => c.LowerExpand(n, i)));
+        // Inputs as they are: a mask stays a view (LowerExpand); anything else is made row-major there.
+        yield return ("Expand", new((c, n, i, _) => c.LowerExpand(n, i), InputLayout.Pending));
         yield return ("Gather", new((c, n, i, a) => c.LowerGather(n, i, a)));
         yield return ("Pad", new((c, n, i, a) => c.LowerPad(n, i, a), InputLayout.Nchw, PadCheck));
         yield return ("Resize", new((c, n, i, a) => c.LowerResize(n, i, a), InputLayout.AsStored, ResizeCheck));
@@ -98,11 +99,17 @@ internal sealed partial class GraphCompiler
     {
         var x = ins[0]!;
         var shape = Shapes.Broadcast(x.Shape, Const(ins[1], "shape").AsLongs());
-        if (ExpandsAMaskOnly(node, x))
+        if (x.Type == ElementType.Bool && ReadOnlyAsMask(node.Output[0]) && x.Constant is null && !x.Nhwc && (x.Pending is not null || x.Buffer >= 0))
         {
             // Read through broadcast strides by the attention kernels it masks (any other reader copies it, once).
-            _values[node.Output[0]] = StridedView(x, shape, Shapes.BroadcastStrides(x.Shape, shape), 0);
+            _values[node.Output[0]] = BroadcastView(x, shape);
             return;
+        }
+
+        x = Materialize(x);
+        if (x.Nhwc)
+        {
+            x = Nchw(x);
         }
 
         var y = Output(node, 0, x.Type, shape);
@@ -110,15 +117,17 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// Whether an Expand's result is read only as the condition of Wheres (the boolean attention mask of torch's SDPA
-    /// export: Expand([B, 1, 1, Sk] -> [B, 1, Sq, Sk]), then Where(mask, 0, -inf) per layer) in a plan whose attention
-    /// fuses: then it stays a broadcast view of its input, which the fused kernel reads with stride 0 along the
-    /// broadcast axes instead of a materialised copy.
+    /// Whether a value is read only as the condition of Wheres, directly or through Expands (the boolean attention mask of
+    /// torch's SDPA export: Expand([B, 1, 1, Sk] -> [B, 1, Sq, Sk]), then Where(mask, 0, -inf) per layer) in a plan whose
+    /// attention fuses: then an Expand (or an And / Or with a constant that changes nothing) leading to it stays a
+    /// broadcast view of its input, which the fused kernels read with stride 0 along the broadcast axes instead of a
+    /// materialised copy (and cuDNN's attention as a bias per key, not per query and key).
     /// </summary>
-    private bool ExpandsAMaskOnly(OnnxProto.NodeProto node, PlanValue x) =>
-        Half && _target.ComputeCapability >= 80 && x.Type == ElementType.Bool && x.Constant is null && x.ViewStrides is null && x.Pending is null && !x.Nhwc && x.Buffer >= 0
-        && !_graphOutputs.Contains(node.Output[0]) && _consumers.TryGetValue(node.Output[0], out var users) && users.Count > 0
-        && users.All(u => u.OpType == "Where" && u.Input.Count == 3 && u.Input[0] == node.Output[0] && u.Input[1] != node.Output[0] && u.Input[2] != node.Output[0]);
+    private bool ReadOnlyAsMask(string name, int depth = 0) =>
+        Half && _target.ComputeCapability >= 80 && depth < 4
+        && !_graphOutputs.Contains(name) && _consumers.TryGetValue(name, out var users) && users.Count > 0
+        && users.All(u => (u.OpType == "Where" && u.Input.Count == 3 && u.Input[0] == name && u.Input[1] != name && u.Input[2] != name)
+            || (u.OpType == "Expand" && u.Input[0] == name && u.Input[1] != name && ReadOnlyAsMask(u.Output[0], depth + 1)));
 
     private void LowerGather(OnnxProto.NodeProto node, PlanValue?[] ins, NodeAttributes attrs)
     {

@@ -16,6 +16,34 @@ internal sealed partial class GraphCompiler
         }
     }
 
+    /// <summary>The operand of a boolean And (Or) whose other operand is a constant all true (all false), or null.</summary>
+    private static PlanValue? ChangesNothing(string op, PlanValue left, PlanValue right)
+    {
+        static bool All(PlanValue v, bool value)
+        {
+            if (v.Constant is not { } c || v.Type != ElementType.Bool)
+            {
+                return false;
+            }
+
+            for (long i = 0; i < c.Count; i++)
+            {
+                if ((c[i] != 0) != value)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        var identity = op == "And";
+        return right.Type != ElementType.Bool || left.Type != ElementType.Bool ? null
+            : All(left, identity) && right.Constant is null ? right
+            : All(right, identity) && left.Constant is null ? left
+            : null;
+    }
+
     private static string? ElementwiseCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset) => node.OpType switch
     {
         "Cast" when !OperatorSupport.Stores((ElementType)attrs.Int("to", 1)) => $"casting to {((ElementType)attrs.Int("to", 1)).ShortName()}",
@@ -33,6 +61,14 @@ internal sealed partial class GraphCompiler
             // to make a fused chain compute-bound (GPT-2's MLP activation ran at a fifth of the memory bandwidth).
             var x = ins[0]!;
             _values[node.Output[0]] = Pending([x], _ => power == 2 ? "x0 * x0" : "x0 * x0 * x0", x.Type, x.Shape);
+            return;
+        }
+
+        if (op is "And" or "Or" && ins is [{ } left, { } right] && ChangesNothing(op, left, right) is { } kept && ReadOnlyAsMask(node.Output[0]))
+        {
+            // Hugging Face's masks: And(q_idx >= 0 over [1, 1, Sq, 1], padding [B, 1, 1, Sk]) is the padding read per query.
+            var shape = Shapes.Broadcast(left.Shape, right.Shape);
+            _values[node.Output[0]] = shape.SequenceEqual(kept.Shape) ? kept : BroadcastView(kept, shape);
             return;
         }
 

@@ -127,6 +127,28 @@ internal sealed partial class GraphCompiler
         }
     }
 
+    /// <summary>
+    /// <paramref name="x"/> read as <paramref name="shape"/> (numpy broadcasting: its axes of 1, and missing leading ones,
+    /// repeat with stride 0) without a copy: a pending value is computed first; a strided view keeps its strides.
+    /// </summary>
+    private PlanValue BroadcastView(PlanValue x, long[] shape)
+    {
+        if (x.Pending is not null)
+        {
+            x = Materialize(x);
+        }
+
+        var strides = x.ViewStrides ?? KernelSource.Strides(x.Shape);
+        var lead = shape.Length - x.Shape.Length;
+        var composed = new long[shape.Length];
+        for (var i = lead; i < shape.Length; i++)
+        {
+            composed[i] = x.Shape[i - lead] == shape[i] ? strides[i - lead] : 0;
+        }
+
+        return StridedView(x, shape, composed, x.ViewOffset);
+    }
+
     /// <summary>A view of <paramref name="source"/>'s buffer: a plain value where the strides are row-major from offset 0, else a strided view.</summary>
     private static PlanValue StridedView(PlanValue source, long[] shape, long[] strides, long offset)
     {
