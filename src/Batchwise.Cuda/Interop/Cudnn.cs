@@ -489,6 +489,23 @@ internal static unsafe partial class Cudnn
         return c;
     }
 
+    /// <summary>Disposes a graph's engine configurations, then its descriptors last-made first, and empties both lists.</summary>
+    public static void ReleaseGraph(List<CudnnBackendEngineConfig> configs, List<NativeHandle> descriptors)
+    {
+        foreach (var c in configs)
+        {
+            c.Dispose();
+        }
+
+        configs.Clear();
+        for (var i = descriptors.Count - 1; i >= 0; i--)
+        {
+            descriptors[i].Dispose();
+        }
+
+        descriptors.Clear();
+    }
+
     /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1, GELU_FWD, GELU_APPROX_TANH_FWD, SUB, DIV, EXP, LOG) computing in float.</summary>
     public static CudnnBackendPointwise BackendPointwiseOf(int mode)
     {

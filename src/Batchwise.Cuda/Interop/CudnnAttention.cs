@@ -166,18 +166,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
     private void Release()
     {
         _plan?.Dispose();
-        foreach (var c in _configs)
-        {
-            c.Dispose();
-        }
-
-        _configs.Clear();
-        for (var i = _descriptors.Count - 1; i >= 0; i--)
-        {
-            _descriptors[i].Dispose();
-        }
-
-        _descriptors.Clear();
+        Cudnn.ReleaseGraph(_configs, _descriptors);
         if (_scale != null)
         {
             NativeMemory.Free(_scale);

@@ -126,17 +126,6 @@ internal sealed class CudnnMatmulEpilogue : IDisposable
         }
 
         _plans.Clear();
-        foreach (var c in _configs)
-        {
-            c.Dispose();
-        }
-
-        _configs.Clear();
-        for (var i = _descriptors.Count - 1; i >= 0; i--)
-        {
-            _descriptors[i].Dispose();
-        }
-
-        _descriptors.Clear();
+        Cudnn.ReleaseGraph(_configs, _descriptors);
     }
 }
