@@ -2,7 +2,9 @@
 # PREPARED, NOT RUN (session 46 had no device time left). Call 5 (build after c41d4d4: Hugging Face's And-ed mask read per
 # key): own against the default (auto: cuDNN at b=64) on BERT and DistilBERT at b=64, two rounds; each plan's steps
 # (41 expected with cuDNN: the bias once, one zeroing kernel a layer of a block a sequence); ViT-S and HF ViT at b=1, own
-# against cudnn after a warm-up run, two rounds (session 46's b=1 pairs ran in the cold-build effect); AttentionGpuTests.
+# against cudnn after a warm-up run, two rounds (session 46's b=1 pairs ran in the cold-build effect); DistilBERT b=64's
+# per-step profile (what is left past attention: the embeddings' Gather + LayerNorm ran 14.5 + 23.4 us in session 45's
+# BERT profile, about a third of the bandwidth); AttentionGpuTests.
 # Then, on the same warm machine, the peer table: CALL_SECONDS=560 bash bench/device/world-call.sh.
 source bench/device/call-lib.sh "${CALL_SECONDS:-200}"
 unpack tests || { pack; exit 1; }
@@ -27,6 +29,7 @@ for round in 1 2; do
   done
 done
 for f in "$R"/*-b64-1.json; do python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-1], [b['steps'] for p in d['points'] for b in p.get('plan_builds', [])])" "$f" >> "$R/log.txt"; done
+q distilbert-prof 25 "$CLI" bench "$WORK/exports/distilbert/model.onnx" --shape seq=128 --engine cuda --precision fp16 -b 64 --duration 200ms --profile --json "$R/distilbert-prof.json"
 q attention-tests 60 env BATCHWISE_REQUIRE_GPU=1 BATCHWISE_REPORT_DIR="$R" "$TESTS" -class Batchwise.Cuda.Tests.Gpu.AttentionGpuTests
 grep -E "Total:|\[FAIL\]" "$R/attention-tests.txt" | head -8 >> "$R/log.txt"
 pack
