@@ -624,13 +624,43 @@ internal static unsafe partial class Cudnn
     public static (CudnnBackendExecutionPlan Plan, long WorkspaceBytes, List<CudnnBackendEngineConfig> Configs) BackendPlanOf(CudnnHandle handle, CudnnBackendOperationGraph graph)
     {
         var configs = BackendConfigsOf(graph);
+        try
+        {
+            var chosen = BackendPlansOf(handle, configs, "this graph")[0];
+            return (chosen.Plan, chosen.WorkspaceBytes, configs);
+        }
+        catch (CudaException)
+        {
+            foreach (var c in configs)
+            {
+                c.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Execution plans of the first <paramref name="count"/> of <paramref name="configs"/> (heuristics' order, which must
+    /// outlive them) that finalize, with each one's workspace and engine; where none does, the first refusal (or, with no
+    /// configuration at all, CUDNN_STATUS_NOT_SUPPORTED naming <paramref name="what"/>) as a <see cref="CudaException"/>.
+    /// </summary>
+    public static List<CudnnBackendPlan> BackendPlansOf(CudnnHandle handle, IReadOnlyList<CudnnBackendEngineConfig> configs, string what, int count = 1)
+    {
+        var plans = new List<CudnnBackendPlan>();
         CudaException? first = null;
         foreach (var config in configs)
         {
+            if (plans.Count >= count)
+            {
+                break;
+            }
+
             try
             {
+                var (engine, compiled, _) = BackendEngineOf(config);
                 var (plan, workspace) = BackendPlanOf(handle, config);
-                return (plan, workspace, configs);
+                plans.Add(new CudnnBackendPlan(plan, workspace, engine, compiled));
             }
             catch (CudaException e)
             {
@@ -638,12 +668,8 @@ internal static unsafe partial class Cudnn
             }
         }
 
-        foreach (var c in configs)
-        {
-            c.Dispose();
-        }
-
-        throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for this graph");
+        return plans.Count > 0 ? plans
+            : throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, $"CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for {what}");
     }
 
     /// <summary>Every engine configuration cuDNN's heuristics (<paramref name="mode"/>, by default A) offer for the graph, best first (the caller disposes them).</summary>
@@ -906,6 +932,9 @@ internal sealed class CudnnBackendPointwiseOperation : NativeHandle
 
     protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
 }
+
+/// <summary>An execution plan finalized from one engine configuration: its workspace, the engine's global index and whether it compiles its kernel at run time.</summary>
+internal readonly record struct CudnnBackendPlan(CudnnBackendExecutionPlan Plan, long WorkspaceBytes, long Engine, bool RuntimeCompiled);
 
 /// <summary>A cuDNN backend matmul descriptor (cudnnBackendDescriptor_t of that type).</summary>
 internal sealed class CudnnBackendMatmul : NativeHandle

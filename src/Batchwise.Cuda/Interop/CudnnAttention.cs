@@ -108,23 +108,8 @@ internal sealed unsafe class CudnnAttention : IDisposable
             var graph = KeepOp(Cudnn.BackendGraphOf(handle, ops));
             _configs.AddRange(Cudnn.BackendConfigsOf(graph));
             Offered = [.. _configs.Select(c => Cudnn.BackendEngineOf(c).GlobalIndex)];
-            CudaException? first = null;
-            CudnnBackendExecutionPlan? chosen = null;
-            foreach (var config in _configs)
-            {
-                try
-                {
-                    (chosen, WorkspaceBytes) = Cudnn.BackendPlanOf(handle, config);
-                    (EngineGlobalIndex, RuntimeCompiled, _) = Cudnn.BackendEngineOf(config);
-                    break;
-                }
-                catch (CudaException ex)
-                {
-                    first ??= ex;
-                }
-            }
-
-            _plan = chosen ?? throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for the attention graph");
+            var chosen = Cudnn.BackendPlansOf(handle, _configs, "the attention graph")[0];
+            (_plan, WorkspaceBytes, EngineGlobalIndex, RuntimeCompiled) = (chosen.Plan, chosen.WorkspaceBytes, chosen.Engine, chosen.RuntimeCompiled);
         }
         catch
         {

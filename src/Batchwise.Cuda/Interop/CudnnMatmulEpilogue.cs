@@ -14,7 +14,7 @@ internal sealed class CudnnMatmulEpilogue : IDisposable
 
     private readonly List<NativeHandle> _descriptors = [];
     private readonly List<CudnnBackendEngineConfig> _configs = [];
-    private readonly List<(CudnnBackendExecutionPlan Plan, long Workspace, long Engine, bool RuntimeCompiled)> _plans = [];
+    private readonly List<CudnnBackendPlan> _plans = [];
     private readonly bool _bias;
 
     /// <summary>Builds the graph and up to <paramref name="candidates"/> plans on <paramref name="handle"/>; cuDNN's refusal (no configuration finalizes) as a <see cref="CudaException"/>.</summary>
@@ -60,30 +60,7 @@ internal sealed class CudnnMatmulEpilogue : IDisposable
             var graph = Keep(Cudnn.BackendGraphOf(handle, ops));
             _configs.AddRange(Cudnn.BackendConfigsOf(graph));
             Offered = [.. _configs.Select(c => Cudnn.BackendEngineOf(c).GlobalIndex)];
-            CudaException? first = null;
-            foreach (var config in _configs)
-            {
-                if (_plans.Count >= candidates)
-                {
-                    break;
-                }
-
-                try
-                {
-                    var (plan, workspace) = Cudnn.BackendPlanOf(handle, config);
-                    var (engine, compiled, _) = Cudnn.BackendEngineOf(config);
-                    _plans.Add((plan, workspace, engine, compiled));
-                }
-                catch (CudaException ex)
-                {
-                    first ??= ex;
-                }
-            }
-
-            if (_plans.Count == 0)
-            {
-                throw first ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for the product and its epilogue");
-            }
+            _plans.AddRange(Cudnn.BackendPlansOf(handle, _configs, "the product and its epilogue", candidates));
         }
         catch
         {
@@ -99,7 +76,7 @@ internal sealed class CudnnMatmulEpilogue : IDisposable
     public IReadOnlyList<long> Offered { get; } = [];
 
     /// <summary>Bytes of device workspace candidate <paramref name="candidate"/> needs.</summary>
-    public long WorkspaceBytes(int candidate = 0) => _plans[candidate].Workspace;
+    public long WorkspaceBytes(int candidate = 0) => _plans[candidate].WorkspaceBytes;
 
     /// <summary>cuDNN's global engine index behind candidate <paramref name="candidate"/> and whether it compiles its kernel at run time.</summary>
     public (long Engine, bool RuntimeCompiled) EngineOf(int candidate = 0) => (_plans[candidate].Engine, _plans[candidate].RuntimeCompiled);

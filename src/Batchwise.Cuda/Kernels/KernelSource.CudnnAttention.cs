@@ -2,7 +2,7 @@ using Batchwise.Onnx;
 
 namespace Batchwise.Cuda.Kernels;
 
-/// <summary>The two small kernels around cuDNN's fused attention (BATCHWISE_ATTENTION=cudnn): its additive bias and the rows a mask empties.</summary>
+/// <summary>The two small kernels around cuDNN's fused attention (Planning/Lowering/CudnnAttention.cs): its additive bias and the rows a mask empties.</summary>
 internal static partial class KernelSource
 {
     /// <summary>Threads a block of <see cref="AttentionZeroMaskedRows"/>: one block a bias row.</summary>

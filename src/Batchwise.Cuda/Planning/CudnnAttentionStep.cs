@@ -5,12 +5,13 @@ namespace Batchwise.Cuda.Planning;
 /// <summary>
 /// The shape of an attention block run by cuDNN's fused attention (<see cref="CudnnAttention"/>): [batch, heads, rows,
 /// keys] scores, a head of <see cref="HeadDim"/>; the (batch, head, row, column) strides of Q, K (as [.., key, d]), V
-/// and O in elements, each operand's offset into its buffer in elements; whether a half [batch, 1, 1, keys] bias is added.
+/// and O in elements, each operand's offset into its buffer in elements; whether a half bias is added, [batch, 1, 1, keys]
+/// or (<see cref="BiasPerRow"/>) [batch, 1, rows, keys].
 /// </summary>
 internal sealed record CudnnAttentionShape(int Batch, int Heads, int Rows, int Keys, int HeadDim, long[] Q, long[] K, long[] V, long[] O, long[] Offsets, float Scale, bool Bias, bool BiasPerRow = false);
 
 /// <summary>
-/// An attention block run by cuDNN's fused scaled-dot-product attention (BATCHWISE_ATTENTION=cudnn): buffers O, Q, K, V
+/// An attention block run by cuDNN's fused scaled-dot-product attention (<see cref="AttentionChoice"/>): buffers O, Q, K, V
 /// and the half bias (or -1). Planned without the library (<see cref="IPlanTarget.PlansMatmulsWithoutLibrary"/>) it has
 /// no cuDNN plan: the CPU test runner computes it from <see cref="Shape"/>. A variant pack (the tensors' addresses) is
 /// made once per set of addresses: an execution context's buffers do not move. Blocks of one shape share one cuDNN plan.
@@ -40,7 +41,7 @@ internal sealed class CudnnAttentionStep : PlanStep, IDisposable
         var handle = context.CudnnOrNull ?? throw new BatchwiseException($"The cuDNN attention {Node} runs on a slot without a cuDNN handle", "Report this: a plan with cuDNN attention steps opens cuDNN on its slots (ExecutionPlan.UsesCudnn).");
         if (context.WorkspaceBytes < _attention.WorkspaceBytes)
         {
-            throw new BatchwiseException($"The cuDNN attention {Node} needs {_attention.WorkspaceBytes} bytes of workspace, its slot has {context.WorkspaceBytes}", "Report this; unset BATCHWISE_ATTENTION meanwhile (the engine's own attention kernel).");
+            throw new BatchwiseException($"The cuDNN attention {Node} needs {_attention.WorkspaceBytes} bytes of workspace, its slot has {context.WorkspaceBytes}", "Report this; set BATCHWISE_ATTENTION=own meanwhile (the engine's own attention kernel).");
         }
 
         ulong At(int buffer, long offset) => context.Pointer(Buffers[buffer]) + (ulong)(offset * 2);

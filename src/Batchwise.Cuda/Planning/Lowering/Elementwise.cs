@@ -16,19 +16,20 @@ internal sealed partial class GraphCompiler
         }
     }
 
-    /// <summary>The operand of a boolean And (Or) whose other operand is a constant all true (all false), or null.</summary>
+    /// <summary>The operand of an And (Or: ONNX's take booleans only) whose other operand is a constant all true (all false), or null.</summary>
     private static PlanValue? ChangesNothing(string op, PlanValue left, PlanValue right)
     {
-        static bool All(PlanValue v, bool value)
+        var identity = op == "And";
+        bool All(PlanValue v)
         {
-            if (v.Constant is not { } c || v.Type != ElementType.Bool)
+            if (v.Constant is not { } c)
             {
                 return false;
             }
 
             for (long i = 0; i < c.Count; i++)
             {
-                if ((c[i] != 0) != value)
+                if ((c[i] != 0) != identity)
                 {
                     return false;
                 }
@@ -37,11 +38,7 @@ internal sealed partial class GraphCompiler
             return true;
         }
 
-        var identity = op == "And";
-        return right.Type != ElementType.Bool || left.Type != ElementType.Bool ? null
-            : All(left, identity) && right.Constant is null ? right
-            : All(right, identity) && left.Constant is null ? left
-            : null;
+        return All(left) && right.Constant is null ? right : All(right) && left.Constant is null ? left : null;
     }
 
     private static string? ElementwiseCheck(OnnxProto.NodeProto node, NodeAttributes attrs, long opset) => node.OpType switch
