@@ -16,20 +16,6 @@ public sealed unsafe class ConvFusionProbeGpuTests
 {
     private const long WorkspaceBytes = 256L << 20;
 
-    /// <summary>An NVRTC kernel filling half buffers with small values of random sign (probe_fill_half), shared by the cuDNN probes.</summary>
-    internal const string FillSource = """
-        // Half values of random sign in [0.0625, 0.125): sums of a few thousand products stay far from fp16's range.
-        extern "C" __global__ void probe_fill_half(unsigned short* p, unsigned long long n, unsigned int seed)
-        {
-            for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x)
-            {
-                unsigned int x = (unsigned int)(i * 2654435761ull) ^ seed;
-                x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15;
-                p[i] = (unsigned short)((x & 0x8000u) | 0x2c00u | (x & 0x3ffu));
-            }
-        }
-        """;
-
     /// <summary>(name, C, K, H, kernel, stride, pad, residual): the bottleneck's expanding 1x1 with the residual add, a 3x3, the stem (3 channels padded to 8).</summary>
     private static readonly (string Name, int C, int K, int H, int Kernel, int Stride, int Pad, bool Residual)[] Shapes =
     [
@@ -45,30 +31,12 @@ public sealed unsafe class ConvFusionProbeGpuTests
     public void Half_convolutions_with_bias_residual_and_relu_legacy_and_graph_api()
     {
         Gpu.Require();
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        var cc = Gpu.ComputeCapability();
-        using var stream = CudaDriver.CreateStream();
-        using var start = CudaDriver.CreateEvent();
-        using var end = CudaDriver.CreateEvent();
-        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(FillSource, "convprobe.cu", cc));
-        var fill = CudaDriver.GetFunction(module, "probe_fill_half");
-        using var handle = Cudnn.Create(stream);
+        using var probe = new CudnnProbe();
+        var (stream, handle) = (probe.Stream, probe.Handle);
         using var workspace = CudaDriver.Allocate(WorkspaceBytes);
 
-        void Fill(DeviceMemory m, uint seed)
-        {
-            ulong p = m.Pointer;
-            ulong n = (ulong)m.Bytes / 2;
-            var args = stackalloc void*[] { &p, &n, &seed };
-            CudaDriver.Launch(fill, 1024, 256, 0, stream.Handle, args, "probe_fill_half");
-        }
-
-        double Time(Action enqueue) => EventTiming.Best(stream, start, end, enqueue);
-
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"# fp16 convolution epilogues: {CudaDriver.DeviceName(device)} (sm_{cc}), cuDNN {Cudnn.Version()}, {DateTimeOffset.UtcNow:u}");
+        text.AppendLine(probe.Heading("fp16 convolution epilogues"));
         text.AppendLine();
         text.AppendLine("NHWC half, float accumulation, bias + (residual) + ReLU fused; CUDA events, best of 3 trials; 'x default' = the engine default's time / this row's.");
         text.AppendLine();
@@ -87,10 +55,10 @@ public sealed unsafe class ConvFusionProbeGpuTests
                 using var y = CudaDriver.Allocate(RoundUp(2 * Count(yShape)));
                 using var z = CudaDriver.Allocate(RoundUp(2 * Count(yShape)));
                 using var bias = CudaDriver.Allocate(RoundUp(2 * s.K));
-                Fill(x, 1);
-                Fill(w, 2);
-                Fill(z, 3);
-                Fill(bias, 4);
+                probe.Fill(x, 1);
+                probe.Fill(w, 2);
+                probe.Fill(z, 3);
+                probe.Fill(bias, 4);
                 CudaDriver.Synchronize(stream);
                 var rows = new List<(string Variant, string Algo, double? Seconds, string? Failure)>();
 
@@ -109,7 +77,7 @@ public sealed unsafe class ConvFusionProbeGpuTests
                         try
                         {
                             Cudnn.SetMathType(conv, c.MathType);
-                            timed.Add((c.Algo, c.MathType, Time(() => Cudnn.ConvolutionBiasActivationForward(handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, c.Algo, workspace.Pointer, WorkspaceBytes, s.Residual ? 1f : 0f, yDesc, s.Residual ? z.Pointer : y.Pointer, biasDesc, bias.Pointer, relu, yDesc, y.Pointer))));
+                            timed.Add((c.Algo, c.MathType, probe.Time(() => Cudnn.ConvolutionBiasActivationForward(handle, xDesc, x.Pointer, wDesc, w.Pointer, conv, c.Algo, workspace.Pointer, WorkspaceBytes, s.Residual ? 1f : 0f, yDesc, s.Residual ? z.Pointer : y.Pointer, biasDesc, bias.Pointer, relu, yDesc, y.Pointer))));
                         }
                         catch (CudaException)
                         {
@@ -134,7 +102,7 @@ public sealed unsafe class ConvFusionProbeGpuTests
                     rows.Add(("legacy fused", "", null, e.Message));
                 }
 
-                rows.Add(GraphRow(handle, s.Residual, s.Pad, s.Stride, xShape, wShape, yShape, vector, x, w, z, bias, y, workspace, Time));
+                rows.Add(GraphRow(handle, s.Residual, s.Pad, s.Stride, xShape, wShape, yShape, vector, x, w, z, bias, y, workspace, probe.Time));
                 var baseline = rows[0].Seconds;
                 foreach (var r in rows)
                 {

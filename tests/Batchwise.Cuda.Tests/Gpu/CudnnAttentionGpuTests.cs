@@ -21,11 +21,7 @@ public sealed unsafe class CudnnAttentionGpuTests
     public void Cudnn_sdpa_matches_a_cpu_reference_small()
     {
         Gpu.Require();
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        using var stream = CudaDriver.CreateStream();
-        using var handle = Cudnn.Create(stream);
+        using var probe = new CudnnProbe();
         var notes = new List<string>();
         foreach (var bias in new[] { false, true })
         {
@@ -34,7 +30,7 @@ public sealed unsafe class CudnnAttentionGpuTests
             {
                 try
                 {
-                    var (error, attention) = RunSmall(handle, stream, 2, 3, seq, 64, bias);
+                    var (error, attention) = RunSmall(probe.Handle, probe.Stream, 2, 3, seq, 64, bias);
                     ran = $"bias={bias} s={seq}: {attention}, max abs error {error:E2}";
                     notes.Add(ran);
                     Gpu.Publish(ReportFile, $"| cudnn sdpa vs cpu | b=2 h=3 s={seq} d=64 bias={(bias ? "yes" : "no")} | {attention} | max abs error {error.ToString("E2", CultureInfo.InvariantCulture)} |");
@@ -56,33 +52,21 @@ public sealed unsafe class CudnnAttentionGpuTests
     {
         Gpu.Require();
         const int b = 64, h = 12, s = 128, d = 64;
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        var cc = Gpu.ComputeCapability();
-        using var stream = CudaDriver.CreateStream();
-        using var start = CudaDriver.CreateEvent();
-        using var end = CudaDriver.CreateEvent();
-        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(ConvFusionProbeGpuTests.FillSource, "sdpaprobe.cu", cc));
-        var fill = CudaDriver.GetFunction(module, "probe_fill_half");
-        using var handle = Cudnn.Create(stream);
+        using var probe = new CudnnProbe();
+        var (stream, handle) = (probe.Stream, probe.Handle);
 
         // [b, s, 3, h, d] row-major: Q, K, V of token t, head j at ((t's row) * 3 + 0/1/2) * h * d + j * d.
         const long qkvElements = (long)b * s * 3 * h * d, oElements = (long)b * s * h * d;
         using var qkv = CudaDriver.Allocate(qkvElements * 2);
         using var o = CudaDriver.Allocate(oElements * 2);
         using var bias = CudaDriver.Allocate((long)b * s * 2);
-        ulong p = qkv.Pointer;
-        ulong n = qkvElements;
-        uint seed = 7;
-        var args = stackalloc void*[] { &p, &n, &seed };
-        CudaDriver.Launch(fill, 1024, 256, 0, stream.Handle, args, "probe_fill_half");
+        probe.Fill(qkv, 7);
         CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle);
         CudaDriver.Synchronize(stream);
         long[] qkvStrides = [(long)s * 3 * h * d, d, 3L * h * d, 1], oStrides = [(long)s * h * d, d, (long)h * d, 1];
         var (q, k, v) = (qkv.Pointer, qkv.Pointer + (ulong)(h * d * 2), qkv.Pointer + (ulong)(2 * h * d * 2));
         var flops = 4.0 * b * h * s * s * d;
-        Gpu.Publish(ReportFile, $"# cuDNN SDPA probe: {CudaDriver.DeviceName(device)} (sm_{cc}), cuDNN {Cudnn.Version()}, {DateTimeOffset.UtcNow:u}");
+        Gpu.Publish(ReportFile, probe.Heading("cuDNN SDPA probe"));
         var failures = new List<string>();
         foreach (var withBias in new[] { true, false })
         {
@@ -92,7 +76,7 @@ public sealed unsafe class CudnnAttentionGpuTests
                 using var attention = new CudnnAttention(handle, b, h, s, s, d, qkvStrides, qkvStrides, qkvStrides, oStrides, 1f / MathF.Sqrt(d), withBias);
                 using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
                 using var pack = attention.Pack(q, k, v, o.Pointer, bias.Pointer, workspace.Pointer);
-                var seconds = EventTiming.Best(stream, start, end, () => attention.Execute(handle, pack));
+                var seconds = probe.Time(() => attention.Execute(handle, pack));
                 CudaDriver.Synchronize(stream);
                 var output = new Half[oElements];
                 CudaDriver.CopyToHostSync(MemoryMarshal.AsBytes(output.AsSpan()), o.Pointer);

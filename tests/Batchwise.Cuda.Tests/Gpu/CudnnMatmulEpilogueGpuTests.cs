@@ -23,11 +23,8 @@ public sealed unsafe class CudnnMatmulEpilogueGpuTests
     {
         Gpu.Require();
         const int m = 96, k = 64, n = 128;
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        using var stream = CudaDriver.CreateStream();
-        using var handle = Cudnn.Create(stream);
+        using var probe = new CudnnProbe();
+        var (stream, handle) = (probe.Stream, probe.Handle);
         var rng = new Random(99);
         Half[] Random(int count, double scale) => [.. Enumerable.Range(0, count).Select(_ => (Half)(((rng.NextDouble() * 2) - 1) * scale))];
         var (a, b, bias) = (Random(m * k, 1), Random(k * n, 0.25), Random(n, 1));
@@ -99,32 +96,18 @@ public sealed unsafe class CudnnMatmulEpilogueGpuTests
             ownSteps = string.Join(" + ", layers.Select(l => string.Create(CultureInfo.InvariantCulture, $"{l.Milliseconds * 1e3:F1}")));
         }
 
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        var cc = Gpu.ComputeCapability();
-        using var stream = CudaDriver.CreateStream();
-        using var start = CudaDriver.CreateEvent();
-        using var end = CudaDriver.CreateEvent();
-        using var module = CudaDriver.LoadModule(Nvrtc.CompileToCubin(ConvFusionProbeGpuTests.FillSource, "gelu_probe.cu", cc));
-        var fill = CudaDriver.GetFunction(module, "probe_fill_half");
-        using var handle = Cudnn.Create(stream);
+        using var probe = new CudnnProbe();
+        var (stream, handle) = (probe.Stream, probe.Handle);
         using var a = CudaDriver.Allocate((long)m * k * 2);
         using var b = CudaDriver.Allocate((long)k * n * 2);
         using var bias = CudaDriver.Allocate((long)n * 2);
         using var y = CudaDriver.Allocate((long)m * n * 2);
-        ulong p = 0, count = 0;
-        var seed = 0u;
-        var args = stackalloc void*[] { &p, &count, &seed };
-        foreach (var memory in new[] { a, b, bias })
-        {
-            (p, count) = (memory.Pointer, (ulong)memory.Bytes / 2);
-            seed++;
-            CudaDriver.Launch(fill, 1024, 256, 0, stream.Handle, args, "probe_fill_half");
-        }
+        probe.Fill(a, 1);
+        probe.Fill(b, 2);
+        probe.Fill(bias, 3);
 
         CudaDriver.Synchronize(stream);
-        Gpu.Publish(ReportFile, $"# cuDNN matmul + bias + erf GELU probe: {CudaDriver.DeviceName(device)} (sm_{cc}), cuDNN {Cudnn.Version()}, {DateTimeOffset.UtcNow:u}");
+        Gpu.Publish(ReportFile, probe.Heading("cuDNN matmul + bias + erf GELU probe"));
         var flops = 2.0 * m * n * k;
         try
         {
@@ -135,7 +118,7 @@ public sealed unsafe class CudnnMatmulEpilogueGpuTests
                 using var workspace = CudaDriver.Allocate(Math.Max(epilogue.WorkspaceBytes(c), 256));
                 using var pack = epilogue.Pack(a.Pointer, b.Pointer, bias.Pointer, y.Pointer, workspace.Pointer);
                 var candidate = c;
-                var seconds = EventTiming.Best(stream, start, end, () => epilogue.Execute(handle, pack, candidate));
+                var seconds = probe.Time(() => epilogue.Execute(handle, pack, candidate));
                 best = Math.Min(best, seconds);
                 var (engine, compiled) = epilogue.EngineOf(c);
                 Gpu.Publish(ReportFile, string.Create(CultureInfo.InvariantCulture, $"| {name} candidate {c} | m={m} k={k} n={n} | engine {engine} (runtime compiled: {(compiled ? "yes" : "no")}; workspace {epilogue.WorkspaceBytes(c)} B) | {seconds * 1e6:F1} us | {flops / seconds / 1e12:F1} TFLOP/s |"));

@@ -40,15 +40,10 @@ public sealed class Int8GraphEnginesGpuTests
     public void Int8_graph_configurations_timed_at_resnet50_shapes_and_input_magnitudes()
     {
         Gpu.Require();
-        var device = CudaDriver.Device(0);
-        using var context = new PrimaryContext(device);
-        context.MakeCurrent();
-        using var stream = CudaDriver.CreateStream();
-        using var handle = Cudnn.Create(stream);
-        using var start = CudaDriver.CreateEvent();
-        using var end = CudaDriver.CreateEvent();
+        using var probe = new CudnnProbe();
+        var (stream, handle, start, end) = (probe.Stream, probe.Handle, probe.Start, probe.End);
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"# int8 graph configurations: {CudaDriver.DeviceName(device)}, cuDNN {Cudnn.Version()}, b={Batch}, {DateTimeOffset.UtcNow:u}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"# int8 graph configurations: {CudaDriver.DeviceName(probe.Device)}, cuDNN {Cudnn.Version()}, b={Batch}, {DateTimeOffset.UtcNow:u}");
         text.AppendLine();
         text.AppendLine("Graph: conv (int32 sums) * scale[k] + offset[k] -> int8 (the engine's, relu=0 zero=0 as in the QDQ ResNet-50); CUDA events, best of 3 trials of >= 3 ms.");
         text.AppendLine("Config: index into the route's candidate list (A = heuristics mode A, B = mode B, F = fallback; engine and knobs).");

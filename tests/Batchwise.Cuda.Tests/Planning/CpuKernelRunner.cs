@@ -721,7 +721,7 @@ internal static partial class CpuKernelRunner
     /// <summary>
     /// cuDNN's fused attention by its definition (<see cref="CudnnAttentionShape"/>): O = softmax(Q K^T scale + bias) V per
     /// (batch, head, row), in double from the half operands (Q, K, V at their shape's strides, each pointer already at its
-    /// offset; the bias [batch, keys] or null), returned dense in (batch, head, row, column) order; a row whose every score
+    /// offset; the bias [batch, keys], or [batch, rows, keys] where the shape says per row, or null), returned dense in (batch, head, row, column) order; a row whose every score
     /// is -inf gives NaN, as cuDNN's softmax does.
     /// </summary>
     internal static unsafe double[] CudnnAttentionReference(CudnnAttentionShape s, Half* q, Half* k, Half* v, Half* bias)
