@@ -36,9 +36,10 @@ internal static partial class KernelSource
 
     /// <summary>
     /// A one-warp-per-row kernel's writer, its body started: the row and lane, the row's input and output pointers
-    /// (<c>xr</c>, <c>yr</c>) and the row in registers (<see cref="LoadRow"/>); returns the layout and the columns' field.
+    /// (<c>xr</c>, <c>yr</c>) and the row in registers (<see cref="LoadRow"/>, or <see cref="LoadFusedRow"/> with
+    /// <paramref name="input"/>: no <c>xr</c> then); returns the layout and the columns' field.
     /// </summary>
-    private static (KernelWriter W, int Vector, int Loads, string Cols) RowKernel(string kernel, ElementType type, long rows, long cols, string? outType = null)
+    private static (KernelWriter W, int Vector, int Loads, string Cols) RowKernel(string kernel, ElementType type, long rows, long cols, string? outType = null, FusedRowInput? input = null)
     {
         var (vector, loads) = RowLayout(type, cols) ?? throw new ArgumentException($"{kernel}: {cols} columns do not fit registers");
         var t = CType(type);
@@ -50,12 +51,105 @@ internal static partial class KernelSource
                 const {{ix}} row = (({{ix}})blockIdx.x * blockDim.x + threadIdx.x) >> 5;
                 const unsigned lane = threadIdx.x & 31;
                 if (row >= {{r}}) return;
-                const {{t}}* xr = x + row * {{c}};
+                {{(input is null ? $"const {t}* xr = x + row * {c};" : string.Empty)}}
                 {{outType ?? t}}* yr = y + row * {{c}};
 
             """);
-        w.Body.Append(LoadRow(t, Name + "_vec", vector, loads, ix, c));
+        w.Body.Append(input is null ? LoadRow(t, Name + "_vec", vector, loads, ix, c) : LoadFusedRow(w, input, vector, loads, c));
         return (w, vector, loads, c);
+    }
+
+    /// <summary>
+    /// The row held in registers as <see cref="LoadRow"/> holds it, computed from <paramref name="input"/>'s leaves as they
+    /// are loaded: each leaf's row found (its offset from the row's coordinates over the outer dimensions, or a table row
+    /// by the row's index), each load of every leaf read, the statements run per element.
+    /// </summary>
+    private static string LoadFusedRow(KernelWriter w, FusedRowInput input, int vector, int loads, string cols)
+    {
+        var ix = w.Idx;
+        var lit = KernelWriter.Lit(vector);
+        var text = new System.Text.StringBuilder();
+        var dims = input.OuterDims;
+        var needed = Enumerable.Range(0, dims.Length).Where(d => input.Leaves.Any(l => l.Index is null && l.OuterStrides[d] != 0)).ToList();
+        if (needed.Count > 0)
+        {
+            // The row's coordinates over the outer dimensions, the last fastest.
+            text.Append($"    long long rest_ = (long long)row;\n");
+            for (var d = dims.Length - 1; d >= needed.Min(); d--)
+            {
+                var size = w.Size($"dim{d}", dims[d]);
+                text.Append($"    const long long at{d} = rest_ % (long long){size}; rest_ /= (long long){size};\n");
+            }
+        }
+
+        for (var k = 0; k < input.Leaves.Count; k++)
+        {
+            var leaf = input.Leaves[k];
+            var kk = KernelWriter.Lit(k);
+            if (leaf.Index is { } index)
+            {
+                var tableRows = w.Size($"table{kk}", index.Rows);
+                text.Append($"    long long i{kk} = (long long)g{kk}[row]; if (i{kk} < 0) i{kk} += (long long){tableRows};\n");
+                text.Append($"    const bool ok{kk} = i{kk} >= 0 && i{kk} < (long long){tableRows};\n");
+                text.Append($"    const {CType(leaf.Type)}* lr{kk} = l{kk} + (ok{kk} ? i{kk} : 0) * (long long){cols};\n");
+            }
+            else
+            {
+                var offset = string.Join(" + ", Enumerable.Range(0, dims.Length).Where(d => leaf.OuterStrides[d] != 0).Select(d => $"at{d} * (long long){w.Size($"stride{kk}_{d}", leaf.OuterStrides[d])}").DefaultIfEmpty("0"));
+                text.Append($"    const bool ok{kk} = true;\n");
+                text.Append($"    const {CType(leaf.Type)}* lr{kk} = l{kk} + ({offset});\n");
+            }
+        }
+
+        text.Append($$"""
+                float v[{{KernelWriter.Lit(loads)}}][{{lit}}];
+                #pragma unroll
+                for (int it = 0; it < {{KernelWriter.Lit(loads)}}; it++) {
+                    const {{ix}} at = (({{ix}})it * 32 + lane) * {{lit}};
+                    if (at < {{cols}}) {
+
+            """);
+        for (var k = 0; k < input.Leaves.Count; k++)
+        {
+            var kk = KernelWriter.Lit(k);
+            text.Append($"            {Name}_leaf{kk} e{kk}; if (ok{kk}) e{kk} = *(const {Name}_leaf{kk}*)(lr{kk} + at); else {{ for (int u = 0; u < {lit}; u++) e{kk}.v[u] = ({CType(input.Leaves[k].Type)})0.f; }}\n");
+        }
+
+        text.Append($$"""
+                        #pragma unroll
+                        for (int u = 0; u < {{lit}}; u++) {
+            {{input.Statements}}
+                            v[it][u] = (float)({{input.Result}});
+                        }
+                    } else {
+                        #pragma unroll
+                        for (int u = 0; u < {{lit}}; u++) v[it][u] = 0.f;
+                    }
+                }
+
+            """);
+        return text.ToString();
+    }
+
+    /// <summary>The kernel parameters and vector types of <paramref name="input"/>'s leaves (each its row pointer, a gathered one its indices too).</summary>
+    private static (string Parameters, string Types) FusedRowParameters(FusedRowInput input, int vector)
+    {
+        var parameters = new System.Text.StringBuilder();
+        var types = new System.Text.StringBuilder();
+        for (var k = 0; k < input.Leaves.Count; k++)
+        {
+            var leaf = input.Leaves[k];
+            var kk = KernelWriter.Lit(k);
+            parameters.Append($"const {CType(leaf.Type)}* __restrict__ l{kk}, ");
+            if (leaf.Index is { } index)
+            {
+                parameters.Append($"const {CType(index.Type)}* __restrict__ g{kk}, ");
+            }
+
+            types.Append($"struct __align__({KernelWriter.Lit(Math.Min(16, vector * leaf.Type.SizeOf()))}) {Name}_leaf{kk} {{ {CType(leaf.Type)} v[{KernelWriter.Lit(vector)}]; }};\n");
+        }
+
+        return (parameters.ToString(), types.ToString());
     }
 
     /// <summary>The row held in registers: <c>v[loads][vector]</c>, zero past the row's end; <c>valid(it)</c> says whether load it is in the row.</summary>
@@ -111,13 +205,19 @@ internal static partial class KernelSource
     /// each value is quantized as ONNX does, rint(v / scale) + zero saturated to the type's range, and written as the int8
     /// byte of that less the shift its type is stored with (128 for uint8): y is then signed char.
     /// </para>
-    public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, (double Scale, double Zero, ElementType Type)? quantize = null)
+    /// <para>
+    /// With <paramref name="input"/> the row is computed as it is loaded (<see cref="FusedRowInput"/>: an embedding sum's
+    /// gathered and broadcast rows; x is then not a parameter, the leaves' pointers follow invStdOut); with
+    /// <paramref name="outputType"/> y is stored as that type (a float graph output of a half plan, written once).
+    /// </para>
+    public static KernelCode LayerNormRows(ElementType type, ElementType paramType, ElementType statType, long rows, long cols, double epsilon, bool hasBias, (double Scale, double Zero, ElementType Type)? quantize = null, FusedRowInput? input = null, ElementType? outputType = null)
     {
-        var (w, vector, loads, c) = RowKernel("LayerNormRows", type, rows, cols, quantize is null ? null : "signed char");
-        var t = CType(type);
+        var yType = outputType ?? type;
+        var (w, vector, loads, c) = RowKernel("LayerNormRows", type, rows, cols, quantize is null ? CType(yType) : "signed char", input);
+        var t = CType(yType);
         var pt = CType(paramType);
         var ix = w.Idx;
-        var vec = Name + "_vec";
+        var vec = yType == type ? Name + "_vec" : Name + "_yvec";
         var pvec = Name + "_pvec";
         var lit = KernelWriter.Lit(vector);
         w.Body.Append($$"""
@@ -141,10 +241,13 @@ internal static partial class KernelSource
         var quantized = quantize is { } q ? StoredQuantized(w, "(v[it][u] - mean) * inv * (float)g.v[u] + (float)b.v[u]", q) : null;
 
         w.Body.Append(NormalizedRowWrite(KernelWriter.Lit(loads), "32", ix, lit, c, t, vec, pvec, hasBias, quantized));
-        var code = w.Build($"{(quantize is null ? t : "signed char")}* __restrict__ y, const {t}* __restrict__ x, const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {KernelWriter.ArgsParameter}");
-        code = WithVector(code, t, vector * type.SizeOf(), vector);
+        var (leafParameters, leafTypes) = input is null ? (string.Empty, string.Empty) : FusedRowParameters(input, vector);
+        var xParameter = input is null ? $"const {CType(type)}* __restrict__ x, " : string.Empty;
+        var code = w.Build($"{(quantize is null ? t : "signed char")}* __restrict__ y, {xParameter}const {pt}* __restrict__ scale, const {pt}* __restrict__ bias, {CType(statType)}* __restrict__ meanOut, {CType(statType)}* __restrict__ invStdOut, {leafParameters}{KernelWriter.ArgsParameter}");
+        code = WithVector(code, CType(type), vector * type.SizeOf(), vector);
+        var outputVector = yType == type ? string.Empty : $"struct __align__({KernelWriter.Lit(Math.Min(16, vector * yType.SizeOf()))}) {vec} {{ {t} v[{lit}]; }};\n";
         var quantizedVector = quantize is null ? string.Empty : $"struct __align__({KernelWriter.Lit(vector)}) {Name}_qvec {{ signed char v[{lit}]; }};\n";
-        return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + quantizedVector + code.Source };
+        return code with { Source = $"struct __align__({KernelWriter.Lit(vector * paramType.SizeOf())}) {pvec} {{ {pt} v[{lit}]; }};\n" + quantizedVector + outputVector + leafTypes + code.Source };
     }
 
     /// <summary>
@@ -284,3 +387,22 @@ internal static partial class KernelSource
         return WithVector(w.Build($"{t}* __restrict__ y, const {t}* __restrict__ x, {KernelWriter.ArgsParameter}"), t, vector * type.SizeOf(), vector);
     }
 }
+
+/// <summary>
+/// A row kernel's input computed as the row is loaded, not read from a written tensor (LayerNorm over an embedding sum:
+/// word + position + token type rows): <paramref name="Leaves"/> read per row, <paramref name="Statements"/> over their
+/// elements (leaf k's element u as <c>ek.v[u]</c>) ending in <paramref name="Result"/>.
+/// </summary>
+/// <param name="Leaves">What the kernel reads, in parameter order.</param>
+/// <param name="OuterDims">The shape before the normalised axis: a row's coordinates over it place the broadcast leaves.</param>
+/// <param name="Statements">The elementwise chain's statements, one a line.</param>
+/// <param name="Result">The name of the chain's result.</param>
+internal sealed record FusedRowInput(IReadOnlyList<FusedRowLeaf> Leaves, long[] OuterDims, string Statements, string Result);
+
+/// <summary>
+/// One leaf of a <see cref="FusedRowInput"/>, stored as <paramref name="Type"/>: a row-major value whose row for a row at
+/// coordinates (c0, c1, ...) starts at sum(c_d * OuterStrides[d]) (0 where it is broadcast), or, with
+/// <paramref name="Index"/>, a table row chosen by the row's index (a Gather of an embedding table: the index type and the
+/// table's row count; an index out of range reads zeros, as the Gather kernel writes them).
+/// </summary>
+internal sealed record FusedRowLeaf(ElementType Type, long[] OuterStrides, (ElementType Type, long Rows)? Index = null);

@@ -506,24 +506,25 @@ internal sealed partial class GraphCompiler
     }
 
     /// <summary>
-    /// Projection shortcuts set aside, by their output buffer, for the residual block end that computes them in its own
-    /// kernel (int8: Int8OwnConvolution.cs; half precision: SplitKConvolution.cs); <see cref="Emit"/> emits one as planned
-    /// where another step reads that buffer first.
+    /// Steps set aside, by their output buffer, for a later kernel that computes their result itself: projection shortcuts
+    /// for the residual block end (int8: Int8OwnConvolution.cs; half precision: SplitKConvolution.cs), embedding gathers
+    /// for the LayerNorm that reads the table rows itself (Normalization.cs); <see cref="Emit"/> emits one as planned where
+    /// another step reads that buffer first, and one nothing reads is never emitted.
     /// </summary>
-    private readonly Dictionary<int, DeferredShortcut> _deferredShortcuts = [];
+    private readonly Dictionary<int, DeferredStep> _deferredSteps = [];
 
-    /// <summary>A shortcut's kernel as planned (what a block end that takes it needs is in the derived record).</summary>
-    private abstract record DeferredShortcut(KernelStep Step);
+    /// <summary>A set-aside step's kernel as planned (what a kernel that takes it over needs is in the derived record).</summary>
+    private abstract record DeferredStep(KernelStep Step);
 
     private void Emit(PlanStep step)
     {
-        // A projection shortcut set aside for its block end's kernel is emitted here after all, as planned, once a step
-        // reads its output: that block end did not take it.
-        if (_deferredShortcuts.Count > 0)
+        // A step set aside (a projection shortcut for its block end's kernel, an embedding gather) is emitted here after
+        // all, as planned, once a step reads its output: the kernel it was set aside for did not take it.
+        if (_deferredSteps.Count > 0)
         {
             foreach (var id in step.Buffers)
             {
-                if (id >= 0 && _deferredShortcuts.Remove(id, out var deferred))
+                if (id >= 0 && _deferredSteps.Remove(id, out var deferred))
                 {
                     Emit(deferred.Step);
                 }

@@ -52,4 +52,54 @@ public sealed class LayerNormPlanTests
             Assert.True(difference is null, $"width {width} ({precision}): {difference}");
         }
     }
+
+    /// <summary>
+    /// A BERT-style embedding sum (word rows gathered by the ids, position and token-type rows gathered by constant
+    /// indices, two Adds) into a LayerNorm whose output is the graph's float output: one kernel reads the table rows
+    /// through the ids, sums and normalises them and writes the output (float in a half plan), with no Gather, sum or
+    /// conversion pass of its own; a negative id reads from the end, as ONNX says. Where the gathered rows are read by
+    /// something else too, the Gather runs as planned before that reader.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Embedding_sum_layer_norm_reads_the_table_rows_through_the_ids(bool wordsReadElsewhere)
+    {
+        const long width = 40, seq = 6, vocab = 13;
+        var g = new GraphBuilder("embeddings", 13);
+        var ids = g.Input("input_ids", ElementType.Int64, 2L, seq);
+        var word = g.Node("Gather", [g.Weight("word", [vocab, width], 1f), ids]);
+        var position = g.Node("Gather", [g.Weight("position", [16, width], 1f), g.Int64s("position_ids", [.. Enumerable.Range(0, (int)seq).Select(i => (long)i)])]);
+        var tokenType = g.Node("Gather", [g.Weight("token_type", [2, width], 1f), g.Int64s("token_type_ids", new long[seq])]);
+        var sum = g.Node("Add", [g.Node("Add", [word, tokenType]), position]);
+        var outs = g.NodeN("LayerNormalization", [sum, g.Uniform("scale", [width], 0.5f, 1.5f), g.Weight("bias", [width], 0.5f)], 1, GraphBuilder.Attr("axis", -1L), GraphBuilder.Attr("epsilon", 1e-12f));
+        g.Output(g.Rename(outs[0], "y"), ElementType.Float, 2L, seq, width);
+        if (wordsReadElsewhere)
+        {
+            g.Output(g.Rename(g.Node("Add", [word, word]), "twice"), ElementType.Float, 2L, seq, width);
+        }
+
+        var model = g.Build("embeddings", 17);
+        Tensor[] inputs = [Tensor.From<long>(ElementType.Int64, [2, seq], [3, 0, 12, -1, 7, 7, 1, 2, 5, 11, -13, 4])];
+
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        var plans = new[] { Precision.Fp32, Precision.Fp16 }.Select(p => (Precision: p, Plan: new GraphCompiler(model, new NoGpuTarget(p)).Compile(inputs, init, GraphCompiler.HostValueInputs(model)))).ToList();
+        foreach (var (precision, plan) in plans)
+        {
+            var norm = Assert.Single(plan.Steps.OfType<KernelStep>(), s => s.Node.StartsWith("LayerNormalization", StringComparison.Ordinal));
+            Assert.Contains("1 embedding Gather(s) and their sum", norm.Node, StringComparison.Ordinal);
+            Assert.Equal(wordsReadElsewhere ? 1 : 0, plan.Steps.Count(s => s.Node.StartsWith("Gather", StringComparison.Ordinal)));
+            Assert.DoesNotContain(plan.Steps, s => s.Node == "output y"); // written as float by the LayerNorm itself
+        }
+
+        CpuKernelRunner.Require();
+
+        var expected = DataDependentPlanTests.OnOnnxRuntime(model, inputs);
+        CpuKernelRunner.Prepare(plans.Select(p => p.Plan));
+        foreach (var (precision, plan) in plans)
+        {
+            var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, precision == Precision.Fp16 ? 2e-2 : 1e-4);
+            Assert.True(difference is null, $"{precision}: {difference}");
+        }
+    }
 }

@@ -141,8 +141,30 @@ internal sealed partial class GraphCompiler
         var size = St(data).SizeOf();
         var bytes = inner * size;
         var move = new[] { 16, 8, 4 }.FirstOrDefault(c => c > size && bytes % c == 0, size);
-        Kernel(KernelSource.Gather(move, idx.Type, outer, data.Shape[a], bytes / move, idx.Count), y.Count / (move / size), Dev(y), Dev(data), Dev(idx));
+        var code = KernelSource.Gather(move, idx.Type, outer, data.Shape[a], bytes / move, idx.Count);
+        if (EmbeddingRows(node, data, idx, a))
+        {
+            // An embedding lookup that only feeds a sum or a LayerNorm: set aside for the LayerNorm that reads the table's
+            // rows through the indices itself (FusedRows in Normalization.cs); emitted as planned if anything else reads it.
+            _deferredSteps[y.Buffer] = new DeferredGather(new KernelStep(_node, code, Math.Max(1, y.Count / (move / size)), KernelSource.BlockSize, [Dev(y), Dev(data), Dev(idx)]), data, idx);
+            return;
+        }
+
+        Kernel(code, y.Count / (move / size), Dev(y), Dev(data), Dev(idx));
     }
+
+    /// <summary>A Gather of an embedding table set aside (see <see cref="EmbeddingRows"/>): the table [rows, width] and the indices.</summary>
+    private sealed record DeferredGather(KernelStep Step, PlanValue Table, PlanValue Indices) : DeferredStep(Step);
+
+    /// <summary>
+    /// Whether a Gather is an embedding lookup a LayerNorm can read through: rows of a constant float table [rows, width]
+    /// by device indices, the result read only by Add or LayerNormalization nodes and not a graph output.
+    /// </summary>
+    private bool EmbeddingRows(OnnxProto.NodeProto node, PlanValue data, PlanValue idx, int axis) =>
+        axis == 0 && data.Constant is not null && data.Shape.Length == 2 && St(data) is ElementType.Float16 or ElementType.Float
+        && idx.Constant is null && idx.Pending is null && idx.ViewStrides is null && idx.Type is ElementType.Int64 or ElementType.Int32
+        && !_graphOutputs.Contains(node.Output[0]) && _consumers.TryGetValue(node.Output[0], out var users) && users.Count > 0
+        && users.All(u => u.OpType is "Add" or "LayerNormalization" && u.Domain.Length == 0);
 
     private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, string[] names, long axis)
     {

@@ -140,7 +140,7 @@ internal sealed partial class GraphCompiler
         int[] shortcutBuffers = projection is null ? [] : [projection.Input, projection.Filter, projection.Scale, projection.Offset];
         if (projection is not null)
         {
-            _deferredShortcuts.Remove(fusion.Residual.Int8.Buffer);
+            _deferredSteps.Remove(fusion.Residual.Int8.Buffer);
         }
 
         var label = _node;

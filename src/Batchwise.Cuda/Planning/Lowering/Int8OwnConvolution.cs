@@ -273,7 +273,7 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>An int8 projection shortcut's kernel as planned, and what the block end's kernel needs to compute it instead: its input, filter, scales, offsets, channels and requantization.</summary>
-    private sealed record Int8DeferredShortcut(KernelStep Step, int Input, int Filter, int Scale, int Offset, long Channels, Int8ConvEpilogue Epilogue) : DeferredShortcut(Step);
+    private sealed record Int8DeferredShortcut(KernelStep Step, int Input, int Filter, int Scale, int Offset, long Channels, Int8ConvEpilogue Epilogue) : DeferredStep(Step);
 
     /// <summary>
     /// Whether the pointwise layer whose QuantizeLinear is <paramref name="q"/> (<paramref name="c"/> input channels, output
@@ -425,7 +425,7 @@ internal sealed partial class GraphCompiler
         else
         {
             // A block end whose residual is a projection shortcut set aside for it computes that shortcut itself.
-            var projection = fusion is not null && _deferredShortcuts.TryGetValue(fusion.Residual.Int8.Buffer, out var d) && d is Int8DeferredShortcut p
+            var projection = fusion is not null && _deferredSteps.TryGetValue(fusion.Residual.Int8.Buffer, out var d) && d is Int8DeferredShortcut p
                 && PointwiseSharedBytes(c, p.Channels) <= _target.MaxSharedBytesPerBlock ? p : null;
             var shortcut = projection is null ? null : new Int8PointwiseProjection(projection.Channels, projection.Epilogue);
             var stages = _target.Int8PointwiseStages;
@@ -484,7 +484,7 @@ internal sealed partial class GraphCompiler
 
             if (projection is not null)
             {
-                _deferredShortcuts.Remove(fusion!.Residual.Int8.Buffer);
+                _deferredSteps.Remove(fusion!.Residual.Int8.Buffer);
                 _node += $" ({how})";
                 Emit(new KernelStep(_node, code, threads, block,
                     [y.Buffer, Dev(input.Int8), Dev(krsc), Dev(alpha), Dev(offsets), -1, projection.Input, projection.Filter, projection.Scale, projection.Offset]));
@@ -499,7 +499,7 @@ internal sealed partial class GraphCompiler
             // A projection shortcut: set aside for its block end's kernel, which computes it (or emitted as planned where a
             // step reads its output first).
             how += ", set aside for its block end's kernel";
-            _deferredShortcuts[y.Buffer] = new Int8DeferredShortcut(new KernelStep($"{_node} ({how})", code, threads, block, buffers), buffers[1], buffers[2], buffers[3], buffers[4], c, epilogue);
+            _deferredSteps[y.Buffer] = new Int8DeferredShortcut(new KernelStep($"{_node} ({how})", code, threads, block, buffers), buffers[1], buffers[2], buffers[3], buffers[4], c, epilogue);
             _node += $" ({how})";
             PublishInt8Conv(q.Node, layer.Relu, [.. layer.Between ?? []], y, yShape, outShift);
             return how;

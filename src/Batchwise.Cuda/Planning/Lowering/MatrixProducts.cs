@@ -580,8 +580,7 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private ElementType GemmOutputType(string name, PlanValue a, PlanValue b, int m, int n, bool transA, bool transB, long ldb, PlanValue? bias)
     {
-        var floatOutput = St(a) == ElementType.Float16 && _graphOutputs.Contains(name) && (!_consumers.TryGetValue(name, out var users) || users.Count == 0)
-            && _model.Outputs.Any(o => o.Name == name && o.ElementType == ElementType.Float);
+        var floatOutput = St(a) == ElementType.Float16 && FloatGraphOutput(name);
         return floatOutput && SmallRowsTake(a, b, ElementType.Float, m, n, transA, transB, ldb, 1, 0, bias, null, false) ? ElementType.Float : St(a);
     }
 

@@ -83,7 +83,7 @@ internal sealed partial class GraphCompiler
     };
 
     /// <summary>A half-precision projection shortcut's kernel as planned, and what its block end's split-K kernel needs to compute it instead: the input, the filter [K, C2], the bias and the stride.</summary>
-    private sealed record SplitKDeferredShortcut(KernelStep Step, PlanValue Input, PlanValue Filter, PlanValue? Bias, long Stride) : DeferredShortcut(Step);
+    private sealed record SplitKDeferredShortcut(KernelStep Step, PlanValue Input, PlanValue Filter, PlanValue? Bias, long Stride) : DeferredStep(Step);
 
     /// <summary>The split-K kernel's (splits, steps a split) for a problem, or null where neither a split pays nor (under <see cref="SplitKConvChoice.Every"/>) the grid is at most two waves.</summary>
     private (int Splits, int PerSplit)? SplitKPlan(long pixels, long k, long chunks)
@@ -171,7 +171,7 @@ internal sealed partial class GraphCompiler
         x = Nhwc(x);
         var filter = new PlanValue(w.Type, w.Shape, ChannelsLastConstant(w.Constant!, w.Shape)); // [K, kh, kw, C]
         var (raw, bias, residual, epilogue) = OwnConvOutput(x, b, ref outName, yShape);
-        if (shortcut is not null && residual is not null && _deferredShortcuts.Remove(residual.Buffer))
+        if (shortcut is not null && residual is not null && _deferredSteps.Remove(residual.Buffer))
         {
             // The block's Add and ReLU are this kernel's; the shortcut's sum is in its accumulator, its bias in the bias.
             var sum = bias?.Constant is { } b1 && shortcut.Bias?.Constant is { } b2
@@ -194,7 +194,7 @@ internal sealed partial class GraphCompiler
             // A projection shortcut: set aside for its block end's split-K kernel, which computes it (or emitted as
             // planned where a step reads its output first).
             _node += ", set aside for its block end's kernel";
-            _deferredShortcuts[raw.Buffer] = new SplitKDeferredShortcut(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, buffers), x, filter, bias, strides[0] == strides[1] ? strides[0] : -1);
+            _deferredSteps[raw.Buffer] = new SplitKDeferredShortcut(new KernelStep(_node, code, KernelSource.SplitKConvThreads(pixels, k, splits), KernelSource.SplitKConvBlock, buffers), x, filter, bias, strides[0] == strides[1] ? strides[0] : -1);
             return true;
         }
 
@@ -213,12 +213,12 @@ internal sealed partial class GraphCompiler
     /// <summary>The shortcut set aside for the block end whose output is <paramref name="outName"/> (the other side of the Add after it), or null.</summary>
     private SplitKDeferredShortcut? ShortcutFor(string outName, long[] yShape)
     {
-        if (_deferredShortcuts.Count == 0 || BlockAdd(outName) is not { } add)
+        if (_deferredSteps.Count == 0 || BlockAdd(outName) is not { } add)
         {
             return null;
         }
 
         var other = add.Input[0] == outName ? add.Input[1] : add.Input[0];
-        return _values.TryGetValue(other, out var z) && z.Shape.SequenceEqual(yShape) && _deferredShortcuts.GetValueOrDefault(z.Buffer) is SplitKDeferredShortcut { Stride: > 0 } s ? s : null;
+        return _values.TryGetValue(other, out var z) && z.Shape.SequenceEqual(yShape) && _deferredSteps.GetValueOrDefault(z.Buffer) is SplitKDeferredShortcut { Stride: > 0 } s ? s : null;
     }
 }
