@@ -192,12 +192,22 @@ public sealed class SdpaAttentionPlanTests
     /// Hugging Face BERT / DistilBERT (transformers 5, SDPA) as exported: attention_mask [B, N] -> [B, 1, 1, N] -> bool ->
     /// Expand [B, 1, N, N], read by every layer's Where(mask, 0, -inf); two layers here, the second's Q the first's output.
     /// With <paramref name="queryAnd"/> the padding is first And-ed with q_idx >= 0 over [1, 1, N, 1] (all true), as
-    /// transformers 5's bidirectional mask functions write it (the exported BERT of session 46 does).
+    /// transformers 5's bidirectional mask functions write it (the exported BERT of session 46 does); with
+    /// <paramref name="indexed"/> the padding is read as that export reads it: the boolean mask flattened to [B * N, 1]
+    /// and gathered by the indices b * N + k over [B, 1, 1, N], then reshaped twice.
     /// </summary>
-    internal static OnnxModel ExpandedPaddingMask(long b, long h, long n, long d, bool queryAnd = false)
+    internal static OnnxModel ExpandedPaddingMask(long b, long h, long n, long d, bool queryAnd = false, bool indexed = false)
     {
         var g = new GraphBuilder("expanded_padding_mask", 17);
-        var keep = g.Node("Cast", [g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool));
+        var keep = indexed
+            ? g.Node("Reshape", [
+                g.Node("Reshape", [
+                    g.Node("Gather", [
+                        g.Node("Flatten", [g.Node("Cast", [g.Input("attention_mask", ElementType.Int64, b, n)], GraphBuilder.Attr("to", (long)ElementType.Bool))], GraphBuilder.Attr("axis", 2L)),
+                        g.Int64s("padding_index", [.. Enumerable.Range(0, (int)(b * n)).Select(i => (long)i)], [b, 1, 1, n])]),
+                    g.Int64s("flat", [b * n])]),
+                g.Int64s("padding_shape", [b, 1, 1, n])])
+            : g.Node("Cast", [g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool));
         if (queryAnd)
         {
             var queries = g.Node("Reshape", [g.Node("Range", [g.Int64s("start", [0], []), g.Int64s("limit", [n], []), g.Int64s("delta", [1], [])]), g.Int64s("query_shape", [1, 1, n, 1])]);
@@ -215,16 +225,19 @@ public sealed class SdpaAttentionPlanTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void An_expanded_padding_mask_is_read_through_broadcast_strides_by_every_layer(bool queryAnd)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void An_expanded_padding_mask_is_read_through_broadcast_strides_by_every_layer(bool queryAnd, bool indexed)
     {
         // Two sequences of 40 tokens (the second's first 3 keys masked), 2 heads of 32; the And with an all-true
-        // constant over queries changes nothing, so it too leaves the padding read per key.
-        var model = ExpandedPaddingMask(2, 2, 40, 32, queryAnd);
+        // constant over queries changes nothing, so it too leaves the padding read per key; a Gather of every entry in
+        // order is the mask relabelled, no copy.
+        var model = ExpandedPaddingMask(2, 2, 40, 32, queryAnd, indexed);
         var inputs = Inputs(model, 8);
         var plan = AttentionPlanTests.Compile(Precision.Fp16, model, inputs);
         var steps = plan.Steps.Select(s => s.Node).ToList();
+        Assert.DoesNotContain(steps, s => s.StartsWith("Gather", StringComparison.Ordinal));
         var fused = plan.Steps.Where(s => s.Node.Contains("fused attention", StringComparison.Ordinal)).Cast<KernelStep>().ToList();
         Assert.Equal(2, fused.Count);
 

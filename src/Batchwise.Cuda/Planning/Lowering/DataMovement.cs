@@ -133,7 +133,16 @@ internal sealed partial class GraphCompiler
     {
         var (data, idx) = (ins[0]!, ins[1]!);
         var a = Shapes.Axis(attrs.Int("axis", 0), data.Shape.Length);
-        var y = Output(node, 0, data.Type, data.Shape.Take(a).Concat(idx.Shape).Concat(data.Shape.Skip(a + 1)).ToArray());
+        var shape = data.Shape.Take(a).Concat(idx.Shape).Concat(data.Shape.Skip(a + 1)).ToArray();
+        if (idx.Constant is { } known && Shapes.Product(data.Shape.Take(a)) == 1 && known.Count == data.Shape[a] && Enumerable.Range(0, (int)known.Count).All(i => known.Int(i) == i))
+        {
+            // Every entry in order (Hugging Face's padding mask read through indices b * seq + s): the data relabelled,
+            // not a copy.
+            Alias(node, 0, data, shape);
+            return;
+        }
+
+        var y = Output(node, 0, data.Type, shape);
         var outer = Shapes.Product(data.Shape.Take(a));
         var inner = Shapes.Product(data.Shape.Skip(a + 1));
 
