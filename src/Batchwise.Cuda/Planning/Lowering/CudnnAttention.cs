@@ -9,10 +9,11 @@ internal enum AttentionChoice
 {
     /// <summary>
     /// cuDNN's fused attention where the block has at least as many (batch item, head) pairs as the device has
-    /// multiprocessors, the own kernel below that: the default. On an H100 (session 46, same run) cuDNN's took ViT-S and
-    /// HF ViT at b=64 6-9% faster end to end (BERT-base's attention at b=64: 25.5 us against the own kernel's 46.5 us);
-    /// at b=1 (6 or 12 pairs) the runs did not separate it from the cold-build effect, so small blocks keep the kernel
-    /// whose b=1 rows the peer table has passed with.
+    /// multiprocessors and its mask (if any) is alike for every query, the own kernel otherwise: the default. On an H100
+    /// (sessions 46-47, same run) cuDNN's took ViT-S and HF ViT at b=64 6-9% faster end to end, BERT and DistilBERT at
+    /// b=64 (a padding mask read per key) 4.5% and 5.6%; with a bias per query (GPT-2's and Llama's causal masks) it was
+    /// 0.9% and 1.5% slower than the own kernel, so those keep it; at b=1 (6 or 12 pairs) the runs did not separate it
+    /// from the cold-build effect, so small blocks keep the kernel whose b=1 rows the peer table has passed with.
     /// </summary>
     Auto,
 
@@ -50,11 +51,14 @@ internal sealed partial class GraphCompiler
         var other => throw new BatchwiseException($"BATCHWISE_ATTENTION '{other}' is not auto, own or cudnn", "Unset it (cuDNN's fused attention for blocks of as many (batch, head) pairs as multiprocessors, the own kernel below), or set BATCHWISE_ATTENTION=own (the engine's kernel always) or cudnn (cuDNN's wherever it takes the block)."),
     };
 
-    /// <summary>Whether <see cref="IPlanTarget.Attention"/> gives a block of <paramref name="batch"/> x <paramref name="heads"/> (batch item, head) pairs to cuDNN.</summary>
-    private bool AttentionGoesToCudnn(long batch, long heads) => _target.Attention switch
+    /// <summary>
+    /// Whether <see cref="IPlanTarget.Attention"/> gives a block of <paramref name="batch"/> x <paramref name="heads"/>
+    /// (batch item, head) pairs to cuDNN, its mask read as a bias per query where <paramref name="biasPerQuery"/>.
+    /// </summary>
+    private bool AttentionGoesToCudnn(long batch, long heads, bool biasPerQuery) => _target.Attention switch
     {
         AttentionChoice.Cudnn => true,
-        AttentionChoice.Auto => batch * heads >= _target.Multiprocessors,
+        AttentionChoice.Auto => batch * heads >= _target.Multiprocessors && !biasPerQuery,
         _ => false,
     };
 
@@ -80,7 +84,7 @@ internal sealed partial class GraphCompiler
         outStrides = Packed(outStrides, rows);
         if (_target.ComputeCapability < 80 || d % 8 != 0 || d > 128 || St(y) != ElementType.Float16 || !qkv.All(o => St(o.Value) == ElementType.Float16 && Aligned(o.Strides, o.Offset))
             || !Aligned(outStrides, 0) || Math.Max(batch, heads) > int.MaxValue || Math.Max(rows, keys) > int.MaxValue
-            || (mask is { } m && heads > 1 && m.Strides[1] != 0) || !AttentionGoesToCudnn(batch, heads))
+            || (mask is { } m && heads > 1 && m.Strides[1] != 0))
         {
             return false;
         }
@@ -88,6 +92,10 @@ internal sealed partial class GraphCompiler
         // A mask alike for every query (a padding mask read through broadcast strides) is a bias per batch item and key;
         // one materialised [batch, 1, queries, keys] (or a causal one) a bias per query too.
         var biasRows = mask is { } mr && rows > 1 && mr.Strides[2] != 0 ? rows : 1;
+        if (!AttentionGoesToCudnn(batch, heads, biasRows > 1))
+        {
+            return false;
+        }
 
         var shape = new CudnnAttentionShape((int)batch, (int)heads, (int)rows, (int)keys, (int)d, qkv[0].Strides, qkv[1].Strides, qkv[2].Strides, outStrides, [qkv[0].Offset, qkv[1].Offset, qkv[2].Offset], (float)scale, mask is not null, biasRows > 1);
         CudnnAttention? attention = null;
