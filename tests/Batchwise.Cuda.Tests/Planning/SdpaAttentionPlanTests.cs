@@ -194,19 +194,19 @@ public sealed class SdpaAttentionPlanTests
     /// With <paramref name="queryAnd"/> the padding is first And-ed with q_idx >= 0 over [1, 1, N, 1] (all true), as
     /// transformers 5's bidirectional mask functions write it (the exported BERT of session 46 does); with
     /// <paramref name="indexed"/> the padding is read as that export reads it: the boolean mask flattened to [B * N, 1]
-    /// and gathered by the indices b * N + k over [B, 1, 1, N], then reshaped twice.
+    /// and gathered by the indices b * N + k over [B, 1, 1, N], reshaped twice and cast to bool again.
     /// </summary>
     internal static OnnxModel ExpandedPaddingMask(long b, long h, long n, long d, bool queryAnd = false, bool indexed = false)
     {
         var g = new GraphBuilder("expanded_padding_mask", 17);
         var keep = indexed
-            ? g.Node("Reshape", [
+            ? g.Node("Cast", [g.Node("Reshape", [
                 g.Node("Reshape", [
                     g.Node("Gather", [
                         g.Node("Flatten", [g.Node("Cast", [g.Input("attention_mask", ElementType.Int64, b, n)], GraphBuilder.Attr("to", (long)ElementType.Bool))], GraphBuilder.Attr("axis", 2L)),
                         g.Int64s("padding_index", [.. Enumerable.Range(0, (int)(b * n)).Select(i => (long)i)], [b, 1, 1, n])]),
                     g.Int64s("flat", [b * n])]),
-                g.Int64s("padding_shape", [b, 1, 1, n])])
+                g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool))
             : g.Node("Cast", [g.Node("Reshape", [g.Input("attention_mask", ElementType.Int64, b, n), g.Int64s("padding_shape", [b, 1, 1, n])])], GraphBuilder.Attr("to", (long)ElementType.Bool));
         if (queryAnd)
         {
@@ -238,6 +238,13 @@ public sealed class SdpaAttentionPlanTests
         var plan = AttentionPlanTests.Compile(Precision.Fp16, model, inputs);
         var steps = plan.Steps.Select(s => s.Node).ToList();
         Assert.DoesNotContain(steps, s => s.StartsWith("Gather", StringComparison.Ordinal));
+        if (indexed)
+        {
+            // The mask is written once (the first Cast, as the Flatten reads it); the Gather, the reshapes, the second
+            // Cast and the And read it as it is.
+            Assert.Single(steps, s => s.StartsWith("Flatten", StringComparison.Ordinal));
+            Assert.DoesNotContain(steps, s => s.Split(' ')[0] is "Cast" or "Reshape" or "And" or "Expand");
+        }
         var fused = plan.Steps.Where(s => s.Node.Contains("fused attention", StringComparison.Ordinal)).Cast<KernelStep>().ToList();
         Assert.Equal(2, fused.Count);
 

@@ -167,13 +167,14 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// Whether a Gather is an embedding lookup a LayerNorm can read through: rows of a constant float table [rows, width]
-    /// by device indices, the result read only by Add or LayerNormalization nodes and not a graph output.
+    /// by device indices, the result read only by Add or LayerNormalization nodes (and Shape, which reads no element:
+    /// DistilBERT's export takes the sequence length from it) and not a graph output.
     /// </summary>
     private bool EmbeddingRows(OnnxProto.NodeProto node, PlanValue data, PlanValue idx, int axis) =>
         axis == 0 && data.Constant is not null && data.Shape.Length == 2 && St(data) is ElementType.Float16 or ElementType.Float
         && idx.Constant is null && idx.Pending is null && idx.ViewStrides is null && idx.Type is ElementType.Int64 or ElementType.Int32
         && !_graphOutputs.Contains(node.Output[0]) && _consumers.TryGetValue(node.Output[0], out var users) && users.Count > 0
-        && users.All(u => u.OpType is "Add" or "LayerNormalization" && u.Domain.Length == 0);
+        && users.All(u => u.OpType is "Add" or "LayerNormalization" or "Shape" && u.Domain.Length == 0);
 
     private void LowerConcat(OnnxProto.NodeProto node, PlanValue[] parts, string[] names, long axis)
     {

@@ -69,6 +69,14 @@ internal sealed partial class GraphCompiler
             return;
         }
 
+        if (op is "Cast" or "CastLike" && ins[0] is { } same && same.Type == (op == "Cast" ? (ElementType)attrs.Int("to", 1) : ins[1]!.Type))
+        {
+            // A cast to the type the value has (the BERT export's boolean mask cast to bool again) is the value itself,
+            // a view or a chain not written yet included.
+            _values[node.Output[0]] = same;
+            return;
+        }
+
         var inputs = new List<PlanValue>();
         var shapes = new List<long[]>();
         Func<string, double, double> attr = (name, fallback) => attrs.Float(name, fallback);
