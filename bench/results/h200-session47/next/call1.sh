@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 47 call 1 (session 46's prepared call 5, on 1b8c65b: the embeddings' Gather + sum + LayerNorm one kernel, the
+# PREPARED, NOT RUN (session 47 ran world-call.sh and call2.sh, a shorter form of this, instead). Session 46's call 5 (on 1b8c65b: the embeddings' Gather + sum + LayerNorm one kernel, the
 # last LayerNorm writing the float output; BERT's profile added) (build after c41d4d4: Hugging Face's And-ed mask read per
 # key): own against the default (auto: cuDNN at b=64) on BERT and DistilBERT at b=64, two rounds; each plan's steps
 # (41 expected with cuDNN: the bias once, one zeroing kernel a layer of a block a sequence); GPT-2 and Llama at b=64, own

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Session 47 call 3 (carry .device with node.tar.xz): the GPU test classes on the final code of session 46 (f708f44's mask
-# view, fb909e7's plan selection, b1527a8's probe set-up were CPU-checked only): those first, then the ONNX node cases,
-# then every other class until the deadline.
+# PREPARED, NOT RUN (for the next session; carry .device with node.tar.xz): the GPU test classes on session 47's final
+# code (1f71bcb's attention choice and c6ca3a8's Cast / Gather changes were CPU-checked only): the attention and model
+# classes first, then the ONNX node cases, then every other class until the deadline (session 47's call 2 did not reach
+# most; its 100 s limit cut CeilingsGpuTests, Int8ModelGpuTests and Int8PointwiseGpuTests).
 source bench/device/call-lib.sh "${CALL_SECONDS:-575}"
 unpack tests node || { pack; exit 1; }
 FIRST="AttentionGpuTests CudnnAttentionGpuTests CudnnMatmulEpilogueGpuTests ModelGpuTests NodeGpuTests"
