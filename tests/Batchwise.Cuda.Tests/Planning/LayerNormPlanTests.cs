@@ -33,8 +33,7 @@ public sealed class LayerNormPlanTests
         var rng = new Random(3);
         Tensor[] inputs = [Tensor.From<float>(ElementType.Float, [5, width], [.. Enumerable.Range(0, (int)(5 * width)).Select(i => (float)((rng.NextDouble() * 4) - 2 + (i / width)))])];
 
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        var plans = new[] { Precision.Fp32, Precision.Fp16 }.Select(p => (Precision: p, Plan: new GraphCompiler(model, new NoGpuTarget(p)).Compile(inputs, init, GraphCompiler.HostValueInputs(model)))).ToList();
+        var plans = PlansAtBothPrecisions(model, inputs);
         foreach (var (_, plan) in plans)
         {
             var source = Assert.Single(plan.Steps.OfType<KernelStep>(), s => s.Node.StartsWith("LayerNormalization", StringComparison.Ordinal)).Source;
@@ -42,15 +41,7 @@ public sealed class LayerNormPlanTests
             Assert.Equal(kernel, found);
         }
 
-        CpuKernelRunner.Require();
-
-        var expected = DataDependentPlanTests.OnOnnxRuntime(model, inputs);
-        CpuKernelRunner.Prepare(plans.Select(p => p.Plan));
-        foreach (var (precision, plan) in plans)
-        {
-            var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, precision == Precision.Fp16 ? 2e-2 : 1e-4);
-            Assert.True(difference is null, $"width {width} ({precision}): {difference}");
-        }
+        AssertRunsMatchOnnxRuntime(model, inputs, plans, $"width {width}");
     }
 
     /// <summary>
@@ -89,8 +80,7 @@ public sealed class LayerNormPlanTests
         var model = g.Build("embeddings", 17);
         Tensor[] inputs = [Tensor.From<long>(ElementType.Int64, [2, seq], [3, 0, 12, -1, 7, 7, 1, 2, 5, 11, -13, 4])];
 
-        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
-        var plans = new[] { Precision.Fp32, Precision.Fp16 }.Select(p => (Precision: p, Plan: new GraphCompiler(model, new NoGpuTarget(p)).Compile(inputs, init, GraphCompiler.HostValueInputs(model)))).ToList();
+        var plans = PlansAtBothPrecisions(model, inputs);
         foreach (var (precision, plan) in plans)
         {
             var norm = Assert.Single(plan.Steps.OfType<KernelStep>(), s => s.Node.StartsWith("LayerNormalization", StringComparison.Ordinal));
@@ -99,6 +89,19 @@ public sealed class LayerNormPlanTests
             Assert.DoesNotContain(plan.Steps, s => s.Node == "output y"); // written as float by the LayerNorm itself
         }
 
+        AssertRunsMatchOnnxRuntime(model, inputs, plans, "embeddings");
+    }
+
+    /// <summary>The model planned without a GPU in float32 and in float16.</summary>
+    private static List<(Precision Precision, ExecutionPlan Plan)> PlansAtBothPrecisions(OnnxModel model, Tensor[] inputs)
+    {
+        var init = model.Graph.Initializer.ToDictionary(t => t.Name, t => HostTensor.FromProto(t));
+        return [.. new[] { Precision.Fp32, Precision.Fp16 }.Select(p => (p, new GraphCompiler(model, new NoGpuTarget(p)).Compile(inputs, init, GraphCompiler.HostValueInputs(model))))];
+    }
+
+    /// <summary>Each plan run on the CPU kernel runner against ONNX Runtime (float16 to 2e-2, float32 to 1e-4).</summary>
+    private static void AssertRunsMatchOnnxRuntime(OnnxModel model, Tensor[] inputs, List<(Precision Precision, ExecutionPlan Plan)> plans, string label)
+    {
         CpuKernelRunner.Require();
 
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, inputs);
@@ -106,7 +109,7 @@ public sealed class LayerNormPlanTests
         foreach (var (precision, plan) in plans)
         {
             var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, precision == Precision.Fp16 ? 2e-2 : 1e-4);
-            Assert.True(difference is null, $"{precision}: {difference}");
+            Assert.True(difference is null, $"{label} ({precision}): {difference}");
         }
     }
 }
