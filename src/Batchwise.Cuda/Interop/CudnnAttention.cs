@@ -10,7 +10,8 @@ namespace Batchwise.Cuda.Interop;
 /// interleaved QKV buffer and written straight into [batch, seq, heads, headDim]; the optional additive bias is a half
 /// [batch, 1, 1, seqKv] tensor (a padding mask as 0 / -10000), or [batch, 1, seqQ, seqKv] with
 /// <c>biasPerRow</c> (a mask that varies by query). The plan is the first of heuristics mode A's
-/// configurations that finalizes; every descriptor it was built from lives as long as it does.
+/// configurations that finalizes (or, with <c>configuration</c>, that many finalizing ones later: the probe times each);
+/// every descriptor it was built from lives as long as it does.
 /// </summary>
 internal sealed unsafe class CudnnAttention : IDisposable
 {
@@ -23,7 +24,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
     private float* _scale;
 
     /// <summary>Builds the graph and its plan on <paramref name="handle"/>; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
-    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias, bool biasPerRow = false)
+    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias, bool biasPerRow = false, int configuration = 0)
     {
         _bias = bias;
         _scale = (float*)NativeMemory.Alloc(sizeof(float));
@@ -108,7 +109,18 @@ internal sealed unsafe class CudnnAttention : IDisposable
             var graph = KeepOp(Cudnn.BackendGraphOf(handle, ops));
             _configs.AddRange(Cudnn.BackendConfigsOf(graph));
             Offered = [.. _configs.Select(c => Cudnn.BackendEngineOf(c).GlobalIndex)];
-            var chosen = Cudnn.BackendPlansOf(handle, _configs, "the attention graph")[0];
+            var built = Cudnn.BackendPlansOf(handle, _configs, "the attention graph", configuration + 1);
+            foreach (var other in built.Where((_, i) => i != configuration))
+            {
+                other.Plan.Dispose();
+            }
+
+            if (built.Count <= configuration)
+            {
+                throw new CudaException("cuDNN", "cudnnBackendFinalize(EXECUTION_PLAN)", 3000, $"CUDNN_STATUS_NOT_SUPPORTED: {built.Count} of the {_configs.Count} attention configurations finalize, not {configuration + 1}");
+            }
+
+            var chosen = built[configuration];
             (_plan, WorkspaceBytes, EngineGlobalIndex, RuntimeCompiled) = (chosen.Plan, chosen.WorkspaceBytes, chosen.Engine, chosen.RuntimeCompiled);
         }
         catch

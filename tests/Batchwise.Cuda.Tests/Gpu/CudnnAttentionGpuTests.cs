@@ -68,12 +68,15 @@ public sealed unsafe class CudnnAttentionGpuTests
         var flops = 4.0 * b * h * s * s * d;
         Gpu.Publish(ReportFile, probe.Heading("cuDNN SDPA probe"));
         var failures = new List<string>();
-        foreach (var withBias in new[] { true, false })
+        // Each configuration heuristics mode A offers that finalizes, in its order (the engine takes the first): whether a
+        // later one runs faster at BERT's shape (session 47: cuDNN's kernel 26.6 us a layer in the model, where PyTorch's
+        // run of cuDNN's flash attention took 18.5 in session 45's profile).
+        foreach (var (withBias, configuration) in new[] { true, false }.SelectMany(x => Enumerable.Range(0, 8).Select(c => (x, c))))
         {
-            var label = withBias ? "cudnn sdpa (+bias [b,1,1,s])" : "cudnn sdpa (no bias)";
+            var label = (withBias ? "cudnn sdpa (+bias [b,1,1,s])" : "cudnn sdpa (no bias)") + $", configuration {configuration}";
             try
             {
-                using var attention = new CudnnAttention(handle, b, h, s, s, d, qkvStrides, qkvStrides, qkvStrides, oStrides, 1f / MathF.Sqrt(d), withBias);
+                using var attention = new CudnnAttention(handle, b, h, s, s, d, qkvStrides, qkvStrides, qkvStrides, oStrides, 1f / MathF.Sqrt(d), withBias, configuration: configuration);
                 using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
                 using var pack = attention.Pack(q, k, v, o.Pointer, bias.Pointer, workspace.Pointer);
                 var seconds = probe.Time(() => attention.Execute(handle, pack));
@@ -87,6 +90,11 @@ public sealed unsafe class CudnnAttentionGpuTests
                 {
                     failures.Add($"{label}: non-finite output");
                 }
+            }
+            catch (CudaException e) when (configuration > 0)
+            {
+                // Past the first, a configuration that does not finalize (or fewer offered) is a line, not a failure.
+                Gpu.Publish(ReportFile, $"| {label} | b={b} h={h} s={s} d={d} | not built: {e.Message} | | |");
             }
             catch (CudaException e)
             {
