@@ -87,7 +87,7 @@ public sealed class CudaEngine : IEngine
             {
                 AttentionChoice.Cudnn => "cudnn (BATCHWISE_ATTENTION=cudnn): recognised attention blocks of half plans run by cuDNN's fused attention wherever it takes them (a mask as a half bias), the own kernel elsewhere",
                 AttentionChoice.Own => "own (BATCHWISE_ATTENTION=own): the engine's fused attention kernel",
-                _ => "auto: cuDNN's fused attention for blocks of half plans with at least as many (batch item, head) pairs as the device has multiprocessors, where cuDNN takes them (a mask as a half bias); the engine's fused kernel for smaller ones (BATCHWISE_ATTENTION=own|cudnn forces one)",
+                _ => "auto: cuDNN's fused attention for blocks of half plans with at least as many (batch item, head) pairs as the device has multiprocessors, where cuDNN takes them (a padding mask as a half bias per key); the engine's fused kernel for smaller ones and for masks that vary by query, as causal ones do (BATCHWISE_ATTENTION=own|cudnn forces one)",
             },
             ["pdl"] = GraphCompiler.ProgrammaticLaunchFromEnvironment
                 ? "on (BATCHWISE_PDL=on): generated kernels launch with programmatic dependent launch (sm_90), each scheduled as the one before it ends"

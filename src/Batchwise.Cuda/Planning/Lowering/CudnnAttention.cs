@@ -48,7 +48,7 @@ internal sealed partial class GraphCompiler
         null or "" or "auto" => AttentionChoice.Auto,
         "own" => AttentionChoice.Own,
         "cudnn" => AttentionChoice.Cudnn,
-        var other => throw new BatchwiseException($"BATCHWISE_ATTENTION '{other}' is not auto, own or cudnn", "Unset it (cuDNN's fused attention for blocks of as many (batch, head) pairs as multiprocessors, the own kernel below), or set BATCHWISE_ATTENTION=own (the engine's kernel always) or cudnn (cuDNN's wherever it takes the block)."),
+        var other => throw new BatchwiseException($"BATCHWISE_ATTENTION '{other}' is not auto, own or cudnn", "Unset it (cuDNN's fused attention for blocks of as many (batch, head) pairs as multiprocessors whose mask is alike for every query, the own kernel otherwise), or set BATCHWISE_ATTENTION=own (the engine's kernel always) or cudnn (cuDNN's wherever it takes the block)."),
     };
 
     /// <summary>
