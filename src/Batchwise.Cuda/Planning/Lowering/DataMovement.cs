@@ -106,12 +106,7 @@ internal sealed partial class GraphCompiler
             return;
         }
 
-        x = Materialize(x);
-        if (x.Nhwc)
-        {
-            x = Nchw(x);
-        }
-
+        x = Nchw(x); // what the row-major input layout gave every other Expand
         var y = Output(node, 0, x.Type, shape);
         ViewCopy(x, shape, Shapes.BroadcastStrides(x.Shape, shape), 0, y, KernelSource.Strides(shape), 0);
     }
@@ -150,16 +145,16 @@ internal sealed partial class GraphCompiler
         var size = St(data).SizeOf();
         var bytes = inner * size;
         var move = new[] { 16, 8, 4 }.FirstOrDefault(c => c > size && bytes % c == 0, size);
-        var code = KernelSource.Gather(move, idx.Type, outer, data.Shape[a], bytes / move, idx.Count);
+        var step = new KernelStep(_node, KernelSource.Gather(move, idx.Type, outer, data.Shape[a], bytes / move, idx.Count), Math.Max(1, y.Count / (move / size)), KernelSource.BlockSize, [Dev(y), Dev(data), Dev(idx)]);
         if (EmbeddingRows(node, data, idx, a))
         {
             // An embedding lookup that only feeds a sum or a LayerNorm: set aside for the LayerNorm that reads the table's
             // rows through the indices itself (FusedRows in Normalization.cs); emitted as planned if anything else reads it.
-            _deferredSteps[y.Buffer] = new DeferredGather(new KernelStep(_node, code, Math.Max(1, y.Count / (move / size)), KernelSource.BlockSize, [Dev(y), Dev(data), Dev(idx)]), data, idx);
+            _deferredSteps[y.Buffer] = new DeferredGather(step, data, idx);
             return;
         }
 
-        Kernel(code, y.Count / (move / size), Dev(y), Dev(data), Dev(idx));
+        Emit(step);
     }
 
     /// <summary>A Gather of an embedding table set aside (see <see cref="EmbeddingRows"/>): the table [rows, width] and the indices.</summary>
