@@ -89,6 +89,9 @@ public sealed class CudaEngine : IEngine
                 AttentionChoice.Own => "own (BATCHWISE_ATTENTION=own): the engine's fused attention kernel",
                 _ => "auto: cuDNN's fused attention for blocks of half plans with at least as many (batch item, head) pairs as the device has multiprocessors, where cuDNN takes them (a padding mask as a half bias per key); the engine's fused kernel for smaller ones and for masks that vary by query, as causal ones do (BATCHWISE_ATTENTION=own|cudnn forces one)",
             },
+            ["attention_configs"] = GraphCompiler.AttentionConfigsFromEnvironment <= 1 || !CudaSession.TimesTactics(options.Tactics)
+                ? "1 (cuDNN's attention: the heuristics' first configuration that finalizes)"
+                : string.Create(CultureInfo.InvariantCulture, $"{GraphCompiler.AttentionConfigsFromEnvironment} (cuDNN's attention: the fastest of the heuristics' first {GraphCompiler.AttentionConfigsFromEnvironment} configurations that finalize, timed when the plan is built and kept in the timing cache; BATCHWISE_ATTENTION_CONFIGS=1 takes the first untimed)"),
             ["pdl"] = GraphCompiler.ProgrammaticLaunchFromEnvironment
                 ? "on (BATCHWISE_PDL=on): generated kernels launch with programmatic dependent launch (sm_90), each scheduled as the one before it ends"
                 : "off (each kernel launched after the one before it has ended; BATCHWISE_PDL=on overlaps them on sm_90)",
@@ -533,6 +536,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Who runs recognised attention blocks (BATCHWISE_ATTENTION=auto|own|cudnn; tests set it).</summary>
     public AttentionChoice Attention { get; internal set; } = GraphCompiler.AttentionFromEnvironment;
+
+    /// <inheritdoc/>
+    public int AttentionConfigs { get; internal set; } = GraphCompiler.AttentionConfigsFromEnvironment;
 
     /// <summary>The fused attention kernel's query rows a block (BATCHWISE_ATTENTION_ROWS=64|128; tests set it).</summary>
     public int AttentionRows { get; internal set; } = GraphCompiler.AttentionRowsFromEnvironment;

@@ -9,9 +9,10 @@ namespace Batchwise.Cuda.Interop;
 /// Q, K, V and O are [batch, heads, seq, headDim] with any strides (element units), so they can be read out of an
 /// interleaved QKV buffer and written straight into [batch, seq, heads, headDim]; the optional additive bias is a half
 /// [batch, 1, 1, seqKv] tensor (a padding mask as 0 / -10000), or [batch, 1, seqQ, seqKv] with
-/// <c>biasPerRow</c> (a mask that varies by query). The plan is the first of heuristics mode A's
-/// configurations that finalizes (or, with <c>configuration</c>, that many finalizing ones later: the probe times each);
-/// every descriptor it was built from lives as long as it does.
+/// <c>biasPerRow</c> (a mask that varies by query). It holds the first <c>candidates</c> of heuristics mode A's
+/// configurations that finalize (one by default; or only the configuration at <c>onlyConfiguration</c> in the heuristics'
+/// list), the first chosen until <see cref="Choose"/> keeps another (the planner times them: <see cref="ExecuteCandidate"/>);
+/// every descriptor they were built from lives as long as they do.
 /// </summary>
 internal sealed unsafe class CudnnAttention : IDisposable
 {
@@ -19,12 +20,16 @@ internal sealed unsafe class CudnnAttention : IDisposable
 
     private readonly List<NativeHandle> _descriptors = [];
     private readonly List<CudnnBackendEngineConfig> _configs = [];
-    private readonly CudnnBackendExecutionPlan _plan;
+    private readonly List<(CudnnBackendPlan Plan, int Configuration)> _candidates = [];
     private readonly bool _bias;
     private float* _scale;
 
-    /// <summary>Builds the graph and its plan on <paramref name="handle"/>; cuDNN's refusal as a <see cref="CudaException"/>.</summary>
-    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias, bool biasPerRow = false, int configuration = 0)
+    /// <summary>
+    /// Builds the graph and up to <paramref name="candidates"/> plans on <paramref name="handle"/> (only the heuristics'
+    /// configuration at <paramref name="onlyConfiguration"/> where that is not negative); cuDNN's refusal of every one as a
+    /// <see cref="CudaException"/>.
+    /// </summary>
+    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias, bool biasPerRow = false, int candidates = 1, int onlyConfiguration = -1)
     {
         _bias = bias;
         _scale = (float*)NativeMemory.Alloc(sizeof(float));
@@ -109,19 +114,30 @@ internal sealed unsafe class CudnnAttention : IDisposable
             var graph = KeepOp(Cudnn.BackendGraphOf(handle, ops));
             _configs.AddRange(Cudnn.BackendConfigsOf(graph));
             Offered = [.. _configs.Select(c => Cudnn.BackendEngineOf(c).GlobalIndex)];
-            var built = Cudnn.BackendPlansOf(handle, _configs, "the attention graph", configuration + 1);
-            foreach (var other in built.Where((_, i) => i != configuration))
+            CudaException? refusal = null;
+            for (var i = onlyConfiguration < 0 ? 0 : onlyConfiguration; i < _configs.Count && _candidates.Count < Math.Max(1, candidates); i++)
             {
-                other.Plan.Dispose();
+                try
+                {
+                    _candidates.Add((Cudnn.BackendPlansOf(handle, [_configs[i]], "the attention graph")[0], i));
+                }
+                catch (CudaException failed)
+                {
+                    refusal ??= failed;
+                }
+
+                if (onlyConfiguration >= 0)
+                {
+                    break;
+                }
             }
 
-            if (built.Count <= configuration)
+            if (_candidates.Count == 0)
             {
-                throw new CudaException("cuDNN", "cudnnBackendFinalize(EXECUTION_PLAN)", 3000, $"CUDNN_STATUS_NOT_SUPPORTED: {built.Count} of the {_configs.Count} attention configurations finalize, not {configuration + 1}");
+                throw refusal ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, onlyConfiguration < 0
+                    ? "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for the attention graph"
+                    : $"CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer {_configs.Count} attention configurations, not {onlyConfiguration + 1}");
             }
-
-            var chosen = built[configuration];
-            (_plan, WorkspaceBytes, EngineGlobalIndex, RuntimeCompiled) = (chosen.Plan, chosen.WorkspaceBytes, chosen.Engine, chosen.RuntimeCompiled);
         }
         catch
         {
@@ -130,14 +146,35 @@ internal sealed unsafe class CudnnAttention : IDisposable
         }
     }
 
-    /// <summary>Bytes of device workspace an execution needs.</summary>
-    public long WorkspaceBytes { get; }
+    /// <summary>Bytes of device workspace an execution of the chosen plan needs (of any candidate's, while more than one is held).</summary>
+    public long WorkspaceBytes => _candidates.Count == 1 ? _candidates[0].Plan.WorkspaceBytes : _candidates.Max(c => c.Plan.WorkspaceBytes);
 
-    /// <summary>cuDNN's global index of the engine behind the plan.</summary>
-    public long EngineGlobalIndex { get; }
+    /// <summary>cuDNN's global index of the engine behind the chosen plan.</summary>
+    public long EngineGlobalIndex => _candidates[0].Plan.Engine;
 
     /// <summary>Whether that engine compiles its kernel at run time (CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION).</summary>
-    public bool RuntimeCompiled { get; }
+    public bool RuntimeCompiled => _candidates[0].Plan.RuntimeCompiled;
+
+    /// <summary>The chosen plan's place in the heuristics' list of configurations (what a timing cache keeps).</summary>
+    public int Configuration => _candidates[0].Configuration;
+
+    /// <summary>How many plans are held (<see cref="Choose"/> keeps one).</summary>
+    public int CandidateCount => _candidates.Count;
+
+    /// <summary>Keeps candidate <paramref name="index"/> (in build order) as the plan and releases the others.</summary>
+    public void Choose(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _candidates.Count);
+        var kept = _candidates[index];
+        foreach (var other in _candidates.Where((_, i) => i != index))
+        {
+            other.Plan.Plan.Dispose();
+        }
+
+        _candidates.Clear();
+        _candidates.Add(kept);
+    }
 
     /// <summary>The global indices of every engine configuration heuristics mode A offered, best first.</summary>
     public IReadOnlyList<long> Offered { get; } = [];
@@ -155,14 +192,22 @@ internal sealed unsafe class CudnnAttention : IDisposable
     }
 
     /// <summary>Enqueues the attention on the handle's stream with the addresses of <paramref name="pack"/> (<see cref="Pack"/>).</summary>
-    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, _plan, pack);
+    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, _candidates[0].Plan.Plan, pack);
+
+    /// <summary>Enqueues candidate <paramref name="index"/> (in build order) with the addresses of <paramref name="pack"/> (a workspace of <see cref="WorkspaceBytes"/>).</summary>
+    public void ExecuteCandidate(CudnnHandle handle, CudnnBackendVariantPack pack, int index) => Cudnn.BackendExecute(handle, _candidates[index].Plan.Plan, pack);
 
     /// <summary>Releases the plan and every descriptor; safe to call more than once (steps of one plan may share it).</summary>
     public void Dispose() => Release();
 
     private void Release()
     {
-        _plan?.Dispose();
+        foreach (var candidate in _candidates)
+        {
+            candidate.Plan.Plan.Dispose();
+        }
+
+        _candidates.Clear();
         Cudnn.ReleaseGraph(_configs, _descriptors);
         if (_scale != null)
         {

@@ -150,6 +150,9 @@ internal interface IPlanTarget
     /// <summary>Who runs recognised attention blocks (<see cref="GraphCompiler.AttentionFromEnvironment"/>): the own kernel here; a session takes BATCHWISE_ATTENTION's.</summary>
     AttentionChoice Attention => AttentionChoice.Own;
 
+    /// <summary>How many of cuDNN's attention configurations a plan times where tactics are timed (<see cref="GraphCompiler.AttentionConfigsFromEnvironment"/>): 1 (the heuristics' first) here; a session takes BATCHWISE_ATTENTION_CONFIGS's.</summary>
+    int AttentionConfigs => 1;
+
     /// <summary>Query rows a block of the fused attention kernel takes (<see cref="GraphCompiler.AttentionRowsFromEnvironment"/>): 64 here; a session takes BATCHWISE_ATTENTION_ROWS's.</summary>
     int AttentionRows => KernelSource.AttentionRows;
 

@@ -158,3 +158,47 @@ public sealed class CudnnAttentionPlanTests
         }
     }
 }
+
+/// <summary>The settings that shape the timed searches: how many candidates, on what data; bad values refused in one line.</summary>
+public sealed class TacticSearchSettingsTests
+{
+    [Theory]
+    [InlineData(null, 8)]
+    [InlineData(" ", 8)]
+    [InlineData("1", 1)]
+    [InlineData("8", 8)]
+    public void Attention_configurations_default_to_eight_and_take_one_to_eight(string? text, int expected) =>
+        Assert.Equal(expected, GraphCompiler.AttentionConfigsFrom(text));
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("9")]
+    [InlineData("all")]
+    public void Attention_configurations_out_of_range_are_refused_naming_the_variable(string text)
+    {
+        var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.AttentionConfigsFrom(text));
+        Assert.Contains("BATCHWISE_ATTENTION_CONFIGS", e.Message, StringComparison.Ordinal);
+        Assert.Contains("from 1", e.Hint, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(null, 8)]
+    [InlineData("32", 32)]
+    public void Matmul_candidates_default_to_eight(string? text, int expected) => Assert.Equal(expected, GraphCompiler.MatmulCandidatesFrom(text));
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("65")]
+    public void Matmul_candidates_out_of_range_are_refused(string text) =>
+        Assert.Contains("BATCHWISE_MATMUL_CANDIDATES", Assert.Throws<BatchwiseException>(() => GraphCompiler.MatmulCandidatesFrom(text)).Message, StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("zeros", false)]
+    [InlineData(" Random ", true)]
+    public void Tactic_data_is_zeros_unless_random_is_asked_for(string? text, bool random) => Assert.Equal(random, GraphCompiler.TacticDataIsRandom(text));
+
+    [Fact]
+    public void Tactic_data_other_than_zeros_or_random_is_refused() =>
+        Assert.Contains("BATCHWISE_TACTIC_DATA 'noise'", Assert.Throws<BatchwiseException>(() => GraphCompiler.TacticDataIsRandom("noise")).Message, StringComparison.Ordinal);
+}

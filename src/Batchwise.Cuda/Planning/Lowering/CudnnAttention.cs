@@ -108,7 +108,7 @@ internal sealed partial class GraphCompiler
             {
                 try
                 {
-                    attention = new CudnnAttention(_target.PlanningCudnn, shape.Batch, shape.Heads, shape.Rows, shape.Keys, shape.HeadDim, shape.Q, shape.K, shape.V, shape.O, shape.Scale, shape.Bias, shape.BiasPerRow);
+                    attention = TimedLibrary("cudnn_attention", () => ChosenCudnnAttention(shape, key));
                 }
                 catch (CudaException)
                 {
@@ -152,5 +152,92 @@ internal sealed partial class GraphCompiler
         }
 
         return true;
+    }
+    /// <summary>
+    /// How many of cuDNN's attention configurations a plan times, keeping the fastest: BATCHWISE_ATTENTION_CONFIGS (1 to
+    /// 8; 1 takes the heuristics' first that finalizes, untimed), else 8 where tactics are timed. Session 48's probe (H100,
+    /// BERT's shape, b=64): with a bias the first was the fastest of five (27.2 us); without one the second ran 22.3 us
+    /// against the first's 29.2.
+    /// </summary>
+    internal static int AttentionConfigsFromEnvironment => AttentionConfigsFrom(Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION_CONFIGS"));
+
+    /// <summary><see cref="AttentionConfigsFromEnvironment"/> from the variable's text; a value out of range is refused in one line.</summary>
+    internal static int AttentionConfigsFrom(string? text) => EnvironmentSetting.ParseInt("BATCHWISE_ATTENTION_CONFIGS", text, DefaultAttentionConfigs, 1, 8,
+        $"Unset it (the fastest of cuDNN's first {DefaultAttentionConfigs} attention configurations, timed when the plan is built) or set a whole number from 1 (the heuristics' first, untimed) to 8.");
+
+    /// <summary>The default of <see cref="AttentionConfigsFromEnvironment"/>.</summary>
+    internal const int DefaultAttentionConfigs = 8;
+
+    /// <summary>
+    /// cuDNN's attention plan for <paramref name="shape"/>: the heuristics' first configuration that finalizes where
+    /// tactics are not timed or one configuration is asked for; else the configuration stored for it (this session's
+    /// choices, a saved engine, the device's timing cache), built alone; else the fastest of the first
+    /// <see cref="IPlanTarget.AttentionConfigs"/> that finalize, timed on scratch operands (CUDA events, a captured replay,
+    /// median), and stored. A <see cref="CudaException"/> where none finalizes.
+    /// </summary>
+    private CudnnAttention ChosenCudnnAttention(CudnnAttentionShape shape, string shapeKey)
+    {
+        CudnnAttention Build(int candidates, int only = -1) => new(_target.PlanningCudnn, shape.Batch, shape.Heads, shape.Rows, shape.Keys, shape.HeadDim, shape.Q, shape.K, shape.V, shape.O, shape.Scale, shape.Bias, shape.BiasPerRow, candidates, only);
+        var configs = _target.AttentionConfigs;
+        if (_target.Tactics is not { } cache || configs <= 1)
+        {
+            return Build(1);
+        }
+
+        var key = FormattableString.Invariant($"cudnn-sdpa|configs={configs}|{shapeKey}") + TacticSearchSuffix;
+        var storeKey = "timed|" + key;
+        int? stored = _target.Choices.TryGet(storeKey, out var bytes) && bytes.Length == sizeof(int) ? BitConverter.ToInt32(bytes)
+            : cache.TryGet(key, out var cached) ? cached.Algo : null;
+        if (stored is { } configuration && configuration >= 0)
+        {
+            try
+            {
+                var alone = Build(1, configuration);
+                _target.Choices.Set(storeKey, BitConverter.GetBytes(configuration));
+                return alone;
+            }
+            catch (CudaException)
+            {
+                // The stored configuration no longer finalizes here: time afresh below.
+            }
+        }
+
+        var attention = Build(configs);
+        try
+        {
+            var (index, milliseconds) = attention.CandidateCount == 1 ? (0, double.NaN) : TimeCudnnAttention(attention, shape);
+            attention.Choose(Math.Max(index, 0));
+            cache.Set(key, new TacticChoice(attention.Configuration, 0, attention.WorkspaceBytes, milliseconds));
+            _target.Choices.Set(storeKey, BitConverter.GetBytes(attention.Configuration));
+            return attention;
+        }
+        catch
+        {
+            attention.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The fastest of <paramref name="attention"/>'s candidates (<see cref="FastestCandidate"/>'s rule) on scratch Q, K,
+    /// V, O and bias buffers as long as the strides reach (<see cref="ScratchOperand"/>'s data), and its time; index -1
+    /// when none ran.
+    /// </summary>
+    private static (int Index, double Milliseconds) TimeCudnnAttention(CudnnAttention attention, CudnnAttentionShape shape)
+    {
+        long Span(long[] strides, int rows, int width) => 1 + ((shape.Batch - 1) * Math.Abs(strides[0])) + ((shape.Heads - 1) * Math.Abs(strides[1])) + ((rows - 1) * Math.Abs(strides[2])) + ((width - 1) * Math.Abs(strides[3]));
+        using var stream = CudaDriver.CreateStream();
+        using var q = ScratchOperand(Span(shape.Q, shape.Rows, shape.HeadDim), 2, stream);
+        using var k = ScratchOperand(Span(shape.K, shape.Keys, shape.HeadDim), 2, stream);
+        using var v = ScratchOperand(Span(shape.V, shape.Keys, shape.HeadDim), 2, stream);
+        using var o = ScratchOperand(Span(shape.O, shape.Rows, shape.HeadDim), 2, stream);
+        using var bias = CudaDriver.Allocate(Math.Max(1L, (long)shape.Batch * (shape.BiasPerRow ? shape.Rows : 1) * shape.Keys) * 2);
+        CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle); // a bias of zeros: every key counts, as in a full batch
+        using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
+        using var pack = attention.Pack(q.Pointer, k.Pointer, v.Pointer, o.Pointer, bias.Pointer, workspace.Pointer);
+        using var handle = Cudnn.Create(stream);
+        using var start = CudaDriver.CreateEvent();
+        using var end = CudaDriver.CreateEvent();
+        return FastestCandidate(attention.CandidateCount, i => MedianMilliseconds(stream, start, end, () => attention.ExecuteCandidate(handle, pack, i)));
     }
 }

@@ -403,8 +403,39 @@ internal sealed unsafe partial class GraphCompiler
         _ = outShape;
     }
 
-    /// <summary>How many of cuBLASLt's candidates a product's timed tactics time (the explain probe's GEMM tables time as many).</summary>
-    internal const int MatmulCandidates = 8;
+    /// <summary>How many of cuBLASLt's candidates a product's timed tactics time by default (the explain probe's GEMM tables time as many).</summary>
+    internal const int DefaultMatmulCandidates = 8;
+
+    /// <summary>
+    /// How many of cuBLASLt's candidates a product's timed tactics time: BATCHWISE_MATMUL_CANDIDATES (1 to 64), else
+    /// <see cref="DefaultMatmulCandidates"/>. Read once per process.
+    /// </summary>
+    internal static int MatmulCandidates { get; } = MatmulCandidatesFrom(Environment.GetEnvironmentVariable("BATCHWISE_MATMUL_CANDIDATES"));
+
+    /// <summary><see cref="MatmulCandidates"/> from the variable's text; a value out of range is refused in one line.</summary>
+    internal static int MatmulCandidatesFrom(string? text) => EnvironmentSetting.ParseInt("BATCHWISE_MATMUL_CANDIDATES", text, DefaultMatmulCandidates, 1, 64,
+        $"Unset it (cuBLASLt's first {DefaultMatmulCandidates} candidates are timed for each product) or set a whole number from 1 to 64.");
+
+    /// <summary>
+    /// What the scratch operands hold while candidates are timed: BATCHWISE_TACTIC_DATA=zeros (the default) or random
+    /// (uniform values in [-1, 1): the switching a real product's data causes, which draws the power that caps the clock
+    /// under load, where zeros let a candidate run at a clock the plan will not see). Read once per process.
+    /// </summary>
+    internal static bool TimesOnRandomData { get; } = TacticDataIsRandom(Environment.GetEnvironmentVariable("BATCHWISE_TACTIC_DATA"));
+
+    /// <summary>Whether BATCHWISE_TACTIC_DATA's text asks for random scratch data; anything but zeros or random is refused in one line.</summary>
+    internal static bool TacticDataIsRandom(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "zeros" => false,
+        "random" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_TACTIC_DATA '{other}' is not zeros or random", "Unset it (candidates are timed on zeroed operands) or set BATCHWISE_TACTIC_DATA=random (uniform values in [-1, 1))."),
+    };
+
+    /// <summary>
+    /// The timing cache key's suffix for the settings that change what a timed choice means: the candidate count where
+    /// it is not the default and the scratch data where it is random (a choice timed otherwise is not this search's).
+    /// </summary>
+    internal static string TacticSearchSuffix => (MatmulCandidates == DefaultMatmulCandidates ? string.Empty : $"|cands={MatmulCandidates}") + (TimesOnRandomData ? "|data=random" : string.Empty);
 
     /// <summary>
     /// The fastest of cuBLASLt's top eight candidates for this product, timed on zeroed scratch buffers (CUDA events,
@@ -427,12 +458,7 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         using var stream = CudaDriver.CreateStream();
-        DeviceMemory Zeroed(long elements)
-        {
-            var memory = CudaDriver.Allocate(Math.Max(1, elements) * elementSize);
-            CudaDriver.MemsetD8(memory.Pointer, 0, Math.Max(1, elements) * elementSize, stream.Handle);
-            return memory;
-        }
+        DeviceMemory Zeroed(long elements) => ScratchOperand(Math.Max(1, elements), elementSize, stream);
 
         using var b = Zeroed(bElements);
         using var a = Zeroed(aElements);
@@ -468,6 +494,56 @@ internal sealed unsafe partial class GraphCompiler
 
         cache.Set(key, new TacticChoice(best.Index, 0, (long)candidates[best.Index].WorkspaceSize, best.Milliseconds));
         return candidates[best.Index];
+    }
+
+    /// <summary>
+    /// A scratch operand of <paramref name="elements"/> values of <paramref name="elementSize"/> bytes (2: half, 4: float)
+    /// for timing candidates: zeroed, or uniform values in [-1, 1) where <see cref="TimesOnRandomData"/> (one seeded
+    /// pattern of up to 1 MiB, copied over the buffer).
+    /// </summary>
+    internal static unsafe DeviceMemory ScratchOperand(long elements, int elementSize, CudaStream stream)
+    {
+        var bytes = elements * elementSize;
+        var memory = CudaDriver.Allocate(bytes);
+        if (!TimesOnRandomData)
+        {
+            CudaDriver.MemsetD8(memory.Pointer, 0, bytes, stream.Handle);
+            return memory;
+        }
+
+        var pattern = RandomPattern(elementSize);
+        fixed (byte* p = pattern)
+        {
+            for (long at = 0; at < bytes; at += pattern.Length)
+            {
+                CudaDriver.CopyToDevice(memory.Pointer + (ulong)at, p, Math.Min(pattern.Length, bytes - at), stream);
+            }
+
+            CudaDriver.Synchronize(stream); // the pattern is pageable memory: the copies finish before it may move
+        }
+
+        return memory;
+    }
+
+    /// <summary>1 MiB of uniform values in [-1, 1) as half (<paramref name="elementSize"/> 2) or float, the same every call.</summary>
+    private static byte[] RandomPattern(int elementSize)
+    {
+        var random = new Random(20261206);
+        var pattern = new byte[1 << 20];
+        for (var i = 0; i < pattern.Length; i += elementSize)
+        {
+            var v = (random.NextSingle() * 2) - 1;
+            if (elementSize == 2)
+            {
+                BitConverter.TryWriteBytes(pattern.AsSpan(i), (Half)v);
+            }
+            else
+            {
+                BitConverter.TryWriteBytes(pattern.AsSpan(i), v);
+            }
+        }
+
+        return pattern;
     }
 
     /// <summary>Materialises a broadcast operand (only where strides cannot express it).</summary>
@@ -534,6 +610,11 @@ internal sealed unsafe partial class GraphCompiler
         var al = CublasLt.Layout(dataType, aRows, aCols, lda, batch, strideA);
         var dl = CublasLt.Layout(dataType, n, m, n, batch, (long)m * n);
         var key = $"matmul|{(half ? "fp16" : _target.AllowTf32 ? "fp32+tf32" : "fp32")}|m={m}|n={n}|k={k}|ta={transA}|tb={transB}|lda={lda}|ldb={ldb}|batch={batch}|sa={strideA}|sb={strideB}|ws={MatmulWorkspace}{(bias is null ? string.Empty : "|bias")}{(tanhGelu ? "|gelu" : string.Empty)}{(problem.Relu ? "|relu" : string.Empty)}{(beta != 0 ? FormattableString.Invariant($"|beta={beta:R}{(c is null ? string.Empty : "|c")}") : string.Empty)}";
+        if (_target.Tactics is not null)
+        {
+            key += TacticSearchSuffix;
+        }
+
         var storeKey = (_target.Tactics is null ? "heuristic|" : "timed|") + key;
         CublasLt.HeuristicResult algo;
         var queried = System.Diagnostics.Stopwatch.GetTimestamp();
