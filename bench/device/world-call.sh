@@ -8,8 +8,10 @@ unpack || { pack; exit 1; }
 mkdir -p "$R/exports"
 timeout 200 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --jobs 12 > "$R/exports.log" 2>&1
 t "exports: $(ls "$WORK"/exports/*/model.onnx 2>/dev/null | wc -l) models"
+# REFERENCE (a world.json or .json.xz of an earlier run on the same card; session 48: bench/results/h200-session47/call1/
+# world.json.xz) leaves unjudged the rows whose PyTorch ran below 80% of its rate there.
 timeout "$(lim 480)" python3 bench/peers/world.py --cli "$CLI" --python python3 --out "$R/world" --work "$WORK/exports" \
-  --jobs 6 --budget $(( $(left) - 25 )) > "$R/world.log" 2>&1
+  --jobs 6 --budget $(( $(left) - 25 )) ${REFERENCE:+--reference "$REFERENCE"} > "$R/world.log" 2>&1
 t "world exit $?"
 grep -E "^\*\*At|^Below" "$R/world/world.md" >> "$R/log.txt"
 pack

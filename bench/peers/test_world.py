@@ -262,6 +262,56 @@ class TableTests(unittest.TestCase):
         row = {"batchwise": {"status": "skipped: the world table's time budget was spent"}, "best_pytorch": None, "ratio": None}
         self.assertEqual(world.verdict(row), (None, "not judged: skipped"))
 
+    def reference_case(self, peer):
+        """DistilBERT b=64 at 54,000 (Batchwise) against a peer of `peer`, with a reference run whose peer took 46,590."""
+        m = world.BY_NAME["distilbert"]
+        batchwise = {m.name: {"points": {64: {"images_per_s": 54000.0, "stable": True}}, "status": "ok", "notes": []}}
+        torch = {m.name: {(64, "fp16-sdpa"): peer}}
+        reference = {"date": "2026-12-06T19:34:26+00:00", "device": "NVIDIA H100 80GB HBM3", "rates": {m.name: {"64": 46590.0}}}
+        rows = world.build_rows([m], {m.name: {"export": "ok"}}, batchwise, torch, (64,), reference=reference)
+        markdown = world.render_markdown(rows, {"device": "NVIDIA H100 80GB HBM3", "reference": reference}, {}, [m])
+        return rows[0], markdown
+
+    def test_a_pass_against_a_peer_far_below_its_reference_run_is_not_judged(self):
+        row, markdown = self.reference_case(23719.0)
+        self.assertEqual(row["ratio"], round(54000 / 23719, 3))
+        self.assertEqual((row["met"], row["verdict"]), (None, "not judged: PyTorch at 51% of its reference"))
+        self.assertIn("**At >= 1.2x PyTorch's best: 0 of 0 rows (1 not judged)", markdown)
+        self.assertIn("PyTorch ran below 80% of its rate in the reference run (2026-12-06T19:34:26+00:00, NVIDIA H100 80GB HBM3) "
+                      "at: distilbert b=64 51% (23,719 against 46,590; 1.16x against the reference's)", markdown)
+
+    def test_a_peer_near_its_reference_run_is_judged_as_usual(self):
+        row, markdown = self.reference_case(45000.0)
+        self.assertEqual((row["met"], row["verdict"]), (True, "yes"))
+        self.assertNotIn("reference", row["best_pytorch"])
+        self.assertNotIn("PyTorch ran below", markdown)
+
+    def test_a_pass_against_a_peer_whose_windows_spread_is_not_judged(self):
+        m = world.BY_NAME["distilbert"]
+        windows = {m.name: {(64, "fp16-sdpa"): [40000.0, 37919.0, 26000.0, 38000.0, 39000.0]}}
+        rows = world.build_rows([m], {m.name: {"export": "ok"}}, {m.name: {"points": {64: {"images_per_s": 54000.0}}, "status": "ok", "notes": []}},
+                                {m.name: {(64, "fp16-sdpa"): 37919.0}}, (64,), windows=windows)
+        self.assertEqual((rows[0]["met"], rows[0]["verdict"]), (None, "not judged: PyTorch's windows spread 37%"))
+
+    def test_a_row_below_the_target_stays_a_failure_even_against_a_slow_peer(self):
+        m = world.BY_NAME["distilbert"]
+        rows = world.build_rows([m], {m.name: {"export": "ok"}}, {m.name: {"points": {64: {"images_per_s": 20000.0}}, "status": "ok", "notes": []}},
+                                {m.name: {(64, "fp16-sdpa"): 23719.0}}, (64,), reference={"rates": {m.name: {"64": 46590.0}}})
+        self.assertEqual((rows[0]["met"], rows[0]["verdict"]), (False, "no: 0.84x < 1.2x"))
+
+    def test_a_reference_is_read_from_a_compressed_world_json(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "world.json.xz")
+            with world.lzma.open(path, "wt", encoding="utf-8") as f:
+                json.dump({"schema": "batchwise.world", "context": {"date": "x", "device": "H100"},
+                           "rows": [{"model": "bert", "batch": 64, "best_pytorch": {"per_s": 44331.0}},
+                                    {"model": "bert", "batch": 1, "best_pytorch": None}]}, f)
+            self.assertEqual(world.reference_rates(path)["rates"], {"bert": {"64": 44331.0}})
+            with open(os.path.join(d, "other.json"), "w", encoding="utf-8") as f:
+                json.dump({"schema": "something.else"}, f)
+            with self.assertRaisesRegex(ValueError, "is not a world.json"):
+                world.reference_rates(os.path.join(d, "other.json"))
+
     def test_worst_names_each_model_once_lowest_first(self):
         rows = [{"model": "a", "ratio": 0.9}, {"model": "b", "ratio": 0.5}, {"model": "a", "ratio": 0.4},
                 {"model": "c", "ratio": None}, {"model": "d", "ratio": 2.0}]

@@ -24,6 +24,7 @@ import concurrent.futures
 import csv
 import datetime
 import json
+import lzma
 import multiprocessing
 import os
 import shlex
@@ -448,11 +449,34 @@ def torch_notes(out_dir, model):
 
 
 # A best PyTorch variant whose timed windows spread more than this (max - min over the median) moved within the run:
-# its row's ratio says so (session 44: BERT b=64 eager 30,293 / 43,134 / 42,841, a 30% spread).
+# its row's ratio says so (session 44: BERT b=64 eager 30,293 / 43,134 / 42,841, a 30% spread), and a pass there is not
+# judged (session 48: DistilBERT b=64's eager peer spread 48% and 52% in two runs of one call).
 UNSTEADY_PEER = 0.15
 
+# A best PyTorch rate below this share of the same row's in a reference run (--reference, an earlier world.json on a card
+# of the same name) is a peer that did not run at its speed: its row is not judged, whatever the ratio (session 48's H100:
+# eager SDPA at b=64 took DistilBERT at 23,719 and BERT at 32,958 seq/s, against 46,590 and 44,331 the session before with
+# the same versions, steady windows both times, while Batchwise's rates matched).
+SLOW_PEER = 0.8
 
-def build_rows(models, exports, batchwise, torch, batches=BATCHES, target=TARGET, windows=None):
+
+def reference_rates(path):
+    """{"file", "date", "device", "rates": {model: {batch: best PyTorch per_s}}} from a world.json (or .json.xz)."""
+    opener = lzma.open if path.endswith(".xz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        data = json.load(f)
+    if data.get("schema") != "batchwise.world":
+        raise ValueError(f"{path} is not a world.json (schema {data.get('schema')!r})")
+    rates = {}
+    for r in data.get("rows", []):
+        best = r.get("best_pytorch")
+        if best and isinstance(best.get("per_s"), (int, float)):
+            rates.setdefault(r["model"], {})[str(r["batch"])] = best["per_s"]
+    c = data.get("context", {})
+    return {"file": path, "date": c.get("date"), "device": c.get("device"), "rates": rates}
+
+
+def build_rows(models, exports, batchwise, torch, batches=BATCHES, target=TARGET, windows=None, reference=None):
     rows = []
     for m in models:
         export = exports.get(m.name)
@@ -479,6 +503,9 @@ def build_rows(models, exports, batchwise, torch, batches=BATCHES, target=TARGET
             if timed and len(timed) > 1 and measured[best] > 0:
                 row["best_pytorch"]["windows"] = timed
                 row["best_pytorch"]["spread"] = round((max(timed) - min(timed)) / measured[best], 3)
+            known_rate = ((reference or {}).get("rates", {}).get(m.name, {}).get(str(batch))) if best else None
+            if known_rate and measured[best] < SLOW_PEER * known_rate:
+                row["best_pytorch"]["reference"] = known_rate
             ours = row["batchwise"].get("images_per_s")
             row["ratio"] = round(ours / measured[best], 3) if ours and best else None
             row["met"], row["verdict"] = verdict(row, target)
@@ -496,9 +523,13 @@ def verdict(row, target=TARGET):
         return False, "no: Batchwise " + bw["status"].split(":")[0]
     if row["best_pytorch"] is None:
         return None, "n/a: no PyTorch number"
-    if row["ratio"] >= target:
-        return True, "yes"
-    return False, f"no: {row['ratio']:.2f}x < {target:g}x"
+    if row["ratio"] < target:
+        return False, f"no: {row['ratio']:.2f}x < {target:g}x"
+    if row["best_pytorch"].get("reference"):  # a pass against a peer far below its known speed says nothing
+        return None, f"not judged: PyTorch at {row['best_pytorch']['per_s'] / row['best_pytorch']['reference']:.0%} of its reference"
+    if row["best_pytorch"].get("spread", 0) > UNSTEADY_PEER:  # nor does one against a peer that moved within the run
+        return None, f"not judged: PyTorch's windows spread {row['best_pytorch']['spread']:.0%}"
+    return True, "yes"
 
 
 def worst(rows, n):
@@ -584,7 +615,17 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
     if unsteady:
         lines.append(f"PyTorch's windows spread more than {UNSTEADY_PEER:.0%} (max - min over the median) at: "
                      + "; ".join(f"{r['model']} b={r['batch']} {r['best_pytorch']['spread']:.0%}" for r in unsteady)
-                     + ": the peer moved within the run, so those ratios are less certain than the others.")
+                     + ": the peer moved within the run, so those ratios are less certain than the others (a pass there is not judged).")
+    slow = [r for r in rows if r["best_pytorch"] and r["best_pytorch"].get("reference")]
+    if slow:
+        ref = context.get("reference", {})
+        lines.append(f"PyTorch ran below {SLOW_PEER:.0%} of its rate in the reference run ({ref.get('date', '?')}, "
+                     f"{ref.get('device', '?')}) at: "
+                     + "; ".join(f"{r['model']} b={r['batch']} {r['best_pytorch']['per_s'] / r['best_pytorch']['reference']:.0%} "
+                                 f"({compare.fmt_rate(r['best_pytorch']['per_s'])} against {compare.fmt_rate(r['best_pytorch']['reference'])}; "
+                                 f"{r['batchwise']['images_per_s'] / r['best_pytorch']['reference']:.2f}x against the reference's)"
+                                 for r in slow if "images_per_s" in r["batchwise"])
+                     + ": the peer did not run at its speed, so those rows are not judged.")
     failed = sorted({r["model"] for r in rows if "images_per_s" not in r["batchwise"]})
     if failed:
         lines.append("Batchwise has no number for: " + ", ".join(failed) + " (footnotes say why).")
@@ -627,7 +668,7 @@ def write_table(out_dir, models=None):
         models = [BY_NAME[n] for n in names if n in BY_NAME] or MODELS
     exports, batchwise, torch, profiles, context, windows = collect(out_dir, models)
     batches = tuple(context.get("batches") or BATCHES)
-    rows = build_rows(models, exports, batchwise, torch, batches, windows=windows)
+    rows = build_rows(models, exports, batchwise, torch, batches, windows=windows, reference=context.get("reference"))
     notes_by_model = {m.name: n for m in models if (n := torch_notes(out_dir, m))}
     markdown = render_markdown(rows, context, profiles, models, notes_by_model)
     with open(os.path.join(out_dir, "world.md"), "w", encoding="utf-8") as f:
@@ -719,6 +760,8 @@ def main(argv=None):
     p.add_argument("--profile-limit", type=float, default=60, help="seconds for one profile")
     p.add_argument("--budget", type=float, default=450,
                    help="seconds for the whole phase; jobs past it are recorded as skipped (the profiles get their share first)")
+    p.add_argument("--reference", metavar="WORLD_JSON",
+                   help=f"an earlier world.json (or .json.xz) on the same card: rows whose PyTorch ran below {SLOW_PEER:.0%} of its rate there are not judged")
     p.add_argument("--table-only", metavar="DIR", help="only re-render DIR/world.md and world.json from the raw files in DIR")
     p.add_argument("--export-only", action="store_true",
                    help="only export into --work (the CPU part: a device call of its own, so the next call's budget is all timing)")
@@ -731,14 +774,25 @@ def main(argv=None):
         return serve_torch()
     args = p.parse_args(argv)
     if args.table_only:
+        if args.reference:  # judged again against a reference run: kept in the folder's context for later renders
+            path = os.path.join(args.table_only, "context.json")
+            with open(path, encoding="utf-8") as f:
+                context = json.load(f)
+            try:
+                context["reference"] = reference_rates(args.reference)
+            except (ValueError, OSError) as e:
+                p.error(str(e))
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(context, f, indent=1)
         sys.stdout.write(write_table(args.table_only))
         return 0
     try:
         models = pick(args.models)
+        reference = reference_rates(args.reference) if args.reference else None
         batches = [int(b) for b in args.batches.split(",") if b]
         if not batches or min(batches) < 1:
             raise ValueError(f"bad batch sizes '{args.batches}'")
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         p.error(str(e))
 
     os.makedirs(args.out, exist_ok=True)
@@ -753,6 +807,11 @@ def main(argv=None):
         date=started.isoformat(timespec="seconds"), host=os.uname().nodename, models=[m.name for m in models], batches=batches,
         method=f"batchwise --duration {args.duration} --warmup {args.warmup} --max-windows {args.max_windows}; torch "
                f"{args.torch_windows} windows of {args.torch_window_seconds} s after {args.torch_warmup_seconds} s warm-up")
+    if reference is not None:
+        if reference.get("device") and context.get("device") and reference["device"] != context["device"]:
+            print(f"note: the reference ran on {reference['device']}, this run on {context['device']}: not used", flush=True)
+        else:
+            context["reference"] = reference
 
     def save_context():
         with open(os.path.join(args.out, "context.json"), "w", encoding="utf-8") as f:
@@ -827,7 +886,7 @@ def main(argv=None):
 
     if args.profile_worst > 0:
         exports, batchwise, torch, _, _, windows = collect(args.out, models)
-        for name in worst(build_rows(models, exports, batchwise, torch, batches, windows=windows), args.profile_worst):
+        for name in worst(build_rows(models, exports, batchwise, torch, batches, windows=windows, reference=context.get("reference")), args.profile_worst):
             m, info = BY_NAME[name], read_export(args.out, BY_NAME[name])
             stem = os.path.join(args.out, f"profile-{name}")
             code = runner.run([args.cli, "bench", info["path"], "--engine", "cuda", "--precision", "fp16",
