@@ -182,7 +182,15 @@ internal sealed class TimingCache
                         w.WriteNumber("algo", c.Algo);
                         w.WriteNumber("mathType", c.MathType);
                         w.WriteNumber("workspaceBytes", c.WorkspaceBytes);
-                        w.WriteNumber("ms", Math.Round(c.Milliseconds, 6));
+                        if (double.IsFinite(c.Milliseconds))
+                        {
+                            w.WriteNumber("ms", Math.Round(c.Milliseconds, 6));
+                        }
+                        else
+                        {
+                            w.WriteNull("ms"); // kept untimed (one candidate) or none ran: JSON has no NaN or infinity
+                        }
+
                         w.WriteEndObject();
                     }
 
@@ -221,7 +229,7 @@ internal sealed class TimingCache
             foreach (var p in root.GetProperty("convolutions").EnumerateObject())
             {
                 var v = p.Value;
-                _entries[p.Name] = new TacticChoice(v.GetProperty("algo").GetInt32(), v.GetProperty("mathType").GetInt32(), v.GetProperty("workspaceBytes").GetInt64(), v.GetProperty("ms").GetDouble());
+                _entries[p.Name] = new TacticChoice(v.GetProperty("algo").GetInt32(), v.GetProperty("mathType").GetInt32(), v.GetProperty("workspaceBytes").GetInt64(), v.GetProperty("ms") is { ValueKind: JsonValueKind.Null } ? double.NaN : v.GetProperty("ms").GetDouble());
             }
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException or IOException or UnauthorizedAccessException)

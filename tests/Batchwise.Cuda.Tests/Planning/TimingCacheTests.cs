@@ -63,6 +63,22 @@ public sealed class TimingCacheTests : IDisposable
     }
 
     [Fact]
+    public void A_choice_kept_untimed_or_with_no_candidate_run_is_saved_and_read_back_with_its_algorithm()
+    {
+        var cache = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
+        cache.Set("cudnn-sdpa|configs=8|one", new TacticChoice(0, 0, 256, double.NaN));
+        cache.Set("matmul|none-ran", new TacticChoice(0, 0, 0, double.PositiveInfinity));
+        cache.Save();
+        Assert.Contains("\"ms\": null", File.ReadAllText(cache.Path), StringComparison.Ordinal);
+
+        var again = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");
+        Assert.True(again.TryGet("cudnn-sdpa|configs=8|one", out var untimed));
+        Assert.Equal((0, 256L), (untimed.Algo, untimed.WorkspaceBytes));
+        Assert.True(double.IsNaN(untimed.Milliseconds));
+        Assert.True(again.TryGet("matmul|none-ran", out _));
+    }
+
+    [Fact]
     public void Another_device_capability_or_cudnn_version_gets_its_own_file()
     {
         var a = TimingCache.ForDevice(_dir, "NVIDIA H100 80GB HBM3", 90, "9.14.0");

@@ -153,6 +153,7 @@ internal sealed partial class GraphCompiler
 
         return true;
     }
+
     /// <summary>
     /// How many of cuDNN's attention configurations a plan times, keeping the fastest: BATCHWISE_ATTENTION_CONFIGS (1 to
     /// 8; 1 takes the heuristics' first that finalizes, untimed), else 8 where tactics are timed. Session 48's probe (H100,

@@ -438,7 +438,7 @@ internal sealed unsafe partial class GraphCompiler
     internal static string TacticSearchSuffix => (MatmulCandidates == DefaultMatmulCandidates ? string.Empty : $"|cands={MatmulCandidates}") + (TimesOnRandomData ? "|data=random" : string.Empty);
 
     /// <summary>
-    /// The fastest of cuBLASLt's top eight candidates for this product, timed on zeroed scratch buffers (CUDA events,
+    /// The fastest of cuBLASLt's first <see cref="MatmulCandidates"/> candidates for this product, timed on scratch buffers (<see cref="ScratchOperand"/>: zeroed by default; CUDA events,
     /// median of five after a warm-up) when the plan is built, or read from the timing cache by its heuristic rank. Timed
     /// as the step runs: with its <paramref name="beta"/>, reading C from a buffer of its own where the step reads a
     /// residual (<paramref name="separateC"/>). Session 22 measured why: timed with beta 0, ResNet-50's residual 1x1
@@ -501,7 +501,7 @@ internal sealed unsafe partial class GraphCompiler
     /// for timing candidates: zeroed, or uniform values in [-1, 1) where <see cref="TimesOnRandomData"/> (one seeded
     /// pattern of up to 1 MiB, copied over the buffer).
     /// </summary>
-    internal static unsafe DeviceMemory ScratchOperand(long elements, int elementSize, CudaStream stream)
+    internal static DeviceMemory ScratchOperand(long elements, int elementSize, CudaStream stream)
     {
         var bytes = elements * elementSize;
         var memory = CudaDriver.Allocate(bytes);
