@@ -642,14 +642,15 @@ internal static unsafe partial class Cudnn
 
     /// <summary>
     /// Execution plans of the first <paramref name="count"/> of <paramref name="configs"/> (heuristics' order, which must
-    /// outlive them) that finalize, with each one's workspace and engine; where none does, the first refusal (or, with no
-    /// configuration at all, CUDNN_STATUS_NOT_SUPPORTED naming <paramref name="what"/>) as a <see cref="CudaException"/>.
+    /// outlive them) that finalize, with each one's workspace, engine and place in <paramref name="configs"/>; where none
+    /// does, the first refusal (or, with no configuration at all, CUDNN_STATUS_NOT_SUPPORTED naming <paramref name="what"/>)
+    /// as a <see cref="CudaException"/>.
     /// </summary>
     public static List<CudnnBackendPlan> BackendPlansOf(CudnnHandle handle, IReadOnlyList<CudnnBackendEngineConfig> configs, string what, int count = 1)
     {
         var plans = new List<CudnnBackendPlan>();
         CudaException? first = null;
-        foreach (var config in configs)
+        for (var i = 0; i < configs.Count; i++)
         {
             if (plans.Count >= count)
             {
@@ -658,9 +659,9 @@ internal static unsafe partial class Cudnn
 
             try
             {
-                var (engine, compiled, _) = BackendEngineOf(config);
-                var (plan, workspace) = BackendPlanOf(handle, config);
-                plans.Add(new CudnnBackendPlan(plan, workspace, engine, compiled));
+                var (engine, compiled, _) = BackendEngineOf(configs[i]);
+                var (plan, workspace) = BackendPlanOf(handle, configs[i]);
+                plans.Add(new CudnnBackendPlan(plan, workspace, engine, compiled, i));
             }
             catch (CudaException e)
             {
@@ -933,8 +934,8 @@ internal sealed class CudnnBackendPointwiseOperation : NativeHandle
     protected override bool ReleaseHandle() => Cudnn.cudnnBackendDestroyDescriptor(handle) == 0;
 }
 
-/// <summary>An execution plan finalized from one engine configuration: its workspace, the engine's global index and whether it compiles its kernel at run time.</summary>
-internal readonly record struct CudnnBackendPlan(CudnnBackendExecutionPlan Plan, long WorkspaceBytes, long Engine, bool RuntimeCompiled);
+/// <summary>An execution plan finalized from one engine configuration: its workspace, the engine's global index, whether it compiles its kernel at run time and the configuration's place in the list it was built from.</summary>
+internal readonly record struct CudnnBackendPlan(CudnnBackendExecutionPlan Plan, long WorkspaceBytes, long Engine, bool RuntimeCompiled, int Configuration = 0);
 
 /// <summary>A cuDNN backend matmul descriptor (cudnnBackendDescriptor_t of that type).</summary>
 internal sealed class CudnnBackendMatmul : NativeHandle

@@ -20,7 +20,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
 
     private readonly List<NativeHandle> _descriptors = [];
     private readonly List<CudnnBackendEngineConfig> _configs = [];
-    private readonly List<(CudnnBackendPlan Plan, int Configuration)> _candidates = [];
+    private readonly List<CudnnBackendPlan> _candidates = [];
     private readonly bool _bias;
     private float* _scale;
 
@@ -114,30 +114,15 @@ internal sealed unsafe class CudnnAttention : IDisposable
             var graph = KeepOp(Cudnn.BackendGraphOf(handle, ops));
             _configs.AddRange(Cudnn.BackendConfigsOf(graph));
             Offered = [.. _configs.Select(c => Cudnn.BackendEngineOf(c).GlobalIndex)];
-            CudaException? refusal = null;
-            for (var i = onlyConfiguration < 0 ? 0 : onlyConfiguration; i < _configs.Count && _candidates.Count < Math.Max(1, candidates); i++)
+            if (onlyConfiguration >= _configs.Count)
             {
-                try
-                {
-                    _candidates.Add((Cudnn.BackendPlansOf(handle, [_configs[i]], "the attention graph")[0], i));
-                }
-                catch (CudaException failed)
-                {
-                    refusal ??= failed;
-                }
-
-                if (onlyConfiguration >= 0)
-                {
-                    break;
-                }
+                throw new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, $"CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer {_configs.Count} attention configurations, not {onlyConfiguration + 1}");
             }
 
-            if (_candidates.Count == 0)
-            {
-                throw refusal ?? new CudaException("cuDNN", "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", 3000, onlyConfiguration < 0
-                    ? "CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer no engine for the attention graph"
-                    : $"CUDNN_STATUS_NOT_SUPPORTED: the heuristics offer {_configs.Count} attention configurations, not {onlyConfiguration + 1}");
-            }
+            // Each plan keeps its place in the heuristics' whole list (what a timing cache stores), also when built alone.
+            var offset = Math.Max(onlyConfiguration, 0);
+            _candidates.AddRange(Cudnn.BackendPlansOf(handle, onlyConfiguration < 0 ? _configs : [_configs[onlyConfiguration]], "the attention graph", Math.Max(1, candidates))
+                .Select(c => c with { Configuration = c.Configuration + offset }));
         }
         catch
         {
@@ -147,13 +132,13 @@ internal sealed unsafe class CudnnAttention : IDisposable
     }
 
     /// <summary>Bytes of device workspace an execution of the chosen plan needs (of any candidate's, while more than one is held).</summary>
-    public long WorkspaceBytes => _candidates.Count == 1 ? _candidates[0].Plan.WorkspaceBytes : _candidates.Max(c => c.Plan.WorkspaceBytes);
+    public long WorkspaceBytes => _candidates.Max(c => c.WorkspaceBytes);
 
     /// <summary>cuDNN's global index of the engine behind the chosen plan.</summary>
-    public long EngineGlobalIndex => _candidates[0].Plan.Engine;
+    public long EngineGlobalIndex => _candidates[0].Engine;
 
     /// <summary>Whether that engine compiles its kernel at run time (CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION).</summary>
-    public bool RuntimeCompiled => _candidates[0].Plan.RuntimeCompiled;
+    public bool RuntimeCompiled => _candidates[0].RuntimeCompiled;
 
     /// <summary>The chosen plan's place in the heuristics' list of configurations (what a timing cache keeps).</summary>
     public int Configuration => _candidates[0].Configuration;
@@ -169,7 +154,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
         var kept = _candidates[index];
         foreach (var other in _candidates.Where((_, i) => i != index))
         {
-            other.Plan.Plan.Dispose();
+            other.Plan.Dispose();
         }
 
         _candidates.Clear();
@@ -192,10 +177,10 @@ internal sealed unsafe class CudnnAttention : IDisposable
     }
 
     /// <summary>Enqueues the attention on the handle's stream with the addresses of <paramref name="pack"/> (<see cref="Pack"/>).</summary>
-    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, _candidates[0].Plan.Plan, pack);
+    public void Execute(CudnnHandle handle, CudnnBackendVariantPack pack) => Cudnn.BackendExecute(handle, _candidates[0].Plan, pack);
 
     /// <summary>Enqueues candidate <paramref name="index"/> (in build order) with the addresses of <paramref name="pack"/> (a workspace of <see cref="WorkspaceBytes"/>).</summary>
-    public void ExecuteCandidate(CudnnHandle handle, CudnnBackendVariantPack pack, int index) => Cudnn.BackendExecute(handle, _candidates[index].Plan.Plan, pack);
+    public void ExecuteCandidate(CudnnHandle handle, CudnnBackendVariantPack pack, int index) => Cudnn.BackendExecute(handle, _candidates[index].Plan, pack);
 
     /// <summary>Releases the plan and every descriptor; safe to call more than once (steps of one plan may share it).</summary>
     public void Dispose() => Release();
@@ -204,7 +189,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
     {
         foreach (var candidate in _candidates)
         {
-            candidate.Plan.Plan.Dispose();
+            candidate.Plan.Dispose();
         }
 
         _candidates.Clear();

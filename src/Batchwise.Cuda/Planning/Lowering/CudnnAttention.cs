@@ -76,7 +76,7 @@ internal sealed partial class GraphCompiler
         long[] Packed(long[] strides, long inner)
         {
             long[] extents = [batch, heads, inner, d];
-            var span = 1 + Enumerable.Range(0, 4).Sum(i => (extents[i] - 1) * Math.Abs(strides[i]));
+            var span = ElementSpan(extents, strides);
             return [.. strides.Select((x, i) => extents[i] == 1 ? (span + 7) / 8 * 8 : x)];
         }
 
@@ -226,12 +226,12 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private static (int Index, double Milliseconds) TimeCudnnAttention(CudnnAttention attention, CudnnAttentionShape shape)
     {
-        long Span(long[] strides, int rows, int width) => 1 + ((shape.Batch - 1) * Math.Abs(strides[0])) + ((shape.Heads - 1) * Math.Abs(strides[1])) + ((rows - 1) * Math.Abs(strides[2])) + ((width - 1) * Math.Abs(strides[3]));
+        long Span(long[] strides, int rows) => ElementSpan([shape.Batch, shape.Heads, rows, shape.HeadDim], strides);
         using var stream = CudaDriver.CreateStream();
-        using var q = ScratchOperand(Span(shape.Q, shape.Rows, shape.HeadDim), 2, stream);
-        using var k = ScratchOperand(Span(shape.K, shape.Keys, shape.HeadDim), 2, stream);
-        using var v = ScratchOperand(Span(shape.V, shape.Keys, shape.HeadDim), 2, stream);
-        using var o = ScratchOperand(Span(shape.O, shape.Rows, shape.HeadDim), 2, stream);
+        using var q = ScratchOperand(Span(shape.Q, shape.Rows), 2, stream);
+        using var k = ScratchOperand(Span(shape.K, shape.Keys), 2, stream);
+        using var v = ScratchOperand(Span(shape.V, shape.Keys), 2, stream);
+        using var o = ScratchOperand(Span(shape.O, shape.Rows), 2, stream);
         using var bias = CudaDriver.Allocate(Math.Max(1L, (long)shape.Batch * (shape.BiasPerRow ? shape.Rows : 1) * shape.Keys) * 2);
         CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle); // a bias of zeros: every key counts, as in a full batch
         using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
@@ -241,4 +241,7 @@ internal sealed partial class GraphCompiler
         using var end = CudaDriver.CreateEvent();
         return FastestCandidate(attention.CandidateCount, i => MedianMilliseconds(stream, start, end, () => attention.ExecuteCandidate(handle, pack, i)));
     }
+
+    /// <summary>Elements from the first of a strided view to one past its last: 1 + the sum of (extent - 1) x |stride| over its axes.</summary>
+    private static long ElementSpan(long[] extents, long[] strides) => 1 + extents.Select((e, i) => (e - 1) * Math.Abs(strides[i])).Sum();
 }

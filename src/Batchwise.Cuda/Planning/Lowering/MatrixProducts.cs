@@ -458,12 +458,12 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         using var stream = CudaDriver.CreateStream();
-        DeviceMemory Zeroed(long elements) => ScratchOperand(Math.Max(1, elements), elementSize, stream);
+        DeviceMemory Scratch(long elements) => ScratchOperand(Math.Max(1, elements), elementSize, stream);
 
-        using var b = Zeroed(bElements);
-        using var a = Zeroed(aElements);
-        using var d = Zeroed(dElements);
-        using var c = separateC ? Zeroed(dElements) : null;
+        using var b = Scratch(bElements);
+        using var a = Scratch(aElements);
+        using var d = Scratch(dElements);
+        using var c = separateC ? Scratch(dElements) : null;
         using var workspace = CudaDriver.Allocate(MatmulWorkspace);
         using var bias = CudaDriver.Allocate(Math.Max(1, biasElements) * elementSize);
         if (biasElements > 0)
@@ -511,7 +511,7 @@ internal sealed unsafe partial class GraphCompiler
             return memory;
         }
 
-        var pattern = RandomPattern(elementSize);
+        var pattern = elementSize == 2 ? RandomHalves.Value : RandomFloats.Value;
         fixed (byte* p = pattern)
         {
             for (long at = 0; at < bytes; at += pattern.Length)
@@ -524,6 +524,9 @@ internal sealed unsafe partial class GraphCompiler
 
         return memory;
     }
+
+    /// <summary>The random scratch data of half and of float operands (<see cref="RandomPattern"/>), made once per process.</summary>
+    private static readonly Lazy<byte[]> RandomHalves = new(() => RandomPattern(2)), RandomFloats = new(() => RandomPattern(4));
 
     /// <summary>1 MiB of uniform values in [-1, 1) as half (<paramref name="elementSize"/> 2) or float, the same every call.</summary>
     private static byte[] RandomPattern(int elementSize)
