@@ -45,6 +45,21 @@ internal static unsafe partial class Cudnn
     /// <summary>cudnnReduceTensorOp_t MAX: the maximum over the reduced dimensions.</summary>
     public const int CUDNN_REDUCE_TENSOR_MAX = 3;
 
+    /// <summary>cudnnPointwiseMode_t CMP_LT: y = x &lt; b (a boolean).</summary>
+    public const int CUDNN_POINTWISE_CMP_LT = 304;
+
+    /// <summary>cudnnPointwiseMode_t LOGICAL_AND: y = x &amp;&amp; b.</summary>
+    public const int CUDNN_POINTWISE_LOGICAL_AND = 400;
+
+    /// <summary>cudnnPointwiseMode_t GEN_INDEX: y = the element's index along the descriptor's axis.</summary>
+    public const int CUDNN_POINTWISE_GEN_INDEX = 501;
+
+    /// <summary>cudnnPointwiseMode_t BINARY_SELECT: y = t ? x : b.</summary>
+    public const int CUDNN_POINTWISE_BINARY_SELECT = 601;
+
+    /// <summary>cudnnDataType_t BOOLEAN.</summary>
+    public const int CUDNN_DATA_BOOLEAN = 11;
+
     public const int CUDNN_POINTWISE_RELU_FWD = 100;
     public const int CUDNN_POINTWISE_GELU_FWD = 104;
     public const int CUDNN_POINTWISE_SWISH_FWD = 106;
@@ -70,6 +85,7 @@ internal static unsafe partial class Cudnn
     private const int TypeBoolean = 2;
     private const int TypeInt64 = 3;
     private const int TypeFloat = 4;
+    private const int TypeDouble = 5;
     private const int TypeVoidPointer = 6;
     private const int TypeConvolutionMode = 7;
     private const int TypeHeuristicsMode = 8;
@@ -83,6 +99,7 @@ internal static unsafe partial class Cudnn
     private const int BehaviorNoteBiasReorder = 2;
     private const int AttrPointwiseMode = 0;
     private const int AttrPointwiseMathPrecision = 1;
+    private const int AttrPointwiseAxis = 9;
     private const int AttrConvolutionComputeType = 100;
     private const int AttrConvolutionMode = 101;
     private const int AttrConvolutionDilations = 102;
@@ -110,6 +127,7 @@ internal static unsafe partial class Cudnn
     private const int AttrPointwiseX = 751;
     private const int AttrPointwiseB = 752;
     private const int AttrPointwiseY = 753;
+    private const int AttrPointwiseT = 758;
     private const int AttrGraphHandle = 800;
     private const int AttrGraphOperations = 801;
     private const int AttrTensorAlignment = 900;
@@ -125,10 +143,14 @@ internal static unsafe partial class Cudnn
     private const int AttrEngineGlobalIndex = 1301;
     private const int AttrEngineBehaviorNote = 1305;
     private const int AttrMatmulComputeType = 1500;
+    private const int AttrMatmulPaddingValue = 1503;
     private const int AttrMatmulA = 1520;
     private const int AttrMatmulB = 1521;
     private const int AttrMatmulC = 1522;
     private const int AttrMatmulDescriptor = 1523;
+    private const int AttrMatmulMOverride = 1525;
+    private const int AttrMatmulNOverride = 1526;
+    private const int AttrMatmulKOverride = 1527;
     private const int AttrReductionOperator = 1600;
     private const int AttrReductionComputeType = 1601;
     private const int AttrReductionX = 1610;
@@ -506,14 +528,22 @@ internal static unsafe partial class Cudnn
         descriptors.Clear();
     }
 
-    /// <summary>A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of 1, GELU_FWD, GELU_APPROX_TANH_FWD, SUB, DIV, EXP, LOG) computing in float.</summary>
-    public static CudnnBackendPointwise BackendPointwiseOf(int mode)
+    /// <summary>
+    /// A backend pointwise descriptor (<see cref="CUDNN_POINTWISE_MUL"/>, ADD, RELU_FWD, SWISH_FWD with its default beta of
+    /// 1, GELU_FWD, GELU_APPROX_TANH_FWD, SUB, DIV, EXP, LOG, CMP_LT, LOGICAL_AND, BINARY_SELECT, GEN_INDEX along
+    /// <paramref name="axis"/>) computing in <paramref name="precision"/> (float unless given).
+    /// </summary>
+    public static CudnnBackendPointwise BackendPointwiseOf(int mode, int precision = CUDNN_DATA_FLOAT, long? axis = null)
     {
         var p = new CudnnBackendPointwise(CreateBackend(BackendPointwise, "POINTWISE"));
         var d = p.Handle;
-        var precision = CUDNN_DATA_FLOAT;
         Set(d, AttrPointwiseMode, TypePointwiseMode, 1, &mode, "POINTWISE_MODE");
         Set(d, AttrPointwiseMathPrecision, TypeDataType, 1, &precision, "POINTWISE_MATH_PREC");
+        if (axis is { } a)
+        {
+            Set(d, AttrPointwiseAxis, TypeInt64, 1, &a, "POINTWISE_AXIS");
+        }
+
         Finalize(d, "POINTWISE");
         return p;
     }
@@ -534,8 +564,8 @@ internal static unsafe partial class Cudnn
         return op;
     }
 
-    /// <summary>The graph's pointwise node: y = op(x[, b]) (b broadcast where its dimensions are 1).</summary>
-    public static CudnnBackendPointwiseOperation BackendPointwiseOperationOf(CudnnBackendPointwise pointwise, CudnnBackendTensor x, CudnnBackendTensor? b, CudnnBackendTensor y)
+    /// <summary>The graph's pointwise node: y = op(x[, b][, t]) (b and t broadcast where their dimensions are 1; t is BINARY_SELECT's condition).</summary>
+    public static CudnnBackendPointwiseOperation BackendPointwiseOperationOf(CudnnBackendPointwise pointwise, CudnnBackendTensor x, CudnnBackendTensor? b, CudnnBackendTensor y, CudnnBackendTensor? t = null)
     {
         var op = new CudnnBackendPointwiseOperation(CreateBackend(BackendPointwiseOperation, "OPERATION_POINTWISE"));
         var d = op.Handle;
@@ -546,26 +576,40 @@ internal static unsafe partial class Cudnn
             SetDescriptor(d, AttrPointwiseB, b, "OPERATION_POINTWISE_BDESC");
         }
 
+        if (t is not null)
+        {
+            SetDescriptor(d, AttrPointwiseT, t, "OPERATION_POINTWISE_TDESC");
+        }
+
         SetDescriptor(d, AttrPointwiseY, y, "OPERATION_POINTWISE_YDESC");
         Finalize(d, "OPERATION_POINTWISE");
         return op;
     }
 
-    /// <summary>A backend matmul descriptor with the given accumulator type (<see cref="CUDNN_DATA_FLOAT"/>).</summary>
-    public static CudnnBackendMatmul BackendMatmulOf(int computeType)
+    /// <summary>
+    /// A backend matmul descriptor with the given accumulator type (<see cref="CUDNN_DATA_FLOAT"/>); with
+    /// <paramref name="paddingValue"/>, what it writes where an M or N override leaves an element out.
+    /// </summary>
+    public static CudnnBackendMatmul BackendMatmulOf(int computeType, double? paddingValue = null)
     {
         var m = new CudnnBackendMatmul(CreateBackend(BackendMatmul, "MATMUL"));
         var d = m.Handle;
         Set(d, AttrMatmulComputeType, TypeDataType, 1, &computeType, "MATMUL_COMP_TYPE");
+        if (paddingValue is { } padding)
+        {
+            Set(d, AttrMatmulPaddingValue, TypeDouble, 1, &padding, "MATMUL_PADDING_VALUE");
+        }
+
         Finalize(d, "MATMUL");
         return m;
     }
 
     /// <summary>
     /// The graph's matmul node: c = a b over the last two dimensions ([.., M, K] x [.., K, N] -> [.., M, N]), the leading
-    /// ones batched (a transposed operand is said through its strides).
+    /// ones batched (a transposed operand is said through its strides); M, N and K overridden per batch item by int32
+    /// tensors where given (a padded sequence's true lengths).
     /// </summary>
-    public static CudnnBackendMatmulOperation BackendMatmulOperationOf(CudnnBackendMatmul matmul, CudnnBackendTensor a, CudnnBackendTensor b, CudnnBackendTensor c)
+    public static CudnnBackendMatmulOperation BackendMatmulOperationOf(CudnnBackendMatmul matmul, CudnnBackendTensor a, CudnnBackendTensor b, CudnnBackendTensor c, CudnnBackendTensor? mOverride = null, CudnnBackendTensor? nOverride = null, CudnnBackendTensor? kOverride = null)
     {
         var op = new CudnnBackendMatmulOperation(CreateBackend(BackendMatmulOperation, "OPERATION_MATMUL"));
         var d = op.Handle;
@@ -573,6 +617,14 @@ internal static unsafe partial class Cudnn
         SetDescriptor(d, AttrMatmulB, b, "OPERATION_MATMUL_BDESC");
         SetDescriptor(d, AttrMatmulC, c, "OPERATION_MATMUL_CDESC");
         SetDescriptor(d, AttrMatmulDescriptor, matmul, "OPERATION_MATMUL_DESC");
+        foreach (var (name, tensor, what) in new[] { (AttrMatmulMOverride, mOverride, "GEMM_M_OVERRIDE_DESC"), (AttrMatmulNOverride, nOverride, "GEMM_N_OVERRIDE_DESC"), (AttrMatmulKOverride, kOverride, "GEMM_K_OVERRIDE_DESC") })
+        {
+            if (tensor is not null)
+            {
+                SetDescriptor(d, name, tensor, "OPERATION_MATMUL_" + what);
+            }
+        }
+
         Finalize(d, "OPERATION_MATMUL");
         return op;
     }

@@ -9,31 +9,43 @@ namespace Batchwise.Cuda.Interop;
 /// Q, K, V and O are [batch, heads, seq, headDim] with any strides (element units), so they can be read out of an
 /// interleaved QKV buffer and written straight into [batch, seq, heads, headDim]; the optional additive bias is a half
 /// [batch, 1, 1, seqKv] tensor (a padding mask as 0 / -10000), or [batch, 1, seqQ, seqKv] with
-/// <c>biasPerRow</c> (a mask that varies by query). It holds the first <c>candidates</c> of heuristics mode A's
+/// <c>biasPerRow</c> (a mask that varies by query); or, with <c>sequenceLengths</c>, no bias but cudnn-frontend's padding
+/// mask: two int32 arrays of <c>batch</c> lengths (queries, then keys) in one buffer, the products' M / N / K overridden by
+/// them and every score outside (row &lt; query length, key &lt; key length) set to -inf. It holds the first <c>candidates</c> of heuristics mode A's
 /// configurations that finalize (one by default; or only the configuration at <c>onlyConfiguration</c> in the heuristics'
 /// list), the first chosen until <see cref="Choose"/> keeps another (the planner times them: <see cref="ExecuteCandidate"/>);
 /// every descriptor they were built from lives as long as they do.
 /// </summary>
 internal sealed unsafe class CudnnAttention : IDisposable
 {
-    private const long UidQ = 1, UidK = 2, UidV = 3, UidO = 4, UidBias = 5, UidScale = 6;
+    private const long UidQ = 1, UidK = 2, UidV = 3, UidO = 4, UidBias = 5, UidScale = 6, UidSeqQ = 7, UidSeqKv = 8, UidNegativeInfinity = 9;
 
     private readonly List<NativeHandle> _descriptors = [];
     private readonly List<CudnnBackendEngineConfig> _configs = [];
     private readonly List<CudnnBackendPlan> _candidates = [];
     private readonly bool _bias;
-    private float* _scale;
+    private readonly bool _lengths;
+    private readonly int _batch;
+    private float* _scale; // [scale, -inf]: the by-value scalars
 
     /// <summary>
     /// Builds the graph and up to <paramref name="candidates"/> plans on <paramref name="handle"/> (only the heuristics'
     /// configuration at <paramref name="onlyConfiguration"/> where that is not negative); cuDNN's refusal of every one as a
     /// <see cref="CudaException"/>.
     /// </summary>
-    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias, bool biasPerRow = false, int candidates = 1, int onlyConfiguration = -1)
+    public CudnnAttention(CudnnHandle handle, int batch, int heads, int seqQ, int seqKv, int headDim, long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, float scale, bool bias, bool biasPerRow = false, int candidates = 1, int onlyConfiguration = -1, bool sequenceLengths = false)
     {
+        if (bias && sequenceLengths)
+        {
+            throw new ArgumentException("An attention graph takes a bias or sequence lengths, not both", nameof(sequenceLengths));
+        }
+
         _bias = bias;
-        _scale = (float*)NativeMemory.Alloc(sizeof(float));
-        *_scale = scale;
+        _lengths = sequenceLengths;
+        _batch = batch;
+        _scale = (float*)NativeMemory.Alloc(2 * sizeof(float));
+        _scale[0] = scale;
+        _scale[1] = float.NegativeInfinity;
         try
         {
             long b = batch, h = heads, sq = seqQ, skv = seqKv, d = headDim;
@@ -66,7 +78,10 @@ internal sealed unsafe class CudnnAttention : IDisposable
             var biasRows = biasPerRow ? sq : 1;
             var biasTensor = bias ? Keep(Cudnn.BackendTensorOf(UidBias, half, [b, 1, biasRows, skv], [biasRows * skv, biasRows * skv, skv, 1], false)) : null;
 
+            var queryLengths = sequenceLengths ? Keep(Cudnn.BackendTensorOf(UidSeqQ, Cudnn.CUDNN_DATA_INT32, [b, 1, 1, 1], [1, 1, 1, 1], false)) : null;
+            var keyLengths = sequenceLengths ? Keep(Cudnn.BackendTensorOf(UidSeqKv, Cudnn.CUDNN_DATA_INT32, [b, 1, 1, 1], [1, 1, 1, 1], false)) : null;
             var matmul = KeepOp(Cudnn.BackendMatmulOf(single));
+            var scoresMatmul = sequenceLengths ? KeepOp(Cudnn.BackendMatmulOf(single, paddingValue: 0.0)) : matmul;
             var mul = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_MUL));
             var add = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_ADD));
             var sub = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_SUB));
@@ -80,7 +95,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
 
             // bmm1: S = Q K^T (float), then S * scale, then (optionally) S + bias.
             var s = Virtual(single, scores, scoreStrides);
-            ops.Add(KeepOp(Cudnn.BackendMatmulOperationOf(matmul, q, kt, s)));
+            ops.Add(KeepOp(Cudnn.BackendMatmulOperationOf(scoresMatmul, q, kt, s, queryLengths, keyLengths)));
             var scaled = Virtual(single, scores, scoreStrides);
             ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(mul, s, scaleTensor, scaled)));
             var last = scaled;
@@ -89,6 +104,27 @@ internal sealed unsafe class CudnnAttention : IDisposable
                 var biased = Virtual(single, scores, scoreStrides);
                 ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(add, last, biasTensor, biased)));
                 last = biased;
+            }
+
+            if (queryLengths is not null && keyLengths is not null)
+            {
+                // cudnn-frontend's padding mask: keep (row < seq_q && column < seq_kv), else -inf.
+                const int int32 = Cudnn.CUDNN_DATA_INT32, boolean = Cudnn.CUDNN_DATA_BOOLEAN;
+                var row = Virtual(int32, scores, scoreStrides);
+                ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_GEN_INDEX, int32, axis: 2)), last, null, row)));
+                var column = Virtual(int32, scores, scoreStrides);
+                ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_GEN_INDEX, int32, axis: 3)), last, null, column)));
+                var lessThan = KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_CMP_LT, boolean));
+                var rowKept = Virtual(boolean, scores, scoreStrides);
+                ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(lessThan, row, queryLengths, rowKept)));
+                var columnKept = Virtual(boolean, scores, scoreStrides);
+                ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(lessThan, column, keyLengths, columnKept)));
+                var kept = Virtual(boolean, scores, scoreStrides);
+                ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_LOGICAL_AND, boolean)), rowKept, columnKept, kept)));
+                var negativeInfinity = Keep(Cudnn.BackendTensorOf(UidNegativeInfinity, single, [1, 1, 1, 1], [1, 1, 1, 1], false, isByValue: true));
+                var masked = Virtual(single, scores, scoreStrides);
+                ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(KeepOp(Cudnn.BackendPointwiseOf(Cudnn.CUDNN_POINTWISE_BINARY_SELECT)), last, negativeInfinity, masked, kept)));
+                last = masked;
             }
 
             // Softmax as cudnn-frontend's CompositeSoftmaxNode spells it: M = max(S); E = exp(S - M); Z = sum(E);
@@ -109,7 +145,7 @@ internal sealed unsafe class CudnnAttention : IDisposable
             ops.Add(KeepOp(Cudnn.BackendPointwiseOperationOf(div, e, z, p)));
 
             // bmm2: O = P V.
-            ops.Add(KeepOp(Cudnn.BackendMatmulOperationOf(matmul, p, v, o)));
+            ops.Add(KeepOp(Cudnn.BackendMatmulOperationOf(matmul, p, v, o, mOverride: queryLengths, kOverride: keyLengths)));
 
             var graph = KeepOp(Cudnn.BackendGraphOf(handle, ops));
             _configs.AddRange(Cudnn.BackendConfigsOf(graph));
@@ -166,14 +202,26 @@ internal sealed unsafe class CudnnAttention : IDisposable
 
     /// <summary>
     /// A variant pack for these addresses (the caller owns it): device addresses of Q, K, V (element 0 of each, strides as
-    /// built), O, the bias (ignored when built without one) and a workspace of <see cref="WorkspaceBytes"/>.
+    /// built), O, the mask (the bias, or the 2 x batch int32 sequence lengths; ignored when built without either) and a
+    /// workspace of <see cref="WorkspaceBytes"/>.
     /// </summary>
-    public CudnnBackendVariantPack Pack(ulong q, ulong k, ulong v, ulong o, ulong bias, ulong workspace)
+    public CudnnBackendVariantPack Pack(ulong q, ulong k, ulong v, ulong o, ulong mask, ulong workspace)
     {
         ObjectDisposedException.ThrowIf(_scale == null, this);
-        ulong[] pointers = _bias ? [q, k, v, o, bias, (ulong)_scale] : [q, k, v, o, (ulong)_scale];
-        long[] uids = _bias ? [UidQ, UidK, UidV, UidO, UidBias, UidScale] : [UidQ, UidK, UidV, UidO, UidScale];
-        return Cudnn.BackendVariantPackOf(uids, pointers, workspace);
+        List<ulong> pointers = [q, k, v, o, (ulong)_scale];
+        List<long> uids = [UidQ, UidK, UidV, UidO, UidScale];
+        if (_bias)
+        {
+            pointers.Add(mask);
+            uids.Add(UidBias);
+        }
+        else if (_lengths)
+        {
+            pointers.AddRange([mask, mask + ((ulong)_batch * sizeof(int)), (ulong)(_scale + 1)]);
+            uids.AddRange([UidSeqQ, UidSeqKv, UidNegativeInfinity]);
+        }
+
+        return Cudnn.BackendVariantPackOf([.. uids], [.. pointers], workspace);
     }
 
     /// <summary>Enqueues the attention on the handle's stream with the addresses of <paramref name="pack"/> (<see cref="Pack"/>).</summary>

@@ -60,6 +60,7 @@ public sealed unsafe class CudnnAttentionGpuTests
         using var qkv = CudaDriver.Allocate(qkvElements * 2);
         using var o = CudaDriver.Allocate(oElements * 2);
         using var bias = CudaDriver.Allocate((long)b * s * 2);
+        using var lengths = CudaDriver.Allocate(2L * b * sizeof(int));
         probe.Fill(qkv, 7);
         CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle);
         CudaDriver.Synchronize(stream);
@@ -71,13 +72,22 @@ public sealed unsafe class CudnnAttentionGpuTests
         // Each configuration heuristics mode A offers that finalizes, in its order (the planner times them and keeps the
         // fastest): session 48 on an H100 at BERT's shape, with a bias the first was fastest (27.2 us); without one the
         // second ran 22.3 us against the first's 29.2.
-        foreach (var withBias in new[] { true, false })
+        // The padding mask as sequence lengths (cudnn-frontend's padding_mask): every key kept (what a full batch gives a
+        // per-key bias of zeros), then key lengths drawn from 64..128 (the rows and keys past them skipped).
+        var random = new Random(5);
+        int[] full = [.. Enumerable.Repeat(s, 2 * b)], ragged = [.. Enumerable.Repeat(s, b), .. Enumerable.Range(0, b).Select(_ => random.Next(64, s + 1))];
+        foreach (var (withBias, keyLengths) in new (bool, int[]?)[] { (true, null), (false, null), (false, full), (false, ragged) })
         {
-            var kind = withBias ? "cudnn sdpa (+bias [b,1,1,s])" : "cudnn sdpa (no bias)";
+            var kind = withBias ? "cudnn sdpa (+bias [b,1,1,s])" : keyLengths is null ? "cudnn sdpa (no bias)" : keyLengths == full ? "cudnn sdpa (sequence lengths, all s)" : "cudnn sdpa (sequence lengths, keys 64..s)";
+            if (keyLengths is not null)
+            {
+                CudaDriver.CopyToDeviceSync(lengths.Pointer, MemoryMarshal.AsBytes(keyLengths.AsSpan()));
+            }
+
             CudnnAttention attention;
             try
             {
-                attention = new CudnnAttention(handle, b, h, s, s, d, qkvStrides, qkvStrides, qkvStrides, oStrides, 1f / MathF.Sqrt(d), withBias, candidates: 8);
+                attention = new CudnnAttention(handle, b, h, s, s, d, qkvStrides, qkvStrides, qkvStrides, oStrides, 1f / MathF.Sqrt(d), withBias, candidates: 8, sequenceLengths: keyLengths is not null);
             }
             catch (CudaException e)
             {
@@ -89,7 +99,7 @@ public sealed unsafe class CudnnAttentionGpuTests
             using (attention)
             {
                 using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
-                using var pack = attention.Pack(q, k, v, o.Pointer, bias.Pointer, workspace.Pointer);
+                using var pack = attention.Pack(q, k, v, o.Pointer, keyLengths is null ? bias.Pointer : lengths.Pointer, workspace.Pointer);
                 for (var candidate = 0; candidate < attention.CandidateCount; candidate++)
                 {
                     var label = $"{kind}, candidate {candidate}";
@@ -108,6 +118,111 @@ public sealed unsafe class CudnnAttentionGpuTests
         }
 
         Assert.True(failures.Count == 0, string.Join("; ", failures));
+    }
+
+    [Fact]
+    public void Cudnn_sdpa_with_sequence_lengths_matches_a_cpu_reference_and_reports_what_it_writes_past_them()
+    {
+        Gpu.Require();
+        using var probe = new CudnnProbe();
+        const int b = 5, h = 3, s = 64, d = 64;
+        var scale = 1f / MathF.Sqrt(d);
+        var count = b * h * s * d;
+        var rng = new Random(99);
+        Half[] Random() => [.. Enumerable.Range(0, count).Select(_ => (Half)((rng.NextDouble() * 2) - 1))];
+        var (q, k, v) = (Random(), Random(), Random());
+
+        // Query lengths (all s but item 3's 40), then key lengths: full, a prefix, one key, none, full.
+        int[] lengths = [s, s, s, 40, s, s, 50, 1, 0, s];
+        var bias = new Half[b * s];
+        for (var item = 0; item < b; item++)
+        {
+            for (var j = lengths[b + item]; j < s; j++)
+            {
+                bias[(item * s) + j] = Half.NegativeInfinity;
+            }
+        }
+
+        long[] strides = [(long)h * s * d, (long)s * d, d, 1];
+        CudnnAttention attention;
+        try
+        {
+            attention = new CudnnAttention(probe.Handle, b, h, s, s, d, strides, strides, strides, strides, scale, bias: false, sequenceLengths: true);
+        }
+        catch (CudaException e)
+        {
+            Gpu.Publish(ReportFile, $"| cudnn sdpa (sequence lengths) vs cpu | b={b} h={h} s={s} d={d} | failed: {e.Message} |");
+            throw;
+        }
+
+        using (attention)
+        {
+            using var dq = CudaDriver.Allocate(count * 2L);
+            using var dk = CudaDriver.Allocate(count * 2L);
+            using var dv = CudaDriver.Allocate(count * 2L);
+            using var dout = CudaDriver.Allocate(count * 2L);
+            using var dlengths = CudaDriver.Allocate(lengths.Length * sizeof(int));
+            using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
+            CudaDriver.CopyToDeviceSync(dq.Pointer, MemoryMarshal.AsBytes(q.AsSpan()));
+            CudaDriver.CopyToDeviceSync(dk.Pointer, MemoryMarshal.AsBytes(k.AsSpan()));
+            CudaDriver.CopyToDeviceSync(dv.Pointer, MemoryMarshal.AsBytes(v.AsSpan()));
+            CudaDriver.CopyToDeviceSync(dlengths.Pointer, MemoryMarshal.AsBytes(lengths.AsSpan()));
+            var sentinel = Enumerable.Repeat((Half)7f, count).ToArray(); // what was there before: shows the rows it leaves
+            CudaDriver.CopyToDeviceSync(dout.Pointer, MemoryMarshal.AsBytes(sentinel.AsSpan()));
+            using (var pack = attention.Pack(dq.Pointer, dk.Pointer, dv.Pointer, dout.Pointer, dlengths.Pointer, workspace.Pointer))
+            {
+                attention.Execute(probe.Handle, pack);
+            }
+
+            CudaDriver.Synchronize(probe.Stream);
+            var output = new Half[count];
+            CudaDriver.CopyToHostSync(MemoryMarshal.AsBytes(output.AsSpan()), dout.Pointer);
+            var shape = new CudnnAttentionShape(b, h, s, s, d, strides, strides, strides, strides, [0, 0, 0], scale, true);
+            double[] expected;
+            fixed (Half* qp = q, kp = k, vp = v, bp = bias)
+            {
+                expected = CpuKernelRunner.CudnnAttentionReference(shape, qp, kp, vp, bp);
+            }
+
+            var error = 0.0;
+            var notes = new List<string>();
+            for (var item = 0; item < b; item++)
+            {
+                var (past, none) = (new HashSet<string>(), new HashSet<string>());
+                for (var i = item * h * s * d; i < (item + 1) * h * s * d; i++)
+                {
+                    var row = i / d % s;
+                    var actual = (double)output[i];
+                    var describe = double.IsNaN(actual) ? "NaN" : actual == 7 ? "left as it was" : actual == 0 ? "0" : "other values";
+                    if (row >= lengths[item])
+                    {
+                        past.Add(describe);
+                    }
+                    else if (lengths[b + item] == 0)
+                    {
+                        none.Add(describe);
+                    }
+                    else
+                    {
+                        error = Math.Max(error, double.IsFinite(actual) ? Math.Abs(actual - expected[i]) : double.PositiveInfinity);
+                    }
+                }
+
+                if (past.Count > 0)
+                {
+                    notes.Add($"item {item}: rows past its query length {lengths[item]}: {string.Join(", ", past.Order())}");
+                }
+
+                if (none.Count > 0)
+                {
+                    notes.Add($"item {item}: no key kept: {string.Join(", ", none.Order())}");
+                }
+            }
+
+            var engine = $"engine {attention.EngineGlobalIndex} (offered: {string.Join(",", attention.Offered)})";
+            Gpu.Publish(ReportFile, string.Create(CultureInfo.InvariantCulture, $"| cudnn sdpa (sequence lengths) vs cpu | b={b} h={h} s={s} d={d}, key lengths {string.Join(",", lengths[b..])} | {engine} | max abs error {error:E2} over the kept rows; {string.Join("; ", notes)} |"));
+            Assert.True(error <= 2e-2, $"max abs error {error} over the kept rows ({engine}); {string.Join("; ", notes)}");
+        }
     }
 
     /// <summary>One run at a contiguous [b, h, s, d] layout against softmax(Q K^T * scale + bias) V in double: the max abs error and the engine.</summary>
