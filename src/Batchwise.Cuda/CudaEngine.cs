@@ -89,6 +89,9 @@ public sealed class CudaEngine : IEngine
                 AttentionChoice.Own => "own (BATCHWISE_ATTENTION=own): the engine's fused attention kernel",
                 _ => "auto: cuDNN's fused attention for blocks of half plans with at least as many (batch item, head) pairs as the device has multiprocessors, where cuDNN takes them (a padding mask as a half bias per key); the engine's fused kernel for smaller ones and for masks that vary by query, as causal ones do (BATCHWISE_ATTENTION=own|cudnn forces one)",
             },
+            ["attention_mask"] = GraphCompiler.AttentionMaskFromEnvironment
+                ? "lengths (cuDNN's attention takes a padding mask that keeps each item's first keys as sequence lengths, found by one small kernel a run; the own kernel computes the items whose mask is not such a prefix; BATCHWISE_ATTENTION_MASK=bias gives it every mask as a half bias)"
+                : "bias (BATCHWISE_ATTENTION_MASK=bias): cuDNN's attention takes every mask as a half bias",
             ["attention_configs"] = GraphCompiler.AttentionConfigsFromEnvironment <= 1 || !CudaSession.TimesTactics(options.Tactics)
                 ? "1 (cuDNN's attention: the heuristics' first configuration that finalizes)"
                 : string.Create(CultureInfo.InvariantCulture, $"{GraphCompiler.AttentionConfigsFromEnvironment} (cuDNN's attention: the fastest of the heuristics' first {GraphCompiler.AttentionConfigsFromEnvironment} configurations that finalize, timed when the plan is built and kept in the timing cache; BATCHWISE_ATTENTION_CONFIGS=1 takes the first untimed)"),
@@ -539,6 +542,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <inheritdoc/>
     public int AttentionConfigs { get; internal set; } = GraphCompiler.AttentionConfigsFromEnvironment;
+
+    /// <inheritdoc/>
+    public bool AttentionSequenceLengths { get; internal set; } = GraphCompiler.AttentionMaskFromEnvironment;
 
     /// <summary>The fused attention kernel's query rows a block (BATCHWISE_ATTENTION_ROWS=64|128; tests set it).</summary>
     public int AttentionRows { get; internal set; } = GraphCompiler.AttentionRowsFromEnvironment;

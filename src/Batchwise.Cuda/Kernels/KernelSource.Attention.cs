@@ -100,7 +100,7 @@ internal static partial class KernelSource
     /// value the kernel would have written, quantized (rint(v / s) + z, saturated, less the shift): the same bytes as
     /// writing O and quantizing it after.
     /// </summary>
-    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null, int rows = AttentionRows)
+    public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null, int rows = AttentionRows, bool onlyFlagged = false)
     {
         if (paddedHead % 16 != 0 || paddedHead < 16 || paddedHead > AttentionMaxHead)
         {
@@ -165,6 +165,7 @@ internal static partial class KernelSource
                 const i64 bh = blk / {{tiles}};
                 const i64 tile = blk - bh * {{tiles}};
                 const i64 b = bh / {{heads_}}, h = bh - b * {{heads_}};
+                {{(onlyFlagged ? $"if (only[2 * {w.I64("items", batch)} + b] == 0) return; // an item cuDNN computed (AttentionSequenceLengths)" : string.Empty)}}
                 const unsigned short* qg = (const unsigned short*)q + b * {{qs[0]}} + h * {{qs[1]}};
                 const unsigned short* kg = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
                 const unsigned short* vg = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
@@ -386,7 +387,7 @@ internal static partial class KernelSource
 """ : QuantizedAttentionStore(w, quantize.Value, osb, osh, osr, qp, block))}}
 
             """);
-        var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {KernelWriter.ArgsParameter}");
+        var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {(onlyFlagged ? "const int* __restrict__ only, " : string.Empty)}{KernelWriter.ArgsParameter}");
         return code with { Source = AttentionHelpers + code.Source };
     }
 

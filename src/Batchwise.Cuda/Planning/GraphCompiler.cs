@@ -150,6 +150,12 @@ internal interface IPlanTarget
     /// <summary>Who runs recognised attention blocks (<see cref="GraphCompiler.AttentionFromEnvironment"/>): the own kernel here; a session takes BATCHWISE_ATTENTION's.</summary>
     AttentionChoice Attention => AttentionChoice.Own;
 
+    /// <summary>
+    /// Whether cuDNN's attention takes a per-key padding mask as sequence lengths (<see cref="GraphCompiler.AttentionMaskFromEnvironment"/>):
+    /// true here, as in a session unless BATCHWISE_ATTENTION_MASK=bias.
+    /// </summary>
+    bool AttentionSequenceLengths => true;
+
     /// <summary>How many of cuDNN's attention configurations a plan times where tactics are timed (<see cref="GraphCompiler.AttentionConfigsFromEnvironment"/>): 1 (the heuristics' first) here; a session takes BATCHWISE_ATTENTION_CONFIGS's.</summary>
     int AttentionConfigs => 1;
 

@@ -722,9 +722,11 @@ internal static partial class CpuKernelRunner
     /// cuDNN's fused attention by its definition (<see cref="CudnnAttentionShape"/>): O = softmax(Q K^T scale + bias) V per
     /// (batch, head, row), in double from the half operands (Q, K, V at their shape's strides, each pointer already at its
     /// offset; the bias [batch, keys], or [batch, rows, keys] where the shape says per row, or null), returned dense in (batch, head, row, column) order; a row whose every score
-    /// is -inf gives NaN, as cuDNN's softmax does.
+    /// is -inf gives NaN, as cuDNN's softmax does. With <paramref name="lengths"/> (the shape's sequence lengths: queries,
+    /// then keys, a batch item each) only the first keys of each item count, and an item with none (or a row past its
+    /// query length) gives NaN: what the engine's own kernel must then overwrite.
     /// </summary>
-    internal static unsafe double[] CudnnAttentionReference(CudnnAttentionShape s, Half* q, Half* k, Half* v, Half* bias)
+    internal static unsafe double[] CudnnAttentionReference(CudnnAttentionShape s, Half* q, Half* k, Half* v, Half* bias, int* lengths = null)
     {
         var o = new double[(long)s.Batch * s.Heads * s.Rows * s.HeadDim];
         var scores = new double[s.Keys];
@@ -744,6 +746,11 @@ internal static partial class CpuKernelRunner
                         }
 
                         scores[j] = (dot * s.Scale) + (bias is null ? 0 : (double)bias[((((long)b * (s.BiasPerRow ? s.Rows : 1)) + (s.BiasPerRow ? r : 0)) * s.Keys) + j]);
+                        if (lengths is not null && (j >= lengths[s.Batch + b] || r >= lengths[b]))
+                        {
+                            scores[j] = double.NegativeInfinity;
+                        }
+
                         max = Math.Max(max, scores[j]);
                     }
 
@@ -776,7 +783,7 @@ internal static partial class CpuKernelRunner
     {
         var s = step.Shape;
         var o = (Half*)pointers[step.Buffers[0]];
-        var values = CudnnAttentionReference(s, (Half*)pointers[step.Buffers[1]] + s.Offsets[0], (Half*)pointers[step.Buffers[2]] + s.Offsets[1], (Half*)pointers[step.Buffers[3]] + s.Offsets[2], s.Bias ? (Half*)pointers[step.Buffers[4]] : null);
+        var values = CudnnAttentionReference(s, (Half*)pointers[step.Buffers[1]] + s.Offsets[0], (Half*)pointers[step.Buffers[2]] + s.Offsets[1], (Half*)pointers[step.Buffers[3]] + s.Offsets[2], s.Bias ? (Half*)pointers[step.Buffers[4]] : null, s.SequenceLengths ? (int*)pointers[step.Buffers[4]] : null);
         var i = 0;
         for (var b = 0; b < s.Batch; b++)
         {

@@ -13,8 +13,8 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class CudnnAttentionPlanTests
 {
-    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Attention = AttentionChoice.Cudnn }.Compile(model, inputs);
+    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool lengths = false) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Attention = AttentionChoice.Cudnn, AttentionSequenceLengths = lengths }.Compile(model, inputs);
 
     public static TheoryData<string, int> Cases() => new()
     {
@@ -142,6 +142,56 @@ public sealed class CudnnAttentionPlanTests
         var bias = Assert.Single(plan.Steps, s => s.Node.EndsWith("(bias)", StringComparison.Ordinal));
         Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.Equal(bias.Buffers[0], s.Buffers[4]));
         SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("expanded_padding_mask", model, inputs, plan);
+    }
+
+    public static TheoryData<string, long[][]> PaddingMasks() => new()
+    {
+        // Every key kept, then the second sequence right-padded: prefixes, cuDNN computes every item.
+        { "prefixes", [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]] },
+        // Left padding (GPT-2's), keys kept out of order, and an item with no key: the own kernel computes those.
+        { "left_padded", [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]] },
+        { "holes_and_none", [[1, 0, 1, 1, 0], [0, 0, 0, 0, 0]] },
+    };
+
+    [Theory]
+    [MemberData(nameof(PaddingMasks))]
+    public void A_padding_mask_goes_as_sequence_lengths_and_the_own_kernel_computes_the_items_that_are_no_kept_prefix(string name, long[][] pattern)
+    {
+        // Two layers read one expanded padding mask over 40 keys (the pattern's five values, each for 8 keys in a row):
+        // one lengths kernel serves both cuDNN steps; each layer's own kernel then computes the flagged items.
+        const int b = 2, n = 40;
+        var model = SdpaAttentionPlanTests.ExpandedPaddingMask(b, 2, n, 32);
+        var inputs = SdpaAttentionPlanTests.Inputs(model, 8).Select(t => t.ElementType != ElementType.Int64 ? t
+            : Tensor.From<long>(ElementType.Int64, [b, n], [.. Enumerable.Range(0, b * n).Select(i => pattern[i / n][i % n / 8])])).ToList();
+        var plan = Compile(model, inputs, lengths: true);
+        Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.True(s.Shape.SequenceLengths && !s.Shape.Bias));
+        var lengths = Assert.Single(plan.Steps, s => s.Node.EndsWith("(sequence lengths)", StringComparison.Ordinal));
+        Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.Equal(lengths.Buffers[0], s.Buffers[4]));
+        var fixups = plan.Steps.Where(s => s.Node.EndsWith("(items not a kept prefix)", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, fixups.Count);
+        Assert.All(fixups, s => Assert.Equal(lengths.Buffers[0], s.Buffers[5]));
+        Assert.DoesNotContain(plan.Steps, s => s.Node.EndsWith("(bias)", StringComparison.Ordinal) || s.Node.EndsWith("(rows masked entirely)", StringComparison.Ordinal));
+
+        // The reference cuDNN step writes NaN for an item it is given no key of: the own kernel must overwrite it (zeros
+        // for the item with none, as the safe-softmax tail makes them).
+        var none = pattern.Count(p => p.All(x => x == 0));
+        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("padding_lengths_" + name, model, inputs, plan, (0, none * 2 * n * 32));
+    }
+
+    [Theory]
+    [InlineData(null, true)]
+    [InlineData("", true)]
+    [InlineData("lengths", true)]
+    [InlineData(" Bias ", false)]
+    public void The_attention_mask_setting_defaults_to_sequence_lengths(string? text, bool lengths) =>
+        Assert.Equal(lengths, GraphCompiler.AttentionMaskFrom(text));
+
+    [Fact]
+    public void An_attention_mask_setting_other_than_lengths_or_bias_is_refused_naming_both()
+    {
+        var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.AttentionMaskFrom("prefix"));
+        Assert.Contains("BATCHWISE_ATTENTION_MASK 'prefix'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("BATCHWISE_ATTENTION_MASK=bias", e.Hint, StringComparison.Ordinal);
     }
 
     [Fact]

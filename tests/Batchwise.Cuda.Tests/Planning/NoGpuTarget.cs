@@ -84,6 +84,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public AttentionChoice Attention { get; init; } = AttentionChoice.Own;
 
+    public bool AttentionSequenceLengths { get; init; } = true;
+
     public int AttentionRows { get; init; } = KernelSource.AttentionRows;
 
     public bool ProgrammaticLaunch { get; init; }

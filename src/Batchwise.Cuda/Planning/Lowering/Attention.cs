@@ -234,14 +234,18 @@ internal sealed partial class GraphCompiler
         }
 
         var keyShape = kt.Shape[..^2].Concat(new[] { sk, d }).ToArray();
+        var flagged = -1;
         if (_target.Attention != AttentionChoice.Own && quantize is null && d == dv
-            && TryEmitCudnnAttention(y, [(qo.Value, Strides(q.Shape, qo.Memory, sq, d), qo.Offset), (keys, Strides(keyShape, keyMemory, sk, d), keyOffset), (vo.Value, Strides(v.Shape, vo.Memory, sk, dv), vo.Offset)], outStrides is null ? Strides(y.Shape, KernelSource.Strides(y.Shape), sq, dv) : [.. outStrides, 1], batch, heads, sq, sk, d, scale, mask is null ? null : (mo.Value, Strides(mask.Shape, mo.Memory, sq, sk), mo.Offset, select), zeroEmptyRows))
+            && TryEmitCudnnAttention(y, [(qo.Value, Strides(q.Shape, qo.Memory, sq, d), qo.Offset), (keys, Strides(keyShape, keyMemory, sk, d), keyOffset), (vo.Value, Strides(v.Shape, vo.Memory, sk, dv), vo.Offset)], outStrides is null ? Strides(y.Shape, KernelSource.Strides(y.Shape), sq, dv) : [.. outStrides, 1], batch, heads, sq, sk, d, scale, mask is null ? null : (mo.Value, Strides(mask.Shape, mo.Memory, sq, sk), mo.Offset, select), zeroEmptyRows, out flagged)
+            && flagged < 0)
         {
             return true;
         }
 
-        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows);
-        Emit(new KernelStep(_node, code, KernelSource.AttentionThreads(batch, heads, sq, rows), KernelSource.AttentionThreadsPerBlock(rows), [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
+        // The own kernel: the block's, or (after cuDNN took the mask as sequence lengths) the items it flagged.
+        var onlyFlagged = flagged >= 0;
+        var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows, onlyFlagged);
+        Emit(new KernelStep(onlyFlagged ? _node + " (items not a kept prefix)" : _node, code, KernelSource.AttentionThreads(batch, heads, sq, rows), KernelSource.AttentionThreadsPerBlock(rows), onlyFlagged ? [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), Dev(mo.Value), flagged] : [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
         return true;
     }
 

@@ -28,18 +28,22 @@ internal enum AttentionChoice
 /// A recognised attention block (<see cref="TryLowerAttention"/>) run by cuDNN's fused scaled-dot-product attention
 /// instead of the engine's own kernel (<see cref="AttentionChoice"/>; <see cref="CudnnAttention"/>): half operands whose
 /// heads are as wide for K and V, at most 128 and a multiple of 8, every stride but the last and every offset a multiple
-/// of 8 elements, the last contiguous, and a mask (if any) alike for every head. The mask becomes a half bias [batch,
-/// keys], or [batch, queries, keys] where it varies by query (Hugging Face's masks are materialised so), made by one
-/// small kernel once for the blocks reading it; where the graph's "safe softmax" tail zeroes rows masked entirely, a
-/// second small kernel zeroes those rows of the output after cuDNN (whose softmax gives NaN there). Anything cuDNN
-/// refuses (its heuristics offer no engine that finalizes) keeps the own kernel.
+/// of 8 elements, the last contiguous, and a mask (if any) alike for every head. A boolean mask alike for every query
+/// that keeps keys as 0 and drops them as -inf (or at most <see cref="KernelSource.AttentionDropBias"/>) becomes sequence
+/// lengths (<see cref="AttentionMaskFromEnvironment"/>): one small kernel a run finds each item's kept prefix, cuDNN
+/// skips what lies past it, and the own kernel (its flagged form) computes after cuDNN the items whose mask is no such
+/// prefix (kept keys out of order, or none). Any other mask becomes a half bias [batch, keys], or [batch, queries, keys]
+/// where it varies by query (Hugging Face's masks are materialised so), made by one small kernel once for the blocks
+/// reading it; where the graph's "safe softmax" tail zeroes rows masked entirely, a second small kernel zeroes those
+/// rows of the output after cuDNN (whose softmax gives NaN there). Anything cuDNN refuses (its heuristics offer no
+/// engine that finalizes) keeps the own kernel.
 /// </summary>
 internal sealed partial class GraphCompiler
 {
     /// <summary>cuDNN attention plans by shape (null where cuDNN refused it), shared by the blocks of this plan.</summary>
     private readonly Dictionary<string, CudnnAttention?> _cudnnAttentions = new(StringComparer.Ordinal);
 
-    /// <summary>The half bias made from a mask, by the mask's buffer and how it is read: BERT's layers read one mask, so one bias kernel serves them all (values are written once, so a buffer read the same way gives the same bias).</summary>
+    /// <summary>The half bias (or the sequence lengths) made from a mask, by the mask's buffer and how it is read: BERT's layers read one mask, so one kernel serves them all (values are written once, so a buffer read the same way gives the same bias).</summary>
     private readonly Dictionary<(int MaskBuffer, string View), int> _cudnnAttentionBiases = [];
 
     /// <summary>BATCHWISE_ATTENTION: auto (the default: cuDNN's fused attention for large blocks), own (the engine's fused kernel) or cudnn (cuDNN's wherever it takes the block).</summary>
@@ -50,6 +54,27 @@ internal sealed partial class GraphCompiler
         "cudnn" => AttentionChoice.Cudnn,
         var other => throw new BatchwiseException($"BATCHWISE_ATTENTION '{other}' is not auto, own or cudnn", "Unset it (cuDNN's fused attention for blocks of as many (batch, head) pairs as multiprocessors whose mask is alike for every query, the own kernel otherwise), or set BATCHWISE_ATTENTION=own (the engine's kernel always) or cudnn (cuDNN's wherever it takes the block)."),
     };
+
+    /// <summary>
+    /// BATCHWISE_ATTENTION_MASK: lengths (the default: a per-key padding mask that keeps each item's first keys given to
+    /// cuDNN's attention as sequence lengths) or bias (every mask as a half bias).
+    /// </summary>
+    internal static bool AttentionMaskFromEnvironment => AttentionMaskFrom(Environment.GetEnvironmentVariable("BATCHWISE_ATTENTION_MASK"));
+
+    /// <summary><see cref="AttentionMaskFromEnvironment"/> from the variable's text (true: lengths); anything else refused in one line.</summary>
+    internal static bool AttentionMaskFrom(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "lengths" => true,
+        "bias" => false,
+        var other => throw new BatchwiseException($"BATCHWISE_ATTENTION_MASK '{other}' is not lengths or bias", "Unset it (a padding mask that keeps each item's first keys goes to cuDNN's attention as sequence lengths), or set BATCHWISE_ATTENTION_MASK=bias (every mask as a half bias)."),
+    };
+
+    /// <summary>
+    /// Whether a boolean mask's two values are 0 (kept) and at most <see cref="KernelSource.AttentionDropBias"/> (dropped),
+    /// one each: what <see cref="KernelSource.AttentionSequenceLengths"/> reads as kept keys.
+    /// </summary>
+    private static bool KeepsOrDrops((double WhenTrue, double WhenFalse)? select) => select is var (t, f)
+        && ((t == 0 && f <= KernelSource.AttentionDropBias) || (f == 0 && t <= KernelSource.AttentionDropBias));
 
     /// <summary>
     /// Whether <see cref="IPlanTarget.Attention"/> gives a block of <paramref name="batch"/> x <paramref name="heads"/>
@@ -66,10 +91,12 @@ internal sealed partial class GraphCompiler
     /// Emits the block as cuDNN's attention into <paramref name="y"/>: Q, K (as [.., key, d]) and V with their
     /// (batch, head, row, column) strides and offsets in elements, O's strides, the mask's (condition or half values,
     /// strides, offset, the boolean's two values). False, with nothing emitted, where it does not qualify or the choice
-    /// (<see cref="AttentionGoesToCudnn"/>) keeps the own kernel.
+    /// (<see cref="AttentionGoesToCudnn"/>) keeps the own kernel. <paramref name="flagged"/>: where the mask went as
+    /// sequence lengths, their buffer, whose flags name the items the caller's own kernel must compute after cuDNN; else -1.
     /// </summary>
-    private bool TryEmitCudnnAttention(PlanValue y, (PlanValue Value, long[] Strides, long Offset)[] qkv, long[] outStrides, long batch, long heads, long rows, long keys, long d, double scale, (PlanValue Value, long[] Strides, long Offset, (double WhenTrue, double WhenFalse)? Select)? mask, bool zeroEmptyRows)
+    private bool TryEmitCudnnAttention(PlanValue y, (PlanValue Value, long[] Strides, long Offset)[] qkv, long[] outStrides, long batch, long heads, long rows, long keys, long d, double scale, (PlanValue Value, long[] Strides, long Offset, (double WhenTrue, double WhenFalse)? Select)? mask, bool zeroEmptyRows, out int flagged)
     {
+        flagged = -1;
         static bool Aligned(long[] strides, long offset) => strides[^1] == 1 && strides[..^1].All(s => s % 8 == 0) && offset % 8 == 0;
 
         // An axis of extent 1 has no stride that matters (the planner writes 0 there): cuDNN gets one past the others' span.
@@ -97,13 +124,14 @@ internal sealed partial class GraphCompiler
             return false;
         }
 
-        var shape = new CudnnAttentionShape((int)batch, (int)heads, (int)rows, (int)keys, (int)d, qkv[0].Strides, qkv[1].Strides, qkv[2].Strides, outStrides, [qkv[0].Offset, qkv[1].Offset, qkv[2].Offset], (float)scale, mask is not null, biasRows > 1);
+        var lengths = mask is { } ml && biasRows == 1 && _target.AttentionSequenceLengths && KeepsOrDrops(ml.Select) && batch * 3 <= int.MaxValue;
+        var shape = new CudnnAttentionShape((int)batch, (int)heads, (int)rows, (int)keys, (int)d, qkv[0].Strides, qkv[1].Strides, qkv[2].Strides, outStrides, [qkv[0].Offset, qkv[1].Offset, qkv[2].Offset], (float)scale, mask is not null && !lengths, biasRows > 1, lengths);
         CudnnAttention? attention = null;
         if (!_target.PlansMatmulsWithoutLibrary)
         {
             // One cuDNN plan (its engine compiled at run time) for the plan's blocks of one shape: offsets are applied to
             // the addresses, so BERT's layers share it.
-            var key = FormattableString.Invariant($"{shape.Batch},{shape.Heads},{shape.Rows},{shape.Keys},{shape.HeadDim};{string.Join(',', shape.Q)};{string.Join(',', shape.K)};{string.Join(',', shape.V)};{string.Join(',', shape.O)};{shape.Scale:R};{shape.Bias};{shape.BiasPerRow}");
+            var key = FormattableString.Invariant($"{shape.Batch},{shape.Heads},{shape.Rows},{shape.Keys},{shape.HeadDim};{string.Join(',', shape.Q)};{string.Join(',', shape.K)};{string.Join(',', shape.V)};{string.Join(',', shape.O)};{shape.Scale:R};{shape.Bias};{shape.BiasPerRow}") + (shape.SequenceLengths ? ";lengths" : string.Empty);
             if (!_cudnnAttentions.TryGetValue(key, out attention))
             {
                 try
@@ -130,12 +158,22 @@ internal sealed partial class GraphCompiler
             var maskBatchStride = batch > 1 ? mk.Strides[0] : 0;
             var maskBuffer = Dev(mk.Value);
             var maskRowStride = biasRows > 1 ? mk.Strides[2] : 0;
-            var view = FormattableString.Invariant($"{St(mk.Value)},{batch},{biasRows},{keys},{maskBatchStride},{maskRowStride},{mk.Strides[3]},{mk.Offset},{mk.Select}");
+            var view = FormattableString.Invariant($"{St(mk.Value)},{batch},{biasRows},{keys},{maskBatchStride},{maskRowStride},{mk.Strides[3]},{mk.Offset},{mk.Select}") + (lengths ? FormattableString.Invariant($";lengths,{rows}") : string.Empty);
             if (!_cudnnAttentionBiases.TryGetValue((maskBuffer, view), out bias))
             {
-                var b = Temp(ElementType.Float16, [batch, biasRows, keys]);
-                Emit(new KernelStep(_node + " (bias)", KernelSource.AttentionBias(St(mk.Value), batch, biasRows, keys, maskBatchStride, maskRowStride, mk.Strides[3], mk.Offset, mk.Select), batch * biasRows * keys, KernelSource.BlockSize, [Dev(b), maskBuffer]));
-                bias = Dev(b);
+                if (lengths)
+                {
+                    var l = Temp(ElementType.Int32, [3 * batch]);
+                    Emit(new KernelStep(_node + " (sequence lengths)", KernelSource.AttentionSequenceLengths(St(mk.Value), batch, rows, keys, maskBatchStride, mk.Strides[3], mk.Offset, mk.Select), batch * KernelSource.AttentionZeroThreads, KernelSource.AttentionZeroThreads, [Dev(l), maskBuffer]));
+                    bias = Dev(l);
+                }
+                else
+                {
+                    var b = Temp(ElementType.Float16, [batch, biasRows, keys]);
+                    Emit(new KernelStep(_node + " (bias)", KernelSource.AttentionBias(St(mk.Value), batch, biasRows, keys, maskBatchStride, maskRowStride, mk.Strides[3], mk.Offset, mk.Select), batch * biasRows * keys, KernelSource.BlockSize, [Dev(b), maskBuffer]));
+                    bias = Dev(b);
+                }
+
                 _cudnnAttentionBiases[(maskBuffer, view)] = bias;
             }
         }
@@ -146,7 +184,11 @@ internal sealed partial class GraphCompiler
             ReserveWorkspace(attention.WorkspaceBytes);
         }
 
-        if (zeroEmptyRows && mask is not null)
+        if (lengths)
+        {
+            flagged = bias;
+        }
+        else if (zeroEmptyRows && mask is not null)
         {
             Emit(new KernelStep(_node + " (rows masked entirely)", KernelSource.AttentionZeroMaskedRows(keys, heads, rows, biasRows, d, outStrides), batch * biasRows * KernelSource.AttentionZeroThreads, KernelSource.AttentionZeroThreads, [Dev(y), bias]));
         }
@@ -178,7 +220,7 @@ internal sealed partial class GraphCompiler
     /// </summary>
     private CudnnAttention ChosenCudnnAttention(CudnnAttentionShape shape, string shapeKey)
     {
-        CudnnAttention Build(int candidates, int only = -1) => new(_target.PlanningCudnn, shape.Batch, shape.Heads, shape.Rows, shape.Keys, shape.HeadDim, shape.Q, shape.K, shape.V, shape.O, shape.Scale, shape.Bias, shape.BiasPerRow, candidates, only);
+        CudnnAttention Build(int candidates, int only = -1) => new(_target.PlanningCudnn, shape.Batch, shape.Heads, shape.Rows, shape.Keys, shape.HeadDim, shape.Q, shape.K, shape.V, shape.O, shape.Scale, shape.Bias, shape.BiasPerRow, candidates, only, shape.SequenceLengths);
         var configs = _target.AttentionConfigs;
         if (_target.Tactics is not { } cache || configs <= 1)
         {
@@ -221,8 +263,8 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// The fastest of <paramref name="attention"/>'s candidates (<see cref="FastestCandidate"/>'s rule) on scratch Q, K,
-    /// V, O and bias buffers as long as the strides reach (<see cref="ScratchOperand"/>'s data), and its time; index -1
-    /// when none ran.
+    /// V, O and bias buffers as long as the strides reach (<see cref="ScratchOperand"/>'s data; a bias of zeros, or
+    /// sequence lengths that keep every query and key: a full batch), and its time; index -1 when none ran.
     /// </summary>
     private static (int Index, double Milliseconds) TimeCudnnAttention(CudnnAttention attention, CudnnAttentionShape shape)
     {
@@ -234,8 +276,11 @@ internal sealed partial class GraphCompiler
         using var o = ScratchOperand(Span(shape.O, shape.Rows), 2, stream);
         using var bias = CudaDriver.Allocate(Math.Max(1L, (long)shape.Batch * (shape.BiasPerRow ? shape.Rows : 1) * shape.Keys) * 2);
         CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle); // a bias of zeros: every key counts, as in a full batch
+        using var lengths = CudaDriver.Allocate(2L * shape.Batch * sizeof(int));
+        int[] full = [.. Enumerable.Repeat(shape.Rows, shape.Batch), .. Enumerable.Repeat(shape.Keys, shape.Batch)];
+        CudaDriver.CopyToDeviceSync(lengths.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(full.AsSpan()));
         using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
-        using var pack = attention.Pack(q.Pointer, k.Pointer, v.Pointer, o.Pointer, bias.Pointer, workspace.Pointer);
+        using var pack = attention.Pack(q.Pointer, k.Pointer, v.Pointer, o.Pointer, shape.SequenceLengths ? lengths.Pointer : bias.Pointer, workspace.Pointer);
         using var handle = Cudnn.Create(stream);
         using var start = CudaDriver.CreateEvent();
         using var end = CudaDriver.CreateEvent();
