@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Session 49, call 1 (~420 s; carry .device with node.tar.xz): cuDNN's attention given a padding mask as sequence lengths.
+# Session 49, call 1 (~560 s; carry .device with node.tar.xz): cuDNN's attention given a padding mask as sequence lengths.
 # 1. The probe (CudnnAttentionGpuTests): the lengths graph (cudnn-frontend's padding_mask) against the bias and no-bias
 #    graphs at BERT's shape, each configuration timed; its output against a CPU reference, and what it writes past the
 #    lengths. 2. DistilBERT and BERT exported here: `compare` against ONNX Runtime at b=64 with masks of ones, and with
 #    right-padded, left-padded and empty sequences, BATCHWISE_ATTENTION_MASK=lengths (the new default) and =bias.
-# 3. bench b=64 lengths against bias, alternating, two rounds; DistilBERT's per-step profile. 4. GPU classes to the end
-# (the attention and model classes first).
-source bench/device/call-lib.sh "${CALL_SECONDS:-420}"
+# 3. bench b=64 lengths against bias, alternating, two rounds; DistilBERT's per-step profile. 4. The peer table's rows
+# of DistilBERT and BERT (world.py, judged against session 47's peer). 5. GPU classes to the end (attention, model first).
+source bench/device/call-lib.sh "${CALL_SECONDS:-560}"
 unpack tests node || { pack; exit 1; }
 q cudnn-probe 60 env BATCHWISE_REQUIRE_GPU=1 BATCHWISE_REPORT_DIR="$R" "$TESTS" -class Batchwise.Cuda.Tests.Gpu.CudnnAttentionGpuTests
 grep -E "^\| cudnn" "$R"/cudnn-sdpa-probe.md | cut -c1-420 >> "$R/log.txt"
@@ -50,6 +50,10 @@ for round in 1 2; do
   done
 done
 q distilbert-prof 30 "$CLI" bench "$WORK/exports/distilbert/model.onnx" --shape seq=128 --engine cuda --precision fp16 -b 64 --duration 200ms --profile --json "$R/distilbert-prof.json"
+timeout "$(lim 170)" python3 bench/peers/world.py --cli "$CLI" --python python3 --out "$R/world" --work "$WORK/exports" \
+  --models distilbert,bert --jobs 2 --budget 150 --reference bench/results/h200-session47/call1/world.json.xz > "$R/world.log" 2>&1
+t "world exit $?"
+grep -E "^\*\*At|^Below|distilbert|bert" "$R/world/world.md" | cut -c1-300 >> "$R/log.txt"
 FIRST="AttentionGpuTests ModelGpuTests CudnnMatmulEpilogueGpuTests NodeGpuTests"
 BATCHWISE_ONNX_NODE_TESTS=$NODE FIRST="$FIRST" LIMITS="Int8PointwiseGpuTests=200 Int8ModelGpuTests=240 NodeGpuTests=200" TESTS=$TESTS OUT=$R/gpu LIMIT=120 DEADLINE=$(( $(left) - 15 )) bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
