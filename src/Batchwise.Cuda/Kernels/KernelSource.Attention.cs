@@ -99,6 +99,10 @@ internal static partial class KernelSource
     /// type), O is written as that QuantizeLinear's bytes stored as int8, each the float16
     /// value the kernel would have written, quantized (rint(v / s) + z, saturated, less the shift): the same bytes as
     /// writing O and quantizing it after.
+    /// With <paramref name="onlyFlagged"/> (after cuDNN's attention took a padding mask as sequence lengths) the kernel
+    /// computes only the batch items the lengths kernel flagged (<see cref="AttentionSequenceLengths"/>'s third array,
+    /// read through an extra pointer), its blocks looping over the tiles of a grid of any size
+    /// (<see cref="AttentionFlaggedThreads"/>).
     /// </summary>
     public static KernelCode Attention(int paddedHead, long batch, long heads, long sq, long sk, long d, long dv, double scale, long[] qStrides, long[] kStrides, long[] vStrides, long[]? maskStrides, long[]? offsets = null, long[]? outStrides = null, bool zeroEmptyRows = false, (double WhenTrue, double WhenFalse)? booleanMask = null, (double Scale, double Zero, ElementType Type)? quantize = null, int rows = AttentionRows, bool onlyFlagged = false)
     {
@@ -154,7 +158,7 @@ internal static partial class KernelSource
         string Chunks(int n) => n % block == 0
             ? $"for (int u = 0; u < {n / block}; u++) {{ const int i = tid + u * {block};"
             : $"for (int u = 0; u < {(n + block - 1) / block}; u++) {{ const int i = tid + u * {block}; if (i >= {n}) break;";
-        w.Body.Append($$"""
+        var body = $$"""
                 __shared__ __align__(16) unsigned short sm[2][{{stage}}];
                 const float NEG_INF = __uint_as_float(0xff800000u);
                 const float LOG2E = 1.4426950408889634f;
@@ -165,7 +169,7 @@ internal static partial class KernelSource
                 const i64 bh = blk / {{tiles}};
                 const i64 tile = blk - bh * {{tiles}};
                 const i64 b = bh / {{heads_}}, h = bh - b * {{heads_}};
-                {{(onlyFlagged ? $"if (only[2 * {w.I64("items", batch)} + b] == 0) return; // an item cuDNN computed (AttentionSequenceLengths)" : string.Empty)}}
+                {{(onlyFlagged ? $"if (only[2 * {w.I64("items", batch)} + b] == 0) continue; // an item cuDNN computed (AttentionSequenceLengths)" : string.Empty)}}
                 const unsigned short* qg = (const unsigned short*)q + b * {{qs[0]}} + h * {{qs[1]}};
                 const unsigned short* kg = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
                 const unsigned short* vg = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
@@ -386,7 +390,19 @@ internal static partial class KernelSource
                 }
 """ : QuantizedAttentionStore(w, quantize.Value, osb, osh, osr, qp, block))}}
 
-            """);
+            """;
+        if (onlyFlagged)
+        {
+            // Blocks loop over the grid's tiles (a grid of a few blocks an SM, not one a tile: most tiles are skipped), the
+            // next tile's stages after every thread is done with this one's.
+            const string Head = "const i64 blk = blockIdx.x;\n", Guard = "if (blk >= ", Offsets = "q += ";
+            var at = body.IndexOf(Head, StringComparison.Ordinal);
+            var guardEnd = body.IndexOf('\n', body.IndexOf(Guard, at, StringComparison.Ordinal)) + 1;
+            var offsetsEnd = body.IndexOf('\n', body.IndexOf(Offsets, guardEnd, StringComparison.Ordinal)) + 1;
+            body = body[..at] + body[guardEnd..offsetsEnd] + $"for (i64 blk = blockIdx.x; blk < {total}; blk += gridDim.x) {{\n" + body[offsetsEnd..] + "    __syncthreads();\n}\n";
+        }
+
+        w.Body.Append(body);
         var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {(onlyFlagged ? "const int* __restrict__ only, " : string.Empty)}{KernelWriter.ArgsParameter}");
         return code with { Source = AttentionHelpers + code.Source };
     }
@@ -410,4 +426,11 @@ internal static partial class KernelSource
 
     /// <summary>Threads to launch <see cref="Attention"/> with: a block per <paramref name="rows"/> query rows of each (batch, head).</summary>
     public static long AttentionThreads(long batch, long heads, long sq, int rows = AttentionRows) => batch * heads * ((sq + rows - 1) / rows) * AttentionThreadsPerBlock(rows);
+
+    /// <summary>
+    /// Threads of <see cref="Attention"/>'s flagged form: at most four blocks a multiprocessor (the unflagged kernel's
+    /// occupancy, so every item flagged runs about as fast as the whole block would), fewer where there are fewer tiles.
+    /// </summary>
+    public static long AttentionFlaggedThreads(long batch, long heads, long sq, int rows, int multiprocessors) =>
+        Math.Min(AttentionThreads(batch, heads, sq, rows), 4L * multiprocessors * AttentionThreadsPerBlock(rows));
 }

@@ -13,8 +13,8 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class CudnnAttentionPlanTests
 {
-    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool lengths = false) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Attention = AttentionChoice.Cudnn, AttentionSequenceLengths = lengths }.Compile(model, inputs);
+    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool lengths = false, int multiprocessors = 132) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { Attention = AttentionChoice.Cudnn, AttentionSequenceLengths = lengths, Multiprocessors = multiprocessors }.Compile(model, inputs);
 
     public static TheoryData<string, int> Cases() => new()
     {
@@ -144,38 +144,42 @@ public sealed class CudnnAttentionPlanTests
         SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("expanded_padding_mask", model, inputs, plan);
     }
 
-    public static TheoryData<string, long[][]> PaddingMasks() => new()
+    public static TheoryData<string, long[][], int> PaddingMasks() => new()
     {
         // Every key kept, then the second sequence right-padded: prefixes, cuDNN computes every item.
-        { "prefixes", [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]] },
-        // Left padding (GPT-2's), keys kept out of order, and an item with no key: the own kernel computes those.
-        { "left_padded", [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]] },
-        { "holes_and_none", [[1, 0, 1, 1, 0], [0, 0, 0, 0, 0]] },
+        { "prefixes", [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], 132 },
+        // Left padding (GPT-2's), keys kept out of order, and an item with no key: the own kernel computes those, its
+        // grid one tile a block, or (one multiprocessor: a grid of 4 blocks) each block looping over the tiles.
+        { "left_padded", [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]], 132 },
+        { "holes_and_none", [[1, 0, 1, 1, 0], [0, 0, 0, 0, 0]], 132 },
+        { "holes_and_none_looped", [[1, 0, 1, 1, 0], [0, 0, 0, 0, 0]], 1 },
     };
 
     [Theory]
     [MemberData(nameof(PaddingMasks))]
-    public void A_padding_mask_goes_as_sequence_lengths_and_the_own_kernel_computes_the_items_that_are_no_kept_prefix(string name, long[][] pattern)
+    public void A_padding_mask_goes_as_sequence_lengths_and_the_own_kernel_computes_the_items_that_are_no_kept_prefix(string name, long[][] pattern, int multiprocessors)
     {
-        // Two layers read one expanded padding mask over 40 keys (the pattern's five values, each for 8 keys in a row):
+        // Two layers (4 heads of 32) read one expanded padding mask over 40 keys (the pattern's five values, each for 8 keys in a row):
         // one lengths kernel serves both cuDNN steps; each layer's own kernel then computes the flagged items.
-        const int b = 2, n = 40;
-        var model = SdpaAttentionPlanTests.ExpandedPaddingMask(b, 2, n, 32);
+        const int b = 2, h = 4, n = 40;
+        var model = SdpaAttentionPlanTests.ExpandedPaddingMask(b, h, n, 32);
         var inputs = SdpaAttentionPlanTests.Inputs(model, 8).Select(t => t.ElementType != ElementType.Int64 ? t
             : Tensor.From<long>(ElementType.Int64, [b, n], [.. Enumerable.Range(0, b * n).Select(i => pattern[i / n][i % n / 8])])).ToList();
-        var plan = Compile(model, inputs, lengths: true);
+        var plan = Compile(model, inputs, lengths: true, multiprocessors);
         Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.True(s.Shape.SequenceLengths && !s.Shape.Bias));
         var lengths = Assert.Single(plan.Steps, s => s.Node.EndsWith("(sequence lengths)", StringComparison.Ordinal));
         Assert.All(plan.Steps.OfType<CudnnAttentionStep>(), s => Assert.Equal(lengths.Buffers[0], s.Buffers[4]));
         var fixups = plan.Steps.Where(s => s.Node.EndsWith("(items not a kept prefix)", StringComparison.Ordinal)).ToList();
         Assert.Equal(2, fixups.Count);
         Assert.All(fixups, s => Assert.Equal(lengths.Buffers[0], s.Buffers[5]));
+        // 2 items x 4 heads x 1 tile of 64 rows: 8 tiles, a block each on 132 multiprocessors, 2 each on one (4 blocks).
+        Assert.All(fixups, s => Assert.Equal(Math.Min(8u, 4u * (uint)multiprocessors), ((KernelStep)s).Grid));
         Assert.DoesNotContain(plan.Steps, s => s.Node.EndsWith("(bias)", StringComparison.Ordinal) || s.Node.EndsWith("(rows masked entirely)", StringComparison.Ordinal));
 
         // The reference cuDNN step writes NaN for an item it is given no key of: the own kernel must overwrite it (zeros
         // for the item with none, as the safe-softmax tail makes them).
         var none = pattern.Count(p => p.All(x => x == 0));
-        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("padding_lengths_" + name, model, inputs, plan, (0, none * 2 * n * 32));
+        SdpaAttentionPlanTests.AssertMatchesOnnxRuntime("padding_lengths_" + name, model, inputs, plan, (0, none * h * n * 32));
     }
 
     [Theory]
