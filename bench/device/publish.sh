@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs a commit for device calls that source call-lib.sh: .device/cli-full.tar.xz (the CLI, self-contained, folder cli/;
-# split unless SPLIT=0: .device1/cli-full.part.aa, .device2/... and the last part in .device, see the end),
+# split unless SPLIT=0: .device1/cli-full.part.aa, .device2/..., every part staged, see the end),
 # .device/testdiff.tar.xz (the CUDA test binary's files that differ from the CLI's, flat) and .device/rev.
 #   bash bench/device/publish.sh [REV] [WORKTREE]     # REV: default HEAD; WORKTREE: a scratch worktree (made if absent)
 #   bash bench/device/publish.sh --overlay REV DEST   # REV's Batchwise.Cuda.dll alone, flat, as .device/DEST (a "base")
@@ -40,16 +40,17 @@ ls -la "$ROOT/.device"
 # What travels is larger than the tracked files (the device tool sent 40 MB for 26 MB of them in session 25): the CLI
 # goes in parts of PART_BYTES (default 10 MB; session 43 was refused 20 MB parts with 44 MB tracked, session 45 14 MB
 # parts with 48 MB tracked), the leading ones
-# carried alone as .device1, .device2, ... and staged (bench/device/stage.sh DIR) while the machine stays warm, the last
-# in .device with the call.
+# carried alone as .device1, .device2, ... and staged (bench/device/stage.sh DIR) while the machine stays warm; .device
+# carries the test overlay and rev alone (session 49: with the last part in it too, the call was refused at 60 MiB by the
+# count below, 51 MB of it tracked).
 if [ "${SPLIT:-1}" = 1 ]; then
   rm -rf "$ROOT"/.device[0-9] "$ROOT"/.device/cli-full.part.*
   split -b "${PART_BYTES:-10000000}" "$ROOT/.device/cli-full.tar.xz" "$ROOT/.device/cli-full.part." && rm "$ROOT/.device/cli-full.tar.xz"
   parts=("$ROOT"/.device/cli-full.part.*); i=0; stages=""
-  for part in "${parts[@]::${#parts[@]}-1}"; do
+  for part in "${parts[@]}"; do
     i=$((i + 1)); mkdir -p "$ROOT/.device$i" && mv "$part" "$ROOT/.device$i/"; stages="$stages \`bash bench/device/stage.sh .device$i\` (carry [\".device$i\"]),"
   done
-  echo "split in $((i + 1)): run${stages} then the call script with carry [\".device\"], each within 30 s of the last"
+  echo "split in $i: run${stages} then the call script with carry [\".device\"], each within 30 s of the last"
 fi
 # The tracked files alone; the tool also sends git's own files (session 25: ~40 MB in all with 26 MB tracked).
 echo "tracked files + .device: $(( ( $(du -cb "$ROOT/.device" | tail -1 | cut -f1) + $(git -C "$ROOT" ls-files -z | (cd "$ROOT" && du --files0-from=- -cb) | tail -1 | cut -f1) ) / 1048576 )) MiB (the call's carry; 64 MiB with what else travels)"
