@@ -163,9 +163,8 @@ internal static partial class KernelSource
                 const float NEG_INF = __uint_as_float(0xff800000u);
                 const float LOG2E = 1.4426950408889634f;
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-                const i64 blk = blockIdx.x;
-                if (blk >= {{total}}) return;
                 q += {{qo}}; k += {{ko}}; v += {{vo}};
+                {{(onlyFlagged ? $"for (i64 blk = blockIdx.x; blk < {total}; blk += gridDim.x) {{ // the grid's blocks loop over its tiles" : $"const i64 blk = blockIdx.x;\n                if (blk >= {total}) return;")}}
                 const i64 bh = blk / {{tiles}};
                 const i64 tile = blk - bh * {{tiles}};
                 const i64 b = bh / {{heads_}}, h = bh - b * {{heads_}};
@@ -391,18 +390,10 @@ internal static partial class KernelSource
 """ : QuantizedAttentionStore(w, quantize.Value, osb, osh, osr, qp, block))}}
 
             """;
-        if (onlyFlagged)
-        {
-            // Blocks loop over the grid's tiles (a grid of a few blocks an SM, not one a tile: most tiles are skipped), the
-            // next tile's stages after every thread is done with this one's.
-            const string Head = "const i64 blk = blockIdx.x;\n", Guard = "if (blk >= ", Offsets = "q += ";
-            var at = body.IndexOf(Head, StringComparison.Ordinal);
-            var guardEnd = body.IndexOf('\n', body.IndexOf(Guard, at, StringComparison.Ordinal)) + 1;
-            var offsetsEnd = body.IndexOf('\n', body.IndexOf(Offsets, guardEnd, StringComparison.Ordinal)) + 1;
-            body = body[..at] + body[guardEnd..offsetsEnd] + $"for (i64 blk = blockIdx.x; blk < {total}; blk += gridDim.x) {{\n" + body[offsetsEnd..] + "    __syncthreads();\n}\n";
-        }
 
-        w.Body.Append(body);
+        // The flagged form's loop (a grid of a few blocks an SM, not one a tile: most tiles are skipped) ends after every
+        // thread is done with a tile's shared stages.
+        w.Body.Append(body).Append(onlyFlagged ? "    __syncthreads();\n    }\n" : string.Empty);
         var code = w.Build($"bw_half* __restrict__ o, const bw_half* __restrict__ q, const bw_half* __restrict__ k, const bw_half* __restrict__ v, const {maskType}* __restrict__ mask, {(onlyFlagged ? "const int* __restrict__ only, " : string.Empty)}{KernelWriter.ArgsParameter}");
         return code with { Source = AttentionHelpers + code.Source };
     }
