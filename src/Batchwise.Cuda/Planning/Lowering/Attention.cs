@@ -245,7 +245,7 @@ internal sealed partial class GraphCompiler
         // The own kernel: the block's, or (after cuDNN took the mask as sequence lengths) the items it flagged.
         var onlyFlagged = flagged >= 0;
         var code = KernelSource.Attention(head, batch, heads, sq, sk, d, dv, scale, Strides(q.Shape, qo.Memory, sq, d), Strides(keyShape, keyMemory, sk, d), Strides(v.Shape, vo.Memory, sk, dv), mask is null ? null : Strides(mask.Shape, mo.Memory, sq, sk), [qo.Offset, keyOffset, vo.Offset], outStrides, zeroEmptyRows, mask is null ? null : select, quantize, rows, onlyFlagged);
-        Emit(new KernelStep(onlyFlagged ? _node + " (items not a kept prefix)" : _node, code, onlyFlagged ? KernelSource.AttentionFlaggedThreads(batch, heads, sq, rows, _target.Multiprocessors) : KernelSource.AttentionThreads(batch, heads, sq, rows), KernelSource.AttentionThreadsPerBlock(rows), onlyFlagged ? [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), Dev(mo.Value), flagged] : [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value)]));
+        Emit(new KernelStep(onlyFlagged ? _node + " (items not a kept prefix)" : _node, code, onlyFlagged ? KernelSource.AttentionFlaggedThreads(batch, heads, sq, rows, _target.Multiprocessors) : KernelSource.AttentionThreads(batch, heads, sq, rows), KernelSource.AttentionThreadsPerBlock(rows), [Dev(y), Dev(qo.Value), Dev(keys), Dev(vo.Value), mask is null ? -1 : Dev(mo.Value), .. (onlyFlagged ? [flagged] : Array.Empty<int>())]));
         return true;
     }
 

@@ -263,7 +263,7 @@ internal sealed partial class GraphCompiler
 
     /// <summary>
     /// The fastest of <paramref name="attention"/>'s candidates (<see cref="FastestCandidate"/>'s rule) on scratch Q, K,
-    /// V, O and bias buffers as long as the strides reach (<see cref="ScratchOperand"/>'s data; a bias of zeros, or
+    /// V, O and mask buffers as long as the strides reach (<see cref="ScratchOperand"/>'s data; a bias of zeros, or
     /// sequence lengths that keep every query and key: a full batch), and its time; index -1 when none ran.
     /// </summary>
     private static (int Index, double Milliseconds) TimeCudnnAttention(CudnnAttention attention, CudnnAttentionShape shape)
@@ -274,13 +274,20 @@ internal sealed partial class GraphCompiler
         using var k = ScratchOperand(Span(shape.K, shape.Keys), 2, stream);
         using var v = ScratchOperand(Span(shape.V, shape.Keys), 2, stream);
         using var o = ScratchOperand(Span(shape.O, shape.Rows), 2, stream);
-        using var bias = CudaDriver.Allocate(Math.Max(1L, (long)shape.Batch * (shape.BiasPerRow ? shape.Rows : 1) * shape.Keys) * 2);
-        CudaDriver.MemsetD8(bias.Pointer, 0, bias.Bytes, stream.Handle); // a bias of zeros: every key counts, as in a full batch
-        using var lengths = CudaDriver.Allocate(2L * shape.Batch * sizeof(int));
-        int[] full = [.. Enumerable.Repeat(shape.Rows, shape.Batch), .. Enumerable.Repeat(shape.Keys, shape.Batch)];
-        CudaDriver.CopyToDeviceSync(lengths.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(full.AsSpan()));
+        // The mask as a full batch gives it: sequence lengths that keep every query and key, or a bias of zeros.
+        using var mask = CudaDriver.Allocate(shape.SequenceLengths ? 2L * shape.Batch * sizeof(int) : Math.Max(1L, (long)shape.Batch * (shape.BiasPerRow ? shape.Rows : 1) * shape.Keys) * 2);
+        if (shape.SequenceLengths)
+        {
+            int[] full = [.. Enumerable.Repeat(shape.Rows, shape.Batch), .. Enumerable.Repeat(shape.Keys, shape.Batch)];
+            CudaDriver.CopyToDeviceSync(mask.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(full.AsSpan()));
+        }
+        else
+        {
+            CudaDriver.MemsetD8(mask.Pointer, 0, mask.Bytes, stream.Handle);
+        }
+
         using var workspace = CudaDriver.Allocate(Math.Max(attention.WorkspaceBytes, 256));
-        using var pack = attention.Pack(q.Pointer, k.Pointer, v.Pointer, o.Pointer, shape.SequenceLengths ? lengths.Pointer : bias.Pointer, workspace.Pointer);
+        using var pack = attention.Pack(q.Pointer, k.Pointer, v.Pointer, o.Pointer, mask.Pointer, workspace.Pointer);
         using var handle = Cudnn.Create(stream);
         using var start = CudaDriver.CreateEvent();
         using var end = CudaDriver.CreateEvent();
