@@ -98,6 +98,9 @@ public sealed class CudaEngine : IEngine
             ["pdl"] = GraphCompiler.ProgrammaticLaunchFromEnvironment
                 ? "on (BATCHWISE_PDL=on): generated kernels launch with programmatic dependent launch (sm_90), each scheduled as the one before it ends"
                 : "off (each kernel launched after the one before it has ended; BATCHWISE_PDL=on overlaps them on sm_90)",
+            ["smem_carveout"] = GraphCompiler.SharedCarveoutFromEnvironment is { } carveout
+                ? string.Create(CultureInfo.InvariantCulture, $"{carveout}% (BATCHWISE_SMEM_CARVEOUT): every generated kernel prefers that share of L1 as shared memory")
+                : "default (the driver picks each generated kernel's L1 / shared memory split; BATCHWISE_SMEM_CARVEOUT=max|0-100 sets one)",
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),

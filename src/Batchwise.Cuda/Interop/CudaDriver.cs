@@ -21,6 +21,7 @@ internal static unsafe partial class CudaDriver
     public const int CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3;
     public const int CU_FUNC_ATTRIBUTE_NUM_REGS = 4;
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+    public const int CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9;
     public const int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
     public const int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
     public const uint CU_STREAM_NON_BLOCKING = 1;
@@ -398,6 +399,10 @@ internal static unsafe partial class CudaDriver
     /// </summary>
     public static void AllowDynamicSharedBytes(IntPtr function, int bytes) =>
         Check(cuFuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes), $"cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {bytes})");
+
+    /// <summary>The share of the SM's unified L1 / shared memory (percent, 0-100) <paramref name="function"/> prefers as shared memory: a hint the driver follows where the kernel's blocks fit.</summary>
+    public static void PreferSharedCarveout(IntPtr function, int percent) =>
+        Check(cuFuncSetAttribute(function, CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, percent), $"cuFuncSetAttribute(PREFERRED_SHARED_MEMORY_CARVEOUT, {percent})");
 
     /// <summary>Lets a kernel run in thread-block clusters of more than 8 blocks (sm_90 takes 16 where the kernel's resources allow).</summary>
     public static void AllowNonPortableClusters(IntPtr function) =>

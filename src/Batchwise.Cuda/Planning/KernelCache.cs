@@ -38,6 +38,8 @@ internal sealed class KernelCache : IDisposable
     public int Loaded { get; private set; }
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<IntPtr, bool> _nonPortableClusters = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<IntPtr, bool> _carveouts = new();
+    private readonly int? _carveout = GraphCompiler.SharedCarveoutFromEnvironment;
 
     /// <summary>Seconds spent in NVRTC.</summary>
     public double CompileSeconds { get; private set; }
@@ -68,6 +70,11 @@ internal sealed class KernelCache : IDisposable
             if (KernelSource.ClusterSize(k.Source) > KernelSource.PortableClusterSize && _nonPortableClusters.TryAdd(k.Function, true))
             {
                 CudaDriver.AllowNonPortableClusters(k.Function);
+            }
+
+            if (_carveout is { } percent && _carveouts.TryAdd(k.Function, true))
+            {
+                CudaDriver.PreferSharedCarveout(k.Function, percent);
             }
         }
     }

@@ -109,6 +109,27 @@ public sealed class ProgrammaticLaunchTests
         Assert.Contains("BATCHWISE_PDL=on", e.Hint, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("", null)]
+    [InlineData("default", null)]
+    [InlineData(" MAX ", 100)]
+    [InlineData("0", 0)]
+    [InlineData("64", 64)]
+    [InlineData("100", 100)]
+    public void The_carveout_reads_default_max_and_percentages(string? value, int? expected) => Assert.Equal(expected, GraphCompiler.ParseSharedCarveout(value));
+
+    [Theory]
+    [InlineData("101")]
+    [InlineData("-5")]
+    [InlineData("half")]
+    public void The_carveout_refuses_anything_else_saying_what_to_write(string value)
+    {
+        var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.ParseSharedCarveout(value));
+        Assert.Contains($"BATCHWISE_SMEM_CARVEOUT '{value}' is not a percentage", e.Message, StringComparison.Ordinal);
+        Assert.Contains("max or a whole number 0-100", e.Hint, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Launch_structs_are_laid_out_as_cuda_h_has_them()
     {
