@@ -127,6 +127,7 @@ internal static partial class KernelSource
         var width = w.I64("d", d);
         var vwidth = w.I64("dv", dv);
         var scaled = w.Float("scale_log2e", scale * 1.4426950408889634);
+        var items = onlyFlagged ? w.I64("items", batch) : null;
         string[] Strides(string name, long[] s) => [w.I64(name + "_sb", s[0]), w.I64(name + "_sh", s[1]), w.I64(name + "_sr", s[2]), w.I64(name + "_sc", s[3])];
         var qs = Strides("q", qStrides);
         var ks = Strides("k", kStrides);
@@ -164,11 +165,11 @@ internal static partial class KernelSource
                 const float LOG2E = 1.4426950408889634f;
                 const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
                 q += {{qo}}; k += {{ko}}; v += {{vo}};
-                {{(onlyFlagged ? $"for (i64 blk = blockIdx.x; blk < {total}; blk += gridDim.x) {{ // the grid's blocks loop over its tiles" : $"const i64 blk = blockIdx.x;\n                if (blk >= {total}) return;")}}
+                {{(onlyFlagged ? FlaggedLoop(items!, total) : $"const i64 blk = blockIdx.x;\n                if (blk >= {total}) return;")}}
                 const i64 bh = blk / {{tiles}};
                 const i64 tile = blk - bh * {{tiles}};
                 const i64 b = bh / {{heads_}}, h = bh - b * {{heads_}};
-                {{(onlyFlagged ? $"if (only[2 * {w.I64("items", batch)} + b] == 0) continue; // an item cuDNN computed (AttentionSequenceLengths)" : string.Empty)}}
+                {{(onlyFlagged ? $"if (only[2 * {items} + b] == 0) continue; // an item cuDNN computed (AttentionSequenceLengths)" : string.Empty)}}
                 const unsigned short* qg = (const unsigned short*)q + b * {{qs[0]}} + h * {{qs[1]}};
                 const unsigned short* kg = (const unsigned short*)k + b * {{ks[0]}} + h * {{ks[1]}};
                 const unsigned short* vg = (const unsigned short*)v + b * {{vs[0]}} + h * {{vs[1]}};
@@ -417,6 +418,18 @@ internal static partial class KernelSource
 
     /// <summary>Threads to launch <see cref="Attention"/> with: a block per <paramref name="rows"/> query rows of each (batch, head).</summary>
     public static long AttentionThreads(long batch, long heads, long sq, int rows = AttentionRows) => batch * heads * ((sq + rows - 1) / rows) * AttentionThreadsPerBlock(rows);
+
+    /// <summary>
+    /// The flagged form's loop head: the block reads every item's flag at once (a thread an item, in rounds of the block)
+    /// and returns unless one is set, so a run with no flagged item (every mask a kept prefix) costs the launch and one
+    /// load round, not one dependent load a tile; then its tiles, the grid's blocks striding over them.
+    /// </summary>
+    private static string FlaggedLoop(string items, string total) => $$"""
+        int flagged = 0;
+                for (i64 i = tid; i < {{items}}; i += blockDim.x) flagged |= only[2 * {{items}} + i];
+                if (!__syncthreads_or(flagged)) return; // no item flagged: cuDNN computed them all
+                for (i64 blk = blockIdx.x; blk < {{total}}; blk += gridDim.x) { // the grid's blocks loop over its tiles
+        """;
 
     /// <summary>
     /// Threads of <see cref="Attention"/>'s flagged form: at most four blocks a multiprocessor (the unflagged kernel's

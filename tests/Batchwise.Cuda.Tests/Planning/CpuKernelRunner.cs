@@ -96,6 +96,17 @@ internal static partial class CpuKernelRunner
         static inline void bw_pair_sync(int pair) { bw_barrier_wait(&bw_pair_barrier[pair]); }
         static unsigned long long bw_exchange[32][32];
         static inline void __syncthreads() { bw_barrier_wait(&bw_block_barrier); }
+        // The block's OR of a value: every thread adds to a shared word between two barriers, the last read after them.
+        static int bw_block_or, bw_block_or_result;
+        static inline int __syncthreads_or(int v)
+        {
+            bw_barrier_wait(&bw_block_barrier);
+            if (v) __atomic_fetch_or(&bw_block_or, 1, __ATOMIC_SEQ_CST);
+            bw_barrier_wait(&bw_block_barrier);
+            if (threadIdx.x == 0) { bw_block_or_result = bw_block_or; bw_block_or = 0; }
+            bw_barrier_wait(&bw_block_barrier);
+            return bw_block_or_result;
+        }
         static inline void __syncwarp(unsigned = 0xffffffffu) { bw_barrier_wait(&bw_warp_barrier[threadIdx.x >> 5]); }
         template <class T> static inline T __shfl_xor_sync(unsigned, T v, int o)
         {
