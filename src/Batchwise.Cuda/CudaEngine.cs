@@ -1476,7 +1476,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 /// Inputs bound on the device for repeated runs at one shape; the outputs are read back on demand. A run padded to a
 /// batch profile reads back only its own rows.
 /// </summary>
-internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfiling
+internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfiling, IQueuedRuns
 {
     private readonly CudaSession _session;
     private readonly ExecutionPlan _root;
@@ -1619,6 +1619,33 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
         var context = CurrentContext;
         var seconds = context.Run();
         _session.NoteRun(context, seconds, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        return seconds;
+    }
+
+    /// <summary>
+    /// Runs back to back on the slot's stream (<see cref="Planning.ExecutionContext.RunQueued"/>). Refused where a run
+    /// waits for the host inside it: a plan split at data-dependent sizes reads a count between its segments, and runs
+    /// with transfers stage host memory around each.
+    /// </summary>
+    public double RunQueued(int runs)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_root.StopsForCount)
+        {
+            throw new BatchwiseException("--queue: this model's plan stops at a data-dependent size (NonZero, TopK by a computed k, ...) and reads it on the host within each run, so runs cannot be queued", "Drop --queue (each run waited for).");
+        }
+
+        if (_session.IncludeTransfers)
+        {
+            throw new BatchwiseException("--queue with --transfers: each run's copies go through the run's own page-locked staging, which the next run would overwrite while queued", "Drop --queue to time transfers, or --transfers to queue compute-only runs.");
+        }
+
+        _session.MakeCurrent();
+        _outputs = null;
+        var started = Stopwatch.GetTimestamp();
+        var context = CurrentContext;
+        var seconds = context.RunQueued(runs);
+        _session.NoteRun(context, seconds / runs, Stopwatch.GetElapsedTime(started).TotalSeconds / runs);
         return seconds;
     }
 

@@ -181,6 +181,8 @@ public static class BenchCommand
 
         public Option<int> MaxWindows { get; } = CliOption.Integer("--max-windows", "Windows measured at most before a point is reported unstable", 3, 10);
 
+        public Option<int> Queue { get; } = CliOption.Integer("--queue", "Runs each worker enqueues back to back before it waits (engines with a device queue: cuda). Above 1 the GPU never idles for the host between runs, as a CUDA-graph replay loop is timed (PyTorch's, trtexec's throughput); a latency sample is then a queue's mean run. 1 waits for every run", 1, 1);
+
         public Option<bool> Profile { get; } = new("--profile") { Description = "Also print the ten slowest layers and their share of the time, and with --json FILE write every layer to FILE.layers.csv (engines with per-layer timings: cuda; others refuse)" };
 
         public Option<bool> Transfers { get; } = new("--transfers") { Description = "Time every run end to end on a GPU engine: inputs copied from page-locked host memory to the device, compute, outputs copied back (trtexec's default; H2D, compute and D2H reported apart). Without it a run is the GPU compute alone. Use -c 2 or more to overlap one run's copies with another's compute" };
@@ -195,7 +197,7 @@ public static class BenchCommand
                 command.Options.Add(option);
             }
 
-            foreach (var option in new Option[] { BatchSizes, MaxBatchSize, Concurrency, Shape, Input, Duration, Warmup, MaxTime, Seed, StabilityTolerance, MaxWindows, Profile, Transfers })
+            foreach (var option in new Option[] { BatchSizes, MaxBatchSize, Concurrency, Shape, Input, Duration, Warmup, MaxTime, Seed, StabilityTolerance, MaxWindows, Queue, Profile, Transfers })
             {
                 command.Options.Add(option);
             }
@@ -216,6 +218,7 @@ public static class BenchCommand
                 Seed = parse.GetValue(Seed),
                 StabilityTolerance = parse.GetValue(StabilityTolerance),
                 MaxWindows = parse.GetValue(MaxWindows),
+                Queue = parse.GetValue(Queue),
                 Shapes = ShapeBindings.Parse(parse.GetValue(Shape) ?? []),
                 Data = InputGenerator.ReadDataFiles(parse.GetValue(Input) ?? []),
             };

@@ -24,7 +24,7 @@ public static class BenchmarkTable
             console.MarkupLine($"[bold]knee[/] {Markup.Escape(prefix + knee.Verdict)}");
         }
 
-        console.MarkupLine("[grey]latency is per batch; stable: the last three windows' throughputs within the tolerance (± half their spread); CPU: process CPU time / wall / cores[/]");
+        console.MarkupLine((c.Options.Queue > 1 ? "[grey]latency is per batch (a queue's mean run: --queue)" : "[grey]latency is per batch") + "; stable: the last three windows' throughputs within the tolerance (± half their spread); CPU: process CPU time / wall / cores[/]");
         if (result.Points.Any(p => p.Transfers is not null))
         {
             console.MarkupLine("[grey]--transfers: latency = H2D (inputs from page-locked host memory) + compute + D2H (outputs back), means per batch in the phase columns; one execution context runs them in series, -c 2 or more overlaps one context's copies with another's compute (docs/transfers.md)[/]");

@@ -32,6 +32,16 @@ public sealed record BenchmarkOptions
     /// <summary>Windows measured at most before a point is reported unstable.</summary>
     public int MaxWindows { get; init; } = 10;
 
+    /// <summary>
+    /// Runs each worker enqueues back to back before it waits (1: it waits for every run). Above 1 the engine must queue
+    /// runs on its device (<see cref="IQueuedRuns"/>): the device then never idles for the host between them, as a
+    /// CUDA-graph replay loop is timed, and a latency sample is a queue's mean run.
+    /// </summary>
+    public int Queue { get; init; } = 1;
+
+    /// <summary>The largest <see cref="Queue"/> taken.</summary>
+    public const int MaxQueue = 10_000;
+
     /// <summary>Sizes of dynamic dimensions other than the batch.</summary>
     public ShapeBindings Shapes { get; init; } = ShapeBindings.None;
 
@@ -77,6 +87,11 @@ public sealed record BenchmarkOptions
         if (StabilityTolerance is <= 0 or >= 1 || double.IsNaN(StabilityTolerance))
         {
             throw new BatchwiseException($"--stability-tolerance must lie between 0 and 1 (exclusive), not {StabilityTolerance}", "Write e.g. --stability-tolerance 0.1 for 10%.");
+        }
+
+        if (Queue is < 1 or > MaxQueue)
+        {
+            throw new BatchwiseException($"--queue must be a whole number from 1 to {MaxQueue}, not {Queue}", "Write e.g. --queue 20 (runs enqueued back to back before waiting), or leave it out to wait for every run.");
         }
 
         if (MaxWindows < 3)

@@ -52,6 +52,10 @@ public sealed class BenchmarkRunner
         var axis = model.FindBatchAxis();
         var notes = new List<string>();
         var batchSizes = PlanBatchSizes(model, axis, options, notes);
+        if (options.Queue > 1)
+        {
+            notes.Add(string.Create(CultureInfo.InvariantCulture, $"each worker enqueued {options.Queue} runs back to back before waiting (--queue {options.Queue}): the device did not idle for the host between them, as a CUDA-graph replay loop is timed; a latency sample is a queue's mean run"));
+        }
 
         // Resolve shapes and check data before loading: a missing --shape fails fast.
         options.Shapes.Resolve(model.Inputs, axis, batchSizes[0]);
@@ -279,7 +283,13 @@ public sealed class BenchmarkRunner
         {
             for (var i = 0; i < concurrency; i++)
             {
-                workers.Add(new Worker(session.Prepare(inputs), state));
+                var run = session.Prepare(inputs);
+                var worker = new Worker(run, state, options.Queue);
+                workers.Add(worker);
+                if (options.Queue > 1 && run is not IQueuedRuns)
+                {
+                    throw new BatchwiseException($"--queue {options.Queue}: this engine runs each inference to its end before the next (it has no device queue to fill)", "Drop --queue (each run waited for), or use --engine cuda.");
+                }
             }
 
             foreach (var (worker, i) in workers.Select((w, i) => (w, i)))
@@ -422,12 +432,12 @@ public sealed class BenchmarkRunner
         /// with <see cref="Progress"/> covers exactly the runs that ended by the end read with it (a run counted later ends
         /// later), and a window from one such end to another holds whole runs whatever the threads' interleaving.
         /// </summary>
-        public long NoteRunEnd()
+        public long NoteRunEnd(int runs = 1)
         {
             lock (_progressLock)
             {
                 var end = Stopwatch.GetTimestamp();
-                (_completed, _lastEnd) = (_completed + 1, end);
+                (_completed, _lastEnd) = (_completed + runs, end);
                 return end;
             }
         }
@@ -447,7 +457,7 @@ public sealed class BenchmarkRunner
     }
 
     /// <summary>One dedicated thread's loop over its own prepared run; it alone writes its sample lists.</summary>
-    private sealed class Worker(IPreparedRun run, PointState state)
+    private sealed class Worker(IPreparedRun run, PointState state, int queue)
     {
         private long _completed;
 
@@ -469,13 +479,15 @@ public sealed class BenchmarkRunner
             try
             {
                 var timing = Run as ITransferTiming;
+                var queued = queue > 1 ? (IQueuedRuns)Run : null;
                 while (!state.Stop)
                 {
-                    var seconds = Run.Run();
-                    Ends.Add(state.NoteRunEnd());
+                    // A queue of runs is one sample, its mean run; its runs all count (they end together, as far as the host sees).
+                    var seconds = queued is null ? Run.Run() : queued.RunQueued(queue) / queue;
+                    Ends.Add(state.NoteRunEnd(queue));
                     Latencies.Add(seconds);
-                    Phases.Add(timing?.LastTransferTimes);
-                    Interlocked.Increment(ref _completed);
+                    Phases.Add(queued is null ? timing?.LastTransferTimes : null);
+                    Interlocked.Add(ref _completed, queue);
                 }
             }
             catch (Exception e)

@@ -58,7 +58,7 @@ public sealed record BenchDocument(
                 o.Precision.ToString().ToLowerInvariant(), o.IntraOpThreads, o.InterOpThreads, o.GraphOptimization, o.ExecutionProvider, o.DeviceId, o.AllowTf32, o.UseCudaGraph, o.Profile, o.IncludeTransfers, o.BatchProfiles, o.ExactPlans)),
             new BenchModel(m.Name, m.Source, m.Sha256, m.BatchAxis.IsBatchable, m.BatchAxis.IsBatchable ? m.BatchAxis.Symbol : null, m.BatchAxis.IsBatchable ? null : m.BatchAxis.Reason,
                 m.Inputs.Select(i => new BenchModelInput(i.Name, i.ElementType.ShortName(), i.Shape, m.InputData.TryGetValue(i.Name, out var data) ? data : "unknown")).ToList()),
-            new BenchSweepOptions(s.PlannedBatchSizes(), s.BatchSizes is null, s.MaxBatchSize, s.Concurrency, s.Duration.TotalSeconds, s.Window.TotalSeconds, s.Warmup.TotalSeconds, s.MaxTime?.TotalSeconds, s.Seed, s.StabilityTolerance, s.MaxWindows, s.Shapes.Text),
+            new BenchSweepOptions(s.PlannedBatchSizes(), s.BatchSizes is null, s.MaxBatchSize, s.Concurrency, s.Duration.TotalSeconds, s.Window.TotalSeconds, s.Warmup.TotalSeconds, s.MaxTime?.TotalSeconds, s.Seed, s.StabilityTolerance, s.MaxWindows, s.Shapes.Text, s.Queue),
             result.Points.Select(p => new BenchPointRecord(
                 p.BatchSize, p.Concurrency, p.InputShapes, p.Stable, p.Spread, p.WindowThroughputs, p.Throughput, p.BatchesPerSecond, p.TimePerSampleMs, p.LatencyMs,
                 p.CpuUtilization, p.PeakWorkingSetBytes, p.DeviceUtilizationPercent, p.DeviceMemoryUsedBytes,
@@ -146,7 +146,8 @@ public sealed record BenchModelInput(string Name, string ElementType, [property:
 /// <param name="StabilityTolerance">Stability tolerance (a fraction).</param>
 /// <param name="MaxWindows">Windows at most per point.</param>
 /// <param name="Shapes">--shape bindings as given.</param>
-public sealed record BenchSweepOptions(IReadOnlyList<int> BatchSizes, bool BatchSizesDefault, int MaxBatchSize, IReadOnlyList<int> Concurrency, double DurationS, double WindowS, double WarmupS, double? MaxTimeS, int Seed, double StabilityTolerance, int MaxWindows, IReadOnlyList<string> Shapes);
+/// <param name="Queue">Runs each worker enqueued back to back before waiting (--queue; 1: every run waited for; absent in documents written before it, read as 1).</param>
+public sealed record BenchSweepOptions(IReadOnlyList<int> BatchSizes, bool BatchSizesDefault, int MaxBatchSize, IReadOnlyList<int> Concurrency, double DurationS, double WindowS, double WarmupS, double? MaxTimeS, int Seed, double StabilityTolerance, int MaxWindows, IReadOnlyList<string> Shapes, int Queue = 1);
 
 /// <summary>One measured point (docs/bench-schema.md).</summary>
 /// <param name="BatchSize">Samples per run.</param>

@@ -87,6 +87,36 @@ public sealed class BenchmarkRunnerTests
     }
 
     [Fact]
+    public void Queued_runs_all_count_and_a_latency_sample_is_a_queues_mean_run()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(queued: true), new EngineOptions());
+        var result = runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [2], Queue = 5 }, cancellationToken: TestContext.Current.CancellationToken);
+        var point = result.Points[0];
+        Assert.All(point.LatencySamplesMs, s => Assert.Equal(FakeEngine.ReportedSeconds * 1000, s, 9));
+        Assert.Equal(point.BatchesPerSecond * point.MeasuredSeconds, point.LatencySamplesMs.Count * 5, 6); // five runs a sample
+        Assert.Contains(result.Notes, n => n.Contains("enqueued 5 runs back to back before waiting (--queue 5)", StringComparison.Ordinal));
+        Assert.Equal(5, result.Context.Options.Queue);
+    }
+
+    [Fact]
+    public void An_engine_without_a_device_queue_refuses_queue_saying_what_to_drop()
+    {
+        var runner = new BenchmarkRunner(new FakeEngine(), new EngineOptions());
+        var e = Assert.Throws<BatchwiseException>(() => runner.Run(ModelZoo.Build("zoo:mlp"), "zoo:mlp", Quick with { BatchSizes = [2], Queue = 4 }, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("--queue 4", e.Message, StringComparison.Ordinal);
+        Assert.Contains("Drop --queue", e.Hint, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(BenchmarkOptions.MaxQueue + 1)]
+    public void A_queue_out_of_range_is_rejected(int queue)
+    {
+        var e = Assert.Throws<BatchwiseException>(() => new BenchmarkOptions { Queue = queue }.Validate());
+        Assert.Contains("--queue must be a whole number", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Runs_nearly_as_long_as_a_window_give_the_rate_of_their_latency_not_a_whole_run_more_or_less()
     {
         // 40 ms runs in 50 ms windows: a window ending at an arbitrary instant held 1 run or 2 by chance, so three windows
@@ -295,7 +325,7 @@ public sealed class BenchmarkRunnerTests
     /// An engine whose runs take about 0.2 ms and report a fixed time (or, with <paramref name="sleepMilliseconds"/>,
     /// sleep that long and report the time they took); Prepare fails from a batch size on.
     /// </summary>
-    private sealed class FakeEngine(int failFromBatch = int.MaxValue, bool reportTransfers = false, int sleepMilliseconds = 0, bool reportClocks = false) : IEngine
+    private sealed class FakeEngine(int failFromBatch = int.MaxValue, bool reportTransfers = false, int sleepMilliseconds = 0, bool reportClocks = false, bool queued = false) : IEngine
     {
         public const double ReportedSeconds = 0.000123;
 
@@ -311,10 +341,10 @@ public sealed class BenchmarkRunnerTests
         public IEngineSession Load(OnnxModel model, EngineOptions options)
         {
             Loads++;
-            return new Session(model, failFromBatch, reportTransfers, sleepMilliseconds, reportClocks);
+            return new Session(model, failFromBatch, reportTransfers, sleepMilliseconds, reportClocks, queued);
         }
 
-        private sealed class Session(OnnxModel model, int failFromBatch, bool reportTransfers, int sleepMilliseconds, bool reportClocks) : IEngineSession
+        private sealed class Session(OnnxModel model, int failFromBatch, bool reportTransfers, int sleepMilliseconds, bool reportClocks, bool queued) : IEngineSession
         {
             private int _samples;
 
@@ -331,10 +361,25 @@ public sealed class BenchmarkRunnerTests
             public IPreparedRun Prepare(IReadOnlyList<Tensor> inputs) =>
                 inputs[0].Shape[0] >= failFromBatch
                     ? throw new BatchwiseException($"fake engine out of memory at b={inputs[0].Shape[0]}")
-                    : reportTransfers ? new TransferRun() : sleepMilliseconds > 0 ? new SleepingRun(sleepMilliseconds) : new Run();
+                    : queued ? new QueuedRun() : reportTransfers ? new TransferRun() : sleepMilliseconds > 0 ? new SleepingRun(sleepMilliseconds) : new Run();
 
             public void Dispose()
             {
+            }
+        }
+
+        /// <summary>A run that also takes several runs back to back, reporting their fixed times summed.</summary>
+        private sealed class QueuedRun : Run, IQueuedRuns
+        {
+            public double RunQueued(int runs)
+            {
+                var seconds = 0.0;
+                for (var i = 0; i < runs; i++)
+                {
+                    seconds += ((IPreparedRun)this).Run();
+                }
+
+                return seconds;
             }
         }
 
