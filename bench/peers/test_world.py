@@ -184,6 +184,12 @@ class DriverTests(unittest.TestCase):
         self.assertIn("--engine cuda --precision fp16 -b 1,64", text)
         self.assertNotIn("--shape", text)
 
+    def test_batchwise_runs_are_queued_back_to_back_as_the_peers_and_the_table_says_so(self):
+        with open(os.path.join(self.out, "bw-resnext50_32x4d.log"), encoding="utf-8") as f:
+            self.assertIn("--queue 20", f.read())
+        self.assertIn("--precision fp16 --queue 20` (its runs enqueued 20 at a time back to back, as PyTorch's windows are)", self.markdown)
+        self.assertEqual(world.queue_text({}), " (each run waited for before the next: a host round trip a run that PyTorch's windows do not pay)")
+
     def test_profile_worst_profiles_the_lowest_ratios_and_keeps_their_top_15_layers(self):
         self.assertEqual(sorted(self.doc["profiles"]), ["bert", "resnext50_32x4d"])
         p = self.doc["profiles"]["resnext50_32x4d"]

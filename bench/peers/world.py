@@ -541,6 +541,19 @@ def worst(rows, n):
     return out[:n]
 
 
+def queue_args(context):
+    """bench's --queue as this run passed it ('' where each run was waited for: tables before session 50)."""
+    q = int(context.get("queue") or 1)
+    return f" --queue {q}" if q > 1 else ""
+
+
+def queue_text(context):
+    """How Batchwise's runs were issued, beside PyTorch's back-to-back windows."""
+    q = int(context.get("queue") or 1)
+    return (f" (its runs enqueued {q} at a time back to back, as PyTorch's windows are)" if q > 1
+            else " (each run waited for before the next: a host round trip a run that PyTorch's windows do not pay)")
+
+
 def render_markdown(rows, context, profiles, models, notes_by_model=None, target=TARGET):
     footnote = compare.Footnotes()
 
@@ -570,7 +583,7 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
         "Samples/s (images, or sequences of 128 tokens), fp16, random weights, inputs already on the GPU, concurrency 1. "
         "Models exported on this machine by bench/device/real_exports.py (timm; Hugging Face transformers from their "
         f"configs with {real_exports.HF_LAYERS} layers), opset {real_exports.OPSET}. Batchwise: `batchwise bench MODEL.onnx "
-        "--engine cuda --precision fp16`. PyTorch: fp16 eager and the same captured into a CUDA graph and replayed "
+        f"--engine cuda --precision fp16{queue_args(c)}`{queue_text(c)}. PyTorch: fp16 eager and the same captured into a CUDA graph and replayed "
         "(timm: channels-last; transformers: SDPA attention where transformers has it, no attention mask: Batchwise's "
         "is all ones); cuDNN benchmark mode on; windows of back-to-back runs timed by CUDA events, median. "
         f"Ratio: Batchwise / the best PyTorch variant; the issue's target is >= {target:g}x at every batch.",
@@ -745,6 +758,9 @@ def main(argv=None):
     p.add_argument("--duration", default="1s", help="batchwise bench --duration (three windows)")
     p.add_argument("--warmup", default="0.5s", help="batchwise bench --warmup")
     p.add_argument("--max-windows", default="3", help="batchwise bench --max-windows")
+    # Since session 50: PyTorch's windows are back-to-back replays with no wait between runs, so Batchwise's runs are
+    # enqueued so too (before, each was waited for: a host round trip a run the peer did not pay).
+    p.add_argument("--queue", type=int, default=20, help="batchwise bench --queue: runs enqueued back to back before waiting (1: each waited for)")
     # Five windows after 0.5 s of warm-up (three after 0.3 s until session 44; about 60 s more for the table): the eager
     # transformer peers are bound by the host's Python at b=1 and at times at b=64, and their windows spread (BERT b=64
     # 30,293 / 43,134 / 42,841 in session 44's table); more windows give the median more to stand on.
@@ -805,7 +821,8 @@ def main(argv=None):
     context = compare.gpu_context(None)
     context.update(
         date=started.isoformat(timespec="seconds"), host=os.uname().nodename, models=[m.name for m in models], batches=batches,
-        method=f"batchwise --duration {args.duration} --warmup {args.warmup} --max-windows {args.max_windows}; torch "
+        queue=args.queue,
+        method=f"batchwise --duration {args.duration} --warmup {args.warmup} --max-windows {args.max_windows} --queue {args.queue}; torch "
                f"{args.torch_windows} windows of {args.torch_window_seconds} s after {args.torch_warmup_seconds} s warm-up")
     if reference is not None:
         if reference.get("device") and context.get("device") and reference["device"] != context["device"]:
@@ -856,7 +873,7 @@ def main(argv=None):
                 continue
             argv_bw = [args.cli, "bench", info["path"], "--engine", "cuda", "--precision", "fp16",
                        "-b", ",".join(map(str, batches)), "--duration", args.duration, "--warmup", args.warmup,
-                       "--max-windows", args.max_windows, "--json", stem + ".json"] + info.get("shape_args", [])
+                       "--max-windows", args.max_windows, "--queue", str(args.queue), "--json", stem + ".json"] + info.get("shape_args", [])
             left = runner.left() - reserve
             if left < 10:
                 skip(stem + ".log", argv_bw, "the world table's time budget was spent")
