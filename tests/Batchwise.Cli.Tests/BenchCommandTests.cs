@@ -50,6 +50,25 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Queue_on_the_ort_engine_is_one_error_line_saying_what_to_drop()
+    {
+        var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--queue", "4", .. Quick]);
+        var text = err + output;
+        Assert.Equal(2, code);
+        Assert.Contains("--queue 4: this engine runs each inference to its end before the next", text, StringComparison.Ordinal);
+        Assert.Contains("Drop --queue", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_queue_of_zero_is_refused_naming_the_option()
+    {
+        var (code, output, err) = await Run(["bench", "zoo:mlp", "-b", "1", "--queue", "0", .. Quick]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--queue", err + output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Help_lists_transfers_and_says_the_default_is_compute_only()
     {
         var (code, output, _) = await Run(["bench", "--help"]);
