@@ -24,9 +24,12 @@ public sealed class QueuedRunsGpuTests
         // The first queue captures the graph before its first event; the second replays it 16 times.
         queued.RunQueued(4);
         var seconds = queued.RunQueued(16);
+        // The same plan and inputs: beyond rounding noise (fp16: cuDNN may pick a non-deterministic algorithm) the queue
+        // left other outputs than a run.
+        var tolerance = precision == Precision.Fp16 ? 1e-3 : 1e-6;
         foreach (var c in Gpu.Compare(run.ReadOutputs(), expected, model.Outputs))
         {
-            Assert.True(c.MaxAbs == 0, $"{spec}: the queued runs' {c.Name} differs from one run's by up to {c.MaxAbs:E2}");
+            Assert.True(c.MaxRel <= tolerance, $"{spec}: the queued runs' {c.Name} differs from one run's by up to {c.MaxAbs:E2} ({c.MaxRel:E2} of the largest output)");
         }
 
         // A time for all sixteen, not one: no replay runs 100 times faster than the step-by-step run (a loose bound any
