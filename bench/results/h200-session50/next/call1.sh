@@ -25,8 +25,10 @@ for mb in distilbert:64 resnet50:1; do
   run $m-base-1 $m $b BATCHWISE_PDL=off
   QARGS="--queue 20" run $m-queue-1 $m $b BATCHWISE_PDL=off
   run $m-pdl-1 $m $b BATCHWISE_PDL=on
-  run $m-carve-1 $m $b BATCHWISE_SMEM_CARVEOUT=max
-  run $m-both-1 $m $b BATCHWISE_PDL=on BATCHWISE_SMEM_CARVEOUT=max
+  if [ $m = distilbert ]; then
+    run $m-carve-1 $m $b BATCHWISE_SMEM_CARVEOUT=max
+    run $m-both-1 $m $b BATCHWISE_PDL=on BATCHWISE_SMEM_CARVEOUT=max
+  fi
   run $m-base-2 $m $b BATCHWISE_PDL=off
   QARGS="--queue 20" run $m-queue-2 $m $b BATCHWISE_PDL=off
 done
