@@ -101,6 +101,11 @@ def read_batchwise(json_path, log_path):
                     "stable": p.get("stable", True),
                     "spread": p.get("spread"),
                 }
+                clocks = p.get("device_clocks") or {}
+                if clocks.get("sm_clock_mhz"):
+                    # The SM clock over the measurement and what held it below its maximum (power cap, thermal, ...).
+                    result["points"][p["batch_size"]]["clock_mhz"] = clocks["sm_clock_mhz"]
+                    result["points"][p["batch_size"]]["clock_limits"] = sorted(clocks.get("limits") or {})
         result["notes"] += doc.get("notes", [])
         result["engine"] = doc.get("engine", {})
         result["batchwise_version"] = doc.get("batchwise_version")

@@ -629,6 +629,12 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
         lines.append(f"PyTorch's windows spread more than {UNSTEADY_PEER:.0%} (max - min over the median) at: "
                      + "; ".join(f"{r['model']} b={r['batch']} {r['best_pytorch']['spread']:.0%}" for r in unsteady)
                      + ": the peer moved within the run, so those ratios are less certain than the others (a pass there is not judged).")
+    held = [r for r in rows if r["batchwise"].get("clock_limits")]
+    if held:
+        lines.append("Batchwise's clock was held below its maximum at: "
+                     + "; ".join(f"{r['model']} b={r['batch']} {r['batchwise']['clock_mhz']:,.0f} MHz ({', '.join(r['batchwise']['clock_limits'])})"
+                                 for r in held)
+                     + ": its rate there is the card's at that clock, which varies with how hot and loaded it ran.")
     slow = [r for r in rows if r["best_pytorch"] and r["best_pytorch"].get("reference")]
     if slow:
         ref = context.get("reference", {})
