@@ -37,8 +37,8 @@ internal sealed class KernelCache : IDisposable
     /// <summary>Kernels loaded from CUBINs on disk (or a saved engine).</summary>
     public int Loaded { get; private set; }
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<IntPtr, bool> _nonPortableClusters = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<IntPtr, bool> _carveouts = new();
+    /// <summary>Loaded functions whose attributes (dynamic shared memory, non-portable clusters, carve-out) are set.</summary>
+    private readonly ConcurrentDictionary<IntPtr, bool> _configured = new();
     private readonly int? _carveout = GraphCompiler.SharedCarveoutFromEnvironment;
 
     /// <summary>Seconds spent in NVRTC.</summary>
@@ -59,22 +59,26 @@ internal sealed class KernelCache : IDisposable
         {
             k.Function = _functions[k.Source];
             k.FunctionName = NameOf(k.Source);
-            if (k.SharedBytes > StaticSharedBytes && !_dynamicShared.ContainsKey(k.Function))
+            if (!_configured.ContainsKey(k.Function))
             {
-                // Once per loaded function (its source fixes its shared memory; two threads setting it both is harmless),
-                // before any launch or capture of it.
-                CudaDriver.AllowDynamicSharedBytes(k.Function, k.SharedBytes);
-                _dynamicShared[k.Function] = k.SharedBytes;
-            }
+                // Once per loaded function (its source fixes its shared memory and cluster size; two threads setting them
+                // both is harmless), recorded only once set, so no thread launches or captures it before.
+                if (k.SharedBytes > StaticSharedBytes)
+                {
+                    CudaDriver.AllowDynamicSharedBytes(k.Function, k.SharedBytes);
+                }
 
-            if (KernelSource.ClusterSize(k.Source) > KernelSource.PortableClusterSize && _nonPortableClusters.TryAdd(k.Function, true))
-            {
-                CudaDriver.AllowNonPortableClusters(k.Function);
-            }
+                if (KernelSource.ClusterSize(k.Source) > KernelSource.PortableClusterSize)
+                {
+                    CudaDriver.AllowNonPortableClusters(k.Function);
+                }
 
-            if (_carveout is { } percent && _carveouts.TryAdd(k.Function, true))
-            {
-                CudaDriver.PreferSharedCarveout(k.Function, percent);
+                if (_carveout is { } percent)
+                {
+                    CudaDriver.PreferSharedCarveout(k.Function, percent);
+                }
+
+                _configured[k.Function] = true;
             }
         }
     }
@@ -105,8 +109,6 @@ internal sealed class KernelCache : IDisposable
 
     /// <summary>Shared memory any kernel may have a block without opting in.</summary>
     public const int StaticSharedBytes = 48 * 1024;
-
-    private readonly ConcurrentDictionary<IntPtr, int> _dynamicShared = new();
 
     /// <summary>Every CUBIN this cache loaded or compiled, by file name: what a saved engine carries.</summary>
     public IReadOnlyDictionary<string, byte[]> Images
