@@ -1615,10 +1615,16 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
             return RunWithTransfers();
         }
 
+        return RunCurrent(1);
+    }
+
+    /// <summary><paramref name="runs"/> runs of the current context back to back (one: <see cref="Run"/>), noted per run as the session's first where it is.</summary>
+    private double RunCurrent(int runs)
+    {
         var started = Stopwatch.GetTimestamp();
         var context = CurrentContext;
-        var seconds = context.Run();
-        _session.NoteRun(context, seconds, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        var seconds = context.RunQueued(runs);
+        _session.NoteRun(context, seconds / runs, Stopwatch.GetElapsedTime(started).TotalSeconds / runs);
         return seconds;
     }
 
@@ -1642,11 +1648,7 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
 
         _session.MakeCurrent();
         _outputs = null;
-        var started = Stopwatch.GetTimestamp();
-        var context = CurrentContext;
-        var seconds = context.RunQueued(runs);
-        _session.NoteRun(context, seconds / runs, Stopwatch.GetElapsedTime(started).TotalSeconds / runs);
-        return seconds;
+        return RunCurrent(runs);
     }
 
     public IReadOnlyList<LayerTime> ProfileLayers(int runs)

@@ -789,21 +789,12 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     /// Enqueues every step between two events and waits; returns the GPU time in seconds. With CUDA graphs on, the first
     /// run goes step by step (libraries finish their lazy set-up), the second captures the steps and later runs replay them.
     /// </summary>
-    public double Run()
-    {
-        CaptureIfDue();
-        CudaDriver.Record(_slot.Start, Stream);
-        var enqueuing = System.Diagnostics.Stopwatch.GetTimestamp();
-        EnqueuePlan();
-        LastEnqueueSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(enqueuing).TotalSeconds;
-        CudaDriver.Record(_slot.End, Stream);
-        return CudaDriver.ElapsedSeconds(_slot.Start, _slot.End);
-    }
+    public double Run() => RunQueued(1);
 
     /// <summary>
     /// Enqueues <paramref name="runs"/> runs back to back between two events and waits for the last; returns their GPU
-    /// time in seconds. The graph (captured when due, before the first event) is launched once a run, so the GPU goes
-    /// from one run to the next without waiting for the host.
+    /// time in seconds (<see cref="Run"/> is one). The graph (captured when due, before the first event) is launched once
+    /// a run, so the GPU goes from one run to the next without waiting for the host.
     /// </summary>
     public double RunQueued(int runs)
     {
@@ -821,7 +812,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         return CudaDriver.ElapsedSeconds(_slot.Start, _slot.End);
     }
 
-    /// <summary>Host time the last <see cref="Run"/> took to enqueue its work (step by step: the libraries' first calls; replayed: one launch).</summary>
+    /// <summary>Host time the last <see cref="Run"/> (a run of the last <see cref="RunQueued"/>) took to enqueue its work (step by step: the libraries' first calls; replayed: one launch).</summary>
     public double LastEnqueueSeconds { get; private set; }
 
     /// <summary>Host time the CUDA graph's capture and instantiation took (0 until captured).</summary>
