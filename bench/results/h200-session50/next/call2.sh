@@ -10,15 +10,7 @@ mkdir -p "$R/exports"
 timeout 200 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --jobs 12 > "$R/exports.log" 2>&1
 t "exports: $(ls "$WORK"/exports/*/model.onnx 2>/dev/null | wc -l) models"
 if [ "${CHECKS:-1}" = 1 ]; then
-  timeout 20 python3 - "$WORK/masks" <<'PY'
-import sys, os, numpy as np
-root = sys.argv[1]; rng = np.random.default_rng(49); os.makedirs(root, exist_ok=True)
-mask = np.ones((64, 128), dtype=np.int64)
-for i in range(40): mask[i, rng.integers(1, 129):] = 0
-for i in range(40, 56): mask[i, :rng.integers(1, 100)] = 0
-mask[63, :] = 0
-np.save(f"{root}/input_ids.npy", rng.integers(1000, 20000, size=(64, 128), dtype=np.int64)); np.save(f"{root}/attention_mask.npy", mask)
-PY
+  timeout 20 python3 bench/device/padded_masks.py "$WORK/masks"
   q cmp-distilbert-padded 40 "$CLI" compare "$WORK/exports/distilbert/model.onnx" -e ort,cuda --precision fp16 -b 64 --shape seq=128 --inputs "$WORK/masks" --rtol 0.05 --atol 0.05 --json "$R/cmp-distilbert-padded.json"
   t "  $(grep -E 'last_hidden|PASS|FAIL' "$R/cmp-distilbert-padded.txt" | tr -s ' ' | tr '\n' ' ' | cut -c1-300)"
   CLASSES="QueuedRunsGpuTests" TESTS=$TESTS OUT=$R/gpu LIMIT=40 DEADLINE=45 bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
