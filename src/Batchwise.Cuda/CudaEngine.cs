@@ -101,6 +101,7 @@ public sealed class CudaEngine : IEngine
             ["smem_carveout"] = GraphCompiler.SharedCarveoutFromEnvironment is { } carveout
                 ? string.Create(CultureInfo.InvariantCulture, $"{carveout}% (BATCHWISE_SMEM_CARVEOUT): every generated kernel prefers that share of L1 as shared memory")
                 : "default (the driver picks each generated kernel's L1 / shared memory split; BATCHWISE_SMEM_CARVEOUT=max|0-100 sets one)",
+            ["l2_persist"] = L2Persistence.Describe(L2Persistence.SetAsideFromEnvironment),
             ["cuda_graph"] = options.UseCudaGraph ? "on" : "off",
             ["transfers"] = options.IncludeTransfers ? "h2d+compute+d2h" : "off (compute only)",
             ["batch_profiles"] = options.BatchProfiles.Count == 0 ? "none (a plan per batch size)" : string.Join(',', options.BatchProfiles),
@@ -533,6 +534,12 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Generated kernels launch with programmatic dependent launch on sm_90 (BATCHWISE_PDL=on|off; tests set it).</summary>
     public bool ProgrammaticLaunch { get; internal set; } = GraphCompiler.ProgrammaticLaunchFromEnvironment;
+
+    /// <summary>
+    /// L2 set aside for the plans' constants (BATCHWISE_L2_PERSIST; null: off, <see cref="long.MaxValue"/>: the device's
+    /// most): plans built after a change carry it, and their CUDA graphs' kernels keep that share of the weights in L2.
+    /// </summary>
+    internal long? L2SetAside { get; set; } = L2Persistence.SetAsideFromEnvironment;
 
     /// <summary>How an erf GELU after a matrix product runs (BATCHWISE_GELU=exact|tanh|chain; tests set it).</summary>
     public GeluChoice Gelu { get; internal set; } = GraphCompiler.GeluFromEnvironment;
@@ -1274,6 +1281,7 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
                 ProgrammaticKernels = plan.Steps.Count(s => s is KernelStep k && k.LaunchesProgrammatically(plan.ProgrammaticLaunch)),
             };
             plan.EarlyWarmUp = _earlyWarmUp;
+            plan.L2SetAside = L2SetAside;
             if (!Startup.Has("plan_graph"))
             {
                 // The session's first plan: its stages are part of the cold start, and its first run makes cuDNN's first
@@ -1512,6 +1520,9 @@ internal sealed unsafe partial class CudaPreparedRun : IPreparedRun, ILayerProfi
 
     /// <summary>The context of <see cref="CurrentPlan"/> on this run's slot.</summary>
     private Planning.ExecutionContext CurrentContext => _segments.Count == 0 ? _rootContext : _segments[^1].Context;
+
+    /// <summary>The run's graph as the GPU tests see it: replayed or not, why capture was given up, the L2 window its kernels got.</summary>
+    internal (bool UsesGraph, string? Problem, L2Window? Window) Graph => (CurrentContext.UsesGraph, CurrentContext.GraphProblem, CurrentContext.L2Window);
 
     private void UploadInputs()
     {

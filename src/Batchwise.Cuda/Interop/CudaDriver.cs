@@ -24,6 +24,13 @@ internal static unsafe partial class CudaDriver
     public const int CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9;
     public const int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
     public const int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+    public const int CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW = 1;
+    public const int CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE = 108;
+    public const int CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE = 109;
+    public const int CU_LIMIT_PERSISTING_L2_CACHE_SIZE = 6;
+    public const int CU_GRAPH_NODE_TYPE_KERNEL = 0;
+    public const int CU_ACCESS_PROPERTY_NORMAL = 0;
+    public const int CU_ACCESS_PROPERTY_PERSISTING = 2;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
@@ -47,6 +54,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuDevicePrimaryCtxRelease_v2")] internal static partial int cuDevicePrimaryCtxRelease(int device);
     [LibraryImport(Lib)] private static partial int cuCtxSetCurrent(IntPtr context);
     [LibraryImport(Lib)] private static partial int cuCtxGetCurrent(out IntPtr context);
+    [LibraryImport(Lib)] private static partial int cuCtxGetDevice(out int device);
+    [LibraryImport(Lib)] private static partial int cuCtxSetLimit(int limit, nuint value);
+    [LibraryImport(Lib)] private static partial int cuCtxGetLimit(out nuint value, int limit);
     [LibraryImport(Lib, EntryPoint = "cuMemGetInfo_v2")] private static partial int cuMemGetInfo(out nuint free, out nuint total);
     [LibraryImport(Lib, EntryPoint = "cuMemAlloc_v2")] private static partial int cuMemAlloc(out ulong pointer, nuint bytes);
     [LibraryImport(Lib, EntryPoint = "cuMemFree_v2")] internal static partial int cuMemFree(ulong pointer);
@@ -79,6 +89,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] private static partial int cuGraphInstantiateWithFlags(out IntPtr exec, IntPtr graph, ulong flags);
     [LibraryImport(Lib)] private static partial int cuGraphLaunch(IntPtr exec, IntPtr stream);
     [LibraryImport(Lib)] private static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Lib)] private static partial int cuGraphGetNodes(IntPtr graph, IntPtr* nodes, nuint* count);
+    [LibraryImport(Lib)] private static partial int cuGraphNodeGetType(IntPtr node, out int type);
+    [LibraryImport(Lib)] private static partial int cuGraphKernelNodeSetAttribute(IntPtr node, int attribute, byte* value);
     [LibraryImport(Lib)] internal static partial int cuGraphExecDestroy(IntPtr exec);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] private static partial int cuMemcpyHtoD(ulong dst, void* src, nuint bytes);
     [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] private static partial int cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
@@ -412,7 +425,7 @@ internal static unsafe partial class CudaDriver
     /// Records what <paramref name="enqueue"/> puts on the stream into a CUDA graph and instantiates it. Capture is
     /// thread-local, so other threads' CUDA calls go on meanwhile.
     /// </summary>
-    public static CudaGraphExec Capture(CudaStream stream, Action enqueue)
+    public static CudaGraphExec Capture(CudaStream stream, Action enqueue, Planning.L2Window? window = null)
     {
         Check(cuStreamBeginCapture(stream.Handle, 1), "cuStreamBeginCapture");
         IntPtr graph;
@@ -434,6 +447,11 @@ internal static unsafe partial class CudaDriver
 
         try
         {
+            if (window is not null)
+            {
+                SetAccessPolicyWindow(graph, window);
+            }
+
             Check(cuGraphInstantiateWithFlags(out var exec, graph, 0), "cuGraphInstantiateWithFlags");
             var h = new CudaGraphExec();
             h.Set(exec);
@@ -443,6 +461,49 @@ internal static unsafe partial class CudaDriver
         {
             cuGraphDestroy(graph);
         }
+    }
+
+    /// <summary>Gives every kernel node of <paramref name="graph"/> <paramref name="window"/> as its access-policy window (persisting hits, normal misses).</summary>
+    private static void SetAccessPolicyWindow(IntPtr graph, Planning.L2Window window)
+    {
+        nuint count = 0;
+        Check(cuGraphGetNodes(graph, null, &count), "cuGraphGetNodes");
+        var nodes = new IntPtr[(int)count];
+        fixed (IntPtr* p = nodes)
+        {
+            Check(cuGraphGetNodes(graph, p, &count), "cuGraphGetNodes");
+        }
+
+        // CUkernelNodeAttrValue: a union of 64 bytes whose access-policy window is base, bytes, hit ratio, hit and miss properties.
+        var value = stackalloc byte[64];
+        new Span<byte>(value, 64).Clear();
+        *(ulong*)value = window.Base;
+        *(ulong*)(value + 8) = (ulong)window.Bytes;
+        *(float*)(value + 16) = window.HitRatio;
+        *(int*)(value + 20) = CU_ACCESS_PROPERTY_PERSISTING;
+        *(int*)(value + 24) = CU_ACCESS_PROPERTY_NORMAL;
+        foreach (var node in nodes.AsSpan(0, (int)count))
+        {
+            Check(cuGraphNodeGetType(node, out var type), "cuGraphNodeGetType");
+            if (type == CU_GRAPH_NODE_TYPE_KERNEL)
+            {
+                Check(cuGraphKernelNodeSetAttribute(node, CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW, value), "cuGraphKernelNodeSetAttribute(ACCESS_POLICY_WINDOW)");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sets aside up to <paramref name="bytes"/> of the current context's L2 for persisting lines, at most the device's
+    /// largest set-aside; returns the set-aside and the device's largest access-policy window.
+    /// </summary>
+    public static (long SetAside, long MaxWindow) SetAsideL2(long bytes)
+    {
+        Check(cuCtxGetDevice(out var device), "cuCtxGetDevice");
+        var most = Attribute(device, CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE);
+        var maxWindow = Attribute(device, CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE);
+        Check(cuCtxSetLimit(CU_LIMIT_PERSISTING_L2_CACHE_SIZE, (nuint)Math.Min(bytes, most)), "cuCtxSetLimit(PERSISTING_L2_CACHE_SIZE)");
+        Check(cuCtxGetLimit(out var set, CU_LIMIT_PERSISTING_L2_CACHE_SIZE), "cuCtxGetLimit(PERSISTING_L2_CACHE_SIZE)");
+        return ((long)set, maxWindow);
     }
 
     public static void Launch(CudaGraphExec graph, CudaStream stream) => Check(cuGraphLaunch(graph.Handle, stream.Handle), "cuGraphLaunch");

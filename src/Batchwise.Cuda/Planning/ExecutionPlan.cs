@@ -429,6 +429,9 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>Device pointers of constant buffers (by buffer id), shared across contexts.</summary>
     public Dictionary<int, ulong> ConstantPointers { get; } = [];
 
+    /// <summary>Bytes of L2 to set aside for the constants of this plan's CUDA graph (<see cref="L2Persistence"/>); null: none.</summary>
+    public long? L2SetAside { get; set; }
+
     /// <summary>The compiled gate kernel (<see cref="Kernels.KernelSource.GateKernel"/>) profiling holds the stream with.</summary>
     public IntPtr Gate { get; set; }
 
@@ -688,6 +691,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     private readonly ulong[] _pointers;
     private readonly IntPtr[] _params;
     private readonly bool _useGraph;
+    private readonly L2Window? _l2Window;
     private CudaGraphExec? _graph;
     private int _runs;
     private bool _stepsEnqueued;
@@ -708,6 +712,13 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         foreach (var b in plan.Buffers)
         {
             _pointers[b.Id] = b.IsArena ? slot.ArenaPointer + (ulong)b.Offset : plan.ConstantPointers[b.Id];
+        }
+
+        if (useCudaGraph && plan.L2SetAside is { } setAside)
+        {
+            var (given, maxWindow) = CudaDriver.SetAsideL2(setAside);
+            _l2Window = L2Persistence.Window([.. plan.Buffers.Where(b => !b.IsArena).Select(b => (_pointers[b.Id], b.Bytes))], given, maxWindow);
+            L2Persistence.Report(_l2Window);
         }
 
         // Kernel parameters are fixed for the context's life: one block per launch holding the pointer values, the
@@ -782,6 +793,9 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     /// <summary>Why graph capture was given up for this context, if it was.</summary>
     public string? GraphProblem { get; private set; }
 
+    /// <summary>The access-policy window the graph's kernels get (<see cref="ExecutionPlan.L2SetAside"/>), if any.</summary>
+    public L2Window? L2Window => _l2Window;
+
     /// <summary>True once the plan replays as one CUDA graph.</summary>
     public bool UsesGraph => _graph is not null;
 
@@ -826,12 +840,16 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
             var capturing = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
-                _graph = CudaDriver.Capture(Stream, EnqueueSteps);
+                _graph = CudaDriver.Capture(Stream, EnqueueSteps, _l2Window);
                 CaptureSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(capturing).TotalSeconds;
             }
             catch (CudaException e)
             {
                 GraphProblem = e.Message;
+                if (_l2Window is not null)
+                {
+                    L2Persistence.Report(null, e.Message);
+                }
             }
         }
     }
