@@ -17,8 +17,8 @@ internal sealed class CudnnMatmulEpilogue : IDisposable
     private readonly List<CudnnBackendPlan> _plans = [];
     private readonly bool _bias;
 
-    /// <summary>Builds the graph and up to <paramref name="candidates"/> plans on <paramref name="handle"/>; cuDNN's refusal (no configuration finalizes) as a <see cref="CudaException"/>.</summary>
-    public CudnnMatmulEpilogue(CudnnHandle handle, long batch, long m, long n, long k, long[] aStrides, long[] bStrides, long[] yStrides, bool bias, int? activation, int candidates = 1)
+    /// <summary>Builds the graph and up to <paramref name="candidates"/> plans on <paramref name="handle"/> from the configurations heuristics mode <paramref name="heuristicsMode"/> offers; cuDNN's refusal (no configuration finalizes) as a <see cref="CudaException"/>.</summary>
+    public CudnnMatmulEpilogue(CudnnHandle handle, long batch, long m, long n, long k, long[] aStrides, long[] bStrides, long[] yStrides, bool bias, int? activation, int candidates = 1, int heuristicsMode = Cudnn.HeuristicsModeA)
     {
         _bias = bias;
         try
@@ -58,7 +58,7 @@ internal sealed class CudnnMatmulEpilogue : IDisposable
             }
 
             var graph = Keep(Cudnn.BackendGraphOf(handle, ops));
-            _configs.AddRange(Cudnn.BackendConfigsOf(graph));
+            _configs.AddRange(Cudnn.BackendConfigsOf(graph, heuristicsMode));
             Offered = [.. _configs.Select(c => Cudnn.BackendEngineOf(c).GlobalIndex)];
             _plans.AddRange(Cudnn.BackendPlansOf(handle, _configs, "the product and its epilogue", candidates));
         }

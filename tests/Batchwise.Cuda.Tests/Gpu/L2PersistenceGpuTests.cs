@@ -28,7 +28,8 @@ public sealed class L2PersistenceGpuTests
         Assert.Null(none);
         Assert.NotNull(window);
         Assert.True(window.HitRatio is > 0 and <= 1, $"{name}: hit ratio {window.HitRatio}");
-        Assert.True(window.ConstantBytes >= window.TotalConstantBytes / 2, $"{name}: the window holds {window.ConstantBytes} of {window.TotalConstantBytes} constant bytes");
+        // The constants are separate allocations, so the window (at most the device's largest) holds what one range can.
+        Assert.True(window.ConstantBytes > 0 && window.ConstantBytes <= Math.Min(window.Bytes, window.TotalConstantBytes), $"{name}: the window of {window.Bytes} bytes holds {window.ConstantBytes} of {window.TotalConstantBytes} constant bytes");
         foreach (var c in Gpu.Compare(kept, plain, model.Outputs))
         {
             Assert.True(c.MaxAbs == 0, $"{name}: max |difference| {c.MaxAbs} in {c.Name} between runs with and without the L2 window");
