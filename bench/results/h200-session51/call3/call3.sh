@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 51, call 3 (~240 s; carry .device after staging .device1..4): what a fused erf GELU could give DistilBERT at
+# Session 51, call 3 (~180 s; carry .device after staging .device1..4): what a fused erf GELU could give DistilBERT at
 # b=64 (1.17x of PyTorch in call 1, the table's one row below 1.2x; its lin1 output's GELU pass moves 100 MB a layer).
 #   1. cuDNN's runtime-fused product + bias + erf GELU (CudnnMatmulEpilogueGpuTests): every configuration heuristics
 #      modes A and B offer, each timed (session 46 timed mode A's first 4, all engine 4, at 96.2 us against the plan's
@@ -9,7 +9,7 @@
 #   3. PyTorch's cuDNN (pip's, 9.19) against the engine's default (9.14) on the same DistilBERT b=64 runs: PyTorch's
 #      eager SDPA ran cuDNN's flash attention at 18.5 us a layer at BERT b=64 (session 45), the engine's step takes 27-28.
 #   4. L2PersistenceGpuTests (its window check fixed after call 2).
-source bench/device/call-lib.sh "${CALL_SECONDS:-270}"
+source bench/device/call-lib.sh "${CALL_SECONDS:-180}"
 unpack tests || { pack; exit 1; }
 mkdir -p "$WORK/exports"
 timeout 60 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --models distilbert --jobs 1 > "$R/exports.log" 2>&1
