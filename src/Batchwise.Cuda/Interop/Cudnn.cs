@@ -156,10 +156,7 @@ internal static unsafe partial class Cudnn
     private const int AttrReductionX = 1610;
     private const int AttrReductionY = 1611;
     private const int AttrReductionDescriptor = 1612;
-    public const int HeuristicsModeA = 3;
-
-    /// <summary>CUDNN_HEUR_MODE_B: the heuristics' slower, more thorough mode (a second list of configurations for a probe).</summary>
-    public const int HeuristicsModeB = 1;
+    private const int HeuristicsModeA = 3;
 
     /// <summary>cudnnBackendHeurMode_t: the instant mode A, the slower and broader mode B, and the fallback list.</summary>
     public const int CUDNN_HEUR_MODE_A = HeuristicsModeA, CUDNN_HEUR_MODE_B = 1, CUDNN_HEUR_MODE_FALLBACK = 2;

@@ -18,7 +18,7 @@ internal sealed class CudnnMatmulEpilogue : IDisposable
     private readonly bool _bias;
 
     /// <summary>Builds the graph and up to <paramref name="candidates"/> plans on <paramref name="handle"/> from the configurations heuristics mode <paramref name="heuristicsMode"/> offers; cuDNN's refusal (no configuration finalizes) as a <see cref="CudaException"/>.</summary>
-    public CudnnMatmulEpilogue(CudnnHandle handle, long batch, long m, long n, long k, long[] aStrides, long[] bStrides, long[] yStrides, bool bias, int? activation, int candidates = 1, int heuristicsMode = Cudnn.HeuristicsModeA)
+    public CudnnMatmulEpilogue(CudnnHandle handle, long batch, long m, long n, long k, long[] aStrides, long[] bStrides, long[] yStrides, bool bias, int? activation, int candidates = 1, int heuristicsMode = Cudnn.CUDNN_HEUR_MODE_A)
     {
         _bias = bias;
         try

@@ -110,7 +110,7 @@ public sealed unsafe class CudnnMatmulEpilogueGpuTests
         Gpu.Publish(ReportFile, probe.Heading("cuDNN matmul + bias + erf GELU probe"));
         var flops = 2.0 * m * n * k;
         var best = double.MaxValue;
-        foreach (var (mode, modeName) in new[] { (Cudnn.HeuristicsModeA, "A"), (Cudnn.HeuristicsModeB, "B") })
+        foreach (var (mode, modeName) in new[] { (Cudnn.CUDNN_HEUR_MODE_A, "A"), (Cudnn.CUDNN_HEUR_MODE_B, "B") })
         {
             try
             {
