@@ -1,0 +1,658 @@
+"""Session 52 probe: an fp16 GEMM on Hopper's warpgroup MMA with the bias and the exact (erf) GELU applied to the
+accumulators before one fp16 write, against what the engine's plan does now (cuBLASLt's product with its bias, then the
+GELU pass) and against Triton's fused kernel, at the MLP's first product of DistilBERT / BERT (b=64: 8192 x 3072 x 768),
+ViT-B / HF ViT (b=64: 12608 x 3072 x 768) and ViT-S (12608 x 1536 x 384). The kernel is written here first (compiled by
+NVRTC through CuPy, sm_90a) to find its tile, stages and rate before it goes into the engine.
+
+Layout: A row-major [M, K] (the activations); B pre-arranged on the host into the shared-memory image each stage copies
+(tile of BN rows of W^T by BK: 8-row groups SBO = BK * 16 bytes apart, 16-byte core-matrix columns 128 bytes apart, rows
+16 bytes apart: wgmma's K-major layout without swizzle); A copied into the same layout by cp.async, 16 bytes a thread.
+Two warpgroups each own 64 rows of the BM = 128 x BN tile; STAGES buffers, loads DIST = STAGES - 2 ahead.
+"""
+import argparse
+import json
+import math
+import statistics
+import sys
+
+import cupy as cp
+import torch
+import torch.nn.functional as F
+
+SRC = r"""
+#include <cuda_fp16.h>
+#define BM 128
+#define DIST (STAGES - 2)
+#define SBO (BK * 16)
+#define A_BYTES (BM * BK * 2)
+#define B_BYTES (BN * BK * 2)
+#define STAGE_BYTES (A_BYTES + B_BYTES)
+#if SWZ
+#define KSTEP 32
+#else
+#define KSTEP 256
+#endif
+
+__device__ __forceinline__ void cp16(unsigned dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+__device__ __forceinline__ void fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory"); }
+#if SWZ
+#undef SBO
+#define SBO 1024
+__device__ __forceinline__ unsigned long long desc(unsigned addr) {
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ unsigned place(int g, int c, int r) { return g * 1024 + r * 128 + ((c ^ r) << 4); }
+#else
+__device__ __forceinline__ unsigned long long desc(unsigned addr) {
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | ((unsigned long long)(128 >> 4) << 16) | ((unsigned long long)((SBO & 0x3FFFF) >> 4) << 32);
+}
+__device__ __forceinline__ unsigned place(int g, int c, int r) { return g * SBO + c * 128 + r * 16; }
+#endif
+__device__ __forceinline__ void hold(float* d) {
+  #pragma unroll
+  for (int i = 0; i < BN / 2; i++) asm volatile("" : "+f"(d[i]) :: "memory");
+}
+__device__ __forceinline__ void mma(float* d, unsigned long long da, unsigned long long db, int acc) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %__P__, 0;\n"
+    "wgmma.mma_async.sync.aligned.m64n__BN__k16.f32.f16.f16 {__DLIST__}, %__A__, %__B__, p, 1, 1, 0, 0;\n}\n"
+    : __DOUT__
+    : "l"(da), "l"(db), "r"(acc));
+}
+__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+
+__device__ __forceinline__ void load_stage(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
+  #pragma unroll
+  for (int it = 0; it < BM * BK / 8 / 256; it++) {
+    const int i = it * 256 + tid;
+    const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
+    const int grow = m0 + g * 8 + r;
+    const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
+    cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
+  }
+  const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
+  #pragma unroll
+  for (int it = 0; it < BN * BK / 8 / 256; it++) {
+    const int i = it * 256 + tid;
+    cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(256, MINB) gemm_bias_gelu(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+  const int nt = blockIdx.x, m0 = blockIdx.y * BM, n0 = nt * BN;
+  const int KB = K / BK;
+  float d[BN / 2];
+  #pragma unroll
+  for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+  #pragma unroll
+  for (int s = 0; s < DIST; s++) { if (s < KB) load_stage(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, s, nt, KB, tid); cp_commit(); }
+  for (int kb = 0; kb < KB; kb++) {
+#if NOLOAD
+    if (kb < DIST) cp_wait<0>();
+#else
+    cp_wait<DIST - 1>();
+#endif
+    fence_async();
+    __syncthreads();
+    const int nk = kb + DIST;
+#if !NOLOAD
+    if (nk < KB) load_stage(s0 + (nk % STAGES) * STAGE_BYTES, A, Bp, m0, M, K, nk, nt, KB, tid);
+#endif
+    cp_commit();
+    const unsigned st = s0 + (kb % STAGES) * STAGE_BYTES;
+    wg_fence();
+    hold(d);
+    #pragma unroll
+#if !NOMMA
+    for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + wg * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+#endif
+    wg_commit();
+#if MIDHOLD
+    hold(d);
+#endif
+    wg_wait<1>();
+    hold(d);
+  }
+  wg_wait<0>();
+  hold(d);
+  const int row = m0 + wg * 64 + warp * 16 + (lane >> 2);
+  #pragma unroll
+  for (int j = 0; j < BN / 8; j++) {
+    const int col = n0 + j * 8 + (lane & 3) * 2;
+    const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+    float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+    if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+    if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+    if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+  }
+}
+#if WS
+__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(a) : "memory"); }
+__device__ __forceinline__ void cp_arrive(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(a) : "memory"); }
+
+__device__ __forceinline__ void load_stage128(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
+  #pragma unroll
+  for (int it = 0; it < BM * BK / 8 / 128; it++) {
+    const int i = it * 128 + tid;
+    const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
+    const int grow = m0 + g * 8 + r;
+    const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
+    cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
+  }
+  const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
+  #pragma unroll
+  for (int it = 0; it < BN * BK / 8 / 128; it++) {
+    const int i = it * 128 + tid;
+    cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
+  }
+}
+
+// Warp-specialized: warpgroup 0 copies (cp.async, each thread's completion arriving on the stage's full barrier), warpgroups
+// 1 and 2 multiply (64 rows each) and release a stage on its empty barrier once their products that read it are done.
+#if WS == 1
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_ws(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const int nt = blockIdx.x, m0 = blockIdx.y * BM, n0 = nt * BN;
+  const int KB = K / BK;
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 128); mbar_init(empty0 + s * 8, 2); }
+  }
+  __syncthreads();
+  if (wg == 0) {
+    for (int kb = 0; kb < KB; kb++) {
+      const int s = kb % STAGES;
+      if (kb >= STAGES) mbar_wait(empty0 + s * 8, ((kb / STAGES) & 1) ^ 1);
+      load_stage128(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
+      cp_arrive(full0 + s * 8);
+    }
+    return;
+  }
+  const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+  float d[BN / 2];
+  #pragma unroll
+  for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+  for (int kb = 0; kb < KB; kb++) {
+    const int s = kb % STAGES;
+    mbar_wait(full0 + s * 8, (kb / STAGES) & 1);
+    fence_async();
+    const unsigned st = s0 + s * STAGE_BYTES;
+    wg_fence();
+    hold(d);
+    #pragma unroll
+    for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + cw * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+    wg_commit();
+#if MIDHOLD
+    hold(d);
+#endif
+    wg_wait<1>();
+    hold(d);
+    if (kb > 0 && (t & 127) == 0) mbar_arrive(empty0 + ((kb - 1) % STAGES) * 8);
+  }
+  wg_wait<0>();
+  hold(d);
+  const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
+  #pragma unroll
+  for (int j = 0; j < BN / 8; j++) {
+    const int col = n0 + j * 8 + (lane & 3) * 2;
+    const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+    float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+    if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+    if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+    if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+  }
+}
+#endif
+#if WS >= 2
+#define CL WS
+__device__ __forceinline__ void mbar_expect(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
+__device__ __forceinline__ void mbar_arrive_cluster(unsigned a, unsigned rank) {
+  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
+}
+__device__ __forceinline__ void mbar_wait_cluster(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void bulk_mc(unsigned dst, const void* src, unsigned bytes, unsigned bar, unsigned short mask) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask) : "memory");
+}
+__device__ __forceinline__ unsigned cluster_rank() { unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
+__device__ __forceinline__ void cluster_sync() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+
+// Warp-specialized in clusters of CL along M: the CTAs of a cluster share their B tile, each copying its 1/CL of every
+// stage's B image with one bulk copy multicast to all of them (complete_tx on each one's full barrier); A through cp.async
+// as before. A stage is free when the consumers of every CTA of the cluster have released it (remote arrives).
+extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, 1) gemm_wsc(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const int nt = blockIdx.x, m0 = blockIdx.y * BM, n0 = nt * BN;
+  const int KB = K / BK;
+  const unsigned rank = cluster_rank();
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 129); mbar_init(empty0 + s * 8, 2 * CL); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  cluster_sync();
+  if (wg == 0) {
+    for (int kb = 0; kb < KB; kb++) {
+      const int s = kb % STAGES;
+      const unsigned sb = s0 + s * STAGE_BYTES;
+      if (kb >= STAGES) mbar_wait_cluster(empty0 + s * 8, ((kb / STAGES) & 1) ^ 1);
+      if (tid == 0) {
+        mbar_expect(full0 + s * 8, B_BYTES);
+        bulk_mc(sb + A_BYTES + rank * (B_BYTES / CL), Bp + ((size_t)nt * KB + kb) * (BN * BK) + rank * (BN * BK / CL), B_BYTES / CL, full0 + s * 8, (unsigned short)((1 << CL) - 1));
+      }
+      #pragma unroll
+      for (int it = 0; it < BM * BK / 8 / 128; it++) {
+        const int i = it * 128 + tid;
+        const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
+        const int grow = m0 + g * 8 + r;
+        const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
+        cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
+      }
+      cp_arrive(full0 + s * 8);
+    }
+  } else {
+    const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+    float d[BN / 2];
+    #pragma unroll
+    for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+    for (int kb = 0; kb < KB; kb++) {
+      const int s = kb % STAGES;
+      mbar_wait(full0 + s * 8, (kb / STAGES) & 1);
+      fence_async();
+      const unsigned st = s0 + s * STAGE_BYTES;
+      wg_fence();
+      hold(d);
+      #pragma unroll
+      for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + cw * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+      wg_commit();
+      wg_wait<1>();
+      hold(d);
+      if (kb > 0 && (t & 127) == 0) {
+        #pragma unroll
+        for (int r = 0; r < CL; r++) mbar_arrive_cluster(empty0 + ((kb - 1) % STAGES) * 8, r);
+      }
+    }
+    wg_wait<0>();
+    hold(d);
+    const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
+    #pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+      const int col = n0 + j * 8 + (lane & 3) * 2;
+      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+    }
+  }
+  cluster_sync();
+}
+#endif
+#endif
+#if G2
+// The plain kernel again, its epilogue through shared memory (EPI 1: each warp then stores whole 512-byte rows), or not
+// stored at all (EPI 2: a store no value takes, so the work stays), persistent over tiles where PERSIST.
+__device__ __forceinline__ void tile_g2(unsigned char* smem, unsigned s0, const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act, int nt, int m0)
+{
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+  const int n0 = nt * BN, KB = K / BK;
+  float d[BN / 2];
+  #pragma unroll
+  for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+  #pragma unroll
+  for (int s = 0; s < DIST; s++) { if (s < KB) load_stage(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, s, nt, KB, tid); cp_commit(); }
+  for (int kb = 0; kb < KB; kb++) {
+    cp_wait<DIST - 1>();
+    fence_async();
+    __syncthreads();
+    const int nk = kb + DIST;
+    if (nk < KB) load_stage(s0 + (nk % STAGES) * STAGE_BYTES, A, Bp, m0, M, K, nk, nt, KB, tid);
+    cp_commit();
+    const unsigned st = s0 + (kb % STAGES) * STAGE_BYTES;
+    wg_fence();
+    hold(d);
+    #pragma unroll
+    for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + wg * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+    wg_commit();
+    wg_wait<1>();
+    hold(d);
+  }
+  wg_wait<0>();
+  hold(d);
+  const int lrow = wg * 64 + warp * 16 + (lane >> 2), row = m0 + lrow;
+#if EPI == 1
+  __syncthreads();  // every warpgroup's products done: the stages are free
+  const int P = BN * 2 + 16;  // bytes of a staged row: 16 more than the row, conflict-free half2 writes
+#endif
+  #pragma unroll
+  for (int j = 0; j < BN / 8; j++) {
+    const int lc = j * 8 + (lane & 3) * 2, col = n0 + lc;
+    const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+    float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+    if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+#if EPI == 1
+    *(__half2*)(smem + lrow * P + lc * 2) = __floats2half2_rn(v0, v1);
+    *(__half2*)(smem + (lrow + 8) * P + lc * 2) = __floats2half2_rn(v2, v3);
+#elif EPI == 2
+    if (v0 == -12345.f) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+    if (v2 == -12345.f) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+#else
+    if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+    if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+#endif
+  }
+#if EPI == 1
+  __syncthreads();
+  #pragma unroll 4
+  for (int it = 0; it < BM * BN / 8 / 256; it++) {
+    const int id = it * 256 + tid, r = id / (BN / 8), c = id % (BN / 8);
+    const uint4 v = *(const uint4*)(smem + r * P + c * 16);
+    if (m0 + r < M) *(uint4*)(Y + (size_t)(m0 + r) * N + n0 + c * 8) = v;
+  }
+  __syncthreads();  // the staged rows read before the next tile's copies land there
+#endif
+}
+
+extern "C" __global__ void __launch_bounds__(256, 1) gemm2(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const int NT = N / BN, tiles = NT * ((M + BM - 1) / BM);
+#if PERSIST
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x)
+#else
+  const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+#endif
+  tile_g2(smem, s0, A, Bp, bias, Y, M, N, K, act, tile % NT, (tile / NT) * BM);
+}
+#endif
+#if G3
+// Persistent, one pipeline across a block's tiles (the next tile's first stages copied during this one's last steps); a
+// tile's sums + bias stored as fp16 when its last step is done, and its GELU applied in place to those values during the
+// next tile's first steps, while that tile's products run on the tensor cores (each thread re-reads what it wrote).
+__device__ __forceinline__ void gelu_chunk(__half* __restrict__ Y, int M, int N, int m0, int n0, int lrow, int lane, int j0, int j1)
+{
+  const int row = m0 + lrow;
+  #pragma unroll 4
+  for (int j = j0; j < j1; j++) {
+    const int col = n0 + j * 8 + (lane & 3) * 2;
+    if (row < M) { __half2* p = (__half2*)(Y + (size_t)row * N + col); const float2 v = __half22float2(*p); *p = __floats2half2_rn(gelu(v.x), gelu(v.y)); }
+    if (row + 8 < M) { __half2* p = (__half2*)(Y + (size_t)(row + 8) * N + col); const float2 v = __half22float2(*p); *p = __floats2half2_rn(gelu(v.x), gelu(v.y)); }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(256, 1) gemm3(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+  const int NT = N / BN, tiles = NT * ((M + BM - 1) / BM), KB = K / BK;
+  const int T = blockIdx.x < tiles ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0, F = T * KB;
+  const int JPI = (BN / 8 + KB - 1) / KB;
+  const int lrow = wg * 64 + warp * 16 + (lane >> 2);
+  float d[BN / 2];
+  #pragma unroll
+  for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+  #pragma unroll
+  for (int f = 0; f < DIST; f++) {
+    if (f < F) { const int t = blockIdx.x + (f / KB) * gridDim.x; load_stage(s0 + f * STAGE_BYTES, A, Bp, (t / NT) * BM, M, K, f % KB, t % NT, KB, tid); }
+    cp_commit();
+  }
+  int pm0 = -1, pn0 = 0;
+  for (int f = 0; f < F; f++) {
+    const int kb = f % KB, t = blockIdx.x + (f / KB) * gridDim.x, m0 = (t / NT) * BM, n0 = (t % NT) * BN;
+    cp_wait<DIST - 1>();
+    fence_async();
+    __syncthreads();
+    const int nf = f + DIST;
+    if (nf < F) { const int tn = blockIdx.x + (nf / KB) * gridDim.x; load_stage(s0 + (nf % STAGES) * STAGE_BYTES, A, Bp, (tn / NT) * BM, M, K, nf % KB, tn % NT, KB, tid); }
+    cp_commit();
+    const unsigned st = s0 + (f % STAGES) * STAGE_BYTES;
+    wg_fence();
+    hold(d);
+    #pragma unroll
+    for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + wg * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+    wg_commit();
+    if (act && pm0 >= 0 && kb * JPI < BN / 8) gelu_chunk(Y, M, N, pm0, pn0, lrow, lane, kb * JPI, min(BN / 8, (kb + 1) * JPI));
+    wg_wait<1>();
+    hold(d);
+    if (kb == KB - 1) {
+      wg_wait<0>();
+      hold(d);
+      const int row = m0 + lrow;
+      #pragma unroll
+      for (int j = 0; j < BN / 8; j++) {
+        const int col = n0 + j * 8 + (lane & 3) * 2;
+        const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+        if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(d[4 * j] + b0, d[4 * j + 1] + b1);
+        if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(d[4 * j + 2] + b0, d[4 * j + 3] + b1);
+      }
+      pm0 = m0; pn0 = n0;
+    }
+  }
+  if (act && pm0 >= 0) gelu_chunk(Y, M, N, pm0, pn0, lrow, lane, 0, BN / 8);
+}
+#endif
+"""
+
+
+def source(bn, bk, stages, minb, swz=0, noload=0, nomma=0, ws=0, midhold=0, g2=0, epi=0, persist=0):
+    g3 = 1 if g2 == 3 else 0
+    g2 = 0 if g2 == 3 else g2
+    n = bn // 2
+    text = SRC.replace("__BN__", str(bn)).replace("__DLIST__", ", ".join(f"%{i}" for i in range(n)))
+    text = text.replace("__DOUT__", ", ".join(f'"+f"(d[{i}])' for i in range(n)))
+    text = text.replace("__A__", str(n)).replace("__B__", str(n + 1)).replace("__P__", str(n + 2))
+    return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n" + text
+
+
+def pack_b(w, bn, bk, swz=0):
+    """W [K, N] -> the per-(n tile, k block) shared-memory images, flat (128-byte swizzle: rows of 64, chunk c of row r at c ^ r)."""
+    k, n = w.shape
+    wt = w.t().contiguous()  # [N, K]
+    if not swz:
+        return wt.reshape(n // bn, bn // 8, 8, k // bk, bk // 8, 8).permute(0, 3, 1, 4, 2, 5).contiguous().reshape(-1)
+    t = wt.reshape(n // bn, bn // 8, 8, k // 64, 8, 8).permute(0, 3, 1, 2, 4, 5).contiguous()  # nt, kb, g, r, c, e
+    r = torch.arange(8, device=w.device)
+    idx = (torch.arange(8, device=w.device)[None, :] ^ r[:, None])  # [r, c'] -> c
+    idx = idx.view(1, 1, 1, 8, 8, 1).expand_as(t)
+    return torch.gather(t, 4, idx).reshape(-1)
+
+
+def median_us(fn, reps=30, inner=10):
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(reps):
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end) * 1000 / inner)
+    return statistics.median(times)
+
+
+def ptxas_log(src):
+    """NVRTC's log with ptxas's verbose report and warnings (wgmma serialization shows there)."""
+    from cuda.bindings import nvrtc
+    err, prog = nvrtc.nvrtcCreateProgram(src.encode(), b"probe.cu", 0, [], [])
+    import glob
+    import os
+    incs = [os.path.dirname(p) for p in glob.glob("/usr/local/cuda*/include/cuda_fp16.h") + glob.glob("/usr/local/lib/python3*/*-packages/nvidia/*/include/cuda_fp16.h") + glob.glob("/usr/lib/python3*/*-packages/nvidia/*/include/cuda_fp16.h") + glob.glob(os.path.join(os.path.dirname(cp.__file__), "..", "nvidia", "*", "include", "cuda_fp16.h"))]
+    opts = [b"-std=c++17", b"-arch=sm_90a", b"--ptxas-options=-v", b"--ptxas-options=--warn-on-spills"] + [("-I" + i).encode() for i in incs[:1]]
+    res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+    err, size = nvrtc.nvrtcGetProgramLogSize(prog)
+    buf = b" " * size
+    nvrtc.nvrtcGetProgramLog(prog, buf)
+    return f"nvrtc {res[0]}: " + buf.decode(errors="replace")[:3000]
+
+
+def triton_kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def mm_gelu(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr):
+        pid = tl.program_id(0)
+        num_pid_m = tl.cdiv(M, BM)
+        num_pid_n = tl.cdiv(N, BN)
+        num_pid_in_group = GROUP_M * num_pid_n
+        group_id = pid // num_pid_in_group
+        first_pid_m = group_id * GROUP_M
+        group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+        pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+        pid_n = (pid % num_pid_in_group) // group_size_m
+        offs_am = (pid_m * BM + tl.arange(0, BM)) % M
+        offs_bn = (pid_n * BN + tl.arange(0, BN)) % N
+        offs_k = tl.arange(0, BK)
+        a_ptrs = a_ptr + offs_am[:, None] * K + offs_k[None, :]
+        b_ptrs = b_ptr + offs_k[:, None] * N + offs_bn[None, :]
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        for _ in range(0, K // BK):
+            acc = tl.dot(tl.load(a_ptrs), tl.load(b_ptrs), acc)
+            a_ptrs += BK
+            b_ptrs += BK * N
+        x = acc + tl.load(bias_ptr + offs_bn).to(tl.float32)[None, :]
+        y = 0.5 * x * (1 + tl.math.erf(x * 0.7071067811865476))
+        offs_cm = pid_m * BM + tl.arange(0, BM)
+        offs_cn = pid_n * BN + tl.arange(0, BN)
+        tl.store(c_ptr + offs_cm[:, None] * N + offs_cn[None, :], y.to(tl.float16), mask=(offs_cm[:, None] < M) & (offs_cn[None, :] < N))
+
+    return mm_gelu
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--configs", default="256,64,4,1;256,32,8,1;256,32,6,1;128,64,4,1;128,32,6,2;128,64,3,2")
+    ap.add_argument("--shapes", default="8192,3072,768;12608,3072,768;12608,1536,384;128,3072,768")
+    ap.add_argument("--ptxas", type=int, default=1)
+    ap.add_argument("--triton", default="128,256,64,3,8;128,128,64,4,4;128,128,64,4,8")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    results = []
+    log = open(args.out + ".txt", "w")
+
+    def say(line):
+        print(line)
+        log.write(line + "\n")
+        log.flush()
+
+    say(f"device {torch.cuda.get_device_name()}  torch {torch.__version__}  cupy {cp.__version__}")
+    modules = {}
+    for cfg in args.configs.split(";"):
+        f = list(map(int, cfg.split(","))) + [0] * 13
+        bn, bk, stages, minb, swz, noload, nomma, act0, ws, midhold, g2, epi, persist = f[:13]
+        act = 1 - act0  # the 8th field 1: no GELU
+        try:
+            src = source(bn, bk, stages, minb, swz, noload, nomma, ws, midhold, g2, epi, persist)
+            k = cp.RawKernel(src, "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
+            smem = stages * (128 + bn) * bk * 2 + (16 * stages if ws else 0)
+            k.max_dynamic_shared_size_bytes = smem
+            k.compile()
+            modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws else 256, persist)
+            say(f"built {cfg}: smem {smem}, regs {k.attributes['num_regs']}, local {k.attributes['local_size_bytes']}")
+        except Exception as e:  # noqa: BLE001
+            say(f"build {cfg} failed: {str(e)[:2000]}")
+            continue
+        if args.ptxas and (cfg == args.configs.split(";")[0] or (args.ptxas > 1 and swz and not (noload or nomma or act0))):
+            try:
+                say(ptxas_log(src))
+            except Exception as e:  # noqa: BLE001
+                say(f"no ptxas log: {e}")
+    tri = None
+    try:
+        tri = triton_kernel() if args.triton else None
+    except Exception as e:  # noqa: BLE001
+        say(f"triton unavailable: {e}")
+
+    for shape in args.shapes.split(";"):
+        m, n, k = map(int, shape.split(","))
+        flop = 2.0 * m * n * k
+        a = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        w = (torch.randn(k, n, device="cuda", dtype=torch.float16) / math.sqrt(k)).contiguous()
+        bias = torch.randn(n, device="cuda", dtype=torch.float16) * 0.5
+        ref = F.gelu(a.float() @ w.float() + bias.float())
+        row = {"m": m, "n": n, "k": k}
+        y = torch.empty(m, n, device="cuda", dtype=torch.float16)
+        us = median_us(lambda: torch.addmm(bias, a, w, out=y))
+        row["cublaslt_bias_us"] = us
+        us2 = median_us(lambda: F.gelu(y))
+        row["gelu_pass_us"] = us2
+        us3 = median_us(lambda: torch._addmm_activation(bias, a, w, use_gelu=True))
+        row["cublaslt_tanh_epilogue_us"] = us3
+        plan = F.gelu(torch.addmm(bias, a, w))
+        row["plan_err"] = (plan.float() - ref).abs().max().item()
+        say(f"{m}x{n}x{k}: cuBLASLt+bias {us:.1f} us ({flop / us / 1e6:.0f} TFLOP/s) + GELU pass {us2:.1f} = {us + us2:.1f}; tanh epilogue {us3:.1f}; plan err {row['plan_err']:.2e}")
+        for cfg, (kern, bn, bk, smem, swz, act, threads, persist) in modules.items():
+            if n % bn or k % bk:
+                continue
+            bp = pack_b(w, bn, bk, swz)
+            out = torch.empty(m, n, device="cuda", dtype=torch.float16)
+            cl = ws if ws >= 2 else 1
+            grid = (n // bn, ((m + 127) // 128 + cl - 1) // cl * cl)
+            if persist:
+                grid = (min(persist, (n // bn) * ((m + 127) // 128)), 1)
+            args_ = (cp.uint64(a.data_ptr()), cp.uint64(bp.data_ptr()), cp.uint64(bias.data_ptr()), cp.uint64(out.data_ptr()), cp.int32(m), cp.int32(n), cp.int32(k), cp.int32(act))
+
+            def launch(kern=kern, grid=grid, args_=args_, smem=smem, threads=threads):
+                kern(grid, (threads,), args_, shared_mem=smem)
+
+            try:
+                launch()
+                torch.cuda.synchronize()
+                out.zero_()
+                launch()
+                torch.cuda.synchronize()
+                err = (out.float() - (ref if act else (a.float() @ w.float() + bias.float()))).abs().max().item()
+                us4 = median_us(launch)
+                row[f"own_{cfg}_us"] = us4
+                row[f"own_{cfg}_err"] = err
+                say(f"  own {cfg}: {us4:.1f} us ({flop / us4 / 1e6:.0f} TFLOP/s), err {err:.2e}, vs plan {(us + us2) / us4:.2f}x")
+            except Exception as e:  # noqa: BLE001
+                say(f"  own {cfg} failed: {str(e)[:500]}")
+        if tri is not None and args.triton:
+            for tc in args.triton.split(";"):
+                bm, bn, bk, st, nw = map(int, tc.split(","))
+                out = torch.empty(m, n, device="cuda", dtype=torch.float16)
+                grid = (((m + bm - 1) // bm) * (n // bn),)
+                try:
+                    def tlaunch(out=out, grid=grid, bm=bm, bn=bn, bk=bk, st=st, nw=nw):
+                        tri[grid](a, w, bias, out, m, n, k, BM=bm, BN=bn, BK=bk, GROUP_M=8, num_stages=st, num_warps=nw)
+                    tlaunch()
+                    torch.cuda.synchronize()
+                    err = (out.float() - ref).abs().max().item()
+                    us5 = median_us(tlaunch)
+                    row[f"triton_{tc}_us"] = us5
+                    say(f"  triton {tc}: {us5:.1f} us ({flop / us5 / 1e6:.0f} TFLOP/s), err {err:.2e}, vs plan {(us + us2) / us5:.2f}x")
+                except Exception as e:  # noqa: BLE001
+                    say(f"  triton {tc} failed: {str(e)[:300]}")
+        results.append(row)
+    json.dump(results, open(args.out + ".json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
