@@ -79,7 +79,8 @@ public sealed class CudaEngine : IEngine
                 GeluChoice.Tanh => "tanh form (BATCHWISE_GELU=tanh): erf GELU computed in tanh form, |delta| <= 4.7e-4, as the GELU epilogue of the product before it (fp16 plans; fp32 plans stay exact)",
                 GeluChoice.Chain => "as exported (BATCHWISE_GELU=chain): erf GELU's nodes fused into one elementwise kernel before the next product",
                 _ => "exact (erf GELU after a product computed in place behind it)",
-            } + (GraphCompiler.GeluChunksFromEnvironment > 1 ? string.Create(CultureInfo.InvariantCulture, $"; the product and its pass in {GraphCompiler.GeluChunksFromEnvironment} row chunks (BATCHWISE_GELU_CHUNKS)") : string.Empty),
+            } + (GraphCompiler.GeluChunksFromEnvironment > 1 ? string.Create(CultureInfo.InvariantCulture, $"; the product and its pass in {GraphCompiler.GeluChunksFromEnvironment} row chunks (BATCHWISE_GELU_CHUNKS)") : string.Empty)
+                + (GraphCompiler.GeluProductFromEnvironment ? "; fp16 products with N in 256s and K in 64s run as the own warpgroup-MMA kernel with the bias and the GELU in it on sm_90 (BATCHWISE_GELU_PRODUCT=own)" : string.Empty),
             ["attention_rows"] = GraphCompiler.AttentionRowsFromEnvironment == KernelSource.AttentionWideRows
                 ? "128 (BATCHWISE_ATTENTION_ROWS=128): the fused attention kernel's block takes 128 query rows in eight warps where the head is at most 80 wide"
                 : "64 (the fused attention kernel's block takes 64 query rows in four warps; BATCHWISE_ATTENTION_ROWS=128 takes 128)",
@@ -546,6 +547,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Row chunks a product followed by erf GELU runs in (BATCHWISE_GELU_CHUNKS, 1 = whole; tests set it).</summary>
     public int GeluChunks { get; internal set; } = GraphCompiler.GeluChunksFromEnvironment;
+
+    /// <summary>Whether fp16 products followed by erf GELU run as the own warpgroup-MMA kernel (BATCHWISE_GELU_PRODUCT=own; tests set it).</summary>
+    public bool GeluProductOwn { get; internal set; } = GraphCompiler.GeluProductFromEnvironment;
 
     /// <summary>Who runs recognised attention blocks (BATCHWISE_ATTENTION=auto|own|cudnn; tests set it).</summary>
     public AttentionChoice Attention { get; internal set; } = GraphCompiler.AttentionFromEnvironment;

@@ -147,6 +147,13 @@ internal interface IPlanTarget
     /// <summary>Row chunks a product followed by GELU's erf form runs in (<see cref="GraphCompiler.GeluChunksFromEnvironment"/>): 1 (whole) here; a session takes BATCHWISE_GELU_CHUNKS's.</summary>
     int GeluChunks => 1;
 
+    /// <summary>
+    /// Whether an fp16 product followed by GELU's erf form runs as the engine's own warpgroup-MMA kernel with the bias and
+    /// the GELU in it (<see cref="GraphCompiler.GeluProductFromEnvironment"/>; sm_90 only): no here; a session takes
+    /// BATCHWISE_GELU_PRODUCT's.
+    /// </summary>
+    bool GeluProductOwn => false;
+
     /// <summary>Who runs recognised attention blocks (<see cref="GraphCompiler.AttentionFromEnvironment"/>): the own kernel here; a session takes BATCHWISE_ATTENTION's.</summary>
     AttentionChoice Attention => AttentionChoice.Own;
 

@@ -86,16 +86,25 @@ public sealed class MlpGpuTests
         }
     }
 
-    public static TheoryData<string> GeluForms() => new(["exact", "exact-front-to-back", "exact-chunks2", "exact-chunks4", "tanh", "chain"]);
-
-    /// <summary>ViT-S/16's MLP at b=64, its inputs and ONNX Runtime's fp32 output on the CPU: computed once for the three forms.</summary>
-    private static readonly Lazy<(OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected)> VitS64 = new(() =>
+    public static TheoryData<string, string> GeluForms() => new()
     {
-        var model = MatmulEpiloguePlanTests.VitMlp(64, 197, 384, 1536);
+        { "exact", "vit_s_b64" }, { "exact-front-to-back", "vit_s_b64" }, { "exact-chunks2", "vit_s_b64" }, { "exact-chunks4", "vit_s_b64" },
+        { "tanh", "vit_s_b64" }, { "chain", "vit_s_b64" }, { "own", "vit_s_b64" }, { "exact", "bert_b64" }, { "own", "bert_b64" },
+    };
+
+    /// <summary>An MLP block at b=64 (ViT-S/16's, 197 tokens of 384 -> 1536; BERT-base's, 128 tokens of 768 -> 3072), its inputs and ONNX Runtime's fp32 output on the CPU: computed once for the forms.</summary>
+    private static readonly Dictionary<string, Lazy<(OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected)>> Blocks = new()
+    {
+        ["vit_s_b64"] = new(() => Block(MatmulEpiloguePlanTests.VitMlp(64, 197, 384, 1536))),
+        ["bert_b64"] = new(() => Block(MatmulEpiloguePlanTests.VitMlp(64, 128, 768, 3072))),
+    };
+
+    private static (OnnxModel Model, List<Tensor> Inputs, IReadOnlyList<Tensor> Expected) Block(OnnxModel model)
+    {
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 11);
         using var ort = new OrtEngine().Load(model, new EngineOptions());
         return (model, inputs, ort.Run(inputs));
-    });
+    }
 
     /// <summary>The MLP branch alone, y - x (the residual dominates y: a wrong GELU would hide in it).</summary>
     private static Tensor Branch(Tensor y, Tensor x)
@@ -106,28 +115,30 @@ public sealed class MlpGpuTests
 
     /// <summary>
     /// ViT-S/16's MLP block at b=64 (M=12608: LayerNorm, fc1 + bias, erf GELU as torch exports it, fc2 + bias + residual)
-    /// in fp16 with each BATCHWISE_GELU choice: exact (the GELU in place behind fc1, its own row; and the same kernel
+    /// (and BERT-base's at b=64, M=8192) in fp16 with each BATCHWISE_GELU choice: exact (the GELU in place behind fc1, its own row; and the same kernel
     /// walking front to back, to see what the back-to-front order gains in L2), tanh (cuBLASLt's GELU epilogue in fc1's
     /// row) and chain (the exported nodes' fused kernel inside fc2's row, as before); exact in 2 and 4 row chunks
-    /// (BATCHWISE_GELU_CHUNKS: each chunk's fc1 rows, then the pass over them, read from L2). Each step's time
+    /// (BATCHWISE_GELU_CHUNKS: each chunk's fc1 rows, then the pass over them, read from L2); own (BATCHWISE_GELU_PRODUCT:
+    /// fc1, its bias and the GELU as the engine's warpgroup-MMA kernel, no pass). Each step's time
     /// (CUDA events, 50 runs), the block's (the steps between the input and output conversions), and the MLP branch
     /// (y - x) against ONNX Runtime fp32 on the CPU (max abs, cosine). Printed and written to BATCHWISE_REPORT_DIR/mlp.md;
     /// asserted: the form's plan shape and the agreement (cosine 0.9999; 0.999 for the tanh form), never a time.
     /// </summary>
     [Theory]
     [MemberData(nameof(GeluForms))]
-    public void Vit_mlp_erf_gelu_forms_are_timed_and_agree_with_onnx_runtime(string form)
+    public void Vit_mlp_erf_gelu_forms_are_timed_and_agree_with_onnx_runtime(string form, string size)
     {
         Gpu.Require();
-        var (model, inputs, expected) = VitS64.Value;
+        var (model, inputs, expected) = Blocks[size].Value;
         var choice = form switch { "tanh" => GeluChoice.Tanh, "chain" => GeluChoice.Chain, "exact-front-to-back" => GeluChoice.ExactFrontToBack, _ => GeluChoice.Exact };
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.Gelu = choice;
         cuda.GeluChunks = form switch { "exact-chunks2" => 2, "exact-chunks4" => 4, _ => 1 };
+        cuda.GeluProductOwn = form == "own";
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);
-        var (rows, width, hidden) = (64L * 197, 384L, 1536L);
+        var (rows, width, hidden) = size == "bert_b64" ? (64L * 128, 768L, 3072L) : (64L * 197, 384L, 1536L);
         var block = 0.0;
         foreach (var l in layers)
         {
@@ -140,19 +151,20 @@ public sealed class MlpGpuTests
                 : l.Layer.StartsWith("MatMul", StringComparison.Ordinal)
                     ? string.Create(CultureInfo.InvariantCulture, $"{share * 2.0 * rows * width * hidden / (l.Milliseconds * 1e-3) / 1e12:F0} TFLOP/s")
                     : string.Empty;
-            Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | M={rows} N/K={width}/{hidden} | {l.Layer} | {l.Milliseconds:F4} ms | {rate} |"));
+            Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} {size} | M={rows} N/K={width}/{hidden} | {l.Layer} | {l.Milliseconds:F4} ms | {rate} |"));
         }
 
-        Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | M={rows} | block (LayerNorm, fc1, GELU, fc2) | {block:F4} ms | |"));
+        Gpu.Publish("mlp.md", string.Create(CultureInfo.InvariantCulture, $"| gelu {form} {size} | M={rows} | block (LayerNorm, fc1, GELU, fc2) | {block:F4} ms | |"));
         Assert.Equal(form.StartsWith("exact", StringComparison.Ordinal), layers.Any(l => l.Layer.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal)));
         Assert.Equal(cuda.GeluChunks, Math.Max(1, layers.Count(l => l.Layer.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal))));
+        Assert.Equal(form == "own", layers.Any(l => l.Layer.EndsWith("(own fp16 product + bias + GELU)", StringComparison.Ordinal)));
 
         var actual = cuda.Run(inputs);
         var x = inputs[0];
         foreach (var (name, got, want) in new[] { ("y", actual[0], expected[0]), ("y - x", Branch(actual[0], x), Branch(expected[0], x)) })
         {
             var r = Assert.Single(Gpu.Compare([got], [want], [model.Outputs[0]]));
-            var line = string.Create(CultureInfo.InvariantCulture, $"| gelu {form} vit_s_b64 | {name} against ONNX Runtime fp32 | max abs {r.MaxAbs:E2} | cosine {r.Cosine:F7} |");
+            var line = string.Create(CultureInfo.InvariantCulture, $"| gelu {form} {size} | {name} against ONNX Runtime fp32 | max abs {r.MaxAbs:E2} | cosine {r.Cosine:F7} |");
             Gpu.Publish("mlp.md", line);
             Assert.True(r.Cosine >= (form == "tanh" ? 0.999 : 0.9999), line);
         }

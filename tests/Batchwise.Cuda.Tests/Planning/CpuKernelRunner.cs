@@ -217,6 +217,44 @@ internal static partial class CpuKernelRunner
         }
         template <int KS> static inline void bw_wgmma_hold(int (*)[4], unsigned (*)[4]) {}
 
+        // The fp16 warpgroup product (wgmma.mma_async m64n256k16 .f32.f16.f16, both operands from shared memory, K-major,
+        // 128-byte swizzle), emulated: a descriptor carries a slot of a small per-thread table holding its host address;
+        // each thread sums its D fragment (the m16n8 layout an n8 tile: rows warp x 16 + g (+ 8), columns 8j + 2t (+ 1))
+        // over k 0..15, element (row, k) of an operand read at the swizzled address: the logical row-group x 1024 + (row
+        // & 7) x 128 + k x 2 from the descriptor's start, its 16-byte chunk bits [4, 7) XOR-ed with bits [7, 10) (the
+        // shared-memory buffer is 1,024-byte aligned, as the GPU's is).
+        #define BW_WGMMA_F16_HELPERS
+        static thread_local const unsigned char* bw_wgmma_f16_slots[4];
+        static thread_local unsigned bw_wgmma_f16_next;
+        static inline unsigned long long bw_wgmma_desc_sw128(const void* smem)
+        {
+            if (((uintptr_t)smem & 15) != 0) bw_fault("wgmma descriptor", smem);
+            const unsigned slot = bw_wgmma_f16_next++ & 3u;
+            bw_wgmma_f16_slots[slot] = (const unsigned char*)smem;
+            return (unsigned long long)slot | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 62);
+        }
+        static inline float bw_wgmma_f16_at(unsigned long long desc, int row, int k)
+        {
+            const uintptr_t logical = (uintptr_t)bw_wgmma_f16_slots[desc & 3u] + (uintptr_t)((row >> 3) * 1024 + (row & 7) * 128 + k * 2);
+            const uintptr_t at = logical ^ (((logical >> 7) & 7u) << 4);
+            _Float16 h; std::memcpy(&h, (const void*)at, 2);
+            return (float)h;
+        }
+        static inline void bw_wgmma_64n256k16_f16(float* d, unsigned long long da, unsigned long long db, int accumulate)
+        {
+            const int lane = (int)(threadIdx.x & 31), warp = (int)((threadIdx.x >> 5) & 3), g = lane >> 2, t = lane & 3;
+            for (int j = 0; j < 32; j++) {
+                for (int i = 0; i < 4; i++) {
+                    const int r = warp * 16 + g + ((i & 2) ? 8 : 0), n = 8 * j + 2 * t + (i & 1);
+                    float sum = 0.f;
+                    for (int k = 0; k < 16; k++) sum += bw_wgmma_f16_at(da, r, k) * bw_wgmma_f16_at(db, n, k);
+                    d[4 * j + i] = accumulate ? d[4 * j + i] + sum : sum;
+                }
+            }
+        }
+        static inline void bw_wgmma_wait1() {}
+        static inline void bw_hold_f32x128(float*) {}
+
         // The stem kernel's max.f16x2 (a half maximum per 16-bit lane), emulated.
         #define BW_STEM_HELPERS
         static inline unsigned bw_hmax2(unsigned a, unsigned b)
@@ -665,7 +703,7 @@ internal static partial class CpuKernelRunner
             return IntPtr.Zero;
         }
 
-        var p = NativeMemory.AlignedAlloc((nuint)(k.SharedBytes + SharedGuardBytes), 128);
+        var p = NativeMemory.AlignedAlloc((nuint)(k.SharedBytes + SharedGuardBytes), 1024); // as the GPU aligns it: the 128-byte swizzle's 1,024-byte atoms
         new Span<byte>(p, k.SharedBytes + SharedGuardBytes).Fill(0xff);
         return (IntPtr)p;
     }

@@ -82,6 +82,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int GeluChunks { get; init; } = 1;
 
+    public bool GeluProductOwn { get; init; }
+
     public AttentionChoice Attention { get; init; } = AttentionChoice.Own;
 
     public bool AttentionSequenceLengths { get; init; } = true;

@@ -79,12 +79,32 @@ internal sealed unsafe partial class GraphCompiler
     };
 
     /// <summary>
+    /// BATCHWISE_GELU_PRODUCT: library (the default: cuBLASLt's product with its bias, then the erf GELU pass in place) or
+    /// own (on sm_90, an fp16 product with N in 256s and K in 64s, its weights constant, as the engine's warpgroup-MMA
+    /// kernel with the bias and the GELU in it: <see cref="KernelSource.HalfGemm"/>).
+    /// </summary>
+    internal static bool GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
+
+    /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own); anything else refused in one line.</summary>
+    internal static bool GeluProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "library" => false,
+        "own" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library or own", "Unset it (cuBLASLt's product, then the GELU pass), or set BATCHWISE_GELU_PRODUCT=own (the engine's warpgroup-MMA product with the bias and GELU in it, fp16 on sm_90)."),
+    };
+
+    /// <summary>
     /// A product whose result GELU's erf form follows: whole, then the pass in place (<see cref="ErfGeluInPlace"/>), or in
     /// <see cref="IPlanTarget.GeluChunks"/> row chunks (each chunk's product, then the pass over its rows) where the rows
     /// divide into chunks of at least 256 and every chunk starts 256-byte aligned in A and Y (not transposed, one batch).
     /// </summary>
     private void EmitMatmulThenErfGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
+        if (TryEmitHalfGemm(a, b, y, m, n, k, transA, transB, lda, ldb, alpha, bias, gelu: true))
+        {
+            return;
+        }
+
         var chunks = _target.GeluChunks;
         var size = St(a).SizeOf();
         if (chunks <= 1 || transA || m % chunks != 0 || m / chunks < 256 || lda * size % 256 != 0 || (long)n * size % 256 != 0)
@@ -104,6 +124,32 @@ internal sealed unsafe partial class GraphCompiler
         }
 
         _node = node;
+    }
+
+    /// <summary>
+    /// The product as the own warpgroup-MMA kernel (<see cref="KernelSource.HalfGemm"/>) where <see cref="IPlanTarget.GeluProductOwn"/>
+    /// asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K), B a constant (either orientation; packed once
+    /// into the kernel's stage images), alpha 1, a constant bias of N or none (zeros), N in 256s and K in 64s. False, with
+    /// nothing emitted, otherwise.
+    /// </summary>
+    private bool TryEmitHalfGemm(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias, bool gelu)
+    {
+        if (!_target.GeluProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
+            || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k || ldb != (transB ? k : n) || (bias is not null && (bias.Constant is null || bias.Count != n))
+            || !KernelSource.HalfGemmTakes(m, n, k))
+        {
+            return false;
+        }
+
+        var packed = _target.Derive(FormattableString.Invariant($"half-gemm-pack:{(transB ? "nk" : "kn")}:{n}x{k}"), [w], () => HostTensor.Create(w.Type, [(long)n * k], i =>
+        {
+            var (col, row) = KernelSource.HalfGemmPackedSource(i, k);
+            return w[transB ? (col * k) + row : (row * n) + col];
+        }));
+        var bp = new PlanValue(b.Type, [(long)n * k], packed);
+        var bv = bias ?? new PlanValue(ElementType.Float, [n], _target.Derive($"zeros:float:{n}", [], () => HostTensor.Create(ElementType.Float, [n], _ => 0)));
+        Emit(new KernelStep(_node + (gelu ? " (own fp16 product + bias + GELU)" : " (own fp16 product + bias)"), KernelSource.HalfGemm(m, n, k, gelu), KernelSource.HalfGemmTiles(m, n) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(bp), Dev(bv)]));
+        return true;
     }
 
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
