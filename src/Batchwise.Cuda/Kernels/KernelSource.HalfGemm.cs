@@ -1,8 +1,8 @@
 namespace Batchwise.Cuda.Kernels;
 
 /// <summary>
-/// The engine's own fp16 matrix product on Hopper's warpgroup MMA (sm_90a) with its bias and, where asked, GELU's erf form
-/// in the epilogue: Y = gelu(X W + b), X [M, K] row-major, W packed beforehand (<see cref="HalfGemmPackedSource"/>), one
+/// The engine's own fp16 matrix product on Hopper's warpgroup MMA (sm_90a) with its bias and GELU's erf form in the
+/// epilogue: Y = gelu(X W + b), X [M, K] row-major, W packed beforehand (<see cref="HalfGemmPackedSource"/>), one
 /// fp16 write of Y and no pass after it. Written for the MLP's first product of BERT / ViT at b=64, where cuBLASLt's
 /// product and the GELU pass in place take ~101 us (8192 x 3072 x 768, H100) and the pass moves the 50 MB result twice.
 /// </summary>
@@ -90,7 +90,7 @@ internal static partial class KernelSource
         """;
 
     /// <summary>
-    /// Y = X W + bias (then GELU's erf form where <paramref name="gelu"/>), fp16 in and out, fp32 sums: M x N x K with X
+    /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu</c>), fp16 in and out, fp32 sums: M x N x K with X
     /// row-major (row pitch K), W packed (<see cref="HalfGemmPackedSource"/>), bias [N] (half), Y [M, N] row-major. A block
     /// of two warpgroups a 128 x 256 tile (column tiles fastest, so the blocks running together share A's rows in L2):
     /// cp.async copies of its 64-wide k steps into four stages (two in flight ahead of the one multiplied; A's rows placed
@@ -100,7 +100,7 @@ internal static partial class KernelSource
     /// pass at 101-105 (0.94x; 91 us without the GELU, whose erf on the sums is exposed), ahead at M 128 and 1,024 by
     /// back-to-back launches (1.44-1.49x), which a CUDA graph's timing has not confirmed: an experiment, off by default.
     /// </summary>
-    public static KernelCode HalfGemm(long m, long n, long k, bool gelu)
+    public static KernelCode HalfGemm(long m, long n, long k)
     {
         if (!HalfGemmTakes(m, n, k))
         {
@@ -164,15 +164,15 @@ internal static partial class KernelSource
                 bw_wgmma_wait0();
                 bw_hold_f32x128(d);
 
-                // Bias{{(gelu ? " and GELU" : string.Empty)}} on the fp32 sums, one fp16 write: this thread's rows g and g + 8 of its warp's 16, columns 2t, 2t + 1 of each n8 tile.
+                // Bias and GELU on the fp32 sums, one fp16 write: this thread's rows g and g + 8 of its warp's 16, columns
+                // 2t and 2t + 1 of each n8 tile.
                 const int row = m0 + wg * 64 + warp * 16 + (lane >> 2);
                 unsigned* const yw = (unsigned*)y;
                 #pragma unroll
                 for (int j = 0; j < {{BN / 8}}; j++) {
                     const int col = n0 + j * 8 + (lane & 3) * 2;
                     const float b0 = (float)bias[col], b1 = (float)bias[col + 1];
-                    float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-            {{(gelu ? "            v0 = bw_gelu(v0); v1 = bw_gelu(v1); v2 = bw_gelu(v2); v3 = bw_gelu(v3);\n" : string.Empty)}}
+                    const float v0 = bw_gelu(d[4 * j] + b0), v1 = bw_gelu(d[4 * j + 1] + b1), v2 = bw_gelu(d[4 * j + 2] + b0), v3 = bw_gelu(d[4 * j + 3] + b1);
                     if (row < M) yw[((size_t)row * N + col) / 2] = bw_pack_half2(v0, v1);
                     if (row + 8 < M) yw[((size_t)(row + 8) * N + col) / 2] = bw_pack_half2(v2, v3);
                 }

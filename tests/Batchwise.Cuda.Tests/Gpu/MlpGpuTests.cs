@@ -115,11 +115,11 @@ public sealed class MlpGpuTests
 
     /// <summary>
     /// ViT-S/16's MLP block at b=64 (M=12608: LayerNorm, fc1 + bias, erf GELU as torch exports it, fc2 + bias + residual)
-    /// (and BERT-base's at b=64, M=8192) in fp16 with each BATCHWISE_GELU choice: exact (the GELU in place behind fc1, its own row; and the same kernel
-    /// walking front to back, to see what the back-to-front order gains in L2), tanh (cuBLASLt's GELU epilogue in fc1's
-    /// row) and chain (the exported nodes' fused kernel inside fc2's row, as before); exact in 2 and 4 row chunks
-    /// (BATCHWISE_GELU_CHUNKS: each chunk's fc1 rows, then the pass over them, read from L2); own (BATCHWISE_GELU_PRODUCT:
-    /// fc1, its bias and the GELU as the engine's warpgroup-MMA kernel, no pass). Each step's time
+    /// and BERT-base's (M=8192) in fp16 with each BATCHWISE_GELU choice: exact (the GELU in place behind fc1, its own row;
+    /// and the same kernel walking front to back, to see what the back-to-front order gains in L2), tanh (cuBLASLt's GELU
+    /// epilogue in fc1's row) and chain (the exported nodes' fused kernel inside fc2's row, as before); exact in 2 and 4
+    /// row chunks (BATCHWISE_GELU_CHUNKS: each chunk's fc1 rows, then the pass over them, read from L2); own
+    /// (BATCHWISE_GELU_PRODUCT: fc1, its bias and the GELU as the engine's warpgroup-MMA kernel, no pass). Each step's time
     /// (CUDA events, 50 runs), the block's (the steps between the input and output conversions), and the MLP branch
     /// (y - x) against ONNX Runtime fp32 on the CPU (max abs, cosine). Printed and written to BATCHWISE_REPORT_DIR/mlp.md;
     /// asserted: the form's plan shape and the agreement (cosine 0.9999; 0.999 for the tanh form), never a time.

@@ -100,7 +100,7 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private void EmitMatmulThenErfGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
-        if (TryEmitHalfGemm(a, b, y, m, n, k, transA, transB, lda, ldb, alpha, bias, gelu: true))
+        if (TryEmitHalfGemmGelu(a, b, y, m, n, k, transA, transB, lda, ldb, alpha, bias))
         {
             return;
         }
@@ -127,12 +127,12 @@ internal sealed unsafe partial class GraphCompiler
     }
 
     /// <summary>
-    /// The product as the own warpgroup-MMA kernel (<see cref="KernelSource.HalfGemm"/>) where <see cref="IPlanTarget.GeluProductOwn"/>
-    /// asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K), B a constant (either orientation; packed once
-    /// into the kernel's stage images), alpha 1, a constant bias of N or none (zeros), N in 256s and K in 64s. False, with
-    /// nothing emitted, otherwise.
+    /// The product, its bias and the erf GELU after it as the own warpgroup-MMA kernel (<see cref="KernelSource.HalfGemm"/>)
+    /// where <see cref="IPlanTarget.GeluProductOwn"/> asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K),
+    /// B a constant (either orientation; packed once into the kernel's stage images), alpha 1, a constant bias of N or none
+    /// (zeros), N in 256s and K in 64s. False, with nothing emitted, otherwise.
     /// </summary>
-    private bool TryEmitHalfGemm(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias, bool gelu)
+    private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
         if (!_target.GeluProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
             || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k || ldb != (transB ? k : n) || (bias is not null && (bias.Constant is null || bias.Count != n))
@@ -148,7 +148,7 @@ internal sealed unsafe partial class GraphCompiler
         }));
         var bp = new PlanValue(b.Type, [(long)n * k], packed);
         var bv = bias ?? new PlanValue(ElementType.Float, [n], _target.Derive($"zeros:float:{n}", [], () => HostTensor.Create(ElementType.Float, [n], _ => 0)));
-        Emit(new KernelStep(_node + (gelu ? " (own fp16 product + bias + GELU)" : " (own fp16 product + bias)"), KernelSource.HalfGemm(m, n, k, gelu), KernelSource.HalfGemmTiles(m, n) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(bp), Dev(bv)]));
+        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), KernelSource.HalfGemmTiles(m, n) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(bp), Dev(bv)]));
         return true;
     }
 
