@@ -454,17 +454,112 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm3(const __half* __restr
   if (act && pm0 >= 0) gelu_chunk(Y, M, N, pm0, pn0, lrow, lane, 0, BN / 8);
 }
 #endif
+#if G4
+#ifndef CL
+#define CL CL_
+#endif
+// TMA: A's 128 x 64 box by one tensor copy (cuTensorMapEncodeTiled, 128-byte swizzle: the layout the descriptors read),
+// B's packed 32 KB image by one bulk copy (or, in clusters of CL along M, each CTA's 1/CL of it multicast to all), issued
+// by one producer thread, completion counted in bytes on the stage's full barrier; two consumer warpgroups as before.
+__device__ __forceinline__ void mbar_init4(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_expect4(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
+__device__ __forceinline__ void mbar_wait4(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive4(unsigned a, unsigned rank) {
+  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
+}
+__device__ __forceinline__ void tma2d(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void bulk4(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void bulk_mc4(unsigned dst, const void* src, unsigned bytes, unsigned bar, unsigned short mask) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask) : "memory");
+}
+__device__ __forceinline__ unsigned cluster_rank4() { unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
+__device__ __forceinline__ void cluster_sync4() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+
+extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, 1) gemm4(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const int nt = blockIdx.x, m0 = blockIdx.y * BM, n0 = nt * BN;
+  const int KB = K / BK;
+  const unsigned rank = CL > 1 ? cluster_rank4() : 0;
+  if (tid == 0) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
+    for (int s = 0; s < STAGES; s++) { mbar_init4(full0 + s * 8, 1); mbar_init4(empty0 + s * 8, 2 * CL); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  if (CL > 1) cluster_sync4(); else __syncthreads();
+  if (wg == 0) {
+    if (tid == 0) {
+      for (int kb = 0; kb < KB; kb++) {
+        const int s = kb % STAGES;
+        const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
+        if (kb >= STAGES) mbar_wait4(empty0 + s * 8, ((kb / STAGES) & 1) ^ 1);
+        mbar_expect4(bar, A_BYTES + B_BYTES);
+        tma2d(sb, tmapA, kb * BK, m0, bar);
+        const __half* bsrc = Bp + ((size_t)nt * KB + kb) * (BN * BK);
+        if (CL == 1) bulk4(sb + A_BYTES, bsrc, B_BYTES, bar);
+        else bulk_mc4(sb + A_BYTES + rank * (B_BYTES / CL), bsrc + rank * (BN * BK / CL), B_BYTES / CL, bar, (unsigned short)((1 << CL) - 1));
+      }
+    }
+  } else {
+    const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+    float d[BN / 2];
+    #pragma unroll
+    for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+    for (int kb = 0; kb < KB; kb++) {
+      const int s = kb % STAGES;
+      mbar_wait4(full0 + s * 8, (kb / STAGES) & 1);
+      const unsigned st = s0 + s * STAGE_BYTES;
+      wg_fence();
+      hold(d);
+      #pragma unroll
+      for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + cw * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+      wg_commit();
+      wg_wait<1>();
+      hold(d);
+      if (kb > 0 && (t & 127) == 0) {
+        #pragma unroll
+        for (int r = 0; r < CL; r++) mbar_arrive4(empty0 + ((kb - 1) % STAGES) * 8, r);
+      }
+    }
+    wg_wait<0>();
+    hold(d);
+    const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
+    #pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+      const int col = n0 + j * 8 + (lane & 3) * 2;
+      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+    }
+  }
+  if (CL > 1) cluster_sync4();
+}
+#endif
 """
 
 
 def source(bn, bk, stages, minb, swz=0, noload=0, nomma=0, ws=0, midhold=0, g2=0, epi=0, persist=0):
     g3 = 1 if g2 == 3 else 0
-    g2 = 0 if g2 == 3 else g2
+    g4 = 1 if g2 == 4 else 0
+    cl = max(ws, 1) if g4 else 1
+    ws = 0 if g4 else ws
+    g2 = 0 if g2 in (3, 4) else g2
     n = bn // 2
     text = SRC.replace("__BN__", str(bn)).replace("__DLIST__", ", ".join(f"%{i}" for i in range(n)))
     text = text.replace("__DOUT__", ", ".join(f'"+f"(d[{i}])' for i in range(n)))
     text = text.replace("__A__", str(n)).replace("__B__", str(n + 1)).replace("__P__", str(n + 2))
-    return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n" + text
+    return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n#define G4 {g4}\n#define CL_ {cl}\n" + text
 
 
 def pack_b(w, bn, bk, swz=0):
@@ -478,6 +573,24 @@ def pack_b(w, bn, bk, swz=0):
     idx = (torch.arange(8, device=w.device)[None, :] ^ r[:, None])  # [r, c'] -> c
     idx = idx.view(1, 1, 1, 8, 8, 1).expand_as(t)
     return torch.gather(t, 4, idx).reshape(-1)
+
+
+def tensor_map_a(a, m, k):
+    """A's TMA descriptor (cuTensorMapEncodeTiled: fp16 [M, K] row-major, a 128 x 64 box, 128-byte swizzle, rows past M
+    read as zeros), its 128 bytes copied to device memory (the kernel reads it through a pointer)."""
+    import ctypes
+
+    import numpy as np
+    from cuda.bindings import driver as cu
+
+    err, tmap = cu.cuTensorMapEncodeTiled(
+        cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, a.data_ptr(), [k, m], [k * 2], [64, 128], [1, 1],
+        cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+        cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B, cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+    if err != cu.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"cuTensorMapEncodeTiled: {err}")
+    raw = ctypes.string_at(tmap.getPtr(), 128)
+    return cp.asarray(np.frombuffer(raw, dtype=np.uint8).copy())
 
 
 def median_us(fn, reps=30, inner=10):
@@ -569,11 +682,11 @@ def main():
         act = 1 - act0  # the 8th field 1: no GELU
         try:
             src = source(bn, bk, stages, minb, swz, noload, nomma, ws, midhold, g2, epi, persist)
-            k = cp.RawKernel(src, "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
-            smem = stages * (128 + bn) * bk * 2 + (16 * stages if ws else 0)
+            k = cp.RawKernel(src, "gemm4" if g2 == 4 else "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
+            smem = stages * (128 + bn) * bk * 2 + (16 * stages if ws or g2 == 4 else 0)
             k.max_dynamic_shared_size_bytes = smem
             k.compile()
-            modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws else 256, persist)
+            modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws or g2 == 4 else 256, persist, g2 == 4)
             say(f"built {cfg}: smem {smem}, regs {k.attributes['num_regs']}, local {k.attributes['local_size_bytes']}")
         except Exception as e:  # noqa: BLE001
             say(f"build {cfg} failed: {str(e)[:2000]}")
@@ -607,7 +720,7 @@ def main():
         plan = F.gelu(torch.addmm(bias, a, w))
         row["plan_err"] = (plan.float() - ref).abs().max().item()
         say(f"{m}x{n}x{k}: cuBLASLt+bias {us:.1f} us ({flop / us / 1e6:.0f} TFLOP/s) + GELU pass {us2:.1f} = {us + us2:.1f}; tanh epilogue {us3:.1f}; plan err {row['plan_err']:.2e}")
-        for cfg, (kern, bn, bk, smem, swz, act, threads, persist) in modules.items():
+        for cfg, (kern, bn, bk, smem, swz, act, threads, persist, tma) in modules.items():
             if n % bn or k % bk:
                 continue
             bp = pack_b(w, bn, bk, swz)
@@ -616,7 +729,15 @@ def main():
             grid = (n // bn, ((m + 127) // 128 + cl - 1) // cl * cl)
             if persist:
                 grid = (min(persist, (n // bn) * ((m + 127) // 128)), 1)
-            args_ = (cp.uint64(a.data_ptr()), cp.uint64(bp.data_ptr()), cp.uint64(bias.data_ptr()), cp.uint64(out.data_ptr()), cp.int32(m), cp.int32(n), cp.int32(k), cp.int32(act))
+            first = a.data_ptr()
+            if tma:
+                try:
+                    tmap = tensor_map_a(a, m, k)
+                except Exception as e:  # noqa: BLE001
+                    say(f"  own {cfg}: no tensor map: {str(e)[:300]}")
+                    continue
+                first = tmap.data.ptr
+            args_ = (cp.uint64(first), cp.uint64(bp.data_ptr()), cp.uint64(bias.data_ptr()), cp.uint64(out.data_ptr()), cp.int32(m), cp.int32(n), cp.int32(k), cp.int32(act))
 
             def launch(kern=kern, grid=grid, args_=args_, smem=smem, threads=threads):
                 kern(grid, (threads,), args_, shared_mem=smem)
