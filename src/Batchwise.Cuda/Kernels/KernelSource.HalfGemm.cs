@@ -113,8 +113,8 @@ internal static partial class KernelSource
         const int BN = HalfGemmTileN, BK = HalfGemmTileK, S = HalfGemmStages, Ab = HalfGemmTileM * BK * 2;
         const int Dist = S - 2;
         w.Body.Append($$"""
-                extern __shared__ __align__(1024) unsigned short bw_dynamic_shared[];
-                unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared;
+                extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
+                unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
                 const int tid = (int)threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
                 const int M = {{rows}}, N = {{cols}}, K = {{depth}}, KB = K / {{BK}};
                 const int m0 = ((int)blockIdx.x / {{columnTiles}}) * {{HalfGemmTileM}}, n0 = ((int)blockIdx.x % {{columnTiles}}) * {{BN}};
