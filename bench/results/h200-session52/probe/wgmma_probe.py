@@ -497,7 +497,7 @@ __device__ __forceinline__ void bulk_mc4(unsigned dst, const void* src, unsigned
 __device__ __forceinline__ unsigned cluster_rank4() { unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
 __device__ __forceinline__ void cluster_sync4() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 
-extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, 1) gemm4(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, MINB) gemm4(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
   extern __shared__ __align__(1024) unsigned char smem[];
   const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
@@ -513,6 +513,9 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, 1) 
   }
   if (CL > 1) cluster_sync4(); else __syncthreads();
   if (wg == 0) {
+#if MINB > 1
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");  // two blocks an SM: the producer gives its registers to the consumers
+#endif
     if (tid == 0) {
       for (int kb = 0; kb < KB; kb++) {
         const int s = kb % STAGES;
@@ -526,6 +529,9 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, 1) 
       }
     }
   } else {
+#if MINB > 1
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 104;");
+#endif
     const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
     float d[BN / 2];
     #pragma unroll
