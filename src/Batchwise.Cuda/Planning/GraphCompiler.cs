@@ -453,6 +453,9 @@ internal sealed partial class GraphCompiler
         return b;
     }
 
+    /// <summary>A constant bias of <paramref name="n"/> zeros, for a call that takes one where the model has none (one per width, shared).</summary>
+    private PlanValue ZeroBias(long n) => new(ElementType.Float, [n], _target.Derive($"zeros:float:{n}", [], () => HostTensor.Create(ElementType.Float, [n], _ => 0)));
+
     /// <summary>The device buffer holding a value (constants are uploaded once per plan or session).</summary>
     private int Dev(PlanValue v)
     {

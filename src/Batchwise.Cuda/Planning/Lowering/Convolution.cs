@@ -179,8 +179,7 @@ internal sealed partial class GraphCompiler
         var raw = relu || b is null ? Output(outName, x.Type, yShape, nhwc) : Temp(x.Type, yShape, nhwc);
         if (relu && b is null)
         {
-            var m = w.Shape[0];
-            b = new PlanValue(ElementType.Float, [m], _target.Derive($"zeros:float:{m}", [], () => HostTensor.Create(ElementType.Float, [m], _ => 0)));
+            b = ZeroBias(w.Shape[0]);
         }
 
         // cuDNN pads symmetrically: asymmetric pads become an explicit Pad into a temporary first.

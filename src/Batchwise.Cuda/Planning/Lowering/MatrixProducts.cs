@@ -147,7 +147,7 @@ internal sealed unsafe partial class GraphCompiler
             return w[transB ? (col * k) + row : (row * n) + col];
         }));
         var bp = new PlanValue(b.Type, [(long)n * k], packed);
-        var bv = bias ?? new PlanValue(ElementType.Float, [n], _target.Derive($"zeros:float:{n}", [], () => HostTensor.Create(ElementType.Float, [n], _ => 0)));
+        var bv = bias ?? ZeroBias(n);
         Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), KernelSource.HalfGemmTiles(m, n) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(bp), Dev(bv)]));
         return true;
     }
