@@ -432,6 +432,36 @@ internal sealed class ExecutionPlan : IDisposable
     /// <summary>Bytes of L2 to set aside for the constants of this plan's CUDA graph (<see cref="L2Persistence"/>); null: none.</summary>
     public long? L2SetAside { get; set; }
 
+    private readonly Lock _l2Gate = new();
+    private bool _l2Decided;
+    private L2Window? _l2Window;
+
+    /// <summary>
+    /// The access-policy window over this plan's constants that its graphs' kernels get where <see cref="L2SetAside"/> asks
+    /// (null otherwise): the L2 set aside, the window found and its trace written once, by the first context that asks
+    /// (the constants, and so the window, are the same for every context).
+    /// </summary>
+    public L2Window? ConstantsWindow()
+    {
+        if (L2SetAside is not { } setAside)
+        {
+            return null;
+        }
+
+        lock (_l2Gate)
+        {
+            if (!_l2Decided)
+            {
+                var (given, maxWindow) = CudaDriver.SetAsideL2(setAside);
+                _l2Window = L2Persistence.Window([.. Buffers.Where(b => !b.IsArena).Select(b => (ConstantPointers[b.Id], b.Bytes))], given, maxWindow);
+                L2Persistence.Report(_l2Window);
+                _l2Decided = true;
+            }
+
+            return _l2Window;
+        }
+    }
+
     /// <summary>The compiled gate kernel (<see cref="Kernels.KernelSource.GateKernel"/>) profiling holds the stream with.</summary>
     public IntPtr Gate { get; set; }
 
@@ -714,12 +744,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
             _pointers[b.Id] = b.IsArena ? slot.ArenaPointer + (ulong)b.Offset : plan.ConstantPointers[b.Id];
         }
 
-        if (useCudaGraph && plan.L2SetAside is { } setAside)
-        {
-            var (given, maxWindow) = CudaDriver.SetAsideL2(setAside);
-            _l2Window = L2Persistence.Window([.. plan.Buffers.Where(b => !b.IsArena).Select(b => (_pointers[b.Id], b.Bytes))], given, maxWindow);
-            L2Persistence.Report(_l2Window);
-        }
+        _l2Window = useCudaGraph ? plan.ConstantsWindow() : null;
 
         // Kernel parameters are fixed for the context's life: one block per launch holding the pointer values, the
         // kernel's argument block and the array of addresses cuLaunchKernel reads (what a CUDA graph captures unchanged).

@@ -36,7 +36,7 @@ internal static class L2Persistence
         var bytes => string.Create(CultureInfo.InvariantCulture, $"{bytes >> 20} MiB ({Switch}) of L2 set aside for persisting lines, an access-policy window over the plan's constants on every kernel of its CUDA graph"),
     };
 
-    /// <summary>Writes what a context with the setting on keeps in L2 to standard error, once per context (an experiment's trace), or why its graph was given up.</summary>
+    /// <summary>Writes what a plan with the setting on keeps in L2 to standard error, once per plan (an experiment's trace), or why a context's graph was given up.</summary>
     internal static void Report(L2Window? window, string? captureProblem = null)
     {
         Console.Error.WriteLine("[l2] " + (captureProblem is not null ? $"the CUDA graph with the window was given up (runs go step by step, without it): {captureProblem}"
