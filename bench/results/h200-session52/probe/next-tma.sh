@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# PREPARED, NOT RUN (session 52 ran out of device time; ~40 s, no carry): the probe's product with TMA copies (gemm4: A's
+# Prepared in session 52, ran in session 53 (call 1: cuTensorMapEncodeTiled refused Python ints, fixed with cuuint32_t /
+# cuuint64_t; call 2 after the fix, 18 s, no carry; the two 128 x 128 two-blocks-an-SM configs removed: ptxas refuses
+# the products at the 80 registers two blocks of 384 threads leave): the probe's product with TMA copies (gemm4: A's
 # box by a tensor copy in the 128-byte swizzle, B's packed image by a bulk copy, one producer thread, byte-counted
 # barriers), alone and in clusters of two sharing B by multicast, with and without the GELU, against call 4's best
 # (gemm2: cp.async, 111 us at 8192 x 3072 x 768; cuBLASLt + the pass 101-105). If the products alone reach cuBLASLt's
@@ -11,4 +13,4 @@ set -uo pipefail
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
 timeout 300 python3 bench/results/h200-session52/probe/wgmma_probe.py --out "$OUT/probe" --triton "" --shapes "8192,3072,768;12608,3072,768;12608,1536,384" \
-  --configs "256,64,4,1,1,0,0,0,1,0,4;256,64,4,1,1,0,0,1,1,0,4;256,64,4,1,1,0,0,0,1,0,4,0,0,1;256,64,4,1,1,0,0,0,2,0,4;256,64,4,1,1,0,0,1,2,0,4;256,64,4,1,1,0,0,0,2,0,4,0,0,1;128,64,3,2,1,0,0,0,1,0,4;128,64,3,2,1,0,0,0,1,0,4,0,0,1;256,64,4,1,1,0,0,0,0,0,1,0,0;256,64,4,1,1,0,0,0,0,0,1,0,0,1" 2>&1 | tail -n 60
+  --configs "256,64,4,1,1,0,0,0,1,0,4;256,64,4,1,1,0,0,1,1,0,4;256,64,4,1,1,0,0,0,1,0,4,0,0,1;256,64,4,1,1,0,0,0,2,0,4;256,64,4,1,1,0,0,1,2,0,4;256,64,4,1,1,0,0,0,2,0,4,0,0,1;256,64,4,1,1,0,0,0,0,0,1,0,0;256,64,4,1,1,0,0,0,0,0,1,0,0,1" 2>&1 | tail -n 60

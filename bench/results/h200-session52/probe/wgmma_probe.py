@@ -8,6 +8,13 @@ Layout: A row-major [M, K] (the activations); B pre-arranged on the host into th
 (tile of BN rows of W^T by BK: 8-row groups SBO = BK * 16 bytes apart, 16-byte core-matrix columns 128 bytes apart, rows
 16 bytes apart: wgmma's K-major layout without swizzle); A copied into the same layout by cp.async, 16 bytes a thread.
 Two warpgroups each own 64 rows of the BM = 128 x BN tile; STAGES buffers, loads DIST = STAGES - 2 ahead.
+
+Session 53 added the persistent forms (the 11th config field, the variant, 5 to 8; the 13th, the grid, 132 for an
+H100): gemm5 (one block an SM walking the tiles, a producer warpgroup filling one ring of stages across tiles by
+cp.async), gemm6 (its copies by TMA: A's box by a tensor copy, B's packed image by a bulk copy), gemm7 (gemm6 in
+clusters of two sharing B by a multicast bulk copy), gemm8 (B by tensor copies of W^T too; clusters of the 9th field's
+size, 2 multicasting B; CTA-scope barrier waits and remote arrivals as cutlass's ClusterBarrier; NOLOAD / NOMMA, the 6th
+and 7th fields, leave out the copies or the products). bench/results/h200-session53/README.md has what they measured.
 """
 import argparse
 import json
@@ -470,6 +477,364 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm3(const __half* __restr
   if (act && pm0 >= 0) gelu_chunk(Y, M, N, pm0, pn0, lrow, lane, 0, BN / 8);
 }
 #endif
+#if G5
+// Persistent and warp-specialized (session 53): a grid of one block an SM walks the tiles (tile = block + i * grid, N
+// tile fastest); warpgroup 0 copies every k step of every tile into one ring of STAGES stages (cp.async, each thread's
+// completion arriving on the stage's full barrier), never waiting for a tile's epilogue, so the next tile's first stages
+// land while the consumers apply the bias and GELU to the last tile's sums; warpgroups 1 and 2 multiply (64 rows each),
+// release each stage once the products that read it are done (the tile's last after the final wait), then store.
+__device__ __forceinline__ void mbar_init5(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_wait5(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive5(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(a) : "memory"); }
+__device__ __forceinline__ void cp_arrive5(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(a) : "memory"); }
+__device__ __forceinline__ void load_stage5(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
+  #pragma unroll
+  for (int it = 0; it < BM * BK / 8 / 128; it++) {
+    const int i = it * 128 + tid;
+    const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
+    const int grow = m0 + g * 8 + r;
+    const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
+    cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
+  }
+  const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
+  #pragma unroll
+  for (int it = 0; it < BN * BK / 8 / 128; it++) {
+    const int i = it * 128 + tid;
+    cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
+  }
+}
+extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const int KB = K / BK, NT = N / BN, tiles = NT * ((M + BM - 1) / BM);
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; s++) { mbar_init5(full0 + s * 8, 128); mbar_init5(empty0 + s * 8, 2); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (wg == 0) {
+    int it = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const int nt = tile % NT, m0 = (tile / NT) * BM;
+      for (int kb = 0; kb < KB; kb++, it++) {
+        const int s = it % STAGES;
+        if (it >= STAGES) mbar_wait5(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+        load_stage5(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
+        cp_arrive5(full0 + s * 8);
+      }
+    }
+    return;
+  }
+  const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+  int it = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int nt = tile % NT, m0 = (tile / NT) * BM, n0 = nt * BN;
+    float d[BN / 2];
+    #pragma unroll
+    for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+    for (int kb = 0; kb < KB; kb++, it++) {
+      const int s = it % STAGES;
+      mbar_wait5(full0 + s * 8, (it / STAGES) & 1);
+      fence_async();
+      const unsigned st = s0 + s * STAGE_BYTES;
+      wg_fence();
+      hold(d);
+      #pragma unroll
+      for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + cw * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+      wg_commit();
+      wg_wait<1>();
+      hold(d);
+      if (kb > 0 && (t & 127) == 0) mbar_arrive5(empty0 + ((it - 1) % STAGES) * 8);
+    }
+    wg_wait<0>();
+    hold(d);
+    if ((t & 127) == 0) mbar_arrive5(empty0 + ((it - 1) % STAGES) * 8);
+    const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
+    #pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+      const int col = n0 + j * 8 + (lane & 3) * 2;
+      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+    }
+  }
+}
+#endif
+#if G6
+// gemm5's persistent ring with gemm4's copies: A's 128 x 64 box by one tensor copy (128-byte swizzle), B's packed image
+// by one bulk copy, both issued by one producer thread and counted in bytes on the stage's full barrier.
+__device__ __forceinline__ void mbar_init6(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_expect6(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
+__device__ __forceinline__ void mbar_wait6(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive6(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(a) : "memory"); }
+__device__ __forceinline__ void tma2d6(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void bulk6(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const int KB = K / BK, NT = N / BN, tiles = NT * ((M + BM - 1) / BM);
+  if (tid == 0) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
+    for (int s = 0; s < STAGES; s++) { mbar_init6(full0 + s * 8, 1); mbar_init6(empty0 + s * 8, 2); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (wg == 0) {
+    if (tid == 0) {
+      int it = 0;
+      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int nt = tile % NT, m0 = (tile / NT) * BM;
+        for (int kb = 0; kb < KB; kb++, it++) {
+          const int s = it % STAGES;
+          const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
+          if (it >= STAGES) mbar_wait6(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+          mbar_expect6(bar, A_BYTES + B_BYTES);
+          tma2d6(sb, tmapA, kb * BK, m0, bar);
+          bulk6(sb + A_BYTES, Bp + ((size_t)nt * KB + kb) * (BN * BK), B_BYTES, bar);
+        }
+      }
+    }
+    return;
+  }
+  const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+  int it = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int nt = tile % NT, m0 = (tile / NT) * BM, n0 = nt * BN;
+    float d[BN / 2];
+    #pragma unroll
+    for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+    for (int kb = 0; kb < KB; kb++, it++) {
+      const int s = it % STAGES;
+      mbar_wait6(full0 + s * 8, (it / STAGES) & 1);
+      const unsigned st = s0 + s * STAGE_BYTES;
+      wg_fence();
+      hold(d);
+      #pragma unroll
+      for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + cw * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+      wg_commit();
+      wg_wait<1>();
+      hold(d);
+      if (kb > 0 && (t & 127) == 0) mbar_arrive6(empty0 + ((it - 1) % STAGES) * 8);
+    }
+    wg_wait<0>();
+    hold(d);
+    if ((t & 127) == 0) mbar_arrive6(empty0 + ((it - 1) % STAGES) * 8);
+    const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
+    #pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+      const int col = n0 + j * 8 + (lane & 3) * 2;
+      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+    }
+  }
+}
+#endif
+#if G7
+// gemm6 in clusters of two along M: the two blocks of a cluster take the two M tiles of one pair (same N tile) at every
+// step of the persistent walk; each copies its own A box and half of the shared B image, multicast to both, so a block
+// reads 32 KB a step from L2 instead of 48; a stage is refilled once both blocks' consumers released it (4 arrivals).
+__device__ __forceinline__ void mbar_init7(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_expect7(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
+__device__ __forceinline__ void mbar_wait7(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive7(unsigned a, unsigned rank) {
+  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
+}
+__device__ __forceinline__ void tma2d7(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void bulk_mc7(unsigned dst, const void* src, unsigned bytes, unsigned bar, unsigned short mask) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask) : "memory");
+}
+__device__ __forceinline__ void cluster_sync7() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1) gemm7(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  unsigned rank; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+  const int KB = K / BK, NT = N / BN, MP = ((M + BM - 1) / BM + 1) / 2, pairs = NT * MP;
+  const int cid = blockIdx.x / 2, ncl = gridDim.x / 2;
+  if (tid == 0) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
+    for (int s = 0; s < STAGES; s++) { mbar_init7(full0 + s * 8, 1); mbar_init7(empty0 + s * 8, 4); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  cluster_sync7();
+  if (wg == 0) {
+    if (tid == 0) {
+      int it = 0;
+      for (int p = cid; p < pairs; p += ncl) {
+        const int nt = p % NT, m0 = ((p / NT) * 2 + (int)rank) * BM;
+        for (int kb = 0; kb < KB; kb++, it++) {
+          const int s = it % STAGES;
+          const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
+          if (it >= STAGES) mbar_wait7(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+          mbar_expect7(bar, A_BYTES + B_BYTES);
+          tma2d7(sb, tmapA, kb * BK, m0, bar);
+          bulk_mc7(sb + A_BYTES + rank * (B_BYTES / 2), Bp + ((size_t)nt * KB + kb) * (BN * BK) + rank * (BN * BK / 2), B_BYTES / 2, bar, (unsigned short)3);
+        }
+      }
+    }
+  } else {
+    const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+    int it = 0;
+    for (int p = cid; p < pairs; p += ncl) {
+      const int nt = p % NT, m0 = ((p / NT) * 2 + (int)rank) * BM, n0 = nt * BN;
+      float d[BN / 2];
+      #pragma unroll
+      for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+      for (int kb = 0; kb < KB; kb++, it++) {
+        const int s = it % STAGES;
+        mbar_wait7(full0 + s * 8, (it / STAGES) & 1);
+        const unsigned st = s0 + s * STAGE_BYTES;
+        wg_fence();
+        hold(d);
+        #pragma unroll
+        for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + cw * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+        wg_commit();
+        wg_wait<1>();
+        hold(d);
+        if (kb > 0 && (t & 127) == 0) { mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 0); mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 1); }
+      }
+      wg_wait<0>();
+      hold(d);
+      if ((t & 127) == 0) { mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 0); mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 1); }
+      const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
+      #pragma unroll
+      for (int j = 0; j < BN / 8; j++) {
+        const int col = n0 + j * 8 + (lane & 3) * 2;
+        const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+        float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+        if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+        if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+        if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+      }
+    }
+  }
+  cluster_sync7();  // neither block leaves while the other may still copy into it or arrive on its barriers
+}
+#endif
+#if G8
+// gemm7 with B by tensor copies too (a map over W^T [N, K], 128-byte swizzle: no packing), in clusters of CL8 along M;
+// with CL8 = 2 each block copies half of B's 256 rows, multicast to both (the tensor form of the multicast).
+__device__ __forceinline__ void mbar_init8(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_expect8(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
+__device__ __forceinline__ void mbar_wait8(unsigned a, unsigned parity) {  // cutlass's ClusterBarrier::wait: CTA scope
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive8(unsigned a, unsigned rank) {
+  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
+}
+__device__ __forceinline__ void tma2d8(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void tma2d_mc8(unsigned dst, const void* tmap, int x, int y, unsigned bar, unsigned short mask) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar), "h"(mask) : "memory");
+}
+__device__ __forceinline__ void cluster_sync8() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1) gemm8(const void* __restrict__ tmapA, const void* __restrict__ tmapB, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  unsigned rank = 0;
+  if (CL_ > 1) asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+  const int KB = K / BK, NT = N / BN, MP = ((M + BM - 1) / BM + CL_ - 1) / CL_, groups = NT * MP;
+  const int cid = blockIdx.x / CL_, ncl = gridDim.x / CL_;
+  if (tid == 0) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
+    asm volatile("prefetch.tensormap [%0];" :: "l"(tmapB) : "memory");
+    for (int s = 0; s < STAGES; s++) { mbar_init8(full0 + s * 8, 1); mbar_init8(empty0 + s * 8, 2 * CL_); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  if (CL_ > 1) cluster_sync8(); else __syncthreads();
+  if (wg == 0) {
+    if (tid == 0) {
+      int it = 0;
+      for (int p = cid; p < groups; p += ncl) {
+        const int nt = p % NT, m0 = ((p / NT) * CL_ + (int)rank) * BM;
+        for (int kb = 0; kb < KB; kb++, it++) {
+          const int s = it % STAGES;
+          const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
+          if (it >= STAGES) mbar_wait8(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+#if NOLOAD
+          mbar_expect8(bar, 0);  // the ring's hand-offs alone: each stage marked full without a copy (the products read stale data)
+          (void)sb;
+#else
+          mbar_expect8(bar, A_BYTES + B_BYTES);
+          tma2d8(sb, tmapA, kb * BK, m0, bar);
+          if (CL_ == 1) { tma2d8(sb + A_BYTES, tmapB, kb * BK, nt * BN, bar); tma2d8(sb + A_BYTES + B_BYTES / 2, tmapB, kb * BK, nt * BN + BN / 2, bar); }
+          else tma2d_mc8(sb + A_BYTES + rank * (B_BYTES / 2), tmapB, kb * BK, nt * BN + (int)rank * (BN / 2), bar, (unsigned short)((1 << CL_) - 1));
+#endif
+        }
+      }
+    }
+  } else {
+    const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+    int it = 0;
+    for (int p = cid; p < groups; p += ncl) {
+      const int nt = p % NT, m0 = ((p / NT) * CL_ + (int)rank) * BM, n0 = nt * BN;
+      float d[BN / 2];
+      #pragma unroll
+      for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+      for (int kb = 0; kb < KB; kb++, it++) {
+        const int s = it % STAGES;
+        mbar_wait8(full0 + s * 8, (it / STAGES) & 1);
+        const unsigned st = s0 + s * STAGE_BYTES;
+        wg_fence();
+        hold(d);
+#if !NOMMA  // without: the copies alone, each stage released as soon as it is full
+        #pragma unroll
+        for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + cw * 8 * SBO + ks * KSTEP), desc(st + A_BYTES + ks * KSTEP), (kb | ks) != 0);
+#else
+        (void)st;
+#endif
+        wg_commit();
+        wg_wait<1>();
+        hold(d);
+        if (kb > 0 && (t & 127) == 0) { for (int r = 0; r < CL_; r++) mbar_arrive8(empty0 + ((it - 1) % STAGES) * 8, r); }
+      }
+      wg_wait<0>();
+      hold(d);
+      if ((t & 127) == 0) { for (int r = 0; r < CL_; r++) mbar_arrive8(empty0 + ((it - 1) % STAGES) * 8, r); }
+      const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
+      #pragma unroll
+      for (int j = 0; j < BN / 8; j++) {
+        const int col = n0 + j * 8 + (lane & 3) * 2;
+        const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+        float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+        if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+        if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+        if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+      }
+    }
+  }
+  if (CL_ > 1) cluster_sync8();
+}
+#endif
 #if G4
 #ifndef CL
 #define CL CL_
@@ -574,14 +939,18 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, MIN
 def source(bn, bk, stages, minb, swz=0, noload=0, nomma=0, ws=0, midhold=0, g2=0, epi=0, persist=0, gas=0):
     g3 = 1 if g2 == 3 else 0
     g4 = 1 if g2 == 4 else 0
-    cl = max(ws, 1) if g4 else 1
-    ws = 0 if g4 else ws
-    g2 = 0 if g2 in (3, 4) else g2
+    g5 = 1 if g2 == 5 else 0
+    g6 = 1 if g2 == 6 else 0
+    g7 = 1 if g2 == 7 else 0
+    g8 = 1 if g2 == 8 else 0
+    cl = max(ws, 1) if g2 in (4, 8) else 1
+    ws = 0 if g2 in (4, 8) else ws
+    g2 = 0 if g2 in (3, 4, 5, 6, 7, 8) else g2
     n = bn // 2
     text = SRC.replace("__BN__", str(bn)).replace("__DLIST__", ", ".join(f"%{i}" for i in range(n)))
     text = text.replace("__DOUT__", ", ".join(f'"+f"(d[{i}])' for i in range(n)))
     text = text.replace("__A__", str(n)).replace("__B__", str(n + 1)).replace("__P__", str(n + 2))
-    return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n#define G4 {g4}\n#define CL_ {cl}\n#define GELU_AS {gas}\n" + text
+    return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n#define G4 {g4}\n#define G5 {g5}\n#define G6 {g6}\n#define G7 {g7}\n#define G8 {g8}\n#define CL_ {cl}\n#define GELU_AS {gas}\n" + text
 
 
 def pack_b(w, bn, bk, swz=0):
@@ -606,7 +975,7 @@ def tensor_map_a(a, m, k):
     from cuda.bindings import driver as cu
 
     err, tmap = cu.cuTensorMapEncodeTiled(
-        cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, a.data_ptr(), [k, m], [k * 2], [64, 128], [1, 1],
+        cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, a.data_ptr(), [cu.cuuint64_t(k), cu.cuuint64_t(m)], [cu.cuuint64_t(k * 2)], [cu.cuuint32_t(64), cu.cuuint32_t(128)], [cu.cuuint32_t(1), cu.cuuint32_t(1)],
         cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
         cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B, cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
     if err != cu.CUresult.CUDA_SUCCESS:
@@ -704,11 +1073,11 @@ def main():
         act = 1 - act0  # the 8th field 1: no GELU
         try:
             src = source(bn, bk, stages, minb, swz, noload, nomma, ws, midhold, g2, epi, persist, gas)
-            k = cp.RawKernel(src, "gemm4" if g2 == 4 else "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
-            smem = stages * (128 + bn) * bk * 2 + (16 * stages if ws or g2 == 4 else 0)
+            k = cp.RawKernel(src, "gemm8" if g2 == 8 else "gemm7" if g2 == 7 else "gemm6" if g2 == 6 else "gemm5" if g2 == 5 else "gemm4" if g2 == 4 else "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
+            smem = stages * (128 + bn) * bk * 2 + (16 * stages if ws or g2 in (4, 5, 6, 7, 8) else 0)
             k.max_dynamic_shared_size_bytes = smem
             k.compile()
-            modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws or g2 == 4 else 256, persist, g2 == 4)
+            modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws or g2 in (4, 5, 6, 7, 8) else 256, persist, 2 if g2 == 8 else int(g2 in (4, 6, 7)))
             say(f"built {cfg}: smem {smem}, regs {k.attributes['num_regs']}, local {k.attributes['local_size_bytes']}")
         except Exception as e:  # noqa: BLE001
             say(f"build {cfg} failed: {str(e)[:2000]}")
@@ -759,7 +1128,11 @@ def main():
                     say(f"  own {cfg}: no tensor map: {str(e)[:300]}")
                     continue
                 first = tmap.data.ptr
-            args_ = (cp.uint64(first), cp.uint64(bp.data_ptr()), cp.uint64(bias.data_ptr()), cp.uint64(out.data_ptr()), cp.int32(m), cp.int32(n), cp.int32(k), cp.int32(act))
+                if tma == 2:  # gemm8: B by a tensor map over W^T [N, K] (same box and swizzle as A's)
+                    wt_keep = w.t().contiguous()  # the map points into it: keep it alive
+                    tmapb = tensor_map_a(wt_keep, n, k)
+                    bp = tmapb
+            args_ = (cp.uint64(first), cp.uint64(bp.data.ptr if tma == 2 else bp.data_ptr()), cp.uint64(bias.data_ptr()), cp.uint64(out.data_ptr()), cp.int32(m), cp.int32(n), cp.int32(k), cp.int32(act))
 
             def launch(kern=kern, grid=grid, args_=args_, smem=smem, threads=threads):
                 kern(grid, (threads,), args_, shared_mem=smem)
