@@ -14,6 +14,16 @@ public sealed class ZooCommandTests
     }
 
     [Fact]
+    public async Task Zoo_alone_lists_the_models_as_zoo_list_does()
+    {
+        var (code, output, _) = await CliRunner.RunAsync("zoo");
+        Assert.Equal(0, code);
+        var (_, listed, _) = await CliRunner.RunAsync("zoo", "list");
+        Assert.Equal(listed, output);
+        Assert.Contains("resnet50", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Zoo_list_shows_parameters_and_macs_of_each_model()
     {
         var (code, output, _) = await CliRunner.RunAsync("zoo", "list");
