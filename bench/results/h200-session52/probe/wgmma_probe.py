@@ -107,6 +107,76 @@ __device__ __forceinline__ void load_stage(unsigned sb, const __half* A, const _
   }
 }
 
+// mbarriers, bulk and tensor copies, clusters: one definition each for every variant that uses them (an unused one
+// costs nothing). Scope: mbar_wait / mbar_arrive_remote are the CTA-scope forms cutlass's ClusterBarrier uses (gemm5,
+// gemm6, gemm8, session 52's gemm_ws); mbar_wait_cluster / mbar_arrive_cluster the acquire.cluster / release.cluster
+// forms session 52's gemm_wsc, gemm4 and gemm7 ran with (20-55% slower: session 53).
+__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_expect(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
+__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_wait_cluster(unsigned a, unsigned parity) {
+  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(a) : "memory"); }
+__device__ __forceinline__ void mbar_arrive_remote(unsigned a, unsigned rank) {
+  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_cluster(unsigned a, unsigned rank) {
+  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
+}
+__device__ __forceinline__ void cp_arrive(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(a) : "memory"); }
+__device__ __forceinline__ void tma2d(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void tma2d_mc(unsigned dst, const void* tmap, int x, int y, unsigned bar, unsigned short mask) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar), "h"(mask) : "memory");
+}
+__device__ __forceinline__ void bulk(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void bulk_mc(unsigned dst, const void* src, unsigned bytes, unsigned bar, unsigned short mask) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask) : "memory");
+}
+__device__ __forceinline__ unsigned cluster_rank() { unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
+__device__ __forceinline__ void cluster_sync() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+// A stage's copies by one warpgroup (128 threads, the producer of the warp-specialized forms), as load_stage lays them.
+__device__ __forceinline__ void load_stage128(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
+  #pragma unroll
+  for (int it = 0; it < BM * BK / 8 / 128; it++) {
+    const int i = it * 128 + tid;
+    const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
+    const int grow = m0 + g * 8 + r;
+    const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
+    cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
+  }
+  const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
+  #pragma unroll
+  for (int it = 0; it < BN * BK / 8 / 128; it++) {
+    const int i = it * 128 + tid;
+    cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
+  }
+}
+// A warp's rows of the tile from its accumulators: the bias, the GELU where act, one fp16 write (EPI 2: a store no value
+// takes, so the work stays and nothing is written). Rows row and row + 8, columns n0 + 8j + 2(lane % 4) and the next.
+__device__ __forceinline__ void store_tile(const float* d, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int row, int n0, int lane, int act) {
+  #pragma unroll
+  for (int j = 0; j < BN / 8; j++) {
+    const int col = n0 + j * 8 + (lane & 3) * 2;
+    const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
+    float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+    if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+#if EPI == 2
+    if (v0 == -12345.f) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+    if (v2 == -12345.f) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+#else
+    if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
+    if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
+#endif
+  }
+}
+
 extern "C" __global__ void __launch_bounds__(256, MINB) gemm_bias_gelu(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -149,40 +219,10 @@ extern "C" __global__ void __launch_bounds__(256, MINB) gemm_bias_gelu(const __h
   wg_wait<0>();
   hold(d);
   const int row = m0 + wg * 64 + warp * 16 + (lane >> 2);
-  #pragma unroll
-  for (int j = 0; j < BN / 8; j++) {
-    const int col = n0 + j * 8 + (lane & 3) * 2;
-    const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-    float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-    if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-    if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-    if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-  }
+  store_tile(d, bias, Y, M, N, row, n0, lane, act);
 }
 #if WS
-__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
-__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
-  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(a) : "memory"); }
-__device__ __forceinline__ void cp_arrive(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(a) : "memory"); }
 
-__device__ __forceinline__ void load_stage128(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
-  #pragma unroll
-  for (int it = 0; it < BM * BK / 8 / 128; it++) {
-    const int i = it * 128 + tid;
-    const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
-    const int grow = m0 + g * 8 + r;
-    const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
-    cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
-  }
-  const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
-  #pragma unroll
-  for (int it = 0; it < BN * BK / 8 / 128; it++) {
-    const int i = it * 128 + tid;
-    cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
-  }
-}
 
 // Warp-specialized: warpgroup 0 copies (cp.async, each thread's completion arriving on the stage's full barrier), warpgroups
 // 1 and 2 multiply (64 rows each) and release a stage on its empty barrier once their products that read it are done.
@@ -232,31 +272,11 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm_ws(const __half* __res
   wg_wait<0>();
   hold(d);
   const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-  #pragma unroll
-  for (int j = 0; j < BN / 8; j++) {
-    const int col = n0 + j * 8 + (lane & 3) * 2;
-    const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-    float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-    if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-    if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-    if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-  }
+  store_tile(d, bias, Y, M, N, row, n0, lane, act);
 }
 #endif
 #if WS >= 2
 #define CL WS
-__device__ __forceinline__ void mbar_expect(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
-__device__ __forceinline__ void mbar_arrive_cluster(unsigned a, unsigned rank) {
-  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
-}
-__device__ __forceinline__ void mbar_wait_cluster(unsigned a, unsigned parity) {
-  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void bulk_mc(unsigned dst, const void* src, unsigned bytes, unsigned bar, unsigned short mask) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask) : "memory");
-}
-__device__ __forceinline__ unsigned cluster_rank() { unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
-__device__ __forceinline__ void cluster_sync() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 
 // Warp-specialized in clusters of CL along M: the CTAs of a cluster share their B tile, each copying its 1/CL of every
 // stage's B image with one bulk copy multicast to all of them (complete_tx on each one's full barrier); A through cp.async
@@ -319,15 +339,7 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, 1) 
     wg_wait<0>();
     hold(d);
     const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-    #pragma unroll
-    for (int j = 0; j < BN / 8; j++) {
-      const int col = n0 + j * 8 + (lane & 3) * 2;
-      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-    }
+    store_tile(d, bias, Y, M, N, row, n0, lane, act);
   }
   cluster_sync();
 }
@@ -483,28 +495,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm3(const __half* __restr
 // completion arriving on the stage's full barrier), never waiting for a tile's epilogue, so the next tile's first stages
 // land while the consumers apply the bias and GELU to the last tile's sums; warpgroups 1 and 2 multiply (64 rows each),
 // release each stage once the products that read it are done (the tile's last after the final wait), then store.
-__device__ __forceinline__ void mbar_init5(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
-__device__ __forceinline__ void mbar_wait5(unsigned a, unsigned parity) {
-  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive5(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(a) : "memory"); }
-__device__ __forceinline__ void cp_arrive5(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(a) : "memory"); }
-__device__ __forceinline__ void load_stage5(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
-  #pragma unroll
-  for (int it = 0; it < BM * BK / 8 / 128; it++) {
-    const int i = it * 128 + tid;
-    const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
-    const int grow = m0 + g * 8 + r;
-    const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
-    cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
-  }
-  const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
-  #pragma unroll
-  for (int it = 0; it < BN * BK / 8 / 128; it++) {
-    const int i = it * 128 + tid;
-    cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
-  }
-}
 extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -513,7 +503,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restr
   const int tid = threadIdx.x, wg = tid >> 7;
   const int KB = K / BK, NT = N / BN, tiles = NT * ((M + BM - 1) / BM);
   if (tid == 0) {
-    for (int s = 0; s < STAGES; s++) { mbar_init5(full0 + s * 8, 128); mbar_init5(empty0 + s * 8, 2); }
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 128); mbar_init(empty0 + s * 8, 2); }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
@@ -523,9 +513,9 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restr
       const int nt = tile % NT, m0 = (tile / NT) * BM;
       for (int kb = 0; kb < KB; kb++, it++) {
         const int s = it % STAGES;
-        if (it >= STAGES) mbar_wait5(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
-        load_stage5(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
-        cp_arrive5(full0 + s * 8);
+        if (it >= STAGES) mbar_wait(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+        load_stage128(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
+        cp_arrive(full0 + s * 8);
       }
     }
     return;
@@ -539,7 +529,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restr
     for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
     for (int kb = 0; kb < KB; kb++, it++) {
       const int s = it % STAGES;
-      mbar_wait5(full0 + s * 8, (it / STAGES) & 1);
+      mbar_wait(full0 + s * 8, (it / STAGES) & 1);
       fence_async();
       const unsigned st = s0 + s * STAGE_BYTES;
       wg_fence();
@@ -549,39 +539,19 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restr
       wg_commit();
       wg_wait<1>();
       hold(d);
-      if (kb > 0 && (t & 127) == 0) mbar_arrive5(empty0 + ((it - 1) % STAGES) * 8);
+      if (kb > 0 && (t & 127) == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
     }
     wg_wait<0>();
     hold(d);
-    if ((t & 127) == 0) mbar_arrive5(empty0 + ((it - 1) % STAGES) * 8);
+    if ((t & 127) == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
     const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-    #pragma unroll
-    for (int j = 0; j < BN / 8; j++) {
-      const int col = n0 + j * 8 + (lane & 3) * 2;
-      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-    }
+    store_tile(d, bias, Y, M, N, row, n0, lane, act);
   }
 }
 #endif
 #if G6
 // gemm5's persistent ring with gemm4's copies: A's 128 x 64 box by one tensor copy (128-byte swizzle), B's packed image
 // by one bulk copy, both issued by one producer thread and counted in bytes on the stage's full barrier.
-__device__ __forceinline__ void mbar_init6(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
-__device__ __forceinline__ void mbar_expect6(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
-__device__ __forceinline__ void mbar_wait6(unsigned a, unsigned parity) {
-  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive6(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(a) : "memory"); }
-__device__ __forceinline__ void tma2d6(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
-}
-__device__ __forceinline__ void bulk6(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
-}
 extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -591,7 +561,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restric
   const int KB = K / BK, NT = N / BN, tiles = NT * ((M + BM - 1) / BM);
   if (tid == 0) {
     asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
-    for (int s = 0; s < STAGES; s++) { mbar_init6(full0 + s * 8, 1); mbar_init6(empty0 + s * 8, 2); }
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 1); mbar_init(empty0 + s * 8, 2); }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
@@ -603,10 +573,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restric
         for (int kb = 0; kb < KB; kb++, it++) {
           const int s = it % STAGES;
           const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
-          if (it >= STAGES) mbar_wait6(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
-          mbar_expect6(bar, A_BYTES + B_BYTES);
-          tma2d6(sb, tmapA, kb * BK, m0, bar);
-          bulk6(sb + A_BYTES, Bp + ((size_t)nt * KB + kb) * (BN * BK), B_BYTES, bar);
+          if (it >= STAGES) mbar_wait(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+          mbar_expect(bar, A_BYTES + B_BYTES);
+          tma2d(sb, tmapA, kb * BK, m0, bar);
+          bulk(sb + A_BYTES, Bp + ((size_t)nt * KB + kb) * (BN * BK), B_BYTES, bar);
         }
       }
     }
@@ -621,7 +591,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restric
     for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
     for (int kb = 0; kb < KB; kb++, it++) {
       const int s = it % STAGES;
-      mbar_wait6(full0 + s * 8, (it / STAGES) & 1);
+      mbar_wait(full0 + s * 8, (it / STAGES) & 1);
       const unsigned st = s0 + s * STAGE_BYTES;
       wg_fence();
       hold(d);
@@ -630,21 +600,13 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restric
       wg_commit();
       wg_wait<1>();
       hold(d);
-      if (kb > 0 && (t & 127) == 0) mbar_arrive6(empty0 + ((it - 1) % STAGES) * 8);
+      if (kb > 0 && (t & 127) == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
     }
     wg_wait<0>();
     hold(d);
-    if ((t & 127) == 0) mbar_arrive6(empty0 + ((it - 1) % STAGES) * 8);
+    if ((t & 127) == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
     const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-    #pragma unroll
-    for (int j = 0; j < BN / 8; j++) {
-      const int col = n0 + j * 8 + (lane & 3) * 2;
-      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-    }
+    store_tile(d, bias, Y, M, N, row, n0, lane, act);
   }
 }
 #endif
@@ -652,21 +614,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restric
 // gemm6 in clusters of two along M: the two blocks of a cluster take the two M tiles of one pair (same N tile) at every
 // step of the persistent walk; each copies its own A box and half of the shared B image, multicast to both, so a block
 // reads 32 KB a step from L2 instead of 48; a stage is refilled once both blocks' consumers released it (4 arrivals).
-__device__ __forceinline__ void mbar_init7(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
-__device__ __forceinline__ void mbar_expect7(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
-__device__ __forceinline__ void mbar_wait7(unsigned a, unsigned parity) {
-  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive7(unsigned a, unsigned rank) {
-  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
-}
-__device__ __forceinline__ void tma2d7(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
-}
-__device__ __forceinline__ void bulk_mc7(unsigned dst, const void* src, unsigned bytes, unsigned bar, unsigned short mask) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask) : "memory");
-}
-__device__ __forceinline__ void cluster_sync7() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1) gemm7(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -678,10 +625,10 @@ extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1) g
   const int cid = blockIdx.x / 2, ncl = gridDim.x / 2;
   if (tid == 0) {
     asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
-    for (int s = 0; s < STAGES; s++) { mbar_init7(full0 + s * 8, 1); mbar_init7(empty0 + s * 8, 4); }
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 1); mbar_init(empty0 + s * 8, 4); }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  cluster_sync7();
+  cluster_sync();
   if (wg == 0) {
     if (tid == 0) {
       int it = 0;
@@ -690,10 +637,10 @@ extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1) g
         for (int kb = 0; kb < KB; kb++, it++) {
           const int s = it % STAGES;
           const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
-          if (it >= STAGES) mbar_wait7(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
-          mbar_expect7(bar, A_BYTES + B_BYTES);
-          tma2d7(sb, tmapA, kb * BK, m0, bar);
-          bulk_mc7(sb + A_BYTES + rank * (B_BYTES / 2), Bp + ((size_t)nt * KB + kb) * (BN * BK) + rank * (BN * BK / 2), B_BYTES / 2, bar, (unsigned short)3);
+          if (it >= STAGES) mbar_wait_cluster(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+          mbar_expect(bar, A_BYTES + B_BYTES);
+          tma2d(sb, tmapA, kb * BK, m0, bar);
+          bulk_mc(sb + A_BYTES + rank * (B_BYTES / 2), Bp + ((size_t)nt * KB + kb) * (BN * BK) + rank * (BN * BK / 2), B_BYTES / 2, bar, (unsigned short)3);
         }
       }
     }
@@ -707,7 +654,7 @@ extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1) g
       for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
       for (int kb = 0; kb < KB; kb++, it++) {
         const int s = it % STAGES;
-        mbar_wait7(full0 + s * 8, (it / STAGES) & 1);
+        mbar_wait_cluster(full0 + s * 8, (it / STAGES) & 1);
         const unsigned st = s0 + s * STAGE_BYTES;
         wg_fence();
         hold(d);
@@ -716,44 +663,21 @@ extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1) g
         wg_commit();
         wg_wait<1>();
         hold(d);
-        if (kb > 0 && (t & 127) == 0) { mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 0); mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 1); }
+        if (kb > 0 && (t & 127) == 0) { mbar_arrive_cluster(empty0 + ((it - 1) % STAGES) * 8, 0); mbar_arrive_cluster(empty0 + ((it - 1) % STAGES) * 8, 1); }
       }
       wg_wait<0>();
       hold(d);
-      if ((t & 127) == 0) { mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 0); mbar_arrive7(empty0 + ((it - 1) % STAGES) * 8, 1); }
+      if ((t & 127) == 0) { mbar_arrive_cluster(empty0 + ((it - 1) % STAGES) * 8, 0); mbar_arrive_cluster(empty0 + ((it - 1) % STAGES) * 8, 1); }
       const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-      #pragma unroll
-      for (int j = 0; j < BN / 8; j++) {
-        const int col = n0 + j * 8 + (lane & 3) * 2;
-        const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-        float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-        if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-        if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-        if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-      }
+      store_tile(d, bias, Y, M, N, row, n0, lane, act);
     }
   }
-  cluster_sync7();  // neither block leaves while the other may still copy into it or arrive on its barriers
+  cluster_sync();  // neither block leaves while the other may still copy into it or arrive on its barriers
 }
 #endif
 #if G8
 // gemm7 with B by tensor copies too (a map over W^T [N, K], 128-byte swizzle: no packing), in clusters of CL8 along M;
 // with CL8 = 2 each block copies half of B's 256 rows, multicast to both (the tensor form of the multicast).
-__device__ __forceinline__ void mbar_init8(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
-__device__ __forceinline__ void mbar_expect8(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
-__device__ __forceinline__ void mbar_wait8(unsigned a, unsigned parity) {  // cutlass's ClusterBarrier::wait: CTA scope
-  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive8(unsigned a, unsigned rank) {
-  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
-}
-__device__ __forceinline__ void tma2d8(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
-}
-__device__ __forceinline__ void tma2d_mc8(unsigned dst, const void* tmap, int x, int y, unsigned bar, unsigned short mask) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar), "h"(mask) : "memory");
-}
-__device__ __forceinline__ void cluster_sync8() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1) gemm8(const void* __restrict__ tmapA, const void* __restrict__ tmapB, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -767,10 +691,10 @@ extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1)
   if (tid == 0) {
     asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
     asm volatile("prefetch.tensormap [%0];" :: "l"(tmapB) : "memory");
-    for (int s = 0; s < STAGES; s++) { mbar_init8(full0 + s * 8, 1); mbar_init8(empty0 + s * 8, 2 * CL_); }
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 1); mbar_init(empty0 + s * 8, 2 * CL_); }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if (CL_ > 1) cluster_sync8(); else __syncthreads();
+  if (CL_ > 1) cluster_sync(); else __syncthreads();
   if (wg == 0) {
     if (tid == 0) {
       int it = 0;
@@ -779,15 +703,15 @@ extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1)
         for (int kb = 0; kb < KB; kb++, it++) {
           const int s = it % STAGES;
           const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
-          if (it >= STAGES) mbar_wait8(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+          if (it >= STAGES) mbar_wait(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
 #if NOLOAD
-          mbar_expect8(bar, 0);  // the ring's hand-offs alone: each stage marked full without a copy (the products read stale data)
+          mbar_expect(bar, 0);  // the ring's hand-offs alone: each stage marked full without a copy (the products read stale data)
           (void)sb;
 #else
-          mbar_expect8(bar, A_BYTES + B_BYTES);
-          tma2d8(sb, tmapA, kb * BK, m0, bar);
-          if (CL_ == 1) { tma2d8(sb + A_BYTES, tmapB, kb * BK, nt * BN, bar); tma2d8(sb + A_BYTES + B_BYTES / 2, tmapB, kb * BK, nt * BN + BN / 2, bar); }
-          else tma2d_mc8(sb + A_BYTES + rank * (B_BYTES / 2), tmapB, kb * BK, nt * BN + (int)rank * (BN / 2), bar, (unsigned short)((1 << CL_) - 1));
+          mbar_expect(bar, A_BYTES + B_BYTES);
+          tma2d(sb, tmapA, kb * BK, m0, bar);
+          if (CL_ == 1) { tma2d(sb + A_BYTES, tmapB, kb * BK, nt * BN, bar); tma2d(sb + A_BYTES + B_BYTES / 2, tmapB, kb * BK, nt * BN + BN / 2, bar); }
+          else tma2d_mc(sb + A_BYTES + rank * (B_BYTES / 2), tmapB, kb * BK, nt * BN + (int)rank * (BN / 2), bar, (unsigned short)((1 << CL_) - 1));
 #endif
         }
       }
@@ -802,7 +726,7 @@ extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1)
       for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
       for (int kb = 0; kb < KB; kb++, it++) {
         const int s = it % STAGES;
-        mbar_wait8(full0 + s * 8, (it / STAGES) & 1);
+        mbar_wait(full0 + s * 8, (it / STAGES) & 1);
         const unsigned st = s0 + s * STAGE_BYTES;
         wg_fence();
         hold(d);
@@ -815,29 +739,16 @@ extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1)
         wg_commit();
         wg_wait<1>();
         hold(d);
-        if (kb > 0 && (t & 127) == 0) { for (int r = 0; r < CL_; r++) mbar_arrive8(empty0 + ((it - 1) % STAGES) * 8, r); }
+        if (kb > 0 && (t & 127) == 0) { for (int r = 0; r < CL_; r++) mbar_arrive_remote(empty0 + ((it - 1) % STAGES) * 8, r); }
       }
       wg_wait<0>();
       hold(d);
-      if ((t & 127) == 0) { for (int r = 0; r < CL_; r++) mbar_arrive8(empty0 + ((it - 1) % STAGES) * 8, r); }
+      if ((t & 127) == 0) { for (int r = 0; r < CL_; r++) mbar_arrive_remote(empty0 + ((it - 1) % STAGES) * 8, r); }
       const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-      #pragma unroll
-      for (int j = 0; j < BN / 8; j++) {
-        const int col = n0 + j * 8 + (lane & 3) * 2;
-        const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-        float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-        if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-#if EPI == 2  // no stores (a store no value takes, so the epilogue's work stays)
-        if (v0 == -12345.f) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-        if (v2 == -12345.f) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-#else
-        if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-        if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-#endif
-      }
+      store_tile(d, bias, Y, M, N, row, n0, lane, act);
     }
   }
-  if (CL_ > 1) cluster_sync8();
+  if (CL_ > 1) cluster_sync();
 }
 #endif
 #if G4
@@ -847,25 +758,6 @@ extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1)
 // TMA: A's 128 x 64 box by one tensor copy (cuTensorMapEncodeTiled, 128-byte swizzle: the layout the descriptors read),
 // B's packed 32 KB image by one bulk copy (or, in clusters of CL along M, each CTA's 1/CL of it multicast to all), issued
 // by one producer thread, completion counted in bytes on the stage's full barrier; two consumer warpgroups as before.
-__device__ __forceinline__ void mbar_init4(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(a), "r"(count) : "memory"); }
-__device__ __forceinline__ void mbar_expect4(unsigned a, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(a), "r"(bytes) : "memory"); }
-__device__ __forceinline__ void mbar_wait4(unsigned a, unsigned parity) {
-  asm volatile("{\n.reg .pred P;\nLAB_WAIT:\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%0], %1;\n@!P bra LAB_WAIT;\n}\n" :: "r"(a), "r"(parity) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive4(unsigned a, unsigned rank) {
-  asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\nmbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" :: "r"(a), "r"(rank) : "memory");
-}
-__device__ __forceinline__ void tma2d(unsigned dst, const void* tmap, int x, int y, unsigned bar) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
-}
-__device__ __forceinline__ void bulk4(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
-}
-__device__ __forceinline__ void bulk_mc4(unsigned dst, const void* src, unsigned bytes, unsigned bar, unsigned short mask) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;" :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask) : "memory");
-}
-__device__ __forceinline__ unsigned cluster_rank4() { unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
-__device__ __forceinline__ void cluster_sync4() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 
 extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, MINB) gemm4(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
@@ -875,13 +767,13 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, MIN
   const int tid = threadIdx.x, wg = tid >> 7;
   const int nt = blockIdx.x, m0 = blockIdx.y * BM, n0 = nt * BN;
   const int KB = K / BK;
-  const unsigned rank = CL > 1 ? cluster_rank4() : 0;
+  const unsigned rank = CL > 1 ? cluster_rank() : 0;
   if (tid == 0) {
     asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
-    for (int s = 0; s < STAGES; s++) { mbar_init4(full0 + s * 8, 1); mbar_init4(empty0 + s * 8, 2 * CL); }
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 1); mbar_init(empty0 + s * 8, 2 * CL); }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if (CL > 1) cluster_sync4(); else __syncthreads();
+  if (CL > 1) cluster_sync(); else __syncthreads();
   if (wg == 0) {
 #if MINB > 1
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");  // two blocks an SM: the producer gives its registers to the consumers
@@ -890,12 +782,12 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, MIN
       for (int kb = 0; kb < KB; kb++) {
         const int s = kb % STAGES;
         const unsigned sb = s0 + s * STAGE_BYTES, bar = full0 + s * 8;
-        if (kb >= STAGES) mbar_wait4(empty0 + s * 8, ((kb / STAGES) & 1) ^ 1);
-        mbar_expect4(bar, A_BYTES + B_BYTES);
+        if (kb >= STAGES) mbar_wait_cluster(empty0 + s * 8, ((kb / STAGES) & 1) ^ 1);
+        mbar_expect(bar, A_BYTES + B_BYTES);
         tma2d(sb, tmapA, kb * BK, m0, bar);
         const __half* bsrc = Bp + ((size_t)nt * KB + kb) * (BN * BK);
-        if (CL == 1) bulk4(sb + A_BYTES, bsrc, B_BYTES, bar);
-        else bulk_mc4(sb + A_BYTES + rank * (B_BYTES / CL), bsrc + rank * (BN * BK / CL), B_BYTES / CL, bar, (unsigned short)((1 << CL) - 1));
+        if (CL == 1) bulk(sb + A_BYTES, bsrc, B_BYTES, bar);
+        else bulk_mc(sb + A_BYTES + rank * (B_BYTES / CL), bsrc + rank * (BN * BK / CL), B_BYTES / CL, bar, (unsigned short)((1 << CL) - 1));
       }
     }
   } else {
@@ -908,7 +800,7 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, MIN
     for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
     for (int kb = 0; kb < KB; kb++) {
       const int s = kb % STAGES;
-      mbar_wait4(full0 + s * 8, (kb / STAGES) & 1);
+      mbar_wait_cluster(full0 + s * 8, (kb / STAGES) & 1);
       const unsigned st = s0 + s * STAGE_BYTES;
       wg_fence();
       hold(d);
@@ -919,23 +811,15 @@ extern "C" __global__ void __cluster_dims__(1, CL, 1) __launch_bounds__(384, MIN
       hold(d);
       if (kb > 0 && (t & 127) == 0) {
         #pragma unroll
-        for (int r = 0; r < CL; r++) mbar_arrive4(empty0 + ((kb - 1) % STAGES) * 8, r);
+        for (int r = 0; r < CL; r++) mbar_arrive_cluster(empty0 + ((kb - 1) % STAGES) * 8, r);
       }
     }
     wg_wait<0>();
     hold(d);
     const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-    #pragma unroll
-    for (int j = 0; j < BN / 8; j++) {
-      const int col = n0 + j * 8 + (lane & 3) * 2;
-      const float b0 = __half2float(bias[col]), b1 = __half2float(bias[col + 1]);
-      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
-      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
-      if (row < M) *(__half2*)(Y + (size_t)row * N + col) = __floats2half2_rn(v0, v1);
-      if (row + 8 < M) *(__half2*)(Y + (size_t)(row + 8) * N + col) = __floats2half2_rn(v2, v3);
-    }
+    store_tile(d, bias, Y, M, N, row, n0, lane, act);
   }
-  if (CL > 1) cluster_sync4();
+  if (CL > 1) cluster_sync();
 }
 #endif
 """
