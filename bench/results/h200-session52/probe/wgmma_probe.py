@@ -14,7 +14,9 @@ H100): gemm5 (one block an SM walking the tiles, a producer warpgroup filling on
 cp.async), gemm6 (its copies by TMA: A's box by a tensor copy, B's packed image by a bulk copy), gemm7 (gemm6 in
 clusters of two sharing B by a multicast bulk copy), gemm8 (B by tensor copies of W^T too; clusters of the 9th field's
 size, 2 multicasting B; CTA-scope barrier waits and remote arrivals as cutlass's ClusterBarrier; NOLOAD / NOMMA, the 6th
-and 7th fields, leave out the copies or the products). bench/results/h200-session53/README.md has what they measured.
+and 7th fields, leave out the copies or the products; EPI 2 the stores), gemm9 (ping-pong: 64 x BN tiles, the two
+consumer warpgroups on alternate tiles, one's epilogue under the other's products; prepared, not yet run).
+bench/results/h200-session53/README.md has what they measured; probe/syntax_check.py there checks a config's source.
 """
 import argparse
 import json
@@ -751,6 +753,79 @@ extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1)
   if (CL_ > 1) cluster_sync();
 }
 #endif
+#if G9
+// Ping-pong (after cutlass's sm90 ping-pong kernel; session 53, not yet run): the block's tiles are 64 x BN, consumer
+// warpgroup 1 takes the block's even tiles and 2 its odd ones; one ring of stages (A's 64 x 64 box by a tensor copy,
+// B's packed image by a bulk copy) filled in tile order. A warpgroup starts a tile's products only once the other has
+// issued all of its last tile's (the order barriers), so the two alternate on the tensor cores and one's epilogue
+// (bias, GELU, stores) runs under the other's products.
+#define A9_BYTES (64 * BK * 2)
+#define STAGE9_BYTES (A9_BYTES + B_BYTES)
+extern "C" __global__ void __launch_bounds__(384, 1) gemm9(const void* __restrict__ tmapA, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
+{
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned s0 = (unsigned)__cvta_generic_to_shared(smem);
+  const unsigned full0 = s0 + STAGES * STAGE9_BYTES, empty0 = full0 + STAGES * 8, order0 = empty0 + STAGES * 8;
+  const int tid = threadIdx.x, wg = tid >> 7;
+  const int KB = K / BK, NT = N / BN, tiles = NT * ((M + 63) / 64);
+  if (tid == 0) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"(tmapA) : "memory");
+    for (int s = 0; s < STAGES; s++) { mbar_init(full0 + s * 8, 1); mbar_init(empty0 + s * 8, 1); }
+    mbar_init(order0, 1);
+    mbar_init(order0 + 8, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (wg == 0) {
+    if (tid == 0) {
+      int it = 0;
+      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int nt = tile % NT, m0 = (tile / NT) * 64;
+        for (int kb = 0; kb < KB; kb++, it++) {
+          const int s = it % STAGES;
+          const unsigned sb = s0 + s * STAGE9_BYTES, bar = full0 + s * 8;
+          if (it >= STAGES) mbar_wait(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
+          mbar_expect(bar, A9_BYTES + B_BYTES);
+          tma2d(sb, tmapA, kb * BK, m0, bar);
+          bulk(sb + A9_BYTES, Bp + ((size_t)nt * KB + kb) * (BN * BK), B_BYTES, bar);
+        }
+      }
+    }
+    return;
+  }
+  const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+  int local = 0, waits = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, local++) {
+    if ((local & 1) != cw) continue;
+    const int nt = tile % NT, m0 = (tile / NT) * 64, n0 = nt * BN;
+    // The other warpgroup's products of tile local - 1 all issued (its waits on the ring done) before this one's start.
+    if (local > 0) { mbar_wait(order0 + cw * 8, waits & 1); waits++; }
+    int it = local * KB;
+    float d[BN / 2];
+    #pragma unroll
+    for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
+    for (int kb = 0; kb < KB; kb++, it++) {
+      const int s = it % STAGES;
+      mbar_wait(full0 + s * 8, (it / STAGES) & 1);
+      const unsigned st = s0 + s * STAGE9_BYTES;
+      wg_fence();
+      hold(d);
+      #pragma unroll
+      for (int ks = 0; ks < BK / 16; ks++) mma(d, desc(st + ks * KSTEP), desc(st + A9_BYTES + ks * KSTEP), (kb | ks) != 0);
+      wg_commit();
+      wg_wait<1>();
+      hold(d);
+      if (kb > 0 && t % 128 == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
+    }
+    if (t % 128 == 0) mbar_arrive(order0 + (1 - cw) * 8);  // the other warpgroup may start its next tile's products
+    wg_wait<0>();
+    hold(d);
+    if (t % 128 == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
+    const int row = m0 + warp * 16 + (lane >> 2);
+    store_tile(d, bias, Y, M, N, row, n0, lane, act);
+  }
+}
+#endif
 #if G4
 #ifndef CL
 #define CL CL_
@@ -832,14 +907,15 @@ def source(bn, bk, stages, minb, swz=0, noload=0, nomma=0, ws=0, midhold=0, g2=0
     g6 = 1 if g2 == 6 else 0
     g7 = 1 if g2 == 7 else 0
     g8 = 1 if g2 == 8 else 0
+    g9 = 1 if g2 == 9 else 0
     cl = max(ws, 1) if g2 in (4, 8) else 1
     ws = 0 if g2 in (4, 8) else ws
-    g2 = 0 if g2 in (3, 4, 5, 6, 7, 8) else g2
+    g2 = 0 if g2 in (3, 4, 5, 6, 7, 8, 9) else g2
     n = bn // 2
     text = SRC.replace("__BN__", str(bn)).replace("__DLIST__", ", ".join(f"%{i}" for i in range(n)))
     text = text.replace("__DOUT__", ", ".join(f'"+f"(d[{i}])' for i in range(n)))
     text = text.replace("__A__", str(n)).replace("__B__", str(n + 1)).replace("__P__", str(n + 2))
-    return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n#define G4 {g4}\n#define G5 {g5}\n#define G6 {g6}\n#define G7 {g7}\n#define G8 {g8}\n#define CL_ {cl}\n#define GELU_AS {gas}\n" + text
+    return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n#define G4 {g4}\n#define G5 {g5}\n#define G6 {g6}\n#define G7 {g7}\n#define G8 {g8}\n#define G9 {g9}\n#define CL_ {cl}\n#define GELU_AS {gas}\n" + text
 
 
 def pack_b(w, bn, bk, swz=0):
@@ -855,16 +931,16 @@ def pack_b(w, bn, bk, swz=0):
     return torch.gather(t, 4, idx).reshape(-1)
 
 
-def tensor_map_a(a, m, k):
-    """A's TMA descriptor (cuTensorMapEncodeTiled: fp16 [M, K] row-major, a 128 x 64 box, 128-byte swizzle, rows past M
-    read as zeros), its 128 bytes copied to device memory (the kernel reads it through a pointer)."""
+def tensor_map_a(a, m, k, rows=128):
+    """A's TMA descriptor (cuTensorMapEncodeTiled: fp16 [M, K] row-major, a `rows` x 64 box, 128-byte swizzle, rows past
+    M read as zeros), its 128 bytes copied to device memory (the kernel reads it through a pointer)."""
     import ctypes
 
     import numpy as np
     from cuda.bindings import driver as cu
 
     err, tmap = cu.cuTensorMapEncodeTiled(
-        cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, a.data_ptr(), [cu.cuuint64_t(k), cu.cuuint64_t(m)], [cu.cuuint64_t(k * 2)], [cu.cuuint32_t(64), cu.cuuint32_t(128)], [cu.cuuint32_t(1), cu.cuuint32_t(1)],
+        cu.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, a.data_ptr(), [cu.cuuint64_t(k), cu.cuuint64_t(m)], [cu.cuuint64_t(k * 2)], [cu.cuuint32_t(64), cu.cuuint32_t(rows)], [cu.cuuint32_t(1), cu.cuuint32_t(1)],
         cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
         cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B, cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
     if err != cu.CUresult.CUDA_SUCCESS:
@@ -962,11 +1038,11 @@ def main():
         act = 1 - act0  # the 8th field 1: no GELU
         try:
             src = source(bn, bk, stages, minb, swz, noload, nomma, ws, midhold, g2, epi, persist, gas)
-            k = cp.RawKernel(src, "gemm8" if g2 == 8 else "gemm7" if g2 == 7 else "gemm6" if g2 == 6 else "gemm5" if g2 == 5 else "gemm4" if g2 == 4 else "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
-            smem = stages * (128 + bn) * bk * 2 + (16 * stages if ws or g2 in (4, 5, 6, 7, 8) else 0)
+            k = cp.RawKernel(src, "gemm9" if g2 == 9 else "gemm8" if g2 == 8 else "gemm7" if g2 == 7 else "gemm6" if g2 == 6 else "gemm5" if g2 == 5 else "gemm4" if g2 == 4 else "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
+            smem = stages * (64 + bn) * bk * 2 + 16 * stages + 16 if g2 == 9 else stages * (128 + bn) * bk * 2 + (16 * stages if ws or g2 in (4, 5, 6, 7, 8) else 0)
             k.max_dynamic_shared_size_bytes = smem
             k.compile()
-            modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws or g2 in (4, 5, 6, 7, 8) else 256, persist, 2 if g2 == 8 else int(g2 in (4, 6, 7)))
+            modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws or g2 in (4, 5, 6, 7, 8, 9) else 256, persist, 3 if g2 == 9 else 2 if g2 == 8 else int(g2 in (4, 6, 7)))
             say(f"built {cfg}: smem {smem}, regs {k.attributes['num_regs']}, local {k.attributes['local_size_bytes']}")
         except Exception as e:  # noqa: BLE001
             say(f"build {cfg} failed: {str(e)[:2000]}")
@@ -1012,7 +1088,7 @@ def main():
             first = a.data_ptr()
             if tma:
                 try:
-                    tmap = tensor_map_a(a, m, k)
+                    tmap = tensor_map_a(a, m, k, 64 if tma == 3 else 128)  # gemm9: 64-row tiles
                 except Exception as e:  # noqa: BLE001
                     say(f"  own {cfg}: no tensor map: {str(e)[:300]}")
                     continue
