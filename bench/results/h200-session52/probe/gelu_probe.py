@@ -5,10 +5,11 @@ the whole 50 MB (from HBM) and over a 12.5 MB quarter again and again (from L2),
 engine's, out of place (the same bytes moved as in place; the inputs stay as they were). Also each form's largest difference from a float64 reference after fp16 rounding, in fp16 ulps."""
 import argparse
 import math
-import statistics
 
 import cupy as cp
 import numpy as np
+
+from wgmma_probe import median_us  # the same CUDA-event windows (this folder is on the path when run as a script)
 
 SRC = r"""
 #include <cuda_fp16.h>
@@ -45,21 +46,6 @@ extern "C" __global__ void map_both(const float* x, float* a, float* b, int n) {
   if (i < n) { a[i] = gelu_erff(x[i]); b[i] = gelu_as(x[i]); }
 }
 """
-
-
-def median_us(fn, reps=30, inner=10):
-    s, e = cp.cuda.Event(), cp.cuda.Event()
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(reps):
-        s.record()
-        for _ in range(inner):
-            fn()
-        e.record()
-        e.synchronize()
-        out.append(cp.cuda.get_elapsed_time(s, e) * 1000 / inner)
-    return statistics.median(out)
 
 
 def main():

@@ -92,10 +92,13 @@ __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erf_as
 __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
 #endif
 
+// A stage's copies by T threads (256: every thread of the plain forms; 128: the producer warpgroup of the
+// warp-specialized ones): A's rows placed by place(), rows past M zero-filled; B's packed image as it is.
+template <int T>
 __device__ __forceinline__ void load_stage(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
   #pragma unroll
-  for (int it = 0; it < BM * BK / 8 / 256; it++) {
-    const int i = it * 256 + tid;
+  for (int it = 0; it < BM * BK / 8 / T; it++) {
+    const int i = it * T + tid;
     const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
     const int grow = m0 + g * 8 + r;
     const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
@@ -103,8 +106,8 @@ __device__ __forceinline__ void load_stage(unsigned sb, const __half* A, const _
   }
   const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
   #pragma unroll
-  for (int it = 0; it < BN * BK / 8 / 256; it++) {
-    const int i = it * 256 + tid;
+  for (int it = 0; it < BN * BK / 8 / T; it++) {
+    const int i = it * T + tid;
     cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
   }
 }
@@ -143,23 +146,6 @@ __device__ __forceinline__ void bulk_mc(unsigned dst, const void* src, unsigned 
 }
 __device__ __forceinline__ unsigned cluster_rank() { unsigned r; asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r)); return r; }
 __device__ __forceinline__ void cluster_sync() { asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory"); }
-// A stage's copies by one warpgroup (128 threads, the producer of the warp-specialized forms), as load_stage lays them.
-__device__ __forceinline__ void load_stage128(unsigned sb, const __half* A, const __half* Bp, int m0, int M, int K, int kb, int nt, int KB, int tid) {
-  #pragma unroll
-  for (int it = 0; it < BM * BK / 8 / 128; it++) {
-    const int i = it * 128 + tid;
-    const int r = i & 7, c = (i >> 3) % (BK / 8), g = i / (8 * (BK / 8));
-    const int grow = m0 + g * 8 + r;
-    const __half* src = A + (size_t)(grow < M ? grow : M - 1) * K + kb * BK + c * 8;
-    cp16(sb + place(g, c, r), src, grow < M ? 16 : 0);
-  }
-  const __half* bs = Bp + ((size_t)nt * KB + kb) * (BN * BK);
-  #pragma unroll
-  for (int it = 0; it < BN * BK / 8 / 128; it++) {
-    const int i = it * 128 + tid;
-    cp16(sb + A_BYTES + i * 16, bs + i * 8, 16);
-  }
-}
 // A warp's rows of the tile from its accumulators: the bias, the GELU where act, one fp16 write (EPI 2: a store no value
 // takes, so the work stays and nothing is written). Rows row and row + 8, columns n0 + 8j + 2(lane % 4) and the next.
 __device__ __forceinline__ void store_tile(const float* d, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int row, int n0, int lane, int act) {
@@ -190,7 +176,7 @@ extern "C" __global__ void __launch_bounds__(256, MINB) gemm_bias_gelu(const __h
   #pragma unroll
   for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
   #pragma unroll
-  for (int s = 0; s < DIST; s++) { if (s < KB) load_stage(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, s, nt, KB, tid); cp_commit(); }
+  for (int s = 0; s < DIST; s++) { if (s < KB) load_stage<256>(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, s, nt, KB, tid); cp_commit(); }
   for (int kb = 0; kb < KB; kb++) {
 #if NOLOAD
     if (kb < DIST) cp_wait<0>();
@@ -201,7 +187,7 @@ extern "C" __global__ void __launch_bounds__(256, MINB) gemm_bias_gelu(const __h
     __syncthreads();
     const int nk = kb + DIST;
 #if !NOLOAD
-    if (nk < KB) load_stage(s0 + (nk % STAGES) * STAGE_BYTES, A, Bp, m0, M, K, nk, nt, KB, tid);
+    if (nk < KB) load_stage<256>(s0 + (nk % STAGES) * STAGE_BYTES, A, Bp, m0, M, K, nk, nt, KB, tid);
 #endif
     cp_commit();
     const unsigned st = s0 + (kb % STAGES) * STAGE_BYTES;
@@ -245,7 +231,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm_ws(const __half* __res
     for (int kb = 0; kb < KB; kb++) {
       const int s = kb % STAGES;
       if (kb >= STAGES) mbar_wait(empty0 + s * 8, ((kb / STAGES) & 1) ^ 1);
-      load_stage128(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
+      load_stage<128>(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
       cp_arrive(full0 + s * 8);
     }
     return;
@@ -358,13 +344,13 @@ __device__ __forceinline__ void tile_g2(unsigned char* smem, unsigned s0, const 
   #pragma unroll
   for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
   #pragma unroll
-  for (int s = 0; s < DIST; s++) { if (s < KB) load_stage(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, s, nt, KB, tid); cp_commit(); }
+  for (int s = 0; s < DIST; s++) { if (s < KB) load_stage<256>(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, s, nt, KB, tid); cp_commit(); }
   for (int kb = 0; kb < KB; kb++) {
     cp_wait<DIST - 1>();
     fence_async();
     __syncthreads();
     const int nk = kb + DIST;
-    if (nk < KB) load_stage(s0 + (nk % STAGES) * STAGE_BYTES, A, Bp, m0, M, K, nk, nt, KB, tid);
+    if (nk < KB) load_stage<256>(s0 + (nk % STAGES) * STAGE_BYTES, A, Bp, m0, M, K, nk, nt, KB, tid);
     cp_commit();
     const unsigned st = s0 + (kb % STAGES) * STAGE_BYTES;
     wg_fence();
@@ -453,7 +439,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm3(const __half* __restr
   for (int i = 0; i < BN / 2; i++) d[i] = 0.f;
   #pragma unroll
   for (int f = 0; f < DIST; f++) {
-    if (f < F) { const int t = blockIdx.x + (f / KB) * gridDim.x; load_stage(s0 + f * STAGE_BYTES, A, Bp, (t / NT) * BM, M, K, f % KB, t % NT, KB, tid); }
+    if (f < F) { const int t = blockIdx.x + (f / KB) * gridDim.x; load_stage<256>(s0 + f * STAGE_BYTES, A, Bp, (t / NT) * BM, M, K, f % KB, t % NT, KB, tid); }
     cp_commit();
   }
   int pm0 = -1, pn0 = 0;
@@ -463,7 +449,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) gemm3(const __half* __restr
     fence_async();
     __syncthreads();
     const int nf = f + DIST;
-    if (nf < F) { const int tn = blockIdx.x + (nf / KB) * gridDim.x; load_stage(s0 + (nf % STAGES) * STAGE_BYTES, A, Bp, (tn / NT) * BM, M, K, nf % KB, tn % NT, KB, tid); }
+    if (nf < F) { const int tn = blockIdx.x + (nf / KB) * gridDim.x; load_stage<256>(s0 + (nf % STAGES) * STAGE_BYTES, A, Bp, (tn / NT) * BM, M, K, nf % KB, tn % NT, KB, tid); }
     cp_commit();
     const unsigned st = s0 + (f % STAGES) * STAGE_BYTES;
     wg_fence();
@@ -516,7 +502,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restr
       for (int kb = 0; kb < KB; kb++, it++) {
         const int s = it % STAGES;
         if (it >= STAGES) mbar_wait(empty0 + s * 8, ((it / STAGES) & 1) ^ 1);
-        load_stage128(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
+        load_stage<128>(s0 + s * STAGE_BYTES, A, Bp, m0, M, K, kb, nt, KB, tid);
         cp_arrive(full0 + s * 8);
       }
     }
