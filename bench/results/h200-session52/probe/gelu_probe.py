@@ -9,22 +9,12 @@ import math
 import cupy as cp
 import numpy as np
 
-from wgmma_probe import median_us  # the same CUDA-event windows (this folder is on the path when run as a script)
+from wgmma_probe import ERF_AS, median_us  # the same erf and CUDA-event windows (this folder is on the path as a script)
 
-SRC = r"""
+SRC = (r"""
 #include <cuda_fp16.h>
 __device__ __forceinline__ float gelu_erff(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
-__device__ __forceinline__ float erf_as(float x) {
-  // Abramowitz & Stegun 7.1.26 on |x|, sign restored: 1 - (a1 t + .. + a5 t^5) e^{-x^2}, t = 1 / (1 + p |x|).
-  const float z = fabsf(x);
-  float t; asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(fmaf(0.3275911f, z, 1.f)));
-  float p = fmaf(1.061405429f, t, -1.453152027f);
-  p = fmaf(p, t, 1.421413741f);
-  p = fmaf(p, t, -0.284496736f);
-  p = fmaf(p, t, 0.254829592f);
-  float e; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(-z * z * 1.4426950408889634f));
-  return copysignf(fmaf(-p * t, e, 1.f), x);
-}
+__ERF_AS__
 __device__ __forceinline__ float gelu_as(float x) { return 0.5f * x * (1.f + erf_as(x * 0.70710678118654752f)); }
 
 template <int MODE> __device__ __forceinline__ float f(float x) { return MODE == 0 ? gelu_erff(x) : MODE == 1 ? gelu_as(x) : x; }
@@ -45,7 +35,7 @@ extern "C" __global__ void map_both(const float* x, float* a, float* b, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) { a[i] = gelu_erff(x[i]); b[i] = gelu_as(x[i]); }
 }
-"""
+""").replace("__ERF_AS__", ERF_AS.strip("\n"))
 
 
 def main():

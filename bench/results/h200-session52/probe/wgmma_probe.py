@@ -28,6 +28,21 @@ import cupy as cp
 import torch
 import torch.nn.functional as F
 
+# erf by Abramowitz & Stegun 7.1.26 on |x|, sign restored: 1 - (a1 t + .. + a5 t^5) e^{-x^2}, t = 1 / (1 + p |x|) (|error|
+# <= 1.5e-7; one rcp, one exp2, no branch). gelu_probe.py's pass and this probe's epilogue (GELU_AS) both take it.
+ERF_AS = r"""
+__device__ __forceinline__ float erf_as(float x) {
+  const float z = fabsf(x);
+  float t; asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(fmaf(0.3275911f, z, 1.f)));
+  float p = fmaf(1.061405429f, t, -1.453152027f);
+  p = fmaf(p, t, 1.421413741f);
+  p = fmaf(p, t, -0.284496736f);
+  p = fmaf(p, t, 0.254829592f);
+  float e; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(-z * z * 1.4426950408889634f));
+  return copysignf(fmaf(-p * t, e, 1.f), x);
+}
+"""
+
 SRC = r"""
 #include <cuda_fp16.h>
 #define BM 128
@@ -77,16 +92,7 @@ __device__ __forceinline__ void mma(float* d, unsigned long long da, unsigned lo
 #if GELU_AS
 // erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7; one rcp, one exp2, no branch): call 7 put its cost from L2 at
 // a third of erff's over the pass's copy.
-__device__ __forceinline__ float erf_as(float x) {
-  const float z = fabsf(x);
-  float t; asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(fmaf(0.3275911f, z, 1.f)));
-  float p = fmaf(1.061405429f, t, -1.453152027f);
-  p = fmaf(p, t, 1.421413741f);
-  p = fmaf(p, t, -0.284496736f);
-  p = fmaf(p, t, 0.254829592f);
-  float e; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(-z * z * 1.4426950408889634f));
-  return copysignf(fmaf(-p * t, e, 1.f), x);
-}
+__ERF_AS__
 __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erf_as(x * 0.70710678118654752f)); }
 #else
 __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
@@ -898,7 +904,7 @@ def source(bn, bk, stages, minb, swz=0, noload=0, nomma=0, ws=0, midhold=0, g2=0
     ws = 0 if g2 in (4, 8) else ws
     g2 = 0 if g2 in (3, 4, 5, 6, 7, 8, 9) else g2
     n = bn // 2
-    text = SRC.replace("__BN__", str(bn)).replace("__DLIST__", ", ".join(f"%{i}" for i in range(n)))
+    text = SRC.replace("__ERF_AS__", ERF_AS.strip("\n")).replace("__BN__", str(bn)).replace("__DLIST__", ", ".join(f"%{i}" for i in range(n)))
     text = text.replace("__DOUT__", ", ".join(f'"+f"(d[{i}])' for i in range(n)))
     text = text.replace("__A__", str(n)).replace("__B__", str(n + 1)).replace("__P__", str(n + 2))
     return f"#define BN {bn}\n#define BK {bk}\n#define STAGES {stages}\n#define MINB {minb}\n#define SWZ {swz}\n#define NOLOAD {noload}\n#define NOMMA {nomma}\n#define WS {ws}\n#define MIDHOLD {midhold}\n#define G2 {g2}\n#define EPI {epi}\n#define PERSIST {persist}\n#define G3 {g3}\n#define G4 {g4}\n#define G5 {g5}\n#define G6 {g6}\n#define G7 {g7}\n#define G8 {g8}\n#define G9 {g9}\n#define CL_ {cl}\n#define GELU_AS {gas}\n" + text
