@@ -17,17 +17,26 @@ internal static partial class KernelSource
     /// <summary>K of a stage: 64 halves, one 128-byte row, the 128-byte swizzle's atom.</summary>
     public const int HalfGemmTileK = 64;
 
-    /// <summary>Stages of copies in shared memory (two in flight ahead of the one multiplied).</summary>
+    /// <summary>Stages of copies in shared memory: one ring the producer fills across a block's tiles.</summary>
     public const int HalfGemmStages = 4;
 
-    /// <summary>Threads of a block: two warpgroups.</summary>
-    public const int HalfGemmBlock = 256;
+    /// <summary>Threads of a block: the producer warpgroup (the copies) and two consumer warpgroups (64 rows each).</summary>
+    public const int HalfGemmBlock = 384;
 
     /// <summary>Bytes of one stage: the A tile (128 x 64 halves) then the B tile (256 x 64).</summary>
     private const int HalfGemmStageBytes = (HalfGemmTileM + HalfGemmTileN) * HalfGemmTileK * 2;
 
-    /// <summary>Dynamic shared memory of a block (196,608 bytes: one block an SM).</summary>
-    public const int HalfGemmSharedBytes = HalfGemmStages * HalfGemmStageBytes;
+    /// <summary>Bytes of a consumer warp's epilogue buffer: 16 rows of 64 halves, each row padded to 144 bytes so the
+    /// warp's half2 writes of eight rows fall on 32 different banks.</summary>
+    private const int HalfGemmEpilogueRow = 144;
+
+    private const int HalfGemmEpilogueWarpBytes = 16 * HalfGemmEpilogueRow;
+
+    /// <summary>
+    /// Dynamic shared memory of a block (215,104 bytes: one block an SM): the stages, a full and an empty mbarrier a
+    /// stage, the eight consumer warps' epilogue buffers.
+    /// </summary>
+    public const int HalfGemmSharedBytes = (HalfGemmStages * HalfGemmStageBytes) + (2 * HalfGemmStages * 8) + (8 * HalfGemmEpilogueWarpBytes);
 
     /// <summary>
     /// Whether <see cref="HalfGemm"/> takes an M x N x K product: N in whole 256-column tiles, K in whole 64s, and every
@@ -39,6 +48,9 @@ internal static partial class KernelSource
 
     /// <summary>Tiles of an M x N product (row tiles of 128 times column tiles of 256).</summary>
     public static long HalfGemmTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmTileN);
+
+    /// <summary>Blocks of a launch: one a multiprocessor (each walks its share of the tiles), fewer where there are fewer tiles.</summary>
+    public static int HalfGemmBlocks(long m, long n, int multiprocessors) => (int)Math.Min(HalfGemmTiles(m, n), Math.Max(1, multiprocessors));
 
     /// <summary>
     /// Where element <paramref name="i"/> of the packed weights comes from: (column n, row k) of the K x N product's B.
@@ -86,19 +98,35 @@ internal static partial class KernelSource
             for (int i = 0; i < 128; i++) asm volatile("" : "+f"(d[i]) :: "memory");
         }
         #endif
+        #ifndef BW_MBARRIER_HELPERS
+        #define BW_MBARRIER_HELPERS
+        __device__ __forceinline__ unsigned bw_smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+        __device__ __forceinline__ void bw_mbar_init(unsigned long long* b, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bw_smem_address(b)), "r"(count) : "memory"); }
+        __device__ __forceinline__ void bw_mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+        __device__ __forceinline__ void bw_mbar_arrive(unsigned long long* b) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bw_smem_address(b)) : "memory"); }
+        __device__ __forceinline__ void bw_mbar_wait(unsigned long long* b, unsigned parity)
+        {
+            asm volatile("{\n.reg .pred P;\nBW_MBAR_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra BW_MBAR_WAIT;\n}\n" :: "r"(bw_smem_address(b)), "r"(parity) : "memory");
+        }
+        __device__ __forceinline__ void bw_cp_async_mbar_arrive(unsigned long long* b) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(bw_smem_address(b)) : "memory"); }
+        #endif
 
         """;
 
     /// <summary>
     /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu</c>), fp16 in and out, fp32 sums: M x N x K with X
-    /// row-major (row pitch K), W packed (<see cref="HalfGemmPackedSource"/>), bias [N] (half), Y [M, N] row-major. A block
-    /// of two warpgroups a 128 x 256 tile (column tiles fastest, so the blocks running together share A's rows in L2):
-    /// cp.async copies of its 64-wide k steps into four stages (two in flight ahead of the one multiplied; A's rows placed
-    /// in the 128-byte swizzle, B's packed image copied as it is), each warpgroup multiplying its 64 rows (wgmma
-    /// m64n256k16, both operands from shared memory), then bias and GELU applied to the fp32 sums and one fp16 write.
-    /// Session 52's probe of this kernel on an H100: 111-113 us at 8192 x 3072 x 768 against cuBLASLt's product + the GELU
-    /// pass at 101-105 (0.94x; 91 us without the GELU, whose erf on the sums is exposed), ahead at M 128 and 1,024 by
-    /// back-to-back launches (1.44-1.49x), which a CUDA graph's timing has not confirmed: an experiment, off by default.
+    /// row-major (row pitch K), W packed (<see cref="HalfGemmPackedSource"/>), bias [N] (half), Y [M, N] row-major.
+    /// Persistent and warp-specialized (the probe's gemm5, sessions 53-54): a grid of at most one block a multiprocessor
+    /// (<see cref="HalfGemmBlocks"/>) walks the 128 x 256 tiles (tile = block + i x grid, column tiles fastest, so the
+    /// blocks running together share A's rows in L2). Warpgroup 0 copies every 64-wide k step of every tile of the block
+    /// into one ring of four stages by cp.async (A's rows placed in the 128-byte swizzle, rows past M zero-filled; B's
+    /// packed image as it is), each thread's copies arriving on the stage's full mbarrier when they land, and waits for a
+    /// stage's empty mbarrier before refilling it: it never waits for an epilogue, so the next tile's first stages land
+    /// while the consumers finish the last. Warpgroups 1 and 2 multiply their 64 rows (wgmma m64n256k16, both operands
+    /// from shared memory, one group in flight), release each stage once the products reading it are done, then apply the
+    /// bias and GELU to the fp32 sums and write the tile through shared memory: a warp puts 64 columns of its 16 rows in
+    /// its own padded buffer, then stores whole 128-byte rows (the probe's direct half2 stores, 16 bytes a row a warp
+    /// instruction, cost ~35 of 98 us at 8192 x 3072 x 768 on an H100). An experiment, off by default.
     /// </summary>
     public static KernelCode HalfGemm(long m, long n, long k)
     {
@@ -110,71 +138,98 @@ internal static partial class KernelSource
         var w = new KernelWriter(small: true);
         var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
         var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
-        const int BN = HalfGemmTileN, BK = HalfGemmTileK, S = HalfGemmStages, Ab = HalfGemmTileM * BK * 2;
-        const int Dist = S - 2;
+        const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, S = HalfGemmStages, Ab = BM * BK * 2, Sb = HalfGemmStageBytes;
+        const int Er = HalfGemmEpilogueRow, Producers = 128;
         w.Body.Append($$"""
                 extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
                 unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
-                const int tid = (int)threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-                const int M = {{rows}}, N = {{cols}}, K = {{depth}}, KB = K / {{BK}};
-                const int m0 = ((int)blockIdx.x / {{columnTiles}}) * {{HalfGemmTileM}}, n0 = ((int)blockIdx.x % {{columnTiles}}) * {{BN}};
-                const unsigned short* const xs = (const unsigned short*)x;
-                const unsigned short* const bs = (const unsigned short*)wp + (size_t)((int)blockIdx.x % {{columnTiles}}) * KB * {{BN * BK}};
-
-                // k step kb into stage slot kb % {{S}}: A's 128 rows of 64 as 16-byte chunks placed in the 128-byte swizzle
-                // (chunk c of row r at c ^ (r & 7)), rows past M zero-filled; B's image as it is packed (32 KB, contiguous).
-                auto load = [&](int kb) {
-                    unsigned char* const st = sm_ + (kb % {{S}}) * {{HalfGemmStageBytes}};
-                    #pragma unroll
-                    for (int it = 0; it < {{HalfGemmTileM * BK / 8 / HalfGemmBlock}}; it++) {
-                        const int i = it * {{HalfGemmBlock}} + tid, r = i & 7, c = (i >> 3) & 7, g = i >> 6, row = m0 + g * 8 + r;
-                        bw_cp_async16((unsigned short*)(st + g * 1024 + r * 128 + ((c ^ r) << 4)), xs + (size_t)(row < M ? row : M - 1) * K + kb * {{BK}} + c * 8, row < M);
-                    }
-                    const unsigned short* const b = bs + (size_t)kb * {{BN * BK}};
-                    #pragma unroll
-                    for (int it = 0; it < {{BN * BK / 8 / HalfGemmBlock}}; it++) {
-                        const int i = it * {{HalfGemmBlock}} + tid;
-                        bw_cp_async16((unsigned short*)(st + {{Ab}} + i * 16), b + i * 8, true);
-                    }
-                };
-
-                float d[{{BN / 2}}];
-                #pragma unroll
-                for (int i = 0; i < {{BN / 2}}; i++) d[i] = 0.f;
-                #pragma unroll
-                for (int kb = 0; kb < {{Dist}}; kb++) { if (kb < KB) load(kb); bw_cp_async_commit(); }
-                for (int kb = 0; kb < KB; kb++) {
-                    // Step kb landed for every thread, and every warpgroup's products of step kb - 2 are done (each waited
-                    // for them before this barrier): slot (kb + {{Dist}}) % {{S}} is free for step kb + {{Dist}}'s copies.
-                    bw_cp_async_wait<{{Dist - 1}}>();
-                    bw_fence_proxy_async();
-                    __syncthreads();
-                    if (kb + {{Dist}} < KB) load(kb + {{Dist}});
-                    bw_cp_async_commit();
-                    unsigned char* const st = sm_ + (kb % {{S}}) * {{HalfGemmStageBytes}};
-                    bw_wgmma_fence();
-                    bw_hold_f32x128(d);
-                    #pragma unroll
-                    for (int ks = 0; ks < {{BK / 16}}; ks++)
-                        bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + wg * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
-                    bw_wgmma_commit();
-                    bw_wgmma_wait1();
-                    bw_hold_f32x128(d);
+                unsigned long long* const full = (unsigned long long*)(sm_ + {{S * Sb}});
+                unsigned long long* const empty = full + {{S}};
+                const int tid = (int)threadIdx.x, wg = tid >> 7;
+                const int M = {{rows}}, N = {{cols}}, K = {{depth}}, KB = K / {{BK}}, NT = {{columnTiles}}, tiles = NT * ((M + {{BM - 1}}) / {{BM}});
+                if (tid == 0) {
+                    for (int s = 0; s < {{S}}; s++) { bw_mbar_init(full + s, {{Producers}}); bw_mbar_init(empty + s, 2); }
+                    bw_mbar_init_fence();
                 }
-                bw_wgmma_wait0();
-                bw_hold_f32x128(d);
+                __syncthreads();
 
-                // Bias and GELU on the fp32 sums, one fp16 write: this thread's rows g and g + 8 of its warp's 16, columns
-                // 2t and 2t + 1 of each n8 tile.
-                const int row = m0 + wg * 64 + warp * 16 + (lane >> 2);
-                unsigned* const yw = (unsigned*)y;
-                #pragma unroll
-                for (int j = 0; j < {{BN / 8}}; j++) {
-                    const int col = n0 + j * 8 + (lane & 3) * 2;
-                    const float b0 = (float)bias[col], b1 = (float)bias[col + 1];
-                    const float v0 = bw_gelu(d[4 * j] + b0), v1 = bw_gelu(d[4 * j + 1] + b1), v2 = bw_gelu(d[4 * j + 2] + b0), v3 = bw_gelu(d[4 * j + 3] + b1);
-                    if (row < M) yw[((size_t)row * N + col) / 2] = bw_pack_half2(v0, v1);
-                    if (row + 8 < M) yw[((size_t)(row + 8) * N + col) / 2] = bw_pack_half2(v2, v3);
+                if (wg == 0) {
+                    // The producer: k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
+                    const unsigned short* const xs = (const unsigned short*)x;
+                    int it = 0;
+                    for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
+                        const int m0 = (tile / NT) * {{BM}};
+                        const unsigned short* const bs = (const unsigned short*)wp + (size_t)(tile % NT) * KB * {{BN * BK}};
+                        for (int kb = 0; kb < KB; kb++, it++) {
+                            const int s = it % {{S}};
+                            if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
+                            unsigned char* const st = sm_ + s * {{Sb}};
+                            #pragma unroll
+                            for (int q = 0; q < {{BM * BK / 8 / Producers}}; q++) {
+                                const int i = q * {{Producers}} + tid, r = i & 7, c = (i >> 3) & 7, g = i >> 6, row = m0 + g * 8 + r;
+                                bw_cp_async16((unsigned short*)(st + g * 1024 + r * 128 + ((c ^ r) << 4)), xs + (size_t)(row < M ? row : M - 1) * K + kb * {{BK}} + c * 8, row < M);
+                            }
+                            const unsigned short* const b = bs + (size_t)kb * {{BN * BK}};
+                            #pragma unroll
+                            for (int q = 0; q < {{BN * BK / 8 / Producers}}; q++) {
+                                const int i = q * {{Producers}} + tid;
+                                bw_cp_async16((unsigned short*)(st + {{Ab}} + i * 16), b + i * 8, true);
+                            }
+                            bw_cp_async_mbar_arrive(full + s);
+                        }
+                    }
+                    return;
+                }
+
+                // The consumers: warpgroup cw's 64 rows of each tile; this warp's epilogue buffer.
+                const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+                unsigned char* const eb = sm_ + {{(S * Sb) + (2 * S * 8)}} + (cw * 4 + warp) * {{HalfGemmEpilogueWarpBytes}};
+                int it = 0;
+                for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
+                    const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
+                    float d[{{BN / 2}}];
+                    #pragma unroll
+                    for (int i = 0; i < {{BN / 2}}; i++) d[i] = 0.f;
+                    for (int kb = 0; kb < KB; kb++, it++) {
+                        const int s = it % {{S}};
+                        bw_mbar_wait(full + s, (it / {{S}}) & 1);
+                        bw_fence_proxy_async();
+                        unsigned char* const st = sm_ + s * {{Sb}};
+                        bw_wgmma_fence();
+                        bw_hold_f32x128(d);
+                        #pragma unroll
+                        for (int ks = 0; ks < {{BK / 16}}; ks++)
+                            bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
+                        bw_wgmma_commit();
+                        bw_wgmma_wait1();
+                        bw_hold_f32x128(d);
+                        // The products of the step before are done: its stage may be refilled.
+                        if (kb > 0 && t % 128 == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+                    }
+                    bw_wgmma_wait0();
+                    bw_hold_f32x128(d);
+                    if (t % 128 == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+
+                    // Bias and GELU on the fp32 sums (this thread's rows g and g + 8 of its warp's 16, columns 2t and 2t + 1
+                    // of each n8 tile), 64 columns at a time through the warp's buffer, then whole 128-byte rows of Y.
+                    const int g = lane >> 2, row0 = m0 + cw * 64 + warp * 16;
+                    #pragma unroll
+                    for (int c = 0; c < {{BN / 64}}; c++) {
+                        #pragma unroll
+                        for (int jj = 0; jj < 8; jj++) {
+                            const int j = c * 8 + jj, cl = jj * 8 + (lane & 3) * 2, col = n0 + c * 64 + cl;
+                            const float b0 = (float)bias[col], b1 = (float)bias[col + 1];
+                            *(unsigned*)(eb + g * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu(d[4 * j] + b0), bw_gelu(d[4 * j + 1] + b1));
+                            *(unsigned*)(eb + (g + 8) * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu(d[4 * j + 2] + b0), bw_gelu(d[4 * j + 3] + b1));
+                        }
+                        __syncwarp();
+                        #pragma unroll
+                        for (int q = 0; q < 4; q++) {
+                            const int rr = q * 4 + (lane >> 3), ch = lane & 7;
+                            if (row0 + rr < M) *(uint4*)(y + (size_t)(row0 + rr) * N + n0 + c * 64 + ch * 8) = *(const uint4*)(eb + rr * {{Er}} + ch * 16);
+                        }
+                        __syncwarp();
+                    }
                 }
 
             """);

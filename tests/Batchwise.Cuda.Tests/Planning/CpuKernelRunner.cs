@@ -90,6 +90,10 @@ internal static partial class CpuKernelRunner
         static void bw_barrier_leave(bw_barrier* b) { pthread_mutex_lock(&b->m); b->expected--; if (b->count > 0 && b->count >= b->expected) bw_barrier_release(b); pthread_mutex_unlock(&b->m); }
         static bw_barrier bw_block_barrier;
         static bw_barrier bw_warp_barrier[32];
+        // A warpgroup's barrier: wgmma's fence, commit and wait are .sync.aligned (the warpgroup's 128 threads reach them
+        // together), and here each thread multiplies on its own, so its wait holds it until the others' products are done
+        // (one thread may otherwise release a stage the rest of its warpgroup still reads).
+        static bw_barrier bw_warpgroup_barrier[8];
         // A pair of warps' named barrier (bar.sync id, 64), emulated: one a pair.
         #define BW_PAIR_HELPERS
         static bw_barrier bw_pair_barrier[16];
@@ -178,8 +182,8 @@ internal static partial class CpuKernelRunner
             bw_barrier_wait(&bw_warp_barrier[warp]);
         }
 
-        // Warpgroup MMA (wgmma.mma_async m64n128k32 .s8, sm_90a), emulated: fences, commit and wait are nothing here (the
-        // product is done when it returns); a descriptor keeps its LBO and SBO in the PTX bit fields and its address, which
+        // Warpgroup MMA (wgmma.mma_async m64n128k32 .s8, sm_90a), emulated: fences and commit are nothing here (the
+        // product is done when it returns), a wait is the warpgroup's barrier; a descriptor keeps its LBO and SBO in the PTX bit fields and its address, which
         // a host pointer does not fit, beside it; each thread sums its D fragment (the m16n8 layout an n8 tile) from its
         // warp's A fragments (as mma.sync m16n8k32's) and B read through the descriptor: core matrices of 8 rows x 16 bytes,
         // row r of core matrix (n / 8, k / 16) at n / 8 x SBO + k / 16 x LBO + r x 16.
@@ -188,7 +192,7 @@ internal static partial class CpuKernelRunner
         static thread_local const unsigned char* bw_wgmma_address;
         static inline void bw_wgmma_fence() {}
         static inline void bw_wgmma_commit() {}
-        static inline void bw_wgmma_wait0() {}
+        static inline void bw_wgmma_wait0() { bw_barrier_wait(&bw_warpgroup_barrier[threadIdx.x >> 7]); }
         static inline void bw_fence_proxy_async() {}
         static inline unsigned long long bw_wgmma_desc(const void* smem, unsigned lbo, unsigned sbo)
         {
@@ -252,8 +256,50 @@ internal static partial class CpuKernelRunner
                 }
             }
         }
-        static inline void bw_wgmma_wait1() {}
+        static inline void bw_wgmma_wait1() { bw_barrier_wait(&bw_warpgroup_barrier[threadIdx.x >> 7]); }
         static inline void bw_hold_f32x128(float*) {}
+
+        // mbarriers (init, arrive, try_wait.parity, cp.async.mbarrier.arrive.noinc), emulated: a table of the block's
+        // barriers by shared-memory address (the expected count, the arrivals still pending and the phase), one lock and one
+        // condition for all. An arrival that completes a phase advances it and wakes the waiters; a wait for parity P
+        // returns once the phase with that parity has completed (the current phase's parity differs). A thread's copies
+        // arriving on a barrier land when it arrives (every copy it queued, committed or not, as the PTX tracks them).
+        #define BW_MBARRIER_HELPERS
+        struct bw_mbar_state { const void* at; unsigned expected, pending, phase; };
+        static bw_mbar_state bw_mbars[64];
+        static int bw_mbar_count;
+        static pthread_mutex_t bw_mbar_lock = PTHREAD_MUTEX_INITIALIZER;
+        static pthread_cond_t bw_mbar_changed = PTHREAD_COND_INITIALIZER;
+        static bw_mbar_state* bw_mbar_find(const void* b)
+        {
+            for (int i = 0; i < bw_mbar_count; i++) if (bw_mbars[i].at == b) return &bw_mbars[i];
+            fprintf(stderr, "emulated mbarrier at %p used before its init\n", b);
+            abort();
+        }
+        static inline void bw_mbar_init(unsigned long long* b, unsigned count)
+        {
+            pthread_mutex_lock(&bw_mbar_lock);
+            int i = 0;
+            while (i < bw_mbar_count && bw_mbars[i].at != b) i++;
+            if (i == bw_mbar_count) { if (bw_mbar_count == 64) { fprintf(stderr, "emulated mbarriers: more than 64 in a block\n"); abort(); } bw_mbar_count++; }
+            bw_mbars[i] = bw_mbar_state{b, count, count, 0};
+            pthread_mutex_unlock(&bw_mbar_lock);
+        }
+        static inline void bw_mbar_init_fence() {}
+        static inline void bw_mbar_arrive(unsigned long long* b)
+        {
+            pthread_mutex_lock(&bw_mbar_lock);
+            bw_mbar_state* const s = bw_mbar_find(b);
+            if (--s->pending == 0) { s->phase++; s->pending = s->expected; pthread_cond_broadcast(&bw_mbar_changed); }
+            pthread_mutex_unlock(&bw_mbar_lock);
+        }
+        static inline void bw_mbar_wait(unsigned long long* b, unsigned parity)
+        {
+            pthread_mutex_lock(&bw_mbar_lock);
+            bw_mbar_state* const s = bw_mbar_find(b);
+            while ((s->phase & 1u) == (parity & 1u)) pthread_cond_wait(&bw_mbar_changed, &bw_mbar_lock);
+            pthread_mutex_unlock(&bw_mbar_lock);
+        }
 
         // The stem kernel's max.f16x2 (a half maximum per 16-bit lane), emulated.
         #define BW_STEM_HELPERS
@@ -319,6 +365,12 @@ internal static partial class CpuKernelRunner
             }
             bw_copy_count = kept;
         }
+        static inline void bw_cp_async_mbar_arrive(unsigned long long* b)
+        {
+            bw_cp_async_commit();
+            bw_cp_async_wait<0>();
+            bw_mbar_arrive(b);
+        }
 
         static inline float bw_exp2(float x) { return exp2f(x); }
 
@@ -383,6 +435,7 @@ internal static partial class CpuKernelRunner
                 t.kernel(t.p, t.block, t.thread);
                 bw_barrier_leave(&bw_block_barrier);
                 bw_barrier_leave(&bw_warp_barrier[t.thread >> 5]);
+                bw_barrier_leave(&bw_warpgroup_barrier[t.thread >> 7]);
                 bw_barrier_leave(&bw_pair_barrier[t.thread >> 6]);
                 pthread_mutex_lock(&bw_pool_lock);
                 if (--bw_pool_running == 0) pthread_cond_signal(&bw_pool_done);
@@ -393,6 +446,8 @@ internal static partial class CpuKernelRunner
         {
             bw_barrier_init(&bw_block_barrier, (int)threads);
             for (unsigned w = 0; w < (threads + 31) / 32; w++) bw_barrier_init(&bw_warp_barrier[w], (int)(threads - w * 32 < 32 ? threads - w * 32 : 32));
+            bw_mbar_count = 0; // a block's mbarriers are its own (blocks run one at a time)
+            for (unsigned w = 0; w < (threads + 127) / 128 && w < 8; w++) bw_barrier_init(&bw_warpgroup_barrier[w], (int)(threads - w * 128 < 128 ? threads - w * 128 : 128));
             for (unsigned p = 0; p < (threads + 63) / 64 && p < 16; p++) bw_barrier_init(&bw_pair_barrier[p], (int)(threads - p * 64 < 64 ? threads - p * 64 : 64));
             pthread_mutex_lock(&bw_pool_lock);
             bw_pool_running = (int)threads;

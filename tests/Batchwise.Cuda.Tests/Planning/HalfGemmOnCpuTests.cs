@@ -9,13 +9,13 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// <summary>
 /// The own fp16 warpgroup-MMA product with its bias and erf GELU (BATCHWISE_GELU_PRODUCT=own, <see cref="KernelSource.HalfGemm"/>):
 /// where the planner takes it, its weight packing, and its output against ONNX Runtime on the CPU kernel runner (wgmma,
-/// its 128-byte swizzle and cp.async emulated from their PTX definitions), with rows left over in the last row tile and
-/// several column tiles and k steps.
+/// its 128-byte swizzle, cp.async and the mbarriers emulated from their PTX definitions), with rows left over in the last
+/// row tile, several column tiles and k steps, and blocks walking several tiles through one ring of stages.
 /// </summary>
 public sealed class HalfGemmOnCpuTests
 {
-    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool own, int computeCapability = 90) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, ComputeCapability = computeCapability }.Compile(model, inputs);
+    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool own, int computeCapability = 90, int multiprocessors = 132) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, ComputeCapability = computeCapability, Multiprocessors = multiprocessors }.Compile(model, inputs);
 
     private static List<KernelStep> OwnProducts(ExecutionPlan plan) => [.. plan.Steps.OfType<KernelStep>().Where(k => k.Node.Contains("own fp16 product", StringComparison.Ordinal))];
 
@@ -69,6 +69,8 @@ public sealed class HalfGemmOnCpuTests
         var step = Assert.Single(OwnProducts(own));
         Assert.Equal(KernelSource.HalfGemmSharedBytes, step.SharedBytes);
         Assert.Equal(2u, step.Grid); // 200 rows: two row tiles of one column tile, a block a tile
+        Assert.Equal(384, step.Block); // the producer warpgroup and two consumers
+        Assert.Equal(1u, Assert.Single(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 1))).Grid); // one block walks both
         Assert.Single(own.Steps.OfType<MatmulStep>()); // fc2 alone stays with the library
         Assert.DoesNotContain(own.Steps, s => s.Node.Contains("GELU (erf, in place)", StringComparison.Ordinal));
 
@@ -78,15 +80,17 @@ public sealed class HalfGemmOnCpuTests
     }
 
     [Theory]
-    [InlineData(2L, 100L, 128L, 256L)] // 200 rows: the second row tile 72 rows; K in two steps (both prefetched)
-    [InlineData(1L, 130L, 320L, 512L)] // two row tiles x two column tiles; K in five steps (the stages reused)
-    public void Own_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden)
+    [InlineData(2L, 100L, 128L, 256L, 132)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
+    [InlineData(1L, 130L, 320L, 512L, 132)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
+    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks the four tiles: 20 k steps through the four stages, the row tile left over last
+    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
+    public void Own_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
     {
         CpuKernelRunner.Require();
         var model = MatmulEpiloguePlanTests.VitMlp(batch, tokens, width, hidden);
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
-        var plan = Compile(model, inputs, own: true);
-        Assert.Single(OwnProducts(plan));
+        var plan = Compile(model, inputs, own: true, multiprocessors: multiprocessors);
+        Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
 
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
         var actual = CpuKernelRunner.Run(plan, inputs);

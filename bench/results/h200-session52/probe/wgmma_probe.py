@@ -171,6 +171,49 @@ __device__ __forceinline__ void store_tile(const float* d, const __half* __restr
   }
 }
 
+// EPI 3 (session 54): the tile through shared memory. Session 54's call 1 found gemm8's half2 stores (a warp's store
+// instruction: 8 rows x 16 bytes) cost ~35 us of its 97.7 at 8192 x 3072 x 768 (no stores: 62.4, cuBLASLt's 61.7). Here a
+// warp writes 64 columns of its 16 rows into its own 16 x 144-byte buffer (the pad makes the 8 rows' half2 writes hit 32
+// banks), then every lane reads 16 bytes and the warp stores whole 128-byte rows. The buffers are the last
+// 8 x 2,304 bytes of the dynamic shared memory (the host adds them), one a consumer warp (warp index wi 0-7).
+#define EBUF_ROW 144
+#define EBUF_WARP (16 * EBUF_ROW)
+__device__ __forceinline__ void store_tile_staged(const float* d, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int row, int n0, int lane, int act, int wi) {
+  extern __shared__ __align__(1024) unsigned char smem[];
+  unsigned dyn; asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
+  unsigned char* ebuf = smem + dyn - 8 * EBUF_WARP + wi * EBUF_WARP;
+  const int r = lane >> 2, row0 = row - r;
+  #pragma unroll
+  for (int c = 0; c < BN / 64; c++) {
+    #pragma unroll
+    for (int jj = 0; jj < 8; jj++) {
+      const int j = c * 8 + jj, cl = jj * 8 + (lane & 3) * 2;
+      const __half2 bb = *(const __half2*)(bias + n0 + c * 64 + cl);
+      const float b0 = __low2float(bb), b1 = __high2float(bb);
+      float v0 = d[4 * j] + b0, v1 = d[4 * j + 1] + b1, v2 = d[4 * j + 2] + b0, v3 = d[4 * j + 3] + b1;
+      if (act) { v0 = gelu(v0); v1 = gelu(v1); v2 = gelu(v2); v3 = gelu(v3); }
+      *(__half2*)(ebuf + r * EBUF_ROW + cl * 2) = __floats2half2_rn(v0, v1);
+      *(__half2*)(ebuf + (r + 8) * EBUF_ROW + cl * 2) = __floats2half2_rn(v2, v3);
+    }
+    __syncwarp();
+    #pragma unroll
+    for (int it = 0; it < 4; it++) {
+      const int rr = it * 4 + (lane >> 3), ch = lane & 7;
+      const uint4 v = *(const uint4*)(ebuf + rr * EBUF_ROW + ch * 16);
+      if (row0 + rr < M) *(uint4*)(Y + (size_t)(row0 + rr) * N + n0 + c * 64 + ch * 8) = v;
+    }
+    __syncwarp();
+  }
+}
+// The persistent kernels' epilogue: EPI 3 staged, else store_tile (EPI 2 inside it: no stores).
+__device__ __forceinline__ void store_any(const float* d, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int row, int n0, int lane, int act, int wi) {
+#if EPI == 3
+  store_tile_staged(d, bias, Y, M, N, row, n0, lane, act, wi);
+#else
+  store_tile(d, bias, Y, M, N, row, n0, lane, act);
+#endif
+}
+
 extern "C" __global__ void __launch_bounds__(256, MINB) gemm_bias_gelu(const __half* __restrict__ A, const __half* __restrict__ Bp, const __half* __restrict__ bias, __half* __restrict__ Y, int M, int N, int K, int act)
 {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -539,7 +582,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm5(const __half* __restr
     hold(d);
     if ((t & 127) == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
     const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-    store_tile(d, bias, Y, M, N, row, n0, lane, act);
+    store_any(d, bias, Y, M, N, row, n0, lane, act, cw * 4 + warp);
   }
 }
 #endif
@@ -600,7 +643,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm6(const void* __restric
     hold(d);
     if ((t & 127) == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
     const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-    store_tile(d, bias, Y, M, N, row, n0, lane, act);
+    store_any(d, bias, Y, M, N, row, n0, lane, act, cw * 4 + warp);
   }
 }
 #endif
@@ -739,7 +782,7 @@ extern "C" __global__ void __cluster_dims__(CL_, 1, 1) __launch_bounds__(384, 1)
       hold(d);
       if ((t & 127) == 0) { for (int r = 0; r < CL_; r++) mbar_arrive_remote(empty0 + ((it - 1) % STAGES) * 8, r); }
       const int row = m0 + cw * 64 + warp * 16 + (lane >> 2);
-      store_tile(d, bias, Y, M, N, row, n0, lane, act);
+      store_any(d, bias, Y, M, N, row, n0, lane, act, cw * 4 + warp);
     }
   }
   if (CL_ > 1) cluster_sync();
@@ -814,7 +857,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm9(const void* __restric
     hold(d);
     if (t % 128 == 0) mbar_arrive(empty0 + ((it - 1) % STAGES) * 8);
     const int row = m0 + warp * 16 + (lane >> 2);
-    store_tile(d, bias, Y, M, N, row, n0, lane, act);
+    store_any(d, bias, Y, M, N, row, n0, lane, act, cw * 4 + warp);
   }
 }
 #endif
@@ -1032,6 +1075,7 @@ def main():
             src = source(bn, bk, stages, minb, swz, noload, nomma, ws, midhold, g2, epi, persist, gas)
             k = cp.RawKernel(src, "gemm9" if g2 == 9 else "gemm8" if g2 == 8 else "gemm7" if g2 == 7 else "gemm6" if g2 == 6 else "gemm5" if g2 == 5 else "gemm4" if g2 == 4 else "gemm3" if g2 == 3 else "gemm2" if g2 else "gemm_wsc" if ws >= 2 else "gemm_ws" if ws else "gemm_bias_gelu", options=("-std=c++17", "-arch=sm_90a"))
             smem = stages * (64 + bn) * bk * 2 + 16 * stages + 16 if g2 == 9 else stages * (128 + bn) * bk * 2 + (16 * stages if ws or g2 in (4, 5, 6, 7, 8) else 0)
+            smem += 8 * 16 * 144 if epi == 3 else 0  # EPI 3: the consumer warps' staging buffers, at the end
             k.max_dynamic_shared_size_bytes = smem
             k.compile()
             modules[cfg] = (k, bn, bk, smem, swz, act, 384 if ws or g2 in (4, 5, 6, 7, 8, 9) else 256, persist, 3 if g2 == 9 else 2 if g2 == 8 else int(g2 in (4, 6, 7)))

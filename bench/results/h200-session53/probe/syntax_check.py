@@ -22,6 +22,9 @@ struct __half { unsigned short x; };
 struct __half2 { __half a, b; };
 inline float __half2float(__half) { return 0; }
 inline __half2 __floats2half2_rn(float, float) { return {}; }
+inline float __low2float(__half2) { return 0; }
+inline float __high2float(__half2) { return 0; }
+inline void __syncwarp(unsigned = 0xffffffffu) {}
 struct dim3_ { unsigned x, y, z; };
 extern dim3_ threadIdx, blockIdx, gridDim, blockDim;
 inline unsigned long long __cvta_generic_to_shared(const void*) { return 0; }

@@ -148,7 +148,7 @@ internal sealed unsafe partial class GraphCompiler
         }));
         var bp = new PlanValue(b.Type, [(long)n * k], packed);
         var bv = bias ?? ZeroBias(n);
-        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), KernelSource.HalfGemmTiles(m, n) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(bp), Dev(bv)]));
+        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(bp), Dev(bv)]));
         return true;
     }
 
