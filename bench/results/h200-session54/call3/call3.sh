@@ -27,7 +27,7 @@ bench vits-own-1 vit_small_patch16_224 "" BATCHWISE_GELU_PRODUCT=own
 bench bert-default-1 bert "--shape seq=128" BATCHWISE_GELU_PRODUCT=library
 bench bert-own-1 bert "--shape seq=128" BATCHWISE_GELU_PRODUCT=own
 q distilbert-own-prof 30 env BATCHWISE_GELU_PRODUCT=own "$CLI" bench "$WORK/exports/distilbert/model.onnx" --shape seq=128 --engine cuda --precision fp16 -b 64 --profile --duration 0.3s --json "$R/distilbert-own-prof.json"
-if (( $(left) > 70 )); then
+if [ "${PROBE:-1}" = 1 ] && (( $(left) > 70 )); then
   OUT=$R/probe timeout $(( $(left) - 10 )) bash bench/results/h200-session54/probe/call2.sh > "$R/probe.txt" 2>&1
   t "probe: $(grep -c 'own ' "$R/probe.txt") rows"
 fi
