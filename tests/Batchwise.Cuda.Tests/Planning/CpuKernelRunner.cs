@@ -88,6 +88,12 @@ internal static partial class CpuKernelRunner
         static void bw_barrier_release(bw_barrier* b) { b->count = 0; b->generation++; pthread_cond_broadcast(&b->c); }
         static void bw_barrier_wait(bw_barrier* b) { pthread_mutex_lock(&b->m); unsigned long g = b->generation; if (++b->count >= b->expected) bw_barrier_release(b); else while (g == b->generation) pthread_cond_wait(&b->c, &b->m); pthread_mutex_unlock(&b->m); }
         static void bw_barrier_leave(bw_barrier* b) { pthread_mutex_lock(&b->m); b->expected--; if (b->count > 0 && b->count >= b->expected) bw_barrier_release(b); pthread_mutex_unlock(&b->m); }
+        // The barriers of a block's groups of `size` threads (warps, pairs of warps, warpgroups), at most `most`: each expects
+        // its group's threads, the last group those left over.
+        static void bw_barrier_init_groups(bw_barrier* b, unsigned most, unsigned size, unsigned threads)
+        {
+            for (unsigned g = 0; g < (threads + size - 1) / size && g < most; g++) bw_barrier_init(&b[g], (int)(threads - g * size < size ? threads - g * size : size));
+        }
         static bw_barrier bw_block_barrier;
         static bw_barrier bw_warp_barrier[32];
         // A warpgroup's barrier: wgmma's fence, commit and wait are .sync.aligned (the warpgroup's 128 threads reach them
@@ -183,10 +189,10 @@ internal static partial class CpuKernelRunner
         }
 
         // Warpgroup MMA (wgmma.mma_async m64n128k32 .s8, sm_90a), emulated: fences and commit are nothing here (the
-        // product is done when it returns), a wait is the warpgroup's barrier; a descriptor keeps its LBO and SBO in the PTX bit fields and its address, which
-        // a host pointer does not fit, beside it; each thread sums its D fragment (the m16n8 layout an n8 tile) from its
-        // warp's A fragments (as mma.sync m16n8k32's) and B read through the descriptor: core matrices of 8 rows x 16 bytes,
-        // row r of core matrix (n / 8, k / 16) at n / 8 x SBO + k / 16 x LBO + r x 16.
+        // product is done when it returns), a wait is the warpgroup's barrier; a descriptor keeps its LBO and SBO in the PTX
+        // bit fields and its address, which a host pointer does not fit, beside it; each thread sums its D fragment (the
+        // m16n8 layout an n8 tile) from its warp's A fragments (as mma.sync m16n8k32's) and B read through the descriptor:
+        // core matrices of 8 rows x 16 bytes, row r of core matrix (n / 8, k / 16) at n / 8 x SBO + k / 16 x LBO + r x 16.
         #define BW_WGMMA_HELPERS
         static void bw_fault(const char* what, const void* p);
         static thread_local const unsigned char* bw_wgmma_address;
@@ -270,19 +276,23 @@ internal static partial class CpuKernelRunner
         static int bw_mbar_count;
         static pthread_mutex_t bw_mbar_lock = PTHREAD_MUTEX_INITIALIZER;
         static pthread_cond_t bw_mbar_changed = PTHREAD_COND_INITIALIZER;
-        static bw_mbar_state* bw_mbar_find(const void* b)
+        static bw_mbar_state* bw_mbar_lookup(const void* b)
         {
             for (int i = 0; i < bw_mbar_count; i++) if (bw_mbars[i].at == b) return &bw_mbars[i];
+            return 0;
+        }
+        static bw_mbar_state* bw_mbar_find(const void* b)
+        {
+            if (bw_mbar_state* const s = bw_mbar_lookup(b)) return s;
             fprintf(stderr, "emulated mbarrier at %p used before its init\n", b);
             abort();
         }
         static inline void bw_mbar_init(unsigned long long* b, unsigned count)
         {
             pthread_mutex_lock(&bw_mbar_lock);
-            int i = 0;
-            while (i < bw_mbar_count && bw_mbars[i].at != b) i++;
-            if (i == bw_mbar_count) { if (bw_mbar_count == 64) { fprintf(stderr, "emulated mbarriers: more than 64 in a block\n"); abort(); } bw_mbar_count++; }
-            bw_mbars[i] = bw_mbar_state{b, count, count, 0};
+            bw_mbar_state* s = bw_mbar_lookup(b);
+            if (!s) { if (bw_mbar_count == 64) { fprintf(stderr, "emulated mbarriers: more than 64 in a block\n"); abort(); } s = &bw_mbars[bw_mbar_count++]; }
+            *s = bw_mbar_state{b, count, count, 0};
             pthread_mutex_unlock(&bw_mbar_lock);
         }
         static inline void bw_mbar_init_fence() {}
@@ -445,10 +455,10 @@ internal static partial class CpuKernelRunner
         static void bw_run_block(void (*kernel)(void**, unsigned, unsigned), void** p, unsigned block, unsigned threads)
         {
             bw_barrier_init(&bw_block_barrier, (int)threads);
-            for (unsigned w = 0; w < (threads + 31) / 32; w++) bw_barrier_init(&bw_warp_barrier[w], (int)(threads - w * 32 < 32 ? threads - w * 32 : 32));
+            bw_barrier_init_groups(bw_warp_barrier, 32, 32, threads);
+            bw_barrier_init_groups(bw_warpgroup_barrier, 8, 128, threads);
+            bw_barrier_init_groups(bw_pair_barrier, 16, 64, threads);
             bw_mbar_count = 0; // a block's mbarriers are its own (blocks run one at a time)
-            for (unsigned w = 0; w < (threads + 127) / 128 && w < 8; w++) bw_barrier_init(&bw_warpgroup_barrier[w], (int)(threads - w * 128 < 128 ? threads - w * 128 : 128));
-            for (unsigned p = 0; p < (threads + 63) / 64 && p < 16; p++) bw_barrier_init(&bw_pair_barrier[p], (int)(threads - p * 64 < 64 ? threads - p * 64 : 64));
             pthread_mutex_lock(&bw_pool_lock);
             bw_pool_running = (int)threads;
             for (unsigned t = 0; t < threads; t++) {
