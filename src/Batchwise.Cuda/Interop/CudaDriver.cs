@@ -101,6 +101,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib)] internal static partial int cuIpcCloseMemHandle(ulong pointer);
     [LibraryImport(Lib)] private static partial int cuLaunchKernel(IntPtr f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, uint sharedBytes, IntPtr stream, void** args, void** extra);
     [LibraryImport(Lib)] private static partial int cuLaunchKernelEx(LaunchConfig* config, IntPtr f, void** args, void** extra);
+    [LibraryImport(Lib)] private static partial int cuTensorMapEncodeTiled(void* tensorMap, int dataType, uint rank, ulong globalAddress, ulong* globalDim, ulong* globalStrides, uint* boxDim, uint* elementStrides, int interleave, int swizzle, int l2Promotion, int oobFill);
 
     /// <summary>Initialises the driver once; throws a one-line "no NVIDIA GPU" error where there is none.</summary>
     public static void Initialize()
@@ -504,6 +505,26 @@ internal static unsafe partial class CudaDriver
         Check(cuCtxSetLimit(CU_LIMIT_PERSISTING_L2_CACHE_SIZE, (nuint)Math.Min(bytes, most)), "cuCtxSetLimit(PERSISTING_L2_CACHE_SIZE)");
         Check(cuCtxGetLimit(out var set, CU_LIMIT_PERSISTING_L2_CACHE_SIZE), "cuCtxGetLimit(PERSISTING_L2_CACHE_SIZE)");
         return ((long)set, maxWindow);
+    }
+
+    /// <summary>Bytes of a TMA tensor map (CUtensorMap: 128, 64-byte aligned where a kernel reads it).</summary>
+    public const int TensorMapBytes = 128;
+
+    /// <summary>
+    /// Writes the tensor map (cuTensorMapEncodeTiled, sm_90) of a row-major fp16 matrix at <paramref name="address"/>
+    /// (<paramref name="rows"/> x <paramref name="columns"/>, rows <paramref name="rowPitchBytes"/> apart) that a kernel
+    /// copies <paramref name="boxRows"/> x <paramref name="boxColumns"/> boxes of into shared memory by
+    /// <c>cp.async.bulk.tensor</c>, in the 128-byte swizzle (a box row of 128 bytes), elements past the matrix read as
+    /// zeros, to <paramref name="map"/> (<see cref="TensorMapBytes"/>).
+    /// </summary>
+    public static void EncodeHalfTensorMap(void* map, ulong address, long rows, long columns, long rowPitchBytes, int boxRows, int boxColumns)
+    {
+        const int Float16 = 6, InterleaveNone = 0, Swizzle128 = 3, L2Promotion256 = 3, FillZeros = 0;
+        var dims = stackalloc ulong[] { (ulong)columns, (ulong)rows };
+        var strides = stackalloc ulong[] { (ulong)rowPitchBytes };
+        var box = stackalloc uint[] { (uint)boxColumns, (uint)boxRows };
+        var steps = stackalloc uint[] { 1, 1 };
+        Check(cuTensorMapEncodeTiled(map, Float16, 2, address, dims, strides, box, steps, InterleaveNone, Swizzle128, L2Promotion256, FillZeros), FormattableString.Invariant($"cuTensorMapEncodeTiled(fp16 {rows} x {columns}, pitch {rowPitchBytes} B, box {boxRows} x {boxColumns}, 128-byte swizzle)"));
     }
 
     public static void Launch(CudaGraphExec graph, CudaStream stream) => Check(cuGraphLaunch(graph.Handle, stream.Handle), "cuGraphLaunch");

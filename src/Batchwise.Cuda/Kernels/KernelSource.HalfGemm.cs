@@ -2,8 +2,8 @@ namespace Batchwise.Cuda.Kernels;
 
 /// <summary>
 /// The engine's own fp16 matrix product on Hopper's warpgroup MMA (sm_90a) with its bias and GELU's erf form in the
-/// epilogue: Y = gelu(X W + b), X [M, K] row-major, W packed beforehand (<see cref="HalfGemmPackedSource"/>), one
-/// fp16 write of Y and no pass after it. Written for the MLP's first product of BERT / ViT at b=64, where cuBLASLt's
+/// epilogue: Y = gelu(X W + b), X [M, K] and W^T [N, K] row-major, both read by TMA tensor copies, one fp16 write of Y
+/// and no pass after it. Written for the MLP's first product of BERT / ViT at b=64, where cuBLASLt's
 /// product and the GELU pass in place take ~101 us (8192 x 3072 x 768, H100) and the pass moves the 50 MB result twice.
 /// </summary>
 internal static partial class KernelSource
@@ -23,7 +23,7 @@ internal static partial class KernelSource
     /// <summary>Threads of a block: the producer warpgroup (the copies) and two consumer warpgroups (64 rows each).</summary>
     public const int HalfGemmBlock = 384;
 
-    /// <summary>Bytes of one stage: the A tile (128 x 64 halves) then the B tile (256 x 64).</summary>
+    /// <summary>Bytes of one stage: the A tile (128 x 64 halves) then the B tile (256 x 64), each row one 128-byte row.</summary>
     private const int HalfGemmStageBytes = (HalfGemmTileM + HalfGemmTileN) * HalfGemmTileK * 2;
 
     /// <summary>Bytes of a consumer warp's epilogue buffer: 16 rows of 64 halves, each row padded to 144 bytes so the
@@ -40,7 +40,7 @@ internal static partial class KernelSource
 
     /// <summary>
     /// Whether <see cref="HalfGemm"/> takes an M x N x K product: N in whole 256-column tiles, K in whole 64s, and every
-    /// index within 32 bits (rows times N, packed weights).
+    /// index within 32 bits (rows times N or K).
     /// </summary>
     public static bool HalfGemmTakes(long m, long n, long k) =>
         m >= 1 && n >= HalfGemmTileN && n % HalfGemmTileN == 0 && k >= HalfGemmTileK && k % HalfGemmTileK == 0
@@ -53,28 +53,13 @@ internal static partial class KernelSource
     public static int HalfGemmBlocks(long m, long n, int multiprocessors) => (int)Math.Min(HalfGemmTiles(m, n), Math.Max(1, multiprocessors));
 
     /// <summary>
-    /// Where element <paramref name="i"/> of the packed weights comes from: (column n, row k) of the K x N product's B.
-    /// The packing is each (256-column tile, 64-row k step)'s shared-memory image, 32 KB contiguous, in tile then k order:
-    /// columns in groups of 8 (1,024 bytes apart), a column's 64 k values as one 128-byte row whose 16-byte chunk c lands
-    /// at c XOR (column mod 8) — wgmma's K-major layout with the 128-byte swizzle, which one stage's copies take as it is.
-    /// </summary>
-    public static (long N, long K) HalfGemmPackedSource(long i, long k)
-    {
-        var e = i % 8;
-        var chunk = (i / 8) % 8;
-        var r = (i / 64) % 8;
-        var g = (i / 512) % (HalfGemmTileN / 8);
-        var kb = (i / (HalfGemmTileN * HalfGemmTileK)) % (k / HalfGemmTileK);
-        var nt = i / (HalfGemmTileN * HalfGemmTileK) / (k / HalfGemmTileK);
-        return ((nt * HalfGemmTileN) + (g * 8) + r, (kb * HalfGemmTileK) + ((chunk ^ r) * 8) + e);
-    }
-
-    /// <summary>
-    /// wgmma's fp16 pieces (sm_90a; the CPU test runner emulates them from their PTX definitions under the same names): a
+    /// wgmma's fp16 pieces, the mbarriers and the TMA tensor copy (sm_90a; the CPU test runner emulates them from their PTX
+    /// definitions under the same names): a
     /// K-major matrix descriptor with the 128-byte swizzle (8-row groups 1,024 bytes apart; the start advanced 32 bytes a
     /// k16 step), the m64n256k16 product with fp32 sums, both operands from shared memory (D = A B, or D += A B where
     /// <c>accumulate</c>), a wait leaving the latest group in flight, a hold that keeps the sums in their registers across
-    /// the asynchronous products (as cutlass's operand fence).
+    /// the asynchronous products (as cutlass's operand fence); a tensor copy of a box of a map (a kernel parameter) into
+    /// shared memory that completes its bytes on an mbarrier, which one arrival announces beforehand (expect_tx).
     /// </summary>
     private static readonly string HalfWgmmaHelper = $$"""
         #ifndef BW_WGMMA_F16_HELPERS
@@ -108,27 +93,37 @@ internal static partial class KernelSource
         {
             asm volatile("{\n.reg .pred P;\nBW_MBAR_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra BW_MBAR_WAIT;\n}\n" :: "r"(bw_smem_address(b)), "r"(parity) : "memory");
         }
-        __device__ __forceinline__ void bw_cp_async_mbar_arrive(unsigned long long* b) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(bw_smem_address(b)) : "memory"); }
+        #endif
+        #ifndef BW_TMA_HELPERS
+        #define BW_TMA_HELPERS
+        struct __align__(64) bw_tensor_map { unsigned long long opaque[16]; }; // CUtensorMap, encoded by the host per context
+        __device__ __forceinline__ void bw_tma_prefetch(const bw_tensor_map* m) { asm volatile("prefetch.tensormap [%0];" :: "l"(m) : "memory"); }
+        __device__ __forceinline__ void bw_mbar_expect_tx(unsigned long long* b, unsigned bytes) { asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bw_smem_address(b)), "r"(bytes) : "memory"); }
+        __device__ __forceinline__ void bw_tma_load_2d(void* dst, const bw_tensor_map* m, int column, int row, unsigned long long* b)
+        {
+            asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+                :: "r"(bw_smem_address(dst)), "l"(m), "r"(column), "r"(row), "r"(bw_smem_address(b)) : "memory");
+        }
         #endif
 
         """;
 
     /// <summary>
-    /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu</c>), fp16 in and out, fp32 sums: M x N x K with X
-    /// row-major (row pitch K), W packed (<see cref="HalfGemmPackedSource"/>), bias [N] (half), Y [M, N] row-major.
-    /// Persistent and warp-specialized (the probe's gemm5, sessions 53-54): a grid of at most one block a multiprocessor
-    /// (<see cref="HalfGemmBlocks"/>) walks the 128 x 256 tiles (tile = block + i x grid, column tiles fastest, so the
-    /// blocks running together share A's rows in L2). Warpgroup 0 copies every 64-wide k step of every tile of the block
-    /// into one ring of four stages by cp.async (A's rows placed in the 128-byte swizzle, rows past M zero-filled; B's
-    /// packed image as it is), each thread's copies arriving on the stage's full mbarrier when they land, and waits for a
-    /// stage's empty mbarrier before refilling it: it never waits for an epilogue, so the next tile's first stages land
-    /// while the consumers finish the last. Warpgroups 1 and 2 multiply their 64 rows (wgmma m64n256k16, both operands
-    /// from shared memory, one group in flight), release each stage once the products reading it are done, then apply the
-    /// bias and GELU to the fp32 sums and write the tile through shared memory: a warp puts 64 columns of its 16 rows in
-    /// its own padded buffer, then stores whole 128-byte rows (the probe's direct half2 stores, 16 bytes a row a warp
-    /// instruction, cost ~35 of 98 us at 8192 x 3072 x 768 on an H100). An experiment, off by default: the probe's form of
-    /// this kernel took 107.9 us there against cuBLASLt's product + the GELU pass at 102.1, where the same ring filled by
-    /// TMA tensor copies of A and W^T took 89.1 (session 54) — those copies are what it still lacks.
+    /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
+    /// W^T [N, K] row-major (buffers 1 and 2, each read through its TMA tensor map: <see cref="KernelCode.TensorMaps"/>),
+    /// bias [N] (half), Y [M, N] row-major. Persistent and warp-specialized (the probe's gemm8, sessions 53-54): a grid of
+    /// at most one block a multiprocessor (<see cref="HalfGemmBlocks"/>) walks the 128 x 256 tiles (tile = block + i x
+    /// grid, column tiles fastest, so the blocks running together share A's rows in L2). One thread of warpgroup 0 copies
+    /// every 64-wide k step of every tile of the block into one ring of four stages: A's 128 x 64 box and W^T's two 128 x
+    /// 64 boxes by tensor copies in the 128-byte swizzle (the layout the wgmma descriptors read; rows past M read as
+    /// zeros), their 48 KB counted in bytes on the stage's full mbarrier; it waits for a stage's empty mbarrier before
+    /// refilling it and never for an epilogue, so the next tile's first stages land while the consumers finish the last.
+    /// Warpgroups 1 and 2 multiply their 64 rows (wgmma m64n256k16, both operands from shared memory, one group in
+    /// flight), release each stage once the products reading it are done, then apply the bias and GELU to the fp32 sums
+    /// and write the tile through shared memory: a warp puts 64 columns of its 16 rows in its own padded buffer, then
+    /// stores whole 128-byte rows (direct half2 stores, 16 bytes a row a warp instruction, cost ~35 of 98 us at 8192 x
+    /// 3072 x 768 on an H100). The probe's form took 89.1 us there against cuBLASLt's product + the GELU pass at 102.1
+    /// (session 54; the cp.async producer 107.9). Off by default (BATCHWISE_GELU_PRODUCT=own) until measured in the engine.
     /// </summary>
     public static KernelCode HalfGemm(long m, long n, long k)
     {
@@ -141,7 +136,7 @@ internal static partial class KernelSource
         var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
         var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
         const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, S = HalfGemmStages, Ab = BM * BK * 2, Sb = HalfGemmStageBytes;
-        const int Er = HalfGemmEpilogueRow, Producers = 128;
+        const int Er = HalfGemmEpilogueRow;
         w.Body.Append($$"""
                 extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
                 unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
@@ -150,34 +145,28 @@ internal static partial class KernelSource
                 const int tid = (int)threadIdx.x, wg = tid >> 7;
                 const int M = {{rows}}, N = {{cols}}, K = {{depth}}, KB = K / {{BK}}, NT = {{columnTiles}}, tiles = NT * ((M + {{BM - 1}}) / {{BM}});
                 if (tid == 0) {
-                    for (int s = 0; s < {{S}}; s++) { bw_mbar_init(full + s, {{Producers}}); bw_mbar_init(empty + s, 2); }
+                    bw_tma_prefetch(&map_x);
+                    bw_tma_prefetch(&map_w);
+                    for (int s = 0; s < {{S}}; s++) { bw_mbar_init(full + s, 1); bw_mbar_init(empty + s, 2); }
                     bw_mbar_init_fence();
                 }
                 __syncthreads();
 
                 if (wg == 0) {
-                    // The producer: k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
-                    const unsigned short* const xs = (const unsigned short*)x;
-                    int it = 0;
-                    for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
-                        const int m0 = (tile / NT) * {{BM}};
-                        const unsigned short* const bs = (const unsigned short*)wp + (size_t)(tile % NT) * KB * {{BN * BK}};
-                        for (int kb = 0; kb < KB; kb++, it++) {
-                            const int s = it % {{S}};
-                            if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
-                            unsigned char* const st = sm_ + s * {{Sb}};
-                            #pragma unroll
-                            for (int q = 0; q < {{BM * BK / 8 / Producers}}; q++) {
-                                const int i = q * {{Producers}} + tid, r = i & 7, c = (i >> 3) & 7, g = i >> 6, row = m0 + g * 8 + r;
-                                bw_cp_async16((unsigned short*)(st + g * 1024 + r * 128 + ((c ^ r) << 4)), xs + (size_t)(row < M ? row : M - 1) * K + kb * {{BK}} + c * 8, row < M);
+                    // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
+                    if (tid == 0) {
+                        int it = 0;
+                        for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
+                            const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
+                            for (int kb = 0; kb < KB; kb++, it++) {
+                                const int s = it % {{S}};
+                                if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
+                                unsigned char* const st = sm_ + s * {{Sb}};
+                                bw_mbar_expect_tx(full + s, {{Sb}});
+                                bw_tma_load_2d(st, &map_x, kb * {{BK}}, m0, full + s);
+                                bw_tma_load_2d(st + {{Ab}}, &map_w, kb * {{BK}}, n0, full + s);
+                                bw_tma_load_2d(st + {{Ab + (BN / 2 * BK * 2)}}, &map_w, kb * {{BK}}, n0 + {{BN / 2}}, full + s);
                             }
-                            const unsigned short* const b = bs + (size_t)kb * {{BN * BK}};
-                            #pragma unroll
-                            for (int q = 0; q < {{BN * BK / 8 / Producers}}; q++) {
-                                const int i = q * {{Producers}} + tid;
-                                bw_cp_async16((unsigned short*)(st + {{Ab}} + i * 16), b + i * 8, true);
-                            }
-                            bw_cp_async_mbar_arrive(full + s);
                         }
                     }
                     return;
@@ -235,8 +224,9 @@ internal static partial class KernelSource
                 }
 
             """);
-        var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wp, const bw_half* __restrict__ bias, {KernelWriter.ArgsParameter}");
+        var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const bw_half* __restrict__ bias, const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w, {KernelWriter.ArgsParameter}");
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({HalfGemmBlock}, 1) ", StringComparison.Ordinal);
-        return code with { Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + source, SharedBytes = HalfGemmSharedBytes };
+        HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
+        return code with { Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + source, SharedBytes = HalfGemmSharedBytes, TensorMaps = maps };
     }
 }

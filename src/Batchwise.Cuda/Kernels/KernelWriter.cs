@@ -13,7 +13,18 @@ namespace Batchwise.Cuda.Kernels;
 /// <param name="Args">The argument block passed by value after the buffer pointers, as the source's struct lays it out.</param>
 /// <param name="SharedBytes">Dynamic shared memory a block is launched with (a kernel that declares its shared memory
 /// <c>extern</c> because a block needs more than the 48 KB static limit); 0 for none.</param>
-internal sealed record KernelCode(string Source, byte[] Args, int SharedBytes = 0);
+/// <param name="TensorMaps">TMA tensor maps the kernel takes by value after its buffer pointers (its
+/// <c>const __grid_constant__ bw_tensor_map</c> parameters, in order), or null for none.</param>
+internal sealed record KernelCode(string Source, byte[] Args, int SharedBytes = 0, IReadOnlyList<HalfTensorMap>? TensorMaps = null);
+
+/// <summary>
+/// A TMA tensor map a kernel takes (sm_90; <c>cp.async.bulk.tensor</c> copies boxes of it into shared memory): the
+/// dense row-major fp16 matrix in the launch's buffer at position <paramref name="Buffer"/> of its pointers,
+/// <paramref name="Rows"/> x <paramref name="Columns"/>, copied in boxes of <paramref name="BoxRows"/> x
+/// <paramref name="BoxColumns"/> (a row of 128 bytes, the 128-byte swizzle), elements past its end read as zeros. Each
+/// execution context encodes it over its own buffer's address.
+/// </summary>
+internal sealed record HalfTensorMap(int Buffer, long Rows, long Columns, int BoxRows, int BoxColumns);
 
 /// <summary>
 /// Writes a kernel's source and its argument block together: every size goes through <see cref="Size"/>,

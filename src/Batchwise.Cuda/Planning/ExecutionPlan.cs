@@ -151,6 +151,7 @@ internal sealed class KernelStep : PlanStep
         Source = code.Source;
         Args = code.Args;
         SharedBytes = code.SharedBytes;
+        TensorMaps = code.TensorMaps ?? [];
         Block = block;
         Grid = checked((uint)Math.Max(1, (threads + block - 1) / block));
         WaitsForPrerequisite = code.Source.Contains(Kernels.KernelWriter.PdlEnterCall, StringComparison.Ordinal);
@@ -165,8 +166,11 @@ internal sealed class KernelStep : PlanStep
 
     public string Source { get; }
 
-    /// <summary>The argument block passed by value after the pointers.</summary>
+    /// <summary>The argument block passed by value after the pointers and tensor maps.</summary>
     public byte[] Args { get; }
+
+    /// <summary>TMA tensor maps passed by value after the pointers (<see cref="Kernels.HalfTensorMap"/>): each context encodes them over its own buffers.</summary>
+    public IReadOnlyList<Kernels.HalfTensorMap> TensorMaps { get; }
 
     public int Block { get; }
 
@@ -720,6 +724,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
     private readonly ExecutionSlot _slot;
     private readonly ulong[] _pointers;
     private readonly IntPtr[] _params;
+    private readonly IntPtr[] _addresses;
     private readonly bool _useGraph;
     private readonly L2Window? _l2Window;
     private CudaGraphExec? _graph;
@@ -749,6 +754,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         // Kernel parameters are fixed for the context's life: one block per launch holding the pointer values, the
         // kernel's argument block and the array of addresses cuLaunchKernel reads (what a CUDA graph captures unchanged).
         _params = new IntPtr[plan.Steps.Count];
+        _addresses = new IntPtr[plan.Steps.Count];
         for (var i = 0; i < plan.Steps.Count; i++)
         {
             if (plan.Steps[i] is not KernelStep k)
@@ -756,12 +762,17 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                 continue;
             }
 
-            // Layout: n pointer values, the argument block, then the n + 1 addresses cuLaunchKernel reads.
+            // Layout (64-byte aligned): n pointer values, the step's tensor maps (128 bytes each, encoded over this
+            // context's buffers), the argument block, then the n + maps + 1 addresses cuLaunchKernel reads, in the
+            // kernel's parameter order.
             var n = k.Buffers.Length;
+            var maps = k.TensorMaps.Count;
+            var pointerBytes = ((n * 8) + 63) / 64 * 64;
             var args = (k.Args.Length + 7) / 8 * 8;
-            var block = (byte*)NativeMemory.AllocZeroed((nuint)((n * 8) + args + ((n + 1) * 8)));
+            var block = (byte*)NativeMemory.AlignedAlloc((nuint)(pointerBytes + (maps * CudaDriver.TensorMapBytes) + args + ((n + maps + 1) * 8)), 64);
             var values = (ulong*)block;
-            var argBlock = block + (n * 8);
+            var mapBlock = block + pointerBytes;
+            var argBlock = mapBlock + (maps * CudaDriver.TensorMapBytes);
             var addresses = (void**)(argBlock + args);
             for (var j = 0; j < n; j++)
             {
@@ -769,8 +780,18 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
                 addresses[j] = &values[j];
             }
 
+            for (var j = 0; j < maps; j++)
+            {
+                var m = k.TensorMaps[j];
+                var map = mapBlock + (j * CudaDriver.TensorMapBytes);
+                CudaDriver.EncodeHalfTensorMap(map, values[m.Buffer], m.Rows, m.Columns, m.Columns * 2, m.BoxRows, m.BoxColumns);
+                addresses[n + j] = map;
+            }
+
+            new Span<byte>(argBlock, args).Clear();
             k.Args.CopyTo(new Span<byte>(argBlock, k.Args.Length));
-            addresses[n] = argBlock;
+            addresses[n + maps] = argBlock;
+            _addresses[i] = (IntPtr)addresses;
             _params[i] = (IntPtr)block;
         }
 
@@ -809,11 +830,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
 
     public ulong Pointer(int buffer) => buffer < 0 ? 0 : _pointers[buffer];
 
-    public void** KernelParams(int step)
-    {
-        var k = (KernelStep)_plan.Steps[step];
-        return (void**)((byte*)_params[step] + (k.Buffers.Length * 8) + ((k.Args.Length + 7) / 8 * 8));
-    }
+    public void** KernelParams(int step) => (void**)_addresses[step];
 
     /// <summary>Why graph capture was given up for this context, if it was.</summary>
     public string? GraphProblem { get; private set; }
@@ -1142,7 +1159,7 @@ internal sealed unsafe partial class ExecutionContext : IDisposable
         {
             if (p != IntPtr.Zero)
             {
-                NativeMemory.Free((void*)p);
+                NativeMemory.AlignedFree((void*)p);
             }
         }
 

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -265,13 +266,13 @@ internal static partial class CpuKernelRunner
         static inline void bw_wgmma_wait1() { bw_barrier_wait(&bw_warpgroup_barrier[threadIdx.x >> 7]); }
         static inline void bw_hold_f32x128(float*) {}
 
-        // mbarriers (init, arrive, try_wait.parity, cp.async.mbarrier.arrive.noinc), emulated: a table of the block's
-        // barriers by shared-memory address (the expected count, the arrivals still pending and the phase), one lock and one
-        // condition for all. An arrival that completes a phase advances it and wakes the waiters; a wait for parity P
-        // returns once the phase with that parity has completed (the current phase's parity differs). A thread's copies
-        // arriving on a barrier land when it arrives (every copy it queued, committed or not, as the PTX tracks them).
+        // mbarriers (init, arrive, arrive.expect_tx, try_wait.parity), emulated: a table of the block's barriers by
+        // shared-memory address (the expected count, the arrivals still pending, the transaction bytes still due and the
+        // phase), one lock and one condition for all. A phase completes, advancing and waking the waiters, once its
+        // arrivals are in and its bytes have landed; a wait for parity P returns once the phase with that parity has
+        // completed (the current phase's parity differs).
         #define BW_MBARRIER_HELPERS
-        struct bw_mbar_state { const void* at; unsigned expected, pending, phase; };
+        struct bw_mbar_state { const void* at; unsigned expected, pending, phase; long long bytes; };
         static bw_mbar_state bw_mbars[64];
         static int bw_mbar_count;
         static pthread_mutex_t bw_mbar_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -292,17 +293,21 @@ internal static partial class CpuKernelRunner
             pthread_mutex_lock(&bw_mbar_lock);
             bw_mbar_state* s = bw_mbar_lookup(b);
             if (!s) { if (bw_mbar_count == 64) { fprintf(stderr, "emulated mbarriers: more than 64 in a block\n"); abort(); } s = &bw_mbars[bw_mbar_count++]; }
-            *s = bw_mbar_state{b, count, count, 0};
+            *s = bw_mbar_state{b, count, count, 0, 0};
             pthread_mutex_unlock(&bw_mbar_lock);
         }
         static inline void bw_mbar_init_fence() {}
-        static inline void bw_mbar_arrive(unsigned long long* b)
+        static inline void bw_mbar_update(unsigned long long* b, unsigned arrivals, long long bytes) // bytes: expected (+) or landed (-)
         {
             pthread_mutex_lock(&bw_mbar_lock);
             bw_mbar_state* const s = bw_mbar_find(b);
-            if (--s->pending == 0) { s->phase++; s->pending = s->expected; pthread_cond_broadcast(&bw_mbar_changed); }
+            s->pending -= arrivals;
+            s->bytes += bytes;
+            if (s->pending == 0 && s->bytes == 0) { s->phase++; s->pending = s->expected; pthread_cond_broadcast(&bw_mbar_changed); }
             pthread_mutex_unlock(&bw_mbar_lock);
         }
+        static inline void bw_mbar_arrive(unsigned long long* b) { bw_mbar_update(b, 1, 0); }
+        static inline void bw_mbar_expect_tx(unsigned long long* b, unsigned bytes) { bw_mbar_update(b, 1, bytes); }
         static inline void bw_mbar_wait(unsigned long long* b, unsigned parity)
         {
             pthread_mutex_lock(&bw_mbar_lock);
@@ -375,11 +380,29 @@ internal static partial class CpuKernelRunner
             }
             bw_copy_count = kept;
         }
-        static inline void bw_cp_async_mbar_arrive(unsigned long long* b)
+
+        // TMA tensor copies (cp.async.bulk.tensor.2d into shared memory, completing bytes on an mbarrier), emulated: the
+        // map is the runner's own (what the test fills for a kernel's __grid_constant__ parameter: the matrix's address,
+        // rows, columns, the box), the copy lands at once, each element (row, column) of the box at the box row's 128 bytes
+        // with its 16-byte chunk bits [4, 7) XOR-ed with the address bits [7, 10) (the 128-byte swizzle), zeros past the
+        // matrix, then its bytes complete on the barrier.
+        #define BW_TMA_HELPERS
+        #define __grid_constant__
+        struct bw_tensor_map { const unsigned char* base; long long rows, columns; int box_rows, box_columns; unsigned char rest[96]; };
+        static inline void bw_tma_prefetch(const bw_tensor_map*) {}
+        static inline void bw_tma_load_2d(void* dst, const bw_tensor_map* m, int column, int row, unsigned long long* b)
         {
-            bw_cp_async_commit();
-            bw_cp_async_wait<0>();
-            bw_mbar_arrive(b);
+            if (((uintptr_t)dst & 127) != 0 || m->box_columns * 2 != 128) bw_fault("tensor copy (128-byte swizzle: 128-byte rows, 128-byte aligned)", dst);
+            for (int r = 0; r < m->box_rows; r++) {
+                for (int c = 0; c < m->box_columns; c++) {
+                    const long long gr = (long long)row + r, gc = (long long)column + c;
+                    const uintptr_t logical = (uintptr_t)dst + (uintptr_t)(r * 128 + c * 2);
+                    void* const at = (void*)(logical ^ (((logical >> 7) & 7u) << 4));
+                    if (gr >= 0 && gr < m->rows && gc >= 0 && gc < m->columns) std::memcpy(at, m->base + (gr * m->columns + gc) * 2, 2);
+                    else std::memset(at, 0, 2);
+                }
+            }
+            bw_mbar_update(b, 0, -(long long)m->box_rows * m->box_columns * 2);
         }
 
         static inline float bw_exp2(float x) { return exp2f(x); }
@@ -730,17 +753,19 @@ internal static partial class CpuKernelRunner
 
                 var k = (KernelStep)step;
                 var args = Marshal.AllocHGlobal(Math.Max(8, k.Args.Length));
+                var maps = k.TensorMaps.Select(m => TensorMap(m, pointers[k.Buffers[m.Buffer]])).ToList();
                 var shared = DynamicSharedMemory(k);
                 try
                 {
                     Marshal.Copy(k.Args, 0, args, k.Args.Length);
-                    var parameters = k.Buffers.Select(id => id < 0 ? IntPtr.Zero : pointers[id]).Append(args).ToArray();
+                    var parameters = k.Buffers.Select(id => id < 0 ? IntPtr.Zero : pointers[id]).Concat(maps).Append(args).ToArray();
                     Compiled[k.Source](parameters, (long)k.Grid * k.Block, k.Block, shared);
                     CheckSharedGuard(k, shared);
                 }
                 finally
                 {
                     Marshal.FreeHGlobal(args);
+                    maps.ForEach(Marshal.FreeHGlobal);
                     if (shared != IntPtr.Zero)
                     {
                         NativeMemory.AlignedFree((void*)shared);
@@ -748,6 +773,20 @@ internal static partial class CpuKernelRunner
                 }
             }
         }
+    }
+
+    /// <summary>The runner's own tensor map (the prelude's <c>bw_tensor_map</c>) of <paramref name="map"/> over the buffer at <paramref name="address"/>, 128 bytes to free.</summary>
+    private static IntPtr TensorMap(HalfTensorMap map, IntPtr address)
+    {
+        var p = Marshal.AllocHGlobal(128);
+        var bytes = new byte[128];
+        BinaryPrimitives.WriteInt64LittleEndian(bytes, address);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8), map.Rows);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(16), map.Columns);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(24), map.BoxRows);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(28), map.BoxColumns);
+        Marshal.Copy(bytes, 0, p, bytes.Length);
+        return p;
     }
 
     /// <summary>
@@ -950,7 +989,9 @@ internal static partial class CpuKernelRunner
                 call.Append(", ");
             }
 
-            call.Append(j == parameters.Length - 1 ? $"*({type.Replace("const ", string.Empty, StringComparison.Ordinal)}*)p[{j}]" : $"({type})p[{j}]");
+            // The argument block and tensor maps by value, the buffers as pointers.
+            var byValue = j == parameters.Length - 1 || type.Contains("__grid_constant__", StringComparison.Ordinal);
+            call.Append(byValue ? $"*({type.Replace("const ", string.Empty, StringComparison.Ordinal).Replace("__grid_constant__ ", string.Empty, StringComparison.Ordinal)}*)p[{j}]" : $"({type})p[{j}]");
         }
 
         if (Cooperates(source[close..]))

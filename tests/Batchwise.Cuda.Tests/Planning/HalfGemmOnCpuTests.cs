@@ -3,14 +3,16 @@ using Batchwise.Cuda.Planning;
 using Batchwise.Cuda.Tests.Operators;
 using Batchwise.Engines;
 using Batchwise.Onnx;
+using Batchwise.Zoo;
 
 namespace Batchwise.Cuda.Tests.Planning;
 
 /// <summary>
 /// The own fp16 warpgroup-MMA product with its bias and erf GELU (BATCHWISE_GELU_PRODUCT=own, <see cref="KernelSource.HalfGemm"/>):
-/// where the planner takes it, its weight packing, and its output against ONNX Runtime on the CPU kernel runner (wgmma,
-/// its 128-byte swizzle, cp.async and the mbarriers emulated from their PTX definitions), with rows left over in the last
-/// row tile, several column tiles and k steps, and blocks walking several tiles through one ring of stages.
+/// where the planner takes it, its tensor maps, and its output against ONNX Runtime on the CPU kernel runner (wgmma,
+/// its 128-byte swizzle, the TMA tensor copies and the mbarriers emulated from their PTX definitions), with rows left
+/// over in the last row tile (read as zeros past M), several column tiles and k steps, and blocks walking several tiles
+/// through one ring of stages.
 /// </summary>
 public sealed class HalfGemmOnCpuTests
 {
@@ -18,27 +20,6 @@ public sealed class HalfGemmOnCpuTests
         new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, ComputeCapability = computeCapability, Multiprocessors = multiprocessors }.Compile(model, inputs);
 
     private static List<KernelStep> OwnProducts(ExecutionPlan plan) => [.. plan.Steps.OfType<KernelStep>().Where(k => k.Node.Contains("own fp16 product", StringComparison.Ordinal))];
-
-    [Fact]
-    public void Packed_weights_are_each_stage_image_in_the_128_byte_swizzle()
-    {
-        const long k = 128;
-        // The first stage image (column tile 0, k step 0): column 9 is group 1, row 1; its k 8..15 are chunk 1, at 1 ^ 1 = 0.
-        Assert.Equal((9L, 8L), KernelSource.HalfGemmPackedSource((1 * 512) + (1 * 64) + (0 * 8), k));
-        Assert.Equal((9L, 15L), KernelSource.HalfGemmPackedSource((1 * 512) + (1 * 64) + (0 * 8) + 7, k));
-        // The second k step of column tile 0 follows the first image (256 x 64 halves), then column tile 1's.
-        Assert.Equal((0L, 64L), KernelSource.HalfGemmPackedSource(256 * 64, k));
-        Assert.Equal((256L, 0L), KernelSource.HalfGemmPackedSource(2 * 256 * 64, k));
-
-        // Every (column, k) of a 512 x 128 B exactly once.
-        var seen = new HashSet<(long, long)>();
-        for (long i = 0; i < 512 * k; i++)
-        {
-            Assert.True(seen.Add(KernelSource.HalfGemmPackedSource(i, k)));
-        }
-
-        Assert.Equal(512 * (int)k, seen.Count);
-    }
 
     [Fact]
     public void The_switch_reads_library_or_own_and_refuses_anything_else_in_one_line()
@@ -70,6 +51,9 @@ public sealed class HalfGemmOnCpuTests
         Assert.Equal(KernelSource.HalfGemmSharedBytes, step.SharedBytes);
         Assert.Equal(2u, step.Grid); // 200 rows: two row tiles of one column tile, a block a tile
         Assert.Equal(384, step.Block); // the producer warpgroup and two consumers
+        // Tensor maps of X [200, 128] (128 x 64 boxes) and W^T [256, 128] (two 128 x 64 boxes a stage) over the step's buffers 1 and 2.
+        Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 256, 128, 128, 64)], step.TensorMaps);
+        Assert.Contains("const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w", step.Source, StringComparison.Ordinal);
         Assert.Equal(1u, Assert.Single(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 1))).Grid); // one block walks both
         Assert.Single(own.Steps.OfType<MatmulStep>()); // fc2 alone stays with the library
         Assert.DoesNotContain(own.Steps, s => s.Node.Contains("GELU (erf, in place)", StringComparison.Ordinal));
@@ -95,6 +79,29 @@ public sealed class HalfGemmOnCpuTests
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
         var actual = CpuKernelRunner.Run(plan, inputs);
         var difference = OperatorCaseModels.Difference(actual, expected, 2e-2);
+        Assert.True(difference is null, difference);
+    }
+
+    [Fact]
+    public void Own_product_of_a_transposed_gemm_weight_reads_it_as_it_is_and_matches_onnx_runtime()
+    {
+        CpuKernelRunner.Require();
+        // Gemm(transB) + bias, then the exported erf GELU: W [N, K] is already the map's W^T (no transposed copy).
+        const long Rows = 150, Width = 128, Hidden = 512;
+        var g = new GraphBuilder("gemm_gelu", 9);
+        var x = g.Input("x", ElementType.Float, Rows, Width);
+        var h = g.Node("Gemm", [x, g.Weight("w1", [Hidden, Width], 1 / MathF.Sqrt(Width)), g.Weight("b1", [Hidden], 0.5f)], GraphBuilder.Attr("transB", 1L));
+        var erf = g.Node("Erf", [g.Node("Div", [h, g.Initializer("sqrt2", [], [MathF.Sqrt(2f)])])]);
+        var gelu = g.Node("Mul", [g.Node("Mul", [h, g.Node("Add", [erf, g.Initializer("one", [], [1f])])]), g.Initializer("half", [], [0.5f])]);
+        g.Output(g.Rename(gelu, "y"), ElementType.Float, Rows, Hidden);
+        var model = g.Build("gemm_gelu", 17);
+        var inputs = MatmulEpiloguePlanTests.Inputs(model, 3);
+        var plan = Compile(model, inputs, own: true, multiprocessors: 2);
+        var step = Assert.Single(OwnProducts(plan));
+        Assert.Equal(plan.Buffers.Single(b => b.Constant is { } c && c.Shape.SequenceEqual([Hidden, Width])).Id, step.Buffers[2]);
+
+        var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
+        var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);
         Assert.True(difference is null, difference);
     }
 }

@@ -129,7 +129,7 @@ internal sealed unsafe partial class GraphCompiler
     /// <summary>
     /// The product, its bias and the erf GELU after it as the own warpgroup-MMA kernel (<see cref="KernelSource.HalfGemm"/>)
     /// where <see cref="IPlanTarget.GeluProductOwn"/> asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K),
-    /// B a constant (either orientation; packed once into the kernel's stage images), alpha 1, a constant bias of N or none
+    /// B a constant (either orientation; transposed once to W^T [N, K] where it is [K, N]), alpha 1, a constant bias of N or none
     /// (zeros), N in 256s and K in 64s. False, with nothing emitted, otherwise.
     /// </summary>
     private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
@@ -141,14 +141,10 @@ internal sealed unsafe partial class GraphCompiler
             return false;
         }
 
-        var packed = _target.Derive(FormattableString.Invariant($"half-gemm-pack:{(transB ? "nk" : "kn")}:{n}x{k}"), [w], () => HostTensor.Create(w.Type, [(long)n * k], i =>
-        {
-            var (col, row) = KernelSource.HalfGemmPackedSource(i, k);
-            return w[transB ? (col * k) + row : (row * n) + col];
-        }));
-        var bp = new PlanValue(b.Type, [(long)n * k], packed);
+        // W^T [N, K] row-major, the map's rows: B as it is where transposed, else its transpose (once per weight).
+        var wt = transB ? b : new PlanValue(b.Type, [n, k], _target.Derive(FormattableString.Invariant($"transpose:{n}x{k}"), [w], () => HostTensor.Create(w.Type, [n, k], i => w[((i % k) * n) + (i / k)])));
         var bv = bias ?? ZeroBias(n);
-        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(bp), Dev(bv)]));
+        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
     }
 
