@@ -551,6 +551,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Whether fp16 products followed by erf GELU run as the own warpgroup-MMA kernel (BATCHWISE_GELU_PRODUCT=own; tests set it).</summary>
     public bool GeluProductOwn { get; internal set; } = GraphCompiler.GeluProductFromEnvironment;
 
+    /// <summary>With <see cref="GeluProductOwn"/>: the staged epilogue (BATCHWISE_GELU_PRODUCT=own-staged; tests set it).</summary>
+    public bool GeluProductStaged { get; internal set; } = GraphCompiler.GeluProductStagedFromEnvironment;
+
     /// <summary>Who runs recognised attention blocks (BATCHWISE_ATTENTION=auto|own|cudnn; tests set it).</summary>
     public AttentionChoice Attention { get; internal set; } = GraphCompiler.AttentionFromEnvironment;
 

@@ -32,6 +32,16 @@ internal static partial class KernelSource
 
     private const int HalfGemmEpilogueWarpBytes = 16 * HalfGemmEpilogueRow;
 
+    /// <summary>Stages of the deferred epilogue's form (<see cref="HalfGemm"/>): three, as its tile buffer takes the fourth's room.</summary>
+    private const int HalfGemmDeferredStages = 3;
+
+    /// <summary>Bytes of a row of the deferred epilogue's tile buffer: 256 halves padded to 528 bytes, so the half2 writes
+    /// of eight rows by four threads (the accumulators' layout) fall on 32 different banks.</summary>
+    private const int HalfGemmTileRow = 528;
+
+    /// <summary>Dynamic shared memory of the deferred form: three stages, their barriers, the 128-row tile buffer (215,104 bytes).</summary>
+    public const int HalfGemmDeferredSharedBytes = (HalfGemmDeferredStages * HalfGemmStageBytes) + (2 * HalfGemmDeferredStages * 8) + (HalfGemmTileM * HalfGemmTileRow);
+
     /// <summary>
     /// Dynamic shared memory of a block (215,104 bytes: one block an SM): the stages, a full and an empty mbarrier a
     /// stage, the eight consumer warps' epilogue buffers.
@@ -94,6 +104,12 @@ internal static partial class KernelSource
             asm volatile("{\n.reg .pred P;\nBW_MBAR_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra BW_MBAR_WAIT;\n}\n" :: "r"(bw_smem_address(b)), "r"(parity) : "memory");
         }
         #endif
+        #ifndef BW_WARPGROUP_HELPERS
+        #define BW_WARPGROUP_HELPERS
+        __device__ __forceinline__ void bw_warpgroup_sync(int group) { asm volatile("bar.sync %0, 128;" :: "r"(1 + group) : "memory"); }
+        __device__ __forceinline__ void bw_regs_dec40() { asm volatile("setmaxnreg.dec.sync.aligned.u32 40;" ::: "memory"); }
+        __device__ __forceinline__ void bw_regs_inc232() { asm volatile("setmaxnreg.inc.sync.aligned.u32 232;" ::: "memory"); }
+        #endif
         #ifndef BW_TMA_HELPERS
         #define BW_TMA_HELPERS
         struct __align__(64) bw_tensor_map { unsigned long long opaque[16]; }; // CUtensorMap, encoded by the host per context
@@ -119,13 +135,18 @@ internal static partial class KernelSource
     /// zeros), their 48 KB counted in bytes on the stage's full mbarrier; it waits for a stage's empty mbarrier before
     /// refilling it and never for an epilogue, so the next tile's first stages land while the consumers finish the last.
     /// Warpgroups 1 and 2 multiply their 64 rows (wgmma m64n256k16, both operands from shared memory, one group in
-    /// flight), release each stage once the products reading it are done, then apply the bias and GELU to the fp32 sums
-    /// and write the tile through shared memory: a warp puts 64 columns of its 16 rows in its own padded buffer, then
-    /// stores whole 128-byte rows (direct half2 stores, 16 bytes a row a warp instruction, cost ~35 of 98 us at 8192 x
-    /// 3072 x 768 on an H100). The probe's form took 89.1 us there against cuBLASLt's product + the GELU pass at 102.1
-    /// (session 54; the cp.async producer 107.9). Off by default (BATCHWISE_GELU_PRODUCT=own) until measured in the engine.
+    /// flight) and release each stage once the products reading it are done. The epilogue, staged (four stages): the bias
+    /// and GELU on the fp32 sums, the tile written through shared memory (a warp puts 64 columns of its 16 rows in its own
+    /// padded buffer, then stores whole 128-byte rows; direct half2 stores, 16 bytes a row a warp instruction, cost ~35 of
+    /// 98 us at 8192 x 3072 x 768 on an H100); the probe's form took 89.1 us there against cuBLASLt's product + the GELU
+    /// pass at 102.1 (session 54), the GELU +21-23 us of it while the tensor cores waited. Deferred
+    /// (<paramref name="deferredEpilogue"/>; three stages): the sums + bias go to a tile buffer as fp16 (as cuBLASLt's
+    /// product writes them before the GELU pass reads them) and the GELU and the stores of that tile run during the next
+    /// tile's k steps, a share after each step's products are issued, so they overlap the tensor cores' work; the
+    /// producer warpgroup gives its registers to the consumers (setmaxnreg 40 / 232). Off by default
+    /// (BATCHWISE_GELU_PRODUCT=own, own-staged) until measured in the engine.
     /// </summary>
-    public static KernelCode HalfGemm(long m, long n, long k)
+    public static KernelCode HalfGemm(long m, long n, long k, bool deferredEpilogue)
     {
         if (!HalfGemmTakes(m, n, k))
         {
@@ -135,8 +156,9 @@ internal static partial class KernelSource
         var w = new KernelWriter(small: true);
         var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
         var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
-        const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, S = HalfGemmStages, Ab = BM * BK * 2, Sb = HalfGemmStageBytes;
-        const int Er = HalfGemmEpilogueRow;
+        const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Ab = BM * BK * 2, Sb = HalfGemmStageBytes;
+        const int Er = HalfGemmEpilogueRow, Tr = HalfGemmTileRow;
+        var S = deferredEpilogue ? HalfGemmDeferredStages : HalfGemmStages;
         w.Body.Append($$"""
                 extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
                 unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
@@ -153,6 +175,7 @@ internal static partial class KernelSource
                 __syncthreads();
 
                 if (wg == 0) {
+                    {{(deferredEpilogue ? "bw_regs_dec40(); // the consumers take the registers: 128 sums and the deferred tile's in flight" : string.Empty)}}
                     // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
                     if (tid == 0) {
                         int it = 0;
@@ -172,8 +195,63 @@ internal static partial class KernelSource
                     return;
                 }
 
-                // The consumers: warpgroup cw's 64 rows of each tile; this warp's epilogue buffer.
-                const int cw = wg - 1, t = tid - 128, warp = (t >> 5) & 3, lane = t & 31;
+                // The consumers: warpgroup cw's 64 rows of each tile.
+                const int cw = wg - 1, t = tid - 128, u = t & 127, warp = u >> 5, lane = t & 31, g = lane >> 2;
+
+            """);
+        w.Body.Append(deferredEpilogue
+            ? $$"""
+                bw_regs_inc232();
+                // This warpgroup's 64 rows of the tile buffer: a tile's sums + bias as fp16, their GELU and stores deferred
+                // into the next tile's k steps (between issuing a step's products and waiting for the step before).
+                unsigned char* const tb = sm_ + {{(S * Sb) + (2 * S * 8)}} + cw * {{64 * Tr}};
+                int it = 0, prev = -1;
+                for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
+                    const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
+                    const int pm = (prev / NT) * {{BM}} + cw * 64, pn = (prev % NT) * {{BN}};
+                    float d[{{BN / 2}}];
+                    #pragma unroll
+                    for (int i = 0; i < {{BN / 2}}; i++) d[i] = 0.f;
+                    for (int kb = 0; kb < KB; kb++, it++) {
+                        const int s = it % {{S}};
+                        bw_mbar_wait(full + s, (it / {{S}}) & 1);
+                        bw_fence_proxy_async();
+                        unsigned char* const st = sm_ + s * {{Sb}};
+                        bw_wgmma_fence();
+                        bw_hold_f32x128(d);
+                        #pragma unroll
+                        for (int ks = 0; ks < {{BK / 16}}; ks++)
+                            bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
+                        bw_wgmma_commit();
+                        // While the products run: this step's share of the tile before (16 vectors a thread in KB shares).
+                        if (prev >= 0) bw_half_gemm_gelu_rows(tb, y, pm, pn, M, N, u, kb * 16 / KB, (kb + 1) * 16 / KB);
+                        bw_wgmma_wait1();
+                        bw_hold_f32x128(d);
+                        // The products of the step before are done: its stage may be refilled.
+                        if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+                    }
+                    bw_wgmma_wait0();
+                    bw_hold_f32x128(d);
+                    if (u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+
+                    // The sums + bias into the buffer (rows g and g + 8 of this warp's 16, columns 2t and 2t + 1 of each n8
+                    // tile) once every thread of the warpgroup has read the tile before, then visible to all of them.
+                    bw_warpgroup_sync(cw);
+                    #pragma unroll
+                    for (int j = 0; j < {{BN / 8}}; j++) {
+                        const int cl = j * 8 + (lane & 3) * 2;
+                        const float b0 = (float)bias[n0 + cl], b1 = (float)bias[n0 + cl + 1];
+                        *(unsigned*)(tb + (warp * 16 + g) * {{Tr}} + cl * 2) = bw_pack_half2(d[4 * j] + b0, d[4 * j + 1] + b1);
+                        *(unsigned*)(tb + (warp * 16 + g + 8) * {{Tr}} + cl * 2) = bw_pack_half2(d[4 * j + 2] + b0, d[4 * j + 3] + b1);
+                    }
+                    bw_warpgroup_sync(cw);
+                    prev = tile;
+                }
+                if (prev >= 0) bw_half_gemm_gelu_rows(tb, y, (prev / NT) * {{BM}} + cw * 64, (prev % NT) * {{BN}}, M, N, u, 0, 16);
+
+            """
+            : $$"""
+                // This warp's epilogue buffer.
                 unsigned char* const eb = sm_ + {{(S * Sb) + (2 * S * 8)}} + (cw * 4 + warp) * {{HalfGemmEpilogueWarpBytes}};
                 int it = 0;
                 for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
@@ -195,15 +273,15 @@ internal static partial class KernelSource
                         bw_wgmma_wait1();
                         bw_hold_f32x128(d);
                         // The products of the step before are done: its stage may be refilled.
-                        if (kb > 0 && t % 128 == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+                        if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
                     }
                     bw_wgmma_wait0();
                     bw_hold_f32x128(d);
-                    if (t % 128 == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+                    if (u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
 
                     // Bias and GELU on the fp32 sums (this thread's rows g and g + 8 of its warp's 16, columns 2t and 2t + 1
                     // of each n8 tile), 64 columns at a time through the warp's buffer, then whole 128-byte rows of Y.
-                    const int g = lane >> 2, row0 = m0 + cw * 64 + warp * 16;
+                    const int row0 = m0 + cw * 64 + warp * 16;
                     #pragma unroll
                     for (int c = 0; c < {{BN / 64}}; c++) {
                         #pragma unroll
@@ -227,6 +305,37 @@ internal static partial class KernelSource
         var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const bw_half* __restrict__ bias, const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w, {KernelWriter.ArgsParameter}");
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({HalfGemmBlock}, 1) ", StringComparison.Ordinal);
         HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
-        return code with { Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + source, SharedBytes = HalfGemmSharedBytes, TensorMaps = maps };
+        return code with
+        {
+            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfGemmRowsHelper + source,
+            SharedBytes = deferredEpilogue ? HalfGemmDeferredSharedBytes : HalfGemmSharedBytes,
+            TensorMaps = maps,
+        };
     }
+
+    /// <summary>
+    /// The deferred epilogue's GELU and stores: vectors [from, to) of thread t's 16 in a warpgroup's 64 x 256 block of the
+    /// tile buffer (16-byte vector v x 128 + t: a warp reads and writes one whole 512-byte row), each fp16 sum + bias
+    /// through the erf GELU in fp32, rounded once, to Y's rows row0.. (those below M) at column n0.
+    /// </summary>
+    private static readonly string HalfGemmRowsHelper = $$"""
+        #ifndef BW_HALF_GEMM_ROWS
+        #define BW_HALF_GEMM_ROWS
+        __device__ __forceinline__ void bw_half_gemm_gelu_rows(const unsigned char* tb, bw_half* y, int row0, int n0, int M, int N, int t, int from, int to)
+        {
+            for (int v = from; v < to; v++) {
+                const int i = v * 128 + t, r = i >> 5, c = i & 31;
+                const uint4 q = *(const uint4*)(tb + r * {{HalfGemmTileRow}} + c * 16);
+                const bw_half* const h = (const bw_half*)&q;
+                uint4 o;
+                o.x = bw_pack_half2(bw_gelu((float)h[0]), bw_gelu((float)h[1]));
+                o.y = bw_pack_half2(bw_gelu((float)h[2]), bw_gelu((float)h[3]));
+                o.z = bw_pack_half2(bw_gelu((float)h[4]), bw_gelu((float)h[5]));
+                o.w = bw_pack_half2(bw_gelu((float)h[6]), bw_gelu((float)h[7]));
+                if (row0 + r < M) *(uint4*)(y + (size_t)(row0 + r) * N + n0 + c * 8) = o;
+            }
+        }
+        #endif
+
+        """;
 }

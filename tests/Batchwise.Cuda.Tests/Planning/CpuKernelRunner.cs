@@ -387,6 +387,11 @@ internal static partial class CpuKernelRunner
         // with its 16-byte chunk bits [4, 7) XOR-ed with the address bits [7, 10) (the 128-byte swizzle), zeros past the
         // matrix, then its bytes complete on the barrier.
         #define BW_TMA_HELPERS
+        // Named barriers of a warpgroup (bar.sync 1 + group, 128) and setmaxnreg (nothing to emulate).
+        #define BW_WARPGROUP_HELPERS
+        static inline void bw_warpgroup_sync(int) { bw_barrier_wait(&bw_warpgroup_barrier[threadIdx.x >> 7]); }
+        static inline void bw_regs_dec40() {}
+        static inline void bw_regs_inc232() {}
         #define __grid_constant__
         struct bw_tensor_map { const unsigned char* base; long long rows, columns; int box_rows, box_columns; unsigned char rest[96]; };
         static inline void bw_tma_prefetch(const bw_tensor_map*) {}

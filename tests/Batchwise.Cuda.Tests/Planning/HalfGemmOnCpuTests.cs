@@ -16,8 +16,8 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class HalfGemmOnCpuTests
 {
-    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool own, int computeCapability = 90, int multiprocessors = 132) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, ComputeCapability = computeCapability, Multiprocessors = multiprocessors }.Compile(model, inputs);
+    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool own, int computeCapability = 90, int multiprocessors = 132, bool staged = false) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, GeluProductStaged = staged, ComputeCapability = computeCapability, Multiprocessors = multiprocessors }.Compile(model, inputs);
 
     private static List<KernelStep> OwnProducts(ExecutionPlan plan) => [.. plan.Steps.OfType<KernelStep>().Where(k => k.Node.Contains("own fp16 product", StringComparison.Ordinal))];
 
@@ -27,8 +27,9 @@ public sealed class HalfGemmOnCpuTests
         Assert.False(GraphCompiler.GeluProductFrom(null));
         Assert.False(GraphCompiler.GeluProductFrom(" Library "));
         Assert.True(GraphCompiler.GeluProductFrom("own"));
+        Assert.True(GraphCompiler.GeluProductFrom("Own-Staged"));
         var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.GeluProductFrom("fast"));
-        Assert.Contains("BATCHWISE_GELU_PRODUCT 'fast' is not library or own", e.Message, StringComparison.Ordinal);
+        Assert.Contains("BATCHWISE_GELU_PRODUCT 'fast' is not library, own or own-staged", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -48,7 +49,8 @@ public sealed class HalfGemmOnCpuTests
 
         var own = Compile(model, inputs, own: true);
         var step = Assert.Single(OwnProducts(own));
-        Assert.Equal(KernelSource.HalfGemmSharedBytes, step.SharedBytes);
+        Assert.Equal(KernelSource.HalfGemmDeferredSharedBytes, step.SharedBytes);
+        Assert.Equal(KernelSource.HalfGemmSharedBytes, Assert.Single(OwnProducts(Compile(model, inputs, own: true, staged: true))).SharedBytes);
         Assert.Equal(2u, step.Grid); // 200 rows: two row tiles of one column tile, a block a tile
         Assert.Equal(384, step.Block); // the producer warpgroup and two consumers
         // Tensor maps of X [200, 128] (128 x 64 boxes) and W^T [256, 128] (two 128 x 64 boxes a stage) over the step's buffers 1 and 2.
@@ -64,16 +66,21 @@ public sealed class HalfGemmOnCpuTests
     }
 
     [Theory]
-    [InlineData(2L, 100L, 128L, 256L, 132)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
-    [InlineData(1L, 130L, 320L, 512L, 132)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
-    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks the four tiles: 20 k steps through the four stages, the row tile left over last
-    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
-    public void Own_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
+    [InlineData(2L, 100L, 128L, 256L, 132, false)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
+    [InlineData(2L, 100L, 128L, 256L, 132, true)]
+    [InlineData(1L, 130L, 320L, 512L, 132, false)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
+    [InlineData(1L, 130L, 320L, 512L, 1, false)] // one block walks the four tiles: 20 k steps through the stages, the row tile left over last
+    [InlineData(1L, 130L, 320L, 512L, 1, true)]
+    [InlineData(3L, 100L, 192L, 512L, 3, false)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
+    [InlineData(3L, 100L, 192L, 512L, 3, true)]
+    [InlineData(2L, 100L, 64L, 256L, 1, false)] // K in one step: each tile's deferred GELU all in its one step (16 vectors)
+    [InlineData(1L, 300L, 1280L, 256L, 1, false)] // K in 20 steps: more steps than the 16 vectors (some steps take none)
+    public void Own_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors, bool staged)
     {
         CpuKernelRunner.Require();
         var model = MatmulEpiloguePlanTests.VitMlp(batch, tokens, width, hidden);
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
-        var plan = Compile(model, inputs, own: true, multiprocessors: multiprocessors);
+        var plan = Compile(model, inputs, own: true, multiprocessors: multiprocessors, staged: staged);
         Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
 
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);

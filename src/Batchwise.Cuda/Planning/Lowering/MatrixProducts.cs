@@ -85,12 +85,15 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     internal static bool GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
 
-    /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own); anything else refused in one line.</summary>
+    /// <summary>BATCHWISE_GELU_PRODUCT=own-staged: the own kernel with its staged epilogue (the GELU after the tile's products) instead of the deferred one.</summary>
+    internal static bool GeluProductStagedFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT")) && Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT")!.Trim().Equals("own-staged", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own or own-staged); anything else refused in one line.</summary>
     internal static bool GeluProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
     {
         null or "" or "library" => false,
-        "own" => true,
-        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library or own", "Unset it (cuBLASLt's product, then the GELU pass), or set BATCHWISE_GELU_PRODUCT=own (the engine's warpgroup-MMA product with the bias and GELU in it, fp16 on sm_90)."),
+        "own" or "own-staged" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library, own or own-staged", "Unset it (cuBLASLt's product, then the GELU pass), or set BATCHWISE_GELU_PRODUCT=own (the engine's warpgroup-MMA product with the bias and GELU in it, fp16 on sm_90; own-staged: its GELU after each tile's products)."),
     };
 
     /// <summary>
@@ -144,7 +147,7 @@ internal sealed unsafe partial class GraphCompiler
         // W^T [N, K] row-major, the map's rows: B as it is where transposed, else its transpose (once per weight).
         var wt = transB ? b : new PlanValue(b.Type, [n, k], _target.Derive(FormattableString.Invariant($"transpose:{n}x{k}"), [w], () => HostTensor.Create(w.Type, [n, k], i => w[((i % k) * n) + (i / k)])));
         var bv = bias ?? ZeroBias(n);
-        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
+        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k, !_target.GeluProductStaged), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
     }
 
