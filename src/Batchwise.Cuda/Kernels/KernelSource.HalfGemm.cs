@@ -143,8 +143,8 @@ internal static partial class KernelSource
     /// (<paramref name="deferredEpilogue"/>; three stages): the sums + bias go to a tile buffer as fp16 (as cuBLASLt's
     /// product writes them before the GELU pass reads them) and the GELU and the stores of that tile run during the next
     /// tile's k steps, a share after each step's products are issued, so they overlap the tensor cores' work; the
-    /// producer warpgroup gives its registers to the consumers (setmaxnreg 40 / 232). Off by default
-    /// (BATCHWISE_GELU_PRODUCT=own, own-staged) until measured in the engine.
+    /// producer warpgroup gives its registers to the consumers (setmaxnreg 40 / 232). The deferred form is the default
+    /// on sm_90 (BATCHWISE_GELU_PRODUCT=own-staged the staged one, library cuBLASLt's product and the pass).
     /// </summary>
     public static KernelCode HalfGemm(long m, long n, long k, bool deferredEpilogue)
     {

@@ -79,21 +79,22 @@ internal sealed unsafe partial class GraphCompiler
     };
 
     /// <summary>
-    /// BATCHWISE_GELU_PRODUCT: library (the default: cuBLASLt's product with its bias, then the erf GELU pass in place) or
-    /// own (on sm_90, an fp16 product with N in 256s and K in 64s, its weights constant, as the engine's warpgroup-MMA
-    /// kernel with the bias and the GELU in it: <see cref="KernelSource.HalfGemm"/>).
+    /// BATCHWISE_GELU_PRODUCT: own (the default: on sm_90, an fp16 product with N in 256s and K in 64s, its weights
+    /// constant, as the engine's warpgroup-MMA kernel with the bias and the GELU in it, <see cref="KernelSource.HalfGemm"/>;
+    /// own-staged the same with its staged epilogue) or library (cuBLASLt's product with its bias, then the erf GELU pass
+    /// in place; every other product and GPU always).
     /// </summary>
     internal static bool GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
 
     /// <summary>BATCHWISE_GELU_PRODUCT=own-staged: the own kernel with its staged epilogue (the GELU after the tile's products) instead of the deferred one.</summary>
-    internal static bool GeluProductStagedFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT")) && Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT")!.Trim().Equals("own-staged", StringComparison.OrdinalIgnoreCase);
+    internal static bool GeluProductStagedFromEnvironment => GeluProductFromEnvironment && "own-staged".Equals(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT")?.Trim(), StringComparison.OrdinalIgnoreCase);
 
     /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own or own-staged); anything else refused in one line.</summary>
     internal static bool GeluProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "library" => false,
-        "own" or "own-staged" => true,
-        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library, own or own-staged", "Unset it (cuBLASLt's product, then the GELU pass), or set BATCHWISE_GELU_PRODUCT=own (the engine's warpgroup-MMA product with the bias and GELU in it, fp16 on sm_90; own-staged: its GELU after each tile's products)."),
+        "library" => false,
+        null or "" or "own" or "own-staged" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library, own or own-staged", "Unset it (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90), or set BATCHWISE_GELU_PRODUCT=library (cuBLASLt's product, then the GELU pass) or own-staged (the own kernel's GELU after each tile's products)."),
     };
 
     /// <summary>
