@@ -319,19 +319,20 @@ internal static partial class KernelSource
     /// through the erf GELU in fp32, rounded once, to Y's rows row0.. (those below M) at column n0.
     /// </summary>
     private static readonly string HalfGemmRowsHelper = $$"""
+        #ifndef BW_HALF2_FLOATS
+        #define BW_HALF2_FLOATS
+        __device__ __forceinline__ float bw_half_lo(unsigned v) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)(v & 0xffffu))); return f; }
+        __device__ __forceinline__ float bw_half_hi(unsigned v) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)(v >> 16))); return f; }
+        #endif
         #ifndef BW_HALF_GEMM_ROWS
         #define BW_HALF_GEMM_ROWS
+        __device__ __forceinline__ unsigned bw_gelu_half2(unsigned v) { return bw_pack_half2(bw_gelu(bw_half_lo(v)), bw_gelu(bw_half_hi(v))); }
         __device__ __forceinline__ void bw_half_gemm_gelu_rows(const unsigned char* tb, bw_half* y, int row0, int n0, int M, int N, int t, int from, int to)
         {
             for (int v = from; v < to; v++) {
                 const int i = v * 128 + t, r = i >> 5, c = i & 31;
                 const uint4 q = *(const uint4*)(tb + r * {{HalfGemmTileRow}} + c * 16);
-                const bw_half* const h = (const bw_half*)&q;
-                uint4 o;
-                o.x = bw_pack_half2(bw_gelu((float)h[0]), bw_gelu((float)h[1]));
-                o.y = bw_pack_half2(bw_gelu((float)h[2]), bw_gelu((float)h[3]));
-                o.z = bw_pack_half2(bw_gelu((float)h[4]), bw_gelu((float)h[5]));
-                o.w = bw_pack_half2(bw_gelu((float)h[6]), bw_gelu((float)h[7]));
+                const uint4 o = make_uint4(bw_gelu_half2(q.x), bw_gelu_half2(q.y), bw_gelu_half2(q.z), bw_gelu_half2(q.w));
                 if (row0 + r < M) *(uint4*)(y + (size_t)(row0 + r) * N + n0 + c * 8) = o;
             }
         }

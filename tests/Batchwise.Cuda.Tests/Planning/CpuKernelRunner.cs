@@ -136,6 +136,9 @@ internal static partial class CpuKernelRunner
         #define BW_ATTENTION_HELPERS
         static unsigned bw_mma_frag[32][32][6];
         static inline float bw_h(unsigned v, int hi) { unsigned short b = hi ? (unsigned short)(v >> 16) : (unsigned short)(v & 0xffffu); _Float16 h; std::memcpy(&h, &b, 2); return (float)h; }
+        #define BW_HALF2_FLOATS
+        static inline float bw_half_lo(unsigned v) { return bw_h(v, 0); }
+        static inline float bw_half_hi(unsigned v) { return bw_h(v, 1); }
         static inline unsigned bw_pack_half2(float lo, float hi)
         {
             _Float16 l = (_Float16)lo, u = (_Float16)hi; unsigned short a, b;
