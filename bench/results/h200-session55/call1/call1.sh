@@ -1,34 +1,38 @@
 #!/usr/bin/env bash
-# Session 55, call 1 (CALL_SECONDS, default 400; carry .device after staging .device1..5): the engine's own fp16 product
+# Session 55, call 1 (CALL_SECONDS, default 450; carry .device after staging .device1..5): the engine's own fp16 product
 # + bias + erf GELU with A and W^T by TMA tensor copies (the probe's gemm8 form, 1.15-1.17x the plan's two steps in
 # session 54's probe), first on a GPU: BATCHWISE_GELU_PRODUCT=own (the deferred epilogue: each tile's GELU and stores
 # during the next tile's k steps) and own-staged (the probe's epilogue after each tile's products). In order of need: MlpGpuTests (every GELU form against
 # ONNX Runtime, the own one at ViT-S and BERT b=64, timed); DistilBERT (seq 128) at b=64, the default (cuBLASLt + the
-# pass) against own in turn, twice, runs queued 20 at a time; ViT-S/16 and BERT the same, once; DistilBERT's per-step
-# profile with own, then with the default.
-source bench/device/call-lib.sh "${CALL_SECONDS:-400}"
+# pass) against own in turn, twice (own-staged once), runs queued 20 at a time; ViT-S/16 and ConvNeXt-T at b=1 and 64,
+# DistilBERT at b=1, BERT at b=64, once each; DistilBERT's per-step profile with own, then with the default.
+source bench/device/call-lib.sh "${CALL_SECONDS:-450}"
 unpack tests || { pack; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw --format=csv,noheader >> "$R/log.txt"
 FIRST="MlpGpuTests" CLASSES="MlpGpuTests" TESTS=$TESTS OUT=$R/gpu LIMIT=100 DEADLINE=100 bash bench/device/gpu-tests.sh > "$R/gpu-tests.txt" 2>&1
 cat "$R/gpu/summary.txt" >> "$R/log.txt"
 mkdir -p "$WORK/exports"
-timeout 100 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --models distilbert,bert,vit_small_patch16_224 --jobs 3 > "$R/exports.log" 2>&1
+timeout 100 python3 bench/peers/world.py --export-only --work "$WORK/exports" --out "$R/exports" --models distilbert,vit_small_patch16_224,convnext_tiny,bert --jobs 4 > "$R/exports.log" 2>&1
 t "exports: $(ls "$WORK/exports")"
-bench() { # bench TAG MODEL SHAPE ENV...
-  local tag=$1 model=$2 shape=$3; shift 3
-  q $tag 20 env "$@" "$CLI" bench "$WORK/exports/$model/model.onnx" $shape --queue 20 --engine cuda --precision fp16 -b 64 --duration 0.5s --warmup 0.3s --max-windows 3 --json "$R/$tag.json"
+bench() { # bench TAG MODEL SHAPE BATCHES ENV...
+  local tag=$1 model=$2 shape=$3 batches=$4; shift 4
+  q $tag 25 env "$@" "$CLI" bench "$WORK/exports/$model/model.onnx" $shape --queue 20 --engine cuda --precision fp16 -b $batches --duration 0.5s --warmup 0.3s --max-windows 3 --json "$R/$tag.json"
 }
 for round in 1 2; do
-  bench distilbert-default-$round distilbert "--shape seq=128" BATCHWISE_GELU_PRODUCT=library
-  bench distilbert-own-$round distilbert "--shape seq=128" BATCHWISE_GELU_PRODUCT=own
-  bench distilbert-staged-$round distilbert "--shape seq=128" BATCHWISE_GELU_PRODUCT=own-staged
+  bench distilbert-default-$round distilbert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=library
+  bench distilbert-own-$round distilbert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=own
+  [ $round = 1 ] && bench distilbert-staged-$round distilbert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=own-staged
 done
-bench vits-default-1 vit_small_patch16_224 "" BATCHWISE_GELU_PRODUCT=library
-bench vits-own-1 vit_small_patch16_224 "" BATCHWISE_GELU_PRODUCT=own
-bench vits-staged-1 vit_small_patch16_224 "" BATCHWISE_GELU_PRODUCT=own-staged
+# The other models whose products with an erf GELU the own kernel takes, at the peer table's batches.
+bench vits-default-1 vit_small_patch16_224 "" 1,64 BATCHWISE_GELU_PRODUCT=library
+bench vits-own-1 vit_small_patch16_224 "" 1,64 BATCHWISE_GELU_PRODUCT=own
+bench convnext-default-1 convnext_tiny "" 1,64 BATCHWISE_GELU_PRODUCT=library
+bench convnext-own-1 convnext_tiny "" 1,64 BATCHWISE_GELU_PRODUCT=own
+bench distilbert1-default-1 distilbert "--shape seq=128" 1 BATCHWISE_GELU_PRODUCT=library
+bench distilbert1-own-1 distilbert "--shape seq=128" 1 BATCHWISE_GELU_PRODUCT=own
 if (( $(left) > 60 )); then
-  bench bert-default-1 bert "--shape seq=128" BATCHWISE_GELU_PRODUCT=library
-  bench bert-own-1 bert "--shape seq=128" BATCHWISE_GELU_PRODUCT=own
+  bench bert-default-1 bert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=library
+  bench bert-own-1 bert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=own
 fi
 for v in own library; do
   (( $(left) > 25 )) && q distilbert-$v-prof 20 env BATCHWISE_GELU_PRODUCT=$v "$CLI" bench "$WORK/exports/distilbert/model.onnx" --shape seq=128 --engine cuda --precision fp16 -b 64 --profile --duration 0.3s --json "$R/distilbert-$v-prof.json"
