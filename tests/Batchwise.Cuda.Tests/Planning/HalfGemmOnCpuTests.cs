@@ -47,10 +47,10 @@ public sealed class HalfGemmOnCpuTests
         var model = MatmulEpiloguePlanTests.VitMlp(2, 100, 128, 256);
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 5);
 
-        var own = Compile(model, inputs, own: true);
+        var own = Compile(model, inputs, own: true, multiprocessors: 2);
         var step = Assert.Single(OwnProducts(own));
         Assert.Equal(KernelSource.HalfGemmDeferredSharedBytes, step.SharedBytes);
-        Assert.Equal(KernelSource.HalfGemmSharedBytes, Assert.Single(OwnProducts(Compile(model, inputs, own: true, staged: true))).SharedBytes);
+        Assert.Equal(KernelSource.HalfGemmSharedBytes, Assert.Single(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 2, staged: true))).SharedBytes);
         Assert.Equal(2u, step.Grid); // 200 rows: two row tiles of one column tile, a block a tile
         Assert.Equal(384, step.Block); // the producer warpgroup and two consumers
         // Tensor maps of X [200, 128] (128 x 64 boxes) and W^T [256, 128] (two 128 x 64 boxes a stage) over the step's buffers 1 and 2.
@@ -60,15 +60,16 @@ public sealed class HalfGemmOnCpuTests
         Assert.Single(own.Steps.OfType<MatmulStep>()); // fc2 alone stays with the library
         Assert.DoesNotContain(own.Steps, s => s.Node.Contains("GELU (erf, in place)", StringComparison.Ordinal));
 
-        Assert.Empty(OwnProducts(Compile(model, inputs, own: false)));
-        Assert.Empty(OwnProducts(Compile(model, inputs, own: true, computeCapability: 89)));
-        Assert.Empty(OwnProducts(new NoGpuTarget(Precision.Fp32, hostMatmuls: true) { GeluProductOwn = true }.Compile(model, inputs)));
+        Assert.Empty(OwnProducts(Compile(model, inputs, own: false, multiprocessors: 2)));
+        Assert.Empty(OwnProducts(Compile(model, inputs, own: true, computeCapability: 89, multiprocessors: 2)));
+        Assert.Empty(OwnProducts(new NoGpuTarget(Precision.Fp32, hostMatmuls: true) { GeluProductOwn = true, Multiprocessors = 2 }.Compile(model, inputs)));
+        Assert.Empty(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 3))); // two tiles would leave a multiprocessor idle: the library's
     }
 
     [Theory]
-    [InlineData(2L, 100L, 128L, 256L, 132, false)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
-    [InlineData(2L, 100L, 128L, 256L, 132, true)]
-    [InlineData(1L, 130L, 320L, 512L, 132, false)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
+    [InlineData(2L, 100L, 128L, 256L, 2, false)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
+    [InlineData(2L, 100L, 128L, 256L, 2, true)]
+    [InlineData(1L, 130L, 320L, 512L, 4, false)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
     [InlineData(1L, 130L, 320L, 512L, 1, false)] // one block walks the four tiles: 20 k steps through the stages, the row tile left over last
     [InlineData(1L, 130L, 320L, 512L, 1, true)]
     [InlineData(3L, 100L, 192L, 512L, 3, false)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)

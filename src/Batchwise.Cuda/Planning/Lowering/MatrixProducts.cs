@@ -134,13 +134,14 @@ internal sealed unsafe partial class GraphCompiler
     /// The product, its bias and the erf GELU after it as the own warpgroup-MMA kernel (<see cref="KernelSource.HalfGemm"/>)
     /// where <see cref="IPlanTarget.GeluProductOwn"/> asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K),
     /// B a constant (either orientation; transposed once to W^T [N, K] where it is [K, N]), alpha 1, a constant bias of N or none
-    /// (zeros), N in 256s and K in 64s. False, with nothing emitted, otherwise.
+    /// (zeros), N in 256s and K in 64s, and at least a tile a multiprocessor (fewer tiles leave SMs idle that cuBLASLt's
+    /// smaller or split tiles fill: ViT-S's and DistilBERT's products at b=1 make 12). False, with nothing emitted, otherwise.
     /// </summary>
     private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
         if (!_target.GeluProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
             || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k || ldb != (transB ? k : n) || (bias is not null && (bias.Constant is null || bias.Count != n))
-            || !KernelSource.HalfGemmTakes(m, n, k))
+            || !KernelSource.HalfGemmTakes(m, n, k) || KernelSource.HalfGemmTiles(m, n) < _target.Multiprocessors)
         {
             return false;
         }
