@@ -24,7 +24,7 @@ public sealed class HalfGemmOnCpuTests
     [Fact]
     public void The_switch_reads_library_or_own_and_refuses_anything_else_in_one_line()
     {
-        Assert.True(GraphCompiler.GeluProductFrom(null)); // the default, where it qualifies
+        Assert.False(GraphCompiler.GeluProductFrom(null));
         Assert.False(GraphCompiler.GeluProductFrom(" Library "));
         Assert.True(GraphCompiler.GeluProductFrom("own"));
         Assert.True(GraphCompiler.GeluProductFrom("Own-Staged"));

@@ -79,10 +79,11 @@ internal sealed unsafe partial class GraphCompiler
     };
 
     /// <summary>
-    /// BATCHWISE_GELU_PRODUCT: own (the default: on sm_90, an fp16 product with N in 256s and K in 64s, its weights
-    /// constant, as the engine's warpgroup-MMA kernel with the bias and the GELU in it, <see cref="KernelSource.HalfGemm"/>;
-    /// own-staged the same with its staged epilogue) or library (cuBLASLt's product with its bias, then the erf GELU pass
-    /// in place; every other product and GPU always).
+    /// BATCHWISE_GELU_PRODUCT: library (the default: cuBLASLt's product with its bias, then the erf GELU pass in place),
+    /// own (on sm_90, an fp16 product with N in 256s and K in 64s, its weights constant, as the engine's warpgroup-MMA
+    /// kernel with the bias and the GELU in it, <see cref="KernelSource.HalfGemm"/>, its deferred epilogue) or own-staged
+    /// (the same with its staged epilogue). Session 55 (H100): own level with the library at DistilBERT / BERT b=64, 1%
+    /// behind at ViT-S and ConvNeXt-T b=64: not the default.
     /// </summary>
     internal static bool GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
 
@@ -92,9 +93,9 @@ internal sealed unsafe partial class GraphCompiler
     /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own or own-staged); anything else refused in one line.</summary>
     internal static bool GeluProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
     {
-        "library" => false,
-        null or "" or "own" or "own-staged" => true,
-        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library, own or own-staged", "Unset it (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90), or set BATCHWISE_GELU_PRODUCT=library (cuBLASLt's product, then the GELU pass) or own-staged (the own kernel's GELU after each tile's products)."),
+        null or "" or "library" => false,
+        "own" or "own-staged" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library, own or own-staged", "Unset it (cuBLASLt's product, then the GELU pass), or set BATCHWISE_GELU_PRODUCT=own (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90) or own-staged (the same, its GELU after each tile's products)."),
     };
 
     /// <summary>
