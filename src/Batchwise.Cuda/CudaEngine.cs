@@ -81,8 +81,8 @@ public sealed class CudaEngine : IEngine
                 _ => "exact (erf GELU after a product computed in place behind it)",
             } + (GraphCompiler.GeluChunksFromEnvironment > 1 ? string.Create(CultureInfo.InvariantCulture, $"; the product and its pass in {GraphCompiler.GeluChunksFromEnvironment} row chunks (BATCHWISE_GELU_CHUNKS)") : string.Empty)
                 + (GraphCompiler.GeluProductFromEnvironment
-                    ? "; on sm_90, fp16 products with N in 256s and K in 64s run as the own warpgroup-MMA kernel with the bias and the GELU in it" + (GraphCompiler.GeluProductStagedFromEnvironment ? ", its GELU after each tile's products (BATCHWISE_GELU_PRODUCT=own-staged)" : " (BATCHWISE_GELU_PRODUCT=own)")
-                    : string.Empty),
+                    ? "; on sm_90, fp16 products with N in 256s and K in 64s (a tile a multiprocessor at least) run as the own warpgroup-MMA kernel with the bias and the GELU (A&S erfc, |error| <= 1.5e-7) in it (BATCHWISE_GELU_PRODUCT=library: cuBLASLt's product, then the pass)"
+                    : "; cuBLASLt's product, then the pass (BATCHWISE_GELU_PRODUCT=library)"),
             ["attention_rows"] = GraphCompiler.AttentionRowsFromEnvironment == KernelSource.AttentionWideRows
                 ? "128 (BATCHWISE_ATTENTION_ROWS=128): the fused attention kernel's block takes 128 query rows in eight warps where the head is at most 80 wide"
                 : "64 (the fused attention kernel's block takes 64 query rows in four warps; BATCHWISE_ATTENTION_ROWS=128 takes 128)",
@@ -550,11 +550,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Row chunks a product followed by erf GELU runs in (BATCHWISE_GELU_CHUNKS, 1 = whole; tests set it).</summary>
     public int GeluChunks { get; internal set; } = GraphCompiler.GeluChunksFromEnvironment;
 
-    /// <summary>Whether fp16 products followed by erf GELU run as the own warpgroup-MMA kernel on sm_90 (BATCHWISE_GELU_PRODUCT=own; tests set it).</summary>
+    /// <summary>Whether fp16 products followed by erf GELU run as the own warpgroup-MMA kernel on sm_90 (the default; BATCHWISE_GELU_PRODUCT=library not; tests set it).</summary>
     public bool GeluProductOwn { get; internal set; } = GraphCompiler.GeluProductFromEnvironment;
-
-    /// <summary>With <see cref="GeluProductOwn"/>: the staged epilogue (BATCHWISE_GELU_PRODUCT=own-staged; tests set it).</summary>
-    public bool GeluProductStaged { get; internal set; } = GraphCompiler.GeluProductStagedFromEnvironment;
 
     /// <summary>Who runs recognised attention blocks (BATCHWISE_ATTENTION=auto|own|cudnn; tests set it).</summary>
     public AttentionChoice Attention { get; internal set; } = GraphCompiler.AttentionFromEnvironment;

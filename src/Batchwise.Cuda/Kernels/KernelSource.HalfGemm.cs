@@ -32,16 +32,6 @@ internal static partial class KernelSource
 
     private const int HalfGemmEpilogueWarpBytes = 16 * HalfGemmEpilogueRow;
 
-    /// <summary>Stages of the deferred epilogue's form (<see cref="HalfGemm"/>): three, as its tile buffer takes the fourth's room.</summary>
-    private const int HalfGemmDeferredStages = 3;
-
-    /// <summary>Bytes of a row of the deferred epilogue's tile buffer: 256 halves padded to 528 bytes, so the half2 writes
-    /// of eight rows by four threads (the accumulators' layout) fall on 32 different banks.</summary>
-    private const int HalfGemmTileRow = 528;
-
-    /// <summary>Dynamic shared memory of the deferred form: three stages, their barriers, the 128-row tile buffer (215,104 bytes).</summary>
-    public const int HalfGemmDeferredSharedBytes = (HalfGemmDeferredStages * HalfGemmStageBytes) + (2 * HalfGemmDeferredStages * 8) + (HalfGemmTileM * HalfGemmTileRow);
-
     /// <summary>
     /// Dynamic shared memory of a block (215,104 bytes: one block an SM): the stages, a full and an empty mbarrier a
     /// stage, the eight consumer warps' epilogue buffers.
@@ -104,12 +94,6 @@ internal static partial class KernelSource
             asm volatile("{\n.reg .pred P;\nBW_MBAR_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\n@!P bra BW_MBAR_WAIT;\n}\n" :: "r"(bw_smem_address(b)), "r"(parity) : "memory");
         }
         #endif
-        #ifndef BW_WARPGROUP_HELPERS
-        #define BW_WARPGROUP_HELPERS
-        __device__ __forceinline__ void bw_warpgroup_sync(int group) { asm volatile("bar.sync %0, 128;" :: "r"(1 + group) : "memory"); }
-        __device__ __forceinline__ void bw_regs_dec40() { asm volatile("setmaxnreg.dec.sync.aligned.u32 40;" ::: "memory"); }
-        __device__ __forceinline__ void bw_regs_inc232() { asm volatile("setmaxnreg.inc.sync.aligned.u32 232;" ::: "memory"); }
-        #endif
         #ifndef BW_TMA_HELPERS
         #define BW_TMA_HELPERS
         struct __align__(64) bw_tensor_map { unsigned long long opaque[16]; }; // CUtensorMap, encoded by the host per context
@@ -125,7 +109,7 @@ internal static partial class KernelSource
         """;
 
     /// <summary>
-    /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
+    /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu_as</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
     /// W^T [N, K] row-major (buffers 1 and 2, each read through its TMA tensor map: <see cref="KernelCode.TensorMaps"/>),
     /// bias [N] (half), Y [M, N] row-major. Persistent and warp-specialized (the probe's gemm8, sessions 53-54): a grid of
     /// at most one block a multiprocessor (<see cref="HalfGemmBlocks"/>) walks the 128 x 256 tiles (tile = block + i x
@@ -135,20 +119,14 @@ internal static partial class KernelSource
     /// zeros), their 48 KB counted in bytes on the stage's full mbarrier; it waits for a stage's empty mbarrier before
     /// refilling it and never for an epilogue, so the next tile's first stages land while the consumers finish the last.
     /// Warpgroups 1 and 2 multiply their 64 rows (wgmma m64n256k16, both operands from shared memory, one group in
-    /// flight) and release each stage once the products reading it are done. The epilogue, staged (four stages): the bias
-    /// and GELU on the fp32 sums, the tile written through shared memory (a warp puts 64 columns of its 16 rows in its own
-    /// padded buffer, then stores whole 128-byte rows; direct half2 stores, 16 bytes a row a warp instruction, cost ~35 of
-    /// 98 us at 8192 x 3072 x 768 on an H100); the probe's form took 89.1 us there against cuBLASLt's product + the GELU
-    /// pass at 102.1 (session 54), the GELU +21-23 us of it while the tensor cores waited. Deferred
-    /// (<paramref name="deferredEpilogue"/>; three stages): the sums + bias go to a tile buffer as fp16 (as cuBLASLt's
-    /// product writes them before the GELU pass reads them) and the GELU and the stores of that tile run during the next
-    /// tile's k steps, a share after each step's products are issued, so they overlap the tensor cores' work; the
-    /// producer warpgroup gives its registers to the consumers (setmaxnreg 40 / 232). Measured in the engine (session 55,
-    /// H100, with the per-layer events): deferred 95.5 us at 8192 x 3072 x 768 against cuBLASLt's 63.4 + the pass 35.0,
-    /// 60.9 at ViT-S's 12608 x 1536 x 384 against 30.2 + 26.0 — level and behind, not the default
-    /// (BATCHWISE_GELU_PRODUCT=own, own-staged).
+    /// flight), release each stage once the products reading it are done, then apply the bias and the GELU to the fp32
+    /// sums and write the tile through shared memory: a warp puts 64 columns of its 16 rows in its own padded buffer, then
+    /// stores whole 128-byte rows (direct half2 stores, 16 bytes a row a warp instruction, cost ~35 of 98 us at 8192 x
+    /// 3072 x 768 on an H100). Session 55's probe of this program (H100): 82.8 us there against cuBLASLt + bias 67.0 and
+    /// its GELU pass 105.0 in all; 92.2 with erff's GELU. A deferred epilogue (each tile's GELU and stores in shares
+    /// during the next tile's k steps, three stages, setmaxnreg) was slower in every form (95.9; 96.2 with this GELU).
     /// </summary>
-    public static KernelCode HalfGemm(long m, long n, long k, bool deferredEpilogue)
+    public static KernelCode HalfGemm(long m, long n, long k)
     {
         if (!HalfGemmTakes(m, n, k))
         {
@@ -159,8 +137,7 @@ internal static partial class KernelSource
         var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
         var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
         const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Ab = BM * BK * 2, Sb = HalfGemmStageBytes;
-        const int Er = HalfGemmEpilogueRow, Tr = HalfGemmTileRow;
-        var S = deferredEpilogue ? HalfGemmDeferredStages : HalfGemmStages;
+        const int Er = HalfGemmEpilogueRow, S = HalfGemmStages;
         w.Body.Append($$"""
                 extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
                 unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
@@ -177,7 +154,6 @@ internal static partial class KernelSource
                 __syncthreads();
 
                 if (wg == 0) {
-                    {{(deferredEpilogue ? "bw_regs_dec40(); // the consumers take the registers: 128 sums and the deferred tile's in flight" : string.Empty)}}
                     // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
                     if (tid == 0) {
                         int it = 0;
@@ -201,58 +177,7 @@ internal static partial class KernelSource
                 const int cw = wg - 1, t = tid - 128, u = t & 127, warp = u >> 5, lane = t & 31, g = lane >> 2;
 
             """);
-        w.Body.Append(deferredEpilogue
-            ? $$"""
-                bw_regs_inc232();
-                // This warpgroup's 64 rows of the tile buffer: a tile's sums + bias as fp16, their GELU and stores deferred
-                // into the next tile's k steps (between issuing a step's products and waiting for the step before).
-                unsigned char* const tb = sm_ + {{(S * Sb) + (2 * S * 8)}} + cw * {{64 * Tr}};
-                int it = 0, prev = -1;
-                for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
-                    const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
-                    const int pm = (prev / NT) * {{BM}} + cw * 64, pn = (prev % NT) * {{BN}};
-                    float d[{{BN / 2}}];
-                    #pragma unroll
-                    for (int i = 0; i < {{BN / 2}}; i++) d[i] = 0.f;
-                    for (int kb = 0; kb < KB; kb++, it++) {
-                        const int s = it % {{S}};
-                        bw_mbar_wait(full + s, (it / {{S}}) & 1);
-                        bw_fence_proxy_async();
-                        unsigned char* const st = sm_ + s * {{Sb}};
-                        bw_wgmma_fence();
-                        bw_hold_f32x128(d);
-                        #pragma unroll
-                        for (int ks = 0; ks < {{BK / 16}}; ks++)
-                            bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
-                        bw_wgmma_commit();
-                        // While the products run: this step's share of the tile before (16 vectors a thread in KB shares).
-                        if (prev >= 0) bw_half_gemm_gelu_rows(tb, y, pm, pn, M, N, u, kb * 16 / KB, (kb + 1) * 16 / KB);
-                        bw_wgmma_wait1();
-                        bw_hold_f32x128(d);
-                        // The products of the step before are done: its stage may be refilled.
-                        if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
-                    }
-                    bw_wgmma_wait0();
-                    bw_hold_f32x128(d);
-                    if (u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
-
-                    // The sums + bias into the buffer (rows g and g + 8 of this warp's 16, columns 2t and 2t + 1 of each n8
-                    // tile) once every thread of the warpgroup has read the tile before, then visible to all of them.
-                    bw_warpgroup_sync(cw);
-                    #pragma unroll
-                    for (int j = 0; j < {{BN / 8}}; j++) {
-                        const int cl = j * 8 + (lane & 3) * 2;
-                        const float b0 = (float)bias[n0 + cl], b1 = (float)bias[n0 + cl + 1];
-                        *(unsigned*)(tb + (warp * 16 + g) * {{Tr}} + cl * 2) = bw_pack_half2(d[4 * j] + b0, d[4 * j + 1] + b1);
-                        *(unsigned*)(tb + (warp * 16 + g + 8) * {{Tr}} + cl * 2) = bw_pack_half2(d[4 * j + 2] + b0, d[4 * j + 3] + b1);
-                    }
-                    bw_warpgroup_sync(cw);
-                    prev = tile;
-                }
-                if (prev >= 0) bw_half_gemm_gelu_rows(tb, y, (prev / NT) * {{BM}} + cw * 64, (prev % NT) * {{BN}}, M, N, u, 0, 16);
-
-            """
-            : $$"""
+        w.Body.Append($$"""
                 // This warp's epilogue buffer.
                 unsigned char* const eb = sm_ + {{(S * Sb) + (2 * S * 8)}} + (cw * 4 + warp) * {{HalfGemmEpilogueWarpBytes}};
                 int it = 0;
@@ -290,8 +215,8 @@ internal static partial class KernelSource
                         for (int jj = 0; jj < 8; jj++) {
                             const int j = c * 8 + jj, cl = jj * 8 + (lane & 3) * 2, col = n0 + c * 64 + cl;
                             const float b0 = (float)bias[col], b1 = (float)bias[col + 1];
-                            *(unsigned*)(eb + g * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu(d[4 * j] + b0), bw_gelu(d[4 * j + 1] + b1));
-                            *(unsigned*)(eb + (g + 8) * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu(d[4 * j + 2] + b0), bw_gelu(d[4 * j + 3] + b1));
+                            *(unsigned*)(eb + g * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu_as(d[4 * j] + b0), bw_gelu_as(d[4 * j + 1] + b1));
+                            *(unsigned*)(eb + (g + 8) * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu_as(d[4 * j + 2] + b0), bw_gelu_as(d[4 * j + 3] + b1));
                         }
                         __syncwarp();
                         #pragma unroll
@@ -309,34 +234,36 @@ internal static partial class KernelSource
         HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
         return code with
         {
-            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfGemmRowsHelper + source,
-            SharedBytes = deferredEpilogue ? HalfGemmDeferredSharedBytes : HalfGemmSharedBytes,
+            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfGemmGeluHelper + source,
+            SharedBytes = HalfGemmSharedBytes,
             TensorMaps = maps,
         };
     }
 
     /// <summary>
-    /// The deferred epilogue's GELU and stores: vectors [from, to) of thread t's 16 in a warpgroup's 64 x 256 block of the
-    /// tile buffer (16-byte vector v x 128 + t: a warp reads and writes one whole 512-byte row), each fp16 sum + bias
-    /// through the erf GELU in fp32, rounded once, to Y's rows row0.. (those below M) at column n0.
+    /// The kernel's GELU: x Phi(x), Phi from erfc(|x| / sqrt 2) by Abramowitz &amp; Stegun 7.1.26 (|error| &lt;= 1.5e-7; a
+    /// reciprocal, four fused multiply-adds and an exp2, no branch), written as 0.5 erfc so the negative tail has no
+    /// cancellation (1 + erf(x) loses the digits of a small Phi to fp32's 6e-8 at 1; Phi = 1 - 0.5 erfc above 0). About
+    /// 15 instructions against erff's ~25: session 55's probe of this kernel took 82.8 us with it at 8192 x 3072 x 768
+    /// against 92.2 with erff (H100), the GELU being the part the tensor cores wait for.
     /// </summary>
-    private static readonly string HalfGemmRowsHelper = $$"""
-        #ifndef BW_HALF2_FLOATS
-        #define BW_HALF2_FLOATS
-        __device__ __forceinline__ float bw_half_lo(unsigned v) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)(v & 0xffffu))); return f; }
-        __device__ __forceinline__ float bw_half_hi(unsigned v) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)(v >> 16))); return f; }
+    internal const string HalfGemmGeluHelper = """
+        #ifndef BW_RCP_APPROX
+        #define BW_RCP_APPROX
+        __device__ __forceinline__ float bw_rcp(float x) { float y; asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
         #endif
-        #ifndef BW_HALF_GEMM_ROWS
-        #define BW_HALF_GEMM_ROWS
-        __device__ __forceinline__ unsigned bw_gelu_half2(unsigned v) { return bw_pack_half2(bw_gelu(bw_half_lo(v)), bw_gelu(bw_half_hi(v))); }
-        __device__ __forceinline__ void bw_half_gemm_gelu_rows(const unsigned char* tb, bw_half* y, int row0, int n0, int M, int N, int t, int from, int to)
+        #ifndef BW_GELU_AS
+        #define BW_GELU_AS
+        __device__ __forceinline__ float bw_gelu_as(float x)
         {
-            for (int v = from; v < to; v++) {
-                const int i = v * 128 + t, r = i >> 5, c = i & 31;
-                const uint4 q = *(const uint4*)(tb + r * {{HalfGemmTileRow}} + c * 16);
-                const uint4 o = make_uint4(bw_gelu_half2(q.x), bw_gelu_half2(q.y), bw_gelu_half2(q.z), bw_gelu_half2(q.w));
-                if (row0 + r < M) *(uint4*)(y + (size_t)(row0 + r) * N + n0 + c * 8) = o;
-            }
+            const float z = fabsf(x) * 0.70710678118654752f;
+            const float t = bw_rcp(fmaf(0.3275911f, z, 1.f));
+            float p = fmaf(0.5307027145f, t, -0.7265760135f); // A&S's a5..a1, halved: p t e = 0.5 erfc(z)
+            p = fmaf(p, t, 0.7107068705f);
+            p = fmaf(p, t, -0.142248368f);
+            p = fmaf(p, t, 0.127414796f);
+            const float q = p * t * bw_exp2(-z * z * 1.4426950408889634f);
+            return x * (x >= 0.f ? 1.f - q : q);
         }
         #endif
 

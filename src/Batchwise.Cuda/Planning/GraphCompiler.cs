@@ -154,9 +154,6 @@ internal interface IPlanTarget
     /// </summary>
     bool GeluProductOwn => false;
 
-    /// <summary>With <see cref="GeluProductOwn"/>: the kernel's staged epilogue instead of the deferred one (BATCHWISE_GELU_PRODUCT=own-staged).</summary>
-    bool GeluProductStaged => false;
-
     /// <summary>Who runs recognised attention blocks (<see cref="GraphCompiler.AttentionFromEnvironment"/>): the own kernel here; a session takes BATCHWISE_ATTENTION's.</summary>
     AttentionChoice Attention => AttentionChoice.Own;
 

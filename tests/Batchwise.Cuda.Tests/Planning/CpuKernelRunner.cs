@@ -136,9 +136,6 @@ internal static partial class CpuKernelRunner
         #define BW_ATTENTION_HELPERS
         static unsigned bw_mma_frag[32][32][6];
         static inline float bw_h(unsigned v, int hi) { unsigned short b = hi ? (unsigned short)(v >> 16) : (unsigned short)(v & 0xffffu); _Float16 h; std::memcpy(&h, &b, 2); return (float)h; }
-        #define BW_HALF2_FLOATS
-        static inline float bw_half_lo(unsigned v) { return bw_h(v, 0); }
-        static inline float bw_half_hi(unsigned v) { return bw_h(v, 1); }
         static inline unsigned bw_pack_half2(float lo, float hi)
         {
             _Float16 l = (_Float16)lo, u = (_Float16)hi; unsigned short a, b;
@@ -390,11 +387,6 @@ internal static partial class CpuKernelRunner
         // with its 16-byte chunk bits [4, 7) XOR-ed with the address bits [7, 10) (the 128-byte swizzle), zeros past the
         // matrix, then its bytes complete on the barrier.
         #define BW_TMA_HELPERS
-        // Named barriers of a warpgroup (bar.sync 1 + group, 128) and setmaxnreg (nothing to emulate).
-        #define BW_WARPGROUP_HELPERS
-        static inline void bw_warpgroup_sync(int) { bw_barrier_wait(&bw_warpgroup_barrier[threadIdx.x >> 7]); }
-        static inline void bw_regs_dec40() {}
-        static inline void bw_regs_inc232() {}
         #define __grid_constant__
         struct bw_tensor_map { const unsigned char* base; long long rows, columns; int box_rows, box_columns; unsigned char rest[96]; };
         static inline void bw_tma_prefetch(const bw_tensor_map*) {}
@@ -414,6 +406,8 @@ internal static partial class CpuKernelRunner
         }
 
         static inline float bw_exp2(float x) { return exp2f(x); }
+        #define BW_RCP_APPROX
+        static inline float bw_rcp(float x) { return 1.f / x; }
 
         static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
         static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }

@@ -84,8 +84,6 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool GeluProductOwn { get; init; }
 
-    public bool GeluProductStaged { get; init; }
-
     public AttentionChoice Attention { get; init; } = AttentionChoice.Own;
 
     public bool AttentionSequenceLengths { get; init; } = true;

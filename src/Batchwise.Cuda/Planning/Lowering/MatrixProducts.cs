@@ -79,23 +79,19 @@ internal sealed unsafe partial class GraphCompiler
     };
 
     /// <summary>
-    /// BATCHWISE_GELU_PRODUCT: library (the default: cuBLASLt's product with its bias, then the erf GELU pass in place),
-    /// own (on sm_90, an fp16 product with N in 256s and K in 64s, its weights constant, as the engine's warpgroup-MMA
-    /// kernel with the bias and the GELU in it, <see cref="KernelSource.HalfGemm"/>, its deferred epilogue) or own-staged
-    /// (the same with its staged epilogue). Session 55 (H100): own level with the library at DistilBERT / BERT b=64, 1%
-    /// behind at ViT-S and ConvNeXt-T b=64: not the default.
+    /// BATCHWISE_GELU_PRODUCT: own (the default: on sm_90, an fp16 product with N in 256s and K in 64s, its weights
+    /// constant and its tiles filling the multiprocessors, as the engine's warpgroup-MMA kernel with the bias and the GELU
+    /// in it, <see cref="KernelSource.HalfGemm"/>) or library (cuBLASLt's product with its bias, then the erf GELU pass in
+    /// place, as every other product and GPU has it).
     /// </summary>
     internal static bool GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
 
-    /// <summary>BATCHWISE_GELU_PRODUCT=own-staged: the own kernel with its staged epilogue (the GELU after the tile's products) instead of the deferred one.</summary>
-    internal static bool GeluProductStagedFromEnvironment => GeluProductFromEnvironment && "own-staged".Equals(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT")?.Trim(), StringComparison.OrdinalIgnoreCase);
-
-    /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own or own-staged); anything else refused in one line.</summary>
+    /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own); anything else refused in one line.</summary>
     internal static bool GeluProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "library" => false,
-        "own" or "own-staged" => true,
-        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not library, own or own-staged", "Unset it (cuBLASLt's product, then the GELU pass), or set BATCHWISE_GELU_PRODUCT=own (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90) or own-staged (the same, its GELU after each tile's products)."),
+        "library" => false,
+        null or "" or "own" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not own or library", "Unset it (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90), or set BATCHWISE_GELU_PRODUCT=library (cuBLASLt's product, then the GELU pass)."),
     };
 
     /// <summary>
@@ -150,7 +146,7 @@ internal sealed unsafe partial class GraphCompiler
         // W^T [N, K] row-major, the map's rows: B as it is where transposed, else its transpose (once per weight).
         var wt = transB ? b : new PlanValue(b.Type, [n, k], _target.Derive(FormattableString.Invariant($"transpose:{n}x{k}"), [w], () => HostTensor.Create(w.Type, [n, k], i => w[((i % k) * n) + (i / k)])));
         var bv = bias ?? ZeroBias(n);
-        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k, !_target.GeluProductStaged), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
+        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
     }
 
