@@ -3,9 +3,9 @@
 # + bias + GELU, now the default on sm_90, in the form the session's probe call found fastest (the staged epilogue, the
 # GELU by A&S's erfc: 82.8 us at 8192 x 3072 x 768 against cuBLASLt + its pass 105.0 on an H100), against
 # BATCHWISE_GELU_PRODUCT=library. In order of need: MlpGpuTests (every GELU form against
-# ONNX Runtime, the own one at ViT-S and BERT b=64, timed); DistilBERT (seq 128) at b=64, the default (cuBLASLt + the
-# pass) against own in turn, twice (own-staged once), runs queued 20 at a time; ViT-S/16 and ConvNeXt-T at b=1 and 64,
-# BERT at b=64, once each (at b=1 the products make fewer tiles than SMs: the library's either way); DistilBERT's per-step profile with own, then with the default.
+# ONNX Runtime, the own one at ViT-S and BERT b=64, timed); DistilBERT (seq 128) at b=64, the library (cuBLASLt + the
+# pass) against own in turn, twice, runs queued 20 at a time; ViT-S/16 and ConvNeXt-T at b=1 and 64,
+# BERT at b=64, once each (at b=1 the products make fewer tiles than SMs: the library's either way); DistilBERT's per-step profile with own, then with the library.
 source bench/device/call-lib.sh "${CALL_SECONDS:-200}"
 unpack tests || { pack; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw --format=csv,noheader >> "$R/log.txt"
@@ -19,16 +19,16 @@ bench() { # bench TAG MODEL SHAPE BATCHES ENV...
   q $tag 25 env "$@" "$CLI" bench "$WORK/exports/$model/model.onnx" $shape --queue 20 --engine cuda --precision fp16 -b $batches --duration 0.5s --warmup 0.3s --max-windows 3 --json "$R/$tag.json"
 }
 for round in 1 2; do
-  bench distilbert-default-$round distilbert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=library
+  bench distilbert-library-$round distilbert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=library
   bench distilbert-own-$round distilbert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=own
 done
 # The other models whose products with an erf GELU the own kernel takes, at the peer table's batches.
-bench vits-default-1 vit_small_patch16_224 "" 1,64 BATCHWISE_GELU_PRODUCT=library
+bench vits-library-1 vit_small_patch16_224 "" 1,64 BATCHWISE_GELU_PRODUCT=library
 bench vits-own-1 vit_small_patch16_224 "" 1,64 BATCHWISE_GELU_PRODUCT=own
-bench convnext-default-1 convnext_tiny "" 1,64 BATCHWISE_GELU_PRODUCT=library
+bench convnext-library-1 convnext_tiny "" 1,64 BATCHWISE_GELU_PRODUCT=library
 bench convnext-own-1 convnext_tiny "" 1,64 BATCHWISE_GELU_PRODUCT=own
 if (( $(left) > 60 )); then
-  bench bert-default-1 bert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=library
+  bench bert-library-1 bert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=library
   bench bert-own-1 bert "--shape seq=128" 64 BATCHWISE_GELU_PRODUCT=own
 fi
 for v in own library; do
