@@ -173,12 +173,8 @@ internal static partial class KernelSource
                     return;
                 }
 
-                // The consumers: warpgroup cw's 64 rows of each tile.
-                const int cw = wg - 1, t = tid - 128, u = t & 127, warp = u >> 5, lane = t & 31, g = lane >> 2;
-
-            """);
-        w.Body.Append($$"""
-                // This warp's epilogue buffer.
+                // The consumers: warpgroup cw's 64 rows of each tile; this warp's epilogue buffer.
+                const int cw = wg - 1, u = tid & 127, warp = u >> 5, lane = u & 31, g = lane >> 2;
                 unsigned char* const eb = sm_ + {{(S * Sb) + (2 * S * 8)}} + (cw * 4 + warp) * {{HalfGemmEpilogueWarpBytes}};
                 int it = 0;
                 for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -781,13 +780,11 @@ internal static partial class CpuKernelRunner
     private static IntPtr TensorMap(HalfTensorMap map, IntPtr address)
     {
         var p = Marshal.AllocHGlobal(128);
-        var bytes = new byte[128];
-        BinaryPrimitives.WriteInt64LittleEndian(bytes, address);
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8), map.Rows);
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(16), map.Columns);
-        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(24), map.BoxRows);
-        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(28), map.BoxColumns);
-        Marshal.Copy(bytes, 0, p, bytes.Length);
+        Marshal.WriteIntPtr(p, 0, address);
+        Marshal.WriteInt64(p, 8, map.Rows);
+        Marshal.WriteInt64(p, 16, map.Columns);
+        Marshal.WriteInt32(p, 24, map.BoxRows);
+        Marshal.WriteInt32(p, 28, map.BoxColumns);
         return p;
     }
 

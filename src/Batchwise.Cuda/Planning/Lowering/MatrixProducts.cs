@@ -143,8 +143,8 @@ internal sealed unsafe partial class GraphCompiler
             return false;
         }
 
-        // W^T [N, K] row-major, the map's rows: B as it is where transposed, else its transpose (once per weight).
-        var wt = transB ? b : new PlanValue(b.Type, [n, k], _target.Derive(FormattableString.Invariant($"transpose:{n}x{k}"), [w], () => HostTensor.Create(w.Type, [n, k], i => w[((i % k) * n) + (i / k)])));
+        // W^T [N, K] row-major, the map's rows: B as it is where transposed, else its transpose.
+        var wt = transB ? b : ConstantRows(b, n, k);
         var bv = bias ?? ZeroBias(n);
         Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
@@ -712,6 +712,13 @@ internal sealed unsafe partial class GraphCompiler
         return floatOutput && SmallRowsTake(a, b, ElementType.Float, m, n, transA, transB, ldb, 1, 0, bias, null, false) ? ElementType.Float : St(a);
     }
 
+    /// <summary>A constant B [K, N] as W^T [N, K] row-major (a column's K values in one row), derived once per weight.</summary>
+    private PlanValue ConstantRows(PlanValue b, int n, int k)
+    {
+        var f = b.Constant!;
+        return new PlanValue(b.Type, [n, k], _target.Derive(FormattableString.Invariant($"rows-transposed:{k}x{n}"), [f], () => HostTensor.Create(f.Type, [n, k], i => f[((i % k) * n) + (i / k)])));
+    }
+
     /// <summary>
     /// Emits a product of 1 to 8 rows as the own kernel (<see cref="KernelSource.SmallRows"/>: a warp per output column
     /// reads its row of W once) and returns true, where <see cref="IPlanTarget.SmallMatmuls"/> chooses it and the product
@@ -727,13 +734,7 @@ internal sealed unsafe partial class GraphCompiler
             return false;
         }
 
-        var (w, ldw) = (b, ldb);
-        if (!transB)
-        {
-            var f = b.Constant!;
-            w = new PlanValue(b.Type, [n, k], _target.Derive($"rows-transposed:{k}x{n}", [f], () => HostTensor.Create(f.Type, [n, k], i => f[((i % k) * n) + (i / k)])));
-            ldw = k;
-        }
+        var (w, ldw) = transB ? (b, ldb) : (ConstantRows(b, n, k), k);
 
         var code = KernelSource.SmallRows(type, bias is not null, c is not null, relu, m, n, k, lda, ldw, alpha, beta, St(y));
         List<int> buffers = [Dev(y), Dev(a), Dev(w)];
