@@ -5,7 +5,8 @@ models and Hugging Face transformers it was never tuned for, exported on the GPU
 For each model, one GPU job at a time:
   batchwise bench MODEL.onnx --engine cuda --precision fp16 -b 1,64 [--shape seq=128]
   PyTorch in fp16, eager and captured into a CUDA graph (timm: channels-last; transformers: SDPA attention where
-  transformers has it), timed as torch_bench.py times (CUDA events, windows, median); the best variant is "PyTorch's best"
+  transformers has it; for those whose mask is padding or causal alone, also SDPA given no mask, captured), timed
+  as torch_bench.py times (CUDA events, windows, median); the best variant is "PyTorch's best"
 then ONE table (world.md + world.json): model, family, batch, Batchwise, every PyTorch variant, the best, the ratio and the
 verdict against the issue's 1.2x. A refusal, a failure or a skip is a row with its first line, never dropped.
 `--profile-worst N` then profiles the N models with the lowest ratios at b=64 (`batchwise bench --profile`) and puts
@@ -168,6 +169,7 @@ def torch_variants(model, device):
     import torch_bench
 
     notes = []
+    attention = None
     if model.kind == "timm":
         net, size = real_exports.timm_model(model.name)
         net = net.half().to(device).to(memory_format=torch.channels_last)
@@ -198,7 +200,54 @@ def torch_variants(model, device):
     def make_graph(batch):
         return torch_bench.capture(make(batch))
 
-    return [(prefix, make), (prefix + "-graph", make_graph)], notes
+    variants = [(prefix, make), (prefix + "-graph", make_graph)]
+    if model.kind == "hf" and model.name in UNMASKED_SDPA and attention == "sdpa":
+        variants.append((prefix + "-unmasked-graph", lambda batch: unmasked_sdpa_graph(net, make, batch)))
+    return variants, notes
+
+
+# Models whose attention mask is padding or causal alone: with an all-ones padding mask, SDPA without a mask (causal where
+# the module is) is the same function. Not T5 (its relative position bias travels as the mask).
+UNMASKED_SDPA = ("bert", "distilbert", "vit-hf", "gpt2", "llama")
+UNMASKED_ATTENTION = "sdpa_unmasked"
+UNMASKED_COSINE = 0.9999
+
+
+def unmasked_sdpa_graph(net, make, batch):
+    """PyTorch's best for a transformer: eager SDPA's own call captured into a CUDA graph. transformers drops an all-ones
+    mask only after a host-side check; while a stream captures it cannot check, so it builds the mask and SDPA leaves
+    cuDNN's flash kernel for the fp32 math path (session 45: BERT b=64 3,498 us of kernels a run in the graph against
+    eager's 1,292). Here the attention goes through transformers' own SDPA function with no mask (is_causal from the
+    module, as eager's call has it), registered as an attention implementation; its output is checked against the
+    model's with transformers' SDPA before it is captured, and a difference is an error, not a rate."""
+    import torch
+    import torch_bench
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def forward(module, query, key, value, attention_mask, **kwargs):
+        return sdpa_attention_forward(module, query, key, value, None, **kwargs)
+
+    AttentionInterface.register(UNMASKED_ATTENTION, forward)
+    run = make(batch)
+    set_attention(net, "sdpa")
+    expected = run()[0].float().flatten()
+    set_attention(net, UNMASKED_ATTENTION)
+    got = run()[0].float().flatten()
+    cosine = torch.nn.functional.cosine_similarity(expected, got, dim=0).item()
+    if not cosine >= UNMASKED_COSINE:
+        set_attention(net, "sdpa")
+        raise RuntimeError(f"SDPA without the mask gave another output (cosine {cosine:.6f} against transformers' SDPA)")
+    return torch_bench.capture(run)
+
+
+def set_attention(net, name):
+    """The model's attention implementation by name (transformers >= 4.56: set_attn_implementation)."""
+    setter = getattr(net, "set_attn_implementation", None)
+    if setter is not None:
+        setter(name)
+    else:
+        net.config._attn_implementation = name
 
 
 def torch_measure(request):
@@ -585,7 +634,8 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
         f"configs with {real_exports.HF_LAYERS} layers), opset {real_exports.OPSET}. Batchwise: `batchwise bench MODEL.onnx "
         f"--engine cuda --precision fp16{queue_args(c)}`{queue_text(c)}. PyTorch: fp16 eager and the same captured into a CUDA graph and replayed "
         "(timm: channels-last; transformers: SDPA attention where transformers has it, no attention mask: Batchwise's "
-        "is all ones); cuDNN benchmark mode on; windows of back-to-back runs timed by CUDA events, median. "
+        "is all ones; for BERT, DistilBERT, HF ViT, GPT-2 and Llama a third variant, \"unmasked\": the graph with "
+        "transformers' SDPA call given no mask, as eager's is, where capture would make it build one); cuDNN benchmark mode on; windows of back-to-back runs timed by CUDA events, median. "
         f"Ratio: Batchwise / the best PyTorch variant; the issue's target is >= {target:g}x at every batch.",
         "",
         "| model | family | batch | unit | Batchwise fp16 | PyTorch eager | PyTorch graph | best PyTorch | ratio | "
@@ -602,6 +652,7 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
             if not group:
                 return torch_cell(run_error, f"PyTorch {r['model']}") if run_error else "–"
             return "; ".join(torch_cell(x, f"PyTorch {r['model']}" if x == run_error else f"PyTorch {v}, {label}")
+                             + (" (unmasked)" if v.endswith("-unmasked-graph") and len(group) > 1 else "")
                              for v, x in group.items())
         best = r["best_pytorch"]
         lines.append("| " + " | ".join([

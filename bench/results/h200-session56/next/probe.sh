@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Prepared in session 56, not run (python only: no carry, no staging; ~150 s): the peer table's new "unmasked" PyTorch
+# variant (world.py: transformers' SDPA call given no mask, captured into a CUDA graph) for the five transformers it
+# applies to, b=1 and 64, beside eager and the plain graph; then BERT b=64's kernels a run under each variant
+# (graph_vs_eager.py), to see that the unmasked graph runs eager's cuDNN flash kernel and not the fp32 math path.
+set -uo pipefail
+mkdir -p "$OUT"
+timeout 150 python3 bench/results/h200-session56/next/unmasked.py > "$OUT/unmasked.jsonl" 2> "$OUT/unmasked.log"
+echo "unmasked exit $?"
+cut -c1-240 "$OUT/unmasked.jsonl"
+timeout 60 python3 bench/peers/graph_vs_eager.py --model bert --batch 64 --out "$OUT/graph-bert.json" > "$OUT/graph-bert.txt" 2>&1
+echo "graph_vs_eager exit $?"
+grep "^##" "$OUT/graph-bert.txt"
