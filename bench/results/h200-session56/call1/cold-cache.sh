@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepared in session 55, not run (CALL_SECONDS, default 150; carry .device after staging): is a model's first bench
+# Prepared in session 55, run in session 56 as call 1 (CALL_SECONDS=160; carry .device after staging): is a model's first bench
 # process on a machine slower at b=1 than the next one? Session 55's calls 1 and 3 saw ViT-S and ConvNeXt-T b=1 10-11%
 # slower in the first process (prepare 2.1-2.4 s, tactics timed) than in the second (0.59 s, from the timing cache), same
 # steps, same clock. Each model twice on a fresh cache, each run's per-step profile (--profile: CUDA events layer by
