@@ -50,7 +50,12 @@ __device__ __forceinline__ float2 bw_cl_load2(const float2* mine, unsigned rank)
 }
 #endif
 struct __align__(8) ln_args { int m; int k; float eps; int pad; };
-// Y = LN(X W + bias + R) gamma + beta over rows of N = BW_C x 256 (BW_LN 1), or Y = X W + bias + R (BW_LN 0).
+__device__ __forceinline__ void bw_hold_acc(float* d)
+{
+    #pragma unroll
+    for (int i = 0; i < BW_BN / 2; i++) asm volatile("" : "+f"(d[i]) :: "memory");
+}
+// Y = LN(X W + bias + R) gamma + beta over rows of N = BW_C x BW_BN (BW_LN 1), or Y = X W + bias + R (BW_LN 0).
 extern "C" __global__ void __cluster_dims__(BW_C, 1, 1) __launch_bounds__(384, 1) half_gemm_ln(bw_half* __restrict__ y,
     const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const bw_half* __restrict__ bias,
     const bw_half* __restrict__ res, const bw_half* __restrict__ gamma, const bw_half* __restrict__ beta,
@@ -58,12 +63,12 @@ extern "C" __global__ void __cluster_dims__(BW_C, 1, 1) __launch_bounds__(384, 1
 {
     extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[];
     unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
-    unsigned long long* const full = (unsigned long long*)(sm_ + 196608);
+    unsigned long long* const full = (unsigned long long*)(sm_ + 4 * BW_SB);
     unsigned long long* const empty = full + 4;
-    float2* const stats = (float2*)(sm_ + 196672 + 8 * 2304); // two buffers (tile parity) of 128 rows' (sum, M2)
+    float2* const stats = (float2*)(sm_ + 4 * BW_SB + 64 + 8 * 2304); // two buffers (tile parity) of 128 rows' (sum, M2)
     const int tid = (int)threadIdx.x, wg = tid >> 7;
-    const int M = a.m, N = BW_C * 256, K = a.k, KB = K / 64;
-    const int n0 = (int)bw_cl_rank() * 256, clusters = (int)gridDim.x / BW_C, rowTiles = (M + 127) / 128;
+    const int M = a.m, N = BW_C * BW_BN, K = a.k, KB = K / 64;
+    const int n0 = (int)bw_cl_rank() * BW_BN, clusters = (int)gridDim.x / BW_C, rowTiles = (M + 127) / 128;
     if (tid == 0) {
         bw_tma_prefetch(&map_x);
         bw_tma_prefetch(&map_w);
@@ -81,11 +86,11 @@ extern "C" __global__ void __cluster_dims__(BW_C, 1, 1) __launch_bounds__(384, 1
                 for (int kb = 0; kb < KB; kb++, it++) {
                     const int s = it % 4;
                     if (it >= 4) bw_mbar_wait(empty + s, ((it / 4) & 1) ^ 1);
-                    unsigned char* const st = sm_ + s * 49152;
-                    bw_mbar_expect_tx(full + s, 49152);
+                    unsigned char* const st = sm_ + s * BW_SB;
+                    bw_mbar_expect_tx(full + s, BW_SB);
                     bw_tma_load_2d(st, &map_x, kb * 64, m0, full + s);
                     bw_tma_load_2d(st + 16384, &map_w, kb * 64, n0, full + s);
-                    bw_tma_load_2d(st + 32768, &map_w, kb * 64, n0 + 128, full + s);
+                    bw_tma_load_2d(st + 16384 + BW_BN / 2 * 128, &map_w, kb * 64, n0 + BW_BN / 2, full + s);
                 }
             }
             __syncwarp();
@@ -100,37 +105,37 @@ extern "C" __global__ void __cluster_dims__(BW_C, 1, 1) __launch_bounds__(384, 1
     }
 
     const int cw = wg - 1, u = tid & 127, warp = u >> 5, lane = u & 31, g = lane >> 2;
-    unsigned char* const eb = sm_ + 196672 + (cw * 4 + warp) * 2304;
+    unsigned char* const eb = sm_ + 4 * BW_SB + 64 + (cw * 4 + warp) * 2304;
     int it = 0, parity = 0;
     for (int rt = (int)blockIdx.x / BW_C; rt < rowTiles; rt += clusters, parity ^= 1) {
         const int m0 = rt * 128;
-        float d[128];
+        float d[BW_BN / 2];
         #pragma unroll
-        for (int i = 0; i < 128; i++) d[i] = 0.f;
+        for (int i = 0; i < BW_BN / 2; i++) d[i] = 0.f;
         for (int kb = 0; kb < KB; kb++, it++) {
             const int s = it % 4;
             bw_mbar_wait(full + s, (it / 4) & 1);
             bw_fence_proxy_async();
-            unsigned char* const st = sm_ + s * 49152;
+            unsigned char* const st = sm_ + s * BW_SB;
             bw_wgmma_fence();
-            bw_hold_f32x128(d);
+            bw_hold_acc(d);
             #pragma unroll
             for (int ks = 0; ks < 4; ks++)
-                bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + 16384 + ks * 32), (kb | ks) != 0);
+                BW_WGMMA(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + 16384 + ks * 32), (kb | ks) != 0);
             bw_wgmma_commit();
             bw_wgmma_wait1();
-            bw_hold_f32x128(d);
+            bw_hold_acc(d);
             if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % 4);
         }
         bw_wgmma_wait0();
-        bw_hold_f32x128(d);
+        bw_hold_acc(d);
         if (u == 0) bw_mbar_arrive(empty + (it - 1) % 4);
 
         // v = sums + bias + R: the warp's 16 rows x 64 columns of R at a time through its buffer (whole 128-byte rows
         // read), then each thread's fragment (rows g and g + 8, columns 2t and 2t + 1 of each n8 tile).
         const int row0 = m0 + cw * 64 + warp * 16;
         #pragma unroll
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < BW_BN / 64; c++) {
             #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const int rr = q * 4 + (lane >> 3), ch = lane & 7;
@@ -153,13 +158,13 @@ extern "C" __global__ void __cluster_dims__(BW_C, 1, 1) __launch_bounds__(384, 1
         // This block's 256 columns of rows g and g + 8: their sum and squared deviations from their own mean.
         float sa = 0.f, sb = 0.f;
         #pragma unroll
-        for (int j = 0; j < 32; j++) { sa += d[4 * j] + d[4 * j + 1]; sb += d[4 * j + 2] + d[4 * j + 3]; }
+        for (int j = 0; j < BW_BN / 8; j++) { sa += d[4 * j] + d[4 * j + 1]; sb += d[4 * j + 2] + d[4 * j + 3]; }
         sa += __shfl_xor_sync(0xffffffffu, sa, 1); sa += __shfl_xor_sync(0xffffffffu, sa, 2);
         sb += __shfl_xor_sync(0xffffffffu, sb, 1); sb += __shfl_xor_sync(0xffffffffu, sb, 2);
-        const float la = sa * (1.f / 256.f), lb = sb * (1.f / 256.f);
+        const float la = sa * (1.f / BW_BN), lb = sb * (1.f / BW_BN);
         float qa = 0.f, qb = 0.f;
         #pragma unroll
-        for (int j = 0; j < 32; j++) {
+        for (int j = 0; j < BW_BN / 8; j++) {
             float e = d[4 * j] - la; qa = fmaf(e, e, qa);
             e = d[4 * j + 1] - la; qa = fmaf(e, e, qa);
             e = d[4 * j + 2] - lb; qb = fmaf(e, e, qb);
@@ -179,14 +184,14 @@ extern "C" __global__ void __cluster_dims__(BW_C, 1, 1) __launch_bounds__(384, 1
         float ma = 0.f, mb = 0.f;
         #pragma unroll
         for (int r = 0; r < BW_C; r++) {
-            const float ea = pa[r].x * (1.f / 256.f) - meanA, eb2 = pb[r].x * (1.f / 256.f) - meanB;
-            ma += pa[r].y + 256.f * ea * ea;
-            mb += pb[r].y + 256.f * eb2 * eb2;
+            const float ea = pa[r].x * (1.f / BW_BN) - meanA, eb2 = pb[r].x * (1.f / BW_BN) - meanB;
+            ma += pa[r].y + (float)BW_BN * ea * ea;
+            mb += pb[r].y + (float)BW_BN * eb2 * eb2;
         }
         const float rA = rsqrtf(ma * (1.f / N) + a.eps), rB = rsqrtf(mb * (1.f / N) + a.eps);
 #endif
         #pragma unroll
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < BW_BN / 64; c++) {
             #pragma unroll
             for (int jj = 0; jj < 8; jj++) {
                 const int j = c * 8 + jj, cl = jj * 8 + (lane & 3) * 2, col = n0 + c * 64 + cl;
@@ -214,13 +219,32 @@ extern "C" __global__ void __cluster_dims__(BW_C, 1, 1) __launch_bounds__(384, 1
 }
 """
 
-SHARED = 196672 + 8 * 2304 + 2 * 128 * 8  # stages + mbarriers, the eight warps' buffers, the statistics
+def stage_bytes(bn):
+    return 128 * 64 * 2 + bn * 64 * 2  # A's 128 x 64 halves, then W^T's bn x 64
 
 
-def source(n, layer_norm):
+def shared_bytes(bn):
+    return 4 * stage_bytes(bn) + 64 + 8 * 2304 + 2 * 128 * 8  # four stages, mbarriers, the eight warps' buffers, the statistics
+
+
+def wgmma_helper(bn):
+    """m64n{bn}k16 with fp32 sums, both operands from shared memory (as KernelSource's m64n256k16 helper)."""
+    acc = bn // 2
+    outs = ", ".join(f"%{i}" for i in range(acc))
+    binds = ", ".join(f'"+f"(d[{i}])' for i in range(acc))
+    return (f"__device__ __forceinline__ void bw_wgmma_64n{bn}k16_f16(float* d, unsigned long long da, unsigned long long db, int accumulate)\n{{\n"
+            f'    asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{acc + 2}, 0;\\n"\n'
+            f'        "wgmma.mma_async.sync.aligned.m64n{bn}k16.f32.f16.f16 {{{outs}}}, %{acc}, %{acc + 1}, p, 1, 1, 0, 0;\\n}}\\n"\n'
+            f'        : {binds}\n        : "l"(da), "l"(db), "r"(accumulate));\n}}\n')
+
+
+def source(n, bn, layer_norm):
+    """The probe's program: N = (N / bn) blocks of bn columns a cluster; BW_LN 1 fuses the LayerNorm."""
     text = open(PRELUDE).read()
     head = text[:text.index("struct __align__(8) half_gemm_args")]
-    return f"#define BW_C {n // 256}\n#define BW_LN {1 if layer_norm else 0}\n" + head + KERNEL
+    defines = (f"#define BW_C {n // bn}\n#define BW_BN {bn}\n#define BW_SB {stage_bytes(bn)}\n#define BW_LN {1 if layer_norm else 0}\n"
+               f"#define BW_WGMMA bw_wgmma_64n{bn}k16_f16\n")
+    return defines + head + (wgmma_helper(bn) if bn != 256 else "") + KERNEL
 
 
 def nvrtc_cubin(src):
@@ -262,24 +286,25 @@ def tensor_map(t, rows, cols, box_rows):
 
 
 class Kernel:
-    def __init__(self, cubin):
+    def __init__(self, cubin, bn):
+        self.bn, self.shared = bn, shared_bytes(bn)
         self.module = ctypes.c_void_p()
         check(cuda.cuModuleLoadData(ctypes.byref(self.module), ctypes.c_char_p(cubin)), "cuModuleLoadData")
         self.f = ctypes.c_void_p()
         check(cuda.cuModuleGetFunction(ctypes.byref(self.f), self.module, b"half_gemm_ln"), "cuModuleGetFunction")
-        check(cuda.cuFuncSetAttribute(self.f, 8, SHARED), "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)")
+        check(cuda.cuFuncSetAttribute(self.f, 8, self.shared), "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)")
 
     def bind(self, tensors, m, n, k, eps, clusters):
         y, x, wt, bias, res, gamma, beta = tensors
         self.keep = [ctypes.c_uint64(p.data_ptr()) for p in (y, x, wt, bias, res, gamma, beta)]
-        self.keep += [tensor_map(x, m, k, 128), tensor_map(wt, n, k, 128)]
+        self.keep += [tensor_map(x, m, k, 128), tensor_map(wt, n, k, self.bn // 2)]
         self.keep.append(ctypes.create_string_buffer(struct.pack("<iifi", m, k, eps, 0), 16))
         self.params = (ctypes.c_void_p * len(self.keep))(*[ctypes.addressof(v) for v in self.keep])
-        self.grid = (n // 256) * clusters
+        self.grid = (n // self.bn) * clusters
 
     def launch(self):
         stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-        check(cuda.cuLaunchKernel(self.f, self.grid, 1, 1, 384, 1, 1, SHARED, stream, self.params, None), "cuLaunchKernel")
+        check(cuda.cuLaunchKernel(self.f, self.grid, 1, 1, 384, 1, 1, self.shared, stream, self.params, None), "cuLaunchKernel")
 
 
 def median_us(fn, reps=25, inner=10):
@@ -302,6 +327,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--shapes", default="8192,768,768;8192,768,3072;1024,768,768")
     ap.add_argument("--clusters", default="", help="clusters a launch (comma-separated); default: all that fit, and one a row tile")
+    ap.add_argument("--widths", default="256,192", help="a block's columns (wgmma N): 256 (three blocks a 768-wide row) or 192 (four)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     log = open(os.path.join(args.out, "gemm_layernorm.txt"), "w")
@@ -320,16 +346,18 @@ def main():
     kernels = {}
     for shape in args.shapes.split(";"):
         m, n, k = map(int, shape.split(","))
-        for form in ("sum", "ln"):
-            if (n, form) not in kernels:
-                try:
-                    cubin, plog = nvrtc_cubin(source(n, form == "ln"))
-                    kernels[(n, form)] = Kernel(cubin)
-                    lines = [ln.strip() for ln in plog.splitlines() if "Used" in ln or "spill" in ln.lower() or "C7510" in ln or "warning" in ln.lower()]
-                    say(f"ptxas {form} N={n}: " + " | ".join(lines)[:700])
-                except Exception as e:  # noqa: BLE001 - one form failing must not lose the other's numbers
-                    kernels[(n, form)] = None
-                    say(f"{form} N={n}: {str(e)[:1500]}")
+        widths = [bn for bn in map(int, args.widths.split(",")) if n % bn == 0 and n // bn <= 8]
+        for bn in widths:
+            for form in ("sum", "ln"):
+                if (n, bn, form) not in kernels:
+                    try:
+                        cubin, plog = nvrtc_cubin(source(n, bn, form == "ln"))
+                        kernels[(n, bn, form)] = Kernel(cubin, bn)
+                        lines = [ln.strip() for ln in plog.splitlines() if "Used" in ln or "spill" in ln.lower() or "C7510" in ln or "warning" in ln.lower()]
+                        say(f"ptxas {form} N={n} blocks of {bn}: " + " | ".join(lines)[:700])
+                    except Exception as e:  # noqa: BLE001 - one form failing must not lose the other's numbers
+                        kernels[(n, bn, form)] = None
+                        say(f"{form} N={n} blocks of {bn}: {str(e)[:1500]}")
         x = torch.randn(m, k, device="cuda", dtype=torch.half)
         wt = (torch.randn(n, k, device="cuda") / k ** 0.5).half()
         bias = (torch.randn(n, device="cuda") * 0.5).half()
@@ -349,13 +377,12 @@ def main():
 
         say(f"shape {m} x {n} x {k}: cuBLASLt product + bias + residual {product:.1f} us; F.layer_norm {norm:.1f}; both in turn {median_us(both):.1f}")
         row_tiles = (m + 127) // 128
-        fit = sms // (n // 256)
-        counts = [int(c) for c in args.clusters.split(",") if c] or sorted({min(row_tiles, fit), row_tiles})
-        for form in ("sum", "ln"):
-            kern = kernels.get((n, form))
+        for bn, form in [(bn, form) for bn in widths for form in ("sum", "ln")]:
+            kern = kernels.get((n, bn, form))
             if kern is None:
                 continue
-            for clusters in counts:
+            fit = sms // (n // bn)
+            for clusters in [int(c) for c in args.clusters.split(",") if c] or sorted({min(row_tiles, fit), row_tiles}):
                 y = torch.full((m, n), float("nan"), device="cuda", dtype=torch.half)
                 try:
                     kern.bind((y, x, wt, bias, res, gamma, beta), m, n, k, eps, clusters)
@@ -363,7 +390,7 @@ def main():
                     torch.cuda.synchronize()
                     err = (y.float() - refs[form].float()).abs().max().item()
                     us = median_us(kern.launch)
-                    say(f"  own {form:3s} {clusters:3d} clusters of {n // 256}: {us:7.1f} us  max abs {err:.2e} (against {'LN of ' if form == 'ln' else ''}the fp32 product + bias + residual)")
+                    say(f"  own {form:3s} {clusters:3d} clusters of {n // bn} x {bn} columns: {us:7.1f} us  max abs {err:.2e} (against {'LN of ' if form == 'ln' else ''}the fp32 product + bias + residual)")
                 except Exception as e:  # noqa: BLE001
                     say(f"  own {form} {clusters} clusters: {str(e)[:600]}")
                     torch.cuda.synchronize()
