@@ -136,7 +136,7 @@ internal static partial class KernelSource
         var w = new KernelWriter(small: true);
         var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
         var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
-        const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Ab = BM * BK * 2, Sb = HalfGemmStageBytes;
+        const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Sb = HalfGemmStageBytes;
         const int Er = HalfGemmEpilogueRow, S = HalfGemmStages;
         w.Body.Append($$"""
                 extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
@@ -160,13 +160,7 @@ internal static partial class KernelSource
                         for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
                             const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
                             for (int kb = 0; kb < KB; kb++, it++) {
-                                const int s = it % {{S}};
-                                if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
-                                unsigned char* const st = sm_ + s * {{Sb}};
-                                bw_mbar_expect_tx(full + s, {{Sb}});
-                                bw_tma_load_2d(st, &map_x, kb * {{BK}}, m0, full + s);
-                                bw_tma_load_2d(st + {{Ab}}, &map_w, kb * {{BK}}, n0, full + s);
-                                bw_tma_load_2d(st + {{Ab + (BN / 2 * BK * 2)}}, &map_w, kb * {{BK}}, n0 + {{BN / 2}}, full + s);
+                                {{HalfGemmStageCopies("                    ")}}
                             }
                         }
                     }
@@ -183,20 +177,7 @@ internal static partial class KernelSource
                     #pragma unroll
                     for (int i = 0; i < {{BN / 2}}; i++) d[i] = 0.f;
                     for (int kb = 0; kb < KB; kb++, it++) {
-                        const int s = it % {{S}};
-                        bw_mbar_wait(full + s, (it / {{S}}) & 1);
-                        bw_fence_proxy_async();
-                        unsigned char* const st = sm_ + s * {{Sb}};
-                        bw_wgmma_fence();
-                        bw_hold_f32x128(d);
-                        #pragma unroll
-                        for (int ks = 0; ks < {{BK / 16}}; ks++)
-                            bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
-                        bw_wgmma_commit();
-                        bw_wgmma_wait1();
-                        bw_hold_f32x128(d);
-                        // The products of the step before are done: its stage may be refilled.
-                        if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+                        {{HalfGemmStageProducts("            ")}}
                     }
                     bw_wgmma_wait0();
                     bw_hold_f32x128(d);
@@ -235,6 +216,54 @@ internal static partial class KernelSource
             TensorMaps = maps,
         };
     }
+
+    /// <summary>
+    /// The producer's step (the body of its loop over k steps kb, its running count <c>it</c>): once the consumers have
+    /// released stage it % <see cref="HalfGemmStages"/>, A's 128 x 64 box at row m0 and W^T's two 128 x 64 boxes at row n0
+    /// copied into it, their bytes counted on its full mbarrier. Lines indented by <paramref name="indent"/>.
+    /// </summary>
+    private static string HalfGemmStageCopies(string indent)
+    {
+        const int BN = HalfGemmTileN, BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, Sb = HalfGemmStageBytes, S = HalfGemmStages;
+        return Indented(indent, $$"""
+            const int s = it % {{S}};
+            if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
+            unsigned char* const st = sm_ + s * {{Sb}};
+            bw_mbar_expect_tx(full + s, {{Sb}});
+            bw_tma_load_2d(st, &map_x, kb * {{BK}}, m0, full + s);
+            bw_tma_load_2d(st + {{Ab}}, &map_w, kb * {{BK}}, n0, full + s);
+            bw_tma_load_2d(st + {{Ab + (BN / 2 * BK * 2)}}, &map_w, kb * {{BK}}, n0 + {{BN / 2}}, full + s);
+            """);
+    }
+
+    /// <summary>
+    /// A consumer warpgroup's step (the body of its loop over k steps kb, its running count <c>it</c>): once stage
+    /// it % <see cref="HalfGemmStages"/> has landed, its 64 rows (warpgroup cw) times the stage's 256 columns added to the
+    /// sums d, one group of products left in flight, and the stage before released. Lines indented by <paramref name="indent"/>.
+    /// </summary>
+    private static string HalfGemmStageProducts(string indent)
+    {
+        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, Sb = HalfGemmStageBytes, S = HalfGemmStages;
+        return Indented(indent, $$"""
+            const int s = it % {{S}};
+            bw_mbar_wait(full + s, (it / {{S}}) & 1);
+            bw_fence_proxy_async();
+            unsigned char* const st = sm_ + s * {{Sb}};
+            bw_wgmma_fence();
+            bw_hold_f32x128(d);
+            #pragma unroll
+            for (int ks = 0; ks < {{BK / 16}}; ks++)
+                bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
+            bw_wgmma_commit();
+            bw_wgmma_wait1();
+            bw_hold_f32x128(d);
+            // The products of the step before are done: its stage may be refilled.
+            if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
+            """);
+    }
+
+    /// <summary>Each line of <paramref name="text"/> after the first indented by <paramref name="indent"/> (the first goes where the caller puts it).</summary>
+    private static string Indented(string indent, string text) => text.ReplaceLineEndings("\n" + indent);
 
     /// <summary>
     /// The kernel's GELU: x Phi(x), Phi from erfc(|x| / sqrt 2) by Abramowitz &amp; Stegun 7.1.26 (|error| &lt;= 1.5e-7; a

@@ -150,6 +150,58 @@ internal sealed unsafe partial class GraphCompiler
         return true;
     }
 
+    /// <summary>
+    /// BATCHWISE_LAYERNORM_PRODUCT (an experiment, off by default until timed on a GPU): own (on sm_90, an fp16 product
+    /// whose bias and residual Add feed a LayerNorm over its N columns alone, as the engine's warpgroup-MMA kernel with the
+    /// add and the LayerNorm in its epilogue, <see cref="KernelSource.HalfGemmLayerNorm"/>) or library (the default:
+    /// cuBLASLt's product with the bias and residual, then the LayerNorm kernel).
+    /// </summary>
+    internal static bool LayerNormProductFromEnvironment => LayerNormProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_LAYERNORM_PRODUCT"));
+
+    /// <summary><see cref="LayerNormProductFromEnvironment"/> from the variable's text (true: own); anything else refused in one line.</summary>
+    internal static bool LayerNormProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "library" => false,
+        "own" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_LAYERNORM_PRODUCT '{other}' is not own or library", "Unset it (cuBLASLt's product with the bias and residual, then the LayerNorm kernel), or set BATCHWISE_LAYERNORM_PRODUCT=own (on sm_90 the engine's warpgroup-MMA product with the residual add and the LayerNorm in it, an experiment)."),
+    };
+
+    /// <summary>
+    /// The product, its bias, the residual Add taken as its C and the LayerNorm that alone reads their sum as the own
+    /// warpgroup-MMA kernel with a cluster of blocks a row tile (<see cref="KernelSource.HalfGemmLayerNorm"/>) where
+    /// <see cref="IPlanTarget.LayerNormProductOwn"/> asks and it qualifies: sm_90, fp16, A dense, B a constant [K, N]
+    /// (transposed once to W^T), a constant bias of N or none, the residual of the sum's shape, the LayerNorm over the last
+    /// axis of N with constant half scale and bias of N, one output that is not a graph output, N in 256s up to 2,048, K in
+    /// 64s and at least a block a multiprocessor. The LayerNorm's output is the step's; false, with nothing emitted, otherwise.
+    /// </summary>
+    private bool TryEmitHalfGemmLayerNorm(PlanValue a, PlanValue b, string sum, long[] shape, PlanValue residual, PlanValue? bias, int m, int n, int k)
+    {
+        if (!_target.LayerNormProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || St(residual) != ElementType.Float16
+            || residual.ViewStrides is not null || residual.Nhwc || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k
+            || (bias is not null && (bias.Constant is null || bias.Count != n))
+            || !KernelSource.HalfGemmLayerNormTakes(m, n, k) || KernelSource.HalfGemmLayerNormBlocks(m, n) < _target.Multiprocessors
+            || SoleConsumer(sum) is not { OpType: "LayerNormalization" } norm || norm.Input[0] != sum || _graphOutputs.Contains(norm.Output[0])
+            || norm.Output.Skip(1).Any(o => o.Length > 0) || Shapes.Axis(new NodeAttributes(norm).Int("axis", -1), shape.Length) != shape.Length - 1
+            || !_values.TryGetValue(norm.Input[1], out var scale) || scale.Constant is null || scale.Count != n || St(scale) != ElementType.Float16)
+        {
+            return false;
+        }
+
+        PlanValue? shift = null;
+        if (norm.Input.Count > 2 && norm.Input[2].Length > 0 && (!_values.TryGetValue(norm.Input[2], out shift) || shift.Constant is null || shift.Count != n || St(shift) != ElementType.Float16))
+        {
+            return false;
+        }
+
+        _folded.Add(norm);
+        var y = Output(norm, 0, a.Type, shape);
+        var epsilon = new NodeAttributes(norm).Float("epsilon", 1e-5);
+        _node += " + Add + LayerNormalization";
+        Emit(new KernelStep(_node + " (own fp16 product + bias + residual + LayerNorm)", KernelSource.HalfGemmLayerNorm(m, n, k, epsilon), KernelSource.HalfGemmLayerNormBlocks(m, n) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock,
+            [Dev(y), Dev(a), Dev(ConstantRows(b, n, k)), Dev(bias ?? ZeroBias(n)), Dev(residual), Dev(scale), Dev(shift ?? ZeroBias(n))]));
+        return true;
+    }
+
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
     {
         yield return ("Gemm", new((c, n, i, a) => c.LowerGemm(n, i, a)));
@@ -426,6 +478,11 @@ internal sealed unsafe partial class GraphCompiler
             var (name, bias) = b.Shape.Length > 1 ? TakeBias(node.Output[0], [.. yShape]) : (node.Output[0], null);
             var (gelu, erf) = b.Shape.Length > 1 ? TakeGelu(name) : (null, false);
             var (final, finalShape, residual) = gelu is not null ? (gelu, [.. yShape], null) : b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
+            if (residual is not null && aCount == batch && TryEmitHalfGemmLayerNorm(av, b, final, finalShape, residual, bias, checked((int)(batch * m)), (int)n, (int)k))
+            {
+                return;
+            }
+
             var product = Output(final, a.Type, finalShape);
             if (erf)
             {
