@@ -26,6 +26,9 @@ internal static partial class KernelSource
     /// <summary>Bytes of one stage: the A tile (128 x 64 halves) then the B tile (256 x 64), each row one 128-byte row.</summary>
     private const int HalfGemmStageBytes = (HalfGemmTileM + HalfGemmTileN) * HalfGemmTileK * 2;
 
+    /// <summary>Bytes of one stage of a tile <paramref name="columns"/> wide (the B tile columns x 64).</summary>
+    private static int HalfGemmStageBytesOf(int columns) => (HalfGemmTileM + columns) * HalfGemmTileK * 2;
+
     /// <summary>Bytes of a consumer warp's epilogue buffer: 16 rows of 64 halves, each row padded to 144 bytes so the
     /// warp's half2 writes of eight rows fall on 32 different banks.</summary>
     private const int HalfGemmEpilogueRow = 144;
@@ -103,6 +106,29 @@ internal static partial class KernelSource
         {
             asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
                 :: "r"(bw_smem_address(dst)), "l"(m), "r"(column), "r"(row), "r"(bw_smem_address(b)) : "memory");
+        }
+        #endif
+
+        """;
+
+    /// <summary>
+    /// wgmma m64n192k16 (fp16 operands from shared memory, fp32 sums; 96 a thread) and the hold of its sums: the narrower
+    /// tile of <see cref="HalfGemmLayerNorm"/> (four blocks a 768-wide row, where three of 256 leave a wave half empty).
+    /// </summary>
+    private static readonly string HalfWgmma192Helper = $$"""
+        #ifndef BW_WGMMA_F16_N192_HELPERS
+        #define BW_WGMMA_F16_N192_HELPERS
+        __device__ __forceinline__ void bw_wgmma_64n192k16_f16(float* d, unsigned long long da, unsigned long long db, int accumulate)
+        {
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+                "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {{{string.Join(", ", Enumerable.Range(0, 96).Select(i => $"%{i}"))}}}, %96, %97, p, 1, 1, 0, 0;\n}\n"
+                : {{string.Join(", ", Enumerable.Range(0, 96).Select(i => $"\"+f\"(d[{i}])"))}}
+                : "l"(da), "l"(db), "r"(accumulate));
+        }
+        __device__ __forceinline__ void bw_hold_f32x96(float* d)
+        {
+            #pragma unroll
+            for (int i = 0; i < 96; i++) asm volatile("" : "+f"(d[i]) :: "memory");
         }
         #endif
 
@@ -222,9 +248,10 @@ internal static partial class KernelSource
     /// released stage it % <see cref="HalfGemmStages"/>, A's 128 x 64 box at row m0 and W^T's two 128 x 64 boxes at row n0
     /// copied into it, their bytes counted on its full mbarrier. Lines indented by <paramref name="indent"/>.
     /// </summary>
-    private static string HalfGemmStageCopies(string indent)
+    private static string HalfGemmStageCopies(string indent, int columns = HalfGemmTileN)
     {
-        const int BN = HalfGemmTileN, BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, Sb = HalfGemmStageBytes, S = HalfGemmStages;
+        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages;
+        var (BN, Sb) = (columns, HalfGemmStageBytesOf(columns));
         return Indented(indent, $$"""
             const int s = it % {{S}};
             if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
@@ -241,22 +268,23 @@ internal static partial class KernelSource
     /// it % <see cref="HalfGemmStages"/> has landed, its 64 rows (warpgroup cw) times the stage's 256 columns added to the
     /// sums d, one group of products left in flight, and the stage before released. Lines indented by <paramref name="indent"/>.
     /// </summary>
-    private static string HalfGemmStageProducts(string indent)
+    private static string HalfGemmStageProducts(string indent, int columns = HalfGemmTileN)
     {
-        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, Sb = HalfGemmStageBytes, S = HalfGemmStages;
+        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages;
+        var (Sb, hold) = (HalfGemmStageBytesOf(columns), $"bw_hold_f32x{columns / 2}");
         return Indented(indent, $$"""
             const int s = it % {{S}};
             bw_mbar_wait(full + s, (it / {{S}}) & 1);
             bw_fence_proxy_async();
             unsigned char* const st = sm_ + s * {{Sb}};
             bw_wgmma_fence();
-            bw_hold_f32x128(d);
+            {{hold}}(d);
             #pragma unroll
             for (int ks = 0; ks < {{BK / 16}}; ks++)
-                bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
+                bw_wgmma_64n{{columns}}k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
             bw_wgmma_commit();
             bw_wgmma_wait1();
-            bw_hold_f32x128(d);
+            {{hold}}(d);
             // The products of the step before are done: its stage may be refilled.
             if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
             """);

@@ -2,7 +2,7 @@ namespace Batchwise.Cuda.Kernels;
 
 /// <summary>
 /// The own fp16 product with the residual add and the LayerNorm after it in its epilogue (an experiment, off by default:
-/// BATCHWISE_LAYERNORM_PRODUCT=own): Y = LayerNorm(X W + bias + R) over rows of N = 256 x blocks, the post-LN encoder's
+/// BATCHWISE_LAYERNORM_PRODUCT=own): Y = LayerNorm(X W + bias + R) over rows of N (256 or 192 columns a block, up to eight), the post-LN encoder's
 /// attention output projection and MLP second product (BERT's and DistilBERT's N = 768: three blocks a row tile).
 /// </summary>
 internal static partial class KernelSource
@@ -10,45 +10,69 @@ internal static partial class KernelSource
     /// <summary>The most blocks a row tile's cluster takes (a portable cluster size): rows of up to 2,048 columns.</summary>
     public const int HalfGemmLayerNormMostBlocks = 8;
 
-    /// <summary>Dynamic shared memory of a block: <see cref="HalfGemm"/>'s, then its 128 rows' (sum, squared deviations) pairs.</summary>
-    public const int HalfGemmLayerNormSharedBytes = HalfGemmSharedBytes + (HalfGemmTileM * 8);
+    /// <summary>The widths a block's tile may take: 256 columns (wgmma n256) or 192 (n192).</summary>
+    private static readonly int[] HalfGemmLayerNormWidths = [HalfGemmTileN, 192];
 
     /// <summary>
-    /// Whether <see cref="HalfGemmLayerNorm"/> takes an M x N x K product: <see cref="HalfGemm"/>'s conditions, and N at
-    /// most <see cref="HalfGemmLayerNormMostBlocks"/> tiles of 256 (a row's blocks are one cluster).
+    /// Dynamic shared memory of a block of tiles <paramref name="columns"/> wide: the stages, their mbarriers, the eight
+    /// consumer warps' epilogue buffers, then its 128 rows' (sum, squared deviations) pairs.
     /// </summary>
-    public static bool HalfGemmLayerNormTakes(long m, long n, long k) => HalfGemmTakes(m, n, k) && n / HalfGemmTileN <= HalfGemmLayerNormMostBlocks;
+    public static int HalfGemmLayerNormSharedBytes(int columns) => StatisticsOffset(columns) + (HalfGemmTileM * 8);
 
-    /// <summary>Blocks of a launch: a cluster of N / 256 blocks for each 128-row tile.</summary>
-    public static long HalfGemmLayerNormBlocks(long m, long n) => HalfGemmTiles(m, n);
+    private static int StatisticsOffset(int columns) => (HalfGemmStages * HalfGemmStageBytesOf(columns)) + (2 * HalfGemmStages * 8) + (8 * HalfGemmEpilogueWarpBytes);
+
+    /// <summary>
+    /// Whether <see cref="HalfGemmLayerNorm"/> takes an M x N x K product: K in 64s, N a whole number of 256- or
+    /// 192-column tiles, at most <see cref="HalfGemmLayerNormMostBlocks"/> of them (a row's blocks are one cluster), and
+    /// every index within 32 bits.
+    /// </summary>
+    public static bool HalfGemmLayerNormTakes(long m, long n, long k) =>
+        m >= 1 && k >= HalfGemmTileK && k % HalfGemmTileK == 0 && (m + HalfGemmTileM) * Math.Max(n, k) < int.MaxValue && n * k < int.MaxValue
+        && HalfGemmLayerNormWidths.Any(c => n % c == 0 && n / c <= HalfGemmLayerNormMostBlocks);
+
+    /// <summary>
+    /// The tile width for an M x N product on <paramref name="multiprocessors"/> SMs (one block an SM: its shared memory):
+    /// of 256 and 192 that divide N in at most eight blocks, the one with the least waves x width (a block's time goes
+    /// with its width), 256 on a tie. BERT b=64 (8,192 rows, N = 768, 132 SMs): 192 blocks of 256 are two waves, the
+    /// second half empty; 256 of 192 are two full ones.
+    /// </summary>
+    public static int HalfGemmLayerNormColumns(long m, long n, int multiprocessors)
+    {
+        var rowTiles = (m + HalfGemmTileM - 1) / HalfGemmTileM;
+        return HalfGemmLayerNormWidths.Where(c => n % c == 0 && n / c <= HalfGemmLayerNormMostBlocks)
+            .OrderBy(c => (rowTiles * (n / c) + multiprocessors - 1) / Math.Max(1, multiprocessors) * c).First();
+    }
+
+    /// <summary>Blocks of a launch: a cluster of N / columns blocks for each 128-row tile.</summary>
+    public static long HalfGemmLayerNormBlocks(long m, long n, int columns) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / columns);
 
     /// <summary>
     /// Y = LayerNorm(X W + bias + R) gamma + beta over each row of N, fp16 in and out, fp32 sums and statistics: X [M, K]
     /// and W^T [N, K] row-major read by TMA tensor copies (buffers 1 and 2, <see cref="KernelCode.TensorMaps"/>), bias,
-    /// gamma and beta [N] (half), R and Y [M, N] row-major. A block computes a 128 x 256 tile as <see cref="HalfGemm"/>
-    /// does (a producer thread's tensor copies through four stages, two consumer warpgroups of 64 rows on wgmma
-    /// m64n256k16), one tile a block: the N / 256 blocks of a row tile are one thread-block cluster. Each adds the bias and
+    /// gamma and beta [N] (half), R and Y [M, N] row-major. A block computes a 128 x <paramref name="columns"/> tile (256
+    /// or 192, <see cref="HalfGemmLayerNormColumns"/>) as <see cref="HalfGemm"/> does (a producer thread's tensor copies
+    /// through four stages, two consumer warpgroups of 64 rows on wgmma m64n256k16 or m64n192k16), one tile a block: the
+    /// N / columns blocks of a row tile are one thread-block cluster. Each adds the bias and
     /// R (read a warp's 16 rows x 64 columns at a time as whole 128-byte rows through its epilogue buffer) to its sums,
-    /// reduces each of its rows' 256 values to their sum and squared deviations from their own mean (quad shuffles),
+    /// reduces each of its rows' values to their sum and squared deviations from their own mean (quad shuffles),
     /// leaves them in its shared memory, and after the cluster's barrier reads every block's through distributed shared
     /// memory, in rank order (the same sums in every block), combines them (Chan et al.: mean = sum S_i / N, M2 = sum
-    /// Q_i + 256 sum (S_i / 256 - mean)^2), normalizes, applies gamma and beta and writes Y once, through the buffer as
+    /// Q_i + c sum (S_i / c - mean)^2, c the block's columns), normalizes, applies gamma and beta and writes Y once, through the buffer as
     /// whole rows. A second barrier keeps every block until its peers have read its statistics. On the CPU test runner the
     /// grid runs twice (emulated clusters): the products and statistics, then the products again and the normalization.
     /// </summary>
-    public static KernelCode HalfGemmLayerNorm(long m, long n, long k, double epsilon)
+    public static KernelCode HalfGemmLayerNorm(long m, long n, long k, double epsilon, int columns)
     {
-        if (!HalfGemmLayerNormTakes(m, n, k))
+        if (!HalfGemmLayerNormTakes(m, n, k) || !HalfGemmLayerNormWidths.Contains(columns) || n % columns != 0 || n / columns > HalfGemmLayerNormMostBlocks)
         {
-            throw new ArgumentException("fp16 warpgroup product + LayerNorm: N in 256s up to 2,048, K in 64s, indices within 32 bits");
+            throw new ArgumentException("fp16 warpgroup product + LayerNorm: N in whole 256- or 192-column tiles, at most eight, K in 64s, indices within 32 bits");
         }
 
         var w = new KernelWriter(small: true);
         var (rows, depth) = (w.I32("m", (int)m), w.I32("k", (int)k));
         var eps = w.Float("epsilon", epsilon);
-        const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Sb = HalfGemmStageBytes, S = HalfGemmStages;
-        const int Er = HalfGemmEpilogueRow, Stats = HalfGemmSharedBytes;
-        var blocks = (int)(n / BN);
+        const int BM = HalfGemmTileM, BK = HalfGemmTileK, S = HalfGemmStages, Er = HalfGemmEpilogueRow;
+        var (BN, Sb, Stats, blocks) = (columns, HalfGemmStageBytesOf(columns), StatisticsOffset(columns), (int)(n / columns));
         w.Body.Append($$"""
                 extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
                 unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
@@ -71,7 +95,7 @@ internal static partial class KernelSource
                     if (tid == 0) {
                         int it = 0;
                         for (int kb = 0; kb < KB; kb++, it++) {
-                            {{HalfGemmStageCopies("                ")}}
+                            {{HalfGemmStageCopies("                ", BN)}}
                         }
                     }
                     __syncwarp();
@@ -88,10 +112,10 @@ internal static partial class KernelSource
                 for (int i = 0; i < {{BN / 2}}; i++) d[i] = 0.f;
                 int it = 0;
                 for (int kb = 0; kb < KB; kb++, it++) {
-                    {{HalfGemmStageProducts("        ")}}
+                    {{HalfGemmStageProducts("        ", BN)}}
                 }
                 bw_wgmma_wait0();
-                bw_hold_f32x128(d);
+                bw_hold_f32x{{BN / 2}}(d);
 
                 // v = the sums + bias + R (this thread's rows g and g + 8 of its warp's 16, columns 2t and 2t + 1 of each n8
                 // tile): R's 16 rows x 64 columns at a time into the warp's buffer as whole 128-byte rows, then read back.
@@ -118,7 +142,7 @@ internal static partial class KernelSource
                     __syncwarp();
                 }
 
-                // This block's 256 columns of rows g and g + 8: their sum, then squared deviations from their own mean.
+                // This block's {{BN}} columns of rows g and g + 8: their sum, then squared deviations from their own mean.
                 float sa = 0.f, sb = 0.f;
                 #pragma unroll
                 for (int j = 0; j < {{BN / 8}}; j++) { sa += d[4 * j] + d[4 * j + 1]; sb += d[4 * j + 2] + d[4 * j + 3]; }
@@ -186,8 +210,8 @@ internal static partial class KernelSource
         HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
         return code with
         {
-            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + ClusterHelpers + source,
-            SharedBytes = HalfGemmLayerNormSharedBytes,
+            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + (columns == HalfGemmTileN ? string.Empty : HalfWgmma192Helper) + ClusterHelpers + source,
+            SharedBytes = HalfGemmLayerNormSharedBytes(columns),
             TensorMaps = maps,
         };
     }

@@ -64,9 +64,20 @@ public sealed class HalfGemmLayerNormOnCpuTests
     [Theory]
     [InlineData(768L, true)]
     [InlineData(2048L, true)]
-    [InlineData(2304L, false)] // nine blocks: more than a portable cluster
-    [InlineData(384L, false)] // N not in 256s
-    public void Takes_rows_of_256s_up_to_eight_blocks(long n, bool takes) => Assert.Equal(takes, KernelSource.HalfGemmLayerNormTakes(8192, n, 768));
+    [InlineData(1536L, true)] // eight of 192 (six of 256)
+    [InlineData(2304L, false)] // nine of 256, twelve of 192: more than a portable cluster
+    [InlineData(384L, true)] // two of 192
+    [InlineData(320L, false)] // neither 256s nor 192s
+    public void Takes_rows_of_up_to_eight_tiles_of_256_or_192(long n, bool takes) => Assert.Equal(takes, KernelSource.HalfGemmLayerNormTakes(8192, n, 768));
+
+    [Theory]
+    [InlineData(8192L, 768L, 132, 192)] // BERT b=64 on an H100: 192 blocks of 256 are two waves, the second half empty; 256 of 192 two full ones
+    [InlineData(8192L, 768L, 192, 256)] // 192 SMs: one wave of 256-wide blocks
+    [InlineData(8192L, 1024L, 132, 256)] // 1,024 columns: no 192s
+    [InlineData(200L, 768L, 2, 256)] // 6 blocks of 256 (3 waves) against 8 of 192 (4): a tie of waves x width, the wider
+    [InlineData(200L, 768L, 5, 192)] // 6 of 256 are 2 waves of 5 SMs, 8 of 192 also 2
+    public void The_tile_width_is_the_one_with_the_least_waves_times_width(long m, long n, int multiprocessors, int columns) =>
+        Assert.Equal(columns, KernelSource.HalfGemmLayerNormColumns(m, n, multiprocessors));
 
     [Fact]
     public void The_product_residual_and_layernorm_become_one_cluster_kernel_only_where_asked_and_on_sm_90()
@@ -74,10 +85,17 @@ public sealed class HalfGemmLayerNormOnCpuTests
         var model = SublayerEnd(200, 128, 768);
         var step = Assert.Single(Fused(Compile(model, own: true)));
         Assert.Equal(6u, step.Grid); // two row tiles (200 rows) of three blocks, each cluster a row tile
-        Assert.Equal(KernelSource.HalfGemmLayerNormSharedBytes, step.SharedBytes);
+        Assert.Equal(KernelSource.HalfGemmLayerNormSharedBytes(256), step.SharedBytes);
         Assert.Contains("__cluster_dims__(3, 1, 1)", step.Source, StringComparison.Ordinal);
         Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 768, 128, 128, 64)], step.TensorMaps);
         Assert.DoesNotContain(Compile(model, own: true).Steps, s => s.Node.StartsWith("LayerNormalization", StringComparison.Ordinal));
+
+        var narrow = Assert.Single(Fused(Compile(model, own: true, multiprocessors: 5)));
+        Assert.Equal(8u, narrow.Grid); // two row tiles of four 192-column blocks
+        Assert.Contains("__cluster_dims__(4, 1, 1)", narrow.Source, StringComparison.Ordinal);
+        Assert.Contains("bw_wgmma_64n192k16_f16(d,", narrow.Source, StringComparison.Ordinal);
+        Assert.Equal(KernelSource.HalfGemmLayerNormSharedBytes(192), narrow.SharedBytes);
+        Assert.Equal(new HalfTensorMap(2, 768, 128, 96, 64), narrow.TensorMaps[1]);
 
         Assert.Empty(Fused(Compile(model, own: false)));
         Assert.Empty(Fused(Compile(model, own: true, computeCapability: 89)));
@@ -88,16 +106,18 @@ public sealed class HalfGemmLayerNormOnCpuTests
     }
 
     [Theory]
-    [InlineData(200L, 128L, 768L)] // three blocks a row; the second row tile 72 rows; K in two steps
-    [InlineData(130L, 320L, 512L)] // two blocks a row; K in five steps (the ring reused within the tile)
-    [InlineData(128L, 64L, 256L)] // one block a row (a cluster of one); K in one step
-    public void Own_product_with_residual_and_layernorm_matches_onnx_runtime(long rows, long width, long hidden)
+    [InlineData(200L, 128L, 768L, 1, 256)] // three blocks a row; the second row tile 72 rows; K in two steps
+    [InlineData(200L, 128L, 768L, 5, 192)] // four blocks of 192 a row
+    [InlineData(130L, 320L, 512L, 1, 256)] // two blocks a row; K in five steps (the ring reused within the tile)
+    [InlineData(128L, 64L, 256L, 1, 256)] // one block a row (a cluster of one); K in one step
+    [InlineData(128L, 64L, 384L, 1, 192)] // two blocks of 192 (384 has no 256s)
+    public void Own_product_with_residual_and_layernorm_matches_onnx_runtime(long rows, long width, long hidden, int multiprocessors, int columns)
     {
         CpuKernelRunner.Require();
         var model = SublayerEnd(rows, width, hidden);
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 11);
-        var plan = Compile(model, own: true, multiprocessors: 1);
-        Assert.Single(Fused(plan));
+        var plan = Compile(model, own: true, multiprocessors: multiprocessors);
+        Assert.Contains($"bw_wgmma_64n{columns}k16_f16(d,", Assert.Single(Fused(plan)).Source, StringComparison.Ordinal);
 
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
         var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);

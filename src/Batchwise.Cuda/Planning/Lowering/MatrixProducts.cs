@@ -171,15 +171,15 @@ internal sealed unsafe partial class GraphCompiler
     /// warpgroup-MMA kernel with a cluster of blocks a row tile (<see cref="KernelSource.HalfGemmLayerNorm"/>) where
     /// <see cref="IPlanTarget.LayerNormProductOwn"/> asks and it qualifies: sm_90, fp16, A dense, B a constant [K, N]
     /// (transposed once to W^T), a constant bias of N or none, the residual of the sum's shape, the LayerNorm over the last
-    /// axis of N with constant half scale and bias of N, one output that is not a graph output, N in 256s up to 2,048, K in
-    /// 64s and at least a block a multiprocessor. The LayerNorm's output is the step's; false, with nothing emitted, otherwise.
+    /// axis of N with constant half scale and bias of N, one output that is not a graph output, N in up to eight tiles of
+    /// 256 or 192 columns (<see cref="KernelSource.HalfGemmLayerNormColumns"/>), K in 64s and at least a block a multiprocessor. The LayerNorm's output is the step's; false, with nothing emitted, otherwise.
     /// </summary>
     private bool TryEmitHalfGemmLayerNorm(PlanValue a, PlanValue b, string sum, long[] shape, PlanValue residual, PlanValue? bias, int m, int n, int k)
     {
         if (!_target.LayerNormProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || St(residual) != ElementType.Float16
             || residual.ViewStrides is not null || residual.Nhwc || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k
             || (bias is not null && (bias.Constant is null || bias.Count != n))
-            || !KernelSource.HalfGemmLayerNormTakes(m, n, k) || KernelSource.HalfGemmLayerNormBlocks(m, n) < _target.Multiprocessors
+            || !KernelSource.HalfGemmLayerNormTakes(m, n, k) || KernelSource.HalfGemmLayerNormBlocks(m, n, KernelSource.HalfGemmLayerNormColumns(m, n, _target.Multiprocessors)) < _target.Multiprocessors
             || SoleConsumer(sum) is not { OpType: "LayerNormalization" } norm || norm.Input[0] != sum || _graphOutputs.Contains(norm.Output[0])
             || norm.Output.Skip(1).Any(o => o.Length > 0) || Shapes.Axis(new NodeAttributes(norm).Int("axis", -1), shape.Length) != shape.Length - 1
             || !_values.TryGetValue(norm.Input[1], out var scale) || scale.Constant is null || scale.Count != n || St(scale) != ElementType.Float16)
@@ -197,7 +197,8 @@ internal sealed unsafe partial class GraphCompiler
         var y = Output(norm, 0, a.Type, shape);
         var epsilon = new NodeAttributes(norm).Float("epsilon", 1e-5);
         _node += " + Add + LayerNormalization";
-        Emit(new KernelStep(_node + " (own fp16 product + bias + residual + LayerNorm)", KernelSource.HalfGemmLayerNorm(m, n, k, epsilon), KernelSource.HalfGemmLayerNormBlocks(m, n) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock,
+        var columns = KernelSource.HalfGemmLayerNormColumns(m, n, _target.Multiprocessors);
+        Emit(new KernelStep(_node + " (own fp16 product + bias + residual + LayerNorm)", KernelSource.HalfGemmLayerNorm(m, n, k, epsilon, columns), KernelSource.HalfGemmLayerNormBlocks(m, n, columns) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock,
             [Dev(y), Dev(a), Dev(ConstantRows(b, n, k)), Dev(bias ?? ZeroBias(n)), Dev(residual), Dev(scale), Dev(shift ?? ZeroBias(n))]));
         return true;
     }
