@@ -225,7 +225,10 @@ def unmasked_sdpa_graph(net, make, batch):
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    calls = [0]
+
     def forward(module, query, key, value, attention_mask, **kwargs):
+        calls[0] += 1
         return sdpa_attention_forward(module, query, key, value, None, **kwargs)
 
     AttentionInterface.register(UNMASKED_ATTENTION, forward)
@@ -234,6 +237,10 @@ def unmasked_sdpa_graph(net, make, batch):
     expected = run()[0].float().flatten()
     set_attention(net, UNMASKED_ATTENTION)
     got = run()[0].float().flatten()
+    # A model that cannot switch its attention (transformers only warns) would time the plain graph under this name.
+    if calls[0] == 0:
+        set_attention(net, "sdpa")
+        raise RuntimeError(f"{type(net).__name__} did not call the registered attention (its implementation stayed {net.config._attn_implementation!r})")
     cosine = torch.nn.functional.cosine_similarity(expected, got, dim=0).item()
     if not cosine >= UNMASKED_COSINE:
         set_attention(net, "sdpa")
