@@ -165,19 +165,9 @@ internal static partial class KernelSource
         const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Sb = HalfGemmStageBytes;
         const int Er = HalfGemmEpilogueRow, S = HalfGemmStages;
         w.Body.Append($$"""
-                extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
-                unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
-                unsigned long long* const full = (unsigned long long*)(sm_ + {{S * Sb}});
-                unsigned long long* const empty = full + {{S}};
-                const int tid = (int)threadIdx.x, wg = tid >> 7;
+                {{HalfGemmPrologue("    ", BN)}}
                 const int M = {{rows}}, N = {{cols}}, K = {{depth}}, KB = K / {{BK}}, NT = {{columnTiles}}, tiles = NT * ((M + {{BM - 1}}) / {{BM}});
-                if (tid == 0) {
-                    bw_tma_prefetch(&map_x);
-                    bw_tma_prefetch(&map_w);
-                    for (int s = 0; s < {{S}}; s++) { bw_mbar_init(full + s, 1); bw_mbar_init(empty + s, 2); }
-                    bw_mbar_init_fence();
-                }
-                __syncthreads();
+                {{HalfGemmBarrierInit("    ")}}
 
                 if (wg == 0) {
                     // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
@@ -289,6 +279,29 @@ internal static partial class KernelSource
             if (kb > 0 && u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
             """);
     }
+
+    /// <summary>
+    /// A kernel's start: its dynamic shared memory (1,024-byte aligned for the 128-byte swizzle) of stages
+    /// <paramref name="columns"/> wide, the stages' full and empty mbarriers after them, the thread and its warpgroup.
+    /// </summary>
+    private static string HalfGemmPrologue(string indent, int columns) => Indented(indent, $$"""
+        extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
+        unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
+        unsigned long long* const full = (unsigned long long*)(sm_ + {{HalfGemmStages * HalfGemmStageBytesOf(columns)}});
+        unsigned long long* const empty = full + {{HalfGemmStages}};
+        const int tid = (int)threadIdx.x, wg = tid >> 7;
+        """);
+
+    /// <summary>Thread 0 prefetches the two tensor maps and sets up the stages' mbarriers (one arrival full, the two consumers' empty); then the block's barrier.</summary>
+    private static string HalfGemmBarrierInit(string indent) => Indented(indent, $$"""
+        if (tid == 0) {
+            bw_tma_prefetch(&map_x);
+            bw_tma_prefetch(&map_w);
+            for (int s = 0; s < {{HalfGemmStages}}; s++) { bw_mbar_init(full + s, 1); bw_mbar_init(empty + s, 2); }
+            bw_mbar_init_fence();
+        }
+        __syncthreads();
+        """);
 
     /// <summary>Each line of <paramref name="text"/> after the first indented by <paramref name="indent"/> (the first goes where the caller puts it).</summary>
     private static string Indented(string indent, string text) => text.ReplaceLineEndings("\n" + indent);

@@ -74,21 +74,11 @@ internal static partial class KernelSource
         const int BM = HalfGemmTileM, BK = HalfGemmTileK, S = HalfGemmStages, Er = HalfGemmEpilogueRow;
         var (BN, Sb, Stats, blocks) = (columns, HalfGemmStageBytesOf(columns), StatisticsOffset(columns), (int)(n / columns));
         w.Body.Append($$"""
-                extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
-                unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
-                unsigned long long* const full = (unsigned long long*)(sm_ + {{S * Sb}});
-                unsigned long long* const empty = full + {{S}};
-                const int tid = (int)threadIdx.x, wg = tid >> 7;
+                {{HalfGemmPrologue("    ", BN)}}
                 const int M = {{rows}}, N = {{n}}, K = {{depth}}, KB = K / {{BK}};
                 // The cluster's blocks are consecutive in x: block rank of row tile blockIdx.x / {{blocks}} takes its columns rank x {{BN}}.
                 const int rank = (int)blockIdx.x % {{blocks}}, m0 = ((int)blockIdx.x / {{blocks}}) * {{BM}}, n0 = rank * {{BN}};
-                if (tid == 0) {
-                    bw_tma_prefetch(&map_x);
-                    bw_tma_prefetch(&map_w);
-                    for (int s = 0; s < {{S}}; s++) { bw_mbar_init(full + s, 1); bw_mbar_init(empty + s, 2); }
-                    bw_mbar_init_fence();
-                }
-                __syncthreads();
+                {{HalfGemmBarrierInit("    ")}}
 
                 if (wg == 0) {
                     // The producer: one thread copies the tile's k steps; the warpgroup keeps the cluster barriers' count.

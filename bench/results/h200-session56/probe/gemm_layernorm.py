@@ -4,11 +4,11 @@ In a post-LN encoder layer the attention's output projection and the MLP's secon
 are each followed by the residual add and a LayerNorm: the engine runs cuBLASLt's product (bias and residual in its
 epilogue) and then its LayerNorm kernel, which reads and writes the 12.6 MB activation again (~8 us unprofiled and a
 kernel boundary, twice a layer: about 7% of DistilBERT b=64's run on an H100). A block of the engine's own product
-(KernelSource.HalfGemm, sessions 52-55) holds 128 rows x 256 columns; a row's 768 columns are three blocks, so the three
-are one thread-block cluster: each adds the bias and the residual to its fp32 sums, reduces its rows' sums and squared
-deviations from its own mean (quad shuffles), leaves them in its shared memory, and after the cluster barrier reads the
-other two blocks' through distributed shared memory (mapa) and combines them (Chan et al.: mean = sum S_i / N, M2 =
-sum Q_i + 256 sum (S_i / 256 - mean)^2), normalizes, applies gamma and beta and writes Y once. The statistics are double
+(KernelSource.HalfGemm, sessions 52-55) holds 128 rows x 256 columns; a row's 768 columns are three blocks (or four
+of 192 columns: --widths), and a row's blocks are one thread-block cluster: each adds the bias and the residual to its
+fp32 sums, reduces its rows' sums and squared deviations from its own mean (quad shuffles), leaves them in its shared
+memory, and after the cluster barrier reads its peers' through distributed shared memory (mapa) and combines them
+(Chan et al.: mean = sum S_i / N, M2 = sum Q_i + c sum (S_i / c - mean)^2, c a block's columns), normalizes, applies gamma and beta and writes Y once. The statistics are double
 buffered by tile parity, so one cluster barrier a tile suffices (a block rewrites a buffer only after every peer has
 passed the barrier that follows its reads).
 
@@ -25,7 +25,6 @@ tiles at 8192 rows, so two rounds) walks the row tiles; `--clusters 64` is one c
 import argparse
 import ctypes
 import os
-import statistics
 import struct
 import sys
 
@@ -33,7 +32,11 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PRELUDE = os.path.join(HERE, "..", "..", "h200-session55", "probe", "half_gemm_staged.cu")
+SESSION55 = os.path.join(HERE, "..", "..", "h200-session55", "probe")
+PRELUDE = os.path.join(SESSION55, "half_gemm_staged.cu")
+sys.path.insert(0, SESSION55)
+# Session 55's probe: NVRTC for sm_90a with ptxas's report, the driver, tensor maps encoded as the engine encodes them, CUDA-event medians.
+from engine_gemm import check, cuda, median_us, nvrtc_cubin, tensor_map  # noqa: E402
 
 KERNEL = r"""
 #ifndef BW_CLUSTER_LN
@@ -247,44 +250,6 @@ def source(n, bn, layer_norm):
     return defines + head + (wgmma_helper(bn) if bn != 256 else "") + KERNEL
 
 
-def nvrtc_cubin(src):
-    from cuda.bindings import nvrtc
-    err, prog = nvrtc.nvrtcCreateProgram(src.encode(), b"half_gemm_ln.cu", 0, [], [])
-    opts = [b"--gpu-architecture=sm_90a", b"--std=c++17", b"-default-device", b"--ptxas-options=-v", b"--ptxas-options=--warn-on-spills"]
-    res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
-    _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-    buf = b" " * size
-    nvrtc.nvrtcGetProgramLog(prog, buf)
-    log = buf.decode(errors="replace")
-    if res[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-        raise RuntimeError("nvrtc: " + log[:3000])
-    _, size = nvrtc.nvrtcGetCUBINSize(prog)
-    cubin = b" " * size
-    nvrtc.nvrtcGetCUBIN(prog, cubin)
-    return cubin, log
-
-
-cuda = ctypes.CDLL("libcuda.so.1")
-
-
-def check(status, what):
-    if status != 0:
-        name = ctypes.c_char_p()
-        cuda.cuGetErrorName(status, ctypes.byref(name))
-        raise RuntimeError(f"{what}: {name.value.decode() if name.value else status}")
-
-
-def tensor_map(t, rows, cols, box_rows):
-    """As ExecutionContext encodes it: fp16, 2-D, box box_rows x 64, 128-byte swizzle, L2 promotion 256 B, zeros past the end."""
-    m = (ctypes.c_uint8 * 128)()
-    dims = (ctypes.c_uint64 * 2)(cols, rows)
-    strides = (ctypes.c_uint64 * 1)(cols * 2)
-    box = (ctypes.c_uint32 * 2)(64, box_rows)
-    steps = (ctypes.c_uint32 * 2)(1, 1)
-    check(cuda.cuTensorMapEncodeTiled(ctypes.byref(m), 6, 2, ctypes.c_void_p(t.data_ptr()), dims, strides, box, steps, 0, 3, 3, 0), "cuTensorMapEncodeTiled")
-    return m
-
-
 class Kernel:
     def __init__(self, cubin, bn):
         self.bn, self.shared = bn, shared_bytes(bn)
@@ -305,21 +270,6 @@ class Kernel:
     def launch(self):
         stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
         check(cuda.cuLaunchKernel(self.f, self.grid, 1, 1, 384, 1, 1, self.shared, stream, self.params, None), "cuLaunchKernel")
-
-
-def median_us(fn, reps=25, inner=10):
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(reps):
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000 / inner)
-    return statistics.median(times)
 
 
 def main():
