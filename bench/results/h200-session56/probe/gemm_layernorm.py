@@ -8,9 +8,9 @@ kernel boundary, twice a layer: about 7% of DistilBERT b=64's run on an H100). A
 of 192 columns: --widths), and a row's blocks are one thread-block cluster: each adds the bias and the residual to its
 fp32 sums, reduces its rows' sums and squared deviations from its own mean (quad shuffles), leaves them in its shared
 memory, and after the cluster barrier reads its peers' through distributed shared memory (mapa) and combines them
-(Chan et al.: mean = sum S_i / N, M2 = sum Q_i + c sum (S_i / c - mean)^2, c a block's columns), normalizes, applies gamma and beta and writes Y once. The statistics are double
-buffered by tile parity, so one cluster barrier a tile suffices (a block rewrites a buffer only after every peer has
-passed the barrier that follows its reads).
+(Chan et al.: mean = sum S_i / N, M2 = sum Q_i + c sum (S_i / c - mean)^2, c a block's columns), normalizes, applies
+gamma and beta and writes Y once. The statistics are double buffered by tile parity, so one cluster barrier a tile
+suffices (a block rewrites a buffer only after every peer has passed the barrier that follows its reads).
 
 The kernel here is written for this probe (not yet the engine's): the engine's program prelude and helpers from session
 55's dump (`../../h200-session55/probe/half_gemm_staged.cu`, up to its kernel) plus the kernel below, in two forms from
