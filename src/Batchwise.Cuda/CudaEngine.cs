@@ -84,7 +84,7 @@ public sealed class CudaEngine : IEngine
                     ? "; on sm_90, fp16 products with N in 256s and K in 64s (a tile a multiprocessor at least) run as the own warpgroup-MMA kernel with the bias and the GELU (A&S erfc, |error| <= 1.5e-7) in it (BATCHWISE_GELU_PRODUCT=library: cuBLASLt's product, then the pass)"
                     : "; cuBLASLt's product, then the pass (BATCHWISE_GELU_PRODUCT=library)"),
             ["layernorm_product"] = GraphCompiler.LayerNormProductFromEnvironment
-                ? "own (BATCHWISE_LAYERNORM_PRODUCT=own): on sm_90, an fp16 product whose bias and residual feed a LayerNorm over its N columns (256s up to 2,048) runs as the own warpgroup-MMA kernel, a cluster of N / 256 blocks a 128-row tile, with the residual add and the LayerNorm in its epilogue (an experiment)"
+                ? "own (BATCHWISE_LAYERNORM_PRODUCT=own): on sm_90, an fp16 product whose bias and residual feed a LayerNorm over its N columns (up to eight tiles of 256 or 192 columns, the width with the fewest waves x width) runs as the own warpgroup-MMA kernel, a row tile's blocks one cluster, with the residual add and the LayerNorm in its epilogue (an experiment)"
                 : "library (cuBLASLt's product with the bias and residual, then the LayerNorm kernel; BATCHWISE_LAYERNORM_PRODUCT=own fuses them on sm_90, an experiment)",
             ["attention_rows"] = GraphCompiler.AttentionRowsFromEnvironment == KernelSource.AttentionWideRows
                 ? "128 (BATCHWISE_ATTENTION_ROWS=128): the fused attention kernel's block takes 128 query rows in eight warps where the head is at most 80 wide"

@@ -235,8 +235,8 @@ internal static partial class KernelSource
 
     /// <summary>
     /// The producer's step (the body of its loop over k steps kb, its running count <c>it</c>): once the consumers have
-    /// released stage it % <see cref="HalfGemmStages"/>, A's 128 x 64 box at row m0 and W^T's two 128 x 64 boxes at row n0
-    /// copied into it, their bytes counted on its full mbarrier. Lines indented by <paramref name="indent"/>.
+    /// released stage it % <see cref="HalfGemmStages"/>, A's 128 x 64 box at row m0 and W^T's two (columns / 2) x 64 boxes
+    /// at row n0 copied into it, their bytes counted on its full mbarrier. Lines indented by <paramref name="indent"/>.
     /// </summary>
     private static string HalfGemmStageCopies(string indent, int columns = HalfGemmTileN)
     {
@@ -255,8 +255,9 @@ internal static partial class KernelSource
 
     /// <summary>
     /// A consumer warpgroup's step (the body of its loop over k steps kb, its running count <c>it</c>): once stage
-    /// it % <see cref="HalfGemmStages"/> has landed, its 64 rows (warpgroup cw) times the stage's 256 columns added to the
-    /// sums d, one group of products left in flight, and the stage before released. Lines indented by <paramref name="indent"/>.
+    /// it % <see cref="HalfGemmStages"/> has landed, its 64 rows (warpgroup cw) times the stage's columns (wgmma n256 or
+    /// n192) added to the sums d, one group of products left in flight, and the stage before released. Lines indented by
+    /// <paramref name="indent"/>.
     /// </summary>
     private static string HalfGemmStageProducts(string indent, int columns = HalfGemmTileN)
     {

@@ -52,13 +52,12 @@ internal static partial class KernelSource
     /// gamma and beta [N] (half), R and Y [M, N] row-major. A block computes a 128 x <paramref name="columns"/> tile (256
     /// or 192, <see cref="HalfGemmLayerNormColumns"/>) as <see cref="HalfGemm"/> does (a producer thread's tensor copies
     /// through four stages, two consumer warpgroups of 64 rows on wgmma m64n256k16 or m64n192k16), one tile a block: the
-    /// N / columns blocks of a row tile are one thread-block cluster. Each adds the bias and
-    /// R (read a warp's 16 rows x 64 columns at a time as whole 128-byte rows through its epilogue buffer) to its sums,
-    /// reduces each of its rows' values to their sum and squared deviations from their own mean (quad shuffles),
-    /// leaves them in its shared memory, and after the cluster's barrier reads every block's through distributed shared
-    /// memory, in rank order (the same sums in every block), combines them (Chan et al.: mean = sum S_i / N, M2 = sum
-    /// Q_i + c sum (S_i / c - mean)^2, c the block's columns), normalizes, applies gamma and beta and writes Y once, through the buffer as
-    /// whole rows. A second barrier keeps every block until its peers have read its statistics. On the CPU test runner the
+    /// N / columns blocks of a row tile are one thread-block cluster. Each adds the bias and R (read a warp's 16 rows x 64
+    /// columns at a time as whole 128-byte rows through its epilogue buffer) to its sums, reduces each of its rows' values
+    /// to their sum and squared deviations from their own mean (quad shuffles), leaves them in its shared memory, and after
+    /// the cluster's barrier reads every block's through distributed shared memory, in rank order (the same sums in every
+    /// block), combines them (Chan et al.: mean = sum S_i / N, M2 = sum Q_i + c sum (S_i / c - mean)^2, c the block's
+    /// columns), normalizes, applies gamma and beta and writes Y once, through the buffer as whole rows. A second barrier keeps every block until its peers have read its statistics. On the CPU test runner the
     /// grid runs twice (emulated clusters): the products and statistics, then the products again and the normalization.
     /// </summary>
     public static KernelCode HalfGemmLayerNorm(long m, long n, long k, double epsilon, int columns)
