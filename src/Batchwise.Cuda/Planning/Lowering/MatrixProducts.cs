@@ -172,7 +172,8 @@ internal sealed unsafe partial class GraphCompiler
     /// <see cref="IPlanTarget.LayerNormProductOwn"/> asks and it qualifies: sm_90, fp16, A dense, B a constant [K, N]
     /// (transposed once to W^T), a constant bias of N or none, the residual of the sum's shape, the LayerNorm over the last
     /// axis of N with constant half scale and bias of N, one output that is not a graph output, N in up to eight tiles of
-    /// 256 or 192 columns (<see cref="KernelSource.HalfGemmLayerNormColumns"/>), K in 64s and at least a block a multiprocessor. The LayerNorm's output is the step's; false, with nothing emitted, otherwise.
+    /// 256 or 192 columns (<see cref="KernelSource.HalfGemmLayerNormColumns"/>), K in 64s and at least a block a
+    /// multiprocessor. The LayerNorm's output is the step's; false, with nothing emitted, otherwise.
     /// </summary>
     private bool TryEmitHalfGemmLayerNorm(PlanValue a, PlanValue b, string sum, long[] shape, PlanValue residual, PlanValue? bias, int m, int n, int k)
     {
