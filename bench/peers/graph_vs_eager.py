@@ -57,9 +57,15 @@ def main(argv=None):
     variants, notes = world.torch_variants(world.BY_NAME[args.model], device)
     report = {"model": args.model, "batch": args.batch, "runs": args.runs, "notes": notes, "variants": {}}
     for variant, make in variants:
-        with torch.inference_mode():
-            run = make(args.batch)
-            found = kernels(run, args.runs)
+        try:
+            with torch.inference_mode():
+                run = make(args.batch)
+                found = kernels(run, args.runs)
+        except Exception as e:  # noqa: BLE001 - a variant that cannot be built (world.py's error cell) must not lose the others
+            print(f"## {args.model} b={args.batch} {variant}: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+            report["variants"][variant] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            torch.cuda.synchronize()
+            continue
         total = sum(micros for _, micros in found.values()) / args.runs
         ranked = sorted(found.items(), key=lambda kv: -kv[1][1])
         print(f"## {args.model} b={args.batch} {variant}: {total:,.1f} us of kernels a run, {len(found)} kernel names")
