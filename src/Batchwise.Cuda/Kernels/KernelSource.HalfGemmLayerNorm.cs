@@ -26,9 +26,10 @@ internal static partial class KernelSource
     /// 192-column tiles, at most <see cref="HalfGemmLayerNormMostBlocks"/> of them (a row's blocks are one cluster), and
     /// every index within 32 bits.
     /// </summary>
-    public static bool HalfGemmLayerNormTakes(long m, long n, long k) =>
-        m >= 1 && k >= HalfGemmTileK && k % HalfGemmTileK == 0 && (m + HalfGemmTileM) * Math.Max(n, k) < int.MaxValue && n * k < int.MaxValue
-        && HalfGemmLayerNormWidths.Any(c => n % c == 0 && n / c <= HalfGemmLayerNormMostBlocks);
+    public static bool HalfGemmLayerNormTakes(long m, long n, long k) => HalfGemmDepthAndIndicesFit(m, n, k) && HalfGemmLayerNormWidths.Any(c => RowFits(n, c));
+
+    /// <summary>Whether a row of N is whole tiles <paramref name="columns"/> wide, at most a cluster's <see cref="HalfGemmLayerNormMostBlocks"/>.</summary>
+    private static bool RowFits(long n, int columns) => n % columns == 0 && n / columns <= HalfGemmLayerNormMostBlocks;
 
     /// <summary>
     /// The tile width for an M x N product on <paramref name="multiprocessors"/> SMs (one block an SM: its shared memory):
@@ -39,7 +40,7 @@ internal static partial class KernelSource
     public static int HalfGemmLayerNormColumns(long m, long n, int multiprocessors)
     {
         var rowTiles = (m + HalfGemmTileM - 1) / HalfGemmTileM;
-        return HalfGemmLayerNormWidths.Where(c => n % c == 0 && n / c <= HalfGemmLayerNormMostBlocks)
+        return HalfGemmLayerNormWidths.Where(c => RowFits(n, c))
             .OrderBy(c => (rowTiles * (n / c) + multiprocessors - 1) / Math.Max(1, multiprocessors) * c).First();
     }
 
@@ -62,7 +63,7 @@ internal static partial class KernelSource
     /// </summary>
     public static KernelCode HalfGemmLayerNorm(long m, long n, long k, double epsilon, int columns)
     {
-        if (!HalfGemmLayerNormTakes(m, n, k) || !HalfGemmLayerNormWidths.Contains(columns) || n % columns != 0 || n / columns > HalfGemmLayerNormMostBlocks)
+        if (!HalfGemmDepthAndIndicesFit(m, n, k) || !HalfGemmLayerNormWidths.Contains(columns) || !RowFits(n, columns))
         {
             throw new ArgumentException("fp16 warpgroup product + LayerNorm: N in whole 256- or 192-column tiles, at most eight, K in 64s, indices within 32 bits");
         }

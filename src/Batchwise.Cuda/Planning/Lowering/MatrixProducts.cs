@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
@@ -136,9 +137,8 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
-        if (!_target.GeluProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
-            || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k || ldb != (transB ? k : n) || (bias is not null && (bias.Constant is null || bias.Count != n))
-            || !KernelSource.HalfGemmTakes(m, n, k) || KernelSource.HalfGemmTiles(m, n) < _target.Multiprocessors)
+        if (!_target.GeluProductOwn || !OwnHalfProductOperands(a, b, bias, n, k) || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
+            || ldb != (transB ? k : n) || !KernelSource.HalfGemmTakes(m, n, k) || KernelSource.HalfGemmTiles(m, n) < _target.Multiprocessors)
         {
             return false;
         }
@@ -177,32 +177,41 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private bool TryEmitHalfGemmLayerNorm(PlanValue a, PlanValue b, string sum, long[] shape, PlanValue residual, PlanValue? bias, int m, int n, int k)
     {
-        if (!_target.LayerNormProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || St(residual) != ElementType.Float16
-            || residual.ViewStrides is not null || residual.Nhwc || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k
-            || (bias is not null && (bias.Constant is null || bias.Count != n))
-            || !KernelSource.HalfGemmLayerNormTakes(m, n, k) || KernelSource.HalfGemmLayerNormBlocks(m, n, KernelSource.HalfGemmLayerNormColumns(m, n, _target.Multiprocessors)) < _target.Multiprocessors
+        if (!_target.LayerNormProductOwn || !OwnHalfProductOperands(a, b, bias, n, k) || St(residual) != ElementType.Float16 || residual.ViewStrides is not null || residual.Nhwc
+            || !KernelSource.HalfGemmLayerNormTakes(m, n, k)
             || SoleConsumer(sum) is not { OpType: "LayerNormalization" } norm || norm.Input[0] != sum || _graphOutputs.Contains(norm.Output[0])
-            || norm.Output.Skip(1).Any(o => o.Length > 0) || Shapes.Axis(new NodeAttributes(norm).Int("axis", -1), shape.Length) != shape.Length - 1
-            || !_values.TryGetValue(norm.Input[1], out var scale) || scale.Constant is null || scale.Count != n || St(scale) != ElementType.Float16)
+            || norm.Output.Skip(1).Any(o => o.Length > 0))
         {
             return false;
         }
 
+        // Its scale and bias: constant half rows of N (the bias absent: zeros).
+        bool HalfRow(string name, [NotNullWhen(true)] out PlanValue? v) => _values.TryGetValue(name, out v) && v.Constant is not null && v.Count == n && St(v) == ElementType.Float16;
         PlanValue? shift = null;
-        if (norm.Input.Count > 2 && norm.Input[2].Length > 0 && (!_values.TryGetValue(norm.Input[2], out shift) || shift.Constant is null || shift.Count != n || St(shift) != ElementType.Float16))
+        var attrs = new NodeAttributes(norm);
+        var columns = KernelSource.HalfGemmLayerNormColumns(m, n, _target.Multiprocessors);
+        if (Shapes.Axis(attrs.Int("axis", -1), shape.Length) != shape.Length - 1 || !HalfRow(norm.Input[1], out var scale)
+            || (norm.Input.Count > 2 && norm.Input[2].Length > 0 && !HalfRow(norm.Input[2], out shift))
+            || KernelSource.HalfGemmLayerNormBlocks(m, n, columns) < _target.Multiprocessors)
         {
             return false;
         }
 
         _folded.Add(norm);
         var y = Output(norm, 0, a.Type, shape);
-        var epsilon = new NodeAttributes(norm).Float("epsilon", 1e-5);
         _node += " + Add + LayerNormalization";
-        var columns = KernelSource.HalfGemmLayerNormColumns(m, n, _target.Multiprocessors);
-        Emit(new KernelStep(_node + " (own fp16 product + bias + residual + LayerNorm)", KernelSource.HalfGemmLayerNorm(m, n, k, epsilon, columns), KernelSource.HalfGemmLayerNormBlocks(m, n, columns) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock,
+        Emit(new KernelStep(_node + " (own fp16 product + bias + residual + LayerNorm)", KernelSource.HalfGemmLayerNorm(m, n, k, attrs.Float("epsilon", 1e-5), columns), KernelSource.HalfGemmLayerNormBlocks(m, n, columns) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock,
             [Dev(y), Dev(a), Dev(ConstantRows(b, n, k)), Dev(bias ?? ZeroBias(n)), Dev(residual), Dev(scale), Dev(shift ?? ZeroBias(n))]));
         return true;
     }
+
+    /// <summary>
+    /// What both own fp16 products ask of their operands: sm_90, A in half precision, B a float constant of N x K (either
+    /// orientation), a constant bias of N or none.
+    /// </summary>
+    private bool OwnHalfProductOperands(PlanValue a, PlanValue b, PlanValue? bias, int n, int k) =>
+        _target.ComputeCapability == 90 && St(a) == ElementType.Float16 && b.Constant is { IsFloat: true } w && w.Count == (long)n * k
+        && (bias is null || (bias.Constant is not null && bias.Count == n));
 
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
     {
