@@ -641,8 +641,9 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
         f"configs with {real_exports.HF_LAYERS} layers), opset {real_exports.OPSET}. Batchwise: `batchwise bench MODEL.onnx "
         f"--engine cuda --precision fp16{queue_args(c)}`{queue_text(c)}. PyTorch: fp16 eager and the same captured into a CUDA graph and replayed "
         "(timm: channels-last; transformers: SDPA attention where transformers has it, no attention mask: Batchwise's "
-        "is all ones; for BERT, DistilBERT, HF ViT, GPT-2 and Llama a third variant, \"unmasked\": the graph with "
-        "transformers' SDPA call given no mask, as eager's is, where capture would make it build one); cuDNN benchmark mode on; windows of back-to-back runs timed by CUDA events, median. "
+        f"is all ones; for {', '.join(UNMASKED_SDPA)} a third variant, \"unmasked\": the graph with transformers' SDPA "
+        "call given no mask, as eager's is, where capture would make it build one); cuDNN benchmark mode on; windows of "
+        "back-to-back runs timed by CUDA events, median. "
         f"Ratio: Batchwise / the best PyTorch variant; the issue's target is >= {target:g}x at every batch.",
         "",
         "| model | family | batch | unit | Batchwise fp16 | PyTorch eager | PyTorch graph | best PyTorch | ratio | "
