@@ -35,9 +35,12 @@ public sealed class HalfGemmOnCpuTests
     [InlineData(256L, 64L, true)]
     [InlineData(3072L, 768L, true)]
     [InlineData(1536L, 384L, true)]
-    [InlineData(128L, 768L, false)] // N not in 256s
+    [InlineData(384L, 768L, true)]
+    [InlineData(128L, 768L, true)]
+    [InlineData(192L, 768L, false)] // N not in 128s
+    [InlineData(64L, 768L, false)]
     [InlineData(3072L, 96L, false)] // K not in 64s
-    public void Takes_products_with_n_in_256s_and_k_in_64s(long n, long k, bool takes) =>
+    public void Takes_products_with_n_in_128s_and_k_in_64s(long n, long k, bool takes) =>
         Assert.Equal(takes, KernelSource.HalfGemmTakes(8192, n, k));
 
     [Fact]
@@ -49,10 +52,10 @@ public sealed class HalfGemmOnCpuTests
         var own = Compile(model, inputs, own: true, multiprocessors: 2);
         var step = Assert.Single(OwnProducts(own));
         Assert.Equal(KernelSource.HalfGemmSharedBytes, step.SharedBytes);
-        Assert.Equal(2u, step.Grid); // 200 rows: two row tiles of one column tile, a block a tile
+        Assert.Equal(2u, step.Grid); // 200 rows: two row tiles of two column tiles, two a block (one a consumer warpgroup)
         Assert.Equal(384, step.Block); // the producer warpgroup and two consumers
-        // Tensor maps of X [200, 128] (128 x 64 boxes) and W^T [256, 128] (two 128 x 64 boxes a stage) over the step's buffers 1 and 2.
-        Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 256, 128, 128, 64)], step.TensorMaps);
+        // Tensor maps of X [200, 128] (128 x 64 boxes) and W^T [256, 128] (two 64 x 64 boxes a stage) over the step's buffers 1 and 2.
+        Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 256, 128, 64, 64)], step.TensorMaps);
         Assert.Contains("const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w", step.Source, StringComparison.Ordinal);
         Assert.Equal(1u, Assert.Single(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 1))).Grid); // one block walks both
         Assert.Single(own.Steps.OfType<MatmulStep>()); // fc2 alone stays with the library
@@ -61,16 +64,17 @@ public sealed class HalfGemmOnCpuTests
         Assert.Empty(OwnProducts(Compile(model, inputs, own: false, multiprocessors: 2)));
         Assert.Empty(OwnProducts(Compile(model, inputs, own: true, computeCapability: 89, multiprocessors: 2)));
         Assert.Empty(OwnProducts(new NoGpuTarget(Precision.Fp32, hostMatmuls: true) { GeluProductOwn = true, Multiprocessors = 2 }.Compile(model, inputs)));
-        Assert.Empty(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 3))); // two tiles would leave a multiprocessor idle: the library's
+        Assert.Empty(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 5))); // four tiles would leave a multiprocessor idle: the library's
     }
 
     [Theory]
-    [InlineData(2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
-    [InlineData(1L, 130L, 320L, 512L, 4)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
-    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks the four tiles: 20 k steps through the stages, the row tile left over last
-    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
+    [InlineData(2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a tile a consumer warpgroup
+    [InlineData(1L, 130L, 320L, 512L, 8)] // two row tiles x four column tiles, a block a tile (its second warpgroup idle); K in five steps
+    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks the eight tiles, its warpgroups taking turns: 40 k steps through the stages
+    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: twelve tiles for three blocks, four each; K in three steps (the ring across tiles)
+    [InlineData(1L, 130L, 320L, 384L, 2)] // N = 384 (three column tiles): three tiles a block, the first warpgroup taking two
     [InlineData(2L, 100L, 64L, 256L, 1)] // K in one step a tile
-    [InlineData(1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped five times a tile)
+    [InlineData(1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped three times a tile)
     public void Own_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
     {
         CpuKernelRunner.Require();

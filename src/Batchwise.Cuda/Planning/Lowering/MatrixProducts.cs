@@ -80,7 +80,7 @@ internal sealed unsafe partial class GraphCompiler
     };
 
     /// <summary>
-    /// BATCHWISE_GELU_PRODUCT: own (the default: on sm_90, an fp16 product with N in 256s and K in 64s, its weights
+    /// BATCHWISE_GELU_PRODUCT: own (the default: on sm_90, an fp16 product with N in 128s and K in 64s, its weights
     /// constant and its tiles filling the multiprocessors, as the engine's warpgroup-MMA kernel with the bias and the GELU
     /// in it, <see cref="KernelSource.HalfGemm"/>) or library (cuBLASLt's product with its bias, then the erf GELU pass in
     /// place, as every other product and GPU has it).
@@ -132,7 +132,7 @@ internal sealed unsafe partial class GraphCompiler
     /// The product, its bias and the erf GELU after it as the own warpgroup-MMA kernel (<see cref="KernelSource.HalfGemm"/>)
     /// where <see cref="IPlanTarget.GeluProductOwn"/> asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K),
     /// B a constant (either orientation; transposed once to W^T [N, K] where it is [K, N]), alpha 1, a constant bias of N or none
-    /// (zeros), N in 256s and K in 64s, and at least a tile a multiprocessor (fewer tiles leave SMs idle that cuBLASLt's
+    /// (zeros), N in 128s and K in 64s, and at least a tile a multiprocessor (fewer tiles leave SMs idle that cuBLASLt's
     /// smaller or split tiles fill: ViT-S's and DistilBERT's products at b=1 make 12). False, with nothing emitted, otherwise.
     /// </summary>
     private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
