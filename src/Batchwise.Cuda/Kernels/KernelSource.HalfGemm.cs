@@ -8,28 +8,25 @@ namespace Batchwise.Cuda.Kernels;
 /// </summary>
 internal static partial class KernelSource
 {
-    /// <summary>Rows of a tile: a consumer warpgroup's of <see cref="HalfGemm"/> (two wgmma of 64 rows), a block's of <see cref="HalfGemmLayerNorm"/> (two warpgroups of 64).</summary>
+    /// <summary>Rows of a block's tile of <see cref="HalfGemm"/> (two warpgroups of 64).</summary>
     public const int HalfGemmTileM = 128;
 
-    /// <summary>Columns of <see cref="HalfGemmLayerNorm"/>'s widest tile (wgmma m64n256k16: one instruction a warpgroup a k16 step).</summary>
+    /// <summary>Columns of a block's tile (wgmma m64n256k16: one instruction a warpgroup a k16 step).</summary>
     public const int HalfGemmTileN = 256;
-
-    /// <summary>Columns of a tile of <see cref="HalfGemm"/> (wgmma m64n128k16, two a warpgroup a k16 step: its 128 rows).</summary>
-    public const int HalfGemmProductColumns = 128;
 
     /// <summary>K of a stage: 64 halves, one 128-byte row, the 128-byte swizzle's atom.</summary>
     public const int HalfGemmTileK = 64;
 
-    /// <summary>Stages of copies in shared memory of <see cref="HalfGemmLayerNorm"/>: one ring the producer fills.</summary>
+    /// <summary>Stages of copies in shared memory: one ring the producer fills across a block's tiles.</summary>
     public const int HalfGemmStages = 4;
 
-    /// <summary>Stages of <see cref="HalfGemm"/>'s ring (32 KB each: A's 128 x 64 and W^T's 128 x 64).</summary>
-    public const int HalfGemmProductStages = 6;
-
-    /// <summary>Threads of a block: the producer warpgroup (the copies) and two consumer warpgroups.</summary>
+    /// <summary>Threads of a block: the producer warpgroup (the copies) and two consumer warpgroups (64 rows each).</summary>
     public const int HalfGemmBlock = 384;
 
-    /// <summary>Bytes of one stage of a tile <paramref name="columns"/> wide: the A tile (128 x 64 halves) then the B tile (columns x 64), each row one 128-byte row.</summary>
+    /// <summary>Bytes of one stage: the A tile (128 x 64 halves) then the B tile (256 x 64), each row one 128-byte row.</summary>
+    private const int HalfGemmStageBytes = (HalfGemmTileM + HalfGemmTileN) * HalfGemmTileK * 2;
+
+    /// <summary>Bytes of one stage of a tile <paramref name="columns"/> wide (the B tile columns x 64).</summary>
     private static int HalfGemmStageBytesOf(int columns) => (HalfGemmTileM + columns) * HalfGemmTileK * 2;
 
     /// <summary>Bytes of a consumer warp's epilogue buffer: 16 rows of 64 halves, each row padded to 144 bytes so the
@@ -38,27 +35,24 @@ internal static partial class KernelSource
 
     private const int HalfGemmEpilogueWarpBytes = 16 * HalfGemmEpilogueRow;
 
-    /// <summary>Where <see cref="HalfGemm"/>'s epilogue buffers start: after the stages, their full and empty mbarriers and the two warpgroups' turn mbarriers.</summary>
-    private const int HalfGemmEpilogueOffset = (HalfGemmProductStages * (HalfGemmTileM + HalfGemmProductColumns) * HalfGemmTileK * 2) + (2 * HalfGemmProductStages * 8) + 16;
-
     /// <summary>
-    /// Dynamic shared memory of a block of <see cref="HalfGemm"/> (215,152 bytes: one block an SM): the six stages, a
-    /// full and an empty mbarrier a stage, the two consumers' turn mbarriers, the eight consumer warps' epilogue buffers.
+    /// Dynamic shared memory of a block (215,104 bytes: one block an SM): the stages, a full and an empty mbarrier a
+    /// stage, the eight consumer warps' epilogue buffers.
     /// </summary>
-    public const int HalfGemmSharedBytes = HalfGemmEpilogueOffset + (8 * HalfGemmEpilogueWarpBytes);
+    public const int HalfGemmSharedBytes = (HalfGemmStages * HalfGemmStageBytes) + (2 * HalfGemmStages * 8) + (8 * HalfGemmEpilogueWarpBytes);
 
     /// <summary>
-    /// Whether <see cref="HalfGemm"/> takes an M x N x K product: N in whole 128-column tiles, K in whole 64s, and every
+    /// Whether <see cref="HalfGemm"/> takes an M x N x K product: N in whole 256-column tiles, K in whole 64s, and every
     /// index within 32 bits (rows times N or K).
     /// </summary>
-    public static bool HalfGemmTakes(long m, long n, long k) => n >= HalfGemmProductColumns && n % HalfGemmProductColumns == 0 && HalfGemmDepthAndIndicesFit(m, n, k);
+    public static bool HalfGemmTakes(long m, long n, long k) => n >= HalfGemmTileN && n % HalfGemmTileN == 0 && HalfGemmDepthAndIndicesFit(m, n, k);
 
     /// <summary>What every own fp16 product needs besides its tile width: rows, K in whole 64s, every index within 32 bits (rows times N or K).</summary>
     private static bool HalfGemmDepthAndIndicesFit(long m, long n, long k) =>
         m >= 1 && k >= HalfGemmTileK && k % HalfGemmTileK == 0 && (m + HalfGemmTileM) * Math.Max(n, k) < int.MaxValue && n * k < int.MaxValue;
 
-    /// <summary>Tiles of an M x N product of <see cref="HalfGemm"/> (row tiles of 128 times column tiles of 128).</summary>
-    public static long HalfGemmTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmProductColumns);
+    /// <summary>Tiles of an M x N product (row tiles of 128 times column tiles of 256).</summary>
+    public static long HalfGemmTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmTileN);
 
     /// <summary>Blocks of a launch: one a multiprocessor (each walks its share of the tiles), fewer where there are fewer tiles.</summary>
     public static int HalfGemmBlocks(long m, long n, int multiprocessors) => (int)Math.Min(HalfGemmTiles(m, n), Math.Max(1, multiprocessors));
@@ -142,100 +136,79 @@ internal static partial class KernelSource
 
         """;
 
-    /// <summary>wgmma m64n128k16 (fp16 operands from shared memory, fp32 sums; 64 a thread): <see cref="HalfGemm"/>'s, two a k16 step for a warpgroup's 128 rows.</summary>
-    private static readonly string HalfWgmma128Helper = $$"""
-        #ifndef BW_WGMMA_F16_N128_HELPERS
-        #define BW_WGMMA_F16_N128_HELPERS
-        __device__ __forceinline__ void bw_wgmma_64n128k16_f16(float* d, unsigned long long da, unsigned long long db, int accumulate)
-        {
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {{{string.Join(", ", Enumerable.Range(0, 64).Select(i => $"%{i}"))}}}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                : {{string.Join(", ", Enumerable.Range(0, 64).Select(i => $"\"+f\"(d[{i}])"))}}
-                : "l"(da), "l"(db), "r"(accumulate));
-        }
-        #endif
-
-        """;
-
     /// <summary>
     /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu_as</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
     /// W^T [N, K] row-major (buffers 1 and 2, each read through its TMA tensor map: <see cref="KernelCode.TensorMaps"/>),
-    /// bias [N] (half), Y [M, N] row-major. Persistent, warp-specialized and ping-pong (as cutlass's
-    /// KernelTmaWarpSpecializedPingpong): a grid of at most one block a multiprocessor (<see cref="HalfGemmBlocks"/>)
-    /// walks the 128 x 128 tiles (tile = block + i x grid, column tiles fastest, so the blocks running together share A's
-    /// rows in L2), the block's i-th tile taken by consumer warpgroup i % 2 alone. One thread of warpgroup 0 copies every
-    /// 64-wide k step of every tile of the block, in that order, into one ring of six stages: A's 128 x 64 box and W^T's
-    /// two 64 x 64 boxes by tensor copies in the 128-byte swizzle (the layout the wgmma descriptors read; rows past M read
-    /// as zeros), their 32 KB counted in bytes on the stage's full mbarrier; it waits for a stage's empty mbarrier before
-    /// refilling it and never for an epilogue. The consumers take turns at the tensor cores (two turn mbarriers): a
-    /// warpgroup issues its tile's products (wgmma m64n128k16 twice a k16 step, its 128 rows; one group in flight; each
-    /// stage released once its products are done), hands the turn to the other and, while the other's products run, adds
-    /// the bias, applies the GELU to its fp32 sums and writes its tile through shared memory (a warp puts 64 columns of its
-    /// 16 rows in its own padded buffer, then stores whole 128-byte rows). Session 55's cooperative form (both warpgroups
-    /// on one 128 x 256 tile, then both in its epilogue while the tensor cores waited) took 82.8 us at 8192 x 3072 x 768
-    /// on an H100 against 65.5 without the GELU and cuBLASLt + bias 67.0.
+    /// bias [N] (half), Y [M, N] row-major. Persistent and warp-specialized (the probe's gemm8, sessions 53-54): a grid of
+    /// at most one block a multiprocessor (<see cref="HalfGemmBlocks"/>) walks the 128 x 256 tiles (tile = block + i x
+    /// grid, column tiles fastest, so the blocks running together share A's rows in L2). One thread of warpgroup 0 copies
+    /// every 64-wide k step of every tile of the block into one ring of four stages: A's 128 x 64 box and W^T's two 128 x
+    /// 64 boxes by tensor copies in the 128-byte swizzle (the layout the wgmma descriptors read; rows past M read as
+    /// zeros), their 48 KB counted in bytes on the stage's full mbarrier; it waits for a stage's empty mbarrier before
+    /// refilling it and never for an epilogue, so the next tile's first stages land while the consumers finish the last.
+    /// Warpgroups 1 and 2 multiply their 64 rows (wgmma m64n256k16, both operands from shared memory, one group in
+    /// flight), release each stage once the products reading it are done, then apply the bias and the GELU to the fp32
+    /// sums and write the tile through shared memory: a warp puts 64 columns of its 16 rows in its own padded buffer, then
+    /// stores whole 128-byte rows (direct half2 stores, 16 bytes a row a warp instruction, cost ~35 of 98 us at 8192 x
+    /// 3072 x 768 on an H100). Session 55's probe of this program (H100): 82.8 us there against cuBLASLt + bias 67.0 and
+    /// its GELU pass 105.0 in all; 92.2 with erff's GELU. A deferred epilogue (each tile's GELU and stores in shares
+    /// during the next tile's k steps, three stages, setmaxnreg) was slower in every form (95.9; 96.2 with this GELU).
     /// </summary>
     public static KernelCode HalfGemm(long m, long n, long k)
     {
         if (!HalfGemmTakes(m, n, k))
         {
-            throw new ArgumentException("fp16 warpgroup product: N in 128s, K in 64s, indices within 32 bits");
+            throw new ArgumentException("fp16 warpgroup product: N in 256s, K in 64s, indices within 32 bits");
         }
 
         var w = new KernelWriter(small: true);
         var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
-        var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmProductColumns));
-        const int BM = HalfGemmTileM, BN = HalfGemmProductColumns, BK = HalfGemmTileK, S = HalfGemmProductStages;
-        const int Er = HalfGemmEpilogueRow;
+        var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
+        const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Sb = HalfGemmStageBytes;
+        const int Er = HalfGemmEpilogueRow, S = HalfGemmStages;
         w.Body.Append($$"""
-                {{HalfGemmPrologue("    ", BN, S)}}
+                {{HalfGemmPrologue("    ", BN)}}
                 const int M = {{rows}}, N = {{cols}}, K = {{depth}}, KB = K / {{BK}}, NT = {{columnTiles}}, tiles = NT * ((M + {{BM - 1}}) / {{BM}});
-                unsigned long long* const turn = empty + {{S}}; // turn[w]: consumer w's products may start
-                {{HalfGemmBarrierInit("    ", S, 1, " bw_mbar_init(turn, 1); bw_mbar_init(turn + 1, 1);")}}
+                {{HalfGemmBarrierInit("    ")}}
 
                 if (wg == 0) {
-                    // The producer (one thread): k step kb of the block's tiles in order into stage (its running count) % {{S}} once released.
+                    // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
                     if (tid == 0) {
                         int it = 0;
                         for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
                             const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
                             for (int kb = 0; kb < KB; kb++, it++) {
-                                {{HalfGemmStageCopies("                    ", BN, S)}}
+                                {{HalfGemmStageCopies("                    ")}}
                             }
                         }
                     }
                     return;
                 }
 
-                // The consumers: warpgroup cw takes the block's tiles cw, cw + 2, ...; this warp's epilogue buffer.
+                // The consumers: warpgroup cw's 64 rows of each tile; this warp's epilogue buffer.
                 const int cw = wg - 1, u = tid & 127, warp = u >> 5, lane = u & 31, g = lane >> 2;
-                unsigned char* const eb = sm_ + {{HalfGemmEpilogueOffset}} + (cw * 4 + warp) * {{HalfGemmEpilogueWarpBytes}};
-                for (int lt = cw; ; lt += 2) {
-                    const int tile = (int)blockIdx.x + lt * (int)gridDim.x;
-                    if (tile >= tiles) break;
+                unsigned char* const eb = sm_ + {{(S * Sb) + (2 * S * 8)}} + (cw * 4 + warp) * {{HalfGemmEpilogueWarpBytes}};
+                int it = 0;
+                for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
                     const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
-                    // The other warpgroup's products of the tile before are issued (its (lt - 1) / 2-th turn handed over).
-                    if (lt > 0) bw_mbar_wait(turn + cw, ((lt - 1) >> 1) & 1);
-                    float d[{{BN}}];
+                    float d[{{BN / 2}}];
                     #pragma unroll
-                    for (int i = 0; i < {{BN}}; i++) d[i] = 0.f;
-                    int it = lt * KB;
+                    for (int i = 0; i < {{BN / 2}}; i++) d[i] = 0.f;
                     for (int kb = 0; kb < KB; kb++, it++) {
-                        {{HalfGemmStageProducts("            ", BN, S, wholeTile: true)}}
+                        {{HalfGemmStageProducts("            ")}}
                     }
-                    if (u == 0) bw_mbar_arrive(turn + (cw ^ 1));
                     bw_wgmma_wait0();
                     bw_hold_f32x128(d);
                     if (u == 0) bw_mbar_arrive(empty + (it - 1) % {{S}});
 
-                    // Bias and GELU on the fp32 sums (of each 64-row half h, this thread's rows g and g + 8 of its warp's 16,
-                    // columns 2t and 2t + 1 of each n8 tile), 64 columns at a time through the warp's buffer, then whole 128-byte rows of Y.
+                    // Bias and GELU on the fp32 sums (this thread's rows g and g + 8 of its warp's 16, columns 2t and 2t + 1
+                    // of each n8 tile), 64 columns at a time through the warp's buffer, then whole 128-byte rows of Y.
+                    const int row0 = m0 + cw * 64 + warp * 16;
                     #pragma unroll
-                    for (int c = 0; c < 4; c++) {
-                        const int h = c >> 1, cc = c & 1, row0 = m0 + h * 64 + warp * 16;
+                    for (int c = 0; c < {{BN / 64}}; c++) {
                         #pragma unroll
                         for (int jj = 0; jj < 8; jj++) {
-                            const int j = h * 16 + cc * 8 + jj, cl = jj * 8 + (lane & 3) * 2, col = n0 + cc * 64 + cl;
+                            const int j = c * 8 + jj, cl = jj * 8 + (lane & 3) * 2, col = n0 + c * 64 + cl;
                             const float b0 = (float)bias[col], b1 = (float)bias[col + 1];
                             *(unsigned*)(eb + g * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu_as(d[4 * j] + b0), bw_gelu_as(d[4 * j + 1] + b1));
                             *(unsigned*)(eb + (g + 8) * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu_as(d[4 * j + 2] + b0), bw_gelu_as(d[4 * j + 3] + b1));
@@ -244,7 +217,7 @@ internal static partial class KernelSource
                         #pragma unroll
                         for (int q = 0; q < 4; q++) {
                             const int rr = q * 4 + (lane >> 3), ch = lane & 7;
-                            if (row0 + rr < M) *(uint4*)(y + (size_t)(row0 + rr) * N + n0 + cc * 64 + ch * 8) = *(const uint4*)(eb + rr * {{Er}} + ch * 16);
+                            if (row0 + rr < M) *(uint4*)(y + (size_t)(row0 + rr) * N + n0 + c * 64 + ch * 8) = *(const uint4*)(eb + rr * {{Er}} + ch * 16);
                         }
                         __syncwarp();
                     }
@@ -256,7 +229,7 @@ internal static partial class KernelSource
         HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
         return code with
         {
-            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfWgmma128Helper + HalfGemmGeluHelper + source,
+            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfGemmGeluHelper + source,
             SharedBytes = HalfGemmSharedBytes,
             TensorMaps = maps,
         };

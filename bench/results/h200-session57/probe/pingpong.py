@@ -2,10 +2,12 @@
 
 Session 55 found the cooperative form (both consumer warpgroups on one 128 x 256 tile, then both in its epilogue) at
 82.8 us at 8192 x 3072 x 768 on an H100 against 65.5 without the GELU: the tensor cores wait while the GELU is computed.
-The ping-pong form (the engine from session 57: each consumer warpgroup its own 128 x 128 tile, the two taking turns at
-the tensor cores, one's epilogue running while the other's products do) should hide it. This takes both programs as the
-engine writes them (KernelSource.Prelude + the kernel, dumped beside this script: half_gemm_coop.cu from main at
-87a0a6c7, half_gemm_pp.cu from the ping-pong commit), each also without its GELU (a text edit), compiles each with NVRTC
+The ping-pong form (KernelSource.HalfGemmPingPong, BATCHWISE_GELU_PRODUCT=pingpong since session 57: each consumer
+warpgroup its own 128 x 128 tile, the two taking turns at the tensor cores, one's epilogue running while the other's
+products do) should hide it. This takes both programs as the engine writes them at 8192 x 3072 x 768 (KernelSource.Prelude
++ the kernel, dumped beside this script by a throwaway test: half_gemm_coop.cu, KernelSource.HalfGemm, byte for byte the
+kernel of main at 87a0a6c7; half_gemm_pp.cu, KernelSource.HalfGemmPingPong; M, N, K are run-time arguments, so one text
+serves every shape), each also without its GELU (a text edit), compiles each with NVRTC
 for sm_90a with ptxas's report, launches it through the driver with its tensor maps encoded as the engine encodes them,
 checks it against PyTorch (fp32 GELU of the fp16 product + bias) and times it with CUDA events beside cuBLASLt + bias
 (F.linear's addmm) and that + PyTorch's GELU pass in place, in the same run.
@@ -68,7 +70,7 @@ class Kernel:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--shapes", default="8192,3072,768;12608,1536,384;12608,3072,768;12544,1536,384;1576,1536,384;8192,768,768")
+    ap.add_argument("--shapes", default="8192,3072,768;12608,1536,384;12608,3072,768;12544,1536,384;1576,1536,384;8192,768,768;8192,768,3072;8192,2304,768")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     log = open(os.path.join(args.out, "pingpong.txt"), "w")
