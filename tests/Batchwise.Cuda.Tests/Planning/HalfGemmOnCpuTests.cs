@@ -9,7 +9,7 @@ namespace Batchwise.Cuda.Tests.Planning;
 
 /// <summary>
 /// The own fp16 warpgroup-MMA product with its bias and erf GELU (BATCHWISE_GELU_PRODUCT=own, <see cref="KernelSource.HalfGemm"/>;
-/// =pingpong, <see cref="KernelSource.HalfGemmPingPong"/>): where the planner takes it, its tensor maps, and its output
+/// =pingpong, <see cref="KernelSource.HalfGemmPingPong"/>; =handoff, <see cref="KernelSource.HalfGemmHandoff"/>): where the planner takes it, its tensor maps, and its output
 /// against ONNX Runtime on the CPU kernel runner (wgmma, its 128-byte swizzle, the TMA tensor copies and the mbarriers
 /// emulated from their PTX definitions), with rows left over in the last row tile (read as zeros past M), several column
 /// tiles and k steps, blocks walking several tiles through one ring of stages, and (ping-pong) the two consumer
@@ -26,14 +26,15 @@ public sealed class HalfGemmOnCpuTests
     private static List<KernelStep> OwnProducts(ExecutionPlan plan) => [.. plan.Steps.OfType<KernelStep>().Where(k => k.Node.Contains("fp16 product + bias + GELU", StringComparison.Ordinal))];
 
     [Fact]
-    public void The_switch_reads_library_own_or_pingpong_and_refuses_anything_else_in_one_line()
+    public void The_switch_reads_library_own_pingpong_or_handoff_and_refuses_anything_else_in_one_line()
     {
         Assert.Equal(GeluProduct.Own, GraphCompiler.GeluProductFrom(null)); // the default, where it qualifies
         Assert.Equal(GeluProduct.Library, GraphCompiler.GeluProductFrom(" Library "));
         Assert.Equal(GeluProduct.Own, GraphCompiler.GeluProductFrom("own"));
         Assert.Equal(GeluProduct.PingPong, GraphCompiler.GeluProductFrom("PingPong"));
+        Assert.Equal(GeluProduct.Handoff, GraphCompiler.GeluProductFrom("handoff"));
         var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.GeluProductFrom("fast"));
-        Assert.Contains("BATCHWISE_GELU_PRODUCT 'fast' is not own, pingpong or library", e.Message, StringComparison.Ordinal);
+        Assert.Contains("BATCHWISE_GELU_PRODUCT 'fast' is not own, pingpong, handoff or library", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -138,6 +139,39 @@ public sealed class HalfGemmOnCpuTests
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
         var plan = Compile(model, inputs, GeluProduct.PingPong, multiprocessors: multiprocessors);
         Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmPingPongTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
+
+        var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
+        var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);
+        Assert.True(difference is null, difference);
+    }
+
+    [Fact]
+    public void The_handoff_product_takes_the_cooperative_tiles_with_three_stages_and_a_staged_tile()
+    {
+        var model = MatmulEpiloguePlanTests.VitMlp(2, 100, 128, 256);
+        var inputs = MatmulEpiloguePlanTests.Inputs(model, 5);
+        var step = Assert.Single(OwnProducts(Compile(model, inputs, GeluProduct.Handoff, multiprocessors: 2)));
+        Assert.EndsWith("(handoff fp16 product + bias + GELU)", step.Node, StringComparison.Ordinal);
+        Assert.Equal(KernelSource.HalfGemmHandoffSharedBytes, step.SharedBytes);
+        Assert.True(step.SharedBytes <= 227 * 1024, "one block an SM: within sm_90's 227 KB of shared memory a block");
+        Assert.Equal(2u, step.Grid); // 200 rows: two 128 x 256 tiles
+        Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 256, 128, 128, 64)], step.TensorMaps);
+        Assert.Empty(OwnProducts(Compile(model, inputs, GeluProduct.Handoff, multiprocessors: 3)));
+    }
+
+    [Theory]
+    [InlineData(2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows (the epilogue stops at M); K in two steps
+    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks four tiles: the staged tile reused, 20 k steps through three stages
+    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each
+    [InlineData(2L, 100L, 64L, 256L, 1)] // K in one step a tile
+    [InlineData(1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped almost seven times a tile)
+    public void Handoff_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
+    {
+        CpuKernelRunner.Require();
+        var model = MatmulEpiloguePlanTests.VitMlp(batch, tokens, width, hidden);
+        var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
+        var plan = Compile(model, inputs, GeluProduct.Handoff, multiprocessors: multiprocessors);
+        Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
 
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
         var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);

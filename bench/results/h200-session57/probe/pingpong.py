@@ -1,12 +1,15 @@
-"""The own fp16 product + bias + erf GELU (KernelSource.HalfGemm) in two schedules, outside the engine (session 57).
+"""The own fp16 product + bias + erf GELU (KernelSource.HalfGemm) in three schedules, outside the engine (session 57).
 
 Session 55 found the cooperative form (both consumer warpgroups on one 128 x 256 tile, then both in its epilogue) at
 82.8 us at 8192 x 3072 x 768 on an H100 against 65.5 without the GELU: the tensor cores wait while the GELU is computed.
 The ping-pong form (KernelSource.HalfGemmPingPong, BATCHWISE_GELU_PRODUCT=pingpong since session 57: each consumer
 warpgroup its own 128 x 128 tile, the two taking turns at the tensor cores, one's epilogue running while the other's
-products do) should hide it. This takes both programs as the engine writes them at 8192 x 3072 x 768 (KernelSource.Prelude
+products do) should hide it, unless its smaller tiles' extra copies of the operands cost more (session 54's ping-pong of
+64 x 256 tiles: 95.3 us without the GELU); so should the handoff form (KernelSource.HalfGemmHandoff,
+BATCHWISE_GELU_PRODUCT=handoff: the cooperative tiles in three stages, the biased sums staged in shared memory as halves,
+the GELU and stores by three warps of the producer warpgroup while the consumers go on). This takes the three programs as the engine writes them at 8192 x 3072 x 768 (KernelSource.Prelude
 + the kernel, dumped beside this script by a throwaway test: half_gemm_coop.cu, KernelSource.HalfGemm, byte for byte the
-kernel of main at 87a0a6c7; half_gemm_pp.cu, KernelSource.HalfGemmPingPong; M, N, K are run-time arguments, so one text
+kernel of main at 87a0a6c7; half_gemm_pp.cu, KernelSource.HalfGemmPingPong; half_gemm_ho.cu, KernelSource.HalfGemmHandoff; M, N, K are run-time arguments, so one text
 serves every shape), each also without its GELU (a text edit), compiles each with NVRTC
 for sm_90a with ptxas's report, launches it through the driver with its tensor maps encoded as the engine encodes them,
 checks it against PyTorch (fp32 GELU of the fp16 product + bias) and times it with CUDA events beside cuBLASLt + bias
@@ -35,6 +38,8 @@ VARIANTS = {
     "coop-nogelu": ("coop", 256, 128, False),
     "pingpong": ("pp", 128, 64, True),
     "pingpong-nogelu": ("pp", 128, 64, False),
+    "handoff": ("ho", 256, 128, True),
+    "handoff-nogelu": ("ho", 256, 128, False),
 }
 
 

@@ -35,6 +35,9 @@ internal enum GeluProduct
 
     /// <summary>The same in a ping-pong schedule (<see cref="KernelSource.HalfGemmPingPong"/>): an experiment until timed on a GPU.</summary>
     PingPong,
+
+    /// <summary>The cooperative kernel with its GELU and stores handed to the producer warpgroup (<see cref="KernelSource.HalfGemmHandoff"/>): an experiment until timed on a GPU.</summary>
+    Handoff,
 }
 
 /// <summary>Who runs a matrix product with few rows (one batch: a classifier head at small batches).</summary>
@@ -96,8 +99,9 @@ internal sealed unsafe partial class GraphCompiler
     /// BATCHWISE_GELU_PRODUCT: own (the default: on sm_90, an fp16 product with N in 256s and K in 64s, its weights
     /// constant and its tiles filling the multiprocessors, as the engine's warpgroup-MMA kernel with the bias and the GELU
     /// in it, <see cref="KernelSource.HalfGemm"/>), pingpong (the same in a ping-pong schedule, N in 128s,
-    /// <see cref="KernelSource.HalfGemmPingPong"/>: an experiment until timed on a GPU) or library (cuBLASLt's product
-    /// with its bias, then the erf GELU pass in place, as every other product and GPU has it).
+    /// <see cref="KernelSource.HalfGemmPingPong"/>), handoff (the GELU and the stores by the producer warpgroup while the
+    /// consumers go on, <see cref="KernelSource.HalfGemmHandoff"/>; both experiments until timed on a GPU) or library
+    /// (cuBLASLt's product with its bias, then the erf GELU pass in place, as every other product and GPU has it).
     /// </summary>
     internal static GeluProduct GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
 
@@ -107,7 +111,8 @@ internal sealed unsafe partial class GraphCompiler
         "library" => GeluProduct.Library,
         null or "" or "own" => GeluProduct.Own,
         "pingpong" => GeluProduct.PingPong,
-        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not own, pingpong or library", "Unset it (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90), or set BATCHWISE_GELU_PRODUCT=library (cuBLASLt's product, then the GELU pass) or pingpong (the own product in a ping-pong schedule, an experiment)."),
+        "handoff" => GeluProduct.Handoff,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not own, pingpong, handoff or library", "Unset it (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90), or set BATCHWISE_GELU_PRODUCT=library (cuBLASLt's product, then the GELU pass), pingpong or handoff (the own product's experimental schedules)."),
     };
 
     /// <summary>
@@ -163,7 +168,12 @@ internal sealed unsafe partial class GraphCompiler
         // W^T [N, K] row-major, the map's rows: B as it is where transposed, else its transpose.
         var wt = transB ? b : ConstantRows(b, n, k);
         var bv = bias ?? ZeroBias(n);
-        var (kernel, what) = pingPong ? (KernelSource.HalfGemmPingPong(m, n, k), "ping-pong") : (KernelSource.HalfGemm(m, n, k), "own");
+        var (kernel, what) = _target.GeluProduct switch
+        {
+            GeluProduct.PingPong => (KernelSource.HalfGemmPingPong(m, n, k), "ping-pong"),
+            GeluProduct.Handoff => (KernelSource.HalfGemmHandoff(m, n, k), "handoff"),
+            _ => (KernelSource.HalfGemm(m, n, k), "own"),
+        };
         Emit(new KernelStep(_node + $" ({what} fp16 product + bias + GELU)", kernel, Math.Min(tiles, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
     }
