@@ -54,9 +54,6 @@ internal static partial class KernelSource
     /// <summary>Tiles of an M x N product (row tiles of 128 times column tiles of 256).</summary>
     public static long HalfGemmTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmTileN);
 
-    /// <summary>Blocks of a launch: one a multiprocessor (each walks its share of the tiles), fewer where there are fewer tiles.</summary>
-    public static int HalfGemmBlocks(long m, long n, int multiprocessors) => (int)Math.Min(HalfGemmTiles(m, n), Math.Max(1, multiprocessors));
-
     /// <summary>
     /// wgmma's fp16 pieces, the mbarriers and the TMA tensor copy (sm_90a; the CPU test runner emulates them from their PTX
     /// definitions under the same names): a
@@ -140,7 +137,7 @@ internal static partial class KernelSource
     /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu_as</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
     /// W^T [N, K] row-major (buffers 1 and 2, each read through its TMA tensor map: <see cref="KernelCode.TensorMaps"/>),
     /// bias [N] (half), Y [M, N] row-major. Persistent and warp-specialized (the probe's gemm8, sessions 53-54): a grid of
-    /// at most one block a multiprocessor (<see cref="HalfGemmBlocks"/>) walks the 128 x 256 tiles (tile = block + i x
+    /// at most one block a multiprocessor (fewer where there are fewer tiles) walks the 128 x 256 tiles (tile = block + i x
     /// grid, column tiles fastest, so the blocks running together share A's rows in L2). One thread of warpgroup 0 copies
     /// every 64-wide k step of every tile of the block into one ring of four stages: A's 128 x 64 box and W^T's two 128 x
     /// 64 boxes by tensor copies in the 128-byte swizzle (the layout the wgmma descriptors read; rows past M read as
@@ -161,9 +158,7 @@ internal static partial class KernelSource
             throw new ArgumentException("fp16 warpgroup product: N in 256s, K in 64s, indices within 32 bits");
         }
 
-        var w = new KernelWriter(small: true);
-        var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
-        var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
+        var (w, rows, cols, depth, columnTiles) = HalfGemmGeluArguments(m, n, k, HalfGemmTileN);
         const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Sb = HalfGemmStageBytes;
         const int Er = HalfGemmEpilogueRow, S = HalfGemmStages;
         w.Body.Append($$"""
@@ -174,13 +169,7 @@ internal static partial class KernelSource
                 if (wg == 0) {
                     // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
                     if (tid == 0) {
-                        int it = 0;
-                        for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
-                            const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
-                            for (int kb = 0; kb < KB; kb++, it++) {
-                                {{HalfGemmStageCopies("                    ")}}
-                            }
-                        }
+                        {{HalfGemmProducerLoop("            ", BN, S)}}
                     }
                     return;
                 }
@@ -224,13 +213,45 @@ internal static partial class KernelSource
                 }
 
             """);
+        return HalfGemmGeluKernel(w, m, n, k, BN, HalfGemmSharedBytes);
+    }
+
+    /// <summary>The GELU products' writer and arguments: M, N, K and N's tiles <paramref name="columns"/> wide, in that order.</summary>
+    private static (KernelWriter W, string M, string N, string K, string ColumnTiles) HalfGemmGeluArguments(long m, long n, long k, int columns)
+    {
+        var w = new KernelWriter(small: true);
+        return (w, w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k), w.I32("column_tiles", (int)(n / columns)));
+    }
+
+    /// <summary>
+    /// The producer thread's loop: every k step of each of the block's tiles (128 rows x <paramref name="columns"/>, tile =
+    /// block + i x grid, column tiles fastest) in turn into the ring (<see cref="HalfGemmStageCopies"/>). Lines indented by
+    /// <paramref name="indent"/>.
+    /// </summary>
+    private static string HalfGemmProducerLoop(string indent, int columns, int stages) => Indented(indent, $$"""
+        int it = 0;
+        for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
+            const int m0 = (tile / NT) * {{HalfGemmTileM}}, n0 = (tile % NT) * {{columns}};
+            for (int kb = 0; kb < KB; kb++, it++) {
+                {{HalfGemmStageCopies("        ", columns, stages)}}
+            }
+        }
+        """);
+
+    /// <summary>
+    /// A GELU product's kernel from its body: Y, X, W^T, the bias and the two tensor maps (X's 128 x 64 boxes, W^T's
+    /// (columns / 2) x 64) as its parameters, one block an SM (<see cref="HalfGemmBlock"/> threads), the wgmma helpers
+    /// (and <paramref name="helpers"/>) and the GELU before it.
+    /// </summary>
+    private static KernelCode HalfGemmGeluKernel(KernelWriter w, long m, long n, long k, int columns, int sharedBytes, string helpers = "")
+    {
         var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const bw_half* __restrict__ bias, const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w, {KernelWriter.ArgsParameter}");
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({HalfGemmBlock}, 1) ", StringComparison.Ordinal);
-        HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
+        HalfTensorMap[] maps = [new(1, m, k, HalfGemmTileM, HalfGemmTileK), new(2, n, k, columns / 2, HalfGemmTileK)];
         return code with
         {
-            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfGemmGeluHelper + source,
-            SharedBytes = HalfGemmSharedBytes,
+            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + helpers + HalfGemmGeluHelper + source,
+            SharedBytes = sharedBytes,
             TensorMaps = maps,
         };
     }

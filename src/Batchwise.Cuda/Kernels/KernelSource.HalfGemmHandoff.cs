@@ -42,9 +42,7 @@ internal static partial class KernelSource
             throw new ArgumentException("fp16 warpgroup product: N in 256s, K in 64s, indices within 32 bits");
         }
 
-        var w = new KernelWriter(small: true);
-        var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
-        var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
+        var (w, rows, cols, depth, columnTiles) = HalfGemmGeluArguments(m, n, k, HalfGemmTileN);
         const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, S = HalfGemmHandoffStages, Hr = HalfGemmHandoffRow;
         w.Body.Append($$"""
                 {{HalfGemmPrologue("    ", BN, S)}}
@@ -56,13 +54,7 @@ internal static partial class KernelSource
                 if (wg == 0) {
                     if (tid == 0) {
                         // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
-                        int it = 0;
-                        for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
-                            const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
-                            for (int kb = 0; kb < KB; kb++, it++) {
-                                {{HalfGemmStageCopies("                    ", BN, S)}}
-                            }
-                        }
+                        {{HalfGemmProducerLoop("            ", BN, S)}}
                     } else if (tid >= 32) {
                         // The epilogue (warps 1 to 3): each staged tile's rows ew, ew + 3, ...: 8 halves a lane, the GELU, 16-byte stores of Y.
                         const int ew = (tid >> 5) - 1, lane = tid & 31;
@@ -116,14 +108,6 @@ internal static partial class KernelSource
                 }
 
             """);
-        var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const bw_half* __restrict__ bias, const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w, {KernelWriter.ArgsParameter}");
-        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({HalfGemmBlock}, 1) ", StringComparison.Ordinal);
-        HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
-        return code with
-        {
-            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfGemmGeluHelper + source,
-            SharedBytes = HalfGemmHandoffSharedBytes,
-            TensorMaps = maps,
-        };
+        return HalfGemmGeluKernel(w, m, n, k, BN, HalfGemmHandoffSharedBytes);
     }
 }

@@ -33,9 +33,6 @@ internal static partial class KernelSource
     /// <summary>Tiles of an M x N product of <see cref="HalfGemmPingPong"/> (row tiles of 128 times column tiles of 128).</summary>
     public static long HalfGemmPingPongTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmPingPongColumns);
 
-    /// <summary>Blocks of a launch: one a multiprocessor (each walks its share of the tiles), fewer where there are fewer tiles.</summary>
-    public static int HalfGemmPingPongBlocks(long m, long n, int multiprocessors) => (int)Math.Min(HalfGemmPingPongTiles(m, n), Math.Max(1, multiprocessors));
-
     /// <summary>wgmma m64n128k16 (fp16 operands from shared memory, fp32 sums; 64 a thread): <see cref="HalfGemm"/>'s, two a k16 step for a warpgroup's 128 rows.</summary>
     private static readonly string HalfWgmma128Helper = $$"""
         #ifndef BW_WGMMA_F16_N128_HELPERS
@@ -55,7 +52,7 @@ internal static partial class KernelSource
     /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu_as</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
     /// W^T [N, K] row-major (buffers 1 and 2, each read through its TMA tensor map: <see cref="KernelCode.TensorMaps"/>),
     /// bias [N] (half), Y [M, N] row-major. Persistent, warp-specialized and ping-pong (as cutlass's
-    /// KernelTmaWarpSpecializedPingpong): a grid of at most one block a multiprocessor (<see cref="HalfGemmPingPongBlocks"/>)
+    /// KernelTmaWarpSpecializedPingpong): a grid of at most one block a multiprocessor (fewer where there are fewer tiles)
     /// walks the 128 x 128 tiles (tile = block + i x grid, column tiles fastest, so the blocks running together share A's
     /// rows in L2), the block's i-th tile taken by consumer warpgroup i % 2 alone. One thread of warpgroup 0 copies every
     /// 64-wide k step of every tile of the block, in that order, into one ring of six stages: A's 128 x 64 box and W^T's
@@ -76,9 +73,7 @@ internal static partial class KernelSource
             throw new ArgumentException("fp16 warpgroup product: N in 128s, K in 64s, indices within 32 bits");
         }
 
-        var w = new KernelWriter(small: true);
-        var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
-        var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmPingPongColumns));
+        var (w, rows, cols, depth, columnTiles) = HalfGemmGeluArguments(m, n, k, HalfGemmPingPongColumns);
         const int BM = HalfGemmTileM, BN = HalfGemmPingPongColumns, BK = HalfGemmTileK, S = HalfGemmPingPongStages;
         const int Er = HalfGemmEpilogueRow;
         w.Body.Append($$"""
@@ -90,13 +85,7 @@ internal static partial class KernelSource
                 if (wg == 0) {
                     // The producer (one thread): k step kb of the block's tiles in order into stage (its running count) % {{S}} once released.
                     if (tid == 0) {
-                        int it = 0;
-                        for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
-                            const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
-                            for (int kb = 0; kb < KB; kb++, it++) {
-                                {{HalfGemmStageCopies("                    ", BN, S)}}
-                            }
-                        }
+                        {{HalfGemmProducerLoop("            ", BN, S)}}
                     }
                     return;
                 }
@@ -145,14 +134,6 @@ internal static partial class KernelSource
                 }
 
             """);
-        var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const bw_half* __restrict__ bias, const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w, {KernelWriter.ArgsParameter}");
-        var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({HalfGemmBlock}, 1) ", StringComparison.Ordinal);
-        HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
-        return code with
-        {
-            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfWgmma128Helper + HalfGemmGeluHelper + source,
-            SharedBytes = HalfGemmPingPongSharedBytes,
-            TensorMaps = maps,
-        };
+        return HalfGemmGeluKernel(w, m, n, k, BN, HalfGemmPingPongSharedBytes, HalfWgmma128Helper);
     }
 }

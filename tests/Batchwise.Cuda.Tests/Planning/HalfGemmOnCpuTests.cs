@@ -71,23 +71,36 @@ public sealed class HalfGemmOnCpuTests
     }
 
     [Theory]
-    [InlineData(2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
-    [InlineData(1L, 130L, 320L, 512L, 4)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
-    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks the four tiles: 20 k steps through the stages, the row tile left over last
-    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
-    [InlineData(2L, 100L, 64L, 256L, 1)] // K in one step a tile
-    [InlineData(1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped five times a tile)
-    public void Own_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
+    [InlineData("own", 2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
+    [InlineData("own", 1L, 130L, 320L, 512L, 4)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
+    [InlineData("own", 1L, 130L, 320L, 512L, 1)] // one block walks the four tiles: 20 k steps through the stages, the row tile left over last
+    [InlineData("own", 3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
+    [InlineData("own", 2L, 100L, 64L, 256L, 1)] // K in one step a tile
+    [InlineData("own", 1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped five times a tile)
+    [InlineData("pingpong", 2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a tile a consumer warpgroup
+    [InlineData("pingpong", 1L, 130L, 320L, 512L, 8)] // two row tiles x four column tiles, a block a tile (its second warpgroup idle); K in five steps
+    [InlineData("pingpong", 1L, 130L, 320L, 512L, 1)] // one block walks the eight tiles, its warpgroups taking turns: 40 k steps through the stages
+    [InlineData("pingpong", 3L, 100L, 192L, 512L, 3)] // 300 rows: twelve tiles for three blocks, four each; K in three steps (the ring across tiles)
+    [InlineData("pingpong", 1L, 130L, 320L, 384L, 2)] // N = 384 (three column tiles): three tiles a block, the first warpgroup taking two
+    [InlineData("pingpong", 2L, 100L, 64L, 256L, 1)] // K in one step a tile
+    [InlineData("pingpong", 1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped three times a tile)
+    [InlineData("handoff", 2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows (the epilogue stops at M); K in two steps
+    [InlineData("handoff", 1L, 130L, 320L, 512L, 1)] // one block walks four tiles: the staged tile reused, 20 k steps through three stages
+    [InlineData("handoff", 3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each
+    [InlineData("handoff", 2L, 100L, 64L, 256L, 1)] // K in one step a tile
+    [InlineData("handoff", 1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped almost seven times a tile)
+    public void Own_product_forms_with_bias_and_gelu_match_onnx_runtime(string name, long batch, long tokens, long width, long hidden, int multiprocessors)
     {
         CpuKernelRunner.Require();
+        var form = GraphCompiler.GeluProductFrom(name);
         var model = MatmulEpiloguePlanTests.VitMlp(batch, tokens, width, hidden);
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
-        var plan = Compile(model, inputs, own: true, multiprocessors: multiprocessors);
-        Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
+        var plan = Compile(model, inputs, form, multiprocessors: multiprocessors);
+        var tiles = form == GeluProduct.PingPong ? KernelSource.HalfGemmPingPongTiles(batch * tokens, hidden) : KernelSource.HalfGemmTiles(batch * tokens, hidden);
+        Assert.Equal((uint)Math.Min(multiprocessors, tiles), Assert.Single(OwnProducts(plan)).Grid);
 
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
-        var actual = CpuKernelRunner.Run(plan, inputs);
-        var difference = OperatorCaseModels.Difference(actual, expected, 2e-2);
+        var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);
         Assert.True(difference is null, difference);
     }
 
@@ -124,27 +137,6 @@ public sealed class HalfGemmOnCpuTests
         Assert.Single(OwnProducts(Compile(narrow, narrowInputs, GeluProduct.PingPong, multiprocessors: 2)));
     }
 
-    [Theory]
-    [InlineData(2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a tile a consumer warpgroup
-    [InlineData(1L, 130L, 320L, 512L, 8)] // two row tiles x four column tiles, a block a tile (its second warpgroup idle); K in five steps
-    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks the eight tiles, its warpgroups taking turns: 40 k steps through the stages
-    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: twelve tiles for three blocks, four each; K in three steps (the ring across tiles)
-    [InlineData(1L, 130L, 320L, 384L, 2)] // N = 384 (three column tiles): three tiles a block, the first warpgroup taking two
-    [InlineData(2L, 100L, 64L, 256L, 1)] // K in one step a tile
-    [InlineData(1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped three times a tile)
-    public void Ping_pong_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
-    {
-        CpuKernelRunner.Require();
-        var model = MatmulEpiloguePlanTests.VitMlp(batch, tokens, width, hidden);
-        var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
-        var plan = Compile(model, inputs, GeluProduct.PingPong, multiprocessors: multiprocessors);
-        Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmPingPongTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
-
-        var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
-        var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);
-        Assert.True(difference is null, difference);
-    }
-
     [Fact]
     public void The_handoff_product_takes_the_cooperative_tiles_with_three_stages_and_a_staged_tile()
     {
@@ -157,25 +149,6 @@ public sealed class HalfGemmOnCpuTests
         Assert.Equal(2u, step.Grid); // 200 rows: two 128 x 256 tiles
         Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 256, 128, 128, 64)], step.TensorMaps);
         Assert.Empty(OwnProducts(Compile(model, inputs, GeluProduct.Handoff, multiprocessors: 3)));
-    }
-
-    [Theory]
-    [InlineData(2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows (the epilogue stops at M); K in two steps
-    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks four tiles: the staged tile reused, 20 k steps through three stages
-    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each
-    [InlineData(2L, 100L, 64L, 256L, 1)] // K in one step a tile
-    [InlineData(1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped almost seven times a tile)
-    public void Handoff_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
-    {
-        CpuKernelRunner.Require();
-        var model = MatmulEpiloguePlanTests.VitMlp(batch, tokens, width, hidden);
-        var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
-        var plan = Compile(model, inputs, GeluProduct.Handoff, multiprocessors: multiprocessors);
-        Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
-
-        var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
-        var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);
-        Assert.True(difference is null, difference);
     }
 
     [Fact]
