@@ -302,6 +302,15 @@ class TableTests(unittest.TestCase):
         self.assertIn("PyTorch ran below 80% of its rate in the reference run (2026-12-06T19:34:26+00:00, NVIDIA H100 80GB HBM3) "
                       "at: distilbert b=64 51% (23,719 against 46,590; 1.16x against the reference's)", markdown)
 
+    def test_engine_settings_from_the_environment_are_kept_and_shown_and_paths_are_not(self):
+        environ = {"BATCHWISE_GELU_PRODUCT": "handoff", "BATCHWISE_CACHE_DIR": "/tmp/bw/cache", "BATCHWISE_REQUIRE_GPU": "1", "PATH": "/usr/bin"}
+        self.assertEqual(world.engine_settings(environ), {"BATCHWISE_GELU_PRODUCT": "handoff"})
+        m = world.BY_NAME["distilbert"]
+        rows = world.build_rows([m], {m.name: {"export": "ok"}}, {m.name: {"points": {}, "status": "ok", "notes": []}}, {}, (64,))
+        shown = world.render_markdown(rows, {"device": "NVIDIA H200", "batchwise_environment": world.engine_settings(environ)}, {}, [m])
+        self.assertIn("- Batchwise's engine settings from the environment (not its defaults): `BATCHWISE_GELU_PRODUCT=handoff`", shown)
+        self.assertNotIn("settings from the environment", world.render_markdown(rows, {"device": "NVIDIA H200"}, {}, [m]))
+
     def test_a_peer_near_its_reference_run_is_judged_as_usual(self):
         row, markdown = self.reference_case(45000.0)
         self.assertEqual((row["met"], row["verdict"]), (True, "yes"))

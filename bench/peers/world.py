@@ -610,6 +610,16 @@ def queue_text(context):
             else " (each run waited for before the next: a host round trip a run that PyTorch's windows do not pay)")
 
 
+# BATCHWISE_ variables that say where things go or how tests behave, not how the engine runs a model.
+NOT_ENGINE_SETTINGS = {"BATCHWISE_CACHE_DIR", "BATCHWISE_REPORT_DIR", "BATCHWISE_REQUIRE_GPU", "BATCHWISE_ONNX_NODE_TESTS"}
+
+
+def engine_settings(environ):
+    """The BATCHWISE_ variables of the environment the CLI inherits that change how the engine runs (a table run with
+    one must say so: its rates are not the defaults')."""
+    return {k: v for k, v in environ.items() if k.startswith("BATCHWISE_") and k not in NOT_ENGINE_SETTINGS}
+
+
 def render_markdown(rows, context, profiles, models, notes_by_model=None, target=TARGET):
     footnote = compare.Footnotes()
 
@@ -634,6 +644,9 @@ def render_markdown(rows, context, profiles, models, notes_by_model=None, target
         lines.append(f"- PyTorch {c['torch']} (timm {c.get('timm', '?')}, transformers {c.get('transformers', '?')}), "
                      f"CUDA {c.get('cuda', '?')}, cuDNN {compare.cudnn_text(c.get('cudnn'))}")
     lines += ["- " + line for line in compare.build_and_run_lines(c)]
+    if c.get("batchwise_environment"):
+        lines.append("- Batchwise's engine settings from the environment (not its defaults): "
+                     + ", ".join(f"`{k}={v}`" for k, v in sorted(c["batchwise_environment"].items())))
     lines += [
         "",
         "Samples/s (images, or sequences of 128 tokens), fp16, random weights, inputs already on the GPU, concurrency 1. "
@@ -889,6 +902,9 @@ def main(argv=None):
         queue=args.queue,
         method=f"batchwise --duration {args.duration} --warmup {args.warmup} --max-windows {args.max_windows} --queue {args.queue}; torch "
                f"{args.torch_windows} windows of {args.torch_window_seconds} s after {args.torch_warmup_seconds} s warm-up")
+    settings = engine_settings(os.environ)
+    if settings:
+        context["batchwise_environment"] = settings
     if reference is not None:
         if reference.get("device") and context.get("device") and reference["device"] != context["device"]:
             print(f"note: the reference ran on {reference['device']}, this run on {context['device']}: not used", flush=True)

@@ -33,7 +33,7 @@ internal static partial class KernelSource
     /// <summary>Tiles of an M x N product of <see cref="HalfGemmPingPong"/> (row tiles of 128 times column tiles of 128).</summary>
     public static long HalfGemmPingPongTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmPingPongColumns);
 
-    /// <summary>wgmma m64n128k16 (fp16 operands from shared memory, fp32 sums; 64 a thread): <see cref="HalfGemm"/>'s, two a k16 step for a warpgroup's 128 rows.</summary>
+    /// <summary>wgmma m64n128k16 (fp16 operands from shared memory, fp32 sums; 64 a thread): <see cref="HalfGemmPingPong"/>'s, two a k16 step for a warpgroup's 128 rows.</summary>
     private static readonly string HalfWgmma128Helper = $$"""
         #ifndef BW_WGMMA_F16_N128_HELPERS
         #define BW_WGMMA_F16_N128_HELPERS

@@ -174,7 +174,7 @@ internal sealed unsafe partial class GraphCompiler
             GeluProduct.Handoff => (KernelSource.HalfGemmHandoff(m, n, k), "handoff"),
             _ => (KernelSource.HalfGemm(m, n, k), "own"),
         };
-        Emit(new KernelStep(_node + $" ({what} fp16 product + bias + GELU)", kernel, Math.Min(tiles, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
+        Emit(new KernelStep(_node + $" ({what} fp16 product + bias + GELU)", kernel, Math.Min(tiles, Math.Max(1, _target.Multiprocessors)) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
     }
 
