@@ -15,7 +15,7 @@ for sm_90a with ptxas's report, launches it through the driver with its tensor m
 checks it against PyTorch (fp32 GELU of the fp16 product + bias) and times it with CUDA events beside cuBLASLt + bias
 (F.linear's addmm) and that + PyTorch's GELU pass in place, in the same run.
 
-    python3 pingpong.py --out DIR [--shapes "8192,3072,768;..."]
+    python3 pingpong.py --out DIR [--shapes "8192,3072,768;..."] [--variants coop,handoff,...]
 """
 import argparse
 import ctypes
@@ -76,6 +76,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--shapes", default="8192,3072,768;12608,1536,384;12608,3072,768;12544,1536,384;1576,1536,384;8192,768,768;8192,768,3072;8192,2304,768")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     log = open(os.path.join(args.out, "pingpong.txt"), "w")
@@ -90,7 +91,8 @@ def main():
     props = torch.cuda.get_device_properties(0)
     say(f"device {props.name}  SMs {props.multi_processor_count}  torch {torch.__version__}")
     kernels = {}
-    for name, (dump, columns, box, gelu) in VARIANTS.items():
+    for name in args.variants.split(","):
+        dump, columns, box, gelu = VARIANTS[name]
         try:
             src, shared = source(dump, gelu)
             cubin, plog = nvrtc_cubin(src)
