@@ -80,13 +80,9 @@ public sealed class CudaEngine : IEngine
                 GeluChoice.Chain => "as exported (BATCHWISE_GELU=chain): erf GELU's nodes fused into one elementwise kernel before the next product",
                 _ => "exact (erf GELU after a product computed in place behind it)",
             } + (GraphCompiler.GeluChunksFromEnvironment > 1 ? string.Create(CultureInfo.InvariantCulture, $"; the product and its pass in {GraphCompiler.GeluChunksFromEnvironment} row chunks (BATCHWISE_GELU_CHUNKS)") : string.Empty)
-                + GraphCompiler.GeluProductFromEnvironment switch
-                {
-                    GeluProduct.Own => "; on sm_90, fp16 products with N in 256s and K in 64s (a tile a multiprocessor at least) run as the own warpgroup-MMA kernel with the bias and the GELU (A&S erfc, |error| <= 1.5e-7) in it (BATCHWISE_GELU_PRODUCT=library: cuBLASLt's product, then the pass)",
-                    GeluProduct.PingPong => "; on sm_90, fp16 products with N in 128s and K in 64s (a tile a multiprocessor at least) run as the own warpgroup-MMA kernel with the bias and the GELU in it, ping-pong (BATCHWISE_GELU_PRODUCT=pingpong: each consumer warpgroup its own 128 x 128 tile, one's epilogue under the other's products; an experiment)",
-                    GeluProduct.Handoff => "; on sm_90, fp16 products with N in 256s and K in 64s (a tile a multiprocessor at least) run as the own warpgroup-MMA kernel with the bias in it and the GELU handed off (BATCHWISE_GELU_PRODUCT=handoff: the consumers stage each tile's biased sums in shared memory and go on; three producer warps apply the GELU and store; an experiment)",
-                    _ => "; cuBLASLt's product, then the pass (BATCHWISE_GELU_PRODUCT=library)",
-                },
+                + (GraphCompiler.GeluProductFromEnvironment
+                    ? "; on sm_90, fp16 products with N in 256s and K in 64s (a tile a multiprocessor at least) run as the own warpgroup-MMA kernel with the bias and the GELU (A&S erfc, |error| <= 1.5e-7) in it (BATCHWISE_GELU_PRODUCT=library: cuBLASLt's product, then the pass)"
+                    : "; cuBLASLt's product, then the pass (BATCHWISE_GELU_PRODUCT=library)"),
             ["layernorm_product"] = GraphCompiler.LayerNormProductFromEnvironment
                 ? "own (BATCHWISE_LAYERNORM_PRODUCT=own): on sm_90, an fp16 product whose bias and residual feed a LayerNorm over its N columns (up to eight tiles of 256 or 192 columns, the width with the fewest waves x width) runs as the own warpgroup-MMA kernel, a row tile's blocks one cluster, with the residual add and the LayerNorm in its epilogue (an experiment)"
                 : "library (cuBLASLt's product with the bias and residual, then the LayerNorm kernel; BATCHWISE_LAYERNORM_PRODUCT=own fuses them on sm_90, an experiment)",
@@ -557,8 +553,8 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
     /// <summary>Row chunks a product followed by erf GELU runs in (BATCHWISE_GELU_CHUNKS, 1 = whole; tests set it).</summary>
     public int GeluChunks { get; internal set; } = GraphCompiler.GeluChunksFromEnvironment;
 
-    /// <summary>Who runs fp16 products followed by erf GELU on sm_90 (the own kernel by default; BATCHWISE_GELU_PRODUCT=library|pingpong|handoff; tests set it).</summary>
-    public GeluProduct GeluProduct { get; internal set; } = GraphCompiler.GeluProductFromEnvironment;
+    /// <summary>Whether fp16 products followed by erf GELU run as the own warpgroup-MMA kernel on sm_90 (the default; BATCHWISE_GELU_PRODUCT=library not; tests set it).</summary>
+    public bool GeluProductOwn { get; internal set; } = GraphCompiler.GeluProductFromEnvironment;
 
     /// <summary>Whether fp16 products whose bias and residual feed a LayerNorm run as the own kernel with the LayerNorm in it on sm_90 (BATCHWISE_LAYERNORM_PRODUCT=own; off by default; tests set it).</summary>
     public bool LayerNormProductOwn { get; internal set; } = GraphCompiler.LayerNormProductFromEnvironment;

@@ -54,6 +54,9 @@ internal static partial class KernelSource
     /// <summary>Tiles of an M x N product (row tiles of 128 times column tiles of 256).</summary>
     public static long HalfGemmTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmTileN);
 
+    /// <summary>Blocks of a launch: one a multiprocessor (each walks its share of the tiles), fewer where there are fewer tiles.</summary>
+    public static int HalfGemmBlocks(long m, long n, int multiprocessors) => (int)Math.Min(HalfGemmTiles(m, n), Math.Max(1, multiprocessors));
+
     /// <summary>
     /// wgmma's fp16 pieces, the mbarriers and the TMA tensor copy (sm_90a; the CPU test runner emulates them from their PTX
     /// definitions under the same names): a
@@ -137,7 +140,7 @@ internal static partial class KernelSource
     /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu_as</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
     /// W^T [N, K] row-major (buffers 1 and 2, each read through its TMA tensor map: <see cref="KernelCode.TensorMaps"/>),
     /// bias [N] (half), Y [M, N] row-major. Persistent and warp-specialized (the probe's gemm8, sessions 53-54): a grid of
-    /// at most one block a multiprocessor (fewer where there are fewer tiles) walks the 128 x 256 tiles (tile = block + i x
+    /// at most one block a multiprocessor (<see cref="HalfGemmBlocks"/>) walks the 128 x 256 tiles (tile = block + i x
     /// grid, column tiles fastest, so the blocks running together share A's rows in L2). One thread of warpgroup 0 copies
     /// every 64-wide k step of every tile of the block into one ring of four stages: A's 128 x 64 box and W^T's two 128 x
     /// 64 boxes by tensor copies in the 128-byte swizzle (the layout the wgmma descriptors read; rows past M read as
@@ -158,7 +161,9 @@ internal static partial class KernelSource
             throw new ArgumentException("fp16 warpgroup product: N in 256s, K in 64s, indices within 32 bits");
         }
 
-        var (w, rows, cols, depth, columnTiles) = HalfGemmGeluArguments(m, n, k, HalfGemmTileN);
+        var w = new KernelWriter(small: true);
+        var (rows, cols, depth) = (w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k));
+        var columnTiles = w.I32("column_tiles", (int)(n / HalfGemmTileN));
         const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Sb = HalfGemmStageBytes;
         const int Er = HalfGemmEpilogueRow, S = HalfGemmStages;
         w.Body.Append($$"""
@@ -169,7 +174,13 @@ internal static partial class KernelSource
                 if (wg == 0) {
                     // The producer (one thread): k step kb of a tile into stage (its running count) % {{S}} once the consumers released it.
                     if (tid == 0) {
-                        {{HalfGemmProducerLoop("            ", BN, S)}}
+                        int it = 0;
+                        for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
+                            const int m0 = (tile / NT) * {{BM}}, n0 = (tile % NT) * {{BN}};
+                            for (int kb = 0; kb < KB; kb++, it++) {
+                                {{HalfGemmStageCopies("                    ")}}
+                            }
+                        }
                     }
                     return;
                 }
@@ -213,58 +224,26 @@ internal static partial class KernelSource
                 }
 
             """);
-        return HalfGemmGeluKernel(w, m, n, k, BN, HalfGemmSharedBytes);
-    }
-
-    /// <summary>The GELU products' writer and arguments: M, N, K and N's tiles <paramref name="columns"/> wide, in that order.</summary>
-    private static (KernelWriter W, string M, string N, string K, string ColumnTiles) HalfGemmGeluArguments(long m, long n, long k, int columns)
-    {
-        var w = new KernelWriter(small: true);
-        return (w, w.I32("m", (int)m), w.I32("n", (int)n), w.I32("k", (int)k), w.I32("column_tiles", (int)(n / columns)));
-    }
-
-    /// <summary>
-    /// The producer thread's loop: every k step of each of the block's tiles (128 rows x <paramref name="columns"/>, tile =
-    /// block + i x grid, column tiles fastest) in turn into the ring (<see cref="HalfGemmStageCopies"/>). Lines indented by
-    /// <paramref name="indent"/>.
-    /// </summary>
-    private static string HalfGemmProducerLoop(string indent, int columns, int stages) => Indented(indent, $$"""
-        int it = 0;
-        for (int tile = (int)blockIdx.x; tile < tiles; tile += (int)gridDim.x) {
-            const int m0 = (tile / NT) * {{HalfGemmTileM}}, n0 = (tile % NT) * {{columns}};
-            for (int kb = 0; kb < KB; kb++, it++) {
-                {{HalfGemmStageCopies("        ", columns, stages)}}
-            }
-        }
-        """);
-
-    /// <summary>
-    /// A GELU product's kernel from its body: Y, X, W^T, the bias and the two tensor maps (X's 128 x 64 boxes, W^T's
-    /// (columns / 2) x 64) as its parameters, one block an SM (<see cref="HalfGemmBlock"/> threads), the wgmma helpers
-    /// (and <paramref name="helpers"/>) and the GELU before it.
-    /// </summary>
-    private static KernelCode HalfGemmGeluKernel(KernelWriter w, long m, long n, long k, int columns, int sharedBytes, string helpers = "")
-    {
         var code = w.Build($"bw_half* __restrict__ y, const bw_half* __restrict__ x, const bw_half* __restrict__ wt, const bw_half* __restrict__ bias, const __grid_constant__ bw_tensor_map map_x, const __grid_constant__ bw_tensor_map map_w, {KernelWriter.ArgsParameter}");
         var source = code.Source.Replace("extern \"C\" __global__ void ", $"extern \"C\" __global__ void __launch_bounds__({HalfGemmBlock}, 1) ", StringComparison.Ordinal);
-        HalfTensorMap[] maps = [new(1, m, k, HalfGemmTileM, HalfGemmTileK), new(2, n, k, columns / 2, HalfGemmTileK)];
+        HalfTensorMap[] maps = [new(1, m, k, BM, BK), new(2, n, k, BN / 2, BK)];
         return code with
         {
-            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + helpers + HalfGemmGeluHelper + source,
-            SharedBytes = sharedBytes,
+            Source = AttentionHelpers + Int8WgmmaHelper + HalfWgmmaHelper + HalfGemmGeluHelper + source,
+            SharedBytes = HalfGemmSharedBytes,
             TensorMaps = maps,
         };
     }
 
     /// <summary>
     /// The producer's step (the body of its loop over k steps kb, its running count <c>it</c>): once the consumers have
-    /// released stage it % <paramref name="stages"/>, A's 128 x 64 box at row m0 and W^T's two (columns / 2) x 64 boxes
+    /// released stage it % <see cref="HalfGemmStages"/>, A's 128 x 64 box at row m0 and W^T's two (columns / 2) x 64 boxes
     /// at row n0 copied into it, their bytes counted on its full mbarrier. Lines indented by <paramref name="indent"/>.
     /// </summary>
-    private static string HalfGemmStageCopies(string indent, int columns = HalfGemmTileN, int stages = HalfGemmStages)
+    private static string HalfGemmStageCopies(string indent, int columns = HalfGemmTileN)
     {
-        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2;
-        var (BN, Sb, S) = (columns, HalfGemmStageBytesOf(columns), stages);
+        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages;
+        var (BN, Sb) = (columns, HalfGemmStageBytesOf(columns));
         return Indented(indent, $$"""
             const int s = it % {{S}};
             if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
@@ -278,24 +257,14 @@ internal static partial class KernelSource
 
     /// <summary>
     /// A consumer warpgroup's step (the body of its loop over k steps kb, its running count <c>it</c>): once stage
-    /// it % <paramref name="stages"/> has landed, its rows times the stage's columns (wgmma n256, n192 or n128) added to the
-    /// sums d, one group of products left in flight, and the stage before released. Its rows: 64 (warpgroup cw's half of
-    /// the tile), or all 128 where <paramref name="wholeTile"/> (two products a k16 step, the second half's sums from
-    /// d[columns / 2]). Lines indented by <paramref name="indent"/>.
+    /// it % <see cref="HalfGemmStages"/> has landed, its 64 rows (warpgroup cw) times the stage's columns (wgmma n256 or
+    /// n192) added to the sums d, one group of products left in flight, and the stage before released. Lines indented by
+    /// <paramref name="indent"/>.
     /// </summary>
-    private static string HalfGemmStageProducts(string indent, int columns = HalfGemmTileN, int stages = HalfGemmStages, bool wholeTile = false)
+    private static string HalfGemmStageProducts(string indent, int columns = HalfGemmTileN)
     {
-        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2;
-        var (Sb, S, hold) = (HalfGemmStageBytesOf(columns), stages, $"bw_hold_f32x{(wholeTile ? columns : columns / 2)}");
-        var wgmma = $"bw_wgmma_64n{columns}k16_f16";
-        var products = wholeTile
-            ? $$"""
-                {
-                    {{wgmma}}(d, bw_wgmma_desc_sw128(st + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
-                    {{wgmma}}(d + {{columns / 2}}, bw_wgmma_desc_sw128(st + 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
-                }
-            """
-            : $"    {wgmma}(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {Ab} + ks * 32), (kb | ks) != 0);";
+        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages;
+        var (Sb, hold) = (HalfGemmStageBytesOf(columns), $"bw_hold_f32x{columns / 2}");
         return Indented(indent, $$"""
             const int s = it % {{S}};
             bw_mbar_wait(full + s, (it / {{S}}) & 1);
@@ -305,7 +274,7 @@ internal static partial class KernelSource
             {{hold}}(d);
             #pragma unroll
             for (int ks = 0; ks < {{BK / 16}}; ks++)
-            {{products}}
+                bw_wgmma_64n{{columns}}k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
             bw_wgmma_commit();
             bw_wgmma_wait1();
             {{hold}}(d);
@@ -315,27 +284,23 @@ internal static partial class KernelSource
     }
 
     /// <summary>
-    /// A kernel's start: its dynamic shared memory (1,024-byte aligned for the 128-byte swizzle) of
-    /// <paramref name="stages"/> stages <paramref name="columns"/> wide, the stages' full and empty mbarriers after them,
-    /// the thread and its warpgroup.
+    /// A kernel's start: its dynamic shared memory (1,024-byte aligned for the 128-byte swizzle) of stages
+    /// <paramref name="columns"/> wide, the stages' full and empty mbarriers after them, the thread and its warpgroup.
     /// </summary>
-    private static string HalfGemmPrologue(string indent, int columns, int stages = HalfGemmStages) => Indented(indent, $$"""
+    private static string HalfGemmPrologue(string indent, int columns) => Indented(indent, $$"""
         extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
         unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
-        unsigned long long* const full = (unsigned long long*)(sm_ + {{stages * HalfGemmStageBytesOf(columns)}});
-        unsigned long long* const empty = full + {{stages}};
+        unsigned long long* const full = (unsigned long long*)(sm_ + {{HalfGemmStages * HalfGemmStageBytesOf(columns)}});
+        unsigned long long* const empty = full + {{HalfGemmStages}};
         const int tid = (int)threadIdx.x, wg = tid >> 7;
         """);
 
-    /// <summary>
-    /// Thread 0 prefetches the two tensor maps and sets up the stages' mbarriers (one arrival full, <paramref
-    /// name="consumers"/> empty: the warpgroups that read a stage) and any <paramref name="more"/>; then the block's barrier.
-    /// </summary>
-    private static string HalfGemmBarrierInit(string indent, int stages = HalfGemmStages, int consumers = 2, string more = "") => Indented(indent, $$"""
+    /// <summary>Thread 0 prefetches the two tensor maps and sets up the stages' mbarriers (one arrival full, the two consumers' empty); then the block's barrier.</summary>
+    private static string HalfGemmBarrierInit(string indent) => Indented(indent, $$"""
         if (tid == 0) {
             bw_tma_prefetch(&map_x);
             bw_tma_prefetch(&map_w);
-            for (int s = 0; s < {{stages}}; s++) { bw_mbar_init(full + s, 1); bw_mbar_init(empty + s, {{consumers}}); }{{more}}
+            for (int s = 0; s < {{HalfGemmStages}}; s++) { bw_mbar_init(full + s, 1); bw_mbar_init(empty + s, 2); }
             bw_mbar_init_fence();
         }
         __syncthreads();

@@ -148,11 +148,11 @@ internal interface IPlanTarget
     int GeluChunks => 1;
 
     /// <summary>
-    /// Who runs an fp16 product followed by GELU's erf form: the library, or on sm_90 the engine's own warpgroup-MMA kernel
-    /// with the bias and the GELU in it (<see cref="GraphCompiler.GeluProductFromEnvironment"/>): the library here; a
-    /// session takes BATCHWISE_GELU_PRODUCT's.
+    /// Whether an fp16 product followed by GELU's erf form runs as the engine's own warpgroup-MMA kernel with the bias and
+    /// the GELU in it (<see cref="GraphCompiler.GeluProductFromEnvironment"/>; sm_90 only): no here; a session takes
+    /// BATCHWISE_GELU_PRODUCT's.
     /// </summary>
-    GeluProduct GeluProduct => GeluProduct.Library;
+    bool GeluProductOwn => false;
 
     /// <summary>
     /// Whether an fp16 product whose bias and residual feed a LayerNorm runs as the engine's own warpgroup-MMA kernel with

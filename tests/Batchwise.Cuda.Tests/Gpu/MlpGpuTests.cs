@@ -89,8 +89,7 @@ public sealed class MlpGpuTests
     public static TheoryData<string, string> GeluForms() => new()
     {
         { "exact", "vit_s_b64" }, { "exact-front-to-back", "vit_s_b64" }, { "exact-chunks2", "vit_s_b64" }, { "exact-chunks4", "vit_s_b64" },
-        { "tanh", "vit_s_b64" }, { "chain", "vit_s_b64" }, { "own", "vit_s_b64" }, { "pingpong", "vit_s_b64" }, { "handoff", "vit_s_b64" }, { "exact", "bert_b64" },
-        { "own", "bert_b64" }, { "pingpong", "bert_b64" }, { "handoff", "bert_b64" },
+        { "tanh", "vit_s_b64" }, { "chain", "vit_s_b64" }, { "own", "vit_s_b64" }, { "exact", "bert_b64" }, { "own", "bert_b64" },
     };
 
     /// <summary>An MLP block at b=64 (ViT-S/16's, 197 tokens of 384 -> 1536; BERT-base's, 128 tokens of 768 -> 3072), its inputs and ONNX Runtime's fp32 output on the CPU: computed once for the forms.</summary>
@@ -119,9 +118,8 @@ public sealed class MlpGpuTests
     /// and BERT-base's (M=8192) in fp16 with each BATCHWISE_GELU choice: exact (the GELU in place behind fc1, its own row;
     /// and the same kernel walking front to back, to see what the back-to-front order gains in L2), tanh (cuBLASLt's GELU
     /// epilogue in fc1's row) and chain (the exported nodes' fused kernel inside fc2's row, as before); exact in 2 and 4
-    /// row chunks (BATCHWISE_GELU_CHUNKS: each chunk's fc1 rows, then the pass over them, read from L2); own, pingpong and
-    /// handoff (BATCHWISE_GELU_PRODUCT: fc1, its bias and the GELU as the engine's warpgroup-MMA kernel, no pass;
-    /// cooperative, ping-pong, or the GELU by the producer warpgroup). Each step's time
+    /// row chunks (BATCHWISE_GELU_CHUNKS: each chunk's fc1 rows, then the pass over them, read from L2); own
+    /// (BATCHWISE_GELU_PRODUCT: fc1, its bias and the GELU as the engine's warpgroup-MMA kernel, no pass). Each step's time
     /// (CUDA events, 50 runs), the block's (the steps between the input and output conversions), and the MLP branch
     /// (y - x) against ONNX Runtime fp32 on the CPU (max abs, cosine). Printed and written to BATCHWISE_REPORT_DIR/mlp.md;
     /// asserted: the form's plan shape and the agreement (cosine 0.9999; 0.999 for the tanh form), never a time.
@@ -136,7 +134,7 @@ public sealed class MlpGpuTests
         using var cuda = (CudaSession)new CudaEngine().Load(model, new EngineOptions { Precision = Precision.Fp16 });
         cuda.Gelu = choice;
         cuda.GeluChunks = form switch { "exact-chunks2" => 2, "exact-chunks4" => 4, _ => 1 };
-        cuda.GeluProduct = form switch { "own" => GeluProduct.Own, "pingpong" => GeluProduct.PingPong, "handoff" => GeluProduct.Handoff, _ => GeluProduct.Library };
+        cuda.GeluProductOwn = form == "own";
         using var run = cuda.Prepare(inputs);
         run.Run();
         var layers = Assert.IsAssignableFrom<ILayerProfiling>(run).ProfileLayers(50);
@@ -148,7 +146,7 @@ public sealed class MlpGpuTests
             block += io ? 0 : l.Milliseconds;
             // A row chunk's step does its share of the rows.
             var share = l.Layer.Contains("(rows ", StringComparison.Ordinal) ? 1.0 / cuda.GeluChunks : 1.0;
-            var rate = l.Layer.Contains("GELU", StringComparison.Ordinal) && !l.Layer.Contains("fp16 product + bias + GELU", StringComparison.Ordinal)
+            var rate = l.Layer.Contains("GELU", StringComparison.Ordinal) && !l.Layer.Contains("own fp16 product", StringComparison.Ordinal)
                 ? string.Create(CultureInfo.InvariantCulture, $"{share * 2.0 * rows * hidden * 2 / (l.Milliseconds * 1e-3) / 1e9:F0} GB/s")
                 : l.Layer.StartsWith("MatMul", StringComparison.Ordinal)
                     ? string.Create(CultureInfo.InvariantCulture, $"{share * 2.0 * rows * width * hidden / (l.Milliseconds * 1e-3) / 1e12:F0} TFLOP/s")
@@ -160,8 +158,6 @@ public sealed class MlpGpuTests
         Assert.Equal(form.StartsWith("exact", StringComparison.Ordinal), layers.Any(l => l.Layer.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal)));
         Assert.Equal(cuda.GeluChunks, Math.Max(1, layers.Count(l => l.Layer.EndsWith("+ GELU (erf, in place)", StringComparison.Ordinal))));
         Assert.Equal(form == "own", layers.Any(l => l.Layer.EndsWith("(own fp16 product + bias + GELU)", StringComparison.Ordinal)));
-        Assert.Equal(form == "pingpong", layers.Any(l => l.Layer.EndsWith("(ping-pong fp16 product + bias + GELU)", StringComparison.Ordinal)));
-        Assert.Equal(form == "handoff", layers.Any(l => l.Layer.EndsWith("(handoff fp16 product + bias + GELU)", StringComparison.Ordinal)));
 
         var actual = cuda.Run(inputs);
         var x = inputs[0];

@@ -8,33 +8,27 @@ using Batchwise.Zoo;
 namespace Batchwise.Cuda.Tests.Planning;
 
 /// <summary>
-/// The own fp16 warpgroup-MMA product with its bias and erf GELU (BATCHWISE_GELU_PRODUCT=own, <see cref="KernelSource.HalfGemm"/>;
-/// =pingpong, <see cref="KernelSource.HalfGemmPingPong"/>; =handoff, <see cref="KernelSource.HalfGemmHandoff"/>): where the planner takes it, its tensor maps, and its output
-/// against ONNX Runtime on the CPU kernel runner (wgmma, its 128-byte swizzle, the TMA tensor copies and the mbarriers
-/// emulated from their PTX definitions), with rows left over in the last row tile (read as zeros past M), several column
-/// tiles and k steps, blocks walking several tiles through one ring of stages, and (ping-pong) the two consumer
-/// warpgroups taking turns, one of them with a tile more or none.
+/// The own fp16 warpgroup-MMA product with its bias and erf GELU (BATCHWISE_GELU_PRODUCT=own, <see cref="KernelSource.HalfGemm"/>):
+/// where the planner takes it, its tensor maps, and its output against ONNX Runtime on the CPU kernel runner (wgmma,
+/// its 128-byte swizzle, the TMA tensor copies and the mbarriers emulated from their PTX definitions), with rows left
+/// over in the last row tile (read as zeros past M), several column tiles and k steps, and blocks walking several tiles
+/// through one ring of stages.
 /// </summary>
 public sealed class HalfGemmOnCpuTests
 {
     private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool own, int computeCapability = 90, int multiprocessors = 132) =>
-        Compile(model, inputs, own ? GeluProduct.Own : GeluProduct.Library, computeCapability, multiprocessors);
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, ComputeCapability = computeCapability, Multiprocessors = multiprocessors }.Compile(model, inputs);
 
-    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, GeluProduct form, int computeCapability = 90, int multiprocessors = 132) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProduct = form, ComputeCapability = computeCapability, Multiprocessors = multiprocessors }.Compile(model, inputs);
-
-    private static List<KernelStep> OwnProducts(ExecutionPlan plan) => [.. plan.Steps.OfType<KernelStep>().Where(k => k.Node.Contains("fp16 product + bias + GELU", StringComparison.Ordinal))];
+    private static List<KernelStep> OwnProducts(ExecutionPlan plan) => [.. plan.Steps.OfType<KernelStep>().Where(k => k.Node.Contains("own fp16 product", StringComparison.Ordinal))];
 
     [Fact]
-    public void The_switch_reads_library_own_pingpong_or_handoff_and_refuses_anything_else_in_one_line()
+    public void The_switch_reads_library_or_own_and_refuses_anything_else_in_one_line()
     {
-        Assert.Equal(GeluProduct.Own, GraphCompiler.GeluProductFrom(null)); // the default, where it qualifies
-        Assert.Equal(GeluProduct.Library, GraphCompiler.GeluProductFrom(" Library "));
-        Assert.Equal(GeluProduct.Own, GraphCompiler.GeluProductFrom("own"));
-        Assert.Equal(GeluProduct.PingPong, GraphCompiler.GeluProductFrom("PingPong"));
-        Assert.Equal(GeluProduct.Handoff, GraphCompiler.GeluProductFrom("handoff"));
+        Assert.True(GraphCompiler.GeluProductFrom(null)); // the default, where it qualifies
+        Assert.False(GraphCompiler.GeluProductFrom(" Library "));
+        Assert.True(GraphCompiler.GeluProductFrom("own"));
         var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.GeluProductFrom("fast"));
-        Assert.Contains("BATCHWISE_GELU_PRODUCT 'fast' is not own, pingpong, handoff or library", e.Message, StringComparison.Ordinal);
+        Assert.Contains("BATCHWISE_GELU_PRODUCT 'fast' is not own or library", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -66,89 +60,29 @@ public sealed class HalfGemmOnCpuTests
 
         Assert.Empty(OwnProducts(Compile(model, inputs, own: false, multiprocessors: 2)));
         Assert.Empty(OwnProducts(Compile(model, inputs, own: true, computeCapability: 89, multiprocessors: 2)));
-        Assert.Empty(OwnProducts(new NoGpuTarget(Precision.Fp32, hostMatmuls: true) { GeluProduct = GeluProduct.Own, Multiprocessors = 2 }.Compile(model, inputs)));
+        Assert.Empty(OwnProducts(new NoGpuTarget(Precision.Fp32, hostMatmuls: true) { GeluProductOwn = true, Multiprocessors = 2 }.Compile(model, inputs)));
         Assert.Empty(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 3))); // two tiles would leave a multiprocessor idle: the library's
     }
 
     [Theory]
-    [InlineData("own", 2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
-    [InlineData("own", 1L, 130L, 320L, 512L, 4)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
-    [InlineData("own", 1L, 130L, 320L, 512L, 1)] // one block walks the four tiles: 20 k steps through the stages, the row tile left over last
-    [InlineData("own", 3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
-    [InlineData("own", 2L, 100L, 64L, 256L, 1)] // K in one step a tile
-    [InlineData("own", 1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped five times a tile)
-    [InlineData("pingpong", 2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a tile a consumer warpgroup
-    [InlineData("pingpong", 1L, 130L, 320L, 512L, 8)] // two row tiles x four column tiles, a block a tile (its second warpgroup idle); K in five steps
-    [InlineData("pingpong", 1L, 130L, 320L, 512L, 1)] // one block walks the eight tiles, its warpgroups taking turns: 40 k steps through the stages
-    [InlineData("pingpong", 3L, 100L, 192L, 512L, 3)] // 300 rows: twelve tiles for three blocks, four each; K in three steps (the ring across tiles)
-    [InlineData("pingpong", 1L, 130L, 320L, 384L, 2)] // N = 384 (three column tiles): three tiles a block, the first warpgroup taking two
-    [InlineData("pingpong", 2L, 100L, 64L, 256L, 1)] // K in one step a tile
-    [InlineData("pingpong", 1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped three times a tile)
-    [InlineData("handoff", 2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows (the epilogue stops at M); K in two steps
-    [InlineData("handoff", 1L, 130L, 320L, 512L, 1)] // one block walks four tiles: the staged tile reused, 20 k steps through three stages
-    [InlineData("handoff", 3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each
-    [InlineData("handoff", 2L, 100L, 64L, 256L, 1)] // K in one step a tile
-    [InlineData("handoff", 1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped almost seven times a tile)
-    public void Own_product_forms_with_bias_and_gelu_match_onnx_runtime(string name, long batch, long tokens, long width, long hidden, int multiprocessors)
+    [InlineData(2L, 100L, 128L, 256L, 2)] // 200 rows: the second row tile 72 rows; K in two steps; a block a tile
+    [InlineData(1L, 130L, 320L, 512L, 4)] // two row tiles x two column tiles; K in five steps (the ring reused within a tile)
+    [InlineData(1L, 130L, 320L, 512L, 1)] // one block walks the four tiles: 20 k steps through the stages, the row tile left over last
+    [InlineData(3L, 100L, 192L, 512L, 3)] // 300 rows: six tiles for three blocks, two each; K in three steps (the ring across tiles)
+    [InlineData(2L, 100L, 64L, 256L, 1)] // K in one step a tile
+    [InlineData(1L, 300L, 1280L, 256L, 1)] // K in 20 steps (the ring lapped five times a tile)
+    public void Own_product_with_bias_and_gelu_matches_onnx_runtime(long batch, long tokens, long width, long hidden, int multiprocessors)
     {
         CpuKernelRunner.Require();
-        var form = GraphCompiler.GeluProductFrom(name);
         var model = MatmulEpiloguePlanTests.VitMlp(batch, tokens, width, hidden);
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 7);
-        var plan = Compile(model, inputs, form, multiprocessors: multiprocessors);
-        var tiles = form == GeluProduct.PingPong ? KernelSource.HalfGemmPingPongTiles(batch * tokens, hidden) : KernelSource.HalfGemmTiles(batch * tokens, hidden);
-        Assert.Equal((uint)Math.Min(multiprocessors, tiles), Assert.Single(OwnProducts(plan)).Grid);
+        var plan = Compile(model, inputs, own: true, multiprocessors: multiprocessors);
+        Assert.Equal((uint)Math.Min(multiprocessors, KernelSource.HalfGemmTiles(batch * tokens, hidden)), Assert.Single(OwnProducts(plan)).Grid);
 
         var expected = DataDependentPlanTests.OnOnnxRuntime(model, [.. inputs]);
-        var difference = OperatorCaseModels.Difference(CpuKernelRunner.Run(plan, inputs), expected, 2e-2);
+        var actual = CpuKernelRunner.Run(plan, inputs);
+        var difference = OperatorCaseModels.Difference(actual, expected, 2e-2);
         Assert.True(difference is null, difference);
-    }
-
-    [Theory]
-    [InlineData(256L, 64L, true)]
-    [InlineData(384L, 768L, true)]
-    [InlineData(128L, 768L, true)]
-    [InlineData(192L, 768L, false)] // N not in 128s
-    [InlineData(64L, 768L, false)]
-    [InlineData(3072L, 96L, false)] // K not in 64s
-    public void Ping_pong_takes_products_with_n_in_128s_and_k_in_64s(long n, long k, bool takes) =>
-        Assert.Equal(takes, KernelSource.HalfGemmPingPongTakes(8192, n, k));
-
-    [Fact]
-    public void The_ping_pong_product_takes_128_column_tiles_a_consumer_warpgroup_each_only_where_asked()
-    {
-        var model = MatmulEpiloguePlanTests.VitMlp(2, 100, 128, 256);
-        var inputs = MatmulEpiloguePlanTests.Inputs(model, 5);
-
-        var step = Assert.Single(OwnProducts(Compile(model, inputs, GeluProduct.PingPong, multiprocessors: 2)));
-        Assert.EndsWith("(ping-pong fp16 product + bias + GELU)", step.Node, StringComparison.Ordinal);
-        Assert.Equal(KernelSource.HalfGemmPingPongSharedBytes, step.SharedBytes);
-        Assert.Equal(2u, step.Grid); // 200 rows: two row tiles of two column tiles, two a block (one a consumer warpgroup)
-        Assert.Equal(384, step.Block);
-        // W^T [256, 128] in two 64 x 64 boxes a stage.
-        Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 256, 128, 64, 64)], step.TensorMaps);
-        Assert.Empty(OwnProducts(Compile(model, inputs, GeluProduct.PingPong, multiprocessors: 5))); // four tiles would leave a multiprocessor idle
-        Assert.Empty(OwnProducts(Compile(model, inputs, GeluProduct.PingPong, computeCapability: 89, multiprocessors: 2)));
-
-        // N = 384: not the cooperative kernel's (256s), the ping-pong's.
-        var narrow = MatmulEpiloguePlanTests.VitMlp(2, 100, 128, 384);
-        var narrowInputs = MatmulEpiloguePlanTests.Inputs(narrow, 5);
-        Assert.Empty(OwnProducts(Compile(narrow, narrowInputs, GeluProduct.Own, multiprocessors: 2)));
-        Assert.Single(OwnProducts(Compile(narrow, narrowInputs, GeluProduct.PingPong, multiprocessors: 2)));
-    }
-
-    [Fact]
-    public void The_handoff_product_takes_the_cooperative_tiles_with_three_stages_and_a_staged_tile()
-    {
-        var model = MatmulEpiloguePlanTests.VitMlp(2, 100, 128, 256);
-        var inputs = MatmulEpiloguePlanTests.Inputs(model, 5);
-        var step = Assert.Single(OwnProducts(Compile(model, inputs, GeluProduct.Handoff, multiprocessors: 2)));
-        Assert.EndsWith("(handoff fp16 product + bias + GELU)", step.Node, StringComparison.Ordinal);
-        Assert.Equal(KernelSource.HalfGemmHandoffSharedBytes, step.SharedBytes);
-        Assert.True(step.SharedBytes <= 227 * 1024, "one block an SM: within sm_90's 227 KB of shared memory a block");
-        Assert.Equal(2u, step.Grid); // 200 rows: two 128 x 256 tiles
-        Assert.Equal([new HalfTensorMap(1, 200, 128, 128, 64), new HalfTensorMap(2, 256, 128, 128, 64)], step.TensorMaps);
-        Assert.Empty(OwnProducts(Compile(model, inputs, GeluProduct.Handoff, multiprocessors: 3)));
     }
 
     [Fact]

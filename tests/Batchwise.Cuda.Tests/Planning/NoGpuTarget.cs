@@ -82,7 +82,7 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int GeluChunks { get; init; } = 1;
 
-    public GeluProduct GeluProduct { get; init; } = GeluProduct.Library;
+    public bool GeluProductOwn { get; init; }
 
     public bool LayerNormProductOwn { get; init; }
 

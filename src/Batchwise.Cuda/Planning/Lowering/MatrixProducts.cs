@@ -24,22 +24,6 @@ internal enum GeluChoice
     ExactFrontToBack,
 }
 
-/// <summary>Who runs an fp16 product followed by GELU's erf form on sm_90 (BATCHWISE_GELU_PRODUCT).</summary>
-internal enum GeluProduct
-{
-    /// <summary>cuBLASLt's product with its bias, then the erf GELU pass in place (as every other product and GPU has it).</summary>
-    Library,
-
-    /// <summary>The engine's warpgroup-MMA kernel with the bias and the GELU in it, cooperative (<see cref="KernelSource.HalfGemm"/>): the default.</summary>
-    Own,
-
-    /// <summary>The same in a ping-pong schedule (<see cref="KernelSource.HalfGemmPingPong"/>): an experiment until timed on a GPU.</summary>
-    PingPong,
-
-    /// <summary>The cooperative kernel with its GELU and stores handed to the producer warpgroup (<see cref="KernelSource.HalfGemmHandoff"/>): an experiment until timed on a GPU.</summary>
-    Handoff,
-}
-
 /// <summary>Who runs a matrix product with few rows (one batch: a classifier head at small batches).</summary>
 internal enum SmallMatmulChoice
 {
@@ -98,21 +82,17 @@ internal sealed unsafe partial class GraphCompiler
     /// <summary>
     /// BATCHWISE_GELU_PRODUCT: own (the default: on sm_90, an fp16 product with N in 256s and K in 64s, its weights
     /// constant and its tiles filling the multiprocessors, as the engine's warpgroup-MMA kernel with the bias and the GELU
-    /// in it, <see cref="KernelSource.HalfGemm"/>), pingpong (the same in a ping-pong schedule, N in 128s,
-    /// <see cref="KernelSource.HalfGemmPingPong"/>), handoff (the GELU and the stores by the producer warpgroup while the
-    /// consumers go on, <see cref="KernelSource.HalfGemmHandoff"/>; both experiments until timed on a GPU) or library
-    /// (cuBLASLt's product with its bias, then the erf GELU pass in place, as every other product and GPU has it).
+    /// in it, <see cref="KernelSource.HalfGemm"/>) or library (cuBLASLt's product with its bias, then the erf GELU pass in
+    /// place, as every other product and GPU has it).
     /// </summary>
-    internal static GeluProduct GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
+    internal static bool GeluProductFromEnvironment => GeluProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT"));
 
-    /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text; anything else refused in one line.</summary>
-    internal static GeluProduct GeluProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
+    /// <summary><see cref="GeluProductFromEnvironment"/> from the variable's text (true: own); anything else refused in one line.</summary>
+    internal static bool GeluProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
     {
-        "library" => GeluProduct.Library,
-        null or "" or "own" => GeluProduct.Own,
-        "pingpong" => GeluProduct.PingPong,
-        "handoff" => GeluProduct.Handoff,
-        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not own, pingpong, handoff or library", "Unset it (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90), or set BATCHWISE_GELU_PRODUCT=library (cuBLASLt's product, then the GELU pass), pingpong or handoff (the own product's experimental schedules)."),
+        "library" => false,
+        null or "" or "own" => true,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT '{other}' is not own or library", "Unset it (the engine's warpgroup-MMA product with the bias and GELU in it where it qualifies: fp16 on sm_90), or set BATCHWISE_GELU_PRODUCT=library (cuBLASLt's product, then the GELU pass)."),
     };
 
     /// <summary>
@@ -150,17 +130,15 @@ internal sealed unsafe partial class GraphCompiler
 
     /// <summary>
     /// The product, its bias and the erf GELU after it as the own warpgroup-MMA kernel (<see cref="KernelSource.HalfGemm"/>)
-    /// where <see cref="IPlanTarget.GeluProduct"/> asks for it and it qualifies: sm_90, fp16, A row-major and dense (pitch K),
+    /// where <see cref="IPlanTarget.GeluProductOwn"/> asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K),
     /// B a constant (either orientation; transposed once to W^T [N, K] where it is [K, N]), alpha 1, a constant bias of N or none
-    /// (zeros), N in 256s (128s ping-pong) and K in 64s, and at least a tile a multiprocessor (fewer tiles leave SMs idle that cuBLASLt's
+    /// (zeros), N in 256s and K in 64s, and at least a tile a multiprocessor (fewer tiles leave SMs idle that cuBLASLt's
     /// smaller or split tiles fill: ViT-S's and DistilBERT's products at b=1 make 12). False, with nothing emitted, otherwise.
     /// </summary>
     private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
-        var pingPong = _target.GeluProduct == GeluProduct.PingPong;
-        var (takes, tiles) = pingPong ? (KernelSource.HalfGemmPingPongTakes(m, n, k), KernelSource.HalfGemmPingPongTiles(m, n)) : (KernelSource.HalfGemmTakes(m, n, k), KernelSource.HalfGemmTiles(m, n));
-        if (_target.GeluProduct == GeluProduct.Library || !OwnHalfProductOperands(a, b, bias, n, k) || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
-            || ldb != (transB ? k : n) || !takes || tiles < _target.Multiprocessors)
+        if (!_target.GeluProductOwn || !OwnHalfProductOperands(a, b, bias, n, k) || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
+            || ldb != (transB ? k : n) || !KernelSource.HalfGemmTakes(m, n, k) || KernelSource.HalfGemmTiles(m, n) < _target.Multiprocessors)
         {
             return false;
         }
@@ -168,13 +146,7 @@ internal sealed unsafe partial class GraphCompiler
         // W^T [N, K] row-major, the map's rows: B as it is where transposed, else its transpose.
         var wt = transB ? b : ConstantRows(b, n, k);
         var bv = bias ?? ZeroBias(n);
-        var (kernel, what) = _target.GeluProduct switch
-        {
-            GeluProduct.PingPong => (KernelSource.HalfGemmPingPong(m, n, k), "ping-pong"),
-            GeluProduct.Handoff => (KernelSource.HalfGemmHandoff(m, n, k), "handoff"),
-            _ => (KernelSource.HalfGemm(m, n, k), "own"),
-        };
-        Emit(new KernelStep(_node + $" ({what} fp16 product + bias + GELU)", kernel, Math.Min(tiles, Math.Max(1, _target.Multiprocessors)) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
+        Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
     }
 
