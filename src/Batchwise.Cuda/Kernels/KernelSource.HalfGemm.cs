@@ -213,13 +213,7 @@ internal static partial class KernelSource
                             *(unsigned*)(eb + g * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu_as(d[4 * j] + b0), bw_gelu_as(d[4 * j + 1] + b1));
                             *(unsigned*)(eb + (g + 8) * {{Er}} + cl * 2) = bw_pack_half2(bw_gelu_as(d[4 * j + 2] + b0), bw_gelu_as(d[4 * j + 3] + b1));
                         }
-                        __syncwarp();
-                        #pragma unroll
-                        for (int q = 0; q < 4; q++) {
-                            const int rr = q * 4 + (lane >> 3), ch = lane & 7;
-                            if (row0 + rr < M) *(uint4*)(y + (size_t)(row0 + rr) * N + n0 + c * 64 + ch * 8) = *(const uint4*)(eb + rr * {{Er}} + ch * 16);
-                        }
-                        __syncwarp();
+                        {{HalfGemmStoreWarpRows("            ")}}
                     }
                 }
 
@@ -304,6 +298,21 @@ internal static partial class KernelSource
             bw_mbar_init_fence();
         }
         __syncthreads();
+        """);
+
+    /// <summary>
+    /// A consumer warp's 16 rows x 64 columns (column block c of its tile), left in its padded epilogue buffer, written to
+    /// Y [M, N] at rows row0.. and columns n0 + 64c.. as whole 128-byte rows (16-byte stores, rows past M skipped), between
+    /// the warp's barriers that keep the buffer's writes and its next use apart. Lines indented by <paramref name="indent"/>.
+    /// </summary>
+    private static string HalfGemmStoreWarpRows(string indent) => Indented(indent, $$"""
+        __syncwarp();
+        #pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const int rr = q * 4 + (lane >> 3), ch = lane & 7;
+            if (row0 + rr < M) *(uint4*)(y + (size_t)(row0 + rr) * N + n0 + c * 64 + ch * 8) = *(const uint4*)(eb + rr * {{HalfGemmEpilogueRow}} + ch * 16);
+        }
+        __syncwarp();
         """);
 
     /// <summary>Each line of <paramref name="text"/> after the first indented by <paramref name="indent"/> (the first goes where the caller puts it).</summary>

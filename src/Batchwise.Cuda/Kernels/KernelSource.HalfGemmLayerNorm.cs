@@ -183,13 +183,7 @@ internal static partial class KernelSource
                             *(unsigned*)(eb + g * {{Er}} + cl * 2) = bw_pack_half2(fmaf((d[4 * j] - meanA) * ia2, g0, e0), fmaf((d[4 * j + 1] - meanA) * ia2, g1, e1));
                             *(unsigned*)(eb + (g + 8) * {{Er}} + cl * 2) = bw_pack_half2(fmaf((d[4 * j + 2] - meanB) * ib2, g0, e0), fmaf((d[4 * j + 3] - meanB) * ib2, g1, e1));
                         }
-                        __syncwarp();
-                        #pragma unroll
-                        for (int q = 0; q < 4; q++) {
-                            const int rr = q * 4 + (lane >> 3), ch = lane & 7;
-                            if (row0 + rr < M) *(uint4*)(y + (size_t)(row0 + rr) * N + n0 + c * 64 + ch * 8) = *(const uint4*)(eb + rr * {{Er}} + ch * 16);
-                        }
-                        __syncwarp();
+                        {{HalfGemmStoreWarpRows("            ")}}
                     }
                 }
                 bw_cluster_sync(); // no block leaves while a peer may still read its statistics
