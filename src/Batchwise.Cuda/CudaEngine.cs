@@ -81,7 +81,9 @@ public sealed class CudaEngine : IEngine
                 _ => "exact (erf GELU after a product computed in place behind it)",
             } + (GraphCompiler.GeluChunksFromEnvironment > 1 ? string.Create(CultureInfo.InvariantCulture, $"; the product and its pass in {GraphCompiler.GeluChunksFromEnvironment} row chunks (BATCHWISE_GELU_CHUNKS)") : string.Empty)
                 + (GraphCompiler.GeluProductFromEnvironment
-                    ? "; on sm_90, fp16 products with N in 256s and K in 64s (a tile a multiprocessor at least) run as the own warpgroup-MMA kernel with the bias and the GELU (A&S erfc, |error| <= 1.5e-7) in it (BATCHWISE_GELU_PRODUCT=library: cuBLASLt's product, then the pass)"
+                    ? "; on sm_90, fp16 products with N in 256s and K in 64s ("
+                        + (GraphCompiler.GeluProductTilesFromEnvironment > 0 ? string.Create(CultureInfo.InvariantCulture, $"{GraphCompiler.GeluProductTilesFromEnvironment} tiles at least, BATCHWISE_GELU_PRODUCT_TILES") : "a tile a multiprocessor at least")
+                        + ") run as the own warpgroup-MMA kernel with the bias and the GELU (A&S erfc, |error| <= 1.5e-7) in it (BATCHWISE_GELU_PRODUCT=library: cuBLASLt's product, then the pass)"
                     : "; cuBLASLt's product, then the pass (BATCHWISE_GELU_PRODUCT=library)"),
             ["layernorm_product"] = GraphCompiler.LayerNormProductFromEnvironment
                 ? "own (BATCHWISE_LAYERNORM_PRODUCT=own): on sm_90, an fp16 product whose bias and residual feed a LayerNorm over its N columns (up to eight tiles of 256 or 192 columns, the width with the fewest waves x width) runs as the own warpgroup-MMA kernel, a row tile's blocks one cluster, with the residual add and the LayerNorm in its epilogue (an experiment)"
@@ -555,6 +557,9 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>Whether fp16 products followed by erf GELU run as the own warpgroup-MMA kernel on sm_90 (the default; BATCHWISE_GELU_PRODUCT=library not; tests set it).</summary>
     public bool GeluProductOwn { get; internal set; } = GraphCompiler.GeluProductFromEnvironment;
+
+    /// <summary>The fewest tiles an fp16 GELU product needs for the own kernel (BATCHWISE_GELU_PRODUCT_TILES; 0, the default, one a multiprocessor; tests set it).</summary>
+    public int GeluProductMinTiles { get; internal set; } = GraphCompiler.GeluProductTilesFromEnvironment;
 
     /// <summary>Whether fp16 products whose bias and residual feed a LayerNorm run as the own kernel with the LayerNorm in it on sm_90 (BATCHWISE_LAYERNORM_PRODUCT=own; off by default; tests set it).</summary>
     public bool LayerNormProductOwn { get; internal set; } = GraphCompiler.LayerNormProductFromEnvironment;

@@ -155,6 +155,12 @@ internal interface IPlanTarget
     bool GeluProductOwn => false;
 
     /// <summary>
+    /// The fewest 128 x 256 tiles an fp16 GELU product needs for the own kernel (<see cref="GraphCompiler.GeluProductTilesFromEnvironment"/>):
+    /// 0, one a multiprocessor, here; a session takes BATCHWISE_GELU_PRODUCT_TILES's.
+    /// </summary>
+    int GeluProductMinTiles => 0;
+
+    /// <summary>
     /// Whether an fp16 product whose bias and residual feed a LayerNorm runs as the engine's own warpgroup-MMA kernel with
     /// the LayerNorm in it (<see cref="GraphCompiler.LayerNormProductFromEnvironment"/>; sm_90 only): no here; a session
     /// takes BATCHWISE_LAYERNORM_PRODUCT's.

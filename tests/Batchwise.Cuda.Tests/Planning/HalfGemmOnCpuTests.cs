@@ -31,6 +31,31 @@ public sealed class HalfGemmOnCpuTests
         Assert.Contains("BATCHWISE_GELU_PRODUCT 'fast' is not own or library", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void The_tiles_switch_reads_a_count_and_refuses_anything_else_in_one_line()
+    {
+        Assert.Equal(0, GraphCompiler.GeluProductTilesFrom(null)); // one a multiprocessor
+        Assert.Equal(0, GraphCompiler.GeluProductTilesFrom(" "));
+        Assert.Equal(64, GraphCompiler.GeluProductTilesFrom(" 64 "));
+        foreach (var bad in new[] { "0", "-3", "half", "5000" })
+        {
+            var e = Assert.Throws<BatchwiseException>(() => GraphCompiler.GeluProductTilesFrom(bad));
+            Assert.Contains($"BATCHWISE_GELU_PRODUCT_TILES '{bad}' is not a count from 1 to 4096", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Fewer_tiles_than_multiprocessors_go_to_the_own_kernel_only_where_the_tiles_switch_allows_them()
+    {
+        var model = MatmulEpiloguePlanTests.VitMlp(2, 100, 128, 256); // 200 rows x 256: two tiles
+        var inputs = MatmulEpiloguePlanTests.Inputs(model, 5);
+        NoGpuTarget Target(int minTiles) => new(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = true, ComputeCapability = 90, Multiprocessors = 3, GeluProductMinTiles = minTiles };
+
+        Assert.Empty(OwnProducts(Target(0).Compile(model, inputs))); // two tiles for three multiprocessors: the library's
+        Assert.Equal(2u, Assert.Single(OwnProducts(Target(2).Compile(model, inputs))).Grid); // two allowed: a block a tile
+        Assert.Empty(OwnProducts(Target(3).Compile(model, inputs)));
+    }
+
     [Theory]
     [InlineData(256L, 64L, true)]
     [InlineData(3072L, 768L, true)]

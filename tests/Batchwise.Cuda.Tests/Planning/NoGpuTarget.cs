@@ -84,6 +84,8 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public bool GeluProductOwn { get; init; }
 
+    public int GeluProductMinTiles { get; init; }
+
     public bool LayerNormProductOwn { get; init; }
 
     public AttentionChoice Attention { get; init; } = AttentionChoice.Own;

@@ -96,6 +96,21 @@ internal sealed unsafe partial class GraphCompiler
     };
 
     /// <summary>
+    /// BATCHWISE_GELU_PRODUCT_TILES (an experiment; unset, the default, is one a multiprocessor): the fewest 128 x 256 tiles
+    /// an fp16 GELU product must make for the own kernel to take it. Fewer tiles than multiprocessors leave SMs idle, but
+    /// the library's product is then followed by the GELU pass, a second kernel (ViT-S at b=8: 78 tiles for 132 SMs).
+    /// </summary>
+    internal static int GeluProductTilesFromEnvironment => GeluProductTilesFrom(Environment.GetEnvironmentVariable("BATCHWISE_GELU_PRODUCT_TILES"));
+
+    /// <summary><see cref="GeluProductTilesFromEnvironment"/> from the variable's text (0: one a multiprocessor); anything else refused in one line.</summary>
+    internal static int GeluProductTilesFrom(string? text) => text?.Trim() switch
+    {
+        null or "" => 0,
+        var n when int.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var tiles) && tiles is >= 1 and <= 4096 => tiles,
+        var other => throw new BatchwiseException($"BATCHWISE_GELU_PRODUCT_TILES '{other}' is not a count from 1 to 4096", "Unset it (the own GELU product where its tiles fill the multiprocessors), or set it to the fewest 128 x 256 tiles it may take, e.g. BATCHWISE_GELU_PRODUCT_TILES=64."),
+    };
+
+    /// <summary>
     /// A product whose result GELU's erf form follows: whole, then the pass in place (<see cref="ErfGeluInPlace"/>), or in
     /// <see cref="IPlanTarget.GeluChunks"/> row chunks (each chunk's product, then the pass over its rows) where the rows
     /// divide into chunks of at least 256 and every chunk starts 256-byte aligned in A and Y (not transposed, one batch).
@@ -133,12 +148,14 @@ internal sealed unsafe partial class GraphCompiler
     /// where <see cref="IPlanTarget.GeluProductOwn"/> asks and it qualifies: sm_90, fp16, A row-major and dense (pitch K),
     /// B a constant (either orientation; transposed once to W^T [N, K] where it is [K, N]), alpha 1, a constant bias of N or none
     /// (zeros), N in 256s and K in 64s, and at least a tile a multiprocessor (fewer tiles leave SMs idle that cuBLASLt's
-    /// smaller or split tiles fill: ViT-S's and DistilBERT's products at b=1 make 12). False, with nothing emitted, otherwise.
+    /// smaller or split tiles fill: ViT-S's and DistilBERT's products at b=1 make 12), or <see cref="IPlanTarget.GeluProductMinTiles"/>
+    /// tiles where that is set. False, with nothing emitted, otherwise.
     /// </summary>
     private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
         if (!_target.GeluProductOwn || !OwnHalfProductOperands(a, b, bias, n, k) || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
-            || ldb != (transB ? k : n) || !KernelSource.HalfGemmTakes(m, n, k) || KernelSource.HalfGemmTiles(m, n) < _target.Multiprocessors)
+            || ldb != (transB ? k : n) || !KernelSource.HalfGemmTakes(m, n, k)
+            || KernelSource.HalfGemmTiles(m, n) < (_target.GeluProductMinTiles > 0 ? _target.GeluProductMinTiles : _target.Multiprocessors))
         {
             return false;
         }
