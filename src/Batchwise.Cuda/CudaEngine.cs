@@ -85,9 +85,6 @@ public sealed class CudaEngine : IEngine
                         + (GraphCompiler.GeluProductTilesFromEnvironment > 0 ? string.Create(CultureInfo.InvariantCulture, $"{GraphCompiler.GeluProductTilesFromEnvironment} tiles at least, BATCHWISE_GELU_PRODUCT_TILES") : "a tile a multiprocessor at least")
                         + ") run as the own warpgroup-MMA kernel with the bias and the GELU (A&S erfc, |error| <= 1.5e-7) in it (BATCHWISE_GELU_PRODUCT=library: cuBLASLt's product, then the pass)"
                     : "; cuBLASLt's product, then the pass (BATCHWISE_GELU_PRODUCT=library)"),
-            ["layernorm_product"] = GraphCompiler.LayerNormProductFromEnvironment
-                ? "own (BATCHWISE_LAYERNORM_PRODUCT=own): on sm_90, an fp16 product whose bias and residual feed a LayerNorm over its N columns (up to eight tiles of 256 or 192 columns, the width with the fewest waves x width) runs as the own warpgroup-MMA kernel, a row tile's blocks one cluster, with the residual add and the LayerNorm in its epilogue (an experiment)"
-                : "library (cuBLASLt's product with the bias and residual, then the LayerNorm kernel; BATCHWISE_LAYERNORM_PRODUCT=own fuses them on sm_90, an experiment)",
             ["attention_rows"] = GraphCompiler.AttentionRowsFromEnvironment == KernelSource.AttentionWideRows
                 ? "128 (BATCHWISE_ATTENTION_ROWS=128): the fused attention kernel's block takes 128 query rows in eight warps where the head is at most 80 wide"
                 : "64 (the fused attention kernel's block takes 64 query rows in four warps; BATCHWISE_ATTENTION_ROWS=128 takes 128)",
@@ -560,9 +557,6 @@ internal sealed class CudaSession : IEngineSession, IPlanTarget, IPlanBuilds, IS
 
     /// <summary>The fewest tiles an fp16 GELU product needs for the own kernel (BATCHWISE_GELU_PRODUCT_TILES; 0, the default, one a multiprocessor; tests set it).</summary>
     public int GeluProductMinTiles { get; internal set; } = GraphCompiler.GeluProductTilesFromEnvironment;
-
-    /// <summary>Whether fp16 products whose bias and residual feed a LayerNorm run as the own kernel with the LayerNorm in it on sm_90 (BATCHWISE_LAYERNORM_PRODUCT=own; off by default; tests set it).</summary>
-    public bool LayerNormProductOwn { get; internal set; } = GraphCompiler.LayerNormProductFromEnvironment;
 
     /// <summary>Who runs recognised attention blocks (BATCHWISE_ATTENTION=auto|own|cudnn; tests set it).</summary>
     public AttentionChoice Attention { get; internal set; } = GraphCompiler.AttentionFromEnvironment;

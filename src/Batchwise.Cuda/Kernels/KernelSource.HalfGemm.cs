@@ -26,9 +26,6 @@ internal static partial class KernelSource
     /// <summary>Bytes of one stage: the A tile (128 x 64 halves) then the B tile (256 x 64), each row one 128-byte row.</summary>
     private const int HalfGemmStageBytes = (HalfGemmTileM + HalfGemmTileN) * HalfGemmTileK * 2;
 
-    /// <summary>Bytes of one stage of a tile <paramref name="columns"/> wide (the B tile columns x 64).</summary>
-    private static int HalfGemmStageBytesOf(int columns) => (HalfGemmTileM + columns) * HalfGemmTileK * 2;
-
     /// <summary>Bytes of a consumer warp's epilogue buffer: 16 rows of 64 halves, each row padded to 144 bytes so the
     /// warp's half2 writes of eight rows fall on 32 different banks.</summary>
     private const int HalfGemmEpilogueRow = 144;
@@ -114,29 +111,6 @@ internal static partial class KernelSource
         """;
 
     /// <summary>
-    /// wgmma m64n192k16 (fp16 operands from shared memory, fp32 sums; 96 a thread) and the hold of its sums: the narrower
-    /// tile of <see cref="HalfGemmLayerNorm"/> (four blocks a 768-wide row, where three of 256 leave a wave half empty).
-    /// </summary>
-    private static readonly string HalfWgmma192Helper = $$"""
-        #ifndef BW_WGMMA_F16_N192_HELPERS
-        #define BW_WGMMA_F16_N192_HELPERS
-        __device__ __forceinline__ void bw_wgmma_64n192k16_f16(float* d, unsigned long long da, unsigned long long db, int accumulate)
-        {
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {{{string.Join(", ", Enumerable.Range(0, 96).Select(i => $"%{i}"))}}}, %96, %97, p, 1, 1, 0, 0;\n}\n"
-                : {{string.Join(", ", Enumerable.Range(0, 96).Select(i => $"\"+f\"(d[{i}])"))}}
-                : "l"(da), "l"(db), "r"(accumulate));
-        }
-        __device__ __forceinline__ void bw_hold_f32x96(float* d)
-        {
-            #pragma unroll
-            for (int i = 0; i < 96; i++) asm volatile("" : "+f"(d[i]) :: "memory");
-        }
-        #endif
-
-        """;
-
-    /// <summary>
     /// Y = gelu(X W + bias) (GELU's erf form, <c>bw_gelu_as</c>), fp16 in and out, fp32 sums: M x N x K with X [M, K] and
     /// W^T [N, K] row-major (buffers 1 and 2, each read through its TMA tensor map: <see cref="KernelCode.TensorMaps"/>),
     /// bias [N] (half), Y [M, N] row-major. Persistent and warp-specialized (the probe's gemm8, sessions 53-54): a grid of
@@ -167,7 +141,7 @@ internal static partial class KernelSource
         const int BM = HalfGemmTileM, BN = HalfGemmTileN, BK = HalfGemmTileK, Sb = HalfGemmStageBytes;
         const int Er = HalfGemmEpilogueRow, S = HalfGemmStages;
         w.Body.Append($$"""
-                {{HalfGemmPrologue("    ", BN)}}
+                {{HalfGemmPrologue("    ")}}
                 const int M = {{rows}}, N = {{cols}}, K = {{depth}}, KB = K / {{BK}}, NT = {{columnTiles}}, tiles = NT * ((M + {{BM - 1}}) / {{BM}});
                 {{HalfGemmBarrierInit("    ")}}
 
@@ -231,13 +205,12 @@ internal static partial class KernelSource
 
     /// <summary>
     /// The producer's step (the body of its loop over k steps kb, its running count <c>it</c>): once the consumers have
-    /// released stage it % <see cref="HalfGemmStages"/>, A's 128 x 64 box at row m0 and W^T's two (columns / 2) x 64 boxes
+    /// released stage it % <see cref="HalfGemmStages"/>, A's 128 x 64 box at row m0 and W^T's two 128 x 64 boxes
     /// at row n0 copied into it, their bytes counted on its full mbarrier. Lines indented by <paramref name="indent"/>.
     /// </summary>
-    private static string HalfGemmStageCopies(string indent, int columns = HalfGemmTileN)
+    private static string HalfGemmStageCopies(string indent)
     {
-        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages;
-        var (BN, Sb) = (columns, HalfGemmStageBytesOf(columns));
+        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages, BN = HalfGemmTileN, Sb = HalfGemmStageBytes;
         return Indented(indent, $$"""
             const int s = it % {{S}};
             if (it >= {{S}}) bw_mbar_wait(empty + s, ((it / {{S}}) & 1) ^ 1);
@@ -251,14 +224,14 @@ internal static partial class KernelSource
 
     /// <summary>
     /// A consumer warpgroup's step (the body of its loop over k steps kb, its running count <c>it</c>): once stage
-    /// it % <see cref="HalfGemmStages"/> has landed, its 64 rows (warpgroup cw) times the stage's columns (wgmma n256 or
-    /// n192) added to the sums d, one group of products left in flight, and the stage before released. Lines indented by
+    /// it % <see cref="HalfGemmStages"/> has landed, its 64 rows (warpgroup cw) times the stage's 256 columns (wgmma n256)
+    /// added to the sums d, one group of products left in flight, and the stage before released. Lines indented by
     /// <paramref name="indent"/>.
     /// </summary>
-    private static string HalfGemmStageProducts(string indent, int columns = HalfGemmTileN)
+    private static string HalfGemmStageProducts(string indent)
     {
-        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages;
-        var (Sb, hold) = (HalfGemmStageBytesOf(columns), $"bw_hold_f32x{columns / 2}");
+        const int BK = HalfGemmTileK, Ab = HalfGemmTileM * BK * 2, S = HalfGemmStages, Sb = HalfGemmStageBytes;
+        const string hold = "bw_hold_f32x128";
         return Indented(indent, $$"""
             const int s = it % {{S}};
             bw_mbar_wait(full + s, (it / {{S}}) & 1);
@@ -268,7 +241,7 @@ internal static partial class KernelSource
             {{hold}}(d);
             #pragma unroll
             for (int ks = 0; ks < {{BK / 16}}; ks++)
-                bw_wgmma_64n{{columns}}k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
+                bw_wgmma_64n256k16_f16(d, bw_wgmma_desc_sw128(st + cw * 8192 + ks * 32), bw_wgmma_desc_sw128(st + {{Ab}} + ks * 32), (kb | ks) != 0);
             bw_wgmma_commit();
             bw_wgmma_wait1();
             {{hold}}(d);
@@ -278,13 +251,13 @@ internal static partial class KernelSource
     }
 
     /// <summary>
-    /// A kernel's start: its dynamic shared memory (1,024-byte aligned for the 128-byte swizzle) of stages
-    /// <paramref name="columns"/> wide, the stages' full and empty mbarriers after them, the thread and its warpgroup.
+    /// A kernel's start: its dynamic shared memory (1,024-byte aligned for the 128-byte swizzle) of stages, the stages'
+    /// full and empty mbarriers after them, the thread and its warpgroup.
     /// </summary>
-    private static string HalfGemmPrologue(string indent, int columns) => Indented(indent, $$"""
+    private static string HalfGemmPrologue(string indent) => Indented(indent, $$"""
         extern __shared__ __align__(1024) unsigned short bw_dynamic_shared_sw128[]; // its own name: other kernels of the program declare theirs 16-byte aligned
         unsigned char* const sm_ = (unsigned char*)bw_dynamic_shared_sw128;
-        unsigned long long* const full = (unsigned long long*)(sm_ + {{HalfGemmStages * HalfGemmStageBytesOf(columns)}});
+        unsigned long long* const full = (unsigned long long*)(sm_ + {{HalfGemmStages * HalfGemmStageBytes}});
         unsigned long long* const empty = full + {{HalfGemmStages}};
         const int tid = (int)threadIdx.x, wg = tid >> 7;
         """);

@@ -160,13 +160,6 @@ internal interface IPlanTarget
     /// </summary>
     int GeluProductMinTiles => 0;
 
-    /// <summary>
-    /// Whether an fp16 product whose bias and residual feed a LayerNorm runs as the engine's own warpgroup-MMA kernel with
-    /// the LayerNorm in it (<see cref="GraphCompiler.LayerNormProductFromEnvironment"/>; sm_90 only): no here; a session
-    /// takes BATCHWISE_LAYERNORM_PRODUCT's.
-    /// </summary>
-    bool LayerNormProductOwn => false;
-
     /// <summary>Who runs recognised attention blocks (<see cref="GraphCompiler.AttentionFromEnvironment"/>): the own kernel here; a session takes BATCHWISE_ATTENTION's.</summary>
     AttentionChoice Attention => AttentionChoice.Own;
 

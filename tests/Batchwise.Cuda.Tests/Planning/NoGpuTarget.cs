@@ -86,8 +86,6 @@ internal sealed class NoGpuTarget(Precision precision = Precision.Fp32, bool hos
 
     public int GeluProductMinTiles { get; init; }
 
-    public bool LayerNormProductOwn { get; init; }
-
     public AttentionChoice Attention { get; init; } = AttentionChoice.Own;
 
     public bool AttentionSequenceLengths { get; init; } = true;

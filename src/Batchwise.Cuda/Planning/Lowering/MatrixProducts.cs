@@ -1,4 +1,3 @@
-using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using Batchwise.Cuda.Interop;
 using Batchwise.Cuda.Kernels;
@@ -164,61 +163,6 @@ internal sealed unsafe partial class GraphCompiler
         var wt = transB ? b : ConstantRows(b, n, k);
         var bv = bias ?? ZeroBias(n);
         Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
-        return true;
-    }
-
-    /// <summary>
-    /// BATCHWISE_LAYERNORM_PRODUCT (an experiment, off by default until timed on a GPU): own (on sm_90, an fp16 product
-    /// whose bias and residual Add feed a LayerNorm over its N columns alone, as the engine's warpgroup-MMA kernel with the
-    /// add and the LayerNorm in its epilogue, <see cref="KernelSource.HalfGemmLayerNorm"/>) or library (the default:
-    /// cuBLASLt's product with the bias and residual, then the LayerNorm kernel).
-    /// </summary>
-    internal static bool LayerNormProductFromEnvironment => LayerNormProductFrom(Environment.GetEnvironmentVariable("BATCHWISE_LAYERNORM_PRODUCT"));
-
-    /// <summary><see cref="LayerNormProductFromEnvironment"/> from the variable's text (true: own); anything else refused in one line.</summary>
-    internal static bool LayerNormProductFrom(string? text) => text?.Trim().ToLowerInvariant() switch
-    {
-        null or "" or "library" => false,
-        "own" => true,
-        var other => throw new BatchwiseException($"BATCHWISE_LAYERNORM_PRODUCT '{other}' is not own or library", "Unset it (cuBLASLt's product with the bias and residual, then the LayerNorm kernel), or set BATCHWISE_LAYERNORM_PRODUCT=own (on sm_90 the engine's warpgroup-MMA product with the residual add and the LayerNorm in it, an experiment)."),
-    };
-
-    /// <summary>
-    /// The product, its bias, the residual Add taken as its C and the LayerNorm that alone reads their sum as the own
-    /// warpgroup-MMA kernel with a cluster of blocks a row tile (<see cref="KernelSource.HalfGemmLayerNorm"/>) where
-    /// <see cref="IPlanTarget.LayerNormProductOwn"/> asks and it qualifies: sm_90, fp16, A dense, B a constant [K, N]
-    /// (transposed once to W^T), a constant bias of N or none, the residual of the sum's shape, the LayerNorm over the last
-    /// axis of N with constant half scale and bias of N, one output that is not a graph output, N in up to eight tiles of
-    /// 256 or 192 columns (<see cref="KernelSource.HalfGemmLayerNormColumns"/>), K in 64s and at least a block a
-    /// multiprocessor. The LayerNorm's output is the step's; false, with nothing emitted, otherwise.
-    /// </summary>
-    private bool TryEmitHalfGemmLayerNorm(PlanValue a, PlanValue b, string sum, long[] shape, PlanValue residual, PlanValue? bias, int m, int n, int k)
-    {
-        if (!_target.LayerNormProductOwn || !OwnHalfProductOperands(a, b, bias, n, k) || St(residual) != ElementType.Float16 || residual.ViewStrides is not null || residual.Nhwc
-            || !KernelSource.HalfGemmLayerNormTakes(m, n, k)
-            || SoleConsumer(sum) is not { OpType: "LayerNormalization" } norm || norm.Input[0] != sum || _graphOutputs.Contains(norm.Output[0])
-            || norm.Output.Skip(1).Any(o => o.Length > 0))
-        {
-            return false;
-        }
-
-        // Its scale and bias: constant half rows of N (the bias absent: zeros).
-        bool HalfRow(string name, [NotNullWhen(true)] out PlanValue? v) => _values.TryGetValue(name, out v) && v.Constant is not null && v.Count == n && St(v) == ElementType.Float16;
-        PlanValue? shift = null;
-        var attrs = new NodeAttributes(norm);
-        var columns = KernelSource.HalfGemmLayerNormColumns(m, n, _target.Multiprocessors);
-        if (Shapes.Axis(attrs.Int("axis", -1), shape.Length) != shape.Length - 1 || !HalfRow(norm.Input[1], out var scale)
-            || (norm.Input.Count > 2 && norm.Input[2].Length > 0 && !HalfRow(norm.Input[2], out shift))
-            || KernelSource.HalfGemmLayerNormBlocks(m, n, columns) < _target.Multiprocessors)
-        {
-            return false;
-        }
-
-        _folded.Add(norm);
-        var y = Output(norm, 0, a.Type, shape);
-        _node += " + Add + LayerNormalization";
-        Emit(new KernelStep(_node + " (own fp16 product + bias + residual + LayerNorm)", KernelSource.HalfGemmLayerNorm(m, n, k, attrs.Float("epsilon", 1e-5), columns), KernelSource.HalfGemmLayerNormBlocks(m, n, columns) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock,
-            [Dev(y), Dev(a), Dev(ConstantRows(b, n, k)), Dev(bias ?? ZeroBias(n)), Dev(residual), Dev(scale), Dev(shift ?? ZeroBias(n))]));
         return true;
     }
 
@@ -506,11 +450,6 @@ internal sealed unsafe partial class GraphCompiler
             var (name, bias) = b.Shape.Length > 1 ? TakeBias(node.Output[0], [.. yShape]) : (node.Output[0], null);
             var (gelu, erf) = b.Shape.Length > 1 ? TakeGelu(name) : (null, false);
             var (final, finalShape, residual) = gelu is not null ? (gelu, [.. yShape], null) : b.Shape.Length > 1 ? TakeResidual(name, [.. yShape], St(a)) : (name, [.. yShape], null);
-            if (residual is not null && aCount == batch && TryEmitHalfGemmLayerNorm(av, b, final, finalShape, residual, bias, checked((int)(batch * m)), (int)n, (int)k))
-            {
-                return;
-            }
-
             var product = Output(final, a.Type, finalShape);
             if (erf)
             {
