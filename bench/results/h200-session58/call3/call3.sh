@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Session 58, call 3 (run inline on the warm H100 after call 2; kept here as it ran): ResNet-50 fp16 b=256 twice with
+# timed tactics (the default) and once with --tactics heuristic, runs queued 20 at a time, the clock before and after.
+source bench/device/call-lib.sh 120; unpack >/dev/null; nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv,noheader >> $R/log.txt; for i in a b; do q r50-256-$i 40 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --queue 20 --duration 2s --warmup 1s -b 256 --json "$R/r50-256-$i.json"; done; q r50-256-notimed 40 "$CLI" bench zoo:resnet50 --engine cuda --precision fp16 --queue 20 --duration 2s --warmup 1s -b 256 --tactics heuristic; nvidia-smi --query-gpu=name,clocks.sm,power.draw,temperature.gpu --format=csv,noheader >> $R/log.txt; pack; cat $OUT/log.txt
