@@ -227,7 +227,7 @@ internal static partial class CpuKernelRunner
         }
         template <int KS> static inline void bw_wgmma_hold(int (*)[4], unsigned (*)[4]) {}
 
-        // The fp16 warpgroup product (wgmma.mma_async m64n256k16 or m64n192k16 .f32.f16.f16, both operands from shared memory, K-major,
+        // The fp16 warpgroup product (wgmma.mma_async m64n256k16 .f32.f16.f16, both operands from shared memory, K-major,
         // 128-byte swizzle), emulated: a descriptor carries a slot of a small per-thread table holding its host address;
         // each thread sums its D fragment (the m16n8 layout an n8 tile: rows warp x 16 + g (+ 8), columns 8j + 2t (+ 1))
         // over k 0..15, element (row, k) of an operand read at the swizzled address: the logical row-group x 1024 + (row
@@ -263,11 +263,8 @@ internal static partial class CpuKernelRunner
             }
         }
         static inline void bw_wgmma_64n256k16_f16(float* d, unsigned long long da, unsigned long long db, int accumulate) { bw_wgmma_64nk16_f16<256>(d, da, db, accumulate); }
-        #define BW_WGMMA_F16_N192_HELPERS
-        static inline void bw_wgmma_64n192k16_f16(float* d, unsigned long long da, unsigned long long db, int accumulate) { bw_wgmma_64nk16_f16<192>(d, da, db, accumulate); }
         static inline void bw_wgmma_wait1() { bw_barrier_wait(&bw_warpgroup_barrier[threadIdx.x >> 7]); }
         static inline void bw_hold_f32x128(float*) {}
-        static inline void bw_hold_f32x96(float*) {}
 
         // mbarriers (init, arrive, arrive.expect_tx, try_wait.parity), emulated: a table of the block's barriers by
         // shared-memory address (the expected count, the arrivals still pending, the transaction bytes still due and the
