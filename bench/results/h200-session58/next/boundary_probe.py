@@ -10,29 +10,29 @@ needs 250 us). Chains of N dependent launches are captured and replayed; the tim
 Run: python3 bench/results/h200-session58/next/boundary_probe.py > boundary.txt
 """
 import json
+import os
+import sys
 
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "peers"))
+from torch_bench import capture  # noqa: E402  (warm-up on a side stream, then one CUDA graph)
+
 
 def per_launch(step, n=200, reps=20):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
+    def chain():
         for _ in range(n):
             step()
+
+    replay = capture(chain)
     for _ in range(3):
-        g.replay()
+        replay()
     torch.cuda.synchronize()
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     for _ in range(reps):
         a.record()
-        g.replay()
+        replay()
         b.record()
         b.synchronize()
         times.append(a.elapsed_time(b) * 1000 / n)
