@@ -39,14 +39,12 @@ internal static partial class KernelSource
     public const int HalfGemmSharedBytes = (HalfGemmStages * HalfGemmStageBytes) + (2 * HalfGemmStages * 8) + (8 * HalfGemmEpilogueWarpBytes);
 
     /// <summary>
-    /// Whether <see cref="HalfGemm"/> takes an M x N x K product: N in whole 256-column tiles, K in whole 64s, and every
-    /// index within 32 bits (rows times N or K).
+    /// Whether <see cref="HalfGemm"/> takes an M x N x K product: rows, N in whole 256-column tiles, K in whole 64s, and
+    /// every index within 32 bits (rows times N or K).
     /// </summary>
-    public static bool HalfGemmTakes(long m, long n, long k) => n >= HalfGemmTileN && n % HalfGemmTileN == 0 && HalfGemmDepthAndIndicesFit(m, n, k);
-
-    /// <summary>What every own fp16 product needs besides its tile width: rows, K in whole 64s, every index within 32 bits (rows times N or K).</summary>
-    private static bool HalfGemmDepthAndIndicesFit(long m, long n, long k) =>
-        m >= 1 && k >= HalfGemmTileK && k % HalfGemmTileK == 0 && (m + HalfGemmTileM) * Math.Max(n, k) < int.MaxValue && n * k < int.MaxValue;
+    public static bool HalfGemmTakes(long m, long n, long k) =>
+        m >= 1 && n >= HalfGemmTileN && n % HalfGemmTileN == 0 && k >= HalfGemmTileK && k % HalfGemmTileK == 0
+        && (m + HalfGemmTileM) * Math.Max(n, k) < int.MaxValue && n * k < int.MaxValue;
 
     /// <summary>Tiles of an M x N product (row tiles of 128 times column tiles of 256).</summary>
     public static long HalfGemmTiles(long m, long n) => (m + HalfGemmTileM - 1) / HalfGemmTileM * (n / HalfGemmTileN);

@@ -16,8 +16,8 @@ namespace Batchwise.Cuda.Tests.Planning;
 /// </summary>
 public sealed class HalfGemmOnCpuTests
 {
-    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool own, int computeCapability = 90, int multiprocessors = 132) =>
-        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, ComputeCapability = computeCapability, Multiprocessors = multiprocessors }.Compile(model, inputs);
+    private static ExecutionPlan Compile(OnnxModel model, IReadOnlyList<Tensor> inputs, bool own, int computeCapability = 90, int multiprocessors = 132, int minTiles = 0) =>
+        new NoGpuTarget(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = own, ComputeCapability = computeCapability, Multiprocessors = multiprocessors, GeluProductMinTiles = minTiles }.Compile(model, inputs);
 
     private static List<KernelStep> OwnProducts(ExecutionPlan plan) => [.. plan.Steps.OfType<KernelStep>().Where(k => k.Node.Contains("own fp16 product", StringComparison.Ordinal))];
 
@@ -49,11 +49,10 @@ public sealed class HalfGemmOnCpuTests
     {
         var model = MatmulEpiloguePlanTests.VitMlp(2, 100, 128, 256); // 200 rows x 256: two tiles
         var inputs = MatmulEpiloguePlanTests.Inputs(model, 5);
-        NoGpuTarget Target(int minTiles) => new(Precision.Fp16, hostMatmuls: true) { GeluProductOwn = true, ComputeCapability = 90, Multiprocessors = 3, GeluProductMinTiles = minTiles };
 
-        Assert.Empty(OwnProducts(Target(0).Compile(model, inputs))); // two tiles for three multiprocessors: the library's
-        Assert.Equal(2u, Assert.Single(OwnProducts(Target(2).Compile(model, inputs))).Grid); // two allowed: a block a tile
-        Assert.Empty(OwnProducts(Target(3).Compile(model, inputs)));
+        Assert.Empty(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 3))); // two tiles for three multiprocessors: the library's
+        Assert.Equal(2u, Assert.Single(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 3, minTiles: 2))).Grid); // two allowed: a block a tile
+        Assert.Empty(OwnProducts(Compile(model, inputs, own: true, multiprocessors: 3, minTiles: 3)));
     }
 
     [Theory]

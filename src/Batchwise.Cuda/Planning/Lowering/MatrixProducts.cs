@@ -152,7 +152,8 @@ internal sealed unsafe partial class GraphCompiler
     /// </summary>
     private bool TryEmitHalfGemmGelu(PlanValue a, PlanValue b, PlanValue y, int m, int n, int k, bool transA, bool transB, long lda, long ldb, float alpha, PlanValue? bias)
     {
-        if (!_target.GeluProductOwn || !OwnHalfProductOperands(a, b, bias, n, k) || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
+        if (!_target.GeluProductOwn || _target.ComputeCapability != 90 || St(a) != ElementType.Float16 || b.Constant is not { IsFloat: true } w || w.Count != (long)n * k
+            || (bias is not null && (bias.Constant is null || bias.Count != n)) || St(y) != ElementType.Float16 || transA || lda != k || alpha != 1
             || ldb != (transB ? k : n) || !KernelSource.HalfGemmTakes(m, n, k)
             || KernelSource.HalfGemmTiles(m, n) < (_target.GeluProductMinTiles > 0 ? _target.GeluProductMinTiles : _target.Multiprocessors))
         {
@@ -165,14 +166,6 @@ internal sealed unsafe partial class GraphCompiler
         Emit(new KernelStep(_node + " (own fp16 product + bias + GELU)", KernelSource.HalfGemm(m, n, k), (long)KernelSource.HalfGemmBlocks(m, n, _target.Multiprocessors) * KernelSource.HalfGemmBlock, KernelSource.HalfGemmBlock, [Dev(y), Dev(a), Dev(wt), Dev(bv)]));
         return true;
     }
-
-    /// <summary>
-    /// What both own fp16 products ask of their operands: sm_90, A in half precision, B a float constant of N x K (either
-    /// orientation), a constant bias of N or none.
-    /// </summary>
-    private bool OwnHalfProductOperands(PlanValue a, PlanValue b, PlanValue? bias, int n, int k) =>
-        _target.ComputeCapability == 90 && St(a) == ElementType.Float16 && b.Constant is { IsFloat: true } w && w.Count == (long)n * k
-        && (bias is null || (bias.Constant is not null && bias.Count == n));
 
     private static IEnumerable<(string, OperatorLowering)> MatrixProductLowerings()
     {
